@@ -1,0 +1,24 @@
+// Assertions state invariants (TIGER_STYLE): a failed assertion is a bug in regiondb, never a
+// user error. User errors are RegionDbError values (errors.ts) with stable codes.
+
+export class AssertionError extends Error {
+  override name = 'AssertionError';
+}
+
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new AssertionError(message);
+}
+
+export function assertEq<T>(actual: T, expected: T, message: string): void {
+  if (actual !== expected) {
+    throw new AssertionError(`${message}: expected ${String(expected)}, got ${String(actual)}`);
+  }
+}
+
+export function assertNever(value: never, message = 'unreachable'): never {
+  throw new AssertionError(`${message}: ${JSON.stringify(value)}`);
+}
+
+export function assertInt(value: number, message: string): void {
+  if (!Number.isSafeInteger(value)) throw new AssertionError(`${message}: not an integer: ${value}`);
+}

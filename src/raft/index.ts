@@ -1,0 +1,16 @@
+export * from './confchange.js';
+export { RaftLog } from './log.js';
+export { ProgressState } from './progress.js';
+export {
+  Raft,
+  type RaftConfig,
+  type RaftStatus,
+  type ReadOnlyOption,
+  type Ready,
+  Role,
+  roleName,
+  type SoftState,
+} from './raft.js';
+export type { ReadState } from './read-only.js';
+export * from './storage.js';
+export * from './types.js';

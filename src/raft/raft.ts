@@ -1,0 +1,1099 @@
+// The Raft state machine: pure and deterministic (etcd-io/raft style). No clock, no I/O, no
+// randomness except the injected seeded Rand. The host drives it with step()/tick()/propose()
+// and collects its decisions with ready()/advance().
+//
+// ─── The ready/advance contract and the rules that keep acknowledged data safe ───────────────
+// The host loop is: rd = ready(); persist rd.hardState + rd.entries + rd.snapshot durably
+// (fsync / LevelDB sync); THEN send rd.messages; apply rd.committedEntries; advance(rd).
+//
+// INVARIANT P1 (RAFT-NOTES 1): {term, vote} in rd.hardState is durable before any message in
+//   rd.messages is sent. A vote (VoteResponse granted) is therefore never sent unpersisted, and
+//   after a crash a node cannot vote twice in one term. PreVote never changes term or vote.
+// INVARIANT P2 (RAFT-NOTES 2): a follower's AppendResponse acknowledges entries that are in the
+//   same ready's `entries`; they are durable before the response leaves (host order).
+// INVARIANT P3: the leader counts itself toward a commit quorum only for entries it has
+//   persisted: its own Progress.match moves in advance(), never in propose(). Hence a host may
+//   send a leader's Append messages before its own fsync completes without risking safety.
+// INVARIANT P4 (§5.4.2, RAFT-NOTES 6): commit advances by counting only for an entry of the
+//   current term; a new leader appends an empty entry so that happens promptly.
+// INVARIANT P5 (§5.4.1, RAFT-NOTES 7): votes are granted only to candidates whose log is at
+//   least as up to date as ours.
+// INVARIANT P6 (RAFT-NOTES 12): ReadIndex is served only after the leader committed an entry
+//   of its term and a quorum acknowledged a heartbeat sent after the read was registered.
+// INVARIANT P7 (RAFT-NOTES 14): at most one membership change is pending (proposed and not
+//   applied); learners never vote and never count toward commit.
+// INVARIANT P8 (RAFT-NOTES 18): a snapshot at or below the commit index is never installed.
+import { assert } from '../common/assert.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import type { Rand } from '../common/rand.js';
+import { type ConfChange, ConfChangeType, encodeConfChange } from './confchange.js';
+import { RaftLog } from './log.js';
+import {
+  Progress,
+  ProgressState,
+  type TrackerConfig,
+  VoteResult,
+  configFromConfState,
+  confStateFromConfig,
+  isQuorum,
+  quorumMatchIndex,
+  tallyVotes,
+} from './progress.js';
+import { type ReadState, ReadOnlyQueue } from './read-only.js';
+import type { RaftStorage } from './storage.js';
+import {
+  type ConfState,
+  type Entry,
+  EntryType,
+  type HardState,
+  type Message,
+  MessageType,
+  NO_NODE,
+  type NodeId,
+  type Snapshot,
+  entriesSizeBytes,
+  isHardStateEqual,
+  makeMessage,
+} from './types.js';
+
+export const Role = { Follower: 0, PreCandidate: 1, Candidate: 2, Leader: 3 } as const;
+export type Role = (typeof Role)[keyof typeof Role];
+export const roleName: Record<Role, string> = { 0: 'follower', 1: 'pre-candidate', 2: 'candidate', 3: 'leader' };
+
+export type ReadOnlyOption = 'safe' | 'lease';
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly storage: RaftStorage;
+  readonly rand: Rand;
+  /** Followers start an election after [electionTicks, 2·electionTicks) ticks without a leader. */
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  /** Index already applied by the host's state machine (restart). */
+  readonly applied?: number;
+  readonly preVote?: boolean;
+  readonly checkQuorum?: boolean;
+  /**
+   * 'lease' answers ReadIndex from the leader's lease without a heartbeat round. Only safe with
+   * checkQuorum and bounded clock drift (RAFT-NOTES 10); 'safe' is the default.
+   */
+  readonly readOnly?: ReadOnlyOption;
+  readonly maxSizePerMsgBytes?: number;
+  readonly maxInflightMsgs?: number;
+  readonly maxUncommittedEntriesBytes?: number;
+  readonly maxApplyBytes?: number;
+}
+
+export interface SoftState {
+  readonly leader: NodeId;
+  readonly role: Role;
+}
+
+export interface Ready {
+  readonly softState: SoftState | null;
+  readonly hardState: HardState | null;
+  /** Entries to persist before sending messages. */
+  readonly entries: readonly Entry[];
+  /** Snapshot to persist and apply (replaces the state machine). */
+  readonly snapshot: Snapshot | null;
+  /** Committed entries to apply, in order. */
+  readonly committedEntries: readonly Entry[];
+  /** To send after persisting. */
+  readonly messages: readonly Message[];
+  readonly readStates: readonly ReadState[];
+  /** Whether the persist step needs a sync (false when only commit changed). */
+  readonly mustSync: boolean;
+}
+
+export interface ProgressStatus {
+  readonly match: number;
+  readonly next: number;
+  readonly state: ProgressState;
+  readonly isLearner: boolean;
+  readonly recentActive: boolean;
+}
+
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly leader: NodeId;
+  readonly role: Role;
+  readonly leadTransferee: NodeId;
+  readonly confState: ConfState;
+  readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
+}
+
+/** Marks a Vote sent because of TimeoutNow: voters skip the leader-lease check (§3.10 thesis). */
+const CAMPAIGN_TRANSFER = new Uint8Array([0x74]);
+
+function isTransferCampaign(m: Message): boolean {
+  return m.context.byteLength === 1 && m.context[0] === CAMPAIGN_TRANSFER[0];
+}
+
+type CampaignType = 'pre-election' | 'election' | 'transfer';
+
+export class Raft {
+  readonly id: NodeId;
+  term = 0;
+  vote: NodeId = NO_NODE;
+  leader: NodeId = NO_NODE;
+  role: Role = Role.Follower;
+  readonly log: RaftLog;
+
+  private readonly rand: Rand;
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly readOnlyOption: ReadOnlyOption;
+  private readonly maxSizePerMsgBytes: number;
+  private readonly maxInflightMsgs: number;
+  private readonly maxUncommittedEntriesBytes: number;
+
+  private config: TrackerConfig;
+  private progress = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+  private readonly readOnly: ReadOnlyQueue;
+  /** ReadIndex requests received before this leader committed an entry of its term (P6). */
+  private pendingReadIndex: Message[] = [];
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /** Election-timeout rounds a peer has spent in Snapshot state (a lost snapshot is retried). */
+  private snapshotWaitRounds = new Map<NodeId, number>();
+  private leadTransferee: NodeId = NO_NODE;
+  /** Index of the latest conf change proposed by this leader; a new one waits until applied. */
+  private pendingConfIndex = 0;
+  private uncommittedSizeBytes = 0;
+
+  private prevSoftState: SoftState;
+  private prevHardState: HardState;
+  private readyInFlight = false;
+
+  constructor(cfg: RaftConfig) {
+    assert(cfg.id > 0, 'raft id must be positive');
+    this.id = cfg.id;
+    this.rand = cfg.rand;
+    this.electionTicks = cfg.electionTicks ?? limits.raftElectionTicks;
+    this.heartbeatTicks = cfg.heartbeatTicks ?? limits.raftHeartbeatTicks;
+    assert(this.heartbeatTicks > 0 && this.electionTicks > this.heartbeatTicks, 'election ticks must exceed heartbeat ticks');
+    this.preVote = cfg.preVote ?? true;
+    this.checkQuorum = cfg.checkQuorum ?? true;
+    this.readOnlyOption = cfg.readOnly ?? 'safe';
+    assert(this.readOnlyOption === 'safe' || this.checkQuorum, 'lease reads require checkQuorum (RAFT-NOTES 10)');
+    this.maxSizePerMsgBytes = cfg.maxSizePerMsgBytes ?? limits.raftMaxSizePerMsgBytes;
+    this.maxInflightMsgs = cfg.maxInflightMsgs ?? limits.raftMaxInflightMsgs;
+    this.maxUncommittedEntriesBytes = cfg.maxUncommittedEntriesBytes ?? limits.raftMaxUncommittedEntriesBytes;
+    this.readOnly = new ReadOnlyQueue(limits.raftMaxReadIndexPending);
+    this.log = new RaftLog(cfg.storage, cfg.maxApplyBytes ?? Number.MAX_SAFE_INTEGER);
+
+    const { hardState, confState } = cfg.storage.initialState();
+    this.config = configFromConfState(confState);
+    assert(
+      hardState.commit <= this.log.lastIndex(),
+      `hard state commit ${hardState.commit} beyond the last log index ${this.log.lastIndex()}`,
+    );
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    this.log.commitTo(hardState.commit);
+    if (cfg.applied !== undefined && cfg.applied > 0) this.log.appliedTo(Math.min(cfg.applied, this.log.committed));
+    this.becomeFollower(this.term, NO_NODE);
+    this.prevSoftState = { leader: this.leader, role: this.role };
+    this.prevHardState = this.hardState();
+  }
+
+  // ─── Public inputs ─────────────────────────────────────────────────────────────────────────
+
+  /** One logical clock tick. */
+  tick(): void {
+    if (this.role === Role.Leader) this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Starts an election now (PreVote first when enabled). */
+  campaign(): void {
+    this.hup(this.preVote ? 'pre-election' : 'election');
+  }
+
+  /**
+   * Proposes commands. Returns the index and term of the first; entry k gets index + k. The
+   * host learns the outcome by applying: same (index, term) ⇒ committed; another term at that
+   * index ⇒ lost (RAFT-NOTES 21).
+   */
+  propose(data: readonly Uint8Array[]): { index: number; term: number } {
+    this.ensureCanPropose();
+    const entries = data.map((d) => ({ term: 0, index: 0, type: EntryType.Normal, data: d }) as Entry);
+    return this.appendAndBroadcast(entries);
+  }
+
+  /** Proposes a single-step membership change (P7). */
+  proposeConfChange(cc: ConfChange): { index: number; term: number } {
+    this.ensureCanPropose();
+    if (this.pendingConfIndex > this.log.applied) {
+      throw new RegionDbError(
+        ErrorCode.ProposalDropped,
+        `a membership change is already in progress (index ${this.pendingConfIndex}, applied ${this.log.applied})`,
+      );
+    }
+    this.validateConfChange(cc);
+    const entry: Entry = { term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange(cc) };
+    const result = this.appendAndBroadcast([entry]);
+    this.pendingConfIndex = result.index;
+    return result;
+  }
+
+  /**
+   * Applies a committed conf change (the host calls this when it applies the entry). Returns
+   * the new configuration. A removed leader steps down (RAFT-NOTES 16).
+   */
+  applyConfChange(cc: ConfChange): ConfState {
+    const { voters, learners } = this.config;
+    switch (cc.type) {
+      case ConfChangeType.AddVoter:
+        learners.delete(cc.nodeId);
+        voters.add(cc.nodeId);
+        break;
+      case ConfChangeType.AddLearner:
+        // Demoting a voter in one step could shrink quorums unsafely; a voter stays a voter.
+        if (!voters.has(cc.nodeId)) learners.add(cc.nodeId);
+        break;
+      case ConfChangeType.RemoveNode:
+        voters.delete(cc.nodeId);
+        learners.delete(cc.nodeId);
+        break;
+    }
+    this.syncProgressWithConfig();
+    if (this.role === Role.Leader) {
+      if (!voters.has(this.id)) {
+        this.becomeFollower(this.term, NO_NODE);
+      } else {
+        if (this.leadTransferee !== NO_NODE && !voters.has(this.leadTransferee)) this.abortLeaderTransfer();
+        // The quorum changed (entries may now commit) and a new peer needs its first append.
+        this.maybeCommit();
+        this.broadcastAppend();
+      }
+    }
+    return confStateFromConfig(this.config);
+  }
+
+  /**
+   * Requests a linearizable read (P6). The answer arrives as a ReadState in a later ready(),
+   * carrying `context`; serve the read once applied ≥ its index.
+   */
+  readIndex(context: Uint8Array): void {
+    assert(context.byteLength > 0, 'readIndex needs a non-empty context');
+    this.step(makeMessage({ type: MessageType.ReadIndex, from: this.id, to: this.id, context }));
+  }
+
+  /** Asks the current leader to hand leadership to `target` (§3.10 thesis, TimeoutNow). */
+  transferLeader(target: NodeId): void {
+    this.step(makeMessage({ type: MessageType.TransferLeader, from: target, to: this.id }));
+  }
+
+  /** The host reports that a snapshot send to `to` finished or failed. */
+  reportSnapshot(to: NodeId, failed: boolean): void {
+    const pr = this.progress.get(to);
+    if (this.role !== Role.Leader || !pr || pr.state !== ProgressState.Snapshot) return;
+    if (failed) pr.pendingSnapshot = 0;
+    pr.becomeProbe();
+    pr.probeSent = !failed; // success: wait for the follower's response before probing again
+  }
+
+  /** The host could not reach `to`: stop streaming optimistically and probe instead. */
+  reportUnreachable(to: NodeId): void {
+    const pr = this.progress.get(to);
+    if (this.role === Role.Leader && pr && pr.state === ProgressState.Replicate) pr.becomeProbe();
+  }
+
+  step(m: Message): void {
+    if (m.term === 0) {
+      // Requests that are not bound to a term: ReadIndex and TransferLeader.
+    } else if (m.term > this.term) {
+      if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
+        // RAFT-NOTES 8: a node that heard from a leader within the election timeout ignores
+        // (pre-)votes, so a partitioned-then-healed node cannot depose a healthy leader.
+        const inLease = this.checkQuorum && this.leader !== NO_NODE && this.electionElapsed < this.electionTicks;
+        if (inLease && !isTransferCampaign(m)) return;
+      }
+      if (m.type === MessageType.PreVote) {
+        // A pre-vote never changes our term (RAFT-NOTES 1).
+      } else if (m.type === MessageType.PreVoteResponse && !m.reject) {
+        // Our own pre-vote was granted at term+1; the term moves when we become candidate.
+      } else {
+        const fromLeader =
+          m.type === MessageType.Append || m.type === MessageType.Heartbeat || m.type === MessageType.Snapshot;
+        this.becomeFollower(m.term, fromLeader ? m.from : NO_NODE);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === MessageType.Append || m.type === MessageType.Heartbeat)) {
+        // A stale leader (e.g. resumed from SIGSTOP) learns our higher term and steps down
+        // (RAFT-NOTES 23); without this, PreVote would let it believe it leads forever.
+        this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from }));
+      } else if (m.type === MessageType.PreVote) {
+        this.send(makeMessage({ type: MessageType.PreVoteResponse, to: m.from, term: this.term, reject: true }));
+      }
+      return;
+    }
+
+    switch (m.type) {
+      case MessageType.Vote:
+      case MessageType.PreVote:
+        this.handleVoteRequest(m);
+        return;
+      default:
+        break;
+    }
+    switch (this.role) {
+      case Role.Leader:
+        this.stepLeader(m);
+        break;
+      case Role.Candidate:
+      case Role.PreCandidate:
+        this.stepCandidate(m);
+        break;
+      case Role.Follower:
+        this.stepFollower(m);
+        break;
+    }
+  }
+
+  // ─── ready / advance ───────────────────────────────────────────────────────────────────────
+
+  hasReady(): boolean {
+    if (this.msgs.length > 0 || this.readStates.length > 0) return true;
+    if (this.log.unstable.entries.length > 0 || this.log.unstable.snapshot !== null) return true;
+    if (this.log.hasNextCommittedEntries()) return true;
+    if (!isHardStateEqual(this.hardState(), this.prevHardState)) return true;
+    return this.leader !== this.prevSoftState.leader || this.role !== this.prevSoftState.role;
+  }
+
+  /**
+   * Collects everything the host must do. Messages and read states are handed over (the core
+   * forgets them); entries and committed entries stay until advance().
+   */
+  ready(): Ready {
+    assert(!this.readyInFlight, 'ready() called again before advance()');
+    this.readyInFlight = true;
+    const hardState = this.hardState();
+    const hardStateChanged = !isHardStateEqual(hardState, this.prevHardState);
+    const softChanged = this.leader !== this.prevSoftState.leader || this.role !== this.prevSoftState.role;
+    const entries = this.log.unstableEntries();
+    const snapshot = this.log.unstable.snapshot;
+    const rd: Ready = {
+      softState: softChanged ? { leader: this.leader, role: this.role } : null,
+      hardState: hardStateChanged ? hardState : null,
+      entries,
+      snapshot,
+      committedEntries: this.log.nextCommittedEntries(),
+      messages: this.msgs,
+      readStates: this.readStates,
+      mustSync:
+        entries.length > 0 ||
+        snapshot !== null ||
+        hardState.term !== this.prevHardState.term ||
+        hardState.vote !== this.prevHardState.vote,
+    };
+    this.msgs = [];
+    this.readStates = [];
+    if (rd.softState) this.prevSoftState = rd.softState;
+    if (rd.hardState) this.prevHardState = rd.hardState;
+    return rd;
+  }
+
+  /** The host persisted rd's state, sent its messages and applied its committed entries. */
+  advance(rd: Ready): void {
+    assert(this.readyInFlight, 'advance() without a ready()');
+    this.readyInFlight = false;
+    if (rd.snapshot) {
+      this.log.stableSnapTo(rd.snapshot.metadata.index);
+      this.log.appliedTo(rd.snapshot.metadata.index);
+    }
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1]!;
+      this.log.stableTo(last.index, last.term);
+    }
+    if (rd.committedEntries.length > 0) {
+      const last = rd.committedEntries[rd.committedEntries.length - 1]!;
+      this.log.appliedTo(last.index);
+      if (this.role === Role.Leader) {
+        this.uncommittedSizeBytes = Math.max(0, this.uncommittedSizeBytes - entriesSizeBytes(rd.committedEntries));
+      }
+    }
+    if (this.role === Role.Leader) {
+      // P3: the leader's own acknowledgement counts only for persisted entries.
+      const self = this.progress.get(this.id);
+      if (self && self.maybeUpdate(this.persistedLastIndex())) {
+        if (this.maybeCommit()) this.broadcastAppend();
+      }
+    }
+  }
+
+  // ─── Introspection ─────────────────────────────────────────────────────────────────────────
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  confState(): ConfState {
+    return confStateFromConfig(this.config);
+  }
+
+  isLearner(): boolean {
+    return this.config.learners.has(this.id);
+  }
+
+  status(): RaftStatus {
+    const progress = new Map<NodeId, ProgressStatus>();
+    if (this.role === Role.Leader) {
+      for (const [id, pr] of this.progress) {
+        progress.set(id, {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          isLearner: pr.isLearner,
+          recentActive: pr.recentActive,
+        });
+      }
+    }
+    return {
+      id: this.id,
+      term: this.term,
+      vote: this.vote,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      leader: this.leader,
+      role: this.role,
+      leadTransferee: this.leadTransferee,
+      confState: this.confState(),
+      progress,
+    };
+  }
+
+  // ─── Roles ─────────────────────────────────────────────────────────────────────────────────
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NO_NODE;
+    }
+    this.leader = NO_NODE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.electionTicks + this.rand.int(this.electionTicks);
+    this.abortLeaderTransfer();
+    this.votes.clear();
+    this.progress.clear();
+    this.snapshotWaitRounds.clear();
+    this.syncProgressWithConfig();
+    this.pendingConfIndex = 0;
+    this.uncommittedSizeBytes = 0;
+    // Reads waiting for this leadership can no longer be confirmed: answer local ones with
+    // index 0 ("dropped, retry") so the host fails them fast instead of timing out.
+    for (const read of this.readOnly.drain()) this.dropRequestFrom(read.from, read.context);
+    for (const m of this.pendingReadIndex) this.dropRequestFrom(m.from, m.context);
+    this.pendingReadIndex = [];
+  }
+
+  private becomeFollower(term: number, leader: NodeId): void {
+    this.reset(term);
+    this.leader = leader;
+    this.role = Role.Follower;
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== Role.Leader, 'leader cannot become pre-candidate');
+    // §9.6: no term change, no vote; only the role and the vote tally change.
+    this.votes.clear();
+    this.leader = NO_NODE;
+    this.role = Role.PreCandidate;
+  }
+
+  private becomeCandidate(): void {
+    assert(this.role !== Role.Leader, 'leader cannot become candidate');
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = Role.Candidate;
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === Role.Candidate, 'only a candidate becomes leader');
+    this.reset(this.term);
+    this.leader = this.id;
+    this.role = Role.Leader;
+    const self = this.progress.get(this.id);
+    assert(self !== undefined, 'leader must be in its own configuration');
+    self.maybeUpdate(this.persistedLastIndex());
+    self.becomeReplicate();
+    // A conf change may sit uncommitted in the log: forbid a new one until it is applied.
+    this.pendingConfIndex = this.log.lastIndex();
+    // P4: an entry of this term lets earlier entries commit and enables ReadIndex.
+    this.appendEntries([{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }]);
+  }
+
+  private promotable(): boolean {
+    return this.config.voters.has(this.id) && this.log.unstable.snapshot === null;
+  }
+
+  // ─── Elections ─────────────────────────────────────────────────────────────────────────────
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(this.preVote ? 'pre-election' : 'election');
+    }
+  }
+
+  private hup(type: CampaignType): void {
+    if (this.role === Role.Leader || !this.promotable()) return;
+    if (this.hasUnappliedConfChanges()) return; // the configuration we would campaign in may be stale
+    if (type === 'pre-election') this.becomePreCandidate();
+    else this.becomeCandidate();
+    const voteType = type === 'pre-election' ? MessageType.PreVote : MessageType.Vote;
+    const term = type === 'pre-election' ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (this.pollResult() === VoteResult.Won) {
+      // Single-voter group: no one to ask.
+      if (type === 'pre-election') this.hup('election');
+      else this.becomeLeader();
+      return;
+    }
+    const lastIndex = this.log.lastIndex();
+    const lastTerm = this.log.lastTerm();
+    for (const id of this.config.voters) {
+      if (id === this.id) continue;
+      this.send(
+        makeMessage({
+          type: voteType,
+          to: id,
+          term,
+          index: lastIndex,
+          logTerm: lastTerm,
+          context: type === 'transfer' ? CAMPAIGN_TRANSFER : new Uint8Array(0),
+        }),
+      );
+    }
+  }
+
+  private hasUnappliedConfChanges(): boolean {
+    if (this.log.applied >= this.log.committed) return false;
+    const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    for (const entry of this.log.slice(lo, this.log.committed + 1, Number.MAX_SAFE_INTEGER)) {
+      if (entry.type === EntryType.ConfChange) return true;
+    }
+    return false;
+  }
+
+  private handleVoteRequest(m: Message): void {
+    const isPreVote = m.type === MessageType.PreVote;
+    const responseType = isPreVote ? MessageType.PreVoteResponse : MessageType.VoteResponse;
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NO_NODE && this.leader === NO_NODE) ||
+      (isPreVote && m.term > this.term);
+    // P5 / §5.4.1 election restriction.
+    if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
+      // Respond with the request's term: a granted pre-vote is at the candidate's future term.
+      this.send(makeMessage({ type: responseType, to: m.from, term: m.term }));
+      if (!isPreVote) {
+        this.electionElapsed = 0;
+        this.vote = m.from; // P1: persisted (ready.hardState) before the response is sent
+      }
+    } else {
+      this.send(makeMessage({ type: responseType, to: m.from, term: this.term, reject: true }));
+    }
+  }
+
+  private pollResult(): VoteResult {
+    return tallyVotes(this.config.voters, this.votes);
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case MessageType.Append:
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        return;
+      case MessageType.Heartbeat:
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        return;
+      case MessageType.Snapshot:
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        return;
+      case MessageType.PreVoteResponse:
+      case MessageType.VoteResponse: {
+        const expected = this.role === Role.PreCandidate ? MessageType.PreVoteResponse : MessageType.VoteResponse;
+        if (m.type !== expected) return;
+        this.votes.set(m.from, !m.reject);
+        const result = this.pollResult();
+        if (result === VoteResult.Won) {
+          if (this.role === Role.PreCandidate) this.hup('election');
+          else {
+            this.becomeLeader();
+            this.broadcastAppend();
+          }
+        } else if (result === VoteResult.Lost) {
+          this.becomeFollower(this.term, NO_NODE);
+        }
+        return;
+      }
+      case MessageType.ReadIndex:
+      case MessageType.TransferLeader:
+        this.dropRequest(m);
+        return;
+      default:
+        return; // TimeoutNow to a candidate, stale responses: ignore.
+    }
+  }
+
+  // ─── Follower ──────────────────────────────────────────────────────────────────────────────
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case MessageType.Append:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleAppend(m);
+        return;
+      case MessageType.Heartbeat:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleHeartbeat(m);
+        return;
+      case MessageType.Snapshot:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleSnapshot(m);
+        return;
+      case MessageType.TimeoutNow:
+        // §3.10 thesis: the leader chose us; campaign now, skipping PreVote and the lease.
+        this.hup('transfer');
+        return;
+      case MessageType.ReadIndex:
+      case MessageType.TransferLeader:
+        if (this.leader === NO_NODE) {
+          this.dropRequest(m);
+          return;
+        }
+        this.send({ ...m, to: this.leader });
+        return;
+      case MessageType.ReadIndexResponse:
+        this.readStates.push({ index: m.index, context: m.context });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** A local request we cannot serve now: a read gets an index-0 answer meaning "retry". */
+  private dropRequest(m: Message): void {
+    if (m.type === MessageType.ReadIndex) this.dropRequestFrom(m.from, m.context);
+  }
+
+  private dropRequestFrom(from: NodeId, context: Uint8Array): void {
+    if (from === this.id) this.readStates.push({ index: 0, context });
+  }
+
+  private handleAppend(m: Message): void {
+    if (m.index < this.log.committed) {
+      this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from, index: this.log.committed }));
+      return;
+    }
+    const lastNewIndex = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNewIndex !== undefined) {
+      // P2: these entries are in this ready's `entries`; persisted before this is sent.
+      this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from, index: lastNewIndex }));
+      return;
+    }
+    // §5.3 with fast backoff: suggest the last index whose term ≤ the leader's term there.
+    const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    this.send(
+      makeMessage({
+        type: MessageType.AppendResponse,
+        to: m.from,
+        index: m.index,
+        reject: true,
+        rejectHint: hint.index,
+        logTerm: hint.term,
+      }),
+    );
+  }
+
+  private handleHeartbeat(m: Message): void {
+    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    this.send(makeMessage({ type: MessageType.HeartbeatResponse, to: m.from, context: m.context }));
+  }
+
+  private handleSnapshot(m: Message): void {
+    const snapshot = m.snapshot;
+    assert(snapshot !== null, 'snapshot message without a snapshot');
+    const index = this.restore(snapshot) ? this.log.lastIndex() : this.log.committed;
+    this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from, index }));
+  }
+
+  /** §7. Returns whether the snapshot replaced our log. */
+  private restore(snapshot: Snapshot): boolean {
+    const { index, term, confState } = snapshot.metadata;
+    if (index <= this.log.committed) return false; // P8
+    const cs = configFromConfState(confState);
+    if (!cs.voters.has(this.id) && !cs.learners.has(this.id)) return false; // not addressed to a member
+    if (this.log.matchTerm(index, term)) {
+      // We already have the entry: just fast-forward the commit index.
+      this.log.commitTo(index);
+      return false;
+    }
+    this.log.restore(snapshot);
+    this.config = cs;
+    this.syncProgressWithConfig();
+    return true;
+  }
+
+  // ─── Leader ────────────────────────────────────────────────────────────────────────────────
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum) {
+        // RAFT-NOTES 9: a leader without quorum contact for an election timeout steps down.
+        if (!isQuorum(this.config.voters, (id) => id === this.id || this.progress.get(id)!.recentActive)) {
+          this.becomeFollower(this.term, NO_NODE);
+          return;
+        }
+        for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+      }
+      this.retryLostSnapshots();
+      // RAFT-NOTES 11: a transfer that did not finish within an election timeout is aborted.
+      if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat(this.readOnly.lastPendingContext());
+    }
+  }
+
+  /** A peer stuck in Snapshot state for two election timeouts probably lost the snapshot. */
+  private retryLostSnapshots(): void {
+    for (const [id, pr] of this.progress) {
+      if (pr.state !== ProgressState.Snapshot) {
+        this.snapshotWaitRounds.delete(id);
+        continue;
+      }
+      const rounds = (this.snapshotWaitRounds.get(id) ?? 0) + 1;
+      if (rounds >= 2) {
+        this.snapshotWaitRounds.delete(id);
+        pr.becomeProbe();
+      } else {
+        this.snapshotWaitRounds.set(id, rounds);
+      }
+    }
+  }
+
+  private stepLeader(m: Message): void {
+    switch (m.type) {
+      case MessageType.ReadIndex:
+        this.handleReadIndexRequest(m);
+        return;
+      case MessageType.TransferLeader:
+        this.handleTransferLeader(m.from);
+        return;
+      default:
+        break;
+    }
+    const pr = this.progress.get(m.from);
+    if (!pr) return; // a removed peer
+    switch (m.type) {
+      case MessageType.AppendResponse:
+        pr.recentActive = true;
+        this.handleAppendResponse(m, pr);
+        return;
+      case MessageType.HeartbeatResponse:
+        pr.recentActive = true;
+        this.handleHeartbeatResponse(m, pr);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handleAppendResponse(m: Message, pr: Progress): void {
+    if (m.reject) {
+      let nextProbe = m.rejectHint;
+      if (m.logTerm > 0) nextProbe = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index;
+      if (pr.maybeDecrTo(m.index, nextProbe)) {
+        if (pr.state === ProgressState.Replicate) pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === ProgressState.Probe) {
+      pr.becomeReplicate();
+    } else if (pr.state === ProgressState.Snapshot && pr.match + 1 >= this.log.firstIndex()) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === ProgressState.Replicate) {
+      pr.inflights.freeLE(m.index);
+    }
+    if (this.maybeCommit()) {
+      this.broadcastAppend();
+    } else if (wasPaused) {
+      this.sendAppend(m.from, true);
+    }
+    // Keep the pipeline full while there is more to send.
+    let sends = 0;
+    while (sends < this.maxInflightMsgs && this.sendAppend(m.from, false)) sends++;
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
+      this.send(makeMessage({ type: MessageType.TimeoutNow, to: m.from }));
+    }
+  }
+
+  private handleHeartbeatResponse(m: Message, pr: Progress): void {
+    pr.probeSent = false;
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    if (this.readOnlyOption !== 'safe' || m.context.byteLength === 0) return;
+    const acks = this.readOnly.recvAck(m.from, m.context);
+    if (!acks) return;
+    if (!isQuorum(this.config.voters, (id) => id === this.id || acks.has(id))) return;
+    for (const read of this.readOnly.advance(m.context)) this.answerRead(read.from, read.index, read.context);
+  }
+
+  private handleReadIndexRequest(m: Message): void {
+    if (this.config.voters.size === 1 && this.config.voters.has(this.id)) {
+      this.answerRead(m.from, this.log.committed, m.context);
+      return;
+    }
+    if (!this.committedEntryInCurrentTerm()) {
+      // P6: our commit index may lag the previous leader's until an entry of our term commits.
+      if (this.pendingReadIndex.length < limits.raftMaxReadIndexPending) this.pendingReadIndex.push(m);
+      else this.dropRequest(m);
+      return;
+    }
+    this.serveReadIndex(m);
+  }
+
+  private serveReadIndex(m: Message): void {
+    if (this.readOnlyOption === 'lease') {
+      this.answerRead(m.from, this.log.committed, m.context);
+      return;
+    }
+    if (!this.readOnly.add(this.log.committed, m.context, m.from)) {
+      this.dropRequest(m);
+      return;
+    }
+    this.broadcastHeartbeat(m.context);
+  }
+
+  private answerRead(to: NodeId, index: number, context: Uint8Array): void {
+    if (to === this.id || to === NO_NODE) {
+      this.readStates.push({ index, context });
+    } else {
+      this.send(makeMessage({ type: MessageType.ReadIndexResponse, to, index, context }));
+    }
+  }
+
+  private committedEntryInCurrentTerm(): boolean {
+    return this.log.term(this.log.committed) === this.term;
+  }
+
+  private releasePendingReadIndex(): void {
+    if (this.pendingReadIndex.length === 0 || !this.committedEntryInCurrentTerm()) return;
+    const pending = this.pendingReadIndex;
+    this.pendingReadIndex = [];
+    for (const m of pending) this.serveReadIndex(m);
+  }
+
+  private handleTransferLeader(target: NodeId): void {
+    if (target === this.id || !this.config.voters.has(target)) return; // learners cannot lead
+    if (this.leadTransferee === target) return;
+    if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
+    // The transfer must finish within one election timeout (tickLeader aborts it).
+    this.electionElapsed = 0;
+    this.leadTransferee = target;
+    const pr = this.progress.get(target)!;
+    if (pr.match === this.log.lastIndex()) {
+      this.send(makeMessage({ type: MessageType.TimeoutNow, to: target }));
+    } else {
+      this.sendAppend(target, true);
+    }
+  }
+
+  private abortLeaderTransfer(): void {
+    this.leadTransferee = NO_NODE;
+  }
+
+  private ensureCanPropose(): void {
+    if (this.role !== Role.Leader) {
+      throw new RegionDbError(ErrorCode.NotLeader, `node ${this.id} is not the leader`, {
+        details: { leader: String(this.leader) },
+      });
+    }
+    if (this.leadTransferee !== NO_NODE) {
+      // RAFT-NOTES 11: no new proposals while handing over leadership.
+      throw new RegionDbError(ErrorCode.ProposalDropped, `leadership is being transferred to ${this.leadTransferee}`, {
+        details: { leader: String(this.leadTransferee) },
+      });
+    }
+  }
+
+  private validateConfChange(cc: ConfChange): void {
+    const { voters, learners } = this.config;
+    const invalid = (why: string) => new RegionDbError(ErrorCode.InvalidArgument, `conf change for node ${cc.nodeId}: ${why}`);
+    if (!(cc.nodeId > 0)) throw invalid('node id must be positive');
+    if (cc.type === ConfChangeType.AddLearner && voters.has(cc.nodeId)) throw invalid('already a voter');
+    if (cc.type === ConfChangeType.AddVoter && voters.has(cc.nodeId)) throw invalid('already a voter');
+    if (cc.type === ConfChangeType.RemoveNode) {
+      if (!voters.has(cc.nodeId) && !learners.has(cc.nodeId)) throw invalid('not a member');
+      if (voters.has(cc.nodeId) && voters.size === 1) throw invalid('cannot remove the last voter');
+    }
+  }
+
+  private appendAndBroadcast(entries: Entry[]): { index: number; term: number } {
+    const first = this.log.lastIndex() + 1;
+    if (!this.appendEntries(entries)) {
+      throw new RegionDbError(ErrorCode.ProposalDropped, 'too many uncommitted bytes; retry later', {
+        details: { leader: String(this.id) },
+      });
+    }
+    this.broadcastAppend();
+    return { index: first, term: this.term };
+  }
+
+  private appendEntries(entries: Entry[]): boolean {
+    const sizeBytes = entriesSizeBytes(entries.filter((e) => e.data.byteLength > 0));
+    if (
+      this.uncommittedSizeBytes > 0 &&
+      sizeBytes > 0 &&
+      this.uncommittedSizeBytes + sizeBytes > this.maxUncommittedEntriesBytes
+    ) {
+      return false;
+    }
+    this.uncommittedSizeBytes += sizeBytes;
+    let index = this.log.lastIndex();
+    const stamped = entries.map((e) => ({ ...e, term: this.term, index: ++index }));
+    this.log.append(stamped);
+    // P3: no self-acknowledgement here; advance() counts it once persisted.
+    return true;
+  }
+
+  /** P4: commit by counting only for entries of the current term. */
+  private maybeCommit(): boolean {
+    const quorumIndex = quorumMatchIndex(this.config.voters, (id) => this.progress.get(id)?.match ?? 0);
+    if (quorumIndex <= this.log.committed || quorumIndex > this.log.lastIndex()) return false;
+    if (this.log.term(quorumIndex) !== this.term) return false;
+    this.log.commitTo(quorumIndex);
+    this.releasePendingReadIndex();
+    return true;
+  }
+
+  private broadcastAppend(): void {
+    for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
+  }
+
+  private broadcastHeartbeat(context: Uint8Array | undefined): void {
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      this.send(
+        makeMessage({
+          type: MessageType.Heartbeat,
+          to: id,
+          // Never tell a follower to commit beyond what it is known to hold.
+          commit: Math.min(pr.match, this.log.committed),
+          context: context ?? new Uint8Array(0),
+        }),
+      );
+    }
+  }
+
+  /** Sends an append (or a snapshot) to `to` if its progress allows. Returns whether it sent. */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.progress.get(to);
+    if (!pr || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    let entries: Entry[] | undefined;
+    if (prevTerm !== undefined) {
+      try {
+        entries = this.log.slice(pr.next, this.log.lastIndex() + 1, this.maxSizePerMsgBytes);
+      } catch (err) {
+        if (!isRegionDbError(err, ErrorCode.StorageCompacted)) throw err;
+      }
+    }
+    if (prevTerm === undefined || entries === undefined) return this.sendSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send(
+      makeMessage({
+        type: MessageType.Append,
+        to,
+        index: prevIndex,
+        logTerm: prevTerm,
+        entries,
+        commit: this.log.committed,
+      }),
+    );
+    pr.sentEntries(entries.length > 0 ? entries[entries.length - 1]!.index : prevIndex, entries.length);
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): boolean {
+    if (!pr.recentActive) return false; // don't ship a snapshot to a peer that may be down
+    const snapshot = this.log.snapshot();
+    if (snapshot.metadata.index === 0) return false; // storage has none yet; probe again later
+    pr.becomeSnapshot(snapshot.metadata.index);
+    this.send(makeMessage({ type: MessageType.Snapshot, to, snapshot }));
+    return true;
+  }
+
+  private send(m: Message): void {
+    assert(m.to !== this.id, 'a node never sends to itself');
+    let term = m.term;
+    if (term === 0 && m.type !== MessageType.ReadIndex && m.type !== MessageType.TransferLeader) term = this.term;
+    assert(
+      term !== 0 || m.type === MessageType.ReadIndex || m.type === MessageType.TransferLeader,
+      'term-bound messages carry a term',
+    );
+    assert(this.msgs.length < limits.raftMaxMsgsPerReady, 'too many messages queued in one ready');
+    this.msgs.push({ ...m, from: m.type === MessageType.TransferLeader ? m.from : this.id, term });
+  }
+
+  // ─── Helpers ───────────────────────────────────────────────────────────────────────────────
+
+  /** The last index known durable locally; the leader's self-match (P3). */
+  private persistedLastIndex(): number {
+    return this.log.unstable.snapshot !== null ? 0 : this.log.unstable.offset - 1;
+  }
+
+  private syncProgressWithConfig(): void {
+    const members = new Set([...this.config.voters, ...this.config.learners]);
+    for (const id of this.progress.keys()) if (!members.has(id)) this.progress.delete(id);
+    for (const id of members) {
+      const existing = this.progress.get(id);
+      if (existing) {
+        existing.isLearner = this.config.learners.has(id);
+        continue;
+      }
+      const pr = new Progress(this.log.lastIndex() + 1, this.maxInflightMsgs, this.config.learners.has(id));
+      if (id === this.id) {
+        pr.match = this.persistedLastIndex();
+      }
+      // A new peer has just been added; treat it as active so it can be sent a snapshot.
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+  }
+}
+
+

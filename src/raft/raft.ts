@@ -747,7 +747,10 @@ export class Raft {
     const { index, term, confState } = snapshot.metadata;
     if (index <= this.log.committed) return false; // P8
     const cs = configFromConfState(confState);
-    if (!cs.voters.has(this.id) && !cs.learners.has(this.id)) return false; // not addressed to a member
+    // A snapshot must include us, unless we are a fresh replica (empty configuration) added
+    // after the snapshot was taken: it learns its membership from the log that follows.
+    const fresh = this.config.voters.size === 0 && this.config.learners.size === 0;
+    if (!fresh && !cs.voters.has(this.id) && !cs.learners.has(this.id)) return false;
     if (this.log.matchTerm(index, term)) {
       // We already have the entry: just fast-forward the commit index.
       this.log.commitTo(index);

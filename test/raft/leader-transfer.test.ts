@@ -1,0 +1,72 @@
+import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { Role } from '../../src/raft/raft.js';
+import { MessageType } from '../../src/raft/types.js';
+import { Network, bytes } from './harness.js';
+
+describe('leadership transfer (thesis §3.10, RAFT-NOTES 11)', () => {
+  it('transfers to an up-to-date follower with TimeoutNow', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, 'a');
+    net.raft(1).transferLeader(2);
+    net.settle();
+    expect(net.delivered.some((m) => m.type === MessageType.TimeoutNow && m.to === 2)).to.equal(true);
+    expect(net.raft(2).role).to.equal(Role.Leader);
+    expect(net.raft(1).role).to.equal(Role.Follower);
+  });
+
+  it('brings a lagging target up to date first, then hands over', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.isolate(3);
+    for (let i = 0; i < 5; i++) net.propose(1, `v${i}`);
+    net.heal();
+    net.raft(1).transferLeader(3);
+    net.settle();
+    expect(net.raft(3).role).to.equal(Role.Leader);
+    expect(net.raft(3).log.lastIndex()).to.be.at.least(7);
+  });
+
+  it('refuses proposals while transferring', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.isolate(3);
+    net.raft(1).transferLeader(3);
+    net.settle();
+    try {
+      net.raft(1).propose([bytes('x')]);
+      expect.fail('must refuse');
+    } catch (err) {
+      expect(isRegionDbError(err, ErrorCode.ProposalDropped)).to.equal(true);
+    }
+  });
+
+  it('aborts a transfer that does not finish within an election timeout', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.isolate(3);
+    net.raft(1).transferLeader(3);
+    net.settle();
+    net.tick(1, 11);
+    expect(net.raft(1).status().leadTransferee).to.equal(0);
+    net.propose(1, 'ok');
+    expect(net.raft(1).role).to.equal(Role.Leader);
+  });
+
+  it('a transfer request on a follower is forwarded to the leader', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.raft(2).transferLeader(3);
+    net.settle();
+    expect(net.raft(3).role).to.equal(Role.Leader);
+  });
+
+  it('ignores a transfer to a learner', () => {
+    const net = new Network([1, 2, 3], {}, 1, [4]);
+    net.campaign(1);
+    net.raft(1).transferLeader(4);
+    net.settle();
+    expect(net.raft(1).role).to.equal(Role.Leader);
+  });
+});

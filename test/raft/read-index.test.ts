@@ -1,0 +1,88 @@
+import { expect } from 'chai';
+import { Role } from '../../src/raft/raft.js';
+import { MessageType } from '../../src/raft/types.js';
+import { Network, bytes } from './harness.js';
+
+const ctx = (s: string) => bytes(s);
+const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+
+describe('ReadIndex (thesis §6.4, RAFT-NOTES 12)', () => {
+  it('the leader answers with its commit index after a quorum heartbeat round', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, 'a');
+    const before = net.delivered.length;
+    net.raft(1).readIndex(ctx('r1'));
+    net.settle();
+    const heartbeats = net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat);
+    expect(heartbeats.length).to.be.greaterThan(0);
+    const rs = net.node(1).readStates;
+    expect(rs).to.have.length(1);
+    expect(decode(rs[0]!.context)).to.equal('r1');
+    expect(rs[0]!.index).to.equal(net.raft(1).log.committed);
+  });
+
+  it('an isolated leader cannot confirm a read (no stale read from an old leader)', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.isolate(1);
+    net.raft(1).readIndex(ctx('r2'));
+    net.settle();
+    net.tick(1, 5);
+    expect(net.node(1).readStates.filter((r) => r.index > 0)).to.have.length(0);
+  });
+
+  it('a pending read is dropped (index 0) when leadership is lost', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.isolate(1);
+    net.raft(1).readIndex(ctx('r3'));
+    net.settle();
+    net.tick(1, 25); // CheckQuorum steps down
+    expect(net.raft(1).role).to.equal(Role.Follower);
+    expect(net.node(1).readStates.map((r) => [decode(r.context), r.index])).to.deep.equal([['r3', 0]]);
+  });
+
+  it('a new leader serves no read before it commits an entry of its term', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, 'a');
+    net.dropType(MessageType.AppendResponse); // the no-op of the next term cannot commit
+    net.isolate(1);
+    for (let i = 0; i < 60 && net.leaders().filter((id) => id !== 1).length === 0; i++) {
+      net.tick(2);
+      net.tick(3);
+    }
+    const leader = net.leaders().find((id) => id !== 1)!;
+    net.raft(leader).readIndex(ctx('r4'));
+    net.settle();
+    expect(net.node(leader).readStates).to.have.length(0);
+    net.heal();
+    net.isolate(1);
+    net.tick(leader, 2);
+    expect(net.node(leader).readStates.map((r) => decode(r.context))).to.deep.equal(['r4']);
+    expect(net.node(leader).readStates[0]!.index).to.equal(net.raft(leader).log.committed);
+  });
+
+  it('a follower forwards the request and gets the leader commit index back', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, 'a');
+    net.raft(2).readIndex(ctx('f1'));
+    net.settle();
+    const rs = net.node(2).readStates;
+    expect(rs.map((r) => decode(r.context))).to.deep.equal(['f1']);
+    expect(rs[0]!.index).to.equal(net.raft(1).log.committed);
+  });
+
+  it('lease reads answer without a heartbeat round (opt-in)', () => {
+    const net = new Network([1, 2, 3], { readOnly: 'lease' });
+    net.campaign(1);
+    net.propose(1, 'a');
+    const before = net.delivered.length;
+    net.raft(1).readIndex(ctx('l1'));
+    net.settle();
+    expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat)).to.have.length(0);
+    expect(net.node(1).readStates).to.have.length(1);
+  });
+});

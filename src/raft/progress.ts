@@ -37,6 +37,13 @@ export class Inflights {
     }
   }
 
+  /** Frees the oldest slot (a response was probably lost; see handleHeartbeatResponse). */
+  freeFirstOne(): void {
+    if (this.count === 0) return;
+    this.start = (this.start + 1) % this.capacity;
+    this.count--;
+  }
+
   reset(): void {
     this.start = 0;
     this.count = 0;

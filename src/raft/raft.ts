@@ -201,6 +201,12 @@ export class Raft {
       hardState.commit <= this.log.lastIndex(),
       `hard state commit ${hardState.commit} beyond the last log index ${this.log.lastIndex()}`,
     );
+    // A node's term is never behind an entry in its own log: if it is, the hard state lost a
+    // write (RAFT-NOTES 3) and continuing could mean voting twice in one term.
+    assert(
+      hardState.term >= this.log.lastTerm(),
+      `hard state term ${hardState.term} is behind the last log term ${this.log.lastTerm()}: the hard state lost a write`,
+    );
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.log.commitTo(hardState.commit);
@@ -746,11 +752,10 @@ export class Raft {
   private restore(snapshot: Snapshot): boolean {
     const { index, term, confState } = snapshot.metadata;
     if (index <= this.log.committed) return false; // P8
+    // The snapshot's configuration may predate our own membership (we were added after it
+    // was taken): we still install it, because the current leader sent it to us, so we are a
+    // member of its newer configuration, and the log after the snapshot carries the changes.
     const cs = configFromConfState(confState);
-    // A snapshot must include us, unless we are a fresh replica (empty configuration) added
-    // after the snapshot was taken: it learns its membership from the log that follows.
-    const fresh = this.config.voters.size === 0 && this.config.learners.size === 0;
-    if (!fresh && !cs.voters.has(this.id) && !cs.learners.has(this.id)) return false;
     if (this.log.matchTerm(index, term)) {
       // We already have the entry: just fast-forward the commit index.
       this.log.commitTo(index);
@@ -866,6 +871,9 @@ export class Raft {
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     pr.probeSent = false;
+    // A full window with a live follower means appends or their responses were lost: free a
+    // slot so the next append can reveal the gap (the follower rejects, we fall back to probe).
+    if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
     if (this.readOnlyOption !== 'safe' || m.context.byteLength === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);

@@ -6,6 +6,7 @@
 // term is known (the snapshot's index/term), then entries [firstIndex, lastIndex].
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { ConfChangeType, encodeConfChange } from './confchange.js';
 import {
   type ConfState,
   EMPTY_HARD_STATE,
@@ -72,6 +73,22 @@ export function limitSize(entries: Entry[], maxSizeBytes: number): Entry[] {
     count++;
   }
   return count === entries.length ? entries : entries.slice(0, count);
+}
+
+/**
+ * The first log entries of a new region (etcd-style bootstrap): one AddVoter conf change per
+ * initial voter at term 1, committed. The configuration thus lives in the log, so a replica
+ * added later that replays the log from index 1 reconstructs exactly the same membership.
+ */
+export function bootstrapEntries(voters: readonly number[]): { entries: Entry[]; hardState: HardState } {
+  assert(voters.length > 0, 'bootstrap needs at least one voter');
+  const entries = voters.map((nodeId, i) => ({
+    term: 1,
+    index: i + 1,
+    type: EntryType.ConfChange,
+    data: encodeConfChange({ type: ConfChangeType.AddVoter, nodeId, context: '' }),
+  }));
+  return { entries, hardState: { term: 1, vote: 0, commit: voters.length } };
 }
 
 function dummyEntry(index: number, term: number): Entry {

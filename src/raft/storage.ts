@@ -162,7 +162,9 @@ export class MemoryStorage implements RaftLogStore {
     const toAppend = first > entries[0]!.index ? entries.slice(first - entries[0]!.index) : entries;
     const start = toAppend[0]!.index - this.offset;
     assert(start <= this.log.length, `append: gap: last ${this.lastIndex()}, appending ${toAppend[0]!.index}`);
-    this.log = this.log.slice(0, start).concat(toAppend);
+    // In place: appends are the hot path and the log can hold many entries.
+    this.log.length = start;
+    for (const entry of toAppend) this.log.push(entry);
   }
 
   applySnapshot(snapshot: Snapshot): void {

@@ -539,10 +539,12 @@ export class Raft {
     assert(self !== undefined, 'leader must be in its own configuration');
     self.maybeUpdate(this.persistedLastIndex());
     self.becomeReplicate();
-    // A conf change may sit uncommitted in the log: forbid a new one until it is applied.
-    this.pendingConfIndex = this.log.lastIndex();
     // P4: an entry of this term lets earlier entries commit and enables ReadIndex.
     this.appendEntries([{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }]);
+    // No conf change until this no-op is applied: a conf change possibly pending in our log is
+    // then resolved, and we have committed an entry of our term first (the fix to the
+    // single-server membership change bug described by Ongaro, raft-dev 2015).
+    this.pendingConfIndex = this.log.lastIndex();
   }
 
   private promotable(): boolean {

@@ -1,0 +1,497 @@
+// RegionServer: hosts many region replicas (multi-raft) on one datanode and runs the ready loop.
+//
+// The ready loop, one cycle for ALL replicas with work (group commit, ARCHITECTURE §4):
+//   1. collect ready() of every replica that has one;
+//   2. write all their entries / hard states / snapshots in ONE durable LogBatch (fsync);
+//   3. send their messages (raft.ts P1/P2: nothing leaves before it is durable);
+//   4. apply committed entries to the state machines, resolve waiting proposals and reads;
+//   5. advance() each replica.
+// Proposals and messages that arrive while a cycle is persisting are picked up by the next
+// cycle, which is how many client writes share one fsync.
+import { assert } from '../common/assert.js';
+import type { Clock } from '../common/clock.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { SeededRand } from '../common/rand.js';
+import {
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  EntryType,
+  type Message,
+  NO_NODE,
+  Raft,
+  type RaftLogStore,
+  type ReadOnlyOption,
+  type Ready,
+  Role,
+  bootstrapEntries,
+  decodeConfChange,
+  roleName,
+} from '../raft/index.js';
+import type { LogEngine, PeerInfo, RaftEnvelope, RaftTransport, StateMachine } from './types.js';
+
+export interface RaftTuning {
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  readonly readOnly: ReadOnlyOption;
+  /** Take a state-machine snapshot and compact the log after this many applied entries. */
+  readonly snapshotEveryEntries: number;
+}
+
+export const defaultRaftTuning: RaftTuning = {
+  tickMs: 50,
+  electionTicks: 10,
+  heartbeatTicks: 2,
+  preVote: true,
+  checkQuorum: true,
+  readOnly: 'safe',
+  snapshotEveryEntries: 20_000,
+};
+
+export interface ReplicaSpec {
+  readonly regionId: string;
+  readonly selfPeerId: number;
+  readonly peers: readonly PeerInfo[];
+  /** True for the replicas created with the region: the initial voters go into the log. */
+  readonly bootstrap: boolean;
+}
+
+export interface StateMachineFactory<R> {
+  /** A fresh state machine, or one restored from a raft snapshot's data. */
+  create(regionId: string, snapshotData: Uint8Array | null): StateMachine<R>;
+}
+
+export interface RegionServerHooks {
+  /** Membership of a region changed (applied). The host persists its region meta. */
+  onConfChange?(regionId: string, confState: ConfState, peers: readonly PeerInfo[]): void;
+  onRoleChange?(regionId: string, role: string, leaderPeerId: number, term: number): void;
+}
+
+interface PendingProposal<R> {
+  readonly term: number;
+  resolve(result: R): void;
+  reject(err: Error): void;
+}
+
+interface PendingRead {
+  index: number;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export class Replica<R> {
+  readonly peers = new Map<number, PeerInfo>();
+  readonly proposals = new Map<number, PendingProposal<R>>();
+  readonly reads = new Map<string, PendingRead>();
+  appliedIndex: number;
+  /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
+  closed = false;
+
+  constructor(
+    readonly regionId: string,
+    readonly selfPeerId: number,
+    readonly raft: Raft,
+    readonly store: RaftLogStore,
+    public stateMachine: StateMachine<R>,
+    appliedIndex: number,
+  ) {
+    this.appliedIndex = appliedIndex;
+  }
+
+  isLeader(): boolean {
+    return this.raft.role === Role.Leader;
+  }
+
+  leaderNodeId(): number | undefined {
+    const leader = this.raft.leader;
+    return leader === NO_NODE ? undefined : this.peers.get(leader)?.nodeId;
+  }
+}
+
+export class RegionServer<R> {
+  private readonly replicas = new Map<string, Replica<R>>();
+  private driving = false;
+  private rerun = false;
+  private currentCycle: Promise<void> = Promise.resolve();
+  private ticker: NodeJS.Timeout | undefined;
+  private fatal: Error | undefined;
+  private readSeq = 0;
+  private readonly rand: SeededRand;
+
+  constructor(
+    readonly nodeId: number,
+    private readonly logEngine: LogEngine,
+    private readonly transport: RaftTransport,
+    private readonly stateMachines: StateMachineFactory<R>,
+    private readonly tuning: RaftTuning,
+    private readonly log: Logger,
+    clock: Clock,
+    private readonly hooks: RegionServerHooks = {},
+  ) {
+    // Election timeouts only need to differ between nodes; seed from the node id and time.
+    this.rand = new SeededRand((nodeId * 2654435761 + Math.floor(clock.nowMs())) >>> 0);
+  }
+
+  start(): void {
+    assert(this.ticker === undefined, 'region server already started');
+    this.ticker = setInterval(() => this.tick(), this.tuning.tickMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+    for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable('datanode is shutting down'));
+    await this.currentCycle.catch(() => {}); // a failed cycle was already reported by onFatal
+  }
+
+  replica(regionId: string): Replica<R> | undefined {
+    return this.replicas.get(regionId);
+  }
+
+  allReplicas(): Replica<R>[] {
+    return [...this.replicas.values()];
+  }
+
+  /** Opens (or creates) a local replica. Idempotent. */
+  async open(spec: ReplicaSpec): Promise<Replica<R>> {
+    const existing = this.replicas.get(spec.regionId);
+    if (existing) return existing;
+    const store = this.logEngine.region(spec.regionId);
+    if (spec.bootstrap && store.lastIndex() === 0 && store.snapshot().metadata.index === 0) {
+      const boot = bootstrapEntries(spec.peers.map((p) => p.peerId));
+      const batch = this.logEngine.batch();
+      batch.append(spec.regionId, boot.entries);
+      batch.setHardState(spec.regionId, boot.hardState);
+      await batch.commit();
+    }
+    const snapshot = store.snapshot();
+    const snapshotData = snapshot.metadata.index > 0 ? snapshot.data : null;
+    const stateMachine = this.stateMachines.create(spec.regionId, snapshotData);
+    const raft = new Raft({
+      id: spec.selfPeerId,
+      storage: store,
+      rand: this.rand.fork(),
+      applied: snapshot.metadata.index,
+      electionTicks: this.tuning.electionTicks,
+      heartbeatTicks: this.tuning.heartbeatTicks,
+      preVote: this.tuning.preVote,
+      checkQuorum: this.tuning.checkQuorum,
+      readOnly: this.tuning.readOnly,
+    });
+    const replica = new Replica(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
+    for (const peer of spec.peers) replica.peers.set(peer.peerId, peer);
+    this.replicas.set(spec.regionId, replica);
+    this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
+    this.schedule();
+    return replica;
+  }
+
+  /** Closes a replica; with `destroy` its log is deleted too (it was removed from the region). */
+  async close(regionId: string, destroy: boolean): Promise<void> {
+    const replica = this.replicas.get(regionId);
+    if (replica) {
+      replica.closed = true;
+      this.replicas.delete(regionId);
+      this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`));
+    }
+    // The cycle running now may still hold the replica; let it finish before deleting its log.
+    await this.currentCycle.catch(() => {});
+    if (destroy) await this.logEngine.dropRegion(regionId);
+  }
+
+  /** A raft message from another datanode. Unknown regions are dropped (and logged at debug). */
+  step(fromNodeId: number, regionId: string, message: Message): void {
+    const replica = this.replicas.get(regionId);
+    if (!replica || replica.closed) {
+      this.log.debug({ regionId, fromNodeId }, 'raft message for a region not hosted here');
+      return;
+    }
+    if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
+    if (!replica.peers.has(message.from)) replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
+    replica.raft.step(message);
+    this.schedule();
+  }
+
+  tick(): void {
+    for (const replica of this.replicas.values()) replica.raft.tick();
+    this.schedule();
+  }
+
+  /** Proposes a command; resolves with the state machine's result once applied locally. */
+  propose(regionId: string, command: Uint8Array): Promise<R> {
+    const replica = this.leaderReplica(regionId);
+    const { index, term } = replica.raft.propose([command]);
+    const done = new Promise<R>((resolve, reject) => replica.proposals.set(index, { term, resolve, reject }));
+    this.schedule();
+    return done;
+  }
+
+  /** Resolves once a linearizable read of the region may be served (ReadIndex, §6.4 thesis). */
+  readBarrier(regionId: string): Promise<void> {
+    const replica = this.replicas.get(regionId);
+    if (!replica || replica.closed) throw this.notFound(regionId);
+    const ctx = `${this.nodeId}:${++this.readSeq}`;
+    const done = new Promise<void>((resolve, reject) => replica.reads.set(ctx, { index: -1, resolve, reject }));
+    replica.raft.readIndex(new TextEncoder().encode(ctx));
+    this.schedule();
+    return done;
+  }
+
+  proposeConfChange(regionId: string, cc: ConfChange): Promise<R | undefined> {
+    const replica = this.leaderReplica(regionId);
+    const { index, term } = replica.raft.proposeConfChange(cc);
+    const done = new Promise<R | undefined>((resolve, reject) =>
+      replica.proposals.set(index, { term, resolve: resolve as (r: R) => void, reject }),
+    );
+    this.schedule();
+    return done;
+  }
+
+  transferLeader(regionId: string, toPeerId: number): void {
+    const replica = this.replicas.get(regionId);
+    if (!replica) throw this.notFound(regionId);
+    replica.raft.transferLeader(toPeerId);
+    this.schedule();
+  }
+
+  campaign(regionId: string): void {
+    const replica = this.replicas.get(regionId);
+    if (!replica) throw this.notFound(regionId);
+    replica.raft.campaign();
+    this.schedule();
+  }
+
+  leaderReplica(regionId: string): Replica<R> {
+    if (this.fatal) throw this.unavailable(`datanode stopped serving after a fatal storage error: ${this.fatal.message}`);
+    const replica = this.replicas.get(regionId);
+    if (!replica || replica.closed) throw this.notFound(regionId);
+    if (!replica.isLeader()) {
+      const leaderNodeId = replica.leaderNodeId();
+      throw new RegionDbError(ErrorCode.NotLeader, `node ${this.nodeId} is not the leader of region ${regionId}`, {
+        details: leaderNodeId === undefined ? {} : { leaderNodeId: String(leaderNodeId) },
+      });
+    }
+    return replica;
+  }
+
+  // ─── The ready loop ────────────────────────────────────────────────────────────────────────
+
+  private schedule(): void {
+    if (this.driving) {
+      this.rerun = true;
+      return;
+    }
+    this.driving = true;
+    setImmediate(() => {
+      this.drive().catch((err: unknown) => this.onFatal(err));
+    });
+  }
+
+  private async drive(): Promise<void> {
+    try {
+      do {
+        this.rerun = false;
+        this.currentCycle = this.cycle();
+        await this.currentCycle;
+      } while (this.rerun || this.anyReady());
+    } finally {
+      this.driving = false;
+    }
+  }
+
+  private anyReady(): boolean {
+    if (this.fatal) return false;
+    for (const replica of this.replicas.values()) if (replica.raft.hasReady()) return true;
+    return false;
+  }
+
+  private async cycle(): Promise<void> {
+    if (this.fatal) return;
+    const work: [Replica<R>, Ready][] = [];
+    for (const replica of this.replicas.values()) {
+      if (replica.raft.hasReady()) work.push([replica, replica.raft.ready()]);
+    }
+    if (work.length === 0) return;
+
+    // 1–2. One durable batch for every replica (group commit).
+    const batch = this.logEngine.batch();
+    let needsWrite = false;
+    for (const [replica, rd] of work) {
+      if (rd.snapshot) {
+        batch.applySnapshot(replica.regionId, rd.snapshot);
+        needsWrite = true;
+      }
+      if (rd.entries.length > 0) {
+        batch.append(replica.regionId, rd.entries);
+        needsWrite = true;
+      }
+      if (rd.hardState) {
+        batch.setHardState(replica.regionId, rd.hardState);
+        needsWrite = true;
+      }
+    }
+    if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
+
+    // 3. Send, grouped per destination datanode.
+    const outgoing = new Map<number, RaftEnvelope[]>();
+    for (const [replica, rd] of work) {
+      for (const message of rd.messages) {
+        const peer = replica.peers.get(message.to);
+        if (!peer) {
+          this.log.warn({ regionId: replica.regionId, to: message.to }, 'no address for raft peer; message dropped');
+          continue;
+        }
+        let list = outgoing.get(peer.nodeId);
+        if (!list) outgoing.set(peer.nodeId, (list = []));
+        list.push({ regionId: replica.regionId, message });
+      }
+    }
+    for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
+
+    // 4–5. Apply and advance.
+    for (const [replica, rd] of work) {
+      if (rd.softState) this.onSoftState(replica, rd);
+      if (rd.snapshot) {
+        replica.stateMachine = this.stateMachines.create(replica.regionId, rd.snapshot.data);
+        replica.appliedIndex = rd.snapshot.metadata.index;
+        this.resetPeersFromConf(replica, rd.snapshot.metadata.confState);
+        this.log.info({ regionId: replica.regionId, index: replica.appliedIndex }, 'installed raft snapshot');
+      }
+      for (const entry of rd.committedEntries) this.applyEntry(replica, entry);
+      for (const rs of rd.readStates) {
+        const ctx = new TextDecoder().decode(rs.context);
+        const read = replica.reads.get(ctx);
+        if (!read) continue;
+        if (rs.index === 0) {
+          replica.reads.delete(ctx);
+          read.reject(this.notLeader(replica));
+        } else {
+          read.index = rs.index;
+        }
+      }
+      replica.raft.advance(rd);
+      this.releaseReads(replica);
+    }
+    for (const [replica] of work) await this.maybeSnapshot(replica);
+  }
+
+  private applyEntry(replica: Replica<R>, entry: Entry): void {
+    if (entry.index <= replica.appliedIndex) return;
+    assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
+    replica.appliedIndex = entry.index;
+    let result: R | undefined;
+    let error: Error | undefined;
+    if (entry.type === EntryType.ConfChange) {
+      const cc = decodeConfChange(entry.data);
+      if (cc.context) {
+        const info = JSON.parse(cc.context) as { nodeId?: number };
+        if (typeof info.nodeId === 'number') replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
+      }
+      const confState = replica.raft.applyConfChange(cc);
+      this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
+      this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
+    } else if (entry.data.byteLength > 0) {
+      try {
+        result = replica.stateMachine.apply(entry.index, entry.data);
+      } catch (err) {
+        // A command that fails validation at apply time fails the same way on every replica.
+        error = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    const proposal = replica.proposals.get(entry.index);
+    if (!proposal) return;
+    replica.proposals.delete(entry.index);
+    if (proposal.term !== entry.term) {
+      proposal.reject(this.outcomeUnknown(replica, 'another leader overwrote the proposal'));
+    } else if (error) {
+      proposal.reject(error);
+    } else {
+      proposal.resolve(result as R);
+    }
+  }
+
+  private releaseReads(replica: Replica<R>): void {
+    for (const [ctx, read] of replica.reads) {
+      if (read.index < 0 || replica.appliedIndex < read.index) continue;
+      replica.reads.delete(ctx);
+      read.resolve();
+    }
+  }
+
+  private onSoftState(replica: Replica<R>, rd: Ready): void {
+    const soft = rd.softState!;
+    this.log.info({ regionId: replica.regionId, role: roleName[soft.role], leader: soft.leader, term: replica.raft.term }, 'raft role changed');
+    this.hooks.onRoleChange?.(replica.regionId, roleName[soft.role], soft.leader, replica.raft.term);
+    if (soft.role !== Role.Leader) {
+      // Proposals in flight may still commit under the next leader (RAFT-NOTES 21): their
+      // outcome is unknown; clients retry with the same request id and dedup makes it safe.
+      for (const [index, proposal] of replica.proposals) {
+        replica.proposals.delete(index);
+        proposal.reject(this.outcomeUnknown(replica, 'leadership lost'));
+      }
+    }
+  }
+
+  private resetPeersFromConf(replica: Replica<R>, confState: ConfState): void {
+    const members = new Set([...confState.voters, ...confState.learners]);
+    for (const peerId of replica.peers.keys()) if (!members.has(peerId)) replica.peers.delete(peerId);
+  }
+
+  private async maybeSnapshot(replica: Replica<R>): Promise<void> {
+    const store = replica.store;
+    const applied = replica.appliedIndex;
+    if (applied - store.firstIndex() < this.tuning.snapshotEveryEntries || applied > store.lastIndex()) return;
+    if (replica.closed) return;
+    await store.createSnapshot(applied, replica.raft.confState(), replica.stateMachine.serialize());
+    // Keep a tail so slightly lagging followers catch up from the log, not a snapshot.
+    const keep = Math.min(1000, Math.floor(this.tuning.snapshotEveryEntries / 4));
+    await store.compact(Math.max(store.firstIndex() - 1, applied - keep));
+    this.log.info({ regionId: replica.regionId, index: applied }, 'raft snapshot taken, log compacted');
+  }
+
+  private failPending(replica: Replica<R>, err: Error): void {
+    for (const proposal of replica.proposals.values()) proposal.reject(err);
+    replica.proposals.clear();
+    for (const read of replica.reads.values()) read.reject(err);
+    replica.reads.clear();
+  }
+
+  private onFatal(err: unknown): void {
+    this.fatal = err instanceof Error ? err : new Error(String(err));
+    this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (RAFT-NOTES 3)');
+    for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable(this.fatal.message));
+    if (this.ticker) clearInterval(this.ticker);
+  }
+
+  fatalError(): Error | undefined {
+    return this.fatal;
+  }
+
+  private notFound(regionId: string): RegionDbError {
+    return new RegionDbError(ErrorCode.NotFound, `region ${regionId} is not hosted on node ${this.nodeId}`);
+  }
+
+  private notLeader(replica: Replica<R>): RegionDbError {
+    const leaderNodeId = replica.leaderNodeId();
+    return new RegionDbError(ErrorCode.NotLeader, `node ${this.nodeId} cannot serve region ${replica.regionId} now (no leadership)`, {
+      details: leaderNodeId === undefined ? {} : { leaderNodeId: String(leaderNodeId) },
+    });
+  }
+
+  private outcomeUnknown(replica: Replica<R>, why: string): RegionDbError {
+    const leaderNodeId = replica.leaderNodeId();
+    return new RegionDbError(
+      ErrorCode.Unavailable,
+      `region ${replica.regionId}: ${why}; the write may or may not have been applied — retry with the same request id`,
+      { details: leaderNodeId === undefined ? {} : { leaderNodeId: String(leaderNodeId) } },
+    );
+  }
+
+  private unavailable(message: string): RegionDbError {
+    return new RegionDbError(ErrorCode.Unavailable, message);
+  }
+}

@@ -1,0 +1,50 @@
+// The seams of the datanode: what the region server needs from the WAL, the state machine and
+// the raft transport. The production implementations are src/wal (LevelDB), src/engine
+// (RegionState) and src/datanode/grpc-transport.ts; tests plug in-memory ones.
+import type { Entry, HardState, Message, RaftLogStore, Snapshot } from '../raft/index.js';
+
+/** One durable write covering every replica with work in a ready cycle (group commit). */
+export interface LogBatch {
+  append(regionId: string, entries: readonly Entry[]): void;
+  setHardState(regionId: string, hardState: HardState): void;
+  applySnapshot(regionId: string, snapshot: Snapshot): void;
+  setRegionMeta(regionId: string, meta: Uint8Array): void;
+  /** Durable (fsync) when it resolves; throws a fatal error otherwise (the process must stop). */
+  commit(): Promise<void>;
+}
+
+export interface LogEngine {
+  /** The raft storage of a region (created empty if missing). */
+  region(regionId: string): RaftLogStore;
+  regionIds(): string[];
+  getRegionMeta(regionId: string): Uint8Array | undefined;
+  dropRegion(regionId: string): Promise<void>;
+  batch(): LogBatch;
+  close(): Promise<void>;
+}
+
+/** Deterministic replicated state machine of one region. */
+export interface StateMachine<Result> {
+  /** Applies a committed command. Must be deterministic. */
+  apply(index: number, command: Uint8Array): Result;
+  /** Whole state, for raft snapshots. */
+  serialize(): Uint8Array;
+}
+
+/** A batch of raft messages for regions hosted on one destination datanode. */
+export interface RaftEnvelope {
+  readonly regionId: string;
+  readonly message: Message;
+}
+
+export interface RaftTransport {
+  /** Queues messages for a datanode; never blocks; drops (and counts) when the queue is full. */
+  send(nodeId: number, envelopes: RaftEnvelope[]): void;
+  close(): Promise<void>;
+}
+
+/** Where each raft peer of a region lives. Peer ids are unique and never reused. */
+export interface PeerInfo {
+  readonly peerId: number;
+  readonly nodeId: number;
+}

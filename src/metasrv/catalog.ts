@@ -1,0 +1,148 @@
+// The metasrv catalog: tables, their regions, where each region's replicas live, and the
+// datanodes. The decisions (placement, id allocation) are pure functions of the catalog; the
+// metasrv persists the whole catalog after every change (catalog-store.ts).
+//
+// Raft stays the source of truth for who leads a region (RAFT-NOTES 22): `leaderNodeId` here
+// is only the last leader a datanode reported, used as a routing hint.
+import { assert } from '../common/assert.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+
+export type ColumnType = 'string' | 'int64' | 'float64' | 'bool' | 'timestamp_ms';
+export type Semantic = 'tag' | 'field' | 'timestamp';
+
+export interface ColumnDef {
+  readonly name: string;
+  readonly type: ColumnType;
+  readonly semantic: Semantic;
+}
+
+export interface TableDef {
+  readonly name: string;
+  readonly tableId: number;
+  readonly columns: readonly ColumnDef[];
+  readonly regionCount: number;
+}
+
+export interface ReplicaPlacement {
+  /** Raft peer id: unique across the cluster and never reused (docs/raft.md). */
+  readonly peerId: number;
+  readonly nodeId: number;
+}
+
+export interface RegionDef {
+  readonly regionId: string;
+  readonly tableName: string;
+  readonly regionNumber: number;
+  replicas: ReplicaPlacement[];
+  /** Routing hint only. */
+  leaderNodeId: number;
+  /** Bumped on every membership change of the region (fencing of stale replicas). */
+  confVersion: number;
+}
+
+export interface NodeDef {
+  readonly nodeId: number;
+  addr: string;
+  httpAddr: string;
+  lastHeartbeatMs: number;
+  state: 'alive' | 'suspect' | 'dead' | 'draining';
+}
+
+export interface CatalogState {
+  version: number;
+  clusterId: string;
+  nextTableId: number;
+  nextPeerId: number;
+  tables: Record<string, TableDef>;
+  regions: Record<string, RegionDef>;
+  nodes: Record<string, NodeDef>;
+}
+
+export const REPLICATION_FACTOR = 3;
+
+export function emptyCatalog(clusterId: string): CatalogState {
+  return { version: 0, clusterId, nextTableId: 1024, nextPeerId: 1, tables: {}, regions: {}, nodes: {} };
+}
+
+/** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */
+export function makeRegionId(tableId: number, regionNumber: number): string {
+  return ((BigInt(tableId) << 32n) | BigInt(regionNumber)).toString();
+}
+
+export function regionsOfTable(catalog: CatalogState, tableName: string): RegionDef[] {
+  return Object.values(catalog.regions)
+    .filter((r) => r.tableName === tableName)
+    .sort((a, b) => a.regionNumber - b.regionNumber);
+}
+
+export function replicaCountByNode(catalog: CatalogState): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const node of Object.values(catalog.nodes)) counts.set(node.nodeId, 0);
+  for (const region of Object.values(catalog.regions)) {
+    for (const r of region.replicas) counts.set(r.nodeId, (counts.get(r.nodeId) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/**
+ * Picks `count` distinct healthy nodes with the fewest replicas (ties by node id, so placement
+ * is deterministic), excluding `exclude`.
+ */
+export function pickNodes(catalog: CatalogState, count: number, exclude: ReadonlySet<number>, load: Map<number, number>): number[] {
+  const candidates = Object.values(catalog.nodes)
+    .filter((n) => n.state === 'alive' && !exclude.has(n.nodeId))
+    .map((n) => n.nodeId)
+    .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || a - b);
+  if (candidates.length < count) {
+    throw new RegionDbError(
+      ErrorCode.Unavailable,
+      `need ${count} healthy datanodes for placement, only ${candidates.length} available`,
+    );
+  }
+  return candidates.slice(0, count);
+}
+
+/** Adds a table and places each region's replicas on distinct nodes. Mutates `catalog`. */
+export function addTable(
+  catalog: CatalogState,
+  table: Omit<TableDef, 'tableId'>,
+  replicationFactor: number,
+): { table: TableDef; regions: RegionDef[] } {
+  if (catalog.tables[table.name]) {
+    throw new RegionDbError(ErrorCode.AlreadyExists, `table ${table.name} already exists`);
+  }
+  assert(table.regionCount > 0, 'regionCount must be positive');
+  const tableId = catalog.nextTableId++;
+  const def: TableDef = { ...table, tableId };
+  const load = replicaCountByNode(catalog);
+  const regions: RegionDef[] = [];
+  for (let regionNumber = 0; regionNumber < table.regionCount; regionNumber++) {
+    const nodes = pickNodes(catalog, replicationFactor, new Set(), load);
+    const replicas = nodes.map((nodeId) => {
+      load.set(nodeId, (load.get(nodeId) ?? 0) + 1);
+      return { peerId: catalog.nextPeerId++, nodeId };
+    });
+    const region: RegionDef = {
+      regionId: makeRegionId(tableId, regionNumber),
+      tableName: table.name,
+      regionNumber,
+      replicas,
+      leaderNodeId: 0,
+      confVersion: 1,
+    };
+    catalog.regions[region.regionId] = region;
+    regions.push(region);
+  }
+  catalog.tables[table.name] = def;
+  catalog.version++;
+  return { table: def, regions };
+}
+
+export function dropTable(catalog: CatalogState, tableName: string): RegionDef[] {
+  if (!catalog.tables[tableName]) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
+  const regions = regionsOfTable(catalog, tableName);
+  for (const r of regions) delete catalog.regions[r.regionId];
+  delete catalog.tables[tableName];
+  catalog.version++;
+  return regions;
+}

@@ -6,7 +6,7 @@ import { ConfChangeType, decodeConfChange } from '../../src/raft/confchange.js';
 import { Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
 import type { ReadState } from '../../src/raft/read-only.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
-import { type Entry, EntryType, type Message, MessageType, type NodeId } from '../../src/raft/types.js';
+import { type Entry, EntryType, type Message, type MessageType, type NodeId } from '../../src/raft/types.js';
 
 export type RaftOptions = Partial<Omit<RaftConfig, 'id' | 'storage' | 'rand'>>;
 

@@ -1,0 +1,128 @@
+// The ONLY place where regiondb errors become gRPC statuses and back (STYLE: grpc-js lesson).
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+
+export const LEADER_ADDR_KEY = 'regiondb-leader-addr';
+export const LEADER_ID_KEY = 'regiondb-leader-id';
+export const ERROR_CODE_KEY = 'regiondb-error-code';
+export const CURRENT_VERSION_KEY = 'regiondb-current-version';
+
+const toGrpc: Record<ErrorCode, grpc.status> = {
+  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  NOT_FOUND: grpc.status.NOT_FOUND,
+  ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
+  NOT_LEADER: grpc.status.UNAVAILABLE,
+  PROPOSAL_DROPPED: grpc.status.UNAVAILABLE,
+  RESOURCE_EXHAUSTED: grpc.status.RESOURCE_EXHAUSTED,
+  DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+  CONDITION_FAILED: grpc.status.FAILED_PRECONDITION,
+  CORRUPTION: grpc.status.DATA_LOSS,
+  STORAGE_COMPACTED: grpc.status.INTERNAL,
+  STORAGE_UNAVAILABLE: grpc.status.UNAVAILABLE,
+  CONFIG: grpc.status.FAILED_PRECONDITION,
+  INTERNAL: grpc.status.INTERNAL,
+};
+
+export function grpcStatusOf(code: ErrorCode): grpc.status {
+  return toGrpc[code];
+}
+
+/** Turns any thrown value into a ServiceError. Unknown errors become INTERNAL (logged, no stack sent). */
+export function toServiceError(err: unknown, log?: Logger): Partial<grpc.ServiceError> {
+  const metadata = new grpc.Metadata();
+  if (isRegionDbError(err)) {
+    metadata.set(ERROR_CODE_KEY, err.code);
+    const d = err.details;
+    if (d['leaderAddr']) metadata.set(LEADER_ADDR_KEY, d['leaderAddr']);
+    if (d['leaderNodeId']) metadata.set(LEADER_ID_KEY, d['leaderNodeId']);
+    if (d['currentVersion']) metadata.set(CURRENT_VERSION_KEY, d['currentVersion']);
+    return { code: toGrpc[err.code], details: err.message, metadata };
+  }
+  log?.error({ err }, 'internal error in a service handler');
+  metadata.set(ERROR_CODE_KEY, ErrorCode.Internal);
+  return { code: grpc.status.INTERNAL, details: 'internal error (logged on the server)', metadata };
+}
+
+/** The client side: a gRPC error back into a RegionDbError with its details. */
+export function fromGrpcError(err: unknown): RegionDbError {
+  const e = err as Partial<grpc.ServiceError>;
+  const md = e.metadata;
+  const get = (key: string): string | undefined => {
+    const v = md?.get(key)[0];
+    return v === undefined ? undefined : String(v);
+  };
+  const details: Record<string, string> = {};
+  const leaderAddr = get(LEADER_ADDR_KEY);
+  if (leaderAddr) details['leaderAddr'] = leaderAddr;
+  const leaderId = get(LEADER_ID_KEY);
+  if (leaderId) details['leaderNodeId'] = leaderId;
+  const version = get(CURRENT_VERSION_KEY);
+  if (version) details['currentVersion'] = version;
+  const ours = get(ERROR_CODE_KEY) as ErrorCode | undefined;
+  let code: ErrorCode;
+  if (ours && ours in toGrpc) code = ours;
+  else {
+    switch (e.code) {
+      case grpc.status.INVALID_ARGUMENT:
+        code = ErrorCode.InvalidArgument;
+        break;
+      case grpc.status.NOT_FOUND:
+        code = ErrorCode.NotFound;
+        break;
+      case grpc.status.ALREADY_EXISTS:
+        code = ErrorCode.AlreadyExists;
+        break;
+      case grpc.status.DEADLINE_EXCEEDED:
+        code = ErrorCode.DeadlineExceeded;
+        break;
+      case grpc.status.RESOURCE_EXHAUSTED:
+        code = ErrorCode.ResourceExhausted;
+        break;
+      case grpc.status.FAILED_PRECONDITION:
+        code = ErrorCode.ConditionFailed;
+        break;
+      case grpc.status.UNAVAILABLE:
+      case grpc.status.CANCELLED:
+        code = ErrorCode.Unavailable;
+        break;
+      default:
+        code = ErrorCode.Internal;
+    }
+  }
+  return new RegionDbError(code, e.details || e.message || 'gRPC call failed', { cause: err, details });
+}
+
+type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
+
+/** Every unary method goes through this: errors are mapped, nothing thrown escapes. */
+export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    handler(call.request, call).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(err, log) as grpc.ServiceError),
+    );
+  };
+}
+
+/** Server-streaming methods: write chunks, end, or emit a mapped error. */
+export function serverStream<Req, Res>(
+  handler: (request: Req, write: (chunk: Res) => Promise<void>, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
+  log: Logger,
+): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    const write = (chunk: Res): Promise<void> =>
+      new Promise((resolve) => {
+        if (call.cancelled) return resolve();
+        if (call.write(chunk)) resolve();
+        else call.once('drain', () => resolve());
+      });
+    handler(call.request, write, call).then(
+      () => call.end(),
+      (err: unknown) => call.destroy(Object.assign(new Error(), toServiceError(err, log))),
+    );
+  };
+}
+
+export { RegionDbError };

@@ -111,6 +111,28 @@ export class MemoryStorage implements RaftLogStore {
     }
   }
 
+  /**
+   * Rebuilds storage from persisted parts (used by durable implementations as their read
+   * cache): the snapshot, the compaction point (index/term of the entry before firstIndex),
+   * the entries after it, and the hard state.
+   */
+  static restore(parts: {
+    snapshot: Snapshot;
+    truncated: { index: number; term: number };
+    entries: readonly Entry[];
+    hardState: HardState;
+  }): MemoryStorage {
+    const storage = new MemoryStorage();
+    assert(parts.truncated.index >= parts.snapshot.metadata.index, 'compaction point before the snapshot');
+    storage.snap = parts.snapshot;
+    storage.log = [dummyEntry(parts.truncated.index, parts.truncated.term), ...parts.entries];
+    for (let i = 1; i < storage.log.length; i++) {
+      assert(storage.log[i]!.index === parts.truncated.index + i, 'restored entries are not contiguous');
+    }
+    storage.hardState = parts.hardState;
+    return storage;
+  }
+
   initialState(): InitialState {
     return { hardState: this.hardState, confState: this.snap.metadata.confState };
   }

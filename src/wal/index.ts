@@ -1,0 +1,1 @@
+export { RegionLog, Wal, WalBatch, WalFatalError, type WalStats } from './wal.js';

@@ -1,0 +1,395 @@
+// One LevelDB per datanode holding every local replica's raft log and hard state
+// (ARCHITECTURE §4). Key layout (utf8 keys; regionId zero-padded so regions never interleave):
+//   r/<regionId:20>/e/<index:16 hex>  → entry record
+//   r/<regionId:20>/hs                → hard state record
+//   r/<regionId:20>/snap              → snapshot record
+//   r/<regionId:20>/trunc             → compaction point {index, term}
+//   r/<regionId:20>/meta              → region meta (opaque, owned by the datanode)
+//   n/meta                            → node meta (opaque)
+//
+// Reads are served from an in-memory copy of each region's log (MemoryStorage) that is updated
+// only after a batch is durable, so the raft core never sees a write that could be lost.
+// Group commit: a WalBatch collects operations for many regions and writes them in ONE LevelDB
+// batch with sync: true. A failed sync poisons the WAL (RAFT-NOTES 3): the process must stop.
+import { Level } from 'level';
+import { assert } from '../common/assert.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { LogBatch, LogEngine } from '../datanode/types.js';
+import { MemoryStorage } from '../raft/storage.js';
+import { type ConfState, EMPTY_HARD_STATE, EMPTY_SNAPSHOT, type Entry, type HardState, type Snapshot } from '../raft/types.js';
+import {
+  RecordError,
+  decodeEntry,
+  decodeHardState,
+  decodeMeta,
+  decodeSnapshot,
+  decodeTruncated,
+  encodeEntry,
+  encodeHardState,
+  encodeMeta,
+  encodeSnapshot,
+  encodeTruncated,
+} from './record.js';
+
+type Db = Level<string, Uint8Array>;
+type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
+
+const regionPrefix = (regionId: string) => `r/${regionId.padStart(20, '0')}/`;
+const entryKey = (regionId: string, index: number) => `${regionPrefix(regionId)}e/${index.toString(16).padStart(16, '0')}`;
+
+export class WalFatalError extends RegionDbError {
+  constructor(message: string, cause: unknown) {
+    super(ErrorCode.Internal, `${message}; the WAL can no longer be trusted and the datanode must stop`, { cause });
+  }
+}
+
+export interface WalStats {
+  syncs: number;
+  bytesWritten: number;
+  lastBatchOps: number;
+}
+
+/** The durable raft storage of one region; reads from the cache, writes through the WAL. */
+export class RegionLog {
+  constructor(
+    readonly regionId: string,
+    private readonly wal: Wal,
+    public cache: MemoryStorage,
+  ) {}
+
+  initialState() {
+    return this.cache.initialState();
+  }
+  entries(lo: number, hi: number, maxSizeBytes: number): Entry[] {
+    return this.cache.entries(lo, hi, maxSizeBytes);
+  }
+  term(index: number): number {
+    return this.cache.term(index);
+  }
+  firstIndex(): number {
+    return this.cache.firstIndex();
+  }
+  lastIndex(): number {
+    return this.cache.lastIndex();
+  }
+  snapshot(): Snapshot {
+    return this.cache.snapshot();
+  }
+  async append(entries: readonly Entry[]): Promise<void> {
+    const b = this.wal.batch();
+    b.append(this.regionId, entries);
+    await b.commit();
+  }
+  async setHardState(hardState: HardState): Promise<void> {
+    const b = this.wal.batch();
+    b.setHardState(this.regionId, hardState);
+    await b.commit();
+  }
+  async applySnapshot(snapshot: Snapshot): Promise<void> {
+    const b = this.wal.batch();
+    b.applySnapshot(this.regionId, snapshot);
+    await b.commit();
+  }
+  async createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot> {
+    const current = this.cache.snapshot().metadata.index;
+    if (index <= current) {
+      throw new RegionDbError(ErrorCode.StorageCompacted, `snapshot ${index} is older than ${current}`);
+    }
+    assert(index <= this.cache.lastIndex(), `createSnapshot: ${index} > last index ${this.cache.lastIndex()}`);
+    const snapshot: Snapshot = { metadata: { index, term: this.cache.term(index), confState }, data };
+    const b = this.wal.batch();
+    b.setSnapshot(this.regionId, snapshot);
+    await b.commit();
+    return snapshot;
+  }
+  async compact(compactIndex: number): Promise<void> {
+    const b = this.wal.batch();
+    b.compact(this.regionId, compactIndex);
+    await b.commit();
+  }
+}
+
+export class WalBatch implements LogBatch {
+  private readonly ops: Op[] = [];
+  /** Cache updates, applied in order once the batch is durable. */
+  private readonly apply: (() => void)[] = [];
+  /** Per region: last index as it will be after this batch (for conflict truncation). */
+  private readonly projectedLast = new Map<string, number>();
+
+  constructor(private readonly wal: Wal) {}
+
+  private lastOf(regionId: string): number {
+    return this.projectedLast.get(regionId) ?? this.wal.cacheOf(regionId).lastIndex();
+  }
+
+  append(regionId: string, entries: readonly Entry[]): void {
+    const firstKept = this.wal.cacheOf(regionId).firstIndex();
+    if (entries.length > 0 && entries[0]!.index < firstKept) entries = entries.filter((e) => e.index >= firstKept);
+    if (entries.length === 0) return;
+    const first = entries[0]!.index;
+    const last = entries[entries.length - 1]!.index;
+    const previousLast = this.lastOf(regionId);
+    for (const e of entries) this.ops.push({ type: 'put', key: entryKey(regionId, e.index), value: encodeEntry(e) });
+    // Entries beyond the new tail conflict with it (§5.3): delete them.
+    for (let i = last + 1; i <= previousLast; i++) this.ops.push({ type: 'del', key: entryKey(regionId, i) });
+    assert(first <= previousLast + 1, `WAL append for region ${regionId} leaves a gap: last ${previousLast}, appending ${first}`);
+    this.projectedLast.set(regionId, last);
+    this.apply.push(() => this.wal.cacheOf(regionId).append(entries));
+  }
+
+  setHardState(regionId: string, hardState: HardState): void {
+    this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}hs`, value: encodeHardState(hardState) });
+    this.apply.push(() => this.wal.cacheOf(regionId).setHardState(hardState));
+  }
+
+  /** Records a snapshot taken locally (the log is kept; compact separately). */
+  setSnapshot(regionId: string, snapshot: Snapshot): void {
+    this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}snap`, value: encodeSnapshot(snapshot) });
+    this.apply.push(() => {
+      const cache = this.wal.cacheOf(regionId);
+      cache.createSnapshot(snapshot.metadata.index, snapshot.metadata.confState, snapshot.data);
+    });
+  }
+
+  /** Installs a snapshot received from the leader: the whole log is replaced (§7). */
+  applySnapshot(regionId: string, snapshot: Snapshot): void {
+    const cache = this.wal.cacheOf(regionId);
+    const lo = cache.firstIndex();
+    const hi = this.lastOf(regionId);
+    for (let i = lo; i <= hi; i++) this.ops.push({ type: 'del', key: entryKey(regionId, i) });
+    const { index, term } = snapshot.metadata;
+    this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}snap`, value: encodeSnapshot(snapshot) });
+    this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}trunc`, value: encodeTruncated({ index, term }) });
+    this.projectedLast.set(regionId, index);
+    this.apply.push(() => this.wal.cacheOf(regionId).applySnapshot(snapshot));
+  }
+
+  compact(regionId: string, compactIndex: number): void {
+    const cache = this.wal.cacheOf(regionId);
+    const first = cache.firstIndex();
+    if (compactIndex < first) return;
+    assert(compactIndex <= this.lastOf(regionId), `compact ${compactIndex} beyond the last index of region ${regionId}`);
+    const term = cache.term(compactIndex);
+    this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}trunc`, value: encodeTruncated({ index: compactIndex, term }) });
+    for (let i = first; i <= compactIndex; i++) this.ops.push({ type: 'del', key: entryKey(regionId, i) });
+    this.apply.push(() => this.wal.cacheOf(regionId).compact(compactIndex));
+  }
+
+  setRegionMeta(regionId: string, meta: Uint8Array): void {
+    this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}meta`, value: encodeMeta(meta) });
+    this.apply.push(() => this.wal.metas.set(regionId, meta));
+  }
+
+  get size(): number {
+    return this.ops.length;
+  }
+
+  async commit(): Promise<void> {
+    if (this.ops.length === 0) return;
+    await this.wal.write(this.ops);
+    for (const fn of this.apply) fn();
+  }
+}
+
+export class Wal implements LogEngine {
+  private readonly caches = new Map<string, MemoryStorage>();
+  private readonly logs = new Map<string, RegionLog>();
+  readonly metas = new Map<string, Uint8Array>();
+  private nodeMeta: Uint8Array | undefined;
+  private poisoned: Error | undefined;
+  private readonly statsValue: WalStats = { syncs: 0, bytesWritten: 0, lastBatchOps: 0 };
+
+  private constructor(
+    private readonly db: Db,
+    readonly dir: string,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(dir: string, log: Logger): Promise<Wal> {
+    const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    try {
+      await db.open();
+    } catch (err) {
+      throw new RegionDbError(ErrorCode.StorageUnavailable, `cannot open the WAL in ${dir}: ${String((err as Error).message)}`, { cause: err });
+    }
+    const wal = new Wal(db, dir, log);
+    try {
+      await wal.recover();
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return wal;
+  }
+
+  /** Loads every region, checking every record; cuts torn tails; refuses mid-log damage. */
+  private async recover(): Promise<void> {
+    interface Loading {
+      entries: { index: number; key: string; entry?: Entry; error?: string }[];
+      hardState?: HardState;
+      snapshot?: Snapshot;
+      truncated?: { index: number; term: number };
+    }
+    const regions = new Map<string, Loading>();
+    const get = (id: string): Loading => {
+      let l = regions.get(id);
+      if (!l) regions.set(id, (l = { entries: [] }));
+      return l;
+    };
+    const corrupt = (regionId: string, what: string, why: string) =>
+      new RegionDbError(ErrorCode.Corruption, `WAL corruption in region ${regionId} at ${what}: ${why} (WAL directory ${this.dir})`);
+
+    for await (const [key, value] of this.db.iterator()) {
+      if (key === 'n/meta') {
+        try {
+          this.nodeMeta = decodeMeta(value);
+        } catch (err) {
+          throw new RegionDbError(ErrorCode.Corruption, `WAL corruption at key n/meta: ${(err as Error).message} (WAL directory ${this.dir})`);
+        }
+        continue;
+      }
+      const m = /^r\/(\d{20})\/(e\/([0-9a-f]{16})|hs|snap|trunc|meta)$/.exec(key);
+      if (!m) throw new RegionDbError(ErrorCode.Corruption, `WAL contains an unknown key ${JSON.stringify(key)} (WAL directory ${this.dir})`);
+      const regionId = BigInt(m[1]!).toString();
+      const l = get(regionId);
+      const kind = m[2]!;
+      try {
+        if (m[3]) {
+          const index = Number.parseInt(m[3], 16);
+          try {
+            const entry = decodeEntry(value);
+            if (entry.index !== index) throw new RecordError(`record says index ${entry.index}, key says ${index}`);
+            l.entries.push({ index, key, entry });
+          } catch (err) {
+            if (!(err instanceof RecordError)) throw err;
+            l.entries.push({ index, key, error: err.message });
+          }
+        } else if (kind === 'hs') l.hardState = decodeHardState(value);
+        else if (kind === 'snap') l.snapshot = decodeSnapshot(value);
+        else if (kind === 'trunc') l.truncated = decodeTruncated(value);
+        else this.metas.set(regionId, decodeMeta(value));
+      } catch (err) {
+        if (err instanceof RecordError) throw corrupt(regionId, `key ${kind}`, err.message);
+        throw err;
+      }
+    }
+
+    const repairs: Op[] = [];
+    for (const [regionId, l] of regions) {
+      // A torn tail: a run of bad records at the very end (a batch the crash cut short).
+      let end = l.entries.length;
+      while (end > 0 && l.entries[end - 1]!.error !== undefined) end--;
+      for (let i = 0; i < end; i++) {
+        const e = l.entries[i]!;
+        if (e.error !== undefined) throw corrupt(regionId, `index ${e.index}`, e.error);
+        if (i > 0 && e.index !== l.entries[i - 1]!.index + 1) {
+          throw corrupt(regionId, `index ${e.index}`, `gap after index ${l.entries[i - 1]!.index}`);
+        }
+      }
+      const torn = l.entries.slice(end);
+      if (torn.length > 0) {
+        this.log.warn(
+          { regionId, firstIndex: torn[0]!.index, lastIndex: torn[torn.length - 1]!.index, reason: torn[0]!.error },
+          'WAL: cut a torn tail (records of a write the crash interrupted)',
+        );
+        for (const t of torn) repairs.push({ type: 'del', key: t.key });
+      }
+      const snapshot = l.snapshot ?? EMPTY_SNAPSHOT;
+      // The compaction point is the later of the recorded one and the snapshot (a snapshot
+      // covers everything up to its index even if the log was not compacted yet).
+      let truncated = l.truncated ?? { index: snapshot.metadata.index, term: snapshot.metadata.term };
+      if (truncated.index < snapshot.metadata.index) truncated = { index: snapshot.metadata.index, term: snapshot.metadata.term };
+      let entries = l.entries.slice(0, end).map((e) => e.entry!);
+      // Entries at or below the compaction point may survive an interrupted compaction.
+      entries = entries.filter((e) => e.index > truncated.index);
+      if (entries.length > 0 && entries[0]!.index !== truncated.index + 1) {
+        throw corrupt(regionId, `index ${entries[0]!.index}`, `log starts after a gap (compacted up to ${truncated.index})`);
+      }
+      let hardState = l.hardState ?? EMPTY_HARD_STATE;
+      const lastIndex = entries.length > 0 ? entries[entries.length - 1]!.index : truncated.index;
+      if (hardState.commit > lastIndex) {
+        this.log.warn({ regionId, commit: hardState.commit, lastIndex }, 'WAL: commit index beyond the log after repair; clamped');
+        hardState = { ...hardState, commit: lastIndex };
+        repairs.push({ type: 'put', key: `${regionPrefix(regionId)}hs`, value: encodeHardState(hardState) });
+      }
+      this.caches.set(regionId, MemoryStorage.restore({ snapshot, truncated, entries, hardState }));
+    }
+    if (repairs.length > 0) await this.write(repairs);
+    this.log.info({ dir: this.dir, regions: regions.size }, 'WAL opened');
+  }
+
+  cacheOf(regionId: string): MemoryStorage {
+    let cache = this.caches.get(regionId);
+    if (!cache) this.caches.set(regionId, (cache = new MemoryStorage()));
+    return cache;
+  }
+
+  region(regionId: string): RegionLog {
+    let log = this.logs.get(regionId);
+    if (!log) {
+      log = new RegionLog(regionId, this, this.cacheOf(regionId));
+      this.logs.set(regionId, log);
+    }
+    return log;
+  }
+
+  regionIds(): string[] {
+    return [...new Set([...this.caches.keys(), ...this.metas.keys()])];
+  }
+
+  getRegionMeta(regionId: string): Uint8Array | undefined {
+    return this.metas.get(regionId);
+  }
+
+  async setRegionMeta(regionId: string, meta: Uint8Array): Promise<void> {
+    const b = this.batch();
+    b.setRegionMeta(regionId, meta);
+    await b.commit();
+  }
+
+  getNodeMeta(): Uint8Array | undefined {
+    return this.nodeMeta;
+  }
+
+  async setNodeMeta(meta: Uint8Array): Promise<void> {
+    await this.write([{ type: 'put', key: 'n/meta', value: encodeMeta(meta) }]);
+    this.nodeMeta = meta;
+  }
+
+  async dropRegion(regionId: string): Promise<void> {
+    const prefix = regionPrefix(regionId);
+    await this.db.clear({ gte: prefix, lt: `${prefix}\xff` });
+    this.caches.delete(regionId);
+    this.logs.delete(regionId);
+    this.metas.delete(regionId);
+  }
+
+  batch(): WalBatch {
+    return new WalBatch(this);
+  }
+
+  /** One durable LevelDB batch. */
+  async write(ops: Op[]): Promise<void> {
+    if (this.poisoned) throw new WalFatalError('an earlier WAL write failed', this.poisoned);
+    let bytes = 0;
+    for (const op of ops) if (op.type === 'put') bytes += op.key.length + op.value.byteLength;
+    try {
+      await this.db.batch(ops, { sync: true });
+    } catch (err) {
+      this.poisoned = err as Error;
+      throw new WalFatalError(`WAL sync write to ${this.dir} failed: ${(err as Error).message}`, err);
+    }
+    this.statsValue.syncs++;
+    this.statsValue.bytesWritten += bytes;
+    this.statsValue.lastBatchOps = ops.length;
+  }
+
+  stats(): WalStats {
+    return { ...this.statsValue };
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}

@@ -1,0 +1,161 @@
+import { expect } from 'chai';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { SeededRand } from '../../src/common/rand.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type { Entry } from '../../src/raft/types.js';
+import { Wal } from '../../src/wal/index.js';
+import { entryIndexes, flipByte, tearLastRecord } from '../fixtures/wal-corrupt.js';
+
+const entry = (index: number, term: number, text = `v${index}`): Entry => ({ index, term, type: 0, data: new TextEncoder().encode(text) });
+const range = (lo: number, hi: number, term: number) => Array.from({ length: hi - lo + 1 }, (_, i) => entry(lo + i, term));
+
+describe('WAL (LevelDB)', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'regiondb-wal-'));
+    dirs.push(d);
+    return d;
+  };
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('group commit: one sync for a batch spanning many regions', async () => {
+    const wal = await Wal.open(tempDir(), silentLogger);
+    const before = wal.stats().syncs;
+    const batch = wal.batch();
+    for (const region of ['1', '2', '3', '4']) {
+      batch.append(region, range(1, 10, 1));
+      batch.setHardState(region, { term: 1, vote: 0, commit: 5 });
+    }
+    await batch.commit();
+    expect(wal.stats().syncs - before).to.equal(1);
+    expect(wal.region('3').lastIndex()).to.equal(10);
+    await wal.close();
+  });
+
+  it('reads never see a batch before it is durable', async () => {
+    const wal = await Wal.open(tempDir(), silentLogger);
+    const batch = wal.batch();
+    batch.append('7', range(1, 3, 1));
+    expect(wal.region('7').lastIndex()).to.equal(0);
+    await batch.commit();
+    expect(wal.region('7').lastIndex()).to.equal(3);
+    await wal.close();
+  });
+
+  it('regions are isolated: compacting or dropping one leaves the others intact', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    await wal.region('1').append(range(1, 20, 1));
+    await wal.region('2').append(range(1, 20, 1));
+    await wal.region('1').compact(10);
+    await wal.dropRegion('3');
+    await wal.close();
+    const reopened = await Wal.open(dir, silentLogger);
+    expect(reopened.region('1').firstIndex()).to.equal(11);
+    expect(reopened.region('2').firstIndex()).to.equal(1);
+    expect(reopened.region('2').lastIndex()).to.equal(20);
+    await reopened.dropRegion('1');
+    expect(reopened.regionIds()).to.deep.equal(['2']);
+    await reopened.close();
+  });
+
+  it('cuts a torn last record on open and logs it', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    await wal.region('4294967297').append(range(1, 8, 1));
+    await wal.region('4294967297').setHardState({ term: 1, vote: 0, commit: 8 });
+    await wal.close();
+    const torn = await tearLastRecord(dir, '4294967297');
+    expect(torn).to.equal(8);
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const reopened = await Wal.open(dir, log);
+    expect(reopened.region('4294967297').lastIndex()).to.equal(7);
+    expect(reopened.region('4294967297').initialState().hardState.commit).to.equal(7);
+    expect(lines.some((l) => l.includes('torn tail') && l.includes('4294967297'))).to.equal(true);
+    await reopened.close();
+    expect(await entryIndexes(dir, '4294967297')).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it('refuses to open on a flipped byte mid-log, naming region and index', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    await wal.region('8589934593').append(range(1, 10, 2));
+    await wal.close();
+    await flipByte(dir, '8589934593', 4);
+    try {
+      await Wal.open(dir, silentLogger);
+      expect.fail('must refuse to open');
+    } catch (err) {
+      expect(isRegionDbError(err, ErrorCode.Corruption)).to.equal(true);
+      expect((err as Error).message).to.match(/region 8589934593 at index 4: crc32c mismatch/);
+    }
+  });
+
+  it('matches a MemoryStorage model under a seeded random workload, across reopens', async function () {
+    this.timeout(30_000);
+    const seed = 20261125;
+    const rand = new SeededRand(seed);
+    const dir = tempDir();
+    let wal = await Wal.open(dir, silentLogger);
+    const model = new MemoryStorage();
+    let term = 1;
+    for (let step = 0; step < 300; step++) {
+      const op = rand.int(10);
+      const store = wal.region('5');
+      if (op < 6) {
+        // Append, sometimes overwriting a suffix with a higher term.
+        const first = Math.max(model.firstIndex(), model.lastIndex() + 1 - (rand.chance(0.3) ? rand.int(5) : 0));
+        if (rand.chance(0.3)) term++;
+        const batch = range(first, first + rand.int(8), term);
+        model.append(batch);
+        await store.append(batch);
+      } else if (op < 8 && model.lastIndex() > model.firstIndex() + 5) {
+        const idx = model.firstIndex() + rand.int(model.lastIndex() - model.firstIndex() - 2);
+        model.compact(idx);
+        await store.compact(idx);
+      } else if (op < 9) {
+        const hs = { term, vote: rand.int(3), commit: Math.max(0, model.lastIndex() - rand.int(3)) };
+        model.setHardState(hs);
+        await store.setHardState(hs);
+      } else {
+        await wal.close();
+        wal = await Wal.open(dir, silentLogger);
+      }
+      const got = wal.region('5');
+      const where = `seed ${seed} step ${step}`;
+      expect(got.firstIndex(), where).to.equal(model.firstIndex());
+      expect(got.lastIndex(), where).to.equal(model.lastIndex());
+      if (model.lastIndex() >= model.firstIndex()) {
+        const a = got.entries(model.firstIndex(), model.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
+        const b = model.entries(model.firstIndex(), model.lastIndex() + 1, Number.MAX_SAFE_INTEGER);
+        expect(a.map((e) => `${e.index}/${e.term}`), where).to.deep.equal(b.map((e) => `${e.index}/${e.term}`));
+      }
+    }
+    await wal.close();
+  });
+
+  it('refuses further writes after a failed sync (the process must stop)', async () => {
+    const wal = await Wal.open(tempDir(), silentLogger);
+    await wal.close(); // writes to a closed database fail like a dead disk
+    try {
+      await wal.region('1').append(range(1, 1, 1));
+      expect.fail('must fail');
+    } catch (err) {
+      expect((err as Error).message).to.match(/must stop/);
+    }
+    try {
+      await wal.region('1').append(range(1, 1, 1));
+      expect.fail('must keep failing');
+    } catch (err) {
+      expect((err as Error).message).to.match(/earlier WAL write failed/);
+    }
+  });
+});

@@ -20,6 +20,12 @@ export const limits = {
   tableNameBytesMax: 128,
   scanRowsPerMessageMax: 1024,
 
+  /** Clients remembered per region for retry deduplication (RAFT-NOTES 19). */
+  dedupClientsMax: 100_000,
+  /** Request results remembered per client; bounds a client's requests in flight. */
+  dedupRequestsPerClientMax: 1024,
+
   // gRPC.
   grpcMessageBytesMax: 16 << 20,
 } as const;
+

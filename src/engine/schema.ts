@@ -1,0 +1,118 @@
+// Table schemas and row validation (ARCHITECTURE §2). Values are JS-safe: int64 and
+// timestamp_ms columns hold integers with |v| < 2^53 (larger values are rejected, not rounded).
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+
+export type ColumnType = 'string' | 'int64' | 'float64' | 'bool' | 'timestamp_ms';
+export type Semantic = 'tag' | 'field' | 'timestamp';
+export type Value = string | number | boolean | null;
+export type Row = Record<string, Value>;
+
+export interface ColumnSchema {
+  readonly name: string;
+  readonly type: ColumnType;
+  readonly semantic: Semantic;
+}
+
+export interface TableSchema {
+  readonly name: string;
+  readonly tableId: number;
+  readonly columns: readonly ColumnSchema[];
+  readonly regionCount: number;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const COLUMN_TYPES: readonly ColumnType[] = ['string', 'int64', 'float64', 'bool', 'timestamp_ms'];
+const SEMANTICS: readonly Semantic[] = ['tag', 'field', 'timestamp'];
+
+function invalid(message: string): RegionDbError {
+  return new RegionDbError(ErrorCode.InvalidArgument, message);
+}
+
+export function validateSchema(schema: Omit<TableSchema, 'tableId'>): void {
+  if (!NAME.test(schema.name)) throw invalid(`table name ${JSON.stringify(schema.name)} must match ${NAME.source}`);
+  if (!Number.isInteger(schema.regionCount) || schema.regionCount < 1 || schema.regionCount > limits.regionsPerTableMax) {
+    throw invalid(`table ${schema.name}: region count must be 1..${limits.regionsPerTableMax}, got ${schema.regionCount}`);
+  }
+  if (schema.columns.length === 0 || schema.columns.length > limits.columnsPerTableMax) {
+    throw invalid(`table ${schema.name}: needs 1..${limits.columnsPerTableMax} columns, got ${schema.columns.length}`);
+  }
+  const seen = new Set<string>();
+  let timestamps = 0;
+  for (const c of schema.columns) {
+    if (!NAME.test(c.name)) throw invalid(`table ${schema.name}: column name ${JSON.stringify(c.name)} must match ${NAME.source}`);
+    if (seen.has(c.name)) throw invalid(`table ${schema.name}: duplicate column ${c.name}`);
+    seen.add(c.name);
+    if (!COLUMN_TYPES.includes(c.type)) throw invalid(`table ${schema.name}: column ${c.name} has unknown type ${JSON.stringify(c.type)}`);
+    if (!SEMANTICS.includes(c.semantic)) throw invalid(`table ${schema.name}: column ${c.name} has unknown semantic ${JSON.stringify(c.semantic)}`);
+    if (c.semantic === 'timestamp') {
+      timestamps++;
+      if (c.type !== 'timestamp_ms') throw invalid(`table ${schema.name}: TIMESTAMP column ${c.name} must have type timestamp_ms`);
+    }
+    if (c.semantic === 'tag' && c.type === 'float64') throw invalid(`table ${schema.name}: TAG column ${c.name} cannot be float64`);
+  }
+  if (timestamps !== 1) throw invalid(`table ${schema.name}: needs exactly one TIMESTAMP column, has ${timestamps}`);
+}
+
+export function tagColumns(schema: TableSchema): ColumnSchema[] {
+  return schema.columns.filter((c) => c.semantic === 'tag');
+}
+
+export function fieldColumns(schema: TableSchema): ColumnSchema[] {
+  return schema.columns.filter((c) => c.semantic === 'field');
+}
+
+export function timestampColumn(schema: TableSchema): ColumnSchema {
+  return schema.columns.find((c) => c.semantic === 'timestamp')!;
+}
+
+/** Checks one value against its column; returns it normalized. */
+export function checkValue(schema: TableSchema, column: ColumnSchema, value: unknown): Value {
+  const where = `table ${schema.name}, column ${column.name} (${column.type})`;
+  if (value === null || value === undefined) {
+    if (column.semantic === 'timestamp') throw invalid(`${where}: the timestamp is required`);
+    return null;
+  }
+  switch (column.type) {
+    case 'string':
+      if (typeof value !== 'string') throw invalid(`${where}: expected a string, got ${typeof value}`);
+      if (Buffer.byteLength(value) > limits.stringValueBytesMax) {
+        throw invalid(`${where}: string of ${Buffer.byteLength(value)} bytes exceeds ${limits.stringValueBytesMax}`);
+      }
+      return value;
+    case 'int64':
+    case 'timestamp_ms':
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
+        throw invalid(`${where}: expected an integer within ±2^53, got ${JSON.stringify(value)}`);
+      }
+      return value;
+    case 'float64':
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(`${where}: expected a finite number, got ${JSON.stringify(value)}`);
+      return value;
+    case 'bool':
+      if (typeof value !== 'boolean') throw invalid(`${where}: expected a boolean, got ${JSON.stringify(value)}`);
+      return value;
+  }
+}
+
+/** Validates a full row (write): unknown columns rejected, timestamp required, tags/fields optional (NULL). */
+export function validateRow(schema: TableSchema, row: Row): Row {
+  const out: Row = {};
+  for (const name of Object.keys(row)) {
+    if (!schema.columns.some((c) => c.name === name)) throw invalid(`table ${schema.name}: unknown column ${name}`);
+  }
+  for (const c of schema.columns) out[c.name] = checkValue(schema, c, row[c.name]);
+  return out;
+}
+
+/** Validates a primary key (get/delete): tags and timestamp only. */
+export function validateKey(schema: TableSchema, key: Row): Row {
+  const out: Row = {};
+  for (const name of Object.keys(key)) {
+    const c = schema.columns.find((col) => col.name === name);
+    if (!c) throw invalid(`table ${schema.name}: unknown column ${name}`);
+    if (c.semantic === 'field') throw invalid(`table ${schema.name}: column ${name} is a FIELD, not part of the primary key`);
+  }
+  for (const c of schema.columns) if (c.semantic !== 'field') out[c.name] = checkValue(schema, c, key[c.name]);
+  return out;
+}

@@ -6,22 +6,10 @@
 // is only the last leader a datanode reported, used as a routing hint.
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { TableSchema } from '../engine/schema.js';
 
-export type ColumnType = 'string' | 'int64' | 'float64' | 'bool' | 'timestamp_ms';
-export type Semantic = 'tag' | 'field' | 'timestamp';
-
-export interface ColumnDef {
-  readonly name: string;
-  readonly type: ColumnType;
-  readonly semantic: Semantic;
-}
-
-export interface TableDef {
-  readonly name: string;
-  readonly tableId: number;
-  readonly columns: readonly ColumnDef[];
-  readonly regionCount: number;
-}
+/** A table in the catalog is exactly the engine's schema (one definition, src/engine/schema.ts). */
+export type TableDef = TableSchema;
 
 export interface ReplicaPlacement {
   /** Raft peer id: unique across the cluster and never reused (docs/raft.md). */

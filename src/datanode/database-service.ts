@@ -1,0 +1,327 @@
+// The client-facing Database service of a datanode. Writes go to the region leader's raft
+// group; reads use ReadIndex (linearizable) on any replica, or the local state (stale). A
+// request for a region this node cannot serve fails with NOT_LEADER + the leader's address
+// (UNAVAILABLE + `regiondb-leader-addr`); scans of regions hosted elsewhere are forwarded.
+import { randomUUID } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import {
+  type ApplyResult,
+  type RegionState,
+  type Row,
+  type TableSchema,
+  encodeCommand,
+  makeRegionId,
+  regionNumberOf,
+  validateKey,
+  validateRow,
+} from '../engine/index.js';
+import { str, u64 } from '../rpc/proto.js';
+import { makeClient } from '../rpc/server.js';
+import { fromGrpcError, serverStream, unary } from '../rpc/status.js';
+import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
+import type { Datanode } from './datanode.js';
+
+interface RouteInfo {
+  schema: TableSchema;
+  routes: { region_id: string; peers: { node_id: string; addr: string }[]; leader_node_id: string }[];
+  fetchedAtMs: number;
+}
+
+const ROUTE_CACHE_MS = 2000;
+
+export class DatabaseService {
+  private readonly routeCache = new Map<string, RouteInfo>();
+
+  constructor(private readonly dn: Datanode) {}
+
+  implementation(): grpc.UntypedServiceImplementation {
+    const log = this.dn.log;
+    return {
+      CreateTable: unary((req: { name: string; columns: unknown[]; region_count: number }) => this.forwardDdl('CreateTable', req), log),
+      DropTable: unary((req: { name: string }) => this.forwardDdl('DropTable', req), log),
+      DescribeTable: unary(async (req: { name: string }) => {
+        const info = await this.routes(str(req.name, 'name', limits.tableNameBytesMax), true);
+        return { table: this.dn.schemaProto(info.schema), routes: info.routes };
+      }, log),
+      Write: unary((req: WriteRequestProto) => this.write(req), log),
+      Delete: unary((req: DeleteRequestProto) => this.delete(req), log),
+      Get: unary((req: GetRequestProto) => this.get(req), log),
+      Scan: serverStream((req: ScanRequestProto, write) => this.scan(req, write), log),
+    };
+  }
+
+  private async forwardDdl(method: 'CreateTable' | 'DropTable', req: unknown): Promise<unknown> {
+    try {
+      return await this.dn.metaCall(method, req);
+    } catch (err) {
+      const e = fromGrpcError(err);
+      if (e.code === ErrorCode.Unavailable || e.code === ErrorCode.DeadlineExceeded) {
+        throw new RegionDbError(ErrorCode.Unavailable, `DDL needs the metasrv, which is unreachable (${e.message}); reads and writes still work`);
+      }
+      throw e;
+    }
+  }
+
+  /** Schema and routes of a table: from a local replica if any, else from the metasrv. */
+  private async routes(table: string, fresh = false): Promise<RouteInfo> {
+    const cached = this.routeCache.get(table);
+    if (cached && !fresh && Date.now() - cached.fetchedAtMs < ROUTE_CACHE_MS) return cached;
+    try {
+      const res = await this.dn.metaCall<{ table: ProtoTableSchema; routes: RouteInfo['routes'] }>('GetRoutes', { table }, 5000);
+      const info = { schema: fromProtoSchema(res.table), routes: res.routes, fetchedAtMs: Date.now() };
+      this.routeCache.set(table, info);
+      return info;
+    } catch (err) {
+      const e = fromGrpcError(err);
+      if (e.code === ErrorCode.NotFound) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
+      // Metasrv down: the schema is also in every local replica of the table.
+      for (const meta of this.dn.metas.values()) {
+        if (meta.schema.name === table) {
+          return { schema: meta.schema, routes: cached?.routes ?? [], fetchedAtMs: cached?.fetchedAtMs ?? 0 };
+        }
+      }
+      if (cached) return cached;
+      throw new RegionDbError(ErrorCode.Unavailable, `cannot resolve table ${table}: metasrv unreachable (${e.message})`);
+    }
+  }
+
+  private async schemaOf(table: string): Promise<TableSchema> {
+    for (const meta of this.dn.metas.values()) if (meta.schema.name === table) return meta.schema;
+    return (await this.routes(table)).schema;
+  }
+
+  private regionFor(schema: TableSchema, rows: Row[], given: string): string {
+    if (given) {
+      if (!rows.every((r) => makeRegionId(schema.tableId, regionNumberOf(schema, r)) === given)) {
+        throw new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${given}`);
+      }
+      return given;
+    }
+    const ids = new Set(rows.map((r) => makeRegionId(schema.tableId, regionNumberOf(schema, r))));
+    if (ids.size !== 1) {
+      throw new RegionDbError(
+        ErrorCode.InvalidArgument,
+        `rows span ${ids.size} regions; send one request per region (the regiondb client library splits writes per region)`,
+      );
+    }
+    return [...ids][0]!;
+  }
+
+  /** NOT_LEADER pointing at the leader (or any replica) of a region hosted elsewhere. */
+  private async redirect(table: string, regionId: string): Promise<RegionDbError> {
+    const info = await this.routes(table).catch(() => undefined);
+    const route = info?.routes.find((r) => r.region_id === regionId);
+    if (!route) return new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} is unknown`);
+    const leader = route.peers.find((p) => p.node_id === route.leader_node_id) ?? route.peers[0];
+    return new RegionDbError(ErrorCode.NotLeader, `region ${regionId} is not served by node ${this.dn.nodeId}`, {
+      details: leader ? { leaderAddr: leader.addr, leaderNodeId: leader.node_id } : {},
+    });
+  }
+
+  /** Adds the leader's address to NOT_LEADER/UNAVAILABLE errors that name a leader node. */
+  private withLeaderAddr(err: unknown): unknown {
+    if (!isRegionDbError(err) || !err.details['leaderNodeId'] || err.details['leaderAddr']) return err;
+    const addr = this.dn.addressOf(Number(err.details['leaderNodeId']));
+    if (!addr) return err;
+    return new RegionDbError(err.code, err.message, { cause: err.cause, details: { ...err.details, leaderAddr: addr } });
+  }
+
+  private async propose(table: string, regionId: string, command: Uint8Array): Promise<ApplyResult> {
+    if (!this.dn.regionServer.replica(regionId)) throw await this.redirect(table, regionId);
+    try {
+      return await this.dn.regionServer.propose(regionId, command);
+    } catch (err) {
+      throw this.withLeaderAddr(err);
+    }
+  }
+
+  private checkResult(result: ApplyResult): { version: string } {
+    if (result.status === 'condition-failed') {
+      throw new RegionDbError(ErrorCode.ConditionFailed, `condition failed: the row's current version is ${result.currentVersion}`, {
+        details: { currentVersion: String(result.currentVersion) },
+      });
+    }
+    if (result.status === 'request-too-old') {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `request id is older than the retained window (oldest known ${result.oldestKnown}); its outcome is unknown`);
+    }
+    return { version: String(result.version) };
+  }
+
+  private clientIdentity(req: { client_id?: string; request_id?: string }): { clientId: string; requestId: number } {
+    const clientId = str(req.client_id ?? '', 'client_id', 128);
+    if (!clientId) return { clientId: `anonymous-${randomUUID()}`, requestId: 1 };
+    return { clientId, requestId: u64(req.request_id ?? '0', 'request_id') };
+  }
+
+  private async write(req: WriteRequestProto): Promise<unknown> {
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    if (!Array.isArray(req.rows) || req.rows.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'rows: at least one row is required');
+    if (req.rows.length > limits.rowsPerWriteMax) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `rows: ${req.rows.length} rows exceed the limit of ${limits.rowsPerWriteMax} per write`);
+    }
+    const schema = await this.schemaOf(table);
+    const rows = req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
+    const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32));
+    const hasExpectVersion = req._expect_version === 'expect_version';
+    if ((hasExpectVersion || req.expect_absent) && rows.length !== 1) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
+    }
+    const { clientId, requestId } = this.clientIdentity(req);
+    const command = encodeCommand({
+      kind: 'write',
+      clientId,
+      requestId,
+      rows: rows.map((r) => schema.columns.map((c) => r[c.name] ?? null)),
+      ...(hasExpectVersion ? { expectVersion: u64(req.expect_version, 'expect_version') } : {}),
+      ...(req.expect_absent ? { expectAbsent: true } : {}),
+    });
+    if (command.byteLength > limits.writeRequestBytesMax) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
+    }
+    const { version } = this.checkResult(await this.propose(table, regionId, command));
+    return { version, rows_written: rows.length };
+  }
+
+  private async delete(req: DeleteRequestProto): Promise<unknown> {
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    if (!Array.isArray(req.keys) || req.keys.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'keys: at least one key is required');
+    if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
+    const schema = await this.schemaOf(table);
+    const keys = req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
+    const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32));
+    const { clientId, requestId } = this.clientIdentity(req);
+    const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
+    const command = encodeCommand({ kind: 'delete', clientId, requestId, keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)) });
+    return this.checkResult(await this.propose(table, regionId, command));
+  }
+
+  /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */
+  private async readable(table: string, regionId: string, consistency: string): Promise<RegionState> {
+    const replica = this.dn.regionServer.replica(regionId);
+    if (!replica) throw await this.redirect(table, regionId);
+    if (consistency !== 'STALE') {
+      try {
+        await this.dn.regionServer.readBarrier(regionId);
+      } catch (err) {
+        throw this.withLeaderAddr(err);
+      }
+    }
+    return this.dn.regionServer.replica(regionId)!.stateMachine as RegionState;
+  }
+
+  private async get(req: GetRequestProto): Promise<unknown> {
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    const schema = await this.schemaOf(table);
+    const key = validateKey(schema, fromProtoRow(req.key, 'key'));
+    const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, key));
+    const state = await this.readable(table, regionId, req.consistency);
+    const found = state.get(key);
+    return found ? { found: true, row: toProtoRow(schema, found.row), version: String(found.version) } : { found: false, version: '0' };
+  }
+
+  private async scan(req: ScanRequestProto, write: (chunk: unknown) => Promise<void>): Promise<void> {
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    const schema = await this.schemaOf(table);
+    const tagEquals: Record<string, string | number | boolean | null> = {};
+    for (const [name, v] of Object.entries(req.tag_equals ?? {})) {
+      const c = schema.columns.find((col) => col.name === name);
+      if (!c || c.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
+      tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
+    }
+    const options = {
+      ...(req._start_ms === 'start_ms' ? { startMs: Number(req.start_ms) } : {}),
+      ...(req._end_ms === 'end_ms' ? { endMs: Number(req.end_ms) } : {}),
+      tagEquals,
+    };
+    const limit = u64(req.limit ?? '0', 'limit');
+    const regionIds = req.region_id
+      ? [str(req.region_id, 'region_id', 32)]
+      : Array.from({ length: schema.regionCount }, (_, n) => makeRegionId(schema.tableId, n));
+    let emitted = 0;
+    for (const regionId of regionIds) {
+      const remaining = limit > 0 ? limit - emitted : 0;
+      if (limit > 0 && remaining <= 0) return;
+      if (!this.dn.regionServer.replica(regionId)) {
+        emitted += await this.forwardScan(table, regionId, req, remaining, write);
+        continue;
+      }
+      const state = await this.readable(table, regionId, req.consistency);
+      let rows: ProtoRow[] = [];
+      let versions: string[] = [];
+      for (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
+        rows.push(toProtoRow(schema, r.row));
+        versions.push(String(r.version));
+        emitted++;
+        if (rows.length >= limits.scanRowsPerMessageMax) {
+          await write({ rows, versions });
+          rows = [];
+          versions = [];
+        }
+      }
+      if (rows.length > 0) await write({ rows, versions });
+    }
+  }
+
+  /** Streams a region hosted elsewhere from a node that hosts it. Returns rows forwarded. */
+  private async forwardScan(table: string, regionId: string, req: ScanRequestProto, limit: number, write: (chunk: unknown) => Promise<void>): Promise<number> {
+    const redirect = await this.redirect(table, regionId);
+    const addr = redirect.details['leaderAddr'];
+    if (!addr) throw redirect;
+    const client = makeClient('Database', addr);
+    let forwarded = 0;
+    try {
+      const stream = (client as unknown as { Scan(r: unknown, o: unknown): NodeJS.ReadableStream }).Scan(
+        { ...req, region_id: regionId, limit: String(limit) },
+        { deadline: Date.now() + 30_000 },
+      );
+      for await (const chunk of stream as AsyncIterable<{ rows: ProtoRow[]; versions: string[] }>) {
+        forwarded += chunk.rows.length;
+        await write(chunk);
+      }
+    } catch (err) {
+      throw fromGrpcError(err);
+    } finally {
+      client.close();
+    }
+    return forwarded;
+  }
+}
+
+interface WriteRequestProto {
+  table: string;
+  region_id?: string;
+  rows: ProtoRow[];
+  client_id?: string;
+  request_id?: string;
+  expect_version?: string;
+  _expect_version?: string;
+  expect_absent?: boolean;
+}
+
+interface DeleteRequestProto {
+  table: string;
+  region_id?: string;
+  keys: ProtoRow[];
+  client_id?: string;
+  request_id?: string;
+}
+
+interface GetRequestProto {
+  table: string;
+  key: ProtoRow;
+  consistency: string;
+}
+
+interface ScanRequestProto {
+  table: string;
+  region_id?: string;
+  start_ms?: string;
+  _start_ms?: string;
+  end_ms?: string;
+  _end_ms?: string;
+  tag_equals?: Record<string, ProtoValue>;
+  limit?: string;
+  consistency: string;
+}

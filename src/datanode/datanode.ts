@@ -1,0 +1,370 @@
+// A datanode process: WAL + region server + gRPC services (Database, RaftTransport, Admin) +
+// heartbeats to the metasrv + /metrics and /health.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { Registry, collectDefaultMetrics, Counter, Gauge } from 'prom-client';
+import { systemClock } from '../common/clock.js';
+import type { DatanodeConfig } from '../common/config.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { type ApplyResult, RegionState, type TableSchema } from '../engine/index.js';
+import { ConfChangeType } from '../raft/index.js';
+import { loadProtos, u64 } from '../rpc/proto.js';
+import { decodeRaftMessage, type ProtoRaftMessage } from '../rpc/raft-codec.js';
+import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
+import { unary } from '../rpc/status.js';
+import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
+import { Wal } from '../wal/index.js';
+import { DatabaseService } from './database-service.js';
+import { GrpcRaftTransport } from './grpc-transport.js';
+import { RegionServer, type RaftTuning } from './region-server.js';
+
+/** What a datanode remembers about each hosted region (persisted in the WAL as region meta). */
+export interface RegionMeta {
+  readonly regionId: string;
+  readonly schema: TableSchema;
+  readonly selfPeerId: number;
+  readonly peers: { peerId: number; nodeId: number; addr: string }[];
+}
+
+export interface ProtoOpenRegion {
+  region_id: string;
+  table: ProtoTableSchema;
+  peers: { peer_id: string; node_id: string; addr: string }[];
+  self_peer_id: string;
+  bootstrap: boolean;
+}
+
+interface ProtoInstruction {
+  kind?: string;
+  open_region?: ProtoOpenRegion;
+  close_region?: { region_id: string; destroy: boolean };
+  campaign?: { region_id: string };
+  transfer_leader?: { region_id: string; to_peer_id: string };
+  change_peer?: { region_id: string; change: string; peer: { peer_id: string; node_id: string; addr: string } };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class Datanode {
+  readonly nodeId: number;
+  readonly clusterId: string;
+  readonly addresses = new Map<number, string>();
+  readonly metas = new Map<string, RegionMeta>();
+  regionServer!: RegionServer<ApplyResult>;
+  private wal!: Wal;
+  private transport!: GrpcRaftTransport;
+  private grpcServer: RunningGrpcServer | undefined;
+  private httpServer: RunningHttpServer | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private metaClient: grpc.Client | undefined;
+  private registered = false;
+  private stopping = false;
+  advertiseAddr = '';
+  readonly registry = new Registry();
+  private readonly metrics;
+
+  constructor(
+    readonly config: DatanodeConfig,
+    readonly log: Logger,
+  ) {
+    this.nodeId = config.node.id;
+    this.clusterId = config.cluster_id;
+    collectDefaultMetrics({ register: this.registry });
+    this.metrics = {
+      writes: new Counter({ name: 'regiondb_writes_total', help: 'Write requests by outcome', labelNames: ['outcome'], registers: [this.registry] }),
+      rowsWritten: new Counter({ name: 'regiondb_rows_written_total', help: 'Rows acknowledged', registers: [this.registry] }),
+      reads: new Counter({ name: 'regiondb_reads_total', help: 'Get/Scan requests', labelNames: ['kind'], registers: [this.registry] }),
+      walSyncs: new Gauge({ name: 'regiondb_wal_syncs_total', help: 'WAL sync batches', registers: [this.registry], collect: () => {} }),
+      leaders: new Gauge({ name: 'regiondb_raft_leaders', help: 'Regions led by this node', registers: [this.registry] }),
+      replicas: new Gauge({ name: 'regiondb_replicas', help: 'Replicas hosted by this node', registers: [this.registry] }),
+    };
+  }
+
+  async start(): Promise<void> {
+    const dataDir = this.config.node.data_dir;
+    mkdirSync(dataDir, { recursive: true });
+    this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }));
+    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.addresses.get(id), this.log.child({ component: 'transport' }));
+    const raft = this.config.raft;
+    const tuning: RaftTuning = {
+      tickMs: raft.tick_ms,
+      electionTicks: raft.election_ticks,
+      heartbeatTicks: raft.heartbeat_ticks,
+      preVote: raft.pre_vote,
+      checkQuorum: raft.check_quorum,
+      readOnly: raft.read_only,
+      snapshotEveryEntries: raft.snapshot_every_entries,
+    };
+    this.regionServer = new RegionServer<ApplyResult>(
+      this.nodeId,
+      this.wal,
+      this.transport,
+      {
+        create: (regionId, data) => {
+          const meta = this.metas.get(regionId);
+          if (!meta) throw new RegionDbError(ErrorCode.Internal, `no schema for region ${regionId}`);
+          return data ? RegionState.deserialize(meta.schema, data) : new RegionState(meta.schema);
+        },
+      },
+      tuning,
+      this.log.child({ component: 'region-server' }),
+      systemClock,
+      {
+        onConfChange: (regionId, _cs, peers) => this.persistPeers(regionId, peers),
+      },
+    );
+
+    // Reopen every region this node hosted before the restart.
+    for (const regionId of this.wal.regionIds()) {
+      const raw = this.wal.getRegionMeta(regionId);
+      if (!raw) continue;
+      const meta = JSON.parse(decoder.decode(raw)) as RegionMeta;
+      this.metas.set(regionId, meta);
+      for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
+      await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: false });
+    }
+
+    const database = new DatabaseService(this);
+    const { services } = loadProtos();
+    void services;
+    this.grpcServer = await startGrpcServer(
+      this.config.grpc.host,
+      this.config.grpc.port,
+      [
+        { name: 'Database', impl: database.implementation() },
+        { name: 'RaftTransport', impl: { Stream: (s: grpc.ServerDuplexStream<unknown, unknown>) => this.onRaftStream(s) } },
+        { name: 'Admin', impl: this.adminImplementation() },
+      ],
+      this.log,
+    );
+    this.advertiseAddr = this.config.grpc.advertise_addr ?? `${this.config.grpc.host}:${this.grpcServer.port}`;
+    this.addresses.set(this.nodeId, this.advertiseAddr);
+    this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
+    this.regionServer.start();
+    this.metaClient = makeClient('Meta', this.config.metasrv.addr);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeat.interval_ms);
+    void this.heartbeat();
+    this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
+  }
+
+  get grpcPort(): number {
+    return this.grpcServer?.port ?? 0;
+  }
+
+  get httpPort(): number {
+    return this.httpServer?.port ?? 0;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await this.regionServer?.stop();
+    await this.transport?.close();
+    await this.grpcServer?.stop();
+    await this.httpServer?.stop();
+    this.metaClient?.close();
+    await this.wal?.close();
+    this.log.info({ nodeId: this.nodeId }, 'datanode stopped');
+  }
+
+  health(): Record<string, unknown> {
+    const fatal = this.regionServer?.fatalError();
+    return {
+      status: fatal ? 'failed' : 'ok',
+      nodeId: this.nodeId,
+      addr: this.advertiseAddr,
+      registered: this.registered,
+      replicas: this.regionServer?.allReplicas().length ?? 0,
+      leaders: this.regionServer?.allReplicas().filter((r) => r.isLeader()).length ?? 0,
+      ...(fatal ? { error: fatal.message } : {}),
+    };
+  }
+
+  /** The address of a datanode, for NOT_LEADER redirects. */
+  addressOf(nodeId: number | undefined): string | undefined {
+    return nodeId === undefined ? undefined : this.addresses.get(nodeId);
+  }
+
+  // ─── Regions ────────────────────────────────────────────────────────────────────────────────
+
+  async openRegion(open: ProtoOpenRegion): Promise<void> {
+    const regionId = open.region_id;
+    if (this.regionServer.replica(regionId)) return;
+    const meta: RegionMeta = {
+      regionId,
+      schema: fromProtoSchema(open.table),
+      selfPeerId: u64(open.self_peer_id, 'self_peer_id'),
+      peers: open.peers.map((p) => ({ peerId: u64(p.peer_id, 'peer_id'), nodeId: u64(p.node_id, 'node_id'), addr: p.addr })),
+    };
+    if (!meta.peers.some((p) => p.peerId === meta.selfPeerId && p.nodeId === this.nodeId)) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `region ${regionId}: peer ${meta.selfPeerId} is not on node ${this.nodeId}`);
+    }
+    for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
+    this.metas.set(regionId, meta);
+    await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
+    await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: open.bootstrap });
+  }
+
+  private persistPeers(regionId: string, peers: readonly { peerId: number; nodeId: number }[]): void {
+    const meta = this.metas.get(regionId);
+    if (!meta) return;
+    const updated: RegionMeta = {
+      ...meta,
+      peers: peers.map((p) => ({ ...p, addr: this.addresses.get(p.nodeId) ?? meta.peers.find((q) => q.peerId === p.peerId)?.addr ?? '' })),
+    };
+    this.metas.set(regionId, updated);
+    this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(updated))).catch((err: unknown) => this.log.error({ err, regionId }, 'persisting region meta failed'));
+  }
+
+  async closeRegion(regionId: string, destroy: boolean): Promise<void> {
+    await this.regionServer.close(regionId, destroy);
+    this.metas.delete(regionId);
+    this.log.info({ regionId, destroy }, 'closed region');
+  }
+
+  // ─── Raft transport (server side) ─────────────────────────────────────────────────────────────
+
+  private onRaftStream(stream: grpc.ServerDuplexStream<unknown, unknown>): void {
+    stream.on('data', (raw: unknown) => {
+      const batch = raw as { cluster_id: string; from_node_id: string; envelopes: { region_id: string; message: ProtoRaftMessage }[] };
+      if (batch.cluster_id !== this.clusterId) {
+        this.log.warn({ clusterId: batch.cluster_id }, 'rejected raft traffic from another cluster');
+        stream.destroy(Object.assign(new Error('cluster id mismatch'), { code: 9 }));
+        return;
+      }
+      let fromNodeId: number;
+      try {
+        fromNodeId = u64(batch.from_node_id, 'from_node_id');
+      } catch {
+        stream.destroy(Object.assign(new Error('invalid from_node_id'), { code: 3 }));
+        return;
+      }
+      let accepted = 0;
+      for (const env of batch.envelopes ?? []) {
+        try {
+          this.regionServer.step(fromNodeId, String(env.region_id), decodeRaftMessage(env.message));
+          accepted++;
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message, fromNodeId }, 'dropped a malformed raft message');
+        }
+      }
+      stream.write({ accepted });
+    });
+    stream.on('error', () => {}); // the peer went away; it reconnects
+    stream.on('end', () => stream.end());
+  }
+
+  // ─── Admin service ──────────────────────────────────────────────────────────────────────────
+
+  replicaStats(): unknown[] {
+    return this.regionServer.allReplicas().map((r) => {
+      const st = r.raft.status();
+      const state = r.stateMachine as RegionState;
+      return {
+        region_id: r.regionId,
+        peer_id: String(r.selfPeerId),
+        role: ['follower', 'pre-candidate', 'candidate', 'leader'][st.role],
+        term: String(st.term),
+        leader_node_id: String(r.leaderNodeId() ?? 0),
+        applied_index: String(r.appliedIndex),
+        commit_index: String(st.commit),
+        flushed_index: '0',
+        memtable_bytes: String(state.memtable.sizeBytes),
+        voters: st.confState.voters.map(String),
+        learners: st.confState.learners.map(String),
+      };
+    });
+  }
+
+  private adminImplementation(): grpc.UntypedServiceImplementation {
+    const notInThisVersion = (what: string) =>
+      new RegionDbError(ErrorCode.Config, `${what} arrives with the SST engine (object storage flush); this build keeps regions in memtables + WAL`);
+    return {
+      Status: unary(async () => ({ node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() }), this.log),
+      TransferLeader: unary(async (req: { region_id: string; to_node_id: string }) => {
+        const replica = this.regionServer.leaderReplica(req.region_id);
+        const toNode = u64(req.to_node_id, 'to_node_id');
+        const peer = [...replica.peers.values()].find((p) => p.nodeId === toNode);
+        if (!peer) throw new RegionDbError(ErrorCode.InvalidArgument, `node ${toNode} has no replica of region ${req.region_id}`);
+        this.regionServer.transferLeader(req.region_id, peer.peerId);
+        return {};
+      }, this.log),
+      OpenRegion: unary(async (req: ProtoOpenRegion) => {
+        await this.openRegion(req);
+        return {};
+      }, this.log),
+      Flush: unary(async () => {
+        throw notInThisVersion('flush');
+      }, this.log),
+      Compact: unary(async () => {
+        throw notInThisVersion('compaction');
+      }, this.log),
+    };
+  }
+
+  // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
+
+  private async heartbeat(): Promise<void> {
+    if (this.stopping || !this.metaClient) return;
+    const timeoutMs = Math.max(500, this.config.heartbeat.interval_ms);
+    try {
+      if (!this.registered) {
+        const res = await call<{ regions: ProtoOpenRegion[] }>(
+          this.metaClient,
+          'RegisterNode',
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}` },
+          timeoutMs,
+        );
+        this.registered = true;
+        this.log.info({ regions: res.regions.length }, 'registered with metasrv');
+        for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
+      }
+      const res = await call<{ instructions: ProtoInstruction[] }>(
+        this.metaClient,
+        'Heartbeat',
+        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() },
+        timeoutMs,
+      );
+      for (const ins of res.instructions) await this.execute(ins);
+      const replicas = this.regionServer.allReplicas();
+      this.metrics.replicas.set(replicas.length);
+      this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
+    } catch (err) {
+      // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
+      this.log.debug({ err: (err as Error).message }, 'heartbeat to metasrv failed');
+    }
+  }
+
+  private async execute(ins: ProtoInstruction): Promise<void> {
+    try {
+      if (ins.open_region) await this.openRegion(ins.open_region);
+      else if (ins.close_region) await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
+      else if (ins.campaign) this.regionServer.campaign(ins.campaign.region_id);
+      else if (ins.transfer_leader) this.regionServer.transferLeader(ins.transfer_leader.region_id, u64(ins.transfer_leader.to_peer_id, 'to_peer_id'));
+      else if (ins.change_peer) {
+        const cp = ins.change_peer;
+        const peerId = u64(cp.peer.peer_id, 'peer_id');
+        const nodeId = u64(cp.peer.node_id, 'node_id');
+        if (cp.peer.addr) this.addresses.set(nodeId, cp.peer.addr);
+        const type = cp.change === 'add-learner' ? ConfChangeType.AddLearner : cp.change === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.RemoveNode;
+        await this.regionServer.proposeConfChange(cp.region_id, { type, nodeId: peerId, context: JSON.stringify({ nodeId }) });
+      }
+    } catch (err) {
+      if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
+    }
+  }
+
+  /** Describe a table via the metasrv (DDL and routes live there). */
+  async metaCall<Res>(method: string, request: unknown, timeoutMs = 10_000): Promise<Res> {
+    if (!this.metaClient) throw new RegionDbError(ErrorCode.Unavailable, 'metasrv client not started');
+    return call<Res>(this.metaClient, method, request, timeoutMs);
+  }
+
+  schemaProto(schema: TableSchema): ProtoTableSchema {
+    return toProtoSchema(schema);
+  }
+}

@@ -1,0 +1,128 @@
+// gRPC and HTTP servers for every regiondb process: gRPC with health checking and server
+// reflection (any gRPC tool or language can discover the API); HTTP with /metrics
+// (prom-client) and /health (JSON).
+import { type Server as HttpServer, createServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Registry } from 'prom-client';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import type { Logger } from '../common/logger.js';
+import { loadProtos } from './proto.js';
+
+export interface ServiceBinding {
+  readonly name: 'Database' | 'RaftTransport' | 'Meta' | 'Admin';
+  readonly impl: grpc.UntypedServiceImplementation;
+}
+
+export interface RunningGrpcServer {
+  readonly port: number;
+  readonly server: grpc.Server;
+  readonly health: HealthImplementation;
+  stop(): Promise<void>;
+}
+
+export async function startGrpcServer(host: string, port: number, bindings: readonly ServiceBinding[], log: Logger): Promise<RunningGrpcServer> {
+  const { definition, services } = loadProtos();
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
+    'grpc.max_send_message_length': limits.grpcMessageBytesMax,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  const status: Record<string, 'SERVING'> = { '': 'SERVING' };
+  for (const b of bindings) {
+    server.addService(services[b.name].service, b.impl);
+    status[`regiondb.v1.${b.name}`] = 'SERVING';
+  }
+  const health = new HealthImplementation(status);
+  health.addToServer(server);
+  new ReflectionService(definition).addToServer(server);
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  }).catch((err: Error) => {
+    throw new RegionDbError(ErrorCode.Config, `cannot listen for gRPC on ${host}:${port}: ${err.message}`, { cause: err });
+  });
+  log.info({ addr: `${host}:${boundPort}`, services: bindings.map((b) => b.name) }, 'gRPC server listening');
+  return {
+    port: boundPort,
+    server,
+    health,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
+
+export interface RunningHttpServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export async function startHttpServer(
+  host: string,
+  port: number,
+  registry: Registry,
+  health: () => Record<string, unknown>,
+): Promise<RunningHttpServer> {
+  const server: HttpServer = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => {
+          res.writeHead(500);
+          res.end(err.message);
+        },
+      );
+    } else if (req.url === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(health()));
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found: try /metrics or /health\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new RegionDbError(ErrorCode.Config, `cannot listen for HTTP on ${host}:${port}: ${err.message}`)));
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A gRPC client for a regiondb service at `addr`. */
+export function makeClient(name: ServiceBinding['name'], addr: string): grpc.Client {
+  const { services } = loadProtos();
+  return new services[name](addr, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
+    'grpc.max_send_message_length': limits.grpcMessageBytesMax,
+  });
+}
+
+/** Promise wrapper for a unary call with a deadline. */
+export function call<Res>(client: grpc.Client, method: string, request: unknown, timeoutMs: number, metadata = new grpc.Metadata()): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
+    if (typeof fn !== 'function') {
+      reject(new RegionDbError(ErrorCode.Internal, `no gRPC method ${method}`));
+      return;
+    }
+    fn.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: Res) =>
+      err ? reject(err) : resolve(res),
+    );
+  });
+}

@@ -5,7 +5,7 @@ MOCHA := node_modules/.bin/mocha
 SEEDS ?= 1000
 SEED ?=
 
-.PHONY: all deps build test test-unit test-sim test-sim-broken lint typecheck coverage bench bench-raft cluster clean
+.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean
 
 all: build
 
@@ -43,3 +43,7 @@ bench-raft: deps
 
 clean:
 	rm -rf dist coverage
+
+# Start metasrv + 3 datanodes on 127.0.0.1 (cluster-configs/local-3node); Ctrl-C stops them.
+cluster: build
+	node dist/src/cmd/main.js cluster --config-dir cluster-configs/local-3node

@@ -41,6 +41,8 @@ export class Metasrv {
   constructor(
     readonly config: MetasrvConfig,
     readonly log: Logger,
+    /** Replicas per region: 3 in a cluster, 1 in standalone mode. */
+    readonly replicationFactor: number = REPLICATION_FACTOR,
   ) {
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
@@ -159,7 +161,7 @@ export class Metasrv {
     for (const node of Object.values(this.catalog.nodes)) {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
-    const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, REPLICATION_FACTOR);
+    const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
     await this.save();
     // Open the replicas now (the heartbeat reconciliation would also do it, within a beat).
     await Promise.all(

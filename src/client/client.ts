@@ -1,0 +1,298 @@
+// The regiondb client library: route cache, per-region splitting of writes, NOT_LEADER
+// redirects with the leader hint, retries with backoff and a stable request id (a retried write
+// is applied at most once), deadlines. A timed-out write has an UNKNOWN outcome and is
+// reported as DEADLINE_EXCEEDED with that said (RAFT-NOTES 20).
+import { randomUUID } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
+import { call, makeClient } from '../rpc/server.js';
+import { fromGrpcError } from '../rpc/status.js';
+import { type ProtoRow, type ProtoTableSchema, fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
+
+export interface ClientOptions {
+  /** Metasrv address (routes, DDL). */
+  readonly metasrv: string;
+  /** Overall deadline per operation, retries included. */
+  readonly deadlineMs?: number;
+  /** Per-attempt RPC timeout. */
+  readonly attemptTimeoutMs?: number;
+  readonly clientId?: string;
+}
+
+interface Route {
+  regionId: string;
+  peers: { nodeId: string; addr: string }[];
+  leaderAddr: string | undefined;
+}
+
+interface TableRoutes {
+  schema: TableSchema;
+  routes: Map<string, Route>;
+}
+
+export interface WriteOptions {
+  readonly expectVersion?: number;
+  readonly expectAbsent?: boolean;
+}
+
+export interface ScanOptions {
+  readonly startMs?: number;
+  readonly endMs?: number;
+  readonly tagEquals?: Record<string, Value>;
+  readonly limit?: number;
+  readonly consistency?: 'linearizable' | 'stale';
+}
+
+export interface VersionedRow {
+  readonly row: Row;
+  readonly version: number;
+}
+
+const BACKOFF_MIN_MS = 20;
+const BACKOFF_MAX_MS = 500;
+
+export class RegionDbClient {
+  readonly clientId: string;
+  private nextRequestId = 1;
+  private readonly tables = new Map<string, TableRoutes>();
+  private readonly conns = new Map<string, grpc.Client>();
+  private readonly meta: grpc.Client;
+  private readonly deadlineMs: number;
+  private readonly attemptTimeoutMs: number;
+
+  constructor(readonly options: ClientOptions) {
+    this.clientId = options.clientId ?? `client-${randomUUID()}`;
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3000;
+    this.meta = makeClient('Meta', options.metasrv);
+  }
+
+  close(): void {
+    this.meta.close();
+    for (const c of this.conns.values()) c.close();
+    this.conns.clear();
+  }
+
+  private conn(addr: string): grpc.Client {
+    let c = this.conns.get(addr);
+    if (!c) this.conns.set(addr, (c = makeClient('Database', addr)));
+    return c;
+  }
+
+  // ─── DDL and routes ─────────────────────────────────────────────────────────────────────────
+
+  async createTable(name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number): Promise<TableSchema> {
+    const protoColumns = columns.map((c) => ({
+      name: c.name,
+      type: c.type.toUpperCase() === 'TIMESTAMP' ? 'TIMESTAMP_MS' : c.type.toUpperCase(),
+      semantic: c.semantic.toUpperCase(),
+    }));
+    try {
+      const res = await call<{ table: ProtoTableSchema }>(this.meta, 'CreateTable', { name, columns: protoColumns, region_count: regionCount }, this.deadlineMs);
+      this.tables.delete(name);
+      return fromProtoSchema(res.table);
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  async dropTable(name: string): Promise<number> {
+    try {
+      const res = await call<{ regions_dropped: number }>(this.meta, 'DropTable', { name }, this.deadlineMs);
+      this.tables.delete(name);
+      return res.regions_dropped;
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  async describe(table: string, refresh = false): Promise<TableRoutes> {
+    const cached = this.tables.get(table);
+    if (cached && !refresh) return cached;
+    let res: { table: ProtoTableSchema; routes: { region_id: string; peers: { node_id: string; addr: string }[]; leader_node_id: string }[] };
+    try {
+      res = await call(this.meta, 'GetRoutes', { table }, this.attemptTimeoutMs);
+    } catch (err) {
+      const e = fromGrpcError(err);
+      if (cached && e.code !== ErrorCode.NotFound) return cached; // metasrv down: keep using what we know
+      throw e;
+    }
+    const routes = new Map<string, Route>();
+    for (const r of res.routes) {
+      const leader = r.peers.find((p) => p.node_id === r.leader_node_id);
+      const previous = cached?.routes.get(r.region_id);
+      routes.set(r.region_id, {
+        regionId: r.region_id,
+        peers: r.peers.map((p) => ({ nodeId: p.node_id, addr: p.addr })),
+        leaderAddr: leader?.addr ?? previous?.leaderAddr,
+      });
+    }
+    const info = { schema: fromProtoSchema(res.table), routes };
+    this.tables.set(table, info);
+    return info;
+  }
+
+  async listNodes(): Promise<unknown> {
+    try {
+      return await call(this.meta, 'ListNodes', {}, this.attemptTimeoutMs);
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  // ─── Retry core ─────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Runs `attempt` against the region's leader until it succeeds, a non-retriable error occurs,
+   * or the deadline passes. NOT_LEADER/UNAVAILABLE move to the hinted leader, or the next peer.
+   */
+  private async withRegion<T>(table: string, regionId: string, what: string, attempt: (addr: string) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.deadlineMs;
+    let backoffMs = BACKOFF_MIN_MS;
+    let peerCursor = 0;
+    let lastError: RegionDbError | undefined;
+    for (;;) {
+      const info = await this.describe(table);
+      const route = info.routes.get(regionId);
+      if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
+      const addr = route.leaderAddr ?? route.peers[peerCursor++ % route.peers.length]!.addr;
+      try {
+        return await attempt(addr);
+      } catch (err) {
+        const e = fromGrpcError(err);
+        lastError = e;
+        const retriable = e.code === ErrorCode.NotLeader || e.code === ErrorCode.Unavailable || e.code === ErrorCode.ProposalDropped || e.code === ErrorCode.DeadlineExceeded;
+        if (!retriable) throw e;
+        const hint = e.details['leaderAddr'];
+        route.leaderAddr = hint && hint !== addr ? hint : undefined;
+        if (!route.leaderAddr) {
+          // No hint: try the next peer; refresh routes from the metasrv now and then.
+          if (peerCursor % route.peers.length === 0) await this.describe(table, true).catch(() => undefined);
+        }
+      }
+      if (Date.now() + backoffMs >= deadline) {
+        throw new RegionDbError(
+          ErrorCode.DeadlineExceeded,
+          `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${lastError?.message})`,
+          { cause: lastError },
+        );
+      }
+      await new Promise((r) => setTimeout(r, backoffMs));
+      backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
+    }
+  }
+
+  // ─── Data ───────────────────────────────────────────────────────────────────────────────────
+
+  /** Upserts rows (split per region, regions written in parallel). Returns versions per region. */
+  async write(table: string, rows: Row[], options: WriteOptions = {}): Promise<{ regionId: string; version: number }[]> {
+    const { schema } = await this.describe(table);
+    const byRegion = new Map<string, Row[]>();
+    for (const row of rows) {
+      const valid = validateRow(schema, row);
+      const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
+      let list = byRegion.get(regionId);
+      if (!list) byRegion.set(regionId, (list = []));
+      list.push(valid);
+    }
+    if ((options.expectAbsent || options.expectVersion !== undefined) && rows.length !== 1) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, 'conditional writes take exactly one row');
+    }
+    return Promise.all(
+      [...byRegion].map(async ([regionId, regionRows]) => {
+        const requestId = this.nextRequestId++; // the same id on every retry: applied at most once
+        const request = {
+          table,
+          region_id: regionId,
+          rows: regionRows.map((r) => toProtoRow(schema, r)),
+          client_id: this.clientId,
+          request_id: String(requestId),
+          ...(options.expectVersion !== undefined ? { expect_version: String(options.expectVersion) } : {}),
+          expect_absent: options.expectAbsent === true,
+        };
+        const res = await this.withRegion(table, regionId, 'write', (addr) =>
+          call<{ version: string }>(this.conn(addr), 'Write', request, this.attemptTimeoutMs),
+        );
+        return { regionId, version: Number(res.version) };
+      }),
+    );
+  }
+
+  async delete(table: string, keys: Row[]): Promise<void> {
+    const { schema } = await this.describe(table);
+    const byRegion = new Map<string, Row[]>();
+    for (const key of keys) {
+      const valid = validateKey(schema, key);
+      const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
+      byRegion.set(regionId, [...(byRegion.get(regionId) ?? []), valid]);
+    }
+    await Promise.all(
+      [...byRegion].map(([regionId, regionKeys]) => {
+        const request = {
+          table,
+          region_id: regionId,
+          keys: regionKeys.map((k) => toProtoRow(schema, k)),
+          client_id: this.clientId,
+          request_id: String(this.nextRequestId++),
+        };
+        return this.withRegion(table, regionId, 'delete', (addr) => call(this.conn(addr), 'Delete', request, this.attemptTimeoutMs));
+      }),
+    );
+  }
+
+  async get(table: string, key: Row, consistency: 'linearizable' | 'stale' = 'linearizable'): Promise<VersionedRow | null> {
+    const { schema } = await this.describe(table);
+    const valid = validateKey(schema, key);
+    const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
+    const res = await this.withRegion(table, regionId, 'get', (addr) =>
+      call<{ found: boolean; row: ProtoRow; version: string }>(
+        this.conn(addr),
+        'Get',
+        { table, key: toProtoRow(schema, valid), consistency: consistency === 'stale' ? 'STALE' : 'LINEARIZABLE' },
+        this.attemptTimeoutMs,
+      ),
+    );
+    return res.found ? { row: fromProtoRow(res.row, 'row'), version: Number(res.version) } : null;
+  }
+
+  /** Scans a table (every region), or one region, from a given node (`addr`) when set. */
+  async scan(table: string, options: ScanOptions = {}, addr?: string): Promise<VersionedRow[]> {
+    const { schema } = await this.describe(table);
+    const out: VersionedRow[] = [];
+    const request = (regionId: string) => ({
+      table,
+      region_id: regionId,
+      ...(options.startMs !== undefined ? { start_ms: String(options.startMs) } : {}),
+      ...(options.endMs !== undefined ? { end_ms: String(options.endMs) } : {}),
+      tag_equals: Object.fromEntries(
+        Object.entries(options.tagEquals ?? {}).map(([k, v]) => [k, toProtoValue(v, schema.columns.find((c) => c.name === k)?.type ?? 'string')]),
+      ),
+      limit: String(options.limit ?? 0),
+      consistency: options.consistency === 'stale' ? 'STALE' : 'LINEARIZABLE',
+    });
+    const streamScan = async (target: string, req: unknown): Promise<VersionedRow[]> => {
+      const rows: VersionedRow[] = [];
+      const client = this.conn(target) as unknown as { Scan(r: unknown, o: unknown): AsyncIterable<{ rows: ProtoRow[]; versions: string[] }> };
+      try {
+        for await (const chunk of client.Scan(req, { deadline: Date.now() + this.deadlineMs })) {
+          chunk.rows.forEach((r, i) => rows.push({ row: fromProtoRow(r, 'row'), version: Number(chunk.versions[i]) }));
+        }
+      } catch (err) {
+        throw fromGrpcError(err);
+      }
+      return rows;
+    };
+    for (let n = 0; n < schema.regionCount; n++) {
+      const regionId = makeRegionId(schema.tableId, n);
+      const rows = addr
+        ? await streamScan(addr, request(regionId))
+        : await this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId)));
+      out.push(...rows);
+      if (options.limit && out.length >= options.limit) return out.slice(0, options.limit);
+    }
+    return out;
+  }
+}
+
+export { isRegionDbError };

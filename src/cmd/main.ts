@@ -1,0 +1,255 @@
+#!/usr/bin/env node
+// The regiondb CLI: servers (metasrv, datanode, standalone, cluster) and client commands.
+import { Command, Option } from 'commander';
+import { RegionDbClient } from '../client/client.js';
+import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
+import { isRegionDbError } from '../common/errors.js';
+import { createLogger } from '../common/logger.js';
+import { Datanode } from '../datanode/datanode.js';
+import type { Row, Value } from '../engine/schema.js';
+import { Metasrv } from '../metasrv/metasrv.js';
+import { coerceValue } from '../rpc/values.js';
+import { runLocalCluster } from './cluster.js';
+
+const program = new Command();
+program
+  .name('regiondb')
+  .description('regiondb: Raft-replicated regions with metasrv failover')
+  .showHelpAfterError()
+  .addOption(new Option('--metasrv <addr>', 'metasrv address for client commands').default('127.0.0.1:4000').env('REGIONDB_METASRV'));
+
+/** Runs a server until SIGINT/SIGTERM; startup failures exit with a precise message, no crash loop. */
+async function serve(name: string, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  let server: { stop(): Promise<void> };
+  try {
+    server = await start();
+  } catch (err) {
+    process.stderr.write(`regiondb ${name}: cannot start: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`regiondb ${name}: ${signal}, stopping\n`);
+    server.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+const intArg = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`expected an integer, got ${v}`);
+  return n;
+};
+
+program
+  .command('metasrv')
+  .description('run the metasrv (catalog, heartbeats, failover, routes)')
+  .requiredOption('-c, --config <file>', 'metasrv TOML config (e.g. cluster-configs/local-3node/metasrv.toml)')
+  .option('--grpc-port <port>', 'override grpc.port', intArg)
+  .option('--http-port <port>', 'override http.port', intArg)
+  .option('--data-dir <dir>', 'override node.data_dir')
+  .option('--replication-factor <n>', 'replicas per region (3; 1 for standalone)', intArg, 3)
+  .action(async (opts: { config: string; grpcPort?: number; httpPort?: number; dataDir?: string; replicationFactor: number }) => {
+    await serve('metasrv', async () => {
+      const config = loadConfig(metasrvConfigSchema, opts.config, {
+        grpc: { port: opts.grpcPort },
+        http: { port: opts.httpPort },
+        node: { data_dir: opts.dataDir },
+      });
+      const m = new Metasrv(config, createLogger({ name: 'metasrv', level: config.log.level }), opts.replicationFactor);
+      await m.start();
+      return m;
+    });
+  });
+
+program
+  .command('datanode')
+  .description('run a datanode (region replicas, WAL, gRPC services)')
+  .requiredOption('-c, --config <file>', 'datanode TOML config (e.g. cluster-configs/local-3node/datanode1.toml)')
+  .option('--node-id <id>', 'override node.id', intArg)
+  .option('--grpc-port <port>', 'override grpc.port', intArg)
+  .option('--http-port <port>', 'override http.port', intArg)
+  .option('--data-dir <dir>', 'override node.data_dir')
+  .option('--metasrv-addr <addr>', 'override metasrv.addr')
+  .action(async (opts: { config: string; nodeId?: number; grpcPort?: number; httpPort?: number; dataDir?: string; metasrvAddr?: string }) => {
+    await serve('datanode', async () => {
+      const config = loadConfig(datanodeConfigSchema, opts.config, {
+        node: { id: opts.nodeId, data_dir: opts.dataDir },
+        grpc: { port: opts.grpcPort },
+        http: { port: opts.httpPort },
+        metasrv: { addr: opts.metasrvAddr },
+      });
+      const d = new Datanode(config, createLogger({ name: `datanode-${config.node.id}`, level: config.log.level }));
+      await d.start();
+      return d;
+    });
+  });
+
+program
+  .command('standalone')
+  .description('run one datanode with an in-process metasrv and single-replica regions')
+  .option('-c, --config <file>', 'datanode TOML config', 'cluster-configs/standalone.toml')
+  .option('--metasrv-port <port>', 'port of the in-process metasrv', intArg, 4000)
+  .action(async (opts: { config: string; metasrvPort: number }) => {
+    await serve('standalone', async () => {
+      const dn = loadConfig(datanodeConfigSchema, opts.config, { metasrv: { addr: `127.0.0.1:${opts.metasrvPort}` } });
+      const meta = metasrvConfigSchema.parse({
+        cluster_id: dn.cluster_id,
+        node: { data_dir: `${dn.node.data_dir}-metasrv` },
+        grpc: { host: '127.0.0.1', port: opts.metasrvPort },
+        http: { host: '127.0.0.1', port: 0 },
+      });
+      const m = new Metasrv(meta, createLogger({ name: 'metasrv', level: dn.log.level }), 1);
+      await m.start();
+      const d = new Datanode(dn, createLogger({ name: 'datanode', level: dn.log.level }));
+      await d.start();
+      return { stop: async () => (await d.stop(), await m.stop()) };
+    });
+  });
+
+program
+  .command('cluster')
+  .description('start a local cluster (metasrv + datanodes) as child processes; Ctrl-C stops all')
+  .option('-d, --config-dir <dir>', 'directory with metasrv.toml and datanode*.toml', 'cluster-configs/local-3node')
+  .action(async (opts: { configDir: string }) => {
+    await runLocalCluster(opts.configDir);
+  });
+
+function client(): RegionDbClient {
+  return new RegionDbClient({ metasrv: program.opts<{ metasrv: string }>().metasrv });
+}
+
+async function withClient<T>(fn: (c: RegionDbClient) => Promise<T>): Promise<void> {
+  const c = client();
+  try {
+    const out = await fn(c);
+    if (out !== undefined) process.stdout.write(`${typeof out === 'string' ? out : JSON.stringify(out, null, 2)}\n`);
+  } catch (err) {
+    const code = isRegionDbError(err) ? err.code : 'ERROR';
+    process.stderr.write(`error (${code}): ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  } finally {
+    c.close();
+  }
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+program
+  .command('create-table <name>')
+  .description('create a table, e.g. create-table cpu --columns host:string:tag,ts:timestamp:timestamp,usage:float64:field --regions 4')
+  .requiredOption('--columns <spec>', 'comma-separated name:type:semantic (types: string int64 float64 bool timestamp; semantics: tag field timestamp)')
+  .option('--regions <n>', 'number of regions', intArg, 4)
+  .action(async (name: string, opts: { columns: string; regions: number }) => {
+    await withClient(async (c) => {
+      const columns = opts.columns.split(',').map((spec) => {
+        const [colName, type, semantic] = spec.split(':');
+        if (!colName || !type || !semantic) throw new Error(`column spec ${JSON.stringify(spec)} must be name:type:semantic`);
+        return { name: colName, type, semantic };
+      });
+      const schema = await c.createTable(name, columns, opts.regions);
+      return `created table ${schema.name} (id ${schema.tableId}) with ${schema.regionCount} regions`;
+    });
+  });
+
+program
+  .command('put <table> <rows>')
+  .description(`upsert rows given as JSON: put cpu '{"host":"a","ts":1700000000000,"usage":0.5}' (an object or an array)`)
+  .option('--expect-version <v>', 'compare-and-set: only if the current version equals v', intArg)
+  .option('--expect-absent', 'insert only if the row does not exist')
+  .action(async (table: string, rowsJson: string, opts: { expectVersion?: number; expectAbsent?: boolean }) => {
+    await withClient(async (c) => {
+      const parsed = parseJson(rowsJson, 'rows');
+      const rows = (Array.isArray(parsed) ? parsed : [parsed]) as Record<string, unknown>[];
+      const { schema } = await c.describe(table);
+      const typed = rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, coerceValue(schema.columns.find((col) => col.name === k) ?? { name: k, type: 'string', semantic: 'field' }, v)])) as Row);
+      const res = await c.write(table, typed, {
+        ...(opts.expectVersion !== undefined ? { expectVersion: opts.expectVersion } : {}),
+        ...(opts.expectAbsent ? { expectAbsent: true } : {}),
+      });
+      return `wrote ${rows.length} row(s): ${res.map((r) => `region ${r.regionId} @ version ${r.version}`).join(', ')}`;
+    });
+  });
+
+program
+  .command('get <table> <key>')
+  .description(`read one row by primary key (tags + timestamp) as JSON: get cpu '{"host":"a","ts":1700000000000}'`)
+  .option('--stale', 'allow a stale read from any replica')
+  .action(async (table: string, keyJson: string, opts: { stale?: boolean }) => {
+    await withClient(async (c) => {
+      const key = parseJson(keyJson, 'key') as Record<string, Value>;
+      const found = await c.get(table, key, opts.stale ? 'stale' : 'linearizable');
+      return found ? { ...found.row, _version: found.version } : 'not found';
+    });
+  });
+
+program
+  .command('scan <table>')
+  .description('scan rows with optional time range [start, end) and tag filters')
+  .option('--start <ms>', 'inclusive lower bound on the timestamp', intArg)
+  .option('--end <ms>', 'exclusive upper bound on the timestamp', intArg)
+  .option('--tag <name=value...>', 'tag equality filter (repeatable)')
+  .option('--limit <n>', 'maximum rows', intArg)
+  .option('--stale', 'allow stale reads')
+  .action(async (table: string, opts: { start?: number; end?: number; tag?: string[]; limit?: number; stale?: boolean }) => {
+    await withClient(async (c) => {
+      const { schema } = await c.describe(table);
+      const tagEquals: Record<string, Value> = {};
+      for (const t of opts.tag ?? []) {
+        const eq = t.indexOf('=');
+        if (eq < 0) throw new Error(`--tag ${t} must be name=value`);
+        const name = t.slice(0, eq);
+        const column = schema.columns.find((col) => col.name === name);
+        if (!column) throw new Error(`--tag ${name}: no such column in ${table}`);
+        tagEquals[name] = coerceValue(column, t.slice(eq + 1));
+      }
+      const rows = await c.scan(table, {
+        ...(opts.start !== undefined ? { startMs: opts.start } : {}),
+        ...(opts.end !== undefined ? { endMs: opts.end } : {}),
+        tagEquals,
+        ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+        consistency: opts.stale ? 'stale' : 'linearizable',
+      });
+      return rows.map((r) => JSON.stringify({ ...r.row, _version: r.version })).join('\n') + `\n(${rows.length} rows)`;
+    });
+  });
+
+program
+  .command('status')
+  .description('show datanodes (state, phi, regions, leaders) and regions (peers, leader)')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    await withClient(async (c) => {
+      const res = (await c.listNodes()) as {
+        nodes: { node_id: string; addr: string; state: string; phi: number; regions: number; leaders: number }[];
+        regions: { region_id: string; table: string; peers: { node_id: string }[]; leader_node_id: string }[];
+      };
+      if (opts.json) return res;
+      const lines = ['NODE  ADDR                  STATE     PHI      REGIONS  LEADERS'];
+      for (const n of res.nodes) {
+        lines.push(`${n.node_id.padEnd(5)} ${n.addr.padEnd(21)} ${n.state.padEnd(9)} ${n.phi.toFixed(2).padEnd(8)} ${String(n.regions).padEnd(8)} ${n.leaders}`);
+      }
+      lines.push('', 'REGION               TABLE        PEERS(node)  LEADER');
+      for (const r of res.regions) {
+        lines.push(`${r.region_id.padEnd(20)} ${r.table.padEnd(12)} ${r.peers.map((p) => p.node_id).join(',').padEnd(12)} ${r.leader_node_id === '0' ? '-' : r.leader_node_id}`);
+      }
+      return lines.join('\n');
+    });
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`regiondb: ${(err as Error).message}\n`);
+  process.exit(2);
+});

@@ -26,7 +26,7 @@ lint: deps typecheck
 	node scripts/check-raft-purity.mjs
 
 # The default suite: unit, conformance, raft paper tests, 300 simulator seeds, integration.
-test: deps
+test: build
 	SIM_SEEDS=300 $(MOCHA) 'test/**/*.test.ts'
 
 # The deterministic simulator alone. SEEDS=10000 for a campaign; SEED=n replays one seed twice

@@ -50,7 +50,9 @@ export interface VersionedRow {
 }
 
 const BACKOFF_MIN_MS = 20;
-const BACKOFF_MAX_MS = 500;
+const BACKOFF_MAX_MS = 200;
+/** How long a replica that refused connections is skipped when choosing where to send. */
+const DOWN_AVOID_MS = 3000;
 
 export class RegionDbClient {
   readonly clientId: string;
@@ -156,7 +158,7 @@ export class RegionDbClient {
       const info = await this.describe(table);
       const route = info.routes.get(regionId);
       if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
-      const addr = route.leaderAddr ?? route.peers[peerCursor++ % route.peers.length]!.addr;
+      const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
       try {
         return await attempt(addr);
       } catch (err) {
@@ -164,12 +166,17 @@ export class RegionDbClient {
         lastError = e;
         const retriable = e.code === ErrorCode.NotLeader || e.code === ErrorCode.Unavailable || e.code === ErrorCode.ProposalDropped || e.code === ErrorCode.DeadlineExceeded;
         if (!retriable) throw e;
+        // A node we could not reach (not one that answered NOT_LEADER) is avoided for a while,
+        // even when other replicas still name it as the leader: they have not noticed yet.
+        if (e.code === ErrorCode.Unavailable && !e.details['leaderNodeId']) this.markDown(addr);
         const hint = e.details['leaderAddr'];
-        route.leaderAddr = hint && hint !== addr ? hint : undefined;
-        if (!route.leaderAddr) {
-          // No hint: try the next peer; refresh routes from the metasrv now and then.
-          if (peerCursor % route.peers.length === 0) await this.describe(table, true).catch(() => undefined);
+        route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
+        if (route.leaderAddr) {
+          backoffMs = BACKOFF_MIN_MS; // a fresh hint: follow it at once
+          continue;
         }
+        // No usable hint: try the next peer; refresh routes from the metasrv now and then.
+        if (peerCursor % route.peers.length === 0) await this.describe(table, true).catch(() => undefined);
       }
       if (Date.now() + backoffMs >= deadline) {
         throw new RegionDbError(
@@ -177,6 +184,53 @@ export class RegionDbClient {
           `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${lastError?.message})`,
           { cause: lastError },
         );
+      }
+      await new Promise((r) => setTimeout(r, backoffMs));
+      backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
+    }
+  }
+
+  private readonly downUntil = new Map<string, number>();
+
+  private markDown(addr: string): void {
+    this.downUntil.set(addr, Date.now() + DOWN_AVOID_MS);
+  }
+
+  private isDown(addr: string): boolean {
+    const until = this.downUntil.get(addr);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.downUntil.delete(addr);
+    return false;
+  }
+
+  /** The next replica to try, skipping ones recently unreachable (unless all are). */
+  private nextPeer(route: Route, cursor: number): string {
+    const n = route.peers.length;
+    for (let i = 0; i < n; i++) {
+      const addr = route.peers[(cursor + i) % n]!.addr;
+      if (!this.isDown(addr)) return addr;
+    }
+    return route.peers[cursor % n]!.addr;
+  }
+
+  /**
+   * Runs a read against one given node, retrying while it is unreachable (restarting, or the
+   * channel still in reconnect backoff) or its regions have no leader yet, until the deadline.
+   */
+  private async withNode<T>(addr: string, what: string, attempt: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.deadlineMs;
+    let backoffMs = BACKOFF_MIN_MS;
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (err) {
+        const e = fromGrpcError(err);
+        const transient = e.code === ErrorCode.Unavailable || e.code === ErrorCode.NotLeader || e.code === ErrorCode.ProposalDropped;
+        if (!transient) throw e;
+        if (Date.now() + backoffMs >= deadline) {
+          throw new RegionDbError(ErrorCode.Unavailable, `${what} via ${addr}: node unreachable for ${this.deadlineMs} ms (${e.message})`, { cause: e });
+        }
       }
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
@@ -286,7 +340,7 @@ export class RegionDbClient {
     for (let n = 0; n < schema.regionCount; n++) {
       const regionId = makeRegionId(schema.tableId, n);
       const rows = addr
-        ? await streamScan(addr, request(regionId))
+        ? await this.withNode(addr, 'scan', () => streamScan(addr, request(regionId)))
         : await this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId)));
       out.push(...rows);
       if (options.limit && out.length >= options.limit) return out.slice(0, options.limit);

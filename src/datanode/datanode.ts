@@ -2,7 +2,7 @@
 // heartbeats to the metasrv + /metrics and /health.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { Registry, collectDefaultMetrics, Counter, Gauge } from 'prom-client';
 import { systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
@@ -13,7 +13,7 @@ import { ConfChangeType } from '../raft/index.js';
 import { loadProtos, u64 } from '../rpc/proto.js';
 import { decodeRaftMessage, type ProtoRaftMessage } from '../rpc/raft-codec.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
-import { unary } from '../rpc/status.js';
+import { MALFORMED, failStream, unary } from '../rpc/status.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { DatabaseService } from './database-service.js';
@@ -230,17 +230,21 @@ export class Datanode {
 
   private onRaftStream(stream: grpc.ServerDuplexStream<unknown, unknown>): void {
     stream.on('data', (raw: unknown) => {
+      if (raw && typeof raw === 'object' && MALFORMED in raw) {
+        failStream(stream, { code: grpc.status.INVALID_ARGUMENT, details: 'malformed raft message batch' });
+        return;
+      }
       const batch = raw as { cluster_id: string; from_node_id: string; envelopes: { region_id: string; message: ProtoRaftMessage }[] };
       if (batch.cluster_id !== this.clusterId) {
         this.log.warn({ clusterId: batch.cluster_id }, 'rejected raft traffic from another cluster');
-        stream.destroy(Object.assign(new Error('cluster id mismatch'), { code: 9 }));
+        failStream(stream, { code: grpc.status.FAILED_PRECONDITION, details: `cluster id mismatch: this node belongs to ${this.clusterId}` });
         return;
       }
       let fromNodeId: number;
       try {
         fromNodeId = u64(batch.from_node_id, 'from_node_id');
       } catch {
-        stream.destroy(Object.assign(new Error('invalid from_node_id'), { code: 3 }));
+        failStream(stream, { code: grpc.status.INVALID_ARGUMENT, details: 'invalid from_node_id' });
         return;
       }
       let accepted = 0;

@@ -77,8 +77,12 @@ interface PendingProposal<R> {
   reject(err: Error): void;
 }
 
+const READ_TIMEOUT_ELECTIONS = 2;
+
 interface PendingRead {
   index: number;
+  /** Tick count when requested: a read still without an index after READ_TIMEOUT_ELECTIONS election timeouts is dropped. */
+  readonly sinceTick: number;
   resolve(): void;
   reject(err: Error): void;
 }
@@ -120,6 +124,7 @@ export class RegionServer<R> {
   private ticker: NodeJS.Timeout | undefined;
   private fatal: Error | undefined;
   private readSeq = 0;
+  private ticks = 0;
   private readonly rand: SeededRand;
 
   constructor(
@@ -217,7 +222,11 @@ export class RegionServer<R> {
   }
 
   tick(): void {
-    for (const replica of this.replicas.values()) replica.raft.tick();
+    this.ticks++;
+    for (const replica of this.replicas.values()) {
+      replica.raft.tick();
+      this.expireReads(replica);
+    }
     this.schedule();
   }
 
@@ -235,10 +244,26 @@ export class RegionServer<R> {
     const replica = this.replicas.get(regionId);
     if (!replica || replica.closed) throw this.notFound(regionId);
     const ctx = `${this.nodeId}:${++this.readSeq}`;
-    const done = new Promise<void>((resolve, reject) => replica.reads.set(ctx, { index: -1, resolve, reject }));
+    const done = new Promise<void>((resolve, reject) => replica.reads.set(ctx, { index: -1, sinceTick: this.ticks, resolve, reject }));
     replica.raft.readIndex(new TextEncoder().encode(ctx));
     this.schedule();
     return done;
+  }
+
+  /**
+   * A ReadIndex request forwarded to a leader can be lost with no answer (the leader died, or
+   * the message was dropped while a stream reconnected). Such reads fail as PROPOSAL_DROPPED
+   * after two election timeouts so the client retries, instead of hanging to its deadline.
+   */
+  private expireReads(replica: Replica<R>): void {
+    const maxTicks = READ_TIMEOUT_ELECTIONS * this.tuning.electionTicks;
+    for (const [ctx, read] of replica.reads) {
+      if (read.index >= 0 || this.ticks - read.sinceTick < maxTicks) continue;
+      replica.reads.delete(ctx);
+      read.reject(
+        new RegionDbError(ErrorCode.ProposalDropped, `read of region ${replica.regionId} got no read index within ${maxTicks * this.tuning.tickMs} ms; retry`),
+      );
+    }
   }
 
   proposeConfChange(regionId: string, cc: ConfChange): Promise<R | undefined> {

@@ -10,6 +10,7 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { loadProtos } from './proto.js';
+import { tolerantService } from './status.js';
 
 export interface ServiceBinding {
   readonly name: 'Database' | 'RaftTransport' | 'Meta' | 'Admin';
@@ -32,7 +33,7 @@ export async function startGrpcServer(host: string, port: number, bindings: read
   });
   const status: Record<string, 'SERVING'> = { '': 'SERVING' };
   for (const b of bindings) {
-    server.addService(services[b.name].service, b.impl);
+    server.addService(tolerantService(services[b.name].service), b.impl);
     status[`regiondb.v1.${b.name}`] = 'SERVING';
   }
   const health = new HealthImplementation(status);

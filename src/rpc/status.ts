@@ -47,6 +47,7 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
 
 /** The client side: a gRPC error back into a RegionDbError with its details. */
 export function fromGrpcError(err: unknown): RegionDbError {
+  if (isRegionDbError(err)) return err;
   const e = err as Partial<grpc.ServiceError>;
   const md = e.metadata;
   const get = (key: string): string | undefined => {
@@ -94,16 +95,68 @@ export function fromGrpcError(err: unknown): RegionDbError {
   return new RegionDbError(code, e.details || e.message || 'gRPC call failed', { cause: err, details });
 }
 
+/**
+ * A request whose bytes are not a valid protobuf message. grpc-js would answer INTERNAL for a
+ * deserializer that throws; `tolerantService` turns it into this marker instead, and the
+ * handler wrappers answer INVALID_ARGUMENT with the decoder's message.
+ */
+export const MALFORMED = Symbol('regiondb.malformed-request');
+interface MalformedRequest {
+  [MALFORMED]: string;
+}
+
+function malformedError(request: unknown): RegionDbError | undefined {
+  if (request && typeof request === 'object' && MALFORMED in request) {
+    return new RegionDbError(ErrorCode.InvalidArgument, `malformed request: ${(request as MalformedRequest)[MALFORMED]}`);
+  }
+  return undefined;
+}
+
+/** Wraps every method's request deserializer so undecodable bytes reach the handler as a marker. */
+export function tolerantService(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(service)) {
+    const decode = method.requestDeserialize;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return decode(bytes);
+        } catch (err) {
+          return { [MALFORMED]: (err as Error).message } satisfies MalformedRequest;
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+/** For streaming handlers: throws INVALID_ARGUMENT if a received message was malformed. */
+export function assertWellFormed(request: unknown): void {
+  const err = malformedError(request);
+  if (err) throw err;
+}
+
 type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
 /** Every unary method goes through this: errors are mapped, nothing thrown escapes. */
 export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
+    const malformed = malformedError(call.request);
+    if (malformed) return callback(toServiceError(malformed, log) as grpc.ServiceError);
     handler(call.request, call).then(
       (res) => callback(null, res),
       (err: unknown) => callback(toServiceError(err, log) as grpc.ServiceError),
     );
   };
+}
+
+/**
+ * Ends a server stream with an error status. grpc-js sends the status from the stream's
+ * 'error' event; `destroy(err)` would skip it and leave the client waiting for its deadline.
+ */
+export function failStream(call: grpc.ServerWritableStream<unknown, unknown> | grpc.ServerDuplexStream<unknown, unknown>, error: Partial<grpc.ServiceError>): void {
+  call.emit('error', Object.assign(new Error(error.details ?? 'error'), error));
 }
 
 /** Server-streaming methods: write chunks, end, or emit a mapped error. */
@@ -118,9 +171,11 @@ export function serverStream<Req, Res>(
         if (call.write(chunk)) resolve();
         else call.once('drain', () => resolve());
       });
+    const malformed = malformedError(call.request);
+    if (malformed) return void failStream(call, toServiceError(malformed, log));
     handler(call.request, write, call).then(
       () => call.end(),
-      (err: unknown) => call.destroy(Object.assign(new Error(), toServiceError(err, log))),
+      (err: unknown) => failStream(call, toServiceError(err, log)),
     );
   };
 }

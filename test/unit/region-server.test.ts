@@ -28,6 +28,8 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Pro
 
 describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)', () => {
   const servers = new Map<number, RegionServer<number>>();
+  /** Messages from these nodes are lost (a one-way link failure). */
+  const mute = new Set<number>();
   const engines = new Map<number, MemoryLogEngine>();
   const peers = [
     { peerId: 11, nodeId: 1 },
@@ -40,6 +42,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
       const engine = new MemoryLogEngine();
       engines.set(nodeId, engine);
       const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
+        if (mute.has(from)) return;
         for (const e of envelopes) servers.get(to)?.step(from, e.regionId, e.message);
       });
       const server = new RegionServer<number>(
@@ -124,5 +127,22 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     } catch (err) {
       expect(isRegionDbError(err, ErrorCode.NotFound)).to.equal(true);
     }
+  });
+
+  it('a read whose ReadIndex request is lost fails as PROPOSAL_DROPPED (retriable) instead of hanging', async () => {
+    const leader = leaderOf('r1')!;
+    const follower = [...servers.values()].find((s) => s !== leader)!;
+    mute.add(follower.nodeId);
+    try {
+      const started = Date.now();
+      await follower.readBarrier('r1').then(
+        () => expect.fail('the read cannot have been confirmed'),
+        (err: unknown) => expect(isRegionDbError(err, ErrorCode.ProposalDropped), String(err)).to.equal(true),
+      );
+      expect(Date.now() - started).to.be.lessThan(5000);
+    } finally {
+      mute.delete(follower.nodeId);
+    }
+    await follower.readBarrier('r1');
   });
 });

@@ -5,7 +5,7 @@ MOCHA := node_modules/.bin/mocha
 SEEDS ?= 1000
 SEED ?=
 
-.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean
+.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench
 
 all: build
 
@@ -47,3 +47,7 @@ clean:
 # Start metasrv + 3 datanodes on 127.0.0.1 (cluster-configs/local-3node); Ctrl-C stops them.
 cluster: build
 	node dist/src/cmd/main.js cluster --config-dir cluster-configs/local-3node
+
+# Write throughput/latency of a real 3-node cluster (1 and 64 clients; 1- and 100-row writes).
+bench: build
+	node --import tsx bench/cluster-bench.ts

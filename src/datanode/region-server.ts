@@ -3,7 +3,9 @@
 // The ready loop, one cycle for ALL replicas with work (group commit, ARCHITECTURE §4):
 //   1. collect ready() of every replica that has one;
 //   2. write all their entries / hard states / snapshots in ONE durable LogBatch (fsync);
-//   3. send their messages (raft.ts P1/P2: nothing leaves before it is durable);
+//   3. send their messages (raft.ts P1/P2: nothing leaves before it is durable), except that a
+//      leader's appends/heartbeats go out before its own write (P3, thesis §10.2.1) when the
+//      ready carries no new term/vote and no snapshot;
 //   4. apply committed entries to the state machines, resolve waiting proposals and reads;
 //   5. advance() each replica.
 // Proposals and messages that arrive while a cycle is persisting are picked up by the next
@@ -359,23 +361,16 @@ export class RegionServer<R> {
         needsWrite = true;
       }
     }
+    // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
+    // counts its own copy toward the quorum only after this write (advance() below), so an
+    // early send changes latency, not safety. Only when the ready carries no new term or vote
+    // (those must be durable before anyone hears of them) and no snapshot.
+    const early = work.filter(([replica, rd]) => this.maySendBeforePersist(replica, rd));
+    this.send(early);
     if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
 
-    // 3. Send, grouped per destination datanode.
-    const outgoing = new Map<number, RaftEnvelope[]>();
-    for (const [replica, rd] of work) {
-      for (const message of rd.messages) {
-        const peer = replica.peers.get(message.to);
-        if (!peer) {
-          this.log.warn({ regionId: replica.regionId, to: message.to }, 'no address for raft peer; message dropped');
-          continue;
-        }
-        let list = outgoing.get(peer.nodeId);
-        if (!list) outgoing.set(peer.nodeId, (list = []));
-        list.push({ regionId: replica.regionId, message });
-      }
-    }
-    for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
+    // 3. Everything else is sent only now, after the write is durable (P1).
+    this.send(early.length === 0 ? work : work.filter((w) => !early.includes(w)));
 
     // 4–5. Apply and advance.
     for (const [replica, rd] of work) {
@@ -402,6 +397,31 @@ export class RegionServer<R> {
       this.releaseReads(replica);
     }
     for (const [replica] of work) await this.maybeSnapshot(replica);
+  }
+
+  private maySendBeforePersist(replica: Replica<R>, rd: Ready): boolean {
+    if (!replica.isLeader() || rd.snapshot || rd.messages.length === 0) return false;
+    if (!rd.hardState) return true;
+    const persisted = replica.store.initialState().hardState;
+    return rd.hardState.term === persisted.term && rd.hardState.vote === persisted.vote;
+  }
+
+  /** Hands the messages of these readies to the transport, grouped per destination datanode. */
+  private send(work: readonly [Replica<R>, Ready][]): void {
+    const outgoing = new Map<number, RaftEnvelope[]>();
+    for (const [replica, rd] of work) {
+      for (const message of rd.messages) {
+        const peer = replica.peers.get(message.to);
+        if (!peer) {
+          this.log.warn({ regionId: replica.regionId, to: message.to }, 'no address for raft peer; message dropped');
+          continue;
+        }
+        let list = outgoing.get(peer.nodeId);
+        if (!list) outgoing.set(peer.nodeId, (list = []));
+        list.push({ regionId: replica.regionId, message });
+      }
+    }
+    for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
   }
 
   private applyEntry(replica: Replica<R>, entry: Entry): void {

@@ -10,7 +10,7 @@ import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
 import { appendTornRecord, entryIndexes, flipByte } from '../fixtures/wal-corrupt.js';
-import { LocalCluster, sleep } from './local-cluster.js';
+import { LocalCluster, sleep } from '../support/local-cluster.js';
 
 const TABLE = 'cpu';
 const BASE_TS = 1_700_000_000_000;

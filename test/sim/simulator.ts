@@ -335,16 +335,34 @@ export class Simulation {
     const raft = node.raft!;
     if (!raft.hasReady()) return;
     const rd = raft.ready();
+    const faults = this.now < this.options.faultTimeUnits;
+    const sendAll = () => {
+      for (const m of rd.messages) {
+        if (m.type === MessageType.Snapshot && this.cut.has(`${m.from}->${m.to}`)) raft.reportSnapshot(m.to, true);
+        this.send(m, faults);
+      }
+    };
+    // 0. As the datanode does (region-server.ts, thesis §10.2.1): a leader whose ready carries
+    // no new term/vote and no snapshot sends before persisting. It may then crash before the
+    // write lands; P3 says that is safe, and the invariant checks hold the core to it.
+    const persisted = node.storage.initialState().hardState;
+    const early =
+      raft.role === Role.Leader &&
+      !rd.snapshot &&
+      (!rd.hardState || (rd.hardState.term === persisted.term && rd.hardState.vote === persisted.vote));
+    if (early) {
+      sendAll();
+      if (faults && rd.entries.length > 0 && this.rand.chance(0.01)) {
+        this.crash(node, 1 + this.rand.int(15)); // the leader's own write never happened
+        return;
+      }
+    }
     // 1. Persist (durable on return).
     if (rd.snapshot) node.storage.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) node.storage.append(rd.entries);
     if (rd.hardState) node.storage.setHardState(rd.hardState);
-    // 2. Send.
-    const faults = this.now < this.options.faultTimeUnits;
-    for (const m of rd.messages) {
-      if (m.type === MessageType.Snapshot && this.cut.has(`${m.from}->${m.to}`)) raft.reportSnapshot(m.to, true);
-      this.send(m, faults);
-    }
+    // 2. Send (everything, unless sent early).
+    if (!early) sendAll();
     if (rd.softState) {
       this.record(`role ${node.id} ${roleName[rd.softState.role]} leader=${rd.softState.leader} t${raft.term}`);
       if (rd.softState.role === Role.Leader) {

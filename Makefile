@@ -4,8 +4,12 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 MOCHA := node_modules/.bin/mocha
 SEEDS ?= 1000
 SEED ?=
+RUNS ?= 1
+TIME ?= 60
+NEMESIS ?=
+NODES ?= 3
 
-.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench
+.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen
 
 all: build
 
@@ -51,3 +55,8 @@ cluster: build
 # Write throughput/latency of a real 3-node cluster (1 and 64 clients; 1- and 100-row writes).
 bench: build
 	node --import tsx bench/cluster-bench.ts
+
+# Jepsen-style campaigns against real processes: RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3.
+# Histories and reports (results.json, timeline.svg) go to store/<run>/.
+jepsen: build
+	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) node --import tsx test/jepsen/cli.ts

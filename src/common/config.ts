@@ -41,9 +41,23 @@ export const datanodeConfigSchema = z
         check_quorum: z.boolean().default(true),
         read_only: z.enum(['safe', 'lease']).default('safe'),
         snapshot_every_entries: positiveInt.default(20_000),
+        /**
+         * Raft traffic to these datanodes (by node id) goes to the given address instead of the
+         * one they advertise: for fault-injection proxies (Jepsen tests) and NAT.
+         */
+        peer_addr_overrides: z.record(z.string().regex(/^[1-9]\d*$/, 'a datanode id'), z.string().min(1)).default({}),
       })
       .strict()
-      .default({ tick_ms: 50, election_ticks: 10, heartbeat_ticks: 2, pre_vote: true, check_quorum: true, read_only: 'safe', snapshot_every_entries: 20_000 }),
+      .default({
+        tick_ms: 50,
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+        pre_vote: true,
+        check_quorum: true,
+        read_only: 'safe',
+        snapshot_every_entries: 20_000,
+        peer_addr_overrides: {},
+      }),
     heartbeat: z.object({ interval_ms: positiveInt.default(1000) }).strict().default({ interval_ms: 1000 }),
     storage: storageSchema.optional(),
     log: z

@@ -68,6 +68,14 @@ export class SeededRand implements Rand {
     if (items.length === 0) throw new RangeError('Rand.pick on empty list');
     return items[this.int(items.length)] as T;
   }
+  /** Fisher–Yates, in place; returns the array. */
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [items[i], items[j]] = [items[j] as T, items[i] as T];
+    }
+    return items;
+  }
   fork(): Rand {
     return new SeededRand(this.nextU32());
   }

@@ -52,6 +52,8 @@ export class Datanode {
   readonly nodeId: number;
   readonly clusterId: string;
   readonly addresses = new Map<number, string>();
+  /** raft.peer_addr_overrides: where raft traffic to a node goes instead (proxies). */
+  private readonly raftAddrOverrides = new Map<number, string>();
   readonly metas = new Map<string, RegionMeta>();
   regionServer!: RegionServer<ApplyResult>;
   private wal!: Wal;
@@ -72,6 +74,7 @@ export class Datanode {
   ) {
     this.nodeId = config.node.id;
     this.clusterId = config.cluster_id;
+    for (const [id, addr] of Object.entries(config.raft.peer_addr_overrides)) this.raftAddrOverrides.set(Number(id), addr);
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
       writes: new Counter({ name: 'regiondb_writes_total', help: 'Write requests by outcome', labelNames: ['outcome'], registers: [this.registry] }),
@@ -87,7 +90,7 @@ export class Datanode {
     const dataDir = this.config.node.data_dir;
     mkdirSync(dataDir, { recursive: true });
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }));
-    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.addresses.get(id), this.log.child({ component: 'transport' }));
+    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.addresses.get(id), this.log.child({ component: 'transport' }));
     const raft = this.config.raft;
     const tuning: RaftTuning = {
       tickMs: raft.tick_ms,

@@ -39,6 +39,8 @@ export interface ClusterOptions {
   readonly replicationFactor?: number;
   /** Extra TOML appended to every datanode config (e.g. a smaller snapshot interval). */
   readonly datanodeToml?: string;
+  /** Extra TOML for datanode i (0-based), after the ports are known (e.g. raft proxies). */
+  readonly datanodeTomlFor?: (i: number, cluster: LocalCluster) => string;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -73,10 +75,23 @@ export class LocalCluster {
     return `127.0.0.1:${this.datanodes[i]!.grpcPort}`;
   }
 
+  /** Reserves the ports of every process (before start, so proxies can be set up in front). */
+  async allocatePorts(): Promise<{ metasrv: [number, number]; datanodes: [number, number][] }> {
+    if (!this.ports) {
+      const metasrv: [number, number] = [await freePort(), await freePort()];
+      const datanodes: [number, number][] = [];
+      for (let i = 0; i < (this.options.datanodes ?? 3); i++) datanodes.push([await freePort(), await freePort()]);
+      this.ports = { metasrv, datanodes };
+    }
+    return this.ports;
+  }
+  private ports: { metasrv: [number, number]; datanodes: [number, number][] } | undefined;
+
   /** Writes configs and starts the metasrv and every datanode; resolves when all are healthy. */
   async start(): Promise<void> {
     const clusterId = `it-${process.pid}`;
-    const [mg, mh] = [await freePort(), await freePort()];
+    const ports = await this.allocatePorts();
+    const [mg, mh] = ports.metasrv;
     const metaDir = join(this.dir, 'metasrv');
     this.metasrv = this.describeNode('metasrv', mg, mh, metaDir, [
       `cluster_id = "${clusterId}"`,
@@ -85,8 +100,8 @@ export class LocalCluster {
       `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
       `[log]\nlevel = "info"`,
     ]);
-    for (let i = 1; i <= (this.options.datanodes ?? 3); i++) {
-      const [g, h] = [await freePort(), await freePort()];
+    ports.datanodes.forEach(([g, h], index) => {
+      const i = index + 1;
       const dataDir = join(this.dir, `datanode${i}`);
       this.datanodes.push(
         this.describeNode(`datanode${i}`, g, h, dataDir, [
@@ -99,11 +114,30 @@ export class LocalCluster {
           `[storage]\ntype = "fs"\nroot = "${join(this.dir, 'object-store')}"`,
           `[log]\nlevel = "info"`,
           this.options.datanodeToml ?? '',
+          this.options.datanodeTomlFor?.(index, this) ?? '',
         ]),
       );
-    }
-    await this.startNode(this.metasrv, ['metasrv', '--replication-factor', String(this.options.replicationFactor ?? 3)]);
+    });
+    await this.startMetasrv();
     await Promise.all(this.datanodes.map((_, i) => this.startDatanode(i)));
+  }
+
+  startMetasrv(): Promise<void> {
+    return this.startNode(this.metasrv, ['metasrv', '--replication-factor', String(this.options.replicationFactor ?? 3)]);
+  }
+
+  async stopMetasrv(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.stopProcess(this.metasrv, signal);
+  }
+
+  /** SIGSTOP / SIGCONT a datanode (a GC pause, a VM migration). */
+  pauseDatanode(i: number, paused: boolean): void {
+    this.datanodes[i]!.process?.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+  }
+
+  isRunning(i: number): boolean {
+    const p = this.datanodes[i]!.process;
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
   }
 
   private describeNode(name: string, grpcPort: number, httpPort: number, dataDir: string, toml: string[]): NodeProcess {
@@ -176,6 +210,7 @@ export class LocalCluster {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
     child.kill(signal);
+    if (signal !== 'SIGKILL') child.kill('SIGCONT'); // a paused process cannot act on SIGTERM
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     await exited;
     clearTimeout(timer);

@@ -1,0 +1,66 @@
+// make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3
+// Runs N independent Jepsen-style runs (seeds SEED, SEED+1, ...), prints one line per run and a
+// summary: validity, lost acknowledged writes (RPO), RTO p50/p99/max over every injected fault.
+// Exit status 1 if any run is invalid, 2 on bad arguments.
+import { FAULTS, type Fault } from './nemesis.js';
+import { type RunReport, runJepsen } from './run.js';
+
+function fail(message: string): never {
+  process.stderr.write(`make jepsen: ${message}\n`);
+  process.exit(2);
+}
+
+function intEnv(name: string, dflt: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min) fail(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`);
+  return v;
+}
+
+const runs = intEnv('RUNS', 1, 1);
+const timeSec = intEnv('TIME', 60, 10);
+const nodes = intEnv('NODES', 3, 3);
+const seed0 = intEnv('SEED', Math.floor(Math.random() * 1_000_000), 0);
+const nemesisArg = process.env['NEMESIS'] || 'kill,kill-leader,pause,partition,partition-one-way,bridge,slow';
+const faults = nemesisArg.split(',').map((f) => f.trim()) as Fault[];
+for (const f of faults) if (!FAULTS.includes(f)) fail(`unknown nemesis ${JSON.stringify(f)}; choose from ${FAULTS.join(', ')}`);
+
+const percentile = (sorted: number[], p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
+
+process.stdout.write(`jepsen: ${runs} run(s) × ${timeSec} s, ${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
+const reports: RunReport[] = [];
+for (let i = 0; i < runs; i++) {
+  const seed = seed0 + i;
+  try {
+    const r = await runJepsen({ seed, timeSec, datanodes: nodes, faults, log: (l) => process.stdout.write(`${l}\n`) });
+    reports.push(r);
+    const rtos = r.faults.map((f) => (f.rtoMs == null ? 'none' : `${f.rtoMs}`)).join(' ');
+    process.stdout.write(
+      `run ${i + 1}/${runs} seed ${seed}: ${r.valid === true ? 'valid' : r.valid === false ? 'INVALID' : 'unknown'}, lost ${r.rpo}, ${r.faults.length} faults, RTO ms [${rtos}] → ${r.dir}\n`,
+    );
+  } catch (err) {
+    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} make jepsen\n`);
+    process.exitCode = 1;
+  }
+}
+const allRto = reports
+  .flatMap((r) => r.faults.map((f) => f.rtoMs))
+  .filter((v): v is number => typeof v === 'number')
+  .sort((a, b) => a - b);
+const unrecovered = reports.flatMap((r) => r.faults).filter((f) => f.rtoMs == null).length;
+const invalid = reports.filter((r) => r.valid === false);
+const unknown = reports.filter((r) => r.valid === 'unknown');
+process.stdout.write(
+  [
+    '',
+    'summary',
+    `  runs: ${reports.length} completed, ${invalid.length} invalid, ${unknown.length} unknown`,
+    `  lost acknowledged writes (RPO): ${reports.reduce((s, r) => s + r.rpo, 0)}`,
+    `  faults: ${allRto.length + unrecovered} (${unrecovered} without a full write recovery inside the run)`,
+    `  RTO ms: p50 ${percentile(allRto, 50)}  p99 ${percentile(allRto, 99)}  max ${allRto.at(-1) ?? 'n/a'}`,
+    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} make jepsen`),
+    '',
+  ].join('\n'),
+);
+if (invalid.length > 0) process.exitCode = 1;

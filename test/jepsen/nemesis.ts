@@ -1,0 +1,177 @@
+// The nemesis: seeded, bounded fault schedules against a real cluster. Every fault is logged
+// with its start and heal times (monotonic ms, the history's clock) and always healed: the
+// schedule ends by restarting what was killed, resuming what was paused and healing every link.
+import type { SeededRand } from '../../src/common/rand.js';
+import type { LocalCluster } from '../support/local-cluster.js';
+import type { LinkProxy } from './proxy.js';
+
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill'] as const;
+export type Fault = (typeof FAULTS)[number];
+
+export interface FaultRecord {
+  fault: Fault;
+  /** Datanode numbers (1-based) or 'metasrv' the fault hit. */
+  targets: string[];
+  startMs: number;
+  healMs: number;
+  /** Filled by the report: time from injection to the first acknowledged write in every region. */
+  rtoMs?: number | null;
+  /** Filled by the report: time from injection until every region acknowledged a write issued after the heal. */
+  recoveryMs?: number | null;
+}
+
+export interface NemesisOptions {
+  readonly faults: readonly Fault[];
+  /** Quiet time before the first fault and between faults. */
+  readonly gapMs: number;
+  /** How long a fault lasts (uniform in [min, max]). */
+  readonly durationMs: readonly [number, number];
+  readonly maxFaults: number;
+}
+
+export class Nemesis {
+  readonly log: FaultRecord[] = [];
+  private stopped = false;
+
+  constructor(
+    private readonly cluster: LocalCluster,
+    /** proxies[i][j]: the link carrying raft traffic from datanode i to datanode j (0-based). */
+    private readonly proxies: (LinkProxy | undefined)[][],
+    private readonly rand: SeededRand,
+    private readonly now: () => number,
+    private readonly options: NemesisOptions,
+    private readonly onEvent: (line: string) => void,
+  ) {}
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    const until = Date.now() + ms;
+    while (!this.stopped && Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(100, until - Date.now())));
+  }
+
+  /** Runs faults until stop() or maxFaults, then heals everything. */
+  async run(): Promise<void> {
+    try {
+      await this.sleep(this.options.gapMs);
+      while (!this.stopped && this.log.length < this.options.maxFaults && this.options.faults.length > 0) {
+        const fault = this.rand.pick(this.options.faults);
+        const [lo, hi] = this.options.durationMs;
+        const duration = lo + this.rand.int(hi - lo + 1);
+        const record: FaultRecord = { fault, targets: [], startMs: this.now(), healMs: 0 };
+        this.log.push(record);
+        const heal = await this.inject(fault, record);
+        this.onEvent(`${record.startMs.toFixed(0)} ms: ${fault} ${record.targets.join(',')} for ${duration} ms`);
+        await this.sleep(duration);
+        await heal();
+        record.healMs = this.now();
+        this.onEvent(`${record.healMs.toFixed(0)} ms: healed ${fault} ${record.targets.join(',')}`);
+        await this.sleep(this.options.gapMs);
+      }
+    } finally {
+      await this.healAll();
+    }
+  }
+
+  private n(): number {
+    return this.cluster.datanodes.length;
+  }
+
+  private async leaderOfSomeRegion(): Promise<number> {
+    const counts = await Promise.all(
+      this.cluster.datanodes.map(async (_, i) => {
+        if (!this.cluster.isRunning(i)) return -1;
+        const st = await this.cluster.status(i).catch(() => ({ replicas: [] as { role: string }[] }));
+        return st.replicas.filter((r) => r.role === 'leader').length;
+      }),
+    );
+    const leaders = counts.map((c, i) => [c, i] as const).filter(([c]) => c > 0);
+    return leaders.length > 0 ? this.rand.pick(leaders)[1] : this.rand.int(this.n());
+  }
+
+  private setLinks(fn: (from: number, to: number) => boolean, action: (p: LinkProxy) => void): void {
+    for (let i = 0; i < this.n(); i++) {
+      for (let j = 0; j < this.n(); j++) {
+        const p = this.proxies[i]?.[j];
+        if (p && fn(i, j)) action(p);
+      }
+    }
+  }
+
+  /** Injects a fault; returns its heal action. */
+  private async inject(fault: Fault, record: FaultRecord): Promise<() => Promise<void>> {
+    const n = this.n();
+    const name = (i: number) => `datanode${i + 1}`;
+    switch (fault) {
+      case 'kill':
+      case 'kill-leader': {
+        const victim = fault === 'kill' ? this.rand.int(n) : await this.leaderOfSomeRegion();
+        record.targets = [name(victim)];
+        await this.cluster.stopDatanode(victim, 'SIGKILL');
+        return () => this.cluster.startDatanode(victim);
+      }
+      case 'kill-majority': {
+        const victims = this.rand.shuffle([...Array(n).keys()]).slice(0, Math.floor(n / 2) + 1);
+        record.targets = victims.map(name);
+        await Promise.all(victims.map((v) => this.cluster.stopDatanode(v, 'SIGKILL')));
+        return async () => void (await Promise.all(victims.map((v) => this.cluster.startDatanode(v))));
+      }
+      case 'pause': {
+        const victim = await this.leaderOfSomeRegion();
+        record.targets = [name(victim)];
+        this.cluster.pauseDatanode(victim, true);
+        return async () => this.cluster.pauseDatanode(victim, false);
+      }
+      case 'partition': {
+        // Isolate one node (in a 3-node cluster that is the minority/majority split).
+        const victim = await this.leaderOfSomeRegion();
+        record.targets = [name(victim)];
+        this.setLinks((i, j) => i === victim || j === victim, (p) => p.cut());
+        return async () => this.setLinks(() => true, (p) => p.heal());
+      }
+      case 'partition-one-way': {
+        // The victim can send but not receive (or the reverse): asymmetric links.
+        const victim = await this.leaderOfSomeRegion();
+        const inbound = this.rand.chance(0.5);
+        record.targets = [`${name(victim)} ${inbound ? 'cannot receive' : 'cannot send'}`];
+        this.setLinks((i, j) => (inbound ? j === victim : i === victim), (p) => p.cut());
+        return async () => this.setLinks(() => true, (p) => p.heal());
+      }
+      case 'bridge': {
+        // Two halves that only the bridge node connects (needs ≥ 3 nodes).
+        const order = this.rand.shuffle([...Array(n).keys()]);
+        const bridge = order[0]!;
+        const half = new Set(order.slice(1, 1 + Math.floor((n - 1) / 2)));
+        record.targets = [`bridge ${name(bridge)}`, ...[...half].map(name)];
+        this.setLinks((i, j) => i !== bridge && j !== bridge && half.has(i) !== half.has(j), (p) => p.cut());
+        return async () => this.setLinks(() => true, (p) => p.heal());
+      }
+      case 'slow': {
+        const victim = this.rand.int(n);
+        const ms = 50 + this.rand.int(150);
+        record.targets = [`${name(victim)} +${ms}ms`];
+        this.setLinks((i, j) => i === victim || j === victim, (p) => p.delay(ms));
+        return async () => this.setLinks(() => true, (p) => p.heal());
+      }
+      case 'metasrv-kill': {
+        record.targets = ['metasrv'];
+        await this.cluster.stopMetasrv('SIGKILL');
+        return () => this.cluster.startMetasrv();
+      }
+    }
+  }
+
+  /** Whatever happened, leave a whole cluster: links healed, nodes resumed and running. */
+  async healAll(): Promise<void> {
+    this.setLinks(() => true, (p) => p.heal());
+    for (let i = 0; i < this.n(); i++) {
+      this.cluster.pauseDatanode(i, false);
+      if (!this.cluster.isRunning(i)) await this.cluster.startDatanode(i);
+    }
+    if (!this.cluster.metasrv.process || this.cluster.metasrv.process.exitCode !== null || this.cluster.metasrv.process.signalCode !== null) {
+      await this.cluster.startMetasrv();
+    }
+  }
+}

@@ -1,0 +1,392 @@
+// One Jepsen-style run against real processes: a metasrv and N datanodes whose raft links all
+// pass through harness-owned TCP proxies, concurrent clients recording a history, a seeded
+// nemesis, then final reads, the checkers, and a report in store/<run>/.
+//
+// Workloads run side by side in every run:
+//   register — per key read / write / compare-and-set (expect_version), checked for
+//              linearizability;
+//   set      — unique inserts plus final reads from every node; a missing acknowledged insert
+//              is lost data (RPO > 0).
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { RegionDbClient } from '../../src/client/client.js';
+import { isRegionDbError } from '../../src/common/errors.js';
+import { SeededRand } from '../../src/common/rand.js';
+import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
+import type { TableSchema } from '../../src/engine/schema.js';
+import { call, makeClient } from '../../src/rpc/server.js';
+import { LocalCluster } from '../support/local-cluster.js';
+import { type LinearizabilityResult, checkRegister } from './checker/linearizability.js';
+import { type SetResult, checkSet } from './checker/set.js';
+import type { HistoryEvent } from './history.js';
+import { type Fault, type FaultRecord, Nemesis } from './nemesis.js';
+import { LinkProxy } from './proxy.js';
+import { renderTimeline } from './timeline.js';
+
+export interface RunOptions {
+  readonly seed: number;
+  /** Seconds of load (the nemesis acts during it). */
+  readonly timeSec: number;
+  readonly datanodes?: number;
+  readonly faults: readonly Fault[];
+  readonly registerClients?: number;
+  readonly setClients?: number;
+  readonly keys?: number;
+  /** Where store/<run>/ goes (default: <repo>/store). */
+  readonly storeDir?: string;
+  /**
+   * A deliberately broken client (harness fault, never a server flag): register reads go to a
+   * random replica with STALE consistency, i.e. its local state without ReadIndex. The checker
+   * must catch it.
+   */
+  readonly brokenStaleReads?: boolean;
+  readonly log?: (line: string) => void;
+}
+
+export interface RunReport {
+  readonly run: string;
+  readonly dir: string;
+  readonly seed: number;
+  readonly valid: boolean | 'unknown';
+  readonly register: Pick<LinearizabilityResult, 'valid' | 'invalidKeys' | 'unknownKeys'> & { details: unknown[] };
+  readonly set: SetResult;
+  /** Acknowledged writes lost (set workload): must be 0. */
+  readonly rpo: number;
+  readonly ops: Record<string, Record<string, number>>;
+  readonly faults: FaultRecord[];
+  readonly durationMs: number;
+}
+
+const REGISTER = 'jepsen_register';
+const SET = 'jepsen_set';
+const REGIONS = 4;
+
+class Recorder {
+  readonly events: HistoryEvent[] = [];
+  private readonly t0 = process.hrtime.bigint();
+  private readonly out;
+
+  constructor(file: string) {
+    this.out = createWriteStream(file);
+  }
+
+  now(): number {
+    return Number(process.hrtime.bigint() - this.t0) / 1e6;
+  }
+
+  record(e: Omit<HistoryEvent, 'time' | 'index'>): void {
+    const event = { ...e, time: this.now(), index: this.events.length } as HistoryEvent;
+    this.events.push(event);
+    this.out.write(`${JSON.stringify(event)}\n`);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((ok) => this.out.end(() => ok()));
+  }
+}
+
+/** Definite failures: the operation certainly had no effect. Everything else is indeterminate. */
+function isDefiniteFailure(err: unknown): boolean {
+  if (!isRegionDbError(err)) return false;
+  if (err.code === 'INVALID_ARGUMENT') return !/outcome is unknown/.test(err.message);
+  return err.code === 'CONDITION_FAILED' || err.code === 'NOT_FOUND';
+}
+
+function errorText(err: unknown): string {
+  return isRegionDbError(err) ? `${err.code}: ${err.message}` : String(err);
+}
+
+export async function runJepsen(options: RunOptions): Promise<RunReport> {
+  const log = options.log ?? (() => {});
+  const n = options.datanodes ?? 3;
+  const run = `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}`;
+  const dir = resolve(options.storeDir ?? join(import.meta.dirname, '..', '..', 'store'), run);
+  mkdirSync(dir, { recursive: true });
+  const rand = new SeededRand(options.seed);
+  const recorder = new Recorder(join(dir, 'history.jsonl'));
+  const nemesisLog: string[] = [];
+  const started = Date.now();
+
+  // Proxies: proxies[i][j] carries raft traffic from datanode i to datanode j.
+  const proxies: (LinkProxy | undefined)[][] = [];
+  let ports: { datanodes: [number, number][] } | undefined;
+  const cluster = new LocalCluster({
+    datanodes: n,
+    datanodeToml: '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2',
+    datanodeTomlFor: (i) => {
+      const overrides = proxies[i]!.map((p, j) => (p ? `"${j + 1}" = "${p.addr}"` : undefined)).filter(Boolean);
+      return `[raft.peer_addr_overrides]\n${overrides.join('\n')}`;
+    },
+  });
+  const clients: RegionDbClient[] = [];
+  let nemesis: Nemesis | undefined;
+  try {
+    ports = await cluster.allocatePorts();
+    for (let i = 0; i < n; i++) {
+      proxies.push([]);
+      for (let j = 0; j < n; j++) {
+        if (i === j) continue;
+        const p = new LinkProxy(`${i + 1}->${j + 1}`, ports.datanodes[j]![0]);
+        await p.start();
+        proxies[i]![j] = p;
+      }
+    }
+    log(`run ${run}: starting metasrv + ${n} datanodes (data in ${cluster.dir})`);
+    await cluster.start();
+    const admin = cluster.client();
+    const registerSchema = await admin.createTable(
+      REGISTER,
+      [
+        { name: 'k', type: 'string', semantic: 'tag' },
+        { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+        { name: 'v', type: 'int64', semantic: 'field' },
+      ],
+      REGIONS,
+    );
+    const setSchema = await admin.createTable(
+      SET,
+      [
+        { name: 'e', type: 'string', semantic: 'tag' },
+        { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+      ],
+      REGIONS,
+    );
+
+    const stopAt = Date.now() + options.timeSec * 1000;
+    const keys = Array.from({ length: options.keys ?? 8 }, (_, i) => `k${i}`);
+    const newClient = () => {
+      const c = cluster.client({ deadlineMs: 4000, attemptTimeoutMs: 1000 });
+      clients.push(c);
+      return c;
+    };
+
+    // ─── Register workload ───────────────────────────────────────────────────────────────────
+    const registerWorker = async (process: number) => {
+      const r = new SeededRand(options.seed * 1000 + process);
+      const c = newClient();
+      let counter = 0;
+      const read = async (key: string): Promise<{ value: number | null; version: number } | undefined> => {
+        recorder.record({ type: 'invoke', process, f: 'read', key });
+        try {
+          const got = options.brokenStaleReads ? await staleReadAnywhere(cluster, r, key) : await c.get(REGISTER, { k: key, ts: 0 });
+          const value = got ? (got.row['v'] as number) : null;
+          recorder.record({ type: 'ok', process, f: 'read', key, value });
+          return { value, version: got?.version ?? 0 };
+        } catch (err) {
+          recorder.record({ type: 'fail', process, f: 'read', key, error: errorText(err) });
+          return undefined;
+        }
+      };
+      while (Date.now() < stopAt) {
+        const key = r.pick(keys);
+        const dice = r.next();
+        if (dice < 0.45) {
+          await read(key);
+        } else if (dice < 0.8) {
+          const value = process * 1_000_000 + ++counter;
+          recorder.record({ type: 'invoke', process, f: 'write', key, value });
+          try {
+            await c.write(REGISTER, [{ k: key, ts: 0, v: value }]);
+            recorder.record({ type: 'ok', process, f: 'write', key, value });
+          } catch (err) {
+            recorder.record({ type: isDefiniteFailure(err) ? 'fail' : 'info', process, f: 'write', key, value, error: errorText(err) });
+          }
+        } else {
+          const seen = await read(key);
+          if (!seen || Date.now() >= stopAt) continue;
+          const value = process * 1_000_000 + ++counter;
+          const cas = [seen.value, value];
+          recorder.record({ type: 'invoke', process, f: 'cas', key, value: cas });
+          try {
+            await c.write(REGISTER, [{ k: key, ts: 0, v: value }], seen.value === null ? { expectAbsent: true } : { expectVersion: seen.version });
+            recorder.record({ type: 'ok', process, f: 'cas', key, value: cas });
+          } catch (err) {
+            recorder.record({ type: isDefiniteFailure(err) ? 'fail' : 'info', process, f: 'cas', key, value: cas, error: errorText(err) });
+          }
+        }
+      }
+    };
+
+    // ─── Set workload ────────────────────────────────────────────────────────────────────────
+    const setWorker = async (process: number) => {
+      const c = newClient();
+      let counter = 0;
+      while (Date.now() < stopAt) {
+        const element = `${process}-${++counter}`;
+        recorder.record({ type: 'invoke', process, f: 'add', value: element });
+        try {
+          await c.write(SET, [{ e: element, ts: 0 }]);
+          recorder.record({ type: 'ok', process, f: 'add', value: element });
+        } catch (err) {
+          recorder.record({ type: isDefiniteFailure(err) ? 'fail' : 'info', process, f: 'add', value: element, error: errorText(err) });
+        }
+      }
+    };
+
+    nemesis = new Nemesis(
+      cluster,
+      proxies,
+      rand.fork() as SeededRand,
+      () => recorder.now(),
+      { faults: options.faults, gapMs: 3000, durationMs: [2000, 5000], maxFaults: 100 },
+      (line) => {
+        nemesisLog.push(line);
+        log(`  nemesis ${line}`);
+      },
+    );
+    const registerCount = options.registerClients ?? 6;
+    const setCount = options.setClients ?? 2;
+    const workers = [
+      ...Array.from({ length: registerCount }, (_, p) => registerWorker(p)),
+      ...Array.from({ length: setCount }, (_, p) => setWorker(registerCount + p)),
+    ];
+    const nemesisDone = nemesis.run();
+    await new Promise((r) => setTimeout(r, Math.max(0, stopAt - Date.now() - 4000)));
+    nemesis.stop(); // the last few seconds are fault-free so every region is seen to recover
+    await nemesisDone;
+    await Promise.all(workers);
+    log(`  load done: ${recorder.events.length} events; healing and reading back`);
+
+    // ─── Final reads (after healing): register keys, and the whole set from every node ──────
+    await waitConverged(cluster, 30_000);
+    const finalProcess = registerCount + setCount;
+    const finalClient = newClient();
+    for (const key of keys) {
+      recorder.record({ type: 'invoke', process: finalProcess, f: 'read', key });
+      try {
+        const got = await finalClient.get(REGISTER, { k: key, ts: 0 });
+        recorder.record({ type: 'ok', process: finalProcess, f: 'read', key, value: got ? (got.row['v'] as number) : null });
+      } catch (err) {
+        recorder.record({ type: 'fail', process: finalProcess, f: 'read', key, error: errorText(err) });
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      const p = finalProcess + 1 + i;
+      recorder.record({ type: 'invoke', process: p, f: 'final-read' });
+      try {
+        const rows = await finalClient.scan(SET, {}, cluster.datanodeAddr(i));
+        recorder.record({ type: 'ok', process: p, f: 'final-read', value: rows.map((r) => r.row['e']) });
+      } catch (err) {
+        recorder.record({ type: 'fail', process: p, f: 'final-read', error: errorText(err) });
+      }
+    }
+    await recorder.close();
+
+    // ─── Check and report ───────────────────────────────────────────────────────────────────
+    const events = recorder.events;
+    const registerEvents = events.filter((e) => e.f === 'read' || e.f === 'write' || e.f === 'cas');
+    const setEvents = events.filter((e) => e.f === 'add' || e.f === 'final-read');
+    const lin = checkRegister(registerEvents);
+    const set = checkSet(setEvents);
+    const faults = nemesis.log;
+    measureRto(faults, events, registerSchema, setSchema);
+    const ops: Record<string, Record<string, number>> = {};
+    for (const e of events) {
+      if (e.type === 'invoke') continue;
+      ops[e.f] ??= {};
+      ops[e.f]![e.type] = (ops[e.f]![e.type] ?? 0) + 1;
+    }
+    const valid: boolean | 'unknown' = lin.valid === false || !set.valid ? false : lin.valid === 'unknown' ? 'unknown' : true;
+    const report: RunReport = {
+      run,
+      dir,
+      seed: options.seed,
+      valid,
+      register: {
+        valid: lin.valid,
+        invalidKeys: lin.invalidKeys,
+        unknownKeys: lin.unknownKeys,
+        details: lin.keys.filter((k) => k.valid !== true),
+      },
+      set,
+      rpo: set.lost.length,
+      ops,
+      faults,
+      durationMs: Date.now() - started,
+    };
+    writeFileSync(join(dir, 'results.json'), JSON.stringify(report, null, 2));
+    writeFileSync(join(dir, 'nemesis.log'), `${nemesisLog.join('\n')}\n`);
+    writeFileSync(join(dir, 'timeline.svg'), renderTimeline(events, faults, `regiondb jepsen ${run} — valid: ${valid}`));
+    log(`  ${valid === true ? 'VALID' : valid === false ? 'INVALID' : 'UNKNOWN'}: register ${lin.valid}, set lost ${set.lost.length}, unexpected ${set.unexpected.length}; report in ${dir}`);
+    return report;
+  } finally {
+    nemesis?.stop();
+    for (const c of clients) c.close();
+    await cluster.stop().catch(() => undefined);
+    for (const row of proxies) for (const p of row) await p?.stop();
+  }
+}
+
+/** A broken read for the harness self-test: any replica's local state, no ReadIndex. */
+async function staleReadAnywhere(cluster: LocalCluster, r: SeededRand, key: string): Promise<{ row: Record<string, unknown>; version: number } | null> {
+  const db = makeClient('Database', cluster.datanodeAddr(r.int(cluster.datanodes.length)));
+  try {
+    const res = await call<{ found: boolean; row: { values: Record<string, { int64_value?: string }> }; version: string }>(
+      db,
+      'Get',
+      { table: REGISTER, key: { values: { k: { string_value: key }, ts: { timestamp_ms_value: '0' } } }, consistency: 'STALE' },
+      1000,
+    );
+    return res.found ? { row: { v: Number(res.row.values['v']?.int64_value) }, version: Number(res.version) } : null;
+  } finally {
+    db.close();
+  }
+}
+
+/** Waits until every datanode runs and reports every replica caught up with its leader. */
+async function waitConverged(cluster: LocalCluster, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const statuses = await Promise.all(cluster.datanodes.map((_, i) => cluster.status(i).catch(() => undefined)));
+    if (statuses.every((s) => s !== undefined)) {
+      const byRegion = new Map<string, { role: string; applied: number }[]>();
+      for (const s of statuses) {
+        for (const r of s!.replicas) {
+          const list = byRegion.get(r.region_id) ?? [];
+          list.push({ role: r.role, applied: Number(r.applied_index) });
+          byRegion.set(r.region_id, list);
+        }
+      }
+      const converged = [...byRegion.values()].every((reps) => reps.some((r) => r.role === 'leader') && new Set(reps.map((r) => r.applied)).size === 1);
+      if (converged) return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * RTO per fault: from injection to the moment every region had acknowledged a write invoked
+ * after the injection (null if some region never did before the next fault); recovery: from
+ * injection until every region acknowledged a write invoked after the heal.
+ */
+function measureRto(faults: FaultRecord[], events: HistoryEvent[], registerSchema: TableSchema, setSchema: TableSchema): void {
+  const invokes = new Map<number, HistoryEvent>();
+  const acks: { region: string; invokedAt: number; ackedAt: number }[] = [];
+  for (const e of events) {
+    if (e.type === 'invoke') invokes.set(e.process, e);
+    else if (e.type === 'ok' && (e.f === 'write' || e.f === 'cas' || e.f === 'add')) {
+      const inv = invokes.get(e.process)!;
+      const region =
+        e.f === 'add'
+          ? makeRegionId(setSchema.tableId, regionNumberOf(setSchema, { e: e.value as string, ts: 0 }))
+          : makeRegionId(registerSchema.tableId, regionNumberOf(registerSchema, { k: e.key!, ts: 0 }));
+      acks.push({ region, invokedAt: inv.time, ackedAt: e.time });
+    }
+  }
+  const regions = [...new Set(acks.map((a) => a.region))];
+  const firstAckAfter = (t: number): number | null => {
+    let worst = 0;
+    for (const region of regions) {
+      const first = acks.filter((a) => a.region === region && a.invokedAt >= t).reduce((m, a) => Math.min(m, a.ackedAt), Number.POSITIVE_INFINITY);
+      if (first === Number.POSITIVE_INFINITY) return null;
+      worst = Math.max(worst, first);
+    }
+    return worst;
+  };
+  for (const f of faults) {
+    const served = firstAckAfter(f.startMs);
+    f.rtoMs = served === null ? null : Math.round(served - f.startMs);
+    const recovered = f.healMs > 0 ? firstAckAfter(f.healMs) : null;
+    f.recoveryMs = recovered === null ? null : Math.round(recovered - f.startMs);
+  }
+}

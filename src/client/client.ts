@@ -143,6 +143,21 @@ export class RegionDbClient {
     }
   }
 
+  /** Starts an operator procedure on the metasrv (transfer-leader, balance-leaders, drain-node). */
+  async startProcedure(kind: string, options: { regionId?: string; nodeId?: number } = {}): Promise<string> {
+    try {
+      const res = await call<{ id: string }>(
+        this.meta,
+        'StartProcedure',
+        { kind, region_id: options.regionId ?? '', node_id: String(options.nodeId ?? 0) },
+        this.attemptTimeoutMs,
+      );
+      return res.id;
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
   // ─── Retry core ─────────────────────────────────────────────────────────────────────────────
 
   /**

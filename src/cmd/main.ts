@@ -226,27 +226,80 @@ program
     });
   });
 
+interface StatusResponse {
+  nodes: { node_id: string; addr: string; state: string; phi: number; regions: number; leaders: number }[];
+  region_infos: {
+    route: { region_id: string; table: string; peers: { node_id: string; peer_id: string }[]; leader_node_id: string };
+    term: string;
+    applied_index: string[];
+    flushed_index: string;
+    health: string;
+  }[];
+  procedures: { id: string; kind: string; status: string; step: string; description: string; notes: string[]; error: string }[];
+}
+
+/** Renders rows as aligned columns. */
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return [header, ...rows].map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
 program
   .command('status')
-  .description('show datanodes (state, phi, regions, leaders) and regions (peers, leader)')
+  .description('show datanodes (state, phi, regions, leaders), regions (peers, leader, term, applied/flushed, health) and procedures')
   .option('--json', 'print JSON')
-  .action(async (opts: { json?: boolean }) => {
+  .option('--all-procedures', 'include finished procedures')
+  .action(async (opts: { json?: boolean; allProcedures?: boolean }) => {
     await withClient(async (c) => {
-      const res = (await c.listNodes()) as {
-        nodes: { node_id: string; addr: string; state: string; phi: number; regions: number; leaders: number }[];
-        regions: { region_id: string; table: string; peers: { node_id: string }[]; leader_node_id: string }[];
-      };
+      const res = (await c.listNodes()) as StatusResponse;
       if (opts.json) return res;
-      const lines = ['NODE  ADDR                  STATE     PHI      REGIONS  LEADERS'];
-      for (const n of res.nodes) {
-        lines.push(`${n.node_id.padEnd(5)} ${n.addr.padEnd(21)} ${n.state.padEnd(9)} ${n.phi.toFixed(2).padEnd(8)} ${String(n.regions).padEnd(8)} ${n.leaders}`);
-      }
-      lines.push('', 'REGION               TABLE        PEERS(node)  LEADER');
-      for (const r of res.regions) {
-        lines.push(`${r.region_id.padEnd(20)} ${r.table.padEnd(12)} ${r.peers.map((p) => p.node_id).join(',').padEnd(12)} ${r.leader_node_id === '0' ? '-' : r.leader_node_id}`);
-      }
-      return lines.join('\n');
+      const nodes = table(
+        ['NODE', 'ADDR', 'STATE', 'PHI', 'REGIONS', 'LEADERS'],
+        res.nodes.map((n) => [n.node_id, n.addr, n.state, n.phi.toFixed(2), String(n.regions), String(n.leaders)]),
+      );
+      const regions = table(
+        ['REGION', 'TABLE', 'PEERS(node)', 'LEADER', 'TERM', 'APPLIED', 'FLUSHED', 'HEALTH'],
+        res.region_infos.map((r) => [
+          r.route.region_id,
+          r.route.table,
+          r.route.peers.map((p) => p.node_id).join(','),
+          r.route.leader_node_id === '0' ? '-' : r.route.leader_node_id,
+          r.term,
+          r.applied_index.join('/'),
+          r.flushed_index,
+          r.health,
+        ]),
+      );
+      const shown = res.procedures.filter((p) => opts.allProcedures || p.status !== 'done');
+      const procedures = shown.length
+        ? table(
+            ['PROCEDURE', 'STATUS', 'STEP', 'WHAT', 'LATEST'],
+            shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
+          )
+        : '(no running procedures; --all-procedures shows finished ones)';
+      return [nodes, '', regions, '', procedures].join('\n');
     });
+  });
+
+program
+  .command('transfer-leader <region> <node>')
+  .description('move the leadership of a region to its replica on a datanode (a metasrv procedure)')
+  .action(async (region: string, node: string) => {
+    await withClient(async (c) => `started ${await c.startProcedure('transfer-leader', { regionId: region, nodeId: intArg(node) })}; see regiondb status`);
+  });
+
+program
+  .command('balance-leaders')
+  .description('even out region leaderships across live datanodes (within ±1)')
+  .action(async () => {
+    await withClient(async (c) => `started ${await c.startProcedure('balance-leaders')}; see regiondb status`);
+  });
+
+program
+  .command('drain-node <node>')
+  .description('move every leadership and replica off a datanode before maintenance')
+  .action(async (node: string) => {
+    await withClient(async (c) => `started ${await c.startProcedure('drain-node', { nodeId: intArg(node) })}; see regiondb status`);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

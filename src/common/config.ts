@@ -82,7 +82,10 @@ export const metasrvConfigSchema = z
       })
       .strict()
       .default({ heartbeat_interval_ms: 1000, phi_threshold: 8, acceptable_pause_ms: 500, min_std_dev_ms: 100 }),
+    /** A datanode unreachable this long gets its replicas re-created on healthy nodes. */
     replica_repair_after_ms: positiveInt.default(60_000),
+    /** How often leader balance is checked (a balance-leaders procedure starts if off by > 1); 0 disables. */
+    balance_leaders_interval_ms: z.number().int().nonnegative().default(30_000),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), format: z.enum(['json', 'pretty']).default('json') })
       .strict()

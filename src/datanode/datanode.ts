@@ -116,7 +116,14 @@ export class Datanode {
       this.log.child({ component: 'region-server' }),
       systemClock,
       {
-        onConfChange: (regionId, _cs, peers) => this.persistPeers(regionId, peers),
+        onConfChange: (regionId, _cs, peers) => {
+          if (!this.regionServer.replica(regionId)) {
+            // This replica was removed from the region (fenced by the region server): delete it.
+            setImmediate(() => void this.closeRegion(regionId, true).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
+            return;
+          }
+          this.persistPeers(regionId, peers);
+        },
       },
     );
 

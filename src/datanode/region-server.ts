@@ -17,6 +17,7 @@ import type { Logger } from '../common/logger.js';
 import { SeededRand } from '../common/rand.js';
 import {
   type ConfChange,
+  ConfChangeType,
   type ConfState,
   type Entry,
   EntryType,
@@ -155,8 +156,10 @@ export class RegionServer<R> {
     await this.currentCycle.catch(() => {}); // a failed cycle was already reported by onFatal
   }
 
+  /** The replica of a region hosted here, unless it was closed or removed (fenced). */
   replica(regionId: string): Replica<R> | undefined {
-    return this.replicas.get(regionId);
+    const replica = this.replicas.get(regionId);
+    return replica && !replica.closed ? replica : undefined;
   }
 
   allReplicas(): Replica<R>[] {
@@ -438,6 +441,12 @@ export class RegionServer<R> {
       }
       const confState = replica.raft.applyConfChange(cc);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
+      if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
+        // Removed from the region: fenced at once (no reads, no writes); the host deletes it.
+        replica.closed = true;
+        this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`));
+        this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
+      }
       this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
     } else if (entry.data.byteLength > 0) {
       try {

@@ -61,28 +61,13 @@ export class CatalogStore {
         `metasrv data in ${this.dir} belongs to cluster "${state.clusterId}", but the config says "${clusterId}"`,
       );
     }
+    state.procedures ??= {}; // catalogs written before procedures existed
+    state.nextProcedureId ??= 1;
     return state;
   }
 
   async save(state: CatalogState): Promise<void> {
     await this.db.put(CATALOG_KEY, encodeCatalog(state), { sync: true });
-  }
-
-  /** Procedures persist their state step by step under their own keys. */
-  async putProcedure(id: string, record: unknown): Promise<void> {
-    await this.db.put(`procedure/${id}`, new TextEncoder().encode(JSON.stringify(record)), { sync: true });
-  }
-
-  async deleteProcedure(id: string): Promise<void> {
-    await this.db.del(`procedure/${id}`, { sync: true });
-  }
-
-  async listProcedures(): Promise<{ id: string; record: unknown }[]> {
-    const out: { id: string; record: unknown }[] = [];
-    for await (const [key, value] of this.db.iterator({ gt: 'procedure/', lt: 'procedure0' })) {
-      out.push({ id: key.slice('procedure/'.length), record: JSON.parse(new TextDecoder().decode(value)) });
-    }
-    return out;
   }
 
   async close(): Promise<void> {

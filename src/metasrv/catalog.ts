@@ -7,6 +7,7 @@
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { TableSchema } from '../engine/schema.js';
+import type { ProcedureRecord } from './procedures/procedure.js';
 
 /** A table in the catalog is exactly the engine's schema (one definition, src/engine/schema.ts). */
 export type TableDef = TableSchema;
@@ -44,12 +45,15 @@ export interface CatalogState {
   tables: Record<string, TableDef>;
   regions: Record<string, RegionDef>;
   nodes: Record<string, NodeDef>;
+  /** Procedures (running and recent), saved with the catalog so a step and its catalog change are atomic. */
+  procedures: Record<string, ProcedureRecord>;
+  nextProcedureId: number;
 }
 
 export const REPLICATION_FACTOR = 3;
 
 export function emptyCatalog(clusterId: string): CatalogState {
-  return { version: 0, clusterId, nextTableId: 1024, nextPeerId: 1, tables: {}, regions: {}, nodes: {} };
+  return { version: 0, clusterId, nextTableId: 1024, nextPeerId: 1, tables: {}, regions: {}, nodes: {}, procedures: {}, nextProcedureId: 1 };
 }
 
 /** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */

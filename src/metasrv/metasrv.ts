@@ -13,9 +13,12 @@ import { str, u64 } from '../rpc/proto.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { unary } from '../rpc/status.js';
 import { type ProtoColumn, fromProtoColumns, toProtoSchema } from '../rpc/values.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, regionsOfTable } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, regionsOfTable, replicaCountByNode } from './catalog.js';
 import { CatalogStore } from './catalog-store.js';
 import { PhiAccrualDetector } from './failure-detector.js';
+import { leaderCounts } from './procedures/balance-leaders.js';
+import { PROCEDURE_KINDS, type Instruction, type ObservedReplica, type ProcedureContext, type ProcedureKind, type ProcedureRecord } from './procedures/procedure.js';
+import { definitions, newProcedure, runProcedures } from './procedures/runner.js';
 
 interface ProtoReplicaStat {
   region_id: string;
@@ -23,7 +26,14 @@ interface ProtoReplicaStat {
   role: string;
   term: string;
   leader_node_id: string;
+  applied_index: string;
+  commit_index: string;
+  flushed_index: string;
+  voters: string[];
+  learners: string[];
 }
+
+const PROCEDURE_TICK_MS = 200;
 
 export class Metasrv {
   private store!: CatalogStore;
@@ -31,8 +41,17 @@ export class Metasrv {
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
   private readonly detectors = new Map<number, PhiAccrualDetector>();
-  /** Per datanode: the regions it reported in its last heartbeat. */
-  private readonly reported = new Map<number, Set<string>>();
+  /** Per datanode: the replicas it reported in its last heartbeat. */
+  private readonly observed = new Map<number, Map<string, ObservedReplica>>();
+  /** Instructions waiting for a datanode's next heartbeat. */
+  private readonly pending = new Map<number, Instruction[]>();
+  /** Nodes seen alive by this metasrv process, and since when others are down. */
+  private readonly wasAlive = new Set<number>();
+  private readonly downSinceMs = new Map<number, number>();
+  private ticker: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private lastBalanceCheckMs = Date.now();
+  private readonly startedMs = Date.now();
   private readonly clients = new Map<string, grpc.Client>();
   readonly registry = new Registry();
   private readonly metrics;
@@ -70,8 +89,14 @@ export class Metasrv {
       tables: Object.keys(this.catalog.tables).length,
       nodes: Object.keys(this.catalog.nodes).length,
     }));
+    const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
+    this.ticker = setInterval(() => void this.tick(), PROCEDURE_TICK_MS);
     this.log.info(
-      { addr: `${this.config.grpc.host}:${this.grpcServer.port}`, tables: Object.keys(this.catalog.tables).length },
+      {
+        addr: `${this.config.grpc.host}:${this.grpcServer.port}`,
+        tables: Object.keys(this.catalog.tables).length,
+        resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`),
+      },
       'metasrv started',
     );
   }
@@ -85,6 +110,7 @@ export class Metasrv {
   }
 
   async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
     await this.grpcServer?.stop();
     await this.httpServer?.stop();
     for (const c of this.clients.values()) c.close();
@@ -121,6 +147,120 @@ export class Metasrv {
     return d.isAvailable(performance.now()) ? 'alive' : 'suspect';
   }
 
+  // ─── Failure handling and procedures ──────────────────────────────────────────────────────
+
+  isAlive(nodeId: number): boolean {
+    return this.detectors.get(nodeId)?.isAvailable(performance.now()) ?? false;
+  }
+
+  private context(): ProcedureContext {
+    return {
+      catalog: this.catalog,
+      nowMs: () => Date.now(),
+      isAlive: (nodeId) => this.isAlive(nodeId),
+      observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.get(regionId) : undefined),
+      leaderOf: (region) => {
+        let best: { nodeId: number; replica: ObservedReplica } | undefined;
+        for (const p of region.replicas) {
+          if (!this.isAlive(p.nodeId)) continue;
+          const seen = this.observed.get(p.nodeId)?.get(region.regionId);
+          if (seen?.role === 'leader' && seen.peerId === p.peerId && (!best || seen.term > best.replica.term)) best = { nodeId: p.nodeId, replica: seen };
+        }
+        return best;
+      },
+      send: (nodeId, instruction) => {
+        const list = this.pending.get(nodeId) ?? [];
+        list.push(instruction);
+        this.pending.set(nodeId, list);
+      },
+      openInstruction: (region, peerId, bootstrap) => this.openInstruction(region, peerId, bootstrap),
+      pickNode: (exclude) => {
+        const load = replicaCountByNode(this.catalog);
+        return Object.values(this.catalog.nodes)
+          .filter((n) => n.state !== 'draining' && this.isAlive(n.nodeId) && !exclude.has(n.nodeId))
+          .sort((a, b) => (load.get(a.nodeId) ?? 0) - (load.get(b.nodeId) ?? 0) || a.nodeId - b.nodeId)[0];
+      },
+      start: (kind, data) => newProcedure(this.context(), kind, data),
+      running: (kind) => Object.values(this.catalog.procedures).filter((p) => p.status === 'running' && (!kind || p.kind === kind)),
+    };
+  }
+
+  /** Starts a procedure unless an equivalent one is running; saves. */
+  async startProcedure(kind: ProcedureKind, data: Record<string, unknown>): Promise<ProcedureRecord> {
+    const same = Object.values(this.catalog.procedures).find(
+      (p) => p.status === 'running' && p.kind === kind && JSON.stringify(Object.entries(data).sort()) === JSON.stringify(Object.entries(p.data).filter(([k]) => k in data).sort()),
+    );
+    if (same) return same;
+    const record = newProcedure(this.context(), kind, data);
+    this.log.info({ procedure: record.id, data }, 'procedure started');
+    await this.save();
+    return record;
+  }
+
+  /** Detects failures, starts the procedures they call for, advances running procedures. */
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const now = Date.now();
+      const ctx = this.context();
+      let changed = false;
+      for (const node of Object.values(this.catalog.nodes)) {
+        const id = node.nodeId;
+        if (this.isAlive(id)) {
+          this.wasAlive.add(id);
+          this.downSinceMs.delete(id);
+          continue;
+        }
+        // Down (or never heard from since this metasrv started: counted from our start).
+        if (!this.downSinceMs.has(id)) {
+          this.downSinceMs.set(id, this.wasAlive.has(id) ? now : this.startedMs);
+          if (this.wasAlive.has(id) && this.hostsReplicas(id)) {
+            this.log.warn({ nodeId: id }, 'datanode suspected failed; checking its regions have live leaders');
+            newProcedure(ctx, 'region-failover', { nodeId: id });
+            changed = true;
+          }
+        }
+        if (now - this.downSinceMs.get(id)! >= this.config.replica_repair_after_ms) changed = this.startRepairs(ctx, id) || changed;
+      }
+      const interval = this.config.balance_leaders_interval_ms;
+      if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
+        this.lastBalanceCheckMs = now;
+        const counts = [...leaderCounts(ctx).values()];
+        const busy = ctx.running().length > 0 || this.downSinceMs.size > 0;
+        if (!busy && counts.length > 1 && Math.max(...counts) - Math.min(...counts) > 1) {
+          newProcedure(ctx, 'balance-leaders', {});
+          changed = true;
+        }
+      }
+      changed = runProcedures(ctx, this.log) || changed;
+      if (changed) await this.save();
+    } catch (err) {
+      this.log.error({ err }, 'metasrv tick failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private hostsReplicas(nodeId: number): boolean {
+    return Object.values(this.catalog.regions).some((r) => r.replicas.some((p) => p.nodeId === nodeId));
+  }
+
+  /** A node down for replica_repair_after_ms: re-create each of its replicas elsewhere. */
+  private startRepairs(ctx: ProcedureContext, nodeId: number): boolean {
+    const busy = new Set(ctx.running('repair-replica').map((p) => p.data['regionId']));
+    let started = false;
+    for (const region of Object.values(this.catalog.regions)) {
+      const old = region.replicas.find((p) => p.nodeId === nodeId);
+      if (!old || busy.has(region.regionId)) continue;
+      if (!ctx.pickNode(new Set(region.replicas.map((p) => p.nodeId)))) continue; // nowhere to put it yet
+      this.log.warn({ nodeId, regionId: region.regionId }, 'datanode down too long; re-creating its replica elsewhere');
+      newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
+      started = true;
+    }
+    return started;
+  }
+
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────
 
   private route(region: RegionDef): unknown {
@@ -131,6 +271,19 @@ export class Metasrv {
       peers: region.replicas.map((r) => ({ peer_id: String(r.peerId), node_id: String(r.nodeId), addr: this.catalog.nodes[r.nodeId]?.addr ?? '' })),
       leader_node_id: String(region.leaderNodeId),
       conf_version: String(region.confVersion),
+    };
+  }
+
+  private regionInfo(region: RegionDef): unknown {
+    const leader = this.context().leaderOf(region);
+    const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.get(region.regionId)?.appliedIndex ?? 0);
+    const live = region.replicas.filter((p) => this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.has(region.regionId)).length;
+    return {
+      route: this.route(region),
+      term: String(leader?.replica.term ?? 0),
+      applied_index: applied.map(String),
+      flushed_index: '0',
+      health: !leader ? 'leaderless' : live < this.replicationFactor || region.replicas.length !== this.replicationFactor ? 'under-replicated' : 'healthy',
     };
   }
 
@@ -227,19 +380,39 @@ export class Metasrv {
         this.metrics.heartbeats.inc();
         this.detector(nodeId).heartbeat(performance.now());
         node.lastHeartbeatMs = Date.now();
-        const reported = new Set<string>();
+        const reported = new Map<string, ObservedReplica>();
         for (const stat of req.replicas ?? []) {
-          reported.add(stat.region_id);
+          const seen: ObservedReplica = {
+            regionId: stat.region_id,
+            peerId: Number(stat.peer_id),
+            role: stat.role,
+            term: Number(stat.term),
+            leaderNodeId: Number(stat.leader_node_id),
+            appliedIndex: Number(stat.applied_index),
+            commitIndex: Number(stat.commit_index),
+            voters: (stat.voters ?? []).map(Number),
+            learners: (stat.learners ?? []).map(Number),
+          };
+          reported.set(stat.region_id, seen);
           const region = this.catalog.regions[stat.region_id];
-          if (region && stat.role === 'leader') region.leaderNodeId = nodeId;
+          if (region && seen.role === 'leader' && region.replicas.some((p) => p.peerId === seen.peerId)) region.leaderNodeId = nodeId;
         }
-        this.reported.set(nodeId, reported);
-        // Reconcile: replicas assigned to this node that it does not host yet.
-        const instructions: unknown[] = [];
+        this.observed.set(nodeId, reported);
+        const instructions: unknown[] = this.pending.get(nodeId) ?? [];
+        this.pending.delete(nodeId);
+        // Reconcile: replicas placed on this node that it does not host yet...
         for (const region of Object.values(this.catalog.regions)) {
           const replica = region.replicas.find((r) => r.nodeId === nodeId);
           if (replica && !reported.has(region.regionId)) {
             instructions.push({ open_region: this.openInstruction(region, replica.peerId, region.confVersion === 1) });
+          }
+        }
+        // ...and replicas it hosts that the catalog no longer places there (replaced while it
+        // was away, or of a dropped table): fenced off and deleted.
+        for (const seen of reported.values()) {
+          const region = this.catalog.regions[seen.regionId];
+          if (!region || !region.replicas.some((p) => p.peerId === seen.peerId && p.nodeId === nodeId)) {
+            instructions.push({ close_region: { region_id: seen.regionId, destroy: true } });
           }
         }
         return { instructions };
@@ -277,7 +450,41 @@ export class Metasrv {
             leaders: counts.get(n.nodeId)?.leaders ?? 0,
           })),
           regions: Object.values(this.catalog.regions).map((r) => this.route(r)),
+          region_infos: Object.values(this.catalog.regions).map((r) => this.regionInfo(r)),
+          procedures: Object.values(this.catalog.procedures)
+            .sort((a, b) => a.createdMs - b.createdMs)
+            .map((p) => ({
+              id: p.id,
+              kind: p.kind,
+              status: p.status,
+              step: p.step,
+              description: definitions[p.kind].describe(p),
+              notes: p.notes,
+              error: p.error ?? '',
+              created_ms: String(p.createdMs),
+            })),
         };
+      }, log),
+      StartProcedure: unary(async (req: { kind: string; region_id: string; node_id: string }) => {
+        const kind = req.kind as ProcedureKind;
+        const startable: ProcedureKind[] = ['transfer-leader', 'balance-leaders', 'drain-node'];
+        if (!PROCEDURE_KINDS.includes(kind) || !startable.includes(kind)) {
+          throw new RegionDbError(ErrorCode.InvalidArgument, `kind must be one of ${startable.join(', ')}; got ${JSON.stringify(req.kind)}`);
+        }
+        const nodeId = u64(req.node_id ?? '0', 'node_id');
+        if (kind !== 'balance-leaders' && !this.catalog.nodes[nodeId]) throw new RegionDbError(ErrorCode.NotFound, `datanode ${nodeId} is not registered`);
+        let data: Record<string, unknown> = {};
+        if (kind === 'transfer-leader') {
+          const regionId = str(req.region_id, 'region_id', 32);
+          const region = this.catalog.regions[regionId];
+          if (!region) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} does not exist`);
+          if (!region.replicas.some((p) => p.nodeId === nodeId)) throw new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} has no replica of region ${regionId}`);
+          data = { regionId, nodeId };
+        } else if (kind === 'drain-node') {
+          data = { nodeId };
+        }
+        const record = await this.startProcedure(kind, data);
+        return { id: record.id };
       }, log),
     };
   }

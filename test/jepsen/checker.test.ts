@@ -134,6 +134,62 @@ function complete(b: HistoryBuilder, p: number, op: Pending): void {
   else b.ok(p, op.f, op.key, op.f === 'read' ? op.read : op.value);
 }
 
+/** Random small register history, not necessarily linearizable, over a tiny value domain. */
+function randomSmallHistory(rand: () => number, processes: number, ops: number): HistoryEvent[] {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const values = [null, 1, 2, 3];
+  const b = h();
+  const pending = new Map<number, { f: 'read' | 'write' | 'cas'; value: unknown }>();
+  let remaining = ops;
+  while (remaining > 0 || pending.size > 0) {
+    const p = Math.floor(rand() * processes);
+    const op = pending.get(p);
+    if (!op && remaining > 0) {
+      remaining--;
+      const f = pick(['read', 'write', 'cas'] as const);
+      const value = f === 'read' ? undefined : f === 'write' ? pick(values.slice(1)) : [pick(values), pick(values.slice(1))];
+      pending.set(p, { f, value });
+      b.invoke(p, f, 'x', value);
+    } else if (op) {
+      pending.delete(p);
+      const status = pick(['ok', 'ok', 'ok', 'ok', 'info', 'fail'] as const);
+      const value = op.f === 'read' ? pick(values) : op.value;
+      if (status === 'ok') b.ok(p, op.f, 'x', value);
+      else if (status === 'info') b.info(p, op.f, 'x', op.value);
+      else b.fail(p, op.f, 'x', op.value);
+    }
+  }
+  return b.events;
+}
+
+/** Reference checker: tries every order that respects real time, with no memoization or pruning. */
+function bruteForceLinearizable(events: readonly HistoryEvent[]): boolean {
+  const ops = pairOps(events).filter((op) => op.status === 'ok' || (op.status === 'info' && op.f !== 'read'));
+  const used = ops.map(() => false);
+  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+  const apply = (state: unknown, op: (typeof ops)[number]): { ok: boolean; state: unknown } => {
+    if (op.f === 'read') return { ok: same(state, op.value), state };
+    if (op.f === 'write') return { ok: true, state: op.value };
+    const [expected, next] = op.value as unknown[];
+    return same(state, expected) ? { ok: true, state: next } : { ok: false, state };
+  };
+  const search = (state: unknown): boolean => {
+    if (ops.every((op, i) => used[i] || op.status !== 'ok')) return true;
+    for (let i = 0; i < ops.length; i++) {
+      if (used[i]) continue;
+      const blocked = ops.some((o, j) => !used[j] && o.status === 'ok' && o.completeTime < ops[i]!.invokeTime);
+      if (blocked) continue;
+      const r = apply(state, ops[i]!);
+      if (!r.ok) continue;
+      used[i] = true;
+      if (search(r.state)) return true;
+      used[i] = false;
+    }
+    return false;
+  };
+  return search(null);
+}
+
 describe('jepsen history', () => {
   it('parses JSONL and fills index', () => {
     const events = parseHistory('{"type":"invoke","process":0,"f":"write","key":"x","value":1,"time":1}\n\n{"type":"ok","process":0,"f":"write","key":"x","value":1,"time":2}\n');
@@ -147,6 +203,11 @@ describe('jepsen history', () => {
     expect(() => parseHistory(`${good}\n{"type":"ok", "process":`)).to.throw(/line 2/);
     expect(() => parseHistory(`${good}\n${good}\n{"type":"bogus","process":0,"f":"read","time":3}`)).to.throw(/line 3.*type/);
     expect(() => parseHistory(`{"type":"ok","process":"a","f":"read","time":3}`)).to.throw(/line 1.*process/);
+  });
+
+  it('rejects time going backwards', () => {
+    const text = '{"type":"invoke","process":0,"f":"read","time":5}\n{"type":"ok","process":0,"f":"read","value":null,"time":4}';
+    expect(() => parseHistory(text)).to.throw(/line 2.*time 4/);
   });
 
   it('pairOps rejects a completion without an invoke', () => {
@@ -200,6 +261,15 @@ describe('linearizability checker: valid histories', () => {
   it('rejects an info write that would have to take effect twice', () => {
     const b = h().invoke(0, 'write', 'x', 1).info(0, 'write', 'x', 1).read(1, 'x', 1).read(1, 'x', null);
     expect(checkRegister(b.events).valid).to.equal(false);
+  });
+
+  it('accepts an info cas that took effect, but not one that took effect and was undone', () => {
+    const took = h().write(0, 'x', 1).invoke(1, 'cas', 'x', [1, 2]).info(1, 'cas', 'x', [1, 2]).read(2, 'x', 2);
+    expect(checkRegister(took.events).valid).to.equal(true);
+    const undone = h().write(0, 'x', 1).invoke(1, 'cas', 'x', [1, 2]).info(1, 'cas', 'x', [1, 2]).read(2, 'x', 2).read(2, 'x', 1);
+    const r = checkRegister(undone.events);
+    expect(r.valid).to.equal(false);
+    expect(r.keys[0]!.message).to.contain('read of 1 by process 2');
   });
 
   it('ignores failed ops, including condition-failed cas', () => {
@@ -320,6 +390,24 @@ describe('linearizability checker: violations', () => {
   });
 });
 
+describe('linearizability checker: agreement with a brute-force reference', () => {
+  it('gives the same verdict on 5000 random small histories, and failingOps still fail', () => {
+    const rand = prng(2024);
+    let invalid = 0;
+    for (let n = 0; n < 5000; n++) {
+      const events = randomSmallHistory(rand, 4, 3 + Math.floor(rand() * 6));
+      const expected = bruteForceLinearizable(events);
+      const r = checkRegister(events);
+      expect(r.valid, `history #${n}: ${JSON.stringify(events)}`).to.equal(expected);
+      if (!expected) {
+        invalid++;
+        expect(bruteForceLinearizable(toEvents(r.keys[0]!.failingOps!)), `failingOps of #${n} must still fail`).to.equal(false);
+      }
+    }
+    expect(invalid).to.be.above(100);
+  });
+});
+
 describe('linearizability checker: effort bound', () => {
   it("returns 'unknown' when maxSteps is exceeded", () => {
     const events = simulate(3, { processes: 20, ops: 400, keys: 1, infoRate: 0.1 });
@@ -378,7 +466,8 @@ function toEvents(ops: readonly { process: number; f: OpF; key?: string; value: 
   const events: HistoryEvent[] = [];
   for (const op of ops) {
     events.push({ type: 'invoke', process: op.process, f: op.f, key: op.key, value: op.f === 'read' ? undefined : op.value, time: op.invokeTime });
-    const end = Number.isFinite(op.completeTime) ? op.completeTime : Number.MAX_SAFE_INTEGER;
+    // An info op's completion time is not kept (it counts as Infinity), so emit it right after the invoke.
+    const end = Number.isFinite(op.completeTime) ? op.completeTime : op.invokeTime + 0.5;
     events.push({ type: op.status, process: op.process, f: op.f, key: op.key, value: op.value, time: end });
   }
   return events.sort((a, b) => a.time - b.time);

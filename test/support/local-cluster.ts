@@ -39,6 +39,8 @@ export interface ClusterOptions {
   readonly replicationFactor?: number;
   /** Extra TOML appended to every datanode config (e.g. a smaller snapshot interval). */
   readonly datanodeToml?: string;
+  /** Extra top-level TOML keys for the metasrv (e.g. replica_repair_after_ms = 3000). */
+  readonly metasrvToml?: string;
   /** Extra TOML for datanode i (0-based), after the ports are known (e.g. raft proxies). */
   readonly datanodeTomlFor?: (i: number, cluster: LocalCluster) => string;
 }
@@ -94,10 +96,11 @@ export class LocalCluster {
     const [mg, mh] = ports.metasrv;
     const metaDir = join(this.dir, 'metasrv');
     this.metasrv = this.describeNode('metasrv', mg, mh, metaDir, [
-      `cluster_id = "${clusterId}"`,
+      `cluster_id = "${clusterId}"\n${this.options.metasrvToml ?? ''}`,
       `[node]\ndata_dir = "${metaDir}"`,
       `[grpc]\nhost = "127.0.0.1"\nport = ${mg}`,
       `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
+      `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
       `[log]\nlevel = "info"`,
     ]);
     ports.datanodes.forEach(([g, h], index) => {

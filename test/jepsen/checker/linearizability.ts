@@ -61,7 +61,7 @@ function groupRegisterOps(ops: readonly Op[]): Map<string, Op[]> {
 }
 
 function checkKey(key: string, ops: readonly Op[], maxSteps: number): KeyResult {
-  const prepared = prepareOps(ops);
+  const prepared = prepareOps(ops).filter(observable(ops));
   const outcome = new WglSearch(prepared, maxSteps).run();
   if (outcome.kind === 'linearizable') return { key, valid: true, ops: ops.length };
   if (outcome.kind === 'unknown') {
@@ -107,6 +107,27 @@ function prepareOp(op: Op): PreparedOp {
     throw new Error(`register checker: cas by process ${op.process} at t=${op.invokeTime} must have value [expected, new], got ${JSON.stringify(op.value)}`);
   }
   return { op, kind, isOk, arg: encode(op.value[0]), next: encode(op.value[1]) };
+}
+
+/**
+ * Returns a filter that drops indeterminate mutations whose result no ok read or cas could
+ * ever observe (directly, or through a chain of indeterminate cas ops). Linearizing such an
+ * op can never help, so dropping it preserves the verdict and shrinks the search.
+ */
+function observable(ops: readonly Op[]): (p: PreparedOp) => boolean {
+  const prepared = prepareOps(ops);
+  const seen = new Set(prepared.filter((p) => p.isOk && p.kind !== 'write').map((p) => p.arg));
+  const infoCas = prepared.filter((p) => !p.isOk && p.kind === 'cas');
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of infoCas) {
+      if (seen.has(p.next) && !seen.has(p.arg)) {
+        seen.add(p.arg);
+        grew = true;
+      }
+    }
+  }
+  return (p) => p.isOk || seen.has(writes(p)!);
 }
 
 /** Applies op to the register; returns the new state, or undefined if the op is illegal here. */
@@ -227,20 +248,74 @@ class WglSearch {
     for (let i = okPtr; i < ops.length && ops[i]!.op.invokeTime <= horizon; i++) {
       (linearized[i] ? done : candidates).push(i);
     }
-    const memoKey = `${okPtr}|${done.join(',')}|${state}`;
+    // Candidates depend on whether we arrived via an info op, so that is part of the memo key.
+    const afterInfo = chosen >= 0 && !ops[chosen]!.isOk;
+    const memoKey = `${afterInfo ? 'i' : 'o'}${okPtr}|${done.join(',')}|${state}`;
     if (this.memo.has(memoKey)) return undefined;
     this.memo.add(memoKey);
     this.recordDepth(state, writer, blocking);
-    return { state, writer, okPtr, completePtr, candidates: this.prune(candidates, state), next: 0, chosen };
+    return { state, writer, okPtr, completePtr, candidates: this.choose(candidates, state, afterInfo, blocking), next: 0, chosen };
   }
 
-  /** A legal ok read changes nothing and only relaxes real-time constraints, so taking it first is always safe. */
-  private prune(candidates: number[], state: string): number[] {
-    const read = candidates.find((i) => {
-      const p = this.ops[i]!;
-      return p.isOk && p.kind === 'read' && p.arg === state;
+  /**
+   * Orders and prunes the candidates, relying on two normal forms of a valid linearization:
+   * - A legal ok read changes nothing and only relaxes real-time constraints, so it can go first.
+   * - Indeterminate (info) mutations only matter in short runs right before an ok read or cas
+   *   that observes their result (any other info op can be dropped without changing what ok ops
+   *   see). So an info op is tried only if its result is wanted by a pending ok read/cas, possibly
+   *   through a chain of info cas ops; and right after an info op, the next op must consume its
+   *   result (an ok write would make it pointless).
+   */
+  private choose(candidates: readonly number[], state: string, afterInfo: boolean, blocking: number): number[] {
+    const ops = this.ops;
+    const read = candidates.find((i) => ops[i]!.isOk && ops[i]!.kind === 'read' && ops[i]!.arg === state);
+    if (read !== undefined) return [read];
+    const wanted = this.wantedStates(candidates);
+    const consumes = (p: PreparedOp): boolean => p.kind !== 'write' && p.arg === state;
+    const ok = candidates.filter((i) => ops[i]!.isOk && (!afterInfo || consumes(ops[i]!)));
+    const info = candidates.filter((i) => {
+      const p = ops[i]!;
+      return !p.isOk && wanted.has(writes(p)!) && (!afterInfo || consumes(p));
     });
-    return read === undefined ? candidates : [read];
+    return this.prioritize([...ok, ...info], wanted, blocking);
+  }
+
+  /**
+   * Search order heuristic (any order is sound): first ops that produce what the blocking op
+   * (earliest-completing pending ok op) needs, then ok ops producing any wanted value, then
+   * the remaining ok ops, then the remaining info ops.
+   */
+  private prioritize(candidates: number[], wanted: ReadonlySet<string>, blocking: number): number[] {
+    const ops = this.ops;
+    const need = ops[blocking]!.kind === 'write' ? undefined : ops[blocking]!.arg;
+    const rank = (i: number): number => {
+      const p = ops[i]!;
+      const result = writes(p);
+      if (i === blocking || (result !== undefined && result === need)) return 0;
+      if (!p.isOk) return 3;
+      return result !== undefined && wanted.has(result) ? 1 : 2;
+    };
+    const ranks = new Map(candidates.map((i) => [i, rank(i)]));
+    return candidates.sort((a, b) => ranks.get(a)! - ranks.get(b)!);
+  }
+
+  /** Values some pending ok read/cas needs to observe, closed backwards over pending info cas ops. */
+  private wantedStates(candidates: readonly number[]): Set<string> {
+    const ops = this.ops;
+    const wanted = new Set<string>();
+    for (const i of candidates) if (ops[i]!.isOk && ops[i]!.kind !== 'write') wanted.add(ops[i]!.arg);
+    const infoCas = candidates.filter((i) => !ops[i]!.isOk && ops[i]!.kind === 'cas');
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const i of infoCas) {
+        const p = ops[i]!;
+        if (wanted.has(p.next) && !wanted.has(p.arg)) {
+          wanted.add(p.arg);
+          grew = true;
+        }
+      }
+    }
+    return wanted;
   }
 
   private recordDepth(state: string, writer: number, blocking: number): void {
@@ -254,7 +329,7 @@ class WglSearch {
 }
 
 function isLinearizable(ops: readonly Op[], maxSteps: number): boolean | 'unknown' {
-  const outcome = new WglSearch(prepareOps(ops), maxSteps).run();
+  const outcome = new WglSearch(prepareOps(ops).filter(observable(ops)), maxSteps).run();
   return outcome.kind === 'unknown' ? 'unknown' : outcome.kind === 'linearizable';
 }
 
@@ -267,7 +342,7 @@ function explainViolation(ops: readonly PreparedOp[], deepest: Deepest): string 
   const states = [...deepest.states].map(([state, writer]) => `${state} (${describeOrigin(ops, writer, blocked.op)})`);
   const held = states.length === 1 ? `the register held ${states[0]}` : `the register could only have held one of: ${states.join('; ')}`;
   const neverWritten = blocked.arg !== NULL_STATE && !ops.some((p) => writes(p) === blocked.arg) ? `; no op ever wrote ${blocked.arg}` : '';
-  return `${describeOp(blocked.op)} cannot be linearized: ${held}${neverWritten} (after linearizing ${deepest.okLinearized} of ${okTotal} ok ops)`;
+  return `${describeOp(blocked.op)} cannot be linearized: ${held}${neverWritten}; the search got stuck after linearizing ${deepest.okLinearized} of ${okTotal} ok ops`;
 }
 
 /** The value a mutation leaves in the register, if it succeeds. */

@@ -1,0 +1,62 @@
+// balance-leaders: move region leaderships until every live datanode leads within ±1 of every
+// other (among nodes that can lead, i.e. hold voters). One transfer at a time; each is
+// confirmed by the datanodes' reports before the next is planned; bounded in moves.
+import type { ProcedureContext } from './procedure.js';
+import { type ProcedureDefinition, type StepResult, shouldResend } from './procedure.js';
+
+const MAX_MOVES = 200;
+const MOVE_TIMEOUT_MS = 5000;
+
+/** Leaders per live, non-draining datanode, from what the datanodes report. */
+export function leaderCounts(ctx: ProcedureContext): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const node of Object.values(ctx.catalog.nodes)) {
+    if (node.state !== 'draining' && ctx.isAlive(node.nodeId)) counts.set(node.nodeId, 0);
+  }
+  for (const region of Object.values(ctx.catalog.regions)) {
+    const leader = ctx.leaderOf(region);
+    if (leader && counts.has(leader.nodeId)) counts.set(leader.nodeId, counts.get(leader.nodeId)! + 1);
+  }
+  return counts;
+}
+
+export const balanceLeaders: ProcedureDefinition = {
+  kind: 'balance-leaders',
+  firstStep: 'plan',
+  describe: (r) => `${(r.data['moves'] as number | undefined) ?? 0} leader move(s) so far`,
+  steps: {
+    plan(ctx, r): StepResult {
+      const moves = (r.data['moves'] as number | undefined) ?? 0;
+      const counts = leaderCounts(ctx);
+      if (counts.size < 2) return { done: true, note: 'fewer than two live datanodes' };
+      const sorted = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+      const [maxNode, max] = sorted[0]!;
+      const [minNode, min] = sorted.at(-1)!;
+      if (max - min <= 1) return { done: true, note: `balanced: ${sorted.map(([n, c]) => `node ${n}=${c}`).join(', ')}` };
+      if (moves >= MAX_MOVES) return { failed: `still unbalanced after ${MAX_MOVES} moves` };
+      const region = Object.values(ctx.catalog.regions).find(
+        (g) => ctx.leaderOf(g)?.nodeId === maxNode && g.replicas.some((p) => p.nodeId === minNode) && ctx.observed(minNode, g.regionId)?.voters.length,
+      );
+      if (!region) return { done: true, note: `no region led by node ${maxNode} has a replica on node ${minNode}` };
+      const target = region.replicas.find((p) => p.nodeId === minNode)!;
+      r.data['regionId'] = region.regionId;
+      r.data['target'] = minNode;
+      r.data['targetPeer'] = target.peerId;
+      r.data['moves'] = moves + 1;
+      r.data['lastSentMs'] = 0;
+      return { next: 'move', note: `region ${region.regionId}: node ${maxNode} → node ${minNode}` };
+    },
+    move(ctx, r): StepResult {
+      const region = ctx.catalog.regions[r.data['regionId'] as string];
+      if (!region) return { next: 'plan' };
+      const leader = ctx.leaderOf(region);
+      if (leader && leader.nodeId === r.data['target']) {
+        region.leaderNodeId = leader.nodeId;
+        return { next: 'plan' };
+      }
+      if (ctx.nowMs() - r.stepSinceMs > MOVE_TIMEOUT_MS) return { next: 'plan', note: `move of region ${region.regionId} timed out` };
+      if (leader && shouldResend(ctx, r)) ctx.send(leader.nodeId, { transfer_leader: { region_id: region.regionId, to_peer_id: String(r.data['targetPeer']) } });
+      return { wait: true };
+    },
+  },
+};

@@ -1,0 +1,52 @@
+// region-failover: after a datanode is suspected dead, make sure every region that had a
+// replica there is led by a live node. Raft normally elects within an election timeout on its
+// own; the metasrv only checks it happened (and that routes follow), and if a region is still
+// leaderless after a grace period it asks the most up-to-date live replica to campaign. It never
+// appoints a leader by itself: raft's vote rules still decide (RAFT-NOTES 22).
+import { type ProcedureDefinition, type ProcedureRecord, type StepResult, shouldResend } from './procedure.js';
+
+/** Raft's own election gets this long before the metasrv nudges a live replica to campaign. */
+const CAMPAIGN_GRACE_MS = 2000;
+/** After this the procedure reports failure (the region has no quorum of live replicas). */
+const GIVE_UP_MS = 120_000;
+
+const nodeOf = (r: ProcedureRecord) => r.data['nodeId'] as number;
+
+export const regionFailover: ProcedureDefinition = {
+  kind: 'region-failover',
+  firstStep: 'ensure-leaders',
+  describe: (r) => `regions of node ${nodeOf(r)}: ${(r.data['leaderless'] as string[] | undefined)?.length ?? '?'} without a live leader`,
+  steps: {
+    'ensure-leaders'(ctx, r): StepResult {
+      const failed = nodeOf(r);
+      const leaderless: string[] = [];
+      for (const region of Object.values(ctx.catalog.regions)) {
+        if (!region.replicas.some((p) => p.nodeId === failed)) continue;
+        const leader = ctx.leaderOf(region);
+        if (leader && leader.nodeId !== failed && ctx.isAlive(leader.nodeId)) {
+          region.leaderNodeId = leader.nodeId; // routes follow at once
+          continue;
+        }
+        leaderless.push(region.regionId);
+      }
+      r.data['leaderless'] = leaderless;
+      if (leaderless.length === 0) return { done: true, note: `every region of node ${failed} has a live leader` };
+      const elapsed = ctx.nowMs() - r.createdMs;
+      if (elapsed > GIVE_UP_MS) return { failed: `regions ${leaderless.join(', ')} still have no live leader after ${GIVE_UP_MS} ms (no live quorum?)` };
+      if (elapsed > CAMPAIGN_GRACE_MS && shouldResend(ctx, r)) {
+        for (const regionId of leaderless) {
+          const region = ctx.catalog.regions[regionId]!;
+          // The live replica with the longest applied log is the likeliest to win the vote.
+          const candidates = region.replicas
+            .filter((p) => p.nodeId !== failed && ctx.isAlive(p.nodeId))
+            .map((p) => ({ p, seen: ctx.observed(p.nodeId, regionId) }))
+            .filter((c) => c.seen !== undefined)
+            .sort((a, b) => b.seen!.appliedIndex - a.seen!.appliedIndex);
+          if (candidates[0]) ctx.send(candidates[0].p.nodeId, { campaign: { region_id: regionId } });
+        }
+        return { wait: true, note: `asked live replicas of ${leaderless.length} region(s) to campaign` };
+      }
+      return { wait: true };
+    },
+  },
+};

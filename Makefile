@@ -9,7 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 
-.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen
+.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench
 
 all: build
 
@@ -60,3 +60,7 @@ bench: build
 # Histories and reports (results.json, timeline.svg) go to store/<run>/.
 jepsen: build
 	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) node --import tsx test/jepsen/cli.ts
+
+# RTO distribution over KILLS leader kills (default 20) and the time to full replica repair.
+failover-bench: build
+	node --import tsx bench/failover-bench.ts

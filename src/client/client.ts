@@ -179,14 +179,20 @@ export class RegionDbClient {
       } catch (err) {
         const e = fromGrpcError(err);
         lastError = e;
-        const retriable = e.code === ErrorCode.NotLeader || e.code === ErrorCode.Unavailable || e.code === ErrorCode.ProposalDropped || e.code === ErrorCode.DeadlineExceeded;
+        const retriable =
+          e.code === ErrorCode.NotLeader ||
+          e.code === ErrorCode.Unavailable ||
+          e.code === ErrorCode.ProposalDropped ||
+          e.code === ErrorCode.DeadlineExceeded ||
+          e.code === ErrorCode.ResourceExhausted; // backpressure: the region is flushing
         if (!retriable) throw e;
         // A node we could not reach (not one that answered NOT_LEADER) is avoided for a while,
         // even when other replicas still name it as the leader: they have not noticed yet.
         if (e.code === ErrorCode.Unavailable && !e.details['leaderNodeId']) this.markDown(addr);
         const hint = e.details['leaderAddr'];
-        route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
-        if (route.leaderAddr) {
+        if (e.code === ErrorCode.ResourceExhausted) route.leaderAddr = addr; // right node, busy: wait and retry it
+        else route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
+        if (route.leaderAddr && e.code !== ErrorCode.ResourceExhausted) {
           backoffMs = BACKOFF_MIN_MS; // a fresh hint: follow it at once
           continue;
         }

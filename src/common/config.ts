@@ -25,6 +25,27 @@ const storageSchema = z.discriminatedUnion('type', [
     .strict(),
 ]);
 
+/**
+ * TLS for the gRPC port (docs/security.md). With it, the node's certificate also authenticates
+ * this node to its peers (mTLS), and peer services accept only certificates of cluster nodes.
+ */
+const tlsSchema = z
+  .object({
+    /** CA that signs every node and client certificate of the cluster (PEM). */
+    ca_file: z.string().min(1),
+    /** This node's certificate (PEM), used as server and as client towards peers. */
+    cert_file: z.string().min(1),
+    key_file: z.string().min(1),
+    /** "require": every connection presents a certificate signed by the CA; "none": clients need only trust the CA. */
+    client_auth: z.enum(['none', 'require']).default('require'),
+    /** How often the files are checked for changes (reloaded without a restart; SIGHUP too); 0 = SIGHUP only. */
+    reload_check_ms: z.number().int().nonnegative().default(5000),
+  })
+  .strict();
+
+/** Client authentication (docs/security.md): static users and tokens in a file. */
+const authSchema = z.object({ users_file: z.string().min(1) }).strict();
+
 export const datanodeConfigSchema = z
   .object({
     cluster_id: z.string().min(1).default('regiondb-local'),
@@ -59,7 +80,37 @@ export const datanodeConfigSchema = z
         peer_addr_overrides: {},
       }),
     heartbeat: z.object({ interval_ms: positiveInt.default(1000) }).strict().default({ interval_ms: 1000 }),
+    /** Object storage for SSTs and manifests; default: a local directory under node.data_dir. */
     storage: storageSchema.optional(),
+    engine: z
+      .object({
+        /** A region's memtable is flushed to an SST once it holds this many bytes... */
+        flush_bytes: positiveInt.default(8 << 20),
+        /** ...or once its oldest unflushed write is this old. */
+        flush_age_ms: positiveInt.default(300_000),
+        /** Writes to a region get RESOURCE_EXHAUSTED while its memtables hold more than this. */
+        region_memtable_limit_bytes: positiveInt.default(64 << 20),
+        /** ...and to any region while all memtables of the node hold more than this. */
+        node_memtable_limit_bytes: positiveInt.default(512 << 20),
+        /** The leader merges a region's SSTs into one once it has this many. */
+        compact_at_ssts: z.number().int().min(2).default(6),
+        /** Unreferenced SSTs (replaced by compaction, or orphaned by a failed flush) are deleted after this. */
+        sst_gc_grace_ms: positiveInt.default(600_000),
+        /** Bytes of SST data cached in memory. */
+        sst_cache_bytes: positiveInt.default(64 << 20),
+      })
+      .strict()
+      .default({
+        flush_bytes: 8 << 20,
+        flush_age_ms: 300_000,
+        region_memtable_limit_bytes: 64 << 20,
+        node_memtable_limit_bytes: 512 << 20,
+        compact_at_ssts: 6,
+        sst_gc_grace_ms: 600_000,
+        sst_cache_bytes: 64 << 20,
+      }),
+    tls: tlsSchema.optional(),
+    auth: authSchema.optional(),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), format: z.enum(['json', 'pretty']).default('json') })
       .strict()
@@ -86,6 +137,8 @@ export const metasrvConfigSchema = z
     replica_repair_after_ms: positiveInt.default(60_000),
     /** How often leader balance is checked (a balance-leaders procedure starts if off by > 1); 0 disables. */
     balance_leaders_interval_ms: z.number().int().nonnegative().default(30_000),
+    tls: tlsSchema.optional(),
+    auth: authSchema.optional(),
     log: z
       .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), format: z.enum(['json', 'pretty']).default('json') })
       .strict()
@@ -94,6 +147,8 @@ export const metasrvConfigSchema = z
   .strict();
 
 export type DatanodeConfig = z.infer<typeof datanodeConfigSchema>;
+export type TlsConfig = z.infer<typeof tlsSchema>;
+export type AuthConfig = z.infer<typeof authSchema>;
 export type MetasrvConfig = z.infer<typeof metasrvConfigSchema>;
 
 /** Deep-merges overrides (from flags) into the parsed file. */

@@ -16,6 +16,10 @@ export const ErrorCode = {
   StorageUnavailable: 'STORAGE_UNAVAILABLE',
   Config: 'CONFIG',
   Internal: 'INTERNAL',
+  /** No credentials, unknown user, wrong password or token, or no valid peer certificate. */
+  Unauthenticated: 'UNAUTHENTICATED',
+  /** Authenticated, but the role does not allow this call (e.g. a read-only user writing). */
+  PermissionDenied: 'PERMISSION_DENIED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -25,7 +25,16 @@ export const limits = {
   /** Request results remembered per client; bounds a client's requests in flight. */
   dedupRequestsPerClientMax: 1024,
 
+  /** A scan message is sent once it holds this many bytes of values (well below grpcMessageBytesMax). */
+  scanMessageBytesMax: 4 << 20,
+  /** Rows one Scan call returns at most; more fails the scan (narrow the range, or page with limit). */
+  scanRowsPerRequestMax: 1_000_000,
+
   // gRPC.
   grpcMessageBytesMax: 16 << 20,
+  /** Concurrent calls on one HTTP/2 connection (clients and bench share one connection per node). */
+  grpcConcurrentStreamsPerConnectionMax: 10_000,
+  /** A server stream whose reader takes no message for this long is cancelled (a stalled client holds a region iterator). */
+  streamStallMsMax: 30_000,
 } as const;
 

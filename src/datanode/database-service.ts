@@ -137,6 +137,29 @@ export class DatabaseService {
     }
   }
 
+  /** Backpressure: writes wait (RESOURCE_EXHAUSTED, retried by clients) while memtables are over their limits. */
+  private checkMemory(regionId: string): void {
+    const replica = this.dn.regionServer.replica(regionId);
+    if (!replica) return;
+    const limits = this.dn.config.engine;
+    const regionBytes = (replica.stateMachine as RegionState).memtableBytes();
+    if (regionBytes > limits.region_memtable_limit_bytes) {
+      this.dn.flusher.request(regionId);
+      throw new RegionDbError(
+        ErrorCode.ResourceExhausted,
+        `region ${regionId} holds ${regionBytes} bytes in memtables (limit ${limits.region_memtable_limit_bytes}); writes resume when its flush completes — retry`,
+      );
+    }
+    const nodeBytes = this.dn.memtableBytes();
+    if (nodeBytes > limits.node_memtable_limit_bytes) {
+      this.dn.flusher.request(regionId);
+      throw new RegionDbError(
+        ErrorCode.ResourceExhausted,
+        `node ${this.dn.nodeId} holds ${nodeBytes} bytes in memtables (limit ${limits.node_memtable_limit_bytes}); writes resume as flushes complete — retry`,
+      );
+    }
+  }
+
   private checkResult(result: ApplyResult): { version: string } {
     if (result.status === 'condition-failed') {
       throw new RegionDbError(ErrorCode.ConditionFailed, `condition failed: the row's current version is ${result.currentVersion}`, {
@@ -180,6 +203,7 @@ export class DatabaseService {
     if (command.byteLength > limits.writeRequestBytesMax) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
     }
+    this.checkMemory(regionId);
     const { version } = this.checkResult(await this.propose(table, regionId, command));
     return { version, rows_written: rows.length };
   }
@@ -217,7 +241,7 @@ export class DatabaseService {
     const key = validateKey(schema, fromProtoRow(req.key, 'key'));
     const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, key));
     const state = await this.readable(table, regionId, req.consistency);
-    const found = state.get(key);
+    const found = await state.get(key);
     return found ? { found: true, row: toProtoRow(schema, found.row), version: String(found.version) } : { found: false, version: '0' };
   }
 
@@ -245,19 +269,24 @@ export class DatabaseService {
       if (limit > 0 && remaining <= 0) return;
       if (!this.dn.regionServer.replica(regionId)) {
         emitted += await this.forwardScan(table, regionId, req, remaining, write);
+        if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
         continue;
       }
       const state = await this.readable(table, regionId, req.consistency);
       let rows: ProtoRow[] = [];
       let versions: string[] = [];
-      for (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
+      let messageBytes = 0;
+      for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
+        if (emitted >= limits.scanRowsPerRequestMax) throw scanTooLarge();
         rows.push(toProtoRow(schema, r.row));
         versions.push(String(r.version));
         emitted++;
-        if (rows.length >= limits.scanRowsPerMessageMax) {
+        messageBytes += rowBytes(r.row);
+        if (rows.length >= limits.scanRowsPerMessageMax || messageBytes >= limits.scanMessageBytesMax) {
           await write({ rows, versions });
           rows = [];
           versions = [];
+          messageBytes = 0;
         }
       }
       if (rows.length > 0) await write({ rows, versions });
@@ -269,7 +298,7 @@ export class DatabaseService {
     const redirect = await this.redirect(table, regionId);
     const addr = redirect.details['leaderAddr'];
     if (!addr) throw redirect;
-    const client = makeClient('Database', addr);
+    const client = makeClient('Database', addr, { credentials: this.dn.peerCredentials });
     let forwarded = 0;
     try {
       const stream = (client as unknown as { Scan(r: unknown, o: unknown): NodeJS.ReadableStream }).Scan(
@@ -287,6 +316,21 @@ export class DatabaseService {
     }
     return forwarded;
   }
+}
+
+/** Value bytes of a row: what a scan message grows by (bounded by limits.scanMessageBytesMax). */
+function rowBytes(row: Row): number {
+  let n = 0;
+  for (const v of Object.values(row)) n += typeof v === 'string' ? Buffer.byteLength(v) + 2 : 9;
+  return n;
+}
+
+/** INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: clients retry the latter, and a retry cannot help. */
+function scanTooLarge(): RegionDbError {
+  return new RegionDbError(
+    ErrorCode.InvalidArgument,
+    `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`,
+  );
 }
 
 interface WriteRequestProto {

@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { Registry, collectDefaultMetrics, Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
@@ -16,6 +16,13 @@ import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, start
 import { MALFORMED, failStream, unary } from '../rpc/status.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
+import { LogLimiter } from '../common/log-limiter.js';
+import type { Message } from '../raft/index.js';
+import { Security } from '../rpc/security.js';
+import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
+import { CachedObjectStore, type ObjectStore, createObjectStore } from '../object-store/index.js';
+import { Flusher } from './flusher.js';
+import { SstReaders } from './sst-readers.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport } from './grpc-transport.js';
 import { RegionServer, type RaftTuning } from './region-server.js';
@@ -58,6 +65,9 @@ export class Datanode {
   regionServer!: RegionServer<ApplyResult>;
   private wal!: Wal;
   private transport!: GrpcRaftTransport;
+  /** SSTs and manifests (ARCHITECTURE §5); the shared durable copy of flushed data. */
+  objectStore!: ObjectStore;
+  flusher!: Flusher;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -66,6 +76,18 @@ export class Datanode {
   private stopping = false;
   advertiseAddr = '';
   readonly registry = new Registry();
+  /** TLS, users and the call guard (docs/security.md); loaded first in start(). */
+  security!: Security;
+  /** Credentials of this node's calls to peers: mTLS with the node certificate, or plaintext. */
+  peerCredentials!: grpc.ChannelCredentials;
+  /** Raft messages refused by the admission check (cluster identity, docs/security.md). */
+  private readonly raftRejected = new Counter({
+    name: 'regiondb_raft_messages_rejected_total',
+    help: 'Raft messages dropped before stepping: another cluster, a node id not matching its certificate, not a member of the region, region not hosted',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  private readonly raftRejectionLog = new LogLimiter(10_000);
   private readonly metrics;
 
   constructor(
@@ -76,6 +98,7 @@ export class Datanode {
     this.clusterId = config.cluster_id;
     for (const [id, addr] of Object.entries(config.raft.peer_addr_overrides)) this.raftAddrOverrides.set(Number(id), addr);
     collectDefaultMetrics({ register: this.registry });
+    const self = this;
     this.metrics = {
       writes: new Counter({ name: 'regiondb_writes_total', help: 'Write requests by outcome', labelNames: ['outcome'], registers: [this.registry] }),
       rowsWritten: new Counter({ name: 'regiondb_rows_written_total', help: 'Rows acknowledged', registers: [this.registry] }),
@@ -83,14 +106,41 @@ export class Datanode {
       walSyncs: new Gauge({ name: 'regiondb_wal_syncs_total', help: 'WAL sync batches', registers: [this.registry], collect: () => {} }),
       leaders: new Gauge({ name: 'regiondb_raft_leaders', help: 'Regions led by this node', registers: [this.registry] }),
       replicas: new Gauge({ name: 'regiondb_replicas', help: 'Replicas hosted by this node', registers: [this.registry] }),
+      flushes: new Counter({ name: 'regiondb_engine_flushes_total', help: 'Memtables flushed to SSTs by this node (as leader)', registers: [this.registry] }),
+      flushBytes: new Counter({ name: 'regiondb_engine_flush_bytes_total', help: 'SST bytes uploaded by flushes', registers: [this.registry] }),
+      flushSeconds: new Histogram({ name: 'regiondb_engine_flush_duration_seconds', help: 'Flush duration (build + upload + edit commit)', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] }),
+      compactions: new Counter({ name: 'regiondb_engine_compactions_total', help: 'SST compactions by this node (as leader)', registers: [this.registry] }),
+      sstsDeleted: new Counter({ name: 'regiondb_engine_ssts_deleted_total', help: 'Unreferenced SSTs garbage-collected', registers: [this.registry] }),
+      memtableBytes: new Gauge({
+        name: 'regiondb_engine_memtable_bytes',
+        help: 'Bytes in memtables (active + frozen) of all replicas on this node',
+        registers: [this.registry],
+        collect(this: Gauge) {
+          this.set(self.memtableBytes());
+        },
+      }),
+      sstCount: new Gauge({
+        name: 'regiondb_engine_ssts',
+        help: 'SSTs referenced by the replicas on this node',
+        registers: [this.registry],
+        collect(this: Gauge) {
+          this.set(self.regionServer?.allReplicas().reduce((n, r) => n + (r.stateMachine as RegionState).ssts.length, 0) ?? 0);
+        },
+      }),
     };
   }
 
   async start(): Promise<void> {
     const dataDir = this.config.node.data_dir;
     mkdirSync(dataDir, { recursive: true });
+    this.security = new Security(this.config, this.log.child({ component: 'security' }));
+    this.security.registerMetrics(this.registry);
+    this.peerCredentials = this.security.channelCredentials();
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }));
-    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.addresses.get(id), this.log.child({ component: 'transport' }));
+    const engine = this.config.engine;
+    this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
+    const sstReaders = new SstReaders(this.objectStore);
+    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.addresses.get(id), this.log.child({ component: 'transport' }), this.peerCredentials);
     const raft = this.config.raft;
     const tuning: RaftTuning = {
       tickMs: raft.tick_ms,
@@ -109,7 +159,7 @@ export class Datanode {
         create: (regionId, data) => {
           const meta = this.metas.get(regionId);
           if (!meta) throw new RegionDbError(ErrorCode.Internal, `no schema for region ${regionId}`);
-          return data ? RegionState.deserialize(meta.schema, data) : new RegionState(meta.schema);
+          return data ? RegionState.deserialize(meta.schema, data, regionId, sstReaders) : new RegionState(meta.schema, regionId, sstReaders);
         },
       },
       tuning,
@@ -137,6 +187,30 @@ export class Datanode {
       await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: false });
     }
 
+    this.flusher = new Flusher(
+      this.regionServer,
+      this.objectStore,
+      {
+        flushBytes: engine.flush_bytes,
+        flushAgeMs: engine.flush_age_ms,
+        compactAtSsts: engine.compact_at_ssts,
+        gcGraceMs: engine.sst_gc_grace_ms,
+        checkIntervalMs: 250,
+        manifestsKept: 5,
+      },
+      this.log.child({ component: 'flusher' }),
+      {
+        flushed: (_regionId, bytes, seconds) => {
+          this.metrics.flushes.inc();
+          this.metrics.flushBytes.inc(bytes);
+          this.metrics.flushSeconds.observe(seconds);
+        },
+        compacted: () => this.metrics.compactions.inc(),
+        sstsDeleted: (count) => this.metrics.sstsDeleted.inc(count),
+      },
+    );
+    this.flusher.start();
+
     const database = new DatabaseService(this);
     const { services } = loadProtos();
     void services;
@@ -149,12 +223,13 @@ export class Datanode {
         { name: 'Admin', impl: this.adminImplementation() },
       ],
       this.log,
+      this.security,
     );
     this.advertiseAddr = this.config.grpc.advertise_addr ?? `${this.config.grpc.host}:${this.grpcServer.port}`;
     this.addresses.set(this.nodeId, this.advertiseAddr);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
-    this.metaClient = makeClient('Meta', this.config.metasrv.addr);
+    this.metaClient = makeClient('Meta', this.config.metasrv.addr, { credentials: this.peerCredentials });
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeat.interval_ms);
     void this.heartbeat();
     this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
@@ -172,12 +247,14 @@ export class Datanode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.flusher?.stop();
     await this.regionServer?.stop();
     await this.transport?.close();
     await this.grpcServer?.stop();
     await this.httpServer?.stop();
     this.metaClient?.close();
     await this.wal?.close();
+    this.security?.close();
     this.log.info({ nodeId: this.nodeId }, 'datanode stopped');
   }
 
@@ -239,37 +316,89 @@ export class Datanode {
   // ─── Raft transport (server side) ─────────────────────────────────────────────────────────────
 
   private onRaftStream(stream: grpc.ServerDuplexStream<unknown, unknown>): void {
+    // Under TLS the guard admitted only node certificates; a datanode's names its id.
+    const cert = peerCertificate(stream);
+    const certNodeId = cert ? certificateNodeId(cert) : undefined;
+    let refused = false;
+    const refuse = (reason: string, error: Partial<grpc.ServiceError>, context: Record<string, unknown>) => {
+      refused = true;
+      this.countRaftRejection(reason, context);
+      failStream(stream, error);
+    };
     stream.on('data', (raw: unknown) => {
+      if (refused) return;
       if (raw && typeof raw === 'object' && MALFORMED in raw) {
-        failStream(stream, { code: grpc.status.INVALID_ARGUMENT, details: 'malformed raft message batch' });
+        refuse('malformed', { code: grpc.status.INVALID_ARGUMENT, details: 'malformed raft message batch' }, { peer: stream.getPeer() });
         return;
       }
       const batch = raw as { cluster_id: string; from_node_id: string; envelopes: { region_id: string; message: ProtoRaftMessage }[] };
       if (batch.cluster_id !== this.clusterId) {
-        this.log.warn({ clusterId: batch.cluster_id }, 'rejected raft traffic from another cluster');
-        failStream(stream, { code: grpc.status.FAILED_PRECONDITION, details: `cluster id mismatch: this node belongs to ${this.clusterId}` });
+        const details = `cluster id mismatch: this node belongs to ${this.clusterId}`;
+        refuse('other-cluster', { code: grpc.status.FAILED_PRECONDITION, details }, { clusterId: batch.cluster_id, peer: stream.getPeer() });
         return;
       }
       let fromNodeId: number;
       try {
         fromNodeId = u64(batch.from_node_id, 'from_node_id');
       } catch {
-        failStream(stream, { code: grpc.status.INVALID_ARGUMENT, details: 'invalid from_node_id' });
+        refuse('malformed', { code: grpc.status.INVALID_ARGUMENT, details: 'invalid from_node_id' }, { peer: stream.getPeer() });
+        return;
+      }
+      if (certNodeId !== undefined && certNodeId !== fromNodeId) {
+        const details = `from_node_id ${fromNodeId} does not match the certificate of datanode ${certNodeId}`;
+        refuse('node-id-mismatch', { code: grpc.status.PERMISSION_DENIED, details }, { fromNodeId, certNodeId });
         return;
       }
       let accepted = 0;
       for (const env of batch.envelopes ?? []) {
+        const regionId = String(env.region_id);
+        let message: Message;
         try {
-          this.regionServer.step(fromNodeId, String(env.region_id), decodeRaftMessage(env.message));
-          accepted++;
+          message = decodeRaftMessage(env.message);
         } catch (err) {
-          this.log.warn({ err: (err as Error).message, fromNodeId }, 'dropped a malformed raft message');
+          this.countRaftRejection('malformed', { fromNodeId, regionId, err: (err as Error).message });
+          continue;
         }
+        const reason = this.raftAdmission(fromNodeId, regionId, message);
+        if (reason) {
+          this.countRaftRejection(reason, { fromNodeId, regionId, fromPeerId: message.from });
+          continue;
+        }
+        this.regionServer.step(fromNodeId, regionId, message);
+        accepted++;
       }
       stream.write({ accepted });
     });
     stream.on('error', () => {}); // the peer went away; it reconnects
     stream.on('end', () => stream.end());
+  }
+
+  /**
+   * Why a raft message must not reach its region (docs/security.md, cluster identity), or
+   * undefined. Dropping is always safe in raft (the network may lose any message); what is
+   * refused: regions not hosted here, a peer id claimed from another node than the one it lives
+   * on, and senders that are not (or no longer) members of the region. A replica that has not
+   * learned its configuration yet (a new learner before its snapshot) trusts its peer list.
+   */
+  private raftAdmission(fromNodeId: number, regionId: string, message: Message): string | undefined {
+    const replica = this.regionServer.replica(regionId);
+    if (!replica) return 'region-not-hosted';
+    const known = replica.peers.get(message.from);
+    if (known && known.nodeId !== fromNodeId) return 'peer-on-another-node';
+    const { voters, learners } = replica.raft.confState();
+    if (voters.length + learners.length === 0) return known ? undefined : 'not-a-member';
+    return voters.includes(message.from) || learners.includes(message.from) ? undefined : 'not-a-member';
+  }
+
+  private countRaftRejection(reason: string, context: Record<string, unknown>): void {
+    this.raftRejected.inc({ reason });
+    const suppressed = this.raftRejectionLog.admit(reason, Date.now());
+    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected raft traffic');
+  }
+
+  /** SIGHUP: re-read TLS certificates and the users file. */
+  reload(): void {
+    this.security?.reload();
   }
 
   // ─── Admin service ──────────────────────────────────────────────────────────────────────────
@@ -286,17 +415,51 @@ export class Datanode {
         leader_node_id: String(r.leaderNodeId() ?? 0),
         applied_index: String(r.appliedIndex),
         commit_index: String(st.commit),
-        flushed_index: '0',
-        memtable_bytes: String(state.memtable.sizeBytes),
+        flushed_index: String(state.flushedIndex),
+        memtable_bytes: String(state.memtableBytes()),
         voters: st.confState.voters.map(String),
         learners: st.confState.learners.map(String),
       };
     });
   }
 
+  /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */
+  memtableBytes(): number {
+    return this.regionServer?.allReplicas().reduce((n, r) => n + (r.stateMachine as RegionState).memtableBytes(), 0) ?? 0;
+  }
+
+  private ledReplicas(regionId: string | undefined) {
+    const led = this.regionServer.allReplicas().filter((r) => r.isLeader() && (!regionId || r.regionId === regionId));
+    if (regionId && led.length === 0) this.regionServer.leaderReplica(regionId); // throws NOT_LEADER / NOT_FOUND
+    return led;
+  }
+
+  /** Flushes the regions led here (or one) and waits until what they held is in SSTs. */
+  private async flushLedRegions(regionId: string | undefined): Promise<number> {
+    const led = this.ledReplicas(regionId);
+    const targets = led.map((r) => ({ r, upTo: r.appliedIndex }));
+    for (const { r } of targets) this.flusher.request(r.regionId);
+    this.flusher.check();
+    const deadline = Date.now() + 60_000;
+    for (const { r, upTo } of targets) {
+      for (;;) {
+        const state = r.stateMachine as RegionState;
+        if ((state.memtable.count === 0 && state.frozen.length === 0) || state.flushedIndex >= upTo) break;
+        if (Date.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+    }
+    return targets.length;
+  }
+
+  private compactLedRegions(regionId: string | undefined): number {
+    const led = this.ledReplicas(regionId);
+    for (const r of led) this.flusher.requestCompaction(r.regionId);
+    this.flusher.check();
+    return led.length;
+  }
+
   private adminImplementation(): grpc.UntypedServiceImplementation {
-    const notInThisVersion = (what: string) =>
-      new RegionDbError(ErrorCode.Config, `${what} arrives with the SST engine (object storage flush); this build keeps regions in memtables + WAL`);
     return {
       Status: unary(async () => ({ node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() }), this.log),
       TransferLeader: unary(async (req: { region_id: string; to_node_id: string }) => {
@@ -311,12 +474,8 @@ export class Datanode {
         await this.openRegion(req);
         return {};
       }, this.log),
-      Flush: unary(async () => {
-        throw notInThisVersion('flush');
-      }, this.log),
-      Compact: unary(async () => {
-        throw notInThisVersion('compaction');
-      }, this.log),
+      Flush: unary(async (req: { region_id?: string }) => ({ regions: await this.flushLedRegions(req.region_id || undefined) }), this.log),
+      Compact: unary(async (req: { region_id?: string }) => ({ regions: this.compactLedRegions(req.region_id || undefined) }), this.log),
     };
   }
 

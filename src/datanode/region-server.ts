@@ -12,7 +12,7 @@
 // cycle, which is how many client writes share one fsync.
 import { assert } from '../common/assert.js';
 import type { Clock } from '../common/clock.js';
-import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { SeededRand } from '../common/rand.js';
 import {
@@ -193,6 +193,8 @@ export class RegionServer<R> {
       readOnly: this.tuning.readOnly,
     });
     const replica = new Replica(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
+    const conf = raft.confState();
+    stateMachine.onMembership?.(conf.voters, conf.learners);
     for (const peer of spec.peers) replica.peers.set(peer.peerId, peer);
     this.replicas.set(spec.regionId, replica);
     this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
@@ -380,11 +382,15 @@ export class RegionServer<R> {
       if (rd.softState) this.onSoftState(replica, rd);
       if (rd.snapshot) {
         replica.stateMachine = this.stateMachines.create(replica.regionId, rd.snapshot.data);
+        replica.stateMachine.onMembership?.(rd.snapshot.metadata.confState.voters, rd.snapshot.metadata.confState.learners);
         replica.appliedIndex = rd.snapshot.metadata.index;
         this.resetPeersFromConf(replica, rd.snapshot.metadata.confState);
         this.log.info({ regionId: replica.regionId, index: replica.appliedIndex }, 'installed raft snapshot');
       }
-      for (const entry of rd.committedEntries) this.applyEntry(replica, entry);
+      for (const entry of rd.committedEntries) {
+        const pending = this.applyEntry(replica, entry);
+        if (pending) await pending;
+      }
       for (const rs of rd.readStates) {
         const ctx = new TextDecoder().decode(rs.context);
         const read = replica.reads.get(ctx);
@@ -427,12 +433,11 @@ export class RegionServer<R> {
     for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
   }
 
-  private applyEntry(replica: Replica<R>, entry: Entry): void {
+  /** Applies one committed entry; returns a promise only when the state machine needed I/O. */
+  private applyEntry(replica: Replica<R>, entry: Entry): void | Promise<void> {
     if (entry.index <= replica.appliedIndex) return;
     assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
     replica.appliedIndex = entry.index;
-    let result: R | undefined;
-    let error: Error | undefined;
     if (entry.type === EntryType.ConfChange) {
       const cc = decodeConfChange(entry.data);
       if (cc.context) {
@@ -440,6 +445,7 @@ export class RegionServer<R> {
         if (typeof info.nodeId === 'number') replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
       }
       const confState = replica.raft.applyConfChange(cc);
+      replica.stateMachine.onMembership?.(confState.voters, confState.learners);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
         // Removed from the region: fenced at once (no reads, no writes); the host deletes it.
@@ -448,14 +454,29 @@ export class RegionServer<R> {
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }
       this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
-    } else if (entry.data.byteLength > 0) {
-      try {
-        result = replica.stateMachine.apply(entry.index, entry.data);
-      } catch (err) {
-        // A command that fails validation at apply time fails the same way on every replica.
-        error = err instanceof Error ? err : new Error(String(err));
-      }
+      return this.settle(replica, entry, undefined, undefined);
     }
+    if (entry.data.byteLength === 0) return this.settle(replica, entry, undefined, undefined);
+    let out: R | Promise<R>;
+    try {
+      out = replica.stateMachine.apply(entry.index, entry.data, entry.term);
+    } catch (err) {
+      // A command that fails validation at apply time fails the same way on every replica.
+      return this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
+    }
+    if (!(out instanceof Promise)) return this.settle(replica, entry, out, undefined);
+    return out.then(
+      (result) => this.settle(replica, entry, result, undefined),
+      (err: unknown) => {
+        // Object storage unreachable is not a property of the command: stop rather than diverge.
+        if (isRegionDbError(err, ErrorCode.StorageUnavailable)) throw err;
+        this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  }
+
+  /** Resolves or rejects the proposal waiting for this entry, if any. */
+  private settle(replica: Replica<R>, entry: Entry, result: R | undefined, error: Error | undefined): void {
     const proposal = replica.proposals.get(entry.index);
     if (!proposal) return;
     replica.proposals.delete(entry.index);
@@ -497,15 +518,27 @@ export class RegionServer<R> {
 
   private async maybeSnapshot(replica: Replica<R>): Promise<void> {
     const store = replica.store;
+    if (replica.closed) return;
+    const sm = replica.stateMachine;
+    if (sm.snapshotPoint) {
+      // The state machine's own point (the engine's flushed index): the log below it is only
+      // needed by followers so far behind that they will take the snapshot anyway.
+      const point = sm.snapshotPoint();
+      if (!point || point.index <= store.snapshot().metadata.index || point.index < store.firstIndex() - 1 || point.index > store.lastIndex()) return;
+      await store.createSnapshot(point.index, { voters: [...point.voters], learners: [...point.learners] }, point.data);
+      await store.compact(point.index);
+      this.log.info({ regionId: replica.regionId, index: point.index }, 'log truncated at the flushed index (snapshot = manifest)');
+      return;
+    }
     const applied = replica.appliedIndex;
     if (applied - store.firstIndex() < this.tuning.snapshotEveryEntries || applied > store.lastIndex()) return;
-    if (replica.closed) return;
-    await store.createSnapshot(applied, replica.raft.confState(), replica.stateMachine.serialize());
+    await store.createSnapshot(applied, replica.raft.confState(), sm.serialize());
     // Keep a tail so slightly lagging followers catch up from the log, not a snapshot.
     const keep = Math.min(1000, Math.floor(this.tuning.snapshotEveryEntries / 4));
     await store.compact(Math.max(store.firstIndex() - 1, applied - keep));
     this.log.info({ regionId: replica.regionId, index: applied }, 'raft snapshot taken, log compacted');
   }
+
 
   private failPending(replica: Replica<R>, err: Error): void {
     for (const proposal of replica.proposals.values()) proposal.reject(err);

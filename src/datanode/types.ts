@@ -25,10 +25,21 @@ export interface LogEngine {
 
 /** Deterministic replicated state machine of one region. */
 export interface StateMachine<Result> {
-  /** Applies a committed command. Must be deterministic. */
-  apply(index: number, command: Uint8Array): Result;
-  /** Whole state, for raft snapshots. */
+  /**
+   * Applies a committed command (entry `index`, raft `term`). Must be deterministic. May return
+   * a promise (the engine reads SSTs for conditional writes); the region server applies entries
+   * strictly in order either way.
+   */
+  apply(index: number, command: Uint8Array, term: number): Result | Promise<Result>;
+  /** Whole state, for raft snapshots (state machines without snapshotPoint). */
   serialize(): Uint8Array;
+  /**
+   * Optional: the state machine chooses where raft snapshots are taken (the engine: its flushed
+   * index, whose data is a small manifest). The log up to `index` is then compacted.
+   */
+  snapshotPoint?(): { index: number; data: Uint8Array; voters: readonly number[]; learners: readonly number[] } | undefined;
+  /** Optional: told the region's membership at open and after every applied change. */
+  onMembership?(voters: readonly number[], learners: readonly number[]): void;
 }
 
 /** A batch of raft messages for regions hosted on one destination datanode. */

@@ -1,21 +1,32 @@
-// The replicated state of one region: memtable + client dedup table. apply() is deterministic:
-// every replica applying the same commands at the same indexes ends in the same state.
+// The replicated state of one region (an LSM, ARCHITECTURE §5): the active memtable, frozen
+// memtables waiting to be flushed, the SSTs in the object store, and the client dedup table.
+// apply() is deterministic: every replica applying the same commands at the same indexes ends
+// in the same state — including the flush and compaction edits, which only switch which
+// (identical) data lives where.
+//
+// Flush protocol (replicated, §5): the leader proposes `freeze` at index i → every replica moves
+// its memtable aside (with the dedup table as of i); the leader uploads that memtable as an SST
+// and proposes `flush-edit{i, sst}` → every replica adds the SST and drops the frozen memtable;
+// flushedIndex = i. The raft log up to i may then be truncated: the raft snapshot at i is the
+// manifest (SST list + dedup + raft position), not the data. A leader change mid-flush leaves
+// the frozen memtable in place on every replica; the next leader flushes it again.
 //
 // Dedup (Raft thesis §6.3, RAFT-NOTES 19): per client, the results of its recent request ids.
 // A retry of an applied request returns the recorded result without applying again; requests
-// may apply out of order (a client has several in flight). The table is part of the snapshot
+// may apply out of order (a client has several in flight). The table is part of the manifest
 // and bounded: per client the lowest ids are evicted (a retry older than the window is refused,
 // never re-applied), and the client applied least recently is dropped first — both computed
 // identically on every replica.
 import { assert } from '../common/assert.js';
-import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { StateMachine } from '../datanode/types.js';
-import { type Command, decodeCommand } from './command.js';
-import { encodePrimaryKey, valueEquals } from './key.js';
+import { type Command, type SstMeta, decodeCommand } from './command.js';
+import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
+import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { type MemEntry, Memtable } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
+import type { SstEntry, SstReader } from './sst/format.js';
 
 export type ApplyResult =
   | { readonly status: 'ok'; readonly version: number; readonly rows: number }
@@ -43,26 +54,105 @@ export interface VersionedRow {
   readonly version: number;
 }
 
-const SNAPSHOT_VERSION = 1;
+export interface FrozenMemtable {
+  /** Raft index (and term) of the freeze command: the flush point. */
+  readonly index: number;
+  readonly term: number;
+  readonly memtable: Memtable;
+  /** Dedup table as of `index`. */
+  readonly dedup: string;
+}
+
+/** Opens SST readers (the datanode caches them and their blocks). */
+export interface SstOpener {
+  open(meta: SstMeta): Promise<SstReader>;
+}
+
+/** Raft position captured with the freeze (the region server supplies membership). */
+export interface Membership {
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+}
+
+/** A version as stored in memtables and SSTs: the row cells, or a tombstone. */
+interface Cell {
+  readonly key: Uint8Array;
+  readonly version: number;
+  readonly tags: readonly Value[];
+  readonly timestampMs: number;
+  readonly fields: readonly Value[] | null; // null = deleted
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** SST value of a put: JSON [tags, timestampMs, fields]. */
+export function encodeSstValue(e: MemEntry): Uint8Array | null {
+  return e.op === 'delete' ? null : encoder.encode(JSON.stringify([e.tags, e.timestampMs, e.fields]));
+}
+
+export function memEntryToSst(e: MemEntry): SstEntry {
+  return { key: e.key, version: e.version, value: encodeSstValue(e) };
+}
+
+function cellFromMem(e: MemEntry): Cell {
+  return { key: e.key, version: e.version, tags: e.tags, timestampMs: e.timestampMs, fields: e.op === 'delete' ? null : e.fields };
+}
+
+function cellFromSst(e: SstEntry, sst: string): Cell {
+  if (e.value === null) return { key: e.key, version: e.version, tags: [], timestampMs: 0, fields: null };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decoder.decode(e.value));
+  } catch {
+    throw new RegionDbError(ErrorCode.Corruption, `SST ${sst}: a value at version ${e.version} is not valid JSON`);
+  }
+  const [tags, ts, fields] = parsed as [Value[], number, Value[] | undefined];
+  return { key: e.key, version: e.version, tags, timestampMs: ts, fields: fields ?? null };
+}
+
+export function memEntryFromCell(c: Cell): MemEntry {
+  return { key: c.key, version: c.version, timestampMs: c.timestampMs, tags: c.tags, fields: c.fields ?? [], op: c.fields === null ? 'delete' : 'put' };
+}
 
 export class RegionState implements StateMachine<ApplyResult> {
   memtable = new Memtable();
+  /** Oldest first. */
+  readonly frozen: FrozenMemtable[] = [];
+  /** Newest first. */
+  ssts: SstMeta[] = [];
+  flushedIndex = 0;
+  flushedTerm = 0;
+  flushedMembership: Membership = { voters: [], learners: [] };
+  private flushedDedup = '[]';
   private readonly dedup = new Map<string, DedupRecord>();
   appliedIndex = 0;
+  /** Membership as of the current apply point; the region server keeps it current (onMembership). */
+  private membership: Membership = { voters: [], learners: [] };
   private readonly tags;
   private readonly fields;
   private readonly ts;
 
-  constructor(readonly schema: TableSchema) {
+  constructor(
+    readonly schema: TableSchema,
+    readonly regionId: string = '',
+    private readonly ssTables: SstOpener | undefined = undefined,
+  ) {
     this.tags = tagColumns(schema);
     this.fields = fieldColumns(schema);
     this.ts = timestampColumn(schema);
   }
 
-  apply(index: number, data: Uint8Array): ApplyResult {
+  /** Bytes held in memtables (active + frozen): what backpressure limits. */
+  memtableBytes(): number {
+    return this.memtable.sizeBytes + this.frozen.reduce((s, f) => s + f.memtable.sizeBytes, 0);
+  }
+
+  apply(index: number, data: Uint8Array, term = 0): ApplyResult | Promise<ApplyResult> {
     assert(index > this.appliedIndex, `apply ${index} after ${this.appliedIndex}`);
     this.appliedIndex = index;
     const cmd = decodeCommand(data);
+    if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
     const record = this.dedup.get(cmd.clientId);
     const previous = record?.results.get(cmd.requestId);
     if (previous) return previous; // a retry: applied once already (RAFT-NOTES 19)
@@ -70,26 +160,73 @@ export class RegionState implements StateMachine<ApplyResult> {
       // Too old to know whether it was applied; applying again could undo a later write.
       return { status: 'request-too-old', oldestKnown: record.evictedBelow };
     }
+    const done = (result: ApplyResult) => {
+      this.remember(cmd.clientId, cmd.requestId, result);
+      return result;
+    };
     const result = this.execute(index, cmd);
-    this.remember(cmd.clientId, cmd.requestId, result);
-    return result;
+    return result instanceof Promise ? result.then(done) : done(result);
   }
 
-  private execute(index: number, cmd: Command): ApplyResult {
+  private applySystem(index: number, term: number, cmd: Command): ApplyResult {
+    const ok: ApplyResult = { status: 'ok', version: index, rows: 0 };
+    if (cmd.kind === 'freeze') {
+      this.frozen.push({ index, term, memtable: this.memtable, dedup: this.encodeDedup() });
+      this.frozenMembership.set(index, this.membership);
+      this.memtable = new Memtable();
+    } else if (cmd.kind === 'flush-edit') {
+      const oldest = this.frozen[0];
+      // Flushes complete in freeze order; anything else is a duplicate of a finished flush.
+      if (!oldest || oldest.index !== cmd.freezeIndex) return ok;
+      this.frozen.shift();
+      if (cmd.sst) this.ssts = [cmd.sst, ...this.ssts];
+      this.flushedIndex = oldest.index;
+      this.flushedTerm = oldest.term;
+      this.flushedDedup = oldest.dedup;
+      this.flushedMembership = this.frozenMembership.get(oldest.index) ?? this.membership;
+      this.frozenMembership.delete(oldest.index);
+    } else if (cmd.kind === 'compaction-edit') {
+      // Valid only if the inputs are exactly the oldest SSTs now (a suffix of the list).
+      const n = cmd.inputs.length;
+      const suffix = this.ssts.slice(this.ssts.length - n).map((s) => s.key);
+      if (n === 0 || n > this.ssts.length || suffix.some((k, i) => k !== cmd.inputs[i])) return ok;
+      this.ssts = [...this.ssts.slice(0, this.ssts.length - n), ...(cmd.output ? [cmd.output] : [])];
+    }
+    return ok;
+  }
+
+  /** Membership captured at each pending freeze (the region server records it at apply). */
+  readonly frozenMembership = new Map<number, Membership>();
+
+  private execute(index: number, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind === 'write') {
       const rows = cmd.rows.map((values) => this.rowFromValues(values));
       if (cmd.expectAbsent || cmd.expectVersion !== undefined) {
         assert(rows.length === 1, 'conditional writes carry exactly one row (checked by the service)');
-        const current = this.memtable.get(encodePrimaryKey(this.schema, rows[0]!));
-        const currentVersion = current && current.op === 'put' ? current.version : 0;
-        if (cmd.expectAbsent && currentVersion !== 0) return { status: 'condition-failed', currentVersion };
-        if (cmd.expectVersion !== undefined && cmd.expectVersion !== currentVersion) {
-          return { status: 'condition-failed', currentVersion };
-        }
+        const key = encodePrimaryKey(this.schema, rows[0]!);
+        const check = (current: Cell | undefined): ApplyResult => {
+          const currentVersion = current && current.fields !== null ? current.version : 0;
+          if (cmd.expectAbsent && currentVersion !== 0) return { status: 'condition-failed', currentVersion };
+          if (cmd.expectVersion !== undefined && cmd.expectVersion !== currentVersion) return { status: 'condition-failed', currentVersion };
+          this.memtable.put(this.entryOf(rows[0]!, index, 'put'));
+          return { status: 'ok', version: index, rows: 1 };
+        };
+        const inMemory = this.getInMemory(key);
+        if (inMemory || this.ssts.length === 0) return check(inMemory);
+        return this.getFromSsts(key).then(check, (err: unknown) => {
+          // Not a property of the command (another replica may read the SST fine): the replica
+          // must stop applying rather than decide differently from the others.
+          throw new RegionDbError(
+            ErrorCode.StorageUnavailable,
+            `region ${this.regionId}: cannot read SSTs to check the conditional write at index ${index}: ${(err as Error).message}`,
+            { cause: err },
+          );
+        });
       }
       for (const row of rows) this.memtable.put(this.entryOf(row, index, 'put'));
       return { status: 'ok', version: index, rows: rows.length };
     }
+    assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
     for (const values of cmd.keys) {
       const row: Row = {};
       this.tags.forEach((c, i) => {
@@ -123,6 +260,8 @@ export class RegionState implements StateMachine<ApplyResult> {
     };
   }
 
+  // ─── Dedup ────────────────────────────────────────────────────────────────────────────────
+
   private remember(clientId: string, requestId: number, result: ApplyResult): void {
     let record = this.dedup.get(clientId);
     if (record) this.dedup.delete(clientId); // re-insert: Map order = least recently applied first
@@ -141,83 +280,176 @@ export class RegionState implements StateMachine<ApplyResult> {
     }
   }
 
-  private toRow(e: MemEntry): Row {
+  private encodeDedup(): string {
+    return JSON.stringify([...this.dedup.entries()].map(([client, r]) => [client, r.evictedBelow, [...r.results.entries()]]));
+  }
+
+  private loadDedup(text: string): void {
+    this.dedup.clear();
+    const parsed = JSON.parse(text) as [string, number, [number, ApplyResult][]][];
+    for (const [client, evictedBelow, results] of parsed) this.dedup.set(client, { evictedBelow, results: new Map(results) });
+  }
+
+  // ─── Reads ────────────────────────────────────────────────────────────────────────────────
+
+  private toRow(c: Cell): Row {
     const row: Row = {};
-    this.tags.forEach((c, i) => {
-      row[c.name] = e.tags[i] ?? null;
+    this.tags.forEach((col, i) => {
+      row[col.name] = c.tags[i] ?? null;
     });
-    row[this.ts.name] = e.timestampMs;
-    this.fields.forEach((c, i) => {
-      row[c.name] = e.fields[i] ?? null;
+    row[this.ts.name] = c.timestampMs;
+    this.fields.forEach((col, i) => {
+      row[col.name] = c.fields?.[i] ?? null;
     });
     return row;
   }
 
-  get(key: Row): VersionedRow | null {
-    const e = this.memtable.get(encodePrimaryKey(this.schema, key));
-    if (!e || e.op === 'delete') return null;
-    return { row: this.toRow(e), version: e.version };
+  private getInMemory(key: Uint8Array): Cell | undefined {
+    const active = this.memtable.get(key);
+    if (active) return cellFromMem(active);
+    for (let i = this.frozen.length - 1; i >= 0; i--) {
+      const e = this.frozen[i]!.memtable.get(key);
+      if (e) return cellFromMem(e);
+    }
+    return undefined;
   }
 
-  *scan(options: ScanOptions = {}): Generator<VersionedRow> {
+  private async getFromSsts(key: Uint8Array): Promise<Cell | undefined> {
+    for (const meta of this.ssts) {
+      const reader = await this.opener().open(meta);
+      const hit = await reader.get(key);
+      if (hit) return cellFromSst(hit, meta.key);
+    }
+    return undefined;
+  }
+
+  private opener(): SstOpener {
+    if (!this.ssTables) throw new RegionDbError(ErrorCode.Internal, `region ${this.regionId} has SSTs but no object store`);
+    return this.ssTables;
+  }
+
+  async get(key: Row): Promise<VersionedRow | null> {
+    const k = encodePrimaryKey(this.schema, key);
+    const cell = this.getInMemory(k) ?? (this.ssts.length > 0 ? await this.getFromSsts(k) : undefined);
+    if (!cell || cell.fields === null) return null;
+    return { row: this.toRow(cell), version: cell.version };
+  }
+
+  /**
+   * Every live row in key order, merging the memtables and the SSTs: for a key present in
+   * several sources the highest version wins; tombstones hide older versions.
+   */
+  async *scan(options: ScanOptions = {}): AsyncGenerator<VersionedRow> {
     let emitted = 0;
     const filters = Object.entries(options.tagEquals ?? {}).map(([name, value]) => ({
       index: this.tags.findIndex((c) => c.name === name),
       value,
     }));
-    for (const e of this.memtable.scan()) {
-      if (e.op === 'delete') continue;
-      if (options.startMs !== undefined && e.timestampMs < options.startMs) continue;
-      if (options.endMs !== undefined && e.timestampMs >= options.endMs) continue;
-      if (!filters.every((f) => valueEquals(e.tags[f.index], f.value))) continue;
-      yield { row: this.toRow(e), version: e.version };
+    for await (const cell of this.mergedCells()) {
+      if (cell.fields === null) continue;
+      if (options.startMs !== undefined && cell.timestampMs < options.startMs) continue;
+      if (options.endMs !== undefined && cell.timestampMs >= options.endMs) continue;
+      if (!filters.every((f) => valueEquals(cell.tags[f.index], f.value))) continue;
+      yield { row: this.toRow(cell), version: cell.version };
       if (options.limit && ++emitted >= options.limit) return;
     }
   }
 
-  /** Whole state for a raft snapshot: [version u8][crc32c u32][JSON]. */
-  serialize(): Uint8Array {
-    const entries: unknown[] = [];
-    for (const e of this.memtable.scan()) {
-      entries.push([Buffer.from(e.key).toString('base64'), e.timestampMs, e.version, e.op === 'put' ? 1 : 0, e.tags, e.fields]);
+  /** All cells (tombstones included), one per key, newest version, in key order. */
+  async *mergedCells(sstsOnly?: readonly SstMeta[]): AsyncGenerator<Cell> {
+    const sources: AsyncIterator<Cell>[] = [];
+    if (!sstsOnly) {
+      sources.push(toAsync(this.memtable.scan(), cellFromMem));
+      for (let i = this.frozen.length - 1; i >= 0; i--) sources.push(toAsync(this.frozen[i]!.memtable.scan(), cellFromMem));
     }
-    const body = new TextEncoder().encode(
-      JSON.stringify({
-        appliedIndex: this.appliedIndex,
-        entries,
-        dedup: [...this.dedup.entries()].map(([client, r]) => [client, r.evictedBelow, [...r.results.entries()]]),
-      }),
-    );
-    const out = new Uint8Array(5 + body.byteLength);
-    out[0] = SNAPSHOT_VERSION;
-    new DataView(out.buffer).setUint32(1, crc32c(body));
-    out.set(body, 5);
-    return out;
+    for (const meta of sstsOnly ?? this.ssts) {
+      const reader = await this.opener().open(meta);
+      sources.push(mapAsync(reader.scan({}), (e) => cellFromSst(e, meta.key)));
+    }
+    yield* mergeNewest(sources);
   }
 
-  static deserialize(schema: TableSchema, bytes: Uint8Array): RegionState {
-    const corrupt = (why: string) => new RegionDbError(ErrorCode.Corruption, `region snapshot is damaged: ${why}`);
-    if (bytes.byteLength < 5 || bytes[0] !== SNAPSHOT_VERSION) throw corrupt('bad header');
-    const body = bytes.subarray(5);
-    if (new DataView(bytes.buffer, bytes.byteOffset).getUint32(1) !== crc32c(body)) throw corrupt('crc32c mismatch');
-    const parsed = JSON.parse(new TextDecoder().decode(body)) as {
-      appliedIndex: number;
-      entries: [string, number, number, number, Value[], Value[]][];
-      dedup: [string, number, [number, ApplyResult][]][];
+  // ─── Snapshots and manifests ─────────────────────────────────────────────────────────────
+
+  /** The manifest as of the flushed index (what a raft snapshot at flushedIndex carries). */
+  manifest(): RegionManifest {
+    return {
+      formatVersion: 1,
+      regionId: this.regionId,
+      schema: this.schema,
+      flushedIndex: this.flushedIndex,
+      flushedTerm: this.flushedTerm,
+      voters: this.flushedMembership.voters,
+      learners: this.flushedMembership.learners,
+      ssts: this.ssts,
+      dedup: this.flushedDedup,
+      writtenAtMs: Date.now(),
     };
-    const state = new RegionState(schema);
-    state.appliedIndex = parsed.appliedIndex;
-    for (const [key, ts, version, put, tags, fields] of parsed.entries) {
-      state.memtable.put({
-        key: Uint8Array.from(Buffer.from(key, 'base64')),
-        timestampMs: ts,
-        version,
-        op: put ? 'put' : 'delete',
-        tags,
-        fields,
-      });
-    }
-    for (const [client, evictedBelow, results] of parsed.dedup) state.dedup.set(client, { evictedBelow, results: new Map(results) });
+  }
+
+  onMembership(voters: readonly number[], learners: readonly number[]): void {
+    this.membership = { voters: [...voters], learners: [...learners] };
+  }
+
+  /** The state machine picks its own snapshot point: the flushed index (the log above it is kept). */
+  snapshotPoint(): { index: number; data: Uint8Array; voters: readonly number[]; learners: readonly number[] } | undefined {
+    if (this.flushedIndex === 0) return undefined;
+    return { index: this.flushedIndex, data: encodeManifest(this.manifest()), ...this.flushedMembership };
+  }
+
+  serialize(): Uint8Array {
+    return encodeManifest(this.manifest());
+  }
+
+  /** The state at a manifest's flushed index: SSTs + dedup; memtables empty. */
+  static fromManifest(schema: TableSchema, regionId: string, ssTables: SstOpener | undefined, manifest: RegionManifest): RegionState {
+    const state = new RegionState(schema, regionId, ssTables);
+    state.ssts = [...manifest.ssts];
+    state.flushedIndex = manifest.flushedIndex;
+    state.flushedTerm = manifest.flushedTerm;
+    state.flushedMembership = { voters: manifest.voters, learners: manifest.learners };
+    state.membership = state.flushedMembership;
+    state.flushedDedup = manifest.dedup;
+    state.appliedIndex = manifest.flushedIndex;
+    state.loadDedup(manifest.dedup);
     return state;
+  }
+
+  static deserialize(schema: TableSchema, bytes: Uint8Array, regionId = '', ssTables?: SstOpener): RegionState {
+    return RegionState.fromManifest(schema, regionId, ssTables, decodeManifest(bytes, `raft snapshot of region ${regionId}`));
+  }
+}
+
+async function* toAsyncGen<T, U>(it: Iterator<T>, f: (t: T) => U): AsyncGenerator<U> {
+  for (let r = it.next(); !r.done; r = it.next()) yield f(r.value);
+}
+
+function toAsync<T, U>(it: Iterator<T>, f: (t: T) => U): AsyncIterator<U> {
+  return toAsyncGen(it, f);
+}
+
+async function* mapAsync<T, U>(it: AsyncIterable<T>, f: (t: T) => U): AsyncGenerator<U> {
+  for await (const v of it) yield f(v);
+}
+
+/**
+ * k-way merge of key-ordered sources; for equal keys the highest version wins (newer sources
+ * always hold higher versions, so this is "newest source wins").
+ */
+async function* mergeNewest(sources: AsyncIterator<Cell>[]): AsyncGenerator<Cell> {
+  const heads: (Cell | undefined)[] = await Promise.all(sources.map(async (s) => (await s.next()).value as Cell | undefined));
+  for (;;) {
+    let min: Uint8Array | undefined;
+    for (const h of heads) if (h && (!min || compareBytes(h.key, min) < 0)) min = h.key;
+    if (!min) return;
+    let best: Cell | undefined;
+    for (let i = 0; i < heads.length; i++) {
+      const h = heads[i];
+      if (!h || compareBytes(h.key, min) !== 0) continue;
+      if (!best || h.version > best.version) best = h;
+      const next = await sources[i]!.next();
+      heads[i] = next.done ? undefined : next.value;
+    }
+    yield best!;
   }
 }

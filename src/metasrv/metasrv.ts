@@ -7,11 +7,14 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
+import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { type TableSchema, validateSchema } from '../engine/schema.js';
 import { str, u64 } from '../rpc/proto.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
+import { Security } from '../rpc/security.js';
 import { unary } from '../rpc/status.js';
+import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { type ProtoColumn, fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, regionsOfTable, replicaCountByNode } from './catalog.js';
 import { CatalogStore } from './catalog-store.js';
@@ -53,6 +56,10 @@ export class Metasrv {
   private lastBalanceCheckMs = Date.now();
   private readonly startedMs = Date.now();
   private readonly clients = new Map<string, grpc.Client>();
+  /** TLS, users and the call guard (docs/security.md); loaded first in start(). */
+  private security!: Security;
+  private peerCredentials!: grpc.ChannelCredentials;
+  private readonly rejectionLog = new LogLimiter(10_000);
   readonly registry = new Registry();
   private readonly metrics;
   private saving: Promise<void> = Promise.resolve();
@@ -66,6 +73,12 @@ export class Metasrv {
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
       heartbeats: new Counter({ name: 'regiondb_metasrv_heartbeats_total', help: 'Datanode heartbeats received', registers: [this.registry] }),
+      rejected: new Counter({
+        name: 'regiondb_metasrv_rejected_total',
+        help: 'Datanode registrations and heartbeats refused (cluster identity)',
+        labelNames: ['reason'],
+        registers: [this.registry],
+      }),
       phi: new Gauge({
         name: 'regiondb_metasrv_node_phi',
         help: 'Phi-accrual suspicion level per datanode',
@@ -81,9 +94,12 @@ export class Metasrv {
 
   async start(): Promise<void> {
     mkdirSync(this.config.node.data_dir, { recursive: true });
+    this.security = new Security(this.config, this.log.child({ component: 'security' }));
+    this.security.registerMetrics(this.registry);
+    this.peerCredentials = this.security.channelCredentials();
     this.store = await CatalogStore.open(this.config.node.data_dir);
     this.catalog = await this.store.load(this.config.cluster_id);
-    this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log);
+    this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
       status: 'ok',
       tables: Object.keys(this.catalog.tables).length,
@@ -116,6 +132,12 @@ export class Metasrv {
     for (const c of this.clients.values()) c.close();
     await this.saving;
     await this.store?.close();
+    this.security?.close();
+  }
+
+  /** SIGHUP: re-read TLS certificates and the users file. */
+  reload(): void {
+    this.security?.reload();
   }
 
   private async save(): Promise<void> {
@@ -335,7 +357,7 @@ export class Metasrv {
 
   private client(addr: string): grpc.Client {
     let c = this.clients.get(addr);
-    if (!c) this.clients.set(addr, (c = makeClient('Admin', addr)));
+    if (!c) this.clients.set(addr, (c = makeClient('Admin', addr, { credentials: this.peerCredentials })));
     return c;
   }
 
@@ -343,17 +365,34 @@ export class Metasrv {
 
   private checkCluster(clusterId: string): void {
     if (clusterId !== this.config.cluster_id) {
-      this.log.warn({ clusterId }, 'rejected a datanode of another cluster');
+      this.countRejection('other-cluster', { clusterId });
       throw new RegionDbError(ErrorCode.InvalidArgument, `cluster id ${JSON.stringify(clusterId)} does not match this cluster (${this.config.cluster_id})`);
+    }
+  }
+
+  private countRejection(reason: string, context: Record<string, unknown>): void {
+    this.metrics.rejected.inc({ reason });
+    const suppressed = this.rejectionLog.admit(reason, Date.now());
+    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (another cluster, or a node id its certificate does not name)');
+  }
+
+  /** Under TLS, a datanode certificate ("datanode-<id>") may only speak for its own node id. */
+  private checkNodeIdentity(call: unknown, nodeId: number): void {
+    const cert = peerCertificate(call);
+    const certNodeId = cert ? certificateNodeId(cert) : undefined;
+    if (certNodeId !== undefined && certNodeId !== nodeId) {
+      this.countRejection('node-id-mismatch', { nodeId, certNodeId });
+      throw new RegionDbError(ErrorCode.PermissionDenied, `node_id ${nodeId} does not match the certificate of datanode ${certNodeId}`);
     }
   }
 
   private implementation(): grpc.UntypedServiceImplementation {
     const log = this.log;
     return {
-      RegisterNode: unary(async (req: { cluster_id: string; node_id: string; addr: string; http_addr: string }) => {
+      RegisterNode: unary(async (req: { cluster_id: string; node_id: string; addr: string; http_addr: string }, call) => {
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
+        this.checkNodeIdentity(call, nodeId);
         if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
         const existing = this.catalog.nodes[nodeId];
         this.catalog.nodes[nodeId] = {
@@ -372,9 +411,10 @@ export class Metasrv {
         );
         return { regions };
       }, log),
-      Heartbeat: unary(async (req: { cluster_id: string; node_id: string; addr: string; replicas: ProtoReplicaStat[] }) => {
+      Heartbeat: unary(async (req: { cluster_id: string; node_id: string; addr: string; replicas: ProtoReplicaStat[] }, call) => {
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
+        this.checkNodeIdentity(call, nodeId);
         const node = this.catalog.nodes[nodeId];
         if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
         this.metrics.heartbeats.inc();

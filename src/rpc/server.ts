@@ -9,11 +9,13 @@ import type { Registry } from 'prom-client';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
+import { authorizationInterceptor } from './auth.js';
 import { loadProtos } from './proto.js';
+import { Security, type ServiceName } from './security.js';
 import { tolerantService } from './status.js';
 
 export interface ServiceBinding {
-  readonly name: 'Database' | 'RaftTransport' | 'Meta' | 'Admin';
+  readonly name: ServiceName;
   readonly impl: grpc.UntypedServiceImplementation;
 }
 
@@ -24,27 +26,39 @@ export interface RunningGrpcServer {
   stop(): Promise<void>;
 }
 
-export async function startGrpcServer(host: string, port: number, bindings: readonly ServiceBinding[], log: Logger): Promise<RunningGrpcServer> {
+/**
+ * Serves `bindings` on host:port. `security` supplies the credentials (TLS or plaintext) and
+ * guards every method of every service (src/rpc/security.ts); health and reflection stay open.
+ */
+export async function startGrpcServer(
+  host: string,
+  port: number,
+  bindings: readonly ServiceBinding[],
+  log: Logger,
+  security: Security = Security.none(log),
+): Promise<RunningGrpcServer> {
   const { definition, services } = loadProtos();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
     'grpc.max_send_message_length': limits.grpcMessageBytesMax,
+    'grpc.max_concurrent_streams': limits.grpcConcurrentStreamsPerConnectionMax,
     'grpc.keepalive_permit_without_calls': 1,
   });
   const status: Record<string, 'SERVING'> = { '': 'SERVING' };
   for (const b of bindings) {
-    server.addService(tolerantService(services[b.name].service), b.impl);
+    const service = tolerantService(services[b.name].service);
+    server.addService(service, security.guard(b.name, service, b.impl));
     status[`regiondb.v1.${b.name}`] = 'SERVING';
   }
   const health = new HealthImplementation(status);
   health.addToServer(server);
   new ReflectionService(definition).addToServer(server);
   const boundPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    server.bindAsync(`${host}:${port}`, security.serverCredentials(), (err, p) => (err ? reject(err) : resolve(p)));
   }).catch((err: Error) => {
     throw new RegionDbError(ErrorCode.Config, `cannot listen for gRPC on ${host}:${port}: ${err.message}`, { cause: err });
   });
-  log.info({ addr: `${host}:${boundPort}`, services: bindings.map((b) => b.name) }, 'gRPC server listening');
+  log.info({ addr: `${host}:${boundPort}`, services: bindings.map((b) => b.name), ...security.describe() }, 'gRPC server listening');
   return {
     port: boundPort,
     server,
@@ -105,12 +119,23 @@ export async function startHttpServer(
   };
 }
 
+export interface ClientSecurity {
+  /** TLS (src/rpc/tls.ts channelCredentials) or plaintext (the default). */
+  readonly credentials?: grpc.ChannelCredentials | undefined;
+  /**
+   * `authorization` header for every call (a client's user or token). Without it, a call made
+   * while serving another call carries that call's header (src/rpc/auth.ts).
+   */
+  readonly authorization?: string | undefined;
+}
+
 /** A gRPC client for a regiondb service at `addr`. */
-export function makeClient(name: ServiceBinding['name'], addr: string): grpc.Client {
+export function makeClient(name: ServiceBinding['name'], addr: string, security: ClientSecurity = {}): grpc.Client {
   const { services } = loadProtos();
-  return new services[name](addr, grpc.credentials.createInsecure(), {
+  return new services[name](addr, security.credentials ?? grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
     'grpc.max_send_message_length': limits.grpcMessageBytesMax,
+    interceptors: [authorizationInterceptor(security.authorization)],
   });
 }
 

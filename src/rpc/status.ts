@@ -1,6 +1,7 @@
 // The ONLY place where regiondb errors become gRPC statuses and back (STYLE: grpc-js lesson).
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 
 export const LEADER_ADDR_KEY = 'regiondb-leader-addr';
@@ -23,6 +24,8 @@ const toGrpc: Record<ErrorCode, grpc.status> = {
   STORAGE_UNAVAILABLE: grpc.status.UNAVAILABLE,
   CONFIG: grpc.status.FAILED_PRECONDITION,
   INTERNAL: grpc.status.INTERNAL,
+  UNAUTHENTICATED: grpc.status.UNAUTHENTICATED,
+  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
 };
 
 export function grpcStatusOf(code: ErrorCode): grpc.status {
@@ -83,6 +86,12 @@ export function fromGrpcError(err: unknown): RegionDbError {
         break;
       case grpc.status.FAILED_PRECONDITION:
         code = ErrorCode.ConditionFailed;
+        break;
+      case grpc.status.UNAUTHENTICATED:
+        code = ErrorCode.Unauthenticated;
+        break;
+      case grpc.status.PERMISSION_DENIED:
+        code = ErrorCode.PermissionDenied;
         break;
       case grpc.status.UNAVAILABLE:
       case grpc.status.CANCELLED:
@@ -165,11 +174,25 @@ export function serverStream<Req, Res>(
   log: Logger,
 ): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
+    // Backpressure with a bound: a reader that stops taking messages (or goes away) must not
+    // hold the handler, and what it iterates over, forever.
     const write = (chunk: Res): Promise<void> =>
-      new Promise((resolve) => {
+      new Promise((resolve, reject) => {
         if (call.cancelled) return resolve();
-        if (call.write(chunk)) resolve();
-        else call.once('drain', () => resolve());
+        if (call.write(chunk)) return resolve();
+        const done = () => {
+          clearTimeout(timer);
+          call.off('drain', done);
+          call.off('cancelled', done);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          call.off('drain', done);
+          call.off('cancelled', done);
+          reject(new RegionDbError(ErrorCode.DeadlineExceeded, `the reader took no message for ${limits.streamStallMsMax} ms; stream closed`));
+        }, limits.streamStallMsMax);
+        call.once('drain', done);
+        call.once('cancelled', done);
       });
     const malformed = malformedError(call.request);
     if (malformed) return void failStream(call, toServiceError(malformed, log));

@@ -110,6 +110,9 @@ export class RegionLog {
   }
 }
 
+/** Deleted WAL records (truncation, conflicts) between background LevelDB compactions. */
+const WAL_RECLAIM_AFTER_DELETES = 20_000;
+
 export class WalBatch implements LogBatch {
   private readonly ops: Op[] = [];
   /** Cache updates, applied in order once the batch is durable. */
@@ -383,6 +386,29 @@ export class Wal implements LogEngine {
     this.statsValue.syncs++;
     this.statsValue.bytesWritten += bytes;
     this.statsValue.lastBatchOps = ops.length;
+    this.deletesSinceCompaction += ops.length - ops.filter((o) => o.type === 'put').length;
+    this.maybeReclaim();
+  }
+
+  private deletesSinceCompaction = 0;
+  private reclaiming: Promise<void> | undefined;
+
+  /**
+   * Truncated entries are LevelDB tombstones until a compaction drops them; without this, the
+   * WAL's disk use would follow the total data written rather than what is unflushed. After
+   * enough deletes, compact the whole (small) key range in the background.
+   */
+  private maybeReclaim(): void {
+    if (this.reclaiming || this.deletesSinceCompaction < WAL_RECLAIM_AFTER_DELETES) return;
+    this.deletesSinceCompaction = 0;
+    // `level` on Node is classic-level, which has compactRange (the browser typings do not).
+    const db = this.db as unknown as { compactRange(start: string, end: string): Promise<void> };
+    this.reclaiming = db
+      .compactRange('', '\uffff')
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'WAL space reclamation (LevelDB compaction) failed; will retry later'))
+      .finally(() => {
+        this.reclaiming = undefined;
+      });
   }
 
   stats(): WalStats {
@@ -390,6 +416,7 @@ export class Wal implements LogEngine {
   }
 
   async close(): Promise<void> {
+    await this.reclaiming;
     await this.db.close();
   }
 }

@@ -1,0 +1,245 @@
+// The leader-side half of the LSM (ARCHITECTURE §5): for every region this node leads, decide
+// when to flush and compact, do the object-store I/O, and propose the edits that every replica
+// applies (src/engine/region-state.ts). Also writes the region's manifest to the object store
+// after each flush (the recovery point for `regiondb recover`) and garbage-collects SSTs that
+// no version references any more.
+//
+// Order of a flush, and why it is safe:
+//   1. propose `freeze` (index i)      — every replica sets aside the same memtable;
+//   2. build + upload the SST          — immutable object, unique key; until 3 commits it is
+//                                        an orphan that GC may delete after the grace period;
+//   3. propose `flush-edit{i, sst}`    — replicas reference the SST, flushedIndex = i;
+//   4. (each replica) raft snapshot at i = the manifest; the WAL below i is truncated;
+//   5. write the manifest to the object store (leader; retried until it is there).
+// A leader change anywhere before 3 leaves the frozen memtable on every replica: the next
+// leader starts again at 2. WAL entries are never truncated before 3 is applied.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../common/logger.js';
+import { type SstMeta, encodeCommand } from '../engine/command.js';
+import { manifestKey, manifestPrefix, sstPrefix, encodeManifest } from '../engine/manifest.js';
+import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
+import { buildSst } from '../engine/sst/format.js';
+import type { ObjectStore } from '../object-store/object-store.js';
+import type { ApplyResult } from '../engine/index.js';
+import type { RegionServer } from './region-server.js';
+
+export interface FlusherSettings {
+  readonly flushBytes: number;
+  readonly flushAgeMs: number;
+  readonly compactAtSsts: number;
+  readonly gcGraceMs: number;
+  readonly checkIntervalMs: number;
+  readonly manifestsKept: number;
+}
+
+export interface FlusherMetrics {
+  flushed(regionId: string, bytes: number, seconds: number): void;
+  compacted(regionId: string, inputs: number, seconds: number): void;
+  sstsDeleted(count: number): void;
+}
+
+interface RegionWork {
+  /** Memtable first became non-empty (ms) — the age trigger. */
+  dirtySinceMs: number;
+  uploading: boolean;
+  compacting: boolean;
+  freezing: boolean;
+  manifestWritten: number;
+  requested: boolean;
+  compactRequested: boolean;
+  lastGcMs: number;
+}
+
+/** `regions/<id>/sst/<freeze index hex>-<created ms>-<random>.sst`: GC reads the age from the name. */
+function sstKey(regionId: string, index: number): string {
+  return `${sstPrefix(regionId)}${index.toString(16).padStart(16, '0')}-${Date.now()}-${randomBytes(4).toString('hex')}.sst`;
+}
+
+function createdMsOf(key: string): number | undefined {
+  const m = /-(\d{13,})-[0-9a-f]+\.sst$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
+export class Flusher {
+  private readonly work = new Map<string, RegionWork>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly regionServer: RegionServer<ApplyResult>,
+    private readonly store: ObjectStore,
+    private readonly settings: FlusherSettings,
+    private readonly log: Logger,
+    private readonly metrics: FlusherMetrics,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.check(), this.settings.checkIntervalMs);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private state(regionId: string): RegionWork {
+    let w = this.work.get(regionId);
+    if (!w) this.work.set(regionId, (w = { dirtySinceMs: 0, uploading: false, compacting: false, freezing: false, manifestWritten: 0, requested: false, compactRequested: false, lastGcMs: Date.now() }));
+    return w;
+  }
+
+  /** Asks for a flush of the region at the next check (explicit `regiondb flush`, backpressure). */
+  request(regionId: string): void {
+    this.state(regionId).requested = true;
+  }
+
+  /** Asks for a compaction of the region's SSTs at the next check (explicit `regiondb compact`). */
+  requestCompaction(regionId: string): void {
+    this.state(regionId).compactRequested = true;
+  }
+
+  /** One pass over the regions this node leads. */
+  check(): void {
+    if (this.stopped) return;
+    for (const replica of this.regionServer.allReplicas()) {
+      if (!replica.isLeader()) continue;
+      const state = replica.stateMachine as RegionState;
+      const w = this.state(replica.regionId);
+      const now = Date.now();
+      if (state.memtable.count === 0) w.dirtySinceMs = 0;
+      else if (w.dirtySinceMs === 0) w.dirtySinceMs = now;
+      if (state.frozen.length > 0) {
+        if (!w.uploading) void this.upload(replica.regionId, state, w);
+      } else if (!w.freezing && state.memtable.count > 0) {
+        const due = state.memtable.sizeBytes >= this.settings.flushBytes || now - w.dirtySinceMs >= this.settings.flushAgeMs || w.requested;
+        if (due) void this.freeze(replica.regionId, w);
+      } else if (w.requested && state.memtable.count === 0) {
+        w.requested = false;
+      }
+      if (state.flushedIndex > w.manifestWritten) void this.writeManifest(replica.regionId, state, w);
+      const compactDue = state.ssts.length >= this.settings.compactAtSsts || (w.compactRequested && state.ssts.length >= 2);
+      if (compactDue && !w.compacting) {
+        w.compactRequested = false;
+        void this.compact(replica.regionId, state, w);
+      }
+      if (now - w.lastGcMs >= Math.min(60_000, this.settings.gcGraceMs)) {
+        w.lastGcMs = now;
+        void this.collectGarbage(replica.regionId, state);
+      }
+    }
+  }
+
+  private async freeze(regionId: string, w: RegionWork): Promise<void> {
+    w.freezing = true;
+    w.requested = false;
+    try {
+      await this.regionServer.propose(regionId, encodeCommand({ kind: 'freeze' }));
+    } catch (err) {
+      this.log.debug({ regionId, err: (err as Error).message }, 'freeze not committed (leadership moved?)');
+    } finally {
+      w.freezing = false;
+    }
+  }
+
+  private async upload(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
+    w.uploading = true;
+    const started = process.hrtime.bigint();
+    const frozen = state.frozen[0]!;
+    try {
+      let sst: SstMeta | null = null;
+      const entries = [...frozen.memtable.scan()].map(memEntryToSst);
+      if (entries.length > 0) {
+        const { bytes, properties } = buildSst(entries);
+        const key = sstKey(regionId, frozen.index);
+        await this.store.put(key, bytes);
+        sst = {
+          key,
+          size: bytes.byteLength,
+          entries: properties.entryCount,
+          maxVersion: properties.maxVersion,
+          minTimestampMs: properties.minTimestamp,
+          maxTimestampMs: properties.maxTimestamp,
+        };
+      }
+      await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
+      this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: entries.length, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');
+    } catch (err) {
+      this.log.warn({ regionId, freezeIndex: frozen.index, err: (err as Error).message }, 'flush did not complete; will retry (an uploaded SST is an orphan until GC)');
+    } finally {
+      w.uploading = false;
+    }
+  }
+
+  private async writeManifest(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
+    const index = state.flushedIndex;
+    if (w.manifestWritten >= index) return;
+    const marker = w.manifestWritten;
+    w.manifestWritten = index; // optimistic: reset below on failure
+    try {
+      await this.store.put(manifestKey(regionId, index), encodeManifest(state.manifest()));
+      const manifests = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
+      for (const old of manifests.slice(0, Math.max(0, manifests.length - this.settings.manifestsKept))) await this.store.delete(old);
+    } catch (err) {
+      w.manifestWritten = marker;
+      this.log.warn({ regionId, index, err: (err as Error).message }, 'writing the manifest failed; will retry');
+    }
+  }
+
+  /**
+   * Merges every SST of the region into one. Since the inputs include the oldest SST nothing
+   * older lies beneath them, so tombstones are dropped.
+   */
+  private async compact(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
+    w.compacting = true;
+    const started = process.hrtime.bigint();
+    const inputs = [...state.ssts];
+    try {
+      const entries = [];
+      for await (const cell of state.mergedCells(inputs)) {
+        if (cell.fields === null) continue;
+        entries.push(memEntryToSst(memEntryFromCell(cell)));
+      }
+      let output: SstMeta | null = null;
+      if (entries.length > 0) {
+        const { bytes, properties } = buildSst(entries);
+        const key = sstKey(regionId, properties.maxVersion);
+        await this.store.put(key, bytes);
+        output = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
+      }
+      // The inputs are all SSTs at pick time, newest first; flushes since then stay in front of the output.
+      await this.regionServer.propose(regionId, encodeCommand({ kind: 'compaction-edit', inputs: inputs.map((s) => s.key), output }));
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.metrics.compacted(regionId, inputs.length, seconds);
+      this.log.info({ regionId, inputs: inputs.length, output: output?.key, entries: entries.length }, 'compacted SSTs');
+    } catch (err) {
+      this.log.warn({ regionId, err: (err as Error).message }, 'compaction did not complete; will retry');
+    } finally {
+      w.compacting = false;
+    }
+  }
+
+  /** Deletes SSTs of the region that the current version does not reference, after the grace period. */
+  private async collectGarbage(regionId: string, state: RegionState): Promise<void> {
+    try {
+      const live = new Set(state.ssts.map((s) => s.key));
+      const now = Date.now();
+      let deleted = 0;
+      for (const o of await this.store.list(sstPrefix(regionId))) {
+        const created = createdMsOf(o.key);
+        if (live.has(o.key) || created === undefined || now - created < this.settings.gcGraceMs) continue;
+        // Re-check against the version at delete time: a flush may have referenced it since.
+        if ((this.regionServer.replica(regionId)?.stateMachine as RegionState | undefined)?.ssts.some((s) => s.key === o.key)) continue;
+        await this.store.delete(o.key);
+        deleted++;
+      }
+      if (deleted > 0) {
+        this.metrics.sstsDeleted(deleted);
+        this.log.info({ regionId, deleted }, 'deleted unreferenced SSTs');
+      }
+    } catch (err) {
+      this.log.warn({ regionId, err: (err as Error).message }, 'SST garbage collection failed; will retry');
+    }
+  }
+}

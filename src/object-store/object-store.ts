@@ -1,0 +1,93 @@
+// The object-store abstraction that SSTs, manifests and backups are written to. Objects are
+// immutable blobs addressed by '/'-separated keys; every backend (local fs, S3) implements the
+// same small contract so the engine never knows where its files live. Key validation is shared
+// here so that a key accepted by one backend is accepted by all of them.
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+
+export interface ObjectMeta {
+  key: string;
+  size: number;
+}
+
+export interface ObjectStore {
+  /** Where the objects live, e.g. "fs:/var/lib/regiondb/objects" or "s3://bucket/prefix/"; for error messages. */
+  readonly description: string;
+  /** Atomic: readers observe either the whole new object or the previous state, never a partial write. */
+  put(key: string, data: Uint8Array): Promise<void>;
+  /** The whole object; NOT_FOUND naming the key if absent. */
+  get(key: string): Promise<Uint8Array>;
+  /** Bytes [offset, offset+length); INVALID_ARGUMENT if the range is outside the object, NOT_FOUND if absent. */
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+  head(key: string): Promise<ObjectMeta | undefined>;
+  /** Every object whose key starts with prefix, sorted by key (UTF-8 byte order). */
+  list(prefix: string): Promise<ObjectMeta[]>;
+  /** Idempotent: deleting an absent key succeeds. */
+  delete(key: string): Promise<void>;
+}
+
+export const MAX_KEY_BYTES = 1024;
+/** Per '/'-separated segment: the common file-name limit, so every key also works on the fs backend. */
+export const MAX_SEGMENT_BYTES = 255;
+
+function invalidKey(key: string, why: string): RegionDbError {
+  return new RegionDbError(ErrorCode.InvalidArgument, `invalid object key ${JSON.stringify(key)}: ${why}`);
+}
+
+/**
+ * Rejects keys that could escape a backend's root or mean different things on different backends:
+ * empty, leading '/', empty / '.' / '..' segments, backslashes, control characters, > 1024 bytes,
+ * or a segment > 255 bytes (a file-name limit on common filesystems).
+ */
+export function validateKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0) throw invalidKey(String(key), 'must be non-empty');
+  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalidKey(key.slice(0, 64) + '…', `longer than ${MAX_KEY_BYTES} bytes`);
+  if (key.startsWith('/')) throw invalidKey(key, "must not start with '/'");
+  if (key.includes('\\')) throw invalidKey(key, 'must not contain a backslash');
+  if (/[\u0000-\u001f\u007f]/.test(key)) throw invalidKey(key, 'must not contain control characters');
+  if (Buffer.from(key, 'utf8').toString('utf8') !== key) throw invalidKey(key, 'must be well-formed Unicode');
+  for (const segment of key.split('/')) {
+    if (segment === '') throw invalidKey(key, "must not have empty segments (leading, trailing or doubled '/')");
+    if (segment === '..' || segment === '.') throw invalidKey(key, `must not contain '${segment}' segments`);
+    if (Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES) throw invalidKey(key, `segment longer than ${MAX_SEGMENT_BYTES} bytes`);
+  }
+}
+
+/** A list prefix: empty, or a key prefix that may end in '/' (or mid-segment). Same character rules as keys. */
+export function validatePrefix(prefix: string): void {
+  if (prefix === '') return;
+  if (typeof prefix !== 'string') throw invalidKey(String(prefix), 'prefix must be a string');
+  if (Buffer.byteLength(prefix, 'utf8') > MAX_KEY_BYTES) throw invalidKey(prefix.slice(0, 64) + '…', `prefix longer than ${MAX_KEY_BYTES} bytes`);
+  if (prefix.startsWith('/')) throw invalidKey(prefix, "prefix must not start with '/'");
+  if (prefix.includes('\\')) throw invalidKey(prefix, 'prefix must not contain a backslash');
+  const segments = prefix.split('/');
+  // The last segment may be partial (or empty when the prefix ends in '/').
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    if (s === '..' || (s === '.' && i < segments.length - 1)) throw invalidKey(prefix, `prefix must not contain '${s}' segments`);
+    if (s === '' && i < segments.length - 1) throw invalidKey(prefix, "prefix must not have empty segments");
+  }
+}
+
+/** Checks a getRange request against the object size; shared so backends agree on edge cases. */
+export function checkRange(store: ObjectStore, key: string, offset: number, length: number, size?: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new RegionDbError(ErrorCode.InvalidArgument, `${store.description}: invalid range offset=${offset} length=${length} for ${key}`);
+  }
+  if (size !== undefined && offset + length > size) {
+    throw new RegionDbError(
+      ErrorCode.InvalidArgument,
+      `${store.description}: range [${offset}, ${offset + length}) is outside object ${key} of ${size} bytes`,
+    );
+  }
+}
+
+export function notFound(store: ObjectStore, key: string, cause?: unknown): RegionDbError {
+  return new RegionDbError(ErrorCode.NotFound, `${store.description}: object ${key} not found`, cause === undefined ? undefined : { cause });
+}
+
+/** Sorts by UTF-8 byte order (S3's order), which differs from JS string order outside the BMP. */
+export function sortByKey(objects: ObjectMeta[]): ObjectMeta[] {
+  const encoded = objects.map((o) => ({ o, k: Buffer.from(o.key, 'utf8') }));
+  encoded.sort((a, b) => Buffer.compare(a.k, b.k));
+  return encoded.map((e) => e.o);
+}

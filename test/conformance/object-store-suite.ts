@@ -1,0 +1,209 @@
+// The ObjectStore contract as mocha cases, run against every backend (fs, S3 via s3rver) so they
+// behave identically: round trips, NOT_FOUND, ranges, head, sorted paginated list, overwrite,
+// idempotent delete, key validation.
+import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import type { ObjectStore } from '../../src/object-store/object-store.js';
+
+export interface StoreFixture {
+  store: ObjectStore;
+  cleanup(): Promise<void>;
+}
+
+async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isRegionDbError(err, code)) throw new Error(`expected ${code}, got ${String(err)}`, { cause: err });
+    return err;
+  }
+  throw new Error(`expected ${code}, but the call succeeded`);
+}
+
+/** Deterministic bytes (no RNG needed). */
+function pattern(n: number, seed = 7): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+export interface ConformanceOptions {
+  /** Cases a test server cannot honour (say why at the call site): 'concurrent-puts'. */
+  skip?: readonly 'concurrent-puts'[];
+}
+
+export function objectStoreConformance(name: string, make: () => Promise<StoreFixture>, options: ConformanceOptions = {}): void {
+  const skip = new Set(options.skip ?? []);
+  describe(`ObjectStore conformance: ${name}`, function () {
+    this.timeout(30_000);
+    let fixture: StoreFixture;
+    let store: ObjectStore;
+
+    before(async () => {
+      fixture = await make();
+      store = fixture.store;
+    });
+    after(async () => {
+      await fixture?.cleanup();
+    });
+
+    it('has a description', () => {
+      expect(store.description).to.be.a('string').and.not.equal('');
+    });
+
+    it('round-trips small, empty and 1 MiB objects', async () => {
+      const small = text('hello object store');
+      const big = pattern(1024 * 1024);
+      await store.put('rt/small', small);
+      await store.put('rt/empty', new Uint8Array(0));
+      await store.put('rt/nested/deeper/big.sst', big);
+      expect(Buffer.from(await store.get('rt/small')).equals(Buffer.from(small))).to.equal(true);
+      expect((await store.get('rt/empty')).byteLength).to.equal(0);
+      const got = await store.get('rt/nested/deeper/big.sst');
+      expect(got.byteLength).to.equal(big.byteLength);
+      expect(Buffer.from(got).equals(Buffer.from(big))).to.equal(true);
+    });
+
+    it('puts from a subarray view store only the view', async () => {
+      const backing = pattern(100);
+      await store.put('rt/view', backing.subarray(10, 30));
+      expect(Buffer.from(await store.get('rt/view')).equals(Buffer.from(backing.subarray(10, 30)))).to.equal(true);
+    });
+
+    it('get of a missing key is NOT_FOUND naming the key', async () => {
+      const err = await expectCode(store.get('missing/nothing-here'), ErrorCode.NotFound);
+      expect(err.message).to.contain('missing/nothing-here');
+      await expectCode(store.get('rt/small/child'), ErrorCode.NotFound);
+    });
+
+    it('getRange reads the middle, the end, empty ranges; rejects out-of-range', async () => {
+      const data = pattern(10_000, 3);
+      await store.put('range/obj', data);
+      const mid = await store.getRange('range/obj', 1234, 4321);
+      expect(Buffer.from(mid).equals(Buffer.from(data.subarray(1234, 1234 + 4321)))).to.equal(true);
+      const tail = await store.getRange('range/obj', 9_990, 10);
+      expect(Buffer.from(tail).equals(Buffer.from(data.subarray(9_990)))).to.equal(true);
+      const whole = await store.getRange('range/obj', 0, 10_000);
+      expect(Buffer.from(whole).equals(Buffer.from(data))).to.equal(true);
+      expect((await store.getRange('range/obj', 500, 0)).byteLength).to.equal(0);
+      await expectCode(store.getRange('range/obj', 9_995, 10), ErrorCode.InvalidArgument);
+      await expectCode(store.getRange('range/obj', 10_000, 1), ErrorCode.InvalidArgument);
+      await expectCode(store.getRange('range/obj', 20_000, 5), ErrorCode.InvalidArgument);
+      await expectCode(store.getRange('range/obj', -1, 5), ErrorCode.InvalidArgument);
+      await expectCode(store.getRange('range/missing', 0, 1), ErrorCode.NotFound);
+    });
+
+    it('head reports size, or undefined when absent', async () => {
+      await store.put('head/a', pattern(777));
+      expect(await store.head('head/a')).to.deep.equal({ key: 'head/a', size: 777 });
+      await store.put('head/empty', new Uint8Array(0));
+      expect(await store.head('head/empty')).to.deep.equal({ key: 'head/empty', size: 0 });
+      expect(await store.head('head/b')).to.equal(undefined);
+    });
+
+    it('list returns only the prefix, sorted, with sizes', async () => {
+      const keys = ['ls/b/2', 'ls/a', 'ls/b/1', 'ls/c.sst', 'lsx/other', 'ls-other', 'ls/b/10'];
+      for (const [i, k] of keys.entries()) await store.put(k, pattern(i + 1, i + 11));
+      const all = await store.list('ls/');
+      expect(all.map((o) => o.key)).to.deep.equal(['ls/a', 'ls/b/1', 'ls/b/10', 'ls/b/2', 'ls/c.sst']);
+      expect(all.find((o) => o.key === 'ls/c.sst')?.size).to.equal(4);
+      expect((await store.list('ls/b/')).map((o) => o.key)).to.deep.equal(['ls/b/1', 'ls/b/10', 'ls/b/2']);
+      // A prefix that ends mid-segment.
+      expect((await store.list('ls/b/1')).map((o) => o.key)).to.deep.equal(['ls/b/1', 'ls/b/10']);
+      expect((await store.list('ls')).map((o) => o.key)).to.deep.equal([
+        'ls-other',
+        'ls/a',
+        'ls/b/1',
+        'ls/b/10',
+        'ls/b/2',
+        'ls/c.sst',
+        'lsx/other',
+      ]);
+      expect(await store.list('nothing-under-here/')).to.deep.equal([]);
+    });
+
+    it('list pages through more than 1000 objects', async () => {
+      const n = 1100;
+      const expected: string[] = [];
+      const batch = 100;
+      for (let i = 0; i < n; i += batch) {
+        const puts: Promise<void>[] = [];
+        for (let j = i; j < Math.min(n, i + batch); j++) {
+          const key = `many/obj-${String(j).padStart(5, '0')}`;
+          expected.push(key);
+          puts.push(store.put(key, Uint8Array.of(j & 0xff)));
+        }
+        await Promise.all(puts);
+      }
+      await store.put('manyx/not-included', Uint8Array.of(1));
+      const listed = await store.list('many/');
+      expect(listed.length).to.equal(n);
+      expect(listed.map((o) => o.key)).to.deep.equal(expected);
+      expect(listed.every((o) => o.size === 1)).to.equal(true);
+    });
+
+    it('overwrite replaces the whole object', async () => {
+      await store.put('ow/x', pattern(5000, 1));
+      await store.put('ow/x', text('short'));
+      expect(new TextDecoder().decode(await store.get('ow/x'))).to.equal('short');
+      expect((await store.head('ow/x'))?.size).to.equal(5);
+    });
+
+    it('delete removes and is idempotent', async () => {
+      await store.put('del/x', text('x'));
+      await store.put('del/sub/y', text('y'));
+      await store.delete('del/x');
+      await store.delete('del/x');
+      await store.delete('del/never-existed');
+      await expectCode(store.get('del/x'), ErrorCode.NotFound);
+      expect(await store.head('del/x')).to.equal(undefined);
+      expect((await store.list('del/')).map((o) => o.key)).to.deep.equal(['del/sub/y']);
+      await store.delete('del/sub/y');
+      expect(await store.list('del/')).to.deep.equal([]);
+      // A key can be written again after its "directory" emptied.
+      await store.put('del/sub/y', text('again'));
+      expect(new TextDecoder().decode(await store.get('del/sub/y'))).to.equal('again');
+    });
+
+    it('rejects invalid keys with INVALID_ARGUMENT', async () => {
+      const longKey = Array.from({ length: 5 }, () => 'x'.repeat(205)).join('/');
+      const bad = ['', '/abs', 'a/../b', '..', 'a/./b', 'back\\slash', 'a//b', 'trailing/', 'nul\u0000byte', longKey, 'y'.repeat(256)];
+      for (const key of bad) {
+        await expectCode(store.put(key, text('v')), ErrorCode.InvalidArgument);
+        await expectCode(store.get(key), ErrorCode.InvalidArgument);
+        await expectCode(store.head(key), ErrorCode.InvalidArgument);
+        await expectCode(store.delete(key), ErrorCode.InvalidArgument);
+        await expectCode(store.getRange(key, 0, 1), ErrorCode.InvalidArgument);
+      }
+      await expectCode(store.list('../'), ErrorCode.InvalidArgument);
+      // Long keys are fine (kept below 1024 bytes so a backend prefix still fits, and segments
+      // short enough for s3rver's on-disk suffix); multi-byte characters count in bytes.
+      const ok = Array.from({ length: 5 }, () => 'k'.repeat(180)).join('/');
+      await store.put(ok, text('v'));
+      expect((await store.head(ok))?.size).to.equal(1);
+      await expectCode(store.put(`e/${'é'.repeat(128)}`, text('v')), ErrorCode.InvalidArgument);
+      await store.put(`e/${'é'.repeat(100)}`, text('v'));
+    });
+
+    it('handles non-ASCII keys', async () => {
+      await store.put('utf8/zoë/数据', text('v'));
+      expect((await store.list('utf8/')).map((o) => o.key)).to.deep.equal(['utf8/zoë/数据']);
+      expect(new TextDecoder().decode(await store.get('utf8/zoë/数据'))).to.equal('v');
+    });
+
+    (skip.has('concurrent-puts') ? it.skip : it)('concurrent puts of one key leave one complete version', async () => {
+      const versions = [pattern(200_000, 21), pattern(150_000, 22), pattern(100_000, 23)];
+      await Promise.all(versions.map((v) => store.put('race/k', v)));
+      const got = Buffer.from(await store.get('race/k'));
+      expect(versions.some((v) => got.equals(Buffer.from(v)))).to.equal(true);
+    });
+  });
+}

@@ -1,128 +1,230 @@
-// make bench: write throughput and latency of a real 3-datanode cluster on loopback (metasrv +
-// three datanode processes started from dist/), through the client library. Scenarios: 1 and
-// 64 concurrent clients, single-row writes and 100-row batches. Every acknowledged write is
-// durable on a quorum (LevelDB sync batches); group commit is what lets 64 clients go faster.
+// make bench: the same workloads, from one harness, against a real regiondb cluster (metasrv +
+// three datanode processes from dist/) and a real 3-member etcd 3.4 cluster, both on loopback
+// and one after the other (never at once: they share this machine's cores). Workloads:
+// single-key writes at 1, 16 and 64 clients; linearizable reads at 1, 16 and 64 clients;
+// 100-row atomic batch writes (regiondb) vs etcd txns of 100 puts at 1 and 16 clients. Each
+// runs BENCH_WARMUP_SECONDS unrecorded, then BENCH_SECONDS measured (closed loop, HDR
+// histograms). Prints the side-by-side table with regiondb/etcd ratios, the physical floor of
+// this machine and the issue's targets; writes bench/results/<date>.json. Every acknowledged
+// write is durable on a quorum on both systems (fsync'd WALs).
 //
-// Environment: BENCH_SECONDS (per scenario, default 10), BENCH_CLIENTS (default "1,64"),
-// BENCH_BATCHES (default "1,100"). Results are printed and written to bench/results/.
+// Environment: BENCH_SECONDS (default 10), BENCH_WARMUP_SECONDS (default 2), BENCH_SYSTEMS
+// (default "regiondb,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16"; default all).
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
-import * as hdr from 'hdr-histogram-js';
-import type { RegionDbClient } from '../src/client/client.js';
-import { LocalCluster } from '../test/support/local-cluster.js';
+import { type Measurement, runClosedLoop } from './driver.js';
+import { ETCD_BIN, etcdVersion } from './etcd-cluster.js';
+import { type Floor, measureFloor } from './floor.js';
+import { type BenchClient, type BenchTarget, EtcdTarget, KEYS_MAX, RegionDbTarget, type SystemName } from './targets.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 10);
-const clientCounts = (process.env['BENCH_CLIENTS'] ?? '1,64').split(',').map(Number);
-const batchSizes = (process.env['BENCH_BATCHES'] ?? '1,100').split(',').map(Number);
+const warmupSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
+const systems = (process.env['BENCH_SYSTEMS'] ?? 'regiondb,etcd').split(',') as SystemName[];
 
-interface Result {
-  clients: number;
-  batch: number;
-  seconds: number;
-  writes: number;
-  rows: number;
-  writesPerSec: number;
-  rowsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
+type WorkloadKind = 'write' | 'read' | 'batch100';
+interface Workload {
+  readonly kind: WorkloadKind;
+  readonly clients: number;
 }
 
-async function scenario(cluster: LocalCluster, table: string, clients: number, batch: number): Promise<Result> {
-  const pool: RegionDbClient[] = Array.from({ length: clients }, () => cluster.client({ deadlineMs: 30_000 }));
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-  let writes = 0;
-  let errors = 0;
-  let seq = 0;
-  // Warm up each client (routes, connections) before the clock starts.
-  await Promise.all(pool.map((c, i) => c.write(table, [{ host: `warm${i}`, ts: Date.now(), v: 0 }])));
-  const start = process.hrtime.bigint();
-  const endAt = Date.now() + seconds * 1000;
-  await Promise.all(
-    pool.map(async (c, i) => {
-      while (Date.now() < endAt) {
-        const base = seq;
-        seq += batch;
-        const rows = Array.from({ length: batch }, (_, j) => ({ host: `c${i}-h${(base + j) % 1000}`, ts: 1_700_000_000_000 + base + j, v: j }));
-        const t0 = process.hrtime.bigint();
-        try {
-          await c.write(table, rows);
-          histogram.recordValue(Number((process.hrtime.bigint() - t0) / 1000n)); // µs
-          writes++;
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-  const result: Result = {
-    clients,
-    batch,
-    seconds: Number(elapsed.toFixed(2)),
-    writes,
-    rows: writes * batch,
-    writesPerSec: Math.round(writes / elapsed),
-    rowsPerSec: Math.round((writes * batch) / elapsed),
-    p50Ms: histogram.getValueAtPercentile(50) / 1000,
-    p99Ms: histogram.getValueAtPercentile(99) / 1000,
-    errors,
-  };
-  histogram.destroy();
-  for (const c of pool) c.close();
-  return result;
+const WORKLOAD_TITLES: Record<WorkloadKind, string> = {
+  write: 'write 1 key',
+  read: 'linearizable read',
+  batch100: 'batch 100 keys',
+};
+const ALL_WORKLOADS: Workload[] = [
+  { kind: 'write', clients: 1 },
+  { kind: 'write', clients: 16 },
+  { kind: 'write', clients: 64 },
+  { kind: 'read', clients: 1 },
+  { kind: 'read', clients: 16 },
+  { kind: 'read', clients: 64 },
+  { kind: 'batch100', clients: 1 },
+  { kind: 'batch100', clients: 16 },
+];
+const workloads: Workload[] = process.env['BENCH_WORKLOADS']
+  ? process.env['BENCH_WORKLOADS'].split(',').map((spec) => {
+      const [kind, clients] = spec.split(':');
+      if (!kind || !(kind in WORKLOAD_TITLES) || !Number.isInteger(Number(clients))) throw new Error(`BENCH_WORKLOADS: bad entry ${spec} (kind:clients)`);
+      return { kind: kind as WorkloadKind, clients: Number(clients) };
+    })
+  : ALL_WORKLOADS;
+const READ_KEYS = 1000;
+const BATCH_ROWS = 100;
+
+interface Result extends Measurement {
+  readonly system: SystemName;
+  readonly workload: WorkloadKind;
+  readonly clients: number;
 }
 
-async function main(): Promise<void> {
-  const cluster = new LocalCluster({ datanodeToml: '' });
+function operation(w: Workload, pool: readonly BenchClient[]): (clientIndex: number, seq: number) => Promise<void> {
+  // Clients interleave over the key space so concurrent clients rarely write the same key.
+  const keyOf = (clientIndex: number, seq: number) => seq * w.clients + clientIndex;
+  switch (w.kind) {
+    case 'write':
+      return (i, seq) => pool[i]!.write(keyOf(i, seq) % KEYS_MAX);
+    case 'read':
+      return (i, seq) => pool[i]!.read(keyOf(i, seq) % READ_KEYS);
+    case 'batch100':
+      return (i, seq) => pool[i]!.writeBatch(i, seq * BATCH_ROWS, BATCH_ROWS);
+  }
+}
+
+const fmt = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2));
+
+/** Starts one system, runs every workload against it, stops it (always). */
+async function runOn(target: BenchTarget): Promise<Result[]> {
   const results: Result[] = [];
   try {
-    process.stdout.write(`starting a 3-datanode cluster in ${cluster.dir} ...\n`);
-    await cluster.start();
-    const admin = cluster.client();
-    let t = 0;
-    for (const batch of batchSizes) {
-      for (const clients of clientCounts) {
-        const table = `bench${t++}`;
-        await admin.createTable(
-          table,
-          [
-            { name: 'host', type: 'string', semantic: 'tag' },
-            { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-            { name: 'v', type: 'float64', semantic: 'field' },
-          ],
-          4,
+    process.stdout.write(`${target.system}: starting (${target.describe()}) ...\n`);
+    await target.start();
+    if (workloads.some((w) => w.kind === 'read')) await target.prepareReads(READ_KEYS);
+    for (const w of workloads) {
+      process.stdout.write(`  ${target.system.padEnd(8)} ${WORKLOAD_TITLES[w.kind].padEnd(18)} ${String(w.clients).padStart(2)} client(s) ... `);
+      const pool = Array.from({ length: w.clients }, () => target.newClient());
+      try {
+        const m = await runClosedLoop(w.clients, operation(w, pool), { seconds, warmupSeconds, serverCpuSeconds: () => target.serverCpuSeconds() });
+        results.push({ system: target.system, workload: w.kind, clients: w.clients, ...m });
+        process.stdout.write(
+          `${m.opsPerSec} ops/s, p50 ${fmt(m.p50Ms)} ms, p99 ${fmt(m.p99Ms)} ms, p99.9 ${fmt(m.p999Ms)} ms, server CPU ${m.serverCpuUsPerOp} µs/op` +
+            (m.errors > 0 ? `, ${m.errors} errors (${m.firstError})` : '') +
+            '\n',
         );
-        process.stdout.write(`  ${clients} client(s), ${batch}-row writes, ${seconds} s ... `);
-        const r = await scenario(cluster, table, clients, batch);
-        results.push(r);
-        process.stdout.write(`${r.writesPerSec} writes/s (${r.rowsPerSec} rows/s), p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, ${r.errors} errors\n`);
+      } finally {
+        for (const c of pool) c.close();
       }
     }
   } finally {
-    await cluster.stop();
+    await target.stop();
   }
-  const lines = [
-    '',
-    'clients  batch  writes/s   rows/s     p50 ms   p99 ms   errors',
-    ...results.map(
-      (r) =>
-        `${String(r.clients).padEnd(8)} ${String(r.batch).padEnd(6)} ${String(r.writesPerSec).padEnd(10)} ${String(r.rowsPerSec).padEnd(10)} ${r.p50Ms.toFixed(2).padEnd(8)} ${r.p99Ms.toFixed(2).padEnd(8)} ${r.errors}`,
-    ),
-  ];
-  for (const batch of batchSizes) {
-    const one = results.find((r) => r.batch === batch && r.clients === 1);
-    const many = results.find((r) => r.batch === batch && r.clients === Math.max(...clientCounts));
-    if (one && many && one.writesPerSec > 0) {
-      lines.push(`group commit: ${many.clients} clients / 1 client, ${batch}-row writes = ${(many.writesPerSec / one.writesPerSec).toFixed(1)}x`);
+  return results;
+}
+
+interface Ratio {
+  readonly workload: WorkloadKind;
+  readonly clients: number;
+  /** regiondb / etcd: above 1 is better for throughput, below 1 is better for latency. */
+  readonly opsPerSec: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  /** Server CPU per operation. */
+  readonly serverCpu: number;
+}
+
+function ratiosOf(results: readonly Result[]): Ratio[] {
+  const out: Ratio[] = [];
+  for (const w of workloads) {
+    const r = results.find((x) => x.system === 'regiondb' && x.workload === w.kind && x.clients === w.clients);
+    const e = results.find((x) => x.system === 'etcd' && x.workload === w.kind && x.clients === w.clients);
+    if (!r || !e || e.opsPerSec === 0) continue;
+    const div = (a: number, b: number) => (b > 0 ? Number((a / b).toFixed(2)) : Number.NaN);
+    out.push({ workload: w.kind, clients: w.clients, opsPerSec: div(r.opsPerSec, e.opsPerSec), p50: div(r.p50Ms, e.p50Ms), p99: div(r.p99Ms, e.p99Ms), p999: div(r.p999Ms, e.p999Ms), serverCpu: div(r.serverCpuUsPerOp ?? 0, e.serverCpuUsPerOp ?? 0) });
+  }
+  return out;
+}
+
+function table(results: readonly Result[], ratios: readonly Ratio[]): string {
+  const header = ['workload', 'clients', 'system', 'ops/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'srv CPU µs/op', 'cli CPU µs/op', 'errors'];
+  const rows: string[][] = [];
+  for (const w of workloads) {
+    for (const r of results.filter((x) => x.workload === w.kind && x.clients === w.clients)) {
+      rows.push([
+        WORKLOAD_TITLES[w.kind],
+        String(w.clients),
+        r.system,
+        String(r.opsPerSec),
+        fmt(r.p50Ms),
+        fmt(r.p99Ms),
+        fmt(r.p999Ms),
+        String(r.serverCpuUsPerOp ?? '-'),
+        String(r.clientCpuUsPerOp),
+        String(r.errors),
+      ]);
+    }
+    const ratio = ratios.find((x) => x.workload === w.kind && x.clients === w.clients);
+    if (ratio) {
+      rows.push(['', '', 'regiondb/etcd', `${ratio.opsPerSec}x`, `${ratio.p50}x`, `${ratio.p99}x`, `${ratio.p999}x`, `${ratio.serverCpu}x`, '', '']);
     }
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i <= 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), line(widths.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
+}
+
+/** The issue's acceptance targets, each as met / missed with the numbers. */
+function targets(results: readonly Result[], ratios: readonly Ratio[], floor: Floor): string[] {
+  const lines: string[] = [];
+  const w64 = ratios.find((r) => r.workload === 'write' && r.clients === 64);
+  const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
+  if (w64) {
+    lines.push(`target: regiondb write throughput at 64 clients >= 1.0x etcd's: ${w64.opsPerSec}x (${verdict(w64.opsPerSec >= 1)})`);
+    lines.push(`target: regiondb write p99 at 64 clients <= 1.0x etcd's: ${w64.p99}x (${verdict(w64.p99 <= 1)})`);
+  }
+  const one = results.find((r) => r.system === 'regiondb' && r.workload === 'write' && r.clients === 1);
+  if (one) {
+    lines.push(
+      `target: regiondb single-client write p50 <= 2 x (WAL sync ${fmt(floor.walSyncP50Ms)} ms + 2 x gRPC round trip ${fmt(floor.grpcRoundTripP50Ms)} ms) = ` +
+        `${fmt(floor.singleClientWriteTargetMs)} ms: ${fmt(one.p50Ms)} ms (${verdict(one.p50Ms <= floor.singleClientWriteTargetMs)})`,
+    );
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  /** Systems skipped or failed, with the reason: printed under the table and saved. */
+  const notes: string[] = [];
+  let etcd: string | undefined;
+  if (systems.includes('etcd')) {
+    etcd = etcdVersion();
+    if (!etcd) {
+      notes.push(`etcd SKIPPED: ${ETCD_BIN} is missing or does not run (make bench tries \`apt-get install -y etcd-server\`); the table shows regiondb alone`);
+      process.stdout.write(`${notes.at(-1)}\n`);
+    }
+  }
+  process.stdout.write(`measuring the physical floor (WAL sync, loopback gRPC round trip) ...\n`);
+  const floor = await measureFloor();
+  process.stdout.write(`  WAL sync p50 ${fmt(floor.walSyncP50Ms)} ms, gRPC round trip p50 ${fmt(floor.grpcRoundTripP50Ms)} ms\n`);
+
+  const results: Result[] = [];
+  const chosen: BenchTarget[] = [];
+  if (systems.includes('regiondb')) chosen.push(new RegionDbTarget());
+  if (systems.includes('etcd') && etcd) chosen.push(new EtcdTarget());
+  for (const target of chosen) {
+    try {
+      results.push(...(await runOn(target)));
+    } catch (err) {
+      // One system failing must not lose the other's numbers; the reason is printed and saved.
+      process.stdout.write(`\n${target.system}: FAILED: ${(err as Error).message}\n`);
+      notes.push(`${target.system} FAILED: ${(err as Error).message}`);
+    }
+  }
+  const ratios = ratiosOf(results);
+  process.stdout.write(`\n${table(results, ratios)}\n\n`);
+  process.stdout.write(`ratios are regiondb/etcd: above 1x is better for ops/s, below 1x is better for latency.\n`);
+  for (const line of targets(results, ratios, floor)) process.stdout.write(`${line}\n`);
+  for (const note of notes) process.stdout.write(`${note}\n`);
+
   const dir = join(import.meta.dirname, 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `cluster-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ seconds, results }, null, 2));
+  const file = join(dir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const report = {
+    date: startedAt.toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version },
+    etcdVersion: etcd ?? null,
+    seconds,
+    warmupSeconds,
+    floor,
+    results,
+    ratios,
+    notes,
+  };
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(`results written to ${file}\n`);
+  if (results.length === 0 || notes.some((n) => n.includes('FAILED'))) process.exitCode = 1;
 }
 
 await main();

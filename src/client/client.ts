@@ -6,8 +6,10 @@ import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
-import { call, makeClient } from '../rpc/server.js';
+import { authorizationHeader } from '../rpc/auth.js';
+import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
 import { fromGrpcError } from '../rpc/status.js';
+import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
 import { type ProtoRow, type ProtoTableSchema, fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
 
 export interface ClientOptions {
@@ -18,6 +20,13 @@ export interface ClientOptions {
   /** Per-attempt RPC timeout. */
   readonly attemptTimeoutMs?: number;
   readonly clientId?: string;
+  /** TLS (docs/security.md): the cluster CA; a client certificate and key when servers require one. */
+  readonly tls?: { readonly caFile: string; readonly certFile?: string; readonly keyFile?: string };
+  /** Credentials of a user in the cluster's users file... */
+  readonly user?: string;
+  readonly password?: string;
+  /** ...or a bearer token. */
+  readonly token?: string;
 }
 
 interface Route {
@@ -62,12 +71,17 @@ export class RegionDbClient {
   private readonly meta: grpc.Client;
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
+  private readonly security: ClientSecurity;
 
   constructor(readonly options: ClientOptions) {
     this.clientId = options.clientId ?? `client-${randomUUID()}`;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3000;
-    this.meta = makeClient('Meta', options.metasrv);
+    this.security = {
+      credentials: options.tls ? channelCredentials(new CertificateFiles(options.tls)) : undefined,
+      authorization: authorizationHeader(options),
+    };
+    this.meta = makeClient('Meta', options.metasrv, this.security);
   }
 
   close(): void {
@@ -78,7 +92,7 @@ export class RegionDbClient {
 
   private conn(addr: string): grpc.Client {
     let c = this.conns.get(addr);
-    if (!c) this.conns.set(addr, (c = makeClient('Database', addr)));
+    if (!c) this.conns.set(addr, (c = makeClient('Database', addr, this.security)));
     return c;
   }
 
@@ -138,6 +152,50 @@ export class RegionDbClient {
   async listNodes(): Promise<unknown> {
     try {
       return await call(this.meta, 'ListNodes', {}, this.attemptTimeoutMs);
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  /** Flushes memtables to SSTs: every region led anywhere, or the regions of one table. Returns regions flushed. */
+  async flush(table?: string): Promise<number> {
+    const viaAdmin = async (addr: string, regionId: string) => {
+      const admin = makeClient('Admin', addr);
+      try {
+        return (await call<{ regions: number }>(admin, 'Flush', { region_id: regionId }, 70_000)).regions;
+      } finally {
+        admin.close();
+      }
+    };
+    let flushed = 0;
+    if (table) {
+      const { routes } = await this.describe(table, true);
+      for (const regionId of routes.keys()) flushed += await this.withRegion(table, regionId, 'flush', (addr) => viaAdmin(addr, regionId));
+      return flushed;
+    }
+    const nodes = (await this.listNodes()) as { nodes: { addr: string; state: string }[] };
+    for (const n of nodes.nodes) {
+      if (n.state !== 'alive') continue;
+      try {
+        flushed += await viaAdmin(n.addr, '');
+      } catch (err) {
+        throw fromGrpcError(err);
+      }
+    }
+    return flushed;
+  }
+
+  /** Disaster recovery of a table from the object store (see `regiondb recover`). */
+  async recoverTable(table: string, force = false): Promise<{ region_id: string; flushed_index: string; manifest_written_ms: string; ssts: number; replicas: number }[]> {
+    try {
+      const res = await call<{ regions: { region_id: string; flushed_index: string; manifest_written_ms: string; ssts: number; replicas: number }[] }>(
+        this.meta,
+        'RecoverTable',
+        { table, force },
+        120_000,
+      );
+      this.tables.delete(table);
+      return res.regions;
     } catch (err) {
       throw fromGrpcError(err);
     }
@@ -363,7 +421,7 @@ export class RegionDbClient {
       const rows = addr
         ? await this.withNode(addr, 'scan', () => streamScan(addr, request(regionId)))
         : await this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId)));
-      out.push(...rows);
+      for (const r of rows) out.push(r); // (a spread of a large region would overflow the stack)
       if (options.limit && out.length >= options.limit) return out.slice(0, options.limit);
     }
     return out;

@@ -3,7 +3,7 @@
 // and stops them all (SIGTERM, by PID) on Ctrl-C.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 
 interface Child {
@@ -65,6 +65,10 @@ export async function runLocalCluster(configDir: string): Promise<void> {
   };
   process.on('SIGINT', () => void stopAll());
   process.on('SIGTERM', () => void stopAll());
+  // Certificate or users-file rotation: every child reloads (docs/security.md).
+  process.on('SIGHUP', () => {
+    for (const c of children) if (c.process.exitCode === null) c.process.kill('SIGHUP');
+  });
 
   launch('metasrv', ['metasrv', '-c', metasrvFile], `http://${metasrv.http.host}:${metasrv.http.port}/health`);
   if (!(await waitHealthy(children[0]!.healthUrl, 20_000))) {
@@ -91,6 +95,9 @@ export async function runLocalCluster(configDir: string): Promise<void> {
     ),
     '',
     'Try it from another terminal (Ctrl-C here stops the cluster):',
+    ...(metasrv.tls
+      ? [`  export REGIONDB_METASRV=${metasrvAddr} REGIONDB_CA=${metasrv.tls.ca_file} REGIONDB_CERT=${join(dirname(metasrv.tls.ca_file), 'client.crt')} REGIONDB_KEY=${join(dirname(metasrv.tls.ca_file), 'client.key')}`]
+      : []),
     `  ./regiondb create-table cpu --columns host:string:tag,ts:timestamp:timestamp,usage:float64:field --regions 4`,
     `  ./regiondb put cpu '[{"host":"a","ts":1700000000000,"usage":0.5},{"host":"b","ts":1700000000000,"usage":0.9}]'`,
     `  ./regiondb get cpu '{"host":"a","ts":1700000000000}'`,

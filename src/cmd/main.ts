@@ -4,23 +4,44 @@ import { Command, Option } from 'commander';
 import { RegionDbClient } from '../client/client.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 import { isRegionDbError } from '../common/errors.js';
-import { createLogger } from '../common/logger.js';
+import { type LogFormat, createLogger } from '../common/logger.js';
 import { Datanode } from '../datanode/datanode.js';
 import type { Row, Value } from '../engine/schema.js';
 import { Metasrv } from '../metasrv/metasrv.js';
 import { coerceValue } from '../rpc/values.js';
+import { registerBrCommand } from './br.js';
+import { registerCertsCommand } from './certs.js';
 import { runLocalCluster } from './cluster.js';
+import { registerUsersCommand } from './users.js';
+
+// grpc-js passes the target host as the TLS servername even when it is an IP address (regiondb
+// nodes are addressed by IP); Node flags that as DEP0123 on the first TLS connection, while the
+// certificate's IP SAN is still verified. Not worth a warning on every CLI call.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((...args: unknown[]) => {
+  if (args.slice(1).some((a) => a === 'DEP0123' || (typeof a === 'object' && a !== null && (a as { code?: string }).code === 'DEP0123'))) return;
+  emitWarning(...args);
+}) as typeof process.emitWarning;
 
 const program = new Command();
 program
   .name('regiondb')
   .description('regiondb: Raft-replicated regions with metasrv failover')
   .showHelpAfterError()
-  .addOption(new Option('--metasrv <addr>', 'metasrv address for client commands').default('127.0.0.1:4000').env('REGIONDB_METASRV'));
+  .addOption(new Option('--metasrv <addr>', 'metasrv address for client commands').default('127.0.0.1:4000').env('REGIONDB_METASRV'))
+  .addOption(new Option('--ca <file>', 'TLS: the cluster CA certificate (PEM); turns TLS on for client commands').env('REGIONDB_CA'))
+  .addOption(new Option('--cert <file>', 'TLS: client certificate (PEM), for servers with client_auth = "require"').env('REGIONDB_CERT'))
+  .addOption(new Option('--key <file>', 'TLS: the client certificate\'s private key (PEM)').env('REGIONDB_KEY'))
+  .addOption(new Option('--user <name>', 'authenticate as this user (users file)').env('REGIONDB_USER'))
+  .addOption(new Option('--password <password>', 'the user\'s password (prefer the REGIONDB_PASSWORD variable: flags show in ps)').env('REGIONDB_PASSWORD'))
+  .addOption(new Option('--token <token>', 'authenticate with a bearer token').env('REGIONDB_TOKEN'));
 
-/** Runs a server until SIGINT/SIGTERM; startup failures exit with a precise message, no crash loop. */
-async function serve(name: string, start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
-  let server: { stop(): Promise<void> };
+/**
+ * Runs a server until SIGINT/SIGTERM; startup failures exit with a precise message, no crash
+ * loop. SIGHUP reloads its TLS certificates and users file.
+ */
+async function serve(name: string, start: () => Promise<{ stop(): Promise<void>; reload(): void }>): Promise<void> {
+  let server: { stop(): Promise<void>; reload(): void };
   try {
     server = await start();
   } catch (err) {
@@ -39,6 +60,15 @@ async function serve(name: string, start: () => Promise<{ stop(): Promise<void> 
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGHUP', () => {
+    process.stderr.write(`regiondb ${name}: SIGHUP, reloading certificates and users\n`);
+    server.reload();
+  });
+}
+
+/** `--log-format`: JSON lines (default, for log pipelines) or a pretty one-line format for humans. */
+function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'log output: json (default, for machines) or pretty (for humans); overrides log.format').choices(['json', 'pretty']);
 }
 
 const intArg = (v: string) => {
@@ -55,14 +85,16 @@ program
   .option('--http-port <port>', 'override http.port', intArg)
   .option('--data-dir <dir>', 'override node.data_dir')
   .option('--replication-factor <n>', 'replicas per region (3; 1 for standalone)', intArg, 3)
-  .action(async (opts: { config: string; grpcPort?: number; httpPort?: number; dataDir?: string; replicationFactor: number }) => {
+  .addOption(logFormatOption())
+  .action(async (opts: { config: string; grpcPort?: number; httpPort?: number; dataDir?: string; replicationFactor: number; logFormat?: LogFormat }) => {
     await serve('metasrv', async () => {
       const config = loadConfig(metasrvConfigSchema, opts.config, {
         grpc: { port: opts.grpcPort },
         http: { port: opts.httpPort },
         node: { data_dir: opts.dataDir },
+        log: { format: opts.logFormat },
       });
-      const m = new Metasrv(config, createLogger({ name: 'metasrv', level: config.log.level }), opts.replicationFactor);
+      const m = new Metasrv(config, createLogger({ name: 'metasrv', level: config.log.level, format: config.log.format }), opts.replicationFactor);
       await m.start();
       return m;
     });
@@ -77,15 +109,17 @@ program
   .option('--http-port <port>', 'override http.port', intArg)
   .option('--data-dir <dir>', 'override node.data_dir')
   .option('--metasrv-addr <addr>', 'override metasrv.addr')
-  .action(async (opts: { config: string; nodeId?: number; grpcPort?: number; httpPort?: number; dataDir?: string; metasrvAddr?: string }) => {
+  .addOption(logFormatOption())
+  .action(async (opts: { config: string; nodeId?: number; grpcPort?: number; httpPort?: number; dataDir?: string; metasrvAddr?: string; logFormat?: LogFormat }) => {
     await serve('datanode', async () => {
       const config = loadConfig(datanodeConfigSchema, opts.config, {
         node: { id: opts.nodeId, data_dir: opts.dataDir },
         grpc: { port: opts.grpcPort },
         http: { port: opts.httpPort },
         metasrv: { addr: opts.metasrvAddr },
+        log: { format: opts.logFormat },
       });
-      const d = new Datanode(config, createLogger({ name: `datanode-${config.node.id}`, level: config.log.level }));
+      const d = new Datanode(config, createLogger({ name: `datanode-${config.node.id}`, level: config.log.level, format: config.log.format }));
       await d.start();
       return d;
     });
@@ -96,20 +130,27 @@ program
   .description('run one datanode with an in-process metasrv and single-replica regions')
   .option('-c, --config <file>', 'datanode TOML config', 'cluster-configs/standalone.toml')
   .option('--metasrv-port <port>', 'port of the in-process metasrv', intArg, 4000)
-  .action(async (opts: { config: string; metasrvPort: number }) => {
+  .addOption(logFormatOption())
+  .action(async (opts: { config: string; metasrvPort: number; logFormat?: LogFormat }) => {
     await serve('standalone', async () => {
-      const dn = loadConfig(datanodeConfigSchema, opts.config, { metasrv: { addr: `127.0.0.1:${opts.metasrvPort}` } });
+      const dn = loadConfig(datanodeConfigSchema, opts.config, { metasrv: { addr: `127.0.0.1:${opts.metasrvPort}` }, log: { format: opts.logFormat } });
       const meta = metasrvConfigSchema.parse({
         cluster_id: dn.cluster_id,
         node: { data_dir: `${dn.node.data_dir}-metasrv` },
         grpc: { host: '127.0.0.1', port: opts.metasrvPort },
         http: { host: '127.0.0.1', port: 0 },
       });
-      const m = new Metasrv(meta, createLogger({ name: 'metasrv', level: dn.log.level }), 1);
+      const m = new Metasrv(meta, createLogger({ name: 'metasrv', level: dn.log.level, format: dn.log.format }), 1);
       await m.start();
-      const d = new Datanode(dn, createLogger({ name: 'datanode', level: dn.log.level }));
+      const d = new Datanode(dn, createLogger({ name: 'datanode', level: dn.log.level, format: dn.log.format }));
       await d.start();
-      return { stop: async () => (await d.stop(), await m.stop()) };
+      return {
+        stop: async () => (await d.stop(), await m.stop()),
+        reload: () => {
+          d.reload();
+          m.reload();
+        },
+      };
     });
   });
 
@@ -121,8 +162,25 @@ program
     await runLocalCluster(opts.configDir);
   });
 
-function client(): RegionDbClient {
-  return new RegionDbClient({ metasrv: program.opts<{ metasrv: string }>().metasrv });
+interface GlobalOptions {
+  metasrv: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  user?: string;
+  password?: string;
+  token?: string;
+}
+
+function client(metasrv?: string): RegionDbClient {
+  const o = program.opts<GlobalOptions>();
+  if ((o.cert || o.key) && !o.ca) throw new Error('--cert/--key need --ca (the cluster CA) as well');
+  return new RegionDbClient({
+    metasrv: metasrv ?? o.metasrv,
+    ...(o.ca ? { tls: { caFile: o.ca, ...(o.cert ? { certFile: o.cert } : {}), ...(o.key ? { keyFile: o.key } : {}) } } : {}),
+    ...(o.user !== undefined ? { user: o.user, password: o.password ?? '' } : {}),
+    ...(o.token ? { token: o.token } : {}),
+  });
 }
 
 async function withClient<T>(fn: (c: RegionDbClient) => Promise<T>): Promise<void> {
@@ -239,7 +297,7 @@ interface StatusResponse {
 }
 
 /** Renders rows as aligned columns. */
-function table(header: string[], rows: string[][]): string {
+function renderTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return [header, ...rows].map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
@@ -253,11 +311,11 @@ program
     await withClient(async (c) => {
       const res = (await c.listNodes()) as StatusResponse;
       if (opts.json) return res;
-      const nodes = table(
+      const nodes = renderTable(
         ['NODE', 'ADDR', 'STATE', 'PHI', 'REGIONS', 'LEADERS'],
         res.nodes.map((n) => [n.node_id, n.addr, n.state, n.phi.toFixed(2), String(n.regions), String(n.leaders)]),
       );
-      const regions = table(
+      const regions = renderTable(
         ['REGION', 'TABLE', 'PEERS(node)', 'LEADER', 'TERM', 'APPLIED', 'FLUSHED', 'HEALTH'],
         res.region_infos.map((r) => [
           r.route.region_id,
@@ -272,7 +330,7 @@ program
       );
       const shown = res.procedures.filter((p) => opts.allProcedures || p.status !== 'done');
       const procedures = shown.length
-        ? table(
+        ? renderTable(
             ['PROCEDURE', 'STATUS', 'STEP', 'WHAT', 'LATEST'],
             shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
           )
@@ -289,6 +347,37 @@ program
   });
 
 program
+  .command('recover <table>')
+  .description('disaster recovery: rebuild every region of a table from the object store after its datanodes lost their local data')
+  .option('--force', 'also recover regions that still have a live leader (discards their unflushed writes)')
+  .action(async (table: string, opts: { force?: boolean }) => {
+    await withClient(async (c) => {
+      const regions = await c.recoverTable(table, opts.force === true);
+      return [
+        `recovered table ${table} from the object store; recovery point per region (acknowledged writes above it are lost):`,
+        renderTable(
+          ['REGION', 'FLUSHED INDEX', 'MANIFEST WRITTEN', 'SSTS', 'REPLICAS'],
+          regions.map((r) => [
+            r.region_id,
+            r.flushed_index,
+            r.manifest_written_ms === '0' ? '(never flushed: empty)' : new Date(Number(r.manifest_written_ms)).toISOString(),
+            String(r.ssts),
+            String(r.replicas),
+          ]),
+        ),
+      ].join('\n');
+    });
+  });
+
+program
+  .command('flush')
+  .description('flush the memtables of every region (or one table) to SSTs in the object store')
+  .option('--table <name>', 'only this table')
+  .action(async (opts: { table?: string }) => {
+    await withClient(async (c) => `flushed ${await c.flush(opts.table)} region(s)`);
+  });
+
+program
   .command('balance-leaders')
   .description('even out region leaderships across live datanodes (within ±1)')
   .action(async () => {
@@ -301,6 +390,10 @@ program
   .action(async (node: string) => {
     await withClient(async (c) => `started ${await c.startProcedure('drain-node', { nodeId: intArg(node) })}; see regiondb status`);
   });
+
+registerCertsCommand(program);
+registerUsersCommand(program);
+registerBrCommand(program, client);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`regiondb: ${(err as Error).message}\n`);

@@ -36,5 +36,15 @@ export const limits = {
   grpcConcurrentStreamsPerConnectionMax: 10_000,
   /** A server stream whose reader takes no message for this long is cancelled (a stalled client holds a region iterator). */
   streamStallMsMax: 30_000,
+
+  // Backup and restore (src/br). Objects are copied whole, so memory ≤ concurrency × largest SST.
+  /** Objects copied at once by backup and restore. */
+  brCopyConcurrencyMax: 16,
+  /** Incremental backups on top of one full backup; a longer chain is refused (take a full one). */
+  brChainDepthMax: 64,
+  /** Times a backup re-reads a region's latest manifest when SSTs it named were compacted away meanwhile. */
+  brReplanAttemptsMax: 5,
+  /** The resume journal is rewritten at most this often while copying (and after the last file). */
+  brJournalIntervalMs: 250,
 } as const;
 

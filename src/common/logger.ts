@@ -1,6 +1,7 @@
 // Structured logs (pino). Core modules never log; hosts (datanode, metasrv, wal) do, with
 // region/term context: log.info({regionId, term, leader}, 'became leader').
 import { pino, type Logger } from 'pino';
+import { prettyDestination } from './pretty-log.js';
 
 export type { Logger };
 
@@ -8,7 +9,8 @@ export type LogFormat = 'json' | 'pretty';
 
 export function createLogger(options: { name: string; level?: string; format?: LogFormat }): Logger {
   const level = options.level ?? process.env['REGIONDB_LOG_LEVEL'] ?? 'info';
-  return pino({ name: options.name, level, base: { pid: process.pid, name: options.name } });
+  const pinoOptions = { name: options.name, level, base: { pid: process.pid, name: options.name } };
+  return options.format === 'pretty' ? pino(pinoOptions, prettyDestination()) : pino(pinoOptions);
 }
 
 /** A logger that discards everything; for tests and library use. */

@@ -205,6 +205,7 @@ export class DatabaseService {
     }
     this.checkMemory(regionId);
     const { version } = this.checkResult(await this.propose(table, regionId, command));
+    this.dn.nodeMetrics.countRowsWritten(rows.length);
     return { version, rows_written: rows.length };
   }
 

@@ -22,9 +22,11 @@ import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { CachedObjectStore, type ObjectStore, createObjectStore } from '../object-store/index.js';
 import { Flusher } from './flusher.js';
+import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport } from './grpc-transport.js';
+import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from './region-server.js';
 
 /** What a datanode remembers about each hosted region (persisted in the WAL as region meta). */
@@ -41,6 +43,7 @@ export interface ProtoOpenRegion {
   peers: { peer_id: string; node_id: string; addr: string }[];
   self_peer_id: string;
   bootstrap: boolean;
+  recover_from_object_store?: boolean;
 }
 
 interface ProtoInstruction {
@@ -89,6 +92,8 @@ export class Datanode {
   });
   private readonly raftRejectionLog = new LogLimiter(10_000);
   private readonly metrics;
+  /** Raft, WAL, transport and request metrics (docs/observability.md). */
+  readonly nodeMetrics: DatanodeMetrics;
 
   constructor(
     readonly config: DatanodeConfig,
@@ -98,14 +103,19 @@ export class Datanode {
     this.clusterId = config.cluster_id;
     for (const [id, addr] of Object.entries(config.raft.peer_addr_overrides)) this.raftAddrOverrides.set(Number(id), addr);
     collectDefaultMetrics({ register: this.registry });
+    this.nodeMetrics = new DatanodeMetrics(this.registry, {
+      replicas: () => this.regionServer?.allReplicas() ?? [],
+      transport: () => this.transport,
+    });
     const self = this;
     this.metrics = {
-      writes: new Counter({ name: 'regiondb_writes_total', help: 'Write requests by outcome', labelNames: ['outcome'], registers: [this.registry] }),
-      rowsWritten: new Counter({ name: 'regiondb_rows_written_total', help: 'Rows acknowledged', registers: [this.registry] }),
-      reads: new Counter({ name: 'regiondb_reads_total', help: 'Get/Scan requests', labelNames: ['kind'], registers: [this.registry] }),
-      walSyncs: new Gauge({ name: 'regiondb_wal_syncs_total', help: 'WAL sync batches', registers: [this.registry], collect: () => {} }),
       leaders: new Gauge({ name: 'regiondb_raft_leaders', help: 'Regions led by this node', registers: [this.registry] }),
       replicas: new Gauge({ name: 'regiondb_replicas', help: 'Replicas hosted by this node', registers: [this.registry] }),
+      raftPayloadReceived: new Counter({
+        name: 'regiondb_raft_received_payload_bytes_total',
+        help: 'Bytes of log entries and snapshots received over the raft transport (data a lagging replica had to be sent)',
+        registers: [this.registry],
+      }),
       flushes: new Counter({ name: 'regiondb_engine_flushes_total', help: 'Memtables flushed to SSTs by this node (as leader)', registers: [this.registry] }),
       flushBytes: new Counter({ name: 'regiondb_engine_flush_bytes_total', help: 'SST bytes uploaded by flushes', registers: [this.registry] }),
       flushSeconds: new Histogram({ name: 'regiondb_engine_flush_duration_seconds', help: 'Flush duration (build + upload + edit commit)', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] }),
@@ -136,7 +146,7 @@ export class Datanode {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
-    this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }));
+    this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
     this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
     const sstReaders = new SstReaders(this.objectStore);
@@ -174,6 +184,8 @@ export class Datanode {
           }
           this.persistPeers(regionId, peers);
         },
+        onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
+        onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
       },
     );
 
@@ -255,6 +267,7 @@ export class Datanode {
     this.metaClient?.close();
     await this.wal?.close();
     this.security?.close();
+    this.nodeMetrics.close();
     this.log.info({ nodeId: this.nodeId }, 'datanode stopped');
   }
 
@@ -278,22 +291,65 @@ export class Datanode {
 
   // ─── Regions ────────────────────────────────────────────────────────────────────────────────
 
-  async openRegion(open: ProtoOpenRegion): Promise<void> {
-    const regionId = open.region_id;
-    if (this.regionServer.replica(regionId)) return;
+  /** Validates an open/recover instruction: peer ids are positive and this node hosts self_peer_id. */
+  private regionMetaOf(open: ProtoOpenRegion): RegionMeta {
     const meta: RegionMeta = {
-      regionId,
+      regionId: open.region_id,
       schema: fromProtoSchema(open.table),
       selfPeerId: u64(open.self_peer_id, 'self_peer_id'),
       peers: open.peers.map((p) => ({ peerId: u64(p.peer_id, 'peer_id'), nodeId: u64(p.node_id, 'node_id'), addr: p.addr })),
     };
+    if (meta.peers.some((p) => p.peerId === 0)) throw new RegionDbError(ErrorCode.InvalidArgument, `region ${meta.regionId}: peer ids must be positive`);
     if (!meta.peers.some((p) => p.peerId === meta.selfPeerId && p.nodeId === this.nodeId)) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `region ${regionId}: peer ${meta.selfPeerId} is not on node ${this.nodeId}`);
+      throw new RegionDbError(ErrorCode.InvalidArgument, `region ${meta.regionId}: peer ${meta.selfPeerId} is not on node ${this.nodeId}`);
     }
+    return meta;
+  }
+
+  async openRegion(open: ProtoOpenRegion): Promise<void> {
+    const regionId = open.region_id;
+    if (this.regionServer.replica(regionId)) return;
+    const meta = this.regionMetaOf(open);
     for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
     this.metas.set(regionId, meta);
     await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
     await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: open.bootstrap });
+  }
+
+  /**
+   * Disaster recovery of one replica: whatever this node holds for the region is dropped and the
+   * region restarts from the latest manifest in the object store, as a raft snapshot at the
+   * flushed index with the catalog's current peers as voters. Every replica of the region is
+   * recovered from the same manifest, so they agree on the log from there on.
+   */
+  async recoverRegion(open: ProtoOpenRegion): Promise<{ flushed_index: string; manifest_written_ms: string; ssts: number; manifest: string }> {
+    const regionId = open.region_id;
+    // Validate the instruction and read (and verify) the manifest first: neither a malformed
+    // instruction nor a damaged manifest may cost the local replica.
+    const meta = this.regionMetaOf(open);
+    const { selfPeerId, peers } = meta;
+    const latest = await loadLatestManifest(this.objectStore, regionId);
+    if (this.regionServer.replica(regionId) || this.wal.regionIds().includes(regionId)) await this.closeRegion(regionId, true);
+    for (const p of peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
+    this.metas.set(regionId, meta);
+    await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
+    if (!latest) {
+      // Never flushed: nothing in the object store to recover; the region restarts empty.
+      this.log.warn({ regionId }, 'recover: the region has no manifest in the object store; it restarts empty');
+      await this.regionServer.open({ regionId, selfPeerId, peers, bootstrap: true });
+      return { flushed_index: '0', manifest_written_ms: '0', ssts: 0, manifest: '' };
+    }
+    const m = latest.manifest;
+    const batch = this.wal.batch();
+    batch.applySnapshot(regionId, {
+      metadata: { index: m.flushedIndex, term: m.flushedTerm, confState: { voters: peers.map((p) => p.peerId), learners: [] } },
+      data: encodeManifest(m),
+    });
+    batch.setHardState(regionId, { term: m.flushedTerm, vote: 0, commit: m.flushedIndex });
+    await batch.commit();
+    await this.regionServer.open({ regionId, selfPeerId, peers, bootstrap: false });
+    this.log.warn({ regionId, flushedIndex: m.flushedIndex, manifest: latest.key }, 'recovered the region from the object store');
+    return { flushed_index: String(m.flushedIndex), manifest_written_ms: String(m.writtenAtMs), ssts: m.ssts.length, manifest: latest.key };
   }
 
   private persistPeers(regionId: string, peers: readonly { peerId: number; nodeId: number }[]): void {
@@ -310,6 +366,7 @@ export class Datanode {
   async closeRegion(regionId: string, destroy: boolean): Promise<void> {
     await this.regionServer.close(regionId, destroy);
     this.metas.delete(regionId);
+    this.nodeMetrics.forgetRegion(regionId);
     this.log.info({ regionId, destroy }, 'closed region');
   }
 
@@ -364,6 +421,9 @@ export class Datanode {
           this.countRaftRejection(reason, { fromNodeId, regionId, fromPeerId: message.from });
           continue;
         }
+        let payload = message.snapshot?.data.byteLength ?? 0;
+        for (const e of message.entries) payload += e.data.byteLength;
+        if (payload > 0) this.metrics.raftPayloadReceived.inc(payload);
         this.regionServer.step(fromNodeId, regionId, message);
         accepted++;
       }
@@ -444,7 +504,10 @@ export class Datanode {
     for (const { r, upTo } of targets) {
       for (;;) {
         const state = r.stateMachine as RegionState;
-        if ((state.memtable.count === 0 && state.frozen.length === 0) || state.flushedIndex >= upTo) break;
+        // Done when what the region held is in SSTs *and* a manifest naming them is in the
+        // object store: only then does it survive the loss of every disk (`regiondb recover`).
+        const inSsts = (state.memtable.count === 0 && state.frozen.length === 0) || state.flushedIndex >= upTo;
+        if (inSsts && this.flusher.manifestIndex(r.regionId) >= state.flushedIndex) break;
         if (Date.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
         await new Promise((ok) => setTimeout(ok, 50));
       }
@@ -471,6 +534,7 @@ export class Datanode {
         return {};
       }, this.log),
       OpenRegion: unary(async (req: ProtoOpenRegion) => {
+        if (req.recover_from_object_store) return this.recoverRegion(req);
         await this.openRegion(req);
         return {};
       }, this.log),

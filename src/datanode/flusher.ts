@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
-import { manifestKey, manifestPrefix, sstPrefix, encodeManifest } from '../engine/manifest.js';
+import { decodeManifest, encodeManifest, manifestKey, manifestPrefix, sstPrefix } from '../engine/manifest.js';
 import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
 import { buildSst } from '../engine/sst/format.js';
 import type { ObjectStore } from '../object-store/object-store.js';
@@ -46,6 +46,7 @@ interface RegionWork {
   freezing: boolean;
   manifestWritten: number;
   requested: boolean;
+  manifestWriting: boolean;
   compactRequested: boolean;
   lastGcMs: number;
 }
@@ -84,13 +85,18 @@ export class Flusher {
 
   private state(regionId: string): RegionWork {
     let w = this.work.get(regionId);
-    if (!w) this.work.set(regionId, (w = { dirtySinceMs: 0, uploading: false, compacting: false, freezing: false, manifestWritten: 0, requested: false, compactRequested: false, lastGcMs: Date.now() }));
+    if (!w) this.work.set(regionId, (w = { dirtySinceMs: 0, uploading: false, compacting: false, freezing: false, manifestWritten: 0, requested: false, manifestWriting: false, compactRequested: false, lastGcMs: Date.now() }));
     return w;
   }
 
   /** Asks for a flush of the region at the next check (explicit `regiondb flush`, backpressure). */
   request(regionId: string): void {
     this.state(regionId).requested = true;
+  }
+
+  /** The flushed index whose manifest is in the object store (the region's recovery point). */
+  manifestIndex(regionId: string): number {
+    return this.work.get(regionId)?.manifestWritten ?? 0;
   }
 
   /** Asks for a compaction of the region's SSTs at the next check (explicit `regiondb compact`). */
@@ -174,16 +180,17 @@ export class Flusher {
 
   private async writeManifest(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
     const index = state.flushedIndex;
-    if (w.manifestWritten >= index) return;
-    const marker = w.manifestWritten;
-    w.manifestWritten = index; // optimistic: reset below on failure
+    if (w.manifestWritten >= index || w.manifestWriting) return;
+    w.manifestWriting = true;
     try {
       await this.store.put(manifestKey(regionId, index), encodeManifest(state.manifest()));
+      w.manifestWritten = index; // only now is `index` the region's recovery point
       const manifests = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
       for (const old of manifests.slice(0, Math.max(0, manifests.length - this.settings.manifestsKept))) await this.store.delete(old);
     } catch (err) {
-      w.manifestWritten = marker;
       this.log.warn({ regionId, index, err: (err as Error).message }, 'writing the manifest failed; will retry');
+    } finally {
+      w.manifestWriting = false;
     }
   }
 
@@ -224,6 +231,12 @@ export class Flusher {
   private async collectGarbage(regionId: string, state: RegionState): Promise<void> {
     try {
       const live = new Set(state.ssts.map((s) => s.key));
+      // Also keep what the region's raft snapshot references: a follower installing it reads
+      // those SSTs until it replays the compaction that replaced them.
+      const snapshot = this.regionServer.replica(regionId)?.store.snapshot();
+      if (snapshot && snapshot.metadata.index > 0) {
+        for (const s of decodeManifest(snapshot.data, `raft snapshot of region ${regionId}`).ssts) live.add(s.key);
+      }
       const now = Date.now();
       let deleted = 0;
       for (const o of await this.store.list(sstPrefix(regionId))) {

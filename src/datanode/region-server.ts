@@ -1,7 +1,8 @@
 // RegionServer: hosts many region replicas (multi-raft) on one datanode and runs the ready loop.
 //
 // The ready loop, one cycle for ALL replicas with work (group commit, ARCHITECTURE §4):
-//   1. collect ready() of every replica that has one;
+//   1. give raft the commands queued since the last cycle (one entry batch per region), then
+//      collect ready() of every replica that has one;
 //   2. write all their entries / hard states / snapshots in ONE durable LogBatch (fsync);
 //   3. send their messages (raft.ts P1/P2: nothing leaves before it is durable), except that a
 //      leader's appends/heartbeats go out before its own write (P3, thesis §10.2.1) when the
@@ -72,6 +73,8 @@ export interface RegionServerHooks {
   /** Membership of a region changed (applied). The host persists its region meta. */
   onConfChange?(regionId: string, confState: ConfState, peers: readonly PeerInfo[]): void;
   onRoleChange?(regionId: string, role: string, leaderPeerId: number, term: number): void;
+  /** A proposal of this leader finished: applied (`committed`) or failed; seconds since propose. */
+  onProposalDone?(regionId: string, seconds: number, committed: boolean): void;
 }
 
 interface PendingProposal<R> {
@@ -81,6 +84,19 @@ interface PendingProposal<R> {
 }
 
 const READ_TIMEOUT_ELECTIONS = 2;
+
+/**
+ * Most commands proposed to raft as one batch of entries. Commands that arrive while a cycle
+ * persists are proposed together at the start of the next one, so the followers get one
+ * append (not one per command) and the transport, codec and raft core work once per batch.
+ */
+const PROPOSAL_BATCH_COMMANDS_MAX = 512;
+
+interface QueuedCommand<R> {
+  readonly command: Uint8Array;
+  resolve(result: R): void;
+  reject(err: Error): void;
+}
 
 interface PendingRead {
   index: number;
@@ -93,6 +109,8 @@ interface PendingRead {
 export class Replica<R> {
   readonly peers = new Map<number, PeerInfo>();
   readonly proposals = new Map<number, PendingProposal<R>>();
+  /** Commands accepted by propose() and not yet given to raft (see PROPOSAL_BATCH_COMMANDS_MAX). */
+  readonly queuedCommands: QueuedCommand<R>[] = [];
   readonly reads = new Map<string, PendingRead>();
   appliedIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
@@ -137,7 +155,7 @@ export class RegionServer<R> {
     private readonly stateMachines: StateMachineFactory<R>,
     private readonly tuning: RaftTuning,
     private readonly log: Logger,
-    clock: Clock,
+    private readonly clock: Clock,
     private readonly hooks: RegionServerHooks = {},
   ) {
     // Election timeouts only need to differ between nodes; seed from the node id and time.
@@ -240,8 +258,13 @@ export class RegionServer<R> {
   /** Proposes a command; resolves with the state machine's result once applied locally. */
   propose(regionId: string, command: Uint8Array): Promise<R> {
     const replica = this.leaderReplica(regionId);
-    const { index, term } = replica.raft.propose([command]);
-    const done = new Promise<R>((resolve, reject) => replica.proposals.set(index, { term, resolve, reject }));
+    const done = new Promise<R>((resolve, reject) => replica.queuedCommands.push({ command, resolve, reject }));
+    const onDone = this.hooks.onProposalDone;
+    if (onDone) {
+      const startedMs = this.clock.nowMs();
+      const report = (committed: boolean) => onDone(regionId, (this.clock.nowMs() - startedMs) / 1000, committed);
+      done.then(() => report(true), () => report(false)); // the caller handles `done` itself
+    }
     this.schedule();
     return done;
   }
@@ -345,6 +368,7 @@ export class RegionServer<R> {
     if (this.fatal) return;
     const work: [Replica<R>, Ready][] = [];
     for (const replica of this.replicas.values()) {
+      if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
       if (replica.raft.hasReady()) work.push([replica, replica.raft.ready()]);
     }
     if (work.length === 0) return;
@@ -540,7 +564,25 @@ export class RegionServer<R> {
   }
 
 
+  /** Gives the queued commands to raft, in order, as few entry batches as the bound allows. */
+  private proposeQueued(replica: Replica<R>): void {
+    while (replica.queuedCommands.length > 0) {
+      const batch = replica.queuedCommands.splice(0, PROPOSAL_BATCH_COMMANDS_MAX);
+      let first: { index: number; term: number };
+      try {
+        first = replica.raft.propose(batch.map((q) => q.command));
+      } catch (err) {
+        // Leadership lost or being transferred since propose(): nothing was appended.
+        const error = isRegionDbError(err, ErrorCode.NotLeader) ? this.notLeader(replica) : (err as Error);
+        for (const q of batch) q.reject(error);
+        continue;
+      }
+      batch.forEach((q, k) => replica.proposals.set(first.index + k, { term: first.term, resolve: q.resolve, reject: q.reject }));
+    }
+  }
+
   private failPending(replica: Replica<R>, err: Error): void {
+    for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const proposal of replica.proposals.values()) proposal.reject(err);
     replica.proposals.clear();
     for (const read of replica.reads.values()) read.reject(err);

@@ -9,7 +9,11 @@ export interface LogBatch {
   setHardState(regionId: string, hardState: HardState): void;
   applySnapshot(regionId: string, snapshot: Snapshot): void;
   setRegionMeta(regionId: string, meta: Uint8Array): void;
-  /** Durable (fsync) when it resolves; throws a fatal error otherwise (the process must stop). */
+  /**
+   * Durable (fsync) when it resolves; throws a fatal error otherwise (the process must stop).
+   * A batch that only moves commit indexes may skip the fsync (the commit index is volatile
+   * state, Raft Figure 2; see src/wal/wal.ts).
+   */
   commit(): Promise<void>;
 }
 

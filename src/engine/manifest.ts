@@ -60,8 +60,11 @@ export function decodeManifest(bytes: Uint8Array, name: string): RegionManifest 
   } catch (err) {
     throw bad(`invalid JSON: ${(err as Error).message}`);
   }
+  if (typeof m !== 'object' || m === null) throw bad('not a JSON object');
   const ints = [m.flushedIndex, m.flushedTerm, m.writtenAtMs];
-  if (!ints.every((v) => Number.isSafeInteger(v) && v >= 0) || !Array.isArray(m.ssts) || typeof m.dedup !== 'string' || !Array.isArray(m.voters)) {
+  const peerIds = (ids: unknown) => Array.isArray(ids) && ids.every((id) => Number.isSafeInteger(id));
+  const sstsOk = Array.isArray(m.ssts) && m.ssts.every((s) => typeof s === 'object' && s !== null && typeof s.key === 'string');
+  if (!ints.every((v) => Number.isSafeInteger(v) && v >= 0) || !sstsOk || typeof m.dedup !== 'string' || !peerIds(m.voters) || !peerIds(m.learners)) {
     throw bad('missing or mistyped fields');
   }
   return m;

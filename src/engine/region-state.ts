@@ -284,9 +284,18 @@ export class RegionState implements StateMachine<ApplyResult> {
     return JSON.stringify([...this.dedup.entries()].map(([client, r]) => [client, r.evictedBelow, [...r.results.entries()]]));
   }
 
+  /** From a manifest (raft snapshot, object store): validated, a damaged table is CORRUPTION. */
   private loadDedup(text: string): void {
     this.dedup.clear();
-    const parsed = JSON.parse(text) as [string, number, [number, ApplyResult][]][];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new RegionDbError(ErrorCode.Corruption, `region ${this.regionId}: dedup table is not valid JSON (${(err as Error).message})`);
+    }
+    const wellFormed = (r: unknown): r is [string, number, [number, ApplyResult][]] =>
+      Array.isArray(r) && typeof r[0] === 'string' && Number.isSafeInteger(r[1]) && Array.isArray(r[2]) && r[2].every((x) => Array.isArray(x) && x.length === 2);
+    if (!Array.isArray(parsed) || !parsed.every(wellFormed)) throw new RegionDbError(ErrorCode.Corruption, `region ${this.regionId}: dedup table is malformed`);
     for (const [client, evictedBelow, results] of parsed) this.dedup.set(client, { evictedBelow, results: new Map(results) });
   }
 

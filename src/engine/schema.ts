@@ -102,6 +102,7 @@ export function validateRow(schema: TableSchema, row: Row): Row {
     if (!schema.columns.some((c) => c.name === name)) throw invalid(`table ${schema.name}: unknown column ${name}`);
   }
   for (const c of schema.columns) out[c.name] = checkValue(schema, c, row[c.name]);
+  checkKeyBytes(schema, out);
   return out;
 }
 
@@ -114,5 +115,17 @@ export function validateKey(schema: TableSchema, key: Row): Row {
     if (c.semantic === 'field') throw invalid(`table ${schema.name}: column ${name} is a FIELD, not part of the primary key`);
   }
   for (const c of schema.columns) if (c.semantic !== 'field') out[c.name] = checkValue(schema, c, key[c.name]);
+  checkKeyBytes(schema, out);
   return out;
+}
+
+/** The encoded primary key (tags + timestamp, key.ts) stays within limits.keyBytesMax. */
+function checkKeyBytes(schema: TableSchema, row: Row): void {
+  let bytes = 8;
+  for (const c of schema.columns) {
+    if (c.semantic !== 'tag') continue;
+    const v = row[c.name];
+    bytes += v === null || v === undefined ? 1 : typeof v === 'string' ? Buffer.byteLength(v) + 3 : 9;
+  }
+  if (bytes > limits.keyBytesMax) throw invalid(`table ${schema.name}: primary key of ${bytes} bytes exceeds ${limits.keyBytesMax} (tags + timestamp)`);
 }

@@ -32,7 +32,18 @@ export function decodeCatalog(bytes: Uint8Array, where: string): CatalogState {
   if (stored !== computed) {
     throw corrupt(where, `crc32c mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
   }
-  return JSON.parse(new TextDecoder().decode(payload)) as CatalogState;
+  let state: unknown;
+  try {
+    state = JSON.parse(new TextDecoder().decode(payload));
+  } catch (err) {
+    throw corrupt(where, `invalid JSON (${(err as Error).message})`);
+  }
+  const isMap = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const s = state as Record<string, unknown>;
+  if (!isMap(s) || typeof s['clusterId'] !== 'string' || !isMap(s['tables']) || !isMap(s['regions']) || !isMap(s['nodes'])) {
+    throw corrupt(where, 'not a catalog (clusterId, tables, regions, nodes)');
+  }
+  return state as CatalogState;
 }
 
 function corrupt(where: string, why: string): RegionDbError {
@@ -63,6 +74,7 @@ export class CatalogStore {
     }
     state.procedures ??= {}; // catalogs written before procedures existed
     state.nextProcedureId ??= 1;
+    for (const region of Object.values(state.regions)) region.bootstrapped ??= true; // written before the flag: long opened
     return state;
   }
 

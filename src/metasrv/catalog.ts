@@ -27,6 +27,12 @@ export interface RegionDef {
   leaderNodeId: number;
   /** Bumped on every membership change of the region (fencing of stale replicas). */
   confVersion: number;
+  /**
+   * Set once any replica reported applied state. Before that, opening a replica writes the
+   * initial membership into its log (bootstrap); after it, never — a replica with no data must
+   * catch up from the others or be recovered from the object store (`regiondb recover`).
+   */
+  bootstrapped?: boolean;
 }
 
 export interface NodeDef {
@@ -121,6 +127,7 @@ export function addTable(
       replicas,
       leaderNodeId: 0,
       confVersion: 1,
+      bootstrapped: false,
     };
     catalog.regions[region.regionId] = region;
     regions.push(region);

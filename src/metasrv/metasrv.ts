@@ -13,12 +13,14 @@ import { type TableSchema, validateSchema } from '../engine/schema.js';
 import { str, u64 } from '../rpc/proto.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { Security } from '../rpc/security.js';
-import { unary } from '../rpc/status.js';
+import { registerRpcMetrics } from '../rpc/rpc-metrics.js';
+import { fromGrpcError, unary } from '../rpc/status.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { type ProtoColumn, fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, regionsOfTable, replicaCountByNode } from './catalog.js';
 import { CatalogStore } from './catalog-store.js';
 import { PhiAccrualDetector } from './failure-detector.js';
+import { ProcedureMetrics } from './procedure-metrics.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import { PROCEDURE_KINDS, type Instruction, type ObservedReplica, type ProcedureContext, type ProcedureKind, type ProcedureRecord } from './procedures/procedure.js';
 import { definitions, newProcedure, runProcedures } from './procedures/runner.js';
@@ -62,6 +64,8 @@ export class Metasrv {
   private readonly rejectionLog = new LogLimiter(10_000);
   readonly registry = new Registry();
   private readonly metrics;
+  private readonly procedureMetrics: ProcedureMetrics;
+  private readonly removeRpcMetrics: () => void;
   private saving: Promise<void> = Promise.resolve();
 
   constructor(
@@ -90,6 +94,8 @@ export class Metasrv {
         },
       }),
     };
+    this.procedureMetrics = new ProcedureMetrics(this.registry);
+    this.removeRpcMetrics = registerRpcMetrics(this.registry, ['Meta']);
   }
 
   async start(): Promise<void> {
@@ -99,6 +105,7 @@ export class Metasrv {
     this.peerCredentials = this.security.channelCredentials();
     this.store = await CatalogStore.open(this.config.node.data_dir);
     this.catalog = await this.store.load(this.config.cluster_id);
+    this.procedureMetrics.baseline(this.catalog.procedures);
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
       status: 'ok',
@@ -133,6 +140,7 @@ export class Metasrv {
     await this.saving;
     await this.store?.close();
     this.security?.close();
+    this.removeRpcMetrics();
   }
 
   /** SIGHUP: re-read TLS certificates and the users file. */
@@ -142,6 +150,7 @@ export class Metasrv {
 
   private async save(): Promise<void> {
     // Saves are serialized; each writes the whole (small) catalog with sync.
+    this.procedureMetrics.observe(this.catalog.procedures);
     this.saving = this.saving.then(() => this.store.save(this.catalog));
     await this.saving;
   }
@@ -355,6 +364,52 @@ export class Metasrv {
     return { table: toProtoSchema(this.schemaOf(name)), routes: regions.map((r) => this.route(r)) };
   }
 
+  /**
+   * Disaster recovery (all local copies of a table's regions lost): every replica of every
+   * region restarts from the region's latest manifest in the object store. Refuses regions that
+   * still have a live leader unless forced: their replicas hold writes newer than the manifest.
+   */
+  private async recoverTable(table: string, force: boolean): Promise<unknown> {
+    const regions = regionsOfTable(this.catalog, table);
+    if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
+    const ctx = this.context();
+    if (!force) {
+      const serving = regions.filter((r) => ctx.leaderOf(r)).map((r) => `${r.regionId} (leader on node ${ctx.leaderOf(r)!.nodeId})`);
+      if (serving.length > 0) {
+        throw new RegionDbError(
+          ErrorCode.ConditionFailed,
+          `regions ${serving.join(', ')} still have a live leader: their replicas may hold writes newer than the object store; recovering would discard them (use --force to do it anyway)`,
+        );
+      }
+    }
+    const down = [...new Set(regions.flatMap((r) => r.replicas.map((p) => p.nodeId)))].filter((id) => !this.isAlive(id));
+    if (down.length > 0) {
+      throw new RegionDbError(ErrorCode.Unavailable, `datanodes ${down.join(', ')} hold replicas of ${table} but are not alive; start them (empty is fine) before recovering`);
+    }
+    const out: unknown[] = [];
+    for (const region of regions) {
+      let point = { flushed_index: '0', manifest_written_ms: '0', ssts: 0 };
+      for (const replica of region.replicas) {
+        const node = this.catalog.nodes[replica.nodeId]!;
+        const res = await call<{ flushed_index: string; manifest_written_ms: string; ssts: number }>(
+          this.client(node.addr),
+          'OpenRegion',
+          { ...(this.openInstruction(region, replica.peerId, false) as object), recover_from_object_store: true },
+          30_000,
+        ).catch((err: unknown) => {
+          const e = fromGrpcError(err);
+          throw new RegionDbError(e.code, `recovering region ${region.regionId} on datanode ${node.nodeId}: ${e.message}`, { cause: e });
+        });
+        point = res;
+      }
+      region.bootstrapped = true;
+      this.log.warn({ regionId: region.regionId, flushedIndex: point.flushed_index }, 'region recovered from the object store');
+      out.push({ region_id: region.regionId, flushed_index: point.flushed_index, manifest_written_ms: point.manifest_written_ms, ssts: point.ssts, replicas: region.replicas.length });
+    }
+    await this.save();
+    return { regions: out };
+  }
+
   private client(addr: string): grpc.Client {
     let c = this.clients.get(addr);
     if (!c) this.clients.set(addr, (c = makeClient('Admin', addr, { credentials: this.peerCredentials })));
@@ -407,7 +462,7 @@ export class Metasrv {
         this.detector(nodeId).heartbeat(performance.now());
         log.info({ nodeId, addr: req.addr }, 'datanode registered');
         const regions = Object.values(this.catalog.regions).flatMap((region) =>
-          region.replicas.filter((r) => r.nodeId === nodeId).map((r) => this.openInstruction(region, r.peerId, region.confVersion === 1)),
+          region.replicas.filter((r) => r.nodeId === nodeId).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
         );
         return { regions };
       }, log),
@@ -421,6 +476,7 @@ export class Metasrv {
         this.detector(nodeId).heartbeat(performance.now());
         node.lastHeartbeatMs = Date.now();
         const reported = new Map<string, ObservedReplica>();
+        let bootstrappedNow = false;
         for (const stat of req.replicas ?? []) {
           const seen: ObservedReplica = {
             regionId: stat.region_id,
@@ -435,16 +491,23 @@ export class Metasrv {
           };
           reported.set(stat.region_id, seen);
           const region = this.catalog.regions[stat.region_id];
+          if (region && !region.bootstrapped && seen.appliedIndex > 0) {
+            // From now on a replica opened anywhere must get its state from the others (or from
+            // `regiondb recover`), never start the region afresh: that would serve it empty.
+            region.bootstrapped = true;
+            bootstrappedNow = true;
+          }
           if (region && seen.role === 'leader' && region.replicas.some((p) => p.peerId === seen.peerId)) region.leaderNodeId = nodeId;
         }
         this.observed.set(nodeId, reported);
+        if (bootstrappedNow) await this.save();
         const instructions: unknown[] = this.pending.get(nodeId) ?? [];
         this.pending.delete(nodeId);
         // Reconcile: replicas placed on this node that it does not host yet...
         for (const region of Object.values(this.catalog.regions)) {
           const replica = region.replicas.find((r) => r.nodeId === nodeId);
           if (replica && !reported.has(region.regionId)) {
-            instructions.push({ open_region: this.openInstruction(region, replica.peerId, region.confVersion === 1) });
+            instructions.push({ open_region: this.openInstruction(region, replica.peerId, !region.bootstrapped) });
           }
         }
         // ...and replicas it hosts that the catalog no longer places there (replaced while it
@@ -505,6 +568,7 @@ export class Metasrv {
             })),
         };
       }, log),
+      RecoverTable: unary((req: { table: string; force: boolean }) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
       StartProcedure: unary(async (req: { kind: string; region_id: string; node_id: string }) => {
         const kind = req.kind as ProcedureKind;
         const startable: ProcedureKind[] = ['transfer-leader', 'balance-leaders', 'drain-node'];

@@ -21,7 +21,7 @@ export const ROLES = ['read-write', 'read-only'] as const;
 export type Role = (typeof ROLES)[number];
 
 /** What a call needs: any user (read), a user allowed to write (write, ddl), or a cluster node (peer). */
-export type Access = 'open' | 'read' | 'write' | 'ddl' | 'peer';
+export type Access = 'read' | 'write' | 'ddl' | 'peer';
 
 export interface Principal {
   readonly name: string;
@@ -158,7 +158,8 @@ export class UserStore {
   private loaded: LoadedUsers;
   /** sha256(header) → outcome, bounded and short-lived; cleared when the file changes. */
   private readonly cache = new Map<string, { principal: Principal | null; expiresAtMs: number }>();
-  private watching = false;
+  /** The file poller's listener, while watching. */
+  private onChange: (() => void) | undefined;
   /** Verified against when a user is unknown, so the answer takes as long as for a known one. */
   private readonly decoy: Promise<ParsedHash>;
 
@@ -188,14 +189,15 @@ export class UserStore {
   }
 
   watch(intervalMs: number): void {
-    if (intervalMs <= 0 || this.watching) return;
-    this.watching = true;
-    watchFile(this.file, { interval: intervalMs, persistent: false }, () => this.reload());
+    if (intervalMs <= 0 || this.onChange) return;
+    const onChange = () => void this.reload();
+    this.onChange = onChange;
+    watchFile(this.file, { interval: intervalMs, persistent: false }, onChange);
   }
 
   close(): void {
-    if (this.watching) unwatchFile(this.file);
-    this.watching = false;
+    if (this.onChange) unwatchFile(this.file, this.onChange);
+    this.onChange = undefined;
   }
 
   /** The principal behind a header, or UNAUTHENTICATED (no header, bad scheme, wrong secret). */

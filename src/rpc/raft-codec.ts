@@ -64,7 +64,8 @@ const bytes = (v: unknown, field: string): Uint8Array => {
   throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: expected bytes`);
 };
 
-export function decodeRaftMessage(p: ProtoRaftMessage): Message {
+export function decodeRaftMessage(p: ProtoRaftMessage | null | undefined): Message {
+  if (!p) throw new RegionDbError(ErrorCode.InvalidArgument, 'raft envelope without a message');
   const type = p.type;
   if (!Number.isInteger(type) || type < 1 || type > 13) {
     throw new RegionDbError(ErrorCode.InvalidArgument, `raft message type ${type} is unknown`);

@@ -2,22 +2,24 @@
 // guard that EVERY gRPC method of its server goes through (startGrpcServer applies it to each
 // service), so access rules live in one table here and services stay free of auth code.
 //
-//   open   anyone (not used by our services; health and reflection are outside the guard)
 //   read   any authenticated user                      Database reads, routes, status
 //   write  a read-write user                           Database writes
-//   ddl    a read-write user                           create/drop table, operator procedures
-//   peer   a cluster node: with TLS, a certificate signed by the cluster CA whose subject OU is
-//          `regiondb-node`; without TLS, anyone (plaintext clusters trust their network)
+//   ddl    a read-write user                           create/drop table, operator actions
+//   peer   a cluster node only                         raft, registration, heartbeats, open region
 //
-// Without [auth], user checks pass (plaintext `make cluster` keeps working); without [tls], peer
-// checks pass. A method missing from the table gets the strictest user rule of its service.
+// A cluster node is, with TLS, a caller whose certificate the handshake verified against the
+// cluster CA and whose subject OU is `regiondb-node`; nodes pass every rule (they hold the data
+// anyway). Without TLS nobody can prove to be a node, and peer methods are open (plaintext
+// clusters trust their network). Without [auth], user rules pass (`make cluster` is unchanged).
+// A method missing from the table gets its service's default. Health checking and reflection
+// are not guarded (not regiondb services).
 import * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import type { AuthConfig, TlsConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
-import { type Access, AUTHORIZATION_KEY, type CallContext, UserStore, callContext, roleAllows } from './auth.js';
+import { type Access, AUTHORIZATION_KEY, type CallContext, type Principal, UserStore, callContext, roleAllows } from './auth.js';
 import { failStream, toServiceError } from './status.js';
 import { CertificateFiles, channelCredentials, isNodeCertificate, peerCertificate, serverCredentials } from './tls.js';
 
@@ -36,7 +38,7 @@ export const METHOD_ACCESS: Record<ServiceName, { readonly default: Access; read
     RegisterNode: 'peer',
     Heartbeat: 'peer',
   },
-  Admin: { default: 'peer' },
+  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer' },
   RaftTransport: { default: 'peer' },
 };
 
@@ -150,17 +152,19 @@ export class Security {
 
   /** Resolves with the context to run the handler in, or rejects UNAUTHENTICATED / PERMISSION_DENIED. */
   async authorize(service: ServiceName, method: string, access: Access, call: GuardedCall): Promise<CallContext> {
-    if (access === 'open') return {};
-    if (access === 'peer') {
-      if (!this.tls) return {};
-      const cert = peerCertificate(call);
-      if (cert && isNodeCertificate(cert)) return {};
-      throw this.reject(service, method, call, 'no-node-certificate', new RegionDbError(ErrorCode.Unauthenticated, `${service}.${method} is a peer service: it needs a node certificate signed by the cluster CA`));
-    }
-    if (!this.users) return {};
     const header = call.metadata.get(AUTHORIZATION_KEY)[0];
     const authorization = header === undefined ? undefined : String(header);
-    let principal;
+    const context = authorization ? { authorization } : {};
+    if (this.tls) {
+      const cert = peerCertificate(call);
+      if (cert && isNodeCertificate(cert)) return context;
+    }
+    if (access === 'peer') {
+      if (!this.tls) return context;
+      throw this.reject(service, method, call, 'no-node-certificate', new RegionDbError(ErrorCode.Unauthenticated, `${service}.${method} is a peer service: it needs a node certificate signed by the cluster CA`));
+    }
+    if (!this.users) return context;
+    let principal: Principal;
     try {
       principal = await this.users.authenticate(authorization);
     } catch (err) {
@@ -170,7 +174,7 @@ export class Security {
     if (!roleAllows(principal.role, access)) {
       throw this.reject(service, method, call, 'permission-denied', new RegionDbError(ErrorCode.PermissionDenied, `user ${principal.name} (${principal.role}) may not call ${service}.${method} (${access})`));
     }
-    return authorization ? { authorization } : {};
+    return context;
   }
 
   private reject(service: ServiceName, method: string, call: GuardedCall, reason: string, err: RegionDbError): RegionDbError {

@@ -148,15 +148,56 @@ export function assertWellFormed(request: unknown): void {
 
 type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
 
+/** One finished unary or server-streaming call, as seen by the wrappers below. */
+export interface RpcObservation {
+  /** e.g. `regiondb.v1.Database` */
+  readonly service: string;
+  /** e.g. `Write` */
+  readonly method: string;
+  readonly code: grpc.status;
+  readonly seconds: number;
+}
+
+export type RpcObserver = (observation: RpcObservation) => void;
+
+const rpcObservers = new Set<RpcObserver>();
+
+/**
+ * Registers an observer of every call served through `unary` and `serverStream` in this process
+ * (metrics); returns its removal. Calls refused earlier (authentication) are not seen here.
+ */
+export function addRpcObserver(observer: RpcObserver): () => void {
+  rpcObservers.add(observer);
+  return () => rpcObservers.delete(observer);
+}
+
+/** A stopwatch for one call that reports to the observers once, when the call ends. */
+function observeCall(call: { getPath(): string }): (code: grpc.status) => void {
+  if (rpcObservers.size === 0) return () => {};
+  const startedNs = process.hrtime.bigint();
+  return (code) => {
+    const path = call.getPath(); // "/regiondb.v1.Database/Write"
+    const slash = path.lastIndexOf('/');
+    const observation = { service: path.slice(1, slash), method: path.slice(slash + 1), code, seconds: Number(process.hrtime.bigint() - startedNs) / 1e9 };
+    for (const observer of rpcObservers) observer(observation);
+  };
+}
+
 /** Every unary method goes through this: errors are mapped, nothing thrown escapes. */
 export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
+    const finished = observeCall(call);
+    const fail = (err: unknown) => {
+      const error = toServiceError(err, log);
+      finished(error.code ?? grpc.status.UNKNOWN);
+      callback(error as grpc.ServiceError);
+    };
     const malformed = malformedError(call.request);
-    if (malformed) return callback(toServiceError(malformed, log) as grpc.ServiceError);
-    handler(call.request, call).then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toServiceError(err, log) as grpc.ServiceError),
-    );
+    if (malformed) return fail(malformed);
+    handler(call.request, call).then((res) => {
+      finished(grpc.status.OK);
+      callback(null, res);
+    }, fail);
   };
 }
 
@@ -194,12 +235,18 @@ export function serverStream<Req, Res>(
         call.once('drain', done);
         call.once('cancelled', done);
       });
+    const finished = observeCall(call);
+    const fail = (err: unknown) => {
+      const error = toServiceError(err, log);
+      finished(error.code ?? grpc.status.UNKNOWN);
+      failStream(call, error);
+    };
     const malformed = malformedError(call.request);
-    if (malformed) return void failStream(call, toServiceError(malformed, log));
-    handler(call.request, write, call).then(
-      () => call.end(),
-      (err: unknown) => failStream(call, toServiceError(err, log)),
-    );
+    if (malformed) return fail(malformed);
+    handler(call.request, write, call).then(() => {
+      finished(grpc.status.OK);
+      call.end();
+    }, fail);
   };
 }
 

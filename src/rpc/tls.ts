@@ -93,7 +93,8 @@ export class CertificateFiles implements CertificateProvider {
   private current: LoadedFiles;
   private readonly caListeners = new Set<CaListener>();
   private readonly identityListeners = new Set<IdentityListener>();
-  private watching = false;
+  /** The file poller's listener, while watching (removed by close(), and only ours). */
+  private onChange: (() => void) | undefined;
 
   /** Loads the files now: a broken file is a startup error naming it. */
   constructor(
@@ -129,15 +130,16 @@ export class CertificateFiles implements CertificateProvider {
 
   /** Polls the files every `intervalMs` and reloads on change (fs.watchFile: works across renames). */
   watch(intervalMs: number): void {
-    if (intervalMs <= 0 || this.watching) return;
-    this.watching = true;
-    for (const f of this.paths()) watchFile(f, { interval: intervalMs, persistent: false }, () => this.reload());
+    if (intervalMs <= 0 || this.onChange) return;
+    const onChange = () => void this.reload();
+    this.onChange = onChange;
+    for (const f of this.paths()) watchFile(f, { interval: intervalMs, persistent: false }, onChange);
   }
 
   close(): void {
-    if (!this.watching) return;
-    this.watching = false;
-    for (const f of this.paths()) unwatchFile(f);
+    const onChange = this.onChange;
+    this.onChange = undefined;
+    if (onChange) for (const f of this.paths()) unwatchFile(f, onChange);
   }
 
   private paths(): string[] {

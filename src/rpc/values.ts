@@ -121,6 +121,7 @@ export function fromProtoColumns(columns: ProtoColumn[] | undefined): ColumnSche
   });
 }
 
-export function fromProtoSchema(s: ProtoTableSchema): TableSchema {
+export function fromProtoSchema(s: ProtoTableSchema | null | undefined): TableSchema {
+  if (!s) throw new RegionDbError(ErrorCode.InvalidArgument, 'table: a table schema is required');
   return { name: s.name, tableId: Number(s.table_id), columns: fromProtoColumns(s.columns), regionCount: Number(s.region_count) };
 }

@@ -9,13 +9,18 @@
 // Decoding validates version, length and CRC before reading any field; failures are
 // RecordError values naming the check, which the WAL turns into precise CORRUPTION errors.
 import { crc32c } from '../common/crc32c.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
 
 export const RECORD_VERSION = 1;
 const HEADER_BYTES = 9;
 
-export class RecordError extends Error {
+/** A record that fails a check: CORRUPTION (the WAL adds the region and key it was read from). */
+export class RecordError extends RegionDbError {
   override name = 'RecordError';
+  constructor(message: string) {
+    super(ErrorCode.Corruption, message);
+  }
 }
 
 export function frame(payload: Uint8Array): Uint8Array {

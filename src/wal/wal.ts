@@ -11,6 +11,11 @@
 // only after a batch is durable, so the raft core never sees a write that could be lost.
 // Group commit: a WalBatch collects operations for many regions and writes them in ONE LevelDB
 // batch with sync: true. A failed sync poisons the WAL (RAFT-NOTES 3): the process must stop.
+// One exception to the sync (etcd's MustSync): a batch whose only content is hard states that
+// moved nothing but the commit index is written without fsync. The commit index is volatile
+// state in Raft (Figure 2); losing it in a power cut only makes the node re-learn it from the
+// leader, and LevelDB's log keeps writes in order, so the next synced batch makes it durable.
+// Entries, terms, votes, snapshots, compaction points and metas are always synced.
 import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
@@ -48,6 +53,19 @@ export interface WalStats {
   syncs: number;
   bytesWritten: number;
   lastBatchOps: number;
+}
+
+/** One LevelDB batch written by the WAL (for metrics; the WAL does not depend on prom-client). */
+export interface WalWrite {
+  /** False for the commit-index-only batches written without fsync. */
+  readonly sync: boolean;
+  readonly ops: number;
+  readonly bytes: number;
+  readonly seconds: number;
+}
+
+export interface WalObserver {
+  written(write: WalWrite): void;
 }
 
 /** The durable raft storage of one region; reads from the cache, writes through the WAL. */
@@ -119,6 +137,8 @@ export class WalBatch implements LogBatch {
   private readonly apply: (() => void)[] = [];
   /** Per region: last index as it will be after this batch (for conflict truncation). */
   private readonly projectedLast = new Map<string, number>();
+  /** Operations that are commit-index-only hard states; a batch of nothing else skips fsync (see top). */
+  private commitOnlyOps = 0;
 
   constructor(private readonly wal: Wal) {}
 
@@ -142,6 +162,10 @@ export class WalBatch implements LogBatch {
   }
 
   setHardState(regionId: string, hardState: HardState): void {
+    // The cache holds what is on disk (it is updated after a write), so the same term and vote
+    // means only the commit index moved.
+    const persisted = this.wal.cacheOf(regionId).initialState().hardState;
+    if (hardState.term === persisted.term && hardState.vote === persisted.vote) this.commitOnlyOps++;
     this.ops.push({ type: 'put', key: `${regionPrefix(regionId)}hs`, value: encodeHardState(hardState) });
     this.apply.push(() => this.wal.cacheOf(regionId).setHardState(hardState));
   }
@@ -190,7 +214,7 @@ export class WalBatch implements LogBatch {
 
   async commit(): Promise<void> {
     if (this.ops.length === 0) return;
-    await this.wal.write(this.ops);
+    await this.wal.write(this.ops, this.commitOnlyOps < this.ops.length);
     for (const fn of this.apply) fn();
   }
 }
@@ -207,16 +231,17 @@ export class Wal implements LogEngine {
     private readonly db: Db,
     readonly dir: string,
     private readonly log: Logger,
+    private readonly observer: WalObserver | undefined,
   ) {}
 
-  static async open(dir: string, log: Logger): Promise<Wal> {
+  static async open(dir: string, log: Logger, observer?: WalObserver): Promise<Wal> {
     const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
       await db.open();
     } catch (err) {
       throw new RegionDbError(ErrorCode.StorageUnavailable, `cannot open the WAL in ${dir}: ${String((err as Error).message)}`, { cause: err });
     }
-    const wal = new Wal(db, dir, log);
+    const wal = new Wal(db, dir, log, observer);
     try {
       await wal.recover();
     } catch (err) {
@@ -372,18 +397,20 @@ export class Wal implements LogEngine {
     return new WalBatch(this);
   }
 
-  /** One durable LevelDB batch. */
-  async write(ops: Op[]): Promise<void> {
+  /** One LevelDB batch; durable (fsync) unless `sync` is false (commit-index-only batches). */
+  async write(ops: Op[], sync = true): Promise<void> {
     if (this.poisoned) throw new WalFatalError('an earlier WAL write failed', this.poisoned);
     let bytes = 0;
     for (const op of ops) if (op.type === 'put') bytes += op.key.length + op.value.byteLength;
+    const startedNs = process.hrtime.bigint();
     try {
-      await this.db.batch(ops, { sync: true });
+      await this.db.batch(ops, { sync });
     } catch (err) {
       this.poisoned = err as Error;
       throw new WalFatalError(`WAL sync write to ${this.dir} failed: ${(err as Error).message}`, err);
     }
-    this.statsValue.syncs++;
+    this.observer?.written({ sync, ops: ops.length, bytes, seconds: Number(process.hrtime.bigint() - startedNs) / 1e9 });
+    if (sync) this.statsValue.syncs++;
     this.statsValue.bytesWritten += bytes;
     this.statsValue.lastBatchOps = ops.length;
     this.deletesSinceCompaction += ops.length - ops.filter((o) => o.type === 'put').length;

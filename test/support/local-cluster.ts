@@ -6,8 +6,9 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rm
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { RegionDbClient } from '../../src/client/client.js';
+import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
 import { call, makeClient } from '../../src/rpc/server.js';
+import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cmd', 'main.js');
@@ -39,8 +40,14 @@ export interface ClusterOptions {
   readonly replicationFactor?: number;
   /** Extra TOML appended to every datanode config (e.g. a smaller snapshot interval). */
   readonly datanodeToml?: string;
+  /** Replaces the default `[storage]` section (a shared local directory) of every datanode. */
+  readonly storageToml?: string;
   /** Extra top-level TOML keys for the metasrv (e.g. replica_repair_after_ms = 3000). */
   readonly metasrvToml?: string;
+  /** How many datanodes start() starts (default all); a test starts the others with startDatanode(i). */
+  readonly startDatanodes?: number;
+  /** TLS files of the harness: its Admin calls present this (node) certificate; its clients only trust the CA. */
+  readonly harnessTls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** Extra TOML for datanode i (0-based), after the ports are known (e.g. raft proxies). */
   readonly datanodeTomlFor?: (i: number, cluster: LocalCluster) => string;
 }
@@ -114,7 +121,7 @@ export class LocalCluster {
           `[http]\nhost = "127.0.0.1"\nport = ${h}`,
           `[metasrv]\naddr = "127.0.0.1:${mg}"`,
           `[heartbeat]\ninterval_ms = 500`,
-          `[storage]\ntype = "fs"\nroot = "${join(this.dir, 'object-store')}"`,
+          this.options.storageToml ?? `[storage]\ntype = "fs"\nroot = "${join(this.dir, 'object-store')}"`,
           `[log]\nlevel = "info"`,
           this.options.datanodeToml ?? '',
           this.options.datanodeTomlFor?.(index, this) ?? '',
@@ -122,7 +129,7 @@ export class LocalCluster {
       );
     });
     await this.startMetasrv();
-    await Promise.all(this.datanodes.map((_, i) => this.startDatanode(i)));
+    await Promise.all(this.datanodes.slice(0, this.options.startDatanodes).map((_, i) => this.startDatanode(i)));
   }
 
   startMetasrv(): Promise<void> {
@@ -220,15 +227,18 @@ export class LocalCluster {
     node.process = undefined;
   }
 
-  client(options: { deadlineMs?: number; attemptTimeoutMs?: number; clientId?: string } = {}): RegionDbClient {
-    const c = new RegionDbClient({ metasrv: this.metasrvAddr, ...options });
+  /** A client; in a TLS cluster it trusts the cluster CA but presents no certificate (a user, not a node). */
+  client(options: Partial<ClientOptions> = {}): RegionDbClient {
+    const tls = this.options.harnessTls;
+    const c = new RegionDbClient({ metasrv: this.metasrvAddr, ...(tls ? { tls: { caFile: tls.caFile } } : {}), ...options });
     this.clients.push(c);
     return c;
   }
 
   /** Admin.Status of one datanode. */
   async status(i: number): Promise<{ replicas: { region_id: string; role: string; term: string; applied_index: string }[] }> {
-    const admin = makeClient('Admin', this.datanodeAddr(i));
+    const tls = this.options.harnessTls;
+    const admin = makeClient('Admin', this.datanodeAddr(i), { credentials: tls ? channelCredentials(new CertificateFiles(tls)) : undefined });
     try {
       return await call(admin, 'Status', {}, 3000);
     } finally {

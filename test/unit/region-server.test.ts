@@ -4,6 +4,7 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/datanode/region-server.js';
 import type { StateMachine } from '../../src/datanode/types.js';
+import { MessageType } from '../../src/raft/index.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 /** A counter state machine: each command adds its byte value; result = new total. */
@@ -30,6 +31,8 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
   const servers = new Map<number, RegionServer<number>>();
   /** Messages from these nodes are lost (a one-way link failure). */
   const mute = new Set<number>();
+  /** Entries sent in appends, per (from node → to node, region): `${from}>${to}/${region}` → [entries per append]. */
+  const appendSizes = new Map<string, number[]>();
   const engines = new Map<number, MemoryLogEngine>();
   const peers = [
     { peerId: 11, nodeId: 1 },
@@ -43,7 +46,13 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
       engines.set(nodeId, engine);
       const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
         if (mute.has(from)) return;
-        for (const e of envelopes) servers.get(to)?.step(from, e.regionId, e.message);
+        for (const e of envelopes) {
+          if (e.message.type === MessageType.Append && e.message.entries.length > 0) {
+            const key = `${from}>${to}/${e.regionId}`;
+            appendSizes.set(key, [...(appendSizes.get(key) ?? []), e.message.entries.length]);
+          }
+          servers.get(to)?.step(from, e.regionId, e.message);
+        }
       });
       const server = new RegionServer<number>(
         nodeId,
@@ -91,6 +100,17 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     const before = engine.syncs;
     await Promise.all(Array.from({ length: 200 }, () => leader.propose('r2', new Uint8Array([1]))));
     expect(engine.syncs - before).to.be.lessThan(100);
+  });
+
+  it('proposals made while a cycle persists reach raft as one entry batch: one append per follower, not one per command', async () => {
+    const leader = leaderOf('r2')!;
+    const follower = [...servers.values()].find((s) => s !== leader)!;
+    const key = `${leader.nodeId}>${follower.nodeId}/r2`;
+    const before = appendSizes.get(key)?.length ?? 0;
+    await Promise.all(Array.from({ length: 100 }, () => leader.propose('r2', new Uint8Array([1]))));
+    const appends = (appendSizes.get(key) ?? []).slice(before);
+    expect(appends.reduce((a, b) => a + b, 0)).to.be.at.least(100);
+    expect(appends.length).to.be.at.most(3);
   });
 
   it('a non-leader refuses proposals with NOT_LEADER naming the leader node', async () => {

@@ -39,6 +39,28 @@ describe('WAL (LevelDB)', () => {
     await wal.close();
   });
 
+  it('a batch that only moves commit indexes skips the fsync; a term, vote or entry forces it (Figure 2: commitIndex is volatile)', async () => {
+    const dir = tempDir();
+    const writes: { sync: boolean; ops: number }[] = [];
+    const wal = await Wal.open(dir, silentLogger, { written: (w) => writes.push({ sync: w.sync, ops: w.ops }) });
+    const first = wal.batch();
+    first.append('1', range(1, 5, 1));
+    first.setHardState('1', { term: 1, vote: 2, commit: 1 });
+    await first.commit();
+    const commitOnly = wal.batch();
+    commitOnly.setHardState('1', { term: 1, vote: 2, commit: 4 });
+    await commitOnly.commit();
+    const newTerm = wal.batch();
+    newTerm.setHardState('1', { term: 2, vote: 0, commit: 4 });
+    await newTerm.commit();
+    expect(writes.map((w) => w.sync)).to.deep.equal([true, false, true]);
+    expect(wal.stats().syncs).to.equal(2);
+    await wal.close();
+    const reopened = await Wal.open(dir, silentLogger);
+    expect(reopened.region('1').initialState().hardState).to.deep.equal({ term: 2, vote: 0, commit: 4 });
+    await reopened.close();
+  });
+
   it('reads never see a batch before it is durable', async () => {
     const wal = await Wal.open(tempDir(), silentLogger);
     const batch = wal.batch();

@@ -1,0 +1,99 @@
+// make bench-ingest: sustained ingest into a 3-datanode cluster for INGEST_SECONDS (default 120):
+// rows/s, flush throughput, WAL size on disk and datanode RSS sampled every 10 s. The engine must
+// keep memory and WAL bounded while data keeps arriving (it lands in SSTs in the object store).
+import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LocalCluster, sleep } from '../test/support/local-cluster.js';
+
+const seconds = Number(process.env['INGEST_SECONDS'] ?? 120);
+const writers = Number(process.env['INGEST_WRITERS'] ?? 8);
+const batch = Number(process.env['INGEST_BATCH'] ?? 500);
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  try {
+    for (const e of readdirSync(dir, { withFileTypes: true })) total += e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size;
+  } catch {
+    // not there yet
+  }
+  return total;
+}
+
+function rssBytes(pid: number | undefined): number {
+  if (!pid) return 0;
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+async function metric(cluster: LocalCluster, i: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${cluster.datanodes[i]!.httpPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+const mb = (b: number) => (b / 1048576).toFixed(1);
+
+async function main(): Promise<void> {
+  const cluster = new LocalCluster({ datanodeToml: '[engine]\nflush_bytes = 4194304' });
+  const samples: { t: number; rows: number; rowsPerSec: number; flushes: number; flushMB: number; walMB: number[]; rssMB: number[]; memtableMB: number[] }[] = [];
+  try {
+    await cluster.start();
+    const client = cluster.client({ deadlineMs: 60_000 });
+    await client.createTable('ingest', [
+      { name: 'host', type: 'string', semantic: 'tag' },
+      { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+      { name: 'usage', type: 'float64', semantic: 'field' },
+      { name: 'note', type: 'string', semantic: 'field' },
+    ], 4);
+    let rows = 0;
+    let seq = 0;
+    const endAt = Date.now() + seconds * 1000;
+    const load = Array.from({ length: writers }, async () => {
+      while (Date.now() < endAt) {
+        const base = seq;
+        seq += batch;
+        await client.write('ingest', Array.from({ length: batch }, (_, j) => ({ host: `host-${(base + j) % 5000}`, ts: 1_700_000_000_000 + base + j, usage: Math.random(), note: 'x'.repeat(32) })));
+        rows += batch;
+      }
+    });
+    const started = Date.now();
+    let lastRows = 0;
+    let lastT = started;
+    process.stdout.write(`sustained ingest for ${seconds} s, ${writers} writers × ${batch}-row batches\n   t(s)   rows/s    flushes  flushed MB  WAL MB (per node)      RSS MB (per node)     memtable MB\n`);
+    while (Date.now() < endAt) {
+      await sleep(10_000);
+      const now = Date.now();
+      const flushes = (await Promise.all([0, 1, 2].map((n) => metric(cluster, n, 'regiondb_engine_flushes_total')))).reduce((a, b) => a + b, 0);
+      const flushBytes = (await Promise.all([0, 1, 2].map((n) => metric(cluster, n, 'regiondb_engine_flush_bytes_total')))).reduce((a, b) => a + b, 0);
+      const s = {
+        t: Math.round((now - started) / 1000),
+        rows,
+        rowsPerSec: Math.round(((rows - lastRows) * 1000) / (now - lastT)),
+        flushes,
+        flushMB: Number(mb(flushBytes)),
+        walMB: cluster.datanodes.map((d) => Number(mb(dirBytes(join(d.dataDir, 'wal'))))),
+        rssMB: cluster.datanodes.map((d) => Number(mb(rssBytes(d.process?.pid)))),
+        memtableMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await metric(cluster, n, 'regiondb_engine_memtable_bytes'))))),
+      };
+      samples.push(s);
+      lastRows = rows;
+      lastT = now;
+      process.stdout.write(`${String(s.t).padStart(7)}  ${String(s.rowsPerSec).padStart(7)}  ${String(s.flushes).padStart(9)}  ${String(s.flushMB).padStart(10)}  ${s.walMB.join('/').padEnd(21)}  ${s.rssMB.join('/').padEnd(20)}  ${s.memtableMB.join('/')}\n`);
+    }
+    await Promise.all(load);
+  } finally {
+    await cluster.stop();
+  }
+  const half = samples.slice(Math.floor(samples.length / 2));
+  const maxRss = (xs: typeof samples) => Math.max(...xs.flatMap((x) => x.rssMB));
+  const maxWal = (xs: typeof samples) => Math.max(...xs.flatMap((x) => x.walMB));
+  const total = samples.at(-1)?.rows ?? 0;
+  process.stdout.write(
+    `\n${total} rows in ${seconds} s (${Math.round(total / seconds)} rows/s); RSS max ${maxRss(samples)} MB (second half ${maxRss(half)} MB); WAL max ${maxWal(samples)} MB (second half ${maxWal(half)} MB)\n`,
+  );
+  const dir = join(import.meta.dirname, 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `ingest-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ seconds, writers, batch, samples }, null, 2));
+}
+
+await main();

@@ -1,0 +1,149 @@
+// The raft, WAL, transport and request metrics of a datanode (docs/observability.md), fed by
+// hooks so the WAL and the region server never import prom-client. Every metric is a per-node
+// aggregate: nothing is labelled by region (thousands of regions would mean thousands of series).
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { NO_NODE } from '../raft/index.js';
+import { RPC_SECONDS_BUCKETS, grpcCodeName, registerRpcMetrics } from '../rpc/rpc-metrics.js';
+import type { WalObserver } from '../wal/wal.js';
+import type { Replica } from './region-server.js';
+
+export interface DatanodeMetricsSources {
+  replicas(): readonly Replica<unknown>[];
+  /** The raft transport's running totals (absent before start). */
+  transport(): { readonly sentEnvelopes: number; readonly droppedEnvelopes: number } | undefined;
+}
+
+/** WAL write sizes, in operations (records put or deleted) per LevelDB batch. */
+const WAL_BATCH_OPERATIONS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+const WAL_SYNC_SECONDS_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** A counter that mirrors a running total kept elsewhere (read at scrape time). */
+function mirroredCounter(registry: Registry, name: string, help: string, total: () => number | undefined): Counter {
+  let seen = 0;
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect(this: Counter) {
+      const now = total() ?? seen;
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
+}
+
+export class DatanodeMetrics {
+  private readonly removeRpcObserver: () => void;
+  /** Last leader peer id seen per region, to count leader changes (not exported as a label). */
+  private readonly leaderOf = new Map<string, number>();
+
+  private readonly proposals: Counter;
+  private readonly commitSeconds: Histogram;
+  private readonly elections: Counter;
+  private readonly leaderChanges: Counter;
+  private readonly roleChanges: Counter;
+  private readonly walWrites: Counter;
+  private readonly walSyncs: Counter;
+  private readonly walSyncSeconds: Histogram;
+  private readonly walBatchOperations: Histogram;
+  private readonly walBytes: Counter;
+  private readonly writes: Counter;
+  private readonly rowsWritten: Counter;
+  private readonly reads: Counter;
+
+  constructor(registry: Registry, sources: DatanodeMetricsSources) {
+    const r = [registry];
+    this.proposals = new Counter({ name: 'regiondb_raft_proposals_total', help: 'Raft proposals by leaders on this node, by outcome (committed: applied; failed: dropped, leadership lost, rejected)', labelNames: ['outcome'], registers: r });
+    this.commitSeconds = new Histogram({
+      name: 'regiondb_raft_commit_duration_seconds',
+      help: 'Time from proposing an entry to applying it on the leader: quorum replication + fsync (seconds)',
+      buckets: RPC_SECONDS_BUCKETS,
+      registers: r,
+    });
+    this.elections = new Counter({ name: 'regiondb_raft_elections_total', help: 'Elections started by replicas on this node (became candidate)', registers: r });
+    this.leaderChanges = new Counter({ name: 'regiondb_raft_leader_changes_total', help: 'Leader changes observed by replicas on this node (a new known leader of a region)', registers: r });
+    this.roleChanges = new Counter({ name: 'regiondb_raft_role_changes_total', help: 'Raft role transitions of replicas on this node, by the role entered', labelNames: ['role'], registers: r });
+    new Gauge({
+      name: 'regiondb_raft_term_max',
+      help: 'Highest raft term among the replicas on this node (a fast-growing value means elections)',
+      registers: r,
+      collect(this: Gauge) {
+        this.set(sources.replicas().reduce((max, rep) => Math.max(max, rep.raft.term), 0));
+      },
+    });
+    new Gauge({
+      name: 'regiondb_raft_proposals_inflight',
+      help: 'Proposals waiting to be applied on the leaders of this node',
+      registers: r,
+      collect(this: Gauge) {
+        this.set(sources.replicas().reduce((n, rep) => n + rep.proposals.size, 0));
+      },
+    });
+    new Gauge({
+      name: 'regiondb_raft_reads_inflight',
+      help: 'Linearizable reads waiting for their read index on this node',
+      registers: r,
+      collect(this: Gauge) {
+        this.set(sources.replicas().reduce((n, rep) => n + rep.reads.size, 0));
+      },
+    });
+    mirroredCounter(registry, 'regiondb_raft_messages_sent_total', 'Raft messages handed to peer streams', () => sources.transport()?.sentEnvelopes);
+    mirroredCounter(registry, 'regiondb_raft_messages_dropped_total', 'Raft messages dropped by a full per-peer queue (raft retransmits)', () => sources.transport()?.droppedEnvelopes);
+
+    this.walWrites = new Counter({ name: 'regiondb_wal_writes_total', help: 'WAL batches written, by whether they were fsynced (commit-index-only batches are not)', labelNames: ['sync'], registers: r });
+    this.walSyncs = new Counter({ name: 'regiondb_wal_syncs_total', help: 'WAL batches written with fsync (group commits)', registers: r });
+    this.walSyncSeconds = new Histogram({ name: 'regiondb_wal_sync_duration_seconds', help: 'Duration of fsynced WAL batch writes (seconds)', buckets: WAL_SYNC_SECONDS_BUCKETS, registers: r });
+    this.walBatchOperations = new Histogram({ name: 'regiondb_wal_batch_operations', help: 'Operations (records put or deleted) per WAL batch', buckets: WAL_BATCH_OPERATIONS_BUCKETS, registers: r });
+    this.walBytes = new Counter({ name: 'regiondb_wal_written_bytes_total', help: 'Bytes of keys and records put into the WAL', registers: r });
+
+    this.writes = new Counter({ name: 'regiondb_writes_total', help: 'Database.Write calls served by this node, by outcome (the gRPC status code: OK, UNAVAILABLE, ...)', labelNames: ['outcome'], registers: r });
+    this.rowsWritten = new Counter({ name: 'regiondb_rows_written_total', help: 'Rows in acknowledged writes served by this node', registers: r });
+    this.reads = new Counter({ name: 'regiondb_reads_total', help: 'Database.Get and Database.Scan calls served by this node, by kind', labelNames: ['kind'], registers: r });
+
+    this.removeRpcObserver = registerRpcMetrics(registry, ['Database', 'Admin'], (o) => {
+      if (o.service !== 'regiondb.v1.Database') return;
+      if (o.method === 'Write') this.writes.inc({ outcome: grpcCodeName(o.code) });
+      else if (o.method === 'Get' || o.method === 'Scan') this.reads.inc({ kind: o.method.toLowerCase() });
+    });
+  }
+
+  readonly wal: WalObserver = {
+    written: (w) => {
+      this.walWrites.inc({ sync: String(w.sync) });
+      this.walBatchOperations.observe(w.ops);
+      this.walBytes.inc(w.bytes);
+      if (w.sync) {
+        this.walSyncs.inc();
+        this.walSyncSeconds.observe(w.seconds);
+      }
+    },
+  };
+
+  onRoleChange(regionId: string, role: string, leaderPeerId: number): void {
+    this.roleChanges.inc({ role });
+    if (role === 'candidate') this.elections.inc();
+    const previous = this.leaderOf.get(regionId);
+    // Like etcd_server_leader_changes_seen_total, the first leader a replica learns of counts.
+    if (leaderPeerId !== NO_NODE && leaderPeerId !== previous) {
+      this.leaderChanges.inc();
+      this.leaderOf.set(regionId, leaderPeerId);
+    }
+  }
+
+  onProposalDone(seconds: number, committed: boolean): void {
+    this.proposals.inc({ outcome: committed ? 'committed' : 'failed' });
+    if (committed) this.commitSeconds.observe(seconds);
+  }
+
+  countRowsWritten(rows: number): void {
+    this.rowsWritten.inc(rows);
+  }
+
+  forgetRegion(regionId: string): void {
+    this.leaderOf.delete(regionId);
+  }
+
+  close(): void {
+    this.removeRpcObserver();
+  }
+}

@@ -1,0 +1,320 @@
+// Issue 5 acceptance with real processes on loopback: the LSM over shared object storage.
+// Small flush thresholds make a few hundred thousand rows exceed the memtable limit many times.
+import { readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import type { RegionDbClient } from '../../src/client/client.js';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { makeRegionId } from '../../src/engine/key.js';
+import { manifestPrefix, sstPrefix } from '../../src/engine/manifest.js';
+import type { Row, TableSchema } from '../../src/engine/schema.js';
+import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import { S3ObjectStore } from '../../src/object-store/s3-store.js';
+import { call, makeClient } from '../../src/rpc/server.js';
+import { fromGrpcError } from '../../src/rpc/status.js';
+import { LocalCluster, sleep } from '../support/local-cluster.js';
+import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
+
+const COLUMNS = [
+  { name: 'host', type: 'string', semantic: 'tag' },
+  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+  { name: 'v', type: 'float64', semantic: 'field' },
+];
+const ENGINE_TOML = '[engine]\nflush_bytes = 262144\ncompact_at_ssts = 4\nsst_gc_grace_ms = 20000';
+const row = (i: number): Row => ({ host: `h${i % 200}`, ts: 1_000_000 + i, v: i });
+
+function dirBytes(dir: string): number {
+  let total = 0;
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) total += e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size;
+  return total;
+}
+
+async function metric(cluster: LocalCluster, i: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${cluster.datanodes[i]!.httpPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+async function writeRows(client: RegionDbClient, table: string, from: number, to: number, batch = 2000, writers = 4): Promise<void> {
+  let next = from;
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      while (next < to) {
+        const start = next;
+        next = Math.min(to, next + batch);
+        await client.write(table, Array.from({ length: next - start }, (_, j) => row(start + j)));
+      }
+    }),
+  );
+}
+
+async function countRows(client: RegionDbClient, cluster: LocalCluster, table: string, node: number, consistency: 'linearizable' | 'stale' = 'linearizable'): Promise<number> {
+  return (await client.scan(table, { consistency }, cluster.datanodeAddr(node))).length;
+}
+
+async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', function () {
+  this.timeout(600_000);
+  const cluster = new LocalCluster({ datanodeToml: ENGINE_TOML });
+  let client: RegionDbClient;
+  let schema: TableSchema;
+  let total = 0;
+  const objects = () => new FsObjectStore(join(cluster.dir, 'object-store'));
+
+  before(async () => {
+    await cluster.start();
+    client = cluster.client({ deadlineMs: 60_000, attemptTimeoutMs: 5000 });
+    schema = await client.createTable('big', COLUMNS, 4);
+  });
+
+  after(async () => cluster.stop());
+
+  it('500,000 rows: SSTs land in the object store, every WAL stays bounded, all rows read back', async () => {
+    const walSizes: number[][] = [];
+    for (let step = 0; step < 5; step++) {
+      await writeRows(client, 'big', step * 100_000, (step + 1) * 100_000);
+      walSizes.push(cluster.datanodes.map((d) => dirBytes(join(d.dataDir, 'wal'))));
+      process.stdout.write(`      after ${(step + 1) * 100_000} rows: WAL bytes per node ${walSizes.at(-1)!.join(', ')}; object store ${dirBytes(join(cluster.dir, 'object-store'))} bytes\n`);
+    }
+    total = 500_000;
+    const ssts = await objects().list('regions/');
+    const sstCount = ssts.filter((o) => o.key.endsWith('.sst')).length;
+    const sstBytes = ssts.filter((o) => o.key.endsWith('.sst')).reduce((n, o) => n + o.size, 0);
+    expect(sstCount, 'SSTs in the object store').to.be.greaterThan(4);
+    // Bounded: the WAL after 500k rows is no bigger than a small multiple of the flush threshold
+    // per region, not of the data written (which is in the SSTs).
+    const last = Math.max(...walSizes.at(-1)!);
+    expect(last, `WAL bytes ${last} vs SST bytes ${sstBytes}`).to.be.lessThan(sstBytes / 2);
+    expect(last, 'WAL does not grow with the data written').to.be.lessThan(Math.max(...walSizes[0]!) * 2 + (8 << 20));
+    for (let n = 0; n < 3; n++) expect(await countRows(client, cluster, 'big', n), `rows via datanode${n + 1}`).to.equal(total);
+    const sample = await client.get('big', { host: row(123_457)['host']!, ts: row(123_457)['ts']! });
+    expect(sample?.row).to.deep.equal(row(123_457));
+  });
+
+  it('restart all datanodes: every acknowledged row is readable (replay from the flushed index)', async () => {
+    await Promise.all([0, 1, 2].map((n) => cluster.stopDatanode(n, 'SIGTERM')));
+    await Promise.all([0, 1, 2].map((n) => cluster.startDatanode(n)));
+    for (let n = 0; n < 3; n++) expect(await countRows(client, cluster, 'big', n), `rows via datanode${n + 1} after restart`).to.equal(total);
+  });
+
+  it('a follower stopped across ≥ 5 flushes rejoins through a manifest snapshot, receiving far less than was written', async () => {
+    const follower = 2;
+    const flushedBefore = (await cluster.status(0)).replicas.map((r) => Number((r as unknown as { flushed_index: string }).flushed_index));
+    await cluster.stopDatanode(follower, 'SIGTERM');
+    const flushesBefore = await metric(cluster, 0, 'regiondb_engine_flushes_total') + (await metric(cluster, 1, 'regiondb_engine_flushes_total'));
+    await writeRows(client, 'big', total, total + 120_000);
+    total += 120_000;
+    const flushesAfter = await metric(cluster, 0, 'regiondb_engine_flushes_total') + (await metric(cluster, 1, 'regiondb_engine_flushes_total'));
+    expect(flushesAfter - flushesBefore, 'flushes while the follower was down').to.be.at.least(5);
+    const writtenBytes = 120_000 * 60; // ≥ 60 bytes of command per row
+    await cluster.startDatanode(follower);
+    const received = await waitUntil('the follower to catch up', 60_000, async () => {
+      const [leaderView, mine] = await Promise.all([cluster.status(0), cluster.status(follower)]);
+      const behind = mine.replicas.some((r) => Number(r.applied_index) < Number(leaderView.replicas.find((x) => x.region_id === r.region_id)!.applied_index) - 50);
+      return mine.replicas.length === 4 && !behind ? metric(cluster, follower, 'regiondb_raft_received_payload_bytes_total') : undefined;
+    });
+    process.stdout.write(`      follower received ${received} bytes over raft after ${flushesAfter - flushesBefore} flushes; ≥ ${writtenBytes} bytes were written meanwhile (flushed index before: ${flushedBefore.join(', ')})\n`);
+    expect(received, 'bytes over the raft transport vs data written').to.be.lessThan(writtenBytes / 4);
+    expect(cluster.tail(cluster.datanodes[follower]!, 2000)).to.match(/installed raft snapshot/);
+    expect(await countRows(client, cluster, 'big', follower, 'stale')).to.equal(total);
+  });
+
+  it('compaction lowers the SST count, keeps every row, and deleted rows stay deleted', async () => {
+    const region0 = makeRegionId(schema.tableId, 0);
+    const deleted = Array.from({ length: 400 }, (_, i) => row(i * 7));
+    await client.delete('big', deleted.map((r) => ({ host: r['host']!, ts: r['ts']! })));
+    await client.flush('big');
+    const before = (await objects().list(sstPrefix(region0))).length;
+    // Explicit compaction of every region's SSTs (leaders do it).
+    for (let n = 0; n < 3; n++) {
+      const admin = makeClient('Admin', cluster.datanodeAddr(n));
+      try {
+        await call(admin, 'Compact', { region_id: '' }, 10_000);
+      } finally {
+        admin.close();
+      }
+    }
+    const statusSsts = async () => {
+      const s = await Promise.all([0, 1, 2].map((n) => cluster.status(n)));
+      const leaders = s.flatMap((x) => x.replicas).filter((r) => r.role === 'leader');
+      return leaders.length === 4 ? leaders : undefined;
+    };
+    await waitUntil('compaction to one SST per region', 60_000, async () => {
+      const compactions = (await metric(cluster, 0, 'regiondb_engine_compactions_total')) + (await metric(cluster, 1, 'regiondb_engine_compactions_total')) + (await metric(cluster, 2, 'regiondb_engine_compactions_total'));
+      return compactions > 0 && (await statusSsts()) ? true : undefined;
+    });
+    const sstsPerNode = await waitUntil('few SSTs per region', 60_000, async () => {
+      const n = await metric(cluster, 0, 'regiondb_engine_ssts');
+      return n <= 8 ? n : undefined;
+    });
+    process.stdout.write(`      region ${region0}: ${before} SST objects before compaction; SSTs referenced on datanode1 now: ${sstsPerNode}\n`);
+    expect(sstsPerNode, 'SSTs referenced across the 4 regions after compaction').to.be.at.most(8);
+    total -= deleted.length;
+    for (let n = 0; n < 3; n++) expect(await countRows(client, cluster, 'big', n), `rows via datanode${n + 1} after compaction`).to.equal(total);
+    for (const r of deleted.slice(0, 20)) expect(await client.get('big', { host: r['host']!, ts: r['ts']! }), 'a deleted row').to.equal(null);
+    // Unreferenced inputs are garbage-collected after the grace period.
+    await waitUntil('GC of compacted inputs', 90_000, async () => ((await metric(cluster, 0, 'regiondb_engine_ssts_deleted_total')) + (await metric(cluster, 1, 'regiondb_engine_ssts_deleted_total')) + (await metric(cluster, 2, 'regiondb_engine_ssts_deleted_total')) > 0 ? true : undefined));
+  });
+
+  it('a corrupt SST block fails the reads that touch it with an error naming the object and the check; the node stays up', async () => {
+    const region1 = makeRegionId(schema.tableId, 1);
+    const store = objects();
+    // Damage every SST object of the region (whichever its version references right now).
+    const damaged = (await store.list(sstPrefix(region1))).map((o) => o.key);
+    expect(damaged.length).to.be.greaterThan(0);
+    for (const key of damaged) {
+      const file = join(cluster.dir, 'object-store', key);
+      const bytes = readFileSync(file);
+      bytes[100]! ^= 0xff; // inside the first data block
+      writeFileSync(file, bytes);
+    }
+    // The node under test must read the object afresh (its cache may hold the good copy).
+    await cluster.stopDatanode(0, 'SIGTERM');
+    await cluster.startDatanode(0);
+    const err = await client.scan('big', { consistency: 'stale' }, cluster.datanodeAddr(0)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err) && err.code, String(err)).to.equal(ErrorCode.Corruption);
+    expect((err as Error).message).to.include(sstPrefix(region1));
+    expect((err as Error).message).to.match(/CRC32C|crc32c/);
+    const health = await (await fetch(`http://127.0.0.1:${cluster.datanodes[0]!.httpPort}/health`)).json();
+    expect((health as { status: string }).status).to.equal('ok');
+    // Other regions are not affected.
+    const other = makeRegionId(schema.tableId, 3);
+    const db = makeClient('Database', cluster.datanodeAddr(0));
+    try {
+      let rows = 0;
+      const stream = (db as unknown as { Scan(r: unknown, o: unknown): AsyncIterable<{ rows: unknown[] }> }).Scan(
+        { table: 'big', region_id: other, consistency: 'STALE', tag_equals: {}, limit: '0' },
+        { deadline: Date.now() + 30_000 },
+      );
+      for await (const chunk of stream) rows += chunk.rows.length;
+      expect(rows).to.be.greaterThan(0);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('integration: disaster recovery from the object store (issue 5)', function () {
+  this.timeout(300_000);
+  const cluster = new LocalCluster({ datanodeToml: ENGINE_TOML });
+  let client: RegionDbClient;
+
+  before(async () => {
+    await cluster.start();
+    client = cluster.client({ deadlineMs: 60_000, attemptTimeoutMs: 5000 });
+    await client.createTable('dr', COLUMNS, 4);
+  });
+
+  after(async () => cluster.stop());
+
+  it('refuses to recover a table whose regions still have live leaders', async () => {
+    await writeRows(client, 'dr', 0, 20_000);
+    const err = await client.recoverTable('dr').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err) && err.code, String(err)).to.equal(ErrorCode.ConditionFailed);
+    expect((err as Error).message).to.match(/live leader/);
+  });
+
+  it('every datanode loses its disk: `recover` rebuilds the table from the object store up to the flush point', async () => {
+    await client.flush('dr');
+    const manifests = await new FsObjectStore(join(cluster.dir, 'object-store')).list('regions/');
+    expect(manifests.some((m) => m.key.endsWith('.manifest')), 'manifests were written').to.equal(true);
+    await writeRows(client, 'dr', 20_000, 20_100, 100, 1); // after the flush: may be lost (RPO of this path)
+    await Promise.all([0, 1, 2].map((n) => cluster.stopDatanode(n, 'SIGKILL')));
+    for (const d of cluster.datanodes) rmSync(d.dataDir, { recursive: true, force: true });
+    await Promise.all([0, 1, 2].map((n) => cluster.startDatanode(n)));
+    // Fresh, empty datanodes must not start the regions afresh (that would serve them empty).
+    await sleep(2000);
+    const empty = await client.scan('dr', { consistency: 'stale' }, cluster.datanodeAddr(0)).then(
+      (rows) => rows.length,
+      () => 0,
+    );
+    expect(empty, 'nothing is served before recovery').to.equal(0);
+    const points = await waitUntil('the metasrv to see the fresh datanodes', 30_000, async () => client.recoverTable('dr'));
+    process.stdout.write(`      recovery points: ${points.map((p) => `${p.region_id}@${p.flushed_index}`).join(' ')}\n`);
+    expect(points.length).to.equal(4);
+    for (const p of points) expect(Number(p.flushed_index), `region ${p.region_id} recovery point`).to.be.greaterThan(0);
+    const rows = await waitUntil('the recovered regions to serve', 60_000, async () => {
+      const r = await client.scan('dr', {}, cluster.datanodeAddr(1));
+      return r.length >= 20_000 ? r : undefined;
+    });
+    const keys = new Set(rows.map((r) => r.row['ts']));
+    const missing = Array.from({ length: 20_000 }, (_, i) => row(i)['ts']).filter((ts) => !keys.has(ts));
+    expect(missing, 'every row flushed before the disaster is back').to.deep.equal([]);
+    process.stdout.write(`      rows after recovery: ${rows.length} (20000 flushed + ${rows.length - 20_000} of 100 written after the flush)\n`);
+    // And the recovered table takes writes again.
+    await client.write('dr', [row(99_999)]);
+    expect((await client.get('dr', { host: row(99_999)['host']!, ts: row(99_999)['ts']! }))?.row).to.deep.equal(row(99_999));
+  });
+
+  it('a damaged manifest makes recovery fail with the object and the check named; the nodes stay up', async () => {
+    const store = new FsObjectStore(join(cluster.dir, 'object-store'));
+    const region = (await client.describe('dr', true)).routes.keys().next().value as string;
+    await client.flush('dr');
+    const latest = (await store.list(manifestPrefix(region))).at(-1)!;
+    const file = join(cluster.dir, 'object-store', latest.key);
+    const bytes = readFileSync(file);
+    bytes[bytes.byteLength - 3]! ^= 0xff;
+    writeFileSync(file, bytes);
+    const err = await client.recoverTable('dr', true).then(
+      () => undefined,
+      (e: unknown) => fromGrpcError(e),
+    );
+    expect(err, 'recovery must fail').to.not.equal(undefined);
+    expect(err!.message).to.include(latest.key);
+    expect(err!.message).to.match(/crc32c/);
+    for (let n = 0; n < 3; n++) expect(cluster.isRunning(n)).to.equal(true);
+  });
+});
+
+describe('integration: the S3 backend with real processes (issue 5)', function () {
+  this.timeout(300_000);
+  let s3: S3Server | undefined;
+  let cluster: LocalCluster | undefined;
+
+  before(async () => {
+    s3 = await startS3rver();
+    const storage = `[storage]\ntype = "s3"\nendpoint = "${s3.endpoint}"\nbucket = "${BUCKET}"\nprefix = "cluster"\naccess_key_id = "S3RVER"\nsecret_access_key = "S3RVER"`;
+    cluster = new LocalCluster({ datanodeToml: ENGINE_TOML, storageToml: storage });
+    await cluster.start();
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    if (s3) await stopS3rver(s3);
+  });
+
+  it('flushes SSTs to S3, and after a restart of every datanode all rows read back', async () => {
+    const client = cluster!.client({ deadlineMs: 60_000, attemptTimeoutMs: 5000 });
+    await client.createTable('s3t', COLUMNS, 2);
+    await writeRows(client, 's3t', 0, 40_000);
+    await client.flush('s3t');
+    const store = new S3ObjectStore({ endpoint: s3!.endpoint, bucket: BUCKET, prefix: 'cluster', region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
+    const objectsInS3 = await store.list('regions/');
+    expect(objectsInS3.filter((o) => o.key.endsWith('.sst')).length, 'SSTs in S3').to.be.greaterThan(1);
+    expect(objectsInS3.filter((o) => o.key.endsWith('.manifest')).length, 'manifests in S3').to.be.greaterThan(0);
+    await Promise.all([0, 1, 2].map((n) => cluster!.stopDatanode(n, 'SIGTERM')));
+    await Promise.all([0, 1, 2].map((n) => cluster!.startDatanode(n)));
+    for (let n = 0; n < 3; n++) expect(await countRows(client, cluster!, 's3t', n), `rows via datanode${n + 1}`).to.equal(40_000);
+  });
+});

@@ -11,6 +11,7 @@ import { Metasrv } from '../metasrv/metasrv.js';
 import { coerceValue } from '../rpc/values.js';
 import { registerBrCommand } from './br.js';
 import { registerCertsCommand } from './certs.js';
+import { runCheck } from './check.js';
 import { runLocalCluster } from './cluster.js';
 import { registerUsersCommand } from './users.js';
 
@@ -375,6 +376,20 @@ program
   .option('--table <name>', 'only this table')
   .action(async (opts: { table?: string }) => {
     await withClient(async (c) => `flushed ${await c.flush(opts.table)} region(s)`);
+  });
+
+program
+  .command('check <history>')
+  .description('check a Jepsen-style history (JSONL, see docs/architecture.md) for linearizability (register) or lost writes (set)')
+  .option('--model <model>', 'register | set', 'register')
+  .option('--max-steps <n>', 'search effort bound per key before the verdict is "unknown"', intArg)
+  .action((history: string, opts: { model: string; maxSteps?: number }) => {
+    try {
+      process.exitCode = runCheck(opts.model, history, opts.maxSteps);
+    } catch (err) {
+      process.stderr.write(`regiondb check: ${(err as Error).message}\n`);
+      process.exitCode = 2;
+    }
   });
 
 program

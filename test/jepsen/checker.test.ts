@@ -2,10 +2,14 @@
 // checker (verdicts, explanations, shrinking, effort bound) and the set checker.
 // Histories are built with a small fluent helper that advances time per event.
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
-import { type HistoryEvent, type OpF, pairOps, parseHistory } from './history.js';
-import { checkRegister } from './checker/linearizability.js';
-import { checkSet } from './checker/set.js';
+import { runCheck } from '../../src/cmd/check.js';
+import { type HistoryEvent, type OpF, pairOps, parseHistory } from '../../src/check/history.js';
+import { checkRegister } from '../../src/check/linearizability.js';
+import { checkSet } from '../../src/check/set.js';
 
 class HistoryBuilder {
   readonly events: HistoryEvent[] = [];
@@ -472,3 +476,33 @@ function toEvents(ops: readonly { process: number; f: OpF; key?: string; value: 
   }
   return events.sort((a, b) => a.time - b.time);
 }
+
+describe('regiondb check (the CLI over a history file)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'regiondb-check-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, events: HistoryEvent[]) => {
+    const path = join(dir, name);
+    writeFileSync(path, events.map((e) => JSON.stringify(e)).join('\n'));
+    return path;
+  };
+  const quietly = <T>(fn: () => T): T => {
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    try {
+      return fn();
+    } finally {
+      process.stdout.write = write;
+    }
+  };
+
+  it('exits 0 on a linearizable register history and 1 on a stale read', () => {
+    const good = h().invoke(0, 'write', 'x', 1).ok(0, 'write', 'x', 1).invoke(1, 'read', 'x').ok(1, 'read', 'x', 1).events;
+    const stale = h().invoke(0, 'write', 'x', 1).ok(0, 'write', 'x', 1).invoke(0, 'write', 'x', 2).ok(0, 'write', 'x', 2).invoke(1, 'read', 'x').ok(1, 'read', 'x', 1).events;
+    expect(quietly(() => runCheck('register', file('good.jsonl', good), undefined))).to.equal(0);
+    expect(quietly(() => runCheck('register', file('stale.jsonl', stale), undefined))).to.equal(1);
+  });
+
+  it('exits 1 on a set history with a lost acknowledged insert', () => {
+    expect(quietly(() => runCheck('set', file('lost.jsonl', h().add(0, 1).add(0, 2).finalRead(1, [1]).events), undefined))).to.equal(1);
+  });
+});

@@ -1,7 +1,7 @@
 // A self-contained SVG timeline of a run: one dot per completed operation (x = completion
 // time, y = latency on a log scale; green ok, orange indeterminate, red failed), fault
 // windows shaded and labelled. Open store/<run>/timeline.svg in any browser.
-import type { HistoryEvent } from './history.js';
+import type { HistoryEvent } from '../../src/check/history.js';
 import type { FaultRecord } from './nemesis.js';
 
 const W = 1200;

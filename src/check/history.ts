@@ -1,6 +1,6 @@
 // Jepsen-style history types plus parsing and invoke/completion pairing.
 // A history is a JSONL file of events; pairOps folds each invoke with its
-// completion into a single Op that the checkers in ./checker/ consume.
+// completion into a single Op that the checkers (linearizability.ts, set.ts) consume.
 
 export type EventType = 'invoke' | 'ok' | 'fail' | 'info';
 export type OpF = 'read' | 'write' | 'cas' | 'add' | 'final-read';

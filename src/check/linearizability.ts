@@ -3,7 +3,7 @@
 // memoization of (linearized set, register value), explains the deepest point
 // the search reached on failure, and shrinks the failing history greedily.
 
-import { type Op, type HistoryEvent, pairOps } from '../history.js';
+import { type Op, type HistoryEvent, pairOps } from './history.js';
 
 export interface KeyResult {
   key: string;

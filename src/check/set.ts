@@ -2,7 +2,7 @@
 // return everything present. Every acknowledged add must appear in every final
 // read, and nothing may appear that was never attempted. Elements compare by JSON.
 
-import { type HistoryEvent, type Op, pairOps } from '../history.js';
+import { type HistoryEvent, type Op, pairOps } from './history.js';
 
 export interface SetResult {
   valid: boolean;

@@ -1,11 +1,13 @@
 // The nemesis: seeded, bounded fault schedules against a real cluster. Every fault is logged
 // with its start and heal times (monotonic ms, the history's clock) and always healed: the
 // schedule ends by restarting what was killed, resuming what was paused and healing every link.
+import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
+import { appendTornRecord, regionIdsIn } from '../fixtures/wal-corrupt.js';
 import type { LocalCluster } from '../support/local-cluster.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill'] as const;
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface FaultRecord {
@@ -110,6 +112,21 @@ export class Nemesis {
         const victim = fault === 'kill' ? this.rand.int(n) : await this.leaderOfSomeRegion();
         record.targets = [name(victim)];
         await this.cluster.stopDatanode(victim, 'SIGKILL');
+        return () => this.cluster.startDatanode(victim);
+      }
+      case 'kill-torn-wal': {
+        // A crash in the middle of a WAL write: kill -9, then leave a torn record after the
+        // last entry of one region (a batch whose fsync never completed, so nobody was told).
+        const victim = this.rand.int(n);
+        record.targets = [name(victim)];
+        await this.cluster.stopDatanode(victim, 'SIGKILL');
+        const walDir = join(this.cluster.datanodes[victim]!.dataDir, 'wal');
+        const regions = await regionIdsIn(walDir);
+        if (regions.length > 0) {
+          const region = this.rand.pick(regions);
+          const index = await appendTornRecord(walDir, region);
+          record.targets.push(`torn record region ${region} index ${index}`);
+        }
         return () => this.cluster.startDatanode(victim);
       }
       case 'kill-majority': {

@@ -27,6 +27,21 @@ function regionOf(ctx: ProcedureContext, r: ProcedureRecord): RegionDef | undefi
   return ctx.catalog.regions[data(r).regionId];
 }
 
+type Leader = NonNullable<ReturnType<ProcedureContext['leaderOf']>>;
+
+/** Every step past allocation needs the region (else it was dropped) and its live leader. */
+function withLeader(
+  ctx: ProcedureContext,
+  r: ProcedureRecord,
+  step: (d: RepairData & Record<string, unknown>, region: RegionDef, leader: Leader) => StepResult,
+): StepResult {
+  const region = regionOf(ctx, r);
+  if (!region) return { done: true, note: 'region dropped' };
+  const leader = ctx.leaderOf(region);
+  if (!leader) return { wait: true, note: 'waiting for a leader' };
+  return step(data(r), region, leader);
+}
+
 function peerMessage(ctx: ProcedureContext, peerId: number, nodeId: number) {
   return { peer_id: String(peerId), node_id: String(nodeId), addr: peerAddr(ctx, nodeId) };
 }
@@ -56,71 +71,55 @@ export const repairReplica: ProcedureDefinition = {
       return { next: 'add-learner', note: `new peer ${d.newPeerId} on node ${d.newNodeId}` };
     },
 
-    'add-learner'(ctx, r): StepResult {
-      const d = data(r);
-      const region = regionOf(ctx, r);
-      if (!region) return { done: true, note: 'region dropped' };
-      const leader = ctx.leaderOf(region);
-      if (!leader) return { wait: true, note: 'waiting for a leader' };
-      const { voters, learners } = leader.replica;
-      if (voters.includes(d.newPeerId!) || learners.includes(d.newPeerId!)) return { next: 'catch-up' };
-      if (shouldResend(ctx, r)) {
-        ctx.send(d.newNodeId!, { open_region: ctx.openInstruction(region, d.newPeerId!, false) });
-        ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId!, d.newNodeId!) } });
-      }
-      return { wait: true };
-    },
+    'add-learner': (ctx, r) =>
+      withLeader(ctx, r, (d, region, leader) => {
+        const { voters, learners } = leader.replica;
+        if (voters.includes(d.newPeerId!) || learners.includes(d.newPeerId!)) return { next: 'catch-up' };
+        if (shouldResend(ctx, r)) {
+          ctx.send(d.newNodeId!, { open_region: ctx.openInstruction(region, d.newPeerId!, false) });
+          ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId!, d.newNodeId!) } });
+        }
+        return { wait: true };
+      }),
 
-    'catch-up'(ctx, r): StepResult {
-      const d = data(r);
-      const region = regionOf(ctx, r);
-      if (!region) return { done: true, note: 'region dropped' };
-      const leader = ctx.leaderOf(region);
-      const mine = ctx.observed(d.newNodeId!, region.regionId);
-      if (!leader) return { wait: true, note: 'waiting for a leader' };
-      if (!mine) {
-        if (shouldResend(ctx, r)) ctx.send(d.newNodeId!, { open_region: ctx.openInstruction(region, d.newPeerId!, false) });
-        return { wait: true, note: 'waiting for the new replica to open' };
-      }
-      if (mine.appliedIndex + CATCH_UP_SLACK >= leader.replica.commitIndex) return { next: 'promote', note: `caught up at ${mine.appliedIndex}` };
-      return { wait: true };
-    },
+    'catch-up': (ctx, r) =>
+      withLeader(ctx, r, (d, region, leader) => {
+        const mine = ctx.observed(d.newNodeId!, region.regionId);
+        if (!mine) {
+          if (shouldResend(ctx, r)) ctx.send(d.newNodeId!, { open_region: ctx.openInstruction(region, d.newPeerId!, false) });
+          return { wait: true, note: 'waiting for the new replica to open' };
+        }
+        if (mine.appliedIndex + CATCH_UP_SLACK >= leader.replica.commitIndex) return { next: 'promote', note: `caught up at ${mine.appliedIndex}` };
+        return { wait: true };
+      }),
 
-    promote(ctx, r): StepResult {
-      const d = data(r);
-      const region = regionOf(ctx, r);
-      if (!region) return { done: true, note: 'region dropped' };
-      const leader = ctx.leaderOf(region);
-      if (!leader) return { wait: true, note: 'waiting for a leader' };
-      if (leader.replica.voters.includes(d.newPeerId!)) return { next: 'remove-old' };
-      if (shouldResend(ctx, r)) {
-        ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'promote', peer: peerMessage(ctx, d.newPeerId!, d.newNodeId!) } });
-      }
-      return { wait: true };
-    },
+    promote: (ctx, r) =>
+      withLeader(ctx, r, (d, region, leader) => {
+        if (leader.replica.voters.includes(d.newPeerId!)) return { next: 'remove-old' };
+        if (shouldResend(ctx, r)) {
+          ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'promote', peer: peerMessage(ctx, d.newPeerId!, d.newNodeId!) } });
+        }
+        return { wait: true };
+      }),
 
-    'remove-old'(ctx, r): StepResult {
-      const d = data(r);
-      const region = regionOf(ctx, r);
-      if (!region) return { done: true, note: 'region dropped' };
-      const leader = ctx.leaderOf(region);
-      if (!leader) return { wait: true, note: 'waiting for a leader' };
-      const { voters, learners } = leader.replica;
-      if (!voters.includes(d.oldPeerId) && !learners.includes(d.oldPeerId)) {
-        region.replicas = region.replicas.filter((p) => p.peerId !== d.oldPeerId);
-        region.confVersion++;
-        return { next: 'cleanup', note: `peer ${d.oldPeerId} removed; region has ${region.replicas.length} replicas` };
-      }
-      if (leader.nodeId === d.oldNodeId) {
-        // Draining its own leader: hand leadership to the new voter first.
-        if (shouldResend(ctx, r)) ctx.send(leader.nodeId, { transfer_leader: { region_id: region.regionId, to_peer_id: String(d.newPeerId) } });
-        return { wait: true, note: 'moving leadership off the old replica' };
-      }
-      if (shouldResend(ctx, r)) {
-        ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.oldPeerId, d.oldNodeId) } });
-      }
-      return { wait: true };
-    },
+    'remove-old': (ctx, r) =>
+      withLeader(ctx, r, (d, region, leader) => {
+        const { voters, learners } = leader.replica;
+        if (!voters.includes(d.oldPeerId) && !learners.includes(d.oldPeerId)) {
+          region.replicas = region.replicas.filter((p) => p.peerId !== d.oldPeerId);
+          region.confVersion++;
+          return { next: 'cleanup', note: `peer ${d.oldPeerId} removed; region has ${region.replicas.length} replicas` };
+        }
+        if (leader.nodeId === d.oldNodeId) {
+          // Draining its own leader: hand leadership to the new voter first.
+          if (shouldResend(ctx, r)) ctx.send(leader.nodeId, { transfer_leader: { region_id: region.regionId, to_peer_id: String(d.newPeerId) } });
+          return { wait: true, note: 'moving leadership off the old replica' };
+        }
+        if (shouldResend(ctx, r)) {
+          ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.oldPeerId, d.oldNodeId) } });
+        }
+        return { wait: true };
+      }),
 
     cleanup(ctx, r): StepResult {
       const d = data(r);

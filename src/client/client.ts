@@ -409,7 +409,9 @@ export class RegionDbClient {
       const client = this.conn(target) as unknown as { Scan(r: unknown, o: unknown): AsyncIterable<{ rows: ProtoRow[]; versions: string[] }> };
       try {
         for await (const chunk of client.Scan(req, { deadline: Date.now() + this.deadlineMs })) {
-          chunk.rows.forEach((r, i) => rows.push({ row: fromProtoRow(r, 'row'), version: Number(chunk.versions[i]) }));
+          chunk.rows.forEach((r, i) => {
+            rows.push({ row: fromProtoRow(r, 'row'), version: Number(chunk.versions[i]) });
+          });
         }
       } catch (err) {
         throw fromGrpcError(err);

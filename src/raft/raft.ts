@@ -436,7 +436,7 @@ export class Raft {
     if (this.role === Role.Leader) {
       // P3: the leader's own acknowledgement counts only for persisted entries.
       const self = this.progress.get(this.id);
-      if (self && self.maybeUpdate(this.persistedLastIndex())) {
+      if (self?.maybeUpdate(this.persistedLastIndex())) {
         if (this.maybeCommit()) this.broadcastAppend();
       }
     }

@@ -8,7 +8,7 @@ const W = 1200;
 const H = 420;
 const PAD = { left: 60, right: 20, top: 40, bottom: 40 };
 
-const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function renderTimeline(events: readonly HistoryEvent[], faults: readonly FaultRecord[], title: string): string {
   const invokes = new Map<number, HistoryEvent>();
@@ -31,13 +31,13 @@ export function renderTimeline(events: readonly HistoryEvent[], faults: readonly
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${PAD.left}" y="20" font-size="14">${escape(title)}</text>`,
+    `<text x="${PAD.left}" y="20" font-size="14">${xmlEscape(title)}</text>`,
   ];
   for (const f of faults) {
     const end = f.healMs > 0 ? f.healMs : tMax;
     parts.push(
       `<rect x="${x(f.startMs).toFixed(1)}" y="${PAD.top}" width="${Math.max(1, x(end) - x(f.startMs)).toFixed(1)}" height="${H - PAD.top - PAD.bottom}" fill="#d62728" fill-opacity="0.08"/>`,
-      `<text x="${(x(f.startMs) + 2).toFixed(1)}" y="${PAD.top + 12}" fill="#a00">${escape(`${f.fault} ${f.targets.join(',')}`)}${f.rtoMs != null ? ` (RTO ${f.rtoMs} ms)` : ''}</text>`,
+      `<text x="${(x(f.startMs) + 2).toFixed(1)}" y="${PAD.top + 12}" fill="#a00">${xmlEscape(`${f.fault} ${f.targets.join(',')}`)}${f.rtoMs != null ? ` (RTO ${f.rtoMs} ms)` : ''}</text>`,
     );
   }
   for (const ms of [1, 10, 100, 1000, 10000]) {

@@ -4,7 +4,7 @@
 import type { Logger } from '../../common/logger.js';
 import { balanceLeaders } from './balance-leaders.js';
 import { drainNode } from './drain-node.js';
-import type { ProcedureContext, ProcedureDefinition, ProcedureKind, ProcedureRecord } from './procedure.js';
+import type { ProcedureContext, ProcedureDefinition, ProcedureKind, ProcedureRecord, StepResult } from './procedure.js';
 import { regionFailover } from './region-failover.js';
 import { repairReplica } from './repair-replica.js';
 import { transferLeader } from './transfer-leader.js';
@@ -60,7 +60,7 @@ export function runProcedures(ctx: ProcedureContext, log: Logger): boolean {
       changed = true;
       continue;
     }
-    let result;
+    let result: StepResult;
     try {
       result = step(ctx, record);
     } catch (err) {

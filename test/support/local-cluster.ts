@@ -130,6 +130,30 @@ export class LocalCluster {
     });
     await this.startMetasrv();
     await Promise.all(this.datanodes.slice(0, this.options.startDatanodes).map((_, i) => this.startDatanode(i)));
+    await this.waitNodesAlive(this.options.startDatanodes ?? this.datanodes.length);
+  }
+
+  /**
+   * Waits (≤ 30 s) until the metasrv counts `count` datanodes alive: placement of a new table
+   * needs them, and a loaded machine can delay the first heartbeats.
+   */
+  private async waitNodesAlive(count: number): Promise<void> {
+    const client = this.client();
+    const deadline = Date.now() + 30_000;
+    try {
+      while (Date.now() < deadline) {
+        try {
+          const res = (await client.listNodes()) as { nodes: { state: string }[] };
+          if (res.nodes.filter((n) => n.state === 'alive').length >= count) return;
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === 'UNAUTHENTICATED' || code === 'PERMISSION_DENIED') return; // a secured cluster: the test handles it
+        }
+        await sleep(100);
+      }
+    } finally {
+      client.close();
+    }
   }
 
   startMetasrv(): Promise<void> {

@@ -13,6 +13,7 @@ import { registerBrCommand } from './br.js';
 import { registerCertsCommand } from './certs.js';
 import { runCheck } from './check.js';
 import { runLocalCluster } from './cluster.js';
+import { registerDrillCommand } from './drill.js';
 import { registerUsersCommand } from './users.js';
 
 // grpc-js passes the target host as the TLS servername even when it is an IP address (regiondb
@@ -146,7 +147,10 @@ program
       const d = new Datanode(dn, createLogger({ name: 'datanode', level: dn.log.level, format: dn.log.format }));
       await d.start();
       return {
-        stop: async () => (await d.stop(), await m.stop()),
+        stop: async () => {
+          await d.stop();
+          await m.stop();
+        },
         reload: () => {
           d.reload();
           m.reload();
@@ -409,6 +413,7 @@ program
 registerCertsCommand(program);
 registerUsersCommand(program);
 registerBrCommand(program, client);
+registerDrillCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`regiondb: ${(err as Error).message}\n`);

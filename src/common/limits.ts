@@ -34,6 +34,14 @@ export const limits = {
   grpcMessageBytesMax: 16 << 20,
   /** Concurrent calls on one HTTP/2 connection (clients and bench share one connection per node). */
   grpcConcurrentStreamsPerConnectionMax: 10_000,
+  /**
+   * No unary call runs longer than this on a server, whatever deadline the client sent (or did
+   * not send): the caller gets DEADLINE_EXCEEDED and the handler's result is dropped. Longest
+   * legitimate calls: Admin.Flush (waits ≤ 60 s) and recovery.
+   */
+  serverCallMsMax: 120_000,
+  /** A raft stream from a peer that sends nothing (not even heartbeats) for this long is closed. */
+  raftStreamIdleMsMax: 60_000,
   /** A server stream whose reader takes no message for this long is cancelled (a stalled client holds a region iterator). */
   streamStallMsMax: 30_000,
 

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { type ApplyResult, RegionState, type TableSchema } from '../engine/index.js';
 import { ConfChangeType } from '../raft/index.js';
@@ -25,7 +26,7 @@ import { Flusher } from './flusher.js';
 import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
 import { DatabaseService } from './database-service.js';
-import { GrpcRaftTransport } from './grpc-transport.js';
+import { GrpcRaftTransport, transportLimits } from './grpc-transport.js';
 import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from './region-server.js';
 
@@ -377,6 +378,8 @@ export class Datanode {
     const cert = peerCertificate(stream);
     const certNodeId = cert ? certificateNodeId(cert) : undefined;
     let refused = false;
+    let acceptedSinceAck = 0;
+    let lastAckMs = Number.NEGATIVE_INFINITY; // the first batch is acknowledged at once
     const refuse = (reason: string, error: Partial<grpc.ServiceError>, context: Record<string, unknown>) => {
       refused = true;
       this.countRaftRejection(reason, context);
@@ -427,10 +430,33 @@ export class Datanode {
         this.regionServer.step(fromNodeId, regionId, message);
         accepted++;
       }
-      stream.write({ accepted });
+      acceptedSinceAck += accepted;
+      const nowMs = Date.now();
+      if (nowMs - lastAckMs >= transportLimits.ackIntervalMs) {
+        stream.write({ accepted: acceptedSinceAck });
+        acceptedSinceAck = 0;
+        lastAckMs = nowMs;
+      }
     });
-    stream.on('error', () => {}); // the peer went away; it reconnects
-    stream.on('end', () => stream.end());
+    // A live peer sends heartbeats every few ticks; a stream silent this long is a dead or
+    // stuck peer holding a server stream open: close it (a live peer reconnects).
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        this.log.warn({ certNodeId }, `raft stream idle for ${limits.raftStreamIdleMsMax} ms; closed`);
+        failStream(stream, { code: grpc.status.DEADLINE_EXCEEDED, details: 'raft stream idle; closed' });
+      }, limits.raftStreamIdleMsMax);
+      idle.unref();
+    };
+    armIdle();
+    stream.on('data', armIdle);
+    stream.on('error', () => clearTimeout(idle)); // the peer went away; it reconnects
+    stream.on('end', () => {
+      clearTimeout(idle);
+      stream.end();
+    });
+    stream.on('close', () => clearTimeout(idle));
   }
 
   /**

@@ -194,10 +194,24 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): g
     };
     const malformed = malformedError(call.request);
     if (malformed) return fail(malformed);
-    handler(call.request, call).then((res) => {
-      finished(grpc.status.OK);
-      callback(null, res);
-    }, fail);
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      fail(new RegionDbError(ErrorCode.DeadlineExceeded, `the server gave up after ${limits.serverCallMsMax} ms; the outcome is unknown`));
+    }, limits.serverCallMsMax);
+    timer.unref();
+    handler(call.request, call).then(
+      (res) => {
+        clearTimeout(timer);
+        if (done) return;
+        finished(grpc.status.OK);
+        callback(null, res);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!done) fail(err);
+      },
+    );
   };
 }
 

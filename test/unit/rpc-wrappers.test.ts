@@ -1,0 +1,47 @@
+// The handler wrappers every service goes through (src/rpc/status.ts): a handler that never
+// answers still gets the caller a status (the server-side deadline), and errors map once.
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
+import { limits } from '../../src/common/limits.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { unary } from '../../src/rpc/status.js';
+
+function invoke(handler: grpc.handleUnaryCall<unknown, unknown>): Promise<{ err: grpc.ServiceError | null; res: unknown }> {
+  return new Promise((ok) => {
+    const call = { request: {}, getPath: () => '/regiondb.v1.Database/Get' } as unknown as grpc.ServerUnaryCall<unknown, unknown>;
+    handler(call, (err, res) => ok({ err: err as grpc.ServiceError | null, res }));
+  });
+}
+
+describe('rpc: unary handler wrapper', () => {
+  const mutable = limits as { serverCallMsMax: number };
+  const saved = limits.serverCallMsMax;
+  after(() => {
+    mutable.serverCallMsMax = saved;
+  });
+
+  it('answers DEADLINE_EXCEEDED when a handler never completes (server-side deadline)', async () => {
+    mutable.serverCallMsMax = 50;
+    const { err } = await invoke(unary(() => new Promise(() => {}), silentLogger));
+    expect(err?.code).to.equal(grpc.status.DEADLINE_EXCEEDED);
+    expect(err?.details).to.match(/gave up after 50 ms/);
+  });
+
+  it('maps a RegionDbError to its status once, and a late result after the deadline is dropped', async () => {
+    mutable.serverCallMsMax = 1000;
+    const { err } = await invoke(unary(async () => Promise.reject(new RegionDbError(ErrorCode.NotFound, 'no such table')), silentLogger));
+    expect(err?.code).to.equal(grpc.status.NOT_FOUND);
+    mutable.serverCallMsMax = 20;
+    let calls = 0;
+    await new Promise<void>((done) => {
+      const handler = unary(() => new Promise((r) => setTimeout(() => r({ ok: true }), 60)), silentLogger);
+      const call = { request: {}, getPath: () => '/regiondb.v1.Database/Get' } as unknown as grpc.ServerUnaryCall<unknown, unknown>;
+      handler(call, () => {
+        calls++;
+      });
+      setTimeout(done, 120);
+    });
+    expect(calls, 'the callback runs exactly once').to.equal(1);
+  });
+});

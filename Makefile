@@ -9,7 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 
-.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest
+.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -82,6 +82,12 @@ jepsen: build
 # RTO distribution over KILLS leader kills (default 20) and the time to full replica repair.
 failover-bench: build
 	node --import tsx bench/failover-bench.ts
+
+# Disaster-recovery drill (docs/backup.md): RTO and RPO of standalone restart, multi-replica
+# failover, replica repair, object-storage recovery and backup & restore, measured on scratch
+# clusters (~1.5 min). JSON=1 prints JSON instead of the table.
+drill: build
+	node dist/src/cmd/main.js drill $(if $(JSON),--json,)
 
 # Sustained ingest (INGEST_SECONDS, default 120): rows/s, flushes, WAL size and RSS over time.
 bench-ingest: build

@@ -84,7 +84,7 @@ export async function listClusterTables(client: Pick<RegionDbClient, 'listNodes'
 async function planRegion(store: ObjectStore, regionId: string, regionNumber: number): Promise<BackupRegion> {
   const latest = await loadLatestManifest(store, regionId);
   if (!latest) {
-    return { regionNumber, regionId, flushedIndex: 0, flushedTerm: 0, manifestKey: null, sstKeys: [], sstBytes: 0, sstEntries: 0 };
+    return { regionNumber, regionId, flushedIndex: 0, flushedTerm: 0, manifestKey: null, manifestBytes: 0, sstKeys: [], sstBytes: 0, sstEntries: 0 };
   }
   const m = latest.manifest;
   if (m.regionId !== regionId) {
@@ -96,6 +96,7 @@ async function planRegion(store: ObjectStore, regionId: string, regionNumber: nu
     flushedIndex: m.flushedIndex,
     flushedTerm: m.flushedTerm,
     manifestKey: latest.key,
+    manifestBytes: (await store.head(latest.key))?.size ?? 0,
     sstKeys: m.ssts.map((s) => s.key),
     sstBytes: m.ssts.reduce((n, s) => n + s.size, 0),
     sstEntries: m.ssts.reduce((n, s) => n + s.entries, 0),
@@ -175,15 +176,21 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   let copiedSstBytes = 0;
   let presentFiles = 0;
 
-  // Journal writes are serialized and throttled; the last one always runs.
+  // Journal writes are serialized and throttled; the last one always runs. A failed write is
+  // kept and thrown at the next forced save: copying on without a journal only costs a resume.
   let journalWrite: Promise<void> = Promise.resolve();
+  let journalError: unknown;
   let lastJournalMs = Date.now();
-  const saveJournal = (force: boolean) => {
-    if (!force && Date.now() - lastJournalMs < limits.brJournalIntervalMs) return journalWrite;
-    lastJournalMs = Date.now();
-    const bytes = encodeBackupJournal(journal);
-    journalWrite = journalWrite.then(() => repo.put(backupJournalKey(id), bytes));
-    return journalWrite;
+  const saveJournal = async (force: boolean): Promise<void> => {
+    if (force || Date.now() - lastJournalMs >= limits.brJournalIntervalMs) {
+      lastJournalMs = Date.now();
+      const bytes = encodeBackupJournal(journal);
+      journalWrite = journalWrite.then(() => repo.put(backupJournalKey(id), bytes)).catch((err: unknown) => void (journalError ??= err));
+    }
+    if (force) {
+      await journalWrite;
+      if (journalError !== undefined) throw journalError;
+    }
   };
 
   const fromBase = (key: string): BackupFile | undefined => base?.files.get(key);
@@ -242,7 +249,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       );
     }
     const work = pending.flatMap((p) => regionObjects(p.region).filter((k) => !fromBase(k)).map((key) => ({ ...p, key })));
-    const totalBytes = pending.reduce((n, p) => n + p.region.sstBytes - p.region.sstKeys.reduce((b, k) => b + (fromBase(k)?.sizeBytes ?? 0), 0), 0);
+    const totalBytes = pending.reduce((n, p) => n + p.region.manifestBytes + p.region.sstBytes - p.region.sstKeys.reduce((b, k) => b + (fromBase(k)?.sizeBytes ?? 0), 0), 0);
     progress.begin(attempt === 0 ? `backup ${id}` : `backup ${id} (re-planned regions)`, work.length, totalBytes);
     const vanished = new Set<BackupRegion>();
     await forEachBounded(work, opts.concurrency ?? DEFAULT_CONCURRENCY, async (w) => {
@@ -261,7 +268,6 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     }
     await saveJournal(true);
   }
-  await journalWrite;
 
   // The manifest: every object each region needs, own or in the base chain.
   const files: BackupFile[] = [];

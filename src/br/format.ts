@@ -56,6 +56,7 @@ const regionSchema = z
     flushedTerm: safeInt,
     /** Key of the region manifest copied (null: the region was never flushed, it is empty). */
     manifestKey: z.string().min(1).nullable(),
+    manifestBytes: safeInt,
     sstKeys: z.array(z.string().min(1)),
     sstBytes: safeInt,
     /** Entries in the SSTs (versions, including deletions): a size hint, not a row count. */

@@ -35,11 +35,13 @@ export function consoleProgress(stream: NodeJS.WriteStream = process.stderr): Pr
   let copied = 0;
   let lastLineMs = 0;
   let bar: cliProgress.SingleBar | undefined;
-  const payload = () => ({ label, files, totalFiles, mib: mib(bytes), totalMib: mib(totalBytes), copiedMib: mib(copied) });
-  const line = () => `${label}: ${files}/${totalFiles} files, ${mib(bytes)}/${mib(totalBytes)} MiB (${mib(copied)} MiB copied)\n`;
+  // Verify copies nothing: say "copied" only when something was.
+  const copiedNote = () => (copied > 0 ? ` (${mib(copied)} MiB copied)` : '');
+  const payload = () => ({ label, files, totalFiles, mib: mib(bytes), totalMib: mib(totalBytes), copiedNote: copiedNote() });
+  const line = () => `${label}: ${files}/${totalFiles} files, ${mib(bytes)}/${mib(totalBytes)} MiB${copiedNote()}\n`;
   const startBar = () => {
     bar = new cliProgress.SingleBar(
-      { stream, format: '{label} [{bar}] {percentage}% | {files}/{totalFiles} files | {mib}/{totalMib} MiB ({copiedMib} copied) | ETA {eta_formatted}', hideCursor: true },
+      { stream, format: '{label} [{bar}] {percentage}% | {files}/{totalFiles} files | {mib}/{totalMib} MiB{copiedNote} | ETA {eta_formatted}', hideCursor: true },
       cliProgress.Presets.shades_classic,
     );
     bar.start(Math.max(1, totalBytes), bytes, payload());

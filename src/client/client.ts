@@ -160,7 +160,7 @@ export class RegionDbClient {
   /** Flushes memtables to SSTs: every region led anywhere, or the regions of one table. Returns regions flushed. */
   async flush(table?: string): Promise<number> {
     const viaAdmin = async (addr: string, regionId: string) => {
-      const admin = makeClient('Admin', addr);
+      const admin = makeClient('Admin', addr, this.security);
       try {
         return (await call<{ regions: number }>(admin, 'Flush', { region_id: regionId }, 70_000)).regions;
       } finally {

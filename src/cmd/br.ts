@@ -49,7 +49,7 @@ interface CopyOptions {
 
 const positiveInt = (v: string) => {
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`expected a positive integer, got ${v}`);
+  if (!Number.isSafeInteger(n) || n < 1) throw new RegionDbError(ErrorCode.InvalidArgument, `expected a positive integer, got ${v}`);
   return n;
 };
 

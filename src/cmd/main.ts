@@ -14,6 +14,7 @@ import { registerCertsCommand } from './certs.js';
 import { runCheck } from './check.js';
 import { runLocalCluster } from './cluster.js';
 import { registerDrillCommand } from './drill.js';
+import { renderTable } from './render.js';
 import { registerUsersCommand } from './users.js';
 
 // grpc-js passes the target host as the TLS servername even when it is an IP address (regiondb
@@ -299,12 +300,6 @@ interface StatusResponse {
     health: string;
   }[];
   procedures: { id: string; kind: string; status: string; step: string; description: string; notes: string[]; error: string }[];
-}
-
-/** Renders rows as aligned columns. */
-function renderTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  return [header, ...rows].map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
 
 program

@@ -1,0 +1,314 @@
+// `regiondb drill`: the disaster-recovery solutions of docs/backup.md (after the DR overview's
+// comparison), each run on a scratch local cluster under a live writer, with RTO and RPO measured:
+//   standalone            one server (metasrv + one datanode, single-replica regions): kill -9, restart
+//   multi-replica         3 replicas per region: kill -9 the datanode leading the most regions
+//   replica repair        the same, but the datanode and its disk are gone for good: the metasrv
+//                         re-creates its replicas elsewhere
+//   object-storage        every datanode loses its local disk: regions recover from their latest
+//                         manifests in the object store
+//   backup & restore      the whole cluster is lost: a new one is restored from the latest
+//                         (incremental) backup
+// See drill-workload.ts for what RTO and RPO mean here.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { latestBackup, runBackup, runRestore } from '../br/index.js';
+import type { RegionDbClient } from '../client/client.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { FsObjectStore } from '../object-store/fs-store.js';
+import { AckedWriter, DRILL_COLUMNS, DRILL_TABLE, type Loss, measureLoss, measureRecoveryMs } from './drill-workload.js';
+import { renderTable } from './render.js';
+import { ScratchCluster } from './scratch-cluster.js';
+
+export interface DrillResult {
+  readonly solution: string;
+  readonly fault: string;
+  readonly rtoMs: number;
+  /** Acknowledged rows lost. */
+  readonly rpoRows: number;
+  readonly ackedRows: number;
+  /** How long before the fault the earliest lost row was acknowledged. */
+  readonly rpoWindowMs: number;
+  readonly notes: string;
+  readonly details: Record<string, number | string>;
+}
+
+interface DrillSettings {
+  readonly root: string;
+  readonly writeMs: number;
+  /** Keep each scratch cluster's data and logs (--keep). */
+  readonly keep: boolean;
+  readonly log: (line: string) => void;
+  readonly clusters: Set<ScratchCluster>;
+}
+
+const PROBE_TIMEOUT_MS = 120_000;
+const ENGINE_TOML = '[engine]\nflush_bytes = 262144';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Clients that give up quickly, so a probe in a dead window returns and the next one starts. */
+const probeClient = (c: ScratchCluster) => c.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
+const writerClient = (c: ScratchCluster) => c.client({ deadlineMs: 5000, attemptTimeoutMs: 1500 });
+
+async function retryUntil<T>(what: string, timeoutMs: number, attempt: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (Date.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `drill: ${what} did not succeed within ${timeoutMs} ms: ${(err as Error).message}`);
+      await sleep(200);
+    }
+  }
+}
+
+async function newCluster(s: DrillSettings, name: string, options: { datanodes: number; replicationFactor: number; metasrvToml?: string }): Promise<ScratchCluster> {
+  const cluster = new ScratchCluster({ dir: join(s.root, name), datanodeToml: ENGINE_TOML, ...options });
+  s.clusters.add(cluster);
+  await cluster.start();
+  return cluster;
+}
+
+async function dispose(s: DrillSettings, cluster: ScratchCluster): Promise<void> {
+  await (s.keep ? cluster.stop() : cluster.destroy());
+  s.clusters.delete(cluster);
+}
+
+/** Creates the drill table, and writes for `writeMs` with the writer left running. */
+async function startWorkload(s: DrillSettings, cluster: ScratchCluster, regions: number): Promise<AckedWriter> {
+  const client = writerClient(cluster);
+  await client.createTable(DRILL_TABLE, DRILL_COLUMNS, regions);
+  const writer = new AckedWriter(client, DRILL_TABLE);
+  writer.start();
+  await sleep(s.writeMs);
+  return writer;
+}
+
+function result(solution: string, fault: string, rtoMs: number, loss: Loss, notes: string, details: Record<string, number | string> = {}): DrillResult {
+  return { solution, fault, rtoMs, rpoRows: loss.lostRows, ackedRows: loss.ackedRows, rpoWindowMs: loss.lostWindowMs, notes, details };
+}
+
+async function standalone(s: DrillSettings): Promise<DrillResult> {
+  const regions = 2;
+  const cluster = await newCluster(s, 'standalone', { datanodes: 1, replicationFactor: 1 });
+  const writer = await startWorkload(s, cluster, regions);
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  writer.stop();
+  const faultAtMs = Date.now();
+  await Promise.all([cluster.killDatanode(0), cluster.killMetasrv()]);
+  const probing = measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  await cluster.startMetasrv();
+  await cluster.startDatanode(0);
+  const rtoMs = await probing;
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return result('standalone', 'kill -9 the server (metasrv + its one datanode), restart it', rtoMs, loss, 'WAL replay on restart; the disk survives');
+}
+
+/** The datanode (0-based index) that leads the most regions. */
+async function busiestLeader(client: RegionDbClient): Promise<number> {
+  const res = (await client.listNodes()) as { nodes: { node_id: string; leaders: number }[] };
+  const top = [...res.nodes].sort((a, b) => b.leaders - a.leaders)[0];
+  if (!top) throw new RegionDbError(ErrorCode.Internal, 'drill: the metasrv lists no datanodes');
+  return Number(top.node_id) - 1;
+}
+
+async function multiReplica(s: DrillSettings): Promise<DrillResult> {
+  const regions = 3;
+  const cluster = await newCluster(s, 'multi-replica', { datanodes: 3, replicationFactor: 3 });
+  const writer = await startWorkload(s, cluster, regions);
+  const victim = await busiestLeader(writerClient(cluster));
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  writer.stop();
+  const faultAtMs = Date.now();
+  await cluster.killDatanode(victim);
+  const rtoMs = await measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return result('multi-replica', `kill -9 datanode ${victim + 1} (leads the most regions) of 3`, rtoMs, loss, 'raft elects new leaders; quorum has every acknowledged write');
+}
+
+async function replicaRepair(s: DrillSettings): Promise<DrillResult> {
+  const regions = 3;
+  const repairAfterMs = 3000;
+  const cluster = await newCluster(s, 'replica-repair', { datanodes: 4, replicationFactor: 3, metasrvToml: `replica_repair_after_ms = ${repairAfterMs}` });
+  const writer = await startWorkload(s, cluster, regions);
+  const victim = await busiestLeader(writerClient(cluster));
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  writer.stop();
+  const faultAtMs = Date.now();
+  await cluster.killDatanode(victim);
+  cluster.wipeDatanode(victim);
+  const rtoMs = await measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  const meta = writerClient(cluster);
+  const deadNode = String(victim + 1);
+  const repairedMs = await retryUntil('replica repair', PROBE_TIMEOUT_MS, async () => {
+    const res = (await meta.listNodes()) as { region_infos: { route: { table: string; peers: { node_id: string }[] }; health: string }[] };
+    const mine = res.region_infos.filter((r) => r.route.table === DRILL_TABLE);
+    const repaired = mine.length === regions && mine.every((r) => r.health === 'healthy' && r.route.peers.length === 3 && !r.route.peers.some((p) => p.node_id === deadNode));
+    if (!repaired) throw new RegionDbError(ErrorCode.Unavailable, `regions of ${DRILL_TABLE} not yet back to 3 healthy replicas without node ${deadNode}`);
+    return Date.now() - faultAtMs;
+  });
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return result(
+    'multi-replica + repair',
+    `datanode ${victim + 1} of 4 and its disk lost for good`,
+    rtoMs,
+    loss,
+    `3 healthy replicas again after ${(repairedMs / 1000).toFixed(1)} s (replica_repair_after_ms = ${repairAfterMs})`,
+    { repairedMs, replicaRepairAfterMs: repairAfterMs },
+  );
+}
+
+async function objectStorage(s: DrillSettings): Promise<DrillResult> {
+  const regions = 3;
+  const cluster = await newCluster(s, 'object-storage', { datanodes: 3, replicationFactor: 3 });
+  const writer = await startWorkload(s, cluster, regions);
+  // Flushes also happen on their own (flush_bytes); this one makes sure every region has a recovery point.
+  const checkpointMs = Date.now();
+  await writerClient(cluster).flush(DRILL_TABLE);
+  const samples = writer.samplesPerRegion(regions, checkpointMs);
+  await sleep(s.writeMs / 2);
+  writer.stop();
+  const faultAtMs = Date.now();
+  await Promise.all([0, 1, 2].map((i) => cluster.killDatanode(i)));
+  for (let i = 0; i < 3; i++) cluster.wipeDatanode(i);
+  const probing = measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  await Promise.all([0, 1, 2].map((i) => cluster.startDatanode(i)));
+  const datanodesUpMs = Date.now() - faultAtMs;
+  const points = await retryUntil('recover (the metasrv must see the new datanodes)', PROBE_TIMEOUT_MS, () => writerClient(cluster).recoverTable(DRILL_TABLE));
+  const recoveredMs = Date.now() - faultAtMs;
+  const rtoMs = await probing;
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return result('object-storage recovery', 'every datanode loses its local disk (WAL + raft state)', rtoMs, loss, 'loses writes after each region\'s last flush (flush_bytes = 256 KiB here)', {
+    recoveredFlushedIndexes: points.map((p) => p.flushed_index).join(','),
+    datanodesUpMs,
+    recoveredMs,
+  });
+}
+
+async function backupRestore(s: DrillSettings): Promise<DrillResult> {
+  const regions = 3;
+  const repository = new FsObjectStore(join(s.root, 'backups'));
+  const cluster = await newCluster(s, 'br-source', { datanodes: 3, replicationFactor: 3 });
+  const writer = await startWorkload(s, cluster, regions);
+  const source = { client: writerClient(cluster), clusterStore: new FsObjectStore(cluster.objectStoreDir), metasrv: cluster.metasrvAddr };
+  const full = await runBackup({ ...source, repository, backupId: 'drill-full' });
+  await sleep(s.writeMs / 2);
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  const incremental = await runBackup({ ...source, repository, backupId: 'drill-incremental', baseId: full.manifest.id });
+  await sleep(s.writeMs / 2);
+  writer.stop();
+  const faultAtMs = Date.now();
+  const backupAgeMs = faultAtMs - incremental.manifest.completedAtMs;
+  await cluster.killAll();
+  await dispose(s, cluster);
+  const target = await newCluster(s, 'br-target', { datanodes: 3, replicationFactor: 3 });
+  const clusterUpMs = Date.now() - faultAtMs;
+  const latest = await latestBackup(repository);
+  const restoreStartMs = Date.now();
+  const restored = await runRestore({ repository, backupId: latest!.id, client: writerClient(target), targetStore: new FsObjectStore(target.objectStoreDir) });
+  const restoreMs = Date.now() - restoreStartMs;
+  const rtoMs = await measureRecoveryMs({ faultAtMs, client: probeClient(target), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  await writer.settled();
+  const loss = await measureLoss(writerClient(target), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, target);
+  return result(
+    'backup & restore',
+    'the whole cluster is lost; a new one is restored from the latest backup',
+    rtoMs,
+    loss,
+    `incremental backup finished ${(backupAgeMs / 1000).toFixed(1)} s before the fault; restore took ${(restoreMs / 1000).toFixed(1)} s`,
+    { backup: latest!.id, restoredSsts: restored.copiedFiles, clusterUpMs, restoreMs, backupAgeMs },
+  );
+}
+
+const SCENARIOS: Record<string, (s: DrillSettings) => Promise<DrillResult>> = {
+  standalone,
+  'multi-replica': multiReplica,
+  'replica-repair': replicaRepair,
+  'object-storage': objectStorage,
+  br: backupRestore,
+};
+
+export interface DrillOptions {
+  readonly scenarios?: readonly string[];
+  readonly writeMs?: number;
+  readonly keep?: boolean;
+  readonly log?: (line: string) => void;
+}
+
+/** Runs the scenarios one after another on scratch clusters under a temporary directory. */
+export async function runDrill(opts: DrillOptions = {}): Promise<DrillResult[]> {
+  const names = opts.scenarios && opts.scenarios.length > 0 ? [...opts.scenarios] : Object.keys(SCENARIOS);
+  const unknown = names.filter((n) => !(n in SCENARIOS));
+  if (unknown.length > 0) throw new RegionDbError(ErrorCode.InvalidArgument, `unknown scenario ${unknown.join(', ')} (choose from ${Object.keys(SCENARIOS).join(', ')})`);
+  const root = mkdtempSync(join(tmpdir(), 'regiondb-drill-'));
+  const settings: DrillSettings = { root, writeMs: opts.writeMs ?? 3000, keep: opts.keep === true, log: opts.log ?? (() => undefined), clusters: new Set() };
+  const emergencyStop = () => {
+    for (const c of settings.clusters) for (const pid of c.pids()) process.kill(pid, 'SIGKILL');
+    process.exit(130);
+  };
+  process.once('SIGINT', emergencyStop);
+  const results: DrillResult[] = [];
+  try {
+    for (const name of names) {
+      const started = Date.now();
+      settings.log(`drill: ${name} ...`);
+      const r = await SCENARIOS[name]!(settings);
+      settings.log(`drill: ${name}: RTO ${(r.rtoMs / 1000).toFixed(2)} s, RPO ${r.rpoRows} of ${r.ackedRows} acknowledged rows (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      results.push(r);
+    }
+  } finally {
+    process.off('SIGINT', emergencyStop);
+    for (const c of settings.clusters) await c.stop();
+    if (opts.keep) settings.log(`drill: scratch data kept in ${root}`);
+    else rmSync(root, { recursive: true, force: true });
+  }
+  return results;
+}
+
+export function renderDrill(results: readonly DrillResult[]): string {
+  return renderTable(
+    ['SOLUTION', 'FAULT', 'RTO', 'RPO (acked rows lost)', 'RPO WINDOW', 'NOTES'],
+    results.map((r) => [
+      r.solution,
+      r.fault,
+      `${(r.rtoMs / 1000).toFixed(2)} s`,
+      `${r.rpoRows} of ${r.ackedRows}`,
+      r.rpoRows === 0 ? '0 s' : `${(r.rpoWindowMs / 1000).toFixed(1)} s`,
+      r.notes,
+    ]),
+  );
+}
+
+export function registerDrillCommand(program: Command): void {
+  program
+    .command('drill')
+    .description('measure RTO and RPO of each disaster-recovery solution on scratch local clusters (standalone, multi-replica, replica repair, object-storage recovery, backup & restore)')
+    .option('--scenarios <names>', `comma-separated subset of ${Object.keys(SCENARIOS).join(', ')}`)
+    .option('--write-seconds <s>', 'seconds of writes before each fault', (v) => Number(v), 3)
+    .option('--keep', 'keep the scratch clusters\' data and logs')
+    .option('--json', 'print the results as JSON')
+    .action(async (o: { scenarios?: string; writeSeconds: number; keep?: boolean; json?: boolean }) => {
+      try {
+        const results = await runDrill({
+          scenarios: o.scenarios?.split(',').filter((n) => n !== ''),
+          writeMs: Math.round(o.writeSeconds * 1000),
+          keep: o.keep === true,
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(o.json ? `${JSON.stringify(results, null, 2)}\n` : `${renderDrill(results)}\n`);
+      } catch (err) {
+        process.stderr.write(`drill failed: ${(err as Error).message}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

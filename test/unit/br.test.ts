@@ -1,0 +1,257 @@
+// Backup and restore without processes: the backup manifest format, retention planning,
+// backup locations, and backup/verify/resume against fabricated region manifests on local
+// directories — including SSTs compacted away in the middle of a backup.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { type BackupClusterClient, runBackup } from '../../src/br/backup.js';
+import { type BackupManifest, decodeBackupManifest, encodeBackupJournal, encodeBackupManifest } from '../../src/br/format.js';
+import { splitBackupLocation } from '../../src/br/location.js';
+import { type BackupListing, planPrune } from '../../src/br/repository.js';
+import { verifyBackup } from '../../src/br/verify.js';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { makeRegionId } from '../../src/engine/key.js';
+import { encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
+import type { TableSchema } from '../../src/engine/schema.js';
+import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import type { ObjectMeta, ObjectStore } from '../../src/object-store/object-store.js';
+
+const SCHEMA: TableSchema = {
+  name: 't',
+  tableId: 7,
+  regionCount: 2,
+  columns: [
+    { name: 'host', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+  ],
+};
+
+function manifestOf(id: string, kind: 'full' | 'incremental', baseId: string | null, createdAtMs: number): BackupManifest {
+  return {
+    id,
+    kind,
+    baseId,
+    source: { metasrv: 'm', objectStore: 's', clusterId: null },
+    createdAtMs,
+    completedAtMs: createdAtMs + 1,
+    tables: [],
+    files: [],
+    storedFiles: 0,
+    storedBytes: 0,
+  };
+}
+
+const listing = (m: BackupManifest): BackupListing => ({ id: m.id, status: 'complete', manifest: m, storedBytes: 0 });
+
+describe('br: backup manifest format', () => {
+  it('round-trips, and a changed byte in the body fails the crc32c check', () => {
+    const m = manifestOf('b1', 'full', null, 1000);
+    const bytes = encodeBackupManifest(m);
+    expect(decodeBackupManifest(bytes, 'b1')).to.deep.equal(m);
+    const text = new TextDecoder().decode(bytes).replace('"createdAtMs": 1000', '"createdAtMs": 1001');
+    expect(() => decodeBackupManifest(new TextEncoder().encode(text), 'b1/backup.json')).to.throw(/b1\/backup.json is damaged: crc32c mismatch/);
+  });
+
+  it('rejects a region naming an object that is not in the file list', () => {
+    const m: BackupManifest = {
+      ...manifestOf('b1', 'full', null, 1000),
+      tables: [
+        {
+          name: 't',
+          tableId: 7,
+          columns: [...SCHEMA.columns],
+          regionCount: 1,
+          regions: [{ regionNumber: 0, regionId: '30064771072', flushedIndex: 5, flushedTerm: 1, manifestKey: 'regions/30064771072/manifest/x.manifest', manifestBytes: 10, sstKeys: [], sstBytes: 0, sstEntries: 0 }],
+        },
+      ],
+    };
+    expect(() => encodeBackupManifest(m)).to.throw(/names regions\/30064771072\/manifest\/x.manifest, which is not in the file list/);
+  });
+
+  it('a full backup cannot have a base, an incremental must', () => {
+    expect(() => encodeBackupManifest(manifestOf('b1', 'full', 'b0', 1))).to.throw(/kind full with base b0/);
+    expect(() => encodeBackupManifest(manifestOf('b1', 'incremental', null, 1))).to.throw(/kind incremental with base none/);
+  });
+});
+
+describe('br: locations', () => {
+  it('a backup is <repository>/<id>, for directories and s3:// URLs', () => {
+    expect(splitBackupLocation('/backups/b1/')).to.deep.equal({ repository: '/backups', backupId: 'b1' });
+    expect(splitBackupLocation('s3://bucket/prefix/b1')).to.deep.equal({ repository: 's3://bucket/prefix', backupId: 'b1' });
+    expect(splitBackupLocation('s3://bucket/b1')).to.deep.equal({ repository: 's3://bucket', backupId: 'b1' });
+    expect(() => splitBackupLocation('s3://bucket')).to.throw(/<repository>\/<backup id>/);
+  });
+});
+
+describe('br: prune --keep N', () => {
+  // f1 <- i1 <- i2, then f2 <- i3 (creation order).
+  const f1 = manifestOf('f1', 'full', null, 1);
+  const i1 = manifestOf('i1', 'incremental', 'f1', 2);
+  const i2 = manifestOf('i2', 'incremental', 'i1', 3);
+  const f2 = manifestOf('f2', 'full', null, 4);
+  const i3 = manifestOf('i3', 'incremental', 'f2', 5);
+  const all = [f1, i1, i2, f2, i3].map(listing);
+
+  it('keeps the newest N and every base they need', () => {
+    expect(planPrune(all, 1)).to.deep.equal({ kept: ['i3'], keptAsBase: ['f2'], deleted: ['f1', 'i1', 'i2'], untouched: [] });
+    expect(planPrune(all, 3)).to.deep.equal({ kept: ['i2', 'f2', 'i3'], keptAsBase: ['i1', 'f1'], deleted: [], untouched: [] });
+  });
+
+  it('never deletes the base of an incremental backup still running, nor an incomplete backup', () => {
+    const running: BackupListing = { id: 'i4', status: 'incomplete', pendingBaseId: 'i2', storedBytes: 0 };
+    expect(planPrune([...all, running], 1)).to.deep.equal({ kept: ['i3'], keptAsBase: ['f2', 'i2', 'i1', 'f1'], deleted: [], untouched: ['i4'] });
+  });
+
+  it('refuses --keep 0', () => {
+    expect(() => planPrune(all, 0)).to.throw(/--keep must be a positive integer/);
+  });
+});
+
+/** The cluster's object store, where get() of one key can first run a "compaction". */
+class HookedStore implements ObjectStore {
+  readonly description: string;
+  onGet: ((key: string) => Promise<void>) | undefined;
+  constructor(private readonly inner: ObjectStore) {
+    this.description = inner.description;
+  }
+  put(key: string, data: Uint8Array): Promise<void> {
+    return this.inner.put(key, data);
+  }
+  async get(key: string): Promise<Uint8Array> {
+    const hook = this.onGet;
+    if (hook) await hook(key);
+    return this.inner.get(key);
+  }
+  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+    return this.inner.getRange(key, offset, length);
+  }
+  head(key: string): Promise<ObjectMeta | undefined> {
+    return this.inner.head(key);
+  }
+  list(prefix: string): Promise<ObjectMeta[]> {
+    return this.inner.list(prefix);
+  }
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+}
+
+describe('br: backup and verify against a fabricated cluster object store', () => {
+  let dir: string;
+  let cluster: HookedStore;
+  let repo: FsObjectStore;
+  const flushed: string[] = [];
+  const client = {
+    flush: async (table?: string) => {
+      flushed.push(table ?? '*');
+      return SCHEMA.regionCount;
+    },
+    describe: async () => ({ schema: SCHEMA, routes: new Map() }),
+    listNodes: async () => ({ regions: [{ table: 't' }, { table: 't' }] }),
+  } as unknown as BackupClusterClient;
+  const region = (n: number) => makeRegionId(SCHEMA.tableId, n);
+  let sstSeq = 0;
+
+  /** Writes SSTs of `bytes` each and a manifest at `index` naming them (plus `keep`, newest first). */
+  async function flush(n: number, index: number, newSsts: number[], keep: string[] = []): Promise<string[]> {
+    const keys: string[] = [];
+    for (const size of newSsts) {
+      const key = `${sstPrefix(region(n))}${(index).toString(16).padStart(16, '0')}-${1_700_000_000_000 + sstSeq++}-00.sst`;
+      await cluster.put(key, randomBytes(size));
+      keys.push(key);
+    }
+    const ssts = [...keys, ...keep].map((key) => ({ key, size: 0, entries: 1, maxVersion: index, minTimestampMs: 0, maxTimestampMs: 0 }));
+    await cluster.put(
+      manifestKey(region(n), index),
+      encodeManifest({ formatVersion: 1, regionId: region(n), schema: SCHEMA, flushedIndex: index, flushedTerm: 1, voters: [1], learners: [], ssts, dedup: '', writtenAtMs: 0 }),
+    );
+    return [...keys, ...keep];
+  }
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-br-unit-'));
+    cluster = new HookedStore(new FsObjectStore(join(dir, 'cluster')));
+    repo = new FsObjectStore(join(dir, 'repo'));
+    flushed.length = 0;
+  });
+
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const backup = (backupId: string, baseId?: string) => runBackup({ repository: repo, backupId, baseId, client, clusterStore: cluster, metasrv: 'm' });
+
+  it('flushes every table, then an incremental stores only SSTs the base does not have', async () => {
+    const r0 = await flush(0, 10, [1000, 2000]);
+    await flush(1, 12, [3000]);
+    const full = await backup('f1');
+    expect(flushed).to.deep.equal(['t']);
+    expect(full.copiedSstBytes).to.equal(6000);
+    expect(full.manifest.tables[0]!.regions.map((r) => r.flushedIndex)).to.deep.equal([10, 12]);
+    await flush(0, 20, [500], r0);
+    const incr = await backup('i1', 'f1');
+    expect(incr.copiedSstBytes).to.equal(500);
+    expect(incr.baseFiles).to.equal(4); // 2 + 1 SSTs and region 1's unchanged manifest
+    expect((await verifyBackup(repo, 'i1')).problems).to.deep.equal([]);
+  });
+
+  it('refuses an id that is already a complete backup', async () => {
+    await flush(0, 10, [100]);
+    await flush(1, 10, [100]);
+    await backup('f1');
+    const err = await backup('f1').catch((e: unknown) => e);
+    expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+  });
+
+  it('a region whose SSTs are compacted away mid-backup is planned again from its newest manifest', async () => {
+    const old = await flush(0, 10, [100, 200]);
+    await flush(1, 10, [300]);
+    cluster.onGet = async (key) => {
+      if (key !== old[0]) return;
+      cluster.onGet = undefined;
+      // Compaction: one SST replaces both, and the inputs are garbage-collected.
+      await flush(0, 11, [250]);
+      for (const k of old) await cluster.delete(k);
+    };
+    const res = await runBackup({ repository: repo, backupId: 'f1', client, clusterStore: cluster, metasrv: 'm', concurrency: 1 });
+    expect(res.manifest.tables[0]!.regions[0]!.flushedIndex).to.equal(11);
+    expect(res.manifest.tables[0]!.regions[0]!.sstBytes).to.equal(0); // fabricated SstMeta sizes
+    const stored = (await repo.list('f1/data/')).map((o) => o.key);
+    expect(stored.some((k) => old.some((o) => k.endsWith(o))), 'copies of compacted-away SSTs are removed').to.equal(false);
+    expect((await verifyBackup(repo, 'f1')).problems).to.deep.equal([]);
+  });
+
+  it('resume: objects already in the repository are checked and not copied again; a damaged one is', async () => {
+    await flush(0, 10, [100, 200, 300]);
+    await flush(1, 10, [400]);
+    // A run that stopped after copying: interrupt it by failing the last SST read.
+    let reads = 0;
+    cluster.onGet = async (key) => {
+      if (key.endsWith('.sst') && ++reads === 4) throw new Error('killed');
+    };
+    await runBackup({ repository: repo, backupId: 'f1', client, clusterStore: cluster, metasrv: 'm', concurrency: 1 }).catch(() => undefined);
+    cluster.onGet = undefined;
+    const copied = (await repo.list('f1/data/')).filter((o) => o.key.endsWith('.sst'));
+    expect(copied.length).to.equal(3);
+    // Damage one of them.
+    await repo.put(copied[0]!.key, randomBytes(copied[0]!.size));
+    const res = await backup('f1');
+    expect(res.resumed).to.equal(true);
+    expect(res.copiedFiles, 'the missing SST and the damaged one').to.equal(2);
+    expect(res.presentFiles, 'two SSTs and two manifests').to.equal(4);
+    expect((await verifyBackup(repo, 'f1')).problems).to.deep.equal([]);
+  });
+
+  it('verify reports an incomplete backup, and an incremental whose base is gone', async () => {
+    await flush(0, 10, [100]);
+    await flush(1, 10, [100]);
+    await repo.put('p1/progress.json', encodeBackupJournal({ id: 'p1', baseId: null, source: { metasrv: 'm', objectStore: 's', clusterId: null }, createdAtMs: 1, tables: [], done: {} }));
+    expect((await verifyBackup(repo, 'p1')).problems).to.deep.equal(['backup p1 is incomplete (interrupted or still running): resume it with `regiondb br backup --id p1` to the same repository']);
+    await backup('f1');
+    await backup('i1', 'f1');
+    await repo.delete('f1/backup.json');
+    const report = await verifyBackup(repo, 'i1');
+    expect(report.ok).to.equal(false);
+    expect(report.problems).to.deep.equal([`broken chain: backup i1 is incremental from f1, but backup f1 is missing from ${repo.description}`]);
+  });
+});

@@ -14,6 +14,12 @@ export const transportLimits = {
   batchEnvelopesMax: 4096,
   reconnectBackoffMinMs: 50,
   reconnectBackoffMaxMs: 2000,
+  /**
+   * The receiving side acknowledges the first batch of a stream at once, then at most one ack
+   * per interval (counting every envelope accepted since the previous one). Acks only tell the
+   * sender its peer is alive; an ack per batch would double the messages on every stream.
+   */
+  ackIntervalMs: 100,
 } as const;
 
 export type AddressBook = (nodeId: number) => string | undefined;

@@ -46,6 +46,11 @@ const tlsSchema = z
 /** Client authentication (docs/security.md): static users and tokens in a file. */
 const authSchema = z.object({ users_file: z.string().min(1) }).strict();
 
+const logSchema = z
+  .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), format: z.enum(['json', 'pretty']).default('json') })
+  .strict()
+  .default({ level: 'info', format: 'json' });
+
 export const datanodeConfigSchema = z
   .object({
     cluster_id: z.string().min(1).default('regiondb-local'),
@@ -111,10 +116,7 @@ export const datanodeConfigSchema = z
       }),
     tls: tlsSchema.optional(),
     auth: authSchema.optional(),
-    log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), format: z.enum(['json', 'pretty']).default('json') })
-      .strict()
-      .default({ level: 'info', format: 'json' }),
+    log: logSchema,
   })
   .strict();
 
@@ -139,10 +141,7 @@ export const metasrvConfigSchema = z
     balance_leaders_interval_ms: z.number().int().nonnegative().default(30_000),
     tls: tlsSchema.optional(),
     auth: authSchema.optional(),
-    log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'), format: z.enum(['json', 'pretty']).default('json') })
-      .strict()
-      .default({ level: 'info', format: 'json' }),
+    log: logSchema,
   })
   .strict();
 

@@ -28,6 +28,20 @@ const toGrpc: Record<ErrorCode, grpc.status> = {
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
 };
 
+/** For statuses from peers that sent no regiondb error code (other servers, the network). */
+const fromGrpc: Partial<Record<grpc.status, ErrorCode>> = {
+  [grpc.status.INVALID_ARGUMENT]: ErrorCode.InvalidArgument,
+  [grpc.status.NOT_FOUND]: ErrorCode.NotFound,
+  [grpc.status.ALREADY_EXISTS]: ErrorCode.AlreadyExists,
+  [grpc.status.DEADLINE_EXCEEDED]: ErrorCode.DeadlineExceeded,
+  [grpc.status.RESOURCE_EXHAUSTED]: ErrorCode.ResourceExhausted,
+  [grpc.status.FAILED_PRECONDITION]: ErrorCode.ConditionFailed,
+  [grpc.status.UNAUTHENTICATED]: ErrorCode.Unauthenticated,
+  [grpc.status.PERMISSION_DENIED]: ErrorCode.PermissionDenied,
+  [grpc.status.UNAVAILABLE]: ErrorCode.Unavailable,
+  [grpc.status.CANCELLED]: ErrorCode.Unavailable,
+};
+
 export function grpcStatusOf(code: ErrorCode): grpc.status {
   return toGrpc[code];
 }
@@ -65,42 +79,7 @@ export function fromGrpcError(err: unknown): RegionDbError {
   const version = get(CURRENT_VERSION_KEY);
   if (version) details['currentVersion'] = version;
   const ours = get(ERROR_CODE_KEY) as ErrorCode | undefined;
-  let code: ErrorCode;
-  if (ours && ours in toGrpc) code = ours;
-  else {
-    switch (e.code) {
-      case grpc.status.INVALID_ARGUMENT:
-        code = ErrorCode.InvalidArgument;
-        break;
-      case grpc.status.NOT_FOUND:
-        code = ErrorCode.NotFound;
-        break;
-      case grpc.status.ALREADY_EXISTS:
-        code = ErrorCode.AlreadyExists;
-        break;
-      case grpc.status.DEADLINE_EXCEEDED:
-        code = ErrorCode.DeadlineExceeded;
-        break;
-      case grpc.status.RESOURCE_EXHAUSTED:
-        code = ErrorCode.ResourceExhausted;
-        break;
-      case grpc.status.FAILED_PRECONDITION:
-        code = ErrorCode.ConditionFailed;
-        break;
-      case grpc.status.UNAUTHENTICATED:
-        code = ErrorCode.Unauthenticated;
-        break;
-      case grpc.status.PERMISSION_DENIED:
-        code = ErrorCode.PermissionDenied;
-        break;
-      case grpc.status.UNAVAILABLE:
-      case grpc.status.CANCELLED:
-        code = ErrorCode.Unavailable;
-        break;
-      default:
-        code = ErrorCode.Internal;
-    }
-  }
+  const code: ErrorCode = ours && ours in toGrpc ? ours : (fromGrpc[e.code as grpc.status] ?? ErrorCode.Internal);
   return new RegionDbError(code, e.details || e.message || 'gRPC call failed', { cause: err, details });
 }
 

@@ -49,7 +49,7 @@ test-fuzz: deps
 
 # Line coverage of the data-losing parts (raft core, engine).
 coverage: deps
-	SIM_SEEDS=100 node_modules/.bin/c8 --include 'src/raft/**' --include 'src/engine/**' --reporter text-summary --reporter text $(MOCHA) 'test/raft/**/*.test.ts' 'test/sim/**/*.test.ts' 'test/conformance/**/*.test.ts' 'test/unit/engine-*.test.ts'
+	SIM_SEEDS=100 node_modules/.bin/c8 --include 'src/raft/**' --include 'src/engine/**' --reporter text-summary --reporter text $(MOCHA) 'test/raft/**/*.test.ts' 'test/sim/**/*.test.ts' 'test/conformance/**/*.test.ts' 'test/unit/engine.test.ts' 'test/unit/sst.test.ts'
 
 bench-raft: deps
 	node --import tsx bench/raft-bench.ts

@@ -4,14 +4,15 @@
 // single-key writes at 1, 16 and 64 clients; linearizable reads at 1, 16 and 64 clients;
 // 100-row atomic batch writes (regiondb) vs etcd txns of 100 puts at 1 and 16 clients. Each
 // runs BENCH_WARMUP_SECONDS unrecorded, then BENCH_SECONDS measured (closed loop, HDR
-// histograms). Prints the side-by-side table with regiondb/etcd ratios, the physical floor of
+// histograms) and CPU per operation of the servers and of the client. Prints the side-by-side
+// table with regiondb/etcd ratios, the physical floor of
 // this machine and the issue's targets; writes bench/results/<date>.json. Every acknowledged
 // write is durable on a quorum on both systems (fsync'd WALs).
 //
 // Environment: BENCH_SECONDS (default 10), BENCH_WARMUP_SECONDS (default 2), BENCH_SYSTEMS
 // (default "regiondb,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16"; default all).
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type Measurement, runClosedLoop } from './driver.js';
 import { ETCD_BIN, etcdVersion } from './etcd-cluster.js';
@@ -175,6 +176,7 @@ function targets(results: readonly Result[], ratios: readonly Ratio[], floor: Fl
 
 async function main(): Promise<void> {
   const startedAt = new Date();
+  const loadAverageStart = loadavg();
   /** Systems skipped or failed, with the reason: printed under the table and saved. */
   const notes: string[] = [];
   let etcd: string | undefined;
@@ -204,7 +206,12 @@ async function main(): Promise<void> {
   }
   const ratios = ratiosOf(results);
   process.stdout.write(`\n${table(results, ratios)}\n\n`);
-  process.stdout.write(`ratios are regiondb/etcd: above 1x is better for ops/s, below 1x is better for latency.\n`);
+  process.stdout.write(`load average (1 min) at start ${loadAverageStart[0]!.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores\n`);
+  process.stdout.write(
+    'ratios are regiondb/etcd: above 1x is better for ops/s, below 1x is better for latency and CPU.\n' +
+      'srv CPU = user+system CPU of the server processes per operation; cli CPU = this harness (the client library); ' +
+      'both stay meaningful when other work shares the machine, unlike ops/s.\n',
+  );
   for (const line of targets(results, ratios, floor)) process.stdout.write(`${line}\n`);
   for (const note of notes) process.stdout.write(`${note}\n`);
 
@@ -213,7 +220,8 @@ async function main(): Promise<void> {
   const file = join(dir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   const report = {
     date: startedAt.toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version },
+    // Load averages at start and end: on a shared machine, how much else ran meanwhile.
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version, loadAverageStart, loadAverageEnd: loadavg() },
     etcdVersion: etcd ?? null,
     seconds,
     warmupSeconds,

@@ -49,8 +49,10 @@ export async function runClosedLoop(clients: number, op: Operation, options: Dri
   let errors = 0;
   let firstError: string | undefined;
   // CPU is sampled by timers at the window's ends (the clients never stop to let them run late).
-  const cpu = { server: [0, 0], client: [process.cpuUsage(), process.cpuUsage()] as NodeJS.CpuUsage[] };
+  const cpu = { server: [0, 0], client: [process.cpuUsage(), process.cpuUsage()] as NodeJS.CpuUsage[], sampled: [false, false] };
   const sampleCpu = (end: 0 | 1) => {
+    if (cpu.sampled[end]) return;
+    cpu.sampled[end] = true;
     cpu.server[end] = options.serverCpuSeconds?.() ?? 0;
     cpu.client[end] = process.cpuUsage();
   };
@@ -77,6 +79,9 @@ export async function runClosedLoop(clients: number, op: Operation, options: Dri
     }),
   );
   for (const t of windowTimers) clearTimeout(t);
+  // The last operation may finish before a timer runs: sample now (a few ms late at most).
+  sampleCpu(0);
+  sampleCpu(1);
   const perOpUs = (seconds: number) => (ops > 0 ? Math.round((seconds * 1e6) / ops) : 0);
   const [c0, c1] = cpu.client as [NodeJS.CpuUsage, NodeJS.CpuUsage];
   const measurement: Measurement = {

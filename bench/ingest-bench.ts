@@ -34,8 +34,12 @@ async function metric(cluster: LocalCluster, i: number, name: string): Promise<n
 const mb = (b: number) => (b / 1048576).toFixed(1);
 
 async function main(): Promise<void> {
-  const cluster = new LocalCluster({ datanodeToml: '[engine]\nflush_bytes = 4194304' });
-  const samples: { t: number; rows: number; rowsPerSec: number; flushes: number; flushMB: number; walMB: number[]; rssMB: number[]; memtableMB: number[] }[] = [];
+  // The engine bounds what it holds (memtables, SST cache, WAL cache); V8 bounds its heap only
+  // when told, otherwise it grows lazily toward a quarter of the machine's memory. Production
+  // datanodes should set it the same way (docs/engine.md).
+  const heapMb = Number(process.env['INGEST_HEAP_MB'] ?? 0);
+  const cluster = new LocalCluster({ datanodeToml: '[engine]\nflush_bytes = 4194304', nodeArgs: heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [] });
+  const samples: { t: number; rows: number; rowsPerSec: number; flushes: number; flushMB: number; walMB: number[]; rssMB: number[]; memtableMB: number[]; heapMB: number[] }[] = [];
   try {
     await cluster.start();
     const client = cluster.client({ deadlineMs: 60_000 });
@@ -59,7 +63,7 @@ async function main(): Promise<void> {
     const started = Date.now();
     let lastRows = 0;
     let lastT = started;
-    process.stdout.write(`sustained ingest for ${seconds} s, ${writers} writers × ${batch}-row batches\n   t(s)   rows/s    flushes  flushed MB  WAL MB (per node)      RSS MB (per node)     memtable MB\n`);
+    process.stdout.write(`sustained ingest for ${seconds} s, ${writers} writers × ${batch}-row batches, datanode heap cap ${heapMb || 'none'} MB\n   t(s)   rows/s    flushes  flushed MB  WAL MB (per node)      RSS MB (per node)     memtable MB       JS heap used MB\n`);
     while (Date.now() < endAt) {
       await sleep(10_000);
       const now = Date.now();
@@ -74,11 +78,12 @@ async function main(): Promise<void> {
         walMB: cluster.datanodes.map((d) => Number(mb(dirBytes(join(d.dataDir, 'wal'))))),
         rssMB: cluster.datanodes.map((d) => Number(mb(rssBytes(d.process?.pid)))),
         memtableMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await metric(cluster, n, 'regiondb_engine_memtable_bytes'))))),
+        heapMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await metric(cluster, n, 'nodejs_heap_size_used_bytes'))))),
       };
       samples.push(s);
       lastRows = rows;
       lastT = now;
-      process.stdout.write(`${String(s.t).padStart(7)}  ${String(s.rowsPerSec).padStart(7)}  ${String(s.flushes).padStart(9)}  ${String(s.flushMB).padStart(10)}  ${s.walMB.join('/').padEnd(21)}  ${s.rssMB.join('/').padEnd(20)}  ${s.memtableMB.join('/')}\n`);
+      process.stdout.write(`${String(s.t).padStart(7)}  ${String(s.rowsPerSec).padStart(7)}  ${String(s.flushes).padStart(9)}  ${String(s.flushMB).padStart(10)}  ${s.walMB.join('/').padEnd(21)}  ${s.rssMB.join('/').padEnd(20)}  ${s.memtableMB.join('/').padEnd(16)}  ${s.heapMB.join('/')}\n`);
     }
     await Promise.all(load);
   } finally {

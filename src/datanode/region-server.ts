@@ -1,8 +1,8 @@
 // RegionServer: hosts many region replicas (multi-raft) on one datanode and runs the ready loop.
 //
 // The ready loop, one cycle for ALL replicas with work (group commit, ARCHITECTURE §4):
-//   1. give raft the commands queued since the last cycle (one entry batch per region), then
-//      collect ready() of every replica that has one;
+//   1. give raft the commands queued since the last cycle (one entry batch per region) and one
+//      ReadIndex request for the reads queued meanwhile, then collect ready() of every replica;
 //   2. write all their entries / hard states / snapshots in ONE durable LogBatch (fsync);
 //   3. send their messages (raft.ts P1/P2: nothing leaves before it is durable), except that a
 //      leader's appends/heartbeats go out before its own write (P3, thesis §10.2.1) when the
@@ -98,6 +98,12 @@ interface QueuedCommand<R> {
   reject(err: Error): void;
 }
 
+/** A linearizable read waiting for the next cycle's ReadIndex request (shared by all of them). */
+interface QueuedRead {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
 interface PendingRead {
   index: number;
   /** Tick count when requested: a read still without an index after READ_TIMEOUT_ELECTIONS election timeouts is dropped. */
@@ -111,6 +117,8 @@ export class Replica<R> {
   readonly proposals = new Map<number, PendingProposal<R>>();
   /** Commands accepted by propose() and not yet given to raft (see PROPOSAL_BATCH_COMMANDS_MAX). */
   readonly queuedCommands: QueuedCommand<R>[] = [];
+  /** Reads waiting for a ReadIndex request: one request per cycle serves all of them. */
+  readonly queuedReads: QueuedRead[] = [];
   readonly reads = new Map<string, PendingRead>();
   appliedIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
@@ -273,11 +281,30 @@ export class RegionServer<R> {
   readBarrier(regionId: string): Promise<void> {
     const replica = this.replicas.get(regionId);
     if (!replica || replica.closed) throw this.notFound(regionId);
-    const ctx = `${this.nodeId}:${++this.readSeq}`;
-    const done = new Promise<void>((resolve, reject) => replica.reads.set(ctx, { index: -1, sinceTick: this.ticks, resolve, reject }));
-    replica.raft.readIndex(new TextEncoder().encode(ctx));
+    const done = new Promise<void>((resolve, reject) => replica.queuedReads.push({ resolve, reject }));
     this.schedule();
     return done;
+  }
+
+  /**
+   * One ReadIndex request for every read queued since the last cycle (as etcd's server does):
+   * its index is taken after all of them were requested, so it is a valid read index for each
+   * (§6.4 thesis), and N concurrent reads cost one heartbeat round instead of N.
+   */
+  private requestReadIndex(replica: Replica<R>): void {
+    const group = replica.queuedReads.splice(0);
+    const ctx = `${this.nodeId}:${++this.readSeq}`;
+    replica.reads.set(ctx, {
+      index: -1,
+      sinceTick: this.ticks,
+      resolve: () => {
+        for (const read of group) read.resolve();
+      },
+      reject: (err) => {
+        for (const read of group) read.reject(err);
+      },
+    });
+    replica.raft.readIndex(new TextEncoder().encode(ctx));
   }
 
   /**
@@ -369,6 +396,7 @@ export class RegionServer<R> {
     const work: [Replica<R>, Ready][] = [];
     for (const replica of this.replicas.values()) {
       if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
+      if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
       if (replica.raft.hasReady()) work.push([replica, replica.raft.ready()]);
     }
     if (work.length === 0) return;
@@ -577,12 +605,13 @@ export class RegionServer<R> {
         for (const q of batch) q.reject(error);
         continue;
       }
-      batch.forEach((q, k) => replica.proposals.set(first.index + k, { term: first.term, resolve: q.resolve, reject: q.reject }));
+      for (const [k, q] of batch.entries()) replica.proposals.set(first.index + k, { term: first.term, resolve: q.resolve, reject: q.reject });
     }
   }
 
   private failPending(replica: Replica<R>, err: Error): void {
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
+    for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
     for (const proposal of replica.proposals.values()) proposal.reject(err);
     replica.proposals.clear();
     for (const read of replica.reads.values()) read.reject(err);

@@ -40,6 +40,8 @@ export interface ClusterOptions {
   readonly replicationFactor?: number;
   /** Extra TOML appended to every datanode config (e.g. a smaller snapshot interval). */
   readonly datanodeToml?: string;
+  /** Extra `node` flags for every process (e.g. `--max-old-space-size=384`). */
+  readonly nodeArgs?: readonly string[];
   /** Replaces the default `[storage]` section (a shared local directory) of every datanode. */
   readonly storageToml?: string;
   /** Extra top-level TOML keys for the metasrv (e.g. replica_repair_after_ms = 3000). */
@@ -183,7 +185,7 @@ export class LocalCluster {
   private async startNode(node: NodeProcess, args: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const log = createWriteStream(node.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [CLI, ...args, '-c', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     node.process = child;
@@ -208,7 +210,7 @@ export class LocalCluster {
    */
   async startDatanodeExpectingFailure(i: number, timeoutMs = 20_000): Promise<{ code: number | null; stderr: string }> {
     const node = this.datanodes[i]!;
-    const child = spawn(process.execPath, [CLI, 'datanode', '-c', node.configFile], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, 'datanode', '-c', node.configFile], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
     node.process = child;
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));

@@ -33,6 +33,8 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
   const mute = new Set<number>();
   /** Entries sent in appends, per (from node → to node, region): `${from}>${to}/${region}` → [entries per append]. */
   const appendSizes = new Map<string, number[]>();
+  /** Heartbeats carrying a ReadIndex context (one per read-index round), per sending node. */
+  const readIndexRounds = new Map<number, number>();
   const engines = new Map<number, MemoryLogEngine>();
   const peers = [
     { peerId: 11, nodeId: 1 },
@@ -51,6 +53,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
             const key = `${from}>${to}/${e.regionId}`;
             appendSizes.set(key, [...(appendSizes.get(key) ?? []), e.message.entries.length]);
           }
+          if (e.message.type === MessageType.Heartbeat && e.message.context.byteLength > 0) readIndexRounds.set(from, (readIndexRounds.get(from) ?? 0) + 1);
           servers.get(to)?.step(from, e.regionId, e.message);
         }
       });
@@ -132,6 +135,16 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
       await server.readBarrier('r1');
       expect((server.replica('r1')!.stateMachine as Counter).total).to.equal(total);
     }
+  });
+
+  it('concurrent linearizable reads share one ReadIndex round (§6.4 thesis: a later read index is valid for earlier reads)', async () => {
+    const leader = leaderOf('r1')!;
+    const total = await leader.propose('r1', new Uint8Array([1]));
+    const before = readIndexRounds.get(leader.nodeId) ?? 0;
+    await Promise.all(Array.from({ length: 50 }, () => leader.readBarrier('r1')));
+    expect((leader.replica('r1')!.stateMachine as Counter).total).to.equal(total);
+    // One heartbeat per follower per round: 50 reads in one or two rounds, not fifty.
+    expect((readIndexRounds.get(leader.nodeId) ?? 0) - before).to.be.at.most(4);
   });
 
   it('snapshots the state machine and compacts the log after many entries', async () => {

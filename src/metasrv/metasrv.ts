@@ -313,7 +313,7 @@ export class Metasrv {
       route: this.route(region),
       term: String(leader?.replica.term ?? 0),
       applied_index: applied.map(String),
-      flushed_index: '0',
+      flushed_index: String(leader?.replica.flushedIndex ?? 0),
       health: !leader ? 'leaderless' : live < this.replicationFactor || region.replicas.length !== this.replicationFactor ? 'under-replicated' : 'healthy',
     };
   }
@@ -486,6 +486,7 @@ export class Metasrv {
             leaderNodeId: Number(stat.leader_node_id),
             appliedIndex: Number(stat.applied_index),
             commitIndex: Number(stat.commit_index),
+            flushedIndex: Number(stat.flushed_index ?? 0),
             voters: (stat.voters ?? []).map(Number),
             learners: (stat.learners ?? []).map(Number),
           };

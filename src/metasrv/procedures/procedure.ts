@@ -41,6 +41,8 @@ export interface ObservedReplica {
   readonly leaderNodeId: number;
   readonly appliedIndex: number;
   readonly commitIndex: number;
+  /** Index whose data is in SSTs (the engine's flushed index). */
+  readonly flushedIndex: number;
   readonly voters: readonly number[];
   readonly learners: readonly number[];
 }

@@ -4,15 +4,9 @@
 // store chunk-signed streaming bodies verbatim, which would corrupt objects. Failures map to
 // RegionDbError codes: a missing object is NOT_FOUND, a bad range INVALID_ARGUMENT, and anything
 // else (network, auth, missing bucket, 5xx) STORAGE_UNAVAILABLE naming the endpoint.
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  type ListObjectsV2CommandOutput,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+// The AWS SDK is loaded on first use, not at import: it costs about a second of CPU to load,
+// and a datanode on the local-directory store never needs it.
+import type * as S3 from '@aws-sdk/client-s3';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { checkRange, MAX_KEY_BYTES, notFound, type ObjectMeta, type ObjectStore, sortByKey, validateKey, validatePrefix } from './object-store.js';
 
@@ -59,7 +53,9 @@ export class S3ObjectStore implements ObjectStore {
   readonly endpoint: string;
   readonly bucket: string;
   readonly prefix: string;
-  private readonly client: S3Client;
+  private readonly clientConfig: S3.S3ClientConfig;
+  private sdk: Promise<{ sdk: typeof S3; client: S3.S3Client }> | undefined;
+  private loaded: S3.S3Client | undefined;
 
   constructor(options: S3ObjectStoreOptions) {
     if (!options.bucket) throw new RegionDbError(ErrorCode.Config, 's3 object store: bucket is required');
@@ -69,7 +65,7 @@ export class S3ObjectStore implements ObjectStore {
     this.prefix = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
     if (this.prefix !== '') validatePrefix(this.prefix);
     this.description = `s3://${this.bucket}/${this.prefix} (${this.endpoint})`;
-    this.client = new S3Client({
+    this.clientConfig = {
       endpoint: options.endpoint,
       region: options.region ?? 'us-east-1',
       forcePathStyle: true,
@@ -81,12 +77,21 @@ export class S3ObjectStore implements ObjectStore {
         connectionTimeout: options.connectionTimeoutMs ?? 5_000,
         requestTimeout: options.requestTimeoutMs ?? 60_000,
       },
+    };
+  }
+
+  /** The SDK module and a client, created on first use. */
+  private s3(): Promise<{ sdk: typeof S3; client: S3.S3Client }> {
+    this.sdk ??= import('@aws-sdk/client-s3').then((sdk) => {
+      this.loaded = new sdk.S3Client(this.clientConfig);
+      return { sdk, client: this.loaded };
     });
+    return this.sdk;
   }
 
   /** Releases the HTTP agent's sockets. The store must not be used afterwards. */
   close(): void {
-    this.client.destroy();
+    this.loaded?.destroy();
   }
 
   private fullKey(key: string): string {
@@ -118,7 +123,8 @@ export class S3ObjectStore implements ObjectStore {
   async put(key: string, data: Uint8Array): Promise<void> {
     const Key = this.fullKey(key);
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: data, ContentLength: data.byteLength }));
+      const { sdk, client } = await this.s3();
+      await client.send(new sdk.PutObjectCommand({ Bucket: this.bucket, Key, Body: data, ContentLength: data.byteLength }));
     } catch (err) {
       throw this.mapError('put', key, err);
     }
@@ -127,7 +133,8 @@ export class S3ObjectStore implements ObjectStore {
   async get(key: string): Promise<Uint8Array> {
     const Key = this.fullKey(key);
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
+      const { sdk, client } = await this.s3();
+      const res = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key }));
       const body = res.Body ? await res.Body.transformToByteArray() : new Uint8Array(0);
       if (res.ContentLength !== undefined && body.byteLength !== res.ContentLength) {
         throw new RegionDbError(
@@ -152,8 +159,9 @@ export class S3ObjectStore implements ObjectStore {
       return new Uint8Array(0);
     }
     try {
-      const res = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${offset}-${offset + length - 1}` }),
+      const { sdk, client } = await this.s3();
+      const res = await client.send(
+        new sdk.GetObjectCommand({ Bucket: this.bucket, Key, Range: `bytes=${offset}-${offset + length - 1}` }),
       );
       let body = res.Body ? await res.Body.transformToByteArray() : new Uint8Array(0);
       if (res.ContentRange === undefined && body.byteLength >= offset + length) {
@@ -175,7 +183,8 @@ export class S3ObjectStore implements ObjectStore {
   async head(key: string): Promise<ObjectMeta | undefined> {
     const Key = this.fullKey(key);
     try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      const { sdk, client } = await this.s3();
+      const res = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key }));
       return { key, size: res.ContentLength ?? 0 };
     } catch (err) {
       const mapped = this.mapError('head', key, err);
@@ -190,10 +199,11 @@ export class S3ObjectStore implements ObjectStore {
     let token: string | undefined;
     // Bounded: a server that keeps returning the same token must not loop forever.
     for (let page = 0; page < 1_000_000; page++) {
-      let res: ListObjectsV2CommandOutput;
+      let res: S3.ListObjectsV2CommandOutput;
       try {
-        res = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+        const { sdk, client } = await this.s3();
+        res = await client.send(
+          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
         );
       } catch (err) {
         throw this.mapError('list', prefix, err);
@@ -214,7 +224,8 @@ export class S3ObjectStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     const Key = this.fullKey(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+      const { sdk, client } = await this.s3();
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.bucket, Key }));
     } catch (err) {
       const mapped = this.mapError('delete', key, err);
       if (mapped.code === ErrorCode.NotFound) return;

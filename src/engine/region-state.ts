@@ -61,6 +61,8 @@ export interface FrozenMemtable {
   readonly memtable: Memtable;
   /** Dedup table as of `index`. */
   readonly dedup: string;
+  /** Membership as of `index` (the raft snapshot at the flush point carries it). */
+  readonly membership: Membership;
 }
 
 /** Opens SST readers (the datanode caches them and their blocks). */
@@ -171,8 +173,7 @@ export class RegionState implements StateMachine<ApplyResult> {
   private applySystem(index: number, term: number, cmd: Command): ApplyResult {
     const ok: ApplyResult = { status: 'ok', version: index, rows: 0 };
     if (cmd.kind === 'freeze') {
-      this.frozen.push({ index, term, memtable: this.memtable, dedup: this.encodeDedup() });
-      this.frozenMembership.set(index, this.membership);
+      this.frozen.push({ index, term, memtable: this.memtable, dedup: this.encodeDedup(), membership: this.membership });
       this.memtable = new Memtable();
     } else if (cmd.kind === 'flush-edit') {
       const oldest = this.frozen[0];
@@ -183,8 +184,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.flushedIndex = oldest.index;
       this.flushedTerm = oldest.term;
       this.flushedDedup = oldest.dedup;
-      this.flushedMembership = this.frozenMembership.get(oldest.index) ?? this.membership;
-      this.frozenMembership.delete(oldest.index);
+      this.flushedMembership = oldest.membership;
     } else if (cmd.kind === 'compaction-edit') {
       // Valid only if the inputs are exactly the oldest SSTs now (a suffix of the list).
       const n = cmd.inputs.length;
@@ -194,9 +194,6 @@ export class RegionState implements StateMachine<ApplyResult> {
     }
     return ok;
   }
-
-  /** Membership captured at each pending freeze (the region server records it at apply). */
-  readonly frozenMembership = new Map<number, Membership>();
 
   private execute(index: number, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind === 'write') {

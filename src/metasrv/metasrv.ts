@@ -305,8 +305,8 @@ export class Metasrv {
     };
   }
 
-  private regionInfo(region: RegionDef): unknown {
-    const leader = this.context().leaderOf(region);
+  private regionInfo(region: RegionDef, ctx: ProcedureContext): unknown {
+    const leader = ctx.leaderOf(region);
     const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.get(region.regionId)?.appliedIndex ?? 0);
     const live = region.replicas.filter((p) => this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.has(region.regionId)).length;
     return {
@@ -534,6 +534,7 @@ export class Metasrv {
       }, log),
       ListNodes: unary(async () => {
         const now = performance.now();
+        const ctx = this.context();
         const counts = new Map<number, { regions: number; leaders: number }>();
         for (const region of Object.values(this.catalog.regions)) {
           for (const r of region.replicas) {
@@ -554,7 +555,7 @@ export class Metasrv {
             leaders: counts.get(n.nodeId)?.leaders ?? 0,
           })),
           regions: Object.values(this.catalog.regions).map((r) => this.route(r)),
-          region_infos: Object.values(this.catalog.regions).map((r) => this.regionInfo(r)),
+          region_infos: Object.values(this.catalog.regions).map((r) => this.regionInfo(r, ctx)),
           procedures: Object.values(this.catalog.procedures)
             .sort((a, b) => a.createdMs - b.createdMs)
             .map((p) => ({

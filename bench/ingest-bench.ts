@@ -1,34 +1,18 @@
 // make bench-ingest: sustained ingest into a 3-datanode cluster for INGEST_SECONDS (default 120):
 // rows/s, flush throughput, WAL size on disk and datanode RSS sampled every 10 s. The engine must
 // keep memory and WAL bounded while data keeps arriving (it lands in SSTs in the object store).
-import { readFileSync, readdirSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalCluster, sleep } from '../test/support/local-cluster.js';
+import { LocalCluster, dirBytes, sleep } from '../test/support/local-cluster.js';
 
 const seconds = Number(process.env['INGEST_SECONDS'] ?? 120);
 const writers = Number(process.env['INGEST_WRITERS'] ?? 8);
 const batch = Number(process.env['INGEST_BATCH'] ?? 500);
 
-function dirBytes(dir: string): number {
-  let total = 0;
-  try {
-    for (const e of readdirSync(dir, { withFileTypes: true })) total += e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size;
-  } catch {
-    // not there yet
-  }
-  return total;
-}
-
 function rssBytes(pid: number | undefined): number {
   if (!pid) return 0;
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
-}
-
-async function metric(cluster: LocalCluster, i: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${cluster.datanodes[i]!.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
 const mb = (b: number) => (b / 1048576).toFixed(1);
@@ -67,8 +51,8 @@ async function main(): Promise<void> {
     while (Date.now() < endAt) {
       await sleep(10_000);
       const now = Date.now();
-      const flushes = (await Promise.all([0, 1, 2].map((n) => metric(cluster, n, 'regiondb_engine_flushes_total')))).reduce((a, b) => a + b, 0);
-      const flushBytes = (await Promise.all([0, 1, 2].map((n) => metric(cluster, n, 'regiondb_engine_flush_bytes_total')))).reduce((a, b) => a + b, 0);
+      const flushes = (await Promise.all([0, 1, 2].map((n) => cluster.metric(n, 'regiondb_engine_flushes_total')))).reduce((a, b) => a + b, 0);
+      const flushBytes = (await Promise.all([0, 1, 2].map((n) => cluster.metric(n, 'regiondb_engine_flush_bytes_total')))).reduce((a, b) => a + b, 0);
       const s = {
         t: Math.round((now - started) / 1000),
         rows,
@@ -77,8 +61,8 @@ async function main(): Promise<void> {
         flushMB: Number(mb(flushBytes)),
         walMB: cluster.datanodes.map((d) => Number(mb(dirBytes(join(d.dataDir, 'wal'))))),
         rssMB: cluster.datanodes.map((d) => Number(mb(rssBytes(d.process?.pid)))),
-        memtableMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await metric(cluster, n, 'regiondb_engine_memtable_bytes'))))),
-        heapMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await metric(cluster, n, 'nodejs_heap_size_used_bytes'))))),
+        memtableMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await cluster.metric(n, 'regiondb_engine_memtable_bytes'))))),
+        heapMB: await Promise.all([0, 1, 2].map(async (n) => Number(mb(await cluster.metric(n, 'nodejs_heap_size_used_bytes'))))),
       };
       samples.push(s);
       lastRows = rows;

@@ -12,8 +12,8 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
-/** A port nobody listens on right now (the OS picks it). */
-async function freePort(): Promise<number> {
+/** A port nobody listens on right now (the OS picks it). Also used by the test harness. */
+export async function freePort(): Promise<number> {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once('error', fail);

@@ -1,6 +1,6 @@
 // Issue 5 acceptance with real processes on loopback: the LSM over shared object storage.
 // Small flush thresholds make a few hundred thousand rows exceed the memtable limit many times.
-import { readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
@@ -12,7 +12,7 @@ import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { S3ObjectStore } from '../../src/object-store/s3-store.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
-import { LocalCluster, sleep } from '../support/local-cluster.js';
+import { LocalCluster, dirBytes, sleep, waitUntil } from '../support/local-cluster.js';
 import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 
 const COLUMNS = [
@@ -22,24 +22,6 @@ const COLUMNS = [
 ];
 const ENGINE_TOML = '[engine]\nflush_bytes = 262144\ncompact_at_ssts = 4\nsst_gc_grace_ms = 20000';
 const row = (i: number): Row => ({ host: `h${i % 200}`, ts: 1_000_000 + i, v: i });
-
-function dirBytes(dir: string): number {
-  let total = 0;
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) total += e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size;
-  return total;
-}
-
-async function metric(cluster: LocalCluster, i: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${cluster.datanodes[i]!.httpPort}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line ? Number(line.split(' ').at(-1)) : 0;
-}
 
 async function writeRows(client: RegionDbClient, table: string, from: number, to: number, batch = 2000, writers = 4): Promise<void> {
   let next = from;
@@ -56,16 +38,6 @@ async function writeRows(client: RegionDbClient, table: string, from: number, to
 
 async function countRows(client: RegionDbClient, cluster: LocalCluster, table: string, node: number, consistency: 'linearizable' | 'stale' = 'linearizable'): Promise<number> {
   return (await client.scan(table, { consistency }, cluster.datanodeAddr(node))).length;
-}
-
-async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await sleep(250);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', function () {
@@ -116,17 +88,17 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
     const follower = 2;
     const flushedBefore = (await cluster.status(0)).replicas.map((r) => Number((r as unknown as { flushed_index: string }).flushed_index));
     await cluster.stopDatanode(follower, 'SIGTERM');
-    const flushesBefore = await metric(cluster, 0, 'regiondb_engine_flushes_total') + (await metric(cluster, 1, 'regiondb_engine_flushes_total'));
+    const flushesBefore = await cluster.metric(0, 'regiondb_engine_flushes_total') + (await cluster.metric(1, 'regiondb_engine_flushes_total'));
     await writeRows(client, 'big', total, total + 120_000);
     total += 120_000;
-    const flushesAfter = await metric(cluster, 0, 'regiondb_engine_flushes_total') + (await metric(cluster, 1, 'regiondb_engine_flushes_total'));
+    const flushesAfter = await cluster.metric(0, 'regiondb_engine_flushes_total') + (await cluster.metric(1, 'regiondb_engine_flushes_total'));
     expect(flushesAfter - flushesBefore, 'flushes while the follower was down').to.be.at.least(5);
     const writtenBytes = 120_000 * 60; // ≥ 60 bytes of command per row
     await cluster.startDatanode(follower);
     const received = await waitUntil('the follower to catch up', 60_000, async () => {
       const [leaderView, mine] = await Promise.all([cluster.status(0), cluster.status(follower)]);
       const behind = mine.replicas.some((r) => Number(r.applied_index) < Number(leaderView.replicas.find((x) => x.region_id === r.region_id)!.applied_index) - 50);
-      return mine.replicas.length === 4 && !behind ? metric(cluster, follower, 'regiondb_raft_received_payload_bytes_total') : undefined;
+      return mine.replicas.length === 4 && !behind ? cluster.metric(follower, 'regiondb_raft_received_payload_bytes_total') : undefined;
     });
     process.stdout.write(`      follower received ${received} bytes over raft after ${flushesAfter - flushesBefore} flushes; ≥ ${writtenBytes} bytes were written meanwhile (flushed index before: ${flushedBefore.join(', ')})\n`);
     expect(received, 'bytes over the raft transport vs data written').to.be.lessThan(writtenBytes / 4);
@@ -155,11 +127,11 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
       return leaders.length === 4 ? leaders : undefined;
     };
     await waitUntil('compaction to one SST per region', 60_000, async () => {
-      const compactions = (await metric(cluster, 0, 'regiondb_engine_compactions_total')) + (await metric(cluster, 1, 'regiondb_engine_compactions_total')) + (await metric(cluster, 2, 'regiondb_engine_compactions_total'));
+      const compactions = (await cluster.metric(0, 'regiondb_engine_compactions_total')) + (await cluster.metric(1, 'regiondb_engine_compactions_total')) + (await cluster.metric(2, 'regiondb_engine_compactions_total'));
       return compactions > 0 && (await statusSsts()) ? true : undefined;
     });
     const sstsPerNode = await waitUntil('few SSTs per region', 60_000, async () => {
-      const n = await metric(cluster, 0, 'regiondb_engine_ssts');
+      const n = await cluster.metric(0, 'regiondb_engine_ssts');
       return n <= 8 ? n : undefined;
     });
     process.stdout.write(`      region ${region0}: ${before} SST objects before compaction; SSTs referenced on datanode1 now: ${sstsPerNode}\n`);
@@ -168,7 +140,7 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
     for (let n = 0; n < 3; n++) expect(await countRows(client, cluster, 'big', n), `rows via datanode${n + 1} after compaction`).to.equal(total);
     for (const r of deleted.slice(0, 20)) expect(await client.get('big', { host: r['host']!, ts: r['ts']! }), 'a deleted row').to.equal(null);
     // Unreferenced inputs are garbage-collected after the grace period.
-    await waitUntil('GC of compacted inputs', 90_000, async () => ((await metric(cluster, 0, 'regiondb_engine_ssts_deleted_total')) + (await metric(cluster, 1, 'regiondb_engine_ssts_deleted_total')) + (await metric(cluster, 2, 'regiondb_engine_ssts_deleted_total')) > 0 ? true : undefined));
+    await waitUntil('GC of compacted inputs', 90_000, async () => ((await cluster.metric(0, 'regiondb_engine_ssts_deleted_total')) + (await cluster.metric(1, 'regiondb_engine_ssts_deleted_total')) + (await cluster.metric(2, 'regiondb_engine_ssts_deleted_total')) > 0 ? true : undefined));
   });
 
   it('a corrupt SST block fails the reads that touch it with an error naming the object and the check; the node stays up', async () => {

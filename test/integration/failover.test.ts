@@ -11,7 +11,7 @@ import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
-import { LocalCluster, sleep } from '../support/local-cluster.js';
+import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
 
 const TABLE = 'metrics';
 const COLUMNS = [
@@ -26,21 +26,6 @@ interface StatusView {
   nodes: { node_id: string; state: string; regions: number; leaders: number }[];
   region_infos: { route: { region_id: string; peers: { node_id: string; peer_id: string }[]; leader_node_id: string }; health: string }[];
   procedures: { id: string; kind: string; status: string; step: string; error: string }[];
-}
-
-async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
 }
 
 /** Leaders per datanode index, from the datanodes themselves (running ones). */

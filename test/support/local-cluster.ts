@@ -2,28 +2,18 @@
 // on 127.0.0.1 with free ports, data under a fresh temporary directory. Every process is started
 // from the built CLI (dist/, `make build`) and stopped by its PID; nothing is left running.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { type Dirent, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
+import { freePort } from '../../src/cmd/scratch-cluster.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cmd', 'main.js');
 
-/** A port nobody listens on right now (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
+export { freePort };
 
 export interface NodeProcess {
   readonly name: string;
@@ -56,6 +46,38 @@ export interface ClusterOptions {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Polls `probe` until it returns a value (a thrown error counts as "not yet"); fails after
+ * `timeoutMs` naming what it waited for and the last error seen.
+ */
+export async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+}
+
+/** Bytes of every file below `dir` (0 if it does not exist yet). */
+export function dirBytes(dir: string): number {
+  let total = 0;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) total += e.isDirectory() ? dirBytes(join(dir, e.name)) : statSync(join(dir, e.name)).size;
+  return total;
 }
 
 async function healthy(httpPort: number): Promise<boolean> {
@@ -259,6 +281,13 @@ export class LocalCluster {
     const c = new RegionDbClient({ metasrv: this.metasrvAddr, ...(tls ? { tls: { caFile: tls.caFile } } : {}), ...options });
     this.clients.push(c);
     return c;
+  }
+
+  /** The value of a metric on datanode i's /metrics: its first sample (labelled or not), 0 if absent. */
+  async metric(i: number, name: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.datanodes[i]!.httpPort}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+    return line ? Number(line.split(' ').at(-1)) : 0;
   }
 
   /** Admin.Status of one datanode. */

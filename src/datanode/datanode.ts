@@ -534,6 +534,9 @@ export class Datanode {
         // object store: only then does it survive the loss of every disk (`regiondb recover`).
         const inSsts = (state.memtable.count === 0 && state.frozen.length === 0) || state.flushedIndex >= upTo;
         if (inSsts && this.flusher.manifestIndex(r.regionId) >= state.flushedIndex) break;
+        // Leadership moved mid-flush: this node's flusher no longer drives the region. NOT_LEADER
+        // (with the new leader's address) lets the client retry the flush there.
+        if (!r.isLeader()) this.regionServer.leaderReplica(r.regionId);
         if (Date.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
         await new Promise((ok) => setTimeout(ok, 50));
       }

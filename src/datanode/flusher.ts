@@ -137,10 +137,14 @@ export class Flusher {
 
   private async freeze(regionId: string, w: RegionWork): Promise<void> {
     w.freezing = true;
+    const requested = w.requested;
     w.requested = false;
     try {
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'freeze' }));
     } catch (err) {
+      // An explicit request still stands: the next check (here, or on the next leader's
+      // `regiondb flush` retry) proposes the freeze again.
+      w.requested ||= requested;
       this.log.debug({ regionId, err: (err as Error).message }, 'freeze not committed (leadership moved?)');
     } finally {
       w.freezing = false;

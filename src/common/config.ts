@@ -66,6 +66,8 @@ export const datanodeConfigSchema = z
         pre_vote: z.boolean().default(true),
         check_quorum: z.boolean().default(true),
         read_only: z.enum(['safe', 'lease']).default('safe'),
+        /** Followers learn a new commit index from the next append or heartbeat (docs/performance.md). */
+        skip_bcast_commit: z.boolean().default(true),
         snapshot_every_entries: positiveInt.default(20_000),
         /**
          * Raft traffic to these datanodes (by node id) goes to the given address instead of the
@@ -81,6 +83,7 @@ export const datanodeConfigSchema = z
         pre_vote: true,
         check_quorum: true,
         read_only: 'safe',
+        skip_bcast_commit: true,
         snapshot_every_entries: 20_000,
         peer_addr_overrides: {},
       }),

@@ -160,6 +160,7 @@ export class Datanode {
       preVote: raft.pre_vote,
       checkQuorum: raft.check_quorum,
       readOnly: raft.read_only,
+      skipBcastCommit: raft.skip_bcast_commit,
       snapshotEveryEntries: raft.snapshot_every_entries,
     };
     this.regionServer = new RegionServer<ApplyResult>(

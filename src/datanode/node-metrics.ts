@@ -42,7 +42,7 @@ export class DatanodeMetrics {
   private readonly elections: Counter;
   private readonly leaderChanges: Counter;
   private readonly roleChanges: Counter;
-  private readonly walWrites: Counter;
+  private readonly walDeferred: Counter;
   private readonly walSyncs: Counter;
   private readonly walSyncSeconds: Histogram;
   private readonly walBatchOperations: Histogram;
@@ -90,7 +90,7 @@ export class DatanodeMetrics {
     mirroredCounter(registry, 'regiondb_raft_messages_sent_total', 'Raft messages handed to peer streams', () => sources.transport()?.sentEnvelopes);
     mirroredCounter(registry, 'regiondb_raft_messages_dropped_total', 'Raft messages dropped by a full per-peer queue (raft retransmits)', () => sources.transport()?.droppedEnvelopes);
 
-    this.walWrites = new Counter({ name: 'regiondb_wal_writes_total', help: 'WAL batches written, by whether they were fsynced (commit-index-only batches are not)', labelNames: ['sync'], registers: r });
+    this.walDeferred = new Counter({ name: 'regiondb_wal_deferred_commit_batches_total', help: 'Ready cycles whose WAL batch only moved commit indexes: not written then, carried by the next batch', registers: r });
     this.walSyncs = new Counter({ name: 'regiondb_wal_syncs_total', help: 'WAL batches written with fsync (group commits)', registers: r });
     this.walSyncSeconds = new Histogram({ name: 'regiondb_wal_sync_duration_seconds', help: 'Duration of fsynced WAL batch writes (seconds)', buckets: WAL_SYNC_SECONDS_BUCKETS, registers: r });
     this.walBatchOperations = new Histogram({ name: 'regiondb_wal_batch_operations', help: 'Operations (records put or deleted) per WAL batch', buckets: WAL_BATCH_OPERATIONS_BUCKETS, registers: r });
@@ -109,14 +109,12 @@ export class DatanodeMetrics {
 
   readonly wal: WalObserver = {
     written: (w) => {
-      this.walWrites.inc({ sync: String(w.sync) });
       this.walBatchOperations.observe(w.ops);
       this.walBytes.inc(w.bytes);
-      if (w.sync) {
-        this.walSyncs.inc();
-        this.walSyncSeconds.observe(w.seconds);
-      }
+      this.walSyncs.inc();
+      this.walSyncSeconds.observe(w.seconds);
     },
+    deferred: () => this.walDeferred.inc(),
   };
 
   onRoleChange(regionId: string, role: string, leaderPeerId: number): void {

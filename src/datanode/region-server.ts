@@ -42,6 +42,8 @@ export interface RaftTuning {
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
   readonly readOnly: ReadOnlyOption;
+  /** Followers learn a moved commit index from the next append or heartbeat (raft-rs skip_bcast_commit). */
+  readonly skipBcastCommit: boolean;
   /** Take a state-machine snapshot and compact the log after this many applied entries. */
   readonly snapshotEveryEntries: number;
 }
@@ -53,6 +55,7 @@ export const defaultRaftTuning: RaftTuning = {
   preVote: true,
   checkQuorum: true,
   readOnly: 'safe',
+  skipBcastCommit: true,
   snapshotEveryEntries: 20_000,
 };
 
@@ -217,6 +220,7 @@ export class RegionServer<R> {
       preVote: this.tuning.preVote,
       checkQuorum: this.tuning.checkQuorum,
       readOnly: this.tuning.readOnly,
+      skipBcastCommit: this.tuning.skipBcastCommit,
     });
     const replica = new Replica(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
     const conf = raft.confState();

@@ -83,6 +83,14 @@ export interface RaftConfig {
   readonly maxInflightMsgs?: number;
   readonly maxUncommittedEntriesBytes?: number;
   readonly maxApplyBytes?: number;
+  /**
+   * Do not send an empty append to every follower just because the commit index moved
+   * (raft-rs's skip_bcast_commit, as TiKV runs it). Followers learn the new commit index from
+   * the next append or heartbeat instead, so they apply up to one heartbeat later; the leader's
+   * own commit and its answers to clients are unchanged. Saves two messages per follower per
+   * commit when proposals are sparse. Default false (the paper's behaviour).
+   */
+  readonly skipBcastCommit?: boolean;
 }
 
 export interface SoftState {
@@ -149,6 +157,7 @@ export class Raft {
   private readonly electionTicks: number;
   private readonly heartbeatTicks: number;
   private readonly preVote: boolean;
+  private readonly skipBcastCommit: boolean;
   private readonly checkQuorum: boolean;
   private readonly readOnlyOption: ReadOnlyOption;
   private readonly maxSizePerMsgBytes: number;
@@ -186,6 +195,7 @@ export class Raft {
     this.heartbeatTicks = cfg.heartbeatTicks ?? limits.raftHeartbeatTicks;
     assert(this.heartbeatTicks > 0 && this.electionTicks > this.heartbeatTicks, 'election ticks must exceed heartbeat ticks');
     this.preVote = cfg.preVote ?? true;
+    this.skipBcastCommit = cfg.skipBcastCommit ?? false;
     this.checkQuorum = cfg.checkQuorum ?? true;
     this.readOnlyOption = cfg.readOnly ?? 'safe';
     assert(this.readOnlyOption === 'safe' || this.checkQuorum, 'lease reads require checkQuorum (RAFT-NOTES 10)');
@@ -437,7 +447,7 @@ export class Raft {
       // P3: the leader's own acknowledgement counts only for persisted entries.
       const self = this.progress.get(this.id);
       if (self?.maybeUpdate(this.persistedLastIndex())) {
-        if (this.maybeCommit()) this.broadcastAppend();
+        if (this.maybeCommit()) this.broadcastCommit();
       }
     }
   }
@@ -859,7 +869,7 @@ export class Raft {
       pr.inflights.freeLE(m.index);
     }
     if (this.maybeCommit()) {
-      this.broadcastAppend();
+      this.broadcastCommit();
     } else if (wasPaused) {
       this.sendAppend(m.from, true);
     }
@@ -1014,6 +1024,12 @@ export class Raft {
 
   private broadcastAppend(): void {
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, true);
+  }
+
+  /** The commit index moved: tell followers at once, or (skipBcastCommit) with the next append. */
+  private broadcastCommit(): void {
+    if (!this.skipBcastCommit) return this.broadcastAppend();
+    for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, false);
   }
 
   private broadcastHeartbeat(context: Uint8Array | undefined): void {

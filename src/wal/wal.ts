@@ -11,11 +11,15 @@
 // only after a batch is durable, so the raft core never sees a write that could be lost.
 // Group commit: a WalBatch collects operations for many regions and writes them in ONE LevelDB
 // batch with sync: true. A failed sync poisons the WAL (RAFT-NOTES 3): the process must stop.
-// One exception to the sync (etcd's MustSync): a batch whose only content is hard states that
-// moved nothing but the commit index is written without fsync. The commit index is volatile
-// state in Raft (Figure 2); losing it in a power cut only makes the node re-learn it from the
-// leader, and LevelDB's log keeps writes in order, so the next synced batch makes it durable.
-// Entries, terms, votes, snapshots, compaction points and metas are always synced.
+// One exception (etcd's MustSync, taken one step further): a batch whose only content is hard
+// states that moved nothing but the commit index is not written at all when it commits. Those
+// hard states are kept in memory and written in the node's next batch (any region's), or at
+// close. The commit index is volatile state in Raft (Figure 2): losing it in a crash only makes
+// the node re-learn it from the leader (the core never lowers its commit index, and a stored
+// commit index below the snapshot is fine). This takes a LevelDB write, with its thread-pool
+// round trip, off the path between a commit and its apply. Entries, terms, votes, snapshots,
+// compaction points and metas are always written and synced before the batch resolves.
+// See docs/performance.md.
 import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
@@ -57,8 +61,6 @@ export interface WalStats {
 
 /** One LevelDB batch written by the WAL (for metrics; the WAL does not depend on prom-client). */
 export interface WalWrite {
-  /** False for the commit-index-only batches written without fsync. */
-  readonly sync: boolean;
   readonly ops: number;
   readonly bytes: number;
   readonly seconds: number;
@@ -66,6 +68,8 @@ export interface WalWrite {
 
 export interface WalObserver {
   written(write: WalWrite): void;
+  /** A batch of commit-index-only hard states was deferred to the next write (see top). */
+  deferred?(hardStates: number): void;
 }
 
 /** The durable raft storage of one region; reads from the cache, writes through the WAL. */
@@ -137,7 +141,7 @@ export class WalBatch implements LogBatch {
   private readonly apply: (() => void)[] = [];
   /** Per region: last index as it will be after this batch (for conflict truncation). */
   private readonly projectedLast = new Map<string, number>();
-  /** Operations that are commit-index-only hard states; a batch of nothing else skips fsync (see top). */
+  /** Operations that are commit-index-only hard states; a batch of nothing else is deferred (see top). */
   private commitOnlyOps = 0;
 
   constructor(private readonly wal: Wal) {}
@@ -212,9 +216,15 @@ export class WalBatch implements LogBatch {
     return this.ops.length;
   }
 
+  /** True when committing needs no write: every operation only moves a commit index. */
+  get deferrable(): boolean {
+    return this.ops.length > 0 && this.commitOnlyOps === this.ops.length;
+  }
+
   async commit(): Promise<void> {
     if (this.ops.length === 0) return;
-    await this.wal.write(this.ops, this.commitOnlyOps < this.ops.length);
+    if (this.deferrable) this.wal.defer(this.ops);
+    else await this.wal.write(this.ops);
     for (const fn of this.apply) fn();
   }
 }
@@ -387,6 +397,7 @@ export class Wal implements LogEngine {
 
   async dropRegion(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
+    this.deferred.delete(`${prefix}hs`); // a later batch must not bring the region's hard state back
     await this.db.clear({ gte: prefix, lt: `${prefix}\xff` });
     this.caches.delete(regionId);
     this.logs.delete(regionId);
@@ -397,24 +408,54 @@ export class Wal implements LogEngine {
     return new WalBatch(this);
   }
 
-  /** One LevelDB batch; durable (fsync) unless `sync` is false (commit-index-only batches). */
-  async write(ops: Op[], sync = true): Promise<void> {
+  /** Commit-index-only hard states not yet written, by key (see top): the latest per region. */
+  private readonly deferred = new Map<string, Uint8Array>();
+
+  defer(ops: readonly Op[]): void {
+    for (const op of ops) if (op.type === 'put') this.deferred.set(op.key, op.value);
+    this.observer?.deferred?.(ops.length);
+  }
+
+  /** One LevelDB batch, synced; deferred commit indexes go first, so the batch's own ops win. */
+  async write(batchOps: Op[]): Promise<void> {
     if (this.poisoned) throw new WalFatalError('an earlier WAL write failed', this.poisoned);
+    let ops = batchOps;
+    if (this.deferred.size > 0) {
+      ops = [];
+      for (const [key, value] of this.deferred) ops.push({ type: 'put', key, value });
+      for (const op of batchOps) ops.push(op);
+      this.deferred.clear();
+    }
     let bytes = 0;
     for (const op of ops) if (op.type === 'put') bytes += op.key.length + op.value.byteLength;
     const startedNs = process.hrtime.bigint();
     try {
-      await this.db.batch(ops, { sync });
+      await this.batchWrite(ops);
     } catch (err) {
       this.poisoned = err as Error;
       throw new WalFatalError(`WAL sync write to ${this.dir} failed: ${(err as Error).message}`, err);
     }
-    this.observer?.written({ sync, ops: ops.length, bytes, seconds: Number(process.hrtime.bigint() - startedNs) / 1e9 });
-    if (sync) this.statsValue.syncs++;
+    this.observer?.written({ ops: ops.length, bytes, seconds: Number(process.hrtime.bigint() - startedNs) / 1e9 });
+    this.statsValue.syncs++;
     this.statsValue.bytesWritten += bytes;
     this.statsValue.lastBatchOps = ops.length;
     this.deletesSinceCompaction += ops.length - ops.filter((o) => o.type === 'put').length;
     this.maybeReclaim();
+  }
+
+  /**
+   * One synced LevelDB batch. abstract-level's public batch() clones every operation, looks up
+   * encodings and runs hooks and events we never use: ~60–80 µs of main-thread time per WAL
+   * write on this machine, more than everything else a follower does per append. Our
+   * operations are already what classic-level's native layer takes (string keys, Uint8Array
+   * values), so an open database gets them through `_batch`, abstract-level's documented
+   * implementor interface, directly. Anything else (closing, closed) takes the public path,
+   * which refuses with a clear error.
+   */
+  private batchWrite(ops: Op[]): Promise<void> {
+    const db = this.db as unknown as { status: string; _batch?: (ops: Op[], options: { sync: boolean }) => Promise<void> };
+    if (db.status === 'open' && typeof db._batch === 'function') return db._batch(ops, { sync: true });
+    return this.db.batch(ops, { sync: true });
   }
 
   private deletesSinceCompaction = 0;
@@ -444,6 +485,7 @@ export class Wal implements LogEngine {
 
   async close(): Promise<void> {
     await this.reclaiming;
+    if (this.deferred.size > 0 && !this.poisoned) await this.write([]);
     await this.db.close();
   }
 }

@@ -20,6 +20,33 @@ describe('§5.3 log replication', () => {
     for (const id of [1, 2, 3]) expect(net.values(id)).to.deep.equal(['x']);
   });
 
+  it('by default a commit is broadcast at once: followers apply without waiting for a heartbeat', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, 'x');
+    for (const id of [1, 2, 3]) expect(net.values(id)).to.deep.equal(['x']);
+  });
+
+  it('skipBcastCommit: no empty append for a commit alone; followers learn it from the next append or heartbeat', () => {
+    const net = new Network([1, 2, 3], { skipBcastCommit: true });
+    net.campaign(1);
+    const before = net.delivered.length;
+    net.propose(1, 'x');
+    const appends = net.delivered.slice(before).filter((m) => m.type === MessageType.Append);
+    expect(appends, 'one append per follower, carrying the entry').to.have.length(2);
+    expect(appends.every((m) => m.entries.length === 1)).to.equal(true);
+    // The leader committed and applied; the followers have the entry but not yet the commit.
+    expect(net.values(1)).to.deep.equal(['x']);
+    expect(net.values(2)).to.deep.equal([]);
+    expect(net.values(3)).to.deep.equal([]);
+    // The next proposal's append carries the earlier commit.
+    net.propose(1, 'y');
+    for (const id of [2, 3]) expect(net.values(id)).to.deep.equal(['x']);
+    // A heartbeat carries the rest.
+    net.tick(1);
+    for (const id of [1, 2, 3]) expect(net.values(id)).to.deep.equal(['x', 'y']);
+  });
+
   it('a follower rejects an append whose previous entry does not match and the leader backs off', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

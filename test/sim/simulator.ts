@@ -25,6 +25,13 @@ export interface SimOptions {
    * ('vote'), or the last change of term and vote ('term-and-vote').
    */
   forgetOnCrash: ForgetMode;
+  /** Run the cores with skipBcastCommit (followers learn commits from the next append/heartbeat). */
+  skipBcastCommit: boolean;
+  /**
+   * Model the datanode WAL's deferred commit index: a hard state that moved only the commit
+   * index is not durable until the node's next write, so a crash can roll the commit back.
+   */
+  deferCommitOnly: boolean;
   /** Record a readable trace of events (for replay/debugging). */
   keepTrace: boolean;
 }
@@ -45,18 +52,29 @@ export type ForgetMode = 'nothing' | 'vote' | 'term-and-vote';
 /** MemoryStorage whose "durable" term/vote can be made to roll back on crash. */
 class SimStorage extends MemoryStorage {
   forgetOnCrash: ForgetMode = 'nothing';
+  deferCommitOnly = false;
+  /** The commit index as last made durable (differs only with deferCommitOnly). */
+  private durableCommit = 0;
   /** The term and vote before the latest change of either. */
   private previousTermVote = { term: 0, vote: 0 };
 
   override setHardState(hardState: HardState): void {
     const current = this.initialState().hardState;
-    if (current.term !== hardState.term || current.vote !== hardState.vote) {
-      this.previousTermVote = { term: current.term, vote: current.vote };
-    }
+    const termOrVoteMoved = current.term !== hardState.term || current.vote !== hardState.vote;
+    if (termOrVoteMoved) this.previousTermVote = { term: current.term, vote: current.vote };
     super.setHardState(hardState);
+    if (termOrVoteMoved || !this.deferCommitOnly) this.durableCommit = hardState.commit;
+  }
+
+  // Any other write makes a deferred commit index durable (the WAL writes it in that batch);
+  // modelled pessimistically: only a commit index set before the write counts.
+  override append(entries: readonly Entry[]): void {
+    this.durableCommit = this.initialState().hardState.commit;
+    super.append(entries);
   }
 
   crash(): void {
+    if (this.deferCommitOnly) super.setHardState({ ...this.initialState().hardState, commit: this.durableCommit });
     const hs = this.initialState().hardState;
     // The bug being modelled: a term/vote change was acknowledged but never synced.
     if (this.forgetOnCrash === 'vote') super.setHardState({ ...hs, vote: 0 });
@@ -172,6 +190,7 @@ export class Simulation {
 
   private addNode(id: NodeId, storage: SimStorage): SimNode {
     storage.forgetOnCrash = this.options.forgetOnCrash;
+    storage.deferCommitOnly = this.options.deferCommitOnly;
     const node: SimNode = {
       id,
       storage,
@@ -261,6 +280,7 @@ export class Simulation {
       heartbeatTicks: 2,
       maxInflightMsgs: 16,
       maxSizePerMsgBytes: 4096,
+      skipBcastCommit: this.options.skipBcastCommit,
     });
   }
 
@@ -729,6 +749,9 @@ export function defaultSimOptions(seed: number): SimOptions {
     faultTimeUnits: 6000,
     livenessTimeUnits: 4000,
     forgetOnCrash: 'nothing',
+    // Seed bits 1 and 2 pick the datanode's optimisations, so every combination is exercised.
+    skipBcastCommit: ((seed >> 1) & 1) === 1,
+    deferCommitOnly: ((seed >> 2) & 1) === 1,
     keepTrace: false,
   };
 }

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -39,25 +39,70 @@ describe('WAL (LevelDB)', () => {
     await wal.close();
   });
 
-  it('a batch that only moves commit indexes skips the fsync; a term, vote or entry forces it (Figure 2: commitIndex is volatile)', async () => {
+  it('a batch that only moves commit indexes is deferred to the next write; a term, vote or entry is written at once (Figure 2: commitIndex is volatile)', async () => {
     const dir = tempDir();
-    const writes: { sync: boolean; ops: number }[] = [];
-    const wal = await Wal.open(dir, silentLogger, { written: (w) => writes.push({ sync: w.sync, ops: w.ops }) });
+    const writes: number[] = [];
+    let deferred = 0;
+    const observer = { written: (w: { ops: number }) => writes.push(w.ops), deferred: () => deferred++ };
+    const wal = await Wal.open(dir, silentLogger, observer);
     const first = wal.batch();
     first.append('1', range(1, 5, 1));
     first.setHardState('1', { term: 1, vote: 2, commit: 1 });
     await first.commit();
     const commitOnly = wal.batch();
     commitOnly.setHardState('1', { term: 1, vote: 2, commit: 4 });
+    expect(commitOnly.deferrable).to.equal(true);
     await commitOnly.commit();
+    expect(writes, 'the commit-only batch wrote nothing').to.deep.equal([6]);
+    expect(deferred).to.equal(1);
+    // Readers see it at once (the cache is what raft reads).
+    expect(wal.region('1').initialState().hardState.commit).to.equal(4);
+
+    // A crash now (no close) loses only the deferred commit index.
+    const crashCopy = `${dir}-crash`;
+    dirs.push(crashCopy);
+    cpSync(dir, crashCopy, { recursive: true });
+    rmSync(join(crashCopy, 'LOCK'), { force: true });
+    const afterCrash = await Wal.open(crashCopy, silentLogger);
+    expect(afterCrash.region('1').initialState().hardState).to.deep.equal({ term: 1, vote: 2, commit: 1 });
+    expect(afterCrash.region('1').lastIndex()).to.equal(5);
+    await afterCrash.close();
+
+    // Another region's write carries it; its own ops follow it in the same batch.
+    const other = wal.batch();
+    other.append('2', range(1, 2, 1));
+    await other.commit();
+    expect(writes, "2 entries of region 2 plus the deferred hard state of region 1").to.deep.equal([6, 3]);
     const newTerm = wal.batch();
     newTerm.setHardState('1', { term: 2, vote: 0, commit: 4 });
+    expect(newTerm.deferrable).to.equal(false);
     await newTerm.commit();
-    expect(writes.map((w) => w.sync)).to.deep.equal([true, false, true]);
-    expect(wal.stats().syncs).to.equal(2);
+    const commitAgain = wal.batch();
+    commitAgain.setHardState('1', { term: 2, vote: 0, commit: 5 });
+    await commitAgain.commit();
+    expect(wal.stats().syncs).to.equal(3);
+    await wal.close(); // writes what is still deferred
+    expect(wal.stats().syncs).to.equal(4);
+    const reopened = await Wal.open(dir, silentLogger);
+    expect(reopened.region('1').initialState().hardState).to.deep.equal({ term: 2, vote: 0, commit: 5 });
+    await reopened.close();
+  });
+
+  it('a dropped region does not come back with a deferred commit index', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('9', range(1, 3, 1));
+    b.setHardState('9', { term: 1, vote: 1, commit: 1 });
+    await b.commit();
+    const commitOnly = wal.batch();
+    commitOnly.setHardState('9', { term: 1, vote: 1, commit: 3 });
+    await commitOnly.commit();
+    await wal.dropRegion('9');
+    await wal.region('4').append(range(1, 1, 1));
     await wal.close();
     const reopened = await Wal.open(dir, silentLogger);
-    expect(reopened.region('1').initialState().hardState).to.deep.equal({ term: 2, vote: 0, commit: 4 });
+    expect(reopened.regionIds()).to.deep.equal(['4']);
     await reopened.close();
   });
 

@@ -10,7 +10,8 @@
 // write is durable on a quorum on both systems (fsync'd WALs).
 //
 // Environment: BENCH_SECONDS (default 10), BENCH_WARMUP_SECONDS (default 2), BENCH_SYSTEMS
-// (default "regiondb,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16"; default all).
+// (default "regiondb,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16"; default all),
+// BENCH_REGIONDB_UNARY=1 (regiondb clients make one unary call per operation, as etcd's do).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';

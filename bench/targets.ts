@@ -96,7 +96,9 @@ export class RegionDbTarget implements BenchTarget {
   }
 
   newClient(): BenchClient {
-    const c: RegionDbClient = this.cluster.client({ deadlineMs: 30_000 });
+    // BENCH_REGIONDB_UNARY=1: one unary call per operation, as etcd's client makes them,
+    // instead of the client library's default Database.Batch stream (docs/performance.md).
+    const c: RegionDbClient = this.cluster.client({ deadlineMs: 30_000, batchStream: process.env['BENCH_REGIONDB_UNARY'] !== '1' });
     return {
       write: async (key) => {
         await c.write(TABLE, [{ host: `h${key % KEYS_MAX}`, ts: T0_MS, v: key }]);

@@ -3,12 +3,12 @@
 // is applied at most once), deadlines. A timed-out write has an UNKNOWN outcome and is
 // reported as DEADLINE_EXCEEDED with that said (RAFT-NOTES 20).
 import { randomUUID } from 'node:crypto';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';
 import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
-import { fromGrpcError } from '../rpc/status.js';
+import { type ProtoBatchError, fromBatchError, fromGrpcError } from '../rpc/status.js';
 import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
 import { type ProtoRow, type ProtoTableSchema, fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
 
@@ -27,6 +27,12 @@ export interface ClientOptions {
   readonly password?: string;
   /** ...or a bearer token. */
   readonly token?: string;
+  /**
+   * Send writes, deletes and gets over one Database.Batch stream per datanode (default), or as
+   * one unary call each (`false`). Same semantics either way; the stream saves most of gRPC's
+   * per-call cost. Servers that refuse the stream (no write access) get unary calls.
+   */
+  readonly batchStream?: boolean;
 }
 
 interface Route {
@@ -58,6 +64,83 @@ export interface VersionedRow {
   readonly version: number;
 }
 
+type BatchKind = 'write' | 'delete' | 'get';
+
+interface PendingOperation {
+  readonly kind: BatchKind;
+  readonly resolve: (response: unknown) => void;
+  readonly reject: (err: RegionDbError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * The client end of one Database.Batch stream (see database.proto): operations multiplexed by
+ * id over a stream opened on first use and reopened after it breaks. A broken stream fails its
+ * operations in flight with its status (UNAVAILABLE when the connection went), which the retry
+ * loop treats like a failed unary call (writes keep their request ids, so a retry is applied at
+ * most once).
+ */
+class BatchStream {
+  private stream: grpc.ClientDuplexStream<unknown, unknown> | undefined;
+  private readonly pending = new Map<string, PendingOperation>();
+  private nextId = 1;
+  /** The server refused the stream itself (no Batch method, or no write access): use unary calls. */
+  refused = false;
+
+  constructor(private readonly client: grpc.Client) {}
+
+  request<T>(kind: BatchKind, body: unknown, timeoutMs: number): Promise<T> {
+    const stream = this.open();
+    const id = String(this.nextId++);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new RegionDbError(ErrorCode.DeadlineExceeded, `no answer within ${timeoutMs} ms; for a write the outcome is unknown`));
+      }, timeoutMs);
+      this.pending.set(id, { kind, resolve: resolve as (r: unknown) => void, reject, timer });
+      stream.write({ id, [kind]: body });
+    });
+  }
+
+  private open(): grpc.ClientDuplexStream<unknown, unknown> {
+    if (this.stream) return this.stream;
+    const stream = (this.client as unknown as { Batch(): grpc.ClientDuplexStream<unknown, unknown> }).Batch();
+    stream.on('data', (res: { id: string; response?: string; error?: ProtoBatchError } & Record<string, unknown>) => {
+      const op = this.pending.get(res.id);
+      if (!op) return; // timed out already
+      this.pending.delete(res.id);
+      clearTimeout(op.timer);
+      if (res.response === 'error' && res.error) op.reject(fromBatchError(res.error));
+      else op.resolve(res[op.kind]);
+    });
+    const broken = (err?: unknown) => {
+      if (this.stream !== stream) return;
+      this.stream = undefined;
+      const code = (err as Partial<grpc.ServiceError> | undefined)?.code;
+      if (code === grpc.status.UNIMPLEMENTED || code === grpc.status.PERMISSION_DENIED) this.refused = true;
+      // Operations in flight fail as a unary call would have with the stream's status.
+      const failure = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
+      for (const op of this.pending.values()) {
+        clearTimeout(op.timer);
+        op.reject(failure);
+      }
+      this.pending.clear();
+    };
+    stream.on('error', broken);
+    stream.on('end', () => broken());
+    this.stream = stream;
+    return stream;
+  }
+
+  close(): void {
+    const stream = this.stream;
+    this.stream = undefined;
+    if (!stream) return;
+    stream.on('error', () => {}); // the cancellation itself
+    stream.cancel();
+  }
+}
+
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
 /** How long a replica that refused connections is skipped when choosing where to send. */
@@ -68,6 +151,7 @@ export class RegionDbClient {
   private nextRequestId = 1;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly conns = new Map<string, grpc.Client>();
+  private readonly batchStreams = new Map<string, BatchStream>();
   private readonly meta: grpc.Client;
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
@@ -86,8 +170,27 @@ export class RegionDbClient {
 
   close(): void {
     this.meta.close();
+    for (const b of this.batchStreams.values()) b.close();
+    this.batchStreams.clear();
     for (const c of this.conns.values()) c.close();
     this.conns.clear();
+  }
+
+  /** One write, delete or get attempt at `addr`: over its Batch stream, or a unary call. */
+  private async operation<T>(addr: string, kind: BatchKind, request: unknown): Promise<T> {
+    if (this.options.batchStream !== false) {
+      let stream = this.batchStreams.get(addr);
+      if (!stream) this.batchStreams.set(addr, (stream = new BatchStream(this.conn(addr))));
+      if (!stream.refused) {
+        try {
+          return await stream.request<T>(kind, request, this.attemptTimeoutMs);
+        } catch (err) {
+          if (!stream.refused) throw err; // refused: nothing ran; go unary below
+        }
+      }
+    }
+    const method = kind === 'write' ? 'Write' : kind === 'delete' ? 'Delete' : 'Get';
+    return call<T>(this.conn(addr), method, request, this.attemptTimeoutMs);
   }
 
   private conn(addr: string): grpc.Client {
@@ -344,9 +447,7 @@ export class RegionDbClient {
           ...(options.expectVersion !== undefined ? { expect_version: String(options.expectVersion) } : {}),
           expect_absent: options.expectAbsent === true,
         };
-        const res = await this.withRegion(table, regionId, 'write', (addr) =>
-          call<{ version: string }>(this.conn(addr), 'Write', request, this.attemptTimeoutMs),
-        );
+        const res = await this.withRegion(table, regionId, 'write', (addr) => this.operation<{ version: string }>(addr, 'write', request));
         return { regionId, version: Number(res.version) };
       }),
     );
@@ -369,7 +470,7 @@ export class RegionDbClient {
           client_id: this.clientId,
           request_id: String(this.nextRequestId++),
         };
-        return this.withRegion(table, regionId, 'delete', (addr) => call(this.conn(addr), 'Delete', request, this.attemptTimeoutMs));
+        return this.withRegion(table, regionId, 'delete', (addr) => this.operation(addr, 'delete', request));
       }),
     );
   }
@@ -378,14 +479,8 @@ export class RegionDbClient {
     const { schema } = await this.describe(table);
     const valid = validateKey(schema, key);
     const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
-    const res = await this.withRegion(table, regionId, 'get', (addr) =>
-      call<{ found: boolean; row: ProtoRow; version: string }>(
-        this.conn(addr),
-        'Get',
-        { table, key: toProtoRow(schema, valid), consistency: consistency === 'stale' ? 'STALE' : 'LINEARIZABLE' },
-        this.attemptTimeoutMs,
-      ),
-    );
+    const request = { table, key: toProtoRow(schema, valid), consistency: consistency === 'stale' ? 'STALE' : 'LINEARIZABLE' };
+    const res = await this.withRegion(table, regionId, 'get', (addr) => this.operation<{ found: boolean; row: ProtoRow; version: string }>(addr, 'get', request));
     return res.found ? { row: fromProtoRow(res.row, 'row'), version: Number(res.version) } : null;
   }
 

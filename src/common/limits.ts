@@ -40,6 +40,11 @@ export const limits = {
    * legitimate calls: Admin.Flush (waits ≤ 60 s) and recovery.
    */
   serverCallMsMax: 120_000,
+  /**
+   * Operations in flight on one Database.Batch stream; more are answered RESOURCE_EXHAUSTED
+   * (clients retry). Bounds what one stream can make a server hold.
+   */
+  batchStreamInFlightMax: 4096,
   /** A raft stream from a peer that sends nothing (not even heartbeats) for this long is closed. */
   raftStreamIdleMsMax: 60_000,
   /** A server stream whose reader takes no message for this long is cancelled (a stalled client holds a region iterator). */

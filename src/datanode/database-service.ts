@@ -3,7 +3,7 @@
 // request for a region this node cannot serve fails with NOT_LEADER + the leader's address
 // (UNAVAILABLE + `regiondb-leader-addr`); scans of regions hosted elsewhere are forwarded.
 import { randomUUID } from 'node:crypto';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import {
@@ -19,7 +19,8 @@ import {
 } from '../engine/index.js';
 import { str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
-import { fromGrpcError, serverStream, unary } from '../rpc/status.js';
+import { callContext } from '../rpc/auth.js';
+import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary } from '../rpc/status.js';
 import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { Datanode } from './datanode.js';
 
@@ -49,7 +50,86 @@ export class DatabaseService {
       Delete: unary((req: DeleteRequestProto) => this.delete(req), log),
       Get: unary((req: GetRequestProto) => this.get(req), log),
       Scan: serverStream((req: ScanRequestProto, write) => this.scan(req, write), log),
+      Batch: (call: grpc.ServerDuplexStream<unknown, unknown>) => this.batch(call),
     };
+  }
+
+  /**
+   * Database.Batch: Write/Delete/Get multiplexed over one stream (proto: BatchRequest). Each
+   * operation runs exactly as its unary method does, concurrently with the others; answers go
+   * out as they complete, matched by id. Per-operation server deadline and metrics as for
+   * unary calls; at most limits.batchStreamInFlightMax operations in flight per stream.
+   */
+  private batch(call: grpc.ServerDuplexStream<unknown, unknown>): void {
+    const log = this.dn.log;
+    const context = callContext.getStore(); // the guard's (forwarded authorization); 'data' events run outside it
+    let inFlight = 0;
+    let ended = false;
+    let broken = false;
+    const respond = (message: unknown) => {
+      if (!broken && !call.cancelled) call.write(message);
+    };
+    const endIfDone = () => {
+      if (ended && inFlight === 0 && !broken) call.end();
+    };
+    call.on('data', (raw: unknown) => {
+      if (broken) return;
+      if (raw && typeof raw === 'object' && MALFORMED in raw) {
+        broken = true;
+        failStream(call, { code: grpc.status.INVALID_ARGUMENT, details: `malformed request: ${(raw as Record<symbol, string>)[MALFORMED]}` });
+        return;
+      }
+      const req = raw as BatchRequestProto;
+      const id = req.id;
+      const kind = req.request;
+      const method = kind === 'write' ? 'Write' : kind === 'delete' ? 'Delete' : kind === 'get' ? 'Get' : 'Batch';
+      const finished = observeOperation('regiondb.v1.Database', method);
+      const fail = (err: unknown) => {
+        const error = toBatchError(err, log);
+        finished(error.grpc_code);
+        respond({ id, error });
+      };
+      if (inFlight >= limits.batchStreamInFlightMax) {
+        fail(new RegionDbError(ErrorCode.ResourceExhausted, `more than ${limits.batchStreamInFlightMax} operations in flight on one Batch stream; retry`));
+        return;
+      }
+      const run = (): Promise<unknown> => {
+        if (kind === 'write') return this.write(req.write!);
+        if (kind === 'delete') return this.delete(req.delete!);
+        if (kind === 'get') return this.get(req.get!);
+        return Promise.reject(new RegionDbError(ErrorCode.InvalidArgument, 'BatchRequest carries no operation (write, delete or get)'));
+      };
+      inFlight++;
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        fail(new RegionDbError(ErrorCode.DeadlineExceeded, `the server gave up after ${limits.serverCallMsMax} ms; the outcome is unknown`));
+      }, limits.serverCallMsMax);
+      timer.unref();
+      (context ? callContext.run(context, run) : run())
+        .then(
+          (res) => {
+            if (done) return;
+            finished(grpc.status.OK);
+            respond({ id, [kind!]: res });
+          },
+          (err: unknown) => {
+            if (!done) fail(err);
+          },
+        )
+        .finally(() => {
+          clearTimeout(timer);
+          inFlight--;
+          endIfDone();
+        });
+    });
+    call.on('end', () => {
+      ended = true;
+      endIfDone();
+    });
+    call.on('error', () => {
+      broken = true; // the client went away; operations still running complete unanswered
+    });
   }
 
   private async forwardDdl(method: 'CreateTable' | 'DropTable', req: unknown): Promise<unknown> {
@@ -351,6 +431,14 @@ interface DeleteRequestProto {
   keys: ProtoRow[];
   client_id?: string;
   request_id?: string;
+}
+
+interface BatchRequestProto {
+  id: string;
+  request?: 'write' | 'delete' | 'get';
+  write?: WriteRequestProto;
+  delete?: DeleteRequestProto;
+  get?: GetRequestProto;
 }
 
 interface GetRequestProto {

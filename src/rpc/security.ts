@@ -27,7 +27,7 @@ export type ServiceName = 'Database' | 'RaftTransport' | 'Meta' | 'Admin';
 
 /** Who may call what. `default` covers methods added later without an entry. */
 export const METHOD_ACCESS: Record<ServiceName, { readonly default: Access; readonly [method: string]: Access }> = {
-  Database: { default: 'write', DescribeTable: 'read', Get: 'read', Scan: 'read', Write: 'write', Delete: 'write', CreateTable: 'ddl', DropTable: 'ddl' },
+  Database: { default: 'write', DescribeTable: 'read', Get: 'read', Scan: 'read', Write: 'write', Delete: 'write', Batch: 'write', CreateTable: 'ddl', DropTable: 'ddl' },
   Meta: {
     default: 'ddl',
     GetRoutes: 'read',

@@ -83,6 +83,36 @@ export function fromGrpcError(err: unknown): RegionDbError {
   return new RegionDbError(code, e.details || e.message || 'gRPC call failed', { cause: err, details });
 }
 
+/** A failed operation of a Database.Batch stream (proto BatchError). */
+export interface ProtoBatchError {
+  grpc_code: number;
+  code: string;
+  message: string;
+  details: Record<string, string>;
+}
+
+/** The status a unary call would have returned, as a Batch stream item (the same mapping as toServiceError). */
+export function toBatchError(err: unknown, log?: Logger): ProtoBatchError {
+  if (isRegionDbError(err)) {
+    const details: Record<string, string> = {};
+    for (const key of ['leaderAddr', 'leaderNodeId', 'currentVersion']) if (err.details[key]) details[key] = err.details[key]!;
+    return { grpc_code: toGrpc[err.code], code: err.code, message: err.message, details };
+  }
+  log?.error({ err }, 'internal error in a service handler');
+  return { grpc_code: grpc.status.INTERNAL, code: ErrorCode.Internal, message: 'internal error (logged on the server)', details: {} };
+}
+
+/** The client side of toBatchError. */
+export function fromBatchError(e: ProtoBatchError): RegionDbError {
+  const code: ErrorCode = e.code in toGrpc ? (e.code as ErrorCode) : (fromGrpc[e.grpc_code as grpc.status] ?? ErrorCode.Internal);
+  const details: Record<string, string> = {};
+  for (const key of ['leaderAddr', 'leaderNodeId', 'currentVersion']) {
+    const v = e.details?.[key];
+    if (typeof v === 'string' && v) details[key] = v;
+  }
+  return new RegionDbError(code, e.message || 'operation failed', { details });
+}
+
 /**
  * A request whose bytes are not a valid protobuf message. grpc-js would answer INTERNAL for a
  * deserializer that throws; `tolerantService` turns it into this marker instead, and the
@@ -153,11 +183,20 @@ export function addRpcObserver(observer: RpcObserver): () => void {
 /** A stopwatch for one call that reports to the observers once, when the call ends. */
 function observeCall(call: { getPath(): string }): (code: grpc.status) => void {
   if (rpcObservers.size === 0) return () => {};
+  const path = call.getPath(); // "/regiondb.v1.Database/Write"
+  const slash = path.lastIndexOf('/');
+  return observeOperation(path.slice(1, slash), path.slice(slash + 1));
+}
+
+/**
+ * The same stopwatch for one operation of a multiplexing stream (Database.Batch): observers
+ * see it as a call of the method it stands for, so per-method metrics cover both paths.
+ */
+export function observeOperation(service: string, method: string): (code: grpc.status) => void {
+  if (rpcObservers.size === 0) return () => {};
   const startedNs = process.hrtime.bigint();
   return (code) => {
-    const path = call.getPath(); // "/regiondb.v1.Database/Write"
-    const slash = path.lastIndexOf('/');
-    const observation = { service: path.slice(1, slash), method: path.slice(slash + 1), code, seconds: Number(process.hrtime.bigint() - startedNs) / 1e9 };
+    const observation = { service, method, code, seconds: Number(process.hrtime.bigint() - startedNs) / 1e9 };
     for (const observer of rpcObservers) observer(observation);
   };
 }

@@ -208,6 +208,75 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
     }
   });
 
+  it('the Batch stream multiplexes operations by id: each answers as its unary method would; a malformed message ends the stream with INVALID_ARGUMENT', async () => {
+    const db = makeClient('Database', cluster.datanodeAddr(1));
+    const ts = (i: number) => ({ timestamp_ms_value: String(BASE_TS + i) });
+    const stream = (db as unknown as { Batch(): grpc.ClientDuplexStream<unknown, unknown> }).Batch();
+    type Answer = { id: string; response: string; error?: { grpc_code: number; code: string; message: string; details: Record<string, string> } } & Record<string, unknown>;
+    const answers = new Map<string, Answer>();
+    const requests: Record<string, unknown> = {
+      // One write per region: the node leads some and redirects the others.
+      ...Object.fromEntries(
+        Array.from({ length: schema.regionCount }, (_, n) => {
+          let i = 0;
+          while (regionNumberOf(schema, { host: `batch${i}`, ts: BASE_TS }) !== n) i++;
+          return [String(100 + n), { write: { table: TABLE, rows: [{ values: { host: { string_value: `batch${i}` }, ts: ts(0), usage: { float64_value: n } } }], client_id: 'it-batch', request_id: String(n + 1) } }];
+        }),
+      ),
+      '7': { write: { table: 'nope', rows: [{ values: { host: { string_value: 'x' }, ts: ts(0) } }] } },
+      '8': { get: { table: TABLE, key: { values: { host: { string_value: 'x' } } }, consistency: 'LINEARIZABLE' } },
+      '9': {},
+      '10': { get: { table: TABLE, key: { values: { host: { string_value: String(rowAt(1)['host']) }, ts: ts(1) } }, consistency: 'LINEARIZABLE' } },
+    };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.on('data', (a: Answer) => {
+          answers.set(a.id, a);
+          if (answers.size === Object.keys(requests).length) resolve();
+        });
+        stream.on('error', reject);
+        for (const [id, body] of Object.entries(requests)) stream.write({ id, ...(body as object) });
+      });
+      stream.end();
+      expect([...answers.keys()].sort()).to.deep.equal(Object.keys(requests).sort());
+      const error = (id: string) => answers.get(id)!.error!;
+      expect(answers.get('7')!.response).to.equal('error');
+      expect(error('7').code).to.equal('NOT_FOUND');
+      expect(error('7').grpc_code).to.equal(grpc.status.NOT_FOUND);
+      expect(error('7').message).to.match(/nope/);
+      expect(error('8').code).to.equal('INVALID_ARGUMENT');
+      expect(error('8').message).to.match(/ts/);
+      expect(error('9').code).to.equal('INVALID_ARGUMENT');
+      expect(error('9').message).to.match(/no operation/);
+      expect(answers.get('10')!.response).to.equal('get');
+      expect((answers.get('10')!['get'] as { found: boolean }).found).to.equal(true);
+      for (let n = 0; n < schema.regionCount; n++) {
+        const a = answers.get(String(100 + n))!;
+        if (a.response === 'write') {
+          expect(Number((a['write'] as { version: string }).version)).to.be.greaterThan(0);
+        } else {
+          expect(a.error?.code, JSON.stringify(a)).to.equal('NOT_LEADER');
+          expect(a.error?.details['leaderAddr'], 'a redirect names the leader').to.match(/^127\.0\.0\.1:\d+$/);
+        }
+      }
+      // Bytes that are not a BatchRequest end the stream with a status, not a hang.
+      const raw = new grpc.Client(cluster.datanodeAddr(1), grpc.credentials.createInsecure());
+      const status = await new Promise<grpc.ServiceError>((ok, fail) => {
+        const s = raw.makeBidiStreamRequest('/regiondb.v1.Database/Batch', (b: Buffer) => b, (b: Buffer) => b);
+        s.on('data', () => fail(new Error('answered a malformed message')));
+        s.on('error', ok);
+        s.on('end', () => fail(new Error('stream ended without an error status')));
+        s.write(Buffer.from([0x08, 0xff]));
+      });
+      raw.close();
+      expect(status.code, status.details).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(status.details).to.match(/malformed request/);
+      expect(cluster.datanodes.every((d) => d.process?.exitCode === null)).to.equal(true);
+    } finally {
+      db.close();
+    }
+  });
+
   it('kill -9 of the node leading the most regions: writes resume within 2 s, nothing acknowledged is lost, the node catches up', async () => {
     // Which node leads the most regions right now (from the datanodes themselves).
     const leaders = await Promise.all([0, 1, 2].map(async (n) => (await cluster.status(n)).replicas.filter((r) => r.role === 'leader').map((r) => r.region_id)));

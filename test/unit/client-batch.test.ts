@@ -1,0 +1,184 @@
+// The client library's Database.Batch stream against a scripted gRPC server on loopback: the
+// failure semantics the retry loop relies on (answers matched by id in any order, a per-attempt
+// timeout, a broken stream failing what was in flight with its status, a refused stream falling
+// back to unary calls).
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { RegionDbClient } from '../../src/client/client.js';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { loadProtos } from '../../src/rpc/proto.js';
+
+type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }, unknown>;
+
+interface Script {
+  /** Decides what the server does with each Batch request. */
+  onBatch?: (call: BatchCall, req: { id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }) => void;
+  /** Refuse Batch streams with this status. */
+  refuseBatch?: grpc.status;
+  unaryWrites: number;
+  batchStreams: number;
+}
+
+const TABLE = 't';
+
+async function startServer(script: Script): Promise<{ addr: string; server: grpc.Server }> {
+  const { services } = loadProtos();
+  const server = new grpc.Server();
+  let addr = '';
+  server.addService(services.Meta.service, {
+    GetRoutes: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, {
+        table: {
+          name: TABLE,
+          table_id: 1,
+          region_count: 1,
+          columns: [
+            { name: 'host', type: 'STRING', semantic: 'TAG' },
+            { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+            { name: 'v', type: 'FLOAT64', semantic: 'FIELD' },
+          ],
+        },
+        routes: [{ region_id: String(1n << 32n), peers: [{ node_id: '1', addr }], leader_node_id: '1' }],
+      }),
+  });
+  server.addService(services.Database.service, {
+    Write: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+      script.unaryWrites++;
+      cb(null, { version: '7', rows_written: 1 });
+    },
+    Batch: (call: BatchCall) => {
+      script.batchStreams++;
+      if (script.refuseBatch !== undefined) {
+        call.emit('error', Object.assign(new Error('refused'), { code: script.refuseBatch, details: 'refused by the test server' }));
+        return;
+      }
+      call.on('data', (req) => script.onBatch?.(call, req));
+      call.on('end', () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  addr = `127.0.0.1:${port}`;
+  return { addr, server };
+}
+
+const row = (v: number) => ({ host: 'a', ts: 1, v });
+
+describe('client: the Database.Batch stream', () => {
+  const servers: grpc.Server[] = [];
+  const clients: RegionDbClient[] = [];
+  after(() => {
+    for (const c of clients) c.close();
+    for (const s of servers) s.forceShutdown();
+  });
+
+  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number } = {}): Promise<RegionDbClient> {
+    const { addr, server } = await startServer(script);
+    servers.push(server);
+    const client = new RegionDbClient({ metasrv: addr, attemptTimeoutMs: options.attemptTimeoutMs ?? 2000, deadlineMs: options.deadlineMs ?? 5000 });
+    clients.push(client);
+    return client;
+  }
+
+  it('answers are matched by id, whatever their order', async () => {
+    const held: { call: BatchCall; id: string; v: number }[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        held.push({ call, id: req.id, v: req.write!.rows[0]!.values.v.float64_value });
+        if (held.length < 3) return;
+        // Answer in reverse order; the version tells each write which answer it got.
+        for (const h of held.reverse()) h.call.write({ id: h.id, write: { version: String(h.v * 10), rows_written: 1 } });
+      },
+    };
+    const client = await setup(script);
+    const results = await Promise.all([1, 2, 3].map((v) => client.write(TABLE, [row(v)])));
+    expect(results.map((r) => r[0]!.version)).to.deep.equal([10, 20, 30]);
+    expect(script.batchStreams, 'one stream for all three').to.equal(1);
+    expect(script.unaryWrites).to.equal(0);
+  });
+
+  it('an error item becomes the RegionDbError a unary call would have given', async () => {
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) =>
+        call.write({ id: req.id, error: { grpc_code: grpc.status.FAILED_PRECONDITION, code: 'CONDITION_FAILED', message: 'condition failed: version 4', details: { currentVersion: '4' } } }),
+    };
+    const client = await setup(script);
+    const err = await client.write(TABLE, [row(1)], { expectVersion: 3 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err) && err.code).to.equal(ErrorCode.ConditionFailed);
+    expect(isRegionDbError(err) && err.details['currentVersion']).to.equal('4');
+  });
+
+  it('an attempt with no answer times out and is retried under the same request id; the late answer is ignored', async () => {
+    const seen: { id: string; requestId: string }[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        seen.push({ id: req.id, requestId: (req.write as unknown as { request_id: string }).request_id });
+        if (seen.length === 1) {
+          // The first attempt is answered only after the client gave up on it.
+          setTimeout(() => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }), 400);
+          return;
+        }
+        call.write({ id: req.id, write: { version: '2', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script, { attemptTimeoutMs: 150 });
+    const [result] = await client.write(TABLE, [row(1)]);
+    expect(result!.version).to.equal(2);
+    expect(seen).to.have.length(2);
+    expect(seen[0]!.id).to.not.equal(seen[1]!.id);
+    expect(seen[0]!.requestId, 'a retry keeps its request id (applied at most once)').to.equal(seen[1]!.requestId);
+    await new Promise((r) => setTimeout(r, 400)); // the late answer arrives and must not throw
+  });
+
+  it('a stream that breaks fails what is in flight with its status; the next attempt opens a new stream', async () => {
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        if (script.batchStreams === 1) {
+          call.emit('error', Object.assign(new Error('gone'), { code: grpc.status.UNAVAILABLE, details: 'going away' }));
+          return;
+        }
+        call.write({ id: req.id, write: { version: '5', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script);
+    const [result] = await client.write(TABLE, [row(1)]);
+    expect(result!.version).to.equal(5);
+    expect(script.batchStreams).to.equal(2);
+  });
+
+  for (const refusal of [grpc.status.UNIMPLEMENTED, grpc.status.PERMISSION_DENIED]) {
+    it(`a stream refused with ${grpc.status[refusal]} makes the client use unary calls`, async () => {
+      const script: Script = { unaryWrites: 0, batchStreams: 0, refuseBatch: refusal };
+      const client = await setup(script);
+      const [first] = await client.write(TABLE, [row(1)]);
+      const [second] = await client.write(TABLE, [row(2)]);
+      expect(first!.version).to.equal(7);
+      expect(second!.version).to.equal(7);
+      expect(script.unaryWrites).to.equal(2);
+      expect(script.batchStreams, 'not asked again').to.equal(1);
+    });
+  }
+
+  it('batchStream: false makes one unary call per operation', async () => {
+    const script: Script = { unaryWrites: 0, batchStreams: 0 };
+    const { addr, server } = await startServer(script);
+    servers.push(server);
+    const client = new RegionDbClient({ metasrv: addr, batchStream: false });
+    clients.push(client);
+    await client.write(TABLE, [row(1)]);
+    expect(script.unaryWrites).to.equal(1);
+    expect(script.batchStreams).to.equal(0);
+  });
+});

@@ -20,7 +20,7 @@ import {
 import { str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
 import { callContext } from '../rpc/auth.js';
-import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary } from '../rpc/status.js';
+import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
 import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { Datanode } from './datanode.js';
 
@@ -100,28 +100,16 @@ export class DatabaseService {
         return Promise.reject(new RegionDbError(ErrorCode.InvalidArgument, 'BatchRequest carries no operation (write, delete or get)'));
       };
       inFlight++;
-      let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        fail(new RegionDbError(ErrorCode.DeadlineExceeded, `the server gave up after ${limits.serverCallMsMax} ms; the outcome is unknown`));
-      }, limits.serverCallMsMax);
-      timer.unref();
-      (context ? callContext.run(context, run) : run())
-        .then(
-          (res) => {
-            if (done) return;
-            finished(grpc.status.OK);
-            respond({ id, [kind!]: res });
-          },
-          (err: unknown) => {
-            if (!done) fail(err);
-          },
-        )
-        .finally(() => {
-          clearTimeout(timer);
-          inFlight--;
-          endIfDone();
-        });
+      void underServerDeadline(() => (context ? callContext.run(context, run) : run()), {
+        ok: (res) => {
+          finished(grpc.status.OK);
+          respond({ id, [kind!]: res });
+        },
+        fail,
+      }).finally(() => {
+        inFlight--;
+        endIfDone();
+      });
     });
     call.on('end', () => {
       ended = true;

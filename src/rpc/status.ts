@@ -212,25 +212,38 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): g
     };
     const malformed = malformedError(call.request);
     if (malformed) return fail(malformed);
-    let done = false;
-    const timer = setTimeout(() => {
-      done = true;
-      fail(new RegionDbError(ErrorCode.DeadlineExceeded, `the server gave up after ${limits.serverCallMsMax} ms; the outcome is unknown`));
-    }, limits.serverCallMsMax);
-    timer.unref();
-    handler(call.request, call).then(
-      (res) => {
-        clearTimeout(timer);
-        if (done) return;
+    void underServerDeadline(() => handler(call.request, call), {
+      ok: (res) => {
         finished(grpc.status.OK);
         callback(null, res);
       },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (!done) fail(err);
-      },
-    );
+      fail,
+    });
   };
+}
+
+/**
+ * Runs one operation under the server's own deadline: `settle` hears exactly once, with the
+ * result, the error, or DEADLINE_EXCEEDED after limits.serverCallMsMax (a later result is
+ * dropped), whatever deadline the client sent. Resolves when the operation itself has ended.
+ */
+export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok(result: T): void; fail(err: unknown): void }): Promise<void> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    settle.fail(new RegionDbError(ErrorCode.DeadlineExceeded, `the server gave up after ${limits.serverCallMsMax} ms; the outcome is unknown`));
+  }, limits.serverCallMsMax);
+  timer.unref();
+  return operation()
+    .then(
+      (result) => {
+        if (!timedOut) settle.ok(result);
+      },
+      (err: unknown) => {
+        if (!timedOut) settle.fail(err);
+      },
+    )
+    .finally(() => clearTimeout(timer));
 }
 
 /**

@@ -11,8 +11,8 @@ import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { type ApplyResult, RegionState, type TableSchema } from '../engine/index.js';
 import { ConfChangeType } from '../raft/index.js';
-import { loadProtos, u64 } from '../rpc/proto.js';
-import { decodeRaftMessage, type ProtoRaftMessage } from '../rpc/raft-codec.js';
+import { u64 } from '../rpc/proto.js';
+import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { MALFORMED, failStream, unary } from '../rpc/status.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
@@ -26,7 +26,7 @@ import { Flusher } from './flusher.js';
 import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
 import { DatabaseService } from './database-service.js';
-import { GrpcRaftTransport, transportLimits } from './grpc-transport.js';
+import { GrpcRaftTransport, raftTransportService, transportLimits } from './grpc-transport.js';
 import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from './region-server.js';
 
@@ -226,14 +226,12 @@ export class Datanode {
     this.flusher.start();
 
     const database = new DatabaseService(this);
-    const { services } = loadProtos();
-    void services;
     this.grpcServer = await startGrpcServer(
       this.config.grpc.host,
       this.config.grpc.port,
       [
         { name: 'Database', impl: database.implementation() },
-        { name: 'RaftTransport', impl: { Stream: (s: grpc.ServerDuplexStream<unknown, unknown>) => this.onRaftStream(s) } },
+        { name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: (s: grpc.ServerDuplexStream<unknown, unknown>) => this.onRaftStream(s) } },
         { name: 'Admin', impl: this.adminImplementation() },
       ],
       this.log,
@@ -389,37 +387,24 @@ export class Datanode {
     stream.on('data', (raw: unknown) => {
       if (refused) return;
       if (raw && typeof raw === 'object' && MALFORMED in raw) {
-        refuse('malformed', { code: grpc.status.INVALID_ARGUMENT, details: 'malformed raft message batch' }, { peer: stream.getPeer() });
+        // A batch that does not decode (src/rpc/raft-wire.ts) is refused whole.
+        refuse('malformed', { code: grpc.status.INVALID_ARGUMENT, details: 'malformed raft message batch' }, { peer: stream.getPeer(), err: raw[MALFORMED] });
         return;
       }
-      const batch = raw as { cluster_id: string; from_node_id: string; envelopes: { region_id: string; message: ProtoRaftMessage }[] };
-      if (batch.cluster_id !== this.clusterId) {
+      const batch = raw as RaftBatch;
+      if (batch.clusterId !== this.clusterId) {
         const details = `cluster id mismatch: this node belongs to ${this.clusterId}`;
-        refuse('other-cluster', { code: grpc.status.FAILED_PRECONDITION, details }, { clusterId: batch.cluster_id, peer: stream.getPeer() });
+        refuse('other-cluster', { code: grpc.status.FAILED_PRECONDITION, details }, { clusterId: batch.clusterId, peer: stream.getPeer() });
         return;
       }
-      let fromNodeId: number;
-      try {
-        fromNodeId = u64(batch.from_node_id, 'from_node_id');
-      } catch {
-        refuse('malformed', { code: grpc.status.INVALID_ARGUMENT, details: 'invalid from_node_id' }, { peer: stream.getPeer() });
-        return;
-      }
+      const fromNodeId = batch.fromNodeId;
       if (certNodeId !== undefined && certNodeId !== fromNodeId) {
         const details = `from_node_id ${fromNodeId} does not match the certificate of datanode ${certNodeId}`;
         refuse('node-id-mismatch', { code: grpc.status.PERMISSION_DENIED, details }, { fromNodeId, certNodeId });
         return;
       }
       let accepted = 0;
-      for (const env of batch.envelopes ?? []) {
-        const regionId = String(env.region_id);
-        let message: Message;
-        try {
-          message = decodeRaftMessage(env.message);
-        } catch (err) {
-          this.countRaftRejection('malformed', { fromNodeId, regionId, err: (err as Error).message });
-          continue;
-        }
+      for (const { regionId, message } of batch.envelopes) {
         const reason = this.raftAdmission(fromNodeId, regionId, message);
         if (reason) {
           this.countRaftRejection(reason, { fromNodeId, regionId, fromPeerId: message.from });

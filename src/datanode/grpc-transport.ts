@@ -4,14 +4,21 @@
 // messages (raft retransmits: appends are re-sent on the next heartbeat/probe). A broken
 // stream is reconnected with capped exponential backoff.
 import * as grpc from '@grpc/grpc-js';
+import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { loadProtos } from '../rpc/proto.js';
-import { encodeRaftMessage } from '../rpc/raft-codec.js';
+import { type RaftBatch, type RaftBatchAck, decodeRaftBatch, decodeRaftBatchAck, encodeRaftBatch, encodeRaftBatchAck } from '../rpc/raft-wire.js';
 import type { RaftEnvelope, RaftTransport } from './types.js';
 
 export const transportLimits = {
   queueEnvelopesMax: 20_000,
   batchEnvelopesMax: 4096,
+  /**
+   * A batch is cut once its entries and snapshots hold this many bytes, well below what a
+   * datanode accepts in one message (limits.grpcMessageBytesMax): one raft message carries at
+   * most raftMaxSizePerMsgBytes of entries, so a cut batch always fits.
+   */
+  batchPayloadBytesMax: 8 << 20,
   reconnectBackoffMinMs: 50,
   reconnectBackoffMaxMs: 2000,
   /**
@@ -21,6 +28,46 @@ export const transportLimits = {
    */
   ackIntervalMs: 100,
 } as const;
+
+let raftTransportDefinition: grpc.ServiceDefinition | undefined;
+
+/**
+ * RaftTransport as raft.proto declares it (path, streaming), serialized by the hand-written
+ * codec of src/rpc/raft-wire.ts instead of proto-loader's reflection: the same bytes on the
+ * wire, without the plain-object conversions. Both ends use it: this client, and the datanode's
+ * server (registered through startGrpcServer, so the security guard and tolerantService wrap it
+ * as they wrap every service).
+ */
+export function raftTransportService(): grpc.ServiceDefinition {
+  if (!raftTransportDefinition) {
+    const stream = loadProtos().services.RaftTransport.service['Stream']!;
+    const definition: grpc.MethodDefinition<RaftBatch, RaftBatchAck> = {
+      ...stream,
+      requestSerialize: encodeRaftBatch,
+      requestDeserialize: decodeRaftBatch,
+      responseSerialize: encodeRaftBatchAck,
+      responseDeserialize: decodeRaftBatchAck,
+    };
+    raftTransportDefinition = { Stream: definition };
+  }
+  return raftTransportDefinition;
+}
+
+let RaftTransportClient: grpc.ServiceClientConstructor | undefined;
+
+/** How many envelopes from the head of `queue` make the next batch (by count and payload bytes). */
+export function batchLength(queue: readonly RaftEnvelope[]): number {
+  const max = Math.min(queue.length, transportLimits.batchEnvelopesMax);
+  let bytes = 0;
+  for (let i = 0; i < max; i++) {
+    const m = queue[i]!.message;
+    let payload = m.snapshot?.data.byteLength ?? 0;
+    for (const e of m.entries) payload += e.data.byteLength;
+    bytes += payload;
+    if (bytes > transportLimits.batchPayloadBytesMax && i > 0) return i;
+  }
+  return max;
+}
 
 export type AddressBook = (nodeId: number) => string | undefined;
 
@@ -82,10 +129,10 @@ export class GrpcRaftTransport implements RaftTransport {
     if (peer.stream && peer.addr === addr) return true;
     if (Date.now() < peer.reconnectAt) return false;
     this.disconnect(peer);
-    const { services } = loadProtos();
-    const client = new services.RaftTransport(addr, this.credentials, {
+    RaftTransportClient ??= grpc.makeGenericClientConstructor(raftTransportService(), 'RaftTransport');
+    const client = new RaftTransportClient(addr, this.credentials, {
       'grpc.keepalive_time_ms': 10_000,
-      'grpc.max_send_message_length': 64 << 20,
+      'grpc.max_send_message_length': limits.grpcMessageBytesMax,
     });
     const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<unknown, unknown> }).Stream();
     peer.client = client;
@@ -124,12 +171,9 @@ export class GrpcRaftTransport implements RaftTransport {
     if (!this.connect(peer)) return;
     const stream = peer.stream!;
     while (peer.queue.length > 0) {
-      const chunk = peer.queue.splice(0, transportLimits.batchEnvelopesMax);
-      const ok = stream.write({
-        cluster_id: this.clusterId,
-        from_node_id: String(this.selfNodeId),
-        envelopes: chunk.map((e) => ({ region_id: e.regionId, message: encodeRaftMessage(e.message) })),
-      });
+      const chunk = peer.queue.splice(0, batchLength(peer.queue));
+      const batch: RaftBatch = { clusterId: this.clusterId, fromNodeId: this.selfNodeId, envelopes: chunk };
+      const ok = stream.write(batch);
       this.sentEnvelopes += chunk.length;
       if (!ok) {
         stream.once('drain', () => this.scheduleFlush(peer));

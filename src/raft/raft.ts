@@ -1028,8 +1028,8 @@ export class Raft {
 
   /** The commit index moved: tell followers at once, or (skipBcastCommit) with the next append. */
   private broadcastCommit(): void {
-    if (!this.skipBcastCommit) return this.broadcastAppend();
-    for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, false);
+    const sendIfEmpty = !this.skipBcastCommit;
+    for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, sendIfEmpty);
   }
 
   private broadcastHeartbeat(context: Uint8Array | undefined): void {

@@ -17,6 +17,8 @@ import { tolerantService } from './status.js';
 export interface ServiceBinding {
   readonly name: ServiceName;
   readonly impl: grpc.UntypedServiceImplementation;
+  /** The service's methods with their own serializers (same wire format); default: proto-loader's. */
+  readonly definition?: grpc.ServiceDefinition;
 }
 
 export interface RunningGrpcServer {
@@ -46,7 +48,7 @@ export async function startGrpcServer(
   });
   const status: Record<string, 'SERVING'> = { '': 'SERVING' };
   for (const b of bindings) {
-    const service = tolerantService(services[b.name].service);
+    const service = tolerantService(b.definition ?? services[b.name].service);
     server.addService(service, security.guard(b.name, service, b.impl));
     status[`regiondb.v1.${b.name}`] = 'SERVING';
   }

@@ -13,7 +13,6 @@ import { generateCerts } from '../../src/cmd/certs.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { MessageType } from '../../src/raft/index.js';
 import { hashPassword } from '../../src/rpc/auth.js';
-import { encodeRaftMessage } from '../../src/rpc/raft-codec.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 import { LocalCluster, type NodeProcess, sleep } from '../support/local-cluster.js';
@@ -138,20 +137,8 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
         const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<unknown, unknown> }).Stream();
         stream.on('data', () => resolve('acked'));
         stream.on('error', (err: grpc.ServiceError) => resolve(err));
-        const message = encodeRaftMessage({
-          type: MessageType.Heartbeat,
-          from: batch.from,
-          to: batch.to,
-          term: batch.term,
-          logTerm: 0,
-          index: 0,
-          entries: [],
-          commit: 0,
-          reject: false,
-          rejectHint: 0,
-          snapshot: null,
-          context: new Uint8Array(0),
-        });
+        // proto-loader's plain object (this client is makeClient's): defaults omitted, uint64s as strings.
+        const message = { type: MessageType.Heartbeat, from: String(batch.from), to: String(batch.to), term: String(batch.term) };
         stream.write({ cluster_id: batch.cluster_id, from_node_id: batch.from_node_id, envelopes: [{ region_id: batch.region_id, message }] });
       });
     } finally {

@@ -80,6 +80,8 @@ interface Peer {
   backoffMs: number;
   reconnectAt: number;
   flushScheduled: boolean;
+  /** The stream's buffer is full: nothing more is written until it drains. */
+  awaitingDrain: boolean;
   dropped: number;
 }
 
@@ -101,7 +103,7 @@ export class GrpcRaftTransport implements RaftTransport {
     if (this.closed) return;
     let peer = this.peers.get(nodeId);
     if (!peer) {
-      peer = { nodeId, queue: [], stream: null, client: null, addr: null, backoffMs: 0, reconnectAt: 0, flushScheduled: false, dropped: 0 };
+      peer = { nodeId, queue: [], stream: null, client: null, addr: null, backoffMs: 0, reconnectAt: 0, flushScheduled: false, awaitingDrain: false, dropped: 0 };
       this.peers.set(nodeId, peer);
     }
     for (const e of envelopes) peer.queue.push(e);
@@ -111,7 +113,10 @@ export class GrpcRaftTransport implements RaftTransport {
       peer.dropped += overflow;
       this.droppedEnvelopes += overflow;
     }
-    this.scheduleFlush(peer);
+    // At once, not on the next turn of the event loop: the region server sends once per ready
+    // cycle with every message for this peer already grouped, so there is nothing to wait for,
+    // and each hop of a write (leader → follower → leader) would otherwise pay a loop turn.
+    this.flush(peer);
   }
 
   private scheduleFlush(peer: Peer): void {
@@ -157,6 +162,7 @@ export class GrpcRaftTransport implements RaftTransport {
   private disconnect(peer: Peer): void {
     const stream = peer.stream;
     peer.stream = null;
+    peer.awaitingDrain = false; // a new stream starts with an empty buffer
     if (stream) {
       stream.removeAllListeners('data');
       stream.on('error', () => {}); // late errors of a stream we abandoned are expected
@@ -167,7 +173,7 @@ export class GrpcRaftTransport implements RaftTransport {
   }
 
   private flush(peer: Peer): void {
-    if (this.closed || peer.queue.length === 0) return;
+    if (this.closed || peer.queue.length === 0 || peer.awaitingDrain) return;
     if (!this.connect(peer)) return;
     const stream = peer.stream!;
     while (peer.queue.length > 0) {
@@ -176,7 +182,12 @@ export class GrpcRaftTransport implements RaftTransport {
       const ok = stream.write(batch);
       this.sentEnvelopes += chunk.length;
       if (!ok) {
-        stream.once('drain', () => this.scheduleFlush(peer));
+        peer.awaitingDrain = true;
+        stream.once('drain', () => {
+          if (peer.stream !== stream) return;
+          peer.awaitingDrain = false;
+          this.scheduleFlush(peer);
+        });
         return;
       }
     }

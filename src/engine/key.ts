@@ -11,36 +11,95 @@ import { type Row, type TableSchema, type Value, tagColumns, timestampColumn } f
 
 const encoder = new TextEncoder();
 
-function pushInt(out: number[], v: number): void {
-  const buf = new Uint8Array(8);
-  new DataView(buf.buffer).setBigInt64(0, BigInt(v));
-  buf[0]! ^= 0x80;
-  for (const b of buf) out.push(b);
+/** What key encoding needs of a schema, computed once per schema object. */
+interface KeyLayout {
+  readonly tags: readonly { readonly name: string; readonly type: string }[];
+  readonly timestamp: string;
+}
+const layouts = new WeakMap<TableSchema, KeyLayout>();
+
+function layoutOf(schema: TableSchema): KeyLayout {
+  let layout = layouts.get(schema);
+  if (!layout) {
+    layout = { tags: tagColumns(schema).map((c) => ({ name: c.name, type: c.type })), timestamp: timestampColumn(schema).name };
+    layouts.set(schema, layout);
+  }
+  return layout;
+}
+
+/**
+ * Scratch space for one key being encoded (keys are small; it grows if one is not). Encoding is
+ * synchronous, so one buffer serves every call; the result is a copy of the used part.
+ */
+let scratch = new Uint8Array(256);
+let scratchView = new DataView(scratch.buffer);
+
+function ensure(pos: number, more: number): void {
+  if (pos + more <= scratch.byteLength) return;
+  const grown = new Uint8Array(Math.max(scratch.byteLength * 2, pos + more));
+  grown.set(scratch.subarray(0, pos));
+  scratch = grown;
+  scratchView = new DataView(scratch.buffer);
+}
+
+/** An integer as 8 bytes big-endian, two's complement, sign bit flipped (memcmp = numeric order). */
+function putInt(pos: number, v: number): number {
+  ensure(pos, 8);
+  if (Number.isSafeInteger(v)) {
+    const hi = Math.floor(v / 0x1_0000_0000);
+    scratchView.setUint32(pos, ((hi | 0) ^ 0x8000_0000) >>> 0);
+    scratchView.setUint32(pos + 4, v - hi * 0x1_0000_0000);
+  } else {
+    scratchView.setBigInt64(pos, BigInt(v)); // throws for a non-integer, as it always did
+    scratch[pos]! ^= 0x80;
+  }
+  return pos + 8;
+}
+
+/** A string's UTF-8 bytes with 0x00 escaped as 0x00 0xFF, then the terminator 0x00 0x01. */
+function putString(pos: number, v: string): number {
+  ensure(pos, v.length * 2 + 2);
+  let ascii = true;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0 || c >= 0x80) {
+      ascii = false;
+      break;
+    }
+    scratch[pos + i] = c;
+  }
+  if (ascii) {
+    pos += v.length;
+  } else {
+    const bytes = encoder.encode(v);
+    ensure(pos, bytes.byteLength * 2 + 2);
+    for (const b of bytes) {
+      scratch[pos++] = b;
+      if (b === 0) scratch[pos++] = 0xff;
+    }
+  }
+  scratch[pos] = 0;
+  scratch[pos + 1] = 1;
+  return pos + 2;
 }
 
 export function encodePrimaryKey(schema: TableSchema, row: Row): Uint8Array {
-  const out: number[] = [];
-  for (const c of tagColumns(schema)) {
+  const { tags, timestamp } = layoutOf(schema);
+  let pos = 0;
+  for (const c of tags) {
     const v = row[c.name] ?? null;
+    ensure(pos, 2);
     if (v === null) {
-      out.push(0);
+      scratch[pos++] = 0;
       continue;
     }
-    out.push(1);
-    if (c.type === 'string') {
-      for (const b of encoder.encode(v as string)) {
-        out.push(b);
-        if (b === 0) out.push(0xff);
-      }
-      out.push(0, 1);
-    } else if (c.type === 'bool') {
-      out.push(v ? 1 : 0);
-    } else {
-      pushInt(out, v as number);
-    }
+    scratch[pos++] = 1;
+    if (c.type === 'string') pos = putString(pos, v as string);
+    else if (c.type === 'bool') scratch[pos++] = v ? 1 : 0;
+    else pos = putInt(pos, v as number);
   }
-  pushInt(out, row[timestampColumn(schema).name] as number);
-  return Uint8Array.from(out);
+  pos = putInt(pos, row[timestamp] as number);
+  return scratch.slice(0, pos);
 }
 
 export function timestampOfKey(key: Uint8Array): number {

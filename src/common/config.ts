@@ -100,7 +100,7 @@ export const datanodeConfigSchema = z
         region_memtable_limit_bytes: positiveInt.default(64 << 20),
         /** ...and to any region while all memtables of the node hold more than this. */
         node_memtable_limit_bytes: positiveInt.default(512 << 20),
-        /** The leader merges a region's SSTs into one once it has this many. */
+        /** Size-tiered compaction (docs/engine.md): a run of this many adjacent SSTs of one size tier is merged into one. */
         compact_at_ssts: z.number().int().min(2).default(6),
         /** Unreferenced SSTs (replaced by compaction, or orphaned by a failed flush) are deleted after this. */
         sst_gc_grace_ms: positiveInt.default(600_000),

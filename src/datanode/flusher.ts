@@ -18,7 +18,7 @@ import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
 import { decodeManifest, encodeManifest, manifestKey, manifestPrefix, sstPrefix } from '../engine/manifest.js';
 import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
-import { buildSst } from '../engine/sst/format.js';
+import { type SstBuilder, buildSst, sstBuilder } from '../engine/sst/format.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import type { ApplyResult } from '../engine/index.js';
 import type { RegionServer } from './region-server.js';
@@ -49,6 +49,67 @@ interface RegionWork {
   manifestWriting: boolean;
   compactRequested: boolean;
   lastGcMs: number;
+}
+
+/**
+ * A compaction merges a contiguous run of the region's SSTs (newest first: [start, end)) into
+ * one SST at the run's place. Replicas accept any contiguous run (region-state.ts).
+ */
+export interface CompactionRun {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** SSTs are in one size tier while the largest is at most this many times the smallest. */
+export const COMPACTION_TIER_RATIO = 4;
+/** Smaller SSTs (flushes by age) count as this size, so they join the smallest tier. */
+export const COMPACTION_SIZE_FLOOR_BYTES = 1 << 20;
+
+/**
+ * Which SSTs to merge: size-tiered. Merging every SST each time (as before) rewrote the whole
+ * region at every compaction, so work and memory grew with the region (make bench-ingest:
+ * throughput fell and RSS climbed). Here the newest run of at least `width` adjacent SSTs of
+ * one size tier (largest ≤ COMPACTION_TIER_RATIO × smallest) is merged; the result is a tier
+ * up, so each byte is rewritten about log₄(region size / flush size) times. If no tier is full
+ * but the region holds 2 × `width` SSTs, the adjacent pair with the smallest total is merged,
+ * so the count stays bounded. `everything` (an explicit request) merges all SSTs.
+ */
+export function pickCompactionRun(sizes: readonly number[], width: number, everything: boolean, floorBytes = COMPACTION_SIZE_FLOOR_BYTES): CompactionRun | null {
+  const n = sizes.length;
+  if (n < 2) return null;
+  if (everything) return { start: 0, end: n };
+  const size = sizes.map((s) => Math.max(s, floorBytes));
+  for (let start = 0; start + width <= n; start++) {
+    let lo = size[start]!;
+    let hi = lo;
+    let end = start + 1;
+    while (end < n) {
+      const nextLo = Math.min(lo, size[end]!);
+      const nextHi = Math.max(hi, size[end]!);
+      if (nextHi > COMPACTION_TIER_RATIO * nextLo) break;
+      lo = nextLo;
+      hi = nextHi;
+      end++;
+    }
+    if (end - start >= width) return { start, end };
+  }
+  if (n < 2 * width) return null;
+  let best = 0;
+  for (let i = 1; i + 1 < n; i++) if (sizes[i]! + sizes[i + 1]! < sizes[best]! + sizes[best + 1]!) best = i;
+  return { start: best, end: best + 2 };
+}
+
+/**
+ * The SST replacing `inputs` (newest version of each key; tombstones kept unless
+ * `dropTombstones`), built as the merge streams by; null if nothing is left.
+ */
+export async function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean): Promise<ReturnType<SstBuilder['finish']> | null> {
+  const builder = sstBuilder();
+  for await (const cell of state.mergedCells(inputs)) {
+    if (cell.fields === null && dropTombstones) continue;
+    builder.add(memEntryToSst(memEntryFromCell(cell)));
+  }
+  return builder.count > 0 ? builder.finish() : null;
 }
 
 /** `regions/<id>/sst/<freeze index hex>-<created ms>-<random>.sst`: GC reads the age from the name. */
@@ -125,8 +186,9 @@ export class Flusher {
       if (state.flushedIndex > w.manifestWritten) void this.writeManifest(replica.regionId, state, w);
       const compactDue = state.ssts.length >= this.settings.compactAtSsts || (w.compactRequested && state.ssts.length >= 2);
       if (compactDue && !w.compacting) {
+        const everything = w.compactRequested;
         w.compactRequested = false;
-        void this.compact(replica.regionId, state, w);
+        void this.compact(replica.regionId, state, w, everything);
       }
       if (now - w.lastGcMs >= Math.min(60_000, this.settings.gcGraceMs)) {
         w.lastGcMs = now;
@@ -199,31 +261,36 @@ export class Flusher {
   }
 
   /**
-   * Merges every SST of the region into one. Since the inputs include the oldest SST nothing
-   * older lies beneath them, so tombstones are dropped.
+   * Merges a run of the region's SSTs (pickCompactionRun) into one, streaming: memory is the
+   * output SST's bytes, not its entries. Tombstones are dropped only when the run includes the
+   * oldest SST (nothing older lies beneath it); otherwise they must keep shadowing older data.
    */
-  private async compact(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
+  private async compact(regionId: string, state: RegionState, w: RegionWork, everything: boolean): Promise<void> {
+    const all = [...state.ssts];
+    const run = pickCompactionRun(
+      all.map((s) => s.size),
+      this.settings.compactAtSsts,
+      everything,
+    );
+    if (!run) return;
     w.compacting = true;
     const started = process.hrtime.bigint();
-    const inputs = [...state.ssts];
+    const inputs = all.slice(run.start, run.end);
+    const dropTombstones = run.end === all.length;
     try {
-      const entries = [];
-      for await (const cell of state.mergedCells(inputs)) {
-        if (cell.fields === null) continue;
-        entries.push(memEntryToSst(memEntryFromCell(cell)));
-      }
+      const merged = await mergeSsts(state, inputs, dropTombstones);
       let output: SstMeta | null = null;
-      if (entries.length > 0) {
-        const { bytes, properties } = buildSst(entries);
+      if (merged) {
+        const { bytes, properties } = merged;
         const key = sstKey(regionId, properties.maxVersion);
         await this.store.put(key, bytes);
         output = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
       }
-      // The inputs are all SSTs at pick time, newest first; flushes since then stay in front of the output.
+      // Flushes since the pick stay in front of the run; every replica replaces the same run.
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'compaction-edit', inputs: inputs.map((s) => s.key), output }));
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.compacted(regionId, inputs.length, seconds);
-      this.log.info({ regionId, inputs: inputs.length, output: output?.key, entries: entries.length }, 'compacted SSTs');
+      this.log.info({ regionId, inputs: inputs.length, of: all.length, output: output?.key, entries: output?.entries ?? 0 }, 'compacted SSTs');
     } catch (err) {
       this.log.warn({ regionId, err: (err as Error).message }, 'compaction did not complete; will retry');
     } finally {

@@ -186,11 +186,14 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.flushedDedup = oldest.dedup;
       this.flushedMembership = oldest.membership;
     } else if (cmd.kind === 'compaction-edit') {
-      // Valid only if the inputs are exactly the oldest SSTs now (a suffix of the list).
+      // Valid only if the inputs are a contiguous run of the current SSTs, in order (newest
+      // first); the output takes the run's place, so newer SSTs stay in front of it. Anything
+      // else (a duplicate, or a run another edit already changed) is ignored, identically on
+      // every replica.
       const n = cmd.inputs.length;
-      const suffix = this.ssts.slice(this.ssts.length - n).map((s) => s.key);
-      if (n === 0 || n > this.ssts.length || suffix.some((k, i) => k !== cmd.inputs[i])) return ok;
-      this.ssts = [...this.ssts.slice(0, this.ssts.length - n), ...(cmd.output ? [cmd.output] : [])];
+      const start = n === 0 ? -1 : this.ssts.findIndex((s) => s.key === cmd.inputs[0]);
+      if (start < 0 || start + n > this.ssts.length || cmd.inputs.some((k, i) => this.ssts[start + i]!.key !== k)) return ok;
+      this.ssts = [...this.ssts.slice(0, start), ...(cmd.output ? [cmd.output] : []), ...this.ssts.slice(start + n)];
     }
     return ok;
   }

@@ -19,6 +19,7 @@ import type { SstMeta } from '../../src/engine/command.js';
 import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
 import type { Row } from '../../src/engine/schema.js';
 import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
+import { mergeSsts, pickCompactionRun } from '../../src/datanode/flusher.js';
 
 const schema: TableSchema = {
   name: 'cpu',
@@ -337,5 +338,105 @@ describe('engine: region state (deterministic apply)', () => {
         expect(isRegionDbError(err, ErrorCode.Corruption)).to.equal(true);
       }
     }
+  });
+});
+
+describe('engine: size-tiered compaction', () => {
+  it('picks the newest run of one size tier, nothing below the width; a full region merges its lightest pair; an explicit request merges all', () => {
+    const pick = (sizes: number[], everything = false) => pickCompactionRun(sizes, 6, everything, 1);
+    expect(pick([1, 1, 1, 1, 1])).to.equal(null);
+    expect(pick([1, 1, 1, 1, 1, 1])).to.deep.equal({ start: 0, end: 6 });
+    expect(pick([1, 1, 1, 1, 1, 20]), 'a tier of 5 is not full yet').to.equal(null);
+    expect(pick([1, 1, 1, 1, 1, 1, 20, 40]), 'the big old SSTs are left alone').to.deep.equal({ start: 0, end: 6 });
+    expect(pick([20, 1, 1, 1, 1, 1, 1, 80]), 'a full tier behind a bigger newest SST').to.deep.equal({ start: 1, end: 7 });
+    const doubling = Array.from({ length: 12 }, (_, i) => 2 ** i);
+    expect(pick(doubling.slice(0, 11)), 'no tier full, 11 SSTs').to.equal(null);
+    expect(pick(doubling), 'no tier full, 12 SSTs: the lightest pair').to.deep.equal({ start: 0, end: 2 });
+    expect(pick([1, 20], true)).to.deep.equal({ start: 0, end: 2 });
+    expect(pick([1], true)).to.equal(null);
+    expect(pickCompactionRun([100, 5_000_000, 200, 300, 400, 500], 6, false, 1 << 20), 'below the floor, small SSTs share a tier').to.equal(null);
+    expect(pickCompactionRun([100, 200, 300, 400, 500, 600_000], 6, false, 1 << 20)).to.deep.equal({ start: 0, end: 6 });
+  });
+
+  it('rewrites each byte O(log n) times where merging everything rewrote the region every time', () => {
+    const rewrittenBy = (everything: boolean) => {
+      let sizes: number[] = [];
+      let rewritten = 0;
+      let maxCount = 0;
+      for (let flush = 0; flush < 400; flush++) {
+        sizes = [1, ...sizes];
+        const run = everything ? (sizes.length >= 6 ? { start: 0, end: sizes.length } : null) : pickCompactionRun(sizes, 6, false, 1);
+        if (run) {
+          const merged = everything ? sizes : sizes.slice(run.start, run.end);
+          const total = merged.reduce((a, b) => a + b, 0);
+          rewritten += total;
+          sizes = everything ? [total] : [...sizes.slice(0, run.start), total, ...sizes.slice(run.end)];
+        }
+        maxCount = Math.max(maxCount, sizes.length);
+      }
+      return { rewritten, maxCount };
+    };
+    const tiered = rewrittenBy(false);
+    const full = rewrittenBy(true);
+    expect(full.rewritten).to.be.greaterThan(10_000); // ~ n²/10
+    expect(tiered.rewritten, JSON.stringify({ tiered, full })).to.be.below(400 * 12); // ~ n log n
+    expect(tiered.maxCount).to.be.at.most(2 * 6);
+  });
+
+  const meta = (key: string, size = 100): SstMeta => ({ key, size, entries: 1, maxVersion: 1, minTimestampMs: 0, maxTimestampMs: 0 });
+  const compactionEdit = (inputs: string[], output: SstMeta | null) => encodeCommand({ kind: 'compaction-edit', inputs, output });
+
+  it('a compaction-edit replaces a contiguous run in place; anything else is ignored, on every replica alike', () => {
+    const s = new RegionState(schema);
+    let index = 0;
+    for (const key of ['A', 'B', 'C', 'D']) {
+      const at = ++index;
+      s.apply(at, freeze());
+      s.apply(++index, flushEdit(at, meta(key)));
+    }
+    const keys = () => s.ssts.map((x) => x.key);
+    expect(keys()).to.deep.equal(['D', 'C', 'B', 'A']);
+    s.apply(++index, compactionEdit(['C', 'B'], meta('X')));
+    expect(keys()).to.deep.equal(['D', 'X', 'A']);
+    s.apply(++index, compactionEdit(['C', 'B'], meta('Y')));
+    expect(keys(), 'a duplicate').to.deep.equal(['D', 'X', 'A']);
+    s.apply(++index, compactionEdit(['D', 'A'], meta('Z')));
+    expect(keys(), 'not contiguous').to.deep.equal(['D', 'X', 'A']);
+    s.apply(++index, compactionEdit(['A', 'X'], meta('Z')));
+    expect(keys(), 'out of order').to.deep.equal(['D', 'X', 'A']);
+    s.apply(++index, compactionEdit(['X', 'A'], null));
+    expect(keys(), 'a suffix merged away').to.deep.equal(['D']);
+  });
+
+  it('merging SSTs above the oldest keeps their tombstones, so deleted rows stay deleted', async () => {
+    const ssts = new MemorySsts();
+    const s = new RegionState(schema, '1', ssts);
+    let index = 0;
+    const flushAs = (name: string) => {
+      const at = ++index;
+      s.apply(at, freeze());
+      s.apply(++index, flushEdit(at, ssts.flush(s, name)));
+    };
+    s.apply(++index, write(1, [['k1', 1, 10, 1], ['k2', 1, 10, 2]]));
+    flushAs('A');
+    s.apply(++index, encodeCommand({ kind: 'delete', clientId: 'c1', requestId: 2, keys: [['k1', 1, 10]] }));
+    flushAs('B');
+    s.apply(++index, write(3, [['k3', 1, 10, 3]]));
+    flushAs('C');
+    const [c, b] = s.ssts;
+    const kept = await mergeSsts(s, [c!, b!], false);
+    const dropped = await mergeSsts(s, [c!, b!], true);
+    expect(kept!.properties.tombstoneCount).to.equal(1);
+    expect(dropped!.properties.tombstoneCount, 'what a wrong merge would do').to.equal(0);
+    ssts.objects.set('X', kept!.bytes);
+    s.apply(++index, compactionEdit([c!.key, b!.key], { ...meta('X', kept!.bytes.byteLength), entries: kept!.properties.entryCount }));
+    expect(s.ssts.map((x) => x.key)).to.deep.equal(['X', 'A']);
+    expect(await s.get({ host: 'k1', core: 1, ts: 10 }), 'k1 stays deleted').to.equal(null);
+    expect((await s.get({ host: 'k2', core: 1, ts: 10 }))?.row['usage']).to.equal(2);
+    expect((await s.get({ host: 'k3', core: 1, ts: 10 }))?.row['usage']).to.equal(3);
+    // With the oldest SST in the run, tombstones can go.
+    const all = await mergeSsts(s, s.ssts, true);
+    expect(all!.properties.entryCount).to.equal(2);
+    expect(all!.properties.tombstoneCount).to.equal(0);
   });
 });

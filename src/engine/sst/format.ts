@@ -216,6 +216,21 @@ function invalid(message: string): RegionDbError {
  * one SST. Throws INVALID_ARGUMENT for unsorted or duplicate keys, bad versions, or no entries.
  */
 export function buildSst(entries: Iterable<SstEntry>, options: BuildSstOptions = {}): { bytes: Uint8Array; properties: SstProperties } {
+  const builder = sstBuilder(options);
+  for (const e of entries) builder.add(e);
+  return builder.finish();
+}
+
+/** Builds an SST one entry at a time: memory is the SST's bytes, not the entries (compaction streams through it). */
+export interface SstBuilder {
+  /** Appends the next entry (same rules as buildSst); throws INVALID_ARGUMENT. */
+  add(e: SstEntry): void;
+  /** Entries added so far. */
+  readonly count: number;
+  finish(): { bytes: Uint8Array; properties: SstProperties };
+}
+
+export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
   const target = options.blockTargetBytes ?? SST_BLOCK_TARGET_BYTES;
   if (!Number.isSafeInteger(target) || target < 1) throw invalid(`blockTargetBytes must be a positive integer, got ${target}`);
   const out = new ByteWriter();
@@ -243,7 +258,7 @@ export function buildSst(entries: Iterable<SstEntry>, options: BuildSstOptions =
     blockFirst = undefined;
   };
 
-  for (const e of entries) {
+  const add = (e: SstEntry): void => {
     if (!(e.key instanceof Uint8Array) || e.key.byteLength < MIN_KEY_BYTES) {
       throw invalid(`entry ${n}: key must be a Uint8Array of at least ${MIN_KEY_BYTES} bytes (it ends with the timestamp)`);
     }
@@ -280,62 +295,73 @@ export function buildSst(entries: Iterable<SstEntry>, options: BuildSstOptions =
     if (e.version < minVersion) minVersion = e.version;
     if (e.version > maxVersion) maxVersion = e.version;
     if (block.length >= target) flush();
-  }
-  flush();
-  if (n === 0 || minKey === undefined || prev === undefined || minTsKey === undefined || maxTsKey === undefined) {
-    throw invalid('an SST needs at least one entry');
-  }
-  const minTs = timestampOfKey(minTsKey);
-  const maxTs = timestampOfKey(maxTsKey);
-  for (const [k, ts] of [
-    [minTsKey, minTs],
-    [maxTsKey, maxTs],
-  ] as const) {
-    if (!Number.isSafeInteger(ts)) throw invalid(`key ${hex(k)} has timestamp ${ts} outside ±2^53`);
-  }
-  const dataBytes = out.length;
-
-  const indexOffset = out.length;
-  const idx = new ByteWriter();
-  idx.varint(index.length);
-  for (const h of index) {
-    idx.varint(h.offset);
-    idx.varint(h.length);
-    idx.varint(h.firstKey.byteLength);
-    idx.bytes(h.firstKey);
-    idx.varint(h.lastKey.byteLength);
-    idx.bytes(h.lastKey);
-  }
-  out.bytes(idx.view());
-  out.u32(crc32c(idx.view()));
-
-  const properties: SstProperties = {
-    formatVersion: SST_FORMAT_VERSION,
-    entryCount: n,
-    tombstoneCount: tombstones,
-    blockCount: index.length,
-    dataBytes,
-    minKey,
-    maxKey: prev,
-    minTimestamp: minTs,
-    maxTimestamp: maxTs,
-    minVersion,
-    maxVersion,
   };
-  const propsOffset = out.length;
-  const props = new TextEncoder().encode(JSON.stringify({ ...properties, minKey: hex(minKey), maxKey: hex(prev) }));
-  out.bytes(props);
-  out.u32(crc32c(props));
 
-  const footerStart = out.length;
-  out.u64(indexOffset);
-  out.u64(idx.length);
-  out.u64(propsOffset);
-  out.u64(props.byteLength);
-  out.u32(SST_FORMAT_VERSION);
-  out.u32(crc32c(out.view().subarray(footerStart, footerStart + 36)));
-  out.bytes(MAGIC_BYTES);
-  return { bytes: out.finish(), properties };
+  const finish = (): { bytes: Uint8Array; properties: SstProperties } => {
+    flush();
+    if (n === 0 || minKey === undefined || prev === undefined || minTsKey === undefined || maxTsKey === undefined) {
+      throw invalid('an SST needs at least one entry');
+    }
+    const minTs = timestampOfKey(minTsKey);
+    const maxTs = timestampOfKey(maxTsKey);
+    for (const [k, ts] of [
+      [minTsKey, minTs],
+      [maxTsKey, maxTs],
+    ] as const) {
+      if (!Number.isSafeInteger(ts)) throw invalid(`key ${hex(k)} has timestamp ${ts} outside ±2^53`);
+    }
+    const dataBytes = out.length;
+
+    const indexOffset = out.length;
+    const idx = new ByteWriter();
+    idx.varint(index.length);
+    for (const h of index) {
+      idx.varint(h.offset);
+      idx.varint(h.length);
+      idx.varint(h.firstKey.byteLength);
+      idx.bytes(h.firstKey);
+      idx.varint(h.lastKey.byteLength);
+      idx.bytes(h.lastKey);
+    }
+    out.bytes(idx.view());
+    out.u32(crc32c(idx.view()));
+
+    const properties: SstProperties = {
+      formatVersion: SST_FORMAT_VERSION,
+      entryCount: n,
+      tombstoneCount: tombstones,
+      blockCount: index.length,
+      dataBytes,
+      minKey,
+      maxKey: prev,
+      minTimestamp: minTs,
+      maxTimestamp: maxTs,
+      minVersion,
+      maxVersion,
+    };
+    const propsOffset = out.length;
+    const props = new TextEncoder().encode(JSON.stringify({ ...properties, minKey: hex(minKey), maxKey: hex(prev) }));
+    out.bytes(props);
+    out.u32(crc32c(props));
+
+    const footerStart = out.length;
+    out.u64(indexOffset);
+    out.u64(idx.length);
+    out.u64(propsOffset);
+    out.u64(props.byteLength);
+    out.u32(SST_FORMAT_VERSION);
+    out.u32(crc32c(out.view().subarray(footerStart, footerStart + 36)));
+    out.bytes(MAGIC_BYTES);
+    return { bytes: out.finish(), properties };
+  };
+
+  return {
+    add,
+    get count() {
+      return n;
+    },
+    finish,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

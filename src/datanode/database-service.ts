@@ -93,11 +93,12 @@ export class DatabaseService {
         fail(new RegionDbError(ErrorCode.ResourceExhausted, `more than ${limits.batchStreamInFlightMax} operations in flight on one Batch stream; retry`));
         return;
       }
-      const run = (): Promise<unknown> => {
+      const run = async (): Promise<unknown> => {
+        await context?.reauthorize?.(kind === 'get' ? 'read' : 'write'); // a users-file reload applies to open streams too
         if (kind === 'write') return this.write(req.write!);
         if (kind === 'delete') return this.delete(req.delete!);
         if (kind === 'get') return this.get(req.get!);
-        return Promise.reject(new RegionDbError(ErrorCode.InvalidArgument, 'BatchRequest carries no operation (write, delete or get)'));
+        throw new RegionDbError(ErrorCode.InvalidArgument, 'BatchRequest carries no operation (write, delete or get)');
       };
       inFlight++;
       void underServerDeadline(() => (context ? callContext.run(context, run) : run()), {

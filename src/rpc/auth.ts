@@ -257,6 +257,13 @@ export function authorizationHeader(credentials: { user?: string | undefined; pa
 export interface CallContext {
   /** The authorization header of the call being served, forwarded on calls made for it. */
   readonly authorization?: string;
+  /**
+   * Streams that carry many operations (Database.Batch) call this before each one with the
+   * access that operation needs: the stream's access check, run again, so a user demoted or
+   * removed by a users-file reload loses access at the next operation, not when the stream
+   * happens to reopen. Absent when the process runs without security.
+   */
+  readonly reauthorize?: (access: Access) => Promise<void>;
 }
 
 export const callContext = new AsyncLocalStorage<CallContext>();

@@ -133,7 +133,10 @@ export class Security {
         const h = handler as (call: grpc.ServerWritableStream<unknown, unknown>) => void;
         out[method] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
           admit(call).then(
-            (ctx) => callContext.run(ctx, () => h(call)),
+            (ctx) => {
+              const reauthorize = (needs: Access) => this.authorize(service, method, needs, call).then(() => undefined);
+              callContext.run({ ...ctx, reauthorize }, () => h(call));
+            },
             (err: unknown) => failStream(call, toServiceError(err, this.log)),
           );
         }) as grpc.UntypedHandleCall;

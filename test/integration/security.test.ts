@@ -81,7 +81,8 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
     writeFileSync(
       usersFile,
       `[[users]]\nname = "alice"\nrole = "read-write"\npassword_hash = "${await hashPassword('wonderland')}"\n\n` +
-        `[[users]]\nname = "reader"\nrole = "read-only"\npassword_hash = "${await hashPassword('only-reads')}"\n`,
+        `[[users]]\nname = "reader"\nrole = "read-only"\npassword_hash = "${await hashPassword('only-reads')}"\n\n` +
+        `[[users]]\nname = "carol"\nrole = "read-write"\npassword_hash = "${await hashPassword('carol-pw')}"\n`,
     );
     await cluster.start();
     alice = cluster.client({ user: 'alice', password: 'wonderland', deadlineMs: 15_000 });
@@ -212,6 +213,28 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
   it('a correct user → OK (write and read back)', async () => {
     await alice.write(TABLE, [{ host: 'ok', ts: TS, v: 42 }]);
     expect((await alice.get(TABLE, { host: 'ok', ts: TS }))?.row['v']).to.equal(42);
+  });
+
+  it('a user demoted by a users-file reload loses write access on a Batch stream that is already open', async () => {
+    const carol = cluster.client({ user: 'carol', password: 'carol-pw', deadlineMs: 5000 });
+    try {
+      await carol.write(TABLE, [{ host: 'carol', ts: TS, v: 1 }]); // opens carol's Batch streams
+      const users = readFileSync(usersFile, 'utf8');
+      writeFileSync(usersFile, users.replace(/name = "carol"\nrole = "read-write"/, 'name = "carol"\nrole = "read-only"'));
+      for (const d of cluster.datanodes) d.process?.kill('SIGHUP');
+      let outcome: unknown = 'still writing';
+      for (let attempt = 0; attempt < 50 && outcome === 'still writing'; attempt++) {
+        await sleep(200);
+        outcome = await carol.write(TABLE, [{ host: 'carol', ts: TS + attempt, v: 2 }]).then(
+          () => 'still writing',
+          (err: unknown) => err,
+        );
+      }
+      expect(isRegionDbError(outcome) && outcome.code, String(outcome)).to.equal(ErrorCode.PermissionDenied);
+      expect((await carol.get(TABLE, { host: 'carol', ts: TS }))?.row['v'], 'reads still pass').to.equal(1);
+    } finally {
+      carol.close();
+    }
   });
 
   it('a peer with a certificate of another CA can neither send raft messages nor join; region state is unchanged', async () => {

@@ -18,7 +18,7 @@ import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
 import { decodeManifest, encodeManifest, manifestKey, manifestPrefix, sstPrefix } from '../engine/manifest.js';
 import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
-import { type SstBuilder, buildSst, sstBuilder } from '../engine/sst/format.js';
+import { type SstBuilder, sstBuilder } from '../engine/sst/format.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import type { ApplyResult } from '../engine/index.js';
 import type { RegionServer } from './region-server.js';
@@ -105,11 +105,25 @@ export function pickCompactionRun(sizes: readonly number[], width: number, every
  */
 export async function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean): Promise<ReturnType<SstBuilder['finish']> | null> {
   const builder = sstBuilder();
+  let seen = 0;
   for await (const cell of state.mergedCells(inputs)) {
+    await yieldEvery(++seen);
     if (cell.fields === null && dropTombstones) continue;
     builder.add(memEntryToSst(memEntryFromCell(cell)));
   }
   return builder.count > 0 ? builder.finish() : null;
+}
+
+/** Rows between two yields to the event loop during a flush or a merge. */
+export const ROWS_PER_YIELD = 1024;
+
+/**
+ * Lets timers and I/O run every ROWS_PER_YIELD rows. Awaiting cached SST blocks or memtable rows
+ * only queues microtasks, which never let the event loop turn: without this a merge of a few
+ * hundred thousand rows stalls the datanode for a second, longer than a raft election timeout.
+ */
+function yieldEvery(rows: number): Promise<void> | undefined {
+  return rows % ROWS_PER_YIELD === 0 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
 }
 
 /** `regions/<id>/sst/<freeze index hex>-<created ms>-<random>.sst`: GC reads the age from the name. */
@@ -219,9 +233,13 @@ export class Flusher {
     const frozen = state.frozen[0]!;
     try {
       let sst: SstMeta | null = null;
-      const entries = [...frozen.memtable.scan()].map(memEntryToSst);
-      if (entries.length > 0) {
-        const { bytes, properties } = buildSst(entries);
+      const builder = sstBuilder();
+      for (const entry of frozen.memtable.scan()) {
+        builder.add(memEntryToSst(entry));
+        await yieldEvery(builder.count);
+      }
+      if (builder.count > 0) {
+        const { bytes, properties } = builder.finish();
         const key = sstKey(regionId, frozen.index);
         await this.store.put(key, bytes);
         sst = {
@@ -236,7 +254,7 @@ export class Flusher {
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
-      this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: entries.length, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');
+      this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: builder.count, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');
     } catch (err) {
       this.log.warn({ regionId, freezeIndex: frozen.index, err: (err as Error).message }, 'flush did not complete; will retry (an uploaded SST is an orphan until GC)');
     } finally {

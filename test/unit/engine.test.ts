@@ -19,7 +19,7 @@ import type { SstMeta } from '../../src/engine/command.js';
 import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
 import type { Row } from '../../src/engine/schema.js';
 import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
-import { mergeSsts, pickCompactionRun } from '../../src/datanode/flusher.js';
+import { ROWS_PER_YIELD, mergeSsts, pickCompactionRun } from '../../src/datanode/flusher.js';
 
 const schema: TableSchema = {
   name: 'cpu',
@@ -406,6 +406,26 @@ describe('engine: size-tiered compaction', () => {
     expect(keys(), 'out of order').to.deep.equal(['D', 'X', 'A']);
     s.apply(++index, compactionEdit(['X', 'A'], null));
     expect(keys(), 'a suffix merged away').to.deep.equal(['D']);
+  });
+
+  it('a large merge lets the event loop turn (timers, I/O, raft) every ROWS_PER_YIELD rows', async () => {
+    const ssts = new MemorySsts();
+    const s = new RegionState(schema, '1', ssts);
+    const rows = 20 * ROWS_PER_YIELD;
+    s.apply(1, write(1, Array.from({ length: rows }, (_, i) => [`h${i}`, 1, 10, i])));
+    s.apply(2, freeze());
+    s.apply(3, flushEdit(2, ssts.flush(s, 'A')));
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const merged = await mergeSsts(s, s.ssts, true);
+    ticking = false;
+    expect(merged!.properties.entryCount).to.equal(rows);
+    expect(turns, 'event-loop turns during the merge').to.be.at.least(rows / ROWS_PER_YIELD / 2);
   });
 
   it('merging SSTs above the oldest keeps their tombstones, so deleted rows stay deleted', async () => {

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';
+import { databaseService } from '../rpc/batch-wire.js';
 import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
 import { type ProtoBatchError, fromBatchError, fromGrpcError } from '../rpc/status.js';
 import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
@@ -195,7 +196,8 @@ export class RegionDbClient {
 
   private conn(addr: string): grpc.Client {
     let c = this.conns.get(addr);
-    if (!c) this.conns.set(addr, (c = makeClient('Database', addr, this.security)));
+    // Batch with the hand-written codec (src/rpc/batch-wire.ts); the other methods as proto-loader serializes them.
+    if (!c) this.conns.set(addr, (c = makeClient('Database', addr, this.security, databaseService())));
     return c;
   }
 
@@ -434,6 +436,10 @@ export class RegionDbClient {
     }
     if ((options.expectAbsent || options.expectVersion !== undefined) && rows.length !== 1) {
       throw new RegionDbError(ErrorCode.InvalidArgument, 'conditional writes take exactly one row');
+    }
+    // Checked here: a version the stream's encoder refused would fail the whole stream, not this write.
+    if (options.expectVersion !== undefined && !(Number.isSafeInteger(options.expectVersion) && options.expectVersion >= 0)) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `expectVersion: expected an unsigned integer below 2^53, got ${options.expectVersion}`);
     }
     return Promise.all(
       [...byRegion].map(async ([regionId, regionRows]) => {

@@ -12,6 +12,7 @@ import type { Logger } from '../common/logger.js';
 import { type ApplyResult, RegionState, type TableSchema } from '../engine/index.js';
 import { ConfChangeType } from '../raft/index.js';
 import { u64 } from '../rpc/proto.js';
+import { databaseService } from '../rpc/batch-wire.js';
 import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { MALFORMED, failStream, unary } from '../rpc/status.js';
@@ -230,7 +231,7 @@ export class Datanode {
       this.config.grpc.host,
       this.config.grpc.port,
       [
-        { name: 'Database', impl: database.implementation() },
+        { name: 'Database', definition: databaseService(), impl: database.implementation() },
         { name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: (s: grpc.ServerDuplexStream<unknown, unknown>) => this.onRaftStream(s) } },
         { name: 'Admin', impl: this.adminImplementation() },
       ],

@@ -131,10 +131,21 @@ export interface ClientSecurity {
   readonly authorization?: string | undefined;
 }
 
-/** A gRPC client for a regiondb service at `addr`. */
-export function makeClient(name: ServiceBinding['name'], addr: string, security: ClientSecurity = {}): grpc.Client {
-  const { services } = loadProtos();
-  return new services[name](addr, security.credentials ?? grpc.credentials.createInsecure(), {
+/** Client classes of service definitions with their own serializers (ServiceBinding.definition). */
+const clientConstructors = new WeakMap<grpc.ServiceDefinition, grpc.ServiceClientConstructor>();
+
+/**
+ * A gRPC client for a regiondb service at `addr`; `definition` gives methods their own
+ * serializers (same wire format, e.g. databaseService()), default: proto-loader's.
+ */
+export function makeClient(name: ServiceBinding['name'], addr: string, security: ClientSecurity = {}, definition?: grpc.ServiceDefinition): grpc.Client {
+  let Client = loadProtos().services[name];
+  if (definition) {
+    let own = clientConstructors.get(definition);
+    if (!own) clientConstructors.set(definition, (own = grpc.makeGenericClientConstructor(definition, name)));
+    Client = own;
+  }
+  return new Client(addr, security.credentials ?? grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
     'grpc.max_send_message_length': limits.grpcMessageBytesMax,
     interceptors: [authorizationInterceptor(security.authorization)],

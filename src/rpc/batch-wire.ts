@@ -1,0 +1,1522 @@
+// BatchRequest / BatchResponse (proto/regiondb/v1/database.proto, Row/Value of common.proto) ↔
+// protobuf wire bytes, by hand: every write, delete and get of the client library crosses the
+// Database.Batch stream, and proto-loader's path (protobufjs reflection: fromObject + encode,
+// decode + toObject) cost a visible share of datanode and client CPU per operation. The bytes are
+// the ones any protobuf library reads and writes for database.proto.
+//
+// Shapes: decoding returns exactly the plain objects proto-loader returns with the options of
+// src/rpc/proto.ts (keepCase, longs as String, enums as String, defaults, oneofs), key order
+// included, so the service and the client read them unchanged: absent scalars are '' / '0' /
+// false / 0, absent messages null, maps {}, repeated []; a oneof member is present only when set,
+// with the oneof's name (`request`, `response`, `kind`, `_expect_version` for the proto3
+// `optional`) naming it; uint64/int64 are decimal strings over the full 64-bit range; an enum
+// value without a name stays a number, as protobufjs leaves it. Where protobufjs differs from the
+// protobuf spec this follows protobufjs: several members of one oneof on the wire are all kept
+// (the oneof names the last in field order), a message field seen twice is replaced, not merged,
+// and a bool or 32-bit field is the low 32 bits of its varint.
+//
+// Encoding accepts what proto-loader's fromObject accepts from our callers: the objects above,
+// uint64/int64 as decimal strings or safe integers, virtual oneof names ignored, null/undefined
+// for absent. Fields go out in number order, proto3 defaults omitted except where presence
+// matters (oneof members, `optional`); sizes are computed first, then every byte is written once
+// into one Buffer of exactly that size. A value that cannot be encoded exactly (a uint64 that is
+// not an integer in its range, for which protobufjs wrote some other number; a row that is not an
+// object) is a bug of the caller: AssertionError, which grpc-js turns into a failed call
+// (INTERNAL), as it did protobufjs' TypeErrors.
+//
+// Decoding accepts what a conforming encoder may send (fields in any order, unknown fields of
+// every wire type skipped) and refuses, with an INVALID_ARGUMENT naming the field and byte
+// offset, everything protobufjs refuses plus, deliberately, some bytes protobufjs reads anyway:
+// a wire type database.proto does not declare for a known field (protobufjs reads it as the
+// declared type), a string whose length runs past its message (protobufjs cuts it short), a
+// varint truncated at the end of the input or longer than 10 bytes, a 32-bit varint of 6 to 9
+// bytes (protobufjs skips 5 bytes unread), field number 0, and an unknown group closed by another
+// field's end tag. So whatever this decoder accepts, proto-loader decodes to an equal object
+// (test/unit/batch-wire.test.ts checks it by fuzzing). Every loop consumes at least one byte per
+// iteration, and nothing is allocated from a length before it is checked against the bytes left.
+// Strings are decoded as Buffer decodes UTF-8 (invalid sequences become U+FFFD), as protobufjs
+// does on Node; encoding writes lone surrogates as U+FFFD, as Buffer does.
+import type * as grpc from '@grpc/grpc-js';
+import { AssertionError } from '../common/assert.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { loadProtos } from './proto.js';
+
+// ─── Shapes ───────────────────────────────────────────────────────────────────────────────────
+
+export type ValueKind = 'string_value' | 'int64_value' | 'float64_value' | 'bool_value' | 'timestamp_ms_value' | 'null_value';
+
+export interface ValueObject {
+  string_value?: string;
+  int64_value?: string;
+  float64_value?: number;
+  bool_value?: boolean;
+  timestamp_ms_value?: string;
+  null_value?: boolean;
+  kind?: ValueKind;
+}
+
+export interface RowObject {
+  values: Record<string, ValueObject>;
+}
+
+export interface WriteRequestObject {
+  rows: RowObject[];
+  table: string;
+  region_id: string;
+  client_id: string;
+  request_id: string;
+  expect_absent: boolean;
+  expect_version?: string;
+  _expect_version?: 'expect_version';
+}
+
+export interface DeleteRequestObject {
+  keys: RowObject[];
+  table: string;
+  region_id: string;
+  client_id: string;
+  request_id: string;
+}
+
+export interface GetRequestObject {
+  table: string;
+  key: RowObject | null;
+  /** 'LINEARIZABLE' or 'STALE'; the number when the enum has no such value. */
+  consistency: string | number;
+}
+
+export interface BatchRequestObject {
+  id: string;
+  write?: WriteRequestObject;
+  delete?: DeleteRequestObject;
+  get?: GetRequestObject;
+  request?: 'write' | 'delete' | 'get';
+}
+
+export interface WriteResponseObject {
+  version: string;
+  rows_written: number;
+}
+
+export interface DeleteResponseObject {
+  version: string;
+}
+
+export interface GetResponseObject {
+  found: boolean;
+  row: RowObject | null;
+  version: string;
+}
+
+export interface BatchErrorObject {
+  details: Record<string, string>;
+  grpc_code: number;
+  code: string;
+  message: string;
+}
+
+export interface BatchResponseObject {
+  id: string;
+  write?: WriteResponseObject;
+  delete?: DeleteResponseObject;
+  get?: GetResponseObject;
+  error?: BatchErrorObject;
+  response?: 'write' | 'delete' | 'get' | 'error';
+}
+
+/** A uint64/int64 as callers give it: a decimal string (proto-loader's form) or a safe integer. */
+export type LongInput = string | number;
+type Maybe<T> = T | null | undefined;
+
+export interface ValueInput {
+  readonly string_value?: Maybe<string>;
+  readonly int64_value?: Maybe<LongInput>;
+  readonly float64_value?: Maybe<number>;
+  readonly bool_value?: Maybe<boolean>;
+  readonly timestamp_ms_value?: Maybe<LongInput>;
+  readonly null_value?: Maybe<boolean>;
+}
+
+export interface RowInput {
+  readonly values?: Maybe<Readonly<Record<string, ValueInput>>>;
+}
+
+export interface WriteRequestInput {
+  readonly table?: Maybe<string>;
+  readonly region_id?: Maybe<string>;
+  readonly rows?: Maybe<readonly RowInput[]>;
+  readonly client_id?: Maybe<string>;
+  readonly request_id?: Maybe<LongInput>;
+  readonly expect_version?: Maybe<LongInput>;
+  readonly expect_absent?: Maybe<boolean>;
+}
+
+export interface DeleteRequestInput {
+  readonly table?: Maybe<string>;
+  readonly region_id?: Maybe<string>;
+  readonly keys?: Maybe<readonly RowInput[]>;
+  readonly client_id?: Maybe<string>;
+  readonly request_id?: Maybe<LongInput>;
+}
+
+export interface GetRequestInput {
+  readonly table?: Maybe<string>;
+  readonly key?: Maybe<RowInput>;
+  readonly consistency?: Maybe<string | number>;
+}
+
+export interface BatchRequestInput {
+  readonly id?: Maybe<LongInput>;
+  readonly write?: Maybe<WriteRequestInput>;
+  readonly delete?: Maybe<DeleteRequestInput>;
+  readonly get?: Maybe<GetRequestInput>;
+}
+
+export interface BatchResponseInput {
+  readonly id?: Maybe<LongInput>;
+  readonly write?: Maybe<{ readonly version?: Maybe<LongInput>; readonly rows_written?: Maybe<number> }>;
+  readonly delete?: Maybe<{ readonly version?: Maybe<LongInput> }>;
+  readonly get?: Maybe<{ readonly found?: Maybe<boolean>; readonly row?: Maybe<RowInput>; readonly version?: Maybe<LongInput> }>;
+  readonly error?: Maybe<{
+    readonly grpc_code?: Maybe<number>;
+    readonly code?: Maybe<string>;
+    readonly message?: Maybe<string>;
+    readonly details?: Maybe<Readonly<Record<string, string>>>;
+  }>;
+}
+
+// ─── Wire constants ───────────────────────────────────────────────────────────────────────────
+
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_START_GROUP = 3;
+const WIRE_END_GROUP = 4;
+const WIRE_I32 = 5;
+
+/** protobufjs' util.recursionLimit: it refuses unknown groups nested past it (counting message depth). */
+const RECURSION_LIMIT = 100;
+const VARINT_BYTES_MAX = 10;
+/** Strings up to this many UTF-16 units are measured and written in JS (cheaper than a call into C++). */
+const SHORT_STRING_UNITS_MAX = 48;
+
+/** How deep each message sits, as protobufjs counts it for the recursion limit. */
+const DEPTH_BATCH = 0;
+const DEPTH_OPERATION = 1;
+const DEPTH_ROW = 2;
+
+/** Field names and wire types as the .proto declares them, index = field number (error messages). */
+type FieldTable = readonly (readonly [name: string, wireType: number])[];
+const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]];
+const WRITE_REQUEST_FIELDS: FieldTable = [
+  ['', -1],
+  ['table', WIRE_LEN],
+  ['region_id', WIRE_LEN],
+  ['rows', WIRE_LEN],
+  ['client_id', WIRE_LEN],
+  ['request_id', WIRE_VARINT],
+  ['expect_version', WIRE_VARINT],
+  ['expect_absent', WIRE_VARINT],
+];
+const DELETE_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['region_id', WIRE_LEN], ['keys', WIRE_LEN], ['client_id', WIRE_LEN], ['request_id', WIRE_VARINT]];
+const GET_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['key', WIRE_LEN], ['consistency', WIRE_VARINT]];
+const ROW_FIELDS: FieldTable = [['', -1], ['values', WIRE_LEN]];
+const MAP_ENTRY_FIELDS: FieldTable = [['', -1], ['key', WIRE_LEN], ['value', WIRE_LEN]];
+const VALUE_FIELDS: FieldTable = [
+  ['', -1],
+  ['string_value', WIRE_LEN],
+  ['int64_value', WIRE_VARINT],
+  ['float64_value', WIRE_I64],
+  ['bool_value', WIRE_VARINT],
+  ['timestamp_ms_value', WIRE_VARINT],
+  ['null_value', WIRE_VARINT],
+];
+const BATCH_RESPONSE_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['error', WIRE_LEN]];
+const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT]];
+const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT]];
+const GET_RESPONSE_FIELDS: FieldTable = [['', -1], ['found', WIRE_VARINT], ['row', WIRE_LEN], ['version', WIRE_VARINT]];
+const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['code', WIRE_LEN], ['message', WIRE_LEN], ['details', WIRE_LEN]];
+
+/** database.proto's Consistency, by number. */
+const CONSISTENCY_NAMES: readonly string[] = ['LINEARIZABLE', 'STALE'];
+
+/** A field's tag byte (every field number here is below 16, so every tag is one byte). */
+const tag = (field: number, wireType: number): number => (field << 3) | wireType;
+
+// ─── Encoding ─────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Numbers the size pass works out, in the order the write pass needs them: the size of each
+ * length-delimited part (before its children's), the UTF-8 length of each string, the value of
+ * each 64-bit field (NaN: the next of `bigLongs`). Reused across calls (encoding is synchronous
+ * and never re-entered).
+ */
+const sizes: number[] = [];
+/** Longer arrays are given back after the message that needed them (a write of many rows). */
+const RETAINED_SIZES_MAX = 1 << 16;
+let sizesCount = 0;
+let sizesRead = 0;
+/** The keys of each map, as the size pass listed them (the write pass writes them in that order). */
+const keyLists: string[][] = [];
+let keyListsCount = 0;
+let keyListsRead = 0;
+/** 64-bit values beyond the safe integers, as unsigned 64-bit two's complement (rare). */
+const bigLongs: bigint[] = [];
+let bigLongsCount = 0;
+let bigLongsRead = 0;
+
+function reserveSize(): number {
+  return sizesCount++;
+}
+
+function nextSize(): number {
+  return sizes[sizesRead++]!;
+}
+
+function encodeBug(message: string): AssertionError {
+  return new AssertionError(`batch wire encode: ${message}`);
+}
+
+function isObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null;
+}
+
+/** protobufjs' fromObject check: a message field holds an object. */
+function expectObject(value: unknown, field: string): void {
+  if (!isObject(value)) throw notAnObject(value, field);
+}
+
+function notAnObject(value: unknown, field: string): AssertionError {
+  return encodeBug(`${field}: expected an object, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
+}
+
+function varintSize(value: number): number {
+  if (value < 0x80) return 1;
+  if (value < 0x4000) return 2;
+  if (value < 0x20_0000) return 3;
+  if (value < 0x1000_0000) return 4;
+  if (value < 2 ** 35) return 5;
+  if (value < 2 ** 42) return 6;
+  if (value < 2 ** 49) return 7;
+  return 8; // value < 2^53 < 2^56
+}
+
+function lengthDelimitedSize(length: number): number {
+  return 1 + varintSize(length) + length;
+}
+
+function writeVarint(buf: Buffer, pos: number, value: number): number {
+  while (value > 0x7fff_ffff) {
+    buf[pos++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  while (value > 0x7f) {
+    buf[pos++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  buf[pos++] = value;
+  return pos;
+}
+
+/** A 64-bit varint from its two 32-bit halves (protobufjs' writeVarint64). */
+function writeVarint64(buf: Buffer, pos: number, lo: number, hi: number): number {
+  while (hi !== 0) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+    hi >>>= 7;
+  }
+  while (lo > 0x7f) {
+    buf[pos++] = (lo & 0x7f) | 0x80;
+    lo >>>= 7;
+  }
+  buf[pos++] = lo;
+  return pos;
+}
+
+/** The UTF-8 length Buffer would write (a lone surrogate as U+FFFD: 3 bytes). */
+function utf8Length(s: string): number {
+  const units = s.length;
+  if (units > SHORT_STRING_UNITS_MAX) return Buffer.byteLength(s, 'utf8');
+  let bytes = units;
+  for (let i = 0; i < units; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) bytes += 1;
+    else if ((c & 0xfc00) === 0xd800 && i + 1 < units && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      bytes += 2; // a pair: 4 bytes for 2 units
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
+}
+
+/** protobufjs' fromObject for string fields: String(value). */
+function asString(value: unknown): string {
+  return typeof value === 'string' ? value : String(value);
+}
+
+/** Records a string's UTF-8 length; returns it. */
+function stringSize(s: string): number {
+  const bytes = utf8Length(s);
+  sizes[sizesCount++] = bytes;
+  return bytes;
+}
+
+/** A string field whose length the size pass recorded; omitted when empty unless `keepEmpty`. */
+function writeStringField(buf: Buffer, pos: number, fieldTag: number, s: string, keepEmpty: boolean): number {
+  const bytes = nextSize();
+  if (bytes === 0 && !keepEmpty) return pos;
+  buf[pos] = fieldTag;
+  pos = writeVarint(buf, pos + 1, bytes);
+  if (bytes === s.length) {
+    if (bytes <= SHORT_STRING_UNITS_MAX) {
+      for (let i = 0; i < bytes; i++) buf[pos + i] = s.charCodeAt(i);
+    } else buf.write(s, pos, bytes, 'latin1');
+    return pos + bytes;
+  }
+  const written = buf.write(s, pos, bytes, 'utf8');
+  if (written !== bytes) throw encodeBug(`a string of ${bytes} UTF-8 bytes took ${written}`);
+  return pos + bytes;
+}
+
+/** Size of a string field (tag included); 0 when omitted. Records its length. */
+function stringFieldSize(value: unknown, keepEmpty: boolean): number {
+  const bytes = stringSize(asString(value));
+  return bytes === 0 && !keepEmpty ? 0 : lengthDelimitedSize(bytes);
+}
+
+const DECIMAL = /^-?[0-9]+$/;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/** A uint64/int64 value as a safe integer, or (beyond them) as unsigned 64-bit two's complement. */
+function parseLong(value: unknown, field: string, signed: boolean): number | bigint {
+  if (typeof value === 'string') {
+    const units = value.length;
+    // Fast path: up to 15 digits is always a safe integer.
+    if (units > 0 && units <= 15) {
+      const negative = value.charCodeAt(0) === 0x2d;
+      let i = negative ? 1 : 0;
+      let n = 0;
+      for (; i < units; i++) {
+        const digit = value.charCodeAt(i) - 0x30;
+        if (digit < 0 || digit > 9) break;
+        n = n * 10 + digit;
+      }
+      if (i === units && (i > 1 || !negative)) {
+        if (negative && n !== 0 && !signed) throw encodeBug(`${field}: a uint64 cannot be negative: ${value}`);
+        return negative ? -n : n;
+      }
+    }
+    if (!DECIMAL.test(value)) throw encodeBug(`${field}: expected a decimal integer, got ${JSON.stringify(value)}`);
+    return fromBigInt(BigInt(value), field, signed);
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || (value < 0 && !signed)) throw encodeBug(`${field}: expected ${signed ? 'a' : 'an unsigned'} safe integer, got ${value}`);
+    return value;
+  }
+  if (typeof value === 'bigint') return fromBigInt(value, field, signed);
+  throw encodeBug(`${field}: expected a decimal string or an integer, got ${typeof value}`);
+}
+
+function fromBigInt(value: bigint, field: string, signed: boolean): number | bigint {
+  if (signed ? value < INT64_MIN || value > INT64_MAX : value < 0n || value > UINT64_MAX) {
+    throw encodeBug(`${field}: ${value} is out of the range of ${signed ? 'int64' : 'uint64'}`);
+  }
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : BigInt.asUintN(64, value);
+}
+
+/** Size of a 64-bit varint field (tag included); 0 when zero unless `keepZero`. Records the value. */
+function longFieldSize(value: unknown, field: string, signed: boolean, keepZero: boolean): number {
+  const n = parseLong(value, field, signed);
+  if (typeof n === 'number') {
+    sizes[sizesCount++] = n;
+    if (n === 0 && !keepZero) return 0;
+    return 1 + (n < 0 ? VARINT_BYTES_MAX : varintSize(n));
+  }
+  sizes[sizesCount++] = Number.NaN;
+  bigLongs[bigLongsCount++] = n;
+  let size = 2;
+  for (let rest = n >> 7n; rest > 0n; rest >>= 7n) size++;
+  return size;
+}
+
+/** A 64-bit varint field whose value the size pass recorded. */
+function writeLongField(buf: Buffer, pos: number, fieldTag: number, keepZero: boolean): number {
+  const n = nextSize();
+  if (n === 0 && !keepZero) return pos;
+  buf[pos++] = fieldTag;
+  if (n >= 0) return writeVarint(buf, pos, n);
+  if (n < 0) {
+    // Two's complement over 64 bits: always 10 bytes.
+    const hi = Math.floor(n / 2 ** 32);
+    return writeVarint64(buf, pos, n - hi * 2 ** 32, hi >>> 0);
+  }
+  const big = bigLongs[bigLongsRead++]!;
+  return writeVarint64(buf, pos, Number(big & 0xffff_ffffn), Number(big >> 32n));
+}
+
+/** A uint32 field (protobufjs' fromObject: value >>> 0); omitted when 0. */
+function u32FieldSize(value: number): number {
+  return value === 0 ? 0 : 1 + varintSize(value);
+}
+
+function writeU32Field(buf: Buffer, pos: number, fieldTag: number, value: number): number {
+  if (value === 0) return pos;
+  buf[pos] = fieldTag;
+  return writeVarint(buf, pos + 1, value);
+}
+
+function writeBoolField(buf: Buffer, pos: number, fieldTag: number, value: boolean): number {
+  buf[pos] = fieldTag;
+  buf[pos + 1] = value ? 1 : 0;
+  return pos + 2;
+}
+
+/** Consistency as protobufjs' fromObject sets it: a name or number of the enum, any other number as is, else 0. */
+function consistencyNumber(value: unknown): number {
+  if (value === 'STALE' || value === 1) return 1;
+  return typeof value === 'number' ? value | 0 : 0;
+}
+
+function consistencyFieldSize(n: number): number {
+  return n === 0 ? 0 : 1 + (n < 0 ? VARINT_BYTES_MAX : varintSize(n));
+}
+
+function writeConsistencyField(buf: Buffer, pos: number, fieldTag: number, n: number): number {
+  if (n === 0) return pos;
+  buf[pos++] = fieldTag;
+  return n > 0 ? writeVarint(buf, pos, n) : writeVarint64(buf, pos, n >>> 0, 0xffff_ffff);
+}
+
+/** Records: the value's size, then its fields' (a string's length, a 64-bit value). */
+function valueSize(v: ValueInput): number {
+  const slot = reserveSize();
+  let size = 0;
+  if (v.string_value != null) size += stringFieldSize(v.string_value, true);
+  if (v.int64_value != null) size += longFieldSize(v.int64_value, 'Value.int64_value', true, true);
+  if (v.float64_value != null) size += 9;
+  if (v.bool_value != null) size += 2;
+  if (v.timestamp_ms_value != null) size += longFieldSize(v.timestamp_ms_value, 'Value.timestamp_ms_value', true, true);
+  if (v.null_value != null) size += 2;
+  sizes[slot] = size;
+  return size;
+}
+
+function writeValue(buf: Buffer, pos: number, v: ValueInput): number {
+  if (v.string_value != null) pos = writeStringField(buf, pos, tag(1, WIRE_LEN), asString(v.string_value), true);
+  if (v.int64_value != null) pos = writeLongField(buf, pos, tag(2, WIRE_VARINT), true);
+  if (v.float64_value != null) {
+    buf[pos] = tag(3, WIRE_I64);
+    pos = buf.writeDoubleLE(Number(v.float64_value), pos + 1);
+  }
+  if (v.bool_value != null) pos = writeBoolField(buf, pos, tag(4, WIRE_VARINT), Boolean(v.bool_value));
+  if (v.timestamp_ms_value != null) pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), true);
+  if (v.null_value != null) pos = writeBoolField(buf, pos, tag(6, WIRE_VARINT), Boolean(v.null_value));
+  return pos;
+}
+
+/** The field holding a row, for error messages (built only on failure). */
+const rowField = (field: string, index: number): string => (index < 0 ? field : `${field}[${index}]`);
+
+/** Records: the row's size and its keys, then per map entry its size, its key's length and the value's sizes. */
+function rowSize(row: RowInput, field: string, index: number): number {
+  if (!isObject(row)) throw notAnObject(row, rowField(field, index));
+  const slot = reserveSize();
+  let size = 0;
+  const values = row.values;
+  if (values) {
+    if (!isObject(values)) throw notAnObject(values, `${rowField(field, index)}.values`);
+    const keys = Object.keys(values);
+    keyLists[keyListsCount++] = keys;
+    for (const key of keys) {
+      const value = values[key];
+      if (!isObject(value)) throw notAnObject(value, `${rowField(field, index)}.values[${JSON.stringify(key)}]`);
+      const entrySlot = reserveSize();
+      // Key and value always written, as protobufjs writes map entries.
+      const entry = lengthDelimitedSize(stringSize(key)) + lengthDelimitedSize(valueSize(value));
+      sizes[entrySlot] = entry;
+      size += lengthDelimitedSize(entry);
+    }
+  }
+  sizes[slot] = size;
+  return size;
+}
+
+function writeRow(buf: Buffer, pos: number, row: RowInput): number {
+  const values = row.values;
+  if (!values) return pos;
+  for (const key of keyLists[keyListsRead++]!) {
+    buf[pos] = tag(1, WIRE_LEN);
+    pos = writeVarint(buf, pos + 1, nextSize());
+    pos = writeStringField(buf, pos, tag(1, WIRE_LEN), key, true);
+    buf[pos] = tag(2, WIRE_LEN);
+    pos = writeValue(buf, writeVarint(buf, pos + 1, nextSize()), values[key]!);
+  }
+  return pos;
+}
+
+/** A repeated Row field: the array protobufjs' fromObject requires, its rows' sizes recorded. */
+function rowsSize(rows: Maybe<readonly RowInput[]>, field: string): number {
+  if (!rows) return 0;
+  if (!Array.isArray(rows)) throw encodeBug(`${field}: expected an array`);
+  let size = 0;
+  for (let i = 0; i < rows.length; i++) size += lengthDelimitedSize(rowSize(rows[i], field, i));
+  return size;
+}
+
+function writeRows(buf: Buffer, pos: number, fieldTag: number, rows: Maybe<readonly RowInput[]>): number {
+  if (!rows) return pos;
+  for (const row of rows) {
+    buf[pos] = fieldTag;
+    pos = writeRow(buf, writeVarint(buf, pos + 1, nextSize()), row);
+  }
+  return pos;
+}
+
+function writeRequestSize(w: WriteRequestInput): number {
+  expectObject(w, 'BatchRequest.write');
+  const slot = reserveSize();
+  let size = 0;
+  if (w.table != null) size += stringFieldSize(w.table, false);
+  if (w.region_id != null) size += stringFieldSize(w.region_id, false);
+  size += rowsSize(w.rows, 'WriteRequest.rows');
+  if (w.client_id != null) size += stringFieldSize(w.client_id, false);
+  if (w.request_id != null) size += longFieldSize(w.request_id, 'WriteRequest.request_id', false, false);
+  if (w.expect_version != null) size += longFieldSize(w.expect_version, 'WriteRequest.expect_version', false, true);
+  if (w.expect_absent) size += 2;
+  sizes[slot] = size;
+  return size;
+}
+
+function writeWriteRequest(buf: Buffer, pos: number, w: WriteRequestInput): number {
+  if (w.table != null) pos = writeStringField(buf, pos, tag(1, WIRE_LEN), asString(w.table), false);
+  if (w.region_id != null) pos = writeStringField(buf, pos, tag(2, WIRE_LEN), asString(w.region_id), false);
+  pos = writeRows(buf, pos, tag(3, WIRE_LEN), w.rows);
+  if (w.client_id != null) pos = writeStringField(buf, pos, tag(4, WIRE_LEN), asString(w.client_id), false);
+  if (w.request_id != null) pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), false);
+  if (w.expect_version != null) pos = writeLongField(buf, pos, tag(6, WIRE_VARINT), true);
+  if (w.expect_absent) pos = writeBoolField(buf, pos, tag(7, WIRE_VARINT), true);
+  return pos;
+}
+
+function deleteRequestSize(d: DeleteRequestInput): number {
+  expectObject(d, 'BatchRequest.delete');
+  const slot = reserveSize();
+  let size = 0;
+  if (d.table != null) size += stringFieldSize(d.table, false);
+  if (d.region_id != null) size += stringFieldSize(d.region_id, false);
+  size += rowsSize(d.keys, 'DeleteRequest.keys');
+  if (d.client_id != null) size += stringFieldSize(d.client_id, false);
+  if (d.request_id != null) size += longFieldSize(d.request_id, 'DeleteRequest.request_id', false, false);
+  sizes[slot] = size;
+  return size;
+}
+
+function writeDeleteRequest(buf: Buffer, pos: number, d: DeleteRequestInput): number {
+  if (d.table != null) pos = writeStringField(buf, pos, tag(1, WIRE_LEN), asString(d.table), false);
+  if (d.region_id != null) pos = writeStringField(buf, pos, tag(2, WIRE_LEN), asString(d.region_id), false);
+  pos = writeRows(buf, pos, tag(3, WIRE_LEN), d.keys);
+  if (d.client_id != null) pos = writeStringField(buf, pos, tag(4, WIRE_LEN), asString(d.client_id), false);
+  if (d.request_id != null) pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), false);
+  return pos;
+}
+
+function getRequestSize(g: GetRequestInput): number {
+  expectObject(g, 'BatchRequest.get');
+  const slot = reserveSize();
+  let size = 0;
+  if (g.table != null) size += stringFieldSize(g.table, false);
+  if (g.key != null) size += lengthDelimitedSize(rowSize(g.key, 'GetRequest.key', -1));
+  size += consistencyFieldSize(consistencyNumber(g.consistency));
+  sizes[slot] = size;
+  return size;
+}
+
+function writeGetRequest(buf: Buffer, pos: number, g: GetRequestInput): number {
+  if (g.table != null) pos = writeStringField(buf, pos, tag(1, WIRE_LEN), asString(g.table), false);
+  if (g.key != null) {
+    buf[pos] = tag(2, WIRE_LEN);
+    pos = writeRow(buf, writeVarint(buf, pos + 1, nextSize()), g.key);
+  }
+  return writeConsistencyField(buf, pos, tag(3, WIRE_VARINT), consistencyNumber(g.consistency));
+}
+
+function startEncoding(): void {
+  sizesCount = 0;
+  keyListsCount = 0;
+  bigLongsCount = 0;
+}
+
+/** After the write pass (allocUnsafe: a byte left unwritten would send stale memory to the peer). */
+function finishEncoding(buf: Buffer, pos: number): Buffer {
+  if (pos !== buf.length || sizesRead !== sizesCount || keyListsRead !== keyListsCount || bigLongsRead !== bigLongsCount) {
+    throw encodeBug(`wrote ${pos} of ${buf.length} bytes, used ${sizesRead} of ${sizesCount} sizes, ${keyListsRead} of ${keyListsCount} maps, ${bigLongsRead} of ${bigLongsCount} longs`);
+  }
+  // The key lists are dropped after every message, so that no caller's keys stay reachable from here.
+  if (sizes.length > RETAINED_SIZES_MAX) sizes.length = 0;
+  if (bigLongs.length > RETAINED_SIZES_MAX) bigLongs.length = 0;
+  keyLists.length = 0;
+  return buf;
+}
+
+function startWriting(size: number): Buffer {
+  sizesRead = 0;
+  keyListsRead = 0;
+  bigLongsRead = 0;
+  return Buffer.allocUnsafe(size);
+}
+
+export function encodeBatchRequest(req: BatchRequestInput): Buffer {
+  expectObject(req, 'BatchRequest');
+  startEncoding();
+  let size = 0;
+  if (req.id != null) size += longFieldSize(req.id, 'BatchRequest.id', false, false);
+  if (req.write != null) size += lengthDelimitedSize(writeRequestSize(req.write));
+  if (req.delete != null) size += lengthDelimitedSize(deleteRequestSize(req.delete));
+  if (req.get != null) size += lengthDelimitedSize(getRequestSize(req.get));
+
+  const buf = startWriting(size);
+  let pos = 0;
+  if (req.id != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+  if (req.write != null) {
+    buf[pos] = tag(2, WIRE_LEN);
+    pos = writeWriteRequest(buf, writeVarint(buf, pos + 1, nextSize()), req.write);
+  }
+  if (req.delete != null) {
+    buf[pos] = tag(3, WIRE_LEN);
+    pos = writeDeleteRequest(buf, writeVarint(buf, pos + 1, nextSize()), req.delete);
+  }
+  if (req.get != null) {
+    buf[pos] = tag(4, WIRE_LEN);
+    pos = writeGetRequest(buf, writeVarint(buf, pos + 1, nextSize()), req.get);
+  }
+  return finishEncoding(buf, pos);
+}
+
+/** Records: the error's size, its strings' lengths, per detail its entry's size and strings' lengths. */
+function batchErrorSize(e: NonNullable<BatchResponseInput['error']>): number {
+  expectObject(e, 'BatchResponse.error');
+  const slot = reserveSize();
+  let size = e.grpc_code != null ? u32FieldSize(e.grpc_code >>> 0) : 0;
+  if (e.code != null) size += stringFieldSize(e.code, false);
+  if (e.message != null) size += stringFieldSize(e.message, false);
+  const details = e.details;
+  if (details) {
+    expectObject(details, 'BatchError.details');
+    const keys = Object.keys(details);
+    keyLists[keyListsCount++] = keys;
+    for (const key of keys) {
+      const entrySlot = reserveSize();
+      const entry = lengthDelimitedSize(stringSize(key)) + lengthDelimitedSize(stringSize(asString(details[key])));
+      sizes[entrySlot] = entry;
+      size += lengthDelimitedSize(entry);
+    }
+  }
+  sizes[slot] = size;
+  return size;
+}
+
+function writeBatchError(buf: Buffer, pos: number, e: NonNullable<BatchResponseInput['error']>): number {
+  if (e.grpc_code != null) pos = writeU32Field(buf, pos, tag(1, WIRE_VARINT), e.grpc_code >>> 0);
+  if (e.code != null) pos = writeStringField(buf, pos, tag(2, WIRE_LEN), asString(e.code), false);
+  if (e.message != null) pos = writeStringField(buf, pos, tag(3, WIRE_LEN), asString(e.message), false);
+  const details = e.details;
+  if (details) {
+    for (const key of keyLists[keyListsRead++]!) {
+      buf[pos] = tag(4, WIRE_LEN);
+      pos = writeVarint(buf, pos + 1, nextSize());
+      pos = writeStringField(buf, pos, tag(1, WIRE_LEN), key, true);
+      pos = writeStringField(buf, pos, tag(2, WIRE_LEN), asString(details[key]), true);
+    }
+  }
+  return pos;
+}
+
+export function encodeBatchResponse(res: BatchResponseInput): Buffer {
+  expectObject(res, 'BatchResponse');
+  startEncoding();
+  let size = 0;
+  if (res.id != null) size += longFieldSize(res.id, 'BatchResponse.id', false, false);
+  const { write, delete: del, get, error } = res;
+  if (write != null) {
+    expectObject(write, 'BatchResponse.write');
+    const slot = reserveSize();
+    let inner = write.version != null ? longFieldSize(write.version, 'WriteResponse.version', false, false) : 0;
+    if (write.rows_written != null) inner += u32FieldSize(write.rows_written >>> 0);
+    sizes[slot] = inner;
+    size += lengthDelimitedSize(inner);
+  }
+  if (del != null) {
+    expectObject(del, 'BatchResponse.delete');
+    const slot = reserveSize();
+    const inner = del.version != null ? longFieldSize(del.version, 'DeleteResponse.version', false, false) : 0;
+    sizes[slot] = inner;
+    size += lengthDelimitedSize(inner);
+  }
+  if (get != null) {
+    expectObject(get, 'BatchResponse.get');
+    const slot = reserveSize();
+    let inner = get.found ? 2 : 0;
+    if (get.row != null) inner += lengthDelimitedSize(rowSize(get.row, 'GetResponse.row', -1));
+    if (get.version != null) inner += longFieldSize(get.version, 'GetResponse.version', false, false);
+    sizes[slot] = inner;
+    size += lengthDelimitedSize(inner);
+  }
+  if (error != null) size += lengthDelimitedSize(batchErrorSize(error));
+
+  const buf = startWriting(size);
+  let pos = 0;
+  if (res.id != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+  if (write != null) {
+    buf[pos] = tag(2, WIRE_LEN);
+    pos = writeVarint(buf, pos + 1, nextSize());
+    if (write.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+    if (write.rows_written != null) pos = writeU32Field(buf, pos, tag(2, WIRE_VARINT), write.rows_written >>> 0);
+  }
+  if (del != null) {
+    buf[pos] = tag(3, WIRE_LEN);
+    pos = writeVarint(buf, pos + 1, nextSize());
+    if (del.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+  }
+  if (get != null) {
+    buf[pos] = tag(4, WIRE_LEN);
+    pos = writeVarint(buf, pos + 1, nextSize());
+    if (get.found) pos = writeBoolField(buf, pos, tag(1, WIRE_VARINT), true);
+    if (get.row != null) {
+      buf[pos] = tag(2, WIRE_LEN);
+      pos = writeRow(buf, writeVarint(buf, pos + 1, nextSize()), get.row);
+    }
+    if (get.version != null) pos = writeLongField(buf, pos, tag(3, WIRE_VARINT), false);
+  }
+  if (error != null) {
+    buf[pos] = tag(5, WIRE_LEN);
+    pos = writeBatchError(buf, writeVarint(buf, pos + 1, nextSize()), error);
+  }
+  return finishEncoding(buf, pos);
+}
+
+// ─── Decoding ─────────────────────────────────────────────────────────────────────────────────
+
+function invalid(message: string): RegionDbError {
+  return new RegionDbError(ErrorCode.InvalidArgument, message);
+}
+
+/** Decimal strings of 0..127, the one-byte varints (most ids, versions and small values). */
+const SMALL_DECIMALS: readonly string[] = Array.from({ length: 0x80 }, (_, i) => String(i));
+const TWO_32 = 2 ** 32;
+
+/** Reads one buffer; every read is bounded by the end of the message being decoded. */
+class WireReader {
+  pos = 0;
+  /** Where the last tag started (error messages). */
+  tagAt = 0;
+  constructor(readonly buf: Buffer) {}
+
+  /**
+   * A varint read as 32 bits, as protobufjs reads tags, lengths, bools, enums and uint32s: the low
+   * 32 bits. protobufjs reads 5 bytes and skips 5 more unread when the 5th continues, so only
+   * the 1..5-byte forms and the 10-byte one (a negative int32) mean the same to both.
+   */
+  u32(end: number, what: string): number {
+    const pos = this.pos;
+    if (pos < end && this.buf[pos]! < 0x80) {
+      this.pos = pos + 1;
+      return this.buf[pos]!;
+    }
+    return this.u32Multibyte(end, what);
+  }
+
+  private u32Multibyte(end: number, what: string): number {
+    const buf = this.buf;
+    const start = this.pos;
+    let pos = start;
+    let value = 0;
+    for (let i = 0; i < 5; i++) {
+      if (pos >= end) throw invalid(`${what}: truncated varint at byte ${start}`);
+      const b = buf[pos++]!;
+      value |= (b & 0x7f) << (7 * i); // the 5th byte's bits past 32 fall off, as in protobufjs
+      if (b < 0x80) {
+        this.pos = pos;
+        return value >>> 0;
+      }
+    }
+    for (let i = 5; i < VARINT_BYTES_MAX; i++) {
+      if (pos >= end) throw invalid(`${what}: truncated varint at byte ${start}`);
+      const b = buf[pos++]!;
+      if (b < 0x80) {
+        if (i < VARINT_BYTES_MAX - 1) throw invalid(`${what}: varint at byte ${start} is ${i + 1} bytes long; a 32-bit field takes 1 to 5 bytes, or 10`);
+        this.pos = pos;
+        return value >>> 0;
+      }
+    }
+    throw invalid(`${what}: varint at byte ${start} is longer than ${VARINT_BYTES_MAX} bytes`);
+  }
+
+  bool(end: number, what: string): boolean {
+    return this.u32(end, what) !== 0;
+  }
+
+  /** An int32 (an enum): the low 32 bits, signed. */
+  i32(end: number, what: string): number {
+    return this.u32(end, what) | 0;
+  }
+
+  /** A uint64 or int64 as protobufjs' Long prints it: bits past 64 dropped, decimal. */
+  long(end: number, what: string, signed: boolean): string {
+    const pos = this.pos;
+    if (pos < end && this.buf[pos]! < 0x80) {
+      this.pos = pos + 1;
+      return SMALL_DECIMALS[this.buf[pos]!]!;
+    }
+    return this.longMultibyte(end, what, signed);
+  }
+
+  private longMultibyte(end: number, what: string, signed: boolean): string {
+    const buf = this.buf;
+    const start = this.pos;
+    let pos = start;
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      if (pos >= end) throw invalid(`${what}: truncated varint at byte ${start}`);
+      const b = buf[pos++]!;
+      if (i < 4) lo |= (b & 0x7f) << (7 * i);
+      else if (i === 4) {
+        lo |= (b & 0x7f) << 28;
+        hi |= (b & 0x7f) >> 4;
+      } else hi |= (b & 0x7f) << (7 * i - 32);
+      if (b < 0x80) {
+        this.pos = pos;
+        return longDecimal(lo >>> 0, hi >>> 0, signed);
+      }
+    }
+    throw invalid(`${what}: varint at byte ${start} is longer than ${VARINT_BYTES_MAX} bytes`);
+  }
+
+  double(end: number, what: string): number {
+    const pos = this.pos;
+    if (end - pos < 8) throw invalid(`${what}: truncated 8-byte value at byte ${pos}`);
+    this.pos = pos + 8;
+    return this.buf.readDoubleLE(pos);
+  }
+
+  tag(end: number, message: string): number {
+    const at = this.pos;
+    this.tagAt = at;
+    if (at < end && this.buf[at]! < 0x80 && this.buf[at]! >= 0x08) {
+      this.pos = at + 1; // every field of these messages has a one-byte tag
+      return this.buf[at]!;
+    }
+    const value = this.u32(end, `${message} tag`);
+    if (value >>> 3 === 0) throw invalid(`${message}: invalid tag ${value} at byte ${at} (field number 0)`);
+    return value;
+  }
+
+  /** A length prefix, checked against the bytes left in the message; returns the part's end. */
+  lengthDelimited(end: number, what: string): number {
+    const at = this.pos;
+    const length = this.u32(end, what);
+    if (length > end - this.pos) throw invalid(`${what}: length ${length} at byte ${at} runs past the end of its message (${end - this.pos} bytes left)`);
+    return this.pos + length;
+  }
+
+  string(end: number, what: string): string {
+    const partEnd = this.lengthDelimited(end, what);
+    const start = this.pos;
+    this.pos = partEnd;
+    return utf8String(this.buf, start, partEnd);
+  }
+
+  /**
+   * A string that recurs from message to message (a column name, table, region or client id,
+   * an error code): the same string object as last time when the bytes match, so it is neither
+   * decoded again nor, as an object key, hashed again.
+   */
+  name(end: number, what: string): string {
+    const partEnd = this.lengthDelimited(end, what);
+    const start = this.pos;
+    this.pos = partEnd;
+    const length = partEnd - start;
+    if (length === 0 || length > NAME_CACHE_BYTES_MAX) return utf8String(this.buf, start, partEnd);
+    const buf = this.buf;
+    const slot = (length * 31 + buf[start]! * 7 + buf[start + (length >> 1)]! * 3 + buf[partEnd - 1]!) & (NAME_CACHE_SLOTS - 1);
+    const cached = nameCache[slot];
+    // A match of every unit with every byte means every byte is ASCII: `cached` is their decoding.
+    if (cached !== undefined && cached.length === length) {
+      let i = 0;
+      while (i < length && cached.charCodeAt(i) === buf[start + i]) i++;
+      if (i === length) return cached;
+    }
+    const decoded = utf8String(buf, start, partEnd);
+    nameCache[slot] = decoded;
+    return decoded;
+  }
+
+  /** A field this decoder does not read: an unknown one is skipped, a known one has the wrong wire type. */
+  skipField(fieldTag: number, end: number, message: string, fields: FieldTable, depth: number): void {
+    const field = fieldTag >>> 3;
+    const wireType = fieldTag & 7;
+    const known = fields[field];
+    if (known) throw invalid(`${message}.${known[0]} (field ${field}): wire type ${wireType} at byte ${this.tagAt}, the .proto declares ${known[1]}`);
+    this.skipValue(field, wireType, end, `${message} unknown field ${field}`, depth);
+  }
+
+  /** `depth` counts as protobufjs' skipType does: the message's depth, plus one per enclosing group. */
+  private skipValue(field: number, wireType: number, end: number, what: string, depth: number): void {
+    if (depth > RECURSION_LIMIT) throw invalid(`${what}: groups nested deeper than protobuf's recursion limit (${RECURSION_LIMIT})`);
+    switch (wireType) {
+      case WIRE_VARINT:
+        this.skipVarint(end, what);
+        return;
+      case WIRE_I64:
+        this.skipBytes(8, end, what);
+        return;
+      case WIRE_I32:
+        this.skipBytes(4, end, what);
+        return;
+      case WIRE_LEN:
+        this.pos = this.lengthDelimited(end, what);
+        return;
+      case WIRE_START_GROUP:
+        this.skipGroup(field, end, what, depth);
+        return;
+      case WIRE_END_GROUP:
+        throw invalid(`${what}: end-group tag at byte ${this.tagAt} without a group`);
+      default:
+        throw invalid(`${what}: invalid wire type ${wireType} at byte ${this.tagAt}`);
+    }
+  }
+
+  private skipVarint(end: number, what: string): void {
+    const start = this.pos;
+    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
+      if (this.pos >= end) throw invalid(`${what}: truncated varint at byte ${start}`);
+      if (this.buf[this.pos++]! < 0x80) return;
+    }
+    throw invalid(`${what}: varint at byte ${start} is longer than ${VARINT_BYTES_MAX} bytes`);
+  }
+
+  private skipBytes(n: number, end: number, what: string): void {
+    if (n > end - this.pos) throw invalid(`${what}: truncated ${n}-byte value at byte ${this.pos}`);
+    this.pos += n;
+  }
+
+  private skipGroup(field: number, end: number, what: string, depth: number): void {
+    for (;;) {
+      if (this.pos >= end) throw invalid(`${what}: group ${field} is not closed`);
+      const fieldTag = this.tag(end, what);
+      if ((fieldTag & 7) === WIRE_END_GROUP) {
+        if (fieldTag >>> 3 !== field) throw invalid(`${what}: group ${field} closed by end-group ${fieldTag >>> 3} at byte ${this.tagAt}`);
+        return;
+      }
+      this.skipValue(fieldTag >>> 3, fieldTag & 7, end, what, depth + 1);
+    }
+  }
+}
+
+/** Names of up to this many bytes are kept, one per slot of a small table (see WireReader.name). */
+const NAME_CACHE_BYTES_MAX = 64;
+const NAME_CACHE_SLOTS = 256;
+const nameCache: (string | undefined)[] = new Array(NAME_CACHE_SLOTS).fill(undefined);
+
+const fromCharCode = String.fromCharCode;
+
+/**
+ * UTF-8 as Buffer decodes it (invalid sequences become U+FFFD), which is what protobufjs does on
+ * Node. Short ASCII strings (most tag values) are built in JS: a call into Buffer's decoder costs
+ * more than the string.
+ */
+function utf8String(buf: Buffer, start: number, end: number): string {
+  const length = end - start;
+  if (length <= 8) {
+    let ascii = true;
+    for (let i = start; i < end; i++) if (buf[i]! >= 0x80) ascii = false;
+    if (ascii) return shortAscii(buf, start, length);
+  }
+  return buf.toString('utf8', start, end);
+}
+
+function shortAscii(b: Buffer, i: number, length: number): string {
+  switch (length) {
+    case 0:
+      return '';
+    case 1:
+      return fromCharCode(b[i]!);
+    case 2:
+      return fromCharCode(b[i]!, b[i + 1]!);
+    case 3:
+      return fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!);
+    case 4:
+      return fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!);
+    case 5:
+      return fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!);
+    case 6:
+      return fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!, b[i + 5]!);
+    case 7:
+      return fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!, b[i + 5]!, b[i + 6]!);
+    default:
+      return fromCharCode(b[i]!, b[i + 1]!, b[i + 2]!, b[i + 3]!, b[i + 4]!, b[i + 5]!, b[i + 6]!, b[i + 7]!);
+  }
+}
+
+/** A safe integer in decimal: as two conversions of small integers below 10^9, cheaper than one of a large one. */
+function safeDecimal(n: number): string {
+  if (n < 1e9) return String(n);
+  let high = Math.floor(n / 1e9);
+  let low = n - high * 1e9;
+  if (low < 0) {
+    // n / 1e9 rounded up to the next integer.
+    high--;
+    low += 1e9;
+  }
+  const digits = String(low);
+  return String(high) + ZEROS[9 - digits.length] + digits;
+}
+
+const ZEROS: readonly string[] = Array.from({ length: 10 }, (_, i) => '0'.repeat(i));
+
+/** 64 bits (two unsigned halves) in decimal; BigInt only beyond ±2^53. */
+function longDecimal(lo: number, hi: number, signed: boolean): string {
+  if (hi < 0x20_0000) return safeDecimal(hi * TWO_32 + lo);
+  if (signed && hi >= 0x8000_0000) {
+    // Negative: its magnitude is the two's complement.
+    const magnitudeLo = (~lo + 1) >>> 0;
+    const magnitudeHi = (~hi + (magnitudeLo === 0 ? 1 : 0)) >>> 0;
+    if (magnitudeHi < 0x20_0000) return `-${safeDecimal(magnitudeHi * TWO_32 + magnitudeLo)}`;
+    return BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo)).toString();
+  }
+  return ((BigInt(hi) << 32n) | BigInt(lo)).toString();
+}
+
+const VALUE_DEPTH = DEPTH_ROW + 1;
+
+function decodeValue(r: WireReader, end: number): ValueObject {
+  // Which fields were seen, one bit per field number (a oneof keeps them all, as protobufjs does).
+  let seen = 0;
+  let stringValue = '';
+  let int64Value = '';
+  let float64Value = 0;
+  let boolValue = false;
+  let timestampMsValue = '';
+  let nullValue = false;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'Value');
+    switch (fieldTag) {
+      case tag(1, WIRE_LEN):
+        stringValue = r.string(end, 'Value.string_value');
+        seen |= 1 << 1;
+        break;
+      case tag(2, WIRE_VARINT):
+        int64Value = r.long(end, 'Value.int64_value', true);
+        seen |= 1 << 2;
+        break;
+      case tag(3, WIRE_I64):
+        float64Value = r.double(end, 'Value.float64_value');
+        seen |= 1 << 3;
+        break;
+      case tag(4, WIRE_VARINT):
+        boolValue = r.bool(end, 'Value.bool_value');
+        seen |= 1 << 4;
+        break;
+      case tag(5, WIRE_VARINT):
+        timestampMsValue = r.long(end, 'Value.timestamp_ms_value', true);
+        seen |= 1 << 5;
+        break;
+      case tag(6, WIRE_VARINT):
+        nullValue = r.bool(end, 'Value.null_value');
+        seen |= 1 << 6;
+        break;
+      default:
+        r.skipField(fieldTag, end, 'Value', VALUE_FIELDS, VALUE_DEPTH);
+    }
+  }
+  switch (seen) {
+    case 0:
+      return {};
+    case 1 << 1:
+      return { string_value: stringValue, kind: 'string_value' };
+    case 1 << 2:
+      return { int64_value: int64Value, kind: 'int64_value' };
+    case 1 << 3:
+      return { float64_value: float64Value, kind: 'float64_value' };
+    case 1 << 4:
+      return { bool_value: boolValue, kind: 'bool_value' };
+    case 1 << 5:
+      return { timestamp_ms_value: timestampMsValue, kind: 'timestamp_ms_value' };
+    case 1 << 6:
+      return { null_value: nullValue, kind: 'null_value' };
+  }
+  // Several members of the oneof: all kept in field order, `kind` naming the last (protobufjs).
+  const v: ValueObject = {};
+  if (seen & (1 << 1)) {
+    v.string_value = stringValue;
+    v.kind = 'string_value';
+  }
+  if (seen & (1 << 2)) {
+    v.int64_value = int64Value;
+    v.kind = 'int64_value';
+  }
+  if (seen & (1 << 3)) {
+    v.float64_value = float64Value;
+    v.kind = 'float64_value';
+  }
+  if (seen & (1 << 4)) {
+    v.bool_value = boolValue;
+    v.kind = 'bool_value';
+  }
+  if (seen & (1 << 5)) {
+    v.timestamp_ms_value = timestampMsValue;
+    v.kind = 'timestamp_ms_value';
+  }
+  if (seen & (1 << 6)) {
+    v.null_value = nullValue;
+    v.kind = 'null_value';
+  }
+  return v;
+}
+
+/** A map entry into `into`; a key of "__proto__" becomes an own property, as protobufjs makes it. */
+function setEntry<T>(into: Record<string, T>, key: string, value: T): void {
+  if (key === '__proto__') Object.defineProperty(into, key, { value, enumerable: true, configurable: true, writable: true });
+  else into[key] = value;
+}
+
+/** `what` names the field holding the row (error messages). */
+function decodeRow(r: WireReader, end: number, what: string): RowObject {
+  const at = r.pos;
+  const values: Record<string, ValueObject | null> = {};
+  let valueless = false;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'Row');
+    if (fieldTag !== tag(1, WIRE_LEN)) {
+      r.skipField(fieldTag, end, 'Row', ROW_FIELDS, DEPTH_ROW);
+      continue;
+    }
+    const entryEnd = r.lengthDelimited(end, 'Row.values');
+    let key = '';
+    let value: ValueObject | null = null;
+    while (r.pos < entryEnd) {
+      const entryTag = r.tag(entryEnd, 'Row.values entry');
+      if (entryTag === tag(1, WIRE_LEN)) key = r.name(entryEnd, 'Row.values key');
+      else if (entryTag === tag(2, WIRE_LEN)) value = decodeValue(r, r.lengthDelimited(entryEnd, 'Row.values value'));
+      else r.skipField(entryTag, entryEnd, 'Row.values entry', MAP_ENTRY_FIELDS, DEPTH_ROW);
+    }
+    setEntry(values, key, value);
+    if (!value) valueless = true;
+  }
+  // protobufjs stores null for an entry without a value (in the key's place, until a later entry
+  // of the key replaces it), and fails converting a null that is left.
+  if (valueless) {
+    for (const key of Object.keys(values)) {
+      if (values[key] === null) throw invalid(`${what} (Row at byte ${at}): values[${JSON.stringify(key)}] is a map entry without a value`);
+    }
+  }
+  return { values: values as Record<string, ValueObject> };
+}
+
+function decodeWriteRequest(r: WireReader, end: number): WriteRequestObject {
+  const rows: RowObject[] = [];
+  let table = '';
+  let regionId = '';
+  let clientId = '';
+  let requestId = '0';
+  let expectVersion: string | undefined;
+  let expectAbsent = false;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'WriteRequest');
+    switch (fieldTag) {
+      case tag(1, WIRE_LEN):
+        table = r.name(end, 'WriteRequest.table');
+        break;
+      case tag(2, WIRE_LEN):
+        regionId = r.name(end, 'WriteRequest.region_id');
+        break;
+      case tag(3, WIRE_LEN):
+        rows.push(decodeRow(r, r.lengthDelimited(end, 'WriteRequest.rows'), 'WriteRequest.rows'));
+        break;
+      case tag(4, WIRE_LEN):
+        clientId = r.name(end, 'WriteRequest.client_id');
+        break;
+      case tag(5, WIRE_VARINT):
+        requestId = r.long(end, 'WriteRequest.request_id', false);
+        break;
+      case tag(6, WIRE_VARINT):
+        expectVersion = r.long(end, 'WriteRequest.expect_version', false);
+        break;
+      case tag(7, WIRE_VARINT):
+        expectAbsent = r.bool(end, 'WriteRequest.expect_absent');
+        break;
+      default:
+        r.skipField(fieldTag, end, 'WriteRequest', WRITE_REQUEST_FIELDS, DEPTH_OPERATION);
+    }
+  }
+  const write: WriteRequestObject = { rows, table, region_id: regionId, client_id: clientId, request_id: requestId, expect_absent: expectAbsent };
+  if (expectVersion !== undefined) {
+    write.expect_version = expectVersion;
+    write._expect_version = 'expect_version';
+  }
+  return write;
+}
+
+function decodeDeleteRequest(r: WireReader, end: number): DeleteRequestObject {
+  const keys: RowObject[] = [];
+  let table = '';
+  let regionId = '';
+  let clientId = '';
+  let requestId = '0';
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'DeleteRequest');
+    switch (fieldTag) {
+      case tag(1, WIRE_LEN):
+        table = r.name(end, 'DeleteRequest.table');
+        break;
+      case tag(2, WIRE_LEN):
+        regionId = r.name(end, 'DeleteRequest.region_id');
+        break;
+      case tag(3, WIRE_LEN):
+        keys.push(decodeRow(r, r.lengthDelimited(end, 'DeleteRequest.keys'), 'DeleteRequest.keys'));
+        break;
+      case tag(4, WIRE_LEN):
+        clientId = r.name(end, 'DeleteRequest.client_id');
+        break;
+      case tag(5, WIRE_VARINT):
+        requestId = r.long(end, 'DeleteRequest.request_id', false);
+        break;
+      default:
+        r.skipField(fieldTag, end, 'DeleteRequest', DELETE_REQUEST_FIELDS, DEPTH_OPERATION);
+    }
+  }
+  return { keys, table, region_id: regionId, client_id: clientId, request_id: requestId };
+}
+
+function decodeGetRequest(r: WireReader, end: number): GetRequestObject {
+  let table = '';
+  let key: RowObject | null = null;
+  let consistency = 0;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'GetRequest');
+    switch (fieldTag) {
+      case tag(1, WIRE_LEN):
+        table = r.name(end, 'GetRequest.table');
+        break;
+      case tag(2, WIRE_LEN):
+        key = decodeRow(r, r.lengthDelimited(end, 'GetRequest.key'), 'GetRequest.key');
+        break;
+      case tag(3, WIRE_VARINT):
+        consistency = r.i32(end, 'GetRequest.consistency');
+        break;
+      default:
+        r.skipField(fieldTag, end, 'GetRequest', GET_REQUEST_FIELDS, DEPTH_OPERATION);
+    }
+  }
+  return { table, key, consistency: CONSISTENCY_NAMES[consistency] ?? consistency };
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function decodeBatchRequest(bytes: Uint8Array): BatchRequestObject {
+  const r = new WireReader(asBuffer(bytes));
+  const end = r.buf.length;
+  let id = '0';
+  let write: WriteRequestObject | undefined;
+  let del: DeleteRequestObject | undefined;
+  let get: GetRequestObject | undefined;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'BatchRequest');
+    switch (fieldTag) {
+      case tag(1, WIRE_VARINT):
+        id = r.long(end, 'BatchRequest.id', false);
+        break;
+      case tag(2, WIRE_LEN):
+        write = decodeWriteRequest(r, r.lengthDelimited(end, 'BatchRequest.write'));
+        break;
+      case tag(3, WIRE_LEN):
+        del = decodeDeleteRequest(r, r.lengthDelimited(end, 'BatchRequest.delete'));
+        break;
+      case tag(4, WIRE_LEN):
+        get = decodeGetRequest(r, r.lengthDelimited(end, 'BatchRequest.get'));
+        break;
+      default:
+        r.skipField(fieldTag, end, 'BatchRequest', BATCH_REQUEST_FIELDS, DEPTH_BATCH);
+    }
+  }
+  const req: BatchRequestObject = { id };
+  // Every member seen is kept; the oneof names the last in field order (protobufjs).
+  if (write) {
+    req.write = write;
+    req.request = 'write';
+  }
+  if (del) {
+    req.delete = del;
+    req.request = 'delete';
+  }
+  if (get) {
+    req.get = get;
+    req.request = 'get';
+  }
+  return req;
+}
+
+function decodeWriteResponse(r: WireReader, end: number): WriteResponseObject {
+  let version = '0';
+  let rowsWritten = 0;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'WriteResponse');
+    if (fieldTag === tag(1, WIRE_VARINT)) version = r.long(end, 'WriteResponse.version', false);
+    else if (fieldTag === tag(2, WIRE_VARINT)) rowsWritten = r.u32(end, 'WriteResponse.rows_written');
+    else r.skipField(fieldTag, end, 'WriteResponse', WRITE_RESPONSE_FIELDS, DEPTH_OPERATION);
+  }
+  return { version, rows_written: rowsWritten };
+}
+
+function decodeDeleteResponse(r: WireReader, end: number): DeleteResponseObject {
+  let version = '0';
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'DeleteResponse');
+    if (fieldTag === tag(1, WIRE_VARINT)) version = r.long(end, 'DeleteResponse.version', false);
+    else r.skipField(fieldTag, end, 'DeleteResponse', DELETE_RESPONSE_FIELDS, DEPTH_OPERATION);
+  }
+  return { version };
+}
+
+function decodeGetResponse(r: WireReader, end: number): GetResponseObject {
+  let found = false;
+  let row: RowObject | null = null;
+  let version = '0';
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'GetResponse');
+    switch (fieldTag) {
+      case tag(1, WIRE_VARINT):
+        found = r.bool(end, 'GetResponse.found');
+        break;
+      case tag(2, WIRE_LEN):
+        row = decodeRow(r, r.lengthDelimited(end, 'GetResponse.row'), 'GetResponse.row');
+        break;
+      case tag(3, WIRE_VARINT):
+        version = r.long(end, 'GetResponse.version', false);
+        break;
+      default:
+        r.skipField(fieldTag, end, 'GetResponse', GET_RESPONSE_FIELDS, DEPTH_OPERATION);
+    }
+  }
+  return { found, row, version };
+}
+
+function decodeBatchError(r: WireReader, end: number): BatchErrorObject {
+  const details: Record<string, string> = {};
+  let grpcCode = 0;
+  let code = '';
+  let message = '';
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'BatchError');
+    switch (fieldTag) {
+      case tag(1, WIRE_VARINT):
+        grpcCode = r.u32(end, 'BatchError.grpc_code');
+        break;
+      case tag(2, WIRE_LEN):
+        code = r.name(end, 'BatchError.code');
+        break;
+      case tag(3, WIRE_LEN):
+        message = r.string(end, 'BatchError.message');
+        break;
+      case tag(4, WIRE_LEN): {
+        const entryEnd = r.lengthDelimited(end, 'BatchError.details');
+        let key = '';
+        let value = '';
+        while (r.pos < entryEnd) {
+          const entryTag = r.tag(entryEnd, 'BatchError.details entry');
+          if (entryTag === tag(1, WIRE_LEN)) key = r.name(entryEnd, 'BatchError.details key');
+          else if (entryTag === tag(2, WIRE_LEN)) value = r.string(entryEnd, 'BatchError.details value');
+          else r.skipField(entryTag, entryEnd, 'BatchError.details entry', MAP_ENTRY_FIELDS, DEPTH_OPERATION);
+        }
+        setEntry(details, key, value);
+        break;
+      }
+      default:
+        r.skipField(fieldTag, end, 'BatchError', BATCH_ERROR_FIELDS, DEPTH_OPERATION);
+    }
+  }
+  return { details, grpc_code: grpcCode, code, message };
+}
+
+export function decodeBatchResponse(bytes: Uint8Array): BatchResponseObject {
+  const r = new WireReader(asBuffer(bytes));
+  const end = r.buf.length;
+  let id = '0';
+  let write: WriteResponseObject | undefined;
+  let del: DeleteResponseObject | undefined;
+  let get: GetResponseObject | undefined;
+  let error: BatchErrorObject | undefined;
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'BatchResponse');
+    switch (fieldTag) {
+      case tag(1, WIRE_VARINT):
+        id = r.long(end, 'BatchResponse.id', false);
+        break;
+      case tag(2, WIRE_LEN):
+        write = decodeWriteResponse(r, r.lengthDelimited(end, 'BatchResponse.write'));
+        break;
+      case tag(3, WIRE_LEN):
+        del = decodeDeleteResponse(r, r.lengthDelimited(end, 'BatchResponse.delete'));
+        break;
+      case tag(4, WIRE_LEN):
+        get = decodeGetResponse(r, r.lengthDelimited(end, 'BatchResponse.get'));
+        break;
+      case tag(5, WIRE_LEN):
+        error = decodeBatchError(r, r.lengthDelimited(end, 'BatchResponse.error'));
+        break;
+      default:
+        r.skipField(fieldTag, end, 'BatchResponse', BATCH_RESPONSE_FIELDS, DEPTH_BATCH);
+    }
+  }
+  const res: BatchResponseObject = { id };
+  // Every member seen is kept; the oneof names the last in field order (protobufjs).
+  if (write) {
+    res.write = write;
+    res.response = 'write';
+  }
+  if (del) {
+    res.delete = del;
+    res.response = 'delete';
+  }
+  if (get) {
+    res.get = get;
+    res.response = 'get';
+  }
+  if (error) {
+    res.error = error;
+    res.response = 'error';
+  }
+  return res;
+}
+
+// ─── The service ──────────────────────────────────────────────────────────────────────────────
+
+let databaseDefinition: grpc.ServiceDefinition | undefined;
+
+/**
+ * Database as database.proto declares it, with Batch serialized by this codec instead of
+ * proto-loader's reflection (the same bytes on the wire); the other methods keep proto-loader's
+ * serializers. Both ends use it: the client library's datanode connections (makeClient), and the
+ * datanode's server (registered through startGrpcServer, so the security guard and
+ * tolerantService wrap Batch as they wrap every method).
+ */
+export function databaseService(): grpc.ServiceDefinition {
+  if (!databaseDefinition) {
+    const service = loadProtos().services.Database.service;
+    const batch: grpc.MethodDefinition<BatchRequestObject, BatchResponseObject> = {
+      ...service['Batch']!,
+      requestSerialize: encodeBatchRequest,
+      requestDeserialize: decodeBatchRequest,
+      responseSerialize: encodeBatchResponse,
+      responseDeserialize: decodeBatchResponse,
+    };
+    databaseDefinition = { ...service, Batch: batch };
+  }
+  return databaseDefinition;
+}

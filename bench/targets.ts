@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import type { RegionDbClient } from '../src/client/client.js';
-import { LocalCluster } from '../test/support/local-cluster.js';
+import { LocalCluster, waitUntil } from '../test/support/local-cluster.js';
 import { EtcdCluster } from './etcd-cluster.js';
 
 export type SystemName = 'regiondb' | 'etcd';
@@ -93,6 +93,17 @@ export class RegionDbTarget implements BenchTarget {
       TABLE,
       Array.from({ length: 64 }, (_, i) => ({ host: `warm${i}`, ts: T0_MS, v: 0 })),
     );
+    // Steady state before measuring: the metasrv checks leader balance every 30 s and moves a
+    // leader if the counts per node differ by more than one, and a leadership transfer in the
+    // middle of a workload is a write pause of a few hundred ms that a static etcd cluster never
+    // takes. Balance now, and wait until it is done.
+    await admin.startProcedure('balance-leaders');
+    await waitUntil('leaders balanced across the datanodes', 30_000, async () => {
+      const view = (await admin.listNodes()) as { nodes: { leaders: number }[]; procedures: { kind: string; status: string }[] };
+      if (view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running')) return undefined;
+      const counts = view.nodes.map((n) => n.leaders);
+      return counts.reduce((a, b) => a + b, 0) === REGIONS && Math.max(...counts) - Math.min(...counts) <= 1 ? counts : undefined;
+    });
   }
 
   newClient(): BenchClient {

@@ -38,8 +38,8 @@
 // does on Node; encoding writes lone surrogates as U+FFFD, as Buffer does.
 import type * as grpc from '@grpc/grpc-js';
 import { AssertionError } from '../common/assert.js';
-import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { loadProtos } from './proto.js';
+import { type FieldTable, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 // ─── Shapes ───────────────────────────────────────────────────────────────────────────────────
 
@@ -187,16 +187,8 @@ export interface BatchResponseInput {
 
 // ─── Wire constants ───────────────────────────────────────────────────────────────────────────
 
-const WIRE_VARINT = 0;
-const WIRE_I64 = 1;
-const WIRE_LEN = 2;
-const WIRE_START_GROUP = 3;
-const WIRE_END_GROUP = 4;
-const WIRE_I32 = 5;
-
 /** protobufjs' util.recursionLimit: it refuses unknown groups nested past it (counting message depth). */
 const RECURSION_LIMIT = 100;
-const VARINT_BYTES_MAX = 10;
 /** Strings up to this many UTF-16 units are measured and written in JS (cheaper than a call into C++). */
 const SHORT_STRING_UNITS_MAX = 48;
 
@@ -206,7 +198,6 @@ const DEPTH_OPERATION = 1;
 const DEPTH_ROW = 2;
 
 /** Field names and wire types as the .proto declares them, index = field number (error messages). */
-type FieldTable = readonly (readonly [name: string, wireType: number])[];
 const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]];
 const WRITE_REQUEST_FIELDS: FieldTable = [
   ['', -1],
@@ -241,7 +232,6 @@ const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['
 const CONSISTENCY_NAMES: readonly string[] = ['LINEARIZABLE', 'STALE'];
 
 /** A field's tag byte (every field number here is below 16, so every tag is one byte). */
-const tag = (field: number, wireType: number): number => (field << 3) | wireType;
 
 // ─── Encoding ─────────────────────────────────────────────────────────────────────────────────
 
@@ -288,34 +278,6 @@ function expectObject(value: unknown, field: string): void {
 
 function notAnObject(value: unknown, field: string): AssertionError {
   return encodeBug(`${field}: expected an object, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
-}
-
-function varintSize(value: number): number {
-  if (value < 0x80) return 1;
-  if (value < 0x4000) return 2;
-  if (value < 0x20_0000) return 3;
-  if (value < 0x1000_0000) return 4;
-  if (value < 2 ** 35) return 5;
-  if (value < 2 ** 42) return 6;
-  if (value < 2 ** 49) return 7;
-  return 8; // value < 2^53 < 2^56
-}
-
-function lengthDelimitedSize(length: number): number {
-  return 1 + varintSize(length) + length;
-}
-
-function writeVarint(buf: Buffer, pos: number, value: number): number {
-  while (value > 0x7fff_ffff) {
-    buf[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  while (value > 0x7f) {
-    buf[pos++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
-  }
-  buf[pos++] = value;
-  return pos;
 }
 
 /** A 64-bit varint from its two 32-bit halves (protobufjs' writeVarint64). */
@@ -800,21 +762,12 @@ export function encodeBatchResponse(res: BatchResponseInput): Buffer {
 
 // ─── Decoding ─────────────────────────────────────────────────────────────────────────────────
 
-function invalid(message: string): RegionDbError {
-  return new RegionDbError(ErrorCode.InvalidArgument, message);
-}
-
 /** Decimal strings of 0..127, the one-byte varints (most ids, versions and small values). */
 const SMALL_DECIMALS: readonly string[] = Array.from({ length: 0x80 }, (_, i) => String(i));
 const TWO_32 = 2 ** 32;
 
-/** Reads one buffer; every read is bounded by the end of the message being decoded. */
-class WireReader {
-  pos = 0;
-  /** Where the last tag started (error messages). */
-  tagAt = 0;
-  constructor(readonly buf: Buffer) {}
-
+/** The shared reader (wire.ts) with this codec's varint rules and group depth accounting. */
+class BatchWireReader extends WireReader {
   /**
    * A varint read as 32 bits, as protobufjs reads tags, lengths, bools, enums and uint32s: the low
    * 32 bits. protobufjs reads 5 bytes and skips 5 more unread when the 5th continues, so only
@@ -990,20 +943,6 @@ class WireReader {
     }
   }
 
-  private skipVarint(end: number, what: string): void {
-    const start = this.pos;
-    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
-      if (this.pos >= end) throw invalid(`${what}: truncated varint at byte ${start}`);
-      if (this.buf[this.pos++]! < 0x80) return;
-    }
-    throw invalid(`${what}: varint at byte ${start} is longer than ${VARINT_BYTES_MAX} bytes`);
-  }
-
-  private skipBytes(n: number, end: number, what: string): void {
-    if (n > end - this.pos) throw invalid(`${what}: truncated ${n}-byte value at byte ${this.pos}`);
-    this.pos += n;
-  }
-
   private skipGroup(field: number, end: number, what: string, depth: number): void {
     for (;;) {
       if (this.pos >= end) throw invalid(`${what}: group ${field} is not closed`);
@@ -1017,7 +956,7 @@ class WireReader {
   }
 }
 
-/** Names of up to this many bytes are kept, one per slot of a small table (see WireReader.name). */
+/** Names of up to this many bytes are kept, one per slot of a small table (see BatchWireReader.name). */
 const NAME_CACHE_BYTES_MAX = 64;
 const NAME_CACHE_SLOTS = 256;
 const nameCache: (string | undefined)[] = new Array(NAME_CACHE_SLOTS).fill(undefined);
@@ -1093,7 +1032,7 @@ function longDecimal(lo: number, hi: number, signed: boolean): string {
 
 const VALUE_DEPTH = DEPTH_ROW + 1;
 
-function decodeValue(r: WireReader, end: number): ValueObject {
+function decodeValue(r: BatchWireReader, end: number): ValueObject {
   // Which fields were seen, one bit per field number (a oneof keeps them all, as protobufjs does).
   let seen = 0;
   let stringValue = '';
@@ -1185,7 +1124,7 @@ function setEntry<T>(into: Record<string, T>, key: string, value: T): void {
 }
 
 /** `what` names the field holding the row (error messages). */
-function decodeRow(r: WireReader, end: number, what: string): RowObject {
+function decodeRow(r: BatchWireReader, end: number, what: string): RowObject {
   const at = r.pos;
   const values: Record<string, ValueObject | null> = {};
   let valueless = false;
@@ -1217,7 +1156,7 @@ function decodeRow(r: WireReader, end: number, what: string): RowObject {
   return { values: values as Record<string, ValueObject> };
 }
 
-function decodeWriteRequest(r: WireReader, end: number): WriteRequestObject {
+function decodeWriteRequest(r: BatchWireReader, end: number): WriteRequestObject {
   const rows: RowObject[] = [];
   let table = '';
   let regionId = '';
@@ -1261,7 +1200,7 @@ function decodeWriteRequest(r: WireReader, end: number): WriteRequestObject {
   return write;
 }
 
-function decodeDeleteRequest(r: WireReader, end: number): DeleteRequestObject {
+function decodeDeleteRequest(r: BatchWireReader, end: number): DeleteRequestObject {
   const keys: RowObject[] = [];
   let table = '';
   let regionId = '';
@@ -1292,7 +1231,7 @@ function decodeDeleteRequest(r: WireReader, end: number): DeleteRequestObject {
   return { keys, table, region_id: regionId, client_id: clientId, request_id: requestId };
 }
 
-function decodeGetRequest(r: WireReader, end: number): GetRequestObject {
+function decodeGetRequest(r: BatchWireReader, end: number): GetRequestObject {
   let table = '';
   let key: RowObject | null = null;
   let consistency = 0;
@@ -1320,7 +1259,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 export function decodeBatchRequest(bytes: Uint8Array): BatchRequestObject {
-  const r = new WireReader(asBuffer(bytes));
+  const r = new BatchWireReader(asBuffer(bytes));
   const end = r.buf.length;
   let id = '0';
   let write: WriteRequestObject | undefined;
@@ -1362,7 +1301,7 @@ export function decodeBatchRequest(bytes: Uint8Array): BatchRequestObject {
   return req;
 }
 
-function decodeWriteResponse(r: WireReader, end: number): WriteResponseObject {
+function decodeWriteResponse(r: BatchWireReader, end: number): WriteResponseObject {
   let version = '0';
   let rowsWritten = 0;
   while (r.pos < end) {
@@ -1374,7 +1313,7 @@ function decodeWriteResponse(r: WireReader, end: number): WriteResponseObject {
   return { version, rows_written: rowsWritten };
 }
 
-function decodeDeleteResponse(r: WireReader, end: number): DeleteResponseObject {
+function decodeDeleteResponse(r: BatchWireReader, end: number): DeleteResponseObject {
   let version = '0';
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'DeleteResponse');
@@ -1384,7 +1323,7 @@ function decodeDeleteResponse(r: WireReader, end: number): DeleteResponseObject 
   return { version };
 }
 
-function decodeGetResponse(r: WireReader, end: number): GetResponseObject {
+function decodeGetResponse(r: BatchWireReader, end: number): GetResponseObject {
   let found = false;
   let row: RowObject | null = null;
   let version = '0';
@@ -1407,7 +1346,7 @@ function decodeGetResponse(r: WireReader, end: number): GetResponseObject {
   return { found, row, version };
 }
 
-function decodeBatchError(r: WireReader, end: number): BatchErrorObject {
+function decodeBatchError(r: BatchWireReader, end: number): BatchErrorObject {
   const details: Record<string, string> = {};
   let grpcCode = 0;
   let code = '';
@@ -1445,7 +1384,7 @@ function decodeBatchError(r: WireReader, end: number): BatchErrorObject {
 }
 
 export function decodeBatchResponse(bytes: Uint8Array): BatchResponseObject {
-  const r = new WireReader(asBuffer(bytes));
+  const r = new BatchWireReader(asBuffer(bytes));
   const end = r.buf.length;
   let id = '0';
   let write: WriteResponseObject | undefined;

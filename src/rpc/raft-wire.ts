@@ -23,8 +23,8 @@
 // are until compaction. The views keep the whole received message alive while any entry of it
 // is cached, as protobufjs' decoder (which also returns views) did before this codec.
 import { AssertionError } from '../common/assert.js';
-import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Entry, Message, MessageType, Snapshot } from '../raft/types.js';
+import { type FieldTable, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 export interface RaftWireEnvelope {
   readonly regionId: string;
@@ -41,22 +41,13 @@ export interface RaftBatchAck {
   readonly accepted: number;
 }
 
-const WIRE_VARINT = 0;
-const WIRE_I64 = 1;
-const WIRE_LEN = 2;
-const WIRE_START_GROUP = 3;
-const WIRE_END_GROUP = 4;
-const WIRE_I32 = 5;
-
 /** Unknown groups nested deeper than this are refused (protobuf's own parsers stop at 100). */
 const GROUP_DEPTH_MAX = 100;
-const VARINT_BYTES_MAX = 10;
 const UINT32_MAX = 0xffff_ffff;
 const MESSAGE_TYPE_MAX = 13;
 const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
 
 /** Field names and wire types as raft.proto declares them, index = field number (error messages). */
-type FieldTable = readonly (readonly [name: string, wireType: number])[];
 const BATCH_FIELDS: FieldTable = [['', -1], ['cluster_id', WIRE_LEN], ['from_node_id', WIRE_VARINT], ['envelopes', WIRE_LEN]];
 const ENVELOPE_FIELDS: FieldTable = [['', -1], ['region_id', WIRE_LEN], ['message', WIRE_LEN]];
 const MESSAGE_FIELDS: FieldTable = [
@@ -79,7 +70,6 @@ const SNAPSHOT_FIELDS: FieldTable = [['', -1], ['index', WIRE_VARINT], ['term', 
 const ACK_FIELDS: FieldTable = [['', -1], ['accepted', WIRE_VARINT]];
 
 /** A field's tag byte (every field number here is below 16, so every tag is one byte). */
-const tag = (field: number, wireType: number): number => (field << 3) | wireType;
 
 // ─── Encoding ─────────────────────────────────────────────────────────────────────────────────
 
@@ -100,17 +90,6 @@ function nextSize(): number {
   return sizes[sizesRead++]!;
 }
 
-function varintSize(value: number): number {
-  if (value < 0x80) return 1;
-  if (value < 0x4000) return 2;
-  if (value < 0x20_0000) return 3;
-  if (value < 0x1000_0000) return 4;
-  if (value < 2 ** 35) return 5;
-  if (value < 2 ** 42) return 6;
-  if (value < 2 ** 49) return 7;
-  return 8; // value < 2^53 < 2^56
-}
-
 /** Size of a uint64 value; our values are safe integers, anything else is a bug of the caller. */
 function u64Size(value: number, field: string): number {
   if (!Number.isSafeInteger(value) || value < 0) throw new AssertionError(`raft wire encode: ${field} is not an unsigned safe integer: ${value}`);
@@ -122,25 +101,8 @@ function u64FieldSize(value: number, field: string): number {
   return value === 0 ? 0 : 1 + u64Size(value, field);
 }
 
-function lengthDelimitedSize(length: number): number {
-  return 1 + varintSize(length) + length;
-}
-
 function bytesFieldSize(bytes: Uint8Array): number {
   return bytes.byteLength === 0 ? 0 : lengthDelimitedSize(bytes.byteLength);
-}
-
-function writeVarint(buf: Buffer, pos: number, value: number): number {
-  while (value > 0x7fff_ffff) {
-    buf[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  while (value > 0x7f) {
-    buf[pos++] = (value & 0x7f) | 0x80;
-    value >>>= 7;
-  }
-  buf[pos++] = value;
-  return pos;
 }
 
 function writeU64Field(buf: Buffer, pos: number, fieldTag: number, value: number): number {
@@ -307,17 +269,8 @@ export function encodeRaftBatchAck(ack: RaftBatchAck): Buffer {
 
 // ─── Decoding ─────────────────────────────────────────────────────────────────────────────────
 
-function invalid(message: string): RegionDbError {
-  return new RegionDbError(ErrorCode.InvalidArgument, message);
-}
-
-/** Reads one buffer; every read is bounded by the end of the message being decoded. */
-class WireReader {
-  pos = 0;
-  /** Where the last tag started (error messages). */
-  tagAt = 0;
-  constructor(readonly buf: Buffer) {}
-
+/** The shared reader (wire.ts) with this codec's varint rules and group depth accounting. */
+class RaftWireReader extends WireReader {
   /** A varint as a safe integer; `what` names the field in errors. */
   u64(end: number, what: string): number {
     const pos = this.pos;
@@ -358,16 +311,6 @@ class WireReader {
       const b = this.buf[this.pos++]!;
       if ((b & 0x7f) !== 0) set = true;
       if (b < 0x80) return set;
-    }
-    throw invalid(`${what}: varint at byte ${start} is longer than ${VARINT_BYTES_MAX} bytes`);
-  }
-
-  /** A varint of any value (an unknown field's), skipped. */
-  skipVarint(end: number, what: string): void {
-    const start = this.pos;
-    for (let i = 0; i < VARINT_BYTES_MAX; i++) {
-      if (this.pos >= end) throw invalid(`${what}: truncated varint at byte ${start}`);
-      if (this.buf[this.pos++]! < 0x80) return;
     }
     throw invalid(`${what}: varint at byte ${start} is longer than ${VARINT_BYTES_MAX} bytes`);
   }
@@ -439,11 +382,6 @@ class WireReader {
     }
   }
 
-  private skipBytes(n: number, end: number, what: string): void {
-    if (n > end - this.pos) throw invalid(`${what}: truncated ${n}-byte value at byte ${this.pos}`);
-    this.pos += n;
-  }
-
   private skipGroup(field: number, end: number, what: string, depth: number): void {
     if (depth > GROUP_DEPTH_MAX) throw invalid(`${what}: groups nested deeper than ${GROUP_DEPTH_MAX}`);
     for (;;) {
@@ -458,7 +396,7 @@ class WireReader {
   }
 }
 
-function decodeEntry(r: WireReader, end: number, at: number): Entry {
+function decodeEntry(r: RaftWireReader, end: number, at: number): Entry {
   let term = 0;
   let index = 0;
   let type = 0;
@@ -487,7 +425,7 @@ function decodeEntry(r: WireReader, end: number, at: number): Entry {
 }
 
 /** A repeated uint64 field element: one varint, or (packed) a length-delimited run of them. */
-function decodeIds(r: WireReader, fieldTag: number, end: number, into: number[], what: string): void {
+function decodeIds(r: RaftWireReader, fieldTag: number, end: number, into: number[], what: string): void {
   if ((fieldTag & 7) === WIRE_VARINT) {
     into.push(r.u64(end, what));
     return;
@@ -496,7 +434,7 @@ function decodeIds(r: WireReader, fieldTag: number, end: number, into: number[],
   while (r.pos < packedEnd) into.push(r.u64(packedEnd, what));
 }
 
-function decodeSnapshot(r: WireReader, end: number): Snapshot {
+function decodeSnapshot(r: RaftWireReader, end: number): Snapshot {
   let index = 0;
   let term = 0;
   const voters: number[] = [];
@@ -529,7 +467,7 @@ function decodeSnapshot(r: WireReader, end: number): Snapshot {
   return { metadata: { index, term, confState: { voters, learners } }, data };
 }
 
-function decodeMessage(r: WireReader, end: number): Message {
+function decodeMessage(r: RaftWireReader, end: number): Message {
   const at = r.pos;
   let type = 0;
   let from = 0;
@@ -593,7 +531,7 @@ function decodeMessage(r: WireReader, end: number): Message {
   return { type: type as MessageType, from, to, term, logTerm, index, entries, commit, reject, rejectHint, snapshot, context };
 }
 
-function decodeEnvelope(r: WireReader, end: number, i: number): RaftWireEnvelope {
+function decodeEnvelope(r: RaftWireReader, end: number, i: number): RaftWireEnvelope {
   let regionId = '';
   let message: Message | null = null;
   while (r.pos < end) {
@@ -619,7 +557,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 /** Entry data, snapshot data and contexts of the result are views into `bytes` (see the top of this file). */
 export function decodeRaftBatch(bytes: Uint8Array): RaftBatch {
-  const r = new WireReader(asBuffer(bytes));
+  const r = new RaftWireReader(asBuffer(bytes));
   const end = r.buf.length;
   let clusterId = '';
   let fromNodeId = 0;
@@ -644,7 +582,7 @@ export function decodeRaftBatch(bytes: Uint8Array): RaftBatch {
 }
 
 export function decodeRaftBatchAck(bytes: Uint8Array): RaftBatchAck {
-  const r = new WireReader(asBuffer(bytes));
+  const r = new RaftWireReader(asBuffer(bytes));
   const end = r.buf.length;
   let accepted = 0;
   while (r.pos < end) {

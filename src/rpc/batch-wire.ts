@@ -39,19 +39,15 @@
 import type * as grpc from '@grpc/grpc-js';
 import { AssertionError } from '../common/assert.js';
 import { loadProtos } from './proto.js';
+import type { ProtoValue } from './values.js';
 import { type FieldTable, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 // ─── Shapes ───────────────────────────────────────────────────────────────────────────────────
 
 export type ValueKind = 'string_value' | 'int64_value' | 'float64_value' | 'bool_value' | 'timestamp_ms_value' | 'null_value';
 
-export interface ValueObject {
-  string_value?: string;
-  int64_value?: string;
-  float64_value?: number;
-  bool_value?: boolean;
-  timestamp_ms_value?: string;
-  null_value?: boolean;
+/** proto-loader's shape of a Value (values.ts), with the oneof's name narrowed to its members. */
+export interface ValueObject extends ProtoValue {
   kind?: ValueKind;
 }
 

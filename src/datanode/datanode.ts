@@ -189,6 +189,7 @@ export class Datanode {
         },
         onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
         onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
+        onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
       },
     );
 
@@ -492,6 +493,7 @@ export class Datanode {
         memtable_bytes: String(state.memtableBytes()),
         voters: st.confState.voters.map(String),
         learners: st.confState.learners.map(String),
+        snapshot_installed_index: String(r.snapshotInstalledIndex),
       };
     });
   }

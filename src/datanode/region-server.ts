@@ -78,6 +78,8 @@ export interface RegionServerHooks {
   onRoleChange?(regionId: string, role: string, leaderPeerId: number, term: number): void;
   /** A proposal of this leader finished: applied (`committed`) or failed; seconds since propose. */
   onProposalDone?(regionId: string, seconds: number, committed: boolean): void;
+  /** A replica installed a raft snapshot (its state machine was replaced) at `index`. */
+  onSnapshotInstalled?(regionId: string, index: number): void;
 }
 
 interface PendingProposal<R> {
@@ -124,6 +126,8 @@ export class Replica<R> {
   readonly queuedReads: QueuedRead[] = [];
   readonly reads = new Map<string, PendingRead>();
   appliedIndex: number;
+  /** Index of the last raft snapshot installed by this process (0: none yet). */
+  snapshotInstalledIndex = 0;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
 
@@ -156,6 +160,12 @@ export class RegionServer<R> {
   private ticker: NodeJS.Timeout | undefined;
   private fatal: Error | undefined;
   private readSeq = 0;
+  /**
+   * Distinguishes this process's ReadIndex contexts from an earlier run's: a peer may still
+   * answer a request the previous process sent (its queues outlive our restart), and a context
+   * that restarted at `${nodeId}:1` would match that stale answer to a new read (a stale read).
+   */
+  private readonly incarnation: string;
   private ticks = 0;
   private readonly rand: SeededRand;
 
@@ -171,6 +181,7 @@ export class RegionServer<R> {
   ) {
     // Election timeouts only need to differ between nodes; seed from the node id and time.
     this.rand = new SeededRand((nodeId * 2654435761 + Math.floor(clock.nowMs())) >>> 0);
+    this.incarnation = `${Math.floor(clock.nowMs()).toString(36)}.${this.rand.int(2 ** 30).toString(36)}`;
   }
 
   start(): void {
@@ -238,7 +249,7 @@ export class RegionServer<R> {
     if (replica) {
       replica.closed = true;
       this.replicas.delete(regionId);
-      this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`));
+      this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
     }
     // The cycle running now may still hold the replica; let it finish before deleting its log.
     await this.currentCycle.catch(() => {});
@@ -297,7 +308,7 @@ export class RegionServer<R> {
    */
   private requestReadIndex(replica: Replica<R>): void {
     const group = replica.queuedReads.splice(0);
-    const ctx = `${this.nodeId}:${++this.readSeq}`;
+    const ctx = `${this.nodeId}:${this.incarnation}:${++this.readSeq}`;
     replica.reads.set(ctx, {
       index: -1,
       sinceTick: this.ticks,
@@ -441,6 +452,8 @@ export class RegionServer<R> {
         replica.stateMachine.onMembership?.(rd.snapshot.metadata.confState.voters, rd.snapshot.metadata.confState.learners);
         replica.appliedIndex = rd.snapshot.metadata.index;
         this.resetPeersFromConf(replica, rd.snapshot.metadata.confState);
+        replica.snapshotInstalledIndex = replica.appliedIndex;
+        this.hooks.onSnapshotInstalled?.(replica.regionId, replica.appliedIndex);
         this.log.info({ regionId: replica.regionId, index: replica.appliedIndex }, 'installed raft snapshot');
       }
       for (const entry of rd.committedEntries) {
@@ -506,7 +519,7 @@ export class RegionServer<R> {
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
         // Removed from the region: fenced at once (no reads, no writes); the host deletes it.
         replica.closed = true;
-        this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`));
+        this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }
       this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
@@ -613,10 +626,17 @@ export class RegionServer<R> {
     }
   }
 
-  private failPending(replica: Replica<R>, err: Error): void {
+  /**
+   * Fails everything waiting on a replica with `err`. Proposals already handed to raft may still
+   * commit (through the new leader, or a membership that no longer holds this replica): with
+   * `proposedWhy` they fail as outcome unknown instead, so that the client retries with the same
+   * request id (dedup makes that safe) and never reports a write that may exist as failed.
+   */
+  private failPending(replica: Replica<R>, err: Error, proposedWhy?: string): void {
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
-    for (const proposal of replica.proposals.values()) proposal.reject(err);
+    const proposedErr = proposedWhy === undefined ? err : this.outcomeUnknown(replica, proposedWhy);
+    for (const proposal of replica.proposals.values()) proposal.reject(proposedErr);
     replica.proposals.clear();
     for (const read of replica.reads.values()) read.reject(err);
     replica.reads.clear();

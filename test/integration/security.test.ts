@@ -26,15 +26,6 @@ interface Files {
   keyFile: string;
 }
 
-interface ReplicaStatus {
-  region_id: string;
-  peer_id: string;
-  role: string;
-  term: string;
-  leader_node_id: string;
-  applied_index: string;
-}
-
 async function expectCode(p: Promise<unknown>, code: ErrorCode): Promise<void> {
   try {
     await p;
@@ -116,7 +107,7 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
   async function raftState(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     for (let i = 0; i < 3; i++) {
-      const { replicas } = (await cluster.status(i)) as { replicas: ReplicaStatus[] };
+      const { replicas } = await cluster.status(i);
       for (const r of replicas) out.set(`${i + 1}/${r.region_id}`, `term ${r.term} leader ${r.leader_node_id}`);
     }
     return out;
@@ -149,7 +140,7 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
 
   /** A region replica on datanode 1 and the peer id of its leader (a message from it would be obeyed). */
   async function target(): Promise<{ regionId: string; to: number; leaderPeer: number; term: number }> {
-    const { replicas } = (await cluster.status(0)) as { replicas: ReplicaStatus[] };
+    const { replicas } = await cluster.status(0);
     const r = replicas.find((x) => x.role === 'follower') ?? replicas[0]!;
     const leaderNode = r.leader_node_id;
     const routes = (await alice.listNodes()) as { regions: { region_id: string; peers: { peer_id: string; node_id: string }[] }[] };

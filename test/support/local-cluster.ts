@@ -15,6 +15,18 @@ export const CLI = join(ROOT, 'dist', 'src', 'cmd', 'main.js');
 
 export { freePort };
 
+/** One replica in a datanode's Admin.Status (uint64s as strings, as proto-loader gives them). */
+export interface ReplicaStatus {
+  readonly region_id: string;
+  readonly peer_id: string;
+  readonly role: string;
+  readonly leader_node_id: string;
+  readonly term: string;
+  readonly applied_index: string;
+  readonly flushed_index: string;
+  readonly snapshot_installed_index: string;
+}
+
 export interface NodeProcess {
   readonly name: string;
   readonly grpcPort: number;
@@ -291,7 +303,7 @@ export class LocalCluster {
   }
 
   /** Admin.Status of one datanode. */
-  async status(i: number): Promise<{ replicas: { region_id: string; role: string; term: string; applied_index: string }[] }> {
+  async status(i: number): Promise<{ replicas: ReplicaStatus[] }> {
     const tls = this.options.harnessTls;
     const admin = makeClient('Admin', this.datanodeAddr(i), { credentials: tls ? channelCredentials(new CertificateFiles(tls)) : undefined });
     try {

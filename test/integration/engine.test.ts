@@ -12,7 +12,7 @@ import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { S3ObjectStore } from '../../src/object-store/s3-store.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
-import { LocalCluster, dirBytes, sleep, waitUntil } from '../support/local-cluster.js';
+import { LocalCluster, dirBytes, waitUntil } from '../support/local-cluster.js';
 import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 
 const COLUMNS = [
@@ -246,7 +246,12 @@ describe('integration: disaster recovery from the object store (issue 5)', funct
     for (const d of cluster.datanodes) rmSync(d.dataDir, { recursive: true, force: true });
     await Promise.all([0, 1, 2].map((n) => cluster.startDatanode(n)));
     // Fresh, empty datanodes must not start the regions afresh (that would serve them empty).
-    await sleep(2000);
+    // Once each has registered, the metasrv has told it what to host: whatever it would do
+    // wrongly it has been told to do by then.
+    await waitUntil('every fresh datanode to register with the metasrv', 30_000, async () => {
+      const health = await Promise.all(cluster.datanodes.map(async (d) => (await (await fetch(`http://127.0.0.1:${d.httpPort}/health`)).json()) as { registered?: boolean }));
+      return health.every((h) => h.registered === true) ? true : undefined;
+    });
     const empty = await client.scan('dr', { consistency: 'stale' }, cluster.datanodeAddr(0)).then(
       (rows) => rows.length,
       () => 0,

@@ -313,12 +313,15 @@ export class LocalCluster {
     }
   }
 
-  /** Stops every process (SIGTERM, then SIGKILL after 10 s) and removes the data unless KEEP_DATA is set. */
-  async stop(): Promise<void> {
+  /**
+   * Stops every process (SIGTERM, then SIGKILL after 10 s) and removes the data unless KEEP_DATA
+   * is set or `keepData` (a failed test's post-mortem).
+   */
+  async stop(options: { keepData?: boolean } = {}): Promise<void> {
     for (const c of this.clients) c.close();
     await Promise.all(this.datanodes.map((d) => this.stopProcess(d, 'SIGTERM')));
     if (this.metasrv) await this.stopProcess(this.metasrv, 'SIGTERM');
-    if (process.env['KEEP_DATA']) process.stderr.write(`cluster data kept in ${this.dir}\n`);
+    if (process.env['KEEP_DATA'] || options.keepData) process.stderr.write(`cluster data kept in ${this.dir}\n`);
     else rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { RegionDbClient } from '../../src/client/client.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { loadProtos } from '../../src/rpc/proto.js';
+import { waitUntil } from '../support/local-cluster.js';
 
 type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }, unknown>;
 
@@ -118,6 +119,7 @@ describe('client: the Database.Batch stream', () => {
 
   it('an attempt with no answer times out and is retried under the same request id; the late answer is ignored', async () => {
     const seen: { id: string; requestId: string }[] = [];
+    let lateAnswerSent = false;
     const script: Script = {
       unaryWrites: 0,
       batchStreams: 0,
@@ -125,7 +127,10 @@ describe('client: the Database.Batch stream', () => {
         seen.push({ id: req.id, requestId: (req.write as unknown as { request_id: string }).request_id });
         if (seen.length === 1) {
           // The first attempt is answered only after the client gave up on it.
-          setTimeout(() => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }), 400);
+          setTimeout(() => {
+            call.write({ id: req.id, write: { version: '1', rows_written: 1 } });
+            lateAnswerSent = true;
+          }, 400);
           return;
         }
         call.write({ id: req.id, write: { version: '2', rows_written: 1 } });
@@ -137,7 +142,11 @@ describe('client: the Database.Batch stream', () => {
     expect(seen).to.have.length(2);
     expect(seen[0]!.id).to.not.equal(seen[1]!.id);
     expect(seen[0]!.requestId, 'a retry keeps its request id (applied at most once)').to.equal(seen[1]!.requestId);
-    await new Promise((r) => setTimeout(r, 400)); // the late answer arrives and must not throw
+    // The late answer must arrive and be dropped without a throw. Once it is sent, one more
+    // operation on the same stream (ordered) is answered after it, so it has been handled.
+    await waitUntil('the late answer to be sent', 5000, async () => (lateAnswerSent ? true : undefined));
+    const [after] = await client.write(TABLE, [row(2)]);
+    expect(after!.version).to.equal(2);
   });
 
   it('a stream that breaks fails what is in flight with its status; the next attempt opens a new stream', async () => {

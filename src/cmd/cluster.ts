@@ -5,6 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
+import { supervisedSpawnOptions } from './supervision.js';
 
 interface Child {
   name: string;
@@ -41,7 +42,7 @@ export async function runLocalCluster(configDir: string): Promise<void> {
   const children: Child[] = [];
   const launch = (name: string, args: string[], healthUrl: string) => {
     const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
-    const child = spawn(process.execPath, [...process.execArgv, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...process.execArgv, script, ...args], supervisedSpawnOptions());
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     child.on('exit', (code, signal) => {

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { supervisedSpawnOptions } from './supervision.js';
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
@@ -137,7 +138,7 @@ export class ScratchCluster {
   private async launch(node: ScratchNode): Promise<void> {
     const script = this.options.cliScript ?? process.argv[1]!;
     const log = createWriteStream(node.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [...process.execArgv, script, ...node.args, '-c', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...process.execArgv, script, ...node.args, '-c', node.configFile], supervisedSpawnOptions());
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     node.process = child;

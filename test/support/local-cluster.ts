@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
 import { freePort } from '../../src/cmd/scratch-cluster.js';
+import { supervisedSpawnOptions } from '../../src/cmd/supervision.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 
@@ -219,7 +220,7 @@ export class LocalCluster {
   private async startNode(node: NodeProcess, args: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const log = createWriteStream(node.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT }));
     child.stdout!.pipe(log);
     child.stderr!.pipe(log);
     node.process = child;
@@ -244,7 +245,7 @@ export class LocalCluster {
    */
   async startDatanodeExpectingFailure(i: number, timeoutMs = 20_000): Promise<{ code: number | null; stderr: string }> {
     const node = this.datanodes[i]!;
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, 'datanode', '-c', node.configFile], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, 'datanode', '-c', node.configFile], supervisedSpawnOptions('ignore', { cwd: ROOT }));
     node.process = child;
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));

@@ -493,9 +493,14 @@ function decodeDedupTable(text: string, where: string): { horizon: number; clien
     throw new RegionDbError(ErrorCode.Corruption, `${where}: dedup table is not valid JSON (${(err as Error).message})`);
   }
   const malformed = (why: string) => new RegionDbError(ErrorCode.Corruption, `${where}: dedup table is malformed (${why})`);
-  const isResult = (r: unknown): r is ApplyResult =>
-    typeof r === 'object' && r !== null && ((r as ApplyResult).status === 'ok' || (r as ApplyResult).status === 'condition-failed');
   const isId = (id: unknown): id is number => Number.isSafeInteger(id) && (id as number) >= 0;
+  // Only answers of applied commands are recorded: ok and condition-failed.
+  const isResult = (r: unknown): r is ApplyResult => {
+    const result = r as Record<string, unknown> | null;
+    if (typeof result !== 'object' || result === null) return false;
+    if (result['status'] === 'ok') return isId(result['version']) && isId(result['rows']);
+    return result['status'] === 'condition-failed' && isId(result['currentVersion']);
+  };
   const clients = new Map<string, DedupRecord>();
   const add = (client: unknown, evictedBelow: unknown, entries: [number, DedupEntry][]) => {
     if (typeof client !== 'string' || !isId(evictedBelow)) throw malformed('client id or window');

@@ -3,6 +3,7 @@
 // deduplicated", and a retry whose outcome the region no longer knows is refused, never applied
 // again — identically on every replica, including one rebuilt from a manifest.
 import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { limits } from '../../src/common/limits.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { type ApplyResult, RegionState, type TableSchema, encodeCommand } from '../../src/engine/index.js';
@@ -123,6 +124,7 @@ describe('engine: client dedup (issue 14 item 7)', () => {
       const applied = new Map<string, number>();
       let clock = 0; // ids grow with "time" across clients, as the client library's do
       let index = 0;
+      const statuses = new Map<string, number>();
       for (let step = 0; step < 3000; step++) {
         const client = rand.pick(clients);
         clock += rand.range(0, 3);
@@ -133,6 +135,9 @@ describe('engine: client dedup (issue 14 item 7)', () => {
           const key = rand.pick(previous);
           requestId = Number(key.split('/')[1]);
           cmd = sent.get(key)!; // a retry
+        } else if (previous.length > 0 && rand.chance(0.05)) {
+          requestId = Number(rand.pick(previous).split('/')[1]);
+          cmd = put(client, requestId, 'reused', step); // a buggy client: an old id for a new command
         } else {
           requestId = Math.max(nextId.get(client)! + 1, 1000 + clock);
           nextId.set(client, requestId);
@@ -143,6 +148,7 @@ describe('engine: client dedup (issue 14 item 7)', () => {
         const ra = (await a.apply(index, cmd, 1)) as ApplyResult;
         const rb = (await b.apply(index, cmd, 1)) as ApplyResult;
         expect(rb, `seed ${seed} step ${step}: replicas disagree`).to.deep.equal(ra);
+        statuses.set(ra.status, (statuses.get(ra.status) ?? 0) + 1);
         const key = `${client}/${requestId}`;
         if (ra.status === 'ok' && ra.version === index) {
           expect(applied.has(key), `seed ${seed} step ${step}: ${key} applied at ${applied.get(key)} and again at ${index}`).to.equal(false);
@@ -161,6 +167,8 @@ describe('engine: client dedup (issue 14 item 7)', () => {
         }
       }
       expect(applied.size, 'the run applied writes').to.be.greaterThan(100);
+      for (const status of ['request-too-old', 'request-id-reused']) expect(statuses.get(status) ?? 0, `seed ${seed}: runs into ${status}`).to.be.greaterThan(0);
+      expect(await usageOf(a, 'reused'), 'no reused id ever applied').to.equal(null);
       for (const k of ['k0', 'k1', 'k2', 'k3', 'k4']) expect(await usageOf(b, k), k).to.equal(await usageOf(a, k));
     });
   });
@@ -182,5 +190,28 @@ describe('engine: client dedup (issue 14 item 7)', () => {
     const s = RegionState.deserialize(schema, encodeManifest(manifest), 'r1');
     expect(s.apply(4, put('old-client', 9, 'k', 1)), 'a retry of an id recorded before hashes existed').to.deep.equal({ status: 'ok', version: 3, rows: 1 });
     expect(s.apply(5, put('old-client', 10, 'k', 2))).to.deep.equal({ status: 'ok', version: 5, rows: 1 });
+  });
+
+  it('a damaged dedup table is CORRUPTION naming the region, never a crash', () => {
+    const manifestWith = (dedup: string) =>
+      encodeManifest({ formatVersion: 1, regionId: 'r1', schema, flushedIndex: 3, flushedTerm: 1, voters: [1], learners: [], ssts: [], dedup, writtenAtMs: 0 });
+    const damaged = [
+      '{"version":3,"horizon":0,"clients":[]}',
+      '{"version":2,"horizon":-1,"clients":[]}',
+      '{"version":2,"horizon":0,"clients":[["c",1,[[5,7,{"status":"ok","version":3,"rows":1}]]]]}',
+      '{"version":2,"horizon":0,"clients":[["c",1,[[5,"ab",{"status":"request-too-old","oldestKnown":1}]]]]}',
+      '[["c",0,[[5,{"status":"ok"}]]]]',
+      '"dedup"',
+      '',
+    ];
+    for (const dedup of damaged) {
+      try {
+        RegionState.deserialize(schema, manifestWith(dedup), 'r1');
+        expect.fail(`accepted ${dedup}`);
+      } catch (err) {
+        expect(isRegionDbError(err, ErrorCode.Corruption), `${dedup}: ${String(err)}`).to.equal(true);
+        expect((err as Error).message).to.match(/region r1: dedup table/);
+      }
+    }
   });
 });

@@ -182,7 +182,7 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
     });
   }
 
-  it('a request id reused with a different command is INVALID_ARGUMENT and changes nothing', async () => {
+  it('a request id reused with a different command is INVALID_ARGUMENT and changes nothing; the same command over Batch is a retry', async () => {
     const identity = { client_id: 'it-reuse-client', request_id: '77' };
     const first = await viaLeader<{ version: string }>('Write', rawWrite('reuse', 1.5, identity));
     const reused = await viaLeader('Write', rawWrite('reuse', 9.5, identity)).then(
@@ -191,6 +191,9 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
     );
     expect(reused?.code, 'the reuse is refused').to.equal('INVALID_ARGUMENT');
     expect(reused?.message).to.match(/request id 77 .*different command/);
+    // The same command is still a retry, whichever path carries it (the Batch codec decodes it).
+    const retried = await viaLeaderBatch(rawWrite('reuse', 1.5, identity));
+    expect(retried.version, 'a retry over the Batch stream answers with the first version').to.equal(first.version);
     const now = await client.get(TABLE, { host: 'reuse', ts: BASE_TS });
     expect(now?.row['usage']).to.equal(1.5);
     expect(now?.version).to.equal(Number(first.version));

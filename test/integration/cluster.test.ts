@@ -223,6 +223,7 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
           'INVALID_ARGUMENT',
           /exceed the limit/,
         ],
+        ['Write', { table: TABLE, rows: [{ values: { host: { string_value: 'x' }, ts, usage: { float64_value: 1 } } }], request_id: '5' }, 'INVALID_ARGUMENT', /request_id 5 without a client_id/],
         ['Get', { table: TABLE, key: { values: { host: { string_value: 'x' } } }, consistency: 'LINEARIZABLE' }, 'INVALID_ARGUMENT', /ts/],
         ['Get', { table: 'nope', key: { values: {} }, consistency: 'LINEARIZABLE' }, 'NOT_FOUND', /nope/],
       ];

@@ -20,6 +20,13 @@ export interface ClientOptions {
   readonly deadlineMs?: number;
   /** Per-attempt RPC timeout. */
   readonly attemptTimeoutMs?: number;
+  /**
+   * A readable name for this client. The identity sent for retry deduplication is this name plus
+   * a random UUID per instance (`<clientId>-<uuid>`): request ids come from an in-memory counter
+   * that every instance starts afresh, and retries never cross instances, so two processes (or
+   * one process restarted) given the same name must not share an identity — their different
+   * writes would carry the same (client, request id).
+   */
   readonly clientId?: string;
   /** TLS (docs/security.md): the cluster CA; a client certificate and key when servers require one. */
   readonly tls?: { readonly caFile: string; readonly certFile?: string; readonly keyFile?: string };
@@ -142,14 +149,24 @@ class BatchStream {
   }
 }
 
+/**
+ * Request ids grow with the wall clock: id = max(previous + 1, now_ms × REQUEST_IDS_PER_MS).
+ * A region that dropped a client's dedup record refuses ids at or below the highest id that
+ * client used (region-state.ts D2), so a new client's ids must start above the ids of clients
+ * that wrote before it; ids of one instance stay increasing whatever the clock does. Below 2^53
+ * until the year 2255.
+ */
+const REQUEST_IDS_PER_MS = 1000;
+
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
 /** How long a replica that refused connections is skipped when choosing where to send. */
 const DOWN_AVOID_MS = 3000;
 
 export class RegionDbClient {
+  /** Dedup identity: unique per instance (see ClientOptions.clientId). */
   readonly clientId: string;
-  private nextRequestId = 1;
+  private lastRequestId = 0;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly conns = new Map<string, grpc.Client>();
   private readonly batchStreams = new Map<string, BatchStream>();
@@ -159,7 +176,7 @@ export class RegionDbClient {
   private readonly security: ClientSecurity;
 
   constructor(readonly options: ClientOptions) {
-    this.clientId = options.clientId ?? `client-${randomUUID()}`;
+    this.clientId = `${options.clientId ?? 'client'}-${randomUUID()}`;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3000;
     this.security = {
@@ -423,6 +440,36 @@ export class RegionDbClient {
 
   // ─── Data ───────────────────────────────────────────────────────────────────────────────────
 
+  private newRequestId(): number {
+    this.lastRequestId = Math.max(this.lastRequestId + 1, Date.now() * REQUEST_IDS_PER_MS);
+    return this.lastRequestId;
+  }
+
+  /**
+   * A write or delete under one request id, kept across retries (applied at most once). If the
+   * region refuses the id as older than it remembers (REQUEST_TOO_OLD: this client's clock is
+   * behind ids the region has forgotten), later ids start above the region's floor; and when the
+   * refused attempt was the only one sent, nothing was applied, so the operation runs once more
+   * under a new id. After several attempts the outcome is unknown and the error is the caller's.
+   */
+  private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => unknown): Promise<T> {
+    for (let round = 1; ; round++) {
+      const requestId = String(this.newRequestId());
+      let attempts = 0;
+      try {
+        return await this.withRegion(table, regionId, kind, (addr) => {
+          attempts++;
+          return this.operation<T>(addr, kind, request(requestId));
+        });
+      } catch (err) {
+        if (!isRegionDbError(err, ErrorCode.RequestTooOld)) throw err;
+        const floor = Number(err.details['oldestKnownRequestId']);
+        if (Number.isSafeInteger(floor)) this.lastRequestId = Math.max(this.lastRequestId, floor);
+        if (attempts > 1 || round > 1) throw err;
+      }
+    }
+  }
+
   /** Upserts rows (split per region, regions written in parallel). Returns versions per region. */
   async write(table: string, rows: Row[], options: WriteOptions = {}): Promise<{ regionId: string; version: number }[]> {
     const { schema } = await this.describe(table);
@@ -443,17 +490,16 @@ export class RegionDbClient {
     }
     return Promise.all(
       [...byRegion].map(async ([regionId, regionRows]) => {
-        const requestId = this.nextRequestId++; // the same id on every retry: applied at most once
-        const request = {
+        const rows = regionRows.map((r) => toProtoRow(schema, r));
+        const res = await this.deduplicated<{ version: string }>(table, regionId, 'write', (requestId) => ({
           table,
           region_id: regionId,
-          rows: regionRows.map((r) => toProtoRow(schema, r)),
+          rows,
           client_id: this.clientId,
-          request_id: String(requestId),
+          request_id: requestId,
           ...(options.expectVersion !== undefined ? { expect_version: String(options.expectVersion) } : {}),
           expect_absent: options.expectAbsent === true,
-        };
-        const res = await this.withRegion(table, regionId, 'write', (addr) => this.operation<{ version: string }>(addr, 'write', request));
+        }));
         return { regionId, version: Number(res.version) };
       }),
     );
@@ -469,14 +515,8 @@ export class RegionDbClient {
     }
     await Promise.all(
       [...byRegion].map(([regionId, regionKeys]) => {
-        const request = {
-          table,
-          region_id: regionId,
-          keys: regionKeys.map((k) => toProtoRow(schema, k)),
-          client_id: this.clientId,
-          request_id: String(this.nextRequestId++),
-        };
-        return this.withRegion(table, regionId, 'delete', (addr) => this.operation(addr, 'delete', request));
+        const keys = regionKeys.map((k) => toProtoRow(schema, k));
+        return this.deduplicated(table, regionId, 'delete', (requestId) => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }));
       }),
     );
   }

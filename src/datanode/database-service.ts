@@ -2,7 +2,6 @@
 // group; reads use ReadIndex (linearizable) on any replica, or the local state (stale). A
 // request for a region this node cannot serve fails with NOT_LEADER + the leader's address
 // (UNAVAILABLE + `regiondb-leader-addr`); scans of regions hosted elsewhere are forwarded.
-import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -229,22 +228,41 @@ export class DatabaseService {
     }
   }
 
-  private checkResult(result: ApplyResult): { version: string } {
+  private checkResult(result: ApplyResult, identity: { clientId: string; requestId: number }): { version: string } {
     if (result.status === 'condition-failed') {
       throw new RegionDbError(ErrorCode.ConditionFailed, `condition failed: the row's current version is ${result.currentVersion}`, {
         details: { currentVersion: String(result.currentVersion) },
       });
     }
+    const request = `request id ${identity.requestId} of client ${identity.clientId}`;
     if (result.status === 'request-too-old') {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `request id is older than the retained window (oldest known ${result.oldestKnown}); its outcome is unknown`);
+      throw new RegionDbError(
+        ErrorCode.RequestTooOld,
+        `${request} is older than the region remembers (lowest id it still knows: ${result.oldestKnown}); whether it was applied is unknown — read to find out, send new writes with new ids`,
+        { details: { oldestKnownRequestId: String(result.oldestKnown) } },
+      );
+    }
+    if (result.status === 'request-id-reused') {
+      throw new RegionDbError(
+        ErrorCode.InvalidArgument,
+        `${request} already answered a different command; request ids must be unique per client (not applied)`,
+      );
     }
     return { version: String(result.version) };
   }
 
+  /**
+   * Dedup identity of a write or delete. request_id 0 (or absent) = not deduplicated: every copy
+   * applies. A request id without a client id is refused: it asks for a dedup the server could
+   * not give it.
+   */
   private clientIdentity(req: { client_id?: string; request_id?: string }): { clientId: string; requestId: number } {
     const clientId = str(req.client_id ?? '', 'client_id', 128);
-    if (!clientId) return { clientId: `anonymous-${randomUUID()}`, requestId: 1 };
-    return { clientId, requestId: u64(req.request_id ?? '0', 'request_id') };
+    const requestId = u64(req.request_id ?? '0', 'request_id');
+    if (requestId !== 0 && !clientId) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `request_id ${requestId} without a client_id: retries can only be deduplicated per client`);
+    }
+    return { clientId: requestId === 0 ? '' : clientId, requestId };
   }
 
   private async write(req: WriteRequestProto): Promise<unknown> {
@@ -273,7 +291,7 @@ export class DatabaseService {
       throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
     }
     this.checkMemory(regionId);
-    const { version } = this.checkResult(await this.propose(table, regionId, command));
+    const { version } = this.checkResult(await this.propose(table, regionId, command), { clientId, requestId });
     this.dn.nodeMetrics.countRowsWritten(rows.length);
     return { version, rows_written: rows.length };
   }
@@ -288,7 +306,7 @@ export class DatabaseService {
     const { clientId, requestId } = this.clientIdentity(req);
     const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
     const command = encodeCommand({ kind: 'delete', clientId, requestId, keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)) });
-    return this.checkResult(await this.propose(table, regionId, command));
+    return this.checkResult(await this.propose(table, regionId, command), { clientId, requestId });
   }
 
   /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */

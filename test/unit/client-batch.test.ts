@@ -74,10 +74,19 @@ describe('client: the Database.Batch stream', () => {
     for (const s of servers) s.forceShutdown();
   });
 
-  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number } = {}): Promise<RegionDbClient> {
-    const { addr, server } = await startServer(script);
-    servers.push(server);
-    const client = new RegionDbClient({ metasrv: addr, attemptTimeoutMs: options.attemptTimeoutMs ?? 2000, deadlineMs: options.deadlineMs ?? 5000 });
+  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number; clientId?: string; addr?: string } = {}): Promise<RegionDbClient> {
+    let addr = options.addr;
+    if (!addr) {
+      const started = await startServer(script);
+      servers.push(started.server);
+      addr = started.addr;
+    }
+    const client = new RegionDbClient({
+      metasrv: addr,
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 2000,
+      deadlineMs: options.deadlineMs ?? 5000,
+      ...(options.clientId !== undefined ? { clientId: options.clientId } : {}),
+    });
     clients.push(client);
     return client;
   }
@@ -179,6 +188,75 @@ describe('client: the Database.Batch stream', () => {
       expect(script.batchStreams, 'not asked again').to.equal(1);
     });
   }
+
+  it('two instances given one clientId never send the same (client_id, request_id): writes and deletes', async () => {
+    const seen: string[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        const op = (req as unknown as Record<string, { client_id: string; request_id: string }>)[req.request]!;
+        seen.push(`${op.client_id}/${op.request_id}`);
+        call.write({ id: req.id, [req.request]: req.request === 'write' ? { version: '3', rows_written: 1 } : { version: '3' } });
+      },
+    };
+    const first = await setup(script, { clientId: 'shared' });
+    const second = await setup(script, { clientId: 'shared', addr: first.options.metasrv });
+    for (const client of [first, second, first, second]) {
+      await client.write(TABLE, [row(1)]);
+      await client.delete(TABLE, [{ host: 'a', ts: 1 }]);
+    }
+    expect(seen).to.have.length(8);
+    expect(new Set(seen).size, `identities sent: ${seen.join(', ')}`).to.equal(8);
+    expect(seen.every((s) => s.startsWith('shared')), 'the given clientId still names the client').to.equal(true);
+  });
+
+  it('a request id refused as too old on its only attempt is sent again under a new id above the region\'s floor', async () => {
+    const floor = Date.now() * 1000 + 5_000_000_000; // the region forgot ids up to ~1.4 h ahead of this clock
+    const seen: number[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        const requestId = Number((req.write as unknown as { request_id: string }).request_id);
+        seen.push(requestId);
+        if (requestId < floor) {
+          call.write({ id: req.id, error: { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: String(floor) } } });
+          return;
+        }
+        call.write({ id: req.id, write: { version: '9', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script);
+    const [first] = await client.write(TABLE, [row(1)]);
+    expect(first!.version).to.equal(9);
+    await client.write(TABLE, [row(2)]);
+    expect(seen, 'refused once, then every id at or above the floor').to.have.length(3);
+    expect(seen[0]!).to.be.below(floor);
+    expect(seen[1]!).to.be.at.least(floor);
+    expect(seen[2]!).to.be.greaterThan(seen[1]!);
+  });
+
+  it('REQUEST_TOO_OLD after an earlier attempt of the same id reaches the caller: that outcome is unknown, nothing is re-sent', async () => {
+    const seen: string[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        seen.push((req.write as unknown as { request_id: string }).request_id);
+        if (seen.length === 1) return; // the first attempt times out: it may have been applied
+        call.write({ id: req.id, error: { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: '5' } } });
+      },
+    };
+    const client = await setup(script, { attemptTimeoutMs: 150 });
+    const err = await client.write(TABLE, [row(1)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err) && err.code, String(err)).to.equal(ErrorCode.RequestTooOld);
+    expect(seen).to.have.length(2);
+    expect(seen[1], 'the retry kept its id').to.equal(seen[0]);
+  });
 
   it('batchStream: false makes one unary call per operation', async () => {
     const script: Script = { unaryWrites: 0, batchStreams: 0 };

@@ -349,6 +349,9 @@ export class RegionDbClient {
     let backoffMs = BACKOFF_MIN_MS;
     let peerCursor = 0;
     let lastError: RegionDbError | undefined;
+    const mutates = what === 'write' || what === 'delete';
+    /** An earlier attempt of this write whose outcome is unknown (it may have been applied). */
+    let maybeApplied: RegionDbError | undefined;
     for (;;) {
       const info = await this.describe(table);
       const route = info.routes.get(regionId);
@@ -365,7 +368,16 @@ export class RegionDbClient {
           e.code === ErrorCode.ProposalDropped ||
           e.code === ErrorCode.DeadlineExceeded ||
           e.code === ErrorCode.ResourceExhausted; // backpressure: the region is flushing
-        if (!retriable) throw e;
+        if (!retriable) {
+          // A later attempt's definite refusal (say NOT_FOUND: the replica closed) says nothing
+          // about an earlier attempt that may have committed: the outcome stays unknown.
+          // (CONDITION_FAILED is the recorded answer of this very request id; REQUEST_TOO_OLD
+          // already means unknown, and carries the floor deduplicated() needs.)
+          const ownAnswer = e.code === ErrorCode.ConditionFailed || e.code === ErrorCode.RequestTooOld;
+          if (mutates && maybeApplied && !ownAnswer) throw this.outcomeUnknown(what, regionId, maybeApplied, e);
+          throw e;
+        }
+        if (mutates && (e.code === ErrorCode.Unavailable || e.code === ErrorCode.DeadlineExceeded)) maybeApplied ??= e;
         // A node we could not reach (not one that answered NOT_LEADER) is avoided for a while,
         // even when other replicas still name it as the leader: they have not noticed yet.
         if (e.code === ErrorCode.Unavailable && !e.details['leaderNodeId']) this.markDown(addr);
@@ -389,6 +401,37 @@ export class RegionDbClient {
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
     }
+  }
+
+  private outcomeUnknown(what: string, regionId: string, earlier: RegionDbError, last: RegionDbError): RegionDbError {
+    return new RegionDbError(
+      ErrorCode.Unavailable,
+      `${what} on region ${regionId}: the outcome is unknown — an earlier attempt may have been applied (${earlier.code}: ${earlier.message}); the last attempt was refused (${last.code}: ${last.message})`,
+      { cause: last, details: { outcome: 'unknown' } },
+    );
+  }
+
+  /**
+   * Waits for one operation per region. When a multi-region operation fails in some regions,
+   * the others may have applied: the error says so region by region (a caller must not read it
+   * as "nothing happened"). A single-region operation fails with its own error.
+   */
+  private async perRegion<T>(what: string, operations: ReadonlyMap<string, Promise<T>>): Promise<T[]> {
+    const settled = await Promise.allSettled(operations.values());
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ regionId: [...operations.keys()][i]!, err: s.reason as unknown }] : []));
+    if (failures.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+    if (settled.length === 1) throw failures[0]!.err;
+    const regionIds = [...operations.keys()];
+    const applied = regionIds.filter((_, i) => settled[i]!.status === 'fulfilled');
+    const describe = (err: unknown) => (isRegionDbError(err) ? `${err.code}: ${err.message}` : String(err));
+    const first = failures[0]!.err;
+    return Promise.reject(
+      new RegionDbError(
+        isRegionDbError(first) ? first.code : ErrorCode.Internal,
+        `${what} across ${regionIds.length} regions partly failed: applied in ${applied.length ? applied.join(', ') : 'none'}; ${failures.map((f) => `region ${f.regionId}: ${describe(f.err)}`).join('; ')}`,
+        { cause: first, details: { partial: 'true', appliedRegions: applied.join(','), failedRegions: failures.map((f) => f.regionId).join(',') } },
+      ),
+    );
   }
 
   private readonly downUntil = new Map<string, number>();
@@ -488,8 +531,8 @@ export class RegionDbClient {
     if (options.expectVersion !== undefined && !(Number.isSafeInteger(options.expectVersion) && options.expectVersion >= 0)) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `expectVersion: expected an unsigned integer below 2^53, got ${options.expectVersion}`);
     }
-    return Promise.all(
-      [...byRegion].map(async ([regionId, regionRows]) => {
+    const operations = new Map(
+      [...byRegion].map(([regionId, regionRows]) => [regionId, (async () => {
         const rows = regionRows.map((r) => toProtoRow(schema, r));
         const res = await this.deduplicated<{ version: string }>(table, regionId, 'write', (requestId) => ({
           table,
@@ -501,8 +544,9 @@ export class RegionDbClient {
           expect_absent: options.expectAbsent === true,
         }));
         return { regionId, version: Number(res.version) };
-      }),
+      })()]),
     );
+    return this.perRegion('write', operations);
   }
 
   async delete(table: string, keys: Row[]): Promise<void> {
@@ -513,12 +557,13 @@ export class RegionDbClient {
       const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
       byRegion.set(regionId, [...(byRegion.get(regionId) ?? []), valid]);
     }
-    await Promise.all(
+    const operations = new Map(
       [...byRegion].map(([regionId, regionKeys]) => {
         const keys = regionKeys.map((k) => toProtoRow(schema, k));
-        return this.deduplicated(table, regionId, 'delete', (requestId) => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }));
+        return [regionId, this.deduplicated(table, regionId, 'delete', (requestId) => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }))];
       }),
     );
+    await this.perRegion('delete', operations);
   }
 
   async get(table: string, key: Row, consistency: 'linearizable' | 'stale' = 'linearizable'): Promise<VersionedRow | null> {

@@ -9,11 +9,14 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { waitUntil } from '../support/local-cluster.js';
 
-type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }, unknown>;
+type BatchRequest = { id: string; request: string; write?: { region_id: string; rows: { values: { v: { float64_value: number } } }[] } };
+type BatchCall = grpc.ServerDuplexStream<BatchRequest, unknown>;
 
 interface Script {
   /** Decides what the server does with each Batch request. */
-  onBatch?: (call: BatchCall, req: { id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }) => void;
+  onBatch?: (call: BatchCall, req: BatchRequest) => void;
+  /** Regions of the table (default 1), all served by the test server. */
+  regions?: number;
   /** Refuse Batch streams with this status. */
   refuseBatch?: grpc.status;
   unaryWrites: number;
@@ -32,14 +35,14 @@ async function startServer(script: Script): Promise<{ addr: string; server: grpc
         table: {
           name: TABLE,
           table_id: 1,
-          region_count: 1,
+          region_count: script.regions ?? 1,
           columns: [
             { name: 'host', type: 'STRING', semantic: 'TAG' },
             { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
             { name: 'v', type: 'FLOAT64', semantic: 'FIELD' },
           ],
         },
-        routes: [{ region_id: String(1n << 32n), peers: [{ node_id: '1', addr }], leader_node_id: '1' }],
+        routes: Array.from({ length: script.regions ?? 1 }, (_, n) => ({ region_id: String((1n << 32n) + BigInt(n)), peers: [{ node_id: '1', addr }], leader_node_id: '1' })),
       }),
   });
   server.addService(services.Database.service, {
@@ -267,5 +270,55 @@ describe('client: the Database.Batch stream', () => {
     await client.write(TABLE, [row(1)]);
     expect(script.unaryWrites).to.equal(1);
     expect(script.batchStreams).to.equal(0);
+  });
+
+  it('a write whose first attempt may have applied is reported as outcome unknown, even when a later attempt is refused outright', async () => {
+    let attempts = 0;
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        attempts++;
+        const error =
+          attempts === 1
+            ? { grpc_code: grpc.status.UNAVAILABLE, code: 'UNAVAILABLE', message: 'leadership lost; the write may or may not have been applied', details: {} }
+            : { grpc_code: grpc.status.NOT_FOUND, code: 'NOT_FOUND', message: 'region is no longer hosted here', details: {} };
+        call.write({ id: req.id, error });
+      },
+    };
+    const client = await setup(script);
+    const err = await client.write(TABLE, [row(1)]).then(
+      () => expect.fail('no attempt succeeded'),
+      (e: unknown) => e,
+    );
+    expect(attempts, 'the client retried after the unknown outcome').to.equal(2);
+    expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
+    expect((err as Error).message).to.match(/outcome is unknown/);
+    expect((err as { details: Record<string, string> }).details['outcome']).to.equal('unknown');
+  });
+
+  it('a write across regions that fails in some says, region by region, where it applied', async () => {
+    const failing = String((1n << 32n) + 1n);
+    const script: Script = {
+      regions: 2,
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        if (req.write?.region_id === failing) call.write({ id: req.id, error: { grpc_code: grpc.status.INVALID_ARGUMENT, code: 'INVALID_ARGUMENT', message: 'refused by the test server', details: {} } });
+        else call.write({ id: req.id, write: { version: '3', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script);
+    const rows = Array.from({ length: 20 }, (_, i) => ({ host: `h${i}`, ts: 1, v: i }));
+    const err = await client.write(TABLE, rows).then(
+      () => expect.fail('one region refused'),
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err), String(err)).to.equal(true);
+    const details = (err as { details: Record<string, string> }).details;
+    expect(details['partial']).to.equal('true');
+    expect(details['failedRegions']).to.equal(failing);
+    expect(details['appliedRegions']).to.equal(String(1n << 32n));
+    expect((err as Error).message).to.match(/partly failed: applied in 4294967296; region 4294967297: INVALID_ARGUMENT/);
   });
 });

@@ -13,16 +13,32 @@ import { supervisedSpawnOptions } from './supervision.js';
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
-/** A port nobody listens on right now (the OS picks it). Also used by the test harness. */
+/**
+ * Ports this process handed out. The probe below closes its socket before the server that will
+ * use the port binds it, so the OS may hand the same port to the next probe: two clusters set up
+ * at once in one process (the drill's, or a test's two clusters) could then collide. Never
+ * handing out a port twice per process closes that window for everything started from here.
+ */
+const handedOut = new Set<number>();
+const FREE_PORT_ATTEMPTS_MAX = 100;
+
+/** A port nobody listens on right now (the OS picks it), never one this process handed out before. Also used by the test harness. */
 export async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const port = await new Promise<number>((ok, fail) => {
+      const s = createServer();
+      s.once('error', fail);
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as { port: number };
+        s.close(() => ok(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no port this process has not used already after ${FREE_PORT_ATTEMPTS_MAX} attempts`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

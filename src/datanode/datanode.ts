@@ -497,6 +497,7 @@ export class Datanode {
         voters: st.confState.voters.map(String),
         learners: st.confState.learners.map(String),
         snapshot_installed_index: String(r.snapshotInstalledIndex),
+        ssts: state.ssts.length,
       };
     });
   }

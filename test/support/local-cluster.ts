@@ -26,6 +26,7 @@ export interface ReplicaStatus {
   readonly applied_index: string;
   readonly flushed_index: string;
   readonly snapshot_installed_index: string;
+  readonly ssts: number;
 }
 
 export interface NodeProcess {
@@ -177,17 +178,21 @@ export class LocalCluster {
   private async waitNodesAlive(count: number): Promise<void> {
     const client = this.client();
     const deadline = Date.now() + 30_000;
+    let seen = 'no answer from the metasrv';
     try {
       while (Date.now() < deadline) {
         try {
-          const res = (await client.listNodes()) as { nodes: { state: string }[] };
+          const res = (await client.listNodes()) as { nodes: { node_id: string; state: string }[] };
           if (res.nodes.filter((n) => n.state === 'alive').length >= count) return;
+          seen = res.nodes.map((n) => `node ${n.node_id} ${n.state}`).join(', ') || 'no datanode registered';
         } catch (err) {
           const code = (err as { code?: string }).code;
           if (code === 'UNAUTHENTICATED' || code === 'PERMISSION_DENIED') return; // a secured cluster: the test handles it
+          seen = String(err);
         }
         await sleep(100);
       }
+      throw new Error(`the metasrv did not count ${count} datanodes alive within 30 s (last seen: ${seen}); logs in ${this.dir}`);
     } finally {
       client.close();
     }

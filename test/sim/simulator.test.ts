@@ -26,6 +26,7 @@ describe('deterministic simulator', function () {
     const started = Date.now();
     let acked = 0;
     let reads = 0;
+    let finalReads = 0;
     let crashes = 0;
     let confChanges = 0;
     for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
@@ -33,6 +34,7 @@ describe('deterministic simulator', function () {
         const r = runSeed(defaultSimOptions(seed));
         acked += r.ackedWrites;
         reads += r.completedReads;
+        finalReads += r.finalReads;
         crashes += r.crashes;
         confChanges += r.confChanges;
       } catch (err) {
@@ -40,9 +42,11 @@ describe('deterministic simulator', function () {
         throw new Error(`seed ${seed} crashed the simulator (replay: SEED=${seed} make test-sim): ${String(err)}`, { cause: err });
       }
     }
-    console.log(`      ${seedCount} seeds in ${Date.now() - started} ms: ${acked} acknowledged writes, ${reads} linearizable reads, ${crashes} crashes, ${confChanges} membership changes`);
+    console.log(`      ${seedCount} seeds in ${Date.now() - started} ms: ${acked} acknowledged writes, ${reads} linearizable reads (+${finalReads} after healing), ${crashes} crashes, ${confChanges} membership changes`);
     expect(acked).to.be.greaterThan(seedCount * 10);
     expect(reads).to.be.greaterThan(seedCount * 5);
+    // The end-to-end check read every key (4) at every member (at least one) of every seed.
+    expect(finalReads).to.be.at.least(seedCount * 4);
     expect(crashes).to.be.greaterThan(0);
     expect(confChanges).to.be.greaterThan(0);
   });
@@ -86,12 +90,18 @@ describe('deterministic simulator', function () {
 
   // One planted bug per checker; each must be reported by the checker built for it (not a core
   // assertion, not another checker), on a seed that passes without the bug.
-  const planted: { bug: string; options: Partial<SimOptions>; checker: string; singleVoter?: boolean }[] = [
+  const planted: { bug: string; options: Partial<SimOptions>; checker: string; detail?: string; singleVoter?: boolean }[] = [
     {
       // Writes only: with reads on, a stale read of the dropped key often fires first.
       bug: 'state machine snapshots that drop key k0 (writes-only workload)',
       options: { snapshotDropsKey: true, clientReads: false },
       checker: 'acknowledged write lost',
+    },
+    {
+      bug: 'state machine snapshots that drop key k0, with only the read part of the end-to-end check',
+      options: { snapshotDropsKey: true, clientReads: false, finalStateMachineCheck: false },
+      checker: 'acknowledged write lost',
+      detail: 'linearizable read at node',
     },
     {
       bug: 'ReadIndex served without the current-term check',
@@ -115,7 +125,7 @@ describe('deterministic simulator', function () {
       singleVoter: true,
     },
   ];
-  for (const { bug, options, checker, singleVoter } of planted) {
+  for (const { bug, options, checker, detail, singleVoter } of planted) {
     it(`the checkers can fail: ${bug} is caught by the ${checker} check within 500 seeds`, () => {
       let caught: SimulationViolation | undefined;
       let seed = 1;
@@ -131,6 +141,7 @@ describe('deterministic simulator', function () {
       expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
       console.log(`      caught after ${seed} seeds: ${caught!.message.split('\n')[0]}`);
       expect(caught!.invariant, caught!.message).to.equal(checker);
+      if (detail) expect(caught!.message).to.include(detail);
       if (singleVoter) expect(defaultSimOptions(seed).voters, 'caught on a single-voter seed').to.equal(1);
       expect(() => runSeed(defaultSimOptions(seed)), 'the same seed without the bug').to.not.throw();
     });

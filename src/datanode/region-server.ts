@@ -432,6 +432,12 @@ export class RegionServer<R> {
         batch.setHardState(replica.regionId, rd.hardState);
         needsWrite = true;
       }
+      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
+        // The commit index covering a membership change is made durable before the change is
+        // applied (a deferred one could roll back below it in a crash; see LogBatch).
+        batch.requireDurableCommit();
+        needsWrite = true;
+      }
     }
     // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
     // counts its own copy toward the quorum only after this write (advance() below), so an

@@ -146,4 +146,24 @@ describe('deterministic simulator', function () {
       expect(() => runSeed(defaultSimOptions(seed)), 'the same seed without the bug').to.not.throw();
     });
   }
+
+  // Found by the 2,000-seed campaign (seeds 831, 925, 1119): a group shrinking from two voters
+  // to one applied the removal, crashed before its deferred commit index was written, and came
+  // back with the old configuration and its peer gone. Searching from 1 would take minutes, so
+  // the test starts at the first seed the campaign found.
+  it('the checkers can fail: a membership change applied before its commit index is durable (deferred) is caught by the liveness check; the host rule holds it', () => {
+    const seed = 831;
+    expect(defaultSimOptions(seed).deferCommitOnly, 'a seed with the deferred commit index').to.equal(true);
+    let caught: SimulationViolation | undefined;
+    try {
+      runSeed({ ...defaultSimOptions(seed), deferCommitPastConfChange: true });
+    } catch (err) {
+      if (!(err instanceof SimulationViolation)) throw err;
+      caught = err;
+    }
+    expect(caught, 'the planted host bug was not caught').to.not.equal(undefined);
+    console.log(`      seed ${seed}: ${caught!.message.split('\n')[0]}`);
+    expect(caught!.invariant).to.equal('liveness');
+    for (const s of [831, 925, 1119]) expect(() => runSeed(defaultSimOptions(s)), `seed ${s} with the host rule`).to.not.throw();
+  });
 });

@@ -37,6 +37,12 @@ export interface SimOptions {
    * Model the datanode WAL's deferred commit index: a hard state that moved only the commit
    * index is not durable until the node's next write, so a crash can roll the commit back.
    */
+  /**
+   * Planted host bug: a membership change is applied while the commit index covering it may
+   * still be deferred (the datanode's rule is to make it durable first). Only meaningful with
+   * deferCommitOnly.
+   */
+  deferCommitPastConfChange: boolean;
   deferCommitOnly: boolean;
   /** Chance per time unit of a kill -9 followed by an immediate restart (default 0.003). */
   quickRestartChance: number;
@@ -90,6 +96,11 @@ class SimStorage extends MemoryStorage {
   override append(entries: readonly Entry[]): void {
     this.durableCommit = this.initialState().hardState.commit;
     super.append(entries);
+  }
+
+  /** The host's rule before applying a membership change (LogBatch.requireDurableCommit). */
+  makeCommitDurable(): void {
+    this.durableCommit = this.initialState().hardState.commit;
   }
 
   crash(): void {
@@ -428,6 +439,8 @@ export class Simulation {
     if (rd.snapshot) node.storage.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) node.storage.append(rd.entries);
     if (rd.hardState) node.storage.setHardState(rd.hardState);
+    // The host's rule (LogBatch.requireDurableCommit), unless a test plants its absence.
+    if (!this.options.deferCommitPastConfChange && rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) node.storage.makeCommitDurable();
     // 2. Send (everything, unless sent early).
     if (!early) sendAll();
     if (rd.softState) {
@@ -904,6 +917,7 @@ export function defaultSimOptions(seed: number): SimOptions {
     finalStateMachineCheck: true,
     plantedBugs: {},
     snapshotDropsKey: false,
+    deferCommitPastConfChange: false,
     keepTrace: false,
   };
 }

@@ -4,7 +4,7 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/datanode/region-server.js';
 import type { StateMachine } from '../../src/datanode/types.js';
-import { MessageType } from '../../src/raft/index.js';
+import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 /** A counter state machine: each command adds its byte value; result = new total. */
@@ -227,5 +227,14 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     const sent = readIndexContexts.get(nodeId)!.slice(earlier.size);
     expect(sent.length, 'ReadIndex requests of the restarted process').to.be.greaterThan(0);
     for (const ctx of sent) expect(earlier.has(ctx), `context ${ctx} reused from before the restart`).to.equal(false);
+  });
+
+  it('a membership change is applied only after a batch that makes its commit index durable (never on a deferred one)', async () => {
+    const leader = leaderOf('r2')!;
+    const before = new Map([...engines].map(([id, e]) => [id, e.durableCommitBatches]));
+    await leader.proposeConfChange('r2', { type: ConfChangeType.AddLearner, nodeId: 99, context: JSON.stringify({ nodeId: 9 }) });
+    await waitFor(() => [...servers.values()].every((s) => s.replica('r2')!.raft.status().confState.learners.includes(99)), 'every replica to apply the change');
+    for (const [id, engine] of engines) expect(engine.durableCommitBatches - before.get(id)!, `node ${id}`).to.be.greaterThan(0);
+    await leader.proposeConfChange('r2', { type: ConfChangeType.RemoveNode, nodeId: 99, context: '' });
   });
 });

@@ -3,12 +3,12 @@
 // started and stopped by its PID. The same shape as the test harness (test/support/local-cluster.ts),
 // reduced to what the drill needs and usable from dist/ (no test code).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { supervisedSpawnOptions } from './supervision.js';
+import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from './supervision.js';
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
@@ -153,10 +153,8 @@ export class ScratchCluster {
 
   private async launch(node: ScratchNode): Promise<void> {
     const script = this.options.cliScript ?? process.argv[1]!;
-    const log = createWriteStream(node.logFile, { flags: 'a' });
     const child = spawn(process.execPath, [...process.execArgv, script, ...node.args, '-c', node.configFile], supervisedSpawnOptions());
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    logChildOutput(child, node.logFile, node.name);
     node.process = child;
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
@@ -175,7 +173,7 @@ export class ScratchCluster {
 
   private tail(node: ScratchNode): string {
     try {
-      return readFileSync(node.logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n');
+      return sinceLastStart(readFileSync(node.logFile, 'utf8')).trimEnd().split('\n').slice(-20).join('\n');
     } catch {
       return '(no log)';
     }

@@ -2,12 +2,12 @@
 // on 127.0.0.1 with free ports, data under a fresh temporary directory. Every process is started
 // from the built CLI (dist/, `make build`) and stopped by its PID; nothing is left running.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { type Dirent, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type Dirent, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
 import { freePort } from '../../src/cmd/scratch-cluster.js';
-import { supervisedSpawnOptions } from '../../src/cmd/supervision.js';
+import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from '../../src/cmd/supervision.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 
@@ -224,10 +224,8 @@ export class LocalCluster {
 
   private async startNode(node: NodeProcess, args: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const log = createWriteStream(node.logFile, { flags: 'a' });
     const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT }));
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    logChildOutput(child, node.logFile, node.name);
     node.process = child;
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
@@ -268,9 +266,10 @@ export class LocalCluster {
     return { code, stderr };
   }
 
+  /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */
   tail(node: NodeProcess, lines = 30): string {
     try {
-      return readFileSync(node.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+      return sinceLastStart(readFileSync(node.logFile, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
     } catch {
       return '(no log)';
     }

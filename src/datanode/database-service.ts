@@ -339,7 +339,7 @@ export class DatabaseService {
     const tagEquals: Record<string, string | number | boolean | null> = {};
     for (const [name, v] of Object.entries(req.tag_equals ?? {})) {
       const c = schema.columns.find((col) => col.name === name);
-      if (!c || c.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
+      if (c?.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
       tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
     }
     const options = {

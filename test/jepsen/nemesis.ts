@@ -7,7 +7,7 @@ import { appendTornRecord, regionIdsIn } from '../fixtures/wal-corrupt.js';
 import type { LocalCluster } from '../support/local-cluster.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill'] as const;
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface FaultRecord {
@@ -49,6 +49,8 @@ export class Nemesis {
     private readonly now: () => number,
     private readonly options: NemesisOptions,
     private readonly onEvent: (line: string) => void,
+    /** The link from every datanode to the object store (s3rver), for 'object-store-outage'. */
+    private readonly objectStoreLink?: LinkProxy,
   ) {}
 
   stop(): void {
@@ -179,6 +181,21 @@ export class Nemesis {
         this.setLinks((i, j) => i === victim || j === victim, (p) => p.delay(ms));
         return async () => this.setLinks(() => true, (p) => p.heal());
       }
+      case 'object-store-outage': {
+        // The shared object store fails (every connection refused) or stalls (every byte held
+        // for seconds, so requests time out) for the whole cluster.
+        const link = this.objectStoreLink;
+        if (!link) throw new Error('object-store-outage needs the cluster on s3rver behind a proxy (runJepsen sets this up)');
+        if (this.rand.chance(0.5)) {
+          record.targets = ['object store refuses'];
+          link.cut();
+        } else {
+          const ms = 2000 + this.rand.int(3000);
+          record.targets = [`object store stalls ${ms} ms`];
+          link.delay(ms);
+        }
+        return async () => link.heal();
+      }
       case 'metasrv-kill': {
         record.targets = ['metasrv'];
         await this.cluster.stopMetasrv('SIGKILL');
@@ -190,6 +207,7 @@ export class Nemesis {
   /** Whatever happened, leave a whole cluster: links healed, nodes resumed and running. */
   async healAll(): Promise<void> {
     this.setLinks(() => true, (p) => p.heal());
+    this.objectStoreLink?.heal();
     for (let i = 0; i < this.n(); i++) {
       this.cluster.pauseDatanode(i, false);
       if (!this.cluster.isRunning(i)) await this.cluster.startDatanode(i);

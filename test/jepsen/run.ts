@@ -16,6 +16,7 @@ import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { LocalCluster } from '../support/local-cluster.js';
+import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 import { type LinearizabilityResult, checkRegister } from '../../src/check/linearizability.js';
 import { type SetResult, checkSet } from '../../src/check/set.js';
 import type { HistoryEvent } from '../../src/check/history.js';
@@ -116,9 +117,24 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   // Proxies: proxies[i][j] carries raft traffic from datanode i to datanode j.
   const proxies: (LinkProxy | undefined)[][] = [];
   let ports: { datanodes: [number, number][] } | undefined;
+  // With the object-store nemesis the cluster keeps its SSTs in s3rver, reached through a proxy
+  // the nemesis can cut or stall (the fs store has no network to break).
+  let s3: S3Server | undefined;
+  let objectStoreLink: LinkProxy | undefined;
+  if (options.faults.includes('object-store-outage')) {
+    s3 = await startS3rver();
+    objectStoreLink = new LinkProxy('object-store', Number(new URL(s3.endpoint).port));
+    await objectStoreLink.start();
+  }
   const cluster = new LocalCluster({
     datanodes: n,
-    datanodeToml: '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2',
+    ...(objectStoreLink
+      ? { storageToml: `[storage]\ntype = "s3"\nendpoint = "http://${objectStoreLink.addr}"\nbucket = "${BUCKET}"\nprefix = "jepsen"\naccess_key_id = "S3RVER"\nsecret_access_key = "S3RVER"` }
+      : {}),
+    // A tiny flush threshold and age, compaction at 3 SSTs and a 10 s GC grace: the small
+    // Jepsen rows then flush, compact and garbage-collect many times a run, so those paths
+    // (and the object store) are under the same faults as the log.
+    datanodeToml: '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000',
     datanodeTomlFor: (i) => {
       const overrides = proxies[i]!.map((p, j) => (p ? `"${j + 1}" = "${p.addr}"` : undefined)).filter(Boolean);
       return `[raft.peer_addr_overrides]\n${overrides.join('\n')}`;
@@ -239,6 +255,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
         nemesisLog.push(line);
         log(`  nemesis ${line}`);
       },
+      objectStoreLink,
     );
     const registerCount = options.registerClients ?? 6;
     const setCount = options.setClients ?? 2;
@@ -329,6 +346,8 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     for (const c of clients) c.close();
     await cluster.stop().catch(() => undefined);
     for (const row of proxies) for (const p of row) await p?.stop();
+    await objectStoreLink?.stop();
+    if (s3) await stopS3rver(s3);
   }
 }
 

@@ -7,7 +7,7 @@ import { appendTornRecord, regionIdsIn } from '../fixtures/wal-corrupt.js';
 import type { LocalCluster } from '../support/local-cluster.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage'] as const;
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface FaultRecord {
@@ -51,6 +51,8 @@ export class Nemesis {
     private readonly onEvent: (line: string) => void,
     /** The link from every datanode to the object store (s3rver), for 'object-store-outage'. */
     private readonly objectStoreLink?: LinkProxy,
+    /** Sets datanode i's wall-clock offset in seconds (libfaketime control file), for 'clock-skew'. */
+    private readonly setClockOffset?: (i: number, seconds: number) => void,
   ) {}
 
   stop(): void {
@@ -196,6 +198,18 @@ export class Nemesis {
         }
         return async () => link.heal();
       }
+      case 'clock-skew': {
+        // One datanode's wall clock jumps minutes ahead or behind (its monotonic clock and
+        // timers do not move): whatever it judges by wall time — ages, deadlines, timestamps in
+        // object names — is off by that much, and nothing may be lost for it.
+        const set = this.setClockOffset;
+        if (!set) throw new Error('clock-skew needs the datanodes started under libfaketime (runJepsen sets this up)');
+        const victim = this.rand.int(n);
+        const seconds = (this.rand.chance(0.5) ? 1 : -1) * (60 + this.rand.int(540));
+        record.targets = [`${name(victim)} ${seconds > 0 ? '+' : ''}${seconds} s`];
+        set(victim, seconds);
+        return async () => set(victim, 0);
+      }
       case 'metasrv-kill': {
         record.targets = ['metasrv'];
         await this.cluster.stopMetasrv('SIGKILL');
@@ -208,6 +222,7 @@ export class Nemesis {
   async healAll(): Promise<void> {
     this.setLinks(() => true, (p) => p.heal());
     this.objectStoreLink?.heal();
+    for (let i = 0; i < this.n() && this.setClockOffset; i++) this.setClockOffset(i, 0);
     for (let i = 0; i < this.n(); i++) {
       this.cluster.pauseDatanode(i, false);
       if (!this.cluster.isRunning(i)) await this.cluster.startDatanode(i);

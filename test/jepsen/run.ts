@@ -7,7 +7,7 @@
 //              linearizability;
 //   set      — unique inserts plus final reads from every node; a missing acknowledged insert
 //              is lost data (RPO > 0).
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
@@ -126,8 +126,12 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     objectStoreLink = new LinkProxy('object-store', Number(new URL(s3.endpoint).port));
     await objectStoreLink.start();
   }
+  // With the clock-skew nemesis every datanode runs under libfaketime, its wall clock offset read
+  // from a control file the nemesis rewrites (monotonic clocks are left alone).
+  const clockFiles = options.faults.includes('clock-skew') ? clockSkewSetup(dir, n) : undefined;
   const cluster = new LocalCluster({
     datanodes: n,
+    ...(clockFiles ? { envFor: clockFiles.envFor } : {}),
     ...(objectStoreLink
       ? { storageToml: `[storage]\ntype = "s3"\nendpoint = "http://${objectStoreLink.addr}"\nbucket = "${BUCKET}"\nprefix = "jepsen"\naccess_key_id = "S3RVER"\nsecret_access_key = "S3RVER"` }
       : {}),
@@ -256,6 +260,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
         log(`  nemesis ${line}`);
       },
       objectStoreLink,
+      clockFiles?.setOffset,
     );
     const registerCount = options.registerClients ?? 6;
     const setCount = options.setClients ?? 2;
@@ -349,6 +354,25 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     await objectStoreLink?.stop();
     if (s3) await stopS3rver(s3);
   }
+}
+
+const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+
+/** Per-datanode libfaketime control files (offset "+Ns"), and the environment that uses them. */
+function clockSkewSetup(dir: string, n: number): { envFor(name: string): Record<string, string>; setOffset(i: number, seconds: number): void } {
+  if (!existsSync(LIBFAKETIME)) throw new Error(`the clock-skew nemesis needs libfaketime (${LIBFAKETIME}): apt-get install faketime (make jepsen does)`);
+  const file = (i: number) => join(dir, `clock-datanode${i + 1}`);
+  const setOffset = (i: number, seconds: number) => writeFileSync(file(i), `${seconds >= 0 ? '+' : ''}${seconds}s\n`);
+  for (let i = 0; i < n; i++) setOffset(i, 0);
+  return {
+    envFor(name: string): Record<string, string> {
+      const m = /^datanode(\d+)$/.exec(name);
+      if (!m) return {};
+      // Re-read the control file at most once a second; only the wall clock moves.
+      return { LD_PRELOAD: LIBFAKETIME, FAKETIME_TIMESTAMP_FILE: file(Number(m[1]) - 1), FAKETIME_CACHE_DURATION: '1', DONT_FAKE_MONOTONIC: '1' };
+    },
+    setOffset,
+  };
 }
 
 /** A broken read for the harness self-test: any replica's local state, no ReadIndex. */

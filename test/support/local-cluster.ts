@@ -56,6 +56,8 @@ export interface ClusterOptions {
   readonly harnessTls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** Extra TOML for datanode i (0-based), after the ports are known (e.g. raft proxies). */
   readonly datanodeTomlFor?: (i: number, cluster: LocalCluster) => string;
+  /** Extra environment of a process by its name ('metasrv', 'datanode1', …), e.g. a faked clock. */
+  readonly envFor?: (name: string) => Record<string, string>;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -224,7 +226,8 @@ export class LocalCluster {
 
   private async startNode(node: NodeProcess, args: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT }));
+    const env = { ...process.env, ...(this.options.envFor?.(node.name) ?? {}) };
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT, env }));
     logChildOutput(child, node.logFile, node.name);
     node.process = child;
     const deadline = Date.now() + 30_000;

@@ -15,10 +15,11 @@ import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
-import { MALFORMED, failStream, unary } from '../rpc/status.js';
+import { MALFORMED, failStream, fromGrpcError, unary } from '../rpc/status.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
+import { loadOrCreateStoreId } from '../common/store-id.js';
 import type { Message } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
@@ -78,6 +79,8 @@ export class Datanode {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private metaClient: grpc.Client | undefined;
   private registered = false;
+  /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
+  storeId = '';
   private stopping = false;
   advertiseAddr = '';
   readonly registry = new Registry();
@@ -148,6 +151,9 @@ export class Datanode {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
+    const store = loadOrCreateStoreId(dataDir, join(dataDir, 'wal'));
+    this.storeId = store.storeId;
+    if (store.origin !== 'existing') this.log.warn({ storeId: store.storeId, origin: store.origin }, store.origin === 'fresh' ? 'new store: empty data dir' : 'data dir from before store ids: adopted a store id');
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
     this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
@@ -492,6 +498,7 @@ export class Datanode {
         memtable_bytes: String(state.memtableBytes()),
         voters: st.confState.voters.map(String),
         learners: st.confState.learners.map(String),
+        conf_index: String(r.confIndex),
       };
     });
   }
@@ -569,7 +576,7 @@ export class Datanode {
         const res = await call<{ regions: ProtoOpenRegion[] }>(
           this.metaClient,
           'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}` },
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}`, store_id: this.storeId },
           timeoutMs,
         );
         this.registered = true;
@@ -579,7 +586,7 @@ export class Datanode {
       const res = await call<{ instructions: ProtoInstruction[] }>(
         this.metaClient,
         'Heartbeat',
-        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() },
+        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
         timeoutMs,
       );
       for (const ins of res.instructions) await this.execute(ins);
@@ -587,6 +594,9 @@ export class Datanode {
       this.metrics.replicas.set(replicas.length);
       this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
     } catch (err) {
+      // A metasrv that does not know this node (its catalog was lost or restored from an older
+      // copy) gets a registration on the next beat.
+      if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
       // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
       this.log.debug({ err: (err as Error).message }, 'heartbeat to metasrv failed');
     }

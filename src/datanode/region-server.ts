@@ -124,6 +124,8 @@ export class Replica<R> {
   readonly queuedReads: QueuedRead[] = [];
   readonly reads = new Map<string, PendingRead>();
   appliedIndex: number;
+  /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
+  confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
 
@@ -136,6 +138,7 @@ export class Replica<R> {
     appliedIndex: number,
   ) {
     this.appliedIndex = appliedIndex;
+    this.confIndex = appliedIndex;
   }
 
   isLeader(): boolean {
@@ -440,6 +443,7 @@ export class RegionServer<R> {
         replica.stateMachine = this.stateMachines.create(replica.regionId, rd.snapshot.data);
         replica.stateMachine.onMembership?.(rd.snapshot.metadata.confState.voters, rd.snapshot.metadata.confState.learners);
         replica.appliedIndex = rd.snapshot.metadata.index;
+        replica.confIndex = rd.snapshot.metadata.index;
         this.resetPeersFromConf(replica, rd.snapshot.metadata.confState);
         this.log.info({ regionId: replica.regionId, index: replica.appliedIndex }, 'installed raft snapshot');
       }
@@ -501,6 +505,7 @@ export class RegionServer<R> {
         if (typeof info.nodeId === 'number') replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
       }
       const confState = replica.raft.applyConfChange(cc);
+      replica.confIndex = entry.index;
       replica.stateMachine.onMembership?.(confState.voters, confState.learners);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {

@@ -81,6 +81,8 @@ export class Datanode {
   private registered = false;
   /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
   storeId = '';
+  /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
+  private heartbeating: Promise<void> | undefined;
   private stopping = false;
   advertiseAddr = '';
   readonly registry = new Registry();
@@ -249,8 +251,8 @@ export class Datanode {
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
     this.metaClient = makeClient('Meta', this.config.metasrv.addr, { credentials: this.peerCredentials });
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeat.interval_ms);
-    void this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
+    void this.heartbeatOnce();
     this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
   }
 
@@ -266,6 +268,7 @@ export class Datanode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await this.heartbeating; // its instructions must not run against a closed WAL
     this.flusher?.stop();
     await this.regionServer?.stop();
     await this.transport?.close();
@@ -567,6 +570,19 @@ export class Datanode {
   }
 
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * One heartbeat at a time: a beat whose reply (or whose instructions) take longer than the
+   * interval must not overlap the next, which could apply an older reply's close(destroy) after
+   * a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
+   */
+  heartbeatOnce(): Promise<void> {
+    if (this.heartbeating) return this.heartbeating;
+    this.heartbeating = this.heartbeat().finally(() => {
+      this.heartbeating = undefined;
+    });
+    return this.heartbeating;
+  }
 
   private async heartbeat(): Promise<void> {
     if (this.stopping || !this.metaClient) return;

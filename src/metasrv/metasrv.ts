@@ -46,6 +46,12 @@ interface ProtoReplicaStat {
 }
 
 const PROCEDURE_TICK_MS = 200;
+/**
+ * After a start, nothing allocates ids (procedures, table creation) for this many datanode
+ * heartbeat intervals: the live datanodes report what they host first, and the allocators are
+ * raised above it (a catalog restored from an older copy is behind the ids in use).
+ */
+const STARTUP_QUIET_HEARTBEATS = 3;
 
 export class Metasrv {
   private store!: CatalogStore;
@@ -217,7 +223,9 @@ export class Metasrv {
   nodeState(node: NodeDef): string {
     if (node.state === 'draining') return 'draining';
     const d = this.detectors.get(node.nodeId);
-    if (!d) return 'unknown';
+    // Registered but no heartbeat yet: what it hosts is unknown, so nothing is placed on it
+    // (the id allocators are raised above what it reports first).
+    if (!d || !this.observed.has(node.nodeId)) return 'unknown';
     return d.isAvailable(performance.now()) ? 'alive' : 'suspect';
   }
 
@@ -251,7 +259,7 @@ export class Metasrv {
       pickNode: (exclude) => {
         const load = replicaCountByNode(this.catalog);
         return Object.values(this.catalog.nodes)
-          .filter((n) => n.state !== 'draining' && this.isAlive(n.nodeId) && !exclude.has(n.nodeId))
+          .filter((n) => n.state !== 'draining' && this.isAlive(n.nodeId) && this.observed.has(n.nodeId) && !exclude.has(n.nodeId))
           .sort((a, b) => (load.get(a.nodeId) ?? 0) - (load.get(b.nodeId) ?? 0) || a.nodeId - b.nodeId)[0];
       },
       start: (kind, data) => newProcedure(this.context(), kind, data),
@@ -273,7 +281,7 @@ export class Metasrv {
 
   /** Detects failures, starts the procedures they call for, advances running procedures. */
   private async tick(): Promise<void> {
-    if (this.ticking) return;
+    if (this.ticking || this.startupQuietMs() > 0) return;
     this.ticking = true;
     try {
       const now = Date.now();
@@ -315,6 +323,11 @@ export class Metasrv {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
+  private startupQuietMs(): number {
+    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - Date.now());
   }
 
   private hostsReplicas(nodeId: number): boolean {
@@ -504,12 +517,11 @@ export class Metasrv {
     const columns = fromProtoColumns(req.columns);
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
+    const quietMs = this.startupQuietMs();
+    if (quietMs > 0) await new Promise((ok) => setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
     // Placement needs live datanodes; count only those heard from recently.
     for (const node of Object.values(this.catalog.nodes)) {
-      // ...and whose replicas this metasrv has seen (a heartbeat after registration): the id
-      // allocators are raised above what they host before anything is placed.
-      const reported = this.observed.has(node.nodeId);
-      node.state = this.nodeState(node) === 'alive' && reported ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
+      node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
     await this.save();

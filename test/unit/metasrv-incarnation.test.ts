@@ -78,7 +78,7 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-incarnation-'));
     metasrv = new Metasrv(
-      metasrvConfigSchema.parse({ cluster_id: CLUSTER, node: { data_dir: join(dir, 'metasrv') }, grpc: { port: 0 }, http: { port: 0 }, balance_leaders_interval_ms: 0 }),
+      metasrvConfigSchema.parse({ cluster_id: CLUSTER, node: { data_dir: join(dir, 'metasrv') }, grpc: { port: 0 }, http: { port: 0 }, balance_leaders_interval_ms: 0, failure_detector: { heartbeat_interval_ms: 100 } }),
       silentLogger,
       3,
     );
@@ -91,14 +91,23 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
       await register(n, `store-${n}`);
       await heartbeat(n, `store-${n}`);
     }
-    const created = await call<{ routes: { region_id: string; peers: { peer_id: string; node_id: string }[] }[] }>(meta, 'CreateTable', {
-      name: 't',
-      columns: [
-        { name: 'host', type: 'STRING', semantic: 'TAG' },
-        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-      ],
-      region_count: 1,
-    }, 20_000);
+    // The fake datanodes keep beating while the metasrv finishes its startup quiet period.
+    const pulse = setInterval(() => {
+      for (const n of [1, 2, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
+    }, 100);
+    let created: { routes: { region_id: string; peers: { peer_id: string; node_id: string }[] }[] };
+    try {
+      created = await call(meta, 'CreateTable', {
+        name: 't',
+        columns: [
+          { name: 'host', type: 'STRING', semantic: 'TAG' },
+          { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+        ],
+        region_count: 1,
+      }, 20_000);
+    } finally {
+      clearInterval(pulse);
+    }
     regionId = created.routes[0]!.region_id;
     for (const p of created.routes[0]!.peers) hosted.set(Number(p.node_id), Number(p.peer_id));
     for (const n of [1, 2, 3]) await heartbeat(n, `store-${n}`);
@@ -135,9 +144,10 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
   it('a store id adopted for a data dir from before store ids is the same incarnation', async () => {
     const reg = await register(3, 'adopted-0b1c');
     expect(reg.regions.map((r) => r.self_peer_id)).to.deep.equal([String(hosted.get(3))]);
-    await heartbeat(3, 'adopted-0b1c');
-    await new Promise((ok) => setImmediate(ok));
-    expect((await status()).procedures.filter((p) => p.kind === 'repair-replica')).to.deep.equal([]);
+    const res = await heartbeat(3, 'adopted-0b1c');
+    expect(res.instructions.filter((i) => i.close_region), 'nothing of it is deleted').to.deep.equal([]);
+    const info = (await status()).region_infos.find((r) => r.route.region_id === regionId)!;
+    expect(info.problems, 'no replica marked lost').to.deep.equal([]);
   });
 
   it('a replica reported failed is repaired although its node is alive', async () => {

@@ -91,6 +91,12 @@ describe('integration: the metasrv on an empty catalog destroys nothing and reus
     cpSync(cluster.metasrv.dataDir, saved, { recursive: true });
     rmSync(cluster.metasrv.dataDir, { recursive: true, force: true });
     await cluster.startMetasrv();
+    // Running datanodes are unknown to the new catalog: their heartbeats are refused NOT_FOUND
+    // and they register again.
+    await waitUntil('the running datanodes to register again', 30_000, async () => {
+      const s = (await client.listNodes()) as StatusView;
+      return s.nodes.filter((n) => n.state === 'alive').length === 3 ? true : undefined;
+    });
     for (const i of [0, 1, 2]) {
       await cluster.stopDatanode(i);
       await cluster.startDatanode(i);
@@ -213,8 +219,27 @@ describe('integration: a datanode back on a wiped data dir is a new incarnation 
     // after the wipe the leader holds the only copy.
     await cluster.stopDatanode(lagging, 'SIGKILL');
     await writeRows(client, acked, 1_000, 300);
+    // The leader dies under a write load (single rows; each acknowledged one is recorded).
+    const loader = cluster.client({ deadlineMs: 3000, attemptTimeoutMs: 1000 });
+    let loading = true;
+    let loaded = 0;
+    const load = (async () => {
+      for (let i = 5_000; loading; i++) {
+        const r = row(i);
+        try {
+          await loader.write(TABLE, [r]);
+          acked.set(keyOf(r), r);
+          loaded++;
+        } catch {
+          // outcome unknown: not counted as acknowledged
+        }
+      }
+    })();
+    await waitUntil('the write load to get acknowledgements', 10_000, async () => (loaded >= 20 ? true : undefined));
     await cluster.stopDatanode(leader, 'SIGKILL');
     await cluster.stopDatanode(wiped, 'SIGKILL');
+    loading = false;
+    await load;
     rmSync(cluster.datanodes[wiped]!.dataDir, { recursive: true, force: true });
     expect(existsSync(cluster.datanodes[wiped]!.dataDir)).to.equal(false);
     await cluster.startDatanode(wiped);

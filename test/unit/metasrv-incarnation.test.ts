@@ -12,7 +12,9 @@ import type * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { metasrvConfigSchema } from '../../src/common/config.js';
 import { silentLogger } from '../../src/common/logger.js';
+import { makeRegionId } from '../../src/metasrv/catalog.js';
 import { Metasrv } from '../../src/metasrv/metasrv.js';
+import { FsObjectStore } from '../../src/object-store/index.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { waitUntil } from '../support/local-cluster.js';
 
@@ -157,5 +159,37 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
       return (await status()).procedures.find((p) => p.kind === 'repair-replica');
     });
     expect(repair.description).to.match(new RegExp(`replace peer ${hosted.get(3)} \\(node 3\\).*replica failed: corrupt WAL record at index 7`));
+  });
+});
+
+describe('metasrv: table ids after a catalog loss (issue 14.2)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let metasrv: Metasrv | undefined;
+
+  afterEach(async () => {
+    await metasrv?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an empty catalog allocates table ids above every table with objects in the object store', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-table-ids-'));
+    const objects = new FsObjectStore(join(dir, 'objects'));
+    // A lost table 5000 left a manifest (and table 4000 an SST) behind.
+    await objects.put(`regions/${makeRegionId(5000, 2)}/manifest/0000000000000010.manifest`, new Uint8Array([1]));
+    await objects.put(`regions/${makeRegionId(4000, 0)}/sst/0000000000000001-1-a.sst`, new Uint8Array([1]));
+    metasrv = new Metasrv(
+      metasrvConfigSchema.parse({
+        cluster_id: CLUSTER,
+        node: { data_dir: join(dir, 'metasrv') },
+        grpc: { port: 0 },
+        http: { port: 0 },
+        storage: { type: 'fs', root: join(dir, 'objects') },
+      }),
+      silentLogger,
+      1,
+    );
+    await metasrv.start();
+    expect(metasrv.catalog.nextTableId).to.equal(5001);
   });
 });

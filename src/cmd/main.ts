@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The regiondb CLI: servers (metasrv, datanode, standalone, cluster) and client commands.
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { RegionDbClient } from '../client/client.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
@@ -151,6 +152,7 @@ program
         node: { data_dir: `${dn.node.data_dir}-metasrv` },
         grpc: { host: '127.0.0.1', port: opts.metasrvPort },
         http: { host: '127.0.0.1', port: 0 },
+        storage: dn.storage ?? { type: 'fs', root: join(dn.node.data_dir, 'objects') },
       });
       const m = new Metasrv(meta, createLogger({ name: 'metasrv', level: dn.log.level, format: dn.log.format }), 1);
       await m.start();
@@ -307,6 +309,7 @@ interface StatusResponse {
     applied_index: string[];
     flushed_index: string;
     health: string;
+    problems?: string[];
   }[];
   procedures: { id: string; kind: string; status: string; step: string; description: string; notes: string[]; error: string }[];
 }
@@ -337,6 +340,7 @@ program
           r.health,
         ]),
       );
+      const problems = res.region_infos.flatMap((r) => (r.problems ?? []).map((p) => `region ${r.route.region_id}: ${p}`));
       const shown = res.procedures.filter((p) => opts.allProcedures || p.status !== 'done');
       const procedures = shown.length
         ? renderTable(
@@ -344,7 +348,7 @@ program
             shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
           )
         : '(no running procedures; --all-procedures shows finished ones)';
-      return [nodes, '', regions, '', procedures].join('\n');
+      return [nodes, '', regions, ...(problems.length ? ['', 'NOT RECONCILED (left alone):', ...problems] : []), '', procedures].join('\n');
     });
   });
 

@@ -142,6 +142,11 @@ export const metasrvConfigSchema = z
     replica_repair_after_ms: positiveInt.default(60_000),
     /** How often leader balance is checked (a balance-leaders procedure starts if off by > 1); 0 disables. */
     balance_leaders_interval_ms: z.number().int().nonnegative().default(30_000),
+    /**
+     * The datanodes' object store, read only at start: table ids are allocated above every table
+     * with objects there (a lost or restored catalog must not reuse them). Optional.
+     */
+    storage: storageSchema.optional(),
     tls: tlsSchema.optional(),
     auth: authSchema.optional(),
     log: logSchema,

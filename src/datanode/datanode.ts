@@ -15,10 +15,11 @@ import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
-import { MALFORMED, failStream, unary } from '../rpc/status.js';
+import { MALFORMED, failStream, fromGrpcError, unary } from '../rpc/status.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
+import { loadOrCreateStoreId } from '../common/store-id.js';
 import type { Message } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
@@ -78,6 +79,10 @@ export class Datanode {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private metaClient: grpc.Client | undefined;
   private registered = false;
+  /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
+  storeId = '';
+  /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
+  private heartbeating: Promise<void> | undefined;
   private stopping = false;
   advertiseAddr = '';
   readonly registry = new Registry();
@@ -148,6 +153,9 @@ export class Datanode {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
+    const store = loadOrCreateStoreId(dataDir, join(dataDir, 'wal'));
+    this.storeId = store.storeId;
+    if (store.origin !== 'existing') this.log.warn({ storeId: store.storeId, origin: store.origin }, store.origin === 'fresh' ? 'new store: empty data dir' : 'data dir from before store ids: adopted a store id');
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
     this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
@@ -247,8 +255,8 @@ export class Datanode {
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
     this.metaClient = makeClient('Meta', this.config.metasrv.addr, { credentials: this.peerCredentials });
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeat.interval_ms);
-    void this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
+    void this.heartbeatOnce();
     this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
   }
 
@@ -264,6 +272,7 @@ export class Datanode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await this.heartbeating; // its instructions must not run against a closed WAL
     this.flusher?.stop();
     await this.regionServer?.stop();
     await this.transport?.close();
@@ -498,6 +507,7 @@ export class Datanode {
         learners: st.confState.learners.map(String),
         snapshot_installed_index: String(r.snapshotInstalledIndex),
         ssts: state.ssts.length,
+        conf_index: String(r.confIndex),
       };
     });
   }
@@ -567,6 +577,19 @@ export class Datanode {
 
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * One heartbeat at a time: a beat whose reply (or whose instructions) take longer than the
+   * interval must not overlap the next, which could apply an older reply's close(destroy) after
+   * a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
+   */
+  heartbeatOnce(): Promise<void> {
+    if (this.heartbeating) return this.heartbeating;
+    this.heartbeating = this.heartbeat().finally(() => {
+      this.heartbeating = undefined;
+    });
+    return this.heartbeating;
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.stopping || !this.metaClient) return;
     const timeoutMs = Math.max(500, this.config.heartbeat.interval_ms);
@@ -575,7 +598,7 @@ export class Datanode {
         const res = await call<{ regions: ProtoOpenRegion[] }>(
           this.metaClient,
           'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}` },
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}`, store_id: this.storeId },
           timeoutMs,
         );
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
@@ -585,7 +608,7 @@ export class Datanode {
       const res = await call<{ instructions: ProtoInstruction[] }>(
         this.metaClient,
         'Heartbeat',
-        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() },
+        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
         timeoutMs,
       );
       for (const ins of res.instructions) await this.execute(ins);
@@ -593,6 +616,9 @@ export class Datanode {
       this.metrics.replicas.set(replicas.length);
       this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
     } catch (err) {
+      // A metasrv that does not know this node (its catalog was lost or restored from an older
+      // copy) gets a registration on the next beat.
+      if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
       // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
       this.log.debug({ err: (err as Error).message }, 'heartbeat to metasrv failed');
     }

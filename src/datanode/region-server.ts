@@ -128,6 +128,8 @@ export class Replica<R> {
   appliedIndex: number;
   /** Index of the last raft snapshot installed by this process (0: none yet). */
   snapshotInstalledIndex = 0;
+  /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
+  confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
 
@@ -140,6 +142,7 @@ export class Replica<R> {
     appliedIndex: number,
   ) {
     this.appliedIndex = appliedIndex;
+    this.confIndex = appliedIndex;
   }
 
   isLeader(): boolean {
@@ -457,6 +460,7 @@ export class RegionServer<R> {
         replica.stateMachine = this.stateMachines.create(replica.regionId, rd.snapshot.data);
         replica.stateMachine.onMembership?.(rd.snapshot.metadata.confState.voters, rd.snapshot.metadata.confState.learners);
         replica.appliedIndex = rd.snapshot.metadata.index;
+        replica.confIndex = rd.snapshot.metadata.index;
         this.resetPeersFromConf(replica, rd.snapshot.metadata.confState);
         replica.snapshotInstalledIndex = replica.appliedIndex;
         this.hooks.onSnapshotInstalled?.(replica.regionId, replica.appliedIndex);
@@ -520,6 +524,7 @@ export class RegionServer<R> {
         if (typeof info.nodeId === 'number') replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
       }
       const confState = replica.raft.applyConfChange(cc);
+      replica.confIndex = entry.index;
       replica.stateMachine.onMembership?.(confState.voters, confState.learners);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {

@@ -148,6 +148,7 @@ export class LocalCluster {
       `[grpc]\nhost = "127.0.0.1"\nport = ${mg}`,
       `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
       `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
+      this.options.storageToml ?? `[storage]\ntype = "fs"\nroot = "${join(this.dir, 'object-store')}"`,
       `[log]\nlevel = "info"`,
     ]);
     ports.datanodes.forEach(([g, h], index) => {

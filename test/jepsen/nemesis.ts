@@ -1,13 +1,14 @@
 // The nemesis: seeded, bounded fault schedules against a real cluster. Every fault is logged
 // with its start and heal times (monotonic ms, the history's clock) and always healed: the
 // schedule ends by restarting what was killed, resuming what was paused and healing every link.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
 import { appendTornRecord, regionIdsIn } from '../fixtures/wal-corrupt.js';
 import type { LocalCluster } from '../support/local-cluster.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew'] as const;
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew', 'wipe-disk'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface FaultRecord {
@@ -138,6 +139,17 @@ export class Nemesis {
           const index = await appendTornRecord(walDir, region);
           record.targets.push(`torn record region ${region} index ${index}`);
         }
+        return () => this.cluster.startDatanode(victim);
+      }
+      case 'wipe-disk': {
+        // A new disk under an old name: kill -9, the data dir deleted, the same node id started
+        // on it. The metasrv must see a new incarnation (a new store id) and replace its
+        // replicas under fresh peer ids; reopened under the old ones at term 0 they could vote
+        // in a leader that lacks committed writes.
+        const victim = this.rand.int(n);
+        record.targets = [`${name(victim)} (data dir wiped)`];
+        await this.cluster.stopDatanode(victim, 'SIGKILL');
+        rmSync(this.cluster.datanodes[victim]!.dataDir, { recursive: true, force: true });
         return () => this.cluster.startDatanode(victim);
       }
       case 'kill-majority': {

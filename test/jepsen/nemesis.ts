@@ -89,6 +89,24 @@ export class Nemesis {
     }
   }
 
+  /** True once the metasrv reports every region healthy (all replicas live) and no procedure running; false after `timeoutMs`. */
+  private async fullyReplicated(timeoutMs: number): Promise<boolean> {
+    const client = this.cluster.client({ deadlineMs: 2000 });
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (!this.stopped && Date.now() < deadline) {
+        const status = (await client.listNodes().catch(() => undefined)) as
+          | { region_infos: { health: string }[]; procedures: { status: string }[] }
+          | undefined;
+        if (status && status.region_infos.every((r) => r.health === 'healthy') && !status.procedures.some((p) => p.status === 'running')) return true;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      return false;
+    } finally {
+      client.close();
+    }
+  }
+
   private n(): number {
     return this.cluster.datanodes.length;
   }
@@ -146,7 +164,13 @@ export class Nemesis {
         // on it. The metasrv must see a new incarnation (a new store id) and replace its
         // replicas under fresh peer ids; reopened under the old ones at term 0 they could vote
         // in a leader that lacks committed writes.
+        // Within the fault model only: three replicas tolerate one lost disk, not a second one
+        // before the first is repaired. Wait (bounded) until every region is healthy again.
         const victim = this.rand.int(n);
+        if (!(await this.fullyReplicated(30_000))) {
+          record.targets = ['skipped: a region is still under-replicated from an earlier fault'];
+          return async () => undefined;
+        }
         record.targets = [`${name(victim)} (data dir wiped)`];
         await this.cluster.stopDatanode(victim, 'SIGKILL');
         rmSync(this.cluster.datanodes[victim]!.dataDir, { recursive: true, force: true });

@@ -505,9 +505,14 @@ export class Flusher {
       w.unreferenced = decision.unreferenced;
       const state = replica.stateMachine as RegionState;
       if (decision.snapshotNeededAt !== undefined && state.flushedIndex < decision.snapshotNeededAt) w.snapshotRequested = true;
-      if (decision.deletable.length === 0 && decision.waitingForSnapshots + decision.inGrace === 0) return;
+      // Logged when the store holds SSTs the version does not name (after a compaction, a failed
+      // or pending flush): what each is waiting for.
+      const versionKeys = new Set(state.ssts.map((s) => s.key));
+      const notInVersion = listed.filter((k) => !versionKeys.has(k)).length;
+      if (notInVersion === 0) return;
+      const unreferenced = decision.deletable.length + decision.waitingForSnapshots + decision.inGrace;
       this.log.info(
-        { regionId, term, unreferenced: decision.deletable.length + decision.waitingForSnapshots + decision.inGrace, waitingForSnapshots: decision.waitingForSnapshots, inGrace: decision.inGrace, deletable: decision.deletable.length, replicasSnapshotIndex },
+        { regionId, term, notInVersion, stillNamed: notInVersion - unreferenced, waitingForSnapshots: decision.waitingForSnapshots, inGrace: decision.inGrace, deletable: decision.deletable.length, replicasSnapshotIndex },
         'SST GC pass',
       );
       if (decision.deletable.length === 0) return;

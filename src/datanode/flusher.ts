@@ -27,7 +27,8 @@ import {
   encodeManifest,
   manifestKey,
   manifestPrefix,
-  peerIdOfReplicaSnapshotKey,
+  loadLatestManifest,
+  parseReplicaSnapshotKey,
   replicaSnapshotKey,
   replicaSnapshotPrefix,
   sstPrefix,
@@ -418,33 +419,35 @@ export class Flusher {
    */
   private async publishSnapshot(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
     const snapshot = replica.store.snapshot();
+    const { regionId, selfPeerId } = replica;
     w.snapshotPublishing = true;
     try {
-      await this.store.put(replicaSnapshotKey(replica.regionId, replica.selfPeerId), snapshot.data);
+      await this.store.put(replicaSnapshotKey(regionId, selfPeerId, snapshot.metadata.index), snapshot.data);
       w.snapshotPublished = snapshot.metadata.index;
+      for (const o of await this.store.list(replicaSnapshotPrefix(regionId))) {
+        const published = parseReplicaSnapshotKey(regionId, o.key);
+        if (published?.peerId === selfPeerId && published.index < snapshot.metadata.index) await this.store.delete(o.key);
+      }
     } catch (err) {
-      this.log.warn({ regionId: replica.regionId, index: snapshot.metadata.index, err: (err as Error).message }, 'publishing the replica snapshot failed; will retry');
+      this.log.warn({ regionId, index: snapshot.metadata.index, err: (err as Error).message }, 'publishing the replica snapshot failed; will retry');
     } finally {
       w.snapshotPublishing = false;
     }
   }
 
   /**
-   * SSTs whose reference this node can see synchronously (G2): the version, the raft snapshot,
-   * edits above the applied index, this node's uploads in flight, open scans. Read after the
-   * object-store listing, so anything listed and still on its way into the version is caught
-   * at one of these steps.
+   * SSTs in use that this node can see synchronously (G2): the version, edits above the
+   * applied index, this node's uploads in flight, open scans. Read after the object-store
+   * listing, so anything listed and still on its way into the version is caught at one of
+   * these steps.
    */
-  private localReferences(replica: Replica<ApplyResult>): Set<string> {
+  private inUse(replica: Replica<ApplyResult>): Set<string> {
     const state = replica.stateMachine as RegionState;
     const keys = new Set(state.ssts.map((s) => s.key));
-    const snapshot = replica.store.snapshot();
-    if (snapshot.metadata.index > 0) {
-      for (const s of decodeManifest(snapshot.data, `raft snapshot of region ${replica.regionId}`).ssts) keys.add(s.key);
-    }
     const log = replica.raft.log;
-    const pending = log.slice(replica.appliedIndex + 1, log.lastIndex() + 1, Number.POSITIVE_INFINITY);
-    for (const k of sstsNamedByEntries(pending)) keys.add(k);
+    if (log.lastIndex() > replica.appliedIndex) {
+      for (const k of sstsNamedByEntries(log.slice(replica.appliedIndex + 1, log.lastIndex() + 1, Number.POSITIVE_INFINITY))) keys.add(k);
+    }
     for (const k of this.uploading) keys.add(k);
     for (const k of this.leases.keys()) keys.add(k);
     return keys;
@@ -466,36 +469,40 @@ export class Flusher {
     w.gcRunning = true;
     try {
       const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
-      const named = new Set<string>();
-      for (const o of await this.store.list(manifestPrefix(regionId))) {
-        if (!o.key.endsWith('.manifest')) continue;
-        for (const s of decodeManifest(await this.store.get(o.key), `${this.store.description}/${o.key}`).ssts) named.add(s.key);
-      }
-      // G3: every member's durable snapshot; this replica's own is read locally (fresher).
+      const namedBySnapshots = new Set<string>();
+      for (const s of (await loadLatestManifest(this.store, regionId))?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
+      // G3: every member's durable snapshot, the newest each has published; this replica's own
+      // is read locally (fresher).
       const conf = replica.raft.confState();
       const members = new Set([...conf.voters, ...conf.learners]);
-      const snapshotIndexOf = new Map<number, number>();
+      const newest = new Map<number, { index: number; key: string }>();
       for (const o of await this.store.list(replicaSnapshotPrefix(regionId))) {
-        const peerId = peerIdOfReplicaSnapshotKey(regionId, o.key);
-        if (peerId === undefined || peerId === replica.selfPeerId) continue;
-        if (!members.has(peerId)) {
+        const published = parseReplicaSnapshotKey(regionId, o.key);
+        if (!published || published.peerId === replica.selfPeerId) continue;
+        if (!members.has(published.peerId)) {
           await this.store.delete(o.key); // a removed replica: peer ids are never reused
           continue;
         }
-        const published = decodeManifest(await this.store.get(o.key), `${this.store.description}/${o.key}`);
-        for (const s of published.ssts) named.add(s.key);
-        snapshotIndexOf.set(peerId, published.flushedIndex);
+        if ((newest.get(published.peerId)?.index ?? -1) < published.index) newest.set(published.peerId, { index: published.index, key: o.key });
       }
-      snapshotIndexOf.set(replica.selfPeerId, replica.store.snapshot().metadata.index);
-      let replicasSnapshotIndex = Number.POSITIVE_INFINITY;
-      for (const peerId of members) replicasSnapshotIndex = Math.min(replicasSnapshotIndex, snapshotIndexOf.get(peerId) ?? 0);
-      if (members.size === 0) replicasSnapshotIndex = 0;
+      for (const { key } of newest.values()) {
+        for (const s of decodeManifest(await this.store.get(key), `${this.store.description}/${key}`).ssts) namedBySnapshots.add(s.key);
+      }
+      const snapshot = replica.store.snapshot();
+      if (snapshot.metadata.index > 0) {
+        for (const s of decodeManifest(snapshot.data, `raft snapshot of region ${regionId}`).ssts) namedBySnapshots.add(s.key);
+      }
+      let replicasSnapshotIndex = members.size > 0 ? Number.POSITIVE_INFINITY : 0;
+      for (const peerId of members) {
+        const index = peerId === replica.selfPeerId ? snapshot.metadata.index : (newest.get(peerId)?.index ?? 0);
+        replicasSnapshotIndex = Math.min(replicasSnapshotIndex, index);
+      }
 
       if (!this.leaderMayCollect(replica, term)) return;
-      for (const k of this.localReferences(replica)) named.add(k);
       const decision = decideSstGc({
         listed,
-        referenced: named,
+        referenced: this.inUse(replica),
+        namedBySnapshots,
         appliedIndex: replica.appliedIndex,
         replicasSnapshotIndex,
         nowMs: this.clock.nowMs(),
@@ -521,10 +528,14 @@ export class Flusher {
       // can see (a flush or a scan may have started since the decision).
       await this.regionServer.readBarrier(regionId);
       if (!this.leaderMayCollect(replica, term)) return;
-      const stillNamed = this.localReferences(replica);
+      const stillInUse = this.inUse(replica);
+      const snapshotNow = replica.store.snapshot();
+      if (snapshotNow.metadata.index > 0) {
+        for (const s of decodeManifest(snapshotNow.data, `raft snapshot of region ${regionId}`).ssts) stillInUse.add(s.key);
+      }
       let deleted = 0;
       for (const key of decision.deletable.slice(0, GC_DELETES_PER_PASS_MAX)) {
-        if (stillNamed.has(key) || this.leases.has(key) || this.uploading.has(key)) continue;
+        if (stillInUse.has(key) || this.leases.has(key) || this.uploading.has(key)) continue;
         await this.store.delete(key);
         deleted++;
       }

@@ -8,8 +8,8 @@
 //       the pending ones are visible to it;
 //   G2. nothing names it that may still be read: the leader's version, its raft snapshot, any
 //       edit in its log above the applied index, any upload of this node not yet settled,
-//       any open scan on this node (reader leases), any manifest in the object store (what
-//       `regiondb recover` and backups load), any replica's published snapshot;
+//       any open scan on this node (reader leases), the latest manifest in the object store
+//       (what `regiondb recover` and backups load), any replica's published snapshot;
 //   G3. every replica of the region (voters and learners, the leader included) has a snapshot
 //       at or above the leader's applied index when the leader first saw it unreferenced: a
 //       replica restarting from an older snapshot replays entries whose versions may name it;
@@ -35,8 +35,14 @@ export interface UnreferencedSst {
 export interface SstGcInput {
   /** SST keys of the region in the object store. */
   readonly listed: readonly string[];
-  /** Keys named by something that may still read them (G2). */
+  /** Keys named by the version, a pending edit, an upload in flight or an open scan (G2). */
   readonly referenced: ReadonlySet<string>;
+  /**
+   * Keys named only by snapshots (the leader's raft snapshot, the latest manifest, replicas'
+   * published snapshots), G2 too. They name an SST until every replica has snapshotted past the
+   * point it left the version, so such an SST counts as waiting for snapshots (G3).
+   */
+  readonly namedBySnapshots: ReadonlySet<string>;
   readonly appliedIndex: number;
   /** Lowest snapshot index over the region's replicas; 0 if one of them has published none (G3). */
   readonly replicasSnapshotIndex: number;
@@ -52,8 +58,9 @@ export interface SstGcDecision {
   /** To pass to the next decision. */
   readonly unreferenced: ReadonlyMap<string, UnreferencedSst>;
   /**
-   * Some SST waits for every replica to snapshot at or above this index (G3); undefined if
-   * none does. A region that no longer flushes gets there only if the leader flushes.
+   * Some SST waits for every replica to snapshot at or above this index (G3), or for the
+   * snapshots naming it to be superseded; undefined if none does. A region that no longer
+   * flushes gets there only if the leader flushes.
    */
   readonly snapshotNeededAt: number | undefined;
   /** Unreferenced SSTs not deletable yet: waiting for replicas' snapshots (G3), for the grace (G4). */
@@ -73,10 +80,10 @@ export function decideSstGc(input: SstGcInput): SstGcDecision {
   let waitingForSnapshots = 0;
   let inGrace = 0;
   for (const key of input.listed) {
-    if (input.referenced.has(key)) continue; // named again: forgotten, its grace starts over
+    if (input.referenced.has(key)) continue; // in use: forgotten, its grace starts over
     const before = input.unreferenced.get(key);
     const sinceAppliedIndex = before?.sinceAppliedIndex ?? input.appliedIndex;
-    if (input.replicasSnapshotIndex < sinceAppliedIndex) {
+    if (input.replicasSnapshotIndex < sinceAppliedIndex || input.namedBySnapshots.has(key)) {
       unreferenced.set(key, { sinceAppliedIndex, deletableSinceMs: undefined });
       snapshotNeededAt = Math.max(snapshotNeededAt ?? 0, sinceAppliedIndex);
       waitingForSnapshots++;

@@ -10,6 +10,7 @@ import { makeRegionId } from '../../src/engine/key.js';
 import { sstPrefix } from '../../src/engine/manifest.js';
 import type { Row } from '../../src/engine/schema.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import { call, makeClient } from '../../src/rpc/server.js';
 import { LocalCluster, waitUntil } from '../support/local-cluster.js';
 
 const COLUMNS = [
@@ -98,5 +99,38 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
       }
     }
     expect(await store.head(sst!), 'the SST the committed edit names').to.not.equal(undefined);
+  });
+
+  it('compacted inputs are collected once every replica has snapshotted past them, with no writes after the compaction', async () => {
+    const schema = await client.createTable('gc2', COLUMNS, 1);
+    const regionId = makeRegionId(schema.tableId, 0);
+    for (let batch = 0; batch < 4; batch++) {
+      await client.write('gc2', Array.from({ length: 500 }, (_, j) => row(batch * 500 + j)));
+      await client.flush('gc2');
+    }
+    const store = new FsObjectStore(join(cluster.dir, 'object-store'));
+    const before = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+    expect(before.length, 'one SST per flush').to.equal(4);
+    for (let n = 0; n < 3; n++) {
+      const admin = makeClient('Admin', cluster.datanodeAddr(n));
+      try {
+        await call(admin, 'Compact', { region_id: '' }, 10_000); // the regions each node leads
+      } finally {
+        admin.close();
+      }
+    }
+    // The leader flushes (an empty memtable) so that every replica snapshots past the compaction.
+    const left = await waitUntil('GC of the compaction inputs', 60_000, async () => {
+      const now = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+      return before.every((k) => !now.includes(k)) ? now : undefined;
+    });
+    expect(left.length, `SSTs left: ${left.join(', ')}`).to.equal(1);
+    for (let n = 0; n < 3; n++) {
+      const rows = await waitUntil(`all rows via datanode${n + 1}`, 30_000, async () => {
+        const r = await client.scan('gc2', { consistency: 'stale' }, cluster.datanodeAddr(n));
+        return r.length === 2000 ? r : undefined;
+      });
+      expect(rows.length).to.equal(2000);
+    }
   });
 });

@@ -35,7 +35,6 @@ const settings: FlusherSettings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, 
 
 /** An SST key as the flusher names them, with the wall-clock time `createdMs` in it. */
 const sstKeyAt = (freezeIndex: number, createdMs: number, tag: string) => `regions/${REGION}/sst/${freezeIndex.toString(16).padStart(16, '0')}-${createdMs}-${tag}.sst`;
-const replicaSnapshotKeyOf = (peerId: number) => replicaSnapshotKey(REGION, peerId);
 const meta = (key: string): SstMeta => ({ key, size: 10, entries: 1, maxVersion: 1, minTimestampMs: 0, maxTimestampMs: 0 });
 
 function manifestOf(flushedIndex: number, ssts: readonly string[]): RegionManifest {
@@ -165,7 +164,7 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     replica.snapshotIndex = index;
     replica.snapshotSsts = ssts;
     replica.state.flushedIndex = index;
-    for (const peer of [2, 3]) await store.put(replicaSnapshotKeyOf(peer), encodeManifest(manifestOf(index, ssts)));
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, index), encodeManifest(manifestOf(index, ssts)));
   };
 
   beforeEach(() => {
@@ -272,12 +271,12 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     const key = sstKeyAt(3, wallMs - 3_600_000, '1111'); // compacted away on the leader before index 30
     await putSst(key);
     // Follower 2 is stopped with its snapshot at 8 naming `key`; follower 3 checkpointed at 20.
-    await store.put(replicaSnapshotKeyOf(2), encodeManifest(manifestOf(8, [key])));
-    await store.put(replicaSnapshotKeyOf(3), encodeManifest(manifestOf(20, [])));
+    await store.put(replicaSnapshotKey(REGION, 2, 8), encodeManifest(manifestOf(8, [key])));
+    await store.put(replicaSnapshotKey(REGION, 3, 20), encodeManifest(manifestOf(20, [])));
     await passesFor(5 * GRACE_MS);
     expect(await exists(key), "named by follower 2's snapshot").to.equal(true);
     // Follower 2 comes back, replays, and checkpoints at 25 (< 30, when the leader first saw `key` unreferenced).
-    await store.put(replicaSnapshotKeyOf(2), encodeManifest(manifestOf(25, [])));
+    await store.put(replicaSnapshotKey(REGION, 2, 25), encodeManifest(manifestOf(25, [])));
     await passesFor(5 * GRACE_MS);
     expect(await exists(key), 'a replica replaying from index 25 may still reach a version naming it').to.equal(true);
     expect(server.proposals, 'the leader asks for a flush (a freeze) so that replicas snapshot past index 30').to.be.greaterThan(0);

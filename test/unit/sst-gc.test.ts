@@ -12,8 +12,8 @@ const entry = (index: number, data: Uint8Array, type: EntryType = EntryType.Norm
 /** Runs decisions pass after pass, carrying `unreferenced` along as the flusher does. */
 class Passes {
   unreferenced: ReadonlyMap<string, UnreferencedSst> = new Map();
-  run(input: Omit<SstGcInput, 'unreferenced' | 'graceMs'>): readonly string[] {
-    const d = decideSstGc({ ...input, graceMs: GRACE_MS, unreferenced: this.unreferenced });
+  run(input: Omit<SstGcInput, 'unreferenced' | 'graceMs' | 'namedBySnapshots'> & { namedBySnapshots?: ReadonlySet<string> }): readonly string[] {
+    const d = decideSstGc({ namedBySnapshots: new Set(), ...input, graceMs: GRACE_MS, unreferenced: this.unreferenced });
     this.unreferenced = d.unreferenced;
     return d.deletable;
   }
@@ -41,7 +41,7 @@ describe('SST GC decision (pure; issue 14 item 4)', () => {
 
   it('G3: waits until every replica has a snapshot at or above the applied index when it was first seen unreferenced, and asks for one', () => {
     const p = new Passes();
-    const d0 = decideSstGc({ listed: ['a'], referenced: new Set(), appliedIndex: 30, replicasSnapshotIndex: 20, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
+    const d0 = decideSstGc({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(), appliedIndex: 30, replicasSnapshotIndex: 20, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
     expect(d0.deletable).to.deep.equal([]);
     expect(d0.snapshotNeededAt).to.equal(30);
     expect(d0.waitingForSnapshots).to.equal(1);
@@ -52,6 +52,17 @@ describe('SST GC decision (pure; issue 14 item 4)', () => {
     expect(p.run({ listed: ['a'], referenced: new Set(), appliedIndex: 90, replicasSnapshotIndex: 30, nowMs: 60_000 })).to.deep.equal([]);
     expect(p.run({ listed: ['a'], referenced: new Set(), appliedIndex: 90, replicasSnapshotIndex: 30, nowMs: 60_999 })).to.deep.equal([]);
     expect(p.run({ listed: ['a'], referenced: new Set(), appliedIndex: 90, replicasSnapshotIndex: 30, nowMs: 61_000 })).to.deep.equal(['a']);
+  });
+
+  it('G2/G3: an SST only a snapshot or manifest still names waits, and asks for a flush that supersedes them', () => {
+    const d = decideSstGc({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(['a']), appliedIndex: 12, replicasSnapshotIndex: 40, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
+    expect(d.deletable).to.deep.equal([]);
+    expect(d.snapshotNeededAt).to.equal(12);
+    const p = new Passes();
+    p.unreferenced = d.unreferenced;
+    expect(p.run({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(['a']), appliedIndex: 50, replicasSnapshotIndex: 40, nowMs: 5000 })).to.deep.equal([]);
+    expect(p.run({ listed: ['a'], referenced: new Set(), appliedIndex: 50, replicasSnapshotIndex: 40, nowMs: 6000 }), 'its grace starts now').to.deep.equal([]);
+    expect(p.run({ listed: ['a'], referenced: new Set(), appliedIndex: 50, replicasSnapshotIndex: 40, nowMs: 7000 })).to.deep.equal(['a']);
   });
 
   it('G4: the grace is measured on the monotonic clock given, from the first pass that saw the SST deletable', () => {

@@ -4,7 +4,6 @@
 // (UNAVAILABLE + `regiondb-leader-addr`); scans of regions hosted elsewhere are forwarded.
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { systemClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import {
@@ -350,7 +349,7 @@ export class DatabaseService {
       // The SSTs of the version the scan starts on (it reads that list to the end) stay leased
       // until it ends, and no SST read starts after the deadline: the leader's GC grace is
       // longer than it (sst-gc.ts G2, G4), which is what protects scans on other replicas.
-      const deadlineMs = systemClock.nowMs() + this.dn.flusher.scanDeadlineMs;
+      const expired = this.dn.flusher.scanDeadline();
       const release = this.dn.flusher.leases.acquire(state.ssts.map((s) => s.key));
       try {
         for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
@@ -365,7 +364,7 @@ export class DatabaseService {
             versions = [];
             messageBytes = 0;
           }
-          if (systemClock.nowMs() > deadlineMs) throw scanTooLong(this.dn.flusher.scanDeadlineMs);
+          if (expired()) throw scanTooLong(this.dn.flusher.scanDeadlineMs);
         }
       } finally {
         release();

@@ -191,6 +191,12 @@ export class Flusher {
     return scanDeadlineMs(this.settings.gcGraceMs);
   }
 
+  /** The deadline of a scan starting now, on this flusher's (monotonic) clock: true once passed. */
+  scanDeadline(): () => boolean {
+    const endMs = this.clock.nowMs() + this.scanDeadlineMs;
+    return () => this.clock.nowMs() > endMs;
+  }
+
   start(): void {
     this.timer = setInterval(() => this.check(), this.settings.checkIntervalMs);
   }
@@ -519,7 +525,7 @@ export class Flusher {
       if (notInVersion === 0) return;
       const unreferenced = decision.deletable.length + decision.waitingForSnapshots + decision.inGrace;
       this.log.info(
-        { regionId, term, notInVersion, stillNamed: notInVersion - unreferenced, waitingForSnapshots: decision.waitingForSnapshots, inGrace: decision.inGrace, deletable: decision.deletable.length, replicasSnapshotIndex },
+        { regionId, term, notInVersion, inUse: notInVersion - unreferenced, waitingForSnapshots: decision.waitingForSnapshots, inGrace: decision.inGrace, deletable: decision.deletable.length, replicasSnapshotIndex },
         'SST GC pass',
       );
       if (decision.deletable.length === 0) return;
@@ -535,7 +541,7 @@ export class Flusher {
       }
       let deleted = 0;
       for (const key of decision.deletable.slice(0, GC_DELETES_PER_PASS_MAX)) {
-        if (stillInUse.has(key) || this.leases.has(key) || this.uploading.has(key)) continue;
+        if (stillInUse.has(key)) continue;
         await this.store.delete(key);
         deleted++;
       }

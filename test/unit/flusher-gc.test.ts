@@ -301,6 +301,23 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     expect(await exists(key)).to.equal(false);
   });
 
+  it('an SST whose upload took half the grace or more is not proposed (a later leader may already count it an orphan)', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    leader.state.apply(11, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: [['h', 1, 1]] }));
+    leader.state.apply(12, encodeCommand({ kind: 'freeze' }));
+    const put = store.put.bind(store);
+    store.put = async (key: string, data: Uint8Array) => {
+      await put(key, data);
+      if (key.endsWith('.sst')) advance(GRACE_MS / 2); // the object store stalled
+    };
+    await pass();
+    expect(server.proposals, 'no flush-edit proposed').to.equal(0);
+    store.put = put;
+    await pass();
+    expect(server.proposals, 'the retry, with a prompt upload, is proposed').to.equal(1);
+  });
+
   it('a leader that cannot confirm its leadership with a quorum (another leader took over) deletes nothing', async () => {
     const leader = leaderAt(2, 10);
     await replicasCheckpointedAt(leader, 10);

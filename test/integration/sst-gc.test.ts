@@ -133,4 +133,68 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
       expect(rows.length).to.equal(2000);
     }
   });
+
+  it('a follower stopped across a compaction restarts and replays conditional writes that read the compacted SSTs: GC kept them for it (G3)', async () => {
+    const schema = await client.createTable('gc3', COLUMNS, 1);
+    const regionId = makeRegionId(schema.tableId, 0);
+    for (let batch = 0; batch < 3; batch++) {
+      await client.write('gc3', Array.from({ length: 300 }, (_, j) => row(batch * 300 + j)));
+      await client.flush('gc3');
+    }
+    const store = new FsObjectStore(join(cluster.dir, 'object-store'));
+    const inputs = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+    expect(inputs.length, 'one SST per flush').to.equal(3);
+    // Conditional writes of absent keys: applying them, every replica reads every SST.
+    for (let i = 0; i < 20; i++) await client.write('gc3', [row(10_000 + i)], { expectAbsent: true });
+    const roles = await waitUntil('a leader and applied indexes', 30_000, async () => {
+      const all = await Promise.all([0, 1, 2].map(async (n) => (await cluster.status(n)).replicas.find((r) => r.region_id === regionId)));
+      const leader = all.findIndex((r) => r?.role === 'leader');
+      const applied = all.map((r) => Number(r?.applied_index ?? 0));
+      return leader >= 0 && applied.every((a) => a === applied[leader]) ? { leader } : undefined;
+    });
+    const follower = (roles.leader + 1) % 3;
+    await cluster.stopDatanode(follower, 'SIGTERM'); // its snapshot is at the third flush, its log holds the conditional writes
+    for (const n of [0, 1, 2].filter((x) => x !== follower)) {
+      const admin = makeClient('Admin', cluster.datanodeAddr(n));
+      try {
+        await call(admin, 'Compact', { region_id: '' }, 10_000); // the regions each node leads
+      } finally {
+        admin.close();
+      }
+    }
+    await waitUntil('the compaction', 30_000, async () => {
+      const now = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+      return now.some((k) => !inputs.includes(k)) ? true : undefined;
+    });
+    await client.write('gc3', Array.from({ length: 300 }, (_, j) => row(900 + j)));
+    await client.flush('gc3'); // the leader's own snapshot no longer names the inputs
+
+    const leaderLog = () => cluster.tail(cluster.datanodes[roles.leader]!, 5000);
+    const passes = () => (leaderLog().match(/SST GC pass/g) ?? []).length;
+    const heldSince = Date.now();
+    let passesAtHold = -1;
+    const deletedWhileDown = await waitUntil('GC passes on the leader past 3 graces', 60_000, async () => {
+      for (const k of inputs) if ((await store.head(k)) === undefined) return true;
+      if (Date.now() - heldSince < 3 * GRACE_MS) return undefined;
+      if (passesAtHold < 0) passesAtHold = passes();
+      return passes() > passesAtHold ? false : undefined;
+    });
+
+    await cluster.startDatanode(follower);
+    const total = 900 + 20 + 300;
+    const rows = await waitUntil(`all ${total} rows via the restarted follower (stale)`, 30_000, async () => {
+      const r = await client.scan('gc3', { consistency: 'stale' }, cluster.datanodeAddr(follower));
+      return r.length === total ? r : undefined;
+    }).catch((err: unknown) => {
+      throw new Error(`${String(err)}\nrestarted follower's log:\n${cluster.tail(cluster.datanodes[follower]!, 15)}`);
+    });
+    expect(rows.length).to.equal(total);
+    expect(cluster.tail(cluster.datanodes[follower]!, 5000)).to.not.match(/ready loop failed/);
+    expect(deletedWhileDown, 'GC deleted compaction inputs a stopped follower replays through').to.equal(false);
+    // Once it is back and has snapshotted past the compaction, they go.
+    await waitUntil('GC of the compaction inputs after the follower is back', 60_000, async () => {
+      for (const k of inputs) if ((await store.head(k)) !== undefined) return undefined;
+      return true;
+    });
+  });
 });

@@ -66,9 +66,6 @@ class FakeReplica {
       get term() {
         return self.term;
       },
-      get role() {
-        return self.leader ? 2 : 0;
-      },
       log: {
         get committed() {
           return self.appliedIndex;

@@ -102,8 +102,12 @@ export const datanodeConfigSchema = z
         node_memtable_limit_bytes: positiveInt.default(512 << 20),
         /** Size-tiered compaction (docs/engine.md): a run of this many adjacent SSTs of one size tier is merged into one. */
         compact_at_ssts: z.number().int().min(2).default(6),
-        /** Unreferenced SSTs (replaced by compaction, or orphaned by a failed flush) are deleted after this. */
-        sst_gc_grace_ms: positiveInt.default(600_000),
+        /**
+         * Unreferenced SSTs (replaced by compaction, or orphaned by a failed flush) are deleted once
+         * nothing may read them, this long after the leader first saw that (docs/engine.md). Scans
+         * run at most half of it.
+         */
+        sst_gc_grace_ms: positiveInt.min(1000).default(600_000),
         /** Bytes of SST data cached in memory. */
         sst_cache_bytes: positiveInt.default(64 << 20),
       })

@@ -29,6 +29,11 @@ export const limits = {
   scanMessageBytesMax: 4 << 20,
   /** Rows one Scan call returns at most; more fails the scan (narrow the range, or page with limit). */
   scanRowsPerRequestMax: 1_000_000,
+  /**
+   * A Scan runs at most this long on a server, and at most half of engine.sst_gc_grace_ms: the
+   * grace must outlast any scan reading an SST that GC is about to delete (docs/engine.md).
+   */
+  scanMsMax: 300_000,
 
   // gRPC.
   grpcMessageBytesMax: 16 << 20,

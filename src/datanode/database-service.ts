@@ -364,18 +364,28 @@ export class DatabaseService {
       let rows: ProtoRow[] = [];
       let versions: string[] = [];
       let messageBytes = 0;
-      for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
-        if (emitted >= limits.scanRowsPerRequestMax) throw scanTooLarge();
-        rows.push(toProtoRow(schema, r.row));
-        versions.push(String(r.version));
-        emitted++;
-        messageBytes += rowBytes(r.row);
-        if (rows.length >= limits.scanRowsPerMessageMax || messageBytes >= limits.scanMessageBytesMax) {
-          await write({ rows, versions });
-          rows = [];
-          versions = [];
-          messageBytes = 0;
+      // The SSTs of the version the scan starts on (it reads that list to the end) stay leased
+      // until it ends, and no SST read starts after the deadline: the leader's GC grace is
+      // longer than it (sst-gc.ts G2, G4), which is what protects scans on other replicas.
+      const expired = this.dn.flusher.scanDeadline();
+      const release = this.dn.flusher.leases.acquire(state.ssts.map((s) => s.key));
+      try {
+        for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
+          if (emitted >= limits.scanRowsPerRequestMax) throw scanTooLarge();
+          rows.push(toProtoRow(schema, r.row));
+          versions.push(String(r.version));
+          emitted++;
+          messageBytes += rowBytes(r.row);
+          if (rows.length >= limits.scanRowsPerMessageMax || messageBytes >= limits.scanMessageBytesMax) {
+            await write({ rows, versions });
+            rows = [];
+            versions = [];
+            messageBytes = 0;
+          }
+          if (expired()) throw scanTooLong(this.dn.flusher.scanDeadlineMs);
         }
+      } finally {
+        release();
       }
       if (rows.length > 0) await write({ rows, versions });
     }
@@ -411,6 +421,14 @@ function rowBytes(row: Row): number {
   let n = 0;
   for (const v of Object.values(row)) n += typeof v === 'string' ? Buffer.byteLength(v) + 2 : 9;
   return n;
+}
+
+/** The rows sent so far are valid; the client continues with start_ms past the last one, or a smaller limit. */
+function scanTooLong(deadlineMs: number): RegionDbError {
+  return new RegionDbError(
+    ErrorCode.DeadlineExceeded,
+    `scan ran longer than ${deadlineMs} ms (half of engine.sst_gc_grace_ms, at most ${limits.scanMsMax} ms); page with limit and start_ms`,
+  );
 }
 
 /** INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: clients retry the latter, and a retry cannot help. */

@@ -24,7 +24,9 @@ import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { LogBatch, LogEngine } from '../datanode/types.js';
+import type { LogBatch, LogEngine, RegionDamage } from '../datanode/types.js';
+
+export type { RegionDamage };
 import { MemoryStorage } from '../raft/storage.js';
 import { type ConfState, EMPTY_HARD_STATE, EMPTY_SNAPSHOT, type Entry, type HardState, type Snapshot } from '../raft/types.js';
 import {
@@ -46,15 +48,6 @@ type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: 
 
 const regionPrefix = (regionId: string) => `r/${regionId.padStart(20, '0')}/`;
 const entryKey = (regionId: string, index: number) => `${regionPrefix(regionId)}e/${index.toString(16).padStart(16, '0')}`;
-
-/** A region whose records failed their checks at open. */
-export interface RegionDamage {
-  readonly regionId: string;
-  /** The log index of the first bad record (0 when the bad record is not an entry). */
-  readonly index: number;
-  /** Human-readable, naming the region, the index and the WAL directory. */
-  readonly reason: string;
-}
 
 /** The compaction point: the later of the recorded one and the snapshot (a snapshot covers everything up to its index even if the log was not compacted yet). */
 function compactionPoint(recorded: { index: number; term: number } | undefined, snapshot: Snapshot): { index: number; term: number } {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The regiondb CLI: servers (metasrv, datanode, standalone, cluster) and client commands.
 import { Command, Option } from 'commander';
-import { RegionDbClient } from '../client/client.js';
+import { RegionDbClient, type ReplicaStatus } from '../client/client.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 import { isRegionDbError } from '../common/errors.js';
 import { type LogFormat, createLogger } from '../common/logger.js';
@@ -290,6 +290,17 @@ program
     });
   });
 
+/** The replicas that the reachable datanodes report failed (a node that does not answer is shown by its state). */
+async function failedReplicasOf(c: RegionDbClient, nodes: StatusResponse['nodes']): Promise<(ReplicaStatus & { node_id: string })[]> {
+  const perNode = await Promise.all(
+    nodes.map(async (n) => {
+      const st = await c.nodeStatus(n.addr).catch(() => ({ replicas: [] as ReplicaStatus[] }));
+      return st.replicas.filter((r) => r.health === 'failed').map((r) => ({ ...r, node_id: n.node_id }));
+    }),
+  );
+  return perNode.flat();
+}
+
 interface StatusResponse {
   nodes: { node_id: string; addr: string; state: string; phi: number; regions: number; leaders: number }[];
   region_infos: {
@@ -310,7 +321,8 @@ program
   .action(async (opts: { json?: boolean; allProcedures?: boolean }) => {
     await withClient(async (c) => {
       const res = (await c.listNodes()) as StatusResponse;
-      if (opts.json) return res;
+      const failedReplicas = await failedReplicasOf(c, res.nodes);
+      if (opts.json) return { ...res, failed_replicas: failedReplicas };
       const nodes = renderTable(
         ['NODE', 'ADDR', 'STATE', 'PHI', 'REGIONS', 'LEADERS'],
         res.nodes.map((n) => [n.node_id, n.addr, n.state, n.phi.toFixed(2), String(n.regions), String(n.leaders)]),
@@ -328,6 +340,14 @@ program
           r.health,
         ]),
       );
+      // Replicas that failed (a damaged WAL, an apply that cannot succeed): the rest of their
+      // node serves; each is rebuilt from its peers under a fresh peer id (docs/replica-health.md).
+      const failed = failedReplicas.length
+        ? renderTable(
+            ['FAILED REPLICA', 'NODE', 'PEER', 'HEALTH', 'FAILURE'],
+            failedReplicas.map((f) => [f.region_id, f.node_id, f.peer_id, f.health, f.failure]),
+          )
+        : '(no failed replicas)';
       const shown = res.procedures.filter((p) => opts.allProcedures || p.status !== 'done');
       const procedures = shown.length
         ? renderTable(
@@ -335,7 +355,7 @@ program
             shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
           )
         : '(no running procedures; --all-procedures shows finished ones)';
-      return [nodes, '', regions, '', procedures].join('\n');
+      return [nodes, '', regions, '', failed, '', procedures].join('\n');
     });
   });
 

@@ -198,7 +198,7 @@ export class Nemesis {
     );
     // (region, leader, follower) triples of regions whose replicas are all healthy (a region
     // with a failed replica waits for its repair before it is hit again).
-    const damaged = new Set(stats.flat().filter((r) => (r.health ?? 'ok') !== 'ok').map((r) => r.region_id));
+    const damaged = new Set(stats.flat().filter((r) => r.health === 'failed').map((r) => r.region_id));
     const candidates: { region: string; leader: number; follower: number; commit: number }[] = [];
     for (const [leader, replicas] of stats.entries()) {
       for (const r of replicas) {

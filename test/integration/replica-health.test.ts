@@ -3,7 +3,9 @@
 // apply's STORAGE_UNAVAILABLE was fatal to the ready loop: the whole datanode stopped serving, on
 // every restart (a crash loop), while its heartbeats kept the metasrv from repairing it. Now only
 // that replica fails (region + index in status and /health); the node serves its other regions.
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { makeRegionId } from '../../src/engine/key.js';
@@ -12,7 +14,9 @@ import type { Row } from '../../src/engine/schema.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
-import { LocalCluster, waitUntil } from '../support/local-cluster.js';
+import { CLI, LocalCluster, waitUntil } from '../support/local-cluster.js';
+
+const execFileAsync = promisify(execFile);
 
 const COLUMNS = [
   { name: 'host', type: 'string', semantic: 'tag' },
@@ -100,6 +104,11 @@ describe('integration: a replica that cannot apply fails alone, never its datano
     const failed = (await statsOf(follower)).find((r) => r.region_id === region);
     expect(failed?.health).to.equal('failed');
     expect(failed?.failure).to.include(`region ${region}`).and.include(`index ${index}`).and.include('not found');
+    // `regiondb status` shows it (read from the datanodes' Admin.Status).
+    const { stdout } = await execFileAsync(process.execPath, [CLI, '--metasrv', cluster.metasrvAddr, 'status'], { timeout: 30_000 });
+    const line = stdout.split('\n').find((l) => l.startsWith(region) && l.includes('failed'));
+    expect(line, stdout).to.be.a('string').and.include(`index ${index}`).and.include(failed!.peer_id);
+    process.stdout.write(`      regiondb status: ${line}\n`);
 
     // 5. The node serves its other region (a linearizable read through it), and refuses the failed
     // one with UNAVAILABLE and the reason; the region itself keeps its quorum elsewhere.

@@ -319,7 +319,13 @@ export class DatabaseService {
         throw this.withLeaderAddr(err);
       }
     }
-    return this.dn.regionServer.replica(regionId)!.stateMachine as RegionState;
+    // The replica may have failed (or been closed) while the read waited.
+    const current = this.dn.regionServer.replica(regionId);
+    if (!current) {
+      await this.refuseIfFailed(table, regionId);
+      throw await this.redirect(table, regionId);
+    }
+    return current.stateMachine as RegionState;
   }
 
   private async get(req: GetRequestProto): Promise<unknown> {

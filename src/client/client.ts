@@ -32,6 +32,13 @@ export interface ClientOptions {
   readonly deadlineMs?: number;
   /** Per-attempt RPC timeout. */
   readonly attemptTimeoutMs?: number;
+  /**
+   * A readable name for this client. The identity sent for retry deduplication is this name plus
+   * a random UUID per instance (`<clientId>-<uuid>`): request ids come from an in-memory counter
+   * that every instance starts afresh, and retries never cross instances, so two processes (or
+   * one process restarted) given the same name must not share an identity — their different
+   * writes would carry the same (client, request id).
+   */
   readonly clientId?: string;
   /** TLS (docs/security.md): the cluster CA; a client certificate and key when servers require one. */
   readonly tls?: { readonly caFile: string; readonly certFile?: string; readonly keyFile?: string };
@@ -154,14 +161,24 @@ class BatchStream {
   }
 }
 
+/**
+ * Request ids grow with the wall clock: id = max(previous + 1, now_ms × REQUEST_IDS_PER_MS).
+ * A region that dropped a client's dedup record refuses ids at or below the highest id that
+ * client used (region-state.ts D2), so a new client's ids must start above the ids of clients
+ * that wrote before it; ids of one instance stay increasing whatever the clock does. Below 2^53
+ * until the year 2255.
+ */
+const REQUEST_IDS_PER_MS = 1000;
+
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
 /** How long a replica that refused connections is skipped when choosing where to send. */
 const DOWN_AVOID_MS = 3000;
 
 export class RegionDbClient {
+  /** Dedup identity: unique per instance (see ClientOptions.clientId). */
   readonly clientId: string;
-  private nextRequestId = 1;
+  private lastRequestId = 0;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly conns = new Map<string, grpc.Client>();
   private readonly batchStreams = new Map<string, BatchStream>();
@@ -171,7 +188,7 @@ export class RegionDbClient {
   private readonly security: ClientSecurity;
 
   constructor(readonly options: ClientOptions) {
-    this.clientId = options.clientId ?? `client-${randomUUID()}`;
+    this.clientId = `${options.clientId ?? 'client'}-${randomUUID()}`;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3000;
     this.security = {
@@ -356,6 +373,9 @@ export class RegionDbClient {
     let backoffMs = BACKOFF_MIN_MS;
     let peerCursor = 0;
     let lastError: RegionDbError | undefined;
+    const mutates = what === 'write' || what === 'delete';
+    /** An earlier attempt of this write whose outcome is unknown (it may have been applied). */
+    let maybeApplied: RegionDbError | undefined;
     for (;;) {
       const info = await this.describe(table);
       const route = info.routes.get(regionId);
@@ -372,7 +392,16 @@ export class RegionDbClient {
           e.code === ErrorCode.ProposalDropped ||
           e.code === ErrorCode.DeadlineExceeded ||
           e.code === ErrorCode.ResourceExhausted; // backpressure: the region is flushing
-        if (!retriable) throw e;
+        if (!retriable) {
+          // A later attempt's definite refusal (say NOT_FOUND: the replica closed) says nothing
+          // about an earlier attempt that may have committed: the outcome stays unknown.
+          // (CONDITION_FAILED is the recorded answer of this very request id; REQUEST_TOO_OLD
+          // already means unknown, and carries the floor deduplicated() needs.)
+          const ownAnswer = e.code === ErrorCode.ConditionFailed || e.code === ErrorCode.RequestTooOld;
+          if (mutates && maybeApplied && !ownAnswer) throw this.outcomeUnknown(what, regionId, maybeApplied, e);
+          throw e;
+        }
+        if (mutates && (e.code === ErrorCode.Unavailable || e.code === ErrorCode.DeadlineExceeded)) maybeApplied ??= e;
         // A node we could not reach (not one that answered NOT_LEADER) is avoided for a while,
         // even when other replicas still name it as the leader: they have not noticed yet.
         if (e.code === ErrorCode.Unavailable && !e.details['leaderNodeId']) this.markDown(addr);
@@ -396,6 +425,37 @@ export class RegionDbClient {
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
     }
+  }
+
+  private outcomeUnknown(what: string, regionId: string, earlier: RegionDbError, last: RegionDbError): RegionDbError {
+    return new RegionDbError(
+      ErrorCode.Unavailable,
+      `${what} on region ${regionId}: the outcome is unknown — an earlier attempt may have been applied (${earlier.code}: ${earlier.message}); the last attempt was refused (${last.code}: ${last.message})`,
+      { cause: last, details: { outcome: 'unknown' } },
+    );
+  }
+
+  /**
+   * Waits for one operation per region. When a multi-region operation fails in some regions,
+   * the others may have applied: the error says so region by region (a caller must not read it
+   * as "nothing happened"). A single-region operation fails with its own error.
+   */
+  private async perRegion<T>(what: string, operations: ReadonlyMap<string, Promise<T>>): Promise<T[]> {
+    const settled = await Promise.allSettled(operations.values());
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ regionId: [...operations.keys()][i]!, err: s.reason as unknown }] : []));
+    if (failures.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+    if (settled.length === 1) throw failures[0]!.err;
+    const regionIds = [...operations.keys()];
+    const applied = regionIds.filter((_, i) => settled[i]!.status === 'fulfilled');
+    const describe = (err: unknown) => (isRegionDbError(err) ? `${err.code}: ${err.message}` : String(err));
+    const first = failures[0]!.err;
+    return Promise.reject(
+      new RegionDbError(
+        isRegionDbError(first) ? first.code : ErrorCode.Internal,
+        `${what} across ${regionIds.length} regions partly failed: applied in ${applied.length ? applied.join(', ') : 'none'}; ${failures.map((f) => `region ${f.regionId}: ${describe(f.err)}`).join('; ')}`,
+        { cause: first, details: { partial: 'true', appliedRegions: applied.join(','), failedRegions: failures.map((f) => f.regionId).join(',') } },
+      ),
+    );
   }
 
   private readonly downUntil = new Map<string, number>();
@@ -447,6 +507,36 @@ export class RegionDbClient {
 
   // ─── Data ───────────────────────────────────────────────────────────────────────────────────
 
+  private newRequestId(): number {
+    this.lastRequestId = Math.max(this.lastRequestId + 1, Date.now() * REQUEST_IDS_PER_MS);
+    return this.lastRequestId;
+  }
+
+  /**
+   * A write or delete under one request id, kept across retries (applied at most once). If the
+   * region refuses the id as older than it remembers (REQUEST_TOO_OLD: this client's clock is
+   * behind ids the region has forgotten), later ids start above the region's floor; and when the
+   * refused attempt was the only one sent, nothing was applied, so the operation runs once more
+   * under a new id. After several attempts the outcome is unknown and the error is the caller's.
+   */
+  private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => unknown): Promise<T> {
+    for (let round = 1; ; round++) {
+      const requestId = String(this.newRequestId());
+      let attempts = 0;
+      try {
+        return await this.withRegion(table, regionId, kind, (addr) => {
+          attempts++;
+          return this.operation<T>(addr, kind, request(requestId));
+        });
+      } catch (err) {
+        if (!isRegionDbError(err, ErrorCode.RequestTooOld)) throw err;
+        const floor = Number(err.details['oldestKnownRequestId']);
+        if (Number.isSafeInteger(floor)) this.lastRequestId = Math.max(this.lastRequestId, floor);
+        if (attempts > 1 || round > 1) throw err;
+      }
+    }
+  }
+
   /** Upserts rows (split per region, regions written in parallel). Returns versions per region. */
   async write(table: string, rows: Row[], options: WriteOptions = {}): Promise<{ regionId: string; version: number }[]> {
     const { schema } = await this.describe(table);
@@ -465,22 +555,22 @@ export class RegionDbClient {
     if (options.expectVersion !== undefined && !(Number.isSafeInteger(options.expectVersion) && options.expectVersion >= 0)) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `expectVersion: expected an unsigned integer below 2^53, got ${options.expectVersion}`);
     }
-    return Promise.all(
-      [...byRegion].map(async ([regionId, regionRows]) => {
-        const requestId = this.nextRequestId++; // the same id on every retry: applied at most once
-        const request = {
+    const operations = new Map(
+      [...byRegion].map(([regionId, regionRows]) => [regionId, (async () => {
+        const rows = regionRows.map((r) => toProtoRow(schema, r));
+        const res = await this.deduplicated<{ version: string }>(table, regionId, 'write', (requestId) => ({
           table,
           region_id: regionId,
-          rows: regionRows.map((r) => toProtoRow(schema, r)),
+          rows,
           client_id: this.clientId,
-          request_id: String(requestId),
+          request_id: requestId,
           ...(options.expectVersion !== undefined ? { expect_version: String(options.expectVersion) } : {}),
           expect_absent: options.expectAbsent === true,
-        };
-        const res = await this.withRegion(table, regionId, 'write', (addr) => this.operation<{ version: string }>(addr, 'write', request));
+        }));
         return { regionId, version: Number(res.version) };
-      }),
+      })()]),
     );
+    return this.perRegion('write', operations);
   }
 
   async delete(table: string, keys: Row[]): Promise<void> {
@@ -491,18 +581,13 @@ export class RegionDbClient {
       const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
       byRegion.set(regionId, [...(byRegion.get(regionId) ?? []), valid]);
     }
-    await Promise.all(
+    const operations = new Map(
       [...byRegion].map(([regionId, regionKeys]) => {
-        const request = {
-          table,
-          region_id: regionId,
-          keys: regionKeys.map((k) => toProtoRow(schema, k)),
-          client_id: this.clientId,
-          request_id: String(this.nextRequestId++),
-        };
-        return this.withRegion(table, regionId, 'delete', (addr) => this.operation(addr, 'delete', request));
+        const keys = regionKeys.map((k) => toProtoRow(schema, k));
+        return [regionId, this.deduplicated(table, regionId, 'delete', (requestId) => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }))];
       }),
     );
+    await this.perRegion('delete', operations);
   }
 
   async get(table: string, key: Row, consistency: 'linearizable' | 'stale' = 'linearizable'): Promise<VersionedRow | null> {

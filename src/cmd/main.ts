@@ -10,6 +10,7 @@ import type { Row, Value } from '../engine/schema.js';
 import { Metasrv } from '../metasrv/metasrv.js';
 import { coerceValue } from '../rpc/values.js';
 import { registerBrCommand } from './br.js';
+import { STOP_ON_STDIN_EOF_ENV } from './supervision.js';
 import { registerCertsCommand } from './certs.js';
 import { runCheck } from './check.js';
 import { runLocalCluster } from './cluster.js';
@@ -63,6 +64,14 @@ async function serve(name: string, start: () => Promise<{ stop(): Promise<void>;
   };
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // A supervisor (`regiondb cluster`, the drill, a test harness) hands its children a pipe as
+  // stdin and sets this: when the supervisor dies, even by kill -9, the pipe closes and the
+  // child stops instead of running on as an orphan holding ports and data.
+  if (process.env[STOP_ON_STDIN_EOF_ENV] === '1') {
+    process.stdin.on('end', () => shutdown('stdin closed (supervisor gone)'));
+    process.stdin.on('error', () => shutdown('stdin closed (supervisor gone)'));
+    process.stdin.resume();
+  }
   process.on('SIGHUP', () => {
     process.stderr.write(`regiondb ${name}: SIGHUP, reloading certificates and users\n`);
     server.reload();

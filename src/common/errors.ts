@@ -11,6 +11,11 @@ export const ErrorCode = {
   DeadlineExceeded: 'DEADLINE_EXCEEDED',
   Unavailable: 'UNAVAILABLE',
   ConditionFailed: 'CONDITION_FAILED',
+  /**
+   * A retried write whose (client, request id) the region no longer remembers: it may or may not
+   * have been applied, and it was not applied again. Not retriable; read to learn the outcome.
+   */
+  RequestTooOld: 'REQUEST_TOO_OLD',
   Corruption: 'CORRUPTION',
   StorageCompacted: 'STORAGE_COMPACTED',
   StorageUnavailable: 'STORAGE_UNAVAILABLE',

@@ -2,7 +2,6 @@
 // group; reads use ReadIndex (linearizable) on any replica, or the local state (stale). A
 // request for a region this node cannot serve fails with NOT_LEADER + the leader's address
 // (UNAVAILABLE + `regiondb-leader-addr`); scans of regions hosted elsewhere are forwarded.
-import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -245,22 +244,41 @@ export class DatabaseService {
     }
   }
 
-  private checkResult(result: ApplyResult): { version: string } {
+  private checkResult(result: ApplyResult, identity: { clientId: string; requestId: number }): { version: string } {
     if (result.status === 'condition-failed') {
       throw new RegionDbError(ErrorCode.ConditionFailed, `condition failed: the row's current version is ${result.currentVersion}`, {
         details: { currentVersion: String(result.currentVersion) },
       });
     }
+    const request = `request id ${identity.requestId} of client ${identity.clientId}`;
     if (result.status === 'request-too-old') {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `request id is older than the retained window (oldest known ${result.oldestKnown}); its outcome is unknown`);
+      throw new RegionDbError(
+        ErrorCode.RequestTooOld,
+        `${request} is older than the region remembers (lowest id it still knows: ${result.oldestKnown}); whether it was applied is unknown — read to find out, send new writes with new ids`,
+        { details: { oldestKnownRequestId: String(result.oldestKnown) } },
+      );
+    }
+    if (result.status === 'request-id-reused') {
+      throw new RegionDbError(
+        ErrorCode.InvalidArgument,
+        `${request} already answered a different command; request ids must be unique per client (not applied)`,
+      );
     }
     return { version: String(result.version) };
   }
 
+  /**
+   * Dedup identity of a write or delete. request_id 0 (or absent) = not deduplicated: every copy
+   * applies. A request id without a client id is refused: it asks for a dedup the server could
+   * not give it.
+   */
   private clientIdentity(req: { client_id?: string; request_id?: string }): { clientId: string; requestId: number } {
     const clientId = str(req.client_id ?? '', 'client_id', 128);
-    if (!clientId) return { clientId: `anonymous-${randomUUID()}`, requestId: 1 };
-    return { clientId, requestId: u64(req.request_id ?? '0', 'request_id') };
+    const requestId = u64(req.request_id ?? '0', 'request_id');
+    if (requestId !== 0 && !clientId) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `request_id ${requestId} without a client_id: retries can only be deduplicated per client`);
+    }
+    return { clientId: requestId === 0 ? '' : clientId, requestId };
   }
 
   private async write(req: WriteRequestProto): Promise<unknown> {
@@ -289,7 +307,7 @@ export class DatabaseService {
       throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
     }
     this.checkMemory(regionId);
-    const { version } = this.checkResult(await this.propose(table, regionId, command));
+    const { version } = this.checkResult(await this.propose(table, regionId, command), { clientId, requestId });
     this.dn.nodeMetrics.countRowsWritten(rows.length);
     return { version, rows_written: rows.length };
   }
@@ -304,7 +322,7 @@ export class DatabaseService {
     const { clientId, requestId } = this.clientIdentity(req);
     const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
     const command = encodeCommand({ kind: 'delete', clientId, requestId, keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)) });
-    return this.checkResult(await this.propose(table, regionId, command));
+    return this.checkResult(await this.propose(table, regionId, command), { clientId, requestId });
   }
 
   /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */
@@ -344,7 +362,7 @@ export class DatabaseService {
     const tagEquals: Record<string, string | number | boolean | null> = {};
     for (const [name, v] of Object.entries(req.tag_equals ?? {})) {
       const c = schema.columns.find((col) => col.name === name);
-      if (!c || c.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
+      if (c?.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
       tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
     }
     const options = {

@@ -164,6 +164,9 @@ export class Datanode {
       skipBcastCommit: raft.skip_bcast_commit,
       snapshotEveryEntries: raft.snapshot_every_entries,
     };
+    if (raft.read_only === 'lease') {
+      this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');
+    }
     this.regionServer = new RegionServer<ApplyResult>(
       this.nodeId,
       this.wal,
@@ -189,6 +192,7 @@ export class Datanode {
         },
         onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
         onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
+        onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
       },
     );
 
@@ -513,6 +517,8 @@ export class Datanode {
         memtable_bytes: String(state.memtableBytes()),
         voters: st.confState.voters.map(String),
         learners: st.confState.learners.map(String),
+        snapshot_installed_index: String(r.snapshotInstalledIndex),
+        ssts: state.ssts.length,
         health: 'ok',
         failure: '',
         conf_index: String(r.confIndex),
@@ -530,6 +536,8 @@ export class Datanode {
       memtable_bytes: '0',
       voters: f.voters.map(String),
       learners: f.learners.map(String),
+      snapshot_installed_index: '0',
+      ssts: 0,
       health: 'failed',
       failure: f.reason,
       conf_index: String(f.confIndex),
@@ -613,9 +621,9 @@ export class Datanode {
           { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}` },
           timeoutMs,
         );
-        this.registered = true;
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
         for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
+        this.registered = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
       }
       const res = await call<{ instructions: ProtoInstruction[] }>(
         this.metaClient,

@@ -50,6 +50,7 @@ export class DatanodeMetrics {
   private readonly writes: Counter;
   private readonly rowsWritten: Counter;
   private readonly reads: Counter;
+  private readonly snapshotsInstalled: Counter;
 
   constructor(registry: Registry, sources: DatanodeMetricsSources) {
     const r = [registry];
@@ -62,6 +63,7 @@ export class DatanodeMetrics {
     });
     this.elections = new Counter({ name: 'regiondb_raft_elections_total', help: 'Elections started by replicas on this node (became candidate)', registers: r });
     this.leaderChanges = new Counter({ name: 'regiondb_raft_leader_changes_total', help: 'Leader changes observed by replicas on this node (a new known leader of a region)', registers: r });
+    this.snapshotsInstalled = new Counter({ name: 'regiondb_raft_snapshots_installed_total', help: 'Raft snapshots installed by replicas on this node (a follower too far behind the leader\'s log catching up from a manifest)', registers: r });
     this.roleChanges = new Counter({ name: 'regiondb_raft_role_changes_total', help: 'Raft role transitions of replicas on this node, by the role entered', labelNames: ['role'], registers: r });
     new Gauge({
       name: 'regiondb_raft_term_max',
@@ -126,6 +128,10 @@ export class DatanodeMetrics {
       this.leaderChanges.inc();
       this.leaderOf.set(regionId, leaderPeerId);
     }
+  }
+
+  onSnapshotInstalled(): void {
+    this.snapshotsInstalled.inc();
   }
 
   onProposalDone(seconds: number, committed: boolean): void {

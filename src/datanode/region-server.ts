@@ -136,6 +136,8 @@ export interface RegionServerHooks {
   onRoleChange?(regionId: string, role: string, leaderPeerId: number, term: number): void;
   /** A proposal of this leader finished: applied (`committed`) or failed; seconds since propose. */
   onProposalDone?(regionId: string, seconds: number, committed: boolean): void;
+  /** A replica installed a raft snapshot (its state machine was replaced) at `index`. */
+  onSnapshotInstalled?(regionId: string, index: number): void;
 }
 
 interface PendingProposal<R> {
@@ -184,6 +186,8 @@ export class Replica<R> {
   appliedIndex: number;
   /** Log index of the membership configuration applied last (0: only what the snapshot carries). */
   confIndex = 0;
+  /** Index of the last raft snapshot installed by this process (0: none yet). */
+  snapshotInstalledIndex = 0;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
   /** Set while an apply waits for the object store (see the top of this file). */
@@ -223,6 +227,12 @@ export class RegionServer<R> {
   private ticker: NodeJS.Timeout | undefined;
   private fatal: Error | undefined;
   private readSeq = 0;
+  /**
+   * Distinguishes this process's ReadIndex contexts from an earlier run's: a peer may still
+   * answer a request the previous process sent (its queues outlive our restart), and a context
+   * that restarted at `${nodeId}:1` would match that stale answer to a new read (a stale read).
+   */
+  private readonly incarnation: string;
   private ticks = 0;
   private readonly rand: SeededRand;
 
@@ -238,6 +248,7 @@ export class RegionServer<R> {
   ) {
     // Election timeouts only need to differ between nodes; seed from the node id and time.
     this.rand = new SeededRand((nodeId * 2654435761 + Math.floor(clock.nowMs())) >>> 0);
+    this.incarnation = `${Math.floor(clock.nowMs()).toString(36)}.${this.rand.int(2 ** 30).toString(36)}`;
     this.applyRetry = tuning.applyRetry ?? defaultApplyRetry;
     assert(this.applyRetry.backoffMsMin > 0 && this.applyRetry.backoffMsMin <= this.applyRetry.backoffMsMax, 'apply retry backoff: 0 < min <= max');
   }
@@ -342,7 +353,7 @@ export class RegionServer<R> {
     if (replica) {
       replica.closed = true;
       this.replicas.delete(regionId);
-      this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`));
+      this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
     }
     // The cycle running now may still hold the replica; let it finish before deleting its log.
     await this.currentCycle.catch(() => {});
@@ -402,7 +413,7 @@ export class RegionServer<R> {
    */
   private requestReadIndex(replica: Replica<R>): void {
     const group = replica.queuedReads.splice(0);
-    const ctx = `${this.nodeId}:${++this.readSeq}`;
+    const ctx = `${this.nodeId}:${this.incarnation}:${++this.readSeq}`;
     replica.reads.set(ctx, {
       index: -1,
       sinceTick: this.ticks,
@@ -532,6 +543,12 @@ export class RegionServer<R> {
         batch.setHardState(replica.regionId, rd.hardState);
         needsWrite = true;
       }
+      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
+        // The commit index covering a membership change is made durable before the change is
+        // applied (a deferred one could roll back below it in a crash; see LogBatch).
+        batch.requireDurableCommit();
+        needsWrite = true;
+      }
     }
     // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
     // counts its own copy toward the quorum only after this write (advance() below), so an
@@ -582,6 +599,8 @@ export class RegionServer<R> {
     replica.appliedIndex = index;
     replica.confIndex = index;
     this.resetPeersFromConf(replica, confState);
+    replica.snapshotInstalledIndex = index;
+    this.hooks.onSnapshotInstalled?.(replica.regionId, index);
     this.log.info({ regionId: replica.regionId, index }, 'installed raft snapshot');
     const stall = replica.stall;
     if (stall) {
@@ -751,7 +770,7 @@ export class RegionServer<R> {
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
         // Removed from the region: fenced at once (no reads, no writes); the host deletes it.
         replica.closed = true;
-        this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`));
+        this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }
       this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
@@ -874,10 +893,17 @@ export class RegionServer<R> {
     }
   }
 
-  private failPending(replica: Replica<R>, err: Error): void {
+  /**
+   * Fails everything waiting on a replica with `err`. Proposals already handed to raft may still
+   * commit (through the new leader, or a membership that no longer holds this replica): with
+   * `proposedWhy` they fail as outcome unknown instead, so that the client retries with the same
+   * request id (dedup makes that safe) and never reports a write that may exist as failed.
+   */
+  private failPending(replica: Replica<R>, err: Error, proposedWhy?: string): void {
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
-    for (const proposal of replica.proposals.values()) proposal.reject(err);
+    const proposedErr = proposedWhy === undefined ? err : this.outcomeUnknown(replica, proposedWhy);
+    for (const proposal of replica.proposals.values()) proposal.reject(proposedErr);
     replica.proposals.clear();
     for (const read of replica.reads.values()) read.reject(err);
     replica.reads.clear();

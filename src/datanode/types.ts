@@ -10,6 +10,14 @@ export interface LogBatch {
   applySnapshot(regionId: string, snapshot: Snapshot): void;
   setRegionMeta(regionId: string, meta: Uint8Array): void;
   /**
+   * This batch must make every commit index it (or an earlier deferred batch) carries durable:
+   * written and synced, never deferred. The host asks for it before applying a membership
+   * change: a node that applied a removal and then lost the commit index covering it restarts
+   * with the old configuration, and if the removed replica is gone meanwhile (the metasrv
+   * destroys it once the removal applied), a group shrunk to one voter can never elect again.
+   */
+  requireDurableCommit(): void;
+  /**
    * Durable (fsync) when it resolves; throws a fatal error otherwise (the process must stop).
    * A batch that only moves commit indexes may skip the fsync (the commit index is volatile
    * state, Raft Figure 2; see src/wal/wal.ts).

@@ -8,6 +8,15 @@ export const LEADER_ADDR_KEY = 'regiondb-leader-addr';
 export const LEADER_ID_KEY = 'regiondb-leader-id';
 export const ERROR_CODE_KEY = 'regiondb-error-code';
 export const CURRENT_VERSION_KEY = 'regiondb-current-version';
+export const OLDEST_KNOWN_REQUEST_ID_KEY = 'regiondb-oldest-known-request-id';
+
+/** RegionDbError details that travel with an error (unary: as metadata; Batch: in BatchError.details). */
+const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
+  leaderAddr: LEADER_ADDR_KEY,
+  leaderNodeId: LEADER_ID_KEY,
+  currentVersion: CURRENT_VERSION_KEY,
+  oldestKnownRequestId: OLDEST_KNOWN_REQUEST_ID_KEY,
+};
 
 const toGrpc: Record<ErrorCode, grpc.status> = {
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
@@ -19,6 +28,8 @@ const toGrpc: Record<ErrorCode, grpc.status> = {
   DEADLINE_EXCEEDED: grpc.status.DEADLINE_EXCEEDED,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   CONDITION_FAILED: grpc.status.FAILED_PRECONDITION,
+  // gRPC's "sequencer check failure": not retriable as is; the caller reads and decides.
+  REQUEST_TOO_OLD: grpc.status.ABORTED,
   CORRUPTION: grpc.status.DATA_LOSS,
   STORAGE_COMPACTED: grpc.status.INTERNAL,
   STORAGE_UNAVAILABLE: grpc.status.UNAVAILABLE,
@@ -51,10 +62,7 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
   const metadata = new grpc.Metadata();
   if (isRegionDbError(err)) {
     metadata.set(ERROR_CODE_KEY, err.code);
-    const d = err.details;
-    if (d['leaderAddr']) metadata.set(LEADER_ADDR_KEY, d['leaderAddr']);
-    if (d['leaderNodeId']) metadata.set(LEADER_ID_KEY, d['leaderNodeId']);
-    if (d['currentVersion']) metadata.set(CURRENT_VERSION_KEY, d['currentVersion']);
+    for (const [detail, key] of Object.entries(DETAIL_METADATA_KEYS)) if (err.details[detail]) metadata.set(key, err.details[detail]);
     return { code: toGrpc[err.code], details: err.message, metadata };
   }
   log?.error({ err }, 'internal error in a service handler');
@@ -72,12 +80,10 @@ export function fromGrpcError(err: unknown): RegionDbError {
     return v === undefined ? undefined : String(v);
   };
   const details: Record<string, string> = {};
-  const leaderAddr = get(LEADER_ADDR_KEY);
-  if (leaderAddr) details['leaderAddr'] = leaderAddr;
-  const leaderId = get(LEADER_ID_KEY);
-  if (leaderId) details['leaderNodeId'] = leaderId;
-  const version = get(CURRENT_VERSION_KEY);
-  if (version) details['currentVersion'] = version;
+  for (const [detail, key] of Object.entries(DETAIL_METADATA_KEYS)) {
+    const v = get(key);
+    if (v) details[detail] = v;
+  }
   const ours = get(ERROR_CODE_KEY) as ErrorCode | undefined;
   const code: ErrorCode = ours && ours in toGrpc ? ours : (fromGrpc[e.code as grpc.status] ?? ErrorCode.Internal);
   return new RegionDbError(code, e.details || e.message || 'gRPC call failed', { cause: err, details });
@@ -95,7 +101,7 @@ export interface ProtoBatchError {
 export function toBatchError(err: unknown, log?: Logger): ProtoBatchError {
   if (isRegionDbError(err)) {
     const details: Record<string, string> = {};
-    for (const key of ['leaderAddr', 'leaderNodeId', 'currentVersion']) if (err.details[key]) details[key] = err.details[key]!;
+    for (const key of Object.keys(DETAIL_METADATA_KEYS)) if (err.details[key]) details[key] = err.details[key]!;
     return { grpc_code: toGrpc[err.code], code: err.code, message: err.message, details };
   }
   log?.error({ err }, 'internal error in a service handler');
@@ -106,7 +112,7 @@ export function toBatchError(err: unknown, log?: Logger): ProtoBatchError {
 export function fromBatchError(e: ProtoBatchError): RegionDbError {
   const code: ErrorCode = e.code in toGrpc ? (e.code as ErrorCode) : (fromGrpc[e.grpc_code as grpc.status] ?? ErrorCode.Internal);
   const details: Record<string, string> = {};
-  for (const key of ['leaderAddr', 'leaderNodeId', 'currentVersion']) {
+  for (const key of Object.keys(DETAIL_METADATA_KEYS)) {
     const v = e.details?.[key];
     if (typeof v === 'string' && v) details[key] = v;
   }

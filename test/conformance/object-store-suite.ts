@@ -199,7 +199,11 @@ export function objectStoreConformance(name: string, make: () => Promise<StoreFi
       expect(new TextDecoder().decode(await store.get('utf8/zoë/数据'))).to.equal('v');
     });
 
-    (skip.has('concurrent-puts') ? it.skip : it)('concurrent puts of one key leave one complete version', async () => {
+    // Skipped where the backend under test is a stand-in that cannot honour it; the title says
+    // so in the skip listing (s3rver writes a PUT body straight into the destination file).
+    const concurrentPuts = skip.has('concurrent-puts') ? it.skip : it;
+    const skipNote = skip.has('concurrent-puts') ? ' [skipped: the test server is not atomic per PUT; real S3 is]' : '';
+    concurrentPuts(`concurrent puts of one key leave one complete version${skipNote}`, async () => {
       const versions = [pattern(200_000, 21), pattern(150_000, 22), pattern(100_000, 23)];
       await Promise.all(versions.map((v) => store.put('race/k', v)));
       const got = Buffer.from(await store.get('race/k'));

@@ -39,6 +39,8 @@ for (let i = 0; i < runs; i++) {
     process.stdout.write(
       `run ${i + 1}/${runs} seed ${seed}: ${r.valid === true ? 'valid' : r.valid === false ? 'INVALID' : 'unknown'}, lost ${r.rpo}, ${r.faults.length} faults, RTO ms [${rtos}] → ${r.dir}\n`,
     );
+    if (r.notConverged) process.stdout.write(`  not converged after healing: ${r.notConverged}\n`);
+    for (const failed of r.failedFinalReads) process.stdout.write(`  final read failed: ${failed}\n`);
   } catch (err) {
     process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} make jepsen\n`);
     process.exitCode = 1;

@@ -4,7 +4,8 @@
 import { expect } from 'chai';
 import { type RunReport, runJepsen } from './run.js';
 
-const seed = Number(process.env['JEPSEN_SEED'] ?? Math.floor(Math.random() * 1_000_000));
+// A fixed seed in `make test` (deterministic fault schedule; `make jepsen` draws random seeds).
+const seed = Number(process.env['JEPSEN_SEED'] ?? 20_261_203);
 const log = (line: string) => process.stdout.write(`      ${line}\n`);
 
 function describeRun(r: RunReport): string {
@@ -16,9 +17,12 @@ describe('jepsen (short runs against real processes)', function () {
 
   it('kill -9 and partitions: every history is linearizable and no acknowledged write is lost', async () => {
     log(`seed ${seed}`);
-    const r = await runJepsen({ seed, timeSec: 25, faults: ['kill', 'partition'], storeDir: process.env['JEPSEN_STORE'], log });
+    const r = await runJepsen({ seed, timeSec: 25, faults: ['kill', 'partition'], coverEachFault: true, storeDir: process.env['JEPSEN_STORE'], log });
     for (const f of r.faults) log(`${f.fault} ${f.targets.join(',')}: RTO ${f.rtoMs ?? 'none'} ms, recovered after ${f.recoveryMs ?? 'n/a'} ms`);
-    expect(r.faults.length, 'the nemesis injected faults').to.be.greaterThan(0);
+    expect(new Set(r.faults.map((f) => f.fault)), 'fault kinds the nemesis injected').to.deep.equal(new Set(['kill', 'partition']));
+    expect(r.notConverged, 'replicas converged after healing').to.equal(null);
+    expect(r.failedFinalReads, 'final reads (every register key, the set from every node)').to.deep.equal([]);
+    expect(r.set.finalReads, 'set final reads: one per datanode').to.equal(3);
     expect(r.ops['write']?.['ok'] ?? 0, 'writes were acknowledged').to.be.greaterThan(50);
     expect(r.ops['read']?.['ok'] ?? 0, 'reads completed').to.be.greaterThan(50);
     expect(r.set.acknowledged, 'set inserts were acknowledged').to.be.greaterThan(50);
@@ -31,6 +35,7 @@ describe('jepsen (short runs against real processes)', function () {
     // Harness fault, not a server flag: the test client reads a random replica's local state.
     // Partitions leave an isolated replica behind, so its reads go stale.
     const r = await runJepsen({ seed: seed + 1, timeSec: 20, faults: ['partition'], brokenStaleReads: true, storeDir: process.env['JEPSEN_STORE'], log });
+    expect(r.faults.length, 'partitions injected').to.be.greaterThan(0);
     expect(r.register.valid, describeRun(r)).to.equal(false);
     expect(r.register.invalidKeys.length).to.be.greaterThan(0);
     const detail = r.register.details[0] as { message?: string };

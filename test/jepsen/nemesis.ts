@@ -29,6 +29,12 @@ export interface NemesisOptions {
   /** How long a fault lasts (uniform in [min, max]). */
   readonly durationMs: readonly [number, number];
   readonly maxFaults: number;
+  /**
+   * The first faults are a seeded permutation of `faults`, so a run with at least that many
+   * faults exercises every listed kind (a short run in `make test` must not test only one of
+   * the kinds its title names); random picks follow.
+   */
+  readonly coverEachFirst?: boolean;
 }
 
 export class Nemesis {
@@ -58,8 +64,9 @@ export class Nemesis {
   async run(): Promise<void> {
     try {
       await this.sleep(this.options.gapMs);
+      const firstRound = this.options.coverEachFirst ? this.rand.shuffle([...this.options.faults]) : [];
       while (!this.stopped && this.log.length < this.options.maxFaults && this.options.faults.length > 0) {
-        const fault = this.rand.pick(this.options.faults);
+        const fault = firstRound[this.log.length] ?? this.rand.pick(this.options.faults);
         const [lo, hi] = this.options.durationMs;
         const duration = lo + this.rand.int(hi - lo + 1);
         const record: FaultRecord = { fault, targets: [], startMs: this.now(), healMs: 0 };

@@ -40,6 +40,8 @@ export interface RunOptions {
    * must catch it.
    */
   readonly brokenStaleReads?: boolean;
+  /** Start with one fault of each listed kind, in a seeded order (see NemesisOptions.coverEachFirst). */
+  readonly coverEachFault?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -54,6 +56,10 @@ export interface RunReport {
   readonly rpo: number;
   readonly ops: Record<string, Record<string, number>>;
   readonly faults: FaultRecord[];
+  /** Why the cluster did not converge after healing (every replica of every region at its leader's applied index), or null if it did. */
+  readonly notConverged: string | null;
+  /** Final reads that failed (register keys and set reads per node): each one hides data from the checkers, so the run is at best 'unknown'. */
+  readonly failedFinalReads: string[];
   readonly durationMs: number;
 }
 
@@ -228,7 +234,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       proxies,
       rand.fork() as SeededRand,
       () => recorder.now(),
-      { faults: options.faults, gapMs: 3000, durationMs: [2000, 5000], maxFaults: 100 },
+      { faults: options.faults, gapMs: 3000, durationMs: [2000, 5000], maxFaults: 100, coverEachFirst: options.coverEachFault ?? false },
       (line) => {
         nemesisLog.push(line);
         log(`  nemesis ${line}`);
@@ -248,7 +254,9 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     log(`  load done: ${recorder.events.length} events; healing and reading back`);
 
     // ─── Final reads (after healing): register keys, and the whole set from every node ──────
-    await waitConverged(cluster, 30_000);
+    const notConverged = await waitConverged(cluster, 30_000);
+    if (notConverged) log(`  NOT CONVERGED after healing: ${notConverged}`);
+    const failedFinalReads: string[] = [];
     const finalProcess = registerCount + setCount;
     const finalClient = newClient();
     for (const key of keys) {
@@ -258,6 +266,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
         recorder.record({ type: 'ok', process: finalProcess, f: 'read', key, value: got ? (got.row['v'] as number) : null });
       } catch (err) {
         recorder.record({ type: 'fail', process: finalProcess, f: 'read', key, error: errorText(err) });
+        failedFinalReads.push(`register key ${key}: ${errorText(err)}`);
       }
     }
     for (let i = 0; i < n; i++) {
@@ -268,6 +277,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
         recorder.record({ type: 'ok', process: p, f: 'final-read', value: rows.map((r) => r.row['e']) });
       } catch (err) {
         recorder.record({ type: 'fail', process: p, f: 'final-read', error: errorText(err) });
+        failedFinalReads.push(`set via datanode${i + 1}: ${errorText(err)}`);
       }
     }
     await recorder.close();
@@ -286,7 +296,10 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       ops[e.f] ??= {};
       ops[e.f]![e.type] = (ops[e.f]![e.type] ?? 0) + 1;
     }
-    const valid: boolean | 'unknown' = lin.valid === false || !set.valid ? false : lin.valid === 'unknown' ? 'unknown' : true;
+    // A run whose final reads did not all succeed, or whose replicas never converged, cannot vouch
+    // for what it did not read: at best 'unknown' (a violation found is still a violation).
+    const complete = notConverged === null && failedFinalReads.length === 0;
+    const valid: boolean | 'unknown' = lin.valid === false || !set.valid ? false : lin.valid === 'unknown' || !complete ? 'unknown' : true;
     const report: RunReport = {
       run,
       dir,
@@ -302,6 +315,8 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       rpo: set.lost.length,
       ops,
       faults,
+      notConverged,
+      failedFinalReads,
       durationMs: Date.now() - started,
     };
     writeFileSync(join(dir, 'results.json'), JSON.stringify(report, null, 2));
@@ -333,25 +348,36 @@ async function staleReadAnywhere(cluster: LocalCluster, r: SeededRand, key: stri
   }
 }
 
-/** Waits until every datanode runs and reports every replica caught up with its leader. */
-async function waitConverged(cluster: LocalCluster, timeoutMs: number): Promise<void> {
+/**
+ * Waits until every datanode answers and every replica of every region is at one applied index
+ * with a leader among them. Returns null once converged, or what was still not converged at
+ * the deadline (the caller reports it; it never passes silently).
+ */
+async function waitConverged(cluster: LocalCluster, timeoutMs: number): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
+  let why = 'no status yet';
   while (Date.now() < deadline) {
-    const statuses = await Promise.all(cluster.datanodes.map((_, i) => cluster.status(i).catch(() => undefined)));
-    if (statuses.every((s) => s !== undefined)) {
+    const statuses = await Promise.all(cluster.datanodes.map((_, i) => cluster.status(i).catch((err: unknown) => `datanode${i + 1}: ${String(err)}`)));
+    const unreachable = statuses.filter((s): s is string => typeof s === 'string');
+    if (unreachable.length > 0) {
+      why = `no status from ${unreachable.join('; ')}`;
+    } else {
       const byRegion = new Map<string, { role: string; applied: number }[]>();
       for (const s of statuses) {
-        for (const r of s!.replicas) {
+        if (typeof s === 'string') continue;
+        for (const r of s.replicas) {
           const list = byRegion.get(r.region_id) ?? [];
           list.push({ role: r.role, applied: Number(r.applied_index) });
           byRegion.set(r.region_id, list);
         }
       }
-      const converged = [...byRegion.values()].every((reps) => reps.some((r) => r.role === 'leader') && new Set(reps.map((r) => r.applied)).size === 1);
-      if (converged) return;
+      const lagging = [...byRegion].filter(([, reps]) => !reps.some((r) => r.role === 'leader') || new Set(reps.map((r) => r.applied)).size !== 1);
+      if (lagging.length === 0) return null;
+      why = lagging.map(([region, reps]) => `region ${region}: ${reps.map((r) => `${r.role}@${r.applied}`).join(' ')}`).join('; ');
     }
     await new Promise((r) => setTimeout(r, 200));
   }
+  return `after ${timeoutMs} ms: ${why}`;
 }
 
 /**

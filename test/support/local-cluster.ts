@@ -2,11 +2,12 @@
 // on 127.0.0.1 with free ports, data under a fresh temporary directory. Every process is started
 // from the built CLI (dist/, `make build`) and stopped by its PID; nothing is left running.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { type Dirent, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type Dirent, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
 import { freePort } from '../../src/cmd/scratch-cluster.js';
+import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from '../../src/cmd/supervision.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 
@@ -14,6 +15,19 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cmd', 'main.js');
 
 export { freePort };
+
+/** One replica in a datanode's Admin.Status (uint64s as strings, as proto-loader gives them). */
+export interface ReplicaStatus {
+  readonly region_id: string;
+  readonly peer_id: string;
+  readonly role: string;
+  readonly leader_node_id: string;
+  readonly term: string;
+  readonly applied_index: string;
+  readonly flushed_index: string;
+  readonly snapshot_installed_index: string;
+  readonly ssts: number;
+}
 
 export interface NodeProcess {
   readonly name: string;
@@ -164,17 +178,21 @@ export class LocalCluster {
   private async waitNodesAlive(count: number): Promise<void> {
     const client = this.client();
     const deadline = Date.now() + 30_000;
+    let seen = 'no answer from the metasrv';
     try {
       while (Date.now() < deadline) {
         try {
-          const res = (await client.listNodes()) as { nodes: { state: string }[] };
+          const res = (await client.listNodes()) as { nodes: { node_id: string; state: string }[] };
           if (res.nodes.filter((n) => n.state === 'alive').length >= count) return;
+          seen = res.nodes.map((n) => `node ${n.node_id} ${n.state}`).join(', ') || 'no datanode registered';
         } catch (err) {
           const code = (err as { code?: string }).code;
           if (code === 'UNAUTHENTICATED' || code === 'PERMISSION_DENIED') return; // a secured cluster: the test handles it
+          seen = String(err);
         }
         await sleep(100);
       }
+      throw new Error(`the metasrv did not count ${count} datanodes alive within 30 s (last seen: ${seen}); logs in ${this.dir}`);
     } finally {
       client.close();
     }
@@ -206,10 +224,8 @@ export class LocalCluster {
 
   private async startNode(node: NodeProcess, args: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const log = createWriteStream(node.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT }));
+    logChildOutput(child, node.logFile, node.name);
     node.process = child;
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
@@ -232,7 +248,7 @@ export class LocalCluster {
    */
   async startDatanodeExpectingFailure(i: number, timeoutMs = 20_000): Promise<{ code: number | null; stderr: string }> {
     const node = this.datanodes[i]!;
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, 'datanode', '-c', node.configFile], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, 'datanode', '-c', node.configFile], supervisedSpawnOptions('ignore', { cwd: ROOT }));
     node.process = child;
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
@@ -250,9 +266,10 @@ export class LocalCluster {
     return { code, stderr };
   }
 
+  /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */
   tail(node: NodeProcess, lines = 30): string {
     try {
-      return readFileSync(node.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+      return sinceLastStart(readFileSync(node.logFile, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
     } catch {
       return '(no log)';
     }
@@ -291,7 +308,7 @@ export class LocalCluster {
   }
 
   /** Admin.Status of one datanode. */
-  async status(i: number): Promise<{ replicas: { region_id: string; role: string; term: string; applied_index: string }[] }> {
+  async status(i: number): Promise<{ replicas: ReplicaStatus[] }> {
     const tls = this.options.harnessTls;
     const admin = makeClient('Admin', this.datanodeAddr(i), { credentials: tls ? channelCredentials(new CertificateFiles(tls)) : undefined });
     try {
@@ -301,12 +318,15 @@ export class LocalCluster {
     }
   }
 
-  /** Stops every process (SIGTERM, then SIGKILL after 10 s) and removes the data unless KEEP_DATA is set. */
-  async stop(): Promise<void> {
+  /**
+   * Stops every process (SIGTERM, then SIGKILL after 10 s) and removes the data unless KEEP_DATA
+   * is set or `keepData` (a failed test's post-mortem).
+   */
+  async stop(options: { keepData?: boolean } = {}): Promise<void> {
     for (const c of this.clients) c.close();
     await Promise.all(this.datanodes.map((d) => this.stopProcess(d, 'SIGTERM')));
     if (this.metasrv) await this.stopProcess(this.metasrv, 'SIGTERM');
-    if (process.env['KEEP_DATA']) process.stderr.write(`cluster data kept in ${this.dir}\n`);
+    if (process.env['KEEP_DATA'] || options.keepData) process.stderr.write(`cluster data kept in ${this.dir}\n`);
     else rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -7,12 +7,16 @@ import { expect } from 'chai';
 import { RegionDbClient } from '../../src/client/client.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { loadProtos } from '../../src/rpc/proto.js';
+import { waitUntil } from '../support/local-cluster.js';
 
-type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }, unknown>;
+type BatchRequest = { id: string; request: string; write?: { region_id: string; rows: { values: { v: { float64_value: number } } }[] } };
+type BatchCall = grpc.ServerDuplexStream<BatchRequest, unknown>;
 
 interface Script {
   /** Decides what the server does with each Batch request. */
-  onBatch?: (call: BatchCall, req: { id: string; request: string; write?: { rows: { values: { v: { float64_value: number } } }[] } }) => void;
+  onBatch?: (call: BatchCall, req: BatchRequest) => void;
+  /** Regions of the table (default 1), all served by the test server. */
+  regions?: number;
   /** Refuse Batch streams with this status. */
   refuseBatch?: grpc.status;
   unaryWrites: number;
@@ -31,14 +35,14 @@ async function startServer(script: Script): Promise<{ addr: string; server: grpc
         table: {
           name: TABLE,
           table_id: 1,
-          region_count: 1,
+          region_count: script.regions ?? 1,
           columns: [
             { name: 'host', type: 'STRING', semantic: 'TAG' },
             { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
             { name: 'v', type: 'FLOAT64', semantic: 'FIELD' },
           ],
         },
-        routes: [{ region_id: String(1n << 32n), peers: [{ node_id: '1', addr }], leader_node_id: '1' }],
+        routes: Array.from({ length: script.regions ?? 1 }, (_, n) => ({ region_id: String((1n << 32n) + BigInt(n)), peers: [{ node_id: '1', addr }], leader_node_id: '1' })),
       }),
   });
   server.addService(services.Database.service, {
@@ -73,10 +77,19 @@ describe('client: the Database.Batch stream', () => {
     for (const s of servers) s.forceShutdown();
   });
 
-  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number } = {}): Promise<RegionDbClient> {
-    const { addr, server } = await startServer(script);
-    servers.push(server);
-    const client = new RegionDbClient({ metasrv: addr, attemptTimeoutMs: options.attemptTimeoutMs ?? 2000, deadlineMs: options.deadlineMs ?? 5000 });
+  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number; clientId?: string; addr?: string } = {}): Promise<RegionDbClient> {
+    let addr = options.addr;
+    if (!addr) {
+      const started = await startServer(script);
+      servers.push(started.server);
+      addr = started.addr;
+    }
+    const client = new RegionDbClient({
+      metasrv: addr,
+      attemptTimeoutMs: options.attemptTimeoutMs ?? 2000,
+      deadlineMs: options.deadlineMs ?? 5000,
+      ...(options.clientId !== undefined ? { clientId: options.clientId } : {}),
+    });
     clients.push(client);
     return client;
   }
@@ -118,6 +131,7 @@ describe('client: the Database.Batch stream', () => {
 
   it('an attempt with no answer times out and is retried under the same request id; the late answer is ignored', async () => {
     const seen: { id: string; requestId: string }[] = [];
+    let lateAnswerSent = false;
     const script: Script = {
       unaryWrites: 0,
       batchStreams: 0,
@@ -125,7 +139,10 @@ describe('client: the Database.Batch stream', () => {
         seen.push({ id: req.id, requestId: (req.write as unknown as { request_id: string }).request_id });
         if (seen.length === 1) {
           // The first attempt is answered only after the client gave up on it.
-          setTimeout(() => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }), 400);
+          setTimeout(() => {
+            call.write({ id: req.id, write: { version: '1', rows_written: 1 } });
+            lateAnswerSent = true;
+          }, 400);
           return;
         }
         call.write({ id: req.id, write: { version: '2', rows_written: 1 } });
@@ -137,7 +154,11 @@ describe('client: the Database.Batch stream', () => {
     expect(seen).to.have.length(2);
     expect(seen[0]!.id).to.not.equal(seen[1]!.id);
     expect(seen[0]!.requestId, 'a retry keeps its request id (applied at most once)').to.equal(seen[1]!.requestId);
-    await new Promise((r) => setTimeout(r, 400)); // the late answer arrives and must not throw
+    // The late answer must arrive and be dropped without a throw. Once it is sent, one more
+    // operation on the same stream (ordered) is answered after it, so it has been handled.
+    await waitUntil('the late answer to be sent', 5000, async () => (lateAnswerSent ? true : undefined));
+    const [after] = await client.write(TABLE, [row(2)]);
+    expect(after!.version).to.equal(2);
   });
 
   it('a stream that breaks fails what is in flight with its status; the next attempt opens a new stream', async () => {
@@ -171,6 +192,75 @@ describe('client: the Database.Batch stream', () => {
     });
   }
 
+  it('two instances given one clientId never send the same (client_id, request_id): writes and deletes', async () => {
+    const seen: string[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        const op = (req as unknown as Record<string, { client_id: string; request_id: string }>)[req.request]!;
+        seen.push(`${op.client_id}/${op.request_id}`);
+        call.write({ id: req.id, [req.request]: req.request === 'write' ? { version: '3', rows_written: 1 } : { version: '3' } });
+      },
+    };
+    const first = await setup(script, { clientId: 'shared' });
+    const second = await setup(script, { clientId: 'shared', addr: first.options.metasrv });
+    for (const client of [first, second, first, second]) {
+      await client.write(TABLE, [row(1)]);
+      await client.delete(TABLE, [{ host: 'a', ts: 1 }]);
+    }
+    expect(seen).to.have.length(8);
+    expect(new Set(seen).size, `identities sent: ${seen.join(', ')}`).to.equal(8);
+    expect(seen.every((s) => s.startsWith('shared')), 'the given clientId still names the client').to.equal(true);
+  });
+
+  it('a request id refused as too old on its only attempt is sent again under a new id above the region\'s floor', async () => {
+    const floor = Date.now() * 1000 + 5_000_000_000; // the region forgot ids up to ~1.4 h ahead of this clock
+    const seen: number[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        const requestId = Number((req.write as unknown as { request_id: string }).request_id);
+        seen.push(requestId);
+        if (requestId < floor) {
+          call.write({ id: req.id, error: { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: String(floor) } } });
+          return;
+        }
+        call.write({ id: req.id, write: { version: '9', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script);
+    const [first] = await client.write(TABLE, [row(1)]);
+    expect(first!.version).to.equal(9);
+    await client.write(TABLE, [row(2)]);
+    expect(seen, 'refused once, then every id at or above the floor').to.have.length(3);
+    expect(seen[0]!).to.be.below(floor);
+    expect(seen[1]!).to.be.at.least(floor);
+    expect(seen[2]!).to.be.greaterThan(seen[1]!);
+  });
+
+  it('REQUEST_TOO_OLD after an earlier attempt of the same id reaches the caller: that outcome is unknown, nothing is re-sent', async () => {
+    const seen: string[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        seen.push((req.write as unknown as { request_id: string }).request_id);
+        if (seen.length === 1) return; // the first attempt times out: it may have been applied
+        call.write({ id: req.id, error: { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: '5' } } });
+      },
+    };
+    const client = await setup(script, { attemptTimeoutMs: 150 });
+    const err = await client.write(TABLE, [row(1)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err) && err.code, String(err)).to.equal(ErrorCode.RequestTooOld);
+    expect(seen).to.have.length(2);
+    expect(seen[1], 'the retry kept its id').to.equal(seen[0]);
+  });
+
   it('batchStream: false makes one unary call per operation', async () => {
     const script: Script = { unaryWrites: 0, batchStreams: 0 };
     const { addr, server } = await startServer(script);
@@ -180,5 +270,55 @@ describe('client: the Database.Batch stream', () => {
     await client.write(TABLE, [row(1)]);
     expect(script.unaryWrites).to.equal(1);
     expect(script.batchStreams).to.equal(0);
+  });
+
+  it('a write whose first attempt may have applied is reported as outcome unknown, even when a later attempt is refused outright', async () => {
+    let attempts = 0;
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        attempts++;
+        const error =
+          attempts === 1
+            ? { grpc_code: grpc.status.UNAVAILABLE, code: 'UNAVAILABLE', message: 'leadership lost; the write may or may not have been applied', details: {} }
+            : { grpc_code: grpc.status.NOT_FOUND, code: 'NOT_FOUND', message: 'region is no longer hosted here', details: {} };
+        call.write({ id: req.id, error });
+      },
+    };
+    const client = await setup(script);
+    const err = await client.write(TABLE, [row(1)]).then(
+      () => expect.fail('no attempt succeeded'),
+      (e: unknown) => e,
+    );
+    expect(attempts, 'the client retried after the unknown outcome').to.equal(2);
+    expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
+    expect((err as Error).message).to.match(/outcome is unknown/);
+    expect((err as { details: Record<string, string> }).details['outcome']).to.equal('unknown');
+  });
+
+  it('a write across regions that fails in some says, region by region, where it applied', async () => {
+    const failing = String((1n << 32n) + 1n);
+    const script: Script = {
+      regions: 2,
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        if (req.write?.region_id === failing) call.write({ id: req.id, error: { grpc_code: grpc.status.INVALID_ARGUMENT, code: 'INVALID_ARGUMENT', message: 'refused by the test server', details: {} } });
+        else call.write({ id: req.id, write: { version: '3', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script);
+    const rows = Array.from({ length: 20 }, (_, i) => ({ host: `h${i}`, ts: 1, v: i }));
+    const err = await client.write(TABLE, rows).then(
+      () => expect.fail('one region refused'),
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err), String(err)).to.equal(true);
+    const details = (err as { details: Record<string, string> }).details;
+    expect(details['partial']).to.equal('true');
+    expect(details['failedRegions']).to.equal(failing);
+    expect(details['appliedRegions']).to.equal(String(1n << 32n));
+    expect((err as Error).message).to.match(/partly failed: applied in 4294967296; region 4294967297: INVALID_ARGUMENT/);
   });
 });

@@ -314,10 +314,11 @@ describe('engine: region state (deterministic apply)', () => {
     c.apply(52, flushEdit(51, sst)); // the edit itself is above the flushed index: replayed, a no-op
     for (let i = 51; i <= 60; i++) c.apply(i + 2, write(i, [[`h${i % 7}`, i % 3, i, i / 2]]));
     expect(await rowsOf(c)).to.deep.equal(await rowsOf(a));
-    // Dedup survives the manifest: request 60 is known, not applied again.
-    expect(c.apply(63, write(60, [['zz', 0, 1, 1]]))).to.deep.equal({ status: 'ok', version: 62, rows: 1 });
-    // ...and so does an id applied before the flush.
-    expect(c.apply(64, write(5, [['zz', 0, 1, 1]]))).to.deep.equal({ status: 'ok', version: 5, rows: 1 });
+    // Dedup survives the manifest: a retry of request 60 is known, not applied again...
+    expect(c.apply(63, write(60, [['h4', 0, 60, 30]]))).to.deep.equal({ status: 'ok', version: 62, rows: 1 });
+    // ...and so does an id applied before the flush, with the command it answered.
+    expect(c.apply(64, write(5, [['h5', 2, 5, 2.5]]))).to.deep.equal({ status: 'ok', version: 5, rows: 1 });
+    expect(c.apply(65, write(5, [['zz', 0, 1, 1]]))).to.deep.equal({ status: 'request-id-reused' });
     const damaged = point.data.slice();
     damaged[damaged.byteLength - 2]! ^= 1;
     try {

@@ -4,7 +4,7 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/erro
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/datanode/region-server.js';
 import type { StateMachine } from '../../src/datanode/types.js';
-import { MessageType } from '../../src/raft/index.js';
+import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 /** A counter state machine: each command adds its byte value; result = new total. */
@@ -36,16 +36,19 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
   /** Heartbeats carrying a ReadIndex context (one per read-index round), per sending node. */
   const readIndexRounds = new Map<number, number>();
   const engines = new Map<number, MemoryLogEngine>();
+  /** Contexts of the ReadIndex requests each node sent (a follower forwards its reads to the leader). */
+  const readIndexContexts = new Map<number, string[]>();
   const peers = [
     { peerId: 11, nodeId: 1 },
     { peerId: 12, nodeId: 2 },
     { peerId: 13, nodeId: 3 },
   ];
 
-  before(async () => {
-    for (const nodeId of [1, 2, 3]) {
-      const engine = new MemoryLogEngine();
-      engines.set(nodeId, engine);
+  /** A region server for `nodeId` over its (surviving) in-memory engine: a fresh process. */
+  function makeServer(nodeId: number): RegionServer<number> {
+    let engine = engines.get(nodeId);
+    if (!engine) engines.set(nodeId, (engine = new MemoryLogEngine()));
+    {
       const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
         if (mute.has(from)) return;
         for (const e of envelopes) {
@@ -54,6 +57,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
             appendSizes.set(key, [...(appendSizes.get(key) ?? []), e.message.entries.length]);
           }
           if (e.message.type === MessageType.Heartbeat && e.message.context.byteLength > 0) readIndexRounds.set(from, (readIndexRounds.get(from) ?? 0) + 1);
+          if (e.message.type === MessageType.ReadIndex) readIndexContexts.set(from, [...(readIndexContexts.get(from) ?? []), new TextDecoder().decode(e.message.context)]);
           servers.get(to)?.step(from, e.regionId, e.message);
         }
       });
@@ -72,8 +76,12 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
         silentLogger,
         systemClock,
       );
-      servers.set(nodeId, server);
+      return server;
     }
+  }
+
+  before(async () => {
+    for (const nodeId of [1, 2, 3]) servers.set(nodeId, makeServer(nodeId));
     for (const [nodeId, server] of servers) {
       for (const regionId of ['r1', 'r2']) {
         await server.open({ regionId, selfPeerId: 10 + nodeId, peers, bootstrap: true });
@@ -177,6 +185,57 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
       mute.delete(follower.nodeId);
     }
     await follower.readBarrier('r1');
+  });
+
+  it('a proposal in flight when its region is closed fails as outcome unknown (UNAVAILABLE), never as a definite NOT_FOUND', async () => {
+    for (const [nodeId, server] of servers) await server.open({ regionId: 'r3', selfPeerId: 10 + nodeId, peers, bootstrap: true });
+    await waitFor(() => leaderOf('r3') !== undefined, 'a leader of r3');
+    const leader = leaderOf('r3')!;
+    await leader.propose('r3', new Uint8Array([1]));
+    const followers = [...servers.values()].filter((s) => s !== leader);
+    for (const f of followers) mute.add(f.nodeId); // no acks: the next proposal stays uncommitted
+    try {
+      const inFlight = leader.propose('r3', new Uint8Array([2]));
+      await waitFor(() => leader.replica('r3')!.proposals.size > 0, 'the proposal to reach raft');
+      await leader.close('r3', false);
+      const err = await inFlight.then(
+        () => expect.fail('an uncommitted proposal cannot have been applied here'),
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
+      expect((err as Error).message).to.match(/may or may not have been applied/);
+    } finally {
+      for (const f of followers) mute.delete(f.nodeId);
+      for (const server of servers.values()) await server.close('r3', true);
+    }
+  });
+
+  it("a restarted node's ReadIndex requests carry contexts its earlier run never used (a late answer to the old process cannot serve a new read)", async () => {
+    const leader = leaderOf('r1')!;
+    const follower = [...servers.values()].find((s) => s !== leader)!;
+    const nodeId = follower.nodeId;
+    await follower.readBarrier('r1');
+    const earlier = new Set(readIndexContexts.get(nodeId));
+    expect(earlier.size, 'ReadIndex requests forwarded by the follower').to.be.greaterThan(0);
+    await follower.stop();
+    const restarted = makeServer(nodeId);
+    servers.set(nodeId, restarted);
+    for (const regionId of ['r1', 'r2']) await restarted.open({ regionId, selfPeerId: 10 + nodeId, peers, bootstrap: true });
+    restarted.start();
+    await waitFor(() => restarted.replica('r1')?.leaderNodeId() === leader.nodeId, 'the restarted follower to learn the leader');
+    await restarted.readBarrier('r1');
+    const sent = readIndexContexts.get(nodeId)!.slice(earlier.size);
+    expect(sent.length, 'ReadIndex requests of the restarted process').to.be.greaterThan(0);
+    for (const ctx of sent) expect(earlier.has(ctx), `context ${ctx} reused from before the restart`).to.equal(false);
+  });
+
+  it('a membership change is applied only after a batch that makes its commit index durable (never on a deferred one)', async () => {
+    const leader = leaderOf('r2')!;
+    const before = new Map([...engines].map(([id, e]) => [id, e.durableCommitBatches]));
+    await leader.proposeConfChange('r2', { type: ConfChangeType.AddLearner, nodeId: 99, context: JSON.stringify({ nodeId: 9 }) });
+    await waitFor(() => [...servers.values()].every((s) => s.replica('r2')!.raft.status().confState.learners.includes(99)), 'every replica to apply the change');
+    for (const [id, engine] of engines) expect(engine.durableCommitBatches - before.get(id)!, `node ${id}`).to.be.greaterThan(0);
+    await leader.proposeConfChange('r2', { type: ConfChangeType.RemoveNode, nodeId: 99, context: '' });
   });
 });
 

@@ -86,6 +86,32 @@ describe('WAL (LevelDB)', () => {
     await reopened.close();
   });
 
+  it('a batch asked for a durable commit index (before a membership change is applied) is written with every deferred one, and survives a crash', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const first = wal.batch();
+    first.append('1', range(1, 5, 1));
+    first.setHardState('1', { term: 1, vote: 1, commit: 1 });
+    await first.commit();
+    const deferred = wal.batch();
+    deferred.setHardState('1', { term: 1, vote: 1, commit: 4 });
+    await deferred.commit(); // deferred: commit 4 is in memory only
+    const syncs = wal.stats().syncs;
+    const durable = wal.batch();
+    durable.requireDurableCommit(); // nothing else in it: the commit index moved in an earlier ready
+    expect(durable.deferrable).to.equal(false);
+    await durable.commit();
+    expect(wal.stats().syncs, 'written and synced').to.equal(syncs + 1);
+    const crashCopy = `${dir}-crash`;
+    dirs.push(crashCopy);
+    cpSync(dir, crashCopy, { recursive: true });
+    rmSync(join(crashCopy, 'LOCK'), { force: true });
+    const afterCrash = await Wal.open(crashCopy, silentLogger);
+    expect(afterCrash.region('1').initialState().hardState.commit, 'commit index after a crash').to.equal(4);
+    await afterCrash.close();
+    await wal.close();
+  });
+
   it('a dropped region does not come back with a deferred commit index', async () => {
     const dir = tempDir();
     const wal = await Wal.open(dir, silentLogger);

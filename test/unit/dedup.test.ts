@@ -1,0 +1,217 @@
+// Client dedup in the replicated state machine (Raft thesis §6.3; issue 14 item 7): a request id
+// is trusted only together with the command it was first applied with, request id 0 means "not
+// deduplicated", and a retry whose outcome the region no longer knows is refused, never applied
+// again — identically on every replica, including one rebuilt from a manifest.
+import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { limits } from '../../src/common/limits.js';
+import { SeededRand } from '../../src/common/rand.js';
+import { type ApplyResult, RegionState, type TableSchema, encodeCommand } from '../../src/engine/index.js';
+import { encodeManifest } from '../../src/engine/manifest.js';
+
+const schema: TableSchema = {
+  name: 'kv',
+  tableId: 7,
+  regionCount: 1,
+  columns: [
+    { name: 'k', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+    { name: 'v', type: 'float64', semantic: 'field' },
+  ],
+};
+
+const put = (clientId: string, requestId: number, key: string, v: number) => encodeCommand({ kind: 'write', clientId, requestId, rows: [[key, 1, v]] });
+const del = (clientId: string, requestId: number, key: string) => encodeCommand({ kind: 'delete', clientId, requestId, keys: [[key, 1]] });
+const freeze = () => encodeCommand({ kind: 'freeze' });
+const flushEdit = (freezeIndex: number) => encodeCommand({ kind: 'flush-edit', freezeIndex, sst: null });
+
+async function usageOf(s: RegionState, key: string): Promise<number | null> {
+  const found = await s.get({ k: key, ts: 1 });
+  return found ? (found.row['v'] as number) : null;
+}
+
+/** Runs `body` with the dedup bounds lowered (restored afterwards, whatever happens). */
+async function withDedupBounds(clientsMax: number, requestsPerClientMax: number, body: () => Promise<void>): Promise<void> {
+  const mutable = limits as { dedupClientsMax: number; dedupRequestsPerClientMax: number };
+  const saved = { clients: limits.dedupClientsMax, requests: limits.dedupRequestsPerClientMax };
+  mutable.dedupClientsMax = clientsMax;
+  mutable.dedupRequestsPerClientMax = requestsPerClientMax;
+  try {
+    await body();
+  } finally {
+    mutable.dedupClientsMax = saved.clients;
+    mutable.dedupRequestsPerClientMax = saved.requests;
+  }
+}
+
+describe('engine: client dedup (issue 14 item 7)', () => {
+  it('request id 0 is not deduplicated: three writes of one client all apply, the row holds the last', async () => {
+    const s = new RegionState(schema);
+    const results = [1, 2, 3].map((i) => s.apply(i, put('raw-client', 0, 'k', i * 1.5)));
+    expect(results, 'each write applies at its own index').to.deep.equal([1, 2, 3].map((i) => ({ status: 'ok', version: i, rows: 1 })));
+    expect(await usageOf(s, 'k')).to.equal(4.5);
+  });
+
+  it('a (client, request id) reused with a different command is refused and changes nothing; the same command is still a retry', async () => {
+    const s = new RegionState(schema);
+    const first = s.apply(1, put('c', 5, 'k', 1));
+    expect(first).to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+    expect(s.apply(2, put('c', 5, 'k', 2)), 'another value under the same id').to.deep.equal({ status: 'request-id-reused' });
+    expect(s.apply(3, put('c', 5, 'other', 1)), 'another key under the same id').to.deep.equal({ status: 'request-id-reused' });
+    expect(s.apply(4, del('c', 5, 'k')), 'a delete under the id of a write').to.deep.equal({ status: 'request-id-reused' });
+    expect(s.apply(5, put('c', 5, 'k', 1)), 'the same command: a retry, answered with the first result').to.deep.equal(first);
+    expect(await usageOf(s, 'k')).to.equal(1);
+    expect(await usageOf(s, 'other')).to.equal(null);
+  });
+
+  it('a retry from a client whose record was evicted is refused as request-too-old, never applied again', async () => {
+    await withDedupBounds(2, 1024, async () => {
+      const s = new RegionState(schema);
+      s.apply(1, put('a', 1001, 'k', 1));
+      s.apply(2, put('a', 1002, 'k', 2)); // a later write of a: a replay of 1001 would undo it
+      s.apply(3, put('b', 2001, 'x', 1));
+      s.apply(4, put('c', 3001, 'y', 1)); // third client: a (least recently applied) is evicted
+      const retry = s.apply(5, put('a', 1001, 'k', 1));
+      expect(retry).to.have.property('status', 'request-too-old');
+      expect(await usageOf(s, 'k'), 'the retried write was not applied a second time').to.equal(2);
+    });
+  });
+
+  it("after its record was evicted, a client's new requests apply and its old ids stay refused", async () => {
+    await withDedupBounds(2, 1024, async () => {
+      const s = new RegionState(schema);
+      s.apply(1, put('a', 1001, 'k', 1));
+      s.apply(2, put('b', 2001, 'x', 1));
+      s.apply(3, put('c', 3001, 'y', 1)); // evicts a
+      expect(s.apply(4, put('a', 4001, 'k', 4)), 'a new request of a, above the horizon').to.deep.equal({ status: 'ok', version: 4, rows: 1 });
+      // a is known again, with a fresh record: its pre-eviction id must still be refused.
+      expect(s.apply(5, put('a', 1001, 'k', 1))).to.have.property('status', 'request-too-old');
+      expect(s.apply(6, put('d', 5001, 'z', 1)), 'a new client above the horizon').to.deep.equal({ status: 'ok', version: 6, rows: 1 });
+      expect(await usageOf(s, 'k')).to.equal(4);
+    });
+  });
+
+  it('the eviction horizon survives the manifest: a replica rebuilt from the snapshot refuses the same retry', async () => {
+    await withDedupBounds(2, 1024, async () => {
+      const s = new RegionState(schema, 'r1');
+      s.apply(1, put('a', 1001, 'k', 1));
+      s.apply(2, put('a', 1002, 'k', 2));
+      s.apply(3, put('b', 2001, 'x', 1));
+      s.apply(4, put('c', 3001, 'y', 1)); // evicts a
+      s.apply(5, freeze());
+      s.apply(6, flushEdit(5));
+      const rebuilt = RegionState.deserialize(schema, s.snapshotPoint()!.data, 'r1');
+      expect(rebuilt.appliedIndex).to.equal(5);
+      for (const replica of [s, rebuilt]) {
+        expect(replica.apply(7, put('a', 1001, 'k', 1))).to.have.property('status', 'request-too-old');
+        expect(replica.apply(8, put('c', 3001, 'y', 1)), 'a retry of a remembered id').to.deep.equal({ status: 'ok', version: 4, rows: 1 });
+        expect(replica.apply(9, put('c', 3001, 'y', 9)), 'a reuse of a remembered id').to.deep.equal({ status: 'request-id-reused' });
+      }
+    });
+  });
+
+  it('seeded: replicas (one rebuilt from a manifest midway) decide every command identically, and no (client, request id) is applied twice', async () => {
+    const seed = 14_7;
+    const rand = new SeededRand(seed);
+    await withDedupBounds(3, 4, async () => {
+      const a = new RegionState(schema, 'r1');
+      let b = new RegionState(schema, 'r1');
+      const clients = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'];
+      /** What each client sent under each id: a retry resends exactly this. */
+      const sent = new Map<string, Uint8Array>();
+      const nextId = new Map(clients.map((c, i) => [c, 1000 + i]));
+      /** (client, id) → the index it was applied at. */
+      const applied = new Map<string, number>();
+      let clock = 0; // ids grow with "time" across clients, as the client library's do
+      let index = 0;
+      const statuses = new Map<string, number>();
+      for (let step = 0; step < 3000; step++) {
+        const client = rand.pick(clients);
+        clock += rand.range(0, 3);
+        let requestId: number;
+        let cmd: Uint8Array;
+        const previous = [...sent.keys()].filter((k) => k.startsWith(`${client}/`));
+        if (previous.length > 0 && rand.chance(0.3)) {
+          const key = rand.pick(previous);
+          requestId = Number(key.split('/')[1]);
+          cmd = sent.get(key)!; // a retry
+        } else if (previous.length > 0 && rand.chance(0.05)) {
+          requestId = Number(rand.pick(previous).split('/')[1]);
+          cmd = put(client, requestId, 'reused', step); // a buggy client: an old id for a new command
+        } else {
+          requestId = Math.max(nextId.get(client)! + 1, 1000 + clock);
+          nextId.set(client, requestId);
+          cmd = rand.chance(0.2) ? del(client, requestId, `k${rand.int(5)}`) : put(client, requestId, `k${rand.int(5)}`, step);
+          sent.set(`${client}/${requestId}`, cmd);
+        }
+        index++;
+        const ra = (await a.apply(index, cmd, 1)) as ApplyResult;
+        const rb = (await b.apply(index, cmd, 1)) as ApplyResult;
+        expect(rb, `seed ${seed} step ${step}: replicas disagree`).to.deep.equal(ra);
+        statuses.set(ra.status, (statuses.get(ra.status) ?? 0) + 1);
+        const key = `${client}/${requestId}`;
+        if (ra.status === 'ok' && ra.version === index) {
+          expect(applied.has(key), `seed ${seed} step ${step}: ${key} applied at ${applied.get(key)} and again at ${index}`).to.equal(false);
+          applied.set(key, index);
+        }
+        if (step === 1500) {
+          index++;
+          await a.apply(index, freeze(), 1);
+          await b.apply(index, freeze(), 1);
+          index++;
+          await a.apply(index, flushEdit(index - 1), 1);
+          await b.apply(index, flushEdit(index - 1), 1);
+          b = RegionState.deserialize(schema, b.snapshotPoint()!.data, 'r1');
+          // The log above the flushed index replays onto the rebuilt replica, as after a restart.
+          await b.apply(index, flushEdit(index - 1), 1);
+        }
+      }
+      expect(applied.size, 'the run applied writes').to.be.greaterThan(100);
+      for (const status of ['request-too-old', 'request-id-reused']) expect(statuses.get(status) ?? 0, `seed ${seed}: runs into ${status}`).to.be.greaterThan(0);
+      expect(await usageOf(a, 'reused'), 'no reused id ever applied').to.equal(null);
+      for (const k of ['k0', 'k1', 'k2', 'k3', 'k4']) expect(await usageOf(b, k), k).to.equal(await usageOf(a, k));
+    });
+  });
+
+  it('a dedup table in the first encoding (no command hashes, no horizon) still loads: its ids are retries', () => {
+    const v1Dedup = JSON.stringify([['old-client', 0, [[9, { status: 'ok', version: 3, rows: 1 }]]]]);
+    const manifest = {
+      formatVersion: 1,
+      regionId: 'r1',
+      schema,
+      flushedIndex: 3,
+      flushedTerm: 1,
+      voters: [1],
+      learners: [],
+      ssts: [],
+      dedup: v1Dedup,
+      writtenAtMs: 0,
+    };
+    const s = RegionState.deserialize(schema, encodeManifest(manifest), 'r1');
+    expect(s.apply(4, put('old-client', 9, 'k', 1)), 'a retry of an id recorded before hashes existed').to.deep.equal({ status: 'ok', version: 3, rows: 1 });
+    expect(s.apply(5, put('old-client', 10, 'k', 2))).to.deep.equal({ status: 'ok', version: 5, rows: 1 });
+  });
+
+  it('a damaged dedup table is CORRUPTION naming the region, never a crash', () => {
+    const manifestWith = (dedup: string) =>
+      encodeManifest({ formatVersion: 1, regionId: 'r1', schema, flushedIndex: 3, flushedTerm: 1, voters: [1], learners: [], ssts: [], dedup, writtenAtMs: 0 });
+    const damaged = [
+      '{"version":3,"horizon":0,"clients":[]}',
+      '{"version":2,"horizon":-1,"clients":[]}',
+      '{"version":2,"horizon":0,"clients":[["c",1,[[5,7,{"status":"ok","version":3,"rows":1}]]]]}',
+      '{"version":2,"horizon":0,"clients":[["c",1,[[5,"ab",{"status":"request-too-old","oldestKnown":1}]]]]}',
+      '[["c",0,[[5,{"status":"ok"}]]]]',
+      '"dedup"',
+      '',
+    ];
+    for (const dedup of damaged) {
+      try {
+        RegionState.deserialize(schema, manifestWith(dedup), 'r1');
+        expect.fail(`accepted ${dedup}`);
+      } catch (err) {
+        expect(isRegionDbError(err, ErrorCode.Corruption), `${dedup}: ${String(err)}`).to.equal(true);
+        expect((err as Error).message).to.match(/region r1: dedup table/);
+      }
+    }
+  });
+});

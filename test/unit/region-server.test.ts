@@ -293,6 +293,8 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
   const store = new FaultyStore();
   /** Raft messages sent, per `${fromNode}/${region}`. */
   const sent = new Map<string, number>();
+  /** Raft messages from these `${fromNode}/${region}` are lost. */
+  const muted = new Set<string>();
   const peers = [
     { peerId: 21, nodeId: 1 },
     { peerId: 22, nodeId: 2 },
@@ -306,7 +308,7 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
       const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
         for (const e of envelopes) {
           sent.set(`${from}/${e.regionId}`, (sent.get(`${from}/${e.regionId}`) ?? 0) + 1);
-          servers.get(to)?.step(from, e.regionId, e.message);
+          if (!muted.has(`${from}/${e.regionId}`)) servers.get(to)?.step(from, e.regionId, e.message);
         }
       });
       const server = new RegionServer<number>(
@@ -392,8 +394,18 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
       () => expect.fail('a replica that cannot apply must not serve a linearizable read'),
       (err: unknown) => expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true),
     );
-    // Entries committed meanwhile are applied after the stalled one, in order.
-    const later = await leaderOf('f2')!.propose('f2', new Uint8Array([5]));
+    // Its log is sound, so it keeps acknowledging appends: with the third replica silent, the
+    // leader commits through it. Entries committed meanwhile apply after the stalled one, in order.
+    const leader = leaderOf('f2')!;
+    const third = [...servers.values()].find((s) => s !== leader && s !== follower)!;
+    muted.add(`${third.nodeId}/f2`);
+    let later: number;
+    try {
+      later = await leader.propose('f2', new Uint8Array([5]));
+    } finally {
+      muted.delete(`${third.nodeId}/f2`);
+    }
+    expect(follower.applyStall('f2'), 'still stalled while it acknowledged').to.not.equal(undefined);
     store.set(follower.nodeId, 'f2', undefined);
     await waitFor(() => (follower.replica('f2')?.appliedIndex ?? 0) >= later, 'the replica to catch up');
     expect(follower.applyStall('f2')).to.equal(undefined);

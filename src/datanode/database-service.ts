@@ -188,6 +188,21 @@ export class DatabaseService {
     });
   }
 
+  /**
+   * Requests for a region whose replica here failed (docs/replica-health.md) get UNAVAILABLE
+   * with the reason, and the leader's address when the routes know it (clients follow it).
+   */
+  private async refuseIfFailed(table: string, regionId: string): Promise<void> {
+    const failure = this.dn.regionServer.failure(regionId);
+    if (!failure) return;
+    const redirect = await this.redirect(table, regionId);
+    throw new RegionDbError(
+      ErrorCode.Unavailable,
+      `the replica of region ${regionId} on node ${this.dn.nodeId} failed and is to be rebuilt from its peers: ${failure.reason}`,
+      { details: redirect.code === ErrorCode.NotLeader ? redirect.details : {} },
+    );
+  }
+
   /** Adds the leader's address to NOT_LEADER/UNAVAILABLE errors that name a leader node. */
   private withLeaderAddr(err: unknown): unknown {
     if (!isRegionDbError(err) || !err.details['leaderNodeId'] || err.details['leaderAddr']) return err;
@@ -197,6 +212,7 @@ export class DatabaseService {
   }
 
   private async propose(table: string, regionId: string, command: Uint8Array): Promise<ApplyResult> {
+    await this.refuseIfFailed(table, regionId);
     if (!this.dn.regionServer.replica(regionId)) throw await this.redirect(table, regionId);
     try {
       return await this.dn.regionServer.propose(regionId, command);
@@ -311,6 +327,7 @@ export class DatabaseService {
 
   /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */
   private async readable(table: string, regionId: string, consistency: string): Promise<RegionState> {
+    await this.refuseIfFailed(table, regionId);
     const replica = this.dn.regionServer.replica(regionId);
     if (!replica) throw await this.redirect(table, regionId);
     if (consistency !== 'STALE') {
@@ -320,7 +337,13 @@ export class DatabaseService {
         throw this.withLeaderAddr(err);
       }
     }
-    return this.dn.regionServer.replica(regionId)!.stateMachine as RegionState;
+    // The replica may have failed (or been closed) while the read waited.
+    const current = this.dn.regionServer.replica(regionId);
+    if (!current) {
+      await this.refuseIfFailed(table, regionId);
+      throw await this.redirect(table, regionId);
+    }
+    return current.stateMachine as RegionState;
   }
 
   private async get(req: GetRequestProto): Promise<unknown> {
@@ -355,6 +378,7 @@ export class DatabaseService {
     for (const regionId of regionIds) {
       const remaining = limit > 0 ? limit - emitted : 0;
       if (limit > 0 && remaining <= 0) return;
+      await this.refuseIfFailed(table, regionId);
       if (!this.dn.regionServer.replica(regionId)) {
         emitted += await this.forwardScan(table, regionId, req, remaining, write);
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();

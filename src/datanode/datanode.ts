@@ -285,16 +285,27 @@ export class Datanode {
     this.log.info({ nodeId: this.nodeId }, 'datanode stopped');
   }
 
+  /**
+   * The node's health: `failed` only when the node itself cannot go on (a WAL write failed).
+   * Failed replicas leave it `ok` (the node serves its other regions) and are listed; replicas
+   * waiting for the object store to apply are listed as stalled (docs/replica-health.md).
+   */
   health(): Record<string, unknown> {
     const fatal = this.regionServer?.fatalError();
+    const failed = this.regionServer?.failedReplicas() ?? [];
+    const stalled = (this.regionServer?.allReplicas() ?? []).filter((r) => r.stall);
     return {
       status: fatal ? 'failed' : 'ok',
       nodeId: this.nodeId,
       addr: this.advertiseAddr,
       registered: this.registered,
-      replicas: this.regionServer?.allReplicas().length ?? 0,
+      replicas: (this.regionServer?.allReplicas().length ?? 0) + failed.length,
       leaders: this.regionServer?.allReplicas().filter((r) => r.isLeader()).length ?? 0,
       ...(fatal ? { error: fatal.message } : {}),
+      ...(failed.length > 0 ? { failedReplicas: failed.map((f) => ({ regionId: f.regionId, peerId: f.selfPeerId, index: f.index, reason: f.reason })) } : {}),
+      ...(stalled.length > 0
+        ? { stalledReplicas: stalled.map((r) => ({ regionId: r.regionId, index: r.stall!.index, attempts: r.stall!.attempts, error: r.stall!.lastError })) }
+        : {}),
     };
   }
 
@@ -324,6 +335,15 @@ export class Datanode {
     const regionId = open.region_id;
     if (this.regionServer.replica(regionId)) return;
     const meta = this.regionMetaOf(open);
+    const failure = this.regionServer.failure(regionId);
+    if (failure) {
+      // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
+      // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
+      // placed here by repair: the failed replica's state goes first.
+      if (failure.selfPeerId === meta.selfPeerId) return;
+      this.log.warn({ regionId, failedPeerId: failure.selfPeerId, peerId: meta.selfPeerId }, 'replacing a failed replica with a fresh peer');
+      await this.closeRegion(regionId, true);
+    }
     for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
     this.metas.set(regionId, meta);
     await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
@@ -489,8 +509,9 @@ export class Datanode {
 
   // ─── Admin service ──────────────────────────────────────────────────────────────────────────
 
+  /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
   replicaStats(): unknown[] {
-    return this.regionServer.allReplicas().map((r) => {
+    const healthy = this.regionServer.allReplicas().map((r) => {
       const st = r.raft.status();
       const state = r.stateMachine as RegionState;
       return {
@@ -507,9 +528,30 @@ export class Datanode {
         learners: st.confState.learners.map(String),
         snapshot_installed_index: String(r.snapshotInstalledIndex),
         ssts: state.ssts.length,
+        health: 'ok',
+        failure: '',
         conf_index: String(r.confIndex),
       };
     });
+    const failed = this.regionServer.failedReplicas().map((f) => ({
+      region_id: f.regionId,
+      peer_id: String(f.selfPeerId),
+      role: 'follower',
+      term: String(f.term),
+      leader_node_id: '0',
+      applied_index: String(f.appliedIndex),
+      commit_index: String(f.commitIndex),
+      flushed_index: '0',
+      memtable_bytes: '0',
+      voters: f.voters.map(String),
+      learners: f.learners.map(String),
+      snapshot_installed_index: '0',
+      ssts: 0,
+      health: 'failed',
+      failure: f.reason,
+      conf_index: String(f.confIndex),
+    }));
+    return [...healthy, ...failed];
   }
 
   /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */

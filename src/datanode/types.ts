@@ -25,9 +25,20 @@ export interface LogBatch {
   commit(): Promise<void>;
 }
 
+/** A region whose stored log failed its checks when the log engine opened. */
+export interface RegionDamage {
+  readonly regionId: string;
+  /** The log index of the first bad record (0 when the bad record is not an entry). */
+  readonly index: number;
+  /** Human-readable, naming the region and the index. */
+  readonly reason: string;
+}
+
 export interface LogEngine {
-  /** The raft storage of a region (created empty if missing). */
+  /** The raft storage of a region (created empty if missing). Never called for a damaged region. */
   region(regionId: string): RaftLogStore;
+  /** Damage found in a region's log at open: its replica must not start (docs/replica-health.md). */
+  damage?(regionId: string): RegionDamage | undefined;
   regionIds(): string[];
   getRegionMeta(regionId: string): Uint8Array | undefined;
   dropRegion(regionId: string): Promise<void>;

@@ -4,11 +4,11 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
-import { appendTornRecord, regionIdsIn } from '../fixtures/wal-corrupt.js';
+import { appendTornRecord, entryIndexes, flipByte, regionIdsIn } from '../fixtures/wal-corrupt.js';
 import type { LocalCluster } from '../support/local-cluster.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew', 'wipe-disk'] as const;
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'corrupt-committed-entry', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew', 'wipe-disk'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface FaultRecord {
@@ -145,8 +145,9 @@ export class Nemesis {
         return () => this.cluster.startDatanode(victim);
       }
       case 'kill-torn-wal': {
-        // A crash in the middle of a WAL write: kill -9, then leave a torn record after the
-        // last entry of one region (a batch whose fsync never completed, so nobody was told).
+        // kill -9, then leave a record that fails its check after the last entry of one region.
+        // LevelDB never leaves such a record (batches are atomic), so the WAL treats it as
+        // corruption: that replica fails and is rebuilt by repair (docs/replica-health.md).
         const victim = this.rand.int(n);
         record.targets = [name(victim)];
         await this.cluster.stopDatanode(victim, 'SIGKILL');
@@ -176,6 +177,8 @@ export class Nemesis {
         rmSync(this.cluster.datanodes[victim]!.dataDir, { recursive: true, force: true });
         return () => this.cluster.startDatanode(victim);
       }
+      case 'corrupt-committed-entry':
+        return this.corruptCommittedEntry(record);
       case 'kill-majority': {
         const victims = this.rand.shuffle([...Array(n).keys()]).slice(0, Math.floor(n / 2) + 1);
         record.targets = victims.map(name);
@@ -252,6 +255,56 @@ export class Nemesis {
         return () => this.cluster.startMetasrv();
       }
     }
+  }
+
+  /**
+   * Issue 14 item 3: flip a byte in a follower's last COMMITTED entry of a region, restart the
+   * follower, then kill the region's leader. A node that "repaired" the damage by cutting the
+   * entry would lower its commit index and could vote for a candidate missing an acknowledged
+   * write once the leader is gone; the damaged replica must instead fail (and be repaired).
+   * Heal: the leader restarts.
+   */
+  private async corruptCommittedEntry(record: FaultRecord): Promise<() => Promise<void>> {
+    const name = (i: number) => `datanode${i + 1}`;
+    type Stat = { region_id: string; role: string; commit_index: string; health?: string };
+    const stats = await Promise.all(
+      this.cluster.datanodes.map(async (_, i) => (this.cluster.isRunning(i) ? ((await this.cluster.status(i).catch(() => ({ replicas: [] }))).replicas as unknown as Stat[]) : [])),
+    );
+    // (region, leader, follower) triples of regions whose replicas are all healthy (a region
+    // with a failed replica waits for its repair before it is hit again).
+    const damaged = new Set(stats.flat().filter((r) => r.health === 'failed').map((r) => r.region_id));
+    const candidates: { region: string; leader: number; follower: number; commit: number }[] = [];
+    for (const [leader, replicas] of stats.entries()) {
+      for (const r of replicas) {
+        if (r.role !== 'leader' || damaged.has(r.region_id)) continue;
+        for (const [follower, others] of stats.entries()) {
+          const f = others.find((o) => o.region_id === r.region_id && o.role === 'follower');
+          if (follower !== leader && f) candidates.push({ region: r.region_id, leader, follower, commit: Number(f.commit_index) });
+        }
+      }
+    }
+    if (candidates.length === 0) {
+      record.targets = ['no region with a leader and only healthy replicas: nothing corrupted'];
+      return async () => {};
+    }
+    const { region, leader, follower, commit } = this.rand.pick(candidates);
+    record.targets = [name(follower)];
+    await this.cluster.stopDatanode(follower, 'SIGKILL');
+    const walDir = join(this.cluster.datanodes[follower]!.dataDir, 'wal');
+    // The follower reported `commit` before the kill: the newest entry at or below it that is
+    // still in its WAL (not yet truncated by a flush) is committed.
+    const committed = (await entryIndexes(walDir, region)).filter((i) => i <= commit);
+    if (committed.length > 0) {
+      const index = committed[committed.length - 1]!;
+      await flipByte(walDir, region, index);
+      record.targets.push(`flipped committed entry region ${region} index ${index}`);
+    } else {
+      record.targets.push(`region ${region}: no committed entry left in the WAL (flushed); restart only`);
+    }
+    await this.cluster.startDatanode(follower);
+    record.targets.push(name(leader));
+    await this.cluster.stopDatanode(leader, 'SIGKILL');
+    return () => this.cluster.startDatanode(leader);
   }
 
   /** Whatever happened, leave a whole cluster: links healed, nodes resumed and running. */

@@ -57,7 +57,7 @@ describe('Database.Scan: reader leases and the server deadline (issue 14 item 5)
   let flusher: Flusher;
 
   const scanOf = (state: RegionState, write: (chunk: { rows: unknown[] }) => Promise<void>): Promise<unknown> => {
-    const dn = { flusher, regionServer: { replica: () => ({}) } } as unknown as Datanode;
+    const dn = { flusher, regionServer: { replica: () => ({}), failure: () => undefined } } as unknown as Datanode;
     const service = new DatabaseService(dn);
     // The service's catalog and ReadIndex paths are not under test: the region is local and readable.
     Object.assign(service, { schemaOf: async () => schema, readable: async () => state });

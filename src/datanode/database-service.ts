@@ -330,6 +330,9 @@ export class DatabaseService {
     await this.refuseIfFailed(table, regionId);
     const replica = this.dn.regionServer.replica(regionId);
     if (!replica) throw await this.redirect(table, regionId);
+    // A replica that has not known a leader since this node started may have been removed from
+    // its group while the node was down: it would serve arbitrarily old data. Send the read on.
+    if (consistency === 'STALE' && !replica.heardFromLeader) throw await this.redirect(table, regionId);
     if (consistency !== 'STALE') {
       try {
         await this.dn.regionServer.readBarrier(regionId);

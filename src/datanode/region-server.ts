@@ -186,6 +186,12 @@ export class Replica<R> {
   appliedIndex: number;
   /** Index of the last raft snapshot installed by this process (0: none yet). */
   snapshotInstalledIndex = 0;
+  /**
+   * Set once this replica has known a leader (or led) since this process opened it. Until then
+   * it may be a replica its group removed while the node was down (a leader never contacts a
+   * removed peer), so it serves no stale read either.
+   */
+  heardFromLeader = false;
   /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
   confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
@@ -838,6 +844,7 @@ export class RegionServer<R> {
     const soft = rd.softState!;
     this.log.info({ regionId: replica.regionId, role: roleName[soft.role], leader: soft.leader, term: replica.raft.term }, 'raft role changed');
     this.hooks.onRoleChange?.(replica.regionId, roleName[soft.role], soft.leader, replica.raft.term);
+    if (soft.leader !== NO_NODE) replica.heardFromLeader = true;
     if (soft.role !== Role.Leader) {
       // Proposals in flight may still commit under the next leader (RAFT-NOTES 21): their
       // outcome is unknown; clients retry with the same request id and dedup makes it safe.

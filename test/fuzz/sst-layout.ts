@@ -67,6 +67,16 @@ function u32(v: number): Uint8Array {
 
 const concat = (parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts));
 
+/** A data block's payload (no prefix compression: every key whole), for hand-made blocks. */
+export function encodeBlock(entries: readonly { key: Uint8Array; version: number; value: Uint8Array | null }[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const e of entries) {
+    parts.push(varint(0), varint(e.key.byteLength), e.key, varint(e.version));
+    parts.push(e.value === null ? varint(0) : concat([varint(e.value.byteLength + 1), e.value]));
+  }
+  return concat(parts);
+}
+
 /** Splits a valid SST (built by buildSst). */
 export function splitSst(bytes: Uint8Array): SstLayout {
   const footer = bytes.subarray(bytes.byteLength - FOOTER_BYTES);
@@ -118,22 +128,30 @@ export function assembleSst(layout: SstLayout, retile: boolean): Uint8Array {
   return concat(parts);
 }
 
-/** Byte ranges of the varint fields of a block (shared length, key length, version, value tag), up to the first malformed entry. */
-function blockVarints(payload: Uint8Array): [number, number][] {
+interface VarintSpan {
+  start: number;
+  end: number;
+  value: number;
+  /** A length (shared prefix, key suffix, value tag), not the version. */
+  isLength: boolean;
+}
+
+/** The varint fields of a block (shared length, key length, version, value tag), up to the first malformed entry. */
+function blockVarints(payload: Uint8Array): VarintSpan[] {
   const r = new VarintReader(payload);
-  const spans: [number, number][] = [];
-  const field = (): number => {
+  const spans: VarintSpan[] = [];
+  const field = (isLength: boolean): number => {
     const start = r.pos;
-    const v = r.varint();
-    spans.push([start, r.pos]);
-    return v;
+    const value = r.varint();
+    spans.push({ start, end: r.pos, value, isLength });
+    return value;
   };
   try {
     while (r.pos < payload.byteLength) {
-      field(); // shared
-      r.bytes(field()); // key suffix
-      field(); // version
-      const tag = field();
+      field(true); // shared
+      r.bytes(field(true)); // key suffix
+      field(false); // version
+      const tag = field(true);
       if (tag > 0) r.bytes(tag - 1);
     }
   } catch {
@@ -151,6 +169,7 @@ const boundaryArb = fc.oneof(
 export type SstMutation =
   | { kind: 'block-bytes'; block: number; m: Mutation }
   | { kind: 'block-field'; block: number; field: number; value: number }
+  | { kind: 'block-length'; block: number; field: number; fromEnd: boolean; delta: number }
   | { kind: 'index-field'; block: number; field: 'offset' | 'length'; value: number; delta: boolean }
   | { kind: 'index-key'; block: number; which: 'firstKey' | 'lastKey'; m: Mutation }
   | { kind: 'index-count'; value: number }
@@ -162,6 +181,8 @@ export type SstMutation =
 export const sstMutationArb: fc.Arbitrary<SstMutation> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('block-bytes' as const), block: fc.nat(), m: mutationArb }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('block-field' as const), block: fc.nat(), field: fc.nat(), value: boundaryArb }) },
+  // A length off by a little, often in a block's last entry (where running past the end is not caught by the next entry).
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('block-length' as const), block: fc.nat(), field: fc.nat({ max: 3 }), fromEnd: fc.boolean(), delta: fc.integer({ min: -2, max: 8 }) }) },
   fc.record({ kind: fc.constant('index-field' as const), block: fc.nat(), field: fc.constantFrom('offset' as const, 'length' as const), value: boundaryArb, delta: fc.boolean() }),
   fc.record({ kind: fc.constant('index-key' as const), block: fc.nat(), which: fc.constantFrom('firstKey' as const, 'lastKey' as const), m: mutationArb }),
   fc.record({ kind: fc.constant('index-count' as const), value: boundaryArb }),
@@ -185,8 +206,17 @@ export function mutateSst(layout: SstLayout, original: Uint8Array, m: SstMutatio
       const b = pick(m.block);
       const spans = blockVarints(b.payload);
       if (spans.length === 0) return true;
-      const [start, end] = spans[m.field % spans.length]!;
+      const { start, end } = spans[m.field % spans.length]!;
       b.payload = concat([b.payload.subarray(0, start), varint(m.value), b.payload.subarray(end)]);
+      return true;
+    }
+    case 'block-length': {
+      const b = pick(m.block);
+      const lengths = blockVarints(b.payload).filter((s) => s.isLength);
+      if (lengths.length === 0) return true;
+      const i = m.field % lengths.length;
+      const { start, end, value } = lengths[m.fromEnd ? lengths.length - 1 - i : i]!;
+      b.payload = concat([b.payload.subarray(0, start), varint(Math.max(0, value + m.delta)), b.payload.subarray(end)]);
       return true;
     }
     case 'index-field': {

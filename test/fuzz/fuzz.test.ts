@@ -13,15 +13,16 @@
 //       serializers). Every answer must come before a generous deadline with a clean status:
 //       never INTERNAL/UNKNOWN, and — the servers are local and healthy, every region named is
 //       hosted and led — never DEADLINE_EXCEEDED, CANCELLED or UNAVAILABLE (a hung or crashed
-//       handler; see CLEAN). Per method,
-//       the inputs that reached the handler (any answer but a decode error) are counted,
-//       printed and asserted > 0. Afterwards the servers still serve DDL, a write and a read.
+//       handler; see CLEAN). Per method, the inputs that reached the handler (a clean answer
+//       other than a decode error) are counted, printed and asserted > 0. Afterwards the
+//       servers still serve DDL, a write and a read.
 //   (c) the properties can fail: each runs once against a planted bug (an encoder that drops a
 //       field, a decoder that accepts a wrong length, a handler that never answers, a method
 //       whose decoder refuses everything) and must report it.
 // Cases: FUZZ_RUNS per property (default 300; `make test-fuzz` runs 10,000). Seed: FUZZ_SEED
-// (default fixed; printed in the titles). A failure prints the seed and the counterexample
-// path; replay with FUZZ_SEED=<seed> node_modules/.bin/mocha test/fuzz/fuzz.test.ts.
+// (default fixed; printed in the titles). A failure prints fast-check's seed and path and the
+// replay command: FUZZ_SEED=<seed> FUZZ_RUNS=<runs> node_modules/.bin/mocha test/fuzz/fuzz.test.ts
+// (the same FUZZ_SEED regenerates every input; the live servers' answers may still vary with timing).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

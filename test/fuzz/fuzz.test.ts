@@ -894,12 +894,12 @@ describe(`fuzz: every gRPC method of a live metasrv + datanode (runs ${LIVE_RUNS
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Creates the table; false if it exists already. */
-  async function createTable(name: string): Promise<boolean> {
+  /** Creates the table; undefined if it exists already. */
+  async function createTable(name: string): Promise<TableSchema | undefined> {
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
-        await client.createTable(
+        return await client.createTable(
           name,
           [
             { name: 'host', type: 'string', semantic: 'tag' },
@@ -908,13 +908,35 @@ describe(`fuzz: every gRPC method of a live metasrv + datanode (runs ${LIVE_RUNS
           ],
           1,
         );
-        return true;
       } catch (err) {
-        if (isRegionDbError(err, ErrorCode.AlreadyExists)) return false;
+        if (isRegionDbError(err, ErrorCode.AlreadyExists)) return undefined;
         if (Date.now() > deadline) throw err; // the datanode has not registered yet: retry
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+  }
+
+  /**
+   * A mutated DropTable may have dropped 'fz' (or a Delete its row): bring them back, so every
+   * method meets a live table with a leader (the client's write waits for one).
+   */
+  async function restoreFz(): Promise<void> {
+    const created = await createTable('fz');
+    if (created) {
+      // A new table of the same name. A client may have cached the old one's routes (so a new
+      // client), and until the datanode has closed the old replicas it resolves 'fz' to the old
+      // schema: writes fail "some rows do not belong to region" (noticed, not changed: see the
+      // fuzz notes in docs/security.md).
+      client.close();
+      client = new RegionDbClient({ metasrv: `127.0.0.1:${metasrv.grpcPort}`, deadlineMs: 15_000 });
+      const deadline = Date.now() + 15_000;
+      const stale = () => [...datanode.metas.values()].some((m) => m.schema.name === 'fz' && m.schema.tableId !== created.tableId);
+      while (stale()) {
+        if (Date.now() > deadline) throw new Error("the datanode still hosts the dropped table 'fz' after 15 s");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await client.write('fz', [{ host: 'a', ts: 1_700_000_000_000, usage: 1 }]);
   }
 
   it('answers every method promptly and cleanly, reaches every handler, and stays healthy', async () => {
@@ -923,14 +945,7 @@ describe(`fuzz: every gRPC method of a live metasrv + datanode (runs ${LIVE_RUNS
     const problems: string[] = [];
     for (const [i, t] of all.entries()) {
       const name = `${t.service}.${t.method}`;
-      // A mutated DropTable may have dropped 'fz' (or a Delete its row): bring them back, so every
-      // method meets a live table with a leader (the client's write waits for one).
-      if (await createTable('fz')) {
-        // A new table of the same name: the client's cached routes name the old one's regions.
-        client.close();
-        client = new RegionDbClient({ metasrv: `127.0.0.1:${metasrv.grpcPort}`, deadlineMs: 15_000 });
-      }
-      await client.write('fz', [{ host: 'a', ts: 1_700_000_000_000, usage: 1 }]);
+      await restoreFz();
       let c = raw.get(t.addr);
       if (!c) raw.set(t.addr, (c = new grpc.Client(t.addr, grpc.credentials.createInsecure())));
       const stats = await fuzzMethod(c, t, SAMPLE_REQUESTS[t.service]?.[t.method] ?? {}, LIVE_RUNS_PER_METHOD, 100 + i, CALL_DEADLINE_MS);

@@ -75,8 +75,15 @@ bench: build
 	ETCD_BIN=$(ETCD_BIN) node --import tsx bench/cluster-bench.ts
 
 # Jepsen-style campaigns against real processes: RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3.
+# clock-skew runs the datanodes under libfaketime (Debian's faketime, installed here if missing).
 # Histories and reports (results.json, timeline.svg) go to store/<run>/.
+LIBFAKETIME := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 jepsen: build
+	@if [ ! -e "$(LIBFAKETIME)" ]; then \
+	  echo "libfaketime (for the clock-skew nemesis) not found: trying apt-get install -y faketime ..."; \
+	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y faketime || { apt-get update && apt-get install -y faketime; }; } >/dev/null 2>&1 \
+	    || echo "could not install faketime: the clock-skew nemesis will refuse to run"; \
+	fi
 	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) node --import tsx test/jepsen/cli.ts
 
 # RTO distribution over KILLS leader kills (default 20) and the time to full replica repair.

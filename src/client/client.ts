@@ -13,6 +13,18 @@ import { type ProtoBatchError, fromBatchError, fromGrpcError } from '../rpc/stat
 import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
 import { type ProtoRow, type ProtoTableSchema, fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
 
+/** One replica as a datanode reports it (meta.proto ReplicaStat; the fields the CLI shows). */
+export interface ReplicaStatus {
+  region_id: string;
+  peer_id: string;
+  role: string;
+  applied_index: string;
+  /** ok | failed (docs/replica-health.md). */
+  health: string;
+  /** Why it failed, naming region and index; empty when healthy. */
+  failure: string;
+}
+
 export interface ClientOptions {
   /** Metasrv address (routes, DDL). */
   readonly metasrv: string;
@@ -276,6 +288,18 @@ export class RegionDbClient {
       return await call(this.meta, 'ListNodes', {}, this.attemptTimeoutMs);
     } catch (err) {
       throw fromGrpcError(err);
+    }
+  }
+
+  /** Admin.Status of one datanode: its replicas, with their health (meta.proto ReplicaStat). */
+  async nodeStatus(addr: string): Promise<{ replicas: ReplicaStatus[] }> {
+    const admin = makeClient('Admin', addr, this.security);
+    try {
+      return await call<{ replicas: ReplicaStatus[] }>(admin, 'Status', {}, this.attemptTimeoutMs);
+    } catch (err) {
+      throw fromGrpcError(err);
+    } finally {
+      admin.close();
     }
   }
 

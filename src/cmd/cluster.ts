@@ -2,10 +2,10 @@
 // processes, waits until each answers /health, prints endpoints and a ready-to-paste example,
 // and stops them all (SIGTERM, by PID) on Ctrl-C.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
-import { supervisedSpawnOptions } from './supervision.js';
+import { logChildOutput, supervisedSpawnOptions } from './supervision.js';
 
 interface Child {
   name: string;
@@ -41,10 +41,8 @@ export async function runLocalCluster(configDir: string): Promise<void> {
   const script = process.argv[1]!;
   const children: Child[] = [];
   const launch = (name: string, args: string[], healthUrl: string) => {
-    const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
     const child = spawn(process.execPath, [...process.execArgv, script, ...args], supervisedSpawnOptions());
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    logChildOutput(child, join(logDir, `${name}.log`), name);
     child.on('exit', (code, signal) => {
       if (!stopping) process.stderr.write(`${name} (pid ${child.pid}) exited (code ${code}, signal ${signal}); see ${join(logDir, `${name}.log`)}\n`);
     });

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The regiondb CLI: servers (metasrv, datanode, standalone, cluster) and client commands.
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { RegionDbClient } from '../client/client.js';
+import { RegionDbClient, type ReplicaStatus } from '../client/client.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 import { isRegionDbError } from '../common/errors.js';
 import { type LogFormat, createLogger } from '../common/logger.js';
@@ -151,6 +152,7 @@ program
         node: { data_dir: `${dn.node.data_dir}-metasrv` },
         grpc: { host: '127.0.0.1', port: opts.metasrvPort },
         http: { host: '127.0.0.1', port: 0 },
+        storage: dn.storage ?? { type: 'fs', root: join(dn.node.data_dir, 'objects') },
       });
       const m = new Metasrv(meta, createLogger({ name: 'metasrv', level: dn.log.level, format: dn.log.format }), 1);
       await m.start();
@@ -299,6 +301,17 @@ program
     });
   });
 
+/** The replicas that the reachable datanodes report failed (a node that does not answer is shown by its state). */
+async function failedReplicasOf(c: RegionDbClient, nodes: StatusResponse['nodes']): Promise<(ReplicaStatus & { node_id: string })[]> {
+  const perNode = await Promise.all(
+    nodes.map(async (n) => {
+      const st = await c.nodeStatus(n.addr).catch(() => ({ replicas: [] as ReplicaStatus[] }));
+      return st.replicas.filter((r) => r.health === 'failed').map((r) => ({ ...r, node_id: n.node_id }));
+    }),
+  );
+  return perNode.flat();
+}
+
 interface StatusResponse {
   nodes: { node_id: string; addr: string; state: string; phi: number; regions: number; leaders: number }[];
   region_infos: {
@@ -307,6 +320,7 @@ interface StatusResponse {
     applied_index: string[];
     flushed_index: string;
     health: string;
+    problems?: string[];
   }[];
   procedures: { id: string; kind: string; status: string; step: string; description: string; notes: string[]; error: string }[];
 }
@@ -319,7 +333,8 @@ program
   .action(async (opts: { json?: boolean; allProcedures?: boolean }) => {
     await withClient(async (c) => {
       const res = (await c.listNodes()) as StatusResponse;
-      if (opts.json) return res;
+      const failedReplicas = await failedReplicasOf(c, res.nodes);
+      if (opts.json) return { ...res, failed_replicas: failedReplicas };
       const nodes = renderTable(
         ['NODE', 'ADDR', 'STATE', 'PHI', 'REGIONS', 'LEADERS'],
         res.nodes.map((n) => [n.node_id, n.addr, n.state, n.phi.toFixed(2), String(n.regions), String(n.leaders)]),
@@ -337,6 +352,15 @@ program
           r.health,
         ]),
       );
+      const problems = res.region_infos.flatMap((r) => (r.problems ?? []).map((p) => `region ${r.route.region_id}: ${p}`));
+      // Replicas that failed (a damaged WAL, an apply that cannot succeed): the rest of their
+      // node serves; each is rebuilt from its peers under a fresh peer id (docs/replica-health.md).
+      const failed = failedReplicas.length
+        ? renderTable(
+            ['FAILED REPLICA', 'NODE', 'PEER', 'HEALTH', 'FAILURE'],
+            failedReplicas.map((f) => [f.region_id, f.node_id, f.peer_id, f.health, f.failure]),
+          )
+        : '(no failed replicas)';
       const shown = res.procedures.filter((p) => opts.allProcedures || p.status !== 'done');
       const procedures = shown.length
         ? renderTable(
@@ -344,7 +368,7 @@ program
             shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
           )
         : '(no running procedures; --all-procedures shows finished ones)';
-      return [nodes, '', regions, '', procedures].join('\n');
+      return [nodes, '', regions, ...(problems.length ? ['', 'NOT RECONCILED (left alone):', ...problems] : []), '', failed, '', procedures].join('\n');
     });
   });
 

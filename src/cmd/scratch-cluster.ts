@@ -3,26 +3,42 @@
 // started and stopped by its PID. The same shape as the test harness (test/support/local-cluster.ts),
 // reduced to what the drill needs and usable from dist/ (no test code).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { supervisedSpawnOptions } from './supervision.js';
+import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from './supervision.js';
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
-/** A port nobody listens on right now (the OS picks it). Also used by the test harness. */
+/**
+ * Ports this process handed out. The probe below closes its socket before the server that will
+ * use the port binds it, so the OS may hand the same port to the next probe: two clusters set up
+ * at once in one process (the drill's, or a test's two clusters) could then collide. Never
+ * handing out a port twice per process closes that window for everything started from here.
+ */
+const handedOut = new Set<number>();
+const FREE_PORT_ATTEMPTS_MAX = 100;
+
+/** A port nobody listens on right now (the OS picks it), never one this process handed out before. Also used by the test harness. */
 export async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const port = await new Promise<number>((ok, fail) => {
+      const s = createServer();
+      s.once('error', fail);
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as { port: number };
+        s.close(() => ok(port));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no port this process has not used already after ${FREE_PORT_ATTEMPTS_MAX} attempts`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -137,10 +153,8 @@ export class ScratchCluster {
 
   private async launch(node: ScratchNode): Promise<void> {
     const script = this.options.cliScript ?? process.argv[1]!;
-    const log = createWriteStream(node.logFile, { flags: 'a' });
     const child = spawn(process.execPath, [...process.execArgv, script, ...node.args, '-c', node.configFile], supervisedSpawnOptions());
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    logChildOutput(child, node.logFile, node.name);
     node.process = child;
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
@@ -159,7 +173,7 @@ export class ScratchCluster {
 
   private tail(node: ScratchNode): string {
     try {
-      return readFileSync(node.logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n');
+      return sinceLastStart(readFileSync(node.logFile, 'utf8')).trimEnd().split('\n').slice(-20).join('\n');
     } catch {
       return '(no log)';
     }

@@ -102,8 +102,12 @@ export const datanodeConfigSchema = z
         node_memtable_limit_bytes: positiveInt.default(512 << 20),
         /** Size-tiered compaction (docs/engine.md): a run of this many adjacent SSTs of one size tier is merged into one. */
         compact_at_ssts: z.number().int().min(2).default(6),
-        /** Unreferenced SSTs (replaced by compaction, or orphaned by a failed flush) are deleted after this. */
-        sst_gc_grace_ms: positiveInt.default(600_000),
+        /**
+         * Unreferenced SSTs (replaced by compaction, or orphaned by a failed flush) are deleted once
+         * nothing may read them, this long after the leader first saw that (docs/engine.md). Scans
+         * run at most half of it.
+         */
+        sst_gc_grace_ms: positiveInt.min(1000).default(600_000),
         /** Bytes of SST data cached in memory. */
         sst_cache_bytes: positiveInt.default(64 << 20),
       })
@@ -142,6 +146,11 @@ export const metasrvConfigSchema = z
     replica_repair_after_ms: positiveInt.default(60_000),
     /** How often leader balance is checked (a balance-leaders procedure starts if off by > 1); 0 disables. */
     balance_leaders_interval_ms: z.number().int().nonnegative().default(30_000),
+    /**
+     * The datanodes' object store, read only at start: table ids are allocated above every table
+     * with objects there (a lost or restored catalog must not reuse them). Optional.
+     */
+    storage: storageSchema.optional(),
     tls: tlsSchema.optional(),
     auth: authSchema.optional(),
     log: logSchema,

@@ -29,6 +29,11 @@ export const limits = {
   scanMessageBytesMax: 4 << 20,
   /** Rows one Scan call returns at most; more fails the scan (narrow the range, or page with limit). */
   scanRowsPerRequestMax: 1_000_000,
+  /**
+   * A Scan runs at most this long on a server, and at most half of engine.sst_gc_grace_ms: the
+   * grace must outlast any scan reading an SST that GC is about to delete (docs/engine.md).
+   */
+  scanMsMax: 300_000,
 
   // gRPC.
   grpcMessageBytesMax: 16 << 20,
@@ -45,6 +50,14 @@ export const limits = {
    * (clients retry). Bounds what one stream can make a server hold.
    */
   batchStreamInFlightMax: 4096,
+  /**
+   * A replica whose apply fails on the object store (STORAGE_UNAVAILABLE, e.g. the store is
+   * briefly down) retries, backing off from min to max, for at most the window; then it fails
+   * and is repaired by the metasrv (docs/replica-health.md).
+   */
+  applyRetryBackoffMsMin: 200,
+  applyRetryBackoffMsMax: 10_000,
+  applyRetryWindowMs: 120_000,
   /** A raft stream from a peer that sends nothing (not even heartbeats) for this long is closed. */
   raftStreamIdleMsMax: 60_000,
   /** A server stream whose reader takes no message for this long is cancelled (a stalled client holds a region iterator). */

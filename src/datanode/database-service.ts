@@ -188,6 +188,21 @@ export class DatabaseService {
     });
   }
 
+  /**
+   * Requests for a region whose replica here failed (docs/replica-health.md) get UNAVAILABLE
+   * with the reason, and the leader's address when the routes know it (clients follow it).
+   */
+  private async refuseIfFailed(table: string, regionId: string): Promise<void> {
+    const failure = this.dn.regionServer.failure(regionId);
+    if (!failure) return;
+    const redirect = await this.redirect(table, regionId);
+    throw new RegionDbError(
+      ErrorCode.Unavailable,
+      `the replica of region ${regionId} on node ${this.dn.nodeId} failed and is to be rebuilt from its peers: ${failure.reason}`,
+      { details: redirect.code === ErrorCode.NotLeader ? redirect.details : {} },
+    );
+  }
+
   /** Adds the leader's address to NOT_LEADER/UNAVAILABLE errors that name a leader node. */
   private withLeaderAddr(err: unknown): unknown {
     if (!isRegionDbError(err) || !err.details['leaderNodeId'] || err.details['leaderAddr']) return err;
@@ -197,6 +212,7 @@ export class DatabaseService {
   }
 
   private async propose(table: string, regionId: string, command: Uint8Array): Promise<ApplyResult> {
+    await this.refuseIfFailed(table, regionId);
     if (!this.dn.regionServer.replica(regionId)) throw await this.redirect(table, regionId);
     try {
       return await this.dn.regionServer.propose(regionId, command);
@@ -311,6 +327,7 @@ export class DatabaseService {
 
   /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */
   private async readable(table: string, regionId: string, consistency: string): Promise<RegionState> {
+    await this.refuseIfFailed(table, regionId);
     const replica = this.dn.regionServer.replica(regionId);
     if (!replica) throw await this.redirect(table, regionId);
     if (consistency !== 'STALE') {
@@ -320,7 +337,13 @@ export class DatabaseService {
         throw this.withLeaderAddr(err);
       }
     }
-    return this.dn.regionServer.replica(regionId)!.stateMachine as RegionState;
+    // The replica may have failed (or been closed) while the read waited.
+    const current = this.dn.regionServer.replica(regionId);
+    if (!current) {
+      await this.refuseIfFailed(table, regionId);
+      throw await this.redirect(table, regionId);
+    }
+    return current.stateMachine as RegionState;
   }
 
   private async get(req: GetRequestProto): Promise<unknown> {
@@ -339,7 +362,7 @@ export class DatabaseService {
     const tagEquals: Record<string, string | number | boolean | null> = {};
     for (const [name, v] of Object.entries(req.tag_equals ?? {})) {
       const c = schema.columns.find((col) => col.name === name);
-      if (!c || c.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
+      if (c?.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
       tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
     }
     const options = {
@@ -355,6 +378,7 @@ export class DatabaseService {
     for (const regionId of regionIds) {
       const remaining = limit > 0 ? limit - emitted : 0;
       if (limit > 0 && remaining <= 0) return;
+      await this.refuseIfFailed(table, regionId);
       if (!this.dn.regionServer.replica(regionId)) {
         emitted += await this.forwardScan(table, regionId, req, remaining, write);
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
@@ -364,18 +388,28 @@ export class DatabaseService {
       let rows: ProtoRow[] = [];
       let versions: string[] = [];
       let messageBytes = 0;
-      for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
-        if (emitted >= limits.scanRowsPerRequestMax) throw scanTooLarge();
-        rows.push(toProtoRow(schema, r.row));
-        versions.push(String(r.version));
-        emitted++;
-        messageBytes += rowBytes(r.row);
-        if (rows.length >= limits.scanRowsPerMessageMax || messageBytes >= limits.scanMessageBytesMax) {
-          await write({ rows, versions });
-          rows = [];
-          versions = [];
-          messageBytes = 0;
+      // The SSTs of the version the scan starts on (it reads that list to the end) stay leased
+      // until it ends, and no SST read starts after the deadline: the leader's GC grace is
+      // longer than it (sst-gc.ts G2, G4), which is what protects scans on other replicas.
+      const expired = this.dn.flusher.scanDeadline();
+      const release = this.dn.flusher.leases.acquire(state.ssts.map((s) => s.key));
+      try {
+        for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
+          if (emitted >= limits.scanRowsPerRequestMax) throw scanTooLarge();
+          rows.push(toProtoRow(schema, r.row));
+          versions.push(String(r.version));
+          emitted++;
+          messageBytes += rowBytes(r.row);
+          if (rows.length >= limits.scanRowsPerMessageMax || messageBytes >= limits.scanMessageBytesMax) {
+            await write({ rows, versions });
+            rows = [];
+            versions = [];
+            messageBytes = 0;
+          }
+          if (expired()) throw scanTooLong(this.dn.flusher.scanDeadlineMs);
         }
+      } finally {
+        release();
       }
       if (rows.length > 0) await write({ rows, versions });
     }
@@ -411,6 +445,14 @@ function rowBytes(row: Row): number {
   let n = 0;
   for (const v of Object.values(row)) n += typeof v === 'string' ? Buffer.byteLength(v) + 2 : 9;
   return n;
+}
+
+/** The rows sent so far are valid; the client continues with start_ms past the last one, or a smaller limit. */
+function scanTooLong(deadlineMs: number): RegionDbError {
+  return new RegionDbError(
+    ErrorCode.DeadlineExceeded,
+    `scan ran longer than ${deadlineMs} ms (half of engine.sst_gc_grace_ms, at most ${limits.scanMsMax} ms); page with limit and start_ms`,
+  );
 }
 
 /** INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: clients retry the latter, and a retry cannot help. */

@@ -15,10 +15,11 @@ import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
-import { MALFORMED, failStream, unary } from '../rpc/status.js';
+import { MALFORMED, failStream, fromGrpcError, unary } from '../rpc/status.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
+import { loadOrCreateStoreId } from '../common/store-id.js';
 import type { Message } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
@@ -78,6 +79,10 @@ export class Datanode {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private metaClient: grpc.Client | undefined;
   private registered = false;
+  /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
+  storeId = '';
+  /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
+  private heartbeating: Promise<void> | undefined;
   private stopping = false;
   advertiseAddr = '';
   readonly registry = new Registry();
@@ -148,6 +153,9 @@ export class Datanode {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
+    const store = loadOrCreateStoreId(dataDir, join(dataDir, 'wal'));
+    this.storeId = store.storeId;
+    if (store.origin !== 'existing') this.log.warn({ storeId: store.storeId, origin: store.origin }, store.origin === 'fresh' ? 'new store: empty data dir' : 'data dir from before store ids: adopted a store id');
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
     this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
@@ -247,8 +255,8 @@ export class Datanode {
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
     this.metaClient = makeClient('Meta', this.config.metasrv.addr, { credentials: this.peerCredentials });
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeat.interval_ms);
-    void this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
+    void this.heartbeatOnce();
     this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
   }
 
@@ -264,6 +272,7 @@ export class Datanode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await this.heartbeating; // its instructions must not run against a closed WAL
     this.flusher?.stop();
     await this.regionServer?.stop();
     await this.transport?.close();
@@ -276,16 +285,27 @@ export class Datanode {
     this.log.info({ nodeId: this.nodeId }, 'datanode stopped');
   }
 
+  /**
+   * The node's health: `failed` only when the node itself cannot go on (a WAL write failed).
+   * Failed replicas leave it `ok` (the node serves its other regions) and are listed; replicas
+   * waiting for the object store to apply are listed as stalled (docs/replica-health.md).
+   */
   health(): Record<string, unknown> {
     const fatal = this.regionServer?.fatalError();
+    const failed = this.regionServer?.failedReplicas() ?? [];
+    const stalled = (this.regionServer?.allReplicas() ?? []).filter((r) => r.stall);
     return {
       status: fatal ? 'failed' : 'ok',
       nodeId: this.nodeId,
       addr: this.advertiseAddr,
       registered: this.registered,
-      replicas: this.regionServer?.allReplicas().length ?? 0,
+      replicas: (this.regionServer?.allReplicas().length ?? 0) + failed.length,
       leaders: this.regionServer?.allReplicas().filter((r) => r.isLeader()).length ?? 0,
       ...(fatal ? { error: fatal.message } : {}),
+      ...(failed.length > 0 ? { failedReplicas: failed.map((f) => ({ regionId: f.regionId, peerId: f.selfPeerId, index: f.index, reason: f.reason })) } : {}),
+      ...(stalled.length > 0
+        ? { stalledReplicas: stalled.map((r) => ({ regionId: r.regionId, index: r.stall!.index, attempts: r.stall!.attempts, error: r.stall!.lastError })) }
+        : {}),
     };
   }
 
@@ -315,6 +335,15 @@ export class Datanode {
     const regionId = open.region_id;
     if (this.regionServer.replica(regionId)) return;
     const meta = this.regionMetaOf(open);
+    const failure = this.regionServer.failure(regionId);
+    if (failure) {
+      // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
+      // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
+      // placed here by repair: the failed replica's state goes first.
+      if (failure.selfPeerId === meta.selfPeerId) return;
+      this.log.warn({ regionId, failedPeerId: failure.selfPeerId, peerId: meta.selfPeerId }, 'replacing a failed replica with a fresh peer');
+      await this.closeRegion(regionId, true);
+    }
     for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
     this.metas.set(regionId, meta);
     await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
@@ -480,8 +509,9 @@ export class Datanode {
 
   // ─── Admin service ──────────────────────────────────────────────────────────────────────────
 
+  /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
   replicaStats(): unknown[] {
-    return this.regionServer.allReplicas().map((r) => {
+    const healthy = this.regionServer.allReplicas().map((r) => {
       const st = r.raft.status();
       const state = r.stateMachine as RegionState;
       return {
@@ -497,8 +527,31 @@ export class Datanode {
         voters: st.confState.voters.map(String),
         learners: st.confState.learners.map(String),
         snapshot_installed_index: String(r.snapshotInstalledIndex),
+        ssts: state.ssts.length,
+        health: 'ok',
+        failure: '',
+        conf_index: String(r.confIndex),
       };
     });
+    const failed = this.regionServer.failedReplicas().map((f) => ({
+      region_id: f.regionId,
+      peer_id: String(f.selfPeerId),
+      role: 'follower',
+      term: String(f.term),
+      leader_node_id: '0',
+      applied_index: String(f.appliedIndex),
+      commit_index: String(f.commitIndex),
+      flushed_index: '0',
+      memtable_bytes: '0',
+      voters: f.voters.map(String),
+      learners: f.learners.map(String),
+      snapshot_installed_index: '0',
+      ssts: 0,
+      health: 'failed',
+      failure: f.reason,
+      conf_index: String(f.confIndex),
+    }));
+    return [...healthy, ...failed];
   }
 
   /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */
@@ -566,6 +619,19 @@ export class Datanode {
 
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * One heartbeat at a time: a beat whose reply (or whose instructions) take longer than the
+   * interval must not overlap the next, which could apply an older reply's close(destroy) after
+   * a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
+   */
+  heartbeatOnce(): Promise<void> {
+    if (this.heartbeating) return this.heartbeating;
+    this.heartbeating = this.heartbeat().finally(() => {
+      this.heartbeating = undefined;
+    });
+    return this.heartbeating;
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.stopping || !this.metaClient) return;
     const timeoutMs = Math.max(500, this.config.heartbeat.interval_ms);
@@ -574,7 +640,7 @@ export class Datanode {
         const res = await call<{ regions: ProtoOpenRegion[] }>(
           this.metaClient,
           'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}` },
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}`, store_id: this.storeId },
           timeoutMs,
         );
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
@@ -584,7 +650,7 @@ export class Datanode {
       const res = await call<{ instructions: ProtoInstruction[] }>(
         this.metaClient,
         'Heartbeat',
-        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() },
+        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
         timeoutMs,
       );
       for (const ins of res.instructions) await this.execute(ins);
@@ -592,6 +658,9 @@ export class Datanode {
       this.metrics.replicas.set(replicas.length);
       this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
     } catch (err) {
+      // A metasrv that does not know this node (its catalog was lost or restored from an older
+      // copy) gets a registration on the next beat.
+      if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
       // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
       this.log.debug({ err: (err as Error).message }, 'heartbeat to metasrv failed');
     }

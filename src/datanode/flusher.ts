@@ -1,27 +1,44 @@
 // The leader-side half of the LSM (ARCHITECTURE §5): for every region this node leads, decide
 // when to flush and compact, do the object-store I/O, and propose the edits that every replica
 // applies (src/engine/region-state.ts). Also writes the region's manifest to the object store
-// after each flush (the recovery point for `regiondb recover`) and garbage-collects SSTs that
-// no version references any more.
+// after each flush (the recovery point for `regiondb recover`), publishes every local replica's
+// raft snapshot for the leaders' GC, and garbage-collects SSTs that nothing may read any more
+// (the rule: sst-gc.ts G1–G5).
 //
 // Order of a flush, and why it is safe:
 //   1. propose `freeze` (index i)      — every replica sets aside the same memtable;
-//   2. build + upload the SST          — immutable object, unique key; until 3 commits it is
-//                                        an orphan that GC may delete after the grace period;
-//   3. propose `flush-edit{i, sst}`    — replicas reference the SST, flushedIndex = i;
+//   2. build + upload the SST          — immutable object, unique key; from before the put
+//                                        until the edit settles it is in `uploading` (G2), and
+//                                        it is proposed only if the put took < grace/2;
+//   3. propose `flush-edit{i, sst}`    — in the leader's log (G2), then replicas reference the
+//                                        SST, flushedIndex = i;
 //   4. (each replica) raft snapshot at i = the manifest; the WAL below i is truncated;
 //   5. write the manifest to the object store (leader; retried until it is there).
+//   6. (every replica) publish its raft snapshot to the object store (GC's G3).
 // A leader change anywhere before 3 leaves the frozen memtable on every replica: the next
 // leader starts again at 2. WAL entries are never truncated before 3 is applied.
 import { randomBytes } from 'node:crypto';
+import { type Clock, systemClock } from '../common/clock.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
-import { decodeManifest, encodeManifest, manifestKey, manifestPrefix, sstPrefix } from '../engine/manifest.js';
+import {
+  decodeManifest,
+  encodeManifest,
+  manifestKey,
+  manifestPrefix,
+  loadLatestManifest,
+  parseReplicaSnapshotKey,
+  replicaSnapshotKey,
+  replicaSnapshotPrefix,
+  sstPrefix,
+} from '../engine/manifest.js';
 import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
 import { type SstBuilder, sstBuilder } from '../engine/sst/format.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import type { ApplyResult } from '../engine/index.js';
-import type { RegionServer } from './region-server.js';
+import type { RegionServer, Replica } from './region-server.js';
+import { SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
 
 export interface FlusherSettings {
   readonly flushBytes: number;
@@ -39,8 +56,8 @@ export interface FlusherMetrics {
 }
 
 interface RegionWork {
-  /** Memtable first became non-empty (ms) — the age trigger. */
-  dirtySinceMs: number;
+  /** Memtable first became non-empty (monotonic ms) — the age trigger. */
+  dirtySinceMs: number | undefined;
   uploading: boolean;
   compacting: boolean;
   freezing: boolean;
@@ -48,8 +65,23 @@ interface RegionWork {
   requested: boolean;
   manifestWriting: boolean;
   compactRequested: boolean;
+  /** GC asked for a flush, even of an empty memtable, so replicas snapshot past an index (G3). */
+  snapshotRequested: boolean;
+  /** Monotonic ms of the last GC pass. */
   lastGcMs: number;
+  gcRunning: boolean;
+  /** GC's memory of unreferenced SSTs, valid for one leader term (G4 restarts with each term). */
+  gcTerm: number;
+  unreferenced: ReadonlyMap<string, UnreferencedSst>;
+  /** Index of this replica's raft snapshot last published to the object store. */
+  snapshotPublished: number;
+  snapshotPublishing: boolean;
 }
+
+/** Most SSTs one GC pass deletes; the rest wait for the next pass. */
+const GC_DELETES_PER_PASS_MAX = 1000;
+/** GC passes run every grace/4 (so a grace is measured to within a quarter), at most this far apart. */
+const GC_INTERVAL_MS_MAX = 60_000;
 
 /**
  * A compaction merges a contiguous run of the region's SSTs (newest first: [start, end)) into
@@ -126,20 +158,22 @@ function yieldEvery(rows: number): Promise<void> | undefined {
   return rows % ROWS_PER_YIELD === 0 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
 }
 
-/** `regions/<id>/sst/<freeze index hex>-<created ms>-<random>.sst`: GC reads the age from the name. */
+/**
+ * `regions/<id>/sst/<freeze index hex>-<created ms>-<random>.sst`. The wall-clock time is for
+ * people reading a listing; GC never reads it (clocks skew and jump).
+ */
 function sstKey(regionId: string, index: number): string {
   return `${sstPrefix(regionId)}${index.toString(16).padStart(16, '0')}-${Date.now()}-${randomBytes(4).toString('hex')}.sst`;
-}
-
-function createdMsOf(key: string): number | undefined {
-  const m = /-(\d{13,})-[0-9a-f]+\.sst$/.exec(key);
-  return m ? Number(m[1]) : undefined;
 }
 
 export class Flusher {
   private readonly work = new Map<string, RegionWork>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** SSTs of this node from before their put until their edit settles (G2). */
+  private readonly uploading = new Set<string>();
+  /** Work started by check() and not finished yet (settled() waits for it). */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly regionServer: RegionServer<ApplyResult>,
@@ -147,7 +181,21 @@ export class Flusher {
     private readonly settings: FlusherSettings,
     private readonly log: Logger,
     private readonly metrics: FlusherMetrics,
+    private readonly clock: Clock = systemClock,
+    /** SSTs open scans on this node are reading (G2); the Database service takes them. */
+    readonly leases: SstLeases = new SstLeases(),
   ) {}
+
+  /** The longest a scan may run on this node (sst-gc.ts G4). */
+  get scanDeadlineMs(): number {
+    return scanDeadlineMs(this.settings.gcGraceMs);
+  }
+
+  /** The deadline of a scan starting now, on this flusher's (monotonic) clock: true once passed. */
+  scanDeadline(): () => boolean {
+    const endMs = this.clock.nowMs() + this.scanDeadlineMs;
+    return () => this.clock.nowMs() > endMs;
+  }
 
   start(): void {
     this.timer = setInterval(() => this.check(), this.settings.checkIntervalMs);
@@ -158,9 +206,37 @@ export class Flusher {
     if (this.timer) clearInterval(this.timer);
   }
 
+  /** Resolves once the work started by earlier checks has finished (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  private track(work: Promise<void>): void {
+    this.running.add(work);
+    void work.finally(() => this.running.delete(work));
+  }
+
   private state(regionId: string): RegionWork {
-    let w = this.work.get(regionId);
-    if (!w) this.work.set(regionId, (w = { dirtySinceMs: 0, uploading: false, compacting: false, freezing: false, manifestWritten: 0, requested: false, manifestWriting: false, compactRequested: false, lastGcMs: Date.now() }));
+    const existing = this.work.get(regionId);
+    if (existing) return existing;
+    const w: RegionWork = {
+        dirtySinceMs: undefined,
+        uploading: false,
+        compacting: false,
+        freezing: false,
+        manifestWritten: 0,
+        requested: false,
+        manifestWriting: false,
+        compactRequested: false,
+        snapshotRequested: false,
+        lastGcMs: Number.NEGATIVE_INFINITY,
+        gcRunning: false,
+        gcTerm: 0,
+        unreferenced: new Map(),
+        snapshotPublished: 0,
+        snapshotPublishing: false,
+    };
+    this.work.set(regionId, w);
     return w;
   }
 
@@ -179,34 +255,39 @@ export class Flusher {
     this.state(regionId).compactRequested = true;
   }
 
-  /** One pass over the regions this node leads. */
+  /** One pass over the regions hosted here: every replica publishes its snapshot; leaders flush, compact and collect. */
   check(): void {
     if (this.stopped) return;
     for (const replica of this.regionServer.allReplicas()) {
+      if (replica.closed) continue;
+      const w = this.state(replica.regionId);
+      const snapshotIndex = replica.store.snapshot().metadata.index;
+      if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(this.publishSnapshot(replica, w));
       if (!replica.isLeader()) continue;
       const state = replica.stateMachine as RegionState;
-      const w = this.state(replica.regionId);
-      const now = Date.now();
-      if (state.memtable.count === 0) w.dirtySinceMs = 0;
-      else if (w.dirtySinceMs === 0) w.dirtySinceMs = now;
+      const now = this.clock.nowMs();
+      if (state.memtable.count === 0) w.dirtySinceMs = undefined;
+      else w.dirtySinceMs ??= now;
       if (state.frozen.length > 0) {
-        if (!w.uploading) void this.upload(replica.regionId, state, w);
-      } else if (!w.freezing && state.memtable.count > 0) {
-        const due = state.memtable.sizeBytes >= this.settings.flushBytes || now - w.dirtySinceMs >= this.settings.flushAgeMs || w.requested;
-        if (due) void this.freeze(replica.regionId, w);
+        if (!w.uploading) this.track(this.upload(replica.regionId, state, w));
+      } else if (!w.freezing && (state.memtable.count > 0 || w.snapshotRequested)) {
+        const aged = w.dirtySinceMs !== undefined && now - w.dirtySinceMs >= this.settings.flushAgeMs;
+        const due = state.memtable.sizeBytes >= this.settings.flushBytes || aged || w.requested || w.snapshotRequested;
+        if (due) this.track(this.freeze(replica.regionId, w));
       } else if (w.requested && state.memtable.count === 0) {
         w.requested = false;
       }
-      if (state.flushedIndex > w.manifestWritten) void this.writeManifest(replica.regionId, state, w);
+      if (state.flushedIndex > w.manifestWritten) this.track(this.writeManifest(replica.regionId, state, w));
       const compactDue = state.ssts.length >= this.settings.compactAtSsts || (w.compactRequested && state.ssts.length >= 2);
       if (compactDue && !w.compacting) {
         const everything = w.compactRequested;
         w.compactRequested = false;
-        void this.compact(replica.regionId, state, w, everything);
+        this.track(this.compact(replica.regionId, state, w, everything));
       }
-      if (now - w.lastGcMs >= Math.min(60_000, this.settings.gcGraceMs)) {
+      const gcIntervalMs = Math.min(GC_INTERVAL_MS_MAX, Math.max(this.settings.checkIntervalMs, this.settings.gcGraceMs / 4));
+      if (!w.gcRunning && now - w.lastGcMs >= gcIntervalMs) {
         w.lastGcMs = now;
-        void this.collectGarbage(replica.regionId, state);
+        this.track(this.collectGarbage(replica, w));
       }
     }
   }
@@ -215,6 +296,7 @@ export class Flusher {
     w.freezing = true;
     const requested = w.requested;
     w.requested = false;
+    w.snapshotRequested = false; // GC asks again on its next pass if it still needs it
     try {
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'freeze' }));
     } catch (err) {
@@ -231,6 +313,7 @@ export class Flusher {
     w.uploading = true;
     const started = process.hrtime.bigint();
     const frozen = state.frozen[0]!;
+    let key: string | undefined;
     try {
       let sst: SstMeta | null = null;
       const builder = sstBuilder();
@@ -240,8 +323,8 @@ export class Flusher {
       }
       if (builder.count > 0) {
         const { bytes, properties } = builder.finish();
-        const key = sstKey(regionId, frozen.index);
-        await this.store.put(key, bytes);
+        key = sstKey(regionId, frozen.index);
+        await this.putSst(key, bytes);
         sst = {
           key,
           size: bytes.byteLength,
@@ -258,7 +341,23 @@ export class Flusher {
     } catch (err) {
       this.log.warn({ regionId, freezeIndex: frozen.index, err: (err as Error).message }, 'flush did not complete; will retry (an uploaded SST is an orphan until GC)');
     } finally {
+      if (key) this.uploading.delete(key);
       w.uploading = false;
+    }
+  }
+
+  /**
+   * Puts an SST that an edit will name. Its key is in `uploading` from before the put (the
+   * caller removes it once the edit settled), and it may be proposed only if the put took less
+   * than half the grace (sst-gc.ts uploadStillProposable); otherwise it is left as an orphan.
+   */
+  private async putSst(key: string, bytes: Uint8Array): Promise<void> {
+    this.uploading.add(key);
+    const startedMs = this.clock.nowMs();
+    await this.store.put(key, bytes);
+    const tookMs = this.clock.nowMs() - startedMs;
+    if (!uploadStillProposable(startedMs, startedMs + tookMs, this.settings.gcGraceMs)) {
+      throw new RegionDbError(ErrorCode.DeadlineExceeded, `uploading ${key} took ${Math.round(tookMs)} ms, half the SST GC grace or more: not proposed (GC removes it)`);
     }
   }
 
@@ -295,13 +394,14 @@ export class Flusher {
     const started = process.hrtime.bigint();
     const inputs = all.slice(run.start, run.end);
     const dropTombstones = run.end === all.length;
+    let key: string | undefined;
     try {
       const merged = await mergeSsts(state, inputs, dropTombstones);
       let output: SstMeta | null = null;
       if (merged) {
         const { bytes, properties } = merged;
-        const key = sstKey(regionId, properties.maxVersion);
-        await this.store.put(key, bytes);
+        key = sstKey(regionId, properties.maxVersion);
+        await this.putSst(key, bytes);
         output = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
       }
       // Flushes since the pick stay in front of the run; every replica replaces the same run.
@@ -312,28 +412,137 @@ export class Flusher {
     } catch (err) {
       this.log.warn({ regionId, err: (err as Error).message }, 'compaction did not complete; will retry');
     } finally {
+      if (key) this.uploading.delete(key);
       w.compacting = false;
     }
   }
 
-  /** Deletes SSTs of the region that the current version does not reference, after the grace period. */
-  private async collectGarbage(regionId: string, state: RegionState): Promise<void> {
+  /**
+   * Publishes this replica's raft snapshot (the manifest it would restart from) so the region
+   * leader's GC keeps what it names and what its replay may read (sst-gc.ts G2, G3). Only
+   * durable snapshots are published (the WAL's view), so a published index never runs ahead
+   * of the snapshot this replica restarts from.
+   */
+  private async publishSnapshot(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
+    const snapshot = replica.store.snapshot();
+    const { regionId, selfPeerId } = replica;
+    w.snapshotPublishing = true;
     try {
-      const live = new Set(state.ssts.map((s) => s.key));
-      // Also keep what the region's raft snapshot references: a follower installing it reads
-      // those SSTs until it replays the compaction that replaced them.
-      const snapshot = this.regionServer.replica(regionId)?.store.snapshot();
-      if (snapshot && snapshot.metadata.index > 0) {
-        for (const s of decodeManifest(snapshot.data, `raft snapshot of region ${regionId}`).ssts) live.add(s.key);
+      await this.store.put(replicaSnapshotKey(regionId, selfPeerId, snapshot.metadata.index), snapshot.data);
+      w.snapshotPublished = snapshot.metadata.index;
+      for (const o of await this.store.list(replicaSnapshotPrefix(regionId))) {
+        const published = parseReplicaSnapshotKey(regionId, o.key);
+        if (published?.peerId === selfPeerId && published.index < snapshot.metadata.index) await this.store.delete(o.key);
       }
-      const now = Date.now();
+    } catch (err) {
+      this.log.warn({ regionId, index: snapshot.metadata.index, err: (err as Error).message }, 'publishing the replica snapshot failed; will retry');
+    } finally {
+      w.snapshotPublishing = false;
+    }
+  }
+
+  /**
+   * SSTs in use that this node can see synchronously (G2): the version, edits above the
+   * applied index, this node's uploads in flight, open scans. Read after the object-store
+   * listing, so anything listed and still on its way into the version is caught at one of
+   * these steps.
+   */
+  private inUse(replica: Replica<ApplyResult>): Set<string> {
+    const state = replica.stateMachine as RegionState;
+    const keys = new Set(state.ssts.map((s) => s.key));
+    const log = replica.raft.log;
+    if (log.lastIndex() > replica.appliedIndex) {
+      for (const k of sstsNamedByEntries(log.slice(replica.appliedIndex + 1, log.lastIndex() + 1, Number.POSITIVE_INFINITY))) keys.add(k);
+    }
+    for (const k of this.uploading) keys.add(k);
+    for (const k of this.leases.keys()) keys.add(k);
+    return keys;
+  }
+
+  private leaderMayCollect(replica: Replica<ApplyResult>, term: number): boolean {
+    return !replica.closed && replica.raft.term === term && leaderMayCollect(replica.isLeader(), term, replica.raft.log.term(replica.appliedIndex));
+  }
+
+  /** One GC pass over a region this node leads: the rule is sst-gc.ts (G1–G5); this is its I/O. */
+  private async collectGarbage(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
+    const regionId = replica.regionId;
+    const term = replica.raft.term;
+    if (!this.leaderMayCollect(replica, term)) return; // G1
+    if (w.gcTerm !== term) {
+      w.gcTerm = term; // a new leadership measures every grace afresh
+      w.unreferenced = new Map();
+    }
+    w.gcRunning = true;
+    try {
+      const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
+      const namedBySnapshots = new Set<string>();
+      for (const s of (await loadLatestManifest(this.store, regionId))?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
+      // G3: every member's durable snapshot, the newest each has published; this replica's own
+      // is read locally (fresher).
+      const conf = replica.raft.confState();
+      const members = new Set([...conf.voters, ...conf.learners]);
+      const newest = new Map<number, { index: number; key: string }>();
+      for (const o of await this.store.list(replicaSnapshotPrefix(regionId))) {
+        const published = parseReplicaSnapshotKey(regionId, o.key);
+        if (!published || published.peerId === replica.selfPeerId) continue;
+        if (!members.has(published.peerId)) {
+          await this.store.delete(o.key); // a removed replica: peer ids are never reused
+          continue;
+        }
+        if ((newest.get(published.peerId)?.index ?? -1) < published.index) newest.set(published.peerId, { index: published.index, key: o.key });
+      }
+      for (const { key } of newest.values()) {
+        for (const s of decodeManifest(await this.store.get(key), `${this.store.description}/${key}`).ssts) namedBySnapshots.add(s.key);
+      }
+      const snapshot = replica.store.snapshot();
+      if (snapshot.metadata.index > 0) {
+        for (const s of decodeManifest(snapshot.data, `raft snapshot of region ${regionId}`).ssts) namedBySnapshots.add(s.key);
+      }
+      let replicasSnapshotIndex = members.size > 0 ? Number.POSITIVE_INFINITY : 0;
+      for (const peerId of members) {
+        const index = peerId === replica.selfPeerId ? snapshot.metadata.index : (newest.get(peerId)?.index ?? 0);
+        replicasSnapshotIndex = Math.min(replicasSnapshotIndex, index);
+      }
+
+      if (!this.leaderMayCollect(replica, term)) return;
+      const decision = decideSstGc({
+        listed,
+        referenced: this.inUse(replica),
+        namedBySnapshots,
+        appliedIndex: replica.appliedIndex,
+        replicasSnapshotIndex,
+        nowMs: this.clock.nowMs(),
+        graceMs: this.settings.gcGraceMs,
+        unreferenced: w.unreferenced,
+      });
+      w.unreferenced = decision.unreferenced;
+      const state = replica.stateMachine as RegionState;
+      if (decision.snapshotNeededAt !== undefined && state.flushedIndex < decision.snapshotNeededAt) w.snapshotRequested = true;
+      // Logged when the store holds SSTs the version does not name (after a compaction, a failed
+      // or pending flush): what each is waiting for.
+      const versionKeys = new Set(state.ssts.map((s) => s.key));
+      const notInVersion = listed.filter((k) => !versionKeys.has(k)).length;
+      if (notInVersion === 0) return;
+      const unreferenced = decision.deletable.length + decision.waitingForSnapshots + decision.inGrace;
+      this.log.info(
+        { regionId, term, notInVersion, inUse: notInVersion - unreferenced, waitingForSnapshots: decision.waitingForSnapshots, inGrace: decision.inGrace, deletable: decision.deletable.length, replicasSnapshotIndex },
+        'SST GC pass',
+      );
+      if (decision.deletable.length === 0) return;
+
+      // G5: confirm with a quorum that no other leader exists, then re-check what this node
+      // can see (a flush or a scan may have started since the decision).
+      await this.regionServer.readBarrier(regionId);
+      if (!this.leaderMayCollect(replica, term)) return;
+      const stillInUse = this.inUse(replica);
+      const snapshotNow = replica.store.snapshot();
+      if (snapshotNow.metadata.index > 0) {
+        for (const s of decodeManifest(snapshotNow.data, `raft snapshot of region ${regionId}`).ssts) stillInUse.add(s.key);
+      }
       let deleted = 0;
-      for (const o of await this.store.list(sstPrefix(regionId))) {
-        const created = createdMsOf(o.key);
-        if (live.has(o.key) || created === undefined || now - created < this.settings.gcGraceMs) continue;
-        // Re-check against the version at delete time: a flush may have referenced it since.
-        if ((this.regionServer.replica(regionId)?.stateMachine as RegionState | undefined)?.ssts.some((s) => s.key === o.key)) continue;
-        await this.store.delete(o.key);
+      for (const key of decision.deletable.slice(0, GC_DELETES_PER_PASS_MAX)) {
+        if (stillInUse.has(key)) continue;
+        await this.store.delete(key);
         deleted++;
       }
       if (deleted > 0) {
@@ -342,6 +551,8 @@ export class Flusher {
       }
     } catch (err) {
       this.log.warn({ regionId, err: (err as Error).message }, 'SST garbage collection failed; will retry');
+    } finally {
+      w.gcRunning = false;
     }
   }
 }

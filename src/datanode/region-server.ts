@@ -11,10 +11,22 @@
 //   5. advance() each replica.
 // Proposals and messages that arrive while a cycle is persisting are picked up by the next
 // cycle, which is how many client writes share one fsync.
+//
+// Replica health (docs/replica-health.md). A replica that cannot start (its WAL records are
+// damaged, its snapshot does not load) or cannot apply a committed entry never takes the node
+// down: only a failed WAL write (the node's disk, RAFT-NOTES 3) or a broken invariant is fatal
+// to the whole node. An apply that fails on the object store stalls its replica: the entries
+// stay in the log, are applied in order once a retry succeeds, and meanwhile the replica refuses
+// proposals and linearizable reads; its log is sound, so it keeps taking part in raft. When the
+// apply cannot succeed (the object is gone or damaged, or the retry window ran out) the replica
+// FAILS: it is fenced and leaves the ready loop for good (no ticks, no messages, no votes, no
+// acks), its WAL is kept untouched, and it is reported (region, index, reason) until the
+// metasrv replaces it under a fresh peer id.
 import { assert } from '../common/assert.js';
 import type { Clock } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { limits } from '../common/limits.js';
 import { SeededRand } from '../common/rand.js';
 import {
   type ConfChange,
@@ -29,6 +41,7 @@ import {
   type ReadOnlyOption,
   type Ready,
   Role,
+  type Snapshot,
   bootstrapEntries,
   decodeConfChange,
   roleName,
@@ -46,6 +59,51 @@ export interface RaftTuning {
   readonly skipBcastCommit: boolean;
   /** Take a state-machine snapshot and compact the log after this many applied entries. */
   readonly snapshotEveryEntries: number;
+  /** Retries of an apply that failed on the object store (defaults: limits.applyRetry*). */
+  readonly applyRetry?: ApplyRetryPolicy;
+}
+
+export interface ApplyRetryPolicy {
+  readonly backoffMsMin: number;
+  readonly backoffMsMax: number;
+  /** Retrying longer than this (since the first failure) fails the replica. */
+  readonly windowMs: number;
+}
+
+const defaultApplyRetry: ApplyRetryPolicy = {
+  backoffMsMin: limits.applyRetryBackoffMsMin,
+  backoffMsMax: limits.applyRetryBackoffMsMax,
+  windowMs: limits.applyRetryWindowMs,
+};
+
+/** A replica that stopped for good: fenced, out of the ready loop, reported until it is replaced. */
+export interface ReplicaFailure {
+  readonly regionId: string;
+  readonly selfPeerId: number;
+  /** The log index it could not load or apply. */
+  readonly index: number;
+  /** Human-readable, naming the region and the index. */
+  readonly reason: string;
+  readonly sinceMs: number;
+  /** Raft state when it stopped (for status; 0 / empty for a replica that never started). */
+  readonly term: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly confIndex: number;
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+}
+
+/** An apply waiting for the object store: entries (index, upTo] wait in the log, applied in order by the retry. */
+export interface ApplyStall {
+  /** The entry that failed (appliedIndex + 1). */
+  readonly index: number;
+  /** The last committed entry handed out by raft so far (all of them wait behind `index`). */
+  upTo: number;
+  readonly sinceMs: number;
+  attempts: number;
+  retryAtMs: number;
+  lastError: string;
 }
 
 export const defaultRaftTuning: RaftTuning = {
@@ -128,8 +186,14 @@ export class Replica<R> {
   appliedIndex: number;
   /** Index of the last raft snapshot installed by this process (0: none yet). */
   snapshotInstalledIndex = 0;
+  /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
+  confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
+  /** Set while an apply waits for the object store (see the top of this file). */
+  stall: ApplyStall | undefined;
+  /** Set when the replica failed; it is then no longer in the region server's replicas. */
+  failure: ReplicaFailure | undefined;
 
   constructor(
     readonly regionId: string,
@@ -140,6 +204,7 @@ export class Replica<R> {
     appliedIndex: number,
   ) {
     this.appliedIndex = appliedIndex;
+    this.confIndex = appliedIndex;
   }
 
   isLeader(): boolean {
@@ -154,6 +219,9 @@ export class Replica<R> {
 
 export class RegionServer<R> {
   private readonly replicas = new Map<string, Replica<R>>();
+  /** Replicas that failed (see the top of this file), until they are closed or replaced. */
+  private readonly failed = new Map<string, ReplicaFailure>();
+  private readonly applyRetry: ApplyRetryPolicy;
   private driving = false;
   private rerun = false;
   private currentCycle: Promise<void> = Promise.resolve();
@@ -182,6 +250,8 @@ export class RegionServer<R> {
     // Election timeouts only need to differ between nodes; seed from the node id and time.
     this.rand = new SeededRand((nodeId * 2654435761 + Math.floor(clock.nowMs())) >>> 0);
     this.incarnation = `${Math.floor(clock.nowMs()).toString(36)}.${this.rand.int(2 ** 30).toString(36)}`;
+    this.applyRetry = tuning.applyRetry ?? defaultApplyRetry;
+    assert(this.applyRetry.backoffMsMin > 0 && this.applyRetry.backoffMsMin <= this.applyRetry.backoffMsMax, 'apply retry backoff: 0 < min <= max');
   }
 
   start(): void {
@@ -206,10 +276,34 @@ export class RegionServer<R> {
     return [...this.replicas.values()];
   }
 
-  /** Opens (or creates) a local replica. Idempotent. */
-  async open(spec: ReplicaSpec): Promise<Replica<R>> {
+  /** Why the replica of a region failed, if it did (it is then not among the replicas). */
+  failure(regionId: string): ReplicaFailure | undefined {
+    return this.failed.get(regionId);
+  }
+
+  failedReplicas(): ReplicaFailure[] {
+    return [...this.failed.values()];
+  }
+
+  /** The apply a replica is waiting for the object store to retry, if any. */
+  applyStall(regionId: string): ApplyStall | undefined {
+    return this.replicas.get(regionId)?.stall;
+  }
+
+  /**
+   * Opens (or creates) a local replica. Idempotent. Resolves undefined when the replica cannot
+   * start (its log is damaged, its snapshot does not load) or failed before: it is then reported
+   * by failure() and stays failed until closed (a replacement comes under a fresh peer id).
+   */
+  async open(spec: ReplicaSpec): Promise<Replica<R> | undefined> {
     const existing = this.replicas.get(spec.regionId);
     if (existing) return existing;
+    if (this.failed.has(spec.regionId)) return undefined;
+    const damage = this.logEngine.damage?.(spec.regionId);
+    if (damage) {
+      this.recordFailure(spec.regionId, spec.selfPeerId, damage.index, damage.reason, undefined);
+      return undefined;
+    }
     const store = this.logEngine.region(spec.regionId);
     if (spec.bootstrap && store.lastIndex() === 0 && store.snapshot().metadata.index === 0) {
       const boot = bootstrapEntries(spec.peers.map((p) => p.peerId));
@@ -220,7 +314,14 @@ export class RegionServer<R> {
     }
     const snapshot = store.snapshot();
     const snapshotData = snapshot.metadata.index > 0 ? snapshot.data : null;
-    const stateMachine = this.stateMachines.create(spec.regionId, snapshotData);
+    let stateMachine: StateMachine<R>;
+    try {
+      stateMachine = this.stateMachines.create(spec.regionId, snapshotData);
+    } catch (err) {
+      const reason = `region ${spec.regionId}: cannot load the snapshot at index ${snapshot.metadata.index}: ${(err as Error).message}`;
+      this.recordFailure(spec.regionId, spec.selfPeerId, snapshot.metadata.index, reason, undefined);
+      return undefined;
+    }
     const raft = new Raft({
       id: spec.selfPeerId,
       storage: store,
@@ -234,6 +335,9 @@ export class RegionServer<R> {
       skipBcastCommit: this.tuning.skipBcastCommit,
     });
     const replica = new Replica(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
+    // The snapshot carries the membership as of its index: at least that new (the exact index of
+    // the change is not in it); conf changes replayed from the log set it exactly.
+    replica.confIndex = snapshot.metadata.index;
     const conf = raft.confState();
     stateMachine.onMembership?.(conf.voters, conf.learners);
     for (const peer of spec.peers) replica.peers.set(peer.peerId, peer);
@@ -245,6 +349,7 @@ export class RegionServer<R> {
 
   /** Closes a replica; with `destroy` its log is deleted too (it was removed from the region). */
   async close(regionId: string, destroy: boolean): Promise<void> {
+    this.failed.delete(regionId);
     const replica = this.replicas.get(regionId);
     if (replica) {
       replica.closed = true;
@@ -295,7 +400,8 @@ export class RegionServer<R> {
   /** Resolves once a linearizable read of the region may be served (ReadIndex, §6.4 thesis). */
   readBarrier(regionId: string): Promise<void> {
     const replica = this.replicas.get(regionId);
-    if (!replica || replica.closed) throw this.notFound(regionId);
+    if (!replica || replica.closed) throw this.failedError(regionId) ?? this.notFound(regionId);
+    if (replica.stall) throw this.stalledError(replica, replica.stall);
     const done = new Promise<void>((resolve, reject) => replica.queuedReads.push({ resolve, reject }));
     this.schedule();
     return done;
@@ -365,7 +471,10 @@ export class RegionServer<R> {
   leaderReplica(regionId: string): Replica<R> {
     if (this.fatal) throw this.unavailable(`datanode stopped serving after a fatal storage error: ${this.fatal.message}`);
     const replica = this.replicas.get(regionId);
-    if (!replica || replica.closed) throw this.notFound(regionId);
+    if (!replica || replica.closed) throw this.failedError(regionId) ?? this.notFound(regionId);
+    // A stalled leader would commit what it cannot apply (and, with its membership not applied,
+    // must not start a second change): it takes nothing new until it catches up.
+    if (replica.stall) throw this.stalledError(replica, replica.stall);
     if (!replica.isLeader()) {
       const leaderNodeId = replica.leaderNodeId();
       throw new RegionDbError(ErrorCode.NotLeader, `node ${this.nodeId} is not the leader of region ${regionId}`, {
@@ -408,6 +517,9 @@ export class RegionServer<R> {
 
   private async cycle(): Promise<void> {
     if (this.fatal) return;
+    for (const replica of [...this.replicas.values()]) {
+      if (replica.stall && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
+    }
     const work: [Replica<R>, Ready][] = [];
     for (const replica of this.replicas.values()) {
       if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
@@ -432,6 +544,12 @@ export class RegionServer<R> {
         batch.setHardState(replica.regionId, rd.hardState);
         needsWrite = true;
       }
+      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
+        // The commit index covering a membership change is made durable before the change is
+        // applied (a deferred one could roll back below it in a crash; see LogBatch).
+        batch.requireDurableCommit();
+        needsWrite = true;
+      }
     }
     // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
     // counts its own copy toward the quorum only after this write (advance() below), so an
@@ -444,22 +562,12 @@ export class RegionServer<R> {
     // 3. Everything else is sent only now, after the write is durable (P1).
     this.send(early.length === 0 ? work : work.filter((w) => !early.includes(w)));
 
-    // 4–5. Apply and advance.
+    // 4–5. Apply and advance. A replica that fails here leaves the loop at once (no advance).
     for (const [replica, rd] of work) {
       if (rd.softState) this.onSoftState(replica, rd);
-      if (rd.snapshot) {
-        replica.stateMachine = this.stateMachines.create(replica.regionId, rd.snapshot.data);
-        replica.stateMachine.onMembership?.(rd.snapshot.metadata.confState.voters, rd.snapshot.metadata.confState.learners);
-        replica.appliedIndex = rd.snapshot.metadata.index;
-        this.resetPeersFromConf(replica, rd.snapshot.metadata.confState);
-        replica.snapshotInstalledIndex = replica.appliedIndex;
-        this.hooks.onSnapshotInstalled?.(replica.regionId, replica.appliedIndex);
-        this.log.info({ regionId: replica.regionId, index: replica.appliedIndex }, 'installed raft snapshot');
-      }
-      for (const entry of rd.committedEntries) {
-        const pending = this.applyEntry(replica, entry);
-        if (pending) await pending;
-      }
+      if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
+      await this.applyCommitted(replica, rd.committedEntries);
+      if (replica.failure) continue;
       for (const rs of rd.readStates) {
         const ctx = new TextDecoder().decode(rs.context);
         const read = replica.reads.get(ctx);
@@ -475,6 +583,145 @@ export class RegionServer<R> {
       this.releaseReads(replica);
     }
     for (const [replica] of work) await this.maybeSnapshot(replica);
+  }
+
+  /** Replaces the state machine with a snapshot's (§7); false when it does not load (the replica failed). */
+  private installSnapshot(replica: Replica<R>, snapshot: Snapshot): boolean {
+    const { index, confState } = snapshot.metadata;
+    let stateMachine: StateMachine<R>;
+    try {
+      stateMachine = this.stateMachines.create(replica.regionId, snapshot.data);
+    } catch (err) {
+      this.failReplica(replica, index, `region ${replica.regionId}: cannot load the raft snapshot at index ${index}: ${(err as Error).message}`);
+      return false;
+    }
+    replica.stateMachine = stateMachine;
+    stateMachine.onMembership?.(confState.voters, confState.learners);
+    replica.appliedIndex = index;
+    replica.confIndex = index;
+    this.resetPeersFromConf(replica, confState);
+    replica.snapshotInstalledIndex = index;
+    this.hooks.onSnapshotInstalled?.(replica.regionId, index);
+    this.log.info({ regionId: replica.regionId, index }, 'installed raft snapshot');
+    const stall = replica.stall;
+    if (stall) {
+      // The snapshot may carry the state the replica could not compute (the leader's newer SSTs).
+      if (index >= stall.upTo) {
+        replica.stall = undefined;
+        this.log.info({ regionId: replica.regionId, index }, 'a snapshot replaced the stalled apply; the replica caught up');
+      } else {
+        stall.retryAtMs = this.clock.nowMs();
+      }
+    }
+    return true;
+  }
+
+  /** Applies committed entries in order; a stalled replica only notes them (the retry applies them). */
+  private async applyCommitted(replica: Replica<R>, entries: readonly Entry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const last = entries[entries.length - 1]!.index;
+    if (replica.stall) {
+      replica.stall.upTo = Math.max(replica.stall.upTo, last);
+      return;
+    }
+    for (const entry of entries) {
+      const pending = this.applyEntry(replica, entry);
+      if (!pending) continue;
+      const failure = await pending;
+      if (failure) {
+        this.onApplyFailure(replica, entry.index, last, failure, undefined);
+        return;
+      }
+    }
+  }
+
+  /**
+   * An apply failed on the object store. Entries stay in the log (raft has handed them out, the
+   * region server applies them itself from the log, in order). A missing or damaged object
+   * cannot come back: the replica fails at once; an unreachable store is retried with backoff.
+   */
+  private onApplyFailure(replica: Replica<R>, index: number, upTo: number, err: RegionDbError, stall: ApplyStall | undefined): void {
+    const nowMs = this.clock.nowMs();
+    if (!isTransient(err)) {
+      this.failReplica(replica, index, `region ${replica.regionId} cannot apply index ${index}: ${err.message}`);
+      return;
+    }
+    if (stall && nowMs - stall.sinceMs >= this.applyRetry.windowMs) {
+      const reason = `region ${replica.regionId} cannot apply index ${index}: ${err.message} (retried for ${Math.round(nowMs - stall.sinceMs)} ms, ${stall.attempts} attempts)`;
+      this.failReplica(replica, index, reason);
+      return;
+    }
+    const attempts = (stall?.attempts ?? 0) + 1;
+    const backoffMs = Math.min(this.applyRetry.backoffMsMax, this.applyRetry.backoffMsMin * 2 ** Math.min(attempts - 1, 30));
+    if (stall) {
+      stall.attempts = attempts;
+      stall.retryAtMs = nowMs + backoffMs;
+      stall.lastError = err.message;
+      stall.upTo = Math.max(stall.upTo, upTo);
+    } else {
+      replica.stall = { index, upTo, sinceMs: nowMs, attempts, retryAtMs: nowMs + backoffMs, lastError: err.message };
+      // Reads waiting for this replica to apply would hang until it catches up: fail them now
+      // (retriable); proposals stay, their entries are committed and will apply.
+      const refusal = this.stalledError(replica, replica.stall);
+      for (const queued of replica.queuedReads.splice(0)) queued.reject(refusal);
+      for (const read of replica.reads.values()) read.reject(refusal);
+      replica.reads.clear();
+      this.log.warn({ regionId: replica.regionId, index, err: err.message, retryInMs: backoffMs }, 'apply failed on the object store; the replica stalls and retries');
+    }
+  }
+
+  /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
+  private async retryStalledApply(replica: Replica<R>, stall: ApplyStall): Promise<void> {
+    const lo = replica.appliedIndex + 1;
+    assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
+    const entries = lo <= stall.upTo ? replica.store.entries(lo, stall.upTo + 1, Number.MAX_SAFE_INTEGER) : [];
+    for (const entry of entries) {
+      const pending = this.applyEntry(replica, entry);
+      if (!pending) continue;
+      const failure = await pending;
+      if (failure) {
+        this.onApplyFailure(replica, entry.index, stall.upTo, failure, entry.index === stall.index ? stall : undefined);
+        if (replica.stall && replica.stall !== stall) this.log.warn({ regionId: replica.regionId, index: entry.index }, 'apply progressed, then stalled again');
+        return;
+      }
+    }
+    replica.stall = undefined;
+    this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
+    this.releaseReads(replica);
+  }
+
+  /**
+   * The replica stops for good (see the top of this file): fenced, out of the ready loop, its
+   * WAL untouched, reported by failure() until the region is closed or replaced.
+   */
+  private failReplica(replica: Replica<R>, index: number, reason: string): void {
+    replica.closed = true;
+    replica.stall = undefined;
+    this.replicas.delete(replica.regionId);
+    const failure = this.recordFailure(replica.regionId, replica.selfPeerId, index, reason, replica);
+    replica.failure = failure;
+    // Proposals waiting here may still commit under another leader: their outcome is unknown.
+    this.failPending(replica, this.outcomeUnknown(replica, `the replica on node ${this.nodeId} failed (${reason})`));
+  }
+
+  private recordFailure(regionId: string, selfPeerId: number, index: number, reason: string, replica: Replica<R> | undefined): ReplicaFailure {
+    const st = replica?.raft.status();
+    const failure: ReplicaFailure = {
+      regionId,
+      selfPeerId,
+      index,
+      reason,
+      sinceMs: this.clock.nowMs(),
+      term: st?.term ?? 0,
+      commitIndex: st?.commit ?? 0,
+      appliedIndex: replica?.appliedIndex ?? 0,
+      confIndex: replica?.confIndex ?? 0,
+      voters: st ? [...st.confState.voters] : [],
+      learners: st ? [...st.confState.learners] : [],
+    };
+    this.failed.set(regionId, failure);
+    this.log.error({ regionId, peerId: selfPeerId, index, reason }, 'replica failed: it stops (fenced, out of raft) until the metasrv replaces it; the node keeps serving its other regions');
+    return failure;
   }
 
   private maySendBeforePersist(replica: Replica<R>, rd: Ready): boolean {
@@ -502,9 +749,13 @@ export class RegionServer<R> {
     for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
   }
 
-  /** Applies one committed entry; returns a promise only when the state machine needed I/O. */
-  private applyEntry(replica: Replica<R>, entry: Entry): void | Promise<void> {
-    if (entry.index <= replica.appliedIndex) return;
+  /**
+   * Applies one committed entry; returns a promise only when the state machine needed I/O. The
+   * promise resolves to the error when the apply failed on the object store: nothing was applied
+   * (the entry is to be applied again), which is not a property of the command.
+   */
+  private applyEntry(replica: Replica<R>, entry: Entry): Promise<RegionDbError | undefined> | undefined {
+    if (entry.index <= replica.appliedIndex) return undefined;
     assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
     replica.appliedIndex = entry.index;
     if (entry.type === EntryType.ConfChange) {
@@ -514,6 +765,7 @@ export class RegionServer<R> {
         if (typeof info.nodeId === 'number') replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
       }
       const confState = replica.raft.applyConfChange(cc);
+      replica.confIndex = entry.index;
       replica.stateMachine.onMembership?.(confState.voters, confState.learners);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
@@ -523,23 +775,39 @@ export class RegionServer<R> {
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }
       this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
-      return this.settle(replica, entry, undefined, undefined);
+      this.settle(replica, entry, undefined, undefined);
+      return undefined;
     }
-    if (entry.data.byteLength === 0) return this.settle(replica, entry, undefined, undefined);
+    if (entry.data.byteLength === 0) {
+      this.settle(replica, entry, undefined, undefined);
+      return undefined;
+    }
     let out: R | Promise<R>;
     try {
       out = replica.stateMachine.apply(entry.index, entry.data, entry.term);
     } catch (err) {
       // A command that fails validation at apply time fails the same way on every replica.
-      return this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
+      this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
+      return undefined;
     }
-    if (!(out instanceof Promise)) return this.settle(replica, entry, out, undefined);
+    if (!(out instanceof Promise)) {
+      this.settle(replica, entry, out, undefined);
+      return undefined;
+    }
     return out.then(
-      (result) => this.settle(replica, entry, result, undefined),
+      (result) => {
+        this.settle(replica, entry, result, undefined);
+        return undefined;
+      },
       (err: unknown) => {
-        // Object storage unreachable is not a property of the command: stop rather than diverge.
-        if (isRegionDbError(err, ErrorCode.StorageUnavailable)) throw err;
+        // Object storage failing is not a property of the command: applying it as a failure
+        // would diverge from the replicas that could read. Nothing was applied; try again later.
+        if (isRegionDbError(err, ErrorCode.StorageUnavailable)) {
+          replica.appliedIndex = entry.index - 1;
+          return err;
+        }
         this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
+        return undefined;
       },
     );
   }
@@ -653,6 +921,25 @@ export class RegionServer<R> {
     return this.fatal;
   }
 
+  /** UNAVAILABLE with the reason a replica failed (and a leader hint when it knew one), or undefined. */
+  private failedError(regionId: string): RegionDbError | undefined {
+    const failure = this.failed.get(regionId);
+    if (!failure) return undefined;
+    return new RegionDbError(
+      ErrorCode.Unavailable,
+      `the replica of region ${regionId} on node ${this.nodeId} failed and is to be rebuilt from its peers: ${failure.reason}`,
+    );
+  }
+
+  private stalledError(replica: Replica<R>, stall: ApplyStall): RegionDbError {
+    const leaderNodeId = replica.isLeader() ? undefined : replica.leaderNodeId();
+    return new RegionDbError(
+      ErrorCode.Unavailable,
+      `region ${replica.regionId} on node ${this.nodeId} cannot apply index ${stall.index} yet (object store: ${stall.lastError}); retrying — try another replica`,
+      { details: leaderNodeId === undefined ? {} : { leaderNodeId: String(leaderNodeId) } },
+    );
+  }
+
   private notFound(regionId: string): RegionDbError {
     return new RegionDbError(ErrorCode.NotFound, `region ${regionId} is not hosted on node ${this.nodeId}`);
   }
@@ -676,4 +963,17 @@ export class RegionServer<R> {
   private unavailable(message: string): RegionDbError {
     return new RegionDbError(ErrorCode.Unavailable, message);
   }
+}
+
+/**
+ * An object-store error worth retrying: the store did not answer. A missing object (garbage-
+ * collected under a replica whose state still names it) or a damaged one will not come back.
+ */
+function isTransient(err: RegionDbError): boolean {
+  let cause: unknown = err;
+  while (isRegionDbError(cause)) {
+    if (cause.code === ErrorCode.NotFound || cause.code === ErrorCode.Corruption) return false;
+    cause = cause.cause;
+  }
+  return true;
 }

@@ -6,6 +6,9 @@
 // Encoding: [format u8][crc32c u32 of the JSON][JSON]. Object key:
 //   regions/<regionId>/manifest/<flushedIndex as 16 hex digits>.manifest
 // Each flush writes a full manifest (a checkpoint; they are small), older ones are pruned.
+// Replicas also publish their own raft snapshot (the same encoding) under
+//   regions/<regionId>/replica-snapshot/<peerId as 16 hex>-<snapshot index as 16 hex>.manifest
+// for the leader's SST GC; recovery never reads those.
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ObjectStore } from '../object-store/object-store.js';
@@ -36,6 +39,20 @@ export const regionPrefix = (regionId: string) => `regions/${regionId}/`;
 export const manifestPrefix = (regionId: string) => `${regionPrefix(regionId)}manifest/`;
 export const sstPrefix = (regionId: string) => `${regionPrefix(regionId)}sst/`;
 export const manifestKey = (regionId: string, flushedIndex: number) => `${manifestPrefix(regionId)}${flushedIndex.toString(16).padStart(16, '0')}.manifest`;
+/**
+ * Each replica publishes its current raft snapshot (a manifest) here, so the region leader's
+ * SST GC knows what every replica may still read (docs/engine.md). Write-once like every
+ * object (caches assume it): a newer snapshot is a new key, the replica then deletes its older ones.
+ */
+export const replicaSnapshotPrefix = (regionId: string) => `${regionPrefix(regionId)}replica-snapshot/`;
+export const replicaSnapshotKey = (regionId: string, peerId: number, index: number) =>
+  `${replicaSnapshotPrefix(regionId)}${peerId.toString(16).padStart(16, '0')}-${index.toString(16).padStart(16, '0')}.manifest`;
+/** The peer id and snapshot index a replicaSnapshotKey names, or undefined for any other key. */
+export function parseReplicaSnapshotKey(regionId: string, key: string): { peerId: number; index: number } | undefined {
+  const prefix = replicaSnapshotPrefix(regionId);
+  const m = key.startsWith(prefix) ? /^([0-9a-f]{16})-([0-9a-f]{16})\.manifest$/.exec(key.slice(prefix.length)) : null;
+  return m ? { peerId: Number.parseInt(m[1]!, 16), index: Number.parseInt(m[2]!, 16) } : undefined;
+}
 
 export function encodeManifest(m: RegionManifest): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify(m));

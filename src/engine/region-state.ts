@@ -190,6 +190,7 @@ export class RegionState implements StateMachine<ApplyResult> {
 
   apply(index: number, data: Uint8Array, term = 0): ApplyResult | Promise<ApplyResult> {
     assert(index > this.appliedIndex, `apply ${index} after ${this.appliedIndex}`);
+    const appliedBefore = this.appliedIndex;
     this.appliedIndex = index;
     const cmd = decodeCommand(data);
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
@@ -213,7 +214,12 @@ export class RegionState implements StateMachine<ApplyResult> {
       return result;
     };
     const result = this.execute(index, cmd);
-    return result instanceof Promise ? result.then(done) : done(result);
+    if (!(result instanceof Promise)) return done(result);
+    return result.then(done, (err: unknown) => {
+      // Nothing was applied (STORAGE_UNAVAILABLE): the region server applies this index again.
+      this.appliedIndex = appliedBefore;
+      throw err;
+    });
   }
 
   private applySystem(index: number, term: number, cmd: Command): ApplyResult {

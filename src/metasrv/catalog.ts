@@ -16,6 +16,12 @@ export interface ReplicaPlacement {
   /** Raft peer id: unique across the cluster and never reused (docs/raft.md). */
   readonly peerId: number;
   readonly nodeId: number;
+  /**
+   * Why this replica's local state is gone or untrusted (its datanode came back on a new store,
+   * or it reported itself failed). A lost replica is never opened again under its peer id (a
+   * wiped replica would have forgotten its votes, docs/raft.md); repair-replica replaces it.
+   */
+  lost?: string;
 }
 
 export interface RegionDef {
@@ -27,6 +33,13 @@ export interface RegionDef {
   leaderNodeId: number;
   /** Bumped on every membership change of the region (fencing of stale replicas). */
   confVersion: number;
+  /**
+   * The raft group's membership version (log index of its applied configuration, reported by
+   * its leader) at which the catalog last matched the group. A group reporting a different
+   * membership at a higher index is newer than the catalog, which then follows the group
+   * (reconcile.ts R2). Absent in catalogs written before it existed: 0.
+   */
+  confIndex?: number;
   /**
    * Set once any replica reported applied state. Before that, opening a replica writes the
    * initial membership into its log (bootstrap); after it, never — a replica with no data must
@@ -41,6 +54,8 @@ export interface NodeDef {
   httpAddr: string;
   lastHeartbeatMs: number;
   state: 'alive' | 'suspect' | 'dead' | 'draining';
+  /** The identity of the node's data dir (store) last registered; a different one is a new incarnation. */
+  storeId?: string;
 }
 
 export interface CatalogState {
@@ -54,6 +69,11 @@ export interface CatalogState {
   /** Procedures (running and recent), saved with the catalog so a step and its catalog change are atomic. */
   procedures: Record<string, ProcedureRecord>;
   nextProcedureId: number;
+  /**
+   * Regions of dropped tables (region id → drop time, ms): their replicas are deleted wherever
+   * they are reported. A region this catalog never knew is left alone (reconcile.ts R1).
+   */
+  droppedRegions?: Record<string, number>;
 }
 
 export const REPLICATION_FACTOR = 3;
@@ -137,10 +157,14 @@ export function addTable(
   return { table: def, regions };
 }
 
-export function dropTable(catalog: CatalogState, tableName: string): RegionDef[] {
+export function dropTable(catalog: CatalogState, tableName: string, nowMs: number): RegionDef[] {
   if (!catalog.tables[tableName]) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
   const regions = regionsOfTable(catalog, tableName);
-  for (const r of regions) delete catalog.regions[r.regionId];
+  catalog.droppedRegions ??= {};
+  for (const r of regions) {
+    delete catalog.regions[r.regionId];
+    catalog.droppedRegions[r.regionId] = nowMs;
+  }
   delete catalog.tables[tableName];
   catalog.version++;
   return regions;

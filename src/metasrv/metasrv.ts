@@ -17,8 +17,12 @@ import { registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import { fromGrpcError, unary } from '../rpc/status.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { type ProtoColumn, fromProtoColumns, toProtoSchema } from '../rpc/values.js';
+import { isFreshStoreId } from '../common/store-id.js';
+import { regionPrefix } from '../engine/manifest.js';
+import { createObjectStore } from '../object-store/index.js';
 import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, regionsOfTable, replicaCountByNode } from './catalog.js';
 import { CatalogStore } from './catalog-store.js';
+import { type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { ProcedureMetrics } from './procedure-metrics.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
@@ -36,9 +40,18 @@ interface ProtoReplicaStat {
   flushed_index: string;
   voters: string[];
   learners: string[];
+  health?: string;
+  failure?: string;
+  conf_index?: string;
 }
 
 const PROCEDURE_TICK_MS = 200;
+/**
+ * After a start, nothing allocates ids (procedures, table creation) for this many datanode
+ * heartbeat intervals: the live datanodes report what they host first, and the allocators are
+ * raised above it (a catalog restored from an older copy is behind the ids in use).
+ */
+const STARTUP_QUIET_HEARTBEATS = 3;
 
 export class Metasrv {
   private store!: CatalogStore;
@@ -67,6 +80,8 @@ export class Metasrv {
   private readonly procedureMetrics: ProcedureMetrics;
   private readonly removeRpcMetrics: () => void;
   private saving: Promise<void> = Promise.resolve();
+  /** What the last reconciliation could not settle, per region (reconcile.ts R3), for status. */
+  private problems = new Map<string, string[]>();
 
   constructor(
     readonly config: MetasrvConfig,
@@ -105,6 +120,7 @@ export class Metasrv {
     this.peerCredentials = this.security.channelCredentials();
     this.store = await CatalogStore.open(this.config.node.data_dir);
     this.catalog = await this.store.load(this.config.cluster_id);
+    await this.raiseTableIdAboveObjectStore();
     this.procedureMetrics.baseline(this.catalog.procedures);
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
@@ -122,6 +138,39 @@ export class Metasrv {
       },
       'metasrv started',
     );
+  }
+
+  /**
+   * A catalog that was lost or restored from an older copy has a table id allocator that may be
+   * behind ids already used: a re-created table would get region ids whose objects (SSTs,
+   * manifests) are already in the object store. When the metasrv knows the datanodes' object
+   * store (`[storage]`), its `regions/` listing raises the allocator above every table id found;
+   * heartbeats do the same for regions the datanodes host (reconcile.ts idFloors).
+   */
+  private async raiseTableIdAboveObjectStore(): Promise<void> {
+    if (!this.config.storage) {
+      this.log.info('no [storage] configured: table ids are kept above those the datanodes report, not those only in the object store');
+      return;
+    }
+    const store = createObjectStore(this.config.storage);
+    let objects: { key: string }[];
+    try {
+      objects = await store.list('regions/');
+    } catch (err) {
+      // Availability first: heartbeats still raise the allocator above every hosted region.
+      this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the object store; table ids are kept above those the datanodes report only');
+      return;
+    }
+    let highest = -1;
+    for (const object of objects) {
+      const regionId = object.key.split('/')[1] ?? '';
+      if (/^[0-9]+$/.test(regionId) && object.key.startsWith(regionPrefix(regionId))) highest = Math.max(highest, tableIdOfRegion(regionId));
+    }
+    if (highest >= this.catalog.nextTableId) {
+      this.log.warn({ nextTableId: this.catalog.nextTableId, highestInObjectStore: highest }, 'table id allocator behind the object store (catalog lost or restored?); raised');
+      this.catalog.nextTableId = highest + 1;
+      await this.save();
+    }
   }
 
   get grpcPort(): number {
@@ -174,7 +223,9 @@ export class Metasrv {
   nodeState(node: NodeDef): string {
     if (node.state === 'draining') return 'draining';
     const d = this.detectors.get(node.nodeId);
-    if (!d) return 'unknown';
+    // Registered but no heartbeat yet: what it hosts is unknown, so nothing is placed on it
+    // (the id allocators are raised above what it reports first).
+    if (!d || !this.observed.has(node.nodeId)) return 'unknown';
     return d.isAvailable(performance.now()) ? 'alive' : 'suspect';
   }
 
@@ -208,7 +259,7 @@ export class Metasrv {
       pickNode: (exclude) => {
         const load = replicaCountByNode(this.catalog);
         return Object.values(this.catalog.nodes)
-          .filter((n) => n.state !== 'draining' && this.isAlive(n.nodeId) && !exclude.has(n.nodeId))
+          .filter((n) => n.state !== 'draining' && this.isAlive(n.nodeId) && this.observed.has(n.nodeId) && !exclude.has(n.nodeId))
           .sort((a, b) => (load.get(a.nodeId) ?? 0) - (load.get(b.nodeId) ?? 0) || a.nodeId - b.nodeId)[0];
       },
       start: (kind, data) => newProcedure(this.context(), kind, data),
@@ -230,7 +281,7 @@ export class Metasrv {
 
   /** Detects failures, starts the procedures they call for, advances running procedures. */
   private async tick(): Promise<void> {
-    if (this.ticking) return;
+    if (this.ticking || this.startupQuietMs() > 0) return;
     this.ticking = true;
     try {
       const now = Date.now();
@@ -254,6 +305,7 @@ export class Metasrv {
         }
         if (now - this.downSinceMs.get(id)! >= this.config.replica_repair_after_ms) changed = this.startRepairs(ctx, id) || changed;
       }
+      changed = this.startLostRepairs(ctx) || changed;
       const interval = this.config.balance_leaders_interval_ms;
       if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
         this.lastBalanceCheckMs = now;
@@ -271,6 +323,11 @@ export class Metasrv {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
+  private startupQuietMs(): number {
+    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - Date.now());
   }
 
   private hostsReplicas(nodeId: number): boolean {
@@ -292,6 +349,101 @@ export class Metasrv {
     return started;
   }
 
+  /**
+   * Replicas marked lost (a new store on their node, or a failed replica): each is replaced
+   * under a fresh peer id, on its own node if no other can take it (reconcile.ts R4).
+   */
+  private startLostRepairs(ctx: ProcedureContext): boolean {
+    const busy = new Set(ctx.running('repair-replica').map((p) => p.data['regionId']));
+    let started = false;
+    for (const region of Object.values(this.catalog.regions)) {
+      const lost = region.replicas.find((p) => p.lost !== undefined);
+      if (!lost || busy.has(region.regionId)) continue;
+      this.log.warn({ nodeId: lost.nodeId, regionId: region.regionId, peerId: lost.peerId, reason: lost.lost }, 'replica lost; replacing it under a fresh peer id');
+      newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: lost.peerId, oldNodeId: lost.nodeId, reason: lost.lost, inPlace: true });
+      started = true;
+    }
+    return started;
+  }
+
+  /**
+   * Compares a node's store id with the one recorded (common/store-id.ts). A different store
+   * created on an empty data dir is a new incarnation: every replica the catalog places on the
+   * node is lost (never reopened under its old peer id; repaired). An adopted id (a data dir
+   * from before store ids, data present) is the same incarnation. Returns true if it changed.
+   */
+  private noteStore(node: NodeDef, storeId: string, known: boolean): boolean {
+    if (storeId === '' || node.storeId === storeId) return false;
+    const previous = node.storeId;
+    node.storeId = storeId;
+    if (!known || !isFreshStoreId(storeId)) {
+      if (known) this.log.warn({ nodeId: node.nodeId, storeId, previous }, 'datanode data dir predates store ids; adopted its store id (same incarnation)');
+      return true;
+    }
+    const reason = `new store ${storeId}${previous ? ` (was ${previous})` : ''}: node ${node.nodeId} came back without its data`;
+    let lost = 0;
+    for (const region of Object.values(this.catalog.regions)) {
+      for (const p of region.replicas) {
+        if (p.nodeId === node.nodeId && p.lost === undefined) {
+          p.lost = reason;
+          lost++;
+        }
+      }
+    }
+    this.log.warn({ nodeId: node.nodeId, storeId, previous, replicasLost: lost }, 'datanode is a new incarnation (empty data dir); its replicas will be replaced under fresh peer ids');
+    return true;
+  }
+
+  /** Live datanodes' last reports (what reconciliation may trust). */
+  private liveReports(): Reports {
+    const out = new Map<number, ReadonlyMap<string, ObservedReplica>>();
+    for (const [nodeId, replicas] of this.observed) if (this.isAlive(nodeId)) out.set(nodeId, replicas);
+    return out;
+  }
+
+  /**
+   * Heartbeat reconciliation (reconcile.ts): ids above everything reported, the catalog
+   * following newer groups, then what this node must open or delete. Returns the instructions
+   * and whether the catalog changed.
+   */
+  private reconcile(nodeId: number): { instructions: unknown[]; changed: boolean } {
+    const reports = this.liveReports();
+    let changed = false;
+    const floors = idFloors(reports);
+    if (floors.nextPeerId > this.catalog.nextPeerId || floors.nextTableId > this.catalog.nextTableId) {
+      this.log.warn({ ...floors, was: { nextPeerId: this.catalog.nextPeerId, nextTableId: this.catalog.nextTableId } }, 'id allocators behind ids in use (catalog lost or restored?); raised');
+      this.catalog.nextPeerId = Math.max(this.catalog.nextPeerId, floors.nextPeerId);
+      this.catalog.nextTableId = Math.max(this.catalog.nextTableId, floors.nextTableId);
+      changed = true;
+    }
+    const busy = new Set(this.context().running().map((p) => p.data['regionId'] as string | undefined).filter((r) => r !== undefined));
+    const result = reconcileCatalog(this.catalog, reports, busy);
+    for (const m of result.matched) this.catalog.regions[m.regionId]!.confIndex = m.confIndex;
+    for (const a of result.adopt) {
+      const region = this.catalog.regions[a.regionId]!;
+      this.log.warn({ regionId: a.regionId, from: region.replicas, to: a.replicas }, a.note);
+      region.replicas = a.replicas;
+      region.confIndex = a.confIndex;
+      region.confVersion++;
+    }
+    if (result.matched.length + result.adopt.length > 0) {
+      this.catalog.version++;
+      changed = true;
+    }
+    this.problems = result.problems;
+    const instructions: unknown[] = [];
+    for (const action of nodeActions(this.catalog, nodeId, reports)) {
+      if ('open' in action) {
+        const region = this.catalog.regions[action.open.regionId]!;
+        instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
+      } else {
+        this.log.info({ nodeId, ...action.destroy }, 'deleting a replica the group no longer has');
+        instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true } });
+      }
+    }
+    return { instructions, changed };
+  }
+
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────
 
   private route(region: RegionDef): unknown {
@@ -308,14 +460,38 @@ export class Metasrv {
   private regionInfo(region: RegionDef, ctx: ProcedureContext): unknown {
     const leader = ctx.leaderOf(region);
     const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.get(region.regionId)?.appliedIndex ?? 0);
-    const live = region.replicas.filter((p) => this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.has(region.regionId)).length;
+    const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.get(region.regionId)?.peerId === p.peerId).length;
+    const problems = [...(this.problems.get(region.regionId) ?? []), ...region.replicas.filter((p) => p.lost).map((p) => `peer ${p.peerId} on node ${p.nodeId} lost: ${p.lost}`)];
     return {
       route: this.route(region),
       term: String(leader?.replica.term ?? 0),
       applied_index: applied.map(String),
       flushed_index: String(leader?.replica.flushedIndex ?? 0),
       health: !leader ? 'leaderless' : live < this.replicationFactor || region.replicas.length !== this.replicationFactor ? 'under-replicated' : 'healthy',
+      problems,
     };
+  }
+
+  /** Regions the datanodes host that the catalog does not know (left alone; reconcile.ts R1). */
+  private unknownRegionInfos(): unknown[] {
+    const out: unknown[] = [];
+    for (const [regionId, problems] of this.problems) {
+      if (this.catalog.regions[regionId]) continue;
+      const peers: { peer_id: string; node_id: string; addr: string }[] = [];
+      for (const [nodeId, replicas] of this.liveReports()) {
+        const r = replicas.get(regionId);
+        if (r) peers.push({ peer_id: String(r.peerId), node_id: String(nodeId), addr: this.catalog.nodes[nodeId]?.addr ?? '' });
+      }
+      out.push({
+        route: { region_id: regionId, table: '(not in catalog)', region_number: Number(BigInt(regionId) & 0xffffffffn), peers, leader_node_id: '0', conf_version: '0' },
+        term: '0',
+        applied_index: [],
+        flushed_index: '0',
+        health: 'unknown',
+        problems,
+      });
+    }
+    return out;
   }
 
   private schemaOf(tableName: string): TableSchema {
@@ -341,6 +517,8 @@ export class Metasrv {
     const columns = fromProtoColumns(req.columns);
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
+    const quietMs = this.startupQuietMs();
+    if (quietMs > 0) await new Promise((ok) => setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
     // Placement needs live datanodes; count only those heard from recently.
     for (const node of Object.values(this.catalog.nodes)) {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
@@ -444,29 +622,33 @@ export class Metasrv {
   private implementation(): grpc.UntypedServiceImplementation {
     const log = this.log;
     return {
-      RegisterNode: unary(async (req: { cluster_id: string; node_id: string; addr: string; http_addr: string }, call) => {
+      RegisterNode: unary(async (req: { cluster_id: string; node_id: string; addr: string; http_addr: string; store_id?: string }, call) => {
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
         this.checkNodeIdentity(call, nodeId);
         if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
         const existing = this.catalog.nodes[nodeId];
-        this.catalog.nodes[nodeId] = {
+        const node: NodeDef = {
           nodeId,
           addr: str(req.addr, 'addr'),
           httpAddr: str(req.http_addr, 'http_addr'),
           lastHeartbeatMs: Date.now(),
           state: existing?.state === 'draining' ? 'draining' : 'alive',
+          ...(existing?.storeId ? { storeId: existing.storeId } : {}),
         };
+        this.catalog.nodes[nodeId] = node;
+        this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), existing !== undefined);
+        this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
         this.catalog.version++;
         await this.save();
         this.detector(nodeId).heartbeat(performance.now());
         log.info({ nodeId, addr: req.addr }, 'datanode registered');
         const regions = Object.values(this.catalog.regions).flatMap((region) =>
-          region.replicas.filter((r) => r.nodeId === nodeId).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
+          region.replicas.filter((r) => r.nodeId === nodeId && r.lost === undefined).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
         );
         return { regions };
       }, log),
-      Heartbeat: unary(async (req: { cluster_id: string; node_id: string; addr: string; replicas: ProtoReplicaStat[] }, call) => {
+      Heartbeat: unary(async (req: { cluster_id: string; node_id: string; addr: string; replicas: ProtoReplicaStat[]; store_id?: string }, call) => {
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
         this.checkNodeIdentity(call, nodeId);
@@ -475,8 +657,10 @@ export class Metasrv {
         this.metrics.heartbeats.inc();
         this.detector(nodeId).heartbeat(performance.now());
         node.lastHeartbeatMs = Date.now();
+        // A store that changed without a registration (a catalog restored from an older copy)
+        // is judged like one; a first store id on a node known before store ids is recorded.
+        let changed = this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), node.storeId !== undefined);
         const reported = new Map<string, ObservedReplica>();
-        let bootstrappedNow = false;
         for (const stat of req.replicas ?? []) {
           const seen: ObservedReplica = {
             regionId: stat.region_id,
@@ -489,6 +673,9 @@ export class Metasrv {
             flushedIndex: Number(stat.flushed_index ?? 0),
             voters: (stat.voters ?? []).map(Number),
             learners: (stat.learners ?? []).map(Number),
+            health: stat.health || 'ok',
+            failure: stat.failure ?? '',
+            confIndex: Number(stat.conf_index ?? 0),
           };
           reported.set(stat.region_id, seen);
           const region = this.catalog.regions[stat.region_id];
@@ -496,29 +683,24 @@ export class Metasrv {
             // From now on a replica opened anywhere must get its state from the others (or from
             // `regiondb recover`), never start the region afresh: that would serve it empty.
             region.bootstrapped = true;
-            bootstrappedNow = true;
+            changed = true;
+          }
+          const placed = region?.replicas.find((p) => p.peerId === seen.peerId && p.nodeId === nodeId);
+          if (placed && seen.health === 'failed' && placed.lost === undefined) {
+            // A replica that cannot start or apply: replaced under a fresh peer id although its
+            // node is alive (the metasrv acts on replica health, not only on node liveness).
+            placed.lost = `replica failed: ${seen.failure || 'no reason given'}`;
+            this.log.warn({ nodeId, regionId: seen.regionId, peerId: seen.peerId, failure: seen.failure }, 'replica reported failed; it will be replaced');
+            changed = true;
           }
           if (region && seen.role === 'leader' && region.replicas.some((p) => p.peerId === seen.peerId)) region.leaderNodeId = nodeId;
         }
         this.observed.set(nodeId, reported);
-        if (bootstrappedNow) await this.save();
         const instructions: unknown[] = this.pending.get(nodeId) ?? [];
         this.pending.delete(nodeId);
-        // Reconcile: replicas placed on this node that it does not host yet...
-        for (const region of Object.values(this.catalog.regions)) {
-          const replica = region.replicas.find((r) => r.nodeId === nodeId);
-          if (replica && !reported.has(region.regionId)) {
-            instructions.push({ open_region: this.openInstruction(region, replica.peerId, !region.bootstrapped) });
-          }
-        }
-        // ...and replicas it hosts that the catalog no longer places there (replaced while it
-        // was away, or of a dropped table): fenced off and deleted.
-        for (const seen of reported.values()) {
-          const region = this.catalog.regions[seen.regionId];
-          if (!region || !region.replicas.some((p) => p.peerId === seen.peerId && p.nodeId === nodeId)) {
-            instructions.push({ close_region: { region_id: seen.regionId, destroy: true } });
-          }
-        }
+        const reconciled = this.reconcile(nodeId);
+        if (changed || reconciled.changed) await this.save();
+        instructions.push(...reconciled.instructions);
         return { instructions };
       }, log),
       GetRoutes: unary(async (req: { table: string }) => {
@@ -528,7 +710,7 @@ export class Metasrv {
       }, log),
       CreateTable: unary((req: { name: string; columns: ProtoColumn[]; region_count: number }) => this.createTable(req), log),
       DropTable: unary(async (req: { name: string }) => {
-        const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax));
+        const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), Date.now());
         await this.save();
         return { regions_dropped: regions.length };
       }, log),
@@ -555,7 +737,7 @@ export class Metasrv {
             leaders: counts.get(n.nodeId)?.leaders ?? 0,
           })),
           regions: Object.values(this.catalog.regions).map((r) => this.route(r)),
-          region_infos: Object.values(this.catalog.regions).map((r) => this.regionInfo(r, ctx)),
+          region_infos: [...Object.values(this.catalog.regions).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
           procedures: Object.values(this.catalog.procedures)
             .sort((a, b) => a.createdMs - b.createdMs)
             .map((p) => ({

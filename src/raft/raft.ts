@@ -63,6 +63,26 @@ export const roleName: Record<Role, string> = { 0: 'follower', 1: 'pre-candidate
 
 export type ReadOnlyOption = 'safe' | 'lease';
 
+/**
+ * Test-only planted bugs. Each flag breaks one rule on purpose so that a test can show the
+ * checker for that rule catching it (test/sim/simulator.test.ts "the checkers can fail"): a
+ * checker is trusted only once it has been seen failing. Production never passes this object
+ * (test/raft/purity.test.ts fails if any file under src/ other than this one names it); each
+ * flag is read once in the decision it corrupts, never in a loop.
+ */
+export interface PlantedBugs {
+  /** Breaks P6: ReadIndex is served before the leader has committed an entry of its term. */
+  readonly readIndexWithoutTermCheck?: boolean;
+  /** The old order (issue 14 item 6): a single voter answers ReadIndex before P6's check. */
+  readonly singleVoterReadBeforeTermCheck?: boolean;
+  /** Breaks §5.3: a follower accepts an append whose previous entry has another term. */
+  readonly appendWithoutPrevTermCheck?: boolean;
+  /** Breaks apply order: advance() marks every committed entry applied, handed out or not. */
+  readonly appliedToCommitted?: boolean;
+}
+
+const NO_PLANTED_BUGS: PlantedBugs = Object.freeze({});
+
 export interface RaftConfig {
   readonly id: NodeId;
   readonly storage: RaftStorage;
@@ -91,6 +111,8 @@ export interface RaftConfig {
    * commit when proposals are sparse. Default false (the paper's behaviour).
    */
   readonly skipBcastCommit?: boolean;
+  /** Tests only: see PlantedBugs. */
+  readonly plantedBugs?: PlantedBugs;
 }
 
 export interface SoftState {
@@ -158,6 +180,7 @@ export class Raft {
   private readonly heartbeatTicks: number;
   private readonly preVote: boolean;
   private readonly skipBcastCommit: boolean;
+  private readonly bugs: PlantedBugs;
   private readonly checkQuorum: boolean;
   private readonly readOnlyOption: ReadOnlyOption;
   private readonly maxSizePerMsgBytes: number;
@@ -196,6 +219,7 @@ export class Raft {
     assert(this.heartbeatTicks > 0 && this.electionTicks > this.heartbeatTicks, 'election ticks must exceed heartbeat ticks');
     this.preVote = cfg.preVote ?? true;
     this.skipBcastCommit = cfg.skipBcastCommit ?? false;
+    this.bugs = cfg.plantedBugs ?? NO_PLANTED_BUGS;
     this.checkQuorum = cfg.checkQuorum ?? true;
     this.readOnlyOption = cfg.readOnly ?? 'safe';
     assert(this.readOnlyOption === 'safe' || this.checkQuorum, 'lease reads require checkQuorum (RAFT-NOTES 10)');
@@ -438,7 +462,7 @@ export class Raft {
     }
     if (rd.committedEntries.length > 0) {
       const last = rd.committedEntries[rd.committedEntries.length - 1]!;
-      this.log.appliedTo(last.index);
+      this.log.appliedTo(this.bugs.appliedToCommitted ? this.log.committed : last.index);
       if (this.role === Role.Leader) {
         this.uncommittedSizeBytes = Math.max(0, this.uncommittedSizeBytes - entriesSizeBytes(rd.committedEntries));
       }
@@ -728,7 +752,8 @@ export class Raft {
       this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from, index: this.log.committed }));
       return;
     }
-    const lastNewIndex = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    const prevTerm = this.bugs.appendWithoutPrevTermCheck ? (this.log.term(m.index) ?? m.logTerm) : m.logTerm;
+    const lastNewIndex = this.log.maybeAppend(m.index, prevTerm, m.commit, m.entries);
     if (lastNewIndex !== undefined) {
       // P2: these entries are in this ready's `entries`; persisted before this is sent.
       this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from, index: lastNewIndex }));
@@ -895,12 +920,14 @@ export class Raft {
   }
 
   private handleReadIndexRequest(m: Message): void {
-    if (this.config.voters.size === 1 && this.config.voters.has(this.id)) {
+    if (this.bugs.singleVoterReadBeforeTermCheck && this.isSingleVoter()) {
       this.answerRead(m.from, this.log.committed, m.context);
       return;
     }
-    if (!this.committedEntryInCurrentTerm()) {
+    if (!this.committedEntryInCurrentTerm() && !this.bugs.readIndexWithoutTermCheck) {
       // P6: our commit index may lag the previous leader's until an entry of our term commits.
+      // A single voter is no exception: restarted, its commit index may lag its own earlier
+      // acknowledgements (the datanode WAL defers commit-only hard states; issue 14 item 6).
       if (this.pendingReadIndex.length < limits.raftMaxReadIndexPending) this.pendingReadIndex.push(m);
       else this.dropRequest(m);
       return;
@@ -909,7 +936,8 @@ export class Raft {
   }
 
   private serveReadIndex(m: Message): void {
-    if (this.readOnlyOption === 'lease') {
+    // A single voter is its own quorum: no heartbeat round can add anything.
+    if (this.readOnlyOption === 'lease' || this.isSingleVoter()) {
       this.answerRead(m.from, this.log.committed, m.context);
       return;
     }
@@ -926,6 +954,10 @@ export class Raft {
     } else {
       this.send(makeMessage({ type: MessageType.ReadIndexResponse, to, index, context }));
     }
+  }
+
+  private isSingleVoter(): boolean {
+    return this.config.voters.size === 1 && this.config.voters.has(this.id);
   }
 
   private committedEntryInCurrentTerm(): boolean {

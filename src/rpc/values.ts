@@ -18,7 +18,7 @@ export interface ProtoRow {
 }
 
 export function fromProtoValue(v: ProtoValue | undefined, where: string): Value {
-  if (!v || !v.kind) return null;
+  if (!v?.kind) return null;
   switch (v.kind) {
     case 'string_value':
       return v.string_value ?? '';

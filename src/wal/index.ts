@@ -1,1 +1,1 @@
-export { RegionLog, Wal, WalBatch, WalFatalError, type WalStats } from './wal.js';
+export { type RegionDamage, RegionLog, Wal, WalBatch, WalFatalError, type WalStats } from './wal.js';

@@ -19,12 +19,18 @@
 // commit index below the snapshot is fine). This takes a LevelDB write, with its thread-pool
 // round trip, off the path between a commit and its apply. Entries, terms, votes, snapshots,
 // compaction points and metas are always written and synced before the batch resolves.
+// The exception to the exception: before a membership change is applied, the host asks for a
+// durable commit index (LogBatch.requireDurableCommit). A node that applied a removal and lost
+// the commit index covering it in a crash would restart with the old configuration; with the
+// removed peer gone, a group shrunk to one voter never elects again (found by the simulator).
 // See docs/performance.md.
 import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { LogBatch, LogEngine } from '../datanode/types.js';
+import type { LogBatch, LogEngine, RegionDamage } from '../datanode/types.js';
+
+export type { RegionDamage };
 import { MemoryStorage } from '../raft/storage.js';
 import { type ConfState, EMPTY_HARD_STATE, EMPTY_SNAPSHOT, type Entry, type HardState, type Snapshot } from '../raft/types.js';
 import {
@@ -46,6 +52,12 @@ type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: 
 
 const regionPrefix = (regionId: string) => `r/${regionId.padStart(20, '0')}/`;
 const entryKey = (regionId: string, index: number) => `${regionPrefix(regionId)}e/${index.toString(16).padStart(16, '0')}`;
+
+/** The compaction point: the later of the recorded one and the snapshot (a snapshot covers everything up to its index even if the log was not compacted yet). */
+function compactionPoint(recorded: { index: number; term: number } | undefined, snapshot: Snapshot): { index: number; term: number } {
+  const fromSnapshot = { index: snapshot.metadata.index, term: snapshot.metadata.term };
+  return recorded && recorded.index >= fromSnapshot.index ? recorded : fromSnapshot;
+}
 
 export class WalFatalError extends RegionDbError {
   constructor(message: string, cause: unknown) {
@@ -216,13 +228,20 @@ export class WalBatch implements LogBatch {
     return this.ops.length;
   }
 
+  private durableCommitRequired = false;
+
+  /** See LogBatch.requireDurableCommit: written at commit(), with every deferred hard state. */
+  requireDurableCommit(): void {
+    this.durableCommitRequired = true;
+  }
+
   /** True when committing needs no write: every operation only moves a commit index. */
   get deferrable(): boolean {
-    return this.ops.length > 0 && this.commitOnlyOps === this.ops.length;
+    return !this.durableCommitRequired && this.ops.length > 0 && this.commitOnlyOps === this.ops.length;
   }
 
   async commit(): Promise<void> {
-    if (this.ops.length === 0) return;
+    if (this.ops.length === 0 && !this.durableCommitRequired) return;
     if (this.deferrable) this.wal.defer(this.ops);
     else await this.wal.write(this.ops);
     for (const fn of this.apply) fn();
@@ -232,6 +251,8 @@ export class WalBatch implements LogBatch {
 export class Wal implements LogEngine {
   private readonly caches = new Map<string, MemoryStorage>();
   private readonly logs = new Map<string, RegionLog>();
+  /** Regions whose records failed their checks at open: never loaded, never written (see recover). */
+  private readonly damaged = new Map<string, RegionDamage>();
   readonly metas = new Map<string, Uint8Array>();
   private nodeMeta: Uint8Array | undefined;
   private poisoned: Error | undefined;
@@ -261,13 +282,25 @@ export class Wal implements LogEngine {
     return wal;
   }
 
-  /** Loads every region, checking every record; cuts torn tails; refuses mid-log damage. */
+  /**
+   * Loads every region, checking every record. LevelDB writes a batch atomically, so a record
+   * that fails its check was damaged after it was written — never a half-written write — and
+   * the end of a region's key range is not necessarily its newest write (RAFT-NOTES 4 assumed
+   * torn tails; LevelDB has none). Cutting such a record could drop a committed entry this node
+   * acknowledged and let it vote for a candidate missing it. So any damage to a region's records
+   * leaves the region unloaded and reported (`damage`): its replica does not start, nothing is
+   * cut or rewritten, and the other regions open normally. The replica is rebuilt from its
+   * peers under a fresh peer id (docs/replica-health.md). Damage outside any region's key range
+   * (node meta, unknown keys) still refuses the whole WAL.
+   */
   private async recover(): Promise<void> {
     interface Loading {
-      entries: { index: number; key: string; entry?: Entry; error?: string }[];
+      entries: { index: number; entry?: Entry; error?: string }[];
       hardState?: HardState;
       snapshot?: Snapshot;
       truncated?: { index: number; term: number };
+      /** The first damaged record found (index 0 when it is not an entry). */
+      damage?: RegionDamage;
     }
     const regions = new Map<string, Loading>();
     const get = (id: string): Loading => {
@@ -275,8 +308,11 @@ export class Wal implements LogEngine {
       if (!l) regions.set(id, (l = { entries: [] }));
       return l;
     };
-    const corrupt = (regionId: string, what: string, why: string) =>
-      new RegionDbError(ErrorCode.Corruption, `WAL corruption in region ${regionId} at ${what}: ${why} (WAL directory ${this.dir})`);
+    const damaged = (regionId: string, index: number, what: string, why: string): RegionDamage => ({
+      regionId,
+      index,
+      reason: `WAL corruption in region ${regionId} at ${what}: ${why} (WAL directory ${this.dir})`,
+    });
 
     for await (const [key, value] of this.db.iterator()) {
       if (key === 'n/meta') {
@@ -298,66 +334,75 @@ export class Wal implements LogEngine {
           try {
             const entry = decodeEntry(value);
             if (entry.index !== index) throw new RecordError(`record says index ${entry.index}, key says ${index}`);
-            l.entries.push({ index, key, entry });
+            l.entries.push({ index, entry });
           } catch (err) {
             if (!(err instanceof RecordError)) throw err;
-            l.entries.push({ index, key, error: err.message });
+            l.entries.push({ index, error: err.message });
           }
         } else if (kind === 'hs') l.hardState = decodeHardState(value);
         else if (kind === 'snap') l.snapshot = decodeSnapshot(value);
         else if (kind === 'trunc') l.truncated = decodeTruncated(value);
         else this.metas.set(regionId, decodeMeta(value));
       } catch (err) {
-        if (err instanceof RecordError) throw corrupt(regionId, `key ${kind}`, err.message);
-        throw err;
+        if (!(err instanceof RecordError)) throw err;
+        l.damage ??= damaged(regionId, 0, `key ${kind}`, err.message);
       }
     }
 
-    const repairs: Op[] = [];
     for (const [regionId, l] of regions) {
-      // A torn tail: a run of bad records at the very end (a batch the crash cut short).
-      let end = l.entries.length;
-      while (end > 0 && l.entries[end - 1]!.error !== undefined) end--;
-      for (let i = 0; i < end; i++) {
-        const e = l.entries[i]!;
-        if (e.error !== undefined) throw corrupt(regionId, `index ${e.index}`, e.error);
-        if (i > 0 && e.index !== l.entries[i - 1]!.index + 1) {
-          throw corrupt(regionId, `index ${e.index}`, `gap after index ${l.entries[i - 1]!.index}`);
-        }
-      }
-      const torn = l.entries.slice(end);
-      if (torn.length > 0) {
-        this.log.warn(
-          { regionId, firstIndex: torn[0]!.index, lastIndex: torn[torn.length - 1]!.index, reason: torn[0]!.error },
-          'WAL: cut a torn tail (records of a write the crash interrupted)',
-        );
-        for (const t of torn) repairs.push({ type: 'del', key: t.key });
+      const damage = l.damage ?? this.checkRegion(regionId, l, damaged);
+      if (damage) {
+        this.damaged.set(regionId, damage);
+        this.log.error({ regionId, index: damage.index, reason: damage.reason }, 'WAL: region damaged; its replica will not start (it is to be rebuilt from its peers)');
+        continue;
       }
       const snapshot = l.snapshot ?? EMPTY_SNAPSHOT;
-      // The compaction point is the later of the recorded one and the snapshot (a snapshot
-      // covers everything up to its index even if the log was not compacted yet).
-      let truncated = l.truncated ?? { index: snapshot.metadata.index, term: snapshot.metadata.term };
-      if (truncated.index < snapshot.metadata.index) truncated = { index: snapshot.metadata.index, term: snapshot.metadata.term };
-      let entries = l.entries.slice(0, end).map((e) => e.entry!);
-      // Entries at or below the compaction point may survive an interrupted compaction.
-      entries = entries.filter((e) => e.index > truncated.index);
-      if (entries.length > 0 && entries[0]!.index !== truncated.index + 1) {
-        throw corrupt(regionId, `index ${entries[0]!.index}`, `log starts after a gap (compacted up to ${truncated.index})`);
-      }
-      let hardState = l.hardState ?? EMPTY_HARD_STATE;
-      const lastIndex = entries.length > 0 ? entries[entries.length - 1]!.index : truncated.index;
-      if (hardState.commit > lastIndex) {
-        this.log.warn({ regionId, commit: hardState.commit, lastIndex }, 'WAL: commit index beyond the log after repair; clamped');
-        hardState = { ...hardState, commit: lastIndex };
-        repairs.push({ type: 'put', key: `${regionPrefix(regionId)}hs`, value: encodeHardState(hardState) });
-      }
-      this.caches.set(regionId, MemoryStorage.restore({ snapshot, truncated, entries, hardState }));
+      const truncated = compactionPoint(l.truncated, snapshot);
+      const entries = l.entries.filter((e) => e.index > truncated.index).map((e) => e.entry!);
+      this.caches.set(regionId, MemoryStorage.restore({ snapshot, truncated, entries, hardState: l.hardState ?? EMPTY_HARD_STATE }));
     }
-    if (repairs.length > 0) await this.write(repairs);
-    this.log.info({ dir: this.dir, regions: regions.size }, 'WAL opened');
+    this.log.info({ dir: this.dir, regions: regions.size, damaged: this.damaged.size }, 'WAL opened');
+  }
+
+  /** The first inconsistency of a region's records, or undefined when its log can be trusted. */
+  private checkRegion(
+    regionId: string,
+    l: { entries: { index: number; entry?: Entry; error?: string }[]; hardState?: HardState; snapshot?: Snapshot; truncated?: { index: number; term: number } },
+    damaged: (regionId: string, index: number, what: string, why: string) => RegionDamage,
+  ): RegionDamage | undefined {
+    const truncated = compactionPoint(l.truncated, l.snapshot ?? EMPTY_SNAPSHOT);
+    // Records at or below the compaction point are deletions an interrupted compaction left
+    // behind: not part of the log any more, so their state does not matter.
+    const live = l.entries.filter((e) => e.index > truncated.index);
+    for (const [i, e] of live.entries()) {
+      if (e.error !== undefined) return damaged(regionId, e.index, `index ${e.index}`, e.error);
+      const expected = i === 0 ? truncated.index + 1 : live[i - 1]!.index + 1;
+      if (e.index !== expected) {
+        const why = i === 0 ? `log starts after a gap (compacted up to ${truncated.index})` : `gap after index ${live[i - 1]!.index}`;
+        return damaged(regionId, e.index, `index ${e.index}`, why);
+      }
+    }
+    const lastIndex = live.length > 0 ? live[live.length - 1]!.index : truncated.index;
+    const commit = l.hardState?.commit ?? 0;
+    if (commit > lastIndex) {
+      // The commit index is only ever written after the entries it covers: committed entries
+      // are missing. Lowering it (as a "repair") would hide the loss.
+      return damaged(regionId, lastIndex + 1, `index ${lastIndex + 1}`, `the log ends at ${lastIndex} but the stored commit index ${commit} covers more`);
+    }
+    return undefined;
+  }
+
+  /** The damage found in a region's records at open (its replica must not start), if any. */
+  damage(regionId: string): RegionDamage | undefined {
+    return this.damaged.get(regionId);
+  }
+
+  damagedRegions(): RegionDamage[] {
+    return [...this.damaged.values()];
   }
 
   cacheOf(regionId: string): MemoryStorage {
+    assert(!this.damaged.has(regionId), `region ${regionId} is damaged in the WAL; it must not be read or written`);
     let cache = this.caches.get(regionId);
     if (!cache) this.caches.set(regionId, (cache = new MemoryStorage()));
     return cache;
@@ -373,7 +418,7 @@ export class Wal implements LogEngine {
   }
 
   regionIds(): string[] {
-    return [...new Set([...this.caches.keys(), ...this.metas.keys()])];
+    return [...new Set([...this.caches.keys(), ...this.metas.keys(), ...this.damaged.keys()])];
   }
 
   getRegionMeta(regionId: string): Uint8Array | undefined {
@@ -402,6 +447,7 @@ export class Wal implements LogEngine {
     this.caches.delete(regionId);
     this.logs.delete(regionId);
     this.metas.delete(regionId);
+    this.damaged.delete(regionId);
   }
 
   batch(): WalBatch {

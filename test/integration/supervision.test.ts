@@ -39,7 +39,7 @@ describe('integration: supervised servers stop with their supervisor', function 
       `import { supervisedSpawnOptions } from ${JSON.stringify(join(import.meta.dirname, '..', '..', 'src', 'cmd', 'supervision.ts'))};`,
       `const child = spawn(process.execPath, [${JSON.stringify(CLI)}, 'metasrv', '-c', ${JSON.stringify(config)}], supervisedSpawnOptions('ignore'));`,
       `child.stderr.resume();`,
-      'process.stdout.write(`${child.pid}\\n`);',
+      'process.stdout.write(String(child.pid) + "\\n");',
       'setInterval(() => {}, 1000);',
     ].join('\n');
     const supervisor = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', supervisorScript], { stdio: ['ignore', 'pipe', 'inherit'] });

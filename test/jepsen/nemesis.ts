@@ -1,13 +1,14 @@
 // The nemesis: seeded, bounded fault schedules against a real cluster. Every fault is logged
 // with its start and heal times (monotonic ms, the history's clock) and always healed: the
 // schedule ends by restarting what was killed, resuming what was paused and healing every link.
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
-import { appendTornRecord, regionIdsIn } from '../fixtures/wal-corrupt.js';
+import { appendTornRecord, entryIndexes, flipByte, regionIdsIn } from '../fixtures/wal-corrupt.js';
 import type { LocalCluster } from '../support/local-cluster.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill'] as const;
+export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'corrupt-committed-entry', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew', 'wipe-disk'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 export interface FaultRecord {
@@ -49,6 +50,10 @@ export class Nemesis {
     private readonly now: () => number,
     private readonly options: NemesisOptions,
     private readonly onEvent: (line: string) => void,
+    /** The link from every datanode to the object store (s3rver), for 'object-store-outage'. */
+    private readonly objectStoreLink?: LinkProxy,
+    /** Sets datanode i's wall-clock offset in seconds (libfaketime control file), for 'clock-skew'. */
+    private readonly setClockOffset?: (i: number, seconds: number) => void,
   ) {}
 
   stop(): void {
@@ -81,6 +86,24 @@ export class Nemesis {
       }
     } finally {
       await this.healAll();
+    }
+  }
+
+  /** True once the metasrv reports every region healthy (all replicas live) and no procedure running; false after `timeoutMs`. */
+  private async fullyReplicated(timeoutMs: number): Promise<boolean> {
+    const client = this.cluster.client({ deadlineMs: 2000 });
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (!this.stopped && Date.now() < deadline) {
+        const status = (await client.listNodes().catch(() => undefined)) as
+          | { region_infos: { health: string }[]; procedures: { status: string }[] }
+          | undefined;
+        if (status && status.region_infos.every((r) => r.health === 'healthy') && !status.procedures.some((p) => p.status === 'running')) return true;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      return false;
+    } finally {
+      client.close();
     }
   }
 
@@ -122,8 +145,9 @@ export class Nemesis {
         return () => this.cluster.startDatanode(victim);
       }
       case 'kill-torn-wal': {
-        // A crash in the middle of a WAL write: kill -9, then leave a torn record after the
-        // last entry of one region (a batch whose fsync never completed, so nobody was told).
+        // kill -9, then leave a record that fails its check after the last entry of one region.
+        // LevelDB never leaves such a record (batches are atomic), so the WAL treats it as
+        // corruption: that replica fails and is rebuilt by repair (docs/replica-health.md).
         const victim = this.rand.int(n);
         record.targets = [name(victim)];
         await this.cluster.stopDatanode(victim, 'SIGKILL');
@@ -136,6 +160,25 @@ export class Nemesis {
         }
         return () => this.cluster.startDatanode(victim);
       }
+      case 'wipe-disk': {
+        // A new disk under an old name: kill -9, the data dir deleted, the same node id started
+        // on it. The metasrv must see a new incarnation (a new store id) and replace its
+        // replicas under fresh peer ids; reopened under the old ones at term 0 they could vote
+        // in a leader that lacks committed writes.
+        // Within the fault model only: three replicas tolerate one lost disk, not a second one
+        // before the first is repaired. Wait (bounded) until every region is healthy again.
+        const victim = this.rand.int(n);
+        if (!(await this.fullyReplicated(30_000))) {
+          record.targets = ['skipped: a region is still under-replicated from an earlier fault'];
+          return async () => undefined;
+        }
+        record.targets = [`${name(victim)} (data dir wiped)`];
+        await this.cluster.stopDatanode(victim, 'SIGKILL');
+        rmSync(this.cluster.datanodes[victim]!.dataDir, { recursive: true, force: true });
+        return () => this.cluster.startDatanode(victim);
+      }
+      case 'corrupt-committed-entry':
+        return this.corruptCommittedEntry(record);
       case 'kill-majority': {
         const victims = this.rand.shuffle([...Array(n).keys()]).slice(0, Math.floor(n / 2) + 1);
         record.targets = victims.map(name);
@@ -179,6 +222,33 @@ export class Nemesis {
         this.setLinks((i, j) => i === victim || j === victim, (p) => p.delay(ms));
         return async () => this.setLinks(() => true, (p) => p.heal());
       }
+      case 'object-store-outage': {
+        // The shared object store fails (every connection refused) or stalls (every byte held
+        // for seconds, so requests time out) for the whole cluster.
+        const link = this.objectStoreLink;
+        if (!link) throw new Error('object-store-outage needs the cluster on s3rver behind a proxy (runJepsen sets this up)');
+        if (this.rand.chance(0.5)) {
+          record.targets = ['object store refuses'];
+          link.cut();
+        } else {
+          const ms = 2000 + this.rand.int(3000);
+          record.targets = [`object store stalls ${ms} ms`];
+          link.delay(ms);
+        }
+        return async () => link.heal();
+      }
+      case 'clock-skew': {
+        // One datanode's wall clock jumps minutes ahead or behind (its monotonic clock and
+        // timers do not move): whatever it judges by wall time — ages, deadlines, timestamps in
+        // object names — is off by that much, and nothing may be lost for it.
+        const set = this.setClockOffset;
+        if (!set) throw new Error('clock-skew needs the datanodes started under libfaketime (runJepsen sets this up)');
+        const victim = this.rand.int(n);
+        const seconds = (this.rand.chance(0.5) ? 1 : -1) * (60 + this.rand.int(540));
+        record.targets = [`${name(victim)} ${seconds > 0 ? '+' : ''}${seconds} s`];
+        set(victim, seconds);
+        return async () => set(victim, 0);
+      }
       case 'metasrv-kill': {
         record.targets = ['metasrv'];
         await this.cluster.stopMetasrv('SIGKILL');
@@ -187,9 +257,61 @@ export class Nemesis {
     }
   }
 
+  /**
+   * Issue 14 item 3: flip a byte in a follower's last COMMITTED entry of a region, restart the
+   * follower, then kill the region's leader. A node that "repaired" the damage by cutting the
+   * entry would lower its commit index and could vote for a candidate missing an acknowledged
+   * write once the leader is gone; the damaged replica must instead fail (and be repaired).
+   * Heal: the leader restarts.
+   */
+  private async corruptCommittedEntry(record: FaultRecord): Promise<() => Promise<void>> {
+    const name = (i: number) => `datanode${i + 1}`;
+    type Stat = { region_id: string; role: string; commit_index: string; health?: string };
+    const stats = await Promise.all(
+      this.cluster.datanodes.map(async (_, i) => (this.cluster.isRunning(i) ? ((await this.cluster.status(i).catch(() => ({ replicas: [] }))).replicas as unknown as Stat[]) : [])),
+    );
+    // (region, leader, follower) triples of regions whose replicas are all healthy (a region
+    // with a failed replica waits for its repair before it is hit again).
+    const damaged = new Set(stats.flat().filter((r) => r.health === 'failed').map((r) => r.region_id));
+    const candidates: { region: string; leader: number; follower: number; commit: number }[] = [];
+    for (const [leader, replicas] of stats.entries()) {
+      for (const r of replicas) {
+        if (r.role !== 'leader' || damaged.has(r.region_id)) continue;
+        for (const [follower, others] of stats.entries()) {
+          const f = others.find((o) => o.region_id === r.region_id && o.role === 'follower');
+          if (follower !== leader && f) candidates.push({ region: r.region_id, leader, follower, commit: Number(f.commit_index) });
+        }
+      }
+    }
+    if (candidates.length === 0) {
+      record.targets = ['no region with a leader and only healthy replicas: nothing corrupted'];
+      return async () => {};
+    }
+    const { region, leader, follower, commit } = this.rand.pick(candidates);
+    record.targets = [name(follower)];
+    await this.cluster.stopDatanode(follower, 'SIGKILL');
+    const walDir = join(this.cluster.datanodes[follower]!.dataDir, 'wal');
+    // The follower reported `commit` before the kill: the newest entry at or below it that is
+    // still in its WAL (not yet truncated by a flush) is committed.
+    const committed = (await entryIndexes(walDir, region)).filter((i) => i <= commit);
+    if (committed.length > 0) {
+      const index = committed[committed.length - 1]!;
+      await flipByte(walDir, region, index);
+      record.targets.push(`flipped committed entry region ${region} index ${index}`);
+    } else {
+      record.targets.push(`region ${region}: no committed entry left in the WAL (flushed); restart only`);
+    }
+    await this.cluster.startDatanode(follower);
+    record.targets.push(name(leader));
+    await this.cluster.stopDatanode(leader, 'SIGKILL');
+    return () => this.cluster.startDatanode(leader);
+  }
+
   /** Whatever happened, leave a whole cluster: links healed, nodes resumed and running. */
   async healAll(): Promise<void> {
     this.setLinks(() => true, (p) => p.heal());
+    this.objectStoreLink?.heal();
+    for (let i = 0; i < this.n() && this.setClockOffset; i++) this.setClockOffset(i, 0);
     for (let i = 0; i < this.n(); i++) {
       this.cluster.pauseDatanode(i, false);
       if (!this.cluster.isRunning(i)) await this.cluster.startDatanode(i);

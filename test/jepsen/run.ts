@@ -7,7 +7,7 @@
 //              linearizability;
 //   set      — unique inserts plus final reads from every node; a missing acknowledged insert
 //              is lost data (RPO > 0).
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
@@ -16,6 +16,7 @@ import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { LocalCluster } from '../support/local-cluster.js';
+import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 import { type LinearizabilityResult, checkRegister } from '../../src/check/linearizability.js';
 import { type SetResult, checkSet } from '../../src/check/set.js';
 import type { HistoryEvent } from '../../src/check/history.js';
@@ -116,9 +117,28 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   // Proxies: proxies[i][j] carries raft traffic from datanode i to datanode j.
   const proxies: (LinkProxy | undefined)[][] = [];
   let ports: { datanodes: [number, number][] } | undefined;
+  // With the object-store nemesis the cluster keeps its SSTs in s3rver, reached through a proxy
+  // the nemesis can cut or stall (the fs store has no network to break).
+  let s3: S3Server | undefined;
+  let objectStoreLink: LinkProxy | undefined;
+  if (options.faults.includes('object-store-outage')) {
+    s3 = await startS3rver();
+    objectStoreLink = new LinkProxy('object-store', Number(new URL(s3.endpoint).port));
+    await objectStoreLink.start();
+  }
+  // With the clock-skew nemesis every datanode runs under libfaketime, its wall clock offset read
+  // from a control file the nemesis rewrites (monotonic clocks are left alone).
+  const clockFiles = options.faults.includes('clock-skew') ? clockSkewSetup(dir, n) : undefined;
   const cluster = new LocalCluster({
     datanodes: n,
-    datanodeToml: '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2',
+    ...(clockFiles ? { envFor: clockFiles.envFor } : {}),
+    ...(objectStoreLink
+      ? { storageToml: `[storage]\ntype = "s3"\nendpoint = "http://${objectStoreLink.addr}"\nbucket = "${BUCKET}"\nprefix = "jepsen"\naccess_key_id = "S3RVER"\nsecret_access_key = "S3RVER"` }
+      : {}),
+    // A tiny flush threshold and age, compaction at 3 SSTs and a 10 s GC grace: the small
+    // Jepsen rows then flush, compact and garbage-collect many times a run, so those paths
+    // (and the object store) are under the same faults as the log.
+    datanodeToml: '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000',
     datanodeTomlFor: (i) => {
       const overrides = proxies[i]!.map((p, j) => (p ? `"${j + 1}" = "${p.addr}"` : undefined)).filter(Boolean);
       return `[raft.peer_addr_overrides]\n${overrides.join('\n')}`;
@@ -239,6 +259,8 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
         nemesisLog.push(line);
         log(`  nemesis ${line}`);
       },
+      objectStoreLink,
+      clockFiles?.setOffset,
     );
     const registerCount = options.registerClients ?? 6;
     const setCount = options.setClients ?? 2;
@@ -329,7 +351,28 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     for (const c of clients) c.close();
     await cluster.stop().catch(() => undefined);
     for (const row of proxies) for (const p of row) await p?.stop();
+    await objectStoreLink?.stop();
+    if (s3) await stopS3rver(s3);
   }
+}
+
+const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
+
+/** Per-datanode libfaketime control files (offset "+Ns"), and the environment that uses them. */
+function clockSkewSetup(dir: string, n: number): { envFor(name: string): Record<string, string>; setOffset(i: number, seconds: number): void } {
+  if (!existsSync(LIBFAKETIME)) throw new Error(`the clock-skew nemesis needs libfaketime (${LIBFAKETIME}): apt-get install faketime (make jepsen does)`);
+  const file = (i: number) => join(dir, `clock-datanode${i + 1}`);
+  const setOffset = (i: number, seconds: number) => writeFileSync(file(i), `${seconds >= 0 ? '+' : ''}${seconds}s\n`);
+  for (let i = 0; i < n; i++) setOffset(i, 0);
+  return {
+    envFor(name: string): Record<string, string> {
+      const m = /^datanode(\d+)$/.exec(name);
+      if (!m) return {};
+      // Re-read the control file at most once a second; only the wall clock moves.
+      return { LD_PRELOAD: LIBFAKETIME, FAKETIME_TIMESTAMP_FILE: file(Number(m[1]) - 1), FAKETIME_CACHE_DURATION: '1', DONT_FAKE_MONOTONIC: '1' };
+    },
+    setOffset,
+  };
 }
 
 /** A broken read for the harness self-test: any replica's local state, no ReadIndex. */

@@ -159,13 +159,28 @@ describe('§9.6 PreVote', () => {
     expect(net.raft(1).role).to.not.equal(Role.Leader);
   });
 
-  it('a pre-vote is never persisted and never changes the voter term', () => {
+  it('a granted pre-vote is never persisted and never changes the voter term', () => {
+    const net = new Network([1, 2, 3]);
+    net.dropType(MessageType.Vote); // stop after the pre-vote round: only pre-votes reach the voters
+    net.campaign(1);
+    // The pre-votes arrived and were granted: otherwise nothing below could fail.
+    const delivered = (type: MessageType) => net.delivered.filter((m) => m.type === type);
+    expect(delivered(MessageType.PreVote).map((m) => m.to).sort()).to.deep.equal([2, 3]);
+    const granted = delivered(MessageType.PreVoteResponse).filter((m) => !m.reject);
+    expect(granted.map((m) => m.from).sort()).to.deep.equal([2, 3]);
+    for (const id of [2, 3]) {
+      expect(net.node(id).storage.initialState().hardState, `node ${id} persisted`).to.include({ term: 0, vote: 0 });
+      expect([net.raft(id).term, net.raft(id).vote], `node ${id} term and vote`).to.deep.equal([0, 0]);
+    }
+  });
+
+  it('a pre-candidate does not bump its own term', () => {
     const net = new Network([1, 2, 3]);
     net.isolate(1);
     net.campaign(1);
-    const hs = net.node(2).storage.initialState().hardState;
-    expect(hs.term).to.equal(0);
+    expect(net.raft(1).role).to.equal(Role.PreCandidate);
     expect(net.raft(1).term).to.equal(0);
+    expect(net.node(1).storage.initialState().hardState).to.include({ term: 0, vote: 0 });
   });
 
   it('a voter that heard from a leader recently rejects pre-votes (RAFT-NOTES 8)', () => {

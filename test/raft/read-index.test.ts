@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Role } from '../../src/raft/raft.js';
 import { MessageType } from '../../src/raft/types.js';
-import { Network, bytes } from './harness.js';
+import { Network, type RaftOptions, bytes } from './harness.js';
 
 const ctx = (s: string) => bytes(s);
 const decode = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -62,6 +62,38 @@ describe('ReadIndex (thesis §6.4, RAFT-NOTES 12)', () => {
     net.tick(leader, 2);
     expect(net.node(leader).readStates.map((r) => decode(r.context))).to.deep.equal(['r4']);
     expect(net.node(leader).readStates[0]!.index).to.equal(net.raft(leader).log.committed);
+  });
+
+  // Issue 14 item 6. The datanode WAL defers a hard state that moved only the commit index
+  // (src/wal/wal.ts), so a single voter can restart with a commit index below writes it had
+  // already applied and acknowledged. Until its no-op commits, its commit index is not an upper
+  // bound of what clients saw: a read must wait for it like on any other leader (P6).
+  function singleVoterReadAfterRestart(options: RaftOptions): { readIndex: number; ackedIndex: number } {
+    const net = new Network([1], options);
+    net.campaign(1);
+    const acked = net.propose(1, 'a');
+    expect(net.raft(1).log.committed).to.be.at.least(acked.index); // applied and acknowledged
+    const storage = net.node(1).storage;
+    const durable = storage.initialState().hardState;
+    storage.setHardState({ ...durable, commit: acked.index - 1 }); // the deferred commit index was lost
+    net.restart(1);
+    net.raft(1).campaign(); // a single voter wins at once; its no-op is not yet persisted
+    expect(net.raft(1).role).to.equal(Role.Leader);
+    net.raft(1).readIndex(ctx('s1')); // queued before the no-op commits
+    net.settle();
+    const rs = net.node(1).readStates;
+    expect(rs.map((r) => decode(r.context))).to.deep.equal(['s1']);
+    return { readIndex: rs[0]!.index, ackedIndex: acked.index };
+  }
+
+  it('a restarted single voter serves no read before it commits an entry of its term', () => {
+    const { readIndex, ackedIndex } = singleVoterReadAfterRestart({});
+    expect(readIndex, 'read index below an acknowledged write').to.be.at.least(ackedIndex);
+  });
+
+  it('the check above can fail: with the old order planted, the read index misses the acknowledged write', () => {
+    const { readIndex, ackedIndex } = singleVoterReadAfterRestart({ plantedBugs: { singleVoterReadBeforeTermCheck: true } });
+    expect(readIndex).to.be.below(ackedIndex);
   });
 
   it('a follower forwards the request and gets the leader commit index back', () => {

@@ -2,12 +2,12 @@
 // on 127.0.0.1 with free ports, data under a fresh temporary directory. Every process is started
 // from the built CLI (dist/, `make build`) and stopped by its PID; nothing is left running.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { type Dirent, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type Dirent, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
 import { freePort } from '../../src/cmd/scratch-cluster.js';
-import { supervisedSpawnOptions } from '../../src/cmd/supervision.js';
+import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from '../../src/cmd/supervision.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 
@@ -26,6 +26,7 @@ export interface ReplicaStatus {
   readonly applied_index: string;
   readonly flushed_index: string;
   readonly snapshot_installed_index: string;
+  readonly ssts: number;
 }
 
 export interface NodeProcess {
@@ -55,6 +56,8 @@ export interface ClusterOptions {
   readonly harnessTls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** Extra TOML for datanode i (0-based), after the ports are known (e.g. raft proxies). */
   readonly datanodeTomlFor?: (i: number, cluster: LocalCluster) => string;
+  /** Extra environment of a process by its name ('metasrv', 'datanode1', …), e.g. a faked clock. */
+  readonly envFor?: (name: string) => Record<string, string>;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -145,6 +148,7 @@ export class LocalCluster {
       `[grpc]\nhost = "127.0.0.1"\nport = ${mg}`,
       `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
       `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
+      this.options.storageToml ?? `[storage]\ntype = "fs"\nroot = "${join(this.dir, 'object-store')}"`,
       `[log]\nlevel = "info"`,
     ]);
     ports.datanodes.forEach(([g, h], index) => {
@@ -177,17 +181,21 @@ export class LocalCluster {
   private async waitNodesAlive(count: number): Promise<void> {
     const client = this.client();
     const deadline = Date.now() + 30_000;
+    let seen = 'no answer from the metasrv';
     try {
       while (Date.now() < deadline) {
         try {
-          const res = (await client.listNodes()) as { nodes: { state: string }[] };
+          const res = (await client.listNodes()) as { nodes: { node_id: string; state: string }[] };
           if (res.nodes.filter((n) => n.state === 'alive').length >= count) return;
+          seen = res.nodes.map((n) => `node ${n.node_id} ${n.state}`).join(', ') || 'no datanode registered';
         } catch (err) {
           const code = (err as { code?: string }).code;
           if (code === 'UNAUTHENTICATED' || code === 'PERMISSION_DENIED') return; // a secured cluster: the test handles it
+          seen = String(err);
         }
         await sleep(100);
       }
+      throw new Error(`the metasrv did not count ${count} datanodes alive within 30 s (last seen: ${seen}); logs in ${this.dir}`);
     } finally {
       client.close();
     }
@@ -219,10 +227,9 @@ export class LocalCluster {
 
   private async startNode(node: NodeProcess, args: string[]): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
-    const log = createWriteStream(node.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT }));
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
+    const env = { ...process.env, ...(this.options.envFor?.(node.name) ?? {}) };
+    const child = spawn(process.execPath, [...(this.options.nodeArgs ?? []), CLI, ...args, '-c', node.configFile], supervisedSpawnOptions('pipe', { cwd: ROOT, env }));
+    logChildOutput(child, node.logFile, node.name);
     node.process = child;
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
@@ -263,9 +270,10 @@ export class LocalCluster {
     return { code, stderr };
   }
 
+  /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */
   tail(node: NodeProcess, lines = 30): string {
     try {
-      return readFileSync(node.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+      return sinceLastStart(readFileSync(node.logFile, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
     } catch {
       return '(no log)';
     }

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { systemClock } from '../../src/common/clock.js';
-import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/datanode/region-server.js';
 import type { StateMachine } from '../../src/datanode/types.js';
-import { MessageType } from '../../src/raft/index.js';
+import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 /** A counter state machine: each command adds its byte value; result = new total. */
@@ -227,5 +227,234 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     const sent = readIndexContexts.get(nodeId)!.slice(earlier.size);
     expect(sent.length, 'ReadIndex requests of the restarted process').to.be.greaterThan(0);
     for (const ctx of sent) expect(earlier.has(ctx), `context ${ctx} reused from before the restart`).to.equal(false);
+  });
+
+  it('a membership change is applied only after a batch that makes its commit index durable (never on a deferred one)', async () => {
+    const leader = leaderOf('r2')!;
+    const before = new Map([...engines].map(([id, e]) => [id, e.durableCommitBatches]));
+    await leader.proposeConfChange('r2', { type: ConfChangeType.AddLearner, nodeId: 99, context: JSON.stringify({ nodeId: 9 }) });
+    await waitFor(() => [...servers.values()].every((s) => s.replica('r2')!.raft.status().confState.learners.includes(99)), 'every replica to apply the change');
+    for (const [id, engine] of engines) expect(engine.durableCommitBatches - before.get(id)!, `node ${id}`).to.be.greaterThan(0);
+    await leader.proposeConfChange('r2', { type: ConfChangeType.RemoveNode, nodeId: 99, context: '' });
+  });
+});
+
+/**
+ * Object-store faults for the replicas of one node: `missing` is an SST that GC deleted (the read
+ * can never succeed), `outage` a store that does not answer for a while.
+ */
+type StoreFault = 'missing' | 'outage';
+
+class FaultyStore {
+  readonly faults = new Map<string, StoreFault>();
+  set(nodeId: number, regionId: string, fault: StoreFault | undefined): void {
+    if (fault) this.faults.set(`${nodeId}/${regionId}`, fault);
+    else this.faults.delete(`${nodeId}/${regionId}`);
+  }
+  /** What reading an SST would throw on this node for this region, like RegionState's conditional write. */
+  error(nodeId: number, regionId: string, index: number): RegionDbError | undefined {
+    const fault = this.faults.get(`${nodeId}/${regionId}`);
+    if (!fault) return undefined;
+    const cause =
+      fault === 'missing'
+        ? new RegionDbError(ErrorCode.NotFound, `SST object regions/${regionId}/sst/1.sst not found`)
+        : new RegionDbError(ErrorCode.StorageUnavailable, 'object store: connect ECONNREFUSED');
+    return new RegionDbError(ErrorCode.StorageUnavailable, `region ${regionId}: cannot read SSTs to check the conditional write at index ${index}: ${cause.message}`, { cause });
+  }
+}
+
+/** Command byte 0 is a conditional write: applying it reads the object store (may fail). Result: the entry's index. */
+class ConditionalCounter implements StateMachine<number> {
+  total = 0;
+  constructor(
+    private readonly nodeId: number,
+    private readonly regionId: string,
+    private readonly store: FaultyStore,
+  ) {}
+  apply(index: number, command: Uint8Array): number | Promise<number> {
+    if (command[0] !== 0) {
+      this.total += command[0]!;
+      return index;
+    }
+    return Promise.resolve().then(() => {
+      const err = this.store.error(this.nodeId, this.regionId, index);
+      if (err) throw err;
+      this.total += 100;
+      return index;
+    });
+  }
+  serialize(): Uint8Array {
+    return new TextEncoder().encode(String(this.total));
+  }
+}
+
+describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5)', () => {
+  const servers = new Map<number, RegionServer<number>>();
+  const store = new FaultyStore();
+  /** Raft messages sent, per `${fromNode}/${region}`. */
+  const sent = new Map<string, number>();
+  /** Raft messages from these `${fromNode}/${region}` are lost. */
+  const muted = new Set<string>();
+  const peers = [
+    { peerId: 21, nodeId: 1 },
+    { peerId: 22, nodeId: 2 },
+    { peerId: 23, nodeId: 3 },
+  ];
+  const regions = ['f1', 'f2', 'f3'];
+  const retry = { backoffMsMin: 10, backoffMsMax: 40, windowMs: 1500 };
+
+  before(async () => {
+    for (const nodeId of [1, 2, 3]) {
+      const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
+        for (const e of envelopes) {
+          sent.set(`${from}/${e.regionId}`, (sent.get(`${from}/${e.regionId}`) ?? 0) + 1);
+          if (!muted.has(`${from}/${e.regionId}`)) servers.get(to)?.step(from, e.regionId, e.message);
+        }
+      });
+      const server = new RegionServer<number>(
+        nodeId,
+        new MemoryLogEngine(),
+        transport,
+        { create: (regionId) => new ConditionalCounter(nodeId, regionId, store) },
+        { ...defaultRaftTuning, tickMs: 5, snapshotEveryEntries: 1000, applyRetry: retry },
+        silentLogger,
+        systemClock,
+      );
+      servers.set(nodeId, server);
+    }
+    for (const [nodeId, server] of servers) {
+      for (const regionId of regions) await server.open({ regionId, selfPeerId: 20 + nodeId, peers, bootstrap: true });
+      server.start();
+    }
+    await waitFor(() => regions.every((r) => leaderOf(r) !== undefined), 'leaders');
+  });
+
+  after(async () => {
+    for (const server of servers.values()) await server.stop();
+  });
+
+  function leaderOf(regionId: string): RegionServer<number> | undefined {
+    return [...servers.values()].find((s) => s.replica(regionId)?.isLeader());
+  }
+  function followerOf(regionId: string): RegionServer<number> {
+    return [...servers.values()].find((s) => s.replica(regionId) && !s.replica(regionId)!.isLeader())!;
+  }
+  const counterOf = (server: RegionServer<number>, regionId: string) => server.replica(regionId)?.stateMachine as ConditionalCounter | undefined;
+
+  it('an apply that can never succeed (its SST was garbage-collected) fails only that replica, naming region and index; the node keeps serving its other regions', async () => {
+    const follower = followerOf('f1');
+    store.set(follower.nodeId, 'f1', 'missing');
+    const index = await leaderOf('f1')!.propose('f1', new Uint8Array([0]));
+    await waitFor(() => follower.failure(`f1`) !== undefined || follower.fatalError() !== undefined, 'the replica to fail');
+    expect(follower.fatalError(), 'the datanode itself must not stop').to.equal(undefined);
+    const failure = follower.failure('f1')!;
+    expect(failure.index).to.equal(index);
+    expect(failure.reason).to.include('region f1').and.include(`index ${index}`).and.include('not found');
+    expect(follower.replica('f1'), 'a failed replica is fenced').to.equal(undefined);
+    expect(follower.failedReplicas().map((f) => f.regionId)).to.deep.equal(['f1']);
+    // The same node still applies and serves its other regions.
+    const other = await leaderOf('f2')!.propose('f2', new Uint8Array([7]));
+    await waitFor(() => (follower.replica('f2')?.appliedIndex ?? 0) >= other, 'the node to apply region f2');
+    await follower.readBarrier('f2');
+  });
+
+  it('a failed replica answers requests for its region with UNAVAILABLE and its reason', async () => {
+    const failedOn = [...servers.values()].find((s) => s.failure('f1'))!;
+    for (const attempt of [() => failedOn.readBarrier('f1'), () => failedOn.propose('f1', new Uint8Array([1]))]) {
+      try {
+        await attempt();
+        expect.fail('must refuse');
+      } catch (err) {
+        expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
+        expect((err as Error).message).to.include('region f1').and.include('not found');
+      }
+    }
+  });
+
+  it('a failed replica takes no part in its raft group any more: it sends nothing while the others commit', async () => {
+    const failedOn = [...servers.values()].find((s) => s.failure('f1'))!;
+    const before = sent.get(`${failedOn.nodeId}/f1`) ?? 0;
+    const leader = leaderOf('f1')!;
+    const heartbeatsBefore = sent.get(`${leader.nodeId}/f1`) ?? 0;
+    await leader.propose('f1', new Uint8Array([3]));
+    await waitFor(() => (sent.get(`${leader.nodeId}/f1`) ?? 0) >= heartbeatsBefore + 20, 'the leader to send 20 more messages');
+    expect(sent.get(`${failedOn.nodeId}/f1`) ?? 0).to.equal(before);
+  });
+
+  it('a transient object-store outage is retried with backoff: the replica refuses reads while it lags, then catches up and stays healthy', async () => {
+    const follower = followerOf('f2');
+    store.set(follower.nodeId, 'f2', 'outage');
+    const index = await leaderOf('f2')!.propose('f2', new Uint8Array([0]));
+    await waitFor(() => (follower.applyStall('f2')?.attempts ?? 0) >= 2 || follower.fatalError() !== undefined, 'two failed attempts');
+    expect(follower.fatalError(), 'the datanode itself must not stop').to.equal(undefined);
+    expect(follower.failure('f2')).to.equal(undefined);
+    await Promise.resolve()
+      .then(() => follower.readBarrier('f2'))
+      .then(
+      () => expect.fail('a replica that cannot apply must not serve a linearizable read'),
+      (err: unknown) => expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true),
+    );
+    // Its log is sound, so it keeps acknowledging appends: with the third replica silent, the
+    // leader commits through it. Entries committed meanwhile apply after the stalled one, in order.
+    const leader = leaderOf('f2')!;
+    const third = [...servers.values()].find((s) => s !== leader && s !== follower)!;
+    muted.add(`${third.nodeId}/f2`);
+    let later: number;
+    try {
+      later = await leader.propose('f2', new Uint8Array([5]));
+    } finally {
+      muted.delete(`${third.nodeId}/f2`);
+    }
+    expect(follower.applyStall('f2'), 'still stalled while it acknowledged').to.not.equal(undefined);
+    store.set(follower.nodeId, 'f2', undefined);
+    await waitFor(() => (follower.replica('f2')?.appliedIndex ?? 0) >= later, 'the replica to catch up');
+    expect(follower.applyStall('f2')).to.equal(undefined);
+    expect(follower.failure('f2')).to.equal(undefined);
+    expect(counterOf(follower, 'f2')!.total).to.equal(counterOf(leaderOf('f2')!, 'f2')!.total);
+    expect(index).to.be.below(later);
+    await follower.readBarrier('f2');
+  });
+
+  it('an outage longer than the retry window fails the replica (it cannot make progress): the metasrv repairs it', async () => {
+    const follower = followerOf('f3');
+    store.set(follower.nodeId, 'f3', 'outage');
+    const index = await leaderOf('f3')!.propose('f3', new Uint8Array([0]));
+    await waitFor(() => follower.failure('f3') !== undefined || follower.fatalError() !== undefined, 'the replica to fail', 10_000);
+    expect(follower.fatalError()).to.equal(undefined);
+    expect(follower.failure('f3')!.index).to.equal(index);
+    expect(follower.failure('f3')!.reason, follower.failure('f3')!.reason).to.match(/retried for \d+ ms/);
+    store.set(follower.nodeId, 'f3', undefined);
+  });
+});
+
+describe('RegionServer: a replica whose log is damaged does not start (issue 14 item 3)', () => {
+  it('opens the other replicas; the damaged one is reported failed with its region and index, and stays failed when opened again under the same peer id', async () => {
+    const engine = new MemoryLogEngine();
+    engine.damaged.set('d1', { regionId: 'd1', index: 17, reason: 'WAL corruption in region d1 at index 17: crc32c mismatch' });
+    const server = new RegionServer<number>(
+      1,
+      engine,
+      new LoopbackTransport(1, () => {}),
+      { create: (regionId) => new ConditionalCounter(1, regionId, new FaultyStore()) },
+      { ...defaultRaftTuning, tickMs: 5 },
+      silentLogger,
+      systemClock,
+    );
+    const solo = [{ peerId: 31, nodeId: 1 }];
+    expect(await server.open({ regionId: 'd1', selfPeerId: 31, peers: solo, bootstrap: false })).to.equal(undefined);
+    await server.open({ regionId: 'd2', selfPeerId: 31, peers: solo, bootstrap: true });
+    server.start();
+    try {
+      expect(server.failure('d1')).to.include({ regionId: 'd1', selfPeerId: 31, index: 17 });
+      expect(server.failure('d1')!.reason).to.include('region d1 at index 17');
+      expect(server.replica('d1')).to.equal(undefined);
+      expect(engine.stores.has('d1'), 'nothing was read or written for the damaged region').to.equal(false);
+      await waitFor(() => server.replica('d2')?.isLeader() === true, 'd2 leader');
+      expect(await server.propose('d2', new Uint8Array([1]))).to.be.above(0);
+      expect(await server.open({ regionId: 'd1', selfPeerId: 31, peers: solo, bootstrap: false })).to.equal(undefined);
+      expect(server.failure('d1')!.index).to.equal(17);
+    } finally {
+      await server.stop();
+    }
   });
 });

@@ -45,6 +45,11 @@ export interface ObservedReplica {
   readonly flushedIndex: number;
   readonly voters: readonly number[];
   readonly learners: readonly number[];
+  /** ok | failed (a failed replica is stopped on its node; it must be replaced). */
+  readonly health: string;
+  readonly failure: string;
+  /** Log index of the membership configuration the replica applied (the group's membership version). */
+  readonly confIndex: number;
 }
 
 export type Instruction =

@@ -1,6 +1,13 @@
-// repair-replica: replace one replica of a region (on a dead or draining node) by a new one on
-// a healthy node, keeping the region at full strength and never below quorum:
-//   allocate    → pick the node and a never-used peer id; record both in the catalog
+// repair-replica: replace one replica of a region (on a dead or draining node, or lost: its node
+// came back on an empty data dir, or it reported itself failed) by a new one on a healthy node,
+// keeping the region at full strength and never below quorum:
+//   allocate    → pick the node and a never-used peer id; record both in the catalog. A lost
+//                 replica may be replaced on its own node when no other node can take it: the
+//                 new replica has a fresh peer id, so it is a new raft member, never the old one
+//   clear-old   → (only when replacing on the same node) the old replica's local state, if its
+//                 node still hosts it (a failed replica), is deleted first: a node hosts one
+//                 replica per region. The old peer stays a voter until remove-old; it is
+//                 stopped and untrusted, so deleting it loses nothing the group needs
 //   add-learner → the leader adds the new peer as a learner (it cannot vote, so it cannot
 //                 weaken quorums while it catches up)
 //   catch-up    → wait until the new replica has applied what the leader had committed
@@ -16,6 +23,10 @@ interface RepairData {
   oldNodeId: number;
   newPeerId?: number;
   newNodeId?: number;
+  /** Why the old replica is replaced, if not its node's absence (for status). */
+  reason?: string;
+  /** The old replica is lost: its own node may take the new one. */
+  inPlace?: boolean;
 }
 
 const data = (r: ProcedureRecord) => r.data as unknown as RepairData & Record<string, unknown>;
@@ -51,7 +62,7 @@ export const repairReplica: ProcedureDefinition = {
   firstStep: 'allocate',
   describe: (r) => {
     const d = data(r);
-    return `region ${d.regionId}: replace peer ${d.oldPeerId} (node ${d.oldNodeId})${d.newPeerId ? ` with peer ${d.newPeerId} on node ${d.newNodeId}` : ''}`;
+    return `region ${d.regionId}: replace peer ${d.oldPeerId} (node ${d.oldNodeId})${d.newPeerId ? ` with peer ${d.newPeerId} on node ${d.newNodeId}` : ''}${d.reason ? `; ${d.reason}` : ''}`;
   },
   steps: {
     allocate(ctx, r): StepResult {
@@ -60,7 +71,10 @@ export const repairReplica: ProcedureDefinition = {
       if (!region) return { done: true, note: 'region no longer exists' };
       if (!region.replicas.some((p) => p.peerId === d.oldPeerId)) return { done: true, note: 'replica already replaced' };
       if (d.newPeerId === undefined) {
-        const node = ctx.pickNode(new Set(region.replicas.map((p) => p.nodeId)));
+        const others = new Set(region.replicas.map((p) => p.nodeId));
+        const elsewhere = ctx.pickNode(others);
+        others.delete(d.oldNodeId);
+        const node = elsewhere ?? (d.inPlace && !region.replicas.some((p) => p.nodeId === d.oldNodeId && p.peerId !== d.oldPeerId) ? ctx.pickNode(others) : undefined);
         if (!node) return { wait: true, note: 'no healthy datanode without a replica of this region' };
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
@@ -68,7 +82,16 @@ export const repairReplica: ProcedureDefinition = {
         region.replicas = [...region.replicas, { peerId: d.newPeerId, nodeId: d.newNodeId }];
         region.confVersion++;
       }
-      return { next: 'add-learner', note: `new peer ${d.newPeerId} on node ${d.newNodeId}` };
+      return { next: d.newNodeId === d.oldNodeId ? 'clear-old' : 'add-learner', note: `new peer ${d.newPeerId} on node ${d.newNodeId}` };
+    },
+
+    'clear-old'(ctx, r): StepResult {
+      const d = data(r);
+      if (!ctx.isAlive(d.oldNodeId)) return { wait: true, note: `waiting for node ${d.oldNodeId}` };
+      const hosted = ctx.observed(d.oldNodeId, d.regionId);
+      if (hosted?.peerId !== d.oldPeerId) return { next: 'add-learner', note: `node ${d.oldNodeId} no longer hosts peer ${d.oldPeerId}` };
+      if (shouldResend(ctx, r)) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true } });
+      return { wait: true, note: `deleting the lost peer ${d.oldPeerId} on node ${d.oldNodeId}` };
     },
 
     'add-learner': (ctx, r) =>
@@ -110,7 +133,7 @@ export const repairReplica: ProcedureDefinition = {
           region.confVersion++;
           return { next: 'cleanup', note: `peer ${d.oldPeerId} removed; region has ${region.replicas.length} replicas` };
         }
-        if (leader.nodeId === d.oldNodeId) {
+        if (leader.replica.peerId === d.oldPeerId) {
           // Draining its own leader: hand leadership to the new voter first.
           if (shouldResend(ctx, r)) ctx.send(leader.nodeId, { transfer_leader: { region_id: region.regionId, to_peer_id: String(d.newPeerId) } });
           return { wait: true, note: 'moving leadership off the old replica' };
@@ -125,7 +148,8 @@ export const repairReplica: ProcedureDefinition = {
       const d = data(r);
       // A node that is down now is told on its return: heartbeat reconciliation closes any
       // replica the catalog no longer places on it.
-      if (ctx.isAlive(d.oldNodeId)) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true } });
+      // Replaced on the same node: the region there is the new replica now; nothing to delete.
+      if (ctx.isAlive(d.oldNodeId) && d.newNodeId !== d.oldNodeId) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true } });
       return { done: true, note: 'replica replaced' };
     },
   },

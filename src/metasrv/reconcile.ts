@@ -1,0 +1,211 @@
+// Heartbeat reconciliation between the catalog and the raft groups, as pure functions of the
+// catalog and of what the live datanodes last reported (docs/failover.md, "Reconciliation").
+//
+// The raft group is the authority on its own membership (RAFT-NOTES 22); the catalog is a copy
+// that can be older (restored from a backup), empty (metasrv data dir lost) or ahead (a
+// procedure placed a replica the group has not added yet). Rules:
+//   R1 A replica is destroyed only when the region's current membership, as reported by its
+//      leader at a configuration at least as new as the replica's own, no longer contains it —
+//      or when its region was dropped from this catalog. Never because the catalog does not
+//      know it.
+//   R2 A catalog region whose placement differs from the group's membership at a newer
+//      configuration (conf index above the one the catalog last matched), with no procedure
+//      changing it, is rewritten FROM the group.
+//   R3 Whatever cannot be reconciled (unknown region, leaderless group, a member on a node that
+//      does not report it, a catalog ahead of its group with nothing running) is left alone and
+//      reported as a problem for `regiondb status`.
+//   R4 A replica marked lost (its store was replaced, or it reported itself failed) is never
+//      opened again under its peer id: a repair-replica procedure replaces it.
+import type { CatalogState, RegionDef, ReplicaPlacement } from './catalog.js';
+import type { ObservedReplica } from './procedures/procedure.js';
+
+/** What each live datanode reported in its last heartbeat: node id → region id → replica. */
+export type Reports = ReadonlyMap<number, ReadonlyMap<string, ObservedReplica>>;
+
+/** A region's membership as its leader reports it. */
+export interface GroupView {
+  readonly leaderNodeId: number;
+  readonly leaderPeerId: number;
+  readonly term: number;
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+  readonly confIndex: number;
+}
+
+/** The highest-term leader report of a region among live datanodes, if any. */
+export function groupOf(regionId: string, reports: Reports): GroupView | undefined {
+  let best: GroupView | undefined;
+  for (const [nodeId, replicas] of reports) {
+    const r = replicas.get(regionId);
+    if (r?.role !== 'leader' || r.health === 'failed') continue;
+    if (best && r.term <= best.term) continue;
+    best = { leaderNodeId: nodeId, leaderPeerId: r.peerId, term: r.term, voters: r.voters, learners: r.learners, confIndex: r.confIndex };
+  }
+  return best;
+}
+
+function members(g: GroupView): Set<number> {
+  return new Set([...g.voters, ...g.learners]);
+}
+
+/** Where each peer of a region lives, from the datanodes' reports of their own replicas. */
+function peerNodes(regionId: string, reports: Reports): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const [nodeId, replicas] of reports) {
+    const r = replicas.get(regionId);
+    if (r) out.set(r.peerId, nodeId);
+  }
+  return out;
+}
+
+const sameSet = (a: ReadonlySet<number>, b: ReadonlySet<number>) => a.size === b.size && [...a].every((x) => b.has(x));
+
+export interface RegionAdoption {
+  readonly regionId: string;
+  readonly replicas: ReplicaPlacement[];
+  readonly confIndex: number;
+  readonly note: string;
+}
+
+export interface CatalogReconciliation {
+  /** R2: regions whose placement is rewritten from the group. */
+  readonly adopt: RegionAdoption[];
+  /** The group's conf index at which a region's placement was seen to match (recorded). */
+  readonly matched: { regionId: string; confIndex: number }[];
+  /** R3: region id → what could not be reconciled. */
+  readonly problems: Map<string, string[]>;
+}
+
+function addProblem(problems: Map<string, string[]>, regionId: string, text: string): void {
+  const list = problems.get(regionId) ?? [];
+  list.push(text);
+  problems.set(regionId, list);
+}
+
+/**
+ * R2/R3 for every region: compares the catalog with the groups' reported membership.
+ * `busy`: regions a running procedure is changing (the catalog is ahead of the group on purpose).
+ */
+export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
+  const adopt: RegionAdoption[] = [];
+  const matched: { regionId: string; confIndex: number }[] = [];
+  const problems = new Map<string, string[]>();
+  for (const region of Object.values(catalog.regions)) {
+    const group = groupOf(region.regionId, reports);
+    if (!group) {
+      // Leaderless: nothing authoritative to compare with. Replicas the catalog does not place
+      // stay (R1) and are shown.
+      for (const [nodeId, replicas] of reports) {
+        const r = replicas.get(region.regionId);
+        if (r && !region.replicas.some((p) => p.peerId === r.peerId && p.nodeId === nodeId)) {
+          addProblem(problems, region.regionId, `peer ${r.peerId} on node ${nodeId} is not placed by the catalog and no leader reports the membership; left alone`);
+        }
+      }
+      continue;
+    }
+    const catalogPeers = new Set(region.replicas.map((p) => p.peerId));
+    const groupPeers = members(group);
+    const known = region.confIndex ?? 0;
+    if (sameSet(catalogPeers, groupPeers)) {
+      if (group.confIndex > known) matched.push({ regionId: region.regionId, confIndex: group.confIndex });
+      continue;
+    }
+    if (busy.has(region.regionId)) continue;
+    if (group.confIndex <= known) {
+      addProblem(
+        problems,
+        region.regionId,
+        `catalog places peers ${[...catalogPeers].join(',')} but the group (conf index ${group.confIndex}) has ${[...groupPeers].join(',')} and no procedure is changing it; left alone`,
+      );
+      continue;
+    }
+    // The group moved on since the catalog last matched it: the catalog is older. Adopt.
+    const where = peerNodes(region.regionId, reports);
+    const replicas: ReplicaPlacement[] = [];
+    const unplaced: number[] = [];
+    for (const peerId of groupPeers) {
+      const inCatalog = region.replicas.find((p) => p.peerId === peerId);
+      const nodeId = inCatalog?.nodeId ?? where.get(peerId);
+      if (nodeId === undefined) unplaced.push(peerId);
+      else replicas.push(inCatalog ?? { peerId, nodeId });
+    }
+    if (unplaced.length > 0) {
+      addProblem(
+        problems,
+        region.regionId,
+        `the group (conf index ${group.confIndex}) has peers ${unplaced.join(',')} that neither the catalog nor any live datanode places; catalog left as is`,
+      );
+      continue;
+    }
+    replicas.sort((a, b) => a.peerId - b.peerId);
+    adopt.push({
+      regionId: region.regionId,
+      replicas,
+      confIndex: group.confIndex,
+      note: `catalog (conf index ${known}, peers ${[...catalogPeers].join(',')}) older than the group (conf index ${group.confIndex}, peers ${[...groupPeers].join(',')}): adopted the group's membership`,
+    });
+  }
+  // Regions the datanodes host that this catalog does not know (R1: left alone).
+  for (const [nodeId, replicas] of reports) {
+    for (const r of replicas.values()) {
+      if (catalog.regions[r.regionId] || catalog.droppedRegions?.[r.regionId] !== undefined) continue;
+      addProblem(problems, r.regionId, `peer ${r.peerId} on node ${nodeId} is not in the catalog (catalog lost or restored from an older copy?); left alone`);
+    }
+  }
+  return { adopt, matched, problems };
+}
+
+export type NodeAction =
+  | { readonly open: { readonly regionId: string; readonly peerId: number } }
+  | { readonly destroy: { readonly regionId: string; readonly peerId: number; readonly why: string } };
+
+/**
+ * R1/R4 for one datanode: the replicas to open there (placed by the catalog, not hosted, not
+ * lost) and those to destroy (R1).
+ */
+export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports): NodeAction[] {
+  const actions: NodeAction[] = [];
+  const mine = reports.get(nodeId) ?? new Map<string, ObservedReplica>();
+  for (const region of Object.values(catalog.regions)) {
+    const placed = region.replicas.find((p) => p.nodeId === nodeId && !p.lost);
+    if (placed && !mine.has(region.regionId)) actions.push({ open: { regionId: region.regionId, peerId: placed.peerId } });
+  }
+  for (const seen of mine.values()) {
+    const why = destroyReason(catalog, nodeId, seen, reports);
+    if (why) actions.push({ destroy: { regionId: seen.regionId, peerId: seen.peerId, why } });
+  }
+  return actions;
+}
+
+/** Why a hosted replica may be destroyed (R1), or undefined to keep it. */
+export function destroyReason(catalog: CatalogState, nodeId: number, seen: ObservedReplica, reports: Reports): string | undefined {
+  const region: RegionDef | undefined = catalog.regions[seen.regionId];
+  if (!region) return catalog.droppedRegions?.[seen.regionId] !== undefined ? 'its table was dropped' : undefined;
+  if (region.replicas.some((p) => p.peerId === seen.peerId && p.nodeId === nodeId)) return undefined;
+  const group = groupOf(seen.regionId, reports);
+  if (!group) return undefined;
+  if (members(group).has(seen.peerId)) return undefined;
+  if (group.confIndex < seen.confIndex) return undefined; // the replica knows a newer configuration than that leader
+  return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex})`;
+}
+
+/**
+ * Lowest ids the allocators may still hand out, given what the datanodes report: above every
+ * peer id in use or named in a membership, and above every table id of a hosted region
+ * (region id = table id << 32 | region number).
+ */
+export function idFloors(reports: Reports): { nextPeerId: number; nextTableId: number } {
+  let peer = 0;
+  let table = -1;
+  for (const replicas of reports.values()) {
+    for (const r of replicas.values()) {
+      peer = Math.max(peer, r.peerId, ...r.voters, ...r.learners);
+      table = Math.max(table, tableIdOfRegion(r.regionId));
+    }
+  }
+  return { nextPeerId: peer + 1, nextTableId: table + 1 };
+}
+
+export function tableIdOfRegion(regionId: string): number {
+  return Number(BigInt(regionId) >> 32n);
+}

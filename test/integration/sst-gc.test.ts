@@ -1,0 +1,200 @@
+// Issue 14 item 4 with real processes on loopback: SST garbage collection must not delete the
+// SST of a flush-edit that is proposed but not yet committed, however long the quorum is gone.
+// The leader keeps its leadership while both followers are stopped (check_quorum off), so its
+// GC keeps running, with a 2 s grace, for several graces while the edit waits.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import type { RegionDbClient } from '../../src/client/client.js';
+import { makeRegionId } from '../../src/engine/key.js';
+import { sstPrefix } from '../../src/engine/manifest.js';
+import type { Row } from '../../src/engine/schema.js';
+import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import { call, makeClient } from '../../src/rpc/server.js';
+import { LocalCluster, waitUntil } from '../support/local-cluster.js';
+
+const COLUMNS = [
+  { name: 'host', type: 'string', semantic: 'tag' },
+  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+  { name: 'v', type: 'float64', semantic: 'field' },
+];
+const GRACE_MS = 2000;
+const ROWS = 3000;
+// Nothing flushes by itself (size or age); the test asks for the one flush it holds.
+const TOML = `[engine]\nflush_bytes = 67108864\nflush_age_ms = 3600000\nsst_gc_grace_ms = ${GRACE_MS}\n\n[raft]\ncheck_quorum = false`;
+const row = (i: number): Row => ({ host: `h${i % 50}`, ts: 1_000_000 + i, v: i });
+
+describe('integration: SST GC and a flush-edit held uncommitted past the grace (issue 14 item 4)', function () {
+  this.timeout(180_000);
+  const cluster = new LocalCluster({ datanodeToml: TOML });
+  let client: RegionDbClient;
+
+  before(async () => {
+    await cluster.start();
+    client = cluster.client({ deadlineMs: 60_000, attemptTimeoutMs: 5000 });
+  });
+
+  after(async () => {
+    for (let n = 0; n < 3; n++) if (cluster.isRunning(n)) cluster.pauseDatanode(n, false);
+    await cluster.stop();
+  });
+
+  it('both followers stopped after the SST upload, before the edit commits, for 3 graces: back again, every row is intact', async () => {
+    const schema = await client.createTable('gc', COLUMNS, 1);
+    const regionId = makeRegionId(schema.tableId, 0);
+    for (let i = 0; i < ROWS; i += 500) await client.write('gc', Array.from({ length: 500 }, (_, j) => row(i + j)));
+    const leader = await waitUntil('a leader of the region', 30_000, async () => {
+      for (let n = 0; n < 3; n++) if ((await cluster.status(n)).replicas.some((r) => r.region_id === regionId && r.role === 'leader')) return n;
+      return undefined;
+    });
+    const followers = [0, 1, 2].filter((n) => n !== leader);
+    const store = new FsObjectStore(join(cluster.dir, 'object-store'));
+    expect(await store.list(sstPrefix(regionId)), 'nothing flushed yet').to.deep.equal([]);
+
+    // Uploads of this region fail while a plain file sits where its SST directory goes: the
+    // freeze commits (followers up), the upload is retried until the file is gone.
+    const blocker = join(cluster.dir, 'object-store', sstPrefix(regionId).replace(/\/$/, ''));
+    mkdirSync(join(blocker, '..'), { recursive: true });
+    writeFileSync(blocker, 'blocks SST uploads of this region');
+    const flushed = client.flush('gc').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await waitUntil('the leader to have applied the freeze and tried the upload', 30_000, async () =>
+      /flush did not complete/.test(cluster.tail(cluster.datanodes[leader]!, 400)) ? true : undefined,
+    );
+    for (const f of followers) cluster.pauseDatanode(f, true);
+    rmSync(blocker);
+    const [sst] = await waitUntil('the SST upload (its flush-edit is proposed right after)', 30_000, async () => {
+      const ssts = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+      return ssts.length > 0 ? ssts : undefined;
+    });
+    const uploadedMs = Date.now();
+
+    // Hold the edit uncommitted for 3 graces, then until the leader has run GC at least once
+    // more (or has deleted the SST, which is the bug).
+    const gcPasses = () => (cluster.tail(cluster.datanodes[leader]!, 5000).match(/SST GC pass/g) ?? []).length;
+    let passesAtHold = -1;
+    const deletedWhileHeld = await waitUntil('GC passes on the leader past 3 graces', 60_000, async () => {
+      if ((await store.head(sst!)) === undefined) return true;
+      if (Date.now() - uploadedMs < 3 * GRACE_MS) return undefined;
+      if (passesAtHold < 0) passesAtHold = gcPasses();
+      return gcPasses() > passesAtHold ? false : undefined;
+    });
+    for (const f of followers) cluster.pauseDatanode(f, false);
+
+    const flushError = await flushed;
+    expect(flushError, String(flushError)).to.equal(undefined);
+    // The edit is committed now: the rows live in the SST it names, nowhere else.
+    const viaLeader = await client.scan('gc', {}, cluster.datanodeAddr(leader));
+    expect(viaLeader.length, 'rows via the leader').to.equal(ROWS);
+    expect(deletedWhileHeld, `GC deleted ${sst} while its flush-edit was pending`).to.equal(false);
+    for (let n = 0; n < 3; n++) {
+      for (const consistency of ['linearizable', 'stale'] as const) {
+        const rows = await waitUntil(`all rows via datanode${n + 1} (${consistency})`, 30_000, async () => {
+          const r = await client.scan('gc', { consistency }, cluster.datanodeAddr(n));
+          return r.length === ROWS ? r : undefined;
+        });
+        expect(rows.map((r) => r.row).sort((a, b) => (a['ts'] as number) - (b['ts'] as number))).to.deep.equal(Array.from({ length: ROWS }, (_, i) => row(i)));
+      }
+    }
+    expect(await store.head(sst!), 'the SST the committed edit names').to.not.equal(undefined);
+  });
+
+  it('compacted inputs are collected once every replica has snapshotted past them, with no writes after the compaction', async () => {
+    const schema = await client.createTable('gc2', COLUMNS, 1);
+    const regionId = makeRegionId(schema.tableId, 0);
+    for (let batch = 0; batch < 4; batch++) {
+      await client.write('gc2', Array.from({ length: 500 }, (_, j) => row(batch * 500 + j)));
+      await client.flush('gc2');
+    }
+    const store = new FsObjectStore(join(cluster.dir, 'object-store'));
+    const before = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+    expect(before.length, 'one SST per flush').to.equal(4);
+    for (let n = 0; n < 3; n++) {
+      const admin = makeClient('Admin', cluster.datanodeAddr(n));
+      try {
+        await call(admin, 'Compact', { region_id: '' }, 10_000); // the regions each node leads
+      } finally {
+        admin.close();
+      }
+    }
+    // The leader flushes (an empty memtable) so that every replica snapshots past the compaction.
+    const left = await waitUntil('GC of the compaction inputs', 60_000, async () => {
+      const now = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+      return before.every((k) => !now.includes(k)) ? now : undefined;
+    });
+    expect(left.length, `SSTs left: ${left.join(', ')}`).to.equal(1);
+    for (let n = 0; n < 3; n++) {
+      const rows = await waitUntil(`all rows via datanode${n + 1}`, 30_000, async () => {
+        const r = await client.scan('gc2', { consistency: 'stale' }, cluster.datanodeAddr(n));
+        return r.length === 2000 ? r : undefined;
+      });
+      expect(rows.length).to.equal(2000);
+    }
+  });
+
+  it('a follower stopped across a compaction restarts and replays conditional writes that read the compacted SSTs: GC kept them for it (G3)', async () => {
+    const schema = await client.createTable('gc3', COLUMNS, 1);
+    const regionId = makeRegionId(schema.tableId, 0);
+    for (let batch = 0; batch < 3; batch++) {
+      await client.write('gc3', Array.from({ length: 300 }, (_, j) => row(batch * 300 + j)));
+      await client.flush('gc3');
+    }
+    const store = new FsObjectStore(join(cluster.dir, 'object-store'));
+    const inputs = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+    expect(inputs.length, 'one SST per flush').to.equal(3);
+    // Conditional writes of absent keys: applying them, every replica reads every SST.
+    for (let i = 0; i < 20; i++) await client.write('gc3', [row(10_000 + i)], { expectAbsent: true });
+    const roles = await waitUntil('a leader and applied indexes', 30_000, async () => {
+      const all = await Promise.all([0, 1, 2].map(async (n) => (await cluster.status(n)).replicas.find((r) => r.region_id === regionId)));
+      const leader = all.findIndex((r) => r?.role === 'leader');
+      const applied = all.map((r) => Number(r?.applied_index ?? 0));
+      return leader >= 0 && applied.every((a) => a === applied[leader]) ? { leader } : undefined;
+    });
+    const follower = (roles.leader + 1) % 3;
+    await cluster.stopDatanode(follower, 'SIGTERM'); // its snapshot is at the third flush, its log holds the conditional writes
+    for (const n of [0, 1, 2].filter((x) => x !== follower)) {
+      const admin = makeClient('Admin', cluster.datanodeAddr(n));
+      try {
+        await call(admin, 'Compact', { region_id: '' }, 10_000); // the regions each node leads
+      } finally {
+        admin.close();
+      }
+    }
+    await waitUntil('the compaction', 30_000, async () => {
+      const now = (await store.list(sstPrefix(regionId))).map((o) => o.key);
+      return now.some((k) => !inputs.includes(k)) ? true : undefined;
+    });
+    await client.write('gc3', Array.from({ length: 300 }, (_, j) => row(900 + j)));
+    await client.flush('gc3'); // the leader's own snapshot no longer names the inputs
+
+    const leaderLog = () => cluster.tail(cluster.datanodes[roles.leader]!, 5000);
+    const passes = () => (leaderLog().match(/SST GC pass/g) ?? []).length;
+    const heldSince = Date.now();
+    let passesAtHold = -1;
+    const deletedWhileDown = await waitUntil('GC passes on the leader past 3 graces', 60_000, async () => {
+      for (const k of inputs) if ((await store.head(k)) === undefined) return true;
+      if (Date.now() - heldSince < 3 * GRACE_MS) return undefined;
+      if (passesAtHold < 0) passesAtHold = passes();
+      return passes() > passesAtHold ? false : undefined;
+    });
+
+    await cluster.startDatanode(follower);
+    const total = 900 + 20 + 300;
+    const rows = await waitUntil(`all ${total} rows via the restarted follower (stale)`, 30_000, async () => {
+      const r = await client.scan('gc3', { consistency: 'stale' }, cluster.datanodeAddr(follower));
+      return r.length === total ? r : undefined;
+    }).catch((err: unknown) => {
+      throw new Error(`${String(err)}\nrestarted follower's log:\n${cluster.tail(cluster.datanodes[follower]!, 15)}`);
+    });
+    expect(rows.length).to.equal(total);
+    expect(cluster.tail(cluster.datanodes[follower]!, 5000)).to.not.match(/ready loop failed/);
+    expect(deletedWhileDown, 'GC deleted compaction inputs a stopped follower replays through').to.equal(false);
+    // Once it is back and has snapshotted past the compaction, they go.
+    await waitUntil('GC of the compaction inputs after the follower is back', 60_000, async () => {
+      for (const k of inputs) if ((await store.head(k)) !== undefined) return undefined;
+      return true;
+    });
+  });
+});

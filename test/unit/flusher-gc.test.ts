@@ -1,0 +1,328 @@
+// The flusher's SST garbage collection against a fake leader (issue 14 item 4): what it must
+// never delete, and that it does delete real garbage once the rule allows. Time is injected: a
+// ManualClock drives the flusher's monotonic clock, and Date.now (the wall clock SST keys are
+// named with) is pinned by the test, so a wall-clock jump is one assignment.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { ManualClock } from '../../src/common/clock.js';
+import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
+import type { RegionServer } from '../../src/datanode/region-server.js';
+import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
+import type { ApplyResult } from '../../src/engine/index.js';
+import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey } from '../../src/engine/manifest.js';
+import { RegionState } from '../../src/engine/region-state.js';
+import type { TableSchema } from '../../src/engine/schema.js';
+import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import { type Entry, EntryType } from '../../src/raft/index.js';
+
+const REGION = '4398046511104';
+const schema: TableSchema = {
+  name: 't',
+  tableId: 1024,
+  regionCount: 1,
+  columns: [
+    { name: 'host', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+    { name: 'v', type: 'float64', semantic: 'field' },
+  ],
+};
+const GRACE_MS = 2000;
+const settings: FlusherSettings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, compactAtSsts: 100, gcGraceMs: GRACE_MS, checkIntervalMs: 250, manifestsKept: 5 };
+
+/** An SST key as the flusher names them, with the wall-clock time `createdMs` in it. */
+const sstKeyAt = (freezeIndex: number, createdMs: number, tag: string) => `regions/${REGION}/sst/${freezeIndex.toString(16).padStart(16, '0')}-${createdMs}-${tag}.sst`;
+const meta = (key: string): SstMeta => ({ key, size: 10, entries: 1, maxVersion: 1, minTimestampMs: 0, maxTimestampMs: 0 });
+
+function manifestOf(flushedIndex: number, ssts: readonly string[]): RegionManifest {
+  return { formatVersion: 1, regionId: REGION, schema, flushedIndex, flushedTerm: 1, voters: [1, 2, 3], learners: [], ssts: ssts.map(meta), dedup: '[]', writtenAtMs: 0 };
+}
+
+/** What the flusher reads of a replica: role, term, the raft log above the applied index, the local snapshot. */
+class FakeReplica {
+  readonly regionId = REGION;
+  readonly selfPeerId = 1;
+  closed = false;
+  leader = true;
+  readonly state = new RegionState(schema, REGION);
+  /** Raft log: index → entry (only what the tests need). */
+  readonly entries = new Map<number, Entry>();
+  snapshotIndex = 0;
+  snapshotSsts: string[] = [];
+  voters = [1, 2, 3];
+  readonly raft;
+  readonly store;
+
+  constructor(
+    public term: number,
+    public appliedIndex: number,
+  ) {
+    const self = this;
+    for (let i = 1; i <= appliedIndex; i++) this.entries.set(i, { index: i, term, type: EntryType.Normal, data: new Uint8Array(0) });
+    this.raft = {
+      get term() {
+        return self.term;
+      },
+      log: {
+        get committed() {
+          return self.appliedIndex;
+        },
+        lastIndex: () => Math.max(0, ...self.entries.keys()),
+        term: (i: number) => self.entries.get(i)?.term ?? (i === 0 ? 0 : undefined),
+        slice: (lo: number, hi: number) => [...self.entries.values()].filter((e) => e.index >= lo && e.index < hi).sort((a, b) => a.index - b.index),
+      },
+      confState: () => ({ voters: [...self.voters], learners: [] }),
+    };
+    this.store = {
+      snapshot: () => ({
+        metadata: { index: this.snapshotIndex, term: 1, confState: { voters: this.voters, learners: [] } },
+        data: this.snapshotIndex > 0 ? encodeManifest(manifestOf(this.snapshotIndex, this.snapshotSsts)) : new Uint8Array(0),
+      }),
+    };
+  }
+
+  get stateMachine(): RegionState {
+    return this.state;
+  }
+
+  isLeader(): boolean {
+    return this.leader && !this.closed;
+  }
+
+  /** A proposed, not yet applied, entry at the end of the log. */
+  appendPending(data: Uint8Array): void {
+    const index = this.raft.log.lastIndex() + 1;
+    this.entries.set(index, { index, term: this.term, type: EntryType.Normal, data });
+  }
+}
+
+class FakeRegionServer {
+  readonly replicas: FakeReplica[] = [];
+  /** false: a ReadIndex round would find that another leader took over (a stale leader). */
+  quorumConfirms = true;
+  readBarriers = 0;
+  allReplicas(): FakeReplica[] {
+    return this.replicas;
+  }
+  replica(regionId: string): FakeReplica | undefined {
+    return this.replicas.find((r) => r.regionId === regionId && !r.closed);
+  }
+  proposals = 0;
+  /** Nothing commits here: a proposal's outcome is unknown (as when the quorum is gone). */
+  async propose(): Promise<ApplyResult> {
+    this.proposals++;
+    throw new RegionDbError(ErrorCode.Unavailable, 'no quorum; the outcome is unknown');
+  }
+  async readBarrier(regionId: string): Promise<void> {
+    this.readBarriers++;
+    if (!this.quorumConfirms) throw new RegionDbError(ErrorCode.NotLeader, `node 1 cannot serve region ${regionId} now (no leadership)`);
+  }
+}
+
+describe('flusher: SST garbage collection never deletes what may still be read (issue 14 item 4)', () => {
+  let dir: string;
+  let store: FsObjectStore;
+  let clock: ManualClock;
+  let server: FakeRegionServer;
+  let flusher: Flusher;
+  let wallMs: number;
+  const realDateNow = Date.now;
+  const deleted: string[] = [];
+
+  const exists = async (key: string) => (await store.head(key)) !== undefined;
+  /** Lets time pass on both clocks (the flusher's monotonic one and the wall clock). */
+  const advance = (ms: number) => {
+    clock.advance(ms);
+    wallMs += ms;
+  };
+  /** One flusher pass, then waits for the background work it started. */
+  const pass = async () => {
+    flusher.check();
+    await flusher.settled();
+  };
+  /** Passes every 250 ms for `ms`. */
+  const passesFor = async (ms: number) => {
+    for (let t = 0; t < ms; t += 250) {
+      advance(250);
+      await pass();
+    }
+  };
+  const putSst = async (key: string) => store.put(key, new Uint8Array([1, 2, 3]));
+  const leaderAt = (term: number, applied: number) => {
+    const r = new FakeReplica(term, applied);
+    server.replicas.push(r);
+    return r;
+  };
+  /** Every peer has published a snapshot at `index` (what lets GC of anything unreferenced before it proceed). */
+  const replicasCheckpointedAt = async (replica: FakeReplica, index: number, ssts: string[] = []) => {
+    replica.snapshotIndex = index;
+    replica.snapshotSsts = ssts;
+    replica.state.flushedIndex = index;
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, index), encodeManifest(manifestOf(index, ssts)));
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-'));
+    store = new FsObjectStore(dir);
+    clock = new ManualClock(1_000_000);
+    wallMs = realDateNow();
+    Date.now = () => wallMs;
+    server = new FakeRegionServer();
+    deleted.length = 0;
+    flusher = new Flusher(
+      server as unknown as RegionServer<ApplyResult>,
+      store,
+      settings,
+      silentLogger,
+      { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} },
+      clock,
+    );
+    const original = store.delete.bind(store);
+    store.delete = async (key: string) => {
+      deleted.push(key);
+      return original(key);
+    };
+  });
+
+  afterEach(() => {
+    flusher.stop();
+    Date.now = realDateNow;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps an SST named by a proposed, not yet applied flush-edit, however long the edit waits for a quorum', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    const key = sstKeyAt(9, wallMs, 'aaaa');
+    await putSst(key);
+    leader.appendPending(encodeCommand({ kind: 'flush-edit', freezeIndex: 9, sst: meta(key) }));
+    await passesFor(5 * GRACE_MS); // quorum lost for far longer than the grace
+    expect(await exists(key), `deleted: ${deleted.join(', ')}`).to.equal(true);
+  });
+
+  it('keeps an SST named by a proposed compaction-edit output', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    const key = sstKeyAt(5, wallMs, 'bbbb');
+    await putSst(key);
+    leader.appendPending(encodeCommand({ kind: 'compaction-edit', inputs: [], output: meta(key) }));
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key)).to.equal(true);
+  });
+
+  it('measures the grace from when this leader first saw the SST unreferenced (monotonic), not from the wall-clock time in its key', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    await passesFor(2 * GRACE_MS); // the flusher has been running for a while
+    // Uploaded just now by a node whose wall clock is an hour behind (or after a clock jump).
+    const key = sstKeyAt(9, wallMs - 3_600_000, 'cccc');
+    await putSst(key);
+    await passesFor(GRACE_MS - 500);
+    expect(await exists(key), 'deleted before the grace had passed since it was first seen').to.equal(true);
+    // A real orphan is collected once the grace has passed (the rule is not "never delete").
+    await passesFor(1000);
+    expect(await exists(key), 'an orphan past the grace is collected').to.equal(false);
+  });
+
+  it('a wall-clock jump forward does not age a freshly uploaded SST', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    await passesFor(2 * GRACE_MS);
+    const key = sstKeyAt(9, wallMs, 'dddd');
+    await putSst(key); // its flush-edit is about to be proposed
+    wallMs += 3_600_000; // NTP steps the wall clock an hour forward; the monotonic clock does not move
+    await passesFor(GRACE_MS - 500);
+    expect(await exists(key), 'deleted within the grace of its upload').to.equal(true);
+  });
+
+  it('a leader whose applied index does not yet cover an entry of its own term deletes nothing', async () => {
+    // Re-elected in term 3 with entries 1..10 of term 2 applied; its no-op (term 3) is not applied yet.
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    leader.term = 3;
+    leader.appendPending(new Uint8Array(0));
+    const key = sstKeyAt(9, wallMs - 3_600_000, 'eeee');
+    await putSst(key);
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key), `deleted: ${deleted.join(', ')}`).to.equal(true);
+  });
+
+  it('keeps what the latest manifest in the object store names (what `regiondb recover` loads)', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    const key = sstKeyAt(3, wallMs - 3_600_000, 'ffff');
+    await putSst(key);
+    // Written by an earlier leader of the region, at a flushed index above this leader's own.
+    await store.put(manifestKey(REGION, 12), encodeManifest(manifestOf(12, [key])));
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key)).to.equal(true);
+  });
+
+  it("keeps what another replica's current snapshot names, and what a replica replaying from an older snapshot may read, until every replica has checkpointed past it", async () => {
+    const leader = leaderAt(2, 30);
+    leader.snapshotIndex = 20;
+    leader.state.flushedIndex = 20;
+    const key = sstKeyAt(3, wallMs - 3_600_000, '1111'); // compacted away on the leader before index 30
+    await putSst(key);
+    // Follower 2 is stopped with its snapshot at 8 naming `key`; follower 3 checkpointed at 20.
+    await store.put(replicaSnapshotKey(REGION, 2, 8), encodeManifest(manifestOf(8, [key])));
+    await store.put(replicaSnapshotKey(REGION, 3, 20), encodeManifest(manifestOf(20, [])));
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key), "named by follower 2's snapshot").to.equal(true);
+    // Follower 2 comes back, replays, and checkpoints at 25 (< 30, when the leader first saw `key` unreferenced).
+    await store.put(replicaSnapshotKey(REGION, 2, 25), encodeManifest(manifestOf(25, [])));
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key), 'a replica replaying from index 25 may still reach a version naming it').to.equal(true);
+    expect(server.proposals, 'the leader asks for a flush (a freeze) so that replicas snapshot past index 30').to.be.greaterThan(0);
+    // Every replica checkpoints past 30: nobody can reach a version naming it again; after the grace it goes.
+    leader.appliedIndex = 40;
+    for (let i = 31; i <= 40; i++) leader.entries.set(i, { index: i, term: 2, type: EntryType.Normal, data: new Uint8Array(0) });
+    await replicasCheckpointedAt(leader, 35);
+    await passesFor(GRACE_MS + 500);
+    expect(await exists(key), 'garbage once every replica is past it').to.equal(false);
+  });
+
+  it('keeps an SST an open scan on this node is reading (reader lease)', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    const key = sstKeyAt(9, wallMs - 3_600_000, '2222');
+    await putSst(key);
+    const release = flusher.leases.acquire([key]);
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key), 'deleted under an open scan').to.equal(true);
+    release();
+    await passesFor(GRACE_MS + 500);
+    expect(await exists(key)).to.equal(false);
+  });
+
+  it('an SST whose upload took half the grace or more is not proposed (a later leader may already count it an orphan)', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    leader.state.apply(11, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: [['h', 1, 1]] }));
+    leader.state.apply(12, encodeCommand({ kind: 'freeze' }));
+    const put = store.put.bind(store);
+    store.put = async (key: string, data: Uint8Array) => {
+      await put(key, data);
+      if (key.endsWith('.sst')) advance(GRACE_MS / 2); // the object store stalled
+    };
+    await pass();
+    expect(server.proposals, 'no flush-edit proposed').to.equal(0);
+    store.put = put;
+    await pass();
+    expect(server.proposals, 'the retry, with a prompt upload, is proposed').to.equal(1);
+  });
+
+  it('a leader that cannot confirm its leadership with a quorum (another leader took over) deletes nothing', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    server.quorumConfirms = false;
+    const key = sstKeyAt(9, wallMs - 3_600_000, '3333');
+    await putSst(key);
+    await passesFor(5 * GRACE_MS);
+    expect(await exists(key), `deleted: ${deleted.join(', ')}`).to.equal(true);
+    expect(server.readBarriers, 'asked the quorum before deleting').to.be.greaterThan(0);
+  });
+});

@@ -1,0 +1,195 @@
+// The metasrv's side of store identity and replica health (issue 14 items 1 and 5), against an
+// in-process metasrv driven over gRPC by fake datanodes (no raft: the test plays the reports).
+//   - a known node id registering with a new store created on an empty data dir is a new
+//     incarnation: its old replicas are never reopened under their old peer ids; each is
+//     replaced by repair-replica under a fresh peer id (here on the same node: no other is free);
+//   - a store id adopted for a data dir from before store ids is the same incarnation;
+//   - a replica reported `health: failed` is repaired although its node is alive.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { metasrvConfigSchema } from '../../src/common/config.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { makeRegionId } from '../../src/metasrv/catalog.js';
+import { Metasrv } from '../../src/metasrv/metasrv.js';
+import { FsObjectStore } from '../../src/object-store/index.js';
+import { call, makeClient } from '../../src/rpc/server.js';
+import { waitUntil } from '../support/local-cluster.js';
+
+const CLUSTER = 'inc-cluster';
+const UNREACHABLE = '127.0.0.1:1';
+
+interface OpenRegion {
+  region_id: string;
+  self_peer_id: string;
+}
+interface Instruction {
+  open_region?: OpenRegion;
+  close_region?: { region_id: string; destroy: boolean };
+  change_peer?: { change: string; peer: { peer_id: string } };
+}
+interface Status {
+  procedures: { kind: string; status: string; step: string; description: string }[];
+  region_infos: { route: { region_id: string; peers: { peer_id: string; node_id: string }[] }; problems: string[] }[];
+}
+
+describe('metasrv: new store incarnations and failed replicas (issue 14.1)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let metasrv: Metasrv;
+  let meta: grpc.Client;
+  let regionId: string;
+  /** node → its peer of the region, as the fake datanodes report it. */
+  const hosted = new Map<number, number>();
+  const health = new Map<number, string>();
+
+  const register = (nodeId: number, storeId: string) =>
+    call<{ regions: OpenRegion[] }>(meta, 'RegisterNode', { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, http_addr: UNREACHABLE, store_id: storeId }, 3000);
+
+  /** One heartbeat of a fake datanode: its hosted replica (node 2 leads). */
+  const heartbeat = (nodeId: number, storeId: string) => {
+    const peerId = hosted.get(nodeId);
+    const voters = [...hosted.values()].map(String);
+    const replicas =
+      peerId === undefined || !regionId
+        ? []
+        : [
+            {
+              region_id: regionId,
+              peer_id: String(peerId),
+              role: nodeId === 2 ? 'leader' : 'follower',
+              term: '2',
+              leader_node_id: '2',
+              applied_index: '10',
+              commit_index: '10',
+              flushed_index: '0',
+              voters,
+              learners: [],
+              health: health.get(nodeId) ?? 'ok',
+              failure: health.get(nodeId) === 'failed' ? 'corrupt WAL record at index 7' : '',
+              conf_index: '3',
+            },
+          ];
+    return call<{ instructions: Instruction[] }>(meta, 'Heartbeat', { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, replicas, store_id: storeId }, 3000);
+  };
+
+  const status = () => call<Status>(meta, 'ListNodes', {}, 3000);
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-incarnation-'));
+    metasrv = new Metasrv(
+      metasrvConfigSchema.parse({ cluster_id: CLUSTER, node: { data_dir: join(dir, 'metasrv') }, grpc: { port: 0 }, http: { port: 0 }, balance_leaders_interval_ms: 0, failure_detector: { heartbeat_interval_ms: 100 } }),
+      silentLogger,
+      3,
+    );
+    await metasrv.start();
+    meta = makeClient('Meta', `127.0.0.1:${metasrv.grpcPort}`);
+    hosted.clear();
+    health.clear();
+    regionId = '';
+    for (const n of [1, 2, 3]) {
+      await register(n, `store-${n}`);
+      await heartbeat(n, `store-${n}`);
+    }
+    // The fake datanodes keep beating while the metasrv finishes its startup quiet period.
+    const pulse = setInterval(() => {
+      for (const n of [1, 2, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
+    }, 100);
+    let created: { routes: { region_id: string; peers: { peer_id: string; node_id: string }[] }[] };
+    try {
+      created = await call(meta, 'CreateTable', {
+        name: 't',
+        columns: [
+          { name: 'host', type: 'STRING', semantic: 'TAG' },
+          { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+        ],
+        region_count: 1,
+      }, 20_000);
+    } finally {
+      clearInterval(pulse);
+    }
+    regionId = created.routes[0]!.region_id;
+    for (const p of created.routes[0]!.peers) hosted.set(Number(p.node_id), Number(p.peer_id));
+    for (const n of [1, 2, 3]) await heartbeat(n, `store-${n}`);
+  });
+
+  afterEach(async () => {
+    meta.close();
+    await metasrv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a node back on an empty data dir (new store id) is never told to open its old peer; its replica is replaced under a fresh peer id', async () => {
+    const oldPeer = hosted.get(1)!;
+    hosted.delete(1); // wiped: hosts nothing
+    const reg = await register(1, 'fresh-store-after-wipe');
+    const opened = reg.regions.map((r) => r.self_peer_id);
+    expect(opened, 'registration does not reopen the old peer').to.not.include(String(oldPeer));
+    const repair = await waitUntil('a repair of the wiped replica that opens a fresh peer on node 1', 20_000, async () => {
+      for (const n of [1, 2, 3]) {
+        const res = await heartbeat(n, n === 1 ? 'fresh-store-after-wipe' : `store-${n}`);
+        if (n === 1) for (const i of res.instructions) if (i.open_region) opened.push(i.open_region.self_peer_id);
+      }
+      const s = await status();
+      const p = s.procedures.find((x) => x.kind === 'repair-replica');
+      return p && opened.length > 0 ? p : undefined;
+    });
+    expect(opened, 'the old peer id is never reopened').to.not.include(String(oldPeer));
+    expect(Number(opened[0])).to.be.greaterThan(3);
+    expect(repair.description).to.match(new RegExp(`replace peer ${oldPeer} \\(node 1\\).*new store fresh-store-after-wipe`));
+    const info = (await status()).region_infos.find((r) => r.route.region_id === regionId)!;
+    expect(info.problems.join('\n')).to.match(/lost: new store/);
+  });
+
+  it('a store id adopted for a data dir from before store ids is the same incarnation', async () => {
+    const reg = await register(3, 'adopted-0b1c');
+    expect(reg.regions.map((r) => r.self_peer_id)).to.deep.equal([String(hosted.get(3))]);
+    const res = await heartbeat(3, 'adopted-0b1c');
+    expect(res.instructions.filter((i) => i.close_region), 'nothing of it is deleted').to.deep.equal([]);
+    const info = (await status()).region_infos.find((r) => r.route.region_id === regionId)!;
+    expect(info.problems, 'no replica marked lost').to.deep.equal([]);
+  });
+
+  it('a replica reported failed is repaired although its node is alive', async () => {
+    health.set(3, 'failed');
+    const repair = await waitUntil('a repair-replica for the failed replica', 10_000, async () => {
+      for (const n of [1, 2, 3]) await heartbeat(n, `store-${n}`);
+      return (await status()).procedures.find((p) => p.kind === 'repair-replica');
+    });
+    expect(repair.description).to.match(new RegExp(`replace peer ${hosted.get(3)} \\(node 3\\).*replica failed: corrupt WAL record at index 7`));
+  });
+});
+
+describe('metasrv: table ids after a catalog loss (issue 14.2)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let metasrv: Metasrv | undefined;
+
+  afterEach(async () => {
+    await metasrv?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an empty catalog allocates table ids above every table with objects in the object store', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-table-ids-'));
+    const objects = new FsObjectStore(join(dir, 'objects'));
+    // A lost table 5000 left a manifest (and table 4000 an SST) behind.
+    await objects.put(`regions/${makeRegionId(5000, 2)}/manifest/0000000000000010.manifest`, new Uint8Array([1]));
+    await objects.put(`regions/${makeRegionId(4000, 0)}/sst/0000000000000001-1-a.sst`, new Uint8Array([1]));
+    metasrv = new Metasrv(
+      metasrvConfigSchema.parse({
+        cluster_id: CLUSTER,
+        node: { data_dir: join(dir, 'metasrv') },
+        grpc: { port: 0 },
+        http: { port: 0 },
+        storage: { type: 'fs', root: join(dir, 'objects') },
+      }),
+      silentLogger,
+      1,
+    );
+    await metasrv.start();
+    expect(metasrv.catalog.nextTableId).to.equal(5001);
+  });
+});

@@ -1,0 +1,201 @@
+// Heartbeat reconciliation (src/metasrv/reconcile.ts) as specifications: the raft group decides
+// its membership, the catalog follows; nothing is destroyed because the catalog does not know it.
+import { expect } from 'chai';
+import { type CatalogState, type RegionDef, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
+import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
+import { type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog } from '../../src/metasrv/reconcile.js';
+
+const REGION = makeRegionId(1024, 0);
+
+function replica(peerId: number, over: Partial<ObservedReplica> = {}): ObservedReplica {
+  return {
+    regionId: REGION,
+    peerId,
+    role: 'follower',
+    term: 3,
+    leaderNodeId: 0,
+    appliedIndex: 100,
+    commitIndex: 100,
+    flushedIndex: 0,
+    voters: [],
+    learners: [],
+    health: 'ok',
+    failure: '',
+    confIndex: 3,
+    ...over,
+  };
+}
+
+function catalogWith(replicas: { peerId: number; nodeId: number; lost?: string }[], confIndex?: number): CatalogState {
+  const c = emptyCatalog('c');
+  const region: RegionDef = { regionId: REGION, tableName: 't', regionNumber: 0, replicas, leaderNodeId: 0, confVersion: 1, bootstrapped: true, ...(confIndex !== undefined ? { confIndex } : {}) };
+  c.regions[REGION] = region;
+  c.tables['t'] = { name: 't', tableId: 1024, columns: [], regionCount: 1 };
+  c.nextTableId = 1025;
+  c.nextPeerId = 4;
+  return c;
+}
+
+/** node id → its one replica of REGION. */
+function reports(byNode: Record<number, ObservedReplica>): Reports {
+  return new Map(Object.entries(byNode).map(([n, r]) => [Number(n), new Map([[r.regionId, r]])]));
+}
+
+describe('metasrv reconciliation (issue 14.2)', () => {
+  describe('R1 nothing is destroyed because the catalog does not know it', () => {
+    it('an empty catalog (lost metasrv data dir) destroys nothing and opens nothing', () => {
+      const seen = reports({
+        1: replica(1, { role: 'leader', voters: [1, 2, 3] }),
+        2: replica(2, { voters: [1, 2, 3] }),
+        3: replica(3, { voters: [1, 2, 3] }),
+      });
+      const catalog = emptyCatalog('c');
+      for (const node of [1, 2, 3]) expect(nodeActions(catalog, node, seen), `node ${node}`).to.deep.equal([]);
+      const { problems } = reconcileCatalog(catalog, seen, new Set());
+      expect(problems.get(REGION)?.length, 'each unknown replica is reported').to.equal(3);
+      expect(problems.get(REGION)![0]).to.match(/not in the catalog/);
+    });
+
+    it('a replica the catalog does not place but the group still counts as a voter is kept', () => {
+      const catalog = catalogWith([
+        { peerId: 1, nodeId: 1 },
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+      ]);
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 5] }), 4: replica(5, { voters: [1, 2, 5] }) });
+      expect(destroyReason(catalog, 4, seen.get(4)!.get(REGION)!, seen)).to.equal(undefined);
+      expect(nodeActions(catalog, 4, seen)).to.deep.equal([]);
+    });
+
+    it('a replica the group removed is destroyed (a node back after its replica was replaced)', () => {
+      const catalog = catalogWith([
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 4, nodeId: 4 },
+      ]);
+      const seen = reports({ 2: replica(2, { role: 'leader', voters: [2, 3, 4], confIndex: 9 }), 1: replica(1, { voters: [1, 2, 3], confIndex: 3 }) });
+      const actions = nodeActions(catalog, 1, seen);
+      expect(actions).to.have.length(1);
+      expect(actions[0]).to.have.property('destroy').that.includes({ regionId: REGION, peerId: 1 });
+    });
+
+    it('no leader reported: nothing is destroyed (nobody can say who the members are)', () => {
+      const catalog = catalogWith([{ peerId: 2, nodeId: 2 }]);
+      const seen = reports({ 1: replica(1, { voters: [1, 2, 3] }), 2: replica(2, { voters: [1, 2, 3] }) });
+      expect(nodeActions(catalog, 1, seen)).to.deep.equal([]);
+    });
+
+    it('a leader whose configuration is older than the replica\'s own does not get it destroyed', () => {
+      const catalog = catalogWith([{ peerId: 2, nodeId: 2 }]);
+      const seen = reports({ 2: replica(2, { role: 'leader', term: 9, voters: [2, 3, 4], confIndex: 5 }), 1: replica(1, { voters: [1, 2, 3], confIndex: 7 }) });
+      expect(nodeActions(catalog, 1, seen)).to.deep.equal([]);
+    });
+
+    it('dropping a table remembers its regions, so their replicas are destroyed wherever reported', () => {
+      const catalog = catalogWith([{ peerId: 1, nodeId: 1 }]);
+      dropTable(catalog, 't', 5);
+      expect(catalog.droppedRegions).to.deep.equal({ [REGION]: 5 });
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1] }) });
+      expect(nodeActions(catalog, 1, seen)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
+    });
+
+    it('replicas of a table dropped in this catalog are destroyed', () => {
+      const catalog = emptyCatalog('c');
+      catalog.droppedRegions = { [REGION]: 1 };
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3] }) });
+      expect(nodeActions(catalog, 1, seen)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
+    });
+  });
+
+  describe('R2 a catalog older than the group follows the group', () => {
+    it('catalog from before a repair (peer 1 on node 1 replaced by peer 5 on node 4): adopted, and nothing destroyed', () => {
+      const catalog = catalogWith(
+        [
+          { peerId: 1, nodeId: 1 },
+          { peerId: 2, nodeId: 2 },
+          { peerId: 3, nodeId: 3 },
+        ],
+        3,
+      );
+      const group = { voters: [2, 3, 5], confIndex: 12 };
+      const seen = reports({ 2: replica(2, { role: 'leader', ...group }), 3: replica(3, group), 4: replica(5, group) });
+      expect(nodeActions(catalog, 4, seen), 'the new replica is not destroyed').to.deep.equal([]);
+      const { adopt, problems } = reconcileCatalog(catalog, seen, new Set());
+      expect(problems.size).to.equal(0);
+      expect(adopt).to.have.length(1);
+      expect(adopt[0]!.replicas).to.deep.equal([
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 5, nodeId: 4 },
+      ]);
+      expect(adopt[0]!.confIndex).to.equal(12);
+    });
+
+    it('a catalog ahead of the group while a procedure changes the region is left as is', () => {
+      const catalog = catalogWith(
+        [
+          { peerId: 1, nodeId: 1 },
+          { peerId: 2, nodeId: 2 },
+          { peerId: 3, nodeId: 3 },
+          { peerId: 4, nodeId: 4 },
+        ],
+        3,
+      );
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3] }) });
+      const { adopt, problems } = reconcileCatalog(catalog, seen, new Set([REGION]));
+      expect(adopt).to.deep.equal([]);
+      expect(problems.size).to.equal(0);
+    });
+
+    it('a catalog ahead of the group with nothing running is reported, not changed', () => {
+      const catalog = catalogWith([{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }, { peerId: 4, nodeId: 4 }], 3);
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3] }) });
+      const { adopt, problems } = reconcileCatalog(catalog, seen, new Set());
+      expect(adopt).to.deep.equal([]);
+      expect(problems.get(REGION)?.[0]).to.match(/no procedure is changing it; left alone/);
+    });
+
+    it('a group member no live node reports cannot be placed: reported, catalog unchanged', () => {
+      const catalog = catalogWith([{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }], 3);
+      const seen = reports({ 2: replica(2, { role: 'leader', voters: [2, 3, 7], confIndex: 20 }) });
+      const { adopt, problems } = reconcileCatalog(catalog, seen, new Set());
+      expect(adopt).to.deep.equal([]);
+      expect(problems.get(REGION)?.[0]).to.match(/peers 7 that neither the catalog nor any live datanode places/);
+    });
+
+    it('a matching group records its conf index (the version the catalog is known to match)', () => {
+      const catalog = catalogWith([{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }]);
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3], confIndex: 3 }) });
+      expect(reconcileCatalog(catalog, seen, new Set()).matched).to.deep.equal([{ regionId: REGION, confIndex: 3 }]);
+    });
+  });
+
+  describe('R4 lost replicas are never reopened under their peer id', () => {
+    it('a node back on an empty store is not told to open its old peer; its new replica is', () => {
+      const catalog = catalogWith([
+        { peerId: 1, nodeId: 1, lost: 'new store' },
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+      ]);
+      expect(nodeActions(catalog, 1, new Map([[1, new Map()]]))).to.deep.equal([]);
+      catalog.regions[REGION]!.replicas.push({ peerId: 9, nodeId: 1 });
+      expect(nodeActions(catalog, 1, new Map([[1, new Map()]]))).to.deep.equal([{ open: { regionId: REGION, peerId: 9 } }]);
+    });
+  });
+
+  describe('id allocators after a catalog loss', () => {
+    it('are raised above every peer id and table id the datanodes report', () => {
+      const other = makeRegionId(2000, 3);
+      const seen: Reports = new Map([
+        [1, new Map([[REGION, replica(1, { voters: [1, 2, 3], learners: [17] })]])],
+        [2, new Map([[other, replica(11, { regionId: other, voters: [11, 12, 13] })]])],
+      ]);
+      expect(idFloors(seen)).to.deep.equal({ nextPeerId: 18, nextTableId: 2001 });
+    });
+
+    it('the group view is the highest-term leader that is not failed', () => {
+      const seen = reports({ 1: replica(1, { role: 'leader', term: 4, voters: [1, 2, 3] }), 2: replica(2, { role: 'leader', term: 6, voters: [2, 3, 4], health: 'failed' }) });
+      expect(groupOf(REGION, seen)?.leaderPeerId).to.equal(1);
+    });
+  });
+});

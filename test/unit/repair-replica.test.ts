@@ -1,0 +1,134 @@
+// repair-replica's steps with a fake context: a lost replica (new store on its node, or a failed
+// replica) is replaced under a fresh peer id, on its own node when no other can take it, and the
+// new replica is never deleted by the procedure that created it (issue 14.1).
+import { expect } from 'chai';
+import { type CatalogState, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
+import type { Instruction, ObservedReplica, ProcedureContext, ProcedureRecord } from '../../src/metasrv/procedures/procedure.js';
+import { repairReplica } from '../../src/metasrv/procedures/repair-replica.js';
+
+const REGION = makeRegionId(1024, 0);
+
+interface Fake {
+  ctx: ProcedureContext;
+  sent: { nodeId: number; instruction: Instruction }[];
+  observed: Map<number, ObservedReplica>;
+  catalog: CatalogState;
+  clock: { now: number };
+}
+
+function observedReplica(peerId: number, over: Partial<ObservedReplica> = {}): ObservedReplica {
+  return {
+    regionId: REGION,
+    peerId,
+    role: 'follower',
+    term: 2,
+    leaderNodeId: 2,
+    appliedIndex: 50,
+    commitIndex: 50,
+    flushedIndex: 0,
+    voters: [1, 2, 3],
+    learners: [],
+    health: 'ok',
+    failure: '',
+    confIndex: 3,
+    ...over,
+  };
+}
+
+/** Three alive nodes, region on peers 1@1, 2@2 (leader), 3@3. */
+function fake(): Fake {
+  const catalog = emptyCatalog('c');
+  catalog.nextPeerId = 4;
+  for (const nodeId of [1, 2, 3]) catalog.nodes[nodeId] = { nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+  catalog.regions[REGION] = {
+    regionId: REGION,
+    tableName: 't',
+    regionNumber: 0,
+    replicas: [
+      { peerId: 1, nodeId: 1, lost: 'new store' },
+      { peerId: 2, nodeId: 2 },
+      { peerId: 3, nodeId: 3 },
+    ],
+    leaderNodeId: 2,
+    confVersion: 1,
+    bootstrapped: true,
+  };
+  const sent: Fake['sent'] = [];
+  const observed = new Map<number, ObservedReplica>([
+    [2, observedReplica(2, { role: 'leader' })],
+    [3, observedReplica(3)],
+  ]);
+  const clock = { now: 1_000_000 };
+  const ctx: ProcedureContext = {
+    catalog,
+    nowMs: () => clock.now,
+    isAlive: (nodeId) => catalog.nodes[nodeId] !== undefined,
+    observed: (nodeId) => observed.get(nodeId),
+    leaderOf: () => {
+      for (const [nodeId, replica] of observed) if (replica.role === 'leader') return { nodeId, replica };
+      return undefined;
+    },
+    send: (nodeId, instruction) => sent.push({ nodeId, instruction }),
+    openInstruction: (_region, peerId) => ({ self_peer_id: String(peerId) }),
+    pickNode: (exclude) => Object.values(catalog.nodes).filter((n) => !exclude.has(n.nodeId))[0],
+    start: () => {
+      throw new Error('not used');
+    },
+    running: () => [],
+  };
+  return { ctx, sent, observed, catalog, clock };
+}
+
+function record(data: Record<string, unknown>): ProcedureRecord {
+  return { id: 'repair-replica-1', kind: 'repair-replica', step: 'allocate', data, status: 'running', createdMs: 0, updatedMs: 0, stepSinceMs: 0, notes: [] };
+}
+
+describe('repair-replica of a lost replica (issue 14.1)', () => {
+  it('with no other node free, the replacement goes on the same node under a fresh peer id', () => {
+    const f = fake();
+    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, inPlace: true, reason: 'new store' });
+    const result = repairReplica.steps['allocate']!(f.ctx, r);
+    expect(result).to.deep.include({ next: 'clear-old' });
+    expect(r.data).to.include({ newPeerId: 4, newNodeId: 1 });
+    expect(f.catalog.regions[REGION]!.replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3, 4]);
+  });
+
+  it('a replica lost only because its node is away is not replaced on that node', () => {
+    const f = fake();
+    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1 });
+    expect(repairReplica.steps['allocate']!(f.ctx, r)).to.have.property('wait', true);
+  });
+
+  it('clear-old deletes a failed replica still hosted under the old peer id, then moves on once it is gone', () => {
+    const f = fake();
+    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
+    f.observed.set(1, observedReplica(1, { health: 'failed' }));
+    expect(repairReplica.steps['clear-old']!(f.ctx, r)).to.have.property('wait', true);
+    expect(f.sent).to.deep.equal([{ nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
+    f.observed.delete(1);
+    expect(repairReplica.steps['clear-old']!(f.ctx, r)).to.deep.include({ next: 'add-learner' });
+  });
+
+  it('remove-old does not move leadership off the new replica that shares the old node', () => {
+    const f = fake();
+    f.observed.set(2, observedReplica(2, { voters: [1, 2, 3, 4] }));
+    f.observed.set(1, observedReplica(4, { role: 'leader', voters: [1, 2, 3, 4] }));
+    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
+    r.step = 'remove-old';
+    expect(repairReplica.steps['remove-old']!(f.ctx, r)).to.have.property('wait', true);
+    expect(f.sent).to.have.length(1);
+    expect(f.sent[0]!.instruction).to.have.property('change_peer').that.deep.includes({ change: 'remove' });
+  });
+
+  it('cleanup never deletes the region on the node that now hosts the new replica', () => {
+    const f = fake();
+    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
+    expect(repairReplica.steps['cleanup']!(f.ctx, r)).to.have.property('done', true);
+    expect(f.sent).to.deep.equal([]);
+  });
+
+  it('status says why the replica is replaced', () => {
+    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: 'new store abc (was def)' });
+    expect(repairReplica.describe(r)).to.match(/replace peer 1 \(node 1\).*new store abc/);
+  });
+});

@@ -1,0 +1,108 @@
+// A scan on a datanode leases the SSTs it reads and ends by its server deadline (half the GC
+// grace), on the flusher's injected clock (issue 14 item 5, scan part; docs/engine.md).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { ManualClock } from '../../src/common/clock.js';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { DatabaseService } from '../../src/datanode/database-service.js';
+import type { Datanode } from '../../src/datanode/datanode.js';
+import { Flusher } from '../../src/datanode/flusher.js';
+import type { RegionServer } from '../../src/datanode/region-server.js';
+import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
+import type { ApplyResult } from '../../src/engine/index.js';
+import { type SstOpener, RegionState, memEntryToSst } from '../../src/engine/region-state.js';
+import type { TableSchema } from '../../src/engine/schema.js';
+import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
+import { FsObjectStore } from '../../src/object-store/fs-store.js';
+
+const REGION = '4398046511104';
+const GRACE_MS = 2000;
+const schema: TableSchema = {
+  name: 't',
+  tableId: 1024,
+  regionCount: 1,
+  columns: [
+    { name: 'host', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+    { name: 'v', type: 'float64', semantic: 'field' },
+  ],
+};
+
+class MemorySsts implements SstOpener {
+  readonly objects = new Map<string, Uint8Array>();
+  async open(meta: SstMeta): Promise<SstReader> {
+    return SstReader.open(sstSourceFromBytes(meta.key, this.objects.get(meta.key)!));
+  }
+}
+
+/** A region whose `rows` rows are all in one SST named `key`. */
+function regionInOneSst(rows: number, key: string): RegionState {
+  const ssts = new MemorySsts();
+  const state = new RegionState(schema, REGION, ssts);
+  state.apply(1, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: Array.from({ length: rows }, (_, i) => [`h${i % 7}`, i, i]) }));
+  state.apply(2, encodeCommand({ kind: 'freeze' }));
+  const { bytes, properties } = buildSst([...state.frozen[0]!.memtable.scan()].map(memEntryToSst));
+  ssts.objects.set(key, bytes);
+  const sst: SstMeta = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
+  state.apply(3, encodeCommand({ kind: 'flush-edit', freezeIndex: 2, sst }));
+  return state;
+}
+
+describe('Database.Scan: reader leases and the server deadline (issue 14 item 5)', () => {
+  let dir: string;
+  let clock: ManualClock;
+  let flusher: Flusher;
+
+  const scanOf = (state: RegionState, write: (chunk: { rows: unknown[] }) => Promise<void>): Promise<unknown> => {
+    const dn = { flusher, regionServer: { replica: () => ({}), failure: () => undefined } } as unknown as Datanode;
+    const service = new DatabaseService(dn);
+    // The service's catalog and ReadIndex paths are not under test: the region is local and readable.
+    Object.assign(service, { schemaOf: async () => schema, readable: async () => state });
+    const scan = (service as unknown as { scan(req: unknown, write: (chunk: unknown) => Promise<void>): Promise<void> }).scan;
+    return scan.call(service, { table: 't', region_id: REGION, tag_equals: {}, limit: '0', consistency: 'STALE' }, write as (chunk: unknown) => Promise<void>).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-scan-'));
+    clock = new ManualClock(0);
+    const settings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, compactAtSsts: 100, gcGraceMs: GRACE_MS, checkIntervalMs: 250, manifestsKept: 5 };
+    flusher = new Flusher({} as RegionServer<ApplyResult>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} }, clock);
+  });
+
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('holds a lease on the SSTs it reads while it runs, and returns it when it ends', async () => {
+    const state = regionInOneSst(3000, 'sst-a');
+    const leasedDuring: boolean[] = [];
+    let rows = 0;
+    const err = await scanOf(state, async (chunk) => {
+      leasedDuring.push(flusher.leases.has('sst-a'));
+      rows += chunk.rows.length;
+    });
+    expect(err, String(err)).to.equal(undefined);
+    expect(rows).to.equal(3000);
+    // Messages sent mid-read hold it; the last one goes out after the SSTs were read to the end.
+    expect(leasedDuring).to.deep.equal([true, true, false]);
+    expect(flusher.leases.has('sst-a'), 'released').to.equal(false);
+  });
+
+  it('fails DEADLINE_EXCEEDED once it has run half the GC grace, reading nothing more, and returns its lease', async () => {
+    expect(flusher.scanDeadlineMs).to.equal(GRACE_MS / 2);
+    const state = regionInOneSst(5000, 'sst-b');
+    let chunks = 0;
+    const err = await scanOf(state, async () => {
+      chunks++;
+      clock.advance(400); // a slow reader: 400 ms per message of 1024 rows
+    });
+    expect(isRegionDbError(err, ErrorCode.DeadlineExceeded), String(err)).to.equal(true);
+    expect((err as Error).message).to.match(/scan ran longer than 1000 ms/);
+    expect(chunks, 'messages sent before the deadline passed (at 1200 ms)').to.equal(3);
+    expect(flusher.leases.has('sst-b'), 'released on failure too').to.equal(false);
+  });
+});

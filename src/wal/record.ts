@@ -113,6 +113,10 @@ class Reader {
     this.off = this.bytes.byteLength;
     return out;
   }
+  /** Fixed-size payloads end with their last field: anything after it is not a record we wrote. */
+  end(): void {
+    if (this.off !== this.bytes.byteLength) throw new RecordError(`${this.bytes.byteLength - this.off} trailing bytes after offset ${this.off}`);
+  }
 }
 
 export function encodeEntry(e: Entry): Uint8Array {
@@ -134,7 +138,9 @@ export function encodeHardState(hs: HardState): Uint8Array {
 
 export function decodeHardState(record: Uint8Array): HardState {
   const r = new Reader(unframe(record));
-  return { term: r.u64(), vote: r.u64(), commit: r.u64() };
+  const hs = { term: r.u64(), vote: r.u64(), commit: r.u64() };
+  r.end();
+  return hs;
 }
 
 export function encodeTruncated(t: { index: number; term: number }): Uint8Array {
@@ -143,7 +149,9 @@ export function encodeTruncated(t: { index: number; term: number }): Uint8Array 
 
 export function decodeTruncated(record: Uint8Array): { index: number; term: number } {
   const r = new Reader(unframe(record));
-  return { index: r.u64(), term: r.u64() };
+  const t = { index: r.u64(), term: r.u64() };
+  r.end();
+  return t;
 }
 
 export function encodeSnapshot(s: Snapshot): Uint8Array {

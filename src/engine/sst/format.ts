@@ -615,6 +615,22 @@ function decodeIndex(bytes: Uint8Array, dataEnd: number): SstBlockHandle[] {
   return blocks;
 }
 
+/**
+ * A key buildSst accepts: at least 8 bytes, ending in a timestamp (sign bit flipped, key.ts)
+ * that is a safe integer. On the bytes, without decoding: it runs for every entry read.
+ */
+function isWritableKey(key: Uint8Array): boolean {
+  const n = key.byteLength;
+  if (n < MIN_KEY_BYTES) return false;
+  const top = key[n - 8]!;
+  const next = key[n - 7]!;
+  if (top === 0x80) return next < 0x20; // 0 ≤ ts < 2^53
+  if (top !== 0x7f || next < 0xe0) return false; // |ts| ≥ 2^53
+  if (next > 0xe0) return true;
+  for (let i = n - 6; i < n; i++) if (key[i] !== 0) return true;
+  return false; // exactly -2^53
+}
+
 function decodeBlock(payload: Uint8Array): SstEntry[] {
   const r = new ByteReader(payload);
   const entries: SstEntry[] = [];
@@ -630,6 +646,7 @@ function decodeBlock(payload: Uint8Array): SstEntry[] {
       for (let j = 0; j < shared; j++) key[j] = prev![j]!;
       for (let j = 0; j < suffixLen; j++) key[shared + j] = payload[at + j]!;
       if (prev !== undefined && compareBytes(prev, key) >= 0) throw new Malformed('key is not after the previous key');
+      if (!isWritableKey(key)) throw new Malformed(`key ${hex(key)} is not one the writer accepts (at least ${MIN_KEY_BYTES} bytes, ending in a timestamp within ±(2^53 - 1))`);
       const version = r.varint('version');
       const tag = r.varint('value length');
       const value = tag === 0 ? null : r.bytes(tag - 1, 'value').slice();

@@ -9,22 +9,9 @@ import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { makeRegionId } from '../../src/engine/key.js';
 import type { Row } from '../../src/engine/schema.js';
+import { COLUMNS, type StatusView, TABLE, keyOf, row } from '../support/metrics-table.js';
 import { LocalCluster, waitUntil } from '../support/local-cluster.js';
 
-const TABLE = 'metrics';
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
-const row = (i: number): Row => ({ host: `h${i % 40}`, ts: 1_000 + i, v: i });
-const keyOf = (r: Row) => `${r['host']}@${r['ts']}`;
-
-interface StatusView {
-  nodes: { node_id: string; state: string; regions: number }[];
-  region_infos: { route: { region_id: string; table: string; peers: { node_id: string; peer_id: string }[] }; health: string; problems?: string[] }[];
-  procedures: { id: string; kind: string; status: string; step: string; description: string; notes: string[]; error: string }[];
-}
 
 interface ReplicaView {
   region_id: string;

@@ -11,22 +11,9 @@ import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
+import { COLUMNS, type StatusView, TABLE, keyOf, row } from '../support/metrics-table.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
 
-const TABLE = 'metrics';
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
-const row = (i: number): Row => ({ host: `h${i % 40}`, ts: 1_000 + i, v: i });
-const keyOf = (r: Row) => `${r['host']}@${r['ts']}`;
-
-interface StatusView {
-  nodes: { node_id: string; state: string; regions: number; leaders: number }[];
-  region_infos: { route: { region_id: string; peers: { node_id: string; peer_id: string }[]; leader_node_id: string }; health: string; applied_index: string[] }[];
-  procedures: { id: string; kind: string; status: string; step: string; error: string }[];
-}
 
 /** Leaders per datanode index, from the datanodes themselves (running ones). */
 async function leaderCounts(cluster: LocalCluster): Promise<number[]> {

@@ -98,7 +98,7 @@ export class Nemesis {
         const status = (await client.listNodes().catch(() => undefined)) as
           | { region_infos: { health: string }[]; procedures: { status: string }[] }
           | undefined;
-        if (status && status.region_infos.every((r) => r.health === 'healthy') && !status.procedures.some((p) => p.status === 'running')) return true;
+        if (status?.region_infos.every((r) => r.health === 'healthy') && !status.procedures.some((p) => p.status === 'running')) return true;
         await new Promise((r) => setTimeout(r, 250));
       }
       return false;

@@ -35,6 +35,9 @@ export const limits = {
    */
   scanMsMax: 300_000,
 
+  /** Metasrv instructions a datanode holds waiting to run (they run in order, off the heartbeat). */
+  datanodeInstructionsQueuedMax: 1024,
+
   // gRPC.
   grpcMessageBytesMax: 16 << 20,
   /** Concurrent calls on one HTTP/2 connection (clients and bench share one connection per node). */

@@ -272,7 +272,8 @@ export class Datanode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    await this.heartbeating; // its instructions must not run against a closed WAL
+    await this.heartbeating;
+    await this.instructionQueue; // instructions must not run against a closed WAL (later ones see `stopping`)
     this.flusher?.stop();
     await this.regionServer?.stop();
     await this.transport?.close();
@@ -331,7 +332,33 @@ export class Datanode {
     return meta;
   }
 
-  async openRegion(open: ProtoOpenRegion): Promise<void> {
+  /**
+   * Opens, recoveries and closes of replicas run one at a time on a node. They come from
+   * heartbeat instructions and from Admin calls (the metasrv's `recover`); interleaved, a
+   * heartbeat's open could slip between a recovery's close and its reopen and leave the empty
+   * replica in place of the recovered one.
+   */
+  private regionOps: Promise<unknown> = Promise.resolve();
+
+  private serialized<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.regionOps.then(op, op);
+    this.regionOps = run.catch(() => undefined);
+    return run;
+  }
+
+  openRegion(open: ProtoOpenRegion): Promise<void> {
+    return this.serialized(() => this.openRegionNow(open));
+  }
+
+  recoverRegion(open: ProtoOpenRegion): Promise<{ flushed_index: string; manifest_written_ms: string; ssts: number; manifest: string }> {
+    return this.serialized(() => this.recoverRegionNow(open));
+  }
+
+  closeRegion(regionId: string, destroy: boolean): Promise<void> {
+    return this.serialized(() => this.closeRegionNow(regionId, destroy));
+  }
+
+  private async openRegionNow(open: ProtoOpenRegion): Promise<void> {
     const regionId = open.region_id;
     if (this.regionServer.replica(regionId)) return;
     const meta = this.regionMetaOf(open);
@@ -342,7 +369,7 @@ export class Datanode {
       // placed here by repair: the failed replica's state goes first.
       if (failure.selfPeerId === meta.selfPeerId) return;
       this.log.warn({ regionId, failedPeerId: failure.selfPeerId, peerId: meta.selfPeerId }, 'replacing a failed replica with a fresh peer');
-      await this.closeRegion(regionId, true);
+      await this.closeRegionNow(regionId, true);
     }
     for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
     this.metas.set(regionId, meta);
@@ -356,14 +383,14 @@ export class Datanode {
    * flushed index with the catalog's current peers as voters. Every replica of the region is
    * recovered from the same manifest, so they agree on the log from there on.
    */
-  async recoverRegion(open: ProtoOpenRegion): Promise<{ flushed_index: string; manifest_written_ms: string; ssts: number; manifest: string }> {
+  private async recoverRegionNow(open: ProtoOpenRegion): Promise<{ flushed_index: string; manifest_written_ms: string; ssts: number; manifest: string }> {
     const regionId = open.region_id;
     // Validate the instruction and read (and verify) the manifest first: neither a malformed
     // instruction nor a damaged manifest may cost the local replica.
     const meta = this.regionMetaOf(open);
     const { selfPeerId, peers } = meta;
     const latest = await loadLatestManifest(this.objectStore, regionId);
-    if (this.regionServer.replica(regionId) || this.wal.regionIds().includes(regionId)) await this.closeRegion(regionId, true);
+    if (this.regionServer.replica(regionId) || this.wal.regionIds().includes(regionId)) await this.closeRegionNow(regionId, true);
     for (const p of peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
     this.metas.set(regionId, meta);
     await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
@@ -397,7 +424,7 @@ export class Datanode {
     this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(updated))).catch((err: unknown) => this.log.error({ err, regionId }, 'persisting region meta failed'));
   }
 
-  async closeRegion(regionId: string, destroy: boolean): Promise<void> {
+  private async closeRegionNow(regionId: string, destroy: boolean): Promise<void> {
     await this.regionServer.close(regionId, destroy);
     this.metas.delete(regionId);
     this.nodeMetrics.forgetRegion(regionId);
@@ -653,7 +680,7 @@ export class Datanode {
         { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
         timeoutMs,
       );
-      for (const ins of res.instructions) await this.execute(ins);
+      for (const ins of res.instructions) this.enqueueInstruction(ins);
       const replicas = this.regionServer.allReplicas();
       this.metrics.replicas.set(replicas.length);
       this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
@@ -666,7 +693,25 @@ export class Datanode {
     }
   }
 
+  /**
+   * Instructions run one at a time in the order they came (a close(destroy) never overtakes an
+   * open of the same region), but off the heartbeat: a slow one must not stop the heartbeats,
+   * or the metasrv takes a live node for dead. Bounded: the metasrv re-sends what is not done.
+   */
+  private instructionQueue: Promise<void> = Promise.resolve();
+  private queuedInstructions = 0;
+
+  private enqueueInstruction(ins: ProtoInstruction): void {
+    if (this.queuedInstructions >= limits.datanodeInstructionsQueuedMax) {
+      this.log.warn({ instruction: ins.kind, queued: this.queuedInstructions }, 'instruction queue full; dropped (the metasrv re-sends)');
+      return;
+    }
+    this.queuedInstructions++;
+    this.instructionQueue = this.instructionQueue.then(() => this.execute(ins)).finally(() => this.queuedInstructions--);
+  }
+
   private async execute(ins: ProtoInstruction): Promise<void> {
+    if (this.stopping) return;
     try {
       if (ins.open_region) await this.openRegion(ins.open_region);
       else if (ins.close_region) await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
@@ -678,7 +723,11 @@ export class Datanode {
         const nodeId = u64(cp.peer.node_id, 'node_id');
         if (cp.peer.addr) this.addresses.set(nodeId, cp.peer.addr);
         const type = cp.change === 'add-learner' ? ConfChangeType.AddLearner : cp.change === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.RemoveNode;
-        await this.regionServer.proposeConfChange(cp.region_id, { type, nodeId: peerId, context: JSON.stringify({ nodeId }) });
+        // Not awaited: a conf change commits when it commits (the metasrv watches the reports and
+        // re-sends); waiting here would hold every later instruction behind it.
+        this.regionServer.proposeConfChange(cp.region_id, { type, nodeId: peerId, context: JSON.stringify({ nodeId }) }).catch((err: unknown) => {
+          if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
+        });
       }
     } catch (err) {
       if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');

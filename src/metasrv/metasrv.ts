@@ -566,6 +566,7 @@ export class Metasrv {
     }
     const out: unknown[] = [];
     for (const region of regions) {
+      this.regroupForRecovery(region);
       let point = { flushed_index: '0', manifest_written_ms: '0', ssts: 0 };
       for (const replica of region.replicas) {
         const node = this.catalog.nodes[replica.nodeId]!;
@@ -586,6 +587,27 @@ export class Metasrv {
     }
     await this.save();
     return { regions: out };
+  }
+
+  /**
+   * Recovery starts the region over as a new group from its manifest: whatever procedures were
+   * moving its replicas (a repair of replicas lost with their disks, which could not proceed
+   * without a leader, has already placed a second peer on a node) are superseded, each node keeps
+   * one placement, and every replica gets a fresh peer id (ids are never reused, and nothing
+   * from the old group may vote in the new one). Lost marks end here: the replicas are new.
+   */
+  private regroupForRecovery(region: RegionDef): void {
+    for (const p of Object.values(this.catalog.procedures)) {
+      if (p.status === 'running' && p.data['regionId'] === region.regionId) {
+        p.status = 'failed';
+        p.error = 'superseded: the region was recovered from the object store';
+        p.updatedMs = Date.now();
+      }
+    }
+    const nodes = [...new Set(region.replicas.map((p) => p.nodeId))];
+    region.replicas = nodes.map((nodeId) => ({ peerId: this.catalog.nextPeerId++, nodeId }));
+    region.confVersion++;
+    region.confIndex = 0; // a new group: its conf index restarts at the manifest's index
   }
 
   private client(addr: string): grpc.Client {

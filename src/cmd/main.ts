@@ -368,7 +368,7 @@ program
             shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
           )
         : '(no running procedures; --all-procedures shows finished ones)';
-      return [nodes, '', regions, ...(problems.length ? ['', 'NOT RECONCILED (left alone):', ...problems] : []), '', failed, '', procedures].join('\n');
+      return [nodes, '', regions, ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
     });
   });
 

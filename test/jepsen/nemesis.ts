@@ -89,6 +89,17 @@ export class Nemesis {
     }
   }
 
+  /**
+   * A destructive fault (one that costs a replica its data: wipe-disk, kill-torn-wal,
+   * corrupt-committed-entry) not injected: three replicas tolerate one lost replica, not a
+   * second one before the first is repaired, and a region that lost two has nothing to say
+   * about safety, only that it cannot elect.
+   */
+  private skipped(record: FaultRecord): () => Promise<void> {
+    record.targets = ['skipped: a region is still under-replicated from an earlier fault'];
+    return async () => undefined;
+  }
+
   /** True once the metasrv reports every region healthy (all replicas live) and no procedure running; false after `timeoutMs`. */
   private async fullyReplicated(timeoutMs: number): Promise<boolean> {
     const client = this.cluster.client({ deadlineMs: 2000 });
@@ -148,7 +159,9 @@ export class Nemesis {
         // kill -9, then leave a record that fails its check after the last entry of one region.
         // LevelDB never leaves such a record (batches are atomic), so the WAL treats it as
         // corruption: that replica fails and is rebuilt by repair (docs/replica-health.md).
+        // It destroys a replica, so, like wipe-disk, only within the fault model.
         const victim = this.rand.int(n);
+        if (!(await this.fullyReplicated(30_000))) return this.skipped(record);
         record.targets = [name(victim)];
         await this.cluster.stopDatanode(victim, 'SIGKILL');
         const walDir = join(this.cluster.datanodes[victim]!.dataDir, 'wal');
@@ -168,16 +181,15 @@ export class Nemesis {
         // Within the fault model only: three replicas tolerate one lost disk, not a second one
         // before the first is repaired. Wait (bounded) until every region is healthy again.
         const victim = this.rand.int(n);
-        if (!(await this.fullyReplicated(30_000))) {
-          record.targets = ['skipped: a region is still under-replicated from an earlier fault'];
-          return async () => undefined;
-        }
+        if (!(await this.fullyReplicated(30_000))) return this.skipped(record);
         record.targets = [`${name(victim)} (data dir wiped)`];
         await this.cluster.stopDatanode(victim, 'SIGKILL');
         rmSync(this.cluster.datanodes[victim]!.dataDir, { recursive: true, force: true });
         return () => this.cluster.startDatanode(victim);
       }
       case 'corrupt-committed-entry':
+        // Destroys a replica (it fails and is rebuilt): only within the fault model.
+        if (!(await this.fullyReplicated(30_000))) return this.skipped(record);
         return this.corruptCommittedEntry(record);
       case 'kill-majority': {
         const victims = this.rand.shuffle([...Array(n).keys()]).slice(0, Math.floor(n / 2) + 1);

@@ -15,21 +15,10 @@ import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
 import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey } from '../../src/engine/manifest.js';
 import { RegionState } from '../../src/engine/region-state.js';
-import type { TableSchema } from '../../src/engine/schema.js';
+import { REGION, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { type Entry, EntryType } from '../../src/raft/index.js';
 
-const REGION = '4398046511104';
-const schema: TableSchema = {
-  name: 't',
-  tableId: 1024,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'v', type: 'float64', semantic: 'field' },
-  ],
-};
 const GRACE_MS = 2000;
 const settings: FlusherSettings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, compactAtSsts: 100, gcGraceMs: GRACE_MS, checkIntervalMs: 250, manifestsKept: 5 };
 

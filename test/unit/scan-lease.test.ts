@@ -14,22 +14,11 @@ import type { RegionServer } from '../../src/datanode/region-server.js';
 import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
 import { type SstOpener, RegionState, memEntryToSst } from '../../src/engine/region-state.js';
-import type { TableSchema } from '../../src/engine/schema.js';
+import { REGION, schema } from '../fixtures/one-region-table.js';
 import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 
-const REGION = '4398046511104';
 const GRACE_MS = 2000;
-const schema: TableSchema = {
-  name: 't',
-  tableId: 1024,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'v', type: 'float64', semantic: 'field' },
-  ],
-};
 
 class MemorySsts implements SstOpener {
   readonly objects = new Map<string, Uint8Array>();

@@ -652,18 +652,37 @@ export class Datanode {
    * a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
    */
   heartbeatOnce(): Promise<void> {
-    if (this.heartbeating) return this.heartbeating;
+    const now = performance.now();
+    if (this.heartbeating) {
+      // A beat outliving two intervals is what makes the metasrv suspect a live node: say so.
+      const inFlightMs = now - this.heartbeatStartedMs;
+      if (inFlightMs > 2 * this.config.heartbeat.interval_ms && this.heartbeatLogs.admit('slow', now) !== undefined) {
+        this.log.warn({ inFlightMs: Math.round(inFlightMs), phase: this.heartbeatPhase }, 'heartbeat still in flight; the metasrv may suspect this node');
+      }
+      return this.heartbeating;
+    }
+    // The timer itself late (the event loop was busy): also a gap the metasrv sees.
+    const sinceLastMs = now - this.heartbeatStartedMs;
+    if (this.heartbeatStartedMs > 0 && sinceLastMs > 2 * this.config.heartbeat.interval_ms && this.heartbeatLogs.admit('late', now) !== undefined) {
+      this.log.warn({ sinceLastMs: Math.round(sinceLastMs) }, 'heartbeat late (event loop busy?); the metasrv may suspect this node');
+    }
+    this.heartbeatStartedMs = now;
     this.heartbeating = this.heartbeat().finally(() => {
       this.heartbeating = undefined;
     });
     return this.heartbeating;
   }
 
+  private heartbeatStartedMs = 0;
+  private heartbeatPhase = 'idle';
+  private readonly heartbeatLogs = new LogLimiter(10_000);
+
   private async heartbeat(): Promise<void> {
     if (this.stopping || !this.metaClient) return;
     const timeoutMs = Math.max(500, this.config.heartbeat.interval_ms);
     try {
       if (!this.registered) {
+        this.heartbeatPhase = 'register';
         const res = await call<{ regions: ProtoOpenRegion[] }>(
           this.metaClient,
           'RegisterNode',
@@ -671,9 +690,11 @@ export class Datanode {
           timeoutMs,
         );
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
+        this.heartbeatPhase = 'opening regions after registration';
         for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
         this.registered = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
       }
+      this.heartbeatPhase = 'heartbeat call';
       const res = await call<{ instructions: ProtoInstruction[] }>(
         this.metaClient,
         'Heartbeat',
@@ -689,7 +710,11 @@ export class Datanode {
       // copy) gets a registration on the next beat.
       if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
       // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
-      this.log.debug({ err: (err as Error).message }, 'heartbeat to metasrv failed');
+      const now = performance.now();
+      const suppressed = this.heartbeatLogs.admit('failed', now);
+      if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, phase: this.heartbeatPhase, suppressed }, 'heartbeat to metasrv failed');
+    } finally {
+      this.heartbeatPhase = 'idle';
     }
   }
 

@@ -129,7 +129,7 @@ export class Metasrv {
       nodes: Object.keys(this.catalog.nodes).length,
     }));
     const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
-    this.ticker = setInterval(() => void this.tick(), PROCEDURE_TICK_MS);
+    this.ticker = setInterval(() => this.onTickTimer(), PROCEDURE_TICK_MS);
     this.log.info(
       {
         addr: `${this.config.grpc.host}:${this.grpcServer.port}`,
@@ -279,6 +279,26 @@ export class Metasrv {
     return record;
   }
 
+  private lastTickTimerMs: number | undefined;
+
+  /**
+   * After this process's own event loop was blocked, the timer phase runs before the heartbeats
+   * that queued up meanwhile are read: every node would look silent for as long as we were
+   * stalled. So a tick that fires late (by more than the detector's acceptable pause) does not
+   * judge anyone; the next one does, after the queued heartbeats have been counted.
+   */
+  private onTickTimer(): void {
+    const now = performance.now();
+    const last = this.lastTickTimerMs;
+    this.lastTickTimerMs = now;
+    const lateMs = last === undefined ? 0 : now - last - PROCEDURE_TICK_MS;
+    if (lateMs > this.config.failure_detector.acceptable_pause_ms) {
+      this.log.warn({ lateMs: Math.round(lateMs) }, "the metasrv's own event loop stalled; liveness is judged again on the next tick, after the heartbeats that queued meanwhile");
+      return;
+    }
+    void this.tick();
+  }
+
   /** Detects failures, starts the procedures they call for, advances running procedures. */
   private async tick(): Promise<void> {
     if (this.ticking || this.startupQuietMs() > 0) return;
@@ -298,7 +318,9 @@ export class Metasrv {
         if (!this.downSinceMs.has(id)) {
           this.downSinceMs.set(id, this.wasAlive.has(id) ? now : this.startedMs);
           if (this.wasAlive.has(id) && this.hostsReplicas(id)) {
-            this.log.warn({ nodeId: id }, 'datanode suspected failed; checking its regions have live leaders');
+            const last = this.detectors.get(id)?.lastHeartbeat();
+            const silentMs = last === undefined ? undefined : Math.round(performance.now() - last);
+            this.log.warn({ nodeId: id, silentMs }, 'datanode suspected failed; checking its regions have live leaders');
             newProcedure(ctx, 'region-failover', { nodeId: id });
             changed = true;
           }

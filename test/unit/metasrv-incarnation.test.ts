@@ -5,6 +5,7 @@
 //     replaced by repair-replica under a fresh peer id (here on the same node: no other is free);
 //   - a store id adopted for a data dir from before store ids is the same incarnation;
 //   - a replica reported `health: failed` is repaired although its node is alive.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,7 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
     call<{ regions: OpenRegion[] }>(meta, 'RegisterNode', { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, http_addr: UNREACHABLE, store_id: storeId }, 3000);
 
   /** One heartbeat of a fake datanode: its hosted replica (node 2 leads). */
-  const heartbeat = (nodeId: number, storeId: string) => {
+  const heartbeatRequest = (nodeId: number, storeId: string) => {
     const peerId = hosted.get(nodeId);
     const voters = [...hosted.values()].map(String);
     const replicas =
@@ -72,8 +73,9 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
               conf_index: '3',
             },
           ];
-    return call<{ instructions: Instruction[] }>(meta, 'Heartbeat', { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, replicas, store_id: storeId }, 3000);
+    return { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, replicas, store_id: storeId };
   };
+  const heartbeat = (nodeId: number, storeId: string) => call<{ instructions: Instruction[] }>(meta, 'Heartbeat', heartbeatRequest(nodeId, storeId), 3000);
 
   const status = () => call<Status>(meta, 'ListNodes', {}, 3000);
 
@@ -150,6 +152,45 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
     expect(res.instructions.filter((i) => i.close_region), 'nothing of it is deleted').to.deep.equal([]);
     const info = (await status()).region_infos.find((r) => r.route.region_id === regionId)!;
     expect(info.problems, 'no replica marked lost').to.deep.equal([]);
+  });
+
+  it("a metasrv whose own event loop stalls does not take the live nodes for dead (the timer runs before the queued heartbeats are read)", async () => {
+    // The nodes keep beating from another process while this one (the metasrv's) is blocked.
+    const requests = [1, 2, 3].map((n) => heartbeatRequest(n, `store-${n}`));
+    const pulse = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../support/heartbeat-pulse.ts'), JSON.stringify({ addr: `127.0.0.1:${metasrv.grpcPort}`, intervalMs: 100, requests })], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    // Until the other process beats, this one does (starting it takes a while).
+    const local = setInterval(() => {
+      for (const n of [1, 2, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
+    }, 100);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        pulse.stdout!.on('data', (d: Buffer) => d.toString().includes('beating') && resolve());
+        pulse.on('exit', (code) => reject(new Error(`heartbeat pulse exited (${code})`)));
+      }).finally(() => clearInterval(local));
+      await new Promise((r) => setTimeout(r, 1000)); // a steady rhythm first
+      expect((await status()).procedures.map((p) => p.kind), 'no failover before the stall').to.deep.equal([]);
+      // Block this process (a GC pause, a starved CPU) from inside a timer callback, as such a
+      // stall would: the metasrv's tick timer is due in the same timers phase, before any I/O.
+      await new Promise<void>((resolve) =>
+        setTimeout(() => {
+          const until = performance.now() + 3000;
+          while (performance.now() < until) {
+            // busy: nothing else in this process runs
+          }
+          resolve();
+        }, 10),
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      const s = await status();
+      expect(s.procedures.map((p) => `${p.kind}: ${p.description}`), 'no live node taken for failed').to.deep.equal([]);
+      const nodes = (await call<{ nodes: { node_id: string; state: string }[] }>(meta, 'ListNodes', {}, 3000)).nodes;
+      expect(nodes.map((n) => `${n.node_id}:${n.state}`)).to.deep.equal(['1:alive', '2:alive', '3:alive']);
+    } finally {
+      pulse.stdin!.end();
+      if (pulse.exitCode === null) await new Promise((r) => pulse.once('exit', r));
+    }
   });
 
   it('a replica reported failed is repaired although its node is alive', async () => {

@@ -146,6 +146,9 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   });
   const clients: RegionDbClient[] = [];
   let nemesis: Nemesis | undefined;
+  let nemesisDone: Promise<void> | undefined;
+  let nemesisError: unknown;
+  let completed = false;
   try {
     ports = await cluster.allocatePorts();
     for (let i = 0; i < n; i++) {
@@ -268,10 +271,16 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       ...Array.from({ length: registerCount }, (_, p) => registerWorker(p)),
       ...Array.from({ length: setCount }, (_, p) => setWorker(registerCount + p)),
     ];
-    const nemesisDone = nemesis.run();
+    // Awaited on every path (below, and in `finally` when the run throws): a heal still running
+    // while the cluster is torn down fails, and that rejection must not end the whole campaign
+    // (it did once, and hid what threw first).
+    nemesisDone = nemesis.run().catch((err: unknown) => {
+      nemesisError = err;
+    });
     await new Promise((r) => setTimeout(r, Math.max(0, stopAt - Date.now() - 4000)));
     nemesis.stop(); // the last few seconds are fault-free so every region is seen to recover
     await nemesisDone;
+    if (nemesisError) throw new Error(`the nemesis failed: ${(nemesisError as Error).stack ?? String(nemesisError)}`);
     await Promise.all(workers);
     log(`  load done: ${recorder.events.length} events; healing and reading back`);
 
@@ -345,11 +354,14 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     writeFileSync(join(dir, 'nemesis.log'), `${nemesisLog.join('\n')}\n`);
     writeFileSync(join(dir, 'timeline.svg'), renderTimeline(events, faults, `regiondb jepsen ${run} — valid: ${valid}`));
     log(`  ${valid === true ? 'VALID' : valid === false ? 'INVALID' : 'UNKNOWN'}: register ${lin.valid}, set lost ${set.lost.length}, unexpected ${set.unexpected.length}; report in ${dir}`);
+    completed = true;
     return report;
   } finally {
     nemesis?.stop();
+    await nemesisDone;
     for (const c of clients) c.close();
-    await cluster.stop().catch(() => undefined);
+    // A run that threw keeps the processes' logs and data for the post-mortem (the path is printed).
+    await cluster.stop({ keepData: !completed }).catch(() => undefined);
     for (const row of proxies) for (const p of row) await p?.stop();
     await objectStoreLink?.stop();
     if (s3) await stopS3rver(s3);

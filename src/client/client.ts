@@ -260,9 +260,14 @@ export class RegionDbClient {
   async describe(table: string, refresh = false): Promise<TableRoutes> {
     const cached = this.tables.get(table);
     if (cached && !refresh) return cached;
-    let res: { table: ProtoTableSchema; routes: { region_id: string; peers: { node_id: string; addr: string }[]; leader_node_id: string }[] };
+    type Routes = { table: ProtoTableSchema; routes: { region_id: string; peers: { node_id: string; addr: string }[]; leader_node_id: string }[] };
+    let res: Routes;
     try {
-      res = await call(this.meta, 'GetRoutes', { table }, this.attemptTimeoutMs);
+      // Without routes nothing can be sent: a metasrv restarting (or the channel to it still in
+      // reconnect backoff) is waited for, within the deadline. With routes, one attempt will do.
+      res = cached
+        ? await call<Routes>(this.meta, 'GetRoutes', { table }, this.attemptTimeoutMs)
+        : await this.withNode('the metasrv', `routes of ${table}`, () => call<Routes>(this.meta, 'GetRoutes', { table }, this.attemptTimeoutMs), true);
     } catch (err) {
       const e = fromGrpcError(err);
       if (cached && e.code !== ErrorCode.NotFound) return cached; // metasrv down: keep using what we know
@@ -486,7 +491,7 @@ export class RegionDbClient {
    * Runs a read against one given node, retrying while it is unreachable (restarting, or the
    * channel still in reconnect backoff) or its regions have no leader yet, until the deadline.
    */
-  private async withNode<T>(addr: string, what: string, attempt: () => Promise<T>): Promise<T> {
+  private async withNode<T>(addr: string, what: string, attempt: () => Promise<T>, idempotent = false): Promise<T> {
     const deadline = Date.now() + this.deadlineMs;
     let backoffMs = BACKOFF_MIN_MS;
     for (;;) {
@@ -494,7 +499,8 @@ export class RegionDbClient {
         return await attempt();
       } catch (err) {
         const e = fromGrpcError(err);
-        const transient = e.code === ErrorCode.Unavailable || e.code === ErrorCode.NotLeader || e.code === ErrorCode.ProposalDropped;
+        const transient =
+          e.code === ErrorCode.Unavailable || e.code === ErrorCode.NotLeader || e.code === ErrorCode.ProposalDropped || (idempotent && e.code === ErrorCode.DeadlineExceeded);
         if (!transient) throw e;
         if (Date.now() + backoffMs >= deadline) {
           throw new RegionDbError(ErrorCode.Unavailable, `${what} via ${addr}: node unreachable for ${this.deadlineMs} ms (${e.message})`, { cause: e });

@@ -138,6 +138,8 @@ export class GrpcRaftTransport implements RaftTransport {
     const client = new RaftTransportClient(addr, this.credentials, {
       'grpc.keepalive_time_ms': 10_000,
       'grpc.max_send_message_length': limits.grpcMessageBytesMax,
+      'grpc.initial_reconnect_backoff_ms': Math.min(250, limits.grpcReconnectBackoffMsMax),
+      'grpc.max_reconnect_backoff_ms': limits.grpcReconnectBackoffMsMax,
     });
     const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<unknown, unknown> }).Stream();
     peer.client = client;

@@ -148,6 +148,8 @@ export function makeClient(name: ServiceBinding['name'], addr: string, security:
   return new Client(addr, security.credentials ?? grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
     'grpc.max_send_message_length': limits.grpcMessageBytesMax,
+    'grpc.initial_reconnect_backoff_ms': Math.min(250, limits.grpcReconnectBackoffMsMax),
+    'grpc.max_reconnect_backoff_ms': limits.grpcReconnectBackoffMsMax,
     interceptors: [authorizationInterceptor(security.authorization)],
   });
 }

@@ -158,6 +158,7 @@ export class FakeCluster {
     const observed = (nodeId: number, regionId: string) => (isAlive(nodeId) ? self.reports.get(nodeId)?.get(regionId) : undefined);
     return {
       get catalog() {
+        self.guard();
         return self.catalog;
       },
       clock: self.clock,

@@ -119,6 +119,9 @@ describe('repair-replica / add-learner', () => {
     leaderReports(f, [1, 2, 3], [4]);
     f.step(id);
     expect(record().step).to.equal('catch-up');
+    expect(record().lastSentMs, 'the re-send time is per step').to.equal(0);
+    f.step(id);
+    expect(f.sentKinds(), 'catch-up re-opens the silent new replica at once').to.deep.equal(['open_region@4', 'change_peer@2', 'open_region@4']);
   });
 
   it('retryable: without a leader it waits, noting why, and sends nothing', () => {

@@ -77,7 +77,7 @@ function note(record: { notes: string[] }, text: string | undefined): boolean {
 function stepOf<K extends ProcedureKind>(record: ProcedureRecordOf<K>): StepFn<K> | undefined {
   const def: ProcedureDefinition<K> = definitions[record.kind];
   // Records are checked when loaded (record.ts); this guards a record changed since.
-  return Object.hasOwn(def.steps, record.step) ? def.steps[record.step as StepOf<K>] : undefined;
+  return Object.hasOwn(def.steps, record.step) ? def.steps[record.step] : undefined;
 }
 
 /**

@@ -130,6 +130,11 @@ export class FakeCluster {
     return changed;
   }
 
+  /** One pass without saving (the caller saves, or crashes). */
+  passUnsaved(): void {
+    runProcedures(this.ctx, silent);
+  }
+
   save(): void {
     this.saved = encodeCatalog(this.catalog);
   }

@@ -126,6 +126,9 @@ export class Metasrv {
     this.catalog = await this.store.load(this.config.cluster_id);
     await this.raiseTableIdAboveObjectStore();
     this.procedureMetrics.baseline(this.catalog.procedures);
+    for (const [id, u] of Object.entries(this.catalog.unreadableProcedures ?? {})) {
+      this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
+    }
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
       status: 'ok',
@@ -133,9 +136,6 @@ export class Metasrv {
       nodes: Object.keys(this.catalog.nodes).length,
     }));
     const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
-    for (const [id, u] of Object.entries(this.catalog.unreadableProcedures ?? {})) {
-      this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
-    }
     this.ticker = setInterval(() => void this.tick(), PROCEDURE_TICK_MS);
     this.log.info(
       {

@@ -24,3 +24,11 @@ export class ManualClock implements Clock {
     this.currentMs += deltaMs;
   }
 }
+
+/**
+ * Wall-clock milliseconds since the epoch, for times that are saved and compared after a
+ * restart (procedure records). Unlike systemClock it can jump when the host's clock is set.
+ */
+export const wallClock: Clock = {
+  nowMs: () => Date.now(),
+};

@@ -5,6 +5,7 @@ import { Level } from 'level';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { type CatalogState, emptyCatalog } from './catalog.js';
+import { readProcedureRecords } from './procedures/record.js';
 
 const CATALOG_KEY = 'catalog';
 const FORMAT_VERSION = 1;
@@ -46,6 +47,22 @@ export function decodeCatalog(bytes: Uint8Array, where: string): CatalogState {
   return state as CatalogState;
 }
 
+/**
+ * Brings a decoded catalog to the current layout: fields added since it was written get their
+ * defaults, and procedure records are read into their typed form (procedures/record.ts: the
+ * re-send time moves out of the kind's data). A record this version cannot run is set aside in
+ * `unreadableProcedures` with the reason, so one bad record neither stops the metasrv nor is
+ * retried on every tick.
+ */
+export function upgradeCatalog(state: CatalogState): CatalogState {
+  const { procedures, unreadable } = readProcedureRecords(state.procedures as unknown); // catalogs written before procedures existed: none
+  state.procedures = procedures;
+  if (Object.keys(unreadable).length > 0) state.unreadableProcedures = { ...state.unreadableProcedures, ...unreadable };
+  state.nextProcedureId ??= 1;
+  for (const region of Object.values(state.regions)) region.bootstrapped ??= true; // written before the flag: long opened
+  return state;
+}
+
 function corrupt(where: string, why: string): RegionDbError {
   return new RegionDbError(ErrorCode.Corruption, `metasrv catalog ${where} is damaged: ${why}`);
 }
@@ -72,10 +89,7 @@ export class CatalogStore {
         `metasrv data in ${this.dir} belongs to cluster "${state.clusterId}", but the config says "${clusterId}"`,
       );
     }
-    state.procedures ??= {}; // catalogs written before procedures existed
-    state.nextProcedureId ??= 1;
-    for (const region of Object.values(state.regions)) region.bootstrapped ??= true; // written before the flag: long opened
-    return state;
+    return upgradeCatalog(state);
   }
 
   async save(state: CatalogState): Promise<void> {

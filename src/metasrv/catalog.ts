@@ -7,7 +7,7 @@
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { TableSchema } from '../engine/schema.js';
-import type { ProcedureRecord } from './procedures/procedure.js';
+import type { ProcedureRecord, UnreadableProcedure } from './procedures/record.js';
 
 /** A table in the catalog is exactly the engine's schema (one definition, src/engine/schema.ts). */
 export type TableDef = TableSchema;
@@ -69,6 +69,11 @@ export interface CatalogState {
   /** Procedures (running and recent), saved with the catalog so a step and its catalog change are atomic. */
   procedures: Record<string, ProcedureRecord>;
   nextProcedureId: number;
+  /**
+   * Stored procedure records this version cannot run (unknown kind or step, malformed data),
+   * set aside when the catalog was loaded: kept as they were, shown in status, never run.
+   */
+  unreadableProcedures?: Record<string, UnreadableProcedure>;
   /**
    * Regions of dropped tables (region id → drop time, ms): their replicas are deleted wherever
    * they are reported. A region this catalog never knew is left alone (reconcile.ts R1).

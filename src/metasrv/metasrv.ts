@@ -4,6 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { type Clock, wallClock } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -26,8 +27,9 @@ import { type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion 
 import { PhiAccrualDetector } from './failure-detector.js';
 import { ProcedureMetrics } from './procedure-metrics.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
-import { PROCEDURE_KINDS, type Instruction, type ObservedReplica, type ProcedureContext, type ProcedureKind, type ProcedureRecord } from './procedures/procedure.js';
-import { definitions, newProcedure, runProcedures } from './procedures/runner.js';
+import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
+import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
+import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
 
 interface ProtoReplicaStat {
   region_id: string;
@@ -88,6 +90,8 @@ export class Metasrv {
     readonly log: Logger,
     /** Replicas per region: 3 in a cluster, 1 in standalone mode. */
     readonly replicationFactor: number = REPLICATION_FACTOR,
+    /** Wall clock for procedure records (saved times); tests may inject their own. */
+    private readonly procedureClock: Clock = wallClock,
   ) {
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
@@ -122,6 +126,9 @@ export class Metasrv {
     this.catalog = await this.store.load(this.config.cluster_id);
     await this.raiseTableIdAboveObjectStore();
     this.procedureMetrics.baseline(this.catalog.procedures);
+    for (const [id, u] of Object.entries(this.catalog.unreadableProcedures ?? {})) {
+      this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
+    }
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
       status: 'ok',
@@ -238,7 +245,7 @@ export class Metasrv {
   private context(): ProcedureContext {
     return {
       catalog: this.catalog,
-      nowMs: () => Date.now(),
+      clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.get(regionId) : undefined),
       leaderOf: (region) => {
@@ -263,14 +270,15 @@ export class Metasrv {
           .sort((a, b) => (load.get(a.nodeId) ?? 0) - (load.get(b.nodeId) ?? 0) || a.nodeId - b.nodeId)[0];
       },
       start: (kind, data) => newProcedure(this.context(), kind, data),
-      running: (kind) => Object.values(this.catalog.procedures).filter((p) => p.status === 'running' && (!kind || p.kind === kind)),
+      // runningProcedures' overloads are the context's: one cast from the implementation signature.
+      running: ((kind?: ProcedureKind) => runningProcedures(this.catalog, kind)) as ProcedureContext['running'],
     };
   }
 
   /** Starts a procedure unless an equivalent one is running; saves. */
-  async startProcedure(kind: ProcedureKind, data: Record<string, unknown>): Promise<ProcedureRecord> {
-    const same = Object.values(this.catalog.procedures).find(
-      (p) => p.status === 'running' && p.kind === kind && JSON.stringify(Object.entries(data).sort()) === JSON.stringify(Object.entries(p.data).filter(([k]) => k in data).sort()),
+  async startProcedure<K extends ProcedureKind>(kind: K, data: DataOf<K>): Promise<ProcedureRecordOf<K>> {
+    const same = runningProcedures(this.catalog, kind).find(
+      (p) => JSON.stringify(Object.entries(data).sort()) === JSON.stringify(Object.entries(p.data).filter(([k]) => k in data).sort()),
     );
     if (same) return same;
     const record = newProcedure(this.context(), kind, data);
@@ -358,7 +366,7 @@ export class Metasrv {
 
   /** A node down for replica_repair_after_ms: re-create each of its replicas elsewhere. */
   private startRepairs(ctx: ProcedureContext, nodeId: number): boolean {
-    const busy = new Set(ctx.running('repair-replica').map((p) => p.data['regionId']));
+    const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
     let started = false;
     for (const region of Object.values(this.catalog.regions)) {
       const old = region.replicas.find((p) => p.nodeId === nodeId);
@@ -376,7 +384,7 @@ export class Metasrv {
    * under a fresh peer id, on its own node if no other can take it (reconcile.ts R4).
    */
   private startLostRepairs(ctx: ProcedureContext): boolean {
-    const busy = new Set(ctx.running('repair-replica').map((p) => p.data['regionId']));
+    const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
     let started = false;
     for (const region of Object.values(this.catalog.regions)) {
       const lost = region.replicas.find((p) => p.lost !== undefined);
@@ -438,7 +446,11 @@ export class Metasrv {
       this.catalog.nextTableId = Math.max(this.catalog.nextTableId, floors.nextTableId);
       changed = true;
     }
-    const busy = new Set(this.context().running().map((p) => p.data['regionId'] as string | undefined).filter((r) => r !== undefined));
+    const busy = new Set(
+      runningProcedures(this.catalog)
+        .map((p) => ('regionId' in p.data ? p.data.regionId : undefined))
+        .filter((r) => r !== undefined),
+    );
     const result = reconcileCatalog(this.catalog, reports, busy);
     for (const m of result.matched) this.catalog.regions[m.regionId]!.confIndex = m.confIndex;
     for (const a of result.adopt) {
@@ -620,10 +632,10 @@ export class Metasrv {
    */
   private regroupForRecovery(region: RegionDef): void {
     for (const p of Object.values(this.catalog.procedures)) {
-      if (p.status === 'running' && p.data['regionId'] === region.regionId) {
+      if (p.status === 'running' && 'regionId' in p.data && p.data.regionId === region.regionId) {
         p.status = 'failed';
         p.error = 'superseded: the region was recovered from the object store';
-        p.updatedMs = Date.now();
+        p.updatedMs = this.procedureClock.nowMs();
       }
     }
     const nodes = [...new Set(region.replicas.map((p) => p.nodeId))];
@@ -782,42 +794,57 @@ export class Metasrv {
           })),
           regions: Object.values(this.catalog.regions).map((r) => this.route(r)),
           region_infos: [...Object.values(this.catalog.regions).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
-          procedures: Object.values(this.catalog.procedures)
-            .sort((a, b) => a.createdMs - b.createdMs)
-            .map((p) => ({
-              id: p.id,
-              kind: p.kind,
-              status: p.status,
-              step: p.step,
-              description: definitions[p.kind].describe(p),
-              notes: p.notes,
-              error: p.error ?? '',
-              created_ms: String(p.createdMs),
-            })),
+          procedures: [
+            ...Object.values(this.catalog.procedures)
+              .sort((a, b) => a.createdMs - b.createdMs)
+              .map((p) => ({
+                id: p.id,
+                kind: p.kind,
+                status: p.status,
+                step: p.step,
+                description: describeProcedure(p),
+                notes: p.notes,
+                error: p.error ?? '',
+                created_ms: String(p.createdMs),
+              })),
+            ...Object.entries(this.catalog.unreadableProcedures ?? {}).map(([id, u]) => unreadableStatus(id, u.record, u.error)),
+          ],
         };
       }, log),
       RecoverTable: unary((req: { table: string; force: boolean }) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
       StartProcedure: unary(async (req: { kind: string; region_id: string; node_id: string }) => {
-        const kind = req.kind as ProcedureKind;
-        const startable: ProcedureKind[] = ['transfer-leader', 'balance-leaders', 'drain-node'];
-        if (!PROCEDURE_KINDS.includes(kind) || !startable.includes(kind)) {
+        const kind = req.kind;
+        const startable = ['transfer-leader', 'balance-leaders', 'drain-node'] as const;
+        if (!isProcedureKind(kind) || !startable.some((k) => k === kind)) {
           throw new RegionDbError(ErrorCode.InvalidArgument, `kind must be one of ${startable.join(', ')}; got ${JSON.stringify(req.kind)}`);
         }
         const nodeId = u64(req.node_id ?? '0', 'node_id');
         if (kind !== 'balance-leaders' && !this.catalog.nodes[nodeId]) throw new RegionDbError(ErrorCode.NotFound, `datanode ${nodeId} is not registered`);
-        let data: Record<string, unknown> = {};
         if (kind === 'transfer-leader') {
           const regionId = str(req.region_id, 'region_id', 32);
           const region = this.catalog.regions[regionId];
           if (!region) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} does not exist`);
           if (!region.replicas.some((p) => p.nodeId === nodeId)) throw new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} has no replica of region ${regionId}`);
-          data = { regionId, nodeId };
-        } else if (kind === 'drain-node') {
-          data = { nodeId };
+          return { id: (await this.startProcedure('transfer-leader', { regionId, nodeId })).id };
         }
-        const record = await this.startProcedure(kind, data);
-        return { id: record.id };
+        if (kind === 'drain-node') return { id: (await this.startProcedure('drain-node', { nodeId })).id };
+        return { id: (await this.startProcedure('balance-leaders', {})).id };
       }, log),
     };
   }
+}
+
+/** A stored procedure record this version cannot run, as `regiondb status` shows it. */
+function unreadableStatus(id: string, record: unknown, error: string) {
+  const r = typeof record === 'object' && record !== null ? (record as Record<string, unknown>) : {};
+  return {
+    id,
+    kind: String(r['kind'] ?? '?'),
+    status: 'failed',
+    step: String(r['step'] ?? '?'),
+    description: 'unreadable record, not run',
+    notes: [],
+    error,
+    created_ms: String(typeof r['createdMs'] === 'number' ? r['createdMs'] : 0),
+  };
 }

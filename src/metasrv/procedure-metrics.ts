@@ -3,7 +3,7 @@
 // and their catalog changes are durable together), so nothing is missed and the procedures
 // themselves stay free of metrics code.
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { PROCEDURE_KINDS, type ProcedureRecord } from './procedures/procedure.js';
+import { PROCEDURE_KINDS, type ProcedureRecord } from './procedures/record.js';
 
 export class ProcedureMetrics {
   /** Status of every procedure record seen, by id. */

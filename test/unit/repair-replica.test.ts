@@ -3,7 +3,9 @@
 // new replica is never deleted by the procedure that created it (issue 14.1).
 import { expect } from 'chai';
 import { type CatalogState, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
-import type { Instruction, ObservedReplica, ProcedureContext, ProcedureRecord } from '../../src/metasrv/procedures/procedure.js';
+import { ManualClock } from '../../src/common/clock.js';
+import type { Instruction, ObservedReplica, ProcedureContext, StepRun } from '../../src/metasrv/procedures/procedure.js';
+import type { RepairReplicaData } from '../../src/metasrv/procedures/record.js';
 import { repairReplica } from '../../src/metasrv/procedures/repair-replica.js';
 
 const REGION = makeRegionId(1024, 0);
@@ -13,7 +15,6 @@ interface Fake {
   sent: { nodeId: number; instruction: Instruction }[];
   observed: Map<number, ObservedReplica>;
   catalog: CatalogState;
-  clock: { now: number };
 }
 
 function observedReplica(peerId: number, over: Partial<ObservedReplica> = {}): ObservedReplica {
@@ -58,10 +59,9 @@ function fake(): Fake {
     [2, observedReplica(2, { role: 'leader' })],
     [3, observedReplica(3)],
   ]);
-  const clock = { now: 1_000_000 };
   const ctx: ProcedureContext = {
     catalog,
-    nowMs: () => clock.now,
+    clock: new ManualClock(1_000_000),
     isAlive: (nodeId) => catalog.nodes[nodeId] !== undefined,
     observed: (nodeId) => observed.get(nodeId),
     leaderOf: () => {
@@ -76,59 +76,57 @@ function fake(): Fake {
     },
     running: () => [],
   };
-  return { ctx, sent, observed, catalog, clock };
+  return { ctx, sent, observed, catalog };
 }
 
-function record(data: Record<string, unknown>): ProcedureRecord {
-  return { id: 'repair-replica-1', kind: 'repair-replica', step: 'allocate', data, status: 'running', createdMs: 0, updatedMs: 0, stepSinceMs: 0, notes: [] };
-}
+/** A step run whose re-send is always due. */
+const run: StepRun = { createdMs: 0, stepSinceMs: 0, resend: () => true };
 
 describe('repair-replica of a lost replica (issue 14.1)', () => {
   it('with no other node free, the replacement goes on the same node under a fresh peer id', () => {
     const f = fake();
-    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, inPlace: true, reason: 'new store' });
-    const result = repairReplica.steps['allocate']!(f.ctx, r);
+    const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, inPlace: true, reason: 'new store' });
+    const result = repairReplica.steps['allocate'](f.ctx, d, run);
     expect(result).to.deep.include({ next: 'clear-old' });
-    expect(r.data).to.include({ newPeerId: 4, newNodeId: 1 });
+    expect(d).to.include({ newPeerId: 4, newNodeId: 1 });
     expect(f.catalog.regions[REGION]!.replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3, 4]);
   });
 
   it('a replica lost only because its node is away is not replaced on that node', () => {
     const f = fake();
-    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1 });
-    expect(repairReplica.steps['allocate']!(f.ctx, r)).to.have.property('wait', true);
+    const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1 });
+    expect(repairReplica.steps['allocate'](f.ctx, d, run)).to.have.property('retry');
   });
 
   it('clear-old deletes a failed replica still hosted under the old peer id, then moves on once it is gone', () => {
     const f = fake();
-    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
+    const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
     f.observed.set(1, observedReplica(1, { health: 'failed' }));
-    expect(repairReplica.steps['clear-old']!(f.ctx, r)).to.have.property('wait', true);
+    expect(repairReplica.steps['clear-old'](f.ctx, d, run)).to.have.property('wait', true);
     expect(f.sent).to.deep.equal([{ nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
     f.observed.delete(1);
-    expect(repairReplica.steps['clear-old']!(f.ctx, r)).to.deep.include({ next: 'add-learner' });
+    expect(repairReplica.steps['clear-old'](f.ctx, d, run)).to.deep.include({ next: 'add-learner' });
   });
 
   it('remove-old does not move leadership off the new replica that shares the old node', () => {
     const f = fake();
     f.observed.set(2, observedReplica(2, { voters: [1, 2, 3, 4] }));
     f.observed.set(1, observedReplica(4, { role: 'leader', voters: [1, 2, 3, 4] }));
-    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
-    r.step = 'remove-old';
-    expect(repairReplica.steps['remove-old']!(f.ctx, r)).to.have.property('wait', true);
+    const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
+    expect(repairReplica.steps['remove-old'](f.ctx, d, run)).to.have.property('wait', true);
     expect(f.sent).to.have.length(1);
     expect(f.sent[0]!.instruction).to.have.property('change_peer').that.deep.includes({ change: 'remove' });
   });
 
   it('cleanup never deletes the region on the node that now hosts the new replica', () => {
     const f = fake();
-    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
-    expect(repairReplica.steps['cleanup']!(f.ctx, r)).to.have.property('done', true);
+    const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
+    expect(repairReplica.steps['cleanup'](f.ctx, d, run)).to.have.property('done', true);
     expect(f.sent).to.deep.equal([]);
   });
 
   it('status says why the replica is replaced', () => {
-    const r = record({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: 'new store abc (was def)' });
-    expect(repairReplica.describe(r)).to.match(/replace peer 1 \(node 1\).*new store abc/);
+    const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: 'new store abc (was def)' });
+    expect(repairReplica.describe(d)).to.match(/replace peer 1 \(node 1\).*new store abc/);
   });
 });

@@ -1,11 +1,10 @@
 // balance-leaders: move region leaderships until every live datanode leads within ±1 of every
 // other (among nodes that can lead, i.e. hold voters). One transfer at a time; each is
 // confirmed by the datanodes' reports before the next is planned; bounded in moves.
-import type { ProcedureContext } from './procedure.js';
-import { type ProcedureDefinition, type StepResult, shouldResend } from './procedure.js';
+import type { ProcedureContext, ProcedureDefinition } from './procedure.js';
 
-const MAX_MOVES = 200;
-const MOVE_TIMEOUT_MS = 5000;
+export const MAX_MOVES = 200;
+export const MOVE_TIMEOUT_MS = 5000;
 
 /** Leaders per live, non-draining datanode, from what the datanodes report. */
 export function leaderCounts(ctx: ProcedureContext): Map<number, number> {
@@ -20,13 +19,13 @@ export function leaderCounts(ctx: ProcedureContext): Map<number, number> {
   return counts;
 }
 
-export const balanceLeaders: ProcedureDefinition = {
+export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
   kind: 'balance-leaders',
   firstStep: 'plan',
-  describe: (r) => `${(r.data['moves'] as number | undefined) ?? 0} leader move(s) so far`,
+  describe: (d) => `${d.moves ?? 0} leader move(s) so far`,
   steps: {
-    plan(ctx, r): StepResult {
-      const moves = (r.data['moves'] as number | undefined) ?? 0;
+    plan(ctx, d) {
+      const moves = d.moves ?? 0;
       const counts = leaderCounts(ctx);
       if (counts.size < 2) return { done: true, note: 'fewer than two live datanodes' };
       const sorted = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
@@ -39,23 +38,22 @@ export const balanceLeaders: ProcedureDefinition = {
       );
       if (!region) return { done: true, note: `no region led by node ${maxNode} has a replica on node ${minNode}` };
       const target = region.replicas.find((p) => p.nodeId === minNode)!;
-      r.data['regionId'] = region.regionId;
-      r.data['target'] = minNode;
-      r.data['targetPeer'] = target.peerId;
-      r.data['moves'] = moves + 1;
-      r.data['lastSentMs'] = 0;
+      d.regionId = region.regionId;
+      d.target = minNode;
+      d.targetPeer = target.peerId;
+      d.moves = moves + 1;
       return { next: 'move', note: `region ${region.regionId}: node ${maxNode} → node ${minNode}` };
     },
-    move(ctx, r): StepResult {
-      const region = ctx.catalog.regions[r.data['regionId'] as string];
+    move(ctx, d, run) {
+      const region = d.regionId === undefined ? undefined : ctx.catalog.regions[d.regionId];
       if (!region) return { next: 'plan' };
       const leader = ctx.leaderOf(region);
-      if (leader && leader.nodeId === r.data['target']) {
+      if (leader && leader.nodeId === d.target) {
         region.leaderNodeId = leader.nodeId;
         return { next: 'plan' };
       }
-      if (ctx.nowMs() - r.stepSinceMs > MOVE_TIMEOUT_MS) return { next: 'plan', note: `move of region ${region.regionId} timed out` };
-      if (leader && shouldResend(ctx, r)) ctx.send(leader.nodeId, { transfer_leader: { region_id: region.regionId, to_peer_id: String(r.data['targetPeer']) } });
+      if (ctx.clock.nowMs() - run.stepSinceMs > MOVE_TIMEOUT_MS) return { next: 'plan', note: `move of region ${region.regionId} timed out` };
+      if (leader && run.resend()) ctx.send(leader.nodeId, { transfer_leader: { region_id: region.regionId, to_peer_id: String(d.targetPeer) } });
       return { wait: true };
     },
   },

@@ -1,36 +1,19 @@
 // Procedures: multi-step cluster operations of the metasrv (failover, replica repair, leader
-// balancing, draining, admin transfers). A procedure is a small state machine whose record
-// lives in the catalog and is saved — atomically with any catalog change the step made — after
-// every step, so a metasrv that crashes mid-procedure resumes from the last saved step.
+// balancing, draining, admin transfers), described in docs/procedures.md. A procedure is a
+// small state machine whose record (record.ts) lives in the catalog and is saved, atomically
+// with any catalog change the step made, after every step, so a metasrv that crashes
+// mid-procedure resumes from the last saved step.
 //
-// Rules every step follows (docs/failover.md):
+// Rules every step follows (docs/procedures.md, docs/failover.md):
 //   - idempotent: a step may run again after a crash; it re-derives what to do from the catalog
 //     and from what datanodes report (heartbeats), never from memory;
 //   - it never decides raft outcomes: it asks a region's leader to change membership or
 //     transfer leadership, then waits until the datanodes report the result;
 //   - it re-sends its instruction if the result is not observed in time (instructions travel in
 //     heartbeat replies and can be lost with a datanode or a metasrv restart).
+import type { Clock } from '../../common/clock.js';
 import type { CatalogState, NodeDef, RegionDef } from '../catalog.js';
-
-export const PROCEDURE_KINDS = ['region-failover', 'repair-replica', 'balance-leaders', 'drain-node', 'transfer-leader'] as const;
-export type ProcedureKind = (typeof PROCEDURE_KINDS)[number];
-
-export interface ProcedureRecord {
-  readonly id: string;
-  readonly kind: ProcedureKind;
-  /** Current step name (kind-specific). */
-  step: string;
-  /** Kind-specific state, JSON-serializable. */
-  data: Record<string, unknown>;
-  status: 'running' | 'done' | 'failed';
-  readonly createdMs: number;
-  updatedMs: number;
-  /** When the current step started (wall clock ms); used for re-sends and timeouts. */
-  stepSinceMs: number;
-  /** Last notes, newest last (bounded). */
-  notes: string[];
-  error?: string;
-}
+import type { DataOf, ProcedureKind, ProcedureRecord, ProcedureRecordOf, StepOf } from './record.js';
 
 /** What a datanode last reported about one of its replicas. */
 export interface ObservedReplica {
@@ -59,10 +42,11 @@ export type Instruction =
   | { transfer_leader: { region_id: string; to_peer_id: string } }
   | { change_peer: { region_id: string; change: 'add-learner' | 'promote' | 'remove'; peer: { peer_id: string; node_id: string; addr: string } } };
 
-/** What steps may read and do. Implemented by the metasrv. */
+/** What steps may read and do. Implemented by the metasrv; by a fake in the unit tests. */
 export interface ProcedureContext {
   readonly catalog: CatalogState;
-  nowMs(): number;
+  /** Wall-clock ms: record times are saved and compared across metasrv restarts. */
+  readonly clock: Clock;
   isAlive(nodeId: number): boolean;
   /** The replica a live datanode last reported, if any. */
   observed(nodeId: number, regionId: string): ObservedReplica | undefined;
@@ -73,37 +57,51 @@ export interface ProcedureContext {
   openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): unknown;
   /** Places a new replica: a healthy node not in `exclude` with the fewest replicas. */
   pickNode(exclude: ReadonlySet<number>): NodeDef | undefined;
-  /** Starts another procedure (e.g. drain-node runs repairs); returns its id. */
-  start(kind: ProcedureKind, data: Record<string, unknown>): ProcedureRecord;
-  running(kind?: ProcedureKind): ProcedureRecord[];
+  /** Starts another procedure (e.g. drain-node runs repairs). */
+  start<K extends ProcedureKind>(kind: K, data: DataOf<K>): ProcedureRecordOf<K>;
+  running<K extends ProcedureKind>(kind: K): ProcedureRecordOf<K>[];
+  running(): ProcedureRecord[];
 }
 
-export type StepResult =
-  | { readonly next: string; readonly note?: string }
+/**
+ * What a step returns:
+ *   next   → its work is done; the runner moves to `next` (a step of the same kind);
+ *   wait   → it asked for an effect (an instruction) and waits to observe it; run again next pass;
+ *   retry  → a retryable failure: something it needs is not there yet (no leader, a node down,
+ *            no free node); the reason is noted and the step runs again next pass;
+ *   done   → the procedure finished;
+ *   failed → a fatal failure: the procedure stops with this error and never runs again.
+ * A step that throws is failed too (a bug, not a condition a retry can fix).
+ */
+export type StepResult<S extends string> =
+  | { readonly next: S; readonly note?: string }
   | { readonly wait: true; readonly note?: string }
+  | { readonly retry: string }
   | { readonly done: true; readonly note?: string }
   | { readonly failed: string };
 
-export type StepFn = (ctx: ProcedureContext, record: ProcedureRecord) => StepResult;
+/** The runner's view of the current step, given to it (the runner owns and saves these). */
+export interface StepRun {
+  readonly createdMs: number;
+  /** When the current step started. */
+  readonly stepSinceMs: number;
+  /** True at most once per RESEND_AFTER_MS while a step waits; the runner keeps the time outside the kind's data. */
+  resend(): boolean;
+}
 
-export interface ProcedureDefinition {
-  readonly kind: ProcedureKind;
-  readonly firstStep: string;
-  readonly steps: Readonly<Record<string, StepFn>>;
+export type StepFn<K extends ProcedureKind> = (ctx: ProcedureContext, data: DataOf<K>, run: StepRun) => StepResult<StepOf<K>>;
+
+export interface ProcedureDefinition<K extends ProcedureKind> {
+  readonly kind: K;
+  readonly firstStep: StepOf<K>;
+  /** One function per step name of the kind: a missing or extra step is a compile error. */
+  readonly steps: { readonly [S in StepOf<K>]: StepFn<K> };
   /** A short description for `regiondb status`. */
-  describe(record: ProcedureRecord): string;
+  describe(data: DataOf<K>): string;
 }
 
 /** How long a step waits for its effect before re-sending its instruction. */
 export const RESEND_AFTER_MS = 3000;
-
-/** Resend helper: true once per RESEND_AFTER_MS while a step waits. */
-export function shouldResend(ctx: ProcedureContext, record: ProcedureRecord): boolean {
-  const last = (record.data['lastSentMs'] as number | undefined) ?? 0;
-  if (ctx.nowMs() - last < RESEND_AFTER_MS) return false;
-  record.data['lastSentMs'] = ctx.nowMs();
-  return true;
-}
 
 export function peerAddr(ctx: ProcedureContext, nodeId: number): string {
   return ctx.catalog.nodes[nodeId]?.addr ?? '';

@@ -3,22 +3,20 @@
 // own; the metasrv only checks it happened (and that routes follow), and if a region is still
 // leaderless after a grace period it asks the most up-to-date live replica to campaign. It never
 // appoints a leader by itself: raft's vote rules still decide (RAFT-NOTES 22).
-import { type ProcedureDefinition, type ProcedureRecord, type StepResult, shouldResend } from './procedure.js';
+import type { ProcedureDefinition } from './procedure.js';
 
 /** Raft's own election gets this long before the metasrv nudges a live replica to campaign. */
-const CAMPAIGN_GRACE_MS = 2000;
+export const CAMPAIGN_GRACE_MS = 2000;
 /** After this the procedure reports failure (the region has no quorum of live replicas). */
-const GIVE_UP_MS = 120_000;
+export const GIVE_UP_MS = 120_000;
 
-const nodeOf = (r: ProcedureRecord) => r.data['nodeId'] as number;
-
-export const regionFailover: ProcedureDefinition = {
+export const regionFailover: ProcedureDefinition<'region-failover'> = {
   kind: 'region-failover',
   firstStep: 'ensure-leaders',
-  describe: (r) => `regions of node ${nodeOf(r)}: ${(r.data['leaderless'] as string[] | undefined)?.length ?? '?'} without a live leader`,
+  describe: (d) => `regions of node ${d.nodeId}: ${d.leaderless?.length ?? '?'} without a live leader`,
   steps: {
-    'ensure-leaders'(ctx, r): StepResult {
-      const failed = nodeOf(r);
+    'ensure-leaders'(ctx, d, run) {
+      const failed = d.nodeId;
       const leaderless: string[] = [];
       for (const region of Object.values(ctx.catalog.regions)) {
         if (!region.replicas.some((p) => p.nodeId === failed)) continue;
@@ -29,11 +27,11 @@ export const regionFailover: ProcedureDefinition = {
         }
         leaderless.push(region.regionId);
       }
-      r.data['leaderless'] = leaderless;
+      d.leaderless = leaderless;
       if (leaderless.length === 0) return { done: true, note: `every region of node ${failed} has a live leader` };
-      const elapsed = ctx.nowMs() - r.createdMs;
+      const elapsed = ctx.clock.nowMs() - run.createdMs;
       if (elapsed > GIVE_UP_MS) return { failed: `regions ${leaderless.join(', ')} still have no live leader after ${GIVE_UP_MS} ms (no live quorum?)` };
-      if (elapsed > CAMPAIGN_GRACE_MS && shouldResend(ctx, r)) {
+      if (elapsed > CAMPAIGN_GRACE_MS && run.resend()) {
         for (const regionId of leaderless) {
           const region = ctx.catalog.regions[regionId]!;
           // The live replica with the longest applied log is the likeliest to win the vote.

@@ -1,15 +1,19 @@
 // Runs the metasrv's procedures: one pass over every running procedure per tick, each step
-// either moving on, waiting or finishing. Any pass that changed a record or the catalog is
-// saved before the next one (steps and their catalog changes are durable together).
+// either moving on, waiting, retrying or finishing. Any pass that changed a record or the
+// catalog is saved before the next one (steps and their catalog changes are durable together).
+// The runner owns the bookkeeping every kind shares (status, step times, the re-send time,
+// notes); a step sees only its kind's data and a StepRun.
 import type { Logger } from '../../common/logger.js';
+import type { CatalogState } from '../catalog.js';
 import { balanceLeaders } from './balance-leaders.js';
 import { drainNode } from './drain-node.js';
-import type { ProcedureContext, ProcedureDefinition, ProcedureKind, ProcedureRecord, StepResult } from './procedure.js';
+import { type ProcedureContext, type ProcedureDefinition, RESEND_AFTER_MS, type StepFn, type StepResult, type StepRun } from './procedure.js';
+import type { DataOf, ProcedureKind, ProcedureRecord, ProcedureRecordOf, StepOf } from './record.js';
 import { regionFailover } from './region-failover.js';
 import { repairReplica } from './repair-replica.js';
 import { transferLeader } from './transfer-leader.js';
 
-export const definitions: Readonly<Record<ProcedureKind, ProcedureDefinition>> = {
+export const definitions: { readonly [K in ProcedureKind]: ProcedureDefinition<K> } = {
   'region-failover': regionFailover,
   'repair-replica': repairReplica,
   'balance-leaders': balanceLeaders,
@@ -21,77 +25,116 @@ const NOTES_KEPT = 12;
 /** Finished procedures kept for `regiondb status`. */
 const FINISHED_KEPT = 30;
 
-export function newProcedure(ctx: { catalog: ProcedureContext['catalog']; nowMs(): number }, kind: ProcedureKind, data: Record<string, unknown>): ProcedureRecord {
+type Log = Pick<Logger, 'info' | 'warn'>;
+
+export function newProcedure<K extends ProcedureKind>(
+  ctx: { readonly catalog: CatalogState; readonly clock: ProcedureContext['clock'] },
+  kind: K,
+  data: DataOf<K>,
+): ProcedureRecordOf<K> {
   const id = `${kind}-${ctx.catalog.nextProcedureId++}`;
-  const now = ctx.nowMs();
-  const record: ProcedureRecord = {
+  const now = ctx.clock.nowMs();
+  const def: ProcedureDefinition<K> = definitions[kind];
+  const record: ProcedureRecordOf<K> = {
     id,
     kind,
-    step: definitions[kind].firstStep,
+    step: def.firstStep,
     data,
     status: 'running',
     createdMs: now,
     updatedMs: now,
     stepSinceMs: now,
+    lastSentMs: 0,
     notes: [],
   };
-  ctx.catalog.procedures[id] = record;
+  ctx.catalog.procedures[id] = record as ProcedureRecord;
   return record;
 }
 
-function note(record: ProcedureRecord, text: string | undefined): void {
-  if (!text) return;
-  if (record.notes.at(-1) === text) return;
+/** The running procedures (of one kind, typed), as steps and the metasrv see them. */
+export function runningProcedures<K extends ProcedureKind>(catalog: CatalogState, kind: K): ProcedureRecordOf<K>[];
+export function runningProcedures(catalog: CatalogState, kind?: ProcedureKind): ProcedureRecord[];
+export function runningProcedures(catalog: CatalogState, kind?: ProcedureKind): ProcedureRecord[] {
+  return Object.values(catalog.procedures).filter((p) => p.status === 'running' && (kind === undefined || p.kind === kind));
+}
+
+export function describeProcedure(record: ProcedureRecord): string {
+  return describeOf(record);
+}
+
+function describeOf<K extends ProcedureKind>(record: ProcedureRecordOf<K>): string {
+  const def: ProcedureDefinition<K> = definitions[record.kind];
+  return def.describe(record.data);
+}
+
+function note(record: { notes: string[] }, text: string | undefined): boolean {
+  if (!text || record.notes.at(-1) === text) return false;
   record.notes.push(text);
   if (record.notes.length > NOTES_KEPT) record.notes.splice(0, record.notes.length - NOTES_KEPT);
+  return true;
+}
+
+function stepOf<K extends ProcedureKind>(record: ProcedureRecordOf<K>): StepFn<K> | undefined {
+  const def: ProcedureDefinition<K> = definitions[record.kind];
+  // Records are checked when loaded (record.ts); this guards a record changed since.
+  return Object.hasOwn(def.steps, record.step) ? def.steps[record.step] : undefined;
+}
+
+/**
+ * Runs the current step of one running procedure once and applies its result. Returns true if
+ * anything durable changed (the caller saves). A step that throws fails its procedure.
+ */
+export function advance<K extends ProcedureKind>(ctx: ProcedureContext, record: ProcedureRecordOf<K>, log: Log): boolean {
+  if (record.status !== 'running') return false;
+  const step = stepOf(record);
+  const now = () => ctx.clock.nowMs();
+  if (!step) {
+    record.status = 'failed';
+    record.error = `unknown step ${JSON.stringify(record.step)} for ${record.kind}`;
+    record.updatedMs = now();
+    return true;
+  }
+  const run: StepRun = {
+    createdMs: record.createdMs,
+    stepSinceMs: record.stepSinceMs,
+    resend: () => {
+      if (now() - record.lastSentMs < RESEND_AFTER_MS) return false;
+      record.lastSentMs = now();
+      return true;
+    },
+  };
+  let result: StepResult<StepOf<K>>;
+  try {
+    result = step(ctx, record.data, run);
+  } catch (err) {
+    result = { failed: `step ${record.step} threw: ${(err as Error).message}` };
+  }
+  if ('wait' in result) return note(record, result.note);
+  if ('retry' in result) return note(record, result.retry);
+  record.updatedMs = now();
+  if ('next' in result) {
+    log.info({ procedure: record.id, from: record.step, to: result.next, note: result.note }, 'procedure step');
+    note(record, result.note ?? `→ ${result.next}`);
+    record.step = result.next;
+    record.stepSinceMs = now();
+    record.lastSentMs = 0;
+  } else if ('done' in result) {
+    log.info({ procedure: record.id, note: result.note }, 'procedure done');
+    note(record, result.note ?? 'done');
+    record.status = 'done';
+  } else {
+    log.warn({ procedure: record.id, step: record.step, error: result.failed }, 'procedure failed');
+    record.status = 'failed';
+    record.error = result.failed;
+  }
+  return true;
 }
 
 /** One pass; returns true if anything durable changed (the caller saves). */
-export function runProcedures(ctx: ProcedureContext, log: Logger): boolean {
+export function runProcedures(ctx: ProcedureContext, log: Log): boolean {
   let changed = false;
-  // Steps may start procedures; take a snapshot of the running set first.
-  for (const record of Object.values(ctx.catalog.procedures)) {
-    if (record.status !== 'running') continue;
-    const def = definitions[record.kind];
-    const step = def.steps[record.step];
-    if (!step) {
-      record.status = 'failed';
-      record.error = `unknown step ${record.step}`;
-      changed = true;
-      continue;
-    }
-    let result: StepResult;
-    try {
-      result = step(ctx, record);
-    } catch (err) {
-      result = { failed: `step ${record.step} threw: ${(err as Error).message}` };
-    }
-    const now = ctx.nowMs();
-    if ('wait' in result) {
-      if (result.note && record.notes.at(-1) !== result.note) {
-        note(record, result.note);
-        changed = true;
-      }
-      continue;
-    }
-    changed = true;
-    record.updatedMs = now;
-    if ('next' in result) {
-      log.info({ procedure: record.id, from: record.step, to: result.next, note: result.note }, 'procedure step');
-      note(record, result.note ?? `→ ${result.next}`);
-      record.step = result.next;
-      record.stepSinceMs = now;
-      record.data['lastSentMs'] = 0;
-    } else if ('done' in result) {
-      log.info({ procedure: record.id, note: result.note }, 'procedure done');
-      note(record, result.note ?? 'done');
-      record.status = 'done';
-    } else {
-      log.warn({ procedure: record.id, error: result.failed }, 'procedure failed');
-      record.status = 'failed';
-      record.error = result.failed;
-    }
-  }
+  // Steps may start procedures; those run from the next pass.
+  for (const record of Object.values(ctx.catalog.procedures)) changed = advance(ctx, record, log) || changed;
   const finished = Object.values(ctx.catalog.procedures)
     .filter((p) => p.status !== 'running')
     .sort((a, b) => a.updatedMs - b.updatedMs);

@@ -1,17 +1,15 @@
 // transfer-leader (admin): move a region's leadership to the replica on a given datanode, by
 // asking the current leader to transfer (raft TimeoutNow); done when the target reports it leads.
-import { type ProcedureDefinition, type StepResult, shouldResend } from './procedure.js';
+import type { ProcedureDefinition } from './procedure.js';
 
-const TIMEOUT_MS = 15_000;
+export const TRANSFER_TIMEOUT_MS = 15_000;
 
-export const transferLeader: ProcedureDefinition = {
+export const transferLeader: ProcedureDefinition<'transfer-leader'> = {
   kind: 'transfer-leader',
   firstStep: 'transfer',
-  describe: (r) => `region ${r.data['regionId']} → node ${r.data['nodeId']}`,
+  describe: (d) => `region ${d.regionId} → node ${d.nodeId}`,
   steps: {
-    transfer(ctx, r): StepResult {
-      const regionId = r.data['regionId'] as string;
-      const nodeId = r.data['nodeId'] as number;
+    transfer(ctx, { regionId, nodeId }, run) {
       const region = ctx.catalog.regions[regionId];
       if (!region) return { failed: `region ${regionId} does not exist` };
       const target = region.replicas.find((p) => p.nodeId === nodeId);
@@ -21,8 +19,8 @@ export const transferLeader: ProcedureDefinition = {
         region.leaderNodeId = nodeId;
         return { done: true, note: `node ${nodeId} leads region ${regionId}` };
       }
-      if (ctx.nowMs() - r.createdMs > TIMEOUT_MS) return { failed: `leadership did not move within ${TIMEOUT_MS} ms` };
-      if (leader && shouldResend(ctx, r)) ctx.send(leader.nodeId, { transfer_leader: { region_id: regionId, to_peer_id: String(target.peerId) } });
+      if (ctx.clock.nowMs() - run.createdMs > TRANSFER_TIMEOUT_MS) return { failed: `leadership did not move within ${TRANSFER_TIMEOUT_MS} ms` };
+      if (leader && run.resend()) ctx.send(leader.nodeId, { transfer_leader: { region_id: regionId, to_peer_id: String(target.peerId) } });
       return { wait: true };
     },
   },

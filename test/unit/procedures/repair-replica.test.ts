@@ -1,0 +1,299 @@
+// repair-replica's steps against the fake metasrv: success, retryable failure, fatal failure,
+// and resume after a crash mid-step. Peer 3 on node 3 (down) is replaced by peer 4 on node 4.
+// (A step that throws fails its procedure: steps.test.ts. Lost replicas: ../repair-replica.test.ts.)
+import { expect } from 'chai';
+import { RESEND_AFTER_MS } from '../../../src/metasrv/procedures/procedure.js';
+import type { RepairReplicaData, StepOf } from '../../../src/metasrv/procedures/record.js';
+import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
+
+type Step = StepOf<'repair-replica'>;
+
+/** Node 3 is down; a repair of its peer starts at `step` (past allocate: peer 4 placed on node 4). */
+function repair(step: Step, over: Partial<RepairReplicaData> = {}) {
+  const f = new FakeCluster();
+  f.kill(3);
+  const allocated = step !== 'allocate';
+  const data: RepairReplicaData = { regionId: REGION, oldPeerId: 3, oldNodeId: 3, ...(allocated ? { newPeerId: 4, newNodeId: 4 } : {}), ...over };
+  if (allocated && data.newPeerId !== undefined) {
+    f.region().replicas.push({ peerId: data.newPeerId, nodeId: data.newNodeId! });
+    f.catalog.nextPeerId = data.newPeerId + 1;
+  }
+  const { id } = f.start('repair-replica', data);
+  f.procedure(id, 'repair-replica').step = step;
+  f.save();
+  return { f, id, record: () => f.procedure(id, 'repair-replica') };
+}
+
+/** The leader (node 2) reports this membership. */
+function leaderReports(f: FakeCluster, voters: number[], learners: number[] = []) {
+  f.report(2, replica(2, { role: 'leader', voters, learners }));
+}
+
+describe('repair-replica / allocate', () => {
+  it('success: a never-used peer id on a healthy node without a replica, placed in the catalog with the step change', () => {
+    const { f, id, record } = repair('allocate');
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+    expect(record().data).to.include({ newPeerId: 4, newNodeId: 4 });
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3', '4@4']);
+    expect(f.region().confVersion).to.equal(2);
+  });
+
+  it('retryable: with no free healthy node it waits, noting why; allocates when one is back', () => {
+    const { f, id, record } = repair('allocate');
+    f.kill(4);
+    f.step(id);
+    expect(record()).to.include({ step: 'allocate', status: 'running' });
+    expect(record().notes.at(-1)).to.equal('no healthy datanode without a replica of this region');
+    expect(f.region().replicas).to.have.length(3);
+    f.alive.add(4);
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+  });
+
+  it('not a failure: a dropped region or an already replaced replica ends it as done', () => {
+    const { f, id, record } = repair('allocate');
+    delete f.catalog.regions[REGION];
+    f.step(id);
+    expect(record()).to.include({ status: 'done' });
+    expect(record().notes.at(-1)).to.equal('region no longer exists');
+  });
+
+  it('resume: a crash before the save loses the placement and the id with it; the re-run places one replica, not two', () => {
+    const { f, id, record } = repair('allocate');
+    f.stepThenCrash(id);
+    expect(f.region().replicas).to.have.length(3);
+    expect(f.catalog.nextPeerId).to.equal(4);
+    expect(record().data.newPeerId).to.equal(undefined);
+    f.step(id);
+    f.step(id); // add-learner now; allocate is not run again
+    f.crash();
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3, 4]);
+    expect(f.catalog.nextPeerId).to.equal(5);
+  });
+});
+
+describe('repair-replica / clear-old (replaced on the same node)', () => {
+  const inPlace = { newPeerId: 4, newNodeId: 3, inPlace: true };
+
+  it('success: deletes the failed old replica the node still hosts; moves on once it is gone', () => {
+    const { f, id, record } = repair('clear-old', inPlace);
+    f.alive.add(3);
+    f.report(3, replica(3, { health: 'failed' }));
+    f.step(id);
+    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
+    f.unreport(3);
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+  });
+
+  it('retryable: waits, noting why, while the node is down', () => {
+    const { f, id, record } = repair('clear-old', inPlace);
+    f.step(id);
+    expect(record().notes.at(-1)).to.equal('waiting for node 3');
+    expect(f.sent).to.deep.equal([]);
+    expect(record().step).to.equal('clear-old');
+  });
+
+  it('resume: a crash before the save re-sends the delete', () => {
+    const { f, id, record } = repair('clear-old', inPlace);
+    f.alive.add(3);
+    f.report(3, replica(3, { health: 'failed' }));
+    f.stepThenCrash(id);
+    expect(record()).to.include({ step: 'clear-old', lastSentMs: 0 });
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['close_region@3']);
+  });
+});
+
+describe('repair-replica / add-learner', () => {
+  it('success: opens the new replica and asks the leader to add it as a learner; next catch-up once the leader counts it', () => {
+    const { f, id, record } = repair('add-learner');
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+    expect(f.sent[1]!.instruction).to.deep.equal({
+      change_peer: { region_id: REGION, change: 'add-learner', peer: { peer_id: '4', node_id: '4', addr: '127.0.0.1:7004' } },
+    });
+    f.step(id);
+    expect(f.sent, 'not re-sent within the interval').to.have.length(2);
+    leaderReports(f, [1, 2, 3], [4]);
+    f.step(id);
+    expect(record().step).to.equal('catch-up');
+    expect(record().lastSentMs, 'the re-send time is per step').to.equal(0);
+    f.step(id);
+    expect(f.sentKinds(), 'catch-up re-opens the silent new replica at once').to.deep.equal(['open_region@4', 'change_peer@2', 'open_region@4']);
+  });
+
+  it('retryable: without a leader it waits, noting why, and sends nothing', () => {
+    const { f, id, record } = repair('add-learner');
+    f.kill(2);
+    f.step(id);
+    expect(record().notes.at(-1)).to.equal('waiting for a leader');
+    expect(f.sent).to.deep.equal([]);
+  });
+
+  it('fatal: a record at this step with no new peer allocated', () => {
+    const { f, id, record } = repair('add-learner', { newPeerId: undefined, newNodeId: undefined });
+    f.step(id);
+    expect(record()).to.include({ status: 'failed', error: 'no new peer allocated (the record skipped allocate)' });
+  });
+
+  it('resume: the leader added the learner but the metasrv crashed before seeing it: the re-run moves on without re-sending', () => {
+    const { f, id, record } = repair('add-learner');
+    f.stepThenCrash(id);
+    leaderReports(f, [1, 2, 3], [4]);
+    f.step(id);
+    expect(f.sent).to.deep.equal([]);
+    expect(record().step).to.equal('catch-up');
+  });
+});
+
+describe('repair-replica / catch-up', () => {
+  it('success: waits until the new replica has applied close to the leader\'s commit; next promote', () => {
+    const { f, id, record } = repair('catch-up');
+    f.report(4, replica(4, { appliedIndex: 10 }));
+    f.step(id);
+    expect(record().step).to.equal('catch-up');
+    f.report(4, replica(4, { appliedIndex: 40 }));
+    f.step(id);
+    expect(record().step).to.equal('promote');
+    expect(record().notes.at(-1)).to.equal('caught up at 40');
+  });
+
+  it('retryable: a new replica that does not report is opened again, once per interval; no leader is noted', () => {
+    const { f, id, record } = repair('catch-up');
+    f.step(id);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4']);
+    f.clock.advance(RESEND_AFTER_MS);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'open_region@4']);
+    f.kill(2);
+    f.step(id);
+    expect(record().notes.at(-1)).to.equal('waiting for a leader');
+  });
+
+  it('fatal: a record at this step with no new peer allocated', () => {
+    const { f, id, record } = repair('catch-up', { newPeerId: undefined, newNodeId: undefined });
+    f.step(id);
+    expect(record().status).to.equal('failed');
+  });
+
+  it('resume: re-run from the saved record it re-derives progress from the reports', () => {
+    const { f, id, record } = repair('catch-up');
+    f.report(4, replica(4, { appliedIndex: 45 }));
+    f.stepThenCrash(id);
+    expect(record().step).to.equal('catch-up');
+    f.step(id);
+    expect(record().step).to.equal('promote');
+  });
+});
+
+describe('repair-replica / promote', () => {
+  it('success: asks the leader to promote the learner; next remove-old once it is a voter', () => {
+    const { f, id, record } = repair('promote');
+    leaderReports(f, [1, 2, 3], [4]);
+    f.step(id);
+    expect(f.sent[0]!.instruction).to.have.property('change_peer').that.deep.includes({ change: 'promote' });
+    leaderReports(f, [1, 2, 3, 4]);
+    f.step(id);
+    expect(record().step).to.equal('remove-old');
+  });
+
+  it('retryable: without a leader it waits and sends nothing', () => {
+    const { f, id, record } = repair('promote');
+    f.kill(2);
+    f.step(id);
+    expect(f.sent).to.deep.equal([]);
+    expect(record().notes.at(-1)).to.equal('waiting for a leader');
+  });
+
+  it('fatal: a record at this step with no new peer allocated', () => {
+    const { f, id, record } = repair('promote', { newPeerId: undefined, newNodeId: undefined });
+    f.step(id);
+    expect(record().status).to.equal('failed');
+  });
+
+  it('resume: promoted while the metasrv was down: the re-run moves on without re-sending', () => {
+    const { f, id, record } = repair('promote');
+    f.stepThenCrash(id);
+    leaderReports(f, [1, 2, 3, 4]);
+    f.step(id);
+    expect(f.sent).to.deep.equal([]);
+    expect(record().step).to.equal('remove-old');
+  });
+});
+
+describe('repair-replica / remove-old', () => {
+  it('success: asks the leader to remove the old peer; the catalog drops it once the group has', () => {
+    const { f, id, record } = repair('remove-old');
+    leaderReports(f, [1, 2, 3, 4]);
+    f.step(id);
+    expect(f.sent[0]!.instruction).to.deep.equal({
+      change_peer: { region_id: REGION, change: 'remove', peer: { peer_id: '3', node_id: '3', addr: '127.0.0.1:7003' } },
+    });
+    leaderReports(f, [1, 2, 4]);
+    f.step(id);
+    expect(record().step).to.equal('cleanup');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 4]);
+  });
+
+  it('retryable: without a leader it waits; an old peer that leads is first asked to hand leadership to the new one', () => {
+    const { f, id, record } = repair('remove-old');
+    f.kill(2);
+    f.step(id);
+    expect(record().notes.at(-1)).to.equal('waiting for a leader');
+    f.alive.add(3);
+    f.report(3, replica(3, { role: 'leader', term: 3, voters: [1, 2, 3, 4] }));
+    f.clock.advance(RESEND_AFTER_MS);
+    f.step(id);
+    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { transfer_leader: { region_id: REGION, to_peer_id: '4' } } }]);
+    expect(f.region().replicas).to.have.length(4);
+  });
+
+  it('fatal: a record at this step with no new peer allocated', () => {
+    const { f, id, record } = repair('remove-old', { newPeerId: undefined, newNodeId: undefined });
+    f.step(id);
+    expect(record().status).to.equal('failed');
+  });
+
+  it('resume: a crash after the catalog dropped the peer but before the save: the re-run drops it again, once', () => {
+    const { f, id, record } = repair('remove-old');
+    leaderReports(f, [1, 2, 4]);
+    f.stepThenCrash(id);
+    expect(f.region().replicas).to.have.length(4);
+    expect(f.region().confVersion).to.equal(1);
+    f.step(id);
+    f.crash();
+    expect(record().step).to.equal('cleanup');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 4]);
+    expect(f.region().confVersion).to.equal(2);
+  });
+});
+
+describe('repair-replica / cleanup', () => {
+  it('success: a reachable old node is told to delete its replica; done', () => {
+    const { f, id, record } = repair('cleanup');
+    f.alive.add(3);
+    f.step(id);
+    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
+    expect(record().status).to.equal('done');
+  });
+
+  it('retryable: none; a down old node is not waited for (reconciliation deletes the replica when it returns)', () => {
+    const { f, id, record } = repair('cleanup');
+    f.step(id);
+    expect(f.sent).to.deep.equal([]);
+    expect(record().status).to.equal('done');
+  });
+
+  it('resume: a crash before the save sends the delete again (deleting twice is harmless)', () => {
+    const { f, id, record } = repair('cleanup');
+    f.alive.add(3);
+    f.stepThenCrash(id);
+    expect(record().status).to.equal('running');
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['close_region@3']);
+    expect(record().status).to.equal('done');
+  });
+});

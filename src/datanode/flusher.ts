@@ -36,7 +36,6 @@ import {
 import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
 import { type SstBuilder, sstBuilder } from '../engine/sst/format.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import type { ApplyResult } from '../engine/index.js';
 import type { RegionServer, Replica } from './region-server.js';
 import { SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
 
@@ -176,7 +175,7 @@ export class Flusher {
   private readonly running = new Set<Promise<void>>();
 
   constructor(
-    private readonly regionServer: RegionServer<ApplyResult>,
+    private readonly regionServer: RegionServer<RegionState>,
     private readonly store: ObjectStore,
     private readonly settings: FlusherSettings,
     private readonly log: Logger,
@@ -264,7 +263,7 @@ export class Flusher {
       const snapshotIndex = replica.store.snapshot().metadata.index;
       if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(this.publishSnapshot(replica, w));
       if (!replica.isLeader()) continue;
-      const state = replica.stateMachine as RegionState;
+      const state = replica.stateMachine;
       const now = this.clock.nowMs();
       if (state.memtable.count === 0) w.dirtySinceMs = undefined;
       else w.dirtySinceMs ??= now;
@@ -423,7 +422,7 @@ export class Flusher {
    * durable snapshots are published (the WAL's view), so a published index never runs ahead
    * of the snapshot this replica restarts from.
    */
-  private async publishSnapshot(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
+  private async publishSnapshot(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const snapshot = replica.store.snapshot();
     const { regionId, selfPeerId } = replica;
     w.snapshotPublishing = true;
@@ -447,8 +446,8 @@ export class Flusher {
    * listing, so anything listed and still on its way into the version is caught at one of
    * these steps.
    */
-  private inUse(replica: Replica<ApplyResult>): Set<string> {
-    const state = replica.stateMachine as RegionState;
+  private inUse(replica: Replica<RegionState>): Set<string> {
+    const state = replica.stateMachine;
     const keys = new Set(state.ssts.map((s) => s.key));
     const log = replica.raft.log;
     if (log.lastIndex() > replica.appliedIndex) {
@@ -459,12 +458,12 @@ export class Flusher {
     return keys;
   }
 
-  private leaderMayCollect(replica: Replica<ApplyResult>, term: number): boolean {
+  private leaderMayCollect(replica: Replica<RegionState>, term: number): boolean {
     return !replica.closed && replica.raft.term === term && leaderMayCollect(replica.isLeader(), term, replica.raft.log.term(replica.appliedIndex));
   }
 
   /** One GC pass over a region this node leads: the rule is sst-gc.ts (G1–G5); this is its I/O. */
-  private async collectGarbage(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
+  private async collectGarbage(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const regionId = replica.regionId;
     const term = replica.raft.term;
     if (!this.leaderMayCollect(replica, term)) return; // G1
@@ -516,7 +515,7 @@ export class Flusher {
         unreferenced: w.unreferenced,
       });
       w.unreferenced = decision.unreferenced;
-      const state = replica.stateMachine as RegionState;
+      const state = replica.stateMachine;
       if (decision.snapshotNeededAt !== undefined && state.flushedIndex < decision.snapshotNeededAt) w.snapshotRequested = true;
       // Logged when the store holds SSTs the version does not name (after a compaction, a failed
       // or pending flush): what each is waiting for.

@@ -31,7 +31,7 @@ import { createHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import type { StateMachine } from '../datanode/types.js';
+import type { StateMachine } from '../raft/state-machine.js';
 import { type Command, type SstMeta, decodeCommand } from './command.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';

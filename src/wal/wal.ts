@@ -28,7 +28,7 @@ import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { LogBatch, LogEngine, RegionDamage } from '../datanode/types.js';
+import type { LogBatch, LogEngine, RegionDamage } from './log-engine.js';
 
 export type { RegionDamage };
 import { MemoryStorage } from '../raft/storage.js';

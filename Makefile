@@ -29,6 +29,7 @@ lint: deps typecheck
 	node_modules/.bin/biome lint src test bench
 	node scripts/check-raft-purity.mjs
 	node scripts/check-layers.mjs
+	node scripts/check-citations.mjs
 
 # The default suite: unit, conformance, raft paper tests, 300 simulator seeds, integration.
 test: build

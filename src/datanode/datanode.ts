@@ -65,7 +65,7 @@ export class Datanode implements DatabaseHost {
   regionServer!: RegionServer<RegionState>;
   private wal!: Wal;
   private transport!: GrpcRaftTransport;
-  /** SSTs and manifests (ARCHITECTURE §5); the shared durable copy of flushed data. */
+  /** SSTs and manifests (docs/architecture.md §5); the shared durable copy of flushed data. */
   objectStore!: ObjectStore;
   flusher!: Flusher;
   private grpcServer: RunningGrpcServer | undefined;
@@ -682,7 +682,7 @@ export class Datanode implements DatabaseHost {
       // A metasrv that does not know this node (its catalog was lost or restored from an older
       // copy) gets a registration on the next beat.
       if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
-      // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
+      // The metasrv may be down: reads and writes continue (docs/architecture.md §7); retry next beat.
       this.log.debug({ err: (err as Error).message }, 'heartbeat to metasrv failed');
     }
   }

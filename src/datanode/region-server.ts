@@ -1,6 +1,6 @@
 // RegionServer: hosts many region replicas (multi-raft) on one datanode and runs the ready loop.
 //
-// The ready loop, one cycle for ALL replicas with work (group commit, ARCHITECTURE §4):
+// The ready loop, one cycle for ALL replicas with work (group commit, docs/architecture.md §4):
 //   1. give raft the commands queued since the last cycle (one entry batch per region) and one
 //      ReadIndex request for the reads queued meanwhile, then collect ready() of every replica;
 //   2. write all their entries / hard states / snapshots in ONE durable LogBatch (fsync);
@@ -14,7 +14,7 @@
 //
 // Replica health (docs/replica-health.md). A replica that cannot start (its WAL records are
 // damaged, its snapshot does not load) or cannot apply a committed entry never takes the node
-// down: only a failed WAL write (the node's disk, RAFT-NOTES 3) or a broken invariant is fatal
+// down: only a failed WAL write (the node's disk, docs/raft-rules.md R3) or a broken invariant is fatal
 // to the whole node. An apply that fails on the object store stalls its replica: the entries
 // stay in the log, are applied in order once a retry succeeds, and meanwhile the replica refuses
 // proposals and linearizable reads; its log is sound, so it keeps taking part in raft. When the
@@ -851,7 +851,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.hooks.onRoleChange?.(replica.regionId, roleName[soft.role], soft.leader, replica.raft.term);
     if (soft.leader !== NO_NODE) replica.heardFromLeader = true;
     if (soft.role !== Role.Leader) {
-      // Proposals in flight may still commit under the next leader (RAFT-NOTES 21): their
+      // Proposals in flight may still commit under the next leader (docs/raft-rules.md R21): their
       // outcome is unknown; clients retry with the same request id and dedup makes it safe.
       for (const [index, proposal] of replica.proposals) {
         replica.proposals.delete(index);
@@ -924,7 +924,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   private onFatal(err: unknown): void {
     this.fatal = err instanceof Error ? err : new Error(String(err));
-    this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (RAFT-NOTES 3)');
+    this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (docs/raft-rules.md R3)');
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable(this.fatal.message));
     if (this.ticker) clearInterval(this.ticker);
   }

@@ -14,8 +14,8 @@
 //
 // Replica health (docs/replica-health.md). A replica that cannot start (its WAL records are
 // damaged, its snapshot does not load) or cannot apply a committed entry never takes the node
-// down: only a failed WAL write (the node's disk, docs/raft-rules.md R3) or a broken invariant is fatal
-// to the whole node. An apply that fails on the object store stalls its replica: the entries
+// down: only a failed WAL write (the node's disk, docs/raft-rules.md R3) or a broken invariant is
+// fatal to the whole node. An apply that fails on the object store stalls its replica: the entries
 // stay in the log, are applied in order once a retry succeeds, and meanwhile the replica refuses
 // proposals and linearizable reads; its log is sound, so it keeps taking part in raft. When the
 // apply cannot succeed (the object is gone or damaged, or the retry window ran out) the replica

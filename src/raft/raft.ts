@@ -6,23 +6,26 @@
 // The host loop is: rd = ready(); persist rd.hardState + rd.entries + rd.snapshot durably
 // (fsync / LevelDB sync); THEN send rd.messages; apply rd.committedEntries; advance(rd).
 //
-// INVARIANT P1 (docs/raft-rules.md R1): {term, vote} in rd.hardState is durable before any message in
-//   rd.messages is sent. A vote (VoteResponse granted) is therefore never sent unpersisted, and
-//   after a crash a node cannot vote twice in one term. PreVote never changes term or vote.
-// INVARIANT P2 (docs/raft-rules.md R2): a follower's AppendResponse acknowledges entries that are in the
-//   same ready's `entries`; they are durable before the response leaves (host order).
-// INVARIANT P3: the leader counts itself toward a commit quorum only for entries it has
-//   persisted: its own Progress.match moves in advance(), never in propose(). Hence a host may
-//   send a leader's Append messages before its own fsync completes without risking safety.
-// INVARIANT P4 (§5.4.2, docs/raft-rules.md R6): commit advances by counting only for an entry of the
-//   current term; a new leader appends an empty entry so that happens promptly.
-// INVARIANT P5 (§5.4.1, docs/raft-rules.md R7): votes are granted only to candidates whose log is at
-//   least as up to date as ours.
-// INVARIANT P6 (docs/raft-rules.md R12): ReadIndex is served only after the leader committed an entry
-//   of its term and a quorum acknowledged a heartbeat sent after the read was registered.
-// INVARIANT P7 (docs/raft-rules.md R14): at most one membership change is pending (proposed and not
-//   applied); learners never vote and never count toward commit.
-// INVARIANT P8 (docs/raft-rules.md R18): a snapshot at or below the commit index is never installed.
+// INVARIANT P1 (docs/raft-rules.md R1): {term, vote} in rd.hardState is durable before any
+//   message in rd.messages is sent. A vote (VoteResponse granted) is therefore never sent
+//   unpersisted, and after a crash a node cannot vote twice in one term. PreVote never changes
+//   term or vote.
+// INVARIANT P2 (docs/raft-rules.md R2): a follower's AppendResponse acknowledges entries that
+//   are in the same ready's `entries`; they are durable before the response leaves (host order).
+// INVARIANT P3 (docs/raft-rules.md R2): the leader counts itself toward a commit quorum only for
+//   entries it has persisted: its own Progress.match moves in advance(), never in propose().
+//   Hence a host may send a leader's Append messages before its own fsync completes without
+//   risking safety.
+// INVARIANT P4 (§5.4.2, docs/raft-rules.md R6): commit advances by counting only for an entry
+//   of the current term; a new leader appends an empty entry so that happens promptly.
+// INVARIANT P5 (§5.4.1, docs/raft-rules.md R7): votes are granted only to candidates whose log
+//   is at least as up to date as ours.
+// INVARIANT P6 (docs/raft-rules.md R12): ReadIndex is served only after the leader committed an
+//   entry of its term and a quorum acknowledged a heartbeat sent after the read was registered.
+// INVARIANT P7 (docs/raft-rules.md R14): at most one membership change is pending (proposed and
+//   not applied); learners never vote and never count toward commit.
+// INVARIANT P8 (docs/raft-rules.md R18): a snapshot at or below the commit index is never
+//   installed.
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';

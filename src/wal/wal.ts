@@ -287,8 +287,8 @@ export class Wal implements LogEngine {
    * Loads every region, checking every record. LevelDB writes a batch atomically, so a record
    * that fails its check was damaged after it was written — never a half-written write — and
    * the end of a region's key range is not necessarily its newest write (docs/raft-rules.md R4;
-   * an earlier rule assumed torn tails, LevelDB has none). Cutting such a record could drop a committed entry this node
-   * acknowledged and let it vote for a candidate missing it. So any damage to a region's records
+   * an earlier rule assumed torn tails, LevelDB has none). Cutting such a record could drop a
+   * committed entry this node acknowledged and let it vote for a candidate missing it. So any damage to a region's records
    * leaves the region unloaded and reported (`damage`): its replica does not start, nothing is
    * cut or rewritten, and the other regions open normally. The replica is rebuilt from its
    * peers under a fresh peer id (docs/replica-health.md). Damage outside any region's key range

@@ -28,6 +28,8 @@ typecheck: deps
 lint: deps typecheck
 	node_modules/.bin/biome lint src test bench
 	node scripts/check-raft-purity.mjs
+	node scripts/check-layers.mjs
+	node scripts/check-citations.mjs
 
 # The default suite: unit, conformance, raft paper tests, 300 simulator seeds, integration.
 test: build

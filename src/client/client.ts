@@ -1,7 +1,7 @@
 // The regiondb client library: route cache, per-region splitting of writes, NOT_LEADER
 // redirects with the leader hint, retries with backoff and a stable request id (a retried write
 // is applied at most once), deadlines. A timed-out write has an UNKNOWN outcome and is
-// reported as DEADLINE_EXCEEDED with that said (RAFT-NOTES 20).
+// reported as DEADLINE_EXCEEDED with that said (docs/raft-rules.md R20).
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';

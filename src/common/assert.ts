@@ -1,4 +1,4 @@
-// Assertions state invariants (TIGER_STYLE): a failed assertion is a bug in regiondb, never a
+// Assertions state invariants (docs/style.md S14): a failed assertion is a bug in regiondb, never a
 // user error. User errors are RegionDbError values (errors.ts) with stable codes.
 
 export class AssertionError extends Error {

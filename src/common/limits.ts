@@ -1,4 +1,4 @@
-// Every bound in one place, units last (TIGER_STYLE). Config may lower these, never exceed them.
+// Every bound in one place, units last (docs/style.md S5). Config may lower these, never exceed them.
 
 export const limits = {
   // Raft core defaults (ticks are driven by the host; see datanode ticker).
@@ -20,7 +20,7 @@ export const limits = {
   tableNameBytesMax: 128,
   scanRowsPerMessageMax: 1024,
 
-  /** Clients remembered per region for retry deduplication (RAFT-NOTES 19). */
+  /** Clients remembered per region for retry deduplication (docs/raft-rules.md R19). */
   dedupClientsMax: 100_000,
   /** Request results remembered per client; bounds a client's requests in flight. */
   dedupRequestsPerClientMax: 1024,

@@ -21,7 +21,7 @@ import { makeClient } from '../rpc/server.js';
 import { callContext } from '../rpc/auth.js';
 import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
 import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
-import type { Datanode } from './datanode.js';
+import type { DatabaseHost } from './database-host.js';
 
 interface RouteInfo {
   schema: TableSchema;
@@ -34,7 +34,7 @@ const ROUTE_CACHE_MS = 2000;
 export class DatabaseService {
   private readonly routeCache = new Map<string, RouteInfo>();
 
-  constructor(private readonly dn: Datanode) {}
+  constructor(private readonly dn: DatabaseHost) {}
 
   implementation(): grpc.UntypedServiceImplementation {
     const log = this.dn.log;
@@ -226,7 +226,7 @@ export class DatabaseService {
     const replica = this.dn.regionServer.replica(regionId);
     if (!replica) return;
     const limits = this.dn.config.engine;
-    const regionBytes = (replica.stateMachine as RegionState).memtableBytes();
+    const regionBytes = replica.stateMachine.memtableBytes();
     if (regionBytes > limits.region_memtable_limit_bytes) {
       this.dn.flusher.request(regionId);
       throw new RegionDbError(
@@ -346,7 +346,7 @@ export class DatabaseService {
       await this.refuseIfFailed(table, regionId);
       throw await this.redirect(table, regionId);
     }
-    return current.stateMachine as RegionState;
+    return current.stateMachine;
   }
 
   private async get(req: GetRequestProto): Promise<unknown> {

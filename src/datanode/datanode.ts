@@ -9,7 +9,7 @@ import type { DatanodeConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
-import { type ApplyResult, RegionState, type TableSchema } from '../engine/index.js';
+import { RegionState, type TableSchema } from '../engine/index.js';
 import { ConfChangeType } from '../raft/index.js';
 import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
@@ -27,18 +27,12 @@ import { CachedObjectStore, type ObjectStore, createObjectStore } from '../objec
 import { Flusher } from './flusher.js';
 import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
+import type { DatabaseHost } from './database-host.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport, raftTransportService, transportLimits } from './grpc-transport.js';
 import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from './region-server.js';
-
-/** What a datanode remembers about each hosted region (persisted in the WAL as region meta). */
-export interface RegionMeta {
-  readonly regionId: string;
-  readonly schema: TableSchema;
-  readonly selfPeerId: number;
-  readonly peers: { peerId: number; nodeId: number; addr: string }[];
-}
+import type { RegionMeta } from './types.js';
 
 export interface ProtoOpenRegion {
   region_id: string;
@@ -61,17 +55,17 @@ interface ProtoInstruction {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export class Datanode {
+export class Datanode implements DatabaseHost {
   readonly nodeId: number;
   readonly clusterId: string;
   readonly addresses = new Map<number, string>();
   /** raft.peer_addr_overrides: where raft traffic to a node goes instead (proxies). */
   private readonly raftAddrOverrides = new Map<number, string>();
   readonly metas = new Map<string, RegionMeta>();
-  regionServer!: RegionServer<ApplyResult>;
+  regionServer!: RegionServer<RegionState>;
   private wal!: Wal;
   private transport!: GrpcRaftTransport;
-  /** SSTs and manifests (ARCHITECTURE §5); the shared durable copy of flushed data. */
+  /** SSTs and manifests (docs/architecture.md §5); the shared durable copy of flushed data. */
   objectStore!: ObjectStore;
   flusher!: Flusher;
   private grpcServer: RunningGrpcServer | undefined;
@@ -141,7 +135,7 @@ export class Datanode {
         help: 'SSTs referenced by the replicas on this node',
         registers: [this.registry],
         collect(this: Gauge) {
-          this.set(self.regionServer?.allReplicas().reduce((n, r) => n + (r.stateMachine as RegionState).ssts.length, 0) ?? 0);
+          this.set(self.regionServer?.allReplicas().reduce((n, r) => n + r.stateMachine.ssts.length, 0) ?? 0);
         },
       }),
     };
@@ -175,7 +169,7 @@ export class Datanode {
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');
     }
-    this.regionServer = new RegionServer<ApplyResult>(
+    this.regionServer = new RegionServer<RegionState>(
       this.nodeId,
       this.wal,
       this.transport,
@@ -540,7 +534,7 @@ export class Datanode {
   replicaStats(): unknown[] {
     const healthy = this.regionServer.allReplicas().map((r) => {
       const st = r.raft.status();
-      const state = r.stateMachine as RegionState;
+      const state = r.stateMachine;
       return {
         region_id: r.regionId,
         peer_id: String(r.selfPeerId),
@@ -583,7 +577,7 @@ export class Datanode {
 
   /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */
   memtableBytes(): number {
-    return this.regionServer?.allReplicas().reduce((n, r) => n + (r.stateMachine as RegionState).memtableBytes(), 0) ?? 0;
+    return this.regionServer?.allReplicas().reduce((n, r) => n + r.stateMachine.memtableBytes(), 0) ?? 0;
   }
 
   private ledReplicas(regionId: string | undefined) {
@@ -601,7 +595,7 @@ export class Datanode {
     const deadline = Date.now() + 60_000;
     for (const { r, upTo } of targets) {
       for (;;) {
-        const state = r.stateMachine as RegionState;
+        const state = r.stateMachine;
         // Done when what the region held is in SSTs *and* a manifest naming them is in the
         // object store: only then does it survive the loss of every disk (`regiondb recover`).
         const inSsts = (state.memtable.count === 0 && state.frozen.length === 0) || state.flushedIndex >= upTo;
@@ -709,7 +703,7 @@ export class Datanode {
       // A metasrv that does not know this node (its catalog was lost or restored from an older
       // copy) gets a registration on the next beat.
       if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
-      // The metasrv may be down: reads and writes continue (ARCHITECTURE §7); retry next beat.
+      // The metasrv may be down: reads and writes continue (docs/architecture.md §7); retry next beat.
       const now = performance.now();
       const suppressed = this.heartbeatLogs.admit('failed', now);
       if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, phase: this.heartbeatPhase, suppressed }, 'heartbeat to metasrv failed');

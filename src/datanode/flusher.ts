@@ -1,23 +1,11 @@
-// The leader-side half of the LSM (ARCHITECTURE §5): for every region this node leads, decide
-// when to flush and compact, do the object-store I/O, and propose the edits that every replica
+// The leader-side half of the LSM (docs/architecture.md §5), the engine's flush and compaction
+// run for every region this node leads: on a timer, ask the engine's policy what is due
+// (src/engine/flush.ts, which also gives the order of a flush's steps and why it is safe;
+// src/engine/compaction.ts), do the object-store I/O and propose the edits that every replica
 // applies (src/engine/region-state.ts). Also writes the region's manifest to the object store
 // after each flush (the recovery point for `regiondb recover`), publishes every local replica's
 // raft snapshot for the leaders' GC, and garbage-collects SSTs that nothing may read any more
 // (the rule: sst-gc.ts G1–G5).
-//
-// Order of a flush, and why it is safe:
-//   1. propose `freeze` (index i)      — every replica sets aside the same memtable;
-//   2. build + upload the SST          — immutable object, unique key; from before the put
-//                                        until the edit settles it is in `uploading` (G2), and
-//                                        it is proposed only if the put took < grace/2;
-//   3. propose `flush-edit{i, sst}`    — in the leader's log (G2), then replicas reference the
-//                                        SST, flushedIndex = i;
-//   4. (each replica) raft snapshot at i = the manifest; the WAL below i is truncated;
-//   5. write the manifest to the object store (leader; retried until it is there).
-//   6. (every replica) publish its raft snapshot to the object store (GC's G3).
-// A leader change anywhere before 3 leaves the frozen memtable on every replica: the next
-// leader starts again at 2. WAL entries are never truncated before 3 is applied.
-import { randomBytes } from 'node:crypto';
 import { type Clock, systemClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -33,10 +21,10 @@ import {
   replicaSnapshotPrefix,
   sstPrefix,
 } from '../engine/manifest.js';
-import { type RegionState, memEntryFromCell, memEntryToSst } from '../engine/region-state.js';
-import { type SstBuilder, sstBuilder } from '../engine/sst/format.js';
+import { compactionDue, mergeSsts, planCompaction } from '../engine/compaction.js';
+import { buildFlushSst, dirtySince, newSstKey, nextFlushStep, sstMetaOf } from '../engine/flush.js';
+import type { RegionState } from '../engine/region-state.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import type { ApplyResult } from '../engine/index.js';
 import type { RegionServer, Replica } from './region-server.js';
 import { SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
 
@@ -83,89 +71,6 @@ const GC_DELETES_PER_PASS_MAX = 1000;
 /** GC passes run every grace/4 (so a grace is measured to within a quarter), at most this far apart. */
 const GC_INTERVAL_MS_MAX = 60_000;
 
-/**
- * A compaction merges a contiguous run of the region's SSTs (newest first: [start, end)) into
- * one SST at the run's place. Replicas accept any contiguous run (region-state.ts).
- */
-export interface CompactionRun {
-  readonly start: number;
-  readonly end: number;
-}
-
-/** SSTs are in one size tier while the largest is at most this many times the smallest. */
-export const COMPACTION_TIER_RATIO = 4;
-/** Smaller SSTs (flushes by age) count as this size, so they join the smallest tier. */
-export const COMPACTION_SIZE_FLOOR_BYTES = 1 << 20;
-
-/**
- * Which SSTs to merge: size-tiered. Merging every SST each time (as before) rewrote the whole
- * region at every compaction, so work and memory grew with the region (make bench-ingest:
- * throughput fell and RSS climbed). Here the newest run of at least `width` adjacent SSTs of
- * one size tier (largest ≤ COMPACTION_TIER_RATIO × smallest) is merged; the result is a tier
- * up, so each byte is rewritten about log₄(region size / flush size) times. If no tier is full
- * but the region holds 2 × `width` SSTs, the adjacent pair with the smallest total is merged,
- * so the count stays bounded. `everything` (an explicit request) merges all SSTs.
- */
-export function pickCompactionRun(sizes: readonly number[], width: number, everything: boolean, floorBytes = COMPACTION_SIZE_FLOOR_BYTES): CompactionRun | null {
-  const n = sizes.length;
-  if (n < 2) return null;
-  if (everything) return { start: 0, end: n };
-  const size = sizes.map((s) => Math.max(s, floorBytes));
-  for (let start = 0; start + width <= n; start++) {
-    let lo = size[start]!;
-    let hi = lo;
-    let end = start + 1;
-    while (end < n) {
-      const nextLo = Math.min(lo, size[end]!);
-      const nextHi = Math.max(hi, size[end]!);
-      if (nextHi > COMPACTION_TIER_RATIO * nextLo) break;
-      lo = nextLo;
-      hi = nextHi;
-      end++;
-    }
-    if (end - start >= width) return { start, end };
-  }
-  if (n < 2 * width) return null;
-  let best = 0;
-  for (let i = 1; i + 1 < n; i++) if (sizes[i]! + sizes[i + 1]! < sizes[best]! + sizes[best + 1]!) best = i;
-  return { start: best, end: best + 2 };
-}
-
-/**
- * The SST replacing `inputs` (newest version of each key; tombstones kept unless
- * `dropTombstones`), built as the merge streams by; null if nothing is left.
- */
-export async function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean): Promise<ReturnType<SstBuilder['finish']> | null> {
-  const builder = sstBuilder();
-  let seen = 0;
-  for await (const cell of state.mergedCells(inputs)) {
-    await yieldEvery(++seen);
-    if (cell.fields === null && dropTombstones) continue;
-    builder.add(memEntryToSst(memEntryFromCell(cell)));
-  }
-  return builder.count > 0 ? builder.finish() : null;
-}
-
-/** Rows between two yields to the event loop during a flush or a merge. */
-export const ROWS_PER_YIELD = 1024;
-
-/**
- * Lets timers and I/O run every ROWS_PER_YIELD rows. Awaiting cached SST blocks or memtable rows
- * only queues microtasks, which never let the event loop turn: without this a merge of a few
- * hundred thousand rows stalls the datanode for a second, longer than a raft election timeout.
- */
-function yieldEvery(rows: number): Promise<void> | undefined {
-  return rows % ROWS_PER_YIELD === 0 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
-}
-
-/**
- * `regions/<id>/sst/<freeze index hex>-<created ms>-<random>.sst`. The wall-clock time is for
- * people reading a listing; GC never reads it (clocks skew and jump).
- */
-function sstKey(regionId: string, index: number): string {
-  return `${sstPrefix(regionId)}${index.toString(16).padStart(16, '0')}-${Date.now()}-${randomBytes(4).toString('hex')}.sst`;
-}
-
 export class Flusher {
   private readonly work = new Map<string, RegionWork>();
   private timer: NodeJS.Timeout | undefined;
@@ -176,7 +81,7 @@ export class Flusher {
   private readonly running = new Set<Promise<void>>();
 
   constructor(
-    private readonly regionServer: RegionServer<ApplyResult>,
+    private readonly regionServer: RegionServer<RegionState>,
     private readonly store: ObjectStore,
     private readonly settings: FlusherSettings,
     private readonly log: Logger,
@@ -264,22 +169,24 @@ export class Flusher {
       const snapshotIndex = replica.store.snapshot().metadata.index;
       if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(this.publishSnapshot(replica, w));
       if (!replica.isLeader()) continue;
-      const state = replica.stateMachine as RegionState;
+      const state = replica.stateMachine;
       const now = this.clock.nowMs();
-      if (state.memtable.count === 0) w.dirtySinceMs = undefined;
-      else w.dirtySinceMs ??= now;
-      if (state.frozen.length > 0) {
-        if (!w.uploading) this.track(this.upload(replica.regionId, state, w));
-      } else if (!w.freezing && (state.memtable.count > 0 || w.snapshotRequested)) {
-        const aged = w.dirtySinceMs !== undefined && now - w.dirtySinceMs >= this.settings.flushAgeMs;
-        const due = state.memtable.sizeBytes >= this.settings.flushBytes || aged || w.requested || w.snapshotRequested;
-        if (due) this.track(this.freeze(replica.regionId, w));
-      } else if (w.requested && state.memtable.count === 0) {
-        w.requested = false;
+      w.dirtySinceMs = dirtySince(state, w.dirtySinceMs, now);
+      switch (nextFlushStep(state, w, now, this.settings)) {
+        case 'upload':
+          this.track(this.upload(replica.regionId, state, w));
+          break;
+        case 'freeze':
+          this.track(this.freeze(replica.regionId, w));
+          break;
+        case 'forget-request':
+          w.requested = false;
+          break;
+        case 'none':
+          break;
       }
       if (state.flushedIndex > w.manifestWritten) this.track(this.writeManifest(replica.regionId, state, w));
-      const compactDue = state.ssts.length >= this.settings.compactAtSsts || (w.compactRequested && state.ssts.length >= 2);
-      if (compactDue && !w.compacting) {
+      if (compactionDue(state.ssts.length, this.settings.compactAtSsts, w.compactRequested) && !w.compacting) {
         const everything = w.compactRequested;
         w.compactRequested = false;
         this.track(this.compact(replica.regionId, state, w, everything));
@@ -316,28 +223,16 @@ export class Flusher {
     let key: string | undefined;
     try {
       let sst: SstMeta | null = null;
-      const builder = sstBuilder();
-      for (const entry of frozen.memtable.scan()) {
-        builder.add(memEntryToSst(entry));
-        await yieldEvery(builder.count);
-      }
-      if (builder.count > 0) {
-        const { bytes, properties } = builder.finish();
-        key = sstKey(regionId, frozen.index);
-        await this.putSst(key, bytes);
-        sst = {
-          key,
-          size: bytes.byteLength,
-          entries: properties.entryCount,
-          maxVersion: properties.maxVersion,
-          minTimestampMs: properties.minTimestamp,
-          maxTimestampMs: properties.maxTimestamp,
-        };
+      const built = await buildFlushSst(frozen);
+      if (built) {
+        key = newSstKey(regionId, frozen.index);
+        await this.putSst(key, built.bytes);
+        sst = sstMetaOf(key, built);
       }
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
-      this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: builder.count, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');
+      this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: sst?.entries ?? 0, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');
     } catch (err) {
       this.log.warn({ regionId, freezeIndex: frozen.index, err: (err as Error).message }, 'flush did not complete; will retry (an uploaded SST is an orphan until GC)');
     } finally {
@@ -378,31 +273,24 @@ export class Flusher {
   }
 
   /**
-   * Merges a run of the region's SSTs (pickCompactionRun) into one, streaming: memory is the
-   * output SST's bytes, not its entries. Tombstones are dropped only when the run includes the
-   * oldest SST (nothing older lies beneath it); otherwise they must keep shadowing older data.
+   * Merges the run of the region's SSTs the engine picks (src/engine/compaction.ts) into one,
+   * streaming: memory is the output SST's bytes, not its entries.
    */
   private async compact(regionId: string, state: RegionState, w: RegionWork, everything: boolean): Promise<void> {
     const all = [...state.ssts];
-    const run = pickCompactionRun(
-      all.map((s) => s.size),
-      this.settings.compactAtSsts,
-      everything,
-    );
-    if (!run) return;
+    const plan = planCompaction(all, this.settings.compactAtSsts, everything);
+    if (!plan) return;
     w.compacting = true;
     const started = process.hrtime.bigint();
-    const inputs = all.slice(run.start, run.end);
-    const dropTombstones = run.end === all.length;
+    const { inputs, dropTombstones } = plan;
     let key: string | undefined;
     try {
       const merged = await mergeSsts(state, inputs, dropTombstones);
       let output: SstMeta | null = null;
       if (merged) {
-        const { bytes, properties } = merged;
-        key = sstKey(regionId, properties.maxVersion);
-        await this.putSst(key, bytes);
-        output = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
+        key = newSstKey(regionId, merged.properties.maxVersion);
+        await this.putSst(key, merged.bytes);
+        output = sstMetaOf(key, merged);
       }
       // Flushes since the pick stay in front of the run; every replica replaces the same run.
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'compaction-edit', inputs: inputs.map((s) => s.key), output }));
@@ -423,7 +311,7 @@ export class Flusher {
    * durable snapshots are published (the WAL's view), so a published index never runs ahead
    * of the snapshot this replica restarts from.
    */
-  private async publishSnapshot(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
+  private async publishSnapshot(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const snapshot = replica.store.snapshot();
     const { regionId, selfPeerId } = replica;
     w.snapshotPublishing = true;
@@ -447,8 +335,8 @@ export class Flusher {
    * listing, so anything listed and still on its way into the version is caught at one of
    * these steps.
    */
-  private inUse(replica: Replica<ApplyResult>): Set<string> {
-    const state = replica.stateMachine as RegionState;
+  private inUse(replica: Replica<RegionState>): Set<string> {
+    const state = replica.stateMachine;
     const keys = new Set(state.ssts.map((s) => s.key));
     const log = replica.raft.log;
     if (log.lastIndex() > replica.appliedIndex) {
@@ -459,12 +347,12 @@ export class Flusher {
     return keys;
   }
 
-  private leaderMayCollect(replica: Replica<ApplyResult>, term: number): boolean {
+  private leaderMayCollect(replica: Replica<RegionState>, term: number): boolean {
     return !replica.closed && replica.raft.term === term && leaderMayCollect(replica.isLeader(), term, replica.raft.log.term(replica.appliedIndex));
   }
 
   /** One GC pass over a region this node leads: the rule is sst-gc.ts (G1–G5); this is its I/O. */
-  private async collectGarbage(replica: Replica<ApplyResult>, w: RegionWork): Promise<void> {
+  private async collectGarbage(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const regionId = replica.regionId;
     const term = replica.raft.term;
     if (!this.leaderMayCollect(replica, term)) return; // G1
@@ -516,7 +404,7 @@ export class Flusher {
         unreferenced: w.unreferenced,
       });
       w.unreferenced = decision.unreferenced;
-      const state = replica.stateMachine as RegionState;
+      const state = replica.stateMachine;
       if (decision.snapshotNeededAt !== undefined && state.flushedIndex < decision.snapshotNeededAt) w.snapshotRequested = true;
       // Logged when the store holds SSTs the version does not name (after a compaction, a failed
       // or pending flush): what each is waiting for.

@@ -1,4 +1,4 @@
-// Raft transport over gRPC (ARCHITECTURE §6): one long-lived bidi stream per peer datanode
+// Raft transport over gRPC (docs/architecture.md §6): one long-lived bidi stream per peer datanode
 // carrying batches of messages for every region the two nodes share. Sends never block the
 // ready loop: messages go into a bounded per-peer queue; a full queue drops the oldest
 // messages (raft retransmits: appends are re-sent on the next heartbeat/probe). A broken

@@ -2,13 +2,13 @@
 // hooks so the WAL and the region server never import prom-client. Every metric is a per-node
 // aggregate: nothing is labelled by region (thousands of regions would mean thousands of series).
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { NO_NODE } from '../raft/index.js';
+import { NO_NODE, type StateMachine } from '../raft/index.js';
 import { RPC_SECONDS_BUCKETS, grpcCodeName, registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import type { WalObserver } from '../wal/wal.js';
 import type { Replica } from './region-server.js';
 
 export interface DatanodeMetricsSources {
-  replicas(): readonly Replica<unknown>[];
+  replicas(): readonly Replica<StateMachine<unknown>>[];
   /** The raft transport's running totals (absent before start). */
   transport(): { readonly sentEnvelopes: number; readonly droppedEnvelopes: number } | undefined;
 }

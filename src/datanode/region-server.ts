@@ -1,6 +1,6 @@
 // RegionServer: hosts many region replicas (multi-raft) on one datanode and runs the ready loop.
 //
-// The ready loop, one cycle for ALL replicas with work (group commit, ARCHITECTURE §4):
+// The ready loop, one cycle for ALL replicas with work (group commit, docs/architecture.md §4):
 //   1. give raft the commands queued since the last cycle (one entry batch per region) and one
 //      ReadIndex request for the reads queued meanwhile, then collect ready() of every replica;
 //   2. write all their entries / hard states / snapshots in ONE durable LogBatch (fsync);
@@ -14,8 +14,8 @@
 //
 // Replica health (docs/replica-health.md). A replica that cannot start (its WAL records are
 // damaged, its snapshot does not load) or cannot apply a committed entry never takes the node
-// down: only a failed WAL write (the node's disk, RAFT-NOTES 3) or a broken invariant is fatal
-// to the whole node. An apply that fails on the object store stalls its replica: the entries
+// down: only a failed WAL write (the node's disk, docs/raft-rules.md R3) or a broken invariant is
+// fatal to the whole node. An apply that fails on the object store stalls its replica: the entries
 // stay in the log, are applied in order once a retry succeeds, and meanwhile the replica refuses
 // proposals and linearizable reads; its log is sound, so it keeps taking part in raft. When the
 // apply cannot succeed (the object is gone or damaged, or the retry window ran out) the replica
@@ -42,11 +42,14 @@ import {
   type Ready,
   Role,
   type Snapshot,
+  type ResultOf,
+  type StateMachine,
   bootstrapEntries,
   decodeConfChange,
   roleName,
 } from '../raft/index.js';
-import type { LogEngine, PeerInfo, RaftEnvelope, RaftTransport, StateMachine } from './types.js';
+import type { LogEngine } from '../wal/log-engine.js';
+import type { PeerInfo, RaftEnvelope, RaftTransport } from './types.js';
 
 export interface RaftTuning {
   readonly tickMs: number;
@@ -125,9 +128,9 @@ export interface ReplicaSpec {
   readonly bootstrap: boolean;
 }
 
-export interface StateMachineFactory<R> {
+export interface StateMachineFactory<S> {
   /** A fresh state machine, or one restored from a raft snapshot's data. */
-  create(regionId: string, snapshotData: Uint8Array | null): StateMachine<R>;
+  create(regionId: string, snapshotData: Uint8Array | null): S;
 }
 
 export interface RegionServerHooks {
@@ -175,7 +178,8 @@ interface PendingRead {
   reject(err: Error): void;
 }
 
-export class Replica<R> {
+/** One hosted replica: its raft core, its log and its state machine `S` (whose apply results are `R`). */
+export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   readonly peers = new Map<number, PeerInfo>();
   readonly proposals = new Map<number, PendingProposal<R>>();
   /** Commands accepted by propose() and not yet given to raft (see PROPOSAL_BATCH_COMMANDS_MAX). */
@@ -206,7 +210,7 @@ export class Replica<R> {
     readonly selfPeerId: number,
     readonly raft: Raft,
     readonly store: RaftLogStore,
-    public stateMachine: StateMachine<R>,
+    public stateMachine: S,
     appliedIndex: number,
   ) {
     this.appliedIndex = appliedIndex;
@@ -223,8 +227,9 @@ export class Replica<R> {
   }
 }
 
-export class RegionServer<R> {
-  private readonly replicas = new Map<string, Replica<R>>();
+/** Hosts the replicas of one datanode, every one running a state machine of type `S`. */
+export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
+  private readonly replicas = new Map<string, Replica<S, R>>();
   /** Replicas that failed (see the top of this file), until they are closed or replaced. */
   private readonly failed = new Map<string, ReplicaFailure>();
   private readonly applyRetry: ApplyRetryPolicy;
@@ -247,7 +252,7 @@ export class RegionServer<R> {
     readonly nodeId: number,
     private readonly logEngine: LogEngine,
     private readonly transport: RaftTransport,
-    private readonly stateMachines: StateMachineFactory<R>,
+    private readonly stateMachines: StateMachineFactory<S>,
     private readonly tuning: RaftTuning,
     private readonly log: Logger,
     private readonly clock: Clock,
@@ -273,12 +278,12 @@ export class RegionServer<R> {
   }
 
   /** The replica of a region hosted here, unless it was closed or removed (fenced). */
-  replica(regionId: string): Replica<R> | undefined {
+  replica(regionId: string): Replica<S, R> | undefined {
     const replica = this.replicas.get(regionId);
     return replica && !replica.closed ? replica : undefined;
   }
 
-  allReplicas(): Replica<R>[] {
+  allReplicas(): Replica<S, R>[] {
     return [...this.replicas.values()];
   }
 
@@ -301,7 +306,7 @@ export class RegionServer<R> {
    * start (its log is damaged, its snapshot does not load) or failed before: it is then reported
    * by failure() and stays failed until closed (a replacement comes under a fresh peer id).
    */
-  async open(spec: ReplicaSpec): Promise<Replica<R> | undefined> {
+  async open(spec: ReplicaSpec): Promise<Replica<S, R> | undefined> {
     const existing = this.replicas.get(spec.regionId);
     if (existing) return existing;
     if (this.failed.has(spec.regionId)) return undefined;
@@ -320,7 +325,7 @@ export class RegionServer<R> {
     }
     const snapshot = store.snapshot();
     const snapshotData = snapshot.metadata.index > 0 ? snapshot.data : null;
-    let stateMachine: StateMachine<R>;
+    let stateMachine: S;
     try {
       stateMachine = this.stateMachines.create(spec.regionId, snapshotData);
     } catch (err) {
@@ -340,7 +345,7 @@ export class RegionServer<R> {
       readOnly: this.tuning.readOnly,
       skipBcastCommit: this.tuning.skipBcastCommit,
     });
-    const replica = new Replica(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
+    const replica = new Replica<S, R>(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
     // The snapshot carries the membership as of its index: at least that new (the exact index of
     // the change is not in it); conf changes replayed from the log set it exactly.
     replica.confIndex = snapshot.metadata.index;
@@ -418,7 +423,7 @@ export class RegionServer<R> {
    * its index is taken after all of them were requested, so it is a valid read index for each
    * (§6.4 thesis), and N concurrent reads cost one heartbeat round instead of N.
    */
-  private requestReadIndex(replica: Replica<R>): void {
+  private requestReadIndex(replica: Replica<S, R>): void {
     const group = replica.queuedReads.splice(0);
     const ctx = `${this.nodeId}:${this.incarnation}:${++this.readSeq}`;
     replica.reads.set(ctx, {
@@ -439,7 +444,7 @@ export class RegionServer<R> {
    * the message was dropped while a stream reconnected). Such reads fail as PROPOSAL_DROPPED
    * after two election timeouts so the client retries, instead of hanging to its deadline.
    */
-  private expireReads(replica: Replica<R>): void {
+  private expireReads(replica: Replica<S, R>): void {
     const maxTicks = READ_TIMEOUT_ELECTIONS * this.tuning.electionTicks;
     for (const [ctx, read] of replica.reads) {
       if (read.index >= 0 || this.ticks - read.sinceTick < maxTicks) continue;
@@ -474,7 +479,7 @@ export class RegionServer<R> {
     this.schedule();
   }
 
-  leaderReplica(regionId: string): Replica<R> {
+  leaderReplica(regionId: string): Replica<S, R> {
     if (this.fatal) throw this.unavailable(`datanode stopped serving after a fatal storage error: ${this.fatal.message}`);
     const replica = this.replicas.get(regionId);
     if (!replica || replica.closed) throw this.failedError(regionId) ?? this.notFound(regionId);
@@ -526,7 +531,7 @@ export class RegionServer<R> {
     for (const replica of [...this.replicas.values()]) {
       if (replica.stall && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
     }
-    const work: [Replica<R>, Ready][] = [];
+    const work: [Replica<S, R>, Ready][] = [];
     for (const replica of this.replicas.values()) {
       if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
       if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
@@ -592,9 +597,9 @@ export class RegionServer<R> {
   }
 
   /** Replaces the state machine with a snapshot's (§7); false when it does not load (the replica failed). */
-  private installSnapshot(replica: Replica<R>, snapshot: Snapshot): boolean {
+  private installSnapshot(replica: Replica<S, R>, snapshot: Snapshot): boolean {
     const { index, confState } = snapshot.metadata;
-    let stateMachine: StateMachine<R>;
+    let stateMachine: S;
     try {
       stateMachine = this.stateMachines.create(replica.regionId, snapshot.data);
     } catch (err) {
@@ -623,7 +628,7 @@ export class RegionServer<R> {
   }
 
   /** Applies committed entries in order; a stalled replica only notes them (the retry applies them). */
-  private async applyCommitted(replica: Replica<R>, entries: readonly Entry[]): Promise<void> {
+  private async applyCommitted(replica: Replica<S, R>, entries: readonly Entry[]): Promise<void> {
     if (entries.length === 0) return;
     const last = entries[entries.length - 1]!.index;
     if (replica.stall) {
@@ -646,7 +651,7 @@ export class RegionServer<R> {
    * region server applies them itself from the log, in order). A missing or damaged object
    * cannot come back: the replica fails at once; an unreachable store is retried with backoff.
    */
-  private onApplyFailure(replica: Replica<R>, index: number, upTo: number, err: RegionDbError, stall: ApplyStall | undefined): void {
+  private onApplyFailure(replica: Replica<S, R>, index: number, upTo: number, err: RegionDbError, stall: ApplyStall | undefined): void {
     const nowMs = this.clock.nowMs();
     if (!isTransient(err)) {
       this.failReplica(replica, index, `region ${replica.regionId} cannot apply index ${index}: ${err.message}`);
@@ -677,7 +682,7 @@ export class RegionServer<R> {
   }
 
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
-  private async retryStalledApply(replica: Replica<R>, stall: ApplyStall): Promise<void> {
+  private async retryStalledApply(replica: Replica<S, R>, stall: ApplyStall): Promise<void> {
     const lo = replica.appliedIndex + 1;
     assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
     const entries = lo <= stall.upTo ? replica.store.entries(lo, stall.upTo + 1, Number.MAX_SAFE_INTEGER) : [];
@@ -700,7 +705,7 @@ export class RegionServer<R> {
    * The replica stops for good (see the top of this file): fenced, out of the ready loop, its
    * WAL untouched, reported by failure() until the region is closed or replaced.
    */
-  private failReplica(replica: Replica<R>, index: number, reason: string): void {
+  private failReplica(replica: Replica<S, R>, index: number, reason: string): void {
     replica.closed = true;
     replica.stall = undefined;
     this.replicas.delete(replica.regionId);
@@ -710,7 +715,7 @@ export class RegionServer<R> {
     this.failPending(replica, this.outcomeUnknown(replica, `the replica on node ${this.nodeId} failed (${reason})`));
   }
 
-  private recordFailure(regionId: string, selfPeerId: number, index: number, reason: string, replica: Replica<R> | undefined): ReplicaFailure {
+  private recordFailure(regionId: string, selfPeerId: number, index: number, reason: string, replica: Replica<S, R> | undefined): ReplicaFailure {
     const st = replica?.raft.status();
     const failure: ReplicaFailure = {
       regionId,
@@ -730,7 +735,7 @@ export class RegionServer<R> {
     return failure;
   }
 
-  private maySendBeforePersist(replica: Replica<R>, rd: Ready): boolean {
+  private maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
     if (!replica.isLeader() || rd.snapshot || rd.messages.length === 0) return false;
     if (!rd.hardState) return true;
     const persisted = replica.store.initialState().hardState;
@@ -738,7 +743,7 @@ export class RegionServer<R> {
   }
 
   /** Hands the messages of these readies to the transport, grouped per destination datanode. */
-  private send(work: readonly [Replica<R>, Ready][]): void {
+  private send(work: readonly [Replica<S, R>, Ready][]): void {
     const outgoing = new Map<number, RaftEnvelope[]>();
     for (const [replica, rd] of work) {
       for (const message of rd.messages) {
@@ -760,7 +765,7 @@ export class RegionServer<R> {
    * promise resolves to the error when the apply failed on the object store: nothing was applied
    * (the entry is to be applied again), which is not a property of the command.
    */
-  private applyEntry(replica: Replica<R>, entry: Entry): Promise<RegionDbError | undefined> | undefined {
+  private applyEntry(replica: Replica<S, R>, entry: Entry): Promise<RegionDbError | undefined> | undefined {
     if (entry.index <= replica.appliedIndex) return undefined;
     assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
     replica.appliedIndex = entry.index;
@@ -819,7 +824,7 @@ export class RegionServer<R> {
   }
 
   /** Resolves or rejects the proposal waiting for this entry, if any. */
-  private settle(replica: Replica<R>, entry: Entry, result: R | undefined, error: Error | undefined): void {
+  private settle(replica: Replica<S, R>, entry: Entry, result: R | undefined, error: Error | undefined): void {
     const proposal = replica.proposals.get(entry.index);
     if (!proposal) return;
     replica.proposals.delete(entry.index);
@@ -832,7 +837,7 @@ export class RegionServer<R> {
     }
   }
 
-  private releaseReads(replica: Replica<R>): void {
+  private releaseReads(replica: Replica<S, R>): void {
     for (const [ctx, read] of replica.reads) {
       if (read.index < 0 || replica.appliedIndex < read.index) continue;
       replica.reads.delete(ctx);
@@ -840,13 +845,13 @@ export class RegionServer<R> {
     }
   }
 
-  private onSoftState(replica: Replica<R>, rd: Ready): void {
+  private onSoftState(replica: Replica<S, R>, rd: Ready): void {
     const soft = rd.softState!;
     this.log.info({ regionId: replica.regionId, role: roleName[soft.role], leader: soft.leader, term: replica.raft.term }, 'raft role changed');
     this.hooks.onRoleChange?.(replica.regionId, roleName[soft.role], soft.leader, replica.raft.term);
     if (soft.leader !== NO_NODE) replica.heardFromLeader = true;
     if (soft.role !== Role.Leader) {
-      // Proposals in flight may still commit under the next leader (RAFT-NOTES 21): their
+      // Proposals in flight may still commit under the next leader (docs/raft-rules.md R21): their
       // outcome is unknown; clients retry with the same request id and dedup makes it safe.
       for (const [index, proposal] of replica.proposals) {
         replica.proposals.delete(index);
@@ -855,12 +860,12 @@ export class RegionServer<R> {
     }
   }
 
-  private resetPeersFromConf(replica: Replica<R>, confState: ConfState): void {
+  private resetPeersFromConf(replica: Replica<S, R>, confState: ConfState): void {
     const members = new Set([...confState.voters, ...confState.learners]);
     for (const peerId of replica.peers.keys()) if (!members.has(peerId)) replica.peers.delete(peerId);
   }
 
-  private async maybeSnapshot(replica: Replica<R>): Promise<void> {
+  private async maybeSnapshot(replica: Replica<S, R>): Promise<void> {
     const store = replica.store;
     if (replica.closed) return;
     const sm = replica.stateMachine;
@@ -885,7 +890,7 @@ export class RegionServer<R> {
 
 
   /** Gives the queued commands to raft, in order, as few entry batches as the bound allows. */
-  private proposeQueued(replica: Replica<R>): void {
+  private proposeQueued(replica: Replica<S, R>): void {
     while (replica.queuedCommands.length > 0) {
       const batch = replica.queuedCommands.splice(0, PROPOSAL_BATCH_COMMANDS_MAX);
       let first: { index: number; term: number };
@@ -907,7 +912,7 @@ export class RegionServer<R> {
    * `proposedWhy` they fail as outcome unknown instead, so that the client retries with the same
    * request id (dedup makes that safe) and never reports a write that may exist as failed.
    */
-  private failPending(replica: Replica<R>, err: Error, proposedWhy?: string): void {
+  private failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
     const proposedErr = proposedWhy === undefined ? err : this.outcomeUnknown(replica, proposedWhy);
@@ -919,7 +924,7 @@ export class RegionServer<R> {
 
   private onFatal(err: unknown): void {
     this.fatal = err instanceof Error ? err : new Error(String(err));
-    this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (RAFT-NOTES 3)');
+    this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (docs/raft-rules.md R3)');
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable(this.fatal.message));
     if (this.ticker) clearInterval(this.ticker);
   }
@@ -938,7 +943,7 @@ export class RegionServer<R> {
     );
   }
 
-  private stalledError(replica: Replica<R>, stall: ApplyStall): RegionDbError {
+  private stalledError(replica: Replica<S, R>, stall: ApplyStall): RegionDbError {
     const leaderNodeId = replica.isLeader() ? undefined : replica.leaderNodeId();
     return new RegionDbError(
       ErrorCode.Unavailable,
@@ -951,14 +956,14 @@ export class RegionServer<R> {
     return new RegionDbError(ErrorCode.NotFound, `region ${regionId} is not hosted on node ${this.nodeId}`);
   }
 
-  private notLeader(replica: Replica<R>): RegionDbError {
+  private notLeader(replica: Replica<S, R>): RegionDbError {
     const leaderNodeId = replica.leaderNodeId();
     return new RegionDbError(ErrorCode.NotLeader, `node ${this.nodeId} cannot serve region ${replica.regionId} now (no leadership)`, {
       details: leaderNodeId === undefined ? {} : { leaderNodeId: String(leaderNodeId) },
     });
   }
 
-  private outcomeUnknown(replica: Replica<R>, why: string): RegionDbError {
+  private outcomeUnknown(replica: Replica<S, R>, why: string): RegionDbError {
     const leaderNodeId = replica.leaderNodeId();
     return new RegionDbError(
       ErrorCode.Unavailable,

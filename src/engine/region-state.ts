@@ -1,4 +1,4 @@
-// The replicated state of one region (an LSM, ARCHITECTURE §5): the active memtable, frozen
+// The replicated state of one region (an LSM, docs/architecture.md §5): the active memtable, frozen
 // memtables waiting to be flushed, the SSTs in the object store, and the client dedup table.
 // apply() is deterministic: every replica applying the same commands at the same indexes ends
 // in the same state — including the flush and compaction edits, which only switch which
@@ -11,7 +11,7 @@
 // manifest (SST list + dedup + raft position), not the data. A leader change mid-flush leaves
 // the frozen memtable in place on every replica; the next leader flushes it again.
 //
-// Dedup (Raft thesis §6.3, RAFT-NOTES 19): per client, the results of its recent request ids,
+// Dedup (Raft thesis §6.3, docs/raft-rules.md R19): per client, the results of its recent request ids,
 // each with a hash of the command it answered. A retry (same client, id and command) returns the
 // recorded result without applying again; the same id with another command is refused
 // (`request-id-reused`: two writes must never share one answer); request id 0 is not
@@ -31,7 +31,7 @@ import { createHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import type { StateMachine } from '../datanode/types.js';
+import type { StateMachine } from '../raft/state-machine.js';
 import { type Command, type SstMeta, decodeCommand } from './command.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
@@ -202,7 +202,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       // Same id, another command: a client bug (ids reused, or shared between instances);
       // answering with the first result would acknowledge a write that never applied.
       if (previous.commandHash !== undefined && previous.commandHash !== hash) return { status: 'request-id-reused' };
-      return previous.result; // a retry: applied once already (RAFT-NOTES 19)
+      return previous.result; // a retry: applied once already (docs/raft-rules.md R19)
     }
     const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;
     if (cmd.requestId < oldestKnown) {

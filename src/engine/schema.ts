@@ -1,4 +1,4 @@
-// Table schemas and row validation (ARCHITECTURE §2). Values are JS-safe: int64 and
+// Table schemas and row validation (docs/architecture.md §2). Values are JS-safe: int64 and
 // timestamp_ms columns hold integers with |v| < 2^53 (larger values are rejected, not rounded).
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';

@@ -2,7 +2,7 @@
 // datanodes. The decisions (placement, id allocation) are pure functions of the catalog; the
 // metasrv persists the whole catalog after every change (catalog-store.ts).
 //
-// Raft stays the source of truth for who leads a region (RAFT-NOTES 22): `leaderNodeId` here
+// Raft stays the source of truth for who leads a region (docs/raft-rules.md R22): `leaderNodeId` here
 // is only the last leader a datanode reported, used as a routing hint.
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';

@@ -1,6 +1,6 @@
 // The metasrv process: catalog (tables, regions, placement), datanode registration and
 // heartbeats (phi-accrual failure detection), routes for clients, and DDL. It never decides
-// who leads a region (RAFT-NOTES 22): leaders are what datanodes report from raft.
+// who leads a region (docs/raft-rules.md R22): leaders are what datanodes report from raft.
 import { mkdirSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';

@@ -1,7 +1,7 @@
 // Heartbeat reconciliation between the catalog and the raft groups, as pure functions of the
 // catalog and of what the live datanodes last reported (docs/failover.md, "Reconciliation").
 //
-// The raft group is the authority on its own membership (RAFT-NOTES 22); the catalog is a copy
+// The raft group is the authority on its own membership (docs/raft-rules.md R22); the catalog is a copy
 // that can be older (restored from a backup), empty (metasrv data dir lost) or ahead (a
 // procedure placed a replica the group has not added yet). Rules:
 //   R1 A replica is destroyed only when the region's current membership, as reported by its

@@ -12,5 +12,6 @@ export {
   type SoftState,
 } from './raft.js';
 export type { ReadState } from './read-only.js';
+export type { ResultOf, StateMachine } from './state-machine.js';
 export * from './storage.js';
 export * from './types.js';

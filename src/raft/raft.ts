@@ -6,23 +6,26 @@
 // The host loop is: rd = ready(); persist rd.hardState + rd.entries + rd.snapshot durably
 // (fsync / LevelDB sync); THEN send rd.messages; apply rd.committedEntries; advance(rd).
 //
-// INVARIANT P1 (RAFT-NOTES 1): {term, vote} in rd.hardState is durable before any message in
-//   rd.messages is sent. A vote (VoteResponse granted) is therefore never sent unpersisted, and
-//   after a crash a node cannot vote twice in one term. PreVote never changes term or vote.
-// INVARIANT P2 (RAFT-NOTES 2): a follower's AppendResponse acknowledges entries that are in the
-//   same ready's `entries`; they are durable before the response leaves (host order).
-// INVARIANT P3: the leader counts itself toward a commit quorum only for entries it has
-//   persisted: its own Progress.match moves in advance(), never in propose(). Hence a host may
-//   send a leader's Append messages before its own fsync completes without risking safety.
-// INVARIANT P4 (§5.4.2, RAFT-NOTES 6): commit advances by counting only for an entry of the
-//   current term; a new leader appends an empty entry so that happens promptly.
-// INVARIANT P5 (§5.4.1, RAFT-NOTES 7): votes are granted only to candidates whose log is at
-//   least as up to date as ours.
-// INVARIANT P6 (RAFT-NOTES 12): ReadIndex is served only after the leader committed an entry
-//   of its term and a quorum acknowledged a heartbeat sent after the read was registered.
-// INVARIANT P7 (RAFT-NOTES 14): at most one membership change is pending (proposed and not
-//   applied); learners never vote and never count toward commit.
-// INVARIANT P8 (RAFT-NOTES 18): a snapshot at or below the commit index is never installed.
+// INVARIANT P1 (docs/raft-rules.md R1): {term, vote} in rd.hardState is durable before any
+//   message in rd.messages is sent. A vote (VoteResponse granted) is therefore never sent
+//   unpersisted, and after a crash a node cannot vote twice in one term. PreVote never changes
+//   term or vote.
+// INVARIANT P2 (docs/raft-rules.md R2): a follower's AppendResponse acknowledges entries that
+//   are in the same ready's `entries`; they are durable before the response leaves (host order).
+// INVARIANT P3 (docs/raft-rules.md R2): the leader counts itself toward a commit quorum only for
+//   entries it has persisted: its own Progress.match moves in advance(), never in propose().
+//   Hence a host may send a leader's Append messages before its own fsync completes without
+//   risking safety.
+// INVARIANT P4 (§5.4.2, docs/raft-rules.md R6): commit advances by counting only for an entry
+//   of the current term; a new leader appends an empty entry so that happens promptly.
+// INVARIANT P5 (§5.4.1, docs/raft-rules.md R7): votes are granted only to candidates whose log
+//   is at least as up to date as ours.
+// INVARIANT P6 (docs/raft-rules.md R12): ReadIndex is served only after the leader committed an
+//   entry of its term and a quorum acknowledged a heartbeat sent after the read was registered.
+// INVARIANT P7 (docs/raft-rules.md R14): at most one membership change is pending (proposed and
+//   not applied); learners never vote and never count toward commit.
+// INVARIANT P8 (docs/raft-rules.md R18): a snapshot at or below the commit index is never
+//   installed.
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -96,7 +99,7 @@ export interface RaftConfig {
   readonly checkQuorum?: boolean;
   /**
    * 'lease' answers ReadIndex from the leader's lease without a heartbeat round. Only safe with
-   * checkQuorum and bounded clock drift (RAFT-NOTES 10); 'safe' is the default.
+   * checkQuorum and bounded clock drift (docs/raft-rules.md R10); 'safe' is the default.
    */
   readonly readOnly?: ReadOnlyOption;
   readonly maxSizePerMsgBytes?: number;
@@ -222,7 +225,7 @@ export class Raft {
     this.bugs = cfg.plantedBugs ?? NO_PLANTED_BUGS;
     this.checkQuorum = cfg.checkQuorum ?? true;
     this.readOnlyOption = cfg.readOnly ?? 'safe';
-    assert(this.readOnlyOption === 'safe' || this.checkQuorum, 'lease reads require checkQuorum (RAFT-NOTES 10)');
+    assert(this.readOnlyOption === 'safe' || this.checkQuorum, 'lease reads require checkQuorum (docs/raft-rules.md R10)');
     this.maxSizePerMsgBytes = cfg.maxSizePerMsgBytes ?? limits.raftMaxSizePerMsgBytes;
     this.maxInflightMsgs = cfg.maxInflightMsgs ?? limits.raftMaxInflightMsgs;
     this.maxUncommittedEntriesBytes = cfg.maxUncommittedEntriesBytes ?? limits.raftMaxUncommittedEntriesBytes;
@@ -236,7 +239,7 @@ export class Raft {
       `hard state commit ${hardState.commit} beyond the last log index ${this.log.lastIndex()}`,
     );
     // A node's term is never behind an entry in its own log: if it is, the hard state lost a
-    // write (RAFT-NOTES 3) and continuing could mean voting twice in one term.
+    // write (docs/raft-rules.md R3) and continuing could mean voting twice in one term.
     assert(
       hardState.term >= this.log.lastTerm(),
       `hard state term ${hardState.term} is behind the last log term ${this.log.lastTerm()}: the hard state lost a write`,
@@ -266,7 +269,7 @@ export class Raft {
   /**
    * Proposes commands. Returns the index and term of the first; entry k gets index + k. The
    * host learns the outcome by applying: same (index, term) ⇒ committed; another term at that
-   * index ⇒ lost (RAFT-NOTES 21).
+   * index ⇒ lost (docs/raft-rules.md R21).
    */
   propose(data: readonly Uint8Array[]): { index: number; term: number } {
     this.ensureCanPropose();
@@ -292,7 +295,7 @@ export class Raft {
 
   /**
    * Applies a committed conf change (the host calls this when it applies the entry). Returns
-   * the new configuration. A removed leader steps down (RAFT-NOTES 16).
+   * the new configuration. A removed leader steps down (docs/raft-rules.md R16).
    */
   applyConfChange(cc: ConfChange): ConfState {
     const { voters, learners } = this.config;
@@ -358,13 +361,13 @@ export class Raft {
       // Requests that are not bound to a term: ReadIndex and TransferLeader.
     } else if (m.term > this.term) {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
-        // RAFT-NOTES 8: a node that heard from a leader within the election timeout ignores
+        // docs/raft-rules.md R8: a node that heard from a leader within the election timeout ignores
         // (pre-)votes, so a partitioned-then-healed node cannot depose a healthy leader.
         const inLease = this.checkQuorum && this.leader !== NO_NODE && this.electionElapsed < this.electionTicks;
         if (inLease && !isTransferCampaign(m)) return;
       }
       if (m.type === MessageType.PreVote) {
-        // A pre-vote never changes our term (RAFT-NOTES 1).
+        // A pre-vote never changes our term (docs/raft-rules.md R1).
       } else if (m.type === MessageType.PreVoteResponse && !m.reject) {
         // Our own pre-vote was granted at term+1; the term moves when we become candidate.
       } else {
@@ -375,7 +378,7 @@ export class Raft {
     } else if (m.term < this.term) {
       if ((this.checkQuorum || this.preVote) && (m.type === MessageType.Append || m.type === MessageType.Heartbeat)) {
         // A stale leader (e.g. resumed from SIGSTOP) learns our higher term and steps down
-        // (RAFT-NOTES 23); without this, PreVote would let it believe it leads forever.
+        // (docs/raft-rules.md R23); without this, PreVote would let it believe it leads forever.
         this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from }));
       } else if (m.type === MessageType.PreVote) {
         this.send(makeMessage({ type: MessageType.PreVoteResponse, to: m.from, term: this.term, reject: true }));
@@ -812,7 +815,7 @@ export class Raft {
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
       if (this.checkQuorum) {
-        // RAFT-NOTES 9: a leader without quorum contact for an election timeout steps down.
+        // docs/raft-rules.md R9: a leader without quorum contact for an election timeout steps down.
         if (!isQuorum(this.config.voters, (id) => id === this.id || this.progress.get(id)!.recentActive)) {
           this.becomeFollower(this.term, NO_NODE);
           return;
@@ -820,7 +823,7 @@ export class Raft {
         for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
       }
       this.retryLostSnapshots();
-      // RAFT-NOTES 11: a transfer that did not finish within an election timeout is aborted.
+      // docs/raft-rules.md R11: a transfer that did not finish within an election timeout is aborted.
       if (this.leadTransferee !== NO_NODE) this.abortLeaderTransfer();
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
@@ -997,7 +1000,7 @@ export class Raft {
       });
     }
     if (this.leadTransferee !== NO_NODE) {
-      // RAFT-NOTES 11: no new proposals while handing over leadership.
+      // docs/raft-rules.md R11: no new proposals while handing over leadership.
       throw new RegionDbError(ErrorCode.ProposalDropped, `leadership is being transferred to ${this.leadTransferee}`, {
         details: { leader: String(this.leadTransferee) },
       });

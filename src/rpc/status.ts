@@ -1,4 +1,4 @@
-// The ONLY place where regiondb errors become gRPC statuses and back (STYLE: grpc-js lesson).
+// The ONLY place where regiondb errors become gRPC statuses and back (docs/style.md S13).
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';

@@ -1,4 +1,4 @@
-// WAL record framing and payload codecs (STYLE rule 6: versioned and checksummed).
+// WAL record framing and payload codecs (docs/style.md S6: versioned and checksummed).
 //
 //   record  = [format version: u8 = 1][crc32c(payload): u32 BE][payload length: u32 BE][payload]
 //   entry   = [term: u64][index: u64][type: u8][data...]

@@ -1,5 +1,5 @@
 // One LevelDB per datanode holding every local replica's raft log and hard state
-// (ARCHITECTURE §4). Key layout (utf8 keys; regionId zero-padded so regions never interleave):
+// (docs/architecture.md §4). Key layout (utf8 keys; regionId zero-padded so regions never interleave):
 //   r/<regionId:20>/e/<index:16 hex>  → entry record
 //   r/<regionId:20>/hs                → hard state record
 //   r/<regionId:20>/snap              → snapshot record
@@ -10,7 +10,8 @@
 // Reads are served from an in-memory copy of each region's log (MemoryStorage) that is updated
 // only after a batch is durable, so the raft core never sees a write that could be lost.
 // Group commit: a WalBatch collects operations for many regions and writes them in ONE LevelDB
-// batch with sync: true. A failed sync poisons the WAL (RAFT-NOTES 3): the process must stop.
+// batch with sync: true. A failed sync poisons the WAL (docs/raft-rules.md R3): the datanode
+// must stop serving.
 // One exception (etcd's MustSync, taken one step further): a batch whose only content is hard
 // states that moved nothing but the commit index is not written at all when it commits. Those
 // hard states are kept in memory and written in the node's next batch (any region's), or at
@@ -28,7 +29,7 @@ import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { LogBatch, LogEngine, RegionDamage } from '../datanode/types.js';
+import type { LogBatch, LogEngine, RegionDamage } from './log-engine.js';
 
 export type { RegionDamage };
 import { MemoryStorage } from '../raft/storage.js';
@@ -285,9 +286,9 @@ export class Wal implements LogEngine {
   /**
    * Loads every region, checking every record. LevelDB writes a batch atomically, so a record
    * that fails its check was damaged after it was written — never a half-written write — and
-   * the end of a region's key range is not necessarily its newest write (RAFT-NOTES 4 assumed
-   * torn tails; LevelDB has none). Cutting such a record could drop a committed entry this node
-   * acknowledged and let it vote for a candidate missing it. So any damage to a region's records
+   * the end of a region's key range is not necessarily its newest write (docs/raft-rules.md R4;
+   * an earlier rule assumed torn tails, LevelDB has none). Cutting such a record could drop a
+   * committed entry this node acknowledged and let it vote for a candidate missing it. So any damage to a region's records
    * leaves the region unloaded and reported (`damage`): its replica does not start, nothing is
    * cut or rewritten, and the other regions open normally. The replica is rebuilt from its
    * peers under a fresh peer id (docs/replica-health.md). Damage outside any region's key range

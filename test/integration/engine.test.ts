@@ -293,7 +293,7 @@ describe('integration: disaster recovery from the object store (issue 5)', funct
     writeFileSync(file, bytes);
     // recover refuses while a node holding the table is not counted alive (and says so). Right
     // after the previous recovery the metasrv was seen to suspect a live node for a few seconds
-    // (docs/correctness.md M3: one cause, a stalled metasrv process judging before reading the
+    // (finding M3 in docs/correctness.md: one cause, a stalled metasrv process judging before reading the
     // queued heartbeats, is fixed): wait, as an operator would, until all three are alive, so
     // this test is about the damaged manifest only.
     await waitUntil('every datanode alive in the metasrv', 30_000, async () => {

@@ -45,7 +45,7 @@ describe('§5.2 leader election', () => {
     expect(net.raft(1).term).to.equal(1);
   });
 
-  it('each node votes at most once per term, and the vote survives a restart (RAFT-NOTES 1)', () => {
+  it('each node votes at most once per term, and the vote survives a restart (docs/raft-rules.md R1)', () => {
     const net = new Network([1, 2, 3], { preVote: false });
     net.isolate(3);
     net.campaign(1); // 2 votes for 1 in term 1
@@ -183,7 +183,7 @@ describe('§9.6 PreVote', () => {
     expect(net.node(1).storage.initialState().hardState).to.include({ term: 0, vote: 0 });
   });
 
-  it('a voter that heard from a leader recently rejects pre-votes (RAFT-NOTES 8)', () => {
+  it('a voter that heard from a leader recently rejects pre-votes (docs/raft-rules.md R8)', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);
     net.raft(2).step(makeMessage({ type: MessageType.PreVote, from: 3, to: 2, term: 5, index: 100, logTerm: 9 }));

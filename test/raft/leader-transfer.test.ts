@@ -4,7 +4,7 @@ import { Role } from '../../src/raft/raft.js';
 import { MessageType } from '../../src/raft/types.js';
 import { Network, bytes } from './harness.js';
 
-describe('leadership transfer (thesis §3.10, RAFT-NOTES 11)', () => {
+describe('leadership transfer (thesis §3.10, docs/raft-rules.md R11)', () => {
   it('transfers to an up-to-date follower with TimeoutNow', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

@@ -79,7 +79,7 @@ describe('§6 membership changes (single-step, learners first)', () => {
     expect(net.raft(3).role).to.not.equal(Role.Leader);
   });
 
-  it('a leader that removes itself commits the change and then steps down (RAFT-NOTES 16)', () => {
+  it('a leader that removes itself commits the change and then steps down (docs/raft-rules.md R16)', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);
     net.raft(1).proposeConfChange({ type: RemoveNode, nodeId: 1, context: '' });

@@ -6,7 +6,7 @@ import { Network, type RaftOptions, bytes } from './harness.js';
 const ctx = (s: string) => bytes(s);
 const decode = (b: Uint8Array) => new TextDecoder().decode(b);
 
-describe('ReadIndex (thesis §6.4, RAFT-NOTES 12)', () => {
+describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
   it('the leader answers with its commit index after a quorum heartbeat round', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

@@ -58,7 +58,7 @@ describe('§5.3 log replication', () => {
     expect(net.raft(3).log.lastIndex()).to.equal(net.raft(1).log.lastIndex());
   });
 
-  it('a follower truncates a conflicting uncommitted tail (RAFT-NOTES partition heal case)', () => {
+  it('a follower truncates a conflicting uncommitted tail (docs/raft-rules.md F4)', () => {
     const net = new Network([1, 2, 3], { checkQuorum: false, preVote: false });
     net.campaign(1);
     net.propose(1, 'committed');

@@ -19,7 +19,7 @@ import type { SstMeta } from '../../src/engine/command.js';
 import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
 import type { Row } from '../../src/engine/schema.js';
 import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
-import { ROWS_PER_YIELD, mergeSsts, pickCompactionRun } from '../../src/datanode/flusher.js';
+import { ROWS_PER_YIELD, compactionDue, dirtySince, mergeSsts, nextFlushStep, pickCompactionRun, planCompaction } from '../../src/engine/index.js';
 
 const schema: TableSchema = {
   name: 'cpu',
@@ -459,5 +459,49 @@ describe('engine: size-tiered compaction', () => {
     const all = await mergeSsts(s, s.ssts, true);
     expect(all!.properties.entryCount).to.equal(2);
     expect(all!.properties.tombstoneCount).to.equal(0);
+  });
+});
+
+describe('engine: flush and compaction policy (src/engine/flush.ts, compaction.ts)', () => {
+  const policy = { flushBytes: 1000, flushAgeMs: 5000 };
+  const idle = { dirtySinceMs: undefined, freezing: false, uploading: false, requested: false, snapshotRequested: false };
+  const region = (count: number, sizeBytes: number, frozen = 0) => ({ memtable: { count, sizeBytes }, frozen: new Array(frozen).fill({}) });
+
+  it('a frozen memtable is uploaded before anything else, one upload at a time', () => {
+    expect(nextFlushStep(region(5, 5000, 1), idle, 0, policy)).to.equal('upload');
+    expect(nextFlushStep(region(5, 5000, 1), { ...idle, uploading: true }, 0, policy)).to.equal('none');
+  });
+
+  it('the active memtable is frozen when big enough, old enough, asked for, or wanted by GC — and never twice at once', () => {
+    expect(nextFlushStep(region(5, 999, 0), idle, 0, policy)).to.equal('none');
+    expect(nextFlushStep(region(5, 1000, 0), idle, 0, policy)).to.equal('freeze');
+    expect(nextFlushStep(region(5, 10, 0), { ...idle, dirtySinceMs: 100 }, 5099, policy)).to.equal('none');
+    expect(nextFlushStep(region(5, 10, 0), { ...idle, dirtySinceMs: 100 }, 5100, policy)).to.equal('freeze');
+    expect(nextFlushStep(region(5, 10, 0), { ...idle, requested: true }, 0, policy)).to.equal('freeze');
+    expect(nextFlushStep(region(0, 0, 0), { ...idle, snapshotRequested: true }, 0, policy), 'GC: even an empty memtable').to.equal('freeze');
+    expect(nextFlushStep(region(5, 5000, 0), { ...idle, freezing: true }, 0, policy)).to.equal('none');
+  });
+
+  it('an explicit request with nothing to flush is forgotten', () => {
+    expect(nextFlushStep(region(0, 0, 0), { ...idle, requested: true }, 0, policy)).to.equal('forget-request');
+  });
+
+  it('the age trigger starts when the memtable first holds rows and resets when it is empty', () => {
+    expect(dirtySince(region(0, 0), 50, 100)).to.equal(undefined);
+    expect(dirtySince(region(1, 10), undefined, 100)).to.equal(100);
+    expect(dirtySince(region(3, 30), 100, 900)).to.equal(100);
+  });
+
+  it('a compaction is due at the SST threshold, or on request with two SSTs; tombstones drop only with the oldest SST', () => {
+    expect(compactionDue(5, 6, false)).to.equal(false);
+    expect(compactionDue(6, 6, false)).to.equal(true);
+    expect(compactionDue(2, 6, true)).to.equal(true);
+    expect(compactionDue(1, 6, true)).to.equal(false);
+    const sst = (key: string, size: number): SstMeta => ({ key, size, entries: 1, maxVersion: 1, minTimestampMs: 0, maxTimestampMs: 0 });
+    // Newest first: two small new ones on top of a big old one.
+    const ssts = [sst('a', 10), sst('b', 10), sst('c', 1 << 30)];
+    expect(planCompaction(ssts, 2, false)).to.deep.equal({ inputs: [ssts[0], ssts[1]], dropTombstones: false });
+    expect(planCompaction(ssts, 2, true)).to.deep.equal({ inputs: ssts, dropTombstones: true });
+    expect(planCompaction(ssts.slice(0, 1), 2, true)).to.equal(null);
   });
 });

@@ -162,7 +162,7 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     server = new FakeRegionServer();
     deleted.length = 0;
     flusher = new Flusher(
-      server as unknown as RegionServer<ApplyResult>,
+      server as unknown as RegionServer<RegionState>,
       store,
       settings,
       silentLogger,

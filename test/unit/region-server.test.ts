@@ -3,7 +3,7 @@ import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/datanode/region-server.js';
-import type { StateMachine } from '../../src/datanode/types.js';
+import type { StateMachine } from '../../src/raft/state-machine.js';
 import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
@@ -28,7 +28,7 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Pro
 }
 
 describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)', () => {
-  const servers = new Map<number, RegionServer<number>>();
+  const servers = new Map<number, RegionServer<Counter>>();
   /** Messages from these nodes are lost (a one-way link failure). */
   const mute = new Set<number>();
   /** Entries sent in appends, per (from node → to node, region): `${from}>${to}/${region}` → [entries per append]. */
@@ -45,7 +45,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
   ];
 
   /** A region server for `nodeId` over its (surviving) in-memory engine: a fresh process. */
-  function makeServer(nodeId: number): RegionServer<number> {
+  function makeServer(nodeId: number): RegionServer<Counter> {
     let engine = engines.get(nodeId);
     if (!engine) engines.set(nodeId, (engine = new MemoryLogEngine()));
     {
@@ -61,7 +61,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
           servers.get(to)?.step(from, e.regionId, e.message);
         }
       });
-      const server = new RegionServer<number>(
+      const server = new RegionServer<Counter>(
         nodeId,
         engine,
         transport,
@@ -94,7 +94,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     for (const server of servers.values()) await server.stop();
   });
 
-  function leaderOf(regionId: string): RegionServer<number> | undefined {
+  function leaderOf(regionId: string): RegionServer<Counter> | undefined {
     return [...servers.values()].find((s) => s.replica(regionId)?.isLeader());
   }
 
@@ -141,7 +141,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     const total = await leader.propose('r1', new Uint8Array([10]));
     for (const server of servers.values()) {
       await server.readBarrier('r1');
-      expect((server.replica('r1')!.stateMachine as Counter).total).to.equal(total);
+      expect((server.replica('r1')!.stateMachine).total).to.equal(total);
     }
   });
 
@@ -150,7 +150,7 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
     const total = await leader.propose('r1', new Uint8Array([1]));
     const before = readIndexRounds.get(leader.nodeId) ?? 0;
     await Promise.all(Array.from({ length: 50 }, () => leader.readBarrier('r1')));
-    expect((leader.replica('r1')!.stateMachine as Counter).total).to.equal(total);
+    expect((leader.replica('r1')!.stateMachine).total).to.equal(total);
     // One heartbeat per follower per round: 50 reads in one or two rounds, not fifty.
     expect((readIndexRounds.get(leader.nodeId) ?? 0) - before).to.be.at.most(4);
   });
@@ -289,7 +289,7 @@ class ConditionalCounter implements StateMachine<number> {
 }
 
 describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5)', () => {
-  const servers = new Map<number, RegionServer<number>>();
+  const servers = new Map<number, RegionServer<ConditionalCounter>>();
   const store = new FaultyStore();
   /** Raft messages sent, per `${fromNode}/${region}`. */
   const sent = new Map<string, number>();
@@ -311,7 +311,7 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
           if (!muted.has(`${from}/${e.regionId}`)) servers.get(to)?.step(from, e.regionId, e.message);
         }
       });
-      const server = new RegionServer<number>(
+      const server = new RegionServer<ConditionalCounter>(
         nodeId,
         new MemoryLogEngine(),
         transport,
@@ -333,13 +333,13 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
     for (const server of servers.values()) await server.stop();
   });
 
-  function leaderOf(regionId: string): RegionServer<number> | undefined {
+  function leaderOf(regionId: string): RegionServer<ConditionalCounter> | undefined {
     return [...servers.values()].find((s) => s.replica(regionId)?.isLeader());
   }
-  function followerOf(regionId: string): RegionServer<number> {
+  function followerOf(regionId: string): RegionServer<ConditionalCounter> {
     return [...servers.values()].find((s) => s.replica(regionId) && !s.replica(regionId)!.isLeader())!;
   }
-  const counterOf = (server: RegionServer<number>, regionId: string) => server.replica(regionId)?.stateMachine as ConditionalCounter | undefined;
+  const counterOf = (server: RegionServer<ConditionalCounter>, regionId: string) => server.replica(regionId)?.stateMachine;
 
   it('an apply that can never succeed (its SST was garbage-collected) fails only that replica, naming region and index; the node keeps serving its other regions', async () => {
     const follower = followerOf('f1');
@@ -431,7 +431,7 @@ describe('RegionServer: a replica whose log is damaged does not start (issue 14 
   it('opens the other replicas; the damaged one is reported failed with its region and index, and stays failed when opened again under the same peer id', async () => {
     const engine = new MemoryLogEngine();
     engine.damaged.set('d1', { regionId: 'd1', index: 17, reason: 'WAL corruption in region d1 at index 17: crc32c mismatch' });
-    const server = new RegionServer<number>(
+    const server = new RegionServer<ConditionalCounter>(
       1,
       engine,
       new LoopbackTransport(1, () => {}),

@@ -8,11 +8,10 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { DatabaseService } from '../../src/datanode/database-service.js';
-import type { Datanode } from '../../src/datanode/datanode.js';
+import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { Flusher } from '../../src/datanode/flusher.js';
 import type { RegionServer } from '../../src/datanode/region-server.js';
 import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
-import type { ApplyResult } from '../../src/engine/index.js';
 import { type SstOpener, RegionState, memEntryToSst } from '../../src/engine/region-state.js';
 import { REGION, schema } from '../fixtures/one-region-table.js';
 import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
@@ -46,7 +45,7 @@ describe('Database.Scan: reader leases and the server deadline (issue 14 item 5)
   let flusher: Flusher;
 
   const scanOf = (state: RegionState, write: (chunk: { rows: unknown[] }) => Promise<void>): Promise<unknown> => {
-    const dn = { flusher, regionServer: { replica: () => ({}), failure: () => undefined } } as unknown as Datanode;
+    const dn = { flusher, regionServer: { replica: () => ({}), failure: () => undefined } } as unknown as DatabaseHost;
     const service = new DatabaseService(dn);
     // The service's catalog and ReadIndex paths are not under test: the region is local and readable.
     Object.assign(service, { schemaOf: async () => schema, readable: async () => state });
@@ -61,7 +60,7 @@ describe('Database.Scan: reader leases and the server deadline (issue 14 item 5)
     dir = mkdtempSync(join(tmpdir(), 'regiondb-scan-'));
     clock = new ManualClock(0);
     const settings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, compactAtSsts: 100, gcGraceMs: GRACE_MS, checkIntervalMs: 250, manifestsKept: 5 };
-    flusher = new Flusher({} as RegionServer<ApplyResult>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} }, clock);
+    flusher = new Flusher({} as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} }, clock);
   });
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));

@@ -2,7 +2,7 @@
 // replica there is led by a live node. Raft normally elects within an election timeout on its
 // own; the metasrv only checks it happened (and that routes follow), and if a region is still
 // leaderless after a grace period it asks the most up-to-date live replica to campaign. It never
-// appoints a leader by itself: raft's vote rules still decide (RAFT-NOTES 22).
+// appoints a leader by itself: raft's vote rules still decide (docs/raft-rules.md R22).
 import type { ProcedureDefinition } from './procedure.js';
 
 /** Raft's own election gets this long before the metasrv nudges a live replica to campaign. */

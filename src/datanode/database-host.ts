@@ -1,0 +1,33 @@
+// What the Database service (database-service.ts) needs from the datanode that hosts it: its
+// identity, its replicas, flush and scan-lease control, and the way to the metasrv and to other
+// datanodes. The Datanode implements it; keeping the service on this narrow surface (rather
+// than the Datanode class) keeps the two files out of an import cycle and lets tests give the
+// service a small fake host.
+import type * as grpc from '@grpc/grpc-js';
+import type { DatanodeConfig } from '../common/config.js';
+import type { Logger } from '../common/logger.js';
+import type { RegionState, TableSchema } from '../engine/index.js';
+import type { ProtoTableSchema } from '../rpc/values.js';
+import type { Flusher } from './flusher.js';
+import type { DatanodeMetrics } from './node-metrics.js';
+import type { RegionServer } from './region-server.js';
+import type { RegionMeta } from './types.js';
+
+export interface DatabaseHost {
+  readonly nodeId: number;
+  readonly config: Pick<DatanodeConfig, 'engine'>;
+  readonly log: Logger;
+  /** The regions hosted here, by region id. */
+  readonly metas: ReadonlyMap<string, RegionMeta>;
+  readonly regionServer: RegionServer<RegionState>;
+  readonly flusher: Pick<Flusher, 'request' | 'scanDeadline' | 'scanDeadlineMs' | 'leases'>;
+  readonly nodeMetrics: Pick<DatanodeMetrics, 'countRowsWritten'>;
+  /** Credentials for calls to other datanodes (forwarded scans). */
+  readonly peerCredentials: grpc.ChannelCredentials;
+  /** Bytes in the memtables of every replica on this node. */
+  memtableBytes(): number;
+  /** The client address of a datanode, if known. */
+  addressOf(nodeId: number | undefined): string | undefined;
+  metaCall<Res>(method: string, request: unknown, timeoutMs?: number): Promise<Res>;
+  schemaProto(schema: TableSchema): ProtoTableSchema;
+}

@@ -1,0 +1,116 @@
+// Flush policy of a region (docs/architecture.md §5, docs/engine.md): when a memtable is due,
+// the order of the steps, and the SST a frozen memtable becomes. Pure decisions plus building
+// the SST; the leader's timers, object-store I/O and proposals are the host's
+// (src/datanode/flusher.ts), which follows this order.
+//
+// Order of a flush, and why it is safe:
+//   1. propose `freeze` (index i)      — every replica sets aside the same memtable;
+//   2. build + upload the SST          — immutable object, unique key; from before the put
+//                                        until the edit settles it is in `uploading` (G2), and
+//                                        it is proposed only if the put took < grace/2;
+//   3. propose `flush-edit{i, sst}`    — in the leader's log (G2), then replicas reference the
+//                                        SST, flushedIndex = i;
+//   4. (each replica) raft snapshot at i = the manifest; the WAL below i is truncated;
+//   5. write the manifest to the object store (leader; retried until it is there).
+//   6. (every replica) publish its raft snapshot to the object store (GC's G3).
+// A leader change anywhere before 3 leaves the frozen memtable on every replica: the next
+// leader starts again at 2. WAL entries are never truncated before 3 is applied.
+// (G1–G5 are the SST garbage-collection rules, src/datanode/sst-gc.ts.)
+import { randomBytes } from 'node:crypto';
+import type { SstMeta } from './command.js';
+import { sstPrefix } from './manifest.js';
+import { type FrozenMemtable, memEntryToSst } from './region-state.js';
+import { type SstProperties, sstBuilder } from './sst/format.js';
+import { yieldEvery } from './yield.js';
+
+/** When a region's active memtable is due for a flush. */
+export interface FlushPolicy {
+  /** Flush once the active memtable holds this many bytes. */
+  readonly flushBytes: number;
+  /** Flush once the active memtable has held rows this long (monotonic ms). */
+  readonly flushAgeMs: number;
+}
+
+/** What the host knows about a region's flush in progress and the flushes asked for. */
+export interface FlushProgress {
+  /** The active memtable first became non-empty (monotonic ms); undefined while it is empty. */
+  readonly dirtySinceMs: number | undefined;
+  /** A freeze proposal is in flight (step 1). */
+  readonly freezing: boolean;
+  /** An upload of the oldest frozen memtable is in flight (steps 2–3). */
+  readonly uploading: boolean;
+  /** An explicit flush was asked for (`regiondb flush`, backpressure). */
+  readonly requested: boolean;
+  /** GC asked for a flush, even of an empty memtable, so replicas snapshot past an index (G3). */
+  readonly snapshotRequested: boolean;
+}
+
+/**
+ * The next flush step for a region this node leads:
+ * - `upload`: a frozen memtable is waiting: build and upload its SST, propose the flush-edit
+ *   (steps 2–3; frozen memtables go out oldest first, one at a time);
+ * - `freeze`: the active memtable is due: propose a freeze (step 1);
+ * - `forget-request`: an explicit request found nothing to flush; drop it;
+ * - `none`: nothing to do now.
+ */
+export type FlushStep = 'upload' | 'freeze' | 'forget-request' | 'none';
+
+/** What the flush policy reads of a region (a RegionState is one). */
+export interface FlushView {
+  readonly memtable: { readonly count: number; readonly sizeBytes: number };
+  readonly frozen: readonly unknown[];
+}
+
+/** When the active memtable became dirty, after a check at `nowMs` (the age trigger's start). */
+export function dirtySince(state: FlushView, previousMs: number | undefined, nowMs: number): number | undefined {
+  return state.memtable.count === 0 ? undefined : (previousMs ?? nowMs);
+}
+
+export function nextFlushStep(state: FlushView, progress: FlushProgress, nowMs: number, policy: FlushPolicy): FlushStep {
+  if (state.frozen.length > 0) return progress.uploading ? 'none' : 'upload';
+  if (!progress.freezing && (state.memtable.count > 0 || progress.snapshotRequested)) {
+    const aged = progress.dirtySinceMs !== undefined && nowMs - progress.dirtySinceMs >= policy.flushAgeMs;
+    const due = state.memtable.sizeBytes >= policy.flushBytes || aged || progress.requested || progress.snapshotRequested;
+    return due ? 'freeze' : 'none';
+  }
+  if (progress.requested && state.memtable.count === 0) return 'forget-request';
+  return 'none';
+}
+
+/** An SST built by a flush or a compaction, before it has a key. */
+export interface BuiltSst {
+  readonly bytes: Uint8Array;
+  readonly properties: SstProperties;
+}
+
+/** The SST of a frozen memtable (step 2), or null if the memtable holds nothing. */
+export async function buildFlushSst(frozen: FrozenMemtable): Promise<BuiltSst | null> {
+  const builder = sstBuilder();
+  for (const entry of frozen.memtable.scan()) {
+    builder.add(memEntryToSst(entry));
+    await yieldEvery(builder.count);
+  }
+  return builder.count > 0 ? builder.finish() : null;
+}
+
+/** What a flush-edit or compaction-edit says about an uploaded SST. */
+export function sstMetaOf(key: string, sst: BuiltSst): SstMeta {
+  const { bytes, properties } = sst;
+  return {
+    key,
+    size: bytes.byteLength,
+    entries: properties.entryCount,
+    maxVersion: properties.maxVersion,
+    minTimestampMs: properties.minTimestamp,
+    maxTimestampMs: properties.maxTimestamp,
+  };
+}
+
+/**
+ * `regions/<id>/sst/<index hex>-<created ms>-<random>.sst` for a new SST (`index`: the freeze
+ * index of a flush, the highest version of a merge). The wall-clock time is for people reading
+ * a listing; GC never reads it (clocks skew and jump).
+ */
+export function newSstKey(regionId: string, index: number): string {
+  return `${sstPrefix(regionId)}${index.toString(16).padStart(16, '0')}-${Date.now()}-${randomBytes(4).toString('hex')}.sst`;
+}

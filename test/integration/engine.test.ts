@@ -6,7 +6,8 @@ import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
-import { manifestPrefix, sstPrefix } from '../../src/engine/manifest.js';
+import { compactionDue, planCompaction } from '../../src/engine/compaction.js';
+import { loadLatestManifest, sstPrefix } from '../../src/engine/manifest.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { S3ObjectStore } from '../../src/object-store/s3-store.js';
@@ -21,7 +22,8 @@ const COLUMNS = [
   { name: 'v', type: 'float64', semantic: 'field' },
 ];
 // The GC grace bounds scans to half of it (docs/engine.md): 30 s covers a cold 125k-row region scan on a loaded machine.
-const ENGINE_TOML = '[engine]\nflush_bytes = 262144\ncompact_at_ssts = 4\nsst_gc_grace_ms = 60000';
+const COMPACT_AT_SSTS = 4;
+const ENGINE_TOML = `[engine]\nflush_bytes = 262144\ncompact_at_ssts = ${COMPACT_AT_SSTS}\nsst_gc_grace_ms = 60000`;
 const row = (i: number): Row => ({ host: `h${i % 200}`, ts: 1_000_000 + i, v: i });
 
 async function writeRows(client: RegionDbClient, table: string, from: number, to: number, batch = 2000, writers = 4): Promise<void> {
@@ -286,7 +288,15 @@ describe('integration: disaster recovery from the object store (issue 5)', funct
     const store = new FsObjectStore(join(cluster.dir, 'object-store'));
     const region = (await client.describe('dr', true)).routes.keys().next().value as string;
     await client.flush('dr');
-    const latest = (await store.list(manifestPrefix(region))).at(-1)!;
+    // The flush may have brought the region to compact_at_ssts: its compaction then writes a
+    // newer (intact) manifest in the background, which recovery would read instead of the one
+    // damaged here (seen once on a loaded machine). With nothing written, a manifest whose SSTs
+    // the engine's own policy would not compact is the last one until something is.
+    const latest = await waitUntil('no compaction left to write a newer manifest', 60_000, async () => {
+      const m = await loadLatestManifest(store, region);
+      const pending = m && compactionDue(m.manifest.ssts.length, COMPACT_AT_SSTS, false) && planCompaction(m.manifest.ssts, COMPACT_AT_SSTS, false);
+      return m && !pending ? m : undefined;
+    });
     const file = join(cluster.dir, 'object-store', latest.key);
     const bytes = readFileSync(file);
     bytes[bytes.byteLength - 3]! ^= 0xff;

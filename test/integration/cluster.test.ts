@@ -481,8 +481,9 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
     // The region keeps its quorum on the two healthy replicas.
     let next = probe + 1;
     while (regionOf(next) !== region) next++;
-    await client.write(TABLE, [rowAt(next)]);
-    acked.set(keyOf(rowAt(next)), rowAt(next));
-    expect((await client.get(TABLE, { host: rowAt(next)['host'], ts: rowAt(next)['ts'] }))?.row).to.deep.equal(rowAt(next));
+    const healthy = rowAt(next);
+    await client.write(TABLE, [healthy]);
+    acked.set(keyOf(healthy), healthy);
+    expect((await client.get(TABLE, { host: healthy['host']!, ts: healthy['ts']! }))?.row).to.deep.equal(healthy);
   });
 });

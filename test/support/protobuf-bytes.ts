@@ -1,9 +1,13 @@
 // Hand-built protobuf bytes for the wire-codec tests (batch-wire, raft-wire): fields written one
 // by one, so a test can say exactly which malformed or unusual encoding it feeds a decoder, and
 // the byte mutations their fuzz cases share.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import type { SeededRand } from '../../src/common/rand.js';
+import { loaderOptions, protoRoot } from '../../src/rpc/proto.js';
 
 /** A base-128 varint (the value must be in [0, 2^64)). */
 export function varint(value: bigint): number[] {
@@ -67,4 +71,28 @@ export function mutate(rand: SeededRand, valid: Buffer, interestingBytes: readon
     }
   }
   return b;
+}
+
+/** Fields no regiondb .proto has, one of each scalar wire type: what a newer sender may add to any message. */
+export const FUTURE_SCALAR_FIELDS = `
+  uint64 future_varint = 100;
+  int64 future_negative = 101;
+  fixed64 future_fixed64 = 102;
+  bytes future_bytes = 103;
+  fixed32 future_fixed32 = 104;
+`;
+/** Values for FUTURE_SCALAR_FIELDS, as proto-loader takes them (64-bit ints as decimal strings). */
+export const FUTURE_SCALAR_VALUES = { future_varint: '18446744073709551615', future_negative: '-1', future_fixed64: '12345', future_bytes: Buffer.from('future'), future_fixed32: 7 };
+
+/**
+ * Loads `entry` (e.g. 'regiondb/v1/raft.proto') from a variant of our .proto files written under
+ * `dir`: each file named in `edits` is our own, passed through its edit (the others are not copied,
+ * so every file the entry imports must be named).
+ */
+export function loadProtoVariant(dir: string, entry: string, edits: Record<string, (text: string) => string>): protoLoader.PackageDefinition {
+  mkdirSync(join(dir, 'regiondb', 'v1'), { recursive: true });
+  for (const [file, edit] of Object.entries(edits)) {
+    writeFileSync(join(dir, 'regiondb', 'v1', file), edit(readFileSync(join(protoRoot(), 'regiondb', 'v1', file), 'utf8')));
+  }
+  return protoLoader.loadSync(entry, { ...loaderOptions, includeDirs: [dir] });
 }

@@ -3,11 +3,11 @@
 // message, unknown fields and protobuf's looser encodings, INVALID_ARGUMENT for malformed bytes,
 // and a fuzz holding the decoder to "what proto-loader decodes, or an error".
 // Seeded: BATCH_WIRE_SEED=n replays a run; the seed is in the titles and in every failure.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
@@ -23,8 +23,8 @@ import {
   encodeBatchRequest,
   encodeBatchResponse,
 } from '../../src/rpc/batch-wire.js';
-import { loadProtos, loaderOptions, protoRoot } from '../../src/rpc/proto.js';
-import { expectInvalid as expectInvalidBy, key, len, mutate, num, str } from '../support/protobuf-bytes.js';
+import { loadProtos } from '../../src/rpc/proto.js';
+import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, key, len, loadProtoVariant, mutate, num, str } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['BATCH_WIRE_SEED'] ? Number(process.env['BATCH_WIRE_SEED']) : 20_260_415;
 
@@ -325,22 +325,13 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     /** Fields the .proto does not have, of every wire type, packed and unpacked: a future sender's. */
-    const FUTURE_FIELDS = `
-      uint64 future_varint = 100;
-      int64 future_negative = 101;
-      fixed64 future_fixed64 = 102;
-      bytes future_bytes = 103;
-      fixed32 future_fixed32 = 104;
+    const FUTURE_FIELDS = `${FUTURE_SCALAR_FIELDS}
       repeated uint64 future_packed = 105;
       repeated uint64 future_unpacked = 106 [packed = false];
       FutureMessage future_message = 107;
     `;
     const FUTURE_VALUES = {
-      future_varint: '18446744073709551615',
-      future_negative: '-1',
-      future_fixed64: '12345',
-      future_bytes: Buffer.from('future'),
-      future_fixed32: 7,
+      ...FUTURE_SCALAR_VALUES,
       future_packed: ['1', '300', '18446744073709551615'],
       future_unpacked: ['2', '70000'],
       future_message: { a: 'nested' },
@@ -348,13 +339,11 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
 
     /** Database.Batch of a database.proto/common.proto variant: the future fields in every message. */
     function variantBatch(): Method {
-      mkdirSync(join(dir, 'regiondb', 'v1'), { recursive: true });
-      for (const file of ['database.proto', 'common.proto']) {
-        let text = readFileSync(join(protoRoot(), 'regiondb', 'v1', file), 'utf8').replace(/^(message \w+ \{)$/gm, `$1${FUTURE_FIELDS}`);
-        if (file === 'common.proto') text += '\nmessage FutureMessage { string a = 1; }\n';
-        writeFileSync(join(dir, 'regiondb', 'v1', file), text);
-      }
-      const definition = protoLoader.loadSync('regiondb/v1/database.proto', { ...loaderOptions, includeDirs: [dir] });
+      const withFields = (text: string) => text.replace(/^(message \w+ \{)$/gm, `$1${FUTURE_FIELDS}`);
+      const definition = loadProtoVariant(dir, 'regiondb/v1/database.proto', {
+        'database.proto': withFields,
+        'common.proto': (text) => `${withFields(text)}\nmessage FutureMessage { string a = 1; }\n`,
+      });
       return (definition['regiondb.v1.Database'] as protoLoader.ServiceDefinition)['Batch'] as unknown as Method;
     }
 

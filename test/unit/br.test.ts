@@ -17,16 +17,9 @@ import { encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifes
 import type { TableSchema } from '../../src/engine/schema.js';
 import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const SCHEMA: TableSchema = {
-  name: 't',
-  tableId: 7,
-  regionCount: 2,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-  ],
-};
+const SCHEMA: TableSchema = cpuSchema({ name: 't', tableId: 7, regionCount: 2 });
 
 function manifestOf(id: string, kind: 'full' | 'incremental', baseId: string | null, createdAtMs: number): BackupManifest {
   return {

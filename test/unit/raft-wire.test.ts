@@ -2,18 +2,18 @@
 // raft.proto in both directions (protobufjs through @grpc/proto-loader, the library the codec
 // replaced), INVALID_ARGUMENT for each malformed input, and a fuzz of random and mutated bytes.
 // Seeded: RAFT_WIRE_SEED=n replays a run; the seed is in the titles and in every failure.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { SeededRand } from '../../src/common/rand.js';
 import type { Entry, Message, MessageType, Snapshot } from '../../src/raft/types.js';
-import { loadProtos, loaderOptions, protoRoot } from '../../src/rpc/proto.js';
+import { loadProtos } from '../../src/rpc/proto.js';
 import { type RaftBatch, decodeRaftBatch, decodeRaftBatchAck, encodeRaftBatch, encodeRaftBatchAck } from '../../src/rpc/raft-wire.js';
-import { expectInvalid as expectInvalidBy, key, len, mutate, num, varint } from '../support/protobuf-bytes.js';
+import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, key, len, loadProtoVariant, mutate, num, varint } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['RAFT_WIRE_SEED'] ? Number(process.env['RAFT_WIRE_SEED']) : 20_260_301;
 
@@ -121,25 +121,15 @@ function protoOf(batch: RaftBatch): ProtoBatch {
   };
 }
 
-/** Fields raft.proto does not have, of every scalar wire type: a future sender's. */
-const FUTURE_FIELDS = `
-  uint64 future_varint = 100;
-  int64 future_negative = 101;
-  fixed64 future_fixed64 = 102;
-  bytes future_bytes = 103;
-  fixed32 future_fixed32 = 104;
-`;
-const FUTURE_VALUES = { future_varint: '18446744073709551615', future_negative: '-1', future_fixed64: '12345', future_bytes: Buffer.from('future'), future_fixed32: 7 };
-
 /** Every message of `batch` carries the future fields too. */
 function withFutureFields(batch: ProtoBatch): ProtoBatch {
   return {
     ...batch,
-    ...FUTURE_VALUES,
+    ...FUTURE_SCALAR_VALUES,
     envelopes: batch.envelopes.map((env) => {
       const m = env.message as { entries: object[]; snapshot: object | null };
-      const message = { ...m, ...FUTURE_VALUES, entries: m.entries.map((e) => ({ ...e, ...FUTURE_VALUES })), snapshot: m.snapshot && { ...m.snapshot, ...FUTURE_VALUES } };
-      return { ...env, ...FUTURE_VALUES, message };
+      const message = { ...m, ...FUTURE_SCALAR_VALUES, entries: m.entries.map((e) => ({ ...e, ...FUTURE_SCALAR_VALUES })), snapshot: m.snapshot && { ...m.snapshot, ...FUTURE_SCALAR_VALUES } };
+      return { ...env, ...FUTURE_SCALAR_VALUES, message };
     }),
   };
 }
@@ -153,13 +143,13 @@ function realStream(): StreamMethod {
 
 /** RaftTransport.Stream of a raft.proto variant: voters/learners unpacked, future fields in every message. */
 function variantStream(dir: string): StreamMethod {
-  const text = readFileSync(join(protoRoot(), 'regiondb', 'v1', 'raft.proto'), 'utf8')
-    .replace(/(repeated uint64 (voters|learners) = \d+)/g, '$1 [packed = false]')
-    .replace(/^(message \w+ \{)$/gm, `$1${FUTURE_FIELDS}`);
-  expect(text).to.contain('[packed = false]');
-  mkdirSync(join(dir, 'regiondb', 'v1'), { recursive: true });
-  writeFileSync(join(dir, 'regiondb', 'v1', 'raft.proto'), text);
-  const definition = protoLoader.loadSync('regiondb/v1/raft.proto', { ...loaderOptions, includeDirs: [dir] });
+  const definition = loadProtoVariant(dir, 'regiondb/v1/raft.proto', {
+    'raft.proto': (original) => {
+      const text = original.replace(/(repeated uint64 (voters|learners) = \d+)/g, '$1 [packed = false]').replace(/^(message \w+ \{)$/gm, `$1${FUTURE_SCALAR_FIELDS}`);
+      expect(text).to.contain('[packed = false]');
+      return text;
+    },
+  });
   return (definition['regiondb.v1.RaftTransport'] as protoLoader.ServiceDefinition)['Stream'] as StreamMethod;
 }
 
@@ -250,7 +240,7 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
         expect(plain(decodeRaftBatch(wire)), `seed ${SEED + 3}, batch ${i}`).to.deep.equal(plain(batch));
       }
       expect(unpacked, 'snapshots with several voters were encoded unpacked').to.be.greaterThan(10);
-      expect(decodeRaftBatchAck(stream.responseSerialize({ accepted: 9, ...FUTURE_VALUES }))).to.deep.equal({ accepted: 9 });
+      expect(decodeRaftBatchAck(stream.responseSerialize({ accepted: 9, ...FUTURE_SCALAR_VALUES }))).to.deep.equal({ accepted: 9 });
     });
 
     it('fields in any order, packed and unpacked runs of one field appended, last scalar and last message win', () => {

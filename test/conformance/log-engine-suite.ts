@@ -1,5 +1,5 @@
-// The conformance suite of a LogEngine (src/datanode/types.ts): the log store a datanode hosts
-// all its regions' raft logs in, written in batches. The in-memory engine the region-server tests
+// The conformance suite of a LogEngine, the log store a datanode keeps all its regions' raft
+// logs in, written in batches. The in-memory engine the region-server tests
 // use (test/fixtures/memory-log-engine.ts) and the LevelDB WAL (src/wal) both pass it, so what
 // the unit tests learn on the first holds for the second. Durable engines also pass the restart
 // cases: what commit() returned from survives a clean reopen and a crash (the process dying

@@ -18,7 +18,7 @@ import type { RegionDbClient } from '../client/client.js';
 import { makeRegionId } from '../engine/key.js';
 import { loadLatestManifest } from '../engine/manifest.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import { ByteRateLimiter, forEachBounded, readHashed } from './copy.js';
+import { type BackupRunOptions, copySettings, forEachBounded, readHashed } from './copy.js';
 import {
   type BackupFile,
   type BackupJournal,
@@ -34,27 +34,21 @@ import {
   encodeBackupManifest,
   validateBackupId,
 } from './format.js';
-import { type ProgressReporter, silentProgress } from './progress.js';
+import type { ProgressReporter } from './progress.js';
 import { loadBackupManifest } from './repository.js';
 
 /** What backup needs from the cluster: flush, the catalog. */
 export type BackupClusterClient = Pick<RegionDbClient, 'flush' | 'describe' | 'listNodes'>;
 
-export interface BackupOptions {
-  readonly repository: ObjectStore;
-  readonly backupId: string;
+/** `tables`: default every table of the cluster; ignored when resuming. */
+export interface BackupOptions extends BackupRunOptions {
   /** Incremental: the backup (in the same repository) this one builds on. */
   readonly baseId?: string | undefined;
-  /** Tables to back up (default: every table of the cluster). Ignored when resuming. */
-  readonly tables?: readonly string[] | undefined;
   readonly client: BackupClusterClient;
   /** The cluster's object store, read directly. */
   readonly clusterStore: ObjectStore;
   readonly metasrv: string;
   readonly clusterId?: string | undefined;
-  readonly concurrency?: number | undefined;
-  readonly bytesPerSecond?: number | undefined;
-  readonly progress?: ProgressReporter | undefined;
 }
 
 export interface BackupResult {
@@ -72,8 +66,6 @@ export interface BackupResult {
   readonly baseBytes: number;
   readonly durationMs: number;
 }
-
-const DEFAULT_CONCURRENCY = 4;
 
 /** Every table of the cluster, from the metasrv's region routes. */
 export async function listClusterTables(client: Pick<RegionDbClient, 'listNodes'>): Promise<string[]> {
@@ -138,7 +130,7 @@ async function baseIndex(repository: ObjectStore, baseId: string): Promise<{ bas
 
 export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   const started = Date.now();
-  const progress = opts.progress ?? silentProgress;
+  const { progress, limiter, concurrency } = copySettings(opts);
   const repo = opts.repository;
   const id = opts.backupId;
   validateBackupId(id);
@@ -170,7 +162,6 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   }
   const base = journal.baseId === null ? undefined : await baseIndex(repo, journal.baseId);
 
-  const limiter = opts.bytesPerSecond ? new ByteRateLimiter(opts.bytesPerSecond) : undefined;
   let copiedFiles = 0;
   let copiedBytes = 0;
   let copiedSstBytes = 0;
@@ -252,7 +243,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const totalBytes = pending.reduce((n, p) => n + p.region.manifestBytes + p.region.sstBytes - p.region.sstKeys.reduce((b, k) => b + (fromBase(k)?.sizeBytes ?? 0), 0), 0);
     progress.begin(attempt === 0 ? `backup ${id}` : `backup ${id} (re-planned regions)`, work.length, totalBytes);
     const vanished = new Set<BackupRegion>();
-    await forEachBounded(work, opts.concurrency ?? DEFAULT_CONCURRENCY, async (w) => {
+    await forEachBounded(work, concurrency, async (w) => {
       if (vanished.has(w.region)) return;
       if (!(await copyOne(w.key))) vanished.add(w.region);
     });

@@ -4,6 +4,35 @@ import { createHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
 import { limits } from '../common/limits.js';
 import type { ObjectStore } from '../object-store/object-store.js';
+import { type ProgressReporter, silentProgress } from './progress.js';
+
+/** Copy settings every br command takes (backup, restore, verify). */
+export interface CopySettings {
+  /** Objects copied or checked at once (default 4). */
+  readonly concurrency?: number | undefined;
+  /** A cap on the bytes copied per second (default none). */
+  readonly bytesPerSecond?: number | undefined;
+  readonly progress?: ProgressReporter | undefined;
+}
+
+/** What a run over a backup in a repository takes: backup and restore alike. */
+export interface BackupRunOptions extends CopySettings {
+  readonly repository: ObjectStore;
+  readonly backupId: string;
+  /** Tables to include (default: every table; backup ignores it when resuming). */
+  readonly tables?: readonly string[] | undefined;
+}
+
+const DEFAULT_CONCURRENCY = 4;
+
+/** The settings with their defaults filled in: one reporter, one limiter, one pool size per run. */
+export function copySettings(opts: CopySettings): { progress: ProgressReporter; limiter: ByteRateLimiter | undefined; concurrency: number } {
+  return {
+    progress: opts.progress ?? silentProgress,
+    limiter: opts.bytesPerSecond ? new ByteRateLimiter(opts.bytesPerSecond) : undefined,
+    concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+  };
+}
 
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');

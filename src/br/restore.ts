@@ -17,25 +17,18 @@ import { makeRegionId } from '../engine/key.js';
 import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, sstPrefix } from '../engine/manifest.js';
 import type { TableSchema } from '../engine/schema.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import { ByteRateLimiter, forEachBounded, readHashed } from './copy.js';
+import { type BackupRunOptions, copySettings, forEachBounded, readHashed } from './copy.js';
 import { type BackupFile, type BackupManifest, type BackupRegion, type BackupTable, backupDataKey } from './format.js';
-import { type ProgressReporter, silentProgress } from './progress.js';
 import { loadBackupManifest } from './repository.js';
 import { verifyBackup } from './verify.js';
 
 export type RestoreClusterClient = Pick<RegionDbClient, 'describe' | 'createTable' | 'dropTable' | 'recoverTable'>;
 
-export interface RestoreOptions {
-  readonly repository: ObjectStore;
-  readonly backupId: string;
+/** `tables`: default every table in the backup. */
+export interface RestoreOptions extends BackupRunOptions {
   readonly client: RestoreClusterClient;
   /** The target cluster's object store, written directly. */
   readonly targetStore: ObjectStore;
-  /** Tables to restore (default: every table in the backup). */
-  readonly tables?: readonly string[] | undefined;
-  readonly concurrency?: number | undefined;
-  readonly bytesPerSecond?: number | undefined;
-  readonly progress?: ProgressReporter | undefined;
 }
 
 export interface RestoredRegion {
@@ -58,7 +51,6 @@ export interface RestoreResult {
   readonly durationMs: number;
 }
 
-const DEFAULT_CONCURRENCY = 4;
 const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
 
 /** A fresh object name in the region's SST folder, keeping the flushed index the original encodes. */
@@ -69,10 +61,10 @@ function restoredSstKey(regionId: string, originalKey: string, maxVersion: numbe
 
 export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now();
-  const progress = opts.progress ?? silentProgress;
+  const { progress, limiter, concurrency } = copySettings(opts);
   const repo = opts.repository;
 
-  const report = await verifyBackup(repo, opts.backupId, { concurrency: opts.concurrency, progress });
+  const report = await verifyBackup(repo, opts.backupId, { concurrency, progress });
   if (!report.ok) {
     throw new RegionDbError(
       ErrorCode.ConditionFailed,
@@ -103,7 +95,6 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   }
 
   const files = new Map<string, BackupFile>(backup.files.map((f) => [f.key, f]));
-  const limiter = opts.bytesPerSecond ? new ByteRateLimiter(opts.bytesPerSecond) : undefined;
   let copiedFiles = 0;
   let copiedBytes = 0;
   /** Reads an object of the backup (from whichever backup of the chain holds it), checking it again. */
@@ -135,7 +126,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
     const sstCount = t.regions.reduce((n, r) => n + r.sstKeys.length, 0);
     progress.begin(`restore ${t.name}`, sstCount, t.regions.reduce((n, r) => n + r.sstBytes, 0));
     const written = new Map<string, number>();
-    await forEachBounded(t.regions, opts.concurrency ?? DEFAULT_CONCURRENCY, async (r: BackupRegion) => {
+    await forEachBounded(t.regions, concurrency, async (r: BackupRegion) => {
       if (r.manifestKey === null) return; // never flushed: the region restarts empty
       const regionId = makeRegionId(schema.tableId, r.regionNumber);
       const m = decodeManifest(await readBackupObject(r.manifestKey), `backup ${backup.id}: ${r.manifestKey}`);

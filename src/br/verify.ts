@@ -7,9 +7,8 @@ import { ErrorCode, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { decodeManifest } from '../engine/manifest.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import { forEachBounded, readHashed } from './copy.js';
+import { type CopySettings, copySettings, forEachBounded, readHashed } from './copy.js';
 import { type BackupFile, type BackupManifest, type BackupRegion, backupDataKey, backupJournalKey } from './format.js';
-import { type ProgressReporter, silentProgress } from './progress.js';
 import { loadBackupManifest } from './repository.js';
 
 export interface VerifyReport {
@@ -22,12 +21,8 @@ export interface VerifyReport {
   readonly checkedBytes: number;
 }
 
-export interface VerifyOptions {
-  readonly concurrency?: number | undefined;
-  readonly progress?: ProgressReporter | undefined;
-}
-
-const DEFAULT_CONCURRENCY = 4;
+/** Verification reads and hashes; it copies nothing, so `bytesPerSecond` does not apply. */
+export type VerifyOptions = Omit<CopySettings, 'bytesPerSecond'>;
 
 async function loadForVerify(repository: ObjectStore, id: string, neededBy: string | undefined, problems: string[]): Promise<BackupManifest | undefined> {
   try {
@@ -45,7 +40,7 @@ async function loadForVerify(repository: ObjectStore, id: string, neededBy: stri
 }
 
 export async function verifyBackup(repository: ObjectStore, backupId: string, opts: VerifyOptions = {}): Promise<VerifyReport> {
-  const progress = opts.progress ?? silentProgress;
+  const { progress, concurrency } = copySettings(opts);
   const problems: string[] = [];
   // The chain, newest first.
   const chain: BackupManifest[] = [];
@@ -94,7 +89,7 @@ export async function verifyBackup(repository: ObjectStore, backupId: string, op
   let checkedFiles = 0;
   let checkedBytes = 0;
   progress.begin(`verify ${backupId}`, own.length, own.reduce((n, o) => n + o.f.sizeBytes, 0));
-  await forEachBounded(own, opts.concurrency ?? DEFAULT_CONCURRENCY, async ({ m, f, region }) => {
+  await forEachBounded(own, concurrency, async ({ m, f, region }) => {
     const where = `backup ${m.id}: ${backupDataKey(m.id, f.key)}`;
     const got = await readHashed(repository, backupDataKey(m.id, f.key)).catch((err: unknown) => {
       if (isRegionDbError(err, ErrorCode.NotFound)) return undefined;

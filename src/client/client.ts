@@ -374,23 +374,25 @@ export class RegionDbClient {
    * or the deadline passes. NOT_LEADER/UNAVAILABLE move to the hinted leader, or the next peer.
    */
   private async withRegion<T>(table: string, regionId: string, what: string, attempt: (addr: string) => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.deadlineMs;
-    let backoffMs = BACKOFF_MIN_MS;
     let peerCursor = 0;
-    let lastError: RegionDbError | undefined;
     const mutates = what === 'write' || what === 'delete';
     /** An earlier attempt of this write whose outcome is unknown (it may have been applied). */
     let maybeApplied: RegionDbError | undefined;
-    for (;;) {
-      const info = await this.describe(table);
-      const route = info.routes.get(regionId);
-      if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
-      const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
-      try {
-        return await attempt(addr);
-      } catch (err) {
-        const e = fromGrpcError(err);
-        lastError = e;
+    /** The route and address of the current attempt; unset while the route is looked up (its errors are final). */
+    let target: { route: Route; addr: string } | undefined;
+    return this.withBackoff(
+      async () => {
+        target = undefined;
+        const info = await this.describe(table);
+        const route = info.routes.get(regionId);
+        if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
+        const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
+        target = { route, addr };
+        return attempt(addr);
+      },
+      async (e, err) => {
+        if (!target) throw err;
+        const { route, addr } = target;
         const retriable =
           e.code === ErrorCode.NotLeader ||
           e.code === ErrorCode.Unavailable ||
@@ -413,19 +415,44 @@ export class RegionDbClient {
         const hint = e.details['leaderAddr'];
         if (e.code === ErrorCode.ResourceExhausted) route.leaderAddr = addr; // right node, busy: wait and retry it
         else route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
-        if (route.leaderAddr && e.code !== ErrorCode.ResourceExhausted) {
-          backoffMs = BACKOFF_MIN_MS; // a fresh hint: follow it at once
-          continue;
-        }
+        if (route.leaderAddr && e.code !== ErrorCode.ResourceExhausted) return 'now'; // a fresh hint: follow it at once
         // No usable hint: try the next peer; refresh routes from the metasrv now and then.
         if (peerCursor % route.peers.length === 0) await this.describe(table, true).catch(() => undefined);
-      }
-      if (Date.now() + backoffMs >= deadline) {
-        throw new RegionDbError(
+        return 'later';
+      },
+      (last) =>
+        new RegionDbError(
           ErrorCode.DeadlineExceeded,
-          `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${lastError?.message})`,
-          { cause: lastError },
-        );
+          `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${last.message})`,
+          { cause: last },
+        ),
+    );
+  }
+
+  /**
+   * The client's one retry loop: runs `attempt` until it succeeds or `onError` throws. After a
+   * failure `onError` says whether to retry at once (a fresh leader hint: the backoff restarts)
+   * or after the backoff, which doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS; a retry that would
+   * start past this client's deadline fails instead with `expired(last error)`. `onError` gets the
+   * error as a RegionDbError and as thrown.
+   */
+  private async withBackoff<T>(
+    attempt: () => Promise<T>,
+    onError: (e: RegionDbError, thrown: unknown) => Promise<'now' | 'later'> | 'now' | 'later',
+    expired: (last: RegionDbError) => RegionDbError,
+  ): Promise<T> {
+    const deadline = Date.now() + this.deadlineMs;
+    let backoffMs = BACKOFF_MIN_MS;
+    for (;;) {
+      try {
+        return await attempt();
+      } catch (err) {
+        const e = fromGrpcError(err);
+        if ((await onError(e, err)) === 'now') {
+          backoffMs = BACKOFF_MIN_MS;
+          continue;
+        }
+        if (Date.now() + backoffMs >= deadline) throw expired(e);
       }
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
@@ -492,23 +519,16 @@ export class RegionDbClient {
    * channel still in reconnect backoff) or its regions have no leader yet, until the deadline.
    */
   private async withNode<T>(addr: string, what: string, attempt: () => Promise<T>, idempotent = false): Promise<T> {
-    const deadline = Date.now() + this.deadlineMs;
-    let backoffMs = BACKOFF_MIN_MS;
-    for (;;) {
-      try {
-        return await attempt();
-      } catch (err) {
-        const e = fromGrpcError(err);
+    return this.withBackoff(
+      attempt,
+      (e) => {
         const transient =
           e.code === ErrorCode.Unavailable || e.code === ErrorCode.NotLeader || e.code === ErrorCode.ProposalDropped || (idempotent && e.code === ErrorCode.DeadlineExceeded);
         if (!transient) throw e;
-        if (Date.now() + backoffMs >= deadline) {
-          throw new RegionDbError(ErrorCode.Unavailable, `${what} via ${addr}: node unreachable for ${this.deadlineMs} ms (${e.message})`, { cause: e });
-        }
-      }
-      await new Promise((r) => setTimeout(r, backoffMs));
-      backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
-    }
+        return 'later';
+      },
+      (last) => new RegionDbError(ErrorCode.Unavailable, `${what} via ${addr}: node unreachable for ${this.deadlineMs} ms (${last.message})`, { cause: last }),
+    );
   }
 
   // ─── Data ───────────────────────────────────────────────────────────────────────────────────

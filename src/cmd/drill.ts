@@ -19,7 +19,7 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { FsObjectStore } from '../object-store/fs-store.js';
 import { AckedWriter, DRILL_COLUMNS, DRILL_TABLE, type Loss, measureLoss, measureRecoveryMs } from './drill-workload.js';
 import { renderTable } from './render.js';
-import { ScratchCluster } from './scratch-cluster.js';
+import { ProcessCluster } from './process-cluster.js';
 
 export interface DrillResult {
   readonly solution: string;
@@ -40,7 +40,7 @@ interface DrillSettings {
   /** Keep each scratch cluster's data and logs (--keep). */
   readonly keep: boolean;
   readonly log: (line: string) => void;
-  readonly clusters: Set<ScratchCluster>;
+  readonly clusters: Set<ProcessCluster>;
 }
 
 const PROBE_TIMEOUT_MS = 120_000;
@@ -48,8 +48,8 @@ const ENGINE_TOML = '[engine]\nflush_bytes = 262144';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Clients that give up quickly, so a probe in a dead window returns and the next one starts. */
-const probeClient = (c: ScratchCluster) => c.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
-const writerClient = (c: ScratchCluster) => c.client({ deadlineMs: 5000, attemptTimeoutMs: 1500 });
+const probeClient = (c: ProcessCluster) => c.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
+const writerClient = (c: ProcessCluster) => c.client({ deadlineMs: 5000, attemptTimeoutMs: 1500 });
 
 async function retryUntil<T>(what: string, timeoutMs: number, attempt: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -63,20 +63,27 @@ async function retryUntil<T>(what: string, timeoutMs: number, attempt: () => Pro
   }
 }
 
-async function newCluster(s: DrillSettings, name: string, options: { datanodes: number; replicationFactor: number; metasrvToml?: string }): Promise<ScratchCluster> {
-  const cluster = new ScratchCluster({ dir: join(s.root, name), datanodeToml: ENGINE_TOML, ...options });
+async function newCluster(s: DrillSettings, name: string, options: { datanodes: number; replicationFactor: number; metasrvToml?: string }): Promise<ProcessCluster> {
+  const cluster = new ProcessCluster({
+    dir: join(s.root, name),
+    cliScript: process.argv[1]!,
+    nodeArgs: process.execArgv,
+    clusterId: `drill-${process.pid}`,
+    datanodeToml: ENGINE_TOML,
+    ...options,
+  });
   s.clusters.add(cluster);
   await cluster.start();
   return cluster;
 }
 
-async function dispose(s: DrillSettings, cluster: ScratchCluster): Promise<void> {
+async function dispose(s: DrillSettings, cluster: ProcessCluster): Promise<void> {
   await (s.keep ? cluster.stop() : cluster.destroy());
   s.clusters.delete(cluster);
 }
 
 /** Creates the drill table, and writes for `writeMs` with the writer left running. */
-async function startWorkload(s: DrillSettings, cluster: ScratchCluster, regions: number): Promise<AckedWriter> {
+async function startWorkload(s: DrillSettings, cluster: ProcessCluster, regions: number): Promise<AckedWriter> {
   const client = writerClient(cluster);
   await client.createTable(DRILL_TABLE, DRILL_COLUMNS, regions);
   const writer = new AckedWriter(client, DRILL_TABLE);

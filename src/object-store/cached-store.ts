@@ -4,6 +4,7 @@
 // write-once objects). Total cached bytes stay ≤ maxBytes; objects larger than that pass through
 // uncached. Concurrent gets of one key share a single fetch. Returned arrays are shared with the
 // cache: callers must treat them as read-only.
+import { DelegatingObjectStore } from './delegating-store.js';
 import type { ObjectMeta, ObjectStore } from './object-store.js';
 import { checkRange, validateKey } from './object-store.js';
 
@@ -15,8 +16,7 @@ export interface CacheStats {
   entries: number;
 }
 
-export class CachedObjectStore implements ObjectStore {
-  readonly description: string;
+export class CachedObjectStore extends DelegatingObjectStore {
   /** Insertion order is recency order: the first key is the least recently used. */
   private readonly entries = new Map<string, Uint8Array>();
   /** In-flight fetches; put/delete remove the key's entry so a fetch that raced a write caches nothing. */
@@ -27,11 +27,11 @@ export class CachedObjectStore implements ObjectStore {
   private evictions = 0;
 
   constructor(
-    readonly inner: ObjectStore,
+    inner: ObjectStore,
     readonly maxBytes: number,
   ) {
+    super(inner, `cached(${inner.description})`);
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`cache maxBytes must be a non-negative integer, got ${maxBytes}`);
-    this.description = `cached(${inner.description})`;
   }
 
   stats(): CacheStats {
@@ -73,7 +73,7 @@ export class CachedObjectStore implements ObjectStore {
     return data;
   }
 
-  async put(key: string, data: Uint8Array): Promise<void> {
+  override async put(key: string, data: Uint8Array): Promise<void> {
     validateKey(key);
     this.invalidate(key);
     try {
@@ -84,7 +84,7 @@ export class CachedObjectStore implements ObjectStore {
     }
   }
 
-  async get(key: string): Promise<Uint8Array> {
+  override async get(key: string): Promise<Uint8Array> {
     validateKey(key);
     const cached = this.touch(key);
     if (cached) {
@@ -114,7 +114,7 @@ export class CachedObjectStore implements ObjectStore {
     return fetch;
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  override async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
     validateKey(key);
     const cached = this.touch(key);
     if (cached) {
@@ -126,18 +126,16 @@ export class CachedObjectStore implements ObjectStore {
     return this.inner.getRange(key, offset, length);
   }
 
-  async head(key: string): Promise<ObjectMeta | undefined> {
+  override async head(key: string): Promise<ObjectMeta | undefined> {
     validateKey(key);
     const cached = this.entries.get(key);
     if (cached) return { key, size: cached.byteLength };
     return this.inner.head(key);
   }
 
-  list(prefix: string): Promise<ObjectMeta[]> {
-    return this.inner.list(prefix);
-  }
+  // list() passes through (DelegatingObjectStore): listings are not cached.
 
-  async delete(key: string): Promise<void> {
+  override async delete(key: string): Promise<void> {
     validateKey(key);
     this.invalidate(key);
     try {

@@ -6,6 +6,7 @@ import type { ObjectStore } from './object-store.js';
 import { S3ObjectStore } from './s3-store.js';
 
 export { CachedObjectStore, type CacheStats } from './cached-store.js';
+export { DelegatingObjectStore } from './delegating-store.js';
 export { FsObjectStore } from './fs-store.js';
 export { MAX_KEY_BYTES, type ObjectMeta, type ObjectStore, validateKey, validatePrefix } from './object-store.js';
 export { S3ObjectStore, type S3ObjectStoreOptions } from './s3-store.js';

@@ -199,6 +199,12 @@ export class WalBatch implements LogBatch {
   /** Installs a snapshot received from the leader: the whole log is replaced (§7). */
   applySnapshot(regionId: string, snapshot: Snapshot): void {
     const cache = this.wal.cacheOf(regionId);
+    // Refused here, not when the cache applies it after the write: by then the stale snapshot
+    // would be on disk, and a restart would find the log rewound to it.
+    const current = cache.snapshot().metadata.index;
+    if (snapshot.metadata.index <= current) {
+      throw new RegionDbError(ErrorCode.StorageCompacted, `region ${regionId}: snapshot ${snapshot.metadata.index} is older than ${current}`);
+    }
     const lo = cache.firstIndex();
     const hi = this.lastOf(regionId);
     for (let i = lo; i <= hi; i++) this.ops.push({ type: 'del', key: entryKey(regionId, i) });

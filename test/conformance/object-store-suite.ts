@@ -1,6 +1,7 @@
-// The ObjectStore contract as mocha cases, run against every backend (fs, S3 via s3rver) so they
-// behave identically: round trips, NOT_FOUND, ranges, head, sorted paginated list, overwrite,
-// idempotent delete, key validation.
+// The ObjectStore contract as mocha cases, run against every backend (fs, S3 via s3rver) and the
+// read cache in front of them (CachedObjectStore), so they behave identically: round trips,
+// NOT_FOUND, ranges, head, sorted paginated list, overwrite, reads after writes, idempotent
+// delete, key validation.
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import type { ObjectStore } from '../../src/object-store/object-store.js';
@@ -155,6 +156,21 @@ export function objectStoreConformance(name: string, make: () => Promise<StoreFi
       await store.put('ow/x', text('short'));
       expect(new TextDecoder().decode(await store.get('ow/x'))).to.equal('short');
       expect((await store.head('ow/x'))?.size).to.equal(5);
+    });
+
+    it('reads after an overwrite or a delete see it, even when the old version was read just before', async () => {
+      await store.put('fresh/k', text('first version'));
+      expect(new TextDecoder().decode(await store.get('fresh/k'))).to.equal('first version');
+      expect(new TextDecoder().decode(await store.getRange('fresh/k', 6, 7))).to.equal('version');
+      await store.put('fresh/k', text('second'));
+      expect(new TextDecoder().decode(await store.get('fresh/k'))).to.equal('second');
+      expect(await store.head('fresh/k')).to.deep.equal({ key: 'fresh/k', size: 6 });
+      expect(new TextDecoder().decode(await store.getRange('fresh/k', 0, 3))).to.equal('sec');
+      await expectCode(store.getRange('fresh/k', 6, 7), ErrorCode.InvalidArgument);
+      await store.delete('fresh/k');
+      await expectCode(store.get('fresh/k'), ErrorCode.NotFound);
+      await expectCode(store.getRange('fresh/k', 0, 1), ErrorCode.NotFound);
+      expect(await store.head('fresh/k')).to.equal(undefined);
     });
 
     it('delete removes and is idempotent', async () => {

@@ -63,6 +63,7 @@ import {
 import { type Codec, canon, expectBytesRoundTrip, expectSame, expectValueRoundTrip, untyped } from './codecs.js';
 import { type Json, hostile, mutatedJson, reframe, utf8 } from './mutations.js';
 import { assembleSst, encodeBlock, splitSst, structurallyMutatedSst } from './sst-layout.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
 const RUNS = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = process.env['FUZZ_SEED'] ? Number(process.env['FUZZ_SEED']) : 20_251_125;
@@ -250,16 +251,7 @@ const protoLoaderBatch = loadProtos().services.Database.service['Batch']!;
 
 // Engine commands, manifests, catalogs (JSON bodies; src/engine/command.ts, manifest.ts, src/metasrv/catalog-store.ts).
 
-const schema: TableSchema = {
-  name: 'fz',
-  tableId: 7,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'usage', type: 'float64', semantic: 'field' },
-  ],
-};
+const schema: TableSchema = cpuSchema({ name: 'fz', tableId: 7 });
 const valueArb = fc.oneof(fc.constant(null), fc.string({ maxLength: 8 }), fc.integer({ min: -1000, max: 1000 }), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean());
 const sstMetaArb = fc.record({ key: fc.string({ maxLength: 16 }), size: safeNat, entries: safeNat, maxVersion: safeNat, minTimestampMs: fc.integer(), maxTimestampMs: fc.integer() });
 const commandArb: fc.Arbitrary<Command> = fc.oneof(

@@ -8,17 +8,9 @@ import { RegionState, type TableSchema, encodeCommand } from '../../src/engine/i
 import type { SstMeta } from '../../src/engine/command.js';
 import type { SstOpener } from '../../src/engine/region-state.js';
 import type { SstReader } from '../../src/engine/sst/format.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const schema: TableSchema = {
-  name: 'kv',
-  tableId: 2048,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'usage', type: 'float64', semantic: 'field' },
-  ],
-};
+const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 2048 });
 
 /** An object store that is down until `up` is set; when up, the SST holds no version of the key. */
 class FlakyOpener implements SstOpener {

@@ -3,11 +3,11 @@
 // message, unknown fields and protobuf's looser encodings, INVALID_ARGUMENT for malformed bytes,
 // and a fuzz holding the decoder to "what proto-loader decodes, or an error".
 // Seeded: BATCH_WIRE_SEED=n replays a run; the seed is in the titles and in every failure.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
@@ -23,7 +23,8 @@ import {
   encodeBatchRequest,
   encodeBatchResponse,
 } from '../../src/rpc/batch-wire.js';
-import { loadProtos, loaderOptions, protoRoot } from '../../src/rpc/proto.js';
+import { loadProtos } from '../../src/rpc/proto.js';
+import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, key, len, loadProtoVariant, mutate, num, str } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['BATCH_WIRE_SEED'] ? Number(process.env['BATCH_WIRE_SEED']) : 20_260_415;
 
@@ -181,20 +182,6 @@ function expectSameObject(ours: unknown, reference: unknown, what: string): void
 
 // ─── Raw protobuf bytes ───────────────────────────────────────────────────────────────────────
 
-function varint(value: bigint): number[] {
-  const out: number[] = [];
-  while (value >= 0x80n) {
-    out.push(Number(value & 0x7fn) | 0x80);
-    value >>= 7n;
-  }
-  out.push(Number(value));
-  return out;
-}
-
-const key = (field: number, wireType: number) => varint(BigInt((field << 3) | wireType));
-const len = (field: number, body: number[]) => [...key(field, 2), ...varint(BigInt(body.length)), ...body];
-const num = (field: number, value: number | bigint) => [...key(field, 0), ...varint(BigInt.asUintN(64, BigInt(value)))];
-const str = (field: number, s: string) => len(field, [...Buffer.from(s)]);
 /** A BatchRequest carrying a write of one row with these raw Row.values entries. */
 const writeOfEntries = (...entries: number[][]) => [...num(1, 7), ...len(2, [...str(1, 't'), ...len(3, entries.flatMap((e) => len(1, e)))])];
 
@@ -208,14 +195,7 @@ function expectBothDecode(bytes: number[] | Buffer, what: string, kind: 'request
 }
 
 function expectInvalid(input: number[] | Buffer, pattern: RegExp, decode: (b: Uint8Array) => unknown = decodeBatchRequest): void {
-  try {
-    decode(Buffer.from(input));
-  } catch (err) {
-    expect(isRegionDbError(err, ErrorCode.InvalidArgument), `${(err as Error).name}: ${(err as Error).message}`).to.equal(true);
-    expect((err as Error).message).to.match(pattern);
-    return;
-  }
-  expect.fail(`decoded ${Buffer.from(input).toString('hex')} without an error; expected ${pattern}`);
+  expectInvalidBy(input, pattern, decode);
 }
 
 // ─── The specification ────────────────────────────────────────────────────────────────────────
@@ -345,22 +325,13 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     /** Fields the .proto does not have, of every wire type, packed and unpacked: a future sender's. */
-    const FUTURE_FIELDS = `
-      uint64 future_varint = 100;
-      int64 future_negative = 101;
-      fixed64 future_fixed64 = 102;
-      bytes future_bytes = 103;
-      fixed32 future_fixed32 = 104;
+    const FUTURE_FIELDS = `${FUTURE_SCALAR_FIELDS}
       repeated uint64 future_packed = 105;
       repeated uint64 future_unpacked = 106 [packed = false];
       FutureMessage future_message = 107;
     `;
     const FUTURE_VALUES = {
-      future_varint: '18446744073709551615',
-      future_negative: '-1',
-      future_fixed64: '12345',
-      future_bytes: Buffer.from('future'),
-      future_fixed32: 7,
+      ...FUTURE_SCALAR_VALUES,
       future_packed: ['1', '300', '18446744073709551615'],
       future_unpacked: ['2', '70000'],
       future_message: { a: 'nested' },
@@ -368,13 +339,11 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
 
     /** Database.Batch of a database.proto/common.proto variant: the future fields in every message. */
     function variantBatch(): Method {
-      mkdirSync(join(dir, 'regiondb', 'v1'), { recursive: true });
-      for (const file of ['database.proto', 'common.proto']) {
-        let text = readFileSync(join(protoRoot(), 'regiondb', 'v1', file), 'utf8').replace(/^(message \w+ \{)$/gm, `$1${FUTURE_FIELDS}`);
-        if (file === 'common.proto') text += '\nmessage FutureMessage { string a = 1; }\n';
-        writeFileSync(join(dir, 'regiondb', 'v1', file), text);
-      }
-      const definition = protoLoader.loadSync('regiondb/v1/database.proto', { ...loaderOptions, includeDirs: [dir] });
+      const withFields = (text: string) => text.replace(/^(message \w+ \{)$/gm, `$1${FUTURE_FIELDS}`);
+      const definition = loadProtoVariant(dir, 'regiondb/v1/database.proto', {
+        'database.proto': withFields,
+        'common.proto': (text) => `${withFields(text)}\nmessage FutureMessage { string a = 1; }\n`,
+      });
       return (definition['regiondb.v1.Database'] as protoLoader.ServiceDefinition)['Batch'] as unknown as Method;
     }
 
@@ -518,32 +487,8 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
   describe('fuzz: random bytes and mutated encodings', () => {
     const CASES = Number(process.env['BATCH_WIRE_CASES'] ?? 20_000);
 
-    function mutate(rand: SeededRand, valid: Buffer): Buffer {
-      let b = Buffer.from(valid);
-      for (let n = rand.range(1, 4); n > 0; n--) {
-        const at = b.length === 0 ? 0 : rand.int(b.length);
-        switch (rand.int(6)) {
-          case 0:
-            if (b.length > 0) b[at]! ^= 1 << rand.int(8);
-            break;
-          case 1:
-            if (b.length > 0) b[at] = rand.pick([0, 1, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x1a, 0x22, 0x19, 0x0b, 0x0c, 0x0e, 0x0f]);
-            break;
-          case 2:
-            b = b.subarray(0, at);
-            break;
-          case 3:
-            b = Buffer.concat([b.subarray(0, at), Buffer.from(Array.from({ length: rand.range(1, 12) }, () => rand.int(256))), b.subarray(at)]);
-            break;
-          case 4:
-            b = Buffer.concat([b.subarray(0, at), b.subarray(at + rand.range(1, 16))]);
-            break;
-          default:
-            b = Buffer.concat([b.subarray(0, at + rand.range(1, 64)), b.subarray(at)]);
-        }
-      }
-      return b;
-    }
+    /** Tags and lengths of BatchRequest/BatchResponse fields, for mutate(). */
+    const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x1a, 0x22, 0x19, 0x0b, 0x0c, 0x0e, 0x0f];
 
     /**
      * Ours throws INVALID_ARGUMENT, or returns exactly what proto-loader returns; nothing else.
@@ -589,7 +534,7 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
         const outcomes = { both: 0, refused: 0, neither: 0 };
         for (let i = 0; i < CASES; i++) {
           const random = rand.chance(0.2);
-          const input = random ? Buffer.from(Array.from({ length: rand.int(64) }, () => rand.int(256))) : mutate(rand, rand.pick(valid));
+          const input = random ? Buffer.from(Array.from({ length: rand.int(64) }, () => rand.int(256))) : mutate(rand, rand.pick(valid), INTERESTING);
           outcomes[check(input, decode, reference, `${kind} case ${i} (${random ? 'random' : 'mutated'})`)]++;
         }
         expect(outcomes.both, `seed ${SEED}: some mutations should still decode (${JSON.stringify(outcomes)})`).to.be.greaterThan(CASES / 20);

@@ -15,18 +15,11 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
 import { encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
+import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
-import type { ObjectMeta, ObjectStore } from '../../src/object-store/object-store.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const SCHEMA: TableSchema = {
-  name: 't',
-  tableId: 7,
-  regionCount: 2,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-  ],
-};
+const SCHEMA: TableSchema = cpuSchema({ name: 't', tableId: 7, regionCount: 2 });
 
 function manifestOf(id: string, kind: 'full' | 'incremental', baseId: string | null, createdAtMs: number): BackupManifest {
   return {
@@ -110,31 +103,12 @@ describe('br: prune --keep N', () => {
 });
 
 /** The cluster's object store, where get() of one key can first run a "compaction". */
-class HookedStore implements ObjectStore {
-  readonly description: string;
+class HookedStore extends DelegatingObjectStore {
   onGet: ((key: string) => Promise<void>) | undefined;
-  constructor(private readonly inner: ObjectStore) {
-    this.description = inner.description;
-  }
-  put(key: string, data: Uint8Array): Promise<void> {
-    return this.inner.put(key, data);
-  }
-  async get(key: string): Promise<Uint8Array> {
+  override async get(key: string): Promise<Uint8Array> {
     const hook = this.onGet;
     if (hook) await hook(key);
     return this.inner.get(key);
-  }
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
-    return this.inner.getRange(key, offset, length);
-  }
-  head(key: string): Promise<ObjectMeta | undefined> {
-    return this.inner.head(key);
-  }
-  list(prefix: string): Promise<ObjectMeta[]> {
-    return this.inner.list(prefix);
-  }
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
   }
 }
 

@@ -13,17 +13,9 @@ import { type TableSchema, encodeCommand } from '../../src/engine/index.js';
 import { makeRegionId } from '../../src/engine/key.js';
 import { toProtoSchema } from '../../src/rpc/values.js';
 import { entryIndexes, flipByte } from '../fixtures/wal-corrupt.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const schema: TableSchema = {
-  name: 'kv',
-  tableId: 4096,
-  regionCount: 2,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'v', type: 'float64', semantic: 'field' },
-  ],
-};
+const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 4096, regionCount: 2, field: 'v' });
 const damagedRegion = makeRegionId(schema.tableId, 0);
 const healthyRegion = makeRegionId(schema.tableId, 1);
 

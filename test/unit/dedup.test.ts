@@ -8,17 +8,9 @@ import { limits } from '../../src/common/limits.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { type ApplyResult, RegionState, type TableSchema, encodeCommand } from '../../src/engine/index.js';
 import { encodeManifest } from '../../src/engine/manifest.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const schema: TableSchema = {
-  name: 'kv',
-  tableId: 7,
-  regionCount: 1,
-  columns: [
-    { name: 'k', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'v', type: 'float64', semantic: 'field' },
-  ],
-};
+const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 
 const put = (clientId: string, requestId: number, key: string, v: number) => encodeCommand({ kind: 'write', clientId, requestId, rows: [[key, 1, v]] });
 const del = (clientId: string, requestId: number, key: string) => encodeCommand({ kind: 'delete', clientId, requestId, keys: [[key, 1]] });

@@ -20,18 +20,9 @@ import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js'
 import type { Row } from '../../src/engine/schema.js';
 import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
 import { ROWS_PER_YIELD, compactionDue, dirtySince, mergeSsts, nextFlushStep, pickCompactionRun, planCompaction } from '../../src/engine/index.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const schema: TableSchema = {
-  name: 'cpu',
-  tableId: 1024,
-  regionCount: 4,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'core', type: 'int64', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'usage', type: 'float64', semantic: 'field' },
-  ],
-};
+const schema: TableSchema = cpuSchema({ regionCount: 4, extraTags: [{ name: 'core', type: 'int64', semantic: 'tag' }] });
 
 function expectInvalid(fn: () => unknown, mentions: string): void {
   try {

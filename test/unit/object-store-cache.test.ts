@@ -6,39 +6,29 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { CachedObjectStore } from '../../src/object-store/cached-store.js';
+import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
-import type { ObjectMeta, ObjectStore } from '../../src/object-store/object-store.js';
+import type { ObjectStore } from '../../src/object-store/object-store.js';
 
 /** Wraps a store, counting calls; get() can be held back to create races. */
-class CountingStore implements ObjectStore {
-  readonly description = 'counting';
+class CountingStore extends DelegatingObjectStore {
   gets = 0;
   ranges = 0;
   gate: Promise<void> | undefined;
   onRead: (() => void) | undefined;
-  constructor(private readonly inner: ObjectStore) {}
-  put(key: string, data: Uint8Array): Promise<void> {
-    return this.inner.put(key, data);
+  constructor(inner: ObjectStore) {
+    super(inner, 'counting');
   }
-  async get(key: string): Promise<Uint8Array> {
+  override async get(key: string): Promise<Uint8Array> {
     this.gets++;
     const data = await this.inner.get(key);
     this.onRead?.();
     if (this.gate) await this.gate;
     return data;
   }
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  override getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
     this.ranges++;
     return this.inner.getRange(key, offset, length);
-  }
-  head(key: string): Promise<ObjectMeta | undefined> {
-    return this.inner.head(key);
-  }
-  list(prefix: string): Promise<ObjectMeta[]> {
-    return this.inner.list(prefix);
-  }
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
   }
 }
 

@@ -2,17 +2,18 @@
 // raft.proto in both directions (protobufjs through @grpc/proto-loader, the library the codec
 // replaced), INVALID_ARGUMENT for each malformed input, and a fuzz of random and mutated bytes.
 // Seeded: RAFT_WIRE_SEED=n replays a run; the seed is in the titles and in every failure.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { SeededRand } from '../../src/common/rand.js';
 import type { Entry, Message, MessageType, Snapshot } from '../../src/raft/types.js';
-import { loadProtos, loaderOptions, protoRoot } from '../../src/rpc/proto.js';
+import { loadProtos } from '../../src/rpc/proto.js';
 import { type RaftBatch, decodeRaftBatch, decodeRaftBatchAck, encodeRaftBatch, encodeRaftBatchAck } from '../../src/rpc/raft-wire.js';
+import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, key, len, loadProtoVariant, mutate, num, varint } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['RAFT_WIRE_SEED'] ? Number(process.env['RAFT_WIRE_SEED']) : 20_260_301;
 
@@ -120,25 +121,15 @@ function protoOf(batch: RaftBatch): ProtoBatch {
   };
 }
 
-/** Fields raft.proto does not have, of every scalar wire type: a future sender's. */
-const FUTURE_FIELDS = `
-  uint64 future_varint = 100;
-  int64 future_negative = 101;
-  fixed64 future_fixed64 = 102;
-  bytes future_bytes = 103;
-  fixed32 future_fixed32 = 104;
-`;
-const FUTURE_VALUES = { future_varint: '18446744073709551615', future_negative: '-1', future_fixed64: '12345', future_bytes: Buffer.from('future'), future_fixed32: 7 };
-
 /** Every message of `batch` carries the future fields too. */
 function withFutureFields(batch: ProtoBatch): ProtoBatch {
   return {
     ...batch,
-    ...FUTURE_VALUES,
+    ...FUTURE_SCALAR_VALUES,
     envelopes: batch.envelopes.map((env) => {
       const m = env.message as { entries: object[]; snapshot: object | null };
-      const message = { ...m, ...FUTURE_VALUES, entries: m.entries.map((e) => ({ ...e, ...FUTURE_VALUES })), snapshot: m.snapshot && { ...m.snapshot, ...FUTURE_VALUES } };
-      return { ...env, ...FUTURE_VALUES, message };
+      const message = { ...m, ...FUTURE_SCALAR_VALUES, entries: m.entries.map((e) => ({ ...e, ...FUTURE_SCALAR_VALUES })), snapshot: m.snapshot && { ...m.snapshot, ...FUTURE_SCALAR_VALUES } };
+      return { ...env, ...FUTURE_SCALAR_VALUES, message };
     }),
   };
 }
@@ -152,43 +143,23 @@ function realStream(): StreamMethod {
 
 /** RaftTransport.Stream of a raft.proto variant: voters/learners unpacked, future fields in every message. */
 function variantStream(dir: string): StreamMethod {
-  const text = readFileSync(join(protoRoot(), 'regiondb', 'v1', 'raft.proto'), 'utf8')
-    .replace(/(repeated uint64 (voters|learners) = \d+)/g, '$1 [packed = false]')
-    .replace(/^(message \w+ \{)$/gm, `$1${FUTURE_FIELDS}`);
-  expect(text).to.contain('[packed = false]');
-  mkdirSync(join(dir, 'regiondb', 'v1'), { recursive: true });
-  writeFileSync(join(dir, 'regiondb', 'v1', 'raft.proto'), text);
-  const definition = protoLoader.loadSync('regiondb/v1/raft.proto', { ...loaderOptions, includeDirs: [dir] });
+  const definition = loadProtoVariant(dir, 'regiondb/v1/raft.proto', {
+    'raft.proto': (original) => {
+      const text = original.replace(/(repeated uint64 (voters|learners) = \d+)/g, '$1 [packed = false]').replace(/^(message \w+ \{)$/gm, `$1${FUTURE_SCALAR_FIELDS}`);
+      expect(text).to.contain('[packed = false]');
+      return text;
+    },
+  });
   return (definition['regiondb.v1.RaftTransport'] as protoLoader.ServiceDefinition)['Stream'] as StreamMethod;
 }
 
 // ─── Malformed input ──────────────────────────────────────────────────────────────────────────
 
-function varint(value: bigint): number[] {
-  const out: number[] = [];
-  while (value >= 0x80n) {
-    out.push(Number(value & 0x7fn) | 0x80);
-    value >>= 7n;
-  }
-  out.push(Number(value));
-  return out;
-}
-
-const key = (field: number, wireType: number) => varint(BigInt((field << 3) | wireType));
-const len = (field: number, body: number[]) => [...key(field, 2), ...varint(BigInt(body.length)), ...body];
-const num = (field: number, value: number | bigint) => [...key(field, 0), ...varint(BigInt(value))];
 /** A batch of one envelope around `message` (raw RaftMessage bytes). */
 const batchOf = (message: number[]) => Buffer.from(len(3, [...len(1, [0x31]), ...len(2, message)]));
 
 function expectInvalid(input: number[] | Buffer, pattern: RegExp, decode: (b: Uint8Array) => unknown = decodeRaftBatch): void {
-  try {
-    decode(Buffer.from(input));
-  } catch (err) {
-    expect(isRegionDbError(err, ErrorCode.InvalidArgument), `${(err as Error).name}: ${(err as Error).message}`).to.equal(true);
-    expect((err as Error).message).to.match(pattern);
-    return;
-  }
-  expect.fail(`decoded ${Buffer.from(input).toString('hex')} without an error; expected ${pattern}`);
+  expectInvalidBy(input, pattern, decode);
 }
 
 // ─── The specification ────────────────────────────────────────────────────────────────────────
@@ -269,7 +240,7 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
         expect(plain(decodeRaftBatch(wire)), `seed ${SEED + 3}, batch ${i}`).to.deep.equal(plain(batch));
       }
       expect(unpacked, 'snapshots with several voters were encoded unpacked').to.be.greaterThan(10);
-      expect(decodeRaftBatchAck(stream.responseSerialize({ accepted: 9, ...FUTURE_VALUES }))).to.deep.equal({ accepted: 9 });
+      expect(decodeRaftBatchAck(stream.responseSerialize({ accepted: 9, ...FUTURE_SCALAR_VALUES }))).to.deep.equal({ accepted: 9 });
     });
 
     it('fields in any order, packed and unpacked runs of one field appended, last scalar and last message win', () => {
@@ -369,32 +340,8 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
       }
     }
 
-    function mutate(rand: SeededRand, valid: Buffer): Buffer {
-      let b = Buffer.from(valid);
-      for (let n = rand.range(1, 4); n > 0; n--) {
-        const at = b.length === 0 ? 0 : rand.int(b.length);
-        switch (rand.int(6)) {
-          case 0:
-            if (b.length > 0) b[at]! ^= 1 << rand.int(8);
-            break;
-          case 1:
-            if (b.length > 0) b[at] = rand.pick([0, 1, 0x7f, 0x80, 0xff, 0x0a, 0x12, 0x1a, 0x3a, 0x5a, 0x0b, 0x0c]);
-            break;
-          case 2:
-            b = b.subarray(0, at);
-            break;
-          case 3:
-            b = Buffer.concat([b.subarray(0, at), bytes(rand, 12), b.subarray(at)]);
-            break;
-          case 4:
-            b = Buffer.concat([b.subarray(0, at), b.subarray(at + rand.range(1, 16))]);
-            break;
-          default:
-            b = Buffer.concat([b.subarray(0, at + rand.range(1, 64)), b.subarray(at)]);
-        }
-      }
-      return b;
-    }
+    /** Tags and lengths of RaftBatch/RaftMessage fields, for mutate(). */
+    const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x0a, 0x12, 0x1a, 0x3a, 0x5a, 0x0b, 0x0c];
 
     it(`${CASES} cases decode or throw INVALID_ARGUMENT, nothing else`, () => {
       const rand = new SeededRand(SEED + 4);
@@ -407,7 +354,7 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
       for (let i = 0; i < CASES; i++) {
         if (rand.chance(0.2)) {
           if (mustDecodeOrRefuse(bytes(rand, 256), `case ${i} (random)`)) decoded++;
-        } else if (mustDecodeOrRefuse(mutate(rand, rand.pick(valid)), `case ${i} (mutated)`)) {
+        } else if (mustDecodeOrRefuse(mutate(rand, rand.pick(valid), INTERESTING), `case ${i} (mutated)`)) {
           decoded++;
         }
       }

@@ -20,17 +20,9 @@ import {
   sstSourceFromObjectStore,
 } from '../../src/engine/sst/format.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 
-const schema: TableSchema = {
-  name: 'cpu',
-  tableId: 1,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'usage', type: 'float64', semantic: 'field' },
-  ],
-};
+const schema: TableSchema = cpuSchema({ tableId: 1 });
 
 const keyOf = (host: number, ts: number): Uint8Array => encodePrimaryKey(schema, { host: `host-${String(host).padStart(4, '0')}`, ts });
 

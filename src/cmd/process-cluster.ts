@@ -1,0 +1,345 @@
+// A regiondb cluster of real processes on 127.0.0.1: one metasrv and N datanodes, children of
+// this process, ports chosen by the OS, configs, data and logs under one directory. Every process
+// is started and stopped by its PID (and dies with this process: ./supervision.ts). The one
+// launcher of the project: `regiondb drill` builds its scratch clusters with it, and the test
+// harness (test/support/local-cluster.ts) extends it with test-only probes. It is in src/ so that
+// the drill can run from dist/ without test code.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { type ClientOptions, RegionDbClient } from '../client/client.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from './supervision.js';
+
+const START_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+const HEALTH_POLL_MS = 50;
+
+/**
+ * Ports this process handed out. The probe below closes its socket before the server that will
+ * use the port binds it, so the OS may hand the same port to the next probe: two clusters set up
+ * at once in one process (the drill's, or a test's two clusters) could then collide. Never
+ * handing out a port twice per process closes that window for everything started from here.
+ */
+const handedOut = new Set<number>();
+const FREE_PORT_ATTEMPTS_MAX = 100;
+
+/** A port nobody listens on right now (the OS picks it), never one this process handed out before. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const port = await new Promise<number>((ok, fail) => {
+      const s = createServer();
+      s.once('error', fail);
+      s.listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as { port: number };
+        s.close(() => ok(port));
+      });
+    });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no port this process has not used already after ${FREE_PORT_ATTEMPTS_MAX} attempts`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** One server process of the cluster (running or not). */
+export interface NodeProcess {
+  readonly name: string;
+  /** The CLI subcommand and its flags (without `-c <config>`). */
+  readonly args: readonly string[];
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly configFile: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  process: ChildProcess | undefined;
+}
+
+export interface ProcessClusterOptions {
+  /** Directory for configs, data, logs and the shared object store; created by start(). */
+  readonly dir: string;
+  /** The regiondb CLI script every process runs (dist/src/cmd/main.js, or the running CLI). */
+  readonly cliScript: string;
+  /** Flags for `node` before the script (e.g. `--max-old-space-size=384`, or process.execArgv). */
+  readonly nodeArgs?: readonly string[];
+  /** Working directory of the processes (default: this process's). */
+  readonly cwd?: string;
+  /** Written into every config; also names the cluster in errors. */
+  readonly clusterId: string;
+  readonly datanodes?: number;
+  readonly replicationFactor?: number;
+  /** Extra TOML appended to every datanode config (e.g. a smaller snapshot interval). */
+  readonly datanodeToml?: string;
+  /** Replaces the default `[storage]` section (a shared local directory) of every process. */
+  readonly storageToml?: string;
+  /** Extra top-level TOML keys for the metasrv (e.g. replica_repair_after_ms = 3000). */
+  readonly metasrvToml?: string;
+  /** How many datanodes start() starts (default all); the others are started with startDatanode(i). */
+  readonly startDatanodes?: number;
+  /** TLS files of the launcher: its clients trust this CA (subclasses may present the certificate). */
+  readonly harnessTls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
+  /** Extra TOML for datanode i (0-based), written once the ports are known (e.g. raft proxies). */
+  readonly datanodeTomlFor?: (i: number, cluster: ProcessCluster) => string;
+  /** Extra environment of a process by its name ('metasrv', 'datanode1', …), e.g. a faked clock. */
+  readonly envFor?: (name: string) => Record<string, string>;
+}
+
+export class ProcessCluster {
+  readonly dir: string;
+  readonly objectStoreDir: string;
+  metasrv!: NodeProcess;
+  readonly datanodes: NodeProcess[] = [];
+  private readonly clients: RegionDbClient[] = [];
+  private ports: { metasrv: [number, number]; datanodes: [number, number][] } | undefined;
+
+  constructor(protected readonly options: ProcessClusterOptions) {
+    this.dir = options.dir;
+    this.objectStoreDir = join(this.dir, 'object-store');
+  }
+
+  get metasrvAddr(): string {
+    if (!this.ports) throw new RegionDbError(ErrorCode.Internal, `cluster ${this.options.clusterId} has no ports yet: call start() or allocatePorts() first`);
+    return `127.0.0.1:${this.ports.metasrv[0]}`;
+  }
+
+  get datanodeCount(): number {
+    return this.datanodes.length;
+  }
+
+  datanodeAddr(i: number): string {
+    return `127.0.0.1:${this.datanode(i).grpcPort}`;
+  }
+
+  datanodeDataDir(i: number): string {
+    return this.datanode(i).dataDir;
+  }
+
+  protected datanode(i: number): NodeProcess {
+    const node = this.datanodes[i];
+    if (!node) throw new RegionDbError(ErrorCode.InvalidArgument, `cluster ${this.options.clusterId} has no datanode ${i} (it has ${this.datanodes.length}, numbered from 0)`);
+    return node;
+  }
+
+  /** Reserves the ports of every process (before start, so proxies can be set up in front). */
+  async allocatePorts(): Promise<{ metasrv: [number, number]; datanodes: [number, number][] }> {
+    if (!this.ports) {
+      const metasrv: [number, number] = [await freePort(), await freePort()];
+      const datanodes: [number, number][] = [];
+      for (let i = 0; i < (this.options.datanodes ?? 3); i++) datanodes.push([await freePort(), await freePort()]);
+      this.ports = { metasrv, datanodes };
+    }
+    return this.ports;
+  }
+
+  /** Writes the configs and starts the metasrv and the datanodes; resolves when the metasrv counts them alive. */
+  async start(): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    const { clusterId } = this.options;
+    const ports = await this.allocatePorts();
+    const [mg, mh] = ports.metasrv;
+    const storage = this.options.storageToml ?? `[storage]\ntype = "fs"\nroot = "${this.objectStoreDir}"`;
+    const metaDir = join(this.dir, 'metasrv');
+    this.metasrv = this.describeNode('metasrv', ['metasrv', '--replication-factor', String(this.options.replicationFactor ?? 3)], mg, mh, metaDir, [
+      `cluster_id = "${clusterId}"\n${this.options.metasrvToml ?? ''}`,
+      `[node]\ndata_dir = "${metaDir}"`,
+      `[grpc]\nhost = "127.0.0.1"\nport = ${mg}`,
+      `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
+      `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
+      storage,
+      `[log]\nlevel = "info"`,
+    ]);
+    ports.datanodes.forEach(([g, h], index) => {
+      const i = index + 1;
+      const dataDir = join(this.dir, `datanode${i}`);
+      this.datanodes.push(
+        this.describeNode(`datanode${i}`, ['datanode'], g, h, dataDir, [
+          `cluster_id = "${clusterId}"`,
+          `[node]\nid = ${i}\ndata_dir = "${dataDir}"`,
+          `[grpc]\nhost = "127.0.0.1"\nport = ${g}`,
+          `[http]\nhost = "127.0.0.1"\nport = ${h}`,
+          `[metasrv]\naddr = "127.0.0.1:${mg}"`,
+          `[heartbeat]\ninterval_ms = 500`,
+          storage,
+          `[log]\nlevel = "info"`,
+          this.options.datanodeToml ?? '',
+          this.options.datanodeTomlFor?.(index, this) ?? '',
+        ]),
+      );
+    });
+    await this.startMetasrv();
+    const starting = this.options.startDatanodes ?? this.datanodes.length;
+    await Promise.all(this.datanodes.slice(0, starting).map((_, i) => this.startDatanode(i)));
+    await this.waitNodesAlive(starting);
+  }
+
+  /**
+   * Healthy is not yet registered: a new table can be placed only once the metasrv counts the
+   * datanodes alive, and a loaded machine can delay the first heartbeats.
+   */
+  private async waitNodesAlive(count: number): Promise<void> {
+    const client = this.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    let seen = 'no answer from the metasrv';
+    try {
+      while (Date.now() < deadline) {
+        try {
+          const res = (await client.listNodes()) as { nodes: { node_id: string; state: string }[] };
+          if (res.nodes.filter((n) => n.state === 'alive').length >= count) return;
+          seen = res.nodes.map((n) => `node ${n.node_id} ${n.state}`).join(', ') || 'no datanode registered';
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === 'UNAUTHENTICATED' || code === 'PERMISSION_DENIED') return; // a secured cluster: its user handles it
+          seen = String(err);
+        }
+        await sleep(HEALTH_POLL_MS);
+      }
+      throw new RegionDbError(
+        ErrorCode.Unavailable,
+        `the metasrv did not count ${count} datanodes alive within ${START_TIMEOUT_MS} ms (last seen: ${seen}); logs in ${this.dir}`,
+      );
+    } finally {
+      this.closeClient(client);
+    }
+  }
+
+  private describeNode(name: string, args: string[], grpcPort: number, httpPort: number, dataDir: string, toml: string[]): NodeProcess {
+    const configFile = join(this.dir, `${name}.toml`);
+    writeFileSync(configFile, `${toml.join('\n\n')}\n`);
+    return { name, args, grpcPort, httpPort, configFile, dataDir, logFile: join(this.dir, `${name}.log`), process: undefined };
+  }
+
+  /** The `node` command line of a process: flags, the CLI script, its subcommand and config. */
+  protected commandLine(node: NodeProcess): string[] {
+    return [...(this.options.nodeArgs ?? []), this.options.cliScript, ...node.args, '-c', node.configFile];
+  }
+
+  protected environment(node: NodeProcess): NodeJS.ProcessEnv {
+    return { ...process.env, ...(this.options.envFor?.(node.name) ?? {}) };
+  }
+
+  /** Starts `node` and resolves once it answers /health; fails naming its log if it exits or stays unhealthy. */
+  private async launch(node: NodeProcess): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    const child = spawn(process.execPath, this.commandLine(node), supervisedSpawnOptions('pipe', { cwd: this.options.cwd, env: this.environment(node) }));
+    logChildOutput(child, node.logFile, node.name);
+    node.process = child;
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new RegionDbError(ErrorCode.Unavailable, `${node.name} exited during startup (code ${child.exitCode}); see ${node.logFile}:\n${this.tail(node)}`);
+      }
+      try {
+        if ((await fetch(`http://127.0.0.1:${node.httpPort}/health`, { signal: AbortSignal.timeout(1000) })).ok) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(HEALTH_POLL_MS);
+    }
+    throw new RegionDbError(ErrorCode.Unavailable, `${node.name} did not become healthy within ${START_TIMEOUT_MS} ms; see ${node.logFile}:\n${this.tail(node)}`);
+  }
+
+  /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */
+  tail(node: NodeProcess, lines = 30): string {
+    try {
+      return sinceLastStart(readFileSync(node.logFile, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  /** Sends `signal` by PID and waits for the exit (SIGKILL after STOP_TIMEOUT_MS). */
+  private async signal(node: NodeProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+    const child = node?.process;
+    if (!node || !child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((ok) => child.once('exit', () => ok()));
+    child.kill(signal);
+    if (signal !== 'SIGKILL') child.kill('SIGCONT'); // a paused process cannot act on SIGTERM
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+    await exited;
+    clearTimeout(timer);
+    node.process = undefined;
+  }
+
+  startMetasrv(): Promise<void> {
+    return this.launch(this.metasrv);
+  }
+
+  stopMetasrv(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    return this.signal(this.metasrv, signal);
+  }
+
+  killMetasrv(): Promise<void> {
+    return this.stopMetasrv('SIGKILL');
+  }
+
+  startDatanode(i: number): Promise<void> {
+    return this.launch(this.datanode(i));
+  }
+
+  /** Sends `signal` to a datanode by PID and waits for it to exit. */
+  stopDatanode(i: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    return this.signal(this.datanode(i), signal);
+  }
+
+  killDatanode(i: number): Promise<void> {
+    return this.stopDatanode(i, 'SIGKILL');
+  }
+
+  /** SIGSTOP / SIGCONT a datanode (a GC pause, a VM migration). */
+  pauseDatanode(i: number, paused: boolean): void {
+    this.datanode(i).process?.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+  }
+
+  isRunning(i: number): boolean {
+    const p = this.datanode(i).process;
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
+  }
+
+  /** The datanode's local disk is gone (WAL, raft state, cache); the object store stays. */
+  wipeDatanode(i: number): void {
+    rmSync(this.datanode(i).dataDir, { recursive: true, force: true });
+  }
+
+  /** A client of the cluster, closed by stop(); in a TLS cluster it trusts the cluster CA but presents no certificate (a user, not a node). */
+  client(options: Partial<ClientOptions> = {}): RegionDbClient {
+    const tls = this.options.harnessTls;
+    const c = new RegionDbClient({ metasrv: this.metasrvAddr, ...(tls ? { tls: { caFile: tls.caFile } } : {}), ...options });
+    this.clients.push(c);
+    return c;
+  }
+
+  private closeClient(c: RegionDbClient): void {
+    c.close();
+    const at = this.clients.indexOf(c);
+    if (at >= 0) this.clients.splice(at, 1);
+  }
+
+  /** Kill -9 of every process: the disaster, not a shutdown. */
+  async killAll(): Promise<void> {
+    await Promise.all([...this.datanodes.map((d) => this.signal(d, 'SIGKILL')), this.signal(this.metasrv, 'SIGKILL')]);
+  }
+
+  /** Closes the clients and stops every process (SIGTERM, SIGKILL after 10 s); the data stays. */
+  async stop(): Promise<void> {
+    for (const c of this.clients.splice(0)) c.close();
+    await Promise.all(this.datanodes.map((d) => this.signal(d, 'SIGTERM')));
+    await this.signal(this.metasrv, 'SIGTERM');
+  }
+
+  /** stop(), then removes the directory. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** PIDs of the running processes (for an emergency stop on Ctrl-C). */
+  pids(): number[] {
+    return [this.metasrv, ...this.datanodes].flatMap((n) => (n?.process?.pid !== undefined && n.process.exitCode === null ? [n.process.pid] : []));
+  }
+}

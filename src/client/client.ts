@@ -449,6 +449,8 @@ export class RegionDbClient {
       } catch (err) {
         const e = fromGrpcError(err);
         if ((await onError(e, err)) === 'now') {
+          // Bounded too: two replicas each naming the other as leader must not loop forever.
+          if (Date.now() >= deadline) throw expired(e);
           backoffMs = BACKOFF_MIN_MS;
           continue;
         }

@@ -9,7 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 
-.PHONY: all deps build test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: all deps build proto-check test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -25,12 +25,19 @@ build: deps
 typecheck: deps
 	node_modules/.bin/tsc -p tsconfig.json --noEmit
 
-lint: deps typecheck
+# proto/: buf lint (rules and exceptions in buf.yaml, explained in docs/clients.md) and buf breaking
+# against proto-released/, the last released protos (README, upgrade notes). buf ships in the
+# @bufbuild/buf devDependency (a platform binary through an optional dependency).
+proto-check: deps
+	node_modules/.bin/buf lint
+	node_modules/.bin/buf breaking --against proto-released
+
+lint: deps typecheck proto-check
 	node_modules/.bin/biome lint src test bench
 	node scripts/check-raft-purity.mjs
 
 # The default suite: unit, conformance, raft paper tests, 300 simulator seeds, integration.
-test: build
+test: build proto-check
 	SIM_SEEDS=300 $(MOCHA) 'test/**/*.test.ts'
 
 # The deterministic simulator alone. SEEDS=10000 for a campaign; SEED=n replays one seed twice

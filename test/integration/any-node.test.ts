@@ -27,6 +27,7 @@ const BASE_TS = 1_700_000_000_000;
 const HOSTS = 37;
 
 const rowAt = (i: number): Row => ({ host: `h${i % HOSTS}`, ts: BASE_TS + i, v: i });
+const protoKey = (r: Row): ProtoRow => ({ values: { host: { string_value: r['host'] }, ts: { timestamp_ms_value: String(r['ts']) } } }) as unknown as ProtoRow;
 const protoRow = (r: Row): ProtoRow =>
   ({ values: { host: { string_value: r['host'] }, ts: { timestamp_ms_value: String(r['ts']) }, v: { int64_value: String(r['v']) } } }) as unknown as ProtoRow;
 
@@ -190,11 +191,11 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
       expect(limited.map((x) => x.row)).to.deep.equal(all.slice(0, 250).map((x) => x.row));
 
       // Get and Delete through the follower too.
-      const key = protoRow(rowAt(7));
+      const key = protoKey(rowAt(7));
       const got = await call<{ found: boolean; row: ProtoRow }>(writer, 'Get', { table: TABLE, key, consistency: 'LINEARIZABLE' }, 10_000);
       expect(got.found).to.equal(true);
       expect(fromProtoRow(got.row, 'row')).to.deep.equal(rowAt(7));
-      const del = await call<{ regions: RegionOutcome[] }>(writer, 'Delete', { table: TABLE, keys: [rowAt(7), rowAt(8), rowAt(9), rowAt(10)].map(protoRow), client_id: clientId, request_id: String(firstId + 100) }, 10_000);
+      const del = await call<{ regions: RegionOutcome[] }>(writer, 'Delete', { table: TABLE, keys: [rowAt(7), rowAt(8), rowAt(9), rowAt(10)].map(protoKey), client_id: clientId, request_id: String(firstId + 100) }, 10_000);
       expect(del.regions.every((r) => r.outcome === 'OUTCOME_APPLIED')).to.equal(true);
       const gone = await call<{ found: boolean }>(reader, 'Get', { table: TABLE, key, consistency: 'LINEARIZABLE' }, 10_000);
       expect(gone.found).to.equal(false);

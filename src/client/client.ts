@@ -3,7 +3,7 @@
 // is applied at most once), deadlines. A timed-out write has an UNKNOWN outcome and is
 // reported as DEADLINE_EXCEEDED with that said (RAFT-NOTES 20).
 import { randomUUID } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';

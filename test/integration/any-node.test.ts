@@ -166,7 +166,9 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
           { deadline: Date.now() + 30_000 },
         );
         try {
-          for await (const chunk of stream) chunk.rows.forEach((r, i) => out.push({ row: fromProtoRow(r, 'row'), version: chunk.versions[i]! }));
+          for await (const chunk of stream) {
+            for (const [i, r] of chunk.rows.entries()) out.push({ row: fromProtoRow(r, 'row'), version: chunk.versions[i]! });
+          }
         } catch (err) {
           throw fromGrpcError(err);
         }

@@ -9,7 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 
-.PHONY: all deps build proto-check test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: all deps build proto-check proto-descriptors test test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -31,6 +31,12 @@ typecheck: deps
 proto-check: deps
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf breaking --against proto-released
+	@node_modules/.bin/buf build -o proto/.regiondb-v1.binpb.new && if cmp -s proto/.regiondb-v1.binpb.new proto/regiondb-v1.binpb; then rm proto/.regiondb-v1.binpb.new; \
+	  else rm proto/.regiondb-v1.binpb.new; echo "proto/regiondb-v1.binpb (served by reflection) is out of date: run make proto-descriptors"; exit 1; fi
+
+# The descriptor set server reflection serves (src/rpc/proto.ts reflectionDefinition), committed.
+proto-descriptors: deps
+	node_modules/.bin/buf build -o proto/regiondb-v1.binpb
 
 lint: deps typecheck proto-check
 	node_modules/.bin/biome lint src test bench

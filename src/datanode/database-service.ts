@@ -45,7 +45,10 @@ export class DatabaseService {
       credentials: dn.peerCredentials,
       schemaOf: (table) => this.schemaOf(table),
       leads: (regionId) => dn.regionServer.replica(regionId)?.isLeader() === true && !dn.regionServer.failure(regionId),
-      leaderAddr: async (table, regionId) => (await this.redirect(table, regionId)).details['leaderAddr'],
+      leaderAddr: async (table, regionId, fresh) => {
+        if (fresh) await this.routes(table, true).catch(() => undefined); // refreshes the cache redirect() reads
+        return (await this.redirect(table, regionId)).details['leaderAddr'];
+      },
       write: (req) => this.write(req),
       delete: (req) => this.delete(req),
       get: (req) => this.get(req),

@@ -39,8 +39,8 @@ export interface LocalDatabase {
   schemaOf(table: string): Promise<TableSchema>;
   /** True when this node's replica of the region is its leader now. */
   leads(regionId: string): boolean;
-  /** The region's leader address as the routes know it, if any. */
-  leaderAddr(table: string, regionId: string): Promise<string | undefined>;
+  /** The region's leader address as the routes know it, if any; `fresh`: ask the metasrv, not the cache. */
+  leaderAddr(table: string, regionId: string, fresh: boolean): Promise<string | undefined>;
   /** Resolves with the WriteResponse ({ version, rows_written }). */
   write(req: WriteRequest): Promise<unknown>;
   /** Resolves with the DeleteResponse ({ version }). */
@@ -114,8 +114,10 @@ const NOT_APPLIED: ReadonlySet<string> = new Set([
 /** NOT_APPLIED errors worth another attempt (a new leader, memory freed by a flush). */
 const RETRIABLE: ReadonlySet<string> = new Set([ErrorCode.NotLeader, ErrorCode.ProposalDropped, ErrorCode.ResourceExhausted]);
 
-const ATTEMPTS_MAX = 5;
+/** Attempts per region part (bounded by the caller's deadline too): enough to ride out an election. */
+const ATTEMPTS_MAX = 10;
 const BACKOFF_MS = 50;
+const BACKOFF_MAX_MS = 500;
 /** Forwarding Batch streams kept open (one per leader address and caller identity). */
 const STREAMS_MAX = 64;
 
@@ -191,6 +193,7 @@ export class Router {
   private async part(table: string, regionId: string, rows: number, kind: 'write' | 'delete', body: WriteRequest | DeleteRequest, info: CallInfo): Promise<PartResult> {
     const deduplicated = Number(body.request_id ?? 0) > 0;
     let hint: string | undefined;
+    let freshRoutes = false;
     let maybeApplied = false;
     let last: RegionDbError | undefined;
     for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
@@ -204,7 +207,7 @@ export class Router {
         if (this.local.leads(regionId)) {
           res = (kind === 'write' ? await this.local.write(body as WriteRequest) : await this.local.delete(body as DeleteRequest)) as { version: string };
         } else {
-          const addr = hint ?? (await this.local.leaderAddr(table, regionId));
+          const addr = hint ?? (await this.local.leaderAddr(table, regionId, freshRoutes));
           if (!addr) throw new RegionDbError(ErrorCode.Unavailable, `no known leader for region ${regionId}`);
           res = await this.stream(addr).request<{ version: string }>(kind, body, remaining);
           if (!res || res.version === undefined) throw new RegionDbError(ErrorCode.Internal, `empty ${kind} answer for region ${regionId}`);
@@ -217,7 +220,8 @@ export class Router {
         // A refused attempt may be retried; one that may have applied only under a request id.
         if (refused ? !RETRIABLE.has(last.code) : !deduplicated) break;
         hint = last.details['leaderAddr'];
-        await sleep(Math.min(BACKOFF_MS * (attempt + 1), Math.max(0, info.deadlineMs - Date.now())));
+        freshRoutes = hint === undefined; // no hint (e.g. an election): the cached route may be stale
+        await sleep(Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, Math.max(0, info.deadlineMs - Date.now())));
       }
     }
     const error = last ?? new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: no attempt made`);

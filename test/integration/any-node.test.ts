@@ -12,6 +12,8 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
+import { BatchStream } from '../../src/rpc/batch-stream.js';
+import { databaseService } from '../../src/rpc/batch-wire.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
 import { type ProtoRow, fromProtoRow, fromProtoSchema } from '../../src/rpc/values.js';
@@ -199,6 +201,21 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
       }
       const limited = await scan(250);
       expect(limited.map((x) => x.row)).to.deep.equal(all.slice(0, 250).map((x) => x.row));
+
+      // A write spanning regions on a Database.Batch stream to the follower: the same routing.
+      const batchClient = makeClient('Database', cluster.datanodeAddr(WRITER), {}, databaseService());
+      try {
+        const stream = new BatchStream(batchClient);
+        const extra = Array.from({ length: 20 }, (_, j) => rowAt(ROWS + j));
+        const res = await stream.request<WriteResponse>('write', { table: TABLE, rows: extra.map(protoRow), client_id: clientId, request_id: String(firstId + 50) }, 10_000);
+        expect(res.regions.length).to.equal(REGIONS);
+        expect(res.regions.every((r) => r.outcome === 'OUTCOME_APPLIED')).to.equal(true);
+        const again = await stream.request<WriteResponse>('write', { table: TABLE, rows: extra.map(protoRow), client_id: clientId, request_id: String(firstId + 50) }, 10_000);
+        expect(again.regions.map((r) => r.version)).to.deep.equal(res.regions.map((r) => r.version));
+        stream.close();
+      } finally {
+        batchClient.close();
+      }
 
       // Get and Delete through the follower too.
       const key = protoKey(rowAt(7));

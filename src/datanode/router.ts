@@ -144,7 +144,11 @@ export class Router {
     const parts = this.split(schema, req.rows, (r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)), req.region_id);
     if (parts.size === 1) {
       const [regionId] = parts.keys();
-      if (this.local.leads(regionId!)) return this.local.write({ ...req, region_id: regionId! }); // the fast path
+      // The fast path (the client library sends each region's rows to its leader): no outcomes list.
+      if (this.local.leads(regionId!)) {
+        const res = await unlessRefused(() => this.local.write({ ...req, region_id: regionId! }));
+        if (res !== REFUSED) return res; // refused before proposing (leadership just moved): routed below
+      }
     }
     const outcomes = await Promise.all(
       [...parts].map(([regionId, rows]) => this.part(table, regionId, rows.length, 'write', { ...req, region_id: regionId, rows }, info)),
@@ -160,7 +164,10 @@ export class Router {
     const parts = this.split(schema, req.keys, (k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)), req.region_id);
     if (parts.size === 1) {
       const [regionId] = parts.keys();
-      if (this.local.leads(regionId!)) return this.local.delete({ ...req, region_id: regionId! });
+      if (this.local.leads(regionId!)) {
+        const res = await unlessRefused(() => this.local.delete({ ...req, region_id: regionId! }));
+        if (res !== REFUSED) return res;
+      }
     }
     const outcomes = await Promise.all(
       [...parts].map(([regionId, keys]) => this.part(table, regionId, keys.length, 'delete', { ...req, region_id: regionId, keys }, info)),
@@ -350,6 +357,18 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
       `First: region ${first.outcome.region_id}: ${cause.message}`,
     { details },
   );
+}
+
+const REFUSED: unique symbol = Symbol('refused before it was proposed');
+
+/** The operation's result, or REFUSED when it failed with NOT_LEADER / PROPOSAL_DROPPED (nothing applied). */
+async function unlessRefused<T>(operation: () => Promise<T>): Promise<T | typeof REFUSED> {
+  try {
+    return await operation();
+  } catch (err) {
+    if (isRegionDbError(err) && (err.code === ErrorCode.NotLeader || err.code === ErrorCode.ProposalDropped)) return REFUSED;
+    throw err;
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -128,6 +128,19 @@ describe('router: any node accepts any rows (issue 18)', () => {
     expect(err.details['currentVersion']).to.equal('9');
   });
 
+  it('one region led here: applied directly (no outcomes list); refused before proposing, it is routed and retried', async () => {
+    const { local, attempts } = fakeLocal(async (_regionId, attempt) => {
+      if (attempt === 1) throw new RegionDbError(ErrorCode.NotLeader, 'leadership moved');
+      return { version: '4', rows_written: 1 };
+    });
+    const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(1))], client_id: 'c', request_id: '9' }, FAR())) as { version: string; regions: RegionOutcome[] };
+    expect(res.version).to.equal('4');
+    expect(res.regions.map((r) => r.outcome)).to.deep.equal(['OUTCOME_APPLIED']);
+    expect(attempts.get(regionOf(1))).to.equal(2);
+    const direct = fakeLocal(async () => ({ version: '5', rows_written: 1 }));
+    expect(await new Router(direct.local).write({ table: 't', rows: [proto(rowAt(1))] }, FAR())).to.deep.equal({ version: '5', rows_written: 1 });
+  });
+
   it('refuses rows outside a given region id before anything is sent', async () => {
     const { local, attempts } = fakeLocal(async () => ({ version: '1' }));
     const err = await failure(new Router(local).write({ ...spanning('8'), region_id: regions[0]! }, FAR()));

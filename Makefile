@@ -9,7 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 
-.PHONY: all deps build test check check-wire-raft check-unit check-sim test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: all deps build proto-check proto-descriptors test check check-wire-raft check-unit check-sim test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -25,14 +25,27 @@ build: deps
 typecheck: deps
 	node_modules/.bin/tsc -p tsconfig.json --noEmit
 
-lint: deps typecheck
+# proto/: buf lint (rules and exceptions in buf.yaml, explained in docs/clients.md) and buf breaking
+# against proto-released/, the last released protos (README, upgrade notes). buf ships in the
+# @bufbuild/buf devDependency (a platform binary through an optional dependency).
+proto-check: deps
+	node_modules/.bin/buf lint
+	node_modules/.bin/buf breaking --against proto-released
+	@node_modules/.bin/buf build -o proto/.regiondb-v1.binpb.new && if cmp -s proto/.regiondb-v1.binpb.new proto/regiondb-v1.binpb; then rm proto/.regiondb-v1.binpb.new; \
+	  else rm proto/.regiondb-v1.binpb.new; echo "proto/regiondb-v1.binpb (served by reflection) is out of date: run make proto-descriptors"; exit 1; fi
+
+# The descriptor set server reflection serves (src/rpc/proto.ts reflectionDefinition), committed.
+proto-descriptors: deps
+	node_modules/.bin/buf build -o proto/regiondb-v1.binpb
+
+lint: deps typecheck proto-check
 	node_modules/.bin/biome lint src test bench
 	node scripts/check-raft-purity.mjs
 	node scripts/check-layers.mjs
 	node scripts/check-citations.mjs
 
 # The default suite: unit, conformance, raft paper tests, 300 simulator seeds, integration.
-test: build
+test: build proto-check
 	SIM_SEEDS=300 $(MOCHA) 'test/**/*.test.ts'
 
 # The fast check before a push (under 2 minutes on this 2-core machine, busy): lint (with the

@@ -3,13 +3,14 @@
 // is applied at most once), deadlines. A timed-out write has an UNKNOWN outcome and is
 // reported as DEADLINE_EXCEEDED with that said (docs/raft-rules.md R20).
 import { randomUUID } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
-import { type ProtoBatchError, fromBatchError, fromGrpcError } from '../rpc/status.js';
+import { type BatchKind, BatchStream } from '../rpc/batch-stream.js';
+import { fromGrpcError } from '../rpc/status.js';
 import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
 import { type ProtoRow, type ProtoTableSchema, fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
 
@@ -82,83 +83,6 @@ export interface ScanOptions {
 export interface VersionedRow {
   readonly row: Row;
   readonly version: number;
-}
-
-type BatchKind = 'write' | 'delete' | 'get';
-
-interface PendingOperation {
-  readonly kind: BatchKind;
-  readonly resolve: (response: unknown) => void;
-  readonly reject: (err: RegionDbError) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
-/**
- * The client end of one Database.Batch stream (see database.proto): operations multiplexed by
- * id over a stream opened on first use and reopened after it breaks. A broken stream fails its
- * operations in flight with its status (UNAVAILABLE when the connection went), which the retry
- * loop treats like a failed unary call (writes keep their request ids, so a retry is applied at
- * most once).
- */
-class BatchStream {
-  private stream: grpc.ClientDuplexStream<unknown, unknown> | undefined;
-  private readonly pending = new Map<string, PendingOperation>();
-  private nextId = 1;
-  /** The server refused the stream itself (no Batch method, or no write access): use unary calls. */
-  refused = false;
-
-  constructor(private readonly client: grpc.Client) {}
-
-  request<T>(kind: BatchKind, body: unknown, timeoutMs: number): Promise<T> {
-    const stream = this.open();
-    const id = String(this.nextId++);
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new RegionDbError(ErrorCode.DeadlineExceeded, `no answer within ${timeoutMs} ms; for a write the outcome is unknown`));
-      }, timeoutMs);
-      this.pending.set(id, { kind, resolve: resolve as (r: unknown) => void, reject, timer });
-      stream.write({ id, [kind]: body });
-    });
-  }
-
-  private open(): grpc.ClientDuplexStream<unknown, unknown> {
-    if (this.stream) return this.stream;
-    const stream = (this.client as unknown as { Batch(): grpc.ClientDuplexStream<unknown, unknown> }).Batch();
-    stream.on('data', (res: { id: string; response?: string; error?: ProtoBatchError } & Record<string, unknown>) => {
-      const op = this.pending.get(res.id);
-      if (!op) return; // timed out already
-      this.pending.delete(res.id);
-      clearTimeout(op.timer);
-      if (res.response === 'error' && res.error) op.reject(fromBatchError(res.error));
-      else op.resolve(res[op.kind]);
-    });
-    const broken = (err?: unknown) => {
-      if (this.stream !== stream) return;
-      this.stream = undefined;
-      const code = (err as Partial<grpc.ServiceError> | undefined)?.code;
-      if (code === grpc.status.UNIMPLEMENTED || code === grpc.status.PERMISSION_DENIED) this.refused = true;
-      // Operations in flight fail as a unary call would have with the stream's status.
-      const failure = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
-      for (const op of this.pending.values()) {
-        clearTimeout(op.timer);
-        op.reject(failure);
-      }
-      this.pending.clear();
-    };
-    stream.on('error', broken);
-    stream.on('end', () => broken());
-    this.stream = stream;
-    return stream;
-  }
-
-  close(): void {
-    const stream = this.stream;
-    this.stream = undefined;
-    if (!stream) return;
-    stream.on('error', () => {}); // the cancellation itself
-    stream.cancel();
-  }
 }
 
 /**

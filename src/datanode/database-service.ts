@@ -1,7 +1,9 @@
 // The client-facing Database service of a datanode. Writes go to the region leader's raft
 // group; reads use ReadIndex (linearizable) on any replica, or the local state (stale). A
-// request for a region this node cannot serve fails with NOT_LEADER + the leader's address
-// (UNAVAILABLE + `regiondb-leader-addr`); scans of regions hosted elsewhere are forwarded.
+// Write/Delete/Get/Scan go through the Router (router.ts), which splits rows by region and
+// forwards what this node does not lead; the methods here serve one region on this node: a
+// region it cannot serve fails with NOT_LEADER + the leader's address (UNAVAILABLE +
+// `regiondb-leader-addr`), and scans of regions hosted elsewhere are forwarded.
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -18,10 +20,11 @@ import {
 } from '../engine/index.js';
 import { str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
-import { callContext } from '../rpc/auth.js';
+import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
 import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
 import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
+import { type CallInfo, Router } from './router.js';
 
 interface RouteInfo {
   schema: TableSchema;
@@ -34,7 +37,28 @@ const ROUTE_CACHE_MS = 2000;
 export class DatabaseService {
   private readonly routeCache = new Map<string, RouteInfo>();
 
-  constructor(private readonly dn: DatabaseHost) {}
+  private readonly router: Router;
+
+  constructor(private readonly dn: DatabaseHost) {
+    this.router = new Router({
+      nodeId: dn.nodeId,
+      credentials: dn.peerCredentials,
+      schemaOf: (table) => this.schemaOf(table),
+      leads: (regionId) => dn.regionServer.replica(regionId)?.isLeader() === true && !dn.regionServer.failure(regionId),
+      leaderAddr: async (table, regionId, fresh) => {
+        if (fresh) await this.routes(table, true).catch(() => undefined); // refreshes the cache redirect() reads
+        return (await this.redirect(table, regionId)).details['leaderAddr'];
+      },
+      write: (req) => this.write(req),
+      delete: (req) => this.delete(req),
+      get: (req) => this.get(req),
+      scanRegion: (req, write) => this.scan(req as ScanRequestProto, write),
+    });
+  }
+
+  close(): void {
+    this.router.close();
+  }
 
   implementation(): grpc.UntypedServiceImplementation {
     const log = this.dn.log;
@@ -45,10 +69,10 @@ export class DatabaseService {
         const info = await this.routes(str(req.name, 'name', limits.tableNameBytesMax), true);
         return { table: this.dn.schemaProto(info.schema), routes: info.routes };
       }, log),
-      Write: unary((req: WriteRequestProto) => this.write(req), log),
-      Delete: unary((req: DeleteRequestProto) => this.delete(req), log),
-      Get: unary((req: GetRequestProto) => this.get(req), log),
-      Scan: serverStream((req: ScanRequestProto, write) => this.scan(req, write), log),
+      Write: unary((req: WriteRequestProto, call) => this.router.write(req, callInfo(call)), log),
+      Delete: unary((req: DeleteRequestProto, call) => this.router.delete(req, callInfo(call)), log),
+      Get: unary((req: GetRequestProto, call) => this.router.get(req, callInfo(call)), log),
+      Scan: serverStream((req: ScanRequestProto, write) => this.router.scan(req, write), log),
       Batch: (call: grpc.ServerDuplexStream<unknown, unknown>) => this.batch(call),
     };
   }
@@ -62,6 +86,7 @@ export class DatabaseService {
   private batch(call: grpc.ServerDuplexStream<unknown, unknown>): void {
     const log = this.dn.log;
     const context = callContext.getStore(); // the guard's (forwarded authorization); 'data' events run outside it
+    const forwarded = call.metadata.get(FORWARDED_BY_KEY).length > 0;
     let inFlight = 0;
     let ended = false;
     let broken = false;
@@ -94,9 +119,10 @@ export class DatabaseService {
       }
       const run = async (): Promise<unknown> => {
         await context?.reauthorize?.(kind === 'get' ? 'read' : 'write'); // a users-file reload applies to open streams too
-        if (kind === 'write') return this.write(req.write!);
-        if (kind === 'delete') return this.delete(req.delete!);
-        if (kind === 'get') return this.get(req.get!);
+        const info = { forwarded, deadlineMs: Date.now() + limits.serverCallMsMax };
+        if (kind === 'write') return this.router.write(req.write!, info);
+        if (kind === 'delete') return this.router.delete(req.delete!, info);
+        if (kind === 'get') return this.router.get(req.get!, info);
         throw new RegionDbError(ErrorCode.InvalidArgument, 'BatchRequest carries no operation (write, delete or get)');
       };
       inFlight++;
@@ -426,8 +452,11 @@ export class DatabaseService {
     const client = makeClient('Database', addr, { credentials: this.dn.peerCredentials });
     let forwarded = 0;
     try {
-      const stream = (client as unknown as { Scan(r: unknown, o: unknown): NodeJS.ReadableStream }).Scan(
+      const metadata = new grpc.Metadata();
+      metadata.set(FORWARDED_BY_KEY, String(this.dn.nodeId)); // the receiving node checks the caller, not this node
+      const stream = (client as unknown as { Scan(r: unknown, m: grpc.Metadata, o: unknown): NodeJS.ReadableStream }).Scan(
         { ...req, region_id: regionId, limit: String(limit) },
+        metadata,
         { deadline: Date.now() + 30_000 },
       );
       for await (const chunk of stream as AsyncIterable<{ rows: ProtoRow[]; versions: string[] }>) {
@@ -441,6 +470,17 @@ export class DatabaseService {
     }
     return forwarded;
   }
+}
+
+/** The caller's deadline (capped by the server's own) and whether a datanode forwarded the call. */
+function callInfo(call: { metadata: grpc.Metadata; getDeadline(): grpc.Deadline }): CallInfo {
+  const now = Date.now();
+  const given = call.getDeadline();
+  const deadline = given instanceof Date ? given.getTime() : Number(given);
+  return {
+    forwarded: call.metadata.get(FORWARDED_BY_KEY).length > 0,
+    deadlineMs: Math.min(Number.isFinite(deadline) ? deadline : Number.POSITIVE_INFINITY, now + limits.serverCallMsMax),
+  };
 }
 
 /** Value bytes of a row: what a scan message grows by (bounded by limits.scanMessageBytesMax). */

@@ -84,6 +84,7 @@ export class Datanode implements DatabaseHost {
   security!: Security;
   /** Credentials of this node's calls to peers: mTLS with the node certificate, or plaintext. */
   peerCredentials!: grpc.ChannelCredentials;
+  private database: DatabaseService | undefined;
   /** Raft messages refused by the admission check (cluster identity, docs/security.md). */
   private readonly raftRejected = new Counter({
     name: 'regiondb_raft_messages_rejected_total',
@@ -233,6 +234,7 @@ export class Datanode implements DatabaseHost {
     this.flusher.start();
 
     const database = new DatabaseService(this);
+    this.database = database;
     this.grpcServer = await startGrpcServer(
       this.config.grpc.host,
       this.config.grpc.port,
@@ -272,6 +274,7 @@ export class Datanode implements DatabaseHost {
     await this.regionServer?.stop();
     await this.transport?.close();
     await this.grpcServer?.stop();
+    this.database?.close();
     await this.httpServer?.stop();
     this.metaClient?.close();
     await this.wal?.close();

@@ -17,6 +17,14 @@ import type { Logger } from '../common/logger.js';
 
 export const AUTHORIZATION_KEY = 'authorization';
 
+/**
+ * Set by a datanode on the calls it makes to forward a client's Write/Delete/Get (src/datanode/
+ * router.ts), value its node id. The receiving node then authorizes the forwarded
+ * `authorization` header as it would the client's own call, node certificate or not, and does
+ * not forward again (one hop: a stale route ends in NOT_LEADER, which the forwarder retries).
+ */
+export const FORWARDED_BY_KEY = 'regiondb-forwarded-by';
+
 export const ROLES = ['read-write', 'read-only'] as const;
 export type Role = (typeof ROLES)[number];
 

@@ -89,13 +89,26 @@ export interface BatchRequestObject {
   request?: 'write' | 'delete' | 'get';
 }
 
+/** database.proto's RegionOutcome (a routed write's part); `outcome` a name, or a number it does not know. */
+export interface RegionOutcomeObject {
+  region_id: string;
+  outcome: string | number;
+  version: string;
+  rows: number;
+  grpc_code: number;
+  code: string;
+  message: string;
+}
+
 export interface WriteResponseObject {
   version: string;
   rows_written: number;
+  regions: RegionOutcomeObject[];
 }
 
 export interface DeleteResponseObject {
   version: string;
+  regions: RegionOutcomeObject[];
 }
 
 export interface GetResponseObject {
@@ -168,10 +181,20 @@ export interface BatchRequestInput {
   readonly get?: Maybe<GetRequestInput>;
 }
 
+export interface RegionOutcomeInput {
+  readonly region_id?: Maybe<string>;
+  readonly outcome?: Maybe<string | number>;
+  readonly version?: Maybe<LongInput>;
+  readonly rows?: Maybe<number>;
+  readonly grpc_code?: Maybe<number>;
+  readonly code?: Maybe<string>;
+  readonly message?: Maybe<string>;
+}
+
 export interface BatchResponseInput {
   readonly id?: Maybe<LongInput>;
-  readonly write?: Maybe<{ readonly version?: Maybe<LongInput>; readonly rows_written?: Maybe<number> }>;
-  readonly delete?: Maybe<{ readonly version?: Maybe<LongInput> }>;
+  readonly write?: Maybe<{ readonly version?: Maybe<LongInput>; readonly rows_written?: Maybe<number>; readonly regions?: Maybe<readonly RegionOutcomeInput[]> }>;
+  readonly delete?: Maybe<{ readonly version?: Maybe<LongInput>; readonly regions?: Maybe<readonly RegionOutcomeInput[]> }>;
   readonly get?: Maybe<{ readonly found?: Maybe<boolean>; readonly row?: Maybe<RowInput>; readonly version?: Maybe<LongInput> }>;
   readonly error?: Maybe<{
     readonly grpc_code?: Maybe<number>;
@@ -219,13 +242,25 @@ const VALUE_FIELDS: FieldTable = [
   ['null_value', WIRE_VARINT],
 ];
 const BATCH_RESPONSE_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['error', WIRE_LEN]];
-const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT]];
-const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT]];
+const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT], ['regions', WIRE_LEN]];
+const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['regions', WIRE_LEN]];
+const REGION_OUTCOME_FIELDS: FieldTable = [
+  ['', -1],
+  ['region_id', WIRE_LEN],
+  ['outcome', WIRE_VARINT],
+  ['version', WIRE_VARINT],
+  ['rows', WIRE_VARINT],
+  ['grpc_code', WIRE_VARINT],
+  ['code', WIRE_LEN],
+  ['message', WIRE_LEN],
+];
 const GET_RESPONSE_FIELDS: FieldTable = [['', -1], ['found', WIRE_VARINT], ['row', WIRE_LEN], ['version', WIRE_VARINT]];
 const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['code', WIRE_LEN], ['message', WIRE_LEN], ['details', WIRE_LEN]];
 
 /** database.proto's Consistency, by number. */
 const CONSISTENCY_NAMES: readonly string[] = ['LINEARIZABLE', 'STALE'];
+/** database.proto's Outcome, by number. */
+const OUTCOME_NAMES: readonly string[] = ['OUTCOME_UNSPECIFIED', 'OUTCOME_APPLIED', 'OUTCOME_NOT_APPLIED', 'OUTCOME_UNKNOWN'];
 
 /** A field's tag byte (every field number here is below 16, so every tag is one byte). */
 
@@ -654,6 +689,50 @@ export function encodeBatchRequest(req: BatchRequestInput): Buffer {
   return finishEncoding(buf, pos);
 }
 
+/** Outcome as protobufjs' fromObject sets it: a name or number of the enum, any other number as is, else 0. */
+function outcomeNumber(value: unknown): number {
+  const byName = typeof value === 'string' ? OUTCOME_NAMES.indexOf(value) : -1;
+  if (byName >= 0) return byName;
+  return typeof value === 'number' ? value | 0 : 0;
+}
+
+/** Records, per outcome: its size, then its fields' (string lengths, the version). */
+function regionOutcomesSize(list: Maybe<readonly RegionOutcomeInput[]>, field: string): number {
+  if (list == null) return 0;
+  if (!Array.isArray(list)) throw notAnObject(list, field);
+  let size = 0;
+  for (const o of list) {
+    expectObject(o, field);
+    const slot = reserveSize();
+    let inner = o.region_id != null ? stringFieldSize(o.region_id, false) : 0;
+    if (o.outcome != null) inner += consistencyFieldSize(outcomeNumber(o.outcome));
+    if (o.version != null) inner += longFieldSize(o.version, `${field}.version`, false, false);
+    if (o.rows != null) inner += u32FieldSize(o.rows >>> 0);
+    if (o.grpc_code != null) inner += u32FieldSize(o.grpc_code >>> 0);
+    if (o.code != null) inner += stringFieldSize(o.code, false);
+    if (o.message != null) inner += stringFieldSize(o.message, false);
+    sizes[slot] = inner;
+    size += lengthDelimitedSize(inner);
+  }
+  return size;
+}
+
+function writeRegionOutcomes(buf: Buffer, pos: number, fieldTag: number, list: Maybe<readonly RegionOutcomeInput[]>): number {
+  if (list == null) return pos;
+  for (const o of list) {
+    buf[pos] = fieldTag;
+    pos = writeVarint(buf, pos + 1, nextSize());
+    if (o.region_id != null) pos = writeStringField(buf, pos, tag(1, WIRE_LEN), asString(o.region_id), false);
+    if (o.outcome != null) pos = writeConsistencyField(buf, pos, tag(2, WIRE_VARINT), outcomeNumber(o.outcome));
+    if (o.version != null) pos = writeLongField(buf, pos, tag(3, WIRE_VARINT), false);
+    if (o.rows != null) pos = writeU32Field(buf, pos, tag(4, WIRE_VARINT), o.rows >>> 0);
+    if (o.grpc_code != null) pos = writeU32Field(buf, pos, tag(5, WIRE_VARINT), o.grpc_code >>> 0);
+    if (o.code != null) pos = writeStringField(buf, pos, tag(6, WIRE_LEN), asString(o.code), false);
+    if (o.message != null) pos = writeStringField(buf, pos, tag(7, WIRE_LEN), asString(o.message), false);
+  }
+  return pos;
+}
+
 /** Records: the error's size, its strings' lengths, per detail its entry's size and strings' lengths. */
 function batchErrorSize(e: NonNullable<BatchResponseInput['error']>): number {
   expectObject(e, 'BatchResponse.error');
@@ -704,13 +783,15 @@ export function encodeBatchResponse(res: BatchResponseInput): Buffer {
     const slot = reserveSize();
     let inner = write.version != null ? longFieldSize(write.version, 'WriteResponse.version', false, false) : 0;
     if (write.rows_written != null) inner += u32FieldSize(write.rows_written >>> 0);
+    inner += regionOutcomesSize(write.regions, 'WriteResponse.regions');
     sizes[slot] = inner;
     size += lengthDelimitedSize(inner);
   }
   if (del != null) {
     expectObject(del, 'BatchResponse.delete');
     const slot = reserveSize();
-    const inner = del.version != null ? longFieldSize(del.version, 'DeleteResponse.version', false, false) : 0;
+    let inner = del.version != null ? longFieldSize(del.version, 'DeleteResponse.version', false, false) : 0;
+    inner += regionOutcomesSize(del.regions, 'DeleteResponse.regions');
     sizes[slot] = inner;
     size += lengthDelimitedSize(inner);
   }
@@ -733,11 +814,13 @@ export function encodeBatchResponse(res: BatchResponseInput): Buffer {
     pos = writeVarint(buf, pos + 1, nextSize());
     if (write.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
     if (write.rows_written != null) pos = writeU32Field(buf, pos, tag(2, WIRE_VARINT), write.rows_written >>> 0);
+    pos = writeRegionOutcomes(buf, pos, tag(3, WIRE_LEN), write.regions);
   }
   if (del != null) {
     buf[pos] = tag(3, WIRE_LEN);
     pos = writeVarint(buf, pos + 1, nextSize());
     if (del.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+    pos = writeRegionOutcomes(buf, pos, tag(2, WIRE_LEN), del.regions);
   }
   if (get != null) {
     buf[pos] = tag(4, WIRE_LEN);
@@ -1297,26 +1380,66 @@ export function decodeBatchRequest(bytes: Uint8Array): BatchRequestObject {
   return req;
 }
 
+/** One RegionOutcome of a WriteResponse or DeleteResponse (message depth 2, as a row). */
+function decodeRegionOutcome(r: BatchWireReader, end: number, what: string): RegionOutcomeObject {
+  const o: RegionOutcomeObject = { region_id: '', outcome: OUTCOME_NAMES[0]!, version: '0', rows: 0, grpc_code: 0, code: '', message: '' };
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, what);
+    switch (fieldTag) {
+      case tag(1, WIRE_LEN):
+        o.region_id = r.name(end, `${what}.region_id`);
+        break;
+      case tag(2, WIRE_VARINT): {
+        const n = r.i32(end, `${what}.outcome`);
+        o.outcome = OUTCOME_NAMES[n] ?? n;
+        break;
+      }
+      case tag(3, WIRE_VARINT):
+        o.version = r.long(end, `${what}.version`, false);
+        break;
+      case tag(4, WIRE_VARINT):
+        o.rows = r.u32(end, `${what}.rows`);
+        break;
+      case tag(5, WIRE_VARINT):
+        o.grpc_code = r.u32(end, `${what}.grpc_code`);
+        break;
+      case tag(6, WIRE_LEN):
+        o.code = r.name(end, `${what}.code`);
+        break;
+      case tag(7, WIRE_LEN):
+        o.message = r.string(end, `${what}.message`);
+        break;
+      default:
+        r.skipField(fieldTag, end, what, REGION_OUTCOME_FIELDS, DEPTH_ROW);
+    }
+  }
+  return o;
+}
+
 function decodeWriteResponse(r: BatchWireReader, end: number): WriteResponseObject {
   let version = '0';
   let rowsWritten = 0;
+  const regions: RegionOutcomeObject[] = [];
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'WriteResponse');
     if (fieldTag === tag(1, WIRE_VARINT)) version = r.long(end, 'WriteResponse.version', false);
     else if (fieldTag === tag(2, WIRE_VARINT)) rowsWritten = r.u32(end, 'WriteResponse.rows_written');
+    else if (fieldTag === tag(3, WIRE_LEN)) regions.push(decodeRegionOutcome(r, r.lengthDelimited(end, 'WriteResponse.regions'), 'RegionOutcome'));
     else r.skipField(fieldTag, end, 'WriteResponse', WRITE_RESPONSE_FIELDS, DEPTH_OPERATION);
   }
-  return { version, rows_written: rowsWritten };
+  return { regions, version, rows_written: rowsWritten }; // protobufjs' key order: repeated fields first
 }
 
 function decodeDeleteResponse(r: BatchWireReader, end: number): DeleteResponseObject {
   let version = '0';
+  const regions: RegionOutcomeObject[] = [];
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'DeleteResponse');
     if (fieldTag === tag(1, WIRE_VARINT)) version = r.long(end, 'DeleteResponse.version', false);
+    else if (fieldTag === tag(2, WIRE_LEN)) regions.push(decodeRegionOutcome(r, r.lengthDelimited(end, 'DeleteResponse.regions'), 'RegionOutcome'));
     else r.skipField(fieldTag, end, 'DeleteResponse', DELETE_RESPONSE_FIELDS, DEPTH_OPERATION);
   }
-  return { version };
+  return { regions, version };
 }
 
 function decodeGetResponse(r: BatchWireReader, end: number): GetResponseObject {

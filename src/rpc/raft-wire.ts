@@ -1,4 +1,4 @@
-// RaftBatch / RaftBatchAck (proto/regiondb/v1/raft.proto) ↔ protobuf wire bytes, by hand: the
+// RaftTransportStreamRequest / RaftTransportStreamResponse (proto/regiondb/v1/raft.proto; the TS types keep the names RaftBatch / RaftBatchAck) ↔ protobuf wire bytes, by hand: the
 // raft stream carries every replication message, and proto-loader's path (plain objects with
 // uint64s as strings, protobufjs reflection, Long) cost more CPU per message than the rest of
 // the transport. The bytes are the ones any protobuf library reads and writes for raft.proto.
@@ -563,19 +563,19 @@ export function decodeRaftBatch(bytes: Uint8Array): RaftBatch {
   let fromNodeId = 0;
   const envelopes: RaftWireEnvelope[] = [];
   while (r.pos < end) {
-    const fieldTag = r.tag(end, 'RaftBatch');
+    const fieldTag = r.tag(end, 'RaftTransportStreamRequest');
     switch (fieldTag) {
       case tag(1, WIRE_LEN):
-        clusterId = r.string(end, 'RaftBatch.cluster_id');
+        clusterId = r.string(end, 'RaftTransportStreamRequest.cluster_id');
         break;
       case tag(2, WIRE_VARINT):
-        fromNodeId = r.u64(end, 'RaftBatch.from_node_id');
+        fromNodeId = r.u64(end, 'RaftTransportStreamRequest.from_node_id');
         break;
       case tag(3, WIRE_LEN):
-        envelopes.push(decodeEnvelope(r, r.lengthDelimited(end, 'RaftBatch.envelopes'), envelopes.length));
+        envelopes.push(decodeEnvelope(r, r.lengthDelimited(end, 'RaftTransportStreamRequest.envelopes'), envelopes.length));
         break;
       default:
-        r.skipField(fieldTag, end, 'RaftBatch', BATCH_FIELDS);
+        r.skipField(fieldTag, end, 'RaftTransportStreamRequest', BATCH_FIELDS);
     }
   }
   return { clusterId, fromNodeId, envelopes };
@@ -586,13 +586,13 @@ export function decodeRaftBatchAck(bytes: Uint8Array): RaftBatchAck {
   const end = r.buf.length;
   let accepted = 0;
   while (r.pos < end) {
-    const fieldTag = r.tag(end, 'RaftBatchAck');
+    const fieldTag = r.tag(end, 'RaftTransportStreamResponse');
     if (fieldTag === tag(1, WIRE_VARINT)) {
       const at = r.pos;
-      accepted = r.u64(end, 'RaftBatchAck.accepted');
-      if (accepted > UINT32_MAX) throw invalid(`RaftBatchAck.accepted: ${accepted} at byte ${at} is not a uint32`);
+      accepted = r.u64(end, 'RaftTransportStreamResponse.accepted');
+      if (accepted > UINT32_MAX) throw invalid(`RaftTransportStreamResponse.accepted: ${accepted} at byte ${at} is not a uint32`);
     } else {
-      r.skipField(fieldTag, end, 'RaftBatchAck', ACK_FIELDS);
+      r.skipField(fieldTag, end, 'RaftTransportStreamResponse', ACK_FIELDS);
     }
   }
   return { accepted };

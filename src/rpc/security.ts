@@ -19,7 +19,7 @@ import type { AuthConfig, TlsConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
-import { type Access, AUTHORIZATION_KEY, type CallContext, type Principal, UserStore, callContext, roleAllows } from './auth.js';
+import { type Access, AUTHORIZATION_KEY, type CallContext, FORWARDED_BY_KEY, type Principal, UserStore, callContext, roleAllows } from './auth.js';
 import { failStream, toServiceError } from './status.js';
 import { CertificateFiles, channelCredentials, isNodeCertificate, peerCertificate, serverCredentials } from './tls.js';
 
@@ -158,7 +158,10 @@ export class Security {
     const header = call.metadata.get(AUTHORIZATION_KEY)[0];
     const authorization = header === undefined ? undefined : String(header);
     const context = authorization ? { authorization } : {};
-    if (this.tls) {
+    // A node forwarding a client's request (FORWARDED_BY_KEY) is checked as that client: the
+    // node certificate proves which cluster the hop comes from, not what the client may do.
+    const forwarded = call.metadata.get(FORWARDED_BY_KEY).length > 0;
+    if (this.tls && !forwarded) {
       const cert = peerCertificate(call);
       if (cert && isNodeCertificate(cert)) return context;
     }

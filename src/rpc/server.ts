@@ -10,7 +10,7 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { authorizationInterceptor } from './auth.js';
-import { loadProtos } from './proto.js';
+import { loadProtos, reflectionDefinition } from './proto.js';
 import { Security, type ServiceName } from './security.js';
 import { tolerantService } from './status.js';
 
@@ -54,7 +54,7 @@ export async function startGrpcServer(
   }
   const health = new HealthImplementation(status);
   health.addToServer(server);
-  new ReflectionService(definition).addToServer(server);
+  new ReflectionService(reflectionDefinition(definition)).addToServer(server);
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, security.serverCredentials(), (err, p) => (err ? reject(err) : resolve(p)));
   }).catch((err: Error) => {

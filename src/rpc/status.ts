@@ -9,6 +9,8 @@ export const LEADER_ID_KEY = 'regiondb-leader-id';
 export const ERROR_CODE_KEY = 'regiondb-error-code';
 export const CURRENT_VERSION_KEY = 'regiondb-current-version';
 export const OLDEST_KNOWN_REQUEST_ID_KEY = 'regiondb-oldest-known-request-id';
+/** JSON array of RegionOutcome (database.proto, field names as in the proto) of a partly failed routed write. */
+export const REGION_OUTCOMES_KEY = 'regiondb-region-outcomes';
 
 /** RegionDbError details that travel with an error (unary: as metadata; Batch: in BatchError.details). */
 const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
@@ -16,6 +18,7 @@ const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
   leaderNodeId: LEADER_ID_KEY,
   currentVersion: CURRENT_VERSION_KEY,
   oldestKnownRequestId: OLDEST_KNOWN_REQUEST_ID_KEY,
+  regionOutcomes: REGION_OUTCOMES_KEY,
 };
 
 const toGrpc: Record<ErrorCode, grpc.status> = {

@@ -4,9 +4,11 @@
 //
 // Test settings (documented defaults in docs/failover.md): datanode heartbeat 500 ms, raft tick
 // 50 ms × 10 election ticks, metasrv replica_repair_after_ms 3000 (default 60000).
+import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
+import { FORWARDED_BY_KEY } from '../../src/rpc/auth.js';
 import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
@@ -274,8 +276,12 @@ describe('integration: replica repair and draining, 4 datanodes (issue 6)', func
   it('the dead node comes back: its replaced replicas are removed and it serves nothing stale, from its start until their removal', async () => {
     await cluster.startDatanode(dead);
     // Probe the whole window from the restart (its old replicas reopened from its WAL) to their
-    // removal, not only the end state: every stale read on it must be sent elsewhere.
+    // removal, not only the end state: every stale read on it must be sent elsewhere. The probe
+    // is marked as a forwarded call so that the node answers for its own replica: an unmarked
+    // read is forwarded to the region's leader (issue 18) and served there, correctly.
     const db = makeClient('Database', cluster.datanodeAddr(dead));
+    const ownReplicaOnly = new grpc.Metadata();
+    ownReplicaOnly.set(FORWARDED_BY_KEY, 'test');
     const outcomes = new Map<string, number>();
     try {
       const r = row(5);
@@ -286,6 +292,7 @@ describe('integration: replica repair and draining, 4 datanodes (issue 6)', func
           'Get',
           { table: TABLE, key: { values: { host: { string_value: r['host'] }, ts: { timestamp_ms_value: String(r['ts']) } } }, consistency: 'STALE' },
           3000,
+          ownReplicaOnly,
         ).then(
           () => 'served',
           (err: unknown) => fromGrpcError(err).code,

@@ -12,7 +12,7 @@ import type { RegionDbClient } from '../../src/client/client.js';
 import { generateCerts } from '../../src/cmd/certs.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { MessageType } from '../../src/raft/index.js';
-import { hashPassword } from '../../src/rpc/auth.js';
+import { authorizationHeader, hashPassword } from '../../src/rpc/auth.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 import { LocalCluster, type NodeProcess, sleep, waitUntil } from '../support/local-cluster.js';
@@ -216,6 +216,35 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
   it('a correct user → OK (write and read back)', async () => {
     await alice.write(TABLE, [{ host: 'ok', ts: TS, v: 42 }]);
     expect((await alice.get(TABLE, { host: 'ok', ts: TS }))?.row['v']).to.equal(42);
+  });
+
+  it('rows of every region sent raw to one datanode are forwarded under the caller\'s identity: alice writes them all; reader and no credentials are refused, nothing applied (issue 18)', async () => {
+    const caOnly = channelCredentials(new CertificateFiles({ caFile: join(certs, 'ca.crt') }));
+    const raw = (credentials?: { user: string; password: string }) =>
+      makeClient('Database', cluster.datanodeAddr(0), { credentials: caOnly, authorization: credentials ? authorizationHeader(credentials) : undefined });
+    const rows = Array.from({ length: 30 }, (_, i) => ({
+      values: { host: { string_value: `fwd${i}` }, ts: { timestamp_ms_value: String(TS + i) }, v: { int64_value: String(1000 + i) } },
+    }));
+    const led = (await cluster.status(0)).replicas.filter((r) => r.role === 'leader').length;
+    process.stdout.write(`      datanode1 leads ${led} of the table's 3 regions; the others' rows are forwarded\n`);
+    const asReader = raw({ user: 'reader', password: 'only-reads' });
+    const anonymous = raw();
+    const asAlice = raw({ user: 'alice', password: 'wonderland' });
+    try {
+      for (const [who, client, code] of [['reader', asReader, grpc.status.PERMISSION_DENIED], ['no credentials', anonymous, grpc.status.UNAUTHENTICATED]] as const) {
+        const err = await call(client, 'Write', { table: TABLE, rows, client_id: 'sec', request_id: '1' }, 10_000).then(
+          () => null,
+          (e: grpc.ServiceError) => e,
+        );
+        expect(err?.code, `${who}: ${err?.details}`).to.equal(code);
+      }
+      expect(await alice.get(TABLE, { host: 'fwd0', ts: TS }), 'nothing applied for the refused callers').to.equal(null);
+      const res = await call<{ regions: { outcome: string }[] }>(asAlice, 'Write', { table: TABLE, rows, client_id: 'sec', request_id: '2' }, 10_000);
+      expect(res.regions.map((r) => r.outcome)).to.deep.equal(['OUTCOME_APPLIED', 'OUTCOME_APPLIED', 'OUTCOME_APPLIED']);
+      for (const i of [0, 13, 29]) expect((await alice.get(TABLE, { host: `fwd${i}`, ts: TS + i }))?.row['v']).to.equal(1000 + i);
+    } finally {
+      for (const c of [asReader, anonymous, asAlice]) c.close();
+    }
   });
 
   it('a user demoted by a users-file reload loses write access on a Batch stream that is already open', async () => {

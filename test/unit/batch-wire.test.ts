@@ -15,6 +15,7 @@ import { SeededRand } from '../../src/common/rand.js';
 import {
   type BatchRequestInput,
   type BatchResponseInput,
+  type RegionOutcomeInput,
   type RowInput,
   type ValueInput,
   databaseService,
@@ -143,13 +144,28 @@ function randomRequest(rand: SeededRand): BatchRequestInput {
   }
 }
 
+/** Per-region outcomes of a routed write (issue 18): none, or a few, enum by name or number. */
+function randomOutcomes(rand: SeededRand): RegionOutcomeInput[] | undefined {
+  if (rand.chance(0.5)) return undefined;
+  return Array.from({ length: rand.int(4) }, () => ({
+    region_id: String(randomLong(rand, false)),
+    outcome: rand.pick(['OUTCOME_APPLIED', 'OUTCOME_NOT_APPLIED', 'OUTCOME_UNKNOWN', 'OUTCOME_UNSPECIFIED', 2, 7]),
+    version: randomLong(rand, false),
+    rows: rand.pick([0, 1, 100, 0xffff_ffff]),
+    grpc_code: rand.pick([0, 4, 14]),
+    code: rand.pick(['', 'NOT_LEADER', 'UNAVAILABLE']),
+    message: randomString(rand),
+  }));
+}
+
 function randomResponse(rand: SeededRand): BatchResponseInput {
   const id = randomLong(rand, false);
+  const regions = randomOutcomes(rand);
   switch (rand.int(5)) {
     case 0:
-      return { id, write: { version: randomLong(rand, false), rows_written: rand.pick([0, 1, 200, 10_000, 0xffff_ffff]) } };
+      return { id, write: { version: randomLong(rand, false), rows_written: rand.pick([0, 1, 200, 10_000, 0xffff_ffff]), ...(regions ? { regions } : {}) } };
     case 1:
-      return { id, delete: { version: randomLong(rand, false) } };
+      return { id, delete: { version: randomLong(rand, false), ...(regions ? { regions } : {}) } };
     case 2:
       return rand.chance(0.7) ? { id, get: { found: true, row: randomRow(rand), version: randomLong(rand, false) } } : { id, get: { found: false, version: '0' } };
     case 3: {
@@ -260,6 +276,8 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
       const responses: BatchResponseInput[] = [
         { id: '1', write: { version: '17', rows_written: 1 } },
         { id: '3', delete: { version: '18' } },
+        { id: '7', write: { version: '20', rows_written: 3, regions: [{ region_id: '4294967296', outcome: 'OUTCOME_APPLIED', version: '20', rows: 3 }] } },
+        { id: '8', delete: { version: '0', regions: [{ region_id: '4294967297', outcome: 'OUTCOME_UNKNOWN', rows: 1, grpc_code: 14, code: 'UNAVAILABLE', message: 'leadership lost' }] } },
         { id: '4', get: { found: true, row, version: '17' } },
         { id: '5', error: { grpc_code: 14, code: 'NOT_LEADER', message: 'region 1 is not served by node 2', details: { leaderAddr: '127.0.0.1:4001', leaderNodeId: '3' } } },
         { id: '6', error: { grpc_code: 13, code: 'INTERNAL', message: 'internal error (logged on the server)', details: {} } },

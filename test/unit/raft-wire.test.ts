@@ -266,41 +266,41 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
 
   describe('malformed input is INVALID_ARGUMENT with the field and the reason', () => {
     it('a varint of 2^53 or more', () => {
-      expectInvalid(num(2, 2n ** 53n), /RaftBatch\.from_node_id: varint at byte 1 is 2\^53 or more/);
+      expectInvalid(num(2, 2n ** 53n), /RaftTransportStreamRequest\.from_node_id: varint at byte 1 is 2\^53 or more/);
       expectInvalid(batchOf([...num(1, 1), ...num(4, 2n ** 64n - 1n)]), /RaftMessage\.term: .* 2\^53 or more/);
       expectInvalid(batchOf([...num(1, 9), ...len(11, num(3, 2n ** 60n))]), /RaftSnapshot\.voters: .* 2\^53 or more/);
     });
 
     it('a varint longer than 10 bytes', () => {
-      expectInvalid([...key(2, 0), ...Array(10).fill(0x80), 0x00], /RaftBatch\.from_node_id: varint at byte 1 is longer than 10 bytes/);
+      expectInvalid([...key(2, 0), ...Array(10).fill(0x80), 0x00], /RaftTransportStreamRequest\.from_node_id: varint at byte 1 is longer than 10 bytes/);
       expectInvalid([...key(50, 0), ...Array(10).fill(0xff), 0x01], /unknown field 50: varint .* longer than 10 bytes/);
       expectInvalid(batchOf([...num(1, 1), ...key(9, 0), ...Array(11).fill(0x80)]), /RaftMessage\.reject: .* longer than 10 bytes/);
     });
 
     it('a truncated field', () => {
-      expectInvalid([...key(2, 0), 0x80], /RaftBatch\.from_node_id: truncated varint at byte 1/);
-      expectInvalid([0x80], /RaftBatch tag: truncated varint at byte 0/);
-      expectInvalid([...key(1, 2), 5, 0x61, 0x62], /RaftBatch\.cluster_id: length 5 at byte 1 runs past the end of its message \(2 bytes left\)/);
+      expectInvalid([...key(2, 0), 0x80], /RaftTransportStreamRequest\.from_node_id: truncated varint at byte 1/);
+      expectInvalid([0x80], /RaftTransportStreamRequest tag: truncated varint at byte 0/);
+      expectInvalid([...key(1, 2), 5, 0x61, 0x62], /RaftTransportStreamRequest\.cluster_id: length 5 at byte 1 runs past the end of its message \(2 bytes left\)/);
       expectInvalid([...key(50, 1), 1, 2, 3], /unknown field 50: truncated 8-byte value/);
       expectInvalid([...key(50, 5), 1, 2, 3], /unknown field 50: truncated 4-byte value/);
       expectInvalid(batchOf([...num(1, 9), ...len(11, [...key(3, 2), 2, 0x80, 0x80])]), /RaftSnapshot\.voters: truncated varint/);
     });
 
     it('a length beyond the buffer, or beyond the enclosing message', () => {
-      expectInvalid([...key(3, 2), 0xff, 0xff, 0xff, 0xff, 0x0f], /RaftBatch\.envelopes: length 4294967295 at byte 1 runs past the end/);
-      expectInvalid([...key(3, 2), ...varint(2n ** 52n)], /RaftBatch\.envelopes: length 4503599627370496/);
+      expectInvalid([...key(3, 2), 0xff, 0xff, 0xff, 0xff, 0x0f], /RaftTransportStreamRequest\.envelopes: length 4294967295 at byte 1 runs past the end/);
+      expectInvalid([...key(3, 2), ...varint(2n ** 52n)], /RaftTransportStreamRequest\.envelopes: length 4503599627370496/);
       // The envelope says 4 bytes; the message inside it claims 10.
       expectInvalid([...key(3, 2), 4, ...key(2, 2), 10, ...num(1, 1), 0, 0, 0, 0, 0, 0, 0, 0], /RaftEnvelope\.message: length 10 at byte 3 runs past the end of its message \(2 bytes left\)/);
     });
 
     it('a bad wire type', () => {
-      expectInvalid(len(2, []), /RaftBatch\.from_node_id \(field 2\): wire type 2 at byte 0, raft\.proto declares 0/);
+      expectInvalid(len(2, []), /RaftTransportStreamRequest\.from_node_id \(field 2\): wire type 2 at byte 0, raft\.proto declares 0/);
       expectInvalid(batchOf([...num(1, 1), ...num(7, 1)]), /RaftMessage\.entries \(field 7\): wire type 0/);
       expectInvalid(batchOf([...num(1, 1), ...len(7, num(4, 1))]), /RaftEntry\.data \(field 4\): wire type 0/);
       expectInvalid([...key(50, 6)], /unknown field 50: invalid wire type 6/);
       expectInvalid([...key(50, 7)], /invalid wire type 7/);
       expectInvalid([...key(50, 4)], /end-group tag at byte 0 without a group/);
-      expectInvalid([0x00], /RaftBatch: invalid tag 0 at byte 0/);
+      expectInvalid([0x00], /RaftTransportStreamRequest: invalid tag 0 at byte 0/);
       expectInvalid([...key(50, 3), ...num(1, 1)], /group 50 is not closed/);
       expectInvalid([...key(50, 3), ...key(51, 4)], /group 50 closed by end-group 51/);
       expectInvalid([...Array.from({ length: 150 }, () => key(50, 3)).flat()], /groups nested deeper than 100/);
@@ -321,8 +321,8 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
     });
 
     it('an ack that is not a uint32', () => {
-      expectInvalid(num(1, 2 ** 32), /RaftBatchAck\.accepted: 4294967296 at byte 1 is not a uint32/, decodeRaftBatchAck);
-      expectInvalid(len(1, []), /RaftBatchAck\.accepted \(field 1\): wire type 2/, decodeRaftBatchAck);
+      expectInvalid(num(1, 2 ** 32), /RaftTransportStreamResponse\.accepted: 4294967296 at byte 1 is not a uint32/, decodeRaftBatchAck);
+      expectInvalid(len(1, []), /RaftTransportStreamResponse\.accepted \(field 1\): wire type 2/, decodeRaftBatchAck);
     });
   });
 

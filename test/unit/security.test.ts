@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { generateCerts } from '../../src/cmd/certs.js';
 import { silentLogger } from '../../src/common/logger.js';
-import { UserStore, authorizationHeader, hashPassword, newToken } from '../../src/rpc/auth.js';
+import { FORWARDED_BY_KEY, UserStore, authorizationHeader, hashPassword, newToken } from '../../src/rpc/auth.js';
 import { Security } from '../../src/rpc/security.js';
 import { type RunningGrpcServer, call, makeClient, startGrpcServer } from '../../src/rpc/server.js';
 import { unary } from '../../src/rpc/status.js';
@@ -206,6 +206,22 @@ describe('security: TLS, mTLS, peer identity, users (issue 10)', function () {
       seen.length = 0;
       await call(client(forwarder, tls, { user: 'reader', password: 'only-reads' }), 'GetRoutes', {}, 5000);
       expect(seen.map((s) => s.user)).to.deep.equal([authorizationHeader({ user: 'reader', password: 'only-reads' })]);
+    });
+
+    it('a call a node forwards for a client (regiondb-forwarded-by) is authorized as that client: the node certificate grants nothing', async () => {
+      const forwarded = () => {
+        const m = new grpc.Metadata();
+        m.set(FORWARDED_BY_KEY, '1');
+        return m;
+      };
+      const nodeCert = node('datanode1');
+      // Without the mark a node certificate is a peer (as before), with it the user decides.
+      await call(client(addr, nodeCert), 'CreateTable', {}, 5000);
+      await expectStatus(call(client(addr, nodeCert), 'CreateTable', {}, 5000, forwarded()), grpc.status.UNAUTHENTICATED);
+      await expectStatus(call(client(addr, nodeCert, { user: 'reader', password: 'only-reads' }), 'CreateTable', {}, 5000, forwarded()), grpc.status.PERMISSION_DENIED);
+      await expectStatus(call(client(addr, nodeCert, { user: 'alice', password: 'guess' }), 'CreateTable', {}, 5000, forwarded()), grpc.status.UNAUTHENTICATED);
+      await call(client(addr, nodeCert, { user: 'reader', password: 'only-reads' }), 'ListNodes', {}, 5000, forwarded());
+      await call(client(addr, nodeCert, { user: 'alice', password: 'wonderland' }), 'CreateTable', {}, 5000, forwarded());
     });
 
     it('reloads the users file: a new user can log in, a removed one cannot', async () => {

@@ -1,0 +1,513 @@
+// Any datanode accepts any Write, Delete, Get or Scan (docs/clients.md, "Any node"): rows are
+// split by region and each part goes to its region's leader — applied here when this node leads
+// the region, otherwise forwarded over a Database.Batch stream to the leader. The forwarded call
+// carries the caller's `authorization` header and FORWARDED_BY_KEY, so the leader authorizes the
+// caller itself (a node certificate grants nothing on a forwarded call) and never forwards again.
+// Deadlines: each forwarded operation waits at most until the caller's deadline (and the
+// server's own limits.serverCallMsMax).
+//
+// Idempotency: every region's part carries the caller's (client_id, request_id) unchanged, and
+// its rows in request order: the part is a deterministic function of the request and the
+// region, and dedup records are per region (region-state.ts), so a retried request applies each
+// part at most once. Across regions a request is NOT atomic; each part's outcome is reported
+// (RegionOutcome): APPLIED, NOT_APPLIED (refused before it was proposed) or UNKNOWN — an
+// attempt that may have been proposed makes the part UNKNOWN even if a later attempt is refused.
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import { type Row, type TableSchema, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
+import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
+import { BatchStream } from '../rpc/batch-stream.js';
+import { databaseService } from '../rpc/batch-wire.js';
+import { str } from '../rpc/proto.js';
+import { call, makeClient } from '../rpc/server.js';
+import { fromGrpcError, grpcStatusOf } from '../rpc/status.js';
+import { type ProtoRow, type ProtoValue, fromProtoRow } from '../rpc/values.js';
+
+/** How the request reached this node. */
+export interface CallInfo {
+  /** Forwarded by another datanode (FORWARDED_BY_KEY): serve locally, never forward again. */
+  readonly forwarded: boolean;
+  /** The caller's deadline (ms since the epoch), capped by the server's own. */
+  readonly deadlineMs: number;
+}
+
+/** The single-region handlers of the Database service that the router composes. */
+export interface LocalDatabase {
+  readonly nodeId: number;
+  readonly credentials: grpc.ChannelCredentials;
+  schemaOf(table: string): Promise<TableSchema>;
+  /** True when this node's replica of the region is its leader now. */
+  leads(regionId: string): boolean;
+  /** The region's leader address as the routes know it, if any; `fresh`: ask the metasrv, not the cache. */
+  leaderAddr(table: string, regionId: string, fresh: boolean): Promise<string | undefined>;
+  /** Resolves with the WriteResponse ({ version, rows_written }). */
+  write(req: WriteRequest): Promise<unknown>;
+  /** Resolves with the DeleteResponse ({ version }). */
+  delete(req: DeleteRequest): Promise<unknown>;
+  get(req: { table: string; key: ProtoRow; consistency: string }): Promise<unknown>;
+  /** One region's scan (req.region_id set), or a forwarded one. */
+  scanRegion(req: ScanRequest, write: (chunk: unknown) => Promise<void>): Promise<void>;
+}
+
+export interface WriteRequest {
+  table: string;
+  region_id?: string;
+  rows: ProtoRow[];
+  client_id?: string;
+  request_id?: string;
+  expect_version?: string;
+  _expect_version?: string;
+  expect_absent?: boolean;
+}
+
+export interface DeleteRequest {
+  table: string;
+  region_id?: string;
+  keys: ProtoRow[];
+  client_id?: string;
+  request_id?: string;
+}
+
+export interface ScanRequest {
+  table: string;
+  region_id?: string;
+  limit?: string;
+  consistency: string;
+}
+
+export interface ScanChunk {
+  rows: ProtoRow[];
+  versions: string[];
+}
+
+interface PartResult {
+  readonly outcome: RegionOutcome;
+  /** The last attempt's error, when not applied. */
+  readonly error?: RegionDbError;
+}
+
+export type Outcome = 'OUTCOME_APPLIED' | 'OUTCOME_NOT_APPLIED' | 'OUTCOME_UNKNOWN';
+
+export interface RegionOutcome {
+  region_id: string;
+  outcome: Outcome;
+  version: string;
+  rows: number;
+  grpc_code: number;
+  code: string;
+  message: string;
+}
+
+/** Errors raised before a command is proposed: the operation certainly did not apply. */
+const NOT_APPLIED: ReadonlySet<string> = new Set([
+  ErrorCode.InvalidArgument,
+  ErrorCode.NotFound,
+  ErrorCode.NotLeader,
+  ErrorCode.ProposalDropped,
+  ErrorCode.ResourceExhausted,
+  ErrorCode.ConditionFailed,
+  ErrorCode.Unauthenticated,
+  ErrorCode.PermissionDenied,
+  ErrorCode.Config,
+]);
+/** NOT_APPLIED errors worth another attempt (a new leader, memory freed by a flush). */
+const RETRIABLE: ReadonlySet<string> = new Set([ErrorCode.NotLeader, ErrorCode.ProposalDropped, ErrorCode.ResourceExhausted]);
+
+/** Attempts per region part (bounded by the caller's deadline too): enough to ride out an election. */
+const ATTEMPTS_MAX = 10;
+const BACKOFF_MS = 50;
+const BACKOFF_MAX_MS = 500;
+/** Forwarding Batch streams kept open (one per leader address and caller identity). */
+const STREAMS_MAX = 64;
+
+export class Router {
+  private readonly clients = new Map<string, grpc.Client>();
+  private readonly streams = new Map<string, BatchStream>();
+
+  constructor(private readonly local: LocalDatabase) {}
+
+  close(): void {
+    for (const s of this.streams.values()) s.close();
+    this.streams.clear();
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  // ─── Write / Delete ─────────────────────────────────────────────────────────────────────────
+
+  async write(req: WriteRequest, info: CallInfo): Promise<unknown> {
+    if (info.forwarded) return this.local.write(req);
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
+    const schema = await this.local.schemaOf(table);
+    const parts = this.split(schema, req.rows, (r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)), req.region_id);
+    if (parts.size === 1) {
+      const [regionId] = parts.keys();
+      // The fast path (the client library sends each region's rows to its leader): no outcomes list.
+      if (this.local.leads(regionId!)) {
+        const res = await unlessRefused(() => this.local.write({ ...req, region_id: regionId! }));
+        if (res !== REFUSED) return res; // refused before proposing (leadership just moved): routed below
+      }
+    }
+    const outcomes = await Promise.all(
+      [...parts].map(([regionId, rows]) => this.part(table, regionId, rows.length, 'write', { ...req, region_id: regionId, rows }, info)),
+    ); // never rejects: every part settles as an outcome
+    return { ...merge(outcomes, 'write'), rows_written: req.rows.length };
+  }
+
+  async delete(req: DeleteRequest, info: CallInfo): Promise<unknown> {
+    if (info.forwarded) return this.local.delete(req);
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    if (!Array.isArray(req.keys) || req.keys.length === 0) return this.local.delete(req);
+    const schema = await this.local.schemaOf(table);
+    const parts = this.split(schema, req.keys, (k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)), req.region_id);
+    if (parts.size === 1) {
+      const [regionId] = parts.keys();
+      if (this.local.leads(regionId!)) {
+        const res = await unlessRefused(() => this.local.delete({ ...req, region_id: regionId! }));
+        if (res !== REFUSED) return res;
+      }
+    }
+    const outcomes = await Promise.all(
+      [...parts].map(([regionId, keys]) => this.part(table, regionId, keys.length, 'delete', { ...req, region_id: regionId, keys }, info)),
+    );
+    return merge(outcomes, 'delete');
+  }
+
+  /** Rows per region id, in request order, regions in region-number order; checks a given region id. */
+  private split(schema: TableSchema, rows: ProtoRow[], parse: (r: ProtoRow, i: number) => Parameters<typeof regionNumberOf>[1], given?: string): Map<string, ProtoRow[]> {
+    if (rows.length > limits.rowsPerWriteMax) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `${rows.length} rows exceed the limit of ${limits.rowsPerWriteMax} per request`);
+    }
+    const byNumber = new Map<number, ProtoRow[]>();
+    rows.forEach((r, i) => {
+      const n = regionNumberOf(schema, parse(r, i));
+      let list = byNumber.get(n);
+      if (!list) byNumber.set(n, (list = []));
+      list.push(r);
+    });
+    const parts = new Map<string, ProtoRow[]>();
+    for (const n of [...byNumber.keys()].sort((a, b) => a - b)) parts.set(makeRegionId(schema.tableId, n), byNumber.get(n)!);
+    const regionId = given ? str(given, 'region_id', 32) : '';
+    if (regionId && (parts.size !== 1 || !parts.has(regionId))) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${regionId} (leave region_id empty and the node splits them)`);
+    }
+    return parts;
+  }
+
+  /** One region's part: applied here if this node leads the region, else forwarded; retried while that is safe. */
+  private async part(table: string, regionId: string, rows: number, kind: 'write' | 'delete', body: WriteRequest | DeleteRequest, info: CallInfo): Promise<PartResult> {
+    const deduplicated = Number(body.request_id ?? 0) > 0;
+    let hint: string | undefined;
+    let freshRoutes = false;
+    let maybeApplied = false;
+    let last: RegionDbError | undefined;
+    for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
+      const remaining = info.deadlineMs - Date.now();
+      if (remaining <= 0) {
+        last ??= new RegionDbError(ErrorCode.DeadlineExceeded, `the deadline passed before region ${regionId} was reached`);
+        break;
+      }
+      try {
+        let res: { version: string };
+        if (this.local.leads(regionId)) {
+          res = (kind === 'write' ? await this.local.write(body as WriteRequest) : await this.local.delete(body as DeleteRequest)) as { version: string };
+        } else {
+          const addr = hint ?? (await this.local.leaderAddr(table, regionId, freshRoutes));
+          if (!addr) throw new RegionDbError(ErrorCode.Unavailable, `no known leader for region ${regionId}`);
+          res = await this.stream(addr).request<{ version: string }>(kind, body, remaining);
+          if (!res || res.version === undefined) throw new RegionDbError(ErrorCode.Internal, `empty ${kind} answer for region ${regionId}`);
+        }
+        return { outcome: { region_id: regionId, outcome: 'OUTCOME_APPLIED', version: String(res.version), rows, grpc_code: 0, code: '', message: '' } };
+      } catch (err) {
+        last = isRegionDbError(err) ? err : fromGrpcError(err);
+        const refused = NOT_APPLIED.has(last.code);
+        if (!refused) maybeApplied = true;
+        // A refused attempt may be retried; one that may have applied only under a request id.
+        if (refused ? !RETRIABLE.has(last.code) : !deduplicated) break;
+        hint = last.details['leaderAddr'];
+        freshRoutes = hint === undefined; // no hint (e.g. an election): the cached route may be stale
+        await sleep(Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, Math.max(0, info.deadlineMs - Date.now())));
+      }
+    }
+    const error = last ?? new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: no attempt made`);
+    return {
+      outcome: {
+        region_id: regionId,
+        outcome: maybeApplied ? 'OUTCOME_UNKNOWN' : 'OUTCOME_NOT_APPLIED',
+        version: '0',
+        rows,
+        grpc_code: grpcStatusOf(error.code),
+        code: error.code,
+        message: error.message,
+      },
+      error,
+    };
+  }
+
+  /** The Batch stream to `addr` for the identity of the call being served. */
+  private stream(addr: string): BatchStream {
+    const authorization = callContext.getStore()?.authorization ?? '';
+    const key = `${addr}\n${authorization}`;
+    let stream = this.streams.get(key);
+    if (stream) return stream;
+    if (this.streams.size >= STREAMS_MAX) {
+      for (const [k, s] of this.streams) {
+        if (s.inFlight > 0) continue;
+        s.close();
+        this.streams.delete(k);
+        if (this.streams.size < STREAMS_MAX / 2) break;
+      }
+    }
+    const nodeId = String(this.local.nodeId);
+    stream = new BatchStream(this.client(addr, true), () => {
+      const metadata = new grpc.Metadata();
+      metadata.set(FORWARDED_BY_KEY, nodeId);
+      return metadata;
+    });
+    this.streams.set(key, stream);
+    return stream;
+  }
+
+  private client(addr: string, batch: boolean): grpc.Client {
+    const key = `${batch ? 'batch' : 'unary'} ${addr}`;
+    let client = this.clients.get(key);
+    // The Batch client uses the hand-written codec (batch-wire.ts), as the client library does.
+    if (!client) this.clients.set(key, (client = makeClient('Database', addr, { credentials: this.local.credentials }, batch ? databaseService() : undefined)));
+    return client;
+  }
+
+  // ─── Get ────────────────────────────────────────────────────────────────────────────────────
+
+  /** Served here when a local replica can (ReadIndex works on followers), else by the leader. */
+  async get(req: { table: string; key: ProtoRow; consistency: string }, info: CallInfo): Promise<unknown> {
+    try {
+      return await this.local.get(req);
+    } catch (err) {
+      const addr = isRegionDbError(err, ErrorCode.NotLeader) ? err.details['leaderAddr'] : undefined;
+      if (info.forwarded || !addr) throw err;
+      const remaining = info.deadlineMs - Date.now();
+      if (remaining <= 0) throw err;
+      const metadata = new grpc.Metadata();
+      metadata.set(FORWARDED_BY_KEY, String(this.local.nodeId));
+      try {
+        return await call(this.client(addr, false), 'Get', req, remaining, metadata);
+      } catch (forwardErr) {
+        throw fromGrpcError(forwardErr);
+      }
+    }
+  }
+
+  // ─── Scan ───────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * A whole-table scan: every region's scan (here or forwarded) runs concurrently behind a
+   * one-chunk handoff, and the rows are merged in primary-key order (each region's rows already
+   * are), at most `limit` of them. One region's scan alone passes through unchanged.
+   */
+  async scan(req: ScanRequest, write: (chunk: unknown) => Promise<void>): Promise<void> {
+    if (req.region_id) return this.local.scanRegion(req, write);
+    const table = str(req.table, 'table', limits.tableNameBytesMax);
+    const schema = await this.local.schemaOf(table);
+    if (schema.regionCount === 1) return this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, 0) }, write);
+    const limit = Number(req.limit ?? 0);
+    const sources = Array.from({ length: schema.regionCount }, (_, n) => {
+      const handoff = new Handoff<ScanChunk>();
+      void this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, n) }, (chunk) => handoff.push(chunk as ScanChunk)).then(
+        () => handoff.finish(),
+        (err: unknown) => handoff.finish(err),
+      );
+      return handoff;
+    });
+    try {
+      await mergeSorted(schema, sources, limit, write);
+    } finally {
+      for (const s of sources) s.cancel();
+    }
+  }
+}
+
+/** The response of a routed write or delete, or the error when a part did not apply. */
+function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string; regions: RegionOutcome[] } {
+  const outcomes = parts.map((p) => p.outcome);
+  const failed = parts.filter((p) => p.outcome.outcome !== 'OUTCOME_APPLIED');
+  if (failed.length === 0) {
+    const version = outcomes.reduce((max, o) => (BigInt(o.version) > max ? BigInt(o.version) : max), 0n);
+    return { version: version.toString(), regions: outcomes };
+  }
+  const first = failed.find((p) => p.outcome.outcome === 'OUTCOME_UNKNOWN') ?? failed[0]!;
+  const cause = first.error!;
+  // An outcome that is unknown is never reported with a code that says "not applied".
+  const code = first.outcome.outcome === 'OUTCOME_UNKNOWN' && NOT_APPLIED.has(cause.code) ? ErrorCode.Unavailable : cause.code;
+  const details = { regionOutcomes: JSON.stringify(outcomes) };
+  if (parts.length === 1) {
+    // One region: its own error, unchanged (CONDITION_FAILED keeps its current version, ...),
+    // unless an earlier attempt may have applied.
+    if (code === cause.code) throw cause;
+    throw new RegionDbError(code, `region ${first.outcome.region_id}: ${cause.message}; an earlier attempt may have been applied — retry with the same request id`, {
+      details: { ...cause.details, ...details },
+    });
+  }
+  const unknown = failed.filter((p) => p.outcome.outcome === 'OUTCOME_UNKNOWN').length;
+  throw new RegionDbError(
+    code,
+    `${kind} across ${parts.length} regions: ${parts.length - failed.length} applied, ${unknown} unknown, ${failed.length - unknown} not applied ` +
+      `(not atomic across regions: retry the whole request with the same request id to complete it; per-region outcomes in regiondb-region-outcomes). ` +
+      `First: region ${first.outcome.region_id}: ${cause.message}`,
+    { details },
+  );
+}
+
+const REFUSED: unique symbol = Symbol('refused before it was proposed');
+
+/** The operation's result, or REFUSED when it failed with NOT_LEADER / PROPOSAL_DROPPED (nothing applied). */
+async function unlessRefused<T>(operation: () => Promise<T>): Promise<T | typeof REFUSED> {
+  try {
+    return await operation();
+  } catch (err) {
+    if (isRegionDbError(err) && (err.code === ErrorCode.NotLeader || err.code === ErrorCode.ProposalDropped)) return REFUSED;
+    throw err;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const CANCELLED = new RegionDbError(ErrorCode.Unavailable, 'scan cancelled: the merged scan ended');
+
+/** A one-chunk handoff from a pushing producer (a region's scan) to a pulling consumer. */
+class Handoff<T> {
+  private item: T | undefined;
+  private done = false;
+  private error: unknown;
+  private cancelled = false;
+  private wakeConsumer: (() => void) | undefined;
+  private wakeProducer: (() => void) | undefined;
+
+  async push(item: T): Promise<void> {
+    if (this.cancelled) throw CANCELLED;
+    this.item = item;
+    this.wake('consumer');
+    while (this.item !== undefined && !this.cancelled) await new Promise<void>((r) => (this.wakeProducer = r));
+    if (this.cancelled) throw CANCELLED;
+  }
+
+  finish(err?: unknown): void {
+    this.done = true;
+    this.error = err;
+    this.wake('consumer');
+  }
+
+  async next(): Promise<T | undefined> {
+    while (this.item === undefined && !this.done) await new Promise<void>((r) => (this.wakeConsumer = r));
+    if (this.item !== undefined) {
+      const item = this.item;
+      this.item = undefined;
+      this.wake('producer');
+      return item;
+    }
+    if (this.error !== undefined && this.error !== CANCELLED) throw this.error;
+    return undefined;
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.wake('producer');
+  }
+
+  private wake(who: 'consumer' | 'producer'): void {
+    const f = who === 'consumer' ? this.wakeConsumer : this.wakeProducer;
+    if (who === 'consumer') this.wakeConsumer = undefined;
+    else this.wakeProducer = undefined;
+    f?.();
+  }
+}
+
+/**
+ * A scanned row as the engine's Row: chunks from this node's scans are built by toProtoRow (the
+ * value's field set, no `kind`), forwarded ones come decoded by proto-loader (with `kind`).
+ */
+function keyRow(row: ProtoRow): Row {
+  const values: Record<string, ProtoValue> = {};
+  for (const [name, v] of Object.entries(row.values)) {
+    values[name] = v.kind ? v : { ...v, kind: VALUE_KINDS.find((k) => v[k] !== undefined && v[k] !== null) ?? 'null_value' };
+  }
+  return fromProtoRow({ values }, 'row');
+}
+
+const VALUE_KINDS = ['string_value', 'int64_value', 'float64_value', 'bool_value', 'timestamp_ms_value', 'null_value'] as const;
+
+interface Head {
+  key: Uint8Array;
+  chunk: ScanChunk;
+  index: number;
+  source: Handoff<ScanChunk>;
+}
+
+/** k-way merge of sorted sources by encoded primary key (a binary min-heap of their heads). */
+async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], limit: number, write: (chunk: unknown) => Promise<void>): Promise<void> {
+  const heap: Head[] = [];
+  const less = (a: Head, b: Head) => compareBytes(a.key, b.key) < 0;
+  const keyOf = (chunk: ScanChunk, index: number) => encodePrimaryKey(schema, keyRow(chunk.rows[index]!));
+  const pushHeap = (h: Head) => {
+    heap.push(h);
+    for (let i = heap.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!less(heap[i]!, heap[parent]!)) break;
+      [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+      i = parent;
+    }
+  };
+  const popHeap = (): Head => {
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < heap.length && less(heap[l]!, heap[m]!)) m = l;
+        if (r < heap.length && less(heap[r]!, heap[m]!)) m = r;
+        if (m === i) break;
+        [heap[i], heap[m]] = [heap[m]!, heap[i]!];
+        i = m;
+      }
+    }
+    return top;
+  };
+  /** The next non-empty chunk of a source as a heap entry, or nothing when it is exhausted. */
+  const advance = async (source: Handoff<ScanChunk>): Promise<void> => {
+    for (;;) {
+      const chunk = await source.next();
+      if (!chunk) return;
+      if (chunk.rows.length > 0) return pushHeap({ key: keyOf(chunk, 0), chunk, index: 0, source });
+    }
+  };
+  await Promise.all(sources.map(advance));
+  let out: ScanChunk = { rows: [], versions: [] };
+  let emitted = 0;
+  while (heap.length > 0 && (limit === 0 || emitted < limit)) {
+    const head = popHeap();
+    out.rows.push(head.chunk.rows[head.index]!);
+    out.versions.push(head.chunk.versions[head.index]!);
+    emitted++;
+    if (emitted > limits.scanRowsPerRequestMax) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`);
+    }
+    if (out.rows.length >= limits.scanRowsPerMessageMax) {
+      await write(out);
+      out = { rows: [], versions: [] };
+    }
+    if (head.index + 1 < head.chunk.rows.length) {
+      head.index++;
+      head.key = keyOf(head.chunk, head.index);
+      pushHeap(head);
+    } else {
+      await advance(head.source);
+    }
+  }
+  if (out.rows.length > 0) await write(out);
+}

@@ -1,0 +1,91 @@
+// The client end of a Database.Batch stream, shared by the client library (src/client) and by
+// datanodes forwarding rows to region leaders (src/datanode/router.ts).
+import * as grpc from '@grpc/grpc-js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { type ProtoBatchError, fromBatchError, fromGrpcError } from './status.js';
+
+export type BatchKind = 'write' | 'delete' | 'get';
+
+interface PendingOperation {
+  readonly kind: BatchKind;
+  readonly resolve: (response: unknown) => void;
+  readonly reject: (err: RegionDbError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * The client end of one Database.Batch stream (see database.proto): operations multiplexed by
+ * id over a stream opened on first use and reopened after it breaks. A broken stream fails its
+ * operations in flight with its status (UNAVAILABLE when the connection went), which the retry
+ * loop treats like a failed unary call (writes keep their request ids, so a retry is applied at
+ * most once).
+ */
+export class BatchStream {
+  private stream: grpc.ClientDuplexStream<unknown, unknown> | undefined;
+  private readonly pending = new Map<string, PendingOperation>();
+  private nextId = 1;
+  /** The server refused the stream itself (no Batch method, or no write access): use unary calls. */
+  refused = false;
+
+  /** `metadata`: sent when the stream opens (a forwarding datanode marks its streams). */
+  constructor(
+    private readonly client: grpc.Client,
+    private readonly metadata?: () => grpc.Metadata,
+  ) {}
+
+  /** Operations waiting for their answer. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  request<T>(kind: BatchKind, body: unknown, timeoutMs: number): Promise<T> {
+    const stream = this.open();
+    const id = String(this.nextId++);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new RegionDbError(ErrorCode.DeadlineExceeded, `no answer within ${timeoutMs} ms; for a write the outcome is unknown`));
+      }, timeoutMs);
+      this.pending.set(id, { kind, resolve: resolve as (r: unknown) => void, reject, timer });
+      stream.write({ id, [kind]: body });
+    });
+  }
+
+  private open(): grpc.ClientDuplexStream<unknown, unknown> {
+    if (this.stream) return this.stream;
+    const stream = (this.client as unknown as { Batch(m?: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> }).Batch(this.metadata?.());
+    stream.on('data', (res: { id: string; response?: string; error?: ProtoBatchError } & Record<string, unknown>) => {
+      const op = this.pending.get(res.id);
+      if (!op) return; // timed out already
+      this.pending.delete(res.id);
+      clearTimeout(op.timer);
+      if (res.response === 'error' && res.error) op.reject(fromBatchError(res.error));
+      else op.resolve(res[op.kind]);
+    });
+    const broken = (err?: unknown) => {
+      if (this.stream !== stream) return;
+      this.stream = undefined;
+      const code = (err as Partial<grpc.ServiceError> | undefined)?.code;
+      if (code === grpc.status.UNIMPLEMENTED || code === grpc.status.PERMISSION_DENIED) this.refused = true;
+      // Operations in flight fail as a unary call would have with the stream's status.
+      const failure = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
+      for (const op of this.pending.values()) {
+        clearTimeout(op.timer);
+        op.reject(failure);
+      }
+      this.pending.clear();
+    };
+    stream.on('error', broken);
+    stream.on('end', () => broken());
+    this.stream = stream;
+    return stream;
+  }
+
+  close(): void {
+    const stream = this.stream;
+    this.stream = undefined;
+    if (!stream) return;
+    stream.on('error', () => {}); // the cancellation itself
+    stream.cancel();
+  }
+}

@@ -1,0 +1,271 @@
+// Issue 18: any datanode accepts any rows. Real processes on loopback: every region's leader is
+// moved to datanode1, so datanode2 is a follower of every region; 1,000 rows go to datanode2 in
+// requests of 100 rows that each span every region, with request ids, one request retried after
+// a forced timeout; everything is read back from datanode3, every row exactly once, in
+// primary-key order. The same from Python (stubs generated from proto/ by protoc, no regiondb
+// library) when Debian's python3-grpcio and protobuf-compiler-grpc are installed.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf } from '../../src/engine/key.js';
+import type { Row, TableSchema } from '../../src/engine/schema.js';
+import { BatchStream } from '../../src/rpc/batch-stream.js';
+import { databaseService } from '../../src/rpc/batch-wire.js';
+import { call, makeClient } from '../../src/rpc/server.js';
+import { fromGrpcError } from '../../src/rpc/status.js';
+import { type ProtoRow, fromProtoRow, fromProtoSchema } from '../../src/rpc/values.js';
+import { LocalCluster, waitUntil } from '../support/local-cluster.js';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+const TABLE = 'anynode';
+const PY_TABLE = 'anynode_py';
+const REGIONS = 4;
+const ROWS = 1000;
+const PER_REQUEST = 100;
+const BASE_TS = 1_700_000_000_000;
+const HOSTS = 37;
+
+const rowAt = (i: number): Row => ({ host: `h${i % HOSTS}`, ts: BASE_TS + i, v: i });
+const protoKey = (r: Row): ProtoRow => ({ values: { host: { string_value: r['host'] }, ts: { timestamp_ms_value: String(r['ts']) } } }) as unknown as ProtoRow;
+const protoRow = (r: Row): ProtoRow =>
+  ({ values: { host: { string_value: r['host'] }, ts: { timestamp_ms_value: String(r['ts']) }, v: { int64_value: String(r['v']) } } }) as unknown as ProtoRow;
+
+interface RegionOutcome {
+  region_id: string;
+  outcome: string;
+  version: string;
+  rows: number;
+}
+interface WriteResponse {
+  version: string;
+  rows_written: number;
+  regions: RegionOutcome[];
+}
+
+const PYTHON = '/usr/bin/python3';
+function pythonToolsMissing(): string | undefined {
+  if (!existsSync(PYTHON)) return `${PYTHON} is missing`;
+  if (spawnSync(PYTHON, ['-c', 'import grpc, google.protobuf']).status !== 0) return 'python3-grpcio / python3-protobuf are not installed (apt-get install python3-grpcio python3-protobuf)';
+  if (spawnSync('protoc', ['--version']).status !== 0) return 'protoc is missing (apt-get install protobuf-compiler)';
+  if (!existsSync('/usr/bin/grpc_python_plugin')) return 'grpc_python_plugin is missing (apt-get install protobuf-compiler-grpc)';
+  return undefined;
+}
+
+describe('integration: any datanode accepts any rows (issue 18)', function () {
+  this.timeout(240_000);
+  const cluster = new LocalCluster();
+  let failed = false;
+  const schemas = new Map<string, TableSchema>();
+  let nodeIds: number[] = [];
+  const WRITER = 1; // datanode2: a follower of every region once the leaders moved
+  const READER = 2; // datanode3
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+  after(async () => cluster.stop({ keepData: failed }));
+
+  before(async () => {
+    await cluster.start();
+    const meta = makeClient('Meta', cluster.metasrvAddr);
+    try {
+      for (const name of [TABLE, PY_TABLE]) {
+        const res = await call<{ table: Parameters<typeof fromProtoSchema>[0] }>(
+          meta,
+          'CreateTable',
+          {
+            name,
+            columns: [
+              { name: 'host', type: 'STRING', semantic: 'TAG' },
+              { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+              { name: 'v', type: 'INT64', semantic: 'FIELD' },
+            ],
+            region_count: REGIONS,
+          },
+          20_000,
+        );
+        schemas.set(name, fromProtoSchema(res.table));
+      }
+    } finally {
+      meta.close();
+    }
+    nodeIds = await Promise.all([0, 1, 2].map(async (i) => Number((await cluster.status(i) as unknown as { node_id: string }).node_id)));
+  });
+
+  /** Moves the leader of every region of `table` to datanode1 (elections under load may move them away again). */
+  async function leadersToDatanode1(table: string): Promise<void> {
+    const schema = schemas.get(table)!;
+    const regionIds = Array.from({ length: REGIONS }, (_, n) => makeRegionId(schema.tableId, n));
+    await waitUntil('datanode1 leads every region', 60_000, async () => {
+      const statuses = await Promise.all([0, 1, 2].map((i) => cluster.status(i)));
+      let all = true;
+      for (const regionId of regionIds) {
+        const leaderAt = statuses.findIndex((s) => s.replicas.some((r) => r.region_id === regionId && r.role === 'leader'));
+        if (leaderAt === 0) continue;
+        all = false;
+        if (leaderAt > 0) {
+          const admin = makeClient('Admin', cluster.datanodeAddr(leaderAt));
+          await call(admin, 'TransferLeader', { region_id: regionId, to_node_id: String(nodeIds[0]) }, 3000).catch(() => undefined);
+          admin.close();
+        }
+      }
+      return all ? true : undefined;
+    });
+  }
+
+  /** datanode2 leads no region of `table`: every request sent to it is forwarded. */
+  async function expectWriterFollowsEveryRegion(table: string): Promise<void> {
+    await leadersToDatanode1(table);
+    const schema = schemas.get(table)!;
+    const regionIds = new Set(Array.from({ length: REGIONS }, (_, n) => makeRegionId(schema.tableId, n)));
+    const status = await cluster.status(WRITER);
+    const led = status.replicas.filter((r) => r.role === 'leader' && regionIds.has(r.region_id)).map((r) => r.region_id);
+    expect(led, 'datanode2 leads no region of the table (the writes go to a follower)').to.deep.equal([]);
+  }
+
+  it('takes 1,000 rows in requests of 100 spanning every region at a follower, retries a timed-out request by its id, and another node reads every row exactly once in key order', async () => {
+    const schema = schemas.get(TABLE)!;
+    await expectWriterFollowsEveryRegion(TABLE);
+    const writer = makeClient('Database', cluster.datanodeAddr(WRITER));
+    const reader = makeClient('Database', cluster.datanodeAddr(READER));
+    try {
+      const clientId = `it-any-node-${process.pid}`;
+      const firstId = Date.now() * 1000;
+      const requests = Array.from({ length: ROWS / PER_REQUEST }, (_, k) => {
+        const rows = Array.from({ length: PER_REQUEST }, (_, j) => rowAt(k * PER_REQUEST + j));
+        expect(new Set(rows.map((r) => regionNumberOf(schema, r))).size, `request ${k} spans every region`).to.equal(REGIONS);
+        return { table: TABLE, rows: rows.map(protoRow), client_id: clientId, request_id: String(firstId + k) };
+      });
+      const answers: WriteResponse[] = [];
+      const FORCED = 3;
+      let timedOut = 0;
+      for (const [k, req] of requests.entries()) {
+        if (k === FORCED) {
+          // Deadlines short enough to expire while the node forwards: outcome unknown, retried below.
+          for (const deadlineMs of [20, 10, 5, 2, 1]) {
+            try {
+              await call(writer, 'Write', req, deadlineMs);
+            } catch (err) {
+              if ((err as grpc.ServiceError).code !== grpc.status.DEADLINE_EXCEEDED) throw err;
+              timedOut++;
+              break;
+            }
+          }
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        const res = await call<WriteResponse>(writer, 'Write', req, 10_000);
+        expect(res.rows_written).to.equal(PER_REQUEST);
+        expect(res.regions.map((r) => r.outcome)).to.deep.equal(Array(REGIONS).fill('OUTCOME_APPLIED'));
+        expect(res.regions.reduce((n, r) => n + r.rows, 0)).to.equal(PER_REQUEST);
+        answers.push(res);
+      }
+      expect(timedOut, 'one request timed out before its retry').to.equal(1);
+
+      // The same request id again: every region answers from its dedup record (same versions).
+      const again = await call<WriteResponse>(writer, 'Write', requests[5], 10_000);
+      expect(again.regions.map((r) => [r.region_id, r.version])).to.deep.equal(answers[5]!.regions.map((r) => [r.region_id, r.version]));
+
+      // Everything back from datanode3 with one whole-table scan: each row once, in key order.
+      const scan = async (limit: number): Promise<{ row: Row; version: string }[]> => {
+        const out: { row: Row; version: string }[] = [];
+        const stream = (reader as unknown as { Scan(r: unknown, o: unknown): AsyncIterable<{ rows: ProtoRow[]; versions: string[] }> }).Scan(
+          { table: TABLE, limit: String(limit) },
+          { deadline: Date.now() + 30_000 },
+        );
+        try {
+          for await (const chunk of stream) {
+            for (const [i, r] of chunk.rows.entries()) out.push({ row: fromProtoRow(r, 'row'), version: chunk.versions[i]! });
+          }
+        } catch (err) {
+          throw fromGrpcError(err);
+        }
+        return out;
+      };
+      const all = await scan(0);
+      expect(all.length).to.equal(ROWS);
+      const seen = new Map<number, number>();
+      for (const { row } of all) seen.set(row['v'] as number, (seen.get(row['v'] as number) ?? 0) + 1);
+      const wrong = Array.from({ length: ROWS }, (_, i) => i).filter((i) => seen.get(i) !== 1);
+      expect(wrong, 'rows not read exactly once').to.deep.equal([]);
+      for (const { row } of all) expect(row).to.deep.equal(rowAt(row['v'] as number));
+      for (let i = 1; i < all.length; i++) {
+        expect(compareBytes(encodePrimaryKey(schema, all[i - 1]!.row), encodePrimaryKey(schema, all[i]!.row)), `rows ${i - 1} and ${i} in key order`).to.be.lessThan(0);
+      }
+      // The timed-out request's rows carry the version of the retry's answer (applied once).
+      const forcedVersions = new Map(answers[FORCED]!.regions.map((r) => [r.region_id, r.version]));
+      for (const { row, version } of all.filter((x) => Math.floor((x.row['v'] as number) / PER_REQUEST) === FORCED)) {
+        expect(version).to.equal(forcedVersions.get(makeRegionId(schema.tableId, regionNumberOf(schema, row))));
+      }
+      const limited = await scan(250);
+      expect(limited.map((x) => x.row)).to.deep.equal(all.slice(0, 250).map((x) => x.row));
+
+      // A write spanning regions on a Database.Batch stream to the follower: the same routing.
+      const batchClient = makeClient('Database', cluster.datanodeAddr(WRITER), {}, databaseService());
+      try {
+        const stream = new BatchStream(batchClient);
+        const extra = Array.from({ length: 20 }, (_, j) => rowAt(ROWS + j));
+        const res = await stream.request<WriteResponse>('write', { table: TABLE, rows: extra.map(protoRow), client_id: clientId, request_id: String(firstId + 50) }, 10_000);
+        expect(res.regions.length).to.equal(REGIONS);
+        expect(res.regions.every((r) => r.outcome === 'OUTCOME_APPLIED')).to.equal(true);
+        const again = await stream.request<WriteResponse>('write', { table: TABLE, rows: extra.map(protoRow), client_id: clientId, request_id: String(firstId + 50) }, 10_000);
+        expect(again.regions.map((r) => r.version)).to.deep.equal(res.regions.map((r) => r.version));
+        stream.close();
+      } finally {
+        batchClient.close();
+      }
+
+      // Get and Delete through the follower too.
+      const key = protoKey(rowAt(7));
+      const got = await call<{ found: boolean; row: ProtoRow }>(writer, 'Get', { table: TABLE, key, consistency: 'LINEARIZABLE' }, 10_000);
+      expect(got.found).to.equal(true);
+      expect(fromProtoRow(got.row, 'row')).to.deep.equal(rowAt(7));
+      const del = await call<{ regions: RegionOutcome[] }>(writer, 'Delete', { table: TABLE, keys: [rowAt(7), rowAt(8), rowAt(9), rowAt(10)].map(protoKey), client_id: clientId, request_id: String(firstId + 100) }, 10_000);
+      expect(del.regions.every((r) => r.outcome === 'OUTCOME_APPLIED')).to.equal(true);
+      const gone = await call<{ found: boolean }>(reader, 'Get', { table: TABLE, key, consistency: 'LINEARIZABLE' }, 10_000);
+      expect(gone.found).to.equal(false);
+    } finally {
+      writer.close();
+      reader.close();
+    }
+  });
+
+  it('a Python client using only protoc-generated stubs does the same', async function () {
+    const missing = pythonToolsMissing();
+    if (missing) {
+      console.log(`      skipped: ${missing}`);
+      this.skip();
+    }
+    await expectWriterFollowsEveryRegion(PY_TABLE);
+    const stubs = mkdtempSync(join(tmpdir(), 'regiondb-pystubs-'));
+    try {
+      const gen = spawnSync(
+        'protoc',
+        [`-I${join(ROOT, 'proto')}`, `--python_out=${stubs}`, `--grpc_out=${stubs}`, '--plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin', ...['common', 'database'].map((f) => join(ROOT, 'proto', 'regiondb', 'v1', `${f}.proto`))],
+        { encoding: 'utf8' },
+      );
+      expect(gen.status, `protoc: ${gen.stderr}`).to.equal(0);
+      const script = join(ROOT, 'test', 'clients', 'python', 'any_node_client.py');
+      const args = [script, '--stubs', stubs, '--write', cluster.datanodeAddr(WRITER), '--read', cluster.datanodeAddr(READER), '--table', PY_TABLE, '--rows', String(ROWS), '--per-request', String(PER_REQUEST)];
+      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+        const child = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          done({ code, stdout, stderr });
+        });
+      });
+      expect(result.code, `python client failed:\n${result.stdout}\n${result.stderr}`).to.equal(0);
+      const summary = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      expect(summary).to.include({ read: ROWS, distinct: ROWS, every_row_once: true, ordered: true, timed_out: 1, dedup_same_versions: true, limit_is_prefix: true });
+    } finally {
+      rmSync(stubs, { recursive: true, force: true });
+    }
+  });
+});

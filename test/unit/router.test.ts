@@ -1,0 +1,173 @@
+// src/datanode/router.ts without a network: a LocalDatabase whose regions are all led "here"
+// and whose per-region answers the test scripts. What a multi-region write reports when a part
+// fails, which failures are retried, and the whole-table scan's merge order and limit.
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import { compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf } from '../../src/engine/key.js';
+import type { Row, TableSchema } from '../../src/engine/schema.js';
+import { type LocalDatabase, type RegionOutcome, Router, type ScanChunk, type WriteRequest } from '../../src/datanode/router.js';
+import { type ProtoRow, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
+
+const schema: TableSchema = {
+  name: 't',
+  tableId: 7,
+  regionCount: 4,
+  columns: [
+    { name: 'host', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+    { name: 'v', type: 'int64', semantic: 'field' },
+  ],
+};
+const rowAt = (i: number): Row => ({ host: `h${i % 23}`, ts: 1000 + i, v: i });
+const proto = (r: Row): ProtoRow => {
+  const p = toProtoRow(schema, r);
+  for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0]!; // as proto-loader decodes
+  return p;
+};
+const regionOf = (i: number) => makeRegionId(schema.tableId, regionNumberOf(schema, rowAt(i)));
+const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
+
+/** A local database where `answer(regionId, attempt)` decides each write attempt. */
+function fakeLocal(answer: (regionId: string, attempt: number) => Promise<unknown>, rowsByRegion = new Map<string, Row[]>()) {
+  const attempts = new Map<string, number>();
+  const local: LocalDatabase = {
+    nodeId: 1,
+    credentials: grpc.credentials.createInsecure(),
+    schemaOf: async () => schema,
+    leads: () => true,
+    leaderAddr: async () => undefined,
+    write: async (req) => {
+      const n = (attempts.get(req.region_id!) ?? 0) + 1;
+      attempts.set(req.region_id!, n);
+      for (const r of req.rows) expect(regionOf(fromProtoRow(r, 'r')['v'] as number), 'a part holds only its region').to.equal(req.region_id);
+      return answer(req.region_id!, n);
+    },
+    delete: async () => ({ version: '1' }),
+    get: async () => ({ found: false }),
+    scanRegion: async (req, write) => {
+      for (const r of (rowsByRegion.get(req.region_id!) ?? []).slice(0, Number(req.limit ?? 0) || undefined)) {
+        await write({ rows: [toProtoRow(schema, r)], versions: ['1'] }); // as this node's scans build them (no `kind`)
+      }
+    },
+  };
+  return { local, attempts };
+}
+
+function spanning(requestId: string): WriteRequest {
+  return { table: 't', rows: Array.from({ length: 40 }, (_, i) => proto(rowAt(i))), client_id: 'c', request_id: requestId };
+}
+
+async function failure(p: Promise<unknown>): Promise<RegionDbError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isRegionDbError(err)) return err;
+    throw err;
+  }
+  throw new Error('expected the call to fail');
+}
+
+describe('router: any node accepts any rows (issue 18)', () => {
+  const regions = Array.from({ length: 4 }, (_, n) => makeRegionId(schema.tableId, n));
+
+  it('splits a write spanning every region into one part per region and reports each', async () => {
+    const { local, attempts } = fakeLocal(async (regionId) => ({ version: String(10 + regions.indexOf(regionId)), rows_written: 0 }));
+    const res = (await new Router(local).write(spanning('5'), FAR())) as { version: string; rows_written: number; regions: RegionOutcome[] };
+    expect(res.rows_written).to.equal(40);
+    expect(res.version).to.equal('13');
+    expect(res.regions.map((r) => [r.region_id, r.outcome, r.version])).to.deep.equal(regions.map((id, n) => [id, 'OUTCOME_APPLIED', String(10 + n)]));
+    expect(res.regions.reduce((n, r) => n + r.rows, 0)).to.equal(40);
+    expect([...attempts.values()]).to.deep.equal([1, 1, 1, 1]);
+  });
+
+  it('a part whose attempt may have applied is UNKNOWN (retried under its request id), never NOT_APPLIED, and the status says unavailable', async () => {
+    const unknownRegion = regions[2]!;
+    const { local, attempts } = fakeLocal(async (regionId, attempt) => {
+      if (regionId !== unknownRegion) return { version: '3', rows_written: 0 };
+      if (attempt === 1) throw new RegionDbError(ErrorCode.Unavailable, 'leadership lost; the write may or may not have been applied');
+      throw new RegionDbError(ErrorCode.NotLeader, 'not the leader'); // later attempts refused: still unknown overall
+    });
+    const err = await failure(new Router(local).write(spanning('6'), FAR()));
+    expect(err.code).to.equal(ErrorCode.Unavailable);
+    const outcomes = JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[];
+    expect(outcomes.map((o) => o.outcome)).to.deep.equal(regions.map((id) => (id === unknownRegion ? 'OUTCOME_UNKNOWN' : 'OUTCOME_APPLIED')));
+    expect(attempts.get(unknownRegion)).to.equal(10);
+    expect(err.message).to.match(/3 applied, 1 unknown, 0 not applied/);
+  });
+
+  it('without a request id a part that may have applied is not retried', async () => {
+    const { local, attempts } = fakeLocal(async (regionId) => {
+      if (regionId === regions[0]) throw new RegionDbError(ErrorCode.DeadlineExceeded, 'timed out');
+      return { version: '3', rows_written: 0 };
+    });
+    const err = await failure(new Router(local).write(spanning('0'), FAR()));
+    expect(err.code).to.equal(ErrorCode.DeadlineExceeded);
+    expect(attempts.get(regions[0]!)).to.equal(1);
+    expect((JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[])[0]!.outcome).to.equal('OUTCOME_UNKNOWN');
+  });
+
+  it('a part refused before it was proposed is NOT_APPLIED with its own code; refusals that cannot change are not retried', async () => {
+    const { local, attempts } = fakeLocal(async (regionId) => {
+      if (regionId === regions[1]) throw new RegionDbError(ErrorCode.PermissionDenied, 'read-only user');
+      return { version: '3', rows_written: 0 };
+    });
+    const err = await failure(new Router(local).write(spanning('7'), FAR()));
+    expect(err.code).to.equal(ErrorCode.PermissionDenied);
+    expect(attempts.get(regions[1]!)).to.equal(1);
+    const outcomes = JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[];
+    expect(outcomes[1]).to.include({ outcome: 'OUTCOME_NOT_APPLIED', code: 'PERMISSION_DENIED', grpc_code: grpc.status.PERMISSION_DENIED });
+  });
+
+  it('a single-region request keeps its own error (CONDITION_FAILED with the current version)', async () => {
+    const { local } = fakeLocal(async () => {
+      throw new RegionDbError(ErrorCode.ConditionFailed, 'condition failed', { details: { currentVersion: '9' } });
+    });
+    const err = await failure(new Router(local).write({ table: 't', rows: [proto(rowAt(1))], expect_absent: true }, FAR()));
+    expect(err.code).to.equal(ErrorCode.ConditionFailed);
+    expect(err.details['currentVersion']).to.equal('9');
+  });
+
+  it('one region led here: applied directly (no outcomes list); refused before proposing, it is routed and retried', async () => {
+    const { local, attempts } = fakeLocal(async (_regionId, attempt) => {
+      if (attempt === 1) throw new RegionDbError(ErrorCode.NotLeader, 'leadership moved');
+      return { version: '4', rows_written: 1 };
+    });
+    const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(1))], client_id: 'c', request_id: '9' }, FAR())) as { version: string; regions: RegionOutcome[] };
+    expect(res.version).to.equal('4');
+    expect(res.regions.map((r) => r.outcome)).to.deep.equal(['OUTCOME_APPLIED']);
+    expect(attempts.get(regionOf(1))).to.equal(2);
+    const direct = fakeLocal(async () => ({ version: '5', rows_written: 1 }));
+    expect(await new Router(direct.local).write({ table: 't', rows: [proto(rowAt(1))] }, FAR())).to.deep.equal({ version: '5', rows_written: 1 });
+  });
+
+  it('refuses rows outside a given region id before anything is sent', async () => {
+    const { local, attempts } = fakeLocal(async () => ({ version: '1' }));
+    const err = await failure(new Router(local).write({ ...spanning('8'), region_id: regions[0]! }, FAR()));
+    expect(err.code).to.equal(ErrorCode.InvalidArgument);
+    expect(attempts.size).to.equal(0);
+  });
+
+  it('a whole-table scan merges every region in primary-key order, and a limit takes the first rows of that order', async () => {
+    const rows = Array.from({ length: 300 }, (_, i) => rowAt(i));
+    const byRegion = new Map<string, Row[]>();
+    for (const r of rows) {
+      const id = makeRegionId(schema.tableId, regionNumberOf(schema, r));
+      byRegion.set(id, [...(byRegion.get(id) ?? []), r]);
+    }
+    const order = (a: Row, b: Row) => compareBytes(encodePrimaryKey(schema, a), encodePrimaryKey(schema, b));
+    for (const list of byRegion.values()) list.sort(order);
+    const { local } = fakeLocal(async () => ({}), byRegion);
+    const scan = async (limit: number) => {
+      const out: number[] = [];
+      await new Router(local).scan({ table: 't', limit: String(limit), consistency: 'LINEARIZABLE' }, async (chunk) => {
+        for (const r of (chunk as ScanChunk).rows) out.push(Number(r.values['v']!.int64_value));
+      });
+      return out;
+    };
+    const expected = [...rows].sort(order);
+    const all = await scan(0);
+    expect(all).to.deep.equal(expected.map((r) => r['v']));
+    expect(await scan(57)).to.deep.equal(expected.slice(0, 57).map((r) => r['v']));
+  });
+});

@@ -23,7 +23,7 @@
 // acks), its WAL is kept untouched, and it is reported (region, index, reason) until the
 // metasrv replaces it under a fresh peer id.
 import { assert } from '../common/assert.js';
-import type { Clock } from '../common/clock.js';
+import type { TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { limits } from '../common/limits.js';
@@ -236,7 +236,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private driving = false;
   private rerun = false;
   private currentCycle: Promise<void> = Promise.resolve();
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: TimerHandle | undefined;
   private fatal: Error | undefined;
   private readSeq = 0;
   /**
@@ -255,7 +255,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     private readonly stateMachines: StateMachineFactory<S>,
     private readonly tuning: RaftTuning,
     private readonly log: Logger,
-    private readonly clock: Clock,
+    /** Time and timers (the ticker, the ready loop's scheduling): systemClock in production. */
+    private readonly clock: TimedClock,
     private readonly hooks: RegionServerHooks = {},
   ) {
     // Election timeouts only need to differ between nodes; seed from the node id and time.
@@ -267,11 +268,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   start(): void {
     assert(this.ticker === undefined, 'region server already started');
-    this.ticker = setInterval(() => this.tick(), this.tuning.tickMs);
+    this.ticker = this.clock.setInterval(() => this.tick(), this.tuning.tickMs);
   }
 
   async stop(): Promise<void> {
-    if (this.ticker) clearInterval(this.ticker);
+    this.ticker?.cancel();
     this.ticker = undefined;
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable('datanode is shutting down'));
     await this.currentCycle.catch(() => {}); // a failed cycle was already reported by onFatal
@@ -503,7 +504,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     this.driving = true;
-    setImmediate(() => {
+    this.clock.setImmediate(() => {
       this.drive().catch((err: unknown) => this.onFatal(err));
     });
   }
@@ -926,7 +927,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.fatal = err instanceof Error ? err : new Error(String(err));
     this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (docs/raft-rules.md R3)');
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable(this.fatal.message));
-    if (this.ticker) clearInterval(this.ticker);
+    this.ticker?.cancel();
   }
 
   fatalError(): Error | undefined {

@@ -46,6 +46,7 @@ import {
   type StateMachine,
   bootstrapEntries,
   decodeConfChange,
+  maySendBeforePersist,
   roleName,
 } from '../raft/index.js';
 import type { LogEngine } from '../wal/log-engine.js';
@@ -566,7 +567,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
     // counts its own copy toward the quorum only after this write (advance() below), so an
     // early send changes latency, not safety. Only when the ready carries no new term or vote
-    // (those must be durable before anyone hears of them) and no snapshot.
+    // (those must be durable before anyone hears of them) and no snapshot (maySendBeforePersist
+    // in src/raft/host-rules.ts, the one copy of the rule).
     const early = work.filter(([replica, rd]) => this.maySendBeforePersist(replica, rd));
     this.send(early);
     if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
@@ -736,11 +738,14 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return failure;
   }
 
-  private maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
-    if (!replica.isLeader() || rd.snapshot || rd.messages.length === 0) return false;
-    if (!rd.hardState) return true;
-    const persisted = replica.store.initialState().hardState;
-    return rd.hardState.term === persisted.term && rd.hardState.vote === persisted.vote;
+  /**
+   * The one rule (src/raft/host-rules.ts), shared with the raft-core simulator. Protected so that
+   * the whole-datanode simulator can replace it in a test-only subclass with a broken rule and
+   * show it finds the bug (test/sim/cluster-sim.ts); nothing in src/ overrides it.
+   */
+  protected maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
+    if (rd.messages.length === 0) return false;
+    return maySendBeforePersist(replica.isLeader(), rd, replica.store.initialState().hardState);
   }
 
   /** Hands the messages of these readies to the transport, grouped per destination datanode. */

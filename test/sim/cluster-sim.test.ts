@@ -49,6 +49,36 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     expect(crashes).to.be.greaterThan(seedCount);
   });
 
+  // The simulator is evidence only if it can fail: the planted host bug (a test-only subclass of
+  // RegionServer overriding the rule of src/raft/host-rules.ts) lets followers acknowledge appends and voters grant votes before their write is durable;
+  // a crash in the fsync window then forgets them. It must be found within 2,000 seeds, by a
+  // safety checker (not only as lost liveness), and the failing seed must replay identically.
+  it('the checkers can fail: followers acking before their write is durable (planted) is found within 2,000 seeds', async () => {
+    const planted = { hostBug: 'send-before-persist' } as const;
+    let first: ClusterSimViolation | undefined;
+    let safety: ClusterSimViolation | undefined;
+    for (let seed = 1; seed <= 2000 && !safety; seed++) {
+      try {
+        await runClusterSim(seed, planted);
+      } catch (err) {
+        if (!(err instanceof ClusterSimViolation)) throw err;
+        first ??= err;
+        if (err.invariant !== 'liveness') safety = err;
+      }
+    }
+    expect(first, 'no seed exposed the planted bug').to.not.equal(undefined);
+    expect(safety, 'only liveness failures: no safety checker caught the planted bug').to.not.equal(undefined);
+    console.log(`    first found by seed ${first!.seed} (${first!.invariant}); first safety violation: seed ${safety!.seed} (${safety!.invariant})`);
+    // The failing seed replays to the same violation.
+    let again: ClusterSimViolation | undefined;
+    try {
+      await runClusterSim(safety!.seed, planted);
+    } catch (err) {
+      again = err as ClusterSimViolation;
+    }
+    expect(again?.message).to.equal(safety!.message);
+  });
+
   it('a violation carries the seed, the replay command and the last events', () => {
     const v = new ClusterSimViolation(42, 'linearizability', 'detail', ['1 a', '2 b']);
     expect(v.message).to.contain('SIM_CLUSTER_SEED=42 make test-sim-cluster');

@@ -21,7 +21,8 @@ import { SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
-import { RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
+import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
+import type { Ready } from '../../src/raft/raft.js';
 import type { RaftEnvelope } from '../../src/datanode/types.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
@@ -81,6 +82,13 @@ export interface ClusterSimOptions {
   /** Virtual ms allowed after healing for the final reads to succeed (liveness). */
   livenessMs: number;
   clients: number;
+  /**
+   * Test-only switch that reintroduces a real host bug in every RegionServer (a subclass
+   * overriding the persist-before-send rule, src/raft/host-rules.ts): 'send-before-persist'
+   * lets every replica send before its write is durable, so a follower acknowledges entries and
+   * a voter grants its vote before either is on disk (breaks P1).
+   */
+  hostBug?: 'send-before-persist';
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
@@ -134,6 +142,13 @@ const TUNING: RaftTuning = {
 };
 
 type Server = RegionServer<RegisterMachine, boolean>;
+
+/** The planted bug (hostBug 'send-before-persist'): everyone's messages leave before the write is durable. */
+class SendBeforePersistServer extends RegionServer<RegisterMachine, boolean> {
+  protected override maySendBeforePersist(_replica: Replica<RegisterMachine, boolean>, rd: Ready): boolean {
+    return rd.messages.length > 0;
+  }
+}
 
 interface SimNode {
   readonly id: number;
@@ -271,7 +286,8 @@ export class ClusterSim {
     const inc = new Incarnation(node.id, ++this.incarnations);
     node.incarnation = inc;
     node.disk.owner = inc;
-    const server: Server = new RegionServer<RegisterMachine, boolean>(
+    const Host = this.options.hostBug === 'send-before-persist' ? SendBeforePersistServer : RegionServer<RegisterMachine, boolean>;
+    const server: Server = new Host(
       node.id,
       node.disk,
       this.net.transportFor(inc),

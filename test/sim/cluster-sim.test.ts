@@ -1,11 +1,11 @@
 // The whole-datanode simulator as a test suite (cluster-sim.ts). SIM_CLUSTER_SEEDS seeds (default
-// 60 in the mocha glob, `make test-sim-cluster SEEDS=n` for a campaign); SIM_CLUSTER_SEED=n
+// 200 in the mocha glob, `make test-sim-cluster SEEDS=n` for a campaign); SIM_CLUSTER_SEED=n
 // replays one seed twice and checks that both runs hash the same.
 import { expect } from 'chai';
 import { ClusterSimViolation, runClusterSim } from './cluster-sim.js';
 
 const envSeed = process.env['SIM_CLUSTER_SEED'];
-const seedCount = Number(process.env['SIM_CLUSTER_SEEDS'] || 60);
+const seedCount = Number(process.env['SIM_CLUSTER_SEEDS'] || 200);
 const firstSeed = Number(process.env['SIM_CLUSTER_FIRST_SEED'] || 1);
 
 describe('whole-datanode simulator (real RegionServer, simulated disk, network and time)', function () {
@@ -13,9 +13,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
 
   if (envSeed !== undefined && envSeed !== '') {
     const seed = Number(envSeed);
-    it(`replays seed ${seed} to the same trace hash`, async () => {
-      const a = await runClusterSim(seed);
-      const b = await runClusterSim(seed);
+    // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
+    const hostBug = process.env['SIM_CLUSTER_HOST_BUG'] === 'send-before-persist' ? ({ hostBug: 'send-before-persist' } as const) : {};
+    it(`replays seed ${seed} to the same trace hash${'hostBug' in hostBug ? ' (planted bug on)' : ''}`, async () => {
+      const a = await runClusterSim(seed, hostBug);
+      const b = await runClusterSim(seed, hostBug);
       console.log(`    seed ${seed}: trace ${a.traceHash}, ${a.events} events, ops ${JSON.stringify(a.ops)}, ${a.crashes} crashes, ${a.elections} elections`);
       expect(b.traceHash).to.equal(a.traceHash);
     });

@@ -121,10 +121,10 @@ export class ClusterSimViolation extends Error {
     readonly invariant: string,
     detail: string,
     readonly traceTail: readonly string[],
+    hostBug?: string,
   ) {
-    super(
-      `seed ${seed}: ${invariant}: ${detail}\n  replay: SIM_CLUSTER_SEED=${seed} make test-sim-cluster\n  last events:\n${traceTail.map((e) => `    ${e}`).join('\n')}`,
-    );
+    const replay = `${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}SIM_CLUSTER_SEED=${seed} make test-sim-cluster`;
+    super(`seed ${seed}: ${invariant}: ${detail}\n  replay: ${replay}\n  last events:\n${traceTail.map((e) => `    ${e}`).join('\n')}`);
   }
 }
 
@@ -179,6 +179,8 @@ export class ClusterSim {
   private readonly setHistory: HistoryEvent[] = [];
   private hash = 0x811c9dc5;
   private readonly tail: string[] = [];
+  /** The whole trace of this run (for the events a history violation names). */
+  private readonly trace: string[] = [];
   private faults = true;
   private violation: ClusterSimViolation | undefined;
   /** `region/index` → the command applied there (every replica must apply the same). */
@@ -238,6 +240,7 @@ export class ClusterSim {
     this.throwIfViolated();
     await this.finalReads(deadline);
     this.throwIfViolated();
+    await this.checkConvergence(deadline);
     this.checkHistories();
     return {
       seed: this.options.seed,
@@ -262,18 +265,19 @@ export class ClusterSim {
       this.hash = Math.imul(this.hash, 0x01000193) >>> 0;
     }
     this.tail.push(line);
+    this.trace.push(line);
     if (this.tail.length > this.options.traceTail) this.tail.shift();
   }
 
   private fail(invariant: string, detail: string): never {
-    const v = new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail]);
+    const v = new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.options.hostBug);
     this.violation ??= v;
     throw this.violation;
   }
 
   /** For violations found inside callbacks of the production code (which would swallow a throw). */
   private flag(invariant: string, detail: string): void {
-    this.violation ??= new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail]);
+    this.violation ??= new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.options.hostBug);
   }
 
   private throwIfViolated(): void {
@@ -586,6 +590,26 @@ export class ClusterSim {
     }
   }
 
+  /** After healing, every replica of a region reaches the same applied index with the same state. */
+  private async checkConvergence(deadline: number): Promise<void> {
+    const diverged = (): string | undefined => {
+      for (const regionId of REGIONS) {
+        const states = [...this.nodes.values()].map((n) => {
+          const replica = n.server?.replica(regionId);
+          return replica ? `${replica.appliedIndex}:${dec.decode(replica.stateMachine.serialize())}` : 'closed';
+        });
+        if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${i + 1} ${st.slice(0, 60)}`).join(' | ')}`;
+      }
+      return undefined;
+    };
+    while (diverged() !== undefined) {
+      if (this.sched.now > deadline) this.fail('convergence', `replicas differ ${this.options.livenessMs} ms after healing: ${diverged()}`);
+      await this.sched.runUntil(this.sched.now + 10);
+      this.throwIfViolated();
+    }
+    this.record('converged');
+  }
+
   private status(): string {
     return [...this.nodes.values()]
       .map((n) => {
@@ -599,16 +623,27 @@ export class ClusterSim {
       .join(' ');
   }
 
+  /** The trace's client events that name one of `needles` (what happened to the ops at fault). */
+  private eventsNaming(needles: readonly string[]): string {
+    if (needles.length === 0) return '';
+    const lines = this.trace.filter((l) => needles.some((n) => l.includes(n)) && /^\d+ (invoke|ok|fail|info) /.test(l)).slice(-15);
+    return `\n  the trace's events for these ops:\n${lines.map((l) => `    ${l}`).join('\n')}`;
+  }
+
   private checkHistories(): void {
     const lin = checkRegister(sortedByTime(this.history));
     if (lin.valid === false) {
       const bad = lin.keys.find((k) => k.valid === false)!;
       const ops = (bad.failingOps ?? []).slice(0, 12).map(describeOp).join('\n    ');
-      this.fail('linearizability', `${bad.message}\n  failing ops:\n    ${ops}`);
+      const values = (bad.failingOps ?? []).slice(0, 6).map((op) => ` ${JSON.stringify(op.value)}`);
+      this.fail('linearizability', `${bad.message}\n  failing ops:\n    ${ops}${this.eventsNaming(values)}`);
     }
     if (lin.valid === 'unknown') this.fail('linearizability', `checker gave up: ${lin.unknownKeys.join(', ')}`);
     const set = checkSet(sortedByTime(this.setHistory));
-    if (!set.valid) this.fail('set (no acknowledged add lost)', set.message);
+    if (!set.valid) {
+      const lost = set.lost.slice(0, 3).map((v) => ` add  ${JSON.stringify(v)}`);
+      this.fail('set (no acknowledged add lost)', `${set.message}${this.eventsNaming(lost)}`);
+    }
   }
 }
 

@@ -23,6 +23,7 @@ import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
 import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
 import type { Ready } from '../../src/raft/raft.js';
+import { messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope } from '../../src/datanode/types.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
@@ -340,7 +341,7 @@ export class ClusterSim {
     const server = this.nodes.get(to)?.server;
     if (!server) return;
     const m = envelope.message;
-    this.record(`msg ${from}->${to} ${envelope.regionId} ${m.type} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
+    this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
     server.step(from, envelope.regionId, m);
   }
 

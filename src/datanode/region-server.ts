@@ -37,6 +37,7 @@ import {
   type Message,
   NO_NODE,
   Raft,
+  type RaftConfig,
   type RaftLogStore,
   type ReadOnlyOption,
   type Ready,
@@ -335,7 +336,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.recordFailure(spec.regionId, spec.selfPeerId, snapshot.metadata.index, reason, undefined);
       return undefined;
     }
-    const raft = new Raft({
+    const raft = this.createRaft({
       id: spec.selfPeerId,
       storage: store,
       rand: this.rand.fork(),
@@ -736,6 +737,14 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.failed.set(regionId, failure);
     this.log.error({ regionId, peerId: selfPeerId, index, reason }, 'replica failed: it stops (fenced, out of raft) until the metasrv replaces it; the node keeps serving its other regions');
     return failure;
+  }
+
+  /**
+   * The raft core of a replica. Protected so that the whole-datanode simulator can run the core
+   * with a test-only planted bug in a subclass (test/sim/cluster-sim.ts); nothing in src/ overrides it.
+   */
+  protected createRaft(config: RaftConfig): Raft {
+    return new Raft(config);
   }
 
   /**

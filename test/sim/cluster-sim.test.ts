@@ -2,7 +2,8 @@
 // 200 in the mocha glob, `make test-sim-cluster SEEDS=n` for a campaign); SIM_CLUSTER_SEED=n
 // replays one seed twice and checks that both runs hash the same.
 import { expect } from 'chai';
-import { ClusterSimViolation, runClusterSim } from './cluster-sim.js';
+import type { PlantedBugs } from '../../src/raft/raft.js';
+import { type ClusterSimOptions, ClusterSimViolation, runClusterSim } from './cluster-sim.js';
 
 const envSeed = process.env['SIM_CLUSTER_SEED'];
 const seedCount = Number(process.env['SIM_CLUSTER_SEEDS'] || 200);
@@ -14,10 +15,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
   if (envSeed !== undefined && envSeed !== '') {
     const seed = Number(envSeed);
     // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
+    // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
     const hostBug = process.env['SIM_CLUSTER_HOST_BUG'] === 'send-before-persist' ? ({ hostBug: 'send-before-persist' } as const) : {};
-    it(`replays seed ${seed} to the same trace hash${'hostBug' in hostBug ? ' (planted bug on)' : ''}`, async () => {
-      const a = await runClusterSim(seed, hostBug);
-      const b = await runClusterSim(seed, hostBug);
+    const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
+    const planted: Partial<ClusterSimOptions> = {
+      ...hostBug,
+      ...(coreNames.length > 0 ? { coreBugs: Object.fromEntries(coreNames.map((n) => [n, true])) as PlantedBugs } : {}),
+    };
+    it(`replays seed ${seed} to the same trace hash${Object.keys(planted).length > 0 ? ' (planted bug on)' : ''}`, async () => {
+      const a = await runClusterSim(seed, planted);
+      const b = await runClusterSim(seed, planted);
       console.log(`    seed ${seed}: trace ${a.traceHash}, ${a.events} events, ops ${JSON.stringify(a.ops)}, ${a.crashes} crashes, ${a.elections} elections`);
       expect(b.traceHash).to.equal(a.traceHash);
     });
@@ -80,6 +87,33 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     }
     expect(again?.message).to.equal(safety!.message);
   });
+
+  // The raft core's planted bugs (src/raft/raft.ts), run inside the real region servers: each
+  // must be found within 2,000 seeds, and the failing seed must replay to the same violation.
+  for (const bug of ['readIndexWithoutTermCheck', 'appendWithoutPrevTermCheck', 'appliedToCommitted'] as const) {
+    it(`the checkers can fail: the core's planted ${bug} is found within 2,000 seeds`, async () => {
+      const planted = { coreBugs: { [bug]: true } };
+      let caught: ClusterSimViolation | undefined;
+      for (let seed = 1; seed <= 2000 && !caught; seed++) {
+        try {
+          await runClusterSim(seed, planted);
+        } catch (err) {
+          if (!(err instanceof ClusterSimViolation)) throw err;
+          caught = err;
+        }
+      }
+      expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
+      console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_CORE_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      let again: ClusterSimViolation | undefined;
+      try {
+        await runClusterSim(caught!.seed, planted);
+      } catch (err) {
+        again = err as ClusterSimViolation;
+      }
+      expect(again?.message).to.equal(caught!.message);
+    });
+  }
 
   it('a violation carries the seed, the replay command and the last events', () => {
     const v = new ClusterSimViolation(42, 'linearizability', 'detail', ['1 a', '2 b']);

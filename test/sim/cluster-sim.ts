@@ -22,7 +22,7 @@ import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
 import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
-import type { Ready } from '../../src/raft/raft.js';
+import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
 import { messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope } from '../../src/datanode/types.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
@@ -90,6 +90,8 @@ export interface ClusterSimOptions {
    * a voter grants its vote before either is on disk (breaks P1).
    */
   hostBug?: 'send-before-persist';
+  /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
+  coreBugs?: PlantedBugs;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
@@ -122,9 +124,10 @@ export class ClusterSimViolation extends Error {
     readonly invariant: string,
     detail: string,
     readonly traceTail: readonly string[],
-    hostBug?: string,
+    /** The environment that switches the run's planted bugs on again (empty without any). */
+    plantedEnv = '',
   ) {
-    const replay = `${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}SIM_CLUSTER_SEED=${seed} make test-sim-cluster`;
+    const replay = `${plantedEnv}SIM_CLUSTER_SEED=${seed} make test-sim-cluster`;
     super(`seed ${seed}: ${invariant}: ${detail}\n  replay: ${replay}\n  last events:\n${traceTail.map((e) => `    ${e}`).join('\n')}`);
   }
 }
@@ -144,11 +147,20 @@ const TUNING: RaftTuning = {
 
 type Server = RegionServer<RegisterMachine, boolean>;
 
-/** The planted bug (hostBug 'send-before-persist'): everyone's messages leave before the write is durable. */
-class SendBeforePersistServer extends RegionServer<RegisterMachine, boolean> {
-  protected override maySendBeforePersist(_replica: Replica<RegisterMachine, boolean>, rd: Ready): boolean {
-    return rd.messages.length > 0;
-  }
+/**
+ * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
+ * messages leave before the write is durable; coreBugs run every raft core with PlantedBugs.
+ */
+function plantedServer(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<RegisterMachine, boolean> {
+  return class PlantedRegionServer extends RegionServer<RegisterMachine, boolean> {
+    protected override maySendBeforePersist(replica: Replica<RegisterMachine, boolean>, rd: Ready): boolean {
+      return hostBug === 'send-before-persist' ? rd.messages.length > 0 : super.maySendBeforePersist(replica, rd);
+    }
+
+    protected override createRaft(config: RaftConfig): Raft {
+      return new Raft(coreBugs ? { ...config, plantedBugs: coreBugs } : config);
+    }
+  };
 }
 
 interface SimNode {
@@ -271,18 +283,29 @@ export class ClusterSim {
   }
 
   private fail(invariant: string, detail: string): never {
-    const v = new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.options.hostBug);
+    const v = new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.plantedEnv());
     this.violation ??= v;
     throw this.violation;
   }
 
   /** For violations found inside callbacks of the production code (which would swallow a throw). */
   private flag(invariant: string, detail: string): void {
-    this.violation ??= new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.options.hostBug);
+    this.violation ??= new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.plantedEnv());
   }
 
   private throwIfViolated(): void {
+    // The simulated disk never fails, so a node whose ready loop stopped (fatal) hit a bug.
+    for (const node of this.nodes.values()) {
+      const fatal = node.server?.fatalError();
+      if (fatal) this.flag('node fatal', `n${node.id}'s ready loop stopped: ${fatal.message}`);
+    }
     if (this.violation) throw this.violation;
+  }
+
+  private plantedEnv(): string {
+    const { hostBug, coreBugs } = this.options;
+    const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
+    return `${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -291,7 +314,8 @@ export class ClusterSim {
     const inc = new Incarnation(node.id, ++this.incarnations);
     node.incarnation = inc;
     node.disk.owner = inc;
-    const Host = this.options.hostBug === 'send-before-persist' ? SendBeforePersistServer : RegionServer<RegisterMachine, boolean>;
+    const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined;
+    const Host = planted ? plantedServer(this.options.hostBug, this.options.coreBugs) : RegionServer<RegisterMachine, boolean>;
     const server: Server = new Host(
       node.id,
       node.disk,

@@ -342,6 +342,9 @@ export class ClusterSim {
 
   private crash(node: SimNode, why: string): void {
     if (!node.server) return;
+    // A restart would hide that this incarnation's ready loop had stopped.
+    const fatal = node.server.fatalError();
+    if (fatal) this.flag('node fatal', `n${node.id}'s ready loop stopped: ${fatal.message}`);
     this.crashes++;
     node.incarnation.dead = true; // its timers, pending fsyncs and sends die with it
     node.server = undefined;

@@ -9,7 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 
-.PHONY: all deps build proto-check proto-descriptors test check check-wire-raft check-unit check-sim test-sim lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: all deps build proto-check proto-descriptors test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -44,7 +44,8 @@ lint: deps typecheck proto-check
 	node scripts/check-layers.mjs
 	node scripts/check-citations.mjs
 
-# The default suite: unit, conformance, raft paper tests, 300 simulator seeds, integration.
+# The default suite: unit, conformance, raft paper tests, 300 simulator seeds, 200 whole-datanode
+# simulator seeds (test/sim/cluster-sim.test.ts's default), integration.
 test: build proto-check
 	SIM_SEEDS=300 $(MOCHA) 'test/**/*.test.ts'
 
@@ -70,6 +71,13 @@ check-sim: deps
 # and prints its trace hash.
 test-sim: deps
 	SIM_SEEDS=$(SEEDS) SIM_SEED=$(SEED) $(MOCHA) --timeout 0 test/sim/simulator.test.ts
+
+# The whole-datanode simulator (docs/simulation.md): real RegionServers on one seeded scheduler.
+# SEEDS=n seeds (make test runs 200); SIM_CLUSTER_SEED=n (or SEED=n) replays one seed twice and
+# prints its trace hash; FIRST_SEED=n starts a campaign elsewhere.
+FIRST_SEED ?= 1
+test-sim-cluster: deps
+	SIM_CLUSTER_SEEDS=$(SEEDS) SIM_CLUSTER_SEED=$(or $(SEED),$(SIM_CLUSTER_SEED)) SIM_CLUSTER_FIRST_SEED=$(FIRST_SEED) $(MOCHA) --timeout 0 test/sim/cluster-sim.test.ts
 
 # Hostile-input fuzzing (issue 10): random and mutated protobuf at every gRPC method of a live
 # metasrv + datanode, and at every decoder (WAL, raft, commands, manifests, catalog, SSTs).

@@ -6,8 +6,46 @@ export interface Clock {
   nowMs(): number;
 }
 
-export const systemClock: Clock = {
+/** A timer set through a Scheduler; cancel() is idempotent. */
+export interface TimerHandle {
+  cancel(): void;
+}
+
+/**
+ * Injected timers: what a host uses instead of setTimeout/setInterval/setImmediate, so that a
+ * simulation can run it on one seeded scheduler (test/sim/cluster-sim.ts). The default is the
+ * real event loop (systemScheduler).
+ */
+export interface Scheduler {
+  /** Runs `fn` once after `delayMs` milliseconds of this scheduler's clock. */
+  setTimeout(fn: () => void, delayMs: number): TimerHandle;
+  /** Runs `fn` every `periodMs` milliseconds until cancelled. */
+  setInterval(fn: () => void, periodMs: number): TimerHandle;
+  /** Runs `fn` soon, after the events already due (setImmediate). */
+  setImmediate(fn: () => void): void;
+}
+
+/** A clock with timers on the same time line: what the region server runs on. */
+export type TimedClock = Clock & Scheduler;
+
+export const systemScheduler: Scheduler = {
+  setTimeout: (fn, delayMs) => {
+    const t = setTimeout(fn, delayMs);
+    return { cancel: () => clearTimeout(t) };
+  },
+  setInterval: (fn, periodMs) => {
+    const t = setInterval(fn, periodMs);
+    return { cancel: () => clearInterval(t) };
+  },
+  setImmediate: (fn) => {
+    setImmediate(fn);
+  },
+};
+
+/** The process's monotonic clock with the real event loop's timers. */
+export const systemClock: TimedClock = {
   nowMs: () => performance.now(),
+  ...systemScheduler,
 };
 
 /** A clock tests advance by hand. */

@@ -23,7 +23,7 @@
 // acks), its WAL is kept untouched, and it is reported (region, index, reason) until the
 // metasrv replaces it under a fresh peer id.
 import { assert } from '../common/assert.js';
-import type { Clock } from '../common/clock.js';
+import type { TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { limits } from '../common/limits.js';
@@ -37,6 +37,7 @@ import {
   type Message,
   NO_NODE,
   Raft,
+  type RaftConfig,
   type RaftLogStore,
   type ReadOnlyOption,
   type Ready,
@@ -46,6 +47,7 @@ import {
   type StateMachine,
   bootstrapEntries,
   decodeConfChange,
+  maySendBeforePersist,
   roleName,
 } from '../raft/index.js';
 import type { LogEngine } from '../wal/log-engine.js';
@@ -236,7 +238,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private driving = false;
   private rerun = false;
   private currentCycle: Promise<void> = Promise.resolve();
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: TimerHandle | undefined;
   private fatal: Error | undefined;
   private readSeq = 0;
   /**
@@ -255,7 +257,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     private readonly stateMachines: StateMachineFactory<S>,
     private readonly tuning: RaftTuning,
     private readonly log: Logger,
-    private readonly clock: Clock,
+    /** Time and timers (the ticker, the ready loop's scheduling): systemClock in production. */
+    private readonly clock: TimedClock,
     private readonly hooks: RegionServerHooks = {},
   ) {
     // Election timeouts only need to differ between nodes; seed from the node id and time.
@@ -267,11 +270,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   start(): void {
     assert(this.ticker === undefined, 'region server already started');
-    this.ticker = setInterval(() => this.tick(), this.tuning.tickMs);
+    this.ticker = this.clock.setInterval(() => this.tick(), this.tuning.tickMs);
   }
 
   async stop(): Promise<void> {
-    if (this.ticker) clearInterval(this.ticker);
+    this.ticker?.cancel();
     this.ticker = undefined;
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable('datanode is shutting down'));
     await this.currentCycle.catch(() => {}); // a failed cycle was already reported by onFatal
@@ -333,7 +336,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.recordFailure(spec.regionId, spec.selfPeerId, snapshot.metadata.index, reason, undefined);
       return undefined;
     }
-    const raft = new Raft({
+    const raft = this.createRaft({
       id: spec.selfPeerId,
       storage: store,
       rand: this.rand.fork(),
@@ -503,7 +506,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     this.driving = true;
-    setImmediate(() => {
+    this.clock.setImmediate(() => {
       this.drive().catch((err: unknown) => this.onFatal(err));
     });
   }
@@ -565,7 +568,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
     // counts its own copy toward the quorum only after this write (advance() below), so an
     // early send changes latency, not safety. Only when the ready carries no new term or vote
-    // (those must be durable before anyone hears of them) and no snapshot.
+    // (those must be durable before anyone hears of them) and no snapshot (maySendBeforePersist
+    // in src/raft/host-rules.ts, the one copy of the rule).
     const early = work.filter(([replica, rd]) => this.maySendBeforePersist(replica, rd));
     this.send(early);
     if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
@@ -735,11 +739,22 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return failure;
   }
 
-  private maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
-    if (!replica.isLeader() || rd.snapshot || rd.messages.length === 0) return false;
-    if (!rd.hardState) return true;
-    const persisted = replica.store.initialState().hardState;
-    return rd.hardState.term === persisted.term && rd.hardState.vote === persisted.vote;
+  /**
+   * The raft core of a replica. Protected so that the whole-datanode simulator can run the core
+   * with a test-only planted bug in a subclass (test/sim/cluster-sim.ts); nothing in src/ overrides it.
+   */
+  protected createRaft(config: RaftConfig): Raft {
+    return new Raft(config);
+  }
+
+  /**
+   * The one rule (src/raft/host-rules.ts), shared with the raft-core simulator. Protected so that
+   * the whole-datanode simulator can replace it in a test-only subclass with a broken rule and
+   * show it finds the bug (test/sim/cluster-sim.ts); nothing in src/ overrides it.
+   */
+  protected maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
+    if (rd.messages.length === 0) return false;
+    return maySendBeforePersist(replica.isLeader(), rd, replica.store.initialState().hardState);
   }
 
   /** Hands the messages of these readies to the transport, grouped per destination datanode. */
@@ -926,7 +941,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.fatal = err instanceof Error ? err : new Error(String(err));
     this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (docs/raft-rules.md R3)');
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable(this.fatal.message));
-    if (this.ticker) clearInterval(this.ticker);
+    this.ticker?.cancel();
   }
 
   fatalError(): Error | undefined {

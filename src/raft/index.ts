@@ -1,4 +1,5 @@
 export * from './confchange.js';
+export { maySendBeforePersist } from './host-rules.js';
 export { RaftLog } from './log.js';
 export { ProgressState } from './progress.js';
 export {

@@ -15,6 +15,7 @@
 import { AssertionError } from '../../src/common/assert.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { ConfChangeType, decodeConfChange } from '../../src/raft/confchange.js';
+import { maySendBeforePersist } from '../../src/raft/host-rules.js';
 import { type PlantedBugs, Raft, Role, roleName } from '../../src/raft/raft.js';
 import { MemoryStorage, bootstrapEntries } from '../../src/raft/storage.js';
 import { type Entry, EntryType, type HardState, type Message, MessageType, type NodeId } from '../../src/raft/types.js';
@@ -422,11 +423,8 @@ export class Simulation {
     // 0. As the datanode does (region-server.ts, thesis §10.2.1): a leader whose ready carries
     // no new term/vote and no snapshot sends before persisting. It may then crash before the
     // write lands; P3 says that is safe, and the invariant checks hold the core to it.
-    const persisted = node.storage.initialState().hardState;
-    const early =
-      raft.role === Role.Leader &&
-      !rd.snapshot &&
-      (!rd.hardState || (rd.hardState.term === persisted.term && rd.hardState.vote === persisted.vote));
+    // The rule itself is production's (src/raft/host-rules.ts), not a copy.
+    const early = maySendBeforePersist(raft.role === Role.Leader, rd, node.storage.initialState().hardState);
     if (early) {
       sendAll();
       if (faults && rd.entries.length > 0 && this.rand.chance(0.01)) {

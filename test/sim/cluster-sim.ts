@@ -1,0 +1,685 @@
+// Whole-datanode deterministic simulation (issue 15, first slice): N real RegionServer instances
+// — the production host loop: group commit, persist/send/apply order, proposal batching,
+// ReadIndex batching, snapshots and log compaction, restart from the log — each hosting two
+// regions, over a simulated network and simulated disks, all on ONE seeded scheduler (sim-world.ts).
+//
+// The state machine is a small deterministic one (registers with CAS and a grow-only set), not
+// RegionState: the engine, object store, flush and GC are not simulated yet (docs/simulation.md).
+//
+// Faults: crash + restart (unsynced writes lost; a crash can hit a node in the middle of an
+// fsync), symmetric and one-way partitions, isolating a leader, message loss / duplication /
+// delay / reordering, leader transfers. Workload: per-key registers (write, CAS, linearizable
+// read) checked by the WGL checker of src/check, and a set (no acknowledged add lost). Also
+// checked on every apply: every replica applies the same command at the same index.
+//
+// The same seed replays the same run: the trace hash covers every delivery, crash, restart,
+// role change and client operation.
+import { AssertionError } from '../../src/common/assert.js';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { SeededRand } from '../../src/common/rand.js';
+import type { HistoryEvent } from '../../src/check/history.js';
+import { checkRegister, describeOp } from '../../src/check/linearizability.js';
+import { checkSet } from '../../src/check/set.js';
+import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
+import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
+import { messageTypeName } from '../../src/raft/types.js';
+import type { RaftEnvelope } from '../../src/datanode/types.js';
+import type { StateMachine } from '../../src/raft/state-machine.js';
+import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+// ─── The state machine ──────────────────────────────────────────────────────────────────────
+
+type Command = { op: 'write'; key: string; value: number } | { op: 'cas'; key: string; from: number | null; to: number } | { op: 'add'; element: number };
+
+/** Registers (write, compare-and-set) and a grow-only set. Deterministic; whole-state snapshots. */
+export class RegisterMachine implements StateMachine<boolean> {
+  registers = new Map<string, number>();
+  set: number[] = [];
+
+  constructor(
+    private readonly onApply: ((index: number, command: string) => void) | undefined,
+    data: Uint8Array | null,
+  ) {
+    if (data) {
+      const state = JSON.parse(dec.decode(data)) as { registers: [string, number][]; set: number[] };
+      this.registers = new Map(state.registers);
+      this.set = state.set;
+    }
+  }
+
+  apply(index: number, command: Uint8Array): boolean {
+    const text = dec.decode(command);
+    this.onApply?.(index, text);
+    const c = JSON.parse(text) as Command;
+    if (c.op === 'write') {
+      this.registers.set(c.key, c.value);
+      return true;
+    }
+    if (c.op === 'cas') {
+      if ((this.registers.get(c.key) ?? null) !== c.from) return false;
+      this.registers.set(c.key, c.to);
+      return true;
+    }
+    this.set.push(c.element);
+    return true;
+  }
+
+  serialize(): Uint8Array {
+    return enc.encode(JSON.stringify({ registers: [...this.registers], set: this.set }));
+  }
+}
+
+// ─── Options and results ────────────────────────────────────────────────────────────────────
+
+export interface ClusterSimOptions {
+  seed: number;
+  nodes: number;
+  /** Virtual ms with faults and client load; then everything heals. */
+  faultMs: number;
+  /** Virtual ms allowed after healing for the final reads to succeed (liveness). */
+  livenessMs: number;
+  clients: number;
+  /**
+   * Test-only switch that reintroduces a real host bug in every RegionServer (a subclass
+   * overriding the persist-before-send rule, src/raft/host-rules.ts): 'send-before-persist'
+   * lets every replica send before its write is durable, so a follower acknowledges entries and
+   * a voter grants its vote before either is on disk (breaks P1).
+   */
+  hostBug?: 'send-before-persist';
+  /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
+  coreBugs?: PlantedBugs;
+  /** Events of the trace kept for the failure report. */
+  traceTail: number;
+}
+
+export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
+  nodes: 3,
+  faultMs: 4_000,
+  livenessMs: 6_000,
+  clients: 5,
+  traceTail: 40,
+};
+
+export interface ClusterSimResult {
+  seed: number;
+  traceHash: string;
+  events: number;
+  ops: { ok: number; fail: number; info: number };
+  acknowledgedAdds: number;
+  crashes: number;
+  elections: number;
+  leaderTransfers: number;
+  endMs: number;
+  reasons: [string, number][];
+}
+
+export class ClusterSimViolation extends Error {
+  override name = 'ClusterSimViolation';
+  constructor(
+    readonly seed: number,
+    readonly invariant: string,
+    detail: string,
+    readonly traceTail: readonly string[],
+    /** The environment that switches the run's planted bugs on again (empty without any). */
+    plantedEnv = '',
+  ) {
+    const replay = `${plantedEnv}SIM_CLUSTER_SEED=${seed} make test-sim-cluster`;
+    super(`seed ${seed}: ${invariant}: ${detail}\n  replay: ${replay}\n  last events:\n${traceTail.map((e) => `    ${e}`).join('\n')}`);
+  }
+}
+
+// ─── The simulation ─────────────────────────────────────────────────────────────────────────
+
+const REGIONS = ['r-reg', 'r-set'] as const;
+const KEYS = ['a', 'b', 'c'];
+const OP_TIMEOUT_MS = 500;
+const TUNING: RaftTuning = {
+  ...defaultRaftTuning,
+  tickMs: 10,
+  electionTicks: 10,
+  heartbeatTicks: 2,
+  snapshotEveryEntries: 40,
+};
+
+type Server = RegionServer<RegisterMachine, boolean>;
+
+/**
+ * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
+ * messages leave before the write is durable; coreBugs run every raft core with PlantedBugs.
+ */
+function plantedServer(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<RegisterMachine, boolean> {
+  return class PlantedRegionServer extends RegionServer<RegisterMachine, boolean> {
+    protected override maySendBeforePersist(replica: Replica<RegisterMachine, boolean>, rd: Ready): boolean {
+      return hostBug === 'send-before-persist' ? rd.messages.length > 0 : super.maySendBeforePersist(replica, rd);
+    }
+
+    protected override createRaft(config: RaftConfig): Raft {
+      return new Raft(coreBugs ? { ...config, plantedBugs: coreBugs } : config);
+    }
+  };
+}
+
+interface SimNode {
+  readonly id: number;
+  readonly disk: SimDisk;
+  incarnation: Incarnation;
+  server: Server | undefined;
+  /** When a crashed node restarts (set while down). */
+  restartAt: number;
+}
+
+interface Client {
+  readonly id: number;
+  process: number;
+  /** The node this client sends to, per region (a leader hint moves it). */
+  readonly target: Map<string, number>;
+  busy: boolean;
+}
+
+type Outcome = 'ok' | 'fail' | 'info';
+
+export class ClusterSim {
+  private readonly rand: SeededRand;
+  private readonly sched = new SimScheduler();
+  private readonly net: SimNetwork;
+  private readonly nodes = new Map<number, SimNode>();
+  private readonly clients: Client[] = [];
+  private readonly history: HistoryEvent[] = [];
+  private readonly setHistory: HistoryEvent[] = [];
+  private hash = 0x811c9dc5;
+  private readonly tail: string[] = [];
+  /** The whole trace of this run (for the events a history violation names). */
+  private readonly trace: string[] = [];
+  private faults = true;
+  private violation: ClusterSimViolation | undefined;
+  /** `region/index` → the command applied there (every replica must apply the same). */
+  private readonly appliedAt = new Map<string, string>();
+  private nextValue = 1;
+  private readonly written = new Map<string, number[]>();
+  private incarnations = 0;
+  private crashes = 0;
+  private elections = 0;
+  private transfers = 0;
+  private opCounts = { ok: 0, fail: 0, info: 0 };
+  /** Why operations failed or ended unknown (digits folded), for the run summary. */
+  private readonly reasons = new Map<string, number>();
+
+  constructor(private readonly options: ClusterSimOptions) {
+    this.rand = new SeededRand(options.seed);
+    this.net = new SimNetwork(this.sched, this.rand.fork(), { delayMsMin: 1, delayMsMax: 12, dropChance: 0.03, dupChance: 0.02 }, (from, to, envelope) =>
+      this.deliver(from, to, envelope),
+    );
+    for (let id = 1; id <= options.nodes; id++) {
+      const disk = new SimDisk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
+      const node: SimNode = { id, disk, incarnation: new Incarnation(id, 0), server: undefined, restartAt: 0 };
+      disk.onSyncStart = () => this.maybeCrashDuringSync(node);
+      this.nodes.set(id, node);
+    }
+    for (let c = 0; c < options.clients; c++) this.clients.push({ id: c, process: c, target: new Map(REGIONS.map((r) => [r, 1 + this.rand.int(options.nodes)])), busy: false });
+  }
+
+  async run(): Promise<ClusterSimResult> {
+    try {
+      return await this.runUnchecked();
+    } catch (err) {
+      if (err instanceof ClusterSimViolation) throw err;
+      if (err instanceof AssertionError) this.fail('host or core assertion', err.message);
+      throw err;
+    }
+  }
+
+  private async runUnchecked(): Promise<ClusterSimResult> {
+    const { faultMs, livenessMs } = this.options;
+    for (const node of this.nodes.values()) this.startNode(node);
+    // Client load and the nemesis, as events on the one scheduler.
+    for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
+    this.scheduleNemesis(100);
+    await this.sched.runUntil(faultMs, () => this.violation !== undefined);
+    this.throwIfViolated();
+
+    // Heal: no more faults; down nodes come back; clients stop issuing new operations.
+    this.faults = false;
+    this.net.faulty = false;
+    this.net.cut.clear();
+    this.record('heal');
+    for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
+    const deadline = this.sched.now + livenessMs;
+    // Let outstanding client operations finish or time out, then read everything.
+    await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
+    this.throwIfViolated();
+    await this.finalReads(deadline);
+    this.throwIfViolated();
+    await this.checkConvergence(deadline);
+    this.checkHistories();
+    return {
+      seed: this.options.seed,
+      traceHash: this.hash.toString(16).padStart(8, '0'),
+      events: this.sched.fired,
+      ops: this.opCounts,
+      acknowledgedAdds: this.setHistory.filter((e) => e.type === 'ok' && e.f === 'add').length,
+      crashes: this.crashes,
+      elections: this.elections,
+      leaderTransfers: this.transfers,
+      endMs: this.sched.now,
+      reasons: [...this.reasons].sort((a, b) => b[1] - a[1]).slice(0, 6),
+    };
+  }
+
+  // ─── Trace and failures ─────────────────────────────────────────────────────────────────────
+
+  private record(event: string): void {
+    const line = `${this.sched.now} ${event}`;
+    for (let i = 0; i < line.length; i++) {
+      this.hash ^= line.charCodeAt(i);
+      this.hash = Math.imul(this.hash, 0x01000193) >>> 0;
+    }
+    this.tail.push(line);
+    this.trace.push(line);
+    if (this.tail.length > this.options.traceTail) this.tail.shift();
+  }
+
+  private fail(invariant: string, detail: string): never {
+    const v = new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.plantedEnv());
+    this.violation ??= v;
+    throw this.violation;
+  }
+
+  /** For violations found inside callbacks of the production code (which would swallow a throw). */
+  private flag(invariant: string, detail: string): void {
+    this.violation ??= new ClusterSimViolation(this.options.seed, invariant, detail, [...this.tail], this.plantedEnv());
+  }
+
+  private throwIfViolated(): void {
+    // The simulated disk never fails, so a node whose ready loop stopped (fatal) hit a bug.
+    for (const node of this.nodes.values()) {
+      const fatal = node.server?.fatalError();
+      if (fatal) this.flag('node fatal', `n${node.id}'s ready loop stopped: ${fatal.message}`);
+    }
+    if (this.violation) throw this.violation;
+  }
+
+  private plantedEnv(): string {
+    const { hostBug, coreBugs } = this.options;
+    const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
+    return `${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}`;
+  }
+
+  // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
+
+  private startNode(node: SimNode): void {
+    const inc = new Incarnation(node.id, ++this.incarnations);
+    node.incarnation = inc;
+    node.disk.owner = inc;
+    const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined;
+    const Host = planted ? plantedServer(this.options.hostBug, this.options.coreBugs) : RegionServer<RegisterMachine, boolean>;
+    const server: Server = new Host(
+      node.id,
+      node.disk,
+      this.net.transportFor(inc),
+      { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
+      TUNING,
+      silentLogger,
+      this.sched.clockFor(inc),
+      {
+        onRoleChange: (regionId, role, leader, term) => {
+          if (role === 'leader') this.elections++;
+          this.record(`role n${node.id} ${regionId} ${role} leader=${leader} t${term}`);
+        },
+      },
+    );
+    node.server = server;
+    this.record(`start n${node.id} #${inc.number}`);
+    server.start();
+    const peers = [...this.nodes.keys()].map((id) => ({ peerId: id, nodeId: id }));
+    for (const regionId of REGIONS) {
+      server.open({ regionId, selfPeerId: node.id, peers, bootstrap: true }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
+    }
+  }
+
+  private crash(node: SimNode, why: string): void {
+    if (!node.server) return;
+    // A restart would hide that this incarnation's ready loop had stopped.
+    const fatal = node.server.fatalError();
+    if (fatal) this.flag('node fatal', `n${node.id}'s ready loop stopped: ${fatal.message}`);
+    this.crashes++;
+    node.incarnation.dead = true; // its timers, pending fsyncs and sends die with it
+    node.server = undefined;
+    node.disk.crash();
+    const downMs = 20 + this.rand.int(400);
+    node.restartAt = this.sched.now + downMs;
+    this.record(`crash n${node.id} (${why}) down ${downMs}ms`);
+    this.sched.at(node.restartAt, () => {
+      if (!node.server) this.startNode(node);
+    });
+  }
+
+  /** A crash in the middle of an fsync: the batch never lands (the durability window). */
+  private maybeCrashDuringSync(node: SimNode): void {
+    if (!this.faults || !this.rand.chance(0.004)) return;
+    const at = this.sched.now; // before the sync completes (it takes at least 1 ms)
+    this.sched.at(at, () => this.crash(node, 'during fsync'));
+  }
+
+  private deliver(from: number, to: number, envelope: RaftEnvelope): void {
+    const server = this.nodes.get(to)?.server;
+    if (!server) return;
+    const m = envelope.message;
+    this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
+    server.step(from, envelope.regionId, m);
+  }
+
+  private onApply(nodeId: number, regionId: string, index: number, command: string): void {
+    const key = `${regionId}/${index}`;
+    const seen = this.appliedAt.get(key);
+    if (seen === undefined) this.appliedAt.set(key, command);
+    else if (seen !== command) this.flag('state machine safety', `n${nodeId} applied ${command} at ${key}, another replica applied ${seen}`);
+  }
+
+  // ─── Nemesis ────────────────────────────────────────────────────────────────────────────────
+
+  private scheduleNemesis(afterMs: number): void {
+    this.sched.at(this.sched.now + afterMs, () => {
+      if (!this.faults) return;
+      this.nemesisStep();
+      this.scheduleNemesis(50 + this.rand.int(250));
+    });
+  }
+
+  private nemesisStep(): void {
+    const ids = [...this.nodes.keys()];
+    const up = [...this.nodes.values()].filter((n) => n.server);
+    const roll = this.rand.int(100);
+    if (roll < 25) {
+      // Crash one node, keeping a majority up most of the time.
+      const keepUp = this.rand.chance(0.2) ? 1 : Math.floor(ids.length / 2) + 1;
+      if (up.length - 1 >= keepUp) this.crash(this.rand.pick(up), 'nemesis');
+    } else if (roll < 40) {
+      const isolated = this.rand.pick(ids);
+      for (const other of ids) if (other !== isolated) this.cutBoth(isolated, other);
+      this.record(`partition isolate n${isolated}`);
+    } else if (roll < 50) {
+      const from = this.rand.pick(ids);
+      const to = this.rand.pick(ids.filter((i) => i !== from));
+      this.net.cut.add(`${from}->${to}`);
+      this.record(`partition one-way n${from}->n${to}`);
+    } else if (roll < 60) {
+      // Isolate the current leader of a region.
+      const leader = this.leaderOf(this.rand.pick(REGIONS));
+      if (leader !== undefined) {
+        for (const other of ids) if (other !== leader) this.cutBoth(leader, other);
+        this.record(`partition isolate-leader n${leader}`);
+      }
+    } else if (roll < 75) {
+      if (this.net.cut.size > 0) {
+        this.net.cut.clear();
+        this.record('partition heal');
+      }
+    } else if (roll < 90) {
+      const regionId = this.rand.pick(REGIONS);
+      const leader = this.leaderOf(regionId);
+      if (leader !== undefined) {
+        const to = this.rand.pick(ids.filter((i) => i !== leader));
+        this.transfers++;
+        this.record(`transfer-leader ${regionId} n${leader}->n${to}`);
+        try {
+          this.nodes.get(leader)!.server!.transferLeader(regionId, to);
+        } catch {
+          // the replica is not open yet
+        }
+      }
+    }
+    // else: quiet
+  }
+
+  private cutBoth(a: number, b: number): void {
+    this.net.cut.add(`${a}->${b}`);
+    this.net.cut.add(`${b}->${a}`);
+  }
+
+  private leaderOf(regionId: string): number | undefined {
+    for (const node of this.nodes.values()) if (node.server?.replica(regionId)?.isLeader()) return node.id;
+    return undefined;
+  }
+
+  // ─── Clients ────────────────────────────────────────────────────────────────────────────────
+
+  private clientStep(client: Client): void {
+    if (!this.faults || client.busy) return;
+    const roll = this.rand.int(100);
+    if (roll < 35) {
+      const key = this.rand.pick(KEYS);
+      const value = this.nextValue++;
+      this.mutate(client, 'r-reg', { op: 'write', key, value }, { f: 'write', key, value }, this.history);
+    } else if (roll < 55) {
+      const key = this.rand.pick(KEYS);
+      const seen = this.written.get(key) ?? [];
+      const from = seen.length > 0 && this.rand.chance(0.8) ? seen[seen.length - 1 - this.rand.int(Math.min(3, seen.length))]! : null;
+      const to = this.nextValue++;
+      this.mutate(client, 'r-reg', { op: 'cas', key, from, to }, { f: 'cas', key, value: [from, to] }, this.history);
+    } else if (roll < 80) {
+      this.read(client, this.rand.pick(KEYS));
+    } else {
+      const element = this.nextValue++;
+      this.mutate(client, 'r-set', { op: 'add', element }, { f: 'add', value: element }, this.setHistory);
+    }
+  }
+
+  private nextStep(client: Client): void {
+    client.busy = false;
+    this.sched.at(this.sched.now + this.rand.int(30), () => this.clientStep(client));
+  }
+
+  private invoke(client: Client, regionId: string, log: HistoryEvent[], op: Pick<HistoryEvent, 'f' | 'key' | 'value'>): (outcome: Outcome, value?: unknown, error?: string) => void {
+    client.busy = true;
+    const process = client.process;
+    log.push({ type: 'invoke', process, ...op, time: this.sched.now });
+    this.record(`invoke p${process} ${op.f} ${op.key ?? ''} ${JSON.stringify(op.value)} -> n${client.target.get(regionId)}`);
+    let done = false;
+    const timer = this.sched.at(this.sched.now + OP_TIMEOUT_MS, () => complete('info', undefined, 'timeout'));
+    const complete = (outcome: Outcome, value?: unknown, error?: string) => {
+      if (done) return;
+      done = true;
+      timer.cancelled = true;
+      this.opCounts[outcome]++;
+      if (error) {
+        const reason = error.replace(/\d+/g, 'N').slice(0, 70);
+        this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
+      }
+      const event: HistoryEvent = { type: outcome, process, f: op.f, time: this.sched.now };
+      if (op.key !== undefined) event.key = op.key;
+      if (outcome === 'ok' && op.f === 'read') event.value = value;
+      else if (op.value !== undefined) event.value = op.value;
+      if (error) event.error = error;
+      log.push(event);
+      this.record(`${outcome} p${process} ${op.f} ${op.key ?? ''} ${JSON.stringify(event.value)}${error ? ` (${error.slice(0, 60)})` : ''}`);
+      // After an indeterminate outcome the op may still take effect: a fresh process continues.
+      if (outcome === 'info') client.process += this.options.clients;
+      this.nextStep(client);
+    };
+    return complete;
+  }
+
+  private serverFor(client: Client, regionId: string): Server | undefined {
+    return this.nodes.get(client.target.get(regionId)!)?.server;
+  }
+
+  /** Follows a leader hint or tries another node. */
+  private retarget(client: Client, regionId: string, err: unknown): void {
+    const hint = isRegionDbError(err) ? Number(err.details['leaderNodeId']) : Number.NaN;
+    client.target.set(regionId, Number.isInteger(hint) && this.nodes.has(hint) ? hint : 1 + this.rand.int(this.options.nodes));
+  }
+
+  private mutate(client: Client, regionId: string, command: Command, op: Pick<HistoryEvent, 'f' | 'key' | 'value'>, log: HistoryEvent[]): void {
+    const complete = this.invoke(client, regionId, log, op);
+    const server = this.serverFor(client, regionId);
+    if (!server) {
+      this.retarget(client, regionId, undefined);
+      complete('fail', undefined, 'connection refused');
+      return;
+    }
+    let done: Promise<boolean>;
+    try {
+      done = server.propose(regionId, enc.encode(JSON.stringify(command)));
+    } catch (err) {
+      // Refused before raft saw it: it never happens.
+      this.retarget(client, regionId, err);
+      complete('fail', undefined, String(err));
+      return;
+    }
+    done.then(
+      (applied) => {
+        if (command.op === 'write' || (command.op === 'cas' && applied)) {
+          const key = command.key;
+          const list = this.written.get(key) ?? [];
+          list.push(command.op === 'write' ? command.value : command.to);
+          this.written.set(key, list);
+        }
+        complete(applied ? 'ok' : 'fail', undefined, applied ? undefined : 'cas mismatch');
+      },
+      (err: unknown) => {
+        this.retarget(client, regionId, err);
+        // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
+        complete(isRegionDbError(err, ErrorCode.NotLeader) ? 'fail' : 'info', undefined, String(err));
+      },
+    );
+  }
+
+  private read(client: Client, key: string): void {
+    const complete = this.invoke(client, 'r-reg', this.history, { f: 'read', key });
+    this.readRegister(client.target.get('r-reg')!, key).then(
+      (value) => complete('ok', value),
+      (err: unknown) => {
+        this.retarget(client, 'r-reg', err);
+        complete('fail', undefined, String(err));
+      },
+    );
+  }
+
+  /** A linearizable read (ReadIndex) on one node. */
+  private async readRegister(nodeId: number, key: string): Promise<number | null> {
+    const server = this.nodes.get(nodeId)?.server;
+    if (!server) throw new Error('connection refused');
+    await server.readBarrier('r-reg');
+    const replica = server.replica('r-reg');
+    if (!replica) throw new Error('replica closed');
+    return replica.stateMachine.registers.get(key) ?? null;
+  }
+
+  private async readSet(nodeId: number): Promise<number[]> {
+    const server = this.nodes.get(nodeId)?.server;
+    if (!server) throw new Error('connection refused');
+    await server.readBarrier('r-set');
+    const replica = server.replica('r-set');
+    if (!replica) throw new Error('replica closed');
+    return [...replica.stateMachine.set];
+  }
+
+  // ─── The end: final reads and the checkers ──────────────────────────────────────────────────
+
+  /** After healing: every key and the set read linearizably, from every node (liveness within the bound). */
+  private async finalReads(deadline: number): Promise<void> {
+    const process = 1_000_000;
+    for (const nodeId of this.nodes.keys()) {
+      for (const key of [...KEYS, 'set']) {
+        for (;;) {
+          if (this.sched.now > deadline) this.fail('liveness', `no linearizable read of ${key} on n${nodeId} within ${this.options.livenessMs} ms after healing (${this.status()})`);
+          let result: { value: unknown } | undefined;
+          const invokedAt = this.sched.now;
+          const p = key === 'set' ? this.readSet(nodeId) : this.readRegister(nodeId, key);
+          p.then(
+            (value) => (result = { value }),
+            () => (result = { value: undefined }),
+          );
+          // Run the world until the read completes (bounded by the op timeout).
+          await this.sched.runUntil(this.sched.now, () => result !== undefined);
+          const stopAt = this.sched.now + OP_TIMEOUT_MS;
+          while (result === undefined && this.sched.now < stopAt) await this.sched.runUntil(this.sched.now + 10, () => result !== undefined);
+          this.throwIfViolated();
+          if (result?.value !== undefined) {
+            const log = key === 'set' ? this.setHistory : this.history;
+            const f = key === 'set' ? 'final-read' : 'read';
+            const invoke: HistoryEvent = { type: 'invoke', process: process + nodeId, f, time: invokedAt };
+            const ok: HistoryEvent = { type: 'ok', process: process + nodeId, f, time: this.sched.now, value: result.value };
+            if (key !== 'set') {
+              invoke.key = key;
+              ok.key = key;
+            }
+            log.push(invoke, ok);
+            this.record(`final-read n${nodeId} ${key} ${JSON.stringify(result.value).slice(0, 80)}`);
+            break;
+          }
+          await this.sched.runUntil(this.sched.now + 20);
+        }
+      }
+    }
+  }
+
+  /** After healing, every replica of a region reaches the same applied index with the same state. */
+  private async checkConvergence(deadline: number): Promise<void> {
+    const diverged = (): string | undefined => {
+      for (const regionId of REGIONS) {
+        const states = [...this.nodes.values()].map((n) => {
+          const replica = n.server?.replica(regionId);
+          return replica ? `${replica.appliedIndex}:${dec.decode(replica.stateMachine.serialize())}` : 'closed';
+        });
+        if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${i + 1} ${st.slice(0, 60)}`).join(' | ')}`;
+      }
+      return undefined;
+    };
+    while (diverged() !== undefined) {
+      if (this.sched.now > deadline) this.fail('convergence', `replicas differ ${this.options.livenessMs} ms after healing: ${diverged()}`);
+      await this.sched.runUntil(this.sched.now + 10);
+      this.throwIfViolated();
+    }
+    this.record('converged');
+  }
+
+  private status(): string {
+    return [...this.nodes.values()]
+      .map((n) => {
+        if (!n.server) return `n${n.id}:down`;
+        return `n${n.id}:${REGIONS.map((r) => {
+          const rep = n.server!.replica(r);
+          const st = rep?.raft.status();
+          return st ? `${r}/${rep!.isLeader() ? 'L' : 'F'}t${st.term}c${st.commit}a${rep!.appliedIndex}` : `${r}/closed`;
+        }).join(',')}`;
+      })
+      .join(' ');
+  }
+
+  /** The trace's client events that name one of `needles` (what happened to the ops at fault). */
+  private eventsNaming(needles: readonly string[]): string {
+    if (needles.length === 0) return '';
+    const lines = this.trace.filter((l) => needles.some((n) => l.includes(n)) && /^\d+ (invoke|ok|fail|info) /.test(l)).slice(-15);
+    return `\n  the trace's events for these ops:\n${lines.map((l) => `    ${l}`).join('\n')}`;
+  }
+
+  private checkHistories(): void {
+    const lin = checkRegister(sortedByTime(this.history));
+    if (lin.valid === false) {
+      const bad = lin.keys.find((k) => k.valid === false)!;
+      const ops = (bad.failingOps ?? []).slice(0, 12).map(describeOp).join('\n    ');
+      const values = (bad.failingOps ?? []).slice(0, 6).map((op) => ` ${JSON.stringify(op.value)}`);
+      this.fail('linearizability', `${bad.message}\n  failing ops:\n    ${ops}${this.eventsNaming(values)}`);
+    }
+    if (lin.valid === 'unknown') this.fail('linearizability', `checker gave up: ${lin.unknownKeys.join(', ')}`);
+    const set = checkSet(sortedByTime(this.setHistory));
+    if (!set.valid) {
+      const lost = set.lost.slice(0, 3).map((v) => ` add  ${JSON.stringify(v)}`);
+      this.fail('set (no acknowledged add lost)', `${set.message}${this.eventsNaming(lost)}`);
+    }
+  }
+}
+
+/** The history is appended in virtual-time order already; a stable sort keeps it so. */
+function sortedByTime(events: readonly HistoryEvent[]): HistoryEvent[] {
+  return events.map((e, i) => ({ ...e, index: i })).sort((a, b) => a.time - b.time || a.index - b.index);
+}
+
+export async function runClusterSim(seed: number, overrides: Partial<ClusterSimOptions> = {}): Promise<ClusterSimResult> {
+  return new ClusterSim({ ...defaultClusterSimOptions, ...overrides, seed }).run();
+}

@@ -1,0 +1,306 @@
+// The simulated world of the whole-datanode simulator (cluster-sim.ts): one seeded event
+// scheduler (virtual time), per-node clocks on it that die with the node's incarnation, a log
+// engine whose synced writes take simulated fsync time and are lost by a crash before they land
+// (commit-only writes are not synced at all, as the WAL defers them), and a network with
+// seeded loss, duplication, delay/reordering and (one-way) partitions.
+//
+// Nothing here uses real time, sockets or disk. The only real event-loop call is the drain
+// between two simulated events (a setImmediate that lets every promise continuation of the
+// event run first): production code awaits promises, and all of them settle in microtasks.
+import type { TimedClock, TimerHandle } from '../../src/common/clock.js';
+import type { Rand } from '../../src/common/rand.js';
+import type { RaftEnvelope, RaftTransport } from '../../src/datanode/types.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type { Entry, HardState, Snapshot } from '../../src/raft/types.js';
+import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
+import type { LogBatch, LogEngine } from '../../src/wal/log-engine.js';
+
+interface SimEvent {
+  readonly at: number;
+  readonly seq: number;
+  readonly fn: () => void;
+  /** The incarnation that set it: events of a crashed incarnation never fire. */
+  readonly owner: Incarnation | undefined;
+  cancelled: boolean;
+}
+
+/** One life of a node, from (re)start to crash. */
+export class Incarnation {
+  dead = false;
+  constructor(
+    readonly nodeId: number,
+    readonly number: number,
+  ) {}
+}
+
+/** A binary min-heap of events ordered by (at, seq): ties fire in the order they were set. */
+export class SimScheduler {
+  private heap: SimEvent[] = [];
+  private seq = 0;
+  now = 0;
+  fired = 0;
+
+  at(atMs: number, fn: () => void, owner?: Incarnation): SimEvent {
+    const ev: SimEvent = { at: Math.max(atMs, this.now), seq: this.seq++, fn, owner, cancelled: false };
+    this.push(ev);
+    return ev;
+  }
+
+  /** A clock and timers for one incarnation of a node. */
+  clockFor(owner: Incarnation): TimedClock {
+    return {
+      nowMs: () => this.now,
+      setTimeout: (fn, delayMs) => this.handle(this.at(this.now + delayMs, fn, owner)),
+      setInterval: (fn, periodMs) => {
+        const state = { cancelled: false, ev: undefined as SimEvent | undefined };
+        const arm = () => {
+          state.ev = this.at(this.now + periodMs, () => {
+            if (state.cancelled) return;
+            arm();
+            fn();
+          }, owner);
+        };
+        arm();
+        return {
+          cancel: () => {
+            state.cancelled = true;
+            if (state.ev) state.ev.cancelled = true;
+          },
+        };
+      },
+      setImmediate: (fn) => {
+        this.at(this.now, fn, owner);
+      },
+    };
+  }
+
+  private handle(ev: SimEvent): TimerHandle {
+    return { cancel: () => (ev.cancelled = true) };
+  }
+
+  /** Runs events up to `untilMs` (inclusive), draining promise continuations after each. */
+  async runUntil(untilMs: number, stop?: () => boolean): Promise<void> {
+    while (this.heap.length > 0 && this.heap[0]!.at <= untilMs) {
+      const ev = this.pop();
+      if (ev.cancelled || ev.owner?.dead) continue;
+      this.now = ev.at;
+      this.fired++;
+      ev.fn();
+      await drain();
+      if (stop?.()) return;
+    }
+    this.now = Math.max(this.now, untilMs);
+  }
+
+  private push(ev: SimEvent): void {
+    const h = this.heap;
+    h.push(ev);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!less(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+
+  private pop(): SimEvent {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && less(h[l]!, h[m]!)) m = l;
+        if (r < h.length && less(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function less(a: SimEvent, b: SimEvent): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+/** Lets every promise continuation queued so far run (microtasks drain before a macrotask). */
+function drain(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export interface DiskOptions {
+  fsyncMsMin: number;
+  fsyncMsMax: number;
+}
+
+/**
+ * A datanode's disk, holding the raft logs of its regions. The MemoryStorage of a region is
+ * what is on disk *and* what the running process reads: a write lands in it when its fsync
+ * completes (synced batch) or at once (a batch that only moves commit indexes, which the WAL
+ * writes without a sync). A crash drops the batch still syncing and rolls each region's commit
+ * index back to the last one a sync covered.
+ */
+export class SimDisk implements LogEngine {
+  readonly stores = new Map<string, MemoryStorage>();
+  private readonly metas = new Map<string, Uint8Array>();
+  /** The hard state of each region as of the last completed sync. */
+  private readonly durable = new Map<string, HardState>();
+  /** Set by the simulator: the incarnation whose process writes through this engine now. */
+  owner: Incarnation | undefined;
+  syncs = 0;
+  unsyncedBatches = 0;
+  /** Called when a synced batch starts (the nemesis may crash the node during its fsync). */
+  onSyncStart: (() => void) | undefined;
+
+  constructor(
+    private readonly sched: SimScheduler,
+    private readonly rand: Rand,
+    private readonly options: DiskOptions,
+  ) {}
+
+  region(regionId: string): MemoryStorage {
+    let store = this.stores.get(regionId);
+    if (!store) this.stores.set(regionId, (store = new MemoryStorage()));
+    return store;
+  }
+
+  regionIds(): string[] {
+    return [...this.stores.keys()];
+  }
+
+  getRegionMeta(regionId: string): Uint8Array | undefined {
+    return this.metas.get(regionId);
+  }
+
+  async dropRegion(regionId: string): Promise<void> {
+    this.stores.delete(regionId);
+    this.metas.delete(regionId);
+    this.durable.delete(regionId);
+  }
+
+  batch(): LogBatch {
+    const ops: (() => void)[] = [];
+    let synced = false;
+    return {
+      append: (id: string, entries: readonly Entry[]) => {
+        synced = true;
+        ops.push(() => this.region(id).append(entries));
+      },
+      setHardState: (id: string, hs: HardState) => {
+        const current = this.region(id).initialState().hardState;
+        if (hs.term !== current.term || hs.vote !== current.vote) synced = true;
+        ops.push(() => this.region(id).setHardState(hs));
+      },
+      applySnapshot: (id: string, snap: Snapshot) => {
+        const current = this.region(id).snapshot().metadata.index;
+        if (snap.metadata.index <= current) throw new RegionDbError(ErrorCode.StorageCompacted, `region ${id}: snapshot ${snap.metadata.index} is older than ${current}`);
+        synced = true;
+        ops.push(() => this.region(id).applySnapshot(snap));
+      },
+      setRegionMeta: (id: string, meta: Uint8Array) => {
+        synced = true;
+        ops.push(() => this.metas.set(id, meta));
+      },
+      requireDurableCommit: () => {
+        synced = true;
+      },
+      commit: () => {
+        const owner = this.owner;
+        return new Promise<void>((resolve) => {
+          if (!synced) {
+            // Commit indexes only: written without a sync (lost by a crash until the next sync).
+            this.unsyncedBatches++;
+            this.sched.at(this.sched.now, () => {
+              for (const op of ops) op();
+              resolve();
+            }, owner);
+            return;
+          }
+          const delay = this.options.fsyncMsMin + this.rand.int(this.options.fsyncMsMax - this.options.fsyncMsMin + 1);
+          this.sched.at(this.sched.now + delay, () => {
+            for (const op of ops) op();
+            this.syncs++;
+            // A sync makes everything written before it durable (the WAL is one file).
+            for (const [id, store] of this.stores) this.durable.set(id, store.initialState().hardState);
+            resolve();
+          }, owner);
+          this.onSyncStart?.();
+        });
+      },
+    };
+  }
+
+  /** The process died: what was not synced is gone (a batch in flight never lands: its event dies with its owner). */
+  crash(): void {
+    for (const [id, store] of this.stores) {
+      const hs = store.initialState().hardState;
+      const durable = this.durable.get(id);
+      const durableCommit = durable && durable.term === hs.term && durable.vote === hs.vote ? durable.commit : 0;
+      const floor = store.snapshot().metadata.index;
+      const commit = Math.min(hs.commit, Math.max(durableCommit, floor));
+      if (commit !== hs.commit) store.setHardState({ ...hs, commit });
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export interface NetOptions {
+  delayMsMin: number;
+  delayMsMax: number;
+  dropChance: number;
+  dupChance: number;
+}
+
+export type Deliver = (from: number, to: number, envelope: RaftEnvelope) => void;
+
+/** The network between datanodes: seeded loss, duplication, delay (and so reordering), cut links. */
+export class SimNetwork {
+  /** Cut links, `from->to` (a one-way partition cuts one direction only). */
+  readonly cut = new Set<string>();
+  faulty = true;
+  sent = 0;
+  dropped = 0;
+
+  constructor(
+    private readonly sched: SimScheduler,
+    private readonly rand: Rand,
+    private readonly options: NetOptions,
+    private readonly deliver: Deliver,
+  ) {}
+
+  transportFor(owner: Incarnation): RaftTransport {
+    return {
+      send: (to: number, envelopes: RaftEnvelope[]) => {
+        if (owner.dead) return;
+        for (const envelope of envelopes) this.sendOne(owner.nodeId, to, envelope);
+      },
+      close: async () => {},
+    };
+  }
+
+  private sendOne(from: number, to: number, envelope: RaftEnvelope): void {
+    this.sent++;
+    if (this.cut.has(`${from}->${to}`) || (this.faulty && this.rand.chance(this.options.dropChance))) {
+      this.dropped++;
+      return;
+    }
+    const copies = this.faulty && this.rand.chance(this.options.dupChance) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const span = this.faulty ? this.options.delayMsMax - this.options.delayMsMin : 1;
+      const delay = this.options.delayMsMin + this.rand.int(span + 1);
+      // In flight, a packet outlives its sender; a link cut meanwhile drops it on arrival.
+      this.sched.at(this.sched.now + delay, () => {
+        if (this.cut.has(`${from}->${to}`)) return;
+        this.deliver(from, to, envelope);
+      });
+    }
+  }
+}

@@ -37,11 +37,8 @@ export interface NetnsClusterOptions {
   readonly metasrvToml?: string;
   /** Extra environment of a process by its name ('metasrv', 'datanode1', …). */
   readonly envFor?: (name: string) => Record<string, string>;
-  /**
-   * TLS with certificates naming each host's address only (no loopback SANs). `wrongAddressFor`:
-   * that node's certificate names another address instead (a misissued or swapped certificate).
-   */
-  readonly tls?: boolean | { readonly wrongAddressFor?: string };
+  /** TLS with certificates naming each host's address only (no loopback SANs). */
+  readonly tls?: boolean;
   /** Directory for configs, data and logs (default: a fresh one under the OS temp dir). */
   readonly dir?: string;
   /** Seeds the run id and subnet choice. */
@@ -88,9 +85,9 @@ export class NetnsCluster {
     return `datanode${i + 1}`;
   }
 
-  /** TLS files the harness uses (a node certificate for Admin calls; clients trust the CA only). */
-  get harnessTls(): { caFile: string; certFile: string; keyFile: string } | undefined {
-    return this.tlsFiles;
+  /** TLS files of the harness's Admin calls (the metasrv's node certificate), and the directory of every certificate. */
+  get harnessTls(): { caFile: string; certFile: string; keyFile: string; certsDir: string } | undefined {
+    return this.tlsFiles && this.certsDir ? { ...this.tlsFiles, certsDir: this.certsDir } : undefined;
   }
 
   /** Makes the hosts, writes certificates and configs, starts everything; resolves when the metasrv counts every datanode alive. */
@@ -100,12 +97,10 @@ export class NetnsCluster {
       this.lab.addHost(name, METASRV_HOST + k);
       this.hostOf.set(name, name);
     });
-    const tlsOpt = this.options.tls;
-    if (tlsOpt) {
+    if (this.options.tls) {
       this.certsDir = join(this.dir, 'certs');
-      const wrong = typeof tlsOpt === 'object' ? tlsOpt.wrongAddressFor : undefined;
       const nodeSans: Record<string, string[]> = {};
-      for (const name of names) nodeSans[name] = [`IP:${name === wrong ? `${this.lab.subnet}.99` : this.hostAddr(name)}`];
+      for (const name of names) nodeSans[name] = [`IP:${this.hostAddr(name)}`];
       generateCerts({ outDir: this.certsDir, datanodes: this.n, days: 2, nodeSans, loopbackSans: false });
       this.tlsFiles = { caFile: join(this.certsDir, 'ca.crt'), certFile: join(this.certsDir, 'metasrv.crt'), keyFile: join(this.certsDir, 'metasrv.key') };
     }

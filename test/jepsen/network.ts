@@ -30,7 +30,9 @@ export class ProxyNetwork implements Network {
   }
 
   slow(node: number, ms: number): void {
-    this.proxies.forEach((row, i) => row.forEach((p, j) => (i === node || j === node) && p?.delay(ms)));
+    for (const [i, row] of this.proxies.entries()) {
+      for (const [j, p] of row.entries()) if (i === node || j === node) p?.delay(ms);
+    }
   }
 
   healAll(): void {

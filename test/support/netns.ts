@@ -252,7 +252,7 @@ function linksOfRun(run: string): string[] {
   return ip('-o', 'link', 'show')
     .split('\n')
     .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1])
-    .filter((name): name is string => name !== undefined && name.startsWith(prefix));
+    .filter((name): name is string => name?.startsWith(prefix) === true);
 }
 
 /** Kills (SIGKILL, by PID) whatever still runs in the run's namespaces, then deletes them, its links and its marker. */

@@ -7,6 +7,7 @@
 // and that every namespace and link it made is gone afterwards.
 // Needs root and `ip netns`: skipped, saying why, otherwise.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
@@ -18,7 +19,7 @@ import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 import { sleep, waitUntil } from '../support/local-cluster.js';
 import { COLUMNS, type StatusView, TABLE, keyOf, row } from '../support/metrics-table.js';
 import { NetnsCluster } from '../support/netns-cluster.js';
-import { netnsUnavailableReason } from '../support/netns.js';
+import { MARKER_DIR, NetnsLab, netnsUnavailableReason, reapStale } from '../support/netns.js';
 
 const protoKey = (r: Row) => ({ values: { host: { string_value: r['host'] }, ts: { timestamp_ms_value: String(r['ts']) } } });
 
@@ -190,5 +191,69 @@ describe('integration: three datanodes on stand-in hosts (network namespaces, TL
       .split('\n')
       .filter((l) => l.includes(`rdb-${run}-`));
     expect(left, `leftovers of run ${run}`).to.deep.equal([]);
+  });
+});
+
+/** Our names (namespaces and links) that start with `prefix`. */
+function namesWith(prefix: string): string[] {
+  return [execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }), execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })]
+    .join('\n')
+    .split('\n')
+    .filter((l) => l.includes(prefix));
+}
+
+/** True while `pid` runs (a zombie counts as gone). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+describe('stand-in hosts: what a crashed harness leaves behind is removed (issue 21)', function () {
+  this.timeout(60_000);
+
+  before(function () {
+    const why = netnsUnavailableReason();
+    if (why) {
+      process.stdout.write(`      skipped: ${why}\n`);
+      this.skip();
+    }
+  });
+
+  it("a harness killed with -9: the next lab's start kills what still runs in its namespaces (by PID) and removes them; a live run's lab is left alone", async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'netns-crash-child.ts'), String(process.pid * 7)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const line = await new Promise<string>((ok, fail) => {
+      let out = '';
+      child.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('\n')) ok(out.split('\n')[0]!);
+      });
+      child.once('exit', (code) => fail(new Error(`the crashing harness exited early (code ${code})`)));
+    });
+    const left = JSON.parse(line) as { run: string; ns: string; bridge: string; pid: number };
+    let live: NetnsLab | undefined;
+    try {
+      child.kill('SIGKILL');
+      await new Promise((ok) => child.once('exit', ok));
+      expect(namesWith(`rdb-${left.run}-`).length, 'namespace, veth and bridge left behind by the crash').to.be.at.least(3);
+      expect(running(left.pid), 'the process inside the namespace survived its parent').to.equal(true);
+      live = NetnsLab.create(process.pid * 11); // the next harness: reaps dead runs first
+      expect(namesWith(`rdb-${left.run}-`), 'leftovers of the crashed run').to.deep.equal([]);
+      live.addHost('b', 2);
+      expect(reapStale(), 'runs removed while a live run exists').to.not.include(live.run);
+      expect(existsSync(join(MARKER_DIR, `${left.run}.json`)), 'its marker').to.equal(false);
+      await waitUntil('the process in the removed namespace to be gone', 5000, async () => (running(left.pid) ? undefined : true));
+      expect(namesWith(`rdb-${live.run}-`).length, "the live run's namespace, veth and bridge").to.be.at.least(3);
+    } finally {
+      live?.destroy();
+      if (running(left.pid)) process.kill(left.pid, 'SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    expect(namesWith(`rdb-${live.run}-`), "the live run's names after its destroy()").to.deep.equal([]);
   });
 });

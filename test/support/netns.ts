@@ -7,8 +7,8 @@
 //
 // Faults at the network layer, without iptables/nft (not installed here) and without netem
 // (this kernel has no sch_netem): a blackhole route in the sender's namespace drops its packets
-// to one peer (one-way at the IP layer; TCP across it stalls both ways, as on a real network),
-// and a link taken down isolates a host from everyone, the harness included.
+// to one peer, silently for the peer (one-way at the IP layer; a TCP connection across it stalls
+// both ways, as on a real network; the sender's own new connections fail at once with EINVAL).
 //
 // Cleanup: every name carries the run id, and a marker file /run/regiondb-netns/<run>.json holds
 // the creating process's pid and start time. destroy() removes what the lab made; reapStale()
@@ -186,34 +186,17 @@ export class NetnsLab {
     this.cut(b, a);
   }
 
-  /** Packets from `from` to the harness (the bridge address) are dropped. */
-  cutFromHarness(from: string): void {
-    const key = `${from}>harness`;
-    if (this.blackholes.has(key)) return;
-    ip('-n', this.host(from).ns, 'route', 'add', 'blackhole', `${this.gateway}/32`);
-    this.blackholes.add(key);
-  }
-
-  /** The host's only link down: isolated from every host and the harness. */
-  linkDown(name: string): void {
-    ip('-n', this.host(name).ns, 'link', 'set', 'eth0', 'down');
-  }
-
-  /** Every cut removed, every link up. */
+  /** Every cut removed. */
   healAll(): void {
     for (const key of this.blackholes) {
       const [from, to] = key.split('>') as [string, string];
-      const dst = to === 'harness' ? this.gateway : this.host(to).addr;
       try {
-        ip('-n', this.host(from).ns, 'route', 'del', 'blackhole', `${dst}/32`);
+        ip('-n', this.host(from).ns, 'route', 'del', 'blackhole', `${this.host(to).addr}/32`);
       } catch {
-        // already gone (the namespace was recreated)
+        // already gone
       }
     }
     this.blackholes.clear();
-    for (const h of this.hosts.values()) {
-      if (!/state UP|LOWER_UP/.test(ip('-n', h.ns, 'link', 'show', 'eth0'))) ip('-n', h.ns, 'link', 'set', 'eth0', 'up');
-    }
   }
 
   /** Active cuts, for logs. */

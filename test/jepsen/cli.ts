@@ -25,10 +25,12 @@ const timeSec = intEnv('TIME', 60, 10);
 const nodes = intEnv('NODES', 3, 3);
 const seed0 = intEnv('SEED', Math.floor(Math.random() * 1_000_000), 0);
 const net = (process.env['NET'] || 'proxy') as NetMode;
+const tls = process.env['TLS'] === '1';
+if (tls && net !== 'netns') fail('TLS=1 needs NET=netns');
 if (!NET_MODES.includes(net)) fail(`NET must be one of ${NET_MODES.join(', ')}, got ${JSON.stringify(process.env['NET'])}`);
 if (net === 'netns') {
   const why = netnsUnavailableReason();
-  if (why) fail(`NET=netns: ${why}`);
+  if (why) fail(`NET=netns: ${why}; NET=proxy (the default) needs no root`);
   // Ctrl-C or kill: exit through process.exit so the namespaces are removed now (a kill -9 leaves
   // them to the next run, which reaps runs whose creator is gone).
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
@@ -44,12 +46,12 @@ if (net === 'netns') {
 
 const percentile = (sorted: number[], p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
 
-process.stdout.write(`jepsen (net ${net}): ${runs} run(s) × ${timeSec} s, ${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
+process.stdout.write(`jepsen (net ${net}${tls ? ', TLS' : ''}): ${runs} run(s) × ${timeSec} s, ${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
 const reports: RunReport[] = [];
 for (let i = 0; i < runs; i++) {
   const seed = seed0 + i;
   try {
-    const r = await runJepsen({ seed, timeSec, datanodes: nodes, faults, net, log: (l) => process.stdout.write(`${l}\n`) });
+    const r = await runJepsen({ seed, timeSec, datanodes: nodes, faults, net, tls, log: (l) => process.stdout.write(`${l}\n`) });
     reports.push(r);
     const rtos = r.faults.map((f) => (f.rtoMs == null ? 'none' : `${f.rtoMs}`)).join(' ');
     process.stdout.write(
@@ -72,7 +74,7 @@ const unknown = reports.filter((r) => r.valid === 'unknown');
 process.stdout.write(
   [
     '',
-    `summary (net ${net})`,
+    `summary (net ${net}${tls ? ", TLS" : ""})`,
     `  runs: ${reports.length} completed, ${invalid.length} invalid, ${unknown.length} unknown`,
     `  lost acknowledged writes (RPO): ${reports.reduce((s, r) => s + r.rpo, 0)}`,
     `  faults: ${allRto.length + unrecovered} (${unrecovered} without a full write recovery inside the run)`,

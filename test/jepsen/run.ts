@@ -49,6 +49,8 @@ export interface RunOptions {
   readonly coverEachFault?: boolean;
   /** How links are broken: harness TCP proxies (default) or network namespaces (root). */
   readonly net?: NetMode;
+  /** NET=netns only: TLS between every process, certificates naming each host's address only. */
+  readonly tls?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -115,6 +117,8 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   const log = options.log ?? (() => {});
   const n = options.datanodes ?? 3;
   const net = options.net ?? 'proxy';
+  if (options.tls && net !== 'netns') throw new Error('TLS=1 needs NET=netns (the proxy mode runs plaintext)');
+  if (options.brokenStaleReads && options.tls) throw new Error('the broken stale-read client speaks plaintext: not with TLS');
   if (net === 'netns') {
     const refused = options.faults.filter((f) => NETNS_UNSUPPORTED[f]);
     if (refused.length > 0) throw new Error(`NET=netns cannot inject ${refused.map((f) => `${f} (${NETNS_UNSUPPORTED[f]})`).join(', ')}`);
@@ -148,7 +152,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   const datanodeToml = '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000';
   const netnsCluster =
     net === 'netns'
-      ? new NetnsCluster({ datanodes: n, seed: options.seed, dir: join(dir, 'cluster'), datanodeToml, ...(clockFiles ? { envFor: clockFiles.envFor } : {}) })
+      ? new NetnsCluster({ datanodes: n, seed: options.seed, dir: join(dir, 'cluster'), datanodeToml, tls: options.tls ?? false, ...(clockFiles ? { envFor: clockFiles.envFor } : {}) })
       : undefined;
   const cluster: ClusterHandle & { start(): Promise<void> } =
     netnsCluster ??
@@ -183,7 +187,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     } else {
       network = new NetnsNetwork(netnsCluster!);
     }
-    log(`run ${run}: starting metasrv + ${n} datanodes, net ${net}${netnsCluster ? ` (namespaces rdb-${netnsCluster.lab.run}-*, ${netnsCluster.lab.subnet}.0/24)` : ''} (data in ${cluster.dir})`);
+    log(`run ${run}: starting metasrv + ${n} datanodes, net ${net}${options.tls ? ' with TLS' : ''}${netnsCluster ? ` (namespaces rdb-${netnsCluster.lab.run}-*, ${netnsCluster.lab.subnet}.0/24)` : ''} (data in ${cluster.dir})`);
     await cluster.start();
     const admin = cluster.client();
     const registerSchema = await admin.createTable(

@@ -9,7 +9,7 @@ import { NetnsUnavailable, netnsUnavailableReason } from './netns.js';
 
 const why = netnsUnavailableReason();
 if (why) {
-  process.stderr.write(`make cluster-netns: ${why}\n`);
+  process.stderr.write(`make cluster-netns: ${why}; \`make cluster\` runs the same cluster on 127.0.0.1 without root\n`);
   process.exit(2);
 }
 const dir = resolve(import.meta.dirname, '..', '..', 'data', 'netns-3node');

@@ -41,7 +41,7 @@ const ip = (...args: string[]) => run('ip', args);
  */
 export function netnsUnavailableReason(): string | null {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    return `network namespaces need root (running as uid ${process.getuid()}); run as root, or use the proxy mode (the default) instead`;
+    return `network namespaces need root (running as uid ${process.getuid()})`;
   }
   const probe = `${NAME_PREFIX}probe-${process.pid}`;
   try {

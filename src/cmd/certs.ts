@@ -76,6 +76,7 @@ export function generateCerts(options: GenerateCertsOptions): { ca: string; cert
     if (all.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, `the ${name} certificate would name no address: give --san or --node-san ${name}=IP:…`);
     return all;
   };
+  for (const name of nodeNames) sansOf(name); // every problem before anything is written
   mkdirSync(outDir, { recursive: true });
   const work = mkdtempSync(join(outDir, '.certs-'));
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];

@@ -8,8 +8,9 @@ RUNS ?= 1
 TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
+NET ?= proxy
 
-.PHONY: all deps build proto-check proto-descriptors test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: all deps build proto-check proto-descriptors test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -102,6 +103,19 @@ clean:
 cluster: build
 	node dist/src/cmd/main.js cluster --config-dir cluster-configs/local-3node
 
+# The same cluster on stand-in hosts (root only): metasrv and 3 datanodes each in its own network
+# namespace with its own address on a bridge (10.77.x.0/24), advertising that address; TLS=1 adds
+# certificates naming each host's address. Ctrl-C stops the processes and removes every namespace
+# and link; `make netns-clean` removes the leftovers of a run that was killed with -9.
+cluster-netns: netns-root build
+	TLS=$(TLS) node --import tsx test/support/netns-cluster-cli.ts
+
+netns-root:
+	@if [ "$$(id -u)" != 0 ]; then echo "network namespaces need root (running as uid $$(id -u)): make cluster runs the same cluster on 127.0.0.1 without root" >&2; exit 2; fi
+
+netns-clean: netns-root
+	node --import tsx -e "import('./test/support/netns.ts').then((m) => { const r = m.reapStale(); console.log(r.length ? 'removed runs: ' + r.join(' ') : 'nothing to remove'); })"
+
 # regiondb side by side with etcd 3.4 (3 members), same workloads from one harness: writes at
 # 1/16/64 clients, linearizable reads, 100-key batches. etcd comes from Debian's etcd-server
 # (installed here if missing; without it the bench runs regiondb alone and says so).
@@ -116,6 +130,9 @@ bench: build
 	ETCD_BIN=$(ETCD_BIN) node --import tsx bench/cluster-bench.ts
 
 # Jepsen-style campaigns against real processes: RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3.
+# NET=proxy (default): faults on harness TCP proxies, no root needed. NET=netns (root): every
+# process in its own network namespace, partitions as blackhole routes at the IP layer; TLS=1
+# adds TLS with certificates naming each host's address.
 # clock-skew runs the datanodes under libfaketime (Debian's faketime, installed here if missing).
 # Histories and reports (results.json, timeline.svg) go to store/<run>/.
 LIBFAKETIME := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
@@ -125,7 +142,7 @@ jepsen: build
 	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y faketime || { apt-get update && apt-get install -y faketime; }; } >/dev/null 2>&1 \
 	    || echo "could not install faketime: the clock-skew nemesis will refuse to run"; \
 	fi
-	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) node --import tsx test/jepsen/cli.ts
+	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) NET=$(NET) TLS=$(TLS) node --import tsx test/jepsen/cli.ts
 
 # RTO distribution over KILLS leader kills (default 20) and the time to full replica repair.
 failover-bench: build

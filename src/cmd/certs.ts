@@ -7,7 +7,9 @@
 //   client.crt / .key               OU=regiondb-client, CN=client       (client certificate, no peer rights)
 //
 // Node certificates are valid as servers and as clients (mTLS between peers) for 127.0.0.1,
-// ::1 and localhost, plus any --san given. See docs/security.md.
+// ::1 and localhost (unless --no-loopback), plus any --san given, plus --node-san entries for
+// that node alone (its host's address, for clusters on separate hosts). See docs/security.md
+// and docs/deploy.md.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -22,6 +24,13 @@ export interface GenerateCertsOptions {
   readonly days: number;
   /** Extra subjectAltNames for node certificates, e.g. ["IP:10.0.0.5", "DNS:db1.internal"]. */
   readonly extraSans?: readonly string[];
+  /**
+   * SANs for one node certificate only, by name ("metasrv", "datanode2"), after the shared ones:
+   * a host's own address (issue 21), e.g. { datanode2: ["IP:10.0.0.12"] }.
+   */
+  readonly nodeSans?: Readonly<Record<string, readonly string[]>>;
+  /** Include 127.0.0.1, ::1 and localhost in node certificates (default true; false for multi-host clusters). */
+  readonly loopbackSans?: boolean;
   /** Subject O of every certificate (distinguishes two development CAs in tests). */
   readonly organization?: string;
 }
@@ -57,7 +66,17 @@ export function generateCerts(options: GenerateCertsOptions): { ca: string; cert
   if (!Number.isInteger(days) || days < 1 || days > 3650) throw new RegionDbError(ErrorCode.InvalidArgument, `--days must be 1..3650, got ${days}`);
   const org = options.organization ?? 'regiondb';
   if (!/^[A-Za-z0-9 ._-]{1,64}$/.test(org)) throw new RegionDbError(ErrorCode.InvalidArgument, `organization ${JSON.stringify(org)}: letters, digits, space . _ - only`);
-  const sans = ['IP:127.0.0.1', 'IP:::1', 'DNS:localhost', ...(options.extraSans ?? []).map(validSan)];
+  const sans = [...(options.loopbackSans === false ? [] : ['IP:127.0.0.1', 'IP:::1', 'DNS:localhost']), ...(options.extraSans ?? []).map(validSan)];
+  const nodeNames = ['metasrv', ...Array.from({ length: options.datanodes }, (_, i) => `datanode${i + 1}`)];
+  for (const name of Object.keys(options.nodeSans ?? {})) {
+    if (!nodeNames.includes(name)) throw new RegionDbError(ErrorCode.InvalidArgument, `--node-san ${name}: no such node certificate (${nodeNames.join(', ')})`);
+  }
+  const sansOf = (name: string) => {
+    const all = [...sans, ...(options.nodeSans?.[name] ?? []).map(validSan)];
+    if (all.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, `the ${name} certificate would name no address: give --san or --node-san ${name}=IP:…`);
+    return all;
+  };
+  for (const name of nodeNames) sansOf(name); // every problem before anything is written
   mkdirSync(outDir, { recursive: true });
   const work = mkdtempSync(join(outDir, '.certs-'));
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -83,9 +102,9 @@ export function generateCerts(options: GenerateCertsOptions): { ca: string; cert
       openssl(['x509', '-req', '-in', csr, '-CA', caCrt, '-CAkey', caKey, '-CAcreateserial', '-CAserial', join(work, 'ca.srl'), '-days', String(days), '-extfile', ext, '-out', certFile], outDir);
       return { name, certFile, keyFile };
     };
-    const nodeExtensions = [`subjectAltName=${sans.join(',')}`, 'extendedKeyUsage=serverAuth,clientAuth'];
-    const certs = [leaf('metasrv', `/O=${org}/OU=${NODE_CERT_OU}/CN=metasrv`, nodeExtensions)];
-    for (let n = 1; n <= options.datanodes; n++) certs.push(leaf(`datanode${n}`, `/O=${org}/OU=${NODE_CERT_OU}/CN=${DATANODE_CN_PREFIX}${n}`, nodeExtensions));
+    const nodeExtensions = (name: string) => [`subjectAltName=${sansOf(name).join(',')}`, 'extendedKeyUsage=serverAuth,clientAuth'];
+    const certs = [leaf('metasrv', `/O=${org}/OU=${NODE_CERT_OU}/CN=metasrv`, nodeExtensions('metasrv'))];
+    for (let n = 1; n <= options.datanodes; n++) certs.push(leaf(`datanode${n}`, `/O=${org}/OU=${NODE_CERT_OU}/CN=${DATANODE_CN_PREFIX}${n}`, nodeExtensions(`datanode${n}`)));
     certs.push(leaf('client', `/O=${org}/OU=regiondb-client/CN=client`, ['extendedKeyUsage=clientAuth']));
     return { ca: caCrt, certs };
   } finally {
@@ -102,9 +121,17 @@ export function registerCertsCommand(program: Command): void {
     .requiredOption('--out <dir>', 'directory to write into (e.g. data/local-3node-tls/certs)')
     .option('--datanodes <n>', 'datanode certificates to make', (v) => Number(v), 3)
     .option('--days <n>', 'validity in days', (v) => Number(v), 365)
-    .option('--san <entry...>', 'extra subjectAltName for node certificates, e.g. IP:10.0.0.5 DNS:db1.internal')
-    .action((opts: { out: string; datanodes: number; days: number; san?: string[] }) => {
-      const { ca, certs: made } = generateCerts({ outDir: opts.out, datanodes: opts.datanodes, days: opts.days, extraSans: opts.san ?? [] });
+    .option('--san <entry...>', 'extra subjectAltName for every node certificate, e.g. IP:10.0.0.5 DNS:db1.internal')
+    .option('--node-san <name=entry...>', 'subjectAltName for one node certificate: its host\'s address, e.g. datanode2=IP:10.0.0.12 (docs/deploy.md)')
+    .option('--no-loopback', 'leave 127.0.0.1, ::1 and localhost out of node certificates (separate hosts)')
+    .action((opts: { out: string; datanodes: number; days: number; san?: string[]; nodeSan?: string[]; loopback: boolean }) => {
+      const nodeSans: Record<string, string[]> = {};
+      for (const entry of opts.nodeSan ?? []) {
+        const m = /^([a-z0-9]+)=(.+)$/.exec(entry);
+        if (!m) throw new RegionDbError(ErrorCode.InvalidArgument, `--node-san ${JSON.stringify(entry)} must look like datanode2=IP:10.0.0.12`);
+        (nodeSans[m[1]!] ??= []).push(m[2]!);
+      }
+      const { ca, certs: made } = generateCerts({ outDir: opts.out, datanodes: opts.datanodes, days: opts.days, extraSans: opts.san ?? [], nodeSans, loopbackSans: opts.loopback });
       process.stdout.write(`CA: ${ca}\n${made.map((c) => `${c.name.padEnd(10)} ${c.certFile}  ${c.keyFile}`).join('\n')}\n`);
       process.stdout.write(`\nKeep ${join(opts.out, 'ca.key')} private: whoever holds it can mint node certificates.\n`);
     });

@@ -1,7 +1,9 @@
-// make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3
+// make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3 NET=proxy|netns
 // Runs N independent Jepsen-style runs (seeds SEED, SEED+1, ...), prints one line per run and a
 // summary: validity, lost acknowledged writes (RPO), RTO p50/p99/max over every injected fault.
 // Exit status 1 if any run is invalid, 2 on bad arguments.
+import { netnsUnavailableReason } from '../support/netns.js';
+import { NETNS_UNSUPPORTED, NET_MODES, type NetMode } from './network.js';
 import { FAULTS, type Fault } from './nemesis.js';
 import { type RunReport, runJepsen } from './run.js';
 
@@ -22,18 +24,34 @@ const runs = intEnv('RUNS', 1, 1);
 const timeSec = intEnv('TIME', 60, 10);
 const nodes = intEnv('NODES', 3, 3);
 const seed0 = intEnv('SEED', Math.floor(Math.random() * 1_000_000), 0);
-const nemesisArg = process.env['NEMESIS'] || 'kill,kill-leader,pause,partition,partition-one-way,bridge,slow';
+const net = (process.env['NET'] || 'proxy') as NetMode;
+const tls = process.env['TLS'] === '1';
+if (tls && net !== 'netns') fail('TLS=1 needs NET=netns');
+if (!NET_MODES.includes(net)) fail(`NET must be one of ${NET_MODES.join(', ')}, got ${JSON.stringify(process.env['NET'])}`);
+if (net === 'netns') {
+  const why = netnsUnavailableReason();
+  if (why) fail(`NET=netns: ${why}; NET=proxy (the default) needs no root`);
+  // Ctrl-C or kill: exit through process.exit so the namespaces are removed now (a kill -9 leaves
+  // them to the next run, which reaps runs whose creator is gone).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
+}
+const defaultNemesis = ['kill', 'kill-leader', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow'].filter((f) => net !== 'netns' || !NETNS_UNSUPPORTED[f]);
+const nemesisArg = process.env['NEMESIS'] || defaultNemesis.join(',');
 const faults = nemesisArg.split(',').map((f) => f.trim()) as Fault[];
 for (const f of faults) if (!FAULTS.includes(f)) fail(`unknown nemesis ${JSON.stringify(f)}; choose from ${FAULTS.join(', ')}`);
+if (net === 'netns') {
+  for (const f of faults) if (NETNS_UNSUPPORTED[f]) fail(`NET=netns cannot inject ${f}: ${NETNS_UNSUPPORTED[f]}`);
+  if (!process.env['NEMESIS']) process.stdout.write(`NET=netns: slow left out of the default nemesis (${NETNS_UNSUPPORTED['slow']})\n`);
+}
 
 const percentile = (sorted: number[], p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
 
-process.stdout.write(`jepsen: ${runs} run(s) × ${timeSec} s, ${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
+process.stdout.write(`jepsen (net ${net}${tls ? ', TLS' : ''}): ${runs} run(s) × ${timeSec} s, ${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
 const reports: RunReport[] = [];
 for (let i = 0; i < runs; i++) {
   const seed = seed0 + i;
   try {
-    const r = await runJepsen({ seed, timeSec, datanodes: nodes, faults, log: (l) => process.stdout.write(`${l}\n`) });
+    const r = await runJepsen({ seed, timeSec, datanodes: nodes, faults, net, tls, log: (l) => process.stdout.write(`${l}\n`) });
     reports.push(r);
     const rtos = r.faults.map((f) => (f.rtoMs == null ? 'none' : `${f.rtoMs}`)).join(' ');
     process.stdout.write(
@@ -42,7 +60,7 @@ for (let i = 0; i < runs; i++) {
     if (r.notConverged) process.stdout.write(`  not converged after healing: ${r.notConverged}\n`);
     for (const failed of r.failedFinalReads) process.stdout.write(`  final read failed: ${failed}\n`);
   } catch (err) {
-    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} make jepsen\n`);
+    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} make jepsen\n`);
     process.exitCode = 1;
   }
 }
@@ -56,12 +74,12 @@ const unknown = reports.filter((r) => r.valid === 'unknown');
 process.stdout.write(
   [
     '',
-    'summary',
+    `summary (net ${net}${tls ? ", TLS" : ""})`,
     `  runs: ${reports.length} completed, ${invalid.length} invalid, ${unknown.length} unknown`,
     `  lost acknowledged writes (RPO): ${reports.reduce((s, r) => s + r.rpo, 0)}`,
     `  faults: ${allRto.length + unrecovered} (${unrecovered} without a full write recovery inside the run)`,
     `  RTO ms: p50 ${percentile(allRto, 50)}  p99 ${percentile(allRto, 99)}  max ${allRto.at(-1) ?? 'n/a'}`,
-    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} make jepsen`),
+    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} make jepsen`),
     '',
   ].join('\n'),
 );

@@ -5,7 +5,8 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
 import { appendTornRecord, entryIndexes, flipByte, regionIdsIn } from '../fixtures/wal-corrupt.js';
-import type { LocalCluster } from '../support/local-cluster.js';
+import type { ClusterHandle } from '../support/netns-cluster.js';
+import type { Network } from './network.js';
 import type { LinkProxy } from './proxy.js';
 
 export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'corrupt-committed-entry', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew', 'wipe-disk'] as const;
@@ -43,9 +44,9 @@ export class Nemesis {
   private stopped = false;
 
   constructor(
-    private readonly cluster: LocalCluster,
-    /** proxies[i][j]: the link carrying raft traffic from datanode i to datanode j (0-based). */
-    private readonly proxies: (LinkProxy | undefined)[][],
+    private readonly cluster: ClusterHandle,
+    /** The links between datanodes: proxies or namespaces (network.ts). */
+    private readonly network: Network,
     private readonly rand: SeededRand,
     private readonly now: () => number,
     private readonly options: NemesisOptions,
@@ -134,13 +135,15 @@ export class Nemesis {
     return leaders.length > 0 ? this.rand.pick(leaders)[1] : this.rand.int(this.n());
   }
 
-  private setLinks(fn: (from: number, to: number) => boolean, action: (p: LinkProxy) => void): void {
+  /** Cuts every link from i to j (i ≠ j) that `fn` selects. */
+  private cutLinks(fn: (from: number, to: number) => boolean): void {
     for (let i = 0; i < this.n(); i++) {
-      for (let j = 0; j < this.n(); j++) {
-        const p = this.proxies[i]?.[j];
-        if (p && fn(i, j)) action(p);
-      }
+      for (let j = 0; j < this.n(); j++) if (i !== j && fn(i, j)) this.network.cut(i, j);
     }
+  }
+
+  private async healLinks(): Promise<void> {
+    this.network.healAll();
   }
 
   /** Injects a fault; returns its heal action. */
@@ -207,16 +210,16 @@ export class Nemesis {
         // Isolate one node (in a 3-node cluster that is the minority/majority split).
         const victim = await this.leaderOfSomeRegion();
         record.targets = [name(victim)];
-        this.setLinks((i, j) => i === victim || j === victim, (p) => p.cut());
-        return async () => this.setLinks(() => true, (p) => p.heal());
+        this.cutLinks((i, j) => i === victim || j === victim);
+        return () => this.healLinks();
       }
       case 'partition-one-way': {
         // The victim can send but not receive (or the reverse): asymmetric links.
         const victim = await this.leaderOfSomeRegion();
         const inbound = this.rand.chance(0.5);
         record.targets = [`${name(victim)} ${inbound ? 'cannot receive' : 'cannot send'}`];
-        this.setLinks((i, j) => (inbound ? j === victim : i === victim), (p) => p.cut());
-        return async () => this.setLinks(() => true, (p) => p.heal());
+        this.cutLinks((i, j) => (inbound ? j === victim : i === victim));
+        return () => this.healLinks();
       }
       case 'bridge': {
         // Two halves that only the bridge node connects (needs ≥ 3 nodes).
@@ -224,15 +227,15 @@ export class Nemesis {
         const bridge = order[0]!;
         const half = new Set(order.slice(1, 1 + Math.floor((n - 1) / 2)));
         record.targets = [`bridge ${name(bridge)}`, ...[...half].map(name)];
-        this.setLinks((i, j) => i !== bridge && j !== bridge && half.has(i) !== half.has(j), (p) => p.cut());
-        return async () => this.setLinks(() => true, (p) => p.heal());
+        this.cutLinks((i, j) => i !== bridge && j !== bridge && half.has(i) !== half.has(j));
+        return () => this.healLinks();
       }
       case 'slow': {
         const victim = this.rand.int(n);
         const ms = 50 + this.rand.int(150);
         record.targets = [`${name(victim)} +${ms}ms`];
-        this.setLinks((i, j) => i === victim || j === victim, (p) => p.delay(ms));
-        return async () => this.setLinks(() => true, (p) => p.heal());
+        this.network.slow(victim, ms);
+        return () => this.healLinks();
       }
       case 'object-store-outage': {
         // The shared object store fails (every connection refused) or stalls (every byte held
@@ -321,7 +324,7 @@ export class Nemesis {
 
   /** Whatever happened, leave a whole cluster: links healed, nodes resumed and running. */
   async healAll(): Promise<void> {
-    this.setLinks(() => true, (p) => p.heal());
+    this.network.healAll();
     this.objectStoreLink?.heal();
     for (let i = 0; i < this.n() && this.setClockOffset; i++) this.setClockOffset(i, 0);
     for (let i = 0; i < this.n(); i++) {

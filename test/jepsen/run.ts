@@ -1,6 +1,8 @@
 // One Jepsen-style run against real processes: a metasrv and N datanodes whose raft links all
-// pass through harness-owned TCP proxies, concurrent clients recording a history, a seeded
-// nemesis, then final reads, the checkers, and a report in store/<run>/.
+// pass through harness-owned TCP proxies (net 'proxy', the default) or each in its own network
+// namespace with faults at the IP layer (net 'netns', root only: network.ts), concurrent
+// clients recording a history, a seeded nemesis, then final reads, the checkers, and a report
+// in store/<run>/.
 //
 // Workloads run side by side in every run:
 //   register — per key read / write / compare-and-set (expect_version), checked for
@@ -16,11 +18,13 @@ import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { LocalCluster } from '../support/local-cluster.js';
+import { type ClusterHandle, NetnsCluster } from '../support/netns-cluster.js';
 import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 import { type LinearizabilityResult, checkRegister } from '../../src/check/linearizability.js';
 import { type SetResult, checkSet } from '../../src/check/set.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { type Fault, type FaultRecord, Nemesis } from './nemesis.js';
+import { NETNS_UNSUPPORTED, type NetMode, NetnsNetwork, type Network, ProxyNetwork } from './network.js';
 import { LinkProxy } from './proxy.js';
 import { renderTimeline } from './timeline.js';
 
@@ -43,6 +47,10 @@ export interface RunOptions {
   readonly brokenStaleReads?: boolean;
   /** Start with one fault of each listed kind, in a seeded order (see NemesisOptions.coverEachFirst). */
   readonly coverEachFault?: boolean;
+  /** How links are broken: harness TCP proxies (default) or network namespaces (root). */
+  readonly net?: NetMode;
+  /** NET=netns only: TLS between every process, certificates naming each host's address only. */
+  readonly tls?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -50,6 +58,8 @@ export interface RunReport {
   readonly run: string;
   readonly dir: string;
   readonly seed: number;
+  /** The network mode that produced these numbers. */
+  readonly net: NetMode;
   readonly valid: boolean | 'unknown';
   readonly register: Pick<LinearizabilityResult, 'valid' | 'invalidKeys' | 'unknownKeys'> & { details: unknown[] };
   readonly set: SetResult;
@@ -106,7 +116,14 @@ function errorText(err: unknown): string {
 export async function runJepsen(options: RunOptions): Promise<RunReport> {
   const log = options.log ?? (() => {});
   const n = options.datanodes ?? 3;
-  const run = `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}`;
+  const net = options.net ?? 'proxy';
+  if (options.tls && net !== 'netns') throw new Error('TLS=1 needs NET=netns (the proxy mode runs plaintext)');
+  if (options.brokenStaleReads && options.tls) throw new Error('the broken stale-read client speaks plaintext: not with TLS');
+  if (net === 'netns') {
+    const refused = options.faults.filter((f) => NETNS_UNSUPPORTED[f]);
+    if (refused.length > 0) throw new Error(`NET=netns cannot inject ${refused.map((f) => `${f} (${NETNS_UNSUPPORTED[f]})`).join(', ')}`);
+  }
+  const run = `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}${net === 'netns' ? '-netns' : ''}`;
   const dir = resolve(options.storeDir ?? join(import.meta.dirname, '..', '..', 'store'), run);
   mkdirSync(dir, { recursive: true });
   const rand = new SeededRand(options.seed);
@@ -129,16 +146,23 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   // With the clock-skew nemesis every datanode runs under libfaketime, its wall clock offset read
   // from a control file the nemesis rewrites (monotonic clocks are left alone).
   const clockFiles = options.faults.includes('clock-skew') ? clockSkewSetup(dir, n) : undefined;
-  const cluster = new LocalCluster({
+  // A tiny flush threshold and age, compaction at 3 SSTs and a 10 s GC grace: the small
+  // Jepsen rows then flush, compact and garbage-collect many times a run, so those paths
+  // (and the object store) are under the same faults as the log.
+  const datanodeToml = '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000';
+  const netnsCluster =
+    net === 'netns'
+      ? new NetnsCluster({ datanodes: n, seed: options.seed, dir: join(dir, 'cluster'), datanodeToml, tls: options.tls ?? false, ...(clockFiles ? { envFor: clockFiles.envFor } : {}) })
+      : undefined;
+  const cluster: ClusterHandle & { start(): Promise<void> } =
+    netnsCluster ??
+    new LocalCluster({
     datanodes: n,
     ...(clockFiles ? { envFor: clockFiles.envFor } : {}),
     ...(objectStoreLink
       ? { storageToml: `[storage]\ntype = "s3"\nendpoint = "http://${objectStoreLink.addr}"\nbucket = "${BUCKET}"\nprefix = "jepsen"\naccess_key_id = "S3RVER"\nsecret_access_key = "S3RVER"` }
       : {}),
-    // A tiny flush threshold and age, compaction at 3 SSTs and a 10 s GC grace: the small
-    // Jepsen rows then flush, compact and garbage-collect many times a run, so those paths
-    // (and the object store) are under the same faults as the log.
-    datanodeToml: '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000',
+    datanodeToml,
     datanodeTomlFor: (i) => {
       const overrides = proxies[i]!.map((p, j) => (p ? `"${j + 1}" = "${p.addr}"` : undefined)).filter(Boolean);
       return `[raft.peer_addr_overrides]\n${overrides.join('\n')}`;
@@ -149,18 +173,24 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   let nemesisDone: Promise<void> | undefined;
   let nemesisError: unknown;
   let completed = false;
+  let network: Network;
   try {
-    ports = await cluster.allocatePorts();
-    for (let i = 0; i < n; i++) {
-      proxies.push([]);
-      for (let j = 0; j < n; j++) {
-        if (i === j) continue;
-        const p = new LinkProxy(`${i + 1}->${j + 1}`, ports.datanodes[j]![0]);
-        await p.start();
-        proxies[i]![j] = p;
+    if (cluster instanceof LocalCluster) {
+      ports = await cluster.allocatePorts();
+      for (let i = 0; i < n; i++) {
+        proxies.push([]);
+        for (let j = 0; j < n; j++) {
+          if (i === j) continue;
+          const p = new LinkProxy(`${i + 1}->${j + 1}`, ports.datanodes[j]![0]);
+          await p.start();
+          proxies[i]![j] = p;
+        }
       }
+      network = new ProxyNetwork(proxies);
+    } else {
+      network = new NetnsNetwork(netnsCluster!);
     }
-    log(`run ${run}: starting metasrv + ${n} datanodes (data in ${cluster.dir})`);
+    log(`run ${run}: starting metasrv + ${n} datanodes, net ${net}${options.tls ? ' with TLS' : ''}${netnsCluster ? ` (namespaces rdb-${netnsCluster.lab.run}-*, ${netnsCluster.lab.subnet}.0/24)` : ''} (data in ${cluster.dir})`);
     await cluster.start();
     const admin = cluster.client();
     const registerSchema = await admin.createTable(
@@ -254,7 +284,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
 
     nemesis = new Nemesis(
       cluster,
-      proxies,
+      network,
       rand.fork() as SeededRand,
       () => recorder.now(),
       { faults: options.faults, gapMs: 3000, durationMs: [2000, 5000], maxFaults: 100, coverEachFirst: options.coverEachFault ?? false },
@@ -335,6 +365,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       run,
       dir,
       seed: options.seed,
+      net,
       valid,
       register: {
         valid: lin.valid,
@@ -352,7 +383,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     };
     writeFileSync(join(dir, 'results.json'), JSON.stringify(report, null, 2));
     writeFileSync(join(dir, 'nemesis.log'), `${nemesisLog.join('\n')}\n`);
-    writeFileSync(join(dir, 'timeline.svg'), renderTimeline(events, faults, `regiondb jepsen ${run} — valid: ${valid}`));
+    writeFileSync(join(dir, 'timeline.svg'), renderTimeline(events, faults, `regiondb jepsen ${run} — net ${net} — valid: ${valid}`));
     log(`  ${valid === true ? 'VALID' : valid === false ? 'INVALID' : 'UNKNOWN'}: register ${lin.valid}, set lost ${set.lost.length}, unexpected ${set.unexpected.length}; report in ${dir}`);
     completed = true;
     return report;
@@ -388,7 +419,7 @@ function clockSkewSetup(dir: string, n: number): { envFor(name: string): Record<
 }
 
 /** A broken read for the harness self-test: any replica's local state, no ReadIndex. */
-async function staleReadAnywhere(cluster: LocalCluster, r: SeededRand, key: string): Promise<{ row: Record<string, unknown>; version: number } | null> {
+async function staleReadAnywhere(cluster: ClusterHandle, r: SeededRand, key: string): Promise<{ row: Record<string, unknown>; version: number } | null> {
   const db = makeClient('Database', cluster.datanodeAddr(r.int(cluster.datanodes.length)));
   try {
     const res = await call<{ found: boolean; row: { values: Record<string, { int64_value?: string }> }; version: string }>(
@@ -408,7 +439,7 @@ async function staleReadAnywhere(cluster: LocalCluster, r: SeededRand, key: stri
  * with a leader among them. Returns null once converged, or what was still not converged at
  * the deadline (the caller reports it; it never passes silently).
  */
-async function waitConverged(cluster: LocalCluster, timeoutMs: number): Promise<string | null> {
+async function waitConverged(cluster: ClusterHandle, timeoutMs: number): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
   let why = 'no status yet';
   while (Date.now() < deadline) {

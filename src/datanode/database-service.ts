@@ -24,7 +24,7 @@ import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
 import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
 import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
-import { type CallInfo, Router } from './router.js';
+import { type CallInfo, Router, type WriteRequest } from './router.js';
 
 interface RouteInfo {
   schema: TableSchema;
@@ -506,16 +506,7 @@ function scanTooLarge(): RegionDbError {
   );
 }
 
-interface WriteRequestProto {
-  table: string;
-  region_id?: string;
-  rows: ProtoRow[];
-  client_id?: string;
-  request_id?: string;
-  expect_version?: string;
-  _expect_version?: string;
-  expect_absent?: boolean;
-}
+type WriteRequestProto = WriteRequest;
 
 interface DeleteRequestProto {
   table: string;

@@ -7,6 +7,7 @@ import { ManualClock } from '../../src/common/clock.js';
 import type { Instruction, ObservedReplica, ProcedureContext, StepRun } from '../../src/metasrv/procedures/procedure.js';
 import type { RepairReplicaData } from '../../src/metasrv/procedures/record.js';
 import { repairReplica } from '../../src/metasrv/procedures/repair-replica.js';
+import { replica } from '../support/fake-procedure-context.js';
 
 const REGION = makeRegionId(1024, 0);
 
@@ -17,24 +18,6 @@ interface Fake {
   catalog: CatalogState;
 }
 
-function observedReplica(peerId: number, over: Partial<ObservedReplica> = {}): ObservedReplica {
-  return {
-    regionId: REGION,
-    peerId,
-    role: 'follower',
-    term: 2,
-    leaderNodeId: 2,
-    appliedIndex: 50,
-    commitIndex: 50,
-    flushedIndex: 0,
-    voters: [1, 2, 3],
-    learners: [],
-    health: 'ok',
-    failure: '',
-    confIndex: 3,
-    ...over,
-  };
-}
 
 /** Three alive nodes, region on peers 1@1, 2@2 (leader), 3@3. */
 function fake(): Fake {
@@ -56,8 +39,8 @@ function fake(): Fake {
   };
   const sent: Fake['sent'] = [];
   const observed = new Map<number, ObservedReplica>([
-    [2, observedReplica(2, { role: 'leader' })],
-    [3, observedReplica(3)],
+    [2, replica(2, { role: 'leader' })],
+    [3, replica(3)],
   ]);
   const ctx: ProcedureContext = {
     catalog,
@@ -101,7 +84,7 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
   it('clear-old deletes a failed replica still hosted under the old peer id, then moves on once it is gone', () => {
     const f = fake();
     const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
-    f.observed.set(1, observedReplica(1, { health: 'failed' }));
+    f.observed.set(1, replica(1, { health: 'failed' }));
     expect(repairReplica.steps['clear-old'](f.ctx, d, run)).to.have.property('wait', true);
     expect(f.sent).to.deep.equal([{ nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
     f.observed.delete(1);
@@ -110,8 +93,8 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
 
   it('remove-old does not move leadership off the new replica that shares the old node', () => {
     const f = fake();
-    f.observed.set(2, observedReplica(2, { voters: [1, 2, 3, 4] }));
-    f.observed.set(1, observedReplica(4, { role: 'leader', voters: [1, 2, 3, 4] }));
+    f.observed.set(2, replica(2, { voters: [1, 2, 3, 4] }));
+    f.observed.set(1, replica(4, { role: 'leader', voters: [1, 2, 3, 4] }));
     const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
     expect(repairReplica.steps['remove-old'](f.ctx, d, run)).to.have.property('wait', true);
     expect(f.sent).to.have.length(1);

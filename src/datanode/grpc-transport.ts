@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { loadProtos } from '../rpc/proto.js';
+import { reconnectOptions } from '../rpc/server.js';
 import { type RaftBatch, type RaftBatchAck, decodeRaftBatch, decodeRaftBatchAck, encodeRaftBatch, encodeRaftBatchAck } from '../rpc/raft-wire.js';
 import type { RaftEnvelope, RaftTransport } from './types.js';
 
@@ -138,8 +139,7 @@ export class GrpcRaftTransport implements RaftTransport {
     const client = new RaftTransportClient(addr, this.credentials, {
       'grpc.keepalive_time_ms': 10_000,
       'grpc.max_send_message_length': limits.grpcMessageBytesMax,
-      'grpc.initial_reconnect_backoff_ms': Math.min(250, limits.grpcReconnectBackoffMsMax),
-      'grpc.max_reconnect_backoff_ms': limits.grpcReconnectBackoffMsMax,
+      ...reconnectOptions,
     });
     const stream = (client as unknown as { Stream(): grpc.ClientDuplexStream<unknown, unknown> }).Stream();
     peer.client = client;

@@ -138,6 +138,12 @@ const clientConstructors = new WeakMap<grpc.ServiceDefinition, grpc.ServiceClien
  * A gRPC client for a regiondb service at `addr`; `definition` gives methods their own
  * serializers (same wire format, e.g. databaseService()), default: proto-loader's.
  */
+/** Reconnect backoff of every channel we open (limits.grpcReconnectBackoffMsMax says why). */
+export const reconnectOptions = {
+  'grpc.initial_reconnect_backoff_ms': Math.min(250, limits.grpcReconnectBackoffMsMax),
+  'grpc.max_reconnect_backoff_ms': limits.grpcReconnectBackoffMsMax,
+} as const;
+
 export function makeClient(name: ServiceBinding['name'], addr: string, security: ClientSecurity = {}, definition?: grpc.ServiceDefinition): grpc.Client {
   let Client = loadProtos().services[name];
   if (definition) {
@@ -148,8 +154,7 @@ export function makeClient(name: ServiceBinding['name'], addr: string, security:
   return new Client(addr, security.credentials ?? grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
     'grpc.max_send_message_length': limits.grpcMessageBytesMax,
-    'grpc.initial_reconnect_backoff_ms': Math.min(250, limits.grpcReconnectBackoffMsMax),
-    'grpc.max_reconnect_backoff_ms': limits.grpcReconnectBackoffMsMax,
+    ...reconnectOptions,
     interceptors: [authorizationInterceptor(security.authorization)],
   });
 }

@@ -78,6 +78,11 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
   const heartbeat = (nodeId: number, storeId: string) => call<{ instructions: Instruction[] }>(meta, 'Heartbeat', heartbeatRequest(nodeId, storeId), 3000);
 
   const status = () => call<Status>(meta, 'ListNodes', {}, 3000);
+  /** The fake datanodes beating from this process every 100 ms, until the interval is cleared. */
+  const pulseLocally = () =>
+    setInterval(() => {
+      for (const n of [1, 2, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
+    }, 100);
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-incarnation-'));
@@ -96,9 +101,7 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
       await heartbeat(n, `store-${n}`);
     }
     // The fake datanodes keep beating while the metasrv finishes its startup quiet period.
-    const pulse = setInterval(() => {
-      for (const n of [1, 2, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
-    }, 100);
+    const pulse = pulseLocally();
     let created: { routes: { region_id: string; peers: { peer_id: string; node_id: string }[] }[] };
     try {
       created = await call(meta, 'CreateTable', {
@@ -161,9 +164,7 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     // Until the other process beats, this one does (starting it takes a while).
-    const local = setInterval(() => {
-      for (const n of [1, 2, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
-    }, 100);
+    const local = pulseLocally();
     try {
       await new Promise<void>((resolve, reject) => {
         pulse.stdout!.on('data', (d: Buffer) => d.toString().includes('beating') && resolve());

@@ -76,6 +76,8 @@ describe('rpc: client channels reconnect promptly after a server comes back', fu
   this.timeout(30_000);
   let dir: string;
   let metasrv: Metasrv | undefined;
+  const config = (port: number) =>
+    metasrvConfigSchema.parse({ cluster_id: 'rc', node: { data_dir: join(dir, 'metasrv') }, grpc: { port }, http: { port: 0 }, balance_leaders_interval_ms: 0 });
   afterEach(async () => {
     await metasrv?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -87,8 +89,6 @@ describe('rpc: client channels reconnect promptly after a server comes back', fu
     // afterwards shares the backed-off connection. Found by a Jepsen run (seed 8009): every final
     // read failed "No connection established" after a slow metasrv restart.
     dir = mkdtempSync(join(tmpdir(), 'regiondb-reconnect-'));
-    const config = (port: number) =>
-      metasrvConfigSchema.parse({ cluster_id: 'rc', node: { data_dir: join(dir, 'metasrv') }, grpc: { port }, http: { port: 0 }, balance_leaders_interval_ms: 0 });
     metasrv = new Metasrv(config(0), silentLogger, 1);
     await metasrv.start();
     const port = metasrv.grpcPort;
@@ -124,22 +124,14 @@ describe('rpc: client channels reconnect promptly after a server comes back', fu
 
   it('a new client whose metasrv is still starting waits for its routes within the deadline (it used to fail at once)', async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-reconnect-'));
-    const first = new Metasrv(
-      metasrvConfigSchema.parse({ cluster_id: 'rc', node: { data_dir: join(dir, 'metasrv') }, grpc: { port: 0 }, http: { port: 0 }, balance_leaders_interval_ms: 0 }),
-      silentLogger,
-      1,
-    );
+    const first = new Metasrv(config(0), silentLogger, 1);
     await first.start();
     const port = first.grpcPort;
     await first.stop();
     const client = new RegionDbClient({ metasrv: `127.0.0.1:${port}`, deadlineMs: 5000, attemptTimeoutMs: 500 });
     try {
       const starting = new Promise((r) => setTimeout(r, 1000)).then(async () => {
-        metasrv = new Metasrv(
-          metasrvConfigSchema.parse({ cluster_id: 'rc', node: { data_dir: join(dir, 'metasrv') }, grpc: { port }, http: { port: 0 }, balance_leaders_interval_ms: 0 }),
-          silentLogger,
-          1,
-        );
+        metasrv = new Metasrv(config(port), silentLogger, 1);
         await metasrv.start();
       });
       const err = await client.describe('no_such_table').then(

@@ -5,6 +5,18 @@ import type { ProcedureContext, ProcedureDefinition } from './procedure.js';
 
 export const MAX_MOVES = 200;
 export const MOVE_TIMEOUT_MS = 5000;
+/**
+ * How long the plan waits for regions that have no known leader yet (a table created a moment
+ * ago is still electing): counting them as led by nobody would call 0/0/0 "balanced".
+ */
+export const ELECTION_WAIT_MS = 10_000;
+
+/** Regions with a replica on a live node but no leader reported by any live node. */
+function leaderless(ctx: ProcedureContext): string[] {
+  return Object.values(ctx.catalog.regions)
+    .filter((g) => g.replicas.some((p) => ctx.isAlive(p.nodeId)) && !ctx.leaderOf(g))
+    .map((g) => g.regionId);
+}
 
 /** Leaders per live, non-draining datanode, from what the datanodes report. */
 export function leaderCounts(ctx: ProcedureContext): Map<number, number> {
@@ -24,14 +36,18 @@ export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
   firstStep: 'plan',
   describe: (d) => `${d.moves ?? 0} leader move(s) so far`,
   steps: {
-    plan(ctx, d) {
+    plan(ctx, d, run) {
       const moves = d.moves ?? 0;
       const counts = leaderCounts(ctx);
       if (counts.size < 2) return { done: true, note: 'fewer than two live datanodes' };
+      const electing = leaderless(ctx);
+      const waited = ctx.clock.nowMs() - run.stepSinceMs;
+      if (electing.length > 0 && waited <= ELECTION_WAIT_MS) return { wait: true };
+      const unknown = electing.length > 0 ? ` (${electing.length} region(s) without a known leader after ${waited} ms: ${electing.slice(0, 5).join(', ')})` : '';
       const sorted = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
       const [maxNode, max] = sorted[0]!;
       const [minNode, min] = sorted.at(-1)!;
-      if (max - min <= 1) return { done: true, note: `balanced: ${sorted.map(([n, c]) => `node ${n}=${c}`).join(', ')}` };
+      if (max - min <= 1) return { done: true, note: `balanced: ${sorted.map(([n, c]) => `node ${n}=${c}`).join(', ')}${unknown}` };
       if (moves >= MAX_MOVES) return { failed: `still unbalanced after ${MAX_MOVES} moves` };
       const region = Object.values(ctx.catalog.regions).find(
         (g) => ctx.leaderOf(g)?.nodeId === maxNode && g.replicas.some((p) => p.nodeId === minNode) && ctx.observed(minNode, g.regionId)?.voters.length,

@@ -2,7 +2,7 @@
 // and resume after a crash mid-step. (A step that throws fails its procedure: steps.test.ts.)
 import { expect } from 'chai';
 import { makeRegionId } from '../../../src/metasrv/catalog.js';
-import { MAX_MOVES, MOVE_TIMEOUT_MS } from '../../../src/metasrv/procedures/balance-leaders.js';
+import { ELECTION_WAIT_MS, MAX_MOVES, MOVE_TIMEOUT_MS } from '../../../src/metasrv/procedures/balance-leaders.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
 const R2 = makeRegionId(1024, 1);
@@ -34,6 +34,31 @@ describe('balance-leaders / plan', () => {
     f.step(id);
     expect(record().status).to.equal('done');
     expect(record().notes.at(-1)).to.match(/^balanced: /);
+  });
+
+  it('retryable: a region still electing (no leader reported) is waited for, not counted as led by nobody', () => {
+    const { f, id, record } = unbalanced();
+    // Right after a table is created nobody leads yet: 0/0/0 must not read as "balanced".
+    f.report(2, replica(2));
+    f.report(2, replica(12, { regionId: R2, voters: [11, 12, 13] }));
+    f.step(id);
+    expect(record()).to.include({ status: 'running', step: 'plan' });
+    f.clock.advance(ELECTION_WAIT_MS / 2);
+    f.report(2, replica(2, { role: 'leader', term: 3 }));
+    f.report(2, replica(12, { regionId: R2, role: 'leader', term: 3, voters: [11, 12, 13] }));
+    f.step(id);
+    expect(record().step, 'both led by node 2 now: a move is planned').to.equal('move');
+  });
+
+  it('retryable: a region that finds no leader within the election wait is named, and the rest are balanced', () => {
+    const { f, id, record } = unbalanced();
+    f.report(2, replica(12, { regionId: R2, voters: [11, 12, 13] }));
+    f.step(id);
+    expect(record().status).to.equal('running');
+    f.clock.advance(ELECTION_WAIT_MS + 1);
+    f.step(id);
+    expect(record().status).to.equal('done');
+    expect(record().notes.at(-1)).to.match(new RegExp(`^balanced: .*1 region\\(s\\) without a known leader.*${R2}`));
   });
 
   it('fatal: still unbalanced after the move bound', () => {

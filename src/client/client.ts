@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
-import { type Row, type TableSchema, type Value, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
+import { type Row, type TableSchema, type Value, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
@@ -554,7 +554,6 @@ export class RegionDbClient {
   /** Scans a table (every region), or one region, from a given node (`addr`) when set. */
   async scan(table: string, options: ScanOptions = {}, addr?: string): Promise<VersionedRow[]> {
     const { schema } = await this.describe(table);
-    const out: VersionedRow[] = [];
     const request = (regionId: string) => ({
       table,
       region_id: regionId,
@@ -580,15 +579,20 @@ export class RegionDbClient {
       }
       return rows;
     };
-    for (let n = 0; n < schema.regionCount; n++) {
-      const regionId = makeRegionId(schema.tableId, n);
-      const rows = addr
-        ? await this.withNode(addr, 'scan', () => streamScan(addr, request(regionId)))
-        : await this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId)));
-      for (const r of rows) out.push(r); // (a spread of a large region would overflow the stack)
-      if (options.limit && out.length >= options.limit) return out.slice(0, options.limit);
-    }
-    return out;
+    // Every region (each already in key order, each cut to the limit), then one merge in
+    // primary-key order, as a whole-table Scan sent to a datanode answers: `limit` applies to the
+    // table's key order, not to whichever region comes first.
+    const regions = Array.from({ length: schema.regionCount }, (_, n) => makeRegionId(schema.tableId, n));
+    const perRegion = await Promise.all(
+      regions.map((regionId) =>
+        addr ? this.withNode(addr, 'scan', () => streamScan(addr, request(regionId))) : this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId))),
+      ),
+    );
+    const keyed: { key: Uint8Array; row: VersionedRow }[] = [];
+    for (const rows of perRegion) for (const row of rows) keyed.push({ key: encodePrimaryKey(schema, row.row), row }); // (a spread of a large region would overflow the stack)
+    keyed.sort((a, b) => compareBytes(a.key, b.key));
+    const out = keyed.map((k) => k.row);
+    return options.limit ? out.slice(0, options.limit) : out;
   }
 }
 

@@ -298,6 +298,9 @@ export class Flusher {
       this.metrics.compacted(regionId, inputs.length, seconds);
       this.log.info({ regionId, inputs: inputs.length, of: all.length, output: output?.key, entries: output?.entries ?? 0 }, 'compacted SSTs');
     } catch (err) {
+      // An explicit request stands until a compaction of it completes (a threshold-triggered one
+      // is due again by itself): dropping it here made "will retry" untrue.
+      if (everything) w.compactRequested = true;
       this.log.warn({ regionId, err: (err as Error).message }, 'compaction did not complete; will retry');
     } finally {
       if (key) this.uploading.delete(key);

@@ -11,10 +11,11 @@ import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import type { RegionServer } from '../../src/datanode/region-server.js';
-import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
+import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
 import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey } from '../../src/engine/manifest.js';
-import { RegionState } from '../../src/engine/region-state.js';
+import { RegionState, type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
+import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
 import { REGION, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { type Entry, EntryType } from '../../src/raft/index.js';
@@ -36,7 +37,7 @@ class FakeReplica {
   readonly selfPeerId = 1;
   closed = false;
   leader = true;
-  readonly state = new RegionState(schema, REGION);
+  state = new RegionState(schema, REGION);
   /** Raft log: index → entry (only what the tests need). */
   readonly entries = new Map<number, Entry>();
   snapshotIndex = 0;
@@ -100,9 +101,12 @@ class FakeRegionServer {
     return this.replicas.find((r) => r.regionId === regionId && !r.closed);
   }
   proposals = 0;
+  /** The kind of every command proposed, in order. */
+  readonly proposed: string[] = [];
   /** Nothing commits here: a proposal's outcome is unknown (as when the quorum is gone). */
-  async propose(): Promise<ApplyResult> {
+  async propose(_regionId: string, data: Uint8Array): Promise<ApplyResult> {
     this.proposals++;
+    this.proposed.push(decodeCommand(data).kind);
     throw new RegionDbError(ErrorCode.Unavailable, 'no quorum; the outcome is unknown');
   }
   async readBarrier(regionId: string): Promise<void> {
@@ -313,5 +317,60 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     await passesFor(5 * GRACE_MS);
     expect(await exists(key), `deleted: ${deleted.join(', ')}`).to.equal(true);
     expect(server.readBarriers, 'asked the quorum before deleting').to.be.greaterThan(0);
+  });
+});
+
+class MemorySsts implements SstOpener {
+  readonly objects = new Map<string, Uint8Array>();
+  async open(meta: SstMeta): Promise<SstReader> {
+    return SstReader.open(sstSourceFromBytes(meta.key, this.objects.get(meta.key)!));
+  }
+}
+
+/** A region with `count` SSTs of a few rows each, flushed through the replicated edits. */
+function regionWithSsts(count: number): RegionState {
+  const ssts = new MemorySsts();
+  const state = new RegionState(schema, REGION, ssts);
+  let index = 0;
+  for (let n = 0; n < count; n++) {
+    state.apply(++index, encodeCommand({ kind: 'write', clientId: 'c', requestId: n + 1, rows: [[`h${n}`, n, n]] }));
+    const freezeIndex = ++index;
+    state.apply(freezeIndex, encodeCommand({ kind: 'freeze' }));
+    const { bytes, properties } = buildSst([...state.frozen[0]!.memtable.scan()].map(memEntryToSst));
+    const key = sstKeyAt(freezeIndex, 1, `s${n}`);
+    ssts.objects.set(key, bytes);
+    const sst: SstMeta = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
+    state.apply(++index, encodeCommand({ kind: 'flush-edit', freezeIndex, sst }));
+  }
+  return state;
+}
+
+describe('flusher: an explicit compaction', () => {
+  it('whose edit did not commit (leader lost its quorum) is tried again at the next check, not dropped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-compact-'));
+    const clock = new ManualClock(1_000_000);
+    const server = new FakeRegionServer();
+    const replica = new FakeReplica(2, 6);
+    replica.state = regionWithSsts(2);
+    replica.snapshotIndex = 6;
+    server.replicas.push(replica);
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} }, clock);
+    try {
+      expect(replica.state.ssts.length).to.equal(2);
+      flusher.requestCompaction(REGION);
+      flusher.check();
+      await flusher.settled();
+      expect(server.proposed.filter((k) => k === 'compaction-edit'), 'the requested compaction was proposed').to.have.length(1);
+      // Its outcome is unknown (no quorum) and the region still has both SSTs: the request stands.
+      for (let i = 0; i < 3; i++) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+      expect(server.proposed.filter((k) => k === 'compaction-edit'), 'proposed again while the SSTs are still there').to.have.length.greaterThan(1);
+    } finally {
+      flusher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

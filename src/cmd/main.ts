@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // The regiondb CLI: servers (metasrv, datanode, standalone, cluster) and client commands.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
+import { toJepsenEdn } from '../check/edn.js';
+import { parseHistory } from '../check/history.js';
 import { RegionDbClient, type ReplicaStatus } from '../client/client.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 import { isRegionDbError } from '../common/errors.js';
@@ -27,6 +30,12 @@ process.emitWarning = ((...args: unknown[]) => {
   if (args.slice(1).some((a) => a === 'DEP0123' || (typeof a === 'object' && a !== null && (a as { code?: string }).code === 'DEP0123'))) return;
   emitWarning(...args);
 }) as typeof process.emitWarning;
+
+// Output piped into a reader that stops early (`| head`): finish quietly, as Unix tools do.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 const program = new Command();
 program
@@ -420,6 +429,20 @@ program
       process.exitCode = runCheck(opts.model, history, opts.maxSteps);
     } catch (err) {
       process.stderr.write(`regiondb check: ${(err as Error).message}\n`);
+      process.exitCode = 2;
+    }
+  });
+
+program
+  .command('export-history <history>')
+  .description("write a history (JSONL, see docs/architecture.md) as Jepsen EDN for Jepsen's own checkers: Knossos (register) or the set checker (set)")
+  .option('--model <model>', 'register | set', 'register')
+  .action((history: string, opts: { model: string }) => {
+    try {
+      if (opts.model !== 'register' && opts.model !== 'set') throw new Error(`--model must be register or set, got ${JSON.stringify(opts.model)}`);
+      process.stdout.write(toJepsenEdn(parseHistory(readFileSync(history, 'utf8')), opts.model));
+    } catch (err) {
+      process.stderr.write(`regiondb export-history: ${(err as Error).message}\n`);
       process.exitCode = 2;
     }
   });

@@ -22,6 +22,7 @@ import { type ClusterHandle, NetnsCluster } from '../support/netns-cluster.js';
 import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 import { type LinearizabilityResult, checkRegister } from '../../src/check/linearizability.js';
 import { type SetResult, checkSet } from '../../src/check/set.js';
+import { toJepsenEdn } from '../../src/check/edn.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { type Fault, type FaultRecord, Nemesis } from './nemesis.js';
 import { NETNS_UNSUPPORTED, type NetMode, NetnsNetwork, type Network, ProxyNetwork } from './network.js';
@@ -342,6 +343,8 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       }
     }
     await recorder.close();
+    // The same history for Jepsen's own checkers (Knossos, the set checker): src/check/edn.ts.
+    for (const model of ['register', 'set'] as const) writeFileSync(join(dir, `history.${model}.edn`), toJepsenEdn(recorder.events, model));
 
     // ─── Check and report ───────────────────────────────────────────────────────────────────
     const events = recorder.events;

@@ -1,0 +1,127 @@
+// A datanode whose disk fills up (ENOSPC on its WAL): the node stops serving and says why, without
+// crashing or crash-looping; the other two keep acknowledging writes; after space is freed and
+// the node restarted, it catches up and every acknowledged row is on it. The data dir of one
+// datanode is a small tmpfs the test mounts (root only; skipped, saying why, otherwise) and
+// unmounts by path afterwards.
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, renameSync } from 'node:fs';
+import { expect } from 'chai';
+import type { RegionDbClient } from '../../src/client/client.js';
+import { isRegionDbError } from '../../src/common/errors.js';
+import { SeededRand } from '../../src/common/rand.js';
+import type { Row } from '../../src/engine/schema.js';
+import { LocalCluster, waitUntil } from '../support/local-cluster.js';
+import { COLUMNS, TABLE, keyOf } from '../support/metrics-table.js';
+
+const FULL = 2; // datanode3
+const TMPFS_MB = 3;
+const BATCH = 100;
+const BATCHES_MAX = 400; // 40,000 rows of ~1 KiB: far more than the tmpfs holds
+const SEED = Number(process.env['DISK_FULL_SEED'] ?? 1);
+const rand = new SeededRand(SEED);
+/** ~1 KiB that does not compress (the WAL's tables are compressed). */
+const pad = () => Array.from({ length: 125 }, () => Math.floor(rand.next() * 36 ** 8).toString(36).padStart(8, '0')).join('');
+
+function tmpfsUnavailableReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root to mount a tmpfs (run as root to include it)';
+  try {
+    execFileSync('mount', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return 'mount(8) is not available';
+  }
+  return undefined;
+}
+
+interface Health {
+  status: string;
+  error?: string;
+}
+
+describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', function () {
+  this.timeout(300_000);
+  let cluster: LocalCluster | undefined;
+  let mounted: string | undefined;
+  let client: RegionDbClient;
+  let failed = false;
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+
+  after(async () => {
+    // The tmpfs goes before the data dir is removed (a mount point cannot be): stop its node, then unmount.
+    if (cluster?.datanodes[FULL]) await cluster.stopDatanode(FULL);
+    if (mounted) execFileSync('umount', [mounted]);
+    await cluster?.stop({ keepData: failed });
+  });
+
+  before(async function () {
+    const why = tmpfsUnavailableReason();
+    if (why) {
+      process.stdout.write(`      skipped: ${why}\n`);
+      this.skip();
+    }
+    cluster = new LocalCluster();
+    await cluster.start();
+    client = cluster.client({ deadlineMs: 15_000, attemptTimeoutMs: 2000 });
+    // A string field makes rows large enough to fill the disk in seconds.
+    await client.createTable(TABLE, [...COLUMNS, { name: 'pad', type: 'string', semantic: 'field' }], 3);
+    // Move datanode3's data dir onto a small tmpfs.
+    await cluster.stopDatanode(FULL);
+    const dir = cluster.datanodeDataDir(FULL);
+    renameSync(dir, `${dir}.disk`);
+    mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_MB}m`, 'tmpfs', dir]);
+    mounted = dir;
+    cpSync(`${dir}.disk`, dir, { recursive: true });
+    await cluster.startDatanode(FULL);
+  });
+
+  const health = async (i: number): Promise<Health> => (await (await fetch(`http://127.0.0.1:${cluster!.datanodes[i]!.httpPort}/health`)).json()) as Health;
+
+  it('the full node stops serving and says why, stays up, and the others keep acknowledging writes; freed and restarted, it catches up', async () => {
+    const c = cluster!;
+    const acked = new Map<string, Row>();
+    const unknown: string[] = [];
+    const outcomes: ('acked' | 'unknown')[] = [];
+    let failedAt: number | undefined;
+    let batch = 0;
+    // Write until the node reports its WAL failure, then 20 batches more (the others must carry them).
+    for (; batch < BATCHES_MAX && (failedAt === undefined || batch < failedAt + 20); batch++) {
+      const rows: Row[] = Array.from({ length: BATCH }, (_, j) => ({ host: `h${j % 10}`, ts: 1_000_000 + batch * BATCH + j, v: batch, pad: pad() }));
+      try {
+        await client.write(TABLE, rows);
+        for (const r of rows) acked.set(keyOf(r), r);
+        outcomes.push('acked');
+      } catch (err) {
+        // An outcome the client does not know is not a failure of the test; a refusal after the
+        // quorum is gone would be (two nodes remain).
+        if (isRegionDbError(err) && /DEADLINE_EXCEEDED|unknown/i.test(`${err.code} ${err.message}`)) {
+          unknown.push(`batch ${batch}: ${err.message}`);
+          outcomes.push('unknown');
+        }
+        else throw err;
+      }
+      if (failedAt === undefined && (await health(FULL)).status === 'failed') failedAt = batch;
+    }
+    const h = await health(FULL);
+    process.stdout.write(`      seed ${SEED} (replay: DISK_FULL_SEED=${SEED})\n      datanode3 failed after batch ${failedAt} of ${batch}: ${h.error}\n      acknowledged ${acked.size} rows; outcome unknown: ${unknown.length} batch(es)\n`);
+    expect(failedAt, `datanode3 never reported a failed WAL write in ${batch} batches of ~${BATCH} KiB on a ${TMPFS_MB} MiB tmpfs`).to.not.equal(undefined);
+    expect(h.error ?? '', 'the health says which write failed and why').to.match(/WAL.*(ENOSPC|no space)/i);
+    expect(c.isRunning(FULL), 'the full node is still running (no crash, no crash loop)').to.equal(true);
+    expect(outcomes.slice(-10), `the last 10 batches, well after the failure (unknown: ${unknown.join('; ')})`).to.deep.equal(Array(10).fill('acked'));
+    for (const i of [0, 1]) expect((await health(i)).status, `datanode${i + 1}`).to.equal('ok');
+
+    // Free space (a bigger tmpfs) and restart the node: it replays what it had and catches up.
+    execFileSync('mount', ['-o', `remount,size=${TMPFS_MB * 40}m`, mounted!]);
+    await c.stopDatanode(FULL);
+    await c.startDatanode(FULL);
+    await waitUntil('datanode3 healthy again', 30_000, async () => ((await health(FULL)).status === 'ok' ? true : undefined));
+    const seen = await waitUntil('every acknowledged row on datanode3 (its own replicas, stale reads)', 90_000, async () => {
+      const rows = await client.scan(TABLE, { consistency: 'stale' }, c.datanodeAddr(FULL));
+      const keys = new Set(rows.map((r) => keyOf(r.row)));
+      return [...acked.keys()].every((k) => keys.has(k)) ? keys.size : undefined;
+    });
+    process.stdout.write(`      after the restart datanode3 holds ${seen} rows (${acked.size} acknowledged)\n`);
+  });
+});

@@ -52,6 +52,9 @@ export function generate(outDir, root = '.') {
     const path = resolve(root, outDir, file);
     writeFileSync(path, HEADER + readFileSync(path, 'utf8'));
   }
+  // One import path for every message type (types only: the generated enum objects stay unused).
+  const messages = listTs(resolve(root, outDir, 'regiondb', 'v1')).map((f) => `export type * from './regiondb/v1/${f.replace(/\.ts$/, '.js')}';\n`);
+  writeFileSync(resolve(root, outDir, 'index.ts'), HEADER + messages.join(''));
 }
 
 /** The differences between two generated trees, one line each (empty: identical). */

@@ -8,6 +8,7 @@ import { compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf } from '..
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { type LocalDatabase, type RegionOutcome, Router, type ScanChunk, type WriteRequest } from '../../src/datanode/router.js';
 import { type ProtoRow, type ProtoValue, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
+import type { WriteResponse } from '../../src/rpc/generated/index.js';
 
 const schema: TableSchema = {
   name: 't',
@@ -29,7 +30,7 @@ const regionOf = (i: number) => makeRegionId(schema.tableId, regionNumberOf(sche
 const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
 
 /** A local database where `answer(regionId, attempt)` decides each write attempt. */
-function fakeLocal(answer: (regionId: string, attempt: number) => Promise<unknown>, rowsByRegion = new Map<string, Row[]>()) {
+function fakeLocal(answer: (regionId: string, attempt: number) => Promise<WriteResponse>, rowsByRegion = new Map<string, Row[]>()) {
   const attempts = new Map<string, number>();
   const local: LocalDatabase = {
     nodeId: 1,

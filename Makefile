@@ -10,7 +10,7 @@ NEMESIS ?=
 NODES ?= 3
 NET ?= proxy
 
-.PHONY: all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -103,6 +103,17 @@ coverage: deps
 
 bench-raft: deps
 	node --import tsx bench/raft-bench.ts
+
+# Codec micro-benchmark (~10 s): encode + decode of raft and Batch stream messages with our
+# hand-written codecs, proto-loader's runtime codec and ts-proto's generated static codec
+# (bench/codec-bench.ts; results and the decision in docs/performance.md). CODEC_BENCH_ROUNDS=n.
+bench-codec: deps
+	CODEC_BENCH_ROUNDS=$(or $(CODEC_BENCH_ROUNDS),25) node --import tsx bench/codec-bench.ts
+
+# Regenerates the benchmark's ts-proto codec (bench/generated/ts-proto; benchmark only).
+bench-codec-gen: deps
+	rm -rf bench/generated/ts-proto
+	node_modules/.bin/buf generate --template bench/codec/buf.gen.yaml
 
 clean:
 	rm -rf dist coverage

@@ -64,7 +64,7 @@ import type {
   WriteResponse__Output,
 } from './generated/index.js';
 import { loadProtos } from './proto.js';
-import { type FieldTable, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
+import { type FieldTable, type FieldsOf, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 // ─── Shapes ───────────────────────────────────────────────────────────────────────────────────
 // The generated types of src/rpc/generated (proto-loader-gen-types, the runtime loader's options),
@@ -134,7 +134,7 @@ const DEPTH_OPERATION = 1;
 const DEPTH_ROW = 2;
 
 /** Field names and wire types as the .proto declares them, index = field number (error messages). */
-const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]];
+const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]] satisfies FieldsOf<BatchRequest__Output>;
 const WRITE_REQUEST_FIELDS: FieldTable = [
   ['', -1],
   ['table', WIRE_LEN],
@@ -144,10 +144,10 @@ const WRITE_REQUEST_FIELDS: FieldTable = [
   ['request_id', WIRE_VARINT],
   ['expect_version', WIRE_VARINT],
   ['expect_absent', WIRE_VARINT],
-];
-const DELETE_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['region_id', WIRE_LEN], ['keys', WIRE_LEN], ['client_id', WIRE_LEN], ['request_id', WIRE_VARINT]];
-const GET_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['key', WIRE_LEN], ['consistency', WIRE_VARINT]];
-const ROW_FIELDS: FieldTable = [['', -1], ['values', WIRE_LEN]];
+] satisfies FieldsOf<WriteRequest__Output>;
+const DELETE_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['region_id', WIRE_LEN], ['keys', WIRE_LEN], ['client_id', WIRE_LEN], ['request_id', WIRE_VARINT]] satisfies FieldsOf<DeleteRequest__Output>;
+const GET_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['key', WIRE_LEN], ['consistency', WIRE_VARINT]] satisfies FieldsOf<GetRequest__Output>;
+const ROW_FIELDS: FieldTable = [['', -1], ['values', WIRE_LEN]] satisfies FieldsOf<Row__Output>;
 const MAP_ENTRY_FIELDS: FieldTable = [['', -1], ['key', WIRE_LEN], ['value', WIRE_LEN]];
 const VALUE_FIELDS: FieldTable = [
   ['', -1],
@@ -157,10 +157,10 @@ const VALUE_FIELDS: FieldTable = [
   ['bool_value', WIRE_VARINT],
   ['timestamp_ms_value', WIRE_VARINT],
   ['null_value', WIRE_VARINT],
-];
-const BATCH_RESPONSE_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['error', WIRE_LEN]];
-const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT], ['regions', WIRE_LEN]];
-const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['regions', WIRE_LEN]];
+] satisfies FieldsOf<Value__Output>;
+const BATCH_RESPONSE_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['error', WIRE_LEN]] satisfies FieldsOf<BatchResponse__Output>;
+const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT], ['regions', WIRE_LEN]] satisfies FieldsOf<WriteResponse__Output>;
+const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['regions', WIRE_LEN]] satisfies FieldsOf<DeleteResponse__Output>;
 const REGION_OUTCOME_FIELDS: FieldTable = [
   ['', -1],
   ['region_id', WIRE_LEN],
@@ -170,9 +170,9 @@ const REGION_OUTCOME_FIELDS: FieldTable = [
   ['grpc_code', WIRE_VARINT],
   ['code', WIRE_LEN],
   ['message', WIRE_LEN],
-];
-const GET_RESPONSE_FIELDS: FieldTable = [['', -1], ['found', WIRE_VARINT], ['row', WIRE_LEN], ['version', WIRE_VARINT]];
-const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['code', WIRE_LEN], ['message', WIRE_LEN], ['details', WIRE_LEN]];
+] satisfies FieldsOf<RegionOutcome__Output>;
+const GET_RESPONSE_FIELDS: FieldTable = [['', -1], ['found', WIRE_VARINT], ['row', WIRE_LEN], ['version', WIRE_VARINT]] satisfies FieldsOf<GetResponse__Output>;
+const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['code', WIRE_LEN], ['message', WIRE_LEN], ['details', WIRE_LEN]] satisfies FieldsOf<BatchError__Output>;
 
 /** database.proto's Consistency, by number. */
 const CONSISTENCY_NAMES: readonly Consistency__Output[] = ['LINEARIZABLE', 'STALE'];

@@ -568,7 +568,7 @@ export class RegionDbClient {
   async scan(table: string, options: ScanOptions = {}, addr?: string): Promise<VersionedRow[]> {
     const { schema } = await this.describe(table);
     const out: VersionedRow[] = [];
-    const request = (regionId: string): ScanRequest => ({
+    const request = (regionId: string) => ({
       table,
       region_id: regionId,
       ...(options.startMs !== undefined ? { start_ms: String(options.startMs) } : {}),
@@ -577,7 +577,7 @@ export class RegionDbClient {
         Object.entries(options.tagEquals ?? {}).map(([k, v]) => [k, toProtoValue(v, schema.columns.find((c) => c.name === k)?.type ?? 'string')]),
       ),
       limit: String(options.limit ?? 0),
-      consistency: options.consistency === 'stale' ? 'STALE' : 'LINEARIZABLE',
+      consistency: options.consistency === 'stale' ? ('STALE' as const) : ('LINEARIZABLE' as const),
     });
     const streamScan = async (target: string, req: ScanRequest): Promise<VersionedRow[]> => {
       const rows: VersionedRow[] = [];

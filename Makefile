@@ -104,7 +104,7 @@ coverage: deps
 bench-raft: deps
 	node --import tsx bench/raft-bench.ts
 
-# Codec micro-benchmark (~10 s): encode + decode of raft and Batch stream messages with our
+# Codec micro-benchmark (~5 s): encode + decode of raft and Batch stream messages with our
 # hand-written codecs, proto-loader's runtime codec and ts-proto's generated static codec
 # (bench/codec-bench.ts; results and the decision in docs/performance.md). CODEC_BENCH_ROUNDS=n.
 bench-codec: deps

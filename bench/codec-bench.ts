@@ -17,7 +17,7 @@
 // every codec give the same message (agree(); also test/unit/codec-bench.test.ts), and reports
 // which outputs are byte-identical. Timing: codecs alternate within each round (the order rotates
 // each round), each sample runs a calibrated number of iterations (~SAMPLE_MS), medians over
-// CODEC_BENCH_ROUNDS rounds (default 25). Runs in about 10 s; results: docs/performance.md.
+// CODEC_BENCH_ROUNDS rounds (default 25). Runs in about 5 s; results: docs/performance.md.
 import { performance } from 'node:perf_hooks';
 import { SeededRand } from '../src/common/rand.js';
 import { EntryType, type Message, MessageType, makeMessage } from '../src/raft/types.js';

@@ -12,19 +12,31 @@ import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
 import { type BatchKind, BatchStream } from '../rpc/batch-stream.js';
 import { fromGrpcError } from '../rpc/status.js';
 import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
-import { type ProtoRow, type ProtoTableSchema, fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
+import type {
+  DatabaseClient,
+  DeleteRequest,
+  DeleteResponse__Output,
+  FlushResponse__Output,
+  GetRequest,
+  GetResponse__Output,
+  GetRoutesResponse__Output,
+  ListNodesResponse__Output,
+  MetaCreateTableResponse__Output,
+  MetaDropTableResponse__Output,
+  RecoverTableResponse__Output,
+  RecoveredRegion__Output,
+  ReplicaStat__Output,
+  ScanRequest,
+  ScanResponse__Output,
+  StartProcedureResponse__Output,
+  StatusResponse__Output,
+  WriteRequest,
+  WriteResponse__Output,
+} from '../rpc/generated/index.js';
+import { fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/values.js';
 
-/** One replica as a datanode reports it (meta.proto ReplicaStat; the fields the CLI shows). */
-export interface ReplicaStatus {
-  region_id: string;
-  peer_id: string;
-  role: string;
-  applied_index: string;
-  /** ok | failed (docs/replica-health.md). */
-  health: string;
-  /** Why it failed, naming region and index; empty when healthy. */
-  failure: string;
-}
+/** One replica as a datanode reports it (meta.proto ReplicaStat). */
+export type ReplicaStatus = ReplicaStat__Output;
 
 export interface ClientOptions {
   /** Metasrv address (routes, DDL). */
@@ -163,7 +175,8 @@ export class RegionDbClient {
       semantic: c.semantic.toUpperCase(),
     }));
     try {
-      const res = await call<{ table: ProtoTableSchema }>(this.meta, 'CreateTable', { name, columns: protoColumns, region_count: regionCount }, this.deadlineMs);
+      // The column types and semantics as the caller spelled them: the metasrv validates them.
+      const res = await call<MetaCreateTableResponse__Output>(this.meta, 'CreateTable', { name, columns: protoColumns, region_count: regionCount }, this.deadlineMs);
       this.tables.delete(name);
       return fromProtoSchema(res.table);
     } catch (err) {
@@ -173,7 +186,7 @@ export class RegionDbClient {
 
   async dropTable(name: string): Promise<number> {
     try {
-      const res = await call<{ regions_dropped: number }>(this.meta, 'DropTable', { name }, this.deadlineMs);
+      const res = await call<MetaDropTableResponse__Output>(this.meta, 'DropTable', { name }, this.deadlineMs);
       this.tables.delete(name);
       return res.regions_dropped;
     } catch (err) {
@@ -184,7 +197,7 @@ export class RegionDbClient {
   async describe(table: string, refresh = false): Promise<TableRoutes> {
     const cached = this.tables.get(table);
     if (cached && !refresh) return cached;
-    type Routes = { table: ProtoTableSchema; routes: { region_id: string; peers: { node_id: string; addr: string }[]; leader_node_id: string }[] };
+    type Routes = GetRoutesResponse__Output;
     let res: Routes;
     try {
       // Without routes nothing can be sent: a metasrv restarting (or the channel to it still in
@@ -212,19 +225,19 @@ export class RegionDbClient {
     return info;
   }
 
-  async listNodes(): Promise<unknown> {
+  async listNodes(): Promise<ListNodesResponse__Output> {
     try {
-      return await call(this.meta, 'ListNodes', {}, this.attemptTimeoutMs);
+      return await call<ListNodesResponse__Output>(this.meta, 'ListNodes', {}, this.attemptTimeoutMs);
     } catch (err) {
       throw fromGrpcError(err);
     }
   }
 
   /** Admin.Status of one datanode: its replicas, with their health (meta.proto ReplicaStat). */
-  async nodeStatus(addr: string): Promise<{ replicas: ReplicaStatus[] }> {
+  async nodeStatus(addr: string): Promise<StatusResponse__Output> {
     const admin = makeClient('Admin', addr, this.security);
     try {
-      return await call<{ replicas: ReplicaStatus[] }>(admin, 'Status', {}, this.attemptTimeoutMs);
+      return await call<StatusResponse__Output>(admin, 'Status', {}, this.attemptTimeoutMs);
     } catch (err) {
       throw fromGrpcError(err);
     } finally {
@@ -237,7 +250,7 @@ export class RegionDbClient {
     const viaAdmin = async (addr: string, regionId: string) => {
       const admin = makeClient('Admin', addr, this.security);
       try {
-        return (await call<{ regions: number }>(admin, 'Flush', { region_id: regionId }, 70_000)).regions;
+        return (await call<FlushResponse__Output>(admin, 'Flush', { region_id: regionId }, 70_000)).regions;
       } finally {
         admin.close();
       }
@@ -248,7 +261,7 @@ export class RegionDbClient {
       for (const regionId of routes.keys()) flushed += await this.withRegion(table, regionId, 'flush', (addr) => viaAdmin(addr, regionId));
       return flushed;
     }
-    const nodes = (await this.listNodes()) as { nodes: { addr: string; state: string }[] };
+    const nodes = await this.listNodes();
     for (const n of nodes.nodes) {
       if (n.state !== 'alive') continue;
       try {
@@ -261,9 +274,9 @@ export class RegionDbClient {
   }
 
   /** Disaster recovery of a table from the object store (see `regiondb recover`). */
-  async recoverTable(table: string, force = false): Promise<{ region_id: string; flushed_index: string; manifest_written_ms: string; ssts: number; replicas: number }[]> {
+  async recoverTable(table: string, force = false): Promise<RecoveredRegion__Output[]> {
     try {
-      const res = await call<{ regions: { region_id: string; flushed_index: string; manifest_written_ms: string; ssts: number; replicas: number }[] }>(
+      const res = await call<RecoverTableResponse__Output>(
         this.meta,
         'RecoverTable',
         { table, force },
@@ -279,7 +292,7 @@ export class RegionDbClient {
   /** Starts an operator procedure on the metasrv (transfer-leader, balance-leaders, drain-node). */
   async startProcedure(kind: string, options: { regionId?: string; nodeId?: number } = {}): Promise<string> {
     try {
-      const res = await call<{ id: string }>(
+      const res = await call<StartProcedureResponse__Output>(
         this.meta,
         'StartProcedure',
         { kind, region_id: options.regionId ?? '', node_id: String(options.nodeId ?? 0) },
@@ -471,7 +484,7 @@ export class RegionDbClient {
    * refused attempt was the only one sent, nothing was applied, so the operation runs once more
    * under a new id. After several attempts the outcome is unknown and the error is the caller's.
    */
-  private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => unknown): Promise<T> {
+  private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => WriteRequest | DeleteRequest): Promise<T> {
     for (let round = 1; ; round++) {
       const requestId = String(this.newRequestId());
       let attempts = 0;
@@ -510,7 +523,7 @@ export class RegionDbClient {
     const operations = new Map(
       [...byRegion].map(([regionId, regionRows]) => [regionId, (async () => {
         const rows = regionRows.map((r) => toProtoRow(schema, r));
-        const res = await this.deduplicated<{ version: string }>(table, regionId, 'write', (requestId) => ({
+        const res = await this.deduplicated<WriteResponse__Output>(table, regionId, 'write', (requestId): WriteRequest => ({
           table,
           region_id: regionId,
           rows,
@@ -536,7 +549,7 @@ export class RegionDbClient {
     const operations = new Map(
       [...byRegion].map(([regionId, regionKeys]) => {
         const keys = regionKeys.map((k) => toProtoRow(schema, k));
-        return [regionId, this.deduplicated(table, regionId, 'delete', (requestId) => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }))];
+        return [regionId, this.deduplicated<DeleteResponse__Output>(table, regionId, 'delete', (requestId): DeleteRequest => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }))];
       }),
     );
     await this.perRegion('delete', operations);
@@ -546,8 +559,8 @@ export class RegionDbClient {
     const { schema } = await this.describe(table);
     const valid = validateKey(schema, key);
     const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
-    const request = { table, key: toProtoRow(schema, valid), consistency: consistency === 'stale' ? 'STALE' : 'LINEARIZABLE' };
-    const res = await this.withRegion(table, regionId, 'get', (addr) => this.operation<{ found: boolean; row: ProtoRow; version: string }>(addr, 'get', request));
+    const request: GetRequest = { table, key: toProtoRow(schema, valid), consistency: consistency === 'stale' ? 'STALE' : 'LINEARIZABLE' };
+    const res = await this.withRegion(table, regionId, 'get', (addr) => this.operation<GetResponse__Output>(addr, 'get', request));
     return res.found ? { row: fromProtoRow(res.row, 'row'), version: Number(res.version) } : null;
   }
 
@@ -563,13 +576,13 @@ export class RegionDbClient {
         Object.entries(options.tagEquals ?? {}).map(([k, v]) => [k, toProtoValue(v, schema.columns.find((c) => c.name === k)?.type ?? 'string')]),
       ),
       limit: String(options.limit ?? 0),
-      consistency: options.consistency === 'stale' ? 'STALE' : 'LINEARIZABLE',
+      consistency: options.consistency === 'stale' ? ('STALE' as const) : ('LINEARIZABLE' as const),
     });
-    const streamScan = async (target: string, req: unknown): Promise<VersionedRow[]> => {
+    const streamScan = async (target: string, req: ScanRequest): Promise<VersionedRow[]> => {
       const rows: VersionedRow[] = [];
-      const client = this.conn(target) as unknown as { Scan(r: unknown, o: unknown): AsyncIterable<{ rows: ProtoRow[]; versions: string[] }> };
+      const client = this.conn(target) as unknown as DatabaseClient;
       try {
-        for await (const chunk of client.Scan(req, { deadline: Date.now() + this.deadlineMs })) {
+        for await (const chunk of client.Scan(req, { deadline: Date.now() + this.deadlineMs }) as AsyncIterable<ScanResponse__Output>) {
           chunk.rows.forEach((r, i) => {
             rows.push({ row: fromProtoRow(r, 'row'), version: Number(chunk.versions[i]) });
           });

@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { toJepsenEdn } from '../check/edn.js';
 import { parseHistory } from '../check/history.js';
 import { RegionDbClient, type ReplicaStatus } from '../client/client.js';
+import type { ListNodesResponse__Output } from '../rpc/generated/index.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 import { isRegionDbError } from '../common/errors.js';
 import { type LogFormat, createLogger } from '../common/logger.js';
@@ -321,18 +322,7 @@ async function failedReplicasOf(c: RegionDbClient, nodes: StatusResponse['nodes'
   return perNode.flat();
 }
 
-interface StatusResponse {
-  nodes: { node_id: string; addr: string; state: string; phi: number; regions: number; leaders: number }[];
-  region_infos: {
-    route: { region_id: string; table: string; peers: { node_id: string; peer_id: string }[]; leader_node_id: string };
-    term: string;
-    applied_index: string[];
-    flushed_index: string;
-    health: string;
-    problems?: string[];
-  }[];
-  procedures: { id: string; kind: string; status: string; step: string; description: string; notes: string[]; error: string }[];
-}
+type StatusResponse = ListNodesResponse__Output;
 
 program
   .command('status')
@@ -341,7 +331,7 @@ program
   .option('--all-procedures', 'include finished procedures')
   .action(async (opts: { json?: boolean; allProcedures?: boolean }) => {
     await withClient(async (c) => {
-      const res = (await c.listNodes()) as StatusResponse;
+      const res: StatusResponse = await c.listNodes();
       const failedReplicas = await failedReplicasOf(c, res.nodes);
       if (opts.json) return { ...res, failed_replicas: failedReplicas };
       const nodes = renderTable(
@@ -350,18 +340,18 @@ program
       );
       const regions = renderTable(
         ['REGION', 'TABLE', 'PEERS(node)', 'LEADER', 'TERM', 'APPLIED', 'FLUSHED', 'HEALTH'],
-        res.region_infos.map((r) => [
-          r.route.region_id,
-          r.route.table,
-          r.route.peers.map((p) => p.node_id).join(','),
-          r.route.leader_node_id === '0' ? '-' : r.route.leader_node_id,
+        res.region_infos.map(({ route, ...r }) => [
+          route!.region_id, // the metasrv always sets it
+          route!.table,
+          route!.peers.map((p) => p.node_id).join(','),
+          route!.leader_node_id === '0' ? '-' : route!.leader_node_id,
           r.term,
           r.applied_index.join('/'),
           r.flushed_index,
           r.health,
         ]),
       );
-      const problems = res.region_infos.flatMap((r) => (r.problems ?? []).map((p) => `region ${r.route.region_id}: ${p}`));
+      const problems = res.region_infos.flatMap((r) => (r.problems ?? []).map((p) => `region ${r.route!.region_id}: ${p}`));
       // Replicas that failed (a damaged WAL, an apply that cannot succeed): the rest of their
       // node serves; each is rebuilt from its peers under a fresh peer id (docs/replica-health.md).
       const failed = failedReplicas.length

@@ -22,13 +22,19 @@ import { str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
 import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
 import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
-import { type ProtoRow, type ProtoTableSchema, type ProtoValue, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
+import type { BatchRequestObject } from '../rpc/batch-wire.js';
+import type {
+  CreateTableResponse__Output,
+  DatabaseHandlers,
+  DeleteResponse,
+  DropTableResponse__Output, GetResponse, GetRoutesResponse__Output, RegionRoute__Output, WriteResponse } from '../rpc/generated/index.js';
+import { type ProtoRow, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
-import { type CallInfo, Router, type WriteRequest } from './router.js';
+import { type CallInfo, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest } from './router.js';
 
 interface RouteInfo {
   schema: TableSchema;
-  routes: { region_id: string; peers: { node_id: string; addr: string }[]; leader_node_id: string }[];
+  routes: RegionRoute__Output[];
   fetchedAtMs: number;
 }
 
@@ -52,7 +58,7 @@ export class DatabaseService {
       write: (req) => this.write(req),
       delete: (req) => this.delete(req),
       get: (req) => this.get(req),
-      scanRegion: (req, write) => this.scan(req as ScanRequestProto, write),
+      scanRegion: (req, write) => this.scan(req, write),
     });
   }
 
@@ -60,19 +66,19 @@ export class DatabaseService {
     this.router.close();
   }
 
-  implementation(): grpc.UntypedServiceImplementation {
+  implementation(): DatabaseHandlers {
     const log = this.dn.log;
     return {
-      CreateTable: unary((req: { name: string; columns: unknown[]; region_count: number }) => this.forwardDdl('CreateTable', req), log),
-      DropTable: unary((req: { name: string }) => this.forwardDdl('DropTable', req), log),
-      DescribeTable: unary(async (req: { name: string }) => {
+      CreateTable: unary((req) => this.forwardDdl<CreateTableResponse__Output>('CreateTable', req), log),
+      DropTable: unary((req) => this.forwardDdl<DropTableResponse__Output>('DropTable', req), log),
+      DescribeTable: unary(async (req) => {
         const info = await this.routes(str(req.name, 'name', limits.tableNameBytesMax), true);
         return { table: this.dn.schemaProto(info.schema), routes: info.routes };
       }, log),
-      Write: unary((req: WriteRequestProto, call) => this.router.write(req, callInfo(call)), log),
-      Delete: unary((req: DeleteRequestProto, call) => this.router.delete(req, callInfo(call)), log),
-      Get: unary((req: GetRequestProto, call) => this.router.get(req, callInfo(call)), log),
-      Scan: serverStream((req: ScanRequestProto, write) => this.router.scan(req, write), log),
+      Write: unary((req, call) => this.router.write(req, callInfo(call)), log),
+      Delete: unary((req, call) => this.router.delete(req, callInfo(call)), log),
+      Get: unary((req, call) => this.router.get(req, callInfo(call)), log),
+      Scan: serverStream((req, write) => this.router.scan(req, write), log),
       Batch: (call: grpc.ServerDuplexStream<unknown, unknown>) => this.batch(call),
     };
   }
@@ -103,7 +109,7 @@ export class DatabaseService {
         failStream(call, { code: grpc.status.INVALID_ARGUMENT, details: `malformed request: ${(raw as Record<symbol, string>)[MALFORMED]}` });
         return;
       }
-      const req = raw as BatchRequestProto;
+      const req = raw as BatchRequestObject;
       const id = req.id;
       const kind = req.request;
       const method = kind === 'write' ? 'Write' : kind === 'delete' ? 'Delete' : kind === 'get' ? 'Get' : 'Batch';
@@ -146,9 +152,9 @@ export class DatabaseService {
     });
   }
 
-  private async forwardDdl(method: 'CreateTable' | 'DropTable', req: unknown): Promise<unknown> {
+  private async forwardDdl<Res>(method: 'CreateTable' | 'DropTable', req: unknown): Promise<Res> {
     try {
-      return await this.dn.metaCall(method, req);
+      return await this.dn.metaCall<Res>(method, req);
     } catch (err) {
       const e = fromGrpcError(err);
       if (e.code === ErrorCode.Unavailable || e.code === ErrorCode.DeadlineExceeded) {
@@ -163,7 +169,7 @@ export class DatabaseService {
     const cached = this.routeCache.get(table);
     if (cached && !fresh && Date.now() - cached.fetchedAtMs < ROUTE_CACHE_MS) return cached;
     try {
-      const res = await this.dn.metaCall<{ table: ProtoTableSchema; routes: RouteInfo['routes'] }>('GetRoutes', { table }, 5000);
+      const res = await this.dn.metaCall<GetRoutesResponse__Output>('GetRoutes', { table }, 5000);
       const info = { schema: fromProtoSchema(res.table), routes: res.routes, fetchedAtMs: Date.now() };
       this.routeCache.set(table, info);
       return info;
@@ -307,7 +313,7 @@ export class DatabaseService {
     return { clientId: requestId === 0 ? '' : clientId, requestId };
   }
 
-  private async write(req: WriteRequestProto): Promise<unknown> {
+  private async write(req: WriteRequest): Promise<WriteResponse> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'rows: at least one row is required');
     if (req.rows.length > limits.rowsPerWriteMax) {
@@ -338,7 +344,7 @@ export class DatabaseService {
     return { version, rows_written: rows.length };
   }
 
-  private async delete(req: DeleteRequestProto): Promise<unknown> {
+  private async delete(req: DeleteRequest): Promise<DeleteResponse> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'keys: at least one key is required');
     if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
@@ -352,7 +358,7 @@ export class DatabaseService {
   }
 
   /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */
-  private async readable(table: string, regionId: string, consistency: string): Promise<RegionState> {
+  private async readable(table: string, regionId: string, consistency: string | number): Promise<RegionState> {
     await this.refuseIfFailed(table, regionId);
     const replica = this.dn.regionServer.replica(regionId);
     if (!replica) throw await this.redirect(table, regionId);
@@ -375,7 +381,7 @@ export class DatabaseService {
     return current.stateMachine;
   }
 
-  private async get(req: GetRequestProto): Promise<unknown> {
+  private async get(req: GetRequest): Promise<GetResponse> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.schemaOf(table);
     const key = validateKey(schema, fromProtoRow(req.key, 'key'));
@@ -385,7 +391,7 @@ export class DatabaseService {
     return found ? { found: true, row: toProtoRow(schema, found.row), version: String(found.version) } : { found: false, version: '0' };
   }
 
-  private async scan(req: ScanRequestProto, write: (chunk: unknown) => Promise<void>): Promise<void> {
+  private async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>): Promise<void> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.schemaOf(table);
     const tagEquals: Record<string, string | number | boolean | null> = {};
@@ -445,7 +451,7 @@ export class DatabaseService {
   }
 
   /** Streams a region hosted elsewhere from a node that hosts it. Returns rows forwarded. */
-  private async forwardScan(table: string, regionId: string, req: ScanRequestProto, limit: number, write: (chunk: unknown) => Promise<void>): Promise<number> {
+  private async forwardScan(table: string, regionId: string, req: ScanRequest, limit: number, write: (chunk: ScanChunk) => Promise<void>): Promise<number> {
     const redirect = await this.redirect(table, regionId);
     const addr = redirect.details['leaderAddr'];
     if (!addr) throw redirect;
@@ -459,7 +465,7 @@ export class DatabaseService {
         metadata,
         { deadline: Date.now() + 30_000 },
       );
-      for await (const chunk of stream as AsyncIterable<{ rows: ProtoRow[]; versions: string[] }>) {
+      for await (const chunk of stream as AsyncIterable<ScanChunk>) {
         forwarded += chunk.rows.length;
         await write(chunk);
       }
@@ -504,40 +510,4 @@ function scanTooLarge(): RegionDbError {
     ErrorCode.InvalidArgument,
     `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`,
   );
-}
-
-type WriteRequestProto = WriteRequest;
-
-interface DeleteRequestProto {
-  table: string;
-  region_id?: string;
-  keys: ProtoRow[];
-  client_id?: string;
-  request_id?: string;
-}
-
-interface BatchRequestProto {
-  id: string;
-  request?: 'write' | 'delete' | 'get';
-  write?: WriteRequestProto;
-  delete?: DeleteRequestProto;
-  get?: GetRequestProto;
-}
-
-interface GetRequestProto {
-  table: string;
-  key: ProtoRow;
-  consistency: string;
-}
-
-interface ScanRequestProto {
-  table: string;
-  region_id?: string;
-  start_ms?: string;
-  _start_ms?: string;
-  end_ms?: string;
-  _end_ms?: string;
-  tag_equals?: Record<string, ProtoValue>;
-  limit?: string;
-  consistency: string;
 }

@@ -16,6 +16,15 @@ import { databaseService } from '../rpc/batch-wire.js';
 import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { MALFORMED, failStream, fromGrpcError, unary } from '../rpc/status.js';
+import type {
+  AdminHandlers,
+  HeartbeatResponse__Output,
+  Instruction__Output,
+  OpenRegionRequest__Output,
+  OpenRegionResponse,
+  RegisterNodeResponse__Output,
+  ReplicaStat,
+} from '../rpc/generated/index.js';
 import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
@@ -34,23 +43,9 @@ import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from './region-server.js';
 import type { RegionMeta } from './types.js';
 
-export interface ProtoOpenRegion {
-  region_id: string;
-  table: ProtoTableSchema;
-  peers: { peer_id: string; node_id: string; addr: string }[];
-  self_peer_id: string;
-  bootstrap: boolean;
-  recover_from_object_store?: boolean;
-}
-
-interface ProtoInstruction {
-  kind?: string;
-  open_region?: ProtoOpenRegion;
-  close_region?: { region_id: string; destroy: boolean };
-  campaign?: { region_id: string };
-  transfer_leader?: { region_id: string; to_peer_id: string };
-  change_peer?: { region_id: string; change: string; peer: { peer_id: string; node_id: string; addr: string } };
-}
+/** An OpenRegion request or instruction as it arrives (decoded by proto-loader). */
+export type ProtoOpenRegion = OpenRegionRequest__Output;
+type ProtoInstruction = Instruction__Output;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -347,7 +342,7 @@ export class Datanode implements DatabaseHost {
     return this.serialized(() => this.openRegionNow(open));
   }
 
-  recoverRegion(open: ProtoOpenRegion): Promise<{ flushed_index: string; manifest_written_ms: string; ssts: number; manifest: string }> {
+  recoverRegion(open: ProtoOpenRegion): Promise<OpenRegionResponse> {
     return this.serialized(() => this.recoverRegionNow(open));
   }
 
@@ -380,7 +375,7 @@ export class Datanode implements DatabaseHost {
    * flushed index with the catalog's current peers as voters. Every replica of the region is
    * recovered from the same manifest, so they agree on the log from there on.
    */
-  private async recoverRegionNow(open: ProtoOpenRegion): Promise<{ flushed_index: string; manifest_written_ms: string; ssts: number; manifest: string }> {
+  private async recoverRegionNow(open: ProtoOpenRegion): Promise<OpenRegionResponse> {
     const regionId = open.region_id;
     // Validate the instruction and read (and verify) the manifest first: neither a malformed
     // instruction nor a damaged manifest may cost the local replica.
@@ -534,7 +529,7 @@ export class Datanode implements DatabaseHost {
   // ─── Admin service ──────────────────────────────────────────────────────────────────────────
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
-  replicaStats(): unknown[] {
+  replicaStats(): ReplicaStat[] {
     const healthy = this.regionServer.allReplicas().map((r) => {
       const st = r.raft.status();
       const state = r.stateMachine;
@@ -620,10 +615,10 @@ export class Datanode implements DatabaseHost {
     return led.length;
   }
 
-  private adminImplementation(): grpc.UntypedServiceImplementation {
+  private adminImplementation(): AdminHandlers {
     return {
       Status: unary(async () => ({ node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats() }), this.log),
-      TransferLeader: unary(async (req: { region_id: string; to_node_id: string }) => {
+      TransferLeader: unary(async (req) => {
         const replica = this.regionServer.leaderReplica(req.region_id);
         const toNode = u64(req.to_node_id, 'to_node_id');
         const peer = [...replica.peers.values()].find((p) => p.nodeId === toNode);
@@ -631,13 +626,13 @@ export class Datanode implements DatabaseHost {
         this.regionServer.transferLeader(req.region_id, peer.peerId);
         return {};
       }, this.log),
-      OpenRegion: unary(async (req: ProtoOpenRegion) => {
+      OpenRegion: unary(async (req) => {
         if (req.recover_from_object_store) return this.recoverRegion(req);
         await this.openRegion(req);
         return {};
       }, this.log),
-      Flush: unary(async (req: { region_id?: string }) => ({ regions: await this.flushLedRegions(req.region_id || undefined) }), this.log),
-      Compact: unary(async (req: { region_id?: string }) => ({ regions: this.compactLedRegions(req.region_id || undefined) }), this.log),
+      Flush: unary(async (req) => ({ regions: await this.flushLedRegions(req.region_id || undefined) }), this.log),
+      Compact: unary(async (req) => ({ regions: this.compactLedRegions(req.region_id || undefined) }), this.log),
     };
   }
 
@@ -680,7 +675,7 @@ export class Datanode implements DatabaseHost {
     try {
       if (!this.registered) {
         this.heartbeatPhase = 'register';
-        const res = await call<{ regions: ProtoOpenRegion[] }>(
+        const res = await call<RegisterNodeResponse__Output>(
           this.metaClient,
           'RegisterNode',
           { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}`, store_id: this.storeId },
@@ -692,7 +687,7 @@ export class Datanode implements DatabaseHost {
         this.registered = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
       }
       this.heartbeatPhase = 'heartbeat call';
-      const res = await call<{ instructions: ProtoInstruction[] }>(
+      const res = await call<HeartbeatResponse__Output>(
         this.metaClient,
         'Heartbeat',
         { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
@@ -741,6 +736,7 @@ export class Datanode implements DatabaseHost {
       else if (ins.transfer_leader) this.regionServer.transferLeader(ins.transfer_leader.region_id, u64(ins.transfer_leader.to_peer_id, 'to_peer_id'));
       else if (ins.change_peer) {
         const cp = ins.change_peer;
+        if (!cp.peer) throw new RegionDbError(ErrorCode.InvalidArgument, `change_peer of region ${cp.region_id} names no peer`);
         const peerId = u64(cp.peer.peer_id, 'peer_id');
         const nodeId = u64(cp.peer.node_id, 'node_id');
         if (cp.peer.addr) this.addresses.set(nodeId, cp.peer.addr);

@@ -18,7 +18,19 @@ import { limits } from '../common/limits.js';
 import { type Row, type TableSchema, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
 import { BatchStream } from '../rpc/batch-stream.js';
-import { databaseService } from '../rpc/batch-wire.js';
+import { type EnumOutput, type GetRequestObject, databaseService } from '../rpc/batch-wire.js';
+import type {
+  DeleteRequest__Output,
+  DeleteResponse,
+  GetResponse,
+  GetResponse__Output,
+  Outcome__Output,
+  RegionOutcome__Output,
+  ScanRequest__Output,
+  ScanResponse__Output,
+  WriteRequest__Output,
+  WriteResponse,
+} from '../rpc/generated/index.js';
 import { str } from '../rpc/proto.js';
 import { call, makeClient } from '../rpc/server.js';
 import { fromGrpcError, grpcStatusOf } from '../rpc/status.js';
@@ -32,6 +44,17 @@ export interface CallInfo {
   readonly deadlineMs: number;
 }
 
+/**
+ * A request as the Database service decodes it: the generated `__Output` types (enums widened
+ * as the Batch codec decodes them, batch-wire.ts); fields other than the table and its rows may
+ * be absent in requests built in-process (a region's part, the tests).
+ */
+export type WriteRequest = Pick<WriteRequest__Output, 'table' | 'rows'> & Partial<WriteRequest__Output>;
+export type DeleteRequest = Pick<DeleteRequest__Output, 'table' | 'keys'> & Partial<DeleteRequest__Output>;
+export type GetRequest = GetRequestObject;
+export type ScanRequest = Pick<ScanRequest__Output, 'table'> & Partial<Omit<ScanRequest__Output, 'consistency'>> & { consistency: EnumOutput<ScanRequest__Output['consistency']> };
+export type ScanChunk = ScanResponse__Output;
+
 /** The single-region handlers of the Database service that the router composes. */
 export interface LocalDatabase {
   readonly nodeId: number;
@@ -41,44 +64,11 @@ export interface LocalDatabase {
   leads(regionId: string): boolean;
   /** The region's leader address as the routes know it, if any; `fresh`: ask the metasrv, not the cache. */
   leaderAddr(table: string, regionId: string, fresh: boolean): Promise<string | undefined>;
-  /** Resolves with the WriteResponse ({ version, rows_written }). */
-  write(req: WriteRequest): Promise<unknown>;
-  /** Resolves with the DeleteResponse ({ version }). */
-  delete(req: DeleteRequest): Promise<unknown>;
-  get(req: { table: string; key: ProtoRow; consistency: string }): Promise<unknown>;
+  write(req: WriteRequest): Promise<WriteResponse>;
+  delete(req: DeleteRequest): Promise<DeleteResponse>;
+  get(req: GetRequest): Promise<GetResponse>;
   /** One region's scan (req.region_id set), or a forwarded one. */
-  scanRegion(req: ScanRequest, write: (chunk: unknown) => Promise<void>): Promise<void>;
-}
-
-export interface WriteRequest {
-  table: string;
-  region_id?: string;
-  rows: ProtoRow[];
-  client_id?: string;
-  request_id?: string;
-  expect_version?: string;
-  _expect_version?: string;
-  expect_absent?: boolean;
-}
-
-export interface DeleteRequest {
-  table: string;
-  region_id?: string;
-  keys: ProtoRow[];
-  client_id?: string;
-  request_id?: string;
-}
-
-export interface ScanRequest {
-  table: string;
-  region_id?: string;
-  limit?: string;
-  consistency: string;
-}
-
-export interface ScanChunk {
-  rows: ProtoRow[];
-  versions: string[];
+  scanRegion(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>): Promise<void>;
 }
 
 interface PartResult {
@@ -87,17 +77,10 @@ interface PartResult {
   readonly error?: RegionDbError;
 }
 
-export type Outcome = 'OUTCOME_APPLIED' | 'OUTCOME_NOT_APPLIED' | 'OUTCOME_UNKNOWN';
+/** A part's outcome: never OUTCOME_UNSPECIFIED. */
+export type Outcome = Exclude<Outcome__Output, 'OUTCOME_UNSPECIFIED'>;
 
-export interface RegionOutcome {
-  region_id: string;
-  outcome: Outcome;
-  version: string;
-  rows: number;
-  grpc_code: number;
-  code: string;
-  message: string;
-}
+export type RegionOutcome = Omit<RegionOutcome__Output, 'outcome'> & { outcome: Outcome };
 
 /** Errors raised before a command is proposed: the operation certainly did not apply. */
 const NOT_APPLIED: ReadonlySet<string> = new Set([
@@ -136,7 +119,7 @@ export class Router {
 
   // ─── Write / Delete ─────────────────────────────────────────────────────────────────────────
 
-  async write(req: WriteRequest, info: CallInfo): Promise<unknown> {
+  async write(req: WriteRequest, info: CallInfo): Promise<WriteResponse> {
     if (info.forwarded) return this.local.write(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
@@ -156,7 +139,7 @@ export class Router {
     return { ...merge(outcomes, 'write'), rows_written: req.rows.length };
   }
 
-  async delete(req: DeleteRequest, info: CallInfo): Promise<unknown> {
+  async delete(req: DeleteRequest, info: CallInfo): Promise<DeleteResponse> {
     if (info.forwarded) return this.local.delete(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) return this.local.delete(req);
@@ -281,7 +264,7 @@ export class Router {
   // ─── Get ────────────────────────────────────────────────────────────────────────────────────
 
   /** Served here when a local replica can (ReadIndex works on followers), else by the leader. */
-  async get(req: { table: string; key: ProtoRow; consistency: string }, info: CallInfo): Promise<unknown> {
+  async get(req: GetRequest, info: CallInfo): Promise<GetResponse> {
     try {
       return await this.local.get(req);
     } catch (err) {
@@ -292,7 +275,7 @@ export class Router {
       const metadata = new grpc.Metadata();
       metadata.set(FORWARDED_BY_KEY, String(this.local.nodeId));
       try {
-        return await call(this.client(addr, false), 'Get', req, remaining, metadata);
+        return await call<GetResponse__Output>(this.client(addr, false), 'Get', req, remaining, metadata);
       } catch (forwardErr) {
         throw fromGrpcError(forwardErr);
       }
@@ -306,7 +289,7 @@ export class Router {
    * one-chunk handoff, and the rows are merged in primary-key order (each region's rows already
    * are), at most `limit` of them. One region's scan alone passes through unchanged.
    */
-  async scan(req: ScanRequest, write: (chunk: unknown) => Promise<void>): Promise<void> {
+  async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>): Promise<void> {
     if (req.region_id) return this.local.scanRegion(req, write);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.local.schemaOf(table);
@@ -314,7 +297,7 @@ export class Router {
     const limit = Number(req.limit ?? 0);
     const sources = Array.from({ length: schema.regionCount }, (_, n) => {
       const handoff = new Handoff<ScanChunk>();
-      void this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, n) }, (chunk) => handoff.push(chunk as ScanChunk)).then(
+      void this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, n) }, (chunk) => handoff.push(chunk)).then(
         () => handoff.finish(),
         (err: unknown) => handoff.finish(err),
       );
@@ -447,7 +430,7 @@ interface Head {
 }
 
 /** k-way merge of sorted sources by encoded primary key (a binary min-heap of their heads). */
-async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], limit: number, write: (chunk: unknown) => Promise<void>): Promise<void> {
+async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], limit: number, write: (chunk: ScanChunk) => Promise<void>): Promise<void> {
   const heap: Head[] = [];
   const less = (a: Head, b: Head) => compareBytes(a.key, b.key) < 0;
   const keyOf = (chunk: ScanChunk, index: number) => encodePrimaryKey(schema, keyRow(chunk.rows[index]!));

@@ -17,7 +17,18 @@ import { Security } from '../rpc/security.js';
 import { registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import { fromGrpcError, unary } from '../rpc/status.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
-import { type ProtoColumn, fromProtoColumns, toProtoSchema } from '../rpc/values.js';
+import type {
+  MetaCreateTableRequest__Output,
+  MetaCreateTableResponse,
+  MetaHandlers,
+  OpenRegionRequest,
+  OpenRegionResponse__Output,
+  RecoverTableResponse,
+  RecoveredRegion,
+  RegionInfo,
+  RegionRoute,
+} from '../rpc/generated/index.js';
+import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
 import { createObjectStore } from '../object-store/index.js';
@@ -31,21 +42,6 @@ import type { Instruction, ObservedReplica, ProcedureContext } from './procedure
 import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
 import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
 
-interface ProtoReplicaStat {
-  region_id: string;
-  peer_id: string;
-  role: string;
-  term: string;
-  leader_node_id: string;
-  applied_index: string;
-  commit_index: string;
-  flushed_index: string;
-  voters: string[];
-  learners: string[];
-  health?: string;
-  failure?: string;
-  conf_index?: string;
-}
 
 const PROCEDURE_TICK_MS = 200;
 /**
@@ -436,7 +432,7 @@ export class Metasrv {
    * following newer groups, then what this node must open or delete. Returns the instructions
    * and whether the catalog changed.
    */
-  private reconcile(nodeId: number): { instructions: unknown[]; changed: boolean } {
+  private reconcile(nodeId: number): { instructions: Instruction[]; changed: boolean } {
     const reports = this.liveReports();
     let changed = false;
     const floors = idFloors(reports);
@@ -465,7 +461,7 @@ export class Metasrv {
       changed = true;
     }
     this.problems = result.problems;
-    const instructions: unknown[] = [];
+    const instructions: Instruction[] = [];
     for (const action of nodeActions(this.catalog, nodeId, reports)) {
       if ('open' in action) {
         const region = this.catalog.regions[action.open.regionId]!;
@@ -480,7 +476,7 @@ export class Metasrv {
 
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────
 
-  private route(region: RegionDef): unknown {
+  private route(region: RegionDef): RegionRoute {
     return {
       region_id: region.regionId,
       table: region.tableName,
@@ -491,7 +487,7 @@ export class Metasrv {
     };
   }
 
-  private regionInfo(region: RegionDef, ctx: ProcedureContext): unknown {
+  private regionInfo(region: RegionDef, ctx: ProcedureContext): RegionInfo {
     const leader = ctx.leaderOf(region);
     const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.get(region.regionId)?.appliedIndex ?? 0);
     const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.get(region.regionId)?.peerId === p.peerId).length;
@@ -507,8 +503,8 @@ export class Metasrv {
   }
 
   /** Regions the datanodes host that the catalog does not know (left alone; reconcile.ts R1). */
-  private unknownRegionInfos(): unknown[] {
-    const out: unknown[] = [];
+  private unknownRegionInfos(): RegionInfo[] {
+    const out: RegionInfo[] = [];
     for (const [regionId, problems] of this.problems) {
       if (this.catalog.regions[regionId]) continue;
       const peers: { peer_id: string; node_id: string; addr: string }[] = [];
@@ -534,11 +530,11 @@ export class Metasrv {
     return { name: t.name, tableId: t.tableId, columns: t.columns, regionCount: t.regionCount };
   }
 
-  private openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): unknown {
+  private openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): OpenRegionRequest {
     return {
       region_id: region.regionId,
       table: toProtoSchema(this.schemaOf(region.tableName)),
-      peers: (this.route(region) as { peers: unknown[] }).peers,
+      peers: this.route(region).peers,
       self_peer_id: String(peerId),
       bootstrap,
     };
@@ -546,7 +542,7 @@ export class Metasrv {
 
   // ─── DDL ────────────────────────────────────────────────────────────────────────────────────
 
-  private async createTable(req: { name: string; columns: ProtoColumn[]; region_count: number }): Promise<unknown> {
+  private async createTable(req: MetaCreateTableRequest__Output): Promise<MetaCreateTableResponse> {
     const name = str(req.name, 'name', limits.tableNameBytesMax);
     const columns = fromProtoColumns(req.columns);
     const regionCount = Number(req.region_count || 1);
@@ -581,7 +577,7 @@ export class Metasrv {
    * region restarts from the region's latest manifest in the object store. Refuses regions that
    * still have a live leader unless forced: their replicas hold writes newer than the manifest.
    */
-  private async recoverTable(table: string, force: boolean): Promise<unknown> {
+  private async recoverTable(table: string, force: boolean): Promise<RecoverTableResponse> {
     const regions = regionsOfTable(this.catalog, table);
     if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
     const ctx = this.context();
@@ -598,16 +594,16 @@ export class Metasrv {
     if (down.length > 0) {
       throw new RegionDbError(ErrorCode.Unavailable, `datanodes ${down.join(', ')} hold replicas of ${table} but are not alive; start them (empty is fine) before recovering`);
     }
-    const out: unknown[] = [];
+    const out: RecoveredRegion[] = [];
     for (const region of regions) {
       this.regroupForRecovery(region);
       let point = { flushed_index: '0', manifest_written_ms: '0', ssts: 0 };
       for (const replica of region.replicas) {
         const node = this.catalog.nodes[replica.nodeId]!;
-        const res = await call<{ flushed_index: string; manifest_written_ms: string; ssts: number }>(
+        const res = await call<OpenRegionResponse__Output>(
           this.client(node.addr),
           'OpenRegion',
-          { ...(this.openInstruction(region, replica.peerId, false) as object), recover_from_object_store: true },
+          { ...this.openInstruction(region, replica.peerId, false), recover_from_object_store: true },
           30_000,
         ).catch((err: unknown) => {
           const e = fromGrpcError(err);
@@ -675,10 +671,10 @@ export class Metasrv {
     }
   }
 
-  private implementation(): grpc.UntypedServiceImplementation {
+  private implementation(): MetaHandlers {
     const log = this.log;
     return {
-      RegisterNode: unary(async (req: { cluster_id: string; node_id: string; addr: string; http_addr: string; store_id?: string }, call) => {
+      RegisterNode: unary(async (req, call) => {
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
         this.checkNodeIdentity(call, nodeId);
@@ -704,7 +700,7 @@ export class Metasrv {
         );
         return { regions };
       }, log),
-      Heartbeat: unary(async (req: { cluster_id: string; node_id: string; addr: string; replicas: ProtoReplicaStat[]; store_id?: string }, call) => {
+      Heartbeat: unary(async (req, call) => {
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
         this.checkNodeIdentity(call, nodeId);
@@ -752,20 +748,20 @@ export class Metasrv {
           if (region && seen.role === 'leader' && region.replicas.some((p) => p.peerId === seen.peerId)) region.leaderNodeId = nodeId;
         }
         this.observed.set(nodeId, reported);
-        const instructions: unknown[] = this.pending.get(nodeId) ?? [];
+        const instructions: Instruction[] = this.pending.get(nodeId) ?? [];
         this.pending.delete(nodeId);
         const reconciled = this.reconcile(nodeId);
         if (changed || reconciled.changed) await this.save();
         instructions.push(...reconciled.instructions);
         return { instructions };
       }, log),
-      GetRoutes: unary(async (req: { table: string }) => {
+      GetRoutes: unary(async (req) => {
         const name = str(req.table, 'table', limits.tableNameBytesMax);
         const schema = this.schemaOf(name);
         return { table: toProtoSchema(schema), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
       }, log),
-      CreateTable: unary((req: { name: string; columns: ProtoColumn[]; region_count: number }) => this.createTable(req), log),
-      DropTable: unary(async (req: { name: string }) => {
+      CreateTable: unary((req) => this.createTable(req), log),
+      DropTable: unary(async (req) => {
         const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), Date.now());
         await this.save();
         return { regions_dropped: regions.length };
@@ -811,8 +807,8 @@ export class Metasrv {
           ],
         };
       }, log),
-      RecoverTable: unary((req: { table: string; force: boolean }) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
-      StartProcedure: unary(async (req: { kind: string; region_id: string; node_id: string }) => {
+      RecoverTable: unary((req) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
+      StartProcedure: unary(async (req) => {
         const kind = req.kind;
         const startable = ['transfer-leader', 'balance-leaders', 'drain-node'] as const;
         if (!isProcedureKind(kind) || !startable.some((k) => k === kind)) {

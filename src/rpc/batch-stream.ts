@@ -2,7 +2,8 @@
 // datanodes forwarding rows to region leaders (src/datanode/router.ts).
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { type ProtoBatchError, fromBatchError, fromGrpcError } from './status.js';
+import type { BatchResponse__Output } from './generated/index.js';
+import { fromBatchError, fromGrpcError } from './status.js';
 
 export type BatchKind = 'write' | 'delete' | 'get';
 
@@ -54,7 +55,7 @@ export class BatchStream {
   private open(): grpc.ClientDuplexStream<unknown, unknown> {
     if (this.stream) return this.stream;
     const stream = (this.client as unknown as { Batch(m?: grpc.Metadata): grpc.ClientDuplexStream<unknown, unknown> }).Batch(this.metadata?.());
-    stream.on('data', (res: { id: string; response?: string; error?: ProtoBatchError } & Record<string, unknown>) => {
+    stream.on('data', (res: BatchResponse__Output) => {
       const op = this.pending.get(res.id);
       if (!op) return; // timed out already
       this.pending.delete(res.id);

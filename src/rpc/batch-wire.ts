@@ -38,171 +38,88 @@
 // does on Node; encoding writes lone surrogates as U+FFFD, as Buffer does.
 import type * as grpc from '@grpc/grpc-js';
 import { AssertionError } from '../common/assert.js';
+import type { Long } from '@grpc/proto-loader';
+import type {
+  BatchError__Output,
+  BatchRequest,
+  BatchRequest__Output,
+  BatchResponse,
+  BatchResponse__Output,
+  Consistency__Output,
+  DeleteRequest,
+  DeleteRequest__Output,
+  DeleteResponse__Output,
+  GetRequest,
+  GetRequest__Output,
+  GetResponse__Output,
+  Outcome__Output,
+  RegionOutcome,
+  RegionOutcome__Output,
+  Row,
+  Row__Output,
+  Value,
+  Value__Output,
+  WriteRequest,
+  WriteRequest__Output,
+  WriteResponse__Output,
+} from './generated/index.js';
 import { loadProtos } from './proto.js';
-import type { ProtoValue } from './values.js';
-import { type FieldTable, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
+import { type FieldTable, type FieldsOf, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 // ─── Shapes ───────────────────────────────────────────────────────────────────────────────────
+// The generated types of src/rpc/generated (proto-loader-gen-types, the runtime loader's options),
+// so the compiler checks this codec against database.proto: decoders return the generated
+// `__Output` shapes, encoders accept the generated input shapes.
 
-export type ValueKind = 'string_value' | 'int64_value' | 'float64_value' | 'bool_value' | 'timestamp_ms_value' | 'null_value';
+export type ValueKind = NonNullable<ValueObject['kind']>;
 
-/** proto-loader's shape of a Value (values.ts), with the oneof's name narrowed to its members. */
-export interface ValueObject extends ProtoValue {
-  kind?: ValueKind;
-}
+/** An enum field as decoded: its name, or the number when the enum has no such value (protobufjs keeps it; the generated output type leaves it out). */
+export type EnumOutput<Name> = Name | number;
 
-export interface RowObject {
-  values: Record<string, ValueObject>;
-}
-
-export interface WriteRequestObject {
-  rows: RowObject[];
-  table: string;
-  region_id: string;
-  client_id: string;
-  request_id: string;
-  expect_absent: boolean;
-  expect_version?: string;
-  _expect_version?: 'expect_version';
-}
-
-export interface DeleteRequestObject {
-  keys: RowObject[];
-  table: string;
-  region_id: string;
-  client_id: string;
-  request_id: string;
-}
-
-export interface GetRequestObject {
-  table: string;
-  key: RowObject | null;
-  /** 'LINEARIZABLE' or 'STALE'; the number when the enum has no such value. */
-  consistency: string | number;
-}
-
-export interface BatchRequestObject {
-  id: string;
-  write?: WriteRequestObject;
-  delete?: DeleteRequestObject;
-  get?: GetRequestObject;
-  request?: 'write' | 'delete' | 'get';
-}
-
-/** database.proto's RegionOutcome (a routed write's part); `outcome` a name, or a number it does not know. */
-export interface RegionOutcomeObject {
-  region_id: string;
-  outcome: string | number;
-  version: string;
-  rows: number;
-  grpc_code: number;
-  code: string;
-  message: string;
-}
-
-export interface WriteResponseObject {
-  version: string;
-  rows_written: number;
-  regions: RegionOutcomeObject[];
-}
-
-export interface DeleteResponseObject {
-  version: string;
-  regions: RegionOutcomeObject[];
-}
-
-export interface GetResponseObject {
-  found: boolean;
-  row: RowObject | null;
-  version: string;
-}
-
-export interface BatchErrorObject {
-  details: Record<string, string>;
-  grpc_code: number;
-  code: string;
-  message: string;
-}
-
-export interface BatchResponseObject {
-  id: string;
-  write?: WriteResponseObject;
-  delete?: DeleteResponseObject;
-  get?: GetResponseObject;
-  error?: BatchErrorObject;
-  response?: 'write' | 'delete' | 'get' | 'error';
-}
+export type ValueObject = Value__Output;
+export type RowObject = Row__Output;
+export type WriteRequestObject = WriteRequest__Output;
+export type DeleteRequestObject = DeleteRequest__Output;
+export type GetRequestObject = Omit<GetRequest__Output, 'consistency'> & { consistency: EnumOutput<GetRequest__Output['consistency']> };
+export type BatchRequestObject = Omit<BatchRequest__Output, 'get'> & { get?: GetRequestObject | null };
+/** database.proto's RegionOutcome (a routed write's part). */
+export type RegionOutcomeObject = Omit<RegionOutcome__Output, 'outcome'> & { outcome: EnumOutput<RegionOutcome__Output['outcome']> };
+export type WriteResponseObject = Omit<WriteResponse__Output, 'regions'> & { regions: RegionOutcomeObject[] };
+export type DeleteResponseObject = Omit<DeleteResponse__Output, 'regions'> & { regions: RegionOutcomeObject[] };
+export type GetResponseObject = GetResponse__Output;
+export type BatchErrorObject = BatchError__Output;
+export type BatchResponseObject = Omit<BatchResponse__Output, 'write' | 'delete'> & { write?: WriteResponseObject | null; delete?: DeleteResponseObject | null };
 
 /** A uint64/int64 as callers give it: a decimal string (proto-loader's form) or a safe integer. */
 export type LongInput = string | number;
 type Maybe<T> = T | null | undefined;
 
-export interface ValueInput {
-  readonly string_value?: Maybe<string>;
-  readonly int64_value?: Maybe<LongInput>;
-  readonly float64_value?: Maybe<number>;
-  readonly bool_value?: Maybe<boolean>;
-  readonly timestamp_ms_value?: Maybe<LongInput>;
-  readonly null_value?: Maybe<boolean>;
-}
+/**
+ * What the encoders accept: a generated input type with protobufjs' Long taken out (64-bit
+ * integers as a decimal string or a safe integer), an enum as its name or any number (protobufjs'
+ * fromObject sends an unknown number as is), readonly, null or undefined for an absent field; map
+ * values present.
+ */
+export type WireInput<T> = T extends Long
+  ? never
+  : T extends number
+    ? number
+  : T extends readonly (infer U)[]
+    ? readonly WireInput<U>[]
+    : T extends object
+      ? string extends keyof T
+        ? { readonly [key: string]: WireInput<T[string & keyof T]> }
+        : { readonly [K in keyof T]?: Maybe<WireInput<Exclude<T[K], undefined>>> }
+      : T;
 
-export interface RowInput {
-  readonly values?: Maybe<Readonly<Record<string, ValueInput>>>;
-}
-
-export interface WriteRequestInput {
-  readonly table?: Maybe<string>;
-  readonly region_id?: Maybe<string>;
-  readonly rows?: Maybe<readonly RowInput[]>;
-  readonly client_id?: Maybe<string>;
-  readonly request_id?: Maybe<LongInput>;
-  readonly expect_version?: Maybe<LongInput>;
-  readonly expect_absent?: Maybe<boolean>;
-}
-
-export interface DeleteRequestInput {
-  readonly table?: Maybe<string>;
-  readonly region_id?: Maybe<string>;
-  readonly keys?: Maybe<readonly RowInput[]>;
-  readonly client_id?: Maybe<string>;
-  readonly request_id?: Maybe<LongInput>;
-}
-
-export interface GetRequestInput {
-  readonly table?: Maybe<string>;
-  readonly key?: Maybe<RowInput>;
-  readonly consistency?: Maybe<string | number>;
-}
-
-export interface BatchRequestInput {
-  readonly id?: Maybe<LongInput>;
-  readonly write?: Maybe<WriteRequestInput>;
-  readonly delete?: Maybe<DeleteRequestInput>;
-  readonly get?: Maybe<GetRequestInput>;
-}
-
-export interface RegionOutcomeInput {
-  readonly region_id?: Maybe<string>;
-  readonly outcome?: Maybe<string | number>;
-  readonly version?: Maybe<LongInput>;
-  readonly rows?: Maybe<number>;
-  readonly grpc_code?: Maybe<number>;
-  readonly code?: Maybe<string>;
-  readonly message?: Maybe<string>;
-}
-
-export interface BatchResponseInput {
-  readonly id?: Maybe<LongInput>;
-  readonly write?: Maybe<{ readonly version?: Maybe<LongInput>; readonly rows_written?: Maybe<number>; readonly regions?: Maybe<readonly RegionOutcomeInput[]> }>;
-  readonly delete?: Maybe<{ readonly version?: Maybe<LongInput>; readonly regions?: Maybe<readonly RegionOutcomeInput[]> }>;
-  readonly get?: Maybe<{ readonly found?: Maybe<boolean>; readonly row?: Maybe<RowInput>; readonly version?: Maybe<LongInput> }>;
-  readonly error?: Maybe<{
-    readonly grpc_code?: Maybe<number>;
-    readonly code?: Maybe<string>;
-    readonly message?: Maybe<string>;
-    readonly details?: Maybe<Readonly<Record<string, string>>>;
-  }>;
-}
+export type ValueInput = WireInput<Value>;
+export type RowInput = WireInput<Row>;
+export type WriteRequestInput = WireInput<WriteRequest>;
+export type DeleteRequestInput = WireInput<DeleteRequest>;
+export type GetRequestInput = WireInput<GetRequest>;
+export type BatchRequestInput = WireInput<BatchRequest>;
+export type RegionOutcomeInput = WireInput<RegionOutcome>;
+export type BatchResponseInput = WireInput<BatchResponse>;
 
 // ─── Wire constants ───────────────────────────────────────────────────────────────────────────
 
@@ -217,7 +134,7 @@ const DEPTH_OPERATION = 1;
 const DEPTH_ROW = 2;
 
 /** Field names and wire types as the .proto declares them, index = field number (error messages). */
-const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]];
+const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]] satisfies FieldsOf<BatchRequest__Output>;
 const WRITE_REQUEST_FIELDS: FieldTable = [
   ['', -1],
   ['table', WIRE_LEN],
@@ -227,10 +144,10 @@ const WRITE_REQUEST_FIELDS: FieldTable = [
   ['request_id', WIRE_VARINT],
   ['expect_version', WIRE_VARINT],
   ['expect_absent', WIRE_VARINT],
-];
-const DELETE_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['region_id', WIRE_LEN], ['keys', WIRE_LEN], ['client_id', WIRE_LEN], ['request_id', WIRE_VARINT]];
-const GET_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['key', WIRE_LEN], ['consistency', WIRE_VARINT]];
-const ROW_FIELDS: FieldTable = [['', -1], ['values', WIRE_LEN]];
+] satisfies FieldsOf<WriteRequest__Output>;
+const DELETE_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['region_id', WIRE_LEN], ['keys', WIRE_LEN], ['client_id', WIRE_LEN], ['request_id', WIRE_VARINT]] satisfies FieldsOf<DeleteRequest__Output>;
+const GET_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['key', WIRE_LEN], ['consistency', WIRE_VARINT]] satisfies FieldsOf<GetRequest__Output>;
+const ROW_FIELDS: FieldTable = [['', -1], ['values', WIRE_LEN]] satisfies FieldsOf<Row__Output>;
 const MAP_ENTRY_FIELDS: FieldTable = [['', -1], ['key', WIRE_LEN], ['value', WIRE_LEN]];
 const VALUE_FIELDS: FieldTable = [
   ['', -1],
@@ -240,10 +157,10 @@ const VALUE_FIELDS: FieldTable = [
   ['bool_value', WIRE_VARINT],
   ['timestamp_ms_value', WIRE_VARINT],
   ['null_value', WIRE_VARINT],
-];
-const BATCH_RESPONSE_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['error', WIRE_LEN]];
-const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT], ['regions', WIRE_LEN]];
-const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['regions', WIRE_LEN]];
+] satisfies FieldsOf<Value__Output>;
+const BATCH_RESPONSE_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['error', WIRE_LEN]] satisfies FieldsOf<BatchResponse__Output>;
+const WRITE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['rows_written', WIRE_VARINT], ['regions', WIRE_LEN]] satisfies FieldsOf<WriteResponse__Output>;
+const DELETE_RESPONSE_FIELDS: FieldTable = [['', -1], ['version', WIRE_VARINT], ['regions', WIRE_LEN]] satisfies FieldsOf<DeleteResponse__Output>;
 const REGION_OUTCOME_FIELDS: FieldTable = [
   ['', -1],
   ['region_id', WIRE_LEN],
@@ -253,14 +170,14 @@ const REGION_OUTCOME_FIELDS: FieldTable = [
   ['grpc_code', WIRE_VARINT],
   ['code', WIRE_LEN],
   ['message', WIRE_LEN],
-];
-const GET_RESPONSE_FIELDS: FieldTable = [['', -1], ['found', WIRE_VARINT], ['row', WIRE_LEN], ['version', WIRE_VARINT]];
-const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['code', WIRE_LEN], ['message', WIRE_LEN], ['details', WIRE_LEN]];
+] satisfies FieldsOf<RegionOutcome__Output>;
+const GET_RESPONSE_FIELDS: FieldTable = [['', -1], ['found', WIRE_VARINT], ['row', WIRE_LEN], ['version', WIRE_VARINT]] satisfies FieldsOf<GetResponse__Output>;
+const BATCH_ERROR_FIELDS: FieldTable = [['', -1], ['grpc_code', WIRE_VARINT], ['code', WIRE_LEN], ['message', WIRE_LEN], ['details', WIRE_LEN]] satisfies FieldsOf<BatchError__Output>;
 
 /** database.proto's Consistency, by number. */
-const CONSISTENCY_NAMES: readonly string[] = ['LINEARIZABLE', 'STALE'];
+const CONSISTENCY_NAMES: readonly Consistency__Output[] = ['LINEARIZABLE', 'STALE'];
 /** database.proto's Outcome, by number. */
-const OUTCOME_NAMES: readonly string[] = ['OUTCOME_UNSPECIFIED', 'OUTCOME_APPLIED', 'OUTCOME_NOT_APPLIED', 'OUTCOME_UNKNOWN'];
+const OUTCOME_NAMES: readonly Outcome__Output[] = ['OUTCOME_UNSPECIFIED', 'OUTCOME_APPLIED', 'OUTCOME_NOT_APPLIED', 'OUTCOME_UNKNOWN'];
 
 /** A field's tag byte (every field number here is below 16, so every tag is one byte). */
 
@@ -691,7 +608,7 @@ export function encodeBatchRequest(req: BatchRequestInput): Buffer {
 
 /** Outcome as protobufjs' fromObject sets it: a name or number of the enum, any other number as is, else 0. */
 function outcomeNumber(value: unknown): number {
-  const byName = typeof value === 'string' ? OUTCOME_NAMES.indexOf(value) : -1;
+  const byName = typeof value === 'string' ? (OUTCOME_NAMES as readonly string[]).indexOf(value) : -1;
   if (byName >= 0) return byName;
   return typeof value === 'number' ? value | 0 : 0;
 }

@@ -24,7 +24,8 @@
 // is cached, as protobufjs' decoder (which also returns views) did before this codec.
 import { AssertionError } from '../common/assert.js';
 import type { Entry, Message, MessageType, Snapshot } from '../raft/types.js';
-import { type FieldTable, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
+import type { RaftEntry__Output, RaftEnvelope__Output, RaftMessage__Output, RaftSnapshot__Output, RaftTransportStreamRequest__Output, RaftTransportStreamResponse__Output } from './generated/index.js';
+import { type FieldTable, type FieldsOf, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 export interface RaftWireEnvelope {
   readonly regionId: string;
@@ -47,9 +48,9 @@ const UINT32_MAX = 0xffff_ffff;
 const MESSAGE_TYPE_MAX = 13;
 const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
 
-/** Field names and wire types as raft.proto declares them, index = field number (error messages). */
-const BATCH_FIELDS: FieldTable = [['', -1], ['cluster_id', WIRE_LEN], ['from_node_id', WIRE_VARINT], ['envelopes', WIRE_LEN]];
-const ENVELOPE_FIELDS: FieldTable = [['', -1], ['region_id', WIRE_LEN], ['message', WIRE_LEN]];
+/** Field names and wire types as raft.proto declares them, index = field number (error messages); names checked against the generated types. */
+const BATCH_FIELDS: FieldTable = [['', -1], ['cluster_id', WIRE_LEN], ['from_node_id', WIRE_VARINT], ['envelopes', WIRE_LEN]] satisfies FieldsOf<RaftTransportStreamRequest__Output>;
+const ENVELOPE_FIELDS: FieldTable = [['', -1], ['region_id', WIRE_LEN], ['message', WIRE_LEN]] satisfies FieldsOf<RaftEnvelope__Output>;
 const MESSAGE_FIELDS: FieldTable = [
   ['', -1],
   ['type', WIRE_VARINT],
@@ -64,10 +65,10 @@ const MESSAGE_FIELDS: FieldTable = [
   ['reject_hint', WIRE_VARINT],
   ['snapshot', WIRE_LEN],
   ['context', WIRE_LEN],
-];
-const ENTRY_FIELDS: FieldTable = [['', -1], ['term', WIRE_VARINT], ['index', WIRE_VARINT], ['type', WIRE_VARINT], ['data', WIRE_LEN]];
-const SNAPSHOT_FIELDS: FieldTable = [['', -1], ['index', WIRE_VARINT], ['term', WIRE_VARINT], ['voters', WIRE_VARINT], ['learners', WIRE_VARINT], ['data', WIRE_LEN]];
-const ACK_FIELDS: FieldTable = [['', -1], ['accepted', WIRE_VARINT]];
+] satisfies FieldsOf<RaftMessage__Output>;
+const ENTRY_FIELDS: FieldTable = [['', -1], ['term', WIRE_VARINT], ['index', WIRE_VARINT], ['type', WIRE_VARINT], ['data', WIRE_LEN]] satisfies FieldsOf<RaftEntry__Output>;
+const SNAPSHOT_FIELDS: FieldTable = [['', -1], ['index', WIRE_VARINT], ['term', WIRE_VARINT], ['voters', WIRE_VARINT], ['learners', WIRE_VARINT], ['data', WIRE_LEN]] satisfies FieldsOf<RaftSnapshot__Output>;
+const ACK_FIELDS: FieldTable = [['', -1], ['accepted', WIRE_VARINT]] satisfies FieldsOf<RaftTransportStreamResponse__Output>;
 
 /** A field's tag byte (every field number here is below 16, so every tag is one byte). */
 

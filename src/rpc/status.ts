@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
+import type { BatchError__Output } from './generated/index.js';
 
 export const LEADER_ADDR_KEY = 'regiondb-leader-addr';
 export const LEADER_ID_KEY = 'regiondb-leader-id';
@@ -93,12 +94,7 @@ export function fromGrpcError(err: unknown): RegionDbError {
 }
 
 /** A failed operation of a Database.Batch stream (proto BatchError). */
-export interface ProtoBatchError {
-  grpc_code: number;
-  code: string;
-  message: string;
-  details: Record<string, string>;
-}
+export type ProtoBatchError = BatchError__Output;
 
 /** The status a unary call would have returned, as a Batch stream item (the same mapping as toServiceError). */
 export function toBatchError(err: unknown, log?: Logger): ProtoBatchError {

@@ -1,21 +1,15 @@
 // Cell values between protobuf (regiondb.v1.Value, oneofs as `kind`) and the engine.
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ColumnSchema, ColumnType, Row, TableSchema, Value } from '../engine/schema.js';
+import type { ColumnSchema__Output, ColumnType__Output, Row__Output, Semantic__Output, TableSchema__Output, Value__Output } from './generated/index.js';
 import { i64 } from './proto.js';
 
-export interface ProtoValue {
-  kind?: string;
-  string_value?: string;
-  int64_value?: string;
-  float64_value?: number;
-  bool_value?: boolean;
-  timestamp_ms_value?: string;
-  null_value?: boolean;
-}
-
-export interface ProtoRow {
-  values: Record<string, ProtoValue>;
-}
+// The wire shapes are the generated types of src/rpc/generated (proto-loader's objects under the
+// options of src/rpc/proto.ts); the names below are kept for the code that reads them.
+export type ProtoValue = Value__Output;
+export type ProtoRow = Row__Output;
+export type ProtoColumn = ColumnSchema__Output;
+export type ProtoTableSchema = TableSchema__Output;
 
 export function fromProtoValue(v: ProtoValue | undefined, where: string): Value {
   if (!v?.kind) return null;
@@ -77,7 +71,7 @@ export function coerceValue(column: ColumnSchema, raw: unknown): Value {
   return raw as Value;
 }
 
-const TYPE_TO_PROTO: Record<ColumnType, string> = {
+const TYPE_TO_PROTO: Record<ColumnType, ColumnType__Output> = {
   string: 'STRING',
   int64: 'INT64',
   float64: 'FLOAT64',
@@ -85,25 +79,13 @@ const TYPE_TO_PROTO: Record<ColumnType, string> = {
   timestamp_ms: 'TIMESTAMP_MS',
 };
 const PROTO_TO_TYPE = Object.fromEntries(Object.entries(TYPE_TO_PROTO).map(([k, v]) => [v, k])) as Record<string, ColumnType>;
-
-export interface ProtoColumn {
-  name: string;
-  type: string;
-  semantic: string;
-}
-
-export interface ProtoTableSchema {
-  name: string;
-  table_id: number;
-  columns: ProtoColumn[];
-  region_count: number;
-}
+const SEMANTIC_TO_PROTO: Record<ColumnSchema['semantic'], Semantic__Output> = { tag: 'TAG', field: 'FIELD', timestamp: 'TIMESTAMP' };
 
 export function toProtoSchema(schema: TableSchema): ProtoTableSchema {
   return {
     name: schema.name,
     table_id: schema.tableId,
-    columns: schema.columns.map((c) => ({ name: c.name, type: TYPE_TO_PROTO[c.type], semantic: c.semantic.toUpperCase() })),
+    columns: schema.columns.map((c) => ({ name: c.name, type: TYPE_TO_PROTO[c.type], semantic: SEMANTIC_TO_PROTO[c.semantic] })),
     region_count: schema.regionCount,
   };
 }

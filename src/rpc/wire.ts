@@ -16,6 +16,13 @@ export const VARINT_BYTES_MAX = 10;
 /** Field names and wire types as the .proto declares them, index = field number (error messages). */
 export type FieldTable = readonly (readonly [name: string, wireType: number])[];
 
+/**
+ * A FieldTable spelled with the field names of a generated message type (src/rpc/generated):
+ * `table satisfies FieldsOf<X__Output>` fails to compile when the protos rename or drop a field
+ * the codec still names.
+ */
+export type FieldsOf<T> = readonly (readonly [name: '' | Exclude<keyof T & string, `_${string}`>, wireType: number])[];
+
 export const tag = (field: number, wireType: number): number => (field << 3) | wireType;
 
 /** Bytes of a varint holding a non-negative safe integer. */

@@ -136,7 +136,7 @@ function randomRequest(rand: SeededRand): BatchRequestInput {
       return { id, delete: { table: randomString(rand), region_id: '30064771072', keys: randomRows(rand), client_id: randomString(rand), request_id: randomLong(rand, false) } };
     case 4:
     case 5: {
-      const consistency = rand.pick<string | number | undefined>(['LINEARIZABLE', 'STALE', 0, 1, undefined]);
+      const consistency = rand.pick<'LINEARIZABLE' | 'STALE' | number | undefined>(['LINEARIZABLE', 'STALE', 0, 1, undefined]);
       return { id, get: { table: randomString(rand), ...(rand.chance(0.9) ? { key: randomRow(rand) } : {}), ...(consistency === undefined ? {} : { consistency }) } };
     }
     default:

@@ -54,6 +54,7 @@ describe('datanode: a replica with damaged WAL records fails alone and is replac
     peers: [{ peer_id: String(peerId), node_id: '1', addr: '' }],
     self_peer_id: String(peerId),
     bootstrap,
+    recover_from_object_store: false,
   });
   const write = async (dn: Datanode, regionId: string, requestId: number) => {
     await waitFor(() => dn.regionServer.replica(regionId)?.isLeader() === true, `a leader for ${regionId}`);

@@ -7,7 +7,8 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/erro
 import { compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { type LocalDatabase, type RegionOutcome, Router, type ScanChunk, type WriteRequest } from '../../src/datanode/router.js';
-import { type ProtoRow, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
+import { type ProtoRow, type ProtoValue, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
+import type { WriteResponse } from '../../src/rpc/generated/index.js';
 
 const schema: TableSchema = {
   name: 't',
@@ -22,14 +23,14 @@ const schema: TableSchema = {
 const rowAt = (i: number): Row => ({ host: `h${i % 23}`, ts: 1000 + i, v: i });
 const proto = (r: Row): ProtoRow => {
   const p = toProtoRow(schema, r);
-  for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0]!; // as proto-loader decodes
+  for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind']; // as proto-loader decodes
   return p;
 };
 const regionOf = (i: number) => makeRegionId(schema.tableId, regionNumberOf(schema, rowAt(i)));
 const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
 
 /** A local database where `answer(regionId, attempt)` decides each write attempt. */
-function fakeLocal(answer: (regionId: string, attempt: number) => Promise<unknown>, rowsByRegion = new Map<string, Row[]>()) {
+function fakeLocal(answer: (regionId: string, attempt: number) => Promise<WriteResponse>, rowsByRegion = new Map<string, Row[]>()) {
   const attempts = new Map<string, number>();
   const local: LocalDatabase = {
     nodeId: 1,

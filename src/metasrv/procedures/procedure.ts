@@ -12,6 +12,7 @@
 //   - it re-sends its instruction if the result is not observed in time (instructions travel in
 //     heartbeat replies and can be lost with a datanode or a metasrv restart).
 import type { Clock } from '../../common/clock.js';
+import type { OpenRegionRequest } from '../../rpc/generated/index.js';
 import type { CatalogState, NodeDef, RegionDef } from '../catalog.js';
 import type { DataOf, ProcedureKind, ProcedureRecord, ProcedureRecordOf, StepOf } from './record.js';
 
@@ -36,7 +37,7 @@ export interface ObservedReplica {
 }
 
 export type Instruction =
-  | { open_region: unknown }
+  | { open_region: OpenRegionRequest }
   | { close_region: { region_id: string; destroy: boolean } }
   | { campaign: { region_id: string } }
   | { transfer_leader: { region_id: string; to_peer_id: string } }
@@ -54,7 +55,7 @@ export interface ProcedureContext {
   leaderOf(region: RegionDef): { nodeId: number; replica: ObservedReplica } | undefined;
   /** Queues an instruction for a datanode's next heartbeat reply. */
   send(nodeId: number, instruction: Instruction): void;
-  openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): unknown;
+  openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): OpenRegionRequest;
   /** Places a new replica: a healthy node not in `exclude` with the fewest replicas. */
   pickNode(exclude: ReadonlySet<number>): NodeDef | undefined;
   /** Starts another procedure (e.g. drain-node runs repairs). */

@@ -78,6 +78,16 @@ export class Metasrv {
   private readonly procedureMetrics: ProcedureMetrics;
   private readonly removeRpcMetrics: () => void;
   private saving: Promise<void> = Promise.resolve();
+  /**
+   * Set when a catalog write failed (a full disk): the catalog on disk is behind this process's
+   * memory, so the metasrv stops acting — no failure judgement, no procedures, no instructions,
+   * DDL refused UNAVAILABLE — until a write succeeds again (retried every tick, the store
+   * reopened: LevelDB refuses every write after one failed). Reads (routes, status) are served.
+   */
+  private catalogUnwritable: Error | undefined;
+  private resuming = false;
+  /** Liveness is not judged before this (a start, or a resume after catalog writes failed). */
+  private quietUntilMs = 0;
   /** What the last reconciliation could not settle, per region (reconcile.ts R3), for status. */
   private problems = new Map<string, string[]>();
 
@@ -127,7 +137,8 @@ export class Metasrv {
     }
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
-      status: 'ok',
+      status: this.catalogUnwritable ? 'failed' : 'ok',
+      ...(this.catalogUnwritable ? { error: `catalog write failed: ${this.catalogUnwritable.message}` } : {}),
       tables: Object.keys(this.catalog.tables).length,
       nodes: Object.keys(this.catalog.nodes).length,
     }));
@@ -201,10 +212,56 @@ export class Metasrv {
   }
 
   private async save(): Promise<void> {
-    // Saves are serialized; each writes the whole (small) catalog with sync.
+    if (this.catalogUnwritable) throw this.unwritableError();
+    // Saves are serialized; each writes the whole (small) catalog with sync. A failed one must
+    // not fail the saves queued behind it (the chain continues past a rejection).
     this.procedureMetrics.observe(this.catalog.procedures);
-    this.saving = this.saving.then(() => this.store.save(this.catalog));
-    await this.saving;
+    const write = this.saving.then(() => this.store.save(this.catalog));
+    this.saving = write.catch(() => {});
+    try {
+      await write;
+    } catch (err) {
+      this.stopActing(err);
+      throw this.unwritableError();
+    }
+  }
+
+  /** Requests that change the catalog are refused up front while it cannot be written. */
+  private refuseIfUnwritable(): void {
+    if (this.catalogUnwritable) throw this.unwritableError();
+  }
+
+  private unwritableError(): RegionDbError {
+    return new RegionDbError(ErrorCode.Unavailable, `the metasrv cannot write its catalog (${this.catalogUnwritable?.message}); it acts again once a write succeeds. The outcome of this request is unknown`);
+  }
+
+  /** A catalog write failed: act on nothing until one succeeds (see catalogUnwritable). */
+  private stopActing(err: unknown): void {
+    if (this.catalogUnwritable) return;
+    this.catalogUnwritable = err instanceof Error ? err : new Error(String(err));
+    // Instructions queued by steps whose records may not be on disk: procedures re-send them.
+    this.pending.clear();
+    this.log.error({ err: this.catalogUnwritable.message, dataDir: this.config.node.data_dir }, 'catalog write failed; the metasrv stops acting (no failover, repair, balancing or DDL) until a write succeeds');
+  }
+
+  /** Every tick while catalog writes fail: reopen the store and write the catalog. */
+  private async tryResume(): Promise<void> {
+    if (this.resuming) return;
+    this.resuming = true;
+    try {
+      await this.saving;
+      await this.store.close().catch(() => {});
+      this.store = await CatalogStore.open(this.config.node.data_dir);
+      await this.store.save(this.catalog);
+      this.log.warn({ failedWith: this.catalogUnwritable?.message }, 'catalog writes work again; the metasrv acts again (liveness judged after fresh heartbeats)');
+      this.catalogUnwritable = undefined;
+      this.quietUntilMs = Date.now() + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms;
+    } catch (err) {
+      const suppressed = this.rejectionLog.admit('catalog-write', Date.now());
+      if (suppressed !== undefined) this.log.error({ err: (err as Error).message, suppressed }, 'catalog write still failing');
+    } finally {
+      this.resuming = false;
+    }
   }
 
   private detector(nodeId: number): PhiAccrualDetector {
@@ -300,7 +357,8 @@ export class Metasrv {
       this.log.warn({ lateMs: Math.round(lateMs) }, "the metasrv's own event loop stalled; liveness is judged again on the next tick, after the heartbeats that queued meanwhile");
       return;
     }
-    void this.tick();
+    if (this.catalogUnwritable) void this.tryResume();
+    else void this.tick();
   }
 
   /** Detects failures, starts the procedures they call for, advances running procedures. */
@@ -353,7 +411,7 @@ export class Metasrv {
 
   /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
   private startupQuietMs(): number {
-    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - Date.now());
+    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - Date.now(), this.quietUntilMs - Date.now());
   }
 
   private hostsReplicas(nodeId: number): boolean {
@@ -543,6 +601,7 @@ export class Metasrv {
   // ─── DDL ────────────────────────────────────────────────────────────────────────────────────
 
   private async createTable(req: MetaCreateTableRequest__Output): Promise<MetaCreateTableResponse> {
+    this.refuseIfUnwritable();
     const name = str(req.name, 'name', limits.tableNameBytesMax);
     const columns = fromProtoColumns(req.columns);
     const regionCount = Number(req.region_count || 1);
@@ -578,6 +637,7 @@ export class Metasrv {
    * still have a live leader unless forced: their replicas hold writes newer than the manifest.
    */
   private async recoverTable(table: string, force: boolean): Promise<RecoverTableResponse> {
+    this.refuseIfUnwritable();
     const regions = regionsOfTable(this.catalog, table);
     if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
     const ctx = this.context();
@@ -675,6 +735,7 @@ export class Metasrv {
     const log = this.log;
     return {
       RegisterNode: unary(async (req, call) => {
+        this.refuseIfUnwritable();
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
         this.checkNodeIdentity(call, nodeId);
@@ -709,6 +770,8 @@ export class Metasrv {
         this.metrics.heartbeats.inc();
         this.detector(nodeId).heartbeat(performance.now());
         node.lastHeartbeatMs = Date.now();
+        // Liveness only while the catalog cannot be written: nothing decided, nothing instructed.
+        if (this.catalogUnwritable) return { instructions: [] };
         // A store that changed without a registration (a catalog restored from an older copy)
         // is judged like one; a first store id on a node known before store ids is recorded.
         let changed = this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), node.storeId !== undefined);
@@ -762,6 +825,7 @@ export class Metasrv {
       }, log),
       CreateTable: unary((req) => this.createTable(req), log),
       DropTable: unary(async (req) => {
+        this.refuseIfUnwritable();
         const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), Date.now());
         await this.save();
         return { regions_dropped: regions.length };
@@ -809,6 +873,7 @@ export class Metasrv {
       }, log),
       RecoverTable: unary((req) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
       StartProcedure: unary(async (req) => {
+        this.refuseIfUnwritable();
         const kind = req.kind;
         const startable = ['transfer-leader', 'balance-leaders', 'drain-node'] as const;
         if (!isProcedureKind(kind) || !startable.some((k) => k === kind)) {

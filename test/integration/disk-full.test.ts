@@ -4,7 +4,8 @@
 // datanode is a small tmpfs the test mounts (root only; skipped, saying why, otherwise) and
 // unmounts by path afterwards.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, renameSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
@@ -14,6 +15,30 @@ import { LocalCluster, waitUntil } from '../support/local-cluster.js';
 import { COLUMNS, TABLE, keyOf } from '../support/metrics-table.js';
 
 const FULL = 2; // datanode3
+
+/** Mounts a tmpfs of `mb` MiB at `dir`, keeping what was there (moved aside and copied back). */
+function moveOntoTmpfs(dir: string, mb: number): void {
+  renameSync(dir, `${dir}.disk`);
+  mkdirSync(dir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mb}m`, 'tmpfs', dir]);
+  cpSync(`${dir}.disk`, dir, { recursive: true });
+}
+
+/** Fills the file system of `dir` with one file until ENOSPC (bounded); returns the file. */
+function fill(dir: string): string {
+  const file = join(dir, 'filler');
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  try {
+    for (let i = 0; i < 100_000; i++) writeSync(fd, chunk);
+    throw new Error(`${dir} did not fill up`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    closeSync(fd);
+  }
+  return file;
+}
 const TMPFS_MB = 3;
 const BATCH = 100;
 const BATCHES_MAX = 400; // 40,000 rows of ~1 KiB: far more than the tmpfs holds
@@ -69,11 +94,8 @@ describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', func
     // Move datanode3's data dir onto a small tmpfs.
     await cluster.stopDatanode(FULL);
     const dir = cluster.datanodeDataDir(FULL);
-    renameSync(dir, `${dir}.disk`);
-    mkdirSync(dir);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_MB}m`, 'tmpfs', dir]);
+    moveOntoTmpfs(dir, TMPFS_MB);
     mounted = dir;
-    cpSync(`${dir}.disk`, dir, { recursive: true });
     await cluster.startDatanode(FULL);
   });
 
@@ -123,5 +145,85 @@ describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', func
       return [...acked.keys()].every((k) => keys.has(k)) ? keys.size : undefined;
     });
     process.stdout.write(`      after the restart datanode3 holds ${seen} rows (${acked.size} acknowledged)\n`);
+  });
+});
+
+describe('integration: a metasrv whose disk fills up (its catalog cannot be written)', function () {
+  this.timeout(180_000);
+  let cluster: LocalCluster | undefined;
+  let mounted: string | undefined;
+  let client: RegionDbClient;
+  let failed = false;
+
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+
+  after(async () => {
+    if (cluster?.metasrv) await cluster.stopMetasrv();
+    if (mounted) execFileSync('umount', [mounted]);
+    await cluster?.stop({ keepData: failed });
+  });
+
+  before(async function () {
+    const why = tmpfsUnavailableReason();
+    if (why) {
+      process.stdout.write(`      skipped: ${why}\n`);
+      this.skip();
+    }
+    cluster = new LocalCluster();
+    await cluster.start();
+    client = cluster.client({ deadlineMs: 10_000, attemptTimeoutMs: 2000 });
+    await client.createTable('before', COLUMNS, 2);
+    await cluster.stopMetasrv();
+    moveOntoTmpfs(cluster.metasrv.dataDir, 2);
+    mounted = cluster.metasrv.dataDir;
+    await cluster.startMetasrv();
+    await waitUntil('the restarted metasrv hearing from all 3 datanodes', 30_000, async () => {
+      const status = (await client.listNodes()) as { nodes: { state: string }[] };
+      return status.nodes.filter((n) => n.state === 'alive').length === 3 ? true : undefined;
+    });
+  });
+
+  const metasrvHealth = async (): Promise<Health> => (await (await fetch(`http://127.0.0.1:${cluster!.metasrv.httpPort}/health`)).json()) as Health;
+
+  it('refuses DDL as UNAVAILABLE (outcome unknown) and says why, keeps serving routes and the data path; acts again by itself once space is freed; nothing is lost across a restart', async () => {
+    const c = cluster!;
+    const filler = fill(mounted!);
+    // The catalog's last file page may still have room for a small record or two: create tables
+    // until one is refused (each one acknowledged must survive, see the end).
+    const created: string[] = [];
+    let refused: string | undefined;
+    for (let i = 0; i < 20 && refused === undefined; i++) {
+      await client.createTable(`during${i}`, COLUMNS, 1).then(
+        () => created.push(`during${i}`),
+        (err: unknown) => {
+          refused = isRegionDbError(err) ? `${err.code}: ${err.message}` : String(err);
+        },
+      );
+    }
+    process.stdout.write(`      create-table on a full disk: ${created.length} acknowledged before one was refused: ${refused?.slice(0, 200)}\n`);
+    expect(refused).to.match(/^UNAVAILABLE: .*(no space|ENOSPC)/i);
+    const h = await metasrvHealth();
+    expect(h.status, 'the metasrv health').to.equal('failed');
+    expect(h.error ?? '').to.match(/catalog write failed.*(no space|ENOSPC)/i);
+    // A second request is refused the same way (the metasrv is not acting), and the data path works.
+    expect(await client.createTable('during2', COLUMNS, 2).then(() => 'created', (err: unknown) => (isRegionDbError(err) ? err.code : String(err)))).to.equal('UNAVAILABLE');
+    const rows = Array.from({ length: 50 }, (_, i) => ({ host: `h${i}`, ts: 1000 + i, v: i }));
+    await client.write('before', rows);
+    expect((await client.scan('before')).length).to.equal(50);
+
+    // Space freed: the metasrv writes its catalog again by itself, no restart needed.
+    rmSync(filler);
+    await waitUntil('the metasrv healthy again', 20_000, async () => ((await metasrvHealth()).status === 'ok' ? true : undefined));
+    const after = await waitUntil('create-table accepted again', 20_000, async () => client.createTable('after', COLUMNS, 2));
+    expect(after.name).to.equal('after');
+
+    // Restarted, it has every table it acknowledged, and nothing was destroyed.
+    await c.stopMetasrv();
+    await c.startMetasrv();
+    const fresh = c.client({ deadlineMs: 10_000 });
+    for (const t of ['before', ...created, 'after']) expect((await fresh.describe(t)).schema.name, `table ${t} after the restart`).to.equal(t);
+    expect((await fresh.scan('before')).length, "rows of the table created before the disk filled").to.equal(50);
   });
 });

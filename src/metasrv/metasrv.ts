@@ -741,6 +741,17 @@ export class Metasrv {
         this.checkNodeIdentity(call, nodeId);
         if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
         const existing = this.catalog.nodes[nodeId];
+        const storeId = str(req.store_id ?? '', 'store_id', 128);
+        // Two processes configured with one node id: while the registered one is alive, another
+        // store at another address is an impostor, not a restart (a restart on a wiped disk comes
+        // back at the same address; a replaced host is accepted once the old one is silent).
+        // Accepting it would mark every replica of the live node lost and flap between the two.
+        if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr && this.isAlive(nodeId)) {
+          throw new RegionDbError(
+            ErrorCode.AlreadyExists,
+            `node id ${nodeId} belongs to a live datanode at ${existing.addr} (store ${existing.storeId}); this one at ${req.addr} (store ${storeId}) is refused: give it another node id, or stop the other first`,
+          );
+        }
         const node: NodeDef = {
           nodeId,
           addr: str(req.addr, 'addr'),
@@ -750,7 +761,7 @@ export class Metasrv {
           ...(existing?.storeId ? { storeId: existing.storeId } : {}),
         };
         this.catalog.nodes[nodeId] = node;
-        this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), existing !== undefined);
+        this.noteStore(node, storeId, existing !== undefined);
         this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
         this.catalog.version++;
         await this.save();

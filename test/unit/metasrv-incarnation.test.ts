@@ -46,8 +46,8 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
   const hosted = new Map<number, number>();
   const health = new Map<number, string>();
 
-  const register = (nodeId: number, storeId: string) =>
-    call<{ regions: OpenRegion[] }>(meta, 'RegisterNode', { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, http_addr: UNREACHABLE, store_id: storeId }, 3000);
+  const register = (nodeId: number, storeId: string, addr = UNREACHABLE) =>
+    call<{ regions: OpenRegion[] }>(meta, 'RegisterNode', { cluster_id: CLUSTER, node_id: String(nodeId), addr, http_addr: addr, store_id: storeId }, 3000);
 
   /** One heartbeat of a fake datanode: its hosted replica (node 2 leads). */
   const heartbeatRequest = (nodeId: number, storeId: string) => {
@@ -146,6 +146,30 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
     expect(repair.description).to.match(new RegExp(`replace peer ${oldPeer} \\(node 1\\).*new store fresh-store-after-wipe`));
     const info = (await status()).region_infos.find((r) => r.route.region_id === regionId)!;
     expect(info.problems.join('\n')).to.match(/lost: new store/);
+  });
+
+  it('a second process with a live node\'s id (another store, another address) is refused; nothing of the live node is marked lost; once the live one is silent, it is accepted', async () => {
+    const impostor = '127.0.0.2:1';
+    const refused = await register(2, 'impostor-store', impostor).then(
+      () => 'registered',
+      (err: { details?: string; code?: number }) => String(err.details),
+    );
+    expect(refused).to.match(/node id 2 belongs to a live datanode at 127\.0\.0\.1:1 \(store store-2\).*refused/);
+    for (const n of [1, 2, 3]) await heartbeat(n, `store-${n}`);
+    const s = await status();
+    expect(s.region_infos.find((r) => r.route.region_id === regionId)!.problems, 'no replica of node 2 marked lost').to.deep.equal([]);
+    expect(s.procedures.map((p) => p.kind), 'no repair started').to.deep.equal([]);
+    const nodes = (await call<{ nodes: { node_id: string; addr: string }[] }>(meta, 'ListNodes', {}, 3000)).nodes;
+    expect(nodes.find((n) => n.node_id === '2')?.addr, 'node 2 still at its own address').to.equal(UNREACHABLE);
+    // The real node 2 goes silent (its host is being replaced): the same registration is accepted.
+    const others = setInterval(() => {
+      for (const n of [1, 3]) void heartbeat(n, `store-${n}`).catch(() => {});
+    }, 100);
+    try {
+      await waitUntil('the new host accepted as node 2 once the old one is silent', 15_000, () => register(2, 'impostor-store', impostor).then(() => true));
+    } finally {
+      clearInterval(others);
+    }
   });
 
   it('a store id adopted for a data dir from before store ids is the same incarnation', async () => {

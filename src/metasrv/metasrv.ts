@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { type Clock, wallClock } from '../common/clock.js';
+import { type Clock, type TimedClock, type TimerHandle, systemClock, wallClock } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -64,10 +64,12 @@ export class Metasrv {
   /** Nodes seen alive by this metasrv process, and since when others are down. */
   private readonly wasAlive = new Set<number>();
   private readonly downSinceMs = new Map<number, number>();
-  private ticker: NodeJS.Timeout | undefined;
+  private ticker: TimerHandle | undefined;
   private ticking = false;
-  private lastBalanceCheckMs = Date.now();
-  private readonly startedMs = Date.now();
+  /** Monotonic (this.clock): durations only. */
+  private lastBalanceCheckMs: number;
+  /** Monotonic (this.clock): when this process started serving, for the startup quiet period. */
+  private readonly startedMs: number;
   private readonly clients = new Map<string, grpc.Client>();
   /** TLS, users and the call guard (docs/security.md); loaded first in start(). */
   private security!: Security;
@@ -96,9 +98,16 @@ export class Metasrv {
     readonly log: Logger,
     /** Replicas per region: 3 in a cluster, 1 in standalone mode. */
     readonly replicationFactor: number = REPLICATION_FACTOR,
-    /** Wall clock for procedure records (saved times); tests may inject their own. */
+    /** Wall clock for what is saved and shown (procedure records, heartbeat times, drops); tests may inject their own. */
     private readonly procedureClock: Clock = wallClock,
+    /**
+     * Monotonic clock and timers for everything measured as a duration (liveness, quiet periods,
+     * down times, the tick): immune to wall-clock steps, and replaceable by a simulation's.
+     */
+    private readonly clock: TimedClock = systemClock,
   ) {
+    this.startedMs = clock.nowMs();
+    this.lastBalanceCheckMs = clock.nowMs();
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
       heartbeats: new Counter({ name: 'regiondb_metasrv_heartbeats_total', help: 'Datanode heartbeats received', registers: [this.registry] }),
@@ -114,7 +123,7 @@ export class Metasrv {
         labelNames: ['node_id'],
         registers: [this.registry],
         collect: () => {
-          const now = performance.now();
+          const now = this.clock.nowMs();
           for (const [id, d] of this.detectors) this.metrics.phi.set({ node_id: String(id) }, d.phi(now));
         },
       }),
@@ -143,7 +152,7 @@ export class Metasrv {
       nodes: Object.keys(this.catalog.nodes).length,
     }));
     const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
-    this.ticker = setInterval(() => this.onTickTimer(), PROCEDURE_TICK_MS);
+    this.ticker = this.clock.setInterval(() => this.onTickTimer(), PROCEDURE_TICK_MS);
     this.log.info(
       {
         addr: `${this.config.grpc.host}:${this.grpcServer.port}`,
@@ -196,7 +205,7 @@ export class Metasrv {
   }
 
   async stop(): Promise<void> {
-    if (this.ticker) clearInterval(this.ticker);
+    this.ticker?.cancel();
     await this.grpcServer?.stop();
     await this.httpServer?.stop();
     for (const c of this.clients.values()) c.close();
@@ -255,9 +264,9 @@ export class Metasrv {
       await this.store.save(this.catalog);
       this.log.warn({ failedWith: this.catalogUnwritable?.message }, 'catalog writes work again; the metasrv acts again (liveness judged after fresh heartbeats)');
       this.catalogUnwritable = undefined;
-      this.quietUntilMs = Date.now() + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms;
+      this.quietUntilMs = this.clock.nowMs() + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms;
     } catch (err) {
-      const suppressed = this.rejectionLog.admit('catalog-write', Date.now());
+      const suppressed = this.rejectionLog.admit('catalog-write', this.clock.nowMs());
       if (suppressed !== undefined) this.log.error({ err: (err as Error).message, suppressed }, 'catalog write still failing');
     } finally {
       this.resuming = false;
@@ -286,13 +295,13 @@ export class Metasrv {
     // Registered but no heartbeat yet: what it hosts is unknown, so nothing is placed on it
     // (the id allocators are raised above what it reports first).
     if (!d || !this.observed.has(node.nodeId)) return 'unknown';
-    return d.isAvailable(performance.now()) ? 'alive' : 'suspect';
+    return d.isAvailable(this.clock.nowMs()) ? 'alive' : 'suspect';
   }
 
   // ─── Failure handling and procedures ──────────────────────────────────────────────────────
 
   isAlive(nodeId: number): boolean {
-    return this.detectors.get(nodeId)?.isAvailable(performance.now()) ?? false;
+    return this.detectors.get(nodeId)?.isAvailable(this.clock.nowMs()) ?? false;
   }
 
   private context(): ProcedureContext {
@@ -349,7 +358,7 @@ export class Metasrv {
    * judge anyone; the next one does, after the queued heartbeats have been counted.
    */
   private onTickTimer(): void {
-    const now = performance.now();
+    const now = this.clock.nowMs();
     const last = this.lastTickTimerMs;
     this.lastTickTimerMs = now;
     const lateMs = last === undefined ? 0 : now - last - PROCEDURE_TICK_MS;
@@ -366,7 +375,7 @@ export class Metasrv {
     if (this.ticking || this.startupQuietMs() > 0) return;
     this.ticking = true;
     try {
-      const now = Date.now();
+      const now = this.clock.nowMs(); // durations (down since, balance interval): monotonic
       const ctx = this.context();
       let changed = false;
       for (const node of Object.values(this.catalog.nodes)) {
@@ -381,7 +390,7 @@ export class Metasrv {
           this.downSinceMs.set(id, this.wasAlive.has(id) ? now : this.startedMs);
           if (this.wasAlive.has(id) && this.hostsReplicas(id)) {
             const last = this.detectors.get(id)?.lastHeartbeat();
-            const silentMs = last === undefined ? undefined : Math.round(performance.now() - last);
+            const silentMs = last === undefined ? undefined : Math.round(this.clock.nowMs() - last);
             this.log.warn({ nodeId: id, silentMs }, 'datanode suspected failed; checking its regions have live leaders');
             newProcedure(ctx, 'region-failover', { nodeId: id });
             changed = true;
@@ -411,7 +420,8 @@ export class Metasrv {
 
   /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
   private startupQuietMs(): number {
-    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - Date.now(), this.quietUntilMs - Date.now());
+    const now = this.clock.nowMs();
+    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - now, this.quietUntilMs - now);
   }
 
   private hostsReplicas(nodeId: number): boolean {
@@ -607,7 +617,7 @@ export class Metasrv {
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
     const quietMs = this.startupQuietMs();
-    if (quietMs > 0) await new Promise((ok) => setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
+    if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
     // Placement needs live datanodes; count only those heard from recently.
     for (const node of Object.values(this.catalog.nodes)) {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
@@ -717,7 +727,7 @@ export class Metasrv {
 
   private countRejection(reason: string, context: Record<string, unknown>): void {
     this.metrics.rejected.inc({ reason });
-    const suppressed = this.rejectionLog.admit(reason, Date.now());
+    const suppressed = this.rejectionLog.admit(reason, this.clock.nowMs());
     if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (another cluster, or a node id its certificate does not name)');
   }
 
@@ -756,7 +766,7 @@ export class Metasrv {
           nodeId,
           addr: str(req.addr, 'addr'),
           httpAddr: str(req.http_addr, 'http_addr'),
-          lastHeartbeatMs: Date.now(),
+          lastHeartbeatMs: this.procedureClock.nowMs(),
           state: existing?.state === 'draining' ? 'draining' : 'alive',
           ...(existing?.storeId ? { storeId: existing.storeId } : {}),
         };
@@ -765,7 +775,7 @@ export class Metasrv {
         this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
         this.catalog.version++;
         await this.save();
-        this.detector(nodeId).heartbeat(performance.now());
+        this.detector(nodeId).heartbeat(this.clock.nowMs());
         log.info({ nodeId, addr: req.addr }, 'datanode registered');
         const regions = Object.values(this.catalog.regions).flatMap((region) =>
           region.replicas.filter((r) => r.nodeId === nodeId && r.lost === undefined).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
@@ -779,8 +789,8 @@ export class Metasrv {
         const node = this.catalog.nodes[nodeId];
         if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
         this.metrics.heartbeats.inc();
-        this.detector(nodeId).heartbeat(performance.now());
-        node.lastHeartbeatMs = Date.now();
+        this.detector(nodeId).heartbeat(this.clock.nowMs());
+        node.lastHeartbeatMs = this.procedureClock.nowMs();
         // Liveness only while the catalog cannot be written: nothing decided, nothing instructed.
         if (this.catalogUnwritable) return { instructions: [] };
         // A store that changed without a registration (a catalog restored from an older copy)
@@ -837,12 +847,12 @@ export class Metasrv {
       CreateTable: unary((req) => this.createTable(req), log),
       DropTable: unary(async (req) => {
         this.refuseIfUnwritable();
-        const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), Date.now());
+        const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), this.procedureClock.nowMs());
         await this.save();
         return { regions_dropped: regions.length };
       }, log),
       ListNodes: unary(async () => {
-        const now = performance.now();
+        const now = this.clock.nowMs();
         const ctx = this.context();
         const counts = new Map<number, { regions: number; leaders: number }>();
         for (const region of Object.values(this.catalog.regions)) {

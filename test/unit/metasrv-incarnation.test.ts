@@ -172,6 +172,28 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
     }
   });
 
+  it('a wall-clock step on the metasrv host does not age a down node: no repair before it was down replica_repair_after_ms', async () => {
+    const realNow = Date.now;
+    await register(4, 'store-4'); // somewhere a repair could place node 3's replica
+    const pulse = setInterval(() => {
+      for (const n of [1, 2, 4]) void heartbeat(n, `store-${n}`).catch(() => {});
+    }, 100);
+    try {
+      await waitUntil('node 3 suspected', 10_000, async () => {
+        const nodes = (await call<{ nodes: { node_id: string; state: string }[] }>(meta, 'ListNodes', {}, 3000)).nodes;
+        return nodes.find((n) => n.node_id === '3')?.state === 'suspect' ? true : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 500)); // a few ticks: its down time is being counted
+      Date.now = () => realNow() + 3_600_000; // NTP steps the host's clock an hour ahead
+      await new Promise((r) => setTimeout(r, 1500));
+      const kinds = (await status()).procedures.map((p) => `${p.kind}: ${p.description}`);
+      expect(kinds.filter((k) => k.startsWith('repair-replica')), 'node 3 has been down ~2 s, not an hour').to.deep.equal([]);
+    } finally {
+      Date.now = realNow;
+      clearInterval(pulse);
+    }
+  });
+
   it('a store id adopted for a data dir from before store ids is the same incarnation', async () => {
     const reg = await register(3, 'adopted-0b1c');
     expect(reg.regions.map((r) => r.self_peer_id)).to.deep.equal([String(hosted.get(3))]);

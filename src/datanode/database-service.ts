@@ -167,10 +167,10 @@ export class DatabaseService {
   /** Schema and routes of a table: from a local replica if any, else from the metasrv. */
   private async routes(table: string, fresh = false): Promise<RouteInfo> {
     const cached = this.routeCache.get(table);
-    if (cached && !fresh && Date.now() - cached.fetchedAtMs < ROUTE_CACHE_MS) return cached;
+    if (cached && !fresh && performance.now() - cached.fetchedAtMs < ROUTE_CACHE_MS) return cached;
     try {
       const res = await this.dn.metaCall<GetRoutesResponse__Output>('GetRoutes', { table }, 5000);
-      const info = { schema: fromProtoSchema(res.table), routes: res.routes, fetchedAtMs: Date.now() };
+      const info = { schema: fromProtoSchema(res.table), routes: res.routes, fetchedAtMs: performance.now() }; // monotonic: an age
       this.routeCache.set(table, info);
       return info;
     } catch (err) {

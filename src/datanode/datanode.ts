@@ -470,7 +470,7 @@ export class Datanode implements DatabaseHost {
         accepted++;
       }
       acceptedSinceAck += accepted;
-      const nowMs = Date.now();
+      const nowMs = performance.now();
       if (nowMs - lastAckMs >= transportLimits.ackIntervalMs) {
         stream.write({ accepted: acceptedSinceAck });
         acceptedSinceAck = 0;
@@ -590,7 +590,7 @@ export class Datanode implements DatabaseHost {
     const targets = led.map((r) => ({ r, upTo: r.appliedIndex }));
     for (const { r } of targets) this.flusher.request(r.regionId);
     this.flusher.check();
-    const deadline = Date.now() + 60_000;
+    const deadline = performance.now() + 60_000;
     for (const { r, upTo } of targets) {
       for (;;) {
         const state = r.stateMachine;
@@ -601,7 +601,7 @@ export class Datanode implements DatabaseHost {
         // Leadership moved mid-flush: this node's flusher no longer drives the region. NOT_LEADER
         // (with the new leader's address) lets the client retry the flush there.
         if (!r.isLeader()) this.regionServer.leaderReplica(r.regionId);
-        if (Date.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
+        if (performance.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
         await new Promise((ok) => setTimeout(ok, 50));
       }
     }

@@ -79,6 +79,7 @@ interface Peer {
   client: grpc.Client | null;
   addr: string | null;
   backoffMs: number;
+  /** Monotonic ms (performance.now) before which no reconnect is tried. */
   reconnectAt: number;
   flushScheduled: boolean;
   /** The stream's buffer is full: nothing more is written until it drains. */
@@ -133,7 +134,7 @@ export class GrpcRaftTransport implements RaftTransport {
     const addr = this.addressOf(peer.nodeId);
     if (!addr) return false;
     if (peer.stream && peer.addr === addr) return true;
-    if (Date.now() < peer.reconnectAt) return false;
+    if (performance.now() < peer.reconnectAt) return false;
     this.disconnect(peer);
     RaftTransportClient ??= grpc.makeGenericClientConstructor(raftTransportService(), 'RaftTransport');
     const client = new RaftTransportClient(addr, this.credentials, {
@@ -153,7 +154,7 @@ export class GrpcRaftTransport implements RaftTransport {
       this.log.debug({ nodeId: peer.nodeId, addr, err: err?.message }, 'raft stream to peer broke; will reconnect');
       this.disconnect(peer);
       peer.backoffMs = Math.min(transportLimits.reconnectBackoffMaxMs, Math.max(transportLimits.reconnectBackoffMinMs, peer.backoffMs * 2));
-      peer.reconnectAt = Date.now() + peer.backoffMs;
+      peer.reconnectAt = performance.now() + peer.backoffMs; // monotonic: a wall-clock step back must not hold the link down
       setTimeout(() => this.scheduleFlush(peer), peer.backoffMs).unref();
     };
     stream.on('error', onBroken);

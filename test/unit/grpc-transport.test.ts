@@ -1,6 +1,9 @@
+import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { limits } from '../../src/common/limits.js';
-import { batchLength, transportLimits } from '../../src/datanode/grpc-transport.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { GrpcRaftTransport, batchLength, raftTransportService, transportLimits } from '../../src/datanode/grpc-transport.js';
+import { waitUntil } from '../support/local-cluster.js';
 import type { RaftEnvelope } from '../../src/datanode/types.js';
 import { MessageType, makeMessage } from '../../src/raft/types.js';
 
@@ -23,5 +26,46 @@ describe('raft transport batching', () => {
     expect(batchLength(Array.from({ length: transportLimits.batchEnvelopesMax + 10 }, () => append(10)))).to.equal(transportLimits.batchEnvelopesMax);
     expect(batchLength([append(transportLimits.batchPayloadBytesMax * 2)])).to.equal(1);
     expect(batchLength([])).to.equal(0);
+  });
+});
+
+describe('raft transport reconnects', () => {
+  /** A peer's raft endpoint on loopback that counts the batches it receives. */
+  async function peer(port = 0): Promise<{ server: grpc.Server; port: number; batches: () => number }> {
+    let batches = 0;
+    const server = new grpc.Server();
+    server.addService(raftTransportService(), {
+      Stream: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        call.on('data', () => batches++);
+        call.on('end', () => call.end());
+        call.on('error', () => {});
+      },
+    });
+    const bound = await new Promise<number>((ok, fail) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? fail(err) : ok(p))));
+    return { server, port: bound, batches: () => batches };
+  }
+
+  it('after the wall clock steps back an hour, a broken link still reconnects within its backoff (the backoff is on the monotonic clock)', async () => {
+    const realNow = Date.now;
+    const first = await peer();
+    const transport = new GrpcRaftTransport('c', 1, () => `127.0.0.1:${first.port}`, silentLogger);
+    let second: Awaited<ReturnType<typeof peer>> | undefined;
+    try {
+      transport.send(2, [append(10)]);
+      await waitUntil('the first batch at the peer', 5000, async () => (first.batches() > 0 ? true : undefined));
+      first.server.forceShutdown(); // the peer restarts: the stream breaks, a reconnect is scheduled
+      await new Promise((r) => setTimeout(r, 200));
+      Date.now = () => realNow() - 3_600_000; // NTP steps this host's clock back an hour
+      second = await peer(first.port);
+      await waitUntil('a batch at the restarted peer, within a few backoffs', 5000, async () => {
+        transport.send(2, [append(10)]);
+        return second!.batches() > 0 ? true : undefined;
+      });
+    } finally {
+      Date.now = realNow;
+      transport.close();
+      first.server.forceShutdown();
+      second?.server.forceShutdown();
+    }
   });
 });

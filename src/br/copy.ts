@@ -44,7 +44,7 @@ export function sha256Hex(data: Uint8Array): string {
  */
 export class ByteRateLimiter {
   private availableBytes: number;
-  private lastRefillMs = Date.now();
+  private lastRefillMs = performance.now(); // monotonic: a clock step must not stall or burst the copy
 
   constructor(private readonly bytesPerSecond: number) {
     assert(Number.isFinite(bytesPerSecond) && bytesPerSecond > 0, `byte rate must be positive, got ${bytesPerSecond}`);
@@ -54,7 +54,7 @@ export class ByteRateLimiter {
 
   async take(bytes: number): Promise<void> {
     for (;;) {
-      const now = Date.now();
+      const now = performance.now();
       this.availableBytes = Math.min(this.bytesPerSecond, this.availableBytes + ((now - this.lastRefillMs) * this.bytesPerSecond) / 1000);
       this.lastRefillMs = now;
       if (this.availableBytes > 0) {

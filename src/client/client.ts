@@ -378,7 +378,7 @@ export class RegionDbClient {
     onError: (e: RegionDbError, thrown: unknown) => Promise<'now' | 'later'> | 'now' | 'later',
     expired: (last: RegionDbError) => RegionDbError,
   ): Promise<T> {
-    const deadline = Date.now() + this.deadlineMs;
+    const deadline = performance.now() + this.deadlineMs; // monotonic: the operation's own budget
     let backoffMs = BACKOFF_MIN_MS;
     for (;;) {
       try {
@@ -387,11 +387,11 @@ export class RegionDbClient {
         const e = fromGrpcError(err);
         if ((await onError(e, err)) === 'now') {
           // Bounded too: two replicas each naming the other as leader must not loop forever.
-          if (Date.now() >= deadline) throw expired(e);
+          if (performance.now() >= deadline) throw expired(e);
           backoffMs = BACKOFF_MIN_MS;
           continue;
         }
-        if (Date.now() + backoffMs >= deadline) throw expired(e);
+        if (performance.now() + backoffMs >= deadline) throw expired(e);
       }
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
@@ -432,13 +432,13 @@ export class RegionDbClient {
   private readonly downUntil = new Map<string, number>();
 
   private markDown(addr: string): void {
-    this.downUntil.set(addr, Date.now() + DOWN_AVOID_MS);
+    this.downUntil.set(addr, performance.now() + DOWN_AVOID_MS);
   }
 
   private isDown(addr: string): boolean {
     const until = this.downUntil.get(addr);
     if (until === undefined) return false;
-    if (Date.now() < until) return true;
+    if (performance.now() < until) return true;
     this.downUntil.delete(addr);
     return false;
   }

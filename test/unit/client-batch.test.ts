@@ -113,6 +113,34 @@ describe('client: the Database.Batch stream', () => {
     expect(script.unaryWrites).to.equal(0);
   });
 
+  it("a wall-clock step back during the retries does not stretch the operation's deadline (the budget is monotonic)", async () => {
+    const realNow = Date.now;
+    let stepped = false;
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        if (!stepped) {
+          stepped = true;
+          Date.now = () => realNow() - 3_600_000; // NTP steps the client host's clock back an hour
+        }
+        call.write({ id: req.id, error: { grpc_code: grpc.status.UNAVAILABLE, code: 'UNAVAILABLE', message: 'no leader yet', details: {} } });
+      },
+    };
+    const client = await setup(script, { deadlineMs: 1500, attemptTimeoutMs: 500 });
+    const started = performance.now();
+    try {
+      const err = await client.write(TABLE, [row(1)]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err), String(err)).to.equal(true);
+      expect(performance.now() - started, 'the write gave up around its 1.5 s deadline').to.be.below(5000);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it('an error item becomes the RegionDbError a unary call would have given', async () => {
     const script: Script = {
       unaryWrites: 0,

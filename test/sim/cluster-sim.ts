@@ -117,10 +117,8 @@ export interface ClusterSimOptions {
    * Flusher subclass (docs/simulation.md, "The bugs it re-finds"). `gc-ignores-snapshots`: GC
    * neither waits for every replica's snapshot to pass the point where an SST left the version
    * (G3) nor keeps what snapshots and the latest manifest name (the rule before finding 4b).
-   * `gc-ignores-manifest`: GC still waits for the replicas' snapshots (G3) but no longer keeps
-   * what the latest manifest (what recovery loads) and the snapshots name (G2, finding 4a).
    */
-  gcBug?: 'gc-ignores-snapshots' | 'gc-ignores-manifest';
+  gcBug?: 'gc-ignores-snapshots';
   /**
    * Engine mode: check after every delete that nothing that must exist names the object (on by
    * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
@@ -213,13 +211,6 @@ const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: 
 class GcIgnoresSnapshotsFlusher extends Flusher {
   protected override decideSstGc(input: SstGcInput): SstGcDecision {
     return super.decideSstGc({ ...input, replicasSnapshotIndex: Number.POSITIVE_INFINITY, namedBySnapshots: new Set() });
-  }
-}
-
-/** GC that keeps G3 but not what the latest manifest and the snapshots name (test-only; see ClusterSimOptions.gcBug). */
-class GcIgnoresManifestFlusher extends Flusher {
-  protected override decideSstGc(input: SstGcInput): SstGcDecision {
-    return super.decideSstGc({ ...input, namedBySnapshots: new Set() });
   }
 }
 
@@ -492,7 +483,7 @@ export class ClusterSim {
         hooks,
       );
       server = engineServer;
-      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, 'gc-ignores-manifest': GcIgnoresManifestFlusher, none: Flusher }[this.options.gcBug ?? 'none'];
+      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, none: Flusher }[this.options.gcBug ?? 'none'];
       node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
         scheduler: clock,
         // Seeded: a seed replays to the same SST keys.

@@ -145,7 +145,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
 
     it(`${engineSeedCount} seeds from ${firstSeed}: flushes, compactions and SST GC under faults; histories, objects and rows check out`, async () => {
       const started = Date.now();
-      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0 };
+      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
       for (let seed = firstSeed; seed < firstSeed + engineSeedCount; seed++) {
         const r = await runClusterSim(seed, engine);
         sum.ok += r.ops.ok;
@@ -156,6 +156,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         sum.flushEdits += r.engine!.flushEdits;
         sum.compactionEdits += r.engine!.compactionEdits;
         sum.storeFailures += r.engine!.storeFailures;
+        sum.retries += r.engine!.retries;
       }
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${engineSeedCount} engine seeds in ${seconds.toFixed(1)} s: ${JSON.stringify(sum)}`);

@@ -125,6 +125,13 @@ export interface ClusterSimOptions {
    * left: the planted-bug tests use it to show what the deleted object costs.
    */
   checkEveryDelete?: boolean;
+  /**
+   * Engine mode only, test-only: the simulator's client reports the last attempt's definite
+   * refusal (NOT_LEADER) as the write's outcome even when an earlier attempt's outcome was
+   * unknown (docs/correctness.md 8c, the rule src/client/client.ts fixed). This switches the
+   * simulator's model of that rule, not client.ts itself: it shows the checkers see the bug.
+   */
+  clientBug?: 'refusal-after-unknown';
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
@@ -149,7 +156,7 @@ export interface ClusterSimResult {
   endMs: number;
   reasons: [string, number][];
   /** Engine mode: what the flushers did in the object store. */
-  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number };
+  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number; retries: number };
 }
 
 export class ClusterSimViolation extends Error {
@@ -205,6 +212,9 @@ const FLUSHER_SETTINGS: FlusherSettings = { flushBytes: 400, flushAgeMs: 120, co
 /** Wall-clock time of virtual 0 (only SST key names and manifests' writtenAtMs show it). */
 const SIM_EPOCH_MS = 1_700_000_000_000;
 const ENGINE_TUNING: RaftTuning = { ...TUNING, applyRetry: { backoffMsMin: 20, backoffMsMax: 200, windowMs: 5_000 } };
+/** Attempts of one write in engine mode (the first and its retries, all within the op timeout). */
+const ENGINE_ATTEMPTS_MAX = 4;
+const ENGINE_RETRY_PAUSE_MS = 20;
 const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} };
 
 /** GC without G3 and without what snapshots name (test-only; see ClusterSimOptions.gcBug). */
@@ -289,6 +299,8 @@ export class ClusterSim {
   private sstsPut = 0;
   private sstsDeleted = 0;
   private manifestsPut = 0;
+  /** Engine mode: writes sent again with the same request id. */
+  private retries = 0;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.rand = new SeededRand(options.seed);
@@ -384,6 +396,7 @@ export class ClusterSim {
               storeFailures: store.stats.failures,
               flushEdits: this.flushEdits,
               compactionEdits: this.compactionEdits,
+              retries: this.retries,
             },
           }
         : {}),
@@ -428,9 +441,9 @@ export class ClusterSim {
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}${gcBug ? `SIM_CLUSTER_GC_BUG=${gcBug} ` : ''}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}${gcBug ? `SIM_CLUSTER_GC_BUG=${gcBug} ` : ''}${clientBug ? `SIM_CLUSTER_CLIENT_BUG=${clientBug} ` : ''}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -772,49 +785,71 @@ export class ClusterSim {
 
   private mutate(client: Client, regionId: string, command: Command, op: Pick<HistoryEvent, 'f' | 'key' | 'value'>, log: HistoryEvent[]): void {
     const complete = this.invoke(client, regionId, log, op);
+    const invokedAt = this.sched.now;
     const server = this.serverFor(client, regionId);
     if (!server) {
       this.retarget(client, regionId, undefined);
       complete('fail', undefined, 'connection refused');
       return;
     }
-    let done: Promise<boolean | ApplyResult>;
-    try {
-      done = server.propose(regionId, this.engine ? this.engineCommand(client, command) : enc.encode(JSON.stringify(command)));
-    } catch (err) {
-      // Refused before raft saw it: it never happens.
+    const bytes = this.engine ? this.engineCommand(client, command) : enc.encode(JSON.stringify(command));
+    // Engine mode retries as the client library does: an attempt that failed is sent again, to
+    // the leader it hinted, with the same request id (dedup answers a retry of a write that did
+    // apply with its first result). Once an attempt's outcome was unknown, a later definite
+    // refusal does not make the write failed (docs/correctness.md 8c): it stays unknown.
+    const maxAttempts = this.engine ? ENGINE_ATTEMPTS_MAX : 1;
+    let attempts = 0;
+    let uncertain = false;
+    const onResult = (result: boolean | ApplyResult) => {
+      let applied: boolean;
+      if (typeof result === 'boolean') {
+        applied = result;
+      } else if (result.status === 'ok' || result.status === 'condition-failed') {
+        applied = result.status === 'ok';
+        if (result.status === 'ok' && command.op !== 'add') this.versions.set(command.op === 'write' ? command.value : command.to, result.version);
+      } else {
+        // Request ids only grow and a client has one write in flight: dedup must never answer these here.
+        this.flag('dedup', `${JSON.stringify(command)} from client ${client.id} was answered ${JSON.stringify(result)}`);
+        complete('info', undefined, result.status);
+        return;
+      }
+      if (command.op === 'write' || (command.op === 'cas' && applied)) {
+        const key = command.key;
+        const list = this.written.get(key) ?? [];
+        list.push(command.op === 'write' ? command.value : command.to);
+        this.written.set(key, list);
+      }
+      complete(applied ? 'ok' : 'fail', undefined, applied ? undefined : 'cas mismatch');
+    };
+    const onError = (err: unknown, definite: boolean) => {
       this.retarget(client, regionId, err);
-      complete('fail', undefined, String(err));
-      return;
-    }
-    done.then(
-      (result) => {
-        let applied: boolean;
-        if (typeof result === 'boolean') {
-          applied = result;
-        } else if (result.status === 'ok' || result.status === 'condition-failed') {
-          applied = result.status === 'ok';
-          if (result.status === 'ok' && command.op !== 'add') this.versions.set(command.op === 'write' ? command.value : command.to, result.version);
-        } else {
-          // Request ids only grow and each is used once: dedup must never answer these here.
-          this.flag('dedup', `${JSON.stringify(command)} from client ${client.id} was answered ${JSON.stringify(result)}`);
-          complete('info', undefined, result.status);
-          return;
-        }
-        if (command.op === 'write' || (command.op === 'cas' && applied)) {
-          const key = command.key;
-          const list = this.written.get(key) ?? [];
-          list.push(command.op === 'write' ? command.value : command.to);
-          this.written.set(key, list);
-        }
-        complete(applied ? 'ok' : 'fail', undefined, applied ? undefined : 'cas mismatch');
-      },
-      (err: unknown) => {
-        this.retarget(client, regionId, err);
-        // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
-        complete(isRegionDbError(err, ErrorCode.NotLeader) ? 'fail' : 'info', undefined, String(err));
-      },
-    );
+      if (!definite) uncertain = true;
+      if (attempts < maxAttempts && this.sched.now + ENGINE_RETRY_PAUSE_MS < invokedAt + OP_TIMEOUT_MS) {
+        this.retries++;
+        this.sched.at(this.sched.now + ENGINE_RETRY_PAUSE_MS, () => attempt(this.serverFor(client, regionId)));
+        return;
+      }
+      const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
+      complete(definite && (!uncertain || forgetUnknown) ? 'fail' : 'info', undefined, String(err));
+    };
+    const attempt = (target: Server | EngineServer | undefined) => {
+      attempts++;
+      if (!target) {
+        onError(new Error('connection refused'), true);
+        return;
+      }
+      let done: Promise<boolean | ApplyResult>;
+      try {
+        done = target.propose(regionId, bytes);
+      } catch (err) {
+        // Refused before raft saw it: this attempt never happens (an earlier one still may).
+        onError(err, true);
+        return;
+      }
+      // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
+      done.then(onResult, (err: unknown) => onError(err, isRegionDbError(err, ErrorCode.NotLeader)));
+    };
+    attempt(server);
   }
 
   /**

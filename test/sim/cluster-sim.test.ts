@@ -32,6 +32,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
       ...(gcBug ? { gcBug } : {}),
       ...(process.env['SIM_CLUSTER_CHECK_EVERY_DELETE'] === '0' ? { checkEveryDelete: false } : {}),
+      ...(process.env['SIM_CLUSTER_CLIENT_BUG'] === 'refusal-after-unknown' ? { clientBug: 'refusal-after-unknown' as const } : {}),
       ...hostBug,
       ...(coreNames.length > 0 ? { coreBugs: Object.fromEntries(coreNames.map((n) => [n, true])) as PlantedBugs } : {}),
     };
@@ -197,6 +198,33 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         expect(again?.message).to.equal(caught!.message);
       });
     }
+
+    // Issue 14's finding 8c in the simulator's client model (the retry rule of src/client/client.ts,
+    // re-stated in cluster-sim.ts): a write whose earlier attempt's outcome was unknown is
+    // reported failed because a later attempt was refused. The histories must show it.
+    it('the checkers can fail: a client reporting a refusal after an unknown outcome (planted, 8c) is found within 2,000 seeds', async () => {
+      const planted: Partial<ClusterSimOptions> = { ...engine, clientBug: 'refusal-after-unknown' };
+      let caught: ClusterSimViolation | undefined;
+      for (let seed = 1; seed <= 2000 && !caught; seed++) {
+        try {
+          await runClusterSim(seed, planted);
+        } catch (err) {
+          if (!(err instanceof ClusterSimViolation)) throw err;
+          caught = err;
+        }
+      }
+      expect(caught, 'no seed exposed the planted client rule').to.not.equal(undefined);
+      console.log(`    refusal-after-unknown: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(['linearizability', 'set (no acknowledged add lost)']).to.include(caught!.invariant);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_CLIENT_BUG=refusal-after-unknown SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      let again: ClusterSimViolation | undefined;
+      try {
+        await runClusterSim(caught!.seed, planted);
+      } catch (err) {
+        again = err as ClusterSimViolation;
+      }
+      expect(again?.message).to.equal(caught!.message);
+    });
   });
 
   it('a violation carries the seed, the replay command and the last events', () => {

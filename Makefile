@@ -54,7 +54,7 @@ lint: deps typecheck proto-check proto-types-check
 	node scripts/check-citations.mjs
 
 # The default suite: unit, conformance, raft paper tests, 300 simulator seeds, 200 whole-datanode
-# simulator seeds (test/sim/cluster-sim.test.ts's default), integration.
+# simulator seeds and 50 of its engine mode (test/sim/cluster-sim.test.ts's defaults), integration.
 test: build proto-check
 	SIM_SEEDS=300 $(MOCHA) 'test/**/*.test.ts'
 
@@ -83,10 +83,12 @@ test-sim: deps
 
 # The whole-datanode simulator (docs/simulation.md): real RegionServers on one seeded scheduler.
 # SEEDS=n seeds (make test runs 200); SIM_CLUSTER_SEED=n (or SEED=n) replays one seed twice and
-# prints its trace hash; FIRST_SEED=n starts a campaign elsewhere.
+# prints its trace hash; FIRST_SEED=n starts a campaign elsewhere. MODE=engine (or
+# SIM_CLUSTER_MODE=engine) runs the campaign or the replay in engine mode: the real RegionState,
+# Flusher and SST GC on a simulated object store.
 FIRST_SEED ?= 1
 test-sim-cluster: deps
-	SIM_CLUSTER_SEEDS=$(SEEDS) SIM_CLUSTER_SEED=$(or $(SEED),$(SIM_CLUSTER_SEED)) SIM_CLUSTER_FIRST_SEED=$(FIRST_SEED) $(MOCHA) --timeout 0 test/sim/cluster-sim.test.ts
+	SIM_CLUSTER_MODE=$(or $(MODE),$(SIM_CLUSTER_MODE)) SIM_CLUSTER_SEEDS=$(SEEDS) SIM_CLUSTER_SEED=$(or $(SEED),$(SIM_CLUSTER_SEED)) SIM_CLUSTER_FIRST_SEED=$(FIRST_SEED) $(MOCHA) --timeout 0 test/sim/cluster-sim.test.ts
 
 # Hostile-input fuzzing (issue 10): random and mutated protobuf at every gRPC method of a live
 # metasrv + datanode, and at every decoder (WAL, raft, commands, manifests, catalog, SSTs).

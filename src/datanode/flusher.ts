@@ -6,7 +6,7 @@
 // after each flush (the recovery point for `regiondb recover`), publishes every local replica's
 // raft snapshot for the leaders' GC, and garbage-collects SSTs that nothing may read any more
 // (the rule: sst-gc.ts G1–G5).
-import { type Clock, systemClock } from '../common/clock.js';
+import { type Clock, type Scheduler, type TimerHandle, systemClock, systemScheduler } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
@@ -22,11 +22,11 @@ import {
   sstPrefix,
 } from '../engine/manifest.js';
 import { compactionDue, mergeSsts, planCompaction } from '../engine/compaction.js';
-import { buildFlushSst, dirtySince, newSstKey, nextFlushStep, sstMetaOf } from '../engine/flush.js';
+import { type SstKeySource, buildFlushSst, dirtySince, newSstKey, nextFlushStep, sstMetaOf, systemSstKeySource } from '../engine/flush.js';
 import type { RegionState } from '../engine/region-state.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import type { RegionServer, Replica } from './region-server.js';
-import { SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
+import { type SstGcDecision, type SstGcInput, SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
 
 export interface FlusherSettings {
   readonly flushBytes: number;
@@ -66,6 +66,19 @@ interface RegionWork {
   snapshotPublishing: boolean;
 }
 
+/**
+ * What the flusher takes from its surroundings besides the monotonic clock: the timer of its
+ * periodic check and the source of new SST keys' time and random tag. Production uses the
+ * process's (systemFlusherEnv); the whole-datanode simulator injects seeded ones on its
+ * virtual time (test/sim/cluster-sim.ts), so that a seed replays to the same trace.
+ */
+export interface FlusherEnv {
+  readonly scheduler: Scheduler;
+  readonly sstKeys: SstKeySource;
+}
+
+export const systemFlusherEnv: FlusherEnv = { scheduler: systemScheduler, sstKeys: systemSstKeySource };
+
 /** Most SSTs one GC pass deletes; the rest wait for the next pass. */
 const GC_DELETES_PER_PASS_MAX = 1000;
 /** GC passes run every grace/4 (so a grace is measured to within a quarter), at most this far apart. */
@@ -73,7 +86,7 @@ const GC_INTERVAL_MS_MAX = 60_000;
 
 export class Flusher {
   private readonly work = new Map<string, RegionWork>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: TimerHandle | undefined;
   private stopped = false;
   /** SSTs of this node from before their put until their edit settles (G2). */
   private readonly uploading = new Set<string>();
@@ -89,6 +102,7 @@ export class Flusher {
     private readonly clock: Clock = systemClock,
     /** SSTs open scans on this node are reading (G2); the Database service takes them. */
     readonly leases: SstLeases = new SstLeases(),
+    private readonly env: FlusherEnv = systemFlusherEnv,
   ) {}
 
   /** The longest a scan may run on this node (sst-gc.ts G4). */
@@ -103,12 +117,12 @@ export class Flusher {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.check(), this.settings.checkIntervalMs);
+    this.timer = this.env.scheduler.setInterval(() => this.check(), this.settings.checkIntervalMs);
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
   }
 
   /** Resolves once the work started by earlier checks has finished (tests, shutdown). */
@@ -158,6 +172,15 @@ export class Flusher {
   /** Asks for a compaction of the region's SSTs at the next check (explicit `regiondb compact`). */
   requestCompaction(regionId: string): void {
     this.state(regionId).compactRequested = true;
+  }
+
+  /**
+   * The GC rule (sst-gc.ts). Protected so that the whole-datanode simulator can run an older,
+   * weaker rule in a test-only subclass and show that it finds the data loss that rule caused
+   * (test/sim/cluster-sim.ts); nothing in src/ overrides it.
+   */
+  protected decideSstGc(input: SstGcInput): SstGcDecision {
+    return decideSstGc(input);
   }
 
   /** One pass over the regions hosted here: every replica publishes its snapshot; leaders flush, compact and collect. */
@@ -218,19 +241,19 @@ export class Flusher {
 
   private async upload(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
     w.uploading = true;
-    const started = process.hrtime.bigint();
+    const startedMs = this.clock.nowMs();
     const frozen = state.frozen[0]!;
     let key: string | undefined;
     try {
       let sst: SstMeta | null = null;
       const built = await buildFlushSst(frozen);
       if (built) {
-        key = newSstKey(regionId, frozen.index);
+        key = newSstKey(regionId, frozen.index, this.env.sstKeys);
         await this.putSst(key, built.bytes);
         sst = sstMetaOf(key, built);
       }
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const seconds = (this.clock.nowMs() - startedMs) / 1000;
       this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
       this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: sst?.entries ?? 0, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');
     } catch (err) {
@@ -281,20 +304,20 @@ export class Flusher {
     const plan = planCompaction(all, this.settings.compactAtSsts, everything);
     if (!plan) return;
     w.compacting = true;
-    const started = process.hrtime.bigint();
+    const startedMs = this.clock.nowMs();
     const { inputs, dropTombstones } = plan;
     let key: string | undefined;
     try {
       const merged = await mergeSsts(state, inputs, dropTombstones);
       let output: SstMeta | null = null;
       if (merged) {
-        key = newSstKey(regionId, merged.properties.maxVersion);
+        key = newSstKey(regionId, merged.properties.maxVersion, this.env.sstKeys);
         await this.putSst(key, merged.bytes);
         output = sstMetaOf(key, merged);
       }
       // Flushes since the pick stay in front of the run; every replica replaces the same run.
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'compaction-edit', inputs: inputs.map((s) => s.key), output }));
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const seconds = (this.clock.nowMs() - startedMs) / 1000;
       this.metrics.compacted(regionId, inputs.length, seconds);
       this.log.info({ regionId, inputs: inputs.length, of: all.length, output: output?.key, entries: output?.entries ?? 0 }, 'compacted SSTs');
     } catch (err) {
@@ -396,7 +419,7 @@ export class Flusher {
       }
 
       if (!this.leaderMayCollect(replica, term)) return;
-      const decision = decideSstGc({
+      const decision = this.decideSstGc({
         listed,
         referenced: this.inUse(replica),
         namedBySnapshots,

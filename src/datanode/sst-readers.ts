@@ -1,6 +1,7 @@
 // Opens SSTs from the object store for reads, keeping recently used readers (their block index
 // and properties) in memory; the SST bytes themselves are cached by the CachedObjectStore.
 // Transient object-store failures are retried a few times before they surface.
+import { type Scheduler, systemScheduler } from '../common/clock.js';
 import { ErrorCode, isRegionDbError } from '../common/errors.js';
 import type { SstMeta } from '../engine/command.js';
 import type { SstOpener } from '../engine/region-state.js';
@@ -13,7 +14,11 @@ const ATTEMPTS = 3;
 export class SstReaders implements SstOpener {
   private readonly readers = new Map<string, Promise<SstReader>>();
 
-  constructor(private readonly store: ObjectStore) {}
+  constructor(
+    private readonly store: ObjectStore,
+    /** Timers for the pause between attempts (systemScheduler; a simulation injects its own). */
+    private readonly scheduler: Scheduler = systemScheduler,
+  ) {}
 
   open(meta: SstMeta): Promise<SstReader> {
     const cached = this.readers.get(meta.key);
@@ -35,7 +40,7 @@ export class SstReaders implements SstOpener {
         return await SstReader.open(await sstSourceFromObjectStore(this.store, meta.key, meta.size));
       } catch (err) {
         if (!isRegionDbError(err, ErrorCode.StorageUnavailable) || attempt >= ATTEMPTS) throw err;
-        await new Promise((r) => setTimeout(r, 100 * attempt));
+        await new Promise<void>((r) => this.scheduler.setTimeout(r, 100 * attempt));
       }
     }
   }

@@ -17,6 +17,7 @@
 // leader starts again at 2. WAL entries are never truncated before 3 is applied.
 // (G1–G5 are the SST garbage-collection rules, src/datanode/sst-gc.ts.)
 import { randomBytes } from 'node:crypto';
+import { wallClock } from '../common/clock.js';
 import type { SstMeta } from './command.js';
 import { sstPrefix } from './manifest.js';
 import { type FrozenMemtable, memEntryToSst } from './region-state.js';
@@ -107,10 +108,27 @@ export function sstMetaOf(key: string, sst: BuiltSst): SstMeta {
 }
 
 /**
+ * Where a new SST key's wall-clock time and random tag come from: the process's clock and
+ * crypto randomness in production (systemSstKeySource); a simulation injects a seeded source so
+ * that a seed replays to the same keys (test/sim/cluster-sim.ts).
+ */
+export interface SstKeySource {
+  /** Wall-clock milliseconds since the epoch (only for people reading a listing). */
+  wallMs(): number;
+  /** 8 lowercase hex digits that keep two uploads of one index apart. */
+  randomTag(): string;
+}
+
+export const systemSstKeySource: SstKeySource = {
+  wallMs: () => wallClock.nowMs(),
+  randomTag: () => randomBytes(4).toString('hex'),
+};
+
+/**
  * `regions/<id>/sst/<index hex>-<created ms>-<random>.sst` for a new SST (`index`: the freeze
  * index of a flush, the highest version of a merge). The wall-clock time is for people reading
  * a listing; GC never reads it (clocks skew and jump).
  */
-export function newSstKey(regionId: string, index: number): string {
-  return `${sstPrefix(regionId)}${index.toString(16).padStart(16, '0')}-${Date.now()}-${randomBytes(4).toString('hex')}.sst`;
+export function newSstKey(regionId: string, index: number, source: SstKeySource = systemSstKeySource): string {
+  return `${sstPrefix(regionId)}${index.toString(16).padStart(16, '0')}-${Math.floor(source.wallMs())}-${source.randomTag()}.sst`;
 }

@@ -29,6 +29,7 @@
 // every retry identically.
 import { createHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
+import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
@@ -177,6 +178,8 @@ export class RegionState implements StateMachine<ApplyResult> {
     readonly schema: TableSchema,
     readonly regionId: string = '',
     private readonly ssTables: SstOpener | undefined = undefined,
+    /** The wall clock a manifest's writtenAtMs is read from (wallClock; a simulation injects its own). */
+    private readonly wall: Clock = wallClock,
   ) {
     this.tags = tagColumns(schema);
     this.fields = fieldColumns(schema);
@@ -443,7 +446,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       learners: this.flushedMembership.learners,
       ssts: this.ssts,
       dedup: this.flushedDedup,
-      writtenAtMs: Date.now(),
+      writtenAtMs: Math.floor(this.wall.nowMs()),
     };
   }
 
@@ -462,8 +465,8 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   /** The state at a manifest's flushed index: SSTs + dedup; memtables empty. */
-  static fromManifest(schema: TableSchema, regionId: string, ssTables: SstOpener | undefined, manifest: RegionManifest): RegionState {
-    const state = new RegionState(schema, regionId, ssTables);
+  static fromManifest(schema: TableSchema, regionId: string, ssTables: SstOpener | undefined, manifest: RegionManifest, wall: Clock = wallClock): RegionState {
+    const state = new RegionState(schema, regionId, ssTables, wall);
     state.ssts = [...manifest.ssts];
     state.flushedIndex = manifest.flushedIndex;
     state.flushedTerm = manifest.flushedTerm;
@@ -475,8 +478,8 @@ export class RegionState implements StateMachine<ApplyResult> {
     return state;
   }
 
-  static deserialize(schema: TableSchema, bytes: Uint8Array, regionId = '', ssTables?: SstOpener): RegionState {
-    return RegionState.fromManifest(schema, regionId, ssTables, decodeManifest(bytes, `raft snapshot of region ${regionId}`));
+  static deserialize(schema: TableSchema, bytes: Uint8Array, regionId = '', ssTables?: SstOpener, wall: Clock = wallClock): RegionState {
+    return RegionState.fromManifest(schema, regionId, ssTables, decodeManifest(bytes, `raft snapshot of region ${regionId}`), wall);
   }
 }
 

@@ -1,6 +1,9 @@
 // The whole-datanode simulator as a test suite (cluster-sim.ts). SIM_CLUSTER_SEEDS seeds (default
 // 200 in the mocha glob, `make test-sim-cluster SEEDS=n` for a campaign); SIM_CLUSTER_SEED=n
-// replays one seed twice and checks that both runs hash the same.
+// replays one seed twice and checks that both runs hash the same. SIM_CLUSTER_MODE=engine runs
+// the campaign (or the replay) in engine mode (the real RegionState, Flusher and SST GC on a
+// simulated object store); the default suite runs SIM_CLUSTER_ENGINE_SEEDS engine seeds
+// (default 50) besides the register seeds.
 import { expect } from 'chai';
 import type { PlantedBugs } from '../../src/raft/raft.js';
 import { type ClusterSimOptions, ClusterSimViolation, runClusterSim } from './cluster-sim.js';
@@ -8,6 +11,11 @@ import { type ClusterSimOptions, ClusterSimViolation, runClusterSim } from './cl
 const envSeed = process.env['SIM_CLUSTER_SEED'];
 const seedCount = Number(process.env['SIM_CLUSTER_SEEDS'] || 200);
 const firstSeed = Number(process.env['SIM_CLUSTER_FIRST_SEED'] || 1);
+const engineCampaign = process.env['SIM_CLUSTER_MODE'] === 'engine';
+if (!['', 'engine', 'register', undefined].includes(process.env['SIM_CLUSTER_MODE'])) {
+  throw new Error(`SIM_CLUSTER_MODE must be register or engine, got ${JSON.stringify(process.env['SIM_CLUSTER_MODE'])}`);
+}
+const engineSeedCount = engineCampaign ? seedCount : Number(process.env['SIM_CLUSTER_ENGINE_SEEDS'] || 50);
 
 describe('whole-datanode simulator (real RegionServer, simulated disk, network and time)', function () {
   this.timeout(0);
@@ -18,11 +26,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
     const hostBug = process.env['SIM_CLUSTER_HOST_BUG'] === 'send-before-persist' ? ({ hostBug: 'send-before-persist' } as const) : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
+    const gcBug = process.env['SIM_CLUSTER_GC_BUG'];
+    if (gcBug !== undefined && gcBug !== '' && gcBug !== 'gc-ignores-snapshots') throw new Error(`unknown SIM_CLUSTER_GC_BUG ${gcBug}`);
     const planted: Partial<ClusterSimOptions> = {
+      ...(engineCampaign ? { mode: 'engine' as const } : {}),
+      ...(gcBug ? { gcBug } : {}),
+      ...(process.env['SIM_CLUSTER_CHECK_EVERY_DELETE'] === '0' ? { checkEveryDelete: false } : {}),
+      ...(process.env['SIM_CLUSTER_CLIENT_BUG'] === 'refusal-after-unknown' ? { clientBug: 'refusal-after-unknown' as const } : {}),
       ...hostBug,
       ...(coreNames.length > 0 ? { coreBugs: Object.fromEntries(coreNames.map((n) => [n, true])) as PlantedBugs } : {}),
     };
-    it(`replays seed ${seed} to the same trace hash${Object.keys(planted).length > 0 ? ' (planted bug on)' : ''}`, async () => {
+    it(`replays seed ${seed} to the same trace hash${Object.keys(planted).length > 0 ? ` (${JSON.stringify(planted)})` : ''}`, async () => {
       const a = await runClusterSim(seed, planted);
       const b = await runClusterSim(seed, planted);
       console.log(`    seed ${seed}: trace ${a.traceHash}, ${a.events} events, ops ${JSON.stringify(a.ops)}, ${a.crashes} crashes, ${a.elections} elections`);
@@ -31,68 +45,165 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     return;
   }
 
-  it('the same seed replays to the same trace hash', async () => {
-    const a = await runClusterSim(7);
-    const b = await runClusterSim(7);
-    expect(b.traceHash).to.equal(a.traceHash);
-    expect(b.events).to.equal(a.events);
-    const c = await runClusterSim(8);
-    expect(c.traceHash).to.not.equal(a.traceHash);
-  });
+  describe('register mode (RegisterMachine, no object store)', () => {
+    if (engineCampaign) return;
+    it('the same seed replays to the same trace hash', async () => {
+      const a = await runClusterSim(7);
+      const b = await runClusterSim(7);
+      expect(b.traceHash).to.equal(a.traceHash);
+      expect(b.events).to.equal(a.events);
+      const c = await runClusterSim(8);
+      expect(c.traceHash).to.not.equal(a.traceHash);
+    });
 
-  it(`${seedCount} seeds from ${firstSeed}: linearizable registers, no acknowledged add lost, replicas agree`, async () => {
-    const started = Date.now();
-    let ok = 0;
-    let acked = 0;
-    let crashes = 0;
-    for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
-      const r = await runClusterSim(seed);
-      ok += r.ops.ok;
-      acked += r.acknowledgedAdds;
-      crashes += r.crashes;
-    }
-    const seconds = (Date.now() - started) / 1000;
-    console.log(`    ${seedCount} seeds in ${seconds.toFixed(1)} s: ${ok} ok ops, ${acked} acknowledged adds, ${crashes} crashes`);
-    // A run that does nothing checks nothing.
-    expect(ok).to.be.greaterThan(seedCount * 20);
-    expect(crashes).to.be.greaterThan(seedCount);
-  });
-
-  // The simulator is evidence only if it can fail: the planted host bug (a test-only subclass of
-  // RegionServer overriding the rule of src/raft/host-rules.ts) lets followers acknowledge appends and voters grant votes before their write is durable;
-  // a crash in the fsync window then forgets them. It must be found within 2,000 seeds, by a
-  // safety checker (not only as lost liveness), and the failing seed must replay identically.
-  it('the checkers can fail: followers acking before their write is durable (planted) is found within 2,000 seeds', async () => {
-    const planted = { hostBug: 'send-before-persist' } as const;
-    let first: ClusterSimViolation | undefined;
-    let safety: ClusterSimViolation | undefined;
-    for (let seed = 1; seed <= 2000 && !safety; seed++) {
-      try {
-        await runClusterSim(seed, planted);
-      } catch (err) {
-        if (!(err instanceof ClusterSimViolation)) throw err;
-        first ??= err;
-        if (err.invariant !== 'liveness') safety = err;
+    it(`${seedCount} seeds from ${firstSeed}: linearizable registers, no acknowledged add lost, replicas agree`, async () => {
+      const started = Date.now();
+      let ok = 0;
+      let acked = 0;
+      let crashes = 0;
+      for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
+        const r = await runClusterSim(seed);
+        ok += r.ops.ok;
+        acked += r.acknowledgedAdds;
+        crashes += r.crashes;
       }
+      const seconds = (Date.now() - started) / 1000;
+      console.log(`    ${seedCount} seeds in ${seconds.toFixed(1)} s: ${ok} ok ops, ${acked} acknowledged adds, ${crashes} crashes`);
+      // A run that does nothing checks nothing.
+      expect(ok).to.be.greaterThan(seedCount * 20);
+      expect(crashes).to.be.greaterThan(seedCount);
+    });
+
+    // The simulator is evidence only if it can fail: the planted host bug (a test-only subclass of
+    // RegionServer overriding the rule of src/raft/host-rules.ts) lets followers acknowledge appends and voters grant votes before their write is durable;
+    // a crash in the fsync window then forgets them. It must be found within 2,000 seeds, by a
+    // safety checker (not only as lost liveness), and the failing seed must replay identically.
+    it('the checkers can fail: followers acking before their write is durable (planted) is found within 2,000 seeds', async () => {
+      const planted = { hostBug: 'send-before-persist' } as const;
+      let first: ClusterSimViolation | undefined;
+      let safety: ClusterSimViolation | undefined;
+      for (let seed = 1; seed <= 2000 && !safety; seed++) {
+        try {
+          await runClusterSim(seed, planted);
+        } catch (err) {
+          if (!(err instanceof ClusterSimViolation)) throw err;
+          first ??= err;
+          if (err.invariant !== 'liveness') safety = err;
+        }
+      }
+      expect(first, 'no seed exposed the planted bug').to.not.equal(undefined);
+      expect(safety, 'only liveness failures: no safety checker caught the planted bug').to.not.equal(undefined);
+      console.log(`    first found by seed ${first!.seed} (${first!.invariant}); first safety violation: seed ${safety!.seed} (${safety!.invariant})`);
+      // The failing seed replays to the same violation.
+      let again: ClusterSimViolation | undefined;
+      try {
+        await runClusterSim(safety!.seed, planted);
+      } catch (err) {
+        again = err as ClusterSimViolation;
+      }
+      expect(again?.message).to.equal(safety!.message);
+    });
+
+    // The raft core's planted bugs (src/raft/raft.ts), run inside the real region servers: each
+    // must be found within 2,000 seeds, and the failing seed must replay to the same violation.
+    for (const bug of ['readIndexWithoutTermCheck', 'appendWithoutPrevTermCheck', 'appliedToCommitted'] as const) {
+      it(`the checkers can fail: the core's planted ${bug} is found within 2,000 seeds`, async () => {
+        const planted = { coreBugs: { [bug]: true } };
+        let caught: ClusterSimViolation | undefined;
+        for (let seed = 1; seed <= 2000 && !caught; seed++) {
+          try {
+            await runClusterSim(seed, planted);
+          } catch (err) {
+            if (!(err instanceof ClusterSimViolation)) throw err;
+            caught = err;
+          }
+        }
+        expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
+        console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
+        expect(caught!.message).to.contain(`SIM_CLUSTER_CORE_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+        let again: ClusterSimViolation | undefined;
+        try {
+          await runClusterSim(caught!.seed, planted);
+        } catch (err) {
+          again = err as ClusterSimViolation;
+        }
+        expect(again?.message).to.equal(caught!.message);
+      });
     }
-    expect(first, 'no seed exposed the planted bug').to.not.equal(undefined);
-    expect(safety, 'only liveness failures: no safety checker caught the planted bug').to.not.equal(undefined);
-    console.log(`    first found by seed ${first!.seed} (${first!.invariant}); first safety violation: seed ${safety!.seed} (${safety!.invariant})`);
-    // The failing seed replays to the same violation.
-    let again: ClusterSimViolation | undefined;
-    try {
-      await runClusterSim(safety!.seed, planted);
-    } catch (err) {
-      again = err as ClusterSimViolation;
-    }
-    expect(again?.message).to.equal(safety!.message);
+
   });
 
-  // The raft core's planted bugs (src/raft/raft.ts), run inside the real region servers: each
-  // must be found within 2,000 seeds, and the failing seed must replay to the same violation.
-  for (const bug of ['readIndexWithoutTermCheck', 'appendWithoutPrevTermCheck', 'appliedToCommitted'] as const) {
-    it(`the checkers can fail: the core's planted ${bug} is found within 2,000 seeds`, async () => {
-      const planted = { coreBugs: { [bug]: true } };
+  describe('engine mode (real RegionState, Flusher and SST GC on a simulated object store)', () => {
+    const engine = { mode: 'engine' } as const;
+
+    it('the same seed replays to the same trace hash', async () => {
+      const a = await runClusterSim(3, engine);
+      const b = await runClusterSim(3, engine);
+      expect(b.traceHash).to.equal(a.traceHash);
+      expect(b.events).to.equal(a.events);
+      expect(b.engine).to.deep.equal(a.engine);
+    });
+
+    it(`${engineSeedCount} seeds from ${firstSeed}: flushes, compactions and SST GC under faults; histories, objects and rows check out`, async () => {
+      const started = Date.now();
+      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
+      for (let seed = firstSeed; seed < firstSeed + engineSeedCount; seed++) {
+        const r = await runClusterSim(seed, engine);
+        sum.ok += r.ops.ok;
+        sum.acked += r.acknowledgedAdds;
+        sum.crashes += r.crashes;
+        sum.sstsPut += r.engine!.sstsPut;
+        sum.sstsDeleted += r.engine!.sstsDeleted;
+        sum.flushEdits += r.engine!.flushEdits;
+        sum.compactionEdits += r.engine!.compactionEdits;
+        sum.storeFailures += r.engine!.storeFailures;
+        sum.retries += r.engine!.retries;
+      }
+      const seconds = (Date.now() - started) / 1000;
+      console.log(`    ${engineSeedCount} engine seeds in ${seconds.toFixed(1)} s: ${JSON.stringify(sum)}`);
+      // A run that does nothing checks nothing: every seed must flush, compact and collect.
+      expect(sum.ok).to.be.greaterThan(engineSeedCount * 20);
+      expect(sum.crashes).to.be.greaterThan(engineSeedCount);
+      expect(sum.flushEdits).to.be.greaterThan(engineSeedCount * 5);
+      expect(sum.compactionEdits).to.be.greaterThan(engineSeedCount * 2);
+      expect(sum.sstsDeleted).to.be.greaterThan(engineSeedCount * 5);
+    });
+
+    // Issue 14's finding 4b, brought back through a test-only Flusher subclass: GC deletes the
+    // inputs of a compaction without waiting for every replica's snapshot to pass it (G3) and
+    // ignores what snapshots name. Found twice: by the check after every delete, and — with that
+    // check off — by what the deleted SST costs (a replica that cannot apply, an unreadable row).
+    for (const checkEveryDelete of [true, false]) {
+      it(`the checkers can fail: GC ignoring the replicas' snapshots (planted) is found within 2,000 seeds${checkEveryDelete ? '' : ' by the end-to-end checkers alone'}`, async () => {
+        const planted: Partial<ClusterSimOptions> = { ...engine, gcBug: 'gc-ignores-snapshots', checkEveryDelete };
+        let caught: ClusterSimViolation | undefined;
+        for (let seed = 1; seed <= 2000 && !caught; seed++) {
+          try {
+            await runClusterSim(seed, planted);
+          } catch (err) {
+            if (!(err instanceof ClusterSimViolation)) throw err;
+            caught = err;
+          }
+        }
+        expect(caught, 'no seed exposed the planted GC rule').to.not.equal(undefined);
+        console.log(`    gc-ignores-snapshots${checkEveryDelete ? '' : ' (end-to-end checkers)'}: seed ${caught!.seed} (${caught!.invariant})`);
+        if (!checkEveryDelete) expect(caught!.invariant).to.not.equal('referenced object deleted');
+        expect(caught!.message).to.contain(`SIM_CLUSTER_GC_BUG=gc-ignores-snapshots SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+        let again: ClusterSimViolation | undefined;
+        try {
+          await runClusterSim(caught!.seed, planted);
+        } catch (err) {
+          again = err as ClusterSimViolation;
+        }
+        expect(again?.message).to.equal(caught!.message);
+      });
+    }
+
+    // Issue 14's finding 8c in the simulator's client model (the retry rule of src/client/client.ts,
+    // re-stated in cluster-sim.ts): a write whose earlier attempt's outcome was unknown is
+    // reported failed because a later attempt was refused. The histories must show it.
+    it('the checkers can fail: a client reporting a refusal after an unknown outcome (planted, 8c) is found within 2,000 seeds', async () => {
+      const planted: Partial<ClusterSimOptions> = { ...engine, clientBug: 'refusal-after-unknown' };
       let caught: ClusterSimViolation | undefined;
       for (let seed = 1; seed <= 2000 && !caught; seed++) {
         try {
@@ -102,9 +213,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
           caught = err;
         }
       }
-      expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
-      console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
-      expect(caught!.message).to.contain(`SIM_CLUSTER_CORE_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      expect(caught, 'no seed exposed the planted client rule').to.not.equal(undefined);
+      console.log(`    refusal-after-unknown: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(['linearizability', 'set (no acknowledged add lost)']).to.include(caught!.invariant);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_CLIENT_BUG=refusal-after-unknown SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       let again: ClusterSimViolation | undefined;
       try {
         await runClusterSim(caught!.seed, planted);
@@ -113,7 +225,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       }
       expect(again?.message).to.equal(caught!.message);
     });
-  }
+  });
 
   it('a violation carries the seed, the replay command and the last events', () => {
     const v = new ClusterSimViolation(42, 'linearizability', 'detail', ['1 a', '2 b']);

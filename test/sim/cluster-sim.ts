@@ -3,8 +3,14 @@
 // ReadIndex batching, snapshots and log compaction, restart from the log — each hosting two
 // regions, over a simulated network and simulated disks, all on ONE seeded scheduler (sim-world.ts).
 //
-// The state machine is a small deterministic one (registers with CAS and a grow-only set), not
-// RegionState: the engine, object store, flush and GC are not simulated yet (docs/simulation.md).
+// Two modes (docs/simulation.md). `register`: the state machine is a small deterministic one
+// (registers with CAS and a grow-only set). `engine` (issue 15, second slice): the state machine
+// is the real RegionState (memtables, SSTs, manifests, dedup), every node runs the real Flusher
+// (replicated flush, compaction, manifest writes, replica snapshots, SST GC) with tiny thresholds
+// against a simulated object store (sim-object-store.ts), and the workload is row writes,
+// conditional writes and linearizable Gets. The engine mode adds two checkers: every object a
+// replica's version, its durable snapshot, the latest manifest or a published replica snapshot
+// names exists (after every delete and at the end), and every acknowledged row is readable.
 //
 // Faults: crash + restart (unsynced writes lost; a crash can hit a node in the middle of an
 // fsync), symmetric and one-way partitions, isolating a leader, message loss / duplication /
@@ -22,11 +28,20 @@ import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
 import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
+import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
+import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
+import { SstReaders } from '../../src/datanode/sst-readers.js';
+import type { Clock } from '../../src/common/clock.js';
+import { CommandKind, decodeCommand, encodeCommand } from '../../src/engine/command.js';
+import { decodeManifest, manifestPrefix, parseReplicaSnapshotKey, replicaSnapshotPrefix } from '../../src/engine/manifest.js';
+import { type ApplyResult, RegionState } from '../../src/engine/region-state.js';
+import type { TableSchema } from '../../src/engine/schema.js';
 import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
 import { messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope } from '../../src/datanode/types.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
+import { SimObjectStore } from './sim-object-store.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -92,6 +107,31 @@ export interface ClusterSimOptions {
   hostBug?: 'send-before-persist';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
+  /**
+   * `register` (the default): RegisterMachine, no object store. `engine`: the real RegionState
+   * and Flusher on every node, against the simulated object store.
+   */
+  mode?: 'register' | 'engine';
+  /**
+   * Engine mode only, test-only: an SST GC rule fixed in issue 14, brought back through a
+   * Flusher subclass (docs/simulation.md, "The bugs it re-finds"). `gc-ignores-snapshots`: GC
+   * neither waits for every replica's snapshot to pass the point where an SST left the version
+   * (G3) nor keeps what snapshots and the latest manifest name (the rule before finding 4b).
+   */
+  gcBug?: 'gc-ignores-snapshots';
+  /**
+   * Engine mode: check after every delete that nothing that must exist names the object (on by
+   * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
+   * left: the planted-bug tests use it to show what the deleted object costs.
+   */
+  checkEveryDelete?: boolean;
+  /**
+   * Engine mode only, test-only: the simulator's client reports the last attempt's definite
+   * refusal (NOT_LEADER) as the write's outcome even when an earlier attempt's outcome was
+   * unknown (docs/correctness.md 8c, the rule src/client/client.ts fixed). This switches the
+   * simulator's model of that rule, not client.ts itself: it shows the checkers see the bug.
+   */
+  clientBug?: 'refusal-after-unknown';
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
@@ -115,6 +155,8 @@ export interface ClusterSimResult {
   leaderTransfers: number;
   endMs: number;
   reasons: [string, number][];
+  /** Engine mode: what the flushers did in the object store. */
+  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number; retries: number };
 }
 
 export class ClusterSimViolation extends Error {
@@ -124,7 +166,7 @@ export class ClusterSimViolation extends Error {
     readonly invariant: string,
     detail: string,
     readonly traceTail: readonly string[],
-    /** The environment that switches the run's planted bugs on again (empty without any). */
+    /** The environment that switches the run's mode and planted bugs on again (empty without any). */
     plantedEnv = '',
   ) {
     const replay = `${plantedEnv}SIM_CLUSTER_SEED=${seed} make test-sim-cluster`;
@@ -146,14 +188,49 @@ const TUNING: RaftTuning = {
 };
 
 type Server = RegionServer<RegisterMachine, boolean>;
+type EngineServer = RegionServer<RegionState, ApplyResult>;
+
+// ─── Engine mode: the table, the flush settings, the planted GC rule ────────────────────────
+
+/** One table for both regions: a register per key `k` (value `v`); the set adds one key per element. */
+const ENGINE_SCHEMA: TableSchema = {
+  name: 'sim',
+  tableId: 1024,
+  regionCount: 1,
+  columns: [
+    { name: 'k', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+    { name: 'v', type: 'float64', semantic: 'field' },
+  ],
+};
+/**
+ * Tiny thresholds, so that every seed flushes, writes manifests, compacts, publishes replica
+ * snapshots and collects SSTs many times: a memtable of a few rows is due, three SSTs compact,
+ * and an unreferenced SST is deleted 200 ms after every replica's snapshot passed it.
+ */
+const FLUSHER_SETTINGS: FlusherSettings = { flushBytes: 400, flushAgeMs: 120, compactAtSsts: 3, gcGraceMs: 200, checkIntervalMs: 20, manifestsKept: 2 };
+/** Wall-clock time of virtual 0 (only SST key names and manifests' writtenAtMs show it). */
+const SIM_EPOCH_MS = 1_700_000_000_000;
+const ENGINE_TUNING: RaftTuning = { ...TUNING, applyRetry: { backoffMsMin: 20, backoffMsMax: 200, windowMs: 5_000 } };
+/** Attempts of one write in engine mode (the first and its retries, all within the op timeout). */
+const ENGINE_ATTEMPTS_MAX = 4;
+const ENGINE_RETRY_PAUSE_MS = 20;
+const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} };
+
+/** GC without G3 and without what snapshots name (test-only; see ClusterSimOptions.gcBug). */
+class GcIgnoresSnapshotsFlusher extends Flusher {
+  protected override decideSstGc(input: SstGcInput): SstGcDecision {
+    return super.decideSstGc({ ...input, replicasSnapshotIndex: Number.POSITIVE_INFINITY, namedBySnapshots: new Set() });
+  }
+}
 
 /**
  * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
  * messages leave before the write is durable; coreBugs run every raft core with PlantedBugs.
  */
-function plantedServer(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<RegisterMachine, boolean> {
-  return class PlantedRegionServer extends RegionServer<RegisterMachine, boolean> {
-    protected override maySendBeforePersist(replica: Replica<RegisterMachine, boolean>, rd: Ready): boolean {
+function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<S, R> {
+  return class PlantedRegionServer extends RegionServer<S, R> {
+    protected override maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
       return hostBug === 'send-before-persist' ? rd.messages.length > 0 : super.maySendBeforePersist(replica, rd);
     }
 
@@ -167,7 +244,9 @@ interface SimNode {
   readonly id: number;
   readonly disk: SimDisk;
   incarnation: Incarnation;
-  server: Server | undefined;
+  server: Server | EngineServer | undefined;
+  /** Engine mode: the node's flusher (it dies with the incarnation's timers). */
+  flusher: Flusher | undefined;
   /** When a crashed node restarts (set while down). */
   restartAt: number;
 }
@@ -207,6 +286,21 @@ export class ClusterSim {
   private opCounts = { ok: 0, fail: 0, info: 0 };
   /** Why operations failed or ended unknown (digits folded), for the run summary. */
   private readonly reasons = new Map<string, number>();
+  /** Engine mode: the cluster's object store (undefined in register mode). */
+  private readonly objectStore: SimObjectStore | undefined;
+  /** Engine mode: the version (raft index) of the write that set each acknowledged value (CAS expects it). */
+  private readonly versions = new Map<number, number>();
+  /** Engine mode: the last request id of each client (dedup ids grow, as the client library's do). */
+  private readonly requestIds = new Map<number, number>();
+  /** Engine mode: SST keys named by a manifest object (objects are immutable: decoded once). */
+  private readonly manifestSsts = new Map<string, readonly string[]>();
+  private flushEdits = 0;
+  private compactionEdits = 0;
+  private sstsPut = 0;
+  private sstsDeleted = 0;
+  private manifestsPut = 0;
+  /** Engine mode: writes sent again with the same request id. */
+  private retries = 0;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.rand = new SeededRand(options.seed);
@@ -215,11 +309,29 @@ export class ClusterSim {
     );
     for (let id = 1; id <= options.nodes; id++) {
       const disk = new SimDisk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
-      const node: SimNode = { id, disk, incarnation: new Incarnation(id, 0), server: undefined, restartAt: 0 };
+      const node: SimNode = { id, disk, incarnation: new Incarnation(id, 0), server: undefined, flusher: undefined, restartAt: 0 };
       disk.onSyncStart = () => this.maybeCrashDuringSync(node);
       this.nodes.set(id, node);
     }
     for (let c = 0; c < options.clients; c++) this.clients.push({ id: c, process: c, target: new Map(REGIONS.map((r) => [r, 1 + this.rand.int(options.nodes)])), busy: false });
+    // Forked last, and only in engine mode: the register mode's random stream (and so its
+    // trace hashes) stay what they were.
+    if (this.engine) {
+      this.objectStore = new SimObjectStore(this.sched, this.rand.fork(), { latencyMsMin: 1, latencyMsMax: 10, failChance: 0.01 });
+      this.objectStore.onDelete = (key) => this.checkDeleted(key);
+      this.objectStore.onPut = (key) => {
+        if (key.endsWith('.sst')) {
+          this.sstsPut++;
+          this.record(`put ${shortKey(key)}`);
+        } else if (key.startsWith(manifestPrefix(key.split('/')[1] ?? ''))) {
+          this.manifestsPut++;
+        }
+      };
+    }
+  }
+
+  private get engine(): boolean {
+    return this.options.mode === 'engine';
   }
 
   async run(): Promise<ClusterSimResult> {
@@ -245,6 +357,10 @@ export class ClusterSim {
     this.faults = false;
     this.net.faulty = false;
     this.net.cut.clear();
+    if (this.objectStore) {
+      this.objectStore.faulty = false;
+      this.objectStore.outageUntil = Math.min(this.objectStore.outageUntil, this.sched.now);
+    }
     this.record('heal');
     for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
     const deadline = this.sched.now + livenessMs;
@@ -255,6 +371,11 @@ export class ClusterSim {
     this.throwIfViolated();
     await this.checkConvergence(deadline);
     this.checkHistories();
+    if (this.engine) {
+      await this.checkAcknowledgedRowsReadable();
+      this.checkObjectsExist();
+    }
+    const store = this.objectStore;
     return {
       seed: this.options.seed,
       traceHash: this.hash.toString(16).padStart(8, '0'),
@@ -266,6 +387,19 @@ export class ClusterSim {
       leaderTransfers: this.transfers,
       endMs: this.sched.now,
       reasons: [...this.reasons].sort((a, b) => b[1] - a[1]).slice(0, 6),
+      ...(store
+        ? {
+            engine: {
+              sstsPut: this.sstsPut,
+              sstsDeleted: this.sstsDeleted,
+              manifestsPut: this.manifestsPut,
+              storeFailures: store.stats.failures,
+              flushEdits: this.flushEdits,
+              compactionEdits: this.compactionEdits,
+              retries: this.retries,
+            },
+          }
+        : {}),
     };
   }
 
@@ -298,14 +432,18 @@ export class ClusterSim {
     for (const node of this.nodes.values()) {
       const fatal = node.server?.fatalError();
       if (fatal) this.flag('node fatal', `n${node.id}'s ready loop stopped: ${fatal.message}`);
+      // Nothing here damages a log or loses an object, and no metasrv replaces a replica: a
+      // replica that failed (it could not load or apply) hit a bug.
+      const failed = node.server?.failedReplicas()[0];
+      if (failed) this.flag('replica failed', `n${node.id}'s replica of ${failed.regionId} failed at index ${failed.index}: ${failed.reason}`);
     }
     if (this.violation) throw this.violation;
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
-    return `${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}${gcBug ? `SIM_CLUSTER_GC_BUG=${gcBug} ` : ''}${clientBug ? `SIM_CLUSTER_CLIENT_BUG=${clientBug} ` : ''}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -315,25 +453,60 @@ export class ClusterSim {
     node.incarnation = inc;
     node.disk.owner = inc;
     const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined;
-    const Host = planted ? plantedServer(this.options.hostBug, this.options.coreBugs) : RegionServer<RegisterMachine, boolean>;
-    const server: Server = new Host(
-      node.id,
-      node.disk,
-      this.net.transportFor(inc),
-      { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
-      TUNING,
-      silentLogger,
-      this.sched.clockFor(inc),
-      {
-        onRoleChange: (regionId, role, leader, term) => {
-          if (role === 'leader') this.elections++;
-          this.record(`role n${node.id} ${regionId} ${role} leader=${leader} t${term}`);
-        },
+    const hooks = {
+      onRoleChange: (regionId: string, role: string, leader: number, term: number) => {
+        if (role === 'leader') this.elections++;
+        this.record(`role n${node.id} ${regionId} ${role} leader=${leader} t${term}`);
       },
-    );
+    };
+    const clock = this.sched.clockFor(inc);
+    let server: Server | EngineServer;
+    if (!this.engine) {
+      const Host = planted ? plantedServer<RegisterMachine, boolean>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegisterMachine, boolean>;
+      server = new Host(
+        node.id,
+        node.disk,
+        this.net.transportFor(inc),
+        { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
+        TUNING,
+        silentLogger,
+        clock,
+        hooks,
+      );
+      node.flusher = undefined;
+    } else {
+      // What a datanode builds at start (src/datanode/datanode.ts), on simulated storage and time.
+      const store = this.objectStore!.viewFor(inc);
+      const readers = new SstReaders(store, clock);
+      const wall: Clock = { nowMs: () => SIM_EPOCH_MS + this.sched.now };
+      const Host = planted ? plantedServer<RegionState, ApplyResult>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegionState, ApplyResult>;
+      const engineServer: EngineServer = new Host(
+        node.id,
+        node.disk,
+        this.net.transportFor(inc),
+        {
+          create: (regionId, data) => {
+            const state = data ? RegionState.deserialize(ENGINE_SCHEMA, data, regionId, readers, wall) : new RegionState(ENGINE_SCHEMA, regionId, readers, wall);
+            return this.watchApplies(state, node.id, regionId);
+          },
+        },
+        ENGINE_TUNING,
+        silentLogger,
+        clock,
+        hooks,
+      );
+      server = engineServer;
+      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, none: Flusher }[this.options.gcBug ?? 'none'];
+      node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
+        scheduler: clock,
+        // Seeded: a seed replays to the same SST keys.
+        sstKeys: { wallMs: () => wall.nowMs(), randomTag: () => this.rand.int(2 ** 32).toString(16).padStart(8, '0') },
+      });
+    }
     node.server = server;
     this.record(`start n${node.id} #${inc.number}`);
     server.start();
+    node.flusher?.start();
     const peers = [...this.nodes.keys()].map((id) => ({ peerId: id, nodeId: id }));
     for (const regionId of REGIONS) {
       server.open({ regionId, selfPeerId: node.id, peers, bootstrap: true }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
@@ -348,6 +521,7 @@ export class ClusterSim {
     this.crashes++;
     node.incarnation.dead = true; // its timers, pending fsyncs and sends die with it
     node.server = undefined;
+    node.flusher = undefined; // its timers and object-store answers die with the incarnation
     node.disk.crash();
     const downMs = 20 + this.rand.int(400);
     node.restartAt = this.sched.now + downMs;
@@ -372,11 +546,102 @@ export class ClusterSim {
     server.step(from, envelope.regionId, m);
   }
 
-  private onApply(nodeId: number, regionId: string, index: number, command: string): void {
+  private onApply(nodeId: number, regionId: string, index: number, command: string): boolean {
     const key = `${regionId}/${index}`;
     const seen = this.appliedAt.get(key);
     if (seen === undefined) this.appliedAt.set(key, command);
     else if (seen !== command) this.flag('state machine safety', `n${nodeId} applied ${command} at ${key}, another replica applied ${seen}`);
+    return seen === undefined;
+  }
+
+  /**
+   * Engine mode: every apply of this RegionState goes through the state machine safety check
+   * (the command's bytes), and the first replica to apply a flush or compaction edit records it
+   * in the trace.
+   */
+  private watchApplies(state: RegionState, nodeId: number, regionId: string): RegionState {
+    const apply = state.apply.bind(state);
+    state.apply = (index: number, data: Uint8Array, term?: number) => {
+      const first = this.onApply(nodeId, regionId, index, Buffer.from(data).toString('base64'));
+      if (first && data.byteLength > 1 && (data[1] === CommandKind.FlushEdit || data[1] === CommandKind.CompactionEdit || data[1] === CommandKind.Freeze)) {
+        const cmd = decodeCommand(data);
+        if (cmd.kind === 'flush-edit') {
+          this.flushEdits++;
+          this.record(`edit ${regionId}@${index} flush-edit freeze=${cmd.freezeIndex} sst=${cmd.sst ? shortKey(cmd.sst.key) : 'none'}`);
+        } else if (cmd.kind === 'compaction-edit') {
+          this.compactionEdits++;
+          this.record(`edit ${regionId}@${index} compaction-edit ${cmd.inputs.map(shortKey).join(',')} -> ${cmd.output ? shortKey(cmd.output.key) : 'none'}`);
+        } else {
+          this.record(`edit ${regionId}@${index} freeze`);
+        }
+      }
+      return apply(index, data, term);
+    };
+    return state;
+  }
+
+  // ─── Engine mode: objects named by versions, snapshots and manifests exist ────────────────
+
+  /** SST keys a manifest object (the latest manifest, a published snapshot) names; undefined if absent. */
+  private sstsOfObject(key: string): readonly string[] | undefined {
+    const cached = this.manifestSsts.get(key);
+    if (cached) return cached;
+    const bytes = this.objectStore!.peek(key);
+    if (!bytes) return undefined;
+    const ssts = decodeManifest(bytes, key).ssts.map((s) => s.key);
+    this.manifestSsts.set(key, ssts);
+    return ssts;
+  }
+
+  /**
+   * Who names SSTs that must exist: every running replica's version, every node's durable raft
+   * snapshot (what it restarts from), each region's latest manifest (what recovery loads) and
+   * each replica's newest published snapshot (what GC keeps for it). Older manifests and older
+   * published snapshots are on their way out and may name collected SSTs.
+   */
+  private namers(): { who: string; ssts: readonly string[] }[] {
+    const out: { who: string; ssts: readonly string[] }[] = [];
+    const store = this.objectStore!;
+    for (const node of this.nodes.values()) {
+      for (const regionId of REGIONS) {
+        const replica = (node.server as EngineServer | undefined)?.replica(regionId);
+        if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
+        const snap = node.disk.stores.get(regionId)?.snapshot();
+        if (snap && snap.metadata.index > 0) {
+          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key) });
+        }
+      }
+    }
+    for (const regionId of REGIONS) {
+      const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
+      if (latest) out.push({ who: `latest manifest ${shortKey(latest)}`, ssts: this.sstsOfObject(latest) ?? [] });
+      const newest = new Map<number, { index: number; key: string }>();
+      for (const key of store.keys(replicaSnapshotPrefix(regionId))) {
+        const p = parseReplicaSnapshotKey(regionId, key);
+        if (p && (newest.get(p.peerId)?.index ?? -1) < p.index) newest.set(p.peerId, { index: p.index, key });
+      }
+      for (const [peerId, { index, key }] of newest) out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [] });
+    }
+    return out;
+  }
+
+  /** After each delete that took effect: nothing that must exist named it. */
+  private checkDeleted(key: string): void {
+    this.record(`deleted ${shortKey(key)}`);
+    if (!key.endsWith('.sst')) return;
+    this.sstsDeleted++;
+    if (this.options.checkEveryDelete === false) return;
+    for (const { who, ssts } of this.namers()) {
+      if (ssts.includes(key)) this.flag('referenced object deleted', `${key} was deleted while ${who} names it`);
+    }
+  }
+
+  /** At the end: every SST named by a version, a durable snapshot, the latest manifest or a newest published snapshot exists. */
+  private checkObjectsExist(): void {
+    for (const { who, ssts } of this.namers()) {
+      const missing = ssts.filter((k) => !this.objectStore!.has(k));
+      if (missing.length > 0) this.fail('referenced object missing', `${who} names ${missing.join(', ')}, not in the object store`);
+    }
   }
 
   // ─── Nemesis ────────────────────────────────────────────────────────────────────────────────
@@ -431,6 +696,11 @@ export class ClusterSim {
           // the replica is not open yet
         }
       }
+    } else if (this.engine && roll >= 95 && this.objectStore) {
+      // The object store refuses every request for a while (S3 down or unreachable).
+      const ms = 20 + this.rand.int(300);
+      this.objectStore.outageUntil = Math.max(this.objectStore.outageUntil, this.sched.now + ms);
+      this.record(`object-store outage ${ms}ms`);
     }
     // else: quiet
   }
@@ -503,7 +773,7 @@ export class ClusterSim {
     return complete;
   }
 
-  private serverFor(client: Client, regionId: string): Server | undefined {
+  private serverFor(client: Client, regionId: string): Server | EngineServer | undefined {
     return this.nodes.get(client.target.get(regionId)!)?.server;
   }
 
@@ -515,37 +785,90 @@ export class ClusterSim {
 
   private mutate(client: Client, regionId: string, command: Command, op: Pick<HistoryEvent, 'f' | 'key' | 'value'>, log: HistoryEvent[]): void {
     const complete = this.invoke(client, regionId, log, op);
+    const invokedAt = this.sched.now;
     const server = this.serverFor(client, regionId);
     if (!server) {
       this.retarget(client, regionId, undefined);
       complete('fail', undefined, 'connection refused');
       return;
     }
-    let done: Promise<boolean>;
-    try {
-      done = server.propose(regionId, enc.encode(JSON.stringify(command)));
-    } catch (err) {
-      // Refused before raft saw it: it never happens.
+    const bytes = this.engine ? this.engineCommand(client, command) : enc.encode(JSON.stringify(command));
+    // Engine mode retries as the client library does: an attempt that failed is sent again, to
+    // the leader it hinted, with the same request id (dedup answers a retry of a write that did
+    // apply with its first result). Once an attempt's outcome was unknown, a later definite
+    // refusal does not make the write failed (docs/correctness.md 8c): it stays unknown.
+    const maxAttempts = this.engine ? ENGINE_ATTEMPTS_MAX : 1;
+    let attempts = 0;
+    let uncertain = false;
+    const onResult = (result: boolean | ApplyResult) => {
+      let applied: boolean;
+      if (typeof result === 'boolean') {
+        applied = result;
+      } else if (result.status === 'ok' || result.status === 'condition-failed') {
+        applied = result.status === 'ok';
+        if (result.status === 'ok' && command.op !== 'add') this.versions.set(command.op === 'write' ? command.value : command.to, result.version);
+      } else {
+        // Request ids only grow and a client has one write in flight: dedup must never answer these here.
+        this.flag('dedup', `${JSON.stringify(command)} from client ${client.id} was answered ${JSON.stringify(result)}`);
+        complete('info', undefined, result.status);
+        return;
+      }
+      if (command.op === 'write' || (command.op === 'cas' && applied)) {
+        const key = command.key;
+        const list = this.written.get(key) ?? [];
+        list.push(command.op === 'write' ? command.value : command.to);
+        this.written.set(key, list);
+      }
+      complete(applied ? 'ok' : 'fail', undefined, applied ? undefined : 'cas mismatch');
+    };
+    const onError = (err: unknown, definite: boolean) => {
       this.retarget(client, regionId, err);
-      complete('fail', undefined, String(err));
-      return;
-    }
-    done.then(
-      (applied) => {
-        if (command.op === 'write' || (command.op === 'cas' && applied)) {
-          const key = command.key;
-          const list = this.written.get(key) ?? [];
-          list.push(command.op === 'write' ? command.value : command.to);
-          this.written.set(key, list);
-        }
-        complete(applied ? 'ok' : 'fail', undefined, applied ? undefined : 'cas mismatch');
-      },
-      (err: unknown) => {
-        this.retarget(client, regionId, err);
-        // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
-        complete(isRegionDbError(err, ErrorCode.NotLeader) ? 'fail' : 'info', undefined, String(err));
-      },
-    );
+      if (!definite) uncertain = true;
+      if (attempts < maxAttempts && this.sched.now + ENGINE_RETRY_PAUSE_MS < invokedAt + OP_TIMEOUT_MS) {
+        this.retries++;
+        this.sched.at(this.sched.now + ENGINE_RETRY_PAUSE_MS, () => attempt(this.serverFor(client, regionId)));
+        return;
+      }
+      const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
+      complete(definite && (!uncertain || forgetUnknown) ? 'fail' : 'info', undefined, String(err));
+    };
+    const attempt = (target: Server | EngineServer | undefined) => {
+      attempts++;
+      if (!target) {
+        onError(new Error('connection refused'), true);
+        return;
+      }
+      let done: Promise<boolean | ApplyResult>;
+      try {
+        done = target.propose(regionId, bytes);
+      } catch (err) {
+        // Refused before raft saw it: this attempt never happens (an earlier one still may).
+        onError(err, true);
+        return;
+      }
+      // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
+      done.then(onResult, (err: unknown) => onError(err, isRegionDbError(err, ErrorCode.NotLeader)));
+    };
+    attempt(server);
+  }
+
+  /**
+   * Engine mode: the register workload as row writes. A write puts row (k, 0, v); a CAS from a
+   * value expects the version of the acknowledged write that set it (values are unique, so the
+   * row has that version exactly when it holds that value), from null expects the row absent;
+   * a set add puts a new row per element. Every command carries the client's next request id.
+   */
+  private engineCommand(client: Client, command: Command): Uint8Array {
+    const requestId = (this.requestIds.get(client.id) ?? 0) + 1;
+    this.requestIds.set(client.id, requestId);
+    const clientId = `sim-client-${client.id}`;
+    if (command.op === 'add') return encodeCommand({ kind: 'write', clientId, requestId, rows: [[`e${command.element}`, 0, command.element]] });
+    if (command.op === 'write') return encodeCommand({ kind: 'write', clientId, requestId, rows: [[command.key, 0, command.value]] });
+    const rows = [[command.key, 0, command.to]];
+    if (command.from === null) return encodeCommand({ kind: 'write', clientId, requestId, rows, expectAbsent: true });
+    const version = this.versions.get(command.from);
+    if (version === undefined) throw new Error(`the simulator has no version for value ${command.from} (only acknowledged values are CAS'd from)`);
+    return encodeCommand({ kind: 'write', clientId, requestId, rows, expectVersion: version });
   }
 
   private read(client: Client, key: string): void {
@@ -566,6 +889,10 @@ export class ClusterSim {
     await server.readBarrier('r-reg');
     const replica = server.replica('r-reg');
     if (!replica) throw new Error('replica closed');
+    if (replica.stateMachine instanceof RegionState) {
+      const row = await replica.stateMachine.get({ k: key, ts: 0 });
+      return row ? (row.row['v'] as number) : null;
+    }
     return replica.stateMachine.registers.get(key) ?? null;
   }
 
@@ -575,6 +902,11 @@ export class ClusterSim {
     await server.readBarrier('r-set');
     const replica = server.replica('r-set');
     if (!replica) throw new Error('replica closed');
+    if (replica.stateMachine instanceof RegionState) {
+      const out: number[] = [];
+      for await (const { row } of replica.stateMachine.scan()) out.push(row['v'] as number);
+      return out;
+    }
     return [...replica.stateMachine.set];
   }
 
@@ -592,7 +924,11 @@ export class ClusterSim {
           const p = key === 'set' ? this.readSet(nodeId) : this.readRegister(nodeId, key);
           p.then(
             (value) => (result = { value }),
-            () => (result = { value: undefined }),
+            (err: unknown) => {
+              // A read that finds an object of its version gone is lost data, not slowness.
+              if (this.engine && /sim-object-store.*not found/.test(String(err))) this.flag('acknowledged row readable', `the final read of ${key} on n${nodeId} failed: ${String(err)}`);
+              result = { value: undefined };
+            },
           );
           // Run the world until the read completes (bounded by the op timeout).
           await this.sched.runUntil(this.sched.now, () => result !== undefined);
@@ -618,13 +954,57 @@ export class ClusterSim {
     }
   }
 
+  /** Runs the world until `p` settles (at most `limitMs` of virtual time); undefined if it did not. */
+  private async settleInSim<T>(p: Promise<T>, limitMs: number): Promise<{ ok: true; value: T } | { ok: false; err: unknown } | undefined> {
+    let out: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
+    p.then(
+      (value) => (out = { ok: true, value }),
+      (err: unknown) => (out = { ok: false, err }),
+    );
+    await this.sched.runUntil(this.sched.now, () => out !== undefined);
+    const stopAt = this.sched.now + limitMs;
+    while (out === undefined && this.sched.now < stopAt) await this.sched.runUntil(this.sched.now + 5, () => out !== undefined);
+    return out;
+  }
+
+  /**
+   * Engine mode, at the end: on every node, every acknowledged add is found by a point Get (not
+   * only by the scan the set checker used) and every register key reads without error: an SST
+   * of the version that is gone shows here as an unreadable row.
+   */
+  private async checkAcknowledgedRowsReadable(): Promise<void> {
+    const acked = this.setHistory.filter((e) => e.type === 'ok' && e.f === 'add').map((e) => e.value as number);
+    for (const node of this.nodes.values()) {
+      const server = node.server as EngineServer | undefined;
+      if (!server) continue;
+      for (const [regionId, keys] of [
+        ['r-set', acked.map((el) => ({ key: `e${el}`, expect: el as number | undefined }))],
+        ['r-reg', KEYS.map((key) => ({ key, expect: undefined }))],
+      ] as const) {
+        for (const { key, expect } of keys) {
+          const replica = server.replica(regionId);
+          if (!replica) this.fail('acknowledged row readable', `n${node.id} has no open replica of ${regionId} at the end`);
+          const got = await this.settleInSim(replica.stateMachine.get({ k: key, ts: 0 }), OP_TIMEOUT_MS);
+          if (got === undefined) this.fail('acknowledged row readable', `n${node.id} ${regionId}: Get(${key}) did not finish within ${OP_TIMEOUT_MS} ms`);
+          if (!got.ok) this.fail('acknowledged row readable', `n${node.id} ${regionId}: Get(${key}) failed: ${String(got.err)}`);
+          if (expect !== undefined && got.value?.row['v'] !== expect) {
+            this.fail('acknowledged row readable', `n${node.id} ${regionId}: the acknowledged row ${key} reads ${JSON.stringify(got.value?.row ?? null)}`);
+          }
+        }
+      }
+    }
+    this.record('acknowledged rows readable');
+  }
+
   /** After healing, every replica of a region reaches the same applied index with the same state. */
   private async checkConvergence(deadline: number): Promise<void> {
     const diverged = (): string | undefined => {
       for (const regionId of REGIONS) {
         const states = [...this.nodes.values()].map((n) => {
           const replica = n.server?.replica(regionId);
-          return replica ? `${replica.appliedIndex}:${dec.decode(replica.stateMachine.serialize())}` : 'closed';
+          if (!replica) return 'closed';
+          const sm = replica.stateMachine;
+          return `${replica.appliedIndex}:${sm instanceof RegionState ? engineDigest(sm) : dec.decode(sm.serialize())}`;
         });
         if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${i + 1} ${st.slice(0, 60)}`).join(' | ')}`;
       }
@@ -673,6 +1053,22 @@ export class ClusterSim {
       this.fail('set (no acknowledged add lost)', `${set.message}${this.eventsNaming(lost)}`);
     }
   }
+}
+
+/**
+ * What must be identical on replicas at the same applied index, read without I/O: the SSTs of
+ * the version, the flushed index, and every memtable entry (key and version). The rows in the
+ * SSTs are compared by the final reads and checkAcknowledgedRowsReadable.
+ */
+function engineDigest(state: RegionState): string {
+  const entries = (m: RegionState['memtable']) => [...m.scan()].map((e) => `${Buffer.from(e.key).toString('hex')}@${e.version}${e.op === 'delete' ? 'x' : ''}`).join(',');
+  const frozen = state.frozen.map((f) => `${f.index}[${entries(f.memtable)}]`).join(' ');
+  return `flushed ${state.flushedIndex} ssts ${state.ssts.map((s) => shortKey(s.key)).join(',')} frozen ${frozen} active [${entries(state.memtable)}]`;
+}
+
+/** An SST or manifest key without its region prefix and padding, for the trace. */
+function shortKey(key: string): string {
+  return key.replace(/^regions\/[^/]+\//, '').replace(/\b0{8,}/g, '');
 }
 
 /** The history is appended in virtual-time order already; a stable sort keeps it so. */

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { systemClock } from '../common/clock.js';
+import { type TimedClock, type TimerHandle, systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -33,7 +33,8 @@ import type { Message } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { CachedObjectStore, type ObjectStore, createObjectStore } from '../object-store/index.js';
-import { Flusher } from './flusher.js';
+import { Flusher, systemFlusherEnv } from './flusher.js';
+import { SstLeases } from './sst-gc.js';
 import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
 import type { DatabaseHost } from './database-host.js';
@@ -65,7 +66,7 @@ export class Datanode implements DatabaseHost {
   flusher!: Flusher;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: TimerHandle | undefined;
   private metaClient: grpc.Client | undefined;
   private registered = false;
   /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
@@ -95,6 +96,12 @@ export class Datanode implements DatabaseHost {
   constructor(
     readonly config: DatanodeConfig,
     readonly log: Logger,
+    /**
+     * Monotonic time and timers of everything this node measures or schedules itself (the
+     * heartbeat, the region server's ticks, the flusher's checks, ack intervals): systemClock in
+     * production, a simulation's on its virtual time.
+     */
+    private readonly clock: TimedClock = systemClock,
   ) {
     this.nodeId = config.node.id;
     this.clusterId = config.cluster_id;
@@ -149,7 +156,7 @@ export class Datanode implements DatabaseHost {
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
     this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
-    const sstReaders = new SstReaders(this.objectStore);
+    const sstReaders = new SstReaders(this.objectStore, this.clock);
     this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.addresses.get(id), this.log.child({ component: 'transport' }), this.peerCredentials);
     const raft = this.config.raft;
     const tuning: RaftTuning = {
@@ -178,12 +185,12 @@ export class Datanode implements DatabaseHost {
       },
       tuning,
       this.log.child({ component: 'region-server' }),
-      systemClock,
+      this.clock,
       {
         onConfChange: (regionId, _cs, peers) => {
           if (!this.regionServer.replica(regionId)) {
             // This replica was removed from the region (fenced by the region server): delete it.
-            setImmediate(() => void this.closeRegion(regionId, true).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
+            this.clock.setImmediate(() => void this.closeRegion(regionId, true).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
             return;
           }
           this.persistPeers(regionId, peers);
@@ -225,6 +232,9 @@ export class Datanode implements DatabaseHost {
         compacted: () => this.metrics.compactions.inc(),
         sstsDeleted: (count) => this.metrics.sstsDeleted.inc(count),
       },
+      this.clock,
+      new SstLeases(),
+      { ...systemFlusherEnv, scheduler: this.clock },
     );
     this.flusher.start();
 
@@ -246,7 +256,7 @@ export class Datanode implements DatabaseHost {
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
     this.metaClient = makeClient('Meta', this.config.metasrv.addr, { credentials: this.peerCredentials });
-    this.heartbeatTimer = setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
+    this.heartbeatTimer = this.clock.setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
     void this.heartbeatOnce();
     this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
   }
@@ -262,7 +272,7 @@ export class Datanode implements DatabaseHost {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer?.cancel();
     await this.heartbeating;
     await this.instructionQueue; // instructions must not run against a closed WAL (later ones see `stopping`)
     this.flusher?.stop();
@@ -470,7 +480,7 @@ export class Datanode implements DatabaseHost {
         accepted++;
       }
       acceptedSinceAck += accepted;
-      const nowMs = performance.now();
+      const nowMs = this.clock.nowMs();
       if (nowMs - lastAckMs >= transportLimits.ackIntervalMs) {
         stream.write({ accepted: acceptedSinceAck });
         acceptedSinceAck = 0;
@@ -478,7 +488,8 @@ export class Datanode implements DatabaseHost {
       }
     });
     // A live peer sends heartbeats every few ticks; a stream silent this long is a dead or
-    // stuck peer holding a server stream open: close it (a live peer reconnects).
+    // stuck peer holding a server stream open: close it (a live peer reconnects). A real timer:
+    // it belongs to the gRPC stream, an I/O edge a simulation replaces whole.
     let idle: NodeJS.Timeout | undefined;
     const armIdle = () => {
       clearTimeout(idle);
@@ -590,7 +601,7 @@ export class Datanode implements DatabaseHost {
     const targets = led.map((r) => ({ r, upTo: r.appliedIndex }));
     for (const { r } of targets) this.flusher.request(r.regionId);
     this.flusher.check();
-    const deadline = performance.now() + 60_000;
+    const deadline = this.clock.nowMs() + 60_000;
     for (const { r, upTo } of targets) {
       for (;;) {
         const state = r.stateMachine;
@@ -601,8 +612,8 @@ export class Datanode implements DatabaseHost {
         // Leadership moved mid-flush: this node's flusher no longer drives the region. NOT_LEADER
         // (with the new leader's address) lets the client retry the flush there.
         if (!r.isLeader()) this.regionServer.leaderReplica(r.regionId);
-        if (performance.now() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
-        await new Promise((ok) => setTimeout(ok, 50));
+        if (this.clock.nowMs() > deadline) throw new RegionDbError(ErrorCode.DeadlineExceeded, `region ${r.regionId} did not finish flushing within 60 s`);
+        await new Promise<void>((ok) => this.clock.setTimeout(ok, 50));
       }
     }
     return targets.length;
@@ -644,7 +655,7 @@ export class Datanode implements DatabaseHost {
    * a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
    */
   heartbeatOnce(): Promise<void> {
-    const now = performance.now();
+    const now = this.clock.nowMs();
     if (this.heartbeating) {
       // A beat outliving two intervals is what makes the metasrv suspect a live node: say so.
       const inFlightMs = now - this.heartbeatStartedMs;
@@ -702,7 +713,7 @@ export class Datanode implements DatabaseHost {
       // copy) gets a registration on the next beat.
       if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
       // The metasrv may be down: reads and writes continue (docs/architecture.md §7); retry next beat.
-      const now = performance.now();
+      const now = this.clock.nowMs();
       const suppressed = this.heartbeatLogs.admit('failed', now);
       if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, phase: this.heartbeatPhase, suppressed }, 'heartbeat to metasrv failed');
     } finally {

@@ -62,47 +62,57 @@ interface Health {
   error?: string;
 }
 
-describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', function () {
-  this.timeout(300_000);
-  let cluster: LocalCluster | undefined;
-  let mounted: string | undefined;
-  let client: RegionDbClient;
-  let failed = false;
-
+/**
+ * A cluster for one describe, with one process's data dir to be put on a tmpfs by the describe:
+ * skipped (saying why) unless root; afterwards that process is stopped and the tmpfs unmounted
+ * before the cluster and its data dir go (a mount point cannot be removed).
+ */
+function clusterWithTmpfs(stopOwner: (c: LocalCluster) => Promise<void>, deadlineMs: number) {
+  const t = { cluster: undefined as LocalCluster | undefined, mounted: undefined as string | undefined, client: undefined as unknown as RegionDbClient, failed: false };
   afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
+    if (this.currentTest?.state === 'failed') t.failed = true;
   });
-
   after(async () => {
-    // The tmpfs goes before the data dir is removed (a mount point cannot be): stop its node, then unmount.
-    if (cluster?.datanodes[FULL]) await cluster.stopDatanode(FULL);
-    if (mounted) execFileSync('umount', [mounted]);
-    await cluster?.stop({ keepData: failed });
+    if (t.cluster) await stopOwner(t.cluster);
+    if (t.mounted) execFileSync('umount', [t.mounted]);
+    await t.cluster?.stop({ keepData: t.failed });
   });
-
   before(async function () {
     const why = tmpfsUnavailableReason();
     if (why) {
       process.stdout.write(`      skipped: ${why}\n`);
       this.skip();
     }
-    cluster = new LocalCluster();
-    await cluster.start();
-    client = cluster.client({ deadlineMs: 15_000, attemptTimeoutMs: 2000 });
+    t.cluster = new LocalCluster();
+    await t.cluster.start();
+    t.client = t.cluster.client({ deadlineMs, attemptTimeoutMs: 2000 });
+  });
+  return t;
+}
+
+describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', function () {
+  this.timeout(300_000);
+  const t = clusterWithTmpfs(async (c) => {
+    if (c.datanodes[FULL]) await c.stopDatanode(FULL);
+  }, 15_000);
+
+  before(async () => {
+    const cluster = t.cluster!;
     // A string field makes rows large enough to fill the disk in seconds.
-    await client.createTable(TABLE, [...COLUMNS, { name: 'pad', type: 'string', semantic: 'field' }], 3);
+    await t.client.createTable(TABLE, [...COLUMNS, { name: 'pad', type: 'string', semantic: 'field' }], 3);
     // Move datanode3's data dir onto a small tmpfs.
     await cluster.stopDatanode(FULL);
     const dir = cluster.datanodeDataDir(FULL);
     moveOntoTmpfs(dir, TMPFS_MB);
-    mounted = dir;
+    t.mounted = dir;
     await cluster.startDatanode(FULL);
   });
 
-  const health = async (i: number): Promise<Health> => (await (await fetch(`http://127.0.0.1:${cluster!.datanodes[i]!.httpPort}/health`)).json()) as Health;
+  const health = async (i: number): Promise<Health> => (await (await fetch(`http://127.0.0.1:${t.cluster!.datanodes[i]!.httpPort}/health`)).json()) as Health;
 
   it('the full node stops serving and says why, stays up, and the others keep acknowledging writes; freed and restarted, it catches up', async () => {
-    const c = cluster!;
+    const c = t.cluster!;
+    const client = t.client;
     const acked = new Map<string, Row>();
     const unknown: string[] = [];
     const outcomes: ('acked' | 'unknown')[] = [];
@@ -135,7 +145,7 @@ describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', func
     for (const i of [0, 1]) expect((await health(i)).status, `datanode${i + 1}`).to.equal('ok');
 
     // Free space (a bigger tmpfs) and restart the node: it replays what it had and catches up.
-    execFileSync('mount', ['-o', `remount,size=${TMPFS_MB * 40}m`, mounted!]);
+    execFileSync('mount', ['-o', `remount,size=${TMPFS_MB * 40}m`, t.mounted!]);
     await c.stopDatanode(FULL);
     await c.startDatanode(FULL);
     await waitUntil('datanode3 healthy again', 30_000, async () => ((await health(FULL)).status === 'ok' ? true : undefined));
@@ -150,46 +160,29 @@ describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', func
 
 describe('integration: a metasrv whose disk fills up (its catalog cannot be written)', function () {
   this.timeout(180_000);
-  let cluster: LocalCluster | undefined;
-  let mounted: string | undefined;
-  let client: RegionDbClient;
-  let failed = false;
+  const t = clusterWithTmpfs(async (c) => {
+    if (c.metasrv) await c.stopMetasrv();
+  }, 10_000);
 
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-
-  after(async () => {
-    if (cluster?.metasrv) await cluster.stopMetasrv();
-    if (mounted) execFileSync('umount', [mounted]);
-    await cluster?.stop({ keepData: failed });
-  });
-
-  before(async function () {
-    const why = tmpfsUnavailableReason();
-    if (why) {
-      process.stdout.write(`      skipped: ${why}\n`);
-      this.skip();
-    }
-    cluster = new LocalCluster();
-    await cluster.start();
-    client = cluster.client({ deadlineMs: 10_000, attemptTimeoutMs: 2000 });
-    await client.createTable('before', COLUMNS, 2);
+  before(async () => {
+    const cluster = t.cluster!;
+    await t.client.createTable('before', COLUMNS, 2);
     await cluster.stopMetasrv();
     moveOntoTmpfs(cluster.metasrv.dataDir, 2);
-    mounted = cluster.metasrv.dataDir;
+    t.mounted = cluster.metasrv.dataDir;
     await cluster.startMetasrv();
     await waitUntil('the restarted metasrv hearing from all 3 datanodes', 30_000, async () => {
-      const status = (await client.listNodes()) as { nodes: { state: string }[] };
+      const status = (await t.client.listNodes()) as { nodes: { state: string }[] };
       return status.nodes.filter((n) => n.state === 'alive').length === 3 ? true : undefined;
     });
   });
 
-  const metasrvHealth = async (): Promise<Health> => (await (await fetch(`http://127.0.0.1:${cluster!.metasrv.httpPort}/health`)).json()) as Health;
+  const metasrvHealth = async (): Promise<Health> => (await (await fetch(`http://127.0.0.1:${t.cluster!.metasrv.httpPort}/health`)).json()) as Health;
 
   it('refuses DDL as UNAVAILABLE (outcome unknown) and says why, keeps serving routes and the data path; acts again by itself once space is freed; nothing is lost across a restart', async () => {
-    const c = cluster!;
-    const filler = fill(mounted!);
+    const c = t.cluster!;
+    const client = t.client;
+    const filler = fill(t.mounted!);
     // The catalog's last file page may still have room for a small record or two: create tables
     // until one is refused (each one acknowledged must survive, see the end).
     const created: string[] = [];

@@ -17,6 +17,17 @@ if (!['', 'engine', 'register', undefined].includes(process.env['SIM_CLUSTER_MOD
 }
 const engineSeedCount = engineCampaign ? seedCount : Number(process.env['SIM_CLUSTER_ENGINE_SEEDS'] || 50);
 
+
+/** A failing seed replays to the very same violation (same invariant, detail and trace). */
+async function expectSameViolation(caught: ClusterSimViolation, options: Parameters<typeof runClusterSim>[1]): Promise<void> {
+  let again: ClusterSimViolation | undefined;
+  try {
+    await runClusterSim(caught.seed, options);
+  } catch (err) {
+    again = err as ClusterSimViolation;
+  }
+  expect(again?.message).to.equal(caught.message);
+}
 describe('whole-datanode simulator (real RegionServer, simulated disk, network and time)', function () {
   this.timeout(0);
 
@@ -95,13 +106,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(safety, 'only liveness failures: no safety checker caught the planted bug').to.not.equal(undefined);
       console.log(`    first found by seed ${first!.seed} (${first!.invariant}); first safety violation: seed ${safety!.seed} (${safety!.invariant})`);
       // The failing seed replays to the same violation.
-      let again: ClusterSimViolation | undefined;
-      try {
-        await runClusterSim(safety!.seed, planted);
-      } catch (err) {
-        again = err as ClusterSimViolation;
-      }
-      expect(again?.message).to.equal(safety!.message);
+      await expectSameViolation(safety!, planted);
     });
 
     // The raft core's planted bugs (src/raft/raft.ts), run inside the real region servers: each
@@ -121,13 +126,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
         console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
         expect(caught!.message).to.contain(`SIM_CLUSTER_CORE_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
-        let again: ClusterSimViolation | undefined;
-        try {
-          await runClusterSim(caught!.seed, planted);
-        } catch (err) {
-          again = err as ClusterSimViolation;
-        }
-        expect(again?.message).to.equal(caught!.message);
+        await expectSameViolation(caught!, planted);
       });
     }
 
@@ -189,13 +188,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         console.log(`    gc-ignores-snapshots${checkEveryDelete ? '' : ' (end-to-end checkers)'}: seed ${caught!.seed} (${caught!.invariant})`);
         if (!checkEveryDelete) expect(caught!.invariant).to.not.equal('referenced object deleted');
         expect(caught!.message).to.contain(`SIM_CLUSTER_GC_BUG=gc-ignores-snapshots SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
-        let again: ClusterSimViolation | undefined;
-        try {
-          await runClusterSim(caught!.seed, planted);
-        } catch (err) {
-          again = err as ClusterSimViolation;
-        }
-        expect(again?.message).to.equal(caught!.message);
+        await expectSameViolation(caught!, planted);
       });
     }
 
@@ -217,13 +210,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       console.log(`    refusal-after-unknown: seed ${caught!.seed} (${caught!.invariant})`);
       expect(['linearizability', 'set (no acknowledged add lost)']).to.include(caught!.invariant);
       expect(caught!.message).to.contain(`SIM_CLUSTER_CLIENT_BUG=refusal-after-unknown SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
-      let again: ClusterSimViolation | undefined;
-      try {
-        await runClusterSim(caught!.seed, planted);
-      } catch (err) {
-        again = err as ClusterSimViolation;
-      }
-      expect(again?.message).to.equal(caught!.message);
+      await expectSameViolation(caught!, planted);
     });
   });
 

@@ -18,6 +18,7 @@ const FULL = 2; // datanode3
 
 /** Mounts a tmpfs of `mb` MiB at `dir`, keeping what was there (moved aside and copied back). */
 function moveOntoTmpfs(dir: string, mb: number): void {
+  mkdirSync(dir, { recursive: true }); // (an object store nothing was written to yet)
   renameSync(dir, `${dir}.disk`);
   mkdirSync(dir);
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mb}m`, 'tmpfs', dir]);
@@ -67,7 +68,7 @@ interface Health {
  * skipped (saying why) unless root; afterwards that process is stopped and the tmpfs unmounted
  * before the cluster and its data dir go (a mount point cannot be removed).
  */
-function clusterWithTmpfs(stopOwner: (c: LocalCluster) => Promise<void>, deadlineMs: number) {
+function clusterWithTmpfs(stopOwner: (c: LocalCluster) => Promise<void>, deadlineMs: number, datanodeToml?: string) {
   const t = { cluster: undefined as LocalCluster | undefined, mounted: undefined as string | undefined, client: undefined as unknown as RegionDbClient, failed: false };
   afterEach(function () {
     if (this.currentTest?.state === 'failed') t.failed = true;
@@ -83,7 +84,7 @@ function clusterWithTmpfs(stopOwner: (c: LocalCluster) => Promise<void>, deadlin
       process.stdout.write(`      skipped: ${why}\n`);
       this.skip();
     }
-    t.cluster = new LocalCluster();
+    t.cluster = new LocalCluster(datanodeToml ? { datanodeToml } : {});
     await t.cluster.start();
     t.client = t.cluster.client({ deadlineMs, attemptTimeoutMs: 2000 });
   });
@@ -218,5 +219,58 @@ describe('integration: a metasrv whose disk fills up (its catalog cannot be writ
     const fresh = c.client({ deadlineMs: 10_000 });
     for (const t of ['before', ...created, 'after']) expect((await fresh.describe(t)).schema.name, `table ${t} after the restart`).to.equal(t);
     expect((await fresh.scan('before')).length, "rows of the table created before the disk filled").to.equal(50);
+  });
+});
+
+describe('integration: the object store runs out of space (a local directory store on a full disk)', function () {
+  this.timeout(240_000);
+  const t = clusterWithTmpfs(
+    async (c) => {
+      for (let i = 0; i < 3; i++) if (c.isRunning(i)) await c.stopDatanode(i);
+    },
+    5_000,
+    `[engine]\nflush_bytes = 131072\nregion_memtable_limit_bytes = 1048576`,
+  );
+
+  before(async () => {
+    const cluster = t.cluster!;
+    await t.client.createTable(TABLE, [...COLUMNS, { name: 'pad', type: 'string', semantic: 'field' }], 2);
+    for (let i = 0; i < 3; i++) await cluster.stopDatanode(i);
+    moveOntoTmpfs(cluster.objectStoreDir, 2);
+    t.mounted = cluster.objectStoreDir;
+    for (let i = 0; i < 3; i++) await cluster.startDatanode(i);
+  });
+
+  it('flushes fail and are retried, writes are held back once memtables are full (RESOURCE_EXHAUSTED, retried to the deadline; no node fails), and with space again everything flushes and every acknowledged row reads back', async () => {
+    const c = t.cluster!;
+    const client = t.client;
+    const acked = new Map<string, Row>();
+    let refused: string | undefined;
+    let batch = 0;
+    for (; batch < 200 && refused === undefined; batch++) {
+      const rows: Row[] = Array.from({ length: 50 }, (_, j) => ({ host: `h${j % 10}`, ts: 2_000_000 + batch * 50 + j, v: batch, pad: pad() }));
+      try {
+        await client.write(TABLE, rows);
+        for (const r of rows) acked.set(keyOf(r), r);
+      } catch (err) {
+        refused = isRegionDbError(err) ? `${err.code}: ${err.message}` : String(err);
+      }
+    }
+    process.stdout.write(`      ${acked.size} rows acknowledged in ${batch} batches; then: ${refused?.slice(-200)}\n`);
+    expect(refused, 'writes are refused once the memtables cannot be flushed').to.match(/RESOURCE_EXHAUSTED|memtable/i);
+    for (let i = 0; i < 3; i++) {
+      expect(c.isRunning(i), `datanode${i + 1} still running`).to.equal(true);
+      const h = (await (await fetch(`http://127.0.0.1:${c.datanodes[i]!.httpPort}/health`)).json()) as Health;
+      expect(h.status, `datanode${i + 1} health`).to.equal('ok');
+    }
+    // Space again: the flushes go through by themselves and writes are accepted again.
+    execFileSync('mount', ['-o', 'remount,size=256m', t.mounted!]);
+    const extra: Row = { host: 'after', ts: 1, v: 1, pad: 'x' };
+    await waitUntil('a write accepted again', 60_000, async () => client.write(TABLE, [extra]).then(() => true));
+    acked.set(keyOf(extra), extra);
+    const rows = await client.scan(TABLE);
+    const keys = new Set(rows.map((r) => keyOf(r.row)));
+    const missing = [...acked.keys()].filter((k) => !keys.has(k));
+    expect(missing, 'acknowledged rows missing').to.deep.equal([]);
   });
 });

@@ -19,7 +19,7 @@ export const LAYERS = [
   ['common'],
   ['raft', 'object-store'],
   ['wal', 'engine'],
-  ['rpc'],
+  ['rpc', 'replication'],
   ['datanode', 'metasrv', 'client', 'check'],
   ['br'],
   ['cmd'],

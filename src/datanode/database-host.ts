@@ -10,7 +10,7 @@ import type { RegionState, TableSchema } from '../engine/index.js';
 import type { ProtoTableSchema } from '../rpc/values.js';
 import type { Flusher } from './flusher.js';
 import type { DatanodeMetrics } from './node-metrics.js';
-import type { RegionServer } from './region-server.js';
+import type { RegionServer } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
 
 export interface DatabaseHost {

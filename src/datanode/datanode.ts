@@ -41,7 +41,7 @@ import type { DatabaseHost } from './database-host.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport, raftTransportService, transportLimits } from './grpc-transport.js';
 import { DatanodeMetrics } from './node-metrics.js';
-import { RegionServer, type RaftTuning } from './region-server.js';
+import { RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
 
 /** An OpenRegion request or instruction as it arrives (decoded by proto-loader). */

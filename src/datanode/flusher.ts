@@ -25,7 +25,7 @@ import { compactionDue, mergeSsts, planCompaction } from '../engine/compaction.j
 import { type SstKeySource, buildFlushSst, dirtySince, newSstKey, nextFlushStep, sstMetaOf, systemSstKeySource } from '../engine/flush.js';
 import type { RegionState } from '../engine/region-state.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import type { RegionServer, Replica } from './region-server.js';
+import type { RegionServer, Replica } from '../replication/region-server.js';
 import { type SstGcDecision, type SstGcInput, SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
 
 export interface FlusherSettings {

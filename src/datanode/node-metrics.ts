@@ -5,7 +5,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { NO_NODE, type StateMachine } from '../raft/index.js';
 import { RPC_SECONDS_BUCKETS, grpcCodeName, registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import type { WalObserver } from '../wal/wal.js';
-import type { Replica } from './region-server.js';
+import type { Replica } from '../replication/region-server.js';
 
 export interface DatanodeMetricsSources {
   replicas(): readonly Replica<StateMachine<unknown>>[];

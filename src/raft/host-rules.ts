@@ -1,5 +1,5 @@
 // The host's ordering rules around a Ready, kept in one place: the datanode's ready loop
-// (src/datanode/region-server.ts) and the raft-core simulator (test/sim/simulator.ts) both call
+// (src/replication/region-server.ts) and the raft-core simulator (test/sim/simulator.ts) both call
 // them, so the simulator checks the rule production runs, not a copy of it.
 import type { Ready } from './raft.js';
 import type { HardState } from './types.js';

@@ -1,5 +1,5 @@
 // The other half of the replication contract: what a host applies committed entries to. The
-// raft core never calls it (it only orders entries); the host (src/datanode/region-server.ts)
+// raft core never calls it (it only orders entries); the host (src/replication/region-server.ts)
 // does, and src/engine/region-state.ts implements it. Type-only, so the core stays pure.
 
 /** Deterministic replicated state machine of one region. */

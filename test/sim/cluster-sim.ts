@@ -27,7 +27,7 @@ import { SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
-import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/datanode/region-server.js';
+import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
@@ -38,7 +38,7 @@ import { type ApplyResult, RegionState } from '../../src/engine/region-state.js'
 import type { TableSchema } from '../../src/engine/schema.js';
 import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
 import { messageTypeName } from '../../src/raft/types.js';
-import type { RaftEnvelope } from '../../src/datanode/types.js';
+import type { RaftEnvelope } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';

@@ -4,7 +4,7 @@
 // timers never fire; cut links drop messages, one direction at a time.
 import { expect } from 'chai';
 import { SeededRand } from '../../src/common/rand.js';
-import type { RaftEnvelope } from '../../src/datanode/types.js';
+import type { RaftEnvelope } from '../../src/replication/transport.js';
 import { EntryType, type Message, MessageType } from '../../src/raft/types.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
 

@@ -9,7 +9,7 @@
 // event run first): production code awaits promises, and all of them settle in microtasks.
 import type { TimedClock, TimerHandle } from '../../src/common/clock.js';
 import type { Rand } from '../../src/common/rand.js';
-import type { RaftEnvelope, RaftTransport } from '../../src/datanode/types.js';
+import type { RaftEnvelope, RaftTransport } from '../../src/replication/transport.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type { Entry, HardState, Snapshot } from '../../src/raft/types.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';

@@ -10,7 +10,7 @@ import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
-import type { RegionServer } from '../../src/datanode/region-server.js';
+import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
 import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey } from '../../src/engine/manifest.js';

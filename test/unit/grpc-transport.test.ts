@@ -4,7 +4,7 @@ import { limits } from '../../src/common/limits.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { GrpcRaftTransport, batchLength, raftTransportService, transportLimits } from '../../src/datanode/grpc-transport.js';
 import { waitUntil } from '../support/local-cluster.js';
-import type { RaftEnvelope } from '../../src/datanode/types.js';
+import type { RaftEnvelope } from '../../src/replication/transport.js';
 import { MessageType, makeMessage } from '../../src/raft/types.js';
 
 const append = (bytes: number): RaftEnvelope => ({

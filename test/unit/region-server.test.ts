@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
-import { RegionServer, defaultRaftTuning } from '../../src/datanode/region-server.js';
+import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';

@@ -10,7 +10,7 @@ import { silentLogger } from '../../src/common/logger.js';
 import { DatabaseService } from '../../src/datanode/database-service.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { Flusher } from '../../src/datanode/flusher.js';
-import type { RegionServer } from '../../src/datanode/region-server.js';
+import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
 import { type SstOpener, RegionState, memEntryToSst } from '../../src/engine/region-state.js';
 import { REGION, schema } from '../fixtures/one-region-table.js';

@@ -51,7 +51,7 @@ import {
   roleName,
 } from '../raft/index.js';
 import type { LogEngine } from '../wal/log-engine.js';
-import type { PeerInfo, RaftEnvelope, RaftTransport } from './types.js';
+import type { PeerInfo, RaftEnvelope, RaftTransport } from './transport.js';
 
 export interface RaftTuning {
   readonly tickMs: number;

@@ -358,11 +358,19 @@ export class RegionDbClient {
         return 'later';
       },
       (last) =>
-        new RegionDbError(
-          ErrorCode.DeadlineExceeded,
-          `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${last.message})`,
-          { cause: last },
-        ),
+        mutates && !maybeApplied
+          ? // Every attempt was refused before it could be proposed (no leader, backpressure): the
+            // write certainly did not apply, and saying so is more useful than "unknown".
+            new RegionDbError(
+              last.code === ErrorCode.ResourceExhausted ? ErrorCode.ResourceExhausted : ErrorCode.Unavailable,
+              `${what} on region ${regionId} was refused by every attempt for ${this.deadlineMs} ms and was not applied (last error: ${last.message})`,
+              { cause: last, details: { notApplied: 'true' } },
+            )
+          : new RegionDbError(
+              ErrorCode.DeadlineExceeded,
+              `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${last.message})`,
+              { cause: last },
+            ),
     );
   }
 

@@ -141,6 +141,41 @@ describe('client: the Database.Batch stream', () => {
     }
   });
 
+  it('a write refused by every attempt until its deadline (backpressure) is reported as not applied, with the refusal\'s code; one that may have applied stays unknown', async () => {
+    const refuse: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) =>
+        call.write({ id: req.id, error: { grpc_code: grpc.status.RESOURCE_EXHAUSTED, code: 'RESOURCE_EXHAUSTED', message: 'region holds 2000000 bytes in memtables (limit 1048576)', details: {} } }),
+    };
+    const refused = await (await setup(refuse, { deadlineMs: 800, attemptTimeoutMs: 300 })).write(TABLE, [row(1)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(refused) && refused.code, String(refused)).to.equal(ErrorCode.ResourceExhausted);
+    expect(isRegionDbError(refused) && refused.details['notApplied']).to.equal('true');
+    expect(String((refused as Error).message)).to.match(/was not applied.*memtables/);
+    // The first attempt unanswered (it may have been applied), the rest refused: unknown.
+    let first = true;
+    const timeoutThenRefuse: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        if (first) {
+          first = false;
+          return; // no answer: the attempt times out
+        }
+        call.write({ id: req.id, error: { grpc_code: grpc.status.RESOURCE_EXHAUSTED, code: 'RESOURCE_EXHAUSTED', message: 'memtables full', details: {} } });
+      },
+    };
+    const unknown = await (await setup(timeoutThenRefuse, { deadlineMs: 1200, attemptTimeoutMs: 300 })).write(TABLE, [row(1)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(unknown) && unknown.code, String(unknown)).to.equal(ErrorCode.DeadlineExceeded);
+    expect(String((unknown as Error).message)).to.match(/outcome is unknown/);
+  });
+
   it('an error item becomes the RegionDbError a unary call would have given', async () => {
     const script: Script = {
       unaryWrites: 0,

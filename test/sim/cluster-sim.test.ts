@@ -18,6 +18,19 @@ if (!['', 'engine', 'register', undefined].includes(process.env['SIM_CLUSTER_MOD
 const engineSeedCount = engineCampaign ? seedCount : Number(process.env['SIM_CLUSTER_ENGINE_SEEDS'] || 50);
 
 
+/** The first of seeds 1..2,000 that `options` fail on, with its violation (undefined: none). */
+async function firstViolation(options: Parameters<typeof runClusterSim>[1]): Promise<ClusterSimViolation | undefined> {
+  for (let seed = 1; seed <= 2000; seed++) {
+    try {
+      await runClusterSim(seed, options);
+    } catch (err) {
+      if (!(err instanceof ClusterSimViolation)) throw err;
+      return err;
+    }
+  }
+  return undefined;
+}
+
 /** A failing seed replays to the very same violation (same invariant, detail and trace). */
 async function expectSameViolation(caught: ClusterSimViolation, options: Parameters<typeof runClusterSim>[1]): Promise<void> {
   let again: ClusterSimViolation | undefined;
@@ -114,15 +127,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     for (const bug of ['readIndexWithoutTermCheck', 'appendWithoutPrevTermCheck', 'appliedToCommitted'] as const) {
       it(`the checkers can fail: the core's planted ${bug} is found within 2,000 seeds`, async () => {
         const planted = { coreBugs: { [bug]: true } };
-        let caught: ClusterSimViolation | undefined;
-        for (let seed = 1; seed <= 2000 && !caught; seed++) {
-          try {
-            await runClusterSim(seed, planted);
-          } catch (err) {
-            if (!(err instanceof ClusterSimViolation)) throw err;
-            caught = err;
-          }
-        }
+        const caught = await firstViolation(planted);
         expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
         console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
         expect(caught!.message).to.contain(`SIM_CLUSTER_CORE_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
@@ -175,15 +180,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     for (const checkEveryDelete of [true, false]) {
       it(`the checkers can fail: GC ignoring the replicas' snapshots (planted) is found within 2,000 seeds${checkEveryDelete ? '' : ' by the end-to-end checkers alone'}`, async () => {
         const planted: Partial<ClusterSimOptions> = { ...engine, gcBug: 'gc-ignores-snapshots', checkEveryDelete };
-        let caught: ClusterSimViolation | undefined;
-        for (let seed = 1; seed <= 2000 && !caught; seed++) {
-          try {
-            await runClusterSim(seed, planted);
-          } catch (err) {
-            if (!(err instanceof ClusterSimViolation)) throw err;
-            caught = err;
-          }
-        }
+        const caught = await firstViolation(planted);
         expect(caught, 'no seed exposed the planted GC rule').to.not.equal(undefined);
         console.log(`    gc-ignores-snapshots${checkEveryDelete ? '' : ' (end-to-end checkers)'}: seed ${caught!.seed} (${caught!.invariant})`);
         if (!checkEveryDelete) expect(caught!.invariant).to.not.equal('referenced object deleted');
@@ -197,15 +194,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // reported failed because a later attempt was refused. The histories must show it.
     it('the checkers can fail: a client reporting a refusal after an unknown outcome (planted, 8c) is found within 2,000 seeds', async () => {
       const planted: Partial<ClusterSimOptions> = { ...engine, clientBug: 'refusal-after-unknown' };
-      let caught: ClusterSimViolation | undefined;
-      for (let seed = 1; seed <= 2000 && !caught; seed++) {
-        try {
-          await runClusterSim(seed, planted);
-        } catch (err) {
-          if (!(err instanceof ClusterSimViolation)) throw err;
-          caught = err;
-        }
-      }
+      const caught = await firstViolation(planted);
       expect(caught, 'no seed exposed the planted client rule').to.not.equal(undefined);
       console.log(`    refusal-after-unknown: seed ${caught!.seed} (${caught!.invariant})`);
       expect(['linearizability', 'set (no acknowledged add lost)']).to.include(caught!.invariant);

@@ -14,9 +14,8 @@ import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
 import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey } from '../../src/engine/manifest.js';
-import { RegionState, type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
-import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
-import { REGION, schema } from '../fixtures/one-region-table.js';
+import { RegionState } from '../../src/engine/region-state.js';
+import { REGION, regionWithFlushedSsts, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { type Entry, EntryType } from '../../src/raft/index.js';
 
@@ -320,30 +319,12 @@ describe('flusher: SST garbage collection never deletes what may still be read (
   });
 });
 
-class MemorySsts implements SstOpener {
-  readonly objects = new Map<string, Uint8Array>();
-  async open(meta: SstMeta): Promise<SstReader> {
-    return SstReader.open(sstSourceFromBytes(meta.key, this.objects.get(meta.key)!));
-  }
-}
-
-/** A region with `count` SSTs of a few rows each, flushed through the replicated edits. */
-function regionWithSsts(count: number): RegionState {
-  const ssts = new MemorySsts();
-  const state = new RegionState(schema, REGION, ssts);
-  let index = 0;
-  for (let n = 0; n < count; n++) {
-    state.apply(++index, encodeCommand({ kind: 'write', clientId: 'c', requestId: n + 1, rows: [[`h${n}`, n, n]] }));
-    const freezeIndex = ++index;
-    state.apply(freezeIndex, encodeCommand({ kind: 'freeze' }));
-    const { bytes, properties } = buildSst([...state.frozen[0]!.memtable.scan()].map(memEntryToSst));
-    const key = sstKeyAt(freezeIndex, 1, `s${n}`);
-    ssts.objects.set(key, bytes);
-    const sst: SstMeta = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
-    state.apply(++index, encodeCommand({ kind: 'flush-edit', freezeIndex, sst }));
-  }
-  return state;
-}
+/** A region with `count` SSTs of one row each, flushed through the replicated edits. */
+const regionWithSsts = (count: number): RegionState =>
+  regionWithFlushedSsts(
+    Array.from({ length: count }, (_, n) => [[`h${n}`, n, n]]),
+    (freezeIndex, n) => sstKeyAt(freezeIndex, 1, `s${n}`),
+  );
 
 describe('flusher: an explicit compaction', () => {
   it('whose edit did not commit (leader lost its quorum) is tried again at the next check, not dropped', async () => {

@@ -11,33 +11,15 @@ import { DatabaseService } from '../../src/datanode/database-service.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { Flusher } from '../../src/datanode/flusher.js';
 import type { RegionServer } from '../../src/replication/region-server.js';
-import { type SstMeta, encodeCommand } from '../../src/engine/command.js';
-import { type SstOpener, RegionState, memEntryToSst } from '../../src/engine/region-state.js';
-import { REGION, schema } from '../fixtures/one-region-table.js';
-import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
+import type { RegionState } from '../../src/engine/region-state.js';
+import { REGION, regionWithFlushedSsts, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 
 const GRACE_MS = 2000;
 
-class MemorySsts implements SstOpener {
-  readonly objects = new Map<string, Uint8Array>();
-  async open(meta: SstMeta): Promise<SstReader> {
-    return SstReader.open(sstSourceFromBytes(meta.key, this.objects.get(meta.key)!));
-  }
-}
-
 /** A region whose `rows` rows are all in one SST named `key`. */
-function regionInOneSst(rows: number, key: string): RegionState {
-  const ssts = new MemorySsts();
-  const state = new RegionState(schema, REGION, ssts);
-  state.apply(1, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: Array.from({ length: rows }, (_, i) => [`h${i % 7}`, i, i]) }));
-  state.apply(2, encodeCommand({ kind: 'freeze' }));
-  const { bytes, properties } = buildSst([...state.frozen[0]!.memtable.scan()].map(memEntryToSst));
-  ssts.objects.set(key, bytes);
-  const sst: SstMeta = { key, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
-  state.apply(3, encodeCommand({ kind: 'flush-edit', freezeIndex: 2, sst }));
-  return state;
-}
+const regionInOneSst = (rows: number, key: string): RegionState =>
+  regionWithFlushedSsts([Array.from({ length: rows }, (_, i) => [`h${i % 7}`, i, i])], () => key);
 
 describe('Database.Scan: reader leases and the server deadline (issue 14 item 5)', () => {
   let dir: string;

@@ -10,11 +10,11 @@
 // 4. The metasrv then recovers every region from that manifest (the disaster-recovery path of
 //    `regiondb recover`), and each region reports the flushed index it restarted from, which
 //    must be the backup's.
-import { randomBytes } from 'node:crypto';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import { makeRegionId } from '../engine/key.js';
-import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, sstPrefix } from '../engine/manifest.js';
+import { newSstKey } from '../engine/flush.js';
+import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix } from '../engine/manifest.js';
 import type { TableSchema } from '../engine/schema.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import { type BackupRunOptions, copySettings, forEachBounded, readHashed } from './copy.js';
@@ -55,8 +55,8 @@ const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
 
 /** A fresh object name in the region's SST folder, keeping the flushed index the original encodes. */
 function restoredSstKey(regionId: string, originalKey: string, maxVersion: number): string {
-  const indexHex = SST_NAME.exec(originalKey.split('/').at(-1) ?? '')?.[1] ?? maxVersion.toString(16).padStart(16, '0');
-  return `${sstPrefix(regionId)}${indexHex}-${Date.now()}-${randomBytes(4).toString('hex')}.sst`;
+  const indexHex = SST_NAME.exec(originalKey.split('/').at(-1) ?? '')?.[1];
+  return newSstKey(regionId, indexHex === undefined ? maxVersion : Number.parseInt(indexHex, 16));
 }
 
 export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {

@@ -221,7 +221,7 @@ export class Metasrv {
   }
 
   private async save(): Promise<void> {
-    if (this.catalogUnwritable) throw this.unwritableError();
+    this.refuseIfUnwritable();
     // Saves are serialized; each writes the whole (small) catalog with sync. A failed one must
     // not fail the saves queued behind it (the chain continues past a rejection).
     this.procedureMetrics.observe(this.catalog.procedures);

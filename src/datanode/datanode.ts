@@ -13,9 +13,8 @@ import { RegionState, type TableSchema } from '../engine/index.js';
 import { ConfChangeType } from '../raft/index.js';
 import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
-import type { RaftBatch } from '../rpc/raft-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
-import { MALFORMED, failStream, fromGrpcError, unary } from '../rpc/status.js';
+import { fromGrpcError, unary } from '../rpc/status.js';
 import type {
   AdminHandlers,
   HeartbeatResponse__Output,
@@ -39,7 +38,8 @@ import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
 import type { DatabaseHost } from './database-host.js';
 import { DatabaseService } from './database-service.js';
-import { GrpcRaftTransport, raftTransportService, transportLimits } from './grpc-transport.js';
+import { GrpcRaftTransport, raftTransportService } from '../replication/grpc-transport.js';
+import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
@@ -436,77 +436,20 @@ export class Datanode implements DatabaseHost {
   // ─── Raft transport (server side) ─────────────────────────────────────────────────────────────
 
   private onRaftStream(stream: grpc.ServerDuplexStream<unknown, unknown>): void {
-    // Under TLS the guard admitted only node certificates; a datanode's names its id.
-    const cert = peerCertificate(stream);
-    const certNodeId = cert ? certificateNodeId(cert) : undefined;
-    let refused = false;
-    let acceptedSinceAck = 0;
-    let lastAckMs = Number.NEGATIVE_INFINITY; // the first batch is acknowledged at once
-    const refuse = (reason: string, error: Partial<grpc.ServiceError>, context: Record<string, unknown>) => {
-      refused = true;
-      this.countRaftRejection(reason, context);
-      failStream(stream, error);
-    };
-    stream.on('data', (raw: unknown) => {
-      if (refused) return;
-      if (raw && typeof raw === 'object' && MALFORMED in raw) {
-        // A batch that does not decode (src/rpc/raft-wire.ts) is refused whole.
-        refuse('malformed', { code: grpc.status.INVALID_ARGUMENT, details: 'malformed raft message batch' }, { peer: stream.getPeer(), err: raw[MALFORMED] });
-        return;
-      }
-      const batch = raw as RaftBatch;
-      if (batch.clusterId !== this.clusterId) {
-        const details = `cluster id mismatch: this node belongs to ${this.clusterId}`;
-        refuse('other-cluster', { code: grpc.status.FAILED_PRECONDITION, details }, { clusterId: batch.clusterId, peer: stream.getPeer() });
-        return;
-      }
-      const fromNodeId = batch.fromNodeId;
-      if (certNodeId !== undefined && certNodeId !== fromNodeId) {
-        const details = `from_node_id ${fromNodeId} does not match the certificate of datanode ${certNodeId}`;
-        refuse('node-id-mismatch', { code: grpc.status.PERMISSION_DENIED, details }, { fromNodeId, certNodeId });
-        return;
-      }
-      let accepted = 0;
-      for (const { regionId, message } of batch.envelopes) {
-        const reason = this.raftAdmission(fromNodeId, regionId, message);
-        if (reason) {
-          this.countRaftRejection(reason, { fromNodeId, regionId, fromPeerId: message.from });
-          continue;
-        }
-        let payload = message.snapshot?.data.byteLength ?? 0;
-        for (const e of message.entries) payload += e.data.byteLength;
-        if (payload > 0) this.metrics.raftPayloadReceived.inc(payload);
-        this.regionServer.step(fromNodeId, regionId, message);
-        accepted++;
-      }
-      acceptedSinceAck += accepted;
-      const nowMs = this.clock.nowMs();
-      if (nowMs - lastAckMs >= transportLimits.ackIntervalMs) {
-        stream.write({ accepted: acceptedSinceAck });
-        acceptedSinceAck = 0;
-        lastAckMs = nowMs;
-      }
+    serveRaftStream(stream, {
+      clusterId: this.clusterId,
+      log: this.log,
+      clock: this.clock,
+      // Under TLS the guard admitted only node certificates; a datanode's names its id.
+      certNodeId: (s) => {
+        const cert = peerCertificate(s);
+        return cert ? certificateNodeId(cert) : undefined;
+      },
+      admit: (fromNodeId, regionId, message) => this.raftAdmission(fromNodeId, regionId, message),
+      step: (fromNodeId, regionId, message) => this.regionServer.step(fromNodeId, regionId, message),
+      reject: (reason, context) => this.countRaftRejection(reason, context),
+      onPayload: (bytes) => this.metrics.raftPayloadReceived.inc(bytes),
     });
-    // A live peer sends heartbeats every few ticks; a stream silent this long is a dead or
-    // stuck peer holding a server stream open: close it (a live peer reconnects). A real timer:
-    // it belongs to the gRPC stream, an I/O edge a simulation replaces whole.
-    let idle: NodeJS.Timeout | undefined;
-    const armIdle = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => {
-        this.log.warn({ certNodeId }, `raft stream idle for ${limits.raftStreamIdleMsMax} ms; closed`);
-        failStream(stream, { code: grpc.status.DEADLINE_EXCEEDED, details: 'raft stream idle; closed' });
-      }, limits.raftStreamIdleMsMax);
-      idle.unref();
-    };
-    armIdle();
-    stream.on('data', armIdle);
-    stream.on('error', () => clearTimeout(idle)); // the peer went away; it reconnects
-    stream.on('end', () => {
-      clearTimeout(idle);
-      stream.end();
-    });
-    stream.on('close', () => clearTimeout(idle));
   }
 
   /**
@@ -519,11 +462,7 @@ export class Datanode implements DatabaseHost {
   private raftAdmission(fromNodeId: number, regionId: string, message: Message): string | undefined {
     const replica = this.regionServer.replica(regionId);
     if (!replica) return 'region-not-hosted';
-    const known = replica.peers.get(message.from);
-    if (known && known.nodeId !== fromNodeId) return 'peer-on-another-node';
-    const { voters, learners } = replica.raft.confState();
-    if (voters.length + learners.length === 0) return known ? undefined : 'not-a-member';
-    return voters.includes(message.from) || learners.includes(message.from) ? undefined : 'not-a-member';
+    return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft.confState());
   }
 
   private countRaftRejection(reason: string, context: Record<string, unknown>): void {

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { limits } from '../../src/common/limits.js';
 import { silentLogger } from '../../src/common/logger.js';
-import { GrpcRaftTransport, batchLength, raftTransportService, transportLimits } from '../../src/datanode/grpc-transport.js';
+import { GrpcRaftTransport, batchLength, raftTransportService, transportLimits } from '../../src/replication/grpc-transport.js';
 import { waitUntil } from '../support/local-cluster.js';
 import type { RaftEnvelope } from '../../src/replication/transport.js';
 import { MessageType, makeMessage } from '../../src/raft/types.js';

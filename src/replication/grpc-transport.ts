@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger.js';
 import { loadProtos } from '../rpc/proto.js';
 import { reconnectOptions } from '../rpc/server.js';
 import { type RaftBatch, type RaftBatchAck, decodeRaftBatch, decodeRaftBatchAck, encodeRaftBatch, encodeRaftBatchAck } from '../rpc/raft-wire.js';
-import type { RaftEnvelope, RaftTransport } from '../replication/transport.js';
+import type { RaftEnvelope, RaftTransport } from './transport.js';
 
 export const transportLimits = {
   queueEnvelopesMax: 20_000,

@@ -151,6 +151,23 @@ export const metasrvConfigSchema = z
      * with objects there (a lost or restored catalog must not reuse them). Optional.
      */
     storage: storageSchema.optional(),
+    /**
+     * Metasrv high availability (docs/metasrv-ha.md): this metasrv is one member of a raft group
+     * of metasrvs replicating the catalog; only the leader acts. Absent: a single metasrv with
+     * its catalog in a local LevelDB.
+     */
+    meta_group: z
+      .object({
+        /** This member's id: one of `members`, never reused. */
+        id: positiveInt,
+        /** The initial members: id → gRPC address of each metasrv (this one included). */
+        members: z.record(z.string().regex(/^[1-9]\d*$/, 'a member id'), z.string().min(1)),
+        tick_ms: positiveInt.default(50),
+        /** Election timeout in ticks (randomized up to twice this). */
+        election_ticks: positiveInt.min(3).default(10),
+      })
+      .strict()
+      .optional(),
     tls: tlsSchema.optional(),
     auth: authSchema.optional(),
     log: logSchema,

@@ -69,6 +69,13 @@ export class Datanode implements DatabaseHost {
   private heartbeatTimer: TimerHandle | undefined;
   private metaClient: grpc.Client | undefined;
   private registered = false;
+  /**
+   * The highest metasrv epoch seen (docs/metasrv-ha.md, fencing): instructions of a metasrv with
+   * a lower one — an old group leader that has not noticed its demotion — are ignored. 0 is a
+   * single metasrv's (no group, nothing to fence).
+   */
+  private metasrvEpoch = 0;
+  private readonly epochLogs = new LogLimiter(10_000);
   /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
   storeId = '';
   /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
@@ -577,6 +584,12 @@ export class Datanode implements DatabaseHost {
         return {};
       }, this.log),
       OpenRegion: unary(async (req) => {
+        if (!this.admitEpoch(req.metasrv_epoch)) {
+          throw new RegionDbError(
+            ErrorCode.ConditionFailed,
+            `OpenRegion from a metasrv at epoch ${req.metasrv_epoch} refused: this datanode has seen epoch ${this.metasrvEpoch} (an old metasrv leader; docs/metasrv-ha.md)`,
+          );
+        }
         if (req.recover_from_object_store) return this.recoverRegion(req);
         await this.openRegion(req);
         return {};
@@ -587,6 +600,19 @@ export class Datanode implements DatabaseHost {
   }
 
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
+
+  /** Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen. */
+  private admitEpoch(epochField: string | number | undefined): boolean {
+    const epoch = Number(epochField ?? 0);
+    if (epoch === 0) return true;
+    if (epoch < this.metasrvEpoch) {
+      const suppressed = this.epochLogs.admit('stale-epoch', this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ epoch, seen: this.metasrvEpoch, suppressed }, 'ignored instructions of a metasrv with an older epoch (a deposed leader)');
+      return false;
+    }
+    this.metasrvEpoch = epoch;
+    return true;
+  }
 
   /**
    * One heartbeat at a time: a beat whose reply (or whose instructions) take longer than the
@@ -643,7 +669,7 @@ export class Datanode implements DatabaseHost {
         { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
         timeoutMs,
       );
-      for (const ins of res.instructions) this.enqueueInstruction(ins);
+      if (this.admitEpoch(res.metasrv_epoch)) for (const ins of res.instructions) this.enqueueInstruction(ins);
       const replicas = this.regionServer.allReplicas();
       this.metrics.replicas.set(replicas.length);
       this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);

@@ -12,7 +12,8 @@ import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { type TableSchema, validateSchema } from '../engine/schema.js';
 import { str, u64 } from '../rpc/proto.js';
-import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
+import { type RunningGrpcServer, type RunningHttpServer, type ServiceBinding, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
+import { raftTransportService } from '../replication/grpc-transport.js';
 import { Security } from '../rpc/security.js';
 import { registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import { fromGrpcError, unary } from '../rpc/status.js';
@@ -20,6 +21,7 @@ import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import type {
   MetaCreateTableRequest__Output,
   MetaCreateTableResponse,
+  MetaGroupInfo,
   MetaHandlers,
   OpenRegionRequest,
   OpenRegionResponse__Output,
@@ -32,8 +34,9 @@ import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
 import { createObjectStore } from '../object-store/index.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, regionsOfTable, replicaCountByNode } from './catalog.js';
-import { CatalogStore } from './catalog-store.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionsOfTable, replicaCountByNode } from './catalog.js';
+import { CatalogStore, decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
+import { MetaGroup } from './meta-group.js';
 import { type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { ProcedureMetrics } from './procedure-metrics.js';
@@ -52,7 +55,28 @@ const PROCEDURE_TICK_MS = 200;
 const STARTUP_QUIET_HEARTBEATS = 3;
 
 export class Metasrv {
-  private store!: CatalogStore;
+  /** The local catalog store of a single metasrv; undefined in a group (the group's log is the store). */
+  private store: CatalogStore | undefined;
+  /** The metasrv group (docs/metasrv-ha.md), when `meta_group` is configured. */
+  private group: MetaGroup | undefined;
+  /**
+   * Whether this process acts (judges liveness, runs procedures, answers Meta calls): always for
+   * a single metasrv; in a group only the leader, once it has read every committed catalog.
+   */
+  private acting = false;
+  /**
+   * The fencing epoch carried by every instruction to datanodes (datanodes refuse a lower one
+   * than they have seen): the group's term at which this leader took over; 0 for a single metasrv.
+   */
+  private epoch = 0;
+  /** The term a takeover is in progress for (0: none). */
+  private takeoverTerm = 0;
+  /**
+   * Instructions of procedure steps whose catalog change is not saved yet: they reach `pending`
+   * (and the datanodes) only once the save that records their step succeeded — an effect never
+   * goes out before its record (a new leader resumes from the record, so it must exist).
+   */
+  private staged: [number, Instruction][] = [];
   catalog!: CatalogState;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
@@ -68,8 +92,8 @@ export class Metasrv {
   private ticking = false;
   /** Monotonic (this.clock): durations only. */
   private lastBalanceCheckMs: number;
-  /** Monotonic (this.clock): when this process started serving, for the startup quiet period. */
-  private readonly startedMs: number;
+  /** Monotonic (this.clock): when this process started acting (its start, or its takeover as group leader), for the quiet period. */
+  private actingSinceMs: number;
   private readonly clients = new Map<string, grpc.Client>();
   /** TLS, users and the call guard (docs/security.md); loaded first in start(). */
   private security!: Security;
@@ -106,7 +130,7 @@ export class Metasrv {
      */
     private readonly clock: TimedClock = systemClock,
   ) {
-    this.startedMs = clock.nowMs();
+    this.actingSinceMs = clock.nowMs();
     this.lastBalanceCheckMs = clock.nowMs();
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
@@ -137,29 +161,151 @@ export class Metasrv {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
-    this.store = await CatalogStore.open(this.config.node.data_dir);
-    this.catalog = await this.store.load(this.config.cluster_id);
-    await this.raiseTableIdAboveObjectStore();
-    this.procedureMetrics.baseline(this.catalog.procedures);
-    for (const [id, u] of Object.entries(this.catalog.unreadableProcedures ?? {})) {
-      this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
+    const services: ServiceBinding[] = [{ name: 'Meta', impl: this.implementation() }];
+    const groupConfig = this.config.meta_group;
+    if (groupConfig) {
+      // A member of the metasrv group: the catalog is what the group committed, read by the
+      // leader when it takes over; until then this process only takes part in raft.
+      this.catalog = emptyCatalog(this.config.cluster_id);
+      const group = new MetaGroup({
+        clusterId: this.config.cluster_id,
+        memberId: groupConfig.id,
+        members: new Map(Object.entries(groupConfig.members).map(([id, addr]) => [Number(id), addr])),
+        dataDir: this.config.node.data_dir,
+        tickMs: groupConfig.tick_ms,
+        electionTicks: groupConfig.election_ticks,
+        credentials: this.peerCredentials,
+        clock: this.clock,
+        log: this.log,
+        onRoleChange: (leader, term) => (leader ? void this.takeover(term) : this.demote(term)),
+      });
+      this.group = group;
+      services.push({ name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: group.raftStreamHandler() } });
+    } else {
+      this.store = await CatalogStore.open(this.config.node.data_dir);
+      this.catalog = await this.store.load(this.config.cluster_id);
+      await this.raiseTableIdAboveObjectStore();
+      this.startActing();
     }
-    this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, [{ name: 'Meta', impl: this.implementation() }], this.log, this.security);
-    this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => ({
-      status: this.catalogUnwritable ? 'failed' : 'ok',
-      ...(this.catalogUnwritable ? { error: `catalog write failed: ${this.catalogUnwritable.message}` } : {}),
-      tables: Object.keys(this.catalog.tables).length,
-      nodes: Object.keys(this.catalog.nodes).length,
-    }));
-    const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
+    this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, services, this.log, this.security);
+    this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
+    await this.group?.start();
     this.ticker = this.clock.setInterval(() => this.onTickTimer(), PROCEDURE_TICK_MS);
     this.log.info(
       {
         addr: `${this.config.grpc.host}:${this.grpcServer.port}`,
-        tables: Object.keys(this.catalog.tables).length,
-        resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`),
+        ...(groupConfig ? { metaGroupMember: groupConfig.id, members: groupConfig.members } : { tables: Object.keys(this.catalog.tables).length }),
       },
       'metasrv started',
+    );
+  }
+
+  private health(): Record<string, unknown> {
+    const fatal = this.group?.fatalError();
+    const failed = this.catalogUnwritable ?? fatal;
+    return {
+      status: failed ? 'failed' : 'ok',
+      ...(this.catalogUnwritable ? { error: `catalog write failed: ${this.catalogUnwritable.message}` } : fatal ? { error: `metasrv group log failed: ${fatal.message}` } : {}),
+      ...(this.group ? { metaGroup: { ...this.group.status(), acting: this.acting } } : {}),
+      ...(this.acting ? { tables: Object.keys(this.catalog.tables).length, nodes: Object.keys(this.catalog.nodes).length } : {}),
+    };
+  }
+
+  /** Begins acting on `this.catalog` (a start, or a takeover as group leader). */
+  private startActing(): void {
+    this.procedureMetrics.baseline(this.catalog.procedures);
+    for (const [id, u] of Object.entries(this.catalog.unreadableProcedures ?? {})) {
+      this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
+    }
+    const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
+    this.actingSinceMs = this.clock.nowMs();
+    this.lastBalanceCheckMs = this.actingSinceMs;
+    this.acting = true;
+    this.log.info({ epoch: this.epoch, tables: Object.keys(this.catalog.tables).length, resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`) }, 'metasrv acting');
+  }
+
+  /**
+   * This member became the group's leader at `term`. It acts only after a ReadIndex round has
+   * applied every committed catalog (the previous leader's last changes included); liveness is
+   * then rebuilt from fresh heartbeats over the quiet period before anyone is judged, and the
+   * unfinished procedures resume from their records.
+   */
+  private async takeover(term: number): Promise<void> {
+    const group = this.group!;
+    this.takeoverTerm = term;
+    const current = () => this.takeoverTerm === term && group.isLeader() && group.term === term;
+    for (let attempt = 1; current(); attempt++) {
+      try {
+        await group.barrier();
+        break;
+      } catch (err) {
+        if (!current()) return;
+        this.log.warn({ term, attempt, err: (err as Error).message }, 'metasrv leader: reading the committed catalog failed; retrying');
+        await new Promise<void>((ok) => this.clock.setTimeout(ok, 100));
+      }
+    }
+    if (!current()) return;
+    const bytes = group.appliedCatalog();
+    try {
+      const catalog = bytes ? upgradeCatalog(decodeCatalog(bytes, 'in the metasrv group log')) : emptyCatalog(this.config.cluster_id);
+      if (catalog.clusterId !== this.config.cluster_id) {
+        throw new RegionDbError(ErrorCode.Config, `the metasrv group's catalog belongs to cluster "${catalog.clusterId}", but the config says "${this.config.cluster_id}"`);
+      }
+      this.catalog = catalog;
+    } catch (err) {
+      // Not acting on a catalog it cannot read; another member may (this one stays a voter).
+      this.log.error({ err: (err as Error).message, term }, 'metasrv leader cannot read the committed catalog; not acting');
+      return;
+    }
+    this.forgetVolatileState();
+    this.epoch = term;
+    this.startActing();
+    this.log.warn({ term, epoch: this.epoch, member: this.config.meta_group?.id }, 'metasrv group leader: took over (liveness judged after fresh heartbeats; unfinished procedures resume)');
+    await this.raiseTableIdAboveObjectStore().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'raising the table id allocator failed'));
+  }
+
+  /** Leadership lost (or never had): stop acting; what was not committed is forgotten. */
+  private demote(term: number): void {
+    this.takeoverTerm = 0;
+    if (!this.acting) return;
+    this.acting = false;
+    this.forgetVolatileState();
+    this.log.warn({ term, leader: this.group?.leaderAddr() }, 'metasrv group: no longer the leader; stopped acting');
+  }
+
+  /** What only the acting process knows (timing, reports, queued instructions): rebuilt by the next one. */
+  private forgetVolatileState(): void {
+    this.detectors.clear();
+    this.observed.clear();
+    this.pending.clear();
+    this.staged = [];
+    this.wasAlive.clear();
+    this.downSinceMs.clear();
+    this.problems.clear();
+    this.catalogUnwritable = undefined;
+    this.quietUntilMs = 0;
+    this.lastTickTimerMs = undefined;
+  }
+
+  /**
+   * Meta calls are answered by the acting process only. A group member that is not the leader
+   * answers NOT_LEADER with the leader's address when it knows one (callers follow it: the
+   * datanodes, the client library, the CLI — src/rpc/meta-channel.ts); a leader still reading
+   * the committed catalog answers NOT_LEADER without a hint (callers try again shortly).
+   */
+  private requireActing(): void {
+    if (this.acting) return;
+    const group = this.group;
+    const member = this.config.meta_group?.id;
+    if (!group) throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv is starting');
+    if (group.isLeader()) {
+      throw new RegionDbError(ErrorCode.NotLeader, `metasrv ${member} was just elected leader and is reading the committed catalog; retry shortly`);
+    }
+    const leaderAddr = group.leaderAddr();
+    throw new RegionDbError(
+      ErrorCode.NotLeader,
+      `metasrv ${member} is not the leader of the metasrv group${leaderAddr ? `; the leader is at ${leaderAddr}` : ' (no leader known: an election is in progress)'}`,
+      { details: leaderAddr ? { leaderAddr } : {} },
     );
   }
 
@@ -206,11 +352,13 @@ export class Metasrv {
 
   async stop(): Promise<void> {
     this.ticker?.cancel();
+    this.acting = false;
     await this.grpcServer?.stop();
     await this.httpServer?.stop();
     for (const c of this.clients.values()) c.close();
     await this.saving;
     await this.store?.close();
+    await this.group?.stop();
     this.security?.close();
     this.removeRpcMetrics();
   }
@@ -225,14 +373,40 @@ export class Metasrv {
     // Saves are serialized; each writes the whole (small) catalog with sync. A failed one must
     // not fail the saves queued behind it (the chain continues past a rejection).
     this.procedureMetrics.observe(this.catalog.procedures);
-    const write = this.saving.then(() => this.store.save(this.catalog));
+    // The instructions staged so far come from changes in the catalog written now.
+    const release = this.staged;
+    this.staged = [];
+    const write = this.saving.then(() => this.writeCatalog());
     this.saving = write.catch(() => {});
     try {
       await write;
     } catch (err) {
+      // In a group: a leader that lost its leadership stops acting (demote); the change may
+      // still commit under the next leader, so its outcome is unknown either way.
+      if (this.group && !this.group.isLeader()) throw this.notLeaderAnyMore(err);
       this.stopActing(err);
       throw this.unwritableError();
     }
+    for (const [nodeId, instruction] of release) {
+      const list = this.pending.get(nodeId) ?? [];
+      list.push(instruction);
+      this.pending.set(nodeId, list);
+    }
+  }
+
+  /** Writes the catalog: to the local store, or replicated through the group (committed on a quorum, applied here). */
+  private async writeCatalog(): Promise<void> {
+    if (this.group) await this.group.put(encodeCatalog(this.catalog));
+    else await this.store!.save(this.catalog);
+  }
+
+  private notLeaderAnyMore(err: unknown): RegionDbError {
+    const leaderAddr = this.group?.leaderAddr();
+    return new RegionDbError(
+      ErrorCode.Unavailable,
+      `this metasrv lost the leadership of the metasrv group while saving the catalog (${(err as Error).message}); the outcome of this request is unknown${leaderAddr ? `; the leader is now at ${leaderAddr}` : ''}`,
+      { details: leaderAddr ? { leaderAddr } : {} },
+    );
   }
 
   /** Requests that change the catalog are refused up front while it cannot be written. */
@@ -259,9 +433,11 @@ export class Metasrv {
     this.resuming = true;
     try {
       await this.saving;
-      await this.store.close().catch(() => {});
-      this.store = await CatalogStore.open(this.config.node.data_dir);
-      await this.store.save(this.catalog);
+      if (this.store) {
+        await this.store.close().catch(() => {});
+        this.store = await CatalogStore.open(this.config.node.data_dir);
+      }
+      await this.writeCatalog();
       this.log.warn({ failedWith: this.catalogUnwritable?.message }, 'catalog writes work again; the metasrv acts again (liveness judged after fresh heartbeats)');
       this.catalogUnwritable = undefined;
       this.quietUntilMs = this.clock.nowMs() + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms;
@@ -320,9 +496,7 @@ export class Metasrv {
         return best;
       },
       send: (nodeId, instruction) => {
-        const list = this.pending.get(nodeId) ?? [];
-        list.push(instruction);
-        this.pending.set(nodeId, list);
+        this.staged.push([nodeId, instruction]);
       },
       openInstruction: (region, peerId, bootstrap) => this.openInstruction(region, peerId, bootstrap),
       pickNode: (exclude) => {
@@ -366,6 +540,7 @@ export class Metasrv {
       this.log.warn({ lateMs: Math.round(lateMs) }, "the metasrv's own event loop stalled; liveness is judged again on the next tick, after the heartbeats that queued meanwhile");
       return;
     }
+    if (!this.acting) return;
     if (this.catalogUnwritable) void this.tryResume();
     else void this.tick();
   }
@@ -387,7 +562,7 @@ export class Metasrv {
         }
         // Down (or never heard from since this metasrv started: counted from our start).
         if (!this.downSinceMs.has(id)) {
-          this.downSinceMs.set(id, this.wasAlive.has(id) ? now : this.startedMs);
+          this.downSinceMs.set(id, this.wasAlive.has(id) ? now : this.actingSinceMs);
           if (this.wasAlive.has(id) && this.hostsReplicas(id)) {
             const last = this.detectors.get(id)?.lastHeartbeat();
             const silentMs = last === undefined ? undefined : Math.round(this.clock.nowMs() - last);
@@ -410,7 +585,8 @@ export class Metasrv {
         }
       }
       changed = runProcedures(ctx, this.log) || changed;
-      if (changed) await this.save();
+      // Staged instructions go out only after a save (see `staged`), even if no record changed.
+      if (changed || this.staged.length > 0) await this.save();
     } catch (err) {
       this.log.error({ err }, 'metasrv tick failed');
     } finally {
@@ -421,7 +597,7 @@ export class Metasrv {
   /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
   private startupQuietMs(): number {
     const now = this.clock.nowMs();
-    return Math.max(0, this.startedMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - now, this.quietUntilMs - now);
+    return Math.max(0, this.actingSinceMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - now, this.quietUntilMs - now);
   }
 
   private hostsReplicas(nodeId: number): boolean {
@@ -600,6 +776,7 @@ export class Metasrv {
 
   private openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): OpenRegionRequest {
     return {
+      metasrv_epoch: String(this.epoch),
       region_id: region.regionId,
       table: toProtoSchema(this.schemaOf(region.tableName)),
       peers: this.route(region).peers,
@@ -611,13 +788,15 @@ export class Metasrv {
   // ─── DDL ────────────────────────────────────────────────────────────────────────────────────
 
   private async createTable(req: MetaCreateTableRequest__Output): Promise<MetaCreateTableResponse> {
+    this.requireActing();
     this.refuseIfUnwritable();
     const name = str(req.name, 'name', limits.tableNameBytesMax);
     const columns = fromProtoColumns(req.columns);
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
     const quietMs = this.startupQuietMs();
-    if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
+    if (quietMs > 0 && this.group) await this.waitForReports(quietMs);
+    else if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
     // Placement needs live datanodes; count only those heard from recently.
     for (const node of Object.values(this.catalog.nodes)) {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
@@ -642,11 +821,26 @@ export class Metasrv {
   }
 
   /**
+   * A group leader that just took over places replicas only on datanodes that reported to it: it
+   * waits (at most `maxMs`, the quiet period) until enough have, instead of the whole quiet
+   * period — its catalog is the committed one, so its id allocators are already above every id in
+   * use (a single metasrv's catalog may be an older copy: it waits the whole period).
+   */
+  private async waitForReports(maxMs: number): Promise<void> {
+    const until = this.clock.nowMs() + maxMs;
+    const reported = () => Object.values(this.catalog.nodes).filter((n) => n.state !== 'draining' && this.nodeState(n) === 'alive').length;
+    while (this.acting && reported() < this.replicationFactor && this.clock.nowMs() < until) {
+      await new Promise<void>((ok) => this.clock.setTimeout(ok, 50));
+    }
+  }
+
+  /**
    * Disaster recovery (all local copies of a table's regions lost): every replica of every
    * region restarts from the region's latest manifest in the object store. Refuses regions that
    * still have a live leader unless forced: their replicas hold writes newer than the manifest.
    */
   private async recoverTable(table: string, force: boolean): Promise<RecoverTableResponse> {
+    this.requireActing();
     this.refuseIfUnwritable();
     const regions = regionsOfTable(this.catalog, table);
     if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
@@ -710,6 +904,24 @@ export class Metasrv {
     region.confIndex = 0; // a new group: its conf index restarts at the manifest's index
   }
 
+  private groupInfo(group: MetaGroup): MetaGroupInfo {
+    const st = group.status();
+    return {
+      answered_by: String(st.memberId),
+      term: String(st.term),
+      leader_id: String(st.leaderId),
+      commit_index: String(st.commitIndex),
+      applied_index: String(st.appliedIndex),
+      members: st.members.map((m) => ({
+        id: String(m.id),
+        addr: m.addr,
+        kind: m.voter ? 'voter' : 'learner',
+        role: m.id === st.leaderId ? 'leader' : m.voter ? 'follower' : 'learner',
+        match_index: String(m.matchIndex ?? 0),
+      })),
+    };
+  }
+
   private client(addr: string): grpc.Client {
     let c = this.clients.get(addr);
     if (!c) this.clients.set(addr, (c = makeClient('Admin', addr, { credentials: this.peerCredentials })));
@@ -745,6 +957,7 @@ export class Metasrv {
     const log = this.log;
     return {
       RegisterNode: unary(async (req, call) => {
+        this.requireActing();
         this.refuseIfUnwritable();
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
@@ -780,9 +993,10 @@ export class Metasrv {
         const regions = Object.values(this.catalog.regions).flatMap((region) =>
           region.replicas.filter((r) => r.nodeId === nodeId && r.lost === undefined).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
         );
-        return { regions };
+        return { regions, metasrv_epoch: String(this.epoch) };
       }, log),
       Heartbeat: unary(async (req, call) => {
+        this.requireActing();
         this.checkCluster(req.cluster_id);
         const nodeId = u64(req.node_id, 'node_id');
         this.checkNodeIdentity(call, nodeId);
@@ -792,7 +1006,7 @@ export class Metasrv {
         this.detector(nodeId).heartbeat(this.clock.nowMs());
         node.lastHeartbeatMs = this.procedureClock.nowMs();
         // Liveness only while the catalog cannot be written: nothing decided, nothing instructed.
-        if (this.catalogUnwritable) return { instructions: [] };
+        if (this.catalogUnwritable) return { instructions: [], metasrv_epoch: String(this.epoch) };
         // A store that changed without a registration (a catalog restored from an older copy)
         // is judged like one; a first store id on a node known before store ids is recorded.
         let changed = this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), node.storeId !== undefined);
@@ -837,21 +1051,24 @@ export class Metasrv {
         const reconciled = this.reconcile(nodeId);
         if (changed || reconciled.changed) await this.save();
         instructions.push(...reconciled.instructions);
-        return { instructions };
+        return { instructions, metasrv_epoch: String(this.epoch) };
       }, log),
       GetRoutes: unary(async (req) => {
+        this.requireActing();
         const name = str(req.table, 'table', limits.tableNameBytesMax);
         const schema = this.schemaOf(name);
         return { table: toProtoSchema(schema), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
       }, log),
       CreateTable: unary((req) => this.createTable(req), log),
       DropTable: unary(async (req) => {
+        this.requireActing();
         this.refuseIfUnwritable();
         const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), this.procedureClock.nowMs());
         await this.save();
         return { regions_dropped: regions.length };
       }, log),
       ListNodes: unary(async () => {
+        this.requireActing();
         const now = this.clock.nowMs();
         const ctx = this.context();
         const counts = new Map<number, { regions: number; leaders: number }>();
@@ -890,10 +1107,12 @@ export class Metasrv {
               })),
             ...Object.entries(this.catalog.unreadableProcedures ?? {}).map(([id, u]) => unreadableStatus(id, u.record, u.error)),
           ],
+          ...(this.group ? { meta_group: this.groupInfo(this.group) } : {}),
         };
       }, log),
       RecoverTable: unary((req) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
       StartProcedure: unary(async (req) => {
+        this.requireActing();
         this.refuseIfUnwritable();
         const kind = req.kind;
         const startable = ['transfer-leader', 'balance-leaders', 'drain-node'] as const;

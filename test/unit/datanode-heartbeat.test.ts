@@ -9,8 +9,12 @@ import { datanodeConfigSchema } from '../../src/common/config.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { STORE_ID_FILE, isFreshStoreId } from '../../src/common/store-id.js';
 import { Datanode } from '../../src/datanode/datanode.js';
-import { type RunningGrpcServer, startGrpcServer } from '../../src/rpc/server.js';
-import { unary } from '../../src/rpc/status.js';
+import { ErrorCode } from '../../src/common/errors.js';
+import { makeRegionId } from '../../src/metasrv/catalog.js';
+import { type RunningGrpcServer, call, makeClient, startGrpcServer } from '../../src/rpc/server.js';
+import { fromGrpcError, unary } from '../../src/rpc/status.js';
+import { toProtoSchema } from '../../src/rpc/values.js';
+import { cpuSchema } from '../fixtures/schemas.js';
 import { waitUntil } from '../support/local-cluster.js';
 
 describe('datanode heartbeats (issue 14.8)', function () {
@@ -78,5 +82,91 @@ describe('datanode heartbeats (issue 14.8)', function () {
     const stored = readFileSync(join(dir, 'datanode1', STORE_ID_FILE), 'utf8').trim();
     expect([...seen.storeIds]).to.deep.equal([stored]);
     expect(isFreshStoreId(stored), 'created on an empty data dir').to.equal(true);
+  });
+});
+
+describe('datanode: metasrv epochs fence a deposed metasrv leader (issue 16)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let fakeMeta: RunningGrpcServer;
+  let datanode: Datanode | undefined;
+  /** What the fake metasrv answers each heartbeat with: its epoch and whether it says "open region A". */
+  const answer = { epoch: 5, open: false };
+  let beats = 0;
+  const regionA = makeRegionId(1024, 0);
+  const openA = (epoch: number) => ({
+    metasrv_epoch: String(epoch),
+    region_id: regionA,
+    table: toProtoSchema(cpuSchema()),
+    peers: [{ peer_id: '7', node_id: '1', addr: '' }],
+    self_peer_id: '7',
+    bootstrap: true,
+    recover_from_object_store: false,
+  });
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-epoch-'));
+    fakeMeta = await startGrpcServer(
+      '127.0.0.1',
+      0,
+      [
+        {
+          name: 'Meta',
+          impl: {
+            RegisterNode: unary(async () => ({ regions: [], metasrv_epoch: String(answer.epoch) }), silentLogger),
+            Heartbeat: unary(async () => {
+              beats++;
+              return { instructions: answer.open ? [{ open_region: openA(answer.epoch) }] : [], metasrv_epoch: String(answer.epoch) };
+            }, silentLogger),
+          },
+        },
+      ],
+      silentLogger,
+    );
+    datanode = new Datanode(
+      datanodeConfigSchema.parse({
+        cluster_id: 'epoch-cluster',
+        node: { id: 1, data_dir: join(dir, 'datanode1') },
+        grpc: { port: 0 },
+        http: { port: 0 },
+        metasrv: { addr: `127.0.0.1:${fakeMeta.port}` },
+        heartbeat: { interval_ms: 50 },
+        storage: { type: 'fs', root: join(dir, 'objects') },
+      }),
+      silentLogger,
+    );
+    await datanode.start();
+  });
+
+  after(async () => {
+    await datanode?.stop();
+    await fakeMeta?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const beatsFromNow = async (n: number) => {
+    const until = beats + n;
+    await waitUntil(`${n} more heartbeats`, 10_000, async () => (beats >= until ? true : undefined));
+  };
+
+  it('ignores the instructions of a lower epoch than it has seen, and refuses its OpenRegion; takes those of the current epoch', async () => {
+    await beatsFromNow(3); // epoch 5 seen
+    answer.epoch = 3; // an old leader answers now
+    answer.open = true;
+    await beatsFromNow(5);
+    expect(datanode!.regionServer.replica(regionA), 'an epoch-3 instruction after epoch 5 was ignored').to.equal(undefined);
+    const admin = makeClient('Admin', `127.0.0.1:${datanode!.grpcPort}`);
+    try {
+      const err = await call(admin, 'OpenRegion', openA(3), 3000).then(
+        () => undefined,
+        (e: unknown) => fromGrpcError(e),
+      );
+      expect(err?.code, 'Admin.OpenRegion of an old epoch').to.equal(ErrorCode.ConditionFailed);
+      expect(datanode!.regionServer.replica(regionA)).to.equal(undefined);
+    } finally {
+      admin.close();
+    }
+    answer.epoch = 6; // the new leader
+    await waitUntil('region A opened by the epoch-6 instruction', 10_000, async () => datanode!.regionServer.replica(regionA));
   });
 });

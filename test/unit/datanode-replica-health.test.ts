@@ -49,6 +49,7 @@ describe('datanode: a replica with damaged WAL records fails alone and is replac
     return datanode;
   };
   const open = (regionId: string, peerId: number, bootstrap: boolean): ProtoOpenRegion => ({
+    metasrv_epoch: '0',
     region_id: regionId,
     table: toProtoSchema(schema),
     peers: [{ peer_id: String(peerId), node_id: '1', addr: '' }],

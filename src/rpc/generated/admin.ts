@@ -25,6 +25,8 @@ import type { MetaCreateTableRequest as _regiondb_v1_MetaCreateTableRequest, Met
 import type { MetaCreateTableResponse as _regiondb_v1_MetaCreateTableResponse, MetaCreateTableResponse__Output as _regiondb_v1_MetaCreateTableResponse__Output } from './regiondb/v1/MetaCreateTableResponse.js';
 import type { MetaDropTableRequest as _regiondb_v1_MetaDropTableRequest, MetaDropTableRequest__Output as _regiondb_v1_MetaDropTableRequest__Output } from './regiondb/v1/MetaDropTableRequest.js';
 import type { MetaDropTableResponse as _regiondb_v1_MetaDropTableResponse, MetaDropTableResponse__Output as _regiondb_v1_MetaDropTableResponse__Output } from './regiondb/v1/MetaDropTableResponse.js';
+import type { MetaGroupInfo as _regiondb_v1_MetaGroupInfo, MetaGroupInfo__Output as _regiondb_v1_MetaGroupInfo__Output } from './regiondb/v1/MetaGroupInfo.js';
+import type { MetaMember as _regiondb_v1_MetaMember, MetaMember__Output as _regiondb_v1_MetaMember__Output } from './regiondb/v1/MetaMember.js';
 import type { NodeInfo as _regiondb_v1_NodeInfo, NodeInfo__Output as _regiondb_v1_NodeInfo__Output } from './regiondb/v1/NodeInfo.js';
 import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionRequest__Output as _regiondb_v1_OpenRegionRequest__Output } from './regiondb/v1/OpenRegionRequest.js';
 import type { OpenRegionResponse as _regiondb_v1_OpenRegionResponse, OpenRegionResponse__Output as _regiondb_v1_OpenRegionResponse__Output } from './regiondb/v1/OpenRegionResponse.js';
@@ -78,6 +80,8 @@ export interface ProtoGrpcType {
       MetaCreateTableResponse: MessageTypeDefinition<_regiondb_v1_MetaCreateTableResponse, _regiondb_v1_MetaCreateTableResponse__Output>
       MetaDropTableRequest: MessageTypeDefinition<_regiondb_v1_MetaDropTableRequest, _regiondb_v1_MetaDropTableRequest__Output>
       MetaDropTableResponse: MessageTypeDefinition<_regiondb_v1_MetaDropTableResponse, _regiondb_v1_MetaDropTableResponse__Output>
+      MetaGroupInfo: MessageTypeDefinition<_regiondb_v1_MetaGroupInfo, _regiondb_v1_MetaGroupInfo__Output>
+      MetaMember: MessageTypeDefinition<_regiondb_v1_MetaMember, _regiondb_v1_MetaMember__Output>
       NodeInfo: MessageTypeDefinition<_regiondb_v1_NodeInfo, _regiondb_v1_NodeInfo__Output>
       OpenRegionRequest: MessageTypeDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionRequest__Output>
       OpenRegionResponse: MessageTypeDefinition<_regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionResponse__Output>

@@ -38,6 +38,8 @@ export type * from './regiondb/v1/MetaCreateTableRequest.js';
 export type * from './regiondb/v1/MetaCreateTableResponse.js';
 export type * from './regiondb/v1/MetaDropTableRequest.js';
 export type * from './regiondb/v1/MetaDropTableResponse.js';
+export type * from './regiondb/v1/MetaGroupInfo.js';
+export type * from './regiondb/v1/MetaMember.js';
 export type * from './regiondb/v1/NodeInfo.js';
 export type * from './regiondb/v1/OpenRegionRequest.js';
 export type * from './regiondb/v1/OpenRegionResponse.js';

@@ -2,11 +2,14 @@
 // Original file: proto/regiondb/v1/meta.proto
 
 import type { Instruction as _regiondb_v1_Instruction, Instruction__Output as _regiondb_v1_Instruction__Output } from '../../regiondb/v1/Instruction.js';
+import type { Long } from '@grpc/proto-loader';
 
 export interface HeartbeatResponse {
   'instructions'?: (_regiondb_v1_Instruction)[];
+  'metasrv_epoch'?: (number | string | Long);
 }
 
 export interface HeartbeatResponse__Output {
   'instructions': (_regiondb_v1_Instruction__Output)[];
+  'metasrv_epoch': (string);
 }

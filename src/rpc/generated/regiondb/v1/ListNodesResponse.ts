@@ -5,12 +5,14 @@ import type { NodeInfo as _regiondb_v1_NodeInfo, NodeInfo__Output as _regiondb_v
 import type { RegionRoute as _regiondb_v1_RegionRoute, RegionRoute__Output as _regiondb_v1_RegionRoute__Output } from '../../regiondb/v1/RegionRoute.js';
 import type { RegionInfo as _regiondb_v1_RegionInfo, RegionInfo__Output as _regiondb_v1_RegionInfo__Output } from '../../regiondb/v1/RegionInfo.js';
 import type { ProcedureInfo as _regiondb_v1_ProcedureInfo, ProcedureInfo__Output as _regiondb_v1_ProcedureInfo__Output } from '../../regiondb/v1/ProcedureInfo.js';
+import type { MetaGroupInfo as _regiondb_v1_MetaGroupInfo, MetaGroupInfo__Output as _regiondb_v1_MetaGroupInfo__Output } from '../../regiondb/v1/MetaGroupInfo.js';
 
 export interface ListNodesResponse {
   'nodes'?: (_regiondb_v1_NodeInfo)[];
   'regions'?: (_regiondb_v1_RegionRoute)[];
   'region_infos'?: (_regiondb_v1_RegionInfo)[];
   'procedures'?: (_regiondb_v1_ProcedureInfo)[];
+  'meta_group'?: (_regiondb_v1_MetaGroupInfo | null);
 }
 
 export interface ListNodesResponse__Output {
@@ -18,4 +20,5 @@ export interface ListNodesResponse__Output {
   'regions': (_regiondb_v1_RegionRoute__Output)[];
   'region_infos': (_regiondb_v1_RegionInfo__Output)[];
   'procedures': (_regiondb_v1_ProcedureInfo__Output)[];
+  'meta_group': (_regiondb_v1_MetaGroupInfo__Output | null);
 }

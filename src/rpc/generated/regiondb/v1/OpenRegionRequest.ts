@@ -12,6 +12,7 @@ export interface OpenRegionRequest {
   'self_peer_id'?: (number | string | Long);
   'bootstrap'?: (boolean);
   'recover_from_object_store'?: (boolean);
+  'metasrv_epoch'?: (number | string | Long);
 }
 
 export interface OpenRegionRequest__Output {
@@ -21,4 +22,5 @@ export interface OpenRegionRequest__Output {
   'self_peer_id': (string);
   'bootstrap': (boolean);
   'recover_from_object_store': (boolean);
+  'metasrv_epoch': (string);
 }

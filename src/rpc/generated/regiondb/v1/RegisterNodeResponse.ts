@@ -2,11 +2,14 @@
 // Original file: proto/regiondb/v1/meta.proto
 
 import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionRequest__Output as _regiondb_v1_OpenRegionRequest__Output } from '../../regiondb/v1/OpenRegionRequest.js';
+import type { Long } from '@grpc/proto-loader';
 
 export interface RegisterNodeResponse {
   'regions'?: (_regiondb_v1_OpenRegionRequest)[];
+  'metasrv_epoch'?: (number | string | Long);
 }
 
 export interface RegisterNodeResponse__Output {
   'regions': (_regiondb_v1_OpenRegionRequest__Output)[];
+  'metasrv_epoch': (string);
 }

@@ -1,0 +1,209 @@
+// The metasrv's own raft group (docs/metasrv-ha.md): three or five metasrv processes replicate
+// the catalog with the same code that replicates a region — the region server's host loop
+// (src/replication/region-server.ts), the LevelDB WAL (src/wal) and the gRPC raft transport
+// (src/replication). The replicated state machine holds one value, the encoded catalog: every
+// committed `catalog-put` replaces it. The leader is the only member that acts (metasrv.ts).
+import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import type { TimedClock } from '../common/clock.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { Role, type StateMachine, roleName } from '../raft/index.js';
+import { GrpcRaftTransport } from '../replication/grpc-transport.js';
+import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
+import { RegionServer, type Replica, defaultRaftTuning } from '../replication/region-server.js';
+import { Wal } from '../wal/index.js';
+
+/**
+ * The group's id in the WAL and on the wire. Region ids are decimal (table id << 32 | number)
+ * and table ids start at 1024, so region 0 is never a table's.
+ */
+export const META_GROUP_ID = '0';
+
+/** First byte of a command: what it is. Unknown kinds fail the apply (a newer version wrote them). */
+const CATALOG_PUT = 1;
+
+/** The log is compacted to a snapshot (the catalog) every this many entries: each entry is a whole catalog. */
+const SNAPSHOT_EVERY_ENTRIES = 64;
+
+export function catalogPutCommand(encodedCatalog: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + encodedCatalog.byteLength);
+  out[0] = CATALOG_PUT;
+  out.set(encodedCatalog, 1);
+  return out;
+}
+
+/** The replicated state machine: the latest committed encoded catalog (catalog-store.ts format). */
+export class CatalogMachine implements StateMachine<void> {
+  constructor(public catalog: Uint8Array | null) {}
+
+  apply(index: number, command: Uint8Array): void {
+    if (command.byteLength === 0) return; // a leader's empty entry of its term
+    if (command[0] !== CATALOG_PUT) {
+      throw new RegionDbError(ErrorCode.Corruption, `metasrv group entry ${index}: unknown command kind ${command[0]} (written by a newer version?)`);
+    }
+    this.catalog = command.slice(1);
+  }
+
+  serialize(): Uint8Array {
+    return this.catalog ?? new Uint8Array(0);
+  }
+}
+
+export interface MetaGroupOptions {
+  readonly clusterId: string;
+  /** This member's id (≥ 1), unique in the group and never reused. */
+  readonly memberId: number;
+  /** The initial members: id → gRPC address (where the Meta and RaftTransport services listen). */
+  readonly members: ReadonlyMap<number, string>;
+  /** Where the group's WAL lives. */
+  readonly dataDir: string;
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly credentials: grpc.ChannelCredentials;
+  readonly clock: TimedClock;
+  readonly log: Logger;
+  /** Leadership changed: `leader` is true when this member became leader at `term`. */
+  onRoleChange(leader: boolean, term: number): void;
+}
+
+export interface MetaGroupStatus {
+  readonly memberId: number;
+  readonly role: string;
+  readonly term: number;
+  readonly leaderId: number;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly members: { id: number; addr: string; voter: boolean; matchIndex: number | undefined }[];
+}
+
+export class MetaGroup {
+  private wal!: Wal;
+  private transport!: GrpcRaftTransport;
+  private server!: RegionServer<CatalogMachine>;
+  private readonly addresses = new Map<number, string>();
+
+  constructor(private readonly options: MetaGroupOptions) {
+    for (const [id, addr] of options.members) this.addresses.set(id, addr);
+    if (!options.members.has(options.memberId)) {
+      throw new RegionDbError(ErrorCode.Config, `meta_group.id ${options.memberId} is not among meta_group.members (${[...options.members.keys()].join(', ')})`);
+    }
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    this.wal = await Wal.open(join(o.dataDir, 'meta-raft'), o.log.child({ component: 'meta-wal' }));
+    this.transport = new GrpcRaftTransport(o.clusterId, o.memberId, (id) => this.addresses.get(id), o.log.child({ component: 'meta-transport' }), o.credentials);
+    this.server = new RegionServer<CatalogMachine>(
+      o.memberId,
+      this.wal,
+      this.transport,
+      { create: (_groupId, data) => new CatalogMachine(data && data.byteLength > 0 ? data : null) },
+      { ...defaultRaftTuning, tickMs: o.tickMs, electionTicks: o.electionTicks, snapshotEveryEntries: SNAPSHOT_EVERY_ENTRIES },
+      o.log.child({ component: 'meta-raft' }),
+      o.clock,
+      { onRoleChange: (_groupId, role, _leader, term) => o.onRoleChange(role === roleName[Role.Leader], term) },
+    );
+    const peers = [...o.members.keys()].sort((a, b) => a - b).map((id) => ({ peerId: id, nodeId: id }));
+    // Every initial member writes the same initial configuration into an empty log (as a new
+    // region's replicas do); a member that has a log or a snapshot never does.
+    const replica = await this.server.open({ regionId: META_GROUP_ID, selfPeerId: o.memberId, peers, bootstrap: true });
+    if (!replica) {
+      const failure = this.server.failure(META_GROUP_ID);
+      throw new RegionDbError(ErrorCode.Corruption, `the metasrv group's log in ${join(o.dataDir, 'meta-raft')} cannot be opened: ${failure?.reason ?? 'unknown reason'}`);
+    }
+    this.server.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.stop();
+    await this.transport?.close();
+    await this.wal?.close();
+  }
+
+  /** The RaftTransport service implementation for this process's gRPC server. */
+  raftStreamHandler(): (stream: grpc.ServerDuplexStream<unknown, unknown>) => void {
+    return (stream) =>
+      serveRaftStream(stream, {
+        clusterId: this.options.clusterId,
+        log: this.options.log,
+        clock: this.options.clock,
+        certNodeId: () => undefined, // metasrv certificates do not name a member id
+        admit: (fromNodeId, groupId, message) => {
+          if (groupId !== META_GROUP_ID) return 'region-not-hosted';
+          const replica = this.replica();
+          if (!replica) return 'region-not-hosted';
+          return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft.confState());
+        },
+        step: (fromNodeId, groupId, message) => this.server.step(fromNodeId, groupId, message),
+        reject: (reason, context) => this.options.log.debug({ reason, ...context }, 'rejected metasrv group raft traffic'),
+      });
+  }
+
+  private replica(): Replica<CatalogMachine> | undefined {
+    return this.server?.replica(META_GROUP_ID);
+  }
+
+  isLeader(): boolean {
+    return this.replica()?.isLeader() ?? false;
+  }
+
+  get term(): number {
+    return this.replica()?.raft.term ?? 0;
+  }
+
+  /** The leader's gRPC address as this member knows it, if any. */
+  leaderAddr(): string | undefined {
+    const leader = this.replica()?.leaderNodeId();
+    return leader === undefined ? undefined : this.addresses.get(leader);
+  }
+
+  addressOf(memberId: number): string | undefined {
+    return this.addresses.get(memberId);
+  }
+
+  /** The latest applied catalog (encoded), or null before the first catalog-put. */
+  appliedCatalog(): Uint8Array | null {
+    return this.replica()?.stateMachine.catalog ?? null;
+  }
+
+  /**
+   * Resolves once this member has applied everything committed before now (a ReadIndex round):
+   * a new leader reads the catalog only after it, so it starts from every committed change.
+   */
+  barrier(): Promise<void> {
+    return this.server.readBarrier(META_GROUP_ID);
+  }
+
+  /** Replicates a new catalog; resolves once it is committed on a quorum and applied here. */
+  async put(encodedCatalog: Uint8Array): Promise<void> {
+    await this.server.propose(META_GROUP_ID, catalogPutCommand(encodedCatalog));
+  }
+
+  /** A fatal storage error of the group's WAL, if one happened (the member then cannot serve). */
+  fatalError(): Error | undefined {
+    return this.server?.fatalError();
+  }
+
+  status(): MetaGroupStatus {
+    const o = this.options;
+    const replica = this.replica();
+    if (!replica) return { memberId: o.memberId, role: 'stopped', term: 0, leaderId: 0, commitIndex: 0, appliedIndex: 0, members: [] };
+    const st = replica.raft.status();
+    const ids = [...st.confState.voters, ...st.confState.learners];
+    return {
+      memberId: o.memberId,
+      role: roleName[st.role],
+      term: st.term,
+      leaderId: st.leader,
+      commitIndex: st.commit,
+      appliedIndex: replica.appliedIndex,
+      members: ids.map((id) => ({
+        id,
+        addr: this.addresses.get(id) ?? '',
+        voter: st.confState.voters.includes(id),
+        matchIndex: st.progress.get(id)?.match,
+      })),
+    };
+  }
+}

@@ -10,7 +10,7 @@ NEMESIS ?=
 NODES ?= 3
 NET ?= proxy
 
-.PHONY: all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: cluster-ha all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -123,6 +123,10 @@ clean:
 # Start metasrv + 3 datanodes on 127.0.0.1 (cluster-configs/local-3node); Ctrl-C stops them.
 cluster: build
 	node dist/src/cmd/main.js cluster --config-dir cluster-configs/local-3node
+
+# Metasrv high availability (docs/metasrv-ha.md): three metasrvs on raft + three datanodes.
+cluster-ha: build
+	node dist/src/cmd/main.js cluster --config-dir cluster-configs/local-3node-ha
 
 # The same cluster on stand-in hosts (root only): metasrv and 3 datanodes each in its own network
 # namespace with its own address on a bridge (10.77.x.0/24), advertising that address; TLS=1 adds

@@ -1,9 +1,10 @@
-// `regiondb cluster`: starts the metasrv and every datanode of a config directory as child
+// `regiondb cluster`: starts the metasrv (metasrv.toml, or the members of a metasrv group:
+// metasrv1.toml, metasrv2.toml, …) and every datanode of a config directory as child
 // processes, waits until each answers /health, prints endpoints and a ready-to-paste example,
 // and stops them all (SIGTERM, by PID) on Ctrl-C.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
 import { logChildOutput, supervisedSpawnOptions } from './supervision.js';
 
@@ -28,8 +29,13 @@ async function waitHealthy(url: string, timeoutMs: number): Promise<boolean> {
 }
 
 export async function runLocalCluster(configDir: string): Promise<void> {
-  const metasrvFile = join(configDir, 'metasrv.toml');
-  const metasrv = loadConfig(metasrvConfigSchema, metasrvFile);
+  const metasrvFiles = readdirSync(configDir)
+    .filter((f) => /^metasrv\d*\.toml$/.test(f))
+    .sort()
+    .map((f) => join(configDir, f));
+  if (metasrvFiles.length === 0) throw new Error(`no metasrv.toml (or metasrv1.toml, …) in ${configDir}`);
+  const metasrvs = metasrvFiles.map((f) => ({ file: f, name: basename(f, '.toml'), config: loadConfig(metasrvConfigSchema, f) }));
+  const metasrv = metasrvs[0]!.config;
   const datanodeFiles = readdirSync(configDir)
     .filter((f) => /^datanode\d+\.toml$/.test(f))
     .sort()
@@ -69,34 +75,43 @@ export async function runLocalCluster(configDir: string): Promise<void> {
     for (const c of children) if (c.process.exitCode === null) c.process.kill('SIGHUP');
   });
 
-  launch('metasrv', ['metasrv', '-c', metasrvFile], `http://${metasrv.http.host}:${metasrv.http.port}/health`);
-  if (!(await waitHealthy(children[0]!.healthUrl, 20_000))) {
-    process.stderr.write(`metasrv did not become healthy; see ${join(logDir, 'metasrv.log')}\n`);
-    await stopAll();
-  }
-  for (const d of datanodes) {
-    launch(`datanode${d.config.node.id}`, ['datanode', '-c', d.file], `http://${d.config.http.host}:${d.config.http.port}/health`);
-  }
-  for (const c of children.slice(1)) {
+  for (const m of metasrvs) launch(m.name, ['metasrv', '-c', m.file], `http://${m.config.http.host}:${m.config.http.port}/health`);
+  for (const c of children.slice(0, metasrvs.length)) {
     if (!(await waitHealthy(c.healthUrl, 20_000))) {
       process.stderr.write(`${c.name} did not become healthy; see ${join(logDir, `${c.name}.log`)}\n`);
       await stopAll();
     }
   }
-  const metasrvAddr = `${metasrv.grpc.host}:${metasrv.grpc.port}`;
+  for (const d of datanodes) {
+    launch(`datanode${d.config.node.id}`, ['datanode', '-c', d.file], `http://${d.config.http.host}:${d.config.http.port}/health`);
+  }
+  for (const c of children.slice(metasrvs.length)) {
+    if (!(await waitHealthy(c.healthUrl, 20_000))) {
+      process.stderr.write(`${c.name} did not become healthy; see ${join(logDir, `${c.name}.log`)}\n`);
+      await stopAll();
+    }
+  }
+  const metasrvAddr = metasrvs.map((m) => `${m.config.grpc.host}:${m.config.grpc.port}`).join(',');
+  const group = metasrvs.length > 1;
   const lines = [
     '',
     `regiondb local cluster is up (logs in ${logDir}):`,
-    `  metasrv     grpc ${metasrvAddr}   http http://${metasrv.http.host}:${metasrv.http.port}/metrics (pid ${children[0]!.process.pid})`,
+    ...metasrvs.map(
+      (m, i) =>
+        `  ${m.name.padEnd(11)} grpc ${m.config.grpc.host}:${m.config.grpc.port}   http http://${m.config.http.host}:${m.config.http.port}/metrics (pid ${children[i]!.process.pid})`,
+    ),
     ...datanodes.map(
       (d, i) =>
-        `  datanode${d.config.node.id}   grpc ${d.config.grpc.host}:${d.config.grpc.port}   http http://${d.config.http.host}:${d.config.http.port}/metrics (pid ${children[i + 1]!.process.pid})`,
+        `  datanode${d.config.node.id}   grpc ${d.config.grpc.host}:${d.config.grpc.port}   http http://${d.config.http.host}:${d.config.http.port}/metrics (pid ${children[metasrvs.length + i]!.process.pid})`,
     ),
+    ...(group ? ['', `A group of ${metasrvs.length} metasrvs on raft (docs/metasrv-ha.md): one leader acts, the others redirect to it.`] : []),
     '',
     'Try it from another terminal (Ctrl-C here stops the cluster):',
     ...(metasrv.tls
       ? [`  export REGIONDB_METASRV=${metasrvAddr} REGIONDB_CA=${metasrv.tls.ca_file} REGIONDB_CERT=${join(dirname(metasrv.tls.ca_file), 'client.crt')} REGIONDB_KEY=${join(dirname(metasrv.tls.ca_file), 'client.key')}`]
-      : []),
+      : group
+        ? [`  export REGIONDB_METASRV=${metasrvAddr}`]
+        : []),
     `  ./regiondb create-table cpu --columns host:string:tag,ts:timestamp:timestamp,usage:float64:field --regions 4`,
     `  ./regiondb put cpu '[{"host":"a","ts":1700000000000,"usage":0.5},{"host":"b","ts":1700000000000,"usage":0.9}]'`,
     `  ./regiondb get cpu '{"host":"a","ts":1700000000000}'`,

@@ -326,7 +326,7 @@ type StatusResponse = ListNodesResponse__Output;
 
 program
   .command('status')
-  .description('show datanodes (state, phi, regions, leaders), regions (peers, leader, term, applied/flushed, health) and procedures')
+  .description('show the metasrv group (members, leader, term, applied index), datanodes (state, phi, regions, leaders), regions (peers, leader, term, applied/flushed, health) and procedures')
   .option('--json', 'print JSON')
   .option('--all-procedures', 'include finished procedures')
   .action(async (opts: { json?: boolean; allProcedures?: boolean }) => {
@@ -367,7 +367,18 @@ program
             shown.map((p) => [p.id, p.status, p.step, p.description, p.error || p.notes.at(-1) || '']),
           )
         : '(no running procedures; --all-procedures shows finished ones)';
-      return [nodes, '', regions, ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
+      // The metasrv group (docs/metasrv-ha.md): who answered, its term (the fencing epoch) and how far each member has the catalog log.
+      const group = res.meta_group
+        ? [
+            `METASRV GROUP: leader ${res.meta_group.leader_id} (answered), term ${res.meta_group.term}, commit ${res.meta_group.commit_index}, applied ${res.meta_group.applied_index}`,
+            renderTable(
+              ['MEMBER', 'ADDR', 'ROLE', 'MATCH'],
+              res.meta_group.members.map((m) => [m.id, m.addr, m.role, m.match_index]),
+            ),
+            '',
+          ]
+        : [];
+      return [...group, nodes, '', regions, ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
     });
   });
 

@@ -1,4 +1,5 @@
-// A regiondb cluster of real processes on 127.0.0.1: one metasrv and N datanodes, children of
+// A regiondb cluster of real processes on 127.0.0.1: one metasrv (or a group of them,
+// docs/metasrv-ha.md) and N datanodes, children of
 // this process, ports chosen by the OS, configs, data and logs under one directory. Every process
 // is started and stopped by its PID (and dies with this process: ./supervision.ts). The one
 // launcher of the project: `regiondb drill` builds its scratch clusters with it, and the test
@@ -84,28 +85,55 @@ export interface ProcessClusterOptions {
   readonly startDatanodes?: number;
   /** TLS files of the launcher: its clients trust this CA (subclasses may present the certificate). */
   readonly harnessTls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
+  /**
+   * Metasrv processes: 1 (default) is a single metasrv; 3 or 5 form a metasrv group on raft
+   * (docs/metasrv-ha.md), members named metasrv1… and every datanode and client given all their
+   * addresses.
+   */
+  readonly metasrvs?: number;
   /** Extra TOML for datanode i (0-based), written once the ports are known (e.g. raft proxies). */
   readonly datanodeTomlFor?: (i: number, cluster: ProcessCluster) => string;
   /** Extra environment of a process by its name ('metasrv', 'datanode1', …), e.g. a faked clock. */
   readonly envFor?: (name: string) => Record<string, string>;
 }
 
+export interface ClusterPorts {
+  /** The (first) metasrv's gRPC and HTTP ports. */
+  metasrv: [number, number];
+  /** Every metasrv's (one entry for a single metasrv). */
+  metasrvs: [number, number][];
+  datanodes: [number, number][];
+}
+
 export class ProcessCluster {
   readonly dir: string;
   readonly objectStoreDir: string;
-  metasrv!: NodeProcess;
+  /** The metasrv processes: one, or the members of a metasrv group (member id = index + 1). */
+  readonly metasrvs: NodeProcess[] = [];
   readonly datanodes: NodeProcess[] = [];
   private readonly clients: RegionDbClient[] = [];
-  private ports: { metasrv: [number, number]; datanodes: [number, number][] } | undefined;
+  private ports: ClusterPorts | undefined;
 
   constructor(protected readonly options: ProcessClusterOptions) {
     this.dir = options.dir;
     this.objectStoreDir = join(this.dir, 'object-store');
   }
 
+  /** The single metasrv, or the group's first member (undefined before start()). */
+  get metasrv(): NodeProcess {
+    return this.metasrvs[0]!;
+  }
+
+  metasrvMember(i: number): NodeProcess {
+    const m = this.metasrvs[i];
+    if (!m) throw new RegionDbError(ErrorCode.InvalidArgument, `cluster ${this.options.clusterId} has no metasrv ${i} (it has ${this.metasrvs.length}, numbered from 0)`);
+    return m;
+  }
+
+  /** Where clients and datanodes find the metasrv: its address, or every member's, comma-separated. */
   get metasrvAddr(): string {
     if (!this.ports) throw new RegionDbError(ErrorCode.Internal, `cluster ${this.options.clusterId} has no ports yet: call start() or allocatePorts() first`);
-    return `127.0.0.1:${this.ports.metasrv[0]}`;
+    return this.ports.metasrvs.map(([g]) => `127.0.0.1:${g}`).join(',');
   }
 
   get datanodeCount(): number {
@@ -127,12 +155,13 @@ export class ProcessCluster {
   }
 
   /** Reserves the ports of every process (before start, so proxies can be set up in front). */
-  async allocatePorts(): Promise<{ metasrv: [number, number]; datanodes: [number, number][] }> {
+  async allocatePorts(): Promise<ClusterPorts> {
     if (!this.ports) {
-      const metasrv: [number, number] = [await freePort(), await freePort()];
+      const metasrvs: [number, number][] = [];
+      for (let i = 0; i < (this.options.metasrvs ?? 1); i++) metasrvs.push([await freePort(), await freePort()]);
       const datanodes: [number, number][] = [];
       for (let i = 0; i < (this.options.datanodes ?? 3); i++) datanodes.push([await freePort(), await freePort()]);
-      this.ports = { metasrv, datanodes };
+      this.ports = { metasrv: metasrvs[0]!, metasrvs, datanodes };
     }
     return this.ports;
   }
@@ -142,18 +171,25 @@ export class ProcessCluster {
     mkdirSync(this.dir, { recursive: true });
     const { clusterId } = this.options;
     const ports = await this.allocatePorts();
-    const [mg, mh] = ports.metasrv;
     const storage = this.options.storageToml ?? `[storage]\ntype = "fs"\nroot = "${this.objectStoreDir}"`;
-    const metaDir = join(this.dir, 'metasrv');
-    this.metasrv = this.describeNode('metasrv', ['metasrv', '--replication-factor', String(this.options.replicationFactor ?? 3)], mg, mh, metaDir, [
-      `cluster_id = "${clusterId}"\n${this.options.metasrvToml ?? ''}`,
-      `[node]\ndata_dir = "${metaDir}"`,
-      `[grpc]\nhost = "127.0.0.1"\nport = ${mg}`,
-      `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
-      `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
-      storage,
-      `[log]\nlevel = "info"`,
-    ]);
+    const group = ports.metasrvs.length > 1;
+    const members = ports.metasrvs.map(([g], i) => `"${i + 1}" = "127.0.0.1:${g}"`).join('\n');
+    ports.metasrvs.forEach(([mg, mh], index) => {
+      const name = group ? `metasrv${index + 1}` : 'metasrv';
+      const metaDir = join(this.dir, name);
+      this.metasrvs.push(
+        this.describeNode(name, ['metasrv', '--replication-factor', String(this.options.replicationFactor ?? 3)], mg, mh, metaDir, [
+          `cluster_id = "${clusterId}"\n${this.options.metasrvToml ?? ''}`,
+          `[node]\ndata_dir = "${metaDir}"`,
+          `[grpc]\nhost = "127.0.0.1"\nport = ${mg}`,
+          `[http]\nhost = "127.0.0.1"\nport = ${mh}`,
+          `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
+          storage,
+          `[log]\nlevel = "info"`,
+          group ? `[meta_group]\nid = ${index + 1}\n\n[meta_group.members]\n${members}` : '',
+        ]),
+      );
+    });
     ports.datanodes.forEach(([g, h], index) => {
       const i = index + 1;
       const dataDir = join(this.dir, `datanode${i}`);
@@ -163,7 +199,7 @@ export class ProcessCluster {
           `[node]\nid = ${i}\ndata_dir = "${dataDir}"`,
           `[grpc]\nhost = "127.0.0.1"\nport = ${g}`,
           `[http]\nhost = "127.0.0.1"\nport = ${h}`,
-          `[metasrv]\naddr = "127.0.0.1:${mg}"`,
+          `[metasrv]\naddr = "${this.metasrvAddr}"`,
           `[heartbeat]\ninterval_ms = 500`,
           storage,
           `[log]\nlevel = "info"`,
@@ -266,16 +302,52 @@ export class ProcessCluster {
     node.process = undefined;
   }
 
-  startMetasrv(): Promise<void> {
-    return this.launch(this.metasrv);
+  /** Starts every metasrv (a group's members together: each waits for the others to elect). */
+  async startMetasrv(): Promise<void> {
+    await Promise.all(this.metasrvs.map((m) => this.launch(m)));
   }
 
   stopMetasrv(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    return this.signal(this.metasrv, signal);
+    return Promise.all(this.metasrvs.map((m) => this.signal(m, signal))).then(() => {});
   }
 
   killMetasrv(): Promise<void> {
     return this.stopMetasrv('SIGKILL');
+  }
+
+  startMetasrvMember(i: number): Promise<void> {
+    return this.launch(this.metasrvMember(i));
+  }
+
+  stopMetasrvMember(i: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    return this.signal(this.metasrvMember(i), signal);
+  }
+
+  killMetasrvMember(i: number): Promise<void> {
+    return this.stopMetasrvMember(i, 'SIGKILL');
+  }
+
+  isMetasrvMemberRunning(i: number): boolean {
+    const p = this.metasrvMember(i).process;
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
+  }
+
+  /**
+   * The index of the metasrv that acts (the group's leader, once it took over), from the members'
+   * /health; undefined while none does. A single metasrv acts whenever it runs.
+   */
+  async actingMetasrv(): Promise<number | undefined> {
+    for (let i = 0; i < this.metasrvs.length; i++) {
+      if (!this.isMetasrvMemberRunning(i)) continue;
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.metasrvs[i]!.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
+        const health = (await res.json()) as { metaGroup?: { acting: boolean } };
+        if (!health.metaGroup || health.metaGroup.acting) return i;
+      } catch {
+        // not answering: not the one
+      }
+    }
+    return undefined;
   }
 
   startDatanode(i: number): Promise<void> {
@@ -322,14 +394,14 @@ export class ProcessCluster {
 
   /** Kill -9 of every process: the disaster, not a shutdown. */
   async killAll(): Promise<void> {
-    await Promise.all([...this.datanodes.map((d) => this.signal(d, 'SIGKILL')), this.signal(this.metasrv, 'SIGKILL')]);
+    await Promise.all([...this.datanodes.map((d) => this.signal(d, 'SIGKILL')), ...this.metasrvs.map((m) => this.signal(m, 'SIGKILL'))]);
   }
 
   /** Closes the clients and stops every process (SIGTERM, SIGKILL after 10 s); the data stays. */
   async stop(): Promise<void> {
     for (const c of this.clients.splice(0)) c.close();
     await Promise.all(this.datanodes.map((d) => this.signal(d, 'SIGTERM')));
-    await this.signal(this.metasrv, 'SIGTERM');
+    await Promise.all(this.metasrvs.map((m) => this.signal(m, 'SIGTERM')));
   }
 
   /** stop(), then removes the directory. */
@@ -340,6 +412,6 @@ export class ProcessCluster {
 
   /** PIDs of the running processes (for an emergency stop on Ctrl-C). */
   pids(): number[] {
-    return [this.metasrv, ...this.datanodes].flatMap((n) => (n?.process?.pid !== undefined && n.process.exitCode === null ? [n.process.pid] : []));
+    return [...this.metasrvs, ...this.datanodes].flatMap((n) => (n?.process?.pid !== undefined && n.process.exitCode === null ? [n.process.pid] : []));
   }
 }

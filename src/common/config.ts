@@ -152,6 +152,12 @@ export const metasrvConfigSchema = z
      */
     storage: storageSchema.optional(),
     /**
+     * How often the acting metasrv writes a copy of its catalog to the object store (`[storage]`,
+     * `meta/catalog-<time>`), when it changed: what a metasrv group that lost a majority is
+     * recovered from (docs/metasrv-ha.md). 0 disables.
+     */
+    catalog_backup_interval_ms: z.number().int().nonnegative().default(60_000),
+    /**
      * Metasrv high availability (docs/metasrv-ha.md): this metasrv is one member of a raft group
      * of metasrvs replicating the catalog; only the leader acts. Absent: a single metasrv with
      * its catalog in a local LevelDB.
@@ -165,6 +171,11 @@ export const metasrvConfigSchema = z
         tick_ms: positiveInt.default(50),
         /** Election timeout in ticks (randomized up to twice this). */
         election_ticks: positiveInt.min(3).default(10),
+        /**
+         * This member is being added to a running group (`regiondb meta add-member`): it waits to
+         * be contacted instead of writing the initial configuration. Initial members leave it false.
+         */
+        join: z.boolean().default(false),
       })
       .strict()
       .optional(),

@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { TimedClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { Role, type StateMachine, roleName } from '../raft/index.js';
+import { ConfChangeType, Role, type StateMachine, roleName } from '../raft/index.js';
 import { GrpcRaftTransport } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { RegionServer, type Replica, defaultRaftTuning } from '../replication/region-server.js';
@@ -22,6 +22,10 @@ export const META_GROUP_ID = '0';
 
 /** First byte of a command: what it is. Unknown kinds fail the apply (a newer version wrote them). */
 const CATALOG_PUT = 1;
+/** A member's gRPC address ({ id, addr } JSON), committed before the member is added (every member then knows where it is). */
+const MEMBER_ADDR = 2;
+/** First byte of the group's snapshot data (members, then the catalog). */
+const SNAPSHOT_FORMAT = 0xc1;
 
 /** The log is compacted to a snapshot (the catalog) every this many entries: each entry is a whole catalog. */
 const SNAPSHOT_EVERY_ENTRIES = 64;
@@ -33,20 +37,87 @@ export function catalogPutCommand(encodedCatalog: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The replicated state machine: the latest committed encoded catalog (catalog-store.ts format). */
+export function memberAddrCommand(id: number, addr: string): Uint8Array {
+  const body = new TextEncoder().encode(JSON.stringify({ id, addr }));
+  const out = new Uint8Array(1 + body.byteLength);
+  out[0] = MEMBER_ADDR;
+  out.set(body, 1);
+  return out;
+}
+
+/**
+ * The replicated state machine: the latest committed encoded catalog (catalog-store.ts format)
+ * and the members' addresses announced through the log. Its snapshot is both.
+ */
 export class CatalogMachine implements StateMachine<void> {
-  constructor(public catalog: Uint8Array | null) {}
+  catalog: Uint8Array | null = null;
+  readonly members = new Map<number, string>();
+
+  /** From a snapshot's data (empty: a new group). */
+  static restore(data: Uint8Array | null): CatalogMachine {
+    const m = new CatalogMachine();
+    if (!data || data.byteLength === 0) return m;
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    if (data[0] !== SNAPSHOT_FORMAT || data.byteLength < 5) throw new RegionDbError(ErrorCode.Corruption, `metasrv group snapshot: unknown format ${data[0]}`);
+    const membersLength = view.getUint32(1);
+    if (5 + membersLength > data.byteLength) throw new RegionDbError(ErrorCode.Corruption, 'metasrv group snapshot: truncated member list');
+    const members = JSON.parse(new TextDecoder().decode(data.subarray(5, 5 + membersLength))) as Record<string, string>;
+    for (const [id, addr] of Object.entries(members)) m.members.set(Number(id), addr);
+    const catalog = data.subarray(5 + membersLength);
+    m.catalog = catalog.byteLength > 0 ? catalog.slice() : null;
+    return m;
+  }
 
   apply(index: number, command: Uint8Array): void {
     if (command.byteLength === 0) return; // a leader's empty entry of its term
-    if (command[0] !== CATALOG_PUT) {
-      throw new RegionDbError(ErrorCode.Corruption, `metasrv group entry ${index}: unknown command kind ${command[0]} (written by a newer version?)`);
+    if (command[0] === CATALOG_PUT) {
+      this.catalog = command.slice(1);
+      return;
     }
-    this.catalog = command.slice(1);
+    if (command[0] === MEMBER_ADDR) {
+      const { id, addr } = JSON.parse(new TextDecoder().decode(command.subarray(1))) as { id: number; addr: string };
+      this.members.set(id, addr);
+      return;
+    }
+    throw new RegionDbError(ErrorCode.Corruption, `metasrv group entry ${index}: unknown command kind ${command[0]} (written by a newer version?)`);
   }
 
   serialize(): Uint8Array {
-    return this.catalog ?? new Uint8Array(0);
+    const members = new TextEncoder().encode(JSON.stringify(Object.fromEntries(this.members)));
+    const catalog = this.catalog ?? new Uint8Array(0);
+    const out = new Uint8Array(5 + members.byteLength + catalog.byteLength);
+    out[0] = SNAPSHOT_FORMAT;
+    new DataView(out.buffer).setUint32(1, members.byteLength);
+    out.set(members, 5);
+    out.set(catalog, 5 + members.byteLength);
+    return out;
+  }
+}
+
+/**
+ * Seeds an empty data dir with a one-member group holding `encodedCatalog` (a catalog copy from
+ * the object store): the way back from losing a majority of the group (docs/metasrv-ha.md). The
+ * member then elects itself and acts; the others are added with add-member.
+ */
+export async function seedGroup(dataDir: string, memberId: number, addr: string, encodedCatalog: Uint8Array, log: Logger): Promise<void> {
+  const dir = join(dataDir, 'meta-raft');
+  const wal = await Wal.open(dir, log.child({ component: 'meta-wal' }));
+  try {
+    if (wal.regionIds().includes(META_GROUP_ID)) {
+      const store = wal.region(META_GROUP_ID);
+      if (store.lastIndex() > 0 || store.snapshot().metadata.index > 0) {
+        throw new RegionDbError(ErrorCode.AlreadyExists, `${dir} already holds a metasrv group log; seed only an empty data dir`);
+      }
+    }
+    const machine = new CatalogMachine();
+    machine.catalog = encodedCatalog;
+    machine.members.set(memberId, addr);
+    const batch = wal.batch();
+    batch.applySnapshot(META_GROUP_ID, { metadata: { index: 1, term: 1, confState: { voters: [memberId], learners: [] } }, data: machine.serialize() });
+    batch.setHardState(META_GROUP_ID, { term: 1, vote: 0, commit: 1 });
+    await batch.commit();
+  } finally {
+    await wal.close();
   }
 }
 
@@ -56,6 +127,8 @@ export interface MetaGroupOptions {
   readonly memberId: number;
   /** The initial members: id → gRPC address (where the Meta and RaftTransport services listen). */
   readonly members: ReadonlyMap<number, string>;
+  /** A member added to a running group (add-member): it never writes the initial configuration. */
+  readonly join: boolean;
   /** Where the group's WAL lives. */
   readonly dataDir: string;
   readonly tickMs: number;
@@ -93,12 +166,12 @@ export class MetaGroup {
   async start(): Promise<void> {
     const o = this.options;
     this.wal = await Wal.open(join(o.dataDir, 'meta-raft'), o.log.child({ component: 'meta-wal' }));
-    this.transport = new GrpcRaftTransport(o.clusterId, o.memberId, (id) => this.addresses.get(id), o.log.child({ component: 'meta-transport' }), o.credentials);
+    this.transport = new GrpcRaftTransport(o.clusterId, o.memberId, (id) => this.addressOf(id), o.log.child({ component: 'meta-transport' }), o.credentials);
     this.server = new RegionServer<CatalogMachine>(
       o.memberId,
       this.wal,
       this.transport,
-      { create: (_groupId, data) => new CatalogMachine(data && data.byteLength > 0 ? data : null) },
+      { create: (_groupId, data) => CatalogMachine.restore(data) },
       { ...defaultRaftTuning, tickMs: o.tickMs, electionTicks: o.electionTicks, snapshotEveryEntries: SNAPSHOT_EVERY_ENTRIES },
       o.log.child({ component: 'meta-raft' }),
       o.clock,
@@ -107,7 +180,7 @@ export class MetaGroup {
     const peers = [...o.members.keys()].sort((a, b) => a - b).map((id) => ({ peerId: id, nodeId: id }));
     // Every initial member writes the same initial configuration into an empty log (as a new
     // region's replicas do); a member that has a log or a snapshot never does.
-    const replica = await this.server.open({ regionId: META_GROUP_ID, selfPeerId: o.memberId, peers, bootstrap: true });
+    const replica = await this.server.open({ regionId: META_GROUP_ID, selfPeerId: o.memberId, peers, bootstrap: !o.join });
     if (!replica) {
       const failure = this.server.failure(META_GROUP_ID);
       throw new RegionDbError(ErrorCode.Corruption, `the metasrv group's log in ${join(o.dataDir, 'meta-raft')} cannot be opened: ${failure?.reason ?? 'unknown reason'}`);
@@ -155,11 +228,50 @@ export class MetaGroup {
   /** The leader's gRPC address as this member knows it, if any. */
   leaderAddr(): string | undefined {
     const leader = this.replica()?.leaderNodeId();
-    return leader === undefined ? undefined : this.addresses.get(leader);
+    return leader === undefined ? undefined : this.addressOf(leader);
   }
 
+  /** A member's address: as announced through the group's log, else as configured. */
   addressOf(memberId: number): string | undefined {
-    return this.addresses.get(memberId);
+    return this.replica()?.stateMachine.members.get(memberId) ?? this.addresses.get(memberId);
+  }
+
+  /**
+   * Adds a member (leader only): its address is committed first (so every member can reach it),
+   * then it joins as a learner, catches up with the log (or a snapshot), and is promoted to voter
+   * — one single-server change at a time, as the regions' repairs do (src/raft/confchange.ts).
+   */
+  async addMember(id: number, addr: string, timeoutMs: number): Promise<void> {
+    const replica = this.server.leaderReplica(META_GROUP_ID);
+    const conf = replica.raft.confState();
+    if (conf.voters.includes(id)) {
+      if (this.addressOf(id) === addr) return;
+      throw new RegionDbError(ErrorCode.AlreadyExists, `metasrv member ${id} is already a voter at ${this.addressOf(id)}`);
+    }
+    await this.server.propose(META_GROUP_ID, memberAddrCommand(id, addr));
+    if (!conf.learners.includes(id)) {
+      await this.server.proposeConfChange(META_GROUP_ID, { type: ConfChangeType.AddLearner, nodeId: id, context: JSON.stringify({ nodeId: id }) });
+    }
+    const until = this.options.clock.nowMs() + timeoutMs;
+    for (;;) {
+      const leader = this.server.leaderReplica(META_GROUP_ID);
+      const st = leader.raft.status();
+      if ((st.progress.get(id)?.match ?? 0) >= st.commit) break;
+      if (this.options.clock.nowMs() >= until) {
+        throw new RegionDbError(ErrorCode.DeadlineExceeded, `metasrv member ${id} at ${addr} joined as a learner but did not catch up within ${timeoutMs} ms (is it running, with meta_group.join = true?); it stays a learner: run add-member again to promote it`);
+      }
+      await new Promise<void>((ok) => this.options.clock.setTimeout(ok, 100));
+    }
+    await this.server.proposeConfChange(META_GROUP_ID, { type: ConfChangeType.AddVoter, nodeId: id, context: JSON.stringify({ nodeId: id }) });
+  }
+
+  /** Removes a member (leader only). A removed member stops taking part; stop its process. */
+  async removeMember(id: number): Promise<void> {
+    const replica = this.server.leaderReplica(META_GROUP_ID);
+    const conf = replica.raft.confState();
+    if (!conf.voters.includes(id) && !conf.learners.includes(id)) throw new RegionDbError(ErrorCode.NotFound, `metasrv member ${id} is not in the group (voters ${conf.voters.join(', ')})`);
+    if (conf.voters.length === 1 && conf.voters[0] === id) throw new RegionDbError(ErrorCode.InvalidArgument, `metasrv member ${id} is the group's last voter`);
+    await this.server.proposeConfChange(META_GROUP_ID, { type: ConfChangeType.RemoveNode, nodeId: id, context: JSON.stringify({ nodeId: id }) });
   }
 
   /** The latest applied catalog (encoded), or null before the first catalog-put. */
@@ -200,7 +312,7 @@ export class MetaGroup {
       appliedIndex: replica.appliedIndex,
       members: ids.map((id) => ({
         id,
-        addr: this.addresses.get(id) ?? '',
+        addr: this.addressOf(id) ?? '',
         voter: st.confState.voters.includes(id),
         matchIndex: st.progress.get(id)?.match,
       })),

@@ -37,6 +37,8 @@ import { createObjectStore } from '../object-store/index.js';
 import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionsOfTable, replicaCountByNode } from './catalog.js';
 import { CatalogStore, decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import { MetaGroup } from './meta-group.js';
+import { backupCatalog } from './catalog-backup.js';
+import type { ObjectStore } from '../object-store/index.js';
 import { type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { ProcedureMetrics } from './procedure-metrics.js';
@@ -77,6 +79,9 @@ export class Metasrv {
    * goes out before its record (a new leader resumes from the record, so it must exist).
    */
   private staged: [number, Instruction][] = [];
+  /** The datanodes' object store (`[storage]`), if configured: id floors and catalog copies. */
+  private objectStore: ObjectStore | undefined;
+  private readonly backup = { lastMs: 0, running: false, written: {} as { crc?: number } };
   catalog!: CatalogState;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
@@ -161,6 +166,7 @@ export class Metasrv {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
+    if (this.config.storage) this.objectStore = createObjectStore(this.config.storage);
     const services: ServiceBinding[] = [{ name: 'Meta', impl: this.implementation() }];
     const groupConfig = this.config.meta_group;
     if (groupConfig) {
@@ -174,6 +180,7 @@ export class Metasrv {
         dataDir: this.config.node.data_dir,
         tickMs: groupConfig.tick_ms,
         electionTicks: groupConfig.election_ticks,
+        join: groupConfig.join,
         credentials: this.peerCredentials,
         clock: this.clock,
         log: this.log,
@@ -321,7 +328,7 @@ export class Metasrv {
       this.log.info('no [storage] configured: table ids are kept above those the datanodes report, not those only in the object store');
       return;
     }
-    const store = createObjectStore(this.config.storage);
+    const store = this.objectStore!;
     let objects: { key: string }[];
     try {
       objects = await store.list('regions/');
@@ -587,11 +594,29 @@ export class Metasrv {
       changed = runProcedures(ctx, this.log) || changed;
       // Staged instructions go out only after a save (see `staged`), even if no record changed.
       if (changed || this.staged.length > 0) await this.save();
+      this.maybeBackupCatalog();
     } catch (err) {
       this.log.error({ err }, 'metasrv tick failed');
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** A copy of the (saved) catalog in the object store, at most every catalog_backup_interval_ms, when it changed. */
+  private maybeBackupCatalog(): void {
+    const interval = this.config.catalog_backup_interval_ms;
+    const store = this.objectStore;
+    if (!store || interval === 0 || this.backup.running || this.catalogUnwritable) return;
+    const now = this.clock.nowMs();
+    if (this.backup.lastMs !== 0 && now - this.backup.lastMs < interval) return;
+    this.backup.lastMs = now;
+    this.backup.running = true;
+    backupCatalog(store, this.catalog, this.procedureClock.nowMs(), this.backup.written)
+      .then((key) => key && this.log.debug({ key }, 'catalog copied to the object store'))
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'copying the catalog to the object store failed; next try after the interval'))
+      .finally(() => {
+        this.backup.running = false;
+      });
   }
 
   /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
@@ -904,6 +929,11 @@ export class Metasrv {
     region.confIndex = 0; // a new group: its conf index restarts at the manifest's index
   }
 
+  private requireGroup(): MetaGroup {
+    if (!this.group) throw new RegionDbError(ErrorCode.InvalidArgument, 'this metasrv runs alone (no [meta_group] in its config): there is no group to change');
+    return this.group;
+  }
+
   private groupInfo(group: MetaGroup): MetaGroupInfo {
     const st = group.status();
     return {
@@ -1109,6 +1139,25 @@ export class Metasrv {
           ],
           ...(this.group ? { meta_group: this.groupInfo(this.group) } : {}),
         };
+      }, log),
+      AddMetaMember: unary(async (req) => {
+        this.requireActing();
+        const group = this.requireGroup();
+        const id = u64(req.id, 'id');
+        if (id === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'id must be positive');
+        const addr = str(req.addr, 'addr');
+        if (!/^[^:\s]+:\d+$/.test(addr)) throw new RegionDbError(ErrorCode.InvalidArgument, `addr must be host:port, got ${JSON.stringify(addr)}`);
+        this.log.warn({ id, addr }, 'adding a metasrv group member');
+        await group.addMember(id, addr, 30_000);
+        return { group: this.groupInfo(group) };
+      }, log),
+      RemoveMetaMember: unary(async (req) => {
+        this.requireActing();
+        const group = this.requireGroup();
+        const id = u64(req.id, 'id');
+        this.log.warn({ id }, 'removing a metasrv group member');
+        await group.removeMember(id);
+        return { group: this.groupInfo(group) };
       }, log),
       RecoverTable: unary((req) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
       StartProcedure: unary(async (req) => {

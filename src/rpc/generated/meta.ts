@@ -2,6 +2,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AddMetaMemberRequest as _regiondb_v1_AddMetaMemberRequest, AddMetaMemberRequest__Output as _regiondb_v1_AddMetaMemberRequest__Output } from './regiondb/v1/AddMetaMemberRequest.js';
+import type { AddMetaMemberResponse as _regiondb_v1_AddMetaMemberResponse, AddMetaMemberResponse__Output as _regiondb_v1_AddMetaMemberResponse__Output } from './regiondb/v1/AddMetaMemberResponse.js';
 import type { Campaign as _regiondb_v1_Campaign, Campaign__Output as _regiondb_v1_Campaign__Output } from './regiondb/v1/Campaign.js';
 import type { ChangePeer as _regiondb_v1_ChangePeer, ChangePeer__Output as _regiondb_v1_ChangePeer__Output } from './regiondb/v1/ChangePeer.js';
 import type { CloseRegion as _regiondb_v1_CloseRegion, CloseRegion__Output as _regiondb_v1_CloseRegion__Output } from './regiondb/v1/CloseRegion.js';
@@ -31,6 +33,8 @@ import type { RegionInfo as _regiondb_v1_RegionInfo, RegionInfo__Output as _regi
 import type { RegionRoute as _regiondb_v1_RegionRoute, RegionRoute__Output as _regiondb_v1_RegionRoute__Output } from './regiondb/v1/RegionRoute.js';
 import type { RegisterNodeRequest as _regiondb_v1_RegisterNodeRequest, RegisterNodeRequest__Output as _regiondb_v1_RegisterNodeRequest__Output } from './regiondb/v1/RegisterNodeRequest.js';
 import type { RegisterNodeResponse as _regiondb_v1_RegisterNodeResponse, RegisterNodeResponse__Output as _regiondb_v1_RegisterNodeResponse__Output } from './regiondb/v1/RegisterNodeResponse.js';
+import type { RemoveMetaMemberRequest as _regiondb_v1_RemoveMetaMemberRequest, RemoveMetaMemberRequest__Output as _regiondb_v1_RemoveMetaMemberRequest__Output } from './regiondb/v1/RemoveMetaMemberRequest.js';
+import type { RemoveMetaMemberResponse as _regiondb_v1_RemoveMetaMemberResponse, RemoveMetaMemberResponse__Output as _regiondb_v1_RemoveMetaMemberResponse__Output } from './regiondb/v1/RemoveMetaMemberResponse.js';
 import type { ReplicaStat as _regiondb_v1_ReplicaStat, ReplicaStat__Output as _regiondb_v1_ReplicaStat__Output } from './regiondb/v1/ReplicaStat.js';
 import type { Row as _regiondb_v1_Row, Row__Output as _regiondb_v1_Row__Output } from './regiondb/v1/Row.js';
 import type { StartProcedureRequest as _regiondb_v1_StartProcedureRequest, StartProcedureRequest__Output as _regiondb_v1_StartProcedureRequest__Output } from './regiondb/v1/StartProcedureRequest.js';
@@ -46,6 +50,8 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   regiondb: {
     v1: {
+      AddMetaMemberRequest: MessageTypeDefinition<_regiondb_v1_AddMetaMemberRequest, _regiondb_v1_AddMetaMemberRequest__Output>
+      AddMetaMemberResponse: MessageTypeDefinition<_regiondb_v1_AddMetaMemberResponse, _regiondb_v1_AddMetaMemberResponse__Output>
       Campaign: MessageTypeDefinition<_regiondb_v1_Campaign, _regiondb_v1_Campaign__Output>
       ChangePeer: MessageTypeDefinition<_regiondb_v1_ChangePeer, _regiondb_v1_ChangePeer__Output>
       CloseRegion: MessageTypeDefinition<_regiondb_v1_CloseRegion, _regiondb_v1_CloseRegion__Output>
@@ -76,6 +82,8 @@ export interface ProtoGrpcType {
       RegionRoute: MessageTypeDefinition<_regiondb_v1_RegionRoute, _regiondb_v1_RegionRoute__Output>
       RegisterNodeRequest: MessageTypeDefinition<_regiondb_v1_RegisterNodeRequest, _regiondb_v1_RegisterNodeRequest__Output>
       RegisterNodeResponse: MessageTypeDefinition<_regiondb_v1_RegisterNodeResponse, _regiondb_v1_RegisterNodeResponse__Output>
+      RemoveMetaMemberRequest: MessageTypeDefinition<_regiondb_v1_RemoveMetaMemberRequest, _regiondb_v1_RemoveMetaMemberRequest__Output>
+      RemoveMetaMemberResponse: MessageTypeDefinition<_regiondb_v1_RemoveMetaMemberResponse, _regiondb_v1_RemoveMetaMemberResponse__Output>
       ReplicaStat: MessageTypeDefinition<_regiondb_v1_ReplicaStat, _regiondb_v1_ReplicaStat__Output>
       Row: MessageTypeDefinition<_regiondb_v1_Row, _regiondb_v1_Row__Output>
       Semantic: EnumTypeDefinition

@@ -3,6 +3,8 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { AddMetaMemberRequest as _regiondb_v1_AddMetaMemberRequest, AddMetaMemberRequest__Output as _regiondb_v1_AddMetaMemberRequest__Output } from '../../regiondb/v1/AddMetaMemberRequest.js';
+import type { AddMetaMemberResponse as _regiondb_v1_AddMetaMemberResponse, AddMetaMemberResponse__Output as _regiondb_v1_AddMetaMemberResponse__Output } from '../../regiondb/v1/AddMetaMemberResponse.js';
 import type { GetRoutesRequest as _regiondb_v1_GetRoutesRequest, GetRoutesRequest__Output as _regiondb_v1_GetRoutesRequest__Output } from '../../regiondb/v1/GetRoutesRequest.js';
 import type { GetRoutesResponse as _regiondb_v1_GetRoutesResponse, GetRoutesResponse__Output as _regiondb_v1_GetRoutesResponse__Output } from '../../regiondb/v1/GetRoutesResponse.js';
 import type { HeartbeatRequest as _regiondb_v1_HeartbeatRequest, HeartbeatRequest__Output as _regiondb_v1_HeartbeatRequest__Output } from '../../regiondb/v1/HeartbeatRequest.js';
@@ -17,10 +19,21 @@ import type { RecoverTableRequest as _regiondb_v1_RecoverTableRequest, RecoverTa
 import type { RecoverTableResponse as _regiondb_v1_RecoverTableResponse, RecoverTableResponse__Output as _regiondb_v1_RecoverTableResponse__Output } from '../../regiondb/v1/RecoverTableResponse.js';
 import type { RegisterNodeRequest as _regiondb_v1_RegisterNodeRequest, RegisterNodeRequest__Output as _regiondb_v1_RegisterNodeRequest__Output } from '../../regiondb/v1/RegisterNodeRequest.js';
 import type { RegisterNodeResponse as _regiondb_v1_RegisterNodeResponse, RegisterNodeResponse__Output as _regiondb_v1_RegisterNodeResponse__Output } from '../../regiondb/v1/RegisterNodeResponse.js';
+import type { RemoveMetaMemberRequest as _regiondb_v1_RemoveMetaMemberRequest, RemoveMetaMemberRequest__Output as _regiondb_v1_RemoveMetaMemberRequest__Output } from '../../regiondb/v1/RemoveMetaMemberRequest.js';
+import type { RemoveMetaMemberResponse as _regiondb_v1_RemoveMetaMemberResponse, RemoveMetaMemberResponse__Output as _regiondb_v1_RemoveMetaMemberResponse__Output } from '../../regiondb/v1/RemoveMetaMemberResponse.js';
 import type { StartProcedureRequest as _regiondb_v1_StartProcedureRequest, StartProcedureRequest__Output as _regiondb_v1_StartProcedureRequest__Output } from '../../regiondb/v1/StartProcedureRequest.js';
 import type { StartProcedureResponse as _regiondb_v1_StartProcedureResponse, StartProcedureResponse__Output as _regiondb_v1_StartProcedureResponse__Output } from '../../regiondb/v1/StartProcedureResponse.js';
 
 export interface MetaClient extends grpc.Client {
+  AddMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  AddMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  AddMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  AddMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  addMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  addMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  addMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  addMetaMember(argument: _regiondb_v1_AddMetaMemberRequest, callback: grpc.requestCallback<_regiondb_v1_AddMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  
   CreateTable(argument: _regiondb_v1_MetaCreateTableRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_MetaCreateTableResponse__Output>): grpc.ClientUnaryCall;
   CreateTable(argument: _regiondb_v1_MetaCreateTableRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_MetaCreateTableResponse__Output>): grpc.ClientUnaryCall;
   CreateTable(argument: _regiondb_v1_MetaCreateTableRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_MetaCreateTableResponse__Output>): grpc.ClientUnaryCall;
@@ -84,6 +97,15 @@ export interface MetaClient extends grpc.Client {
   registerNode(argument: _regiondb_v1_RegisterNodeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RegisterNodeResponse__Output>): grpc.ClientUnaryCall;
   registerNode(argument: _regiondb_v1_RegisterNodeRequest, callback: grpc.requestCallback<_regiondb_v1_RegisterNodeResponse__Output>): grpc.ClientUnaryCall;
   
+  RemoveMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  RemoveMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  RemoveMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  RemoveMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  removeMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  removeMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  removeMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  removeMetaMember(argument: _regiondb_v1_RemoveMetaMemberRequest, callback: grpc.requestCallback<_regiondb_v1_RemoveMetaMemberResponse__Output>): grpc.ClientUnaryCall;
+  
   StartProcedure(argument: _regiondb_v1_StartProcedureRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StartProcedureResponse__Output>): grpc.ClientUnaryCall;
   StartProcedure(argument: _regiondb_v1_StartProcedureRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StartProcedureResponse__Output>): grpc.ClientUnaryCall;
   StartProcedure(argument: _regiondb_v1_StartProcedureRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StartProcedureResponse__Output>): grpc.ClientUnaryCall;
@@ -96,6 +118,8 @@ export interface MetaClient extends grpc.Client {
 }
 
 export interface MetaHandlers extends grpc.UntypedServiceImplementation {
+  AddMetaMember: grpc.handleUnaryCall<_regiondb_v1_AddMetaMemberRequest__Output, _regiondb_v1_AddMetaMemberResponse>;
+  
   CreateTable: grpc.handleUnaryCall<_regiondb_v1_MetaCreateTableRequest__Output, _regiondb_v1_MetaCreateTableResponse>;
   
   DropTable: grpc.handleUnaryCall<_regiondb_v1_MetaDropTableRequest__Output, _regiondb_v1_MetaDropTableResponse>;
@@ -110,11 +134,14 @@ export interface MetaHandlers extends grpc.UntypedServiceImplementation {
   
   RegisterNode: grpc.handleUnaryCall<_regiondb_v1_RegisterNodeRequest__Output, _regiondb_v1_RegisterNodeResponse>;
   
+  RemoveMetaMember: grpc.handleUnaryCall<_regiondb_v1_RemoveMetaMemberRequest__Output, _regiondb_v1_RemoveMetaMemberResponse>;
+  
   StartProcedure: grpc.handleUnaryCall<_regiondb_v1_StartProcedureRequest__Output, _regiondb_v1_StartProcedureResponse>;
   
 }
 
 export interface MetaDefinition extends grpc.ServiceDefinition {
+  AddMetaMember: MethodDefinition<_regiondb_v1_AddMetaMemberRequest, _regiondb_v1_AddMetaMemberResponse, _regiondb_v1_AddMetaMemberRequest__Output, _regiondb_v1_AddMetaMemberResponse__Output>
   CreateTable: MethodDefinition<_regiondb_v1_MetaCreateTableRequest, _regiondb_v1_MetaCreateTableResponse, _regiondb_v1_MetaCreateTableRequest__Output, _regiondb_v1_MetaCreateTableResponse__Output>
   DropTable: MethodDefinition<_regiondb_v1_MetaDropTableRequest, _regiondb_v1_MetaDropTableResponse, _regiondb_v1_MetaDropTableRequest__Output, _regiondb_v1_MetaDropTableResponse__Output>
   GetRoutes: MethodDefinition<_regiondb_v1_GetRoutesRequest, _regiondb_v1_GetRoutesResponse, _regiondb_v1_GetRoutesRequest__Output, _regiondb_v1_GetRoutesResponse__Output>
@@ -122,5 +149,6 @@ export interface MetaDefinition extends grpc.ServiceDefinition {
   ListNodes: MethodDefinition<_regiondb_v1_ListNodesRequest, _regiondb_v1_ListNodesResponse, _regiondb_v1_ListNodesRequest__Output, _regiondb_v1_ListNodesResponse__Output>
   RecoverTable: MethodDefinition<_regiondb_v1_RecoverTableRequest, _regiondb_v1_RecoverTableResponse, _regiondb_v1_RecoverTableRequest__Output, _regiondb_v1_RecoverTableResponse__Output>
   RegisterNode: MethodDefinition<_regiondb_v1_RegisterNodeRequest, _regiondb_v1_RegisterNodeResponse, _regiondb_v1_RegisterNodeRequest__Output, _regiondb_v1_RegisterNodeResponse__Output>
+  RemoveMetaMember: MethodDefinition<_regiondb_v1_RemoveMetaMemberRequest, _regiondb_v1_RemoveMetaMemberResponse, _regiondb_v1_RemoveMetaMemberRequest__Output, _regiondb_v1_RemoveMetaMemberResponse__Output>
   StartProcedure: MethodDefinition<_regiondb_v1_StartProcedureRequest, _regiondb_v1_StartProcedureResponse, _regiondb_v1_StartProcedureRequest__Output, _regiondb_v1_StartProcedureResponse__Output>
 }

@@ -199,7 +199,7 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
   const restore = br
     .command('restore <backup>')
     .description('restore a backup (with its base chain) into a cluster that does not have its tables; verifies first')
-    .requiredOption('--to <metasrv>', "the target cluster's metasrv: host:port, or a comma-separated list of its metasrv group (the leader is found)")
+    .requiredOption('--to <metasrv>', "the target cluster's metasrv: host:port, or a comma-separated list; the leader is found")
     .option('--tables <names>', 'comma-separated tables (default: every table in the backup)');
   addStorageOptions(restore);
   addRepositoryS3Options(restore);

@@ -43,7 +43,7 @@ program
   .name('regiondb')
   .description('regiondb: Raft-replicated regions with metasrv failover')
   .showHelpAfterError()
-  .addOption(new Option('--metasrv <addrs>', 'metasrv address for client commands: host:port, or a comma-separated list of the metasrv group (the leader is found)').default('127.0.0.1:4000').env('REGIONDB_METASRV'))
+  .addOption(new Option('--metasrv <addrs>', 'metasrv for client commands: host:port, or a comma-separated list; the leader is found').default('127.0.0.1:4000').env('REGIONDB_METASRV'))
   .addOption(new Option('--ca <file>', 'TLS: the cluster CA certificate (PEM); turns TLS on for client commands').env('REGIONDB_CA'))
   .addOption(new Option('--cert <file>', 'TLS: client certificate (PEM), for servers with client_auth = "require"').env('REGIONDB_CERT'))
   .addOption(new Option('--key <file>', 'TLS: the client certificate\'s private key (PEM)').env('REGIONDB_KEY'))
@@ -131,7 +131,7 @@ program
   .option('--grpc-port <port>', 'override grpc.port', intArg)
   .option('--http-port <port>', 'override http.port', intArg)
   .option('--data-dir <dir>', 'override node.data_dir')
-  .option('--metasrv-addr <addrs>', 'override metasrv.addr/addrs: host:port, or a comma-separated list (the leader is found)')
+  .option('--metasrv-addr <addrs>', 'override metasrv.addr/addrs: host:port, or a comma-separated list; the leader is found')
   .addOption(logFormatOption())
   .action(async (opts: { config: string; nodeId?: number; grpcPort?: number; httpPort?: number; dataDir?: string; metasrvAddr?: string; logFormat?: LogFormat }) => {
     await serve('datanode', async () => {

@@ -103,6 +103,7 @@ export class MetaChannel {
 
   /** Calls Meta.`method`, following the leader; see the rules at the top of this file. */
   async call<Res>(method: string, request: unknown, timeoutMs: number, options: MetaCallOptions): Promise<Res> {
+    assert(Number.isFinite(timeoutMs), `a metasrv call needs a finite deadline, got ${timeoutMs}`);
     const deadlineMs = this.clock.nowMs() + timeoutMs;
     const tried: string[] = [];
     let index = this.current;
@@ -110,6 +111,7 @@ export class MetaChannel {
     let backoffMs: number = limits.metaChannelBackoffMsMin;
     for (;;) {
       if (this.closed) throw new RegionDbError(ErrorCode.Unavailable, `the metasrv channel to ${this.list.join(', ')} is closed`);
+      assert(index >= 0 && index < this.list.length && this.list.length <= limits.metasrvAddrsMax, `address index ${index} of ${this.list.length}`);
       const addr = this.list[index]!;
       if (!tried.includes(addr)) tried.push(addr);
       // At least 1 ms: the first attempt always goes out, as a single call did before.

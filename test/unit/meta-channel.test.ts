@@ -2,15 +2,20 @@
 // play a leader and followers (NOT_LEADER with or without a hint), a down address and one that
 // never answers; the channel must find the leader, remember it, move on when it changes, and
 // never send a call of unknown outcome to a second address unless it is idempotent.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { RegionDbClient } from '../../src/client/client.js';
 import { datanodeConfigSchema, parseConfig } from '../../src/common/config.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { limits } from '../../src/common/limits.js';
 import { silentLogger } from '../../src/common/logger.js';
+import { Datanode } from '../../src/datanode/datanode.js';
 import { MetaChannel, parseMetasrvAddrs } from '../../src/rpc/meta-channel.js';
 import { type RunningGrpcServer, call, makeClient, startGrpcServer } from '../../src/rpc/server.js';
 import { fromGrpcError, unary } from '../../src/rpc/status.js';
+import { waitUntil } from '../support/local-cluster.js';
 
 const HOST = '127.0.0.1';
 
@@ -62,6 +67,8 @@ class FakeMeta {
               if (fake.createTableError) throw fake.createTableError;
               return { table: TABLE_SCHEMA, routes: [] };
             }),
+            RegisterNode: handler('RegisterNode', () => ({ regions: [] })),
+            Heartbeat: handler('Heartbeat', () => ({ instructions: [] })),
             GetRoutes: handler('GetRoutes', () => ({
               table: TABLE_SCHEMA,
               routes: [{ region_id: String(1n << 32n), peers: [{ node_id: '1', addr: fake.addr }], leader_node_id: '1' }],
@@ -391,5 +398,40 @@ describe('client: a metasrv address list', function () {
     } finally {
       client.close();
     }
+  });
+});
+
+describe('datanode: a metasrv address list', function () {
+  this.timeout(30_000);
+  let dir: string | undefined;
+  let datanode: Datanode | undefined;
+  const fakes: FakeMeta[] = [];
+  after(async () => {
+    await datanode?.stop();
+    await Promise.all(fakes.map((f) => f.stop()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('registers past a down address and a follower, then heartbeats straight to the leader', async () => {
+    const down = await downAddr();
+    const follower = await FakeMeta.start();
+    const leader = await FakeMeta.start({ kind: 'leader' });
+    fakes.push(follower, leader);
+    follower.role = { kind: 'follower', hint: leader.addr };
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-meta-channel-'));
+    datanode = new Datanode(
+      parseConfig(
+        datanodeConfigSchema,
+        `cluster_id = "mc"\nnode = { id = 1, data_dir = "${join(dir, 'datanode1')}" }\ngrpc = { port = 0 }\nhttp = { port = 0 }\n` +
+          `heartbeat = { interval_ms = 100 }\nstorage = { type = "fs", root = "${join(dir, 'objects')}" }\n[metasrv]\naddrs = ["${down}", "${follower.addr}"]\n`,
+        'datanode.toml',
+      ),
+      silentLogger,
+    );
+    await datanode.start();
+    await waitUntil('3 heartbeats at the leader', 20_000, async () => (leader.count('Heartbeat') >= 3 ? true : undefined));
+    expect(leader.count('RegisterNode')).to.equal(1);
+    expect(follower.count('RegisterNode'), 'asked once, named the leader').to.equal(1);
+    expect(follower.count('Heartbeat'), 'heartbeats start at the leader found at registration').to.equal(0);
   });
 });

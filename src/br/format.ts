@@ -84,7 +84,7 @@ const tableSchema = z
 
 const sourceSchema = z
   .object({
-    /** Metasrv address the catalog was read from. */
+    /** Metasrv address the catalog was read from (a metasrv group: its addresses, comma-separated). */
     metasrv: z.string(),
     /** The cluster's object store (description). */
     objectStore: z.string(),

@@ -8,6 +8,7 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type Row, type TableSchema, type Value, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';
 import { databaseService } from '../rpc/batch-wire.js';
+import { MetaChannel } from '../rpc/meta-channel.js';
 import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
 import { type BatchKind, BatchStream } from '../rpc/batch-stream.js';
 import { fromGrpcError } from '../rpc/status.js';
@@ -39,8 +40,11 @@ import { fromProtoRow, fromProtoSchema, toProtoRow, toProtoValue } from '../rpc/
 export type ReplicaStatus = ReplicaStat__Output;
 
 export interface ClientOptions {
-  /** Metasrv address (routes, DDL). */
-  readonly metasrv: string;
+  /**
+   * The metasrv (routes, DDL): one address, a comma-separated list ("a:4000,b:4000") or an array.
+   * With several, the leader is found and followed (src/rpc/meta-channel.ts).
+   */
+  readonly metasrv: string | readonly string[];
   /** Overall deadline per operation, retries included. */
   readonly deadlineMs?: number;
   /** Per-attempt RPC timeout. */
@@ -118,7 +122,7 @@ export class RegionDbClient {
   private readonly tables = new Map<string, TableRoutes>();
   private readonly conns = new Map<string, grpc.Client>();
   private readonly batchStreams = new Map<string, BatchStream>();
-  private readonly meta: grpc.Client;
+  private readonly meta: MetaChannel;
   private readonly deadlineMs: number;
   private readonly attemptTimeoutMs: number;
   private readonly security: ClientSecurity;
@@ -131,7 +135,12 @@ export class RegionDbClient {
       credentials: options.tls ? channelCredentials(new CertificateFiles(options.tls)) : undefined,
       authorization: authorizationHeader(options),
     };
-    this.meta = makeClient('Meta', options.metasrv, this.security);
+    this.meta = new MetaChannel(options.metasrv, this.security, { attemptTimeoutMs: this.attemptTimeoutMs });
+  }
+
+  /** The metasrv addresses this client knows (configured, then leaders learned from hints). */
+  get metasrvAddrs(): readonly string[] {
+    return this.meta.addrs;
   }
 
   close(): void {
@@ -176,7 +185,7 @@ export class RegionDbClient {
     }));
     try {
       // The column types and semantics as the caller spelled them: the metasrv validates them.
-      const res = await call<MetaCreateTableResponse__Output>(this.meta, 'CreateTable', { name, columns: protoColumns, region_count: regionCount }, this.deadlineMs);
+      const res = await this.meta.call<MetaCreateTableResponse__Output>('CreateTable', { name, columns: protoColumns, region_count: regionCount }, this.deadlineMs, { idempotent: false });
       this.tables.delete(name);
       return fromProtoSchema(res.table);
     } catch (err) {
@@ -186,7 +195,7 @@ export class RegionDbClient {
 
   async dropTable(name: string): Promise<number> {
     try {
-      const res = await call<MetaDropTableResponse__Output>(this.meta, 'DropTable', { name }, this.deadlineMs);
+      const res = await this.meta.call<MetaDropTableResponse__Output>('DropTable', { name }, this.deadlineMs, { idempotent: false });
       this.tables.delete(name);
       return res.regions_dropped;
     } catch (err) {
@@ -202,9 +211,10 @@ export class RegionDbClient {
     try {
       // Without routes nothing can be sent: a metasrv restarting (or the channel to it still in
       // reconnect backoff) is waited for, within the deadline. With routes, one attempt will do.
+      // An attempt is one pass over the metasrv addresses (the leader found on the way).
       res = cached
-        ? await call<Routes>(this.meta, 'GetRoutes', { table }, this.attemptTimeoutMs)
-        : await this.withNode('the metasrv', `routes of ${table}`, () => call<Routes>(this.meta, 'GetRoutes', { table }, this.attemptTimeoutMs), true);
+        ? await this.meta.call<Routes>('GetRoutes', { table }, this.attemptTimeoutMs, { idempotent: true, singlePass: true })
+        : await this.withNode('the metasrv', `routes of ${table}`, () => this.meta.call<Routes>('GetRoutes', { table }, this.attemptTimeoutMs, { idempotent: true, singlePass: true }), true);
     } catch (err) {
       const e = fromGrpcError(err);
       if (cached && e.code !== ErrorCode.NotFound) return cached; // metasrv down: keep using what we know
@@ -227,7 +237,7 @@ export class RegionDbClient {
 
   async listNodes(): Promise<ListNodesResponse__Output> {
     try {
-      return await call<ListNodesResponse__Output>(this.meta, 'ListNodes', {}, this.attemptTimeoutMs);
+      return await this.meta.call<ListNodesResponse__Output>('ListNodes', {}, this.attemptTimeoutMs, { idempotent: true });
     } catch (err) {
       throw fromGrpcError(err);
     }
@@ -276,12 +286,7 @@ export class RegionDbClient {
   /** Disaster recovery of a table from the object store (see `regiondb recover`). */
   async recoverTable(table: string, force = false): Promise<RecoveredRegion__Output[]> {
     try {
-      const res = await call<RecoverTableResponse__Output>(
-        this.meta,
-        'RecoverTable',
-        { table, force },
-        120_000,
-      );
+      const res = await this.meta.call<RecoverTableResponse__Output>('RecoverTable', { table, force }, 120_000, { idempotent: false });
       this.tables.delete(table);
       return res.regions;
     } catch (err) {
@@ -292,11 +297,11 @@ export class RegionDbClient {
   /** Starts an operator procedure on the metasrv (transfer-leader, balance-leaders, drain-node). */
   async startProcedure(kind: string, options: { regionId?: string; nodeId?: number } = {}): Promise<string> {
     try {
-      const res = await call<StartProcedureResponse__Output>(
-        this.meta,
+      const res = await this.meta.call<StartProcedureResponse__Output>(
         'StartProcedure',
         { kind, region_id: options.regionId ?? '', node_id: String(options.nodeId ?? 0) },
         this.attemptTimeoutMs,
+        { idempotent: false },
       );
       return res.id;
     } catch (err) {

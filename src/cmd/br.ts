@@ -154,7 +154,7 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
           tables: o.tables?.split(',').filter((t) => t !== ''),
           client,
           clusterStore: store,
-          metasrv: client.options.metasrv,
+          metasrv: client.metasrvAddrs.join(','),
           clusterId: o.clusterId,
           concurrency: o.concurrency,
           bytesPerSecond: o.maxBytesPerSecond,
@@ -199,7 +199,7 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
   const restore = br
     .command('restore <backup>')
     .description('restore a backup (with its base chain) into a cluster that does not have its tables; verifies first')
-    .requiredOption('--to <metasrv>', "the target cluster's metasrv address")
+    .requiredOption('--to <metasrv>', "the target cluster's metasrv: host:port, or a comma-separated list; the leader is found")
     .option('--tables <names>', 'comma-separated tables (default: every table in the backup)');
   addStorageOptions(restore);
   addRepositoryS3Options(restore);

@@ -43,7 +43,7 @@ program
   .name('regiondb')
   .description('regiondb: Raft-replicated regions with metasrv failover')
   .showHelpAfterError()
-  .addOption(new Option('--metasrv <addr>', 'metasrv address for client commands').default('127.0.0.1:4000').env('REGIONDB_METASRV'))
+  .addOption(new Option('--metasrv <addrs>', 'metasrv for client commands: host:port, or a comma-separated list; the leader is found').default('127.0.0.1:4000').env('REGIONDB_METASRV'))
   .addOption(new Option('--ca <file>', 'TLS: the cluster CA certificate (PEM); turns TLS on for client commands').env('REGIONDB_CA'))
   .addOption(new Option('--cert <file>', 'TLS: client certificate (PEM), for servers with client_auth = "require"').env('REGIONDB_CERT'))
   .addOption(new Option('--key <file>', 'TLS: the client certificate\'s private key (PEM)').env('REGIONDB_KEY'))
@@ -131,7 +131,7 @@ program
   .option('--grpc-port <port>', 'override grpc.port', intArg)
   .option('--http-port <port>', 'override http.port', intArg)
   .option('--data-dir <dir>', 'override node.data_dir')
-  .option('--metasrv-addr <addr>', 'override metasrv.addr')
+  .option('--metasrv-addr <addrs>', 'override metasrv.addr/addrs: host:port, or a comma-separated list; the leader is found')
   .addOption(logFormatOption())
   .action(async (opts: { config: string; nodeId?: number; grpcPort?: number; httpPort?: number; dataDir?: string; metasrvAddr?: string; logFormat?: LogFormat }) => {
     await serve('datanode', async () => {
@@ -139,7 +139,8 @@ program
         node: { id: opts.nodeId, data_dir: opts.dataDir },
         grpc: { port: opts.grpcPort },
         http: { port: opts.httpPort },
-        metasrv: { addr: opts.metasrvAddr },
+        // The flag replaces the file's metasrv table, whichever of addr/addrs it used.
+        metasrv: opts.metasrvAddr === undefined ? undefined : { addr: opts.metasrvAddr, addrs: null },
         log: { format: opts.logFormat },
       });
       const d = new Datanode(config, createLogger({ name: `datanode-${config.node.id}`, level: config.log.level, format: config.log.format }));
@@ -156,7 +157,7 @@ program
   .addOption(logFormatOption())
   .action(async (opts: { config: string; metasrvPort: number; logFormat?: LogFormat }) => {
     await serve('standalone', async () => {
-      const dn = loadConfig(datanodeConfigSchema, opts.config, { metasrv: { addr: `127.0.0.1:${opts.metasrvPort}` }, log: { format: opts.logFormat } });
+      const dn = loadConfig(datanodeConfigSchema, opts.config, { metasrv: { addr: `127.0.0.1:${opts.metasrvPort}`, addrs: null }, log: { format: opts.logFormat } });
       const meta = metasrvConfigSchema.parse({
         cluster_id: dn.cluster_id,
         node: { data_dir: `${dn.node.data_dir}-metasrv` },

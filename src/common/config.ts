@@ -5,10 +5,40 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { ErrorCode, RegionDbError } from './errors.js';
+import { limits } from './limits.js';
 
 const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 const positiveInt = z.number().int().positive();
+
+/**
+ * A list of metasrv addresses (docs/clients.md, "Metasrv address lists"): a comma-separated
+ * string ("a:4000,b:4000, c:4000") or an array; each entry trimmed, empty entries skipped,
+ * duplicates dropped (first occurrence kept). Every entry must be host:port (an IPv6 host in
+ * brackets). Used by the datanode config below, the client library and the CLI (re-exported by
+ * src/rpc/meta-channel.ts).
+ */
+export function parseMetasrvAddrs(spec: string | readonly string[]): string[] {
+  const entries = (typeof spec === 'string' ? spec.split(',') : spec.flatMap((s) => s.split(','))).map((s) => s.trim()).filter((s) => s !== '');
+  const addrs = [...new Set(entries)];
+  const shown = typeof spec === 'string' ? JSON.stringify(spec) : JSON.stringify([...spec]);
+  if (addrs.length === 0) throw new RegionDbError(ErrorCode.Config, `metasrv addresses ${shown}: the list is empty; give host:port, or a comma-separated list of them`);
+  if (addrs.length > limits.metasrvAddrsMax) {
+    throw new RegionDbError(ErrorCode.Config, `metasrv addresses ${shown}: ${addrs.length} addresses, at most ${limits.metasrvAddrsMax}`);
+  }
+  for (const addr of addrs) {
+    if (!isHostPort(addr)) throw new RegionDbError(ErrorCode.Config, `metasrv addresses ${shown}: "${addr}" is not host:port (port 1-65535; an IPv6 host in brackets)`);
+  }
+  return addrs;
+}
+
+/** "host:port", "[v6]:port": what a metasrv address (and a leader hint) must look like. */
+export function isHostPort(addr: string): boolean {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(addr);
+  if (!m) return false;
+  const port = Number(m[2]);
+  return port >= 1 && port <= 65_535;
+}
 
 const storageSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('fs'), root: z.string().min(1) }).strict(),
@@ -57,7 +87,28 @@ export const datanodeConfigSchema = z
     node: z.object({ id: positiveInt, data_dir: z.string().min(1) }).strict(),
     grpc: z.object({ host: host.default('127.0.0.1'), port, advertise_addr: z.string().optional() }).strict(),
     http: z.object({ host: host.default('127.0.0.1'), port }).strict(),
-    metasrv: z.object({ addr: z.string().min(1) }).strict(),
+    /**
+     * The metasrv group: `addr` (host:port, or a comma-separated list) or `addrs` (an array),
+     * exactly one of the two. Parsed to the list the datanode dials (src/rpc/meta-channel.ts).
+     */
+    metasrv: z
+      .object({ addr: z.string().optional(), addrs: z.array(z.string()).optional() })
+      .strict()
+      .transform((m, ctx) => {
+        if ((m.addr === undefined) === (m.addrs === undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `give exactly one of addr ("host:port", or "a:4000,b:4000") and addrs (["a:4000", "b:4000"]); ${m.addr === undefined ? 'neither is' : 'both are'} set`,
+          });
+          return z.NEVER;
+        }
+        try {
+          return { addrs: parseMetasrvAddrs(m.addrs ?? m.addr ?? '') };
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+          return z.NEVER;
+        }
+      }),
     raft: z
       .object({
         tick_ms: positiveInt.default(50),
@@ -190,15 +241,23 @@ export type TlsConfig = z.infer<typeof tlsSchema>;
 export type AuthConfig = z.infer<typeof authSchema>;
 export type MetasrvConfig = z.infer<typeof metasrvConfigSchema>;
 
-/** Deep-merges overrides (from flags) into the parsed file. */
+/**
+ * Deep-merges overrides (from flags) into the parsed file. An override of `null` removes the
+ * key (TOML has no null): a flag that stands for one of two alternative keys clears the other,
+ * as `--metasrv-addr` clears a file's `metasrv.addrs`.
+ */
 function merge(base: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined) continue;
+    if (v === null) {
+      delete out[k];
+      continue;
+    }
     const existing = out[k];
     out[k] =
-      v && typeof v === 'object' && !Array.isArray(v) && existing && typeof existing === 'object'
-        ? merge(existing as Record<string, unknown>, v as Record<string, unknown>)
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? merge(existing && typeof existing === 'object' && !Array.isArray(existing) ? (existing as Record<string, unknown>) : {}, v as Record<string, unknown>)
         : v;
   }
   return out;

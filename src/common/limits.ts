@@ -46,6 +46,18 @@ export const limits = {
    * Our peers are a handful of servers on a LAN; a refused connect a second is cheap.
    */
   grpcReconnectBackoffMsMax: 1000,
+  /**
+   * Addresses a metasrv channel knows (src/rpc/meta-channel.ts): the configured list plus leaders
+   * learned from NOT_LEADER hints. A metasrv group has 3 or 5 members; a hint naming a new address
+   * when the list is full is treated as no hint (the next address is tried).
+   */
+  metasrvAddrsMax: 16,
+  /**
+   * After a full cycle through the metasrv addresses without an answer (an election, every member
+   * down) a channel waits this long before the next cycle, doubling from min to max.
+   */
+  metaChannelBackoffMsMin: 20,
+  metaChannelBackoffMsMax: 200,
   /** Concurrent calls on one HTTP/2 connection (clients and bench share one connection per node). */
   grpcConcurrentStreamsPerConnectionMax: 10_000,
   /**

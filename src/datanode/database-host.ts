@@ -7,6 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { DatanodeConfig } from '../common/config.js';
 import type { Logger } from '../common/logger.js';
 import type { RegionState, TableSchema } from '../engine/index.js';
+import type { MetaCallOptions } from '../rpc/meta-channel.js';
 import type { ProtoTableSchema } from '../rpc/values.js';
 import type { Flusher } from './flusher.js';
 import type { DatanodeMetrics } from './node-metrics.js';
@@ -28,6 +29,7 @@ export interface DatabaseHost {
   memtableBytes(): number;
   /** The client address of a datanode, if known. */
   addressOf(nodeId: number | undefined): string | undefined;
-  metaCall<Res>(method: string, request: unknown, timeoutMs?: number): Promise<Res>;
+  /** A call to the metasrv's leader; only `idempotent` calls are retried after an attempt of unknown outcome. */
+  metaCall<Res>(method: string, request: unknown, options: MetaCallOptions & { readonly timeoutMs?: number }): Promise<Res>;
   schemaProto(schema: TableSchema): ProtoTableSchema;
 }

@@ -154,11 +154,13 @@ export class DatabaseService {
 
   private async forwardDdl<Res>(method: 'CreateTable' | 'DropTable', req: unknown): Promise<Res> {
     try {
-      return await this.dn.metaCall<Res>(method, req);
+      return await this.dn.metaCall<Res>(method, req, { idempotent: false });
     } catch (err) {
       const e = fromGrpcError(err);
-      if (e.code === ErrorCode.Unavailable || e.code === ErrorCode.DeadlineExceeded) {
-        throw new RegionDbError(ErrorCode.Unavailable, `DDL needs the metasrv, which is unreachable (${e.message}); reads and writes still work`);
+      // An attempt that may have run keeps its code and says so (never "unreachable": that reads as "not done").
+      if (e.details['outcome'] === 'unknown') throw e;
+      if (e.code === ErrorCode.Unavailable) {
+        throw new RegionDbError(ErrorCode.Unavailable, `DDL needs the metasrv, which is unreachable (${e.message}); reads and writes still work`, { cause: e });
       }
       throw e;
     }
@@ -169,7 +171,8 @@ export class DatabaseService {
     const cached = this.routeCache.get(table);
     if (cached && !fresh && performance.now() - cached.fetchedAtMs < ROUTE_CACHE_MS) return cached;
     try {
-      const res = await this.dn.metaCall<GetRoutesResponse__Output>('GetRoutes', { table }, 5000);
+      // One pass over the metasrv addresses, as one attempt before: the fallbacks below serve while it is down.
+      const res = await this.dn.metaCall<GetRoutesResponse__Output>('GetRoutes', { table }, { timeoutMs: 5000, idempotent: true, singlePass: true });
       const info = { schema: fromProtoSchema(res.table), routes: res.routes, fetchedAtMs: performance.now() }; // monotonic: an age
       this.routeCache.set(table, info);
       return info;

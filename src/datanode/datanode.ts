@@ -13,7 +13,8 @@ import { RegionState, type TableSchema } from '../engine/index.js';
 import { ConfChangeType } from '../raft/index.js';
 import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
-import { type RunningGrpcServer, type RunningHttpServer, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
+import { MetaChannel, type MetaCallOptions } from '../rpc/meta-channel.js';
+import { type RunningGrpcServer, type RunningHttpServer, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { fromGrpcError, unary } from '../rpc/status.js';
 import type {
   AdminHandlers,
@@ -67,7 +68,8 @@ export class Datanode implements DatabaseHost {
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
   private heartbeatTimer: TimerHandle | undefined;
-  private metaClient: grpc.Client | undefined;
+  /** The metasrv group (metasrv.addr or metasrv.addrs): follows its leader (src/rpc/meta-channel.ts). */
+  private metaChannel: MetaChannel | undefined;
   private registered = false;
   /**
    * The highest metasrv epoch seen (docs/metasrv-ha.md, fencing): instructions of a metasrv with
@@ -262,7 +264,12 @@ export class Datanode implements DatabaseHost {
     this.addresses.set(this.nodeId, this.advertiseAddr);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
-    this.metaClient = makeClient('Meta', this.config.metasrv.addr, { credentials: this.peerCredentials });
+    // A heartbeat's attempt at one metasrv gets half its budget, so an unreachable (black-holed)
+    // former leader leaves time to find the new one within the same beat.
+    this.metaChannel = new MetaChannel(this.config.metasrv.addrs, { credentials: this.peerCredentials }, {
+      clock: this.clock,
+      attemptTimeoutMs: Math.max(1, Math.floor(this.heartbeatTimeoutMs() / 2)),
+    });
     this.heartbeatTimer = this.clock.setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
     void this.heartbeatOnce();
     this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
@@ -280,6 +287,9 @@ export class Datanode implements DatabaseHost {
     if (this.stopping) return;
     this.stopping = true;
     this.heartbeatTimer?.cancel();
+    // Closed first: a beat still looking for a metasrv leader gives up now instead of retrying
+    // until its deadline (heartbeat.interval_ms), which stop() would otherwise wait out.
+    this.metaChannel?.close();
     await this.heartbeating;
     await this.instructionQueue; // instructions must not run against a closed WAL (later ones see `stopping`)
     this.flusher?.stop();
@@ -288,7 +298,6 @@ export class Datanode implements DatabaseHost {
     await this.grpcServer?.stop();
     this.database?.close();
     await this.httpServer?.stop();
-    this.metaClient?.close();
     await this.wal?.close();
     this.security?.close();
     this.nodeMetrics.close();
@@ -645,35 +654,43 @@ export class Datanode implements DatabaseHost {
   private heartbeatPhase = 'idle';
   private readonly heartbeatLogs = new LogLimiter(10_000);
 
+  /** The budget of one registration or heartbeat call, every metasrv address tried included. */
+  private heartbeatTimeoutMs(): number {
+    return Math.max(500, this.config.heartbeat.interval_ms);
+  }
+
   private async heartbeat(): Promise<void> {
-    if (this.stopping || !this.metaClient) return;
-    const timeoutMs = Math.max(500, this.config.heartbeat.interval_ms);
+    if (this.stopping || !this.metaChannel) return;
+    const timeoutMs = this.heartbeatTimeoutMs();
     try {
       if (!this.registered) {
         this.heartbeatPhase = 'register';
-        const res = await call<RegisterNodeResponse__Output>(
-          this.metaClient,
+        const res = await this.metaChannel.call<RegisterNodeResponse__Output>(
           'RegisterNode',
           { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}`, store_id: this.storeId },
           timeoutMs,
+          { idempotent: true },
         );
+        // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
+        if (!this.admitEpoch(res.metasrv_epoch)) return;
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
         this.heartbeatPhase = 'opening regions after registration';
         for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
         this.registered = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
       }
       this.heartbeatPhase = 'heartbeat call';
-      const res = await call<HeartbeatResponse__Output>(
-        this.metaClient,
+      const res = await this.metaChannel.call<HeartbeatResponse__Output>(
         'Heartbeat',
         { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
         timeoutMs,
+        { idempotent: true },
       );
       if (this.admitEpoch(res.metasrv_epoch)) for (const ins of res.instructions) this.enqueueInstruction(ins);
       const replicas = this.regionServer.allReplicas();
       this.metrics.replicas.set(replicas.length);
       this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
     } catch (err) {
+      if (this.stopping) return; // the channel was closed by stop(): not the metasrv's failure
       // A metasrv that does not know this node (its catalog was lost or restored from an older
       // copy) gets a registration on the next beat.
       if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
@@ -728,10 +745,10 @@ export class Datanode implements DatabaseHost {
     }
   }
 
-  /** Describe a table via the metasrv (DDL and routes live there). */
-  async metaCall<Res>(method: string, request: unknown, timeoutMs = 10_000): Promise<Res> {
-    if (!this.metaClient) throw new RegionDbError(ErrorCode.Unavailable, 'metasrv client not started');
-    return call<Res>(this.metaClient, method, request, timeoutMs);
+  /** A call to the metasrv's leader (DDL and routes live there); see MetaCallOptions for `idempotent`. */
+  async metaCall<Res>(method: string, request: unknown, options: MetaCallOptions & { readonly timeoutMs?: number }): Promise<Res> {
+    if (!this.metaChannel) throw new RegionDbError(ErrorCode.Unavailable, 'metasrv client not started');
+    return this.metaChannel.call<Res>(method, request, options.timeoutMs ?? 10_000, options);
   }
 
   schemaProto(schema: TableSchema): ProtoTableSchema {

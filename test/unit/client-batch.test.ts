@@ -77,7 +77,7 @@ describe('client: the Database.Batch stream', () => {
     for (const s of servers) s.forceShutdown();
   });
 
-  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number; clientId?: string; addr?: string } = {}): Promise<RegionDbClient> {
+  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number; clientId?: string; addr?: string | readonly string[] } = {}): Promise<RegionDbClient> {
     let addr = options.addr;
     if (!addr) {
       const started = await startServer(script);

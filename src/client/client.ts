@@ -22,9 +22,12 @@ import type {
   GetResponse__Output,
   GetRoutesResponse__Output,
   ListNodesResponse__Output,
+  AddMetaMemberResponse__Output,
   MetaCreateTableResponse__Output,
   MetaDropTableResponse__Output,
+  MetaGroupInfo__Output,
   RecoverTableResponse__Output,
+  RemoveMetaMemberResponse__Output,
   RecoveredRegion__Output,
   ReplicaStat__Output,
   ScanRequest,
@@ -295,6 +298,30 @@ export class RegionDbClient {
   }
 
   /** Starts an operator procedure on the metasrv (transfer-leader, balance-leaders, drain-node). */
+  /**
+   * Adds a metasrv to the metasrv group (docs/metasrv-ha.md): its address is committed, it joins
+   * as a learner, catches up and is promoted. Not idempotent in transit: an unknown outcome is
+   * reported as such (call again: adding a voter already present at that address is a no-op).
+   */
+  async addMetaMember(id: number, addr: string): Promise<MetaGroupInfo__Output> {
+    try {
+      const res = await this.meta.call<AddMetaMemberResponse__Output>('AddMetaMember', { id: String(id), addr }, Math.max(this.deadlineMs, 40_000), { idempotent: false });
+      return res.group!;
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  /** Removes a metasrv from the metasrv group; stop its process afterwards. */
+  async removeMetaMember(id: number): Promise<MetaGroupInfo__Output> {
+    try {
+      const res = await this.meta.call<RemoveMetaMemberResponse__Output>('RemoveMetaMember', { id: String(id) }, this.deadlineMs, { idempotent: false });
+      return res.group!;
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
   async startProcedure(kind: string, options: { regionId?: string; nodeId?: number } = {}): Promise<string> {
     try {
       const res = await this.meta.call<StartProcedureResponse__Output>(

@@ -6,13 +6,16 @@ import { Command, Option } from 'commander';
 import { toJepsenEdn } from '../check/edn.js';
 import { parseHistory } from '../check/history.js';
 import { RegionDbClient, type ReplicaStatus } from '../client/client.js';
-import type { ListNodesResponse__Output } from '../rpc/generated/index.js';
+import type { ListNodesResponse__Output, MetaGroupInfo__Output } from '../rpc/generated/index.js';
 import { datanodeConfigSchema, loadConfig, metasrvConfigSchema } from '../common/config.js';
-import { isRegionDbError } from '../common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { type LogFormat, createLogger } from '../common/logger.js';
 import { Datanode } from '../datanode/datanode.js';
 import type { Row, Value } from '../engine/schema.js';
+import { newestCatalogBackup } from '../metasrv/catalog-backup.js';
+import { seedGroup } from '../metasrv/meta-group.js';
 import { Metasrv } from '../metasrv/metasrv.js';
+import { createObjectStore } from '../object-store/index.js';
 import { coerceValue } from '../rpc/values.js';
 import { registerBrCommand } from './br.js';
 import { STOP_ON_STDIN_EOF_ENV } from './supervision.js';
@@ -461,6 +464,59 @@ program
   .description('move every leadership and replica off a datanode before maintenance')
   .action(async (node: string) => {
     await withClient(async (c) => `started ${await c.startProcedure('drain-node', { nodeId: intArg(node) })}; see regiondb status`);
+  });
+
+// ─── The metasrv group (docs/metasrv-ha.md) ───────────────────────────────────────────────────
+
+const meta = program.command('meta').description('the metasrv group: add or remove a member, or start a group again from a catalog copy');
+
+const renderGroup = (g: MetaGroupInfo__Output) =>
+  [
+    `metasrv group: leader ${g.leader_id}, term ${g.term}, commit ${g.commit_index}, applied ${g.applied_index}`,
+    renderTable(
+      ['MEMBER', 'ADDR', 'ROLE', 'MATCH'],
+      g.members.map((m) => [m.id, m.addr, m.role, m.match_index]),
+    ),
+  ].join('\n');
+
+meta
+  .command('add-member <id> <addr>')
+  .description('add a metasrv (started first with [meta_group] id = <id> and join = true): it joins as a learner, catches up and becomes a voter')
+  .action(async (id: string, addr: string) => {
+    await withClient(async (c) => renderGroup(await c.addMetaMember(intArg(id), addr)));
+  });
+
+meta
+  .command('remove-member <id>')
+  .description('remove a metasrv from the group (then stop its process); one member at a time')
+  .action(async (id: string) => {
+    await withClient(async (c) => renderGroup(await c.removeMetaMember(intArg(id))));
+  });
+
+meta
+  .command('seed')
+  .description(
+    "after a majority of the metasrv group is lost: write the newest catalog copy from the object store ([storage] of the config) into this member's EMPTY data dir as a one-member group; start it, then add the others back with add-member (new ids, empty data dirs, join = true)",
+  )
+  .requiredOption('-c, --config <file>', "the new member's metasrv TOML config (with [meta_group] and [storage])")
+  .action(async (opts: { config: string }) => {
+    try {
+      const config = loadConfig(metasrvConfigSchema, opts.config);
+      if (!config.meta_group) throw new RegionDbError(ErrorCode.Config, `${opts.config} has no [meta_group]: seed is for a member of a metasrv group`);
+      if (!config.storage) throw new RegionDbError(ErrorCode.Config, `${opts.config} has no [storage]: the catalog copies are in the object store it names`);
+      const self = config.meta_group.members[String(config.meta_group.id)];
+      if (!self) throw new RegionDbError(ErrorCode.Config, `meta_group.members of ${opts.config} does not list this member (${config.meta_group.id})`);
+      const copy = await newestCatalogBackup(createObjectStore(config.storage), config.cluster_id);
+      if (!copy) throw new RegionDbError(ErrorCode.NotFound, `no catalog copy (meta/catalog-*) of cluster ${config.cluster_id} in the object store`);
+      await seedGroup(config.node.data_dir, config.meta_group.id, self, copy.bytes, createLogger({ name: 'meta-seed', level: 'warn' }));
+      const tables = Object.keys(copy.catalog.tables).length;
+      process.stdout.write(
+        `seeded ${config.node.data_dir} with ${copy.key} (${tables} tables${copy.skipped.length ? `; skipped damaged copies: ${copy.skipped.join('; ')}` : ''}). Start this metasrv with members = { ${config.meta_group.id} = "${self}" } only; it elects itself; then add the others with regiondb meta add-member.\n`,
+      );
+    } catch (err) {
+      process.stderr.write(`regiondb meta seed: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
   });
 
 registerCertsCommand(program);

@@ -90,7 +90,11 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
     for (const r of rows) acked.set(keyOf(r), r);
   });
 
-  after(async () => cluster.stop());
+  let failed = false;
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+  after(async () => cluster.stop({ keepData: failed }));
 
   it('(a) idle: the next leader serves DDL and status (with a higher term), and the killed member rejoins as a follower', async () => {
     const before = await status();
@@ -110,22 +114,33 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
     await expectPlacementsSound(await status());
   });
 
-  it('(b) in the middle of a region-failover after a datanode kill: the failover completes under the next leader, every region writable', async () => {
-    // Kill the datanode that leads the most regions, so the failover has work to do.
+  it('(b) in the middle of a region-failover after datanode kills: the failover completes under the next leader, every region writable', async () => {
+    // Two datanodes down: regions with replicas on both have no live quorum, so the failover
+    // waits for them (it cannot finish before the metasrv leader is killed); then one comes back.
     const counts = await Promise.all([0, 1, 2, 3].map(async (i) => (await cluster.status(i)).replicas.filter((r) => r.role === 'leader').length));
     deadDatanode = counts.indexOf(Math.max(...counts));
+    const back = (deadDatanode + 1) % 4;
     await cluster.killDatanode(deadDatanode);
-    const inFlight = await waitUntil('a region-failover procedure', 30_000, async () => (await status()).procedures.find((p) => p.kind === 'region-failover' && p.status === 'running'));
+    await cluster.killDatanode(back);
+    const inFlight = await waitUntil('a region-failover procedure waiting for leaderless regions', 30_000, async () =>
+      (await status()).procedures.find((p) => p.kind === 'region-failover' && p.status === 'running'),
+    );
     const killed = await killLeader();
-    process.stdout.write(`      during ${inFlight.id} at step ${inFlight.step}\n`);
-    const done = await waitUntil(`${inFlight.id} finished under the next leader`, 60_000, async () => {
-      const s = await status();
-      const p = s.procedures.find((x) => x.id === inFlight.id);
-      return p && p.status !== 'running' ? p : undefined;
-    });
-    expect(done.status, `${inFlight.id}: ${done.error}`).to.equal('done');
-    await writeEveryRegion(TABLE, schema);
-    await cluster.startMetasrvMember(killed);
+    try {
+      process.stdout.write(`      during ${inFlight.id} (${inFlight.description}) at step ${inFlight.step}\n`);
+      await sleep(1000);
+      await cluster.startDatanode(back);
+      const settled = await waitUntil('every region-failover finished under the next leader', 60_000, async () => {
+        const s = await status();
+        return s.procedures.some((p) => p.kind === 'region-failover' && p.status === 'running') ? undefined : s;
+      });
+      const done = settled.procedures.find((x) => x.id === inFlight.id);
+      expect(done?.status, `${inFlight.id}: ${done?.error}`).to.equal('done');
+      expect(settled.procedures.filter((p) => p.kind === 'region-failover' && p.status === 'failed').map((p) => p.error), 'no failover failed').to.deep.equal([]);
+      await writeEveryRegion(TABLE, schema);
+    } finally {
+      await cluster.startMetasrvMember(killed);
+    }
   });
 
   it('(c) in the middle of a repair-replica (the datanode stays down): the repair completes under the next leader; 3 replicas per region on live nodes, none duplicated', async () => {
@@ -134,19 +149,22 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
       (await status()).procedures.find((p) => p.kind === 'repair-replica' && p.status === 'running' && p.step !== 'allocate'),
     );
     const killed = await killLeader();
-    process.stdout.write(`      during ${inFlight.id} at step ${inFlight.step}\n`);
-    const repaired = await waitUntil('every region on 3 healthy live replicas, no repair running', 90_000, async () => {
-      const s = await status();
-      const ok = s.region_infos.every((r) => r.health === 'healthy' && r.route.peers.length === 3 && !r.route.peers.some((p) => p.node_id === deadNode));
-      return ok && !s.procedures.some((p) => p.kind === 'repair-replica' && p.status === 'running') ? s : undefined;
-    });
-    const resumed = repaired.procedures.find((p) => p.id === inFlight.id);
-    expect(resumed?.status, `${inFlight.id} finished under the next leader`).to.equal('done');
-    expect(repaired.procedures.filter((p) => p.status === 'failed').map((p) => `${p.id}: ${p.error}`), 'no procedure failed').to.deep.equal([]);
-    await expectPlacementsSound(repaired);
-    await writeEveryRegion(TABLE, schema);
-    await expectAllRows();
-    await cluster.startMetasrvMember(killed);
+    try {
+      process.stdout.write(`      during ${inFlight.id} at step ${inFlight.step}\n`);
+      const repaired = await waitUntil('every region on 3 healthy live replicas, no repair running', 90_000, async () => {
+        const s = await status();
+        const ok = s.region_infos.every((r) => r.health === 'healthy' && r.route.peers.length === 3 && !r.route.peers.some((p) => p.node_id === deadNode));
+        return ok && !s.procedures.some((p) => p.kind === 'repair-replica' && p.status === 'running') ? s : undefined;
+      });
+      const resumed = repaired.procedures.find((p) => p.id === inFlight.id);
+      expect(resumed?.status, `${inFlight.id} finished under the next leader`).to.equal('done');
+      expect(repaired.procedures.filter((p) => p.status === 'failed').map((p) => `${p.id}: ${p.error}`), 'no procedure failed').to.deep.equal([]);
+      await expectPlacementsSound(repaired);
+      await writeEveryRegion(TABLE, schema);
+      await expectAllRows();
+    } finally {
+      await cluster.startMetasrvMember(killed);
+    }
   });
 
   it('(d) during CreateTable: the table exists once, every region placed on 3 nodes, opened and writable; DDL answers again', async () => {

@@ -20,8 +20,12 @@ export const regionFailover: ProcedureDefinition<'region-failover'> = {
       const leaderless: string[] = [];
       for (const region of Object.values(ctx.catalog.regions)) {
         if (!region.replicas.some((p) => p.nodeId === failed)) continue;
+        // Any live leader will do, on the failed node too once it is back: leaderOf trusts only
+        // the reports of nodes alive now, so a restarted node's fresh report counts (finding M8
+        // in docs/correctness.md: waiting for a leader elsewhere failed the procedure after
+        // GIVE_UP_MS while the region was served).
         const leader = ctx.leaderOf(region);
-        if (leader && leader.nodeId !== failed && ctx.isAlive(leader.nodeId)) {
+        if (leader && ctx.isAlive(leader.nodeId)) {
           region.leaderNodeId = leader.nodeId; // routes follow at once
           continue;
         }

@@ -22,6 +22,17 @@ describe('region-failover / ensure-leaders', () => {
     expect(f.sent).to.deep.equal([]);
   });
 
+  it('success: the failed node came back and its replica leads again (its fresh reports count): done, not failed after the give-up time', () => {
+    const { f, id, record } = leaderDown();
+    f.step(id);
+    expect(record().status, 'leaderless while node 2 is down').to.equal('running');
+    f.alive.add(2); // restarted: heartbeating again
+    f.report(2, replica(2, { role: 'leader', term: 4 }));
+    f.step(id);
+    expect(record().status).to.equal('done');
+    expect(f.region().leaderNodeId).to.equal(2);
+  });
+
   it('retryable: while leaderless it waits, then asks the most up-to-date live replica to campaign, at most once per re-send interval', () => {
     const { f, id, record } = leaderDown();
     f.report(3, replica(3, { appliedIndex: 60 }));

@@ -188,7 +188,10 @@ export class RegionDbClient {
     }));
     try {
       // The column types and semantics as the caller spelled them: the metasrv validates them.
-      const res = await this.meta.call<MetaCreateTableResponse__Output>('CreateTable', { name, columns: protoColumns, region_count: regionCount }, this.deadlineMs, { idempotent: false });
+      // The request token makes the call safe to send again (another metasrv, a dropped
+      // connection): a retry of a CreateTable that did create the table is answered with it.
+      const request = { name, columns: protoColumns, region_count: regionCount, request_token: `${this.clientId}:${randomUUID()}` };
+      const res = await this.meta.call<MetaCreateTableResponse__Output>('CreateTable', request, this.deadlineMs, { idempotent: true });
       this.tables.delete(name);
       return fromProtoSchema(res.table);
     } catch (err) {

@@ -79,6 +79,8 @@ export interface CatalogState {
    * they are reported. A region this catalog never knew is left alone (reconcile.ts R1).
    */
   droppedRegions?: Record<string, number>;
+  /** The request token each table was created with (MetaCreateTableRequest.request_token), if any: a retry with it is answered with the table. */
+  createTokens?: Record<string, string>;
 }
 
 export const REPLICATION_FACTOR = 3;
@@ -171,6 +173,7 @@ export function dropTable(catalog: CatalogState, tableName: string, nowMs: numbe
     catalog.droppedRegions[r.regionId] = nowMs;
   }
   delete catalog.tables[tableName];
+  if (catalog.createTokens) delete catalog.createTokens[tableName];
   catalog.version++;
   return regions;
 }

@@ -819,6 +819,11 @@ export class Metasrv {
     const columns = fromProtoColumns(req.columns);
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
+    const token = str(req.request_token ?? '', 'request_token', 128);
+    if (token !== '' && this.catalog.tables[name] && this.catalog.createTokens?.[name] === token) {
+      // A retry of a CreateTable that did create the table (its first answer was lost).
+      return { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
+    }
     const quietMs = this.startupQuietMs();
     if (quietMs > 0 && this.group) await this.waitForReports(quietMs);
     else if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
@@ -827,6 +832,7 @@ export class Metasrv {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
+    if (token !== '') this.catalog.createTokens = { ...this.catalog.createTokens, [name]: token };
     await this.save();
     // Open the replicas now (the heartbeat reconciliation would also do it, within a beat).
     await Promise.all(

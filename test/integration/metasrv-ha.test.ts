@@ -99,14 +99,17 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
   it('(a) idle: the next leader serves DDL and status (with a higher term), and the killed member rejoins as a follower', async () => {
     const before = await status();
     const killed = await killLeader();
-    const t0 = Date.now();
-    const created = await client.createTable('after_a', COLUMNS, 2);
-    process.stdout.write(`      DDL served again ${Date.now() - t0} ms after the kill\n`);
-    const after = await status();
-    expect(Number(after.meta_group.term), 'a new term').to.be.greaterThan(Number(before.meta_group.term));
-    expect(after.meta_group.answered_by).to.not.equal(String(killed + 1));
-    await writeEveryRegion('after_a', created);
-    await cluster.startMetasrvMember(killed);
+    try {
+      const t0 = Date.now();
+      const created = await client.createTable('after_a', COLUMNS, 2);
+      process.stdout.write(`      DDL served again ${Date.now() - t0} ms after the kill\n`);
+      const after = await status();
+      expect(Number(after.meta_group.term), 'a new term').to.be.greaterThan(Number(before.meta_group.term));
+      expect(after.meta_group.answered_by).to.not.equal(String(killed + 1));
+      await writeEveryRegion('after_a', created);
+    } finally {
+      await cluster.startMetasrvMember(killed);
+    }
     await waitUntil(`metasrv${killed + 1} back as a follower`, 20_000, async () => {
       const s = await status();
       return s.meta_group.members.length === 3 && s.meta_group.members.every((m) => m.role === 'leader' || m.role === 'follower') ? s : undefined;
@@ -175,30 +178,33 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
     );
     await sleep(30); // the request is on its way or being saved
     await cluster.killMetasrvMember(leader);
-    const first = await creating;
-    if ('err' in first) {
-      // The outcome of a DDL cut by its metasrv's death is unknown, never "failed".
-      const code = isRegionDbError(first.err) ? first.err.code : String(first.err);
-      expect([ErrorCode.Unavailable, ErrorCode.DeadlineExceeded, ErrorCode.NotLeader], `CreateTable cut by the kill answered ${code}`).to.include(code);
-    }
-    // Asking again settles it: created now, or it already exists (the first one committed).
-    let table: TableSchema | undefined = 'ok' in first ? first.ok : undefined;
-    if (!table) {
-      table = await client.createTable('during_d', COLUMNS, 4).catch(async (err: unknown) => {
-        if (isRegionDbError(err) && err.code === ErrorCode.AlreadyExists) return (await client.describe('during_d', true)).schema;
-        throw err;
+    try {
+      const first = await creating;
+      if ('err' in first) {
+        // The outcome of a DDL cut by its metasrv's death is unknown, never "failed".
+        const code = isRegionDbError(first.err) ? first.err.code : String(first.err);
+        expect([ErrorCode.Unavailable, ErrorCode.DeadlineExceeded, ErrorCode.NotLeader], `CreateTable cut by the kill answered ${code}`).to.include(code);
+      }
+      // Asking again settles it: created now, or it already exists (the first one committed).
+      let table: TableSchema | undefined = 'ok' in first ? first.ok : undefined;
+      if (!table) {
+        table = await client.createTable('during_d', COLUMNS, 4).catch(async (err: unknown) => {
+          if (isRegionDbError(err) && err.code === ErrorCode.AlreadyExists) return (await client.describe('during_d', true)).schema;
+          throw err;
+        });
+      }
+      expect(table.regionCount).to.equal(4);
+      const s = await waitUntil('every region of during_d healthy', 60_000, async () => {
+        const st = await status();
+        const regions = st.region_infos.filter((r) => r.route.table === 'during_d');
+        return regions.length === 4 && regions.every((r) => r.health === 'healthy') ? st : undefined;
       });
+      expect(s.region_infos.filter((r) => r.route.table === 'during_d').length, 'the table exists once').to.equal(4);
+      await writeEveryRegion('during_d', table);
+      await expectPlacementsSound(s);
+    } finally {
+      await cluster.startMetasrvMember(leader);
     }
-    expect(table.regionCount).to.equal(4);
-    const s = await waitUntil('every region of during_d healthy', 60_000, async () => {
-      const st = await status();
-      const regions = st.region_infos.filter((r) => r.route.table === 'during_d');
-      return regions.length === 4 && regions.every((r) => r.health === 'healthy') ? st : undefined;
-    });
-    expect(s.region_infos.filter((r) => r.route.table === 'during_d').length, 'the table exists once').to.equal(4);
-    await writeEveryRegion('during_d', table);
-    await expectPlacementsSound(s);
-    await cluster.startMetasrvMember(leader);
     await expectAllRows();
   });
 });

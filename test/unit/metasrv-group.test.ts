@@ -271,6 +271,34 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
     expect(routes.routes.map((r) => r.region_id)).to.deep.equal(t1.routes.map((r) => r.region_id));
   });
 
+  it('CreateTable with a request token is safe to send again: the retry is answered with the table it created; another token gets ALREADY_EXISTS', async () => {
+    const { addr } = await actingLeader();
+    await registerAll(addr);
+    beatTo(() => addr);
+    const request = (token: string) => ({
+      name: 'tok',
+      columns: [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ],
+      region_count: 2,
+      request_token: token,
+    });
+    const first = await call<{ routes: Route[] }>(client(addr), 'CreateTable', request('token-1'), 20_000);
+    const again = await call<{ routes: Route[] }>(client(addr), 'CreateTable', request('token-1'), 20_000);
+    expect(again.routes.map((r) => r.region_id)).to.deep.equal(first.routes.map((r) => r.region_id));
+    const other = await call(client(addr), 'CreateTable', request('token-2'), 20_000).then(
+      () => undefined,
+      (e: unknown) => fromGrpcError(e).code,
+    );
+    expect(other).to.equal(ErrorCode.AlreadyExists);
+    const untokened = await call(client(addr), 'CreateTable', request(''), 20_000).then(
+      () => undefined,
+      (e: unknown) => fromGrpcError(e).code,
+    );
+    expect(untokened).to.equal(ErrorCode.AlreadyExists);
+  });
+
   it('with a majority down the remaining member does not act: DDL and heartbeats are refused, never answered from a stale catalog', async () => {
     const first = await actingLeader();
     const others = [1, 2, 3].filter((id) => String(id) !== first.info.answered_by);

@@ -1025,9 +1025,21 @@ export class ClusterSim {
     return false;
   }
 
-  /** No replica of the region is lost or about to be found lost: a new destructive fault may hit it. */
+  /**
+   * A new destructive fault may hit the region: no replica is lost or about to be found lost,
+   * and every replica runs and has applied the membership the harness placed. The last part
+   * matters right after a repair: the leader applies the removal of the old peer before the
+   * followers learn that it committed, and if the leader's replica is lost then, the two left
+   * still count four voters, two of them gone, and can never elect (docs/simulation.md).
+   */
   private regionWhole(regionId: string): boolean {
-    return !this.repairs.has(regionId) && ![...this.nodes.values()].some((n) => n.pendingWipe || n.pendingDamage.has(regionId));
+    if (this.repairs.has(regionId)) return false;
+    const placed = [...this.placements.get(regionId)!.values()].map((p) => p.peerId).sort((a, b) => a - b);
+    return [...this.nodes.values()].every((n) => {
+      const conf = n.server?.replica(regionId)?.raft.confState();
+      const voters = conf ? [...conf.voters].sort((a, b) => a - b) : [];
+      return !n.pendingWipe && !n.pendingDamage.has(regionId) && conf !== undefined && conf.learners.length === 0 && voters.join() === placed.join();
+    });
   }
 
   /**

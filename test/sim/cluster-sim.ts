@@ -23,7 +23,7 @@
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
-import { SeededRand } from '../../src/common/rand.js';
+import { type Rand, SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
@@ -33,14 +33,17 @@ import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datano
 import { SstReaders } from '../../src/datanode/sst-readers.js';
 import type { Clock } from '../../src/common/clock.js';
 import { CommandKind, decodeCommand, encodeCommand } from '../../src/engine/command.js';
+import type { RegionDamage } from '../../src/wal/log-engine.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
 import { decodeManifest, manifestPrefix, parseReplicaSnapshotKey, replicaSnapshotPrefix } from '../../src/engine/manifest.js';
 import { type ApplyResult, RegionState } from '../../src/engine/region-state.js';
 import type { TableSchema } from '../../src/engine/schema.js';
+import { ConfChangeType } from '../../src/raft/confchange.js';
 import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
 import { messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
-import { Incarnation, SimDisk, SimNetwork, SimScheduler } from './sim-world.js';
+import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 
 const enc = new TextEncoder();
@@ -131,10 +134,44 @@ export interface ClusterSimOptions {
    * unknown (docs/correctness.md 8c, the rule src/client/client.ts fixed). This switches the
    * simulator's model of that rule, not client.ts itself: it shows the checkers see the bug.
    */
-  clientBug?: 'refusal-after-unknown';
+  clientBug?: 'refusal-after-unknown' | 'ids-restart-at-one';
+  /**
+   * Faults of the third slice (docs/simulation.md), none by default so that the seeds quoted
+   * there replay as before. `corrupt`: a byte flipped in a durable WAL entry of one replica (its
+   * node down; found when it restarts); `wipe`: a node restarts on an empty disk with its node
+   * id. Both leave the region one replica short until the harness replaces it under a fresh
+   * peer id, as the metasrv's repair-replica does; a new one is injected only while every
+   * region is whole. `clock` (engine mode): a node's wall clock steps forward or back.
+   * `clients` (engine mode): writes with no request id, and client processes that restart with
+   * their client id.
+   */
+  faults?: readonly ExtraFault[];
+  /**
+   * Test-only, with `corrupt`: the WAL's open before findings 3a/3b (src/wal/wal.ts before
+   * 7ec6b49), in a SimDisk subclass. `cut-damaged-tail` (3a): a damaged last record is taken
+   * for a torn write, cut, and the commit index lowered to match; the region opens without it.
+   * `refuse-node` (3b): a damaged record in any region refuses the whole node's start.
+   */
+  walBug?: 'cut-damaged-tail' | 'refuse-node';
+  /**
+   * Test-only, with `wipe`: the node on an empty disk is opened under its old peer ids, as
+   * before finding 1's fix (a datanode on a wiped data dir reopened its regions at term 0).
+   */
+  wipeBug?: 'reopen-as-old-peer';
+  /**
+   * Test-only, engine mode: dedup before 0090f8f, as a wrapper of RegionState.apply.
+   * `id-zero-deduplicated` (7a): request id 0 is remembered like any id, so every later write
+   * of the client without an id gets the first one's answer and is never applied.
+   * `id-trusted-without-command` (7b): a (client, request id) seen before answers with its first
+   * result whatever the command.
+   */
+  dedupBug?: 'id-zero-deduplicated' | 'id-trusted-without-command';
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
+
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients';
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients'];
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -157,6 +194,8 @@ export interface ClusterSimResult {
   reasons: [string, number][];
   /** Engine mode: what the flushers did in the object store. */
   engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number; retries: number };
+  /** The third slice's faults that took effect, and the replicas replaced after them. */
+  storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number };
 }
 
 export class ClusterSimViolation extends Error {
@@ -215,6 +254,12 @@ const ENGINE_TUNING: RaftTuning = { ...TUNING, applyRetry: { backoffMsMin: 20, b
 /** Attempts of one write in engine mode (the first and its retries, all within the op timeout). */
 const ENGINE_ATTEMPTS_MAX = 4;
 const ENGINE_RETRY_PAUSE_MS = 20;
+/** The harness's repair: how often it looks, how long a proposed membership change is given, how far behind a learner may be promoted (the metasrv's CATCH_UP_SLACK). */
+const REPAIR_CHECK_MS = 25;
+const REPAIR_PROPOSAL_PAUSE_MS = 100;
+const REPAIR_CATCH_UP_SLACK = 16;
+/** Request ids per millisecond of the client library's rule (src/client/client.ts: ids start from the wall clock). */
+const CLIENT_REQUEST_IDS_PER_MS = 1000;
 const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} };
 
 /** GC without G3 and without what snapshots name (test-only; see ClusterSimOptions.gcBug). */
@@ -222,6 +267,74 @@ class GcIgnoresSnapshotsFlusher extends Flusher {
   protected override decideSstGc(input: SstGcInput): SstGcDecision {
     return super.decideSstGc({ ...input, replicasSnapshotIndex: Number.POSITIVE_INFINITY, namedBySnapshots: new Set() });
   }
+}
+
+/**
+ * The WAL's open before finding 3a's fix (test-only; ClusterSimOptions.walBug): a damaged record
+ * at the end of a region's log was taken for a torn write and cut, and the commit index was
+ * lowered to the new last entry; the region then opened as if nothing had happened. A damaged
+ * record before the end is reported as today.
+ */
+class CutDamagedTailDisk extends SimDisk {
+  override recover(): RegionDamage[] {
+    for (const [regionId, index] of [...this.flipped]) {
+      const store = this.stores.get(regionId)!;
+      if (index !== store.lastIndex()) continue;
+      const first = firstLiveIndex(store);
+      const hardState = store.initialState().hardState;
+      const cut = { ...hardState, commit: Math.min(hardState.commit, index - 1) };
+      this.stores.set(
+        regionId,
+        MemoryStorage.restore({
+          snapshot: store.snapshot(),
+          truncated: { index: first - 1, term: store.term(first - 1) },
+          entries: index > first ? store.entries(first, index, Number.POSITIVE_INFINITY) : [],
+          hardState: cut,
+        }),
+      );
+      this.durable.set(regionId, cut);
+      this.flipped.delete(regionId);
+    }
+    return super.recover();
+  }
+}
+
+/** The WAL's open before finding 3b's fix (test-only): damage in any region refuses the node. */
+class RefuseNodeDisk extends SimDisk {
+  override recover(): RegionDamage[] {
+    const damage = super.recover();
+    if (damage.length > 0) throw new Error(`WAL corruption: ${damage[0]!.reason}; the datanode refuses to start`);
+    return damage;
+  }
+}
+
+/** The request id a client without ids was remembered under by the planted 7a (any id > 0 it never uses). */
+const RAW_REQUEST_ID = 1;
+
+/**
+ * Dedup before 0090f8f (test-only; ClusterSimOptions.dedupBug), wrapped around apply: the
+ * answer recorded for a (client, request id) is returned without looking at the command
+ * (7b), or request id 0 is remembered like any other id (7a). The entries live in RegionState's
+ * own table (read through a cast: the table is private), so they travel in manifests and
+ * snapshots exactly as the old code's did.
+ */
+function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['dedupBug']>): RegionState {
+  const apply = state.apply.bind(state);
+  const table = (state as unknown as { dedup: Map<string, { results: Map<number, { result: ApplyResult }> }> }).dedup;
+  state.apply = (index: number, data: Uint8Array, term?: number) => {
+    const cmd = decodeCommand(data);
+    if (cmd.kind !== 'write' && cmd.kind !== 'delete') return apply(index, data, term);
+    const zero = cmd.requestId === 0;
+    if (zero && bug !== 'id-zero-deduplicated') return apply(index, data, term);
+    const id = zero ? RAW_REQUEST_ID : cmd.requestId;
+    const previous = table.get(cmd.clientId)?.results.get(id);
+    if (previous) {
+      state.appliedIndex = index;
+      return previous.result;
+    }
+    return apply(index, zero ? encodeCommand({ ...cmd, requestId: id }) : data, term);
+  };
+  return state;
 }
 
 /**
@@ -249,6 +362,36 @@ interface SimNode {
   flusher: Flusher | undefined;
   /** When a crashed node restarts (set while down). */
   restartAt: number;
+  /** Its wall clock's step from virtual time (the `clock` fault); 0 unless stepped. */
+  wallOffsetMs: number;
+  /** Faults done to its disk while it was down, found when it starts: regions with a flipped byte, or the whole disk wiped. */
+  pendingDamage: Set<string>;
+  pendingWipe: boolean;
+}
+
+/** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
+interface Placement {
+  readonly peerId: number;
+  readonly storeId: number;
+  readonly bootstrap: boolean;
+}
+
+/**
+ * A replica lost to a storage fault (its log damaged, or its disk wiped) being replaced on its
+ * own node under a fresh peer id — what the metasrv's repair-replica does (src/metasrv/procedures/
+ * repair-replica.ts: clear-old, add-learner, catch-up, promote, remove-old), driven by the
+ * harness from the leader's applied membership, so a crash or a lost proposal only delays it.
+ */
+interface Repair {
+  readonly regionId: string;
+  readonly nodeId: number;
+  readonly oldPeerId: number;
+  readonly cause: 'damaged' | 'wiped';
+  newPeerId: number | undefined;
+  /** Virtual ms of the last membership change proposed (one at a time, retried after a pause). */
+  proposedAtMs: number;
+  /** The incarnation deleting the old replica's data, while it does (a crash ends it). */
+  clearingBy: Incarnation | undefined;
 }
 
 interface Client {
@@ -301,15 +444,37 @@ export class ClusterSim {
   private manifestsPut = 0;
   /** Engine mode: writes sent again with the same request id. */
   private retries = 0;
+  /** The third slice's faults (ClusterSimOptions.faults), and their own random stream (forked only when any is on). */
+  private readonly extra: ReadonlySet<ExtraFault>;
+  private readonly faultRand: Rand | undefined;
+  /** region → node → the peer it hosts there (the harness's catalog; replaced peers get fresh ids). */
+  private readonly placements = new Map<string, Map<number, Placement>>();
+  private nextPeerId: number;
+  /** Lost replicas being replaced, by region (at most one per region: faults wait until every region is whole). */
+  private readonly repairs = new Map<string, Repair>();
+  /** Replica failures a fault caused (`node/region/peer`): expected, not violations. */
+  private readonly expectedFailures = new Set<string>();
+  private readonly storageStats = { corruptions: 0, wipes: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0 };
 
   constructor(private readonly options: ClusterSimOptions) {
     this.rand = new SeededRand(options.seed);
     this.net = new SimNetwork(this.sched, this.rand.fork(), { delayMsMin: 1, delayMsMax: 12, dropChance: 0.03, dupChance: 0.02 }, (from, to, envelope) =>
       this.deliver(from, to, envelope),
     );
+    const Disk = { 'cut-damaged-tail': CutDamagedTailDisk, 'refuse-node': RefuseNodeDisk, none: SimDisk }[options.walBug ?? 'none'];
     for (let id = 1; id <= options.nodes; id++) {
-      const disk = new SimDisk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
-      const node: SimNode = { id, disk, incarnation: new Incarnation(id, 0), server: undefined, flusher: undefined, restartAt: 0 };
+      const disk = new Disk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
+      const node: SimNode = {
+        id,
+        disk,
+        incarnation: new Incarnation(id, 0),
+        server: undefined,
+        flusher: undefined,
+        restartAt: 0,
+        wallOffsetMs: 0,
+        pendingDamage: new Set(),
+        pendingWipe: false,
+      };
       disk.onSyncStart = () => this.maybeCrashDuringSync(node);
       this.nodes.set(id, node);
     }
@@ -328,6 +493,12 @@ export class ClusterSim {
         }
       };
     }
+    this.extra = new Set(options.faults ?? []);
+    // Forked after everything else, and only with a fault of the third slice on: without one,
+    // every earlier stream (and so every trace hash) stays what it was.
+    this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
+    for (const regionId of REGIONS) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
+    this.nextPeerId = options.nodes + 1;
   }
 
   private get engine(): boolean {
@@ -350,6 +521,7 @@ export class ClusterSim {
     // Client load and the nemesis, as events on the one scheduler.
     for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
     this.scheduleNemesis(100);
+    if (this.extra.has('corrupt') || this.extra.has('wipe')) this.scheduleRepairs();
     await this.sched.runUntil(faultMs, () => this.violation !== undefined);
     this.throwIfViolated();
 
@@ -367,6 +539,7 @@ export class ClusterSim {
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
     this.throwIfViolated();
+    await this.waitForRepairs(deadline);
     await this.finalReads(deadline);
     this.throwIfViolated();
     await this.checkConvergence(deadline);
@@ -387,6 +560,7 @@ export class ClusterSim {
       leaderTransfers: this.transfers,
       endMs: this.sched.now,
       reasons: [...this.reasons].sort((a, b) => b[1] - a[1]).slice(0, 6),
+      storage: { ...this.storageStats },
       ...(store
         ? {
             engine: {
@@ -432,23 +606,33 @@ export class ClusterSim {
     for (const node of this.nodes.values()) {
       const fatal = node.server?.fatalError();
       if (fatal) this.flag('node fatal', `n${node.id}'s ready loop stopped: ${fatal.message}`);
-      // Nothing here damages a log or loses an object, and no metasrv replaces a replica: a
-      // replica that failed (it could not load or apply) hit a bug.
-      const failed = node.server?.failedReplicas()[0];
+      // Only the `corrupt` fault damages a log (its failure is expected, and replaced by the
+      // harness), nothing loses an object: any other replica that failed (it could not load or
+      // apply) hit a bug.
+      const failed = node.server?.failedReplicas().find((f) => !this.expectedFailures.has(`${node.id}/${f.regionId}/${f.selfPeerId}`));
       if (failed) this.flag('replica failed', `n${node.id}'s replica of ${failed.regionId} failed at index ${failed.index}: ${failed.reason}`);
     }
     if (this.violation) throw this.violation;
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug, clientBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${hostBug ? `SIM_CLUSTER_HOST_BUG=${hostBug} ` : ''}${core.length > 0 ? `SIM_CLUSTER_CORE_BUG=${core.join(',')} ` : ''}${gcBug ? `SIM_CLUSTER_GC_BUG=${gcBug} ` : ''}${clientBug ? `SIM_CLUSTER_CLIENT_BUG=${clientBug} ` : ''}`;
+    const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
 
   private startNode(node: SimNode): void {
+    // What the WAL's open finds on the disk (damaged regions; a planted old rule may refuse the node).
+    let damage: RegionDamage[];
+    try {
+      damage = node.disk.recover();
+    } catch (err) {
+      this.record(`start n${node.id} refused: ${String(err).slice(0, 120)}`);
+      return;
+    }
     const inc = new Incarnation(node.id, ++this.incarnations);
     node.incarnation = inc;
     node.disk.owner = inc;
@@ -478,7 +662,8 @@ export class ClusterSim {
       // What a datanode builds at start (src/datanode/datanode.ts), on simulated storage and time.
       const store = this.objectStore!.viewFor(inc);
       const readers = new SstReaders(store, clock);
-      const wall: Clock = { nowMs: () => SIM_EPOCH_MS + this.sched.now };
+      // The node's wall clock: virtual time, plus the steps of the `clock` fault.
+      const wall: Clock = { nowMs: () => SIM_EPOCH_MS + this.sched.now + node.wallOffsetMs };
       const Host = planted ? plantedServer<RegionState, ApplyResult>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegionState, ApplyResult>;
       const engineServer: EngineServer = new Host(
         node.id,
@@ -487,7 +672,8 @@ export class ClusterSim {
         {
           create: (regionId, data) => {
             const state = data ? RegionState.deserialize(ENGINE_SCHEMA, data, regionId, readers, wall) : new RegionState(ENGINE_SCHEMA, regionId, readers, wall);
-            return this.watchApplies(state, node.id, regionId);
+            const dedupBug = this.options.dedupBug;
+            return this.watchApplies(dedupBug ? plantDedupBug(state, dedupBug) : state, node.id, regionId);
           },
         },
         ENGINE_TUNING,
@@ -507,9 +693,125 @@ export class ClusterSim {
     this.record(`start n${node.id} #${inc.number}`);
     server.start();
     node.flusher?.start();
-    const peers = [...this.nodes.keys()].map((id) => ({ peerId: id, nodeId: id }));
+    const wiped = node.pendingWipe;
+    node.pendingWipe = false;
+    node.pendingDamage.clear();
     for (const regionId of REGIONS) {
-      server.open({ regionId, selfPeerId: node.id, peers, bootstrap: true }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
+      const placement = this.placements.get(regionId)!.get(node.id);
+      const repair = this.repairs.get(regionId);
+      // A replica being replaced here is not opened under its old peer: the repair opens the new one.
+      if (!placement || (repair?.nodeId === node.id && repair.newPeerId === undefined)) continue;
+      if (placement.storeId !== node.disk.storeId && this.options.wipeBug === undefined) {
+        // A new store under a known node id (the datanode's store id, finding 1): its replicas
+        // are lost, never reopened under their old peer ids; the repair replaces them.
+        this.replicaLost(regionId, node.id, placement.peerId, 'wiped');
+        continue;
+      }
+      if (wiped) this.record(`n${node.id} ${regionId}: reopened as peer ${placement.peerId} on the wiped disk (planted ${this.options.wipeBug})`);
+      server.open({ regionId, selfPeerId: placement.peerId, peers: this.peersOf(regionId), bootstrap: placement.bootstrap }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
+      // The damage check runs before open's first await: a damaged region has failed by now.
+      const failure = server.failure(regionId);
+      if (failure && damage.some((d) => d.regionId === regionId) && failure.selfPeerId === placement.peerId) {
+        this.expectedFailures.add(`${node.id}/${regionId}/${placement.peerId}`);
+        this.replicaLost(regionId, node.id, placement.peerId, 'damaged');
+      }
+    }
+  }
+
+  /** The members of a region as the harness's catalog has them (what a replica is opened with). */
+  private peersOf(regionId: string): { peerId: number; nodeId: number }[] {
+    return [...this.placements.get(regionId)!].map(([nodeId, p]) => ({ peerId: p.peerId, nodeId }));
+  }
+
+  // ─── Repair: lost replicas replaced under fresh peer ids (the metasrv's repair-replica) ─────
+
+  private replicaLost(regionId: string, nodeId: number, peerId: number, cause: Repair['cause']): void {
+    this.record(`lost n${nodeId} ${regionId} peer ${peerId} (${cause})`);
+    if (this.repairs.has(regionId)) return;
+    this.repairs.set(regionId, { regionId, nodeId, oldPeerId: peerId, cause, newPeerId: undefined, proposedAtMs: Number.NEGATIVE_INFINITY, clearingBy: undefined });
+  }
+
+  private scheduleRepairs(): void {
+    this.sched.at(this.sched.now + REPAIR_CHECK_MS, () => {
+      for (const repair of [...this.repairs.values()]) this.repairStep(repair);
+      this.scheduleRepairs();
+    });
+  }
+
+  /**
+   * One step of a repair, decided from what is true now (so a crash, a leader change or a lost
+   * proposal only delays it): clear the old replica's data, allocate a fresh peer on the same
+   * node and open it, then on the region's leader add it as a learner, promote it once it has
+   * caught up, and remove the old peer.
+   */
+  private repairStep(r: Repair): void {
+    const node = this.nodes.get(r.nodeId)!;
+    const server = node.server;
+    if (!server || (r.clearingBy && !r.clearingBy.dead)) return;
+    if (r.newPeerId === undefined) {
+      if (node.disk.stores.has(r.regionId) || node.disk.damage(r.regionId)) {
+        const by = node.incarnation;
+        r.clearingBy = by;
+        this.record(`repair ${r.regionId} n${r.nodeId}: delete peer ${r.oldPeerId}'s data`);
+        server.close(r.regionId, true).then(
+          () => {
+            if (r.clearingBy === by) r.clearingBy = undefined;
+          },
+          (err: unknown) => this.flag('repair', `closing ${r.regionId} on n${r.nodeId} failed: ${String(err)}`),
+        );
+        return;
+      }
+      r.newPeerId = this.nextPeerId++;
+      this.placements.get(r.regionId)!.set(r.nodeId, { peerId: r.newPeerId, storeId: node.disk.storeId, bootstrap: false });
+      this.record(`repair ${r.regionId} n${r.nodeId}: peer ${r.newPeerId} replaces ${r.oldPeerId} (${r.cause})`);
+    }
+    const newPeerId = r.newPeerId;
+    if (!server.replica(r.regionId) && !server.failure(r.regionId)) {
+      server
+        .open({ regionId: r.regionId, selfPeerId: newPeerId, peers: this.peersOf(r.regionId), bootstrap: false })
+        .catch((err: unknown) => this.flag('open failed', `n${r.nodeId} ${r.regionId} peer ${newPeerId}: ${String(err)}`));
+    }
+    const leaderId = this.leaderOf(r.regionId);
+    const leaderServer = leaderId === undefined ? undefined : this.nodes.get(leaderId)!.server;
+    const leader = leaderServer?.replica(r.regionId);
+    if (!leaderServer || !leader || this.sched.now - r.proposedAtMs < REPAIR_PROPOSAL_PAUSE_MS) return;
+    const { voters, learners } = leader.raft.confState();
+    let change: { type: ConfChangeType; peerId: number; what: string };
+    if (!voters.includes(newPeerId) && !learners.includes(newPeerId)) {
+      change = { type: ConfChangeType.AddLearner, peerId: newPeerId, what: 'add learner' };
+    } else if (learners.includes(newPeerId)) {
+      const mine = server.replica(r.regionId);
+      if (!mine || mine.appliedIndex + REPAIR_CATCH_UP_SLACK < leader.raft.status().commit) return;
+      change = { type: ConfChangeType.AddVoter, peerId: newPeerId, what: 'promote' };
+    } else if (voters.includes(r.oldPeerId) || learners.includes(r.oldPeerId)) {
+      change = { type: ConfChangeType.RemoveNode, peerId: r.oldPeerId, what: 'remove' };
+    } else {
+      this.repairs.delete(r.regionId);
+      this.storageStats.repairs++;
+      this.record(`repair ${r.regionId} n${r.nodeId}: done, peer ${newPeerId} is a voter, ${r.oldPeerId} removed`);
+      return;
+    }
+    r.proposedAtMs = this.sched.now;
+    this.record(`repair ${r.regionId}: ${change.what} peer ${change.peerId} on n${leaderId}`);
+    try {
+      const context = change.type === ConfChangeType.RemoveNode ? '' : JSON.stringify({ nodeId: r.nodeId });
+      leaderServer.proposeConfChange(r.regionId, { type: change.type, nodeId: change.peerId, context }).catch(() => {
+        // Lost with its leader, or refused: the next step looks at the membership again.
+      });
+    } catch {
+      // Not the leader any more, or a membership change still pending: tried again later.
+    }
+  }
+
+  /** After healing: every lost replica is replaced within the liveness bound. */
+  private async waitForRepairs(deadline: number): Promise<void> {
+    while (this.repairs.size > 0) {
+      if (this.sched.now > deadline) {
+        const pending = [...this.repairs.values()].map((r) => `${r.regionId} n${r.nodeId} peer ${r.oldPeerId}->${r.newPeerId ?? '?'} (${r.cause})`);
+        this.fail('liveness', `lost replicas not replaced within ${this.options.livenessMs} ms after healing: ${pending.join(', ')} (${this.status()})`);
+      }
+      await this.sched.runUntil(this.sched.now + 10, () => this.violation !== undefined);
+      this.throwIfViolated();
     }
   }
 
@@ -606,7 +908,8 @@ export class ClusterSim {
       for (const regionId of REGIONS) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
-        const snap = node.disk.stores.get(regionId)?.snapshot();
+        // A damaged region's log is never loaded again (its data is deleted by the repair).
+        const snap = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId)?.snapshot();
         if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key) });
         }
@@ -655,6 +958,7 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
+    if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];
     const up = [...this.nodes.values()].filter((n) => n.server);
     const roll = this.rand.int(100);
@@ -703,6 +1007,85 @@ export class ClusterSim {
       this.record(`object-store outage ${ms}ms`);
     }
     // else: quiet
+  }
+
+  /** The third slice's faults (ClusterSimOptions.faults), drawn from their own stream; false when none was done. */
+  private extraFaultStep(rand: Rand): boolean {
+    const roll = rand.int(100);
+    if (roll < 6 && this.extra.has('corrupt')) return this.corruptRecord(rand);
+    if (roll >= 6 && roll < 10 && this.extra.has('wipe')) return this.wipeDisk(rand);
+    if (roll >= 10 && roll < 16 && this.extra.has('clock') && this.engine) {
+      const node = rand.pick([...this.nodes.values()]);
+      const stepMs = (rand.chance(0.5) ? 1 : -1) * (1_000 + rand.int(600_000));
+      node.wallOffsetMs += stepMs;
+      this.storageStats.clockSteps++;
+      this.record(`clock n${node.id} ${stepMs > 0 ? '+' : ''}${stepMs}ms`);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * A new destructive fault may hit the region: no replica is lost or about to be found lost,
+   * and every replica runs and has applied the membership the harness placed. The last part
+   * matters right after a repair: the leader applies the removal of the old peer before the
+   * followers learn that it committed, and if the leader's replica is lost then, the two left
+   * still count four voters, two of them gone, and can never elect (docs/simulation.md).
+   */
+  private regionWhole(regionId: string): boolean {
+    if (this.repairs.has(regionId)) return false;
+    const placed = [...this.placements.get(regionId)!.values()].map((p) => p.peerId).sort((a, b) => a - b);
+    return [...this.nodes.values()].every((n) => {
+      const conf = n.server?.replica(regionId)?.raft.confState();
+      const voters = conf ? [...conf.voters].sort((a, b) => a - b) : [];
+      return !n.pendingWipe && !n.pendingDamage.has(regionId) && conf !== undefined && conf.learners.length === 0 && voters.join() === placed.join();
+    });
+  }
+
+  /**
+   * A byte flipped in a durable entry record of one replica: its node is crashed (if up) and
+   * finds the damage when it restarts. Usually the last entry (often committed, acknowledged by
+   * this node): the record the old WAL took for a torn write. Half of the time the region's
+   * leader is crashed too, so that the damaged node's vote counts (as Jepsen's
+   * corrupt-committed-entry does).
+   */
+  private corruptRecord(rand: Rand): boolean {
+    const candidates: [SimNode, string][] = [];
+    for (const node of this.nodes.values()) {
+      for (const regionId of REGIONS) {
+        const placement = this.placements.get(regionId)!.get(node.id);
+        const store = node.disk.stores.get(regionId);
+        if (!this.regionWhole(regionId) || !placement || placement.storeId !== node.disk.storeId || !store || node.disk.damage(regionId)) continue;
+        if (store.lastIndex() >= firstLiveIndex(store)) candidates.push([node, regionId]);
+      }
+    }
+    if (candidates.length === 0) return false;
+    const [node, regionId] = rand.pick(candidates);
+    const leader = this.leaderOf(regionId);
+    this.crash(node, 'corrupt');
+    const store = node.disk.stores.get(regionId)!;
+    const first = firstLiveIndex(store);
+    const last = store.lastIndex();
+    if (last < first) return true; // the crash left no live entry
+    const index = rand.chance(0.7) ? last : first + rand.int(last - first + 1);
+    node.disk.flipByte(regionId, index);
+    node.pendingDamage.add(regionId);
+    this.storageStats.corruptions++;
+    this.record(`corrupt n${node.id} ${regionId} entry ${index} (last ${last}, commit ${store.initialState().hardState.commit})`);
+    if (leader !== undefined && leader !== node.id && rand.chance(0.5)) this.crash(this.nodes.get(leader)!, `leader of ${regionId}, after the corruption`);
+    return true;
+  }
+
+  /** A node restarts on an empty disk with its node id; only while every region is whole. */
+  private wipeDisk(rand: Rand): boolean {
+    if (!REGIONS.every((r) => this.regionWhole(r))) return false;
+    const node = rand.pick([...this.nodes.values()]);
+    this.crash(node, 'wipe');
+    node.disk.wipe();
+    node.pendingWipe = true;
+    this.storageStats.wipes++;
+    this.record(`wipe n${node.id} (new store ${node.disk.storeId})`);
+    return true;
   }
 
   private cutBoth(a: number, b: number): void {
@@ -767,7 +1150,16 @@ export class ClusterSim {
       log.push(event);
       this.record(`${outcome} p${process} ${op.f} ${op.key ?? ''} ${JSON.stringify(event.value)}${error ? ` (${error.slice(0, 60)})` : ''}`);
       // After an indeterminate outcome the op may still take effect: a fresh process continues.
-      if (outcome === 'info') client.process += this.options.clients;
+      if (outcome === 'info') {
+        client.process += this.options.clients;
+        // With `clients`, half of the time the new process is a new client library instance with
+        // the same client id: its request ids start again by the library's rule.
+        if (this.engine && this.extra.has('clients') && this.faultRand!.chance(0.5)) {
+          this.requestIds.delete(client.id);
+          this.storageStats.clientRestarts++;
+          this.record(`client ${client.id} restarts with its client id`);
+        }
+      }
       this.nextStep(client);
     };
     return complete;
@@ -792,12 +1184,14 @@ export class ClusterSim {
       complete('fail', undefined, 'connection refused');
       return;
     }
-    const bytes = this.engine ? this.engineCommand(client, command) : enc.encode(JSON.stringify(command));
+    // With `clients`, some writes carry no request id (a raw gRPC client): not deduplicated, so never retried.
+    const raw = this.engine && this.extra.has('clients') && this.faultRand!.chance(0.15);
+    const bytes = this.engine ? this.engineCommand(client, command, raw) : enc.encode(JSON.stringify(command));
     // Engine mode retries as the client library does: an attempt that failed is sent again, to
     // the leader it hinted, with the same request id (dedup answers a retry of a write that did
     // apply with its first result). Once an attempt's outcome was unknown, a later definite
     // refusal does not make the write failed (docs/correctness.md 8c): it stays unknown.
-    const maxAttempts = this.engine ? ENGINE_ATTEMPTS_MAX : 1;
+    const maxAttempts = this.engine && !raw ? ENGINE_ATTEMPTS_MAX : 1;
     let attempts = 0;
     let uncertain = false;
     const onResult = (result: boolean | ApplyResult) => {
@@ -858,10 +1252,22 @@ export class ClusterSim {
    * row has that version exactly when it holds that value), from null expects the row absent;
    * a set add puts a new row per element. Every command carries the client's next request id.
    */
-  private engineCommand(client: Client, command: Command): Uint8Array {
-    const requestId = (this.requestIds.get(client.id) ?? 0) + 1;
-    this.requestIds.set(client.id, requestId);
-    const clientId = `sim-client-${client.id}`;
+  private engineCommand(client: Client, command: Command, raw: boolean): Uint8Array {
+    let requestId = 0;
+    let clientId = `sim-raw-${client.id}`;
+    if (raw) {
+      this.storageStats.rawWrites++;
+    } else {
+      // The client library's rule (src/client/client.ts, finding 7c): ids start from the wall
+      // clock, so a restarted instance with the same client id never reuses one. Without
+      // `clients` no instance restarts and ids simply count from 1 (the traces quoted in
+      // docs/simulation.md); the planted ids-restart-at-one counts from 1 in every instance.
+      const last = this.requestIds.get(client.id) ?? 0;
+      const fromClock = this.extra.has('clients') && this.options.clientBug !== 'ids-restart-at-one';
+      requestId = fromClock ? Math.max(last + 1, (SIM_EPOCH_MS + this.sched.now) * CLIENT_REQUEST_IDS_PER_MS) : last + 1;
+      this.requestIds.set(client.id, requestId);
+      clientId = `sim-client-${client.id}`;
+    }
     if (command.op === 'add') return encodeCommand({ kind: 'write', clientId, requestId, rows: [[`e${command.element}`, 0, command.element]] });
     if (command.op === 'write') return encodeCommand({ kind: 'write', clientId, requestId, rows: [[command.key, 0, command.value]] });
     const rows = [[command.key, 0, command.to]];

@@ -13,7 +13,7 @@ import type { RaftEnvelope, RaftTransport } from '../../src/replication/transpor
 import { MemoryStorage } from '../../src/raft/storage.js';
 import type { Entry, HardState, Snapshot } from '../../src/raft/types.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
-import type { LogBatch, LogEngine } from '../../src/wal/log-engine.js';
+import type { LogBatch, LogEngine, RegionDamage } from '../../src/wal/log-engine.js';
 
 interface SimEvent {
   readonly at: number;
@@ -146,12 +146,24 @@ export interface DiskOptions {
  * completes (synced batch) or at once (a batch that only moves commit indexes, which the WAL
  * writes without a sync). A crash drops the batch still syncing and rolls each region's commit
  * index back to the last one a sync covered.
+ *
+ * Storage faults (issue 15, third slice), applied while the node is down: `flipByte` damages one
+ * durable entry record of a region, `wipe` loses the whole disk (a new store id, as a datanode's
+ * data dir gets at its first start). `recover`, called when a process starts on the disk, does
+ * what the WAL's open does (src/wal/wal.ts `recover`, docs/replica-health.md): a region with a
+ * damaged record is reported (`damage`) and never loaded, nothing is cut, the other regions open.
  */
 export class SimDisk implements LogEngine {
   readonly stores = new Map<string, MemoryStorage>();
   private readonly metas = new Map<string, Uint8Array>();
   /** The hard state of each region as of the last completed sync. */
-  private readonly durable = new Map<string, HardState>();
+  protected readonly durable = new Map<string, HardState>();
+  /** Entry records with a flipped byte, by region (what the next open will find): the index. */
+  protected readonly flipped = new Map<string, number>();
+  /** Regions found damaged by the last open: never read or written until dropped. */
+  private readonly damaged = new Map<string, RegionDamage>();
+  /** Changes when the disk is wiped: the identity of what is on it (a datanode's store id). */
+  storeId = 1;
   /** Set by the simulator: the incarnation whose process writes through this engine now. */
   owner: Incarnation | undefined;
   syncs = 0;
@@ -166,6 +178,7 @@ export class SimDisk implements LogEngine {
   ) {}
 
   region(regionId: string): MemoryStorage {
+    if (this.damaged.has(regionId)) throw new Error(`region ${regionId} is damaged on this disk; it must not be read or written`);
     let store = this.stores.get(regionId);
     if (!store) this.stores.set(regionId, (store = new MemoryStorage()));
     return store;
@@ -173,6 +186,42 @@ export class SimDisk implements LogEngine {
 
   regionIds(): string[] {
     return [...this.stores.keys()];
+  }
+
+  damage(regionId: string): RegionDamage | undefined {
+    return this.damaged.get(regionId);
+  }
+
+  /**
+   * Flips a byte in the durable entry record at `index` of a region (the node is down: the
+   * running process never re-reads its log, the next open checks every record).
+   */
+  flipByte(regionId: string, index: number): void {
+    const store = this.stores.get(regionId);
+    if (!store || index < firstLiveIndex(store) || index > store.lastIndex()) throw new Error(`region ${regionId} has no live entry ${index} on this disk`);
+    this.flipped.set(regionId, index);
+  }
+
+  /** The whole disk is lost: the node restarts on an empty data dir with a new store id. */
+  wipe(): void {
+    this.stores.clear();
+    this.metas.clear();
+    this.durable.clear();
+    this.flipped.clear();
+    this.damaged.clear();
+    this.storeId++;
+  }
+
+  /**
+   * What the WAL's open does with damaged records (src/wal/wal.ts, finding 3a/3b's fix): the
+   * region is reported damaged, left as it is and never loaded. Returns the damage found.
+   */
+  recover(): RegionDamage[] {
+    for (const [regionId, index] of this.flipped) {
+      this.damaged.set(regionId, { regionId, index, reason: `WAL corruption in region ${regionId} at index ${index}: record checksum mismatch (simulated disk)` });
+    }
+    this.flipped.clear();
+    return [...this.damaged.values()];
   }
 
   getRegionMeta(regionId: string): Uint8Array | undefined {
@@ -183,6 +232,8 @@ export class SimDisk implements LogEngine {
     this.stores.delete(regionId);
     this.metas.delete(regionId);
     this.durable.delete(regionId);
+    this.flipped.delete(regionId);
+    this.damaged.delete(regionId);
   }
 
   batch(): LogBatch {
@@ -250,6 +301,14 @@ export class SimDisk implements LogEngine {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * The first entry of a region's log that a WAL open checks: records at or below the snapshot
+ * (and the compaction point) are left over from a compaction and ignored (src/wal/wal.ts).
+ */
+export function firstLiveIndex(store: MemoryStorage): number {
+  return Math.max(store.firstIndex(), store.snapshot().metadata.index + 1);
 }
 
 export interface NetOptions {

@@ -153,8 +153,11 @@ export class DatabaseService {
   }
 
   private async forwardDdl<Res>(method: 'CreateTable' | 'DropTable', req: unknown): Promise<Res> {
+    // A CreateTable with a request token is safe to send again (to another metasrv, after a
+    // dropped connection): the metasrv answers a retry of one that did create the table with it.
+    const token = method === 'CreateTable' ? (req as { request_token?: string }).request_token : undefined;
     try {
-      return await this.dn.metaCall<Res>(method, req, { idempotent: false });
+      return await this.dn.metaCall<Res>(method, req, { idempotent: token !== undefined && token !== '' });
     } catch (err) {
       const e = fromGrpcError(err);
       // An attempt that may have run keeps its code and says so (never "unreachable": that reads as "not done").

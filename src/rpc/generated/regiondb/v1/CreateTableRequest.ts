@@ -7,10 +7,12 @@ export interface CreateTableRequest {
   'name'?: (string);
   'columns'?: (_regiondb_v1_ColumnSchema)[];
   'region_count'?: (number);
+  'request_token'?: (string);
 }
 
 export interface CreateTableRequest__Output {
   'name': (string);
   'columns': (_regiondb_v1_ColumnSchema__Output)[];
   'region_count': (number);
+  'request_token': (string);
 }

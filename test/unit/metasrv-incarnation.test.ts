@@ -240,6 +240,37 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
     }
   });
 
+  it("a procedure step's instruction reaches its datanode only after the save that records the step (an effect never precedes its record)", async () => {
+    // The catalog store stops completing writes (a slow disk, or a metasrv group without quorum).
+    const store = (metasrv as unknown as { store: { save(state: unknown): Promise<void> } }).store;
+    const save = store.save.bind(store);
+    const held: (() => void)[] = [];
+    store.save = (state) => new Promise<void>((resolve) => held.push(() => void save(state).then(resolve)));
+    try {
+      // StartProcedure saves its record (held too): start it without waiting for the answer.
+      const started = call(meta, 'StartProcedure', { kind: 'transfer-leader', region_id: regionId, node_id: '1' }, 10_000).catch(() => undefined);
+      await waitUntil('the procedure record write to be held', 5000, async () => (held.length > 0 ? true : undefined));
+      held.shift()!(); // the record is durable: the procedure may now run its step
+      await started;
+      await waitUntil('the step to run (its save held)', 5000, async () => (held.length > 0 ? true : undefined));
+      const during: Instruction[] = [];
+      for (let i = 0; i < 3; i++) {
+        during.push(...(await heartbeat(2, 'store-2')).instructions);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(during.filter((i) => (i as { transfer_leader?: unknown }).transfer_leader), 'no transfer before its step is saved').to.deep.equal([]);
+      for (const release of held.splice(0)) release();
+      const after = await waitUntil('the transfer instruction once the step is saved', 5000, async () => {
+        const res = await heartbeat(2, 'store-2');
+        return res.instructions.find((i) => (i as { transfer_leader?: unknown }).transfer_leader);
+      });
+      expect(after).to.not.equal(undefined);
+    } finally {
+      store.save = save;
+      for (const release of held.splice(0)) release();
+    }
+  });
+
   it('a replica reported failed is repaired although its node is alive', async () => {
     health.set(3, 'failed');
     const repair = await waitUntil('a repair-replica for the failed replica', 10_000, async () => {

@@ -17,6 +17,7 @@ import { metasrvConfigSchema } from '../../src/common/config.js';
 import { ErrorCode } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { newestCatalogBackup } from '../../src/metasrv/catalog-backup.js';
+import { decodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { seedGroup } from '../../src/metasrv/meta-group.js';
 import { Metasrv } from '../../src/metasrv/metasrv.js';
 import { FsObjectStore } from '../../src/object-store/index.js';
@@ -220,6 +221,11 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
     await registerAll(leaderAddr);
     beatTo(() => leaderAddr);
     await createTable(leaderAddr, 't1');
+    // More catalog writes than a snapshot interval (64 entries): the log is compacted, so the new
+    // member gets the catalog as a raft snapshot, not by replaying the log.
+    for (let i = 0; i < 70; i++) {
+      await call(client(leaderAddr), 'RegisterNode', { cluster_id: CLUSTER, node_id: '1', addr: UNREACHABLE, http_addr: UNREACHABLE, store_id: 'store-1' }, 3000);
+    }
     await startMember(4, { join: true });
     const added = await call<{ group: GroupInfo }>(client(leaderAddr), 'AddMetaMember', { id: '4', addr: addrs[3] }, 40_000);
     expect(added.group.members.map((m) => [m.id, m.role === 'learner' ? 'learner' : 'voter']).sort()).to.deep.equal([
@@ -228,6 +234,9 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
       ['3', 'voter'],
       ['4', 'voter'],
     ]);
+    const fourth = (members.get(4) as unknown as { group: { appliedCatalog(): Uint8Array | null } }).group;
+    const itsCatalog = await waitUntil('member 4 holding the catalog', 10_000, async () => fourth.appliedCatalog() ?? undefined);
+    expect(Object.keys(decodeCatalog(itsCatalog, 'member 4').tables), 'the new member has the catalog (from a snapshot)').to.deep.equal(['t1']);
     // Remove one member that is not the leader, then stop the leader: 4 and the other one
     // (two of the three voters left) elect and serve the catalog, member 4 included.
     const leaderId = Number(first.info.answered_by);

@@ -1,7 +1,7 @@
 // The metasrv-group nemeses (issue 16), without a cluster: the links to the members cut exactly
 // what an isolation must cut, and each nemesis hits the acting member, lets the group fail over,
 // records what it saw, and heals everything. A nemesis is trusted only once it is seen acting on
-// its target (docs/style.md: "the checkers can fail"); the runs against real processes are
+// its target (docs/style.md S9); the runs against real processes are
 // `make jepsen NEMESIS=metasrv-kill-leader,metasrv-partition,kill`.
 import { expect } from 'chai';
 import { type Server, createConnection, createServer } from 'node:net';

@@ -173,8 +173,10 @@ jepsen: build
 	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) NET=$(NET) TLS=$(TLS) METASRVS=$(METASRVS) node --import tsx test/jepsen/cli.ts
 
 # RTO distribution over KILLS leader kills (default 20) and the time to full replica repair.
+# MODE=metasrv: a metasrv group of 3; KILLS kills of the acting metasrv (→ DDL served again) and
+# KILLS of it plus a region-leading datanode during its failover (→ every region writable).
 failover-bench: build
-	node --import tsx bench/failover-bench.ts
+	KILLS=$(KILLS) MODE=$(MODE) node --import tsx bench/failover-bench.ts
 
 # Disaster-recovery drill (docs/backup.md): RTO and RPO of standalone restart, multi-replica
 # failover, replica repair, object-storage recovery and backup & restore, measured on scratch

@@ -361,9 +361,10 @@ export class Nemesis {
    * called; resolves with the ms from the fault to the acknowledgement, or null. A CreateTable of
    * unknown outcome is tried again under the same name: ALREADY_EXISTS then means it was served.
    */
-  private ddlProbe(): { stop(): void; served: Promise<number | null> } {
+  private ddlProbe(): { stop(): void; served: Promise<number | null>; lastError(): string } {
     const t0 = Date.now();
     let stopped = false;
+    let lastError = '';
     const name = `jepsen_ddl_${this.log.length}`;
     const client = this.cluster.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
     const served = (async () => {
@@ -374,6 +375,7 @@ export class Nemesis {
             return Date.now() - t0;
           } catch (err) {
             if ((err as { code?: string }).code === 'ALREADY_EXISTS') return Date.now() - t0;
+            lastError = (err as Error).message;
             await new Promise((r) => setTimeout(r, 100));
           }
         }
@@ -382,22 +384,24 @@ export class Nemesis {
         client.close();
       }
     })();
-    return { stop: () => void (stopped = true), served };
+    return { stop: () => void (stopped = true), served, lastError: () => lastError };
   }
 
   /** Before a metasrv fault heals: which member acts now, and when DDL was served again (the report's evidence that the group failed over). */
-  private async noteFailover(group: MetasrvGroupTarget, record: FaultRecord, ddl: { stop(): void; served: Promise<number | null> }): Promise<void> {
+  private async noteFailover(group: MetasrvGroupTarget, record: FaultRecord, ddl: ReturnType<Nemesis['ddlProbe']>): Promise<void> {
     ddl.stop();
     const servedMs = await ddl.served;
     record.ddlMs = servedMs;
     const acting = await group.cluster.actingMetasrv();
-    record.targets.push(`→ ${acting === undefined ? 'no metasrv acting' : `metasrv${acting + 1} acting`}, DDL ${servedMs === null ? 'not served before the heal' : `served after ${servedMs} ms`}`);
+    record.targets.push(`→ ${acting === undefined ? 'no metasrv acting' : `metasrv${acting + 1} acting`}, DDL ${servedMs === null ? `not served before the heal (last error: ${ddl.lastError().slice(0, 160)})` : `served after ${servedMs} ms`}`);
   }
 
   /**
    * When the run's faults include 'kill', half of the metasrv faults also kill -9 a datanode
    * that leads regions shortly after (inside the metasrv's failover): region leaders must be
-   * re-elected and clients re-routed while no metasrv acts. Returns the datanode's heal.
+   * re-elected and clients re-routed while no metasrv acts. Returns the datanode's heal. (With
+   * 3 datanodes a CreateTable then cannot place its 3 replicas until the datanode is back: the
+   * DDL probe notes that error instead of a time.)
    */
   private async maybeKillDatanodeDuringFailover(record: FaultRecord): Promise<() => Promise<void>> {
     if (!this.options.faults.includes('kill') || !this.rand.chance(0.5)) return async () => undefined;

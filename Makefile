@@ -179,10 +179,11 @@ failover-bench: build
 	KILLS=$(KILLS) MODE=$(MODE) node --import tsx bench/failover-bench.ts
 
 # Disaster-recovery drill (docs/backup.md): RTO and RPO of standalone restart, multi-replica
-# failover, replica repair, object-storage recovery and backup & restore, measured on scratch
-# clusters (~1.5 min). JSON=1 prints JSON instead of the table.
+# failover, replica repair, object-storage recovery, backup & restore, and a metasrv group losing
+# its leader or a majority, measured on scratch clusters. JSON=1 prints JSON instead of the table;
+# SCENARIOS=a,b runs a subset (names: regiondb drill --help).
 drill: build
-	node dist/src/cmd/main.js drill $(if $(JSON),--json,)
+	node dist/src/cmd/main.js drill $(if $(JSON),--json,) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
 
 # Sustained ingest (INGEST_SECONDS, default 120): rows/s, flushes, WAL size and RSS over time.
 bench-ingest: build

@@ -9,7 +9,8 @@
 // same load, KILLS tries of each:
 //   ddl       kill -9 the acting metasrv → a CreateTable of a new table acknowledged;
 //   datanode  kill -9 the acting metasrv, then (inside its failover) the datanode leading the
-//             most regions → every region acknowledged a write issued after the first kill.
+//             most regions → every region acknowledged a write issued after the datanode kill
+//             (reported from the datanode kill and from the metasrv kill).
 // Goal: both < 3 s at p99. After each try the victims restart and the cluster settles.
 // Environment: KILLS (default 20), MODE (datanode | metasrv). Results are printed and written to
 // bench/results/.
@@ -232,16 +233,20 @@ async function metasrvMode(): Promise<void> {
       await sleep(200); // inside the failover: an election alone takes 0.5–1 s
       await cluster.stopDatanode(datanode, 'SIGKILL');
       const datanodeKilledAt = Date.now();
-      let worst = everyRegionWritableMs(load.acks, regions, killedAt);
-      while (!Number.isFinite(worst) && Date.now() - killedAt < 30_000) {
+      // Writes issued before the datanode died may still succeed without any metasrv: what the
+      // double fault takes away is measured from the datanode's death (a write to every region
+      // issued after it acknowledged), and reported from the metasrv kill as well.
+      let afterDatanode = everyRegionWritableMs(load.acks, regions, datanodeKilledAt);
+      while (!Number.isFinite(afterDatanode) && Date.now() - killedAt < 30_000) {
         await sleep(100);
-        worst = everyRegionWritableMs(load.acks, regions, killedAt);
+        afterDatanode = everyRegionWritableMs(load.acks, regions, datanodeKilledAt);
       }
-      if (!Number.isFinite(worst)) throw new Error(`a region was not writable within 30 s of killing metasrv${victim + 1} and datanode${datanode + 1}`);
-      writableMs.push(worst);
-      writableAfterDatanodeKillMs.push(everyRegionWritableMs(load.acks, regions, datanodeKilledAt));
+      if (!Number.isFinite(afterDatanode)) throw new Error(`a region was not writable within 30 s of killing metasrv${victim + 1} and datanode${datanode + 1}`);
+      const fromMetasrvKill = datanodeKilledAt - killedAt + afterDatanode;
+      writableMs.push(fromMetasrvKill);
+      writableAfterDatanodeKillMs.push(afterDatanode);
       process.stdout.write(
-        `  datanode ${k + 1}/${kills}: kill -9 metasrv${victim + 1} (acting), datanode${datanode + 1} (led ${counts[datanode]}) ${datanodeKilledAt - killedAt} ms later → every region writable after ${worst} ms\n`,
+        `  datanode ${k + 1}/${kills}: kill -9 metasrv${victim + 1} (acting), datanode${datanode + 1} (led ${counts[datanode]}) ${datanodeKilledAt - killedAt} ms later → every region writable ${afterDatanode} ms after the datanode kill (${fromMetasrvKill} ms after the metasrv kill)\n`,
       );
       await Promise.all([cluster.startMetasrvMember(victim), cluster.startDatanode(datanode)]);
     }

@@ -324,7 +324,7 @@ async function metasrvMajority(s: DrillSettings): Promise<DrillResult> {
   const probing = measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
   // The recovery (docs/metasrv-ha.md, "Losing a majority"): stop the survivor (its log is the
   // old group's), seed a lost member's empty disk with the newest copy as a one-member group,
-  // start it. The others would be added back with `regiondb meta add-member` (not timed here).
+  // start it. The others would be added back with the AddMetaMember call (not timed here).
   await cluster.stopMetasrvMember(survivor, 'SIGKILL');
   const copy = await newestCatalogBackup(store, clusterId);
   if (!copy) throw new RegionDbError(ErrorCode.NotFound, 'drill: no catalog copy in the object store');

@@ -51,7 +51,7 @@ const nemesisArg = requestedFaults.length > 0 ? requestedFaults.join(',') : defa
 const faults = nemesisArg.split(',') as Fault[];
 for (const f of faults) if (!FAULTS.includes(f)) fail(`unknown nemesis ${JSON.stringify(f)}; choose from ${FAULTS.join(', ')}`);
 const needGroup = faults.filter((f) => METASRV_GROUP_FAULTS.includes(f));
-if (needGroup.length > 0 && metasrvs < 3) fail(`${needGroup.join(', ')} need a metasrv group: METASRVS=3 (or leave METASRVS unset), not ${metasrvsRaw}`);
+if (needGroup.length > 0 && metasrvs < 3) fail(`${needGroup.join(', ')} ${needGroup.length === 1 ? 'needs' : 'need'} a metasrv group: METASRVS=3 (or leave METASRVS unset), not ${metasrvsRaw}`);
 if (metasrvsGiven && metasrvs > 1 && needGroup.length === 0 && requestedFaults.length > 0) {
   process.stdout.write(`METASRVS=${metasrvs}: a metasrv group under ${nemesisArg} (add metasrv-kill-leader,metasrv-partition to fault it)\n`);
 }

@@ -135,7 +135,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   const metasrvs = options.metasrvs ?? (options.faults.some((f) => METASRV_GROUP_FAULTS.includes(f)) ? 3 : 1);
   if (![1, 3, 5].includes(metasrvs)) throw new Error(`metasrvs must be 1, 3 or 5, got ${metasrvs}`);
   const groupFaults = options.faults.filter((f) => METASRV_GROUP_FAULTS.includes(f));
-  if (groupFaults.length > 0 && metasrvs < 3) throw new Error(`${groupFaults.join(', ')} need a metasrv group: metasrvs ≥ 3, got ${metasrvs}`);
+  if (groupFaults.length > 0 && metasrvs < 3) throw new Error(`${groupFaults.join(', ')} ${groupFaults.length === 1 ? 'needs' : 'need'} a metasrv group: metasrvs ≥ 3, got ${metasrvs}`);
   if (metasrvs > 1 && net === 'netns') throw new Error('a metasrv group runs in NET=proxy only (the netns cluster has one metasrv host)');
   const run = `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}${net === 'netns' ? '-netns' : ''}`;
   const dir = resolve(options.storeDir ?? join(import.meta.dirname, '..', '..', 'store'), run);

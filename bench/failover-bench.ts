@@ -40,25 +40,10 @@ async function main(): Promise<void> {
         { name: 'k', type: 'string', semantic: 'tag' },
         { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
       ],
-      6,
+      REGIONS,
     );
-    const regions = Array.from({ length: 6 }, (_, n) => makeRegionId(schema.tableId, n));
-    let seq = 0;
-    const acks: { region: string; startedAt: number; ackedAt: number }[] = [];
-    let stop = false;
-    const load = Array.from({ length: 6 }, async () => {
-      while (!stop) {
-        const r = { k: `k${seq % 97}`, ts: seq++ };
-        const startedAt = Date.now();
-        try {
-          await client.write(TABLE, [r]);
-          acks.push({ region: makeRegionId(schema.tableId, regionNumberOf(schema, r)), startedAt, ackedAt: Date.now() });
-          if (acks.length > 200_000) acks.splice(0, 100_000);
-        } catch {
-          // counted as unavailability by the gap measurement
-        }
-      }
-    });
+    const regions = Array.from({ length: REGIONS }, (_, n) => makeRegionId(schema.tableId, n));
+    const load = startLoad(client, schema);
     const leaderCounts = async () =>
       Promise.all(cluster.datanodes.map(async (_, i) => (cluster.isRunning(i) ? (await cluster.status(i).catch(() => ({ replicas: [] }))).replicas.filter((r) => r.role === 'leader').length : -1)));
 
@@ -69,9 +54,7 @@ async function main(): Promise<void> {
       await cluster.stopDatanode(victim, 'SIGKILL');
       const killedAt = Date.now();
       await sleep(4000);
-      const worst = Math.max(
-        ...regions.map((region) => acks.filter((a) => a.region === region && a.startedAt >= killedAt).reduce((m, a) => Math.min(m, a.ackedAt), Number.POSITIVE_INFINITY) - killedAt),
-      );
+      const worst = everyRegionWritableMs(load.acks, regions, killedAt);
       rtos.push(worst);
       process.stdout.write(`  kill ${k + 1}/${kills}: datanode${victim + 1} (led ${counts[victim]}), worst region unavailable ${worst} ms\n`);
       await cluster.startDatanode(victim);
@@ -88,8 +71,7 @@ async function main(): Promise<void> {
       await sleep(200);
     }
     repairMs = Date.now() - downAt;
-    stop = true;
-    await Promise.all(load);
+    await load.stop();
   } finally {
     await cluster.stop();
   }

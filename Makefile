@@ -9,6 +9,7 @@ TIME ?= 60
 NEMESIS ?=
 NODES ?= 3
 NET ?= proxy
+METASRVS ?=
 
 .PHONY: cluster-ha all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
@@ -155,6 +156,8 @@ bench: build
 	ETCD_BIN=$(ETCD_BIN) node --import tsx bench/cluster-bench.ts
 
 # Jepsen-style campaigns against real processes: RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3.
+# METASRVS=3 runs a metasrv group (proxy mode) and adds metasrv-kill-leader and metasrv-partition
+# to the default nemesis; naming either of those in NEMESIS implies METASRVS=3.
 # NET=proxy (default): faults on harness TCP proxies, no root needed. NET=netns (root): every
 # process in its own network namespace, partitions as blackhole routes at the IP layer; TLS=1
 # adds TLS with certificates naming each host's address.
@@ -167,17 +170,20 @@ jepsen: build
 	  { export DEBIAN_FRONTEND=noninteractive; apt-get install -y faketime || { apt-get update && apt-get install -y faketime; }; } >/dev/null 2>&1 \
 	    || echo "could not install faketime: the clock-skew nemesis will refuse to run"; \
 	fi
-	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) NET=$(NET) TLS=$(TLS) node --import tsx test/jepsen/cli.ts
+	RUNS=$(RUNS) TIME=$(TIME) NEMESIS=$(NEMESIS) SEED=$(SEED) NODES=$(NODES) NET=$(NET) TLS=$(TLS) METASRVS=$(METASRVS) node --import tsx test/jepsen/cli.ts
 
 # RTO distribution over KILLS leader kills (default 20) and the time to full replica repair.
+# MODE=metasrv: a metasrv group of 3; KILLS kills of the acting metasrv (→ DDL served again) and
+# KILLS of it plus a region-leading datanode during its failover (→ every region writable).
 failover-bench: build
-	node --import tsx bench/failover-bench.ts
+	KILLS=$(KILLS) MODE=$(MODE) node --import tsx bench/failover-bench.ts
 
 # Disaster-recovery drill (docs/backup.md): RTO and RPO of standalone restart, multi-replica
-# failover, replica repair, object-storage recovery and backup & restore, measured on scratch
-# clusters (~1.5 min). JSON=1 prints JSON instead of the table.
+# failover, replica repair, object-storage recovery, backup & restore, and a metasrv group losing
+# its leader or a majority, measured on scratch clusters. JSON=1 prints JSON instead of the table;
+# SCENARIOS=a,b runs a subset (names: regiondb drill --help).
 drill: build
-	node dist/src/cmd/main.js drill $(if $(JSON),--json,)
+	node dist/src/cmd/main.js drill $(if $(JSON),--json,) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
 
 # Sustained ingest (INGEST_SECONDS, default 120): rows/s, flushes, WAL size and RSS over time.
 bench-ingest: build

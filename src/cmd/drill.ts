@@ -8,7 +8,12 @@
 //                         manifests in the object store
 //   backup & restore      the whole cluster is lost: a new one is restored from the latest
 //                         (incremental) backup
-// See drill-workload.ts for what RTO and RPO mean here.
+//   metasrv leader        a metasrv group of 3 (docs/metasrv-ha.md): kill -9 the acting metasrv
+//   metasrv majority      the same group loses 2 of its 3 members with their disks: a new
+//                         one-member group is seeded from the newest catalog copy in the object
+//                         store (seedGroup) and started
+// See drill-workload.ts for what RTO and RPO mean here; the metasrv rows' RTO also waits for DDL
+// (a CreateTable acknowledged), since DDL is what a metasrv outage takes away.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +21,9 @@ import type { Command } from 'commander';
 import { latestBackup, runBackup, runRestore } from '../br/index.js';
 import type { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { createLogger } from '../common/logger.js';
+import { newestCatalogBackup } from '../metasrv/catalog-backup.js';
+import { seedGroup } from '../metasrv/meta-group.js';
 import { FsObjectStore } from '../object-store/fs-store.js';
 import { AckedWriter, DRILL_COLUMNS, DRILL_TABLE, type Loss, measureLoss, measureRecoveryMs } from './drill-workload.js';
 import { renderTable } from './render.js';
@@ -63,7 +71,7 @@ async function retryUntil<T>(what: string, timeoutMs: number, attempt: () => Pro
   }
 }
 
-async function newCluster(s: DrillSettings, name: string, options: { datanodes: number; replicationFactor: number; metasrvToml?: string }): Promise<ProcessCluster> {
+async function newCluster(s: DrillSettings, name: string, options: { datanodes: number; replicationFactor: number; metasrvToml?: string; metasrvs?: number }): Promise<ProcessCluster> {
   const cluster = new ProcessCluster({
     dir: join(s.root, name),
     cliScript: process.argv[1]!,
@@ -237,12 +245,119 @@ async function backupRestore(s: DrillSettings): Promise<DrillResult> {
   );
 }
 
+/**
+ * Creates a new table until a CreateTable is acknowledged; the ms from `faultAtMs`. A CreateTable
+ * of unknown outcome is sent again under the same name: ALREADY_EXISTS then means it was served.
+ */
+async function measureDdlMs(client: RegionDbClient, name: string, faultAtMs: number): Promise<number> {
+  return retryUntil(`CreateTable ${name}`, PROBE_TIMEOUT_MS, async () => {
+    try {
+      await client.createTable(name, DRILL_COLUMNS, 1);
+    } catch (err) {
+      if ((err as RegionDbError).code !== ErrorCode.AlreadyExists) throw err;
+    }
+    return Date.now() - faultAtMs;
+  });
+}
+
+async function actingMetasrv(cluster: ProcessCluster): Promise<number> {
+  return retryUntil('a metasrv acting', PROBE_TIMEOUT_MS, async () => {
+    const i = await cluster.actingMetasrv();
+    if (i === undefined) throw new RegionDbError(ErrorCode.Unavailable, 'no metasrv acts yet');
+    return i;
+  });
+}
+
+async function metasrvLeader(s: DrillSettings): Promise<DrillResult> {
+  const regions = 3;
+  const cluster = await newCluster(s, 'metasrv-leader', { datanodes: 3, replicationFactor: 3, metasrvs: 3 });
+  const writer = await startWorkload(s, cluster, regions);
+  const victim = await actingMetasrv(cluster);
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  const faultAtMs = Date.now();
+  await cluster.killMetasrvMember(victim);
+  const [regionsMs, ddlMs] = await Promise.all([
+    measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS }),
+    measureDdlMs(probeClient(cluster), `${DRILL_TABLE}_ddl`, faultAtMs),
+  ]);
+  const next = await actingMetasrv(cluster);
+  // The writer ran through the fault: RPO counts every acknowledged row, before and after it.
+  await sleep(s.writeMs / 2);
+  writer.stop();
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return result(
+    'metasrv group (3)',
+    `kill -9 the acting metasrv (metasrv${victim + 1}) under writes`,
+    Math.max(regionsMs, ddlMs),
+    loss,
+    `metasrv${next + 1} acts; DDL served after ${(ddlMs / 1000).toFixed(2)} s, every region written and read after ${(regionsMs / 1000).toFixed(2)} s`,
+    { ddlMs, regionsMs, newActing: `metasrv${next + 1}` },
+  );
+}
+
+const CATALOG_BACKUP_INTERVAL_MS = 1000;
+
+async function metasrvMajority(s: DrillSettings): Promise<DrillResult> {
+  const regions = 3;
+  const cluster = await newCluster(s, 'metasrv-majority', {
+    datanodes: 3,
+    replicationFactor: 3,
+    metasrvs: 3,
+    metasrvToml: `catalog_backup_interval_ms = ${CATALOG_BACKUP_INTERVAL_MS}`,
+  });
+  const writer = await startWorkload(s, cluster, regions);
+  const store = new FsObjectStore(cluster.objectStoreDir);
+  const clusterId = `drill-${process.pid}`;
+  await retryUntil('a catalog copy naming the drill table', PROBE_TIMEOUT_MS, async () => {
+    if (!(await newestCatalogBackup(store, clusterId))?.catalog.tables[DRILL_TABLE]) throw new RegionDbError(ErrorCode.NotFound, 'no catalog copy with the drill table yet');
+  });
+  const acting = await actingMetasrv(cluster);
+  const lost = [acting, (acting + 1) % 3];
+  const survivor = (acting + 2) % 3;
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  const faultAtMs = Date.now();
+  // Two members and their disks are gone: the survivor alone is no majority and cannot act.
+  await Promise.all(lost.map((i) => cluster.killMetasrvMember(i)));
+  for (const i of lost) rmSync(cluster.metasrvMember(i).dataDir, { recursive: true, force: true });
+  const probing = measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  // The recovery (docs/metasrv-ha.md, "Losing a majority"): stop the survivor (its log is the
+  // old group's), seed a lost member's empty disk with the newest copy as a one-member group,
+  // start it. The others would be added back with the AddMetaMember call (not timed here).
+  await cluster.stopMetasrvMember(survivor, 'SIGKILL');
+  const copy = await newestCatalogBackup(store, clusterId);
+  if (!copy) throw new RegionDbError(ErrorCode.NotFound, 'drill: no catalog copy in the object store');
+  const copyAgeMs = faultAtMs - Number(copy.key.slice(copy.key.lastIndexOf('-') + 1));
+  const seeded = lost[0]!;
+  const member = cluster.metasrvMember(seeded);
+  await seedGroup(member.dataDir, seeded + 1, `127.0.0.1:${member.grpcPort}`, copy.bytes, createLogger({ name: 'drill', level: 'warn' }));
+  await cluster.startMetasrvMember(seeded);
+  const seededUpMs = Date.now() - faultAtMs;
+  const [regionsMs, ddlMs] = await Promise.all([probing, measureDdlMs(probeClient(cluster), `${DRILL_TABLE}_ddl`, faultAtMs)]);
+  await sleep(s.writeMs / 2);
+  writer.stop();
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return result(
+    'metasrv group (3)',
+    `2 of 3 metasrvs and their disks lost; a one-member group seeded from the newest catalog copy`,
+    Math.max(regionsMs, ddlMs),
+    loss,
+    `copy ${(copyAgeMs / 1000).toFixed(1)} s old (catalog_backup_interval_ms = ${CATALOG_BACKUP_INTERVAL_MS}); seeded member up after ${(seededUpMs / 1000).toFixed(2)} s, DDL after ${(ddlMs / 1000).toFixed(2)} s, regions after ${(regionsMs / 1000).toFixed(2)} s`,
+    { ddlMs, regionsMs, seededUpMs, copyAgeMs, copy: copy.key },
+  );
+}
+
 const SCENARIOS: Record<string, (s: DrillSettings) => Promise<DrillResult>> = {
   standalone,
   'multi-replica': multiReplica,
   'replica-repair': replicaRepair,
   'object-storage': objectStorage,
   br: backupRestore,
+  'metasrv-leader': metasrvLeader,
+  'metasrv-majority': metasrvMajority,
 };
 
 export interface DrillOptions {
@@ -299,7 +414,9 @@ export function renderDrill(results: readonly DrillResult[]): string {
 export function registerDrillCommand(program: Command): void {
   program
     .command('drill')
-    .description('measure RTO and RPO of each disaster-recovery solution on scratch local clusters (standalone, multi-replica, replica repair, object-storage recovery, backup & restore)')
+    .description(
+      'measure RTO and RPO of each disaster-recovery solution on scratch local clusters (standalone, multi-replica, replica repair, object-storage recovery, backup & restore, metasrv group leader and majority loss)',
+    )
     .option('--scenarios <names>', `comma-separated subset of ${Object.keys(SCENARIOS).join(', ')}`)
     .option('--write-seconds <s>', 'seconds of writes before each fault', (v) => Number(v), 3)
     .option('--keep', 'keep the scratch clusters\' data and logs')

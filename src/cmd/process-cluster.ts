@@ -95,6 +95,12 @@ export interface ProcessClusterOptions {
   readonly datanodeTomlFor?: (i: number, cluster: ProcessCluster) => string;
   /** Extra environment of a process by its name ('metasrv', 'datanode1', …), e.g. a faked clock. */
   readonly envFor?: (name: string) => Record<string, string>;
+  /**
+   * Where metasrv `to` (0-based) is reached from metasrv member `from`, or from the datanodes and
+   * clients (`'callers'`); default its own port. Proxies in front of the members go here (the
+   * Jepsen metasrv partition cuts member links and caller links apart).
+   */
+  readonly metasrvAddrFor?: (from: number | 'callers', to: number) => string;
 }
 
 export interface ClusterPorts {
@@ -133,7 +139,7 @@ export class ProcessCluster {
   /** Where clients and datanodes find the metasrv: its address, or every member's, comma-separated. */
   get metasrvAddr(): string {
     if (!this.ports) throw new RegionDbError(ErrorCode.Internal, `cluster ${this.options.clusterId} has no ports yet: call start() or allocatePorts() first`);
-    return this.ports.metasrvs.map(([g]) => `127.0.0.1:${g}`).join(',');
+    return this.ports.metasrvs.map(([g], to) => this.options.metasrvAddrFor?.('callers', to) ?? `127.0.0.1:${g}`).join(',');
   }
 
   get datanodeCount(): number {
@@ -173,7 +179,9 @@ export class ProcessCluster {
     const ports = await this.allocatePorts();
     const storage = this.options.storageToml ?? `[storage]\ntype = "fs"\nroot = "${this.objectStoreDir}"`;
     const group = ports.metasrvs.length > 1;
-    const members = ports.metasrvs.map(([g], i) => `"${i + 1}" = "127.0.0.1:${g}"`).join('\n');
+    // Member `from`'s view of the group: its own address, and the others' as it reaches them.
+    const members = (from: number) =>
+      ports.metasrvs.map(([g], to) => `"${to + 1}" = "${(to !== from && this.options.metasrvAddrFor?.(from, to)) || `127.0.0.1:${g}`}"`).join('\n');
     ports.metasrvs.forEach(([mg, mh], index) => {
       const name = group ? `metasrv${index + 1}` : 'metasrv';
       const metaDir = join(this.dir, name);
@@ -186,7 +194,7 @@ export class ProcessCluster {
           `[failure_detector]\nheartbeat_interval_ms = 500\nacceptable_pause_ms = 500`,
           storage,
           `[log]\nlevel = "info"`,
-          group ? `[meta_group]\nid = ${index + 1}\n\n[meta_group.members]\n${members}` : '',
+          group ? `[meta_group]\nid = ${index + 1}\n\n[meta_group.members]\n${members(index)}` : '',
         ]),
       );
     });

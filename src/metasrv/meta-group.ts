@@ -98,8 +98,16 @@ export class CatalogMachine implements StateMachine<void> {
  * Seeds an empty data dir with a one-member group holding `encodedCatalog` (a catalog copy from
  * the object store): the way back from losing a majority of the group (docs/metasrv-ha.md). The
  * member then elects itself and acts; the others are added with add-member.
+ *
+ * The new group starts at term `wallMs` (the wall clock at seeding, in ms), not 1: its term is
+ * the epoch that fences old leaders, and running datanodes ignore instructions below the highest
+ * epoch they have seen — which the lost group raised by one per election and which the copy
+ * does not record. A group's term grows by one per election, far slower than one per ms, so the
+ * wall clock is above every term a group seeded earlier (or bootstrapped at 1) has reached.
  */
-export async function seedGroup(dataDir: string, memberId: number, addr: string, encodedCatalog: Uint8Array, log: Logger): Promise<void> {
+export async function seedGroup(dataDir: string, memberId: number, addr: string, encodedCatalog: Uint8Array, log: Logger, wallMs: number = Date.now()): Promise<void> {
+  const term = Math.floor(wallMs);
+  if (!Number.isSafeInteger(term) || term < 1) throw new RegionDbError(ErrorCode.InvalidArgument, `seedGroup: the wall clock ${wallMs} ms is not a usable term`);
   const dir = join(dataDir, 'meta-raft');
   const wal = await Wal.open(dir, log.child({ component: 'meta-wal' }));
   try {
@@ -114,7 +122,7 @@ export async function seedGroup(dataDir: string, memberId: number, addr: string,
     machine.members.set(memberId, addr);
     const batch = wal.batch();
     batch.applySnapshot(META_GROUP_ID, { metadata: { index: 1, term: 1, confState: { voters: [memberId], learners: [] } }, data: machine.serialize() });
-    batch.setHardState(META_GROUP_ID, { term: 1, vote: 0, commit: 1 });
+    batch.setHardState(META_GROUP_ID, { term, vote: 0, commit: 1 });
     await batch.commit();
   } finally {
     await wal.close();

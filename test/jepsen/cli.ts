@@ -1,10 +1,10 @@
-// make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3 NET=proxy|netns
+// make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3 NET=proxy|netns METASRVS=1|3|5
 // Runs N independent Jepsen-style runs (seeds SEED, SEED+1, ...), prints one line per run and a
 // summary: validity, lost acknowledged writes (RPO), RTO p50/p99/max over every injected fault.
 // Exit status 1 if any run is invalid, 2 on bad arguments.
 import { netnsUnavailableReason } from '../support/netns.js';
 import { NETNS_UNSUPPORTED, NET_MODES, type NetMode } from './network.js';
-import { FAULTS, type Fault } from './nemesis.js';
+import { FAULTS, type Fault, METASRV_GROUP_FAULTS } from './nemesis.js';
 import { type RunReport, runJepsen } from './run.js';
 
 function fail(message: string): never {
@@ -35,10 +35,26 @@ if (net === 'netns') {
   // them to the next run, which reaps runs whose creator is gone).
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 }
-const defaultNemesis = ['kill', 'kill-leader', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow'].filter((f) => net !== 'netns' || !NETNS_UNSUPPORTED[f]);
-const nemesisArg = process.env['NEMESIS'] || defaultNemesis.join(',');
-const faults = nemesisArg.split(',').map((f) => f.trim()) as Fault[];
+// METASRVS=3 (or 5): a metasrv group (docs/metasrv-ha.md), NET=proxy only. The metasrv-group
+// nemeses imply METASRVS=3 and refuse METASRVS=1; with a group, the default nemesis adds them.
+const metasrvsRaw = process.env['METASRVS'];
+const metasrvsGiven = metasrvsRaw !== undefined && metasrvsRaw !== '';
+const requestedFaults = (process.env['NEMESIS'] || '').split(',').map((f) => f.trim()).filter((f) => f !== '');
+const metasrvs = intEnv('METASRVS', requestedFaults.some((f) => METASRV_GROUP_FAULTS.includes(f as Fault)) ? 3 : 1, 1);
+if (![1, 3, 5].includes(metasrvs)) fail(`METASRVS must be 1, 3 or 5, got ${metasrvs}`);
+if (metasrvs > 1 && net === 'netns') fail('METASRVS > 1 needs NET=proxy (the netns cluster has one metasrv host)');
+const defaultNemesis = [
+  ...['kill', 'kill-leader', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow'].filter((f) => net !== 'netns' || !NETNS_UNSUPPORTED[f]),
+  ...(metasrvs > 1 ? METASRV_GROUP_FAULTS : []),
+];
+const nemesisArg = requestedFaults.length > 0 ? requestedFaults.join(',') : defaultNemesis.join(',');
+const faults = nemesisArg.split(',') as Fault[];
 for (const f of faults) if (!FAULTS.includes(f)) fail(`unknown nemesis ${JSON.stringify(f)}; choose from ${FAULTS.join(', ')}`);
+const needGroup = faults.filter((f) => METASRV_GROUP_FAULTS.includes(f));
+if (needGroup.length > 0 && metasrvs < 3) fail(`${needGroup.join(', ')} ${needGroup.length === 1 ? 'needs' : 'need'} a metasrv group: METASRVS=3 (or leave METASRVS unset), not ${metasrvsRaw}`);
+if (metasrvsGiven && metasrvs > 1 && needGroup.length === 0 && requestedFaults.length > 0) {
+  process.stdout.write(`METASRVS=${metasrvs}: a metasrv group under ${nemesisArg} (add metasrv-kill-leader,metasrv-partition to fault it)\n`);
+}
 if (net === 'netns') {
   for (const f of faults) if (NETNS_UNSUPPORTED[f]) fail(`NET=netns cannot inject ${f}: ${NETNS_UNSUPPORTED[f]}`);
   if (!process.env['NEMESIS']) process.stdout.write(`NET=netns: slow left out of the default nemesis (${NETNS_UNSUPPORTED['slow']})\n`);
@@ -46,12 +62,12 @@ if (net === 'netns') {
 
 const percentile = (sorted: number[], p: number) => (sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!);
 
-process.stdout.write(`jepsen (net ${net}${tls ? ', TLS' : ''}): ${runs} run(s) × ${timeSec} s, ${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
+process.stdout.write(`jepsen (net ${net}${tls ? ', TLS' : ''}): ${runs} run(s) × ${timeSec} s, ${metasrvs > 1 ? `${metasrvs} metasrvs (group), ` : ''}${nodes} datanodes, nemesis ${faults.join(',')}, seeds ${seed0}..${seed0 + runs - 1}\n`);
 const reports: RunReport[] = [];
 for (let i = 0; i < runs; i++) {
   const seed = seed0 + i;
   try {
-    const r = await runJepsen({ seed, timeSec, datanodes: nodes, faults, net, tls, log: (l) => process.stdout.write(`${l}\n`) });
+    const r = await runJepsen({ seed, timeSec, datanodes: nodes, metasrvs, faults, net, tls, log: (l) => process.stdout.write(`${l}\n`) });
     reports.push(r);
     const rtos = r.faults.map((f) => (f.rtoMs == null ? 'none' : `${f.rtoMs}`)).join(' ');
     process.stdout.write(
@@ -60,7 +76,7 @@ for (let i = 0; i < runs; i++) {
     if (r.notConverged) process.stdout.write(`  not converged after healing: ${r.notConverged}\n`);
     for (const failed of r.failedFinalReads) process.stdout.write(`  final read failed: ${failed}\n`);
   } catch (err) {
-    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} make jepsen\n`);
+    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} METASRVS=${metasrvs} make jepsen\n`);
     process.exitCode = 1;
   }
 }
@@ -68,6 +84,8 @@ const allRto = reports
   .flatMap((r) => r.faults.map((f) => f.rtoMs))
   .filter((v): v is number => typeof v === 'number')
   .sort((a, b) => a - b);
+const ddl = reports.flatMap((r) => r.faults.filter((f) => f.ddlMs !== undefined).map((f) => f.ddlMs));
+const ddlServed = ddl.filter((v): v is number => typeof v === 'number').sort((a, b) => a - b);
 const unrecovered = reports.flatMap((r) => r.faults).filter((f) => f.rtoMs == null).length;
 const invalid = reports.filter((r) => r.valid === false);
 const unknown = reports.filter((r) => r.valid === 'unknown');
@@ -79,7 +97,10 @@ process.stdout.write(
     `  lost acknowledged writes (RPO): ${reports.reduce((s, r) => s + r.rpo, 0)}`,
     `  faults: ${allRto.length + unrecovered} (${unrecovered} without a full write recovery inside the run)`,
     `  RTO ms: p50 ${percentile(allRto, 50)}  p99 ${percentile(allRto, 99)}  max ${allRto.at(-1) ?? 'n/a'}`,
-    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} make jepsen`),
+    ...(ddl.length > 0
+      ? [`  metasrv faults: ${ddl.length}, DDL served again after ms: p50 ${percentile(ddlServed, 50)}  p99 ${percentile(ddlServed, 99)}  max ${ddlServed.at(-1) ?? 'n/a'} (${ddl.length - ddlServed.length} not before the heal)`]
+      : []),
+    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} METASRVS=${metasrvs} make jepsen`),
     '',
   ].join('\n'),
 );

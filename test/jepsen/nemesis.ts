@@ -5,12 +5,40 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
 import { appendTornRecord, entryIndexes, flipByte, regionIdsIn } from '../fixtures/wal-corrupt.js';
+import type { LocalCluster } from '../support/local-cluster.js';
 import type { ClusterHandle } from '../support/netns-cluster.js';
-import type { Network } from './network.js';
+import type { MetasrvLinks, Network } from './network.js';
 import type { LinkProxy } from './proxy.js';
 
-export const FAULTS = ['kill', 'kill-leader', 'kill-majority', 'kill-torn-wal', 'corrupt-committed-entry', 'pause', 'partition', 'partition-one-way', 'bridge', 'slow', 'metasrv-kill', 'object-store-outage', 'clock-skew', 'wipe-disk'] as const;
+export const FAULTS = [
+  'kill',
+  'kill-leader',
+  'kill-majority',
+  'kill-torn-wal',
+  'corrupt-committed-entry',
+  'pause',
+  'partition',
+  'partition-one-way',
+  'bridge',
+  'slow',
+  'metasrv-kill',
+  'metasrv-kill-leader',
+  'metasrv-partition',
+  'object-store-outage',
+  'clock-skew',
+  'wipe-disk',
+] as const;
 export type Fault = (typeof FAULTS)[number];
+
+/** Faults that need a metasrv group (docs/metasrv-ha.md): a run with any of them starts 3 metasrvs. */
+export const METASRV_GROUP_FAULTS: readonly Fault[] = ['metasrv-kill-leader', 'metasrv-partition'];
+
+/** What the metasrv-group faults act on: the group's members (0-based) and, in proxy mode, the links to them. */
+export interface MetasrvGroupTarget {
+  readonly cluster: Pick<LocalCluster, 'metasrvs' | 'actingMetasrv' | 'killMetasrvMember' | 'startMetasrvMember' | 'isMetasrvMemberRunning'>;
+  /** Absent: metasrv-partition cannot be injected. */
+  readonly links?: Pick<MetasrvLinks, 'isolate' | 'healAll'>;
+}
 
 export interface FaultRecord {
   fault: Fault;
@@ -22,6 +50,8 @@ export interface FaultRecord {
   rtoMs?: number | null;
   /** Filled by the report: time from injection until every region acknowledged a write issued after the heal. */
   recoveryMs?: number | null;
+  /** Metasrv-group faults: time from injection until a CreateTable was acknowledged (null: not before the heal). */
+  ddlMs?: number | null;
 }
 
 export interface NemesisOptions {
@@ -55,6 +85,8 @@ export class Nemesis {
     private readonly objectStoreLink?: LinkProxy,
     /** Sets datanode i's wall-clock offset in seconds (libfaketime control file), for 'clock-skew'. */
     private readonly setClockOffset?: (i: number, seconds: number) => void,
+    /** The metasrv group and the links to its members, for 'metasrv-kill-leader' and 'metasrv-partition'. */
+    private readonly metasrvGroup?: MetasrvGroupTarget,
   ) {}
 
   stop(): void {
@@ -269,7 +301,115 @@ export class Nemesis {
         await this.cluster.stopMetasrv('SIGKILL');
         return () => this.cluster.startMetasrv();
       }
+      case 'metasrv-kill-leader': {
+        // kill -9 of the acting metasrv: the group elects another member, which rebuilds
+        // liveness from fresh heartbeats and resumes the procedures; the victim restarts as a
+        // follower and catches up from the log. Meanwhile a datanode may die too (below).
+        const group = this.requireGroup(fault);
+        const victim = await this.actingMetasrv(group);
+        record.targets = [`metasrv${victim + 1} (acting)`];
+        await group.cluster.killMetasrvMember(victim);
+        const ddl = this.ddlProbe();
+        const healDatanode = await this.maybeKillDatanodeDuringFailover(record);
+        return async () => {
+          await this.noteFailover(group, record, ddl);
+          await group.cluster.startMetasrvMember(victim);
+          await healDatanode();
+        };
+      }
+      case 'metasrv-partition': {
+        // The acting metasrv cut off from the other members, the datanodes and the clients: with
+        // check-quorum it steps down within an election timeout, the majority elects another
+        // leader, and the old one (its epoch now stale) must not act on anything. Heal: links back.
+        const group = this.requireGroup(fault);
+        const links = group.links;
+        if (!links) throw new Error('metasrv-partition needs proxies in front of the metasrv members (runJepsen sets them up in NET=proxy)');
+        const victim = await this.actingMetasrv(group);
+        record.targets = [`metasrv${victim + 1} (acting) isolated`];
+        links.isolate(victim);
+        const ddl = this.ddlProbe();
+        const healDatanode = await this.maybeKillDatanodeDuringFailover(record);
+        return async () => {
+          await this.noteFailover(group, record, ddl);
+          links.healAll();
+          await healDatanode();
+        };
+      }
     }
+  }
+
+  private requireGroup(fault: Fault): MetasrvGroupTarget {
+    const group = this.metasrvGroup;
+    if (!group || group.cluster.metasrvs.length < 3) throw new Error(`${fault} needs a metasrv group of at least 3 members (METASRVS=3)`);
+    return group;
+  }
+
+  /** The acting metasrv's index, waiting (bounded) for one during an election; a random running member if none acts in time. */
+  private async actingMetasrv(group: MetasrvGroupTarget): Promise<number> {
+    const deadline = Date.now() + 10_000;
+    while (!this.stopped && Date.now() < deadline) {
+      const acting = await group.cluster.actingMetasrv();
+      if (acting !== undefined) return acting;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const running = group.cluster.metasrvs.map((_, i) => i).filter((i) => group.cluster.isMetasrvMemberRunning(i));
+    return running.length > 0 ? this.rand.pick(running) : this.rand.int(group.cluster.metasrvs.length);
+  }
+
+  /**
+   * Creates a new table (one region) until the metasrv group serves DDL again or `stop()` is
+   * called; resolves with the ms from the fault to the acknowledgement, or null. A CreateTable of
+   * unknown outcome is tried again under the same name: ALREADY_EXISTS then means it was served.
+   */
+  private ddlProbe(): { stop(): void; served: Promise<number | null>; lastError(): string } {
+    const t0 = Date.now();
+    let stopped = false;
+    let lastError = '';
+    const name = `jepsen_ddl_${this.log.length}`;
+    const client = this.cluster.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
+    const served = (async () => {
+      try {
+        while (!stopped && !this.stopped) {
+          try {
+            await client.createTable(name, [{ name: 'k', type: 'string', semantic: 'tag' }, { name: 'ts', type: 'timestamp', semantic: 'timestamp' }], 1);
+            return Date.now() - t0;
+          } catch (err) {
+            if ((err as { code?: string }).code === 'ALREADY_EXISTS') return Date.now() - t0;
+            lastError = (err as Error).message;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+        return null;
+      } finally {
+        client.close();
+      }
+    })();
+    return { stop: () => void (stopped = true), served, lastError: () => lastError };
+  }
+
+  /** Before a metasrv fault heals: which member acts now, and when DDL was served again (the report's evidence that the group failed over). */
+  private async noteFailover(group: MetasrvGroupTarget, record: FaultRecord, ddl: ReturnType<Nemesis['ddlProbe']>): Promise<void> {
+    ddl.stop();
+    const servedMs = await ddl.served;
+    record.ddlMs = servedMs;
+    const acting = await group.cluster.actingMetasrv();
+    record.targets.push(`→ ${acting === undefined ? 'no metasrv acting' : `metasrv${acting + 1} acting`}, DDL ${servedMs === null ? `not served before the heal (last error: ${ddl.lastError().slice(0, 160)})` : `served after ${servedMs} ms`}`);
+  }
+
+  /**
+   * When the run's faults include 'kill', half of the metasrv faults also kill -9 a datanode
+   * that leads regions shortly after (inside the metasrv's failover): region leaders must be
+   * re-elected and clients re-routed while no metasrv acts. Returns the datanode's heal. (With
+   * 3 datanodes a CreateTable then cannot place its 3 replicas until the datanode is back: the
+   * DDL probe notes that error instead of a time.)
+   */
+  private async maybeKillDatanodeDuringFailover(record: FaultRecord): Promise<() => Promise<void>> {
+    if (!this.options.faults.includes('kill') || !this.rand.chance(0.5)) return async () => undefined;
+    await this.sleep(100 + this.rand.int(400));
+    const victim = await this.leaderOfSomeRegion();
+    record.targets.push(`+ datanode${victim + 1} killed during the failover`);
+    await this.cluster.stopDatanode(victim, 'SIGKILL');
+    return () => this.cluster.startDatanode(victim);
   }
 
   /**
@@ -331,7 +471,11 @@ export class Nemesis {
       this.cluster.pauseDatanode(i, false);
       if (!this.cluster.isRunning(i)) await this.cluster.startDatanode(i);
     }
-    if (!this.cluster.metasrv.process || this.cluster.metasrv.process.exitCode !== null || this.cluster.metasrv.process.signalCode !== null) {
+    const group = this.metasrvGroup;
+    if (group) {
+      group.links?.healAll();
+      for (let i = 0; i < group.cluster.metasrvs.length; i++) if (!group.cluster.isMetasrvMemberRunning(i)) await group.cluster.startMetasrvMember(i);
+    } else if (!this.cluster.metasrv.process || this.cluster.metasrv.process.exitCode !== null || this.cluster.metasrv.process.signalCode !== null) {
       await this.cluster.startMetasrv();
     }
   }

@@ -24,8 +24,8 @@ import { type LinearizabilityResult, checkRegister } from '../../src/check/linea
 import { type SetResult, checkSet } from '../../src/check/set.js';
 import { toJepsenEdn } from '../../src/check/edn.js';
 import type { HistoryEvent } from '../../src/check/history.js';
-import { type Fault, type FaultRecord, Nemesis } from './nemesis.js';
-import { NETNS_UNSUPPORTED, type NetMode, NetnsNetwork, type Network, ProxyNetwork } from './network.js';
+import { type Fault, type FaultRecord, METASRV_GROUP_FAULTS, Nemesis } from './nemesis.js';
+import { MetasrvLinks, NETNS_UNSUPPORTED, type NetMode, NetnsNetwork, type Network, ProxyNetwork } from './network.js';
 import { LinkProxy } from './proxy.js';
 import { renderTimeline } from './timeline.js';
 
@@ -52,6 +52,12 @@ export interface RunOptions {
   readonly net?: NetMode;
   /** NET=netns only: TLS between every process, certificates naming each host's address only. */
   readonly tls?: boolean;
+  /**
+   * Metasrv processes: 1 (default) or a group of 3 or 5 (docs/metasrv-ha.md), NET=proxy only,
+   * every path to a member through a harness proxy (network.ts MetasrvLinks). The metasrv-group
+   * faults need ≥ 3 (and imply 3 when this is not given).
+   */
+  readonly metasrvs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -61,6 +67,8 @@ export interface RunReport {
   readonly seed: number;
   /** The network mode that produced these numbers. */
   readonly net: NetMode;
+  /** Metasrv processes (more than one: a metasrv group). */
+  readonly metasrvs: number;
   readonly valid: boolean | 'unknown';
   readonly register: Pick<LinearizabilityResult, 'valid' | 'invalidKeys' | 'unknownKeys'> & { details: unknown[] };
   readonly set: SetResult;
@@ -124,6 +132,11 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     const refused = options.faults.filter((f) => NETNS_UNSUPPORTED[f]);
     if (refused.length > 0) throw new Error(`NET=netns cannot inject ${refused.map((f) => `${f} (${NETNS_UNSUPPORTED[f]})`).join(', ')}`);
   }
+  const metasrvs = options.metasrvs ?? (options.faults.some((f) => METASRV_GROUP_FAULTS.includes(f)) ? 3 : 1);
+  if (![1, 3, 5].includes(metasrvs)) throw new Error(`metasrvs must be 1, 3 or 5, got ${metasrvs}`);
+  const groupFaults = options.faults.filter((f) => METASRV_GROUP_FAULTS.includes(f));
+  if (groupFaults.length > 0 && metasrvs < 3) throw new Error(`${groupFaults.join(', ')} ${groupFaults.length === 1 ? 'needs' : 'need'} a metasrv group: metasrvs ≥ 3, got ${metasrvs}`);
+  if (metasrvs > 1 && net === 'netns') throw new Error('a metasrv group runs in NET=proxy only (the netns cluster has one metasrv host)');
   const run = `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}${net === 'netns' ? '-netns' : ''}`;
   const dir = resolve(options.storeDir ?? join(import.meta.dirname, '..', '..', 'store'), run);
   mkdirSync(dir, { recursive: true });
@@ -134,7 +147,9 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
 
   // Proxies: proxies[i][j] carries raft traffic from datanode i to datanode j.
   const proxies: (LinkProxy | undefined)[][] = [];
-  let ports: { datanodes: [number, number][] } | undefined;
+  // With a metasrv group: proxies in front of every member (set up once the ports are known).
+  let metasrvLinks: MetasrvLinks | undefined;
+  let ports: { datanodes: [number, number][]; metasrvs: [number, number][] } | undefined;
   // With the object-store nemesis the cluster keeps its SSTs in s3rver, reached through a proxy
   // the nemesis can cut or stall (the fs store has no network to break).
   let s3: S3Server | undefined;
@@ -159,6 +174,8 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     netnsCluster ??
     new LocalCluster({
     datanodes: n,
+    metasrvs,
+    ...(metasrvs > 1 ? { metasrvAddrFor: (from: number | 'callers', to: number) => metasrvLinks!.addrFor(from, to) } : {}),
     ...(clockFiles ? { envFor: clockFiles.envFor } : {}),
     ...(objectStoreLink
       ? { storageToml: `[storage]\ntype = "s3"\nendpoint = "http://${objectStoreLink.addr}"\nbucket = "${BUCKET}"\nprefix = "jepsen"\naccess_key_id = "S3RVER"\nsecret_access_key = "S3RVER"` }
@@ -188,10 +205,11 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
         }
       }
       network = new ProxyNetwork(proxies);
+      if (metasrvs > 1) metasrvLinks = await MetasrvLinks.start(ports.metasrvs.map(([grpc]) => grpc));
     } else {
       network = new NetnsNetwork(netnsCluster!);
     }
-    log(`run ${run}: starting metasrv + ${n} datanodes, net ${net}${options.tls ? ' with TLS' : ''}${netnsCluster ? ` (namespaces rdb-${netnsCluster.lab.run}-*, ${netnsCluster.lab.subnet}.0/24)` : ''} (data in ${cluster.dir})`);
+    log(`run ${run}: starting ${metasrvs > 1 ? `${metasrvs} metasrvs (a group)` : 'metasrv'} + ${n} datanodes, net ${net}${options.tls ? ' with TLS' : ''}${netnsCluster ? ` (namespaces rdb-${netnsCluster.lab.run}-*, ${netnsCluster.lab.subnet}.0/24)` : ''} (data in ${cluster.dir})`);
     await cluster.start();
     const admin = cluster.client();
     const registerSchema = await admin.createTable(
@@ -295,6 +313,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       },
       objectStoreLink,
       clockFiles?.setOffset,
+      metasrvs > 1 && cluster instanceof LocalCluster ? { cluster, ...(metasrvLinks ? { links: metasrvLinks } : {}) } : undefined,
     );
     const registerCount = options.registerClients ?? 6;
     const setCount = options.setClients ?? 2;
@@ -369,6 +388,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       dir,
       seed: options.seed,
       net,
+      metasrvs,
       valid,
       register: {
         valid: lin.valid,
@@ -397,6 +417,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     // A run that threw keeps the processes' logs and data for the post-mortem (the path is printed).
     await cluster.stop({ keepData: !completed }).catch(() => undefined);
     for (const row of proxies) for (const p of row) await p?.stop();
+    await metasrvLinks?.stop();
     await objectStoreLink?.stop();
     if (s3) await stopS3rver(s3);
   }

@@ -308,6 +308,37 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
     expect(untokened).to.equal(ErrorCode.AlreadyExists);
   });
 
+  it('losing a majority after a takeover: the seeded group acts at an epoch above every epoch the lost group used, so running datanodes obey it', async () => {
+    // Datanodes keep the highest epoch they saw and ignore instructions below it (fencing); a
+    // seeded group must not start below an epoch the lost group handed out.
+    const first = await actingLeader();
+    let leaderAddr = first.addr;
+    await registerAll(leaderAddr);
+    beatTo(() => leaderAddr);
+    await createTable(leaderAddr, 't1');
+    const oldId = Number(first.info.answered_by);
+    await members.get(oldId)!.stop();
+    members.delete(oldId);
+    const second = await actingLeader();
+    leaderAddr = second.addr;
+    beatTo(() => leaderAddr);
+    const seen = await waitUntil('a heartbeat answered by the second leader', 5000, async () => heartbeat(leaderAddr, 1).catch(() => undefined));
+    await createTable(leaderAddr, 't2');
+    const store = new FsObjectStore(join(dir, 'objects'));
+    await waitUntil('a catalog copy naming t2', 10_000, async () => ((await newestCatalogBackup(store, CLUSTER))?.catalog.tables['t2'] ? true : undefined));
+    for (const id of [...members.keys()]) {
+      await members.get(id)!.stop();
+      members.delete(id);
+    }
+    clearInterval(pulse);
+    const copy = (await newestCatalogBackup(store, CLUSTER))!;
+    await seedGroup(join(dir, 'metasrv5'), 5, addrs[4]!, copy.bytes, silentLogger);
+    await startMember(5, { single: true });
+    const seeded = await actingLeader();
+    const beat = await waitUntil('a heartbeat answered by the seeded group', 5000, async () => heartbeat(seeded.addr, 1).catch(() => undefined));
+    expect(Number(beat.metasrv_epoch), `seeded epoch vs the epoch the datanodes saw (${seen.metasrv_epoch})`).to.be.greaterThan(Number(seen.metasrv_epoch));
+  });
+
   it('with a majority down the remaining member does not act: DDL and heartbeats are refused, never answered from a stale catalog', async () => {
     const first = await actingLeader();
     const others = [1, 2, 3].filter((id) => String(id) !== first.info.answered_by);

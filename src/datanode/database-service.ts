@@ -39,6 +39,10 @@ interface RouteInfo {
 }
 
 const ROUTE_CACHE_MS = 2000;
+/** Longest a forwarded DDL call waits for the metasrv (a leader change in a metasrv group takes about a second). */
+const DDL_FORWARD_TIMEOUT_MS = 10_000;
+/** Time kept, before the caller's deadline, to send the caller this node's answer. */
+const DDL_FORWARD_ANSWER_MARGIN_MS = 250;
 
 export class DatabaseService {
   private readonly routeCache = new Map<string, RouteInfo>();
@@ -69,8 +73,8 @@ export class DatabaseService {
   implementation(): DatabaseHandlers {
     const log = this.dn.log;
     return {
-      CreateTable: unary((req) => this.forwardDdl<CreateTableResponse__Output>('CreateTable', req), log),
-      DropTable: unary((req) => this.forwardDdl<DropTableResponse__Output>('DropTable', req), log),
+      CreateTable: unary((req, call) => this.forwardDdl<CreateTableResponse__Output>('CreateTable', req, call.getDeadline()), log),
+      DropTable: unary((req, call) => this.forwardDdl<DropTableResponse__Output>('DropTable', req, call.getDeadline()), log),
       DescribeTable: unary(async (req) => {
         const info = await this.routes(str(req.name, 'name', limits.tableNameBytesMax), true);
         return { table: this.dn.schemaProto(info.schema), routes: info.routes };
@@ -152,12 +156,16 @@ export class DatabaseService {
     });
   }
 
-  private async forwardDdl<Res>(method: 'CreateTable' | 'DropTable', req: unknown): Promise<Res> {
+  private async forwardDdl<Res>(method: 'CreateTable' | 'DropTable', req: unknown, callerDeadline: grpc.Deadline): Promise<Res> {
     // A CreateTable with a request token is safe to send again (to another metasrv, after a
     // dropped connection): the metasrv answers a retry of one that did create the table with it.
     const token = method === 'CreateTable' ? (req as { request_token?: string }).request_token : undefined;
+    // The forward ends before the caller's deadline (gRPC deadlines are wall times), so the caller
+    // hears this node's answer — "the metasrv is unreachable" — not its own timeout.
+    const deadlineMs = callerDeadline instanceof Date ? callerDeadline.getTime() : callerDeadline;
+    const timeoutMs = Math.max(1, Math.min(DDL_FORWARD_TIMEOUT_MS, deadlineMs - Date.now() - DDL_FORWARD_ANSWER_MARGIN_MS));
     try {
-      return await this.dn.metaCall<Res>(method, req, { idempotent: token !== undefined && token !== '' });
+      return await this.dn.metaCall<Res>(method, req, { idempotent: token !== undefined && token !== '', timeoutMs });
     } catch (err) {
       const e = fromGrpcError(err);
       // An attempt that may have run keeps its code and says so (never "unreachable": that reads as "not done").

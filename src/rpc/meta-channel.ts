@@ -42,6 +42,8 @@ const DEFAULT_ATTEMPT_TIMEOUT_MS = 3000;
  * reading it. Any other transport failure may come after the request was sent.
  */
 const NOT_SENT_DETAILS = [/No connection established/, /^Channel closed before call started/, /^Stream refused by server/, /^Name resolution failed/];
+/** Below this much budget no further attempt is started after only refusals (see call()). */
+const MIN_LAST_ATTEMPT_MS = 100;
 
 export interface MetaChannelOptions {
   /** Monotonic time for the deadline of each call (default: the process's). */
@@ -109,8 +111,14 @@ export class MetaChannel {
     let index = this.current;
     let failedInRow = 0;
     let backoffMs: number = limits.metaChannelBackoffMsMin;
+    /** The previous attempt's error, and whether every attempt so far surely did not run (refused before it was sent, or NOT_LEADER). */
+    let previous: RegionDbError | undefined;
+    let nothingRan = true;
     for (;;) {
       if (this.closed) throw new RegionDbError(ErrorCode.Unavailable, `the metasrv channel to ${this.list.join(', ')} is closed`);
+      // An attempt with only a sliver of the budget left would time out connecting, and a timeout
+      // reads as "outcome unknown": after only refusals, say what they said (nothing was applied).
+      if (previous && nothingRan && deadlineMs - this.clock.nowMs() < MIN_LAST_ATTEMPT_MS) throw this.expired(method, `within ${timeoutMs} ms`, tried, previous);
       assert(index >= 0 && index < this.list.length && this.list.length <= limits.metasrvAddrsMax, `address index ${index} of ${this.list.length}`);
       const addr = this.list[index]!;
       if (!tried.includes(addr)) tried.push(addr);
@@ -124,7 +132,9 @@ export class MetaChannel {
         return res;
       } catch (err) {
         last = fromGrpcError(err);
+        previous = last;
         const verdict = this.verdictOf(err, last);
+        if (verdict.kind !== 'next' && verdict.kind !== 'leader-hint') nothingRan = false;
         switch (verdict.kind) {
           case 'answer':
             throw last;

@@ -210,6 +210,12 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
     // The node under test must read the object afresh (its cache may hold the good copy).
     await cluster.stopDatanode(0, 'SIGTERM');
     await cluster.startDatanode(0);
+    // Healthy is not yet hosting: its replicas open once the metasrv answered its registration
+    // (the direct Scan of region 3 below asks this node for its own replica).
+    await waitUntil('datanode1 registered, its replicas open', 30_000, async () => {
+      const health = (await (await fetch(`http://127.0.0.1:${cluster.datanodes[0]!.httpPort}/health`)).json()) as { registered?: boolean };
+      return health.registered === true ? true : undefined;
+    });
     const err = await client.scan('big', { consistency: 'stale' }, cluster.datanodeAddr(0)).then(
       () => undefined,
       (e: unknown) => e,

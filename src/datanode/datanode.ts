@@ -2,7 +2,7 @@
 // heartbeats to the metasrv + /metrics and /health.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { type TimedClock, type TimerHandle, systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';

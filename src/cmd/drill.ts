@@ -90,6 +90,20 @@ async function dispose(s: DrillSettings, cluster: ProcessCluster): Promise<void>
   s.clusters.delete(cluster);
 }
 
+/**
+ * The writer ran through the fault: it writes half a period more, stops, and the rows it had
+ * acknowledged are counted (RPO: every acknowledged row, before and after the fault); then the
+ * cluster is disposed of.
+ */
+async function finishWriting(s: DrillSettings, cluster: ProcessCluster, writer: AckedWriter, faultAtMs: number): ReturnType<typeof measureLoss> {
+  await sleep(s.writeMs / 2);
+  writer.stop();
+  await writer.settled();
+  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, cluster);
+  return loss;
+}
+
 /** Creates the drill table, and writes for `writeMs` with the writer left running. */
 async function startWorkload(s: DrillSettings, cluster: ProcessCluster, regions: number): Promise<AckedWriter> {
   const client = writerClient(cluster);
@@ -281,12 +295,7 @@ async function metasrvLeader(s: DrillSettings): Promise<DrillResult> {
     measureDdlMs(probeClient(cluster), `${DRILL_TABLE}_ddl`, faultAtMs),
   ]);
   const next = await actingMetasrv(cluster);
-  // The writer ran through the fault: RPO counts every acknowledged row, before and after it.
-  await sleep(s.writeMs / 2);
-  writer.stop();
-  await writer.settled();
-  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
-  await dispose(s, cluster);
+  const loss = await finishWriting(s, cluster, writer, faultAtMs);
   return result(
     'metasrv group (3)',
     `kill -9 the acting metasrv (metasrv${victim + 1}) under writes`,
@@ -335,11 +344,7 @@ async function metasrvMajority(s: DrillSettings): Promise<DrillResult> {
   await cluster.startMetasrvMember(seeded);
   const seededUpMs = Date.now() - faultAtMs;
   const [regionsMs, ddlMs] = await Promise.all([probing, measureDdlMs(probeClient(cluster), `${DRILL_TABLE}_ddl`, faultAtMs)]);
-  await sleep(s.writeMs / 2);
-  writer.stop();
-  await writer.settled();
-  const loss = await measureLoss(writerClient(cluster), DRILL_TABLE, writer, faultAtMs);
-  await dispose(s, cluster);
+  const loss = await finishWriting(s, cluster, writer, faultAtMs);
   return result(
     'metasrv group (3)',
     `2 of 3 metasrvs and their disks lost; a one-member group seeded from the newest catalog copy`,

@@ -17,6 +17,25 @@ import { toProtoSchema } from '../../src/rpc/values.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 import { waitUntil } from '../support/local-cluster.js';
 
+/** A fake metasrv (the given Meta handlers) on loopback, and datanode 1 heartbeating to it every `heartbeatMs`. */
+async function fakeMetasrvAndDatanode(dir: string, clusterId: string, heartbeatMs: number, impl: Record<string, unknown>): Promise<{ fakeMeta: RunningGrpcServer; datanode: Datanode }> {
+  const fakeMeta = await startGrpcServer('127.0.0.1', 0, [{ name: 'Meta', impl: impl as never }], silentLogger);
+  const datanode = new Datanode(
+    datanodeConfigSchema.parse({
+      cluster_id: clusterId,
+      node: { id: 1, data_dir: join(dir, 'datanode1') },
+      grpc: { port: 0 },
+      http: { port: 0 },
+      metasrv: { addr: `127.0.0.1:${fakeMeta.port}` },
+      heartbeat: { interval_ms: heartbeatMs },
+      storage: { type: 'fs', root: join(dir, 'objects') },
+    }),
+    silentLogger,
+  );
+  await datanode.start();
+  return { fakeMeta, datanode };
+}
+
 describe('datanode heartbeats (issue 14.8)', function () {
   this.timeout(30_000);
   let dir: string;
@@ -27,13 +46,7 @@ describe('datanode heartbeats (issue 14.8)', function () {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-heartbeat-'));
     // A metasrv slower to answer a heartbeat (400 ms) than the heartbeat interval (100 ms).
-    fakeMeta = await startGrpcServer(
-      '127.0.0.1',
-      0,
-      [
-        {
-          name: 'Meta',
-          impl: {
+    ({ fakeMeta, datanode } = await fakeMetasrvAndDatanode(dir, 'hb-cluster', 100, {
             RegisterNode: unary(async (req: { store_id: string }) => {
               seen.storeIds.add(req.store_id);
               return { regions: [] };
@@ -47,24 +60,7 @@ describe('datanode heartbeats (issue 14.8)', function () {
               seen.done++;
               return { instructions: [] };
             }, silentLogger),
-          },
-        },
-      ],
-      silentLogger,
-    );
-    datanode = new Datanode(
-      datanodeConfigSchema.parse({
-        cluster_id: 'hb-cluster',
-        node: { id: 1, data_dir: join(dir, 'datanode1') },
-        grpc: { port: 0 },
-        http: { port: 0 },
-        metasrv: { addr: `127.0.0.1:${fakeMeta.port}` },
-        heartbeat: { interval_ms: 100 },
-        storage: { type: 'fs', root: join(dir, 'objects') },
-      }),
-      silentLogger,
-    );
-    await datanode.start();
+          }));
   });
 
   after(async () => {
@@ -106,36 +102,13 @@ describe('datanode: metasrv epochs fence a deposed metasrv leader (issue 16)', f
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-epoch-'));
-    fakeMeta = await startGrpcServer(
-      '127.0.0.1',
-      0,
-      [
-        {
-          name: 'Meta',
-          impl: {
+    ({ fakeMeta, datanode } = await fakeMetasrvAndDatanode(dir, 'epoch-cluster', 50, {
             RegisterNode: unary(async () => ({ regions: [], metasrv_epoch: String(answer.epoch) }), silentLogger),
             Heartbeat: unary(async () => {
               beats++;
               return { instructions: answer.open ? [{ open_region: openA(answer.epoch) }] : [], metasrv_epoch: String(answer.epoch) };
             }, silentLogger),
-          },
-        },
-      ],
-      silentLogger,
-    );
-    datanode = new Datanode(
-      datanodeConfigSchema.parse({
-        cluster_id: 'epoch-cluster',
-        node: { id: 1, data_dir: join(dir, 'datanode1') },
-        grpc: { port: 0 },
-        http: { port: 0 },
-        metasrv: { addr: `127.0.0.1:${fakeMeta.port}` },
-        heartbeat: { interval_ms: 50 },
-        storage: { type: 'fs', root: join(dir, 'objects') },
-      }),
-      silentLogger,
-    );
-    await datanode.start();
+          }));
   });
 
   after(async () => {

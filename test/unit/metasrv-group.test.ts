@@ -114,6 +114,21 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
   const nodes = [1, 2, 3];
   const heartbeat = (addr: string, nodeId: number) =>
     call<{ instructions: unknown[]; metasrv_epoch: string }>(client(addr), 'Heartbeat', { cluster_id: CLUSTER, node_id: String(nodeId), addr: UNREACHABLE, replicas: [], store_id: `store-${nodeId}` }, 2000);
+  /**
+   * Every member is lost with its disk; member 5 (a fresh data dir) is seeded from the newest
+   * catalog copy as a one-member group and started: returns it once it acts.
+   */
+  const loseAllAndSeed = async (store: FsObjectStore) => {
+    for (const id of [...members.keys()]) {
+      await members.get(id)!.stop();
+      members.delete(id);
+    }
+    clearInterval(pulse);
+    const copy = (await newestCatalogBackup(store, CLUSTER))!;
+    await seedGroup(join(dir, 'metasrv5'), 5, addrs[4]!, copy.bytes, silentLogger);
+    await startMember(5, { single: true });
+    return actingLeader();
+  };
   /** Registers the fake datanodes with the leader and sends one heartbeat each (so they count as alive); returns the registrations' epochs. */
   const registerAll = async (leaderAddr: string): Promise<number[]> => {
     const epochs: number[] = [];
@@ -265,16 +280,7 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
       const copy = await newestCatalogBackup(store, CLUSTER);
       return copy?.catalog.tables['t1'] ? copy : undefined;
     });
-    // Every member is lost with its disk.
-    for (const id of [...members.keys()]) {
-      await members.get(id)!.stop();
-      members.delete(id);
-    }
-    clearInterval(pulse);
-    const copy = (await newestCatalogBackup(store, CLUSTER))!;
-    await seedGroup(join(dir, 'metasrv5'), 5, addrs[4]!, copy.bytes, silentLogger);
-    await startMember(5, { single: true });
-    const seeded = await actingLeader();
+    const seeded = await loseAllAndSeed(store);
     expect(seeded.addr).to.equal(addrs[4]);
     const routes = await call<{ routes: Route[] }>(client(seeded.addr), 'GetRoutes', { table: 't1' }, 2000);
     expect(routes.routes.map((r) => r.region_id)).to.deep.equal(t1.routes.map((r) => r.region_id));
@@ -326,15 +332,7 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
     await createTable(leaderAddr, 't2');
     const store = new FsObjectStore(join(dir, 'objects'));
     await waitUntil('a catalog copy naming t2', 10_000, async () => ((await newestCatalogBackup(store, CLUSTER))?.catalog.tables['t2'] ? true : undefined));
-    for (const id of [...members.keys()]) {
-      await members.get(id)!.stop();
-      members.delete(id);
-    }
-    clearInterval(pulse);
-    const copy = (await newestCatalogBackup(store, CLUSTER))!;
-    await seedGroup(join(dir, 'metasrv5'), 5, addrs[4]!, copy.bytes, silentLogger);
-    await startMember(5, { single: true });
-    const seeded = await actingLeader();
+    const seeded = await loseAllAndSeed(store);
     const beat = await waitUntil('a heartbeat answered by the seeded group', 5000, async () => heartbeat(seeded.addr, 1).catch(() => undefined));
     expect(Number(beat.metasrv_epoch), `seeded epoch vs the epoch the datanodes saw (${seen.metasrv_epoch})`).to.be.greaterThan(Number(seen.metasrv_epoch));
   });

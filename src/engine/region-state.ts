@@ -33,7 +33,7 @@ import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { type Command, type SstMeta, decodeCommand } from './command.js';
+import { type Command, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1 } from './command.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { type MemEntry, Memtable } from './memtable.js';
@@ -74,6 +74,18 @@ const DEDUP_FORMAT_VERSION = 2;
  */
 function commandHash(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex').slice(0, 16);
+}
+
+/**
+ * Whether `previousHash`, recorded for a version-1 entry (the JSON encoding, before the upgrade
+ * to version 2), stands for this version-2 command: a client retrying across the upgrade sends
+ * the same request, which the new leader encodes as version 2. Re-encoding it as version 1 gives
+ * the old bytes exactly when it is the same command (encodeCommandV1 writes the old service's
+ * field order); otherwise the answer stays request-id-reused. A function of the log alone, so
+ * every replica decides alike; computed only on a hash mismatch.
+ */
+function isRetryAcrossFormats(previousHash: string, data: Uint8Array, cmd: Command): boolean {
+  return commandFormatVersion(data) === 2 && commandHash(encodeCommandV1(cmd)) === previousHash;
 }
 
 export interface ScanOptions {
@@ -204,7 +216,9 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (previous) {
       // Same id, another command: a client bug (ids reused, or shared between instances);
       // answering with the first result would acknowledge a write that never applied.
-      if (previous.commandHash !== undefined && previous.commandHash !== hash) return { status: 'request-id-reused' };
+      if (previous.commandHash !== undefined && previous.commandHash !== hash && !isRetryAcrossFormats(previous.commandHash, data, cmd)) {
+        return { status: 'request-id-reused' };
+      }
       return previous.result; // a retry: applied once already (docs/raft-rules.md R19)
     }
     const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;

@@ -34,6 +34,7 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
 import { type Command, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1 } from './command.js';
+import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { type MemEntry, Memtable } from './memtable.js';
@@ -58,6 +59,8 @@ interface DedupEntry {
 interface DedupRecord {
   /** Recent request ids of this client and their results (at most dedupRequestsPerClientMax). */
   results: Map<number, DedupEntry>;
+  /** The keys of `results`, lowest first out: which id D1 evicts next. */
+  readonly ids: IdHeap;
   /** Request ids below this were evicted (D1), or precede the record (D2): their outcome is no longer known. */
   evictedBelow: number;
 }
@@ -335,13 +338,13 @@ export class RegionState implements StateMachine<ApplyResult> {
     assert(requestId > 0, 'request id 0 is not deduplicated');
     let record = this.dedup.get(clientId);
     if (record) this.dedup.delete(clientId); // re-insert: Map order = least recently applied first
-    else record = { results: new Map(), evictedBelow: this.dedupHorizon + 1 }; // D2: forgotten ids stay refused
+    else record = { results: new Map(), ids: new IdHeap(), evictedBelow: this.dedupHorizon + 1 }; // D2: forgotten ids stay refused
     assert(requestId >= record.evictedBelow, `request id ${requestId} below the known window ${record.evictedBelow}`);
     this.dedup.set(clientId, record);
+    if (!record.results.has(requestId)) record.ids.push(requestId);
     record.results.set(requestId, entry);
     if (record.results.size > limits.dedupRequestsPerClientMax) {
-      let lowest = Number.POSITIVE_INFINITY;
-      for (const id of record.results.keys()) lowest = Math.min(lowest, id);
+      const lowest = record.ids.popMin();
       record.results.delete(lowest);
       record.evictedBelow = Math.max(record.evictedBelow, lowest + 1);
     }
@@ -353,6 +356,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.dedupHorizon = Math.max(this.dedupHorizon, highest);
     }
     assert(this.dedup.size <= limits.dedupClientsMax && record.results.size <= limits.dedupRequestsPerClientMax, 'dedup table over its bounds');
+    assert(record.ids.size === record.results.size, 'the id heap holds exactly the recorded ids');
   }
 
   private encodeDedup(): string {
@@ -528,7 +532,8 @@ function decodeDedupTable(text: string, where: string): { horizon: number; clien
   const clients = new Map<string, DedupRecord>();
   const add = (client: unknown, evictedBelow: unknown, entries: [number, DedupEntry][]) => {
     if (typeof client !== 'string' || !isId(evictedBelow)) throw malformed('client id or window');
-    clients.set(client, { evictedBelow, results: new Map(entries) });
+    const results = new Map(entries);
+    clients.set(client, { evictedBelow, results, ids: IdHeap.of(results.keys()) });
   };
   if (Array.isArray(parsed)) {
     // v1: no hashes (every recorded id is trusted as a retry, as it was) and no horizon.

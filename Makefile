@@ -11,7 +11,7 @@ NODES ?= 3
 NET ?= proxy
 METASRVS ?=
 
-.PHONY: cluster-ha all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: cluster-ha all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-command bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
 
 all: build
 
@@ -112,6 +112,12 @@ bench-raft: deps
 # (bench/codec-bench.ts; results and the decision in docs/performance.md). CODEC_BENCH_ROUNDS=n.
 bench-codec: deps
 	CODEC_BENCH_ROUNDS=$(or $(CODEC_BENCH_ROUNDS),25) node --import tsx bench/codec-bench.ts
+
+# Command formats (~20 s): encode, decode, and encode + apply on three replicas of a write
+# command, format version 1 (JSON) against version 2 (binary) (bench/command-bench.ts; results in
+# docs/performance.md, round 3). COMMAND_BENCH_ROUNDS=n.
+bench-command: deps
+	COMMAND_BENCH_ROUNDS=$(or $(COMMAND_BENCH_ROUNDS),15) node --import tsx bench/command-bench.ts
 
 # Regenerates the benchmark's ts-proto codec (bench/generated/ts-proto; benchmark only).
 bench-codec-gen: deps

@@ -1,10 +1,20 @@
-// Commands replicated through a region's raft log. Encoded as [format version u8][kind u8][JSON];
-// decoding validates and throws CORRUPTION (never a TypeError). Rows travel as values in schema
-// order, so every replica derives identical keys when applying.
+// Commands replicated through a region's raft log, encoded as [format version u8][kind u8][body].
+//   version 1: a JSON body, every kind. Still written for the system commands (freeze, flush and
+//              compaction edits: a few per flush, readable in a log dump), and still decoded for
+//              every kind: logs, WALs and snapshots written before version 2 replay as they did.
+//   version 2: a binary body (command-binary.ts) for writes and deletes, the commands every
+//              replica decodes once per client request. No JSON on the write path.
+// A node that only knows version 1 cannot apply a version-2 entry: mixed-version clusters are
+// not supported across this change (README, upgrade notes).
+// Decoding validates and throws CORRUPTION (never a TypeError). Rows travel as values in schema
+// order, so every replica derives identical keys when applying. The kind byte is at offset 1 in
+// both versions (sst-gc reads it without decoding).
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { BinaryReader, BinaryWriter, WRITE_FLAG_EXPECT_ABSENT, WRITE_FLAG_EXPECT_VERSION } from './command-binary.js';
 import type { Value } from './schema.js';
 
-const FORMAT_VERSION = 1;
+const FORMAT_JSON = 1;
+const FORMAT_BINARY = 2;
 
 export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5 } as const;
 
@@ -71,14 +81,64 @@ const KIND_CODE: Record<Command['kind'], number> = {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** The current encoding: version 2 for writes and deletes, version 1 for system commands. */
 export function encodeCommand(cmd: Command): Uint8Array {
-  const { kind, ...body } = cmd;
+  if (cmd.kind !== 'write' && cmd.kind !== 'delete') return encodeCommandV1(cmd);
+  const w = new BinaryWriter();
+  w.byte(FORMAT_BINARY);
+  w.byte(KIND_CODE[cmd.kind]);
+  if (cmd.kind === 'write') {
+    const flags = (cmd.expectVersion !== undefined ? WRITE_FLAG_EXPECT_VERSION : 0) | (cmd.expectAbsent ? WRITE_FLAG_EXPECT_ABSENT : 0);
+    w.byte(flags);
+    w.string(cmd.clientId);
+    w.uint(cmd.requestId);
+    if (cmd.expectVersion !== undefined) w.uint(cmd.expectVersion);
+    w.values(cmd.rows);
+  } else {
+    w.byte(0);
+    w.string(cmd.clientId);
+    w.uint(cmd.requestId);
+    w.values(cmd.keys);
+  }
+  return w.finish();
+}
+
+/**
+ * Version 1, byte for byte as the version-1 service wrote it (its field order: clientId,
+ * requestId, rows or keys, expectVersion, expectAbsent). Used for system commands, and to
+ * recognise a retry of a write recorded before the upgrade (region-state.ts, commandHash).
+ */
+export function encodeCommandV1(cmd: Command): Uint8Array {
+  let body: object;
+  switch (cmd.kind) {
+    case 'write':
+      body = {
+        clientId: cmd.clientId,
+        requestId: cmd.requestId,
+        rows: cmd.rows,
+        ...(cmd.expectVersion !== undefined ? { expectVersion: cmd.expectVersion } : {}),
+        ...(cmd.expectAbsent ? { expectAbsent: true } : {}),
+      };
+      break;
+    case 'delete':
+      body = { clientId: cmd.clientId, requestId: cmd.requestId, keys: cmd.keys };
+      break;
+    default: {
+      const { kind: _kind, ...rest } = cmd;
+      body = rest;
+    }
+  }
   const json = encoder.encode(JSON.stringify(body));
   const out = new Uint8Array(2 + json.byteLength);
-  out[0] = FORMAT_VERSION;
-  out[1] = KIND_CODE[kind];
+  out[0] = FORMAT_JSON;
+  out[1] = KIND_CODE[cmd.kind];
   out.set(json, 2);
   return out;
+}
+
+/** The format version of an encoded command (its first byte). */
+export function commandFormatVersion(bytes: Uint8Array): number | undefined {
+  return bytes[0];
 }
 
 function corrupt(why: string): RegionDbError {
@@ -100,7 +160,8 @@ function isValueArray(v: unknown): v is Value[] {
 
 export function decodeCommand(bytes: Uint8Array): Command {
   if (bytes.byteLength < 2) throw corrupt(`${bytes.byteLength} bytes`);
-  if (bytes[0] !== FORMAT_VERSION) throw corrupt(`unknown format version ${bytes[0]}`);
+  if (bytes[0] === FORMAT_BINARY) return decodeBinary(bytes);
+  if (bytes[0] !== FORMAT_JSON) throw corrupt(`unknown format version ${bytes[0]}`);
   let body: Record<string, unknown>;
   try {
     body = JSON.parse(decoder.decode(bytes.subarray(2))) as Record<string, unknown>;
@@ -147,4 +208,30 @@ export function decodeCommand(bytes: Uint8Array): Command {
     default:
       throw corrupt(`unknown command kind ${bytes[1]}`);
   }
+}
+
+function decodeBinary(bytes: Uint8Array): Command {
+  const r = new BinaryReader(bytes, 2);
+  const kind = bytes[1];
+  if (kind !== CommandKind.Write && kind !== CommandKind.Delete) throw corrupt(`command kind ${kind} has no version-2 encoding`);
+  const flags = r.byte('flags');
+  const allowed = kind === CommandKind.Write ? WRITE_FLAG_EXPECT_VERSION | WRITE_FLAG_EXPECT_ABSENT : 0;
+  if ((flags & ~allowed) !== 0) throw corrupt(`unknown flags ${flags}`);
+  const clientId = r.string('client id');
+  const requestId = r.uint('request id');
+  if (kind === CommandKind.Delete) {
+    const keys = r.values('keys');
+    r.end();
+    return { kind: 'delete', clientId, requestId, keys };
+  }
+  const expectVersion = flags & WRITE_FLAG_EXPECT_VERSION ? r.uint('expected version') : undefined;
+  const rows = r.values('rows');
+  r.end();
+  const cmd: WriteCommand = { kind: 'write', clientId, requestId, rows };
+  if (expectVersion === undefined && !(flags & WRITE_FLAG_EXPECT_ABSENT)) return cmd;
+  return {
+    ...cmd,
+    ...(expectVersion !== undefined ? { expectVersion } : {}),
+    ...(flags & WRITE_FLAG_EXPECT_ABSENT ? { expectAbsent: true } : {}),
+  };
 }

@@ -27,13 +27,14 @@
 // Both bounds, the horizon and the Map order are computed from the applied commands alone and
 // carried in the manifest, so every replica — including one rebuilt from a snapshot — decides
 // every retry identically.
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
 import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { type Command, type SstMeta, decodeCommand } from './command.js';
+import { type Command, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1 } from './command.js';
+import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { type MemEntry, Memtable } from './memtable.js';
@@ -58,6 +59,8 @@ interface DedupEntry {
 interface DedupRecord {
   /** Recent request ids of this client and their results (at most dedupRequestsPerClientMax). */
   results: Map<number, DedupEntry>;
+  /** The keys of `results`, lowest first out: which id D1 evicts next. */
+  readonly ids: IdHeap;
   /** Request ids below this were evicted (D1), or precede the record (D2): their outcome is no longer known. */
   evictedBelow: number;
 }
@@ -73,7 +76,19 @@ const DEDUP_FORMAT_VERSION = 2;
  * decoded command costs ~1 ms instead of ~17 ms for a 10,000-row write.)
  */
 function commandHash(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex').slice(0, 16);
+  return oneShotHash('sha256', data, 'hex').slice(0, 16); // one-shot: no Hash object per apply
+}
+
+/**
+ * Whether `previousHash`, recorded for a version-1 entry (the JSON encoding, before the upgrade
+ * to version 2), stands for this version-2 command: a client retrying across the upgrade sends
+ * the same request, which the new leader encodes as version 2. Re-encoding it as version 1 gives
+ * the old bytes exactly when it is the same command (encodeCommandV1 writes the old service's
+ * field order); otherwise the answer stays request-id-reused. A function of the log alone, so
+ * every replica decides alike; computed only on a hash mismatch.
+ */
+function isRetryAcrossFormats(previousHash: string, data: Uint8Array, cmd: Command): boolean {
+  return commandFormatVersion(data) === 2 && commandHash(encodeCommandV1(cmd)) === previousHash;
 }
 
 export interface ScanOptions {
@@ -204,7 +219,9 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (previous) {
       // Same id, another command: a client bug (ids reused, or shared between instances);
       // answering with the first result would acknowledge a write that never applied.
-      if (previous.commandHash !== undefined && previous.commandHash !== hash) return { status: 'request-id-reused' };
+      if (previous.commandHash !== undefined && previous.commandHash !== hash && !isRetryAcrossFormats(previous.commandHash, data, cmd)) {
+        return { status: 'request-id-reused' };
+      }
       return previous.result; // a retry: applied once already (docs/raft-rules.md R19)
     }
     const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;
@@ -321,13 +338,13 @@ export class RegionState implements StateMachine<ApplyResult> {
     assert(requestId > 0, 'request id 0 is not deduplicated');
     let record = this.dedup.get(clientId);
     if (record) this.dedup.delete(clientId); // re-insert: Map order = least recently applied first
-    else record = { results: new Map(), evictedBelow: this.dedupHorizon + 1 }; // D2: forgotten ids stay refused
+    else record = { results: new Map(), ids: new IdHeap(), evictedBelow: this.dedupHorizon + 1 }; // D2: forgotten ids stay refused
     assert(requestId >= record.evictedBelow, `request id ${requestId} below the known window ${record.evictedBelow}`);
     this.dedup.set(clientId, record);
+    if (!record.results.has(requestId)) record.ids.push(requestId);
     record.results.set(requestId, entry);
     if (record.results.size > limits.dedupRequestsPerClientMax) {
-      let lowest = Number.POSITIVE_INFINITY;
-      for (const id of record.results.keys()) lowest = Math.min(lowest, id);
+      const lowest = record.ids.popMin();
       record.results.delete(lowest);
       record.evictedBelow = Math.max(record.evictedBelow, lowest + 1);
     }
@@ -339,6 +356,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.dedupHorizon = Math.max(this.dedupHorizon, highest);
     }
     assert(this.dedup.size <= limits.dedupClientsMax && record.results.size <= limits.dedupRequestsPerClientMax, 'dedup table over its bounds');
+    assert(record.ids.size === record.results.size, 'the id heap holds exactly the recorded ids');
   }
 
   private encodeDedup(): string {
@@ -514,7 +532,8 @@ function decodeDedupTable(text: string, where: string): { horizon: number; clien
   const clients = new Map<string, DedupRecord>();
   const add = (client: unknown, evictedBelow: unknown, entries: [number, DedupEntry][]) => {
     if (typeof client !== 'string' || !isId(evictedBelow)) throw malformed('client id or window');
-    clients.set(client, { evictedBelow, results: new Map(entries) });
+    const results = new Map(entries);
+    clients.set(client, { evictedBelow, results, ids: IdHeap.of(results.keys()) });
   };
   if (Array.isArray(parsed)) {
     // v1: no hashes (every recorded id is trusted as a retry, as it was) and no horizon.

@@ -85,10 +85,10 @@ export function checkValue(schema: TableSchema, column: ColumnSchema, value: unk
       if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
         throw invalid(`${where}: expected an integer within ±2^53, got ${JSON.stringify(value)}`);
       }
-      return value;
+      return value === 0 ? 0 : value; // -0 → 0, as the JSON commands of format version 1 stored it
     case 'float64':
       if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(`${where}: expected a finite number, got ${JSON.stringify(value)}`);
-      return value;
+      return value === 0 ? 0 : value;
     case 'bool':
       if (typeof value !== 'boolean') throw invalid(`${where}: expected a boolean, got ${JSON.stringify(value)}`);
       return value;

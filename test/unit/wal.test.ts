@@ -5,8 +5,10 @@ import { join } from 'node:path';
 import { silentLogger } from '../../src/common/logger.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
-import type { Entry } from '../../src/raft/types.js';
+import { type Entry, EntryType } from '../../src/raft/types.js';
+import { crc32c } from '../../src/common/crc32c.js';
 import { Wal } from '../../src/wal/index.js';
+import { decodeEntry, encodeEntry } from '../../src/wal/record.js';
 import { appendTornRecord, deleteEntry, entryIndexes, flipByte, tearLastRecord } from '../fixtures/wal-corrupt.js';
 
 const entry = (index: number, term: number, text = `v${index}`): Entry => ({ index, term, type: 0, data: new TextEncoder().encode(text) });
@@ -298,5 +300,42 @@ describe('WAL (LevelDB)', () => {
     } catch (err) {
       expect((err as Error).message).to.match(/earlier WAL write failed/);
     }
+  });
+});
+
+describe('WAL records: entry encoding (src/wal/record.ts)', () => {
+  /** The record format written out from its definition (record.ts header), with BigInt u64s. */
+  function referenceEntryRecord(term: number, index: number, type: number, data: Uint8Array): Uint8Array {
+    const payload = new Uint8Array(17 + data.byteLength);
+    const pv = new DataView(payload.buffer);
+    pv.setBigUint64(0, BigInt(term));
+    pv.setBigUint64(8, BigInt(index));
+    payload[16] = type;
+    payload.set(data, 17);
+    const out = new Uint8Array(9 + payload.byteLength);
+    const ov = new DataView(out.buffer);
+    out[0] = 1;
+    ov.setUint32(1, crc32c(payload));
+    ov.setUint32(5, payload.byteLength);
+    out.set(payload, 9);
+    return out;
+  }
+
+  it('seeded: an entry record is the format byte for byte (u64 edges included) and decodes back', () => {
+    const rand = new SeededRand(23);
+    const edges = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 53 - 1];
+    for (let i = 0; i < 2000; i++) {
+      const term = i < 36 ? edges[i % 6]! : rand.int(2 ** 31) * 4099 + rand.int(4099);
+      const index = i < 36 ? edges[Math.floor(i / 6)]! : rand.int(2 ** 31) * 2 ** 21 + rand.int(2 ** 21);
+      const type = i % 2 === 0 ? EntryType.Normal : EntryType.ConfChange;
+      const data = Uint8Array.from({ length: rand.int(300) }, () => rand.int(256));
+      const record = encodeEntry({ term, index, type, data });
+      expect(Buffer.from(record).equals(Buffer.from(referenceEntryRecord(term, index, type, data))), `entry ${i} (term ${term}, index ${index})`).to.equal(true);
+      expect(decodeEntry(record)).to.deep.equal({ term, index, type, data });
+    }
+  });
+
+  it('refuses a term or index that is not a non-negative safe integer', () => {
+    for (const bad of [-1, 2 ** 53, 1.5]) expect(() => encodeEntry({ term: bad, index: 1, type: 0, data: new Uint8Array() }), String(bad)).to.throw(RangeError);
   });
 });

@@ -402,6 +402,11 @@ export class MetasrvCore {
     }
   }
 
+  /** One pass of the procedure runner (runner.ts); true if a record changed. */
+  protected runProcedurePass(ctx: ProcedureContext): boolean {
+    return runProcedures(ctx, this.log);
+  }
+
   /** Writes the catalog: to the local store, or replicated through the group (committed on a quorum, applied here). */
   private async writeCatalog(): Promise<void> {
     await this.storage!.save(this.catalog);
@@ -588,7 +593,7 @@ export class MetasrvCore {
           changed = true;
         }
       }
-      changed = runProcedures(ctx, this.log) || changed;
+      changed = this.runProcedurePass(ctx) || changed;
       // Staged instructions go out only after a save (see `staged`), even if no record changed.
       if (changed || this.staged.length > 0) await this.save();
       this.maybeBackupCatalog();
@@ -664,7 +669,7 @@ export class MetasrvCore {
    * node is lost (never reopened under its old peer id; repaired). An adopted id (a data dir
    * from before store ids, data present) is the same incarnation. Returns true if it changed.
    */
-  private noteStore(node: NodeDef, storeId: string, known: boolean): boolean {
+  protected noteStore(node: NodeDef, storeId: string, known: boolean): boolean {
     if (storeId === '' || node.storeId === storeId) return false;
     const previous = node.storeId;
     node.storeId = storeId;

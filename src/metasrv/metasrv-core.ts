@@ -1001,6 +1001,10 @@ export class MetasrvCore {
     this.catalog.nodes[nodeId] = node;
     this.noteStore(node, storeId, existing !== undefined);
     this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
+    // Instructions queued for the process before this one were decided from its reports (a
+    // close_region of a failed replica): this process may already host a replacement there.
+    // The procedures re-send what is still needed (finding M11 in docs/correctness.md).
+    this.pending.delete(nodeId);
     this.catalog.version++;
     await this.save();
     this.detector(nodeId).heartbeat(this.clock.nowMs());

@@ -128,6 +128,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         acked += r.acknowledgedAdds;
         crashes += r.crashes;
         for (const [k, v] of Object.entries(r.storage)) storage[k] = (storage[k] ?? 0) + v;
+        if (r.metasrv) {
+          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, proceduresDone, instructions } = r.metasrv;
+          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, ...proceduresDone, ...instructions })) storage[k] = (storage[k] ?? 0) + v;
+        }
       }
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${seedCount} seeds in ${seconds.toFixed(1)} s${campaignFaults.length > 0 ? ` (faults ${campaignFaults.join(',')})` : ''}: ${ok} ok ops, ${acked} acknowledged adds, ${crashes} crashes, ${JSON.stringify(storage)}`);

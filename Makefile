@@ -89,7 +89,7 @@ test-sim: deps
 # Flusher and SST GC on a simulated object store.
 FIRST_SEED ?= 1
 test-sim-cluster: deps
-	SIM_CLUSTER_MODE=$(or $(MODE),$(SIM_CLUSTER_MODE)) SIM_CLUSTER_FAULTS=$(or $(FAULTS),$(SIM_CLUSTER_FAULTS)) SIM_CLUSTER_SEEDS=$(SEEDS) SIM_CLUSTER_SEED=$(or $(SEED),$(SIM_CLUSTER_SEED)) SIM_CLUSTER_FIRST_SEED=$(FIRST_SEED) $(MOCHA) --timeout 0 test/sim/cluster-sim.test.ts
+	SIM_CLUSTER_MODE=$(or $(MODE),$(SIM_CLUSTER_MODE)) SIM_CLUSTER_FAULTS=$(or $(FAULTS),$(SIM_CLUSTER_FAULTS)) SIM_CLUSTER_SEEDS=$(SEEDS) SIM_CLUSTER_SEED=$(or $(SEED),$(SIM_CLUSTER_SEED)) SIM_CLUSTER_FIRST_SEED=$(FIRST_SEED) SIM_CLUSTER_METASRV=$(or $(METASRV),$(SIM_CLUSTER_METASRV)) $(MOCHA) --timeout 0 test/sim/cluster-sim.test.ts
 
 # Hostile-input fuzzing (issue 10): random and mutated protobuf at every gRPC method of a live
 # metasrv + datanode, and at every decoder (WAL, raft, commands, manifests, catalog, SSTs).

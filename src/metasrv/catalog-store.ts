@@ -67,9 +67,10 @@ function corrupt(where: string, why: string): RegionDbError {
   return new RegionDbError(ErrorCode.Corruption, `metasrv catalog ${where} is damaged: ${why}`);
 }
 
+/** The catalog of a single metasrv, in its own LevelDB (the `CatalogStorage` of metasrv-core.ts). */
 export class CatalogStore {
   private constructor(
-    private readonly db: Level<string, Uint8Array>,
+    private db: Level<string, Uint8Array>,
     private readonly dir: string,
   ) {}
 
@@ -94,6 +95,12 @@ export class CatalogStore {
 
   async save(state: CatalogState): Promise<void> {
     await this.db.put(CATALOG_KEY, encodeCatalog(state), { sync: true });
+  }
+
+  /** After a failed write: LevelDB refuses every write after one failed, so the database is closed and opened again. */
+  async reopen(): Promise<void> {
+    await this.db.close().catch(() => {}); // a database whose write failed may not close cleanly; it is replaced either way
+    this.db = (await CatalogStore.open(this.dir)).db;
   }
 
   async close(): Promise<void> {

@@ -1,126 +1,49 @@
-// The metasrv process: catalog (tables, regions, placement), datanode registration and
-// heartbeats (phi-accrual failure detection), routes for clients, and DDL. It never decides
-// who leads a region (docs/raft-rules.md R22): leaders are what datanodes report from raft.
+// The metasrv process: the gRPC (Meta, and RaftTransport in a group) and HTTP servers, TLS and
+// users, metrics, the tick timer, and the Admin client it calls datanodes with — around
+// `MetasrvCore` (metasrv-core.ts), which holds the catalog, failure detection, procedures and
+// DDL. It never decides who leads a region (docs/raft-rules.md R22): leaders are what datanodes
+// report from raft.
 import { mkdirSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { type Clock, type TimedClock, type TimerHandle, systemClock, wallClock } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { limits } from '../common/limits.js';
-import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
-import { type TableSchema, validateSchema } from '../engine/schema.js';
 import { str, u64 } from '../rpc/proto.js';
 import { type RunningGrpcServer, type RunningHttpServer, type ServiceBinding, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { raftTransportService } from '../replication/grpc-transport.js';
 import { Security } from '../rpc/security.js';
 import { registerRpcMetrics } from '../rpc/rpc-metrics.js';
-import { fromGrpcError, unary } from '../rpc/status.js';
+import { unary } from '../rpc/status.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
-import type {
-  MetaCreateTableRequest__Output,
-  MetaCreateTableResponse,
-  MetaGroupInfo,
-  MetaHandlers,
-  OpenRegionRequest,
-  OpenRegionResponse__Output,
-  RecoverTableResponse,
-  RecoveredRegion,
-  RegionInfo,
-  RegionRoute,
-} from '../rpc/generated/index.js';
-import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
-import { isFreshStoreId } from '../common/store-id.js';
-import { regionPrefix } from '../engine/manifest.js';
+import type { MetaHandlers, OpenRegionResponse__Output } from '../rpc/generated/index.js';
+import { limits } from '../common/limits.js';
 import { createObjectStore } from '../object-store/index.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionsOfTable, replicaCountByNode } from './catalog.js';
-import { CatalogStore, decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
+import { type CatalogState, type NodeDef, REPLICATION_FACTOR } from './catalog.js';
+import { CatalogStore } from './catalog-store.js';
 import { MetaGroup } from './meta-group.js';
-import { backupCatalog } from './catalog-backup.js';
-import type { ObjectStore } from '../object-store/index.js';
-import { type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
-import { PhiAccrualDetector } from './failure-detector.js';
+import { MetasrvCore, PROCEDURE_TICK_MS } from './metasrv-core.js';
 import { ProcedureMetrics } from './procedure-metrics.js';
-import { leaderCounts } from './procedures/balance-leaders.js';
-import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
-import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
-import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
-
-
-const PROCEDURE_TICK_MS = 200;
-/**
- * After a start, nothing allocates ids (procedures, table creation) for this many datanode
- * heartbeat intervals: the live datanodes report what they host first, and the allocators are
- * raised above it (a catalog restored from an older copy is behind the ids in use).
- */
-const STARTUP_QUIET_HEARTBEATS = 3;
+import type { DataOf, ProcedureKind, ProcedureRecordOf } from './procedures/record.js';
 
 export class Metasrv {
   /** The local catalog store of a single metasrv; undefined in a group (the group's log is the store). */
   private store: CatalogStore | undefined;
   /** The metasrv group (docs/metasrv-ha.md), when `meta_group` is configured. */
   private group: MetaGroup | undefined;
-  /**
-   * Whether this process acts (judges liveness, runs procedures, answers Meta calls): always for
-   * a single metasrv; in a group only the leader, once it has read every committed catalog.
-   */
-  private acting = false;
-  /**
-   * The fencing epoch carried by every instruction to datanodes (datanodes refuse a lower one
-   * than they have seen): the group's term at which this leader took over; 0 for a single metasrv.
-   */
-  private epoch = 0;
-  /** The term a takeover is in progress for (0: none). */
-  private takeoverTerm = 0;
-  /**
-   * Instructions of procedure steps whose catalog change is not saved yet: they reach `pending`
-   * (and the datanodes) only once the save that records their step succeeded — an effect never
-   * goes out before its record (a new leader resumes from the record, so it must exist).
-   */
-  private staged: [number, Instruction][] = [];
-  /** The datanodes' object store (`[storage]`), if configured: id floors and catalog copies. */
-  private objectStore: ObjectStore | undefined;
-  private readonly backup = { lastMs: 0, running: false, written: {} as { crc?: number } };
-  catalog!: CatalogState;
+  private readonly core: MetasrvCore;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
-  private readonly detectors = new Map<number, PhiAccrualDetector>();
-  /** Per datanode: the replicas it reported in its last heartbeat. */
-  private readonly observed = new Map<number, Map<string, ObservedReplica>>();
-  /** Instructions waiting for a datanode's next heartbeat. */
-  private readonly pending = new Map<number, Instruction[]>();
-  /** Nodes seen alive by this metasrv process, and since when others are down. */
-  private readonly wasAlive = new Set<number>();
-  private readonly downSinceMs = new Map<number, number>();
   private ticker: TimerHandle | undefined;
-  private ticking = false;
-  /** Monotonic (this.clock): durations only. */
-  private lastBalanceCheckMs: number;
-  /** Monotonic (this.clock): when this process started acting (its start, or its takeover as group leader), for the quiet period. */
-  private actingSinceMs: number;
   private readonly clients = new Map<string, grpc.Client>();
   /** TLS, users and the call guard (docs/security.md); loaded first in start(). */
   private security!: Security;
   private peerCredentials!: grpc.ChannelCredentials;
-  private readonly rejectionLog = new LogLimiter(10_000);
   readonly registry = new Registry();
   private readonly metrics;
   private readonly procedureMetrics: ProcedureMetrics;
   private readonly removeRpcMetrics: () => void;
-  private saving: Promise<void> = Promise.resolve();
-  /**
-   * Set when a catalog write failed (a full disk): the catalog on disk is behind this process's
-   * memory, so the metasrv stops acting — no failure judgement, no procedures, no instructions,
-   * DDL refused UNAVAILABLE — until a write succeeds again (retried every tick, the store
-   * reopened: LevelDB refuses every write after one failed). Reads (routes, status) are served.
-   */
-  private catalogUnwritable: Error | undefined;
-  private resuming = false;
-  /** Liveness is not judged before this (a start, or a resume after catalog writes failed). */
-  private quietUntilMs = 0;
-  /** What the last reconciliation could not settle, per region (reconcile.ts R3), for status. */
-  private problems = new Map<string, string[]>();
 
   constructor(
     readonly config: MetasrvConfig,
@@ -128,15 +51,13 @@ export class Metasrv {
     /** Replicas per region: 3 in a cluster, 1 in standalone mode. */
     readonly replicationFactor: number = REPLICATION_FACTOR,
     /** Wall clock for what is saved and shown (procedure records, heartbeat times, drops); tests may inject their own. */
-    private readonly procedureClock: Clock = wallClock,
+    procedureClock: Clock = wallClock,
     /**
      * Monotonic clock and timers for everything measured as a duration (liveness, quiet periods,
      * down times, the tick): immune to wall-clock steps, and replaceable by a simulation's.
      */
     private readonly clock: TimedClock = systemClock,
   ) {
-    this.actingSinceMs = clock.nowMs();
-    this.lastBalanceCheckMs = clock.nowMs();
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
       heartbeats: new Counter({ name: 'regiondb_metasrv_heartbeats_total', help: 'Datanode heartbeats received', registers: [this.registry] }),
@@ -152,13 +73,30 @@ export class Metasrv {
         labelNames: ['node_id'],
         registers: [this.registry],
         collect: () => {
-          const now = this.clock.nowMs();
-          for (const [id, d] of this.detectors) this.metrics.phi.set({ node_id: String(id) }, d.phi(now));
+          for (const [id, phi] of this.core.phis()) this.metrics.phi.set({ node_id: String(id) }, phi);
         },
       }),
     };
     this.procedureMetrics = new ProcedureMetrics(this.registry);
     this.removeRpcMetrics = registerRpcMetrics(this.registry, ['Meta']);
+    this.core = new MetasrvCore(config, log, replicationFactor, {
+      procedureClock,
+      clock,
+      admin: {
+        openRegion: (addr, request, timeoutMs) => call<OpenRegionResponse__Output>(this.client(addr), 'OpenRegion', request, timeoutMs),
+      },
+      hooks: {
+        heartbeat: () => this.metrics.heartbeats.inc(),
+        rejected: (reason) => this.metrics.rejected.inc({ reason }),
+        baselineProcedures: (procedures) => this.procedureMetrics.baseline(procedures),
+        observeProcedures: (procedures) => this.procedureMetrics.observe(procedures),
+      },
+    });
+  }
+
+  /** The catalog this process holds (the committed one, in a group, once it acts). */
+  get catalog(): CatalogState {
+    return this.core.catalog;
   }
 
   async start(): Promise<void> {
@@ -166,13 +104,10 @@ export class Metasrv {
     this.security = new Security(this.config, this.log.child({ component: 'security' }));
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
-    if (this.config.storage) this.objectStore = createObjectStore(this.config.storage);
+    const objectStore = this.config.storage ? createObjectStore(this.config.storage) : undefined;
     const services: ServiceBinding[] = [{ name: 'Meta', impl: this.implementation() }];
     const groupConfig = this.config.meta_group;
     if (groupConfig) {
-      // A member of the metasrv group: the catalog is what the group committed, read by the
-      // leader when it takes over; until then this process only takes part in raft.
-      this.catalog = emptyCatalog(this.config.cluster_id);
       const group = new MetaGroup({
         clusterId: this.config.cluster_id,
         memberId: groupConfig.id,
@@ -184,20 +119,19 @@ export class Metasrv {
         credentials: this.peerCredentials,
         clock: this.clock,
         log: this.log,
-        onRoleChange: (leader, term) => (leader ? void this.takeover(term) : this.demote(term)),
+        onRoleChange: (leader, term) => (leader ? void this.core.takeover(term) : this.core.demote(term)),
       });
       this.group = group;
+      this.core.joinGroup(group, objectStore);
       services.push({ name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: group.raftStreamHandler() } });
     } else {
       this.store = await CatalogStore.open(this.config.node.data_dir);
-      this.catalog = await this.store.load(this.config.cluster_id);
-      await this.raiseTableIdAboveObjectStore();
-      this.startActing();
+      await this.core.startAlone(this.store, objectStore);
     }
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, services, this.log, this.security);
-    this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
+    this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.core.health());
     await this.group?.start();
-    this.ticker = this.clock.setInterval(() => this.onTickTimer(), PROCEDURE_TICK_MS);
+    this.ticker = this.clock.setInterval(() => this.core.onTickTimer(), PROCEDURE_TICK_MS);
     this.log.info(
       {
         addr: `${this.config.grpc.host}:${this.grpcServer.port}`,
@@ -205,148 +139,6 @@ export class Metasrv {
       },
       'metasrv started',
     );
-  }
-
-  private health(): Record<string, unknown> {
-    const fatal = this.group?.fatalError();
-    const failed = this.catalogUnwritable ?? fatal;
-    return {
-      status: failed ? 'failed' : 'ok',
-      ...(this.catalogUnwritable ? { error: `catalog write failed: ${this.catalogUnwritable.message}` } : fatal ? { error: `metasrv group log failed: ${fatal.message}` } : {}),
-      ...(this.group ? { metaGroup: { ...this.group.status(), acting: this.acting } } : {}),
-      ...(this.acting ? { tables: Object.keys(this.catalog.tables).length, nodes: Object.keys(this.catalog.nodes).length } : {}),
-    };
-  }
-
-  /** Begins acting on `this.catalog` (a start, or a takeover as group leader). */
-  private startActing(): void {
-    this.procedureMetrics.baseline(this.catalog.procedures);
-    for (const [id, u] of Object.entries(this.catalog.unreadableProcedures ?? {})) {
-      this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
-    }
-    const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
-    this.actingSinceMs = this.clock.nowMs();
-    this.lastBalanceCheckMs = this.actingSinceMs;
-    this.acting = true;
-    this.log.info({ epoch: this.epoch, tables: Object.keys(this.catalog.tables).length, resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`) }, 'metasrv acting');
-  }
-
-  /**
-   * This member became the group's leader at `term`. It acts only after a ReadIndex round has
-   * applied every committed catalog (the previous leader's last changes included); liveness is
-   * then rebuilt from fresh heartbeats over the quiet period before anyone is judged, and the
-   * unfinished procedures resume from their records.
-   */
-  private async takeover(term: number): Promise<void> {
-    const group = this.group!;
-    this.takeoverTerm = term;
-    const current = () => this.takeoverTerm === term && group.isLeader() && group.term === term;
-    for (let attempt = 1; current(); attempt++) {
-      try {
-        await group.barrier();
-        break;
-      } catch (err) {
-        if (!current()) return;
-        this.log.warn({ term, attempt, err: (err as Error).message }, 'metasrv leader: reading the committed catalog failed; retrying');
-        await new Promise<void>((ok) => this.clock.setTimeout(ok, 100));
-      }
-    }
-    if (!current()) return;
-    const bytes = group.appliedCatalog();
-    try {
-      const catalog = bytes ? upgradeCatalog(decodeCatalog(bytes, 'in the metasrv group log')) : emptyCatalog(this.config.cluster_id);
-      if (catalog.clusterId !== this.config.cluster_id) {
-        throw new RegionDbError(ErrorCode.Config, `the metasrv group's catalog belongs to cluster "${catalog.clusterId}", but the config says "${this.config.cluster_id}"`);
-      }
-      this.catalog = catalog;
-    } catch (err) {
-      // Not acting on a catalog it cannot read; another member may (this one stays a voter).
-      this.log.error({ err: (err as Error).message, term }, 'metasrv leader cannot read the committed catalog; not acting');
-      return;
-    }
-    this.forgetVolatileState();
-    this.epoch = term;
-    this.startActing();
-    this.log.warn({ term, epoch: this.epoch, member: this.config.meta_group?.id }, 'metasrv group leader: took over (liveness judged after fresh heartbeats; unfinished procedures resume)');
-    await this.raiseTableIdAboveObjectStore().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'raising the table id allocator failed'));
-  }
-
-  /** Leadership lost (or never had): stop acting; what was not committed is forgotten. */
-  private demote(term: number): void {
-    this.takeoverTerm = 0;
-    if (!this.acting) return;
-    this.acting = false;
-    this.forgetVolatileState();
-    this.log.warn({ term, leader: this.group?.leaderAddr() }, 'metasrv group: no longer the leader; stopped acting');
-  }
-
-  /** What only the acting process knows (timing, reports, queued instructions): rebuilt by the next one. */
-  private forgetVolatileState(): void {
-    this.detectors.clear();
-    this.observed.clear();
-    this.pending.clear();
-    this.staged = [];
-    this.wasAlive.clear();
-    this.downSinceMs.clear();
-    this.problems.clear();
-    this.catalogUnwritable = undefined;
-    this.quietUntilMs = 0;
-    this.lastTickTimerMs = undefined;
-  }
-
-  /**
-   * Meta calls are answered by the acting process only. A group member that is not the leader
-   * answers NOT_LEADER with the leader's address when it knows one (callers follow it: the
-   * datanodes, the client library, the CLI — src/rpc/meta-channel.ts); a leader still reading
-   * the committed catalog answers NOT_LEADER without a hint (callers try again shortly).
-   */
-  private requireActing(): void {
-    if (this.acting) return;
-    const group = this.group;
-    const member = this.config.meta_group?.id;
-    if (!group) throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv is starting');
-    if (group.isLeader()) {
-      throw new RegionDbError(ErrorCode.NotLeader, `metasrv ${member} was just elected leader and is reading the committed catalog; retry shortly`);
-    }
-    const leaderAddr = group.leaderAddr();
-    throw new RegionDbError(
-      ErrorCode.NotLeader,
-      `metasrv ${member} is not the leader of the metasrv group${leaderAddr ? `; the leader is at ${leaderAddr}` : ' (no leader known: an election is in progress)'}`,
-      { details: leaderAddr ? { leaderAddr } : {} },
-    );
-  }
-
-  /**
-   * A catalog that was lost or restored from an older copy has a table id allocator that may be
-   * behind ids already used: a re-created table would get region ids whose objects (SSTs,
-   * manifests) are already in the object store. When the metasrv knows the datanodes' object
-   * store (`[storage]`), its `regions/` listing raises the allocator above every table id found;
-   * heartbeats do the same for regions the datanodes host (reconcile.ts idFloors).
-   */
-  private async raiseTableIdAboveObjectStore(): Promise<void> {
-    if (!this.config.storage) {
-      this.log.info('no [storage] configured: table ids are kept above those the datanodes report, not those only in the object store');
-      return;
-    }
-    const store = this.objectStore!;
-    let objects: { key: string }[];
-    try {
-      objects = await store.list('regions/');
-    } catch (err) {
-      // Availability first: heartbeats still raise the allocator above every hosted region.
-      this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the object store; table ids are kept above those the datanodes report only');
-      return;
-    }
-    let highest = -1;
-    for (const object of objects) {
-      const regionId = object.key.split('/')[1] ?? '';
-      if (/^[0-9]+$/.test(regionId) && object.key.startsWith(regionPrefix(regionId))) highest = Math.max(highest, tableIdOfRegion(regionId));
-    }
-    if (highest >= this.catalog.nextTableId) {
-      this.log.warn({ nextTableId: this.catalog.nextTableId, highestInObjectStore: highest }, 'table id allocator behind the object store (catalog lost or restored?); raised');
-      this.catalog.nextTableId = highest + 1;
-      await this.save();
-    }
   }
 
   get grpcPort(): number {
@@ -359,11 +151,11 @@ export class Metasrv {
 
   async stop(): Promise<void> {
     this.ticker?.cancel();
-    this.acting = false;
+    this.core.halt();
     await this.grpcServer?.stop();
     await this.httpServer?.stop();
     for (const c of this.clients.values()) c.close();
-    await this.saving;
+    await this.core.whenSaved();
     await this.store?.close();
     await this.group?.stop();
     this.security?.close();
@@ -375,587 +167,17 @@ export class Metasrv {
     this.security?.reload();
   }
 
-  private async save(): Promise<void> {
-    this.refuseIfUnwritable();
-    // Saves are serialized; each writes the whole (small) catalog with sync. A failed one must
-    // not fail the saves queued behind it (the chain continues past a rejection).
-    this.procedureMetrics.observe(this.catalog.procedures);
-    // The instructions staged so far come from changes in the catalog written now.
-    const release = this.staged;
-    this.staged = [];
-    const write = this.saving.then(() => this.writeCatalog());
-    this.saving = write.catch(() => {});
-    try {
-      await write;
-    } catch (err) {
-      // In a group: a leader that lost its leadership stops acting (demote); the change may
-      // still commit under the next leader, so its outcome is unknown either way.
-      if (this.group && !this.group.isLeader()) throw this.notLeaderAnyMore(err);
-      this.stopActing(err);
-      throw this.unwritableError();
-    }
-    for (const [nodeId, instruction] of release) {
-      const list = this.pending.get(nodeId) ?? [];
-      list.push(instruction);
-      this.pending.set(nodeId, list);
-    }
+  /** Starts a procedure unless an equivalent one is running; saves. */
+  startProcedure<K extends ProcedureKind>(kind: K, data: DataOf<K>): Promise<ProcedureRecordOf<K>> {
+    return this.core.startProcedure(kind, data);
   }
 
-  /** Writes the catalog: to the local store, or replicated through the group (committed on a quorum, applied here). */
-  private async writeCatalog(): Promise<void> {
-    if (this.group) await this.group.put(encodeCatalog(this.catalog));
-    else await this.store!.save(this.catalog);
-  }
-
-  private notLeaderAnyMore(err: unknown): RegionDbError {
-    const leaderAddr = this.group?.leaderAddr();
-    return new RegionDbError(
-      ErrorCode.Unavailable,
-      `this metasrv lost the leadership of the metasrv group while saving the catalog (${(err as Error).message}); the outcome of this request is unknown${leaderAddr ? `; the leader is now at ${leaderAddr}` : ''}`,
-      { details: leaderAddr ? { leaderAddr } : {} },
-    );
-  }
-
-  /** Requests that change the catalog are refused up front while it cannot be written. */
-  private refuseIfUnwritable(): void {
-    if (this.catalogUnwritable) throw this.unwritableError();
-  }
-
-  private unwritableError(): RegionDbError {
-    return new RegionDbError(ErrorCode.Unavailable, `the metasrv cannot write its catalog (${this.catalogUnwritable?.message}); it acts again once a write succeeds. The outcome of this request is unknown`);
-  }
-
-  /** A catalog write failed: act on nothing until one succeeds (see catalogUnwritable). */
-  private stopActing(err: unknown): void {
-    if (this.catalogUnwritable) return;
-    this.catalogUnwritable = err instanceof Error ? err : new Error(String(err));
-    // Instructions queued by steps whose records may not be on disk: procedures re-send them.
-    this.pending.clear();
-    this.log.error({ err: this.catalogUnwritable.message, dataDir: this.config.node.data_dir }, 'catalog write failed; the metasrv stops acting (no failover, repair, balancing or DDL) until a write succeeds');
-  }
-
-  /** Every tick while catalog writes fail: reopen the store and write the catalog. */
-  private async tryResume(): Promise<void> {
-    if (this.resuming) return;
-    this.resuming = true;
-    try {
-      await this.saving;
-      if (this.store) {
-        await this.store.close().catch(() => {});
-        this.store = await CatalogStore.open(this.config.node.data_dir);
-      }
-      await this.writeCatalog();
-      this.log.warn({ failedWith: this.catalogUnwritable?.message }, 'catalog writes work again; the metasrv acts again (liveness judged after fresh heartbeats)');
-      this.catalogUnwritable = undefined;
-      this.quietUntilMs = this.clock.nowMs() + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms;
-    } catch (err) {
-      const suppressed = this.rejectionLog.admit('catalog-write', this.clock.nowMs());
-      if (suppressed !== undefined) this.log.error({ err: (err as Error).message, suppressed }, 'catalog write still failing');
-    } finally {
-      this.resuming = false;
-    }
-  }
-
-  private detector(nodeId: number): PhiAccrualDetector {
-    let d = this.detectors.get(nodeId);
-    if (!d) {
-      const fd = this.config.failure_detector;
-      d = new PhiAccrualDetector({
-        threshold: fd.phi_threshold,
-        windowSize: 100,
-        minStdDevMs: fd.min_std_dev_ms,
-        acceptablePauseMs: fd.acceptable_pause_ms,
-        firstIntervalMs: fd.heartbeat_interval_ms,
-      });
-      this.detectors.set(nodeId, d);
-    }
-    return d;
+  isAlive(nodeId: number): boolean {
+    return this.core.isAlive(nodeId);
   }
 
   nodeState(node: NodeDef): string {
-    if (node.state === 'draining') return 'draining';
-    const d = this.detectors.get(node.nodeId);
-    // Registered but no heartbeat yet: what it hosts is unknown, so nothing is placed on it
-    // (the id allocators are raised above what it reports first).
-    if (!d || !this.observed.has(node.nodeId)) return 'unknown';
-    return d.isAvailable(this.clock.nowMs()) ? 'alive' : 'suspect';
-  }
-
-  // ─── Failure handling and procedures ──────────────────────────────────────────────────────
-
-  isAlive(nodeId: number): boolean {
-    return this.detectors.get(nodeId)?.isAvailable(this.clock.nowMs()) ?? false;
-  }
-
-  private context(): ProcedureContext {
-    return {
-      catalog: this.catalog,
-      clock: this.procedureClock,
-      isAlive: (nodeId) => this.isAlive(nodeId),
-      observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.get(regionId) : undefined),
-      leaderOf: (region) => {
-        let best: { nodeId: number; replica: ObservedReplica } | undefined;
-        for (const p of region.replicas) {
-          if (!this.isAlive(p.nodeId)) continue;
-          const seen = this.observed.get(p.nodeId)?.get(region.regionId);
-          if (seen?.role === 'leader' && seen.peerId === p.peerId && (!best || seen.term > best.replica.term)) best = { nodeId: p.nodeId, replica: seen };
-        }
-        return best;
-      },
-      send: (nodeId, instruction) => {
-        this.staged.push([nodeId, instruction]);
-      },
-      openInstruction: (region, peerId, bootstrap) => this.openInstruction(region, peerId, bootstrap),
-      pickNode: (exclude) => {
-        const load = replicaCountByNode(this.catalog);
-        return Object.values(this.catalog.nodes)
-          .filter((n) => n.state !== 'draining' && this.isAlive(n.nodeId) && this.observed.has(n.nodeId) && !exclude.has(n.nodeId))
-          .sort((a, b) => (load.get(a.nodeId) ?? 0) - (load.get(b.nodeId) ?? 0) || a.nodeId - b.nodeId)[0];
-      },
-      start: (kind, data) => newProcedure(this.context(), kind, data),
-      // runningProcedures' overloads are the context's: one cast from the implementation signature.
-      running: ((kind?: ProcedureKind) => runningProcedures(this.catalog, kind)) as ProcedureContext['running'],
-    };
-  }
-
-  /** Starts a procedure unless an equivalent one is running; saves. */
-  async startProcedure<K extends ProcedureKind>(kind: K, data: DataOf<K>): Promise<ProcedureRecordOf<K>> {
-    const same = runningProcedures(this.catalog, kind).find(
-      (p) => JSON.stringify(Object.entries(data).sort()) === JSON.stringify(Object.entries(p.data).filter(([k]) => k in data).sort()),
-    );
-    if (same) return same;
-    const record = newProcedure(this.context(), kind, data);
-    this.log.info({ procedure: record.id, data }, 'procedure started');
-    await this.save();
-    return record;
-  }
-
-  private lastTickTimerMs: number | undefined;
-
-  /**
-   * After this process's own event loop was blocked, the timer phase runs before the heartbeats
-   * that queued up meanwhile are read: every node would look silent for as long as we were
-   * stalled. So a tick that fires late (by more than the detector's acceptable pause) does not
-   * judge anyone; the next one does, after the queued heartbeats have been counted.
-   */
-  private onTickTimer(): void {
-    const now = this.clock.nowMs();
-    const last = this.lastTickTimerMs;
-    this.lastTickTimerMs = now;
-    const lateMs = last === undefined ? 0 : now - last - PROCEDURE_TICK_MS;
-    if (lateMs > this.config.failure_detector.acceptable_pause_ms) {
-      this.log.warn({ lateMs: Math.round(lateMs) }, "the metasrv's own event loop stalled; liveness is judged again on the next tick, after the heartbeats that queued meanwhile");
-      return;
-    }
-    if (!this.acting) return;
-    if (this.catalogUnwritable) void this.tryResume();
-    else void this.tick();
-  }
-
-  /** Detects failures, starts the procedures they call for, advances running procedures. */
-  private async tick(): Promise<void> {
-    if (this.ticking || this.startupQuietMs() > 0) return;
-    this.ticking = true;
-    try {
-      const now = this.clock.nowMs(); // durations (down since, balance interval): monotonic
-      const ctx = this.context();
-      let changed = false;
-      for (const node of Object.values(this.catalog.nodes)) {
-        const id = node.nodeId;
-        if (this.isAlive(id)) {
-          this.wasAlive.add(id);
-          this.downSinceMs.delete(id);
-          continue;
-        }
-        // Down (or never heard from since this metasrv started: counted from our start).
-        if (!this.downSinceMs.has(id)) {
-          this.downSinceMs.set(id, this.wasAlive.has(id) ? now : this.actingSinceMs);
-          if (this.wasAlive.has(id) && this.hostsReplicas(id)) {
-            const last = this.detectors.get(id)?.lastHeartbeat();
-            const silentMs = last === undefined ? undefined : Math.round(this.clock.nowMs() - last);
-            this.log.warn({ nodeId: id, silentMs }, 'datanode suspected failed; checking its regions have live leaders');
-            newProcedure(ctx, 'region-failover', { nodeId: id });
-            changed = true;
-          }
-        }
-        if (now - this.downSinceMs.get(id)! >= this.config.replica_repair_after_ms) changed = this.startRepairs(ctx, id) || changed;
-      }
-      changed = this.startLostRepairs(ctx) || changed;
-      const interval = this.config.balance_leaders_interval_ms;
-      if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
-        this.lastBalanceCheckMs = now;
-        const counts = [...leaderCounts(ctx).values()];
-        const busy = ctx.running().length > 0 || this.downSinceMs.size > 0;
-        if (!busy && counts.length > 1 && Math.max(...counts) - Math.min(...counts) > 1) {
-          newProcedure(ctx, 'balance-leaders', {});
-          changed = true;
-        }
-      }
-      changed = runProcedures(ctx, this.log) || changed;
-      // Staged instructions go out only after a save (see `staged`), even if no record changed.
-      if (changed || this.staged.length > 0) await this.save();
-      this.maybeBackupCatalog();
-    } catch (err) {
-      this.log.error({ err }, 'metasrv tick failed');
-    } finally {
-      this.ticking = false;
-    }
-  }
-
-  /** A copy of the (saved) catalog in the object store, at most every catalog_backup_interval_ms, when it changed. */
-  private maybeBackupCatalog(): void {
-    const interval = this.config.catalog_backup_interval_ms;
-    const store = this.objectStore;
-    if (!store || interval === 0 || this.backup.running || this.catalogUnwritable) return;
-    const now = this.clock.nowMs();
-    if (this.backup.lastMs !== 0 && now - this.backup.lastMs < interval) return;
-    this.backup.lastMs = now;
-    this.backup.running = true;
-    backupCatalog(store, this.catalog, this.procedureClock.nowMs(), this.backup.written)
-      .then((key) => key && this.log.debug({ key }, 'catalog copied to the object store'))
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'copying the catalog to the object store failed; next try after the interval'))
-      .finally(() => {
-        this.backup.running = false;
-      });
-  }
-
-  /** How long the startup quiet period still lasts (STARTUP_QUIET_HEARTBEATS). */
-  private startupQuietMs(): number {
-    const now = this.clock.nowMs();
-    return Math.max(0, this.actingSinceMs + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms - now, this.quietUntilMs - now);
-  }
-
-  private hostsReplicas(nodeId: number): boolean {
-    return Object.values(this.catalog.regions).some((r) => r.replicas.some((p) => p.nodeId === nodeId));
-  }
-
-  /** A node down for replica_repair_after_ms: re-create each of its replicas elsewhere. */
-  private startRepairs(ctx: ProcedureContext, nodeId: number): boolean {
-    const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
-    let started = false;
-    for (const region of Object.values(this.catalog.regions)) {
-      const old = region.replicas.find((p) => p.nodeId === nodeId);
-      if (!old || busy.has(region.regionId)) continue;
-      if (!ctx.pickNode(new Set(region.replicas.map((p) => p.nodeId)))) continue; // nowhere to put it yet
-      this.log.warn({ nodeId, regionId: region.regionId }, 'datanode down too long; re-creating its replica elsewhere');
-      newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
-      started = true;
-    }
-    return started;
-  }
-
-  /**
-   * Replicas marked lost (a new store on their node, or a failed replica): each is replaced
-   * under a fresh peer id, on its own node if no other can take it (reconcile.ts R4).
-   */
-  private startLostRepairs(ctx: ProcedureContext): boolean {
-    const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
-    let started = false;
-    for (const region of Object.values(this.catalog.regions)) {
-      const lost = region.replicas.find((p) => p.lost !== undefined);
-      if (!lost || busy.has(region.regionId)) continue;
-      this.log.warn({ nodeId: lost.nodeId, regionId: region.regionId, peerId: lost.peerId, reason: lost.lost }, 'replica lost; replacing it under a fresh peer id');
-      newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: lost.peerId, oldNodeId: lost.nodeId, reason: lost.lost, inPlace: true });
-      started = true;
-    }
-    return started;
-  }
-
-  /**
-   * Compares a node's store id with the one recorded (common/store-id.ts). A different store
-   * created on an empty data dir is a new incarnation: every replica the catalog places on the
-   * node is lost (never reopened under its old peer id; repaired). An adopted id (a data dir
-   * from before store ids, data present) is the same incarnation. Returns true if it changed.
-   */
-  private noteStore(node: NodeDef, storeId: string, known: boolean): boolean {
-    if (storeId === '' || node.storeId === storeId) return false;
-    const previous = node.storeId;
-    node.storeId = storeId;
-    if (!known || !isFreshStoreId(storeId)) {
-      if (known) this.log.warn({ nodeId: node.nodeId, storeId, previous }, 'datanode data dir predates store ids; adopted its store id (same incarnation)');
-      return true;
-    }
-    const reason = `new store ${storeId}${previous ? ` (was ${previous})` : ''}: node ${node.nodeId} came back without its data`;
-    let lost = 0;
-    for (const region of Object.values(this.catalog.regions)) {
-      for (const p of region.replicas) {
-        if (p.nodeId === node.nodeId && p.lost === undefined) {
-          p.lost = reason;
-          lost++;
-        }
-      }
-    }
-    this.log.warn({ nodeId: node.nodeId, storeId, previous, replicasLost: lost }, 'datanode is a new incarnation (empty data dir); its replicas will be replaced under fresh peer ids');
-    return true;
-  }
-
-  /** Live datanodes' last reports (what reconciliation may trust). */
-  private liveReports(): Reports {
-    const out = new Map<number, ReadonlyMap<string, ObservedReplica>>();
-    for (const [nodeId, replicas] of this.observed) if (this.isAlive(nodeId)) out.set(nodeId, replicas);
-    return out;
-  }
-
-  /**
-   * Heartbeat reconciliation (reconcile.ts): ids above everything reported, the catalog
-   * following newer groups, then what this node must open or delete. Returns the instructions
-   * and whether the catalog changed.
-   */
-  private reconcile(nodeId: number): { instructions: Instruction[]; changed: boolean } {
-    const reports = this.liveReports();
-    let changed = false;
-    const floors = idFloors(reports);
-    if (floors.nextPeerId > this.catalog.nextPeerId || floors.nextTableId > this.catalog.nextTableId) {
-      this.log.warn({ ...floors, was: { nextPeerId: this.catalog.nextPeerId, nextTableId: this.catalog.nextTableId } }, 'id allocators behind ids in use (catalog lost or restored?); raised');
-      this.catalog.nextPeerId = Math.max(this.catalog.nextPeerId, floors.nextPeerId);
-      this.catalog.nextTableId = Math.max(this.catalog.nextTableId, floors.nextTableId);
-      changed = true;
-    }
-    const busy = new Set(
-      runningProcedures(this.catalog)
-        .map((p) => ('regionId' in p.data ? p.data.regionId : undefined))
-        .filter((r) => r !== undefined),
-    );
-    const result = reconcileCatalog(this.catalog, reports, busy);
-    for (const m of result.matched) this.catalog.regions[m.regionId]!.confIndex = m.confIndex;
-    for (const a of result.adopt) {
-      const region = this.catalog.regions[a.regionId]!;
-      this.log.warn({ regionId: a.regionId, from: region.replicas, to: a.replicas }, a.note);
-      region.replicas = a.replicas;
-      region.confIndex = a.confIndex;
-      region.confVersion++;
-    }
-    if (result.matched.length + result.adopt.length > 0) {
-      this.catalog.version++;
-      changed = true;
-    }
-    this.problems = result.problems;
-    const instructions: Instruction[] = [];
-    for (const action of nodeActions(this.catalog, nodeId, reports)) {
-      if ('open' in action) {
-        const region = this.catalog.regions[action.open.regionId]!;
-        instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
-      } else {
-        this.log.info({ nodeId, ...action.destroy }, 'deleting a replica the group no longer has');
-        instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true } });
-      }
-    }
-    return { instructions, changed };
-  }
-
-  // ─── Routes ─────────────────────────────────────────────────────────────────────────────────
-
-  private route(region: RegionDef): RegionRoute {
-    return {
-      region_id: region.regionId,
-      table: region.tableName,
-      region_number: region.regionNumber,
-      peers: region.replicas.map((r) => ({ peer_id: String(r.peerId), node_id: String(r.nodeId), addr: this.catalog.nodes[r.nodeId]?.addr ?? '' })),
-      leader_node_id: String(region.leaderNodeId),
-      conf_version: String(region.confVersion),
-    };
-  }
-
-  private regionInfo(region: RegionDef, ctx: ProcedureContext): RegionInfo {
-    const leader = ctx.leaderOf(region);
-    const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.get(region.regionId)?.appliedIndex ?? 0);
-    const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.get(region.regionId)?.peerId === p.peerId).length;
-    const problems = [...(this.problems.get(region.regionId) ?? []), ...region.replicas.filter((p) => p.lost).map((p) => `peer ${p.peerId} on node ${p.nodeId} lost: ${p.lost}`)];
-    return {
-      route: this.route(region),
-      term: String(leader?.replica.term ?? 0),
-      applied_index: applied.map(String),
-      flushed_index: String(leader?.replica.flushedIndex ?? 0),
-      health: !leader ? 'leaderless' : live < this.replicationFactor || region.replicas.length !== this.replicationFactor ? 'under-replicated' : 'healthy',
-      problems,
-    };
-  }
-
-  /** Regions the datanodes host that the catalog does not know (left alone; reconcile.ts R1). */
-  private unknownRegionInfos(): RegionInfo[] {
-    const out: RegionInfo[] = [];
-    for (const [regionId, problems] of this.problems) {
-      if (this.catalog.regions[regionId]) continue;
-      const peers: { peer_id: string; node_id: string; addr: string }[] = [];
-      for (const [nodeId, replicas] of this.liveReports()) {
-        const r = replicas.get(regionId);
-        if (r) peers.push({ peer_id: String(r.peerId), node_id: String(nodeId), addr: this.catalog.nodes[nodeId]?.addr ?? '' });
-      }
-      out.push({
-        route: { region_id: regionId, table: '(not in catalog)', region_number: Number(BigInt(regionId) & 0xffffffffn), peers, leader_node_id: '0', conf_version: '0' },
-        term: '0',
-        applied_index: [],
-        flushed_index: '0',
-        health: 'unknown',
-        problems,
-      });
-    }
-    return out;
-  }
-
-  private schemaOf(tableName: string): TableSchema {
-    const t = this.catalog.tables[tableName];
-    if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
-    return { name: t.name, tableId: t.tableId, columns: t.columns, regionCount: t.regionCount };
-  }
-
-  private openInstruction(region: RegionDef, peerId: number, bootstrap: boolean): OpenRegionRequest {
-    return {
-      metasrv_epoch: String(this.epoch),
-      region_id: region.regionId,
-      table: toProtoSchema(this.schemaOf(region.tableName)),
-      peers: this.route(region).peers,
-      self_peer_id: String(peerId),
-      bootstrap,
-    };
-  }
-
-  // ─── DDL ────────────────────────────────────────────────────────────────────────────────────
-
-  private async createTable(req: MetaCreateTableRequest__Output): Promise<MetaCreateTableResponse> {
-    this.requireActing();
-    this.refuseIfUnwritable();
-    const name = str(req.name, 'name', limits.tableNameBytesMax);
-    const columns = fromProtoColumns(req.columns);
-    const regionCount = Number(req.region_count || 1);
-    validateSchema({ name, columns, regionCount });
-    const token = str(req.request_token ?? '', 'request_token', 128);
-    if (token !== '' && this.catalog.tables[name] && this.catalog.createTokens?.[name] === token) {
-      // A retry of a CreateTable that did create the table (its first answer was lost).
-      return { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
-    }
-    const quietMs = this.startupQuietMs();
-    if (quietMs > 0 && this.group) await this.waitForReports(quietMs);
-    else if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
-    // Placement needs live datanodes; count only those heard from recently.
-    for (const node of Object.values(this.catalog.nodes)) {
-      node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
-    }
-    const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
-    if (token !== '') this.catalog.createTokens = { ...this.catalog.createTokens, [name]: token };
-    await this.save();
-    // Open the replicas now (the heartbeat reconciliation would also do it, within a beat).
-    await Promise.all(
-      regions.flatMap((region) =>
-        region.replicas.map(async (replica) => {
-          const node = this.catalog.nodes[replica.nodeId]!;
-          try {
-            await call(this.client(node.addr), 'OpenRegion', this.openInstruction(region, replica.peerId, true), 5000);
-          } catch (err) {
-            this.log.warn({ err: (err as Error).message, regionId: region.regionId, nodeId: node.nodeId }, 'open region failed; heartbeat will retry');
-          }
-        }),
-      ),
-    );
-    this.log.info({ table: name, tableId: table.tableId, regions: regions.length }, 'created table');
-    return { table: toProtoSchema(this.schemaOf(name)), routes: regions.map((r) => this.route(r)) };
-  }
-
-  /**
-   * A group leader that just took over places replicas only on datanodes that reported to it: it
-   * waits (at most `maxMs`, the quiet period) until enough have, instead of the whole quiet
-   * period — its catalog is the committed one, so its id allocators are already above every id in
-   * use (a single metasrv's catalog may be an older copy: it waits the whole period).
-   */
-  private async waitForReports(maxMs: number): Promise<void> {
-    const until = this.clock.nowMs() + maxMs;
-    const reported = () => Object.values(this.catalog.nodes).filter((n) => n.state !== 'draining' && this.nodeState(n) === 'alive').length;
-    while (this.acting && reported() < this.replicationFactor && this.clock.nowMs() < until) {
-      await new Promise<void>((ok) => this.clock.setTimeout(ok, 50));
-    }
-  }
-
-  /**
-   * Disaster recovery (all local copies of a table's regions lost): every replica of every
-   * region restarts from the region's latest manifest in the object store. Refuses regions that
-   * still have a live leader unless forced: their replicas hold writes newer than the manifest.
-   */
-  private async recoverTable(table: string, force: boolean): Promise<RecoverTableResponse> {
-    this.requireActing();
-    this.refuseIfUnwritable();
-    const regions = regionsOfTable(this.catalog, table);
-    if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
-    const ctx = this.context();
-    if (!force) {
-      const serving = regions.filter((r) => ctx.leaderOf(r)).map((r) => `${r.regionId} (leader on node ${ctx.leaderOf(r)!.nodeId})`);
-      if (serving.length > 0) {
-        throw new RegionDbError(
-          ErrorCode.ConditionFailed,
-          `regions ${serving.join(', ')} still have a live leader: their replicas may hold writes newer than the object store; recovering would discard them (use --force to do it anyway)`,
-        );
-      }
-    }
-    const down = [...new Set(regions.flatMap((r) => r.replicas.map((p) => p.nodeId)))].filter((id) => !this.isAlive(id));
-    if (down.length > 0) {
-      throw new RegionDbError(ErrorCode.Unavailable, `datanodes ${down.join(', ')} hold replicas of ${table} but are not alive; start them (empty is fine) before recovering`);
-    }
-    const out: RecoveredRegion[] = [];
-    for (const region of regions) {
-      this.regroupForRecovery(region);
-      let point = { flushed_index: '0', manifest_written_ms: '0', ssts: 0 };
-      for (const replica of region.replicas) {
-        const node = this.catalog.nodes[replica.nodeId]!;
-        const res = await call<OpenRegionResponse__Output>(
-          this.client(node.addr),
-          'OpenRegion',
-          { ...this.openInstruction(region, replica.peerId, false), recover_from_object_store: true },
-          30_000,
-        ).catch((err: unknown) => {
-          const e = fromGrpcError(err);
-          throw new RegionDbError(e.code, `recovering region ${region.regionId} on datanode ${node.nodeId}: ${e.message}`, { cause: e });
-        });
-        point = res;
-      }
-      region.bootstrapped = true;
-      this.log.warn({ regionId: region.regionId, flushedIndex: point.flushed_index }, 'region recovered from the object store');
-      out.push({ region_id: region.regionId, flushed_index: point.flushed_index, manifest_written_ms: point.manifest_written_ms, ssts: point.ssts, replicas: region.replicas.length });
-    }
-    await this.save();
-    return { regions: out };
-  }
-
-  /**
-   * Recovery starts the region over as a new group from its manifest: whatever procedures were
-   * moving its replicas (a repair of replicas lost with their disks, which could not proceed
-   * without a leader, has already placed a second peer on a node) are superseded, each node keeps
-   * one placement, and every replica gets a fresh peer id (ids are never reused, and nothing
-   * from the old group may vote in the new one). Lost marks end here: the replicas are new.
-   */
-  private regroupForRecovery(region: RegionDef): void {
-    for (const p of Object.values(this.catalog.procedures)) {
-      if (p.status === 'running' && 'regionId' in p.data && p.data.regionId === region.regionId) {
-        p.status = 'failed';
-        p.error = 'superseded: the region was recovered from the object store';
-        p.updatedMs = this.procedureClock.nowMs();
-      }
-    }
-    const nodes = [...new Set(region.replicas.map((p) => p.nodeId))];
-    region.replicas = nodes.map((nodeId) => ({ peerId: this.catalog.nextPeerId++, nodeId }));
-    region.confVersion++;
-    region.confIndex = 0; // a new group: its conf index restarts at the manifest's index
-  }
-
-  private requireGroup(): MetaGroup {
-    if (!this.group) throw new RegionDbError(ErrorCode.InvalidArgument, 'this metasrv runs alone (no [meta_group] in its config): there is no group to change');
-    return this.group;
-  }
-
-  private groupInfo(group: MetaGroup): MetaGroupInfo {
-    const st = group.status();
-    return {
-      answered_by: String(st.memberId),
-      term: String(st.term),
-      leader_id: String(st.leaderId),
-      commit_index: String(st.commitIndex),
-      applied_index: String(st.appliedIndex),
-      members: st.members.map((m) => ({
-        id: String(m.id),
-        addr: m.addr,
-        kind: m.voter ? 'voter' : 'learner',
-        role: m.id === st.leaderId ? 'leader' : m.voter ? 'follower' : 'learner',
-        match_index: String(m.matchIndex ?? 0),
-      })),
-    };
+    return this.core.nodeState(node);
   }
 
   private client(addr: string): grpc.Client {
@@ -966,241 +188,47 @@ export class Metasrv {
 
   // ─── Service ────────────────────────────────────────────────────────────────────────────────
 
-  private checkCluster(clusterId: string): void {
-    if (clusterId !== this.config.cluster_id) {
-      this.countRejection('other-cluster', { clusterId });
-      throw new RegionDbError(ErrorCode.InvalidArgument, `cluster id ${JSON.stringify(clusterId)} does not match this cluster (${this.config.cluster_id})`);
-    }
-  }
-
-  private countRejection(reason: string, context: Record<string, unknown>): void {
-    this.metrics.rejected.inc({ reason });
-    const suppressed = this.rejectionLog.admit(reason, this.clock.nowMs());
-    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (another cluster, or a node id its certificate does not name)');
-  }
-
   /** Under TLS, a datanode certificate ("datanode-<id>") may only speak for its own node id. */
   private checkNodeIdentity(call: unknown, nodeId: number): void {
     const cert = peerCertificate(call);
     const certNodeId = cert ? certificateNodeId(cert) : undefined;
     if (certNodeId !== undefined && certNodeId !== nodeId) {
-      this.countRejection('node-id-mismatch', { nodeId, certNodeId });
+      this.core.countRejection('node-id-mismatch', { nodeId, certNodeId });
       throw new RegionDbError(ErrorCode.PermissionDenied, `node_id ${nodeId} does not match the certificate of datanode ${certNodeId}`);
     }
   }
 
   private implementation(): MetaHandlers {
     const log = this.log;
+    const core = this.core;
     return {
-      RegisterNode: unary(async (req, call) => {
-        this.requireActing();
-        this.refuseIfUnwritable();
-        this.checkCluster(req.cluster_id);
-        const nodeId = u64(req.node_id, 'node_id');
-        this.checkNodeIdentity(call, nodeId);
-        if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
-        const existing = this.catalog.nodes[nodeId];
-        const storeId = str(req.store_id ?? '', 'store_id', 128);
-        // Two processes configured with one node id: while the registered one is alive, another
-        // store at another address is an impostor, not a restart (a restart on a wiped disk comes
-        // back at the same address; a replaced host is accepted once the old one is silent).
-        // Accepting it would mark every replica of the live node lost and flap between the two.
-        if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr && this.isAlive(nodeId)) {
-          throw new RegionDbError(
-            ErrorCode.AlreadyExists,
-            `node id ${nodeId} belongs to a live datanode at ${existing.addr} (store ${existing.storeId}); this one at ${req.addr} (store ${storeId}) is refused: give it another node id, or stop the other first`,
-          );
-        }
-        const node: NodeDef = {
-          nodeId,
-          addr: str(req.addr, 'addr'),
-          httpAddr: str(req.http_addr, 'http_addr'),
-          lastHeartbeatMs: this.procedureClock.nowMs(),
-          state: existing?.state === 'draining' ? 'draining' : 'alive',
-          ...(existing?.storeId ? { storeId: existing.storeId } : {}),
-        };
-        this.catalog.nodes[nodeId] = node;
-        this.noteStore(node, storeId, existing !== undefined);
-        this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
-        this.catalog.version++;
-        await this.save();
-        this.detector(nodeId).heartbeat(this.clock.nowMs());
-        log.info({ nodeId, addr: req.addr }, 'datanode registered');
-        const regions = Object.values(this.catalog.regions).flatMap((region) =>
-          region.replicas.filter((r) => r.nodeId === nodeId && r.lost === undefined).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
-        );
-        return { regions, metasrv_epoch: String(this.epoch) };
-      }, log),
-      Heartbeat: unary(async (req, call) => {
-        this.requireActing();
-        this.checkCluster(req.cluster_id);
-        const nodeId = u64(req.node_id, 'node_id');
-        this.checkNodeIdentity(call, nodeId);
-        const node = this.catalog.nodes[nodeId];
-        if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
-        this.metrics.heartbeats.inc();
-        this.detector(nodeId).heartbeat(this.clock.nowMs());
-        node.lastHeartbeatMs = this.procedureClock.nowMs();
-        // Liveness only while the catalog cannot be written: nothing decided, nothing instructed.
-        if (this.catalogUnwritable) return { instructions: [], metasrv_epoch: String(this.epoch) };
-        // A store that changed without a registration (a catalog restored from an older copy)
-        // is judged like one; a first store id on a node known before store ids is recorded.
-        let changed = this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), node.storeId !== undefined);
-        const reported = new Map<string, ObservedReplica>();
-        for (const stat of req.replicas ?? []) {
-          const seen: ObservedReplica = {
-            regionId: stat.region_id,
-            peerId: Number(stat.peer_id),
-            role: stat.role,
-            term: Number(stat.term),
-            leaderNodeId: Number(stat.leader_node_id),
-            appliedIndex: Number(stat.applied_index),
-            commitIndex: Number(stat.commit_index),
-            flushedIndex: Number(stat.flushed_index ?? 0),
-            voters: (stat.voters ?? []).map(Number),
-            learners: (stat.learners ?? []).map(Number),
-            health: stat.health || 'ok',
-            failure: stat.failure ?? '',
-            confIndex: Number(stat.conf_index ?? 0),
-          };
-          reported.set(stat.region_id, seen);
-          const region = this.catalog.regions[stat.region_id];
-          if (region && !region.bootstrapped && seen.appliedIndex > 0) {
-            // From now on a replica opened anywhere must get its state from the others (or from
-            // `regiondb recover`), never start the region afresh: that would serve it empty.
-            region.bootstrapped = true;
-            changed = true;
-          }
-          const placed = region?.replicas.find((p) => p.peerId === seen.peerId && p.nodeId === nodeId);
-          if (placed && seen.health === 'failed' && placed.lost === undefined) {
-            // A replica that cannot start or apply: replaced under a fresh peer id although its
-            // node is alive (the metasrv acts on replica health, not only on node liveness).
-            placed.lost = `replica failed: ${seen.failure || 'no reason given'}`;
-            this.log.warn({ nodeId, regionId: seen.regionId, peerId: seen.peerId, failure: seen.failure }, 'replica reported failed; it will be replaced');
-            changed = true;
-          }
-          if (region && seen.role === 'leader' && region.replicas.some((p) => p.peerId === seen.peerId)) region.leaderNodeId = nodeId;
-        }
-        this.observed.set(nodeId, reported);
-        const instructions: Instruction[] = this.pending.get(nodeId) ?? [];
-        this.pending.delete(nodeId);
-        const reconciled = this.reconcile(nodeId);
-        if (changed || reconciled.changed) await this.save();
-        instructions.push(...reconciled.instructions);
-        return { instructions, metasrv_epoch: String(this.epoch) };
-      }, log),
-      GetRoutes: unary(async (req) => {
-        this.requireActing();
-        const name = str(req.table, 'table', limits.tableNameBytesMax);
-        const schema = this.schemaOf(name);
-        return { table: toProtoSchema(schema), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
-      }, log),
-      CreateTable: unary((req) => this.createTable(req), log),
-      DropTable: unary(async (req) => {
-        this.requireActing();
-        this.refuseIfUnwritable();
-        const regions = dropTable(this.catalog, str(req.name, 'name', limits.tableNameBytesMax), this.procedureClock.nowMs());
-        await this.save();
-        return { regions_dropped: regions.length };
-      }, log),
-      ListNodes: unary(async () => {
-        this.requireActing();
-        const now = this.clock.nowMs();
-        const ctx = this.context();
-        const counts = new Map<number, { regions: number; leaders: number }>();
-        for (const region of Object.values(this.catalog.regions)) {
-          for (const r of region.replicas) {
-            const c = counts.get(r.nodeId) ?? { regions: 0, leaders: 0 };
-            c.regions++;
-            if (region.leaderNodeId === r.nodeId) c.leaders++;
-            counts.set(r.nodeId, c);
-          }
-        }
-        return {
-          nodes: Object.values(this.catalog.nodes).map((n) => ({
-            node_id: String(n.nodeId),
-            addr: n.addr,
-            http_addr: n.httpAddr,
-            state: this.nodeState(n),
-            phi: this.detectors.get(n.nodeId)?.phi(now) ?? 0,
-            regions: counts.get(n.nodeId)?.regions ?? 0,
-            leaders: counts.get(n.nodeId)?.leaders ?? 0,
-          })),
-          regions: Object.values(this.catalog.regions).map((r) => this.route(r)),
-          region_infos: [...Object.values(this.catalog.regions).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
-          procedures: [
-            ...Object.values(this.catalog.procedures)
-              .sort((a, b) => a.createdMs - b.createdMs)
-              .map((p) => ({
-                id: p.id,
-                kind: p.kind,
-                status: p.status,
-                step: p.step,
-                description: describeProcedure(p),
-                notes: p.notes,
-                error: p.error ?? '',
-                created_ms: String(p.createdMs),
-              })),
-            ...Object.entries(this.catalog.unreadableProcedures ?? {}).map(([id, u]) => unreadableStatus(id, u.record, u.error)),
-          ],
-          ...(this.group ? { meta_group: this.groupInfo(this.group) } : {}),
-        };
-      }, log),
+      RegisterNode: unary((req, call) => core.registerNode(req, (nodeId) => this.checkNodeIdentity(call, nodeId)), log),
+      Heartbeat: unary((req, call) => core.heartbeat(req, (nodeId) => this.checkNodeIdentity(call, nodeId)), log),
+      GetRoutes: unary((req) => core.getRoutes(req), log),
+      CreateTable: unary((req) => core.createTable(req), log),
+      DropTable: unary((req) => core.dropTable(req), log),
+      ListNodes: unary(() => core.listNodes(), log),
       AddMetaMember: unary(async (req) => {
-        this.requireActing();
-        const group = this.requireGroup();
+        core.requireActing();
+        const group = core.requireGroup();
         const id = u64(req.id, 'id');
         if (id === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'id must be positive');
         const addr = str(req.addr, 'addr');
         if (!/^[^:\s]+:\d+$/.test(addr)) throw new RegionDbError(ErrorCode.InvalidArgument, `addr must be host:port, got ${JSON.stringify(addr)}`);
         this.log.warn({ id, addr }, 'adding a metasrv group member');
         await group.addMember(id, addr, 30_000);
-        return { group: this.groupInfo(group) };
+        return { group: core.groupInfo(group) };
       }, log),
       RemoveMetaMember: unary(async (req) => {
-        this.requireActing();
-        const group = this.requireGroup();
+        core.requireActing();
+        const group = core.requireGroup();
         const id = u64(req.id, 'id');
         this.log.warn({ id }, 'removing a metasrv group member');
         await group.removeMember(id);
-        return { group: this.groupInfo(group) };
+        return { group: core.groupInfo(group) };
       }, log),
-      RecoverTable: unary((req) => this.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
-      StartProcedure: unary(async (req) => {
-        this.requireActing();
-        this.refuseIfUnwritable();
-        const kind = req.kind;
-        const startable = ['transfer-leader', 'balance-leaders', 'drain-node'] as const;
-        if (!isProcedureKind(kind) || !startable.some((k) => k === kind)) {
-          throw new RegionDbError(ErrorCode.InvalidArgument, `kind must be one of ${startable.join(', ')}; got ${JSON.stringify(req.kind)}`);
-        }
-        const nodeId = u64(req.node_id ?? '0', 'node_id');
-        if (kind !== 'balance-leaders' && !this.catalog.nodes[nodeId]) throw new RegionDbError(ErrorCode.NotFound, `datanode ${nodeId} is not registered`);
-        if (kind === 'transfer-leader') {
-          const regionId = str(req.region_id, 'region_id', 32);
-          const region = this.catalog.regions[regionId];
-          if (!region) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} does not exist`);
-          if (!region.replicas.some((p) => p.nodeId === nodeId)) throw new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} has no replica of region ${regionId}`);
-          return { id: (await this.startProcedure('transfer-leader', { regionId, nodeId })).id };
-        }
-        if (kind === 'drain-node') return { id: (await this.startProcedure('drain-node', { nodeId })).id };
-        return { id: (await this.startProcedure('balance-leaders', {})).id };
-      }, log),
+      RecoverTable: unary((req) => core.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
+      StartProcedure: unary((req) => core.startProcedureCall(req), log),
     };
   }
-}
-
-/** A stored procedure record this version cannot run, as `regiondb status` shows it. */
-function unreadableStatus(id: string, record: unknown, error: string) {
-  const r = typeof record === 'object' && record !== null ? (record as Record<string, unknown>) : {};
-  return {
-    id,
-    kind: String(r['kind'] ?? '?'),
-    status: 'failed',
-    step: String(r['step'] ?? '?'),
-    description: 'unreadable record, not run',
-    notes: [],
-    error,
-    created_ms: String(typeof r['createdMs'] === 'number' ? r['createdMs'] : 0),
-  };
 }

@@ -45,6 +45,12 @@ import type { RaftEnvelope } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
+import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
+import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
+import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
+import type { Instruction } from '../../src/metasrv/procedures/procedure.js';
+import { runningProcedures } from '../../src/metasrv/procedures/runner.js';
+import type { OpenRegionRequest, ReplicaStat__Output } from '../../src/rpc/generated/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -166,6 +172,20 @@ export interface ClusterSimOptions {
    * result whatever the command.
    */
   dedupBug?: 'id-zero-deduplicated' | 'id-trusted-without-command';
+  /**
+   * Run the real metasrv core (docs/simulation.md, "The metasrv"): datanodes register and beat,
+   * execute its instructions, and lost replicas are replaced by its repair-replica procedure
+   * instead of the harness's stand-in. Adds its faults (crash and restart mid-procedure, clock
+   * steps) and the checkers that lost replicas are replaced and the catalog matches the groups.
+   */
+  metasrv?: boolean;
+  /**
+   * Test-only, with `metasrv`: builds the metasrv core of each incarnation (a subclass with a
+   * planted bug; test/sim/sim-metasrv-bugs.ts). Default: the real MetasrvCore.
+   */
+  metasrvCore?: MetasrvCoreFactory;
+  /** The name of the planted metasrv bug `metasrvCore` builds, for the replay command. */
+  metasrvBug?: string;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
@@ -196,6 +216,8 @@ export interface ClusterSimResult {
   engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number };
+  /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
+  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
 }
 
 export class ClusterSimViolation extends Error {
@@ -215,7 +237,14 @@ export class ClusterSimViolation extends Error {
 
 // ─── The simulation ─────────────────────────────────────────────────────────────────────────
 
+/** The regions' ids without the metasrv; with it, the ids of table 1024's two regions (the metasrv parses region ids). */
 const REGIONS = ['r-reg', 'r-set'] as const;
+const METASRV_REGIONS = [String(1024n << 32n), String((1024n << 32n) | 1n)] as const;
+/** With `metasrv`: how often a datanode beats (virtual ms), and how long a call to the metasrv may take. */
+const HEARTBEAT_MS = 50;
+const META_CALL_TIMEOUT_MS = 500;
+/** With `metasrv`: lost replicas are replaced and the catalog matches the groups within this after healing (the procedures re-send lost instructions every 3 s). */
+const METASRV_LIVENESS_MS = 20_000;
 const KEYS = ['a', 'b', 'c'];
 const OP_TIMEOUT_MS = 500;
 const TUNING: RaftTuning = {
@@ -367,6 +396,15 @@ interface SimNode {
   /** Faults done to its disk while it was down, found when it starts: regions with a flipped byte, or the whole disk wiped. */
   pendingDamage: Set<string>;
   pendingWipe: boolean;
+  /**
+   * With `metasrv`: the region metas on its disk (what a datanode reopens at start: the peer it
+   * is and the peers it was given; lost with a wipe, deleted with the replica), whether this
+   * incarnation registered, and its chain of region operations (opens and closes, one at a time).
+   */
+  metas: Map<string, { selfPeerId: number; peers: { peerId: number; nodeId: number }[] }>;
+  registered: boolean;
+  ops: Promise<void>;
+  beating: boolean;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -455,8 +493,21 @@ export class ClusterSim {
   /** Replica failures a fault caused (`node/region/peer`): expected, not violations. */
   private readonly expectedFailures = new Set<string>();
   private readonly storageStats = { corruptions: 0, wipes: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0 };
+  /** The regions (ids depend on `metasrv`): the register region and the set region. */
+  private readonly regionIds: readonly string[];
+  private readonly regReg: string;
+  private readonly regSet: string;
+  /** With `metasrv`: the simulated metasrv process, its random stream, and what it did. */
+  private readonly meta: SimMetasrv | undefined;
+  private readonly metaRand: Rand | undefined;
+  private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
+  /** With `metasrv`: regions whose last open instruction said not to bootstrap (a reopen from the disk then does not either). */
+  private readonly bootstrapped = new Set<string>();
 
   constructor(private readonly options: ClusterSimOptions) {
+    this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
+    this.regReg = this.regionIds[0]!;
+    this.regSet = this.regionIds[1]!;
     this.rand = new SeededRand(options.seed);
     this.net = new SimNetwork(this.sched, this.rand.fork(), { delayMsMin: 1, delayMsMax: 12, dropChance: 0.03, dupChance: 0.02 }, (from, to, envelope) =>
       this.deliver(from, to, envelope),
@@ -474,11 +525,15 @@ export class ClusterSim {
         wallOffsetMs: 0,
         pendingDamage: new Set(),
         pendingWipe: false,
+        metas: new Map(),
+        registered: false,
+        ops: Promise.resolve(),
+        beating: false,
       };
       disk.onSyncStart = () => this.maybeCrashDuringSync(node);
       this.nodes.set(id, node);
     }
-    for (let c = 0; c < options.clients; c++) this.clients.push({ id: c, process: c, target: new Map(REGIONS.map((r) => [r, 1 + this.rand.int(options.nodes)])), busy: false });
+    for (let c = 0; c < options.clients; c++) this.clients.push({ id: c, process: c, target: new Map(this.regionIds.map((r) => [r, 1 + this.rand.int(options.nodes)])), busy: false });
     // Forked last, and only in engine mode: the register mode's random stream (and so its
     // trace hashes) stay what they were.
     if (this.engine) {
@@ -497,8 +552,46 @@ export class ClusterSim {
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
     this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
-    for (const regionId of REGIONS) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
+    for (const regionId of this.regionIds) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
+    // Forked after every other stream, and only with the metasrv on: without it every trace
+    // hash stays what it was.
+    if (options.metasrv) {
+      this.metaRand = this.rand.fork();
+      const storage = new SimCatalogStorage(this.sched, this.metaRand.fork());
+      storage.durable = encodeCatalog(this.initialCatalog());
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      // Each node's disk starts with its replica of both regions (the table was created).
+      for (const node of this.nodes.values()) {
+        for (const regionId of this.regionIds) node.metas.set(regionId, { selfPeerId: node.id, peers: this.peersOf(regionId) });
+      }
+    }
+  }
+
+  /** The catalog the table's creation left: one table, two regions with a replica (peer id = node id) on each node; no node registered yet. */
+  private initialCatalog(): CatalogState {
+    const catalog = emptyCatalog(SIM_CLUSTER_ID);
+    catalog.tables['sim'] = { name: 'sim', tableId: 1024, columns: ENGINE_SCHEMA.columns, regionCount: this.regionIds.length };
+    this.regionIds.forEach((regionId, regionNumber) => {
+      catalog.regions[regionId] = {
+        regionId,
+        tableName: 'sim',
+        regionNumber,
+        replicas: [...this.nodes.keys()].map((nodeId) => ({ peerId: nodeId, nodeId })),
+        leaderNodeId: 0,
+        confVersion: 1,
+        confIndex: 0,
+        bootstrapped: false,
+      };
+    });
+    catalog.nextTableId = 1025;
+    catalog.nextPeerId = this.options.nodes + 1;
+    return catalog;
+  }
+
+  /** How long after healing the liveness checkers wait (longer with the metasrv: its procedures re-send every 3 s). */
+  private get livenessBoundMs(): number {
+    return this.meta ? Math.max(this.options.livenessMs, METASRV_LIVENESS_MS) : this.options.livenessMs;
   }
 
   private get engine(): boolean {
@@ -516,12 +609,13 @@ export class ClusterSim {
   }
 
   private async runUnchecked(): Promise<ClusterSimResult> {
-    const { faultMs, livenessMs } = this.options;
+    const { faultMs } = this.options;
+    this.meta?.start();
     for (const node of this.nodes.values()) this.startNode(node);
     // Client load and the nemesis, as events on the one scheduler.
     for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
     this.scheduleNemesis(100);
-    if (this.extra.has('corrupt') || this.extra.has('wipe')) this.scheduleRepairs();
+    if (!this.meta && (this.extra.has('corrupt') || this.extra.has('wipe'))) this.scheduleRepairs();
     await this.sched.runUntil(faultMs, () => this.violation !== undefined);
     this.throwIfViolated();
 
@@ -534,12 +628,17 @@ export class ClusterSim {
       this.objectStore.outageUntil = Math.min(this.objectStore.outageUntil, this.sched.now);
     }
     this.record('heal');
+    if (this.meta) {
+      this.meta.faulty = false;
+      if (!this.meta.up) this.meta.start();
+    }
     for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
-    const deadline = this.sched.now + livenessMs;
+    const deadline = this.sched.now + this.livenessBoundMs;
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
     this.throwIfViolated();
-    await this.waitForRepairs(deadline);
+    if (this.meta) await this.waitForMetasrv(deadline);
+    else await this.waitForRepairs(deadline);
     await this.finalReads(deadline);
     this.throwIfViolated();
     await this.checkConvergence(deadline);
@@ -561,6 +660,7 @@ export class ClusterSim {
       endMs: this.sched.now,
       reasons: [...this.reasons].sort((a, b) => b[1] - a[1]).slice(0, 6),
       storage: { ...this.storageStats },
+      ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
       ...(store
         ? {
             engine: {
@@ -616,10 +716,10 @@ export class ClusterSim {
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -642,6 +742,9 @@ export class ClusterSim {
         if (role === 'leader') this.elections++;
         this.record(`role n${node.id} ${regionId} ${role} leader=${leader} t${term}`);
       },
+      // With the metasrv, as a datanode does (src/datanode/datanode.ts): a membership change
+      // updates the region's meta; a replica removed from its group is deleted.
+      ...(this.meta ? { onConfChange: (regionId: string, _cs: unknown, peers: readonly { peerId: number; nodeId: number }[]) => this.onConfChange(node, inc, regionId, peers) } : {}),
     };
     const clock = this.sched.clockFor(inc);
     let server: Server | EngineServer;
@@ -696,7 +799,11 @@ export class ClusterSim {
     const wiped = node.pendingWipe;
     node.pendingWipe = false;
     node.pendingDamage.clear();
-    for (const regionId of REGIONS) {
+    if (this.meta) {
+      this.startNodeWithMetasrv(node, inc, server, damage);
+      return;
+    }
+    for (const regionId of this.regionIds) {
       const placement = this.placements.get(regionId)!.get(node.id);
       const repair = this.repairs.get(regionId);
       // A replica being replaced here is not opened under its old peer: the repair opens the new one.
@@ -803,6 +910,264 @@ export class ClusterSim {
     }
   }
 
+  // ─── The metasrv: registration, heartbeats, instructions (as src/datanode/datanode.ts) ──────
+
+  /**
+   * A datanode's start with the metasrv: it reopens the regions whose meta is on its disk (a
+   * damaged one fails, and is reported failed), then registers and beats every HEARTBEAT_MS; the
+   * metasrv's answers say what else to open, close or change.
+   */
+  private startNodeWithMetasrv(node: SimNode, inc: Incarnation, server: Server | EngineServer, damage: RegionDamage[]): void {
+    node.registered = false;
+    node.beating = false;
+    node.ops = Promise.resolve();
+    for (const [regionId, meta] of node.metas) {
+      server.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: !this.bootstrapped.has(regionId) }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
+      const failure = server.failure(regionId);
+      if (failure && damage.some((d) => d.regionId === regionId) && failure.selfPeerId === meta.selfPeerId) {
+        this.expectedFailures.add(`${node.id}/${regionId}/${meta.selfPeerId}`);
+        this.record(`n${node.id} ${regionId}: peer ${meta.selfPeerId} failed on its damaged log`);
+      }
+    }
+    const clock = this.sched.clockFor(inc);
+    clock.setInterval(() => void this.beat(node, inc), HEARTBEAT_MS);
+    void this.beat(node, inc);
+  }
+
+  /** One heartbeat at a time (a registration first, once per incarnation), as the datanode's. */
+  private async beat(node: SimNode, inc: Incarnation): Promise<void> {
+    const meta = this.meta!;
+    if (node.beating || inc.dead) return;
+    node.beating = true;
+    try {
+      if (!node.registered) {
+        const req = { cluster_id: SIM_CLUSTER_ID, node_id: String(node.id), addr: `n${node.id}`, http_addr: '', store_id: this.storeIdOf(node) };
+        const res = await meta.call(inc, META_CALL_TIMEOUT_MS, (core) => core.registerNode(req, () => {}));
+        const regions = res.regions ?? [];
+        this.record(`n${node.id} registered: open ${regions.map((r) => `${r.region_id}/${r.self_peer_id}`).join(',') || 'nothing'}`);
+        for (const open of regions) await this.enqueueRegionOp(node, inc, () => this.openRegion(node, open));
+        node.registered = true;
+      }
+      const req = { cluster_id: SIM_CLUSTER_ID, node_id: String(node.id), addr: `n${node.id}`, replicas: this.replicaStats(node), store_id: this.storeIdOf(node) };
+      const res = await meta.call(inc, META_CALL_TIMEOUT_MS, (core) => core.heartbeat(req, () => {}));
+      // The core's own instruction objects: no protobuf between them and the node here.
+      for (const ins of (res.instructions ?? []) as Instruction[]) void this.enqueueRegionOp(node, inc, () => this.execute(node, ins));
+    } catch (err) {
+      // A metasrv that does not know this node (its catalog lost the registration) gets one next beat.
+      if (isRegionDbError(err, ErrorCode.NotFound)) node.registered = false;
+    } finally {
+      if (!inc.dead) node.beating = false;
+    }
+  }
+
+  /** The store id a datanode reports: its disk's identity (a wipe makes a new one). */
+  private storeIdOf(node: SimNode): string {
+    return `store-${node.id}-${node.disk.storeId}`;
+  }
+
+  /** Region operations of one incarnation run one at a time, in order (a close never overtakes an open). */
+  private enqueueRegionOp(node: SimNode, inc: Incarnation, op: () => Promise<void>): Promise<void> {
+    const run = node.ops.then(() => (inc.dead ? undefined : op()));
+    node.ops = run.catch((err: unknown) => this.record(`n${node.id} instruction failed: ${String(err).slice(0, 100)}`));
+    return node.ops;
+  }
+
+  private execute(node: SimNode, ins: Instruction): Promise<void> {
+    const server = node.server;
+    if (!server) return Promise.resolve();
+    const kind = Object.keys(ins)[0]!;
+    this.metaStats.instructions[kind] = (this.metaStats.instructions[kind] ?? 0) + 1;
+    if ('open_region' in ins) return this.openRegion(node, ins.open_region);
+    if ('close_region' in ins) return this.closeRegion(node, ins.close_region.region_id, ins.close_region.destroy);
+    try {
+      if ('campaign' in ins) {
+        this.record(`n${node.id} ${ins.campaign.region_id}: campaign (metasrv)`);
+        server.campaign(ins.campaign.region_id);
+      } else if ('transfer_leader' in ins) {
+        this.record(`n${node.id} ${ins.transfer_leader.region_id}: transfer to peer ${ins.transfer_leader.to_peer_id} (metasrv)`);
+        server.transferLeader(ins.transfer_leader.region_id, Number(ins.transfer_leader.to_peer_id));
+      } else {
+        const cp = ins.change_peer;
+        const type = cp.change === 'add-learner' ? ConfChangeType.AddLearner : cp.change === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.RemoveNode;
+        this.record(`n${node.id} ${cp.region_id}: ${cp.change} peer ${cp.peer.peer_id} (metasrv)`);
+        server.proposeConfChange(cp.region_id, { type, nodeId: Number(cp.peer.peer_id), context: JSON.stringify({ nodeId: Number(cp.peer.node_id) }) }).catch(() => {
+          // Lost with its leader, or refused: the metasrv watches the reports and re-sends.
+        });
+      }
+    } catch {
+      // Not the leader, not open, or a membership change pending: the metasrv re-sends.
+    }
+    return Promise.resolve();
+  }
+
+  /** OpenRegion as a datanode does it: a running replica stays; a failed one is kept under its own peer id, replaced under another. */
+  private async openRegion(node: SimNode, open: OpenRegionRequest): Promise<void> {
+    const server = node.server;
+    const regionId = open.region_id!;
+    if (!server || server.replica(regionId)) return;
+    const selfPeerId = Number(open.self_peer_id);
+    const failure = server.failure(regionId);
+    if (failure) {
+      if (failure.selfPeerId === selfPeerId) return;
+      await this.closeRegion(node, regionId, true);
+    }
+    const peers = (open.peers ?? []).map((p) => ({ peerId: Number(p.peer_id), nodeId: Number(p.node_id) }));
+    node.metas.set(regionId, { selfPeerId, peers });
+    this.record(`n${node.id} ${regionId}: open peer ${selfPeerId}${open.bootstrap ? ' (bootstrap)' : ''}`);
+    if (open.bootstrap) this.bootstrapped.delete(regionId);
+    else this.bootstrapped.add(regionId);
+    await server.open({ regionId, selfPeerId, peers, bootstrap: open.bootstrap === true });
+  }
+
+  private async closeRegion(node: SimNode, regionId: string, destroy: boolean): Promise<void> {
+    const server = node.server;
+    if (!server) return;
+    this.record(`n${node.id} ${regionId}: close${destroy ? ' and delete' : ''}`);
+    await server.close(regionId, destroy);
+    if (destroy) node.metas.delete(regionId);
+  }
+
+  private onConfChange(node: SimNode, inc: Incarnation, regionId: string, peers: readonly { peerId: number; nodeId: number }[]): void {
+    const server = node.server;
+    if (inc.dead || !server) return;
+    if (!server.replica(regionId)) {
+      // Removed from its group (fenced by the region server): deleted, off the apply path.
+      this.sched.at(this.sched.now, () => void this.enqueueRegionOp(node, inc, () => this.closeRegion(node, regionId, true)), inc);
+      return;
+    }
+    const meta = node.metas.get(regionId);
+    if (meta) node.metas.set(regionId, { selfPeerId: meta.selfPeerId, peers: peers.map((p) => ({ peerId: p.peerId, nodeId: p.nodeId })) });
+  }
+
+  /** What a datanode reports of its replicas (src/datanode/datanode.ts replicaStats): running ones, then failed ones. */
+  private replicaStats(node: SimNode): ReplicaStat__Output[] {
+    const server = node.server;
+    if (!server) return [];
+    const running = server.allReplicas().map((r) => {
+      const st = r.raft.status();
+      const sm = r.stateMachine as RegisterMachine | RegionState;
+      return {
+        region_id: r.regionId,
+        peer_id: String(r.selfPeerId),
+        role: ['follower', 'pre-candidate', 'candidate', 'leader'][st.role]!,
+        term: String(st.term),
+        leader_node_id: String(r.leaderNodeId() ?? 0),
+        applied_index: String(r.appliedIndex),
+        commit_index: String(st.commit),
+        flushed_index: String(sm instanceof RegionState ? sm.flushedIndex : 0),
+        memtable_bytes: '0',
+        snapshot_installed_index: String(r.snapshotInstalledIndex),
+        ssts: 0,
+        voters: st.confState.voters.map(String),
+        learners: st.confState.learners.map(String),
+        health: 'ok',
+        failure: '',
+        conf_index: String(r.confIndex),
+      };
+    });
+    const failed = server.failedReplicas().map((f) => ({
+      region_id: f.regionId,
+      peer_id: String(f.selfPeerId),
+      role: 'follower',
+      term: String(f.term),
+      leader_node_id: '0',
+      applied_index: String(f.appliedIndex),
+      commit_index: String(f.commitIndex),
+      flushed_index: '0',
+      memtable_bytes: '0',
+      snapshot_installed_index: '0',
+      ssts: 0,
+      voters: f.voters.map(String),
+      learners: f.learners.map(String),
+      health: 'failed',
+      failure: f.reason,
+      conf_index: String(f.confIndex),
+    }));
+    return [...running, ...failed];
+  }
+
+  /** The metasrv's faults, from its own stream: a crash (often mid-procedure) and restart, or a step of its wall clock. */
+  private metasrvFaultStep(rand: Rand): boolean {
+    const meta = this.meta!;
+    const catalog = meta.core?.catalog;
+    const running = catalog ? runningProcedures(catalog).map((p) => `${p.id}@${p.step}`) : [];
+    const roll = rand.int(100);
+    // A crash is likelier while a procedure runs: the crash mid-procedure of issue 15.
+    if (roll < (running.length > 0 ? 20 : 5) && meta.up) {
+      if (running.length > 0) this.metaStats.crashesMidProcedure++;
+      meta.crash(running.length > 0 ? `during ${running.join(',')}` : 'idle');
+      const downMs = 50 + rand.int(1500);
+      meta.restartAt = this.sched.now + downMs;
+      this.sched.at(meta.restartAt, () => {
+        if (!meta.up) meta.start();
+      });
+      return true;
+    }
+    if (roll >= 20 && roll < 23) {
+      const stepMs = (rand.chance(0.5) ? 1 : -1) * (1_000 + rand.int(600_000));
+      meta.wallOffsetMs += stepMs;
+      this.metaStats.clockSteps++;
+      this.record(`metasrv clock ${stepMs > 0 ? '+' : ''}${stepMs}ms`);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * After healing, with the metasrv: within the bound, it acts, no replica is lost, no procedure
+   * runs (liveness: every lost replica was replaced), and the catalog's placement of every region
+   * is what its groups report: each placed peer runs on its node, healthy, with exactly the
+   * placed peers as voters and no learner, and no node hosts a replica the catalog does not place
+   * (convergence of the catalog and the groups).
+   */
+  private async waitForMetasrv(deadline: number): Promise<void> {
+    for (;;) {
+      const problem = this.metasrvUnsettled();
+      if (problem === undefined) break;
+      if (this.sched.now > deadline) this.fail(problem.invariant, `${problem.detail} (${this.status()})`);
+      await this.sched.runUntil(this.sched.now + 10, () => this.violation !== undefined);
+      this.throwIfViolated();
+    }
+    this.record('metasrv settled');
+  }
+
+  private metasrvUnsettled(): { invariant: string; detail: string } | undefined {
+    const meta = this.meta!;
+    const liveness = (detail: string) => ({ invariant: 'liveness', detail: `the metasrv did not replace every lost replica and finish its procedures within ${this.livenessBoundMs} ms after healing: ${detail}` });
+    if (meta.startError) return liveness(`the metasrv cannot start: ${meta.startError}`);
+    const core = meta.core;
+    if (!core?.catalog) return liveness('the metasrv is not up');
+    const catalog = core.catalog;
+    const running = runningProcedures(catalog);
+    if (running.length > 0) return liveness(`procedures still running: ${running.map((p) => `${p.id}@${p.step} (${p.notes.at(-1) ?? ''})`).join('; ')}`);
+    for (const regionId of this.regionIds) {
+      const region = catalog.regions[regionId]!;
+      const lost = region.replicas.filter((p) => p.lost !== undefined);
+      if (lost.length > 0) return liveness(`${regionId}: ${lost.map((p) => `peer ${p.peerId} on n${p.nodeId} lost (${p.lost})`).join(', ')}`);
+      const placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
+      const convergence = (detail: string) => ({ invariant: 'catalog placement', detail: `${regionId}: the catalog places ${region.replicas.map((p) => `${p.peerId}@n${p.nodeId}`).join(',')}; ${detail}` });
+      for (const node of this.nodes.values()) {
+        const mine = region.replicas.find((p) => p.nodeId === node.id);
+        const replica = node.server?.replica(regionId);
+        if (!mine) {
+          if (replica || node.server?.failure(regionId)) return convergence(`n${node.id} still hosts peer ${replica?.selfPeerId ?? node.server?.failure(regionId)?.selfPeerId}`);
+          continue;
+        }
+        if (!replica || replica.selfPeerId !== mine.peerId) return convergence(`n${node.id} runs ${replica ? `peer ${replica.selfPeerId}` : 'no replica'}`);
+        const conf = replica.raft.confState();
+        const voters = [...conf.voters].sort((a, b) => a - b);
+        if (voters.join() !== placed.join() || conf.learners.length > 0) return convergence(`n${node.id}'s peer ${mine.peerId} has voters ${voters.join(',')} learners ${conf.learners.join(',') || 'none'}`);
+      }
+    }
+    return undefined;
+  }
+
+  private metasrvSummary(meta: SimMetasrv): NonNullable<ClusterSimResult['metasrv']> {
+    const proceduresDone: Record<string, number> = {};
+    for (const p of Object.values(meta.core?.catalog?.procedures ?? {})) if (p.status === 'done') proceduresDone[p.kind] = (proceduresDone[p.kind] ?? 0) + 1;
+    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, instructions: { ...this.metaStats.instructions }, proceduresDone };
+  }
+
   /** After healing: every lost replica is replaced within the liveness bound. */
   private async waitForRepairs(deadline: number): Promise<void> {
     while (this.repairs.size > 0) {
@@ -905,7 +1270,7 @@ export class ClusterSim {
     const out: { who: string; ssts: readonly string[] }[] = [];
     const store = this.objectStore!;
     for (const node of this.nodes.values()) {
-      for (const regionId of REGIONS) {
+      for (const regionId of this.regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
@@ -915,7 +1280,7 @@ export class ClusterSim {
         }
       }
     }
-    for (const regionId of REGIONS) {
+    for (const regionId of this.regionIds) {
       const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
       if (latest) out.push({ who: `latest manifest ${shortKey(latest)}`, ssts: this.sstsOfObject(latest) ?? [] });
       const newest = new Map<number, { index: number; key: string }>();
@@ -958,6 +1323,7 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
+    if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];
     const up = [...this.nodes.values()].filter((n) => n.server);
@@ -977,7 +1343,7 @@ export class ClusterSim {
       this.record(`partition one-way n${from}->n${to}`);
     } else if (roll < 60) {
       // Isolate the current leader of a region.
-      const leader = this.leaderOf(this.rand.pick(REGIONS));
+      const leader = this.leaderOf(this.rand.pick(this.regionIds));
       if (leader !== undefined) {
         for (const other of ids) if (other !== leader) this.cutBoth(leader, other);
         this.record(`partition isolate-leader n${leader}`);
@@ -988,14 +1354,16 @@ export class ClusterSim {
         this.record('partition heal');
       }
     } else if (roll < 90) {
-      const regionId = this.rand.pick(REGIONS);
+      const regionId = this.rand.pick(this.regionIds);
       const leader = this.leaderOf(regionId);
       if (leader !== undefined) {
         const to = this.rand.pick(ids.filter((i) => i !== leader));
         this.transfers++;
         this.record(`transfer-leader ${regionId} n${leader}->n${to}`);
         try {
-          this.nodes.get(leader)!.server!.transferLeader(regionId, to);
+          // Without the metasrv a node's peer id is its node id; with it, repairs give fresh ones.
+          const toPeer = this.meta ? (this.nodes.get(to)!.server?.replica(regionId)?.selfPeerId ?? to) : to;
+          this.nodes.get(leader)!.server!.transferLeader(regionId, toPeer);
         } catch {
           // the replica is not open yet
         }
@@ -1034,7 +1402,15 @@ export class ClusterSim {
    */
   private regionWhole(regionId: string): boolean {
     if (this.repairs.has(regionId)) return false;
-    const placed = [...this.placements.get(regionId)!.values()].map((p) => p.peerId).sort((a, b) => a - b);
+    let placed = [...this.placements.get(regionId)!.values()].map((p) => p.peerId).sort((a, b) => a - b);
+    if (this.meta) {
+      // With the metasrv, "placed" is its catalog: acting, nothing lost, no procedure on the region.
+      const catalog = this.meta.core?.catalog;
+      const region = catalog?.regions[regionId];
+      if (!catalog || !region || region.replicas.some((p) => p.lost !== undefined)) return false;
+      if (runningProcedures(catalog).some((p) => 'regionId' in p.data && p.data.regionId === regionId)) return false;
+      placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
+    }
     return [...this.nodes.values()].every((n) => {
       const conf = n.server?.replica(regionId)?.raft.confState();
       const voters = conf ? [...conf.voters].sort((a, b) => a - b) : [];
@@ -1052,10 +1428,11 @@ export class ClusterSim {
   private corruptRecord(rand: Rand): boolean {
     const candidates: [SimNode, string][] = [];
     for (const node of this.nodes.values()) {
-      for (const regionId of REGIONS) {
+      for (const regionId of this.regionIds) {
         const placement = this.placements.get(regionId)!.get(node.id);
         const store = node.disk.stores.get(regionId);
-        if (!this.regionWhole(regionId) || !placement || placement.storeId !== node.disk.storeId || !store || node.disk.damage(regionId)) continue;
+        const hosted = this.meta ? node.metas.has(regionId) : placement !== undefined && placement.storeId === node.disk.storeId;
+        if (!this.regionWhole(regionId) || !hosted || !store || node.disk.damage(regionId)) continue;
         if (store.lastIndex() >= firstLiveIndex(store)) candidates.push([node, regionId]);
       }
     }
@@ -1078,10 +1455,11 @@ export class ClusterSim {
 
   /** A node restarts on an empty disk with its node id; only while every region is whole. */
   private wipeDisk(rand: Rand): boolean {
-    if (!REGIONS.every((r) => this.regionWhole(r))) return false;
+    if (!this.regionIds.every((r) => this.regionWhole(r))) return false;
     const node = rand.pick([...this.nodes.values()]);
     this.crash(node, 'wipe');
     node.disk.wipe();
+    node.metas.clear();
     node.pendingWipe = true;
     this.storageStats.wipes++;
     this.record(`wipe n${node.id} (new store ${node.disk.storeId})`);
@@ -1106,18 +1484,18 @@ export class ClusterSim {
     if (roll < 35) {
       const key = this.rand.pick(KEYS);
       const value = this.nextValue++;
-      this.mutate(client, 'r-reg', { op: 'write', key, value }, { f: 'write', key, value }, this.history);
+      this.mutate(client, this.regReg, { op: 'write', key, value }, { f: 'write', key, value }, this.history);
     } else if (roll < 55) {
       const key = this.rand.pick(KEYS);
       const seen = this.written.get(key) ?? [];
       const from = seen.length > 0 && this.rand.chance(0.8) ? seen[seen.length - 1 - this.rand.int(Math.min(3, seen.length))]! : null;
       const to = this.nextValue++;
-      this.mutate(client, 'r-reg', { op: 'cas', key, from, to }, { f: 'cas', key, value: [from, to] }, this.history);
+      this.mutate(client, this.regReg, { op: 'cas', key, from, to }, { f: 'cas', key, value: [from, to] }, this.history);
     } else if (roll < 80) {
       this.read(client, this.rand.pick(KEYS));
     } else {
       const element = this.nextValue++;
-      this.mutate(client, 'r-set', { op: 'add', element }, { f: 'add', value: element }, this.setHistory);
+      this.mutate(client, this.regSet, { op: 'add', element }, { f: 'add', value: element }, this.setHistory);
     }
   }
 
@@ -1278,11 +1656,11 @@ export class ClusterSim {
   }
 
   private read(client: Client, key: string): void {
-    const complete = this.invoke(client, 'r-reg', this.history, { f: 'read', key });
-    this.readRegister(client.target.get('r-reg')!, key).then(
+    const complete = this.invoke(client, this.regReg, this.history, { f: 'read', key });
+    this.readRegister(client.target.get(this.regReg)!, key).then(
       (value) => complete('ok', value),
       (err: unknown) => {
-        this.retarget(client, 'r-reg', err);
+        this.retarget(client, this.regReg, err);
         complete('fail', undefined, String(err));
       },
     );
@@ -1292,8 +1670,8 @@ export class ClusterSim {
   private async readRegister(nodeId: number, key: string): Promise<number | null> {
     const server = this.nodes.get(nodeId)?.server;
     if (!server) throw new Error('connection refused');
-    await server.readBarrier('r-reg');
-    const replica = server.replica('r-reg');
+    await server.readBarrier(this.regReg);
+    const replica = server.replica(this.regReg);
     if (!replica) throw new Error('replica closed');
     if (replica.stateMachine instanceof RegionState) {
       const row = await replica.stateMachine.get({ k: key, ts: 0 });
@@ -1305,8 +1683,8 @@ export class ClusterSim {
   private async readSet(nodeId: number): Promise<number[]> {
     const server = this.nodes.get(nodeId)?.server;
     if (!server) throw new Error('connection refused');
-    await server.readBarrier('r-set');
-    const replica = server.replica('r-set');
+    await server.readBarrier(this.regSet);
+    const replica = server.replica(this.regSet);
     if (!replica) throw new Error('replica closed');
     if (replica.stateMachine instanceof RegionState) {
       const out: number[] = [];
@@ -1324,7 +1702,7 @@ export class ClusterSim {
     for (const nodeId of this.nodes.keys()) {
       for (const key of [...KEYS, 'set']) {
         for (;;) {
-          if (this.sched.now > deadline) this.fail('liveness', `no linearizable read of ${key} on n${nodeId} within ${this.options.livenessMs} ms after healing (${this.status()})`);
+          if (this.sched.now > deadline) this.fail('liveness', `no linearizable read of ${key} on n${nodeId} within ${this.livenessBoundMs} ms after healing (${this.status()})`);
           let result: { value: unknown } | undefined;
           const invokedAt = this.sched.now;
           const p = key === 'set' ? this.readSet(nodeId) : this.readRegister(nodeId, key);
@@ -1384,8 +1762,8 @@ export class ClusterSim {
       const server = node.server as EngineServer | undefined;
       if (!server) continue;
       for (const [regionId, keys] of [
-        ['r-set', acked.map((el) => ({ key: `e${el}`, expect: el as number | undefined }))],
-        ['r-reg', KEYS.map((key) => ({ key, expect: undefined }))],
+        [this.regSet, acked.map((el) => ({ key: `e${el}`, expect: el as number | undefined }))],
+        [this.regReg, KEYS.map((key) => ({ key, expect: undefined }))],
       ] as const) {
         for (const { key, expect } of keys) {
           const replica = server.replica(regionId);
@@ -1405,7 +1783,7 @@ export class ClusterSim {
   /** After healing, every replica of a region reaches the same applied index with the same state. */
   private async checkConvergence(deadline: number): Promise<void> {
     const diverged = (): string | undefined => {
-      for (const regionId of REGIONS) {
+      for (const regionId of this.regionIds) {
         const states = [...this.nodes.values()].map((n) => {
           const replica = n.server?.replica(regionId);
           if (!replica) return 'closed';
@@ -1417,7 +1795,7 @@ export class ClusterSim {
       return undefined;
     };
     while (diverged() !== undefined) {
-      if (this.sched.now > deadline) this.fail('convergence', `replicas differ ${this.options.livenessMs} ms after healing: ${diverged()}`);
+      if (this.sched.now > deadline) this.fail('convergence', `replicas differ ${this.livenessBoundMs} ms after healing: ${diverged()}`);
       await this.sched.runUntil(this.sched.now + 10);
       this.throwIfViolated();
     }
@@ -1428,7 +1806,7 @@ export class ClusterSim {
     return [...this.nodes.values()]
       .map((n) => {
         if (!n.server) return `n${n.id}:down`;
-        return `n${n.id}:${REGIONS.map((r) => {
+        return `n${n.id}:${this.regionIds.map((r) => {
           const rep = n.server!.replica(r);
           const st = rep?.raft.status();
           return st ? `${r}/${rep!.isLeader() ? 'L' : 'F'}t${st.term}c${st.commit}a${rep!.appliedIndex}` : `${r}/closed`;

@@ -279,6 +279,24 @@ describe('metasrv: new store incarnations and failed replicas (issue 14.1)', fun
     });
     expect(repair.description).to.match(new RegExp(`replace peer ${hosted.get(3)} \\(node 3\\).*replica failed: corrupt WAL record at index 7`));
   });
+  it('an instruction queued for a node before it registered again is not delivered to the new process (finding M11: a stale close deleted the replacement replica)', async () => {
+    health.set(3, 'failed');
+    for (const n of [1, 2, 3]) await heartbeat(n, `store-${n}`);
+    // Node 3 beats no more (it restarts) while the repair of its failed replica reaches
+    // clear-old, which queues a close_region (destroy) of the region for node 3.
+    await waitUntil('clear-old to queue its close for node 3', 10_000, async () => {
+      for (const n of [1, 2]) await heartbeat(n, `store-${n}`);
+      const repair = (await status()).procedures.find((p) => p.kind === 'repair-replica') as { notes?: string[] } | undefined;
+      return repair?.notes?.some((n) => n.startsWith('deleting the lost peer')) ? true : undefined;
+    });
+    // The new process registers: it is told to open the replacement peer, and opens it.
+    const opens = (await register(3, 'store-3')).regions.filter((r) => r.region_id === regionId);
+    expect(opens.map((o) => o.self_peer_id), 'the replacement peer, not the failed one').to.have.length(1).and.not.include(String(hosted.get(3)));
+    hosted.set(3, Number(opens[0]!.self_peer_id));
+    health.delete(3);
+    const instructions = (await heartbeat(3, 'store-3')).instructions;
+    expect(instructions.filter((i) => i.close_region?.region_id === regionId), 'no close of the region that now holds the replacement').to.deep.equal([]);
+  });
 });
 
 describe('metasrv: table ids after a catalog loss (issue 14.2)', function () {

@@ -98,7 +98,10 @@ export function advance<K extends ProcedureKind>(ctx: ProcedureContext, record: 
     createdMs: record.createdMs,
     stepSinceMs: record.stepSinceMs,
     resend: () => {
-      if (now() - record.lastSentMs < RESEND_AFTER_MS) return false;
+      // A send "in the future" is one before a backward step of the wall clock (NTP): due now,
+      // not once the clock has caught up with it (finding M10 in docs/correctness.md).
+      const sinceMs = now() - record.lastSentMs;
+      if (sinceMs >= 0 && sinceMs < RESEND_AFTER_MS) return false;
       record.lastSentMs = now();
       return true;
     },

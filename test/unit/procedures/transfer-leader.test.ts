@@ -41,6 +41,19 @@ describe('transfer-leader / transfer', () => {
     expect(record().data, 'the re-send time is the runner\'s, not the kind\'s data').to.deep.equal({ regionId: REGION, nodeId: 1 });
   });
 
+  it('retryable: a metasrv wall clock stepped back does not hold the re-send until it catches up (finding M10)', () => {
+    const { f, id } = transferTo(1);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['transfer_leader@2']);
+    // The instruction was lost; then the metasrv's wall clock steps back 10 minutes (NTP).
+    const steppedMs = f.clock.nowMs() - 600_000;
+    f.clock.nowMs = () => steppedMs;
+    f.step(id);
+    expect(f.sentKinds(), 're-sent at once, not 10 minutes later').to.deep.equal(['transfer_leader@2', 'transfer_leader@2']);
+    f.step(id);
+    expect(f.sent, 'then re-sent only after the interval again').to.have.length(2);
+  });
+
   it('fatal: an unknown region, a node without a replica, or no move within the timeout fails it', () => {
     const a = transferTo(1, '999');
     a.f.step(a.id);

@@ -1,0 +1,58 @@
+// Planted metasrv bugs for the whole-datanode simulator (docs/simulation.md, "The bugs it
+// re-finds"): test-only subclasses of MetasrvCore that bring back the behaviour before a fix of
+// docs/correctness.md, through the core's protected seams. Nothing under src/ names them
+// (test/raft/purity.test.ts keeps planted bugs out of src/).
+import { silentLogger } from '../../src/common/logger.js';
+import type { NodeDef } from '../../src/metasrv/catalog.js';
+import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import type { ProcedureContext } from '../../src/metasrv/procedures/procedure.js';
+import { advance } from '../../src/metasrv/procedures/runner.js';
+import type { MetasrvCoreFactory } from './sim-metasrv.js';
+
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere'] as const;
+export type MetasrvBug = (typeof METASRV_BUGS)[number];
+
+/**
+ * Finding 1: before store ids, the metasrv could not tell a node back on an empty data dir from
+ * a restart; it kept its replicas and, at registration, sent their old peer ids to open — empty,
+ * with no memory of their votes.
+ */
+class StoreIdsIgnored extends MetasrvCore {
+  protected override noteStore(node: NodeDef, storeId: string): boolean {
+    if (storeId === '' || node.storeId === storeId) return false;
+    node.storeId = storeId;
+    return true;
+  }
+}
+
+/**
+ * Finding M8: region-failover waited for a live leader on a node other than the failed one, so a
+ * failed node back in time that led the region again was never accepted.
+ */
+class FailoverElsewhere extends MetasrvCore {
+  protected override runProcedurePass(ctx: ProcedureContext): boolean {
+    let changed = false;
+    // The runner's pass without its trimming of old finished records (a run keeps few of them).
+    for (const record of Object.values(ctx.catalog.procedures)) {
+      if (record.kind !== 'region-failover') {
+        changed = advance(ctx, record, silentLogger) || changed;
+        continue;
+      }
+      const failed = record.data.nodeId;
+      const elsewhere: ProcedureContext = {
+        ...ctx,
+        leaderOf: (region) => {
+          const leader = ctx.leaderOf(region);
+          return leader && leader.nodeId !== failed ? leader : undefined;
+        },
+      };
+      changed = advance(elsewhere, record, silentLogger) || changed;
+    }
+    return changed;
+  }
+}
+
+export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
+  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere }[bug];
+  return (config, env) => new Core(config, silentLogger, 3, env);
+}

@@ -1,0 +1,187 @@
+// The real metasrv core (src/metasrv/metasrv-core.ts) as one simulated process of the
+// whole-datanode simulator (docs/simulation.md, "The metasrv"): its catalog storage is in
+// memory, a save lands after a seeded latency and is lost if the process crashes first; its
+// monotonic clock and timers are the scheduler's (they die with the incarnation); its wall clock
+// is virtual time plus an offset the nemesis steps. Datanodes reach it through `call`: a request
+// and its answer each take a seeded latency, may be lost while faults run, and a call to a
+// process that is down (or that dies before answering) fails or times out, as gRPC would.
+import type { Clock, TimerHandle } from '../../src/common/clock.js';
+import { type MetasrvConfig, metasrvConfigSchema } from '../../src/common/config.js';
+import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import type { Rand } from '../../src/common/rand.js';
+import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { decodeCatalog, encodeCatalog, upgradeCatalog } from '../../src/metasrv/catalog-store.js';
+import { type CatalogStorage, type DatanodeAdmin, MetasrvCore, type MetasrvCoreEnv, PROCEDURE_TICK_MS } from '../../src/metasrv/metasrv-core.js';
+import { Incarnation, type SimScheduler } from './sim-world.js';
+
+/** The incarnation number space of the metasrv (datanodes use 1..): its node id is 0. */
+const METASRV_NODE_ID = 0;
+
+export const SIM_CLUSTER_ID = 'sim';
+
+/** A metasrv config for the simulator: fast heartbeats, repairs of down nodes never (3 nodes: nowhere else to go), no balancing. */
+export function simMetasrvConfig(heartbeatIntervalMs: number): MetasrvConfig {
+  return metasrvConfigSchema.parse({
+    cluster_id: SIM_CLUSTER_ID,
+    node: { data_dir: '/sim/metasrv' },
+    grpc: { port: 0 },
+    http: { port: 0 },
+    failure_detector: { heartbeat_interval_ms: heartbeatIntervalMs, acceptable_pause_ms: 200, min_std_dev_ms: 50 },
+    balance_leaders_interval_ms: 0,
+    catalog_backup_interval_ms: 0,
+  });
+}
+
+/**
+ * The catalog's durable copy: what the last save that landed wrote. A save takes 1–8 ms and
+ * lands only if its process is still alive then (a crash loses the save in flight, and its
+ * promise never settles: the process is gone).
+ */
+export class SimCatalogStorage implements CatalogStorage {
+  durable: Uint8Array | undefined;
+  saves = 0;
+  /** Set by the simulated process at each start: the incarnation whose saves these are. */
+  owner: Incarnation | undefined;
+
+  constructor(
+    private readonly sched: SimScheduler,
+    private readonly rand: Rand,
+  ) {}
+
+  async load(clusterId: string): Promise<CatalogState> {
+    if (!this.durable) throw new Error(`the simulated catalog of ${clusterId} was never written`);
+    return upgradeCatalog(decodeCatalog(this.durable, 'in the simulated catalog storage'));
+  }
+
+  save(state: CatalogState): Promise<void> {
+    const bytes = encodeCatalog(state);
+    return new Promise<void>((resolve) => {
+      this.sched.at(
+        this.sched.now + 1 + this.rand.int(8),
+        () => {
+          this.durable = bytes;
+          this.saves++;
+          resolve();
+        },
+        this.owner,
+      );
+    });
+  }
+
+  async reopen(): Promise<void> {}
+}
+
+/** Builds the core of one metasrv incarnation (a test may pass a subclass with a planted bug). */
+export type MetasrvCoreFactory = (config: MetasrvConfig, env: MetasrvCoreEnv) => MetasrvCore;
+
+export const realMetasrvCore: MetasrvCoreFactory = (config, env) => new MetasrvCore(config, silentLogger, 3, env);
+
+/** The simulator does no DDL: nothing calls a datanode's Admin service directly. */
+const noAdmin: DatanodeAdmin = {
+  openRegion: async () => {
+    throw new RegionDbError(ErrorCode.Unavailable, 'the simulator has no Admin service (no DDL is simulated)');
+  },
+};
+
+export class SimMetasrv {
+  core: MetasrvCore | undefined;
+  private incarnation: Incarnation | undefined;
+  private ticker: TimerHandle | undefined;
+  private incarnations = 0;
+  /** Its wall clock's step from virtual time (the metasrv clock fault). */
+  wallOffsetMs = 0;
+  /** When a crashed metasrv restarts (set while down). */
+  restartAt = 0;
+  /** Requests and answers may be lost (only while faults run). */
+  faulty = true;
+  crashes = 0;
+  /** Why the last start failed (the harness reports it), if it did. */
+  startError: string | undefined;
+
+  constructor(
+    private readonly sched: SimScheduler,
+    private readonly rand: Rand,
+    readonly storage: SimCatalogStorage,
+    private readonly config: MetasrvConfig,
+    private readonly factory: MetasrvCoreFactory,
+    private readonly epochMs: number,
+    private readonly record: (event: string) => void,
+  ) {}
+
+  get up(): boolean {
+    return this.core !== undefined;
+  }
+
+  /** A new process: loads the last durable catalog, acts after its startup quiet period. */
+  start(): void {
+    const inc = new Incarnation(METASRV_NODE_ID, ++this.incarnations);
+    this.incarnation = inc;
+    this.storage.owner = inc;
+    const clock = this.sched.clockFor(inc);
+    const wall: Clock = { nowMs: () => this.epochMs + this.sched.now + this.wallOffsetMs };
+    const core = this.factory(this.config, { admin: noAdmin, procedureClock: wall, clock });
+    this.core = core;
+    this.record(`metasrv start #${inc.number}`);
+    core.startAlone(this.storage, undefined).then(
+      () => {
+        if (inc.dead) return;
+        this.ticker = clock.setInterval(() => core.onTickTimer(), PROCEDURE_TICK_MS);
+      },
+      (err: unknown) => {
+        this.startError = String(err);
+        this.record(`metasrv start failed: ${this.startError}`);
+      },
+    );
+  }
+
+  crash(why: string): void {
+    if (!this.core || !this.incarnation) return;
+    this.crashes++;
+    this.incarnation.dead = true; // its timers, saves in flight and answers die with it
+    this.ticker?.cancel();
+    this.core.halt();
+    this.core = undefined;
+    this.record(`metasrv crash (${why})`);
+  }
+
+  /**
+   * A call from a datanode incarnation: the request arrives after 1–5 ms, the answer 1–5 ms after
+   * the core settled it. Lost (2 % each way while faulty), sent to a process that is down, or
+   * unanswered because the process died: the caller's timeout ends it.
+   */
+  call<T>(caller: Incarnation, timeoutMs: number, fn: (core: MetasrvCore) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const settle = (f: () => void) => {
+        if (settled || caller.dead) return;
+        settled = true;
+        f();
+      };
+      this.sched.at(this.sched.now + timeoutMs, () => settle(() => reject(new RegionDbError(ErrorCode.Unavailable, 'metasrv call timed out'))), caller);
+      if (this.faulty && this.rand.chance(0.02)) return;
+      this.sched.at(this.sched.now + 1 + this.rand.int(5), () => {
+        const core = this.core;
+        const inc = this.incarnation;
+        if (!core || !inc) {
+          this.sched.at(this.sched.now + 1, () => settle(() => reject(new RegionDbError(ErrorCode.Unavailable, 'metasrv: connection refused'))), caller);
+          return;
+        }
+        const answer = (f: () => void) => {
+          if (inc.dead || (this.faulty && this.rand.chance(0.02))) return;
+          this.sched.at(this.sched.now + 1 + this.rand.int(5), () => settle(f), caller);
+        };
+        let result: Promise<T>;
+        try {
+          result = fn(core);
+        } catch (err) {
+          result = Promise.reject(err);
+        }
+        result.then(
+          (value) => answer(() => resolve(value)),
+          (err: unknown) => answer(() => reject(err)),
+        );
+      });
+    });
+  }
+}

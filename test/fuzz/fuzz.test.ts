@@ -1017,15 +1017,17 @@ describe('fuzz: the properties can fail (planted bugs, test-only)', function () 
   });
 
   it('bytes round trip: a decoder that reads a field differently from how it is written is caught (a client id cut short)', () => {
-    const cutsClientId: Codec<Command> = {
-      encode: encodeCommand,
+    const cutsClientId = (encode: Codec<Command>['encode']): Codec<Command> => ({
+      encode,
       decode: (b) => {
         const cmd = decodeCommand(b);
         return cmd.kind === 'write' || cmd.kind === 'delete' ? { ...cmd, clientId: cmd.clientId.slice(0, -1) } : cmd;
       },
-    };
-    expect(failure(fc.property(commandV1InputArb, (b) => void expectBytesRoundTrip(cutsClientId, b)), 202)).to.match(/^decode\(encode\(decode\(bytes\)\)\)/);
-    expect(failure(fc.property(commandInputArb, (b) => void expectBytesRoundTrip(cutsClientId, b)), 203), 'version 2').to.match(/^decode\(encode\(decode\(bytes\)\)\)/);
+    });
+    // Version-1 inputs round-trip within version 1, as the property above checks them (JSON holds
+    // values version 2 refuses to encode, and that refusal would be found first).
+    expect(failure(fc.property(commandV1InputArb, (b) => void expectBytesRoundTrip(cutsClientId(encodeCommandV1), b)), 202)).to.match(/^decode\(encode\(decode\(bytes\)\)\)/);
+    expect(failure(fc.property(commandInputArb, (b) => void expectBytesRoundTrip(cutsClientId(encodeCommand), b)), 203), 'version 2').to.match(/^decode\(encode\(decode\(bytes\)\)\)/);
   });
 
   it('live: a handler that never answers, and a method whose decoder refuses everything, are reported', async () => {

@@ -27,23 +27,28 @@ const METASRV_GOAL_P99_MS = 3000;
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 
+/** The bench table (REGIONS regions) on a started cluster, with the write load running on it. */
+async function tableUnderLoad(cluster: LocalCluster) {
+  const client = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
+  const schema = await client.createTable(
+    TABLE,
+    [
+      { name: 'k', type: 'string', semantic: 'tag' },
+      { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+    ],
+    REGIONS,
+  );
+  const regions = Array.from({ length: REGIONS }, (_, n) => makeRegionId(schema.tableId, n));
+  return { client, regions, load: startLoad(client, schema) };
+}
+
 async function main(): Promise<void> {
   const cluster = new LocalCluster({ datanodes: 4, metasrvToml: 'replica_repair_after_ms = 3000\nbalance_leaders_interval_ms = 0' });
   const rtos: number[] = [];
   let repairMs = Number.NaN;
   try {
     await cluster.start();
-    const client = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
-    const schema = await client.createTable(
-      TABLE,
-      [
-        { name: 'k', type: 'string', semantic: 'tag' },
-        { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-      ],
-      REGIONS,
-    );
-    const regions = Array.from({ length: REGIONS }, (_, n) => makeRegionId(schema.tableId, n));
-    const load = startLoad(client, schema);
+    const { client, regions, load } = await tableUnderLoad(cluster);
     const leaderCounts = async () =>
       Promise.all(cluster.datanodes.map(async (_, i) => (cluster.isRunning(i) ? (await cluster.status(i).catch(() => ({ replicas: [] }))).replicas.filter((r) => r.role === 'leader').length : -1)));
 
@@ -136,17 +141,7 @@ async function metasrvMode(): Promise<void> {
   const started = Date.now();
   try {
     await cluster.start();
-    const client = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
-    const schema = await client.createTable(
-      TABLE,
-      [
-        { name: 'k', type: 'string', semantic: 'tag' },
-        { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-      ],
-      REGIONS,
-    );
-    const regions = Array.from({ length: REGIONS }, (_, n) => makeRegionId(schema.tableId, n));
-    const load = startLoad(client, schema);
+    const { regions, load } = await tableUnderLoad(cluster);
     const admin = cluster.client({ deadlineMs: 2000, attemptTimeoutMs: 500 });
     const acting = async (): Promise<number> => {
       const deadline = Date.now() + 30_000;

@@ -41,6 +41,7 @@ import type { DatabaseHost } from './database-host.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport, raftTransportService } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
+import { failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
 import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
@@ -496,47 +497,10 @@ export class Datanode implements DatabaseHost {
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
   replicaStats(): ReplicaStat[] {
-    const healthy = this.regionServer.allReplicas().map((r) => {
-      const st = r.raft.status();
-      const state = r.stateMachine;
-      return {
-        region_id: r.regionId,
-        peer_id: String(r.selfPeerId),
-        role: ['follower', 'pre-candidate', 'candidate', 'leader'][st.role],
-        term: String(st.term),
-        leader_node_id: String(r.leaderNodeId() ?? 0),
-        applied_index: String(r.appliedIndex),
-        commit_index: String(st.commit),
-        flushed_index: String(state.flushedIndex),
-        memtable_bytes: String(state.memtableBytes()),
-        voters: st.confState.voters.map(String),
-        learners: st.confState.learners.map(String),
-        snapshot_installed_index: String(r.snapshotInstalledIndex),
-        ssts: state.ssts.length,
-        health: 'ok',
-        failure: '',
-        conf_index: String(r.confIndex),
-      };
-    });
-    const failed = this.regionServer.failedReplicas().map((f) => ({
-      region_id: f.regionId,
-      peer_id: String(f.selfPeerId),
-      role: 'follower',
-      term: String(f.term),
-      leader_node_id: '0',
-      applied_index: String(f.appliedIndex),
-      commit_index: String(f.commitIndex),
-      flushed_index: '0',
-      memtable_bytes: '0',
-      voters: f.voters.map(String),
-      learners: f.learners.map(String),
-      snapshot_installed_index: '0',
-      ssts: 0,
-      health: 'failed',
-      failure: f.reason,
-      conf_index: String(f.confIndex),
-    }));
-    return [...healthy, ...failed];
+    const healthy = this.regionServer.allReplicas().map((r) =>
+      runningReplicaStat(r, { flushedIndex: r.stateMachine.flushedIndex, memtableBytes: r.stateMachine.memtableBytes(), ssts: r.stateMachine.ssts.length }),
+    );
+    return [...healthy, ...this.regionServer.failedReplicas().map(failedReplicaStat)];
   }
 
   /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */

@@ -28,6 +28,7 @@ import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
 import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { failedReplicaStat, runningReplicaStat } from '../../src/replication/replica-stats.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
@@ -1044,46 +1045,11 @@ export class ClusterSim {
     const server = node.server;
     if (!server) return [];
     const running = server.allReplicas().map((r) => {
-      const st = r.raft.status();
       const sm = r.stateMachine as RegisterMachine | RegionState;
-      return {
-        region_id: r.regionId,
-        peer_id: String(r.selfPeerId),
-        role: ['follower', 'pre-candidate', 'candidate', 'leader'][st.role]!,
-        term: String(st.term),
-        leader_node_id: String(r.leaderNodeId() ?? 0),
-        applied_index: String(r.appliedIndex),
-        commit_index: String(st.commit),
-        flushed_index: String(sm instanceof RegionState ? sm.flushedIndex : 0),
-        memtable_bytes: '0',
-        snapshot_installed_index: String(r.snapshotInstalledIndex),
-        ssts: 0,
-        voters: st.confState.voters.map(String),
-        learners: st.confState.learners.map(String),
-        health: 'ok',
-        failure: '',
-        conf_index: String(r.confIndex),
-      };
+      // The simulator reports no memtable bytes or SST count (the metasrv does not act on them).
+      return runningReplicaStat(r, { flushedIndex: sm instanceof RegionState ? sm.flushedIndex : 0, memtableBytes: 0, ssts: 0 });
     });
-    const failed = server.failedReplicas().map((f) => ({
-      region_id: f.regionId,
-      peer_id: String(f.selfPeerId),
-      role: 'follower',
-      term: String(f.term),
-      leader_node_id: '0',
-      applied_index: String(f.appliedIndex),
-      commit_index: String(f.commitIndex),
-      flushed_index: '0',
-      memtable_bytes: '0',
-      snapshot_installed_index: '0',
-      ssts: 0,
-      voters: f.voters.map(String),
-      learners: f.learners.map(String),
-      health: 'failed',
-      failure: f.reason,
-      conf_index: String(f.confIndex),
-    }));
-    return [...running, ...failed];
+    return [...running, ...server.failedReplicas().map(failedReplicaStat)];
   }
 
   /** The metasrv's faults, from its own stream: a crash (often mid-procedure) and restart, or a step of its wall clock. */

@@ -1,0 +1,61 @@
+// A hosted replica as a datanode reports it to the metasrv (meta.proto ReplicaStat): the raft
+// side, shared by the datanode and by the simulator's datanodes (test/sim), which report the same
+// thing from the same region server. What the state machine adds (flushed index, memtable bytes,
+// SSTs) is the caller's.
+import { roleName } from '../raft/index.js';
+import type { ReplicaStat__Output } from '../rpc/generated/index.js';
+import type { Replica, ReplicaFailure } from './region-server.js';
+
+/** What the state machine reports of itself in a ReplicaStat. */
+export interface StateMachineStat {
+  readonly flushedIndex: number;
+  readonly memtableBytes: number;
+  readonly ssts: number;
+}
+
+/** The parts of a replica a stat reads (none depends on its state machine's type). */
+type ReplicaView = Pick<Replica<never, never>, 'regionId' | 'selfPeerId' | 'raft' | 'leaderNodeId' | 'appliedIndex' | 'snapshotInstalledIndex' | 'confIndex'>;
+
+export function runningReplicaStat(r: ReplicaView, sm: StateMachineStat): ReplicaStat__Output {
+  const st = r.raft.status();
+  return {
+    region_id: r.regionId,
+    peer_id: String(r.selfPeerId),
+    role: roleName[st.role],
+    term: String(st.term),
+    leader_node_id: String(r.leaderNodeId() ?? 0),
+    applied_index: String(r.appliedIndex),
+    commit_index: String(st.commit),
+    flushed_index: String(sm.flushedIndex),
+    memtable_bytes: String(sm.memtableBytes),
+    voters: st.confState.voters.map(String),
+    learners: st.confState.learners.map(String),
+    snapshot_installed_index: String(r.snapshotInstalledIndex),
+    ssts: sm.ssts,
+    health: 'ok',
+    failure: '',
+    conf_index: String(r.confIndex),
+  };
+}
+
+/** A replica that failed (docs/replica-health.md): its last raft state and why. */
+export function failedReplicaStat(f: ReplicaFailure): ReplicaStat__Output {
+  return {
+    region_id: f.regionId,
+    peer_id: String(f.selfPeerId),
+    role: 'follower',
+    term: String(f.term),
+    leader_node_id: '0',
+    applied_index: String(f.appliedIndex),
+    commit_index: String(f.commitIndex),
+    flushed_index: '0',
+    memtable_bytes: '0',
+    voters: f.voters.map(String),
+    learners: f.learners.map(String),
+    snapshot_installed_index: '0',
+    ssts: 0,
+    health: 'failed',
+    failure: f.reason,
+    conf_index: String(f.confIndex),
+  };
+}

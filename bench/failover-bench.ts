@@ -143,15 +143,7 @@ async function metasrvMode(): Promise<void> {
     await cluster.start();
     const { regions, load } = await tableUnderLoad(cluster);
     const admin = cluster.client({ deadlineMs: 2000, attemptTimeoutMs: 500 });
-    const acting = async (): Promise<number> => {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const i = await cluster.actingMetasrv();
-        if (i !== undefined) return i;
-        if (Date.now() > deadline) throw new Error('no metasrv acting within 30 s');
-        await sleep(100);
-      }
-    };
+    const acting = () => cluster.waitForActingMetasrv(30_000);
     /** Every member running, one acting, every datanode alive and every region healthy with no procedure running. */
     const settle = async () => {
       const deadline = Date.now() + 60_000;

@@ -274,19 +274,11 @@ async function measureDdlMs(client: RegionDbClient, name: string, faultAtMs: num
   });
 }
 
-async function actingMetasrv(cluster: ProcessCluster): Promise<number> {
-  return retryUntil('a metasrv acting', PROBE_TIMEOUT_MS, async () => {
-    const i = await cluster.actingMetasrv();
-    if (i === undefined) throw new RegionDbError(ErrorCode.Unavailable, 'no metasrv acts yet');
-    return i;
-  });
-}
-
 async function metasrvLeader(s: DrillSettings): Promise<DrillResult> {
   const regions = 3;
   const cluster = await newCluster(s, 'metasrv-leader', { datanodes: 3, replicationFactor: 3, metasrvs: 3 });
   const writer = await startWorkload(s, cluster, regions);
-  const victim = await actingMetasrv(cluster);
+  const victim = await cluster.waitForActingMetasrv(PROBE_TIMEOUT_MS);
   const samples = writer.samplesPerRegion(regions, Date.now());
   const faultAtMs = Date.now();
   await cluster.killMetasrvMember(victim);
@@ -294,7 +286,7 @@ async function metasrvLeader(s: DrillSettings): Promise<DrillResult> {
     measureRecoveryMs({ faultAtMs, client: probeClient(cluster), table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS }),
     measureDdlMs(probeClient(cluster), `${DRILL_TABLE}_ddl`, faultAtMs),
   ]);
-  const next = await actingMetasrv(cluster);
+  const next = await cluster.waitForActingMetasrv(PROBE_TIMEOUT_MS);
   const loss = await finishWriting(s, cluster, writer, faultAtMs);
   return result(
     'metasrv group (3)',
@@ -322,7 +314,7 @@ async function metasrvMajority(s: DrillSettings): Promise<DrillResult> {
   await retryUntil('a catalog copy naming the drill table', PROBE_TIMEOUT_MS, async () => {
     if (!(await newestCatalogBackup(store, clusterId))?.catalog.tables[DRILL_TABLE]) throw new RegionDbError(ErrorCode.NotFound, 'no catalog copy with the drill table yet');
   });
-  const acting = await actingMetasrv(cluster);
+  const acting = await cluster.waitForActingMetasrv(PROBE_TIMEOUT_MS);
   const lost = [acting, (acting + 1) % 3];
   const survivor = (acting + 2) % 3;
   const samples = writer.samplesPerRegion(regions, Date.now());

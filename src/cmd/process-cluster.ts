@@ -340,6 +340,17 @@ export class ProcessCluster {
     return p !== undefined && p.exitCode === null && p.signalCode === null;
   }
 
+  /** The acting metasrv's index (actingMetasrv), waiting up to `timeoutMs` for one to act. */
+  async waitForActingMetasrv(timeoutMs: number = START_TIMEOUT_MS): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const acting = await this.actingMetasrv();
+      if (acting !== undefined) return acting;
+      if (Date.now() >= deadline) throw new RegionDbError(ErrorCode.Unavailable, `no metasrv of cluster ${this.options.clusterId} acts within ${timeoutMs} ms; logs in ${this.dir}`);
+      await sleep(HEALTH_POLL_MS);
+    }
+  }
+
   /**
    * The index of the metasrv that acts (the group's leader, once it took over), from the members'
    * /health; undefined while none does. A single metasrv acts whenever it runs.

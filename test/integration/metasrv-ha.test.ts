@@ -28,7 +28,7 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
   let deadDatanode = -1;
 
   /** Index of the acting metasrv (polls until one acts). */
-  const actingMetasrv = () => waitUntil('an acting metasrv', 20_000, async () => cluster.actingMetasrv());
+  const actingMetasrv = () => cluster.waitForActingMetasrv(20_000);
 
   /** kill -9 of the acting metasrv; returns its index (restart it with startMetasrvMember). */
   const killLeader = async (): Promise<number> => {

@@ -8,7 +8,6 @@
 //   - the leader's epoch (its term) is carried by every answer to a datanode and grows with
 //     each takeover (fencing, checked on the datanode side in datanode-replica-health.test.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
@@ -23,23 +22,10 @@ import { Metasrv } from '../../src/metasrv/metasrv.js';
 import { FsObjectStore } from '../../src/object-store/index.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
-import { waitUntil } from '../support/local-cluster.js';
+import { freePort, waitUntil } from '../support/local-cluster.js';
 
 const CLUSTER = 'ha-cluster';
 const UNREACHABLE = '127.0.0.1:1';
-
-/** Ports free right now on 127.0.0.1 (the members must know each other's addresses up front). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((ok) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => ok(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as { port: number }).port);
-  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
-  return ports;
-}
 
 interface Route {
   region_id: string;
@@ -163,7 +149,9 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-metagroup-'));
-    addrs = (await freePorts(5)).map((p) => `127.0.0.1:${p}`);
+    // The members must know each other's addresses up front; the launcher's freePort never hands a port out twice.
+    addrs = [];
+    for (let i = 0; i < 5; i++) addrs.push(`127.0.0.1:${await freePort()}`);
     for (const id of [1, 2, 3]) await startMember(id);
   });
 

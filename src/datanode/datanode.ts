@@ -4,28 +4,18 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { type TimedClock, type TimerHandle, systemClock } from '../common/clock.js';
+import { type TimedClock, systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
-import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
-import { limits } from '../common/limits.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { RegionState, type TableSchema } from '../engine/index.js';
-import { ConfChangeType } from '../raft/index.js';
 import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import { MetaChannel, type MetaCallOptions } from '../rpc/meta-channel.js';
 import { type RunningGrpcServer, type RunningHttpServer, startGrpcServer, startHttpServer } from '../rpc/server.js';
-import { fromGrpcError, unary } from '../rpc/status.js';
-import type {
-  AdminHandlers,
-  HeartbeatResponse__Output,
-  Instruction__Output,
-  OpenRegionRequest__Output,
-  OpenRegionResponse,
-  RegisterNodeResponse__Output,
-  ReplicaStat,
-} from '../rpc/generated/index.js';
-import { type ProtoTableSchema, fromProtoSchema, toProtoSchema } from '../rpc/values.js';
+import { unary } from '../rpc/status.js';
+import type { AdminHandlers, OpenRegionResponse, ReplicaStat } from '../rpc/generated/index.js';
+import { type ProtoTableSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import { loadOrCreateStoreId } from '../common/store-id.js';
@@ -41,26 +31,20 @@ import type { DatabaseHost } from './database-host.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport, raftTransportService } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
-import { failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
 import { DatanodeMetrics } from './node-metrics.js';
 import { RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
+import { DatanodeCore, type ProtoOpenRegion } from './datanode-core.js';
 
-/** An OpenRegion request or instruction as it arrives (decoded by proto-loader). */
-export type ProtoOpenRegion = OpenRegionRequest__Output;
-type ProtoInstruction = Instruction__Output;
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+export type { ProtoOpenRegion };
 
 export class Datanode implements DatabaseHost {
   readonly nodeId: number;
   readonly clusterId: string;
-  readonly addresses = new Map<number, string>();
   /** raft.peer_addr_overrides: where raft traffic to a node goes instead (proxies). */
   private readonly raftAddrOverrides = new Map<number, string>();
-  readonly metas = new Map<string, RegionMeta>();
-  regionServer!: RegionServer<RegionState>;
+  /** The datanode's logic (regions, registration, heartbeats, instructions); set by start(). */
+  private core: DatanodeCore<RegionState> | undefined;
   private wal!: Wal;
   private transport!: GrpcRaftTransport;
   /** SSTs and manifests (docs/architecture.md §5); the shared durable copy of flushed data. */
@@ -68,21 +52,10 @@ export class Datanode implements DatabaseHost {
   flusher!: Flusher;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
-  private heartbeatTimer: TimerHandle | undefined;
   /** The metasrv group (metasrv.addr or metasrv.addrs): follows its leader (src/rpc/meta-channel.ts). */
   private metaChannel: MetaChannel | undefined;
-  private registered = false;
-  /**
-   * The highest metasrv epoch seen (docs/metasrv-ha.md, fencing): instructions of a metasrv with
-   * a lower one — an old group leader that has not noticed its demotion — are ignored. 0 is a
-   * single metasrv's (no group, nothing to fence).
-   */
-  private metasrvEpoch = 0;
-  private readonly epochLogs = new LogLimiter(10_000);
   /** The identity of this data dir, reported at registration and in heartbeats (common/store-id.ts). */
   storeId = '';
-  /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
-  private heartbeating: Promise<void> | undefined;
   private stopping = false;
   advertiseAddr = '';
   readonly registry = new Registry();
@@ -154,6 +127,26 @@ export class Datanode implements DatabaseHost {
     };
   }
 
+  private requireCore(): DatanodeCore<RegionState> {
+    if (!this.core) throw new RegionDbError(ErrorCode.Unavailable, `datanode ${this.nodeId} is not started`);
+    return this.core;
+  }
+
+  /** The node's region server (undefined before start()). */
+  get regionServer(): RegionServer<RegionState> {
+    return this.core?.regionServer as RegionServer<RegionState>;
+  }
+
+  /** Where each node's datanode is reached, as the region metas and instructions named it. */
+  get addresses(): ReadonlyMap<number, string> {
+    return this.core?.addresses ?? new Map();
+  }
+
+  /** What this node remembers about each hosted region (schema, peers). */
+  get metas(): ReadonlyMap<string, RegionMeta> {
+    return this.core?.metas ?? new Map();
+  }
+
   async start(): Promise<void> {
     const dataDir = this.config.node.data_dir;
     mkdirSync(dataDir, { recursive: true });
@@ -167,7 +160,7 @@ export class Datanode implements DatabaseHost {
     const engine = this.config.engine;
     this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
     const sstReaders = new SstReaders(this.objectStore, this.clock);
-    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.addresses.get(id), this.log.child({ component: 'transport' }), this.peerCredentials);
+    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.core?.addresses.get(id), this.log.child({ component: 'transport' }), this.peerCredentials);
     const raft = this.config.raft;
     const tuning: RaftTuning = {
       tickMs: raft.tick_ms,
@@ -182,44 +175,50 @@ export class Datanode implements DatabaseHost {
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');
     }
-    this.regionServer = new RegionServer<RegionState>(
-      this.nodeId,
-      this.wal,
-      this.transport,
-      {
-        create: (regionId, data) => {
-          const meta = this.metas.get(regionId);
-          if (!meta) throw new RegionDbError(ErrorCode.Internal, `no schema for region ${regionId}`);
-          return data ? RegionState.deserialize(meta.schema, data, regionId, sstReaders) : new RegionState(meta.schema, regionId, sstReaders);
+    const core: DatanodeCore<RegionState> = new DatanodeCore<RegionState>({
+      nodeId: this.nodeId,
+      clusterId: this.clusterId,
+      storeId: this.storeId,
+      heartbeatIntervalMs: this.config.heartbeat.interval_ms,
+      logEngine: this.wal,
+      clock: this.clock,
+      log: this.log,
+      createRegionServer: (hooks) =>
+        new RegionServer<RegionState>(
+          this.nodeId,
+          this.wal,
+          this.transport,
+          {
+            create: (regionId, data) => {
+              const meta = core.metas.get(regionId);
+              if (!meta) throw new RegionDbError(ErrorCode.Internal, `no schema for region ${regionId}`);
+              return data ? RegionState.deserialize(meta.schema, data, regionId, sstReaders) : new RegionState(meta.schema, regionId, sstReaders);
+            },
+          },
+          tuning,
+          this.log.child({ component: 'region-server' }),
+          this.clock,
+          {
+            ...hooks,
+            onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
+            onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
+            onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
+          },
+        ),
+      stateMachineStat: (state) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length }),
+      hooks: {
+        onHeartbeat: () => {
+          const replicas = core.regionServer.allReplicas();
+          this.metrics.replicas.set(replicas.length);
+          this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
         },
+        onRegionClosed: (regionId) => this.nodeMetrics.forgetRegion(regionId),
       },
-      tuning,
-      this.log.child({ component: 'region-server' }),
-      this.clock,
-      {
-        onConfChange: (regionId, _cs, peers) => {
-          if (!this.regionServer.replica(regionId)) {
-            // This replica was removed from the region (fenced by the region server): delete it.
-            this.clock.setImmediate(() => void this.closeRegion(regionId, true).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
-            return;
-          }
-          this.persistPeers(regionId, peers);
-        },
-        onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
-        onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
-        onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
-      },
-    );
+    });
+    this.core = core;
 
     // Reopen every region this node hosted before the restart.
-    for (const regionId of this.wal.regionIds()) {
-      const raw = this.wal.getRegionMeta(regionId);
-      if (!raw) continue;
-      const meta = JSON.parse(decoder.decode(raw)) as RegionMeta;
-      this.metas.set(regionId, meta);
-      for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
-      await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: false });
-    }
+    await core.reopenRegions();
 
     this.flusher = new Flusher(
       this.regionServer,
@@ -262,18 +261,17 @@ export class Datanode implements DatabaseHost {
       this.security,
     );
     this.advertiseAddr = this.config.grpc.advertise_addr ?? `${this.config.grpc.host}:${this.grpcServer.port}`;
-    this.addresses.set(this.nodeId, this.advertiseAddr);
+    core.addresses.set(this.nodeId, this.advertiseAddr);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
     // A heartbeat's attempt at one metasrv gets half its budget, so an unreachable (black-holed)
     // former leader leaves time to find the new one within the same beat.
     this.metaChannel = new MetaChannel(this.config.metasrv.addrs, { credentials: this.peerCredentials }, {
       clock: this.clock,
-      attemptTimeoutMs: Math.max(1, Math.floor(this.heartbeatTimeoutMs() / 2)),
+      attemptTimeoutMs: Math.max(1, Math.floor(core.heartbeatTimeoutMs() / 2)),
     });
-    this.heartbeatTimer = this.clock.setInterval(() => void this.heartbeatOnce(), this.config.heartbeat.interval_ms);
-    void this.heartbeatOnce();
-    this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: this.metas.size }, 'datanode started');
+    core.startHeartbeats(this.metaChannel, { addr: this.advertiseAddr, httpAddr: `${this.config.http.host}:${this.httpPort}` });
+    this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: core.metas.size }, 'datanode started');
   }
 
   get grpcPort(): number {
@@ -287,12 +285,11 @@ export class Datanode implements DatabaseHost {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.heartbeatTimer?.cancel();
+    this.core?.halt();
     // Closed first: a beat still looking for a metasrv leader gives up now instead of retrying
     // until its deadline (heartbeat.interval_ms), which stop() would otherwise wait out.
     this.metaChannel?.close();
-    await this.heartbeating;
-    await this.instructionQueue; // instructions must not run against a closed WAL (later ones see `stopping`)
+    await this.core?.stop(); // the beat and instructions in flight: they must not run against a closed WAL
     this.flusher?.stop();
     await this.regionServer?.stop();
     await this.transport?.close();
@@ -318,7 +315,7 @@ export class Datanode implements DatabaseHost {
       status: fatal ? 'failed' : 'ok',
       nodeId: this.nodeId,
       addr: this.advertiseAddr,
-      registered: this.registered,
+      registered: this.core?.registered ?? false,
       replicas: (this.regionServer?.allReplicas().length ?? 0) + failed.length,
       leaders: this.regionServer?.allReplicas().filter((r) => r.isLeader()).length ?? 0,
       ...(fatal ? { error: fatal.message } : {}),
@@ -336,64 +333,18 @@ export class Datanode implements DatabaseHost {
 
   // ─── Regions ────────────────────────────────────────────────────────────────────────────────
 
-  /** Validates an open/recover instruction: peer ids are positive and this node hosts self_peer_id. */
-  private regionMetaOf(open: ProtoOpenRegion): RegionMeta {
-    const meta: RegionMeta = {
-      regionId: open.region_id,
-      schema: fromProtoSchema(open.table),
-      selfPeerId: u64(open.self_peer_id, 'self_peer_id'),
-      peers: open.peers.map((p) => ({ peerId: u64(p.peer_id, 'peer_id'), nodeId: u64(p.node_id, 'node_id'), addr: p.addr })),
-    };
-    if (meta.peers.some((p) => p.peerId === 0)) throw new RegionDbError(ErrorCode.InvalidArgument, `region ${meta.regionId}: peer ids must be positive`);
-    if (!meta.peers.some((p) => p.peerId === meta.selfPeerId && p.nodeId === this.nodeId)) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `region ${meta.regionId}: peer ${meta.selfPeerId} is not on node ${this.nodeId}`);
-    }
-    return meta;
-  }
-
-  /**
-   * Opens, recoveries and closes of replicas run one at a time on a node. They come from
-   * heartbeat instructions and from Admin calls (the metasrv's `recover`); interleaved, a
-   * heartbeat's open could slip between a recovery's close and its reopen and leave the empty
-   * replica in place of the recovered one.
-   */
-  private regionOps: Promise<unknown> = Promise.resolve();
-
-  private serialized<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.regionOps.then(op, op);
-    this.regionOps = run.catch(() => undefined);
-    return run;
-  }
-
+  /** Opens a replica as an open_region instruction says (serialized with every other open and close). */
   openRegion(open: ProtoOpenRegion): Promise<void> {
-    return this.serialized(() => this.openRegionNow(open));
+    return this.requireCore().openRegion(open);
   }
 
   recoverRegion(open: ProtoOpenRegion): Promise<OpenRegionResponse> {
-    return this.serialized(() => this.recoverRegionNow(open));
+    const core = this.requireCore();
+    return core.serialized(() => this.recoverRegionNow(core, open));
   }
 
   closeRegion(regionId: string, destroy: boolean): Promise<void> {
-    return this.serialized(() => this.closeRegionNow(regionId, destroy));
-  }
-
-  private async openRegionNow(open: ProtoOpenRegion): Promise<void> {
-    const regionId = open.region_id;
-    if (this.regionServer.replica(regionId)) return;
-    const meta = this.regionMetaOf(open);
-    const failure = this.regionServer.failure(regionId);
-    if (failure) {
-      // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
-      // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
-      // placed here by repair: the failed replica's state goes first.
-      if (failure.selfPeerId === meta.selfPeerId) return;
-      this.log.warn({ regionId, failedPeerId: failure.selfPeerId, peerId: meta.selfPeerId }, 'replacing a failed replica with a fresh peer');
-      await this.closeRegionNow(regionId, true);
-    }
-    for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
-    this.metas.set(regionId, meta);
-    await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
-    await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: open.bootstrap });
+    return this.requireCore().closeRegion(regionId, destroy);
   }
 
   /**
@@ -402,17 +353,17 @@ export class Datanode implements DatabaseHost {
    * flushed index with the catalog's current peers as voters. Every replica of the region is
    * recovered from the same manifest, so they agree on the log from there on.
    */
-  private async recoverRegionNow(open: ProtoOpenRegion): Promise<OpenRegionResponse> {
+  private async recoverRegionNow(core: DatanodeCore<RegionState>, open: ProtoOpenRegion): Promise<OpenRegionResponse> {
     const regionId = open.region_id;
     // Validate the instruction and read (and verify) the manifest first: neither a malformed
     // instruction nor a damaged manifest may cost the local replica.
-    const meta = this.regionMetaOf(open);
+    const meta = core.regionMetaOf(open);
     const { selfPeerId, peers } = meta;
     const latest = await loadLatestManifest(this.objectStore, regionId);
-    if (this.regionServer.replica(regionId) || this.wal.regionIds().includes(regionId)) await this.closeRegionNow(regionId, true);
-    for (const p of peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
-    this.metas.set(regionId, meta);
-    await this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(meta)));
+    if (this.regionServer.replica(regionId) || this.wal.regionIds().includes(regionId)) await core.closeRegionNow(regionId, true);
+    for (const p of peers) if (p.addr) core.addresses.set(p.nodeId, p.addr);
+    core.metas.set(regionId, meta);
+    await core.writeRegionMeta(meta);
     if (!latest) {
       // Never flushed: nothing in the object store to recover; the region restarts empty.
       this.log.warn({ regionId }, 'recover: the region has no manifest in the object store; it restarts empty');
@@ -430,24 +381,6 @@ export class Datanode implements DatabaseHost {
     await this.regionServer.open({ regionId, selfPeerId, peers, bootstrap: false });
     this.log.warn({ regionId, flushedIndex: m.flushedIndex, manifest: latest.key }, 'recovered the region from the object store');
     return { flushed_index: String(m.flushedIndex), manifest_written_ms: String(m.writtenAtMs), ssts: m.ssts.length, manifest: latest.key };
-  }
-
-  private persistPeers(regionId: string, peers: readonly { peerId: number; nodeId: number }[]): void {
-    const meta = this.metas.get(regionId);
-    if (!meta) return;
-    const updated: RegionMeta = {
-      ...meta,
-      peers: peers.map((p) => ({ ...p, addr: this.addresses.get(p.nodeId) ?? meta.peers.find((q) => q.peerId === p.peerId)?.addr ?? '' })),
-    };
-    this.metas.set(regionId, updated);
-    this.wal.setRegionMeta(regionId, encoder.encode(JSON.stringify(updated))).catch((err: unknown) => this.log.error({ err, regionId }, 'persisting region meta failed'));
-  }
-
-  private async closeRegionNow(regionId: string, destroy: boolean): Promise<void> {
-    await this.regionServer.close(regionId, destroy);
-    this.metas.delete(regionId);
-    this.nodeMetrics.forgetRegion(regionId);
-    this.log.info({ regionId, destroy }, 'closed region');
   }
 
   // ─── Raft transport (server side) ─────────────────────────────────────────────────────────────
@@ -497,10 +430,7 @@ export class Datanode implements DatabaseHost {
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
   replicaStats(): ReplicaStat[] {
-    const healthy = this.regionServer.allReplicas().map((r) =>
-      runningReplicaStat(r, { flushedIndex: r.stateMachine.flushedIndex, memtableBytes: r.stateMachine.memtableBytes(), ssts: r.stateMachine.ssts.length }),
-    );
-    return [...healthy, ...this.regionServer.failedReplicas().map(failedReplicaStat)];
+    return this.requireCore().replicaStats();
   }
 
   /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */
@@ -560,7 +490,7 @@ export class Datanode implements DatabaseHost {
         if (!this.admitEpoch(req.metasrv_epoch)) {
           throw new RegionDbError(
             ErrorCode.ConditionFailed,
-            `OpenRegion from a metasrv at epoch ${req.metasrv_epoch} refused: this datanode has seen epoch ${this.metasrvEpoch} (an old metasrv leader; docs/metasrv-ha.md)`,
+            `OpenRegion from a metasrv at epoch ${req.metasrv_epoch} refused: this datanode has seen epoch ${this.requireCore().seenMetasrvEpoch} (an old metasrv leader; docs/metasrv-ha.md)`,
           );
         }
         if (req.recover_from_object_store) return this.recoverRegion(req);
@@ -574,139 +504,14 @@ export class Datanode implements DatabaseHost {
 
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
 
-  /** Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen. */
+  /** Whether instructions of a metasrv at `epoch` may run here (DatanodeCore.admitEpoch). */
   private admitEpoch(epochField: string | number | undefined): boolean {
-    const epoch = Number(epochField ?? 0);
-    if (epoch === 0) return true;
-    if (epoch < this.metasrvEpoch) {
-      const suppressed = this.epochLogs.admit('stale-epoch', this.clock.nowMs());
-      if (suppressed !== undefined) this.log.warn({ epoch, seen: this.metasrvEpoch, suppressed }, 'ignored instructions of a metasrv with an older epoch (a deposed leader)');
-      return false;
-    }
-    this.metasrvEpoch = epoch;
-    return true;
+    return this.requireCore().admitEpoch(epochField);
   }
 
-  /**
-   * One heartbeat at a time: a beat whose reply (or whose instructions) take longer than the
-   * interval must not overlap the next, which could apply an older reply's close(destroy) after
-   * a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
-   */
+  /** One heartbeat now, unless one is in flight (DatanodeCore.heartbeatOnce). */
   heartbeatOnce(): Promise<void> {
-    const now = this.clock.nowMs();
-    if (this.heartbeating) {
-      // A beat outliving two intervals is what makes the metasrv suspect a live node: say so.
-      const inFlightMs = now - this.heartbeatStartedMs;
-      if (inFlightMs > 2 * this.config.heartbeat.interval_ms && this.heartbeatLogs.admit('slow', now) !== undefined) {
-        this.log.warn({ inFlightMs: Math.round(inFlightMs), phase: this.heartbeatPhase }, 'heartbeat still in flight; the metasrv may suspect this node');
-      }
-      return this.heartbeating;
-    }
-    // The timer itself late (the event loop was busy): also a gap the metasrv sees.
-    const sinceLastMs = now - this.heartbeatStartedMs;
-    if (this.heartbeatStartedMs > 0 && sinceLastMs > 2 * this.config.heartbeat.interval_ms && this.heartbeatLogs.admit('late', now) !== undefined) {
-      this.log.warn({ sinceLastMs: Math.round(sinceLastMs) }, 'heartbeat late (event loop busy?); the metasrv may suspect this node');
-    }
-    this.heartbeatStartedMs = now;
-    this.heartbeating = this.heartbeat().finally(() => {
-      this.heartbeating = undefined;
-    });
-    return this.heartbeating;
-  }
-
-  private heartbeatStartedMs = 0;
-  private heartbeatPhase = 'idle';
-  private readonly heartbeatLogs = new LogLimiter(10_000);
-
-  /** The budget of one registration or heartbeat call, every metasrv address tried included. */
-  private heartbeatTimeoutMs(): number {
-    return Math.max(500, this.config.heartbeat.interval_ms);
-  }
-
-  private async heartbeat(): Promise<void> {
-    if (this.stopping || !this.metaChannel) return;
-    const timeoutMs = this.heartbeatTimeoutMs();
-    try {
-      if (!this.registered) {
-        this.heartbeatPhase = 'register';
-        const res = await this.metaChannel.call<RegisterNodeResponse__Output>(
-          'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, http_addr: `${this.config.http.host}:${this.httpPort}`, store_id: this.storeId },
-          timeoutMs,
-          { idempotent: true },
-        );
-        // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
-        if (!this.admitEpoch(res.metasrv_epoch)) return;
-        this.log.info({ regions: res.regions.length }, 'registered with metasrv');
-        this.heartbeatPhase = 'opening regions after registration';
-        for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
-        this.registered = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
-      }
-      this.heartbeatPhase = 'heartbeat call';
-      const res = await this.metaChannel.call<HeartbeatResponse__Output>(
-        'Heartbeat',
-        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.advertiseAddr, replicas: this.replicaStats(), store_id: this.storeId },
-        timeoutMs,
-        { idempotent: true },
-      );
-      if (this.admitEpoch(res.metasrv_epoch)) for (const ins of res.instructions) this.enqueueInstruction(ins);
-      const replicas = this.regionServer.allReplicas();
-      this.metrics.replicas.set(replicas.length);
-      this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
-    } catch (err) {
-      if (this.stopping) return; // the channel was closed by stop(): not the metasrv's failure
-      // A metasrv that does not know this node (its catalog was lost or restored from an older
-      // copy) gets a registration on the next beat.
-      if (fromGrpcError(err).code === ErrorCode.NotFound) this.registered = false;
-      // The metasrv may be down: reads and writes continue (docs/architecture.md §7); retry next beat.
-      const now = this.clock.nowMs();
-      const suppressed = this.heartbeatLogs.admit('failed', now);
-      if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, phase: this.heartbeatPhase, suppressed }, 'heartbeat to metasrv failed');
-    } finally {
-      this.heartbeatPhase = 'idle';
-    }
-  }
-
-  /**
-   * Instructions run one at a time in the order they came (a close(destroy) never overtakes an
-   * open of the same region), but off the heartbeat: a slow one must not stop the heartbeats,
-   * or the metasrv takes a live node for dead. Bounded: the metasrv re-sends what is not done.
-   */
-  private instructionQueue: Promise<void> = Promise.resolve();
-  private queuedInstructions = 0;
-
-  private enqueueInstruction(ins: ProtoInstruction): void {
-    if (this.queuedInstructions >= limits.datanodeInstructionsQueuedMax) {
-      this.log.warn({ instruction: ins.kind, queued: this.queuedInstructions }, 'instruction queue full; dropped (the metasrv re-sends)');
-      return;
-    }
-    this.queuedInstructions++;
-    this.instructionQueue = this.instructionQueue.then(() => this.execute(ins)).finally(() => this.queuedInstructions--);
-  }
-
-  private async execute(ins: ProtoInstruction): Promise<void> {
-    if (this.stopping) return;
-    try {
-      if (ins.open_region) await this.openRegion(ins.open_region);
-      else if (ins.close_region) await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
-      else if (ins.campaign) this.regionServer.campaign(ins.campaign.region_id);
-      else if (ins.transfer_leader) this.regionServer.transferLeader(ins.transfer_leader.region_id, u64(ins.transfer_leader.to_peer_id, 'to_peer_id'));
-      else if (ins.change_peer) {
-        const cp = ins.change_peer;
-        if (!cp.peer) throw new RegionDbError(ErrorCode.InvalidArgument, `change_peer of region ${cp.region_id} names no peer`);
-        const peerId = u64(cp.peer.peer_id, 'peer_id');
-        const nodeId = u64(cp.peer.node_id, 'node_id');
-        if (cp.peer.addr) this.addresses.set(nodeId, cp.peer.addr);
-        const type = cp.change === 'add-learner' ? ConfChangeType.AddLearner : cp.change === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.RemoveNode;
-        // Not awaited: a conf change commits when it commits (the metasrv watches the reports and
-        // re-sends); waiting here would hold every later instruction behind it.
-        this.regionServer.proposeConfChange(cp.region_id, { type, nodeId: peerId, context: JSON.stringify({ nodeId }) }).catch((err: unknown) => {
-          if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
-        });
-      }
-    } catch (err) {
-      if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
-    }
+    return this.requireCore().heartbeatOnce();
   }
 
   /** A call to the metasrv's leader (DDL and routes live there); see MetaCallOptions for `idempotent`. */

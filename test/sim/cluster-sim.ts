@@ -27,8 +27,9 @@ import { type Rand, SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
-import { type Replica, RegionServer, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { failedReplicaStat, runningReplicaStat } from '../../src/replication/replica-stats.js';
+import { type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
+import type { StateMachineStat } from '../../src/replication/replica-stats.js';
+import { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
@@ -44,14 +45,13 @@ import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/r
 import { messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
-import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex } from './sim-world.js';
+import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
-import type { Instruction } from '../../src/metasrv/procedures/procedure.js';
 import { runningProcedures } from '../../src/metasrv/procedures/runner.js';
-import type { OpenRegionRequest, ReplicaStat__Output } from '../../src/rpc/generated/index.js';
+import type { HeartbeatResponse__Output, RegisterNodeResponse__Output } from '../../src/rpc/generated/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -241,9 +241,8 @@ export class ClusterSimViolation extends Error {
 /** The regions' ids without the metasrv; with it, the ids of table 1024's two regions (the metasrv parses region ids). */
 const REGIONS = ['r-reg', 'r-set'] as const;
 const METASRV_REGIONS = [String(1024n << 32n), String((1024n << 32n) | 1n)] as const;
-/** With `metasrv`: how often a datanode beats (virtual ms), and how long a call to the metasrv may take. */
+/** With `metasrv`: how often a datanode beats (virtual ms); a call may take the core's budget, max(500 ms, the interval). */
 const HEARTBEAT_MS = 50;
-const META_CALL_TIMEOUT_MS = 500;
 /** With `metasrv`: lost replicas are replaced and the catalog matches the groups within this after healing (the procedures re-send lost instructions every 3 s). */
 const METASRV_LIVENESS_MS = 20_000;
 const KEYS = ['a', 'b', 'c'];
@@ -398,14 +397,10 @@ interface SimNode {
   pendingDamage: Set<string>;
   pendingWipe: boolean;
   /**
-   * With `metasrv`: the region metas on its disk (what a datanode reopens at start: the peer it
-   * is and the peers it was given; lost with a wipe, deleted with the replica), whether this
-   * incarnation registered, and its chain of region operations (opens and closes, one at a time).
+   * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
+   * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  metas: Map<string, { selfPeerId: number; peers: { peerId: number; nodeId: number }[] }>;
-  registered: boolean;
-  ops: Promise<void>;
-  beating: boolean;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -502,8 +497,6 @@ export class ClusterSim {
   private readonly meta: SimMetasrv | undefined;
   private readonly metaRand: Rand | undefined;
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
-  /** With `metasrv`: regions whose last open instruction said not to bootstrap (a reopen from the disk then does not either). */
-  private readonly bootstrapped = new Set<string>();
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -526,10 +519,7 @@ export class ClusterSim {
         wallOffsetMs: 0,
         pendingDamage: new Set(),
         pendingWipe: false,
-        metas: new Map(),
-        registered: false,
-        ops: Promise.resolve(),
-        beating: false,
+        core: undefined,
       };
       disk.onSyncStart = () => this.maybeCrashDuringSync(node);
       this.nodes.set(id, node);
@@ -561,11 +551,9 @@ export class ClusterSim {
       this.metaRand = this.rand.fork();
       const storage = new SimCatalogStorage(this.sched, this.metaRand.fork());
       storage.durable = encodeCatalog(this.initialCatalog());
+      // The disks start empty: the catalog places a replica of both regions on each node, not
+      // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
       this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
-      // Each node's disk starts with its replica of both regions (the table was created).
-      for (const node of this.nodes.values()) {
-        for (const regionId of this.regionIds) node.metas.set(regionId, { selfPeerId: node.id, peers: this.peersOf(regionId) });
-      }
     }
   }
 
@@ -738,29 +726,31 @@ export class ClusterSim {
     node.incarnation = inc;
     node.disk.owner = inc;
     const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined;
-    const hooks = {
+    // With the metasrv, the datanode core adds its own hooks (src/datanode/datanode-core.ts: a
+    // membership change updates the region's meta; a replica removed from its group is deleted).
+    const simHooks: RegionServerHooks = {
       onRoleChange: (regionId: string, role: string, leader: number, term: number) => {
         if (role === 'leader') this.elections++;
         this.record(`role n${node.id} ${regionId} ${role} leader=${leader} t${term}`);
       },
-      // With the metasrv, as a datanode does (src/datanode/datanode.ts): a membership change
-      // updates the region's meta; a replica removed from its group is deleted.
-      ...(this.meta ? { onConfChange: (regionId: string, _cs: unknown, peers: readonly { peerId: number; nodeId: number }[]) => this.onConfChange(node, inc, regionId, peers) } : {}),
     };
     const clock = this.sched.clockFor(inc);
     let server: Server | EngineServer;
+    node.core = undefined;
     if (!this.engine) {
       const Host = planted ? plantedServer<RegisterMachine, boolean>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegisterMachine, boolean>;
-      server = new Host(
-        node.id,
-        node.disk,
-        this.net.transportFor(inc),
-        { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
-        TUNING,
-        silentLogger,
-        clock,
-        hooks,
-      );
+      const build = (hooks: RegionServerHooks): Server =>
+        new Host(
+          node.id,
+          node.disk,
+          this.net.transportFor(inc),
+          { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
+          TUNING,
+          silentLogger,
+          clock,
+          { ...simHooks, ...hooks },
+        );
+      server = this.meta ? this.datanodeCore(node, inc, build, () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 })).regionServer : build({});
       node.flusher = undefined;
     } else {
       // What a datanode builds at start (src/datanode/datanode.ts), on simulated storage and time.
@@ -769,22 +759,26 @@ export class ClusterSim {
       // The node's wall clock: virtual time, plus the steps of the `clock` fault.
       const wall: Clock = { nowMs: () => SIM_EPOCH_MS + this.sched.now + node.wallOffsetMs };
       const Host = planted ? plantedServer<RegionState, ApplyResult>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegionState, ApplyResult>;
-      const engineServer: EngineServer = new Host(
-        node.id,
-        node.disk,
-        this.net.transportFor(inc),
-        {
-          create: (regionId, data) => {
-            const state = data ? RegionState.deserialize(ENGINE_SCHEMA, data, regionId, readers, wall) : new RegionState(ENGINE_SCHEMA, regionId, readers, wall);
-            const dedupBug = this.options.dedupBug;
-            return this.watchApplies(dedupBug ? plantDedupBug(state, dedupBug) : state, node.id, regionId);
+      const build = (hooks: RegionServerHooks): EngineServer =>
+        new Host(
+          node.id,
+          node.disk,
+          this.net.transportFor(inc),
+          {
+            create: (regionId, data) => {
+              const state = data ? RegionState.deserialize(ENGINE_SCHEMA, data, regionId, readers, wall) : new RegionState(ENGINE_SCHEMA, regionId, readers, wall);
+              const dedupBug = this.options.dedupBug;
+              return this.watchApplies(dedupBug ? plantDedupBug(state, dedupBug) : state, node.id, regionId);
+            },
           },
-        },
-        ENGINE_TUNING,
-        silentLogger,
-        clock,
-        hooks,
-      );
+          ENGINE_TUNING,
+          silentLogger,
+          clock,
+          { ...simHooks, ...hooks },
+        );
+      // As the datanode reports its replicas (src/datanode/datanode.ts).
+      const stat = (state: RegionState) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length });
+      const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat).regionServer : build({});
       server = engineServer;
       const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, none: Flusher }[this.options.gcBug ?? 'none'];
       node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
@@ -801,7 +795,7 @@ export class ClusterSim {
     node.pendingWipe = false;
     node.pendingDamage.clear();
     if (this.meta) {
-      this.startNodeWithMetasrv(node, inc, server, damage);
+      this.startDatanodeCore(node, inc, damage);
       return;
     }
     for (const regionId of this.regionIds) {
@@ -914,142 +908,61 @@ export class ClusterSim {
   // ─── The metasrv: registration, heartbeats, instructions (as src/datanode/datanode.ts) ──────
 
   /**
-   * A datanode's start with the metasrv: it reopens the regions whose meta is on its disk (a
-   * damaged one fails, and is reported failed), then registers and beats every HEARTBEAT_MS; the
-   * metasrv's answers say what else to open, close or change.
+   * With the metasrv, a node runs the datanode's own core (src/datanode/datanode-core.ts) on its
+   * simulated disk, clock and region server: the region metas it keeps are on the disk (lost
+   * with a wipe), it registers and beats through `SimMetasrv.callerFor` (protobuf-encoded, with
+   * the simulated latency and losses), and executes the instructions as the datanode does.
    */
-  private startNodeWithMetasrv(node: SimNode, inc: Incarnation, server: Server | EngineServer, damage: RegionDamage[]): void {
-    node.registered = false;
-    node.beating = false;
-    node.ops = Promise.resolve();
-    for (const [regionId, meta] of node.metas) {
-      server.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: !this.bootstrapped.has(regionId) }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
-      const failure = server.failure(regionId);
-      if (failure && damage.some((d) => d.regionId === regionId) && failure.selfPeerId === meta.selfPeerId) {
-        this.expectedFailures.add(`${node.id}/${regionId}/${meta.selfPeerId}`);
-        this.record(`n${node.id} ${regionId}: peer ${meta.selfPeerId} failed on its damaged log`);
-      }
+  private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
+    const core = new DatanodeCore<S, R>({
+      nodeId: node.id,
+      clusterId: SIM_CLUSTER_ID,
+      storeId: `store-${node.id}-${node.disk.storeId}`,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      logEngine: node.disk,
+      clock: this.sched.clockFor(inc),
+      log: traceLogger((line) => this.record(`n${node.id} ${line}`)),
+      createRegionServer: build,
+      stateMachineStat: stat,
+    });
+    node.core = core;
+    return core;
+  }
+
+  /** The datanode's start after its region server: reopen what the disk holds, then register and beat (as Datanode.start). */
+  private startDatanodeCore(node: SimNode, inc: Incarnation, damage: RegionDamage[]): void {
+    const core = node.core!;
+    // A replica whose log the `corrupt` fault damaged fails when it reopens: expected (it is
+    // reported failed and replaced by the metasrv's repair).
+    for (const d of damage) {
+      const raw = node.disk.getRegionMeta(d.regionId);
+      if (!raw) continue;
+      const peerId = (JSON.parse(new TextDecoder().decode(raw)) as { selfPeerId: number }).selfPeerId;
+      this.expectedFailures.add(`${node.id}/${d.regionId}/${peerId}`);
+      this.record(`n${node.id} ${d.regionId}: peer ${peerId} fails on its damaged log`);
     }
-    const clock = this.sched.clockFor(inc);
-    clock.setInterval(() => void this.beat(node, inc), HEARTBEAT_MS);
-    void this.beat(node, inc);
+    const caller = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    core.reopenRegions().then(
+      () => {
+        if (!inc.dead) core.startHeartbeats(caller, { addr: `n${node.id}`, httpAddr: '' });
+      },
+      (err: unknown) => this.flag('open failed', `n${node.id} reopening its regions: ${String(err)}`),
+    );
   }
 
-  /** One heartbeat at a time (a registration first, once per incarnation), as the datanode's. */
-  private async beat(node: SimNode, inc: Incarnation): Promise<void> {
-    const meta = this.meta!;
-    if (node.beating || inc.dead) return;
-    node.beating = true;
-    try {
-      if (!node.registered) {
-        const req = { cluster_id: SIM_CLUSTER_ID, node_id: String(node.id), addr: `n${node.id}`, http_addr: '', store_id: this.storeIdOf(node) };
-        const res = await meta.call(inc, META_CALL_TIMEOUT_MS, (core) => core.registerNode(req, () => {}));
-        const regions = res.regions ?? [];
-        this.record(`n${node.id} registered: open ${regions.map((r) => `${r.region_id}/${r.self_peer_id}`).join(',') || 'nothing'}`);
-        for (const open of regions) await this.enqueueRegionOp(node, inc, () => this.openRegion(node, open));
-        node.registered = true;
-      }
-      const req = { cluster_id: SIM_CLUSTER_ID, node_id: String(node.id), addr: `n${node.id}`, replicas: this.replicaStats(node), store_id: this.storeIdOf(node) };
-      const res = await meta.call(inc, META_CALL_TIMEOUT_MS, (core) => core.heartbeat(req, () => {}));
-      // The core's own instruction objects: no protobuf between them and the node here.
-      for (const ins of (res.instructions ?? []) as Instruction[]) void this.enqueueRegionOp(node, inc, () => this.execute(node, ins));
-    } catch (err) {
-      // A metasrv that does not know this node (its catalog lost the registration) gets one next beat.
-      if (isRegionDbError(err, ErrorCode.NotFound)) node.registered = false;
-    } finally {
-      if (!inc.dead) node.beating = false;
-    }
-  }
-
-  /** The store id a datanode reports: its disk's identity (a wipe makes a new one). */
-  private storeIdOf(node: SimNode): string {
-    return `store-${node.id}-${node.disk.storeId}`;
-  }
-
-  /** Region operations of one incarnation run one at a time, in order (a close never overtakes an open). */
-  private enqueueRegionOp(node: SimNode, inc: Incarnation, op: () => Promise<void>): Promise<void> {
-    const run = node.ops.then(() => (inc.dead ? undefined : op()));
-    node.ops = run.catch((err: unknown) => this.record(`n${node.id} instruction failed: ${String(err).slice(0, 100)}`));
-    return node.ops;
-  }
-
-  private execute(node: SimNode, ins: Instruction): Promise<void> {
-    const server = node.server;
-    if (!server) return Promise.resolve();
-    const kind = Object.keys(ins)[0]!;
-    this.metaStats.instructions[kind] = (this.metaStats.instructions[kind] ?? 0) + 1;
-    if ('open_region' in ins) return this.openRegion(node, ins.open_region);
-    if ('close_region' in ins) return this.closeRegion(node, ins.close_region.region_id, ins.close_region.destroy);
-    try {
-      if ('campaign' in ins) {
-        this.record(`n${node.id} ${ins.campaign.region_id}: campaign (metasrv)`);
-        server.campaign(ins.campaign.region_id);
-      } else if ('transfer_leader' in ins) {
-        this.record(`n${node.id} ${ins.transfer_leader.region_id}: transfer to peer ${ins.transfer_leader.to_peer_id} (metasrv)`);
-        server.transferLeader(ins.transfer_leader.region_id, Number(ins.transfer_leader.to_peer_id));
-      } else {
-        const cp = ins.change_peer;
-        const type = cp.change === 'add-learner' ? ConfChangeType.AddLearner : cp.change === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.RemoveNode;
-        this.record(`n${node.id} ${cp.region_id}: ${cp.change} peer ${cp.peer.peer_id} (metasrv)`);
-        server.proposeConfChange(cp.region_id, { type, nodeId: Number(cp.peer.peer_id), context: JSON.stringify({ nodeId: Number(cp.peer.node_id) }) }).catch(() => {
-          // Lost with its leader, or refused: the metasrv watches the reports and re-sends.
-        });
-      }
-    } catch {
-      // Not the leader, not open, or a membership change pending: the metasrv re-sends.
-    }
-    return Promise.resolve();
-  }
-
-  /** OpenRegion as a datanode does it: a running replica stays; a failed one is kept under its own peer id, replaced under another. */
-  private async openRegion(node: SimNode, open: OpenRegionRequest): Promise<void> {
-    const server = node.server;
-    const regionId = open.region_id!;
-    if (!server || server.replica(regionId)) return;
-    const selfPeerId = Number(open.self_peer_id);
-    const failure = server.failure(regionId);
-    if (failure) {
-      if (failure.selfPeerId === selfPeerId) return;
-      await this.closeRegion(node, regionId, true);
-    }
-    const peers = (open.peers ?? []).map((p) => ({ peerId: Number(p.peer_id), nodeId: Number(p.node_id) }));
-    node.metas.set(regionId, { selfPeerId, peers });
-    this.record(`n${node.id} ${regionId}: open peer ${selfPeerId}${open.bootstrap ? ' (bootstrap)' : ''}`);
-    if (open.bootstrap) this.bootstrapped.delete(regionId);
-    else this.bootstrapped.add(regionId);
-    await server.open({ regionId, selfPeerId, peers, bootstrap: open.bootstrap === true });
-  }
-
-  private async closeRegion(node: SimNode, regionId: string, destroy: boolean): Promise<void> {
-    const server = node.server;
-    if (!server) return;
-    this.record(`n${node.id} ${regionId}: close${destroy ? ' and delete' : ''}`);
-    await server.close(regionId, destroy);
-    if (destroy) node.metas.delete(regionId);
-  }
-
-  private onConfChange(node: SimNode, inc: Incarnation, regionId: string, peers: readonly { peerId: number; nodeId: number }[]): void {
-    const server = node.server;
-    if (inc.dead || !server) return;
-    if (!server.replica(regionId)) {
-      // Removed from its group (fenced by the region server): deleted, off the apply path.
-      this.sched.at(this.sched.now, () => void this.enqueueRegionOp(node, inc, () => this.closeRegion(node, regionId, true)), inc);
+  /** Records what the metasrv answered a node (the registration's opens, the instructions) and counts the instructions by kind. */
+  private noteMetasrvAnswer(node: SimNode, method: string, answer: unknown): void {
+    if (method === 'RegisterNode') {
+      const regions = (answer as RegisterNodeResponse__Output).regions;
+      this.record(`n${node.id} registered: open ${regions.map((r) => `${r.region_id}/${r.self_peer_id}${r.bootstrap ? ' (bootstrap)' : ''}`).join(',') || 'nothing'}`);
       return;
     }
-    const meta = node.metas.get(regionId);
-    if (meta) node.metas.set(regionId, { selfPeerId: meta.selfPeerId, peers: peers.map((p) => ({ peerId: p.peerId, nodeId: p.nodeId })) });
-  }
-
-  /** What a datanode reports of its replicas (src/datanode/datanode.ts replicaStats): running ones, then failed ones. */
-  private replicaStats(node: SimNode): ReplicaStat__Output[] {
-    const server = node.server;
-    if (!server) return [];
-    const running = server.allReplicas().map((r) => {
-      const sm = r.stateMachine as RegisterMachine | RegionState;
-      // The simulator reports no memtable bytes or SST count (the metasrv does not act on them).
-      return runningReplicaStat(r, { flushedIndex: sm instanceof RegionState ? sm.flushedIndex : 0, memtableBytes: 0, ssts: 0 });
-    });
-    return [...running, ...server.failedReplicas().map(failedReplicaStat)];
+    for (const ins of (answer as HeartbeatResponse__Output).instructions) {
+      const kind = ins.kind ?? 'unknown';
+      this.metaStats.instructions[kind] = (this.metaStats.instructions[kind] ?? 0) + 1;
+      const body = ins[kind as keyof typeof ins] as { region_id?: string } | undefined;
+      this.record(`n${node.id} ${body?.region_id ?? '?'}: ${kind} ${JSON.stringify(body).slice(0, 160)} (metasrv)`);
+    }
   }
 
   /** The metasrv's faults, from its own stream: a crash (often mid-procedure) and restart, or a step of its wall clock. */
@@ -1154,6 +1067,8 @@ export class ClusterSim {
     this.crashes++;
     node.incarnation.dead = true; // its timers, pending fsyncs and sends die with it
     node.server = undefined;
+    node.core?.halt(); // its timers die with the incarnation too; nothing queued runs any more
+    node.core = undefined;
     node.flusher = undefined; // its timers and object-store answers die with the incarnation
     node.disk.crash();
     const downMs = 20 + this.rand.int(400);
@@ -1397,7 +1312,7 @@ export class ClusterSim {
       for (const regionId of this.regionIds) {
         const placement = this.placements.get(regionId)!.get(node.id);
         const store = node.disk.stores.get(regionId);
-        const hosted = this.meta ? node.metas.has(regionId) : placement !== undefined && placement.storeId === node.disk.storeId;
+        const hosted = this.meta ? node.disk.getRegionMeta(regionId) !== undefined : placement !== undefined && placement.storeId === node.disk.storeId;
         if (!this.regionWhole(regionId) || !hosted || !store || node.disk.damage(regionId)) continue;
         if (store.lastIndex() >= firstLiveIndex(store)) candidates.push([node, regionId]);
       }
@@ -1425,7 +1340,6 @@ export class ClusterSim {
     const node = rand.pick([...this.nodes.values()]);
     this.crash(node, 'wipe');
     node.disk.wipe();
-    node.metas.clear();
     node.pendingWipe = true;
     this.storageStats.wipes++;
     this.record(`wipe n${node.id} (new store ${node.disk.storeId})`);

@@ -4,15 +4,20 @@
 // monotonic clock and timers are the scheduler's (they die with the incarnation); its wall clock
 // is virtual time plus an offset the nemesis steps. Datanodes reach it through `call`: a request
 // and its answer each take a seeded latency, may be lost while faults run, and a call to a
-// process that is down (or that dies before answering) fails or times out, as gRPC would.
+// process that is down (or that dies before answering) fails or times out, as gRPC would. A
+// datanode core's calls (`callerFor`) cross the same protobuf encoding as over gRPC: the request
+// and the answer are serialized and decoded with the loader options of src/rpc/proto.ts, so each
+// side sees what it would see from the other over the wire (strings for uint64, defaults filled).
 import type { Clock, TimerHandle } from '../../src/common/clock.js';
 import { type MetasrvConfig, metasrvConfigSchema } from '../../src/common/config.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import type { Rand } from '../../src/common/rand.js';
+import type { MetasrvCaller } from '../../src/datanode/datanode-core.js';
 import type { CatalogState } from '../../src/metasrv/catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from '../../src/metasrv/catalog-store.js';
 import { type CatalogStorage, type DatanodeAdmin, MetasrvCore, type MetasrvCoreEnv, PROCEDURE_TICK_MS } from '../../src/metasrv/metasrv-core.js';
+import { loadProtos } from '../../src/rpc/proto.js';
 import { Incarnation, type SimScheduler } from './sim-world.js';
 
 /** The incarnation number space of the metasrv (datanodes use 1..): its node id is 0. */
@@ -146,6 +151,26 @@ export class SimMetasrv {
   }
 
   /**
+   * What a datanode core of incarnation `caller` calls the metasrv through: RegisterNode and
+   * Heartbeat over `call`, encoded and decoded as gRPC would. `onAnswer` sees each decoded answer
+   * (the harness records and counts the instructions).
+   */
+  callerFor(caller: Incarnation, onAnswer: (method: string, answer: unknown) => void): MetasrvCaller {
+    return {
+      call: <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number) =>
+        this.call(caller, timeoutMs, async (core) => {
+          const wire = metaMethod(method);
+          const req = wire.requestDeserialize(wire.requestSerialize(request));
+          const res = method === 'RegisterNode' ? await core.registerNode(req as never, () => {}) : await core.heartbeat(req as never, () => {});
+          return wire.responseDeserialize(wire.responseSerialize(res)) as Res;
+        }).then((answer) => {
+          onAnswer(method, answer);
+          return answer;
+        }),
+    };
+  }
+
+  /**
    * A call from a datanode incarnation: the request arrives after 1–5 ms, the answer 1–5 ms after
    * the core settled it. Lost (2 % each way while faulty), sent to a process that is down, or
    * unanswered because the process died: the caller's timeout ends it.
@@ -184,4 +209,19 @@ export class SimMetasrv {
       });
     });
   }
+}
+
+interface WireMethod {
+  requestSerialize(value: unknown): Buffer;
+  requestDeserialize(bytes: Buffer): unknown;
+  responseSerialize(value: unknown): Buffer;
+  responseDeserialize(bytes: Buffer): unknown;
+}
+
+/** The Meta service method's protobuf (de)serializers, as the gRPC server and client use them. */
+function metaMethod(method: string): WireMethod {
+  const service = loadProtos().definition['regiondb.v1.Meta'] as unknown as Record<string, WireMethod>;
+  const wire = service[method];
+  if (!wire) throw new Error(`the Meta service has no method ${method}`);
+  return wire;
 }

@@ -14,6 +14,8 @@ import { MemoryStorage } from '../../src/raft/storage.js';
 import type { Entry, HardState, Snapshot } from '../../src/raft/types.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import type { LogBatch, LogEngine, RegionDamage } from '../../src/wal/log-engine.js';
+import { pino } from 'pino';
+import type { Logger } from '../../src/common/logger.js';
 
 interface SimEvent {
   readonly at: number;
@@ -184,8 +186,9 @@ export class SimDisk implements LogEngine {
     return store;
   }
 
+  /** As the WAL's: every region with a log, a meta or damage (a meta may be written before the log). */
   regionIds(): string[] {
-    return [...this.stores.keys()];
+    return [...new Set([...this.stores.keys(), ...this.metas.keys(), ...this.damaged.keys()])];
   }
 
   damage(regionId: string): RegionDamage | undefined {
@@ -362,4 +365,21 @@ export class SimNetwork {
       });
     }
   }
+}
+
+/**
+ * A logger whose lines become trace events (the datanode core's logs in the simulator): the
+ * message and its primitive fields, no time or pid, so a seed's trace stays the same.
+ */
+export function traceLogger(record: (line: string) => void): Logger {
+  return pino(
+    { level: 'info', base: undefined, timestamp: false },
+    {
+      write(line: string) {
+        const { level: _level, msg, ...fields } = JSON.parse(line) as Record<string, unknown>;
+        const parts = Object.entries(fields).map(([k, v]) => `${k}=${v !== null && typeof v === 'object' ? String((v as { message?: unknown }).message ?? '{…}') : String(v)}`);
+        record(`${String(msg)}${parts.length > 0 ? ` (${parts.join(' ')})` : ''}`);
+      },
+    },
+  );
 }

@@ -1,0 +1,400 @@
+// The datanode's logic without its process plumbing (issue 15): which regions it reopens at
+// start, registration with the metasrv and the opens its answer lists, heartbeats (one in flight
+// at a time) and the replica reports they carry, the instructions of the answers (open_region —
+// a failed replica is replaced under another peer id —, close_region with destroy, campaign,
+// transfer_leader, change_peer), the metasrv epoch that fences a deposed metasrv leader, and the
+// deletion of a replica removed from its group. `Datanode` (datanode.ts) is its gRPC/HTTP/process
+// shell; the whole-datanode simulator (docs/simulation.md) runs this core on simulated time.
+//
+// What it touches outside itself goes through seams, each with its production implementation:
+//   - the durable log and region metas: a `LogEngine` (the WAL);
+//   - the region server: built by `createRegionServer` with the hooks this core needs (the
+//     shell adds its metrics hooks and the state machine factory);
+//   - time and timers: a `TimedClock` (systemClock);
+//   - the metasrv: a `MetasrvCaller` (MetaChannel, which follows the metasrv group's leader);
+//   - metrics: `DatanodeCoreHooks`.
+//
+// Ordering rules it keeps:
+//   O1 one heartbeat in flight at a time, so a reply's instructions are queued in order (an older
+//      reply's close(destroy) never runs after a newer reply's open of the same region);
+//   O2 instructions run one at a time in arrival order, off the heartbeat (a slow one must not
+//      stop the beats, or the metasrv takes a live node for dead); the queue is bounded;
+//   O3 opens and closes of replicas run one at a time (`serialized`), whoever asks;
+//   O4 a region's meta is durable before its replica opens (a restart reopens what has a meta).
+import type { TimedClock, TimerHandle } from '../common/clock.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import { LogLimiter } from '../common/log-limiter.js';
+import type { Logger } from '../common/logger.js';
+import { ConfChangeType, type ResultOf, type StateMachine } from '../raft/index.js';
+import type { MetaCallOptions } from '../rpc/meta-channel.js';
+import { u64 } from '../rpc/proto.js';
+import { fromGrpcError } from '../rpc/status.js';
+import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest__Output, RegisterNodeResponse__Output, ReplicaStat } from '../rpc/generated/index.js';
+import { fromProtoSchema } from '../rpc/values.js';
+import type { RegionServer, RegionServerHooks } from '../replication/region-server.js';
+import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
+import type { LogEngine } from '../wal/log-engine.js';
+import type { RegionMeta } from './types.js';
+
+/** An OpenRegion request or instruction as it arrives (decoded by proto-loader). */
+export type ProtoOpenRegion = OpenRegionRequest__Output;
+type ProtoInstruction = Instruction__Output;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** How the datanode reaches the metasrv (its leader): MetaChannel in production. */
+export interface MetasrvCaller {
+  call<Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, options: MetaCallOptions): Promise<Res>;
+}
+
+/** Where this node is reached, as it reports itself at registration and in heartbeats. */
+export interface NodeEndpoint {
+  readonly addr: string;
+  readonly httpAddr: string;
+}
+
+export interface DatanodeCoreHooks {
+  /** A heartbeat was answered (the shell sets its replica and leader gauges). */
+  onHeartbeat?(): void;
+  /** A replica was closed here (the shell forgets its per-region metrics). */
+  onRegionClosed?(regionId: string): void;
+}
+
+export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
+  readonly nodeId: number;
+  readonly clusterId: string;
+  /** The identity of this data dir (common/store-id.ts), reported at registration and in heartbeats. */
+  readonly storeId: string;
+  readonly heartbeatIntervalMs: number;
+  readonly logEngine: LogEngine;
+  /** Monotonic time and timers (the heartbeat, deferred closes, log rate limits). */
+  readonly clock: TimedClock;
+  readonly log: Logger;
+  /** Builds the node's region server; it must pass `hooks` on (it may add its own beside them). */
+  createRegionServer(hooks: RegionServerHooks): RegionServer<S, R>;
+  /** What a running replica's state machine adds to its report (flushed index, memtable, SSTs). */
+  stateMachineStat(state: S): StateMachineStat;
+  readonly hooks?: DatanodeCoreHooks;
+}
+
+export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
+  readonly nodeId: number;
+  readonly clusterId: string;
+  readonly storeId: string;
+  readonly addresses = new Map<number, string>();
+  readonly metas = new Map<string, RegionMeta>();
+  readonly regionServer: RegionServer<S, R>;
+  private readonly logEngine: LogEngine;
+  private readonly clock: TimedClock;
+  private readonly log: Logger;
+  private readonly hooks: DatanodeCoreHooks;
+  private heartbeatTimer: TimerHandle | undefined;
+  /** The metasrv (group leader) this node beats to; set by startHeartbeats. */
+  private metasrv: MetasrvCaller | undefined;
+  private endpoint: NodeEndpoint = { addr: '', httpAddr: '' };
+  private registeredFlag = false;
+  /**
+   * The highest metasrv epoch seen (docs/metasrv-ha.md, fencing): instructions of a metasrv with
+   * a lower one — an old group leader that has not noticed its demotion — are ignored. 0 is a
+   * single metasrv's (no group, nothing to fence).
+   */
+  private metasrvEpoch = 0;
+  private readonly epochLogs = new LogLimiter(10_000);
+  /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
+  private heartbeating: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(private readonly deps: DatanodeCoreDeps<S, R>) {
+    this.nodeId = deps.nodeId;
+    this.clusterId = deps.clusterId;
+    this.storeId = deps.storeId;
+    this.logEngine = deps.logEngine;
+    this.clock = deps.clock;
+    this.log = deps.log;
+    this.hooks = deps.hooks ?? {};
+    this.regionServer = deps.createRegionServer({
+      onConfChange: (regionId, _cs, peers) => {
+        if (!this.regionServer.replica(regionId)) {
+          // This replica was removed from the region (fenced by the region server): delete it.
+          this.clock.setImmediate(() => void this.closeRegion(regionId, true).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
+          return;
+        }
+        this.persistPeers(regionId, peers);
+      },
+    });
+  }
+
+  /** Whether this process did what the metasrv said at registration (/health's `registered`). */
+  get registered(): boolean {
+    return this.registeredFlag;
+  }
+
+  /** Reopens every region this node hosted before the restart (those with a meta in the log). */
+  async reopenRegions(): Promise<void> {
+    for (const regionId of this.logEngine.regionIds()) {
+      const raw = this.logEngine.getRegionMeta(regionId);
+      if (!raw) continue;
+      const meta = JSON.parse(decoder.decode(raw)) as RegionMeta;
+      this.metas.set(regionId, meta);
+      for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
+      await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: false });
+    }
+  }
+
+  /** Registers and beats every heartbeat interval from now on. */
+  startHeartbeats(metasrv: MetasrvCaller, endpoint: NodeEndpoint): void {
+    this.metasrv = metasrv;
+    this.endpoint = endpoint;
+    this.heartbeatTimer = this.clock.setInterval(() => void this.heartbeatOnce(), this.deps.heartbeatIntervalMs);
+    void this.heartbeatOnce();
+  }
+
+  /**
+   * No more beats or instructions; waits for the beat and the instructions in flight (they must
+   * not run against a closed WAL; later ones see `stopping`). The caller closes the metasrv
+   * channel first, so a beat still looking for a metasrv leader gives up at once.
+   */
+  async stop(): Promise<void> {
+    this.halt();
+    await this.heartbeating;
+    await this.instructionQueue;
+  }
+
+  /** Stops beating and executing at once, waiting for nothing (a process that dies). */
+  halt(): void {
+    this.stopping = true;
+    this.heartbeatTimer?.cancel();
+  }
+
+  // ─── Regions ────────────────────────────────────────────────────────────────────────────────
+
+  /** Validates an open/recover instruction: peer ids are positive and this node hosts self_peer_id. */
+  regionMetaOf(open: ProtoOpenRegion): RegionMeta {
+    const meta: RegionMeta = {
+      regionId: open.region_id,
+      schema: fromProtoSchema(open.table),
+      selfPeerId: u64(open.self_peer_id, 'self_peer_id'),
+      peers: open.peers.map((p) => ({ peerId: u64(p.peer_id, 'peer_id'), nodeId: u64(p.node_id, 'node_id'), addr: p.addr })),
+    };
+    if (meta.peers.some((p) => p.peerId === 0)) throw new RegionDbError(ErrorCode.InvalidArgument, `region ${meta.regionId}: peer ids must be positive`);
+    if (!meta.peers.some((p) => p.peerId === meta.selfPeerId && p.nodeId === this.nodeId)) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `region ${meta.regionId}: peer ${meta.selfPeerId} is not on node ${this.nodeId}`);
+    }
+    return meta;
+  }
+
+  /**
+   * Opens, recoveries and closes of replicas run one at a time on a node (O3). They come from
+   * heartbeat instructions and from Admin calls (the metasrv's `recover`); interleaved, a
+   * heartbeat's open could slip between a recovery's close and its reopen and leave the empty
+   * replica in place of the recovered one.
+   */
+  private regionOps: Promise<unknown> = Promise.resolve();
+
+  serialized<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.regionOps.then(op, op);
+    this.regionOps = run.catch(() => undefined);
+    return run;
+  }
+
+  openRegion(open: ProtoOpenRegion): Promise<void> {
+    return this.serialized(() => this.openRegionNow(open));
+  }
+
+  closeRegion(regionId: string, destroy: boolean): Promise<void> {
+    return this.serialized(() => this.closeRegionNow(regionId, destroy));
+  }
+
+  private async openRegionNow(open: ProtoOpenRegion): Promise<void> {
+    const regionId = open.region_id;
+    if (this.regionServer.replica(regionId)) return;
+    const meta = this.regionMetaOf(open);
+    const failure = this.regionServer.failure(regionId);
+    if (failure) {
+      // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
+      // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
+      // placed here by repair: the failed replica's state goes first.
+      if (failure.selfPeerId === meta.selfPeerId) return;
+      this.log.warn({ regionId, failedPeerId: failure.selfPeerId, peerId: meta.selfPeerId }, 'replacing a failed replica with a fresh peer');
+      await this.closeRegionNow(regionId, true);
+    }
+    for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
+    this.metas.set(regionId, meta);
+    await this.writeRegionMeta(meta);
+    await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: open.bootstrap });
+  }
+
+  /** Makes a region's meta durable (O4): what a restart reopens the replica from. */
+  async writeRegionMeta(meta: RegionMeta): Promise<void> {
+    const batch = this.logEngine.batch();
+    batch.setRegionMeta(meta.regionId, encoder.encode(JSON.stringify(meta)));
+    await batch.commit();
+  }
+
+  private persistPeers(regionId: string, peers: readonly { peerId: number; nodeId: number }[]): void {
+    const meta = this.metas.get(regionId);
+    if (!meta) return;
+    const updated: RegionMeta = {
+      ...meta,
+      peers: peers.map((p) => ({ ...p, addr: this.addresses.get(p.nodeId) ?? meta.peers.find((q) => q.peerId === p.peerId)?.addr ?? '' })),
+    };
+    this.metas.set(regionId, updated);
+    this.writeRegionMeta(updated).catch((err: unknown) => this.log.error({ err, regionId }, 'persisting region meta failed'));
+  }
+
+  /** Closes (with `destroy`, deletes) a replica now; only inside `serialized` (O3). */
+  async closeRegionNow(regionId: string, destroy: boolean): Promise<void> {
+    await this.regionServer.close(regionId, destroy);
+    this.metas.delete(regionId);
+    this.hooks.onRegionClosed?.(regionId);
+    this.log.info({ regionId, destroy }, 'closed region');
+  }
+
+  /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
+  replicaStats(): ReplicaStat[] {
+    const healthy = this.regionServer.allReplicas().map((r) => runningReplicaStat(r, this.deps.stateMachineStat(r.stateMachine)));
+    return [...healthy, ...this.regionServer.failedReplicas().map(failedReplicaStat)];
+  }
+
+  // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
+
+  /** Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen. */
+  admitEpoch(epochField: string | number | undefined): boolean {
+    const epoch = Number(epochField ?? 0);
+    if (epoch === 0) return true;
+    if (epoch < this.metasrvEpoch) {
+      const suppressed = this.epochLogs.admit('stale-epoch', this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ epoch, seen: this.metasrvEpoch, suppressed }, 'ignored instructions of a metasrv with an older epoch (a deposed leader)');
+      return false;
+    }
+    this.metasrvEpoch = epoch;
+    return true;
+  }
+
+  /** The highest metasrv epoch seen (for the shell's refusal messages). */
+  get seenMetasrvEpoch(): number {
+    return this.metasrvEpoch;
+  }
+
+  /**
+   * One heartbeat at a time (O1): a beat whose reply (or whose instructions) take longer than
+   * the interval must not overlap the next, which could apply an older reply's close(destroy)
+   * after a newer reply's open of the same region. A tick that finds a beat in flight is skipped.
+   */
+  heartbeatOnce(): Promise<void> {
+    const now = this.clock.nowMs();
+    if (this.heartbeating) {
+      // A beat outliving two intervals is what makes the metasrv suspect a live node: say so.
+      const inFlightMs = now - this.heartbeatStartedMs;
+      if (inFlightMs > 2 * this.deps.heartbeatIntervalMs && this.heartbeatLogs.admit('slow', now) !== undefined) {
+        this.log.warn({ inFlightMs: Math.round(inFlightMs), phase: this.heartbeatPhase }, 'heartbeat still in flight; the metasrv may suspect this node');
+      }
+      return this.heartbeating;
+    }
+    // The timer itself late (the event loop was busy): also a gap the metasrv sees.
+    const sinceLastMs = now - this.heartbeatStartedMs;
+    if (this.heartbeatStartedMs > 0 && sinceLastMs > 2 * this.deps.heartbeatIntervalMs && this.heartbeatLogs.admit('late', now) !== undefined) {
+      this.log.warn({ sinceLastMs: Math.round(sinceLastMs) }, 'heartbeat late (event loop busy?); the metasrv may suspect this node');
+    }
+    this.heartbeatStartedMs = now;
+    this.heartbeating = this.heartbeat().finally(() => {
+      this.heartbeating = undefined;
+    });
+    return this.heartbeating;
+  }
+
+  private heartbeatStartedMs = 0;
+  private heartbeatPhase = 'idle';
+  private readonly heartbeatLogs = new LogLimiter(10_000);
+
+  /** The budget of one registration or heartbeat call, every metasrv address tried included. */
+  heartbeatTimeoutMs(): number {
+    return Math.max(500, this.deps.heartbeatIntervalMs);
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.stopping || !this.metasrv) return;
+    const timeoutMs = this.heartbeatTimeoutMs();
+    try {
+      if (!this.registeredFlag) {
+        this.heartbeatPhase = 'register';
+        const res = await this.metasrv.call<RegisterNodeResponse__Output>(
+          'RegisterNode',
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId },
+          timeoutMs,
+          { idempotent: true },
+        );
+        // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
+        if (!this.admitEpoch(res.metasrv_epoch)) return;
+        this.log.info({ regions: res.regions.length }, 'registered with metasrv');
+        this.heartbeatPhase = 'opening regions after registration';
+        for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
+        this.registeredFlag = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
+      }
+      this.heartbeatPhase = 'heartbeat call';
+      const res = await this.metasrv.call<HeartbeatResponse__Output>(
+        'Heartbeat',
+        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, replicas: this.replicaStats(), store_id: this.storeId },
+        timeoutMs,
+        { idempotent: true },
+      );
+      if (this.admitEpoch(res.metasrv_epoch)) for (const ins of res.instructions) this.enqueueInstruction(ins);
+      this.hooks.onHeartbeat?.();
+    } catch (err) {
+      if (this.stopping) return; // the channel was closed by stop(): not the metasrv's failure
+      // A metasrv that does not know this node (its catalog was lost or restored from an older
+      // copy) gets a registration on the next beat.
+      if (fromGrpcError(err).code === ErrorCode.NotFound) this.registeredFlag = false;
+      // The metasrv may be down: reads and writes continue (docs/architecture.md §7); retry next beat.
+      const now = this.clock.nowMs();
+      const suppressed = this.heartbeatLogs.admit('failed', now);
+      if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, phase: this.heartbeatPhase, suppressed }, 'heartbeat to metasrv failed');
+    } finally {
+      this.heartbeatPhase = 'idle';
+    }
+  }
+
+  /**
+   * Instructions run one at a time in the order they came (O2: a close(destroy) never overtakes
+   * an open of the same region), but off the heartbeat: a slow one must not stop the heartbeats,
+   * or the metasrv takes a live node for dead. Bounded: the metasrv re-sends what is not done.
+   */
+  private instructionQueue: Promise<void> = Promise.resolve();
+  private queuedInstructions = 0;
+
+  private enqueueInstruction(ins: ProtoInstruction): void {
+    if (this.queuedInstructions >= limits.datanodeInstructionsQueuedMax) {
+      this.log.warn({ instruction: ins.kind, queued: this.queuedInstructions }, 'instruction queue full; dropped (the metasrv re-sends)');
+      return;
+    }
+    this.queuedInstructions++;
+    this.instructionQueue = this.instructionQueue.then(() => this.execute(ins)).finally(() => this.queuedInstructions--);
+  }
+
+  private async execute(ins: ProtoInstruction): Promise<void> {
+    if (this.stopping) return;
+    try {
+      if (ins.open_region) await this.openRegion(ins.open_region);
+      else if (ins.close_region) await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
+      else if (ins.campaign) this.regionServer.campaign(ins.campaign.region_id);
+      else if (ins.transfer_leader) this.regionServer.transferLeader(ins.transfer_leader.region_id, u64(ins.transfer_leader.to_peer_id, 'to_peer_id'));
+      else if (ins.change_peer) {
+        const cp = ins.change_peer;
+        if (!cp.peer) throw new RegionDbError(ErrorCode.InvalidArgument, `change_peer of region ${cp.region_id} names no peer`);
+        const peerId = u64(cp.peer.peer_id, 'peer_id');
+        const nodeId = u64(cp.peer.node_id, 'node_id');
+        if (cp.peer.addr) this.addresses.set(nodeId, cp.peer.addr);
+        const type = cp.change === 'add-learner' ? ConfChangeType.AddLearner : cp.change === 'promote' ? ConfChangeType.AddVoter : ConfChangeType.RemoveNode;
+        // Not awaited: a conf change commits when it commits (the metasrv watches the reports and
+        // re-sends); waiting here would hold every later instruction behind it.
+        this.regionServer.proposeConfChange(cp.region_id, { type, nodeId: peerId, context: JSON.stringify({ nodeId }) }).catch((err: unknown) => {
+          if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
+        });
+      }
+    } catch (err) {
+      if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
+    }
+  }
+}

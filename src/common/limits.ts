@@ -95,3 +95,13 @@ export const limits = {
   brJournalIntervalMs: 250,
 } as const;
 
+/**
+ * The bounds of a region's client dedup table (docs/raft-rules.md R19). RegionState takes them
+ * as an argument (production: `limits`) so the whole-datanode simulator can run with tables
+ * small enough to evict (docs/simulation.md); a configuration may only lower them.
+ */
+export interface DedupLimits {
+  readonly dedupClientsMax: number;
+  readonly dedupRequestsPerClientMax: number;
+}
+

@@ -31,7 +31,7 @@ import { hash as oneShotHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
 import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { limits } from '../common/limits.js';
+import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
 import { type Command, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1 } from './command.js';
 import { IdHeap } from './id-heap.js';
@@ -195,7 +195,10 @@ export class RegionState implements StateMachine<ApplyResult> {
     private readonly ssTables: SstOpener | undefined = undefined,
     /** The wall clock a manifest's writtenAtMs is read from (wallClock; a simulation injects its own). */
     private readonly wall: Clock = wallClock,
+    /** The dedup table's bounds (`limits`; a simulation lowers them to make eviction happen). */
+    private readonly dedupLimits: DedupLimits = limits,
   ) {
+    assert(dedupLimits.dedupClientsMax >= 1 && dedupLimits.dedupRequestsPerClientMax >= 1, 'the dedup table must hold at least one client and one request');
     this.tags = tagColumns(schema);
     this.fields = fieldColumns(schema);
     this.ts = timestampColumn(schema);
@@ -343,19 +346,19 @@ export class RegionState implements StateMachine<ApplyResult> {
     this.dedup.set(clientId, record);
     if (!record.results.has(requestId)) record.ids.push(requestId);
     record.results.set(requestId, entry);
-    if (record.results.size > limits.dedupRequestsPerClientMax) {
+    if (record.results.size > this.dedupLimits.dedupRequestsPerClientMax) {
       const lowest = record.ids.popMin();
       record.results.delete(lowest);
       record.evictedBelow = Math.max(record.evictedBelow, lowest + 1);
     }
-    while (this.dedup.size > limits.dedupClientsMax) {
+    while (this.dedup.size > this.dedupLimits.dedupClientsMax) {
       const [oldest, evicted] = this.dedup.entries().next().value as [string, DedupRecord];
       this.dedup.delete(oldest);
       let highest = evicted.evictedBelow - 1;
       for (const id of evicted.results.keys()) highest = Math.max(highest, id);
       this.dedupHorizon = Math.max(this.dedupHorizon, highest);
     }
-    assert(this.dedup.size <= limits.dedupClientsMax && record.results.size <= limits.dedupRequestsPerClientMax, 'dedup table over its bounds');
+    assert(this.dedup.size <= this.dedupLimits.dedupClientsMax && record.results.size <= this.dedupLimits.dedupRequestsPerClientMax, 'dedup table over its bounds');
     assert(record.ids.size === record.results.size, 'the id heap holds exactly the recorded ids');
   }
 
@@ -483,8 +486,8 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   /** The state at a manifest's flushed index: SSTs + dedup; memtables empty. */
-  static fromManifest(schema: TableSchema, regionId: string, ssTables: SstOpener | undefined, manifest: RegionManifest, wall: Clock = wallClock): RegionState {
-    const state = new RegionState(schema, regionId, ssTables, wall);
+  static fromManifest(schema: TableSchema, regionId: string, ssTables: SstOpener | undefined, manifest: RegionManifest, wall: Clock = wallClock, dedupLimits: DedupLimits = limits): RegionState {
+    const state = new RegionState(schema, regionId, ssTables, wall, dedupLimits);
     state.ssts = [...manifest.ssts];
     state.flushedIndex = manifest.flushedIndex;
     state.flushedTerm = manifest.flushedTerm;
@@ -496,8 +499,8 @@ export class RegionState implements StateMachine<ApplyResult> {
     return state;
   }
 
-  static deserialize(schema: TableSchema, bytes: Uint8Array, regionId = '', ssTables?: SstOpener, wall: Clock = wallClock): RegionState {
-    return RegionState.fromManifest(schema, regionId, ssTables, decodeManifest(bytes, `raft snapshot of region ${regionId}`), wall);
+  static deserialize(schema: TableSchema, bytes: Uint8Array, regionId = '', ssTables?: SstOpener, wall: Clock = wallClock, dedupLimits: DedupLimits = limits): RegionState {
+    return RegionState.fromManifest(schema, regionId, ssTables, decodeManifest(bytes, `raft snapshot of region ${regionId}`), wall, dedupLimits);
   }
 }
 

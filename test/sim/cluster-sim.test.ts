@@ -81,7 +81,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one'] as const);
     const walBug = plantedSwitch('WAL_BUG', ['cut-damaged-tail', 'refuse-node'] as const);
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
-    const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command'] as const);
+    const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
     const planted: Partial<ClusterSimOptions> = {
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
@@ -343,23 +343,24 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // The third slice in engine mode: every fault at once — corrupted records, wiped disks,
     // wall-clock steps of ±1 s–10 min on the nodes, writes without a request id, client
     // processes restarting with their client id. Nothing may break.
-    it('every fault of the third slice (corrupt, wipe, clock, clients): the checkers stay green (12 seeds, replays)', async () => {
-      const all = { ...engine, faults: ['corrupt', 'wipe', 'clock', 'clients'] } as const;
+    it('every fault of the third slice (corrupt, wipe, clock, clients, evict): the checkers stay green (12 seeds, replays)', async () => {
+      const all = { ...engine, faults: ['corrupt', 'wipe', 'clock', 'clients', 'evict'] } as const;
       const total: Record<string, number> = {};
       for (let seed = 1; seed <= 12; seed++) {
         const r = await runClusterSim(seed, all);
         for (const [k, v] of Object.entries(r.storage)) total[k] = (total[k] ?? 0) + v;
       }
       console.log(`    ${JSON.stringify(total)}`);
-      for (const k of ['corruptions', 'wipes', 'repairs', 'clockSteps', 'rawWrites', 'clientRestarts']) expect(total[k], k).to.be.greaterThan(3);
+      for (const k of ['corruptions', 'wipes', 'repairs', 'clockSteps', 'rawWrites', 'clientRestarts', 'tooOld']) expect(total[k], k).to.be.greaterThan(3);
       const a = await runClusterSim(2, all);
       const b = await runClusterSim(2, all);
       expect(b.traceHash).to.equal(a.traceHash);
     });
 
-    // Dedup before 0090f8f and the client rule before 197494d (findings 7a–7c), with the
-    // `clients` workload: writes with no request id, and clients restarting with their client id.
-    for (const { name, planted, wanted } of [
+    // Dedup before 0090f8f and the client rule before 197494d (findings 7a–7d), with the
+    // `clients` workload (writes with no request id, and clients restarting with their client
+    // id) or, for 7d, `evict` (dedup tables of 2 clients).
+    for (const { name, planted, wanted, faults = ['clients'] as readonly ExtraFault[], from = 1 } of [
       // 7a: id 0 remembered like any id: a raw client's second write gets the first's answer, never applied.
       { name: 'request id 0 deduplicated (7a)', planted: { dedupBug: 'id-zero-deduplicated' }, wanted: ['linearizability', 'set (no acknowledged add lost)'] },
       // 7c: a restarted client counts its ids from 1 again; the server (7b fixed) refuses the reused ids.
@@ -370,10 +371,13 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         planted: { clientBug: 'ids-restart-at-one', dedupBug: 'id-trusted-without-command' },
         wanted: ['linearizability', 'set (no acknowledged add lost)'],
       },
+      // 7d: an evicted client record leaves no horizon: a late retry of that client applies
+      // again (at most once). Seed 9 is the first; searched from 8.
+      { name: 'an evicted client record forgotten (7d)', planted: { dedupBug: 'evicted-client-forgotten' }, wanted: ['at most once', 'linearizability', 'set (no acknowledged add lost)'], faults: ['evict'], from: 8 },
     ] as const) {
       it(`the checkers can fail: ${name} (planted) is found within 2,000 seeds`, async () => {
-        const options: Partial<ClusterSimOptions> = { ...engine, faults: ['clients'], ...planted };
-        const caught = await firstViolation(options);
+        const options: Partial<ClusterSimOptions> = { ...engine, faults, ...planted };
+        const caught = await firstViolation(options, () => true, from);
         expect(caught, `no seed exposed ${name}`).to.not.equal(undefined);
         console.log(`    ${name}: seed ${caught!.seed} (${caught!.invariant})`);
         expect(wanted as readonly string[]).to.include(caught!.invariant);

@@ -23,6 +23,7 @@
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
+import { type DedupLimits, limits } from '../../src/common/limits.js';
 import { type Rand, SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
@@ -150,7 +151,10 @@ export interface ClusterSimOptions {
    * peer id, as the metasrv's repair-replica does; a new one is injected only while every
    * region is whole. `clock` (engine mode): a node's wall clock steps forward or back.
    * `clients` (engine mode): writes with no request id, and client processes that restart with
-   * their client id.
+   * their client id. `evict` (engine mode): dedup tables of 2 clients and 4 ids per client
+   * (SIM_DEDUP_LIMITS), so client records are evicted all the time; a write refused as
+   * request-too-old is then what the client library does with it (a new id when nothing was
+   * sent before, else unknown).
    */
   faults?: readonly ExtraFault[];
   /**
@@ -170,9 +174,11 @@ export interface ClusterSimOptions {
    * `id-zero-deduplicated` (7a): request id 0 is remembered like any id, so every later write
    * of the client without an id gets the first one's answer and is never applied.
    * `id-trusted-without-command` (7b): a (client, request id) seen before answers with its first
-   * result whatever the command.
+   * result whatever the command. `evicted-client-forgotten` (7d, with `evict`): a client record
+   * evicted from the table leaves nothing behind (no horizon), so a late retry of that client's
+   * write applies a second time.
    */
-  dedupBug?: 'id-zero-deduplicated' | 'id-trusted-without-command';
+  dedupBug?: 'id-zero-deduplicated' | 'id-trusted-without-command' | 'evicted-client-forgotten';
   /**
    * Run the real metasrv core (docs/simulation.md, "The metasrv"): datanodes register and beat,
    * execute its instructions, and lost replicas are replaced by its repair-replica procedure
@@ -191,8 +197,8 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients'];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict';
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict'];
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -216,7 +222,7 @@ export interface ClusterSimResult {
   /** Engine mode: what the flushers did in the object store. */
   engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
-  storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number };
+  storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
   metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
 }
@@ -282,6 +288,8 @@ const SIM_EPOCH_MS = 1_700_000_000_000;
 const ENGINE_TUNING: RaftTuning = { ...TUNING, applyRetry: { backoffMsMin: 20, backoffMsMax: 200, windowMs: 5_000 } };
 /** Attempts of one write in engine mode (the first and its retries, all within the op timeout). */
 const ENGINE_ATTEMPTS_MAX = 4;
+/** With `evict`: dedup tables small enough that the 5 clients' records are evicted all the time (production: src/common/limits.ts). */
+const SIM_DEDUP_LIMITS: DedupLimits = { dedupClientsMax: 2, dedupRequestsPerClientMax: 4 };
 const ENGINE_RETRY_PAUSE_MS = 20;
 /** The harness's repair: how often it looks, how long a proposed membership change is given, how far behind a learner may be promoted (the metasrv's CATCH_UP_SLACK). */
 const REPAIR_CHECK_MS = 25;
@@ -349,6 +357,24 @@ const RAW_REQUEST_ID = 1;
  */
 function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['dedupBug']>): RegionState {
   const apply = state.apply.bind(state);
+  if (bug === 'evicted-client-forgotten') {
+    // 7d: before the horizon, an evicted record left no trace: a client without a record could
+    // use any id. Keeping RegionState's horizon at 0 (read through a cast: it is private) is
+    // exactly that; manifests then carry horizon 0, as the old table carried none.
+    const forget = () => {
+      (state as unknown as { dedupHorizon: number }).dedupHorizon = 0;
+    };
+    forget();
+    state.apply = (index: number, data: Uint8Array, term?: number) => {
+      const result = apply(index, data, term);
+      if (!(result instanceof Promise)) {
+        forget();
+        return result;
+      }
+      return result.finally(forget);
+    };
+    return state;
+  }
   const table = (state as unknown as { dedup: Map<string, { results: Map<number, { result: ApplyResult }> }> }).dedup;
   state.apply = (index: number, data: Uint8Array, term?: number) => {
     const cmd = decodeCommand(data);
@@ -488,7 +514,9 @@ export class ClusterSim {
   private readonly repairs = new Map<string, Repair>();
   /** Replica failures a fault caused (`node/region/peer`): expected, not violations. */
   private readonly expectedFailures = new Set<string>();
-  private readonly storageStats = { corruptions: 0, wipes: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0 };
+  /** Engine mode: `region/client/request id` → the log index where that write took effect. */
+  private readonly tookEffectAt = new Map<string, number>();
+  private readonly storageStats = { corruptions: 0, wipes: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0, tooOld: 0 };
   /** The regions (ids depend on `metasrv`): the register region and the set region. */
   private readonly regionIds: readonly string[];
   private readonly regReg: string;
@@ -766,7 +794,8 @@ export class ClusterSim {
           this.net.transportFor(inc),
           {
             create: (regionId, data) => {
-              const state = data ? RegionState.deserialize(ENGINE_SCHEMA, data, regionId, readers, wall) : new RegionState(ENGINE_SCHEMA, regionId, readers, wall);
+              const dedupLimits = this.extra.has('evict') ? SIM_DEDUP_LIMITS : limits;
+              const state = data ? RegionState.deserialize(ENGINE_SCHEMA, data, regionId, readers, wall, dedupLimits) : new RegionState(ENGINE_SCHEMA, regionId, readers, wall, dedupLimits);
               const dedupBug = this.options.dedupBug;
               return this.watchApplies(dedupBug ? plantDedupBug(state, dedupBug) : state, node.id, regionId);
             },
@@ -1123,9 +1152,30 @@ export class ClusterSim {
           this.record(`edit ${regionId}@${index} freeze`);
         }
       }
-      return apply(index, data, term);
+      const result = apply(index, data, term);
+      if (result instanceof Promise) return result.then((r) => this.checkAtMostOnce(regionId, index, data, r));
+      return this.checkAtMostOnce(regionId, index, data, result);
     };
     return state;
+  }
+
+  /**
+   * At most once (docs/raft-rules.md R19): a write with a request id takes effect at one log
+   * index of its region; a retry that commits at another index must be answered from the dedup
+   * table (or refused), never applied again. A write took effect at `index` when its answer's
+   * version is `index` (an answer from the dedup table carries the version of the first
+   * application). Every replica applies the same index, so only another index is a second
+   * application.
+   */
+  private checkAtMostOnce(regionId: string, index: number, data: Uint8Array, result: ApplyResult): ApplyResult {
+    if (result.status !== 'ok' || result.version !== index || data.byteLength < 2 || data[1] !== CommandKind.Write) return result;
+    const cmd = decodeCommand(data);
+    if (cmd.kind !== 'write' || cmd.requestId === 0) return result;
+    const key = `${regionId}/${cmd.clientId}/${cmd.requestId}`;
+    const at = this.tookEffectAt.get(key);
+    if (at !== undefined && at !== index) this.flag('at most once', `request ${cmd.requestId} of client ${cmd.clientId} took effect twice in ${regionId}: at index ${at} and again at ${index}`);
+    this.tookEffectAt.set(key, index);
+    return result;
   }
 
   // ─── Engine mode: objects named by versions, snapshots and manifests exist ────────────────
@@ -1444,7 +1494,8 @@ export class ClusterSim {
     }
     // With `clients`, some writes carry no request id (a raw gRPC client): not deduplicated, so never retried.
     const raw = this.engine && this.extra.has('clients') && this.faultRand!.chance(0.15);
-    const bytes = this.engine ? this.engineCommand(client, command, raw) : enc.encode(JSON.stringify(command));
+    let bytes = this.engine ? this.engineCommand(client, command, raw) : enc.encode(JSON.stringify(command));
+    let round = 1;
     // Engine mode retries as the client library does: an attempt that failed is sent again, to
     // the leader it hinted, with the same request id (dedup answers a retry of a write that did
     // apply with its first result). Once an attempt's outcome was unknown, a later definite
@@ -1459,6 +1510,23 @@ export class ClusterSim {
       } else if (result.status === 'ok' || result.status === 'condition-failed') {
         applied = result.status === 'ok';
         if (result.status === 'ok' && command.op !== 'add') this.versions.set(command.op === 'write' ? command.value : command.to, result.version);
+      } else if (result.status === 'request-too-old' && this.extra.has('evict')) {
+        // Evicted records (tiny tables): the region's horizon passed this client's ids. As the
+        // client library does (src/client/client.ts, deduplicated): later ids start above the
+        // floor; if this id's only attempt was refused nothing applied, so it runs once more
+        // under a new id; otherwise whether it applied is unknown.
+        this.storageStats.tooOld++;
+        this.requestIds.set(client.id, Math.max(this.requestIds.get(client.id) ?? 0, result.oldestKnown));
+        if (attempts === 1 && round === 1 && !uncertain) {
+          round++;
+          attempts = 0;
+          bytes = this.engineCommand(client, command, raw);
+          this.record(`p${client.process} request too old (below ${result.oldestKnown}): again under a new id`);
+          attempt(this.serverFor(client, regionId));
+          return;
+        }
+        complete('info', undefined, result.status);
+        return;
       } else {
         // Request ids only grow and a client has one write in flight: dedup must never answer these here.
         this.flag('dedup', `${JSON.stringify(command)} from client ${client.id} was answered ${JSON.stringify(result)}`);

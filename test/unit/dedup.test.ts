@@ -70,6 +70,29 @@ describe('engine: client dedup (issue 14 item 7)', () => {
     });
   });
 
+  it('bounds passed to the state (the simulator\'s seam) evict as the global limits do, on a rebuilt replica too, leaving the global limits alone', async () => {
+    const bounds = { dedupClientsMax: 2, dedupRequestsPerClientMax: 2 };
+    const s = new RegionState(schema, 'r1', undefined, undefined, bounds);
+    s.apply(1, put('a', 1001, 'k', 1));
+    s.apply(2, put('a', 1002, 'k', 2));
+    s.apply(3, put('a', 1003, 'k', 3)); // a third id of a: 1001 leaves a's window
+    expect(s.apply(4, put('a', 1001, 'k', 1)), 'below the client window').to.have.property('status', 'request-too-old');
+    expect(await usageOf(s, 'k'), 'the refused retry changed nothing').to.equal(3);
+    s.apply(5, put('b', 2001, 'x', 1));
+    s.apply(6, put('c', 3001, 'y', 1)); // third client: a is evicted
+    s.apply(7, freeze());
+    s.apply(8, flushEdit(7));
+    const rebuilt = RegionState.deserialize(schema, s.snapshotPoint()!.data, 'r1', undefined, undefined, bounds);
+    for (const replica of [s, rebuilt]) {
+      expect(replica.apply(9, put('a', 1003, 'k', 3)), 'a retry of the evicted client').to.have.property('status', 'request-too-old');
+      expect(replica.apply(10, put('d', 4001, 'z', 1))).to.deep.equal({ status: 'ok', version: 10, rows: 1 });
+    }
+    const unbounded = new RegionState(schema);
+    for (const [i, client] of ['a', 'b', 'c', 'd'].entries()) unbounded.apply(i + 1, put(client, 1, client, 1));
+    expect(unbounded.apply(5, put('a', 1, 'a', 1)), 'the default limits remember all four clients').to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+    expect(limits.dedupClientsMax).to.equal(100_000);
+  });
+
   it("after its record was evicted, a client's new requests apply and its old ids stay refused", async () => {
     await withDedupBounds(2, 1024, async () => {
       const s = new RegionState(schema);

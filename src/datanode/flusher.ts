@@ -175,6 +175,14 @@ export class Flusher {
   }
 
   /**
+   * Whether an SST whose put started at `startedMs` may still be named by an edit (sst-gc.ts
+   * uploadStillProposable, G4). Protected for the same reason as decideSstGc.
+   */
+  protected uploadProposable(startedMs: number, nowMs: number): boolean {
+    return uploadStillProposable(startedMs, nowMs, this.settings.gcGraceMs);
+  }
+
+  /**
    * The GC rule (sst-gc.ts). Protected so that the whole-datanode simulator can run an older,
    * weaker rule in a test-only subclass and show that it finds the data loss that rule caused
    * (test/sim/cluster-sim.ts); nothing in src/ overrides it.
@@ -274,7 +282,7 @@ export class Flusher {
     const startedMs = this.clock.nowMs();
     await this.store.put(key, bytes);
     const tookMs = this.clock.nowMs() - startedMs;
-    if (!uploadStillProposable(startedMs, startedMs + tookMs, this.settings.gcGraceMs)) {
+    if (!this.uploadProposable(startedMs, startedMs + tookMs)) {
       throw new RegionDbError(ErrorCode.DeadlineExceeded, `uploading ${key} took ${Math.round(tookMs)} ms, half the SST GC grace or more: not proposed (GC removes it)`);
     }
   }

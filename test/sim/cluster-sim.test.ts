@@ -357,6 +357,23 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b.traceHash).to.equal(a.traceHash);
     });
 
+    // The object store's slow tail (3 % of requests 150 ms–1.5 s late, the GC grace is 200 ms):
+    // uploads that took half the grace are left as orphans (G4's upload rule), listings and
+    // publications lag, deletes land late. Nothing may break.
+    it('a slow object store (slow): uploads past half the GC grace are not proposed, the checkers stay green (8 seeds, replays)', async () => {
+      const slow = { ...engine, faults: ['slow'] } as const;
+      const total = { slowRequests: 0, uploadsNotProposed: 0, sstsDeleted: 0 };
+      for (let seed = 1; seed <= 8; seed++) {
+        const r = await runClusterSim(seed, slow);
+        for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += r.engine![k];
+      }
+      console.log(`    ${JSON.stringify(total)}`);
+      for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(3);
+      const a = await runClusterSim(3, slow);
+      const b = await runClusterSim(3, slow);
+      expect(b.traceHash).to.equal(a.traceHash);
+    });
+
     // Dedup before 0090f8f and the client rule before 197494d (findings 7a–7d), with the
     // `clients` workload (writes with no request id, and clients restarting with their client
     // id) or, for 7d, `evict` (dedup tables of 2 clients).

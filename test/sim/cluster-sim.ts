@@ -128,8 +128,11 @@ export interface ClusterSimOptions {
    * Flusher subclass (docs/simulation.md, "The bugs it re-finds"). `gc-ignores-snapshots`: GC
    * neither waits for every replica's snapshot to pass the point where an SST left the version
    * (G3) nor keeps what snapshots and the latest manifest name (the rule before finding 4b).
+   * With `slow`, two weakenings of G4: `upload-always-proposable` names an uploaded SST in an
+   * edit however long its put took (no uploadStillProposable); `gc-without-grace` deletes an
+   * unreferenced SST on the first pass that finds G1–G3 hold.
    */
-  gcBug?: 'gc-ignores-snapshots';
+  gcBug?: 'gc-ignores-snapshots' | 'upload-always-proposable' | 'gc-without-grace';
   /**
    * Engine mode: check after every delete that nothing that must exist names the object (on by
    * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
@@ -197,8 +200,8 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict'];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow';
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow'];
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -220,7 +223,7 @@ export interface ClusterSimResult {
   endMs: number;
   reasons: [string, number][];
   /** Engine mode: what the flushers did in the object store. */
-  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; flushEdits: number; compactionEdits: number; retries: number };
+  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
@@ -290,6 +293,8 @@ const ENGINE_TUNING: RaftTuning = { ...TUNING, applyRetry: { backoffMsMin: 20, b
 const ENGINE_ATTEMPTS_MAX = 4;
 /** With `evict`: dedup tables small enough that the 5 clients' records are evicted all the time (production: src/common/limits.ts). */
 const SIM_DEDUP_LIMITS: DedupLimits = { dedupClientsMax: 2, dedupRequestsPerClientMax: 4 };
+/** With `slow`: the object store's slow tail, beyond the GC grace (FLUSHER_SETTINGS.gcGraceMs, 200 ms). */
+const SIM_SLOW_TAIL = { slowChance: 0.03, slowMsMin: 150, slowMsMax: 1500 };
 const ENGINE_RETRY_PAUSE_MS = 20;
 /** The harness's repair: how often it looks, how long a proposed membership change is given, how far behind a learner may be promoted (the metasrv's CATCH_UP_SLACK). */
 const REPAIR_CHECK_MS = 25;
@@ -303,6 +308,30 @@ const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: 
 class GcIgnoresSnapshotsFlusher extends Flusher {
   protected override decideSstGc(input: SstGcInput): SstGcDecision {
     return super.decideSstGc({ ...input, replicasSnapshotIndex: Number.POSITIVE_INFINITY, namedBySnapshots: new Set() });
+  }
+}
+
+/** The production flusher, counting the uploads it left as orphans because their put took half the grace or more (G4). */
+class CountingFlusher extends Flusher {
+  onRefused: (() => void) | undefined;
+  protected override uploadProposable(startedMs: number, nowMs: number): boolean {
+    const proposable = super.uploadProposable(startedMs, nowMs);
+    if (!proposable) this.onRefused?.();
+    return proposable;
+  }
+}
+
+/** An upload named by an edit however long its put took (test-only; G4 without uploadStillProposable). */
+class UploadAlwaysProposableFlusher extends Flusher {
+  protected override uploadProposable(): boolean {
+    return true;
+  }
+}
+
+/** GC without the grace of G4 (test-only): deletes on the first pass that finds G1–G3 hold. */
+class GcWithoutGraceFlusher extends Flusher {
+  protected override decideSstGc(input: SstGcInput): SstGcDecision {
+    return super.decideSstGc({ ...input, graceMs: 0 });
   }
 }
 
@@ -498,6 +527,8 @@ export class ClusterSim {
   /** Engine mode: SST keys named by a manifest object (objects are immutable: decoded once). */
   private readonly manifestSsts = new Map<string, readonly string[]>();
   private flushEdits = 0;
+  /** Uploads the flushers left as orphans because their put took half the grace or more (G4). */
+  private uploadsNotProposed = 0;
   private compactionEdits = 0;
   private sstsPut = 0;
   private sstsDeleted = 0;
@@ -556,7 +587,9 @@ export class ClusterSim {
     // Forked last, and only in engine mode: the register mode's random stream (and so its
     // trace hashes) stay what they were.
     if (this.engine) {
-      this.objectStore = new SimObjectStore(this.sched, this.rand.fork(), { latencyMsMin: 1, latencyMsMax: 10, failChance: 0.01 });
+      // With `slow`, a slow tail of 150 ms–1.5 s (the GC grace is 200 ms) on 3 % of requests.
+      const slow = options.faults?.includes('slow') ? SIM_SLOW_TAIL : {};
+      this.objectStore = new SimObjectStore(this.sched, this.rand.fork(), { latencyMsMin: 1, latencyMsMax: 10, failChance: 0.01, ...slow });
       this.objectStore.onDelete = (key) => this.checkDeleted(key);
       this.objectStore.onPut = (key) => {
         if (key.endsWith('.sst')) {
@@ -685,6 +718,8 @@ export class ClusterSim {
               sstsDeleted: this.sstsDeleted,
               manifestsPut: this.manifestsPut,
               storeFailures: store.stats.failures,
+              slowRequests: store.stats.slow,
+              uploadsNotProposed: this.uploadsNotProposed,
               flushEdits: this.flushEdits,
               compactionEdits: this.compactionEdits,
               retries: this.retries,
@@ -809,12 +844,23 @@ export class ClusterSim {
       const stat = (state: RegionState) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length });
       const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat).regionServer : build({});
       server = engineServer;
-      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, none: Flusher }[this.options.gcBug ?? 'none'];
+      const F = {
+        'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher,
+        'upload-always-proposable': UploadAlwaysProposableFlusher,
+        'gc-without-grace': GcWithoutGraceFlusher,
+        none: CountingFlusher,
+      }[this.options.gcBug ?? 'none'];
       node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
         scheduler: clock,
         // Seeded: a seed replays to the same SST keys.
         sstKeys: { wallMs: () => wall.nowMs(), randomTag: () => this.rand.int(2 ** 32).toString(16).padStart(8, '0') },
       });
+      if (node.flusher instanceof CountingFlusher) {
+        node.flusher.onRefused = () => {
+          this.uploadsNotProposed++;
+          this.record(`n${node.id} an upload took half the GC grace or more: not proposed`);
+        };
+      }
     }
     node.server = server;
     this.record(`start n${node.id} #${inc.number}`);
@@ -1200,12 +1246,15 @@ export class ClusterSim {
   private namers(): { who: string; ssts: readonly string[] }[] {
     const out: { who: string; ssts: readonly string[] }[] = [];
     const store = this.objectStore!;
+    /** `region/peer` → the durable snapshot index of that peer's running replica. */
+    const durableOfRunning = new Map<string, number>();
     for (const node of this.nodes.values()) {
       for (const regionId of this.regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
         const snap = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId)?.snapshot();
+        if (replica && snap) durableOfRunning.set(`${regionId}/${replica.selfPeerId}`, snap.metadata.index);
         if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key) });
         }
@@ -1219,7 +1268,15 @@ export class ClusterSim {
         const p = parseReplicaSnapshotKey(regionId, key);
         if (p && (newest.get(p.peerId)?.index ?? -1) < p.index) newest.set(p.peerId, { index: p.index, key });
       }
-      for (const [peerId, { index, key }] of newest) out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [] });
+      for (const [peerId, { index, key }] of newest) {
+        // A publication older than the durable snapshot its running replica would restart from
+        // is a lagging report (its next publication supersedes it; its put may be slow): that
+        // replica is covered by its durable snapshot above. The region's leader reads its own
+        // snapshot locally and ignores its own publications (src/datanode/flusher.ts), so
+        // holding it to a lagging one of them would be stricter than G2.
+        if ((durableOfRunning.get(`${regionId}/${peerId}`) ?? -1) > index) continue;
+        out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [] });
+      }
     }
     return out;
   }

@@ -22,6 +22,14 @@ export interface SimObjectStoreOptions {
   latencyMsMax: number;
   /** Chance that one request fails (while `faulty`). */
   failChance: number;
+  /**
+   * The slow tail (while `faulty`; 0: none, and no randomness drawn for it): the chance that a
+   * request is slow, and the extra delay it then gets in [slowMsMin, slowMsMax] — on its answer
+   * (it took effect in time, the caller hears of it late) or, a third of the time, on its arrival.
+   */
+  slowChance?: number;
+  slowMsMin?: number;
+  slowMsMax?: number;
 }
 
 export class SimObjectStore {
@@ -35,7 +43,7 @@ export class SimObjectStore {
   onDelete: ((key: string) => void) | undefined;
   /** Called when a put took effect. */
   onPut: ((key: string) => void) | undefined;
-  readonly stats = { puts: 0, gets: 0, lists: 0, deletes: 0, failures: 0 };
+  readonly stats = { puts: 0, gets: 0, lists: 0, deletes: 0, failures: 0, slow: 0 };
 
   constructor(
     private readonly sched: SimScheduler,
@@ -46,6 +54,11 @@ export class SimObjectStore {
       throw new RangeError(`sim object store: latency needs 0 <= min <= max, got ${options.latencyMsMin}..${options.latencyMsMax}`);
     }
     if (!(options.failChance >= 0 && options.failChance < 1)) throw new RangeError(`sim object store: failChance must be in [0, 1), got ${options.failChance}`);
+    const slow = options.slowChance ?? 0;
+    if (!(slow >= 0 && slow < 1)) throw new RangeError(`sim object store: slowChance must be in [0, 1), got ${slow}`);
+    if (slow > 0 && !((options.slowMsMin ?? -1) >= 0 && (options.slowMsMin ?? 0) <= (options.slowMsMax ?? -1))) {
+      throw new RangeError(`sim object store: a slow tail needs 0 <= slowMsMin <= slowMsMax, got ${options.slowMsMin}..${options.slowMsMax}`);
+    }
   }
 
   /** What is stored now (for the simulator's checkers; no latency, no failures). */
@@ -133,8 +146,16 @@ export class SimObjectStore {
    * still take effect (the answer was lost).
    */
   private request<T>(owner: Incarnation, what: string, mutates: boolean, effect: () => T): Promise<T> {
-    const arriveMs = this.sched.now + this.delay();
-    const answerMs = arriveMs + this.delay();
+    let arriveMs = this.sched.now + this.delay();
+    let answerMs = arriveMs + this.delay();
+    const slowChance = this.options.slowChance ?? 0;
+    if (slowChance > 0 && this.faulty && this.rand.chance(slowChance)) {
+      const min = this.options.slowMsMin ?? 0;
+      const extraMs = min + this.rand.int((this.options.slowMsMax ?? min) - min + 1);
+      this.stats.slow++;
+      if (this.rand.chance(1 / 3)) arriveMs += extraMs;
+      answerMs += extraMs;
+    }
     const failed = this.sched.now < this.outageUntil || arriveMs < this.outageUntil || (this.faulty && this.rand.chance(this.options.failChance));
     const appliedAnyway = failed && mutates && this.rand.chance(0.5);
     return new Promise<T>((resolve, reject) => {

@@ -1,5 +1,6 @@
 // A datanode process: WAL + region server + gRPC services (Database, RaftTransport, Admin) +
-// heartbeats to the metasrv + /metrics and /health.
+// heartbeats to the metasrv + /metrics and /health. Its logic (reopening regions, registration,
+// heartbeats, instructions) is DatanodeCore (datanode-core.ts), which the simulator also runs.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';

@@ -55,6 +55,13 @@ async function firstViolation(
   return undefined;
 }
 
+/** In a long campaign (1,000 seeds or more), a line every 250 seeds: how far, and how long it took. */
+function campaignProgress(first: number, seed: number, count: number, startedMs: number): void {
+  const done = seed - first + 1;
+  if (count < 1000 || (done % 250 !== 0 && done !== count)) return;
+  console.log(`    … seeds ${first}–${seed} (${done} of ${count}) passed in ${((Date.now() - startedMs) / 1000).toFixed(0)} s`);
+}
+
 /** A violation of a safety checker (not only lost liveness). */
 const safety = (v: ClusterSimViolation) => v.invariant !== 'liveness';
 
@@ -132,6 +139,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
           const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, proceduresDone, instructions } = r.metasrv;
           for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, ...proceduresDone, ...instructions })) storage[k] = (storage[k] ?? 0) + v;
         }
+        campaignProgress(firstSeed, seed, seedCount, started);
       }
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${seedCount} seeds in ${seconds.toFixed(1)} s${campaignFaults.length > 0 ? ` (faults ${campaignFaults.join(',')})` : ''}: ${ok} ok ops, ${acked} acknowledged adds, ${crashes} crashes, ${JSON.stringify(storage)}`);
@@ -300,6 +308,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         sum.storeFailures += r.engine!.storeFailures;
         sum.retries += r.engine!.retries;
         for (const [k, v] of Object.entries(r.storage)) if (v > 0) storage[k] = (storage[k] ?? 0) + v;
+        campaignProgress(firstSeed, seed, engineSeedCount, started);
       }
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${engineSeedCount} engine seeds in ${seconds.toFixed(1)} s${campaignFaults.length > 0 ? ` (faults ${campaignFaults.join(',')})` : ''}: ${JSON.stringify({ ...sum, ...storage })}`);

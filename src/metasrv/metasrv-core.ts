@@ -407,8 +407,12 @@ export class MetasrvCore {
     return runProcedures(ctx, this.log);
   }
 
-  /** Writes the catalog: to the local store, or replicated through the group (committed on a quorum, applied here). */
-  private async writeCatalog(): Promise<void> {
+  /**
+   * Writes the catalog: to the local store, or replicated through the group (committed on a
+   * quorum, applied here). Protected, like noteStore and runProcedurePass, for the simulator's
+   * planted bugs (test/sim/sim-metasrv-bugs.ts); nothing in src/ overrides it.
+   */
+  protected async writeCatalog(): Promise<void> {
     await this.storage!.save(this.catalog);
   }
 

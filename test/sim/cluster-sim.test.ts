@@ -260,6 +260,20 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b.traceHash).to.equal(a.traceHash);
     });
 
+    // Catalog write failures: a failed save stops the metasrv acting (no procedures, no
+    // instructions) until a write succeeds; after healing it must resume and finish its repairs.
+    it('catalog write failures (catalog) with corrupt and wipe: the metasrv stops acting, resumes, and still replaces every lost replica (10 seeds)', async () => {
+      const withCatalog = { metasrv: true, faults: ['corrupt', 'wipe', 'catalog'] } as const;
+      const total = { saveFailures: 0, repairs: 0 };
+      for (let seed = 1; seed <= 10; seed++) {
+        const r = await runClusterSim(seed, withCatalog);
+        total.saveFailures += r.metasrv!.saveFailures;
+        total.repairs += r.metasrv!.proceduresDone['repair-replica'] ?? 0;
+      }
+      console.log(`    ${JSON.stringify(total)}`);
+      for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(3);
+    });
+
     // Planted metasrv bugs (test/sim/sim-metasrv-bugs.ts), each through a protected seam of the core.
     for (const { bug, faults, from, wanted, why } of [
       // Finding 1 without store ids: the wiped node's replicas are reopened under their old peer
@@ -269,6 +283,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // Finding M8: a failover that waits for a leader off the failed node stays running while the
       // restarted node leads again. Searched from 3 (seed 4).
       { bug: 'failover-elsewhere', faults: [], from: 3, wanted: ['liveness'], why: 'a failover that does not accept a leader on the restarted node (M8)' },
+      // Finding M5's save chain: after one failed catalog save every later one fails, so the
+      // metasrv never acts again until restarted. Seed 1 (a repair stuck at allocate).
+      { bug: 'saves-poisoned', faults: ['corrupt', 'wipe', 'catalog'], from: 1, wanted: ['liveness', 'catalog placement'], why: 'catalog saves failing forever after one failed (M5)' },
     ] as const) {
       it(`the checkers can fail: ${why} (planted ${bug}) is found within 2,000 seeds`, async () => {
         const options: Partial<ClusterSimOptions> = { metasrv: true, faults, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };

@@ -128,11 +128,8 @@ export interface ClusterSimOptions {
    * Flusher subclass (docs/simulation.md, "The bugs it re-finds"). `gc-ignores-snapshots`: GC
    * neither waits for every replica's snapshot to pass the point where an SST left the version
    * (G3) nor keeps what snapshots and the latest manifest name (the rule before finding 4b).
-   * With `slow`, two weakenings of G4: `upload-always-proposable` names an uploaded SST in an
-   * edit however long its put took (no uploadStillProposable); `gc-without-grace` deletes an
-   * unreferenced SST on the first pass that finds G1–G3 hold.
    */
-  gcBug?: 'gc-ignores-snapshots' | 'upload-always-proposable' | 'gc-without-grace';
+  gcBug?: 'gc-ignores-snapshots';
   /**
    * Engine mode: check after every delete that nothing that must exist names the object (on by
    * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
@@ -153,7 +150,8 @@ export interface ClusterSimOptions {
    * id. Both leave the region one replica short until the harness replaces it under a fresh
    * peer id, as the metasrv's repair-replica does; a new one is injected only while every
    * region is whole. `clock` (engine mode): a node's wall clock steps forward or back.
-   * `clients` (engine mode): writes with no request id, and client processes that restart with
+   * `catalog` (with `metasrv`): 10 % of the metasrv's catalog saves fail while faults run
+   * (half of them on disk anyway). `clients` (engine mode): writes with no request id, and client processes that restart with
    * their client id. `evict` (engine mode): dedup tables of 2 clients and 4 ids per client
    * (SIM_DEDUP_LIMITS), so client records are evicted all the time; a write refused as
    * request-too-old is then what the client library does with it (a new id when nothing was
@@ -200,8 +198,8 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow'];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog';
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog'];
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -227,7 +225,7 @@ export interface ClusterSimResult {
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
-  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
+  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; saveFailures: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
 }
 
 export class ClusterSimViolation extends Error {
@@ -318,20 +316,6 @@ class CountingFlusher extends Flusher {
     const proposable = super.uploadProposable(startedMs, nowMs);
     if (!proposable) this.onRefused?.();
     return proposable;
-  }
-}
-
-/** An upload named by an edit however long its put took (test-only; G4 without uploadStillProposable). */
-class UploadAlwaysProposableFlusher extends Flusher {
-  protected override uploadProposable(): boolean {
-    return true;
-  }
-}
-
-/** GC without the grace of G4 (test-only): deletes on the first pass that finds G1–G3 hold. */
-class GcWithoutGraceFlusher extends Flusher {
-  protected override decideSstGc(input: SstGcInput): SstGcDecision {
-    return super.decideSstGc({ ...input, graceMs: 0 });
   }
 }
 
@@ -612,6 +596,8 @@ export class ClusterSim {
       this.metaRand = this.rand.fork();
       const storage = new SimCatalogStorage(this.sched, this.metaRand.fork());
       storage.durable = encodeCatalog(this.initialCatalog());
+      // With `catalog`, 10 % of catalog saves fail while faults run (the metasrv stops acting until one succeeds).
+      if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
       this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
@@ -680,6 +666,7 @@ export class ClusterSim {
     this.record('heal');
     if (this.meta) {
       this.meta.faulty = false;
+      this.meta.storage.faulty = false;
       if (!this.meta.up) this.meta.start();
     }
     for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
@@ -844,12 +831,7 @@ export class ClusterSim {
       const stat = (state: RegionState) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length });
       const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat).regionServer : build({});
       server = engineServer;
-      const F = {
-        'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher,
-        'upload-always-proposable': UploadAlwaysProposableFlusher,
-        'gc-without-grace': GcWithoutGraceFlusher,
-        none: CountingFlusher,
-      }[this.options.gcBug ?? 'none'];
+      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, none: CountingFlusher }[this.options.gcBug ?? 'none'];
       node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
         scheduler: clock,
         // Seeded: a seed replays to the same SST keys.
@@ -1119,7 +1101,7 @@ export class ClusterSim {
   private metasrvSummary(meta: SimMetasrv): NonNullable<ClusterSimResult['metasrv']> {
     const proceduresDone: Record<string, number> = {};
     for (const p of Object.values(meta.core?.catalog?.procedures ?? {})) if (p.status === 'done') proceduresDone[p.kind] = (proceduresDone[p.kind] ?? 0) + 1;
-    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, instructions: { ...this.metaStats.instructions }, proceduresDone };
+    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, saveFailures: meta.storage.failures, instructions: { ...this.metaStats.instructions }, proceduresDone };
   }
 
   /** After healing: every lost replica is replaced within the liveness bound. */

@@ -9,7 +9,7 @@ import type { ProcedureContext } from '../../src/metasrv/procedures/procedure.js
 import { advance } from '../../src/metasrv/procedures/runner.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere'] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned'] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -52,7 +52,25 @@ class FailoverElsewhere extends MetasrvCore {
   }
 }
 
+/**
+ * Finding M5 (its save chain): saves were chained on one promise, so after one failed every
+ * later one failed with the same error, forever — the metasrv could not write (and so, since
+ * M5's fix, not act) until it was restarted, even with its disk fine again.
+ */
+class SavesPoisoned extends MetasrvCore {
+  private poisoned: unknown;
+  protected override async writeCatalog(): Promise<void> {
+    if (this.poisoned !== undefined) throw this.poisoned;
+    try {
+      await super.writeCatalog();
+    } catch (err) {
+      this.poisoned = err;
+      throw err;
+    }
+  }
+}
+
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
-  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere }[bug];
+  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere, 'saves-poisoned': SavesPoisoned }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

@@ -41,11 +41,17 @@ export function simMetasrvConfig(heartbeatIntervalMs: number): MetasrvConfig {
 /**
  * The catalog's durable copy: what the last save that landed wrote. A save takes 1–8 ms and
  * lands only if its process is still alive then (a crash loses the save in flight, and its
- * promise never settles: the process is gone).
+ * promise never settles: the process is gone). With `failChance` (the `catalog` fault), a save
+ * fails that often while `faulty` — a write or sync error of the metasrv's disk: the caller gets
+ * STORAGE_UNAVAILABLE, and the write may be on disk or not (half of the time it is).
  */
 export class SimCatalogStorage implements CatalogStorage {
   durable: Uint8Array | undefined;
   saves = 0;
+  failures = 0;
+  /** Chance that a save fails while `faulty` (0: never, and no randomness drawn for it). */
+  failChance = 0;
+  faulty = true;
   /** Set by the simulated process at each start: the incarnation whose saves these are. */
   owner: Incarnation | undefined;
 
@@ -61,13 +67,23 @@ export class SimCatalogStorage implements CatalogStorage {
 
   save(state: CatalogState): Promise<void> {
     const bytes = encodeCatalog(state);
-    return new Promise<void>((resolve) => {
+    const delayMs = 1 + this.rand.int(8);
+    const failed = this.failChance > 0 && this.faulty && this.rand.chance(this.failChance);
+    const landed = !failed || this.rand.chance(0.5);
+    return new Promise<void>((resolve, reject) => {
       this.sched.at(
-        this.sched.now + 1 + this.rand.int(8),
+        this.sched.now + delayMs,
         () => {
-          this.durable = bytes;
-          this.saves++;
-          resolve();
+          if (landed) {
+            this.durable = bytes;
+            this.saves++;
+          }
+          if (!failed) {
+            resolve();
+            return;
+          }
+          this.failures++;
+          reject(new RegionDbError(ErrorCode.StorageUnavailable, 'simulated catalog write failure (the write may or may not be on disk)'));
         },
         this.owner,
       );

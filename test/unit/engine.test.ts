@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { ManualClock } from '../../src/common/clock.js';
 import { SeededRand } from '../../src/common/rand.js';
 import {
   Memtable,
@@ -16,6 +17,7 @@ import {
   validateSchema,
 } from '../../src/engine/index.js';
 import type { SstMeta } from '../../src/engine/command.js';
+import { decodeManifest } from '../../src/engine/manifest.js';
 import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
 import type { Row } from '../../src/engine/schema.js';
 import { SST_BLOCK_TARGET_BYTES, type SstProperties, SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
@@ -175,6 +177,31 @@ describe('engine: memtable', () => {
     expect(mem.count).to.equal(model.size);
   });
 
+  it('orders, finds and ranges keys as compareBytes does, whatever the bytes (0x00, 0x80–0xff, prefixes of each other)', () => {
+    const seed = 23;
+    const rand = new SeededRand(seed);
+    const alphabet = [0x00, 0x01, 0x7f, 0x80, 0x9f, 0xa0, 0xfe, 0xff];
+    const randomKey = () => Uint8Array.from({ length: 1 + rand.int(5) }, () => (rand.chance(0.7) ? alphabet[rand.int(alphabet.length)]! : rand.int(256)));
+    const mem = new Memtable();
+    const model = new Map<string, { key: Uint8Array; version: number }>();
+    for (let version = 1; version <= 4000; version++) {
+      const key = randomKey();
+      mem.put({ key, timestampMs: 0, version, op: 'put', tags: [], fields: [] });
+      model.set(Buffer.from(key).toString('hex'), { key, version });
+    }
+    const sorted = [...model.values()].sort((a, b) => compareBytes(a.key, b.key));
+    const hex = (k: Uint8Array) => Buffer.from(k).toString('hex');
+    expect([...mem.scan()].map((e) => hex(e.key)), `seed ${seed}`).to.deep.equal(sorted.map((e) => hex(e.key)));
+    for (const { key, version } of sorted) expect(mem.get(key)?.version, `get ${hex(key)}, seed ${seed}`).to.equal(version);
+    for (let i = 0; i < 200; i++) {
+      const absent = randomKey();
+      if (!model.has(hex(absent))) expect(mem.get(absent), `get ${hex(absent)}, seed ${seed}`).to.equal(undefined);
+      const [lo, hi] = [randomKey(), randomKey()].sort(compareBytes);
+      const want = sorted.filter((e) => compareBytes(e.key, lo!) >= 0 && compareBytes(e.key, hi!) < 0).map((e) => hex(e.key));
+      expect([...mem.scan(lo, hi)].map((e) => hex(e.key)), `scan [${hex(lo!)}, ${hex(hi!)}), seed ${seed}`).to.deep.equal(want);
+    }
+  });
+
   it('holds 100k keys in order with growing size accounting', () => {
     const mem = new Memtable();
     for (let i = 0; i < 100_000; i++) {
@@ -329,6 +356,20 @@ describe('engine: region state (deterministic apply)', () => {
       expect(isRegionDbError(err, ErrorCode.Corruption)).to.equal(true);
       expect((err as Error).message).to.match(/manifest.*crc32c/);
     }
+  });
+
+  it('the snapshot point encodes its manifest when its data is read, not when the point is asked for (every ready cycle)', async () => {
+    const ssts = new MemorySsts();
+    const wall = new ManualClock(1_000);
+    const s = new RegionState(schema, 'r1', ssts, wall);
+    s.apply(1, write(1, [['h1', 1, 1, 1]]));
+    s.apply(2, freeze());
+    s.apply(3, flushEdit(2, ssts.flush(s, 'sst-a')));
+    const point = s.snapshotPoint()!;
+    wall.advance(5_000);
+    expect(point.index).to.equal(2);
+    expect(decodeManifest(point.data, 'snapshot point').writtenAtMs, 'encoded at the read').to.equal(6_000);
+    expect(decodeManifest(point.data, 'snapshot point').ssts.map((x) => x.key)).to.deep.equal(['sst-a']);
   });
 
   it('malformed command bytes are CORRUPTION, not a crash', () => {

@@ -117,6 +117,16 @@ const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
 /** How long a replica that refused connections is skipped when choosing where to send. */
 const DOWN_AVOID_MS = 3000;
+/**
+ * A table whose routes name no leader for a region is looked up again at most this often. Any
+ * node forwards a write to the leader, so a client that never learned the leaders (routes
+ * fetched right after CreateTable, before the first elections) got no error to learn from and
+ * sent every write through an extra hop: the forwarding node decodes, validates and re-encodes
+ * it (make bench-ingest, docs/performance.md).
+ */
+const LEADERLESS_ROUTES_REFRESH_MS = 1000;
+/** Tables whose last such refresh is remembered (the map is cleared when full). */
+const LEADERLESS_TABLES_TRACKED_MAX = 1024;
 
 export class RegionDbClient {
   /** Dedup identity: unique per instance (see ClientOptions.clientId). */
@@ -356,6 +366,9 @@ export class RegionDbClient {
       async () => {
         target = undefined;
         const info = await this.describe(table);
+        // In the background: this attempt goes where it would have gone (a metasrv that does not
+        // answer must not delay it); later ones use what the lookup learned.
+        if (info.routes.get(regionId)?.leaderAddr === undefined && this.mayRefreshLeaderlessRoutes(table)) void this.describe(table, true).catch(() => undefined);
         const route = info.routes.get(regionId);
         if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
         const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
@@ -473,6 +486,8 @@ export class RegionDbClient {
   }
 
   private readonly downUntil = new Map<string, number>();
+  /** Per table: when routes were last fetched again because a region had no known leader (monotonic ms). */
+  private readonly leaderlessRefreshMs = new Map<string, number>();
 
   private markDown(addr: string): void {
     this.downUntil.set(addr, performance.now() + DOWN_AVOID_MS);
@@ -487,6 +502,16 @@ export class RegionDbClient {
   }
 
   /** The next replica to try, skipping ones recently unreachable (unless all are). */
+  /** Whether routes without a leader may be fetched again now (at most every LEADERLESS_ROUTES_REFRESH_MS per table). */
+  private mayRefreshLeaderlessRoutes(table: string): boolean {
+    const now = performance.now();
+    const last = this.leaderlessRefreshMs.get(table);
+    if (last !== undefined && now - last < LEADERLESS_ROUTES_REFRESH_MS) return false;
+    if (last === undefined && this.leaderlessRefreshMs.size >= LEADERLESS_TABLES_TRACKED_MAX) this.leaderlessRefreshMs.clear();
+    this.leaderlessRefreshMs.set(table, now);
+    return true;
+  }
+
   private nextPeer(route: Route, cursor: number): string {
     const n = route.peers.length;
     for (let i = 0; i < n; i++) {

@@ -101,6 +101,21 @@ describe('client: the Database.Batch stream', () => {
     return client;
   }
 
+  it('routes in use are looked up again in the background every 5 s, so a moved leader is learned though forwarding hides it', async () => {
+    const script: Script = { unaryWrites: 0, batchStreams: 0, onBatch: (call, req) => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }) };
+    const client = await setup(script);
+    const started = performance.now();
+    await client.write(TABLE, [row(1)]);
+    expect(script.routeLookups).to.equal(1);
+    while (script.routeLookups === 1 && performance.now() - started < 10_000) {
+      await client.write(TABLE, [row(2)]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const tookMs = performance.now() - started;
+    expect(script.routeLookups, 'looked up again').to.equal(2);
+    expect(tookMs, 'not before 5 s').to.be.at.least(4900);
+  });
+
   it('routes that name no leader (fetched before the first election) are looked up again, at most once a second, until they do', async () => {
     const script: Script = { unaryWrites: 0, batchStreams: 0, leaderlessRoutes: 1, onBatch: (call, req) => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }) };
     const client = await setup(script);

@@ -191,6 +191,7 @@ failover-bench: build
 drill: build
 	node dist/src/cmd/main.js drill $(if $(JSON),--json,) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
 
-# Sustained ingest (INGEST_SECONDS, default 120): rows/s, flushes, WAL size and RSS over time.
+# Sustained ingest (INGEST_SECONDS, default 150; INGEST_WRITERS, INGEST_BATCH): rows/s, datanode CPU per
+# row, flushes, WAL size and RSS over time, and issue 19's target (100k rows/s, WAL and RSS flat).
 bench-ingest: build
 	node --import tsx bench/ingest-bench.ts

@@ -84,6 +84,10 @@ interface Route {
 interface TableRoutes {
   schema: TableSchema;
   routes: Map<string, Route>;
+  /** When these routes were fetched (monotonic ms). */
+  fetchedMs: number;
+  /** A background lookup of newer routes is in flight. */
+  refreshing?: boolean;
 }
 
 export interface WriteOptions {
@@ -117,6 +121,16 @@ const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
 /** How long a replica that refused connections is skipped when choosing where to send. */
 const DOWN_AVOID_MS = 3000;
+/**
+ * Routes in use are looked up again in the background once they are this old, or after
+ * LEADERLESS_ROUTES_REFRESH_MS when they name no leader for the region written. Any node forwards
+ * a write to the region's leader, so a client with stale routes gets no error to learn from: one
+ * that fetched them before the first elections (right after CreateTable), or before leaders moved
+ * (balance-leaders, a failover), sent every write through an extra hop for good — the forwarding
+ * node decodes, validates and re-encodes it (make bench-ingest, docs/performance.md).
+ */
+const ROUTES_REFRESH_MS = 5000;
+const LEADERLESS_ROUTES_REFRESH_MS = 1000;
 
 export class RegionDbClient {
   /** Dedup identity: unique per instance (see ClientOptions.clientId). */
@@ -236,7 +250,7 @@ export class RegionDbClient {
         leaderAddr: leader?.addr ?? previous?.leaderAddr,
       });
     }
-    const info = { schema: fromProtoSchema(res.table), routes };
+    const info: TableRoutes = { schema: fromProtoSchema(res.table), routes, fetchedMs: performance.now() };
     this.tables.set(table, info);
     return info;
   }
@@ -356,6 +370,9 @@ export class RegionDbClient {
       async () => {
         target = undefined;
         const info = await this.describe(table);
+        // In the background: this attempt goes where it would have gone (a metasrv that does not
+        // answer must not delay it); later ones use what the lookup learned.
+        this.maybeRefreshRoutes(table, info, info.routes.get(regionId)?.leaderAddr === undefined);
         const route = info.routes.get(regionId);
         if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
         const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
@@ -487,6 +504,20 @@ export class RegionDbClient {
   }
 
   /** The next replica to try, skipping ones recently unreachable (unless all are). */
+  /** Fetches newer routes in the background when `info` is old (ROUTES_REFRESH_MS), or names no leader for the region at hand. */
+  private maybeRefreshRoutes(table: string, info: TableRoutes, leaderless: boolean): void {
+    const ageMs = performance.now() - info.fetchedMs;
+    if (info.refreshing || ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
+    info.refreshing = true;
+    // Safe to drop a failure: describe() keeps the routes it has when the metasrv does not answer.
+    void this.describe(table, true)
+      .catch(() => undefined)
+      .finally(() => {
+        info.refreshing = false;
+        info.fetchedMs = performance.now(); // a failed lookup waits as long as a successful one
+      });
+  }
+
   private nextPeer(route: Route, cursor: number): string {
     const n = route.peers.length;
     for (let i = 0; i < n; i++) {

@@ -6,6 +6,7 @@
 // after each flush (the recovery point for `regiondb recover`), publishes every local replica's
 // raft snapshot for the leaders' GC, and garbage-collects SSTs that nothing may read any more
 // (the rule: sst-gc.ts G1–G5).
+import { assert } from '../common/assert.js';
 import { type Clock, type Scheduler, type TimerHandle, systemClock, systemScheduler } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -21,8 +22,8 @@ import {
   replicaSnapshotPrefix,
   sstPrefix,
 } from '../engine/manifest.js';
-import { compactionDue, mergeSsts, planCompaction } from '../engine/compaction.js';
-import { type SstKeySource, buildFlushSst, dirtySince, newSstKey, nextFlushStep, sstMetaOf, systemSstKeySource } from '../engine/flush.js';
+import { compactionDue, mergeSsts, mergeVersion, planCompaction } from '../engine/compaction.js';
+import { type SstKeySource, type SstSink, type WrittenSst, dirtySince, newSstKey, nextFlushStep, sstMetaOf, systemSstKeySource, writeFlushSst } from '../engine/flush.js';
 import type { RegionState } from '../engine/region-state.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import type { RegionServer, Replica } from '../replication/region-server.js';
@@ -251,15 +252,10 @@ export class Flusher {
     w.uploading = true;
     const startedMs = this.clock.nowMs();
     const frozen = state.frozen[0]!;
-    let key: string | undefined;
+    const key = newSstKey(regionId, frozen.index, this.env.sstKeys);
     try {
-      let sst: SstMeta | null = null;
-      const built = await buildFlushSst(frozen);
-      if (built) {
-        key = newSstKey(regionId, frozen.index, this.env.sstKeys);
-        await this.putSst(key, built.bytes);
-        sst = sstMetaOf(key, built);
-      }
+      const written = await this.uploadSst(key, (sink) => writeFlushSst(frozen, sink));
+      const sst: SstMeta | null = written ? sstMetaOf(key, written) : null;
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
       const seconds = (this.clock.nowMs() - startedMs) / 1000;
       this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
@@ -267,24 +263,43 @@ export class Flusher {
     } catch (err) {
       this.log.warn({ regionId, freezeIndex: frozen.index, err: (err as Error).message }, 'flush did not complete; will retry (an uploaded SST is an orphan until GC)');
     } finally {
-      if (key) this.uploading.delete(key);
+      this.uploading.delete(key);
       w.uploading = false;
     }
   }
 
   /**
-   * Puts an SST that an edit will name. Its key is in `uploading` from before the put (the
-   * caller removes it once the edit settled), and it may be proposed only if the put took less
-   * than half the grace (sst-gc.ts uploadStillProposable); otherwise it is left as an orphan.
+   * Uploads an SST that an edit will name as `write` builds it (streamed: the flusher holds a
+   * chunk of it, not all of it); null, and nothing stored, if `write` found no entries. Its key
+   * is in `uploading` from before the upload (the caller removes it once the edit settled). It
+   * may be proposed only if it became visible less than half the grace ago (sst-gc.ts
+   * uploadStillProposable): an upload is invisible to get and list until complete() (the
+   * ObjectUpload contract), so the clock starts there, not at the first byte — a long merge
+   * does not eat into the grace; otherwise it is left as an orphan for GC.
    */
-  private async putSst(key: string, bytes: Uint8Array): Promise<void> {
+  private async uploadSst(key: string, write: (sink: SstSink) => Promise<WrittenSst | null>): Promise<WrittenSst | null> {
     this.uploading.add(key);
-    const startedMs = this.clock.nowMs();
-    await this.store.put(key, bytes);
-    const tookMs = this.clock.nowMs() - startedMs;
-    if (!this.uploadProposable(startedMs, startedMs + tookMs)) {
+    const upload = this.store.upload(key);
+    let visibleFromMs: number;
+    let written: WrittenSst | null;
+    try {
+      written = await write(upload);
+      if (!written) {
+        await upload.abort();
+        return null;
+      }
+      visibleFromMs = this.clock.nowMs();
+      const stored = await upload.complete();
+      assert(stored.size === written.size, `uploaded ${stored.size} bytes of ${key}, built ${written.size}`);
+    } catch (err) {
+      await upload.abort();
+      throw err;
+    }
+    const tookMs = this.clock.nowMs() - visibleFromMs;
+    if (!this.uploadProposable(visibleFromMs, visibleFromMs + tookMs)) {
       throw new RegionDbError(ErrorCode.DeadlineExceeded, `uploading ${key} took ${Math.round(tookMs)} ms, half the SST GC grace or more: not proposed (GC removes it)`);
     }
+    return written;
   }
 
   private async writeManifest(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
@@ -305,7 +320,8 @@ export class Flusher {
 
   /**
    * Merges the run of the region's SSTs the engine picks (src/engine/compaction.ts) into one,
-   * streaming: memory is the output SST's bytes, not its entries.
+   * streaming the output into the object store as it is built: memory is a chunk of the output
+   * (and one S3 part), neither its entries nor its bytes.
    */
   private async compact(regionId: string, state: RegionState, w: RegionWork, everything: boolean): Promise<void> {
     const all = [...state.ssts];
@@ -316,14 +332,9 @@ export class Flusher {
     const { inputs, dropTombstones } = plan;
     let key: string | undefined;
     try {
-      const merged = await mergeSsts(state, inputs, dropTombstones);
-      let output: SstMeta | null = null;
-      if (merged) {
-        key = newSstKey(regionId, merged.properties.maxVersion, this.env.sstKeys);
-        await this.putSst(key, merged.bytes);
-        output = sstMetaOf(key, merged);
-      }
-      // Flushes since the pick stay in front of the run; every replica replaces the same run.
+      key = newSstKey(regionId, mergeVersion(inputs), this.env.sstKeys);
+      const merged = await this.uploadSst(key, (sink) => mergeSsts(state, inputs, dropTombstones, sink));
+      const output: SstMeta | null = merged ? sstMetaOf(key, merged) : null;
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'compaction-edit', inputs: inputs.map((s) => s.key), output }));
       const seconds = (this.clock.nowMs() - startedMs) / 1000;
       this.metrics.compacted(regionId, inputs.length, seconds);

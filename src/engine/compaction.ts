@@ -4,7 +4,7 @@
 // accepts any contiguous run (region-state.ts), so the picker may change without a format change.
 import type { SstMeta } from './command.js';
 import { type RegionState, memEntryFromCell, memEntryToSst } from './region-state.js';
-import { type SstBuilder, sstBuilder } from './sst/format.js';
+import { type SstSink, type WrittenSst, writeSst } from './flush.js';
 import { yieldEvery } from './yield.js';
 
 /**
@@ -85,16 +85,27 @@ export function planCompaction(ssts: readonly SstMeta[], width: number, everythi
 }
 
 /**
- * The SST replacing `inputs` (newest version of each key; tombstones kept unless
- * `dropTombstones`), built as the merge streams by; null if nothing is left.
+ * Writes the SST replacing `inputs` (newest version of each key; tombstones kept unless
+ * `dropTombstones`) into `sink` as the merge streams by; null if nothing is left, and then
+ * nothing was written. Memory is a chunk of the output (SST_WRITE_CHUNK_BYTES), not the output.
  */
-export async function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean): Promise<ReturnType<SstBuilder['finish']> | null> {
-  const builder = sstBuilder();
-  let seen = 0;
-  for await (const cell of state.mergedCells(inputs)) {
-    await yieldEvery(++seen);
-    if (cell.fields === null && dropTombstones) continue;
-    builder.add(memEntryToSst(memEntryFromCell(cell)));
-  }
-  return builder.count > 0 ? builder.finish() : null;
+export function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean, sink: SstSink): Promise<WrittenSst | null> {
+  return writeSst(
+    (async function* () {
+      let dropped = 0;
+      for await (const cell of state.mergedCells(inputs)) {
+        if (cell.fields === null && dropTombstones) {
+          await yieldEvery(++dropped); // writeSst yields for the entries it writes, not for these
+          continue;
+        }
+        yield memEntryToSst(memEntryFromCell(cell));
+      }
+    })(),
+    sink,
+  );
+}
+
+/** The highest version among a merge's inputs: names its output (newSstKey) before the merge has run. */
+export function mergeVersion(inputs: readonly SstMeta[]): number {
+  return inputs.reduce((max, s) => Math.max(max, s.maxVersion), 0);
 }

@@ -21,7 +21,7 @@ import { wallClock } from '../common/clock.js';
 import type { SstMeta } from './command.js';
 import { sstPrefix } from './manifest.js';
 import { type FrozenMemtable, memEntryToSst } from './region-state.js';
-import { type SstProperties, sstBuilder } from './sst/format.js';
+import { type SstEntry, type SstProperties, sstBuilder } from './sst/format.js';
 import { yieldEvery } from './yield.js';
 
 /** When a region's active memtable is due for a flush. */
@@ -78,28 +78,56 @@ export function nextFlushStep(state: FlushView, progress: FlushProgress, nowMs: 
   return 'none';
 }
 
-/** An SST built by a flush or a compaction, before it has a key. */
-export interface BuiltSst {
-  readonly bytes: Uint8Array;
+/** An SST written by a flush or a compaction: what its edit says about it besides the key. */
+export interface WrittenSst {
+  readonly size: number;
   readonly properties: SstProperties;
 }
 
-/** The SST of a frozen memtable (step 2), or null if the memtable holds nothing. */
-export async function buildFlushSst(frozen: FrozenMemtable): Promise<BuiltSst | null> {
+/** Where an SST's bytes go as they are built: an object-store upload (ObjectUpload is one). */
+export interface SstSink {
+  write(chunk: Uint8Array): Promise<void>;
+}
+
+/**
+ * Finished blocks are handed to the sink once this many bytes have gathered: a flush or a merge
+ * holds about this much of its SST, not the whole SST (an S3 upload gathers its parts itself).
+ */
+export const SST_WRITE_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Writes `entries` (ascending keys) as one SST into `sink`, in chunks, yielding to the event loop
+ * as it goes; null if there were no entries, and then nothing was written.
+ */
+export async function writeSst(entries: Iterable<SstEntry> | AsyncIterable<SstEntry>, sink: SstSink): Promise<WrittenSst | null> {
   const builder = sstBuilder();
-  for (const entry of frozen.memtable.scan()) {
-    builder.add(memEntryToSst(entry));
+  for await (const entry of entries) {
+    builder.add(entry);
     await yieldEvery(builder.count);
+    if (builder.bufferedBytes >= SST_WRITE_CHUNK_BYTES) await sink.write(builder.drain());
   }
-  return builder.count > 0 ? builder.finish() : null;
+  if (builder.count === 0) return null;
+  const { tail, size, properties } = builder.finishTail();
+  await sink.write(tail);
+  return { size, properties };
+}
+
+/** The SST of a frozen memtable (step 2), written into `sink`; null if the memtable holds nothing. */
+export function writeFlushSst(frozen: FrozenMemtable, sink: SstSink): Promise<WrittenSst | null> {
+  return writeSst(
+    (function* () {
+      for (const entry of frozen.memtable.scan()) yield memEntryToSst(entry);
+    })(),
+    sink,
+  );
 }
 
 /** What a flush-edit or compaction-edit says about an uploaded SST. */
-export function sstMetaOf(key: string, sst: BuiltSst): SstMeta {
-  const { bytes, properties } = sst;
+export function sstMetaOf(key: string, sst: WrittenSst): SstMeta {
+  const { size, properties } = sst;
   return {
     key,
-    size: bytes.byteLength,
+    size,
     entries: properties.entryCount,
     maxVersion: properties.maxVersion,
     minTimestampMs: properties.minTimestamp,
@@ -126,7 +154,7 @@ export const systemSstKeySource: SstKeySource = {
 
 /**
  * `regions/<id>/sst/<index hex>-<created ms>-<random>.sst` for a new SST (`index`: the freeze
- * index of a flush, the highest version of a merge). The wall-clock time is for people reading
+ * index of a flush, the highest version among a merge's inputs). The wall-clock time is for people reading
  * a listing; GC never reads it (clocks skew and jump).
  */
 export function newSstKey(regionId: string, index: number, source: SstKeySource = systemSstKeySource): string {

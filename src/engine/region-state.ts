@@ -478,7 +478,17 @@ export class RegionState implements StateMachine<ApplyResult> {
   /** The state machine picks its own snapshot point: the flushed index (the log above it is kept). */
   snapshotPoint(): { index: number; data: Uint8Array; voters: readonly number[]; learners: readonly number[] } | undefined {
     if (this.flushedIndex === 0) return undefined;
-    return { index: this.flushedIndex, data: encodeManifest(this.manifest()), ...this.flushedMembership };
+    const state = this;
+    return {
+      index: this.flushedIndex,
+      // Encoded when read: the region server asks for the point on every ready cycle of a busy
+      // replica and reads `data` only when the point is newer than its snapshot (once per flush).
+      // Encoding it eagerly cost ~2% of a datanode's CPU under ingest (the dedup table is in it).
+      get data() {
+        return encodeManifest(state.manifest());
+      },
+      ...this.flushedMembership,
+    };
   }
 
   serialize(): Uint8Array {

@@ -5,7 +5,7 @@
 // uncached. Concurrent gets of one key share a single fetch. Returned arrays are shared with the
 // cache: callers must treat them as read-only.
 import { DelegatingObjectStore } from './delegating-store.js';
-import type { ObjectMeta, ObjectStore } from './object-store.js';
+import type { ObjectMeta, ObjectStore, ObjectUpload } from './object-store.js';
 import { checkRange, validateKey } from './object-store.js';
 
 export interface CacheStats {
@@ -131,6 +131,24 @@ export class CachedObjectStore extends DelegatingObjectStore {
     const cached = this.entries.get(key);
     if (cached) return { key, size: cached.byteLength };
     return this.inner.head(key);
+  }
+
+  override upload(key: string): ObjectUpload {
+    validateKey(key);
+    const inner = this.inner.upload(key);
+    return {
+      key,
+      write: (chunk) => inner.write(chunk),
+      complete: async () => {
+        this.invalidate(key);
+        try {
+          return await inner.complete();
+        } finally {
+          this.invalidate(key); // as put(): a get racing the upload's end may have fetched either version
+        }
+      },
+      abort: () => inner.abort(),
+    };
   }
 
   // list() passes through (DelegatingObjectStore): listings are not cached.

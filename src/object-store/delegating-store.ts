@@ -1,7 +1,7 @@
 // An ObjectStore in front of another that passes every call through. Wrappers (the read cache,
 // and test stores that count calls or inject faults) extend it and override only the calls they
 // change, so a wrapper never has to spell out the rest of the contract again.
-import type { ObjectMeta, ObjectStore } from './object-store.js';
+import type { ObjectMeta, ObjectStore, ObjectUpload } from './object-store.js';
 
 export class DelegatingObjectStore implements ObjectStore {
   readonly description: string;
@@ -35,5 +35,9 @@ export class DelegatingObjectStore implements ObjectStore {
 
   delete(key: string): Promise<void> {
     return this.inner.delete(key);
+  }
+
+  upload(key: string): ObjectUpload {
+    return this.inner.upload(key);
   }
 }

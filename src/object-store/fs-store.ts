@@ -8,7 +8,7 @@ import type { Dirent } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { checkRange, notFound, type ObjectMeta, type ObjectStore, sortByKey, validateKey, validatePrefix } from './object-store.js';
+import { checkRange, notFound, type ObjectMeta, type ObjectStore, type ObjectUpload, sortByKey, validateKey, validatePrefix } from './object-store.js';
 
 /** Temporary files start with this; such names are never listed and are rejected as key segments. */
 const TMP_PREFIX = '.rdb-tmp-';
@@ -52,52 +52,30 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async put(key: string, data: Uint8Array): Promise<void> {
-    const path = this.pathOf(key);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.putOnce(path, data);
-        return;
-      } catch (err) {
-        const code = errno(err);
-        // A concurrent delete may prune the (empty) destination directory between mkdir and open.
-        if (code === 'ENOENT' && attempt < PUT_ATTEMPTS) continue;
-        if (code === 'ENOTDIR' || code === 'EEXIST' || code === 'EISDIR') throw this.conflict(key, err);
-        throw this.ioError('put', key, err);
-      }
+    const upload = this.newUpload(key);
+    try {
+      await upload.write(data);
+      await upload.complete();
+    } catch (err) {
+      await upload.abort();
+      throw err;
     }
   }
 
-  private async putOnce(path: string, data: Uint8Array): Promise<void> {
-    const dir = dirname(path);
-    const firstCreated = await mkdir(dir, { recursive: true });
-    const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    let renamed = false;
-    try {
-      const fh = await open(tmp, 'wx', 0o644);
-      try {
-        let written = 0;
-        while (written < data.byteLength) {
-          const { bytesWritten } = await fh.write(data, written, data.byteLength - written);
-          written += bytesWritten;
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, path);
-      renamed = true;
-    } finally {
-      if (!renamed) await unlink(tmp).catch(() => undefined);
-    }
-    // Make the rename durable, and any directories we created (each lives in its parent's entries).
-    await fsyncDir(dir);
-    if (firstCreated !== undefined) {
-      // firstCreated is dir or one of its ancestors: fsync the parent of every directory created.
-      for (let d = dir; ; d = dirname(d)) {
-        await fsyncDir(dirname(d));
-        if (d === firstCreated || d === dirname(d)) break;
-      }
-    }
+  /** A temporary file next to the target, written as the chunks come, then fsynced and renamed over it (as put). */
+  upload(key: string): ObjectUpload {
+    return this.newUpload(key);
+  }
+
+  private newUpload(key: string): FsUpload {
+    return new FsUpload(key, this.pathOf(key), (op, err) => this.mapPutError(op, key, err));
+  }
+
+  private mapPutError(op: string, key: string, err: unknown): RegionDbError {
+    if (err instanceof RegionDbError) return err;
+    const code = errno(err);
+    if (code === 'ENOTDIR' || code === 'EEXIST' || code === 'EISDIR') return this.conflict(key, err);
+    return this.ioError(op, key, err);
   }
 
   async get(key: string): Promise<Uint8Array> {
@@ -227,6 +205,106 @@ export class FsObjectStore implements ObjectStore {
         break;
       }
     }
+  }
+}
+
+/**
+ * One streaming put on the fs store. The temporary file is created at the first write (or at
+ * complete(), for an empty object), in the destination directory so the rename is atomic;
+ * complete() fsyncs it, renames it over the target and fsyncs the directories (docs/raft-rules.md
+ * rule 5: a file is durable before anything names it). abort() closes and unlinks it.
+ */
+class FsUpload implements ObjectUpload {
+  private fh: FileHandle | undefined;
+  private tmp: string | undefined;
+  /** The highest directory mkdir created for this upload, if any (its parent needs an fsync too). */
+  private firstCreated: string | undefined;
+  private size = 0;
+  private state: 'open' | 'completing' | 'done' | 'aborted' = 'open';
+
+  constructor(
+    readonly key: string,
+    private readonly path: string,
+    private readonly mapError: (op: string, err: unknown) => RegionDbError,
+  ) {}
+
+  private ended(what: string): RegionDbError {
+    return new RegionDbError(ErrorCode.InvalidArgument, `upload of ${this.key}: ${what} after the upload ${this.state === 'done' ? 'completed' : 'ended'}`);
+  }
+
+  /** Creates the directory and the temporary file; a concurrent delete may prune the (empty) directory between the two. */
+  private async openTmp(): Promise<FileHandle> {
+    if (this.fh) return this.fh;
+    const dir = dirname(this.path);
+    for (let attempt = 1; ; attempt++) {
+      const created = await mkdir(dir, { recursive: true });
+      // Keep the highest one created over the attempts: each is dir or an ancestor of it.
+      if (created !== undefined && (this.firstCreated === undefined || created.length < this.firstCreated.length)) this.firstCreated = created;
+      const tmp = join(dir, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
+      try {
+        this.fh = await open(tmp, 'wx', 0o644);
+        this.tmp = tmp;
+        return this.fh;
+      } catch (err) {
+        if (errno(err) === 'ENOENT' && attempt < PUT_ATTEMPTS) continue;
+        throw err;
+      }
+    }
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.state !== 'open') throw this.ended('write');
+    try {
+      const fh = await this.openTmp();
+      let written = 0;
+      while (written < chunk.byteLength) {
+        const { bytesWritten } = await fh.write(chunk, written, chunk.byteLength - written);
+        written += bytesWritten;
+      }
+      this.size += chunk.byteLength;
+    } catch (err) {
+      await this.abort();
+      throw this.mapError('put', err);
+    }
+  }
+
+  async complete(): Promise<ObjectMeta> {
+    if (this.state !== 'open') throw this.ended('complete');
+    this.state = 'completing';
+    try {
+      const fh = await this.openTmp();
+      await fh.sync();
+      this.fh = undefined;
+      await fh.close();
+      await rename(this.tmp!, this.path);
+      this.tmp = undefined;
+      // Make the rename durable, and any directories we created (each lives in its parent's entries).
+      const dir = dirname(this.path);
+      await fsyncDir(dir);
+      if (this.firstCreated !== undefined) {
+        for (let d = dir; ; d = dirname(d)) {
+          await fsyncDir(dirname(d));
+          if (d === this.firstCreated || d === dirname(d)) break;
+        }
+      }
+      this.state = 'done';
+      return { key: this.key, size: this.size };
+    } catch (err) {
+      await this.abort();
+      throw this.mapError('put', err);
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'done' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    const fh = this.fh;
+    const tmp = this.tmp;
+    this.fh = undefined;
+    this.tmp = undefined;
+    // Best effort, and safe to ignore: a temporary file is never listed or read (TMP_PREFIX).
+    if (fh) await fh.close().catch(() => undefined);
+    if (tmp) await unlink(tmp).catch(() => undefined);
   }
 }
 

@@ -23,6 +23,75 @@ export interface ObjectStore {
   list(prefix: string): Promise<ObjectMeta[]>;
   /** Idempotent: deleting an absent key succeeds. */
   delete(key: string): Promise<void>;
+  /**
+   * A put whose bytes arrive in pieces, so that a writer (a merge building an SST) never holds
+   * the whole object: the same atomicity as put() — until complete() resolves the key shows its
+   * previous state, and an upload that is aborted or fails leaves nothing behind under the key
+   * (fs: a temporary file that is removed; S3: a multipart upload that is aborted). Invalid keys
+   * are refused here, before any byte is taken.
+   */
+  upload(key: string): ObjectUpload;
+}
+
+/** One streaming put (ObjectStore.upload). Calls are sequential: await each before the next. */
+export interface ObjectUpload {
+  readonly key: string;
+  /** Appends bytes; the store may hold on to `chunk` until the upload ends, so the caller must not modify it. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Publishes the whole object and returns its size. If it fails, the upload is aborted first. */
+  complete(): Promise<ObjectMeta>;
+  /**
+   * Gives up: nothing is published and what was staged is removed. Idempotent, a no-op after
+   * complete() succeeded, and never throws (a leftover it cannot remove is invisible to get and
+   * list: an fs temporary file or an S3 incomplete multipart upload; docs/engine.md).
+   */
+  abort(): Promise<void>;
+}
+
+/**
+ * An upload that gathers the chunks in memory and puts them in one call: for stores with no
+ * streaming of their own (the simulator's), and for objects known to be small.
+ */
+export function bufferedUpload(store: Pick<ObjectStore, 'put'>, key: string): ObjectUpload {
+  validateKey(key);
+  let chunks: Uint8Array[] | undefined = [];
+  let size = 0;
+  let completed = false;
+  const ended = (what: string) => new RegionDbError(ErrorCode.InvalidArgument, `upload of ${key}: ${what} after the upload ended`);
+  return {
+    key,
+    async write(chunk) {
+      if (!chunks) throw ended('write');
+      chunks.push(chunk);
+      size += chunk.byteLength;
+    },
+    async complete() {
+      if (!chunks) throw ended('complete');
+      const whole = Buffer.concat(chunks, size);
+      chunks = undefined;
+      await store.put(key, whole);
+      completed = true;
+      return { key, size };
+    },
+    async abort() {
+      if (!completed) chunks = undefined;
+    },
+  };
+}
+
+/**
+ * Writes `chunks` to `store` under `key` as one upload; aborted (nothing left behind) if the
+ * chunks' source throws or the store fails.
+ */
+export async function putChunks(store: ObjectStore, key: string, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<ObjectMeta> {
+  const upload = store.upload(key);
+  try {
+    for await (const chunk of chunks) await upload.write(chunk);
+    return await upload.complete();
+  } catch (err) {
+    await upload.abort();
+    throw err;
+  }
 }
 
 export const MAX_KEY_BYTES = 1024;

@@ -8,7 +8,7 @@
 // and a datanode on the local-directory store never needs it.
 import type * as S3 from '@aws-sdk/client-s3';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { checkRange, MAX_KEY_BYTES, notFound, type ObjectMeta, type ObjectStore, sortByKey, validateKey, validatePrefix } from './object-store.js';
+import { checkRange, MAX_KEY_BYTES, notFound, type ObjectMeta, type ObjectStore, type ObjectUpload, sortByKey, validateKey, validatePrefix } from './object-store.js';
 
 export interface S3ObjectStoreOptions {
   /** e.g. "http://127.0.0.1:9000" or "https://s3.eu-west-1.amazonaws.com". */
@@ -25,7 +25,18 @@ export interface S3ObjectStoreOptions {
   connectionTimeoutMs?: number;
   /** Per-request timeout (default 60 s). */
   requestTimeoutMs?: number;
+  /**
+   * Part size of a streaming upload (default 8 MiB; S3 takes 5 MiB to 5 GiB). An upload smaller
+   * than one part is a single PutObject; a larger one a multipart upload, one part in memory.
+   */
+  partBytes?: number;
 }
+
+/** S3's bounds on a multipart upload's parts (all but the last part at least the minimum). */
+export const S3_PART_BYTES_MIN = 5 << 20;
+export const S3_PART_BYTES_MAX = 5 * 1024 ** 3;
+export const S3_PARTS_MAX = 10_000;
+const S3_PART_BYTES_DEFAULT = 8 << 20;
 
 interface ErrorShape {
   name?: string;
@@ -53,6 +64,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly endpoint: string;
   readonly bucket: string;
   readonly prefix: string;
+  readonly partBytes: number;
   private readonly clientConfig: S3.S3ClientConfig;
   private sdk: Promise<{ sdk: typeof S3; client: S3.S3Client }> | undefined;
   private loaded: S3.S3Client | undefined;
@@ -65,6 +77,10 @@ export class S3ObjectStore implements ObjectStore {
     this.prefix = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
     if (this.prefix !== '') validatePrefix(this.prefix);
     this.description = `s3://${this.bucket}/${this.prefix} (${this.endpoint})`;
+    this.partBytes = options.partBytes ?? S3_PART_BYTES_DEFAULT;
+    if (!Number.isSafeInteger(this.partBytes) || this.partBytes < S3_PART_BYTES_MIN || this.partBytes > S3_PART_BYTES_MAX) {
+      throw new RegionDbError(ErrorCode.Config, `s3 object store: partBytes must be an integer in [${S3_PART_BYTES_MIN}, ${S3_PART_BYTES_MAX}], got ${options.partBytes}`);
+    }
     this.clientConfig = {
       endpoint: options.endpoint,
       region: options.region ?? 'us-east-1',
@@ -87,6 +103,11 @@ export class S3ObjectStore implements ObjectStore {
       return { sdk, client: this.loaded };
     });
     return this.sdk;
+  }
+
+  /** The SDK client, for tests that watch the requests it sends (its middleware stack). */
+  async sdkClient(): Promise<S3.S3Client> {
+    return (await this.s3()).client;
   }
 
   /** Releases the HTTP agent's sockets. The store must not be used afterwards. */
@@ -128,6 +149,11 @@ export class S3ObjectStore implements ObjectStore {
     } catch (err) {
       throw this.mapError('put', key, err);
     }
+  }
+
+  /** A multipart upload once the object outgrows one part (S3Upload). */
+  upload(key: string): ObjectUpload {
+    return new S3Upload(key, this.fullKey(key), this.partBytes, this.bucket, () => this.s3(), (op, err) => this.mapError(op, key, err));
   }
 
   async get(key: string): Promise<Uint8Array> {
@@ -230,6 +256,115 @@ export class S3ObjectStore implements ObjectStore {
       const mapped = this.mapError('delete', key, err);
       if (mapped.code === ErrorCode.NotFound) return;
       throw mapped;
+    }
+  }
+}
+
+/**
+ * One streaming put on S3. Chunks gather into a part of `partBytes`; the first full part starts a
+ * multipart upload and each part is sent before write() returns (so memory is one part, and a
+ * slow store slows the writer). complete() sends the rest as the last part and completes the
+ * upload, or, when nothing was sent yet, puts the object whole. S3 publishes an object only at
+ * CompleteMultipartUpload, atomically; abort() (also after any failure) aborts the multipart
+ * upload so its parts are deleted. An abort that fails (or a process that dies mid-upload) leaves
+ * an incomplete upload: invisible to get and list, but stored and billed until a bucket lifecycle
+ * rule (AbortIncompleteMultipartUpload) removes it (docs/engine.md).
+ */
+class S3Upload implements ObjectUpload {
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private size = 0;
+  private uploadId: string | undefined;
+  private readonly parts: { PartNumber: number; ETag: string }[] = [];
+  private state: 'open' | 'completing' | 'done' | 'aborted' = 'open';
+
+  constructor(
+    readonly key: string,
+    private readonly fullKey: string,
+    private readonly partBytes: number,
+    private readonly bucket: string,
+    private readonly s3: () => Promise<{ sdk: typeof S3; client: S3.S3Client }>,
+    private readonly mapError: (op: string, err: unknown) => RegionDbError,
+  ) {}
+
+  private ended(what: string): RegionDbError {
+    return new RegionDbError(ErrorCode.InvalidArgument, `upload of ${this.key}: ${what} after the upload ${this.state === 'done' ? 'completed' : 'ended'}`);
+  }
+
+  /** The gathered bytes, at most `partBytes` of them, as one array; the rest stays pending. */
+  private takePart(): Uint8Array {
+    const whole = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const part = whole.subarray(0, Math.min(this.partBytes, whole.byteLength));
+    const rest = whole.subarray(part.byteLength);
+    this.pending = rest.byteLength > 0 ? [rest] : [];
+    this.pendingBytes = rest.byteLength;
+    return part;
+  }
+
+  private async sendPart(body: Uint8Array): Promise<void> {
+    const { sdk, client } = await this.s3();
+    if (this.uploadId === undefined) {
+      const created = await client.send(new sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.fullKey }));
+      if (!created.UploadId) throw new RegionDbError(ErrorCode.StorageUnavailable, `upload of ${this.key}: CreateMultipartUpload returned no upload id`);
+      this.uploadId = created.UploadId;
+    }
+    const PartNumber = this.parts.length + 1;
+    if (PartNumber > S3_PARTS_MAX) throw new RegionDbError(ErrorCode.InvalidArgument, `upload of ${this.key}: more than ${S3_PARTS_MAX} parts of ${this.partBytes} bytes`);
+    const res = await client.send(
+      new sdk.UploadPartCommand({ Bucket: this.bucket, Key: this.fullKey, UploadId: this.uploadId, PartNumber, Body: body, ContentLength: body.byteLength }),
+    );
+    if (!res.ETag) throw new RegionDbError(ErrorCode.StorageUnavailable, `upload of ${this.key}: part ${PartNumber} returned no ETag`);
+    this.parts.push({ PartNumber, ETag: res.ETag });
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.state !== 'open') throw this.ended('write');
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.byteLength;
+    this.size += chunk.byteLength;
+    try {
+      while (this.pendingBytes >= this.partBytes) await this.sendPart(this.takePart());
+    } catch (err) {
+      await this.abort();
+      throw this.mapError('put', err);
+    }
+  }
+
+  async complete(): Promise<ObjectMeta> {
+    if (this.state !== 'open') throw this.ended('complete');
+    this.state = 'completing';
+    try {
+      const { sdk, client } = await this.s3();
+      if (this.uploadId === undefined) {
+        const body = this.takePart();
+        await client.send(new sdk.PutObjectCommand({ Bucket: this.bucket, Key: this.fullKey, Body: body, ContentLength: body.byteLength }));
+      } else {
+        if (this.pendingBytes > 0) await this.sendPart(this.takePart());
+        await client.send(
+          new sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: this.fullKey, UploadId: this.uploadId, MultipartUpload: { Parts: this.parts } }),
+        );
+      }
+      this.state = 'done';
+      return { key: this.key, size: this.size };
+    } catch (err) {
+      await this.abort();
+      throw this.mapError('put', err);
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'done' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    this.pending = [];
+    this.pendingBytes = 0;
+    const UploadId = this.uploadId;
+    if (UploadId === undefined) return;
+    try {
+      const { sdk, client } = await this.s3();
+      await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.fullKey, UploadId }));
+    } catch {
+      // Safe to ignore: the incomplete upload is invisible to get and list, and a lifecycle rule
+      // removes it (see the class comment). s3rver does not implement this call at all.
     }
   }
 }

@@ -32,6 +32,30 @@ describe('FsObjectStore specifics', () => {
     expect(await readdir(root)).to.deep.equal([]);
   });
 
+  it('an upload leaves no temporary file behind, completed, aborted, or failed at complete()', async () => {
+    const store = new FsObjectStore(root);
+    const done = store.upload('up/a/done');
+    await done.write(Uint8Array.of(1, 2));
+    await done.complete();
+    const aborted = store.upload('up/a/aborted');
+    await aborted.write(Uint8Array.of(3));
+    expect((await readdir(join(root, 'up', 'a'))).some((n) => n.startsWith('.rdb-tmp-')), 'staged in a temporary file').to.equal(true);
+    await aborted.abort();
+    expect(await readdir(join(root, 'up', 'a'))).to.deep.equal(['done']);
+    // The store fails under an upload: its directory is removed while it is being written.
+    const failing = store.upload('up/b/failed');
+    await failing.write(Uint8Array.of(4, 5, 6));
+    await rm(join(root, 'up', 'b'), { recursive: true, force: true });
+    let code: string | undefined;
+    await failing.complete().catch((err: { code?: string }) => {
+      code = err.code;
+    });
+    expect(code).to.equal('STORAGE_UNAVAILABLE');
+    expect(await store.head('up/b/failed')).to.equal(undefined);
+    expect((await store.list('up/')).map((o) => o.key)).to.deep.equal(['up/a/done']);
+    await store.delete('up/a/done');
+  });
+
   it('reports a key that collides with an existing object as INVALID_ARGUMENT', async () => {
     const store = new FsObjectStore(root);
     await store.put('file', Uint8Array.of(1));

@@ -3,6 +3,7 @@
 // stopped by PID in after(). Also checks prefix isolation and error mapping for a dead endpoint.
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { putChunks } from '../../src/object-store/object-store.js';
 import { S3ObjectStore, type S3ObjectStoreOptions } from '../../src/object-store/s3-store.js';
 import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 import { objectStoreConformance } from './object-store-suite.js';
@@ -47,6 +48,82 @@ describe('S3ObjectStore against s3rver', function () {
       expect(await store.list('noprefix/')).to.deep.equal([{ key: 'noprefix/a', size: 3 }]);
       await store.delete('noprefix/a');
       expect(await store.head('noprefix/a')).to.equal(undefined);
+    });
+
+    it('a part that fails mid-upload aborts the multipart upload and leaves nothing under the key', async () => {
+      const store = make('multipart-failure');
+      const client = await store.sdkClient();
+      const sent: { command: string; uploadId?: string }[] = [];
+      let uploadParts = 0;
+      // Watches every request the real client sends to the real server, and fails the second part
+      // before it is sent (the store failing mid-upload).
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const input = args.input as { UploadId?: string };
+          sent.push({ command: String(context.commandName), ...(input.UploadId ? { uploadId: input.UploadId } : {}) });
+          if (context.commandName === 'UploadPartCommand' && ++uploadParts === 2) throw new Error('injected: connection reset during part 2');
+          return next(args);
+        },
+        { step: 'initialize', name: 'failSecondPart' },
+      );
+      try {
+        const MiB = 1024 * 1024;
+        const upload = store.upload('mp/failed.sst');
+        await upload.write(new Uint8Array(9 * MiB).fill(1)); // part 1 (8 MiB) goes out now
+        let code: string | undefined;
+        await upload
+          .write(new Uint8Array(8 * MiB).fill(2)) // part 2 fails
+          .catch((err: { code?: string }) => {
+            code = err.code;
+          });
+        expect(code).to.equal('STORAGE_UNAVAILABLE');
+        const created = sent.find((s) => s.command === 'CreateMultipartUploadCommand');
+        const uploadId = sent.find((s) => s.command === 'UploadPartCommand')?.uploadId;
+        expect(created, 'a multipart upload was started').to.not.equal(undefined);
+        expect(uploadId).to.be.a('string');
+        expect(sent.filter((s) => s.command === 'AbortMultipartUploadCommand'), 'the upload was aborted').to.deep.equal([{ command: 'AbortMultipartUploadCommand', uploadId }]);
+        expect(sent.some((s) => s.command === 'CompleteMultipartUploadCommand'), 'never completed').to.equal(false);
+        expect(await store.head('mp/failed.sst')).to.equal(undefined);
+        expect(await store.list('mp/')).to.deep.equal([]);
+      } finally {
+        client.middlewareStack.remove('failSecondPart');
+      }
+    });
+
+    it('an upload smaller than a part is one PutObject; a larger one a multipart upload of parts of partBytes', async () => {
+      const store = make('multipart-shape');
+      const client = await store.sdkClient();
+      const sent: { command: string; bytes?: number }[] = [];
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          const input = args.input as { Body?: Uint8Array };
+          sent.push({ command: String(context.commandName), ...(input.Body instanceof Uint8Array ? { bytes: input.Body.byteLength } : {}) });
+          return next(args);
+        },
+        { step: 'initialize', name: 'watchShape' },
+      );
+      try {
+        const MiB = 1024 * 1024;
+        await putChunks(store, 'shape/small', [new Uint8Array(MiB), new Uint8Array(MiB)]);
+        expect(sent).to.deep.equal([{ command: 'PutObjectCommand', bytes: 2 * MiB }]);
+        sent.length = 0;
+        const chunks = Array.from({ length: 6 }, (_, i) => new Uint8Array(3 * MiB).fill(i));
+        await putChunks(store, 'shape/large', chunks);
+        expect(sent).to.deep.equal([
+          { command: 'CreateMultipartUploadCommand' },
+          { command: 'UploadPartCommand', bytes: 8 * MiB },
+          { command: 'UploadPartCommand', bytes: 8 * MiB },
+          { command: 'UploadPartCommand', bytes: 2 * MiB },
+          { command: 'CompleteMultipartUploadCommand' },
+        ]);
+        expect(Buffer.from(await store.get('shape/large')).equals(Buffer.concat(chunks))).to.equal(true);
+      } finally {
+        client.middlewareStack.remove('watchShape');
+      }
+    });
+
+    it('refuses a part size S3 would not take', () => {
+      expect(() => new S3ObjectStore({ ...options('http://127.0.0.1:1', ''), partBytes: 1 << 20 })).to.throw(/partBytes/);
     });
 
     it('rejects keys that exceed 1024 bytes once prefixed', async () => {

@@ -13,7 +13,7 @@
 // Nothing here reads real time or randomness.
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import type { Rand } from '../../src/common/rand.js';
-import { type ObjectMeta, type ObjectStore, checkRange, notFound, sortByKey, validateKey, validatePrefix } from '../../src/object-store/object-store.js';
+import { type ObjectMeta, type ObjectStore, bufferedUpload, checkRange, notFound, sortByKey, validateKey, validatePrefix } from '../../src/object-store/object-store.js';
 import type { Incarnation, SimScheduler } from './sim-world.js';
 
 export interface SimObjectStoreOptions {
@@ -132,6 +132,8 @@ export class SimObjectStore {
           this.onDelete?.(key);
         });
       },
+      // One put when complete: an upload takes effect at one instant, as S3's CompleteMultipartUpload.
+      upload: (key) => bufferedUpload(view, key),
     };
     return view;
   }

@@ -21,6 +21,10 @@ interface Script {
   refuseBatch?: grpc.status;
   unaryWrites: number;
   batchStreams: number;
+  /** GetRoutes answers that name no leader before the first that does (default 0). */
+  leaderlessRoutes?: number;
+  /** GetRoutes calls served. */
+  routeLookups?: number;
 }
 
 const TABLE = 't';
@@ -30,7 +34,9 @@ async function startServer(script: Script): Promise<{ addr: string; server: grpc
   const server = new grpc.Server();
   let addr = '';
   server.addService(services.Meta.service, {
-    GetRoutes: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
+    GetRoutes: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
+      script.routeLookups = (script.routeLookups ?? 0) + 1;
+      const leaderKnown = script.routeLookups > (script.leaderlessRoutes ?? 0);
       cb(null, {
         table: {
           name: TABLE,
@@ -42,8 +48,9 @@ async function startServer(script: Script): Promise<{ addr: string; server: grpc
             { name: 'v', type: 'FLOAT64', semantic: 'FIELD' },
           ],
         },
-        routes: Array.from({ length: script.regions ?? 1 }, (_, n) => ({ region_id: String((1n << 32n) + BigInt(n)), peers: [{ node_id: '1', addr }], leader_node_id: '1' })),
-      }),
+        routes: Array.from({ length: script.regions ?? 1 }, (_, n) => ({ region_id: String((1n << 32n) + BigInt(n)), peers: [{ node_id: '1', addr }], leader_node_id: leaderKnown ? '1' : '0' })),
+      });
+    },
   });
   server.addService(services.Database.service, {
     Write: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
@@ -93,6 +100,40 @@ describe('client: the Database.Batch stream', () => {
     clients.push(client);
     return client;
   }
+
+  it('routes in use are looked up again in the background every 5 s, so a moved leader is learned though forwarding hides it', async () => {
+    const script: Script = { unaryWrites: 0, batchStreams: 0, onBatch: (call, req) => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }) };
+    const client = await setup(script);
+    const started = performance.now();
+    await client.write(TABLE, [row(1)]);
+    expect(script.routeLookups).to.equal(1);
+    while (script.routeLookups === 1 && performance.now() - started < 10_000) {
+      await client.write(TABLE, [row(2)]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const tookMs = performance.now() - started;
+    expect(script.routeLookups, 'looked up again').to.equal(2);
+    expect(tookMs, 'not before 5 s').to.be.at.least(4900);
+  });
+
+  it('routes that name no leader (fetched before the first election) are looked up again, at most once a second, until they do', async () => {
+    const script: Script = { unaryWrites: 0, batchStreams: 0, leaderlessRoutes: 1, onBatch: (call, req) => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }) };
+    const client = await setup(script);
+    const leaderOf = () => (client as unknown as { tables: Map<string, { routes: Map<string, { leaderAddr?: string }> }> }).tables.get(TABLE)?.routes.values().next().value?.leaderAddr;
+    await client.write(TABLE, [row(1)]);
+    const deadline = performance.now() + 5000;
+    let writes = 1;
+    while (leaderOf() === undefined && performance.now() < deadline) {
+      await client.write(TABLE, [row(writes)]);
+      writes++;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(leaderOf(), 'the client learned the leader').to.be.a('string');
+    const lookups = script.routeLookups!;
+    for (let i = 0; i < 20; i++) await client.write(TABLE, [row(i)]);
+    expect(script.routeLookups, 'no more lookups once the leader is known').to.equal(lookups);
+    expect(lookups, `${writes} writes while no leader was known`).to.be.at.most(2 + Math.ceil(writes / 40));
+  });
 
   it('answers are matched by id, whatever their order', async () => {
     const held: { call: BatchCall; id: string; v: number }[] = [];

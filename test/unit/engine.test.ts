@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { ManualClock } from '../../src/common/clock.js';
 import { SeededRand } from '../../src/common/rand.js';
 import {
   Memtable,
@@ -16,10 +17,11 @@ import {
   validateSchema,
 } from '../../src/engine/index.js';
 import type { SstMeta } from '../../src/engine/command.js';
+import { decodeManifest } from '../../src/engine/manifest.js';
 import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
 import type { Row } from '../../src/engine/schema.js';
-import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
-import { ROWS_PER_YIELD, compactionDue, dirtySince, mergeSsts, nextFlushStep, pickCompactionRun, planCompaction } from '../../src/engine/index.js';
+import { SST_BLOCK_TARGET_BYTES, type SstProperties, SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
+import { ROWS_PER_YIELD, SST_WRITE_CHUNK_BYTES, compactionDue, dirtySince, mergeSsts, nextFlushStep, pickCompactionRun, planCompaction } from '../../src/engine/index.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const schema: TableSchema = cpuSchema({ regionCount: 4, extraTags: [{ name: 'core', type: 'int64', semantic: 'tag' }] });
@@ -175,6 +177,31 @@ describe('engine: memtable', () => {
     expect(mem.count).to.equal(model.size);
   });
 
+  it('orders, finds and ranges keys as compareBytes does, whatever the bytes (0x00, 0x80–0xff, prefixes of each other)', () => {
+    const seed = 23;
+    const rand = new SeededRand(seed);
+    const alphabet = [0x00, 0x01, 0x7f, 0x80, 0x9f, 0xa0, 0xfe, 0xff];
+    const randomKey = () => Uint8Array.from({ length: 1 + rand.int(5) }, () => (rand.chance(0.7) ? alphabet[rand.int(alphabet.length)]! : rand.int(256)));
+    const mem = new Memtable();
+    const model = new Map<string, { key: Uint8Array; version: number }>();
+    for (let version = 1; version <= 4000; version++) {
+      const key = randomKey();
+      mem.put({ key, timestampMs: 0, version, op: 'put', tags: [], fields: [] });
+      model.set(Buffer.from(key).toString('hex'), { key, version });
+    }
+    const sorted = [...model.values()].sort((a, b) => compareBytes(a.key, b.key));
+    const hex = (k: Uint8Array) => Buffer.from(k).toString('hex');
+    expect([...mem.scan()].map((e) => hex(e.key)), `seed ${seed}`).to.deep.equal(sorted.map((e) => hex(e.key)));
+    for (const { key, version } of sorted) expect(mem.get(key)?.version, `get ${hex(key)}, seed ${seed}`).to.equal(version);
+    for (let i = 0; i < 200; i++) {
+      const absent = randomKey();
+      if (!model.has(hex(absent))) expect(mem.get(absent), `get ${hex(absent)}, seed ${seed}`).to.equal(undefined);
+      const [lo, hi] = [randomKey(), randomKey()].sort(compareBytes);
+      const want = sorted.filter((e) => compareBytes(e.key, lo!) >= 0 && compareBytes(e.key, hi!) < 0).map((e) => hex(e.key));
+      expect([...mem.scan(lo, hi)].map((e) => hex(e.key)), `scan [${hex(lo!)}, ${hex(hi!)}), seed ${seed}`).to.deep.equal(want);
+    }
+  });
+
   it('holds 100k keys in order with growing size accounting', () => {
     const mem = new Memtable();
     for (let i = 0; i < 100_000; i++) {
@@ -211,6 +238,16 @@ class MemorySsts implements SstOpener {
     this.objects.set(name, bytes);
     return { key: name, size: bytes.byteLength, entries: properties.entryCount, maxVersion: properties.maxVersion, minTimestampMs: properties.minTimestamp, maxTimestampMs: properties.maxTimestamp };
   }
+}
+
+/** A merge written into memory, as the flusher streams it into the object store. */
+async function mergeToBytes(s: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean): Promise<{ bytes: Uint8Array; properties: SstProperties } | null> {
+  const chunks: Uint8Array[] = [];
+  const written = await mergeSsts(s, inputs, dropTombstones, { write: async (chunk) => void chunks.push(chunk) });
+  if (!written) return null;
+  const bytes = new Uint8Array(Buffer.concat(chunks));
+  expect(bytes.byteLength, 'the size a merge reports is what it wrote').to.equal(written.size);
+  return { bytes, properties: written.properties };
 }
 
 const freeze = () => encodeCommand({ kind: 'freeze' });
@@ -321,6 +358,20 @@ describe('engine: region state (deterministic apply)', () => {
     }
   });
 
+  it('the snapshot point encodes its manifest when its data is read, not when the point is asked for (every ready cycle)', async () => {
+    const ssts = new MemorySsts();
+    const wall = new ManualClock(1_000);
+    const s = new RegionState(schema, 'r1', ssts, wall);
+    s.apply(1, write(1, [['h1', 1, 1, 1]]));
+    s.apply(2, freeze());
+    s.apply(3, flushEdit(2, ssts.flush(s, 'sst-a')));
+    const point = s.snapshotPoint()!;
+    wall.advance(5_000);
+    expect(point.index).to.equal(2);
+    expect(decodeManifest(point.data, 'snapshot point').writtenAtMs, 'encoded at the read').to.equal(6_000);
+    expect(decodeManifest(point.data, 'snapshot point').ssts.map((x) => x.key)).to.deep.equal(['sst-a']);
+  });
+
   it('malformed command bytes are CORRUPTION, not a crash', () => {
     for (const bytes of [new Uint8Array([]), new Uint8Array([9, 1]), new Uint8Array([1, 1, 123]), new Uint8Array([1, 9, 123, 125])]) {
       try {
@@ -414,10 +465,31 @@ describe('engine: size-tiered compaction', () => {
       if (ticking) setImmediate(tick);
     };
     setImmediate(tick);
-    const merged = await mergeSsts(s, s.ssts, true);
+    const merged = await mergeToBytes(s, s.ssts, true);
     ticking = false;
     expect(merged!.properties.entryCount).to.equal(rows);
     expect(turns, 'event-loop turns during the merge').to.be.at.least(rows / ROWS_PER_YIELD / 2);
+  });
+
+  it('a merge hands its output to the object store in chunks as it builds it, never the whole SST at once', async () => {
+    const ssts = new MemorySsts();
+    const s = new RegionState(schema, '1', ssts);
+    const rows = 60_000;
+    s.apply(1, write(1, Array.from({ length: rows }, (_, i) => [`host-${i}`, i % 8, 1_700_000_000_000 + i, i / 7])));
+    s.apply(2, freeze());
+    s.apply(3, flushEdit(2, ssts.flush(s, 'A')));
+    const chunks: Uint8Array[] = [];
+    const written = await mergeSsts(s, s.ssts, true, { write: async (chunk) => void chunks.push(chunk) });
+    expect(written!.size, 'an SST of several chunks').to.be.greaterThan(2 * SST_WRITE_CHUNK_BYTES);
+    expect(chunks.length).to.be.greaterThan(2);
+    const largest = Math.max(...chunks.map((c) => c.byteLength));
+    expect(largest, 'a chunk is about SST_WRITE_CHUNK_BYTES (plus at most one block)').to.be.at.most(SST_WRITE_CHUNK_BYTES + 2 * SST_BLOCK_TARGET_BYTES);
+    const bytes = new Uint8Array(Buffer.concat(chunks));
+    expect(bytes.byteLength).to.equal(written!.size);
+    const reader = await SstReader.open(sstSourceFromBytes('merged', bytes));
+    let n = 0;
+    for await (const _ of reader.scan()) n++;
+    expect(n, 'the chunks make one valid SST with every row').to.equal(rows);
   });
 
   it('merging SSTs above the oldest keeps their tombstones, so deleted rows stay deleted', async () => {
@@ -436,8 +508,8 @@ describe('engine: size-tiered compaction', () => {
     s.apply(++index, write(3, [['k3', 1, 10, 3]]));
     flushAs('C');
     const [c, b] = s.ssts;
-    const kept = await mergeSsts(s, [c!, b!], false);
-    const dropped = await mergeSsts(s, [c!, b!], true);
+    const kept = await mergeToBytes(s, [c!, b!], false);
+    const dropped = await mergeToBytes(s, [c!, b!], true);
     expect(kept!.properties.tombstoneCount).to.equal(1);
     expect(dropped!.properties.tombstoneCount, 'what a wrong merge would do').to.equal(0);
     ssts.objects.set('X', kept!.bytes);
@@ -447,7 +519,7 @@ describe('engine: size-tiered compaction', () => {
     expect((await s.get({ host: 'k2', core: 1, ts: 10 }))?.row['usage']).to.equal(2);
     expect((await s.get({ host: 'k3', core: 1, ts: 10 }))?.row['usage']).to.equal(3);
     // With the oldest SST in the run, tombstones can go.
-    const all = await mergeSsts(s, s.ssts, true);
+    const all = await mergeToBytes(s, s.ssts, true);
     expect(all!.properties.entryCount).to.equal(2);
     expect(all!.properties.tombstoneCount).to.equal(0);
   });

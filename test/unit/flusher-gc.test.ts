@@ -295,16 +295,52 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     await replicasCheckpointedAt(leader, 10);
     leader.state.apply(11, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: [['h', 1, 1]] }));
     leader.state.apply(12, encodeCommand({ kind: 'freeze' }));
-    const put = store.put.bind(store);
-    store.put = async (key: string, data: Uint8Array) => {
-      await put(key, data);
-      if (key.endsWith('.sst')) advance(GRACE_MS / 2); // the object store stalled
+    const upload = store.upload.bind(store);
+    store.upload = (key: string) => {
+      const u = upload(key);
+      return {
+        key,
+        write: (chunk) => u.write(chunk),
+        complete: async () => {
+          const meta = await u.complete();
+          if (key.endsWith('.sst')) advance(GRACE_MS / 2); // the object store stalled once the object was there
+          return meta;
+        },
+        abort: () => u.abort(),
+      };
     };
     await pass();
     expect(server.proposals, 'no flush-edit proposed').to.equal(0);
-    store.put = put;
+    store.upload = upload;
     await pass();
     expect(server.proposals, 'the retry, with a prompt upload, is proposed').to.equal(1);
+  });
+
+  it('a slow build before the upload completes does not count against the grace: nothing is visible until then', async () => {
+    const leader = leaderAt(2, 10);
+    await replicasCheckpointedAt(leader, 10);
+    leader.state.apply(11, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: [['h', 1, 1]] }));
+    leader.state.apply(12, encodeCommand({ kind: 'freeze' }));
+    const upload = store.upload.bind(store);
+    let listedBeforeComplete: string[] | undefined;
+    store.upload = (key: string) => {
+      const u = upload(key);
+      return {
+        key,
+        write: async (chunk) => {
+          await u.write(chunk);
+          advance(GRACE_MS); // the writer (a long merge) is slow
+        },
+        complete: async () => {
+          listedBeforeComplete = (await store.list(`regions/${REGION}/sst/`)).map((o) => o.key);
+          return u.complete();
+        },
+        abort: () => u.abort(),
+      };
+    };
+    await pass();
+    expect(listedBeforeComplete, "a listing (another leader's GC) sees nothing of the upload before complete()").to.deep.equal([]);
+    expect(server.proposed, 'the flush-edit is proposed').to.deep.equal(['flush-edit']);
   });
 
   it('a leader that cannot confirm its leadership with a quorum (another leader took over) deletes nothing', async () => {

@@ -221,13 +221,25 @@ export function buildSst(entries: Iterable<SstEntry>, options: BuildSstOptions =
   return builder.finish();
 }
 
-/** Builds an SST one entry at a time: memory is the SST's bytes, not the entries (compaction streams through it). */
+/**
+ * Builds an SST one entry at a time: memory is the SST's bytes, not the entries. A writer that
+ * streams the SST out (a flush or a merge uploading as it goes) takes the finished data blocks
+ * with drain() whenever bufferedBytes grows large, and the rest with finishTail(); memory is
+ * then one chunk, not the SST.
+ */
 export interface SstBuilder {
   /** Appends the next entry (same rules as buildSst); throws INVALID_ARGUMENT. */
   add(e: SstEntry): void;
   /** Entries added so far. */
   readonly count: number;
+  /** Bytes of finished blocks not yet drained. */
+  readonly bufferedBytes: number;
+  /** The finished blocks' bytes not drained yet (the SST's next bytes, in order); the builder forgets them. */
+  drain(): Uint8Array;
+  /** The whole SST; only when nothing was drained. */
   finish(): { bytes: Uint8Array; properties: SstProperties };
+  /** The SST's last bytes (after everything drained) and its total size. */
+  finishTail(): { tail: Uint8Array; size: number; properties: SstProperties };
 }
 
 export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
@@ -247,11 +259,14 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
   let minVersion = Number.POSITIVE_INFINITY;
   let maxVersion = Number.NEGATIVE_INFINITY;
   let minKey: Uint8Array | undefined;
+  /** Bytes handed out by drain(): `out` holds the SST from this offset on. */
+  let drained = 0;
+  let finished = false;
 
   const flush = (): void => {
     if (blockFirst === undefined || prev === undefined) return;
     const payload = block.view();
-    index.push({ firstKey: blockFirst, lastKey: prev, offset: out.length, length: payload.byteLength });
+    index.push({ firstKey: blockFirst, lastKey: prev, offset: drained + out.length, length: payload.byteLength });
     out.bytes(payload);
     out.u32(crc32c(payload));
     block.reset();
@@ -259,6 +274,7 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
   };
 
   const add = (e: SstEntry): void => {
+    if (finished) throw invalid('add after finish');
     if (!(e.key instanceof Uint8Array) || e.key.byteLength < MIN_KEY_BYTES) {
       throw invalid(`entry ${n}: key must be a Uint8Array of at least ${MIN_KEY_BYTES} bytes (it ends with the timestamp)`);
     }
@@ -297,7 +313,16 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     if (block.length >= target) flush();
   };
 
-  const finish = (): { bytes: Uint8Array; properties: SstProperties } => {
+  const drain = (): Uint8Array => {
+    if (finished) throw invalid('drain after finish');
+    const bytes = out.finish();
+    drained += bytes.byteLength;
+    out.reset();
+    return bytes;
+  };
+
+  const finishTail = (): { tail: Uint8Array; size: number; properties: SstProperties } => {
+    if (finished) throw invalid('finish called twice');
     flush();
     if (n === 0 || minKey === undefined || prev === undefined || minTsKey === undefined || maxTsKey === undefined) {
       throw invalid('an SST needs at least one entry');
@@ -310,9 +335,10 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     ] as const) {
       if (!Number.isSafeInteger(ts)) throw invalid(`key ${hex(k)} has timestamp ${ts} outside ±2^53`);
     }
-    const dataBytes = out.length;
+    finished = true;
+    const dataBytes = drained + out.length;
 
-    const indexOffset = out.length;
+    const indexOffset = drained + out.length;
     const idx = new ByteWriter();
     idx.varint(index.length);
     for (const h of index) {
@@ -339,7 +365,7 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
       minVersion,
       maxVersion,
     };
-    const propsOffset = out.length;
+    const propsOffset = drained + out.length;
     const props = new TextEncoder().encode(JSON.stringify({ ...properties, minKey: hex(minKey), maxKey: hex(prev) }));
     out.bytes(props);
     out.u32(crc32c(props));
@@ -352,7 +378,14 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     out.u32(SST_FORMAT_VERSION);
     out.u32(crc32c(out.view().subarray(footerStart, footerStart + 36)));
     out.bytes(MAGIC_BYTES);
-    return { bytes: out.finish(), properties };
+    const tail = out.finish();
+    return { tail, size: drained + tail.byteLength, properties };
+  };
+
+  const finish = (): { bytes: Uint8Array; properties: SstProperties } => {
+    if (drained > 0) throw invalid('finish() after drain(): use finishTail()');
+    const { tail, properties } = finishTail();
+    return { bytes: tail, properties };
   };
 
   return {
@@ -360,7 +393,12 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     get count() {
       return n;
     },
+    get bufferedBytes() {
+      return out.length;
+    },
+    drain,
     finish,
+    finishTail,
   };
 }
 

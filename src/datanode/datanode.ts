@@ -178,6 +178,8 @@ export class Datanode implements DatabaseHost {
       readOnly: raft.read_only,
       skipBcastCommit: raft.skip_bcast_commit,
       snapshotEveryEntries: raft.snapshot_every_entries,
+      quiesceIdleTicks: raft.quiesce_idle_ticks,
+      nodeDownAfterTicks: raft.node_down_after_ticks,
     };
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');

@@ -43,7 +43,7 @@ import { GrpcRaftTransport, raftTransportService } from '../replication/grpc-tra
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
 import { DatanodeMetrics } from './node-metrics.js';
-import { RegionServer, type RaftTuning } from '../replication/region-server.js';
+import { NODE_BEAT_REGION_ID, RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
 
 /** An OpenRegion request or instruction as it arrives (decoded by proto-loader). */
@@ -479,6 +479,8 @@ export class Datanode implements DatabaseHost {
    * learned its configuration yet (a new learner before its snapshot) trusts its peer list.
    */
   private raftAdmission(fromNodeId: number, regionId: string, message: Message): string | undefined {
+    // A liveness beat names no region; the stream has already admitted its sender (docs/quiescence.md).
+    if (regionId === NODE_BEAT_REGION_ID) return undefined;
     const replica = this.regionServer.replica(regionId);
     if (!replica) return 'region-not-hosted';
     return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft.confState());

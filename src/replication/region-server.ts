@@ -140,7 +140,7 @@ export const defaultRaftTuning: RaftTuning = {
   skipBcastCommit: true,
   snapshotEveryEntries: 20_000,
   quiesceIdleTicks: 20,
-  nodeDownAfterTicks: 6,
+  nodeDownAfterTicks: 8,
 };
 
 export interface ReplicaSpec {

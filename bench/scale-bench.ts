@@ -8,7 +8,7 @@
 //   - single-row write latency p50/p99 from SCALE_CLIENTS loops writing to random regions for
 //     SCALE_WRITE_SECONDS;
 //   - at N = SCALE_KILL_AT (default 1000): the regions left idle again, kill -9 of the datanode
-//     leading the most regions, then SCALE_KILL_WRITERS (64) writers take the regions in turn
+//     leading the most regions, then SCALE_KILL_WRITERS (256) writers take the regions in turn
 //     until each acknowledged a write: per-region write gap = that acknowledgement − the kill (p50
 //     and max, over every region and over the regions the victim led); and when every region the
 //     victim led had a new leader (from the survivors' Admin.Status).
@@ -25,7 +25,7 @@ const settleSeconds = Number(process.env['SCALE_SETTLE_SECONDS'] || 5);
 const idleSeconds = Number(process.env['SCALE_IDLE_SECONDS'] || 10);
 const writeSeconds = Number(process.env['SCALE_WRITE_SECONDS'] || 10);
 const clients = Number(process.env['SCALE_CLIENTS'] || 8);
-const killWriters = Number(process.env['SCALE_KILL_WRITERS'] || 64);
+const killWriters = Number(process.env['SCALE_KILL_WRITERS'] || 256);
 const REGIONS_PER_TABLE = 1000;
 const GAP_GOAL_MS = 1500;
 const IDLE_CPU_GOAL_PCT = 5;
@@ -205,7 +205,7 @@ async function runSize(regions: number) {
     );
     if (regions === killAt) {
       await sleep(settleSeconds * 1000);
-      const prober = cluster.client({ deadlineMs: 500, attemptTimeoutMs: 300 });
+      const prober = cluster.client({ deadlineMs: 10_000, attemptTimeoutMs: 1000 });
       await writeLatency(prober, targets, 1); // routes cached
       await sleep(settleSeconds * 1000);
       const kill = await killLeader(cluster, prober, targets);

@@ -11,7 +11,7 @@ NODES ?= 3
 NET ?= proxy
 METASRVS ?=
 
-.PHONY: cluster-ha all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-command bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest drill
+.PHONY: cluster-ha all deps build proto-check proto-descriptors proto-types proto-types-check bench-codec bench-command bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest bench-scale drill
 
 all: build
 
@@ -190,6 +190,12 @@ failover-bench: build
 # SCENARIOS=a,b runs a subset (names: regiondb drill --help).
 drill: build
 	node dist/src/cmd/main.js drill $(if $(JSON),--json,) $(if $(SCENARIOS),--scenarios $(SCENARIOS),)
+
+# Regions per datanode (issue 19 item 4, docs/quiescence.md): idle CPU and RSS per datanode and
+# write p50/p99 at 100, 1,000 and 5,000 regions per node, and a kill -9 of the node leading the
+# most regions at 1,000 (bench/scale-bench.ts; SCALE_REGIONS=100,1000 to pick sizes).
+bench-scale: build
+	node --import tsx bench/scale-bench.ts
 
 # Sustained ingest (INGEST_SECONDS, default 150; INGEST_WRITERS, INGEST_BATCH): rows/s, datanode CPU per
 # row, flushes, WAL size and RSS over time, and issue 19's target (100k rows/s, WAL and RSS flat).

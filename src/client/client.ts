@@ -137,6 +137,8 @@ export class RegionDbClient {
   readonly clientId: string;
   private lastRequestId = 0;
   private readonly tables = new Map<string, TableRoutes>();
+  /** Route lookups in flight, by table (describe() shares them). */
+  private readonly routeLookups = new Map<string, Promise<TableRoutes>>();
   private readonly conns = new Map<string, grpc.Client>();
   private readonly batchStreams = new Map<string, BatchStream>();
   private readonly meta: MetaChannel;
@@ -226,6 +228,20 @@ export class RegionDbClient {
   async describe(table: string, refresh = false): Promise<TableRoutes> {
     const cached = this.tables.get(table);
     if (cached && !refresh) return cached;
+    // One route lookup per table at a time: when a node leading many regions dies, every write
+    // to them asks for fresh routes; they share one answer instead of flooding the metasrv.
+    const inFlight = this.routeLookups.get(table);
+    if (inFlight) return inFlight;
+    const lookup = this.lookUpRoutes(table, cached);
+    this.routeLookups.set(table, lookup);
+    try {
+      return await lookup;
+    } finally {
+      this.routeLookups.delete(table);
+    }
+  }
+
+  private async lookUpRoutes(table: string, cached: TableRoutes | undefined): Promise<TableRoutes> {
     type Routes = GetRoutesResponse__Output;
     let res: Routes;
     try {

@@ -120,6 +120,10 @@ export const datanodeConfigSchema = z
         /** Followers learn a new commit index from the next append or heartbeat (docs/performance.md). */
         skip_bcast_commit: z.boolean().default(true),
         snapshot_every_entries: positiveInt.default(20_000),
+        /** A leader idle this many ticks quiesces its region (docs/quiescence.md); 0 never quiesces. */
+        quiesce_idle_ticks: z.number().int().nonnegative().default(20),
+        /** A datanode silent this many ticks is taken as down: followers of its leaders campaign (docs/quiescence.md). */
+        node_down_after_ticks: positiveInt.default(8),
         /**
          * Raft traffic to these datanodes (by node id) goes to the given address instead of the
          * one they advertise: for fault-injection proxies (Jepsen tests) and NAT.
@@ -136,6 +140,8 @@ export const datanodeConfigSchema = z
         read_only: 'safe',
         skip_bcast_commit: true,
         snapshot_every_entries: 20_000,
+        quiesce_idle_ticks: 20,
+        node_down_after_ticks: 8,
         peer_addr_overrides: {},
       }),
     heartbeat: z.object({ interval_ms: positiveInt.default(1000) }).strict().default({ interval_ms: 1000 }),

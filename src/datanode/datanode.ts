@@ -33,7 +33,7 @@ import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport, raftTransportService } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { DatanodeMetrics } from './node-metrics.js';
-import { RegionServer, type RaftTuning } from '../replication/region-server.js';
+import { NODE_BEAT_REGION_ID, RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
 import { DatanodeCore, type ProtoOpenRegion } from './datanode-core.js';
 
@@ -172,6 +172,8 @@ export class Datanode implements DatabaseHost {
       readOnly: raft.read_only,
       skipBcastCommit: raft.skip_bcast_commit,
       snapshotEveryEntries: raft.snapshot_every_entries,
+      quiesceIdleTicks: raft.quiesce_idle_ticks,
+      nodeDownAfterTicks: raft.node_down_after_ticks,
     };
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');
@@ -411,6 +413,8 @@ export class Datanode implements DatabaseHost {
    * learned its configuration yet (a new learner before its snapshot) trusts its peer list.
    */
   private raftAdmission(fromNodeId: number, regionId: string, message: Message): string | undefined {
+    // A liveness beat names no region; the stream has already admitted its sender (docs/quiescence.md).
+    if (regionId === NODE_BEAT_REGION_ID) return undefined;
     const replica = this.regionServer.replica(regionId);
     if (!replica) return 'region-not-hosted';
     return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft.confState());

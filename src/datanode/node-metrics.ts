@@ -89,6 +89,14 @@ export class DatanodeMetrics {
         this.set(sources.replicas().reduce((n, rep) => n + rep.reads.size, 0));
       },
     });
+    new Gauge({
+      name: 'regiondb_raft_replicas_quiesced',
+      help: 'Replicas on this node that are quiesced: idle, not ticking until a message or request wakes them (docs/quiescence.md)',
+      registers: r,
+      collect(this: Gauge) {
+        this.set(sources.replicas().reduce((n, rep) => n + (rep.raft.quiesced ? 1 : 0), 0));
+      },
+    });
     mirroredCounter(registry, 'regiondb_raft_messages_sent_total', 'Raft messages handed to peer streams', () => sources.transport()?.sentEnvelopes);
     mirroredCounter(registry, 'regiondb_raft_messages_dropped_total', 'Raft messages dropped by a full per-peer queue (raft retransmits)', () => sources.transport()?.droppedEnvelopes);
 

@@ -180,7 +180,8 @@ export class MetaGroup {
       this.wal,
       this.transport,
       { create: (_groupId, data) => CatalogMachine.restore(data) },
-      { ...defaultRaftTuning, tickMs: o.tickMs, electionTicks: o.electionTicks, snapshotEveryEntries: SNAPSHOT_EVERY_ENTRIES },
+      // One group: nothing to gain from quiescence (docs/quiescence.md), so it keeps ticking.
+      { ...defaultRaftTuning, tickMs: o.tickMs, electionTicks: o.electionTicks, snapshotEveryEntries: SNAPSHOT_EVERY_ENTRIES, quiesceIdleTicks: 0 },
       o.log.child({ component: 'meta-raft' }),
       o.clock,
       { onRoleChange: (_groupId, role, _leader, term) => o.onRoleChange(role === roleName[Role.Leader], term) },

@@ -26,6 +26,14 @@
 //   not applied); learners never vote and never count toward commit.
 // INVARIANT P8 (docs/raft-rules.md R18): a snapshot at or below the commit index is never
 //   installed.
+// INVARIANT Q1 (docs/quiescence.md): a leader quiesces (stops ticking: no heartbeats, no
+//   check-quorum round) only when everything it has is committed, applied and acknowledged by
+//   every follower, and it is not transferring leadership, confirming reads or lease-reading. A
+//   follower quiesces only on the Quiesce message of its leader in its term, and only when its
+//   log ends exactly at the leader's last entry. Any message, proposal, read, transfer or
+//   campaign wakes a replica; a woken follower waits a full election timeout before it
+//   campaigns, unless the host reports its leader unreachable (leaderUnreachable()). Timers
+//   only decide liveness here: quiescence changes no rule P1–P8.
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -82,6 +90,12 @@ export interface PlantedBugs {
   readonly appendWithoutPrevTermCheck?: boolean;
   /** Breaks apply order: advance() marks every committed entry applied, handed out or not. */
   readonly appliedToCommitted?: boolean;
+  /**
+   * Breaks Q1: the leader quiesces without every follower having acknowledged its last index,
+   * and a follower quiesces on a Quiesce whose last entry it does not hold (read in those two
+   * decisions: with only the leader half, the follower's check would refuse and wake it).
+   */
+  readonly quiesceLaggingFollower?: boolean;
 }
 
 const NO_PLANTED_BUGS: PlantedBugs = Object.freeze({});
@@ -159,6 +173,7 @@ export interface RaftStatus {
   readonly leadTransferee: NodeId;
   readonly confState: ConfState;
   readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
+  readonly quiesced: boolean;
 }
 
 /** Marks a Vote sent because of TimeoutNow: voters skip the leader-lease check (§3.10 thesis). */
@@ -212,6 +227,8 @@ export class Raft {
   private prevSoftState: SoftState;
   private prevHardState: HardState;
   private readyInFlight = false;
+  /** Q1: not ticking until woken (docs/quiescence.md). */
+  private quiescedNow = false;
 
   constructor(cfg: RaftConfig) {
     assert(cfg.id > 0, 'raft id must be positive');
@@ -255,15 +272,58 @@ export class Raft {
 
   // ─── Public inputs ─────────────────────────────────────────────────────────────────────────
 
-  /** One logical clock tick. */
+  /** One logical clock tick. A quiesced replica does not count time (Q1). */
   tick(): void {
+    if (this.quiescedNow) return;
     if (this.role === Role.Leader) this.tickLeader();
     else this.tickElection();
   }
 
   /** Starts an election now (PreVote first when enabled). */
   campaign(): void {
+    this.wake();
     this.hup(this.preVote ? 'pre-election' : 'election');
+  }
+
+  /** Whether this replica is quiesced: it ignores ticks until something wakes it (Q1). */
+  get quiesced(): boolean {
+    return this.quiescedNow;
+  }
+
+  /**
+   * Leader: stops ticking if nothing is in flight (Q1), telling every follower to do the same
+   * with a Quiesce message. Returns whether it quiesced. The host decides when a region is idle
+   * enough to try; this decides whether it is safe to stop.
+   */
+  quiesce(): boolean {
+    if (!this.canQuiesce()) return false;
+    const last = this.log.lastIndex();
+    const lastTerm = this.log.lastTerm();
+    for (const id of this.progress.keys()) {
+      if (id === this.id) continue;
+      this.send(makeMessage({ type: MessageType.Quiesce, to: id, index: last, logTerm: lastTerm, commit: this.log.committed }));
+    }
+    this.quiescedNow = true;
+    return true;
+  }
+
+  /**
+   * The host's failure detector reports that our leader's node is down (docs/quiescence.md).
+   * A follower wakes and stops honouring the leader's lease, so the other followers' (pre-)votes
+   * are granted, instead of waiting for ticks it would never count while quiesced. Every
+   * follower of the region hears the same news at about the same time: only the voter with the
+   * lowest id after the leader campaigns at once (within two ticks), the others give it a
+   * normal election timeout before they campaign themselves. One candidate per region, not
+   * two: no split vote, half the election traffic when a node leading many regions dies.
+   * Lease reads (R10) need the full timeout: ignored then.
+   */
+  leaderUnreachable(): void {
+    if (this.role !== Role.Follower || this.leader === NO_NODE || this.readOnlyOption === 'lease') return;
+    this.wake();
+    this.electionElapsed = this.electionTicks;
+    const first = Math.min(...[...this.config.voters].filter((id) => id !== this.leader));
+    this.randomizedElectionTimeout =
+      first === this.id ? this.electionTicks + 1 + this.rand.int(2) : 2 * this.electionTicks + this.rand.int(this.electionTicks);
   }
 
   /**
@@ -272,6 +332,7 @@ export class Raft {
    * index ⇒ lost (docs/raft-rules.md R21).
    */
   propose(data: readonly Uint8Array[]): { index: number; term: number } {
+    this.wake();
     this.ensureCanPropose();
     const entries = data.map((d) => ({ term: 0, index: 0, type: EntryType.Normal, data: d }) as Entry);
     return this.appendAndBroadcast(entries);
@@ -279,6 +340,7 @@ export class Raft {
 
   /** Proposes a single-step membership change (P7). */
   proposeConfChange(cc: ConfChange): { index: number; term: number } {
+    this.wake();
     this.ensureCanPropose();
     if (this.pendingConfIndex > this.log.applied) {
       throw new RegionDbError(
@@ -357,6 +419,7 @@ export class Raft {
   }
 
   step(m: Message): void {
+    this.wake(); // Q1: any message, even a stale one, wakes a quiesced replica
     if (m.term === 0) {
       // Requests that are not bound to a term: ReadIndex and TransferLeader.
     } else if (m.term > this.term) {
@@ -372,11 +435,17 @@ export class Raft {
         // Our own pre-vote was granted at term+1; the term moves when we become candidate.
       } else {
         const fromLeader =
-          m.type === MessageType.Append || m.type === MessageType.Heartbeat || m.type === MessageType.Snapshot;
+          m.type === MessageType.Append ||
+          m.type === MessageType.Heartbeat ||
+          m.type === MessageType.Snapshot ||
+          m.type === MessageType.Quiesce;
         this.becomeFollower(m.term, fromLeader ? m.from : NO_NODE);
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === MessageType.Append || m.type === MessageType.Heartbeat)) {
+      if (
+        (this.checkQuorum || this.preVote) &&
+        (m.type === MessageType.Append || m.type === MessageType.Heartbeat || m.type === MessageType.Quiesce)
+      ) {
         // A stale leader (e.g. resumed from SIGSTOP) learns our higher term and steps down
         // (docs/raft-rules.md R23); without this, PreVote would let it believe it leads forever.
         this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from }));
@@ -518,12 +587,14 @@ export class Raft {
       leadTransferee: this.leadTransferee,
       confState: this.confState(),
       progress,
+      quiesced: this.quiescedNow,
     };
   }
 
   // ─── Roles ─────────────────────────────────────────────────────────────────────────────────
 
   private reset(term: number): void {
+    this.quiescedNow = false; // every role change wakes (Q1)
     if (this.term !== term) {
       this.term = term;
       this.vote = NO_NODE;
@@ -676,6 +747,10 @@ export class Raft {
         this.becomeFollower(m.term, m.from);
         this.handleSnapshot(m);
         return;
+      case MessageType.Quiesce:
+        this.becomeFollower(m.term, m.from);
+        this.handleQuiesce(m);
+        return;
       case MessageType.PreVoteResponse:
       case MessageType.VoteResponse: {
         const expected = this.role === Role.PreCandidate ? MessageType.PreVoteResponse : MessageType.VoteResponse;
@@ -720,6 +795,11 @@ export class Raft {
         this.electionElapsed = 0;
         this.leader = m.from;
         this.handleSnapshot(m);
+        return;
+      case MessageType.Quiesce:
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleQuiesce(m);
         return;
       case MessageType.TimeoutNow:
         // §3.10 thesis: the leader chose us; campaign now, skipping PreVote and the lease.
@@ -779,6 +859,50 @@ export class Raft {
   private handleHeartbeat(m: Message): void {
     this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
     this.send(makeMessage({ type: MessageType.HeartbeatResponse, to: m.from, context: m.context }));
+  }
+
+  /**
+   * Q1, follower side. Our log ends at the leader's last entry (same index and term, so by Log
+   * Matching it equals the leader's log), which is committed: stop ticking, without an answer
+   * (an answer would wake the leader). Otherwise answer as to a heartbeat, which wakes the
+   * leader; its appends then bring us up to date, and it tries again once idle.
+   */
+  private handleQuiesce(m: Message): void {
+    const inStep = this.log.lastIndex() === m.index && this.log.matchTerm(m.index, m.logTerm) && m.commit === m.index;
+    if (!inStep && !this.bugs.quiesceLaggingFollower) {
+      this.send(makeMessage({ type: MessageType.HeartbeatResponse, to: m.from }));
+      return;
+    }
+    if (inStep) this.log.commitTo(m.commit);
+    this.quiescedNow = true;
+  }
+
+  /** Q1, leader side: all committed, applied, persisted and acknowledged by every follower; no request in flight. */
+  private canQuiesce(): boolean {
+    if (this.role !== Role.Leader || this.quiescedNow || this.readyInFlight) return false;
+    // Lease reads trust ticks (R10): a leader that stopped counting could not tell its lease ran out.
+    if (this.readOnlyOption === 'lease') return false;
+    if (this.leadTransferee !== NO_NODE || this.pendingReadIndex.length > 0 || this.readOnly.size > 0 || this.msgs.length > 0) return false;
+    const last = this.log.lastIndex();
+    if (this.log.committed !== last || this.log.applied !== last || this.persistedLastIndex() !== last) return false;
+    if (!this.committedEntryInCurrentTerm()) return false;
+    for (const [id, pr] of this.progress) {
+      if (id === this.id || this.bugs.quiesceLaggingFollower) continue;
+      if (pr.state !== ProgressState.Replicate || pr.inflights.count > 0 || pr.match !== last) return false;
+    }
+    return true;
+  }
+
+  /** Q1: a quiesced replica takes up counting time again, from zero (a full timeout before it campaigns). */
+  private wake(): void {
+    if (!this.quiescedNow) return;
+    this.quiescedNow = false;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    if (this.role === Role.Leader) {
+      // Check quorum afresh: who answered before we slept says nothing about now.
+      for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+    }
   }
 
   private handleSnapshot(m: Message): void {

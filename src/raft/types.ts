@@ -64,6 +64,12 @@ export const MessageType = {
   ReadIndex: 11,
   ReadIndexResponse: 12,
   TransferLeader: 13,
+  /**
+   * Leader → follower: stop ticking (docs/quiescence.md). index/logTerm: the leader's last entry;
+   * commit: its commit index (equal to index). A follower that holds exactly that log stops
+   * ticking and does not answer; one that does not answers with a HeartbeatResponse.
+   */
+  Quiesce: 14,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -81,6 +87,7 @@ export const messageTypeName: Record<MessageType, string> = {
   11: 'ReadIndex',
   12: 'ReadIndexResponse',
   13: 'TransferLeader',
+  14: 'Quiesce',
 };
 
 export interface Message {

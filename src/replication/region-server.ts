@@ -22,6 +22,14 @@
 // FAILS: it is fenced and leaves the ready loop for good (no ticks, no messages, no votes, no
 // acks), its WAL is kept untouched, and it is reported (region, index, reason) until the
 // metasrv replaces it under a fresh peer id.
+//
+// Quiescence (docs/quiescence.md). Only *awake* replicas are ticked, and a cycle visits only
+// the replicas touched since the last one (a message, a request, a tick, leftover ready work),
+// so the cost of a tick or a cycle follows the busy regions, not the hosted ones. A leader idle
+// for quiesceIdleTicks asks its core to quiesce (raft.ts Q1); its followers follow. Every tick
+// each peer datanode gets one liveness beat (region NODE_BEAT_REGION_ID); a peer silent for
+// nodeDownAfterTicks is taken as down, and the followers of leaders on it are told
+// (raft.leaderUnreachable), since a quiesced follower counts no election timeout of its own.
 import { assert } from '../common/assert.js';
 import type { TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
@@ -35,6 +43,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   NO_NODE,
   Raft,
   type RaftConfig,
@@ -66,7 +75,17 @@ export interface RaftTuning {
   readonly snapshotEveryEntries: number;
   /** Retries of an apply that failed on the object store (defaults: limits.applyRetry*). */
   readonly applyRetry?: ApplyRetryPolicy;
+  /** A leader with no proposal, read or apply for this many ticks quiesces its region (docs/quiescence.md); 0: never. */
+  readonly quiesceIdleTicks: number;
+  /** A peer datanode silent (no message, no beat) for this many ticks is taken as down. */
+  readonly nodeDownAfterTicks: number;
 }
+
+/** Region id of a datanode liveness beat: no table has id 0 (docs/quiescence.md, raft.proto). */
+export const NODE_BEAT_REGION_ID = '0';
+const NODE_BEAT: Message = { type: MessageType.Heartbeat, from: NO_NODE, to: NO_NODE, term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, snapshot: null, context: new Uint8Array(0) };
+/** The set of peer datanodes to beat is recomputed from the replicas' peers this often. */
+const PEER_NODES_REFRESH_TICKS = 20;
 
 export interface ApplyRetryPolicy {
   readonly backoffMsMin: number;
@@ -120,6 +139,8 @@ export const defaultRaftTuning: RaftTuning = {
   readOnly: 'safe',
   skipBcastCommit: true,
   snapshotEveryEntries: 20_000,
+  quiesceIdleTicks: 20,
+  nodeDownAfterTicks: 8,
 };
 
 export interface ReplicaSpec {
@@ -206,6 +227,8 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   stall: ApplyStall | undefined;
   /** Set when the replica failed; it is then no longer in the region server's replicas. */
   failure: ReplicaFailure | undefined;
+  /** The region server's tick count when this replica last proposed, read or applied (quiescence). */
+  lastBusyTick = 0;
 
   constructor(
     readonly regionId: string,
@@ -249,6 +272,17 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private readonly incarnation: string;
   private ticks = 0;
   private readonly rand: SeededRand;
+  /** Replicas that count ticks: not quiesced, or waiting on a read or a stalled apply (see the top of this file). */
+  private readonly awake = new Set<Replica<S, R>>();
+  /** Replicas the next cycle looks at: touched since the last one, or with ready work left. */
+  private readonly touched = new Set<Replica<S, R>>();
+  /** Peer datanode → tick count when anything last arrived from it. */
+  private readonly nodeHeardTick = new Map<number, number>();
+  private readonly nodesDown = new Set<number>();
+  private peerNodes: number[] = [];
+  private peerNodesRefreshTick = 0;
+  /** Counters for metrics and the simulator's coverage report. */
+  readonly quiescence = { quiesced: 0, nodesDown: 0, leaderUnreachable: 0 };
 
   constructor(
     readonly nodeId: number,
@@ -356,7 +390,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     stateMachine.onMembership?.(conf.voters, conf.learners);
     for (const peer of spec.peers) replica.peers.set(peer.peerId, peer);
     this.replicas.set(spec.regionId, replica);
+    replica.lastBusyTick = this.ticks;
     this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
+    this.touch(replica);
     this.schedule();
     return replica;
   }
@@ -368,6 +404,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (replica) {
       replica.closed = true;
       this.replicas.delete(regionId);
+      this.awake.delete(replica);
+      this.touched.delete(replica);
       this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
     }
     // The cycle running now may still hold the replica; let it finish before deleting its log.
@@ -377,6 +415,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /** A raft message from another datanode. Unknown regions are dropped (and logged at debug). */
   step(fromNodeId: number, regionId: string, message: Message): void {
+    this.heardFrom(fromNodeId);
+    if (regionId === NODE_BEAT_REGION_ID) return;
     const replica = this.replicas.get(regionId);
     if (!replica || replica.closed) {
       this.log.debug({ regionId, fromNodeId }, 'raft message for a region not hosted here');
@@ -385,22 +425,98 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
     if (!replica.peers.has(message.from)) replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
     replica.raft.step(message);
+    this.touch(replica);
     this.schedule();
   }
 
   tick(): void {
     this.ticks++;
-    for (const replica of this.replicas.values()) {
+    const quiescence = this.tuning.quiesceIdleTicks > 0;
+    if (quiescence) this.watchPeerNodes();
+    for (const replica of this.awake) {
+      if (replica.closed) {
+        this.awake.delete(replica);
+        continue;
+      }
       replica.raft.tick();
       this.expireReads(replica);
+      if (quiescence) this.maybeQuiesce(replica);
+      this.touched.add(replica);
+      // A quiesced replica still waiting on a read (its expiry) or a stalled apply (the retry) stays.
+      if (replica.raft.quiesced && replica.reads.size === 0 && !replica.stall) this.awake.delete(replica);
     }
-    this.schedule();
+    if (this.touched.size > 0) this.schedule();
+  }
+
+  /** Whether a region is quiesced here (status, tests). */
+  isQuiesced(regionId: string): boolean {
+    return this.replicas.get(regionId)?.raft.quiesced ?? false;
+  }
+
+  /** A replica the next cycle must look at, and that counts ticks again (it may have been woken). */
+  private touch(replica: Replica<S, R>): void {
+    this.touched.add(replica);
+    this.awake.add(replica);
+  }
+
+  private heardFrom(nodeId: number): void {
+    this.nodeHeardTick.set(nodeId, this.ticks);
+    if (this.nodesDown.delete(nodeId)) this.log.info({ nodeId }, 'peer datanode is heard from again');
+  }
+
+  private isNodeUp(nodeId: number): boolean {
+    const heard = this.nodeHeardTick.get(nodeId);
+    return heard !== undefined && this.ticks - heard < this.tuning.nodeDownAfterTicks;
+  }
+
+  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once). */
+  private watchPeerNodes(): void {
+    if (this.ticks >= this.peerNodesRefreshTick) {
+      const nodes = new Set<number>();
+      for (const replica of this.replicas.values()) for (const peer of replica.peers.values()) if (peer.nodeId !== this.nodeId) nodes.add(peer.nodeId);
+      this.peerNodes = [...nodes];
+      this.peerNodesRefreshTick = this.ticks + PEER_NODES_REFRESH_TICKS;
+    }
+    for (const nodeId of this.peerNodes) {
+      this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
+      const heard = this.nodeHeardTick.get(nodeId);
+      if (heard === undefined) {
+        this.nodeHeardTick.set(nodeId, this.ticks); // its silence counts from when we first looked
+        continue;
+      }
+      if (!this.nodesDown.has(nodeId) && this.ticks - heard >= this.tuning.nodeDownAfterTicks) this.onNodeDown(nodeId);
+    }
+  }
+
+  /** Wakes every follower whose leader lives on `nodeId` and lets it campaign soon (raft.leaderUnreachable). */
+  protected onNodeDown(nodeId: number): void {
+    this.nodesDown.add(nodeId);
+    this.quiescence.nodesDown++;
+    let woken = 0;
+    for (const replica of this.replicas.values()) {
+      if (replica.closed || replica.isLeader() || replica.leaderNodeId() !== nodeId) continue;
+      replica.raft.leaderUnreachable();
+      this.touch(replica);
+      woken++;
+    }
+    this.quiescence.leaderUnreachable += woken;
+    this.log.info({ nodeId, silentTicks: this.ticks - (this.nodeHeardTick.get(nodeId) ?? this.ticks), followersWoken: woken }, 'peer datanode is silent: taken as down');
+  }
+
+  /** A leader idle long enough, with nothing waiting and every follower's node up, asks its core to quiesce (Q1). */
+  private maybeQuiesce(replica: Replica<S, R>): void {
+    if (!replica.isLeader() || replica.raft.quiesced || this.ticks - replica.lastBusyTick < this.tuning.quiesceIdleTicks) return;
+    if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0 || replica.proposals.size > 0 || replica.reads.size > 0) return;
+    if (replica.stall || replica.appliedIndex !== replica.raft.log.committed) return;
+    for (const peer of replica.peers.values()) if (peer.nodeId !== this.nodeId && !this.isNodeUp(peer.nodeId)) return;
+    if (replica.raft.quiesce()) this.quiescence.quiesced++;
   }
 
   /** Proposes a command; resolves with the state machine's result once applied locally. */
   propose(regionId: string, command: Uint8Array): Promise<R> {
     const replica = this.leaderReplica(regionId);
     const done = new Promise<R>((resolve, reject) => replica.queuedCommands.push({ command, resolve, reject }));
+    this.touch(replica);
     const onDone = this.hooks.onProposalDone;
     if (onDone) {
       const startedMs = this.clock.nowMs();
@@ -417,6 +533,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (!replica || replica.closed) throw this.failedError(regionId) ?? this.notFound(regionId);
     if (replica.stall) throw this.stalledError(replica, replica.stall);
     const done = new Promise<void>((resolve, reject) => replica.queuedReads.push({ resolve, reject }));
+    this.touch(replica);
     this.schedule();
     return done;
   }
@@ -464,6 +581,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const done = new Promise<R | undefined>((resolve, reject) =>
       replica.proposals.set(index, { term, resolve: resolve as (r: R) => void, reject }),
     );
+    this.touch(replica);
     this.schedule();
     return done;
   }
@@ -472,6 +590,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
     replica.raft.transferLeader(toPeerId);
+    this.touch(replica);
     this.schedule();
   }
 
@@ -479,6 +598,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
     replica.raft.campaign();
+    this.touch(replica);
     this.schedule();
   }
 
@@ -525,17 +645,21 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   private anyReady(): boolean {
     if (this.fatal) return false;
-    for (const replica of this.replicas.values()) if (replica.raft.hasReady()) return true;
+    for (const replica of this.touched) if (replica.raft.hasReady() || replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) return true;
     return false;
   }
 
   private async cycle(): Promise<void> {
     if (this.fatal) return;
-    for (const replica of [...this.replicas.values()]) {
+    const candidates = [...this.touched].filter((replica) => this.replicas.get(replica.regionId) === replica);
+    this.touched.clear();
+    for (const replica of candidates) {
       if (replica.stall && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
     }
     const work: [Replica<S, R>, Ready][] = [];
-    for (const replica of this.replicas.values()) {
+    for (const replica of candidates) {
+      if (replica.closed) continue;
+      if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) replica.lastBusyTick = this.ticks;
       if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
       if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
       if (replica.raft.hasReady()) work.push([replica, replica.raft.ready()]);
@@ -594,8 +718,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
           read.index = rs.index;
         }
       }
+      if (rd.entries.length > 0 || rd.committedEntries.length > 0 || rd.snapshot || rd.readStates.length > 0) replica.lastBusyTick = this.ticks;
       replica.raft.advance(rd);
       this.releaseReads(replica);
+      if (replica.raft.hasReady()) this.touched.add(replica); // advance() can leave work (a commit, more entries to apply)
     }
     for (const [replica] of work) await this.maybeSnapshot(replica);
   }

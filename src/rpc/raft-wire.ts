@@ -11,7 +11,7 @@
 // unknown fields of every wire type skipped. Everything else is INVALID_ARGUMENT naming the
 // field and byte offset: a truncated field, a length past its message, a wire type raft.proto
 // does not declare for a known field, a varint longer than 10 bytes or (for our fields) ≥ 2^53,
-// plus the rules of the raft types: message type 1..13, entry type 0/1, a Snapshot message has
+// plus the rules of the raft types: message type 1..14, entry type 0/1, a Snapshot message has
 // a snapshot, an envelope has a message. Every loop consumes at least one byte per iteration,
 // and nothing is allocated from a length before it is checked against the bytes present.
 //
@@ -45,7 +45,7 @@ export interface RaftBatchAck {
 /** Unknown groups nested deeper than this are refused (protobuf's own parsers stop at 100). */
 const GROUP_DEPTH_MAX = 100;
 const UINT32_MAX = 0xffff_ffff;
-const MESSAGE_TYPE_MAX = 13;
+const MESSAGE_TYPE_MAX = 14;
 const EMPTY_BYTES: Uint8Array = new Uint8Array(0);
 
 /** Field names and wire types as raft.proto declares them, index = field number (error messages); names checked against the generated types. */

@@ -82,7 +82,8 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const seed = Number(envSeed);
     // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
     // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
-    const hostBug = process.env['SIM_CLUSTER_HOST_BUG'] === 'send-before-persist' ? ({ hostBug: 'send-before-persist' } as const) : {};
+    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down'] as const);
+    const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots'] as const);
     const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one'] as const);
@@ -129,8 +130,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       let acked = 0;
       let crashes = 0;
       const storage: Record<string, number> = {};
+      const quiescence: Record<string, number> = {};
       for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
         const r = await runClusterSim(seed, withFaults);
+        for (const [k, v] of Object.entries(r.quiescence)) quiescence[k] = (quiescence[k] ?? 0) + v;
         ok += r.ops.ok;
         acked += r.acknowledgedAdds;
         crashes += r.crashes;
@@ -143,10 +146,29 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       }
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${seedCount} seeds in ${seconds.toFixed(1)} s${campaignFaults.length > 0 ? ` (faults ${campaignFaults.join(',')})` : ''}: ${ok} ok ops, ${acked} acknowledged adds, ${crashes} crashes, ${JSON.stringify(storage)}`);
+      console.log(`    quiescence: ${JSON.stringify(quiescence)}`);
       // A run that does nothing checks nothing.
       expect(ok).to.be.greaterThan(seedCount * 20);
       expect(crashes).to.be.greaterThan(seedCount);
+      expect(quiescence['quiesced'], 'regions quiesced').to.be.greaterThan(seedCount);
+      expect(quiescence['woken'], 'quiesced regions woke').to.be.greaterThan(seedCount);
     });
+
+    // Quiescence (docs/quiescence.md): each of its two checkers is shown finding the planted bug
+    // it exists for, and the failing seed replays to the same violation.
+    const quiescenceBugs = [
+      ['a follower quiesced with a log behind its leader', { coreBugs: { quiesceLaggingFollower: true } }, 'quiesce-in-step'],
+      ["followers not told that their leader's node is down", { hostBug: 'no-wake-on-leader-down' }, 'quiesce-orphan'],
+    ] as const;
+    for (const [why, planted, invariant] of quiescenceBugs) {
+      it(`the checkers can fail: ${why} (planted) is found by ${invariant} within 2,000 seeds`, async () => {
+        const caught = await firstViolation(planted);
+        expect(caught, `no seed exposed: ${why}`).to.not.equal(undefined);
+        console.log(`    seed ${caught!.seed} (${caught!.invariant})`);
+        expect(caught!.invariant).to.equal(invariant);
+        await expectSameViolation(caught!, planted);
+      });
+    }
 
     // The simulator is evidence only if it can fail: the planted host bug (a test-only subclass of
     // RegionServer overriding the rule of src/raft/host-rules.ts) lets followers acknowledge appends and voters grant votes before their write is durable;

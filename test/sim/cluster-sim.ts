@@ -28,7 +28,7 @@ import { type Rand, SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
-import { type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { NODE_BEAT_REGION_ID, type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { StateMachineStat } from '../../src/replication/replica-stats.js';
 import { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
@@ -113,9 +113,11 @@ export interface ClusterSimOptions {
    * Test-only switch that reintroduces a real host bug in every RegionServer (a subclass
    * overriding the persist-before-send rule, src/raft/host-rules.ts): 'send-before-persist'
    * lets every replica send before its write is durable, so a follower acknowledges entries and
-   * a voter grants its vote before either is on disk (breaks P1).
+   * a voter grants its vote before either is on disk (breaks P1). 'no-wake-on-leader-down': a
+   * region server that takes a silent peer datanode as down tells none of the followers of its
+   * leaders (docs/quiescence.md), so quiesced followers of a dead leader sleep on.
    */
-  hostBug?: 'send-before-persist';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -220,6 +222,8 @@ export interface ClusterSimResult {
   leaderTransfers: number;
   endMs: number;
   reasons: [string, number][];
+  /** Quiescence seen by the probe: replicas that went to sleep, woke, woke after their leader's node crashed; replicas asleep on a node that crashed. */
+  quiescence: { quiesced: number; woken: number; wokenAfterLeaderDown: number; quiescedCrashed: number };
   /** Engine mode: what the flushers did in the object store. */
   engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
@@ -260,7 +264,18 @@ const TUNING: RaftTuning = {
   electionTicks: 10,
   heartbeatTicks: 2,
   snapshotEveryEntries: 40,
+  // Quiescence on (docs/quiescence.md), sooner than in production so the lulls below see it.
+  quiesceIdleTicks: 10,
+  nodeDownAfterTicks: 6,
 };
+/**
+ * quiesce-orphan: a follower may sleep this long after its leader's node went down (down after
+ * nodeDownAfterTicks ticks without a message, plus a message delayed from before the crash that
+ * quiesced it again, plus two ticks of slack).
+ */
+const QUIESCE_ORPHAN_BOUND_MS = (TUNING.nodeDownAfterTicks + 2) * TUNING.tickMs * 2 + 12;
+/** How often the quiescence checkers look at every replica (virtual ms). */
+const QUIESCE_PROBE_MS = 5;
 
 type Server = RegionServer<RegisterMachine, boolean>;
 type EngineServer = RegionServer<RegionState, ApplyResult>;
@@ -418,6 +433,10 @@ function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions[
     protected override createRaft(config: RaftConfig): Raft {
       return new Raft(coreBugs ? { ...config, plantedBugs: coreBugs } : config);
     }
+
+    protected override onNodeDown(nodeId: number): void {
+      if (hostBug !== 'no-wake-on-leader-down') super.onNodeDown(nodeId);
+    }
   };
 }
 
@@ -497,6 +516,12 @@ export class ClusterSim {
   private readonly written = new Map<string, number[]>();
   private incarnations = 0;
   private crashes = 0;
+  /** Quiescence: the client lull in progress (clients wait until then), and what the probe saw. */
+  private lullUntil = 0;
+  private readonly lullRand: Rand;
+  private readonly quiescedSeen = new Set<string>();
+  private readonly nodeDownSince = new Map<number, number>();
+  private readonly quiesceCounts = { quiesced: 0, woken: 0, wokenAfterLeaderDown: 0, quiescedCrashed: 0 };
   private elections = 0;
   private transfers = 0;
   private opCounts = { ok: 0, fail: 0, info: 0 };
@@ -590,6 +615,7 @@ export class ClusterSim {
     this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
     for (const regionId of this.regionIds) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
+    this.lullRand = this.rand.fork();
     // Forked after every other stream, and only with the metasrv on: without it every trace
     // hash stays what it was.
     if (options.metasrv) {
@@ -651,6 +677,8 @@ export class ClusterSim {
     // Client load and the nemesis, as events on the one scheduler.
     for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
     this.scheduleNemesis(100);
+    this.scheduleLull(200);
+    this.probeQuiescence();
     if (!this.meta && (this.extra.has('corrupt') || this.extra.has('wipe'))) this.scheduleRepairs();
     await this.sched.runUntil(faultMs, () => this.violation !== undefined);
     this.throwIfViolated();
@@ -684,6 +712,7 @@ export class ClusterSim {
       await this.checkAcknowledgedRowsReadable();
       this.checkObjectsExist();
     }
+    this.throwIfViolated(); // the quiescence probe flags from a scheduler event
     const store = this.objectStore;
     return {
       seed: this.options.seed,
@@ -696,6 +725,7 @@ export class ClusterSim {
       leaderTransfers: this.transfers,
       endMs: this.sched.now,
       reasons: [...this.reasons].sort((a, b) => b[1] - a[1]).slice(0, 6),
+      quiescence: { ...this.quiesceCounts },
       storage: { ...this.storageStats },
       ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
       ...(store
@@ -1147,7 +1177,8 @@ export class ClusterSim {
     const server = this.nodes.get(to)?.server;
     if (!server) return;
     const m = envelope.message;
-    this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
+    // Liveness beats (one per node pair per tick) stay out of the trace: they carry no state.
+    if (envelope.regionId !== NODE_BEAT_REGION_ID) this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
     server.step(from, envelope.regionId, m);
   }
 
@@ -1290,6 +1321,77 @@ export class ClusterSim {
       this.nemesisStep();
       this.scheduleNemesis(50 + this.rand.int(250));
     });
+  }
+
+  // ─── Quiescence: client lulls and the two checkers (docs/quiescence.md) ───────────────────────
+
+  /** Now and then every client pauses, long enough for the regions to quiesce; the nemesis does not. */
+  private scheduleLull(afterMs: number): void {
+    this.sched.at(this.sched.now + afterMs, () => {
+      if (!this.faults) return;
+      if (this.lullRand.chance(0.6)) {
+        this.lullUntil = this.sched.now + 150 + this.lullRand.int(450);
+        this.record(`lull until ${this.lullUntil}`);
+      }
+      this.scheduleLull(300 + this.lullRand.int(700));
+    });
+  }
+
+  /**
+   * Every QUIESCE_PROBE_MS, over every replica of every live node:
+   * - quiesce-in-step: a follower asleep under a leader asleep (same term) holds exactly the
+   *   leader's log end and commit index (Q1: a follower quiesces only in step with its leader);
+   * - quiesce-orphan: no follower sleeps longer than QUIESCE_ORPHAN_BOUND_MS after the node of
+   *   its leader crashed (the region server must tell it: raft.leaderUnreachable()).
+   */
+  private probeQuiescence(): void {
+    const now = this.sched.now;
+    for (const node of this.nodes.values()) {
+      if (node.server) this.nodeDownSince.delete(node.id);
+      else if (!this.nodeDownSince.has(node.id)) this.nodeDownSince.set(node.id, now);
+    }
+    for (const regionId of this.regionIds) {
+      const leaders = new Map<number, { nodeId: number; lastIndex: number; commit: number; term: number }>();
+      const asleep: { nodeId: number; replica: Replica<StateMachine<unknown>, unknown> }[] = [];
+      for (const node of this.nodes.values()) {
+        const replica = node.server?.replica(regionId) as Replica<StateMachine<unknown>, unknown> | undefined;
+        const key = `${node.incarnation.number}/${regionId}`;
+        if (!replica) continue;
+        const st = replica.raft.status();
+        if (!st.quiesced) {
+          if (this.quiescedSeen.delete(key)) {
+            this.quiesceCounts.woken++;
+            const leaderNode = replica.leaderNodeId();
+            if (leaderNode !== undefined && this.nodeDownSince.has(leaderNode)) this.quiesceCounts.wokenAfterLeaderDown++;
+          }
+          continue;
+        }
+        if (!this.quiescedSeen.has(key)) {
+          this.quiescedSeen.add(key);
+          this.quiesceCounts.quiesced++;
+        }
+        if (replica.isLeader()) leaders.set(st.id, { nodeId: node.id, lastIndex: st.lastIndex, commit: st.commit, term: st.term });
+        else asleep.push({ nodeId: node.id, replica });
+      }
+      for (const { nodeId, replica } of asleep) {
+        const st = replica.raft.status();
+        const leader = leaders.get(st.leader);
+        if (leader && leader.term === st.term && (leader.lastIndex !== st.lastIndex || leader.commit !== st.commit)) {
+          this.flag('quiesce-in-step', `${regionId}: n${nodeId} sleeps at last index ${st.lastIndex} commit ${st.commit}, its leader n${leader.nodeId} (t${st.term}) sleeps at last index ${leader.lastIndex} commit ${leader.commit} (${this.status()})`);
+        }
+        const leaderNode = replica.leaderNodeId();
+        const downSince = leaderNode === undefined ? undefined : this.nodeDownSince.get(leaderNode);
+        if (downSince !== undefined && now - downSince > QUIESCE_ORPHAN_BOUND_MS) {
+          this.flag('quiesce-orphan', `${regionId}: n${nodeId} still sleeps ${now - downSince} ms after its leader's node n${leaderNode} crashed (bound ${QUIESCE_ORPHAN_BOUND_MS} ms; ${this.status()})`);
+        }
+      }
+    }
+    for (const node of this.nodes.values()) {
+      if (node.server || this.nodeDownSince.get(node.id) !== now) continue;
+      // Crashed this very probe interval: was it leading a sleeping region? (coverage)
+      this.quiesceCounts.quiescedCrashed += [...this.quiescedSeen].filter((k) => k.startsWith(`${node.incarnation.number}/`)).length;
+    }
+    if (this.violation === undefined) this.sched.at(now + QUIESCE_PROBE_MS, () => this.probeQuiescence());
   }
 
   private nemesisStep(): void {
@@ -1449,6 +1551,10 @@ export class ClusterSim {
 
   private clientStep(client: Client): void {
     if (!this.faults || client.busy) return;
+    if (this.sched.now < this.lullUntil) {
+      this.sched.at(this.lullUntil + this.lullRand.int(30), () => this.clientStep(client));
+      return;
+    }
     const roll = this.rand.int(100);
     if (roll < 35) {
       const key = this.rand.pick(KEYS);
@@ -1796,7 +1902,7 @@ export class ClusterSim {
         return `n${n.id}:${this.regionIds.map((r) => {
           const rep = n.server!.replica(r);
           const st = rep?.raft.status();
-          return st ? `${r}/${rep!.isLeader() ? 'L' : 'F'}t${st.term}c${st.commit}a${rep!.appliedIndex}` : `${r}/closed`;
+          return st ? `${r}/${rep!.isLeader() ? 'L' : 'F'}t${st.term}c${st.commit}a${rep!.appliedIndex}${st.quiesced ? 'z' : ''}` : `${r}/closed`;
         }).join(',')}`;
       })
       .join(' ');

@@ -64,8 +64,8 @@ const REGION_IDS = ['30064771072', '1', '', 'région-ü', '18446744073709551615'
 
 /** A batch holding every message type at least once (in a random order), plus random ones. */
 function randomBatch(rand: SeededRand): RaftBatch {
-  const types = rand.shuffle(Array.from({ length: 13 }, (_, i) => (i + 1) as MessageType));
-  for (let i = rand.int(4); i > 0; i--) types.push(rand.range(1, 13) as MessageType);
+  const types = rand.shuffle(Array.from({ length: 14 }, (_, i) => (i + 1) as MessageType));
+  for (let i = rand.int(4); i > 0; i--) types.push(rand.range(1, 14) as MessageType);
   return {
     clusterId: rand.pick(['c', '', 'cluster-ü-✓', 'x'.repeat(300)]),
     fromNodeId: u64(rand),
@@ -308,7 +308,7 @@ describe(`raft wire codec (src/rpc/raft-wire.ts, seed ${SEED})`, () => {
     });
 
     it('an unknown message type, an absent one, or an entry type other than 0/1', () => {
-      expectInvalid(batchOf(num(1, 14)), /raft message type 14 is unknown/);
+      expectInvalid(batchOf(num(1, 15)), /raft message type 15 is unknown/);
       expectInvalid(batchOf(num(1, 2 ** 40)), /raft message type 1099511627776 is unknown/);
       expectInvalid(batchOf(num(2, 1)), /raft message type 0 is unknown/);
       expectInvalid(batchOf([...num(1, 1), ...len(7, num(3, 2))]), /RaftEntry at byte \d+: type 2 is unknown/);

@@ -72,7 +72,8 @@ describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)',
             return c;
           },
         },
-        { ...defaultRaftTuning, tickMs: 5, snapshotEveryEntries: 50 },
+        // Ticks of 5 ms: a peer is taken as down after 200 ms of silence (40 ticks), not 8 ticks (40 ms, a GC pause).
+        { ...defaultRaftTuning, tickMs: 5, snapshotEveryEntries: 50, nodeDownAfterTicks: 40 },
         silentLogger,
         systemClock,
       );

@@ -1,0 +1,236 @@
+// make bench-scale (issue 19 item 4, docs/quiescence.md): many regions per datanode.
+// For each size N of SCALE_REGIONS (default 100,1000,5000), a fresh 3-datanode cluster with N
+// regions of 3 replicas (so N replicas on every datanode, in tables of at most
+// REGIONS_PER_TABLE regions: limits.regionsPerTableMax is 1,024):
+//   - the time CreateTable took and until every region had a leader;
+//   - idle CPU (% of one core, from /proc/<pid>/stat) and RSS of every datanode over
+//     SCALE_IDLE_SECONDS, after SCALE_SETTLE_SECONDS without writes (regions quiesce);
+//   - single-row write latency p50/p99 from SCALE_CLIENTS loops writing to random regions for
+//     SCALE_WRITE_SECONDS;
+//   - at N = SCALE_KILL_AT (default 1000): the regions left idle again, kill -9 of the datanode
+//     leading the most regions, then SCALE_KILL_WRITERS (256) writers take the regions in turn
+//     until each acknowledged a write: per-region write gap = that acknowledgement − the kill (p50
+//     and max, over every region and over the regions the victim led); and when every region the
+//     victim led had a new leader (from the survivors' Admin.Status).
+// The load average is recorded with every number: on a shared machine the numbers are from a
+// loaded machine. Results are printed and written to bench/results/scale-<date>.json.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeRegionId, regionNumberOf } from '../src/engine/key.js';
+import { LocalCluster, sleep, waitUntil } from '../test/support/local-cluster.js';
+
+const sizes = (process.env['SCALE_REGIONS'] || '100,1000,5000').split(',').map(Number);
+const killAt = Number(process.env['SCALE_KILL_AT'] || 1000);
+const settleSeconds = Number(process.env['SCALE_SETTLE_SECONDS'] || 5);
+const idleSeconds = Number(process.env['SCALE_IDLE_SECONDS'] || 10);
+const writeSeconds = Number(process.env['SCALE_WRITE_SECONDS'] || 10);
+const clients = Number(process.env['SCALE_CLIENTS'] || 8);
+const killWriters = Number(process.env['SCALE_KILL_WRITERS'] || 256);
+const REGIONS_PER_TABLE = 1000;
+const GAP_GOAL_MS = 1500;
+const IDLE_CPU_GOAL_PCT = 5;
+/** /proc/<pid>/stat counts CPU time in clock ticks of 1/100 s on Linux. */
+const CLOCK_TICKS_PER_S = 100;
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+}
+
+function rssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  return Math.round(Number(line?.split(/\s+/)[1] ?? Number.NaN) / 1024);
+}
+
+const COLUMNS = [
+  { name: 'k', type: 'string', semantic: 'tag' },
+  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+] as const;
+
+type Client = ReturnType<LocalCluster['client']>;
+type Schema = Awaited<ReturnType<Client['createTable']>>;
+
+interface Target {
+  readonly table: string;
+  readonly regionId: string;
+  /** A tag value that routes to this region. */
+  readonly key: string;
+}
+
+/** A key for every region of every table (found by hashing k0, k1, … until each region has one). */
+function targetsOf(tables: { name: string; schema: Schema; regions: number }[]): Target[] {
+  const targets: Target[] = [];
+  for (const { name, schema, regions } of tables) {
+    const keys = new Map<number, string>();
+    for (let i = 0; keys.size < regions && i < regions * 100; i++) {
+      const n = regionNumberOf(schema, { k: `k${i}`, ts: 0 });
+      if (!keys.has(n)) keys.set(n, `k${i}`);
+    }
+    if (keys.size < regions) throw new Error(`no key found for every region of ${name} (${keys.size} of ${regions})`);
+    for (const [n, key] of keys) targets.push({ table: name, regionId: makeRegionId(schema.tableId, n), key });
+  }
+  return targets;
+}
+
+async function idleUsage(cluster: LocalCluster, seconds: number) {
+  const pids = cluster.datanodes.map((d) => d.process!.pid!);
+  const before = pids.map(cpuTicks);
+  const startedAt = performance.now();
+  await sleep(seconds * 1000);
+  const elapsedS = (performance.now() - startedAt) / 1000;
+  return pids.map((pid, i) => ({
+    cpuPct: Math.round(((cpuTicks(pid) - before[i]!) / CLOCK_TICKS_PER_S / elapsedS) * 1000) / 10,
+    rssMiB: rssMiB(pid),
+  }));
+}
+
+async function writeLatency(client: Client, targets: readonly Target[], seconds: number) {
+  const latencies: number[] = [];
+  let failures = 0;
+  let ts = Date.now();
+  const stopAt = Date.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      let i = c;
+      while (Date.now() < stopAt) {
+        const t = targets[(i * 7919 + c) % targets.length]!;
+        i++;
+        const started = performance.now();
+        try {
+          await client.write(t.table, [{ k: t.key, ts: ts++ }]);
+          latencies.push(performance.now() - started);
+        } catch {
+          failures++;
+        }
+      }
+    }),
+  );
+  const sorted = latencies.sort((a, b) => a - b);
+  const round = (v: number) => Math.round(v * 100) / 100;
+  return { writes: sorted.length, failures, p50Ms: round(pct(sorted, 50)), p99Ms: round(pct(sorted, 99)), opsPerS: Math.round(sorted.length / seconds) };
+}
+
+/** kill -9 the datanode leading the most regions; one writer per region until it is acknowledged. */
+async function killLeader(cluster: LocalCluster, client: Client, targets: readonly Target[]) {
+  const statuses = await Promise.all(cluster.datanodes.map((_, i) => cluster.status(i)));
+  const led = statuses.map((s) => new Set(s.replicas.filter((r) => r.role === 'leader').map((r) => r.region_id)));
+  const victim = led.reduce((best, set, i) => (set.size > led[best]!.size ? i : best), 0);
+  const load = loadavg();
+  await cluster.stopDatanode(victim, 'SIGKILL');
+  const killedAt = Date.now();
+  const gaps = new Map<string, number>();
+  let ts = killedAt;
+  // Raft's part: when every region the victim led has a leader on a surviving node.
+  const survivors = cluster.datanodes.map((_, i) => i).filter((i) => i !== victim);
+  const raftFailover = (async () => {
+    while (Date.now() - killedAt < 30_000) {
+      const statuses = await Promise.all(survivors.map((i) => cluster.status(i).catch(() => ({ replicas: [] }))));
+      const leaders = new Set(statuses.flatMap((st) => st.replicas.filter((r) => r.role === 'leader').map((r) => r.region_id)));
+      if ([...led[victim]!].every((id) => leaders.has(id))) return Date.now() - killedAt;
+      await sleep(50);
+    }
+    return Number.POSITIVE_INFINITY;
+  })();
+  // A bounded pool of writers (a thousand concurrent retry loops would be a load of their own):
+  // each takes the next region without an acknowledged write, tries once with a short deadline,
+  // and puts it back at the end of the queue when that fails.
+  const queue = [...targets];
+  await Promise.all(
+    Array.from({ length: killWriters }, async () => {
+      while (queue.length > 0 && Date.now() - killedAt < 30_000) {
+        const t = queue.shift()!;
+        try {
+          await client.write(t.table, [{ k: t.key, ts: ts++ }]);
+          gaps.set(t.regionId, Date.now() - killedAt);
+        } catch {
+          queue.push(t);
+          await sleep(10);
+        }
+      }
+    }),
+  );
+  const summarize = (ids: string[]) => {
+    const values = ids.map((id) => gaps.get(id) ?? Number.POSITIVE_INFINITY).sort((a, b) => a - b);
+    return { regions: values.length, p50Ms: pct(values, 50), p99Ms: pct(values, 99), maxMs: values.at(-1) ?? Number.NaN };
+  };
+  return {
+    victim: `datanode${victim + 1}`,
+    victimLed: led[victim]!.size,
+    everyRegionLedAgainMs: await raftFailover,
+    loadavg: load,
+    allRegions: summarize(targets.map((t) => t.regionId)),
+    victimRegions: summarize(targets.map((t) => t.regionId).filter((id) => led[victim]!.has(id))),
+  };
+}
+
+async function runSize(regions: number) {
+  // SCALE_NO_QUIESCE=1: the same measurement with quiescence off (the baseline).
+  const cluster = new LocalCluster({ datanodes: 3, ...(process.env['SCALE_NO_QUIESCE'] === '1' ? { datanodeToml: '[raft]\nquiesce_idle_ticks = 0\n' } : {}) });
+  try {
+    await cluster.start();
+    const client = cluster.client({ deadlineMs: 600_000, attemptTimeoutMs: 600_000 });
+    const createStarted = Date.now();
+    const tables: { name: string; schema: Schema; regions: number }[] = [];
+    for (let t = 0; t * REGIONS_PER_TABLE < regions; t++) {
+      const count = Math.min(REGIONS_PER_TABLE, regions - t * REGIONS_PER_TABLE);
+      const name = `scale${t}`;
+      tables.push({ name, schema: await client.createTable(name, [...COLUMNS], count), regions: count });
+      process.stdout.write(`  ${regions}: table ${name} (${count} regions) created after ${((Date.now() - createStarted) / 1000).toFixed(1)} s\n`);
+    }
+    const createMs = Date.now() - createStarted;
+    await waitUntil(`a leader for each of ${regions} regions`, 600_000, async () => {
+      const statuses = await Promise.all(cluster.datanodes.map((_, i) => cluster.status(i)));
+      const leaders = new Set(statuses.flatMap((s) => s.replicas.filter((r) => r.role === 'leader').map((r) => r.region_id)));
+      return leaders.size >= regions ? true : undefined;
+    });
+    const allLeadersMs = Date.now() - createStarted;
+    const targets = targetsOf(tables);
+    client.close();
+    const writer = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
+    // Every region written once (routes cached), then left alone.
+    await writeLatency(writer, targets, 2);
+    await sleep(settleSeconds * 1000);
+    const quiesced = await Promise.all(cluster.datanodes.map((_, i) => cluster.metric(i, 'regiondb_raft_replicas_quiesced')));
+    const idleLoad = loadavg();
+    const idle = await idleUsage(cluster, idleSeconds);
+    const writeLoad = loadavg();
+    const writes = await writeLatency(writer, targets, writeSeconds);
+    const result: Record<string, unknown> = { regionsPerDatanode: regions, tables: tables.length, createMs, allLeadersMs, quiesced, idle, idleLoadavg: idleLoad, writes, writeLoadavg: writeLoad };
+    process.stdout.write(
+      `  ${regions} regions/datanode: created in ${(createMs / 1000).toFixed(1)} s (all led after ${(allLeadersMs / 1000).toFixed(1)} s); quiesced replicas ${quiesced.join(' / ')}; idle CPU ${idle.map((d) => `${d.cpuPct}%`).join(' / ')}, RSS ${idle.map((d) => `${d.rssMiB} MiB`).join(' / ')} (load ${idleLoad}); writes p50 ${writes.p50Ms} ms p99 ${writes.p99Ms} ms, ${writes.opsPerS} ops/s, ${writes.failures} failed (load ${writeLoad})\n`,
+    );
+    if (regions === killAt) {
+      await sleep(settleSeconds * 1000);
+      const prober = cluster.client({ deadlineMs: 10_000, attemptTimeoutMs: 1000 });
+      await writeLatency(prober, targets, 1); // routes cached
+      await sleep(settleSeconds * 1000);
+      const kill = await killLeader(cluster, prober, targets);
+      prober.close();
+      result['kill'] = kill;
+      process.stdout.write(
+        `  kill -9 ${kill.victim} (led ${kill.victimLed}) → every region led again after ${kill.everyRegionLedAgainMs} ms; per-region write gap over its regions: p50 ${kill.victimRegions.p50Ms} ms, max ${kill.victimRegions.maxMs} ms; over all ${kill.allRegions.regions}: max ${kill.allRegions.maxMs} ms (goal < ${GAP_GOAL_MS} ms; load ${kill.loadavg})\n`,
+      );
+    }
+    writer.close();
+    return result;
+  } finally {
+    await cluster.stop();
+  }
+}
+
+const results = [];
+for (const regions of sizes) results.push(await runSize(regions));
+process.stdout.write('\nregions/datanode | idle CPU per datanode (goal ≤ 5%) | RSS MiB | write p50 / p99 ms | load avg\n');
+for (const r of results as { regionsPerDatanode: number; idle: { cpuPct: number; rssMiB: number }[]; idleLoadavg: string; writes: { p50Ms: number; p99Ms: number } }[]) {
+  const worst = Math.max(...r.idle.map((d) => d.cpuPct));
+  process.stdout.write(
+    `${r.regionsPerDatanode} | ${r.idle.map((d) => d.cpuPct).join(' / ')} (${worst <= IDLE_CPU_GOAL_PCT ? 'goal met' : 'GOAL MISSED'}) | ${r.idle.map((d) => d.rssMiB).join(' / ')} | ${r.writes.p50Ms} / ${r.writes.p99Ms} | ${r.idleLoadavg}\n`,
+  );
+}
+const dir = join(import.meta.dirname, 'results');
+mkdirSync(dir, { recursive: true });
+writeFileSync(join(dir, `scale-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ loadedMachine: true, quiescence: process.env['SCALE_NO_QUIESCE'] !== '1', results }, null, 2));

@@ -1678,7 +1678,9 @@ export class ClusterSim {
         complete('info', undefined, result.status);
         return;
       }
-      if (command.op === 'write' || (command.op === 'cas' && applied)) {
+      // Only values that took effect, with their version, may be CAS'd from (a plain write answered
+      // 'condition-failed' is a dedup answer of another command: planted 7b).
+      if (applied && command.op !== 'add') {
         const key = command.key;
         const list = this.written.get(key) ?? [];
         list.push(command.op === 'write' ? command.value : command.to);

@@ -93,5 +93,17 @@ export const limits = {
   brReplanAttemptsMax: 5,
   /** The resume journal is rewritten at most this often while copying (and after the last file). */
   brJournalIntervalMs: 250,
+
+  // Dual active-standby (src/standby, docs/replication.md).
+  /** Entries one StandbyShip request carries at most (a standby far behind catches up in rounds of this). */
+  standbyShipEntriesMax: 2000,
+  /** ...and bytes of entries (well under grpcMessageBytesMax). */
+  standbyShipBytesMax: 1 << 20,
+  /** One StandbyShip call (it waits for the standby's raft commit). */
+  standbyShipTimeoutMs: 5000,
+  /** Sync mode: a committed write not confirmed by the standby within this is answered "outcome unknown". */
+  standbySyncAckTimeoutMs: 5000,
+  /** Entries a standby region holds received but unapplied; a stream further ahead of the safe time waits. */
+  standbyPendingEntriesMax: 200_000,
 } as const;
 

@@ -283,7 +283,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     const rows = await this.releaseUpTo(standby, cmd.cutMs);
     standby.cutMs = cmd.cutMs;
     standby.droppedEntries = standby.pending.length;
-    standby.droppedRows = standby.pending.reduce((n, e) => n + rowsOf(decodeCommand(e.data)), 0);
+    standby.droppedRows = standby.pending.reduce((n, e) => n + (e.data.byteLength === 0 ? 0 : rowsOf(decodeCommand(e.data))), 0);
     standby.pending.length = 0;
     standby.mode = 'promoted';
     // Writes from now on must version above every primary version applied (last write wins by version).
@@ -303,6 +303,7 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   private async applyShipped(e: ShippedEntry): Promise<number> {
+    if (e.data.byteLength === 0) return 0; // a primary entry that changes no rows (no-op, membership, flush), shipped to keep indexes contiguous
     const cmd = decodeCommand(e.data);
     const result = await this.applyClient(e.index, e.data, cmd);
     return result.status === 'ok' ? result.rows : 0;

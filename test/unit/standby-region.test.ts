@@ -6,6 +6,7 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { type Command, RegionState, type ShippedEntry, type TableSchema, decodeCommand, encodeCommand, stampCommand, unstampCommand } from '../../src/engine/index.js';
 import { decodeManifest, encodeManifest } from '../../src/engine/manifest.js';
 import { promotionCutMs, safeTimeMs } from '../../src/standby/cut.js';
+import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
@@ -80,6 +81,18 @@ describe('dual active-standby: a standby region (S1–S4)', () => {
     expect(await readRow(s, 'b')).to.deep.equal({ v: 2, version: 2 });
     expect(await readRow(s, 'c'), 'stamped after the release').to.equal(null);
     expect(s.standby?.pending.map((e) => e.index)).to.deep.equal([3]);
+  });
+
+  it('entries that change no rows (shipped empty to keep the indexes contiguous) release and cut like the others', async () => {
+    const s = new RegionState(schema);
+    const empty = (index: number, stampMs: number): ShippedEntry => ({ index, stampMs, data: new Uint8Array(0) });
+    await s.apply(1, append(1, [empty(1, 0), empty(2, 0), shipped(3, 100, 'a', 1), empty(4, 100), shipped(5, 200, 'b', 2), empty(6, 200)], 200));
+    await s.apply(2, release(100));
+    expect(s.standby?.appliedPrimaryIndex).to.equal(4);
+    await s.apply(3, promote(150));
+    expect(s.standby?.droppedEntries).to.equal(2);
+    expect(s.standby?.droppedRows).to.equal(1);
+    expect((await readRow(s, 'a'))?.version).to.equal(3);
   });
 
   it('S1: a batch leaving a gap is ignored whole; an overlapping one (two primary leaders) takes only what is new', async () => {
@@ -183,5 +196,25 @@ describe('dual active-standby: the consistent point (src/standby/cut.ts)', () =>
     expect((await readRow(r1, 'x1'))?.v).to.equal(1);
     expect((await readRow(r2, 'x2'))?.v).to.equal(1);
     expect(await readRow(r1, 'y1'), 'stamped after the cut: dropped in its region').to.equal(null);
+  });
+});
+
+describe('dual active-standby: the cut checker can fail (src/standby/cut-check.ts)', () => {
+  const w = (ids: number[], regions: number[], sentMs: number, ackedMs?: number): ClientWrite => ({ rowIds: ids, regionOf: regions, sentMs, ackedMs });
+  const writes = [w([1, 2], [0, 1], 100, 110), w([3, 4], [0, 1], 150, 210), w([5, 6], [0, 1], 220, 230)];
+
+  it('a state that is the cut passes, with the lost tail counted', () => {
+    const v = checkCut(writes, new Set([1, 2, 3]), 200, 300);
+    expect(v.violations).to.deep.equal([]);
+    expect(v.lostWrites).to.equal(2);
+    expect(v.lostRows).to.equal(3);
+    expect(v.lostWindowMs).to.equal(90);
+    expect(v.partialInFlight).to.equal(1);
+  });
+
+  it('catches C1 (an acknowledged write before the cut missing), C2 (a write sent after it present), C3 (half a region part)', () => {
+    expect(checkCut(writes, new Set([1]), 200, 300).violations.join()).to.match(/C1/);
+    expect(checkCut(writes, new Set([1, 2, 5]), 200, 300).violations.join()).to.match(/C2/);
+    expect(checkCut([w([1, 2], [0, 0], 100, 110)], new Set([1]), 200, 300).violations.join()).to.match(/C3/);
   });
 });

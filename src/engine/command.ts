@@ -92,6 +92,8 @@ export interface StandbyAppendCommand {
   readonly fromIndex: number;
   readonly entries: readonly ShippedEntry[];
   readonly watermarkMs: number;
+  /** The primary acknowledges writes only once the standby has them (sync mode). */
+  readonly sync?: boolean;
 }
 
 /** Standby: apply the received entries stamped at or before `upToMs` (the cluster-wide safe time). */
@@ -197,6 +199,7 @@ export function encodeCommandV1(cmd: Command): Uint8Array {
       body = {
         fromIndex: cmd.fromIndex,
         watermarkMs: cmd.watermarkMs,
+        ...(cmd.sync ? { sync: true } : {}),
         entries: cmd.entries.map((e) => [e.index, e.stampMs, Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('base64')]),
       };
       break;
@@ -313,7 +316,7 @@ function decodeStandbyAppend(body: Record<string, unknown>): StandbyAppendComman
     const buf = Buffer.from(e[2], 'base64');
     return { index: e[0], stampMs: e[1], data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) };
   });
-  return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded };
+  return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded, ...(body['sync'] === true ? { sync: true } : {}) };
 }
 
 function decodeBinary(bytes: Uint8Array): Command {

@@ -270,7 +270,7 @@ export class RegionState implements StateMachine<ApplyResult> {
   private async applyStandby(index: number, cmd: Command): Promise<ApplyResult> {
     if (cmd.kind === 'standby-append') {
       this.standby ??= new StandbyState();
-      const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs);
+      const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs, cmd.sync === true);
       return { status: 'ok', version: this.standby.receivedIndex, rows: taken };
     }
     const standby = this.standby;

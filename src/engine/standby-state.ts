@@ -32,6 +32,8 @@ export interface StandbySnapshot {
   readonly droppedEntries: number;
   readonly droppedRows: number;
   readonly versionOffset: number;
+  /** The last batch came from a primary in sync mode (every write it acknowledged is received). */
+  readonly sync: boolean;
 }
 
 const FORMAT_VERSION = 1;
@@ -47,6 +49,7 @@ export class StandbyState {
   droppedEntries = 0;
   droppedRows = 0;
   versionOffset = 0;
+  sync = false;
   /** S1: received, not yet applied; oldest first. */
   readonly pending: ShippedEntry[] = [];
 
@@ -54,8 +57,9 @@ export class StandbyState {
    * Takes the part of a batch that continues the received prefix (S1); a batch that leaves a gap
    * is ignored whole (the shipper resends from receivedIndex + 1). Returns how many were taken.
    */
-  receive(fromIndex: number, entries: readonly ShippedEntry[], watermarkMs: number): number {
+  receive(fromIndex: number, entries: readonly ShippedEntry[], watermarkMs: number, sync = false): number {
     if (this.mode !== 'standby') return 0; // S4
+    this.sync = sync;
     if (fromIndex > this.receivedIndex + 1) return 0;
     let taken = 0;
     for (const e of entries) {
@@ -103,6 +107,7 @@ export class StandbyState {
       droppedEntries: this.droppedEntries,
       droppedRows: this.droppedRows,
       versionOffset: this.versionOffset,
+      sync: this.sync,
     };
   }
 
@@ -133,6 +138,7 @@ export class StandbyState {
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(k);
       s[k] = v;
     }
+    s.sync = p['sync'] === true;
     const pending = p['pending'];
     if (!Array.isArray(pending)) throw bad('pending');
     for (const e of pending) {

@@ -11,6 +11,10 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 export interface RegionPosition {
   readonly regionId: string;
   readonly receivedThroughMs: number;
+  /** Stamp of the last entry received. */
+  readonly lastStampMs?: number;
+  /** Its stream comes from a primary in sync mode. */
+  readonly sync?: boolean;
 }
 
 /** The safe time over `regionIds` (every region the standby has), or undefined if one is not reported. */
@@ -28,9 +32,17 @@ export function safeTimeMs(regionIds: readonly string[], reported: ReadonlyMap<s
 /**
  * The promotion cut: the safe time, or `toTimeMs` if given and not later. Throws when there is
  * no safe time (a region unreported) or `toTimeMs` is later than it (its data is not all here).
+ *
+ * When every region's stream is sync, the cut is the last stamp received anywhere instead:
+ * everything received is kept. That is consistent too: a sync primary acknowledges a write only
+ * once the standby has it, so every acknowledged write is received (RPO 0), and what a region
+ * received beyond another's watermark was in flight, never acknowledged.
  */
 export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyMap<string, RegionPosition>, toTimeMs?: number): number {
-  const safe = safeTimeMs(regionIds, reported);
+  let safe = safeTimeMs(regionIds, reported);
+  if (safe !== undefined && regionIds.every((id) => reported.get(id)?.sync === true)) {
+    safe = Math.max(safe, ...regionIds.map((id) => reported.get(id)?.lastStampMs ?? 0));
+  }
   if (safe === undefined) {
     const missing = regionIds.filter((id) => !reported.has(id));
     throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${missing.length ? `regions ${missing.join(', ')} report no stream position` : 'the standby has no regions'}`);

@@ -137,7 +137,7 @@ export class Receiver {
       entries.forEach((e, k) => {
         if (e.index !== fromIndex + k) throw new RegionDbError(ErrorCode.InvalidArgument, `entries must be contiguous from ${fromIndex}; entry ${k} is ${e.index}`);
       });
-      const command = encodeCommand({ kind: 'standby-append', fromIndex, entries, watermarkMs: u64(req.watermark_ms, 'watermark_ms') });
+      const command = encodeCommand({ kind: 'standby-append', fromIndex, entries, watermarkMs: u64(req.watermark_ms, 'watermark_ms'), ...(req.sync ? { sync: true } : {}) });
       // Bypasses the client write gate: this is the stream, not a client.
       await this.dn.regionServer.propose(regionId, command);
     }
@@ -290,5 +290,6 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
     cut_ms: String(s?.cutMs ?? 0),
     dropped_entries: String(s?.droppedEntries ?? 0),
     dropped_rows: String(s?.droppedRows ?? 0),
+    sync: s?.sync ?? false,
   };
 }

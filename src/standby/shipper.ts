@@ -243,7 +243,7 @@ export class Shipper {
     if (!meta) return;
     const table = this.dn.schemaProto(meta.schema);
     const regionNumber = Number(BigInt(replica.regionId) & 0xffffffffn);
-    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber };
+    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync' };
     if (r.receivedIndex === undefined) {
       this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }));
       return;

@@ -76,6 +76,7 @@ describe('dual active-standby: a standby region (S1–S4)', () => {
     expect(await readRow(s, 'a'), 'nothing applies before a release').to.equal(null);
     expect(s.standby?.receivedIndex).to.equal(3);
     expect(s.standby?.receivedThroughMs).to.equal(300);
+    expect(s.standby?.sync).to.equal(false);
     await s.apply(2, release(250));
     expect(await readRow(s, 'a')).to.deep.equal({ v: 1, version: 1 });
     expect(await readRow(s, 'b')).to.deep.equal({ v: 2, version: 2 });
@@ -175,6 +176,16 @@ describe('dual active-standby: the consistent point (src/standby/cut.ts)', () =>
     expect(safeTimeMs(['r1', 'r2'], at([['r1', 500], ['r2', 300]]))).to.equal(300);
     expect(safeTimeMs(['r1', 'r2', 'r3'], at([['r1', 500], ['r2', 300]]))).to.equal(undefined);
     expect(() => promotionCutMs(['r1', 'r3'], at([['r1', 500]]))).to.throw(/r3/);
+  });
+
+  it('when every stream is sync, the cut keeps everything received (RPO 0); one async region keeps the watermark minimum', () => {
+    const sync = new Map([
+      ['r1', { regionId: 'r1', receivedThroughMs: 300, lastStampMs: 450, sync: true }],
+      ['r2', { regionId: 'r2', receivedThroughMs: 280, lastStampMs: 500, sync: true }],
+    ]);
+    expect(promotionCutMs(['r1', 'r2'], sync)).to.equal(500);
+    const mixed = new Map([...sync, ['r2', { regionId: 'r2', receivedThroughMs: 280, lastStampMs: 500, sync: false }]]);
+    expect(promotionCutMs(['r1', 'r2'], mixed)).to.equal(280);
   });
 
   it('--to-time may move the cut earlier, never later than what every region has', () => {

@@ -17,6 +17,7 @@ export interface StandbyRegionStatus {
   'cut_ms'?: (number | string | Long);
   'dropped_entries'?: (number | string | Long);
   'dropped_rows'?: (number | string | Long);
+  'sync'?: (boolean);
 }
 
 export interface StandbyRegionStatus__Output {
@@ -33,4 +34,5 @@ export interface StandbyRegionStatus__Output {
   'cut_ms': (string);
   'dropped_entries': (string);
   'dropped_rows': (string);
+  'sync': (boolean);
 }

@@ -12,6 +12,7 @@ export interface StandbyShipRequest {
   'from_index'?: (number | string | Long);
   'entries'?: (_regiondb_v1_ShippedEntry)[];
   'watermark_ms'?: (number | string | Long);
+  'sync'?: (boolean);
 }
 
 export interface StandbyShipRequest__Output {
@@ -21,4 +22,5 @@ export interface StandbyShipRequest__Output {
   'from_index': (string);
   'entries': (_regiondb_v1_ShippedEntry__Output)[];
   'watermark_ms': (string);
+  'sync': (boolean);
 }

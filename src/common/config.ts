@@ -179,6 +179,11 @@ export const datanodeConfigSchema = z
         role: z.enum(['primary', 'standby']),
         /** Primary: gRPC addresses of (some of) the standby cluster's datanodes. */
         addrs: z.array(z.string().min(1)).default([]),
+        /**
+         * Primary: the standby datanodes' advertised addresses (as they name their region leaders)
+         * mapped to where this site reaches them (NAT, a proxy between the sites).
+         */
+        addr_overrides: z.record(z.string().min(1), z.string().min(1)).default({}),
         /** Primary: async (writes acknowledged without waiting for the standby) or sync (only once the standby has them durably). */
         mode: z.enum(['async', 'sync']).default('async'),
         /** Primary: how often each region led here ships (and sends its watermark). */

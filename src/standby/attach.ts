@@ -20,7 +20,7 @@ export function attachStandby(dn: Datanode, clock: TimedClock = systemClock, wal
     }, log);
   let attachment: StandbyAttachment;
   if (cfg.role === 'primary') {
-    const shipper = new Shipper(dn, { addrs: cfg.addrs, mode: cfg.mode, shipIntervalMs: cfg.ship_interval_ms, dataDir, clusterId: dn.config.cluster_id }, log, clock, wall, dn.registry);
+    const shipper = new Shipper(dn, { addrs: cfg.addrs, addrOverrides: cfg.addr_overrides, mode: cfg.mode, shipIntervalMs: cfg.ship_interval_ms, dataDir, clusterId: dn.config.cluster_id }, log, clock, wall, dn.registry);
     attachment = {
       admin: {
         StandbyShip: refuse(`node ${dn.nodeId} is a primary (its [standby] role), not a standby: it does not take a stream`),

@@ -39,6 +39,8 @@ import { limits } from '../common/limits.js';
 
 export interface ShipperConfig {
   readonly addrs: readonly string[];
+  /** A standby datanode's advertised address → where this site reaches it. */
+  readonly addrOverrides: Readonly<Record<string, string>>;
   readonly mode: 'async' | 'sync';
   readonly shipIntervalMs: number;
   readonly dataDir: string;
@@ -223,7 +225,7 @@ export class Shipper {
       const e = fromGrpcError(err);
       r.error = e.message;
       const hint = e.details['leaderAddr'];
-      if (typeof hint === 'string' && hint) r.targetAddr = hint;
+      if (typeof hint === 'string' && hint) r.targetAddr = this.cfg.addrOverrides[hint] ?? hint;
       else {
         r.targetAddr = undefined;
         r.target++;

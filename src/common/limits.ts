@@ -103,6 +103,14 @@ export const limits = {
   standbyShipTimeoutMs: 5000,
   /** Sync mode: a committed write not confirmed by the standby within this is answered "outcome unknown". */
   standbySyncAckTimeoutMs: 5000,
+  /**
+   * A primary keeps at most this many log entries of a region beyond its flushed index for a
+   * standby that lags (or is unreachable); past it the log is truncated as usual and the standby
+   * region can only be re-seeded (docs/replication.md).
+   */
+  standbyLogRetainEntriesMax: 1_000_000,
+  /** How often a primary replica that does not lead its region asks the standby for its position (log retention after a leader change). */
+  standbyPositionProbeMs: 2000,
   /** Entries a standby region holds received but unapplied; a stream further ahead of the safe time waits. */
   standbyPendingEntriesMax: 200_000,
 } as const;

@@ -213,6 +213,7 @@ export class Datanode implements DatabaseHost {
         onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
         onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
         onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
+        logRetainFrom: (regionId) => this.standby?.logRetainFrom?.(regionId),
       },
     );
 
@@ -732,6 +733,8 @@ export class Datanode implements DatabaseHost {
 export interface StandbyAttachment {
   readonly admin: Pick<AdminHandlers, 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote'>;
   readonly writeGate: ClientWriteGate;
+  /** Primary: the log index the standby still needs from a region (RegionServerHooks.logRetainFrom). */
+  logRetainFrom?(regionId: string): number | undefined;
   start(): void;
   stop(): Promise<void>;
 }

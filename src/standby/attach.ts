@@ -28,6 +28,7 @@ export function attachStandby(dn: Datanode, clock: TimedClock = systemClock, wal
         StandbyPromote: refuse(`node ${dn.nodeId} is a primary: only a standby is promoted`),
       },
       writeGate: shipper.writeGate,
+      logRetainFrom: (regionId) => shipper.logRetainFrom(regionId),
       start: () => shipper.start(),
       stop: () => shipper.stop(),
     };

@@ -70,6 +70,9 @@ export class Shipper {
   private timer: TimerHandle | undefined;
   private stopped = false;
   private lastStampMs = 0;
+  private lastPositionProbeMs = 0;
+  /** The standby's received index per region, as last heard (by the leader's stream or a follower's probe). */
+  private readonly positions = new Map<string, number>();
 
   constructor(
     private readonly dn: Datanode,
@@ -161,7 +164,7 @@ export class Shipper {
       // Ship now rather than at the next interval: this is the write's latency.
       this.clock.setImmediate(() => {
         const replica = this.dn.regionServer.replica(regionId);
-        if (replica) void this.shipRegion(replica);
+        if (replica) void this.shipRegion(replica, false);
       });
     });
   }
@@ -176,10 +179,18 @@ export class Shipper {
     if (this.stopped) return;
     if (!this.fenceChecked || this.fence) await this.checkFence();
     if (this.fence) return;
-    const led = this.dn.regionServer.allReplicas().filter((r) => r.isLeader());
+    const replicas = this.dn.regionServer.allReplicas();
+    const led = replicas.filter((r) => r.isLeader());
     const ledIds = new Set(led.map((r) => r.regionId));
+    // Followers learn the standby's position too: after a leader change, the new leader's log
+    // must still hold what the standby needs (logRetainFrom).
+    const nowMs = this.clock.nowMs();
+    if (nowMs - this.lastPositionProbeMs >= limits.standbyPositionProbeMs) {
+      this.lastPositionProbeMs = nowMs;
+      for (const r of replicas) if (!r.isLeader()) void this.probePosition(r).catch(() => undefined);
+    }
     for (const [id, r] of this.regions) {
-      if (ledIds.has(id)) continue;
+      if (ledIds.has(id) || id.startsWith('probe:')) continue;
       // No longer led here: the next leader ships; waiting writes learn their outcome from it.
       for (const w of r.waiters.splice(0)) w.reject(new RegionDbError(ErrorCode.DeadlineExceeded, `leadership of region ${id} moved before the standby confirmed the write (sync mode): outcome unknown`));
       this.regions.delete(id);
@@ -214,12 +225,12 @@ export class Shipper {
     for (const r of this.regions.values()) for (const w of r.waiters.splice(0)) w.reject(err);
   }
 
-  private async shipRegion(replica: Replica<RegionState>): Promise<void> {
+  private async shipRegion(replica: Replica<RegionState>, withWatermark = true): Promise<void> {
     const r = this.regionShip(replica.regionId);
     if (r.inFlight || this.stopped || this.fence) return;
     r.inFlight = true;
     try {
-      await this.shipOnce(replica, r);
+      await this.shipOnce(replica, r, withWatermark);
       r.error = '';
     } catch (err) {
       const e = fromGrpcError(err);
@@ -236,22 +247,24 @@ export class Shipper {
     }
     // Sync waiters are served as soon as the position moves; keep going while there is more.
     if (r.waiters.length > 0 && !this.stopped && r.error === '' && replica.isLeader() && (r.receivedIndex ?? 0) < replica.appliedIndex) {
-      this.clock.setImmediate(() => void this.shipRegion(replica));
+      this.clock.setImmediate(() => void this.shipRegion(replica, false));
     }
   }
 
-  private async shipOnce(replica: Replica<RegionState>, r: RegionShip): Promise<void> {
+  private async shipOnce(replica: Replica<RegionState>, r: RegionShip, withWatermark: boolean): Promise<void> {
     const meta = this.dn.metas.get(replica.regionId);
     if (!meta) return;
     const table = this.dn.schemaProto(meta.schema);
     const regionNumber = Number(BigInt(replica.regionId) & 0xffffffffn);
     const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync' };
     if (r.receivedIndex === undefined) {
-      this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }));
+      this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }), replica.regionId);
       return;
     }
+    // A round for sync waiters skips the barrier and claims no watermark: it only has to move
+    // committed entries (a write's latency); the interval's rounds keep the watermark moving.
     const t0 = Math.floor(this.wall.nowMs());
-    await this.dn.regionServer.readBarrier(replica.regionId); // (1) still the leader after t0
+    if (withWatermark) await this.dn.regionServer.readBarrier(replica.regionId); // (1) still the leader after t0
     const applied = replica.appliedIndex;
     const lo = r.receivedIndex + 1;
     const log = replica.raft.log;
@@ -274,9 +287,9 @@ export class Shipper {
       return { index: String(e.index), stamp_ms: String(stamp), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
     });
     const lastShipped = raw.length > 0 ? raw[raw.length - 1]!.index : lo - 1;
-    const watermark = lastShipped >= applied ? this.watermark(replica, applied, t0) : 0; // (3)
+    const watermark = withWatermark && lastShipped >= applied ? this.watermark(replica, applied, t0) : 0; // (3)
     const res = await this.send(r, { ...base, from_index: String(lo), entries, watermark_ms: String(watermark) });
-    this.answered(r, res);
+    this.answered(r, res, replica.regionId);
     if (r.receivedIndex !== undefined && r.receivedIndex >= lastShipped) r.lastStampMs = stamp;
   }
 
@@ -299,13 +312,44 @@ export class Shipper {
     return Math.max(0, min - 1);
   }
 
-  private answered(r: RegionShip, res: StandbyShipResponse__Output): void {
+  /** A follower's question: where does the standby stand for this region? */
+  private async probePosition(replica: Replica<RegionState>): Promise<void> {
+    const meta = this.dn.metas.get(replica.regionId);
+    if (!meta || this.fence) return;
+    const r = this.regionShip(`probe:${replica.regionId}`);
+    const req = { primary_cluster_id: this.cfg.clusterId, table: this.dn.schemaProto(meta.schema), region_number: Number(BigInt(replica.regionId) & 0xffffffffn), from_index: '0', entries: [], watermark_ms: '0' };
+    try {
+      const res = await this.send(r, req);
+      if (res.promoted) this.fenced(Number(res.fence_epoch));
+      else this.positions.set(replica.regionId, Number(res.region?.received_index ?? 0));
+    } catch (err) {
+      const hint = fromGrpcError(err).details['leaderAddr'];
+      r.targetAddr = typeof hint === 'string' && hint ? (this.cfg.addrOverrides[hint] ?? hint) : undefined;
+      if (!r.targetAddr) r.target++;
+    }
+  }
+
+  /**
+   * The first log index the standby still needs from a region: its received index + 1, as last
+   * heard; unknown (never heard): everything. Bounded: at most standbyLogRetainEntriesMax entries
+   * behind the applied index are kept for it.
+   */
+  logRetainFrom(regionId: string): number | undefined {
+    if (this.fence) return undefined;
+    const replica = this.dn.regionServer.replica(regionId);
+    if (!replica) return undefined;
+    const floor = replica.appliedIndex - limits.standbyLogRetainEntriesMax;
+    return Math.max(floor, (this.positions.get(regionId) ?? 0) + 1);
+  }
+
+  private answered(r: RegionShip, res: StandbyShipResponse__Output, regionId: string): void {
     if (res.promoted) {
       this.fenced(Number(res.fence_epoch));
       return;
     }
     const received = Number(res.region?.received_index ?? 0);
     r.receivedIndex = received;
+    this.positions.set(regionId, received);
     if (r.lastStampMs === 0) r.lastStampMs = Number(res.region?.last_stamp_ms ?? 0);
     const ready = r.waiters.filter((w) => w.index <= received);
     r.waiters = r.waiters.filter((w) => w.index > received);

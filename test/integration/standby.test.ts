@@ -78,7 +78,7 @@ async function startPair(mode: 'async' | 'sync'): Promise<Pair> {
  * Steady load on the primary, kill -9 of every primary process, promote; checks the cut (C1–C3)
  * and returns what was measured. The standby stays promoted; the primary stays down.
  */
-async function killAndPromote({ standby, primary }: Pair, loadMs: number) {
+async function killAndPromote({ standby, primary }: Pair, loadMs: number, crashMidway = false) {
   const pc = primary.client({ deadlineMs: 3000 });
   const sc = standby.client({ deadlineMs: 3000 });
   const schema = await pc.createTable(TABLE, COLUMNS, REGIONS);
@@ -95,7 +95,20 @@ async function killAndPromote({ standby, primary }: Pair, loadMs: number) {
     (err: unknown) => err,
   );
   expect(String(refused)).to.match(/read-only standby/);
-  await sleep(loadMs); // steady load
+  if (crashMidway) {
+    // Leader changes on both sides mid-stream: kill -9 one datanode of each cluster, restart it.
+    await sleep(loadMs / 3);
+    await Promise.all([primary.killDatanode(0), standby.killDatanode(0)]);
+    await sleep(2000);
+    await Promise.all([primary.startDatanode(0), standby.startDatanode(0)]);
+    await waitUntil('the stream running again after the crash (every region reporting)', 60_000, async () => {
+      const regions = (await standbySnapshot(sc)).nodes.flatMap((n) => n.status.regions);
+      return regions.length === REGIONS ? true : undefined;
+    });
+    await sleep((2 * loadMs) / 3);
+  } else {
+    await sleep(loadMs); // steady load
+  }
   const before = await standbySnapshot(sc);
   const lagMs = Math.max(...before.nodes.flatMap((n) => n.status.regions).map((r) => Date.now() - Number(r.received_through_ms)));
   const faultMs = Date.now();
@@ -135,9 +148,9 @@ describe('dual active-standby: two clusters on loopback (issue 17)', function ()
     pair = undefined;
   });
 
-  it('async: kill -9 of every primary process, promote: the standby holds one consistent cut, takes writes, and the old primary is fenced', async () => {
+  it('async: a datanode of each cluster crashes mid-stream; then kill -9 of every primary process, promote: the standby holds one consistent cut, takes writes, and the old primary is fenced', async () => {
     pair = await startPair('async');
-    const r = await killAndPromote(pair, 6000);
+    const r = await killAndPromote(pair, 6000, true);
     console.log(describeRun('async', r));
     expect(r.verdict.violations).to.deep.equal([]);
     expect(r.verdict.ackedWrites, 'the load ran').to.be.greaterThan(10);

@@ -15,6 +15,8 @@ export interface RegionPosition {
   readonly lastStampMs?: number;
   /** Its stream comes from a primary in sync mode. */
   readonly sync?: boolean;
+  /** It has applied everything stamped up to this (the last release): no cut may be earlier. */
+  readonly releasedMs?: number;
 }
 
 /** The safe time over `regionIds` (every region the standby has), or undefined if one is not reported. */
@@ -48,6 +50,14 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
     throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${missing.length ? `regions ${missing.join(', ')} report no stream position` : 'the standby has no regions'}`);
   }
   if (toTimeMs === undefined) return safe;
+  // Releases never pass the safe time, so only --to-time can fall below what is applied.
+  const applied = Math.max(0, ...regionIds.map((id) => reported.get(id)?.releasedMs ?? 0));
+  if (toTimeMs < applied) {
+    throw new RegionDbError(
+      ErrorCode.InvalidArgument,
+      `--to-time ${new Date(toTimeMs).toISOString()} is before ${new Date(applied).toISOString()}: a region has already applied up to that (stale reads showed it, and nothing is undone); the earliest possible cut is ${applied}`,
+    );
+  }
   if (toTimeMs > safe) {
     throw new RegionDbError(
       ErrorCode.InvalidArgument,

@@ -257,6 +257,10 @@ export class Receiver {
     if (this.fence && this.fence.atMs !== cutMs) {
       throw new RegionDbError(ErrorCode.ConditionFailed, `already promoted at epoch ${this.fence.epoch} with cut ${this.fence.atMs}; a second promotion with another cut (${cutMs}) is refused`);
     }
+    const applied = Math.max(0, ...this.dn.regionServer.allReplicas().map((r) => (r.stateMachine.standby?.mode === 'standby' ? r.stateMachine.standby.releasedMs : 0)));
+    if (!this.fence && cutMs < applied) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `cut ${cutMs} is before ${applied}, up to which a region here has already applied (nothing is undone)`);
+    }
     if (!this.fence) {
       const record: FenceRecord = { state: 'promoted', epoch, atMs: cutMs };
       writeFence(this.cfg.dataDir, record);

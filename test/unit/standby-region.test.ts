@@ -188,6 +188,15 @@ describe('dual active-standby: the consistent point (src/standby/cut.ts)', () =>
     expect(promotionCutMs(['r1', 'r2'], mixed)).to.equal(280);
   });
 
+  it('--to-time is refused before what a region has already applied (stale reads showed it; there is no undo)', () => {
+    const released = new Map([
+      ['r1', { regionId: 'r1', receivedThroughMs: 500, releasedMs: 200 }],
+      ['r2', { regionId: 'r2', receivedThroughMs: 300, releasedMs: 250 }],
+    ]);
+    expect(promotionCutMs(['r1', 'r2'], released, 260)).to.equal(260);
+    expect(() => promotionCutMs(['r1', 'r2'], released, 240)).to.throw(/already applied up to/);
+  });
+
   it('--to-time may move the cut earlier, never later than what every region has', () => {
     expect(promotionCutMs(['r1', 'r2'], at([['r1', 500], ['r2', 300]]), 250)).to.equal(250);
     expect(() => promotionCutMs(['r1', 'r2'], at([['r1', 500], ['r2', 300]]), 400)).to.throw(/after the latest consistent point/);

@@ -87,25 +87,25 @@ export class Shipper {
     const self = this;
     // Registered with the node's registry, read at scrape time (/metrics).
     new Gauge({
-        name: 'regiondb_standby_ship_lag_entries',
-        help: 'Primary: committed entries of a region led here not yet durable in the standby',
-        labelNames: ['region'],
-        registers: [registry],
-        collect(this: Gauge) {
-          this.reset();
-          for (const s of self.status()) this.set({ region: s.region_id }, Number(s.lag_entries));
-        },
-      });
+      name: 'regiondb_standby_ship_lag_entries',
+      help: 'Primary: committed entries of a region led here not yet durable in the standby',
+      labelNames: ['region'],
+      registers: [registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const s of self.status()) this.set({ region: s.region_id }, Number(s.lag_entries));
+      },
+    });
     new Gauge({
-        name: 'regiondb_standby_ship_lag_ms',
-        help: 'Primary: age of the oldest committed entry of a region led here not yet durable in the standby (0 when none)',
-        labelNames: ['region'],
-        registers: [registry],
-        collect(this: Gauge) {
-          this.reset();
-          for (const s of self.status()) this.set({ region: s.region_id }, Number(s.lag_ms));
-        },
-      });
+      name: 'regiondb_standby_ship_lag_ms',
+      help: 'Primary: age of the oldest committed entry of a region led here not yet durable in the standby (0 when none)',
+      labelNames: ['region'],
+      registers: [registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const s of self.status()) this.set({ region: s.region_id }, Number(s.lag_ms));
+      },
+    });
   }
 
   start(): void {
@@ -116,7 +116,8 @@ export class Shipper {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
-    const stopping = new RegionDbError(ErrorCode.Unavailable, 'datanode stopping');
+    // Committed here, not confirmed by the standby: unknown, never "failed" (the client retries with its request id).
+    const stopping = new RegionDbError(ErrorCode.DeadlineExceeded, 'datanode stopping before the standby confirmed the write (sync mode): outcome unknown');
     for (const r of this.regions.values()) for (const w of r.waiters.splice(0)) w.reject(stopping);
     for (const c of this.clients.values()) c.close();
   }
@@ -221,7 +222,8 @@ export class Shipper {
     writeFence(this.cfg.dataDir, record); // durable before the refusal is relied on
     this.fence = record;
     this.log.error({ epoch }, 'the standby was promoted: this old primary is fenced and refuses writes from now on');
-    const err = new RegionDbError(ErrorCode.ConditionFailed, `the standby was promoted at epoch ${epoch}; this primary is fenced`);
+    // Committed on this (now old) primary; whether the promoted standby has it is not known here.
+    const err = new RegionDbError(ErrorCode.DeadlineExceeded, `the standby was promoted at epoch ${epoch} before it confirmed the write (sync mode): outcome unknown`);
     for (const r of this.regions.values()) for (const w of r.waiters.splice(0)) w.reject(err);
   }
 

@@ -9,6 +9,7 @@ import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
 import { regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
+import { standbyStatusText } from '../../src/cmd/standby.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
 import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
@@ -89,6 +90,14 @@ async function killAndPromote({ standby, primary }: Pair, loadMs: number, crashM
     const regions = snap.nodes.flatMap((n) => n.status.regions);
     return snap.regionIds.length === REGIONS && regions.length === REGIONS && regions.every((r) => Number(r.received_through_ms) > 0) ? true : undefined;
   });
+  // Lag is visible: `regiondb status` (its standby section) on both clusters, and /metrics.
+  const statusText = await waitUntil('a safe time in the standby status', 10_000, async () => {
+    const text = await standbyStatusText(sc, Date.now());
+    return text && /consistent point \(safe time\) \d{4}-/.test(text) ? text : undefined;
+  });
+  expect(statusText).to.match(/RECEIVED-THROUGH LAG MS/);
+  expect(await standbyStatusText(pc, Date.now())).to.match(/cluster-wide lag \d+ entries, \d+ ms/);
+  expect(await waitUntil('the safe-time lag metric', 10_000, async () => ((await standby.metric(1, 'regiondb_standby_safe_time_lag_ms')) > 0 ? true : undefined))).to.equal(true);
   // Read-only until promoted: a clear refusal, not a crash.
   const refused = await sc.write(TABLE, [row(1_000_000)]).then(
     () => undefined,

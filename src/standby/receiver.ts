@@ -87,7 +87,7 @@ export class Receiver {
     });
     new Gauge({
       name: 'regiondb_standby_safe_time_lag_ms',
-      help: 'Standby, cluster-wide: now minus the safe time (the consistent point every region has received and stale reads show)',
+      help: 'Standby, cluster-wide: now minus the safe time (every region has received everything up to it; no region applies past it)',
       registers: [registry],
       collect(this: Gauge) {
         this.set(self.safeTimeMs > 0 ? Math.max(0, self.wall.nowMs() - self.safeTimeMs) : 0);

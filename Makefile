@@ -201,3 +201,9 @@ bench-scale: build
 # row, flushes, WAL size and RSS over time, and issue 19's target (100k rows/s, WAL and RSS flat).
 bench-ingest: build
 	node --import tsx bench/ingest-bench.ts
+
+# Dual active-standby (docs/replication.md): a 30 s partition between a primary and its standby
+# cluster under load; about 2 minutes, so not part of `make test` (the test skips itself there).
+.PHONY: test-standby-partition
+test-standby-partition: build
+	STANDBY_PARTITION=1 $(MOCHA) test/integration/standby-partition.test.ts

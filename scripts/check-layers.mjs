@@ -22,7 +22,7 @@ export const LAYERS = [
   ['rpc'],
   ['replication'],
   ['datanode', 'metasrv', 'client', 'check'],
-  ['br'],
+  ['br', 'standby'],
   ['cmd'],
 ];
 

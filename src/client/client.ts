@@ -32,6 +32,8 @@ import type {
   ReplicaStat__Output,
   ScanRequest,
   ScanResponse__Output,
+  StandbyPromoteResponse__Output,
+  StandbyStatusResponse__Output,
   StartProcedureResponse__Output,
   StatusResponse__Output,
   WriteRequest,
@@ -284,6 +286,27 @@ export class RegionDbClient {
     const admin = makeClient('Admin', addr, this.security);
     try {
       return await call<StatusResponse__Output>(admin, 'Status', {}, this.attemptTimeoutMs);
+    } catch (err) {
+      throw fromGrpcError(err);
+    } finally {
+      admin.close();
+    }
+  }
+
+  /** Admin.StandbyStatus of one datanode: its part in a dual active-standby pair (docs/replication.md). */
+  async standbyStatus(addr: string): Promise<StandbyStatusResponse__Output> {
+    return this.adminCall<StandbyStatusResponse__Output>(addr, 'StandbyStatus', {}, this.attemptTimeoutMs);
+  }
+
+  /** Admin.StandbyPromote of one standby datanode: cut the regions it leads at `cutMs`. */
+  async standbyPromote(addr: string, cutMs: number, epoch: number): Promise<StandbyPromoteResponse__Output> {
+    return this.adminCall<StandbyPromoteResponse__Output>(addr, 'StandbyPromote', { cut_ms: String(cutMs), epoch: String(epoch) }, 30_000);
+  }
+
+  private async adminCall<Res>(addr: string, method: string, request: unknown, timeoutMs: number): Promise<Res> {
+    const admin = makeClient('Admin', addr, this.security);
+    try {
+      return await call<Res>(admin, method, request, timeoutMs);
     } catch (err) {
       throw fromGrpcError(err);
     } finally {

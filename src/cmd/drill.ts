@@ -12,6 +12,9 @@
 //   metasrv majority      the same group loses 2 of its 3 members with their disks: a new
 //                         one-member group is seeded from the newest catalog copy in the object
 //                         store (seedGroup) and started
+//   dual active-standby   (async) and (sync): a primary cluster streams to a standby cluster
+//                         (docs/replication.md); every primary process is killed -9 and the
+//                         standby is promoted at once (RTO counts no operator reaction time)
 // See drill-workload.ts for what RTO and RPO mean here; the metasrv rows' RTO also waits for DDL
 // (a CreateTable acknowledged), since DDL is what a metasrv outage takes away.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +28,8 @@ import { createLogger } from '../common/logger.js';
 import { newestCatalogBackup } from '../metasrv/catalog-backup.js';
 import { seedGroup } from '../metasrv/meta-group.js';
 import { FsObjectStore } from '../object-store/fs-store.js';
-import { AckedWriter, DRILL_COLUMNS, DRILL_TABLE, type Loss, measureLoss, measureRecoveryMs } from './drill-workload.js';
+import { promoteStandby } from '../standby/promote.js';
+import { AckedWriter, DRILL_COLUMNS, DRILL_TABLE, type Loss, drillRow, measureLoss, measureRecoveryMs } from './drill-workload.js';
 import { renderTable } from './render.js';
 import { ProcessCluster } from './process-cluster.js';
 
@@ -71,7 +75,11 @@ async function retryUntil<T>(what: string, timeoutMs: number, attempt: () => Pro
   }
 }
 
-async function newCluster(s: DrillSettings, name: string, options: { datanodes: number; replicationFactor: number; metasrvToml?: string; metasrvs?: number }): Promise<ProcessCluster> {
+async function newCluster(
+  s: DrillSettings,
+  name: string,
+  options: { datanodes: number; replicationFactor: number; metasrvToml?: string; metasrvs?: number; datanodeToml?: string; clusterId?: string },
+): Promise<ProcessCluster> {
   const cluster = new ProcessCluster({
     dir: join(s.root, name),
     cliScript: process.argv[1]!,
@@ -347,6 +355,61 @@ async function metasrvMajority(s: DrillSettings): Promise<DrillResult> {
   );
 }
 
+/** Median latency of the acknowledged ones of `count` one-row writes, one after another (ms), and how many were not acknowledged. */
+async function writeP50Ms(client: RegionDbClient, count: number, firstId: number): Promise<{ p50Ms: number; failed: number }> {
+  const took: number[] = [];
+  let failed = 0;
+  for (let i = 0; i < count; i++) {
+    const started = Date.now();
+    try {
+      await client.write(DRILL_TABLE, [drillRow(firstId + i)]);
+      took.push(Date.now() - started);
+    } catch {
+      failed++; // not acknowledged (an outcome unknown under load): not a latency
+    }
+  }
+  took.sort((a, b) => a - b);
+  return { p50Ms: took[Math.floor(took.length / 2)] ?? 0, failed };
+}
+
+async function dualActiveStandby(s: DrillSettings, mode: 'async' | 'sync'): Promise<DrillResult> {
+  const regions = 3;
+  const standby = await newCluster(s, `standby-${mode}`, {
+    datanodes: 3,
+    replicationFactor: 3,
+    clusterId: `drill-standby-${process.pid}`,
+    datanodeToml: `${ENGINE_TOML}\n[standby]\nrole = "standby"\nrelease_interval_ms = 300`,
+  });
+  const addrs = standby.datanodes.map((_, i) => `"${standby.datanodeAddr(i)}"`).join(', ');
+  const primary = await newCluster(s, `primary-${mode}`, {
+    datanodes: 3,
+    replicationFactor: 3,
+    datanodeToml: `${ENGINE_TOML}\n[standby]\nrole = "primary"\nmode = "${mode}"\naddrs = [${addrs}]\nship_interval_ms = 50`,
+  });
+  const writer = await startWorkload(s, primary, regions);
+  // Latency with the stream on, one write at a time beside the writer (sync: the price of RPO 0).
+  const { p50Ms, failed: latencyWritesFailed } = await writeP50Ms(primary.client({ deadlineMs: 10_000, attemptTimeoutMs: 5000 }), 50, 2_000_000_000);
+  const samples = writer.samplesPerRegion(regions, Date.now());
+  writer.stop();
+  const faultAtMs = Date.now();
+  await primary.killAll();
+  const sc = probeClient(standby);
+  const report = await promoteStandby(sc, { timeoutMs: PROBE_TIMEOUT_MS, nowMs: () => Date.now() });
+  const rtoMs = await measureRecoveryMs({ faultAtMs, client: sc, table: DRILL_TABLE, regionCount: regions, samples, timeoutMs: PROBE_TIMEOUT_MS });
+  await writer.settled();
+  const loss = await measureLoss(writerClient(standby), DRILL_TABLE, writer, faultAtMs);
+  await dispose(s, primary);
+  await dispose(s, standby);
+  return result(
+    `dual active-standby (${mode})`,
+    'kill -9 every primary process (the whole site), promote the standby',
+    rtoMs,
+    loss,
+    `cut ${faultAtMs - report.cutMs} ms before the fault, promote ${report.elapsedMs} ms, ${report.droppedRows} rows dropped after the cut; write p50 ${p50Ms} ms${latencyWritesFailed ? ` (${latencyWritesFailed} of 50 not acknowledged)` : ''}`,
+    { cutBeforeFaultMs: faultAtMs - report.cutMs, promoteMs: report.elapsedMs, droppedEntries: report.droppedEntries, droppedRows: report.droppedRows, writeP50Ms: p50Ms, latencyWritesFailed },
+  );
+}
+
 const SCENARIOS: Record<string, (s: DrillSettings) => Promise<DrillResult>> = {
   standalone,
   'multi-replica': multiReplica,
@@ -355,6 +418,8 @@ const SCENARIOS: Record<string, (s: DrillSettings) => Promise<DrillResult>> = {
   br: backupRestore,
   'metasrv-leader': metasrvLeader,
   'metasrv-majority': metasrvMajority,
+  'standby-async': (s) => dualActiveStandby(s, 'async'),
+  'standby-sync': (s) => dualActiveStandby(s, 'sync'),
 };
 
 export interface DrillOptions {
@@ -412,7 +477,7 @@ export function registerDrillCommand(program: Command): void {
   program
     .command('drill')
     .description(
-      'measure RTO and RPO of each disaster-recovery solution on scratch local clusters (standalone, multi-replica, replica repair, object-storage recovery, backup & restore, metasrv group leader and majority loss)',
+      'measure RTO and RPO of each disaster-recovery solution on scratch local clusters (standalone, multi-replica, replica repair, object-storage recovery, backup & restore, metasrv group leader and majority loss, dual active-standby async and sync)',
     )
     .option('--scenarios <names>', `comma-separated subset of ${Object.keys(SCENARIOS).join(', ')}`)
     .option('--write-seconds <s>', 'seconds of writes before each fault', (v) => Number(v), 3)

@@ -25,6 +25,8 @@ import { runLocalCluster } from './cluster.js';
 import { registerDrillCommand } from './drill.js';
 import { renderTable } from './render.js';
 import { registerUsersCommand } from './users.js';
+import { attachStandby } from '../standby/attach.js';
+import { registerStandbyCommand, standbyStatusText } from './standby.js';
 
 // grpc-js passes the target host as the TLS servername even when it is an IP address (regiondb
 // nodes are addressed by IP); Node flags that as DEP0123 on the first TLS connection, while the
@@ -147,6 +149,7 @@ program
         log: { format: opts.logFormat },
       });
       const d = new Datanode(config, createLogger({ name: `datanode-${config.node.id}`, level: config.log.level, format: config.log.format }));
+      attachStandby(d); // dual active-standby, if the config has a [standby] section
       await d.start();
       return d;
     });
@@ -382,7 +385,8 @@ program
             '',
           ]
         : [];
-      return [...group, nodes, '', regions, ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
+      const standby = await standbyStatusText(c, Date.now()).catch((err: unknown) => `DUAL ACTIVE-STANDBY: not known (${(err as Error).message})`);
+      return [...group, nodes, '', regions, ...(standby ? ['', standby] : []), ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
     });
   });
 
@@ -523,6 +527,7 @@ registerCertsCommand(program);
 registerUsersCommand(program);
 registerBrCommand(program, client);
 registerDrillCommand(program);
+registerStandbyCommand(program, withClient);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`regiondb: ${(err as Error).message}\n`);

@@ -178,6 +178,30 @@ export const datanodeConfigSchema = z
         sst_gc_grace_ms: 600_000,
         sst_cache_bytes: 64 << 20,
       }),
+    /** Dual active-standby (docs/replication.md): this node's part; absent = no standby stream. */
+    standby: z
+      .object({
+        /** primary: ships to the standby cluster at `addrs`; standby: receives, read-only until promoted. */
+        role: z.enum(['primary', 'standby']),
+        /** Primary: gRPC addresses of (some of) the standby cluster's datanodes. */
+        addrs: z.array(z.string().min(1)).default([]),
+        /**
+         * Primary: the standby datanodes' advertised addresses (as they name their region leaders)
+         * mapped to where this site reaches them (NAT, a proxy between the sites).
+         */
+        addr_overrides: z.record(z.string().min(1), z.string().min(1)).default({}),
+        /** Primary: async (writes acknowledged without waiting for the standby) or sync (only once the standby has them durably). */
+        mode: z.enum(['async', 'sync']).default('async'),
+        /** Primary: how often each region led here ships (and sends its watermark). */
+        ship_interval_ms: positiveInt.default(100),
+        /** Standby: how often the cluster-wide safe time is computed and released. */
+        release_interval_ms: positiveInt.default(500),
+      })
+      .strict()
+      .superRefine((s, ctx) => {
+        if (s.role === 'primary' && s.addrs.length === 0) ctx.addIssue({ code: 'custom', message: 'a primary needs the standby datanodes\' addrs' });
+      })
+      .optional(),
     tls: tlsSchema.optional(),
     auth: authSchema.optional(),
     log: logSchema,

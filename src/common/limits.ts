@@ -93,6 +93,26 @@ export const limits = {
   brReplanAttemptsMax: 5,
   /** The resume journal is rewritten at most this often while copying (and after the last file). */
   brJournalIntervalMs: 250,
+
+  // Dual active-standby (src/standby, docs/replication.md).
+  /** Entries one StandbyShip request carries at most (a standby far behind catches up in rounds of this). */
+  standbyShipEntriesMax: 2000,
+  /** ...and bytes of entries (well under grpcMessageBytesMax). */
+  standbyShipBytesMax: 1 << 20,
+  /** One StandbyShip call (it waits for the standby's raft commit). */
+  standbyShipTimeoutMs: 5000,
+  /** Sync mode: a committed write not confirmed by the standby within this is answered "outcome unknown". */
+  standbySyncAckTimeoutMs: 5000,
+  /**
+   * A primary keeps at most this many log entries of a region beyond its flushed index for a
+   * standby that lags (or is unreachable); past it the log is truncated as usual and the standby
+   * region can only be re-seeded (docs/replication.md).
+   */
+  standbyLogRetainEntriesMax: 1_000_000,
+  /** How often a primary replica that does not lead its region asks the standby for its position (log retention after a leader change). */
+  standbyPositionProbeMs: 2000,
+  /** Entries a standby region holds received but unapplied; a stream further ahead of the safe time waits. */
+  standbyPendingEntriesMax: 200_000,
 } as const;
 
 /**

@@ -14,7 +14,20 @@ import type { DatanodeMetrics } from './node-metrics.js';
 import type { RegionServer } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
 
+/**
+ * Dual active-standby (src/standby, docs/replication.md): what every client write or delete on
+ * this node passes through before it is proposed, and before it is acknowledged.
+ */
+export interface ClientWriteGate {
+  /** Throws to refuse (a standby before promotion, a fenced old primary); else the command to propose (a primary stamps it). */
+  admit(regionId: string, command: Uint8Array): Uint8Array;
+  /** Resolves once the write applied at raft index `index` may be acknowledged (sync mode: the standby has it durably). */
+  acknowledge(regionId: string, index: number): Promise<void>;
+}
+
 export interface DatabaseHost {
+  /** Set on a node of a dual active-standby pair. */
+  readonly clientWriteGate?: ClientWriteGate | undefined;
   readonly nodeId: number;
   readonly config: Pick<DatanodeConfig, 'engine'>;
   readonly log: Logger;

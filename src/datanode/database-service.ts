@@ -260,11 +260,16 @@ export class DatabaseService {
   private async propose(table: string, regionId: string, command: Uint8Array): Promise<ApplyResult> {
     await this.refuseIfFailed(table, regionId);
     if (!this.dn.regionServer.replica(regionId)) throw await this.redirect(table, regionId);
+    const gate = this.dn.clientWriteGate;
+    let result: ApplyResult;
     try {
-      return await this.dn.regionServer.propose(regionId, command);
+      // Admitted and proposed in one step: the stamp a primary gives is taken as the entry is queued.
+      result = await this.dn.regionServer.propose(regionId, gate ? gate.admit(regionId, command) : command);
     } catch (err) {
       throw this.withLeaderAddr(err);
     }
+    if (gate && result.status === 'ok') await gate.acknowledge(regionId, result.version);
+    return result;
   }
 
   /** Backpressure: writes wait (RESOURCE_EXHAUSTED, retried by clients) while memtables are over their limits. */

@@ -28,7 +28,7 @@ import { Flusher, systemFlusherEnv } from './flusher.js';
 import { SstLeases } from './sst-gc.js';
 import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
-import type { DatabaseHost } from './database-host.js';
+import type { ClientWriteGate, DatabaseHost } from './database-host.js';
 import { DatabaseService } from './database-service.js';
 import { GrpcRaftTransport, raftTransportService } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
@@ -46,6 +46,11 @@ export class Datanode implements DatabaseHost {
   private readonly raftAddrOverrides = new Map<number, string>();
   /** The datanode's logic (regions, registration, heartbeats, instructions); set by start(). */
   private core: DatanodeCore<RegionState> | undefined;
+  /** Dual active-standby (src/standby attaches it before start(); docs/replication.md). */
+  standby: StandbyAttachment | undefined;
+  get clientWriteGate(): ClientWriteGate | undefined {
+    return this.standby?.writeGate;
+  }
   private wal!: Wal;
   private transport!: GrpcRaftTransport;
   /** SSTs and manifests (docs/architecture.md §5); the shared durable copy of flushed data. */
@@ -206,6 +211,7 @@ export class Datanode implements DatabaseHost {
             onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
             onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
             onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
+            logRetainFrom: (regionId) => this.standby?.logRetainFrom?.(regionId),
           },
         ),
       stateMachineStat: (state) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length }),
@@ -267,6 +273,7 @@ export class Datanode implements DatabaseHost {
     core.addresses.set(this.nodeId, this.advertiseAddr);
     this.httpServer = await startHttpServer(this.config.http.host, this.config.http.port, this.registry, () => this.health());
     this.regionServer.start();
+    this.standby?.start();
     // A heartbeat's attempt at one metasrv gets half its budget, so an unreachable (black-holed)
     // former leader leaves time to find the new one within the same beat.
     this.metaChannel = new MetaChannel(this.config.metasrv.addrs, { credentials: this.peerCredentials }, {
@@ -289,6 +296,7 @@ export class Datanode implements DatabaseHost {
     if (this.stopping) return;
     this.stopping = true;
     this.core?.halt();
+    await this.standby?.stop();
     // Closed first: a beat still looking for a metasrv leader gives up now instead of retrying
     // until its deadline (heartbeat.interval_ms), which stop() would otherwise wait out.
     this.metaChannel?.close();
@@ -504,6 +512,7 @@ export class Datanode implements DatabaseHost {
       }, this.log),
       Flush: unary(async (req) => ({ regions: await this.flushLedRegions(req.region_id || undefined) }), this.log),
       Compact: unary(async (req) => ({ regions: this.compactLedRegions(req.region_id || undefined) }), this.log),
+      ...(this.standby?.admin ?? standbyNotConfigured(this.log)),
     };
   }
 
@@ -528,4 +537,21 @@ export class Datanode implements DatabaseHost {
   schemaProto(schema: TableSchema): ProtoTableSchema {
     return toProtoSchema(schema);
   }
+}
+
+/** What src/standby plugs into a datanode: its Admin methods, the client write gate, its loops. */
+export interface StandbyAttachment {
+  readonly admin: Pick<AdminHandlers, 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote'>;
+  readonly writeGate: ClientWriteGate;
+  /** Primary: the log index the standby still needs from a region (RegionServerHooks.logRetainFrom). */
+  logRetainFrom?(regionId: string): number | undefined;
+  start(): void;
+  stop(): Promise<void>;
+}
+
+function standbyNotConfigured(log: Logger): Pick<AdminHandlers, 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote'> {
+  const refuse = async (): Promise<never> => {
+    throw new RegionDbError(ErrorCode.Config, 'this datanode has no [standby] section: it is not part of a dual active-standby pair (docs/replication.md)');
+  };
+  return { StandbyShip: unary(refuse, log), StandbyStatus: unary(async () => ({ node_id: '0', role: 'none', regions: [], shipping: [], fence_epoch: '0', mode: '' }), log), StandbyPromote: unary(refuse, log) };
 }

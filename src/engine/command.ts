@@ -6,6 +6,10 @@
 //              replica decodes once per client request. No JSON on the write path.
 // A node that only knows version 1 cannot apply a version-2 entry: mixed-version clusters are
 // not supported across this change (README, upgrade notes).
+//   version 3: a stamped write or delete (dual active-standby, docs/replication.md): [3][kind]
+//              [proposal wall time, ms, u64 big-endian][the version-2 command]. Written only by a
+//              primary that feeds a standby; the stamp orders the cluster-consistent cut.
+// The standby-* kinds (JSON, version 1) exist only in a standby cluster's regions.
 // Decoding validates and throws CORRUPTION (never a TypeError). Rows travel as values in schema
 // order, so every replica derives identical keys when applying. The kind byte is at offset 1 in
 // both versions (sst-gc reads it without decoding).
@@ -15,8 +19,10 @@ import type { Value } from './schema.js';
 
 const FORMAT_JSON = 1;
 const FORMAT_BINARY = 2;
+const FORMAT_STAMPED = 3;
+const STAMP_HEADER_BYTES = 10;
 
-export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5 } as const;
+export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8 } as const;
 
 export interface WriteCommand {
   readonly kind: 'write';
@@ -67,8 +73,44 @@ export interface CompactionEditCommand {
   readonly output: SstMeta | null; // null: everything merged away (all deleted)
 }
 
+/** One committed primary entry as a standby region keeps it until it is released or cut. */
+export interface ShippedEntry {
+  /** The entry's raft index in the primary's region: the row version it applies at. */
+  readonly index: number;
+  /** The primary's proposal wall time (ms) of the entry. */
+  readonly stampMs: number;
+  /** The primary's command bytes (a write or delete, version 2 or 3). */
+  readonly data: Uint8Array;
+}
+
+/**
+ * Standby: primary entries `fromIndex…` received from the primary (in order), and the primary's
+ * watermark: every primary entry stamped at or before `watermarkMs` is at or below the last of them.
+ */
+export interface StandbyAppendCommand {
+  readonly kind: 'standby-append';
+  readonly fromIndex: number;
+  readonly entries: readonly ShippedEntry[];
+  readonly watermarkMs: number;
+  /** The primary acknowledges writes only once the standby has them (sync mode). */
+  readonly sync?: boolean;
+}
+
+/** Standby: apply the received entries stamped at or before `upToMs` (the cluster-wide safe time). */
+export interface StandbyReleaseCommand {
+  readonly kind: 'standby-release';
+  readonly upToMs: number;
+}
+
+/** Standby → primary: release up to `cutMs`, drop every received entry after it, take writes from now on. */
+export interface StandbyPromoteCommand {
+  readonly kind: 'standby-promote';
+  readonly cutMs: number;
+}
+
+export type StandbyCommand = StandbyAppendCommand | StandbyReleaseCommand | StandbyPromoteCommand;
 export type SystemCommand = FreezeCommand | FlushEditCommand | CompactionEditCommand;
-export type Command = WriteCommand | DeleteCommand | SystemCommand;
+export type Command = WriteCommand | DeleteCommand | SystemCommand | StandbyCommand;
 
 const KIND_CODE: Record<Command['kind'], number> = {
   write: CommandKind.Write,
@@ -76,7 +118,37 @@ const KIND_CODE: Record<Command['kind'], number> = {
   freeze: CommandKind.Freeze,
   'flush-edit': CommandKind.FlushEdit,
   'compaction-edit': CommandKind.CompactionEdit,
+  'standby-append': CommandKind.StandbyAppend,
+  'standby-release': CommandKind.StandbyRelease,
+  'standby-promote': CommandKind.StandbyPromote,
 };
+
+/**
+ * A write or delete (version 2) with its proposal wall time, as a primary feeding a standby
+ * proposes it. The kind stays at offset 1; the inner bytes are what dedup hashes (a retry is
+ * stamped again, later, and must still be recognised as the same command).
+ */
+export function stampCommand(inner: Uint8Array, stampMs: number): Uint8Array {
+  if (inner[0] !== FORMAT_BINARY) throw new RegionDbError(ErrorCode.InvalidArgument, 'only version-2 commands (writes, deletes) are stamped');
+  if (!Number.isSafeInteger(stampMs) || stampMs < 0) throw new RegionDbError(ErrorCode.InvalidArgument, `bad stamp ${stampMs}`);
+  const out = new Uint8Array(STAMP_HEADER_BYTES + inner.byteLength);
+  out[0] = FORMAT_STAMPED;
+  out[1] = inner[1]!;
+  new DataView(out.buffer).setBigUint64(2, BigInt(stampMs));
+  out.set(inner, STAMP_HEADER_BYTES);
+  return out;
+}
+
+/** The stamp and inner command of a version-3 command; for any other version, no stamp and the bytes as they are. */
+export function unstampCommand(bytes: Uint8Array): { readonly stampMs: number | undefined; readonly inner: Uint8Array } {
+  if (bytes[0] !== FORMAT_STAMPED) return { stampMs: undefined, inner: bytes };
+  if (bytes.byteLength < STAMP_HEADER_BYTES + 2) throw corrupt(`stamped command of ${bytes.byteLength} bytes`);
+  const stamp = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(2);
+  if (stamp > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`stamp ${stamp} out of range`);
+  const inner = bytes.subarray(STAMP_HEADER_BYTES);
+  if (inner[0] !== FORMAT_BINARY || inner[1] !== bytes[1]) throw corrupt('a stamped command must wrap a version-2 command of the same kind');
+  return { stampMs: Number(stamp), inner };
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -123,6 +195,14 @@ export function encodeCommandV1(cmd: Command): Uint8Array {
     case 'delete':
       body = { clientId: cmd.clientId, requestId: cmd.requestId, keys: cmd.keys };
       break;
+    case 'standby-append':
+      body = {
+        fromIndex: cmd.fromIndex,
+        watermarkMs: cmd.watermarkMs,
+        ...(cmd.sync ? { sync: true } : {}),
+        entries: cmd.entries.map((e) => [e.index, e.stampMs, Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('base64')]),
+      };
+      break;
     default: {
       const { kind: _kind, ...rest } = cmd;
       body = rest;
@@ -161,6 +241,7 @@ function isValueArray(v: unknown): v is Value[] {
 export function decodeCommand(bytes: Uint8Array): Command {
   if (bytes.byteLength < 2) throw corrupt(`${bytes.byteLength} bytes`);
   if (bytes[0] === FORMAT_BINARY) return decodeBinary(bytes);
+  if (bytes[0] === FORMAT_STAMPED) return decodeBinary(unstampCommand(bytes).inner);
   if (bytes[0] !== FORMAT_JSON) throw corrupt(`unknown format version ${bytes[0]}`);
   let body: Record<string, unknown>;
   try {
@@ -181,6 +262,18 @@ export function decodeCommand(bytes: Uint8Array): Command {
       const { inputs, output } = body;
       if (!Array.isArray(inputs) || !inputs.every((k) => typeof k === 'string')) throw corrupt('compaction edit inputs');
       return { kind: 'compaction-edit', inputs: inputs as string[], output: output === null ? null : checkSstMeta(output) };
+    }
+    case CommandKind.StandbyAppend:
+      return decodeStandbyAppend(body);
+    case CommandKind.StandbyRelease: {
+      const { upToMs } = body;
+      if (!isMs(upToMs)) throw corrupt('standby release without upToMs');
+      return { kind: 'standby-release', upToMs };
+    }
+    case CommandKind.StandbyPromote: {
+      const { cutMs } = body;
+      if (!isMs(cutMs)) throw corrupt('standby promote without cutMs');
+      return { kind: 'standby-promote', cutMs };
     }
   }
   const { clientId, requestId } = body;
@@ -208,6 +301,22 @@ export function decodeCommand(bytes: Uint8Array): Command {
     default:
       throw corrupt(`unknown command kind ${bytes[1]}`);
   }
+}
+
+function isMs(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function decodeStandbyAppend(body: Record<string, unknown>): StandbyAppendCommand {
+  const { fromIndex, watermarkMs, entries } = body;
+  if (!isMs(fromIndex) || fromIndex < 1 || !isMs(watermarkMs) || !Array.isArray(entries)) throw corrupt('standby append header');
+  const decoded = entries.map((e: unknown, k): ShippedEntry => {
+    if (!Array.isArray(e) || e.length !== 3 || !isMs(e[0]) || !isMs(e[1]) || typeof e[2] !== 'string') throw corrupt('standby append entry');
+    if (e[0] !== fromIndex + k) throw corrupt(`standby append entries not contiguous at ${e[0]}`);
+    const buf = Buffer.from(e[2], 'base64');
+    return { index: e[0], stampMs: e[1], data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) };
+  });
+  return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded, ...(body['sync'] === true ? { sync: true } : {}) };
 }
 
 function decodeBinary(bytes: Uint8Array): Command {

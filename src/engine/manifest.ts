@@ -33,6 +33,8 @@ export interface RegionManifest {
   /** The client dedup table at flushedIndex (RegionState's own encoding). */
   readonly dedup: string;
   readonly writtenAtMs: number;
+  /** A standby region's stream record at flushedIndex (standby-state.ts); absent for every other region. */
+  readonly standby?: string;
 }
 
 export const regionPrefix = (regionId: string) => `regions/${regionId}/`;
@@ -81,6 +83,7 @@ export function decodeManifest(bytes: Uint8Array, name: string): RegionManifest 
   const ints = [m.flushedIndex, m.flushedTerm, m.writtenAtMs];
   const peerIds = (ids: unknown) => Array.isArray(ids) && ids.every((id) => Number.isSafeInteger(id));
   const sstsOk = Array.isArray(m.ssts) && m.ssts.every((s) => typeof s === 'object' && s !== null && typeof s.key === 'string');
+  if (m.standby !== undefined && typeof m.standby !== 'string') throw bad('standby state is not a string');
   if (!ints.every((v) => Number.isSafeInteger(v) && v >= 0) || !sstsOk || typeof m.dedup !== 'string' || !peerIds(m.voters) || !peerIds(m.learners)) {
     throw bad('missing or mistyped fields');
   }

@@ -33,13 +33,14 @@ import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { type Command, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1 } from './command.js';
+import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1, unstampCommand } from './command.js';
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { type MemEntry, Memtable } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
 import type { SstEntry, SstReader } from './sst/format.js';
+import { StandbyState } from './standby-state.js';
 
 export type ApplyResult =
   | { readonly status: 'ok'; readonly version: number; readonly rows: number }
@@ -114,6 +115,8 @@ export interface FrozenMemtable {
   readonly dedup: string;
   /** Membership as of `index` (the raft snapshot at the flush point carries it). */
   readonly membership: Membership;
+  /** The standby record as of `index` (standby-state.ts), if the region is or was a standby. */
+  readonly standby: string | undefined;
 }
 
 /** Opens SST readers (the datanode caches them and their blocks). */
@@ -178,6 +181,9 @@ export class RegionState implements StateMachine<ApplyResult> {
   flushedTerm = 0;
   flushedMembership: Membership = { voters: [], learners: [] };
   private flushedDedup = EMPTY_DEDUP;
+  private flushedStandby: string | undefined;
+  /** Set once the region has received a standby stream (dual active-standby, docs/replication.md). */
+  standby: StandbyState | undefined;
   /** Map order = least recently applied client first (D2). */
   private readonly dedup = new Map<string, DedupRecord>();
   /** D2: the highest request id of any client record evicted so far. */
@@ -215,14 +221,35 @@ export class RegionState implements StateMachine<ApplyResult> {
     this.appliedIndex = index;
     const cmd = decodeCommand(data);
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
-    if (cmd.requestId === 0) return this.execute(index, cmd); // not deduplicated: every copy applies
-    const hash = commandHash(data);
+    if (cmd.kind === 'standby-append' || cmd.kind === 'standby-release' || cmd.kind === 'standby-promote') {
+      return this.applyStandby(index, cmd).catch((err: unknown) => {
+        // Entries applied before the failure stay applied (S1 moved past them); the region
+        // server applies this index again and the release continues where it stopped.
+        this.appliedIndex = appliedBefore;
+        throw err;
+      });
+    }
+    const result = this.applyClient(index + (this.standby?.versionOffset ?? 0), data, cmd);
+    if (!(result instanceof Promise)) return result;
+    return result.catch((err: unknown) => {
+      // Nothing was applied (STORAGE_UNAVAILABLE): the region server applies this index again.
+      this.appliedIndex = appliedBefore;
+      throw err;
+    });
+  }
+
+  /** A client write or delete at `version` (the raft index, or a standby's primary index), deduplicated. */
+  private applyClient(version: number, data: Uint8Array, cmd: Command): ApplyResult | Promise<ApplyResult> {
+    if (cmd.kind !== 'write' && cmd.kind !== 'delete') throw new RegionDbError(ErrorCode.Corruption, `command ${cmd.kind} is not a client command`);
+    if (cmd.requestId === 0) return this.execute(version, cmd); // not deduplicated: every copy applies
+    const hashed = unstampCommand(data).inner; // a retry is stamped again: the stamp is not part of what it asks
+    const hash = commandHash(hashed);
     const record = this.dedup.get(cmd.clientId);
     const previous = record?.results.get(cmd.requestId);
     if (previous) {
       // Same id, another command: a client bug (ids reused, or shared between instances);
       // answering with the first result would acknowledge a write that never applied.
-      if (previous.commandHash !== undefined && previous.commandHash !== hash && !isRetryAcrossFormats(previous.commandHash, data, cmd)) {
+      if (previous.commandHash !== undefined && previous.commandHash !== hash && !isRetryAcrossFormats(previous.commandHash, hashed, cmd)) {
         return { status: 'request-id-reused' };
       }
       return previous.result; // a retry: applied once already (docs/raft-rules.md R19)
@@ -236,19 +263,59 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.remember(cmd.clientId, cmd.requestId, { result, commandHash: hash });
       return result;
     };
-    const result = this.execute(index, cmd);
+    const result = this.execute(version, cmd);
     if (!(result instanceof Promise)) return done(result);
-    return result.then(done, (err: unknown) => {
-      // Nothing was applied (STORAGE_UNAVAILABLE): the region server applies this index again.
-      this.appliedIndex = appliedBefore;
-      throw err;
+    return result.then(done);
+  }
+
+  // ─── Standby (dual active-standby, docs/replication.md; invariants in standby-state.ts) ───
+
+  private async applyStandby(index: number, cmd: Command): Promise<ApplyResult> {
+    if (cmd.kind === 'standby-append') {
+      this.standby ??= new StandbyState();
+      const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs, cmd.sync === true);
+      return { status: 'ok', version: this.standby.receivedIndex, rows: taken };
+    }
+    const standby = this.standby;
+    if (standby?.mode !== 'standby') return { status: 'ok', version: index, rows: 0 }; // nothing received, or promoted already
+    if (cmd.kind === 'standby-release') {
+      const rows = await this.releaseUpTo(standby, cmd.upToMs);
+      return { status: 'ok', version: standby.appliedPrimaryIndex, rows };
+    }
+    assert(cmd.kind === 'standby-promote', `unexpected command ${cmd.kind}`);
+    const rows = await this.releaseUpTo(standby, cmd.cutMs);
+    standby.cutMs = cmd.cutMs;
+    standby.droppedEntries = standby.pending.length;
+    standby.droppedRows = standby.pending.reduce((n, e) => n + (e.data.byteLength === 0 ? 0 : rowsOf(decodeCommand(e.data))), 0);
+    standby.pending.length = 0;
+    standby.mode = 'promoted';
+    // Writes from now on must version above every primary version applied (last write wins by version).
+    standby.versionOffset = Math.max(0, standby.appliedPrimaryIndex - index);
+    return { status: 'ok', version: index, rows };
+  }
+
+  /** S3: applies the pending entries stamped at or before `upToMs`, in primary index order, at their primary versions. */
+  private async releaseUpTo(standby: StandbyState, upToMs: number): Promise<number> {
+    let rows = 0;
+    for (const e of standby.releasable(upToMs)) rows += await this.applyShipped(e).then((r) => {
+      standby.applied(e);
+      return r;
     });
+    standby.releasedMs = Math.max(standby.releasedMs, upToMs);
+    return rows;
+  }
+
+  private async applyShipped(e: ShippedEntry): Promise<number> {
+    if (e.data.byteLength === 0) return 0; // a primary entry that changes no rows (no-op, membership, flush), shipped to keep indexes contiguous
+    const cmd = decodeCommand(e.data);
+    const result = await this.applyClient(e.index, e.data, cmd);
+    return result.status === 'ok' ? result.rows : 0;
   }
 
   private applySystem(index: number, term: number, cmd: Command): ApplyResult {
     const ok: ApplyResult = { status: 'ok', version: index, rows: 0 };
     if (cmd.kind === 'freeze') {
-      this.frozen.push({ index, term, memtable: this.memtable, dedup: this.encodeDedup(), membership: this.membership });
+      this.frozen.push({ index, term, memtable: this.memtable, dedup: this.encodeDedup(), membership: this.membership, standby: this.standby?.encode() });
       this.memtable = new Memtable();
     } else if (cmd.kind === 'flush-edit') {
       const oldest = this.frozen[0];
@@ -260,6 +327,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.flushedTerm = oldest.term;
       this.flushedDedup = oldest.dedup;
       this.flushedMembership = oldest.membership;
+      this.flushedStandby = oldest.standby;
     } else if (cmd.kind === 'compaction-edit') {
       // Valid only if the inputs are a contiguous run of the current SSTs, in order (newest
       // first); the output takes the run's place, so newer SSTs stay in front of it. Anything
@@ -468,6 +536,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       ssts: this.ssts,
       dedup: this.flushedDedup,
       writtenAtMs: Math.floor(this.wall.nowMs()),
+      ...(this.flushedStandby !== undefined ? { standby: this.flushedStandby } : {}),
     };
   }
 
@@ -506,6 +575,10 @@ export class RegionState implements StateMachine<ApplyResult> {
     state.flushedDedup = manifest.dedup;
     state.appliedIndex = manifest.flushedIndex;
     state.loadDedup(manifest.dedup);
+    if (manifest.standby !== undefined) {
+      state.flushedStandby = manifest.standby;
+      state.standby = StandbyState.decode(manifest.standby, `region ${regionId}`);
+    }
     return state;
   }
 
@@ -573,6 +646,10 @@ function decodeDedupTable(text: string, where: string): { horizon: number; clien
     add(r[0], r[1], entries);
   }
   return { horizon: v2.horizon, clients };
+}
+
+function rowsOf(cmd: Command): number {
+  return cmd.kind === 'write' ? cmd.rows.length : cmd.kind === 'delete' ? cmd.keys.length : 0;
 }
 
 async function* toAsyncGen<T, U>(it: Iterator<T>, f: (t: T) => U): AsyncGenerator<U> {

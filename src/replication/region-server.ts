@@ -164,6 +164,11 @@ export interface RegionServerHooks {
   onProposalDone?(regionId: string, seconds: number, committed: boolean): void;
   /** A replica installed a raft snapshot (its state machine was replaced) at `index`. */
   onSnapshotInstalled?(regionId: string, index: number): void;
+  /**
+   * The lowest log index someone outside the group still needs (a standby cluster's stream,
+   * docs/replication.md): the log is kept from it when the state machine's snapshot point moves.
+   */
+  logRetainFrom?(regionId: string): number | undefined;
 }
 
 interface PendingProposal<R> {
@@ -1016,7 +1021,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       const point = sm.snapshotPoint();
       if (!point || point.index <= store.snapshot().metadata.index || point.index < store.firstIndex() - 1 || point.index > store.lastIndex()) return;
       await store.createSnapshot(point.index, { voters: [...point.voters], learners: [...point.learners] }, point.data);
-      await store.compact(point.index);
+      const retainFrom = this.hooks.logRetainFrom?.(replica.regionId);
+      await store.compact(retainFrom === undefined ? point.index : Math.min(point.index, Math.max(store.firstIndex() - 1, retainFrom - 1)));
       this.log.info({ regionId: replica.regionId, index: point.index }, 'log truncated at the flushed index (snapshot = manifest)');
       return;
     }

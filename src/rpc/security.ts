@@ -38,7 +38,7 @@ export const METHOD_ACCESS: Record<ServiceName, { readonly default: Access; read
     RegisterNode: 'peer',
     Heartbeat: 'peer',
   },
-  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer' },
+  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer', StandbyShip: 'write', StandbyStatus: 'read' },
   RaftTransport: { default: 'peer' },
 };
 

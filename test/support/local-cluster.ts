@@ -32,6 +32,8 @@ export interface ReplicaStatus {
 
 /** The launcher's options but where the processes and their data go: the harness picks those. */
 export type ClusterOptions = Omit<ProcessClusterOptions, 'dir' | 'cliScript' | 'cwd' | 'clusterId' | 'datanodeTomlFor'> & {
+  /** Default `it-<pid>`; two clusters of one test (a primary and its standby) give their own. */
+  readonly clusterId?: string;
   /** Extra TOML for datanode i (0-based), after the ports are known (e.g. raft proxies). */
   readonly datanodeTomlFor?: (i: number, cluster: LocalCluster) => string;
 };
@@ -75,13 +77,13 @@ function freshDir(): string {
 
 export class LocalCluster extends ProcessCluster {
   constructor(options: ClusterOptions = {}) {
-    const { datanodeTomlFor, ...rest } = options;
+    const { datanodeTomlFor, clusterId, ...rest } = options;
     super({
       ...rest,
       dir: freshDir(),
       cliScript: CLI,
       cwd: ROOT,
-      clusterId: `it-${process.pid}`,
+      clusterId: clusterId ?? `it-${process.pid}`,
       ...(datanodeTomlFor ? { datanodeTomlFor: (i: number, cluster: ProcessCluster) => datanodeTomlFor(i, cluster as LocalCluster) } : {}),
     });
   }

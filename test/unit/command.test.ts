@@ -174,7 +174,8 @@ describe('engine: command format version 2 (binary)', () => {
     expectCorruption(write([4, 1, 99, 5, 1, 1, 0]), 'flag bit 2', /unknown flags 4/);
     expectCorruption(Uint8Array.from([2, 2, 1, 1, 99, 5, 0]), 'a delete with the expectVersion flag', /unknown flags 1/);
     expectCorruption(Uint8Array.from([2, 3, 0]), 'a freeze in version 2', /no version-2 encoding/);
-    expectCorruption(Uint8Array.from([3, 1, 0]), 'format version 3', /unknown format version 3/);
+    expectCorruption(Uint8Array.from([3, 1, 0]), 'a truncated format-3 (stamped) command', /stamped command of 3 bytes/);
+    expectCorruption(Uint8Array.from([4, 1, 0]), 'format version 4', /unknown format version 4/);
     expectCorruption(write([0, 1, 99, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0]), 'a 9-byte varint', /longer than 8 bytes/);
     expectCorruption(write([0, 1, 99, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0]), 'request id 2^56 − 1', /exceeds 2\^53/);
     expectCorruption(write([0, 1, 99, 5, 100, 1, 0]), 'a row count beyond the bytes', /100 rows in 2 bytes/);

@@ -45,6 +45,15 @@ import type { RemoveMetaMemberRequest as _regiondb_v1_RemoveMetaMemberRequest, R
 import type { RemoveMetaMemberResponse as _regiondb_v1_RemoveMetaMemberResponse, RemoveMetaMemberResponse__Output as _regiondb_v1_RemoveMetaMemberResponse__Output } from './regiondb/v1/RemoveMetaMemberResponse.js';
 import type { ReplicaStat as _regiondb_v1_ReplicaStat, ReplicaStat__Output as _regiondb_v1_ReplicaStat__Output } from './regiondb/v1/ReplicaStat.js';
 import type { Row as _regiondb_v1_Row, Row__Output as _regiondb_v1_Row__Output } from './regiondb/v1/Row.js';
+import type { ShippedEntry as _regiondb_v1_ShippedEntry, ShippedEntry__Output as _regiondb_v1_ShippedEntry__Output } from './regiondb/v1/ShippedEntry.js';
+import type { ShipperRegionStatus as _regiondb_v1_ShipperRegionStatus, ShipperRegionStatus__Output as _regiondb_v1_ShipperRegionStatus__Output } from './regiondb/v1/ShipperRegionStatus.js';
+import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from './regiondb/v1/StandbyPromoteRequest.js';
+import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from './regiondb/v1/StandbyPromoteResponse.js';
+import type { StandbyRegionStatus as _regiondb_v1_StandbyRegionStatus, StandbyRegionStatus__Output as _regiondb_v1_StandbyRegionStatus__Output } from './regiondb/v1/StandbyRegionStatus.js';
+import type { StandbyShipRequest as _regiondb_v1_StandbyShipRequest, StandbyShipRequest__Output as _regiondb_v1_StandbyShipRequest__Output } from './regiondb/v1/StandbyShipRequest.js';
+import type { StandbyShipResponse as _regiondb_v1_StandbyShipResponse, StandbyShipResponse__Output as _regiondb_v1_StandbyShipResponse__Output } from './regiondb/v1/StandbyShipResponse.js';
+import type { StandbyStatusRequest as _regiondb_v1_StandbyStatusRequest, StandbyStatusRequest__Output as _regiondb_v1_StandbyStatusRequest__Output } from './regiondb/v1/StandbyStatusRequest.js';
+import type { StandbyStatusResponse as _regiondb_v1_StandbyStatusResponse, StandbyStatusResponse__Output as _regiondb_v1_StandbyStatusResponse__Output } from './regiondb/v1/StandbyStatusResponse.js';
 import type { StartProcedureRequest as _regiondb_v1_StartProcedureRequest, StartProcedureRequest__Output as _regiondb_v1_StartProcedureRequest__Output } from './regiondb/v1/StartProcedureRequest.js';
 import type { StartProcedureResponse as _regiondb_v1_StartProcedureResponse, StartProcedureResponse__Output as _regiondb_v1_StartProcedureResponse__Output } from './regiondb/v1/StartProcedureResponse.js';
 import type { StatusRequest as _regiondb_v1_StatusRequest, StatusRequest__Output as _regiondb_v1_StatusRequest__Output } from './regiondb/v1/StatusRequest.js';
@@ -105,6 +114,15 @@ export interface ProtoGrpcType {
       ReplicaStat: MessageTypeDefinition<_regiondb_v1_ReplicaStat, _regiondb_v1_ReplicaStat__Output>
       Row: MessageTypeDefinition<_regiondb_v1_Row, _regiondb_v1_Row__Output>
       Semantic: EnumTypeDefinition
+      ShippedEntry: MessageTypeDefinition<_regiondb_v1_ShippedEntry, _regiondb_v1_ShippedEntry__Output>
+      ShipperRegionStatus: MessageTypeDefinition<_regiondb_v1_ShipperRegionStatus, _regiondb_v1_ShipperRegionStatus__Output>
+      StandbyPromoteRequest: MessageTypeDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteRequest__Output>
+      StandbyPromoteResponse: MessageTypeDefinition<_regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteResponse__Output>
+      StandbyRegionStatus: MessageTypeDefinition<_regiondb_v1_StandbyRegionStatus, _regiondb_v1_StandbyRegionStatus__Output>
+      StandbyShipRequest: MessageTypeDefinition<_regiondb_v1_StandbyShipRequest, _regiondb_v1_StandbyShipRequest__Output>
+      StandbyShipResponse: MessageTypeDefinition<_regiondb_v1_StandbyShipResponse, _regiondb_v1_StandbyShipResponse__Output>
+      StandbyStatusRequest: MessageTypeDefinition<_regiondb_v1_StandbyStatusRequest, _regiondb_v1_StandbyStatusRequest__Output>
+      StandbyStatusResponse: MessageTypeDefinition<_regiondb_v1_StandbyStatusResponse, _regiondb_v1_StandbyStatusResponse__Output>
       StartProcedureRequest: MessageTypeDefinition<_regiondb_v1_StartProcedureRequest, _regiondb_v1_StartProcedureRequest__Output>
       StartProcedureResponse: MessageTypeDefinition<_regiondb_v1_StartProcedureResponse, _regiondb_v1_StartProcedureResponse__Output>
       StatusRequest: MessageTypeDefinition<_regiondb_v1_StatusRequest, _regiondb_v1_StatusRequest__Output>

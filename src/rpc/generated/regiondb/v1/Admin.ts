@@ -11,6 +11,12 @@ import type { FlushRequest as _regiondb_v1_FlushRequest, FlushRequest__Output as
 import type { FlushResponse as _regiondb_v1_FlushResponse, FlushResponse__Output as _regiondb_v1_FlushResponse__Output } from '../../regiondb/v1/FlushResponse.js';
 import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionRequest__Output as _regiondb_v1_OpenRegionRequest__Output } from '../../regiondb/v1/OpenRegionRequest.js';
 import type { OpenRegionResponse as _regiondb_v1_OpenRegionResponse, OpenRegionResponse__Output as _regiondb_v1_OpenRegionResponse__Output } from '../../regiondb/v1/OpenRegionResponse.js';
+import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from '../../regiondb/v1/StandbyPromoteRequest.js';
+import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from '../../regiondb/v1/StandbyPromoteResponse.js';
+import type { StandbyShipRequest as _regiondb_v1_StandbyShipRequest, StandbyShipRequest__Output as _regiondb_v1_StandbyShipRequest__Output } from '../../regiondb/v1/StandbyShipRequest.js';
+import type { StandbyShipResponse as _regiondb_v1_StandbyShipResponse, StandbyShipResponse__Output as _regiondb_v1_StandbyShipResponse__Output } from '../../regiondb/v1/StandbyShipResponse.js';
+import type { StandbyStatusRequest as _regiondb_v1_StandbyStatusRequest, StandbyStatusRequest__Output as _regiondb_v1_StandbyStatusRequest__Output } from '../../regiondb/v1/StandbyStatusRequest.js';
+import type { StandbyStatusResponse as _regiondb_v1_StandbyStatusResponse, StandbyStatusResponse__Output as _regiondb_v1_StandbyStatusResponse__Output } from '../../regiondb/v1/StandbyStatusResponse.js';
 import type { StatusRequest as _regiondb_v1_StatusRequest, StatusRequest__Output as _regiondb_v1_StatusRequest__Output } from '../../regiondb/v1/StatusRequest.js';
 import type { StatusResponse as _regiondb_v1_StatusResponse, StatusResponse__Output as _regiondb_v1_StatusResponse__Output } from '../../regiondb/v1/StatusResponse.js';
 
@@ -42,6 +48,33 @@ export interface AdminClient extends grpc.Client {
   openRegion(argument: _regiondb_v1_OpenRegionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_OpenRegionResponse__Output>): grpc.ClientUnaryCall;
   openRegion(argument: _regiondb_v1_OpenRegionRequest, callback: grpc.requestCallback<_regiondb_v1_OpenRegionResponse__Output>): grpc.ClientUnaryCall;
   
+  StandbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  StandbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  StandbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  StandbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  standbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  standbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  standbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  standbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
+  
+  StandbyShip(argument: _regiondb_v1_StandbyShipRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  StandbyShip(argument: _regiondb_v1_StandbyShipRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  StandbyShip(argument: _regiondb_v1_StandbyShipRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  StandbyShip(argument: _regiondb_v1_StandbyShipRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  standbyShip(argument: _regiondb_v1_StandbyShipRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  standbyShip(argument: _regiondb_v1_StandbyShipRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  standbyShip(argument: _regiondb_v1_StandbyShipRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  standbyShip(argument: _regiondb_v1_StandbyShipRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
+  
+  StandbyStatus(argument: _regiondb_v1_StandbyStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  StandbyStatus(argument: _regiondb_v1_StandbyStatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  StandbyStatus(argument: _regiondb_v1_StandbyStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  StandbyStatus(argument: _regiondb_v1_StandbyStatusRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  standbyStatus(argument: _regiondb_v1_StandbyStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  standbyStatus(argument: _regiondb_v1_StandbyStatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  standbyStatus(argument: _regiondb_v1_StandbyStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  standbyStatus(argument: _regiondb_v1_StandbyStatusRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
+  
   Status(argument: _regiondb_v1_StatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   Status(argument: _regiondb_v1_StatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   Status(argument: _regiondb_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
@@ -69,6 +102,12 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   OpenRegion: grpc.handleUnaryCall<_regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse>;
   
+  StandbyPromote: grpc.handleUnaryCall<_regiondb_v1_StandbyPromoteRequest__Output, _regiondb_v1_StandbyPromoteResponse>;
+  
+  StandbyShip: grpc.handleUnaryCall<_regiondb_v1_StandbyShipRequest__Output, _regiondb_v1_StandbyShipResponse>;
+  
+  StandbyStatus: grpc.handleUnaryCall<_regiondb_v1_StandbyStatusRequest__Output, _regiondb_v1_StandbyStatusResponse>;
+  
   Status: grpc.handleUnaryCall<_regiondb_v1_StatusRequest__Output, _regiondb_v1_StatusResponse>;
   
   TransferLeader: grpc.handleUnaryCall<_regiondb_v1_AdminTransferLeaderRequest__Output, _regiondb_v1_AdminTransferLeaderResponse>;
@@ -79,6 +118,9 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   Compact: MethodDefinition<_regiondb_v1_CompactRequest, _regiondb_v1_CompactResponse, _regiondb_v1_CompactRequest__Output, _regiondb_v1_CompactResponse__Output>
   Flush: MethodDefinition<_regiondb_v1_FlushRequest, _regiondb_v1_FlushResponse, _regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse__Output>
   OpenRegion: MethodDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse__Output>
+  StandbyPromote: MethodDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteRequest__Output, _regiondb_v1_StandbyPromoteResponse__Output>
+  StandbyShip: MethodDefinition<_regiondb_v1_StandbyShipRequest, _regiondb_v1_StandbyShipResponse, _regiondb_v1_StandbyShipRequest__Output, _regiondb_v1_StandbyShipResponse__Output>
+  StandbyStatus: MethodDefinition<_regiondb_v1_StandbyStatusRequest, _regiondb_v1_StandbyStatusResponse, _regiondb_v1_StandbyStatusRequest__Output, _regiondb_v1_StandbyStatusResponse__Output>
   Status: MethodDefinition<_regiondb_v1_StatusRequest, _regiondb_v1_StatusResponse, _regiondb_v1_StatusRequest__Output, _regiondb_v1_StatusResponse__Output>
   TransferLeader: MethodDefinition<_regiondb_v1_AdminTransferLeaderRequest, _regiondb_v1_AdminTransferLeaderResponse, _regiondb_v1_AdminTransferLeaderRequest__Output, _regiondb_v1_AdminTransferLeaderResponse__Output>
 }

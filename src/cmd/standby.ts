@@ -1,0 +1,68 @@
+// `regiondb standby status|promote` (docs/replication.md), run against the standby cluster's
+// metasrv (--metasrv); and the STANDBY section `regiondb status` prints.
+import type { Command } from 'commander';
+import type { RegionDbClient } from '../client/client.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { promoteStandby, standbySnapshot } from '../standby/promote.js';
+import { renderTable } from './render.js';
+
+/** The STANDBY section of `regiondb status`: per region and cluster-wide lag; undefined if no node takes part. */
+export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promise<string | undefined> {
+  const snap = await standbySnapshot(c);
+  const roles = [...new Set(snap.nodes.map((n) => n.status.role).filter((r) => r !== 'none'))];
+  if (roles.length === 0) return undefined;
+  const lines = [`DUAL ACTIVE-STANDBY: role ${roles.join('/')}`];
+  const shipping = snap.nodes.flatMap((n) => n.status.shipping);
+  if (shipping.length > 0) {
+    const maxEntries = Math.max(...shipping.map((s) => Number(s.lag_entries)));
+    const maxMs = Math.max(...shipping.map((s) => Number(s.lag_ms)));
+    lines.push(`shipping (mode ${snap.nodes[0]?.status.mode || 'async'}): cluster-wide lag ${maxEntries} entries, ${maxMs} ms`);
+    lines.push(renderTable(['REGION', 'TABLE', 'APPLIED', 'STANDBY HAS', 'LAG ENTRIES', 'LAG MS', 'ERROR'], shipping.map((s) => [s.region_id, s.table, s.applied_index, s.shipped_index, s.lag_entries, s.lag_ms, s.error])));
+  }
+  const regions = snap.nodes.flatMap((n) => n.status.regions);
+  if (regions.length > 0) {
+    const lagOf = (ms: string) => (Number(ms) > 0 ? Math.max(0, Math.round(nowMs - Number(ms))) : -1);
+    const safe = snap.regionIds.every((id) => regions.some((r) => r.region_id === id)) ? Math.min(...regions.map((r) => Number(r.received_through_ms))) : 0;
+    lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported)'}`);
+    lines.push(
+      renderTable(
+        ['REGION', 'TABLE', 'MODE', 'RECEIVED', 'APPLIED', 'PENDING', 'RECEIVED-THROUGH LAG MS', 'CUT', 'DROPPED ROWS'],
+        regions.map((r) => [r.region_id, r.table, r.mode, r.received_index, r.applied_primary_index, String(r.pending_entries), String(lagOf(r.received_through_ms)), r.cut_ms === '0' ? '-' : new Date(Number(r.cut_ms)).toISOString(), r.dropped_rows]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
+
+export function registerStandbyCommand(program: Command, withClient: (fn: (c: RegionDbClient) => Promise<unknown>) => Promise<void>): void {
+  const standby = program.command('standby').description('dual active-standby (docs/replication.md): the stream\'s state, and promotion of the standby');
+  standby
+    .command('status')
+    .description('the stream: per region and cluster-wide lag in entries and ms (run against either cluster)')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      await withClient(async (c) => (o.json ? standbySnapshot(c) : ((await standbyStatusText(c, Date.now())) ?? 'no datanode of this cluster has a [standby] section')));
+    });
+  standby
+    .command('promote')
+    .description('promote the standby (give its metasrv with --metasrv): cut every region at one consistent point (the latest every region has fully received, or --to-time), drop what follows, fence the old primary, open for writes')
+    .option('--to-time <time>', 'cut at this time instead (ISO 8601 or ms since the epoch); must not be later than the latest consistent point')
+    .option('--timeout-seconds <s>', 'give up after this long', (v) => Number(v), 60)
+    .option('--json', 'print JSON')
+    .action(async (o: { toTime?: string; timeoutSeconds: number; json?: boolean }) => {
+      await withClient(async (c) => {
+        let toTimeMs: number | undefined;
+        if (o.toTime !== undefined) {
+          toTimeMs = /^\d+$/.test(o.toTime) ? Number(o.toTime) : Date.parse(o.toTime);
+          if (!Number.isFinite(toTimeMs)) throw new RegionDbError(ErrorCode.InvalidArgument, `--to-time ${o.toTime}: not an ISO 8601 time or ms since the epoch`);
+        }
+        const report = await promoteStandby(c, { ...(toTimeMs !== undefined ? { toTimeMs } : {}), timeoutMs: o.timeoutSeconds * 1000, nowMs: () => Date.now() });
+        if (o.json) return report;
+        return [
+          `promoted at epoch ${report.epoch} in ${report.elapsedMs} ms; cut at ${new Date(report.cutMs).toISOString()} (${report.cutMs})`,
+          `lost tail received by the standby but after the cut: ${report.droppedEntries} entries, ${report.droppedRows} rows (writes the standby never received are not counted here)`,
+          renderTable(['REGION', 'TABLE', 'APPLIED PRIMARY INDEX', 'DROPPED ENTRIES', 'DROPPED ROWS'], report.regions.map((r) => [r.region_id, r.table, r.applied_primary_index, r.dropped_entries, r.dropped_rows])),
+        ].join('\n');
+      });
+    });
+}

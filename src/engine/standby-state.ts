@@ -1,0 +1,153 @@
+// The standby side of a region in a dual active-standby pair (docs/replication.md): the primary's
+// committed entries this region has received, and which of them it has applied.
+//
+// Invariants (replicated state: every replica computes the same from the same log):
+//   S1. `pending` holds primary entries receivedIndex-pending.length+1 … receivedIndex, in index
+//       order, none applied; every entry at or below appliedPrimaryIndex was applied, in order.
+//       No entry is ever applied out of index order or twice.
+//   S2. receivedThroughMs only grows: every primary entry stamped at or before it is received.
+//   S3. An entry is applied only by a release or the promotion, and only if it is stamped at or
+//       before their time: a region never applies past the cluster-wide safe time or the cut.
+//   S4. After promotion nothing from the stream is taken again (mode 'promoted' ignores appends).
+// The whole record is carried in the manifest (as of the flush point, like the dedup table), so
+// the log may be truncated at a flush while received entries wait unapplied.
+import { assert } from '../common/assert.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
+import type { ShippedEntry } from './command.js';
+
+export type StandbyMode = 'standby' | 'promoted';
+
+export interface StandbySnapshot {
+  readonly mode: StandbyMode;
+  readonly receivedIndex: number;
+  readonly receivedThroughMs: number;
+  /** Stamp of the last received entry (0 before any): what lag in ms is measured from. */
+  readonly lastStampMs: number;
+  readonly appliedPrimaryIndex: number;
+  /** The highest release (or the cut) applied so far. */
+  readonly releasedMs: number;
+  /** Promotion: the cut, entries and rows dropped after it, and the version offset of new writes. */
+  readonly cutMs: number;
+  readonly droppedEntries: number;
+  readonly droppedRows: number;
+  readonly versionOffset: number;
+  /** The last batch came from a primary in sync mode (every write it acknowledged is received). */
+  readonly sync: boolean;
+}
+
+const FORMAT_VERSION = 1;
+
+export class StandbyState {
+  mode: StandbyMode = 'standby';
+  receivedIndex = 0;
+  receivedThroughMs = 0;
+  lastStampMs = 0;
+  appliedPrimaryIndex = 0;
+  releasedMs = 0;
+  cutMs = 0;
+  droppedEntries = 0;
+  droppedRows = 0;
+  versionOffset = 0;
+  sync = false;
+  /** S1: received, not yet applied; oldest first. */
+  readonly pending: ShippedEntry[] = [];
+
+  /**
+   * Takes the part of a batch that continues the received prefix (S1); a batch that leaves a gap
+   * is ignored whole (the shipper resends from receivedIndex + 1). Returns how many were taken.
+   */
+  receive(fromIndex: number, entries: readonly ShippedEntry[], watermarkMs: number, sync = false): number {
+    if (this.mode !== 'standby') return 0; // S4
+    this.sync = sync;
+    if (fromIndex > this.receivedIndex + 1) return 0;
+    let taken = 0;
+    for (const e of entries) {
+      if (this.pending.length >= limits.standbyPendingEntriesMax) break; // the shipper resends the rest
+      if (e.index <= this.receivedIndex) continue; // a duplicate (two primary leaders ship the same committed entries)
+      assert(e.index === this.receivedIndex + 1, `standby entries not contiguous: ${e.index} after ${this.receivedIndex}`);
+      this.pending.push(e);
+      this.receivedIndex = e.index;
+      this.lastStampMs = Math.max(this.lastStampMs, e.stampMs);
+      taken++;
+    }
+    // The watermark speaks for the batch's entries only if the batch reaches where it ends.
+    const reaches = fromIndex + entries.length - 1 >= this.receivedIndex;
+    if (reaches) this.receivedThroughMs = Math.max(this.receivedThroughMs, watermarkMs); // S2
+    return taken;
+  }
+
+  /** The entries a release to `upToMs` applies (S3), oldest first; the caller applies them and calls applied(). */
+  releasable(upToMs: number): ShippedEntry[] {
+    const out: ShippedEntry[] = [];
+    for (const e of this.pending) {
+      if (e.stampMs > upToMs) break; // in index order: never past the first entry after the time
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** One released entry applied (S1: the oldest pending one). */
+  applied(e: ShippedEntry): void {
+    const first = this.pending[0];
+    assert(first !== undefined && first.index === e.index, `released entry ${e.index} is not the oldest pending (${first?.index})`);
+    this.pending.shift();
+    this.appliedPrimaryIndex = e.index;
+  }
+
+  snapshot(): StandbySnapshot {
+    return {
+      mode: this.mode,
+      receivedIndex: this.receivedIndex,
+      receivedThroughMs: this.receivedThroughMs,
+      lastStampMs: this.lastStampMs,
+      appliedPrimaryIndex: this.appliedPrimaryIndex,
+      releasedMs: this.releasedMs,
+      cutMs: this.cutMs,
+      droppedEntries: this.droppedEntries,
+      droppedRows: this.droppedRows,
+      versionOffset: this.versionOffset,
+      sync: this.sync,
+    };
+  }
+
+  /** The manifest's encoding: JSON with the pending entries in base64. */
+  encode(): string {
+    return JSON.stringify({
+      version: FORMAT_VERSION,
+      ...this.snapshot(),
+      pending: this.pending.map((e) => [e.index, e.stampMs, Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('base64')]),
+    });
+  }
+
+  static decode(text: string, where: string): StandbyState {
+    const bad = (why: string) => new RegionDbError(ErrorCode.Corruption, `${where}: standby state is malformed (${why})`);
+    let p: Record<string, unknown>;
+    try {
+      p = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw bad((err as Error).message);
+    }
+    if (typeof p !== 'object' || p === null || p['version'] !== FORMAT_VERSION) throw bad(`unknown format ${String(p?.['version'])}`);
+    const s = new StandbyState();
+    if (p['mode'] !== 'standby' && p['mode'] !== 'promoted') throw bad('mode');
+    s.mode = p['mode'];
+    const ints = ['receivedIndex', 'receivedThroughMs', 'lastStampMs', 'appliedPrimaryIndex', 'releasedMs', 'cutMs', 'droppedEntries', 'droppedRows', 'versionOffset'] as const;
+    for (const k of ints) {
+      const v = p[k];
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(k);
+      s[k] = v;
+    }
+    s.sync = p['sync'] === true;
+    const pending = p['pending'];
+    if (!Array.isArray(pending)) throw bad('pending');
+    for (const e of pending) {
+      if (!Array.isArray(e) || e.length !== 3 || !Number.isSafeInteger(e[0]) || !Number.isSafeInteger(e[1]) || typeof e[2] !== 'string') throw bad('pending entry');
+      const buf = Buffer.from(e[2], 'base64');
+      s.pending.push({ index: e[0], stampMs: e[1], data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) });
+    }
+    const first = s.pending[0];
+    if (first && (first.index !== s.appliedPrimaryIndex + 1 || s.pending.at(-1)!.index !== s.receivedIndex)) throw bad('pending entries do not continue the applied prefix');
+    return s;
+  }
+}

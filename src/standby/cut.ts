@@ -1,0 +1,68 @@
+// The cluster-consistent point of a standby (docs/replication.md): pure functions over what the
+// standby's regions report.
+//
+// Each region has received every primary entry stamped at or before its receivedThroughMs (S2 in
+// src/engine/standby-state.ts). The minimum over ALL regions of the standby is therefore a time
+// at which every region holds everything: releasing (or cutting) every region at that time gives
+// one consistent state — no write stamped after it anywhere, none stamped before it missing.
+// A region that reports nothing blocks the cut: a minimum without it would not be one.
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+
+export interface RegionPosition {
+  readonly regionId: string;
+  readonly receivedThroughMs: number;
+  /** Stamp of the last entry received. */
+  readonly lastStampMs?: number;
+  /** Its stream comes from a primary in sync mode. */
+  readonly sync?: boolean;
+  /** It has applied everything stamped up to this (the last release): no cut may be earlier. */
+  readonly releasedMs?: number;
+}
+
+/** The safe time over `regionIds` (every region the standby has), or undefined if one is not reported. */
+export function safeTimeMs(regionIds: readonly string[], reported: ReadonlyMap<string, RegionPosition>): number | undefined {
+  if (regionIds.length === 0) return undefined;
+  let min = Number.POSITIVE_INFINITY;
+  for (const id of regionIds) {
+    const p = reported.get(id);
+    if (!p) return undefined;
+    min = Math.min(min, p.receivedThroughMs);
+  }
+  return min;
+}
+
+/**
+ * The promotion cut: the safe time, or `toTimeMs` if given and not later. Throws when there is
+ * no safe time (a region unreported) or `toTimeMs` is later than it (its data is not all here).
+ *
+ * When every region's stream is sync, the cut is the last stamp received anywhere instead:
+ * everything received is kept. That is consistent too: a sync primary acknowledges a write only
+ * once the standby has it, so every acknowledged write is received (RPO 0), and what a region
+ * received beyond another's watermark was in flight, never acknowledged.
+ */
+export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyMap<string, RegionPosition>, toTimeMs?: number): number {
+  let safe = safeTimeMs(regionIds, reported);
+  if (safe !== undefined && regionIds.every((id) => reported.get(id)?.sync === true)) {
+    safe = Math.max(safe, ...regionIds.map((id) => reported.get(id)?.lastStampMs ?? 0));
+  }
+  if (safe === undefined) {
+    const missing = regionIds.filter((id) => !reported.has(id));
+    throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${missing.length ? `regions ${missing.join(', ')} report no stream position` : 'the standby has no regions'}`);
+  }
+  if (toTimeMs === undefined) return safe;
+  // Releases never pass the safe time, so only --to-time can fall below what is applied.
+  const applied = Math.max(0, ...regionIds.map((id) => reported.get(id)?.releasedMs ?? 0));
+  if (toTimeMs < applied) {
+    throw new RegionDbError(
+      ErrorCode.InvalidArgument,
+      `--to-time ${new Date(toTimeMs).toISOString()} is before ${new Date(applied).toISOString()}: a region has already applied up to that (stale reads showed it, and nothing is undone); the earliest possible cut is ${applied}`,
+    );
+  }
+  if (toTimeMs > safe) {
+    throw new RegionDbError(
+      ErrorCode.InvalidArgument,
+      `--to-time ${new Date(toTimeMs).toISOString()} is after the latest consistent point ${new Date(safe).toISOString()}: not every region has received everything up to it`,
+    );
+  }
+  return toTimeMs;
+}

@@ -1,0 +1,52 @@
+// The durable marker of a node's place after a promotion (docs/replication.md, "Fencing"):
+//   - on a standby datanode: promoted, at epoch E (it refuses the stream from then on and takes
+//     writes once its regions are cut);
+//   - on an old primary's datanode: fenced by the standby's promotion at epoch E (it refuses
+//     client writes for good, across restarts, until its data dir is re-seeded).
+// Written atomically (temp file, fsync, rename, fsync of the directory) before the node acts on it.
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+
+export interface FenceRecord {
+  readonly state: 'promoted' | 'fenced';
+  readonly epoch: number;
+  /** The cut (promoted) or when the fence was learned (fenced), ms since the epoch. */
+  readonly atMs: number;
+}
+
+const FILE = 'standby-fence.json';
+
+export function readFence(dataDir: string): FenceRecord | undefined {
+  const file = join(dataDir, FILE);
+  if (!existsSync(file)) return undefined;
+  let r: FenceRecord;
+  try {
+    r = JSON.parse(readFileSync(file, 'utf8')) as FenceRecord;
+  } catch (err) {
+    throw new RegionDbError(ErrorCode.Corruption, `${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if ((r.state !== 'promoted' && r.state !== 'fenced') || !Number.isSafeInteger(r.epoch) || !Number.isSafeInteger(r.atMs)) {
+    throw new RegionDbError(ErrorCode.Corruption, `${file} is malformed`);
+  }
+  return r;
+}
+
+export function writeFence(dataDir: string, record: FenceRecord): void {
+  const file = join(dataDir, FILE);
+  const temp = `${file}.tmp`;
+  const fd = openSync(temp, 'w');
+  try {
+    writeSync(fd, JSON.stringify(record));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, file);
+  const dir = openSync(dataDir, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}

@@ -1,0 +1,414 @@
+// The primary side of a dual active-standby pair (docs/replication.md): every region led on this
+// datanode ships its committed entries, in index order, to the leader of the same region (table
+// name + region number) in the standby cluster.
+//
+// The loop, per region led here, every ship_interval_ms (one round in flight per region):
+//   1. t0 = wall time; a ReadIndex barrier confirms this node still leads the region after t0
+//      (a newer leader's entries are all stamped after the barrier's quorum round, so after t0).
+//   2. Entries from the standby's received index + 1 up to the applied index are read from the
+//      raft log: committed by construction — nothing is shipped before it commits (RPO is
+//      never "negative": a standby never holds a write the primary may still lose).
+//   3. If the batch reaches the applied index, the watermark is min(t0, the smallest stamp of any
+//      entry not yet applied or still queued) − 1: every entry stamped at or before it is in the
+//      batch or before it (the write gate stamps a command in the same step that queues it).
+//   4. The standby answers with its durable position; the next round resumes from there (after
+//      a restart or a leader change on either side, the first round is a probe for it).
+// Fencing: a node learns that the standby was promoted from any answer (or from its check at
+// start) and writes the fence file before refusing writes — for good, across restarts.
+import type * as grpc from '@grpc/grpc-js';
+import { Gauge, type Registry } from 'prom-client';
+import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { type RegionState, stampCommand, unstampCommand } from '../engine/index.js';
+import { CommandKind } from '../engine/command.js';
+import { EntryType } from '../raft/index.js';
+import type { Replica } from '../replication/region-server.js';
+import type {
+  ShippedEntry as ProtoShippedEntry,
+  ShipperRegionStatus,
+  StandbyShipResponse__Output,
+  StandbyStatusResponse__Output,
+} from '../rpc/generated/index.js';
+import { call, makeClient } from '../rpc/server.js';
+import { fromGrpcError } from '../rpc/status.js';
+import type { ClientWriteGate } from '../datanode/database-host.js';
+import type { Datanode } from '../datanode/datanode.js';
+import { type FenceRecord, readFence, writeFence } from './fence.js';
+import { limits } from '../common/limits.js';
+
+export interface ShipperConfig {
+  readonly addrs: readonly string[];
+  /** A standby datanode's advertised address → where this site reaches it. */
+  readonly addrOverrides: Readonly<Record<string, string>>;
+  readonly mode: 'async' | 'sync';
+  readonly shipIntervalMs: number;
+  readonly dataDir: string;
+  readonly clusterId: string;
+}
+
+interface RegionShip {
+  /** The standby's durable received index (undefined until the first answer since this node leads). */
+  receivedIndex: number | undefined;
+  /** Stamp of the last entry shipped (carried onto entries that are not stamped client commands). */
+  lastStampMs: number;
+  /** Which standby datanode to call (the standby region's leader as last learned). */
+  target: number;
+  targetAddr: string | undefined;
+  inFlight: boolean;
+  error: string;
+  /** Sync mode: writes waiting until the standby has their index. */
+  waiters: { index: number; resolve: () => void; reject: (err: Error) => void }[];
+}
+
+export class Shipper {
+  private readonly regions = new Map<string, RegionShip>();
+  private readonly clients = new Map<string, grpc.Client>();
+  private fence: FenceRecord | undefined;
+  /** Whether the standby has been asked, since this process started, whether it was promoted. */
+  private fenceChecked = false;
+  private timer: TimerHandle | undefined;
+  private stopped = false;
+  private lastStampMs = 0;
+  private lastPositionProbeMs = 0;
+  /** The standby's received index per region, as last heard (by the leader's stream or a follower's probe). */
+  private readonly positions = new Map<string, number>();
+
+  constructor(
+    private readonly dn: Datanode,
+    private readonly cfg: ShipperConfig,
+    private readonly log: Logger,
+    private readonly clock: TimedClock,
+    /** Wall time: the stamps and watermarks (they compare across processes; docs/replication.md on clocks). */
+    private readonly wall: Clock,
+    registry: Registry,
+  ) {
+    this.fence = readFence(cfg.dataDir);
+    const self = this;
+    // Registered with the node's registry, read at scrape time (/metrics).
+    new Gauge({
+      name: 'regiondb_standby_ship_lag_entries',
+      help: 'Primary: committed entries of a region led here not yet durable in the standby',
+      labelNames: ['region'],
+      registers: [registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const s of self.status()) this.set({ region: s.region_id }, Number(s.lag_entries));
+      },
+    });
+    new Gauge({
+      name: 'regiondb_standby_ship_lag_ms',
+      help: 'Primary: age of the oldest committed entry of a region led here not yet durable in the standby (0 when none)',
+      labelNames: ['region'],
+      registers: [registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const s of self.status()) this.set({ region: s.region_id }, Number(s.lag_ms));
+      },
+    });
+  }
+
+  start(): void {
+    if (this.fence) this.log.warn({ epoch: this.fence.epoch }, 'this node is fenced: its standby was promoted; client writes are refused (docs/replication.md)');
+    this.timer = this.clock.setInterval(() => void this.round(), this.cfg.shipIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    // Committed here, not confirmed by the standby: unknown, never "failed" (the client retries with its request id).
+    const stopping = new RegionDbError(ErrorCode.DeadlineExceeded, 'datanode stopping before the standby confirmed the write (sync mode): outcome unknown');
+    for (const r of this.regions.values()) for (const w of r.waiters.splice(0)) w.reject(stopping);
+    for (const c of this.clients.values()) c.close();
+  }
+
+  readonly writeGate: ClientWriteGate = {
+    admit: (_regionId, command) => {
+      if (this.fence) {
+        throw new RegionDbError(
+          ErrorCode.ConditionFailed,
+          `this cluster was failed over: its standby was promoted at epoch ${this.fence.epoch}; this old primary refuses writes (re-seed it as the new standby; docs/replication.md)`,
+        );
+      }
+      if (!this.fenceChecked) {
+        throw new RegionDbError(ErrorCode.Unavailable, 'the primary has not yet confirmed that its standby is not promoted (fence check at start); retry');
+      }
+      if (command[1] !== CommandKind.Write && command[1] !== CommandKind.Delete) return command;
+      // Monotonic per node: a stamp never goes below one given before (a wall-clock step back).
+      this.lastStampMs = Math.max(this.lastStampMs, Math.floor(this.wall.nowMs()));
+      return stampCommand(command, this.lastStampMs);
+    },
+    acknowledge: (regionId, index) => {
+      if (this.cfg.mode === 'async') return Promise.resolve();
+      return this.waitShipped(regionId, index);
+    },
+  };
+
+  /** Sync mode: resolves when the standby has `index` of the region durably; otherwise the write's outcome is unknown. */
+  private waitShipped(regionId: string, index: number): Promise<void> {
+    const r = this.regionShip(regionId);
+    if (r.receivedIndex !== undefined && r.receivedIndex >= index) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => {
+        r.waiters = r.waiters.filter((w) => w.resolve !== done);
+        reject(new RegionDbError(ErrorCode.DeadlineExceeded, `committed in the primary but not confirmed by the standby within ${limits.standbySyncAckTimeoutMs} ms (sync mode): outcome unknown`));
+      }, limits.standbySyncAckTimeoutMs);
+      const done = () => {
+        timer.cancel();
+        resolve();
+      };
+      const fail = (err: Error) => {
+        timer.cancel();
+        reject(err);
+      };
+      r.waiters.push({ index, resolve: done, reject: fail });
+      // Ship now rather than at the next interval: this is the write's latency.
+      this.clock.setImmediate(() => {
+        const replica = this.dn.regionServer.replica(regionId);
+        if (replica) void this.shipRegion(replica, false);
+      });
+    });
+  }
+
+  private regionShip(regionId: string): RegionShip {
+    let r = this.regions.get(regionId);
+    if (!r) this.regions.set(regionId, (r = { receivedIndex: undefined, lastStampMs: 0, target: 0, targetAddr: undefined, inFlight: false, error: '', waiters: [] }));
+    return r;
+  }
+
+  private async round(): Promise<void> {
+    if (this.stopped) return;
+    if (!this.fenceChecked || this.fence) await this.checkFence();
+    if (this.fence) return;
+    const replicas = this.dn.regionServer.allReplicas();
+    const led = replicas.filter((r) => r.isLeader());
+    const ledIds = new Set(led.map((r) => r.regionId));
+    // Followers learn the standby's position too: after a leader change, the new leader's log
+    // must still hold what the standby needs (logRetainFrom).
+    const nowMs = this.clock.nowMs();
+    if (nowMs - this.lastPositionProbeMs >= limits.standbyPositionProbeMs) {
+      this.lastPositionProbeMs = nowMs;
+      for (const r of replicas) if (!r.isLeader()) void this.probePosition(r).catch(() => undefined);
+    }
+    for (const [id, r] of this.regions) {
+      if (ledIds.has(id) || id.startsWith('probe:')) continue;
+      // No longer led here: the next leader ships; waiting writes learn their outcome from it.
+      for (const w of r.waiters.splice(0)) w.reject(new RegionDbError(ErrorCode.DeadlineExceeded, `leadership of region ${id} moved before the standby confirmed the write (sync mode): outcome unknown`));
+      this.regions.delete(id);
+    }
+    await Promise.all(led.map((r) => this.shipRegion(r)));
+  }
+
+  /** Asks the standby whether it was promoted; until one answer says no, writes are refused. */
+  private async checkFence(): Promise<void> {
+    for (const addr of this.cfg.addrs) {
+      try {
+        const res = await call<StandbyStatusResponse__Output>(this.client(addr), 'StandbyStatus', {}, 2000);
+        if (res.role === 'promoted') this.fenced(Number(res.fence_epoch));
+        else if (res.role === 'standby' && !this.fenceChecked) {
+          this.fenceChecked = true;
+          this.log.info({ addr }, 'standby confirmed not promoted: this primary takes writes');
+        }
+        return;
+      } catch (err) {
+        this.log.debug({ addr, err: (err as Error).message }, 'standby fence check failed');
+      }
+    }
+  }
+
+  private fenced(epoch: number): void {
+    if (this.fence) return;
+    const record: FenceRecord = { state: 'fenced', epoch, atMs: Math.floor(this.wall.nowMs()) };
+    writeFence(this.cfg.dataDir, record); // durable before the refusal is relied on
+    this.fence = record;
+    this.log.error({ epoch }, 'the standby was promoted: this old primary is fenced and refuses writes from now on');
+    // Committed on this (now old) primary; whether the promoted standby has it is not known here.
+    const err = new RegionDbError(ErrorCode.DeadlineExceeded, `the standby was promoted at epoch ${epoch} before it confirmed the write (sync mode): outcome unknown`);
+    for (const r of this.regions.values()) for (const w of r.waiters.splice(0)) w.reject(err);
+  }
+
+  private async shipRegion(replica: Replica<RegionState>, withWatermark = true): Promise<void> {
+    const r = this.regionShip(replica.regionId);
+    if (r.inFlight || this.stopped || this.fence) return;
+    r.inFlight = true;
+    try {
+      await this.shipOnce(replica, r, withWatermark);
+      r.error = '';
+    } catch (err) {
+      const e = fromGrpcError(err);
+      r.error = e.message;
+      const hint = e.details['leaderAddr'];
+      if (typeof hint === 'string' && hint) r.targetAddr = this.cfg.addrOverrides[hint] ?? hint;
+      else {
+        r.targetAddr = undefined;
+        r.target++;
+      }
+      if (e.code !== ErrorCode.NotLeader) this.log.debug({ regionId: replica.regionId, err: e.message }, 'shipping to the standby failed; retrying');
+    } finally {
+      r.inFlight = false;
+    }
+    // Sync waiters are served as soon as the position moves; keep going while there is more.
+    if (r.waiters.length > 0 && !this.stopped && r.error === '' && replica.isLeader() && (r.receivedIndex ?? 0) < replica.appliedIndex) {
+      this.clock.setImmediate(() => void this.shipRegion(replica, false));
+    }
+  }
+
+  private async shipOnce(replica: Replica<RegionState>, r: RegionShip, withWatermark: boolean): Promise<void> {
+    const meta = this.dn.metas.get(replica.regionId);
+    if (!meta) return;
+    const table = this.dn.schemaProto(meta.schema);
+    const regionNumber = Number(BigInt(replica.regionId) & 0xffffffffn);
+    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync' };
+    if (r.receivedIndex === undefined) {
+      this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }), replica.regionId);
+      return;
+    }
+    // A round for sync waiters skips the barrier and claims no watermark: it only has to move
+    // committed entries (a write's latency); the interval's rounds keep the watermark moving.
+    const t0 = Math.floor(this.wall.nowMs());
+    if (withWatermark) await this.dn.regionServer.readBarrier(replica.regionId); // (1) still the leader after t0
+    const applied = replica.appliedIndex;
+    const lo = r.receivedIndex + 1;
+    const log = replica.raft.log;
+    if (lo <= applied && lo < log.firstIndex()) {
+      throw new RegionDbError(
+        ErrorCode.StorageCompacted,
+        `region ${replica.regionId}: the standby is at index ${r.receivedIndex} but the primary's log starts at ${log.firstIndex()} (truncated by a flush): the standby region must be re-seeded (docs/replication.md)`,
+      );
+    }
+    const hi = Math.min(applied, lo + limits.standbyShipEntriesMax - 1);
+    const raw = lo <= hi ? log.slice(lo, hi + 1, limits.standbyShipBytesMax) : [];
+    let stamp = r.lastStampMs;
+    const entries: ProtoShippedEntry[] = raw.map((e) => {
+      let data: Uint8Array = new Uint8Array(0);
+      if (e.type === EntryType.Normal && e.data.byteLength > 1 && (e.data[1] === CommandKind.Write || e.data[1] === CommandKind.Delete)) {
+        const { stampMs } = unstampCommand(e.data);
+        if (stampMs !== undefined) stamp = Math.max(stamp, stampMs);
+        data = e.data;
+      }
+      return { index: String(e.index), stamp_ms: String(stamp), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+    });
+    const lastShipped = raw.length > 0 ? raw[raw.length - 1]!.index : lo - 1;
+    const watermark = withWatermark && lastShipped >= applied ? this.watermark(replica, applied, t0) : 0; // (3)
+    const res = await this.send(r, { ...base, from_index: String(lo), entries, watermark_ms: String(watermark) });
+    this.answered(r, res, replica.regionId);
+    if (r.receivedIndex !== undefined && r.receivedIndex >= lastShipped) r.lastStampMs = stamp;
+  }
+
+  /** (3): min(t0, the smallest stamp not yet applied or still queued) − 1. */
+  private watermark(replica: Replica<RegionState>, applied: number, t0: number): number {
+    let min = t0 + 1;
+    const log = replica.raft.log;
+    const last = log.lastIndex();
+    if (last > applied) {
+      for (const e of log.slice(applied + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
+        if (e.type !== EntryType.Normal || e.data.byteLength < 2) continue;
+        const { stampMs } = unstampCommand(e.data);
+        if (stampMs !== undefined) min = Math.min(min, stampMs);
+      }
+    }
+    for (const q of replica.queuedCommands) {
+      const { stampMs } = unstampCommand(q.command);
+      if (stampMs !== undefined) min = Math.min(min, stampMs);
+    }
+    return Math.max(0, min - 1);
+  }
+
+  /** A follower's question: where does the standby stand for this region? */
+  private async probePosition(replica: Replica<RegionState>): Promise<void> {
+    const meta = this.dn.metas.get(replica.regionId);
+    if (!meta || this.fence) return;
+    const r = this.regionShip(`probe:${replica.regionId}`);
+    const req = { primary_cluster_id: this.cfg.clusterId, table: this.dn.schemaProto(meta.schema), region_number: Number(BigInt(replica.regionId) & 0xffffffffn), from_index: '0', entries: [], watermark_ms: '0' };
+    try {
+      const res = await this.send(r, req);
+      if (res.promoted) this.fenced(Number(res.fence_epoch));
+      else this.positions.set(replica.regionId, Number(res.region?.received_index ?? 0));
+    } catch (err) {
+      const hint = fromGrpcError(err).details['leaderAddr'];
+      r.targetAddr = typeof hint === 'string' && hint ? (this.cfg.addrOverrides[hint] ?? hint) : undefined;
+      if (!r.targetAddr) r.target++;
+    }
+  }
+
+  /**
+   * The first log index the standby still needs from a region: its received index + 1, as last
+   * heard; unknown (never heard): everything. Bounded: at most standbyLogRetainEntriesMax entries
+   * behind the applied index are kept for it.
+   */
+  logRetainFrom(regionId: string): number | undefined {
+    if (this.fence) return undefined;
+    const replica = this.dn.regionServer.replica(regionId);
+    if (!replica) return undefined;
+    const floor = replica.appliedIndex - limits.standbyLogRetainEntriesMax;
+    return Math.max(floor, (this.positions.get(regionId) ?? 0) + 1);
+  }
+
+  private answered(r: RegionShip, res: StandbyShipResponse__Output, regionId: string): void {
+    if (res.promoted) {
+      this.fenced(Number(res.fence_epoch));
+      return;
+    }
+    const received = Number(res.region?.received_index ?? 0);
+    r.receivedIndex = received;
+    this.positions.set(regionId, received);
+    if (r.lastStampMs === 0) r.lastStampMs = Number(res.region?.last_stamp_ms ?? 0);
+    const ready = r.waiters.filter((w) => w.index <= received);
+    r.waiters = r.waiters.filter((w) => w.index > received);
+    for (const w of ready) w.resolve();
+  }
+
+  private send(r: RegionShip, request: unknown): Promise<StandbyShipResponse__Output> {
+    const addr = r.targetAddr ?? this.cfg.addrs[r.target % this.cfg.addrs.length]!;
+    return call<StandbyShipResponse__Output>(this.client(addr), 'StandbyShip', request, limits.standbyShipTimeoutMs);
+  }
+
+  private client(addr: string): grpc.Client {
+    let c = this.clients.get(addr);
+    if (!c) this.clients.set(addr, (c = makeClient('Admin', addr, { credentials: this.dn.peerCredentials })));
+    return c;
+  }
+
+  role(): 'primary' | 'fenced' {
+    return this.fence ? 'fenced' : 'primary';
+  }
+
+  fenceEpoch(): number {
+    return this.fence?.epoch ?? 0;
+  }
+
+  /** Per region led here: what the standby has, and the lag in entries and ms. */
+  status(): ShipperRegionStatus[] {
+    const now = this.wall.nowMs();
+    const out: ShipperRegionStatus[] = [];
+    for (const replica of this.dn.regionServer.allReplicas()) {
+      if (!replica.isLeader()) continue;
+      const r = this.regions.get(replica.regionId);
+      const shipped = r?.receivedIndex ?? 0;
+      const applied = replica.appliedIndex;
+      let lagMs = 0;
+      if (r?.receivedIndex !== undefined && applied > shipped) {
+        // The oldest unshipped entry's stamp (the first stamped one found).
+        const log = replica.raft.log;
+        const lo = Math.max(shipped + 1, log.firstIndex());
+        for (const e of log.slice(lo, Math.min(applied, lo + 64) + 1, Number.MAX_SAFE_INTEGER)) {
+          const { stampMs } = e.type === EntryType.Normal && e.data.byteLength > 1 ? unstampCommand(e.data) : { stampMs: undefined };
+          if (stampMs !== undefined) {
+            lagMs = Math.max(0, now - stampMs);
+            break;
+          }
+        }
+      }
+      out.push({
+        region_id: replica.regionId,
+        table: this.dn.metas.get(replica.regionId)?.schema.name ?? '',
+        shipped_index: String(shipped),
+        applied_index: String(applied),
+        error: r?.error ?? 'not shipped yet',
+        lag_entries: String(Math.max(0, applied - shipped)),
+        lag_ms: String(Math.round(lagMs)),
+      });
+    }
+    return out;
+  }
+}

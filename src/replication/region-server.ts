@@ -81,8 +81,12 @@ export interface RaftTuning {
   readonly nodeDownAfterTicks: number;
 }
 
-/** Region id of a datanode liveness beat: no table has id 0 (docs/quiescence.md, raft.proto). */
-export const NODE_BEAT_REGION_ID = '0';
+/**
+ * Region id of a node liveness beat (docs/quiescence.md, raft.proto): not decimal, so it is no
+ * table's region and not the metasrv group's ('0', src/metasrv/meta-group.ts). It was '0' once,
+ * which made every region server drop the metasrv group's raft traffic as beats.
+ */
+export const NODE_BEAT_REGION_ID = 'beat';
 const NODE_BEAT: Message = { type: MessageType.Heartbeat, from: NO_NODE, to: NO_NODE, term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, snapshot: null, context: new Uint8Array(0) };
 /** The set of peer datanodes to beat is recomputed from the replicas' peers this often. */
 const PEER_NODES_REFRESH_TICKS = 20;
@@ -349,6 +353,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * by failure() and stays failed until closed (a replacement comes under a fresh peer id).
    */
   async open(spec: ReplicaSpec): Promise<Replica<S, R> | undefined> {
+    if (spec.regionId === NODE_BEAT_REGION_ID) throw new RegionDbError(ErrorCode.InvalidArgument, `region id ${JSON.stringify(spec.regionId)} is reserved for node liveness beats`);
     const existing = this.replicas.get(spec.regionId);
     if (existing) return existing;
     if (this.failed.has(spec.regionId)) return undefined;

@@ -8,6 +8,7 @@ import { silentLogger } from '../../src/common/logger.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { NODE_BEAT_REGION_ID, RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import { META_GROUP_ID } from '../../src/metasrv/meta-group.js';
 
 class Sum implements StateMachine<number> {
   total = 0;
@@ -104,5 +105,42 @@ describe('RegionServer quiescence (docs/quiescence.md)', () => {
     } finally {
       mute.delete(victim.nodeId);
     }
+  });
+});
+
+// The beat's region id was '0' once — the metasrv group's id — and every region server dropped
+// the metasrv group's raft traffic as beats: no metasrv group ever elected a leader.
+describe('RegionServer: the liveness beat id is no group id', () => {
+  it("a group with the metasrv group's id ('0') elects a leader and applies, beats on or off", async () => {
+    expect(() => BigInt(NODE_BEAT_REGION_ID), 'a beat id that parses as a region id').to.throw();
+    for (const quiesceIdleTicks of [0, 4]) {
+      const servers = new Map<number, RegionServer<Sum>>();
+      const peers = [1, 2, 3].map((nodeId) => ({ peerId: 20 + nodeId, nodeId }));
+      try {
+        for (const nodeId of [1, 2, 3]) {
+          const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
+            for (const e of envelopes) servers.get(to)?.step(from, e.regionId, e.message);
+          });
+          const server = new RegionServer<Sum>(nodeId, new MemoryLogEngine(), transport, { create: () => new Sum() }, { ...defaultRaftTuning, tickMs: 5, quiesceIdleTicks }, silentLogger, systemClock);
+          servers.set(nodeId, server);
+          await server.open({ regionId: META_GROUP_ID, selfPeerId: 20 + nodeId, peers, bootstrap: true });
+          server.start();
+        }
+        await waitFor(() => [...servers.values()].some((s) => s.replica(META_GROUP_ID)?.isLeader()), `a leader of group '${META_GROUP_ID}' (quiesceIdleTicks ${quiesceIdleTicks})`);
+        const leader = [...servers.values()].find((s) => s.replica(META_GROUP_ID)?.isLeader())!;
+        expect(await leader.propose(META_GROUP_ID, new Uint8Array([3]))).to.equal(3);
+      } finally {
+        for (const server of servers.values()) await server.stop();
+      }
+    }
+  });
+
+  it('a region server refuses to open a group under the beat id', async () => {
+    const server = new RegionServer<Sum>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Sum() }, defaultRaftTuning, silentLogger, systemClock);
+    const err = await server.open({ regionId: NODE_BEAT_REGION_ID, selfPeerId: 1, peers: [{ peerId: 1, nodeId: 1 }], bootstrap: true }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).to.contain('reserved for node liveness beats');
   });
 });

@@ -9,6 +9,7 @@
 import { assert } from '../common/assert.js';
 import { type Clock, type Scheduler, type TimerHandle, systemClock, systemScheduler } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
 import {
@@ -93,6 +94,11 @@ export class Flusher {
   private readonly uploading = new Set<string>();
   /** Work started by check() and not finished yet (settled() waits for it). */
   private readonly running = new Set<Promise<void>>();
+  /**
+   * Consistent backup (write-barrier.ts): freezes whose flush a barrier waits for, by region and
+   * freeze index; the manifest at exactly that index once its flush edit applied (null: missed).
+   */
+  private readonly pinned = new Map<string, Map<number, Uint8Array | null | undefined>>();
 
   constructor(
     private readonly regionServer: RegionServer<RegionState>,
@@ -168,6 +174,39 @@ export class Flusher {
   /** The flushed index whose manifest is in the object store (the region's recovery point). */
   manifestIndex(regionId: string): number {
     return this.work.get(regionId)?.manifestWritten ?? 0;
+  }
+
+  /**
+   * Keeps the region manifest as of the flush of the freeze at `freezeIndex` (a barrier's freeze,
+   * docs/backup.md): later flushes move the region on, and the manifest in the object store is
+   * written only for the newest flushed index a check sees. Call before that flush can apply.
+   */
+  pinFlush(regionId: string, freezeIndex: number): void {
+    let forRegion = this.pinned.get(regionId);
+    if (!forRegion) this.pinned.set(regionId, (forRegion = new Map()));
+    assert(forRegion.size < limits.brBarrierAttemptsMax * 4, `region ${regionId}: too many pinned flushes`);
+    forRegion.set(freezeIndex, undefined);
+  }
+
+  /** The manifest kept for a pinned freeze: bytes once flushed, null if its flush was missed, undefined while waiting. */
+  pinnedManifest(regionId: string, freezeIndex: number): Uint8Array | null | undefined {
+    return this.pinned.get(regionId)?.get(freezeIndex);
+  }
+
+  unpinFlush(regionId: string, freezeIndex: number): void {
+    const forRegion = this.pinned.get(regionId);
+    forRegion?.delete(freezeIndex);
+    if (forRegion?.size === 0) this.pinned.delete(regionId);
+  }
+
+  /** Right after the flush edit of `freezeIndex` applied here: the region's version is exactly that flush's. */
+  private capturePinned(regionId: string, freezeIndex: number): void {
+    const forRegion = this.pinned.get(regionId);
+    if (!forRegion?.has(freezeIndex)) return;
+    const state = this.regionServer.replica(regionId)?.stateMachine;
+    // Uploads are serial per region and flush edits apply in freeze order, so nothing flushed
+    // after it yet; a different flushed index means the edit was not ours (a duplicate).
+    forRegion.set(freezeIndex, state?.flushedIndex === freezeIndex ? encodeManifest(state.manifest()) : null);
   }
 
   /** Asks for a compaction of the region's SSTs at the next check (explicit `regiondb compact`). */
@@ -257,6 +296,7 @@ export class Flusher {
       const written = await this.uploadSst(key, (sink) => writeFlushSst(frozen, sink));
       const sst: SstMeta | null = written ? sstMetaOf(key, written) : null;
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
+      this.capturePinned(regionId, frozen.index);
       const seconds = (this.clock.nowMs() - startedMs) / 1000;
       this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
       this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: sst?.entries ?? 0, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');

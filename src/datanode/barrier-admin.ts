@@ -99,7 +99,7 @@ export function barrierAdmin(host: BarrierHost): BarrierHandlers {
     // 5: protect what the manifest names from this node's GC while the backup copies it.
     const m = decodeManifest(manifest, `region ${regionId} at ${freezeIndex}`);
     const releaseLease = flusher.leases.acquire(m.ssts.map((s) => s.key));
-    clock.setTimeout(releaseLease, leaseMs);
+    writeBarrier.keepLease(releaseLease, leaseMs);
     log.info({ regionId, barrierId, freezeIndex, term, heldMs: released.heldMs, writesHeld: released.writesHeld, ssts: m.ssts.length }, 'barrier freeze flushed');
     return { freeze_index: String(freezeIndex), freeze_term: String(term), held_ms: Math.round(released.heldMs), writes_held: released.writesHeld, manifest: Buffer.from(manifest) };
   }

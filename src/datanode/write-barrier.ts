@@ -47,6 +47,8 @@ interface HoldRecord {
 
 export class WriteBarrier {
   private readonly holds = new Map<string, HoldRecord>();
+  /** SST leases a barrier took for its backup's copy, each with the timer that ends it. */
+  private readonly leases = new Map<() => void, TimerHandle>();
 
   constructor(private readonly clock: TimedClock) {}
 
@@ -110,9 +112,31 @@ export class WriteBarrier {
     return [...this.holds.keys()];
   }
 
-  /** Ends every hold (the node stops): the waiting writes go on and fail or succeed on their own. */
+  /** Keeps an SST lease (barrier-admin.ts) for `leaseMs`, then releases it. */
+  keepLease(release: () => void, leaseMs: number): void {
+    const timer = this.clock.setTimeout(() => {
+      this.leases.delete(release);
+      release();
+    }, leaseMs);
+    this.leases.set(release, timer);
+  }
+
+  /** Leases kept now. */
+  leaseCount(): number {
+    return this.leases.size;
+  }
+
+  /**
+   * Ends every hold and lease (the node stops): the waiting writes go on and fail or succeed on
+   * their own; the leases' protection ends with the node's GC anyway.
+   */
   releaseAll(): void {
     for (const [regionId, record] of [...this.holds]) this.end(regionId, record);
+    for (const [release, timer] of [...this.leases]) {
+      timer.cancel();
+      release();
+    }
+    this.leases.clear();
   }
 
   private end(regionId: string, record: HoldRecord): HoldOutcome {

@@ -60,14 +60,29 @@ describe('write barrier (consistent backup, datanode half)', () => {
     expect(barrier.heldRegions()).to.deep.equal([]);
   });
 
-  it('releaseAll lets every waiting write go (the node stops)', async () => {
+  it('releaseAll lets every waiting write go and ends every lease (the node stops)', async () => {
     const { barrier } = world();
     barrier.hold('r1', 'b1', 1, 1000);
     barrier.hold('r2', 'b1', 1, 1000);
+    let released = 0;
+    barrier.keepLease(() => released++, 3_600_000);
     const waits = [barrier.wait('r1')!, barrier.wait('r2')!];
     barrier.releaseAll();
     await Promise.all(waits);
     expect(barrier.heldRegions()).to.deep.equal([]);
+    expect(released).to.equal(1);
+    expect(barrier.leaseCount()).to.equal(0);
+  });
+
+  it('a kept SST lease ends by itself after its time', async () => {
+    const { sched, barrier } = world();
+    let released = 0;
+    barrier.keepLease(() => released++, 5000);
+    await sched.runUntil(4999);
+    expect(released).to.equal(0);
+    await sched.runUntil(5000);
+    expect(released).to.equal(1);
+    expect(barrier.leaseCount()).to.equal(0);
   });
 });
 

@@ -167,4 +167,44 @@ describe('integration: a consistent backup is one cluster-consistent cut (issue 
       client.close();
     }
   });
+
+  it('B1, B3 on real processes: a write sent during a hold lands after the freeze; an expired hold cannot be frozen under', async () => {
+    const client = target!.client({ deadlineMs: 20_000, attemptTimeoutMs: 5000 });
+    try {
+      const row = (seq: number) => ({ writer: 'probe', ts: 2_000_000 + seq, seq });
+      const regionId = (await client.write('b_effect', [row(0)]))[0]!.regionId;
+      // B1: held, the write waits; the freeze is queued before it.
+      const term = await client.barrierHold('b_effect', regionId, 'probe-b1', 5000);
+      let settled = false;
+      const held = client.write('b_effect', [row(1)]).finally(() => (settled = true));
+      await sleep(300);
+      expect(settled, 'a write to a held region waits').to.equal(false);
+      const f = await client.barrierFreeze('b_effect', regionId, 'probe-b1', term, 60_000);
+      const version = (await held)[0]!.version;
+      process.stdout.write(`      held write applied at ${version}, the freeze at ${f.freeze_index}; held ${f.held_ms} ms, ${f.writes_held} write waited\n`);
+      expect(version, 'the held write is after the freeze').to.be.greaterThan(Number(f.freeze_index));
+      expect(f.writes_held).to.equal(1);
+      expect(f.held_ms).to.be.at.least(300);
+      // B3: a hold ends by itself; freezing under it afterwards is refused.
+      const term3 = await client.barrierHold('b_effect', regionId, 'probe-b3', 400);
+      const t0 = Date.now();
+      await client.write('b_effect', [row(2)]);
+      const waitedMs = Date.now() - t0;
+      expect(waitedMs, 'the write waited out the hold').to.be.at.least(300);
+      const refused = await client.barrierFreeze('b_effect', regionId, 'probe-b3', term3, 60_000).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(refused?.message).to.match(/not held by barrier probe-b3/);
+      // Released without a freeze: writes go at once.
+      await client.barrierHold('b_effect', regionId, 'probe-rel', 5000);
+      expect(await client.barrierRelease('b_effect', regionId, 'probe-rel')).to.equal(true);
+      expect(await client.barrierRelease('b_effect', regionId, 'probe-rel'), 'released once').to.equal(false);
+      const t1 = Date.now();
+      await client.write('b_effect', [row(3)]);
+      expect(Date.now() - t1).to.be.lessThan(2000);
+    } finally {
+      client.close();
+    }
+  });
 });

@@ -135,9 +135,9 @@ describe('integration: a consistent backup is one cluster-consistent cut (issue 
   it('the consistent backup records its point and the write pause', () => {
     const p = consistent.manifest.point;
     expect(p, 'backup.json has the point').to.not.equal(null);
-    expect(p!.pauseMsMax, 'client writes paused at most holdMs').to.be.lessThan(2000);
     const regions = consistent.manifest.tables.flatMap((t) => t.regions.map((r) => `${t.name}/${r.regionNumber}@${r.flushedIndex}`));
     process.stdout.write(`      consistent point: ${regions.join(' ')}; writes paused at most ${p!.pauseMsMax} ms (${p!.writesHeld} waited, attempt ${p!.attempts})\n`);
+    for (const t of consistent.manifest.tables) for (const r of t.regions) expect(r.flushedIndex, `${t.name}/${r.regionNumber}: a point mid-load`).to.be.greaterThan(0);
     expect(plain.manifest.point ?? null).to.equal(null);
   });
 
@@ -161,7 +161,7 @@ describe('integration: a consistent backup is one cluster-consistent cut (issue 
     const client = target!.client({ deadlineMs: 20_000, attemptTimeoutMs: 3000 });
     try {
       const report = checkCausalCut(histories, await readRestored(client));
-      process.stdout.write(`      plain restore: ${report.violations.length} violations listed, first: ${report.violations[0] ?? 'none'}\n`);
+      process.stdout.write(`      plain restore: ${report.violationCount} violations, first: ${report.violations[0] ?? 'none'}\n`);
       expect(report.violations.length, 'a_cause is flushed before b_effect, so b_effect holds B whose A is missing').to.be.greaterThan(0);
     } finally {
       client.close();

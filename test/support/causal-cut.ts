@@ -22,7 +22,10 @@ export interface WriterHistory {
 export type Restored = Readonly<Record<string, ReadonlyMap<string, ReadonlySet<number>>>>;
 
 export interface CutReport {
+  /** The first violations found (at most VIOLATIONS_LISTED_MAX, then a marker). */
   readonly violations: string[];
+  /** Every violation found. */
+  readonly violationCount: number;
   /** Per table and writer: the highest sequence number restored (-1: none). */
   readonly highest: Record<string, Record<string, number>>;
   readonly restoredWrites: number;
@@ -32,7 +35,9 @@ const VIOLATIONS_LISTED_MAX = 20;
 
 export function checkCausalCut(histories: readonly WriterHistory[], restored: Restored): CutReport {
   const violations: string[] = [];
+  let violationCount = 0;
   const add = (v: string) => {
+    violationCount++;
     if (violations.length < VIOLATIONS_LISTED_MAX) violations.push(v);
     else if (violations.length === VIOLATIONS_LISTED_MAX) violations.push('… (more violations not listed)');
   };
@@ -106,5 +111,5 @@ export function checkCausalCut(histories: readonly WriterHistory[], restored: Re
       }
     }
   }
-  return { violations, highest, restoredWrites };
+  return { violations, violationCount, highest, restoredWrites };
 }

@@ -23,6 +23,7 @@ describe('causal cut checker (test/support/causal-cut.ts)', () => {
   it('passes a consistent cut: A up to 6 and B up to 5 of each writer', () => {
     const r = checkCausalCut(h, restore({ w0: range(7), w1: range(7) }, { w0: range(6), w1: range(6) }));
     expect(r.violations).to.deep.equal([]);
+    expect(r.violationCount).to.equal(0);
     expect(r.highest['a']).to.deep.equal({ w0: 6, w1: 6 });
     expect(r.restoredWrites).to.equal(26);
   });

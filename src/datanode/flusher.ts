@@ -9,7 +9,6 @@
 import { assert } from '../common/assert.js';
 import { type Clock, type Scheduler, type TimerHandle, systemClock, systemScheduler } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
 import { type SstMeta, encodeCommand } from '../engine/command.js';
 import {
@@ -81,6 +80,8 @@ export interface FlusherEnv {
 
 export const systemFlusherEnv: FlusherEnv = { scheduler: systemScheduler, sstKeys: systemSstKeySource };
 
+/** Barrier freezes (consistent backups) of one region waiting for their flush at once. */
+const PINNED_FLUSHES_PER_REGION_MAX = 8;
 /** Most SSTs one GC pass deletes; the rest wait for the next pass. */
 const GC_DELETES_PER_PASS_MAX = 1000;
 /** GC passes run every grace/4 (so a grace is measured to within a quarter), at most this far apart. */
@@ -184,7 +185,9 @@ export class Flusher {
   pinFlush(regionId: string, freezeIndex: number): void {
     let forRegion = this.pinned.get(regionId);
     if (!forRegion) this.pinned.set(regionId, (forRegion = new Map()));
-    assert(forRegion.size < limits.brBarrierAttemptsMax * 4, `region ${regionId}: too many pinned flushes`);
+    if (forRegion.size >= PINNED_FLUSHES_PER_REGION_MAX) {
+      throw new RegionDbError(ErrorCode.ResourceExhausted, `region ${regionId}: ${forRegion.size} barrier freezes already wait for their flush (max ${PINNED_FLUSHES_PER_REGION_MAX})`);
+    }
     forRegion.set(freezeIndex, undefined);
   }
 

@@ -16,9 +16,10 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { RegionDbClient } from '../client/client.js';
 import { makeRegionId } from '../engine/key.js';
-import { loadLatestManifest } from '../engine/manifest.js';
+import { decodeManifest, loadLatestManifest, manifestKey } from '../engine/manifest.js';
 import type { ObjectStore } from '../object-store/object-store.js';
-import { type BackupRunOptions, copySettings, forEachBounded, readHashed } from './copy.js';
+import { type BarrierClient, type BarrierRegion, runBarrier } from './barrier.js';
+import { type BackupRunOptions, copySettings, forEachBounded, readHashed, sha256Hex } from './copy.js';
 import {
   type BackupFile,
   type BackupJournal,
@@ -37,8 +38,8 @@ import {
 import type { ProgressReporter } from './progress.js';
 import { loadBackupManifest } from './repository.js';
 
-/** What backup needs from the cluster: flush, the catalog. */
-export type BackupClusterClient = Pick<RegionDbClient, 'flush' | 'describe' | 'listNodes'>;
+/** What backup needs from the cluster: flush, the catalog, and (consistent) the write barrier. */
+export type BackupClusterClient = Pick<RegionDbClient, 'flush' | 'describe' | 'listNodes'> & Partial<BarrierClient>;
 
 /** `tables`: default every table of the cluster; ignored when resuming. */
 export interface BackupOptions extends BackupRunOptions {
@@ -49,6 +50,15 @@ export interface BackupOptions extends BackupRunOptions {
   readonly clusterStore: ObjectStore;
   readonly metasrv: string;
   readonly clusterId?: string | undefined;
+  /**
+   * Every region at one cluster-consistent point (a write barrier, docs/backup.md) instead of
+   * each at its own flushed index.
+   */
+  readonly consistent?: boolean | undefined;
+  /** Consistent: the longest the barrier may hold a region's client writes (ms). */
+  readonly barrierHoldMs?: number | undefined;
+  /** Consistent: how long leaders keep the point's SSTs from their GC (ms). */
+  readonly sstLeaseMs?: number | undefined;
 }
 
 export interface BackupResult {
@@ -110,6 +120,59 @@ async function planTables(opts: BackupOptions, progress: ProgressReporter): Prom
   return tables;
 }
 
+/**
+ * A consistent plan: one barrier over every region of every table (src/br/barrier.ts). The region
+ * manifests come back from the leaders (a region's manifest at its freeze is not necessarily in
+ * the object store: only the newest flushed index's is written there), so they are stored into
+ * the backup here and recorded as copied.
+ */
+async function planConsistent(opts: BackupOptions, progress: ProgressReporter, id: string): Promise<Pick<BackupJournal, 'tables' | 'done' | 'point'>> {
+  const client = opts.client;
+  if (!client.barrierHold || !client.barrierFreeze || !client.barrierRelease) throw new RegionDbError(ErrorCode.Internal, 'a consistent backup needs a client with the barrier calls');
+  const barrierClient: BarrierClient = { barrierHold: client.barrierHold.bind(client), barrierFreeze: client.barrierFreeze.bind(client), barrierRelease: client.barrierRelease.bind(client) };
+  const names = opts.tables && opts.tables.length > 0 ? [...opts.tables] : await listClusterTables(client);
+  if (names.length === 0) throw new RegionDbError(ErrorCode.NotFound, 'the cluster has no tables to back up');
+  const tables: BackupTable[] = [];
+  const regions: BarrierRegion[] = [];
+  for (const name of names) {
+    const { schema } = await client.describe(name, true);
+    tables.push({ name, tableId: schema.tableId, columns: schema.columns.map((c) => ({ ...c })), regionCount: schema.regionCount, regions: [] });
+    for (let n = 0; n < schema.regionCount; n++) regions.push({ table: name, regionId: makeRegionId(schema.tableId, n), regionNumber: n });
+  }
+  progress.note(`write barrier over ${regions.length} regions of ${names.length} tables`);
+  const cut = await runBarrier(barrierClient, regions, {
+    holdMs: opts.barrierHoldMs ?? limits.brBarrierHoldMsDefault,
+    sstLeaseMs: opts.sstLeaseMs ?? limits.brBarrierSstLeaseMsDefault,
+    note: (line) => progress.note(line),
+  });
+  progress.note(`consistent point taken (barrier ${cut.barrierId}, attempt ${cut.attempts}): client writes paused at most ${cut.pauseMsMax} ms, ${cut.writesHeld} writes waited`);
+  const done: BackupJournal['done'] = {};
+  for (const p of cut.points) {
+    const m = decodeManifest(p.manifest, `the barrier manifest of region ${p.region.regionId}`);
+    if (m.regionId !== p.region.regionId || m.flushedIndex !== p.freezeIndex || m.flushedTerm !== p.freezeTerm) {
+      throw new RegionDbError(ErrorCode.Corruption, `region ${p.region.regionId}: the barrier answered a manifest of region ${m.regionId} at ${m.flushedIndex} (term ${m.flushedTerm}) for the freeze at ${p.freezeIndex} (term ${p.freezeTerm})`);
+    }
+    const key = manifestKey(p.region.regionId, p.freezeIndex);
+    await opts.repository.put(backupDataKey(id, key), p.manifest);
+    done[key] = { sizeBytes: p.manifest.byteLength, sha256: sha256Hex(p.manifest) };
+    const table = tables.find((t) => t.name === p.region.table);
+    assert(table !== undefined, 'every barrier region belongs to a planned table');
+    table.regions.push({
+      regionNumber: p.region.regionNumber,
+      regionId: p.region.regionId,
+      flushedIndex: m.flushedIndex,
+      flushedTerm: m.flushedTerm,
+      manifestKey: key,
+      manifestBytes: p.manifest.byteLength,
+      sstKeys: m.ssts.map((s) => s.key),
+      sstBytes: m.ssts.reduce((n, s) => n + s.size, 0),
+      sstEntries: m.ssts.reduce((n, s) => n + s.entries, 0),
+    });
+  }
+  for (const t of tables) t.regions.sort((a, b) => a.regionNumber - b.regionNumber);
+  return { tables, done, point: { barrierId: cut.barrierId, heldAtMs: cut.heldAtMs, pauseMsMax: cut.pauseMsMax, writesHeld: cut.writesHeld, attempts: cut.attempts } };
+}
+
 /** The files of the base chain by key (a base lists what it refers to in its own bases too). */
 async function baseIndex(repository: ObjectStore, baseId: string): Promise<{ base: BackupManifest; files: Map<string, BackupFile> }> {
   const base = await loadBackupManifest(repository, baseId).catch((err: unknown) => {
@@ -157,7 +220,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const source: BackupSource = { metasrv: opts.metasrv, objectStore: opts.clusterStore.description, clusterId: opts.clusterId ?? null };
     journal = { id, baseId: opts.baseId ?? null, source, createdAtMs: Date.now(), tables: [], done: {} };
     if (opts.baseId !== undefined) await baseIndex(repo, opts.baseId); // fail before flushing if the base is unusable
-    journal.tables = await planTables(opts, progress);
+    if (opts.consistent) Object.assign(journal, await planConsistent(opts, progress, id));
+    else journal.tables = await planTables(opts, progress);
     await repo.put(backupJournalKey(id), encodeBackupJournal(journal));
   }
   const base = journal.baseId === null ? undefined : await baseIndex(repo, journal.baseId);
@@ -191,6 +255,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   const copyOne = async (key: string): Promise<boolean> => {
     const target = backupDataKey(id, key);
     const recorded = journal.done[key];
+    if (!resumed && recorded) return true; // a consistent plan's region manifest, stored while planning
     if (resumed) {
       const there = await repo.head(target);
       if (there) {
@@ -249,6 +314,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     });
     progress.end();
     pending = pending.filter((p) => vanished.has(p.region));
+    if (pending.length > 0 && journal.point) {
+      // Re-planning one region at a later point would break the cut: the whole backup is taken again.
+      throw new RegionDbError(
+        ErrorCode.Unavailable,
+        `consistent backup ${id}: SSTs of regions ${pending.map((p) => p.region.regionId).join(', ')} at the barrier's point were garbage-collected before they were copied; take the backup again (with a new --id)`,
+      );
+    }
     for (const p of pending) {
       const replanned = await planRegion(opts.clusterStore, p.region.regionId, p.region.regionNumber);
       progress.note(`region ${p.region.regionId}: objects of manifest ${p.region.manifestKey} were compacted away; backing up ${replanned.manifestKey} (flushed index ${replanned.flushedIndex}) instead`);
@@ -295,6 +367,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     files,
     storedFiles: own.length,
     storedBytes: own.reduce((n, f) => n + f.sizeBytes, 0),
+    point: journal.point ?? null,
   };
   await repo.put(backupManifestKey(id), encodeBackupManifest(manifest));
   await repo.delete(backupJournalKey(id));

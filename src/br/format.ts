@@ -93,6 +93,22 @@ const sourceSchema = z
   })
   .strict();
 
+/** A consistent backup's point (docs/backup.md): one barrier cut every region at its freeze. */
+const pointSchema = z
+  .object({
+    /** The barrier whose freezes are the regions' points (each region's flushedIndex). */
+    barrierId: z.string().min(1),
+    /** Wall ms by which every region's client writes were held: the cut lies between it and the freezes. */
+    heldAtMs: safeInt,
+    /** The longest any region's client writes were paused by the barrier (ms). */
+    pauseMsMax: safeInt,
+    /** Client writes that waited for the barrier, all regions. */
+    writesHeld: safeInt,
+    /** Barrier attempts it took (a moved leader or an expired hold abandons one). */
+    attempts: z.number().int().positive(),
+  })
+  .strict();
+
 const manifestBodySchema = z
   .object({
     id: z.string().regex(BACKUP_ID),
@@ -106,6 +122,8 @@ const manifestBodySchema = z
     /** What this backup itself stored (files whose backupId is this one). */
     storedFiles: safeInt,
     storedBytes: safeInt,
+    /** Set for a consistent backup (--consistent): every region at one cluster-consistent point. */
+    point: pointSchema.nullable().optional(),
   })
   .strict();
 
@@ -119,6 +137,8 @@ const journalBodySchema = z
     tables: z.array(tableSchema),
     /** Objects already copied into this backup, with what they hashed to. */
     done: z.record(z.string(), z.object({ sizeBytes: safeInt, sha256: sha256Hex }).strict()),
+    /** A consistent backup's point: its plan must not be re-planned region by region. */
+    point: pointSchema.nullable().optional(),
   })
   .strict();
 
@@ -128,6 +148,7 @@ export type BackupTable = z.infer<typeof tableSchema>;
 export type BackupSource = z.infer<typeof sourceSchema>;
 export type BackupManifest = z.infer<typeof manifestBodySchema>;
 export type BackupJournal = z.infer<typeof journalBodySchema>;
+export type BackupPoint = z.infer<typeof pointSchema>;
 
 function encodeEnvelope(format: string, body: unknown): Uint8Array {
   const bodyJson = JSON.stringify(body);

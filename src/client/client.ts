@@ -34,6 +34,9 @@ import type {
   ScanResponse__Output,
   StandbyPromoteResponse__Output,
   StandbyStatusResponse__Output,
+  BarrierFreezeResponse__Output,
+  BarrierHoldResponse__Output,
+  BarrierReleaseResponse__Output,
   StartProcedureResponse__Output,
   StatusResponse__Output,
   WriteRequest,
@@ -301,6 +304,32 @@ export class RegionDbClient {
   /** Admin.StandbyPromote of one standby datanode: cut the regions it leads at `cutMs`. */
   async standbyPromote(addr: string, cutMs: number, epoch: number): Promise<StandbyPromoteResponse__Output> {
     return this.adminCall<StandbyPromoteResponse__Output>(addr, 'StandbyPromote', { cut_ms: String(cutMs), epoch: String(epoch) }, 30_000);
+  }
+
+  /**
+   * A consistent backup's write barrier (docs/backup.md), at the region's leader: hold new
+   * client writes for at most `holdMs`; the leader's term is returned for barrierFreeze.
+   */
+  async barrierHold(table: string, regionId: string, barrierId: string, holdMs: number): Promise<number> {
+    const res = await this.withRegion(table, regionId, 'barrier', (addr) =>
+      this.adminCall<BarrierHoldResponse__Output>(addr, 'BarrierHold', { barrier_id: barrierId, region_id: regionId, hold_ms: holdMs }, this.attemptTimeoutMs),
+    );
+    return Number(res.term);
+  }
+
+  /** Freeze the held region, release its writes, and return the manifest at the freeze once flushed. */
+  async barrierFreeze(table: string, regionId: string, barrierId: string, term: number, sstLeaseMs: number): Promise<BarrierFreezeResponse__Output> {
+    return this.withRegion(table, regionId, 'barrier', (addr) =>
+      this.adminCall<BarrierFreezeResponse__Output>(addr, 'BarrierFreeze', { barrier_id: barrierId, region_id: regionId, term: String(term), sst_lease_ms: sstLeaseMs }, 70_000),
+    );
+  }
+
+  /** Release a hold without freezing (an abandoned barrier); false if it was not in place. */
+  async barrierRelease(table: string, regionId: string, barrierId: string): Promise<boolean> {
+    const res = await this.withRegion(table, regionId, 'barrier', (addr) =>
+      this.adminCall<BarrierReleaseResponse__Output>(addr, 'BarrierRelease', { barrier_id: barrierId, region_id: regionId }, this.attemptTimeoutMs),
+    );
+    return res.released;
   }
 
   private async adminCall<Res>(addr: string, method: string, request: unknown, timeoutMs: number): Promise<Res> {

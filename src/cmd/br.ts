@@ -132,11 +132,13 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
     .option('--id <id>', 'backup id (default: backup-<UTC time>); rerun with the id of an interrupted backup to resume it')
     .option('--incremental-from <id>', 'store only SSTs that are not in this earlier backup of the repository ("latest": the newest complete one)')
     .option('--tables <names>', 'comma-separated tables (default: every table)')
-    .option('--cluster-id <id>', "recorded in the backup as the source cluster's id");
+    .option('--cluster-id <id>', "recorded in the backup as the source cluster's id")
+    .option('--consistent', 'every region at one cluster-consistent point: a write barrier holds client writes for a few ms (docs/backup.md)')
+    .option('--barrier-hold-ms <ms>', `--consistent: the longest a region's writes may be held (1..${limits.brBarrierHoldMsMax}); a barrier not done by then is retried`, positiveInt, limits.brBarrierHoldMsDefault);
   addStorageOptions(backup);
   addRepositoryS3Options(backup);
   addCopyOptions(backup);
-  backup.action(async (o: StorageOptions & RepositoryS3Options & CopyOptions & { to: string; id?: string; incrementalFrom?: string; tables?: string; clusterId?: string }) => {
+  backup.action(async (o: StorageOptions & RepositoryS3Options & CopyOptions & { to: string; id?: string; incrementalFrom?: string; tables?: string; clusterId?: string; consistent?: boolean; barrierHoldMs: number }) => {
     await run(async () => {
       const repository = openLocation(o.to, repositoryS3(o), 'backup repository');
       const store = clusterStore(o);
@@ -156,6 +158,8 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
           clusterStore: store,
           metasrv: client.metasrvAddrs.join(','),
           clusterId: o.clusterId,
+          consistent: o.consistent === true,
+          barrierHoldMs: o.barrierHoldMs,
           concurrency: o.concurrency,
           bytesPerSecond: o.maxBytesPerSecond,
           progress: consoleProgress(),
@@ -164,6 +168,9 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
         print(o.json, res, () =>
           [
             `backup ${m.id} complete (${m.kind}${m.baseId ? ` from ${m.baseId}` : ''}${res.resumed ? ', resumed' : ''}) in ${(res.durationMs / 1000).toFixed(1)} s`,
+            ...(m.point
+              ? [`  consistent point: barrier ${m.point.barrierId}, writes held by ${iso(m.point.heldAtMs)}; client writes paused at most ${m.point.pauseMsMax} ms (${m.point.writesHeld} waited; attempt ${m.point.attempts})`]
+              : []),
             `  stored ${m.storedFiles} objects, ${mib(m.storedBytes)} MiB; copied by this run ${res.copiedFiles} objects, ${mib(res.copiedBytes)} MiB; already present ${res.presentFiles}; in base chain ${res.baseFiles} objects, ${mib(res.baseBytes)} MiB`,
             renderTable(
               ['TABLE', 'REGION', 'FLUSHED INDEX', 'SSTS', 'MiB'],

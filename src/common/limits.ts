@@ -93,6 +93,22 @@ export const limits = {
   brReplanAttemptsMax: 5,
   /** The resume journal is rewritten at most this often while copying (and after the last file). */
   brJournalIntervalMs: 250,
+  /**
+   * Consistent backup (docs/backup.md): the longest a region holds new client writes for a
+   * barrier. The hold ends by itself after it, released or not (writes are never wedged); a
+   * barrier whose freeze did not make it in time is abandoned and retried.
+   */
+  brBarrierHoldMsMax: 10_000,
+  /** ...its default: a barrier is two RPC rounds, so a hold normally lasts a few ms. */
+  brBarrierHoldMsDefault: 2000,
+  /** Barrier attempts of one consistent backup (a leader moved, a hold expired) before it gives up. */
+  brBarrierAttemptsMax: 5,
+  /** Regions held by one barrier at once on one datanode: a bound on the hold table. */
+  brBarrierRegionsMax: 100_000,
+  /** The longest a datanode protects a barrier manifest's SSTs from its GC (the backup copies them meanwhile). */
+  brBarrierSstLeaseMsMax: 24 * 3600_000,
+  /** ...its default: the time a backup has to copy them (the SST GC grace adds to it once they are compacted away). */
+  brBarrierSstLeaseMsDefault: 3600_000,
 
   // Dual active-standby (src/standby, docs/replication.md).
   /** Entries one StandbyShip request carries at most (a standby far behind catches up in rounds of this). */

@@ -10,6 +10,7 @@ import type { RegionState, TableSchema } from '../engine/index.js';
 import type { MetaCallOptions } from '../rpc/meta-channel.js';
 import type { ProtoTableSchema } from '../rpc/values.js';
 import type { Flusher } from './flusher.js';
+import type { WriteBarrier } from './write-barrier.js';
 import type { DatanodeMetrics } from './node-metrics.js';
 import type { RegionServer } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
@@ -35,6 +36,8 @@ export interface DatabaseHost {
   readonly metas: ReadonlyMap<string, RegionMeta>;
   readonly regionServer: RegionServer<RegionState>;
   readonly flusher: Pick<Flusher, 'request' | 'scanDeadline' | 'scanDeadlineMs' | 'leases'>;
+  /** Holds client writes for a consistent backup (write-barrier.ts); absent in tests' fake hosts. */
+  readonly writeBarrier?: Pick<WriteBarrier, 'wait'>;
   readonly nodeMetrics: Pick<DatanodeMetrics, 'countRowsWritten'>;
   /** Credentials for calls to other datanodes (forwarded scans). */
   readonly peerCredentials: grpc.ChannelCredentials;

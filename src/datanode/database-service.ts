@@ -260,6 +260,10 @@ export class DatabaseService {
   private async propose(table: string, regionId: string, command: Uint8Array): Promise<ApplyResult> {
     await this.refuseIfFailed(table, regionId);
     if (!this.dn.regionServer.replica(regionId)) throw await this.redirect(table, regionId);
+    // A consistent backup's barrier (write-barrier.ts B1): wait out a hold; no await between
+    // this check and the proposal below when there is none.
+    const held = this.dn.writeBarrier?.wait(regionId);
+    if (held) await held;
     const gate = this.dn.clientWriteGate;
     let result: ApplyResult;
     try {

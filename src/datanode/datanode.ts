@@ -25,6 +25,8 @@ import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { CachedObjectStore, type ObjectStore, createObjectStore } from '../object-store/index.js';
 import { Flusher, systemFlusherEnv } from './flusher.js';
+import { barrierAdmin } from './barrier-admin.js';
+import { WriteBarrier } from './write-barrier.js';
 import { SstLeases } from './sst-gc.js';
 import { encodeManifest, loadLatestManifest } from '../engine/manifest.js';
 import { SstReaders } from './sst-readers.js';
@@ -56,6 +58,8 @@ export class Datanode implements DatabaseHost {
   /** SSTs and manifests (docs/architecture.md §5); the shared durable copy of flushed data. */
   objectStore!: ObjectStore;
   flusher!: Flusher;
+  /** Client writes held for a consistent backup's barrier (write-barrier.ts, docs/backup.md). */
+  readonly writeBarrier: WriteBarrier;
   private grpcServer: RunningGrpcServer | undefined;
   private httpServer: RunningHttpServer | undefined;
   /** The metasrv group (metasrv.addr or metasrv.addrs): follows its leader (src/rpc/meta-channel.ts). */
@@ -93,6 +97,7 @@ export class Datanode implements DatabaseHost {
     private readonly clock: TimedClock = systemClock,
   ) {
     this.nodeId = config.node.id;
+    this.writeBarrier = new WriteBarrier(clock);
     this.clusterId = config.cluster_id;
     for (const [id, addr] of Object.entries(config.raft.peer_addr_overrides)) this.raftAddrOverrides.set(Number(id), addr);
     collectDefaultMetrics({ register: this.registry });
@@ -296,6 +301,7 @@ export class Datanode implements DatabaseHost {
     if (this.stopping) return;
     this.stopping = true;
     this.core?.halt();
+    this.writeBarrier.releaseAll();
     await this.standby?.stop();
     // Closed first: a beat still looking for a metasrv leader gives up now instead of retrying
     // until its deadline (heartbeat.interval_ms), which stop() would otherwise wait out.
@@ -513,6 +519,7 @@ export class Datanode implements DatabaseHost {
       Flush: unary(async (req) => ({ regions: await this.flushLedRegions(req.region_id || undefined) }), this.log),
       Compact: unary(async (req) => ({ regions: this.compactLedRegions(req.region_id || undefined) }), this.log),
       ...(this.standby?.admin ?? standbyNotConfigured(this.log)),
+      ...barrierAdmin({ regionServer: this.regionServer, flusher: this.flusher, writeBarrier: this.writeBarrier, clock: this.clock, log: this.log }),
     };
   }
 

@@ -80,6 +80,8 @@ export interface FlusherEnv {
 
 export const systemFlusherEnv: FlusherEnv = { scheduler: systemScheduler, sstKeys: systemSstKeySource };
 
+/** Barrier freezes (consistent backups) of one region waiting for their flush at once. */
+const PINNED_FLUSHES_PER_REGION_MAX = 8;
 /** Most SSTs one GC pass deletes; the rest wait for the next pass. */
 const GC_DELETES_PER_PASS_MAX = 1000;
 /** GC passes run every grace/4 (so a grace is measured to within a quarter), at most this far apart. */
@@ -93,6 +95,11 @@ export class Flusher {
   private readonly uploading = new Set<string>();
   /** Work started by check() and not finished yet (settled() waits for it). */
   private readonly running = new Set<Promise<void>>();
+  /**
+   * Consistent backup (write-barrier.ts): freezes whose flush a barrier waits for, by region and
+   * freeze index; the manifest at exactly that index once its flush edit applied (null: missed).
+   */
+  private readonly pinned = new Map<string, Map<number, Uint8Array | null | undefined>>();
 
   constructor(
     private readonly regionServer: RegionServer<RegionState>,
@@ -168,6 +175,41 @@ export class Flusher {
   /** The flushed index whose manifest is in the object store (the region's recovery point). */
   manifestIndex(regionId: string): number {
     return this.work.get(regionId)?.manifestWritten ?? 0;
+  }
+
+  /**
+   * Keeps the region manifest as of the flush of the freeze at `freezeIndex` (a barrier's freeze,
+   * docs/backup.md): later flushes move the region on, and the manifest in the object store is
+   * written only for the newest flushed index a check sees. Call before that flush can apply.
+   */
+  pinFlush(regionId: string, freezeIndex: number): void {
+    let forRegion = this.pinned.get(regionId);
+    if (!forRegion) this.pinned.set(regionId, (forRegion = new Map()));
+    if (forRegion.size >= PINNED_FLUSHES_PER_REGION_MAX) {
+      throw new RegionDbError(ErrorCode.ResourceExhausted, `region ${regionId}: ${forRegion.size} barrier freezes already wait for their flush (max ${PINNED_FLUSHES_PER_REGION_MAX})`);
+    }
+    forRegion.set(freezeIndex, undefined);
+  }
+
+  /** The manifest kept for a pinned freeze: bytes once flushed, null if its flush was missed, undefined while waiting. */
+  pinnedManifest(regionId: string, freezeIndex: number): Uint8Array | null | undefined {
+    return this.pinned.get(regionId)?.get(freezeIndex);
+  }
+
+  unpinFlush(regionId: string, freezeIndex: number): void {
+    const forRegion = this.pinned.get(regionId);
+    forRegion?.delete(freezeIndex);
+    if (forRegion?.size === 0) this.pinned.delete(regionId);
+  }
+
+  /** Right after the flush edit of `freezeIndex` applied here: the region's version is exactly that flush's. */
+  private capturePinned(regionId: string, freezeIndex: number): void {
+    const forRegion = this.pinned.get(regionId);
+    if (!forRegion?.has(freezeIndex)) return;
+    const state = this.regionServer.replica(regionId)?.stateMachine;
+    // Uploads are serial per region and flush edits apply in freeze order, so nothing flushed
+    // after it yet; a different flushed index means the edit was not ours (a duplicate).
+    forRegion.set(freezeIndex, state?.flushedIndex === freezeIndex ? encodeManifest(state.manifest()) : null);
   }
 
   /** Asks for a compaction of the region's SSTs at the next check (explicit `regiondb compact`). */
@@ -257,6 +299,7 @@ export class Flusher {
       const written = await this.uploadSst(key, (sink) => writeFlushSst(frozen, sink));
       const sst: SstMeta | null = written ? sstMetaOf(key, written) : null;
       await this.regionServer.propose(regionId, encodeCommand({ kind: 'flush-edit', freezeIndex: frozen.index, sst }));
+      this.capturePinned(regionId, frozen.index);
       const seconds = (this.clock.nowMs() - startedMs) / 1000;
       this.metrics.flushed(regionId, sst?.size ?? 0, seconds);
       this.log.info({ regionId, freezeIndex: frozen.index, sst: sst?.key, bytes: sst?.size ?? 0, entries: sst?.entries ?? 0, ms: Math.round(seconds * 1000) }, 'flushed memtable to SST');

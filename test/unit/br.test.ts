@@ -177,6 +177,55 @@ describe('br: backup and verify against a fabricated cluster object store', () =
     expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
   });
 
+  /** A client whose barrier answers, per region, the manifest at `points[n]` naming `ssts[n]` (consistent backup). */
+  function barrierClient(points: number[], ssts: string[][]): BackupClusterClient {
+    return {
+      ...client,
+      barrierHold: async () => 5,
+      barrierRelease: async () => true,
+      barrierFreeze: async (_t: string, regionId: string) => {
+        const n = [region(0), region(1)].indexOf(regionId);
+        const metas = ssts[n]!.map((key) => ({ key, size: 0, entries: 1, maxVersion: points[n]!, minTimestampMs: 0, maxTimestampMs: 0 }));
+        const manifest = encodeManifest({ formatVersion: 1, regionId, schema: SCHEMA, flushedIndex: points[n]!, flushedTerm: 5, voters: [1], learners: [], ssts: metas, dedup: '', writtenAtMs: 0 });
+        return { freeze_index: String(points[n]), freeze_term: '5', held_ms: 3, writes_held: 2, manifest };
+      },
+    } as BackupClusterClient;
+  }
+
+  it('consistent: each region at its barrier point (not its newest manifest), stored with the point, nothing flushed per table', async () => {
+    const r0 = await flush(0, 10, [100, 200]);
+    const r1 = await flush(1, 12, [300]);
+    await flush(0, 30, [50], r0); // flushed after the barrier: must not be in the backup
+    const res = await runBackup({ repository: repo, backupId: 'c1', client: barrierClient([10, 12], [r0, r1]), clusterStore: cluster, metasrv: 'm', consistent: true });
+    expect(flushed, 'no per-table flush').to.deep.equal([]);
+    const regions = res.manifest.tables[0]!.regions;
+    expect(regions.map((r) => [r.flushedIndex, r.flushedTerm])).to.deep.equal([[10, 5], [12, 5]]);
+    expect(regions[0]!.sstKeys).to.deep.equal(r0);
+    expect(res.manifest.point).to.include({ pauseMsMax: 3, writesHeld: 4, attempts: 1 });
+    expect((await verifyBackup(repo, 'c1')).problems).to.deep.equal([]);
+    const reread = decodeBackupManifest(await repo.get('c1/backup.json'), 'c1');
+    expect(reread.point?.barrierId).to.match(/^barrier-/);
+  });
+
+  it('consistent: an SST of the point gone before it is copied fails the backup instead of moving one region', async () => {
+    const r0 = await flush(0, 10, [100, 200]);
+    const r1 = await flush(1, 12, [300]);
+    await cluster.delete(r0[1]!);
+    const err = await runBackup({ repository: repo, backupId: 'c1', client: barrierClient([10, 12], [r0, r1]), clusterStore: cluster, metasrv: 'm', consistent: true }).catch((e: unknown) => e);
+    expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
+    expect((err as Error).message).to.match(/garbage-collected before they were copied; take the backup again/);
+  });
+
+  it('consistent: a barrier manifest of another index than the freeze is refused as corrupt', async () => {
+    const r0 = await flush(0, 10, [100]);
+    const r1 = await flush(1, 12, [300]);
+    const lying = barrierClient([10, 12], [r0, r1]);
+    const freeze = lying.barrierFreeze!;
+    lying.barrierFreeze = async (...args) => ({ ...(await freeze(...args)), freeze_index: '11' });
+    const err = await runBackup({ repository: repo, backupId: 'c1', client: lying, clusterStore: cluster, metasrv: 'm', consistent: true }).catch((e: unknown) => e);
+    expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+  });
+
   it('a region whose SSTs are compacted away mid-backup is planned again from its newest manifest', async () => {
     const old = await flush(0, 10, [100, 200]);
     await flush(1, 10, [300]);

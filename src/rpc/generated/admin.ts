@@ -7,6 +7,12 @@ import type { AddMetaMemberResponse as _regiondb_v1_AddMetaMemberResponse, AddMe
 import type { AdminClient as _regiondb_v1_AdminClient, AdminDefinition as _regiondb_v1_AdminDefinition } from './regiondb/v1/Admin.js';
 import type { AdminTransferLeaderRequest as _regiondb_v1_AdminTransferLeaderRequest, AdminTransferLeaderRequest__Output as _regiondb_v1_AdminTransferLeaderRequest__Output } from './regiondb/v1/AdminTransferLeaderRequest.js';
 import type { AdminTransferLeaderResponse as _regiondb_v1_AdminTransferLeaderResponse, AdminTransferLeaderResponse__Output as _regiondb_v1_AdminTransferLeaderResponse__Output } from './regiondb/v1/AdminTransferLeaderResponse.js';
+import type { BarrierFreezeRequest as _regiondb_v1_BarrierFreezeRequest, BarrierFreezeRequest__Output as _regiondb_v1_BarrierFreezeRequest__Output } from './regiondb/v1/BarrierFreezeRequest.js';
+import type { BarrierFreezeResponse as _regiondb_v1_BarrierFreezeResponse, BarrierFreezeResponse__Output as _regiondb_v1_BarrierFreezeResponse__Output } from './regiondb/v1/BarrierFreezeResponse.js';
+import type { BarrierHoldRequest as _regiondb_v1_BarrierHoldRequest, BarrierHoldRequest__Output as _regiondb_v1_BarrierHoldRequest__Output } from './regiondb/v1/BarrierHoldRequest.js';
+import type { BarrierHoldResponse as _regiondb_v1_BarrierHoldResponse, BarrierHoldResponse__Output as _regiondb_v1_BarrierHoldResponse__Output } from './regiondb/v1/BarrierHoldResponse.js';
+import type { BarrierReleaseRequest as _regiondb_v1_BarrierReleaseRequest, BarrierReleaseRequest__Output as _regiondb_v1_BarrierReleaseRequest__Output } from './regiondb/v1/BarrierReleaseRequest.js';
+import type { BarrierReleaseResponse as _regiondb_v1_BarrierReleaseResponse, BarrierReleaseResponse__Output as _regiondb_v1_BarrierReleaseResponse__Output } from './regiondb/v1/BarrierReleaseResponse.js';
 import type { Campaign as _regiondb_v1_Campaign, Campaign__Output as _regiondb_v1_Campaign__Output } from './regiondb/v1/Campaign.js';
 import type { ChangePeer as _regiondb_v1_ChangePeer, ChangePeer__Output as _regiondb_v1_ChangePeer__Output } from './regiondb/v1/ChangePeer.js';
 import type { CloseRegion as _regiondb_v1_CloseRegion, CloseRegion__Output as _regiondb_v1_CloseRegion__Output } from './regiondb/v1/CloseRegion.js';
@@ -74,6 +80,12 @@ export interface ProtoGrpcType {
       Admin: SubtypeConstructor<typeof grpc.Client, _regiondb_v1_AdminClient> & { service: _regiondb_v1_AdminDefinition }
       AdminTransferLeaderRequest: MessageTypeDefinition<_regiondb_v1_AdminTransferLeaderRequest, _regiondb_v1_AdminTransferLeaderRequest__Output>
       AdminTransferLeaderResponse: MessageTypeDefinition<_regiondb_v1_AdminTransferLeaderResponse, _regiondb_v1_AdminTransferLeaderResponse__Output>
+      BarrierFreezeRequest: MessageTypeDefinition<_regiondb_v1_BarrierFreezeRequest, _regiondb_v1_BarrierFreezeRequest__Output>
+      BarrierFreezeResponse: MessageTypeDefinition<_regiondb_v1_BarrierFreezeResponse, _regiondb_v1_BarrierFreezeResponse__Output>
+      BarrierHoldRequest: MessageTypeDefinition<_regiondb_v1_BarrierHoldRequest, _regiondb_v1_BarrierHoldRequest__Output>
+      BarrierHoldResponse: MessageTypeDefinition<_regiondb_v1_BarrierHoldResponse, _regiondb_v1_BarrierHoldResponse__Output>
+      BarrierReleaseRequest: MessageTypeDefinition<_regiondb_v1_BarrierReleaseRequest, _regiondb_v1_BarrierReleaseRequest__Output>
+      BarrierReleaseResponse: MessageTypeDefinition<_regiondb_v1_BarrierReleaseResponse, _regiondb_v1_BarrierReleaseResponse__Output>
       Campaign: MessageTypeDefinition<_regiondb_v1_Campaign, _regiondb_v1_Campaign__Output>
       ChangePeer: MessageTypeDefinition<_regiondb_v1_ChangePeer, _regiondb_v1_ChangePeer__Output>
       CloseRegion: MessageTypeDefinition<_regiondb_v1_CloseRegion, _regiondb_v1_CloseRegion__Output>

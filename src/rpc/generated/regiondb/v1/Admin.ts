@@ -5,6 +5,12 @@ import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { AdminTransferLeaderRequest as _regiondb_v1_AdminTransferLeaderRequest, AdminTransferLeaderRequest__Output as _regiondb_v1_AdminTransferLeaderRequest__Output } from '../../regiondb/v1/AdminTransferLeaderRequest.js';
 import type { AdminTransferLeaderResponse as _regiondb_v1_AdminTransferLeaderResponse, AdminTransferLeaderResponse__Output as _regiondb_v1_AdminTransferLeaderResponse__Output } from '../../regiondb/v1/AdminTransferLeaderResponse.js';
+import type { BarrierFreezeRequest as _regiondb_v1_BarrierFreezeRequest, BarrierFreezeRequest__Output as _regiondb_v1_BarrierFreezeRequest__Output } from '../../regiondb/v1/BarrierFreezeRequest.js';
+import type { BarrierFreezeResponse as _regiondb_v1_BarrierFreezeResponse, BarrierFreezeResponse__Output as _regiondb_v1_BarrierFreezeResponse__Output } from '../../regiondb/v1/BarrierFreezeResponse.js';
+import type { BarrierHoldRequest as _regiondb_v1_BarrierHoldRequest, BarrierHoldRequest__Output as _regiondb_v1_BarrierHoldRequest__Output } from '../../regiondb/v1/BarrierHoldRequest.js';
+import type { BarrierHoldResponse as _regiondb_v1_BarrierHoldResponse, BarrierHoldResponse__Output as _regiondb_v1_BarrierHoldResponse__Output } from '../../regiondb/v1/BarrierHoldResponse.js';
+import type { BarrierReleaseRequest as _regiondb_v1_BarrierReleaseRequest, BarrierReleaseRequest__Output as _regiondb_v1_BarrierReleaseRequest__Output } from '../../regiondb/v1/BarrierReleaseRequest.js';
+import type { BarrierReleaseResponse as _regiondb_v1_BarrierReleaseResponse, BarrierReleaseResponse__Output as _regiondb_v1_BarrierReleaseResponse__Output } from '../../regiondb/v1/BarrierReleaseResponse.js';
 import type { CompactRequest as _regiondb_v1_CompactRequest, CompactRequest__Output as _regiondb_v1_CompactRequest__Output } from '../../regiondb/v1/CompactRequest.js';
 import type { CompactResponse as _regiondb_v1_CompactResponse, CompactResponse__Output as _regiondb_v1_CompactResponse__Output } from '../../regiondb/v1/CompactResponse.js';
 import type { FlushRequest as _regiondb_v1_FlushRequest, FlushRequest__Output as _regiondb_v1_FlushRequest__Output } from '../../regiondb/v1/FlushRequest.js';
@@ -21,6 +27,33 @@ import type { StatusRequest as _regiondb_v1_StatusRequest, StatusRequest__Output
 import type { StatusResponse as _regiondb_v1_StatusResponse, StatusResponse__Output as _regiondb_v1_StatusResponse__Output } from '../../regiondb/v1/StatusResponse.js';
 
 export interface AdminClient extends grpc.Client {
+  BarrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  BarrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  BarrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  BarrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  barrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  barrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  barrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  barrierFreeze(argument: _regiondb_v1_BarrierFreezeRequest, callback: grpc.requestCallback<_regiondb_v1_BarrierFreezeResponse__Output>): grpc.ClientUnaryCall;
+  
+  BarrierHold(argument: _regiondb_v1_BarrierHoldRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  BarrierHold(argument: _regiondb_v1_BarrierHoldRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  BarrierHold(argument: _regiondb_v1_BarrierHoldRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  BarrierHold(argument: _regiondb_v1_BarrierHoldRequest, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  barrierHold(argument: _regiondb_v1_BarrierHoldRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  barrierHold(argument: _regiondb_v1_BarrierHoldRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  barrierHold(argument: _regiondb_v1_BarrierHoldRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  barrierHold(argument: _regiondb_v1_BarrierHoldRequest, callback: grpc.requestCallback<_regiondb_v1_BarrierHoldResponse__Output>): grpc.ClientUnaryCall;
+  
+  BarrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  BarrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  BarrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  BarrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  barrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  barrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  barrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  barrierRelease(argument: _regiondb_v1_BarrierReleaseRequest, callback: grpc.requestCallback<_regiondb_v1_BarrierReleaseResponse__Output>): grpc.ClientUnaryCall;
+  
   Compact(argument: _regiondb_v1_CompactRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_CompactResponse__Output>): grpc.ClientUnaryCall;
   Compact(argument: _regiondb_v1_CompactRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_CompactResponse__Output>): grpc.ClientUnaryCall;
   Compact(argument: _regiondb_v1_CompactRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_CompactResponse__Output>): grpc.ClientUnaryCall;
@@ -96,6 +129,12 @@ export interface AdminClient extends grpc.Client {
 }
 
 export interface AdminHandlers extends grpc.UntypedServiceImplementation {
+  BarrierFreeze: grpc.handleUnaryCall<_regiondb_v1_BarrierFreezeRequest__Output, _regiondb_v1_BarrierFreezeResponse>;
+  
+  BarrierHold: grpc.handleUnaryCall<_regiondb_v1_BarrierHoldRequest__Output, _regiondb_v1_BarrierHoldResponse>;
+  
+  BarrierRelease: grpc.handleUnaryCall<_regiondb_v1_BarrierReleaseRequest__Output, _regiondb_v1_BarrierReleaseResponse>;
+  
   Compact: grpc.handleUnaryCall<_regiondb_v1_CompactRequest__Output, _regiondb_v1_CompactResponse>;
   
   Flush: grpc.handleUnaryCall<_regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse>;
@@ -115,6 +154,9 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
 }
 
 export interface AdminDefinition extends grpc.ServiceDefinition {
+  BarrierFreeze: MethodDefinition<_regiondb_v1_BarrierFreezeRequest, _regiondb_v1_BarrierFreezeResponse, _regiondb_v1_BarrierFreezeRequest__Output, _regiondb_v1_BarrierFreezeResponse__Output>
+  BarrierHold: MethodDefinition<_regiondb_v1_BarrierHoldRequest, _regiondb_v1_BarrierHoldResponse, _regiondb_v1_BarrierHoldRequest__Output, _regiondb_v1_BarrierHoldResponse__Output>
+  BarrierRelease: MethodDefinition<_regiondb_v1_BarrierReleaseRequest, _regiondb_v1_BarrierReleaseResponse, _regiondb_v1_BarrierReleaseRequest__Output, _regiondb_v1_BarrierReleaseResponse__Output>
   Compact: MethodDefinition<_regiondb_v1_CompactRequest, _regiondb_v1_CompactResponse, _regiondb_v1_CompactRequest__Output, _regiondb_v1_CompactResponse__Output>
   Flush: MethodDefinition<_regiondb_v1_FlushRequest, _regiondb_v1_FlushResponse, _regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse__Output>
   OpenRegion: MethodDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse__Output>

@@ -6,6 +6,9 @@
 // at which every region holds everything: releasing (or cutting) every region at that time gives
 // one consistent state — no write stamped after it anywhere, none stamped before it missing.
 // A region that reports nothing blocks the cut: a minimum without it would not be one.
+// A seeded region (S5 in standby-state.ts) has applied entries stamped up to its seed's time
+// (its releasedMs) before its stream has claimed that time: until its receivedThroughMs reaches
+// releasedMs it blocks the cut too — a cut below its seed would leave rows after the cut.
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 
 export interface RegionPosition {
@@ -25,10 +28,15 @@ export function safeTimeMs(regionIds: readonly string[], reported: ReadonlyMap<s
   let min = Number.POSITIVE_INFINITY;
   for (const id of regionIds) {
     const p = reported.get(id);
-    if (!p) return undefined;
+    if (!p || !positionClaimed(p)) return undefined;
     min = Math.min(min, p.receivedThroughMs);
   }
   return min;
+}
+
+/** A region's position counts once its stream has claimed the time it has applied up to (a seed's time, S5). */
+function positionClaimed(p: RegionPosition): boolean {
+  return p.receivedThroughMs >= (p.releasedMs ?? 0);
 }
 
 /**
@@ -47,7 +55,12 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
   }
   if (safe === undefined) {
     const missing = regionIds.filter((id) => !reported.has(id));
-    throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${missing.length ? `regions ${missing.join(', ')} report no stream position` : 'the standby has no regions'}`);
+    const seeded = regionIds.filter((id) => reported.has(id) && !positionClaimed(reported.get(id)!));
+    const why = [
+      ...(missing.length ? [`regions ${missing.join(', ')} report no stream position`] : []),
+      ...(seeded.length ? [`regions ${seeded.join(', ')} were seeded and their stream has not yet reached the seed's time`] : []),
+    ];
+    throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${why.length ? why.join('; ') : 'the standby has no regions'}`);
   }
   if (toTimeMs === undefined) return safe;
   // Releases never pass the safe time, so only --to-time can fall below what is applied.

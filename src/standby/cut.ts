@@ -7,8 +7,10 @@
 // one consistent state — no write stamped after it anywhere, none stamped before it missing.
 // A region that reports nothing blocks the cut: a minimum without it would not be one.
 // A seeded region (S5 in standby-state.ts) has applied entries stamped up to its seed's time
-// (its releasedMs) before its stream has claimed that time: until its receivedThroughMs reaches
-// releasedMs it blocks the cut too — a cut below its seed would leave rows after the cut.
+// (its releasedMs) before any stream has claimed that time: until the minimum reaches the
+// highest releasedMs there is no consistent point — a cut below a seed's time would leave that
+// region holding rows written after the cut. (Releases never pass the safe time, so without
+// seeds the highest releasedMs is never above the minimum.)
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 
 export interface RegionPosition {
@@ -28,15 +30,15 @@ export function safeTimeMs(regionIds: readonly string[], reported: ReadonlyMap<s
   let min = Number.POSITIVE_INFINITY;
   for (const id of regionIds) {
     const p = reported.get(id);
-    if (!p || !positionClaimed(p)) return undefined;
+    if (!p) return undefined;
     min = Math.min(min, p.receivedThroughMs);
   }
-  return min;
+  return min >= appliedThroughMs(regionIds, reported) ? min : undefined;
 }
 
-/** A region's position counts once its stream has claimed the time it has applied up to (a seed's time, S5). */
-function positionClaimed(p: RegionPosition): boolean {
-  return p.receivedThroughMs >= (p.releasedMs ?? 0);
+/** The highest time some region has applied up to (its releasedMs: a release, a cut or a seed's time, S5). */
+function appliedThroughMs(regionIds: readonly string[], reported: ReadonlyMap<string, RegionPosition>): number {
+  return Math.max(0, ...regionIds.map((id) => reported.get(id)?.releasedMs ?? 0));
 }
 
 /**
@@ -55,16 +57,17 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
   }
   if (safe === undefined) {
     const missing = regionIds.filter((id) => !reported.has(id));
-    const seeded = regionIds.filter((id) => reported.has(id) && !positionClaimed(reported.get(id)!));
+    const appliedMs = appliedThroughMs(regionIds, reported);
+    const behind = regionIds.filter((id) => (reported.get(id)?.receivedThroughMs ?? appliedMs) < appliedMs);
     const why = [
       ...(missing.length ? [`regions ${missing.join(', ')} report no stream position`] : []),
-      ...(seeded.length ? [`regions ${seeded.join(', ')} were seeded and their stream has not yet reached the seed's time`] : []),
+      ...(missing.length === 0 && behind.length ? [`a region was seeded with rows up to ${appliedMs} and regions ${behind.join(', ')} have not yet received everything up to that time`] : []),
     ];
     throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${why.length ? why.join('; ') : 'the standby has no regions'}`);
   }
   if (toTimeMs === undefined) return safe;
-  // Releases never pass the safe time, so only --to-time can fall below what is applied.
-  const applied = Math.max(0, ...regionIds.map((id) => reported.get(id)?.releasedMs ?? 0));
+  // The safe time is not below what is applied, so only --to-time can fall below it.
+  const applied = appliedThroughMs(regionIds, reported);
   if (toTimeMs < applied) {
     throw new RegionDbError(
       ErrorCode.InvalidArgument,

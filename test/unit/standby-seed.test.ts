@@ -133,11 +133,19 @@ describe('dual active-standby: the cut and a seeded region (src/standby/cut.ts)'
       err = e;
     }
     expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
-    expect(String(err)).to.match(/regions b were seeded/);
+    expect(String(err)).to.match(/seeded with rows up to 900 and regions b have not/);
     // Once it has: the cut is the minimum as usual, and not before the seed.
     const later = new Map([at('a', 1000, 800), at('b', 950, 900)]);
     expect(safeTimeMs(['a', 'b'], later)).to.equal(950);
     expect(promotionCutMs(['a', 'b'], later)).to.equal(950);
+  });
+
+  it('waits for every region, not only the seeded one: another region whose stream is behind the seed time blocks the cut too', () => {
+    // b was seeded at 900 and its own stream is past it; a has received everything only up to 880.
+    const reported = new Map([at('a', 880, 800), at('b', 950, 900)]);
+    expect(safeTimeMs(['a', 'b'], reported), 'a cut at 880 would leave b holding rows written up to 900').to.equal(undefined);
+    expect(() => promotionCutMs(['a', 'b'], reported)).to.throw(/regions a have not yet received/);
+    expect(safeTimeMs(['a', 'b'], new Map([at('a', 905, 800), at('b', 950, 900)]))).to.equal(905);
   });
 });
 

@@ -35,7 +35,13 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
 }
 
 export function registerStandbyCommand(program: Command, withClient: (fn: (c: RegionDbClient) => Promise<unknown>) => Promise<void>): void {
-  const standby = program.command('standby').description('dual active-standby (docs/replication.md): the stream\'s state, and promotion of the standby');
+  const standby = program
+    .command('standby')
+    .description(
+      'dual active-standby (docs/replication.md): the stream\'s state, and promotion of the standby. A region whose primary log is truncated is seeded automatically. ' +
+        'The way back after a promotion needs a restart with a config change: the promoted cluster\'s datanodes with [standby] role = "primary" (addrs = the old primary\'s datanodes), ' +
+        'the old primary\'s with role = "standby" (data dirs kept: every region is re-seeded from the new primary); docs/replication.md, "The way back"',
+    );
   standby
     .command('status')
     .description('the stream: per region and cluster-wide lag in entries and ms (run against either cluster)')
@@ -61,6 +67,7 @@ export function registerStandbyCommand(program: Command, withClient: (fn: (c: Re
         return [
           `promoted at epoch ${report.epoch} in ${report.elapsedMs} ms; cut at ${new Date(report.cutMs).toISOString()} (${report.cutMs})`,
           `lost tail received by the standby but after the cut: ${report.droppedEntries} entries, ${report.droppedRows} rows (writes the standby never received are not counted here)`,
+          'this cluster keeps its [standby] role "standby" until its datanodes restart: to ship to the old primary (the way back), restart them with role = "primary" and the old primary\'s with role = "standby" (docs/replication.md)',
           renderTable(['REGION', 'TABLE', 'APPLIED PRIMARY INDEX', 'DROPPED ENTRIES', 'DROPPED ROWS'], report.regions.map((r) => [r.region_id, r.table, r.applied_primary_index, r.dropped_entries, r.dropped_rows])),
         ].join('\n');
       });

@@ -310,7 +310,7 @@ export class Shipper {
    * `minIndex` (the stream continues from its index + 1, which the log must still hold); if it
    * is older, a flush is asked for and the next round tries again.
    */
-  private async seed(replica: Replica<RegionState>, r: RegionShip, base: Record<string, unknown>, minIndex: number): Promise<void> {
+  private async seed(replica: Replica<RegionState>, r: RegionShip, base: { primary_cluster_id: string; table: unknown; region_number: number; version_offset: string }, minIndex: number): Promise<void> {
     const store = this.dn.objectStore;
     const latest = await loadLatestManifest(store, replica.regionId);
     if (!latest || latest.manifest.flushedIndex < minIndex) {
@@ -333,7 +333,9 @@ export class Shipper {
         const data = length > 0 ? await store.getRange(sst.key, offset, length) : new Uint8Array(0);
         const last = offset + length >= sst.size;
         const res = await this.callStandby<StandbySeedObjectResponse__Output>(r, 'StandbySeedObject', {
-          ...base,
+          primary_cluster_id: base.primary_cluster_id,
+          table: base.table,
+          region_number: base.region_number,
           upload_id: uploadId,
           offset: String(offset),
           data: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
@@ -351,7 +353,10 @@ export class Shipper {
       bytes += sst.size;
     }
     const res = await this.callStandby<StandbyShipResponse__Output>(r, 'StandbySeed', {
-      ...base,
+      primary_cluster_id: base.primary_cluster_id,
+      table: base.table,
+      region_number: base.region_number,
+      version_offset: base.version_offset,
       manifest: Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength),
       objects,
       seeded_through_ms: String(seededThroughMs),

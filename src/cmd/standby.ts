@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { safeTimeMs } from '../standby/cut.js';
 import { promoteStandby, standbySnapshot } from '../standby/promote.js';
 import { renderTable } from './render.js';
 
@@ -22,12 +23,24 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
   const regions = snap.nodes.flatMap((n) => n.status.regions);
   if (regions.length > 0) {
     const lagOf = (ms: string) => (Number(ms) > 0 ? Math.max(0, Math.round(nowMs - Number(ms))) : -1);
-    const safe = snap.regionIds.every((id) => regions.some((r) => r.region_id === id)) ? Math.min(...regions.map((r) => Number(r.received_through_ms))) : 0;
-    lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported)'}`);
+    const positions = new Map(regions.map((r) => [r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms) }]));
+    const safe = safeTimeMs(snap.regionIds, positions) ?? 0;
+    lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported, or the streams have not passed a seed\'s time)'}`);
     lines.push(
       renderTable(
-        ['REGION', 'TABLE', 'MODE', 'RECEIVED', 'APPLIED', 'PENDING', 'RECEIVED-THROUGH LAG MS', 'CUT', 'DROPPED ROWS'],
-        regions.map((r) => [r.region_id, r.table, r.mode, r.received_index, r.applied_primary_index, String(r.pending_entries), String(lagOf(r.received_through_ms)), r.cut_ms === '0' ? '-' : new Date(Number(r.cut_ms)).toISOString(), r.dropped_rows]),
+        ['REGION', 'TABLE', 'MODE', 'SEEDED AT', 'RECEIVED', 'APPLIED', 'PENDING', 'RECEIVED-THROUGH LAG MS', 'CUT', 'DROPPED ROWS'],
+        regions.map((r) => [
+          r.region_id,
+          r.table,
+          r.mode,
+          r.seeded_index === '0' ? '-' : r.seeded_index,
+          r.received_index,
+          r.applied_primary_index,
+          String(r.pending_entries),
+          String(lagOf(r.received_through_ms)),
+          r.cut_ms === '0' ? '-' : new Date(Number(r.cut_ms)).toISOString(),
+          r.dropped_rows,
+        ]),
       ),
     );
   }

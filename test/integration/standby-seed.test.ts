@@ -14,6 +14,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
+import { standbyStatusText } from '../../src/cmd/standby.js';
 import { regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
@@ -128,6 +129,10 @@ describe('dual active-standby: seeding a truncated region, and the way back (iss
       const shipping = (await Promise.all(primary!.datanodes.map((_, i) => pc.standbyStatus(primary!.datanodeAddr(i)).catch(() => undefined)))).flatMap((s) => s?.shipping ?? []);
       throw new Error(`standby regions ${JSON.stringify(regions.map((r) => [r.region_number, r.seeded_index, r.received_index]))}; primary: ${[...new Set(shipping.map((s) => s.error))].join(' | ')}`);
     });
+    // `regiondb standby status` shows where each region was seeded.
+    const statusText = await standbyStatusText(sc, Date.now());
+    expect(statusText).to.match(/SEEDED AT/);
+    for (const r of seeded) expect(statusText).to.match(new RegExp(`${r.region_id}\\s+${TABLE}\\s+standby\\s+${r.seeded_index}\\s`));
     await sleep(3000); // followed under load
     await writer.stop();
     const writes = [...before, ...writer.writes];

@@ -13,9 +13,9 @@
 //   S5. A seed at primary index I (docs/replication.md, "Seeding") makes the region the
 //       primary's state as of I: receivedIndex = appliedPrimaryIndex = I, nothing pending. Its
 //       entries were stamped (if at all) at or before the seed's time T, and they are applied, so
-//       releasedMs ≥ T: no cut may be earlier than T (src/standby/cut.ts refuses one, and treats
-//       the region as unreported while its receivedThroughMs is below releasedMs). The seed
-//       claims no receivedThroughMs: that comes only from the stream after I.
+//       releasedMs ≥ T: no cut may be earlier than T (src/standby/cut.ts has no consistent point
+//       while the minimum receivedThroughMs of all regions is below the highest releasedMs). The
+//       seed claims no receivedThroughMs: that comes only from the stream after I.
 //   S6. Every primary entry applies at version index + primaryVersionOffset (the primary's own
 //       offset: non-zero when the primary is itself a promoted standby).
 // The whole record is carried in the manifest (as of the flush point, like the dedup table), so
@@ -107,6 +107,7 @@ export class StandbyState {
    * has that index (a duplicate or stale seed).
    */
   seed(primaryIndex: number, seededThroughMs: number, versionOffset: number): boolean {
+    assert(Number.isSafeInteger(primaryIndex) && primaryIndex > 0 && Number.isSafeInteger(seededThroughMs) && versionOffset >= 0, `bad seed at ${primaryIndex}`);
     if (this.mode !== 'standby' || primaryIndex <= this.receivedIndex) return false;
     this.pending.length = 0;
     this.receivedIndex = primaryIndex;
@@ -115,6 +116,7 @@ export class StandbyState {
     this.primaryVersionOffset = versionOffset;
     this.releasedMs = Math.max(this.releasedMs, seededThroughMs);
     this.lastStampMs = Math.max(this.lastStampMs, seededThroughMs);
+    assert(this.pending.length === 0 && this.appliedPrimaryIndex === this.receivedIndex, 'S5: a seeded region has applied all it received');
     return true;
   }
 

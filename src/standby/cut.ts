@@ -61,7 +61,7 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
     const behind = regionIds.filter((id) => (reported.get(id)?.receivedThroughMs ?? appliedMs) < appliedMs);
     const why = [
       ...(missing.length ? [`regions ${missing.join(', ')} report no stream position`] : []),
-      ...(missing.length === 0 && behind.length ? [`a region was seeded with rows up to ${appliedMs} and regions ${behind.join(', ')} have not yet received everything up to that time`] : []),
+      ...(missing.length === 0 && behind.length ? [`a region has applied rows up to ${appliedMs} (a seed's time, or a cut) and regions ${behind.join(', ')} have not yet received everything up to that time`] : []),
     ];
     throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${why.length ? why.join('; ') : 'the standby has no regions'}`);
   }

@@ -8,6 +8,7 @@ import { sstsNamedByEntries } from '../../src/datanode/sst-gc.js';
 import { type Command, RegionState, type ShippedEntry, type SstMeta, type TableSchema, decodeCommand, encodeCommand, stampCommand } from '../../src/engine/index.js';
 import { StandbyState } from '../../src/engine/standby-state.js';
 import { type RegionPosition, promotionCutMs, safeTimeMs } from '../../src/standby/cut.js';
+import { promoteStandby } from '../../src/standby/promote.js';
 import { EntryType } from '../../src/raft/index.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
@@ -133,7 +134,7 @@ describe('dual active-standby: the cut and a seeded region (src/standby/cut.ts)'
       err = e;
     }
     expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
-    expect(String(err)).to.match(/seeded with rows up to 900 and regions b have not/);
+    expect(String(err)).to.match(/applied rows up to 900 \(a seed's time, or a cut\) and regions b have not/);
     // Once it has: the cut is the minimum as usual, and not before the seed.
     const later = new Map([at('a', 1000, 800), at('b', 950, 900)]);
     expect(safeTimeMs(['a', 'b'], later)).to.equal(950);
@@ -154,5 +155,35 @@ describe('dual active-standby: GC and a pending seed (src/datanode/sst-gc.ts G2)
     const seed = encodeCommand({ kind: 'standby-seed', primaryIndex: 40, seededThroughMs: 1, versionOffset: 0, ssts: [sst('s1'), sst('s2')], dedup: '[]' });
     const keys = sstsNamedByEntries([{ index: 9, term: 1, type: EntryType.Normal, data: seed }]);
     expect([...keys].sort()).to.deep.equal(['s1', 's2']);
+  });
+});
+
+describe('dual active-standby: finishing an interrupted promotion (src/standby/promote.ts)', () => {
+  /** A standby of two datanodes as promoteStandby sees it through its client: node 1 leads nothing, node 2 both regions. */
+  function fakeStandby() {
+    const region = (id: string, mode: string, cut: number) => ({
+      region_id: id, table: 't', region_number: 0, mode, received_index: '9', applied_primary_index: '9', received_through_ms: '400', last_stamp_ms: '500',
+      released_ms: String(cut), pending_entries: 0, cut_ms: String(cut), dropped_entries: '0', dropped_rows: '0', sync: true, seeded_index: '0',
+    });
+    const regions = [region('r1', 'promoted', 500), region('r2', 'standby', 300)];
+    const promotedAt: number[] = [];
+    const client = {
+      listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }, { node_id: '2', addr: 'n2', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
+      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'promoted', regions: addr === 'n2' ? regions : [], shipping: [], fence_epoch: '1', mode: '' }),
+      standbyPromote: async (addr: string, cutMs: number) => {
+        if (addr !== 'n2') return { regions: [] };
+        promotedAt.push(cutMs);
+        regions[1] = region('r2', 'promoted', cutMs);
+        return { regions };
+      },
+    };
+    return { client: client as unknown as Parameters<typeof promoteStandby>[0], promotedAt };
+  }
+
+  it('finishes at the cut a promoted region already has, found on any node (a sync cut is above the safe time, so no new cut can be computed)', async () => {
+    const { client, promotedAt } = fakeStandby();
+    const report = await promoteStandby(client, { timeoutMs: 500, nowMs: () => Date.now() });
+    expect(report.cutMs).to.equal(500);
+    expect(promotedAt).to.deep.equal([500]);
   });
 });

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { safeTimeMs } from '../standby/cut.js';
 import { promoteStandby, standbySnapshot } from '../standby/promote.js';
 import { renderTable } from './render.js';
 
@@ -22,12 +23,24 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
   const regions = snap.nodes.flatMap((n) => n.status.regions);
   if (regions.length > 0) {
     const lagOf = (ms: string) => (Number(ms) > 0 ? Math.max(0, Math.round(nowMs - Number(ms))) : -1);
-    const safe = snap.regionIds.every((id) => regions.some((r) => r.region_id === id)) ? Math.min(...regions.map((r) => Number(r.received_through_ms))) : 0;
-    lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported)'}`);
+    const positions = new Map(regions.map((r) => [r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms) }]));
+    const safe = safeTimeMs(snap.regionIds, positions) ?? 0;
+    lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported, or the streams have not passed a seed\'s time)'}`);
     lines.push(
       renderTable(
-        ['REGION', 'TABLE', 'MODE', 'RECEIVED', 'APPLIED', 'PENDING', 'RECEIVED-THROUGH LAG MS', 'CUT', 'DROPPED ROWS'],
-        regions.map((r) => [r.region_id, r.table, r.mode, r.received_index, r.applied_primary_index, String(r.pending_entries), String(lagOf(r.received_through_ms)), r.cut_ms === '0' ? '-' : new Date(Number(r.cut_ms)).toISOString(), r.dropped_rows]),
+        ['REGION', 'TABLE', 'MODE', 'SEEDED AT', 'RECEIVED', 'APPLIED', 'PENDING', 'RECEIVED-THROUGH LAG MS', 'CUT', 'DROPPED ROWS'],
+        regions.map((r) => [
+          r.region_id,
+          r.table,
+          r.mode,
+          r.seeded_index === '0' ? '-' : r.seeded_index,
+          r.received_index,
+          r.applied_primary_index,
+          String(r.pending_entries),
+          String(lagOf(r.received_through_ms)),
+          r.cut_ms === '0' ? '-' : new Date(Number(r.cut_ms)).toISOString(),
+          r.dropped_rows,
+        ]),
       ),
     );
   }
@@ -35,7 +48,13 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
 }
 
 export function registerStandbyCommand(program: Command, withClient: (fn: (c: RegionDbClient) => Promise<unknown>) => Promise<void>): void {
-  const standby = program.command('standby').description('dual active-standby (docs/replication.md): the stream\'s state, and promotion of the standby');
+  const standby = program
+    .command('standby')
+    .description(
+      'dual active-standby (docs/replication.md): the stream\'s state, and promotion of the standby. A region whose primary log is truncated is seeded automatically. ' +
+        'The way back after a promotion needs a restart with a config change: the promoted cluster\'s datanodes with [standby] role = "primary" (addrs = the old primary\'s datanodes), ' +
+        'the old primary\'s with role = "standby" (data dirs kept: every region is re-seeded from the new primary); docs/replication.md, "The way back"',
+    );
   standby
     .command('status')
     .description('the stream: per region and cluster-wide lag in entries and ms (run against either cluster)')
@@ -61,6 +80,7 @@ export function registerStandbyCommand(program: Command, withClient: (fn: (c: Re
         return [
           `promoted at epoch ${report.epoch} in ${report.elapsedMs} ms; cut at ${new Date(report.cutMs).toISOString()} (${report.cutMs})`,
           `lost tail received by the standby but after the cut: ${report.droppedEntries} entries, ${report.droppedRows} rows (writes the standby never received are not counted here)`,
+          'this cluster keeps its [standby] role "standby" until its datanodes restart: to ship to the old primary (the way back), restart them with role = "primary" and the old primary\'s with role = "standby" (docs/replication.md)',
           renderTable(['REGION', 'TABLE', 'APPLIED PRIMARY INDEX', 'DROPPED ENTRIES', 'DROPPED ROWS'], report.regions.map((r) => [r.region_id, r.table, r.applied_primary_index, r.dropped_entries, r.dropped_rows])),
         ].join('\n');
       });

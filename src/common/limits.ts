@@ -129,6 +129,14 @@ export const limits = {
   standbyPositionProbeMs: 2000,
   /** Entries a standby region holds received but unapplied; a stream further ahead of the safe time waits. */
   standbyPendingEntriesMax: 200_000,
+  /** Seeding (docs/replication.md): bytes of one StandbySeedObject piece (well under grpcMessageBytesMax). */
+  standbySeedChunkBytesMax: 4 << 20,
+  /** Seeding: SST uploads a standby datanode keeps open at once (one per region being seeded, normally). */
+  standbySeedUploadsMax: 16,
+  /** Seeding: an open upload with no piece for this long is aborted (its primary gave up or moved). */
+  standbySeedUploadIdleMs: 60_000,
+  /** Seeding: copied SSTs remembered for the StandbySeed that names them (older ones are copied again). */
+  standbySeededObjectsMax: 10_000,
 } as const;
 
 /**

@@ -547,8 +547,10 @@ export class Datanode implements DatabaseHost {
 }
 
 /** What src/standby plugs into a datanode: its Admin methods, the client write gate, its loops. */
+type StandbyAdminMethods = 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote' | 'StandbySeedObject' | 'StandbySeed';
+
 export interface StandbyAttachment {
-  readonly admin: Pick<AdminHandlers, 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote'>;
+  readonly admin: Pick<AdminHandlers, StandbyAdminMethods>;
   readonly writeGate: ClientWriteGate;
   /** Primary: the log index the standby still needs from a region (RegionServerHooks.logRetainFrom). */
   logRetainFrom?(regionId: string): number | undefined;
@@ -556,9 +558,15 @@ export interface StandbyAttachment {
   stop(): Promise<void>;
 }
 
-function standbyNotConfigured(log: Logger): Pick<AdminHandlers, 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote'> {
+function standbyNotConfigured(log: Logger): Pick<AdminHandlers, StandbyAdminMethods> {
   const refuse = async (): Promise<never> => {
     throw new RegionDbError(ErrorCode.Config, 'this datanode has no [standby] section: it is not part of a dual active-standby pair (docs/replication.md)');
   };
-  return { StandbyShip: unary(refuse, log), StandbyStatus: unary(async () => ({ node_id: '0', role: 'none', regions: [], shipping: [], fence_epoch: '0', mode: '' }), log), StandbyPromote: unary(refuse, log) };
+  return {
+    StandbyShip: unary(refuse, log),
+    StandbyStatus: unary(async () => ({ node_id: '0', role: 'none', regions: [], shipping: [], fence_epoch: '0', mode: '' }), log),
+    StandbyPromote: unary(refuse, log),
+    StandbySeedObject: unary(refuse, log),
+    StandbySeed: unary(refuse, log),
+  };
 }

@@ -172,6 +172,11 @@ export class Flusher {
     this.state(regionId).requested = true;
   }
 
+  /** Asks for a flush at the next check even of an empty memtable: a manifest at the applied index (a standby seed needs one). */
+  requestManifest(regionId: string): void {
+    this.state(regionId).snapshotRequested = true;
+  }
+
   /** The flushed index whose manifest is in the object store (the region's recovery point). */
   manifestIndex(regionId: string): number {
     return this.work.get(regionId)?.manifestWritten ?? 0;

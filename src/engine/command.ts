@@ -22,7 +22,7 @@ const FORMAT_BINARY = 2;
 const FORMAT_STAMPED = 3;
 const STAMP_HEADER_BYTES = 10;
 
-export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8 } as const;
+export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9 } as const;
 
 export interface WriteCommand {
   readonly kind: 'write';
@@ -94,6 +94,11 @@ export interface StandbyAppendCommand {
   readonly watermarkMs: number;
   /** The primary acknowledges writes only once the standby has them (sync mode). */
   readonly sync?: boolean;
+  /**
+   * What the primary adds to an entry's index to get the row version it wrote at (non-zero only
+   * for a primary that was itself a promoted standby: its writes version above what it applied).
+   */
+  readonly versionOffset?: number;
 }
 
 /** Standby: apply the received entries stamped at or before `upToMs` (the cluster-wide safe time). */
@@ -108,7 +113,24 @@ export interface StandbyPromoteCommand {
   readonly cutMs: number;
 }
 
-export type StandbyCommand = StandbyAppendCommand | StandbyReleaseCommand | StandbyPromoteCommand;
+/**
+ * Standby: the region becomes the primary's state as of the primary's flushed index
+ * `primaryIndex` (a manifest's SSTs, already copied into this cluster's object store, and its
+ * dedup table); the stream continues from primaryIndex + 1 (docs/replication.md, "Seeding").
+ */
+export interface StandbySeedCommand {
+  readonly kind: 'standby-seed';
+  readonly primaryIndex: number;
+  /** The primary's wall time when the seed was taken: every entry in it was stamped at or before it. */
+  readonly seededThroughMs: number;
+  /** As in StandbyAppendCommand: the primary's version offset (its SSTs' versions are index + it). */
+  readonly versionOffset: number;
+  readonly ssts: readonly SstMeta[];
+  /** The primary region's dedup table as of primaryIndex (manifest encoding). */
+  readonly dedup: string;
+}
+
+export type StandbyCommand = StandbyAppendCommand | StandbyReleaseCommand | StandbyPromoteCommand | StandbySeedCommand;
 export type SystemCommand = FreezeCommand | FlushEditCommand | CompactionEditCommand;
 export type Command = WriteCommand | DeleteCommand | SystemCommand | StandbyCommand;
 
@@ -121,6 +143,7 @@ const KIND_CODE: Record<Command['kind'], number> = {
   'standby-append': CommandKind.StandbyAppend,
   'standby-release': CommandKind.StandbyRelease,
   'standby-promote': CommandKind.StandbyPromote,
+  'standby-seed': CommandKind.StandbySeed,
 };
 
 /**
@@ -200,6 +223,7 @@ export function encodeCommandV1(cmd: Command): Uint8Array {
         fromIndex: cmd.fromIndex,
         watermarkMs: cmd.watermarkMs,
         ...(cmd.sync ? { sync: true } : {}),
+        ...(cmd.versionOffset ? { versionOffset: cmd.versionOffset } : {}),
         entries: cmd.entries.map((e) => [e.index, e.stampMs, Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('base64')]),
       };
       break;
@@ -275,6 +299,11 @@ export function decodeCommand(bytes: Uint8Array): Command {
       if (!isMs(cutMs)) throw corrupt('standby promote without cutMs');
       return { kind: 'standby-promote', cutMs };
     }
+    case CommandKind.StandbySeed: {
+      const { primaryIndex, seededThroughMs, versionOffset, ssts, dedup } = body;
+      if (!isMs(primaryIndex) || primaryIndex < 1 || !isMs(seededThroughMs) || !isMs(versionOffset) || !Array.isArray(ssts) || typeof dedup !== 'string') throw corrupt('standby seed header');
+      return { kind: 'standby-seed', primaryIndex, seededThroughMs, versionOffset, ssts: ssts.map(checkSstMeta), dedup };
+    }
   }
   const { clientId, requestId } = body;
   if (typeof clientId !== 'string' || typeof requestId !== 'number' || !Number.isSafeInteger(requestId)) {
@@ -316,7 +345,9 @@ function decodeStandbyAppend(body: Record<string, unknown>): StandbyAppendComman
     const buf = Buffer.from(e[2], 'base64');
     return { index: e[0], stampMs: e[1], data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) };
   });
-  return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded, ...(body['sync'] === true ? { sync: true } : {}) };
+  const versionOffset = body['versionOffset'];
+  if (versionOffset !== undefined && !isMs(versionOffset)) throw corrupt('standby append version offset');
+  return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded, ...(body['sync'] === true ? { sync: true } : {}), ...(versionOffset ? { versionOffset } : {}) };
 }
 
 function decodeBinary(bytes: Uint8Array): Command {

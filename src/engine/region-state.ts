@@ -221,7 +221,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     this.appliedIndex = index;
     const cmd = decodeCommand(data);
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
-    if (cmd.kind === 'standby-append' || cmd.kind === 'standby-release' || cmd.kind === 'standby-promote') {
+    if (cmd.kind === 'standby-append' || cmd.kind === 'standby-release' || cmd.kind === 'standby-promote' || cmd.kind === 'standby-seed') {
       return this.applyStandby(index, cmd).catch((err: unknown) => {
         // Entries applied before the failure stay applied (S1 moved past them); the region
         // server applies this index again and the release continues where it stopped.
@@ -273,8 +273,21 @@ export class RegionState implements StateMachine<ApplyResult> {
   private async applyStandby(index: number, cmd: Command): Promise<ApplyResult> {
     if (cmd.kind === 'standby-append') {
       this.standby ??= new StandbyState();
-      const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs, cmd.sync === true);
+      const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs, cmd.sync === true, cmd.versionOffset ?? 0);
       return { status: 'ok', version: this.standby.receivedIndex, rows: taken };
+    }
+    if (cmd.kind === 'standby-seed') {
+      // S5: the primary's state as of its flushed index replaces whatever the region held (an
+      // empty new region, a standby too far behind, or an old primary being re-seeded): its
+      // SSTs, its dedup table (a later retry of a request applied before the seed must still be
+      // recognised), nothing in memory. A frozen memtable's flush edit, if one comes, is ignored.
+      this.standby ??= new StandbyState();
+      if (!this.standby.seed(cmd.primaryIndex, cmd.seededThroughMs, cmd.versionOffset)) return { status: 'ok', version: index, rows: 0 };
+      this.ssts = [...cmd.ssts];
+      this.memtable = new Memtable();
+      this.frozen.length = 0;
+      this.loadDedup(cmd.dedup);
+      return { status: 'ok', version: cmd.primaryIndex, rows: 0 };
     }
     const standby = this.standby;
     if (standby?.mode !== 'standby') return { status: 'ok', version: index, rows: 0 }; // nothing received, or promoted already
@@ -290,7 +303,8 @@ export class RegionState implements StateMachine<ApplyResult> {
     standby.pending.length = 0;
     standby.mode = 'promoted';
     // Writes from now on must version above every primary version applied (last write wins by version).
-    standby.versionOffset = Math.max(0, standby.appliedPrimaryIndex - index);
+    standby.versionOffset = Math.max(0, standby.appliedPrimaryIndex + standby.primaryVersionOffset - index);
+    standby.promotedAtIndex = index;
     return { status: 'ok', version: index, rows };
   }
 
@@ -308,7 +322,7 @@ export class RegionState implements StateMachine<ApplyResult> {
   private async applyShipped(e: ShippedEntry): Promise<number> {
     if (e.data.byteLength === 0) return 0; // a primary entry that changes no rows (no-op, membership, flush), shipped to keep indexes contiguous
     const cmd = decodeCommand(e.data);
-    const result = await this.applyClient(e.index, e.data, cmd);
+    const result = await this.applyClient(e.index + (this.standby?.primaryVersionOffset ?? 0), e.data, cmd); // S6
     return result.status === 'ok' ? result.rows : 0;
   }
 
@@ -599,6 +613,11 @@ function encodeDedupTable(horizon: number, clients: ReadonlyMap<string, DedupRec
 const EMPTY_DEDUP = encodeDedupTable(0, new Map());
 
 /** Reads both encodings (v1 manifests written before command hashes stay readable). */
+/** Throws CORRUPTION if `text` is not a dedup table as manifests carry it (a seed's, checked before it is proposed). */
+export function validateDedupTable(text: string, where: string): void {
+  decodeDedupTable(text, where);
+}
+
 function decodeDedupTable(text: string, where: string): { horizon: number; clients: Map<string, DedupRecord> } {
   let parsed: unknown;
   try {

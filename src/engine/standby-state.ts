@@ -8,7 +8,16 @@
 //   S2. receivedThroughMs only grows: every primary entry stamped at or before it is received.
 //   S3. An entry is applied only by a release or the promotion, and only if it is stamped at or
 //       before their time: a region never applies past the cluster-wide safe time or the cut.
-//   S4. After promotion nothing from the stream is taken again (mode 'promoted' ignores appends).
+//   S4. After promotion nothing from the stream is taken again (mode 'promoted' ignores appends
+//       and seeds).
+//   S5. A seed at primary index I (docs/replication.md, "Seeding") makes the region the
+//       primary's state as of I: receivedIndex = appliedPrimaryIndex = I, nothing pending. Its
+//       entries were stamped (if at all) at or before the seed's time T, and they are applied, so
+//       releasedMs ≥ T: no cut may be earlier than T (src/standby/cut.ts has no consistent point
+//       while the minimum receivedThroughMs of all regions is below the highest releasedMs). The
+//       seed claims no receivedThroughMs: that comes only from the stream after I.
+//   S6. Every primary entry applies at version index + primaryVersionOffset (the primary's own
+//       offset: non-zero when the primary is itself a promoted standby).
 // The whole record is carried in the manifest (as of the flush point, like the dedup table), so
 // the log may be truncated at a flush while received entries wait unapplied.
 import { assert } from '../common/assert.js';
@@ -34,6 +43,12 @@ export interface StandbySnapshot {
   readonly versionOffset: number;
   /** The last batch came from a primary in sync mode (every write it acknowledged is received). */
   readonly sync: boolean;
+  /** S6: the primary's version offset. */
+  readonly primaryVersionOffset: number;
+  /** The region's own raft index of its promotion (0 before): entries up to it carry no rows a stream could ship. */
+  readonly promotedAtIndex: number;
+  /** The primary index of the last seed (0: never seeded). */
+  readonly seededIndex: number;
 }
 
 const FORMAT_VERSION = 1;
@@ -50,6 +65,9 @@ export class StandbyState {
   droppedRows = 0;
   versionOffset = 0;
   sync = false;
+  primaryVersionOffset = 0;
+  promotedAtIndex = 0;
+  seededIndex = 0;
   /** S1: received, not yet applied; oldest first. */
   readonly pending: ShippedEntry[] = [];
 
@@ -57,10 +75,16 @@ export class StandbyState {
    * Takes the part of a batch that continues the received prefix (S1); a batch that leaves a gap
    * is ignored whole (the shipper resends from receivedIndex + 1). Returns how many were taken.
    */
-  receive(fromIndex: number, entries: readonly ShippedEntry[], watermarkMs: number, sync = false): number {
+  receive(fromIndex: number, entries: readonly ShippedEntry[], watermarkMs: number, sync = false, versionOffset = 0): number {
     if (this.mode !== 'standby') return 0; // S4
     this.sync = sync;
     if (fromIndex > this.receivedIndex + 1) return 0;
+    // S6: one offset for what is pending (a primary's offset changes only at its own promotion,
+    // after which its new entries follow a seed here).
+    if (versionOffset !== this.primaryVersionOffset) {
+      if (this.pending.length > 0) return 0;
+      this.primaryVersionOffset = versionOffset;
+    }
     let taken = 0;
     for (const e of entries) {
       if (this.pending.length >= limits.standbyPendingEntriesMax) break; // the shipper resends the rest
@@ -75,6 +99,25 @@ export class StandbyState {
     const reaches = fromIndex + entries.length - 1 >= this.receivedIndex;
     if (reaches) this.receivedThroughMs = Math.max(this.receivedThroughMs, watermarkMs); // S2
     return taken;
+  }
+
+  /**
+   * S5: the region is now the primary's state as of `primaryIndex` (the caller replaced its SSTs,
+   * memtables and dedup table); returns false, changing nothing, if it is promoted or already
+   * has that index (a duplicate or stale seed).
+   */
+  seed(primaryIndex: number, seededThroughMs: number, versionOffset: number): boolean {
+    assert(Number.isSafeInteger(primaryIndex) && primaryIndex > 0 && Number.isSafeInteger(seededThroughMs) && versionOffset >= 0, `bad seed at ${primaryIndex}`);
+    if (this.mode !== 'standby' || primaryIndex <= this.receivedIndex) return false;
+    this.pending.length = 0;
+    this.receivedIndex = primaryIndex;
+    this.appliedPrimaryIndex = primaryIndex;
+    this.seededIndex = primaryIndex;
+    this.primaryVersionOffset = versionOffset;
+    this.releasedMs = Math.max(this.releasedMs, seededThroughMs);
+    this.lastStampMs = Math.max(this.lastStampMs, seededThroughMs);
+    assert(this.pending.length === 0 && this.appliedPrimaryIndex === this.receivedIndex, 'S5: a seeded region has applied all it received');
+    return true;
   }
 
   /** The entries a release to `upToMs` applies (S3), oldest first; the caller applies them and calls applied(). */
@@ -108,6 +151,9 @@ export class StandbyState {
       droppedRows: this.droppedRows,
       versionOffset: this.versionOffset,
       sync: this.sync,
+      primaryVersionOffset: this.primaryVersionOffset,
+      promotedAtIndex: this.promotedAtIndex,
+      seededIndex: this.seededIndex,
     };
   }
 
@@ -135,6 +181,12 @@ export class StandbyState {
     const ints = ['receivedIndex', 'receivedThroughMs', 'lastStampMs', 'appliedPrimaryIndex', 'releasedMs', 'cutMs', 'droppedEntries', 'droppedRows', 'versionOffset'] as const;
     for (const k of ints) {
       const v = p[k];
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(k);
+      s[k] = v;
+    }
+    // Added after the first release of this format: absent in older manifests (0).
+    for (const k of ['primaryVersionOffset', 'promotedAtIndex', 'seededIndex'] as const) {
+      const v = p[k] ?? 0;
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(k);
       s[k] = v;
     }

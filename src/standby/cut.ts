@@ -6,6 +6,11 @@
 // at which every region holds everything: releasing (or cutting) every region at that time gives
 // one consistent state — no write stamped after it anywhere, none stamped before it missing.
 // A region that reports nothing blocks the cut: a minimum without it would not be one.
+// A seeded region (S5 in standby-state.ts) has applied entries stamped up to its seed's time
+// (its releasedMs) before any stream has claimed that time: until the minimum reaches the
+// highest releasedMs there is no consistent point — a cut below a seed's time would leave that
+// region holding rows written after the cut. (Releases never pass the safe time, so without
+// seeds the highest releasedMs is never above the minimum.)
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 
 export interface RegionPosition {
@@ -28,7 +33,12 @@ export function safeTimeMs(regionIds: readonly string[], reported: ReadonlyMap<s
     if (!p) return undefined;
     min = Math.min(min, p.receivedThroughMs);
   }
-  return min;
+  return min >= appliedThroughMs(regionIds, reported) ? min : undefined;
+}
+
+/** The highest time some region has applied up to (its releasedMs: a release, a cut or a seed's time, S5). */
+function appliedThroughMs(regionIds: readonly string[], reported: ReadonlyMap<string, RegionPosition>): number {
+  return Math.max(0, ...regionIds.map((id) => reported.get(id)?.releasedMs ?? 0));
 }
 
 /**
@@ -47,11 +57,17 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
   }
   if (safe === undefined) {
     const missing = regionIds.filter((id) => !reported.has(id));
-    throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${missing.length ? `regions ${missing.join(', ')} report no stream position` : 'the standby has no regions'}`);
+    const appliedMs = appliedThroughMs(regionIds, reported);
+    const behind = regionIds.filter((id) => (reported.get(id)?.receivedThroughMs ?? appliedMs) < appliedMs);
+    const why = [
+      ...(missing.length ? [`regions ${missing.join(', ')} report no stream position`] : []),
+      ...(missing.length === 0 && behind.length ? [`a region has applied rows up to ${appliedMs} (a seed's time, or a cut) and regions ${behind.join(', ')} have not yet received everything up to that time`] : []),
+    ];
+    throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: ${why.length ? why.join('; ') : 'the standby has no regions'}`);
   }
   if (toTimeMs === undefined) return safe;
-  // Releases never pass the safe time, so only --to-time can fall below what is applied.
-  const applied = Math.max(0, ...regionIds.map((id) => reported.get(id)?.releasedMs ?? 0));
+  // The safe time is not below what is applied, so only --to-time can fall below it.
+  const applied = appliedThroughMs(regionIds, reported);
   if (toTimeMs < applied) {
     throw new RegionDbError(
       ErrorCode.InvalidArgument,

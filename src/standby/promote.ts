@@ -61,7 +61,9 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     }
     if (already) {
       // A promotion was interrupted: finish it at the cut it chose (every node keeps it).
-      const promotedRegion = already.status.regions.find((r) => r.mode === 'promoted');
+      // Any node's: the node found first may lead no region (the cut rule would then wait for a
+      // consistent point that the promoted regions' cut, above the safe time in sync mode, blocks).
+      const promotedRegion = snap.nodes.flatMap((n) => n.status.regions).find((r) => r.mode === 'promoted');
       if (promotedRegion) {
         cutMs = Number(promotedRegion.cut_ms);
         epoch = Number(already.status.fence_epoch);

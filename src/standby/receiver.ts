@@ -14,13 +14,21 @@ import { Gauge, type Registry } from 'prom-client';
 import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { type RegionState, type ShippedEntry, encodeCommand } from '../engine/index.js';
+import { type RegionState, type ShippedEntry, encodeCommand, newSstKey, validateDedupTable } from '../engine/index.js';
+import { decodeManifest } from '../engine/manifest.js';
+import { limits } from '../common/limits.js';
+import type { ObjectUpload } from '../object-store/object-store.js';
+import { uploadStillProposable } from '../datanode/sst-gc.js';
 import type { Replica } from '../replication/region-server.js';
 import type {
   GetRoutesResponse__Output,
   ListNodesResponse__Output,
   StandbyPromoteRequest__Output,
   StandbyRegionStatus,
+  StandbySeedObjectRequest__Output,
+  StandbySeedObjectResponse,
+  StandbySeedRequest__Output,
+  StandbySeedResponse,
   StandbyShipRequest__Output,
   StandbyShipResponse,
   StandbyStatusResponse__Output,
@@ -39,6 +47,19 @@ export interface ReceiverConfig {
   readonly dataDir: string;
 }
 
+/** An SST being copied in for a seed (StandbySeedObject): pieces arrive in order. */
+interface SeedUpload {
+  readonly upload: ObjectUpload;
+  readonly regionId: string;
+  /** Monotonic ms: when the upload began (the GC grace counts from about then). */
+  readonly startedMs: number;
+  sizeBytes: number;
+  lastPieceMs: number;
+  busy: boolean;
+}
+
+const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
+
 interface TableRoutes {
   readonly tableId: number;
   readonly regionCount: number;
@@ -53,6 +74,10 @@ export class Receiver {
   private stopped = false;
   /** The last cluster-wide safe time computed here (0 before any). */
   private safeTimeMs = 0;
+  private readonly uploads = new Map<string, SeedUpload>();
+  private uploadSeq = 0;
+  /** Copied SSTs (standby keys) and when their upload began (monotonic ms), for StandbySeed. */
+  private readonly seededObjects = new Map<string, number>();
 
   constructor(
     private readonly dn: Datanode,
@@ -62,7 +87,7 @@ export class Receiver {
     private readonly wall: Clock,
     registry: Registry,
   ) {
-    this.fence = readFence(cfg.dataDir);
+    this.fence = promotedFence(readFence(cfg.dataDir));
     const self = this;
     new Gauge({
       name: 'regiondb_standby_lag_ms',
@@ -103,6 +128,8 @@ export class Receiver {
     this.stopped = true;
     this.timer?.cancel();
     for (const c of this.clients.values()) c.close();
+    for (const u of this.uploads.values()) await u.upload.abort();
+    this.uploads.clear();
   }
 
   readonly writeGate: ClientWriteGate = {
@@ -137,10 +164,117 @@ export class Receiver {
       entries.forEach((e, k) => {
         if (e.index !== fromIndex + k) throw new RegionDbError(ErrorCode.InvalidArgument, `entries must be contiguous from ${fromIndex}; entry ${k} is ${e.index}`);
       });
-      const command = encodeCommand({ kind: 'standby-append', fromIndex, entries, watermarkMs: u64(req.watermark_ms, 'watermark_ms'), ...(req.sync ? { sync: true } : {}) });
+      const versionOffset = u64(req.version_offset, 'version_offset');
+      const command = encodeCommand({ kind: 'standby-append', fromIndex, entries, watermarkMs: u64(req.watermark_ms, 'watermark_ms'), ...(req.sync ? { sync: true } : {}), ...(versionOffset ? { versionOffset } : {}) });
       // Bypasses the client write gate: this is the stream, not a client.
       await this.dn.regionServer.propose(regionId, command);
     }
+    return { region: regionStatus(replica, this.dn), promoted: false, fence_epoch: '0' };
+  }
+
+  // ─── Seeding (docs/replication.md, "Seeding") ─────────────────────────────────────────────
+
+  /** One piece of an SST of the primary's latest manifest, into this cluster's object store. */
+  async seedObject(req: StandbySeedObjectRequest__Output): Promise<StandbySeedObjectResponse> {
+    if (this.fence) throw new RegionDbError(ErrorCode.ConditionFailed, `this standby was promoted at epoch ${this.fence.epoch}: it takes no seed`);
+    if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
+    if (req.data.byteLength > limits.standbySeedChunkBytesMax) throw new RegionDbError(ErrorCode.InvalidArgument, `a piece holds at most ${limits.standbySeedChunkBytesMax} bytes, got ${req.data.byteLength}`);
+    const regionId = await this.standbyRegion(req.table, req.region_number);
+    this.ledReplica(regionId);
+    const nowMs = this.clock.nowMs();
+    const offset = u64(req.offset, 'offset');
+    let id = req.upload_id;
+    let u: SeedUpload | undefined;
+    if (id === '') {
+      if (offset !== 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'the first piece of an object starts at offset 0');
+      const indexHex = SST_NAME.exec(req.source_key.split('/').at(-1) ?? '')?.[1];
+      if (indexHex === undefined) throw new RegionDbError(ErrorCode.InvalidArgument, `source_key ${JSON.stringify(req.source_key)} is not an SST name`);
+      await this.abortIdleUploads(nowMs);
+      if (this.uploads.size >= limits.standbySeedUploadsMax) throw new RegionDbError(ErrorCode.Unavailable, `${this.uploads.size} seed uploads are open on this node (at most ${limits.standbySeedUploadsMax}); retry`);
+      id = `${this.dn.nodeId}-${++this.uploadSeq}`;
+      u = { upload: this.dn.objectStore.upload(newSstKey(regionId, Number.parseInt(indexHex, 16))), regionId, startedMs: nowMs, sizeBytes: 0, lastPieceMs: nowMs, busy: false };
+      this.uploads.set(id, u);
+    } else {
+      u = this.uploads.get(id);
+      if (!u) throw new RegionDbError(ErrorCode.NotFound, `seed upload ${id} is unknown here (aborted after ${limits.standbySeedUploadIdleMs} ms idle, or this node restarted): copy the object again`);
+    }
+    if (u.regionId !== regionId) throw new RegionDbError(ErrorCode.InvalidArgument, `seed upload ${id} is for region ${u.regionId}, not ${regionId}`);
+    if (u.busy || offset !== u.sizeBytes) throw new RegionDbError(ErrorCode.InvalidArgument, `seed upload ${id}: piece at offset ${offset}, expected ${u.sizeBytes} (pieces are sent one at a time, in order)`);
+    u.busy = true;
+    try {
+      await u.upload.write(new Uint8Array(req.data));
+      u.sizeBytes += req.data.byteLength;
+      u.lastPieceMs = this.clock.nowMs();
+      if (!req.last) return { upload_id: id, key: '', size: String(u.sizeBytes) };
+      const meta = await u.upload.complete();
+      this.uploads.delete(id);
+      this.rememberSeeded(meta.key, u.startedMs);
+      return { upload_id: id, key: meta.key, size: String(meta.size) };
+    } catch (err) {
+      this.uploads.delete(id);
+      await u.upload.abort();
+      throw err;
+    } finally {
+      u.busy = false;
+    }
+  }
+
+  private async abortIdleUploads(nowMs: number): Promise<void> {
+    for (const [id, u] of this.uploads) {
+      if (u.busy || nowMs - u.lastPieceMs < limits.standbySeedUploadIdleMs) continue;
+      this.uploads.delete(id);
+      await u.upload.abort();
+    }
+  }
+
+  private rememberSeeded(key: string, startedMs: number): void {
+    this.seededObjects.set(key, startedMs);
+    // Oldest first (insertion order): the ones forgotten are copied again if still wanted.
+    for (const old of this.seededObjects.keys()) {
+      if (this.seededObjects.size <= limits.standbySeededObjectsMax) break;
+      this.seededObjects.delete(old);
+    }
+  }
+
+  /**
+   * The region becomes the primary's state as of the manifest (S5 in standby-state.ts): every
+   * SST it names must have been copied here (StandbySeedObject) recently enough that no GC pass
+   * can have deleted it as unreferenced (the same rule as the flusher's uploads, sst-gc.ts).
+   */
+  async seed(req: StandbySeedRequest__Output): Promise<StandbySeedResponse> {
+    if (this.fence) return { promoted: true, fence_epoch: String(this.fence.epoch) };
+    if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
+    const regionId = await this.standbyRegion(req.table, req.region_number);
+    const replica = this.ledReplica(regionId);
+    const where = `seed of ${req.table.name} region ${req.region_number} from ${req.primary_cluster_id || 'the primary'}`;
+    const manifest = decodeManifest(new Uint8Array(req.manifest), where); // checksummed: damage is CORRUPTION
+    validateDedupTable(manifest.dedup, where);
+    if (manifest.flushedIndex < 1) throw new RegionDbError(ErrorCode.InvalidArgument, `${where}: the manifest has flushed nothing (index 0); there is nothing to seed`);
+    const copied = new Map(req.objects.map((o) => [o.source_key, o.key]));
+    const nowMs = this.clock.nowMs();
+    const graceMs = this.dn.config.engine.sst_gc_grace_ms;
+    const ssts = [];
+    for (const s of manifest.ssts) {
+      const key = copied.get(s.key);
+      if (key === undefined) throw new RegionDbError(ErrorCode.InvalidArgument, `${where}: SST ${s.key} of the manifest was not copied`);
+      const startedMs = this.seededObjects.get(key);
+      if (startedMs === undefined || !uploadStillProposable(startedMs, nowMs, graceMs)) {
+        throw new RegionDbError(ErrorCode.ConditionFailed, `${where}: ${key} was not copied through this node within half the SST GC grace (${graceMs / 2} ms): copy it again`);
+      }
+      const head = await this.dn.objectStore.head(key);
+      if (head?.size !== s.size) throw new RegionDbError(ErrorCode.ConditionFailed, `${where}: ${key} holds ${head?.size ?? 'no'} bytes, the manifest says ${s.size}: copy it again`);
+      ssts.push({ ...s, key });
+    }
+    const command = encodeCommand({
+      kind: 'standby-seed',
+      primaryIndex: manifest.flushedIndex,
+      seededThroughMs: u64(req.seeded_through_ms, 'seeded_through_ms'),
+      versionOffset: u64(req.version_offset, 'version_offset'),
+      ssts,
+      dedup: manifest.dedup,
+    });
+    await this.dn.regionServer.propose(regionId, command);
+    this.log.info({ regionId, primaryIndex: manifest.flushedIndex, ssts: ssts.length }, 'standby region seeded from the primary\'s manifest');
     return { region: regionStatus(replica, this.dn), promoted: false, fence_epoch: '0' };
   }
 
@@ -217,7 +351,7 @@ export class Receiver {
         .filter((n) => n.state === 'alive')
         .map(async (n) => {
           const res = Number(n.node_id) === this.dn.nodeId ? this.statusResponse() : await call<StandbyStatusResponse__Output>(this.client(n.addr), 'StandbyStatus', {}, 2000).catch(() => undefined);
-          for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms) });
+          for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms) });
         }),
     );
     return safeTimeMs(regionIds, reported);
@@ -295,5 +429,14 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
     dropped_entries: String(s?.droppedEntries ?? 0),
     dropped_rows: String(s?.droppedRows ?? 0),
     sync: s?.sync ?? false,
+    seeded_index: String(s?.seededIndex ?? 0),
   };
+}
+
+/**
+ * A standby honours only its own promotion: a "fenced" record is an old primary's, and an old
+ * primary restarted as a standby is being re-seeded (docs/replication.md, "The way back").
+ */
+function promotedFence(record: FenceRecord | undefined): FenceRecord | undefined {
+  return record?.state === 'promoted' ? record : undefined;
 }

@@ -13,6 +13,12 @@
 //      batch or before it (the write gate stamps a command in the same step that queues it).
 //   4. The standby answers with its durable position; the next round resumes from there (after
 //      a restart or a leader change on either side, the first round is a probe for it).
+// Seeding (docs/replication.md, "Seeding"): when the standby needs entries the log no longer has
+// (truncated by a flush before the stream reached them), or entries that carry no rows a stream
+// can ship (up to this region's own promotion, when this primary was a standby), the round seeds
+// the standby region instead: the region's latest manifest in this cluster's object store (at or
+// past what is needed; a flush is asked for if not), its SSTs copied piece by piece
+// (StandbySeedObject), then StandbySeed; the stream resumes from the manifest's index + 1.
 // Fencing: a node learns that the standby was promoted from any answer (or from its check at
 // start) and writes the fence file before refusing writes — for good, across restarts.
 import type * as grpc from '@grpc/grpc-js';
@@ -21,12 +27,14 @@ import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type RegionState, stampCommand, unstampCommand } from '../engine/index.js';
+import { loadLatestManifest } from '../engine/manifest.js';
 import { CommandKind } from '../engine/command.js';
 import { EntryType } from '../raft/index.js';
 import type { Replica } from '../replication/region-server.js';
 import type {
   ShippedEntry as ProtoShippedEntry,
   ShipperRegionStatus,
+  StandbySeedObjectResponse__Output,
   StandbyShipResponse__Output,
   StandbyStatusResponse__Output,
 } from '../rpc/generated/index.js';
@@ -83,7 +91,7 @@ export class Shipper {
     private readonly wall: Clock,
     registry: Registry,
   ) {
-    this.fence = readFence(cfg.dataDir);
+    this.fence = fencedRecord(readFence(cfg.dataDir));
     const self = this;
     // Registered with the node's registry, read at scrape time (/metrics).
     new Gauge({
@@ -258,7 +266,10 @@ export class Shipper {
     if (!meta) return;
     const table = this.dn.schemaProto(meta.schema);
     const regionNumber = Number(BigInt(replica.regionId) & 0xffffffffn);
-    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync' };
+    const standby = replica.stateMachine.standby;
+    // A promoted standby's writes version above what it applied (S6 in standby-state.ts).
+    const versionOffset = standby?.mode === 'promoted' ? standby.versionOffset : 0;
+    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync', version_offset: String(versionOffset) };
     if (r.receivedIndex === undefined) {
       this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }), replica.regionId);
       return;
@@ -270,11 +281,10 @@ export class Shipper {
     const applied = replica.appliedIndex;
     const lo = r.receivedIndex + 1;
     const log = replica.raft.log;
-    if (lo <= applied && lo < log.firstIndex()) {
-      throw new RegionDbError(
-        ErrorCode.StorageCompacted,
-        `region ${replica.regionId}: the standby is at index ${r.receivedIndex} but the primary's log starts at ${log.firstIndex()} (truncated by a flush): the standby region must be re-seeded (docs/replication.md)`,
-      );
+    const promotedAt = standby?.mode === 'promoted' ? standby.promotedAtIndex : 0;
+    if (lo <= applied && (lo < log.firstIndex() || lo <= promotedAt)) {
+      await this.seed(replica, r, base, Math.max(log.firstIndex() - 1, promotedAt));
+      return;
     }
     const hi = Math.min(applied, lo + limits.standbyShipEntriesMax - 1);
     const raw = lo <= hi ? log.slice(lo, hi + 1, limits.standbyShipBytesMax) : [];
@@ -293,6 +303,70 @@ export class Shipper {
     const res = await this.send(r, { ...base, from_index: String(lo), entries, watermark_ms: String(watermark) });
     this.answered(r, res, replica.regionId);
     if (r.receivedIndex !== undefined && r.receivedIndex >= lastShipped) r.lastStampMs = stamp;
+  }
+
+  /**
+   * Seeds the standby region from this region's latest manifest, which must be at or past
+   * `minIndex` (the stream continues from its index + 1, which the log must still hold); if it
+   * is older, a flush is asked for and the next round tries again.
+   */
+  private async seed(replica: Replica<RegionState>, r: RegionShip, base: { primary_cluster_id: string; table: unknown; region_number: number; version_offset: string }, minIndex: number): Promise<void> {
+    const store = this.dn.objectStore;
+    const latest = await loadLatestManifest(store, replica.regionId);
+    if (!latest || latest.manifest.flushedIndex < minIndex) {
+      this.dn.flusher.requestManifest(replica.regionId);
+      this.dn.flusher.check();
+      throw new RegionDbError(ErrorCode.Unavailable, `region ${replica.regionId}: seeding the standby waits for a flush at or past index ${minIndex} (latest manifest: ${latest?.manifest.flushedIndex ?? 'none'})`);
+    }
+    // Read after the manifest: every entry it holds was stamped (if at all) before now (S5).
+    const seededThroughMs = Math.floor(this.wall.nowMs());
+    const startedMs = this.clock.nowMs();
+    const manifestBytes = await store.get(latest.key);
+    const objects: { source_key: string; key: string }[] = [];
+    let bytes = 0;
+    for (const sst of latest.manifest.ssts) {
+      let uploadId = '';
+      let key = '';
+      for (let offset = 0; ; ) {
+        if (this.stopped || this.fence) throw new RegionDbError(ErrorCode.Unavailable, 'shipper stopping');
+        const length = Math.min(limits.standbySeedChunkBytesMax, sst.size - offset);
+        const data = length > 0 ? await store.getRange(sst.key, offset, length) : new Uint8Array(0);
+        const last = offset + length >= sst.size;
+        const res = await this.callStandby<StandbySeedObjectResponse__Output>(r, 'StandbySeedObject', {
+          primary_cluster_id: base.primary_cluster_id,
+          table: base.table,
+          region_number: base.region_number,
+          upload_id: uploadId,
+          offset: String(offset),
+          data: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+          last,
+          source_key: sst.key,
+        });
+        uploadId = res.upload_id;
+        offset += length;
+        if (last) {
+          key = res.key;
+          break;
+        }
+      }
+      objects.push({ source_key: sst.key, key });
+      bytes += sst.size;
+    }
+    const res = await this.callStandby<StandbyShipResponse__Output>(r, 'StandbySeed', {
+      primary_cluster_id: base.primary_cluster_id,
+      table: base.table,
+      region_number: base.region_number,
+      version_offset: base.version_offset,
+      manifest: Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength),
+      objects,
+      seeded_through_ms: String(seededThroughMs),
+    });
+    this.answered(r, res, replica.regionId);
+    r.lastStampMs = Math.max(r.lastStampMs, seededThroughMs);
+    this.log.info(
+      { regionId: replica.regionId, primaryIndex: latest.manifest.flushedIndex, ssts: objects.length, bytes, ms: Math.round(this.clock.nowMs() - startedMs) },
+      'seeded the standby region from the latest manifest; the stream continues from its index',
+    );
   }
 
   /** (3): min(t0, the smallest stamp not yet applied or still queued) − 1. */
@@ -359,8 +433,12 @@ export class Shipper {
   }
 
   private send(r: RegionShip, request: unknown): Promise<StandbyShipResponse__Output> {
+    return this.callStandby<StandbyShipResponse__Output>(r, 'StandbyShip', request);
+  }
+
+  private callStandby<Res>(r: RegionShip, method: string, request: unknown): Promise<Res> {
     const addr = r.targetAddr ?? this.cfg.addrs[r.target % this.cfg.addrs.length]!;
-    return call<StandbyShipResponse__Output>(this.client(addr), 'StandbyShip', request, limits.standbyShipTimeoutMs);
+    return call<Res>(this.client(addr), method, request, limits.standbyShipTimeoutMs);
   }
 
   private client(addr: string): grpc.Client {
@@ -411,4 +489,13 @@ export class Shipper {
     }
     return out;
   }
+}
+
+/**
+ * A primary honours only a fence: a "promoted" record is this node's own promotion as a standby,
+ * and a promoted standby restarted as a primary ships to the old primary (docs/replication.md,
+ * "The way back").
+ */
+function fencedRecord(record: FenceRecord | undefined): FenceRecord | undefined {
+  return record?.state === 'fenced' ? record : undefined;
 }

@@ -112,6 +112,11 @@ export class LocalCluster extends ProcessCluster {
     return { code, stderr };
   }
 
+  /** Datanode i's config file (written at start(); a test may change it before restarting the node). */
+  datanodeConfigFile(i: number): string {
+    return this.datanode(i).configFile;
+  }
+
   /** The value of a metric on datanode i's /metrics: its first sample (labelled or not), 0 if absent. */
   async metric(i: number, name: string): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${this.datanode(i).httpPort}/metrics`)).text();

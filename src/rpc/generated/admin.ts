@@ -51,11 +51,16 @@ import type { RemoveMetaMemberRequest as _regiondb_v1_RemoveMetaMemberRequest, R
 import type { RemoveMetaMemberResponse as _regiondb_v1_RemoveMetaMemberResponse, RemoveMetaMemberResponse__Output as _regiondb_v1_RemoveMetaMemberResponse__Output } from './regiondb/v1/RemoveMetaMemberResponse.js';
 import type { ReplicaStat as _regiondb_v1_ReplicaStat, ReplicaStat__Output as _regiondb_v1_ReplicaStat__Output } from './regiondb/v1/ReplicaStat.js';
 import type { Row as _regiondb_v1_Row, Row__Output as _regiondb_v1_Row__Output } from './regiondb/v1/Row.js';
+import type { SeededObject as _regiondb_v1_SeededObject, SeededObject__Output as _regiondb_v1_SeededObject__Output } from './regiondb/v1/SeededObject.js';
 import type { ShippedEntry as _regiondb_v1_ShippedEntry, ShippedEntry__Output as _regiondb_v1_ShippedEntry__Output } from './regiondb/v1/ShippedEntry.js';
 import type { ShipperRegionStatus as _regiondb_v1_ShipperRegionStatus, ShipperRegionStatus__Output as _regiondb_v1_ShipperRegionStatus__Output } from './regiondb/v1/ShipperRegionStatus.js';
 import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from './regiondb/v1/StandbyPromoteRequest.js';
 import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from './regiondb/v1/StandbyPromoteResponse.js';
 import type { StandbyRegionStatus as _regiondb_v1_StandbyRegionStatus, StandbyRegionStatus__Output as _regiondb_v1_StandbyRegionStatus__Output } from './regiondb/v1/StandbyRegionStatus.js';
+import type { StandbySeedObjectRequest as _regiondb_v1_StandbySeedObjectRequest, StandbySeedObjectRequest__Output as _regiondb_v1_StandbySeedObjectRequest__Output } from './regiondb/v1/StandbySeedObjectRequest.js';
+import type { StandbySeedObjectResponse as _regiondb_v1_StandbySeedObjectResponse, StandbySeedObjectResponse__Output as _regiondb_v1_StandbySeedObjectResponse__Output } from './regiondb/v1/StandbySeedObjectResponse.js';
+import type { StandbySeedRequest as _regiondb_v1_StandbySeedRequest, StandbySeedRequest__Output as _regiondb_v1_StandbySeedRequest__Output } from './regiondb/v1/StandbySeedRequest.js';
+import type { StandbySeedResponse as _regiondb_v1_StandbySeedResponse, StandbySeedResponse__Output as _regiondb_v1_StandbySeedResponse__Output } from './regiondb/v1/StandbySeedResponse.js';
 import type { StandbyShipRequest as _regiondb_v1_StandbyShipRequest, StandbyShipRequest__Output as _regiondb_v1_StandbyShipRequest__Output } from './regiondb/v1/StandbyShipRequest.js';
 import type { StandbyShipResponse as _regiondb_v1_StandbyShipResponse, StandbyShipResponse__Output as _regiondb_v1_StandbyShipResponse__Output } from './regiondb/v1/StandbyShipResponse.js';
 import type { StandbyStatusRequest as _regiondb_v1_StandbyStatusRequest, StandbyStatusRequest__Output as _regiondb_v1_StandbyStatusRequest__Output } from './regiondb/v1/StandbyStatusRequest.js';
@@ -125,12 +130,17 @@ export interface ProtoGrpcType {
       RemoveMetaMemberResponse: MessageTypeDefinition<_regiondb_v1_RemoveMetaMemberResponse, _regiondb_v1_RemoveMetaMemberResponse__Output>
       ReplicaStat: MessageTypeDefinition<_regiondb_v1_ReplicaStat, _regiondb_v1_ReplicaStat__Output>
       Row: MessageTypeDefinition<_regiondb_v1_Row, _regiondb_v1_Row__Output>
+      SeededObject: MessageTypeDefinition<_regiondb_v1_SeededObject, _regiondb_v1_SeededObject__Output>
       Semantic: EnumTypeDefinition
       ShippedEntry: MessageTypeDefinition<_regiondb_v1_ShippedEntry, _regiondb_v1_ShippedEntry__Output>
       ShipperRegionStatus: MessageTypeDefinition<_regiondb_v1_ShipperRegionStatus, _regiondb_v1_ShipperRegionStatus__Output>
       StandbyPromoteRequest: MessageTypeDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteRequest__Output>
       StandbyPromoteResponse: MessageTypeDefinition<_regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteResponse__Output>
       StandbyRegionStatus: MessageTypeDefinition<_regiondb_v1_StandbyRegionStatus, _regiondb_v1_StandbyRegionStatus__Output>
+      StandbySeedObjectRequest: MessageTypeDefinition<_regiondb_v1_StandbySeedObjectRequest, _regiondb_v1_StandbySeedObjectRequest__Output>
+      StandbySeedObjectResponse: MessageTypeDefinition<_regiondb_v1_StandbySeedObjectResponse, _regiondb_v1_StandbySeedObjectResponse__Output>
+      StandbySeedRequest: MessageTypeDefinition<_regiondb_v1_StandbySeedRequest, _regiondb_v1_StandbySeedRequest__Output>
+      StandbySeedResponse: MessageTypeDefinition<_regiondb_v1_StandbySeedResponse, _regiondb_v1_StandbySeedResponse__Output>
       StandbyShipRequest: MessageTypeDefinition<_regiondb_v1_StandbyShipRequest, _regiondb_v1_StandbyShipRequest__Output>
       StandbyShipResponse: MessageTypeDefinition<_regiondb_v1_StandbyShipResponse, _regiondb_v1_StandbyShipResponse__Output>
       StandbyStatusRequest: MessageTypeDefinition<_regiondb_v1_StandbyStatusRequest, _regiondb_v1_StandbyStatusRequest__Output>

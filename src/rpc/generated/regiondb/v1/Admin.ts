@@ -19,6 +19,10 @@ import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionReq
 import type { OpenRegionResponse as _regiondb_v1_OpenRegionResponse, OpenRegionResponse__Output as _regiondb_v1_OpenRegionResponse__Output } from '../../regiondb/v1/OpenRegionResponse.js';
 import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from '../../regiondb/v1/StandbyPromoteRequest.js';
 import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from '../../regiondb/v1/StandbyPromoteResponse.js';
+import type { StandbySeedObjectRequest as _regiondb_v1_StandbySeedObjectRequest, StandbySeedObjectRequest__Output as _regiondb_v1_StandbySeedObjectRequest__Output } from '../../regiondb/v1/StandbySeedObjectRequest.js';
+import type { StandbySeedObjectResponse as _regiondb_v1_StandbySeedObjectResponse, StandbySeedObjectResponse__Output as _regiondb_v1_StandbySeedObjectResponse__Output } from '../../regiondb/v1/StandbySeedObjectResponse.js';
+import type { StandbySeedRequest as _regiondb_v1_StandbySeedRequest, StandbySeedRequest__Output as _regiondb_v1_StandbySeedRequest__Output } from '../../regiondb/v1/StandbySeedRequest.js';
+import type { StandbySeedResponse as _regiondb_v1_StandbySeedResponse, StandbySeedResponse__Output as _regiondb_v1_StandbySeedResponse__Output } from '../../regiondb/v1/StandbySeedResponse.js';
 import type { StandbyShipRequest as _regiondb_v1_StandbyShipRequest, StandbyShipRequest__Output as _regiondb_v1_StandbyShipRequest__Output } from '../../regiondb/v1/StandbyShipRequest.js';
 import type { StandbyShipResponse as _regiondb_v1_StandbyShipResponse, StandbyShipResponse__Output as _regiondb_v1_StandbyShipResponse__Output } from '../../regiondb/v1/StandbyShipResponse.js';
 import type { StandbyStatusRequest as _regiondb_v1_StandbyStatusRequest, StandbyStatusRequest__Output as _regiondb_v1_StandbyStatusRequest__Output } from '../../regiondb/v1/StandbyStatusRequest.js';
@@ -90,6 +94,24 @@ export interface AdminClient extends grpc.Client {
   standbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
   standbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
   
+  StandbySeed(argument: _regiondb_v1_StandbySeedRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  StandbySeed(argument: _regiondb_v1_StandbySeedRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  StandbySeed(argument: _regiondb_v1_StandbySeedRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  StandbySeed(argument: _regiondb_v1_StandbySeedRequest, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  standbySeed(argument: _regiondb_v1_StandbySeedRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  standbySeed(argument: _regiondb_v1_StandbySeedRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  standbySeed(argument: _regiondb_v1_StandbySeedRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  standbySeed(argument: _regiondb_v1_StandbySeedRequest, callback: grpc.requestCallback<_regiondb_v1_StandbySeedResponse__Output>): grpc.ClientUnaryCall;
+  
+  StandbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  StandbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  StandbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  StandbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  standbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  standbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  standbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  standbySeedObject(argument: _regiondb_v1_StandbySeedObjectRequest, callback: grpc.requestCallback<_regiondb_v1_StandbySeedObjectResponse__Output>): grpc.ClientUnaryCall;
+  
   StandbyShip(argument: _regiondb_v1_StandbyShipRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
   StandbyShip(argument: _regiondb_v1_StandbyShipRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
   StandbyShip(argument: _regiondb_v1_StandbyShipRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyShipResponse__Output>): grpc.ClientUnaryCall;
@@ -143,6 +165,10 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   StandbyPromote: grpc.handleUnaryCall<_regiondb_v1_StandbyPromoteRequest__Output, _regiondb_v1_StandbyPromoteResponse>;
   
+  StandbySeed: grpc.handleUnaryCall<_regiondb_v1_StandbySeedRequest__Output, _regiondb_v1_StandbySeedResponse>;
+  
+  StandbySeedObject: grpc.handleUnaryCall<_regiondb_v1_StandbySeedObjectRequest__Output, _regiondb_v1_StandbySeedObjectResponse>;
+  
   StandbyShip: grpc.handleUnaryCall<_regiondb_v1_StandbyShipRequest__Output, _regiondb_v1_StandbyShipResponse>;
   
   StandbyStatus: grpc.handleUnaryCall<_regiondb_v1_StandbyStatusRequest__Output, _regiondb_v1_StandbyStatusResponse>;
@@ -161,6 +187,8 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   Flush: MethodDefinition<_regiondb_v1_FlushRequest, _regiondb_v1_FlushResponse, _regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse__Output>
   OpenRegion: MethodDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse__Output>
   StandbyPromote: MethodDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteRequest__Output, _regiondb_v1_StandbyPromoteResponse__Output>
+  StandbySeed: MethodDefinition<_regiondb_v1_StandbySeedRequest, _regiondb_v1_StandbySeedResponse, _regiondb_v1_StandbySeedRequest__Output, _regiondb_v1_StandbySeedResponse__Output>
+  StandbySeedObject: MethodDefinition<_regiondb_v1_StandbySeedObjectRequest, _regiondb_v1_StandbySeedObjectResponse, _regiondb_v1_StandbySeedObjectRequest__Output, _regiondb_v1_StandbySeedObjectResponse__Output>
   StandbyShip: MethodDefinition<_regiondb_v1_StandbyShipRequest, _regiondb_v1_StandbyShipResponse, _regiondb_v1_StandbyShipRequest__Output, _regiondb_v1_StandbyShipResponse__Output>
   StandbyStatus: MethodDefinition<_regiondb_v1_StandbyStatusRequest, _regiondb_v1_StandbyStatusResponse, _regiondb_v1_StandbyStatusRequest__Output, _regiondb_v1_StandbyStatusResponse__Output>
   Status: MethodDefinition<_regiondb_v1_StatusRequest, _regiondb_v1_StatusResponse, _regiondb_v1_StatusRequest__Output, _regiondb_v1_StatusResponse__Output>

@@ -18,6 +18,7 @@ export interface StandbyRegionStatus {
   'dropped_entries'?: (number | string | Long);
   'dropped_rows'?: (number | string | Long);
   'sync'?: (boolean);
+  'seeded_index'?: (number | string | Long);
 }
 
 export interface StandbyRegionStatus__Output {
@@ -35,4 +36,5 @@ export interface StandbyRegionStatus__Output {
   'dropped_entries': (string);
   'dropped_rows': (string);
   'sync': (boolean);
+  'seeded_index': (string);
 }

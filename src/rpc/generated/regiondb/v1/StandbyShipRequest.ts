@@ -13,6 +13,7 @@ export interface StandbyShipRequest {
   'entries'?: (_regiondb_v1_ShippedEntry)[];
   'watermark_ms'?: (number | string | Long);
   'sync'?: (boolean);
+  'version_offset'?: (number | string | Long);
 }
 
 export interface StandbyShipRequest__Output {
@@ -23,4 +24,5 @@ export interface StandbyShipRequest__Output {
   'entries': (_regiondb_v1_ShippedEntry__Output)[];
   'watermark_ms': (string);
   'sync': (boolean);
+  'version_offset': (string);
 }

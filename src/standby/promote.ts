@@ -57,7 +57,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     const reported = new Map<string, RegionPosition>();
     for (const n of snap.nodes) {
       epoch = Math.max(epoch, Number(n.status.fence_epoch) + 1);
-      for (const r of n.status.regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms) });
+      for (const r of n.status.regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
     }
     if (already) {
       // A promotion was interrupted: finish it at the cut it chose (every node keeps it).

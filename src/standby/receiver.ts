@@ -351,7 +351,7 @@ export class Receiver {
         .filter((n) => n.state === 'alive')
         .map(async (n) => {
           const res = Number(n.node_id) === this.dn.nodeId ? this.statusResponse() : await call<StandbyStatusResponse__Output>(this.client(n.addr), 'StandbyStatus', {}, 2000).catch(() => undefined);
-          for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms) });
+          for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
         }),
     );
     return safeTimeMs(regionIds, reported);
@@ -430,6 +430,7 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
     dropped_rows: String(s?.droppedRows ?? 0),
     sync: s?.sync ?? false,
     seeded_index: String(s?.seededIndex ?? 0),
+    dropped_at_ms: String(s?.droppedAtMs ?? 0),
   };
 }
 

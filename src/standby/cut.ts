@@ -97,3 +97,34 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
   }
   return toTimeMs;
 }
+
+/** What S7 needs of a region's report to say its table may go on the standby. */
+export interface RegionDropReport {
+  readonly table: string;
+  /** The marker's stamp (0: its stream did not end with one, or a cut before it dropped it). */
+  readonly droppedAtMs: number;
+  readonly appliedPrimaryIndex: number;
+  readonly receivedIndex: number;
+}
+
+/**
+ * S7: the tables every region of which has applied its table-dropped marker (the marker is the
+ * last entry received, so applied = received). Regions are grouped by table through the id's
+ * upper 32 bits (the table id); one region not reported or not done keeps the table.
+ */
+export function tablesToDrop(regionIds: readonly string[], reported: ReadonlyMap<string, RegionDropReport>): string[] {
+  const byTable = new Map<string, string[]>();
+  for (const id of regionIds) {
+    // An id that is not a region id of ours (never from the metasrv) stands alone.
+    const tableId = /^\d{1,20}$/.test(id) ? String(BigInt(id) >> 32n) : `?${id}`;
+    byTable.set(tableId, [...(byTable.get(tableId) ?? []), id]);
+  }
+  const out: string[] = [];
+  for (const ids of byTable.values()) {
+    const reports = ids.map((id) => reported.get(id));
+    const done = reports.every((r) => r !== undefined && r.droppedAtMs > 0 && r.appliedPrimaryIndex >= r.receivedIndex);
+    const name = reports[0]?.table;
+    if (done && name) out.push(name);
+  }
+  return out;
+}

@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { RegionState, type ShippedEntry, type TableSchema, encodeCommand, encodeTableDroppedMarker, stampCommand } from '../../src/engine/index.js';
 import { StandbyState } from '../../src/engine/standby-state.js';
-import { promotionCutMs, safeTimeMs } from '../../src/standby/cut.js';
+import { promotionCutMs, safeTimeMs, tablesToDrop } from '../../src/standby/cut.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
@@ -111,5 +111,26 @@ describe('S7: the safe time and the cut with a dropped table (src/standby/cut.ts
       ['a2', { regionId: 'a2', receivedThroughMs: 1_000, droppedAtMs: 1_300 }],
     ]);
     expect(safeTimeMs(['a1', 'a2'], all)).to.equal(1_300);
+  });
+});
+
+describe('S7: which standby tables go (src/standby/cut.ts tablesToDrop)', () => {
+  const id = (tableId: number, n: number) => String((BigInt(tableId) << 32n) | BigInt(n));
+  const rep = (table: string, droppedAtMs: number, applied: number, received: number) => ({ table, droppedAtMs, appliedPrimaryIndex: applied, receivedIndex: received });
+
+  it('a table goes only when every one of its regions has applied its marker', () => {
+    const ids = [id(1, 0), id(1, 1), id(2, 0)];
+    const all = new Map([
+      [id(1, 0), rep('a', 100, 7, 7)],
+      [id(1, 1), rep('a', 120, 9, 9)],
+      [id(2, 0), rep('b', 0, 50, 50)],
+    ]);
+    expect(tablesToDrop(ids, all)).to.deep.equal(['a']);
+    const pending = new Map(all);
+    pending.set(id(1, 1), rep('a', 120, 8, 9));
+    expect(tablesToDrop(ids, pending), 'one region has not applied its marker yet').to.deep.equal([]);
+    const missing = new Map(all);
+    missing.delete(id(1, 1));
+    expect(tablesToDrop(ids, missing), 'one region not reported').to.deep.equal([]);
   });
 });

@@ -97,6 +97,16 @@ export function encodeTableDroppedMarker(droppedAtMs: number): Uint8Array {
   return out;
 }
 
+/** The stamp of a table-dropped marker (0 if its body is damaged: the receiver then keeps the earlier stamps). */
+export function tableDroppedMarkerMs(data: Uint8Array): number {
+  try {
+    const v = (JSON.parse(decoder.decode(data.subarray(2))) as { droppedAtMs?: unknown }).droppedAtMs;
+    return isMs(v) ? v : 0;
+  } catch {
+    return 0; // damaged: the caller falls back to the stamps before it (never above the truth)
+  }
+}
+
 /** True if `data` is a table-dropped marker (encodeTableDroppedMarker). */
 export function isTableDroppedMarker(data: Uint8Array): boolean {
   return data.byteLength > 2 && data[0] === FORMAT_JSON && data[1] === CommandKind.TableDropped;

@@ -189,6 +189,8 @@ export class RegionState implements StateMachine<ApplyResult> {
   /** D2: the highest request id of any client record evicted so far. */
   private dedupHorizon = 0;
   appliedIndex = 0;
+  /** S7 on a primary: the index of the table-dropped marker applied here (0: none); not persisted (only read just before the replica is destroyed). */
+  dropMarkerIndex = 0;
   /** Membership as of the current apply point; the region server keeps it current (onMembership). */
   private membership: Membership = { voters: [], learners: [] };
   private readonly tags;
@@ -219,6 +221,11 @@ export class RegionState implements StateMachine<ApplyResult> {
     assert(index > this.appliedIndex, `apply ${index} after ${this.appliedIndex}`);
     const appliedBefore = this.appliedIndex;
     this.appliedIndex = index;
+    // S7 (standby-state.ts), on a primary: the last entry of a dropped table's region, for its standby; no rows.
+    if (isTableDroppedMarker(data)) {
+      this.dropMarkerIndex = index;
+      return { status: 'ok', version: index, rows: 0 };
+    }
     const cmd = decodeCommand(data);
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
     if (cmd.kind === 'standby-append' || cmd.kind === 'standby-release' || cmd.kind === 'standby-promote' || cmd.kind === 'standby-seed') {

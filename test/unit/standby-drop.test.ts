@@ -3,7 +3,7 @@
 // region then stops bounding the safe time, keeps its rows for any cut before T, and its table
 // may be dropped once the marker is applied.
 import { expect } from 'chai';
-import { RegionState, type ShippedEntry, type TableSchema, encodeCommand, encodeTableDroppedMarker, stampCommand } from '../../src/engine/index.js';
+import { RegionState, type ShippedEntry, type TableSchema, decodeCommand, encodeCommand, encodeTableDroppedMarker, stampCommand, tableDroppedMarkerMs } from '../../src/engine/index.js';
 import { StandbyState } from '../../src/engine/standby-state.js';
 import { promotionCutMs, safeTimeMs, tablesToDrop } from '../../src/standby/cut.js';
 import { cpuSchema } from '../fixtures/schemas.js';
@@ -132,5 +132,23 @@ describe('S7: which standby tables go (src/standby/cut.ts tablesToDrop)', () => 
     const missing = new Map(all);
     missing.delete(id(1, 1));
     expect(tablesToDrop(ids, missing), 'one region not reported').to.deep.equal([]);
+  });
+});
+
+describe('S7: the marker on the primary', () => {
+  it('applies as a no-op that records its index (what a follower waits for before its replica is destroyed)', async () => {
+    const s = new RegionState(schema);
+    await s.apply(1, stampCommand(put(1, 'a', 1), 100));
+    const r = await s.apply(2, encodeTableDroppedMarker(150));
+    expect(r).to.deep.equal({ status: 'ok', version: 2, rows: 0 });
+    expect(s.dropMarkerIndex).to.equal(2);
+    expect(await readV(s, 'a')).to.equal(1);
+  });
+
+  it('carries its stamp; it is no client command (decodeCommand refuses it with CORRUPTION, not a crash)', () => {
+    const m = encodeTableDroppedMarker(1_234);
+    expect(tableDroppedMarkerMs(m)).to.equal(1_234);
+    expect(tableDroppedMarkerMs(m.subarray(0, 5)), 'a damaged body').to.equal(0);
+    expect(() => decodeCommand(m)).to.throw(/malformed/);
   });
 });

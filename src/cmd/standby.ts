@@ -23,7 +23,7 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
   const regions = snap.nodes.flatMap((n) => n.status.regions);
   if (regions.length > 0) {
     const lagOf = (ms: string) => (Number(ms) > 0 ? Math.max(0, Math.round(nowMs - Number(ms))) : -1);
-    const positions = new Map(regions.map((r) => [r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms) }]));
+    const positions = new Map(regions.map((r) => [r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) }]));
     const safe = safeTimeMs(snap.regionIds, positions) ?? 0;
     lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported, or the streams have not passed a seed\'s time)'}`);
     lines.push(

@@ -119,6 +119,10 @@ export const limits = {
   standbyShipTimeoutMs: 5000,
   /** Sync mode: a committed write not confirmed by the standby within this is answered "outcome unknown". */
   standbySyncAckTimeoutMs: 5000,
+  /** S7: how long a dropped region's leader waits for the standby to receive its drop marker before it is destroyed anyway. */
+  standbyDropSealMs: 5000,
+  /** S7: the polls of that wait (50 ms apart), a bound on the loop beside the time. */
+  standbyDropSealPollsMax: 200,
   /**
    * A primary keeps at most this many log entries of a region beyond its flushed index for a
    * standby that lags (or is unreachable); past it the log is truncated as usual and the standby

@@ -60,6 +60,8 @@ export interface DatanodeCoreHooks {
   onHeartbeat?(): void;
   /** A replica was closed here (the shell forgets its per-region metrics). */
   onRegionClosed?(regionId: string): void;
+  /** The metasrv asked to destroy a replica here (a dropped table's, or one removed from its group); awaited first, bounded by the hook. */
+  beforeDestroy?(regionId: string): Promise<void>;
 }
 
 export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
@@ -377,7 +379,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     if (this.stopping) return;
     try {
       if (ins.open_region) await this.openRegion(ins.open_region);
-      else if (ins.close_region) await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
+      else if (ins.close_region) {
+        if (ins.close_region.destroy) await this.hooks.beforeDestroy?.(ins.close_region.region_id);
+        await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
+      }
       else if (ins.campaign) this.regionServer.campaign(ins.campaign.region_id);
       else if (ins.transfer_leader) this.regionServer.transferLeader(ins.transfer_leader.region_id, u64(ins.transfer_leader.to_peer_id, 'to_peer_id'));
       else if (ins.change_peer) {

@@ -227,6 +227,7 @@ export class Datanode implements DatabaseHost {
           this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
         },
         onRegionClosed: (regionId) => this.nodeMetrics.forgetRegion(regionId),
+        beforeDestroy: async (regionId) => this.standby?.beforeDestroy?.(regionId),
       },
     });
     this.core = core;
@@ -554,6 +555,8 @@ export interface StandbyAttachment {
   readonly writeGate: ClientWriteGate;
   /** Primary: the log index the standby still needs from a region (RegionServerHooks.logRetainFrom). */
   logRetainFrom?(regionId: string): number | undefined;
+  /** Primary: a replica of a dropped table is about to be destroyed here (S7 in standby-state.ts). */
+  beforeDestroy?(regionId: string): Promise<void>;
   start(): void;
   stop(): Promise<void>;
 }

@@ -22,7 +22,7 @@ const FORMAT_BINARY = 2;
 const FORMAT_STAMPED = 3;
 const STAMP_HEADER_BYTES = 10;
 
-export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9 } as const;
+export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9, TableDropped: 10 } as const;
 
 export interface WriteCommand {
   readonly kind: 'write';
@@ -81,6 +81,35 @@ export interface ShippedEntry {
   readonly stampMs: number;
   /** The primary's command bytes (a write or delete, version 2 or 3). */
   readonly data: Uint8Array;
+}
+
+/**
+ * The last entry of a dropped table's region on a primary feeding a standby (S7 in
+ * standby-state.ts): [1][10][JSON {droppedAtMs}]. Not a Command: it changes no rows and is only
+ * recognised in a standby's received entries (decodeCommand refuses it).
+ */
+export function encodeTableDroppedMarker(droppedAtMs: number): Uint8Array {
+  const json = encoder.encode(JSON.stringify({ droppedAtMs }));
+  const out = new Uint8Array(2 + json.byteLength);
+  out[0] = FORMAT_JSON;
+  out[1] = CommandKind.TableDropped;
+  out.set(json, 2);
+  return out;
+}
+
+/** The stamp of a table-dropped marker (0 if its body is damaged: the receiver then keeps the earlier stamps). */
+export function tableDroppedMarkerMs(data: Uint8Array): number {
+  try {
+    const v = (JSON.parse(decoder.decode(data.subarray(2))) as { droppedAtMs?: unknown }).droppedAtMs;
+    return isMs(v) ? v : 0;
+  } catch {
+    return 0; // damaged: the caller falls back to the stamps before it (never above the truth)
+  }
+}
+
+/** True if `data` is a table-dropped marker (encodeTableDroppedMarker). */
+export function isTableDroppedMarker(data: Uint8Array): boolean {
+  return data.byteLength > 2 && data[0] === FORMAT_JSON && data[1] === CommandKind.TableDropped;
 }
 
 /**

@@ -33,7 +33,7 @@ import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1, unstampCommand } from './command.js';
+import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
@@ -189,6 +189,8 @@ export class RegionState implements StateMachine<ApplyResult> {
   /** D2: the highest request id of any client record evicted so far. */
   private dedupHorizon = 0;
   appliedIndex = 0;
+  /** S7 on a primary: the index of the table-dropped marker applied here (0: none); not persisted (only read just before the replica is destroyed). */
+  dropMarkerIndex = 0;
   /** Membership as of the current apply point; the region server keeps it current (onMembership). */
   private membership: Membership = { voters: [], learners: [] };
   private readonly tags;
@@ -219,6 +221,11 @@ export class RegionState implements StateMachine<ApplyResult> {
     assert(index > this.appliedIndex, `apply ${index} after ${this.appliedIndex}`);
     const appliedBefore = this.appliedIndex;
     this.appliedIndex = index;
+    // S7 (standby-state.ts), on a primary: the last entry of a dropped table's region, for its standby; no rows.
+    if (isTableDroppedMarker(data)) {
+      this.dropMarkerIndex = index;
+      return { status: 'ok', version: index, rows: 0 };
+    }
     const cmd = decodeCommand(data);
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
     if (cmd.kind === 'standby-append' || cmd.kind === 'standby-release' || cmd.kind === 'standby-promote' || cmd.kind === 'standby-seed') {
@@ -299,8 +306,13 @@ export class RegionState implements StateMachine<ApplyResult> {
     const rows = await this.releaseUpTo(standby, cmd.cutMs);
     standby.cutMs = cmd.cutMs;
     standby.droppedEntries = standby.pending.length;
-    standby.droppedRows = standby.pending.reduce((n, e) => n + (e.data.byteLength === 0 ? 0 : rowsOf(decodeCommand(e.data))), 0);
+    standby.droppedRows = standby.pending.reduce((n, e) => n + (e.data.byteLength === 0 || isTableDroppedMarker(e.data) ? 0 : rowsOf(decodeCommand(e.data))), 0);
     standby.pending.length = 0;
+    if (!standby.dropDue()) {
+      // S7: a cut before the drop keeps the table with its rows up to the cut.
+      standby.droppedAtIndex = 0;
+      standby.droppedAtMs = 0;
+    }
     standby.mode = 'promoted';
     // Writes from now on must version above every primary version applied (last write wins by version).
     standby.versionOffset = Math.max(0, standby.appliedPrimaryIndex + standby.primaryVersionOffset - index);
@@ -321,6 +333,7 @@ export class RegionState implements StateMachine<ApplyResult> {
 
   private async applyShipped(e: ShippedEntry): Promise<number> {
     if (e.data.byteLength === 0) return 0; // a primary entry that changes no rows (no-op, membership, flush), shipped to keep indexes contiguous
+    if (isTableDroppedMarker(e.data)) return 0; // S7: the table goes as a whole (dropDue), not row by row
     const cmd = decodeCommand(e.data);
     const result = await this.applyClient(e.index + (this.standby?.primaryVersionOffset ?? 0), e.data, cmd); // S6
     return result.status === 'ok' ? result.rows : 0;

@@ -18,12 +18,19 @@
 //       seed claims no receivedThroughMs: that comes only from the stream after I.
 //   S6. Every primary entry applies at version index + primaryVersionOffset (the primary's own
 //       offset: non-zero when the primary is itself a promoted standby).
+//   S7. A table dropped on the primary ends each of its regions' streams with a marker entry
+//       stamped T, after every other entry of the region (so every entry is stamped at or before
+//       T). Once the marker is received (contiguously: everything before it is received too) the
+//       region's stream is complete for every time: streamThroughMs() is +∞ and the region no
+//       longer bounds the safe time. Nothing after the marker is ever taken. The standby table
+//       may go once the marker is applied (a release or cut at or past T: dropDue()); a cut
+//       before T drops the marker with the tail, and the table stays with its rows up to the cut.
 // The whole record is carried in the manifest (as of the flush point, like the dedup table), so
 // the log may be truncated at a flush while received entries wait unapplied.
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import type { ShippedEntry } from './command.js';
+import { type ShippedEntry, isTableDroppedMarker } from './command.js';
 
 export type StandbyMode = 'standby' | 'promoted';
 
@@ -49,6 +56,9 @@ export interface StandbySnapshot {
   readonly promotedAtIndex: number;
   /** The primary index of the last seed (0: never seeded). */
   readonly seededIndex: number;
+  /** S7: the primary index and stamp of the table-dropped marker received (0: none). */
+  readonly droppedAtIndex: number;
+  readonly droppedAtMs: number;
 }
 
 const FORMAT_VERSION = 1;
@@ -68,6 +78,8 @@ export class StandbyState {
   primaryVersionOffset = 0;
   promotedAtIndex = 0;
   seededIndex = 0;
+  droppedAtIndex = 0;
+  droppedAtMs = 0;
   /** S1: received, not yet applied; oldest first. */
   readonly pending: ShippedEntry[] = [];
 
@@ -89,10 +101,17 @@ export class StandbyState {
     for (const e of entries) {
       if (this.pending.length >= limits.standbyPendingEntriesMax) break; // the shipper resends the rest
       if (e.index <= this.receivedIndex) continue; // a duplicate (two primary leaders ship the same committed entries)
+      if (this.droppedAtIndex > 0) break; // S7: nothing follows a table-dropped marker
       assert(e.index === this.receivedIndex + 1, `standby entries not contiguous: ${e.index} after ${this.receivedIndex}`);
       this.pending.push(e);
       this.receivedIndex = e.index;
       this.lastStampMs = Math.max(this.lastStampMs, e.stampMs);
+      if (isTableDroppedMarker(e.data)) {
+        // lastStampMs already counts the marker: T is never below an earlier entry's stamp, even if
+        // a new primary leader's clock is behind the old one's.
+        this.droppedAtIndex = e.index;
+        this.droppedAtMs = this.lastStampMs;
+      }
       taken++;
     }
     // The watermark speaks for the batch's entries only if the batch reaches where it ends.
@@ -118,6 +137,16 @@ export class StandbyState {
     this.lastStampMs = Math.max(this.lastStampMs, seededThroughMs);
     assert(this.pending.length === 0 && this.appliedPrimaryIndex === this.receivedIndex, 'S5: a seeded region has applied all it received');
     return true;
+  }
+
+  /** S2/S7: every primary entry stamped at or before this is received (+∞ once the stream ended with a drop marker). */
+  streamThroughMs(): number {
+    return this.droppedAtIndex > 0 ? Number.POSITIVE_INFINITY : this.receivedThroughMs;
+  }
+
+  /** S7: the marker is applied (released or kept by the cut): the standby's table may be dropped. */
+  dropDue(): boolean {
+    return this.droppedAtIndex > 0 && this.appliedPrimaryIndex >= this.droppedAtIndex;
   }
 
   /** The entries a release to `upToMs` applies (S3), oldest first; the caller applies them and calls applied(). */
@@ -154,6 +183,8 @@ export class StandbyState {
       primaryVersionOffset: this.primaryVersionOffset,
       promotedAtIndex: this.promotedAtIndex,
       seededIndex: this.seededIndex,
+      droppedAtIndex: this.droppedAtIndex,
+      droppedAtMs: this.droppedAtMs,
     };
   }
 
@@ -185,7 +216,7 @@ export class StandbyState {
       s[k] = v;
     }
     // Added after the first release of this format: absent in older manifests (0).
-    for (const k of ['primaryVersionOffset', 'promotedAtIndex', 'seededIndex'] as const) {
+    for (const k of ['primaryVersionOffset', 'promotedAtIndex', 'seededIndex', 'droppedAtIndex', 'droppedAtMs'] as const) {
       const v = p[k] ?? 0;
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(k);
       s[k] = v;

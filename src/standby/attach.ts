@@ -31,6 +31,7 @@ export function attachStandby(dn: Datanode, clock: TimedClock = systemClock, wal
       },
       writeGate: shipper.writeGate,
       logRetainFrom: (regionId) => shipper.logRetainFrom(regionId),
+      beforeDestroy: (regionId) => shipper.sealForDrop(regionId),
       start: () => shipper.start(),
       stop: () => shipper.stop(),
     };

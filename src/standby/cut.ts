@@ -11,6 +11,10 @@
 // highest releasedMs there is no consistent point — a cut below a seed's time would leave that
 // region holding rows written after the cut. (Releases never pass the safe time, so without
 // seeds the highest releasedMs is never above the minimum.)
+// A region whose table was dropped on the primary (S7 in standby-state.ts) has received its whole
+// stream, ending with the drop marker stamped T: it has everything up to any time, so it does not
+// bound the minimum. If every region has ended, any time at or past the last marker is a
+// consistent point; the safe time is the highest of them (never +∞: a cut is a time).
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 
 export interface RegionPosition {
@@ -22,6 +26,13 @@ export interface RegionPosition {
   readonly sync?: boolean;
   /** It has applied everything stamped up to this (the last release): no cut may be earlier. */
   readonly releasedMs?: number;
+  /** S7: its stream ended with a table-dropped marker stamped at this time (0 or absent: not dropped). */
+  readonly droppedAtMs?: number;
+}
+
+/** What a region has received everything up to: +∞ once its stream ended with a drop marker (S7). */
+function streamThroughMs(p: RegionPosition): number {
+  return (p.droppedAtMs ?? 0) > 0 ? Number.POSITIVE_INFINITY : p.receivedThroughMs;
 }
 
 /** The safe time over `regionIds` (every region the standby has), or undefined if one is not reported. */
@@ -31,8 +42,9 @@ export function safeTimeMs(regionIds: readonly string[], reported: ReadonlyMap<s
   for (const id of regionIds) {
     const p = reported.get(id);
     if (!p) return undefined;
-    min = Math.min(min, p.receivedThroughMs);
+    min = Math.min(min, streamThroughMs(p));
   }
+  if (min === Number.POSITIVE_INFINITY) min = Math.max(...regionIds.map((id) => Math.max(reported.get(id)!.droppedAtMs ?? 0, reported.get(id)!.receivedThroughMs)));
   return min >= appliedThroughMs(regionIds, reported) ? min : undefined;
 }
 
@@ -58,7 +70,10 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
   if (safe === undefined) {
     const missing = regionIds.filter((id) => !reported.has(id));
     const appliedMs = appliedThroughMs(regionIds, reported);
-    const behind = regionIds.filter((id) => (reported.get(id)?.receivedThroughMs ?? appliedMs) < appliedMs);
+    const behind = regionIds.filter((id) => {
+      const p = reported.get(id);
+      return (p ? streamThroughMs(p) : appliedMs) < appliedMs;
+    });
     const why = [
       ...(missing.length ? [`regions ${missing.join(', ')} report no stream position`] : []),
       ...(missing.length === 0 && behind.length ? [`a region has applied rows up to ${appliedMs} (a seed's time, or a cut) and regions ${behind.join(', ')} have not yet received everything up to that time`] : []),
@@ -81,4 +96,35 @@ export function promotionCutMs(regionIds: readonly string[], reported: ReadonlyM
     );
   }
   return toTimeMs;
+}
+
+/** What S7 needs of a region's report to say its table may go on the standby. */
+export interface RegionDropReport {
+  readonly table: string;
+  /** The marker's stamp (0: its stream did not end with one, or a cut before it dropped it). */
+  readonly droppedAtMs: number;
+  readonly appliedPrimaryIndex: number;
+  readonly receivedIndex: number;
+}
+
+/**
+ * S7: the tables every region of which has applied its table-dropped marker (the marker is the
+ * last entry received, so applied = received). Regions are grouped by table through the id's
+ * upper 32 bits (the table id); one region not reported or not done keeps the table.
+ */
+export function tablesToDrop(regionIds: readonly string[], reported: ReadonlyMap<string, RegionDropReport>): string[] {
+  const byTable = new Map<string, string[]>();
+  for (const id of regionIds) {
+    // An id that is not a region id of ours (never from the metasrv) stands alone.
+    const tableId = /^\d{1,20}$/.test(id) ? String(BigInt(id) >> 32n) : `?${id}`;
+    byTable.set(tableId, [...(byTable.get(tableId) ?? []), id]);
+  }
+  const out: string[] = [];
+  for (const ids of byTable.values()) {
+    const reports = ids.map((id) => reported.get(id));
+    const done = reports.every((r) => r !== undefined && r.droppedAtMs > 0 && r.appliedPrimaryIndex >= r.receivedIndex);
+    const name = reports[0]?.table;
+    if (done && name) out.push(name);
+  }
+  return out;
 }

@@ -12,7 +12,7 @@
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import type { StandbyRegionStatus__Output, StandbyStatusResponse__Output } from '../rpc/generated/index.js';
-import { type RegionPosition, promotionCutMs } from './cut.js';
+import { type RegionPosition, promotionCutMs, tablesToDrop } from './cut.js';
 
 export interface PromotionReport {
   readonly cutMs: number;
@@ -20,6 +20,8 @@ export interface PromotionReport {
   readonly regions: readonly StandbyRegionStatus__Output[];
   readonly droppedEntries: number;
   readonly droppedRows: number;
+  /** Tables dropped on the primary at or before the cut, dropped here at promotion (S7). */
+  readonly droppedTables: readonly string[];
   readonly elapsedMs: number;
 }
 
@@ -57,7 +59,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     const reported = new Map<string, RegionPosition>();
     for (const n of snap.nodes) {
       epoch = Math.max(epoch, Number(n.status.fence_epoch) + 1);
-      for (const r of n.status.regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms) });
+      for (const r of n.status.regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
     }
     if (already) {
       // A promotion was interrupted: finish it at the cut it chose (every node keeps it).
@@ -88,7 +90,12 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     const waiting = snap.regionIds.filter((id) => byRegion.get(id)?.mode !== 'promoted');
     if (waiting.length === 0) {
       const regions = snap.regionIds.map((id) => byRegion.get(id)!);
+      // S7: a table whose drop marker every region kept (the cut is at or past its drop) goes.
+      const drops = new Map(regions.map((r) => [r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) }]));
+      const droppedTables = tablesToDrop(snap.regionIds, drops);
+      for (const name of droppedTables) await c.dropTable(name);
       return {
+        droppedTables,
         cutMs,
         epoch,
         regions,

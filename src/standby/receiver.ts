@@ -39,7 +39,7 @@ import { fromGrpcError } from '../rpc/status.js';
 import { fromProtoSchema } from '../rpc/values.js';
 import type { ClientWriteGate } from '../datanode/database-host.js';
 import type { Datanode } from '../datanode/datanode.js';
-import { type RegionPosition, safeTimeMs } from './cut.js';
+import { type RegionDropReport, type RegionPosition, safeTimeMs, tablesToDrop } from './cut.js';
 import { type FenceRecord, readFence, writeFence } from './fence.js';
 
 export interface ReceiverConfig {
@@ -323,7 +323,15 @@ export class Receiver {
     if (this.releasing || this.stopped || this.fence) return;
     this.releasing = true;
     try {
-      const safe = await this.computeSafeTime();
+      const { safe, dropped } = await this.computeSafeTime();
+      for (const name of dropped) {
+        // S7: every region of the table has applied its drop marker; the metasrv answers a drop of
+        // a table already gone with an error, which is safe to ignore (another node dropped it).
+        await this.dn.metaCall('DropTable', { name }, { timeoutMs: 10_000, idempotent: true }).then(
+          () => this.log.info({ table: name }, 'standby: table dropped on the primary, dropped here'),
+          (err: unknown) => this.log.debug({ table: name, err: (err as Error).message }, 'standby: drop of a table dropped on the primary failed; next round'),
+        );
+      }
       if (safe === undefined) return;
       this.safeTimeMs = Math.max(this.safeTimeMs, safe);
       for (const replica of this.dn.regionServer.allReplicas()) {
@@ -342,19 +350,23 @@ export class Receiver {
   }
 
   /** Every region of the standby (the metasrv's list) and where each stands (its leader's report). */
-  private async computeSafeTime(): Promise<number | undefined> {
+  private async computeSafeTime(): Promise<{ safe: number | undefined; dropped: string[] }> {
     const nodes = await this.dn.metaCall<ListNodesResponse__Output>('ListNodes', {}, { timeoutMs: 2000, idempotent: true });
     const regionIds = nodes.region_infos.map((r) => r.route?.region_id ?? '').filter((id) => id !== '');
     const reported = new Map<string, RegionPosition>();
+    const drops = new Map<string, RegionDropReport>();
     await Promise.all(
       nodes.nodes
         .filter((n) => n.state === 'alive')
         .map(async (n) => {
           const res = Number(n.node_id) === this.dn.nodeId ? this.statusResponse() : await call<StandbyStatusResponse__Output>(this.client(n.addr), 'StandbyStatus', {}, 2000).catch(() => undefined);
-          for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms) });
+          for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
+          for (const r of res?.regions ?? []) {
+            if (r.mode === 'standby') drops.set(r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) });
+          }
         }),
     );
-    return safeTimeMs(regionIds, reported);
+    return { safe: safeTimeMs(regionIds, reported), dropped: tablesToDrop(regionIds, drops) };
   }
 
   private client(addr: string): grpc.Client {
@@ -430,6 +442,7 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
     dropped_rows: String(s?.droppedRows ?? 0),
     sync: s?.sync ?? false,
     seeded_index: String(s?.seededIndex ?? 0),
+    dropped_at_ms: String(s?.droppedAtMs ?? 0),
   };
 }
 

@@ -28,7 +28,7 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type RegionState, stampCommand, unstampCommand } from '../engine/index.js';
 import { loadLatestManifest } from '../engine/manifest.js';
-import { CommandKind } from '../engine/command.js';
+import { CommandKind, encodeTableDroppedMarker, isTableDroppedMarker, tableDroppedMarkerMs } from '../engine/command.js';
 import { EntryType } from '../raft/index.js';
 import type { Replica } from '../replication/region-server.js';
 import type {
@@ -207,6 +207,54 @@ export class Shipper {
     await Promise.all(led.map((r) => this.shipRegion(r)));
   }
 
+  /**
+   * S7 (standby-state.ts): the region's table was dropped and this replica is about to be
+   * destroyed. If this node leads the region, it appends a table-dropped marker stamped after
+   * every stamp it gave (the write gate's monotonic stamp) and waits until the standby has
+   * received it, so the standby's region stops bounding the safe time. Bounded
+   * (limits.standbyDropSealMs); on failure (no quorum left, the standby unreachable) the
+   * replica is destroyed anyway and the standby's region stays frozen (docs/replication.md).
+   */
+  async sealForDrop(regionId: string): Promise<void> {
+    const replica = this.dn.regionServer.replica(regionId);
+    if (!replica || this.fence || this.stopped) return;
+    const deadlineMs = this.clock.nowMs() + limits.standbyDropSealMs;
+    if (!replica.isLeader()) {
+      // A follower stays (bounded) until it has applied the marker: destroyed first, it would
+      // take the leader's quorum and the marker with it.
+      for (let i = 0; i < limits.standbyDropSealPollsMax && this.clock.nowMs() < deadlineMs && replica.stateMachine.dropMarkerIndex === 0; i++) {
+        if (replica.isLeader()) return this.sealForDrop(regionId); // it became the leader: it seals
+        await new Promise<void>((ok) => this.clock.setTimeout(ok, 50));
+      }
+      return;
+    }
+    this.lastStampMs = Math.max(this.lastStampMs, Math.floor(this.wall.nowMs()));
+    const droppedAtMs = this.lastStampMs;
+    try {
+      let markerIndex = replica.stateMachine.dropMarkerIndex; // an earlier leader's marker: one is enough
+      if (markerIndex === 0) {
+        const applied = await this.dn.regionServer.propose(regionId, encodeTableDroppedMarker(droppedAtMs));
+        if (applied.status !== 'ok') throw new RegionDbError(ErrorCode.Internal, `drop marker answered ${applied.status}`);
+        markerIndex = applied.version;
+      }
+      const r = this.regionShip(regionId);
+      for (let i = 0; i < limits.standbyDropSealPollsMax && this.clock.nowMs() < deadlineMs; i++) {
+        if (r.receivedIndex !== undefined && r.receivedIndex >= markerIndex) {
+          this.log.info({ regionId, markerIndex, droppedAtMs }, 'dropped region sealed: the standby has its drop marker');
+          return;
+        }
+        // Without the barrier: the followers may be gone already (no quorum for a ReadIndex, and
+        // this node may have stepped down), but every entry up to the applied marker is
+        // committed, and the marker needs no watermark.
+        await this.shipRegion(replica, false);
+        await new Promise<void>((ok) => this.clock.setTimeout(ok, 50));
+      }
+      this.log.warn({ regionId, markerIndex }, 'dropped region: the standby did not confirm its drop marker in time; destroyed anyway (its standby region stays frozen)');
+    } catch (err) {
+      this.log.warn({ regionId, err: (err as Error).message }, 'dropped region: could not append its drop marker; destroyed anyway (its standby region stays frozen)');
+    }
+  }
+
   /** Asks the standby whether it was promoted; until one answer says no, writes are refused. */
   private async checkFence(): Promise<void> {
     for (const addr of this.cfg.addrs) {
@@ -294,6 +342,9 @@ export class Shipper {
       if (e.type === EntryType.Normal && e.data.byteLength > 1 && (e.data[1] === CommandKind.Write || e.data[1] === CommandKind.Delete)) {
         const { stampMs } = unstampCommand(e.data);
         if (stampMs !== undefined) stamp = Math.max(stamp, stampMs);
+        data = e.data;
+      } else if (e.type === EntryType.Normal && isTableDroppedMarker(e.data)) {
+        stamp = Math.max(stamp, tableDroppedMarkerMs(e.data)); // S7: the region's last entry
         data = e.data;
       }
       return { index: String(e.index), stamp_ms: String(stamp), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };

@@ -19,6 +19,7 @@ export interface StandbyRegionStatus {
   'dropped_rows'?: (number | string | Long);
   'sync'?: (boolean);
   'seeded_index'?: (number | string | Long);
+  'dropped_at_ms'?: (number | string | Long);
 }
 
 export interface StandbyRegionStatus__Output {
@@ -37,4 +38,5 @@ export interface StandbyRegionStatus__Output {
   'dropped_rows': (string);
   'sync': (boolean);
   'seeded_index': (string);
+  'dropped_at_ms': (string);
 }

@@ -426,6 +426,15 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b.traceHash).to.equal(a.traceHash);
     });
 
+    // Engine seed 1421 with every fault (found by a 2,000-seed campaign at 469601f): a GC delete
+    // issued while the leader ran lands after its crash; the checker then held the down node to
+    // its lagging publication at 31, though its restart loads its newer durable snapshot. A
+    // down node's disk is now matched to the peer it restarts as (a checker fix, not the code's).
+    it('a delete that lands after its leader crashed is judged by the snapshot the node restarts from (engine seed 1421, every fault)', async () => {
+      const r = await runClusterSim(1421, { ...engine, faults: ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog'] });
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+    });
+
     // Dedup before 0090f8f and the client rule before 197494d (findings 7a–7d), with the
     // `clients` workload (writes with no request id, and clients restarting with their client
     // id) or, for 7d, `evict` (dedup tables of 2 clients).

@@ -1260,14 +1260,17 @@ export class ClusterSim {
     const out: { who: string; ssts: readonly string[] }[] = [];
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
-    const durableOfRunning = new Map<string, number>();
+    const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
     for (const node of this.nodes.values()) {
       for (const regionId of this.regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
         const snap = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId)?.snapshot();
-        if (replica && snap) durableOfRunning.set(`${regionId}/${replica.selfPeerId}`, snap.metadata.index);
+        // The peer this disk restarts as: the running replica's, or, for a node that is down, the
+        // one its restart would reopen (it loads this durable snapshot, not an older publication).
+        const peerId = replica?.selfPeerId ?? (node.server ? undefined : this.peerOnDisk(node, regionId));
+        if (peerId !== undefined && snap) durableOfRunning.set(`${regionId}/${peerId}`, snap.metadata.index);
         if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key) });
         }
@@ -1292,6 +1295,16 @@ export class ClusterSim {
       }
     }
     return out;
+  }
+
+  /** The peer a down node's disk reopens for a region at its restart (as restart() and the datanode core decide), if any. */
+  private peerOnDisk(node: SimNode, regionId: string): number | undefined {
+    if (this.meta) {
+      const raw = node.disk.getRegionMeta(regionId);
+      return raw ? (JSON.parse(new TextDecoder().decode(raw)) as { selfPeerId: number }).selfPeerId : undefined;
+    }
+    const placement = this.placements.get(regionId)?.get(node.id);
+    return placement && placement.storeId === node.disk.storeId ? placement.peerId : undefined;
   }
 
   /** After each delete that took effect: nothing that must exist named it. */

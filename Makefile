@@ -207,3 +207,10 @@ bench-ingest: build
 .PHONY: test-standby-partition
 test-standby-partition: build
 	STANDBY_PARTITION=1 $(MOCHA) test/integration/standby-partition.test.ts
+
+# Dual active-standby between two sites with their own CAs and users ([standby.tls], [standby.auth]):
+# wrong CA, no user, a non-replicator user, then the right token; about 2 minutes, so not part of
+# `make test` (the test skips itself there).
+.PHONY: test-standby-sites-tls
+test-standby-sites-tls: build
+	SITES_TLS=1 $(MOCHA) test/integration/standby-sites-tls.test.ts

@@ -196,10 +196,28 @@ export const datanodeConfigSchema = z
         ship_interval_ms: positiveInt.default(100),
         /** Standby: how often the cluster-wide safe time is computed and released. */
         release_interval_ms: positiveInt.default(500),
+        /**
+         * Primary: TLS towards the standby site (docs/replication.md, "Between the sites"): the
+         * standby site's CA, and a client certificate that CA signed (needed when the standby
+         * requires client certificates). Absent: this node's own [tls] credentials.
+         */
+        tls: z
+          .object({ ca_file: z.string().min(1), cert_file: z.string().min(1).optional(), key_file: z.string().min(1).optional() })
+          .strict()
+          .optional(),
+        /** Primary: the standby site's replicator user: `user` + `password_file`, or `token_file` (files hold the secret). */
+        auth: z
+          .object({ user: z.string().min(1).optional(), password_file: z.string().min(1).optional(), token_file: z.string().min(1).optional() })
+          .strict()
+          .optional(),
       })
       .strict()
       .superRefine((s, ctx) => {
         if (s.role === 'primary' && s.addrs.length === 0) ctx.addIssue({ code: 'custom', message: 'a primary needs the standby datanodes\' addrs' });
+        if (s.role === 'standby' && (s.tls || s.auth)) ctx.addIssue({ code: 'custom', message: '[standby.tls] and [standby.auth] are a primary\'s credentials towards its standby; a standby uses [tls] and [auth]' });
+        if (s.tls && !s.tls.cert_file !== !s.tls.key_file) ctx.addIssue({ code: 'custom', message: '[standby.tls]: give both cert_file and key_file, or neither' });
+        if (s.auth && !s.auth.token_file === !s.auth.user) ctx.addIssue({ code: 'custom', message: '[standby.auth]: give either user (with password_file) or token_file' });
+        if (s.auth?.user && !s.auth.password_file) ctx.addIssue({ code: 'custom', message: '[standby.auth]: user needs password_file' });
       })
       .optional(),
     tls: tlsSchema.optional(),

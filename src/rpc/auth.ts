@@ -25,11 +25,19 @@ export const AUTHORIZATION_KEY = 'authorization';
  */
 export const FORWARDED_BY_KEY = 'regiondb-forwarded-by';
 
-export const ROLES = ['read-write', 'read-only'] as const;
+/**
+ * read-write: reads, writes, DDL. read-only: reads. replicator: reads and the standby stream
+ * (StandbyShip / StandbySeed / StandbySeedObject), nothing else: the user a primary site's
+ * shipper presents to its standby site (docs/replication.md, "Between the sites").
+ */
+export const ROLES = ['read-write', 'read-only', 'replicator'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** What a call needs: any user (read), a user allowed to write (write, ddl), or a cluster node (peer). */
-export type Access = 'read' | 'write' | 'ddl' | 'peer';
+/**
+ * What a call needs: any user (read), a user allowed to write (write, ddl), a replicator (ship:
+ * a primary site's shipper), or a cluster node (peer).
+ */
+export type Access = 'read' | 'write' | 'ddl' | 'ship' | 'peer';
 
 export interface Principal {
   readonly name: string;
@@ -37,8 +45,12 @@ export interface Principal {
   readonly via: 'password' | 'token';
 }
 
-export function roleAllows(role: Role, access: 'read' | 'write' | 'ddl'): boolean {
-  return role === 'read-write' || access === 'read';
+export function roleAllows(role: Role, access: Exclude<Access, 'peer'>): boolean {
+  if (access === 'read') return true;
+  // A dedicated permission: a client's write user cannot inject raft entries into a standby, and
+  // the shipper's user cannot write rows or change tables.
+  if (access === 'ship') return role === 'replicator';
+  return role === 'read-write';
 }
 
 export const authLimits = {

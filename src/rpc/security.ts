@@ -5,6 +5,7 @@
 //   read   any authenticated user                      Database reads, routes, status
 //   write  a read-write user                           Database writes
 //   ddl    a read-write user                           create/drop table, operator actions
+//   ship   a replicator user                           the standby stream from a primary site
 //   peer   a cluster node only                         raft, registration, heartbeats, open region
 //
 // A cluster node is, with TLS, a caller whose certificate the handshake verified against the
@@ -38,7 +39,7 @@ export const METHOD_ACCESS: Record<ServiceName, { readonly default: Access; read
     RegisterNode: 'peer',
     Heartbeat: 'peer',
   },
-  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer', StandbyShip: 'write', StandbyStatus: 'read' },
+  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer', StandbyShip: 'ship', StandbySeed: 'ship', StandbySeedObject: 'ship', StandbyStatus: 'read' },
   RaftTransport: { default: 'peer' },
 };
 
@@ -178,7 +179,7 @@ export class Security {
       throw this.reject(service, method, call, authorization ? 'invalid-credentials' : 'no-credentials', err);
     }
     if (!roleAllows(principal.role, access)) {
-      throw this.reject(service, method, call, 'permission-denied', new RegionDbError(ErrorCode.PermissionDenied, `user ${principal.name} (${principal.role}) may not call ${service}.${method} (${access})`));
+      throw this.reject(service, method, call, 'permission-denied', new RegionDbError(ErrorCode.PermissionDenied, `user ${principal.name} (${principal.role}) may not call ${service}.${method} (${access}${access === 'ship' ? ': only a replicator user may' : ''})`));
     }
     return context;
   }

@@ -7,6 +7,7 @@ import type { Datanode, StandbyAttachment } from '../datanode/datanode.js';
 import { unary } from '../rpc/status.js';
 import { Receiver } from './receiver.js';
 import { Shipper } from './shipper.js';
+import { siteCredentials } from './site-credentials.js';
 
 /** Attaches the standby role of `dn`'s config, if any; call before dn.start(). */
 export function attachStandby(dn: Datanode, clock: TimedClock = systemClock, wall: Clock = wallClock): void {
@@ -20,7 +21,7 @@ export function attachStandby(dn: Datanode, clock: TimedClock = systemClock, wal
     }, log);
   let attachment: StandbyAttachment;
   if (cfg.role === 'primary') {
-    const shipper = new Shipper(dn, { addrs: cfg.addrs, addrOverrides: cfg.addr_overrides, mode: cfg.mode, shipIntervalMs: cfg.ship_interval_ms, dataDir, clusterId: dn.config.cluster_id }, log, clock, wall, dn.registry);
+    const shipper = new Shipper(dn, { addrs: cfg.addrs, addrOverrides: cfg.addr_overrides, mode: cfg.mode, shipIntervalMs: cfg.ship_interval_ms, dataDir, clusterId: dn.config.cluster_id, site: siteCredentials(cfg, () => dn.peerCredentials, log) }, log, clock, wall, dn.registry);
     attachment = {
       admin: {
         StandbyShip: refuse(`node ${dn.nodeId} is a primary (its [standby] role), not a standby: it does not take a stream`),

@@ -25,6 +25,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { Gauge, type Registry } from 'prom-client';
 import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { type RegionState, stampCommand, unstampCommand } from '../engine/index.js';
 import { loadLatestManifest } from '../engine/manifest.js';
@@ -43,6 +44,7 @@ import { fromGrpcError } from '../rpc/status.js';
 import type { ClientWriteGate } from '../datanode/database-host.js';
 import type { Datanode } from '../datanode/datanode.js';
 import { type FenceRecord, readFence, writeFence } from './fence.js';
+import { type SiteCredentials, explainStandbyError } from './site-credentials.js';
 import { limits } from '../common/limits.js';
 
 export interface ShipperConfig {
@@ -53,6 +55,8 @@ export interface ShipperConfig {
   readonly shipIntervalMs: number;
   readonly dataDir: string;
   readonly clusterId: string;
+  /** How this node authenticates to the standby site (site-credentials.ts). */
+  readonly site: SiteCredentials;
 }
 
 interface RegionShip {
@@ -75,12 +79,15 @@ export class Shipper {
   private fence: FenceRecord | undefined;
   /** Whether the standby has been asked, since this process started, whether it was promoted. */
   private fenceChecked = false;
+  /** Why the last fence check failed (shown in the status until one succeeds). */
+  private fenceCheckError = '';
   private timer: TimerHandle | undefined;
   private stopped = false;
   private lastStampMs = 0;
   private lastPositionProbeMs = 0;
   /** The standby's received index per region, as last heard (by the leader's stream or a follower's probe). */
   private readonly positions = new Map<string, number>();
+  private readonly authLog = new LogLimiter(60_000);
 
   constructor(
     private readonly dn: Datanode,
@@ -128,6 +135,7 @@ export class Shipper {
     const stopping = new RegionDbError(ErrorCode.DeadlineExceeded, 'datanode stopping before the standby confirmed the write (sync mode): outcome unknown');
     for (const r of this.regions.values()) for (const w of r.waiters.splice(0)) w.reject(stopping);
     for (const c of this.clients.values()) c.close();
+    this.cfg.site.close();
   }
 
   readonly writeGate: ClientWriteGate = {
@@ -139,7 +147,8 @@ export class Shipper {
         );
       }
       if (!this.fenceChecked) {
-        throw new RegionDbError(ErrorCode.Unavailable, 'the primary has not yet confirmed that its standby is not promoted (fence check at start); retry');
+        const why = this.fenceCheckError ? ` (${this.fenceCheckError})` : '';
+        throw new RegionDbError(ErrorCode.Unavailable, `the primary has not yet confirmed that its standby is not promoted (fence check at start)${why}; retry`);
       }
       if (command[1] !== CommandKind.Write && command[1] !== CommandKind.Delete) return command;
       // Monotonic per node: a stamp never goes below one given before (a wall-clock step back).
@@ -263,11 +272,14 @@ export class Shipper {
         if (res.role === 'promoted') this.fenced(Number(res.fence_epoch));
         else if (res.role === 'standby' && !this.fenceChecked) {
           this.fenceChecked = true;
+          this.fenceCheckError = '';
           this.log.info({ addr }, 'standby confirmed not promoted: this primary takes writes');
         }
         return;
       } catch (err) {
-        this.log.debug({ addr, err: (err as Error).message }, 'standby fence check failed');
+        const e = fromGrpcError(err);
+        this.fenceCheckError = explainStandbyError(e.code, e.message, this.cfg.site.describe);
+        this.log.debug({ addr, err: this.fenceCheckError }, 'standby fence check failed');
       }
     }
   }
@@ -292,14 +304,18 @@ export class Shipper {
       r.error = '';
     } catch (err) {
       const e = fromGrpcError(err);
-      r.error = e.message;
+      r.error = explainStandbyError(e.code, e.message, this.cfg.site.describe);
       const hint = e.details['leaderAddr'];
       if (typeof hint === 'string' && hint) r.targetAddr = this.cfg.addrOverrides[hint] ?? hint;
       else {
         r.targetAddr = undefined;
         r.target++;
       }
-      if (e.code !== ErrorCode.NotLeader) this.log.debug({ regionId: replica.regionId, err: e.message }, 'shipping to the standby failed; retrying');
+      if (e.code === ErrorCode.Unauthenticated || e.code === ErrorCode.PermissionDenied || r.error !== e.message) {
+        // Credentials do not fix themselves: say so at warn, once a minute per region and kind.
+        const suppressed = this.authLog.admit(`${replica.regionId}:${e.code}`, this.clock.nowMs());
+        if (suppressed !== undefined) this.log.warn({ regionId: replica.regionId, err: r.error, suppressed }, 'the standby site refused the stream');
+      } else if (e.code !== ErrorCode.NotLeader) this.log.debug({ regionId: replica.regionId, err: e.message }, 'shipping to the standby failed; retrying');
     } finally {
       r.inFlight = false;
     }
@@ -494,7 +510,7 @@ export class Shipper {
 
   private client(addr: string): grpc.Client {
     let c = this.clients.get(addr);
-    if (!c) this.clients.set(addr, (c = makeClient('Admin', addr, { credentials: this.dn.peerCredentials })));
+    if (!c) this.clients.set(addr, (c = makeClient('Admin', addr, { credentials: this.cfg.site.credentials, authorization: this.cfg.site.authorization })));
     return c;
   }
 
@@ -533,7 +549,7 @@ export class Shipper {
         table: this.dn.metas.get(replica.regionId)?.schema.name ?? '',
         shipped_index: String(shipped),
         applied_index: String(applied),
-        error: r?.error ?? 'not shipped yet',
+        error: r?.error || (!this.fenceChecked && this.fenceCheckError) || (r ? '' : 'not shipped yet'),
         lag_entries: String(Math.max(0, applied - shipped)),
         lag_ms: String(Math.round(lagMs)),
       });

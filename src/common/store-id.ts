@@ -8,8 +8,9 @@
 // store ids) gets an id prefixed `adopted-`: the data is there, so the metasrv treats it as the
 // same incarnation and only records the id.
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileDurably } from './durable-file.js';
 import { ErrorCode, RegionDbError } from './errors.js';
 
 export const STORE_ID_FILE = 'store-id';
@@ -40,20 +41,6 @@ export function loadOrCreateStoreId(dataDir: string, walDir: string): { storeId:
   }
   const hasData = existsSync(walDir) && readdirSync(walDir).length > 0;
   const storeId = `${hasData ? ADOPTED_STORE_PREFIX : ''}${randomUUID()}`;
-  const temp = `${file}.tmp`;
-  const fd = openSync(temp, 'w');
-  try {
-    writeSync(fd, `${storeId}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
-  const dir = openSync(dataDir, 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeFileDurably(file, `${storeId}\n`);
   return { storeId, origin: hasData ? 'adopted' : 'fresh' };
 }

@@ -437,7 +437,7 @@ export class Datanode implements DatabaseHost {
 
   private countRaftRejection(reason: string, context: Record<string, unknown>): void {
     this.raftRejected.inc({ reason });
-    const suppressed = this.raftRejectionLog.admit(reason, Date.now());
+    const suppressed = this.raftRejectionLog.admit(reason, this.clock.nowMs());
     if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected raft traffic');
   }
 

@@ -4,8 +4,9 @@
 //   - on an old primary's datanode: fenced by the standby's promotion at epoch E (it refuses
 //     client writes for good, across restarts, until its data dir is re-seeded).
 // Written atomically (temp file, fsync, rename, fsync of the directory) before the node acts on it.
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileDurably } from '../common/durable-file.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 
 export interface FenceRecord {
@@ -33,20 +34,5 @@ export function readFence(dataDir: string): FenceRecord | undefined {
 }
 
 export function writeFence(dataDir: string, record: FenceRecord): void {
-  const file = join(dataDir, FILE);
-  const temp = `${file}.tmp`;
-  const fd = openSync(temp, 'w');
-  try {
-    writeSync(fd, JSON.stringify(record));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, file);
-  const dir = openSync(dataDir, 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeFileDurably(join(dataDir, FILE), JSON.stringify(record));
 }

@@ -32,6 +32,7 @@ import { promoteStandby } from '../standby/promote.js';
 import { AckedWriter, DRILL_COLUMNS, DRILL_TABLE, type Loss, drillRow, measureLoss, measureRecoveryMs } from './drill-workload.js';
 import { renderTable } from './render.js';
 import { ProcessCluster } from './process-cluster.js';
+import { primaryRoleToml, standbyRoleToml } from '../standby/role-toml.js';
 
 export interface DrillResult {
   readonly solution: string;
@@ -388,13 +389,13 @@ async function dualActiveStandby(s: DrillSettings, mode: 'async' | 'sync'): Prom
     datanodes: 3,
     replicationFactor: 3,
     clusterId: `drill-standby-${process.pid}`,
-    datanodeToml: `${ENGINE_TOML}\n[standby]\nrole = "standby"\nrelease_interval_ms = 300`,
+    datanodeToml: `${ENGINE_TOML}\n${standbyRoleToml()}`,
   });
-  const addrs = standby.datanodes.map((_, i) => `"${standby.datanodeAddr(i)}"`).join(', ');
+  const addrs = standby.datanodes.map((_, i) => standby.datanodeAddr(i));
   const primary = await newCluster(s, `primary-${mode}`, {
     datanodes: 3,
     replicationFactor: 3,
-    datanodeToml: `${ENGINE_TOML}\n[standby]\nrole = "primary"\nmode = "${mode}"\naddrs = [${addrs}]\nship_interval_ms = 50`,
+    datanodeToml: `${ENGINE_TOML}\n${primaryRoleToml(addrs, mode)}`,
   });
   const writer = await startWorkload(s, primary, regions);
   // Latency with the stream on, one write at a time beside the writer (sync: the price of RPO 0).

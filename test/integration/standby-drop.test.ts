@@ -7,8 +7,10 @@ import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
-import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
+import { checkCut } from '../../src/standby/cut-check.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
+import { primaryRoleToml, standbyRoleToml } from '../../src/standby/role-toml.js';
+import { startCutWriter } from '../support/cut-writer.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
 
 const COLUMNS = [
@@ -23,35 +25,8 @@ const idOf = (r: Row) => (r['ts'] as number) - TS_BASE_MS;
 /** The standby's safe-time lag after the drop must stay below this (it grows without bound if a dropped region blocks it). */
 const SAFE_LAG_MS_MAX = 5_000;
 
-function startWriter(client: RegionDbClient, table: string, schema: TableSchema, firstId: number) {
-  const writes: ClientWrite[] = [];
-  let next = firstId;
-  let stopped = false;
-  const deadline = Date.now() + 60_000; // hard bound
-  const running = (async () => {
-    while (!stopped && Date.now() < deadline) {
-      const ids = Array.from({ length: 4 }, () => next++);
-      const rows = ids.map(row);
-      const sentMs = Date.now();
-      let ackedMs: number | undefined;
-      try {
-        await client.write(table, rows);
-        ackedMs = Date.now();
-      } catch {
-        await sleep(50); // not acknowledged: failed or unknown
-      }
-      writes.push({ rowIds: ids, regionOf: rows.map((r) => regionNumberOf(schema, r)), sentMs, ackedMs });
-      await sleep(20);
-    }
-  })();
-  return {
-    writes,
-    async stop() {
-      stopped = true;
-      await running;
-    },
-  };
-}
+const startWriter = (client: RegionDbClient, table: string, schema: TableSchema, firstId: number) =>
+  startCutWriter(client, table, schema, row, { firstId, loops: 1, rowsPerWrite: 4, failPauseMs: 50, pauseMs: 20, boundMs: 60_000 });
 
 describe('dual active-standby: a table dropped on the primary (issue 17)', function () {
   this.timeout(120_000);
@@ -66,10 +41,10 @@ describe('dual active-standby: a table dropped on the primary (issue 17)', funct
 
   it('the safe time keeps advancing, the table goes on the standby, and a later promotion has B and no A', async () => {
     const t0 = Date.now();
-    standby = new LocalCluster({ clusterId: 'it-drop-standby', datanodeToml: '[standby]\nrole = "standby"\nrelease_interval_ms = 300' });
+    standby = new LocalCluster({ clusterId: 'it-drop-standby', datanodeToml: standbyRoleToml() });
     await standby.start();
-    const addrs = standby.datanodes.map((_, i) => `"${standby!.datanodeAddr(i)}"`).join(', ');
-    primary = new LocalCluster({ clusterId: 'it-drop-primary', datanodeToml: `[standby]\nrole = "primary"\nmode = "async"\naddrs = [${addrs}]\nship_interval_ms = 50` });
+    const addrs = standby.datanodes.map((_, i) => standby!.datanodeAddr(i));
+    primary = new LocalCluster({ clusterId: 'it-drop-primary', datanodeToml: primaryRoleToml(addrs) });
     await primary.start();
     const pc = primary.client({ deadlineMs: 3000 });
     const sc = standby.client({ deadlineMs: 3000 });

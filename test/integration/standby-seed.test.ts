@@ -19,6 +19,8 @@ import { regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
+import { primaryRoleToml, standbyRoleToml } from '../../src/standby/role-toml.js';
+import { startCutWriter } from '../support/cut-writer.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
 
 const TABLE = 'seeded';
@@ -44,9 +46,8 @@ function setStandbySection(file: string, section: string): void {
   writeFileSync(file, `${kept.trimEnd()}\n\n${section}\n`);
 }
 
-const standbySection = (releaseMs = 300) => `[standby]\nrole = "standby"\nrelease_interval_ms = ${releaseMs}`;
-const primarySection = (target: LocalCluster) =>
-  `[standby]\nrole = "primary"\nmode = "async"\naddrs = [${target.datanodes.map((_, i) => `"${target.datanodeAddr(i)}"`).join(', ')}]\nship_interval_ms = 50`;
+const standbySection = (releaseMs = 300) => standbyRoleToml(releaseMs);
+const primarySection = (target: LocalCluster) => primaryRoleToml(target.datanodes.map((_, i) => target.datanodeAddr(i)));
 
 async function restartDatanodes(c: LocalCluster, section: string): Promise<void> {
   await Promise.all(c.datanodes.map((_, i) => c.stopDatanode(i)));
@@ -55,34 +56,8 @@ async function restartDatanodes(c: LocalCluster, section: string): Promise<void>
 }
 
 /** Writes of 6 rows from `loops` loops, recorded with send and acknowledgement times, ids from `firstId`. */
-function startWriter(client: RegionDbClient, schema: TableSchema, firstId: number, loops = 2) {
-  const writes: ClientWrite[] = [];
-  let next = firstId;
-  let stopped = false;
-  const deadline = Date.now() + 60_000; // hard bound
-  const running = Array.from({ length: loops }, async () => {
-    while (!stopped && Date.now() < deadline) {
-      const ids = Array.from({ length: 6 }, () => next++);
-      const rows = ids.map((id) => row(id));
-      const sentMs = Date.now();
-      let ackedMs: number | undefined;
-      try {
-        await client.write(TABLE, rows);
-        ackedMs = Date.now();
-      } catch {
-        await sleep(50); // not acknowledged: failed or unknown
-      }
-      writes.push({ rowIds: ids, regionOf: rows.map((r) => regionNumberOf(schema, r)), sentMs, ackedMs });
-    }
-  });
-  return {
-    writes,
-    async stop() {
-      stopped = true;
-      await Promise.all(running);
-    },
-  };
-}
+const startWriter = (client: RegionDbClient, schema: TableSchema, firstId: number, loops = 2) =>
+  startCutWriter(client, TABLE, schema, row, { firstId, loops, rowsPerWrite: 6, failPauseMs: 50, boundMs: 60_000 });
 
 async function presentIds(c: RegionDbClient): Promise<Map<number, number>> {
   return new Map((await c.scan(TABLE, { consistency: 'linearizable' })).map((r) => [idOf(r.row), r.row['v'] as number]));

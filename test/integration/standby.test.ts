@@ -7,11 +7,12 @@
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
-import { regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { standbyStatusText } from '../../src/cmd/standby.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
+import { primaryRoleToml, standbyRoleToml } from '../../src/standby/role-toml.js';
 import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
+import { startCutWriter } from '../support/cut-writer.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
 
 const TABLE = 'drill';
@@ -26,34 +27,8 @@ const row = (id: number): Row => ({ host: `host-${id % 31}`, ts: TS_BASE_MS + id
 const idOf = (r: Row) => (r['ts'] as number) - TS_BASE_MS;
 
 /** Writes of 6 rows (spread over the regions) from `loops` concurrent loops, each remembered with its send and ack times. */
-function startWriter(client: RegionDbClient, schema: TableSchema, loops = 3) {
-  const writes: ClientWrite[] = [];
-  let next = 0;
-  let stopped = false;
-  const deadline = Date.now() + 120_000; // hard bound, whatever happens
-  const running = Array.from({ length: loops }, async () => {
-    while (!stopped && Date.now() < deadline) {
-      const ids = Array.from({ length: 6 }, () => next++);
-      const rows = ids.map(row);
-      const sentMs = Date.now();
-      let ackedMs: number | undefined;
-      try {
-        await client.write(TABLE, rows);
-        ackedMs = Date.now();
-      } catch {
-        await sleep(20); // not acknowledged: failed or unknown
-      }
-      writes.push({ rowIds: ids, regionOf: rows.map((r) => regionNumberOf(schema, r)), sentMs, ackedMs });
-    }
-  });
-  return {
-    writes,
-    async stop() {
-      stopped = true;
-      await Promise.all(running);
-    },
-  };
-}
+const startWriter = (client: RegionDbClient, schema: TableSchema, loops = 3) =>
+  startCutWriter(client, TABLE, schema, row, { loops, rowsPerWrite: 6, failPauseMs: 20, boundMs: 120_000 });
 
 /** Median of acknowledged writes' latency (send to acknowledgement), ms. */
 function p50Ms(writes: readonly ClientWrite[]): number {
@@ -67,10 +42,10 @@ interface Pair {
 }
 
 async function startPair(mode: 'async' | 'sync'): Promise<Pair> {
-  const standby = new LocalCluster({ clusterId: `it-standby-${mode}`, datanodeToml: '[standby]\nrole = "standby"\nrelease_interval_ms = 300' });
+  const standby = new LocalCluster({ clusterId: `it-standby-${mode}`, datanodeToml: standbyRoleToml() });
   await standby.start();
-  const addrs = standby.datanodes.map((_, i) => `"${standby.datanodeAddr(i)}"`).join(', ');
-  const primary = new LocalCluster({ clusterId: `it-primary-${mode}`, datanodeToml: `[standby]\nrole = "primary"\nmode = "${mode}"\naddrs = [${addrs}]\nship_interval_ms = 50` });
+  const addrs = standby.datanodes.map((_, i) => standby.datanodeAddr(i));
+  const primary = new LocalCluster({ clusterId: `it-primary-${mode}`, datanodeToml: primaryRoleToml(addrs, mode) });
   await primary.start();
   return { standby, primary };
 }

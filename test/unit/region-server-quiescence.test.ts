@@ -5,34 +5,15 @@
 import { expect } from 'chai';
 import { systemClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
-import type { StateMachine } from '../../src/raft/state-machine.js';
 import { NODE_BEAT_REGION_ID, RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { Counter, waitFor } from '../fixtures/counter-machine.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 import { META_GROUP_ID } from '../../src/metasrv/meta-group.js';
-
-class Sum implements StateMachine<number> {
-  total = 0;
-  apply(_index: number, command: Uint8Array): number {
-    this.total += command[0]!;
-    return this.total;
-  }
-  serialize(): Uint8Array {
-    return new TextEncoder().encode(String(this.total));
-  }
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const REGIONS = ['q1', 'q2', 'q3'];
 
 describe('RegionServer quiescence (docs/quiescence.md)', () => {
-  const servers = new Map<number, RegionServer<Sum>>();
+  const servers = new Map<number, RegionServer<Counter>>();
   /** Nodes whose every outgoing message is lost (a node gone silent). */
   const mute = new Set<number>();
   /** Envelopes delivered, by region id (NODE_BEAT_REGION_ID for beats). */
@@ -48,11 +29,11 @@ describe('RegionServer quiescence (docs/quiescence.md)', () => {
           servers.get(to)?.step(from, e.regionId, e.message);
         }
       });
-      const server = new RegionServer<Sum>(
+      const server = new RegionServer<Counter>(
         nodeId,
         new MemoryLogEngine(),
         transport,
-        { create: () => new Sum() },
+        { create: () => new Counter() },
         // 5 ms ticks: quiesce after 4 idle ticks; a peer silent for 30 ticks (150 ms) is down.
         { ...defaultRaftTuning, tickMs: 5, quiesceIdleTicks: 4, nodeDownAfterTicks: 30 },
         silentLogger,
@@ -114,14 +95,14 @@ describe('RegionServer: the liveness beat id is no group id', () => {
   it("a group with the metasrv group's id ('0') elects a leader and applies, beats on or off", async () => {
     expect(() => BigInt(NODE_BEAT_REGION_ID), 'a beat id that parses as a region id').to.throw();
     for (const quiesceIdleTicks of [0, 4]) {
-      const servers = new Map<number, RegionServer<Sum>>();
+      const servers = new Map<number, RegionServer<Counter>>();
       const peers = [1, 2, 3].map((nodeId) => ({ peerId: 20 + nodeId, nodeId }));
       try {
         for (const nodeId of [1, 2, 3]) {
           const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
             for (const e of envelopes) servers.get(to)?.step(from, e.regionId, e.message);
           });
-          const server = new RegionServer<Sum>(nodeId, new MemoryLogEngine(), transport, { create: () => new Sum() }, { ...defaultRaftTuning, tickMs: 5, quiesceIdleTicks }, silentLogger, systemClock);
+          const server = new RegionServer<Counter>(nodeId, new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5, quiesceIdleTicks }, silentLogger, systemClock);
           servers.set(nodeId, server);
           await server.open({ regionId: META_GROUP_ID, selfPeerId: 20 + nodeId, peers, bootstrap: true });
           server.start();
@@ -136,7 +117,7 @@ describe('RegionServer: the liveness beat id is no group id', () => {
   });
 
   it('a region server refuses to open a group under the beat id', async () => {
-    const server = new RegionServer<Sum>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Sum() }, defaultRaftTuning, silentLogger, systemClock);
+    const server = new RegionServer<Counter>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Counter() }, defaultRaftTuning, silentLogger, systemClock);
     const err = await server.open({ regionId: NODE_BEAT_REGION_ID, selfPeerId: 1, peers: [{ peerId: 1, nodeId: 1 }], bootstrap: true }).then(
       () => undefined,
       (e: unknown) => e as Error,

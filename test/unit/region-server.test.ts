@@ -3,29 +3,10 @@ import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import type { StateMachine } from '../../src/raft/state-machine.js';
 import { ConfChangeType, MessageType } from '../../src/raft/index.js';
+import type { StateMachine } from '../../src/raft/state-machine.js';
+import { Counter, waitFor } from '../fixtures/counter-machine.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
-
-/** A counter state machine: each command adds its byte value; result = new total. */
-class Counter implements StateMachine<number> {
-  total = 0;
-  apply(_index: number, command: Uint8Array): number {
-    this.total += command[0]!;
-    return this.total;
-  }
-  serialize(): Uint8Array {
-    return new TextEncoder().encode(String(this.total));
-  }
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)', () => {
   const servers = new Map<number, RegionServer<Counter>>();

@@ -26,23 +26,52 @@ const HEALTH_POLL_MS = 50;
 const handedOut = new Set<number>();
 const FREE_PORT_ATTEMPTS_MAX = 100;
 
-/** A port nobody listens on right now (the OS picks it), never one this process handed out before. */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
-    const port = await new Promise<number>((ok, fail) => {
-      const s = createServer();
-      s.once('error', fail);
-      s.listen(0, '127.0.0.1', () => {
-        const { port } = s.address() as { port: number };
-        s.close(() => ok(port));
-      });
+/**
+ * The lowest port of the OS's ephemeral range (Linux: ip_local_port_range), from which outgoing
+ * connections take their local ports; 32768 where it cannot be read.
+ */
+function ephemeralPortFloor(): number {
+  try {
+    const floor = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(floor) && floor > 0 ? floor : 32768;
+  } catch {
+    return 32768;
+  }
+}
+/** Ports below the ephemeral range are probed from here up (below: well-known and registered services). */
+const PROBE_PORT_MIN = 10_000;
+
+/** Binds `port` on loopback (0: the OS picks one) and releases it; the port, or undefined if it is taken. */
+function probePort(port: number): Promise<number | undefined> {
+  return new Promise((ok) => {
+    const s = createServer();
+    s.once('error', () => ok(undefined));
+    s.listen(port, '127.0.0.1', () => {
+      const bound = (s.address() as { port: number }).port;
+      s.close(() => ok(bound));
     });
-    if (!handedOut.has(port)) {
+  });
+}
+
+/**
+ * A port nobody listens on right now, never one this process handed out before. Picked below the
+ * ephemeral range where there is room: a port the OS picks for `listen(0)` comes from that range,
+ * where any outgoing connection on the machine may take it between this probe and the server's
+ * bind (a metasrv of the Jepsen test once failed to start with EADDRINUSE that way).
+ */
+export async function freePort(): Promise<number> {
+  const floor = ephemeralPortFloor();
+  const below = floor - PROBE_PORT_MIN;
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const candidate = below > 1000 ? PROBE_PORT_MIN + Math.floor(Math.random() * below) : 0;
+    if (handedOut.has(candidate)) continue;
+    const port = await probePort(candidate);
+    if (port !== undefined && !handedOut.has(port)) {
       handedOut.add(port);
       return port;
     }
   }
-  throw new Error(`no port this process has not used already after ${FREE_PORT_ATTEMPTS_MAX} attempts`);
+  throw new Error(`no free port this process has not used already after ${FREE_PORT_ATTEMPTS_MAX} attempts`);
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -94,6 +94,9 @@ after(() => {
 
 describe('integration: a consistent backup is one cluster-consistent cut (issue 17)', function () {
   this.timeout(180_000);
+  before(function () {
+    if (process.env['STANDBY_LIFECYCLE'] !== '1') this.skip(); // slow: make test-standby-lifecycle
+  });
   const repo = mkdtempSync(join(tmpdir(), 'regiondb-brcut-'));
   const source = new LocalCluster();
   let target: LocalCluster | undefined;

@@ -147,9 +147,20 @@ describe('integration: metasrv group of three, kill -9 of its leader (issue 16)'
   });
 
   it('(c) in the middle of a repair-replica (the datanode stays down): the repair completes under the next leader; 3 replicas per region on live nodes, none duplicated', async () => {
+    // This test starts its own repairs: those of (b)'s dead datanode begin 3 s after its kill,
+    // while (b) still runs, and may be over before this test starts (they were on a loaded
+    // machine: the probe below then never saw one running). So: wait for (b)'s repairs to end,
+    // bring its datanode back (every region has moved off it: it is where the next repairs go),
+    // then kill another datanode, whose replicas are re-created there 3 s later.
+    await waitUntil("(b)'s repairs finished", 90_000, async () => ((await status()).procedures.some((p) => p.kind === 'repair-replica' && p.status === 'running') ? undefined : true));
+    const spare = deadDatanode;
+    await cluster.startDatanode(spare);
+    await waitUntil(`datanode${spare + 1} alive again`, 30_000, async () => ((await status()).nodes.find((n) => n.node_id === String(spare + 1))?.state === 'alive' ? true : undefined));
+    deadDatanode = (spare + 2) % 4;
+    await cluster.killDatanode(deadDatanode);
     const deadNode = String(deadDatanode + 1);
-    const inFlight = await waitUntil('a repair-replica procedure past allocation', 60_000, async () =>
-      (await status()).procedures.find((p) => p.kind === 'repair-replica' && p.status === 'running' && p.step !== 'allocate'),
+    const inFlight = await waitUntil(`a repair-replica of a replica of datanode${deadNode} past allocation`, 60_000, async () =>
+      (await status()).procedures.find((p) => p.kind === 'repair-replica' && p.status === 'running' && p.step !== 'allocate' && p.description.includes(`(node ${deadNode})`)),
     );
     const killed = await killLeader();
     try {

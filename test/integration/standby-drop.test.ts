@@ -30,6 +30,9 @@ const startWriter = (client: RegionDbClient, table: string, schema: TableSchema,
 
 describe('dual active-standby: a table dropped on the primary (issue 17)', function () {
   this.timeout(120_000);
+  before(function () {
+    if (process.env['STANDBY_LIFECYCLE'] !== '1') this.skip(); // slow: make test-standby-lifecycle
+  });
   let primary: LocalCluster | undefined;
   let standby: LocalCluster | undefined;
   afterEach(async function () {

@@ -65,6 +65,9 @@ async function presentIds(c: RegionDbClient): Promise<Map<number, number>> {
 
 describe('dual active-standby: seeding a truncated region, and the way back (issue 17)', function () {
   this.timeout(240_000);
+  before(function () {
+    if (process.env['STANDBY_LIFECYCLE'] !== '1') this.skip(); // slow: make test-standby-lifecycle
+  });
   let primary: LocalCluster | undefined;
   let standby: LocalCluster | undefined;
   afterEach(async function () {

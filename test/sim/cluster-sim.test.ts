@@ -196,10 +196,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
 
     // The raft core's planted bugs (src/raft/raft.ts), run inside the real region servers: each
     // must be found within 2,000 seeds, and the failing seed must replay to the same violation.
-    for (const bug of ['readIndexWithoutTermCheck', 'appendWithoutPrevTermCheck', 'appliedToCommitted'] as const) {
+    // readIndexWithoutTermCheck is searched from seed 110: seeds 1–115 find nothing since
+    // quiescence changed the traces (seed 116 does; the search from 1 took 12–18 s of make test).
+    for (const [bug, from] of [
+      ['readIndexWithoutTermCheck', 110],
+      ['appendWithoutPrevTermCheck', 1],
+      ['appliedToCommitted', 1],
+    ] as const) {
       it(`the checkers can fail: the core's planted ${bug} is found within 2,000 seeds`, async () => {
         const planted = { coreBugs: { [bug]: true } };
-        const caught = await firstViolation(planted);
+        const caught = await firstViolation(planted, undefined, from);
         expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
         console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
         expect(caught!.message).to.contain(`SIM_CLUSTER_CORE_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
@@ -232,9 +238,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // Findings 3a and 3b, brought back through SimDisk subclasses (the WAL's open before 7ec6b49).
     // 3a must be found by a safety checker (a cut committed entry, then a vote for a candidate
     // without it); 3b costs availability only (the node never starts), so liveness finds it.
-    // Searched from seed 25 and 1: seeds 1–29 find nothing with cut-damaged-tail, seed 30 does.
+    // Searched from seed 35 and 1: seeds 1–38 find nothing with cut-damaged-tail since the
+    // round-3 merge changed the traces, seed 39 does (seed 30 before it).
     for (const [walBug, wanted, from] of [
-      ['cut-damaged-tail', safety, 25],
+      ['cut-damaged-tail', safety, 35],
       ['refuse-node', (v: ClusterSimViolation) => v.invariant === 'liveness', 1],
     ] as const) {
       it(`the checkers can fail: the WAL's ${walBug} (planted, finding ${walBug === 'cut-damaged-tail' ? '3a' : '3b'}) is found within 2,000 seeds`, async () => {

@@ -49,6 +49,7 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
+import { HealthyNodeChecker, STALL_MS_MAX, STALL_MS_MIN } from './sim-spurious.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { runningProcedures } from '../../src/metasrv/procedures/runner.js';
@@ -200,8 +201,10 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog'];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'stall';
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'stall'];
+/** What `FAULTS=all` switches on: the faults `all` meant before `stall` (sim-spurious.ts) was added, so its campaigns replay. */
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'stall');
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -229,7 +232,18 @@ export interface ClusterSimResult {
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
-  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; saveFailures: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
+  metasrv?: {
+    crashes: number;
+    crashesMidProcedure: number;
+    clockSteps: number;
+    saves: number;
+    saveFailures: number;
+    instructions: Record<string, number>;
+    proceduresDone: Record<string, number>;
+    /** The `stall` fault's pauses, and the procedures the `healthy node` checker looked at (failovers, moves, in-place repairs). */
+    stalls: number;
+    checked: { failovers: number; moves: number; inPlace: number };
+  };
 }
 
 export class ClusterSimViolation extends Error {
@@ -565,6 +579,13 @@ export class ClusterSim {
   private readonly meta: SimMetasrv | undefined;
   private readonly metaRand: Rand | undefined;
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
+  /** With `metasrv`: the `healthy node` and `heartbeat cadence` checkers (sim-spurious.ts). */
+  private readonly healthy: HealthyNodeChecker | undefined;
+  /** With `metasrv` and `stall`: the stall fault's own stream (forked last, only then). */
+  private readonly stallRand: Rand | undefined;
+  /** Store ids the metasrv's catalog was seen to record for a node after a wipe (H3's peer-id bounds, taken once per store). */
+  private readonly storesRecorded = new Set<string>();
+  private readonly spuriousStats = { stalls: 0 };
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -626,7 +647,31 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
-      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      const config = simMetasrvConfig(HEARTBEAT_MS);
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      // No events and no randomness: the checkers only look (traces stay what they were).
+      const healthy = new HealthyNodeChecker(
+        {
+          acceptablePauseMs: config.failure_detector.acceptable_pause_ms,
+          replicaRepairAfterMs: config.replica_repair_after_ms,
+          heartbeatIntervalMs: HEARTBEAT_MS,
+          callBudgetMs: Math.max(500, HEARTBEAT_MS), // DatanodeCore.heartbeatTimeoutMs
+        },
+        this.sched,
+        (invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`),
+      );
+      this.healthy = healthy;
+      this.meta.onArrival = (caller, method) => {
+        if (method === 'Heartbeat') healthy.heartbeatArrived(caller.nodeId);
+      };
+      this.meta.afterTick = (core) => {
+        this.noteWipedStores(core.catalog);
+        healthy.checkProcedures(core.catalog, (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId));
+      };
+      if (this.extra.has('stall')) {
+        this.meta.stallable = true;
+        this.stallRand = this.rand.fork();
+      }
     }
   }
 
@@ -1028,7 +1073,18 @@ export class ClusterSim {
       this.expectedFailures.add(`${node.id}/${d.regionId}/${peerId}`);
       this.record(`n${node.id} ${d.regionId}: peer ${peerId} fails on its damaged log`);
     }
-    const caller = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    const answered = this.meta!.callerFor(inc, (method, answer) => {
+      if (method === 'RegisterNode') this.healthy?.registered(inc);
+      this.noteMetasrvAnswer(node, method, answer);
+    });
+    const healthy = this.healthy;
+    // The cadence checker sees each call start (the same promise is returned: no extra step).
+    const caller: typeof answered = {
+      call: (method, request, timeoutMs, callOptions) => {
+        healthy?.callStarted(inc);
+        return answered.call(method, request, timeoutMs, callOptions);
+      },
+    };
     core.reopenRegions().then(
       () => {
         if (!inc.dead) core.startHeartbeats(caller, { addr: `n${node.id}`, httpAddr: '' });
@@ -1050,6 +1106,43 @@ export class ClusterSim {
       const body = ins[kind as keyof typeof ins] as { region_id?: string } | undefined;
       this.record(`n${node.id} ${body?.region_id ?? '?'}: ${kind} ${JSON.stringify(body).slice(0, 160)} (metasrv)`);
     }
+  }
+
+  /**
+   * H3's facts (sim-spurious.ts): why the replica `peerId` of `regionId` on `nodeId` is lost, if
+   * it is — its log was damaged, it failed on its node, or its node's disk was wiped after it was
+   * created.
+   */
+  private lostPeerFact(nodeId: number, regionId: string, peerId: number): string | undefined {
+    if (this.expectedFailures.has(`${nodeId}/${regionId}/${peerId}`)) return 'its log was damaged';
+    if (this.nodes.get(nodeId)?.server?.failure(regionId)?.selfPeerId === peerId) return 'it failed';
+    if (this.healthy?.wipedBefore(nodeId, peerId)) return 'its disk was wiped after it was created';
+    return undefined;
+  }
+
+  /**
+   * A wiped node's new store in the metasrv's catalog: every peer id allocated until then may
+   * have been placed on the node before the metasrv knew, and is lost with the old disk (H3).
+   */
+  private noteWipedStores(catalog: CatalogState): void {
+    for (const node of this.nodes.values()) {
+      if (node.disk.storeId === 1) continue;
+      const store = `store-${node.id}-${node.disk.storeId}`;
+      if (catalog.nodes[node.id]?.storeId !== store || this.storesRecorded.has(store)) continue;
+      this.storesRecorded.add(store);
+      this.healthy?.diskWiped(node.id, catalog.nextPeerId);
+    }
+  }
+
+  /** The `stall` fault, from its own stream: the metasrv process pauses for 1–3 s (sim-spurious.ts, `ProcessStall`). */
+  private stallStep(rand: Rand): boolean {
+    const stall = this.meta?.up ? this.meta.stall : undefined;
+    if (!stall || stall.stalled || !rand.chance(0.05)) return false;
+    const ms = STALL_MS_MIN + rand.int(STALL_MS_MAX - STALL_MS_MIN + 1);
+    stall.stall(ms);
+    this.spuriousStats.stalls++;
+    this.record(`metasrv stalls for ${ms} ms`);
+    return true;
   }
 
   /** The metasrv's faults, from its own stream: a crash (often mid-procedure) and restart, or a step of its wall clock. */
@@ -1131,7 +1224,17 @@ export class ClusterSim {
   private metasrvSummary(meta: SimMetasrv): NonNullable<ClusterSimResult['metasrv']> {
     const proceduresDone: Record<string, number> = {};
     for (const p of Object.values(meta.core?.catalog?.procedures ?? {})) if (p.status === 'done') proceduresDone[p.kind] = (proceduresDone[p.kind] ?? 0) + 1;
-    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, saveFailures: meta.storage.failures, instructions: { ...this.metaStats.instructions }, proceduresDone };
+    return {
+      crashes: meta.crashes,
+      crashesMidProcedure: this.metaStats.crashesMidProcedure,
+      clockSteps: this.metaStats.clockSteps,
+      saves: meta.storage.saves,
+      saveFailures: meta.storage.failures,
+      instructions: { ...this.metaStats.instructions },
+      proceduresDone,
+      stalls: this.spuriousStats.stalls,
+      checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0 }) },
+    };
   }
 
   /** After healing: every lost replica is replaced within the liveness bound. */
@@ -1408,6 +1511,7 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
+    if (this.stallRand && this.stallStep(this.stallRand)) return;
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];

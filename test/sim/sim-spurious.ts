@@ -1,0 +1,275 @@
+// Issue 15, "healthy node treated as failed" (docs/simulation.md, "Actions against a healthy
+// node"): the metasrv must not act against a datanode that is up and heard from. This file holds
+// what the whole-datanode simulator adds for it, apart from the few hooks in cluster-sim.ts and
+// sim-metasrv.ts:
+//
+//   - `ProcessStall`: the `stall` fault's model of a paused process (a CPU-starved host, a long
+//     GC pause, SIGSTOP): while stalled nothing of the process runs; its timers that come due and
+//     the calls that arrive are held; when it resumes, the due timers run first (each once, an
+//     interval re-armed from the resume), then the held calls — the order Node's event loop
+//     keeps after a stall (timers phase, then poll), which is finding M3's trigger;
+//   - `HealthyNodeChecker`: the `healthy node` and `heartbeat cadence` checkers, on facts the
+//     harness knows in virtual (monotonic) time, with their bounds derived from the config.
+//
+// Why the bounds hold for a correct metasrv (and so why a violation is a bug, not bad luck):
+//
+//   H1 (region-failover) The phi-accrual detector (src/metasrv/failure-detector.ts) suspects a
+//      node only when phi ≥ threshold, i.e. the time since the last heartbeat it *processed*
+//      exceeds mean + acceptable_pause_ms + k·stddev with mean > 0, so more than
+//      acceptable_pause_ms. A heartbeat is processed when it reaches the core (the detector is
+//      fed synchronously at the start of `heartbeat`), except while the process is stalled,
+//      where it is held; M3's fix makes the tick that fires late after a stall judge nobody,
+//      and the next tick comes after the held calls were processed. So at a correct failover
+//      of node N no heartbeat of N *arrived at the metasrv process* within acceptable_pause_ms.
+//      Every legitimate reason for silence — N down, its call or its answer lost (a lost answer
+//      makes N wait out its call budget before the next beat), the metasrv down or restarting —
+//      shows as no arrival, so it is accounted for exactly, with no margin. A stall is not a
+//      reason: the heartbeats did arrive.
+//   H2 (replica moved off a node, repair-replica not in place) A move starts once the node was
+//      down replica_repair_after_ms on the metasrv's monotonic clock, counted from the first
+//      tick that found it not alive (by H1 more than acceptable_pause_ms after its last
+//      processed heartbeat), or from the metasrv's start for a node it never heard from (then
+//      nothing of N was processed since that start either). So no heartbeat of N arrived
+//      within replica_repair_after_ms before the move (the detector's lag only adds to that).
+//   H3 (replica replaced in place, as lost) Only a replica that is lost: its log was damaged
+//      (`corrupt`, found at its open), it failed on its node, or its node's disk was wiped after
+//      the peer was created (its peer id is below what the metasrv had allocated at the wipe).
+//   H4 (heartbeat cadence) A datanode core beats every heartbeat_interval_ms, one call in
+//      flight, each call given at most its budget (max(500 ms, the interval)); so an up
+//      datanode starts a call at most budget + interval after the previous one started, except
+//      while it opens the replicas its registration named (a registration is followed by the
+//      opens, then the first heartbeat). Instructions must not hold the beats (finding M2).
+import type { TimedClock, TimerHandle } from '../../src/common/clock.js';
+import type { CatalogState } from '../../src/metasrv/catalog.js';
+import type { Incarnation, SimScheduler } from './sim-world.js';
+
+/** The faults of this file's slice (off by default; `FAULTS=stall`, with `METASRV=1`). */
+export const SPURIOUS_FAULTS = ['stall'] as const;
+export type SpuriousFault = (typeof SPURIOUS_FAULTS)[number];
+
+/** A `stall` lasts this long (virtual ms): the detector's acceptable pause is 200 ms here, a late tick is one late by more. */
+export const STALL_MS_MIN = 1_000;
+export const STALL_MS_MAX = 3_000;
+
+/**
+ * A simulated process that can be paused. `wrap` gives the process a clock whose timers are held
+ * while stalled; `io` runs an arriving call at once, or holds it. `stall` pauses the process
+ * until a resume event owned by its incarnation (a crash drops everything held, as the process
+ * is gone). Without a stall nothing is held and no event is added, so a process run through it
+ * behaves as one run on the scheduler's clock directly.
+ */
+export class ProcessStall {
+  private stalledUntil: number | undefined;
+  private heldTimers: (() => void)[] = [];
+  private heldIo: (() => void)[] = [];
+  stalls = 0;
+
+  constructor(
+    private readonly sched: SimScheduler,
+    private readonly owner: Incarnation,
+  ) {}
+
+  get stalled(): boolean {
+    return this.stalledUntil !== undefined;
+  }
+
+  /** Pauses the process for `durationMs`. */
+  stall(durationMs: number): void {
+    if (this.stalledUntil !== undefined || this.owner.dead) return;
+    this.stalls++;
+    this.stalledUntil = this.sched.now + durationMs;
+    this.sched.at(this.stalledUntil, () => this.resume(), this.owner);
+  }
+
+  /** The due timers first (each once), then, in an event after them, the calls that arrived meanwhile. */
+  private resume(): void {
+    this.stalledUntil = undefined;
+    const timers = this.heldTimers;
+    this.heldTimers = [];
+    for (const fn of timers) fn();
+    const io = this.heldIo;
+    this.heldIo = [];
+    if (io.length === 0) return;
+    this.sched.at(
+      this.sched.now,
+      () => {
+        for (const fn of io) this.io(fn);
+      },
+      this.owner,
+    );
+  }
+
+  private timer(fn: () => void): void {
+    if (this.stalledUntil !== undefined) this.heldTimers.push(fn);
+    else fn();
+  }
+
+  /** A call (or any input) reaching the process: handled now, or when it resumes. */
+  io(fn: () => void): void {
+    if (this.stalledUntil !== undefined) this.heldIo.push(fn);
+    else fn();
+  }
+
+  /** The process's clock: the same time line; timers held while stalled; an interval re-armed when its callback runs (as Node's). */
+  wrap(clock: TimedClock): TimedClock {
+    return {
+      nowMs: () => clock.nowMs(),
+      setTimeout: (fn, delayMs) => clock.setTimeout(() => this.timer(fn), delayMs),
+      setInterval: (fn, periodMs) => {
+        const state: { cancelled: boolean; handle: TimerHandle | undefined } = { cancelled: false, handle: undefined };
+        const arm = () => {
+          state.handle = clock.setTimeout(
+            () =>
+              this.timer(() => {
+                if (state.cancelled) return;
+                arm();
+                fn();
+              }),
+            periodMs,
+          );
+        };
+        arm();
+        return {
+          cancel: () => {
+            state.cancelled = true;
+            state.handle?.cancel();
+          },
+        };
+      },
+      setImmediate: (fn) => clock.setImmediate(() => this.timer(fn)),
+    };
+  }
+}
+
+/** The config values the bounds derive from (H1–H4 above). */
+export interface HealthyNodeBounds {
+  readonly acceptablePauseMs: number;
+  readonly replicaRepairAfterMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly callBudgetMs: number;
+}
+
+/** What the harness knows about a replica the metasrv replaces in place (H3). */
+export type LostPeerFact = (nodeId: number, regionId: string, peerId: number) => string | undefined;
+
+interface CallCadence {
+  readonly inc: Incarnation;
+  lastStartMs: number;
+  /** Between a registration's answer and the next call: the opens it named run (H4's exception). */
+  opening: boolean;
+}
+
+/** The `healthy node` (H1–H3) and `heartbeat cadence` (H4) checkers. */
+export class HealthyNodeChecker {
+  /** Per node id: when a Heartbeat call of it last arrived at a live metasrv process (stalled or not). */
+  private readonly lastArrivalMs = new Map<number, number>();
+  /** Per node id: the metasrv's peer-id allocation bound at each wipe of its disk. */
+  private readonly wipeBounds = new Map<number, number>();
+  private readonly checked = new Set<string>();
+  private readonly cadence = new Map<string, CallCadence>();
+  /** Procedures checked, by kind (coverage). */
+  readonly counts = { failovers: 0, moves: 0, inPlace: 0 };
+
+  constructor(
+    private readonly bounds: HealthyNodeBounds,
+    private readonly sched: SimScheduler,
+    private readonly flag: (invariant: string, detail: string) => void,
+  ) {}
+
+  /** A Heartbeat call of `nodeId` reached the metasrv process (it may be held there by a stall). */
+  heartbeatArrived(nodeId: number): void {
+    this.lastArrivalMs.set(nodeId, this.sched.now);
+  }
+
+  /** `nodeId`'s disk was wiped while the metasrv had allocated peer ids below `peerIdBound`. */
+  diskWiped(nodeId: number, peerIdBound: number): void {
+    this.wipeBounds.set(nodeId, Math.max(this.wipeBounds.get(nodeId) ?? 0, peerIdBound));
+  }
+
+  /** Whether `peerId` on `nodeId` was created before a wipe of that node's disk. */
+  wipedBefore(nodeId: number, peerId: number): boolean {
+    return peerId < (this.wipeBounds.get(nodeId) ?? 0);
+  }
+
+  /** Checks every procedure of `catalog` not checked before (called right after each tick of the metasrv, where they start). */
+  checkProcedures(catalog: CatalogState, lostFact: LostPeerFact): void {
+    const now = this.sched.now;
+    for (const record of Object.values(catalog.procedures)) {
+      // A record loaded again by a restarted metasrv was checked when it started (right after
+      // the tick that created it); a procedure may also be done within the tick it started in.
+      const key = `${record.id}/${record.kind}/${record.createdMs}`;
+      if (this.checked.has(key)) continue;
+      this.checked.add(key);
+      if (record.kind === 'region-failover') {
+        this.counts.failovers++;
+        const nodeId = record.data.nodeId;
+        const heardMs = this.sinceArrival(nodeId, now);
+        if (heardMs !== undefined && heardMs < this.bounds.acceptablePauseMs) {
+          this.flag(
+            'healthy node',
+            `region-failover ${record.id} of n${nodeId} started ${heardMs} ms after a heartbeat of n${nodeId} reached the metasrv (a node is suspected only after ${this.bounds.acceptablePauseMs} ms, the acceptable pause, without one: H1)`,
+          );
+        }
+      } else if (record.kind === 'repair-replica') {
+        const { oldNodeId, oldPeerId, regionId } = record.data;
+        if (record.data.inPlace) {
+          this.counts.inPlace++;
+          if (lostFact(oldNodeId, regionId, oldPeerId) === undefined) {
+            this.flag(
+              'healthy node',
+              `repair-replica ${record.id} replaces peer ${oldPeerId} of ${regionId} on n${oldNodeId} as lost (${record.data.reason ?? 'no reason'}), but that replica is neither damaged, failed, nor on a disk wiped after it was created (H3)`,
+            );
+          }
+        } else {
+          this.counts.moves++;
+          const heardMs = this.sinceArrival(oldNodeId, now);
+          if (heardMs !== undefined && heardMs < this.bounds.replicaRepairAfterMs) {
+            this.flag(
+              'healthy node',
+              `repair-replica ${record.id} moves peer ${oldPeerId} of ${regionId} off n${oldNodeId} ${heardMs} ms after a heartbeat of n${oldNodeId} reached the metasrv (replica_repair_after_ms is ${this.bounds.replicaRepairAfterMs}: H2)`,
+            );
+          }
+        }
+      }
+    }
+  }
+
+  private sinceArrival(nodeId: number, now: number): number | undefined {
+    const last = this.lastArrivalMs.get(nodeId);
+    return last === undefined ? undefined : now - last;
+  }
+
+  /** A datanode incarnation started a RegisterNode or Heartbeat call (H4). */
+  callStarted(inc: Incarnation): void {
+    const key = `${inc.nodeId}#${inc.number}`;
+    const state = this.cadence.get(key);
+    if (state) {
+      state.lastStartMs = this.sched.now;
+      state.opening = false;
+    } else {
+      this.cadence.set(key, { inc, lastStartMs: this.sched.now, opening: false });
+    }
+    this.checkCadence();
+  }
+
+  /** A registration was answered: the opens it names run before the next call (H4's exception). */
+  registered(inc: Incarnation): void {
+    const state = this.cadence.get(`${inc.nodeId}#${inc.number}`);
+    if (state) state.opening = true;
+  }
+
+  /** Every live datanode incarnation started a call within budget + interval of its last one. */
+  checkCadence(): void {
+    const boundMs = this.bounds.callBudgetMs + this.bounds.heartbeatIntervalMs;
+    for (const [key, state] of this.cadence) {
+      if (state.inc.dead) {
+        this.cadence.delete(key);
+        continue;
+      }
+      const gapMs = this.sched.now - state.lastStartMs;
+      if (!state.opening && gapMs > boundMs) {
+        this.flag('heartbeat cadence', `n${state.inc.nodeId} (incarnation ${state.inc.number}) is up and started no metasrv call for ${gapMs} ms (bound: call budget ${this.bounds.callBudgetMs} + interval ${this.bounds.heartbeatIntervalMs} ms: H4)`);
+      }
+    }
+  }
+}

@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import type { PlantedBugs } from '../../src/raft/raft.js';
 import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
+import { SPURIOUS_DATANODE_BUGS } from './sim-spurious-bugs.js';
 
 const envSeed = process.env['SIM_CLUSTER_SEED'];
 const seedCount = Number(process.env['SIM_CLUSTER_SEEDS'] || 200);
@@ -91,6 +92,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
+    const datanodeBug = plantedSwitch('DATANODE_BUG', SPURIOUS_DATANODE_BUGS);
     const planted: Partial<ClusterSimOptions> = {
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
       ...withFaults,
@@ -101,6 +103,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(wipeBug ? { wipeBug } : {}),
       ...(dedupBug ? { dedupBug } : {}),
       ...(metasrvBug ? { metasrvBug, metasrvCore: plantedMetasrvCore(metasrvBug) } : {}),
+      ...(datanodeBug ? { datanodeBug } : {}),
       ...hostBug,
       ...(coreNames.length > 0 ? { coreBugs: Object.fromEntries(coreNames.map((n) => [n, true])) as PlantedBugs } : {}),
     };
@@ -329,6 +332,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // node silent for the stall and starts failovers for live nodes. Seed 9 is the first to
       // fail (healthy node: a failover of n3 67 ms after its heartbeat arrived); searched from 8.
       { bug: 'late-tick-judges', faults: ['stall'], from: 8, wanted: ['healthy node'], why: 'a late tick after a metasrv stall judging failures (M3)' },
+      // Finding M6: a second process with a live node's id (a copied config, another address and
+      // store) is registered. Seed 4 is the first the healthy-node checker fails (seed 1 fails
+      // liveness first, a twin accepted as a replaced host: docs/simulation.md); searched from 3.
+      { bug: 'twin-accepted', faults: ['twin'], from: 3, wanted: ['healthy node'], why: 'a second process with a live node id registered (M6)' },
     ] as const) {
       it(`the checkers can fail: ${why} (planted ${bug}) is found within 2,000 seeds`, async () => {
         const options: Partial<ClusterSimOptions> = { metasrv: true, faults, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
@@ -339,6 +346,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         await expectSameViolation(caught!, options);
       });
     }
+
+    // Finding M2: a heartbeat that awaits its instructions (a conf change its commit) holds the
+    // next beat. Needs repairs (conf changes): corrupt and wipe. Seed 18 is the first to fail
+    // (heartbeat cadence: n3's next call 94 ms after its last ended); searched from 17.
+    it('the checkers can fail: a heartbeat awaiting its instructions (M2; planted heartbeat-awaits-instructions) is found within 2,000 seeds', async () => {
+      const options: Partial<ClusterSimOptions> = { metasrv: true, faults: ['corrupt', 'wipe'], datanodeBug: 'heartbeat-awaits-instructions' };
+      const caught = await firstViolation(options, (v) => v.invariant === 'heartbeat cadence', 17);
+      expect(caught, 'no seed exposed heartbeat-awaits-instructions').to.not.equal(undefined);
+      console.log(`    heartbeat-awaits-instructions: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=heartbeat-awaits-instructions SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      await expectSameViolation(caught!, options);
+    });
   });
 
   describe('engine mode (real RegionState, Flusher and SST GC on a simulated object store)', () => {

@@ -49,9 +49,11 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
-import { HealthyNodeChecker, STALL_MS_MAX, STALL_MS_MIN } from './sim-spurious.js';
+import { HealthyNodeChecker, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
+import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
+import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import { runningProcedures } from '../../src/metasrv/procedures/runner.js';
 import type { HeartbeatResponse__Output, RegisterNodeResponse__Output } from '../../src/rpc/generated/index.js';
 
@@ -197,14 +199,20 @@ export interface ClusterSimOptions {
   metasrvCore?: MetasrvCoreFactory;
   /** The name of the planted metasrv bug `metasrvCore` builds, for the replay command. */
   metasrvBug?: string;
+  /**
+   * Test-only, with `metasrv`: every datanode runs a DatanodeCore subclass with a planted bug
+   * (test/sim/sim-spurious-bugs.ts). `heartbeat-awaits-instructions` (finding M2): a heartbeat
+   * waits for its instructions, a conf change for its commit.
+   */
+  datanodeBug?: SpuriousDatanodeBug;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'stall';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'stall'];
-/** What `FAULTS=all` switches on: the faults `all` meant before `stall` (sim-spurious.ts) was added, so its campaigns replay. */
-export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'stall');
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | SpuriousFault;
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', ...SPURIOUS_FAULTS];
+/** What `FAULTS=all` switches on: the faults `all` meant before `stall` and `twin` (sim-spurious.ts) were added, so its campaigns replay. */
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => !(SPURIOUS_FAULTS as readonly string[]).includes(f));
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -242,7 +250,8 @@ export interface ClusterSimResult {
     proceduresDone: Record<string, number>;
     /** The `stall` fault's pauses, and the procedures the `healthy node` checker looked at (failovers, moves, in-place repairs). */
     stalls: number;
-    checked: { failovers: number; moves: number; inPlace: number };
+    twins: number;
+    checked: { failovers: number; moves: number; inPlace: number; twinRegistrations: number };
   };
 }
 
@@ -581,11 +590,14 @@ export class ClusterSim {
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
   /** With `metasrv`: the `healthy node` and `heartbeat cadence` checkers (sim-spurious.ts). */
   private readonly healthy: HealthyNodeChecker | undefined;
-  /** With `metasrv` and `stall`: the stall fault's own stream (forked last, only then). */
-  private readonly stallRand: Rand | undefined;
-  /** Store ids the metasrv's catalog was seen to record for a node after a wipe (H3's peer-id bounds, taken once per store). */
-  private readonly storesRecorded = new Set<string>();
-  private readonly spuriousStats = { stalls: 0 };
+  /** With `metasrv` and `stall` or `twin`: their own stream (forked last, only then). */
+  private readonly spuriousRand: Rand | undefined;
+  /** The store id the metasrv's catalog was last seen to name for each node (H3: a change is a wipe or a second process). */
+  private readonly catalogStores = new Map<number, string>();
+  /** With `twin`: the second process running with a node's id, if any. */
+  private twin: { inc: Incarnation; nodeId: number; storeId: string; addr: string; core: DatanodeCore<RegisterMachine, boolean> } | undefined;
+  private twins = 0;
+  private readonly spuriousStats = { stalls: 0, twins: 0 };
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -655,7 +667,6 @@ export class ClusterSim {
           acceptablePauseMs: config.failure_detector.acceptable_pause_ms,
           replicaRepairAfterMs: config.replica_repair_after_ms,
           heartbeatIntervalMs: HEARTBEAT_MS,
-          callBudgetMs: Math.max(500, HEARTBEAT_MS), // DatanodeCore.heartbeatTimeoutMs
         },
         this.sched,
         (invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`),
@@ -664,14 +675,14 @@ export class ClusterSim {
       this.meta.onArrival = (caller, method) => {
         if (method === 'Heartbeat') healthy.heartbeatArrived(caller.nodeId);
       };
+      const meta = this.meta;
+      this.meta.onHandled = (caller, method, core) => this.noteHandled(meta, caller, method, core);
       this.meta.afterTick = (core) => {
-        this.noteWipedStores(core.catalog);
+        this.noteCatalogStores(core.catalog);
         healthy.checkProcedures(core.catalog, (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId));
       };
-      if (this.extra.has('stall')) {
-        this.meta.stallable = true;
-        this.stallRand = this.rand.fork();
-      }
+      if (this.extra.has('stall')) this.meta.stallable = true;
+      if (this.extra.has('stall') || this.extra.has('twin')) this.spuriousRand = this.rand.fork();
     }
   }
 
@@ -737,6 +748,7 @@ export class ClusterSim {
       this.objectStore.outageUntil = Math.min(this.objectStore.outageUntil, this.sched.now);
     }
     this.record('heal');
+    this.stopTwin();
     if (this.meta) {
       this.meta.faulty = false;
       this.meta.storage.faulty = false;
@@ -830,10 +842,10 @@ export class ClusterSim {
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1046,7 +1058,8 @@ export class ClusterSim {
    * the simulated latency and losses), and executes the instructions as the datanode does.
    */
   private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
-    const core = new DatanodeCore<S, R>({
+    const Core = this.options.datanodeBug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions : DatanodeCore;
+    const core = new Core<S, R>({
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
       storeId: `store-${node.id}-${node.disk.storeId}`,
@@ -1073,16 +1086,19 @@ export class ClusterSim {
       this.expectedFailures.add(`${node.id}/${d.regionId}/${peerId}`);
       this.record(`n${node.id} ${d.regionId}: peer ${peerId} fails on its damaged log`);
     }
-    const answered = this.meta!.callerFor(inc, (method, answer) => {
-      if (method === 'RegisterNode') this.healthy?.registered(inc);
-      this.noteMetasrvAnswer(node, method, answer);
-    });
-    const healthy = this.healthy;
-    // The cadence checker sees each call start (the same promise is returned: no extra step).
+    const answered = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    const healthy = this.healthy!;
+    // The cadence checker sees each call start and end. The datanode awaits the very promise the
+    // caller returned (the checker's reaction is a branch of it), so nothing it does moves.
     const caller: typeof answered = {
-      call: (method, request, timeoutMs, callOptions) => {
-        healthy?.callStarted(inc);
-        return answered.call(method, request, timeoutMs, callOptions);
+      call: <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, callOptions: Parameters<typeof answered.call>[3]) => {
+        healthy.callStarted(inc);
+        const answer = answered.call<Res>(method, request, timeoutMs, callOptions);
+        answer.then(
+          () => healthy.callEnded(inc, method === 'RegisterNode'),
+          () => healthy.callEnded(inc, false),
+        );
+        return answer;
       },
     };
     core.reopenRegions().then(
@@ -1121,17 +1137,96 @@ export class ClusterSim {
   }
 
   /**
-   * A wiped node's new store in the metasrv's catalog: every peer id allocated until then may
-   * have been placed on the node before the metasrv knew, and is lost with the old disk (H3).
+   * A node's store changed in the metasrv's catalog (a wiped disk, or a second process accepted
+   * as a replaced host): every peer id allocated until then may have been placed on the node
+   * before the metasrv knew, and is lost to it (H3). Looked at after every call the core took in
+   * and every tick, so no change is missed.
    */
-  private noteWipedStores(catalog: CatalogState): void {
-    for (const node of this.nodes.values()) {
-      if (node.disk.storeId === 1) continue;
-      const store = `store-${node.id}-${node.disk.storeId}`;
-      if (catalog.nodes[node.id]?.storeId !== store || this.storesRecorded.has(store)) continue;
-      this.storesRecorded.add(store);
-      this.healthy?.diskWiped(node.id, catalog.nextPeerId);
+  private noteCatalogStores(catalog: CatalogState): void {
+    for (const node of Object.values(catalog.nodes)) {
+      const store = node.storeId;
+      if (store === undefined) continue;
+      const before = this.catalogStores.get(node.nodeId);
+      this.catalogStores.set(node.nodeId, store);
+      if (before !== undefined && before !== store) this.healthy?.diskWiped(node.nodeId, catalog.nextPeerId);
     }
+  }
+
+  /** A call the metasrv core took in (H1's detector feed, H5's registrations of a second process). */
+  private noteHandled(meta: SimMetasrv, caller: Incarnation, method: string, core: MetasrvCore): void {
+    if (!core.catalog) return; // still loading: it refuses every call
+    const healthy = this.healthy!;
+    const twin = this.twin?.inc === caller ? this.twin : undefined;
+    if (method === 'Heartbeat') {
+      let acting = true;
+      try {
+        core.requireActing();
+      } catch {
+        acting = false; // refused before the detector (the metasrv is starting)
+      }
+      if (acting && core.catalog.nodes[caller.nodeId]) healthy.heartbeatTaken(caller.nodeId, meta.incarnationNumber);
+    } else if (method === 'RegisterNode' && twin) {
+      const node = core.catalog.nodes[twin.nodeId];
+      healthy.secondProcessRegistered(twin.nodeId, meta.incarnationNumber, node?.storeId === twin.storeId && node.addr === twin.addr, twin.addr);
+    }
+    this.noteCatalogStores(core.catalog);
+  }
+
+  /**
+   * The `twin` fault (finding M6): a second datanode process configured with a live node's id —
+   * a copied config — on a fresh disk and another address, for 0.3–1.5 s. It runs the real
+   * datanode core (registration, heartbeats, instructions) over a region server whose raft
+   * messages reach nobody (its address is not the node's: the peers answer the node they know).
+   */
+  private twinStep(rand: Rand): boolean {
+    const meta = this.meta!;
+    if (this.twin || !meta.up || !rand.chance(0.04)) return false;
+    const up = [...this.nodes.values()].filter((n) => n.server);
+    if (up.length === 0) return false;
+    const node = rand.pick(up);
+    const inc = new Incarnation(node.id, ++this.incarnations);
+    const disk = new SimDisk(this.sched, rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
+    disk.owner = inc;
+    const clock = this.sched.clockFor(inc);
+    const storeId = `store-${node.id}-twin${++this.twins}`;
+    const addr = `n${node.id}-twin${this.twins}`;
+    const nowhere = { send: () => {}, close: async () => {} };
+    const core = new DatanodeCore<RegisterMachine, boolean>({
+      nodeId: node.id,
+      clusterId: SIM_CLUSTER_ID,
+      storeId,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      logEngine: disk,
+      clock,
+      log: traceLogger((line) => this.record(`${addr} ${line}`)),
+      createRegionServer: (hooks) =>
+        new RegionServer<RegisterMachine, boolean>(node.id, disk, nowhere, { create: (_regionId, data) => new RegisterMachine(() => {}, data) }, TUNING, silentLogger, clock, hooks),
+      stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+    });
+    this.twin = { inc, nodeId: node.id, storeId, addr, core };
+    this.spuriousStats.twins++;
+    const lifeMs = 300 + rand.int(1_201);
+    this.record(`start ${addr}: a second process with n${node.id}'s id (store ${storeId}) for ${lifeMs} ms`);
+    const caller = meta.callerFor(inc, (method, answer) => {
+      if (method === 'RegisterNode') this.record(`${addr} registered: open ${(answer as RegisterNodeResponse__Output).regions.map((r) => `${r.region_id}/${r.self_peer_id}`).join(',') || 'nothing'}`);
+    });
+    core.reopenRegions().then(
+      () => {
+        if (!inc.dead) core.startHeartbeats(caller, { addr, httpAddr: '' });
+      },
+      (err: unknown) => this.flag('open failed', `${addr} reopening its regions: ${String(err)}`),
+    );
+    this.sched.at(this.sched.now + lifeMs, () => this.stopTwin(), inc);
+    return true;
+  }
+
+  private stopTwin(): void {
+    const twin = this.twin;
+    if (!twin) return;
+    this.twin = undefined;
+    twin.inc.dead = true;
+    twin.core.halt();
+    this.record(`stop ${twin.addr}`);
   }
 
   /** The `stall` fault, from its own stream: the metasrv process pauses for 1–3 s (sim-spurious.ts, `ProcessStall`). */
@@ -1233,7 +1328,8 @@ export class ClusterSim {
       instructions: { ...this.metaStats.instructions },
       proceduresDone,
       stalls: this.spuriousStats.stalls,
-      checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0 }) },
+      twins: this.spuriousStats.twins,
+      checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 }) },
     };
   }
 
@@ -1511,7 +1607,10 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
-    if (this.stallRand && this.stallStep(this.stallRand)) return;
+    if (this.spuriousRand) {
+      if (this.extra.has('stall') && this.stallStep(this.spuriousRand)) return;
+      if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;
+    }
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];

@@ -126,6 +126,8 @@ export class SimMetasrv {
   stall: ProcessStall | undefined;
   /** A call reached the process (before a stall may hold it): the `healthy node` checker's arrivals. */
   onArrival: ((caller: Incarnation, method: string) => void) | undefined;
+  /** Right after the core took a call in (its synchronous part ran: a heartbeat fed the detector, a registration was accepted or refused). */
+  onHandled: ((caller: Incarnation, method: string, core: MetasrvCore) => void) | undefined;
   /** Right after each tick timer's callback (where failures are judged and procedures start). */
   afterTick: ((core: MetasrvCore) => void) | undefined;
 
@@ -141,6 +143,11 @@ export class SimMetasrv {
 
   get up(): boolean {
     return this.core !== undefined;
+  }
+
+  /** The running (or last) incarnation's number: 1 for the first start. */
+  get incarnationNumber(): number {
+    return this.incarnations;
   }
 
   /** A new process: loads the last durable catalog, acts after its startup quiet period. */
@@ -234,6 +241,7 @@ export class SimMetasrv {
           } catch (err) {
             result = Promise.reject(err);
           }
+          if (method) this.onHandled?.(caller, method, core);
           result.then(
             (value) => answer(() => resolve(value)),
             (err: unknown) => answer(() => reject(err)),

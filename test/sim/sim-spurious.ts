@@ -34,17 +34,25 @@
 //   H3 (replica replaced in place, as lost) Only a replica that is lost: its log was damaged
 //      (`corrupt`, found at its open), it failed on its node, or its node's disk was wiped after
 //      the peer was created (its peer id is below what the metasrv had allocated at the wipe).
-//   H4 (heartbeat cadence) A datanode core beats every heartbeat_interval_ms, one call in
-//      flight, each call given at most its budget (max(500 ms, the interval)); so an up
-//      datanode starts a call at most budget + interval after the previous one started, except
-//      while it opens the replicas its registration named (a registration is followed by the
-//      opens, then the first heartbeat). Instructions must not hold the beats (finding M2).
+//   H5 (a second process with a node's id; finding M6) A registration from another address with
+//      another store is a second process, not a restart: it is accepted only if the registered
+//      node is not alive — the metasrv took none of its heartbeats in the last
+//      acceptable_pause_ms (within that, phi is below 1, far under the threshold). Judged on what
+//      this metasrv process took in (a heartbeat processed after a stall counts when processed).
+//   H4 (heartbeat cadence; finding M2) A datanode core's heartbeat timer fires every
+//      heartbeat_interval_ms and starts a call unless one is in flight (O1 in
+//      src/datanode/datanode-core.ts); a call ends within its budget (max(500 ms, the interval):
+//      the caller's timeout), and its answer's instructions are queued, not awaited (O2). So once
+//      a call has ended (answered, refused or timed out), the next one starts within one
+//      interval — except after a registration's answer, whose opens run before the next call.
+//      An exact bound: no margin is needed, as nothing else runs between the answer and the
+//      end of the beat.
 import type { TimedClock, TimerHandle } from '../../src/common/clock.js';
 import type { CatalogState } from '../../src/metasrv/catalog.js';
 import type { Incarnation, SimScheduler } from './sim-world.js';
 
 /** The faults of this file's slice (off by default; `FAULTS=stall`, with `METASRV=1`). */
-export const SPURIOUS_FAULTS = ['stall'] as const;
+export const SPURIOUS_FAULTS = ['stall', 'twin'] as const;
 export type SpuriousFault = (typeof SPURIOUS_FAULTS)[number];
 
 /** A `stall` lasts this long (virtual ms): the detector's acceptable pause is 200 ms here, a late tick is one late by more. */
@@ -141,12 +149,11 @@ export class ProcessStall {
   }
 }
 
-/** The config values the bounds derive from (H1–H4 above). */
+/** The config values the bounds derive from (H1–H5 above). */
 export interface HealthyNodeBounds {
   readonly acceptablePauseMs: number;
   readonly replicaRepairAfterMs: number;
   readonly heartbeatIntervalMs: number;
-  readonly callBudgetMs: number;
 }
 
 /** What the harness knows about a replica the metasrv replaces in place (H3). */
@@ -154,7 +161,8 @@ export type LostPeerFact = (nodeId: number, regionId: string, peerId: number) =>
 
 interface CallCadence {
   readonly inc: Incarnation;
-  lastStartMs: number;
+  /** When the last call ended, if none is in flight. */
+  endedMs: number | undefined;
   /** Between a registration's answer and the next call: the opens it named run (H4's exception). */
   opening: boolean;
 }
@@ -167,8 +175,10 @@ export class HealthyNodeChecker {
   private readonly wipeBounds = new Map<number, number>();
   private readonly checked = new Set<string>();
   private readonly cadence = new Map<string, CallCadence>();
-  /** Procedures checked, by kind (coverage). */
-  readonly counts = { failovers: 0, moves: 0, inPlace: 0 };
+  /** Per node id: when this metasrv incarnation last took a heartbeat of it in (H5), and which incarnation. */
+  private readonly lastTakenMs = new Map<number, { atMs: number; metasrv: number }>();
+  /** Procedures checked, by kind, and second processes' registrations judged (coverage). */
+  readonly counts = { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 };
 
   constructor(
     private readonly bounds: HealthyNodeBounds,
@@ -179,6 +189,28 @@ export class HealthyNodeChecker {
   /** A Heartbeat call of `nodeId` reached the metasrv process (it may be held there by a stall). */
   heartbeatArrived(nodeId: number): void {
     this.lastArrivalMs.set(nodeId, this.sched.now);
+  }
+
+  /** The metasrv incarnation `metasrv` took a heartbeat of `nodeId` in (fed its detector). */
+  heartbeatTaken(nodeId: number, metasrv: number): void {
+    this.lastTakenMs.set(nodeId, { atMs: this.sched.now, metasrv });
+  }
+
+  /**
+   * The metasrv incarnation `metasrv` took in a registration of a second process with `nodeId`'s
+   * id, another store and another address (H5); `accepted` if the catalog now names it.
+   */
+  secondProcessRegistered(nodeId: number, metasrv: number, accepted: boolean, addr: string): void {
+    this.counts.twinRegistrations++;
+    const taken = this.lastTakenMs.get(nodeId);
+    if (!accepted || !taken || taken.metasrv !== metasrv) return;
+    const sinceMs = this.sched.now - taken.atMs;
+    if (sinceMs < this.bounds.acceptablePauseMs) {
+      this.flag(
+        'healthy node',
+        `a second process with n${nodeId}'s id at ${addr} (another store) was registered ${sinceMs} ms after the metasrv took a heartbeat of n${nodeId} in (it is alive: within ${this.bounds.acceptablePauseMs} ms, the acceptable pause: H5)`,
+      );
+    }
   }
 
   /** `nodeId`'s disk was wiped while the metasrv had allocated peer ids below `peerIdBound`. */
@@ -241,34 +273,40 @@ export class HealthyNodeChecker {
 
   /** A datanode incarnation started a RegisterNode or Heartbeat call (H4). */
   callStarted(inc: Incarnation): void {
+    this.checkCadence();
     const key = `${inc.nodeId}#${inc.number}`;
     const state = this.cadence.get(key);
     if (state) {
-      state.lastStartMs = this.sched.now;
+      state.endedMs = undefined;
       state.opening = false;
     } else {
-      this.cadence.set(key, { inc, lastStartMs: this.sched.now, opening: false });
+      this.cadence.set(key, { inc, endedMs: undefined, opening: false });
     }
-    this.checkCadence();
   }
 
-  /** A registration was answered: the opens it names run before the next call (H4's exception). */
-  registered(inc: Incarnation): void {
+  /** That call ended (answered, refused or timed out); `registered`: a registration was answered, its opens run next. */
+  callEnded(inc: Incarnation, registered: boolean): void {
     const state = this.cadence.get(`${inc.nodeId}#${inc.number}`);
-    if (state) state.opening = true;
+    if (!state) return;
+    state.endedMs = this.sched.now;
+    state.opening = registered;
   }
 
-  /** Every live datanode incarnation started a call within budget + interval of its last one. */
+  /** Every live datanode incarnation whose last call ended started its next within one interval (H4). */
   checkCadence(): void {
-    const boundMs = this.bounds.callBudgetMs + this.bounds.heartbeatIntervalMs;
+    const boundMs = this.bounds.heartbeatIntervalMs;
     for (const [key, state] of this.cadence) {
       if (state.inc.dead) {
         this.cadence.delete(key);
         continue;
       }
-      const gapMs = this.sched.now - state.lastStartMs;
-      if (!state.opening && gapMs > boundMs) {
-        this.flag('heartbeat cadence', `n${state.inc.nodeId} (incarnation ${state.inc.number}) is up and started no metasrv call for ${gapMs} ms (bound: call budget ${this.bounds.callBudgetMs} + interval ${this.bounds.heartbeatIntervalMs} ms: H4)`);
+      if (state.endedMs === undefined || state.opening) continue;
+      const gapMs = this.sched.now - state.endedMs;
+      if (gapMs > boundMs) {
+        this.flag(
+          'heartbeat cadence',
+          `n${state.inc.nodeId} (incarnation ${state.inc.number}) is up, its last metasrv call ended ${gapMs} ms ago and it started no other (its heartbeat timer fires every ${boundMs} ms: H4)`,
+        );
       }
     }
   }

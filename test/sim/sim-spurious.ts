@@ -32,13 +32,16 @@
 //      nothing of N was processed since that start either). So no heartbeat of N arrived
 //      within replica_repair_after_ms before the move (the detector's lag only adds to that).
 //   H3 (replica replaced in place, as lost) Only a replica that is lost: its log was damaged
-//      (`corrupt`, found at its open), it failed on its node, or its node's disk was wiped after
-//      the peer was created (its peer id is below what the metasrv had allocated at the wipe).
+//      (`corrupt`, found at its open), it failed on its node, or its node's store changed in the
+//      metasrv's catalog (a wiped disk, or a second process accepted as a replaced host: H5)
+//      after the peer was allocated (its peer id is below the catalog's next one when the
+//      change was seen, after every call the core took in and every tick).
 //   H5 (a second process with a node's id; finding M6) A registration from another address with
 //      another store is a second process, not a restart: it is accepted only if the registered
 //      node is not alive — the metasrv took none of its heartbeats in the last
-//      acceptable_pause_ms (within that, phi is below 1, far under the threshold). Judged on what
-//      this metasrv process took in (a heartbeat processed after a stall counts when processed).
+//      acceptable_pause_ms (within that, phi is below log10 2, far under the threshold).
+//      Judged on what this metasrv process took in (a heartbeat held by a stall counts when
+//      it is processed).
 //   H4 (heartbeat cadence; finding M2) A datanode core's heartbeat timer fires every
 //      heartbeat_interval_ms and starts a call unless one is in flight (O1 in
 //      src/datanode/datanode-core.ts); a call ends within its budget (max(500 ms, the interval):
@@ -167,7 +170,7 @@ interface CallCadence {
   opening: boolean;
 }
 
-/** The `healthy node` (H1–H3) and `heartbeat cadence` (H4) checkers. */
+/** The `healthy node` (H1–H3, H5) and `heartbeat cadence` (H4) checkers. */
 export class HealthyNodeChecker {
   /** Per node id: when a Heartbeat call of it last arrived at a live metasrv process (stalled or not). */
   private readonly lastArrivalMs = new Map<number, number>();

@@ -49,7 +49,7 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
-import { HealthyNodeChecker, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
+import { HealthyNodeChecker, SPARE_REPAIR_AFTER_MS, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
@@ -608,7 +608,10 @@ export class ClusterSim {
       this.deliver(from, to, envelope),
     );
     const Disk = { 'cut-damaged-tail': CutDamagedTailDisk, 'refuse-node': RefuseNodeDisk, none: SimDisk }[options.walBug ?? 'none'];
-    for (let id = 1; id <= options.nodes; id++) {
+    // With `spare`, one more datanode that the catalog places nothing on at first (sim-spurious.ts).
+    const spare = options.faults?.includes('spare') ?? false;
+    if (spare && !options.metasrv) throw new Error('the spare datanode needs the metasrv (METASRV=1): only its repairs move replicas');
+    for (let id = 1; id <= options.nodes + (spare ? 1 : 0); id++) {
       const disk = new Disk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
       const node: SimNode = {
         id,
@@ -646,7 +649,7 @@ export class ClusterSim {
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
     this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
-    for (const regionId of this.regionIds) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
+    for (const regionId of this.regionIds) this.placements.set(regionId, new Map(this.replicaNodeIds().map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
     this.lullRand = this.rand.fork();
     // Forked after every other stream, and only with the metasrv on: without it every trace
@@ -659,7 +662,7 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
-      const config = simMetasrvConfig(HEARTBEAT_MS);
+      const config = spare ? { ...simMetasrvConfig(HEARTBEAT_MS), replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : simMetasrvConfig(HEARTBEAT_MS);
       this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
       // No events and no randomness: the checkers only look (traces stay what they were).
       const healthy = new HealthyNodeChecker(
@@ -682,8 +685,23 @@ export class ClusterSim {
         healthy.checkProcedures(core.catalog, (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId));
       };
       if (this.extra.has('stall')) this.meta.stallable = true;
-      if (this.extra.has('stall') || this.extra.has('twin')) this.spuriousRand = this.rand.fork();
+      if (this.extra.has('stall') || this.extra.has('twin') || spare) this.spuriousRand = this.rand.fork();
     }
+  }
+
+  /** The nodes the initial placement puts a replica of each region on: all but the `spare` one. */
+  private replicaNodeIds(): number[] {
+    return [...this.nodes.keys()].filter((id) => id <= this.options.nodes);
+  }
+
+  /**
+   * Whether the end-of-run checks expect a replica of `regionId` on `nodeId`: always, except
+   * with `spare`, where a region has a replica only where the metasrv's catalog places one
+   * (replicas move).
+   */
+  private hosts(nodeId: number, regionId: string): boolean {
+    if (!this.extra.has('spare')) return true;
+    return this.meta?.core?.catalog?.regions[regionId]?.replicas.some((p) => p.nodeId === nodeId) ?? true;
   }
 
   /** The catalog the table's creation left: one table, two regions with a replica (peer id = node id) on each node; no node registered yet. */
@@ -695,7 +713,7 @@ export class ClusterSim {
         regionId,
         tableName: 'sim',
         regionNumber,
-        replicas: [...this.nodes.keys()].map((nodeId) => ({ peerId: nodeId, nodeId })),
+        replicas: this.replicaNodeIds().map((nodeId) => ({ peerId: nodeId, nodeId })),
         leaderNodeId: 0,
         confVersion: 1,
         confIndex: 0,
@@ -1220,6 +1238,21 @@ export class ClusterSim {
     return true;
   }
 
+  /**
+   * With `spare`: more steps of the metasrv's wall clock (10 % of nemesis steps, ±1 s–10 min, on
+   * top of the metasrv's own 3 %), so that some land while a node is suspected — where a down
+   * time measured on the wall clock (finding M7) would move its replicas at once.
+   */
+  private spareClockStep(rand: Rand): boolean {
+    const meta = this.meta!;
+    if (!rand.chance(0.1)) return false;
+    const stepMs = (rand.chance(0.5) ? 1 : -1) * (1_000 + rand.int(600_000));
+    meta.wallOffsetMs += stepMs;
+    this.metaStats.clockSteps++;
+    this.record(`metasrv clock ${stepMs > 0 ? '+' : ''}${stepMs}ms (spare)`);
+    return true;
+  }
+
   private stopTwin(): void {
     const twin = this.twin;
     if (!twin) return;
@@ -1610,6 +1643,7 @@ export class ClusterSim {
     if (this.spuriousRand) {
       if (this.extra.has('stall') && this.stallStep(this.spuriousRand)) return;
       if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;
+      if (this.extra.has('spare') && this.spareClockStep(this.spuriousRand)) return;
     }
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
@@ -1700,6 +1734,7 @@ export class ClusterSim {
       placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
     }
     return [...this.nodes.values()].every((n) => {
+      if (!this.hosts(n.id, regionId)) return !n.server?.replica(regionId);
       const conf = n.server?.replica(regionId)?.raft.confState();
       const voters = conf ? [...conf.voters].sort((a, b) => a - b) : [];
       return !n.pendingWipe && !n.pendingDamage.has(regionId) && conf !== undefined && conf.learners.length === 0 && voters.join() === placed.join();
@@ -2012,6 +2047,7 @@ export class ClusterSim {
     const process = 1_000_000;
     for (const nodeId of this.nodes.keys()) {
       for (const key of [...KEYS, 'set']) {
+        if (!this.hosts(nodeId, key === 'set' ? this.regSet : this.regReg)) continue;
         for (;;) {
           if (this.sched.now > deadline) this.fail('liveness', `no linearizable read of ${key} on n${nodeId} within ${this.livenessBoundMs} ms after healing (${this.status()})`);
           let result: { value: unknown } | undefined;
@@ -2076,6 +2112,7 @@ export class ClusterSim {
         [this.regSet, acked.map((el) => ({ key: `e${el}`, expect: el as number | undefined }))],
         [this.regReg, KEYS.map((key) => ({ key, expect: undefined }))],
       ] as const) {
+        if (!this.hosts(node.id, regionId)) continue;
         for (const { key, expect } of keys) {
           const replica = server.replica(regionId);
           if (!replica) this.fail('acknowledged row readable', `n${node.id} has no open replica of ${regionId} at the end`);
@@ -2095,13 +2132,14 @@ export class ClusterSim {
   private async checkConvergence(deadline: number): Promise<void> {
     const diverged = (): string | undefined => {
       for (const regionId of this.regionIds) {
-        const states = [...this.nodes.values()].map((n) => {
+        const hosting = [...this.nodes.values()].filter((n) => this.hosts(n.id, regionId));
+        const states = hosting.map((n) => {
           const replica = n.server?.replica(regionId);
           if (!replica) return 'closed';
           const sm = replica.stateMachine;
           return `${replica.appliedIndex}:${sm instanceof RegionState ? engineDigest(sm) : dec.decode(sm.serialize())}`;
         });
-        if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${i + 1} ${st.slice(0, 60)}`).join(' | ')}`;
+        if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${hosting[i]!.id} ${st.slice(0, 60)}`).join(' | ')}`;
       }
       return undefined;
     };

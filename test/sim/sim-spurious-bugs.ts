@@ -1,13 +1,14 @@
-// Planted bugs of the "healthy node treated as failed" findings of docs/correctness.md (M3, M6, M2; see
+// Planted bugs of the "healthy node treated as failed" findings of docs/correctness.md (M3, M7, M6, M2; see
 // sim-spurious.ts): test-only subclasses that bring back the behaviour before a fix. Nothing
 // under src/ names them (test/raft/purity.test.ts keeps planted bugs out of src/).
+import type { Clock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import type { StateMachine } from '../../src/raft/index.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 
-export const SPURIOUS_METASRV_BUGS = ['late-tick-judges', 'twin-accepted'] as const;
+export const SPURIOUS_METASRV_BUGS = ['late-tick-judges', 'twin-accepted', 'down-time-on-wall-clock'] as const;
 export type SpuriousMetasrvBug = (typeof SPURIOUS_METASRV_BUGS)[number];
 
 /**
@@ -47,12 +48,33 @@ class TwinAccepted extends MetasrvCore {
   }
 }
 
+/**
+ * Finding M7: the tick measured how long a node had been down (against
+ * replica_repair_after_ms) on the wall clock (`Date.now()`), so a step of the metasrv host's
+ * clock forward made a node down for a second look down for the step and started moving its
+ * replicas at once. Through the seam `durationNowMs`: wall-clock time, in the monotonic clock's
+ * frame (equal to it until the wall clock steps).
+ */
+class DownTimeOnWallClock extends MetasrvCore {
+  private readonly wall: Clock;
+  private readonly wallAheadMs: number;
+  constructor(...args: ConstructorParameters<typeof MetasrvCore>) {
+    super(...args);
+    const env = args[3];
+    this.wall = env.procedureClock;
+    this.wallAheadMs = env.procedureClock.nowMs() - env.clock.nowMs();
+  }
+  protected override durationNowMs(): number {
+    return this.wall.nowMs() - this.wallAheadMs;
+  }
+}
+
 export function isSpuriousMetasrvBug(bug: string): bug is SpuriousMetasrvBug {
   return (SPURIOUS_METASRV_BUGS as readonly string[]).includes(bug);
 }
 
 export function spuriousMetasrvCore(bug: SpuriousMetasrvBug): MetasrvCoreFactory {
-  const Core = { 'late-tick-judges': LateTickJudges, 'twin-accepted': TwinAccepted }[bug];
+  const Core = { 'late-tick-judges': LateTickJudges, 'twin-accepted': TwinAccepted, 'down-time-on-wall-clock': DownTimeOnWallClock }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }
 

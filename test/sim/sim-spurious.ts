@@ -55,8 +55,15 @@ import type { CatalogState } from '../../src/metasrv/catalog.js';
 import type { Incarnation, SimScheduler } from './sim-world.js';
 
 /** The faults of this file's slice (off by default; `FAULTS=stall`, with `METASRV=1`). */
-export const SPURIOUS_FAULTS = ['stall', 'twin'] as const;
+export const SPURIOUS_FAULTS = ['stall', 'twin', 'spare'] as const;
 export type SpuriousFault = (typeof SPURIOUS_FAULTS)[number];
+
+/**
+ * With `spare` (not a fault: an opt-in fourth datanode with no replica at first), the metasrv
+ * moves the replicas of a node down this long (virtual ms) to another node (finding M7's
+ * setting; the default, 60 s, is longer than a run). Node crashes last 20–420 ms here.
+ */
+export const SPARE_REPAIR_AFTER_MS = 2_000;
 
 /** A `stall` lasts this long (virtual ms): the detector's acceptable pause is 200 ms here, a late tick is one late by more. */
 export const STALL_MS_MIN = 1_000;

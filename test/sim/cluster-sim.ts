@@ -1253,6 +1253,18 @@ export class ClusterSim {
     return true;
   }
 
+  /**
+   * With `spare`: a node down for 2.5–4 s (4 % of nemesis steps, while every node is up), longer
+   * than replica_repair_after_ms, so that the metasrv moves its replicas to the spare node —
+   * legitimately (H2's soundness, and the end checks with moved replicas).
+   */
+  private spareOutageStep(rand: Rand): boolean {
+    const up = [...this.nodes.values()].filter((n) => n.server);
+    if (up.length < this.nodes.size || !rand.chance(0.04)) return false;
+    this.crash(rand.pick(up), 'long outage', 2_500 + rand.int(1_501));
+    return true;
+  }
+
   private stopTwin(): void {
     const twin = this.twin;
     if (!twin) return;
@@ -1378,7 +1390,7 @@ export class ClusterSim {
     }
   }
 
-  private crash(node: SimNode, why: string): void {
+  private crash(node: SimNode, why: string, downMsAtLeast = 0): void {
     if (!node.server) return;
     // A restart would hide that this incarnation's ready loop had stopped.
     const fatal = node.server.fatalError();
@@ -1390,7 +1402,7 @@ export class ClusterSim {
     node.core = undefined;
     node.flusher = undefined; // its timers and object-store answers die with the incarnation
     node.disk.crash();
-    const downMs = 20 + this.rand.int(400);
+    const downMs = Math.max(downMsAtLeast, 20 + this.rand.int(400));
     node.restartAt = this.sched.now + downMs;
     this.record(`crash n${node.id} (${why}) down ${downMs}ms`);
     this.sched.at(node.restartAt, () => {
@@ -1643,7 +1655,7 @@ export class ClusterSim {
     if (this.spuriousRand) {
       if (this.extra.has('stall') && this.stallStep(this.spuriousRand)) return;
       if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;
-      if (this.extra.has('spare') && this.spareClockStep(this.spuriousRand)) return;
+      if (this.extra.has('spare') && (this.spareClockStep(this.spuriousRand) || this.spareOutageStep(this.spuriousRand))) return;
     }
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;

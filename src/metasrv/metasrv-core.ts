@@ -558,12 +558,17 @@ export class MetasrvCore {
     else void this.tick();
   }
 
+  /** The tick's time for durations (how long a node has been down, the balance interval): the monotonic clock (finding M7). */
+  protected durationNowMs(): number {
+    return this.clock.nowMs();
+  }
+
   /** Detects failures, starts the procedures they call for, advances running procedures. */
   private async tick(): Promise<void> {
     if (this.ticking || this.startupQuietMs() > 0) return;
     this.ticking = true;
     try {
-      const now = this.clock.nowMs(); // durations (down since, balance interval): monotonic
+      const now = this.durationNowMs(); // durations (down since, balance interval): monotonic
       const ctx = this.context();
       let changed = false;
       for (const node of Object.values(this.catalog.nodes)) {

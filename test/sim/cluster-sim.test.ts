@@ -6,8 +6,9 @@
 // (default 50) besides the register seeds.
 import { expect } from 'chai';
 import type { PlantedBugs } from '../../src/raft/raft.js';
-import { type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
+import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
+import { SPURIOUS_DATANODE_BUGS } from './sim-spurious-bugs.js';
 
 const envSeed = process.env['SIM_CLUSTER_SEED'];
 const seedCount = Number(process.env['SIM_CLUSTER_SEEDS'] || 200);
@@ -19,7 +20,7 @@ if (!['', 'engine', 'register', undefined].includes(process.env['SIM_CLUSTER_MOD
 const engineSeedCount = engineCampaign ? seedCount : Number(process.env['SIM_CLUSTER_ENGINE_SEEDS'] || 50);
 // SIM_CLUSTER_FAULTS=corrupt,wipe,clock,clients (or all): the third slice's faults, for a campaign or a replay.
 const faultNames = (process.env['SIM_CLUSTER_FAULTS'] ?? '').split(',').filter((n) => n !== '');
-const campaignFaults: ExtraFault[] = faultNames.includes('all') ? [...EXTRA_FAULTS] : (faultNames as ExtraFault[]);
+const campaignFaults: ExtraFault[] = faultNames.includes('all') ? [...ALL_FAULTS] : (faultNames as ExtraFault[]);
 for (const name of campaignFaults) if (!EXTRA_FAULTS.includes(name)) throw new Error(`unknown SIM_CLUSTER_FAULTS entry ${name} (known: ${EXTRA_FAULTS.join(', ')}, all)`);
 // SIM_CLUSTER_METASRV=1: the real metasrv core runs beside the datanodes (docs/simulation.md, "The metasrv").
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';
@@ -91,6 +92,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
+    const datanodeBug = plantedSwitch('DATANODE_BUG', SPURIOUS_DATANODE_BUGS);
     const planted: Partial<ClusterSimOptions> = {
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
       ...withFaults,
@@ -101,6 +103,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(wipeBug ? { wipeBug } : {}),
       ...(dedupBug ? { dedupBug } : {}),
       ...(metasrvBug ? { metasrvBug, metasrvCore: plantedMetasrvCore(metasrvBug) } : {}),
+      ...(datanodeBug ? { datanodeBug } : {}),
       ...hostBug,
       ...(coreNames.length > 0 ? { coreBugs: Object.fromEntries(coreNames.map((n) => [n, true])) as PlantedBugs } : {}),
     };
@@ -303,7 +306,24 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(3);
     });
 
-    // Planted metasrv bugs (test/sim/sim-metasrv-bugs.ts), each through a protected seam of the core.
+    // The metasrv process stalls for 1–3 s (sim-spurious.ts): its due timers run before the calls
+    // that queued meanwhile. No failover, move or repair may be started against a node that was
+    // heard from (`healthy node`), and every up datanode keeps beating (`heartbeat cadence`).
+    it('metasrv stalls (stall) with corrupt and wipe: no action against a healthy node (10 seeds)', async () => {
+      const total = { stalls: 0, failovers: 0, inPlace: 0 };
+      for (let seed = 1; seed <= 10; seed++) {
+        const m = (await runClusterSim(seed, { metasrv: true, faults: ['stall', 'corrupt', 'wipe'] })).metasrv!;
+        total.stalls += m.stalls;
+        total.failovers += m.checked.failovers;
+        total.inPlace += m.checked.inPlace;
+      }
+      console.log(`    ${JSON.stringify(total)}`);
+      expect(total.stalls, 'stalls').to.be.greaterThan(3);
+      expect(total.inPlace, 'in-place repairs checked').to.be.greaterThan(3);
+      expect(total.failovers, 'failovers checked').to.be.greaterThan(0);
+    });
+
+    // Planted metasrv bugs (test/sim/sim-metasrv-bugs.ts, sim-spurious-bugs.ts), each through a protected seam of the core.
     for (const { bug, faults, from, wanted, why } of [
       // Finding 1 without store ids: the wiped node's replicas are reopened under their old peer
       // ids at registration. Since the simulator runs the datanode's own core, seed 6 is the
@@ -315,6 +335,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // Finding M5's save chain: after one failed catalog save every later one fails, so the
       // metasrv never acts again until restarted. Seed 1 (a repair stuck at allocate).
       { bug: 'saves-poisoned', faults: ['corrupt', 'wipe', 'catalog'], from: 1, wanted: ['liveness', 'catalog placement'], why: 'catalog saves failing forever after one failed (M5)' },
+      // Finding M3: a tick that fires late after the metasrv's own process stalled judges every
+      // node silent for the stall and starts failovers for live nodes. Seed 9 is the first to
+      // fail (healthy node: a failover of n3 67 ms after its heartbeat arrived); searched from 8.
+      { bug: 'late-tick-judges', faults: ['stall'], from: 8, wanted: ['healthy node'], why: 'a late tick after a metasrv stall judging failures (M3)' },
+      // Finding M6: a second process with a live node's id (a copied config, another address and
+      // store) is registered. Seed 4 is the first the healthy-node checker fails (seed 1 fails
+      // liveness first, a twin accepted as a replaced host: docs/simulation.md); searched from 3.
+      { bug: 'twin-accepted', faults: ['twin'], from: 3, wanted: ['healthy node'], why: 'a second process with a live node id registered (M6)' },
+      // Finding M7: a node's down time measured on the metasrv's wall clock, so a step forward
+      // moves its replicas to the spare fourth node at once. Seed 5 is the first to fail
+      // (healthy node: a move off n3 1,283 ms after its heartbeat arrived); searched from 4.
+      { bug: 'down-time-on-wall-clock', faults: ['spare'], from: 4, wanted: ['healthy node'], why: 'down time measured on the metasrv wall clock (M7)' },
     ] as const) {
       it(`the checkers can fail: ${why} (planted ${bug}) is found within 2,000 seeds`, async () => {
         const options: Partial<ClusterSimOptions> = { metasrv: true, faults, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
@@ -325,6 +357,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         await expectSameViolation(caught!, options);
       });
     }
+
+    // Finding M2: a heartbeat that awaits its instructions (a conf change its commit) holds the
+    // next beat. Needs repairs (conf changes): corrupt and wipe. Seed 18 is the first to fail
+    // (heartbeat cadence: n3's next call 94 ms after its last ended); searched from 17.
+    it('the checkers can fail: a heartbeat awaiting its instructions (M2; planted heartbeat-awaits-instructions) is found within 2,000 seeds', async () => {
+      const options: Partial<ClusterSimOptions> = { metasrv: true, faults: ['corrupt', 'wipe'], datanodeBug: 'heartbeat-awaits-instructions' };
+      const caught = await firstViolation(options, (v) => v.invariant === 'heartbeat cadence', 17);
+      expect(caught, 'no seed exposed heartbeat-awaits-instructions').to.not.equal(undefined);
+      console.log(`    heartbeat-awaits-instructions: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=heartbeat-awaits-instructions SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      await expectSameViolation(caught!, options);
+    });
   });
 
   describe('engine mode (real RegionState, Flusher and SST GC on a simulated object store)', () => {

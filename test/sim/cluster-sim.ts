@@ -49,8 +49,11 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
+import { HealthyNodeChecker, SPARE_REPAIR_AFTER_MS, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
+import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
+import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import { runningProcedures } from '../../src/metasrv/procedures/runner.js';
 import type { HeartbeatResponse__Output, RegisterNodeResponse__Output } from '../../src/rpc/generated/index.js';
 
@@ -196,12 +199,20 @@ export interface ClusterSimOptions {
   metasrvCore?: MetasrvCoreFactory;
   /** The name of the planted metasrv bug `metasrvCore` builds, for the replay command. */
   metasrvBug?: string;
+  /**
+   * Test-only, with `metasrv`: every datanode runs a DatanodeCore subclass with a planted bug
+   * (test/sim/sim-spurious-bugs.ts). `heartbeat-awaits-instructions` (finding M2): a heartbeat
+   * waits for its instructions, a conf change for its commit.
+   */
+  datanodeBug?: SpuriousDatanodeBug;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog'];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | SpuriousFault;
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', ...SPURIOUS_FAULTS];
+/** What `FAULTS=all` switches on: the faults `all` meant before `stall` and `twin` (sim-spurious.ts) were added, so its campaigns replay. */
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => !(SPURIOUS_FAULTS as readonly string[]).includes(f));
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -229,7 +240,19 @@ export interface ClusterSimResult {
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
-  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; saveFailures: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
+  metasrv?: {
+    crashes: number;
+    crashesMidProcedure: number;
+    clockSteps: number;
+    saves: number;
+    saveFailures: number;
+    instructions: Record<string, number>;
+    proceduresDone: Record<string, number>;
+    /** The `stall` fault's pauses, and the procedures the `healthy node` checker looked at (failovers, moves, in-place repairs). */
+    stalls: number;
+    twins: number;
+    checked: { failovers: number; moves: number; inPlace: number; twinRegistrations: number };
+  };
 }
 
 export class ClusterSimViolation extends Error {
@@ -565,6 +588,16 @@ export class ClusterSim {
   private readonly meta: SimMetasrv | undefined;
   private readonly metaRand: Rand | undefined;
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
+  /** With `metasrv`: the `healthy node` and `heartbeat cadence` checkers (sim-spurious.ts). */
+  private readonly healthy: HealthyNodeChecker | undefined;
+  /** With `metasrv` and `stall` or `twin`: their own stream (forked last, only then). */
+  private readonly spuriousRand: Rand | undefined;
+  /** The store id the metasrv's catalog was last seen to name for each node (H3: a change is a wipe or a second process). */
+  private readonly catalogStores = new Map<number, string>();
+  /** With `twin`: the second process running with a node's id, if any. */
+  private twin: { inc: Incarnation; nodeId: number; storeId: string; addr: string; core: DatanodeCore<RegisterMachine, boolean> } | undefined;
+  private twins = 0;
+  private readonly spuriousStats = { stalls: 0, twins: 0 };
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -575,7 +608,10 @@ export class ClusterSim {
       this.deliver(from, to, envelope),
     );
     const Disk = { 'cut-damaged-tail': CutDamagedTailDisk, 'refuse-node': RefuseNodeDisk, none: SimDisk }[options.walBug ?? 'none'];
-    for (let id = 1; id <= options.nodes; id++) {
+    // With `spare`, one more datanode that the catalog places nothing on at first (sim-spurious.ts).
+    const spare = options.faults?.includes('spare') ?? false;
+    if (spare && !options.metasrv) throw new Error('the spare datanode needs the metasrv (METASRV=1): only its repairs move replicas');
+    for (let id = 1; id <= options.nodes + (spare ? 1 : 0); id++) {
       const disk = new Disk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
       const node: SimNode = {
         id,
@@ -613,7 +649,7 @@ export class ClusterSim {
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
     this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
-    for (const regionId of this.regionIds) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
+    for (const regionId of this.regionIds) this.placements.set(regionId, new Map(this.replicaNodeIds().map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
     this.lullRand = this.rand.fork();
     // Forked after every other stream, and only with the metasrv on: without it every trace
@@ -626,8 +662,46 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
-      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      const config = spare ? { ...simMetasrvConfig(HEARTBEAT_MS), replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : simMetasrvConfig(HEARTBEAT_MS);
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      // No events and no randomness: the checkers only look (traces stay what they were).
+      const healthy = new HealthyNodeChecker(
+        {
+          acceptablePauseMs: config.failure_detector.acceptable_pause_ms,
+          replicaRepairAfterMs: config.replica_repair_after_ms,
+          heartbeatIntervalMs: HEARTBEAT_MS,
+        },
+        this.sched,
+        (invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`),
+      );
+      this.healthy = healthy;
+      this.meta.onArrival = (caller, method) => {
+        if (method === 'Heartbeat') healthy.heartbeatArrived(caller.nodeId);
+      };
+      const meta = this.meta;
+      this.meta.onHandled = (caller, method, core) => this.noteHandled(meta, caller, method, core);
+      this.meta.afterTick = (core) => {
+        this.noteCatalogStores(core.catalog);
+        healthy.checkProcedures(core.catalog, (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId));
+      };
+      if (this.extra.has('stall')) this.meta.stallable = true;
+      if (this.extra.has('stall') || this.extra.has('twin') || spare) this.spuriousRand = this.rand.fork();
     }
+  }
+
+  /** The nodes the initial placement puts a replica of each region on: all but the `spare` one. */
+  private replicaNodeIds(): number[] {
+    return [...this.nodes.keys()].filter((id) => id <= this.options.nodes);
+  }
+
+  /**
+   * Whether the end-of-run checks expect a replica of `regionId` on `nodeId`: always, except
+   * with `spare`, where a region has a replica only where the metasrv's catalog places one
+   * (replicas move).
+   */
+  private hosts(nodeId: number, regionId: string): boolean {
+    if (!this.extra.has('spare')) return true;
+    return this.meta?.core?.catalog?.regions[regionId]?.replicas.some((p) => p.nodeId === nodeId) ?? true;
   }
 
   /** The catalog the table's creation left: one table, two regions with a replica (peer id = node id) on each node; no node registered yet. */
@@ -639,7 +713,7 @@ export class ClusterSim {
         regionId,
         tableName: 'sim',
         regionNumber,
-        replicas: [...this.nodes.keys()].map((nodeId) => ({ peerId: nodeId, nodeId })),
+        replicas: this.replicaNodeIds().map((nodeId) => ({ peerId: nodeId, nodeId })),
         leaderNodeId: 0,
         confVersion: 1,
         confIndex: 0,
@@ -692,6 +766,7 @@ export class ClusterSim {
       this.objectStore.outageUntil = Math.min(this.objectStore.outageUntil, this.sched.now);
     }
     this.record('heal');
+    this.stopTwin();
     if (this.meta) {
       this.meta.faulty = false;
       this.meta.storage.faulty = false;
@@ -785,10 +860,10 @@ export class ClusterSim {
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1001,7 +1076,8 @@ export class ClusterSim {
    * the simulated latency and losses), and executes the instructions as the datanode does.
    */
   private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
-    const core = new DatanodeCore<S, R>({
+    const Core = this.options.datanodeBug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions : DatanodeCore;
+    const core = new Core<S, R>({
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
       storeId: `store-${node.id}-${node.disk.storeId}`,
@@ -1028,7 +1104,21 @@ export class ClusterSim {
       this.expectedFailures.add(`${node.id}/${d.regionId}/${peerId}`);
       this.record(`n${node.id} ${d.regionId}: peer ${peerId} fails on its damaged log`);
     }
-    const caller = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    const answered = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    const healthy = this.healthy!;
+    // The cadence checker sees each call start and end. The datanode awaits the very promise the
+    // caller returned (the checker's reaction is a branch of it), so nothing it does moves.
+    const caller: typeof answered = {
+      call: <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, callOptions: Parameters<typeof answered.call>[3]) => {
+        healthy.callStarted(inc);
+        const answer = answered.call<Res>(method, request, timeoutMs, callOptions);
+        answer.then(
+          () => healthy.callEnded(inc, method === 'RegisterNode'),
+          () => healthy.callEnded(inc, false),
+        );
+        return answer;
+      },
+    };
     core.reopenRegions().then(
       () => {
         if (!inc.dead) core.startHeartbeats(caller, { addr: `n${node.id}`, httpAddr: '' });
@@ -1050,6 +1140,149 @@ export class ClusterSim {
       const body = ins[kind as keyof typeof ins] as { region_id?: string } | undefined;
       this.record(`n${node.id} ${body?.region_id ?? '?'}: ${kind} ${JSON.stringify(body).slice(0, 160)} (metasrv)`);
     }
+  }
+
+  /**
+   * H3's facts (sim-spurious.ts): why the replica `peerId` of `regionId` on `nodeId` is lost, if
+   * it is — its log was damaged, it failed on its node, or its node's disk was wiped after it was
+   * created.
+   */
+  private lostPeerFact(nodeId: number, regionId: string, peerId: number): string | undefined {
+    if (this.expectedFailures.has(`${nodeId}/${regionId}/${peerId}`)) return 'its log was damaged';
+    if (this.nodes.get(nodeId)?.server?.failure(regionId)?.selfPeerId === peerId) return 'it failed';
+    if (this.healthy?.wipedBefore(nodeId, peerId)) return 'its disk was wiped after it was created';
+    return undefined;
+  }
+
+  /**
+   * A node's store changed in the metasrv's catalog (a wiped disk, or a second process accepted
+   * as a replaced host): every peer id allocated until then may have been placed on the node
+   * before the metasrv knew, and is lost to it (H3). Looked at after every call the core took in
+   * and every tick, so no change is missed.
+   */
+  private noteCatalogStores(catalog: CatalogState): void {
+    for (const node of Object.values(catalog.nodes)) {
+      const store = node.storeId;
+      if (store === undefined) continue;
+      const before = this.catalogStores.get(node.nodeId);
+      this.catalogStores.set(node.nodeId, store);
+      if (before !== undefined && before !== store) this.healthy?.diskWiped(node.nodeId, catalog.nextPeerId);
+    }
+  }
+
+  /** A call the metasrv core took in (H1's detector feed, H5's registrations of a second process). */
+  private noteHandled(meta: SimMetasrv, caller: Incarnation, method: string, core: MetasrvCore): void {
+    if (!core.catalog) return; // still loading: it refuses every call
+    const healthy = this.healthy!;
+    const twin = this.twin?.inc === caller ? this.twin : undefined;
+    if (method === 'Heartbeat') {
+      let acting = true;
+      try {
+        core.requireActing();
+      } catch {
+        acting = false; // refused before the detector (the metasrv is starting)
+      }
+      if (acting && core.catalog.nodes[caller.nodeId]) healthy.heartbeatTaken(caller.nodeId, meta.incarnationNumber);
+    } else if (method === 'RegisterNode' && twin) {
+      const node = core.catalog.nodes[twin.nodeId];
+      healthy.secondProcessRegistered(twin.nodeId, meta.incarnationNumber, node?.storeId === twin.storeId && node.addr === twin.addr, twin.addr);
+    }
+    this.noteCatalogStores(core.catalog);
+  }
+
+  /**
+   * The `twin` fault (finding M6): a second datanode process configured with a live node's id —
+   * a copied config — on a fresh disk and another address, for 0.3–1.5 s. It runs the real
+   * datanode core (registration, heartbeats, instructions) over a region server whose raft
+   * messages reach nobody (its address is not the node's: the peers answer the node they know).
+   */
+  private twinStep(rand: Rand): boolean {
+    const meta = this.meta!;
+    if (this.twin || !meta.up || !rand.chance(0.04)) return false;
+    const up = [...this.nodes.values()].filter((n) => n.server);
+    if (up.length === 0) return false;
+    const node = rand.pick(up);
+    const inc = new Incarnation(node.id, ++this.incarnations);
+    const disk = new SimDisk(this.sched, rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
+    disk.owner = inc;
+    const clock = this.sched.clockFor(inc);
+    const storeId = `store-${node.id}-twin${++this.twins}`;
+    const addr = `n${node.id}-twin${this.twins}`;
+    const nowhere = { send: () => {}, close: async () => {} };
+    const core = new DatanodeCore<RegisterMachine, boolean>({
+      nodeId: node.id,
+      clusterId: SIM_CLUSTER_ID,
+      storeId,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      logEngine: disk,
+      clock,
+      log: traceLogger((line) => this.record(`${addr} ${line}`)),
+      createRegionServer: (hooks) =>
+        new RegionServer<RegisterMachine, boolean>(node.id, disk, nowhere, { create: (_regionId, data) => new RegisterMachine(() => {}, data) }, TUNING, silentLogger, clock, hooks),
+      stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+    });
+    this.twin = { inc, nodeId: node.id, storeId, addr, core };
+    this.spuriousStats.twins++;
+    const lifeMs = 300 + rand.int(1_201);
+    this.record(`start ${addr}: a second process with n${node.id}'s id (store ${storeId}) for ${lifeMs} ms`);
+    const caller = meta.callerFor(inc, (method, answer) => {
+      if (method === 'RegisterNode') this.record(`${addr} registered: open ${(answer as RegisterNodeResponse__Output).regions.map((r) => `${r.region_id}/${r.self_peer_id}`).join(',') || 'nothing'}`);
+    });
+    core.reopenRegions().then(
+      () => {
+        if (!inc.dead) core.startHeartbeats(caller, { addr, httpAddr: '' });
+      },
+      (err: unknown) => this.flag('open failed', `${addr} reopening its regions: ${String(err)}`),
+    );
+    this.sched.at(this.sched.now + lifeMs, () => this.stopTwin(), inc);
+    return true;
+  }
+
+  /**
+   * With `spare`: more steps of the metasrv's wall clock (10 % of nemesis steps, ±1 s–10 min, on
+   * top of the metasrv's own 3 %), so that some land while a node is suspected — where a down
+   * time measured on the wall clock (finding M7) would move its replicas at once.
+   */
+  private spareClockStep(rand: Rand): boolean {
+    const meta = this.meta!;
+    if (!rand.chance(0.1)) return false;
+    const stepMs = (rand.chance(0.5) ? 1 : -1) * (1_000 + rand.int(600_000));
+    meta.wallOffsetMs += stepMs;
+    this.metaStats.clockSteps++;
+    this.record(`metasrv clock ${stepMs > 0 ? '+' : ''}${stepMs}ms (spare)`);
+    return true;
+  }
+
+  /**
+   * With `spare`: a node down for 2.5–4 s (4 % of nemesis steps, while every node is up), longer
+   * than replica_repair_after_ms, so that the metasrv moves its replicas to the spare node —
+   * legitimately (H2's soundness, and the end checks with moved replicas).
+   */
+  private spareOutageStep(rand: Rand): boolean {
+    const up = [...this.nodes.values()].filter((n) => n.server);
+    if (up.length < this.nodes.size || !rand.chance(0.04)) return false;
+    this.crash(rand.pick(up), 'long outage', 2_500 + rand.int(1_501));
+    return true;
+  }
+
+  private stopTwin(): void {
+    const twin = this.twin;
+    if (!twin) return;
+    this.twin = undefined;
+    twin.inc.dead = true;
+    twin.core.halt();
+    this.record(`stop ${twin.addr}`);
+  }
+
+  /** The `stall` fault, from its own stream: the metasrv process pauses for 1–3 s (sim-spurious.ts, `ProcessStall`). */
+  private stallStep(rand: Rand): boolean {
+    const stall = this.meta?.up ? this.meta.stall : undefined;
+    if (!stall || stall.stalled || !rand.chance(0.05)) return false;
+    const ms = STALL_MS_MIN + rand.int(STALL_MS_MAX - STALL_MS_MIN + 1);
+    stall.stall(ms);
+    this.spuriousStats.stalls++;
+    this.record(`metasrv stalls for ${ms} ms`);
+    return true;
   }
 
   /** The metasrv's faults, from its own stream: a crash (often mid-procedure) and restart, or a step of its wall clock. */
@@ -1131,7 +1364,18 @@ export class ClusterSim {
   private metasrvSummary(meta: SimMetasrv): NonNullable<ClusterSimResult['metasrv']> {
     const proceduresDone: Record<string, number> = {};
     for (const p of Object.values(meta.core?.catalog?.procedures ?? {})) if (p.status === 'done') proceduresDone[p.kind] = (proceduresDone[p.kind] ?? 0) + 1;
-    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, saveFailures: meta.storage.failures, instructions: { ...this.metaStats.instructions }, proceduresDone };
+    return {
+      crashes: meta.crashes,
+      crashesMidProcedure: this.metaStats.crashesMidProcedure,
+      clockSteps: this.metaStats.clockSteps,
+      saves: meta.storage.saves,
+      saveFailures: meta.storage.failures,
+      instructions: { ...this.metaStats.instructions },
+      proceduresDone,
+      stalls: this.spuriousStats.stalls,
+      twins: this.spuriousStats.twins,
+      checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 }) },
+    };
   }
 
   /** After healing: every lost replica is replaced within the liveness bound. */
@@ -1146,7 +1390,7 @@ export class ClusterSim {
     }
   }
 
-  private crash(node: SimNode, why: string): void {
+  private crash(node: SimNode, why: string, downMsAtLeast = 0): void {
     if (!node.server) return;
     // A restart would hide that this incarnation's ready loop had stopped.
     const fatal = node.server.fatalError();
@@ -1158,7 +1402,7 @@ export class ClusterSim {
     node.core = undefined;
     node.flusher = undefined; // its timers and object-store answers die with the incarnation
     node.disk.crash();
-    const downMs = 20 + this.rand.int(400);
+    const downMs = Math.max(downMsAtLeast, 20 + this.rand.int(400));
     node.restartAt = this.sched.now + downMs;
     this.record(`crash n${node.id} (${why}) down ${downMs}ms`);
     this.sched.at(node.restartAt, () => {
@@ -1408,6 +1652,11 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
+    if (this.spuriousRand) {
+      if (this.extra.has('stall') && this.stallStep(this.spuriousRand)) return;
+      if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;
+      if (this.extra.has('spare') && (this.spareClockStep(this.spuriousRand) || this.spareOutageStep(this.spuriousRand))) return;
+    }
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];
@@ -1497,6 +1746,7 @@ export class ClusterSim {
       placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
     }
     return [...this.nodes.values()].every((n) => {
+      if (!this.hosts(n.id, regionId)) return !n.server?.replica(regionId);
       const conf = n.server?.replica(regionId)?.raft.confState();
       const voters = conf ? [...conf.voters].sort((a, b) => a - b) : [];
       return !n.pendingWipe && !n.pendingDamage.has(regionId) && conf !== undefined && conf.learners.length === 0 && voters.join() === placed.join();
@@ -1809,6 +2059,7 @@ export class ClusterSim {
     const process = 1_000_000;
     for (const nodeId of this.nodes.keys()) {
       for (const key of [...KEYS, 'set']) {
+        if (!this.hosts(nodeId, key === 'set' ? this.regSet : this.regReg)) continue;
         for (;;) {
           if (this.sched.now > deadline) this.fail('liveness', `no linearizable read of ${key} on n${nodeId} within ${this.livenessBoundMs} ms after healing (${this.status()})`);
           let result: { value: unknown } | undefined;
@@ -1873,6 +2124,7 @@ export class ClusterSim {
         [this.regSet, acked.map((el) => ({ key: `e${el}`, expect: el as number | undefined }))],
         [this.regReg, KEYS.map((key) => ({ key, expect: undefined }))],
       ] as const) {
+        if (!this.hosts(node.id, regionId)) continue;
         for (const { key, expect } of keys) {
           const replica = server.replica(regionId);
           if (!replica) this.fail('acknowledged row readable', `n${node.id} has no open replica of ${regionId} at the end`);
@@ -1892,13 +2144,14 @@ export class ClusterSim {
   private async checkConvergence(deadline: number): Promise<void> {
     const diverged = (): string | undefined => {
       for (const regionId of this.regionIds) {
-        const states = [...this.nodes.values()].map((n) => {
+        const hosting = [...this.nodes.values()].filter((n) => this.hosts(n.id, regionId));
+        const states = hosting.map((n) => {
           const replica = n.server?.replica(regionId);
           if (!replica) return 'closed';
           const sm = replica.stateMachine;
           return `${replica.appliedIndex}:${sm instanceof RegionState ? engineDigest(sm) : dec.decode(sm.serialize())}`;
         });
-        if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${i + 1} ${st.slice(0, 60)}`).join(' | ')}`;
+        if (states.some((st) => st !== states[0])) return `${regionId}: ${states.map((st, i) => `n${hosting[i]!.id} ${st.slice(0, 60)}`).join(' | ')}`;
       }
       return undefined;
     };

@@ -8,8 +8,9 @@ import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import type { ProcedureContext } from '../../src/metasrv/procedures/procedure.js';
 import { advance } from '../../src/metasrv/procedures/runner.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
+import { SPURIOUS_METASRV_BUGS, isSpuriousMetasrvBug, spuriousMetasrvCore } from './sim-spurious-bugs.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned'] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', ...SPURIOUS_METASRV_BUGS] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -71,6 +72,7 @@ class SavesPoisoned extends MetasrvCore {
 }
 
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
+  if (isSpuriousMetasrvBug(bug)) return spuriousMetasrvCore(bug);
   const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere, 'saves-poisoned': SavesPoisoned }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

@@ -18,6 +18,7 @@ import type { CatalogState } from '../../src/metasrv/catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from '../../src/metasrv/catalog-store.js';
 import { type CatalogStorage, type DatanodeAdmin, MetasrvCore, type MetasrvCoreEnv, PROCEDURE_TICK_MS } from '../../src/metasrv/metasrv-core.js';
 import { loadProtos } from '../../src/rpc/proto.js';
+import { ProcessStall } from './sim-spurious.js';
 import { Incarnation, type SimScheduler } from './sim-world.js';
 
 /** The incarnation number space of the metasrv (datanodes use 1..): its node id is 0. */
@@ -119,6 +120,16 @@ export class SimMetasrv {
   crashes = 0;
   /** Why the last start failed (the harness reports it), if it did. */
   startError: string | undefined;
+  /** With the `stall` fault: each incarnation runs behind a `ProcessStall` (sim-spurious.ts). */
+  stallable = false;
+  /** The running incarnation's stall, with `stallable`. */
+  stall: ProcessStall | undefined;
+  /** A call reached the process (before a stall may hold it): the `healthy node` checker's arrivals. */
+  onArrival: ((caller: Incarnation, method: string) => void) | undefined;
+  /** Right after the core took a call in (its synchronous part ran: a heartbeat fed the detector, a registration was accepted or refused). */
+  onHandled: ((caller: Incarnation, method: string, core: MetasrvCore) => void) | undefined;
+  /** Right after each tick timer's callback (where failures are judged and procedures start). */
+  afterTick: ((core: MetasrvCore) => void) | undefined;
 
   constructor(
     private readonly sched: SimScheduler,
@@ -134,12 +145,18 @@ export class SimMetasrv {
     return this.core !== undefined;
   }
 
+  /** The running (or last) incarnation's number: 1 for the first start. */
+  get incarnationNumber(): number {
+    return this.incarnations;
+  }
+
   /** A new process: loads the last durable catalog, acts after its startup quiet period. */
   start(): void {
     const inc = new Incarnation(METASRV_NODE_ID, ++this.incarnations);
     this.incarnation = inc;
     this.storage.owner = inc;
-    const clock = this.sched.clockFor(inc);
+    this.stall = this.stallable ? new ProcessStall(this.sched, inc) : undefined;
+    const clock = this.stall ? this.stall.wrap(this.sched.clockFor(inc)) : this.sched.clockFor(inc);
     const wall: Clock = { nowMs: () => this.epochMs + this.sched.now + this.wallOffsetMs };
     const core = this.factory(this.config, { admin: noAdmin, procedureClock: wall, clock });
     this.core = core;
@@ -147,7 +164,10 @@ export class SimMetasrv {
     core.startAlone(this.storage, undefined).then(
       () => {
         if (inc.dead) return;
-        this.ticker = clock.setInterval(() => core.onTickTimer(), PROCEDURE_TICK_MS);
+        this.ticker = clock.setInterval(() => {
+          core.onTickTimer();
+          this.afterTick?.(core);
+        }, PROCEDURE_TICK_MS);
       },
       (err: unknown) => {
         this.startError = String(err);
@@ -160,6 +180,7 @@ export class SimMetasrv {
     if (!this.core || !this.incarnation) return;
     this.crashes++;
     this.incarnation.dead = true; // its timers, saves in flight and answers die with it
+    this.stall = undefined;
     this.ticker?.cancel();
     this.core.halt();
     this.core = undefined;
@@ -179,7 +200,7 @@ export class SimMetasrv {
           const req = wire.requestDeserialize(wire.requestSerialize(request));
           const res = method === 'RegisterNode' ? await core.registerNode(req as never, () => {}) : await core.heartbeat(req as never, () => {});
           return wire.responseDeserialize(wire.responseSerialize(res)) as Res;
-        }).then((answer) => {
+        }, method).then((answer) => {
           onAnswer(method, answer);
           return answer;
         }),
@@ -191,7 +212,7 @@ export class SimMetasrv {
    * the core settled it. Lost (2 % each way while faulty), sent to a process that is down, or
    * unanswered because the process died: the caller's timeout ends it.
    */
-  call<T>(caller: Incarnation, timeoutMs: number, fn: (core: MetasrvCore) => Promise<T>): Promise<T> {
+  call<T>(caller: Incarnation, timeoutMs: number, fn: (core: MetasrvCore) => Promise<T>, method?: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const settle = (f: () => void) => {
@@ -208,20 +229,27 @@ export class SimMetasrv {
           this.sched.at(this.sched.now + 1, () => settle(() => reject(new RegionDbError(ErrorCode.Unavailable, 'metasrv: connection refused'))), caller);
           return;
         }
+        if (method) this.onArrival?.(caller, method);
         const answer = (f: () => void) => {
           if (inc.dead || (this.faulty && this.rand.chance(0.02))) return;
           this.sched.at(this.sched.now + 1 + this.rand.int(5), () => settle(f), caller);
         };
-        let result: Promise<T>;
-        try {
-          result = fn(core);
-        } catch (err) {
-          result = Promise.reject(err);
-        }
-        result.then(
-          (value) => answer(() => resolve(value)),
-          (err: unknown) => answer(() => reject(err)),
-        );
+        const handle = () => {
+          let result: Promise<T>;
+          try {
+            result = fn(core);
+          } catch (err) {
+            result = Promise.reject(err);
+          }
+          if (method) this.onHandled?.(caller, method, core);
+          result.then(
+            (value) => answer(() => resolve(value)),
+            (err: unknown) => answer(() => reject(err)),
+          );
+        };
+        // A stalled process reads its sockets only when it resumes, after its due timers.
+        if (this.stall) this.stall.io(handle);
+        else handle();
       });
     });
   }

@@ -537,6 +537,8 @@ export class MetasrvCore {
   }
 
   private lastTickTimerMs: number | undefined;
+  /** Monotonic: when the last stall of this process's own event loop was noticed (a late tick timer); heartbeats queued meanwhile are read after it. */
+  private stallEndedAtMs = Number.NEGATIVE_INFINITY;
 
   /**
    * After this process's own event loop was blocked, the timer phase runs before the heartbeats
@@ -550,6 +552,7 @@ export class MetasrvCore {
     this.lastTickTimerMs = now;
     const lateMs = last === undefined ? 0 : now - last - PROCEDURE_TICK_MS;
     if (lateMs > this.config.failure_detector.acceptable_pause_ms) {
+      this.stallEndedAtMs = now;
       this.log.warn({ lateMs: Math.round(lateMs) }, "the metasrv's own event loop stalled; liveness is judged again on the next tick, after the heartbeats that queued meanwhile");
       return;
     }
@@ -964,6 +967,49 @@ export class MetasrvCore {
     };
   }
 
+  /**
+   * A registration of a registered node id with another store from another address: a new host
+   * taking over the id of one that is gone (accepted), or a second process started with a copied
+   * config beside the live one (refused; finding M6: accepting it marks every replica of the live
+   * node lost and flaps its address between the two). Refused ALREADY_EXISTS while the registered
+   * node is alive; refused UNAVAILABLE (retryable: the datanode registers again on its next beat)
+   * until it has been silent for `takeoverSilenceMs` as far as this process can tell — since its
+   * last heartbeat, this process's start as the acting metasrv, or the end of a stall of its own
+   * event loop, whichever is latest: a metasrv that has just started, or whose loop was blocked
+   * with the node's heartbeats queued unread, has not heard from a live node yet (found by the
+   * simulator's `twin` fault, docs/simulation.md). A restart on a wiped disk (same address) does
+   * not come here.
+   */
+  protected checkTakeover(existing: NodeDef, storeId: string, addr: string): void {
+    const nodeId = existing.nodeId;
+    if (this.isAlive(nodeId)) {
+      throw new RegionDbError(
+        ErrorCode.AlreadyExists,
+        `node id ${nodeId} belongs to a live datanode at ${existing.addr} (store ${existing.storeId}); this one at ${addr} (store ${storeId}) is refused: give it another node id, or stop the other first`,
+      );
+    }
+    const now = this.clock.nowMs();
+    const heardSince = Math.max(this.detectors.get(nodeId)?.lastHeartbeat() ?? Number.NEGATIVE_INFINITY, this.actingSinceMs, this.stallEndedAtMs);
+    const silentMs = now - heardSince;
+    const neededMs = this.takeoverSilenceMs();
+    if (silentMs < neededMs) {
+      throw new RegionDbError(
+        ErrorCode.Unavailable,
+        `node id ${nodeId} is registered to a datanode at ${existing.addr} (store ${existing.storeId}), silent for only ${Math.round(silentMs)} ms as far as this metasrv can tell; another datanode at ${addr} (store ${storeId}) may take over its id once it has been silent for ${neededMs} ms (retry)`,
+      );
+    }
+  }
+
+  /**
+   * How long a registered node must have been silent before another store at another address may
+   * take over its id: the detector's acceptable pause, plus two heartbeat calls lost in a row (a
+   * datanode waits out one call's budget, max(500 ms, the interval), before its next beat).
+   */
+  private takeoverSilenceMs(): number {
+    const fd = this.config.failure_detector;
+    return fd.acceptable_pause_ms + 2 * Math.max(500, fd.heartbeat_interval_ms);
+  }
+
   // ─── Meta calls (the shell's handlers delegate here) ──────────────────────────────────────
 
   private checkCluster(clusterId: string): void {
@@ -989,16 +1035,7 @@ export class MetasrvCore {
     if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
     const existing = this.catalog.nodes[nodeId];
     const storeId = str(req.store_id ?? '', 'store_id', 128);
-    // Two processes configured with one node id: while the registered one is alive, another
-    // store at another address is an impostor, not a restart (a restart on a wiped disk comes
-    // back at the same address; a replaced host is accepted once the old one is silent).
-    // Accepting it would mark every replica of the live node lost and flap between the two.
-    if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr && this.isAlive(nodeId)) {
-      throw new RegionDbError(
-        ErrorCode.AlreadyExists,
-        `node id ${nodeId} belongs to a live datanode at ${existing.addr} (store ${existing.storeId}); this one at ${req.addr} (store ${storeId}) is refused: give it another node id, or stop the other first`,
-      );
-    }
+    if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr) this.checkTakeover(existing, storeId, req.addr);
     const node: NodeDef = {
       nodeId,
       addr: str(req.addr, 'addr'),

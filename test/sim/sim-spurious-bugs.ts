@@ -29,23 +29,11 @@ class LateTickJudges extends MetasrvCore {
  * Finding M6: a registration with another store was taken for the node's new incarnation
  * whatever its address and whether the registered node was alive — a second process with a
  * copied config had every replica of the live node marked lost and took its address. The fix
- * refuses it (ALREADY_EXISTS) while the registered node is alive; this subclass makes the
- * registration's liveness check see the node as dead (the check runs in registerNode's
- * synchronous part, before its first await).
+ * refuses it (ALREADY_EXISTS) while the registered node is alive, and UNAVAILABLE until it has
+ * been silent long enough (`checkTakeover`); this subclass overrides that seam with nothing.
  */
 class TwinAccepted extends MetasrvCore {
-  private registering = false;
-  override isAlive(nodeId: number): boolean {
-    return !this.registering && super.isAlive(nodeId);
-  }
-  override registerNode(...args: Parameters<MetasrvCore['registerNode']>): ReturnType<MetasrvCore['registerNode']> {
-    this.registering = true;
-    try {
-      return super.registerNode(...args);
-    } finally {
-      this.registering = false;
-    }
-  }
+  protected override checkTakeover(): void {}
 }
 
 /**

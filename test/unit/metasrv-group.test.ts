@@ -316,7 +316,12 @@ describe('metasrv group: three metasrvs on our own raft (issue 16)', function ()
     const second = await actingLeader();
     leaderAddr = second.addr;
     beatTo(() => leaderAddr);
-    const seen = await waitUntil('a heartbeat answered by the second leader', 5000, async () => heartbeat(leaderAddr, 1).catch(() => undefined));
+    // Every node heard by the second leader before its DDL: placement counts only nodes it heard
+    // from (it waits for them at most its quiet period, 3 beats; the fake datanodes' 100 ms pulse
+    // can lag that on a loaded machine, and the DDL was then refused UNAVAILABLE, "only 1 available").
+    const seen = await waitUntil('a heartbeat of every node answered by the second leader', 5000, async () =>
+      Promise.all(nodes.map((n) => heartbeat(leaderAddr, n))).then((answers) => answers[0], () => undefined),
+    );
     await createTable(leaderAddr, 't2');
     const store = new FsObjectStore(join(dir, 'objects'));
     await waitUntil('a catalog copy naming t2', 10_000, async () => ((await newestCatalogBackup(store, CLUSTER))?.catalog.tables['t2'] ? true : undefined));

@@ -30,7 +30,7 @@ import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
 import { NODE_BEAT_REGION_ID, type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { StateMachineStat } from '../../src/replication/replica-stats.js';
-import { DatanodeCore } from '../../src/datanode/datanode-core.js';
+import type { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
@@ -48,6 +48,8 @@ import type { RaftEnvelope } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
+import { CatalogLossNemesis, type CatalogLossFault, type HostedReplica, catalogLossUnsettled } from './sim-catloss.js';
+import { type CatlossBug, catlossDatanodeCore, catlossMetasrvCore } from './sim-catloss-bugs.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
@@ -196,11 +198,17 @@ export interface ClusterSimOptions {
   metasrvCore?: MetasrvCoreFactory;
   /** The name of the planted metasrv bug `metasrvCore` builds, for the replay command. */
   metasrvBug?: string;
+  /**
+   * Test-only, with `metasrv`: a planted bug of a lost or restored catalog (findings 2a, 2b, the
+   * peer-id half of 2c, 2d; test/sim/sim-catloss-bugs.ts), in the metasrv's core or the datanodes'.
+   */
+  catlossBug?: CatlossBug;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog';
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | CatalogLossFault;
+/** What `FAULTS=all` switches on; the catalog's loss and restore (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name. */
 export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog'];
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
@@ -229,7 +237,7 @@ export interface ClusterSimResult {
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
-  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; saveFailures: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
+  metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; saveFailures: number; instructions: Record<string, number>; proceduresDone: Record<string, number>; catalogLosses?: number; catalogRestores?: number };
 }
 
 export class ClusterSimViolation extends Error {
@@ -565,6 +573,8 @@ export class ClusterSim {
   private readonly meta: SimMetasrv | undefined;
   private readonly metaRand: Rand | undefined;
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
+  /** With `metasrv` and `metaloss` or `metarestore`: the catalog's loss and restore (test/sim/sim-catloss.ts). */
+  private readonly catloss: CatalogLossNemesis | undefined;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -626,7 +636,16 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
-      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      // With the catalog's loss or restore on (and only then: every other trace stays), a start
+      // in engine mode lists the object store for its table id floor, as a metasrv with [storage] does.
+      const catlossKinds = new Set(options.faults?.filter((f): f is CatalogLossFault => f === 'metaloss' || f === 'metarestore'));
+      const withStorage = this.engine && catlossKinds.size > 0;
+      const factory = options.metasrvCore ?? (options.catlossBug && catlossMetasrvCore(options.catlossBug)) ?? realMetasrvCore;
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS, withStorage), factory, SIM_EPOCH_MS, (e) => this.record(e));
+      const store = this.objectStore;
+      if (withStorage && store) this.meta.objectStoreFor = (inc) => store.viewFor(inc);
+      // Forked last, only with one of them on.
+      if (catlossKinds.size > 0) this.catloss = new CatalogLossNemesis(this.sched, this.metaRand.fork(), this.meta, catlossKinds, () => this.regionIds.every((r) => this.regionWhole(r)), (e) => this.record(e));
     }
   }
 
@@ -698,12 +717,17 @@ export class ClusterSim {
       if (!this.meta.up) this.meta.start();
     }
     for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
-    const deadline = this.sched.now + this.livenessBoundMs;
+    let deadline = this.sched.now + this.livenessBoundMs;
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
     this.throwIfViolated();
     if (this.meta) await this.waitForMetasrv(deadline);
     else await this.waitForRepairs(deadline);
+    // With `metarestore`: a backup from before a repair restored now, and the metasrv settled again.
+    if (this.catloss?.restoreAfterHealing()) {
+      deadline = this.sched.now + this.livenessBoundMs;
+      await this.waitForMetasrv(deadline);
+    }
     await this.finalReads(deadline);
     this.throwIfViolated();
     await this.checkConvergence(deadline);
@@ -785,10 +809,10 @@ export class ClusterSim {
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1001,7 +1025,8 @@ export class ClusterSim {
    * the simulated latency and losses), and executes the instructions as the datanode does.
    */
   private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
-    const core = new DatanodeCore<S, R>({
+    const Core = catlossDatanodeCore<S, R>(this.options.catlossBug);
+    const core = new Core({
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
       storeId: `store-${node.id}-${node.disk.storeId}`,
@@ -1106,8 +1131,15 @@ export class ClusterSim {
     const catalog = core.catalog;
     const running = runningProcedures(catalog);
     if (running.length > 0) return liveness(`procedures still running: ${running.map((p) => `${p.id}@${p.step} (${p.notes.at(-1) ?? ''})`).join('; ')}`);
+    if (this.catloss) {
+      const problem = catalogLossUnsettled(catalog, (id) => (catalog.nodes[id] ? core.nodeState(catalog.nodes[id]) : undefined), this.hostedReplicas(), this.regionIds);
+      if (problem) return problem;
+    }
     for (const regionId of this.regionIds) {
-      const region = catalog.regions[regionId]!;
+      const region = catalog.regions[regionId];
+      // A region a lost or restored catalog does not know: catalogLossUnsettled judged it.
+      if (!region && this.catloss?.happened) continue;
+      if (!region) return { invariant: 'catalog placement', detail: `${regionId} is not in the catalog` };
       const lost = region.replicas.filter((p) => p.lost !== undefined);
       if (lost.length > 0) return liveness(`${regionId}: ${lost.map((p) => `peer ${p.peerId} on n${p.nodeId} lost (${p.lost})`).join(', ')}`);
       const placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
@@ -1128,10 +1160,28 @@ export class ClusterSim {
     return undefined;
   }
 
+  /** What every running node hosts, as the catalog-loss checker reads it. */
+  private hostedReplicas(): Map<number, HostedReplica[]> {
+    const out = new Map<number, HostedReplica[]>();
+    for (const node of this.nodes.values()) {
+      if (!node.server) continue;
+      const replicas: HostedReplica[] = [];
+      for (const regionId of this.regionIds) {
+        const replica = node.server.replica(regionId);
+        if (!replica) continue;
+        const conf = replica.raft.confState();
+        replicas.push({ regionId, peerId: replica.selfPeerId, voters: [...conf.voters], learners: [...conf.learners] });
+      }
+      out.set(node.id, replicas);
+    }
+    return out;
+  }
+
   private metasrvSummary(meta: SimMetasrv): NonNullable<ClusterSimResult['metasrv']> {
     const proceduresDone: Record<string, number> = {};
     for (const p of Object.values(meta.core?.catalog?.procedures ?? {})) if (p.status === 'done') proceduresDone[p.kind] = (proceduresDone[p.kind] ?? 0) + 1;
-    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, saveFailures: meta.storage.failures, instructions: { ...this.metaStats.instructions }, proceduresDone };
+    const catalogLosses = this.catloss ? { catalogLosses: this.catloss.losses, catalogRestores: this.catloss.restores } : {};
+    return { crashes: meta.crashes, crashesMidProcedure: this.metaStats.crashesMidProcedure, clockSteps: this.metaStats.clockSteps, saves: meta.storage.saves, saveFailures: meta.storage.failures, instructions: { ...this.metaStats.instructions }, proceduresDone, ...catalogLosses };
   }
 
   /** After healing: every lost replica is replaced within the liveness bound. */
@@ -1408,6 +1458,7 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
+    if (this.catloss?.step()) return;
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];

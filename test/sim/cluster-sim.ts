@@ -159,7 +159,9 @@ export interface ClusterSimOptions {
    * their client id. `evict` (engine mode): dedup tables of 2 clients and 4 ids per client
    * (SIM_DEDUP_LIMITS), so client records are evicted all the time; a write refused as
    * request-too-old is then what the client library does with it (a new id when nothing was
-   * sent before, else unknown).
+   * sent before, else unknown). `metaloss`, `metarestore` (with `metasrv`, not in `all`): the
+   * metasrv restarts on an empty data dir, or from an older copy of its catalog
+   * (test/sim/sim-catloss.ts).
    */
   faults?: readonly ExtraFault[];
   /**

@@ -333,10 +333,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
 
     // Nothing acknowledged is lost and no replica destroyed; the datanodes register again, the
     // id allocators are raised above every id in use, and a restored catalog follows the groups.
-    it('metaloss and metarestore with corrupt and wipe: nothing lost, nodes re-register, ids raised, the catalog follows the groups (12 seeds, replays)', async () => {
+    it('metaloss and metarestore with corrupt and wipe: nothing lost, nodes re-register, ids raised, the catalog follows the groups (8 seeds, replays)', async () => {
       const options = { metasrv: true, faults: ['metaloss', 'metarestore', 'corrupt', 'wipe'] } as const;
       const total = { catalogLosses: 0, catalogRestores: 0, corruptions: 0, wipes: 0 };
-      for (let seed = 1; seed <= 12; seed++) {
+      for (let seed = 1; seed <= 8; seed++) {
         const r = await runClusterSim(seed, options);
         total.catalogLosses += r.metasrv!.catalogLosses ?? 0;
         total.catalogRestores += r.metasrv!.catalogRestores ?? 0;

@@ -10,8 +10,10 @@
 // catalog knows no region any more, so no destructive fault (`corrupt`, `wipe`, another loss) is
 // injected again in that run (nothing could repair it); crashes, partitions and the metasrv's own
 // crashes go on. A restored copy is one the metasrv saved while its catalog was quiet (no
-// procedure running, no replica lost): a backup taken mid-repair would resume a repair that
-// already ended, which is another fault model (docs/simulation.md says what is not simulated).
+// procedure running, no replica lost) with another placement than the current one (from before
+// a repair since): a backup taken, or restored, mid-repair is another fault model (it leaves a
+// repair stuck: docs/simulation.md). Repairs mostly end after the fault period, so `metarestore`
+// also restores once after healing, when the metasrv has settled (`restoreAfterHealing`).
 import { type CatalogState, REPLICATION_FACTOR } from '../../src/metasrv/catalog.js';
 import { tableIdOfRegion } from '../../src/metasrv/reconcile.js';
 import type { Rand } from '../../src/common/rand.js';

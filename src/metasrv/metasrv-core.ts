@@ -372,7 +372,10 @@ export class MetasrvCore {
     if (highest >= this.catalog.nextTableId) {
       this.log.warn({ nextTableId: this.catalog.nextTableId, highestInObjectStore: highest }, 'table id allocator behind the object store (catalog lost or restored?); raised');
       this.catalog.nextTableId = highest + 1;
-      await this.save();
+      // A failed write stops the metasrv acting until one succeeds (finding M5), as anywhere
+      // else; it must not fail the start: the raised allocator is in memory and is written with
+      // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170).
+      await this.save().catch(() => {});
     }
   }
 

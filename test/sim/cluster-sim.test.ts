@@ -350,6 +350,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b.traceHash).to.equal(a.traceHash);
     });
 
+    // Found by the first engine campaign with these faults (finding M12 in docs/correctness.md): after a
+    // loss, the start's write of the table id allocator raised above the object store failed
+    // (`catalog`), and the metasrv's start failed with it — it never acted again. A failed write
+    // now stops it acting until one succeeds, as every other failed save does (M5).
+    it('a metasrv whose start-time catalog write fails acts once a write succeeds (engine seed 170, every fault with metaloss and metarestore)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'metaloss', 'metarestore'] as const;
+      const r = await runClusterSim(170, { mode: 'engine', metasrv: true, faults });
+      expect(r.metasrv!.catalogLosses).to.equal(1);
+      expect(r.metasrv!.saveFailures).to.be.greaterThan(0);
+    });
+
     // Planted bugs (test/sim/sim-catloss-bugs.ts). Each is found at the first seed it can be
     // (seed 1 or 2: a loss or a restore happens in most seeds), so every search starts at 1.
     for (const { bug, finding, faults, wanted } of [

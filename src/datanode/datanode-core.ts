@@ -346,9 +346,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       this.hooks.onHeartbeat?.();
     } catch (err) {
       if (this.stopping) return; // the channel was closed by stop(): not the metasrv's failure
-      // A metasrv that does not know this node (its catalog was lost or restored from an older
-      // copy) gets a registration on the next beat.
-      if (fromGrpcError(err).code === ErrorCode.NotFound) this.registeredFlag = false;
+      this.noteHeartbeatRefusal(err);
       // The metasrv may be down: reads and writes continue (docs/architecture.md §7); retry next beat.
       const now = this.clock.nowMs();
       const suppressed = this.heartbeatLogs.admit('failed', now);
@@ -356,6 +354,15 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     } finally {
       this.heartbeatPhase = 'idle';
     }
+  }
+
+  /**
+   * A metasrv that does not know this node (NOT_FOUND: its catalog was lost or restored from an
+   * older copy) gets a registration on the next beat. Protected for the simulator's planted bug
+   * (test/sim/sim-catloss-bugs.ts); nothing in src/ overrides it.
+   */
+  protected noteHeartbeatRefusal(err: unknown): void {
+    if (fromGrpcError(err).code === ErrorCode.NotFound) this.registeredFlag = false;
   }
 
   /**

@@ -51,7 +51,7 @@ import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type NodeAction, type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
@@ -372,7 +372,10 @@ export class MetasrvCore {
     if (highest >= this.catalog.nextTableId) {
       this.log.warn({ nextTableId: this.catalog.nextTableId, highestInObjectStore: highest }, 'table id allocator behind the object store (catalog lost or restored?); raised');
       this.catalog.nextTableId = highest + 1;
-      await this.save();
+      // A failed write stops the metasrv acting until one succeeds (finding M5), as anywhere
+      // else; it must not fail the start: the raised allocator is in memory and is written with
+      // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170).
+      await this.save().catch(() => {});
     }
   }
 
@@ -718,7 +721,7 @@ export class MetasrvCore {
   private reconcile(nodeId: number): { instructions: Instruction[]; changed: boolean } {
     const reports = this.liveReports();
     let changed = false;
-    const floors = idFloors(reports);
+    const floors = this.idFloorsOf(reports);
     if (floors.nextPeerId > this.catalog.nextPeerId || floors.nextTableId > this.catalog.nextTableId) {
       this.log.warn({ ...floors, was: { nextPeerId: this.catalog.nextPeerId, nextTableId: this.catalog.nextTableId } }, 'id allocators behind ids in use (catalog lost or restored?); raised');
       this.catalog.nextPeerId = Math.max(this.catalog.nextPeerId, floors.nextPeerId);
@@ -730,7 +733,7 @@ export class MetasrvCore {
         .map((p) => ('regionId' in p.data ? p.data.regionId : undefined))
         .filter((r) => r !== undefined),
     );
-    const result = reconcileCatalog(this.catalog, reports, busy);
+    const result = this.reconcileWithGroups(reports, busy);
     for (const m of result.matched) this.catalog.regions[m.regionId]!.confIndex = m.confIndex;
     for (const a of result.adopt) {
       const region = this.catalog.regions[a.regionId]!;
@@ -745,7 +748,7 @@ export class MetasrvCore {
     }
     this.problems = result.problems;
     const instructions: Instruction[] = [];
-    for (const action of nodeActions(this.catalog, nodeId, reports)) {
+    for (const action of this.nodeActionsOf(nodeId, reports)) {
       if ('open' in action) {
         const region = this.catalog.regions[action.open.regionId]!;
         instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
@@ -755,6 +758,24 @@ export class MetasrvCore {
       }
     }
     return { instructions, changed };
+  }
+
+  // Reconciliation's three decisions (reconcile.ts), protected like noteStore for the simulator's
+  // planted bugs (test/sim/sim-catloss-bugs.ts); nothing in src/ overrides them.
+
+  /** The id allocators' floors from what the live datanodes report. */
+  protected idFloorsOf(reports: Reports): { nextPeerId: number; nextTableId: number } {
+    return idFloors(reports);
+  }
+
+  /** R2/R3: the catalog against the groups' reported membership. */
+  protected reconcileWithGroups(reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
+    return reconcileCatalog(this.catalog, reports, busy);
+  }
+
+  /** R1/R4: what `nodeId` must open and destroy. */
+  protected nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
+    return nodeActions(this.catalog, nodeId, reports);
   }
 
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────

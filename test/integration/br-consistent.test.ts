@@ -94,9 +94,6 @@ after(() => {
 
 describe('integration: a consistent backup is one cluster-consistent cut (issue 17)', function () {
   this.timeout(180_000);
-  before(function () {
-    if (process.env['STANDBY_LIFECYCLE'] !== '1') this.skip(); // slow: make test-standby-lifecycle
-  });
   const repo = mkdtempSync(join(tmpdir(), 'regiondb-brcut-'));
   const source = new LocalCluster();
   let target: LocalCluster | undefined;
@@ -104,7 +101,8 @@ describe('integration: a consistent backup is one cluster-consistent cut (issue 
   let consistent: BackupResult;
   let plain: BackupResult;
 
-  before(async () => {
+  before(async function () {
+    if (process.env['STANDBY_LIFECYCLE'] !== '1') this.skip(); // slow: make test-standby-lifecycle
     await source.start();
     const client = source.client({ deadlineMs: 20_000, attemptTimeoutMs: 3000 });
     for (const t of TABLES) await client.createTable(t, COLUMNS, 2);

@@ -7,6 +7,8 @@
 import { expect } from 'chai';
 import type { PlantedBugs } from '../../src/raft/raft.js';
 import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
+import { CATALOG_LOSS_FAULTS } from './sim-catloss.js';
+import { CATLOSS_BUGS } from './sim-catloss-bugs.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
 import { SPURIOUS_DATANODE_BUGS } from './sim-spurious-bugs.js';
 
@@ -21,7 +23,8 @@ const engineSeedCount = engineCampaign ? seedCount : Number(process.env['SIM_CLU
 // SIM_CLUSTER_FAULTS=corrupt,wipe,clock,clients (or all): the third slice's faults, for a campaign or a replay.
 const faultNames = (process.env['SIM_CLUSTER_FAULTS'] ?? '').split(',').filter((n) => n !== '');
 const campaignFaults: ExtraFault[] = faultNames.includes('all') ? [...ALL_FAULTS] : (faultNames as ExtraFault[]);
-for (const name of campaignFaults) if (!EXTRA_FAULTS.includes(name)) throw new Error(`unknown SIM_CLUSTER_FAULTS entry ${name} (known: ${EXTRA_FAULTS.join(', ')}, all)`);
+const knownFaults: readonly ExtraFault[] = [...EXTRA_FAULTS, ...CATALOG_LOSS_FAULTS];
+for (const name of campaignFaults) if (!knownFaults.includes(name)) throw new Error(`unknown SIM_CLUSTER_FAULTS entry ${name} (known: ${knownFaults.join(', ')}, all)`);
 // SIM_CLUSTER_METASRV=1: the real metasrv core runs beside the datanodes (docs/simulation.md, "The metasrv").
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';
 const withFaults: Partial<ClusterSimOptions> = { ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}), ...(withMetasrv ? { metasrv: true } : {}) };
@@ -93,6 +96,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
     const datanodeBug = plantedSwitch('DATANODE_BUG', SPURIOUS_DATANODE_BUGS);
+    const catlossBug = plantedSwitch('CATLOSS_BUG', CATLOSS_BUGS);
     const planted: Partial<ClusterSimOptions> = {
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
       ...withFaults,
@@ -104,6 +108,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(dedupBug ? { dedupBug } : {}),
       ...(metasrvBug ? { metasrvBug, metasrvCore: plantedMetasrvCore(metasrvBug) } : {}),
       ...(datanodeBug ? { datanodeBug } : {}),
+      ...(catlossBug ? { catlossBug } : {}),
       ...hostBug,
       ...(coreNames.length > 0 ? { coreBugs: Object.fromEntries(coreNames.map((n) => [n, true])) as PlantedBugs } : {}),
     };
@@ -142,8 +147,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         crashes += r.crashes;
         for (const [k, v] of Object.entries(r.storage)) storage[k] = (storage[k] ?? 0) + v;
         if (r.metasrv) {
-          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, saveFailures: catalogSaveFailures, proceduresDone, instructions } = r.metasrv;
-          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...proceduresDone, ...instructions })) storage[k] = (storage[k] ?? 0) + v;
+          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, saveFailures: catalogSaveFailures, proceduresDone, instructions, catalogLosses, catalogRestores } = r.metasrv;
+          const catalogFaults = catalogLosses === undefined ? {} : { catalogLosses, catalogRestores: catalogRestores ?? 0 };
+          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...catalogFaults, ...proceduresDone, ...instructions })) storage[k] = (storage[k] ?? 0) + v;
         }
         campaignProgress(firstSeed, seed, seedCount, started);
       }
@@ -369,6 +375,64 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(caught!.message).to.contain(`SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=heartbeat-awaits-instructions SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       await expectSameViolation(caught!, options);
     });
+  });
+
+  // The metasrv's catalog lost (metaloss: restarted on an empty data dir) or restored from an
+  // older copy (metarestore: a backup from before a repair), test/sim/sim-catloss.ts.
+  describe('with a lost or restored metasrv catalog (findings 2a–2d)', () => {
+    if (engineCampaign) return;
+
+    // Nothing acknowledged is lost and no replica destroyed; the datanodes register again, the
+    // id allocators are raised above every id in use, and a restored catalog follows the groups.
+    it('metaloss and metarestore with corrupt and wipe: nothing lost, nodes re-register, ids raised, the catalog follows the groups (8 seeds, replays)', async () => {
+      const options = { metasrv: true, faults: ['metaloss', 'metarestore', 'corrupt', 'wipe'] } as const;
+      const total = { catalogLosses: 0, catalogRestores: 0, corruptions: 0, wipes: 0 };
+      for (let seed = 1; seed <= 8; seed++) {
+        const r = await runClusterSim(seed, options);
+        total.catalogLosses += r.metasrv!.catalogLosses ?? 0;
+        total.catalogRestores += r.metasrv!.catalogRestores ?? 0;
+        total.corruptions += r.storage.corruptions;
+        total.wipes += r.storage.wipes;
+      }
+      console.log(`    ${JSON.stringify(total)}`);
+      for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(0);
+      const a = await runClusterSim(3, options);
+      const b = await runClusterSim(3, options);
+      expect(b.traceHash).to.equal(a.traceHash);
+    });
+
+    // Found by the first engine campaign with these faults (finding M12 in docs/correctness.md): after a
+    // loss, the start's write of the table id allocator raised above the object store failed
+    // (`catalog`), and the metasrv's start failed with it — it never acted again. A failed write
+    // now stops it acting until one succeeds, as every other failed save does (M5).
+    it('a metasrv whose start-time catalog write fails acts once a write succeeds (engine seed 170, every fault with metaloss and metarestore)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'metaloss', 'metarestore'] as const;
+      const r = await runClusterSim(170, { mode: 'engine', metasrv: true, faults });
+      expect(r.metasrv!.catalogLosses).to.equal(1);
+      expect(r.metasrv!.saveFailures).to.be.greaterThan(0);
+    });
+
+    // Planted bugs (test/sim/sim-catloss-bugs.ts). Each is found at the first seed it can be
+    // (seed 1 or 2: a loss or a restore happens in most seeds), so every search starts at 1.
+    for (const { bug, finding, faults, wanted } of [
+      // 2a: reconciliation destroys whatever the (empty) catalog does not place: every replica.
+      { bug: 'destroy-unplaced', finding: '2a', faults: ['metaloss'], wanted: ['catalog placement', 'set (no acknowledged add lost)', 'linearizability', 'liveness'] },
+      // 2b: a restored catalog never follows the group's newer membership.
+      { bug: 'catalog-ignores-group', finding: '2b', faults: ['metarestore', 'corrupt', 'wipe'], wanted: ['catalog placement'] },
+      // 2c (peer ids): the peer-id allocator of a restored catalog stays below the ids in use.
+      { bug: 'peer-ids-not-raised', finding: '2c', faults: ['metarestore', 'corrupt', 'wipe'], wanted: ['catalog ids'] },
+      // 2d: a datanode answered NOT_FOUND by a metasrv that lost its catalog never registers again.
+      { bug: 'no-reregister', finding: '2d', faults: ['metaloss'], wanted: ['liveness'] },
+    ] as const) {
+      it(`the checkers can fail: finding ${finding} (planted ${bug}) is found within 2,000 seeds`, async () => {
+        const options: Partial<ClusterSimOptions> = { metasrv: true, faults, catlossBug: bug };
+        const caught = await firstViolation(options, (v) => (wanted as readonly string[]).includes(v.invariant));
+        expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
+        console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
+        expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=${faults.join(',')} SIM_CLUSTER_METASRV=1 SIM_CLUSTER_CATLOSS_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+        await expectSameViolation(caught!, options);
+      });
+    }
   });
 
   describe('engine mode (real RegionState, Flusher and SST GC on a simulated object store)', () => {

@@ -48,6 +48,8 @@ import type { RaftEnvelope } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
+import { CatalogLossNemesis, type CatalogLossFault, type HostedReplica, catalogLossUnsettled } from './sim-catloss.js';
+import { type CatlossBug, catlossDatanodeCore, catlossMetasrvCore } from './sim-catloss-bugs.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
 import { HealthyNodeChecker, SPARE_REPAIR_AFTER_MS, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
@@ -160,7 +162,9 @@ export interface ClusterSimOptions {
    * their client id. `evict` (engine mode): dedup tables of 2 clients and 4 ids per client
    * (SIM_DEDUP_LIMITS), so client records are evicted all the time; a write refused as
    * request-too-old is then what the client library does with it (a new id when nothing was
-   * sent before, else unknown).
+   * sent before, else unknown). `metaloss`, `metarestore` (with `metasrv`, not in `all`): the
+   * metasrv restarts on an empty data dir, or from an older copy of its catalog
+   * (test/sim/sim-catloss.ts).
    */
   faults?: readonly ExtraFault[];
   /**
@@ -205,13 +209,21 @@ export interface ClusterSimOptions {
    * waits for its instructions, a conf change for its commit.
    */
   datanodeBug?: SpuriousDatanodeBug;
+  /**
+   * Test-only, with `metasrv`: a planted bug of a lost or restored catalog (findings 2a, 2b, the
+   * peer-id half of 2c, 2d; test/sim/sim-catloss-bugs.ts), in the metasrv's core or the datanodes'.
+   */
+  catlossBug?: CatlossBug;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | SpuriousFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | SpuriousFault | CatalogLossFault;
 export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', ...SPURIOUS_FAULTS];
-/** What `FAULTS=all` switches on: the faults `all` meant before `stall` and `twin` (sim-spurious.ts) were added, so its campaigns replay. */
+/**
+ * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin` and `spare` (sim-spurious.ts) were added, so its
+ * campaigns replay; those and the catalog's loss and restore (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name.
+ */
 export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => !(SPURIOUS_FAULTS as readonly string[]).includes(f));
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
@@ -252,6 +264,8 @@ export interface ClusterSimResult {
     stalls: number;
     twins: number;
     checked: { failovers: number; moves: number; inPlace: number; twinRegistrations: number };
+    catalogLosses?: number;
+    catalogRestores?: number;
   };
 }
 
@@ -598,6 +612,8 @@ export class ClusterSim {
   private twin: { inc: Incarnation; nodeId: number; storeId: string; addr: string; core: DatanodeCore<RegisterMachine, boolean> } | undefined;
   private twins = 0;
   private readonly spuriousStats = { stalls: 0, twins: 0 };
+  /** With `metasrv` and `metaloss` or `metarestore`: the catalog's loss and restore (test/sim/sim-catloss.ts). */
+  private readonly catloss: CatalogLossNemesis | undefined;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -662,8 +678,18 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
-      const config = spare ? { ...simMetasrvConfig(HEARTBEAT_MS), replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : simMetasrvConfig(HEARTBEAT_MS);
-      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      // With the catalog's loss or restore on (and only then: every other trace stays), a start
+      // in engine mode lists the object store for its table id floor, as a metasrv with [storage] does.
+      const catlossKinds = new Set(options.faults?.filter((f): f is CatalogLossFault => f === 'metaloss' || f === 'metarestore'));
+      const withStorage = this.engine && catlossKinds.size > 0;
+      const factory = options.metasrvCore ?? (options.catlossBug && catlossMetasrvCore(options.catlossBug)) ?? realMetasrvCore;
+      const baseConfig = simMetasrvConfig(HEARTBEAT_MS, withStorage);
+      const config = spare ? { ...baseConfig, replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : baseConfig;
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, factory, SIM_EPOCH_MS, (e) => this.record(e));
+      const store = this.objectStore;
+      if (withStorage && store) this.meta.objectStoreFor = (inc) => store.viewFor(inc);
+      // Forked last, only with one of them on.
+      if (catlossKinds.size > 0) this.catloss = new CatalogLossNemesis(this.sched, this.metaRand.fork(), this.meta, catlossKinds, () => this.regionIds.every((r) => this.regionWhole(r)), (e) => this.record(e));
       // No events and no randomness: the checkers only look (traces stay what they were).
       const healthy = new HealthyNodeChecker(
         {
@@ -773,12 +799,17 @@ export class ClusterSim {
       if (!this.meta.up) this.meta.start();
     }
     for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
-    const deadline = this.sched.now + this.livenessBoundMs;
+    let deadline = this.sched.now + this.livenessBoundMs;
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
     this.throwIfViolated();
     if (this.meta) await this.waitForMetasrv(deadline);
     else await this.waitForRepairs(deadline);
+    // With `metarestore`: a backup from before a repair restored now, and the metasrv settled again.
+    if (this.catloss?.restoreAfterHealing()) {
+      deadline = this.sched.now + this.livenessBoundMs;
+      await this.waitForMetasrv(deadline);
+    }
     await this.finalReads(deadline);
     this.throwIfViolated();
     await this.checkConvergence(deadline);
@@ -860,10 +891,10 @@ export class ClusterSim {
   }
 
   private plantedEnv(): string {
-    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug } = this.options;
+    const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1076,8 +1107,8 @@ export class ClusterSim {
    * the simulated latency and losses), and executes the instructions as the datanode does.
    */
   private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
-    const Core = this.options.datanodeBug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions : DatanodeCore;
-    const core = new Core<S, R>({
+    const Core = this.options.datanodeBug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions<S, R> : catlossDatanodeCore<S, R>(this.options.catlossBug);
+    const core = new Core({
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
       storeId: `store-${node.id}-${node.disk.storeId}`,
@@ -1339,8 +1370,15 @@ export class ClusterSim {
     const catalog = core.catalog;
     const running = runningProcedures(catalog);
     if (running.length > 0) return liveness(`procedures still running: ${running.map((p) => `${p.id}@${p.step} (${p.notes.at(-1) ?? ''})`).join('; ')}`);
+    if (this.catloss) {
+      const problem = catalogLossUnsettled(catalog, (id) => (catalog.nodes[id] ? core.nodeState(catalog.nodes[id]) : undefined), this.hostedReplicas(), this.regionIds);
+      if (problem) return problem;
+    }
     for (const regionId of this.regionIds) {
-      const region = catalog.regions[regionId]!;
+      const region = catalog.regions[regionId];
+      // A region a lost or restored catalog does not know: catalogLossUnsettled judged it.
+      if (!region && this.catloss?.happened) continue;
+      if (!region) return { invariant: 'catalog placement', detail: `${regionId} is not in the catalog` };
       const lost = region.replicas.filter((p) => p.lost !== undefined);
       if (lost.length > 0) return liveness(`${regionId}: ${lost.map((p) => `peer ${p.peerId} on n${p.nodeId} lost (${p.lost})`).join(', ')}`);
       const placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
@@ -1361,6 +1399,23 @@ export class ClusterSim {
     return undefined;
   }
 
+  /** What every running node hosts, as the catalog-loss checker reads it. */
+  private hostedReplicas(): Map<number, HostedReplica[]> {
+    const out = new Map<number, HostedReplica[]>();
+    for (const node of this.nodes.values()) {
+      if (!node.server) continue;
+      const replicas: HostedReplica[] = [];
+      for (const regionId of this.regionIds) {
+        const replica = node.server.replica(regionId);
+        if (!replica) continue;
+        const conf = replica.raft.confState();
+        replicas.push({ regionId, peerId: replica.selfPeerId, voters: [...conf.voters], learners: [...conf.learners] });
+      }
+      out.set(node.id, replicas);
+    }
+    return out;
+  }
+
   private metasrvSummary(meta: SimMetasrv): NonNullable<ClusterSimResult['metasrv']> {
     const proceduresDone: Record<string, number> = {};
     for (const p of Object.values(meta.core?.catalog?.procedures ?? {})) if (p.status === 'done') proceduresDone[p.kind] = (proceduresDone[p.kind] ?? 0) + 1;
@@ -1375,6 +1430,7 @@ export class ClusterSim {
       stalls: this.spuriousStats.stalls,
       twins: this.spuriousStats.twins,
       checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 }) },
+      ...(this.catloss ? { catalogLosses: this.catloss.losses, catalogRestores: this.catloss.restores } : {}),
     };
   }
 
@@ -1652,6 +1708,7 @@ export class ClusterSim {
   }
 
   private nemesisStep(): void {
+    if (this.catloss?.step()) return;
     if (this.spuriousRand) {
       if (this.extra.has('stall') && this.stallStep(this.spuriousRand)) return;
       if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;

@@ -14,9 +14,10 @@ import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import type { Rand } from '../../src/common/rand.js';
 import type { MetasrvCaller } from '../../src/datanode/datanode-core.js';
-import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from '../../src/metasrv/catalog-store.js';
 import { type CatalogStorage, type DatanodeAdmin, MetasrvCore, type MetasrvCoreEnv, PROCEDURE_TICK_MS } from '../../src/metasrv/metasrv-core.js';
+import type { ObjectStore } from '../../src/object-store/object-store.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { ProcessStall } from './sim-spurious.js';
 import { Incarnation, type SimScheduler } from './sim-world.js';
@@ -27,16 +28,29 @@ const METASRV_NODE_ID = 0;
 export const SIM_CLUSTER_ID = 'sim';
 
 /** A metasrv config for the simulator: fast heartbeats, repairs of down nodes never (3 nodes: nowhere else to go), no balancing. */
-export function simMetasrvConfig(heartbeatIntervalMs: number): MetasrvConfig {
+export function simMetasrvConfig(heartbeatIntervalMs: number, withStorage = false): MetasrvConfig {
   return metasrvConfigSchema.parse({
     cluster_id: SIM_CLUSTER_ID,
     node: { data_dir: '/sim/metasrv' },
+    // With `storage`, a start lists the datanodes' object store (`SimMetasrv.objectStoreFor`) for its table id floor; the root is never read.
+    ...(withStorage ? { storage: { type: 'fs', root: '/sim/objects' } } : {}),
     grpc: { port: 0 },
     http: { port: 0 },
     failure_detector: { heartbeat_interval_ms: heartbeatIntervalMs, acceptable_pause_ms: 200, min_std_dev_ms: 50 },
     balance_leaders_interval_ms: 0,
     catalog_backup_interval_ms: 0,
   });
+}
+
+/** How many earlier durable copies SimCatalogStorage keeps for `metarestore`. */
+const PAST_COPIES_MAX = 24;
+
+/** Where a catalog places every region's replicas (peer@node), as one comparable string. */
+export function placementOf(state: CatalogState): string {
+  return Object.values(state.regions)
+    .map((r) => `${r.regionId}:${r.replicas.map((p) => `${p.peerId}@${p.nodeId}`).join(',')}`)
+    .sort()
+    .join(' ');
 }
 
 /**
@@ -55,15 +69,33 @@ export class SimCatalogStorage implements CatalogStorage {
   faulty = true;
   /** Set by the simulated process at each start: the incarnation whose saves these are. */
   owner: Incarnation | undefined;
+  /**
+   * With `metarestore` (test/sim/sim-catloss.ts): earlier durable copies a backup could hold,
+   * oldest first, at most PAST_COPIES_MAX: the newest copy of each placement of the regions the
+   * catalog went through, saved while the catalog was quiet (no procedure running, no replica
+   * lost). Undefined: none kept.
+   */
+  past: { bytes: Uint8Array; placement: string }[] | undefined;
 
   constructor(
     private readonly sched: SimScheduler,
     private readonly rand: Rand,
   ) {}
 
+  /** An empty data dir loads an empty catalog, as the LevelDB CatalogStore does. */
   async load(clusterId: string): Promise<CatalogState> {
-    if (!this.durable) throw new Error(`the simulated catalog of ${clusterId} was never written`);
+    if (!this.durable) return emptyCatalog(clusterId);
     return upgradeCatalog(decodeCatalog(this.durable, 'in the simulated catalog storage'));
+  }
+
+  /** The metasrv's disk is lost: its next start finds an empty data dir (call while it is down). */
+  lose(): void {
+    this.durable = undefined;
+  }
+
+  /** A backup restored over the metasrv's data dir: `copy` is durable from now on (call while it is down). */
+  restore(copy: Uint8Array): void {
+    this.durable = copy;
   }
 
   save(state: CatalogState): Promise<void> {
@@ -71,6 +103,7 @@ export class SimCatalogStorage implements CatalogStorage {
     const delayMs = 1 + this.rand.int(8);
     const failed = this.failChance > 0 && this.faulty && this.rand.chance(this.failChance);
     const landed = !failed || this.rand.chance(0.5);
+    const quiet = this.past !== undefined && Object.values(state.procedures).every((p) => p.status !== 'running') && Object.values(state.regions).every((r) => r.replicas.every((p) => p.lost === undefined));
     return new Promise<void>((resolve, reject) => {
       this.sched.at(
         this.sched.now + delayMs,
@@ -78,6 +111,12 @@ export class SimCatalogStorage implements CatalogStorage {
           if (landed) {
             this.durable = bytes;
             this.saves++;
+            if (this.past && quiet) {
+              const placement = placementOf(state);
+              if (this.past.at(-1)?.placement === placement) this.past.pop();
+              this.past.push({ bytes, placement });
+              if (this.past.length > PAST_COPIES_MAX) this.past.shift();
+            }
           }
           if (!failed) {
             resolve();
@@ -130,6 +169,8 @@ export class SimMetasrv {
   onHandled: ((caller: Incarnation, method: string, core: MetasrvCore) => void) | undefined;
   /** Right after each tick timer's callback (where failures are judged and procedures start). */
   afterTick: ((core: MetasrvCore) => void) | undefined;
+  /** The datanodes' object store as this process sees it (engine mode, with a config that has `storage`): listed at start. */
+  objectStoreFor: ((inc: Incarnation) => ObjectStore) | undefined;
 
   constructor(
     private readonly sched: SimScheduler,
@@ -161,7 +202,7 @@ export class SimMetasrv {
     const core = this.factory(this.config, { admin: noAdmin, procedureClock: wall, clock });
     this.core = core;
     this.record(`metasrv start #${inc.number}`);
-    core.startAlone(this.storage, undefined).then(
+    core.startAlone(this.storage, this.objectStoreFor?.(inc)).then(
       () => {
         if (inc.dead) return;
         this.ticker = clock.setInterval(() => {

@@ -6,7 +6,7 @@
 // (default 50) besides the register seeds.
 import { expect } from 'chai';
 import type { PlantedBugs } from '../../src/raft/raft.js';
-import { type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
+import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
 
 const envSeed = process.env['SIM_CLUSTER_SEED'];
@@ -19,7 +19,8 @@ if (!['', 'engine', 'register', undefined].includes(process.env['SIM_CLUSTER_MOD
 const engineSeedCount = engineCampaign ? seedCount : Number(process.env['SIM_CLUSTER_ENGINE_SEEDS'] || 50);
 // SIM_CLUSTER_FAULTS=corrupt,wipe,clock,clients (or all): the third slice's faults, for a campaign or a replay.
 const faultNames = (process.env['SIM_CLUSTER_FAULTS'] ?? '').split(',').filter((n) => n !== '');
-const campaignFaults: ExtraFault[] = faultNames.includes('all') ? [...EXTRA_FAULTS] : (faultNames as ExtraFault[]);
+// `all` is every fault but `ddl` (asked for by name: FAULTS=all,ddl).
+const campaignFaults: ExtraFault[] = [...new Set([...(faultNames.includes('all') ? ALL_FAULTS : []), ...(faultNames.filter((n) => n !== 'all') as ExtraFault[])])];
 for (const name of campaignFaults) if (!EXTRA_FAULTS.includes(name)) throw new Error(`unknown SIM_CLUSTER_FAULTS entry ${name} (known: ${EXTRA_FAULTS.join(', ')}, all)`);
 // SIM_CLUSTER_METASRV=1: the real metasrv core runs beside the datanodes (docs/simulation.md, "The metasrv").
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';

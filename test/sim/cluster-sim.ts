@@ -49,6 +49,7 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
+import { type DdlHost, SimDdlClient, simDatanodeAdmin } from './sim-ddl.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { runningProcedures } from '../../src/metasrv/procedures/runner.js';
@@ -157,7 +158,9 @@ export interface ClusterSimOptions {
    * their client id. `evict` (engine mode): dedup tables of 2 clients and 4 ids per client
    * (SIM_DEDUP_LIMITS), so client records are evicted all the time; a write refused as
    * request-too-old is then what the client library does with it (a new id when nothing was
-   * sent before, else unknown).
+   * sent before, else unknown). `ddl` (with `metasrv`): a simulated client creates and drops
+   * tables through the real metasrv during the run and writes to them (test/sim/sim-ddl.ts); in
+   * engine mode, half of the seeds lose the metasrv's disk after the drop (finding 2c).
    */
   faults?: readonly ExtraFault[];
   /**
@@ -200,8 +203,10 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog';
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog'];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl';
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl'];
+/** What `FAULTS=all` switches on: every fault but `ddl` (a scenario of its own, asked for by name). */
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'ddl');
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -230,6 +235,8 @@ export interface ClusterSimResult {
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
   metasrv?: { crashes: number; crashesMidProcedure: number; clockSteps: number; saves: number; saveFailures: number; instructions: Record<string, number>; proceduresDone: Record<string, number> };
+  /** With `ddl`: what the DDL client did. */
+  ddl?: SimDdlClient['stats'];
 }
 
 export class ClusterSimViolation extends Error {
@@ -458,7 +465,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -492,6 +499,8 @@ interface Client {
   /** The node this client sends to, per region (a leader hint moves it). */
   readonly target: Map<string, number>;
   busy: boolean;
+  /** The DDL client's writer: called when an operation ended (instead of the workload's next step). */
+  onDone?: () => void;
 }
 
 type Outcome = 'ok' | 'fail' | 'info';
@@ -565,6 +574,12 @@ export class ClusterSim {
   private readonly meta: SimMetasrv | undefined;
   private readonly metaRand: Rand | undefined;
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
+  /** With `ddl` (and `metasrv`): the DDL client, its writer, and what changes with it. */
+  private readonly ddl: SimDdlClient | undefined;
+  private readonly ddlWriter: Client = { id: 100, process: 100, target: new Map(), busy: false };
+  /** Region id → its group's generation (a region id re-used by a new table after a catalog loss is a new group). */
+  private readonly regionGeneration = new Map<string, number>();
+  private catalogWasLost = false;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -612,7 +627,7 @@ export class ClusterSim {
     this.extra = new Set(options.faults ?? []);
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
-    this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
+    this.faultRand = [...this.extra].some((f) => f !== 'ddl') ? this.rand.fork() : undefined;
     for (const regionId of this.regionIds) this.placements.set(regionId, new Map([...this.nodes.keys()].map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
     this.lullRand = this.rand.fork();
@@ -626,7 +641,23 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
-      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e));
+      // With `ddl`, its own stream (forked after the metasrv's), the Admin service the metasrv's
+      // CreateTable calls, and (engine mode) the object store the metasrv lists at start.
+      const ddlRand = this.extra.has('ddl') ? this.rand.fork() : undefined;
+      const adminRand = ddlRand?.fork();
+      const objectStore = this.objectStore;
+      const reach = adminRand
+        ? {
+            admin: (inc: Incarnation) =>
+              simDatanodeAdmin(this.sched, adminRand, inc, (addr) => {
+                const node = [...this.nodes.values()].find((n) => `n${n.id}` === addr);
+                return node?.core ? { core: node.core, inc: node.incarnation } : undefined;
+              }, () => this.faults),
+            ...(objectStore ? { objectStore: (inc: Incarnation) => objectStore.viewFor(inc) } : {}),
+          }
+        : undefined;
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS, reach !== undefined && objectStore !== undefined), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e), reach);
+      this.ddl = ddlRand ? new SimDdlClient(this.ddlHost(this.meta), ddlRand) : undefined;
     }
   }
 
@@ -674,6 +705,7 @@ export class ClusterSim {
     const { faultMs } = this.options;
     this.meta?.start();
     for (const node of this.nodes.values()) this.startNode(node);
+    this.ddl?.start();
     // Client load and the nemesis, as events on the one scheduler.
     for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
     this.scheduleNemesis(100);
@@ -702,12 +734,14 @@ export class ClusterSim {
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
     this.throwIfViolated();
+    if (this.ddl) await this.waitForDdl(this.ddl, deadline);
     if (this.meta) await this.waitForMetasrv(deadline);
     else await this.waitForRepairs(deadline);
     await this.finalReads(deadline);
     this.throwIfViolated();
     await this.checkConvergence(deadline);
     this.checkHistories();
+    if (this.ddl) await this.checkDdl(this.ddl, deadline);
     if (this.engine) {
       await this.checkAcknowledgedRowsReadable();
       this.checkObjectsExist();
@@ -728,6 +762,7 @@ export class ClusterSim {
       quiescence: { ...this.quiesceCounts },
       storage: { ...this.storageStats },
       ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
+      ...(this.ddl ? { ddl: { ...this.ddl.stats } } : {}),
       ...(store
         ? {
             engine: {
@@ -1059,7 +1094,7 @@ export class ClusterSim {
     const running = catalog ? runningProcedures(catalog).map((p) => `${p.id}@${p.step}`) : [];
     const roll = rand.int(100);
     // A crash is likelier while a procedure runs: the crash mid-procedure of issue 15.
-    if (roll < (running.length > 0 ? 20 : 5) && meta.up) {
+    if (roll < (running.length > 0 || this.ddl?.inFlight ? 20 : 5) && meta.up) {
       if (running.length > 0) this.metaStats.crashesMidProcedure++;
       meta.crash(running.length > 0 ? `during ${running.join(',')}` : 'idle');
       const downMs = 50 + rand.int(1500);
@@ -1106,8 +1141,13 @@ export class ClusterSim {
     const catalog = core.catalog;
     const running = runningProcedures(catalog);
     if (running.length > 0) return liveness(`procedures still running: ${running.map((p) => `${p.id}@${p.step} (${p.notes.at(-1) ?? ''})`).join('; ')}`);
-    for (const regionId of this.regionIds) {
-      const region = catalog.regions[regionId]!;
+    for (const regionId of this.ddl ? [...this.regionIds, ...this.ddl.liveRegions()] : this.regionIds) {
+      const region = catalog.regions[regionId];
+      if (!region) {
+        // The workload's table went with a lost catalog: its regions are left alone (finding 2a).
+        if (this.catalogWasLost && this.regionIds.includes(regionId)) continue;
+        return { invariant: 'catalog placement', detail: `${regionId} is not in the catalog` };
+      }
       const lost = region.replicas.filter((p) => p.lost !== undefined);
       if (lost.length > 0) return liveness(`${regionId}: ${lost.map((p) => `peer ${p.peerId} on n${p.nodeId} lost (${p.lost})`).join(', ')}`);
       const placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
@@ -1123,6 +1163,14 @@ export class ClusterSim {
         const conf = replica.raft.confState();
         const voters = [...conf.voters].sort((a, b) => a - b);
         if (voters.join() !== placed.join() || conf.learners.length > 0) return convergence(`n${node.id}'s peer ${mine.peerId} has voters ${voters.join(',')} learners ${conf.learners.join(',') || 'none'}`);
+      }
+    }
+    // A dropped table's replicas are destroyed everywhere (unless a new table re-uses the region id).
+    for (const regionId of this.ddl?.droppedRegions() ?? []) {
+      if (catalog.regions[regionId]) continue;
+      for (const node of this.nodes.values()) {
+        const peer = node.server?.replica(regionId)?.selfPeerId ?? node.server?.failure(regionId)?.selfPeerId;
+        if (peer !== undefined) return { invariant: 'catalog placement', detail: `${regionId} of a dropped table: n${node.id} still hosts peer ${peer}` };
       }
     }
     return undefined;
@@ -1183,7 +1231,8 @@ export class ClusterSim {
   }
 
   private onApply(nodeId: number, regionId: string, index: number, command: string): boolean {
-    const key = `${regionId}/${index}`;
+    const generation = this.regionGeneration.get(regionId);
+    const key = generation === undefined ? `${regionId}/${index}` : `${regionId}#${generation}/${index}`;
     const seen = this.appliedAt.get(key);
     if (seen === undefined) this.appliedAt.set(key, command);
     else if (seen !== command) this.flag('state machine safety', `n${nodeId} applied ${command} at ${key}, another replica applied ${seen}`);
@@ -1261,8 +1310,9 @@ export class ClusterSim {
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
+    const regionIds = this.ddl ? [...this.regionIds, ...this.ddl.allRegions()] : this.regionIds;
     for (const node of this.nodes.values()) {
-      for (const regionId of this.regionIds) {
+      for (const regionId of regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
@@ -1276,7 +1326,7 @@ export class ClusterSim {
         }
       }
     }
-    for (const regionId of this.regionIds) {
+    for (const regionId of regionIds) {
       const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
       if (latest) out.push({ who: `latest manifest ${shortKey(latest)}`, ssts: this.sstsOfObject(latest) ?? [] });
       const newest = new Map<number, { index: number; key: string }>();
@@ -1487,7 +1537,7 @@ export class ClusterSim {
    */
   private regionWhole(regionId: string): boolean {
     if (this.repairs.has(regionId)) return false;
-    let placed = [...this.placements.get(regionId)!.values()].map((p) => p.peerId).sort((a, b) => a - b);
+    let placed = [...(this.placements.get(regionId)?.values() ?? [])].map((p) => p.peerId).sort((a, b) => a - b);
     if (this.meta) {
       // With the metasrv, "placed" is its catalog: acting, nothing lost, no procedure on the region.
       const catalog = this.meta.core?.catalog;
@@ -1513,8 +1563,8 @@ export class ClusterSim {
   private corruptRecord(rand: Rand): boolean {
     const candidates: [SimNode, string][] = [];
     for (const node of this.nodes.values()) {
-      for (const regionId of this.regionIds) {
-        const placement = this.placements.get(regionId)!.get(node.id);
+      for (const regionId of this.faultableRegions()) {
+        const placement = this.placements.get(regionId)?.get(node.id);
         const store = node.disk.stores.get(regionId);
         const hosted = this.meta ? node.disk.getRegionMeta(regionId) !== undefined : placement !== undefined && placement.storeId === node.disk.storeId;
         if (!this.regionWhole(regionId) || !hosted || !store || node.disk.damage(regionId)) continue;
@@ -1538,9 +1588,19 @@ export class ClusterSim {
     return true;
   }
 
+  /**
+   * The regions a destructive fault must find whole: the workload's, and with `ddl` every region
+   * of the metasrv's catalog (a table being created or dropped included); none while it is down.
+   */
+  private faultableRegions(): string[] {
+    if (!this.ddl) return [...this.regionIds];
+    const catalog = this.meta?.core?.catalog;
+    return [...new Set([...this.regionIds, ...Object.keys(catalog?.regions ?? {})])];
+  }
+
   /** A node restarts on an empty disk with its node id; only while every region is whole. */
   private wipeDisk(rand: Rand): boolean {
-    if (!this.regionIds.every((r) => this.regionWhole(r))) return false;
+    if (!this.faultableRegions().every((r) => this.regionWhole(r))) return false;
     const node = rand.pick([...this.nodes.values()]);
     this.crash(node, 'wipe');
     node.disk.wipe();
@@ -1589,6 +1649,10 @@ export class ClusterSim {
 
   private nextStep(client: Client): void {
     client.busy = false;
+    if (client.onDone) {
+      client.onDone();
+      return;
+    }
     this.sched.at(this.sched.now + this.rand.int(30), () => this.clientStep(client));
   }
 
@@ -1788,11 +1852,11 @@ export class ClusterSim {
     return replica.stateMachine.registers.get(key) ?? null;
   }
 
-  private async readSet(nodeId: number): Promise<number[]> {
+  private async readSet(nodeId: number, regionId = this.regSet): Promise<number[]> {
     const server = this.nodes.get(nodeId)?.server;
     if (!server) throw new Error('connection refused');
-    await server.readBarrier(this.regSet);
-    const replica = server.replica(this.regSet);
+    await server.readBarrier(regionId);
+    const replica = server.replica(regionId);
     if (!replica) throw new Error('replica closed');
     if (replica.stateMachine instanceof RegionState) {
       const out: number[] = [];
@@ -1800,6 +1864,68 @@ export class ClusterSim {
       return out;
     }
     return [...replica.stateMachine.set];
+  }
+
+  // ─── DDL (test/sim/sim-ddl.ts) ─────────────────────────────────────────────────────────────
+
+  private ddlHost(meta: SimMetasrv): DdlHost {
+    return {
+      sched: this.sched,
+      meta,
+      objectStore: this.objectStore,
+      schema: ENGINE_SCHEMA,
+      nodeIds: [...this.nodes.keys()],
+      faultsOn: () => this.faults,
+      record: (e) => this.record(e),
+      flag: (invariant, detail) => this.flag(invariant, detail),
+      nextElement: () => this.nextValue++,
+      add: (regionId, element, log, done) => {
+        this.ddlWriter.onDone = done;
+        this.mutate(this.ddlWriter, regionId, { op: 'add', element }, { f: 'add', value: element }, log);
+      },
+      hosts: (nodeId, regionId) => {
+        const node = this.nodes.get(nodeId)!;
+        return node.server?.replica(regionId) !== undefined || node.server?.failure(regionId) !== undefined || node.disk.getRegionMeta(regionId) !== undefined;
+      },
+      newGeneration: (regionId) => this.regionGeneration.set(regionId, (this.regionGeneration.get(regionId) ?? 0) + 1),
+      catalogLost: () => {
+        this.catalogWasLost = true;
+      },
+      workloadWhole: () => this.regionIds.every((r) => this.regionWhole(r)),
+    };
+  }
+
+  /** After healing: the DDL client finishes what it started (a create or drop in flight) within the liveness bound. */
+  private async waitForDdl(ddl: SimDdlClient, deadline: number): Promise<void> {
+    while (!ddl.settled()) {
+      if (this.sched.now > deadline) this.fail('liveness', `DDL not finished ${this.livenessBoundMs} ms after healing: ${ddl.pending()} (${this.status()})`);
+      await this.sched.runUntil(this.sched.now + 10, () => this.violation !== undefined);
+      this.throwIfViolated();
+    }
+  }
+
+  /** The DDL client's checkers (sim-ddl.ts D2–D4), after the final reads. */
+  private async checkDdl(ddl: SimDdlClient, deadline: number): Promise<void> {
+    await ddl.check({
+      deadline,
+      readAll: async (nodeId, regionId) => {
+        const got = await this.settleInSim(this.readSet(nodeId, regionId), OP_TIMEOUT_MS);
+        if (got?.ok) return got.value;
+        await this.sched.runUntil(this.sched.now + 20);
+        return undefined;
+      },
+      probeWrite: async (nodeId, regionId) => {
+        const server = this.nodes.get(nodeId)?.server;
+        if (!server) throw new Error(`n${nodeId} is down`);
+        const bytes = this.engine ? encodeCommand({ kind: 'write', clientId: 'sim-ddl-probe', requestId: 0, rows: [['probe', 0, 0]] }) : enc.encode(JSON.stringify({ op: 'add', element: 0 }));
+        const got = await this.settleInSim(Promise.resolve().then((): Promise<unknown> => server.propose(regionId, bytes)), OP_TIMEOUT_MS);
+        if (got === undefined) throw new Error('no answer');
+        if (!got.ok) throw got.err;
+        return got.value;
+      },
+    });
+    this.throwIfViolated();
+    this.record('ddl checked');
   }
 
   // ─── The end: final reads and the checkers ──────────────────────────────────────────────────
@@ -1891,7 +2017,7 @@ export class ClusterSim {
   /** After healing, every replica of a region reaches the same applied index with the same state. */
   private async checkConvergence(deadline: number): Promise<void> {
     const diverged = (): string | undefined => {
-      for (const regionId of this.regionIds) {
+      for (const regionId of this.ddl ? [...this.regionIds, ...this.ddl.liveRegions()] : this.regionIds) {
         const states = [...this.nodes.values()].map((n) => {
           const replica = n.server?.replica(regionId);
           if (!replica) return 'closed';

@@ -9,7 +9,7 @@ import type { ProcedureContext } from '../../src/metasrv/procedures/procedure.js
 import { advance } from '../../src/metasrv/procedures/runner.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned'] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only'] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -70,7 +70,17 @@ class SavesPoisoned extends MetasrvCore {
   }
 }
 
+/**
+ * Finding 2c (its table-id half): before dded366 an empty (lost) catalog's table id allocator
+ * was raised only above the tables the datanodes report, not above those with objects in the
+ * object store: a table re-created after the loss could get a dropped table's id, so its
+ * regions' ids named that table's SSTs and manifests.
+ */
+class TableIdsFromReportsOnly extends MetasrvCore {
+  protected override async raiseTableIdAboveObjectStore(): Promise<void> {}
+}
+
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
-  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere, 'saves-poisoned': SavesPoisoned }[bug];
+  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere, 'saves-poisoned': SavesPoisoned, 'table-ids-from-reports-only': TableIdsFromReportsOnly }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

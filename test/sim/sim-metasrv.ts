@@ -14,8 +14,9 @@ import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import type { Rand } from '../../src/common/rand.js';
 import type { MetasrvCaller } from '../../src/datanode/datanode-core.js';
-import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from '../../src/metasrv/catalog-store.js';
+import type { ObjectStore } from '../../src/object-store/object-store.js';
 import { type CatalogStorage, type DatanodeAdmin, MetasrvCore, type MetasrvCoreEnv, PROCEDURE_TICK_MS } from '../../src/metasrv/metasrv-core.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { Incarnation, type SimScheduler } from './sim-world.js';
@@ -26,8 +27,10 @@ const METASRV_NODE_ID = 0;
 export const SIM_CLUSTER_ID = 'sim';
 
 /** A metasrv config for the simulator: fast heartbeats, repairs of down nodes never (3 nodes: nowhere else to go), no balancing. */
-export function simMetasrvConfig(heartbeatIntervalMs: number): MetasrvConfig {
+export function simMetasrvConfig(heartbeatIntervalMs: number, withObjectStore = false): MetasrvConfig {
   return metasrvConfigSchema.parse({
+    // With the datanodes' object store (the DDL scenario, engine mode): table ids start above its `regions/` listing (finding 2c).
+    ...(withObjectStore ? { storage: { type: 'fs', root: '/sim/objects' } } : {}),
     cluster_id: SIM_CLUSTER_ID,
     node: { data_dir: '/sim/metasrv' },
     grpc: { port: 0 },
@@ -61,7 +64,8 @@ export class SimCatalogStorage implements CatalogStorage {
   ) {}
 
   async load(clusterId: string): Promise<CatalogState> {
-    if (!this.durable) throw new Error(`the simulated catalog of ${clusterId} was never written`);
+    // An empty data dir (never written, or `lose`): a fresh catalog, as the LevelDB store's load gives.
+    if (!this.durable) return emptyCatalog(clusterId);
     return upgradeCatalog(decodeCatalog(this.durable, 'in the simulated catalog storage'));
   }
 
@@ -91,6 +95,17 @@ export class SimCatalogStorage implements CatalogStorage {
   }
 
   async reopen(): Promise<void> {}
+
+  /** The metasrv's disk is lost: its next start finds an empty data dir (findings 2a–2d). */
+  lose(): void {
+    this.durable = undefined;
+  }
+}
+
+/** What a metasrv incarnation reaches besides its catalog (the DDL scenario): datanodes' Admin service and the object store. */
+export interface SimMetasrvReach {
+  admin(inc: Incarnation): DatanodeAdmin;
+  objectStore?(inc: Incarnation): ObjectStore;
 }
 
 /** Builds the core of one metasrv incarnation (a test may pass a subclass with a planted bug). */
@@ -128,6 +143,8 @@ export class SimMetasrv {
     private readonly factory: MetasrvCoreFactory,
     private readonly epochMs: number,
     private readonly record: (event: string) => void,
+    /** Without it (the default), no Admin calls and no object store, as before the DDL scenario. */
+    private readonly reach?: SimMetasrvReach,
   ) {}
 
   get up(): boolean {
@@ -141,10 +158,10 @@ export class SimMetasrv {
     this.storage.owner = inc;
     const clock = this.sched.clockFor(inc);
     const wall: Clock = { nowMs: () => this.epochMs + this.sched.now + this.wallOffsetMs };
-    const core = this.factory(this.config, { admin: noAdmin, procedureClock: wall, clock });
+    const core = this.factory(this.config, { admin: this.reach?.admin(inc) ?? noAdmin, procedureClock: wall, clock });
     this.core = core;
     this.record(`metasrv start #${inc.number}`);
-    core.startAlone(this.storage, undefined).then(
+    core.startAlone(this.storage, this.reach?.objectStore?.(inc)).then(
       () => {
         if (inc.dead) return;
         this.ticker = clock.setInterval(() => core.onTickTimer(), PROCEDURE_TICK_MS);
@@ -184,6 +201,16 @@ export class SimMetasrv {
           return answer;
         }),
     };
+  }
+
+  /** A Meta call of a client (DDL, routes), encoded and decoded as gRPC would, over `call`. */
+  callMeta<Res>(caller: Incarnation, method: 'CreateTable' | 'DropTable' | 'GetRoutes', request: unknown, timeoutMs: number): Promise<Res> {
+    return this.call(caller, timeoutMs, async (core) => {
+      const wire = metaMethod(method);
+      const req = wire.requestDeserialize(wire.requestSerialize(request)) as never;
+      const res = method === 'CreateTable' ? await core.createTable(req) : method === 'DropTable' ? await core.dropTable(req) : await core.getRoutes(req);
+      return wire.responseDeserialize(wire.responseSerialize(res)) as Res;
+    });
   }
 
   /**
@@ -234,10 +261,14 @@ interface WireMethod {
   responseDeserialize(bytes: Buffer): unknown;
 }
 
-/** The Meta service method's protobuf (de)serializers, as the gRPC server and client use them. */
-function metaMethod(method: string): WireMethod {
-  const service = loadProtos().definition['regiondb.v1.Meta'] as unknown as Record<string, WireMethod>;
-  const wire = service[method];
-  if (!wire) throw new Error(`the Meta service has no method ${method}`);
+/** A service method's protobuf (de)serializers, as the gRPC server and client use them. */
+export function wireMethod(service: 'Meta' | 'Admin', method: string): WireMethod {
+  const definition = loadProtos().definition[`regiondb.v1.${service}`] as unknown as Record<string, WireMethod>;
+  const wire = definition[method];
+  if (!wire) throw new Error(`the ${service} service has no method ${method}`);
   return wire;
+}
+
+function metaMethod(method: string): WireMethod {
+  return wireMethod('Meta', method);
 }

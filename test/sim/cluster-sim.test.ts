@@ -87,7 +87,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots'] as const);
-    const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one'] as const);
+    const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one', 'create-token-per-attempt'] as const);
     const walBug = plantedSwitch('WAL_BUG', ['cut-damaged-tail', 'refuse-node'] as const);
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
@@ -499,6 +499,36 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(caught!.message).to.contain(`SIM_CLUSTER_MODE=engine SIM_CLUSTER_FAULTS=ddl SIM_CLUSTER_METASRV=1 SIM_CLUSTER_METASRV_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       await expectSameViolation(caught!, options);
     });
+
+    // The DDL checkers' own planted bugs (register mode, no catalog loss needed). Both are found
+    // at seed 1.
+    for (const { name, planted, wanted, env } of [
+      // The metasrv keeps no tombstones of dropped tables (a weakening of reconcile.ts R1): their
+      // replicas are regions it does not know, left alone, still serving.
+      {
+        name: 'a dropped table whose replicas are never destroyed (planted drop-tombstones-forgotten)',
+        planted: { metasrvBug: 'drop-tombstones-forgotten', metasrvCore: plantedMetasrvCore('drop-tombstones-forgotten') },
+        wanted: ['catalog placement', 'dropped table refused'],
+        env: 'SIM_CLUSTER_FAULTS=ddl SIM_CLUSTER_METASRV=1 SIM_CLUSTER_METASRV_BUG=drop-tombstones-forgotten',
+      },
+      // The client without the request-token rule: a retry of a CreateTable that did create the
+      // table is refused ALREADY_EXISTS (what the token of src/client/client.ts prevents).
+      {
+        name: 'a CreateTable retried under a new token (planted create-token-per-attempt)',
+        planted: { clientBug: 'create-token-per-attempt' },
+        wanted: ['ddl'],
+        env: 'SIM_CLUSTER_FAULTS=ddl SIM_CLUSTER_CLIENT_BUG=create-token-per-attempt SIM_CLUSTER_METASRV=1',
+      },
+    ] as const) {
+      it(`the checkers can fail: ${name} is found within 2,000 seeds`, async () => {
+        const options: Partial<ClusterSimOptions> = { metasrv: true, faults: ['ddl'], ...planted };
+        const caught = await firstViolation(options, (v) => (wanted as readonly string[]).includes(v.invariant));
+        expect(caught, `no seed exposed ${name}`).to.not.equal(undefined);
+        console.log(`    ${name}: seed ${caught!.seed} (${caught!.invariant})`);
+        expect(caught!.message).to.contain(`${env} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+        await expectSameViolation(caught!, options);
+      });
+    }
   });
 
   it('a violation carries the seed, the replay command and the last events', () => {

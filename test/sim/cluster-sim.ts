@@ -145,7 +145,7 @@ export interface ClusterSimOptions {
    * unknown (docs/correctness.md 8c, the rule src/client/client.ts fixed). This switches the
    * simulator's model of that rule, not client.ts itself: it shows the checkers see the bug.
    */
-  clientBug?: 'refusal-after-unknown' | 'ids-restart-at-one';
+  clientBug?: 'refusal-after-unknown' | 'ids-restart-at-one' | 'create-token-per-attempt';
   /**
    * Faults of the third slice (docs/simulation.md), none by default so that the seeds quoted
    * there replay as before. `corrupt`: a byte flipped in a durable WAL entry of one replica (its
@@ -657,7 +657,7 @@ export class ClusterSim {
           }
         : undefined;
       this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, simMetasrvConfig(HEARTBEAT_MS, reach !== undefined && objectStore !== undefined), options.metasrvCore ?? realMetasrvCore, SIM_EPOCH_MS, (e) => this.record(e), reach);
-      this.ddl = ddlRand ? new SimDdlClient(this.ddlHost(this.meta), ddlRand) : undefined;
+      this.ddl = ddlRand ? new SimDdlClient(this.ddlHost(this.meta), ddlRand, options.clientBug === 'create-token-per-attempt') : undefined;
     }
   }
 

@@ -109,6 +109,12 @@ export class SimDdlClient {
   constructor(
     private readonly host: DdlHost,
     private readonly rand: Rand,
+    /**
+     * Test-only (planted `create-token-per-attempt`): every CreateTable attempt carries a new
+     * request token, as a client without the token rule would: a retry of an attempt that did
+     * create the table is refused ALREADY_EXISTS (D1).
+     */
+    private readonly tokenPerAttempt = false,
   ) {
     this.loseCatalog = host.objectStore !== undefined && rand.chance(0.5);
   }
@@ -175,8 +181,11 @@ export class SimDdlClient {
     const objectsBefore = new Set(this.host.objectStore?.keys('regions/') ?? []);
     const table: DdlTable = { name, token: `sim-ddl:${name}:${this.tables.length}`, regions: [], tableId: 0, state: 'creating', histories: new Map(), objectsBefore, dropUncertain: false };
     this.tables.push(table);
+    let attempts = 0;
     const attempt = () => {
-      const request = { name, columns: toProtoSchema(this.host.schema).columns, region_count: 1 + this.rand.int(2), request_token: table.token };
+      attempts++;
+      const token = this.tokenPerAttempt ? `${table.token}:${attempts}` : table.token;
+      const request = { name, columns: toProtoSchema(this.host.schema).columns, region_count: 1 + this.rand.int(2), request_token: token };
       this.call<{ table: { table_id: string }; routes: { region_id: string }[] }>('CreateTable', request).then(
         (res) => {
           table.regions = res.routes.map((r) => r.region_id);
@@ -192,7 +201,7 @@ export class SimDdlClient {
         (err: unknown) => {
           const e = fromGrpcError(err);
           if (e.code === ErrorCode.AlreadyExists) {
-            this.host.flag('ddl', `CreateTable ${name} with token ${table.token} (a retry of a call whose outcome was unknown, or the first) was refused: ${e.message}`);
+            this.host.flag('ddl', `CreateTable ${name} attempt ${attempts} with token ${token} (a retry of a call whose outcome was unknown, or the first) was refused: ${e.message}`);
             return;
           }
           this.retryLater(`CreateTable ${name}`, e, attempt);

@@ -9,7 +9,7 @@ import type { ProcedureContext } from '../../src/metasrv/procedures/procedure.js
 import { advance } from '../../src/metasrv/procedures/runner.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only'] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten'] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -80,7 +80,25 @@ class TableIdsFromReportsOnly extends MetasrvCore {
   protected override async raiseTableIdAboveObjectStore(): Promise<void> {}
 }
 
+/**
+ * Not a historical bug, a weakening of R1 (src/metasrv/reconcile.ts) for the DDL checkers: the
+ * catalog keeps no tombstones of dropped tables, so their replicas are regions it does not know
+ * and are left alone — a dropped table's replicas keep running and accepting writes.
+ */
+class DropTombstonesForgotten extends MetasrvCore {
+  protected override async writeCatalog(): Promise<void> {
+    delete this.catalog.droppedRegions;
+    await super.writeCatalog();
+  }
+}
+
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
-  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere, 'saves-poisoned': SavesPoisoned, 'table-ids-from-reports-only': TableIdsFromReportsOnly }[bug];
+  const Core = {
+    'store-ids-ignored': StoreIdsIgnored,
+    'failover-elsewhere': FailoverElsewhere,
+    'saves-poisoned': SavesPoisoned,
+    'table-ids-from-reports-only': TableIdsFromReportsOnly,
+    'drop-tombstones-forgotten': DropTombstonesForgotten,
+  }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

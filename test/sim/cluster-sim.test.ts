@@ -500,8 +500,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       await expectSameViolation(caught!, options);
     });
 
-    // The DDL checkers' own planted bugs (register mode, no catalog loss needed). Both are found
-    // at seed 1.
+    // The DDL checkers' own planted bugs (register mode, no catalog loss needed), searched from
+    // seed 1: drop-tombstones-forgotten is found at seed 2 (seed 1 drops nothing before healing),
+    // create-token-per-attempt at seed 1.
     for (const { name, planted, wanted, env } of [
       // The metasrv keeps no tombstones of dropped tables (a weakening of reconcile.ts R1): their
       // replicas are regions it does not know, left alone, still serving.

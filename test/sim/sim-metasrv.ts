@@ -113,7 +113,7 @@ export type MetasrvCoreFactory = (config: MetasrvConfig, env: MetasrvCoreEnv) =>
 
 export const realMetasrvCore: MetasrvCoreFactory = (config, env) => new MetasrvCore(config, silentLogger, 3, env);
 
-/** The simulator does no DDL: nothing calls a datanode's Admin service directly. */
+/** Without the DDL scenario (test/sim/sim-ddl.ts) nothing calls a datanode's Admin service directly. */
 const noAdmin: DatanodeAdmin = {
   openRegion: async () => {
     throw new RegionDbError(ErrorCode.Unavailable, 'the simulator has no Admin service (no DDL is simulated)');

@@ -621,6 +621,7 @@ export class ClusterSim {
           this.record(`put ${shortKey(key)}`);
         } else if (key.startsWith(manifestPrefix(key.split('/')[1] ?? ''))) {
           this.manifestsPut++;
+          this.ddl?.onManifestPut(key.split('/')[1] ?? '');
         }
       };
     }

@@ -22,9 +22,9 @@
 //      linearizably on every node, and nothing never written to that table is;
 //   D3 (`dropped table refused`): after healing no node hosts a dropped table's region (the
 //      catalog placement checker) and a write to it is refused NOT_FOUND on every node;
-//   D4 (`recovery point`, engine mode): the latest manifest of a live table's region — what
-//      `regiondb recover` and a standby start from — is not an object that was in the store
-//      before the table was created (a table id reused after a catalog loss makes a re-created
+//   D4 (`recovery point`, engine mode; after each manifest put and at the end): the latest
+//      manifest of a live table's region — what `regiondb recover` and a standby start from —
+//      is not an object that was in the store before the table was created (a table id reused after a catalog loss makes a re-created
 //      table's recovery point the dropped table's rows: finding 2c).
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkSet } from '../../src/check/set.js';
@@ -336,6 +336,24 @@ export class SimDdlClient {
     }
   }
 
+  /** D4, after each manifest put that took effect (engine mode): a live table's region's newest manifest is its own. */
+  onManifestPut(regionId: string): void {
+    const table = this.tables.find((t) => t.state === 'live' && t.regions.includes(regionId));
+    if (table) this.checkRecoveryPoint(table, regionId, 'after its own flush wrote a manifest');
+  }
+
+  private checkRecoveryPoint(table: DdlTable, regionId: string, when: string): void {
+    const store = this.host.objectStore;
+    if (!store) return;
+    const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
+    if (latest && table.objectsBefore.has(latest)) {
+      this.host.flag(
+        'recovery point',
+        `table ${table.name} (id ${table.tableId}) region ${regionId}, ${when}: its latest manifest ${latest} was in the object store before the table was created — another table's rows, which \`regiondb recover\` and a standby would load as this table's`,
+      );
+    }
+  }
+
   // ─── The end (after healing) ──────────────────────────────────────────────────────────────
 
   /**
@@ -365,17 +383,7 @@ export class SimDdlClient {
         }
         const set = checkSet([...history].sort((a, b) => a.time - b.time));
         if (!set.valid) this.host.flag('set (no acknowledged add lost)', `table ${table.name} (${table.tableId}), region ${regionId}: ${set.message}`);
-        // D4: the region's recovery point is its own.
-        const store = this.host.objectStore;
-        if (store) {
-          const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
-          if (latest && table.objectsBefore.has(latest)) {
-            this.host.flag(
-              'recovery point',
-              `table ${table.name} (id ${table.tableId}) region ${regionId}: its latest manifest ${latest} was in the object store before the table was created — another table's rows, which \`regiondb recover\` and a standby would load as this table's`,
-            );
-          }
-        }
+        this.checkRecoveryPoint(table, regionId, 'at the end');
       }
     }
     for (const regionId of this.droppedRegions()) {

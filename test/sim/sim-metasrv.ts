@@ -153,6 +153,7 @@ export class SimMetasrv {
 
   /** A new process: loads the last durable catalog, acts after its startup quiet period. */
   start(): void {
+    this.startError = undefined;
     const inc = new Incarnation(METASRV_NODE_ID, ++this.incarnations);
     this.incarnation = inc;
     this.storage.owner = inc;
@@ -169,6 +170,17 @@ export class SimMetasrv {
       (err: unknown) => {
         this.startError = String(err);
         this.record(`metasrv start failed: ${this.startError}`);
+        if (!this.reach || inc.dead) return;
+        // With the DDL scenario (the only runs whose start can fail: its table-id raise saves
+        // the catalog, and with `catalog` that save may fail): the process exits (the CLI exits
+        // 2 when the start throws) and its supervisor starts it again.
+        inc.dead = true;
+        core.halt();
+        this.core = undefined;
+        this.restartAt = this.sched.now + 200 + this.rand.int(800);
+        this.sched.at(this.restartAt, () => {
+          if (!this.core) this.start();
+        });
       },
     );
   }

@@ -350,7 +350,7 @@ export class MetasrvCore {
    * store (`[storage]`), its `regions/` listing raises the allocator above every table id found;
    * heartbeats do the same for regions the datanodes host (reconcile.ts idFloors).
    */
-  private async raiseTableIdAboveObjectStore(): Promise<void> {
+  protected async raiseTableIdAboveObjectStore(): Promise<void> {
     if (!this.config.storage) {
       this.log.info('no [storage] configured: table ids are kept above those the datanodes report, not those only in the object store');
       return;

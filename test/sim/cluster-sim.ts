@@ -53,6 +53,7 @@ import { type CatlossBug, catlossDatanodeCore, catlossMetasrvCore } from './sim-
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
 import { HealthyNodeChecker, SPARE_REPAIR_AFTER_MS, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
+import { type DdlHost, SimDdlClient, simDatanodeAdmin } from './sim-ddl.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
@@ -149,7 +150,7 @@ export interface ClusterSimOptions {
    * unknown (docs/correctness.md 8c, the rule src/client/client.ts fixed). This switches the
    * simulator's model of that rule, not client.ts itself: it shows the checkers see the bug.
    */
-  clientBug?: 'refusal-after-unknown' | 'ids-restart-at-one';
+  clientBug?: 'refusal-after-unknown' | 'ids-restart-at-one' | 'create-token-per-attempt';
   /**
    * Faults of the third slice (docs/simulation.md), none by default so that the seeds quoted
    * there replay as before. `corrupt`: a byte flipped in a durable WAL entry of one replica (its
@@ -165,6 +166,9 @@ export interface ClusterSimOptions {
    * sent before, else unknown). `metaloss`, `metarestore` (with `metasrv`, not in `all`): the
    * metasrv restarts on an empty data dir, or from an older copy of its catalog
    * (test/sim/sim-catloss.ts).
+   * sent before, else unknown). `ddl` (with `metasrv`): a simulated client creates and drops
+   * tables through the real metasrv during the run and writes to them (test/sim/sim-ddl.ts); in
+   * engine mode, half of the seeds lose the metasrv's disk after the drop (finding 2c).
    */
   faults?: readonly ExtraFault[];
   /**
@@ -218,13 +222,14 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | SpuriousFault | CatalogLossFault;
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', ...SPURIOUS_FAULTS];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | SpuriousFault | CatalogLossFault;
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', ...SPURIOUS_FAULTS];
 /**
- * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin` and `spare` (sim-spurious.ts) were added, so its
- * campaigns replay; those and the catalog's loss and restore (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name.
+ * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts) and `ddl` (sim-ddl.ts)
+ * were added, so its campaigns replay; those and the catalog's loss and restore (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts)
+ * are asked for by name.
  */
-export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => !(SPURIOUS_FAULTS as readonly string[]).includes(f));
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'ddl' && !(SPURIOUS_FAULTS as readonly string[]).includes(f));
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -267,6 +272,8 @@ export interface ClusterSimResult {
     catalogLosses?: number;
     catalogRestores?: number;
   };
+  /** With `ddl`: what the DDL client did. */
+  ddl?: SimDdlClient['stats'];
 }
 
 export class ClusterSimViolation extends Error {
@@ -495,7 +502,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -529,6 +536,8 @@ interface Client {
   /** The node this client sends to, per region (a leader hint moves it). */
   readonly target: Map<string, number>;
   busy: boolean;
+  /** The DDL client's writer: called when an operation ended (instead of the workload's next step). */
+  onDone?: () => void;
 }
 
 type Outcome = 'ok' | 'fail' | 'info';
@@ -614,6 +623,12 @@ export class ClusterSim {
   private readonly spuriousStats = { stalls: 0, twins: 0 };
   /** With `metasrv` and `metaloss` or `metarestore`: the catalog's loss and restore (test/sim/sim-catloss.ts). */
   private readonly catloss: CatalogLossNemesis | undefined;
+  /** With `ddl` (and `metasrv`): the DDL client, its writer, and what changes with it. */
+  private readonly ddl: SimDdlClient | undefined;
+  private readonly ddlWriter: Client = { id: 100, process: 100, target: new Map(), busy: false };
+  /** Region id → its group's generation (a region id re-used by a new table after a catalog loss is a new group). */
+  private readonly regionGeneration = new Map<string, number>();
+  private catalogWasLost = false;
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -658,13 +673,14 @@ export class ClusterSim {
           this.record(`put ${shortKey(key)}`);
         } else if (key.startsWith(manifestPrefix(key.split('/')[1] ?? ''))) {
           this.manifestsPut++;
+          this.ddl?.onManifestPut(key.split('/')[1] ?? '');
         }
       };
     }
     this.extra = new Set(options.faults ?? []);
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
-    this.faultRand = this.extra.size > 0 ? this.rand.fork() : undefined;
+    this.faultRand = [...this.extra].some((f) => f !== 'ddl') ? this.rand.fork() : undefined;
     for (const regionId of this.regionIds) this.placements.set(regionId, new Map(this.replicaNodeIds().map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
     this.lullRand = this.rand.fork();
@@ -678,14 +694,30 @@ export class ClusterSim {
       if (options.faults?.includes('catalog')) storage.failChance = 0.1;
       // The disks start empty: the catalog places a replica of both regions on each node, not
       // yet bootstrapped, so each node's registration answer opens them (bootstrapping).
+      // With `ddl`, its own stream (forked after the metasrv's), the Admin service the metasrv's
+      // CreateTable calls, and (engine mode) the object store the metasrv lists at start.
+      const ddlRand = this.extra.has('ddl') ? this.rand.fork() : undefined;
+      const adminRand = ddlRand?.fork();
+      const objectStore = this.objectStore;
+      const reach = adminRand
+        ? {
+            admin: (inc: Incarnation) =>
+              simDatanodeAdmin(this.sched, adminRand, inc, (addr) => {
+                const node = [...this.nodes.values()].find((n) => `n${n.id}` === addr);
+                return node?.core ? { core: node.core, inc: node.incarnation } : undefined;
+              }, () => this.faults),
+            ...(objectStore ? { objectStore: (inc: Incarnation) => objectStore.viewFor(inc) } : {}),
+          }
+        : undefined;
       // With the catalog's loss or restore on (and only then: every other trace stays), a start
       // in engine mode lists the object store for its table id floor, as a metasrv with [storage] does.
       const catlossKinds = new Set(options.faults?.filter((f): f is CatalogLossFault => f === 'metaloss' || f === 'metarestore'));
       const withStorage = this.engine && catlossKinds.size > 0;
       const factory = options.metasrvCore ?? (options.catlossBug && catlossMetasrvCore(options.catlossBug)) ?? realMetasrvCore;
-      const baseConfig = simMetasrvConfig(HEARTBEAT_MS, withStorage);
+      const baseConfig = simMetasrvConfig(HEARTBEAT_MS, withStorage || (reach !== undefined && objectStore !== undefined));
       const config = spare ? { ...baseConfig, replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : baseConfig;
-      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, factory, SIM_EPOCH_MS, (e) => this.record(e));
+      this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, factory, SIM_EPOCH_MS, (e) => this.record(e), reach);
+      this.ddl = ddlRand ? new SimDdlClient(this.ddlHost(this.meta), ddlRand, options.clientBug === 'create-token-per-attempt') : undefined;
       const store = this.objectStore;
       if (withStorage && store) this.meta.objectStoreFor = (inc) => store.viewFor(inc);
       // Forked last, only with one of them on.
@@ -774,6 +806,7 @@ export class ClusterSim {
     const { faultMs } = this.options;
     this.meta?.start();
     for (const node of this.nodes.values()) this.startNode(node);
+    this.ddl?.start();
     // Client load and the nemesis, as events on the one scheduler.
     for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
     this.scheduleNemesis(100);
@@ -803,6 +836,7 @@ export class ClusterSim {
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
     this.throwIfViolated();
+    if (this.ddl) await this.waitForDdl(this.ddl, deadline);
     if (this.meta) await this.waitForMetasrv(deadline);
     else await this.waitForRepairs(deadline);
     // With `metarestore`: a backup from before a repair restored now, and the metasrv settled again.
@@ -814,6 +848,7 @@ export class ClusterSim {
     this.throwIfViolated();
     await this.checkConvergence(deadline);
     this.checkHistories();
+    if (this.ddl) await this.checkDdl(this.ddl, deadline);
     if (this.engine) {
       await this.checkAcknowledgedRowsReadable();
       this.checkObjectsExist();
@@ -834,6 +869,7 @@ export class ClusterSim {
       quiescence: { ...this.quiesceCounts },
       storage: { ...this.storageStats },
       ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
+      ...(this.ddl ? { ddl: { ...this.ddl.stats } } : {}),
       ...(store
         ? {
             engine: {
@@ -1323,7 +1359,7 @@ export class ClusterSim {
     const running = catalog ? runningProcedures(catalog).map((p) => `${p.id}@${p.step}`) : [];
     const roll = rand.int(100);
     // A crash is likelier while a procedure runs: the crash mid-procedure of issue 15.
-    if (roll < (running.length > 0 ? 20 : 5) && meta.up) {
+    if (roll < (running.length > 0 || this.ddl?.inFlight ? 20 : 5) && meta.up) {
       if (running.length > 0) this.metaStats.crashesMidProcedure++;
       meta.crash(running.length > 0 ? `during ${running.join(',')}` : 'idle');
       const downMs = 50 + rand.int(1500);
@@ -1374,11 +1410,14 @@ export class ClusterSim {
       const problem = catalogLossUnsettled(catalog, (id) => (catalog.nodes[id] ? core.nodeState(catalog.nodes[id]) : undefined), this.hostedReplicas(), this.regionIds);
       if (problem) return problem;
     }
-    for (const regionId of this.regionIds) {
+    for (const regionId of this.ddl ? [...this.regionIds, ...this.ddl.liveRegions()] : this.regionIds) {
       const region = catalog.regions[regionId];
-      // A region a lost or restored catalog does not know: catalogLossUnsettled judged it.
-      if (!region && this.catloss?.happened) continue;
-      if (!region) return { invariant: 'catalog placement', detail: `${regionId} is not in the catalog` };
+      if (!region) {
+        // A workload region a lost or restored catalog does not know: catalogLossUnsettled judged it;
+        // after the DDL scenario's loss the workload's table went with the catalog: left alone (finding 2a).
+        if (this.regionIds.includes(regionId) && (this.catloss?.happened || this.catalogWasLost)) continue;
+        return { invariant: 'catalog placement', detail: `${regionId} is not in the catalog` };
+      }
       const lost = region.replicas.filter((p) => p.lost !== undefined);
       if (lost.length > 0) return liveness(`${regionId}: ${lost.map((p) => `peer ${p.peerId} on n${p.nodeId} lost (${p.lost})`).join(', ')}`);
       const placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
@@ -1394,6 +1433,14 @@ export class ClusterSim {
         const conf = replica.raft.confState();
         const voters = [...conf.voters].sort((a, b) => a - b);
         if (voters.join() !== placed.join() || conf.learners.length > 0) return convergence(`n${node.id}'s peer ${mine.peerId} has voters ${voters.join(',')} learners ${conf.learners.join(',') || 'none'}`);
+      }
+    }
+    // A dropped table's replicas are destroyed everywhere (unless a new table re-uses the region id).
+    for (const regionId of this.ddl?.droppedRegions() ?? []) {
+      if (catalog.regions[regionId]) continue;
+      for (const node of this.nodes.values()) {
+        const peer = node.server?.replica(regionId)?.selfPeerId ?? node.server?.failure(regionId)?.selfPeerId;
+        if (peer !== undefined) return { invariant: 'catalog placement', detail: `${regionId} of a dropped table: n${node.id} still hosts peer ${peer}` };
       }
     }
     return undefined;
@@ -1483,7 +1530,8 @@ export class ClusterSim {
   }
 
   private onApply(nodeId: number, regionId: string, index: number, command: string): boolean {
-    const key = `${regionId}/${index}`;
+    const generation = this.regionGeneration.get(regionId);
+    const key = generation === undefined ? `${regionId}/${index}` : `${regionId}#${generation}/${index}`;
     const seen = this.appliedAt.get(key);
     if (seen === undefined) this.appliedAt.set(key, command);
     else if (seen !== command) this.flag('state machine safety', `n${nodeId} applied ${command} at ${key}, another replica applied ${seen}`);
@@ -1561,8 +1609,9 @@ export class ClusterSim {
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
+    const regionIds = this.ddl ? [...this.regionIds, ...this.ddl.allRegions()] : this.regionIds;
     for (const node of this.nodes.values()) {
-      for (const regionId of this.regionIds) {
+      for (const regionId of regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
@@ -1576,7 +1625,7 @@ export class ClusterSim {
         }
       }
     }
-    for (const regionId of this.regionIds) {
+    for (const regionId of regionIds) {
       const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
       if (latest) out.push({ who: `latest manifest ${shortKey(latest)}`, ssts: this.sstsOfObject(latest) ?? [] });
       const newest = new Map<number, { index: number; key: string }>();
@@ -1793,7 +1842,7 @@ export class ClusterSim {
    */
   private regionWhole(regionId: string): boolean {
     if (this.repairs.has(regionId)) return false;
-    let placed = [...this.placements.get(regionId)!.values()].map((p) => p.peerId).sort((a, b) => a - b);
+    let placed = [...(this.placements.get(regionId)?.values() ?? [])].map((p) => p.peerId).sort((a, b) => a - b);
     if (this.meta) {
       // With the metasrv, "placed" is its catalog: acting, nothing lost, no procedure on the region.
       const catalog = this.meta.core?.catalog;
@@ -1820,8 +1869,8 @@ export class ClusterSim {
   private corruptRecord(rand: Rand): boolean {
     const candidates: [SimNode, string][] = [];
     for (const node of this.nodes.values()) {
-      for (const regionId of this.regionIds) {
-        const placement = this.placements.get(regionId)!.get(node.id);
+      for (const regionId of this.faultableRegions()) {
+        const placement = this.placements.get(regionId)?.get(node.id);
         const store = node.disk.stores.get(regionId);
         const hosted = this.meta ? node.disk.getRegionMeta(regionId) !== undefined : placement !== undefined && placement.storeId === node.disk.storeId;
         if (!this.regionWhole(regionId) || !hosted || !store || node.disk.damage(regionId)) continue;
@@ -1845,9 +1894,19 @@ export class ClusterSim {
     return true;
   }
 
+  /**
+   * The regions a destructive fault must find whole: the workload's, and with `ddl` every region
+   * of the metasrv's catalog (a table being created or dropped included); none while it is down.
+   */
+  private faultableRegions(): string[] {
+    if (!this.ddl) return [...this.regionIds];
+    const catalog = this.meta?.core?.catalog;
+    return [...new Set([...this.regionIds, ...Object.keys(catalog?.regions ?? {})])];
+  }
+
   /** A node restarts on an empty disk with its node id; only while every region is whole. */
   private wipeDisk(rand: Rand): boolean {
-    if (!this.regionIds.every((r) => this.regionWhole(r))) return false;
+    if (!this.faultableRegions().every((r) => this.regionWhole(r))) return false;
     const node = rand.pick([...this.nodes.values()]);
     this.crash(node, 'wipe');
     node.disk.wipe();
@@ -1896,6 +1955,10 @@ export class ClusterSim {
 
   private nextStep(client: Client): void {
     client.busy = false;
+    if (client.onDone) {
+      client.onDone();
+      return;
+    }
     this.sched.at(this.sched.now + this.rand.int(30), () => this.clientStep(client));
   }
 
@@ -2095,11 +2158,11 @@ export class ClusterSim {
     return replica.stateMachine.registers.get(key) ?? null;
   }
 
-  private async readSet(nodeId: number): Promise<number[]> {
+  private async readSet(nodeId: number, regionId = this.regSet): Promise<number[]> {
     const server = this.nodes.get(nodeId)?.server;
     if (!server) throw new Error('connection refused');
-    await server.readBarrier(this.regSet);
-    const replica = server.replica(this.regSet);
+    await server.readBarrier(regionId);
+    const replica = server.replica(regionId);
     if (!replica) throw new Error('replica closed');
     if (replica.stateMachine instanceof RegionState) {
       const out: number[] = [];
@@ -2107,6 +2170,68 @@ export class ClusterSim {
       return out;
     }
     return [...replica.stateMachine.set];
+  }
+
+  // ─── DDL (test/sim/sim-ddl.ts) ─────────────────────────────────────────────────────────────
+
+  private ddlHost(meta: SimMetasrv): DdlHost {
+    return {
+      sched: this.sched,
+      meta,
+      objectStore: this.objectStore,
+      schema: ENGINE_SCHEMA,
+      nodeIds: [...this.nodes.keys()],
+      faultsOn: () => this.faults,
+      record: (e) => this.record(e),
+      flag: (invariant, detail) => this.flag(invariant, detail),
+      nextElement: () => this.nextValue++,
+      add: (regionId, element, log, done) => {
+        this.ddlWriter.onDone = done;
+        this.mutate(this.ddlWriter, regionId, { op: 'add', element }, { f: 'add', value: element }, log);
+      },
+      hosts: (nodeId, regionId) => {
+        const node = this.nodes.get(nodeId)!;
+        return node.server?.replica(regionId) !== undefined || node.server?.failure(regionId) !== undefined || node.disk.getRegionMeta(regionId) !== undefined;
+      },
+      newGeneration: (regionId) => this.regionGeneration.set(regionId, (this.regionGeneration.get(regionId) ?? 0) + 1),
+      catalogLost: () => {
+        this.catalogWasLost = true;
+      },
+      workloadWhole: () => this.regionIds.every((r) => this.regionWhole(r)),
+    };
+  }
+
+  /** After healing: the DDL client finishes what it started (a create or drop in flight) within the liveness bound. */
+  private async waitForDdl(ddl: SimDdlClient, deadline: number): Promise<void> {
+    while (!ddl.settled()) {
+      if (this.sched.now > deadline) this.fail('liveness', `DDL not finished ${this.livenessBoundMs} ms after healing: ${ddl.pending()} (${this.status()})`);
+      await this.sched.runUntil(this.sched.now + 10, () => this.violation !== undefined);
+      this.throwIfViolated();
+    }
+  }
+
+  /** The DDL client's checkers (sim-ddl.ts D2–D4), after the final reads. */
+  private async checkDdl(ddl: SimDdlClient, deadline: number): Promise<void> {
+    await ddl.check({
+      deadline,
+      readAll: async (nodeId, regionId) => {
+        const got = await this.settleInSim(this.readSet(nodeId, regionId), OP_TIMEOUT_MS);
+        if (got?.ok) return got.value;
+        await this.sched.runUntil(this.sched.now + 20);
+        return undefined;
+      },
+      probeWrite: async (nodeId, regionId) => {
+        const server = this.nodes.get(nodeId)?.server;
+        if (!server) throw new Error(`n${nodeId} is down`);
+        const bytes = this.engine ? encodeCommand({ kind: 'write', clientId: 'sim-ddl-probe', requestId: 0, rows: [['probe', 0, 0]] }) : enc.encode(JSON.stringify({ op: 'add', element: 0 }));
+        const got = await this.settleInSim(Promise.resolve().then((): Promise<unknown> => server.propose(regionId, bytes)), OP_TIMEOUT_MS);
+        if (got === undefined) throw new Error('no answer');
+        if (!got.ok) throw got.err;
+        return got.value;
+      },
+    });
+    this.throwIfViolated();
+    this.record('ddl checked');
   }
 
   // ─── The end: final reads and the checkers ──────────────────────────────────────────────────
@@ -2200,7 +2325,7 @@ export class ClusterSim {
   /** After healing, every replica of a region reaches the same applied index with the same state. */
   private async checkConvergence(deadline: number): Promise<void> {
     const diverged = (): string | undefined => {
-      for (const regionId of this.regionIds) {
+      for (const regionId of this.ddl ? [...this.regionIds, ...this.ddl.liveRegions()] : this.regionIds) {
         const hosting = [...this.nodes.values()].filter((n) => this.hosts(n.id, regionId));
         const states = hosting.map((n) => {
           const replica = n.server?.replica(regionId);

@@ -10,7 +10,7 @@ import { advance } from '../../src/metasrv/procedures/runner.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 import { SPURIOUS_METASRV_BUGS, isSpuriousMetasrvBug, spuriousMetasrvCore } from './sim-spurious-bugs.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', ...SPURIOUS_METASRV_BUGS] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', ...SPURIOUS_METASRV_BUGS] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -71,8 +71,36 @@ class SavesPoisoned extends MetasrvCore {
   }
 }
 
+/**
+ * Finding 2c (its table-id half): before dded366 an empty (lost) catalog's table id allocator
+ * was raised only above the tables the datanodes report, not above those with objects in the
+ * object store: a table re-created after the loss could get a dropped table's id, so its
+ * regions' ids named that table's SSTs and manifests.
+ */
+class TableIdsFromReportsOnly extends MetasrvCore {
+  protected override async raiseTableIdAboveObjectStore(): Promise<void> {}
+}
+
+/**
+ * Not a historical bug, a weakening of R1 (src/metasrv/reconcile.ts) for the DDL checkers: the
+ * catalog keeps no tombstones of dropped tables, so their replicas are regions it does not know
+ * and are left alone — a dropped table's replicas keep running and accepting writes.
+ */
+class DropTombstonesForgotten extends MetasrvCore {
+  protected override async writeCatalog(): Promise<void> {
+    delete this.catalog.droppedRegions;
+    await super.writeCatalog();
+  }
+}
+
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
   if (isSpuriousMetasrvBug(bug)) return spuriousMetasrvCore(bug);
-  const Core = { 'store-ids-ignored': StoreIdsIgnored, 'failover-elsewhere': FailoverElsewhere, 'saves-poisoned': SavesPoisoned }[bug];
+  const Core = {
+    'store-ids-ignored': StoreIdsIgnored,
+    'failover-elsewhere': FailoverElsewhere,
+    'saves-poisoned': SavesPoisoned,
+    'table-ids-from-reports-only': TableIdsFromReportsOnly,
+    'drop-tombstones-forgotten': DropTombstonesForgotten,
+  }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

@@ -32,7 +32,8 @@ export function simMetasrvConfig(heartbeatIntervalMs: number, withStorage = fals
   return metasrvConfigSchema.parse({
     cluster_id: SIM_CLUSTER_ID,
     node: { data_dir: '/sim/metasrv' },
-    // With `storage`, a start lists the datanodes' object store (`SimMetasrv.objectStoreFor`) for its table id floor; the root is never read.
+    // With `storage` (`metaloss`/`metarestore` or `ddl`, engine mode), a start lists the datanodes' object store
+    // (`SimMetasrv.objectStoreFor` or the DDL scenario's reach) for its table id floor (finding 2c); the root is never read.
     ...(withStorage ? { storage: { type: 'fs', root: '/sim/objects' } } : {}),
     grpc: { port: 0 },
     http: { port: 0 },
@@ -84,6 +85,7 @@ export class SimCatalogStorage implements CatalogStorage {
 
   /** An empty data dir loads an empty catalog, as the LevelDB CatalogStore does. */
   async load(clusterId: string): Promise<CatalogState> {
+    // An empty data dir (never written, or `lose`): a fresh catalog, as the LevelDB store's load gives.
     if (!this.durable) return emptyCatalog(clusterId);
     return upgradeCatalog(decodeCatalog(this.durable, 'in the simulated catalog storage'));
   }
@@ -133,12 +135,18 @@ export class SimCatalogStorage implements CatalogStorage {
   async reopen(): Promise<void> {}
 }
 
+/** What a metasrv incarnation reaches besides its catalog (the DDL scenario): datanodes' Admin service and the object store. */
+export interface SimMetasrvReach {
+  admin(inc: Incarnation): DatanodeAdmin;
+  objectStore?(inc: Incarnation): ObjectStore;
+}
+
 /** Builds the core of one metasrv incarnation (a test may pass a subclass with a planted bug). */
 export type MetasrvCoreFactory = (config: MetasrvConfig, env: MetasrvCoreEnv) => MetasrvCore;
 
 export const realMetasrvCore: MetasrvCoreFactory = (config, env) => new MetasrvCore(config, silentLogger, 3, env);
 
-/** The simulator does no DDL: nothing calls a datanode's Admin service directly. */
+/** Without the DDL scenario (test/sim/sim-ddl.ts) nothing calls a datanode's Admin service directly. */
 const noAdmin: DatanodeAdmin = {
   openRegion: async () => {
     throw new RegionDbError(ErrorCode.Unavailable, 'the simulator has no Admin service (no DDL is simulated)');
@@ -180,6 +188,8 @@ export class SimMetasrv {
     private readonly factory: MetasrvCoreFactory,
     private readonly epochMs: number,
     private readonly record: (event: string) => void,
+    /** Without it (the default), no Admin calls and no object store, as before the DDL scenario. */
+    private readonly reach?: SimMetasrvReach,
   ) {}
 
   get up(): boolean {
@@ -193,16 +203,17 @@ export class SimMetasrv {
 
   /** A new process: loads the last durable catalog, acts after its startup quiet period. */
   start(): void {
+    this.startError = undefined;
     const inc = new Incarnation(METASRV_NODE_ID, ++this.incarnations);
     this.incarnation = inc;
     this.storage.owner = inc;
     this.stall = this.stallable ? new ProcessStall(this.sched, inc) : undefined;
     const clock = this.stall ? this.stall.wrap(this.sched.clockFor(inc)) : this.sched.clockFor(inc);
     const wall: Clock = { nowMs: () => this.epochMs + this.sched.now + this.wallOffsetMs };
-    const core = this.factory(this.config, { admin: noAdmin, procedureClock: wall, clock });
+    const core = this.factory(this.config, { admin: this.reach?.admin(inc) ?? noAdmin, procedureClock: wall, clock });
     this.core = core;
     this.record(`metasrv start #${inc.number}`);
-    core.startAlone(this.storage, this.objectStoreFor?.(inc)).then(
+    core.startAlone(this.storage, this.objectStoreFor?.(inc) ?? this.reach?.objectStore?.(inc)).then(
       () => {
         if (inc.dead) return;
         this.ticker = clock.setInterval(() => {
@@ -213,6 +224,17 @@ export class SimMetasrv {
       (err: unknown) => {
         this.startError = String(err);
         this.record(`metasrv start failed: ${this.startError}`);
+        if (!this.reach || inc.dead) return;
+        // With the DDL scenario (the only runs whose start can fail: its table-id raise saves
+        // the catalog, and with `catalog` that save may fail): the process exits (the CLI exits
+        // 2 when the start throws) and its supervisor starts it again.
+        inc.dead = true;
+        core.halt();
+        this.core = undefined;
+        this.restartAt = this.sched.now + 200 + this.rand.int(800);
+        this.sched.at(this.restartAt, () => {
+          if (!this.core) this.start();
+        });
       },
     );
   }
@@ -246,6 +268,16 @@ export class SimMetasrv {
           return answer;
         }),
     };
+  }
+
+  /** A Meta call of a client (DDL, routes), encoded and decoded as gRPC would, over `call`. */
+  callMeta<Res>(caller: Incarnation, method: 'CreateTable' | 'DropTable' | 'GetRoutes', request: unknown, timeoutMs: number): Promise<Res> {
+    return this.call(caller, timeoutMs, async (core) => {
+      const wire = metaMethod(method);
+      const req = wire.requestDeserialize(wire.requestSerialize(request)) as never;
+      const res = method === 'CreateTable' ? await core.createTable(req) : method === 'DropTable' ? await core.dropTable(req) : await core.getRoutes(req);
+      return wire.responseDeserialize(wire.responseSerialize(res)) as Res;
+    });
   }
 
   /**
@@ -303,10 +335,14 @@ interface WireMethod {
   responseDeserialize(bytes: Buffer): unknown;
 }
 
-/** The Meta service method's protobuf (de)serializers, as the gRPC server and client use them. */
-function metaMethod(method: string): WireMethod {
-  const service = loadProtos().definition['regiondb.v1.Meta'] as unknown as Record<string, WireMethod>;
-  const wire = service[method];
-  if (!wire) throw new Error(`the Meta service has no method ${method}`);
+/** A service method's protobuf (de)serializers, as the gRPC server and client use them. */
+export function wireMethod(service: 'Meta' | 'Admin', method: string): WireMethod {
+  const definition = loadProtos().definition[`regiondb.v1.${service}`] as unknown as Record<string, WireMethod>;
+  const wire = definition[method];
+  if (!wire) throw new Error(`the ${service} service has no method ${method}`);
   return wire;
+}
+
+function metaMethod(method: string): WireMethod {
+  return wireMethod('Meta', method);
 }

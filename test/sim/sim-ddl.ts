@@ -1,0 +1,470 @@
+// DDL in the whole-datanode simulator (docs/simulation.md, "DDL"; issue 15): a simulated client
+// creates and drops tables through the real MetasrvCore while the usual faults run, writes rows
+// into the tables it created, and — in engine mode, half of the seeds — loses the metasrv's disk
+// after a drop (`SimCatalogStorage.lose`) and creates a table on the empty catalog (finding 2c).
+// The metasrv's own Admin calls (CreateTable's OpenRegion) reach the simulated datanodes through
+// `simDatanodeAdmin`: what the datanode shell's Admin handler does (src/datanode/datanode.ts,
+// OpenRegion: the epoch check, then DatanodeCore.openRegion), over the Admin service's protobuf
+// encoding, with the simulated latency and losses of every other call.
+//
+// The client does what the client library and the CLI do (src/client/client.ts): a CreateTable
+// carries a request token and is sent again with it until answered (a retry of one that did
+// create the table is answered with the table); a DropTable whose answer was lost is sent again,
+// and NOT_FOUND then means an earlier attempt dropped it. The rows it writes are set adds (one
+// row per element, e<n>, in engine mode the real RegionState's rows) to the table's regions,
+// with the workload's retries and outcomes (`DdlHost.add`).
+//
+// What it checks (besides every checker of the run, which covers these regions too):
+//   D1 (`ddl`): a CreateTable retry is never refused as ALREADY_EXISTS; a DropTable is NOT_FOUND
+//      only after an attempt whose outcome is unknown; once a drop is acknowledged, GetRoutes of
+//      the table answers NOT_FOUND;
+//   D2 (`set`, per region of a live table): after healing every acknowledged add is read back
+//      linearizably on every node, and nothing never written to that table is;
+//   D3 (`dropped table refused`): after healing no node hosts a dropped table's region (the
+//      catalog placement checker) and a write to it is refused NOT_FOUND on every node;
+//   D4 (`recovery point`, engine mode; after each manifest put and at the end): the latest
+//      manifest of a live table's region — what `regiondb recover` and a standby start from —
+//      is not an object that was in the store before the table was created (a table id reused after a catalog loss makes a re-created
+//      table's recovery point the dropped table's rows: finding 2c).
+import type { HistoryEvent } from '../../src/check/history.js';
+import { checkSet } from '../../src/check/set.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import type { Rand } from '../../src/common/rand.js';
+import type { ProtoOpenRegion } from '../../src/datanode/datanode-core.js';
+import { manifestPrefix, regionPrefix } from '../../src/engine/manifest.js';
+import type { TableSchema } from '../../src/engine/schema.js';
+import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
+import type { OpenRegionResponse } from '../../src/rpc/generated/index.js';
+import { fromGrpcError } from '../../src/rpc/status.js';
+import { toProtoSchema } from '../../src/rpc/values.js';
+import type { SimMetasrv } from './sim-metasrv.js';
+import { wireMethod } from './sim-metasrv.js';
+import type { SimObjectStore } from './sim-object-store.js';
+import { Incarnation, type SimScheduler } from './sim-world.js';
+
+/**
+ * How long the client waits for one DDL attempt. A metasrv that dies never answers here (over
+ * gRPC the reset connection would fail the call at once); a CreateTable still waiting for its
+ * opens (up to 5 s) is answered to the retry, which carries the same token, once its save landed.
+ */
+const DDL_CALL_TIMEOUT_MS = 1_000;
+/** Pause between attempts of a DDL call whose outcome is unknown or refused for now. */
+const DDL_RETRY_MS_MIN = 100;
+const DDL_RETRY_MS_SPAN = 200;
+/** The DDL client's incarnation number space (datanodes use their ids, the metasrv 0). */
+const DDL_CLIENT_NODE_ID = 1_000;
+
+/** What the DDL scenario needs from the cluster simulation. */
+export interface DdlHost {
+  readonly sched: SimScheduler;
+  readonly meta: SimMetasrv;
+  readonly objectStore: SimObjectStore | undefined;
+  readonly schema: TableSchema;
+  readonly nodeIds: readonly number[];
+  /** Whether faults (and client load) still run. */
+  faultsOn(): boolean;
+  record(event: string): void;
+  flag(invariant: string, detail: string): void;
+  /** A fresh element (values are unique across the run). */
+  nextElement(): number;
+  /** Adds `element` to region `regionId` as the workload's set adds (retries, outcomes), logging into `log`; `done` when it ended. */
+  add(regionId: string, element: number, log: HistoryEvent[], done: () => void): void;
+  /** Whether node `nodeId` hosts a replica of the region: running, failed, or on its disk (a down node's restart reopens it). */
+  hosts(nodeId: number, regionId: string): boolean;
+  /** Applies of a region after this are another group's (a region id re-used by a new table). */
+  newGeneration(regionId: string): void;
+  /** The catalog was lost: the workload table is no longer in it (its regions are left alone, finding 2a). */
+  catalogLost(): void;
+  /**
+   * Every replica of the workload's regions is there (the rule of the destructive faults): a
+   * lost catalog repairs nothing of a table it no longer knows, so it is lost only then.
+   */
+  workloadWhole(): boolean;
+}
+
+interface DdlTable {
+  readonly name: string;
+  readonly token: string;
+  /** The region ids the CreateTable answer named (empty until answered). */
+  regions: string[];
+  tableId: number;
+  state: 'creating' | 'live' | 'dropping' | 'dropped';
+  /** Per region: the set-add history (invoke/ok/fail/info, then the final reads). */
+  readonly histories: Map<string, HistoryEvent[]>;
+  /** Object keys under `regions/` when the first CreateTable attempt was sent (D4). */
+  readonly objectsBefore: ReadonlySet<string>;
+  /** A DropTable attempt's outcome was unknown (a later NOT_FOUND is then its success). */
+  dropUncertain: boolean;
+}
+
+export class SimDdlClient {
+  private readonly tables: DdlTable[] = [];
+  private readonly inc = new Incarnation(DDL_CLIENT_NODE_ID, 1);
+  private calls = 0;
+  private writing = false;
+  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0 };
+  /** Whether this seed loses the metasrv's disk after the first drop (engine mode, half of the seeds). */
+  private readonly loseCatalog: boolean;
+
+  constructor(
+    private readonly host: DdlHost,
+    private readonly rand: Rand,
+    /**
+     * Test-only (planted `create-token-per-attempt`): every CreateTable attempt carries a new
+     * request token, as a client without the token rule would: a retry of an attempt that did
+     * create the table is refused ALREADY_EXISTS (D1).
+     */
+    private readonly tokenPerAttempt = false,
+  ) {
+    this.loseCatalog = host.objectStore !== undefined && rand.chance(0.5);
+  }
+
+  /** A DDL call is in flight (the metasrv nemesis crashes it likelier then: mid-DDL). */
+  get inFlight(): boolean {
+    return this.calls > 0;
+  }
+
+  /** Regions of tables created and not (being) dropped. */
+  liveRegions(): string[] {
+    return this.tables.filter((t) => t.state === 'live').flatMap((t) => t.regions);
+  }
+
+  /** Regions of tables whose drop was acknowledged. */
+  droppedRegions(): string[] {
+    return this.tables.filter((t) => t.state === 'dropped').flatMap((t) => t.regions);
+  }
+
+  /** Every region any table of the run had. */
+  allRegions(): string[] {
+    return [...new Set(this.tables.flatMap((t) => t.regions))];
+  }
+
+  /** Nothing left to finish: no table being created or dropped (checked after healing, within the liveness bound). */
+  settled(): boolean {
+    return this.calls === 0 && this.tables.every((t) => t.state === 'live' || t.state === 'dropped') && !this.writing;
+  }
+
+  pending(): string {
+    return this.tables.map((t) => `${t.name}:${t.state}`).join(', ') + (this.calls > 0 ? ` (${this.calls} calls in flight)` : '');
+  }
+
+  /** The scenario: create a table, write to it, drop it, (lose the catalog), create another, write to it. */
+  start(): void {
+    const first = 'd1';
+    this.host.sched.at(this.host.sched.now + 200 + this.rand.int(400), () =>
+      this.create(first, (a) => {
+        const dropAt = this.host.sched.now + 600 + this.rand.int(1_200);
+        this.writeWhile(a, () => this.host.sched.now >= dropAt);
+        this.host.sched.at(dropAt, () => this.whenIdle(() => this.dropAndRecreate(a, first)));
+      }),
+    );
+  }
+
+  private dropAndRecreate(a: DdlTable, first: string): void {
+    if (!this.host.faultsOn()) return; // no DDL starts after healing: the checkers read what the run left
+    this.drop(a, () =>
+      this.afterDestroyed(a, () => {
+        const name = this.rand.chance(0.5) ? first : 'd2';
+        const recreate = () => this.create(name, (b) => this.writeWhile(b, () => false));
+        if (!this.loseCatalog) {
+          recreate();
+          return;
+        }
+        this.whenWorkloadWhole(() => {
+          this.loseMetasrvDisk(a);
+          recreate();
+        });
+      }),
+    );
+  }
+
+  // ─── The calls ────────────────────────────────────────────────────────────────────────────
+
+  private create(name: string, then: (t: DdlTable) => void): void {
+    if (!this.host.faultsOn()) return;
+    const objectsBefore = new Set(this.host.objectStore?.keys('regions/') ?? []);
+    const table: DdlTable = { name, token: `sim-ddl:${name}:${this.tables.length}`, regions: [], tableId: 0, state: 'creating', histories: new Map(), objectsBefore, dropUncertain: false };
+    this.tables.push(table);
+    let attempts = 0;
+    const attempt = () => {
+      attempts++;
+      const token = this.tokenPerAttempt ? `${table.token}:${attempts}` : table.token;
+      const request = { name, columns: toProtoSchema(this.host.schema).columns, region_count: 1 + this.rand.int(2), request_token: token };
+      this.call<{ table: { table_id: string }; routes: { region_id: string }[] }>('CreateTable', request).then(
+        (res) => {
+          table.regions = res.routes.map((r) => r.region_id);
+          table.tableId = Number(res.table.table_id);
+          for (const r of table.regions) table.histories.set(r, []);
+          table.state = 'live';
+          this.stats.creates++;
+          const reused = table.regions.filter((r) => [...objectsBefore].some((k) => k.startsWith(regionPrefix(r))));
+          if (reused.length > 0) this.stats.reusedTableIds++;
+          this.host.record(`ddl: created ${name} as table ${table.tableId} (regions ${table.regions.join(',')})${reused.length > 0 ? `; objects under ${reused.join(',')} already in the store` : ''}`);
+          then(table);
+        },
+        (err: unknown) => {
+          const e = fromGrpcError(err);
+          if (e.code === ErrorCode.AlreadyExists) {
+            this.host.flag('ddl', `CreateTable ${name} attempt ${attempts} with token ${token} (a retry of a call whose outcome was unknown, or the first) was refused: ${e.message}`);
+            return;
+          }
+          this.retryLater(`CreateTable ${name}`, e, attempt);
+        },
+      );
+    };
+    attempt();
+  }
+
+  private drop(table: DdlTable, then: () => void): void {
+    table.state = 'dropping';
+    const attempt = () => {
+      this.call<{ regions_dropped: number }>('DropTable', { name: table.name }).then(
+        (res) => this.dropped(table, `${res.regions_dropped} regions`, then),
+        (err: unknown) => {
+          const e = fromGrpcError(err);
+          if (e.code === ErrorCode.NotFound) {
+            if (!table.dropUncertain) {
+              this.host.flag('ddl', `DropTable ${table.name} answered NOT_FOUND though no earlier attempt may have dropped it: ${e.message}`);
+              return;
+            }
+            this.dropped(table, 'by an earlier attempt whose answer was lost', then);
+            return;
+          }
+          // A lost answer, or a catalog save that failed after the drop changed the catalog (M5:
+          // outcome unknown): a later NOT_FOUND may be this attempt's success. (A refusal before
+          // the metasrv acted is counted as unknown too: weaker, never wrong.)
+          table.dropUncertain = true;
+          this.retryLater(`DropTable ${table.name}`, e, attempt);
+        },
+      );
+    };
+    attempt();
+  }
+
+  private dropped(table: DdlTable, how: string, then: () => void): void {
+    table.state = 'dropped';
+    this.stats.drops++;
+    this.host.record(`ddl: dropped ${table.name} (${how})`);
+    // D1: the table is gone for every client from now on. Asked before anything else: a table
+    // re-created under the name afterwards would answer (engine seed 252 with every fault, when
+    // the re-create was sent beside this call).
+    this.call('GetRoutes', { table: table.name }).then(
+      () => this.host.flag('ddl', `GetRoutes ${table.name} after its drop was acknowledged still answers its routes`),
+      (err: unknown) => {
+        const e = fromGrpcError(err);
+        if (e.code !== ErrorCode.NotFound) this.host.record(`ddl: GetRoutes ${table.name} after the drop: ${e.code} (not checked)`);
+        then();
+      },
+    );
+  }
+
+  /** A call to the metasrv (over the simulated network, protobuf-encoded); counted while in flight. */
+  private call<Res>(method: 'CreateTable' | 'DropTable' | 'GetRoutes', request: unknown): Promise<Res> {
+    this.calls++;
+    this.stats.attempts++;
+    this.host.record(`ddl: ${method} ${JSON.stringify(request).slice(0, 80)}`);
+    return this.host.meta.callMeta<Res>(this.inc, method, request, DDL_CALL_TIMEOUT_MS).finally(() => this.calls--);
+  }
+
+  private retryLater(what: string, e: RegionDbError, attempt: () => void): void {
+    this.stats.unknown++;
+    this.host.record(`ddl: ${what} failed (${e.code}: ${e.message.slice(0, 80)}); again`);
+    this.host.sched.at(this.host.sched.now + DDL_RETRY_MS_MIN + this.rand.int(DDL_RETRY_MS_SPAN), attempt);
+  }
+
+  // ─── Rows ─────────────────────────────────────────────────────────────────────────────────
+
+  /** Set adds into the table's regions, one at a time, while faults run and `stop` is false. */
+  private writeWhile(table: DdlTable, stop: () => boolean): void {
+    const step = () => {
+      if (!this.host.faultsOn() || stop() || table.state !== 'live') return;
+      const regionId = this.rand.pick(table.regions);
+      this.writing = true;
+      this.stats.adds++;
+      this.host.add(regionId, this.host.nextElement(), table.histories.get(regionId)!, () => {
+        this.writing = false;
+        this.host.sched.at(this.host.sched.now + 5 + this.rand.int(30), step);
+      });
+    };
+    step();
+  }
+
+  private whenIdle(then: () => void): void {
+    if (!this.writing) {
+      then();
+      return;
+    }
+    this.host.sched.at(this.host.sched.now + 10, () => this.whenIdle(then));
+  }
+
+  /** Waits until no node hosts a region of the dropped table (running, failed or on its disk). */
+  private afterDestroyed(table: DdlTable, then: () => void): void {
+    const hosted = table.regions.some((r) => this.host.nodeIds.some((n) => this.host.hosts(n, r)));
+    if (!hosted) {
+      this.host.record(`ddl: ${table.name}'s replicas are destroyed everywhere`);
+      then();
+      return;
+    }
+    if (this.host.faultsOn()) this.host.sched.at(this.host.sched.now + 50, () => this.afterDestroyed(table, then));
+  }
+
+  private whenWorkloadWhole(then: () => void): void {
+    if (!this.host.faultsOn()) return;
+    if (this.host.workloadWhole()) {
+      then();
+      return;
+    }
+    this.host.sched.at(this.host.sched.now + 20, () => this.whenWorkloadWhole(then));
+  }
+
+  /**
+   * The metasrv's disk is lost after the drop: its next process starts on an empty data dir. The
+   * dropped table's region ids may only come back as another table's (their applies are another
+   * group's).
+   */
+  private loseMetasrvDisk(dropped: DdlTable): void {
+    const meta = this.host.meta;
+    this.stats.catalogLosses++;
+    this.host.record('ddl: the metasrv loses its disk');
+    for (const r of dropped.regions) this.host.newGeneration(r);
+    this.host.catalogLost();
+    meta.storage.lose();
+    if (meta.up) {
+      meta.crash('disk lost');
+      meta.restartAt = this.host.sched.now + 50 + this.rand.int(400);
+      this.host.sched.at(meta.restartAt, () => {
+        if (!meta.up) meta.start();
+      });
+    }
+  }
+
+  /** D4, after each manifest put that took effect (engine mode): a live table's region's newest manifest is its own. */
+  onManifestPut(regionId: string): void {
+    const table = this.tables.find((t) => t.state === 'live' && t.regions.includes(regionId));
+    if (table) this.checkRecoveryPoint(table, regionId, 'after its own flush wrote a manifest');
+  }
+
+  private checkRecoveryPoint(table: DdlTable, regionId: string, when: string): void {
+    const store = this.host.objectStore;
+    if (!store) return;
+    const latest = store.keys(manifestPrefix(regionId)).filter((k) => k.endsWith('.manifest')).at(-1);
+    if (latest && table.objectsBefore.has(latest)) {
+      this.host.flag(
+        'recovery point',
+        `table ${table.name} (id ${table.tableId}) region ${regionId}, ${when}: its latest manifest ${latest} was in the object store before the table was created — another table's rows, which \`regiondb recover\` and a standby would load as this table's`,
+      );
+    }
+  }
+
+  // ─── The end (after healing) ──────────────────────────────────────────────────────────────
+
+  /**
+   * D2–D4, after healing and the metasrv settled. `readAll` reads a region linearizably on a
+   * node (undefined: not now); `probeWrite` sends a write to a node's replica of a region.
+   */
+  async check(io: {
+    readAll(nodeId: number, regionId: string): Promise<number[] | undefined>;
+    probeWrite(nodeId: number, regionId: string): Promise<unknown>;
+    deadline: number;
+  }): Promise<void> {
+    for (const table of this.tables.filter((t) => t.state === 'live')) {
+      for (const regionId of table.regions) {
+        const history = table.histories.get(regionId)!;
+        for (const nodeId of this.host.nodeIds) {
+          for (;;) {
+            if (this.host.sched.now > io.deadline) {
+              this.host.flag('liveness', `no linearizable read of ${table.name}'s region ${regionId} on n${nodeId} after healing`);
+              return;
+            }
+            const invokedAt = this.host.sched.now;
+            const value = await io.readAll(nodeId, regionId);
+            if (value === undefined) continue;
+            history.push({ type: 'invoke', process: 2_000_000 + nodeId, f: 'final-read', time: invokedAt }, { type: 'ok', process: 2_000_000 + nodeId, f: 'final-read', time: this.host.sched.now, value });
+            break;
+          }
+        }
+        const set = checkSet([...history].sort((a, b) => a.time - b.time));
+        if (!set.valid) this.host.flag('set (no acknowledged add lost)', `table ${table.name} (${table.tableId}), region ${regionId}: ${set.message}`);
+        this.checkRecoveryPoint(table, regionId, 'at the end');
+      }
+    }
+    for (const regionId of this.droppedRegions()) {
+      if (this.liveRegions().includes(regionId)) continue; // re-used by a live table (D4 speaks for it)
+      for (const nodeId of this.host.nodeIds) {
+        const refused = await io.probeWrite(nodeId, regionId).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        if (!isRegionDbError(refused, ErrorCode.NotFound)) {
+          this.host.flag('dropped table refused', `a write to dropped region ${regionId} on n${nodeId} was ${refused === undefined ? 'acknowledged' : `answered ${String(refused)}`}, not refused NOT_FOUND`);
+        }
+      }
+    }
+  }
+}
+
+/** What the datanode shell's OpenRegion handler calls (DatanodeCore). */
+export interface AdminTarget {
+  admitEpoch(epochField: string | number | undefined): boolean;
+  openRegion(open: ProtoOpenRegion): Promise<void>;
+}
+
+/**
+ * The datanodes' Admin service as the metasrv incarnation `caller` reaches it (CreateTable's
+ * OpenRegion): a request and its answer each take 1–5 ms and are lost 2 % of the time while
+ * `faulty()`; a node that is down refuses the connection; a node that dies first never answers
+ * (the metasrv's timeout ends the call). The node does what the datanode shell's OpenRegion
+ * handler does: the metasrv epoch check, then `DatanodeCore.openRegion`. A recovery
+ * (`recover_from_object_store`) is refused: it lives in the datanode shell (it reads the object
+ * store's manifest and writes the WAL directly), which the simulator does not run.
+ */
+export function simDatanodeAdmin(
+  sched: SimScheduler,
+  rand: Rand,
+  caller: Incarnation,
+  coreAt: (addr: string) => { core: AdminTarget; inc: Incarnation } | undefined,
+  faulty: () => boolean,
+): DatanodeAdmin {
+  const wire = wireMethod('Admin', 'OpenRegion');
+  return {
+    openRegion: (addr, request, timeoutMs) =>
+      new Promise((resolve, reject) => {
+        let settled = false;
+        const settle = (f: () => void) => {
+          if (settled || caller.dead) return;
+          settled = true;
+          f();
+        };
+        sched.at(sched.now + timeoutMs, () => settle(() => reject(new RegionDbError(ErrorCode.DeadlineExceeded, `OpenRegion on ${addr} timed out`))), caller);
+        if (faulty() && rand.chance(0.02)) return;
+        sched.at(
+          sched.now + 1 + rand.int(5),
+          () => {
+            const target = coreAt(addr);
+            if (!target) {
+              settle(() => reject(new RegionDbError(ErrorCode.Unavailable, `${addr}: connection refused`)));
+              return;
+            }
+            const req = wire.requestDeserialize(wire.requestSerialize(request)) as ProtoOpenRegion & { recover_from_object_store?: boolean };
+            const answer = (f: () => void) => {
+              if (target.inc.dead || (faulty() && rand.chance(0.02))) return;
+              sched.at(sched.now + 1 + rand.int(5), () => settle(f), caller);
+            };
+            let done: Promise<OpenRegionResponse>;
+            if (!target.core.admitEpoch(req.metasrv_epoch)) {
+              done = Promise.reject(new RegionDbError(ErrorCode.ConditionFailed, `OpenRegion from a metasrv at epoch ${req.metasrv_epoch} refused`));
+            } else if (req.recover_from_object_store) {
+              done = Promise.reject(new RegionDbError(ErrorCode.Unavailable, 'recover is not simulated (it lives in the datanode shell)'));
+            } else {
+              done = target.core.openRegion(req).then(() => ({}));
+            }
+            done.then(
+              (res) => answer(() => resolve(wire.responseDeserialize(wire.responseSerialize(res)) as never)),
+              (err: unknown) => answer(() => reject(err)),
+            );
+          },
+          caller,
+        );
+      }),
+  };
+}

@@ -733,6 +733,7 @@ export class MetasrvCore {
         .map((p) => ('regionId' in p.data ? p.data.regionId : undefined))
         .filter((r) => r !== undefined),
     );
+    for (const regionId of this.recovering) busy.add(regionId);
     const result = this.reconcileWithGroups(reports, busy);
     for (const m of result.matched) this.catalog.regions[m.regionId]!.confIndex = m.confIndex;
     for (const a of result.adopt) {
@@ -749,6 +750,9 @@ export class MetasrvCore {
     this.problems = result.problems;
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
+      // A region being recovered gets its opens from the recovery (and its old replicas are
+      // replaced by them): nothing from a heartbeat meanwhile.
+      if (this.recovering.has('open' in action ? action.open.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
         const region = this.catalog.regions[action.open.regionId]!;
         instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
@@ -925,6 +929,21 @@ export class MetasrvCore {
       throw new RegionDbError(ErrorCode.Unavailable, `datanodes ${down.join(', ')} hold replicas of ${table} but are not alive; start them (empty is fine) before recovering`);
     }
     const out: RecoveredRegion[] = [];
+    // While a region is recovered its old group may still run and beat with a higher conf index
+    // than the new group's 0: reconciliation leaves the region alone until the recovery is done
+    // (it would adopt the old membership between two recover-opens; docs/correctness.md M1).
+    for (const region of regions) this.recovering.add(region.regionId);
+    try {
+      return await this.recoverRegions(regions, out);
+    } finally {
+      for (const region of regions) this.recovering.delete(region.regionId);
+    }
+  }
+
+  /** Regions `recoverTable` is recovering right now: reconciliation does not touch them. */
+  private readonly recovering = new Set<string>();
+
+  private async recoverRegions(regions: RegionDef[], out: RecoveredRegion[]): Promise<RecoverTableResponse> {
     for (const region of regions) {
       this.regroupForRecovery(region);
       let point = { flushed_index: '0', manifest_written_ms: '0', ssts: 0 };

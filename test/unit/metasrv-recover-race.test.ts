@@ -1,0 +1,135 @@
+// `regiondb recover` (MetasrvCore.recoverTable) against heartbeat reconciliation: recovery gives
+// every replica of a region a fresh peer id and restarts the region's conf index at 0 (a new
+// group), then sends each node its recover-open one after the other. Heartbeats keep arriving
+// meanwhile from the old group's replicas, which still run with a higher conf index; before the
+// fix, reconciliation adopted that old membership into the catalog between two sends (R2: "the
+// group is newer than the catalog"), and the next node's recover-open then named a peer that
+// the open's own peer list placed elsewhere — refused by the datanode ("peer 26 is not on node
+// 2"; a fresh-clone CI run on a loaded machine failed `br restore` and the damaged-manifest
+// recovery test that way).
+import { expect } from 'chai';
+import { systemClock } from '../../src/common/clock.js';
+import { metasrvConfigSchema } from '../../src/common/config.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
+import { type CatalogStorage, type DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+
+const CLUSTER = 'recover-race';
+const NODES = [1, 2, 3];
+
+class MemoryCatalog implements CatalogStorage {
+  state: CatalogState = emptyCatalog(CLUSTER);
+  async load(): Promise<CatalogState> {
+    return structuredClone(this.state);
+  }
+  async save(state: CatalogState): Promise<void> {
+    this.state = structuredClone(state);
+  }
+  async reopen(): Promise<void> {}
+}
+
+interface SentOpen {
+  addr: string;
+  selfPeerId: number;
+  peers: { peerId: number; nodeId: number }[];
+  recover: boolean;
+}
+
+describe('metasrv: recover while the old group still beats (finding M1, second part)', function () {
+  this.timeout(20_000);
+
+  it("a heartbeat of the old group between two recover-opens does not change the recovered region's placement", async () => {
+    const sent: SentOpen[] = [];
+    /** Set during recovery: run between the first recover-open and its answer. */
+    let duringFirstRecoverOpen: (() => Promise<void>) | undefined;
+    const admin: DatanodeAdmin = {
+      async openRegion(addr, request) {
+        sent.push({
+          addr,
+          selfPeerId: Number(request.self_peer_id),
+          peers: (request.peers ?? []).map((p) => ({ peerId: Number(p.peer_id), nodeId: Number(p.node_id) })),
+          recover: request.recover_from_object_store === true,
+        });
+        if (request.recover_from_object_store && duringFirstRecoverOpen) {
+          const hook = duringFirstRecoverOpen;
+          duringFirstRecoverOpen = undefined;
+          await hook();
+        }
+        return { flushed_index: '7', manifest_written_ms: '1', ssts: 1 } as never;
+      },
+    };
+    const config = metasrvConfigSchema.parse({
+      cluster_id: CLUSTER,
+      node: { data_dir: '/unused' },
+      grpc: { port: 0 },
+      http: { port: 0 },
+      failure_detector: { heartbeat_interval_ms: 100 },
+      balance_leaders_interval_ms: 0,
+      catalog_backup_interval_ms: 0,
+    });
+    const core = new MetasrvCore(config, silentLogger, 3, { admin, procedureClock: systemClock, clock: systemClock });
+    await core.startAlone(new MemoryCatalog(), undefined);
+    const anyone = () => {};
+    const addr = (n: number) => `127.0.0.1:${20_000 + n}`;
+    for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    /** Every node beats; with `old`, reporting the table's first region as the old group (conf index 9). */
+    const beatAll = async (old?: { regionId: string; peers: { peerId: number; nodeId: number }[] }) => {
+      for (const n of NODES) {
+        const mine = old?.peers.find((p) => p.nodeId === n);
+        const replicas = old && mine
+          ? [
+              {
+                region_id: old.regionId,
+                peer_id: String(mine.peerId),
+                role: n === 1 ? 'leader' : 'follower',
+                term: '3',
+                leader_node_id: '1',
+                applied_index: '20',
+                commit_index: '20',
+                flushed_index: '7',
+                memtable_bytes: '0',
+                voters: old.peers.map((p) => String(p.peerId)),
+                learners: [],
+                health: 'ok',
+                failure: '',
+                conf_index: '9',
+                snapshot_installed_index: '0',
+                ssts: 1,
+              },
+            ]
+          : [];
+        await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+      }
+    };
+    await beatAll();
+    await core.createTable({
+      name: 't',
+      columns: [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ],
+      region_count: 1,
+      request_token: '',
+    } as never);
+    const region = Object.values(core.catalog.regions)[0]!;
+    const oldPeers = region.replicas.map((p) => ({ peerId: p.peerId, nodeId: p.nodeId }));
+    // The old group (its replicas still running, leader on node 1) beats while the first
+    // recover-open is in flight.
+    duringFirstRecoverOpen = () => beatAll({ regionId: region.regionId, peers: oldPeers });
+    sent.length = 0;
+    await core.recoverTable('t', true);
+    const recoverOpens = sent.filter((s) => s.recover);
+    expect(recoverOpens.length, 'one recover-open per replica').to.equal(3);
+    // What every datanode checks first (DatanodeCore.regionMetaOf): its own peer is on it.
+    for (const open of recoverOpens) {
+      const nodeId = NODES.find((n) => addr(n) === open.addr)!;
+      expect(open.peers.some((p) => p.peerId === open.selfPeerId && p.nodeId === nodeId), `recover-open to node ${nodeId}: peer ${open.selfPeerId} in ${JSON.stringify(open.peers)}`).to.equal(true);
+    }
+    // One placement for the whole recovery, of fresh peers only.
+    const placements = new Set(recoverOpens.map((o) => JSON.stringify(o.peers)));
+    expect([...placements], 'every recover-open names the same new group').to.have.length(1);
+    const fresh = recoverOpens[0]!.peers.map((p) => p.peerId);
+    for (const old of oldPeers) expect(fresh, `old peer ${old.peerId} is not in the recovered group`).to.not.include(old.peerId);
+    expect(core.catalog.regions[region.regionId]!.replicas.map((p) => p.peerId).sort()).to.deep.equal([...fresh].sort());
+  });
+});

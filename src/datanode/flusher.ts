@@ -65,6 +65,13 @@ interface RegionWork {
   /** Index of this replica's raft snapshot last published to the object store. */
   snapshotPublished: number;
   snapshotPublishing: boolean;
+  /**
+   * SSTs named by the manifests this replica started writing that may still land in the store
+   * (in flight, or failed: a failed put may have taken effect, or take effect late), by flushed
+   * index. Dropped once a manifest at a higher index is written: it is the latest from then on,
+   * whatever older write lands later. GC keeps what they name (G2 in sst-gc.ts).
+   */
+  manifestsLanding: Map<number, readonly string[]>;
 }
 
 /**
@@ -154,6 +161,7 @@ export class Flusher {
         manifestWritten: 0,
         requested: false,
         manifestWriting: false,
+        manifestsLanding: new Map(),
         compactRequested: false,
         snapshotRequested: false,
         lastGcMs: Number.NEGATIVE_INFINITY,
@@ -354,9 +362,12 @@ export class Flusher {
     const index = state.flushedIndex;
     if (w.manifestWritten >= index || w.manifestWriting) return;
     w.manifestWriting = true;
+    const manifest = state.manifest();
+    w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
     try {
-      await this.store.put(manifestKey(regionId, index), encodeManifest(state.manifest()));
+      await this.store.put(manifestKey(regionId, index), encodeManifest(manifest));
       w.manifestWritten = index; // only now is `index` the region's recovery point
+      for (const landing of w.manifestsLanding.keys()) if (landing < index) w.manifestsLanding.delete(landing);
       const manifests = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
       for (const old of manifests.slice(0, Math.max(0, manifests.length - this.settings.manifestsKept))) await this.store.delete(old);
     } catch (err) {
@@ -479,6 +490,9 @@ export class Flusher {
       if (snapshot.metadata.index > 0) {
         for (const s of decodeManifest(snapshot.data, `raft snapshot of region ${regionId}`).ssts) namedBySnapshots.add(s.key);
       }
+      // G2: a manifest this replica is writing (or failed to write) may land after the listing
+      // above and become the latest; what it names is kept as the latest manifest's is.
+      for (const keys of w.manifestsLanding.values()) for (const k of keys) namedBySnapshots.add(k);
       let replicasSnapshotIndex = members.size > 0 ? Number.POSITIVE_INFINITY : 0;
       for (const peerId of members) {
         const index = peerId === replica.selfPeerId ? snapshot.metadata.index : (newest.get(peerId)?.index ?? 0);

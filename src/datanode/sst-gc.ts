@@ -9,7 +9,9 @@
 //   G2. nothing names it that may still be read: the leader's version, its raft snapshot, any
 //       edit in its log above the applied index, any upload of this node not yet settled,
 //       any open scan on this node (reader leases), the latest manifest in the object store
-//       (what `regiondb recover` and backups load), any replica's published snapshot;
+//       (what `regiondb recover` and backups load) and any manifest this node is writing or
+//       failed to write since its last successful one (it may land after the listing and be the
+//       latest), any replica's published snapshot;
 //   G3. every replica of the region (voters and learners, the leader included) has a snapshot
 //       at or above the leader's applied index when the leader first saw it unreferenced: a
 //       replica restarting from an older snapshot replays entries whose versions may name it;

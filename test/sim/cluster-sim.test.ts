@@ -413,6 +413,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.metasrv!.saveFailures).to.be.greaterThan(0);
     });
 
+    // Engine seed 134 with every fault (docs/correctness.md 4c): a manifest whose put the slow
+    // store delivered late landed after the leader's GC pass had listed the older latest
+    // manifest, and GC deleted an SST it named (`referenced object deleted`). GC now keeps what
+    // the manifests this replica is writing, or failed to write, name (sst-gc.ts G2).
+    it('a manifest landing after the GC pass listed the latest one keeps its SSTs (engine seed 134, every fault with metaloss and metarestore)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'metaloss', 'metarestore'] as const;
+      const r = await runClusterSim(134, { mode: 'engine', metasrv: true, faults });
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+    });
+
     // Planted bugs (test/sim/sim-catloss-bugs.ts). Each is found at the first seed it can be
     // (seed 1 or 2: a loss or a restore happens in most seeds), so every search starts at 1.
     for (const { bug, finding, faults, wanted } of [

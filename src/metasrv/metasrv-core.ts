@@ -193,6 +193,8 @@ export class MetasrvCore {
     this.clock = env.clock;
     this.hooks = env.hooks ?? {};
     this.actingSinceMs = this.clock.nowMs();
+    // The tick timer starts with the acting: a first tick that fires late is a stall too (M3).
+    this.lastTickTimerMs = this.actingSinceMs;
     this.lastBalanceCheckMs = this.clock.nowMs();
   }
 
@@ -254,6 +256,8 @@ export class MetasrvCore {
     }
     const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
     this.actingSinceMs = this.clock.nowMs();
+    // The tick timer starts with the acting: a first tick that fires late is a stall too (M3).
+    this.lastTickTimerMs = this.actingSinceMs;
     this.lastBalanceCheckMs = this.actingSinceMs;
     this.acting = true;
     this.log.info({ epoch: this.epoch, tables: Object.keys(this.catalog.tables).length, resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`) }, 'metasrv acting');

@@ -1,10 +1,10 @@
 // Heartbeat cost at region scale (docs/performance.md, "Regions per node"): per HeartbeatRequest of
 // N ReplicaStats (HEARTBEAT_BENCH_SIZES, default 1000,5000), the datanode's encode and the
 // metasrv's decode, with proto-loader's serializers (what grpc-js ran before) and with
-// src/rpc/heartbeat-wire.ts. Stats are built as runningReplicaStat builds them (decimal strings).
+// src/rpc/meta-wire.ts. Stats are built as runningReplicaStat builds them (decimal strings).
 // Medians of HEARTBEAT_BENCH_ROUNDS (default 15) rounds; the codecs alternate within a round.
 import { performance } from 'node:perf_hooks';
-import { decodeHeartbeatRequest, encodeHeartbeatRequest } from '../src/rpc/heartbeat-wire.js';
+import { decodeHeartbeatRequest, encodeHeartbeatRequest } from '../src/rpc/meta-wire.js';
 import type { HeartbeatRequest__Output, ReplicaStat__Output } from '../src/rpc/generated/index.js';
 import { loadProtos } from '../src/rpc/proto.js';
 

@@ -28,7 +28,7 @@ import { type Clock, systemClock } from '../common/clock.js';
 import { isHostPort, parseMetasrvAddrs } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
-import { metaService } from './heartbeat-wire.js';
+import { metaService } from './meta-wire.js';
 import { type ClientSecurity, call, makeClient } from './server.js';
 import { ERROR_CODE_KEY, fromGrpcError } from './status.js';
 
@@ -181,7 +181,7 @@ export class MetaChannel {
 
   private clientFor(addr: string): grpc.Client {
     let client = this.clients.get(addr);
-    // Heartbeat with the hand-written codec (src/rpc/heartbeat-wire.ts): the same bytes, a fraction of the CPU.
+    // Heartbeat with the hand-written codec (src/rpc/meta-wire.ts): the same bytes, a fraction of the CPU.
     if (!client) this.clients.set(addr, (client = makeClient('Meta', addr, this.security, metaService())));
     return client;
   }

@@ -1,35 +1,46 @@
-// HeartbeatRequest (proto/regiondb/v1/meta.proto, with its ReplicaStats) ↔ protobuf wire bytes, by
-// hand. Every datanode sends one per heartbeat interval carrying one ReplicaStat per hosted
-// replica, and at 1,000 replicas per node proto-loader's path was most of an idle datanode's CPU
-// (protobufjs' fromObject parsing every uint64 decimal string through Long.fromString, then
-// encode) and a growing share of the metasrv's (decode + toObject of 3 × N stats per interval):
+// Two Meta messages by hand (proto/regiondb/v1/meta.proto), the ones whose size grows with the
+// regions of the cluster:
+//   - HeartbeatRequest (with its ReplicaStats), both ways: every datanode sends one per heartbeat
+//     interval carrying one ReplicaStat per hosted replica, and at 1,000 replicas per node
+//     proto-loader's path was most of an idle datanode's CPU (protobufjs' fromObject parsing every
+//     uint64 decimal string through Long.fromString, then encode) and a growing share of the
+//     metasrv's (decode + toObject of 3 × N stats per interval);
+//   - GetRoutesResponse, encoding only (the metasrv's side): it holds a route per region of the
+//     table, and when a node leading hundreds of regions dies every client and datanode asks for
+//     them at once; serializing them through protobufjs took the metasrv's whole CPU in
+//     bench-scale's storm at 1,000 regions, delaying the heartbeats it judges liveness by.
 // docs/performance.md, "Regions per node".
 //
 // Encoding writes exactly protobufjs' bytes for what its fromObject accepts from our callers:
 // every field that is present (not null/undefined) goes out, proto3 defaults included, in field
 // number order; repeated uint64s packed; an empty repeated field omitted; uint64s given as decimal
-// strings or safe integers; `ssts` as value >>> 0. The one exception, as in batch-wire.ts: a lone
-// UTF-16 surrogate in a string is written as U+FFFD (Buffer's UTF-8), where protobufjs writes a
-// short string's surrogate as three bytes of its own. A uint64 that is not an integer in range is a
-// bug of the caller: AssertionError (protobufjs would have sent some other number).
+// strings or safe integers; uint32s as value >>> 0. GetRoutesResponse's `table` (a TableSchema,
+// one per response) is encoded by protobufjs itself and the routes appended (a message's fields
+// may be written one after the other). The one exception, as in batch-wire.ts: a lone UTF-16
+// surrogate in a string is written as U+FFFD (Buffer's UTF-8), where protobufjs writes a short
+// string's surrogate as three bytes of its own. A uint64 that is not an integer in range is a bug
+// of the caller: AssertionError (protobufjs would have sent some other number).
 //
-// Decoding returns the plain objects proto-loader returns with the options of src/rpc/proto.ts
+// Decoding (HeartbeatRequest) returns the plain objects proto-loader returns with the options of src/rpc/proto.ts
 // (keepCase, longs as String, defaults, arrays), key order included (repeated fields first, then
 // the others in field order, as protobufjs' toObject builds them). It reads with batch-wire.ts's
 // reader, so it refuses what that one refuses (a wire type the .proto does not declare for a known
 // field, lengths past their message, over-long or truncated varints, bad groups), plus a packed
 // run whose last varint crosses the run's end (protobufjs reads past it): whatever it accepts,
-// proto-loader decodes to an equal object (test/unit/heartbeat-wire.test.ts fuzzes that).
+// proto-loader decodes to an equal object (test/unit/meta-wire.test.ts fuzzes that).
 // Repeated uint64s are read packed or unpacked, as a conforming decoder must.
 import type * as grpc from '@grpc/grpc-js';
 import { AssertionError } from '../common/assert.js';
 import { BatchWireReader, type LongInput, type WireInput, asString, parseLong, utf8Length, writeVarint64 } from './batch-wire.js';
-import type { HeartbeatRequest, HeartbeatRequest__Output, ReplicaStat__Output } from './generated/index.js';
+import type { GetRoutesResponse, HeartbeatRequest, HeartbeatRequest__Output, ReplicaStat__Output } from './generated/index.js';
 import { loadProtos } from './proto.js';
 import { type FieldTable, type FieldsOf, WIRE_LEN, WIRE_VARINT, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 export type HeartbeatRequestInput = WireInput<HeartbeatRequest>;
 export type ReplicaStatInput = NonNullable<HeartbeatRequestInput['replicas']>[number];
+export type GetRoutesResponseInput = WireInput<GetRoutesResponse>;
+type RegionRouteInput = NonNullable<GetRoutesResponseInput['routes']>[number];
+type PeerInput = NonNullable<RegionRouteInput['peers']>[number];
 
 /** Message depths as protobufjs counts them for its recursion limit (unknown groups). */
 const DEPTH_HEARTBEAT = 0;
@@ -247,12 +258,93 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
   if (req.addr != null) pos = writeRecordedString(buf, pos, tag(3, WIRE_LEN), req.addr);
   if (replicas != null) for (const stat of replicas) pos = writeStat(buf, pos, stat as ReplicaStatInput);
   if (req.store_id != null) pos = writeRecordedString(buf, pos, tag(5, WIRE_LEN), req.store_id);
-  // allocUnsafe: a byte left unwritten would send stale memory to the metasrv.
+  return finishEncoding(buf, pos, size);
+}
+
+/** After the write pass (allocUnsafe: a byte left unwritten would send stale memory to the peer). */
+function finishEncoding(buf: Buffer, pos: number, size: number): Buffer {
   if (pos !== size || recordsRead !== recordsCount || bigsRead !== bigs.length) {
     throw encodeBug(`wrote ${pos} of ${size} bytes, used ${recordsRead} of ${recordsCount} records, ${bigsRead} of ${bigs.length} longs`);
   }
   if (records.length > RETAINED_RECORDS_MAX) records = [];
   return buf;
+}
+
+/** Size of a present uint32 field (one-byte tag); protobufjs' fromObject takes value >>> 0. */
+function u32FieldSize(value: unknown): number {
+  return value == null ? 0 : 1 + varintSize((value as number) >>> 0);
+}
+
+function writeU32Field(buf: Buffer, pos: number, fieldTag: number, value: unknown): number {
+  if (value == null) return pos;
+  buf[pos] = fieldTag;
+  return writeVarint(buf, pos + 1, (value as number) >>> 0);
+}
+
+function peerSize(peer: unknown, field: string): number {
+  expectObject(peer, field);
+  const p = peer as PeerInput;
+  const at = recordsCount++;
+  const size = longFieldSize(p.peer_id, 'Peer.peer_id') + longFieldSize(p.node_id, 'Peer.node_id') + stringFieldSize(p.addr);
+  records[at] = size;
+  return lengthDelimitedSize(size);
+}
+
+function writePeer(buf: Buffer, pos: number, p: PeerInput): number {
+  buf[pos] = tag(4, WIRE_LEN);
+  pos = writeVarint(buf, pos + 1, records[recordsRead++]!);
+  pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), p.peer_id);
+  pos = writeLongField(buf, pos, tag(2, WIRE_VARINT), p.node_id);
+  return writeStringField(buf, pos, tag(3, WIRE_LEN), p.addr);
+}
+
+function routeSize(route: unknown, index: number): number {
+  expectObject(route, `GetRoutesResponse.routes[${index}]`);
+  const r = route as RegionRouteInput;
+  const at = recordsCount++;
+  let size = stringFieldSize(r.region_id) + stringFieldSize(r.table) + u32FieldSize(r.region_number);
+  if (r.peers != null) {
+    if (!Array.isArray(r.peers)) throw encodeBug(`GetRoutesResponse.routes[${index}].peers: array expected`);
+    for (let i = 0; i < r.peers.length; i++) size += peerSize(r.peers[i], `GetRoutesResponse.routes[${index}].peers[${i}]`);
+  }
+  size += longFieldSize(r.leader_node_id, 'RegionRoute.leader_node_id') + longFieldSize(r.conf_version, 'RegionRoute.conf_version');
+  records[at] = size;
+  return lengthDelimitedSize(size);
+}
+
+function writeRoute(buf: Buffer, pos: number, r: RegionRouteInput): number {
+  buf[pos] = tag(2, WIRE_LEN);
+  pos = writeVarint(buf, pos + 1, records[recordsRead++]!);
+  pos = writeStringField(buf, pos, tag(1, WIRE_LEN), r.region_id);
+  pos = writeStringField(buf, pos, tag(2, WIRE_LEN), r.table);
+  pos = writeU32Field(buf, pos, tag(3, WIRE_VARINT), r.region_number);
+  if (r.peers != null) for (const peer of r.peers) pos = writePeer(buf, pos, peer as PeerInput);
+  pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), r.leader_node_id);
+  return writeLongField(buf, pos, tag(6, WIRE_VARINT), r.conf_version);
+}
+
+/** GetRoutesResponse: `table` by protobufjs (field 1, first in field order), the routes (field 2) by hand after it. */
+export function encodeGetRoutesResponse(res: GetRoutesResponseInput): Buffer {
+  expectObject(res, 'GetRoutesResponse');
+  const head = res.table != null ? (loaderGetRoutes().responseSerialize({ table: res.table }) as Buffer) : Buffer.alloc(0);
+  recordsCount = 0;
+  bigs = [];
+  let size = head.length;
+  const routes = res.routes;
+  if (routes != null) {
+    if (!Array.isArray(routes)) throw encodeBug('GetRoutesResponse.routes: array expected');
+    for (let i = 0; i < routes.length; i++) size += routeSize(routes[i], i);
+  }
+  recordsRead = 0;
+  bigsRead = 0;
+  const buf = Buffer.allocUnsafe(size);
+  let pos = head.copy(buf, 0);
+  if (routes != null) for (const route of routes) pos = writeRoute(buf, pos, route as RegionRouteInput);
+  return finishEncoding(buf, pos, size);
+}
+
+function loaderGetRoutes(): grpc.MethodDefinition<unknown, unknown> {
+  return loadProtos().services.Meta.service['GetRoutes'] as grpc.MethodDefinition<unknown, unknown>;
 }
 
 // ─── Decoding ─────────────────────────────────────────────────────────────────────────────────
@@ -380,9 +472,9 @@ export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Out
 let metaDefinition: grpc.ServiceDefinition | undefined;
 
 /**
- * Meta as meta.proto declares it, with Heartbeat's request serialized by this codec instead of
- * proto-loader's reflection (the same bytes on the wire); its response and every other method keep
- * proto-loader's serializers. Both ends use it: the datanode's metasrv channel (makeClient) and the
+ * Meta as meta.proto declares it, with Heartbeat's request and GetRoutes' response serialized by
+ * this codec instead of proto-loader's reflection (the same bytes on the wire); every other message
+ * keeps proto-loader's serializers. Both ends use it: the datanode's metasrv channel (makeClient) and the
  * metasrv's server (startGrpcServer, so the security guard and tolerantService wrap it as they wrap
  * every method).
  */
@@ -394,7 +486,11 @@ export function metaService(): grpc.ServiceDefinition {
       requestSerialize: encodeHeartbeatRequest,
       requestDeserialize: decodeHeartbeatRequest,
     };
-    metaDefinition = { ...service, Heartbeat: heartbeat };
+    const getRoutes: grpc.MethodDefinition<unknown, GetRoutesResponseInput> = {
+      ...(service['GetRoutes'] as grpc.MethodDefinition<unknown, GetRoutesResponseInput>),
+      responseSerialize: encodeGetRoutesResponse,
+    };
+    metaDefinition = { ...service, Heartbeat: heartbeat, GetRoutes: getRoutes };
   }
   return metaDefinition;
 }

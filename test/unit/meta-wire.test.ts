@@ -1,4 +1,4 @@
-// The Meta.Heartbeat request codec (src/rpc/heartbeat-wire.ts) against the library it replaced:
+// The Meta codecs of src/rpc/meta-wire.ts (Heartbeat's request, GetRoutes' response) against the library they replaced:
 // protobufjs through @grpc/proto-loader with the options of src/rpc/proto.ts. Encoding: the same
 // bytes, byte for byte. Decoding: the same object, key order included, or INVALID_ARGUMENT; a fuzz
 // over random and mutated bytes holds the decoder to that.
@@ -8,7 +8,9 @@ import { expect } from 'chai';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { SeededRand } from '../../src/common/rand.js';
-import { type HeartbeatRequestInput, type ReplicaStatInput, decodeHeartbeatRequest, encodeHeartbeatRequest, metaService } from '../../src/rpc/heartbeat-wire.js';
+import { type GetRoutesResponseInput, type HeartbeatRequestInput, type ReplicaStatInput, decodeHeartbeatRequest, encodeGetRoutesResponse, encodeHeartbeatRequest, metaService } from '../../src/rpc/meta-wire.js';
+import { toProtoSchema } from '../../src/rpc/values.js';
+import { schema } from '../fixtures/one-region-table.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { expectInvalid, key, len, mutate, num, str, varint } from '../support/protobuf-bytes.js';
 
@@ -114,7 +116,7 @@ function expectBothDecode(bytes: number[], what: string): void {
 
 // ─── The specification ────────────────────────────────────────────────────────────────────────
 
-describe(`Meta.Heartbeat request wire codec (src/rpc/heartbeat-wire.ts, seed ${SEED})`, () => {
+describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-wire.ts, seed ${SEED})`, () => {
   describe('the same bytes and objects as proto-loader', () => {
     it('random requests: byte-identical encodings; each decodes the other to its own round trip', () => {
       const pl = loaderHeartbeat();
@@ -171,14 +173,72 @@ describe(`Meta.Heartbeat request wire codec (src/rpc/heartbeat-wire.ts, seed ${S
     }
   });
 
-  it('metaService(): Heartbeat uses this codec, every other Meta method keeps proto-loader serializers', () => {
+  it('metaService(): Heartbeat and GetRoutes use these codecs, every other Meta message keeps proto-loader serializers', () => {
     const service = metaService();
     const loader = loadProtos().services.Meta.service;
     expect(service['Heartbeat']!.requestSerialize).to.equal(encodeHeartbeatRequest);
     expect(service['Heartbeat']!.requestDeserialize).to.equal(decodeHeartbeatRequest);
     expect(service['Heartbeat']!.responseSerialize).to.equal(loader['Heartbeat']!.responseSerialize);
     expect(service['Heartbeat']!.path).to.equal('/regiondb.v1.Meta/Heartbeat');
-    for (const name of Object.keys(loader).filter((n) => n !== 'Heartbeat')) expect(service[name], name).to.equal(loader[name]);
+    expect(service['GetRoutes']!.responseSerialize).to.equal(encodeGetRoutesResponse);
+    expect(service['GetRoutes']!.requestSerialize).to.equal(loader['GetRoutes']!.requestSerialize);
+    expect(service['GetRoutes']!.responseDeserialize).to.equal(loader['GetRoutes']!.responseDeserialize);
+    for (const name of Object.keys(loader).filter((n) => n !== 'Heartbeat' && n !== 'GetRoutes')) expect(service[name], name).to.equal(loader[name]);
+  });
+
+  describe('GetRoutes response: the same bytes as proto-loader', () => {
+    const loaderGetRoutes = () => loadProtos().services.Meta.service['GetRoutes'] as Method;
+
+    function randomResponse(rand: SeededRand): GetRoutesResponseInput {
+      const res: Record<string, unknown> = {};
+      if (rand.chance(0.9)) res['table'] = toProtoSchema(schema);
+      if (rand.chance(0.9)) {
+        res['routes'] = Array.from({ length: rand.int(30) }, () => {
+          const r: Record<string, unknown> = {};
+          if (rand.chance(0.9)) r['region_id'] = randomString(rand);
+          if (rand.chance(0.9)) r['table'] = randomString(rand);
+          if (rand.chance(0.9)) r['region_number'] = rand.chance(0.2) ? rand.pick([0, 127, 128, 1023, 2 ** 32 - 1]) : rand.int(1024);
+          if (rand.chance(0.9)) r['peers'] = Array.from({ length: rand.int(5) }, () => ({ peer_id: randomLong(rand), node_id: randomLong(rand), addr: randomString(rand) }));
+          if (rand.chance(0.9)) r['leader_node_id'] = randomLong(rand);
+          if (rand.chance(0.9)) r['conf_version'] = randomLong(rand);
+          return r;
+        });
+      }
+      return res as GetRoutesResponseInput;
+    }
+
+    it('random responses: byte-identical encodings', () => {
+      const pl = loaderGetRoutes();
+      const rand = new SeededRand(SEED + 2);
+      for (let i = 0; i < 1000; i++) {
+        const res = randomResponse(rand);
+        const ours = encodeGetRoutesResponse(res);
+        const reference = pl.responseSerialize(res);
+        expect(ours.equals(reference), `seed ${SEED + 2}, response ${i}: ${ours.toString('hex')} vs ${reference.toString('hex')}`).to.equal(true);
+      }
+    });
+
+    it("the metasrv's answer for a table of 1,000 regions, decoded by the client's proto-loader", () => {
+      const pl = loaderGetRoutes();
+      const routes = Array.from({ length: 1000 }, (_, i) => ({
+        region_id: String(4398046511104 + i),
+        table: 't',
+        region_number: i,
+        peers: [1, 2, 3].map((n) => ({ peer_id: String(3 * i + n), node_id: String(n), addr: `127.0.0.1:400${n}` })),
+        leader_node_id: String(1 + (i % 3)),
+        conf_version: '1',
+      }));
+      const res = { table: toProtoSchema(schema), routes };
+      const ours = encodeGetRoutesResponse(res);
+      expect(ours.equals(pl.responseSerialize(res))).to.equal(true);
+      expect((pl.responseDeserialize(ours) as { routes: unknown[] }).routes[999]).to.deep.equal(routes[999]);
+    });
+
+    it('a route or peer that is not an object, or a bad uint64, is a bug of the caller (AssertionError)', () => {
+      for (const bad of [{ routes: [null] }, { routes: [{ peers: [7] }] }, { routes: [{ leader_node_id: '-3' }] }, { routes: 'x' }]) {
+        expect(() => encodeGetRoutesResponse(bad as unknown as GetRoutesResponseInput), JSON.stringify(bad)).to.throw(AssertionError);
+      }
+    });
   });
 
   describe('fuzz: random bytes and mutated encodings', () => {

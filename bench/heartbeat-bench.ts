@@ -2,9 +2,13 @@
 // N ReplicaStats (HEARTBEAT_BENCH_SIZES, default 1000,5000), the datanode's encode and the
 // metasrv's decode, with proto-loader's serializers (what grpc-js ran before) and with
 // src/rpc/meta-wire.ts. Stats are built as runningReplicaStat builds them (decimal strings).
-// Medians of HEARTBEAT_BENCH_ROUNDS (default 15) rounds; the codecs alternate within a round.
+// Then the metasrv's GetRoutes answer for a table of N regions (encode only: the client decodes
+// with proto-loader either way). Medians of HEARTBEAT_BENCH_ROUNDS (default 15) rounds; the
+// codecs alternate within a round.
 import { performance } from 'node:perf_hooks';
-import { decodeHeartbeatRequest, encodeHeartbeatRequest } from '../src/rpc/meta-wire.js';
+import { decodeHeartbeatRequest, encodeGetRoutesResponse, encodeHeartbeatRequest } from '../src/rpc/meta-wire.js';
+import { toProtoSchema } from '../src/rpc/values.js';
+import { schema } from '../test/fixtures/one-region-table.js';
 import type { HeartbeatRequest__Output, ReplicaStat__Output } from '../src/rpc/generated/index.js';
 import { loadProtos } from '../src/rpc/proto.js';
 
@@ -60,4 +64,26 @@ for (const n of sizes) {
     `N=${n} (${reference.length} bytes): encode proto-loader ${f(t.plEncode)}, hand ${f(t.handEncode)} (×${(median(t.plEncode) / median(t.handEncode)).toFixed(1)}); ` +
       `decode proto-loader ${f(t.plDecode)}, hand ${f(t.handDecode)} (×${(median(t.plDecode) / median(t.handDecode)).toFixed(1)})`,
   );
+}
+
+const getRoutes = loadProtos().services.Meta.service['GetRoutes']!;
+for (const n of sizes) {
+  const routes = Array.from({ length: n }, (_, i) => ({
+    region_id: String(4398046511104 + i),
+    table: 't',
+    region_number: i,
+    peers: [1, 2, 3].map((node) => ({ peer_id: String(3 * i + node), node_id: String(node), addr: `127.0.0.1:400${node}` })),
+    leader_node_id: String(1 + (i % 3)),
+    conf_version: '1',
+  }));
+  const res = { table: toProtoSchema(schema), routes };
+  const reference = getRoutes.responseSerialize(res);
+  if (!reference.equals(encodeGetRoutesResponse(res))) throw new Error(`N=${n}: the GetRoutes encodings differ`);
+  const pl: number[] = [];
+  const hand: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    pl.push(time(() => getRoutes.responseSerialize(res)));
+    hand.push(time(() => encodeGetRoutesResponse(res)));
+  }
+  console.log(`GetRoutes answer, ${n} regions (${reference.length} bytes): encode proto-loader ${median(pl).toFixed(2)} ms, hand ${median(hand).toFixed(2)} ms (×${(median(pl) / median(hand)).toFixed(1)})`);
 }

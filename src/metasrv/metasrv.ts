@@ -106,7 +106,7 @@ export class Metasrv {
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
     const objectStore = this.config.storage ? createObjectStore(this.config.storage) : undefined;
-    // Heartbeat decoded by the hand-written codec (src/rpc/meta-wire.ts): the same bytes, a fraction of the CPU.
+    // Heartbeat requests decoded and GetRoutes answers encoded by hand (src/rpc/meta-wire.ts): the same bytes, a fraction of the CPU.
     const services: ServiceBinding[] = [{ name: 'Meta', impl: this.implementation(), definition: metaService() }];
     const groupConfig = this.config.meta_group;
     if (groupConfig) {

@@ -76,16 +76,18 @@ function targetsOf(tables: { name: string; schema: Schema; regions: number }[]):
   return targets;
 }
 
+/** CPU (% of one core) and RSS of every datanode, then of the metasrv (the last entry), over `seconds`. */
 async function idleUsage(cluster: LocalCluster, seconds: number) {
-  const pids = cluster.datanodes.map((d) => d.process!.pid!);
+  const pids = [...cluster.datanodes, cluster.metasrv].map((d) => d.process!.pid!);
   const before = pids.map(cpuTicks);
   const startedAt = performance.now();
   await sleep(seconds * 1000);
   const elapsedS = (performance.now() - startedAt) / 1000;
-  return pids.map((pid, i) => ({
+  const usage = pids.map((pid, i) => ({
     cpuPct: Math.round(((cpuTicks(pid) - before[i]!) / CLOCK_TICKS_PER_S / elapsedS) * 1000) / 10,
     rssMiB: rssMiB(pid),
   }));
+  return { datanodes: usage.slice(0, -1), metasrv: usage.at(-1)! };
 }
 
 async function writeLatency(client: Client, targets: readonly Target[], seconds: number) {
@@ -196,12 +198,12 @@ async function runSize(regions: number) {
     await sleep(settleSeconds * 1000);
     const quiesced = await Promise.all(cluster.datanodes.map((_, i) => cluster.metric(i, 'regiondb_raft_replicas_quiesced')));
     const idleLoad = loadavg();
-    const idle = await idleUsage(cluster, idleSeconds);
+    const { datanodes: idle, metasrv: metasrvIdle } = await idleUsage(cluster, idleSeconds);
     const writeLoad = loadavg();
     const writes = await writeLatency(writer, targets, writeSeconds);
-    const result: Record<string, unknown> = { regionsPerDatanode: regions, tables: tables.length, createMs, allLeadersMs, quiesced, idle, idleLoadavg: idleLoad, writes, writeLoadavg: writeLoad };
+    const result: Record<string, unknown> = { regionsPerDatanode: regions, tables: tables.length, createMs, allLeadersMs, quiesced, idle, metasrvIdle, idleLoadavg: idleLoad, writes, writeLoadavg: writeLoad };
     process.stdout.write(
-      `  ${regions} regions/datanode: created in ${(createMs / 1000).toFixed(1)} s (all led after ${(allLeadersMs / 1000).toFixed(1)} s); quiesced replicas ${quiesced.join(' / ')}; idle CPU ${idle.map((d) => `${d.cpuPct}%`).join(' / ')}, RSS ${idle.map((d) => `${d.rssMiB} MiB`).join(' / ')} (load ${idleLoad}); writes p50 ${writes.p50Ms} ms p99 ${writes.p99Ms} ms, ${writes.opsPerS} ops/s, ${writes.failures} failed (load ${writeLoad})\n`,
+      `  ${regions} regions/datanode: created in ${(createMs / 1000).toFixed(1)} s (all led after ${(allLeadersMs / 1000).toFixed(1)} s); quiesced replicas ${quiesced.join(' / ')}; idle CPU ${idle.map((d) => `${d.cpuPct}%`).join(' / ')}, RSS ${idle.map((d) => `${d.rssMiB} MiB`).join(' / ')}; metasrv idle CPU ${metasrvIdle.cpuPct}% (load ${idleLoad}); writes p50 ${writes.p50Ms} ms p99 ${writes.p99Ms} ms, ${writes.opsPerS} ops/s, ${writes.failures} failed (load ${writeLoad})\n`,
     );
     if (regions === killAt) {
       await sleep(settleSeconds * 1000);

@@ -46,6 +46,8 @@ const DDL_FORWARD_ANSWER_MARGIN_MS = 250;
 
 export class DatabaseService {
   private readonly routeCache = new Map<string, RouteInfo>();
+  /** Route lookups in flight, by table (routes() shares them). */
+  private readonly routeLookups = new Map<string, Promise<RouteInfo>>();
 
   private readonly router: Router;
 
@@ -76,7 +78,9 @@ export class DatabaseService {
       CreateTable: unary((req, call) => this.forwardDdl<CreateTableResponse__Output>('CreateTable', req, call.getDeadline()), log),
       DropTable: unary((req, call) => this.forwardDdl<DropTableResponse__Output>('DropTable', req, call.getDeadline()), log),
       DescribeTable: unary(async (req) => {
-        const info = await this.routes(str(req.name, 'name', limits.tableNameBytesMax), true);
+        // Its own lookup, never one in flight: a describe right after CreateTable sees the table.
+        const name = str(req.name, 'name', limits.tableNameBytesMax);
+        const info = await this.lookUpRoutes(name, this.routeCache.get(name));
         return { table: this.dn.schemaProto(info.schema), routes: info.routes };
       }, log),
       Write: unary((req, call) => this.router.write(req, callInfo(call)), log),
@@ -181,6 +185,21 @@ export class DatabaseService {
   private async routes(table: string, fresh = false): Promise<RouteInfo> {
     const cached = this.routeCache.get(table);
     if (cached && !fresh && performance.now() - cached.fetchedAtMs < ROUTE_CACHE_MS) return cached;
+    // One lookup per table at a time (as the client library's describe()): when a node leading
+    // hundreds of regions dies, every request redirected or forwarded for them asks at once, and
+    // each GetRoutes answer holds the whole table; they share one (bench-scale's storm profile).
+    const inFlight = this.routeLookups.get(table);
+    if (inFlight) return inFlight;
+    const lookup = this.lookUpRoutes(table, cached);
+    this.routeLookups.set(table, lookup);
+    try {
+      return await lookup;
+    } finally {
+      this.routeLookups.delete(table);
+    }
+  }
+
+  private async lookUpRoutes(table: string, cached: RouteInfo | undefined): Promise<RouteInfo> {
     try {
       // One pass over the metasrv addresses, as one attempt before: the fallbacks below serve while it is down.
       const res = await this.dn.metaCall<GetRoutesResponse__Output>('GetRoutes', { table }, { timeoutMs: 5000, idempotent: true, singlePass: true });

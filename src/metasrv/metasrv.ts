@@ -11,6 +11,7 @@ import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { str, u64 } from '../rpc/proto.js';
+import { metaService } from '../rpc/meta-wire.js';
 import { type RunningGrpcServer, type RunningHttpServer, type ServiceBinding, call, makeClient, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { raftTransportService } from '../replication/grpc-transport.js';
 import { Security } from '../rpc/security.js';
@@ -105,7 +106,8 @@ export class Metasrv {
     this.security.registerMetrics(this.registry);
     this.peerCredentials = this.security.channelCredentials();
     const objectStore = this.config.storage ? createObjectStore(this.config.storage) : undefined;
-    const services: ServiceBinding[] = [{ name: 'Meta', impl: this.implementation() }];
+    // Heartbeat requests decoded and GetRoutes answers encoded by hand (src/rpc/meta-wire.ts): the same bytes, a fraction of the CPU.
+    const services: ServiceBinding[] = [{ name: 'Meta', impl: this.implementation(), definition: metaService() }];
     const groupConfig = this.config.meta_group;
     if (groupConfig) {
       const group = new MetaGroup({

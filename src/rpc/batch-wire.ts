@@ -229,7 +229,7 @@ function notAnObject(value: unknown, field: string): AssertionError {
 }
 
 /** A 64-bit varint from its two 32-bit halves (protobufjs' writeVarint64). */
-function writeVarint64(buf: Buffer, pos: number, lo: number, hi: number): number {
+export function writeVarint64(buf: Buffer, pos: number, lo: number, hi: number): number {
   while (hi !== 0) {
     buf[pos++] = (lo & 0x7f) | 0x80;
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
@@ -244,7 +244,7 @@ function writeVarint64(buf: Buffer, pos: number, lo: number, hi: number): number
 }
 
 /** The UTF-8 length Buffer would write (a lone surrogate as U+FFFD: 3 bytes). */
-function utf8Length(s: string): number {
+export function utf8Length(s: string): number {
   const units = s.length;
   if (units > SHORT_STRING_UNITS_MAX) return Buffer.byteLength(s, 'utf8');
   let bytes = units;
@@ -261,7 +261,7 @@ function utf8Length(s: string): number {
 }
 
 /** protobufjs' fromObject for string fields: String(value). */
-function asString(value: unknown): string {
+export function asString(value: unknown): string {
   return typeof value === 'string' ? value : String(value);
 }
 
@@ -301,7 +301,7 @@ const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 
 /** A uint64/int64 value as a safe integer, or (beyond them) as unsigned 64-bit two's complement. */
-function parseLong(value: unknown, field: string, signed: boolean): number | bigint {
+export function parseLong(value: unknown, field: string, signed: boolean): number | bigint {
   if (typeof value === 'string') {
     const units = value.length;
     // Fast path: up to 15 digits is always a safe integer.
@@ -763,7 +763,7 @@ const SMALL_DECIMALS: readonly string[] = Array.from({ length: 0x80 }, (_, i) =>
 const TWO_32 = 2 ** 32;
 
 /** The shared reader (wire.ts) with this codec's varint rules and group depth accounting. */
-class BatchWireReader extends WireReader {
+export class BatchWireReader extends WireReader {
   /**
    * A varint read as 32 bits, as protobufjs reads tags, lengths, bools, enums and uint32s: the low
    * 32 bits. protobufjs reads 5 bytes and skips 5 more unread when the 5th continues, so only

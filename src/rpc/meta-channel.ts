@@ -28,6 +28,7 @@ import { type Clock, systemClock } from '../common/clock.js';
 import { isHostPort, parseMetasrvAddrs } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
+import { metaService } from './meta-wire.js';
 import { type ClientSecurity, call, makeClient } from './server.js';
 import { ERROR_CODE_KEY, fromGrpcError } from './status.js';
 
@@ -180,7 +181,8 @@ export class MetaChannel {
 
   private clientFor(addr: string): grpc.Client {
     let client = this.clients.get(addr);
-    if (!client) this.clients.set(addr, (client = makeClient('Meta', addr, this.security)));
+    // Heartbeat with the hand-written codec (src/rpc/meta-wire.ts): the same bytes, a fraction of the CPU.
+    if (!client) this.clients.set(addr, (client = makeClient('Meta', addr, this.security, metaService())));
     return client;
   }
 

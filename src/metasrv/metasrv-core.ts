@@ -935,7 +935,7 @@ export class MetasrvCore {
     const out: RecoveredRegion[] = [];
     // While a region is recovered its old group may still run and beat with a higher conf index
     // than the new group's 0: reconciliation leaves the region alone until the recovery is done
-    // (it would adopt the old membership between two recover-opens; docs/correctness.md M1).
+    // (it would adopt the old membership between two recover-opens; docs/correctness.md, M13).
     for (const region of regions) this.recovering.add(region.regionId);
     try {
       return await this.recoverRegions(regions, out);

@@ -144,7 +144,13 @@ export class MetasrvCore {
    * (and the datanodes) only once the save that records their step succeeded — an effect never
    * goes out before its record (a new leader resumes from the record, so it must exist).
    */
-  private staged: [number, Instruction][] = [];
+  private staged: [number, Instruction, number][] = [];
+  /**
+   * Registrations per node id since this process started: an instruction staged for a node's
+   * earlier process (the number it was staged at) is not released to the one that registered
+   * since — a save in flight at the registration would otherwise deliver it (finding M15).
+   */
+  private readonly registrations = new Map<number, number>();
   /** The datanodes' object store (`[storage]`), if configured: id floors and catalog copies. */
   private objectStore: ObjectStore | undefined;
   private readonly backup = { lastMs: 0, running: false, written: {} as { crc?: number } };
@@ -402,7 +408,8 @@ export class MetasrvCore {
       this.stopActing(err);
       throw this.unwritableError();
     }
-    for (const [nodeId, instruction] of release) {
+    for (const [nodeId, instruction, registration] of release) {
+      if ((this.registrations.get(nodeId) ?? 0) !== registration) continue; // for a process that is gone (M11, M15)
       const list = this.pending.get(nodeId) ?? [];
       list.push(instruction);
       this.pending.set(nodeId, list);
@@ -516,7 +523,7 @@ export class MetasrvCore {
         return best;
       },
       send: (nodeId, instruction) => {
-        this.staged.push([nodeId, instruction]);
+        this.staged.push([nodeId, instruction, this.registrations.get(nodeId) ?? 0]);
       },
       openInstruction: (region, peerId, bootstrap) => this.openInstruction(region, peerId, bootstrap),
       pickNode: (exclude) => {
@@ -1093,8 +1100,10 @@ export class MetasrvCore {
     this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
     // Instructions queued for the process before this one were decided from its reports (a
     // close_region of a failed replica): this process may already host a replacement there.
-    // The procedures re-send what is still needed (finding M11 in docs/correctness.md).
+    // The procedures re-send what is still needed (finding M11 in docs/correctness.md); so are
+    // those staged for it, whose save may still be in flight (M15).
     this.pending.delete(nodeId);
+    this.registrations.set(nodeId, (this.registrations.get(nodeId) ?? 0) + 1);
     this.catalog.version++;
     await this.save();
     this.detector(nodeId).heartbeat(this.clock.nowMs());

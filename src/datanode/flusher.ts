@@ -437,9 +437,10 @@ export class Flusher {
    * SSTs in use that this node can see synchronously (G2): the version, edits above the
    * applied index, this node's uploads in flight, open scans. Read after the object-store
    * listing, so anything listed and still on its way into the version is caught at one of
-   * these steps.
+   * these steps. Protected for the same reason as decideSstGc (the simulator's planted rule of
+   * finding 4a keeps only the version); nothing in src/ overrides it.
    */
-  private inUse(replica: Replica<RegionState>): Set<string> {
+  protected inUse(replica: Replica<RegionState>): Set<string> {
     const state = replica.stateMachine;
     const keys = new Set(state.ssts.map((s) => s.key));
     const log = replica.raft.log;

@@ -34,6 +34,7 @@ import { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
+import { GcByKeyAgeFlusher } from './sim-gc-key-age.js';
 import type { Clock } from '../../src/common/clock.js';
 import { CommandKind, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { RegionDamage } from '../../src/wal/log-engine.js';
@@ -136,8 +137,10 @@ export interface ClusterSimOptions {
    * Flusher subclass (docs/simulation.md, "The bugs it re-finds"). `gc-ignores-snapshots`: GC
    * neither waits for every replica's snapshot to pass the point where an SST left the version
    * (G3) nor keeps what snapshots and the latest manifest name (the rule before finding 4b).
+   * `gc-by-key-age`: GC judges an SST's age by the wall-clock time in its key, ignoring pending
+   * edits and uploads in flight (the rule before finding 4a; test/sim/sim-gc-key-age.ts).
    */
-  gcBug?: 'gc-ignores-snapshots';
+  gcBug?: 'gc-ignores-snapshots' | 'gc-by-key-age';
   /**
    * Engine mode: check after every delete that nothing that must exist names the object (on by
    * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
@@ -1003,12 +1006,13 @@ export class ClusterSim {
       const stat = (state: RegionState) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length });
       const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat).regionServer : build({});
       server = engineServer;
-      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, none: CountingFlusher }[this.options.gcBug ?? 'none'];
+      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, 'gc-by-key-age': GcByKeyAgeFlusher, none: CountingFlusher }[this.options.gcBug ?? 'none'];
       node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
         scheduler: clock,
         // Seeded: a seed replays to the same SST keys.
         sstKeys: { wallMs: () => wall.nowMs(), randomTag: () => this.rand.int(2 ** 32).toString(16).padStart(8, '0') },
       });
+      if (node.flusher instanceof GcByKeyAgeFlusher) node.flusher.wallMs = () => wall.nowMs();
       if (node.flusher instanceof CountingFlusher) {
         node.flusher.onRefused = () => {
           this.uploadsNotProposed++;

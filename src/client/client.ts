@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { SingleFlight } from '../common/single-flight.js';
 import { type Row, type TableSchema, type Value, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
 import { authorizationHeader } from '../rpc/auth.js';
 import { databaseService } from '../rpc/batch-wire.js';
@@ -143,7 +144,7 @@ export class RegionDbClient {
   private lastRequestId = 0;
   private readonly tables = new Map<string, TableRoutes>();
   /** Route lookups in flight, by table (describe() shares them). */
-  private readonly routeLookups = new Map<string, Promise<TableRoutes>>();
+  private readonly routeLookups = new SingleFlight<string, TableRoutes>();
   private readonly conns = new Map<string, grpc.Client>();
   private readonly batchStreams = new Map<string, BatchStream>();
   private readonly meta: MetaChannel;
@@ -235,15 +236,7 @@ export class RegionDbClient {
     if (cached && !refresh) return cached;
     // One route lookup per table at a time: when a node leading many regions dies, every write
     // to them asks for fresh routes; they share one answer instead of flooding the metasrv.
-    const inFlight = this.routeLookups.get(table);
-    if (inFlight) return inFlight;
-    const lookup = this.lookUpRoutes(table, cached);
-    this.routeLookups.set(table, lookup);
-    try {
-      return await lookup;
-    } finally {
-      this.routeLookups.delete(table);
-    }
+    return this.routeLookups.run(table, () => this.lookUpRoutes(table, cached));
   }
 
   private async lookUpRoutes(table: string, cached: TableRoutes | undefined): Promise<TableRoutes> {

@@ -6,6 +6,7 @@
 // `regiondb-leader-addr`), and scans of regions hosted elsewhere are forwarded.
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
+import { SingleFlight } from '../common/single-flight.js';
 import { limits } from '../common/limits.js';
 import {
   type ApplyResult,
@@ -47,7 +48,7 @@ const DDL_FORWARD_ANSWER_MARGIN_MS = 250;
 export class DatabaseService {
   private readonly routeCache = new Map<string, RouteInfo>();
   /** Route lookups in flight, by table (routes() shares them). */
-  private readonly routeLookups = new Map<string, Promise<RouteInfo>>();
+  private readonly routeLookups = new SingleFlight<string, RouteInfo>();
 
   private readonly router: Router;
 
@@ -188,15 +189,7 @@ export class DatabaseService {
     // One lookup per table at a time (as the client library's describe()): when a node leading
     // hundreds of regions dies, every request redirected or forwarded for them asks at once, and
     // each GetRoutes answer holds the whole table; they share one (bench-scale's storm profile).
-    const inFlight = this.routeLookups.get(table);
-    if (inFlight) return inFlight;
-    const lookup = this.lookUpRoutes(table, cached);
-    this.routeLookups.set(table, lookup);
-    try {
-      return await lookup;
-    } finally {
-      this.routeLookups.delete(table);
-    }
+    return this.routeLookups.run(table, () => this.lookUpRoutes(table, cached));
   }
 
   private async lookUpRoutes(table: string, cached: RouteInfo | undefined): Promise<RouteInfo> {

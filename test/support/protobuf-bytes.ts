@@ -1,4 +1,4 @@
-// Hand-built protobuf bytes for the wire-codec tests (batch-wire, raft-wire): fields written one
+// Hand-built protobuf bytes for the wire-codec tests (batch-wire, raft-wire, meta-wire): fields written one
 // by one, so a test can say exactly which malformed or unusual encoding it feeds a decoder, and
 // the byte mutations their fuzz cases share.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -95,4 +95,17 @@ export function loadProtoVariant(dir: string, entry: string, edits: Record<strin
     writeFileSync(join(dir, 'regiondb', 'v1', file), edit(readFileSync(join(protoRoot(), 'regiondb', 'v1', file), 'utf8')));
   }
   return protoLoader.loadSync(entry, { ...loaderOptions, includeDirs: [dir] });
+}
+
+/** Keys in order, all the way down: the decoded objects are to be built exactly as proto-loader builds them. */
+export function keyOrder(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(keyOrder);
+  if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => [k, keyOrder(v)]);
+  return typeof value;
+}
+
+/** Equal objects, with their keys in the same order (a codec against proto-loader's reference). */
+export function expectSameObject(ours: unknown, reference: unknown, what: string): void {
+  expect(ours, what).to.deep.equal(reference);
+  expect(keyOrder(ours), `${what}: key order`).to.deep.equal(keyOrder(reference));
 }

@@ -25,7 +25,7 @@ import {
   encodeBatchResponse,
 } from '../../src/rpc/batch-wire.js';
 import { loadProtos } from '../../src/rpc/proto.js';
-import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, key, len, loadProtoVariant, mutate, num, str } from '../support/protobuf-bytes.js';
+import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, expectSameObject, key, len, loadProtoVariant, mutate, num, str } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['BATCH_WIRE_SEED'] ? Number(process.env['BATCH_WIRE_SEED']) : 20_260_415;
 
@@ -184,17 +184,6 @@ function randomResponse(rand: SeededRand): BatchResponseInput {
   }
 }
 
-/** Keys in order, all the way down: the decoded objects are to be built exactly as proto-loader builds them. */
-function keyOrder(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(keyOrder);
-  if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => [k, keyOrder(v)]);
-  return typeof value;
-}
-
-function expectSameObject(ours: unknown, reference: unknown, what: string): void {
-  expect(ours, what).to.deep.equal(reference);
-  expect(keyOrder(ours), `${what}: key order`).to.deep.equal(keyOrder(reference));
-}
 
 // ─── Raw protobuf bytes ───────────────────────────────────────────────────────────────────────
 

@@ -12,7 +12,7 @@ import { type GetRoutesResponseInput, type HeartbeatRequestInput, type ReplicaSt
 import { toProtoSchema } from '../../src/rpc/values.js';
 import { schema } from '../fixtures/one-region-table.js';
 import { loadProtos } from '../../src/rpc/proto.js';
-import { expectInvalid, key, len, mutate, num, str, varint } from '../support/protobuf-bytes.js';
+import { expectInvalid, expectSameObject, key, len, mutate, num, str, varint } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['HEARTBEAT_WIRE_SEED'] ? Number(process.env['HEARTBEAT_WIRE_SEED']) : 20_261_204;
 
@@ -97,17 +97,6 @@ const DATANODE_STAT: ReplicaStatInput = {
   conf_index: '1',
 };
 
-/** Keys in order, all the way down: the decoded objects are to be built exactly as proto-loader builds them. */
-function keyOrder(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(keyOrder);
-  if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => [k, keyOrder(v)]);
-  return typeof value;
-}
-
-function expectSameObject(ours: unknown, reference: unknown, what: string): void {
-  expect(ours, what).to.deep.equal(reference);
-  expect(keyOrder(ours), `${what}: key order`).to.deep.equal(keyOrder(reference));
-}
 
 function expectBothDecode(bytes: number[], what: string): void {
   const input = Buffer.from(bytes);

@@ -8,25 +8,12 @@
 // 2"; a fresh-clone CI run on a loaded machine failed `br restore` and the damaged-manifest
 // recovery test that way).
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
-import { metasrvConfigSchema } from '../../src/common/config.js';
-import { silentLogger } from '../../src/common/logger.js';
-import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
-import { type CatalogStorage, type DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
+import { startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'recover-race';
 const NODES = [1, 2, 3];
 
-class MemoryCatalog implements CatalogStorage {
-  state: CatalogState = emptyCatalog(CLUSTER);
-  async load(): Promise<CatalogState> {
-    return structuredClone(this.state);
-  }
-  async save(state: CatalogState): Promise<void> {
-    this.state = structuredClone(state);
-  }
-  async reopen(): Promise<void> {}
-}
 
 interface SentOpen {
   addr: string;
@@ -58,17 +45,7 @@ describe('metasrv: recover while the old group still beats (finding M1, second p
         return { flushed_index: '7', manifest_written_ms: '1', ssts: 1 } as never;
       },
     };
-    const config = metasrvConfigSchema.parse({
-      cluster_id: CLUSTER,
-      node: { data_dir: '/unused' },
-      grpc: { port: 0 },
-      http: { port: 0 },
-      failure_detector: { heartbeat_interval_ms: 100 },
-      balance_leaders_interval_ms: 0,
-      catalog_backup_interval_ms: 0,
-    });
-    const core = new MetasrvCore(config, silentLogger, 3, { admin, procedureClock: systemClock, clock: systemClock });
-    await core.startAlone(new MemoryCatalog(), undefined);
+    const core = await startMetasrvCore(CLUSTER, admin);
     const anyone = () => {};
     const addr = (n: number) => `127.0.0.1:${20_000 + n}`;
     for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);

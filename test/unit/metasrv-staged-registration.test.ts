@@ -6,58 +6,18 @@
 // A fresh-clone CI run on a loaded machine (slow fsyncs) failed metasrv-incarnation's M11 test
 // this way.
 import { expect } from 'chai';
-import { systemClock, wallClock } from '../../src/common/clock.js';
-import { metasrvConfigSchema } from '../../src/common/config.js';
-import { silentLogger } from '../../src/common/logger.js';
-import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
-import { type CatalogStorage, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { MemoryCatalog, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'staged';
 const NODES = [1, 2, 3];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A catalog in memory whose saves can be held (a slow fsync). */
-class HeldCatalog implements CatalogStorage {
-  state: CatalogState = emptyCatalog(CLUSTER);
-  held: (() => void)[] | undefined;
-  /** Holds the first save whose state passes this test, and every save after it until release. */
-  holdFrom: ((state: CatalogState) => boolean) | undefined;
-  async load(): Promise<CatalogState> {
-    return structuredClone(this.state);
-  }
-  async save(state: CatalogState): Promise<void> {
-    const copy = structuredClone(state);
-    if (this.holdFrom?.(state)) {
-      this.holdFrom = undefined;
-      this.held = [];
-    }
-    if (this.held) await new Promise<void>((ok) => this.held!.push(ok));
-    this.state = copy;
-  }
-  async reopen(): Promise<void> {}
-  release(): void {
-    const waiting = this.held ?? [];
-    this.held = undefined;
-    for (const ok of waiting) ok();
-  }
-}
-
 describe('metasrv: an instruction staged for a node is not released to its next process (finding M15)', function () {
   this.timeout(20_000);
 
   it('a close_region staged before the node registered again, whose save lands after, is not delivered to the new process', async () => {
-    const config = metasrvConfigSchema.parse({
-      cluster_id: CLUSTER,
-      node: { data_dir: '/unused' },
-      grpc: { port: 0 },
-      http: { port: 0 },
-      failure_detector: { heartbeat_interval_ms: 100 },
-      balance_leaders_interval_ms: 0,
-      catalog_backup_interval_ms: 0,
-    });
-    const storage = new HeldCatalog();
-    const core = new MetasrvCore(config, silentLogger, 3, { admin: { openRegion: async () => ({}) as never }, procedureClock: wallClock, clock: systemClock });
-    await core.startAlone(storage, undefined);
+    const storage = new MemoryCatalog(CLUSTER);
+    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never }, storage);
     const anyone = () => {};
     const addr = (n: number) => `127.0.0.1:${21_000 + n}`;
     const hosted = new Map<number, number>();

@@ -123,8 +123,11 @@ export interface ClusterSimOptions {
    * a voter grants its vote before either is on disk (breaks P1). 'no-wake-on-leader-down': a
    * region server that takes a silent peer datanode as down tells none of the followers of its
    * leaders (docs/quiescence.md), so quiesced followers of a dead leader sleep on.
+   * 'close-fails-proposed' (finding 8a, the rule before cdc2fc8): a replica closed or removed
+   * fails the proposals it already handed to raft as NOT_FOUND, a definite failure, though they
+   * may still commit under the next leader (found with the `close` fault).
    */
-  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -469,7 +472,9 @@ function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['d
 
 /**
  * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
- * messages leave before the write is durable; coreBugs run every raft core with PlantedBugs.
+ * messages leave before the write is durable; 'no-wake-on-leader-down' keeps the followers of a
+ * silent node's leaders asleep; 'close-fails-proposed' brings back finding 8a through the
+ * failPending seam; coreBugs run every raft core with PlantedBugs.
  */
 function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<S, R> {
   return class PlantedRegionServer extends RegionServer<S, R> {
@@ -483,6 +488,11 @@ function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions[
 
     protected override onNodeDown(nodeId: number): void {
       if (hostBug !== 'no-wake-on-leader-down') super.onNodeDown(nodeId);
+    }
+
+    // 8a: without `proposedWhy` every waiting proposal gets the close's or removal's NOT_FOUND.
+    protected override failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
+      super.failPending(replica, err, hostBug === 'close-fails-proposed' ? undefined : proposedWhy);
     }
   };
 }
@@ -2086,6 +2096,15 @@ export class ClusterSim {
       const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
       complete(definite && (!uncertain || forgetUnknown) ? 'fail' : 'info', undefined, String(err));
     };
+    // NOT_FOUND from a proposal: its replica was closed or removed before raft took the command
+    // (RegionServer.close and the removal fail only those as NOT_FOUND; what raft already had
+    // fails as outcome unknown). The client library does not retry NOT_FOUND: the write failed,
+    // unless an earlier attempt's outcome was unknown (src/client/client.ts, withRegion).
+    const onNotFound = (err: unknown) => {
+      this.retarget(client, regionId, err);
+      const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
+      complete(!uncertain || forgetUnknown ? 'fail' : 'info', undefined, String(err));
+    };
     const attempt = (target: Server | EngineServer | undefined) => {
       attempts++;
       if (!target) {
@@ -2101,7 +2120,7 @@ export class ClusterSim {
         return;
       }
       // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
-      done.then(onResult, (err: unknown) => onError(err, isRegionDbError(err, ErrorCode.NotLeader)));
+      done.then(onResult, (err: unknown) => (isRegionDbError(err, ErrorCode.NotFound) ? onNotFound(err) : onError(err, isRegionDbError(err, ErrorCode.NotLeader))));
     };
     attempt(server);
   }

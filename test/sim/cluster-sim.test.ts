@@ -91,7 +91,8 @@ async function expectSameViolation(caught: ClusterSimViolation, options: Paramet
 function itFindsCloseFailsProposed(mode: Partial<ClusterSimOptions>, from: number): void {
   const faults = { ...mode, faults: ['close'] } as const;
   const planted: Partial<ClusterSimOptions> = { ...faults, hostBug: 'close-fails-proposed' };
-  it(`the checkers can fail: a closed leader's proposals failed as NOT_FOUND (planted close-fails-proposed, finding 8a) is found within 2,000 seeds`, async () => {
+  const where = mode.metasrv ? ' (with the metasrv)' : mode.mode === 'engine' ? ' (engine mode)' : '';
+  it(`the checkers can fail: a closed leader's proposals failed as NOT_FOUND (planted close-fails-proposed, finding 8a) is found within 2,000 seeds${where}`, async () => {
     const caught = await firstViolation(planted, undefined, from);
     expect(caught, 'no seed exposed close-fails-proposed').to.not.equal(undefined);
     console.log(`    close-fails-proposed: seed ${caught!.seed} (${caught!.invariant})`);

@@ -1063,8 +1063,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * commit (through the new leader, or a membership that no longer holds this replica): with
    * `proposedWhy` they fail as outcome unknown instead, so that the client retries with the same
    * request id (dedup makes that safe) and never reports a write that may exist as failed.
+   * Protected only as a seam for the simulator's planted finding 8a (test/sim/cluster-sim.ts);
+   * nothing in src/ overrides it.
    */
-  private failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
+  protected failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
     const proposedErr = proposedWhy === undefined ? err : this.outcomeUnknown(replica, proposedWhy);

@@ -80,6 +80,32 @@ async function expectSameViolation(caught: ClusterSimViolation, options: Paramet
   }
   expect(again?.message).to.equal(caught.message);
 }
+
+/**
+ * Finding 8a (docs/correctness.md), planted as hostBug 'close-fails-proposed' with the `close`
+ * fault on: a leader closed with proposals in flight fails them as NOT_FOUND, the client reports
+ * the write failed, and the next leader commits it. A history checker must find it within 2,000
+ * seeds (searched from `from`, just below the first seed that finds it), the seed must replay to
+ * the same violation, and the same seed must pass with the production rule.
+ */
+function itFindsCloseFailsProposed(mode: Partial<ClusterSimOptions>, from: number): void {
+  const faults = { ...mode, faults: ['close'] } as const;
+  const planted: Partial<ClusterSimOptions> = { ...faults, hostBug: 'close-fails-proposed' };
+  const where = mode.metasrv ? ' (with the metasrv)' : mode.mode === 'engine' ? ' (engine mode)' : '';
+  it(`the checkers can fail: a closed leader's proposals failed as NOT_FOUND (planted close-fails-proposed, finding 8a) is found within 2,000 seeds${where}`, async () => {
+    const caught = await firstViolation(planted, undefined, from);
+    expect(caught, 'no seed exposed close-fails-proposed').to.not.equal(undefined);
+    console.log(`    close-fails-proposed: seed ${caught!.seed} (${caught!.invariant})`);
+    expect(['linearizability', 'set (no acknowledged add lost)']).to.include(caught!.invariant);
+    // The history shows the write the client was told had failed, and the close's NOT_FOUND.
+    expect(caught!.message).to.match(/fail p\d+ (write|cas|add) .*is no longer hosted on n/);
+    const replay = `${mode.mode === 'engine' ? 'SIM_CLUSTER_MODE=engine ' : ''}SIM_CLUSTER_FAULTS=close SIM_CLUSTER_HOST_BUG=close-fails-proposed ${mode.metasrv ? 'SIM_CLUSTER_METASRV=1 ' : ''}SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`;
+    expect(caught!.message).to.contain(replay);
+    await expectSameViolation(caught!, planted);
+    // The production rule on the same seed: the proposals fail as outcome unknown, nothing breaks.
+    await runClusterSim(caught!.seed, faults);
+  });
+}
 describe('whole-datanode simulator (real RegionServer, simulated disk, network and time)', function () {
   this.timeout(0);
 
@@ -87,7 +113,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const seed = Number(envSeed);
     // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
     // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
-    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down'] as const);
+    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed'] as const);
     const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots', 'gc-by-key-age'] as const);
@@ -274,11 +300,35 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=wipe SIM_CLUSTER_WIPE_BUG=reopen-as-old-peer SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       await expectSameViolation(caught!, planted);
     });
+
+    // The `close` fault: replicas (mostly leaders with writes in flight) closed without deleting
+    // their data and reopened from their log. Proposals raft already had fail as outcome unknown
+    // and may commit under the next leader; nothing may break.
+    it('replicas closed with writes in flight and reopened (close): the checkers stay green (30 seeds, replays)', async () => {
+      const total = { closes: 0, leaders: 0, proposalsInFlight: 0, reopens: 0 };
+      for (let seed = 1; seed <= 30; seed++) {
+        const r = await runClusterSim(seed, { faults: ['close'] });
+        for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += r.closes![k];
+      }
+      console.log(`    ${JSON.stringify(total)}`);
+      // A fault that never closes a leader with a proposal in flight checks nothing 8a is about.
+      for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(15);
+      const a = await runClusterSim(3, { faults: ['close'] });
+      const b = await runClusterSim(3, { faults: ['close'] });
+      expect(b.traceHash).to.equal(a.traceHash);
+    });
+
+    // Finding 8a: seed 7 is the first (seeds 1–6 pass); searched from 6.
+    itFindsCloseFailsProposed({}, 6);
   });
 
   describe('with the metasrv (the real MetasrvCore: registration, heartbeats, failure detection, procedures)', () => {
     if (engineCampaign) return;
     const withMeta = { metasrv: true, faults: ['corrupt', 'wipe'] } as const;
+
+    // Finding 8a with the metasrv: the datanode core closes the replica (the close_region
+    // instruction's path) and the metasrv's reconciliation reopens it. Seed 1 is the first.
+    itFindsCloseFailsProposed({ metasrv: true }, 1);
 
     // Lost replicas (damaged logs, wiped disks) are replaced by the metasrv's repair-replica,
     // while it crashes and restarts mid-procedure and its wall clock steps; after healing every
@@ -518,6 +568,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         await expectSameViolation(caught!, planted);
       });
     }
+
+    // Finding 8a in engine mode (writes retried with the same request id; a NOT_FOUND ends the
+    // write as the client library's does). Seed 8 is the first (seeds 1–7 pass); searched from 7.
+    itFindsCloseFailsProposed(engine, 7);
 
     // Issue 14's finding 8c in the simulator's client model (the retry rule of src/client/client.ts,
     // re-stated in cluster-sim.ts): a write whose earlier attempt's outcome was unknown is

@@ -123,8 +123,11 @@ export interface ClusterSimOptions {
    * a voter grants its vote before either is on disk (breaks P1). 'no-wake-on-leader-down': a
    * region server that takes a silent peer datanode as down tells none of the followers of its
    * leaders (docs/quiescence.md), so quiesced followers of a dead leader sleep on.
+   * 'close-fails-proposed' (finding 8a, the rule before cdc2fc8): a replica closed or removed
+   * fails the proposals it already handed to raft as NOT_FOUND, a definite failure, though they
+   * may still commit under the next leader (found with the `close` fault).
    */
-  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -172,6 +175,11 @@ export interface ClusterSimOptions {
    * sent before, else unknown). `ddl` (with `metasrv`): a simulated client creates and drops
    * tables through the real metasrv during the run and writes to them (test/sim/sim-ddl.ts); in
    * engine mode, half of the seeds lose the metasrv's disk after the drop (finding 2c).
+   * `close` (not in `all`): a running replica — most often a region's leader with writes in
+   * flight — is closed without deleting its data, as a datanode executes the metasrv's
+   * close_region instruction with destroy off, and opened again from its log 30–300 ms later
+   * (by the harness; with `metasrv`, by the metasrv's reconciliation of the node's next
+   * heartbeat). The planted 8a (hostBug 'close-fails-proposed') needs it.
    */
   faults?: readonly ExtraFault[];
   /**
@@ -225,14 +233,14 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | SpuriousFault | CatalogLossFault;
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', ...SPURIOUS_FAULTS];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'close' | SpuriousFault | CatalogLossFault;
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'close', ...SPURIOUS_FAULTS];
 /**
- * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts) and `ddl` (sim-ddl.ts)
- * were added, so its campaigns replay; those and the catalog's loss and restore (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts)
- * are asked for by name.
+ * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts)
+ * and `close` were added, so its campaigns replay; those and the catalog's loss and restore (CATALOG_LOSS_FAULTS,
+ * test/sim/sim-catloss.ts) are asked for by name.
  */
-export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'ddl' && !(SPURIOUS_FAULTS as readonly string[]).includes(f));
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'ddl' && f !== 'close' && !(SPURIOUS_FAULTS as readonly string[]).includes(f));
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -259,6 +267,8 @@ export interface ClusterSimResult {
   engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
+  /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
+  closes?: { closes: number; leaders: number; proposalsInFlight: number; reopens: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
   metasrv?: {
     crashes: number;
@@ -469,7 +479,9 @@ function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['d
 
 /**
  * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
- * messages leave before the write is durable; coreBugs run every raft core with PlantedBugs.
+ * messages leave before the write is durable; 'no-wake-on-leader-down' keeps the followers of a
+ * silent node's leaders asleep; 'close-fails-proposed' brings back finding 8a through the
+ * failPending seam; coreBugs run every raft core with PlantedBugs.
  */
 function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<S, R> {
   return class PlantedRegionServer extends RegionServer<S, R> {
@@ -483,6 +495,11 @@ function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions[
 
     protected override onNodeDown(nodeId: number): void {
       if (hostBug !== 'no-wake-on-leader-down') super.onNodeDown(nodeId);
+    }
+
+    // 8a: without `proposedWhy` every waiting proposal gets the close's or removal's NOT_FOUND.
+    protected override failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
+      super.failPending(replica, err, hostBug === 'close-fails-proposed' ? undefined : proposedWhy);
     }
   };
 }
@@ -505,7 +522,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -606,6 +623,8 @@ export class ClusterSim {
   /** Engine mode: `region/client/request id` → the log index where that write took effect. */
   private readonly tookEffectAt = new Map<string, number>();
   private readonly storageStats = { corruptions: 0, wipes: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0, tooOld: 0 };
+  /** With `close`: what the fault did (ClusterSimResult.closes). */
+  private readonly closeStats = { closes: 0, leaders: 0, proposalsInFlight: 0, reopens: 0 };
   /** The regions (ids depend on `metasrv`): the register region and the set region. */
   private readonly regionIds: readonly string[];
   private readonly regReg: string;
@@ -873,6 +892,7 @@ export class ClusterSim {
       storage: { ...this.storageStats },
       ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
       ...(this.ddl ? { ddl: { ...this.ddl.stats } } : {}),
+      ...(this.extra.has('close') ? { closes: { ...this.closeStats } } : {}),
       ...(store
         ? {
             engine: {
@@ -1834,7 +1854,60 @@ export class ClusterSim {
       this.record(`clock n${node.id} ${stepMs > 0 ? '+' : ''}${stepMs}ms`);
       return true;
     }
+    if (roll >= 16 && roll < 26 && this.extra.has('close')) return this.closeReplica(rand);
     return false;
+  }
+
+  /**
+   * The `close` fault: a running replica is closed without deleting its data (what a datanode
+   * does with the metasrv's close_region instruction when destroy is off) and opened again from
+   * its log 30–300 ms later. Most often the replica closed is a region's leader with proposals
+   * in flight: those may still commit under the next leader (the followers may hold them), the
+   * path of finding 8a. Without the metasrv the harness reopens it under its placed peer; with
+   * it, the datanode core closes it (its instruction path) and the metasrv's reconciliation
+   * opens it again when the next heartbeat no longer reports it.
+   */
+  private closeReplica(rand: Rand): boolean {
+    const candidates: { node: SimNode; regionId: string; replica: Replica<StateMachine<unknown>, unknown> }[] = [];
+    for (const node of this.nodes.values()) {
+      if (!node.server || (this.meta && !node.core)) continue;
+      for (const regionId of this.regionIds) {
+        const replica = node.server.replica(regionId) as Replica<StateMachine<unknown>, unknown> | undefined;
+        // A replica being replaced (the harness's repair) is left to it.
+        if (replica && this.repairs.get(regionId)?.nodeId !== node.id) candidates.push({ node, regionId, replica });
+      }
+    }
+    if (candidates.length === 0) return false;
+    const busyLeaders = candidates.filter((c) => c.replica.isLeader() && c.replica.proposals.size > 0);
+    const { node, regionId, replica } = busyLeaders.length > 0 && rand.chance(0.8) ? rand.pick(busyLeaders) : rand.pick(candidates);
+    const server = node.server!;
+    const inc = node.incarnation;
+    const reopenAfterMs = 30 + rand.int(271);
+    const inFlight = replica.proposals.size;
+    this.closeStats.closes++;
+    if (replica.isLeader()) this.closeStats.leaders++;
+    this.closeStats.proposalsInFlight += inFlight;
+    this.record(`close n${node.id} ${regionId} peer ${replica.selfPeerId} (${replica.isLeader() ? 'leader' : 'follower'}, ${inFlight} proposals in flight), reopen after ${reopenAfterMs} ms`);
+    if (this.meta) {
+      // The instruction's path (serialized with the node's other opens and closes); the metasrv reopens it.
+      node.core!.closeRegion(regionId, false).catch((err: unknown) => this.flag('close', `closing ${regionId} on n${node.id} failed: ${String(err)}`));
+      return true;
+    }
+    server.close(regionId, false).then(
+      () => this.sched.at(this.sched.now + reopenAfterMs, () => this.reopen(node, server, regionId), inc),
+      (err: unknown) => this.flag('close', `closing ${regionId} on n${node.id} failed: ${String(err)}`),
+    );
+    return true;
+  }
+
+  /** Without the metasrv: a replica the `close` fault closed opens again under its placed peer (unless its node restarted, which reopened it). */
+  private reopen(node: SimNode, server: Server | EngineServer, regionId: string): void {
+    const placement = this.placements.get(regionId)?.get(node.id);
+    if (node.server !== server || server.replica(regionId) || server.failure(regionId) || !placement || placement.storeId !== node.disk.storeId) return;
+    if (this.repairs.get(regionId)?.nodeId === node.id) return;
+    this.closeStats.reopens++;
+    this.record(`reopen n${node.id} ${regionId} peer ${placement.peerId}`);
+    server.open({ regionId, selfPeerId: placement.peerId, peers: this.peersOf(regionId), bootstrap: placement.bootstrap }).catch((err: unknown) => this.flag('open failed', `n${node.id} ${regionId}: ${String(err)}`));
   }
 
   /**
@@ -2086,6 +2159,15 @@ export class ClusterSim {
       const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
       complete(definite && (!uncertain || forgetUnknown) ? 'fail' : 'info', undefined, String(err));
     };
+    // NOT_FOUND from a proposal: its replica was closed or removed before raft took the command
+    // (RegionServer.close and the removal fail only those as NOT_FOUND; what raft already had
+    // fails as outcome unknown). The client library does not retry NOT_FOUND: the write failed,
+    // unless an earlier attempt's outcome was unknown (src/client/client.ts, withRegion).
+    const onNotFound = (err: unknown) => {
+      this.retarget(client, regionId, err);
+      const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
+      complete(!uncertain || forgetUnknown ? 'fail' : 'info', undefined, String(err));
+    };
     const attempt = (target: Server | EngineServer | undefined) => {
       attempts++;
       if (!target) {
@@ -2101,7 +2183,7 @@ export class ClusterSim {
         return;
       }
       // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
-      done.then(onResult, (err: unknown) => onError(err, isRegionDbError(err, ErrorCode.NotLeader)));
+      done.then(onResult, (err: unknown) => (isRegionDbError(err, ErrorCode.NotFound) ? onNotFound(err) : onError(err, isRegionDbError(err, ErrorCode.NotLeader))));
     };
     attempt(server);
   }

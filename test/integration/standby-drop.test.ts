@@ -6,22 +6,16 @@
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { regionNumberOf } from '../../src/engine/key.js';
-import type { Row, TableSchema } from '../../src/engine/schema.js';
+import type { TableSchema } from '../../src/engine/schema.js';
 import { checkCut } from '../../src/standby/cut-check.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
 import { primaryRoleToml, standbyRoleToml } from '../../src/standby/role-toml.js';
 import { startCutWriter } from '../support/cut-writer.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
+import { STANDBY_COLUMNS, standbyRows, idOf } from '../support/standby-table.js';
 
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
 const REGIONS = 2;
-const TS_BASE_MS = 1_700_000_000_000;
-const row = (id: number): Row => ({ host: `host-${id % 17}`, ts: TS_BASE_MS + id, v: id });
-const idOf = (r: Row) => (r['ts'] as number) - TS_BASE_MS;
+const row = standbyRows(17);
 /** The standby's safe-time lag after the drop must stay below this (it grows without bound if a dropped region blocks it). */
 const SAFE_LAG_MS_MAX = 5_000;
 
@@ -52,8 +46,8 @@ describe('dual active-standby: a table dropped on the primary (issue 17)', funct
     const pc = primary.client({ deadlineMs: 3000 });
     const sc = standby.client({ deadlineMs: 3000 });
 
-    const schemaA = await pc.createTable('a', COLUMNS, REGIONS);
-    const schemaB = await pc.createTable('b', COLUMNS, REGIONS);
+    const schemaA = await pc.createTable('a', STANDBY_COLUMNS, REGIONS);
+    const schemaB = await pc.createTable('b', STANDBY_COLUMNS, REGIONS);
     await waitUntil('the primary taking writes (fence check done)', 30_000, async () => (await pc.write('a', [row(0)]).then(() => true).catch(() => undefined)));
     for (let w = 1; w <= 10; w++) await pc.write('a', [row(w), row(w + 100)]);
     const writerB = startWriter(pc, 'b', schemaB, 10_000);

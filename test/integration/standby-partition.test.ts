@@ -7,20 +7,15 @@
 // Slow (about 2 minutes): runs only with STANDBY_PARTITION=1 (`make test-standby-partition`).
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
-import type { Row } from '../../src/engine/schema.js';
 import type { StandbyStatusResponse__Output } from '../../src/rpc/generated/index.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { LinkProxy } from '../jepsen/proxy.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
+import { STANDBY_COLUMNS, standbyRows } from '../support/standby-table.js';
 
 const TABLE = 'events';
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
 const PARTITION_MS = Number(process.env['STANDBY_PARTITION_MS'] ?? 30_000);
-const row = (id: number): Row => ({ host: `h${id % 17}`, ts: 1_700_000_000_000 + id, v: id });
+const row = standbyRows(17, 'h');
 
 async function standbyStatus(addr: string): Promise<StandbyStatusResponse__Output> {
   const admin = makeClient('Admin', addr);
@@ -107,7 +102,7 @@ describe('dual active-standby: a partition between the clusters under load (issu
     });
     await primary.start();
     const pc = primary.client({ deadlineMs: 3000 });
-    await pc.createTable(TABLE, COLUMNS, 3);
+    await pc.createTable(TABLE, STANDBY_COLUMNS, 3);
     const writer = startWriter(pc);
     await waitUntil('the stream running (every region shipped, lag under 3 s)', 60_000, async () => {
       const lag = await shippingLag(primary!);

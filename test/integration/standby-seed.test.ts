@@ -16,23 +16,17 @@ import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { standbyStatusText } from '../../src/cmd/standby.js';
 import { regionNumberOf } from '../../src/engine/key.js';
-import type { Row, TableSchema } from '../../src/engine/schema.js';
+import type { TableSchema } from '../../src/engine/schema.js';
 import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
 import { primaryRoleToml, standbyRoleToml } from '../../src/standby/role-toml.js';
 import { startCutWriter } from '../support/cut-writer.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
+import { STANDBY_COLUMNS, standbyRows, idOf } from '../support/standby-table.js';
 
 const TABLE = 'seeded';
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
 const REGIONS = 3;
-const TS_BASE_MS = 1_700_000_000_000;
-const row = (id: number, v = id): Row => ({ host: `host-${id % 31}`, ts: TS_BASE_MS + id, v });
-const idOf = (r: Row) => (r['ts'] as number) - TS_BASE_MS;
+const row = standbyRows(31);
 
 /** Replaces the `[standby]` section of a node's TOML config (or adds one). */
 function setStandbySection(file: string, section: string): void {
@@ -86,7 +80,7 @@ describe('dual active-standby: seeding a truncated region, and the way back (iss
     const sc = standby.client({ deadlineMs: 5000 });
 
     // 1. Before the stream: 40 writes of 6 rows, acknowledged, then flushed (the log is truncated).
-    const schema = await pc.createTable(TABLE, COLUMNS, REGIONS);
+    const schema = await pc.createTable(TABLE, STANDBY_COLUMNS, REGIONS);
     const before: ClientWrite[] = [];
     for (let w = 0; w < 40; w++) {
       const ids = Array.from({ length: 6 }, (_, k) => w * 6 + k);
@@ -152,7 +146,7 @@ describe('dual active-standby: seeding a truncated region, and the way back (iss
     const newRows = Array.from({ length: 12 }, (_, k) => row(50_000 + k));
     await waitUntil('the promoted cluster taking writes as a primary', 30_000, async () => (await sc.write(TABLE, newRows).then(() => true).catch(() => undefined)));
     // An overwrite of a row the seed carries: its version must beat the seeded one on the old primary too.
-    await sc.write(TABLE, [row(7, -7)]);
+    await sc.write(TABLE, [{ ...row(7), v: -7 }]);
     const back = await waitUntil('the old primary re-seeded and following the promoted cluster', 60_000, async () => {
       const got = await presentIds(pc).catch(() => undefined);
       return got && newRows.every((r) => got.has(idOf(r))) && got.get(7) === -7 ? got : undefined;

@@ -17,20 +17,14 @@ import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { generateCerts } from '../../src/cmd/certs.js';
 import { standbyStatusText } from '../../src/cmd/standby.js';
-import type { Row } from '../../src/engine/schema.js';
 import { hashPassword, newToken } from '../../src/rpc/auth.js';
 import { standbySnapshot } from '../../src/standby/promote.js';
 import { LocalCluster, waitUntil } from '../support/local-cluster.js';
+import { STANDBY_COLUMNS, standbyRows } from '../support/standby-table.js';
 
 const TABLE = 'across';
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
 const REGIONS = 2;
-const TS_BASE_MS = 1_700_000_000_000;
-const row = (id: number): Row => ({ host: `host-${id % 7}`, ts: TS_BASE_MS + id, v: id });
+const row = standbyRows(7);
 
 describe('integration: dual active-standby between two sites with their own CAs and users (issue 17)', function () {
   this.timeout(120_000);
@@ -127,7 +121,7 @@ describe('integration: dual active-standby between two sites with their own CAs 
   it('1. with its own node credentials (another CA) the handshake fails, and the status and the write refusal say which section fixes it', async () => {
     // Placement needs the 3 datanodes counted alive: on a loaded machine a heartbeat can be late.
     await waitUntil('the table created on the primary', 30_000, () =>
-      pc.createTable(TABLE, COLUMNS, REGIONS).then(
+      pc.createTable(TABLE, STANDBY_COLUMNS, REGIONS).then(
         () => true,
         (err: unknown) => {
           if (/already exists/.test(String(err))) return true; // an earlier attempt took

@@ -7,24 +7,18 @@
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { isRegionDbError } from '../../src/common/errors.js';
-import type { Row, TableSchema } from '../../src/engine/schema.js';
+import type { TableSchema } from '../../src/engine/schema.js';
 import { standbyStatusText } from '../../src/cmd/standby.js';
 import { promoteStandby, standbySnapshot } from '../../src/standby/promote.js';
 import { primaryRoleToml, standbyRoleToml } from '../../src/standby/role-toml.js';
 import { type ClientWrite, checkCut } from '../../src/standby/cut-check.js';
 import { startCutWriter } from '../support/cut-writer.js';
 import { LocalCluster, sleep, waitUntil } from '../support/local-cluster.js';
+import { STANDBY_COLUMNS, standbyRows, idOf } from '../support/standby-table.js';
 
 const TABLE = 'drill';
-const COLUMNS = [
-  { name: 'host', type: 'string', semantic: 'tag' },
-  { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
-  { name: 'v', type: 'float64', semantic: 'field' },
-];
 const REGIONS = 3;
-const TS_BASE_MS = 1_700_000_000_000;
-const row = (id: number): Row => ({ host: `host-${id % 31}`, ts: TS_BASE_MS + id, v: id });
-const idOf = (r: Row) => (r['ts'] as number) - TS_BASE_MS;
+const row = standbyRows(31);
 
 /** Writes of 6 rows (spread over the regions) from `loops` concurrent loops, each remembered with its send and ack times. */
 const startWriter = (client: RegionDbClient, schema: TableSchema, loops = 3) =>
@@ -57,7 +51,7 @@ async function startPair(mode: 'async' | 'sync'): Promise<Pair> {
 async function killAndPromote({ standby, primary }: Pair, loadMs: number, crashMidway = false) {
   const pc = primary.client({ deadlineMs: 3000 });
   const sc = standby.client({ deadlineMs: 3000 });
-  const schema = await pc.createTable(TABLE, COLUMNS, REGIONS);
+  const schema = await pc.createTable(TABLE, STANDBY_COLUMNS, REGIONS);
   const writer = startWriter(pc, schema);
   // The stream runs: the standby created the table on first sight and every region reports a position.
   await waitUntil('every standby region reporting a stream position', 30_000, async () => {

@@ -555,7 +555,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private requestReadIndex(replica: Replica<S, R>): void {
     const group = replica.queuedReads.splice(0);
-    const ctx = `${this.nodeId}:${this.incarnation}:${++this.readSeq}`;
+    const ctx = this.readContext(++this.readSeq);
     replica.reads.set(ctx, {
       index: -1,
       sinceTick: this.ticks,
@@ -567,6 +567,16 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       },
     });
     replica.raft.readIndex(new TextEncoder().encode(ctx));
+  }
+
+  /**
+   * The context of this process's `seq`-th ReadIndex request: unique across this node's
+   * processes (the incarnation), since a peer may answer a request of an earlier one (finding
+   * 8b). Protected so that the simulator can watch the contexts (test/sim/cluster-sim.ts, its
+   * read path's counters); nothing overrides what it returns.
+   */
+  protected readContext(seq: number): string {
+    return `${this.nodeId}:${this.incarnation}:${seq}`;
   }
 
   /**

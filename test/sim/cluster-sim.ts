@@ -44,11 +44,12 @@ import { type ApplyResult, RegionState } from '../../src/engine/region-state.js'
 import type { TableSchema } from '../../src/engine/schema.js';
 import { ConfChangeType } from '../../src/raft/confchange.js';
 import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
-import { messageTypeName } from '../../src/raft/types.js';
-import type { RaftEnvelope } from '../../src/replication/transport.js';
+import { MessageType, messageTypeName } from '../../src/raft/types.js';
+import type { RaftEnvelope, RaftTransport } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
+import { type PeerQueueStats, SimPeerQueues } from './sim-peer-queues.js';
 import { CatalogLossNemesis, type CatalogLossFault, type HostedReplica, catalogLossUnsettled } from './sim-catloss.js';
 import { type CatlossBug, catlossDatanodeCore, catlossMetasrvCore } from './sim-catloss-bugs.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
@@ -233,14 +234,27 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'close' | SpuriousFault | CatalogLossFault;
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'close', ...SPURIOUS_FAULTS];
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'close' | SpuriousFault | CatalogLossFault | ReadPathFault;
 /**
- * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts)
- * and `close` were added, so its campaigns replay; those and the catalog's loss and restore (CATALOG_LOSS_FAULTS,
- * test/sim/sim-catloss.ts) are asked for by name.
+ * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
+ * `followers`, clients that read through the client library's route cache, so that reads land
+ * on followers (and on restarted nodes) as they do in production; `queues`, the raft
+ * transport's per-peer queues and reconnect backoff (test/sim/sim-peer-queues.ts), which hold
+ * a restarted node's traffic and hand it to its new process; `flap`, crash loops: a node restarted
+ * after a crash dies again soon after its start, now and then (a process killed while it catches
+ * up, restarted by its supervisor).
  */
-export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter((f) => f !== 'ddl' && f !== 'close' && !(SPURIOUS_FAULTS as readonly string[]).includes(f));
+export type ReadPathFault = 'followers' | 'queues' | 'flap';
+export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'close', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS];
+/**
+ * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
+ * `close` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
+ * (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name.
+ */
+export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
+  (f) => f !== 'ddl' && f !== 'close' && !(SPURIOUS_FAULTS as readonly string[]).includes(f) && !(READ_PATH_FAULTS as readonly string[]).includes(f),
+);
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -287,6 +301,24 @@ export interface ClusterSimResult {
   };
   /** With `ddl`: what the DDL client did. */
   ddl?: SimDdlClient['stats'];
+  /**
+   * With the read path's faults: the readers' attempts (and those sent to a node that did not
+   * lead the region then), ReadIndex answers delivered to followers, those answering a request of
+   * an earlier process of the receiving node, those of them that met a pending read of the new
+   * process with the same sequence number (what finding 8b's contexts confused) or arrived below
+   * the leader's commit index, and each one's sequence number minus the new process's last; with
+   * `queues`, what the per-peer queues did. Exact with the production contexts.
+   */
+  readPath?: {
+    readerReads: number;
+    readerReadsOnFollowers: number;
+    answersToFollowers: number;
+    answersCrossingRestart: number;
+    answersMeetingSameSeq: number;
+    answersCrossingBehindCommit: number;
+    crossingSeqGaps: number[];
+    queues?: PeerQueueStats;
+  };
 }
 
 export class ClusterSimViolation extends Error {
@@ -482,9 +514,22 @@ function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['d
  * messages leave before the write is durable; 'no-wake-on-leader-down' keeps the followers of a
  * silent node's leaders asleep; 'close-fails-proposed' brings back finding 8a through the
  * failPending seam; coreBugs run every raft core with PlantedBugs.
+ * With the read path's faults it also reports every ReadIndex context it issues (the counters
+ * of ClusterSimResult.readPath), without changing them.
  */
-function plantedServer<S extends StateMachine<R>, R>(hostBug: ClusterSimOptions['hostBug'], coreBugs: PlantedBugs | undefined): typeof RegionServer<S, R> {
+function plantedServer<S extends StateMachine<R>, R>(
+  hostBug: ClusterSimOptions['hostBug'],
+  coreBugs: PlantedBugs | undefined,
+  onReadContext?: (nodeId: number, ctx: string) => void,
+): typeof RegionServer<S, R> {
   return class PlantedRegionServer extends RegionServer<S, R> {
+    /** Only watched (the read path's counters), never changed. */
+    protected override readContext(seq: number): string {
+      const ctx = super.readContext(seq);
+      onReadContext?.(this.nodeId, ctx);
+      return ctx;
+    }
+
     protected override maySendBeforePersist(replica: Replica<S, R>, rd: Ready): boolean {
       return hostBug === 'send-before-persist' ? rd.messages.length > 0 : super.maySendBeforePersist(replica, rd);
     }
@@ -558,7 +603,39 @@ interface Client {
   busy: boolean;
   /** The DDL client's writer: called when an operation ended (instead of the workload's next step). */
   onDone?: () => void;
+  /** What a fresh process id adds after an unknown outcome (default: the number of clients). */
+  processStride?: number;
+  /** With `followers`: a reader's route cache (it only reads, choosing its node as the client library does). */
+  route?: ReaderRoute;
 }
+
+/**
+ * A reader's cached route of the register region, as src/client/client.ts keeps one: the leader
+ * the metasrv named when the routes were fetched (or a hint since), refreshed after
+ * ROUTES_REFRESH_MS (LEADERLESS_ROUTES_REFRESH_MS when it names none), and the nodes it could
+ * not reach, avoided for DOWN_AVOID_MS.
+ */
+interface ReaderRoute {
+  leader: number | undefined;
+  fetchedAt: number;
+  readonly downUntil: Map<number, number>;
+}
+
+/** src/client/client.ts's ROUTES_REFRESH_MS, LEADERLESS_ROUTES_REFRESH_MS and DOWN_AVOID_MS. */
+const ROUTES_REFRESH_MS = 5000;
+const LEADERLESS_ROUTES_REFRESH_MS = 1000;
+const DOWN_AVOID_MS = 3000;
+/** With `followers`: read-only clients beside the workload's, and their process ids (far above any client's). */
+const FOLLOWER_READERS = 4;
+const READER_PROCESS_BASE = 2_000_000;
+/** A reader's retries (src/client/client.ts BACKOFF_MIN_MS, BACKOFF_MAX_MS) within a deadline below the simulator's operation timeout. */
+const READER_BACKOFF_MS_MIN = 20;
+const READER_BACKOFF_MS_MAX = 200;
+const READER_DEADLINE_MS = 400;
+/** With `flap`: the share of restarts that die again, and how long such a process lives. */
+const FLAP_CHANCE = 0.3;
+const FLAP_UP_MS_MIN = 20;
+const FLAP_UP_MS_MAX = 150;
 
 type Outcome = 'ok' | 'fail' | 'info';
 
@@ -651,6 +728,30 @@ export class ClusterSim {
   /** Region id → its group's generation (a region id re-used by a new table after a catalog loss is a new group). */
   private readonly regionGeneration = new Map<string, number>();
   private catalogWasLost = false;
+  /** With `followers`, `queues` or `flap` (the read path's faults): their own random stream. */
+  private readonly readRand: Rand | undefined;
+  /** With `queues`: the raft transport's per-peer queues (test/sim/sim-peer-queues.ts). */
+  private readonly peerQueues: SimPeerQueues | undefined;
+  /** With `followers`: read-only clients that choose their node by the client library's route cache. */
+  private readonly readers: Client[] = [];
+  /**
+   * With the read path's faults: ReadIndex context → the processes (incarnation numbers) that
+   * issued it, and what the answers crossing a restart met (docs/simulation.md, finding 8b).
+   */
+  private readonly readContexts = new Map<string, number[]>();
+  /** Process (incarnation number) → the sequence number of its last ReadIndex request. */
+  private readonly issuedBy = new Map<number, number>();
+  private readonly readPathStats = {
+    readerReads: 0,
+    readerReadsOnFollowers: 0,
+    answersToFollowers: 0,
+    answersCrossingRestart: 0,
+    answersMeetingSameSeq: 0,
+    /** Answers crossing a restart whose index is below the region leader's commit index when they arrive. */
+    answersCrossingBehindCommit: 0,
+    /** For each answer crossing a restart: its sequence number minus the last one the receiving process issued. */
+    crossingSeqGaps: [] as number[],
+  };
 
   constructor(private readonly options: ClusterSimOptions) {
     this.regionIds = options.metasrv ? METASRV_REGIONS : REGIONS;
@@ -767,6 +868,40 @@ export class ClusterSim {
       if (this.extra.has('stall')) this.meta.stallable = true;
       if (this.extra.has('stall') || this.extra.has('twin') || spare) this.spuriousRand = this.rand.fork();
     }
+    // The read path's faults: their own stream, forked after every other one and only with one
+    // of them on (every other trace stays what it was).
+    if (this.extra.has('followers') || this.extra.has('queues') || this.extra.has('flap')) {
+      const readRand = this.rand.fork();
+      this.readRand = readRand;
+      if (this.extra.has('queues')) {
+        this.peerQueues = new SimPeerQueues(
+          this.sched,
+          readRand.fork(),
+          this.net,
+          (nodeId) => {
+            const node = this.nodes.get(nodeId);
+            return node?.server ? node.incarnation : undefined;
+          },
+          (from, to, envelope) => {
+            const node = this.nodes.get(to.nodeId);
+            if (node?.incarnation === to && node.server) this.deliver(from, to.nodeId, envelope);
+          },
+          (e) => this.record(e),
+        );
+      }
+      if (this.extra.has('followers')) {
+        for (let r = 0; r < FOLLOWER_READERS; r++) {
+          this.readers.push({
+            id: 200 + r,
+            process: READER_PROCESS_BASE + r,
+            processStride: FOLLOWER_READERS,
+            target: new Map(),
+            busy: false,
+            route: { leader: undefined, fetchedAt: Number.NEGATIVE_INFINITY, downUntil: new Map() },
+          });
+        }
+      }
+    }
   }
 
   /** The nodes the initial placement puts a replica of each region on: all but the `spare` one. */
@@ -831,6 +966,7 @@ export class ClusterSim {
     this.ddl?.start();
     // Client load and the nemesis, as events on the one scheduler.
     for (const client of this.clients) this.sched.at(this.rand.int(50), () => this.clientStep(client));
+    for (const reader of this.readers) this.sched.at(this.readRand!.int(50), () => this.readerStep(reader));
     this.scheduleNemesis(100);
     this.scheduleLull(200);
     this.probeQuiescence();
@@ -893,6 +1029,7 @@ export class ClusterSim {
       ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
       ...(this.ddl ? { ddl: { ...this.ddl.stats } } : {}),
       ...(this.extra.has('close') ? { closes: { ...this.closeStats } } : {}),
+      ...(this.readRand ? { readPath: { ...this.readPathStats, crossingSeqGaps: [...this.readPathStats.crossingSeqGaps], ...(this.peerQueues ? { queues: { ...this.peerQueues.stats } } : {}) } } : {}),
       ...(store
         ? {
             engine: {
@@ -968,9 +1105,19 @@ export class ClusterSim {
       return;
     }
     const inc = new Incarnation(node.id, ++this.incarnations);
+    const restarted = node.incarnation.number > 0;
     node.incarnation = inc;
+    // With `flap`: a restarted process dies again soon, now and then (a crash loop).
+    if (restarted && this.faults && this.extra.has('flap') && this.readRand!.chance(FLAP_CHANCE)) {
+      const upMs = FLAP_UP_MS_MIN + this.readRand!.int(FLAP_UP_MS_MAX - FLAP_UP_MS_MIN + 1);
+      this.sched.at(this.sched.now + upMs, () => {
+        if (node.incarnation === inc && node.server && this.faults) this.crash(node, `flap after ${upMs}ms`);
+      });
+    }
     node.disk.owner = inc;
-    const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined;
+    // With the read path's faults every server is the subclass too, to see its ReadIndex contexts.
+    const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined || this.readRand !== undefined;
+    const onReadContext = this.readRand ? (nodeId: number, ctx: string) => this.noteReadContext(nodeId, ctx) : undefined;
     // With the metasrv, the datanode core adds its own hooks (src/datanode/datanode-core.ts: a
     // membership change updates the region's meta; a replica removed from its group is deleted).
     const simHooks: RegionServerHooks = {
@@ -983,12 +1130,12 @@ export class ClusterSim {
     let server: Server | EngineServer;
     node.core = undefined;
     if (!this.engine) {
-      const Host = planted ? plantedServer<RegisterMachine, boolean>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegisterMachine, boolean>;
+      const Host = planted ? plantedServer<RegisterMachine, boolean>(this.options.hostBug, this.options.coreBugs, onReadContext) : RegionServer<RegisterMachine, boolean>;
       const build = (hooks: RegionServerHooks): Server =>
         new Host(
           node.id,
           node.disk,
-          this.net.transportFor(inc),
+          this.transportFor(inc),
           { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
           TUNING,
           silentLogger,
@@ -1003,12 +1150,12 @@ export class ClusterSim {
       const readers = new SstReaders(store, clock);
       // The node's wall clock: virtual time, plus the steps of the `clock` fault.
       const wall: Clock = { nowMs: () => SIM_EPOCH_MS + this.sched.now + node.wallOffsetMs };
-      const Host = planted ? plantedServer<RegionState, ApplyResult>(this.options.hostBug, this.options.coreBugs) : RegionServer<RegionState, ApplyResult>;
+      const Host = planted ? plantedServer<RegionState, ApplyResult>(this.options.hostBug, this.options.coreBugs, onReadContext) : RegionServer<RegionState, ApplyResult>;
       const build = (hooks: RegionServerHooks): EngineServer =>
         new Host(
           node.id,
           node.disk,
-          this.net.transportFor(inc),
+          this.transportFor(inc),
           {
             create: (regionId, data) => {
               const dedupLimits = this.extra.has('evict') ? SIM_DEDUP_LIMITS : limits;
@@ -1517,6 +1664,11 @@ export class ClusterSim {
     }
   }
 
+  /** The transport of a node's process: the network, or with `queues` the per-peer queues in front of it. */
+  private transportFor(inc: Incarnation): RaftTransport {
+    return this.peerQueues ? this.peerQueues.transportFor(inc) : this.net.transportFor(inc);
+  }
+
   private crash(node: SimNode, why: string, downMsAtLeast = 0): void {
     if (!node.server) return;
     // A restart would hide that this incarnation's ready loop had stopped.
@@ -1529,6 +1681,7 @@ export class ClusterSim {
     node.core = undefined;
     node.flusher = undefined; // its timers and object-store answers die with the incarnation
     node.disk.crash();
+    this.peerQueues?.onCrash(node.id);
     const downMs = Math.max(downMsAtLeast, 20 + this.rand.int(400));
     node.restartAt = this.sched.now + downMs;
     this.record(`crash n${node.id} (${why}) down ${downMs}ms`);
@@ -1550,6 +1703,7 @@ export class ClusterSim {
     const m = envelope.message;
     // Liveness beats (one per node pair per tick) stay out of the trace: they carry no state.
     if (envelope.regionId !== NODE_BEAT_REGION_ID) this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
+    if (this.readRand && m.type === MessageType.ReadIndexResponse) this.noteReadAnswer(to, envelope.regionId, m.context, m.index);
     server.step(from, envelope.regionId, m);
   }
 
@@ -2036,7 +2190,147 @@ export class ClusterSim {
       client.onDone();
       return;
     }
+    if (client.route) {
+      this.sched.at(this.sched.now + this.readRand!.int(30), () => this.readerStep(client));
+      return;
+    }
     this.sched.at(this.sched.now + this.rand.int(30), () => this.clientStep(client));
+  }
+
+  /**
+   * With `followers`: one linearizable read of a register, at the node the reader's route cache
+   * names, as src/client/client.ts chooses it: the leader the routes (or a hint since) name
+   * unless it was unreachable in the last DOWN_AVOID_MS, else the first replica not avoided.
+   * Production serves a linearizable read on any replica (database-service.ts readable(): a
+   * follower asks its leader for a read index), and a client's writes to a follower are
+   * forwarded without an error to learn from, so its routes stay stale until they are fetched
+   * again: reads land on followers, and on a node that restarted, for seconds.
+   */
+  private readerStep(reader: Client): void {
+    if (!this.faults || reader.busy) return;
+    const rand = this.readRand!;
+    if (this.sched.now < this.lullUntil) {
+      this.sched.at(this.lullUntil + rand.int(30), () => this.readerStep(reader));
+      return;
+    }
+    const route = reader.route!;
+    // The first lookup is awaited; later ones run in the background (see readerTarget).
+    if (route.fetchedAt === Number.NEGATIVE_INFINITY) this.fetchRoute(route);
+    const key = rand.pick(KEYS);
+    const invokedAt = this.sched.now;
+    let target = this.readerTarget(route, 0);
+    reader.target.set(this.regReg, target);
+    const complete = this.invoke(reader, this.regReg, this.history, { f: 'read', key });
+    let cursor = 0;
+    let backoffMs = READER_BACKOFF_MS_MIN;
+    // One read, retried as the library's withRegion does: a hint at once, else the next replica
+    // after a backoff (20 ms doubling to 200 ms), within the read's deadline.
+    const attempt = () => {
+      this.readPathStats.readerReads++;
+      if (this.leaderOf(this.regReg) !== target) this.readPathStats.readerReadsOnFollowers++;
+      this.readRegister(target, key).then(
+        (value) => complete('ok', value),
+        (err: unknown) => {
+          const now = this.sched.now;
+          const isDown = (nodeId: number) => (route.downUntil.get(nodeId) ?? Number.NEGATIVE_INFINITY) > now;
+          let retryAt: number;
+          if (String(err).includes('connection refused')) {
+            // UNAVAILABLE without a leader hint: avoided for a while, and the route forgets it.
+            route.downUntil.set(target, now + DOWN_AVOID_MS);
+            route.leader = undefined;
+          } else {
+            const hint = isRegionDbError(err) ? Number(err.details['leaderNodeId']) : Number.NaN;
+            route.leader = Number.isInteger(hint) && hint !== target && this.nodes.has(hint) && !isDown(hint) ? hint : undefined;
+          }
+          if (route.leader !== undefined) {
+            retryAt = now;
+            backoffMs = READER_BACKOFF_MS_MIN;
+          } else {
+            cursor++;
+            retryAt = now + backoffMs;
+            backoffMs = Math.min(READER_BACKOFF_MS_MAX, backoffMs * 2);
+          }
+          if (!this.faults || retryAt >= invokedAt + READER_DEADLINE_MS) {
+            complete('fail', undefined, String(err));
+            return;
+          }
+          this.sched.at(retryAt, () => {
+            target = this.readerTarget(route, cursor);
+            attempt();
+          });
+        },
+      );
+    };
+    attempt();
+  }
+
+  /**
+   * Where a reader's attempt goes (src/client/client.ts withRegion): the route's leader unless
+   * avoided, else the replica at `cursor` (or the next one not avoided). Routes older than
+   * ROUTES_REFRESH_MS (LEADERLESS_ROUTES_REFRESH_MS without a leader) are fetched again for the
+   * next attempt; this one goes where the cached ones send it.
+   */
+  private readerTarget(route: ReaderRoute, cursor: number): number {
+    const now = this.sched.now;
+    const isDown = (nodeId: number) => (route.downUntil.get(nodeId) ?? Number.NEGATIVE_INFINITY) > now;
+    const peers = [...this.nodes.keys()].filter((id) => this.hosts(id, this.regReg));
+    let target = route.leader;
+    if (target === undefined || isDown(target)) {
+      target = peers[cursor % peers.length]!;
+      for (let i = 0; i < peers.length; i++) {
+        const id = peers[(cursor + i) % peers.length]!;
+        if (!isDown(id)) {
+          target = id;
+          break;
+        }
+      }
+    }
+    if (now - route.fetchedAt >= (route.leader === undefined ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) this.fetchRoute(route);
+    return target;
+  }
+
+  private fetchRoute(route: ReaderRoute): void {
+    route.leader = this.leaderOf(this.regReg);
+    route.fetchedAt = this.sched.now;
+  }
+
+  /** With the read path's faults: a process of `nodeId` issued a ReadIndex request with context `ctx`. */
+  private noteReadContext(nodeId: number, ctx: string): void {
+    const process = this.nodes.get(nodeId)!.incarnation.number;
+    this.issuedBy.set(process, Number(ctx.slice(ctx.lastIndexOf(':') + 1)));
+    const issuers = this.readContexts.get(ctx);
+    if (issuers) issuers.push(process);
+    else this.readContexts.set(ctx, [process]);
+  }
+
+  /**
+   * With the read path's faults: a ReadIndex answer arrives at a follower. Counted: those
+   * answering a request that an earlier process of the node issued, and those of them that find
+   * a read of the running process pending under the same sequence number (with the old
+   * contexts, `${nodeId}:${seq}`, the same context: the answer would release that read).
+   */
+  private noteReadAnswer(to: number, regionId: string, context: Uint8Array, index: number): void {
+    const ctx = dec.decode(context);
+    const issuers = this.readContexts.get(ctx);
+    const node = this.nodes.get(to);
+    // A request a follower forwarded for another node (it took itself for the leader) is answered to the forwarder: not counted.
+    if (!issuers || !node?.server || !ctx.startsWith(`${to}:`)) return;
+    this.readPathStats.answersToFollowers++;
+    const process = node.incarnation.number;
+    if (!issuers.some((p) => p < process)) return;
+    this.readPathStats.answersCrossingRestart++;
+    const seq = Number(ctx.slice(ctx.lastIndexOf(':') + 1));
+    const seqOf = (c: string) => Number(c.slice(c.lastIndexOf(':') + 1));
+    const pending = [...(node.server.replica(regionId)?.reads ?? [])].filter(([c, read]) => read.index < 0 && this.readContexts.get(c)?.includes(process)).map(([c]) => seqOf(c));
+    const issued = this.issuedBy.get(process) ?? 0;
+    const met = pending.includes(seq);
+    if (met) this.readPathStats.answersMeetingSameSeq++;
+    this.readPathStats.crossingSeqGaps.push(seq - issued);
+    // A read released at this index could miss only what committed after it: is anything newer committed?
+    const leader = this.leaderOf(regionId);
+    const commit = leader === undefined ? 0 : (this.nodes.get(leader)!.server!.replica(regionId)?.raft.status().commit ?? 0);
+    if (index < commit) this.readPathStats.answersCrossingBehindCommit++;
+    this.record(`read answer ${ctx} (index ${index}, leader's commit ${commit}) to n${to} ${regionId}: from an earlier process; this one issued ${issued}, pending [${pending.join(',')}]${met ? ': MET' : ''}`);
   }
 
   private invoke(client: Client, regionId: string, log: HistoryEvent[], op: Pick<HistoryEvent, 'f' | 'key' | 'value'>): (outcome: Outcome, value?: unknown, error?: string) => void {
@@ -2064,7 +2358,7 @@ export class ClusterSim {
       this.record(`${outcome} p${process} ${op.f} ${op.key ?? ''} ${JSON.stringify(event.value)}${error ? ` (${error.slice(0, 60)})` : ''}`);
       // After an indeterminate outcome the op may still take effect: a fresh process continues.
       if (outcome === 'info') {
-        client.process += this.options.clients;
+        client.process += client.processStride ?? this.options.clients;
         // With `clients`, half of the time the new process is a new client library instance with
         // the same client id: its request ids start again by the library's rule.
         if (this.engine && this.extra.has('clients') && this.faultRand!.chance(0.5)) {

@@ -348,6 +348,11 @@ export class SimNetwork {
     };
   }
 
+  /** One message from node `from` over the faulty network (the `queues` fault's connected streams). */
+  sendFrom(from: number, to: number, envelope: RaftEnvelope): void {
+    this.sendOne(from, to, envelope);
+  }
+
   private sendOne(from: number, to: number, envelope: RaftEnvelope): void {
     this.sent++;
     if (this.cut.has(`${from}->${to}`) || (this.faulty && this.rand.chance(this.options.dropChance))) {

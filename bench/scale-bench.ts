@@ -76,13 +76,22 @@ function targetsOf(tables: { name: string; schema: Schema; regions: number }[]):
   return targets;
 }
 
-/** CPU (% of one core) and RSS of every datanode, then of the metasrv (the last entry), over `seconds`. */
+/**
+ * CPU (% of one core) and RSS of every datanode, then of the metasrv (the last entry), over
+ * `seconds`. SCALE_PROFILE=1: every process gets a SIGUSR2 as the window opens and another as it
+ * closes, which start and stop bench/cpu-profile.cjs's profile when the cluster runs with
+ * NODE_OPTIONS="--require $PWD/bench/cpu-profile.cjs" CPU_PROFILE_ON_SIGNAL=1 CPU_PROFILE_DIR=…
+ * (the profiler's own cost is then in the CPU numbers: not comparable with unprofiled runs).
+ */
 async function idleUsage(cluster: LocalCluster, seconds: number) {
   const pids = [...cluster.datanodes, cluster.metasrv].map((d) => d.process!.pid!);
+  const profile = process.env['SCALE_PROFILE'] === '1';
+  if (profile) for (const pid of pids) process.kill(pid, 'SIGUSR2');
   const before = pids.map(cpuTicks);
   const startedAt = performance.now();
   await sleep(seconds * 1000);
   const elapsedS = (performance.now() - startedAt) / 1000;
+  if (profile) for (const pid of pids) process.kill(pid, 'SIGUSR2');
   const usage = pids.map((pid, i) => ({
     cpuPct: Math.round(((cpuTicks(pid) - before[i]!) / CLOCK_TICKS_PER_S / elapsedS) * 1000) / 10,
     rssMiB: rssMiB(pid),

@@ -9,7 +9,7 @@ import { type TimedClock, systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { RegionState, type TableSchema } from '../engine/index.js';
+import { MemtableAccount, RegionState, type TableSchema } from '../engine/index.js';
 import { u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import { MetaChannel, type MetaCallOptions } from '../rpc/meta-channel.js';
@@ -46,6 +46,8 @@ export class Datanode implements DatabaseHost {
   readonly clusterId: string;
   /** raft.peer_addr_overrides: where raft traffic to a node goes instead (proxies). */
   private readonly raftAddrOverrides = new Map<number, string>();
+  /** The memtable bytes of every live replica here (memtableBytes()). */
+  private readonly memtableAccount = new MemtableAccount();
   /** The datanode's logic (regions, registration, heartbeats, instructions); set by start(). */
   private core: DatanodeCore<RegionState> | undefined;
   /** Dual active-standby (src/standby attaches it before start(); docs/replication.md). */
@@ -205,8 +207,11 @@ export class Datanode implements DatabaseHost {
             create: (regionId, data) => {
               const meta = core.metas.get(regionId);
               if (!meta) throw new RegionDbError(ErrorCode.Internal, `no schema for region ${regionId}`);
-              return data ? RegionState.deserialize(meta.schema, data, regionId, sstReaders) : new RegionState(meta.schema, regionId, sstReaders);
+              const state = data ? RegionState.deserialize(meta.schema, data, regionId, sstReaders) : new RegionState(meta.schema, regionId, sstReaders);
+              state.attachAccount(this.memtableAccount);
+              return state;
             },
+            release: (_regionId, state) => state.detachAccount(),
           },
           tuning,
           this.log.child({ component: 'region-server' }),
@@ -453,9 +458,13 @@ export class Datanode implements DatabaseHost {
     return this.requireCore().replicaStats();
   }
 
-  /** Memtable bytes (active + frozen) across all replicas: the node-level backpressure input. */
+  /**
+   * Memtable bytes (active + frozen) across all replicas: the node-level backpressure input, read
+   * for every client write. Kept by the replicas' state machines as their memtables change
+   * (MemtableAccount), so a write does not sum over every region hosted here.
+   */
   memtableBytes(): number {
-    return this.regionServer?.allReplicas().reduce((n, r) => n + r.stateMachine.memtableBytes(), 0) ?? 0;
+    return this.memtableAccount.bytes;
   }
 
   private ledReplicas(regionId: string | undefined) {

@@ -171,8 +171,20 @@ export function memEntryFromCell(c: Cell): MemEntry {
   return { key: c.key, version: c.version, timestampMs: c.timestampMs, tags: c.tags, fields: c.fields ?? [], op: c.fields === null ? 'delete' : 'put' };
 }
 
+/**
+ * The memtable bytes of every region state attached to it: a datanode's node-wide backpressure
+ * input, kept current as memtables change (RegionState.attachAccount) instead of summed over
+ * every replica for each client write.
+ */
+export class MemtableAccount {
+  bytes = 0;
+}
+
 export class RegionState implements StateMachine<ApplyResult> {
   memtable = new Memtable();
+  /** Where this state's memtable bytes are counted (attachAccount), and how many it counted. */
+  private account: MemtableAccount | undefined;
+  private accounted = 0;
   /** Oldest first. */
   readonly frozen: FrozenMemtable[] = [];
   /** Newest first. */
@@ -215,6 +227,34 @@ export class RegionState implements StateMachine<ApplyResult> {
   /** Bytes held in memtables (active + frozen): what backpressure limits. */
   memtableBytes(): number {
     return this.memtable.sizeBytes + this.frozen.reduce((s, f) => s + f.memtable.sizeBytes, 0);
+  }
+
+  /**
+   * Counts this state's memtable bytes in `account` from now on (what it holds already included),
+   * until detachAccount(): the owner detaches a state that is no longer a live replica's (closed,
+   * failed or replaced by a snapshot's), or the account would keep its bytes for ever.
+   */
+  attachAccount(account: MemtableAccount): void {
+    assert(this.account === undefined, `region ${this.regionId}: state attached to a memtable account twice`);
+    this.account = account;
+    this.accounted = this.memtableBytes();
+    account.bytes += this.accounted;
+  }
+
+  /** Takes this state's bytes out of its account (idempotent). */
+  detachAccount(): void {
+    if (!this.account) return;
+    this.account.bytes -= this.accounted;
+    this.account = undefined;
+    this.accounted = 0;
+  }
+
+  /** After the memtables changed: the account follows (O(frozen memtables), not O(regions)). */
+  private syncAccount(): void {
+    if (!this.account) return;
+    const now = this.memtableBytes();
+    this.account.bytes += now - this.accounted;
+    this.accounted = now;
   }
 
   apply(index: number, data: Uint8Array, term = 0): ApplyResult | Promise<ApplyResult> {
@@ -293,6 +333,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.ssts = [...cmd.ssts];
       this.memtable = new Memtable();
       this.frozen.length = 0;
+      this.syncAccount();
       this.loadDedup(cmd.dedup);
       return { status: 'ok', version: cmd.primaryIndex, rows: 0 };
     }
@@ -349,6 +390,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       // Flushes complete in freeze order; anything else is a duplicate of a finished flush.
       if (!oldest || oldest.index !== cmd.freezeIndex) return ok;
       this.frozen.shift();
+      this.syncAccount();
       if (cmd.sst) this.ssts = [cmd.sst, ...this.ssts];
       this.flushedIndex = oldest.index;
       this.flushedTerm = oldest.term;
@@ -379,6 +421,7 @@ export class RegionState implements StateMachine<ApplyResult> {
           if (cmd.expectAbsent && currentVersion !== 0) return { status: 'condition-failed', currentVersion };
           if (cmd.expectVersion !== undefined && cmd.expectVersion !== currentVersion) return { status: 'condition-failed', currentVersion };
           this.memtable.put(this.entryOf(rows[0]!, index, 'put'));
+          this.syncAccount();
           return { status: 'ok', version: index, rows: 1 };
         };
         const inMemory = this.getInMemory(key);
@@ -394,6 +437,7 @@ export class RegionState implements StateMachine<ApplyResult> {
         });
       }
       for (const row of rows) this.memtable.put(this.entryOf(row, index, 'put'));
+      this.syncAccount();
       return { status: 'ok', version: index, rows: rows.length };
     }
     assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
@@ -405,6 +449,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       row[this.ts.name] = values[this.tags.length] ?? null;
       this.memtable.put(this.entryOf(row, index, 'delete'));
     }
+    this.syncAccount();
     return { status: 'ok', version: index, rows: cmd.keys.length };
   }
 

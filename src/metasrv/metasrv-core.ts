@@ -46,12 +46,12 @@ import type {
 import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionsOfTable, replicaCountByNode } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionList, regionsOfTable, replicaCountByNode } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type NodeAction, type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
@@ -158,6 +158,8 @@ export class MetasrvCore {
   private readonly detectors = new Map<number, PhiAccrualDetector>();
   /** Per datanode: the replicas it reported in its last heartbeat. */
   private readonly observed = new Map<number, Map<string, ObservedReplica>>();
+  /** idFloors of each report in `observed` (a report is never changed: a heartbeat brings a new one). */
+  private readonly reportFloors = new WeakMap<ReadonlyMap<string, ObservedReplica>, ReportFloors>();
   /** Instructions waiting for a datanode's next heartbeat. */
   private readonly pending = new Map<number, Instruction[]>();
   /** Nodes seen alive by this metasrv process, and since when others are down. */
@@ -654,14 +656,14 @@ export class MetasrvCore {
   }
 
   private hostsReplicas(nodeId: number): boolean {
-    return Object.values(this.catalog.regions).some((r) => r.replicas.some((p) => p.nodeId === nodeId));
+    return regionList(this.catalog).some((r) => r.replicas.some((p) => p.nodeId === nodeId));
   }
 
   /** A node down for replica_repair_after_ms: re-create each of its replicas elsewhere. */
   private startRepairs(ctx: ProcedureContext, nodeId: number): boolean {
     const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
     let started = false;
-    for (const region of Object.values(this.catalog.regions)) {
+    for (const region of regionList(this.catalog)) {
       const old = region.replicas.find((p) => p.nodeId === nodeId);
       if (!old || busy.has(region.regionId)) continue;
       if (!ctx.pickNode(new Set(region.replicas.map((p) => p.nodeId)))) continue; // nowhere to put it yet
@@ -679,7 +681,7 @@ export class MetasrvCore {
   private startLostRepairs(ctx: ProcedureContext): boolean {
     const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
     let started = false;
-    for (const region of Object.values(this.catalog.regions)) {
+    for (const region of regionList(this.catalog)) {
       const lost = region.replicas.find((p) => p.lost !== undefined);
       if (!lost || busy.has(region.regionId)) continue;
       this.log.warn({ nodeId: lost.nodeId, regionId: region.regionId, peerId: lost.peerId, reason: lost.lost }, 'replica lost; replacing it under a fresh peer id');
@@ -705,7 +707,7 @@ export class MetasrvCore {
     }
     const reason = `new store ${storeId}${previous ? ` (was ${previous})` : ''}: node ${node.nodeId} came back without its data`;
     let lost = 0;
-    for (const region of Object.values(this.catalog.regions)) {
+    for (const region of regionList(this.catalog)) {
       for (const p of region.replicas) {
         if (p.nodeId === node.nodeId && p.lost === undefined) {
           p.lost = reason;
@@ -780,7 +782,7 @@ export class MetasrvCore {
 
   /** The id allocators' floors from what the live datanodes report. */
   protected idFloorsOf(reports: Reports): { nextPeerId: number; nextTableId: number } {
-    return idFloors(reports);
+    return idFloors(reports, this.reportFloors);
   }
 
   /** R2/R3: the catalog against the groups' reported membership. */
@@ -1108,7 +1110,7 @@ export class MetasrvCore {
     await this.save();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     this.log.info({ nodeId, addr: req.addr }, 'datanode registered');
-    const regions = Object.values(this.catalog.regions).flatMap((region) =>
+    const regions = regionList(this.catalog).flatMap((region) =>
       region.replicas.filter((r) => r.nodeId === nodeId && r.lost === undefined).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
     );
     return { regions, metasrv_epoch: String(this.epoch) };
@@ -1194,7 +1196,7 @@ export class MetasrvCore {
     const now = this.clock.nowMs();
     const ctx = this.context();
     const counts = new Map<number, { regions: number; leaders: number }>();
-    for (const region of Object.values(this.catalog.regions)) {
+    for (const region of regionList(this.catalog)) {
       for (const r of region.replicas) {
         const c = counts.get(r.nodeId) ?? { regions: 0, leaders: 0 };
         c.regions++;
@@ -1212,8 +1214,8 @@ export class MetasrvCore {
         regions: counts.get(n.nodeId)?.regions ?? 0,
         leaders: counts.get(n.nodeId)?.leaders ?? 0,
       })),
-      regions: Object.values(this.catalog.regions).map((r) => this.route(r)),
-      region_infos: [...Object.values(this.catalog.regions).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
+      regions: regionList(this.catalog).map((r) => this.route(r)),
+      region_infos: [...regionList(this.catalog).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
       procedures: [
         ...Object.values(this.catalog.procedures)
           .sort((a, b) => a.createdMs - b.createdMs)

@@ -16,7 +16,7 @@
 //      reported as a problem for `regiondb status`.
 //   R4 A replica marked lost (its store was replaced, or it reported itself failed) is never
 //      opened again under its peer id: a repair-replica procedure replaces it.
-import type { CatalogState, RegionDef, ReplicaPlacement } from './catalog.js';
+import { type CatalogState, type RegionDef, type ReplicaPlacement, regionList } from './catalog.js';
 import type { ObservedReplica } from './procedures/procedure.js';
 
 /** What each live datanode reported in its last heartbeat: node id → region id → replica. */
@@ -58,8 +58,6 @@ function peerNodes(regionId: string, reports: Reports): Map<number, number> {
   return out;
 }
 
-const sameSet = (a: ReadonlySet<number>, b: ReadonlySet<number>) => a.size === b.size && [...a].every((x) => b.has(x));
-
 export interface RegionAdoption {
   readonly regionId: string;
   readonly replicas: ReplicaPlacement[];
@@ -85,74 +83,101 @@ function addProblem(problems: Map<string, string[]>, regionId: string, text: str
 /**
  * R2/R3 for every region: compares the catalog with the groups' reported membership.
  * `busy`: regions a running procedure is changing (the catalog is ahead of the group on purpose).
+ *
+ * Runs on every heartbeat over every region (O(regions × nodes)), so the usual case — a leader
+ * reports the membership the catalog places — is checked without building anything: the
+ * leader's report is found by a scan of the nodes, and the two memberships compared as sets by
+ * mutual inclusion (a handful of peers each). Only a region that differs takes the full path.
+ * Same results as the straightforward version (test/unit/metasrv-reconcile-diff.test.ts).
  */
 export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
   const adopt: RegionAdoption[] = [];
   const matched: { regionId: string; confIndex: number }[] = [];
   const problems = new Map<string, string[]>();
-  for (const region of Object.values(catalog.regions)) {
-    const group = groupOf(region.regionId, reports);
-    if (!group) {
+  const nodes = [...reports];
+  for (const region of regionList(catalog)) {
+    const regionId = region.regionId;
+    // groupOf, inline: the highest-term leader report that is not failed (the first on a tie).
+    let leader: ObservedReplica | undefined;
+    let leaderNodeId = 0;
+    for (const [nodeId, replicas] of nodes) {
+      const r = replicas.get(regionId);
+      if (r === undefined || r.role !== 'leader' || r.health === 'failed') continue;
+      if (leader !== undefined && r.term <= leader.term) continue;
+      leader = r;
+      leaderNodeId = nodeId;
+    }
+    if (leader === undefined) {
       // Leaderless: nothing authoritative to compare with. Replicas the catalog does not place
       // stay (R1) and are shown.
-      for (const [nodeId, replicas] of reports) {
-        const r = replicas.get(region.regionId);
+      for (const [nodeId, replicas] of nodes) {
+        const r = replicas.get(regionId);
         if (r && !region.replicas.some((p) => p.peerId === r.peerId && p.nodeId === nodeId)) {
-          addProblem(problems, region.regionId, `peer ${r.peerId} on node ${nodeId} is not placed by the catalog and no leader reports the membership; left alone`);
+          addProblem(problems, regionId, `peer ${r.peerId} on node ${nodeId} is not placed by the catalog and no leader reports the membership; left alone`);
         }
       }
       continue;
     }
-    const catalogPeers = new Set(region.replicas.map((p) => p.peerId));
-    const groupPeers = members(group);
     const known = region.confIndex ?? 0;
-    if (sameSet(catalogPeers, groupPeers)) {
-      if (group.confIndex > known) matched.push({ regionId: region.regionId, confIndex: group.confIndex });
+    if (samePeers(region.replicas, leader.voters, leader.learners)) {
+      if (leader.confIndex > known) matched.push({ regionId, confIndex: leader.confIndex });
       continue;
     }
-    if (busy.has(region.regionId)) continue;
-    if (group.confIndex <= known) {
-      addProblem(
-        problems,
-        region.regionId,
-        `catalog places peers ${[...catalogPeers].join(',')} but the group (conf index ${group.confIndex}) has ${[...groupPeers].join(',')} and no procedure is changing it; left alone`,
-      );
-      continue;
-    }
-    // The group moved on since the catalog last matched it: the catalog is older. Adopt.
-    const where = peerNodes(region.regionId, reports);
-    const replicas: ReplicaPlacement[] = [];
-    const unplaced: number[] = [];
-    for (const peerId of groupPeers) {
-      const inCatalog = region.replicas.find((p) => p.peerId === peerId);
-      const nodeId = inCatalog?.nodeId ?? where.get(peerId);
-      if (nodeId === undefined) unplaced.push(peerId);
-      else replicas.push(inCatalog ?? { peerId, nodeId });
-    }
-    if (unplaced.length > 0) {
-      addProblem(
-        problems,
-        region.regionId,
-        `the group (conf index ${group.confIndex}) has peers ${unplaced.join(',')} that neither the catalog nor any live datanode places; catalog left as is`,
-      );
-      continue;
-    }
-    replicas.sort((a, b) => a.peerId - b.peerId);
-    adopt.push({
-      regionId: region.regionId,
-      replicas,
-      confIndex: group.confIndex,
-      note: `catalog (conf index ${known}, peers ${[...catalogPeers].join(',')}) older than the group (conf index ${group.confIndex}, peers ${[...groupPeers].join(',')}): adopted the group's membership`,
-    });
+    if (busy.has(regionId)) continue;
+    const group: GroupView = { leaderNodeId, leaderPeerId: leader.peerId, term: leader.term, voters: leader.voters, learners: leader.learners, confIndex: leader.confIndex };
+    reconcileDiffering(region, group, known, reports, adopt, problems);
   }
   // Regions the datanodes host that this catalog does not know (R1: left alone).
-  for (const [nodeId, replicas] of reports) {
+  for (const [nodeId, replicas] of nodes) {
     for (const r of replicas.values()) {
       if (catalog.regions[r.regionId] || catalog.droppedRegions?.[r.regionId] !== undefined) continue;
       addProblem(problems, r.regionId, `peer ${r.peerId} on node ${nodeId} is not in the catalog (catalog lost or restored from an older copy?); left alone`);
     }
   }
   return { adopt, matched, problems };
+}
+
+/** Whether the catalog's peers and the group's members (voters ∪ learners) are the same set. */
+function samePeers(placed: readonly ReplicaPlacement[], voters: readonly number[], learners: readonly number[]): boolean {
+  for (const p of placed) if (!voters.includes(p.peerId) && !learners.includes(p.peerId)) return false;
+  for (const v of voters) if (!placed.some((p) => p.peerId === v)) return false;
+  for (const l of learners) if (!placed.some((p) => p.peerId === l)) return false;
+  return true;
+}
+
+/** R2/R3 for a region whose catalog placement differs from its group's membership (no procedure changing it). */
+function reconcileDiffering(region: RegionDef, group: GroupView, known: number, reports: Reports, adopt: RegionAdoption[], problems: Map<string, string[]>): void {
+  const catalogPeers = new Set(region.replicas.map((p) => p.peerId));
+  const groupPeers = members(group);
+  if (group.confIndex <= known) {
+    addProblem(
+      problems,
+      region.regionId,
+      `catalog places peers ${[...catalogPeers].join(',')} but the group (conf index ${group.confIndex}) has ${[...groupPeers].join(',')} and no procedure is changing it; left alone`,
+    );
+    return;
+  }
+  // The group moved on since the catalog last matched it: the catalog is older. Adopt.
+  const where = peerNodes(region.regionId, reports);
+  const replicas: ReplicaPlacement[] = [];
+  const unplaced: number[] = [];
+  for (const peerId of groupPeers) {
+    const inCatalog = region.replicas.find((p) => p.peerId === peerId);
+    const nodeId = inCatalog?.nodeId ?? where.get(peerId);
+    if (nodeId === undefined) unplaced.push(peerId);
+    else replicas.push(inCatalog ?? { peerId, nodeId });
+  }
+  if (unplaced.length > 0) {
+    addProblem(problems, region.regionId, `the group (conf index ${group.confIndex}) has peers ${unplaced.join(',')} that neither the catalog nor any live datanode places; catalog left as is`);
+    return;
+  }
+  replicas.sort((a, b) => a.peerId - b.peerId);
+  adopt.push({
+    regionId: region.regionId,
+    replicas,
+    confIndex: group.confIndex,
+    note: `catalog (conf index ${known}, peers ${[...catalogPeers].join(',')}) older than the group (conf index ${group.confIndex}, peers ${[...groupPeers].join(',')}): adopted the group's membership`,
+  });
 }
 
 export type NodeAction =
@@ -166,7 +191,7 @@ export type NodeAction =
 export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports): NodeAction[] {
   const actions: NodeAction[] = [];
   const mine = reports.get(nodeId) ?? new Map<string, ObservedReplica>();
-  for (const region of Object.values(catalog.regions)) {
+  for (const region of regionList(catalog)) {
     const placed = region.replicas.find((p) => p.nodeId === nodeId && !p.lost);
     if (placed && !mine.has(region.regionId)) actions.push({ open: { regionId: region.regionId, peerId: placed.peerId } });
   }
@@ -189,21 +214,46 @@ export function destroyReason(catalog: CatalogState, nodeId: number, seen: Obser
   return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex})`;
 }
 
+/** The id floors one datanode's report implies (idFloors). */
+export interface ReportFloors {
+  readonly peer: number;
+  readonly table: number;
+}
+
 /**
  * Lowest ids the allocators may still hand out, given what the datanodes report: above every
  * peer id in use or named in a membership, and above every table id of a hosted region
  * (region id = table id << 32 | region number).
+ *
+ * `cache`: the floors of each report already seen, for a caller whose reports are never changed
+ * once made (the metasrv builds a new one per heartbeat): a heartbeat then costs the reporting
+ * node's replicas, not every node's.
  */
-export function idFloors(reports: Reports): { nextPeerId: number; nextTableId: number } {
+export function idFloors(reports: Reports, cache?: WeakMap<ReadonlyMap<string, ObservedReplica>, ReportFloors>): { nextPeerId: number; nextTableId: number } {
   let peer = 0;
   let table = -1;
   for (const replicas of reports.values()) {
-    for (const r of replicas.values()) {
-      peer = Math.max(peer, r.peerId, ...r.voters, ...r.learners);
-      table = Math.max(table, tableIdOfRegion(r.regionId));
+    let floors = cache?.get(replicas);
+    if (floors === undefined) {
+      floors = reportFloors(replicas);
+      cache?.set(replicas, floors);
     }
+    peer = Math.max(peer, floors.peer);
+    table = Math.max(table, floors.table);
   }
   return { nextPeerId: peer + 1, nextTableId: table + 1 };
+}
+
+function reportFloors(replicas: ReadonlyMap<string, ObservedReplica>): ReportFloors {
+  let peer = 0;
+  let table = -1;
+  for (const r of replicas.values()) {
+    peer = Math.max(peer, r.peerId);
+    for (const v of r.voters) peer = Math.max(peer, v);
+    for (const l of r.learners) peer = Math.max(peer, l);
+    table = Math.max(table, tableIdOfRegion(r.regionId));
+  }
+  return { peer, table };
 }
 
 export function tableIdOfRegion(regionId: string): number {

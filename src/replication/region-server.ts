@@ -158,6 +158,12 @@ export interface ReplicaSpec {
 export interface StateMachineFactory<S> {
   /** A fresh state machine, or one restored from a raft snapshot's data. */
   create(regionId: string, snapshotData: Uint8Array | null): S;
+  /**
+   * A state machine create() returned is no longer a live replica's: the replica was closed or
+   * failed, or a snapshot's state machine replaced it. Called once per state machine that became
+   * a replica's; the host lets go of what it counts for it (the datanode's memtable account).
+   */
+  release?(regionId: string, stateMachine: S): void;
 }
 
 export interface RegionServerHooks {
@@ -399,6 +405,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const conf = raft.confState();
     stateMachine.onMembership?.(conf.voters, conf.learners);
     for (const peer of spec.peers) replica.peers.set(peer.peerId, peer);
+    const displaced = this.replicas.get(spec.regionId); // a concurrent open() of the same region
+    if (displaced) this.stateMachines.release?.(spec.regionId, displaced.stateMachine);
     this.replicas.set(spec.regionId, replica);
     replica.lastBusyTick = this.ticks;
     this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
@@ -414,6 +422,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (replica) {
       replica.closed = true;
       this.replicas.delete(regionId);
+      this.stateMachines.release?.(regionId, replica.stateMachine);
       this.awake.delete(replica);
       this.touched.delete(replica);
       this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
@@ -756,6 +765,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.failReplica(replica, index, `region ${replica.regionId}: cannot load the raft snapshot at index ${index}: ${(err as Error).message}`);
       return false;
     }
+    // Released: the one replaced, or this one if the replica was closed meanwhile (the cycle
+    // awaited the log write; close() released the replica's state machine then).
+    const live = this.replicas.get(replica.regionId) === replica;
+    this.stateMachines.release?.(replica.regionId, live ? replica.stateMachine : stateMachine);
     replica.stateMachine = stateMachine;
     stateMachine.onMembership?.(confState.voters, confState.learners);
     replica.appliedIndex = index;
@@ -856,9 +869,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * WAL untouched, reported by failure() until the region is closed or replaced.
    */
   private failReplica(replica: Replica<S, R>, index: number, reason: string): void {
+    const live = this.replicas.get(replica.regionId) === replica; // not released by close() yet
     replica.closed = true;
     replica.stall = undefined;
     this.replicas.delete(replica.regionId);
+    if (live) this.stateMachines.release?.(replica.regionId, replica.stateMachine);
     const failure = this.recordFailure(replica.regionId, replica.selfPeerId, index, reason, replica);
     replica.failure = failure;
     // Proposals waiting here may still commit under another leader: their outcome is unknown.

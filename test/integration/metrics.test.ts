@@ -141,4 +141,52 @@ describe('integration: metrics of a real cluster (issue 9)', function () {
     const text = await (await fetch(`http://127.0.0.1:${cluster.metasrv.httpPort}/metrics`)).text();
     for (let id = 1; id <= cluster.datanodes.length; id++) expect(text).to.match(new RegExp(`regiondb_metasrv_node_phi\\{node_id="${id}"\\}`));
   });
+
+  it('the memtable gauge (the node-wide total backpressure reads, kept by the memtables) equals the sum of the replicas\' memtable bytes, also after a table\'s replicas are destroyed', async () => {
+    const dropped = 'metrics_memtable_probe';
+    await client.createTable(
+      dropped,
+      [
+        { name: 'host', type: 'string', semantic: 'tag' },
+        { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+        { name: 'v', type: 'float64', semantic: 'field' },
+      ],
+      2,
+    );
+    for (let i = 0; i < 40; i += 10) await client.write(dropped, Array.from({ length: 10 }, (_, j) => ({ host: `p${(i + j) % 5}`, ts: BASE_TS + i + j, v: i + j })));
+    const { routes } = await client.describe(dropped);
+    const droppedRegions = new Set([...routes.values()].map((r) => r.regionId));
+    /** Per datanode: gauge and the sum over Admin.Status, read until two status reads agree around the scrape (a flush may land in between). */
+    const compare = async (i: number) => {
+      let last = '';
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const sum = async () => (await cluster.status(i)).replicas.reduce((n, r) => n + Number((r as { memtable_bytes?: string }).memtable_bytes ?? 0), 0);
+        const before = await sum();
+        const gauge = await cluster.metric(i, 'regiondb_engine_memtable_bytes');
+        const after = await sum();
+        if (before === after) return { gauge, sum: after };
+        last = `${before} then ${after}`;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`datanode ${i + 1}: memtables never still (${last})`);
+    };
+    const hosted = async (i: number) => (await cluster.status(i)).replicas.filter((r) => droppedRegions.has(r.region_id)).length;
+    let withTable = 0;
+    for (let i = 0; i < cluster.datanodes.length; i++) {
+      const { gauge, sum } = await compare(i);
+      expect(gauge, `datanode ${i + 1} while the table exists`).to.equal(sum);
+      withTable += sum;
+    }
+    expect(withTable, 'the probe rows are in memtables somewhere').to.be.greaterThan(0);
+    await client.dropTable(dropped);
+    const deadline = Date.now() + 30_000;
+    for (let i = 0; i < cluster.datanodes.length; i++) {
+      while ((await hosted(i)) > 0) {
+        if (Date.now() > deadline) throw new Error(`datanode ${i + 1} still hosts replicas of the dropped table`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const { gauge, sum } = await compare(i);
+      expect(gauge, `datanode ${i + 1} after its replicas of the dropped table were destroyed`).to.equal(sum);
+    }
+  });
 });

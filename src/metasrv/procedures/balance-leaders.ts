@@ -1,6 +1,7 @@
 // balance-leaders: move region leaderships until every live datanode leads within ±1 of every
 // other (among nodes that can lead, i.e. hold voters). One transfer at a time; each is
 // confirmed by the datanodes' reports before the next is planned; bounded in moves.
+import { regionList } from '../catalog.js';
 import type { ProcedureContext, ProcedureDefinition } from './procedure.js';
 
 export const MAX_MOVES = 200;
@@ -13,7 +14,7 @@ export const ELECTION_WAIT_MS = 10_000;
 
 /** Regions with a replica on a live node but no leader reported by any live node. */
 function leaderless(ctx: ProcedureContext): string[] {
-  return Object.values(ctx.catalog.regions)
+  return regionList(ctx.catalog)
     .filter((g) => g.replicas.some((p) => ctx.isAlive(p.nodeId)) && !ctx.leaderOf(g))
     .map((g) => g.regionId);
 }
@@ -24,7 +25,7 @@ export function leaderCounts(ctx: ProcedureContext): Map<number, number> {
   for (const node of Object.values(ctx.catalog.nodes)) {
     if (node.state !== 'draining' && ctx.isAlive(node.nodeId)) counts.set(node.nodeId, 0);
   }
-  for (const region of Object.values(ctx.catalog.regions)) {
+  for (const region of regionList(ctx.catalog)) {
     const leader = ctx.leaderOf(region);
     if (leader && counts.has(leader.nodeId)) counts.set(leader.nodeId, counts.get(leader.nodeId)! + 1);
   }
@@ -49,7 +50,7 @@ export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
       const [minNode, min] = sorted.at(-1)!;
       if (max - min <= 1) return { done: true, note: `balanced: ${sorted.map(([n, c]) => `node ${n}=${c}`).join(', ')}${unknown}` };
       if (moves >= MAX_MOVES) return { failed: `still unbalanced after ${MAX_MOVES} moves` };
-      const region = Object.values(ctx.catalog.regions).find(
+      const region = regionList(ctx.catalog).find(
         (g) => ctx.leaderOf(g)?.nodeId === maxNode && g.replicas.some((p) => p.nodeId === minNode) && ctx.observed(minNode, g.regionId)?.voters.length,
       );
       if (!region) return { done: true, note: `no region led by node ${maxNode} has a replica on node ${minNode}` };

@@ -1,6 +1,7 @@
 // drain-node: empty a datanode before maintenance. It is marked draining (no new placements),
 // its leaderships move to other voters, then every replica on it is replaced by a
 // repair-replica procedure; done when the catalog places nothing on it.
+import { regionList } from '../catalog.js';
 import type { ProcedureDefinition } from './procedure.js';
 
 export const MAX_PARALLEL_REPAIRS = 2;
@@ -19,7 +20,7 @@ export const drainNode: ProcedureDefinition<'drain-node'> = {
       return { next: 'move-leaders', note: `node ${nodeId} takes no new replicas` };
     },
     'move-leaders'(ctx, { nodeId }, run) {
-      const led = Object.values(ctx.catalog.regions).filter((g) => ctx.leaderOf(g)?.nodeId === nodeId);
+      const led = regionList(ctx.catalog).filter((g) => ctx.leaderOf(g)?.nodeId === nodeId);
       if (led.length === 0) return { next: 'move-replicas', note: 'node leads no region' };
       if (run.resend()) {
         for (const region of led) {
@@ -33,7 +34,7 @@ export const drainNode: ProcedureDefinition<'drain-node'> = {
       return { wait: true };
     },
     'move-replicas'(ctx, { nodeId }) {
-      const remaining = Object.values(ctx.catalog.regions).filter((g) => g.replicas.some((p) => p.nodeId === nodeId));
+      const remaining = regionList(ctx.catalog).filter((g) => g.replicas.some((p) => p.nodeId === nodeId));
       const running = ctx.running('repair-replica');
       const repairs = running.filter((p) => p.data.oldNodeId === nodeId);
       if (remaining.length === 0 && repairs.length === 0) return { done: true, note: `node ${nodeId} hosts no replica` };

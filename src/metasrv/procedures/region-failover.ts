@@ -3,6 +3,7 @@
 // own; the metasrv only checks it happened (and that routes follow), and if a region is still
 // leaderless after a grace period it asks the most up-to-date live replica to campaign. It never
 // appoints a leader by itself: raft's vote rules still decide (docs/raft-rules.md R22).
+import { regionList } from '../catalog.js';
 import type { ProcedureDefinition } from './procedure.js';
 
 /** Raft's own election gets this long before the metasrv nudges a live replica to campaign. */
@@ -18,7 +19,7 @@ export const regionFailover: ProcedureDefinition<'region-failover'> = {
     'ensure-leaders'(ctx, d, run) {
       const failed = d.nodeId;
       const leaderless: string[] = [];
-      for (const region of Object.values(ctx.catalog.regions)) {
+      for (const region of regionList(ctx.catalog)) {
         if (!region.replicas.some((p) => p.nodeId === failed)) continue;
         // Any live leader will do, on the failed node too once it is back: leaderOf trusts only
         // the reports of nodes alive now, so a restarted node's fresh report counts (finding M8

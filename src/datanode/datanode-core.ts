@@ -316,7 +316,12 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     return Math.max(500, this.deps.heartbeatIntervalMs);
   }
 
-  private async heartbeat(): Promise<void> {
+  /**
+   * One beat: a registration if needed, the heartbeat call, its instructions handed over.
+   * Protected for the simulator's planted bug of finding 8e (test/sim/sim-overlap-bugs.ts), which
+   * starts one every interval; nothing in src/ overrides or calls it but heartbeatOnce.
+   */
+  protected async heartbeat(): Promise<void> {
     if (this.stopping || !this.metasrv) return;
     const timeoutMs = this.heartbeatTimeoutMs();
     try {
@@ -342,7 +347,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         timeoutMs,
         { idempotent: true },
       );
-      if (this.admitEpoch(res.metasrv_epoch)) for (const ins of res.instructions) this.enqueueInstruction(ins);
+      if (this.admitEpoch(res.metasrv_epoch)) {
+        const running = this.takeInstructions(res.instructions);
+        if (running) await running; // never in production: the instructions are queued (O2)
+      }
       this.hooks.onHeartbeat?.();
     } catch (err) {
       if (this.stopping) return; // the channel was closed by stop(): not the metasrv's failure
@@ -373,6 +381,16 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   private instructionQueue: Promise<void> = Promise.resolve();
   private queuedInstructions = 0;
 
+  /**
+   * A heartbeat answer's instructions, handed over in order: queued (O2), nothing returned to
+   * wait for. Protected for the simulator's planted bug of finding 8e, which runs them in the
+   * beat instead (the beat then awaits the promise it returns); nothing in src/ overrides it.
+   */
+  protected takeInstructions(instructions: readonly ProtoInstruction[]): Promise<void> | undefined {
+    for (const ins of instructions) this.enqueueInstruction(ins);
+    return undefined;
+  }
+
   private enqueueInstruction(ins: ProtoInstruction): void {
     if (this.queuedInstructions >= limits.datanodeInstructionsQueuedMax) {
       this.log.warn({ instruction: ins.kind, queued: this.queuedInstructions }, 'instruction queue full; dropped (the metasrv re-sends)');
@@ -382,7 +400,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.instructionQueue = this.instructionQueue.then(() => this.execute(ins)).finally(() => this.queuedInstructions--);
   }
 
-  private async execute(ins: ProtoInstruction): Promise<void> {
+  /** Runs one instruction (from the queue; protected for the planted bug of 8e, which runs them in the beat). */
+  protected async execute(ins: ProtoInstruction): Promise<void> {
     if (this.stopping) return;
     try {
       if (ins.open_region) await this.openRegion(ins.open_region);

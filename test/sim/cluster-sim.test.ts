@@ -10,6 +10,7 @@ import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, 
 import { CATALOG_LOSS_FAULTS } from './sim-catloss.js';
 import { CATLOSS_BUGS } from './sim-catloss-bugs.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
+import { OVERLAP_DATANODE_BUGS } from './sim-overlap-bugs.js';
 import { SPURIOUS_DATANODE_BUGS } from './sim-spurious-bugs.js';
 
 const envSeed = process.env['SIM_CLUSTER_SEED'];
@@ -122,7 +123,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
-    const datanodeBug = plantedSwitch('DATANODE_BUG', SPURIOUS_DATANODE_BUGS);
+    const datanodeBug = plantedSwitch('DATANODE_BUG', [...SPURIOUS_DATANODE_BUGS, ...OVERLAP_DATANODE_BUGS]);
     const catlossBug = plantedSwitch('CATLOSS_BUG', CATLOSS_BUGS);
     const planted: Partial<ClusterSimOptions> = {
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
@@ -464,6 +465,23 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(caught, 'no seed exposed heartbeat-awaits-instructions').to.not.equal(undefined);
       console.log(`    heartbeat-awaits-instructions: seed ${caught!.seed} (${caught!.invariant})`);
       expect(caught!.message).to.contain(`SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=heartbeat-awaits-instructions SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      await expectSameViolation(caught!, options);
+    });
+
+    // Finding 8e: heartbeats that overlap, each running its answer's instructions, and opens and
+    // closes of replicas side by side (before f648aa2 and acce941). Needs an in-place repair (a
+    // close(destroy) of the failed replica, then an open of its replacement on the same node:
+    // `corrupt`) and a deletion that takes time (`slowdrop`), so that the replacement's open,
+    // sent once the node no longer reports the failed replica, arrives while its data is still
+    // being deleted. Seed 4 is the first to fail (member destroyed: n2 opens peer 4 of the
+    // register region while the close(destroy) of the failed peer 2 is deleting its data);
+    // searched from 3.
+    it('the checkers can fail: heartbeats overlapping, opens and closes side by side (8e; planted overlapping-heartbeats) is found within 2,000 seeds', async () => {
+      const options: Partial<ClusterSimOptions> = { metasrv: true, faults: ['corrupt', 'wipe', 'slowdrop'], datanodeBug: 'overlapping-heartbeats' };
+      const caught = await firstViolation(options, (v) => v.invariant === 'member destroyed', 3);
+      expect(caught, 'no seed exposed overlapping-heartbeats').to.not.equal(undefined);
+      console.log(`    overlapping-heartbeats: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=corrupt,wipe,slowdrop SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=overlapping-heartbeats SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       await expectSameViolation(caught!, options);
     });
   });

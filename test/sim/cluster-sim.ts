@@ -54,6 +54,7 @@ import { CatalogLossNemesis, type CatalogLossFault, type HostedReplica, catalogL
 import { type CatlossBug, catlossDatanodeCore, catlossMetasrvCore } from './sim-catloss-bugs.js';
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
 import { HealthyNodeChecker, SPARE_REPAIR_AFTER_MS, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
+import { type OverlapDatanodeBug, OverlappingHeartbeats } from './sim-overlap-bugs.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type DdlHost, SimDdlClient, simDatanodeAdmin } from './sim-ddl.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
@@ -222,9 +223,11 @@ export interface ClusterSimOptions {
   /**
    * Test-only, with `metasrv`: every datanode runs a DatanodeCore subclass with a planted bug
    * (test/sim/sim-spurious-bugs.ts). `heartbeat-awaits-instructions` (finding M2): a heartbeat
-   * waits for its instructions, a conf change for its commit.
+   * waits for its instructions, a conf change for its commit. `overlapping-heartbeats` (finding
+   * 8e, test/sim/sim-overlap-bugs.ts): a beat every interval even with one in flight, each
+   * answer's instructions run in its beat, opens and closes not serialized.
    */
-  datanodeBug?: SpuriousDatanodeBug;
+  datanodeBug?: SpuriousDatanodeBug | OverlapDatanodeBug;
   /**
    * Test-only, with `metasrv`: a planted bug of a lost or restored catalog (findings 2a, 2b, the
    * peer-id half of 2c, 2d; test/sim/sim-catloss-bugs.ts), in the metasrv's core or the datanodes'.
@@ -234,7 +237,7 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'close' | SpuriousFault | CatalogLossFault | ReadPathFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -246,15 +249,19 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 's
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'close', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'close', 'slowdrop', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
- * `close` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
+ * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
  * (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name.
  */
 export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
-  (f) => f !== 'ddl' && f !== 'close' && !(SPURIOUS_FAULTS as readonly string[]).includes(f) && !(READ_PATH_FAULTS as readonly string[]).includes(f),
+  (f) => f !== 'ddl' && f !== 'close' && f !== 'slowdrop' && !(SPURIOUS_FAULTS as readonly string[]).includes(f) && !(READ_PATH_FAULTS as readonly string[]).includes(f),
 );
+
+/** With `slowdrop` (and the metasrv): deleting a replica's data on a datanode's disk takes this long (virtual ms), every time. */
+export const SLOW_DROP_MS_MIN = 20;
+export const SLOW_DROP_MS_MAX = 300;
 
 export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   nodes: 3,
@@ -867,6 +874,13 @@ export class ClusterSim {
       };
       if (this.extra.has('stall')) this.meta.stallable = true;
       if (this.extra.has('stall') || this.extra.has('twin') || spare) this.spuriousRand = this.rand.fork();
+      // With `slowdrop`, its own stream, forked after the metasrv's and only when on (without it, every stream stays).
+      if (this.extra.has('slowdrop')) {
+        const dropRand = this.rand.fork();
+        for (const node of this.nodes.values()) node.disk.dropDelayMs = () => SLOW_DROP_MS_MIN + dropRand.int(SLOW_DROP_MS_MAX - SLOW_DROP_MS_MIN + 1);
+      }
+    } else if (this.extra.has('slowdrop')) {
+      throw new Error('slowdrop needs the metasrv (METASRV=1): the harness\'s stand-in repair reopens a replica right after deleting it');
     }
     // The read path's faults: their own stream, forked after every other one and only with one
     // of them on (every other trace stays what it was).
@@ -1314,7 +1328,8 @@ export class ClusterSim {
    * the simulated latency and losses), and executes the instructions as the datanode does.
    */
   private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
-    const Core = this.options.datanodeBug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions<S, R> : catlossDatanodeCore<S, R>(this.options.catlossBug);
+    const bug = this.options.datanodeBug;
+    const Core = bug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions<S, R> : bug === 'overlapping-heartbeats' ? OverlappingHeartbeats<S, R> : catlossDatanodeCore<S, R>(this.options.catlossBug);
     const core = new Core({
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
@@ -1327,7 +1342,49 @@ export class ClusterSim {
       stateMachineStat: stat,
     });
     node.core = core;
+    this.watchDestroys(node, core.regionServer);
     return core;
+  }
+
+  /**
+   * The `member destroyed` checker (finding 8e): no open of a workload region starts on a node
+   * while a close(destroy) of that region is under way there — from the close's call until it
+   * settles, the deletion of the region's log and meta included (O3 in
+   * src/datanode/datanode-core.ts). An open that slips in opens on the data being deleted: it
+   * loads the old replica's log (a failed replica's damaged one: the replacement fails too), and
+   * the deletion that lands next takes the log and meta from under the running replacement (a
+   * restart finds nothing to reopen). A correct datanode never lets it happen, whatever the
+   * metasrv sends: its opens and closes run one at a time. It wraps the incarnation's `open` and
+   * `close` and hands back the very promises the core awaits (the bookkeeping runs before the
+   * caller's continuation); it draws no randomness and records nothing unless it fails, so
+   * traces are unchanged.
+   */
+  private watchDestroys(node: SimNode, server: RegionServer<StateMachine<unknown>, unknown>): void {
+    /** Region → the peers whose close(destroy) is under way (0: no replica of it was open or failed). */
+    const destroying = new Map<string, number[]>();
+    const open = server.open.bind(server);
+    server.open = (spec) => {
+      const peers = destroying.get(spec.regionId);
+      if (peers) {
+        this.flag('member destroyed', `n${node.id} opens peer ${spec.selfPeerId} of ${spec.regionId} while a close(destroy) of the region (peer ${peers.join(', ')}) is deleting its data there: the new replica opens on data being deleted (an open interleaved with a destroy, O3)`);
+      }
+      return open(spec);
+    };
+    const close = server.close.bind(server);
+    server.close = (regionId, destroy) => {
+      if (!destroy || !this.regionIds.includes(regionId)) return close(regionId, destroy);
+      const destroyed = server.replica(regionId)?.selfPeerId ?? server.failure(regionId)?.selfPeerId ?? 0;
+      const peers = destroying.get(regionId) ?? [];
+      peers.push(destroyed);
+      destroying.set(regionId, peers);
+      const done = close(regionId, destroy);
+      const over = () => {
+        peers.splice(peers.indexOf(destroyed), 1);
+        if (peers.length === 0 && destroying.get(regionId) === peers) destroying.delete(regionId);
+      };
+      done.then(over, over);
+      return done;
+    };
   }
 
   /** The datanode's start after its region server: reopen what the disk holds, then register and beat (as Datanode.start). */

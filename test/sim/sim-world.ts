@@ -231,7 +231,18 @@ export class SimDisk implements LogEngine {
     return this.metas.get(regionId);
   }
 
+  /**
+   * With the cluster simulator's `slowdrop` fault: how long deleting a region takes (virtual ms),
+   * drawn per drop. The WAL's dropRegion clears the region's key range in LevelDB, which takes
+   * as long as the region's log is big and the disk is busy; the deletion lands at its end, all
+   * at once, and a crash before then loses it (the event dies with the process that asked).
+   * Undefined: instant, as before the fault.
+   */
+  dropDelayMs: (() => number) | undefined;
+
   async dropRegion(regionId: string): Promise<void> {
+    const delayMs = this.dropDelayMs?.();
+    if (delayMs !== undefined) await new Promise<void>((resolve) => this.sched.at(this.sched.now + delayMs, resolve, this.owner));
     this.stores.delete(regionId);
     this.metas.delete(regionId);
     this.durable.delete(regionId);

@@ -5,9 +5,10 @@
 // of src/); it goes through three protected seams of the core: `heartbeat`, `takeInstructions`
 // and `execute`, and the public `serialized`.
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
-import { DatanodeCore } from '../../src/datanode/datanode-core.js';
+import { DatanodeCore, type MetasrvCaller, type NodeEndpoint } from '../../src/datanode/datanode-core.js';
 import { ConfChangeType, type StateMachine } from '../../src/raft/index.js';
 import type { Instruction__Output } from '../../src/rpc/generated/index.js';
+import type { MetaCallOptions } from '../../src/rpc/meta-channel.js';
 import { u64 } from '../../src/rpc/proto.js';
 
 export const OVERLAP_DATANODE_BUGS = ['overlapping-heartbeats'] as const;
@@ -24,6 +25,24 @@ export type OverlapDatanodeBug = (typeof OVERLAP_DATANODE_BUGS)[number];
  * is open then is deleted.
  */
 export class OverlappingHeartbeats<S extends StateMachine<R>, R> extends DatanodeCore<S, R> {
+  /**
+   * The old beat took itself for registered as soon as the RegisterNode answer came, before the
+   * opens it listed ran (today the flag is set after them, for /health's `registered`; with one
+   * beat in flight nothing else can look at it meanwhile). With beats overlapping, keeping
+   * today's order would make every beat during those opens register again, which the old code
+   * did not do: the answer sets the (private) flag at once, as it did.
+   */
+  override startHeartbeats(metasrv: MetasrvCaller, endpoint: NodeEndpoint): void {
+    const registeredOnAnswer: MetasrvCaller = {
+      call: async <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, options: MetaCallOptions): Promise<Res> => {
+        const res = await metasrv.call<Res>(method, request, timeoutMs, options);
+        if (method === 'RegisterNode') (this as unknown as { registeredFlag: boolean }).registeredFlag = true;
+        return res;
+      },
+    };
+    super.startHeartbeats(registeredOnAnswer, endpoint);
+  }
+
   /** A beat every tick, in flight or not (the old `setInterval(() => void this.heartbeat())`). */
   override heartbeatOnce(): Promise<void> {
     return this.heartbeat();

@@ -483,6 +483,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       console.log(`    overlapping-heartbeats: seed ${caught!.seed} (${caught!.invariant})`);
       expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=corrupt,wipe,slowdrop SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=overlapping-heartbeats SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       await expectSameViolation(caught!, options);
+      // The same seed with the datanode core as it is (O1–O3): the open waits for the deletion.
+      const fixed = await runClusterSim(caught!.seed, { metasrv: true, faults: ['corrupt', 'wipe', 'slowdrop'] });
+      expect(fixed.storage.corruptions).to.be.greaterThan(0);
     });
   });
 

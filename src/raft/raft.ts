@@ -1254,7 +1254,10 @@ export class Raft {
       'term-bound messages carry a term',
     );
     assert(this.msgs.length < limits.raftMaxMsgsPerReady, 'too many messages queued in one ready');
-    this.msgs.push({ ...m, from: m.type === MessageType.TransferLeader ? m.from : this.id, term });
+    // A request forwarded to the leader keeps the node that asked as its sender, so that the
+    // answer goes to it (a ReadIndex answered to the forwarding node is dropped there).
+    const forwarded = (m.type === MessageType.TransferLeader || m.type === MessageType.ReadIndex) && m.from !== NO_NODE;
+    this.msgs.push({ ...m, from: forwarded ? m.from : this.id, term });
   }
 
   // ─── Helpers ───────────────────────────────────────────────────────────────────────────────

@@ -442,7 +442,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
-    if (!replica.peers.has(message.from)) replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
+    // A forwarded request (ReadIndex, TransferLeader) names the peer that asked, not the node that sent it.
+    const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
+    if (!relayed && !replica.peers.has(message.from)) replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
     replica.raft.step(message);
     this.touch(replica);
     this.schedule();

@@ -107,6 +107,29 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
     expect(rs[0]!.index).to.equal(net.raft(1).log.committed);
   });
 
+  it('a request forwarded by a follower that is no longer the leader is answered to the node that asked', () => {
+    // Node 2 still takes node 3 for the leader when node 1 has taken over (it has not heard from
+    // 1 yet): its request goes to 3, which forwards it to 1. The answer must reach 2: answered
+    // to the forwarding node, it lands in 3's read states under 2's context (3 has no read of
+    // that context and drops it), and 2's read waits for its timeout.
+    const net = new Network([1, 2, 3]);
+    net.campaign(3);
+    net.propose(3, 'a');
+    net.cutLink(1, 2);
+    net.raft(3).transferLeader(1); // node 3 votes for 1; node 2 hears nothing from 1
+    net.settle();
+    expect(net.raft(1).role).to.equal(Role.Leader);
+    net.propose(1, 'b');
+    expect(net.raft(2).leader, 'node 2 has not heard from the new leader').to.equal(3);
+    net.heal();
+    net.raft(2).readIndex(ctx('f2'));
+    net.settle();
+    expect(net.node(3).readStates.map((r) => decode(r.context)), "node 3 got node 2's answer").to.deep.equal([]);
+    const rs = net.node(2).readStates;
+    expect(rs.map((r) => decode(r.context))).to.deep.equal(['f2']);
+    expect(rs[0]!.index).to.equal(net.raft(1).log.committed);
+  });
+
   it('lease reads answer without a heartbeat round (opt-in)', () => {
     const net = new Network([1, 2, 3], { readOnly: 'lease' });
     net.campaign(1);

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { type Dirent, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { type NodeProcess, ProcessCluster, type ProcessClusterOptions, freePort, sleep } from '../../src/cmd/process-cluster.js';
 import { supervisedSpawnOptions } from '../../src/cmd/supervision.js';
 import { call, makeClient } from '../../src/rpc/server.js';
@@ -124,14 +125,28 @@ export class LocalCluster extends ProcessCluster {
     return line ? Number(line.split(' ').at(-1)) : 0;
   }
 
-  /** Admin.Status of one datanode; in a TLS cluster the harness presents its node certificate. */
+  /**
+   * Admin.Status of one datanode; in a TLS cluster the harness presents its node certificate.
+   * UNAVAILABLE is tried again within the call's 3 s: right after a datanode restarts, this
+   * process's gRPC connection to its address (shared by every client of the address) may still be
+   * waiting out the reconnect backoff it entered when the previous process went away, and a call
+   * then fails at once with "No connection established" although the new process is listening
+   * (a fresh-clone CI run: replica-health's status call 35 ms after the restarted node had
+   * registered).
+   */
   async status(i: number): Promise<{ replicas: ReplicaStatus[] }> {
     const tls = this.options.harnessTls;
-    const admin = makeClient('Admin', this.datanodeAddr(i), { credentials: tls ? channelCredentials(new CertificateFiles(tls)) : undefined });
-    try {
-      return await call(admin, 'Status', {}, 3000);
-    } finally {
-      admin.close();
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const admin = makeClient('Admin', this.datanodeAddr(i), { credentials: tls ? channelCredentials(new CertificateFiles(tls)) : undefined });
+      try {
+        return await call(admin, 'Status', {}, Math.max(1, deadline - Date.now()));
+      } catch (err) {
+        if ((err as { code?: number }).code !== grpc.status.UNAVAILABLE || Date.now() > deadline - 200) throw err;
+      } finally {
+        admin.close();
+      }
+      await sleep(100);
     }
   }
 

@@ -9,7 +9,7 @@
 // recovery test that way).
 import { expect } from 'chai';
 import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
-import { startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'recover-race';
 const NODES = [1, 2, 3];
@@ -79,15 +79,7 @@ describe('metasrv: recover while the old group still beats (finding M1, second p
       }
     };
     await beatAll();
-    await core.createTable({
-      name: 't',
-      columns: [
-        { name: 'host', type: 'STRING', semantic: 'TAG' },
-        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-      ],
-      region_count: 1,
-      request_token: '',
-    } as never);
+    await createOneRegionTable(core);
     const region = Object.values(core.catalog.regions)[0]!;
     const oldPeers = region.replicas.map((p) => ({ peerId: p.peerId, nodeId: p.nodeId }));
     // The old group (its replicas still running, leader on node 1) beats while the first

@@ -6,7 +6,7 @@
 // A fresh-clone CI run on a loaded machine (slow fsyncs) failed metasrv-incarnation's M11 test
 // this way.
 import { expect } from 'chai';
-import { MemoryCatalog, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'staged';
 const NODES = [1, 2, 3];
@@ -52,15 +52,7 @@ describe('metasrv: an instruction staged for a node is not released to its next 
     };
     for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
     for (const n of NODES) await beat(n);
-    const created = await core.createTable({
-      name: 't',
-      columns: [
-        { name: 'host', type: 'STRING', semantic: 'TAG' },
-        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-      ],
-      region_count: 1,
-      request_token: '',
-    } as never);
+    const created = await createOneRegionTable(core);
     const route = created.routes![0]!;
     regionId = route.region_id!;
     for (const p of route.peers ?? []) hosted.set(Number(p.node_id), Number(p.peer_id));

@@ -1,6 +1,8 @@
 // Set workload checker: clients `add` elements, then one or more `final-read`s
 // return everything present. Every acknowledged add must appear in every final
-// read, and nothing may appear that was never attempted. Elements compare by JSON.
+// read, nothing may appear that was never attempted, and nothing may appear whose add was
+// reported failed: a failure is a promise that the add did not happen (an outcome the client
+// does not know is `info`, never `fail`). Elements compare by JSON.
 
 import { type HistoryEvent, type Op, pairOps } from './history.js';
 
@@ -10,6 +12,8 @@ export interface SetResult {
   acknowledged: number;
   lost: unknown[];
   unexpected: unknown[];
+  /** Elements whose only adds were reported failed (none ok or info), yet a final read has them. */
+  failedPresent: unknown[];
   recovered: unknown[];
   finalReads: number;
   message: string;
@@ -31,14 +35,14 @@ export function checkSet(events: readonly HistoryEvent[]): SetResult {
   const seen = union(reads);
   const unexpected = [...seen].filter(([k]) => !attempted.has(k)).map(([, v]) => v);
   const recovered = [...indeterminate].filter(([k]) => seen.has(k) && !acknowledged.has(k)).map(([, v]) => v);
-  const failedPresent = [...failed].filter(([k]) => seen.has(k) && !acknowledged.has(k) && !indeterminate.has(k)).length;
+  const failedPresent = [...failed].filter(([k]) => seen.has(k) && !acknowledged.has(k) && !indeterminate.has(k)).map(([, v]) => v);
 
-  const base = { attempted: adds.length, acknowledged: adds.filter((op) => op.status === 'ok').length, lost, unexpected, recovered, finalReads: reads.length };
+  const base = { attempted: adds.length, acknowledged: adds.filter((op) => op.status === 'ok').length, lost, unexpected, failedPresent, recovered, finalReads: reads.length };
   if (reads.length === 0) {
     return { ...base, valid: false, message: `no ok final-read in the history (${adds.length} adds attempted); cannot tell what survived` };
   }
-  const valid = lost.length === 0 && unexpected.length === 0;
-  return { ...base, valid, message: summarize(base, valid, failedPresent) };
+  const valid = lost.length === 0 && unexpected.length === 0 && failedPresent.length === 0;
+  return { ...base, valid, message: summarize(base, valid) };
 }
 
 function elementsOf(adds: readonly Op[]): ElementSet {
@@ -65,13 +69,13 @@ function union(sets: readonly ElementSet[]): ElementSet {
   return all;
 }
 
-function summarize(r: Omit<SetResult, 'valid' | 'message'>, valid: boolean, failedPresent: number): string {
+function summarize(r: Omit<SetResult, 'valid' | 'message'>, valid: boolean): string {
   const counts = `${r.attempted} adds attempted, ${r.acknowledged} acknowledged, ${r.finalReads} final read(s)`;
   const parts: string[] = [];
   if (r.lost.length > 0) parts.push(`${r.lost.length} acknowledged element(s) lost: ${preview(r.lost)}`);
   if (r.unexpected.length > 0) parts.push(`${r.unexpected.length} element(s) read but never attempted: ${preview(r.unexpected)}`);
   if (r.recovered.length > 0) parts.push(`${r.recovered.length} indeterminate add(s) recovered`);
-  if (failedPresent > 0) parts.push(`note: ${failedPresent} element(s) whose add failed are present`);
+  if (r.failedPresent.length > 0) parts.push(`${r.failedPresent.length} element(s) whose add was reported failed are present: ${preview(r.failedPresent)}`);
   return `${valid ? 'valid' : 'INVALID'}: ${counts}${parts.length > 0 ? '; ' + parts.join('; ') : ''}`;
 }
 

@@ -13,6 +13,7 @@ export function runCheck(model: string, file: string, maxSteps: number | undefin
     process.stdout.write(`${r.valid ? 'VALID' : 'INVALID'}: ${r.message}\n`);
     if (r.lost.length) process.stdout.write(`  lost (acknowledged, missing from a final read): ${JSON.stringify(r.lost.slice(0, 50))}${r.lost.length > 50 ? ' …' : ''}\n`);
     if (r.unexpected.length) process.stdout.write(`  unexpected (never attempted): ${JSON.stringify(r.unexpected.slice(0, 50))}\n`);
+    if (r.failedPresent.length) process.stdout.write(`  failed but present (an add reported failed took effect): ${JSON.stringify(r.failedPresent.slice(0, 50))}\n`);
     return r.valid ? 0 : 1;
   }
   if (model !== 'register') throw new Error(`--model must be register or set, got ${JSON.stringify(model)}`);

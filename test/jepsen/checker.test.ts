@@ -457,6 +457,19 @@ describe('set checker', () => {
     expect(r.unexpected).to.deep.equal([42]);
   });
 
+  it('reports an element whose add was reported failed but is present', () => {
+    const r = checkSet(h().add(0, 1).add(1, 2, 'fail').finalRead(2, [1, 2]).events);
+    expect(r.valid).to.equal(false);
+    expect(r.failedPresent).to.deep.equal([2]);
+    expect(r.message).to.contain('reported failed are present');
+  });
+
+  it('does not count a failed add of an element that another add acknowledged or left unknown', () => {
+    const r = checkSet(h().add(0, 1).add(1, 1, 'fail').add(2, 3, 'info').add(3, 3, 'fail').finalRead(2, [1, 3]).events);
+    expect(r.valid).to.equal(true);
+    expect(r.failedPresent).to.deep.equal([]);
+  });
+
   it('is invalid without an ok final read', () => {
     const r = checkSet(h().add(0, 1).invoke(1, 'final-read').fail(1, 'final-read').events);
     expect(r.valid).to.equal(false);

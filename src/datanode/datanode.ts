@@ -121,6 +121,11 @@ export class Datanode implements DatabaseHost {
       flushSeconds: new Histogram({ name: 'regiondb_engine_flush_duration_seconds', help: 'Flush duration (build + upload + edit commit)', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] }),
       compactions: new Counter({ name: 'regiondb_engine_compactions_total', help: 'SST compactions by this node (as leader)', registers: [this.registry] }),
       sstsDeleted: new Counter({ name: 'regiondb_engine_ssts_deleted_total', help: 'Unreferenced SSTs garbage-collected', registers: [this.registry] }),
+      manifestsRefused: new Counter({
+        name: 'regiondb_engine_manifests_refused_total',
+        help: 'Manifest writes refused because a different manifest was already stored at the same flushed index (divergence or damage; never overwritten)',
+        registers: [this.registry],
+      }),
       memtableBytes: new Gauge({
         name: 'regiondb_engine_memtable_bytes',
         help: 'Bytes in memtables (active + frozen) of all replicas on this node',
@@ -260,6 +265,7 @@ export class Datanode implements DatabaseHost {
         },
         compacted: () => this.metrics.compactions.inc(),
         sstsDeleted: (count) => this.metrics.sstsDeleted.inc(count),
+        manifestRefused: () => this.metrics.manifestsRefused.inc(),
       },
       this.clock,
       new SstLeases(),

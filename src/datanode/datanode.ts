@@ -59,6 +59,12 @@ export class Datanode implements DatabaseHost {
   private transport!: GrpcRaftTransport;
   /** SSTs and manifests (docs/architecture.md §5); the shared durable copy of flushed data. */
   objectStore!: ObjectStore;
+  /**
+   * The same store without this node's cache in front: what `recover` reads a manifest from, so
+   * that it judges the object as it is in the store, not a copy this node read earlier (its GC
+   * and a new leader's manifest check read manifests through the cache).
+   */
+  private objectStoreUncached!: ObjectStore;
   flusher!: Flusher;
   /** Client writes held for a consistent backup's barrier (write-barrier.ts, docs/backup.md). */
   readonly writeBarrier: WriteBarrier;
@@ -121,6 +127,11 @@ export class Datanode implements DatabaseHost {
       flushSeconds: new Histogram({ name: 'regiondb_engine_flush_duration_seconds', help: 'Flush duration (build + upload + edit commit)', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] }),
       compactions: new Counter({ name: 'regiondb_engine_compactions_total', help: 'SST compactions by this node (as leader)', registers: [this.registry] }),
       sstsDeleted: new Counter({ name: 'regiondb_engine_ssts_deleted_total', help: 'Unreferenced SSTs garbage-collected', registers: [this.registry] }),
+      manifestsRefused: new Counter({
+        name: 'regiondb_engine_manifests_refused_total',
+        help: 'Manifest writes refused because a different manifest was already stored at the same flushed index (divergence or damage; never overwritten)',
+        registers: [this.registry],
+      }),
       memtableBytes: new Gauge({
         name: 'regiondb_engine_memtable_bytes',
         help: 'Bytes in memtables (active + frozen) of all replicas on this node',
@@ -171,7 +182,8 @@ export class Datanode implements DatabaseHost {
     if (store.origin !== 'existing') this.log.warn({ storeId: store.storeId, origin: store.origin }, store.origin === 'fresh' ? 'new store: empty data dir' : 'data dir from before store ids: adopted a store id');
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
-    this.objectStore = new CachedObjectStore(createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') }), engine.sst_cache_bytes);
+    this.objectStoreUncached = createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') });
+    this.objectStore = new CachedObjectStore(this.objectStoreUncached, engine.sst_cache_bytes);
     const sstReaders = new SstReaders(this.objectStore, this.clock);
     this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.core?.addresses.get(id), this.log.child({ component: 'transport' }), this.peerCredentials);
     const raft = this.config.raft;
@@ -260,6 +272,7 @@ export class Datanode implements DatabaseHost {
         },
         compacted: () => this.metrics.compactions.inc(),
         sstsDeleted: (count) => this.metrics.sstsDeleted.inc(count),
+        manifestRefused: () => this.metrics.manifestsRefused.inc(),
       },
       this.clock,
       new SstLeases(),
@@ -382,7 +395,7 @@ export class Datanode implements DatabaseHost {
     // instruction nor a damaged manifest may cost the local replica.
     const meta = core.regionMetaOf(open);
     const { selfPeerId, peers } = meta;
-    const latest = await loadLatestManifest(this.objectStore, regionId);
+    const latest = await loadLatestManifest(this.objectStoreUncached, regionId);
     if (this.regionServer.replica(regionId) || this.wal.regionIds().includes(regionId)) await core.closeRegionNow(regionId, true);
     for (const p of peers) if (p.addr) core.addresses.set(p.nodeId, p.addr);
     core.metas.set(regionId, meta);

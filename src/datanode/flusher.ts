@@ -14,8 +14,10 @@ import { type SstMeta, encodeCommand } from '../engine/command.js';
 import {
   decodeManifest,
   encodeManifest,
+  manifestDivergence,
   manifestKey,
   manifestPrefix,
+  type RegionManifest,
   loadLatestManifest,
   parseReplicaSnapshotKey,
   replicaSnapshotKey,
@@ -42,6 +44,8 @@ export interface FlusherMetrics {
   flushed(regionId: string, bytes: number, seconds: number): void;
   compacted(regionId: string, inputs: number, seconds: number): void;
   sstsDeleted(count: number): void;
+  /** A manifest this node would write is already in the object store with different content (divergence or damage): refused, nothing overwritten. */
+  manifestRefused(regionId: string): void;
 }
 
 interface RegionWork {
@@ -53,6 +57,8 @@ interface RegionWork {
   manifestWritten: number;
   requested: boolean;
   manifestWriting: boolean;
+  /** The flushed index whose manifest write was refused (a different object is already at its key); not tried again. */
+  manifestRefused: number;
   compactRequested: boolean;
   /** GC asked for a flush, even of an empty memtable, so replicas snapshot past an index (G3). */
   snapshotRequested: boolean;
@@ -161,6 +167,7 @@ export class Flusher {
         manifestWritten: 0,
         requested: false,
         manifestWriting: false,
+        manifestRefused: 0,
         manifestsLanding: new Map(),
         compactRequested: false,
         snapshotRequested: false,
@@ -358,23 +365,62 @@ export class Flusher {
     return written;
   }
 
+  /**
+   * Writes the manifest at the region's flushed index, once: objects are write-once (caches,
+   * backups and versioned buckets rely on it). A new leader starts with nothing written by
+   * itself, and the manifest at its flushed index is usually there already (the previous leader
+   * wrote it; or a put of ours failed but took effect), so the listing — which the pruning below
+   * needs anyway, so this costs no extra request — is read before the put: a manifest already at
+   * the key is adopted as this node's own if it is the same recovery point
+   * (manifestDivergence), and refused loudly, never overwritten, if it is not or does not decode.
+   * A listing followed by a put is not atomic; why that is enough: docs/engine.md, "Manifests".
+   */
   private async writeManifest(regionId: string, state: RegionState, w: RegionWork): Promise<void> {
     const index = state.flushedIndex;
-    if (w.manifestWritten >= index || w.manifestWriting) return;
+    if (w.manifestWritten >= index || w.manifestWriting || w.manifestRefused === index) return;
     w.manifestWriting = true;
     const manifest = state.manifest();
-    w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
+    const key = manifestKey(regionId, index);
     try {
-      await this.store.put(manifestKey(regionId, index), encodeManifest(manifest));
+      const listed = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
+      if (listed.includes(key)) {
+        const refusal = await this.checkStoredManifest(key, manifest);
+        if (refusal !== undefined) {
+          w.manifestRefused = index;
+          this.metrics.manifestRefused(regionId);
+          this.log.error(
+            { regionId, index, key, why: refusal },
+            'a different manifest is already in the object store at this flushed index: refusing to overwrite it (objects are write-once); the recovery point stays where it was until a later flush',
+          );
+          return;
+        }
+        this.log.debug({ regionId, index, key }, 'adopted the manifest already in the object store at this flushed index');
+      } else {
+        w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
+        await this.store.put(key, encodeManifest(manifest));
+        listed.push(key);
+        listed.sort(); // keys are ASCII: code-unit order is the store's byte order
+      }
       w.manifestWritten = index; // only now is `index` the region's recovery point
       for (const landing of w.manifestsLanding.keys()) if (landing < index) w.manifestsLanding.delete(landing);
-      const manifests = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
-      for (const old of manifests.slice(0, Math.max(0, manifests.length - this.settings.manifestsKept))) await this.store.delete(old);
+      for (const old of listed.slice(0, Math.max(0, listed.length - this.settings.manifestsKept))) await this.store.delete(old);
     } catch (err) {
       this.log.warn({ regionId, index, err: (err as Error).message }, 'writing the manifest failed; will retry');
     } finally {
       w.manifestWriting = false;
     }
+  }
+
+  /** Why the manifest stored at `key` may not stand for `ours` (damaged, or another recovery point), or undefined if it may. */
+  private async checkStoredManifest(key: string, ours: RegionManifest): Promise<string | undefined> {
+    const bytes = await this.store.get(key); // a transient failure throws: the caller retries at the next check
+    let stored: RegionManifest;
+    try {
+      stored = decodeManifest(bytes, `${this.store.description}/${key}`);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return manifestDivergence(stored, ours);
   }
 
   /**

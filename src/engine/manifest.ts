@@ -6,6 +6,9 @@
 // Encoding: [format u8][crc32c u32 of the JSON][JSON]. Object key:
 //   regions/<regionId>/manifest/<flushedIndex as 16 hex digits>.manifest
 // Each flush writes a full manifest (a checkpoint; they are small), older ones are pruned.
+// Write-once like every object: a leader that finds a manifest already at its flushed index
+// (a previous leader wrote it) adopts it if it is the same recovery point (manifestDivergence)
+// and otherwise refuses to write; it never overwrites one (src/datanode/flusher.ts).
 // Replicas also publish their own raft snapshot (the same encoding) under
 //   regions/<regionId>/replica-snapshot/<peerId as 16 hex>-<snapshot index as 16 hex>.manifest
 // for the leader's SST GC; recovery never reads those.
@@ -88,6 +91,53 @@ export function decodeManifest(bytes: Uint8Array, name: string): RegionManifest 
     throw bad('missing or mistyped fields');
   }
   return m;
+}
+
+/** JSON with object keys sorted, so that two equal values compare equal whatever order their keys were built in. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The same peer ids, in whatever order. */
+function samePeers(a: readonly number[], b: readonly number[]): boolean {
+  const sorted = (ids: readonly number[]) => [...ids].sort((x, y) => x - y);
+  const [sa, sb] = [sorted(a), sorted(b)];
+  return sa.length === sb.length && sa.every((id, i) => id === sb[i]);
+}
+
+/**
+ * Why `stored` (the manifest object already at a key) is not the same recovery point as
+ * `ours` (what this node would write there), or undefined if it is. The same flushed index of
+ * one raft group means the same committed log prefix, so everything taken at the flush — the
+ * raft position (index, term, membership), the dedup table, a standby's stream record — and the
+ * schema must be equal. Two fields may differ legitimately:
+ *   - `writtenAtMs`, the writer's wall clock;
+ *   - `ssts`: a manifest names the SST list of the writer's version when it wrote it, and a
+ *     compaction-edit applied after the flush replaces a run of SSTs with their merge without
+ *     moving flushedIndex. Both lists hold the same rows at that index (a merge keeps every row
+ *     of its inputs; tombstones are dropped only where nothing older remains to hide).
+ * Anything else differing means two histories wrote the same index (e.g. `regiondb recover
+ * --force` while the old group was still alive): divergence, which the caller refuses.
+ */
+export function manifestDivergence(stored: RegionManifest, ours: RegionManifest): string | undefined {
+  const checks: [string, unknown, unknown][] = [
+    ['regionId', stored.regionId, ours.regionId],
+    ['flushedIndex', stored.flushedIndex, ours.flushedIndex],
+    ['flushedTerm', stored.flushedTerm, ours.flushedTerm],
+    ['formatVersion', stored.formatVersion, ours.formatVersion],
+  ];
+  for (const [field, a, b] of checks) if (a !== b) return `${field} is ${JSON.stringify(a)} there, ${JSON.stringify(b)} here`;
+  if (!samePeers(stored.voters, ours.voters)) return `voters are [${stored.voters.join(', ')}] there, [${ours.voters.join(', ')}] here`;
+  if (!samePeers(stored.learners, ours.learners)) return `learners are [${stored.learners.join(', ')}] there, [${ours.learners.join(', ')}] here`;
+  if (stored.dedup !== ours.dedup) return `the client dedup tables differ (${stored.dedup.length} and ${ours.dedup.length} characters)`;
+  if (stored.standby !== ours.standby) return 'the standby stream records differ';
+  if (canonicalJson(stored.schema) !== canonicalJson(ours.schema)) return 'the schemas differ';
+  return undefined;
 }
 
 /** The newest readable manifest of a region, or undefined if it has none. */

@@ -571,7 +571,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     it(`${engineSeedCount} seeds from ${firstSeed}: flushes, compactions and SST GC under faults; histories, objects and rows check out`, async () => {
       const started = Date.now();
       const storage: Record<string, number> = {};
-      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
+      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, manifestsPut: 0, manifestsRewritten: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
       for (let seed = firstSeed; seed < firstSeed + engineSeedCount; seed++) {
         const r = await runClusterSim(seed, { ...engine, ...withFaults });
         sum.ok += r.ops.ok;
@@ -579,6 +579,8 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         sum.crashes += r.crashes;
         sum.sstsPut += r.engine!.sstsPut;
         sum.sstsDeleted += r.engine!.sstsDeleted;
+        sum.manifestsPut += r.engine!.manifestsPut;
+        sum.manifestsRewritten += r.engine!.manifestsRewritten;
         sum.flushEdits += r.engine!.flushEdits;
         sum.compactionEdits += r.engine!.compactionEdits;
         sum.storeFailures += r.engine!.storeFailures;

@@ -285,7 +285,7 @@ export interface ClusterSimResult {
   /** Quiescence seen by the probe: replicas that went to sleep, woke, woke after their leader's node crashed; replicas asleep on a node that crashed. */
   quiescence: { quiesced: number; woken: number; wokenAfterLeaderDown: number; quiescedCrashed: number };
   /** Engine mode: what the flushers did in the object store. */
-  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
+  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
@@ -411,7 +411,7 @@ const REPAIR_PROPOSAL_PAUSE_MS = 100;
 const REPAIR_CATCH_UP_SLACK = 16;
 /** Request ids per millisecond of the client library's rule (src/client/client.ts: ids start from the wall clock). */
 const CLIENT_REQUEST_IDS_PER_MS = 1000;
-const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} };
+const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
 
 /** GC without G3 and without what snapshots name (test-only; see ClusterSimOptions.gcBug). */
 class GcIgnoresSnapshotsFlusher extends Flusher {
@@ -683,7 +683,7 @@ export class ClusterSim {
   private readonly versions = new Map<number, number>();
   /** Engine mode: the last request id of each client (dedup ids grow, as the client library's do). */
   private readonly requestIds = new Map<number, number>();
-  /** Engine mode: SST keys named by a manifest object (objects are immutable: decoded once). */
+  /** Engine mode: SST keys named by a manifest object, decoded once per put of it (objects are write-once, but a put racing another can still land on a key). */
   private readonly manifestSsts = new Map<string, readonly string[]>();
   private flushEdits = 0;
   /** Uploads the flushers left as orphans because their put took half the grace or more (G4). */
@@ -692,6 +692,12 @@ export class ClusterSim {
   private sstsPut = 0;
   private sstsDeleted = 0;
   private manifestsPut = 0;
+  /**
+   * Manifest puts that landed on a key already holding one (objects are write-once; the flusher
+   * adopts a manifest already at its flushed index, so only a put racing another writer's — a
+   * deposed leader's in flight, or a failed put of its own that landed late — still does this).
+   */
+  private manifestsRewritten = 0;
   /** Engine mode: writes sent again with the same request id. */
   private retries = 0;
   /** The third slice's faults (ClusterSimOptions.faults), and their own random stream (forked only when any is on). */
@@ -797,12 +803,14 @@ export class ClusterSim {
       const slow = options.faults?.includes('slow') ? SIM_SLOW_TAIL : {};
       this.objectStore = new SimObjectStore(this.sched, this.rand.fork(), { latencyMsMin: 1, latencyMsMax: 10, failChance: 0.01, ...slow });
       this.objectStore.onDelete = (key) => this.checkDeleted(key);
-      this.objectStore.onPut = (key) => {
+      this.objectStore.onPut = (key, previous) => {
+        this.manifestSsts.delete(key); // the checker's decoded copy must not outlive an overwrite
         if (key.endsWith('.sst')) {
           this.sstsPut++;
           this.record(`put ${shortKey(key)}`);
         } else if (key.startsWith(manifestPrefix(key.split('/')[1] ?? ''))) {
           this.manifestsPut++;
+          if (previous) this.manifestsRewritten++;
           this.ddl?.onManifestPut(key.split('/')[1] ?? '');
         }
       };
@@ -1050,6 +1058,7 @@ export class ClusterSim {
               sstsPut: this.sstsPut,
               sstsDeleted: this.sstsDeleted,
               manifestsPut: this.manifestsPut,
+              manifestsRewritten: this.manifestsRewritten,
               storeFailures: store.stats.failures,
               slowRequests: store.stats.slow,
               uploadsNotProposed: this.uploadsNotProposed,
@@ -1188,7 +1197,10 @@ export class ClusterSim {
       const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat).regionServer : build({});
       server = engineServer;
       const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, 'gc-by-key-age': GcByKeyAgeFlusher, none: CountingFlusher }[this.options.gcBug ?? 'none'];
-      node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, noFlusherMetrics, clock, new SstLeases(), {
+      // A refused manifest write means the flusher found a different manifest at its flushed
+      // index: divergence, or its equivalence test is wrong (a false refusal stalls recovery points).
+      const metrics = { ...noFlusherMetrics, manifestRefused: (regionId: string) => this.flag('manifest refused', `n${node.id} found a different manifest of ${regionId} at its flushed index`) };
+      node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, metrics, clock, new SstLeases(), {
         scheduler: clock,
         // Seeded: a seed replays to the same SST keys.
         sstKeys: { wallMs: () => wall.nowMs(), randomTag: () => this.rand.int(2 ** 32).toString(16).padStart(8, '0') },

@@ -41,8 +41,8 @@ export class SimObjectStore {
   outageUntil = 0;
   /** Called when a delete took effect on an object that existed (the simulator checks references). */
   onDelete: ((key: string) => void) | undefined;
-  /** Called when a put took effect. */
-  onPut: ((key: string) => void) | undefined;
+  /** Called when a put took effect; `previous`: what the key held before (undefined: nothing). */
+  onPut: ((key: string, previous: Uint8Array | undefined) => void) | undefined;
   readonly stats = { puts: 0, gets: 0, lists: 0, deletes: 0, failures: 0, slow: 0 };
 
   constructor(
@@ -83,9 +83,10 @@ export class SimObjectStore {
         validateKey(key);
         const copy = new Uint8Array(data); // the caller may reuse its buffer
         return this.request(owner, 'put', true, () => {
+          const previous = this.objects.get(key);
           this.objects.set(key, copy);
           this.stats.puts++;
-          this.onPut?.(key);
+          this.onPut?.(key, previous);
         });
       },
       get: (key) => {

@@ -169,7 +169,7 @@ describe('flusher: SST garbage collection never deletes what may still be read (
       store,
       settings,
       silentLogger,
-      { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} },
+      { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} },
       clock,
     );
     const original = store.delete.bind(store);
@@ -371,7 +371,7 @@ describe('flusher: an explicit compaction', () => {
     replica.state = regionWithSsts(2);
     replica.snapshotIndex = 6;
     server.replicas.push(replica);
-    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} }, clock);
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
     try {
       expect(replica.state.ssts.length).to.equal(2);
       flusher.requestCompaction(REGION);

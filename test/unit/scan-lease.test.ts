@@ -42,7 +42,7 @@ describe('Database.Scan: reader leases and the server deadline (issue 14 item 5)
     dir = mkdtempSync(join(tmpdir(), 'regiondb-scan-'));
     clock = new ManualClock(0);
     const settings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, compactAtSsts: 100, gcGraceMs: GRACE_MS, checkIntervalMs: 250, manifestsKept: 5 };
-    flusher = new Flusher({} as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {} }, clock);
+    flusher = new Flusher({} as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
   });
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));

@@ -771,7 +771,7 @@ export class MetasrvCore {
         instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
       } else {
         this.log.info({ nodeId, ...action.destroy }, 'deleting a replica the group no longer has');
-        instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true } });
+        instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true, peer_id: String(action.destroy.peerId) } });
       }
     }
     return { instructions, changed };

@@ -210,7 +210,7 @@ describe('replica identity: close_region and open_region name the replica they m
     core.regionServer.start();
     const leads = () => {
       const r = core.regionServer.replica(REGION);
-      return r !== undefined && r.isLeader() && r.appliedIndex >= 2 && r.appliedIndex === r.raft.log.committed;
+      return r?.isLeader() === true && r.appliedIndex >= 2 && r.appliedIndex === r.raft.log.committed;
     };
     await waitFor(leads, 'the one-peer replica leads and has applied its first entry as leader');
     engine.holdNextConfCommit = true;

@@ -64,6 +64,7 @@ describe('replica identity: RegionServer.failReplica acts only on the replica it
       Gated.gate!.fail(); // the old replica's apply fails for good: the old replica fails
       await closing;
       expect(server.replica(REGION), 'the new replica (peer 42) is still the hosted one').to.equal(fresh);
+      expect(fresh!.closed, 'the new replica is not fenced').to.equal(false);
       expect(server.failure(REGION), "the old replica's failure is not recorded against the region").to.equal(undefined);
     } finally {
       await server.stop();

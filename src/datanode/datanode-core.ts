@@ -298,7 +298,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
    * The peer id under which this node hosts a replica of the region, whatever its state: running,
    * removed from its group and not deleted yet, failed, or only its data on disk (the peer id its
    * meta records: a replica not open). Undefined when nothing of the region is here, or its data
-   * has no meta (no peer to name: a close of any peer id deletes it, as before).
+   * has no readable meta (no peer to name: a close of any peer id deletes it, as before).
    */
   hostedPeerId(regionId: string): number | undefined {
     const inServer = this.regionServer.hostedReplica(regionId)?.selfPeerId ?? this.regionServer.failure(regionId)?.selfPeerId;
@@ -306,7 +306,13 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     const known = this.metas.get(regionId)?.selfPeerId;
     if (known !== undefined) return known;
     const raw = this.logEngine.getRegionMeta(regionId);
-    return raw ? (JSON.parse(decoder.decode(raw)) as RegionMeta).selfPeerId : undefined;
+    if (!raw) return undefined;
+    try {
+      const peerId = (JSON.parse(decoder.decode(raw)) as Partial<RegionMeta>).selfPeerId;
+      return typeof peerId === 'number' ? peerId : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private readonly refusalLogs = new LogLimiter(10_000);

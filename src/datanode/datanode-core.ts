@@ -14,6 +14,13 @@
 //   - the metasrv: a `MetasrvCaller` (MetaChannel, which follows the metasrv group's leader);
 //   - metrics: `DatanodeCoreHooks`.
 //
+// Replica identity: a node hosts at most one replica of a region, named by its peer id, and a
+// region may come back to the node under a fresh one (a repair in place). An open_region naming
+// another peer id than the replica hosted here is refused (an error to its caller, a warning, a
+// count), never ignored; a close_region naming a peer id closes only a replica hosted under it —
+// running, fenced, failed, or only its data on disk — so a stale or duplicated close cannot take
+// the replica that replaced the one it meant (findings M16, M17 in docs/correctness.md).
+//
 // Ordering rules it keeps:
 //   O1 one heartbeat in flight at a time, so a reply's instructions are queued in order (an older
 //      reply's close(destroy) never runs after a newer reply's open of the same region);
@@ -62,6 +69,11 @@ export interface DatanodeCoreHooks {
   onRegionClosed?(regionId: string): void;
   /** The metasrv asked to destroy a replica here (a dropped table's, or one removed from its group); awaited first, bounded by the hook. */
   beforeDestroy?(regionId: string): Promise<void>;
+  /**
+   * An open_region or close_region was refused: it named another replica (peer id) of the region
+   * than the one this node hosts (the shell counts them).
+   */
+  onInstructionRefused?(instruction: 'open_region' | 'close_region', regionId: string): void;
 }
 
 export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
@@ -119,8 +131,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.regionServer = deps.createRegionServer({
       onConfChange: (regionId, _cs, peers) => {
         if (!this.regionServer.replica(regionId)) {
-          // This replica was removed from the region (fenced by the region server): delete it.
-          this.clock.setImmediate(() => void this.closeRegion(regionId, true).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
+          // This replica was removed from the region (fenced by the region server): delete it —
+          // it, not a replica of the region opened here by the time the close's turn comes.
+          const peerId = this.regionServer.hostedReplica(regionId)?.selfPeerId ?? 0;
+          this.clock.setImmediate(() => void this.closeRegion(regionId, true, peerId).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
           return;
         }
         this.persistPeers(regionId, peers);
@@ -205,12 +219,26 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     return this.serialized(() => this.openRegionNow(open));
   }
 
-  closeRegion(regionId: string, destroy: boolean): Promise<void> {
-    return this.serialized(() => this.closeRegionNow(regionId, destroy));
+  /** Closes the region's replica; with `peerId` (not 0) only if the one hosted here is that peer (see closeRegionNow). */
+  closeRegion(regionId: string, destroy: boolean, peerId = 0): Promise<void> {
+    return this.serialized(() => this.closeRegionNow(regionId, destroy, peerId));
   }
 
   private async openRegionNow(open: ProtoOpenRegion): Promise<void> {
     const regionId = open.region_id;
+    // Another replica of the region here (running, or removed from its group and not deleted
+    // yet): a node hosts one replica per region, and the open must not pass for done. A failed
+    // one is different: a fresh peer id replaces it (below).
+    const present = this.regionServer.hostedReplica(regionId);
+    if (present && String(present.selfPeerId) !== String(open.self_peer_id)) {
+      const asked = Number(open.self_peer_id);
+      this.refuse('open_region', regionId, asked, present.selfPeerId);
+      throw new RegionDbError(
+        ErrorCode.ConditionFailed,
+        `region ${regionId}: open of peer ${open.self_peer_id} refused: node ${this.nodeId} hosts the region under peer ${present.selfPeerId}${present.closed ? ' (removed from its group, being deleted)' : ''}; one replica per region on a node`,
+        { details: { refused: 'open_region', hostedPeerId: String(present.selfPeerId) } },
+      );
+    }
     if (this.regionServer.replica(regionId)) return;
     const meta = this.regionMetaOf(open);
     const failure = this.regionServer.failure(regionId);
@@ -220,7 +248,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       // placed here by repair: the failed replica's state goes first.
       if (failure.selfPeerId === meta.selfPeerId) return;
       this.log.warn({ regionId, failedPeerId: failure.selfPeerId, peerId: meta.selfPeerId }, 'replacing a failed replica with a fresh peer');
-      await this.closeRegionNow(regionId, true);
+      await this.closeRegionNow(regionId, true, failure.selfPeerId);
     }
     for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
     this.metas.set(regionId, meta);
@@ -246,12 +274,58 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.writeRegionMeta(updated).catch((err: unknown) => this.log.error({ err, regionId }, 'persisting region meta failed'));
   }
 
-  /** Closes (with `destroy`, deletes) a replica now; only inside `serialized` (O3). */
-  async closeRegionNow(regionId: string, destroy: boolean): Promise<void> {
+  /**
+   * Closes (with `destroy`, deletes) a replica now; only inside `serialized` (O3). With `peerId`
+   * (not 0) only the replica of that peer: if this node hosts the region under another one
+   * (hostedPeerId) the close is refused — logged, counted, nothing done. 0 closes whatever is
+   * there (a close_region of a metasrv that names no peer; a recovery, which replaces any).
+   */
+  async closeRegionNow(regionId: string, destroy: boolean, peerId = 0): Promise<void> {
+    if (peerId !== 0) {
+      const hosted = this.hostedPeerId(regionId);
+      if (hosted !== undefined && hosted !== peerId) {
+        this.refuse('close_region', regionId, peerId, hosted, { destroy });
+        return;
+      }
+    }
     await this.regionServer.close(regionId, destroy);
     this.metas.delete(regionId);
     this.hooks.onRegionClosed?.(regionId);
     this.log.info({ regionId, destroy }, 'closed region');
+  }
+
+  /**
+   * The peer id under which this node hosts a replica of the region, whatever its state: running,
+   * removed from its group and not deleted yet, failed, or only its data on disk (the peer id its
+   * meta records: a replica not open). Undefined when nothing of the region is here, or its data
+   * has no readable meta (no peer to name: a close of any peer id deletes it, as before).
+   */
+  hostedPeerId(regionId: string): number | undefined {
+    const inServer = this.regionServer.hostedReplica(regionId)?.selfPeerId ?? this.regionServer.failure(regionId)?.selfPeerId;
+    if (inServer !== undefined) return inServer;
+    const known = this.metas.get(regionId)?.selfPeerId;
+    if (known !== undefined) return known;
+    const raw = this.logEngine.getRegionMeta(regionId);
+    if (!raw) return undefined;
+    try {
+      const peerId = (JSON.parse(decoder.decode(raw)) as Partial<RegionMeta>).selfPeerId;
+      return typeof peerId === 'number' ? peerId : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private readonly refusalLogs = new LogLimiter(10_000);
+
+  /** An instruction naming another replica of the region than the one hosted: a warning (rate-limited per region) and a count. */
+  private refuse(instruction: 'open_region' | 'close_region', regionId: string, askedPeerId: number, hostedPeerId: number, extra: Record<string, unknown> = {}): void {
+    this.hooks.onInstructionRefused?.(instruction, regionId);
+    const suppressed = this.refusalLogs.admit(`${instruction}:${regionId}`, this.clock.nowMs());
+    if (suppressed === undefined) return;
+    this.log.warn(
+      { instruction, regionId, askedPeerId, hostedPeerId, ...extra, suppressed },
+      `refused ${instruction}: it names peer ${askedPeerId}, this node hosts the region under peer ${hostedPeerId}`,
+    );
   }
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
@@ -406,8 +480,12 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     try {
       if (ins.open_region) await this.openRegion(ins.open_region);
       else if (ins.close_region) {
-        if (ins.close_region.destroy) await this.hooks.beforeDestroy?.(ins.close_region.region_id);
-        await this.closeRegion(ins.close_region.region_id, ins.close_region.destroy);
+        const { region_id: regionId, destroy } = ins.close_region;
+        const peerId = u64(ins.close_region.peer_id ?? 0, 'peer_id');
+        // Not for a close that will be refused (closeRegionNow checks again, in turn with the node's other opens and closes).
+        const hosted = peerId === 0 ? undefined : this.hostedPeerId(regionId);
+        if (destroy && (hosted === undefined || hosted === peerId)) await this.hooks.beforeDestroy?.(regionId);
+        await this.closeRegion(regionId, destroy, peerId);
       }
       else if (ins.campaign) this.regionServer.campaign(ins.campaign.region_id);
       else if (ins.transfer_leader) this.regionServer.transferLeader(ins.transfer_leader.region_id, u64(ins.transfer_leader.to_peer_id, 'to_peer_id'));
@@ -425,6 +503,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         });
       }
     } catch (err) {
+      // A refusal was logged where it was made (refuse()).
+      if (isRegionDbError(err) && err.details.refused !== undefined) return;
       if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
     }
   }

@@ -90,6 +90,13 @@ export class Datanode implements DatabaseHost {
     registers: [this.registry],
   });
   private readonly raftRejectionLog = new LogLimiter(10_000);
+  /** Instructions refused for naming another replica of a region than the one hosted (datanode-core.ts, replica identity). */
+  private readonly instructionsRefused = new Counter({
+    name: 'regiondb_datanode_instructions_refused_total',
+    help: 'open_region and close_region instructions refused because they name another peer id than the replica of the region this node hosts',
+    labelNames: ['instruction'],
+    registers: [this.registry],
+  });
   private readonly metrics;
   /** Raft, WAL, transport and request metrics (docs/observability.md). */
   readonly nodeMetrics: DatanodeMetrics;
@@ -245,6 +252,7 @@ export class Datanode implements DatabaseHost {
         },
         onRegionClosed: (regionId) => this.nodeMetrics.forgetRegion(regionId),
         beforeDestroy: async (regionId) => this.standby?.beforeDestroy?.(regionId),
+        onInstructionRefused: (instruction) => this.instructionsRefused.inc({ instruction }),
       },
     });
     this.core = core;

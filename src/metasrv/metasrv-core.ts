@@ -771,7 +771,7 @@ export class MetasrvCore {
         instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
       } else {
         this.log.info({ nodeId, ...action.destroy }, 'deleting a replica the group no longer has');
-        instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true } });
+        instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true, peer_id: String(action.destroy.peerId) } });
       }
     }
     return { instructions, changed };
@@ -1103,7 +1103,9 @@ export class MetasrvCore {
     // Instructions queued for the process before this one were decided from its reports (a
     // close_region of a failed replica): this process may already host a replacement there.
     // The procedures re-send what is still needed (finding M11 in docs/correctness.md); so are
-    // those staged for it, whose save may still be in flight (M15).
+    // those staged for it, whose save may still be in flight (M15). A close also names its peer
+    // now (M16), so a datanode refuses one that meets the replacement; the drop stays, as the
+    // other instructions were decided from the old process's reports too.
     this.pending.delete(nodeId);
     this.registrations.set(nodeId, (this.registrations.get(nodeId) ?? 0) + 1);
     this.catalog.version++;

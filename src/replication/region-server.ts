@@ -335,6 +335,14 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return replica && !replica.closed ? replica : undefined;
   }
 
+  /**
+   * The region's replica in this server, also when it is fenced (removed from its group and not
+   * yet closed), which replica() hides: the one an open or close of the region meets here.
+   */
+  hostedReplica(regionId: string): Replica<S, R> | undefined {
+    return this.replicas.get(regionId);
+  }
+
   allReplicas(): Replica<S, R>[] {
     return [...this.replicas.values()];
   }
@@ -874,17 +882,32 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const live = this.replicas.get(replica.regionId) === replica; // not released by close() yet
     replica.closed = true;
     replica.stall = undefined;
-    this.replicas.delete(replica.regionId);
-    if (live) this.stateMachines.release?.(replica.regionId, replica.stateMachine);
-    const failure = this.recordFailure(replica.regionId, replica.selfPeerId, index, reason, replica);
-    replica.failure = failure;
+    if (live) {
+      this.replicas.delete(replica.regionId);
+      this.stateMachines.release?.(replica.regionId, replica.stateMachine);
+      replica.failure = this.recordFailure(replica.regionId, replica.selfPeerId, index, reason, replica);
+    } else {
+      // Closed while the cycle that failed it was in flight: the region's entry and its failure
+      // record may be a newer replica's by now (opened after the close), neither of them this
+      // one's to touch (finding M18 in docs/correctness.md). The close released its state
+      // machine; the failure stays on the replica object (the cycle stops driving it).
+      replica.failure = this.describeFailure(replica.regionId, replica.selfPeerId, index, reason, replica);
+      this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId, index, reason }, 'a replica closed meanwhile failed; not recorded against the region (no longer this replica)');
+    }
     // Proposals waiting here may still commit under another leader: their outcome is unknown.
     this.failPending(replica, this.outcomeUnknown(replica, `the replica on node ${this.nodeId} failed (${reason})`));
   }
 
   private recordFailure(regionId: string, selfPeerId: number, index: number, reason: string, replica: Replica<S, R> | undefined): ReplicaFailure {
+    const failure = this.describeFailure(regionId, selfPeerId, index, reason, replica);
+    this.failed.set(regionId, failure);
+    this.log.error({ regionId, peerId: selfPeerId, index, reason }, 'replica failed: it stops (fenced, out of raft) until the metasrv replaces it; the node keeps serving its other regions');
+    return failure;
+  }
+
+  private describeFailure(regionId: string, selfPeerId: number, index: number, reason: string, replica: Replica<S, R> | undefined): ReplicaFailure {
     const st = replica?.raft.status();
-    const failure: ReplicaFailure = {
+    return {
       regionId,
       selfPeerId,
       index,
@@ -897,9 +920,6 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       voters: st ? [...st.confState.voters] : [],
       learners: st ? [...st.confState.learners] : [],
     };
-    this.failed.set(regionId, failure);
-    this.log.error({ regionId, peerId: selfPeerId, index, reason }, 'replica failed: it stops (fenced, out of raft) until the metasrv replaces it; the node keeps serving its other regions');
-    return failure;
   }
 
   /**
@@ -963,7 +983,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }
-      this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
+      // Only the region's replica here tells the host: one closed meanwhile (its cycle was in
+      // flight) is not the region any more, and the host acts by region id — it would delete the
+      // region, or write this replica's peers into the meta of the one opened since (finding
+      // M19 in docs/correctness.md). A reopened replica applies the change again from its log.
+      if (this.replicas.get(replica.regionId) === replica) this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
       this.settle(replica, entry, undefined, undefined);
       return undefined;
     }

@@ -21,8 +21,10 @@ export type OverlapDatanodeBug = (typeof OVERLAP_DATANODE_BUGS)[number];
  * beats, O2); and opens and closes of replicas ran as they were asked for, side by side (no O3).
  * So two beats in flight could run their answers' instructions interleaved, and an older
  * answer's close_region(destroy) could run after, or in the middle of, a newer answer's
- * open_region of the same region. close_region names no peer id: whatever replica of the region
- * is open then is deleted.
+ * open_region of the same region. close_region named no peer id then: whatever replica of the
+ * region was open was deleted. (Since finding M16 a close names its peer and the datanode refuses
+ * it for another replica. The interleaving this bug re-creates needs no wrong close: an open
+ * slips in while a close naming the right peer is still deleting the region's data.)
  */
 export class OverlappingHeartbeats<S extends StateMachine<R>, R> extends DatanodeCore<S, R> {
   /**

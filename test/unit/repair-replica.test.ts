@@ -86,7 +86,7 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
     const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });
     f.observed.set(1, replica(1, { health: 'failed' }));
     expect(repairReplica.steps['clear-old'](f.ctx, d, run)).to.have.property('wait', true);
-    expect(f.sent).to.deep.equal([{ nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
+    expect(f.sent).to.deep.equal([{ nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '1' } } }]);
     f.observed.delete(1);
     expect(repairReplica.steps['clear-old'](f.ctx, d, run)).to.deep.include({ next: 'add-learner' });
   });

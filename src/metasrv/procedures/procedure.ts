@@ -38,7 +38,7 @@ export interface ObservedReplica {
 
 export type Instruction =
   | { open_region: OpenRegionRequest }
-  | { close_region: { region_id: string; destroy: boolean } }
+  | { close_region: { region_id: string; destroy: boolean; peer_id: string } }
   | { campaign: { region_id: string } }
   | { transfer_leader: { region_id: string; to_peer_id: string } }
   | { change_peer: { region_id: string; change: 'add-learner' | 'promote' | 'remove'; peer: { peer_id: string; node_id: string; addr: string } } };

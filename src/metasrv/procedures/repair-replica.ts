@@ -77,7 +77,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       if (!ctx.isAlive(d.oldNodeId)) return { retry: `waiting for node ${d.oldNodeId}` };
       const hosted = ctx.observed(d.oldNodeId, d.regionId);
       if (hosted?.peerId !== d.oldPeerId) return { next: 'add-learner', note: `node ${d.oldNodeId} no longer hosts peer ${d.oldPeerId}` };
-      if (run.resend()) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true } });
+      if (run.resend()) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
       return { wait: true, note: `deleting the lost peer ${d.oldPeerId} on node ${d.oldNodeId}` };
     },
 
@@ -135,7 +135,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       // A node that is down now is told on its return: heartbeat reconciliation closes any
       // replica the catalog no longer places on it.
       // Replaced on the same node: the region there is the new replica now; nothing to delete.
-      if (ctx.isAlive(d.oldNodeId) && d.newNodeId !== d.oldNodeId) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true } });
+      if (ctx.isAlive(d.oldNodeId) && d.newNodeId !== d.oldNodeId) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
       return { done: true, note: 'replica replaced' };
     },
   },

@@ -38,7 +38,10 @@ function deliver(f: FakeCluster): void {
       if (change === 'remove') [voters, learners] = [voters.filter((p) => p !== id), learners.filter((p) => p !== id)];
       f.report(lead, { ...leader, voters, learners, confIndex: leader.confIndex + 1 });
     } else if ('close_region' in instruction) {
-      f.unreport(nodeId);
+      // As a datanode does: a close naming a peer id closes only the replica of that peer.
+      const hosted = f.reports.get(nodeId)?.get(REGION);
+      const asked = Number(instruction.close_region.peer_id);
+      if (hosted && (asked === 0 || asked === hosted.peerId)) f.unreport(nodeId);
     } else if ('transfer_leader' in instruction && nodeId === lead) {
       const to = Number(instruction.transfer_leader.to_peer_id);
       const host = f.region().replicas.find((p) => p.peerId === to)?.nodeId;

@@ -81,7 +81,7 @@ describe('repair-replica / clear-old (replaced on the same node)', () => {
     f.alive.add(3);
     f.report(3, replica(3, { health: 'failed' }));
     f.step(id);
-    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
+    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '3' } } }]);
     f.unreport(3);
     f.step(id);
     expect(record().step).to.equal('add-learner');
@@ -276,7 +276,7 @@ describe('repair-replica / cleanup', () => {
     const { f, id, record } = repair('cleanup');
     f.alive.add(3);
     f.step(id);
-    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true } } }]);
+    expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '3' } } }]);
     expect(record().status).to.equal('done');
   });
 

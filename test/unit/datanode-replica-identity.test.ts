@@ -1,0 +1,231 @@
+// Replica identity in the datanode's open and close paths (docs/correctness.md, findings M16,
+// M17, M19). A datanode hosts at most one replica of a region, named by its raft peer id; a
+// region may come back to the same node under a fresh peer id (repair in place, re-placement).
+// An instruction or a late event meant for one replica must not act on another of the region:
+//   - a close_region(destroy) naming peer P is refused when the node hosts the region under Q
+//     (running, failed, or only as data on disk); peer id 0 keeps the old "whatever is there";
+//   - an open_region under P for a region hosted under Q is refused, loudly, never ignored;
+//   - a membership change applied by a replica already closed does not get the region deleted.
+// Real DatanodeCore and RegionServer over the in-memory log engine; the instructions go through
+// the protobuf codec as a heartbeat answer does.
+import { expect } from 'chai';
+import pino from 'pino';
+import { systemClock } from '../../src/common/clock.js';
+import { ErrorCode, type RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { DatanodeCore, type DatanodeCoreDeps } from '../../src/datanode/datanode-core.js';
+import type { RegionMeta } from '../../src/datanode/types.js';
+import { makeRegionId } from '../../src/metasrv/catalog.js';
+import { ConfChangeType } from '../../src/raft/index.js';
+import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
+import type { Instruction__Output } from '../../src/rpc/generated/index.js';
+import { loadProtos } from '../../src/rpc/proto.js';
+import { toProtoSchema } from '../../src/rpc/values.js';
+import { Counter, waitFor } from '../fixtures/counter-machine.js';
+import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import type { LogBatch } from '../../src/wal/log-engine.js';
+import { cpuSchema } from '../fixtures/schemas.js';
+
+const NODE = 1;
+const REGION = makeRegionId(2048, 0);
+const enc = new TextEncoder();
+
+/** Every log line at warn or above, parsed. */
+function capturingLogger(lines: Record<string, unknown>[]) {
+  return pino({ level: 'warn', base: undefined, timestamp: false }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+}
+
+/** An instruction as the datanode receives it: inside a heartbeat answer, encoded and decoded by the loader. */
+function overTheWire(instruction: object): Instruction__Output {
+  const heartbeat = (loadProtos().definition['regiondb.v1.Meta'] as unknown as Record<string, { responseSerialize(v: unknown): Buffer; responseDeserialize(b: Buffer): unknown }>).Heartbeat!;
+  const answer = heartbeat.responseDeserialize(heartbeat.responseSerialize({ instructions: [instruction] })) as { instructions: Instruction__Output[] };
+  return answer.instructions[0]!;
+}
+
+/**
+ * The in-memory log engine, but the next write that makes a membership change's commit durable
+ * (LogBatch.requireDurableCommit: the cycle is about to apply that change) waits for the test.
+ */
+class HeldEngine extends MemoryLogEngine {
+  holdNextConfCommit = false;
+  held: (() => void) | undefined;
+
+  override batch(): LogBatch {
+    const inner = super.batch();
+    let confCommit = false;
+    return {
+      ...inner,
+      requireDurableCommit: () => {
+        confCommit = true;
+        inner.requireDurableCommit();
+      },
+      commit: async () => {
+        if (confCommit && this.holdNextConfCommit) {
+          this.holdNextConfCommit = false;
+          await new Promise<void>((ok) => (this.held = ok));
+        }
+        await inner.commit();
+      },
+    };
+  }
+}
+
+/** The core with its instruction executor reachable (protected in src/: the heartbeat's queue calls it). */
+class InstructedCore extends DatanodeCore<Counter, number> {
+  run(instruction: object): Promise<void> {
+    return this.execute(overTheWire(instruction));
+  }
+}
+
+function openRequest(peerId: number, bootstrap = true) {
+  return {
+    region_id: REGION,
+    table: toProtoSchema(cpuSchema()),
+    peers: [{ peer_id: String(peerId), node_id: String(NODE), addr: '' }],
+    self_peer_id: String(peerId),
+    bootstrap,
+    recover_from_object_store: false,
+    metasrv_epoch: '0',
+  };
+}
+
+describe('replica identity: close_region and open_region name the replica they mean', function () {
+  this.timeout(20_000);
+  let engine: HeldEngine;
+  let core: InstructedCore;
+  let warnings: Record<string, unknown>[];
+  let refused: string[];
+
+  function start(): void {
+    warnings = [];
+    refused = [];
+    const deps: DatanodeCoreDeps<Counter, number> = {
+      nodeId: NODE,
+      clusterId: 'identity',
+      storeId: 'store-1',
+      heartbeatIntervalMs: 1000,
+      logEngine: engine,
+      clock: systemClock,
+      log: capturingLogger(warnings),
+      createRegionServer: (hooks) =>
+        new RegionServer<Counter, number>(NODE, engine, new LoopbackTransport(NODE, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5 }, silentLogger, systemClock, hooks),
+      stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+      hooks: { onInstructionRefused: (kind) => void refused.push(kind) },
+    };
+    core = new InstructedCore(deps);
+  }
+
+  beforeEach(() => {
+    engine = new HeldEngine();
+    start();
+  });
+
+  afterEach(async () => {
+    await core.regionServer.stop();
+  });
+
+  /** Region data on disk as a replica under `peerId` leaves it (a meta and a log). */
+  async function dataOnDisk(peerId: number): Promise<void> {
+    const meta: RegionMeta = { regionId: REGION, schema: cpuSchema(), selfPeerId: peerId, peers: [{ peerId, nodeId: NODE, addr: '' }] };
+    const batch = engine.batch();
+    batch.setRegionMeta(REGION, enc.encode(JSON.stringify(meta)));
+    batch.append(REGION, [{ term: 1, index: 1, type: 0, data: new Uint8Array() }]);
+    batch.setHardState(REGION, { term: 1, vote: 0, commit: 1 });
+    await batch.commit();
+  }
+
+  const hostsData = () => engine.metas.has(REGION) && engine.stores.has(REGION);
+
+  function expectRefusal(asked: number, hosted: number): void {
+    const line = warnings.find((l) => l.regionId === REGION && l.askedPeerId === asked && l.hostedPeerId === hosted);
+    expect(line, `a warning naming region ${REGION}, asked peer ${asked} and hosted peer ${hosted}; got ${JSON.stringify(warnings)}`).to.not.equal(undefined);
+  }
+
+  it('a close_region(destroy) naming another peer id than the running replica is refused; naming its own, it deletes it', async () => {
+    await core.openRegion(openRequest(12));
+    expect(core.regionServer.replica(REGION)?.selfPeerId).to.equal(12);
+    // Meant for the replica the node hosted before under peer 11 (a stale or duplicated close).
+    await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '11' } });
+    expect(core.regionServer.replica(REGION)?.selfPeerId, 'the stale close of peer 11 destroyed the replica of peer 12').to.equal(12);
+    expect(hostsData(), 'its meta and log are kept').to.equal(true);
+    expectRefusal(11, 12);
+    expect(refused).to.deep.equal(['close_region']);
+    await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '12' } });
+    expect(core.regionServer.replica(REGION), 'the close of its own peer id').to.equal(undefined);
+    expect(hostsData()).to.equal(false);
+  });
+
+  it('a close_region without a peer id (0: a metasrv that does not set it) closes whatever replica is there, as before', async () => {
+    await core.openRegion(openRequest(12));
+    await core.run({ close_region: { region_id: REGION, destroy: true } });
+    expect(core.regionServer.replica(REGION)).to.equal(undefined);
+    expect(hostsData()).to.equal(false);
+    expect(refused).to.deep.equal([]);
+  });
+
+  it('a failed replica: a destroy naming its peer id deletes it, another peer id is refused', async () => {
+    await dataOnDisk(21);
+    engine.damaged.set(REGION, { regionId: REGION, index: 1, reason: `region ${REGION}: damaged record at index 1` });
+    await core.reopenRegions();
+    expect(core.regionServer.failure(REGION)?.selfPeerId).to.equal(21);
+    await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '22' } });
+    expect(core.regionServer.failure(REGION)?.selfPeerId, 'the failed replica of peer 21 is still reported').to.equal(21);
+    expect(hostsData(), 'its data is kept').to.equal(true);
+    expectRefusal(22, 21);
+    await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '21' } });
+    expect(core.regionServer.failure(REGION)).to.equal(undefined);
+    expect(hostsData()).to.equal(false);
+  });
+
+  it('data on disk of a replica that is not open: a destroy matching its recorded peer id deletes it, a mismatch is refused', async () => {
+    await dataOnDisk(31);
+    await core.closeRegion(REGION, true, 32);
+    expect(hostsData(), 'the close of peer 32 deleted the data of peer 31').to.equal(true);
+    expectRefusal(32, 31);
+    await core.closeRegion(REGION, true, 31);
+    expect(hostsData()).to.equal(false);
+  });
+
+  it('an open_region under another peer id than the replica hosted is refused with both peer ids (not ignored); the hosted replica is untouched', async () => {
+    await core.openRegion(openRequest(12));
+    // Admin.OpenRegion's path: the caller gets the refusal.
+    const err = await core.openRegion(openRequest(13, false)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err, ErrorCode.ConditionFailed), `open of peer 13 while peer 12 is hosted: expected a CONDITION_FAILED refusal, got ${String(err)}`).to.equal(true);
+    expect((err as RegionDbError).message).to.include('13').and.to.include('12');
+    expectRefusal(13, 12);
+    // The heartbeat's path: refused the same way (logged, counted), the replica unchanged.
+    await core.run({ open_region: openRequest(13, false) });
+    expect(refused).to.deep.equal(['open_region', 'open_region']);
+    expect(core.regionServer.replica(REGION)?.selfPeerId).to.equal(12);
+    expect(core.metas.get(REGION)?.selfPeerId, 'the meta still names peer 12').to.equal(12);
+    // The same peer id again is the idempotent open it always was.
+    await core.openRegion(openRequest(12));
+    expect(refused).to.have.length(2);
+  });
+  it('a membership change applied by a replica closed meanwhile (without destroy) leaves its data: nothing deletes the region', async () => {
+    await core.openRegion(openRequest(12));
+    core.regionServer.start();
+    const leads = () => {
+      const r = core.regionServer.replica(REGION);
+      return r?.isLeader() === true && r.appliedIndex >= 2 && r.appliedIndex === r.raft.log.committed;
+    };
+    await waitFor(leads, 'the one-peer replica leads and has applied its first entry as leader');
+    engine.holdNextConfCommit = true;
+    // A learner on another node (not reachable here: only the entry matters).
+    void core.regionServer.proposeConfChange(REGION, { type: ConfChangeType.AddLearner, nodeId: 13, context: JSON.stringify({ nodeId: 2 }) }).catch(() => undefined);
+    await waitFor(() => engine.held !== undefined, 'the cycle applying the membership change waiting on its write');
+    // The replica is closed, its data kept (a close_region with destroy off), while that cycle is in flight.
+    const closing = core.closeRegion(REGION, false);
+    await waitFor(() => core.regionServer.hostedReplica(REGION) === undefined, 'the close under way');
+    engine.held!();
+    await closing;
+    // Whatever the change's application scheduled has had its turn: one event-loop turn for the
+    // deferred call, then every open and close queued before this barrier.
+    await new Promise((ok) => setImmediate(ok));
+    await core.serialized(async () => undefined);
+    expect(hostsData(), 'the closed replica applying the change got the region deleted').to.equal(true);
+  });
+});

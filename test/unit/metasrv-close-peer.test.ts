@@ -3,7 +3,7 @@
 // region. Heartbeat reconciliation's destroy (R1) here; repair-replica's clear-old and cleanup in
 // procedures/repair-replica.test.ts and repair-replica.test.ts.
 import { expect } from 'chai';
-import { createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'close-peer';
 const NODES = [1, 2, 3];
@@ -19,29 +19,7 @@ describe('metasrv: a close_region names the peer it closes', function () {
     let regionId = '';
     const beat = (n: number) => {
       const peer = hosted.get(n);
-      const replicas =
-        peer === undefined
-          ? []
-          : [
-              {
-                region_id: regionId,
-                peer_id: String(peer),
-                role: n === 1 ? 'leader' : 'follower',
-                term: '2',
-                leader_node_id: '1',
-                applied_index: '10',
-                commit_index: '10',
-                flushed_index: '0',
-                memtable_bytes: '0',
-                voters: [...hosted.values()].map(String),
-                learners: [],
-                health: 'ok',
-                failure: '',
-                conf_index: '3',
-                snapshot_installed_index: '0',
-                ssts: 0,
-              },
-            ];
+      const replicas = peer === undefined ? [] : [replicaReport({ regionId, peerId: peer, leader: n === 1, leaderNodeId: 1, voters: [...hosted.values()] })];
       return core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
     };
     for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);

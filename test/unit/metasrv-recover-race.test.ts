@@ -9,7 +9,7 @@
 // recovery test that way).
 import { expect } from 'chai';
 import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
-import { createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'recover-race';
 const NODES = [1, 2, 3];
@@ -55,24 +55,18 @@ describe('metasrv: recover while the old group still beats (finding M1, second p
         const mine = old?.peers.find((p) => p.nodeId === n);
         const replicas = old && mine
           ? [
-              {
-                region_id: old.regionId,
-                peer_id: String(mine.peerId),
-                role: n === 1 ? 'leader' : 'follower',
-                term: '3',
-                leader_node_id: '1',
-                applied_index: '20',
-                commit_index: '20',
-                flushed_index: '7',
-                memtable_bytes: '0',
-                voters: old.peers.map((p) => String(p.peerId)),
-                learners: [],
-                health: 'ok',
-                failure: '',
-                conf_index: '9',
-                snapshot_installed_index: '0',
+              replicaReport({
+                regionId: old.regionId,
+                peerId: mine.peerId,
+                leader: n === 1,
+                leaderNodeId: 1,
+                voters: old.peers.map((p) => p.peerId),
+                term: 3,
+                appliedIndex: 20,
+                flushedIndex: 7,
+                confIndex: 9,
                 ssts: 1,
-              },
+              }),
             ]
           : [];
         await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);

@@ -6,7 +6,7 @@
 // A fresh-clone CI run on a loaded machine (slow fsyncs) failed metasrv-incarnation's M11 test
 // this way.
 import { expect } from 'chai';
-import { MemoryCatalog, createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'staged';
 const NODES = [1, 2, 3];
@@ -28,26 +28,7 @@ describe('metasrv: an instruction staged for a node is not released to its next 
       const replicas =
         peer === undefined
           ? []
-          : [
-              {
-                region_id: regionId,
-                peer_id: String(peer),
-                role: n === 2 ? 'leader' : 'follower',
-                term: '2',
-                leader_node_id: '2',
-                applied_index: '10',
-                commit_index: '10',
-                flushed_index: '0',
-                memtable_bytes: '0',
-                voters: [...hosted.values()].map(String),
-                learners: [],
-                health: failed.has(n) ? 'failed' : 'ok',
-                failure: failed.has(n) ? 'corrupt WAL record' : '',
-                conf_index: '3',
-                snapshot_installed_index: '0',
-                ssts: 0,
-              },
-            ];
+          : [replicaReport({ regionId, peerId: peer, leader: n === 2, leaderNodeId: 2, voters: [...hosted.values()], ...(failed.has(n) ? { failure: 'corrupt WAL record' } : {}) })];
       return core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
     };
     for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);

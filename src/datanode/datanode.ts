@@ -15,7 +15,7 @@ import { databaseService } from '../rpc/batch-wire.js';
 import { MetaChannel, type MetaCallOptions } from '../rpc/meta-channel.js';
 import { type RunningGrpcServer, type RunningHttpServer, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { unary } from '../rpc/status.js';
-import type { AdminHandlers, OpenRegionResponse, ReplicaStat } from '../rpc/generated/index.js';
+import type { AdminHandlers, OpenRegionResponse, ReplicaStat__Output } from '../rpc/generated/index.js';
 import { type ProtoTableSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
@@ -454,7 +454,7 @@ export class Datanode implements DatabaseHost {
   // ─── Admin service ──────────────────────────────────────────────────────────────────────────
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
-  replicaStats(): ReplicaStat[] {
+  replicaStats(): ReplicaStat__Output[] {
     return this.requireCore().replicaStats();
   }
 

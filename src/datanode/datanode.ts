@@ -186,6 +186,7 @@ export class Datanode implements DatabaseHost {
       snapshotEveryEntries: raft.snapshot_every_entries,
       quiesceIdleTicks: raft.quiesce_idle_ticks,
       nodeDownAfterTicks: raft.node_down_after_ticks,
+      firstCampaignsPerTick: raft.first_campaigns_per_tick,
     };
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');

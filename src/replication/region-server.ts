@@ -78,8 +78,8 @@ export interface RaftTuning {
   /** A leader with no proposal, read or apply for this many ticks quiesces its region (docs/quiescence.md); 0: never. */
   readonly quiesceIdleTicks: number;
   /**
-   * A peer datanode silent (no message, no beat) for this many ticks is taken as down. Ticks
-   * that ran late (this process's own event loop stalled) do not count (see `tick`).
+   * A peer datanode silent (no message, no beat) for this many ticks is taken as down; a tick
+   * that ran late (this process's own event loop stalled) judges no one (see `tick`).
    */
   readonly nodeDownAfterTicks: number;
   /**
@@ -308,10 +308,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private readonly touched = new Set<Replica<S, R>>();
   /** Peer datanode → liveness tick count (`livenessTicks`) when anything last arrived from it. */
   private readonly nodeHeardTick = new Map<number, number>();
-  /** Ticks that ran on time (see `tick`): what a peer's silence is counted in. */
+  /** Ticks that ran (see `tick`): what a peer's silence is counted in. */
   private livenessTicks = 0;
   /** When the last tick ran (this.clock), to tell a late tick. */
   private lastTickAtMs: number | undefined;
+  /** The last tick was late and judged no peer (the next one does). */
+  private judgementSkipped = false;
   /** First campaigns spread: the bucket's tokens (negative: debt) as of a tick. */
   private readonly campaignTokens = { tokens: Number.POSITIVE_INFINITY, atTick: 0 };
   /** Ticks that ran late (the event loop stalled for more than a tick) and campaigns held, for status and tests. */
@@ -507,10 +509,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /**
    * One tick. A tick that runs more than two periods after the last one ran late: this process's
    * event loop was stalled (or too busy to run its timers), and messages that arrived meanwhile
-   * wait unread in its sockets — the timers run before the I/O in Node's loop. Such a tick is not
-   * counted as a tick of silence of any peer and judges no peer down: a busy receiver is not a
-   * silent peer (the metasrv's late-tick rule, finding M3, for the node liveness beats). Node's
-   * setInterval does not run the ticks a stall skipped, so a stall costs at most this one tick.
+   * wait unread in its sockets — the timers run before the I/O in Node's loop. Such a tick judges
+   * no peer down: the next tick does, after the loop has read what queued (a busy receiver is
+   * not a silent peer; the metasrv's late-tick rule, finding M3, for the node liveness beats).
+   * It still counts as one tick of silence: Node's setInterval does not run the ticks a stall
+   * skipped, so a stall adds one tick, not one per period, and a receiver whose every tick is late
+   * (an overloaded process) still judges every other tick — it must still notice a dead peer.
    */
   tick(): void {
     this.ticks++;
@@ -518,9 +522,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const late = this.lastTickAtMs !== undefined && now - this.lastTickAtMs > 2 * this.tuning.tickMs;
     this.lastTickAtMs = now;
     if (late) this.timing.lateTicks++;
-    else this.livenessTicks++;
+    this.livenessTicks++;
+    // A late tick judges no one, unless the tick before was late and did not judge either.
+    const judge = !late || this.judgementSkipped;
+    this.judgementSkipped = !judge;
     const quiescence = this.tuning.quiesceIdleTicks > 0;
-    if (quiescence) this.watchPeerNodes(late);
+    if (quiescence) this.watchPeerNodes(judge);
     for (const replica of this.awake) {
       if (replica.closed) {
         this.awake.delete(replica);
@@ -561,8 +568,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks;
   }
 
-  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once; never on a late tick). */
-  private watchPeerNodes(late: boolean): void {
+  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once; only when `judge`: see `tick`). */
+  private watchPeerNodes(judge: boolean): void {
     if (this.ticks >= this.peerNodesRefreshTick) {
       const nodes = new Set<number>();
       for (const replica of this.replicas.values()) for (const peer of replica.peers.values()) if (peer.nodeId !== this.nodeId) nodes.add(peer.nodeId);
@@ -576,7 +583,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         this.nodeHeardTick.set(nodeId, this.livenessTicks); // its silence counts from when we first looked
         continue;
       }
-      if (!late && !this.nodesDown.has(nodeId) && this.livenessTicks - heard >= this.tuning.nodeDownAfterTicks) this.onNodeDown(nodeId);
+      if (judge && !this.nodesDown.has(nodeId) && this.livenessTicks - heard >= this.tuning.nodeDownAfterTicks) this.onNodeDown(nodeId);
     }
   }
 

@@ -1,6 +1,7 @@
 // The datanode's logic without its process plumbing (issue 15): which regions it reopens at
 // start, registration with the metasrv and the opens its answer lists, heartbeats (one in flight
-// at a time) and the replica reports they carry, the instructions of the answers (open_region —
+// at a time) and the replica reports they carry (full, or what changed since the report the
+// metasrv acknowledged: report-delta.ts), the instructions of the answers (open_region —
 // a failed replica is replaced under another peer id —, close_region with destroy, campaign,
 // transfer_leader, change_peer), the metasrv epoch that fences a deposed metasrv leader, and the
 // deletion of a replica removed from its group. `Datanode` (datanode.ts) is its gRPC/HTTP/process

@@ -124,6 +124,8 @@ export const datanodeConfigSchema = z
         quiesce_idle_ticks: z.number().int().nonnegative().default(20),
         /** A datanode silent this many ticks is taken as down: followers of its leaders campaign (docs/quiescence.md). */
         node_down_after_ticks: positiveInt.default(8),
+        /** First campaigns of newly opened replicas a tick beyond a burst allowance (docs/quiescence.md, "Calm first elections"); 0: no spreading. */
+        first_campaigns_per_tick: z.number().int().nonnegative().default(4),
         /**
          * Raft traffic to these datanodes (by node id) goes to the given address instead of the
          * one they advertise: for fault-injection proxies (Jepsen tests) and NAT.
@@ -142,6 +144,7 @@ export const datanodeConfigSchema = z
         snapshot_every_entries: 20_000,
         quiesce_idle_ticks: 20,
         node_down_after_ticks: 8,
+        first_campaigns_per_tick: 4,
         peer_addr_overrides: {},
       }),
     heartbeat: z.object({ interval_ms: positiveInt.default(1000) }).strict().default({ interval_ms: 1000 }),

@@ -1,6 +1,7 @@
 // The datanode's logic without its process plumbing (issue 15): which regions it reopens at
 // start, registration with the metasrv and the opens its answer lists, heartbeats (one in flight
-// at a time) and the replica reports they carry, the instructions of the answers (open_region —
+// at a time) and the replica reports they carry (full, or what changed since the report the
+// metasrv acknowledged: report-delta.ts), the instructions of the answers (open_region —
 // a failed replica is replaced under another peer id —, close_region with destroy, campaign,
 // transfer_leader, change_peer), the metasrv epoch that fences a deposed metasrv leader, and the
 // deletion of a replica removed from its group. `Datanode` (datanode.ts) is its gRPC/HTTP/process
@@ -28,6 +29,7 @@
 //      stop the beats, or the metasrv takes a live node for dead); the queue is bounded;
 //   O3 opens and closes of replicas run one at a time (`serialized`), whoever asks;
 //   O4 a region's meta is durable before its replica opens (a restart reopens what has a meta).
+import { randomBytes } from 'node:crypto';
 import type { TimedClock, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -37,11 +39,12 @@ import { ConfChangeType, type ResultOf, type StateMachine } from '../raft/index.
 import type { MetaCallOptions } from '../rpc/meta-channel.js';
 import { u64 } from '../rpc/proto.js';
 import { fromGrpcError } from '../rpc/status.js';
-import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest__Output, RegisterNodeResponse__Output, ReplicaStat } from '../rpc/generated/index.js';
+import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest__Output, RegisterNodeResponse__Output, ReplicaStat__Output } from '../rpc/generated/index.js';
 import { fromProtoSchema } from '../rpc/values.js';
 import type { RegionServer, RegionServerHooks } from '../replication/region-server.js';
 import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
 import type { LogEngine } from '../wal/log-engine.js';
+import { ReportTracker } from './report-delta.js';
 import type { RegionMeta } from './types.js';
 
 /** An OpenRegion request or instruction as it arrives (decoded by proto-loader). */
@@ -91,6 +94,22 @@ export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
   /** What a running replica's state machine adds to its report (flushed index, memtable, SSTs). */
   stateMachineStat(state: S): StateMachineStat;
   readonly hooks?: DatanodeCoreHooks;
+  /**
+   * This process's report incarnation (report-delta.ts): a positive safe integer no other process
+   * of this node ever used. Default: drawn at random (53 bits).
+   */
+  readonly reportIncarnation?: number;
+  /** A full report at least every this many heartbeats (default FULL_REPORT_EVERY; 1: deltas off). */
+  readonly fullReportEvery?: number;
+}
+
+/** Heartbeats between two full reports when nothing asks for one sooner (a minute at the default 1 s interval). */
+export const FULL_REPORT_EVERY = 60;
+
+/** A report incarnation for a new process: 53 random bits (the OS's), never 0. */
+export function randomReportIncarnation(): number {
+  const bits = randomBytes(8).readBigUInt64BE() & BigInt(Number.MAX_SAFE_INTEGER);
+  return Number(bits) || 1;
 }
 
 export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
@@ -119,6 +138,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
   private heartbeating: Promise<void> | undefined;
   private stopping = false;
+  /** Which replica stats each heartbeat carries (full, or what changed since the acknowledged report). */
+  private readonly reports: ReportTracker;
 
   constructor(private readonly deps: DatanodeCoreDeps<S, R>) {
     this.nodeId = deps.nodeId;
@@ -128,6 +149,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.clock = deps.clock;
     this.log = deps.log;
     this.hooks = deps.hooks ?? {};
+    this.reports = new ReportTracker(deps.reportIncarnation ?? randomReportIncarnation(), deps.fullReportEvery ?? FULL_REPORT_EVERY);
     this.regionServer = deps.createRegionServer({
       onConfChange: (regionId, _cs, peers) => {
         if (!this.regionServer.replica(regionId)) {
@@ -329,7 +351,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
-  replicaStats(): ReplicaStat[] {
+  replicaStats(): ReplicaStat__Output[] {
     const healthy = this.regionServer.allReplicas().map((r) => runningReplicaStat(r, this.deps.stateMachineStat(r.stateMachine)));
     return [...healthy, ...this.regionServer.failedReplicas().map(failedReplicaStat)];
   }
@@ -413,16 +435,18 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         this.heartbeatPhase = 'opening regions after registration';
         for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
         this.registeredFlag = true; // after the opens: /health's `registered` means "did what the metasrv said at registration"
+        this.reports.forgetBase(); // a registration drops the metasrv's view of this node: a full report next
       }
       this.heartbeatPhase = 'heartbeat call';
-      const res = await this.metasrv.call<HeartbeatResponse__Output>(
-        'Heartbeat',
-        { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, replicas: this.replicaStats(), store_id: this.storeId },
-        timeoutMs,
-        { idempotent: true },
-      );
-      if (this.admitEpoch(res.metasrv_epoch)) {
-        const running = this.takeInstructions(res.instructions);
+      let res = await this.reportCall(timeoutMs);
+      // A delta the metasrv could not apply (it holds no view of this node, or another one) was
+      // taken for liveness only: the full report goes at once, not an interval later.
+      if (res.fullNeeded && !this.stopping) {
+        this.heartbeatPhase = 'full report call';
+        res = await this.reportCall(timeoutMs);
+      }
+      if (this.admitEpoch(res.answer.metasrv_epoch)) {
+        const running = this.takeInstructions(res.answer.instructions);
         if (running) await running; // never in production: the instructions are queued (O2)
       }
       this.hooks.onHeartbeat?.();
@@ -436,6 +460,18 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     } finally {
       this.heartbeatPhase = 'idle';
     }
+  }
+
+  /** One Heartbeat call with the next report (report-delta.ts); whether the metasrv asked for a full one. */
+  private async reportCall(timeoutMs: number): Promise<{ answer: HeartbeatResponse__Output; fullNeeded: boolean }> {
+    const report = this.reports.next(this.replicaStats());
+    const answer = await this.metasrv!.call<HeartbeatResponse__Output>(
+      'Heartbeat',
+      { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, store_id: this.storeId, ...report.fields },
+      timeoutMs,
+      { idempotent: true },
+    );
+    return { answer, fullNeeded: this.reports.answered(report, answer) };
   }
 
   /**

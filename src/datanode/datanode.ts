@@ -15,7 +15,7 @@ import { databaseService } from '../rpc/batch-wire.js';
 import { MetaChannel, type MetaCallOptions } from '../rpc/meta-channel.js';
 import { type RunningGrpcServer, type RunningHttpServer, startGrpcServer, startHttpServer } from '../rpc/server.js';
 import { unary } from '../rpc/status.js';
-import type { AdminHandlers, OpenRegionResponse, ReplicaStat } from '../rpc/generated/index.js';
+import type { AdminHandlers, OpenRegionResponse, ReplicaStat__Output } from '../rpc/generated/index.js';
 import { type ProtoTableSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
@@ -205,6 +205,7 @@ export class Datanode implements DatabaseHost {
       snapshotEveryEntries: raft.snapshot_every_entries,
       quiesceIdleTicks: raft.quiesce_idle_ticks,
       nodeDownAfterTicks: raft.node_down_after_ticks,
+      firstCampaignsPerTick: raft.first_campaigns_per_tick,
     };
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');
@@ -475,7 +476,7 @@ export class Datanode implements DatabaseHost {
   // ─── Admin service ──────────────────────────────────────────────────────────────────────────
 
   /** Every replica hosted here, the failed ones included (health, failure: meta.proto ReplicaStat). */
-  replicaStats(): ReplicaStat[] {
+  replicaStats(): ReplicaStat__Output[] {
     return this.requireCore().replicaStats();
   }
 

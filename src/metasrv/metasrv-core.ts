@@ -55,6 +55,7 @@ import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Re
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
+import { type NodeReport, type ReportUse, useReport } from './report-view.js';
 import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
 import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
 
@@ -106,6 +107,8 @@ export interface DatanodeAdmin {
 /** What the shell counts (metrics); every hook optional. */
 export interface MetasrvCoreHooks {
   heartbeat?(): void;
+  /** How a heartbeat's report was taken (report-view.ts): full, delta, the same again, or unusable. */
+  report?(how: 'full' | 'delta' | 'same' | 'unusable'): void;
   rejected?(reason: string): void;
   /** Procedure records at the start of acting and at every save (procedure-metrics.ts). */
   baselineProcedures?(procedures: CatalogState['procedures']): void;
@@ -156,8 +159,11 @@ export class MetasrvCore {
   private readonly backup = { lastMs: 0, running: false, written: {} as { crc?: number } };
   catalog!: CatalogState;
   private readonly detectors = new Map<number, PhiAccrualDetector>();
-  /** Per datanode: the replicas it reported in its last heartbeat. */
-  private readonly observed = new Map<number, Map<string, ObservedReplica>>();
+  /**
+   * Per datanode: its replicas as of the last report it made that this process could use
+   * (report-view.ts: a full report, or a delta on the view held).
+   */
+  private readonly observed = new Map<number, NodeReport>();
   /** idFloors of each report in `observed` (a report is never changed: a heartbeat brings a new one). */
   private readonly reportFloors = new WeakMap<ReadonlyMap<string, ObservedReplica>, ReportFloors>();
   /** Instructions waiting for a datanode's next heartbeat. */
@@ -514,12 +520,12 @@ export class MetasrvCore {
       catalog: this.catalog,
       clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
-      observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.get(regionId) : undefined),
+      observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;
         for (const p of region.replicas) {
           if (!this.isAlive(p.nodeId)) continue;
-          const seen = this.observed.get(p.nodeId)?.get(region.regionId);
+          const seen = this.observed.get(p.nodeId)?.replicas.get(region.regionId);
           if (seen?.role === 'leader' && seen.peerId === p.peerId && (!best || seen.term > best.replica.term)) best = { nodeId: p.nodeId, replica: seen };
         }
         return best;
@@ -722,7 +728,7 @@ export class MetasrvCore {
   /** Live datanodes' last reports (what reconciliation may trust). */
   private liveReports(): Reports {
     const out = new Map<number, ReadonlyMap<string, ObservedReplica>>();
-    for (const [nodeId, replicas] of this.observed) if (this.isAlive(nodeId)) out.set(nodeId, replicas);
+    for (const [nodeId, report] of this.observed) if (this.isAlive(nodeId)) out.set(nodeId, report.replicas);
     return out;
   }
 
@@ -777,6 +783,19 @@ export class MetasrvCore {
     return { instructions, changed };
   }
 
+  /** The view of a datanode's replicas this process holds (report-view.ts), if any: the simulator's `report view` checker reads it. */
+  reportOf(nodeId: number): NodeReport | undefined {
+    return this.observed.get(nodeId);
+  }
+
+  /**
+   * What a heartbeat's report makes of the node's view (report-view.ts). Protected for the
+   * simulator's planted bug (test/sim/sim-metasrv-bugs.ts); nothing in src/ overrides it.
+   */
+  protected useReportOf(current: NodeReport | undefined, req: HeartbeatRequest__Output): ReportUse {
+    return useReport(current, req);
+  }
+
   // Reconciliation's three decisions (reconcile.ts), protected like noteStore for the simulator's
   // planted bugs (test/sim/sim-catloss-bugs.ts); nothing in src/ overrides them.
 
@@ -810,8 +829,8 @@ export class MetasrvCore {
 
   private regionInfo(region: RegionDef, ctx: ProcedureContext): RegionInfo {
     const leader = ctx.leaderOf(region);
-    const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.get(region.regionId)?.appliedIndex ?? 0);
-    const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.get(region.regionId)?.peerId === p.peerId).length;
+    const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.replicas.get(region.regionId)?.appliedIndex ?? 0);
+    const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.replicas.get(region.regionId)?.peerId === p.peerId).length;
     const problems = [...(this.problems.get(region.regionId) ?? []), ...region.replicas.filter((p) => p.lost).map((p) => `peer ${p.peerId} on node ${p.nodeId} lost: ${p.lost}`)];
     return {
       route: this.route(region),
@@ -1131,28 +1150,20 @@ export class MetasrvCore {
     node.lastHeartbeatMs = this.procedureClock.nowMs();
     // Liveness only while the catalog cannot be written: nothing decided, nothing instructed.
     if (this.catalogUnwritable) return { instructions: [], metasrv_epoch: String(this.epoch) };
+    // The node's view from this report (report-view.ts): a delta the view does not match, or a
+    // report older than the view, counts for liveness only; the datanode sends a full one at once.
+    const use = this.useReportOf(this.observed.get(nodeId), req);
+    this.hooks.report?.(use.kind === 'unusable' ? 'unusable' : use.how);
+    if (use.kind === 'unusable') {
+      return { instructions: [], metasrv_epoch: String(this.epoch), full_report_needed: true };
+    }
     // A store that changed without a registration (a catalog restored from an older copy)
     // is judged like one; a first store id on a node known before store ids is recorded.
     let changed = this.noteStore(node, str(req.store_id ?? '', 'store_id', 128), node.storeId !== undefined);
-    const reported = new Map<string, ObservedReplica>();
-    for (const stat of req.replicas ?? []) {
-      const seen: ObservedReplica = {
-        regionId: stat.region_id,
-        peerId: Number(stat.peer_id),
-        role: stat.role,
-        term: Number(stat.term),
-        leaderNodeId: Number(stat.leader_node_id),
-        appliedIndex: Number(stat.applied_index),
-        commitIndex: Number(stat.commit_index),
-        flushedIndex: Number(stat.flushed_index ?? 0),
-        voters: (stat.voters ?? []).map(Number),
-        learners: (stat.learners ?? []).map(Number),
-        health: stat.health || 'ok',
-        failure: stat.failure ?? '',
-        confIndex: Number(stat.conf_index ?? 0),
-      };
-      reported.set(stat.region_id, seen);
-      const region = this.catalog.regions[stat.region_id];
+    // Every replica of the view, as a full report would list them (the same decisions whether the
+    // view came from a full report or from deltas).
+    for (const seen of use.report.replicas.values()) {
+      const region = this.catalog.regions[seen.regionId];
       if (region && !region.bootstrapped && seen.appliedIndex > 0) {
         // From now on a replica opened anywhere must get its state from the others (or from
         // `regiondb recover`), never start the region afresh: that would serve it empty.
@@ -1169,13 +1180,13 @@ export class MetasrvCore {
       }
       if (region && seen.role === 'leader' && region.replicas.some((p) => p.peerId === seen.peerId)) region.leaderNodeId = nodeId;
     }
-    this.observed.set(nodeId, reported);
+    this.observed.set(nodeId, use.report);
     const instructions: Instruction[] = this.pending.get(nodeId) ?? [];
     this.pending.delete(nodeId);
     const reconciled = this.reconcile(nodeId);
     if (changed || reconciled.changed) await this.save();
     instructions.push(...reconciled.instructions);
-    return { instructions, metasrv_epoch: String(this.epoch) };
+    return { instructions, metasrv_epoch: String(this.epoch), report_seq_applied: String(use.applied) };
   }
 
   async getRoutes(req: GetRoutesRequest__Output): Promise<GetRoutesResponse> {

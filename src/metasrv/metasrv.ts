@@ -62,6 +62,12 @@ export class Metasrv {
     collectDefaultMetrics({ register: this.registry });
     this.metrics = {
       heartbeats: new Counter({ name: 'regiondb_metasrv_heartbeats_total', help: 'Datanode heartbeats received', registers: [this.registry] }),
+      reports: new Counter({
+        name: 'regiondb_metasrv_heartbeat_reports_total',
+        help: 'Datanode heartbeat reports by how they were taken: full, delta, same (a retried call), unusable (a delta on a view not held: a full report is asked for)',
+        labelNames: ['how'],
+        registers: [this.registry],
+      }),
       rejected: new Counter({
         name: 'regiondb_metasrv_rejected_total',
         help: 'Datanode registrations and heartbeats refused (cluster identity)',
@@ -88,6 +94,7 @@ export class Metasrv {
       },
       hooks: {
         heartbeat: () => this.metrics.heartbeats.inc(),
+        report: (how) => this.metrics.reports.inc({ how }),
         rejected: (reason) => this.metrics.rejected.inc({ reason }),
         baselineProcedures: (procedures) => this.procedureMetrics.baseline(procedures),
         observeProcedures: (procedures) => this.procedureMetrics.observe(procedures),

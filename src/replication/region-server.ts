@@ -77,9 +77,22 @@ export interface RaftTuning {
   readonly applyRetry?: ApplyRetryPolicy;
   /** A leader with no proposal, read or apply for this many ticks quiesces its region (docs/quiescence.md); 0: never. */
   readonly quiesceIdleTicks: number;
-  /** A peer datanode silent (no message, no beat) for this many ticks is taken as down. */
+  /**
+   * A peer datanode silent (no message, no beat) for this many ticks is taken as down; a tick
+   * that ran late (this process's own event loop stalled) judges no one (see `tick`).
+   */
   readonly nodeDownAfterTicks: number;
+  /**
+   * First campaigns spread (docs/quiescence.md, "Calm first elections"): a node starts counting
+   * election ticks for at most this many newly opened replicas a tick, beyond a burst allowance of
+   * one election timeout's worth; later ones wait their turn, so a burst's campaigns take about
+   * burst size / this ticks. 0: no spreading. Optional: default DEFAULT_FIRST_CAMPAIGNS_PER_TICK.
+   */
+  readonly firstCampaignsPerTick?: number;
 }
+
+/** First campaigns a node starts per tick in a burst of opens, beyond which they are spread (80 a second at 50 ms ticks). */
+export const DEFAULT_FIRST_CAMPAIGNS_PER_TICK = 4;
 
 /**
  * Region id of a node liveness beat (docs/quiescence.md, raft.proto): not decimal, so it is no
@@ -244,6 +257,8 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   failure: ReplicaFailure | undefined;
   /** The region server's tick count when this replica last proposed, read or applied (quiescence). */
   lastBusyTick = 0;
+  /** First campaigns spread: the replica counts no election ticks before this tick (0: none held), unless it hears from a leader first. */
+  tickHoldUntil = 0;
 
   constructor(
     readonly regionId: string,
@@ -291,8 +306,18 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private readonly awake = new Set<Replica<S, R>>();
   /** Replicas the next cycle looks at: touched since the last one, or with ready work left. */
   private readonly touched = new Set<Replica<S, R>>();
-  /** Peer datanode → tick count when anything last arrived from it. */
+  /** Peer datanode → liveness tick count (`livenessTicks`) when anything last arrived from it. */
   private readonly nodeHeardTick = new Map<number, number>();
+  /** Ticks that ran (see `tick`): what a peer's silence is counted in. */
+  private livenessTicks = 0;
+  /** When the last tick ran (this.clock), to tell a late tick. */
+  private lastTickAtMs: number | undefined;
+  /** The last tick was late and judged no peer (the next one does). */
+  private judgementSkipped = false;
+  /** First campaigns spread: the bucket's tokens (negative: debt) as of a tick. */
+  private readonly campaignTokens = { tokens: Number.POSITIVE_INFINITY, atTick: 0 };
+  /** Ticks that ran late (the event loop stalled for more than a tick) and campaigns held, for status and tests. */
+  readonly timing = { lateTicks: 0, campaignsHeld: 0 };
   private readonly nodesDown = new Set<number>();
   private peerNodes: number[] = [];
   private peerNodesRefreshTick = 0;
@@ -417,6 +442,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (displaced) this.stateMachines.release?.(spec.regionId, displaced.stateMachine);
     this.replicas.set(spec.regionId, replica);
     replica.lastBusyTick = this.ticks;
+    const hold = this.firstCampaignDelay();
+    if (hold > 0) {
+      replica.tickHoldUntil = this.ticks + hold;
+      this.timing.campaignsHeld++;
+    }
     this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
     this.touch(replica);
     this.schedule();
@@ -454,20 +484,68 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
     if (!relayed && !replica.peers.has(message.from)) replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
     replica.raft.step(message);
+    // A replica held back from its first campaign that hears from a leader counts ticks again
+    // (it has a leader to lose, and no reason left to wait).
+    if (replica.tickHoldUntil !== 0 && replica.raft.leader !== NO_NODE) replica.tickHoldUntil = 0;
     this.touch(replica);
     this.schedule();
   }
 
+  /**
+   * First campaigns spread: the ticks a replica opened now waits before it counts election ticks.
+   * Opens come in bursts (a CreateTable of a thousand regions, a restart reopening every replica);
+   * all of them would time out and campaign within one election timeout of each other, each
+   * campaign a round of (pre-)votes and fsyncs on every node. A token bucket of first campaigns:
+   * `rate` a tick, holding at most `rate × electionTicks` (what one election timeout carries at
+   * that rate). An open that finds a token starts counting at once; one that finds the bucket in
+   * debt waits until its turn, debt / rate ticks — so a burst of n opens campaigns over about
+   * n / rate ticks, each at a random point of its own election timeout after its turn. Holding a
+   * follower's ticks only delays when it campaigns: timers never decide safety
+   * (docs/quiescence.md). No randomness is drawn.
+   */
+  private firstCampaignDelay(): number {
+    const rate = this.tuning.firstCampaignsPerTick ?? DEFAULT_FIRST_CAMPAIGNS_PER_TICK;
+    if (!(rate > 0)) return 0;
+    const capacity = rate * this.tuning.electionTicks;
+    const bucket = this.campaignTokens;
+    bucket.tokens = Math.min(capacity, bucket.tokens + (this.ticks - bucket.atTick) * rate);
+    bucket.atTick = this.ticks;
+    bucket.tokens -= 1;
+    return bucket.tokens >= 0 ? 0 : Math.ceil(-bucket.tokens / rate);
+  }
+
+  /**
+   * One tick. A tick that runs more than two periods after the last one ran late: this process's
+   * event loop was stalled (or too busy to run its timers), and messages that arrived meanwhile
+   * wait unread in its sockets — the timers run before the I/O in Node's loop. Such a tick judges
+   * no peer down: the next tick does, after the loop has read what queued (a busy receiver is
+   * not a silent peer; the metasrv's late-tick rule, finding M3, for the node liveness beats).
+   * It still counts as one tick of silence: Node's setInterval does not run the ticks a stall
+   * skipped, so a stall adds one tick, not one per period, and a receiver whose every tick is late
+   * (an overloaded process) still judges every other tick — it must still notice a dead peer.
+   */
   tick(): void {
     this.ticks++;
+    const now = this.clock.nowMs();
+    const late = this.lastTickAtMs !== undefined && now - this.lastTickAtMs > 2 * this.tuning.tickMs;
+    this.lastTickAtMs = now;
+    if (late) this.timing.lateTicks++;
+    this.livenessTicks++;
+    // A late tick judges no one, unless the tick before was late and did not judge either.
+    const judge = !late || this.judgementSkipped;
+    this.judgementSkipped = !judge;
     const quiescence = this.tuning.quiesceIdleTicks > 0;
-    if (quiescence) this.watchPeerNodes();
+    if (quiescence) this.watchPeerNodes(judge);
     for (const replica of this.awake) {
       if (replica.closed) {
         this.awake.delete(replica);
         continue;
       }
-      replica.raft.tick();
+      if (replica.tickHoldUntil === 0) replica.raft.tick();
+      else if (this.ticks >= replica.tickHoldUntil) {
+        replica.tickHoldUntil = 0;
+        replica.raft.tick();
+      }
       this.expireReads(replica);
       if (quiescence) this.maybeQuiesce(replica);
       this.touched.add(replica);
@@ -489,17 +567,17 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   private heardFrom(nodeId: number): void {
-    this.nodeHeardTick.set(nodeId, this.ticks);
+    this.nodeHeardTick.set(nodeId, this.livenessTicks);
     if (this.nodesDown.delete(nodeId)) this.log.info({ nodeId }, 'peer datanode is heard from again');
   }
 
   private isNodeUp(nodeId: number): boolean {
     const heard = this.nodeHeardTick.get(nodeId);
-    return heard !== undefined && this.ticks - heard < this.tuning.nodeDownAfterTicks;
+    return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks;
   }
 
-  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once). */
-  private watchPeerNodes(): void {
+  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once; only when `judge`: see `tick`). */
+  private watchPeerNodes(judge: boolean): void {
     if (this.ticks >= this.peerNodesRefreshTick) {
       const nodes = new Set<number>();
       for (const replica of this.replicas.values()) for (const peer of replica.peers.values()) if (peer.nodeId !== this.nodeId) nodes.add(peer.nodeId);
@@ -510,10 +588,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
       const heard = this.nodeHeardTick.get(nodeId);
       if (heard === undefined) {
-        this.nodeHeardTick.set(nodeId, this.ticks); // its silence counts from when we first looked
+        this.nodeHeardTick.set(nodeId, this.livenessTicks); // its silence counts from when we first looked
         continue;
       }
-      if (!this.nodesDown.has(nodeId) && this.ticks - heard >= this.tuning.nodeDownAfterTicks) this.onNodeDown(nodeId);
+      if (judge && !this.nodesDown.has(nodeId) && this.livenessTicks - heard >= this.tuning.nodeDownAfterTicks) this.onNodeDown(nodeId);
     }
   }
 
@@ -529,7 +607,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       woken++;
     }
     this.quiescence.leaderUnreachable += woken;
-    this.log.info({ nodeId, silentTicks: this.ticks - (this.nodeHeardTick.get(nodeId) ?? this.ticks), followersWoken: woken }, 'peer datanode is silent: taken as down');
+    this.log.info({ nodeId, silentTicks: this.livenessTicks - (this.nodeHeardTick.get(nodeId) ?? this.livenessTicks), followersWoken: woken }, 'peer datanode is silent: taken as down');
   }
 
   /** A leader idle long enough, with nothing waiting and every follower's node up, asks its core to quiesce (Q1). */
@@ -636,6 +714,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   campaign(regionId: string): void {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
+    replica.tickHoldUntil = 0; // asked to campaign now: no longer held back
     replica.raft.campaign();
     this.touch(replica);
     this.schedule();

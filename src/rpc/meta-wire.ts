@@ -53,6 +53,10 @@ const HEARTBEAT_FIELDS: FieldTable = [
   ['addr', WIRE_LEN],
   ['replicas', WIRE_LEN],
   ['store_id', WIRE_LEN],
+  ['report_incarnation', WIRE_VARINT],
+  ['report_seq', WIRE_VARINT],
+  ['report_base_seq', WIRE_VARINT],
+  ['removed_region_ids', WIRE_LEN],
 ] satisfies FieldsOf<HeartbeatRequest__Output>;
 const REPLICA_STAT_FIELDS: FieldTable = [
   ['', -1],
@@ -245,6 +249,14 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
     for (let i = 0; i < replicas.length; i++) size += statSize(replicas[i], i);
   }
   if (req.store_id != null) size += recordString(req.store_id);
+  size += longFieldSize(req.report_incarnation, 'HeartbeatRequest.report_incarnation');
+  size += longFieldSize(req.report_seq, 'HeartbeatRequest.report_seq');
+  size += longFieldSize(req.report_base_seq, 'HeartbeatRequest.report_base_seq');
+  const removed = req.removed_region_ids;
+  if (removed != null) {
+    if (!Array.isArray(removed)) throw encodeBug('HeartbeatRequest.removed_region_ids: array expected');
+    for (const id of removed) size += recordString(id);
+  }
 
   recordsRead = 0;
   bigsRead = 0;
@@ -258,6 +270,10 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
   if (req.addr != null) pos = writeRecordedString(buf, pos, tag(3, WIRE_LEN), req.addr);
   if (replicas != null) for (const stat of replicas) pos = writeStat(buf, pos, stat as ReplicaStatInput);
   if (req.store_id != null) pos = writeRecordedString(buf, pos, tag(5, WIRE_LEN), req.store_id);
+  pos = writeLongField(buf, pos, tag(6, WIRE_VARINT), req.report_incarnation);
+  pos = writeLongField(buf, pos, tag(7, WIRE_VARINT), req.report_seq);
+  pos = writeLongField(buf, pos, tag(8, WIRE_VARINT), req.report_base_seq);
+  if (removed != null) for (const id of removed as readonly unknown[]) pos = writeRecordedString(buf, pos, tag(9, WIRE_LEN), id);
   return finishEncoding(buf, pos, size);
 }
 
@@ -441,7 +457,17 @@ function decodeReplicaStat(r: BatchWireReader, end: number): ReplicaStat__Output
 export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Output {
   const r = new BatchWireReader(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   const end = r.buf.length;
-  const req: HeartbeatRequest__Output = { replicas: [], cluster_id: '', node_id: '0', addr: '', store_id: '' };
+  const req: HeartbeatRequest__Output = {
+    replicas: [],
+    removed_region_ids: [],
+    cluster_id: '',
+    node_id: '0',
+    addr: '',
+    store_id: '',
+    report_incarnation: '0',
+    report_seq: '0',
+    report_base_seq: '0',
+  };
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'HeartbeatRequest');
     switch (fieldTag) {
@@ -459,6 +485,18 @@ export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Out
         break;
       case tag(5, WIRE_LEN):
         req.store_id = r.name(end, 'HeartbeatRequest.store_id');
+        break;
+      case tag(6, WIRE_VARINT):
+        req.report_incarnation = r.long(end, 'HeartbeatRequest.report_incarnation', false);
+        break;
+      case tag(7, WIRE_VARINT):
+        req.report_seq = r.long(end, 'HeartbeatRequest.report_seq', false);
+        break;
+      case tag(8, WIRE_VARINT):
+        req.report_base_seq = r.long(end, 'HeartbeatRequest.report_base_seq', false);
+        break;
+      case tag(9, WIRE_LEN):
+        req.removed_region_ids.push(r.string(end, 'HeartbeatRequest.removed_region_ids'));
         break;
       default:
         r.skipField(fieldTag, end, 'HeartbeatRequest', HEARTBEAT_FIELDS, DEPTH_HEARTBEAT);

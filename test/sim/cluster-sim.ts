@@ -55,6 +55,8 @@ import { type CatlossBug, catlossDatanodeCore, catlossMetasrvCore } from './sim-
 import { type MetasrvCoreFactory, SIM_CLUSTER_ID, SimCatalogStorage, SimMetasrv, realMetasrvCore, simMetasrvConfig } from './sim-metasrv.js';
 import { HealthyNodeChecker, SPARE_REPAIR_AFTER_MS, SPURIOUS_FAULTS, STALL_MS_MAX, STALL_MS_MIN, type SpuriousFault } from './sim-spurious.js';
 import { type OverlapDatanodeBug, OverlappingHeartbeats } from './sim-overlap-bugs.js';
+import { DeltaOnLastSent, type ReportDatanodeBug } from './sim-report-bugs.js';
+import { ReportViewChecker } from './sim-report-view.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type DdlHost, SimDdlClient, simDatanodeAdmin } from './sim-ddl.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
@@ -227,7 +229,7 @@ export interface ClusterSimOptions {
    * 8e, test/sim/sim-overlap-bugs.ts): a beat every interval even with one in flight, each
    * answer's instructions run in its beat, opens and closes not serialized.
    */
-  datanodeBug?: SpuriousDatanodeBug | OverlapDatanodeBug;
+  datanodeBug?: SpuriousDatanodeBug | OverlapDatanodeBug | ReportDatanodeBug;
   /**
    * Test-only, with `metasrv`: a planted bug of a lost or restored catalog (findings 2a, 2b, the
    * peer-id half of 2c, 2d; test/sim/sim-catloss-bugs.ts), in the metasrv's core or the datanodes'.
@@ -303,6 +305,8 @@ export interface ClusterSimResult {
     stalls: number;
     twins: number;
     checked: { failovers: number; moves: number; inPlace: number; twinRegistrations: number };
+    /** Delta heartbeats: the reports the datanodes made, full and delta, and the views the `report view` checker compared. */
+    reports: { fullReports: number; deltaReports: number; viewsChecked: number };
     catalogLosses?: number;
     catalogRestores?: number;
   };
@@ -574,7 +578,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'replicaStats'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -725,6 +729,8 @@ export class ClusterSim {
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
   /** With `metasrv`: the `healthy node` and `heartbeat cadence` checkers (sim-spurious.ts). */
   private readonly healthy: HealthyNodeChecker | undefined;
+  /** With `metasrv`: the `report view` checker (sim-report-view.ts: delta heartbeats). */
+  private readonly reportView: ReportViewChecker | undefined;
   /** With `metasrv` and `stall` or `twin`: their own stream (forked last, only then). */
   private readonly spuriousRand: Rand | undefined;
   /** The store id the metasrv's catalog was last seen to name for each node (H3: a change is a wipe or a second process). */
@@ -871,6 +877,7 @@ export class ClusterSim {
         (invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`),
       );
       this.healthy = healthy;
+      this.reportView = new ReportViewChecker((invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`));
       this.meta.onArrival = (caller, method) => {
         if (method === 'Heartbeat') healthy.heartbeatArrived(caller.nodeId);
       };
@@ -1341,7 +1348,14 @@ export class ClusterSim {
    */
   private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
     const bug = this.options.datanodeBug;
-    const Core = bug === 'heartbeat-awaits-instructions' ? HeartbeatAwaitsInstructions<S, R> : bug === 'overlapping-heartbeats' ? OverlappingHeartbeats<S, R> : catlossDatanodeCore<S, R>(this.options.catlossBug);
+    const Core =
+      bug === 'heartbeat-awaits-instructions'
+        ? HeartbeatAwaitsInstructions<S, R>
+        : bug === 'overlapping-heartbeats'
+          ? OverlappingHeartbeats<S, R>
+          : bug === 'delta-on-last-sent'
+            ? DeltaOnLastSent<S, R>
+            : catlossDatanodeCore<S, R>(this.options.catlossBug);
     const core = new Core({
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
@@ -1352,6 +1366,9 @@ export class ClusterSim {
       log: traceLogger((line) => this.record(`n${node.id} ${line}`)),
       createRegionServer: build,
       stateMachineStat: stat,
+      // Delta heartbeats' process number (report-delta.ts): the incarnation's, unique in a run
+      // (drawn from the OS in production; equality is all the metasrv reads of it).
+      reportIncarnation: inc.number,
     });
     node.core = core;
     this.watchDestroys(node, core.regionServer);
@@ -1418,6 +1435,7 @@ export class ClusterSim {
     const caller: typeof answered = {
       call: <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, callOptions: Parameters<typeof answered.call>[3]) => {
         healthy.callStarted(inc);
+        if (method === 'Heartbeat') this.reportView?.sent(request, core.replicaStats());
         const answer = answered.call<Res>(method, request, timeoutMs, callOptions);
         answer.then(
           () => healthy.callEnded(inc, method === 'RegisterNode'),
@@ -1490,6 +1508,7 @@ export class ClusterSim {
         acting = false; // refused before the detector (the metasrv is starting)
       }
       if (acting && core.catalog.nodes[caller.nodeId]) healthy.heartbeatTaken(caller.nodeId, meta.incarnationNumber);
+      if (acting) this.reportView?.check(caller.nodeId, meta.incarnationNumber, core.reportOf(caller.nodeId));
     } else if (method === 'RegisterNode' && twin) {
       const node = core.catalog.nodes[twin.nodeId];
       healthy.secondProcessRegistered(twin.nodeId, meta.incarnationNumber, node?.storeId === twin.storeId && node.addr === twin.addr, twin.addr);
@@ -1527,14 +1546,21 @@ export class ClusterSim {
       createRegionServer: (hooks) =>
         new RegionServer<RegisterMachine, boolean>(node.id, disk, nowhere, { create: (_regionId, data) => new RegisterMachine(() => {}, data) }, TUNING, silentLogger, clock, hooks),
       stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+      reportIncarnation: inc.number,
     });
     this.twin = { inc, nodeId: node.id, storeId, addr, core };
     this.spuriousStats.twins++;
     const lifeMs = 300 + rand.int(1_201);
     this.record(`start ${addr}: a second process with n${node.id}'s id (store ${storeId}) for ${lifeMs} ms`);
-    const caller = meta.callerFor(inc, (method, answer) => {
+    const answered = meta.callerFor(inc, (method, answer) => {
       if (method === 'RegisterNode') this.record(`${addr} registered: open ${(answer as RegisterNodeResponse__Output).regions.map((r) => `${r.region_id}/${r.self_peer_id}`).join(',') || 'nothing'}`);
     });
+    const caller: typeof answered = {
+      call: (method, request, timeoutMs, callOptions) => {
+        if (method === 'Heartbeat') this.reportView?.sent(request, core.replicaStats());
+        return answered.call(method, request, timeoutMs, callOptions);
+      },
+    };
     core.reopenRegions().then(
       () => {
         if (!inc.dead) core.startHeartbeats(caller, { addr, httpAddr: '' });
@@ -1717,6 +1743,7 @@ export class ClusterSim {
       stalls: this.spuriousStats.stalls,
       twins: this.spuriousStats.twins,
       checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 }) },
+      reports: { ...(this.reportView?.counts ?? { fullReports: 0, deltaReports: 0, viewsChecked: 0 }) },
       ...(this.catloss ? { catalogLosses: this.catloss.losses, catalogRestores: this.catloss.restores } : {}),
     };
   }

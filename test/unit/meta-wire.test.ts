@@ -74,6 +74,8 @@ function randomRequest(rand: SeededRand, statsMax = 20): HeartbeatRequestInput {
   if (rand.chance(0.9)) req['addr'] = randomString(rand);
   if (rand.chance(0.9)) req['replicas'] = Array.from({ length: rand.int(statsMax + 1) }, () => randomStat(rand));
   if (rand.chance(0.9)) req['store_id'] = randomString(rand);
+  for (const name of ['report_incarnation', 'report_seq', 'report_base_seq']) if (rand.chance(0.6)) req[name] = randomLong(rand);
+  if (rand.chance(0.5)) req['removed_region_ids'] = Array.from({ length: rand.int(4) }, () => randomString(rand));
   return req as HeartbeatRequestInput;
 }
 
@@ -123,15 +125,57 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
 
     it('the request the datanode sends (every field set, defaults included), at 1,000 stats', () => {
       const pl = loaderHeartbeat();
-      const req = { cluster_id: 'c', node_id: '2', addr: '127.0.0.1:4002', replicas: Array.from({ length: 1000 }, (_, i) => ({ ...DATANODE_STAT, region_id: String(4294967296 + i) })), store_id: 's' };
+      const req = {
+        cluster_id: 'c',
+        node_id: '2',
+        addr: '127.0.0.1:4002',
+        replicas: Array.from({ length: 1000 }, (_, i) => ({ ...DATANODE_STAT, region_id: String(4294967296 + i) })),
+        store_id: 's',
+        report_incarnation: '140737488355327',
+        report_seq: '12',
+        report_base_seq: '0',
+        removed_region_ids: [],
+      };
       const ours = encodeHeartbeatRequest(req);
       expect(ours.equals(pl.requestSerialize(req))).to.equal(true);
       expectSameObject(decodeHeartbeatRequest(ours), pl.requestDeserialize(ours), 'datanode request');
       expect(decodeHeartbeatRequest(ours).replicas[999]).to.deep.equal({ ...DATANODE_STAT, region_id: '4294968295' });
+      expect(decodeHeartbeatRequest(ours)).to.deep.include({ report_incarnation: '140737488355327', report_seq: '12', report_base_seq: '0', removed_region_ids: [] });
+    });
+
+    it('a delta report (a few changed stats, removed regions)', () => {
+      const pl = loaderHeartbeat();
+      const req = {
+        cluster_id: 'c',
+        node_id: '2',
+        addr: '127.0.0.1:4002',
+        replicas: [{ ...DATANODE_STAT, region_id: '4294967297' }],
+        store_id: 's',
+        report_incarnation: '7',
+        report_seq: '13',
+        report_base_seq: '12',
+        removed_region_ids: ['4294967296', '8589934592'],
+      };
+      const ours = encodeHeartbeatRequest(req);
+      expect(ours.equals(pl.requestSerialize(req))).to.equal(true);
+      expectSameObject(decodeHeartbeatRequest(ours), pl.requestDeserialize(ours), 'delta request');
+      expect(decodeHeartbeatRequest(ours)).to.deep.include({ report_seq: '13', report_base_seq: '12', removed_region_ids: ['4294967296', '8589934592'] });
     });
 
     it('the shape the metasrv reads: repeated fields first, defaults for absent fields', () => {
-      expect(decodeHeartbeatRequest(Buffer.alloc(0))).to.deep.equal({ replicas: [], cluster_id: '', node_id: '0', addr: '', store_id: '' });
+      const empty = decodeHeartbeatRequest(Buffer.alloc(0));
+      expect(empty).to.deep.equal({
+        replicas: [],
+        removed_region_ids: [],
+        cluster_id: '',
+        node_id: '0',
+        addr: '',
+        store_id: '',
+        report_incarnation: '0',
+        report_seq: '0',
+        report_base_seq: '0',
+      });
+      expect(Object.keys(empty).slice(0, 2)).to.deep.equal(['replicas', 'removed_region_ids']);
       const stat = decodeHeartbeatRequest(encodeHeartbeatRequest({ replicas: [{}] })).replicas[0]!;
       expect(Object.keys(stat).slice(0, 3)).to.deep.equal(['voters', 'learners', 'region_id']);
       expect(stat).to.deep.include({ peer_id: '0', ssts: 0, health: '', voters: [] });
@@ -139,7 +183,7 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
 
     it('unpacked voters and learners, fields in any order, the last scalar wins, unknown fields skipped', () => {
       const stat = [...num(10, 5), ...len(10, [...varint(6n), ...varint(2n ** 64n - 1n)]), ...num(11, 9), ...num(4, 1), ...num(4, 2), ...str(1, 'r'), ...num(100, 1), ...len(101, [1, 2]), ...key(102, 1), 1, 2, 3, 4, 5, 6, 7, 8, ...key(103, 5), 1, 2, 3, 4];
-      expectBothDecode([...num(2, 3), ...len(4, stat), ...str(1, 'c'), ...len(4, []), ...key(7, 3), ...num(1, 1), ...key(7, 4), ...num(2, 4)], 'loose encoding');
+      expectBothDecode([...num(2, 3), ...len(4, stat), ...str(1, 'c'), ...len(4, []), ...key(70, 3), ...num(1, 1), ...key(70, 4), ...num(2, 4)], 'loose encoding');
     });
   });
 

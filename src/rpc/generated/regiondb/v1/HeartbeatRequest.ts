@@ -10,6 +10,10 @@ export interface HeartbeatRequest {
   'addr'?: (string);
   'replicas'?: (_regiondb_v1_ReplicaStat)[];
   'store_id'?: (string);
+  'report_incarnation'?: (number | string | Long);
+  'report_seq'?: (number | string | Long);
+  'report_base_seq'?: (number | string | Long);
+  'removed_region_ids'?: (string)[];
 }
 
 export interface HeartbeatRequest__Output {
@@ -18,4 +22,8 @@ export interface HeartbeatRequest__Output {
   'addr': (string);
   'replicas': (_regiondb_v1_ReplicaStat__Output)[];
   'store_id': (string);
+  'report_incarnation': (string);
+  'report_seq': (string);
+  'report_base_seq': (string);
+  'removed_region_ids': (string)[];
 }

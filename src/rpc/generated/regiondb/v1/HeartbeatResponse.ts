@@ -7,9 +7,13 @@ import type { Long } from '@grpc/proto-loader';
 export interface HeartbeatResponse {
   'instructions'?: (_regiondb_v1_Instruction)[];
   'metasrv_epoch'?: (number | string | Long);
+  'report_seq_applied'?: (number | string | Long);
+  'full_report_needed'?: (boolean);
 }
 
 export interface HeartbeatResponse__Output {
   'instructions': (_regiondb_v1_Instruction__Output)[];
   'metasrv_epoch': (string);
+  'report_seq_applied': (string);
+  'full_report_needed': (boolean);
 }

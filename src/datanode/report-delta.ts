@@ -131,10 +131,17 @@ export class ReportTracker {
    * report (the caller sends one at once).
    */
   answered(sent: SentReport, answer: ReportAnswer): boolean {
-    if (Number(answer.report_seq_applied ?? 0) === sent.seq) {
+    const applied = Number(answer.report_seq_applied ?? 0);
+    if (applied === sent.seq) {
       this.acked = sent;
       this.fullRequested = false;
       this.sinceFull = sent.full ? 0 : this.sinceFull + 1;
+    } else if (applied === 0) {
+      // An answer that holds no report of ours: a metasrv before delta reports (one rolled back,
+      // or an older member of a group in a rolling upgrade, which reads a delta's `replicas` as
+      // the whole report), or one whose catalog cannot be written. Its view is not our
+      // acknowledged base any more: full reports until a report is acknowledged again.
+      this.forgetBase();
     }
     if (answer.full_report_needed === true) {
       this.fullRequested = true;

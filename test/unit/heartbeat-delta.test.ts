@@ -349,6 +349,17 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
       expect(r.full).to.equal(true);
       legacy.answered(r, { report_seq_applied: '0', full_report_needed: false });
     }
+    // Acknowledged once, then answered by a metasrv that holds no report (one before delta
+    // reports after a rollback, or a group member not upgraded yet, which would take a delta's
+    // replicas as the whole report): full reports from then on, not deltas on the old base.
+    const rolledBack = new ReportTracker(11, 60);
+    const acked = rolledBack.next(stats);
+    rolledBack.answered(acked, { report_seq_applied: String(acked.seq) });
+    for (let i = 0; i < 3; i++) {
+      const r = rolledBack.next([moved, stats[1]!]);
+      expect(r.full, `report ${r.seq} after an answer that held no report`).to.equal(i > 0);
+      rolledBack.answered(r, { report_seq_applied: '0', full_report_needed: false });
+    }
     expect(sameStat(stats[0]!, { ...stats[0]! })).to.equal(true);
     expect(sameStat(stats[0]!, { ...stats[0]!, voters: [...stats[0]!.voters, '99'] })).to.equal(false);
   });

@@ -184,7 +184,13 @@ export class Flusher {
 
   /** Asks for a flush of the region at the next check (explicit `regiondb flush`, backpressure). */
   request(regionId: string): void {
-    this.state(regionId).requested = true;
+    const w = this.state(regionId);
+    w.requested = true;
+    // The manifest of the region's flushed index was refused (a different object is at its key)
+    // and is not tried again: an empty memtable would not flush, and the caller (`regiondb flush`
+    // waits for a manifest at the flushed index) would wait forever. Freeze anyway: a new flushed
+    // index gets a manifest of its own.
+    if (w.manifestRefused > w.manifestWritten) w.snapshotRequested = true;
   }
 
   /** Asks for a flush at the next check even of an empty memtable: a manifest at the applied index (a standby seed needs one). */

@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import { ManualClock } from '../../src/common/clock.js';
 import type { Logger } from '../../src/common/logger.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
-import { encodeCommand } from '../../src/engine/command.js';
+import { decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import { type RegionManifest, decodeManifest, encodeManifest, manifestDivergence, manifestKey } from '../../src/engine/manifest.js';
 import type { RegionState } from '../../src/engine/region-state.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -23,6 +23,9 @@ const settings: FlusherSettings = { flushBytes: 1 << 30, flushAgeMs: 3_600_000, 
 const sstKey = (freezeIndex: number, n: number) => `regions/${REGION}/sst/${freezeIndex.toString(16).padStart(16, '0')}-0-${n}.sst`;
 /** Rows of the one-region table: [host, ts, v]. */
 const rowsOf = (n: number) => [[`h${n}`, 1000 + n, n]];
+
+/** Kinds of the commands the flushers proposed (the fake region server commits nothing). */
+let proposed: string[] = [];
 
 /** One replica of the region on one node, leading it: what the flusher reads of it for flushes and manifests. */
 function leaderServer(state: RegionState) {
@@ -36,7 +39,10 @@ function leaderServer(state: RegionState) {
     raft: { term: 2, log: { term: () => 1, lastIndex: () => state.appliedIndex } },
     store: { snapshot: () => ({ metadata: { index: 0, term: 0 }, data: new Uint8Array(0) }) },
   };
-  return { allReplicas: () => [replica], replica: () => replica } as unknown as RegionServer<RegionState>;
+  const propose = async (_regionId: string, command: Uint8Array) => {
+    proposed.push(decodeCommand(command).kind);
+  };
+  return { allReplicas: () => [replica], replica: () => replica, propose } as unknown as RegionServer<RegionState>;
 }
 
 describe('flusher: a region manifest is written once; a new leader adopts the one at its flushed index', () => {
@@ -69,6 +75,7 @@ describe('flusher: a region manifest is written once; a new leader adopts the on
     puts = new Map();
     refused = [];
     errors = [];
+    proposed = [];
     const put = store.put.bind(store);
     store.put = async (key, data) => {
       puts.set(key, (puts.get(key) ?? 0) + 1);
@@ -149,6 +156,13 @@ describe('flusher: a region manifest is written once; a new leader adopts the on
     expect(errors).to.have.length(1);
     expect(errors[0]!.why).to.equal('flushedTerm is 7 there, 0 here');
     expect(errors[0]!.msg).to.match(/refusing to overwrite/);
+
+    // An explicit flush of the idle region (`regiondb flush` waits for a manifest at the flushed
+    // index) freezes even the empty memtable, so that a new flushed index gets a manifest.
+    expect(proposed, 'nothing proposed before the request').to.deep.equal([]);
+    leader.request(REGION);
+    await pass(leader);
+    expect(proposed, 'the request freezes although the memtable is empty').to.deep.equal(['freeze']);
 
     // A later flush is a new key: written.
     ours.apply(4, encodeCommand({ kind: 'freeze' }));

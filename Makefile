@@ -63,7 +63,7 @@ test: build proto-check
 # The full-size data-volume tests `make test` runs smaller (README, "Make targets"):
 # test/integration/engine.test.ts at 500,000 rows, a 256 KiB flush threshold and a 60 s SST GC
 # grace, with the WAL-stays-bounded check that needs that volume (make test: 100,000 rows, 64 KiB,
-# 20 s). 5 minutes on this 2-core machine at load average 6-8 (make test's size: under 3 at ~10).
+# 30 s). 5 minutes on this 2-core machine at load average 6-8 (make test's size: under 3 at ~10).
 test-heavy: build
 	ENGINE_HEAVY=1 $(MOCHA) test/integration/engine.test.ts
 

@@ -3,9 +3,10 @@
 // requests of 100 rows that each span every region, with request ids, one request retried after
 // a forced timeout; everything is read back from datanode3, every row exactly once, in
 // primary-key order. The same from Python (stubs generated from proto/ by protoc, no regiondb
-// library) when Debian's python3-grpcio and protobuf-compiler-grpc are installed.
+// library) when Debian's python3-grpcio and protobuf-compiler-grpc are installed, and from Go
+// (protoc-gen-go and protoc-gen-go-grpc, gRPC-Go) when Debian's Go toolchain and packages are.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -23,6 +24,7 @@ import { LocalCluster, waitUntil } from '../support/local-cluster.js';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const TABLE = 'anynode';
 const PY_TABLE = 'anynode_py';
+const GO_TABLE = 'anynode_go';
 const REGIONS = 4;
 const ROWS = 1000;
 const PER_REQUEST = 100;
@@ -55,6 +57,23 @@ function pythonToolsMissing(): string | undefined {
   return undefined;
 }
 
+const GO_PACKAGES = 'apt-get install golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev';
+/** Go without modules (GOPATH): the generated package and gRPC-Go from Debian's /usr/share/gocode, nothing downloaded. */
+const GO_SOURCES = '/usr/share/gocode';
+function goToolsMissing(): string | undefined {
+  if (spawnSync('go', ['version']).status !== 0) return `go is missing (${GO_PACKAGES})`;
+  if (spawnSync('protoc', ['--version']).status !== 0) return `protoc is missing (${GO_PACKAGES})`;
+  // protoc-gen-go 1.20+ (the APIv2 generator) knows proto3 optional fields; the old 1.3/1.5 ones do not.
+  const gen = spawnSync('protoc-gen-go', ['--version'], { encoding: 'utf8' });
+  const version = /protoc-gen-go v1\.(\d+)/.exec(gen.stdout ?? '');
+  if (gen.status !== 0 || !version || Number(version[1]) < 20) return `protoc-gen-go v1.20 or later is missing (${GO_PACKAGES})`;
+  if (spawnSync('protoc-gen-go-grpc', ['--version']).status !== 0) return `protoc-gen-go-grpc is missing (${GO_PACKAGES})`;
+  if (!existsSync(join(GO_SOURCES, 'src', 'google.golang.org', 'grpc'))) return `gRPC-Go sources are missing (${GO_PACKAGES})`;
+  // gRPC-Go 1.33 marshals through github.com/golang/protobuf: v1.3 cannot marshal APIv2 messages (v1.4+ can).
+  if (existsSync(join(GO_SOURCES, 'src', 'github.com', 'golang', 'protobuf', 'proto', 'table_marshal.go'))) return `github.com/golang/protobuf is v1.3 (${GO_PACKAGES})`;
+  return undefined;
+}
+
 describe('integration: any datanode accepts any rows (issue 18)', function () {
   this.timeout(240_000);
   const cluster = new LocalCluster();
@@ -73,7 +92,7 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
     await cluster.start();
     const meta = makeClient('Meta', cluster.metasrvAddr);
     try {
-      for (const name of [TABLE, PY_TABLE]) {
+      for (const name of [TABLE, PY_TABLE, GO_TABLE]) {
         const res = await call<{ table: Parameters<typeof fromProtoSchema>[0] }>(
           meta,
           'CreateTable',
@@ -276,6 +295,49 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
       expect(summary).to.include({ read: ROWS, distinct: ROWS, every_row_once: true, ordered: true, timed_out: 1, dedup_same_versions: true, limit_is_prefix: true });
     } finally {
       rmSync(stubs, { recursive: true, force: true });
+    }
+  });
+
+  it('a Go client using only protoc-generated code does the same', async function () {
+    const missing = goToolsMissing();
+    if (missing) {
+      console.log(`      skipped: ${missing}`);
+      this.skip();
+    }
+    await expectWriterFollowsEveryRegion(GO_TABLE);
+    const work = mkdtempSync(join(tmpdir(), 'regiondb-goclient-'));
+    try {
+      // The generated package lands at its go_package import path under GOPATH/src.
+      mkdirSync(join(work, 'src', 'anynodeclient'), { recursive: true });
+      const gen = spawnSync(
+        'protoc',
+        [`-I${join(ROOT, 'proto')}`, `--go_out=${join(work, 'src')}`, `--go-grpc_out=${join(work, 'src')}`, ...['common', 'database'].map((f) => join(ROOT, 'proto', 'regiondb', 'v1', `${f}.proto`))],
+        { encoding: 'utf8' },
+      );
+      expect(gen.status, `protoc: ${gen.stderr}`).to.equal(0);
+      copyFileSync(join(ROOT, 'test', 'clients', 'go', 'any_node_client.go'), join(work, 'src', 'anynodeclient', 'main.go'));
+      const env = { ...process.env, GO111MODULE: 'off', GOPATH: `${work}:${GO_SOURCES}`, GOCACHE: join(work, 'cache'), GOFLAGS: '' };
+      const binary = join(work, 'any_node_client');
+      const build = spawnSync('go', ['build', '-o', binary, 'anynodeclient'], { cwd: work, env, encoding: 'utf8', timeout: 180_000 });
+      expect(build.status, `go build: ${build.stderr}`).to.equal(0);
+      const args = ['-write', cluster.datanodeAddr(WRITER), '-read', cluster.datanodeAddr(READER), '-table', GO_TABLE, '-rows', String(ROWS), '-per-request', String(PER_REQUEST)];
+      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+        const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          done({ code, stdout, stderr });
+        });
+      });
+      expect(result.code, `go client failed:\n${result.stdout}\n${result.stderr}`).to.equal(0);
+      const summary = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+      expect(summary).to.include({ read: ROWS, distinct: ROWS, every_row_once: true, ordered: true, timed_out: 1, dedup_same_versions: true, limit_is_prefix: true });
+    } finally {
+      rmSync(work, { recursive: true, force: true });
     }
   });
 });

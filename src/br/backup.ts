@@ -4,7 +4,8 @@
 // manifest naming them is in the object store), then its newest manifest is the region's point —
 // everything at or below the manifest's flushedIndex. The backup copies that manifest and the
 // SSTs it names. SSTs are immutable and their keys unique, so an incremental backup stores only
-// SSTs whose key is not already in its base (by key and size) and refers to the base for the rest.
+// SSTs whose key is not already in its base and refers to the base for the rest; region manifests
+// are always copied (their keys are not unique across clusters).
 //
 // Resume: the plan (the manifest chosen per region) and every object copied, with its SHA-256,
 // go to <id>/progress.json as the backup runs. A rerun with the same id keeps the plan, checks
@@ -248,7 +249,10 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     }
   };
 
-  const fromBase = (key: string): BackupFile | undefined => base?.files.get(key);
+  // Only SSTs are taken from the base: their keys are unique (a timestamp and a random tag in the
+  // name). A region manifest's key is only its region id and flushed index, which another
+  // cluster can share — one restored from the base reuses both — so manifests are always copied.
+  const fromBase = (key: string, r: BackupRegion): BackupFile | undefined => (key === r.manifestKey ? undefined : base?.files.get(key));
   const regionObjects = (r: BackupRegion) => [...(r.manifestKey ? [r.manifestKey] : []), ...r.sstKeys];
 
   /** Copies one object unless already there; false if it vanished from the cluster's store. */
@@ -304,8 +308,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         `regions ${pending.map((p) => p.region.regionId).join(', ')}: their SSTs kept being compacted away during the backup (${limits.brReplanAttemptsMax} attempts); retry when compaction is quieter`,
       );
     }
-    const work = pending.flatMap((p) => regionObjects(p.region).filter((k) => !fromBase(k)).map((key) => ({ ...p, key })));
-    const totalBytes = pending.reduce((n, p) => n + p.region.manifestBytes + p.region.sstBytes - p.region.sstKeys.reduce((b, k) => b + (fromBase(k)?.sizeBytes ?? 0), 0), 0);
+    const work = pending.flatMap((p) => regionObjects(p.region).filter((k) => !fromBase(k, p.region)).map((key) => ({ ...p, key })));
+    const totalBytes = pending.reduce((n, p) => n + p.region.manifestBytes + p.region.sstBytes - p.region.sstKeys.reduce((b, k) => b + (fromBase(k, p.region)?.sizeBytes ?? 0), 0), 0);
     progress.begin(attempt === 0 ? `backup ${id}` : `backup ${id} (re-planned regions)`, work.length, totalBytes);
     const vanished = new Set<BackupRegion>();
     await forEachBounded(work, concurrency, async (w) => {
@@ -342,7 +346,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       for (const key of regionObjects(r)) {
         if (listed.has(key)) continue;
         listed.add(key);
-        const inBase = fromBase(key);
+        const inBase = fromBase(key, r);
         if (inBase) {
           files.push(inBase);
           baseFiles++;

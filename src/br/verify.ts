@@ -2,7 +2,8 @@
 // recorded size and SHA-256 — its own objects and those it refers to in its base chain — every
 // base in the chain is complete and verifies, and each region manifest names exactly the SSTs
 // the backup lists for that region. Every problem is reported with the backup, the object and
-// what was expected versus found; verification does not stop at the first one.
+// what was expected versus found; verification does not stop at the first one. A region whose
+// manifest a base holds is checked against that manifest too (restore reads it).
 import { ErrorCode, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { decodeManifest } from '../engine/manifest.js';
@@ -82,9 +83,10 @@ export async function verifyBackup(repository: ObjectStore, backupId: string, op
 
   // Every object each backup of the chain holds itself.
   const own: { m: BackupManifest; f: BackupFile; region: BackupRegion | undefined }[] = [];
+  /** Per backup of the chain: the region record naming each manifest key. */
+  const regionOfManifest = new Map(chain.map((m) => [m.id, new Map(m.tables.flatMap((t) => t.regions.filter((r) => r.manifestKey !== null).map((r) => [r.manifestKey!, r] as const)))]));
   for (const m of chain) {
-    const regionOfManifest = new Map(m.tables.flatMap((t) => t.regions.filter((r) => r.manifestKey !== null).map((r) => [r.manifestKey!, r] as const)));
-    for (const f of m.files) if (f.backupId === m.id) own.push({ m, f, region: regionOfManifest.get(f.key) });
+    for (const f of m.files) if (f.backupId === m.id) own.push({ m, f, region: regionOfManifest.get(m.id)!.get(f.key) });
   }
   let checkedFiles = 0;
   let checkedBytes = 0;
@@ -114,6 +116,36 @@ export async function verifyBackup(repository: ObjectStore, backupId: string, op
     }
   });
   progress.end();
+
+  // A region whose manifest another backup of the chain holds (incrementals taken before region
+  // manifests were always copied): restore reads that manifest, so it must name what the region
+  // lists. The holder's own record of that manifest was checked against its bytes above, so the
+  // two records are compared (no read); a manifest no region record of its holder names is read.
+  for (const m of chain) {
+    const fileOf = new Map(m.files.map((f) => [f.key, f]));
+    for (const t of m.tables) {
+      for (const r of t.regions) {
+        const f = r.manifestKey === null ? undefined : fileOf.get(r.manifestKey);
+        if (!f || f.backupId === m.id || !byId.has(f.backupId)) continue; // own: checked above; outside the chain: reported above
+        const where = `backup ${m.id}: region ${r.regionId} of table ${t.name}: its manifest ${backupDataKey(f.backupId, f.key)}`;
+        let held: { flushedIndex: number; sstKeys: readonly string[] } | undefined = regionOfManifest.get(f.backupId)?.get(f.key);
+        if (!held) {
+          const got = await readHashed(repository, backupDataKey(f.backupId, f.key)).catch((err: unknown) => (isRegionDbError(err, ErrorCode.NotFound) ? undefined : Promise.reject(err)));
+          if (!got || got.sha256 !== f.sha256) continue; // missing or damaged: reported with the backup that holds it
+          try {
+            const rm = decodeManifest(got.data, where);
+            held = { flushedIndex: rm.flushedIndex, sstKeys: rm.ssts.map((x) => x.key) };
+          } catch (err) {
+            problems.push((err as Error).message);
+            continue;
+          }
+        }
+        if (held.flushedIndex !== r.flushedIndex || held.sstKeys.join(',') !== r.sstKeys.join(',')) {
+          problems.push(`${where} (flushed index ${held.flushedIndex}, ${held.sstKeys.length} SSTs) disagrees with backup.json (flushed index ${r.flushedIndex}, ${r.sstKeys.length} SSTs): restore would read it`);
+        }
+      }
+    }
+  }
   problems.sort();
   return { backupId, ok: problems.length === 0, problems, chain: chain.map((m) => m.id), checkedFiles, checkedBytes };
 }

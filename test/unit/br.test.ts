@@ -1,7 +1,7 @@
 // Backup and restore without processes: the backup manifest format, retention planning,
 // backup locations, and backup/verify/resume against fabricated region manifests on local
 // directories — including SSTs compacted away in the middle of a backup.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { type BackupListing, planPrune } from '../../src/br/repository.js';
 import { verifyBackup } from '../../src/br/verify.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
-import { encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
+import { decodeManifest, encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -165,7 +165,7 @@ describe('br: backup and verify against a fabricated cluster object store', () =
     await flush(0, 20, [500], r0);
     const incr = await backup('i1', 'f1');
     expect(incr.copiedSstBytes).to.equal(500);
-    expect(incr.baseFiles).to.equal(4); // 2 + 1 SSTs and region 1's unchanged manifest
+    expect(incr.baseFiles).to.equal(3); // 2 + 1 SSTs; region 1's unchanged manifest is copied again (manifests always are)
     expect((await verifyBackup(repo, 'i1')).problems).to.deep.equal([]);
   });
 
@@ -263,6 +263,56 @@ describe('br: backup and verify against a fabricated cluster object store', () =
     expect(res.copiedFiles, 'the missing SST and the damaged one').to.equal(2);
     expect(res.presentFiles, 'two SSTs and two manifests').to.equal(4);
     expect((await verifyBackup(repo, 'f1')).problems).to.deep.equal([]);
+  });
+
+  /** The region manifest `backupId`'s chain holds for its table's region `n`, decoded, and the SSTs the backup lists for it. */
+  async function heldManifest(backupId: string, n: number): Promise<{ named: string[]; listed: string[] }> {
+    const m = decodeBackupManifest(await repo.get(`${backupId}/backup.json`), backupId);
+    const r = m.tables[0]!.regions[n]!;
+    const f = m.files.find((x) => x.key === r.manifestKey)!;
+    const held = decodeManifest(await repo.get(`${f.backupId}/data/${f.key}`), f.key);
+    return { named: held.ssts.map((s) => s.key), listed: r.sstKeys };
+  }
+
+  it('incremental: a region manifest whose key is in the base (another cluster restored from it: same region ids and flushed indexes) is copied, not referred to', async () => {
+    await flush(0, 10, [100]);
+    await flush(1, 12, [300]);
+    await backup('f1');
+    // The cluster restored from f1 into a fresh cluster: its table got the same id, each region
+    // manifest is at the backup's flushed index (same key), naming the SSTs under fresh names.
+    cluster = new HookedStore(new FsObjectStore(join(dir, 'restored')));
+    sstSeq = 1000;
+    await flush(0, 10, [100]);
+    await flush(1, 12, [300]);
+    await flush(0, 15, [50]); // region 0 written since; region 1 idle
+    await backup('i1', 'f1');
+    const held = await heldManifest('i1', 1);
+    expect(held.named, 'the manifest restore would read for region 1 names the SSTs the backup lists').to.deep.equal(held.listed);
+    expect((await verifyBackup(repo, 'i1')).problems).to.deep.equal([]);
+  });
+
+  it('verify: a region whose manifest, held by a base, names other SSTs than the region lists is a problem', async () => {
+    await flush(0, 10, [100]);
+    await flush(1, 12, [300]);
+    await backup('f1');
+    await flush(0, 15, [50]);
+    await backup('i1', 'f1');
+    // i1's region 1 made to list another SST while its manifest is still f1's (a backup taken before
+    // manifests were always copied, of a cluster restored from f1): restore would fail on it.
+    const m = decodeBackupManifest(await repo.get('i1/backup.json'), 'i1');
+    const r1 = m.tables[0]!.regions[1]!;
+    const f1Manifest = decodeBackupManifest(await repo.get('f1/backup.json'), 'f1').files.find((f) => f.key === r1.manifestKey)!;
+    const other = `${sstPrefix(region(1))}${(12).toString(16).padStart(16, '0')}-1800000000000-00.sst`;
+    await repo.put(`i1/data/${other}`, new Uint8Array([1, 2, 3]));
+    const forged: BackupManifest = {
+      ...m,
+      tables: [{ ...m.tables[0]!, regions: [m.tables[0]!.regions[0]!, { ...r1, sstKeys: [other] }] }],
+      files: [...m.files.filter((f) => f.key !== r1.manifestKey && !r1.sstKeys.includes(f.key)), f1Manifest, { key: other, sizeBytes: 3, sha256: createHash('sha256').update(new Uint8Array([1, 2, 3])).digest('hex'), backupId: 'i1' }],
+    };
+    await repo.put('i1/backup.json', encodeBackupManifest(forged));
+    const report = await verifyBackup(repo, 'i1');
+    expect(report.ok, 'verify must check what restore reads').to.equal(false);
+    expect(report.problems.join('\n')).to.match(/backup i1: region \d+ .*disagrees/);
   });
 
   it('verify reports an incomplete backup, and an incremental whose base is gone', async () => {

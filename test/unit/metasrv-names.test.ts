@@ -1,7 +1,8 @@
 // The metasrv keeps tables and regions in plain objects keyed by name and id. A client-given
 // name that is a member every object inherits ("constructor", "toString", "__proto__") names no
 // table and no region: NOT_FOUND, as any unknown name (finding I2) — not INTERNAL, and never a
-// DropTable that answers success for a table that never existed.
+// DropTable that answers success for a table that never existed. CreateTable refuses such names
+// for tables and columns (finding I1): rows are plain objects too, so the table could never be written.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +51,19 @@ describe('metasrv: names every object inherits are unknown names (finding I2)', 
   });
 
   for (const name of INHERITED) {
+    it(`CreateTable of a table or a column named ${JSON.stringify(name)}: INVALID_ARGUMENT (finding I1)`, async () => {
+      const columns = [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ];
+      const table = await statusOf(call(meta, 'CreateTable', { name, columns, region_count: 1 }, 5000));
+      expect(table.code, table.details).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(table.details).to.include(`table name ${JSON.stringify(name)}`);
+      const column = await statusOf(call(meta, 'CreateTable', { name: 'ok_name', columns: [...columns, { name, type: 'STRING', semantic: 'FIELD' }], region_count: 1 }, 5000));
+      expect(column.code, column.details).to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(column.details).to.include(`column name ${JSON.stringify(name)}`);
+    });
+
     it(`GetRoutes and DropTable of table ${JSON.stringify(name)}: NOT_FOUND`, async () => {
       const routes = await statusOf(call(meta, 'GetRoutes', { table: name }, 5000));
       expect(routes, 'GetRoutes').to.deep.equal({ code: grpc.status.NOT_FOUND, details: `table ${name} does not exist` });

@@ -441,9 +441,14 @@ export class DatabaseService {
       tagEquals,
     };
     const limit = u64(req.limit ?? '0', 'limit');
-    const regionIds = req.region_id
-      ? [str(req.region_id, 'region_id', 32)]
-      : Array.from({ length: schema.regionCount }, (_, n) => makeRegionId(schema.tableId, n));
+    const regionsOfTable = Array.from({ length: schema.regionCount }, (_, n) => makeRegionId(schema.tableId, n));
+    const given = req.region_id ? str(req.region_id, 'region_id', 32) : '';
+    // The table's schema reads the rows: a region of another table (or of a table of this name
+    // since dropped) is refused, never served under this table's name.
+    if (given && !regionsOfTable.includes(given)) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `region_id ${given} is not a region of table ${table} (table id ${schema.tableId}, ${schema.regionCount} regions); describe the table again`);
+    }
+    const regionIds = given ? [given] : regionsOfTable;
     let emitted = 0;
     for (const regionId of regionIds) {
       const remaining = limit > 0 ? limit - emitted : 0;

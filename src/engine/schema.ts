@@ -25,12 +25,23 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const COLUMN_TYPES: readonly ColumnType[] = ['string', 'int64', 'float64', 'bool', 'timestamp_ms'];
 const SEMANTICS: readonly Semantic[] = ['tag', 'field', 'timestamp'];
 
+/**
+ * Names every JavaScript object inherits (constructor, __proto__, toString, ...): rows and the
+ * catalog are plain objects, so a column of such a name reads the inherited member where the
+ * value is absent (every write that omits it is refused; `__proto__` can never be set), and a
+ * table of such a name is not an own catalog entry. They are refused as names.
+ */
+function inheritedName(name: string): boolean {
+  return name in Object.prototype;
+}
+
 function invalid(message: string): RegionDbError {
   return new RegionDbError(ErrorCode.InvalidArgument, message);
 }
 
 export function validateSchema(schema: Omit<TableSchema, 'tableId'>): void {
   if (!NAME.test(schema.name)) throw invalid(`table name ${JSON.stringify(schema.name)} must match ${NAME.source}`);
+  if (inheritedName(schema.name)) throw invalid(`table name ${JSON.stringify(schema.name)} is a name every JavaScript object has; choose another`);
   if (!Number.isInteger(schema.regionCount) || schema.regionCount < 1 || schema.regionCount > limits.regionsPerTableMax) {
     throw invalid(`table ${schema.name}: region count must be 1..${limits.regionsPerTableMax}, got ${schema.regionCount}`);
   }
@@ -41,6 +52,7 @@ export function validateSchema(schema: Omit<TableSchema, 'tableId'>): void {
   let timestamps = 0;
   for (const c of schema.columns) {
     if (!NAME.test(c.name)) throw invalid(`table ${schema.name}: column name ${JSON.stringify(c.name)} must match ${NAME.source}`);
+    if (inheritedName(c.name)) throw invalid(`table ${schema.name}: column name ${JSON.stringify(c.name)} is a name every JavaScript object has; choose another`);
     if (seen.has(c.name)) throw invalid(`table ${schema.name}: duplicate column ${c.name}`);
     seen.add(c.name);
     if (!COLUMN_TYPES.includes(c.type)) throw invalid(`table ${schema.name}: column ${c.name} has unknown type ${JSON.stringify(c.type)}`);

@@ -89,6 +89,19 @@ export function emptyCatalog(clusterId: string): CatalogState {
   return { version: 0, clusterId, nextTableId: 1024, nextPeerId: 1, tables: {}, regions: {}, nodes: {}, procedures: {}, nextProcedureId: 1 };
 }
 
+/**
+ * The table of that name, if the catalog has one. `tables` and `regions` are plain objects: a
+ * client-given name such as "constructor" or "__proto__" reads an inherited member, not a table.
+ */
+export function tableNamed(catalog: CatalogState, name: string): TableDef | undefined {
+  return Object.hasOwn(catalog.tables, name) ? catalog.tables[name] : undefined;
+}
+
+/** The region of that id, if the catalog has one (own entries only, as tableNamed). */
+export function regionWithId(catalog: CatalogState, regionId: string): RegionDef | undefined {
+  return Object.hasOwn(catalog.regions, regionId) ? catalog.regions[regionId] : undefined;
+}
+
 /** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */
 export function makeRegionId(tableId: number, regionNumber: number): string {
   return ((BigInt(tableId) << 32n) | BigInt(regionNumber)).toString();
@@ -147,7 +160,7 @@ export function addTable(
   table: Omit<TableDef, 'tableId'>,
   replicationFactor: number,
 ): { table: TableDef; regions: RegionDef[] } {
-  if (catalog.tables[table.name]) {
+  if (tableNamed(catalog, table.name)) {
     throw new RegionDbError(ErrorCode.AlreadyExists, `table ${table.name} already exists`);
   }
   assert(table.regionCount > 0, 'regionCount must be positive');
@@ -179,7 +192,7 @@ export function addTable(
 }
 
 export function dropTable(catalog: CatalogState, tableName: string, nowMs: number): RegionDef[] {
-  if (!catalog.tables[tableName]) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
+  if (!tableNamed(catalog, tableName)) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
   const regions = regionsOfTable(catalog, tableName);
   catalog.droppedRegions ??= {};
   for (const r of regions) {

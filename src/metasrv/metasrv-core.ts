@@ -46,7 +46,7 @@ import type {
 import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionList, regionsOfTable, replicaCountByNode } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
@@ -865,7 +865,7 @@ export class MetasrvCore {
   }
 
   private schemaOf(tableName: string): TableSchema {
-    const t = this.catalog.tables[tableName];
+    const t = tableNamed(this.catalog, tableName);
     if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
     return { name: t.name, tableId: t.tableId, columns: t.columns, regionCount: t.regionCount };
   }
@@ -891,7 +891,7 @@ export class MetasrvCore {
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
     const token = str(req.request_token ?? '', 'request_token', 128);
-    if (token !== '' && this.catalog.tables[name] && this.catalog.createTokens?.[name] === token) {
+    if (token !== '' && tableNamed(this.catalog, name) && this.catalog.createTokens?.[name] === token) {
       // A retry of a CreateTable that did create the table (its first answer was lost).
       return { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
     }
@@ -1260,7 +1260,7 @@ export class MetasrvCore {
     if (kind !== 'balance-leaders' && !this.catalog.nodes[nodeId]) throw new RegionDbError(ErrorCode.NotFound, `datanode ${nodeId} is not registered`);
     if (kind === 'transfer-leader') {
       const regionId = str(req.region_id, 'region_id', 32);
-      const region = this.catalog.regions[regionId];
+      const region = regionWithId(this.catalog, regionId);
       if (!region) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} does not exist`);
       if (!region.replicas.some((p) => p.nodeId === nodeId)) throw new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} has no replica of region ${regionId}`);
       return { id: (await this.startProcedure('transfer-leader', { regionId, nodeId })).id };

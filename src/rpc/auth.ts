@@ -182,6 +182,8 @@ export class UserStore {
   private onChange: (() => void) | undefined;
   /** Verified against when a user is unknown, so the answer takes as long as for a known one. */
   private readonly decoy: Promise<ParsedHash>;
+  /** Bumped by every reload taken: a verification that began before one is not cached. */
+  private generation = 0;
 
   constructor(
     readonly file: string,
@@ -203,6 +205,7 @@ export class UserStore {
       this.log?.error({ err: (err as Error).message }, 'users file reload failed; keeping the current users');
       return false;
     }
+    this.generation++;
     this.cache.clear();
     this.log?.info({ file: this.file, users: this.loaded.users.size, tokens: this.loaded.tokens.length }, 'users file reloaded');
     return true;
@@ -231,10 +234,14 @@ export class UserStore {
       if (!cached.principal) throw unauthenticated('invalid credentials');
       return cached.principal;
     }
+    const generation = this.generation;
     const principal = await this.check(header);
-    this.cache.delete(key);
-    this.cache.set(key, { principal, expiresAtMs: now + authLimits.cacheTtlMs });
-    if (this.cache.size > authLimits.cacheEntriesMax) this.cache.delete(this.cache.keys().next().value!);
+    // Checked against the users before a reload that came meanwhile: answer this call, cache nothing.
+    if (generation === this.generation) {
+      this.cache.delete(key);
+      this.cache.set(key, { principal, expiresAtMs: now + authLimits.cacheTtlMs });
+      if (this.cache.size > authLimits.cacheEntriesMax) this.cache.delete(this.cache.keys().next().value!);
+    }
     if (!principal) throw unauthenticated('invalid credentials');
     return principal;
   }

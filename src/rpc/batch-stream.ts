@@ -7,6 +7,11 @@ import { fromBatchError, fromGrpcError } from './status.js';
 
 export type BatchKind = 'write' | 'delete' | 'get';
 
+/** Stream statuses that refuse the stream as it opens, before any operation on it runs. */
+const STREAM_REFUSED: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED, grpc.status.UNIMPLEMENTED]);
+/** Codes that already leave an operation's outcome unknown. */
+const OUTCOME_UNKNOWN: ReadonlySet<string> = new Set([ErrorCode.Unavailable, ErrorCode.DeadlineExceeded, ErrorCode.Internal]);
+
 interface PendingOperation {
   readonly kind: BatchKind;
   readonly resolve: (response: unknown) => void;
@@ -68,8 +73,15 @@ export class BatchStream {
       this.stream = undefined;
       const code = (err as Partial<grpc.ServiceError> | undefined)?.code;
       if (code === grpc.status.UNIMPLEMENTED || code === grpc.status.PERMISSION_DENIED) this.refused = true;
-      // Operations in flight fail as a unary call would have with the stream's status.
-      const failure = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
+      // Operations in flight fail as a unary call would have with the stream's status — when that
+      // status says nothing ran (the stream refused as it opened) or the outcome is unknown. Any
+      // other status is the stream's, not theirs (a message over the size limit, one malformed,
+      // perhaps another request's on this shared stream): they may be applying, so it is unknown.
+      const status = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
+      const failure =
+        STREAM_REFUSED.has(code as grpc.status) || OUTCOME_UNKNOWN.has(status.code)
+          ? status
+          : new RegionDbError(ErrorCode.Unavailable, `the Batch stream failed (${status.code}: ${status.message}); an operation in flight on it may have been applied`, { cause: err });
       for (const op of this.pending.values()) {
         clearTimeout(op.timer);
         op.reject(failure);

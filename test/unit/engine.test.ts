@@ -46,6 +46,15 @@ describe('engine: schema and rows', () => {
     expectInvalid(() => validateSchema({ ...schema, regionCount: 0 }), 'region count');
   });
 
+  it('refuses table and column names every JavaScript object inherits: rows are plain objects, so such a table could never be written (finding I1)', () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+      expectInvalid(() => validateSchema({ ...schema, name }), `table name ${JSON.stringify(name)}`);
+      expectInvalid(() => validateSchema({ ...schema, columns: [...schema.columns, { name, type: 'string', semantic: 'field' }] }), `column name ${JSON.stringify(name)}`);
+    }
+    // Names that merely look alike stay valid.
+    validateSchema({ ...schema, name: 'constructor_log', columns: [...schema.columns, { name: 'proto', type: 'string', semantic: 'field' }, { name: 'to_string', type: 'string', semantic: 'field' }] });
+  });
+
   it('rejects bad rows naming table and column', () => {
     expectInvalid(() => validateRow(schema, { host: 'a', core: 1, usage: 0.5 }), 'column ts');
     expectInvalid(() => validateRow(schema, { host: 'a', core: '1', ts: 1 }), 'column core (int64)');

@@ -260,6 +260,21 @@ describe('security: TLS, mTLS, peer identity, users (issue 10)', function () {
       }
     });
 
+    it('a verification in flight across a reload does not put the old answer back in the cache (finding A1)', async () => {
+      const file = join(dir, 'race-users.toml');
+      writeFileSync(file, `[[users]]\nname = "dave"\nrole = "read-write"\npassword_hash = "${await hashPassword('d')}"\n`);
+      const store = new UserStore(file);
+      const header = authorizationHeader({ user: 'dave', password: 'd' });
+      // The check reads the users and starts scrypt synchronously; the reload lands while it runs.
+      const inFlight = store.authenticate(header);
+      writeFileSync(file, '');
+      expect(store.reload()).to.equal(true);
+      const principal = await inFlight; // checked against the file it started with
+      expect(principal.name).to.equal('dave');
+      // The next call is checked against the reloaded file, where dave no longer exists.
+      await expectRejects(store.authenticate(header));
+    });
+
     it('a broken users file on reload keeps the previous users', async () => {
       const before = await import('node:fs').then((fs) => fs.readFileSync(usersFile, 'utf8'));
       writeFileSync(usersFile, '[[users]]\nname = "x"\n');

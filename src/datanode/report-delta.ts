@@ -114,7 +114,8 @@ export class ReportTracker {
     const changed: ReplicaStat__Output[] = [];
     for (const [regionId, stat] of byRegion) {
       const before = base.stats.get(regionId);
-      if (before === undefined || !sameStat(before, stat)) changed.push(stat);
+      // The same object is the same stat (the datanode reuses the stats of replicas that did not change).
+      if (before === undefined || (before !== stat && !sameStat(before, stat))) changed.push(stat);
     }
     const removed: string[] = [];
     for (const regionId of base.stats.keys()) if (!byRegion.has(regionId)) removed.push(regionId);

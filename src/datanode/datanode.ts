@@ -245,7 +245,10 @@ export class Datanode implements DatabaseHost {
           this.clock,
           {
             ...hooks,
-            onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
+            onRoleChange: (regionId, role, leaderPeerId) => {
+              this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId);
+              this.database?.noteLeaderChange(regionId);
+            },
             onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
             onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
             logRetainFrom: (regionId) => this.standby?.logRetainFrom?.(regionId),

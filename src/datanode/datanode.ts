@@ -192,14 +192,7 @@ export class Datanode implements DatabaseHost {
     this.objectStoreUncached = createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') });
     this.objectStore = new CachedObjectStore(this.objectStoreUncached, engine.sst_cache_bytes);
     const sstReaders = new SstReaders(this.objectStore, this.clock);
-    this.transport = new GrpcRaftTransport(
-      this.clusterId,
-      this.nodeId,
-      (id) => this.raftAddrOverrides.get(id) ?? this.core?.addresses.get(id),
-      this.log.child({ component: 'transport' }),
-      this.peerCredentials,
-      (id) => this.core?.regionServer.peerUnreachable(id),
-    );
+    this.transport = new GrpcRaftTransport(this.clusterId, this.nodeId, (id) => this.raftAddrOverrides.get(id) ?? this.core?.addresses.get(id), this.log.child({ component: 'transport' }), this.peerCredentials);
     const raft = this.config.raft;
     const tuning: RaftTuning = {
       tickMs: raft.tick_ms,

@@ -2,10 +2,7 @@
 // carrying batches of messages for every region the two nodes share. Sends never block the
 // ready loop: messages go into a bounded per-peer queue; a full queue drops the oldest
 // messages (raft retransmits: appends are re-sent on the next heartbeat/probe). A broken
-// stream is reconnected with capped exponential backoff. A stream that breaks after the one
-// before it broke too, with no answer from the peer in between (a reconnect refused: the peer's
-// process is most likely gone), is reported to `onPeerUnreachable`, a hint for the region
-// server's failure detector (RegionServer.peerUnreachable; docs/quiescence.md).
+// stream is reconnected with capped exponential backoff.
 import * as grpc from '@grpc/grpc-js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
@@ -102,8 +99,6 @@ export class GrpcRaftTransport implements RaftTransport {
     private readonly addressOf: AddressBook,
     private readonly log: Logger,
     private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
-    /** Called when a peer's link broke twice in a row without an answer (see the top of this file). */
-    private readonly onPeerUnreachable?: (nodeId: number) => void,
   ) {}
 
   send(nodeId: number, envelopes: RaftEnvelope[]): void {
@@ -157,14 +152,10 @@ export class GrpcRaftTransport implements RaftTransport {
     const onBroken = (err?: Error) => {
       if (peer.stream !== stream) return;
       this.log.debug({ nodeId: peer.nodeId, addr, err: err?.message }, 'raft stream to peer broke; will reconnect');
-      // A backoff still running: the stream before this one broke too, and this one never got an
-      // answer (any answer resets it) — a reconnect refused or failed.
-      const brokenAgain = peer.backoffMs > 0;
       this.disconnect(peer);
       peer.backoffMs = Math.min(transportLimits.reconnectBackoffMaxMs, Math.max(transportLimits.reconnectBackoffMinMs, peer.backoffMs * 2));
       peer.reconnectAt = performance.now() + peer.backoffMs; // monotonic: a wall-clock step back must not hold the link down
       setTimeout(() => this.scheduleFlush(peer), peer.backoffMs).unref();
-      if (brokenAgain && !this.closed) this.onPeerUnreachable?.(peer.nodeId);
     };
     stream.on('error', onBroken);
     stream.on('end', () => onBroken());

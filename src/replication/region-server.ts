@@ -660,23 +660,6 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     }
   }
 
-  /**
-   * The transport lost its link to `nodeId` and could not open another (GrpcRaftTransport: a
-   * stream broken, then a reconnect refused — the node's process is most likely gone). A hint,
-   * like the beats' silence (docs/quiescence.md): the node is taken as down now instead of after
-   * nodeDownAfterTicks silent ticks — the followers of its leaders campaign at once, and every
-   * node that shared a link with a killed process hears of it at about the same moment, so their
-   * (pre-)votes are granted. A node taken as down that is heard from again is up again; a wrong
-   * hint costs a round of (pre-)votes that fail, never safety (timers and hints decide when
-   * someone campaigns, not what is committed). Only with quiescence, as the beats.
-   */
-  peerUnreachable(nodeId: number): void {
-    if (this.tuning.quiesceIdleTicks <= 0 || nodeId === this.nodeId || this.nodesDown.has(nodeId) || this.fatal) return;
-    if (!this.nodeHeardTick.has(nodeId)) return; // not a peer this node has watched (shares no region, or not yet)
-    this.log.info({ nodeId }, 'raft link to peer datanode broken and a reconnect refused');
-    this.onNodeDown(nodeId);
-  }
-
   /** Wakes every follower whose leader lives on `nodeId` and lets it campaign soon (raft.leaderUnreachable). */
   protected onNodeDown(nodeId: number): void {
     this.nodesDown.add(nodeId);

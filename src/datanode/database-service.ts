@@ -80,7 +80,7 @@ export class DatabaseService {
     this.noteLeaderChange();
   }
 
-  /** Router parts waiting out a backoff, by region: woken when the region's replica here sees its leader change. */
+  /** Router parts waiting out a backoff, by region: woken when the region's replica here learns of a leader. */
   private readonly leaderWaiters = new Map<string, Set<() => void>>();
 
   private leaderChange(regionId: string): { readonly changed: Promise<void>; cancel(): void } {
@@ -100,7 +100,7 @@ export class DatabaseService {
     };
   }
 
-  /** The replica of `regionId` here saw its leader change (the region server's role hook); no region: every waiter (closing). */
+  /** The replica of `regionId` here learned of a leader (the datanode's role hook); no region: every waiter (closing). */
   noteLeaderChange(regionId?: string): void {
     const regions = regionId === undefined ? [...this.leaderWaiters.keys()] : [regionId];
     for (const id of regions) {

@@ -69,9 +69,9 @@ export interface LocalDatabase {
    */
   leaderAddr(table: string, regionId: string, fresh: boolean): Promise<string | undefined>;
   /**
-   * Resolves when this node's replica of the region sees its leader change (a new leader known,
-   * or leadership lost); `cancel` lets go of it. A part waiting out its backoff retries at once
-   * then (optional: without it the backoff runs its course).
+   * Resolves when this node's replica of the region learns of a leader (elected here, or heard
+   * from); `cancel` lets go of it. A part waiting out its backoff retries at once then (optional:
+   * without it the backoff runs its course).
    */
   leaderChange?(regionId: string): { readonly changed: Promise<void>; cancel(): void };
   write(req: WriteRequest): Promise<WriteResponse>;
@@ -191,8 +191,9 @@ export class Router {
 
   /**
    * The backoff between two attempts of a part, cut short when this node's replica of the region
-   * sees a new leader (or loses leadership): after a leader's node dies, the parts waiting for
-   * its regions go as soon as the election here ends, not up to a backoff later.
+   * learns of a leader: after a leader's node dies, the parts waiting for its regions go as soon
+   * as the election here ends, not up to a backoff later (and not on the election's own role
+   * changes, which would spend the part's attempts before there is a leader to reach).
    */
   private async pause(regionId: string, ms: number): Promise<void> {
     const watch = this.local.leaderChange?.(regionId);

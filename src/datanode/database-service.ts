@@ -59,9 +59,15 @@ export class DatabaseService {
       schemaOf: (table) => this.schemaOf(table),
       leads: (regionId) => dn.regionServer.replica(regionId)?.isLeader() === true && !dn.regionServer.failure(regionId),
       leaderAddr: async (table, regionId, fresh) => {
+        // This node's replica knows its group's leader as soon as it hears from it; the routes
+        // learn it from that leader's next heartbeat to the metasrv (up to an interval later).
+        const known = dn.regionServer.replica(regionId)?.leaderNodeId();
+        const addr = known === undefined || known === dn.nodeId ? undefined : dn.addressOf(known);
+        if (addr) return addr;
         if (fresh) await this.routes(table, true).catch(() => undefined); // refreshes the cache redirect() reads
         return (await this.redirect(table, regionId)).details['leaderAddr'];
       },
+      leaderChange: (regionId) => this.leaderChange(regionId),
       write: (req) => this.write(req),
       delete: (req) => this.delete(req),
       get: (req) => this.get(req),
@@ -71,6 +77,38 @@ export class DatabaseService {
 
   close(): void {
     this.router.close();
+    this.noteLeaderChange();
+  }
+
+  /** Router parts waiting out a backoff, by region: woken when the region's replica here learns of a leader. */
+  private readonly leaderWaiters = new Map<string, Set<() => void>>();
+
+  private leaderChange(regionId: string): { readonly changed: Promise<void>; cancel(): void } {
+    let wake!: () => void;
+    const changed = new Promise<void>((resolve) => (wake = resolve));
+    let waiters = this.leaderWaiters.get(regionId);
+    if (!waiters) this.leaderWaiters.set(regionId, (waiters = new Set()));
+    waiters.add(wake);
+    return {
+      changed,
+      cancel: () => {
+        const set = this.leaderWaiters.get(regionId);
+        if (!set) return;
+        set.delete(wake);
+        if (set.size === 0) this.leaderWaiters.delete(regionId);
+      },
+    };
+  }
+
+  /** The replica of `regionId` here learned of a leader (the datanode's role hook); no region: every waiter (closing). */
+  noteLeaderChange(regionId?: string): void {
+    const regions = regionId === undefined ? [...this.leaderWaiters.keys()] : [regionId];
+    for (const id of regions) {
+      const waiters = this.leaderWaiters.get(id);
+      if (!waiters) continue;
+      this.leaderWaiters.delete(id);
+      for (const wake of waiters) wake();
+    }
   }
 
   implementation(): DatabaseHandlers {

@@ -356,6 +356,52 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     return [...healthy, ...this.regionServer.failedReplicas().map(failedReplicaStat)];
   }
 
+  /**
+   * The running replicas' stats as of the last heartbeat, by replica (see reportStats); empty
+   * after a change of the hosted replicas and every `fullReportEvery` reports.
+   */
+  private statCache = new WeakMap<object, ReplicaStat__Output>();
+  private statCacheMembership = -1;
+  private statCacheReports = 0;
+  /** The stats the last report was built from (the simulator's `report stats` checker compares them with replicaStats()). */
+  private lastReportStats: readonly ReplicaStat__Output[] = [];
+
+  /**
+   * What replicaStats() returns, in the same order, with each running replica's stat built again
+   * only when the region server says its state may have changed since the last heartbeat
+   * (RegionServer.takeChangedReplicas): at thousands of quiesced regions a heartbeat then builds
+   * the few stats that moved and reuses the others (the same objects, which the report's diff
+   * sees as unchanged at once). The cache starts over when the hosted replicas change and every
+   * `fullReportEvery` reports, so a change the region server did not mark could not outlive that.
+   */
+  reportStats(): ReplicaStat__Output[] {
+    const server = this.regionServer;
+    const changed = server.takeChangedReplicas();
+    const everyFull = this.deps.fullReportEvery ?? FULL_REPORT_EVERY;
+    if (server.membershipVersion !== this.statCacheMembership || ++this.statCacheReports >= everyFull) {
+      this.statCache = new WeakMap();
+      this.statCacheMembership = server.membershipVersion;
+      this.statCacheReports = 0;
+    }
+    const stats: ReplicaStat__Output[] = [];
+    for (const r of server.allReplicas()) {
+      let stat = changed.has(r) ? undefined : this.statCache.get(r);
+      if (stat === undefined) {
+        stat = runningReplicaStat(r, this.deps.stateMachineStat(r.stateMachine));
+        this.statCache.set(r, stat);
+      }
+      stats.push(stat);
+    }
+    for (const f of server.failedReplicas()) stats.push(failedReplicaStat(f));
+    this.lastReportStats = stats;
+    return stats;
+  }
+
+  /** The stats the last heartbeat's report was built from (reportStats; the simulator's checker). */
+  get reportedStats(): readonly ReplicaStat__Output[] {
+    return this.lastReportStats;
+  }
+
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
 
   /** Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen. */
@@ -464,7 +510,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /** One Heartbeat call with the next report (report-delta.ts); whether the metasrv asked for a full one. */
   private async reportCall(timeoutMs: number): Promise<{ answer: HeartbeatResponse__Output; fullNeeded: boolean }> {
-    const report = this.reports.next(this.replicaStats());
+    const report = this.reports.next(this.reportStats());
     const answer = await this.metasrv!.call<HeartbeatResponse__Output>(
       'Heartbeat',
       { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, store_id: this.storeId, ...report.fields },

@@ -20,7 +20,7 @@ import { type ProtoTableSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import { loadOrCreateStoreId } from '../common/store-id.js';
-import type { Message } from '../raft/index.js';
+import { type Message, NO_NODE } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
 import { CachedObjectStore, type ObjectStore, createObjectStore } from '../object-store/index.js';
@@ -238,7 +238,11 @@ export class Datanode implements DatabaseHost {
           this.clock,
           {
             ...hooks,
-            onRoleChange: (regionId, role, leaderPeerId) => this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId),
+            onRoleChange: (regionId, role, leaderPeerId) => {
+              this.nodeMetrics.onRoleChange(regionId, role, leaderPeerId);
+              // A leader known again (elected, or learned by a follower): forwarded writes waiting for one go now.
+              if (leaderPeerId !== NO_NODE) this.database?.noteLeaderChange(regionId);
+            },
             onProposalDone: (_regionId, seconds, committed) => this.nodeMetrics.onProposalDone(seconds, committed),
             onSnapshotInstalled: () => this.nodeMetrics.onSnapshotInstalled(),
             logRetainFrom: (regionId) => this.standby?.logRetainFrom?.(regionId),

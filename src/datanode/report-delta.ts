@@ -75,6 +75,8 @@ export class ReportTracker {
   private acked: SentReport | undefined;
   private sinceFull = 0;
   private fullRequested = true;
+  /** The stats and region map of the last report made (see next: an unchanged node's next report reuses the map). */
+  private last: { readonly stats: readonly ReplicaStat__Output[]; readonly byRegion: ReadonlyMap<string, ReplicaStat__Output> } | undefined;
 
   constructor(
     /** This process's number, different for every process (positive, at most 2^53 - 1). */
@@ -98,8 +100,7 @@ export class ReportTracker {
    */
   next(stats: readonly ReplicaStat__Output[]): SentReport {
     const seq = ++this.seq;
-    const byRegion = new Map<string, ReplicaStat__Output>();
-    for (const s of stats) byRegion.set(s.region_id, s);
+    const byRegion = this.regionMap(stats);
     const base = this.acked;
     const full = base === undefined || this.fullRequested || this.sinceFull + 1 >= this.fullEvery;
     const incarnation = String(this.incarnation);
@@ -111,10 +112,20 @@ export class ReportTracker {
         fields: { replicas: [...stats], report_incarnation: incarnation, report_seq: String(seq), report_base_seq: '0', removed_region_ids: [] },
       };
     }
+    if (base.stats === byRegion) {
+      // The acknowledged report's own map: nothing changed since (an idle node's usual beat).
+      return {
+        seq,
+        full,
+        stats: byRegion,
+        fields: { replicas: [], report_incarnation: incarnation, report_seq: String(seq), report_base_seq: String(base.seq), removed_region_ids: [] },
+      };
+    }
     const changed: ReplicaStat__Output[] = [];
     for (const [regionId, stat] of byRegion) {
       const before = base.stats.get(regionId);
-      if (before === undefined || !sameStat(before, stat)) changed.push(stat);
+      // The same object is the same stat (the datanode reuses the stats of replicas that did not change).
+      if (before === undefined || (before !== stat && !sameStat(before, stat))) changed.push(stat);
     }
     const removed: string[] = [];
     for (const regionId of base.stats.keys()) if (!byRegion.has(regionId)) removed.push(regionId);
@@ -124,6 +135,29 @@ export class ReportTracker {
       stats: byRegion,
       fields: { replicas: changed, report_incarnation: incarnation, report_seq: String(seq), report_base_seq: String(base.seq), removed_region_ids: removed },
     };
+  }
+
+  /**
+   * Region id → stat of `stats` (a region listed twice keeps its last stat). When `stats` says
+   * what the last report's stats said — the same regions in the same order, each stat the same
+   * object or equal — that report's map is returned (reports never change a map), so an idle
+   * node's beat builds no map and, its base being that report, compares nothing.
+   */
+  private regionMap(stats: readonly ReplicaStat__Output[]): ReadonlyMap<string, ReplicaStat__Output> {
+    const last = this.last;
+    if (last !== undefined && last.stats.length === stats.length) {
+      let same = true;
+      for (let i = 0; i < stats.length && same; i++) {
+        const a = stats[i]!;
+        const b = last.stats[i]!;
+        same = a === b || (a.region_id === b.region_id && sameStat(a, b));
+      }
+      if (same) return last.byRegion;
+    }
+    const byRegion = new Map<string, ReplicaStat__Output>();
+    for (const s of stats) byRegion.set(s.region_id, s);
+    this.last = { stats: [...stats], byRegion };
+    return byRegion;
   }
 
   /**

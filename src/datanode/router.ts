@@ -62,8 +62,18 @@ export interface LocalDatabase {
   schemaOf(table: string): Promise<TableSchema>;
   /** True when this node's replica of the region is its leader now. */
   leads(regionId: string): boolean;
-  /** The region's leader address as the routes know it, if any; `fresh`: ask the metasrv, not the cache. */
+  /**
+   * The region's leader address, if known: as this node's replica of the region knows it (raft's
+   * leader, known as soon as it is elected), else as the routes know it; `fresh`: ask the metasrv
+   * for the routes, not the cache.
+   */
   leaderAddr(table: string, regionId: string, fresh: boolean): Promise<string | undefined>;
+  /**
+   * Resolves when this node's replica of the region learns of a leader (elected here, or heard
+   * from); `cancel` lets go of it. A part waiting out its backoff retries at once then (optional:
+   * without it the backoff runs its course).
+   */
+  leaderChange?(regionId: string): { readonly changed: Promise<void>; cancel(): void };
   write(req: WriteRequest): Promise<WriteResponse>;
   delete(req: DeleteRequest): Promise<DeleteResponse>;
   get(req: GetRequest): Promise<GetResponse>;
@@ -179,6 +189,24 @@ export class Router {
     return parts;
   }
 
+  /**
+   * The backoff between two attempts of a part, cut short when this node's replica of the region
+   * learns of a leader: after a leader's node dies, the parts waiting for its regions go as soon
+   * as the election here ends, not up to a backoff later (and not on the election's own role
+   * changes, which would spend the part's attempts before there is a leader to reach).
+   */
+  private async pause(regionId: string, ms: number): Promise<void> {
+    const watch = this.local.leaderChange?.(regionId);
+    if (!watch) return sleep(ms);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([new Promise<void>((r) => (timer = setTimeout(r, ms))), watch.changed]);
+    } finally {
+      clearTimeout(timer);
+      watch.cancel();
+    }
+  }
+
   /** One region's part: applied here if this node leads the region, else forwarded; retried while that is safe. */
   private async part(table: string, regionId: string, rows: number, kind: 'write' | 'delete', body: WriteRequest | DeleteRequest, info: CallInfo): Promise<PartResult> {
     const deduplicated = Number(body.request_id ?? 0) > 0;
@@ -211,7 +239,7 @@ export class Router {
         if (refused ? !RETRIABLE.has(last.code) : !deduplicated) break;
         hint = last.details['leaderAddr'];
         freshRoutes = hint === undefined; // no hint (e.g. an election): the cached route may be stale
-        await sleep(Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, Math.max(0, info.deadlineMs - Date.now())));
+        await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, Math.max(0, info.deadlineMs - Date.now())));
       }
     }
     const error = last ?? new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: no attempt made`);

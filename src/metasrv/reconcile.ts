@@ -256,6 +256,13 @@ function reportFloors(replicas: ReadonlyMap<string, ObservedReplica>): ReportFlo
   return { peer, table };
 }
 
+/** Region ids of at most 15 decimal digits are below 2^53: exact as Numbers, their table id by a division. */
+const SHORT_DECIMAL = /^[0-9]{1,15}$/;
+const REGION_NUMBER_SPAN = 2 ** 32;
+
 export function tableIdOfRegion(regionId: string): number {
+  // The same value as the BigInt shift (the metasrv computes it for every replica of a report):
+  // an integer below 2^53 divided by 2^32 is exact in a double, and floor drops the region number.
+  if (SHORT_DECIMAL.test(regionId)) return Math.floor(Number(regionId) / REGION_NUMBER_SPAN);
   return Number(BigInt(regionId) >> 32n);
 }

@@ -319,8 +319,23 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /** Ticks that ran late (the event loop stalled for more than a tick) and campaigns held, for status and tests. */
   readonly timing = { lateTicks: 0, campaignsHeld: 0 };
   private readonly nodesDown = new Set<number>();
+  /**
+   * Replicas whose reported state (what a heartbeat's ReplicaStat reads: raft role, term, leader,
+   * commit and membership; the applied, conf and snapshot indexes; the state machine) may have
+   * changed since the last takeChangedReplicas(): marked after every input that can change it —
+   * touch() (a message, a request, a campaign, an open, a dead leader's node), a tick, the end of
+   * a ready cycle. A cycle changes its replicas across awaits (the WAL write, applies that read
+   * the object store, snapshots), so the replicas of the cycle running now count as changed too.
+   */
+  private changedReplicas = new Set<Replica<S, R>>();
+  /** The replicas of the ready cycle running now (see changedReplicas). */
+  private readonly cycleReplicas = new Set<Replica<S, R>>();
   private peerNodes: number[] = [];
   private peerNodesRefreshTick = 0;
+  /** Counts changes of any replica's `peers` (see watchPeerNodes); a change of the hosted replicas counts through membershipChanges. */
+  private peersChanges = 0;
+  /** peersChanges and membershipChanges when `peerNodes` was last computed. */
+  private peerNodesFrom = { peers: -1, membership: -1 };
   /** Counters for metrics and the simulator's coverage report. */
   readonly quiescence = { quiesced: 0, nodesDown: 0, leaderUnreachable: 0 };
 
@@ -441,6 +456,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const displaced = this.replicas.get(spec.regionId); // a concurrent open() of the same region
     if (displaced) this.stateMachines.release?.(spec.regionId, displaced.stateMachine);
     this.replicas.set(spec.regionId, replica);
+    this.membershipChanges++;
     replica.lastBusyTick = this.ticks;
     const hold = this.firstCampaignDelay();
     if (hold > 0) {
@@ -456,6 +472,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /** Closes a replica; with `destroy` its log is deleted too (it was removed from the region). */
   async close(regionId: string, destroy: boolean): Promise<void> {
     this.failed.delete(regionId);
+    this.membershipChanges++;
     const replica = this.replicas.get(regionId);
     if (replica) {
       replica.closed = true;
@@ -463,6 +480,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.stateMachines.release?.(regionId, replica.stateMachine);
       this.awake.delete(replica);
       this.touched.delete(replica);
+      this.changedReplicas.delete(replica); // gone from allReplicas(); membershipVersion moved
       this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
     }
     // The cycle running now may still hold the replica; let it finish before deleting its log.
@@ -482,7 +500,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
     // A forwarded request (ReadIndex, TransferLeader) names the peer that asked, not the node that sent it.
     const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
-    if (!relayed && !replica.peers.has(message.from)) replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
+    if (!relayed && !replica.peers.has(message.from)) {
+      replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
+      this.peersChanges++;
+    }
     replica.raft.step(message);
     // A replica held back from its first campaign that hears from a leader counts ticks again
     // (it has a leader to lose, and no reason left to wait).
@@ -549,6 +570,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.expireReads(replica);
       if (quiescence) this.maybeQuiesce(replica);
       this.touched.add(replica);
+      this.changedReplicas.add(replica);
       // A quiesced replica still waiting on a read (its expiry) or a stalled apply (the retry) stays.
       if (replica.raft.quiesced && replica.reads.size === 0 && !replica.stall) this.awake.delete(replica);
     }
@@ -564,7 +586,43 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private touch(replica: Replica<S, R>): void {
     this.touched.add(replica);
     this.awake.add(replica);
+    this.changedReplicas.add(replica);
   }
+
+  /**
+   * The replicas whose reported state may have changed since the last call (the datanode builds
+   * its heartbeat's stats again for these only; docs/quiescence.md, "Heartbeats that carry what
+   * changed"), the ones of the cycle running now included; the set starts afresh. Replicas opened,
+   * closed or failed since are among them or gone from allReplicas(): the caller also watches
+   * `membershipVersion`.
+   */
+  takeChangedReplicas(): Set<Replica<S, R>> {
+    const changed = this.changedReplicas;
+    this.changedReplicas = new Set();
+    for (const replica of this.replicasInCycle()) changed.add(replica);
+    return changed;
+  }
+
+  /**
+   * The replicas of the cycle running now (see changedReplicas). Protected, like
+   * markCycleChanged, for the simulator's planted bug `stats-miss-cycle` (test/sim/cluster-sim.ts:
+   * a server that marks its inputs but not what its cycles change); nothing in src/ overrides it.
+   */
+  protected replicasInCycle(): Iterable<Replica<S, R>> {
+    return this.cycleReplicas;
+  }
+
+  /** What a cycle changed is reported from its end on (see changedReplicas; protected as replicasInCycle). */
+  protected markCycleChanged(candidates: readonly Replica<S, R>[]): void {
+    for (const replica of candidates) this.changedReplicas.add(replica);
+  }
+
+  /** Counts every change of the hosted or failed replicas (open, close, failure): a cache of per-replica state starts over when it moves. */
+  get membershipVersion(): number {
+    return this.membershipChanges;
+  }
+
+  private membershipChanges = 0;
 
   private heardFrom(nodeId: number): void {
     this.nodeHeardTick.set(nodeId, this.livenessTicks);
@@ -579,9 +637,16 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once; only when `judge`: see `tick`). */
   private watchPeerNodes(judge: boolean): void {
     if (this.ticks >= this.peerNodesRefreshTick) {
-      const nodes = new Set<number>();
-      for (const replica of this.replicas.values()) for (const peer of replica.peers.values()) if (peer.nodeId !== this.nodeId) nodes.add(peer.nodeId);
-      this.peerNodes = [...nodes];
+      // Computed again only when a replica's peers or the hosted replicas changed since the last
+      // time (the same set from the same inputs): at thousands of idle replicas this walk was
+      // most of an idle node's tick work.
+      const from = this.peerNodesFrom;
+      if (from.peers !== this.peersChanges || from.membership !== this.membershipChanges) {
+        const nodes = new Set<number>();
+        for (const replica of this.replicas.values()) for (const peer of replica.peers.values()) if (peer.nodeId !== this.nodeId) nodes.add(peer.nodeId);
+        this.peerNodes = [...nodes];
+        this.peerNodesFrom = { peers: this.peersChanges, membership: this.membershipChanges };
+      }
       this.peerNodesRefreshTick = this.ticks + PEER_NODES_REFRESH_TICKS;
     }
     for (const nodeId of this.peerNodes) {
@@ -771,77 +836,84 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (this.fatal) return;
     const candidates = [...this.touched].filter((replica) => this.replicas.get(replica.regionId) === replica);
     this.touched.clear();
-    for (const replica of candidates) {
-      if (replica.stall && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
-    }
-    const work: [Replica<S, R>, Ready][] = [];
-    for (const replica of candidates) {
-      if (replica.closed) continue;
-      if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) replica.lastBusyTick = this.ticks;
-      if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
-      if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
-      if (replica.raft.hasReady()) work.push([replica, replica.raft.ready()]);
-    }
-    if (work.length === 0) return;
+    for (const replica of candidates) this.cycleReplicas.add(replica);
+    // Inline (no nested call: the cycle's awaits, and so every simulator trace, stay as they were).
+    try {
+      for (const replica of candidates) {
+        if (replica.stall && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
+      }
+      const work: [Replica<S, R>, Ready][] = [];
+      for (const replica of candidates) {
+        if (replica.closed) continue;
+        if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) replica.lastBusyTick = this.ticks;
+        if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
+        if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
+        if (replica.raft.hasReady()) work.push([replica, replica.raft.ready()]);
+      }
+      if (work.length === 0) return;
 
-    // 1–2. One durable batch for every replica (group commit).
-    const batch = this.logEngine.batch();
-    let needsWrite = false;
-    for (const [replica, rd] of work) {
-      if (rd.snapshot) {
-        batch.applySnapshot(replica.regionId, rd.snapshot);
-        needsWrite = true;
-      }
-      if (rd.entries.length > 0) {
-        batch.append(replica.regionId, rd.entries);
-        needsWrite = true;
-      }
-      if (rd.hardState) {
-        batch.setHardState(replica.regionId, rd.hardState);
-        needsWrite = true;
-      }
-      if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
-        // The commit index covering a membership change is made durable before the change is
-        // applied (a deferred one could roll back below it in a crash; see LogBatch).
-        batch.requireDurableCommit();
-        needsWrite = true;
-      }
-    }
-    // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
-    // counts its own copy toward the quorum only after this write (advance() below), so an
-    // early send changes latency, not safety. Only when the ready carries no new term or vote
-    // (those must be durable before anyone hears of them) and no snapshot (maySendBeforePersist
-    // in src/raft/host-rules.ts, the one copy of the rule).
-    const early = work.filter(([replica, rd]) => this.maySendBeforePersist(replica, rd));
-    this.send(early);
-    if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
-
-    // 3. Everything else is sent only now, after the write is durable (P1).
-    this.send(early.length === 0 ? work : work.filter((w) => !early.includes(w)));
-
-    // 4–5. Apply and advance. A replica that fails here leaves the loop at once (no advance).
-    for (const [replica, rd] of work) {
-      if (rd.softState) this.onSoftState(replica, rd);
-      if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
-      await this.applyCommitted(replica, rd.committedEntries);
-      if (replica.failure) continue;
-      for (const rs of rd.readStates) {
-        const ctx = new TextDecoder().decode(rs.context);
-        const read = replica.reads.get(ctx);
-        if (!read) continue;
-        if (rs.index === 0) {
-          replica.reads.delete(ctx);
-          read.reject(this.notLeader(replica));
-        } else {
-          read.index = rs.index;
+      // 1–2. One durable batch for every replica (group commit).
+      const batch = this.logEngine.batch();
+      let needsWrite = false;
+      for (const [replica, rd] of work) {
+        if (rd.snapshot) {
+          batch.applySnapshot(replica.regionId, rd.snapshot);
+          needsWrite = true;
+        }
+        if (rd.entries.length > 0) {
+          batch.append(replica.regionId, rd.entries);
+          needsWrite = true;
+        }
+        if (rd.hardState) {
+          batch.setHardState(replica.regionId, rd.hardState);
+          needsWrite = true;
+        }
+        if (rd.committedEntries.some((e) => e.type === EntryType.ConfChange)) {
+          // The commit index covering a membership change is made durable before the change is
+          // applied (a deferred one could roll back below it in a crash; see LogBatch).
+          batch.requireDurableCommit();
+          needsWrite = true;
         }
       }
-      if (rd.entries.length > 0 || rd.committedEntries.length > 0 || rd.snapshot || rd.readStates.length > 0) replica.lastBusyTick = this.ticks;
-      replica.raft.advance(rd);
-      this.releaseReads(replica);
-      if (replica.raft.hasReady()) this.touched.add(replica); // advance() can leave work (a commit, more entries to apply)
+      // 2a. A leader may replicate entries while it writes them itself (thesis §10.2.1): it
+      // counts its own copy toward the quorum only after this write (advance() below), so an
+      // early send changes latency, not safety. Only when the ready carries no new term or vote
+      // (those must be durable before anyone hears of them) and no snapshot (maySendBeforePersist
+      // in src/raft/host-rules.ts, the one copy of the rule).
+      const early = work.filter(([replica, rd]) => this.maySendBeforePersist(replica, rd));
+      this.send(early);
+      if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
+
+      // 3. Everything else is sent only now, after the write is durable (P1).
+      this.send(early.length === 0 ? work : work.filter((w) => !early.includes(w)));
+
+      // 4–5. Apply and advance. A replica that fails here leaves the loop at once (no advance).
+      for (const [replica, rd] of work) {
+        if (rd.softState) this.onSoftState(replica, rd);
+        if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
+        await this.applyCommitted(replica, rd.committedEntries);
+        if (replica.failure) continue;
+        for (const rs of rd.readStates) {
+          const ctx = new TextDecoder().decode(rs.context);
+          const read = replica.reads.get(ctx);
+          if (!read) continue;
+          if (rs.index === 0) {
+            replica.reads.delete(ctx);
+            read.reject(this.notLeader(replica));
+          } else {
+            read.index = rs.index;
+          }
+        }
+        if (rd.entries.length > 0 || rd.committedEntries.length > 0 || rd.snapshot || rd.readStates.length > 0) replica.lastBusyTick = this.ticks;
+        replica.raft.advance(rd);
+        this.releaseReads(replica);
+        if (replica.raft.hasReady()) this.touched.add(replica); // advance() can leave work (a commit, more entries to apply)
+      }
+      for (const [replica] of work) await this.maybeSnapshot(replica);
+    } finally {
+      this.cycleReplicas.clear();
+      this.markCycleChanged(candidates);
     }
-    for (const [replica] of work) await this.maybeSnapshot(replica);
   }
 
   /** Replaces the state machine with a snapshot's (§7); false when it does not load (the replica failed). */
@@ -959,6 +1031,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private failReplica(replica: Replica<S, R>, index: number, reason: string): void {
     const live = this.replicas.get(replica.regionId) === replica; // not released by close() yet
+    this.membershipChanges++;
     replica.closed = true;
     replica.stall = undefined;
     if (live) {
@@ -980,6 +1053,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private recordFailure(regionId: string, selfPeerId: number, index: number, reason: string, replica: Replica<S, R> | undefined): ReplicaFailure {
     const failure = this.describeFailure(regionId, selfPeerId, index, reason, replica);
     this.failed.set(regionId, failure);
+    this.membershipChanges++;
     this.log.error({ regionId, peerId: selfPeerId, index, reason }, 'replica failed: it stops (fenced, out of raft) until the metasrv replaces it; the node keeps serving its other regions');
     return failure;
   }
@@ -1050,7 +1124,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       const cc = decodeConfChange(entry.data);
       if (cc.context) {
         const info = JSON.parse(cc.context) as { nodeId?: number };
-        if (typeof info.nodeId === 'number') replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
+        if (typeof info.nodeId === 'number') {
+          replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
+          this.peersChanges++;
+        }
       }
       const confState = replica.raft.applyConfChange(cc);
       replica.confIndex = entry.index;
@@ -1143,7 +1220,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   private resetPeersFromConf(replica: Replica<S, R>, confState: ConfState): void {
     const members = new Set([...confState.voters, ...confState.learners]);
-    for (const peerId of replica.peers.keys()) if (!members.has(peerId)) replica.peers.delete(peerId);
+    for (const peerId of replica.peers.keys()) {
+      if (members.has(peerId)) continue;
+      replica.peers.delete(peerId);
+      this.peersChanges++;
+    }
   }
 
   private async maybeSnapshot(replica: Replica<S, R>): Promise<void> {

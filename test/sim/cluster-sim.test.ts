@@ -115,7 +115,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const seed = Number(envSeed);
     // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
     // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
-    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed'] as const);
+    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed', 'stats-miss-cycle'] as const);
     const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots', 'gc-by-key-age'] as const);
@@ -483,6 +483,22 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(caught, 'no seed exposed delta-on-last-sent').to.not.equal(undefined);
       console.log(`    delta-on-last-sent: seed ${caught!.seed} (${caught!.invariant})`);
       expect(caught!.message).to.contain(`SIM_CLUSTER_METASRV=1 SIM_CLUSTER_DATANODE_BUG=delta-on-last-sent SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      await expectSameViolation(caught!, options);
+    });
+
+    // Heartbeat stats rebuilt only for the replicas the region server marks as changed
+    // (DatanodeCore.reportStats): the `report stats` checker compares the stats each report was
+    // built from with every replica's stat at the call. A region server that does not mark what
+    // its ready cycles change (applies, commits) leaves stale stats in the reports. Seed 1 is the
+    // first to fail (a replica's applied index and membership, moved by the cycle that applied the
+    // bootstrap entries, missing from the second report).
+    it('the checkers can fail: heartbeat stats not rebuilt for what a ready cycle changed (planted stats-miss-cycle) is found within 2,000 seeds', async () => {
+      const options: Partial<ClusterSimOptions> = { metasrv: true, faults: ['corrupt', 'wipe'], hostBug: 'stats-miss-cycle' };
+      const caught = await firstViolation(options, (v) => v.invariant === 'report stats', 1);
+      expect(caught, 'no seed exposed stats-miss-cycle').to.not.equal(undefined);
+      console.log(`    stats-miss-cycle: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_HOST_BUG=stats-miss-cycle`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
       await expectSameViolation(caught!, options);
     });
 

@@ -129,9 +129,12 @@ export interface ClusterSimOptions {
    * leaders (docs/quiescence.md), so quiesced followers of a dead leader sleep on.
    * 'close-fails-proposed' (finding 8a, the rule before cdc2fc8): a replica closed or removed
    * fails the proposals it already handed to raft as NOT_FOUND, a definite failure, though they
-   * may still commit under the next leader (found with the `close` fault).
+   * may still commit under the next leader (found with the `close` fault). 'stats-miss-cycle':
+   * a region server that does not count what its ready cycles change among the replicas whose
+   * reported state changed, so the datanode core's heartbeat reuses stale stats (the `report
+   * stats` checker, with the metasrv; docs/quiescence.md).
    */
-  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -306,7 +309,7 @@ export interface ClusterSimResult {
     twins: number;
     checked: { failovers: number; moves: number; inPlace: number; twinRegistrations: number };
     /** Delta heartbeats: the reports the datanodes made, full and delta, and the views the `report view` checker compared. */
-    reports: { fullReports: number; deltaReports: number; viewsChecked: number };
+    reports: { fullReports: number; deltaReports: number; viewsChecked: number; statsCompared: number };
     catalogLosses?: number;
     catalogRestores?: number;
   };
@@ -553,6 +556,17 @@ function plantedServer<S extends StateMachine<R>, R>(
       if (hostBug !== 'no-wake-on-leader-down') super.onNodeDown(nodeId);
     }
 
+    // A server that marks its inputs (messages, requests, ticks) as changing its replicas'
+    // reported state, but not what its ready cycles change (applies, commits, snapshots): the
+    // datanode's heartbeat then reports stale stats (the `report stats` checker, with the metasrv).
+    protected override replicasInCycle(): Iterable<Replica<S, R>> {
+      return hostBug === 'stats-miss-cycle' ? [] : super.replicasInCycle();
+    }
+
+    protected override markCycleChanged(candidates: readonly Replica<S, R>[]): void {
+      if (hostBug !== 'stats-miss-cycle') super.markCycleChanged(candidates);
+    }
+
     // 8a: without `proposedWhy` every waiting proposal gets the close's or removal's NOT_FOUND.
     protected override failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
       super.failPending(replica, err, hostBug === 'close-fails-proposed' ? undefined : proposedWhy);
@@ -578,7 +592,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'replicaStats'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'replicaStats' | 'reportedStats'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -1435,7 +1449,7 @@ export class ClusterSim {
     const caller: typeof answered = {
       call: <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, callOptions: Parameters<typeof answered.call>[3]) => {
         healthy.callStarted(inc);
-        if (method === 'Heartbeat') this.reportView?.sent(request, core.replicaStats());
+        if (method === 'Heartbeat') this.reportView?.sent(request, core.replicaStats(), core.reportedStats);
         const answer = answered.call<Res>(method, request, timeoutMs, callOptions);
         answer.then(
           () => healthy.callEnded(inc, method === 'RegisterNode'),
@@ -1557,7 +1571,7 @@ export class ClusterSim {
     });
     const caller: typeof answered = {
       call: (method, request, timeoutMs, callOptions) => {
-        if (method === 'Heartbeat') this.reportView?.sent(request, core.replicaStats());
+        if (method === 'Heartbeat') this.reportView?.sent(request, core.replicaStats(), core.reportedStats);
         return answered.call(method, request, timeoutMs, callOptions);
       },
     };
@@ -1743,7 +1757,7 @@ export class ClusterSim {
       stalls: this.spuriousStats.stalls,
       twins: this.spuriousStats.twins,
       checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 }) },
-      reports: { ...(this.reportView?.counts ?? { fullReports: 0, deltaReports: 0, viewsChecked: 0 }) },
+      reports: { ...(this.reportView?.counts ?? { fullReports: 0, deltaReports: 0, viewsChecked: 0, statsCompared: 0 }) },
       ...(this.catloss ? { catalogLosses: this.catloss.losses, catalogRestores: this.catloss.restores } : {}),
     };
   }

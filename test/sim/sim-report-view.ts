@@ -30,14 +30,31 @@ export class ReportViewChecker {
   private readonly made = new Map<string, Map<string, string>>();
   /** `${metasrv}/${nodeId}/${incarnation}` → the highest seq of the views seen. */
   private readonly highest = new Map<string, number>();
-  readonly counts = { fullReports: 0, deltaReports: 0, viewsChecked: 0 };
+  readonly counts = { fullReports: 0, deltaReports: 0, viewsChecked: 0, statsCompared: 0 };
 
   constructor(private readonly flag: (invariant: string, detail: string) => void) {}
 
-  /** A datanode core calls Heartbeat with `request`; `stats` is its replicaStats() at that moment. */
-  sent(request: unknown, stats: readonly ReplicaStat__Output[]): void {
+  /**
+   * A datanode core calls Heartbeat with `request`; `stats` is its replicaStats() at that moment.
+   * `reported`: the stats the core built the report from (DatanodeCore.reportedStats: stats
+   * rebuilt only for the replicas the region server marked as changed). They must be `stats`,
+   * every field, in the same order (the `report stats` checker): a change the region server did
+   * not mark would leave an old stat in the report.
+   */
+  sent(request: unknown, stats: readonly ReplicaStat__Output[], reported?: readonly ReplicaStat__Output[]): void {
     const r = request as ReportFieldsSeen;
     const incarnation = String(r.report_incarnation ?? '0');
+    if (reported !== undefined) {
+      this.counts.statsCompared++;
+      const differs: string[] = [];
+      if (reported.length !== stats.length) differs.push(`${reported.length} stats reported, ${stats.length} replicas hosted`);
+      for (let i = 0; i < Math.min(reported.length, stats.length) && differs.length < 3; i++) {
+        const a = JSON.stringify(reported[i]);
+        const b = JSON.stringify(stats[i]);
+        if (a !== b) differs.push(`reported ${a} but the replica is now ${b}`);
+      }
+      if (differs.length > 0) this.flag('report stats', `a heartbeat's report ${String(r.report_seq ?? '?')} of incarnation ${incarnation} was built from stats that are not the replicas' now: ${differs.join('; ')}`);
+    }
     if (incarnation === '0') return;
     if (String(r.report_base_seq ?? '0') === '0') this.counts.fullReports++;
     else this.counts.deltaReports++;

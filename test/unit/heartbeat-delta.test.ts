@@ -326,9 +326,22 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
     // Not acknowledged (the answer was lost): the next delta is still on report 1.
     const third = tracker.next([moved]);
     expect(third.fields).to.deep.include({ report_seq: '3', report_base_seq: '1' });
+    expect(third.fields.replicas).to.deep.equal([moved]);
+    // The same stats as the last report (here the same object): its region map is reused, not built again.
+    expect(third.stats).to.equal(second.stats);
     expect(tracker.answered(third, { report_seq_applied: '3' })).to.equal(false);
-    const fourth = tracker.next([moved]);
+    // An equal stat in a new object counts as the same too; the base is that map: nothing to send.
+    const fourth = tracker.next([{ ...moved, voters: [...moved.voters] }]);
+    expect(fourth.stats).to.equal(third.stats);
     expect(fourth.fields).to.deep.include({ report_base_seq: '3', replicas: [], removed_region_ids: [] });
+    // A changed stat: a new map, and the change sent.
+    const changedAgain = { ...moved, memtable_bytes: String(Number(moved.memtable_bytes) + 1) };
+    const probe = new ReportTracker(8, 100);
+    const p1 = probe.next([moved]);
+    probe.answered(p1, { report_seq_applied: String(p1.seq) });
+    const p2 = probe.next([changedAgain]);
+    expect(p2.stats).to.not.equal(p1.stats);
+    expect(p2.fields.replicas).to.deep.equal([changedAgain]);
     // Asked for a full report: the next one is full.
     expect(tracker.answered(fourth, { full_report_needed: true })).to.equal(true);
     const fifth = tracker.next([moved]);

@@ -172,3 +172,68 @@ describe('router: any node accepts any rows (issue 18)', () => {
     expect(await scan(57)).to.deep.equal(expected.slice(0, 57).map((r) => r['v']));
   });
 });
+
+// After a leader's node dies, the parts forwarded for its regions wait out backoffs (50 ms,
+// doubling to 500 ms) between attempts; the election here ends sooner than that. A part waiting
+// is woken when this node's replica of the region sees its leader change, and tries again at once.
+describe('router: a leader change here cuts a part\'s backoff short', () => {
+  const region = makeRegionId(schema.tableId, 0);
+  const key = (() => {
+    for (let i = 0; ; i++) if (regionOf(i) === region) return i;
+  })();
+
+  /** A node that does not lead `region` until `elect()`; `leaderChange` as the Database service gives it (unless `watch` is false). */
+  function electing(watch: boolean) {
+    let leads = false;
+    let attempts = 0;
+    const waiters = new Set<() => void>();
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => schema,
+      leads: () => leads,
+      leaderAddr: async () => {
+        attempts++;
+        return undefined; // no leader known: UNAVAILABLE, retried under the request id
+      },
+      write: async () => ({ version: '9', rows_written: 1 }),
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+      ...(watch
+        ? {
+            leaderChange: () => {
+              let wake!: () => void;
+              const changed = new Promise<void>((r) => (wake = r));
+              waiters.add(wake);
+              return { changed, cancel: () => waiters.delete(wake) };
+            },
+          }
+        : {}),
+    };
+    const elect = () => {
+      leads = true;
+      for (const w of [...waiters]) w();
+      waiters.clear();
+    };
+    return { local, elect, attempts: () => attempts, waiting: () => waiters.size };
+  }
+
+  for (const watch of [true, false]) {
+    it(watch ? 'woken by the leader change: applied within a few ms of it' : 'without the watch (the check can fail): the backoff runs its course', async () => {
+      const { local, elect, attempts } = electing(watch);
+      const write = new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, FAR());
+      // Attempts at 0, 50, 150 and 350 ms; the next not before 750 ms. Elect during the 400 ms pause.
+      const started = Date.now();
+      while (attempts() < 4 && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 30));
+      const electedAt = Date.now();
+      elect();
+      const res = (await write) as { version: string };
+      const afterMs = Date.now() - electedAt;
+      expect(res.version).to.equal('9');
+      if (watch) expect(afterMs, 'ms from the leader change to the write applied').to.be.below(100);
+      else expect(afterMs, 'ms from the leader change to the write applied').to.be.above(250);
+    });
+  }
+});

@@ -74,6 +74,29 @@ function goToolsMissing(): string | undefined {
   return undefined;
 }
 
+/**
+ * Runs a client of another language (test/clients/<language>) to its end (killed after 120 s)
+ * and checks the JSON summary it prints last: every row read back once, in key order, the timed
+ * out request retried by its id, the repeat answered from the dedup records, the limit a prefix.
+ */
+async function expectClientChecksHeld(language: string, command: string, args: string[]): Promise<void> {
+  const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+  expect(result.code, `${language} client failed:\n${result.stdout}\n${result.stderr}`).to.equal(0);
+  const summary = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  expect(summary).to.include({ read: ROWS, distinct: ROWS, every_row_once: true, ordered: true, timed_out: 1, dedup_same_versions: true, limit_is_prefix: true });
+}
+
 describe('integration: any datanode accepts any rows (issue 18)', function () {
   this.timeout(240_000);
   const cluster = new LocalCluster();
@@ -278,21 +301,7 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
       expect(gen.status, `protoc: ${gen.stderr}`).to.equal(0);
       const script = join(ROOT, 'test', 'clients', 'python', 'any_node_client.py');
       const args = [script, '--stubs', stubs, '--write', cluster.datanodeAddr(WRITER), '--read', cluster.datanodeAddr(READER), '--table', PY_TABLE, '--rows', String(ROWS), '--per-request', String(PER_REQUEST)];
-      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-        const child = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-        child.on('close', (code) => {
-          clearTimeout(timer);
-          done({ code, stdout, stderr });
-        });
-      });
-      expect(result.code, `python client failed:\n${result.stdout}\n${result.stderr}`).to.equal(0);
-      const summary = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-      expect(summary).to.include({ read: ROWS, distinct: ROWS, every_row_once: true, ordered: true, timed_out: 1, dedup_same_versions: true, limit_is_prefix: true });
+      await expectClientChecksHeld('python', PYTHON, args);
     } finally {
       rmSync(stubs, { recursive: true, force: true });
     }
@@ -321,21 +330,7 @@ describe('integration: any datanode accepts any rows (issue 18)', function () {
       const build = spawnSync('go', ['build', '-o', binary, 'anynodeclient'], { cwd: work, env, encoding: 'utf8', timeout: 180_000 });
       expect(build.status, `go build: ${build.stderr}`).to.equal(0);
       const args = ['-write', cluster.datanodeAddr(WRITER), '-read', cluster.datanodeAddr(READER), '-table', GO_TABLE, '-rows', String(ROWS), '-per-request', String(PER_REQUEST)];
-      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done) => {
-        const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-        child.on('close', (code) => {
-          clearTimeout(timer);
-          done({ code, stdout, stderr });
-        });
-      });
-      expect(result.code, `go client failed:\n${result.stdout}\n${result.stderr}`).to.equal(0);
-      const summary = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-      expect(summary).to.include({ read: ROWS, distinct: ROWS, every_row_once: true, ordered: true, timed_out: 1, dedup_same_versions: true, limit_is_prefix: true });
+      await expectClientChecksHeld('go', binary, args);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -66,15 +66,16 @@ interface Health {
 /**
  * A cluster for one describe, with one process's data dir to be put on a tmpfs by the describe:
  * skipped (saying why) unless root; afterwards that process is stopped and the tmpfs unmounted
- * before the cluster and its data dir go (a mount point cannot be removed).
+ * before the cluster and its data dir go (a mount point cannot be removed). The stop is a kill -9,
+ * as the cluster's own teardown (LocalCluster.stop), unless a test failed and the data is kept.
  */
-function clusterWithTmpfs(stopOwner: (c: LocalCluster) => Promise<void>, deadlineMs: number, datanodeToml?: string) {
+function clusterWithTmpfs(stopOwner: (c: LocalCluster, signal: NodeJS.Signals) => Promise<void>, deadlineMs: number, datanodeToml?: string) {
   const t = { cluster: undefined as LocalCluster | undefined, mounted: undefined as string | undefined, client: undefined as unknown as RegionDbClient, failed: false };
   afterEach(function () {
     if (this.currentTest?.state === 'failed') t.failed = true;
   });
   after(async () => {
-    if (t.cluster) await stopOwner(t.cluster);
+    if (t.cluster) await stopOwner(t.cluster, t.failed || process.env['KEEP_DATA'] ? 'SIGTERM' : 'SIGKILL');
     if (t.mounted) execFileSync('umount', [t.mounted]);
     await t.cluster?.stop({ keepData: t.failed });
   });
@@ -93,8 +94,8 @@ function clusterWithTmpfs(stopOwner: (c: LocalCluster) => Promise<void>, deadlin
 
 describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', function () {
   this.timeout(300_000);
-  const t = clusterWithTmpfs(async (c) => {
-    if (c.datanodes[FULL]) await c.stopDatanode(FULL);
+  const t = clusterWithTmpfs(async (c, signal) => {
+    if (c.datanodes[FULL]) await c.stopDatanode(FULL, signal);
   }, 15_000);
 
   before(async () => {
@@ -161,8 +162,8 @@ describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', func
 
 describe('integration: a metasrv whose disk fills up (its catalog cannot be written)', function () {
   this.timeout(180_000);
-  const t = clusterWithTmpfs(async (c) => {
-    if (c.metasrv) await c.stopMetasrv();
+  const t = clusterWithTmpfs(async (c, signal) => {
+    if (c.metasrv) await c.stopMetasrv(signal);
   }, 10_000);
 
   before(async () => {
@@ -225,8 +226,8 @@ describe('integration: a metasrv whose disk fills up (its catalog cannot be writ
 describe('integration: the object store runs out of space (a local directory store on a full disk)', function () {
   this.timeout(240_000);
   const t = clusterWithTmpfs(
-    async (c) => {
-      for (let i = 0; i < 3; i++) if (c.isRunning(i)) await c.stopDatanode(i);
+    async (c, signal) => {
+      for (let i = 0; i < 3; i++) if (c.isRunning(i)) await c.stopDatanode(i, signal);
     },
     5_000,
     `[engine]\nflush_bytes = 131072\nregion_memtable_limit_bytes = 1048576`,

@@ -428,12 +428,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // Planted metasrv bugs (test/sim/sim-metasrv-bugs.ts, sim-spurious-bugs.ts), each through a protected seam of the core.
     for (const { bug, faults, from, wanted, why } of [
       // Finding 1 without store ids: the wiped node's replicas are reopened under their old peer
-      // ids at registration. Since the simulator runs the datanode's own core, seed 6 is the
-      // first to fail (set: an acknowledged add lost); seeds 1–5 pass. Searched from 5.
-      { bug: 'store-ids-ignored', faults: ['wipe'], from: 5, wanted: ['state machine safety', 'linearizability', 'set (no acknowledged add lost)'], why: 'a wiped node reopened under its old peer ids (finding 1)' },
+      // ids at registration. Since the simulator runs the datanode's own core, seed 6 was the
+      // first to fail (set: an acknowledged add lost); at aa62da4's traces seed 20 is (state
+      // machine safety; seeds 1–19 pass). Searched from 19.
+      { bug: 'store-ids-ignored', faults: ['wipe'], from: 19, wanted: ['state machine safety', 'linearizability', 'set (no acknowledged add lost)'], why: 'a wiped node reopened under its old peer ids (finding 1)' },
       // Finding M8: a failover that waits for a leader off the failed node stays running while the
-      // restarted node leads again. Searched from 3 (seed 4).
-      { bug: 'failover-elsewhere', faults: [], from: 3, wanted: ['liveness'], why: 'a failover that does not accept a leader on the restarted node (M8)' },
+      // restarted node leads again. Searched from 3 it found seed 4; at aa62da4's traces seed 18
+      // (seeds 3–17 pass), so searched from 17.
+      { bug: 'failover-elsewhere', faults: [], from: 17, wanted: ['liveness'], why: 'a failover that does not accept a leader on the restarted node (M8)' },
       // Finding M5's save chain: after one failed catalog save every later one fails, so the
       // metasrv never acts again until restarted. Seed 1 (a repair stuck at allocate).
       { bug: 'saves-poisoned', faults: ['corrupt', 'wipe', 'catalog'], from: 1, wanted: ['liveness', 'catalog placement'], why: 'catalog saves failing forever after one failed (M5)' },
@@ -652,9 +654,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // (test/sim/sim-gc-key-age.ts): GC judges an SST's age by the wall-clock time in its key and
     // does not keep what a pending edit or an upload in flight names, so an edit that commits
     // later names a deleted SST. Without extra faults seed 150 is the first (seeds 1–149 pass;
-    // the checker: referenced object missing, at the end); with `clock` seed 198 (seeds 1–197
-    // pass; referenced object deleted). Searched from just below each.
-    for (const [faults, from] of [[[], 149], [['clock'], 197]] as const) {
+    // the checker: referenced object missing, at the end); with `clock` seed 225 since the engine
+    // traces changed (a search from 1 at aa62da4: seeds 1–224 pass; referenced object missing; it
+    // was seed 198 at e34e81d). Searched from just below each: from 197, the `clock` search spent
+    // 28 seeds (about 19 s of make test) reaching 225.
+    for (const [faults, from] of [[[], 149], [['clock'], 224]] as const) {
       it(`the checkers can fail: GC judging SST age by the wall time in the key (planted, 4a) is found within 2,000 seeds${faults.length > 0 ? ` (faults ${faults.join(',')})` : ''}`, async () => {
         const planted: Partial<ClusterSimOptions> = { ...engine, faults, gcBug: 'gc-by-key-age' };
         const caught = await firstViolation(planted, safety, from);
@@ -667,8 +671,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     }
 
     // Finding 8a in engine mode (writes retried with the same request id; a NOT_FOUND ends the
-    // write as the client library's does). Seed 8 is the first (seeds 1–7 pass); searched from 7.
-    itFindsCloseFailsProposed(engine, 7);
+    // write as the client library's does). Seed 8 was the first when this was written (seeds 1–7
+    // passed); at aa62da4's traces the search from 7 finds seed 12 (seeds 7–11 pass), so it
+    // starts at 11.
+    itFindsCloseFailsProposed(engine, 11);
 
     // Issue 14's finding 8c in the simulator's client model (the retry rule of src/client/client.ts,
     // re-stated in cluster-sim.ts): a write whose earlier attempt's outcome was unknown is

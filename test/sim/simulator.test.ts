@@ -1,11 +1,11 @@
-// The deterministic simulator as a test suite. SIM_SEEDS (default 300) seeds run in `make test`;
+// The deterministic simulator as a test suite. SIM_SEEDS (default 100) seeds run in `make test`;
 // `make test-sim SEEDS=10000` runs a campaign; `SEED=n make test-sim` replays one seed and prints
 // its trace hash (identical on every run).
 import { expect } from 'chai';
 import { type SimOptions, SimulationViolation, defaultSimOptions, runSeed } from './simulator.js';
 
 const envSeed = process.env['SIM_SEED'];
-const seedCount = Number(process.env['SIM_SEEDS'] || 300);
+const seedCount = Number(process.env['SIM_SEEDS'] || 100);
 const firstSeed = Number(process.env['SIM_FIRST_SEED'] || 1);
 
 describe('deterministic simulator', function () {

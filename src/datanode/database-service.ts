@@ -45,6 +45,9 @@ const DDL_FORWARD_TIMEOUT_MS = 10_000;
 /** Time kept, before the caller's deadline, to send the caller this node's answer. */
 const DDL_FORWARD_ANSWER_MARGIN_MS = 250;
 
+/** The longest a forwarded scan of one region may run (the caller's deadline may cut it shorter). */
+const FORWARDED_SCAN_MS = 30_000;
+
 export class DatabaseService {
   private readonly routeCache = new Map<string, RouteInfo>();
   /** Route lookups in flight, by table (routes() shares them). */
@@ -71,7 +74,7 @@ export class DatabaseService {
       write: (req) => this.write(req),
       delete: (req) => this.delete(req),
       get: (req) => this.get(req),
-      scanRegion: (req, write) => this.scan(req, write),
+      scanRegion: (req, write, info) => this.scan(req, write, info),
     });
   }
 
@@ -125,7 +128,7 @@ export class DatabaseService {
       Write: unary((req, call) => this.router.write(req, callInfo(call)), log),
       Delete: unary((req, call) => this.router.delete(req, callInfo(call)), log),
       Get: unary((req, call) => this.router.get(req, callInfo(call)), log),
-      Scan: serverStream((req, write) => this.router.scan(req, write), log),
+      Scan: serverStream((req, write, call) => this.router.scan(req, write, callInfo(call)), log),
       Batch: (call: grpc.ServerDuplexStream<unknown, unknown>) => this.batch(call),
     };
   }
@@ -464,7 +467,7 @@ export class DatabaseService {
     return found ? { found: true, row: toProtoRow(schema, found.row), version: String(found.version) } : { found: false, version: '0' };
   }
 
-  private async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>): Promise<void> {
+  private async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.schemaOf(table);
     const tagEquals: Record<string, string | number | boolean | null> = {};
@@ -493,7 +496,11 @@ export class DatabaseService {
       if (limit > 0 && remaining <= 0) return;
       await this.refuseIfFailed(table, regionId);
       if (!this.dn.regionServer.replica(regionId)) {
-        emitted += await this.forwardScan(table, regionId, req, remaining, write);
+        // One hop: a scan a datanode forwarded here for a region this node does not host (its
+        // routes were stale) is refused with the leader as this node knows it, never forwarded
+        // again — two nodes whose routes name each other would otherwise pass it back and forth.
+        if (info?.forwarded) throw await this.redirect(table, regionId);
+        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs);
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
         continue;
       }
@@ -528,8 +535,11 @@ export class DatabaseService {
     }
   }
 
-  /** Streams a region hosted elsewhere from a node that hosts it. Returns rows forwarded. */
-  private async forwardScan(table: string, regionId: string, req: ScanRequest, limit: number, write: (chunk: ScanChunk) => Promise<void>): Promise<number> {
+  /**
+   * Streams a region hosted elsewhere from a node that hosts it, by the caller's deadline (at most
+   * FORWARDED_SCAN_MS from now). Returns rows forwarded.
+   */
+  private async forwardScan(table: string, regionId: string, req: ScanRequest, limit: number, write: (chunk: ScanChunk) => Promise<void>, deadlineMs?: number): Promise<number> {
     const redirect = await this.redirect(table, regionId);
     const addr = redirect.details['leaderAddr'];
     if (!addr) throw redirect;
@@ -541,7 +551,7 @@ export class DatabaseService {
       const stream = (client as unknown as { Scan(r: unknown, m: grpc.Metadata, o: unknown): NodeJS.ReadableStream }).Scan(
         { ...req, region_id: regionId, limit: String(limit) },
         metadata,
-        { deadline: Date.now() + 30_000 },
+        { deadline: Math.min(deadlineMs ?? Number.POSITIVE_INFINITY, Date.now() + FORWARDED_SCAN_MS) },
       );
       for await (const chunk of stream as AsyncIterable<ScanChunk>) {
         forwarded += chunk.rows.length;

@@ -2,7 +2,8 @@
 // split by region and each part goes to its region's leader — applied here when this node leads
 // the region, otherwise forwarded over a Database.Batch stream to the leader. The forwarded call
 // carries the caller's `authorization` header and FORWARDED_BY_KEY, so the leader authorizes the
-// caller itself (a node certificate grants nothing on a forwarded call) and never forwards again.
+// caller itself (a node certificate grants nothing on a forwarded call) and never forwards again
+// (scans included).
 // Deadlines: each forwarded operation waits at most until the caller's deadline (and the
 // server's own limits.serverCallMsMax).
 //
@@ -77,8 +78,12 @@ export interface LocalDatabase {
   write(req: WriteRequest): Promise<WriteResponse>;
   delete(req: DeleteRequest): Promise<DeleteResponse>;
   get(req: GetRequest): Promise<GetResponse>;
-  /** One region's scan (req.region_id set), or a forwarded one. */
-  scanRegion(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>): Promise<void>;
+  /**
+   * One region's scan (req.region_id set), here or from a node that hosts it; `info`: the
+   * caller's deadline, and whether a datanode forwarded this call (then it is never forwarded
+   * again: one hop, as for writes and gets).
+   */
+  scanRegion(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void>;
 }
 
 interface PartResult {
@@ -317,15 +322,15 @@ export class Router {
    * one-chunk handoff, and the rows are merged in primary-key order (each region's rows already
    * are), at most `limit` of them. One region's scan alone passes through unchanged.
    */
-  async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>): Promise<void> {
-    if (req.region_id) return this.local.scanRegion(req, write);
+  async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void> {
+    if (req.region_id) return this.local.scanRegion(req, write, info);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.local.schemaOf(table);
-    if (schema.regionCount === 1) return this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, 0) }, write);
+    if (schema.regionCount === 1) return this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, 0) }, write, info);
     const limit = Number(req.limit ?? 0);
     const sources = Array.from({ length: schema.regionCount }, (_, n) => {
       const handoff = new Handoff<ScanChunk>();
-      void this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, n) }, (chunk) => handoff.push(chunk)).then(
+      void this.local.scanRegion({ ...req, region_id: makeRegionId(schema.tableId, n) }, (chunk) => handoff.push(chunk), info).then(
         () => handoff.finish(),
         (err: unknown) => handoff.finish(err),
       );

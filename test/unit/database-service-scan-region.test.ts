@@ -64,3 +64,36 @@ describe('datanode: a Scan of one region checks the region belongs to the table 
     svc.close();
   });
 });
+
+describe('datanode: a forwarded Scan is never forwarded again (one hop)', () => {
+  type Scan = (r: ScanRequest, w: (c: ScanChunk) => Promise<void>, info?: { forwarded: boolean; deadlineMs: number }) => Promise<void>;
+  /** The service with its forwardScan replaced by a recorder: which calls would have gone to another node, by which deadline. */
+  function recording(): { svc: DatabaseService; scan: Scan; forwards: { regionId: string; deadlineMs: number | undefined }[] } {
+    const svc = service();
+    const forwards: { regionId: string; deadlineMs: number | undefined }[] = [];
+    const inner = svc as unknown as { scan: Scan; forwardScan: (...a: unknown[]) => Promise<number> };
+    inner.forwardScan = async (_table, regionId, _req, _limit, _write, deadlineMs) => {
+      forwards.push({ regionId: regionId as string, deadlineMs: deadlineMs as number | undefined });
+      return 0;
+    };
+    return { svc, scan: inner.scan.bind(svc), forwards };
+  }
+  const MY_REGION = makeRegionId(mine.tableId, 0); // not hosted here
+
+  it('a region this node does not host is refused when the call was forwarded to it, and forwarded (by the caller\'s deadline) when not', async () => {
+    const { svc, scan, forwards } = recording();
+    let error: unknown;
+    try {
+      await scan({ table: 'mine', region_id: MY_REGION, consistency: 'LINEARIZABLE' }, async () => {}, { forwarded: true, deadlineMs: Date.now() + 5000 });
+    } catch (err) {
+      error = err;
+    }
+    expect(forwards, 'forwarded again').to.deep.equal([]);
+    expect(isRegionDbError(error), String(error)).to.equal(true);
+    // A call from a client (not forwarded) goes to a node that hosts the region, by the caller's deadline.
+    const deadlineMs = Date.now() + 5000;
+    await scan({ table: 'mine', region_id: MY_REGION, consistency: 'LINEARIZABLE' }, async () => {}, { forwarded: false, deadlineMs });
+    expect(forwards).to.deep.equal([{ regionId: MY_REGION, deadlineMs }]);
+    svc.close();
+  });
+});

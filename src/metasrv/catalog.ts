@@ -102,6 +102,12 @@ export function regionWithId(catalog: CatalogState, regionId: string): RegionDef
   return Object.hasOwn(catalog.regions, regionId) ? catalog.regions[regionId] : undefined;
 }
 
+/** When the region of that id was dropped, if the catalog remembers it (own entries only, as tableNamed). */
+export function droppedAt(catalog: CatalogState, regionId: string): number | undefined {
+  const dropped = catalog.droppedRegions;
+  return dropped !== undefined && Object.hasOwn(dropped, regionId) ? dropped[regionId] : undefined;
+}
+
 /** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */
 export function makeRegionId(tableId: number, regionNumber: number): string {
   return ((BigInt(tableId) << 32n) | BigInt(regionNumber)).toString();

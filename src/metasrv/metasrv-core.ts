@@ -846,7 +846,7 @@ export class MetasrvCore {
   private unknownRegionInfos(): RegionInfo[] {
     const out: RegionInfo[] = [];
     for (const [regionId, problems] of this.problems) {
-      if (this.catalog.regions[regionId]) continue;
+      if (regionWithId(this.catalog, regionId)) continue;
       const peers: { peer_id: string; node_id: string; addr: string }[] = [];
       for (const [nodeId, replicas] of this.liveReports()) {
         const r = replicas.get(regionId);
@@ -1163,7 +1163,7 @@ export class MetasrvCore {
     // Every replica of the view, as a full report would list them (the same decisions whether the
     // view came from a full report or from deltas).
     for (const seen of use.report.replicas.values()) {
-      const region = this.catalog.regions[seen.regionId];
+      const region = regionWithId(this.catalog, seen.regionId);
       if (region && !region.bootstrapped && seen.appliedIndex > 0) {
         // From now on a replica opened anywhere must get its state from the others (or from
         // `regiondb recover`), never start the region afresh: that would serve it empty.

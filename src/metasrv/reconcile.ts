@@ -16,7 +16,7 @@
 //      reported as a problem for `regiondb status`.
 //   R4 A replica marked lost (its store was replaced, or it reported itself failed) is never
 //      opened again under its peer id: a repair-replica procedure replaces it.
-import { type CatalogState, type RegionDef, type ReplicaPlacement, regionList } from './catalog.js';
+import { type CatalogState, type RegionDef, type ReplicaPlacement, droppedAt, regionList, regionWithId } from './catalog.js';
 import type { ObservedReplica } from './procedures/procedure.js';
 
 /** What each live datanode reported in its last heartbeat: node id → region id → replica. */
@@ -130,7 +130,7 @@ export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: 
   // Regions the datanodes host that this catalog does not know (R1: left alone).
   for (const [nodeId, replicas] of nodes) {
     for (const r of replicas.values()) {
-      if (catalog.regions[r.regionId] || catalog.droppedRegions?.[r.regionId] !== undefined) continue;
+      if (regionWithId(catalog, r.regionId) || droppedAt(catalog, r.regionId) !== undefined) continue;
       addProblem(problems, r.regionId, `peer ${r.peerId} on node ${nodeId} is not in the catalog (catalog lost or restored from an older copy?); left alone`);
     }
   }
@@ -204,8 +204,8 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
 
 /** Why a hosted replica may be destroyed (R1), or undefined to keep it. */
 export function destroyReason(catalog: CatalogState, nodeId: number, seen: ObservedReplica, reports: Reports): string | undefined {
-  const region: RegionDef | undefined = catalog.regions[seen.regionId];
-  if (!region) return catalog.droppedRegions?.[seen.regionId] !== undefined ? 'its table was dropped' : undefined;
+  const region: RegionDef | undefined = regionWithId(catalog, seen.regionId);
+  if (!region) return droppedAt(catalog, seen.regionId) !== undefined ? 'its table was dropped' : undefined;
   if (region.replicas.some((p) => p.peerId === seen.peerId && p.nodeId === nodeId)) return undefined;
   const group = groupOf(seen.regionId, reports);
   if (!group) return undefined;

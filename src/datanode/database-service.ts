@@ -22,7 +22,7 @@ import {
 import { str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
 import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
-import { MALFORMED, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
+import { MALFORMED, callCancelled, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
 import type { BatchRequestObject } from '../rpc/batch-wire.js';
 import type {
   CreateTableResponse__Output,
@@ -128,7 +128,7 @@ export class DatabaseService {
       Write: unary((req, call) => this.router.write(req, callInfo(call)), log),
       Delete: unary((req, call) => this.router.delete(req, callInfo(call)), log),
       Get: unary((req, call) => this.router.get(req, callInfo(call)), log),
-      Scan: serverStream((req, write, call) => this.router.scan(req, write, callInfo(call)), log),
+      Scan: serverStream((req, write, call, cancelled) => this.router.scan(req, write, { ...callInfo(call), cancelled }), log),
       Batch: (call: grpc.ServerDuplexStream<unknown, unknown>) => this.batch(call),
     };
   }
@@ -500,7 +500,7 @@ export class DatabaseService {
         // routes were stale) is refused with the leader as this node knows it, never forwarded
         // again — two nodes whose routes name each other would otherwise pass it back and forth.
         if (info?.forwarded) throw await this.redirect(table, regionId);
-        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs);
+        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs, info?.cancelled);
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
         continue;
       }
@@ -515,6 +515,8 @@ export class DatabaseService {
       const release = this.dn.flusher.leases.acquire(state.ssts.map((s) => s.key));
       try {
         for await (const r of state.scan({ ...options, ...(remaining > 0 ? { limit: remaining } : {}) })) {
+          // write() stops a cancelled scan at its next message; this, one that filters out every row.
+          if (info?.cancelled?.aborted) throw callCancelled();
           if (emitted >= limits.scanRowsPerRequestMax) throw scanTooLarge();
           rows.push(toProtoRow(schema, r.row));
           versions.push(String(r.version));
@@ -537,18 +539,32 @@ export class DatabaseService {
 
   /**
    * Streams a region hosted elsewhere from a node that hosts it, by the caller's deadline (at most
-   * FORWARDED_SCAN_MS from now). Returns rows forwarded.
+   * FORWARDED_SCAN_MS from now). Returns rows forwarded. The call upstream is cancelled when this
+   * one ends for any reason — the caller cancelled (`cancelled`), a write failed — so the node
+   * serving it stops reading too.
    */
-  private async forwardScan(table: string, regionId: string, req: ScanRequest, limit: number, write: (chunk: ScanChunk) => Promise<void>, deadlineMs?: number): Promise<number> {
+  private async forwardScan(
+    table: string,
+    regionId: string,
+    req: ScanRequest,
+    limit: number,
+    write: (chunk: ScanChunk) => Promise<void>,
+    deadlineMs?: number,
+    cancelled?: AbortSignal,
+  ): Promise<number> {
     const redirect = await this.redirect(table, regionId);
     const addr = redirect.details['leaderAddr'];
     if (!addr) throw redirect;
+    if (cancelled?.aborted) throw callCancelled();
     const client = makeClient('Database', addr, { credentials: this.dn.peerCredentials });
     let forwarded = 0;
+    let stream: grpc.ClientReadableStream<ScanChunk> | undefined;
+    const cancelUpstream = () => stream?.cancel();
+    cancelled?.addEventListener('abort', cancelUpstream);
     try {
       const metadata = new grpc.Metadata();
       metadata.set(FORWARDED_BY_KEY, String(this.dn.nodeId)); // the receiving node checks the caller, not this node
-      const stream = (client as unknown as { Scan(r: unknown, m: grpc.Metadata, o: unknown): NodeJS.ReadableStream }).Scan(
+      stream = (client as unknown as { Scan(r: unknown, m: grpc.Metadata, o: unknown): grpc.ClientReadableStream<ScanChunk> }).Scan(
         { ...req, region_id: regionId, limit: String(limit) },
         metadata,
         { deadline: Math.min(deadlineMs ?? Number.POSITIVE_INFINITY, Date.now() + FORWARDED_SCAN_MS) },
@@ -558,8 +574,11 @@ export class DatabaseService {
         await write(chunk);
       }
     } catch (err) {
+      if (cancelled?.aborted) throw callCancelled();
       throw fromGrpcError(err);
     } finally {
+      cancelled?.removeEventListener('abort', cancelUpstream);
+      stream?.cancel(); // a no-op once the call has ended; otherwise (a write failed) the other node stops too
       client.close();
     }
     return forwarded;

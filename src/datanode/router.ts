@@ -43,6 +43,8 @@ export interface CallInfo {
   readonly forwarded: boolean;
   /** The caller's deadline (ms since the epoch), capped by the server's own. */
   readonly deadlineMs: number;
+  /** Aborted when the caller cancels the call (scans: stop reading, cancel what was forwarded). */
+  readonly cancelled?: AbortSignal;
 }
 
 /**

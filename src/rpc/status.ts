@@ -259,23 +259,41 @@ export function failStream(call: grpc.ServerWritableStream<unknown, unknown> | g
   call.emit('error', Object.assign(new Error(error.details ?? 'error'), error));
 }
 
-/** Server-streaming methods: write chunks, end, or emit a mapped error. */
+/**
+ * What `write` of a server-streaming call rejects with once the caller has cancelled the call
+ * (or its deadline passed): the handler stops reading at its next message instead of producing
+ * the rest for nobody. Nothing of it reaches the caller, who has gone.
+ */
+export function callCancelled(): RegionDbError {
+  return new RegionDbError(ErrorCode.Unavailable, 'the caller cancelled the call');
+}
+
+/**
+ * Server-streaming methods: write chunks, end, or emit a mapped error. The handler gets a
+ * signal aborted when the caller cancels (for the waits that write does not cover: a forwarded
+ * call upstream, a long stretch of filtered-out rows), and `write` rejects with callCancelled()
+ * on a cancelled call (grpc-js accepts writes to a cancelled call and drops them).
+ */
 export function serverStream<Req, Res>(
-  handler: (request: Req, write: (chunk: Res) => Promise<void>, call: grpc.ServerWritableStream<Req, Res>) => Promise<void>,
+  handler: (request: Req, write: (chunk: Res) => Promise<void>, call: grpc.ServerWritableStream<Req, Res>, cancelled: AbortSignal) => Promise<void>,
   log: Logger,
 ): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
+    const abort = new AbortController();
+    if (call.cancelled) abort.abort();
+    else call.once('cancelled', () => abort.abort());
     // Backpressure with a bound: a reader that stops taking messages (or goes away) must not
     // hold the handler, and what it iterates over, forever.
     const write = (chunk: Res): Promise<void> =>
       new Promise((resolve, reject) => {
-        if (call.cancelled) return resolve();
+        if (call.cancelled) return reject(callCancelled());
         if (call.write(chunk)) return resolve();
         const done = () => {
           clearTimeout(timer);
           call.off('drain', done);
           call.off('cancelled', done);
-          resolve();
+          if (call.cancelled) reject(callCancelled());
+          else resolve();
         };
         const timer = setTimeout(() => {
           call.off('drain', done);
@@ -287,14 +305,15 @@ export function serverStream<Req, Res>(
       });
     const finished = observeCall(call);
     const fail = (err: unknown) => {
+      if (call.cancelled) return finished(grpc.status.CANCELLED); // nobody to answer
       const error = toServiceError(err, log);
       finished(error.code ?? grpc.status.UNKNOWN);
       failStream(call, error);
     };
     const malformed = malformedError(call.request);
     if (malformed) return fail(malformed);
-    handler(call.request, write, call).then(() => {
-      finished(grpc.status.OK);
+    handler(call.request, write, call, abort.signal).then(() => {
+      finished(call.cancelled ? grpc.status.CANCELLED : grpc.status.OK);
       call.end();
     }, fail);
   };

@@ -539,9 +539,14 @@ export class DatabaseService {
 
   /**
    * Streams a region hosted elsewhere from a node that hosts it, by the caller's deadline (at most
-   * FORWARDED_SCAN_MS from now). Returns rows forwarded. The call upstream is cancelled when this
-   * one ends for any reason — the caller cancelled (`cancelled`), a write failed — so the node
-   * serving it stops reading too.
+   * FORWARDED_SCAN_MS from now). Returns rows forwarded.
+   *
+   * A node with stale routes of its own refuses the forwarded scan with NOT_LEADER rather than
+   * forwarding it again (R3). That refusal comes before the node sends anything, so while nothing
+   * of this region has been passed on, the scan is sent once more: to the leader fresh routes
+   * from the metasrv name, else to the one the refusal names — never to the node that refused.
+   * Once a message has been passed on, a failure is the caller's (a second node would send the
+   * region again from its start).
    */
   private async forwardScan(
     table: string,
@@ -553,8 +558,43 @@ export class DatabaseService {
     cancelled?: AbortSignal,
   ): Promise<number> {
     const redirect = await this.redirect(table, regionId);
-    const addr = redirect.details['leaderAddr'];
-    if (!addr) throw redirect;
+    const first = redirect.details['leaderAddr'];
+    if (!first) throw redirect;
+    let passedOn = false;
+    const passOn = (chunk: ScanChunk) => {
+      passedOn = true;
+      return write(chunk);
+    };
+    try {
+      return await this.scanFrom(first, regionId, req, limit, passOn, deadlineMs, cancelled);
+    } catch (err) {
+      if (passedOn || cancelled?.aborted || !isRegionDbError(err, ErrorCode.NotLeader)) throw err;
+      const next = await this.otherScanAddr(table, regionId, first, err);
+      if (!next) throw err;
+      return await this.scanFrom(next, regionId, req, limit, write, deadlineMs, cancelled);
+    }
+  }
+
+  /** Where to send again a forwarded scan the node at `refusedBy` refused: fresh routes' leader, else the refusal's hint; never `refusedBy`. */
+  private async otherScanAddr(table: string, regionId: string, refusedBy: string, refusal: RegionDbError): Promise<string | undefined> {
+    await this.routes(table, true).catch(() => undefined); // refreshes the cache redirect() reads
+    const fresh = (await this.redirect(table, regionId)).details['leaderAddr'];
+    return [fresh, refusal.details['leaderAddr']].find((a) => a !== undefined && a !== '' && a !== refusedBy);
+  }
+
+  /**
+   * One forwarded scan call to the node at `addr`. The call is cancelled when this one ends for
+   * any reason — the caller cancelled (`cancelled`), a write failed — so that node stops too.
+   */
+  private async scanFrom(
+    addr: string,
+    regionId: string,
+    req: ScanRequest,
+    limit: number,
+    write: (chunk: ScanChunk) => Promise<void>,
+    deadlineMs?: number,
+    cancelled?: AbortSignal,
+  ): Promise<number> {
     if (cancelled?.aborted) throw callCancelled();
     const client = makeClient('Database', addr, { credentials: this.dn.peerCredentials });
     let forwarded = 0;

@@ -4,7 +4,7 @@
 import { Level } from 'level';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { type CatalogState, emptyCatalog } from './catalog.js';
+import { type CatalogState, emptyCatalog, ownMap, withOwnMaps } from './catalog.js';
 import { readProcedureRecords } from './procedures/record.js';
 
 const CATALOG_KEY = 'catalog';
@@ -44,7 +44,7 @@ export function decodeCatalog(bytes: Uint8Array, where: string): CatalogState {
   if (!isMap(s) || typeof s['clusterId'] !== 'string' || !isMap(s['tables']) || !isMap(s['regions']) || !isMap(s['nodes'])) {
     throw corrupt(where, 'not a catalog (clusterId, tables, regions, nodes)');
   }
-  return state as CatalogState;
+  return withOwnMaps(state as CatalogState);
 }
 
 /**
@@ -56,8 +56,8 @@ export function decodeCatalog(bytes: Uint8Array, where: string): CatalogState {
  */
 export function upgradeCatalog(state: CatalogState): CatalogState {
   const { procedures, unreadable } = readProcedureRecords(state.procedures as unknown); // catalogs written before procedures existed: none
-  state.procedures = procedures;
-  if (Object.keys(unreadable).length > 0) state.unreadableProcedures = { ...state.unreadableProcedures, ...unreadable };
+  state.procedures = ownMap(procedures);
+  if (Object.keys(unreadable).length > 0) state.unreadableProcedures = ownMap({ ...state.unreadableProcedures, ...unreadable });
   state.nextProcedureId ??= 1;
   for (const region of Object.values(state.regions)) region.bootstrapped ??= true; // written before the flag: long opened
   return state;

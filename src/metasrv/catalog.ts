@@ -85,13 +85,43 @@ export interface CatalogState {
 
 export const REPLICATION_FACTOR = 3;
 
+/**
+ * A keyed map of the catalog (`tables`, `regions`, `nodes`, `procedures`, `droppedRegions`,
+ * `createTokens`, `unreadableProcedures`): an object without a prototype, holding `entries` in
+ * their order. Its keys come from outside — table names from clients, region and node ids from
+ * heartbeats — and with no prototype, no key (`constructor`, `toString`, `__proto__`) reads an
+ * inherited member, whatever lookup a caller writes. JSON.stringify writes it exactly as it
+ * writes a plain object with the same entries, so the stored catalog's bytes are unchanged.
+ */
+export function ownMap<V>(entries?: Readonly<Record<string, V>>): Record<string, V> {
+  const map = Object.create(null) as Record<string, V>;
+  if (entries) for (const key of Object.keys(entries)) map[key] = entries[key]!;
+  return map;
+}
+
+const isPlainMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Gives every keyed map of `state` no prototype (ownMap), in place, keeping each map's entries
+ * and order and the catalog's field order: decoded catalogs (catalog-store.ts) pass through it.
+ * A field that is absent stays absent; one that is not an object is left for the decoder's checks.
+ */
+export function withOwnMaps(state: CatalogState): CatalogState {
+  const s = state as unknown as Record<string, unknown>;
+  for (const field of ['tables', 'regions', 'nodes', 'procedures', 'droppedRegions', 'createTokens', 'unreadableProcedures']) {
+    const value = s[field];
+    if (isPlainMap(value)) s[field] = ownMap(value);
+  }
+  return state;
+}
+
 export function emptyCatalog(clusterId: string): CatalogState {
-  return { version: 0, clusterId, nextTableId: 1024, nextPeerId: 1, tables: {}, regions: {}, nodes: {}, procedures: {}, nextProcedureId: 1 };
+  return { version: 0, clusterId, nextTableId: 1024, nextPeerId: 1, tables: ownMap(), regions: ownMap(), nodes: ownMap(), procedures: ownMap(), nextProcedureId: 1 };
 }
 
 /**
- * The table of that name, if the catalog has one. `tables` and `regions` are plain objects: a
- * client-given name such as "constructor" or "__proto__" reads an inherited member, not a table.
+ * The table of that name, if the catalog has one. The catalog's maps have no prototype (ownMap);
+ * the own-entry check stays for catalogs built by hand (tests) with plain objects.
  */
 export function tableNamed(catalog: CatalogState, name: string): TableDef | undefined {
   return Object.hasOwn(catalog.tables, name) ? catalog.tables[name] : undefined;
@@ -200,7 +230,7 @@ export function addTable(
 export function dropTable(catalog: CatalogState, tableName: string, nowMs: number): RegionDef[] {
   if (!tableNamed(catalog, tableName)) throw new RegionDbError(ErrorCode.NotFound, `table ${tableName} does not exist`);
   const regions = regionsOfTable(catalog, tableName);
-  catalog.droppedRegions ??= {};
+  catalog.droppedRegions ??= ownMap();
   for (const r of regions) {
     delete catalog.regions[r.regionId];
     catalog.droppedRegions[r.regionId] = nowMs;

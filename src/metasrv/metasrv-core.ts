@@ -46,7 +46,7 @@ import type {
 import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, ownMap, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
@@ -903,7 +903,7 @@ export class MetasrvCore {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
-    if (token !== '') this.catalog.createTokens = { ...this.catalog.createTokens, [name]: token };
+    if (token !== '') (this.catalog.createTokens ??= ownMap())[name] = token;
     await this.save();
     // Open the replicas now (the heartbeat reconciliation would also do it, within a beat).
     await Promise.all(

@@ -143,6 +143,19 @@ export function makeRegionId(tableId: number, regionNumber: number): string {
   return ((BigInt(tableId) << 32n) | BigInt(regionNumber)).toString();
 }
 
+/** Decimal digits of a uint64, without a leading zero; at most 20 digits (2^64 - 1 has 20). */
+const REGION_ID = /^(?:0|[1-9][0-9]{0,19})$/;
+const UINT64_MAX = (1n << 64n) - 1n;
+
+/**
+ * True when `regionId` is a region id as makeRegionId writes it: a uint64 in canonical decimal.
+ * Anything else (`abc`, `1.5`, `0x10`, ` 12`, `012`, an empty string, 2^64) names no region and
+ * must not reach BigInt or Number, which throw on some and read others as another number.
+ */
+export function isRegionId(regionId: string): boolean {
+  return REGION_ID.test(regionId) && (regionId.length < 20 || BigInt(regionId) <= UINT64_MAX);
+}
+
 /**
  * Every region of the catalog, in the order regionList(catalog) gives. `regions` is an
  * object with thousands of keys, and V8's Object.values over such a dictionary costs 3–5× what

@@ -46,7 +46,7 @@ import type {
 import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, ownMap, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, emptyCatalog, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
@@ -1145,6 +1145,7 @@ export class MetasrvCore {
     checkIdentity(nodeId);
     const node = this.catalog.nodes[nodeId];
     if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
+    refuseMalformedRegionIds(nodeId, req);
     this.hooks.heartbeat?.();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     node.lastHeartbeatMs = this.procedureClock.nowMs();
@@ -1283,4 +1284,19 @@ function unreadableStatus(id: string, record: unknown, error: string) {
     error,
     created_ms: String(typeof r['createdMs'] === 'number' ? r['createdMs'] : 0),
   };
+}
+
+/**
+ * A heartbeat whose report names a region id that is not one (isRegionId) is refused whole,
+ * before anything of it is used: its view would replace the node's, and reconciliation reads
+ * table ids out of every view's region ids (reconcile.ts idFloors), so one such id would fail
+ * every node's heartbeat after it, or be read as another region's number.
+ */
+function refuseMalformedRegionIds(nodeId: number, req: HeartbeatRequest__Output): void {
+  const bad = (req.replicas ?? []).map((r) => r.region_id).find((id) => !isRegionId(id)) ?? (req.removed_region_ids ?? []).find((id) => !isRegionId(id));
+  if (bad === undefined) return;
+  throw new RegionDbError(
+    ErrorCode.InvalidArgument,
+    `node ${nodeId} reported a malformed region id ${JSON.stringify(bad)} (a region id is a uint64 in decimal: table id << 32 | region number); the whole report is refused`,
+  );
 }

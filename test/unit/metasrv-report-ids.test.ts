@@ -1,0 +1,78 @@
+// A datanode's heartbeat names its replicas by region id, a decimal uint64 (table id << 32 |
+// region number). The metasrv read table ids out of reported ids with BigInt: a malformed id
+// ("abc", "1.5") threw out of the heartbeat after the node's view had been replaced by the
+// report, so every later heartbeat — of any node — and every tick threw again; others ("",
+// " 12", "0x10") were read as other numbers. A report naming a malformed id is now refused
+// whole, before anything of it is used, with an error naming the node and the id (leftover 4).
+import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { isRegionId, makeRegionId } from '../../src/metasrv/catalog.js';
+import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+
+const CLUSTER = 'report-ids';
+const NODES = [1, 2, 3];
+const addr = (n: number) => `127.0.0.1:${21_200 + n}`;
+const MALFORMED = ['abc', '1.5', '', ' 12', '0x10', '-1', '012', '1e3', '18446744073709551616', 'toString'];
+
+async function threw(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  return undefined;
+}
+
+describe('metasrv: a heartbeat naming a malformed region id is refused whole (leftover 4)', function () {
+  this.timeout(30_000);
+  let core: MetasrvCore;
+  let regionId: string;
+  const voters: number[] = [];
+  const beat = (n: number, replicas: unknown[], extra: Record<string, unknown> = {}) =>
+    core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}`, ...extra } as never, () => {});
+  /** Node n's report of its replica of the table's region, applied up to index 10. */
+  const valid = (n: number) => replicaReport({ regionId, peerId: voters[n - 1]!, leader: n === 1, leaderNodeId: 1, voters });
+
+  beforeEach(async () => {
+    core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never }, new MemoryCatalog(CLUSTER));
+    for (const n of NODES) {
+      await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, () => {});
+      await beat(n, []);
+    }
+    const route = (await createOneRegionTable(core)).routes![0]!;
+    regionId = route.region_id!;
+    voters.length = 0;
+    for (const p of route.peers ?? []) voters[Number(p.node_id) - 1] = Number(p.peer_id);
+  });
+  afterEach(() => core.halt());
+
+  for (const bad of MALFORMED) {
+    it(`region id ${JSON.stringify(bad)}: INVALID_ARGUMENT naming node and id; nothing of the report used, and the next heartbeats and ticks work`, async () => {
+      const err = await threw(beat(1, [valid(1), { ...valid(1), region_id: bad }]));
+      expect(isRegionDbError(err, ErrorCode.InvalidArgument), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('node 1').and.include(JSON.stringify(bad));
+      // Nothing of it applied: the valid replica's applied state (index 10) would have marked the region bootstrapped.
+      expect(core.catalog.regions[regionId]?.bootstrapped, 'region marked bootstrapped from the refused report').to.equal(false);
+      // The other nodes' heartbeats, the node's own next (valid) one, and the tick are unaffected.
+      for (const n of [2, 3]) await beat(n, [valid(n)]);
+      core.onTickTimer();
+      await beat(1, [valid(1)]);
+      expect(core.catalog.regions[regionId]?.bootstrapped, 'bootstrapped from the valid reports').to.equal(true);
+    });
+  }
+
+  it('isRegionId: what makeRegionId writes, from 0 to 2^64 - 1, and nothing else of the malformed list', () => {
+    for (const id of ['0', makeRegionId(1024, 0), makeRegionId(1024, 7), makeRegionId(2 ** 32 - 1, 2 ** 32 - 1), '18446744073709551615']) {
+      expect(isRegionId(id), id).to.equal(true);
+    }
+    for (const id of MALFORMED) expect(isRegionId(id), JSON.stringify(id)).to.equal(false);
+  });
+
+  it('a delta that removes a malformed region id is refused the same way', async () => {
+    await beat(1, [valid(1)], { report_incarnation: 'inc-1', report_seq: '1', report_base_seq: '0' });
+    const err = await threw(beat(1, [], { report_incarnation: 'inc-1', report_seq: '2', report_base_seq: '1', removed_region_ids: ['1.5'] }));
+    expect(isRegionDbError(err, ErrorCode.InvalidArgument), String(err)).to.equal(true);
+    expect((err as Error).message).to.include('node 1').and.include('"1.5"');
+  });
+});

@@ -9,12 +9,16 @@
 // Both records are JSON envelopes {format, formatVersion, crc32c, body}: the CRC32C covers the
 // compact JSON of `body`, and decoding checks the envelope, the checksum and every field (zod)
 // before anything is trusted. Invariants of a decoded BackupManifest:
+//   - each table is listed once, and lists each of its regions 0..regionCount-1 exactly once,
+//     under the id its table id and region number make (a region missing from the list would be
+//     restored empty, one listed twice restored from either record);
 //   - every region manifest and SST a region names is in `files` exactly once;
 //   - a file's `backupId` is this backup or one of its bases (incremental chain);
 //   - `baseId` is null exactly when `kind` is 'full'.
 import { z } from 'zod';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { makeRegionId } from '../engine/key.js';
 
 export const BACKUP_FORMAT_VERSION = 1;
 const MANIFEST_FORMAT = 'regiondb-backup';
@@ -204,7 +208,22 @@ function checkManifestInvariants(m: BackupManifest, name: string): void {
     if (m.kind === 'full' && f.backupId !== m.id) throw bad(`full backup lists ${f.key} in another backup (${f.backupId})`);
     files.set(f.key, f);
   }
+  const tableNames = new Set<string>();
   for (const t of m.tables) {
+    if (tableNames.has(t.name)) throw bad(`table ${t.name} is listed twice`);
+    tableNames.add(t.name);
+    const listed = new Set<number>();
+    for (const r of t.regions) {
+      if (r.regionNumber >= t.regionCount) throw bad(`table ${t.name} has ${t.regionCount} regions but lists region ${r.regionNumber} (id ${r.regionId})`);
+      if (listed.has(r.regionNumber)) throw bad(`table ${t.name} lists region ${r.regionNumber} twice`);
+      listed.add(r.regionNumber);
+      const id = makeRegionId(t.tableId, r.regionNumber);
+      if (r.regionId !== id) throw bad(`table ${t.name} lists region ${r.regionNumber} with id ${r.regionId}, but region ${r.regionNumber} of table id ${t.tableId} is ${id}`);
+    }
+    if (listed.size !== t.regionCount) {
+      const missing = Array.from({ length: t.regionCount }, (_, n) => n).filter((n) => !listed.has(n));
+      throw bad(`table ${t.name} has ${t.regionCount} regions but does not list region${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (a restore would start ${missing.length > 1 ? 'them' : 'it'} empty)`);
+    }
     for (const r of t.regions) {
       for (const key of [...(r.manifestKey ? [r.manifestKey] : []), ...r.sstKeys]) {
         if (!files.has(key)) throw bad(`region ${r.regionId} of table ${t.name} names ${key}, which is not in the file list`);

@@ -10,7 +10,9 @@ import { type BackupClusterClient, runBackup } from '../../src/br/backup.js';
 import { type BackupManifest, decodeBackupManifest, encodeBackupJournal, encodeBackupManifest } from '../../src/br/format.js';
 import { splitBackupLocation } from '../../src/br/location.js';
 import { type BackupListing, planPrune } from '../../src/br/repository.js';
+import { type RestoreClusterClient, runRestore } from '../../src/br/restore.js';
 import { verifyBackup } from '../../src/br/verify.js';
+import { crc32c } from '../../src/common/crc32c.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
 import { decodeManifest, encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
@@ -313,6 +315,51 @@ describe('br: backup and verify against a fabricated cluster object store', () =
     const report = await verifyBackup(repo, 'i1');
     expect(report.ok, 'verify must check what restore reads').to.equal(false);
     expect(report.problems.join('\n')).to.match(/backup i1: region \d+ .*disagrees/);
+  });
+
+  /**
+   * Writes `body` as `<id>/backup.json` the way a hand edit that kept the checksum valid would:
+   * the envelope with a correct crc32c, without encodeBackupManifest's checks.
+   */
+  async function handEdited(body: BackupManifest): Promise<void> {
+    const envelope = { format: 'regiondb-backup', formatVersion: 1, crc32c: crc32c(new TextEncoder().encode(JSON.stringify(body))), body };
+    await repo.put(`${body.id}/backup.json`, new TextEncoder().encode(`${JSON.stringify(envelope, null, 1)}\n`));
+  }
+
+  describe('a table whose regions are not each listed exactly once (leftover 5): verify and restore refuse it', () => {
+    const cases: { what: string; edit: (regions: BackupManifest['tables'][number]['regions']) => BackupManifest['tables'][number]['regions']; problem: string }[] = [
+      { what: 'a region left out', edit: (rs) => [rs[0]!], problem: 'table t has 2 regions but does not list region 1 (a restore would start it empty)' },
+      { what: 'a region listed twice', edit: (rs) => [rs[0]!, rs[0]!], problem: 'table t lists region 0 twice' },
+      { what: 'a region outside the table', edit: (rs) => [rs[0]!, { ...rs[1]!, regionNumber: 5 }], problem: 'table t has 2 regions but lists region 5' },
+      { what: "a region under another region's id", edit: (rs) => [rs[0]!, { ...rs[1]!, regionId: rs[0]!.regionId }], problem: `table t lists region 1 with id ${makeRegionId(7, 0)}, but region 1 of table id 7 is ${makeRegionId(7, 1)}` },
+    ];
+    for (const c of cases) {
+      it(c.what, async () => {
+        await flush(0, 10, [100]);
+        await flush(1, 12, [300]);
+        await backup('f1');
+        const m = decodeBackupManifest(await repo.get('f1/backup.json'), 'f1');
+        await handEdited({ ...m, tables: [{ ...m.tables[0]!, regions: c.edit(m.tables[0]!.regions) }] });
+        const report = await verifyBackup(repo, 'f1');
+        expect(report.ok, 'verify ok').to.equal(false);
+        expect(report.problems.join('\n')).to.include('f1/backup.json is inconsistent').and.include(c.problem);
+        // Restore verifies first and touches nothing of the target cluster.
+        const touched: string[] = [];
+        const target = {
+          describe: async () => void touched.push('describe'),
+          createTable: async () => void touched.push('createTable'),
+          dropTable: async () => void touched.push('dropTable'),
+          recoverTable: async () => void touched.push('recoverTable'),
+        } as unknown as RestoreClusterClient;
+        const err = await runRestore({ repository: repo, backupId: 'f1', client: target, targetStore: cluster }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isRegionDbError(err, ErrorCode.ConditionFailed), String(err)).to.equal(true);
+        expect((err as Error).message).to.include('nothing was restored').and.include(c.problem);
+        expect(touched, 'calls to the target cluster').to.deep.equal([]);
+      });
+    }
   });
 
   it('verify reports an incomplete backup, and an incremental whose base is gone', async () => {

@@ -13,7 +13,9 @@ import * as grpc from '@grpc/grpc-js';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { type Clock, systemClock } from '../common/clock.js';
 import type { Logger } from '../common/logger.js';
+import { SingleFlight } from '../common/single-flight.js';
 
 export const AUTHORIZATION_KEY = 'authorization';
 
@@ -61,6 +63,18 @@ export const authLimits = {
   cacheTtlMs: 60_000,
   saltBytes: 16,
   hashBytes: 32,
+  /**
+   * Failed password logins (scrypt runs that did not match) allowed per user name and peer
+   * address before that pair is locked out; verifications in flight count against it.
+   */
+  loginFailuresFree: 5,
+  /** The first lockout; each further failure doubles it, up to loginLockoutMsMax. */
+  loginLockoutMsBase: 1000,
+  loginLockoutMsMax: 60_000,
+  /** A pair's failures are forgotten this long after its last one (and at its next success). */
+  loginFailureMemoryMs: 15 * 60_000,
+  /** (user, peer address) pairs remembered; beyond it the one that failed least recently goes. */
+  loginPairsMax: 10_000,
 } as const;
 
 /**
@@ -85,7 +99,7 @@ export async function hashPassword(password: string): Promise<string> {
   return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), hash.toString('base64')].join('$');
 }
 
-interface ParsedHash {
+export interface ParsedHash {
   readonly params: { N: number; r: number; p: number };
   readonly salt: Buffer;
   readonly hash: Buffer;
@@ -106,9 +120,25 @@ function parseHash(text: string, where: string): ParsedHash {
   return { params: { N, r, p }, salt: Buffer.from(m[4]!, 'base64'), hash };
 }
 
-async function verifyPassword(parsed: ParsedHash, password: string): Promise<boolean> {
+async function verifyScrypt(parsed: ParsedHash, password: string): Promise<boolean> {
   const candidate = await scryptAsync(password, parsed.salt, parsed.hash.length, parsed.params);
   return timingSafeEqual(candidate, parsed.hash);
+}
+
+/** The address of a gRPC peer (`host:port`, as grpc-js getPeer gives it) without its port: one client machine, whatever connection. */
+export function peerAddress(peer: string | undefined): string {
+  if (peer === undefined) return '';
+  const port = /:\d+$/.exec(peer);
+  return port && port.index > 0 ? peer.slice(0, port.index) : peer;
+}
+
+/** Failed logins of one (user, peer address) pair. */
+interface LoginFailures {
+  failures: number;
+  /** Verifications of this pair running now (distinct headers: identical ones share one). */
+  inFlight: number;
+  lockedUntilMs: number;
+  lastFailureMs: number;
 }
 
 export function sha256Hex(text: string): string {
@@ -184,11 +214,19 @@ export class UserStore {
   private readonly decoy: Promise<ParsedHash>;
   /** Bumped by every reload taken: a verification that began before one is not cached. */
   private generation = 0;
+  /** Verifications running, by generation and header: concurrent calls with one header share one scrypt. */
+  private readonly verifying = new SingleFlight<string, Principal | null>();
+  /** Failed logins by (user, peer address), least recently failed first; bounded by loginPairsMax. */
+  private readonly loginFailures = new Map<string, LoginFailures>();
+  private readonly clock: Clock;
 
   constructor(
     readonly file: string,
     private readonly log?: Logger,
+    /** `clock`: monotonic time of the login lockouts (default the process's). */
+    options: { readonly clock?: Clock } = {},
   ) {
+    this.clock = options.clock ?? systemClock;
     this.loaded = loadUsersFile(file);
     this.decoy = hashPassword(randomBytes(16).toString('hex')).then((h) => parseHash(h, 'decoy'));
   }
@@ -223,8 +261,16 @@ export class UserStore {
     this.onChange = undefined;
   }
 
-  /** The principal behind a header, or UNAUTHENTICATED (no header, bad scheme, wrong secret). */
-  async authenticate(header: string | undefined): Promise<Principal> {
+  /** (user, peer address) pairs with failed logins remembered now (bounded by authLimits.loginPairsMax). */
+  get loginPairsTracked(): number {
+    return this.loginFailures.size;
+  }
+
+  /**
+   * The principal behind a header, or UNAUTHENTICATED (no header, bad scheme, wrong secret, or
+   * too many failed logins of this user from `peer`, the caller's `host:port`).
+   */
+  async authenticate(header: string | undefined, peer?: string): Promise<Principal> {
     if (!header) throw unauthenticated('credentials required: send `authorization: Basic base64(user:password)` or `Bearer <token>`');
     if (header.length > authLimits.headerBytesMax) throw unauthenticated('authorization header too long');
     const key = sha256Hex(header);
@@ -235,7 +281,7 @@ export class UserStore {
       return cached.principal;
     }
     const generation = this.generation;
-    const principal = await this.check(header);
+    const principal = await this.verifying.run(`${generation} ${key}`, () => this.check(header, peer));
     // Checked against the users before a reload that came meanwhile: answer this call, cache nothing.
     if (generation === this.generation) {
       this.cache.delete(key);
@@ -246,7 +292,7 @@ export class UserStore {
     return principal;
   }
 
-  private async check(header: string): Promise<Principal | null> {
+  private async check(header: string, peer: string | undefined): Promise<Principal | null> {
     const space = header.indexOf(' ');
     const scheme = header.slice(0, space).toLowerCase();
     const value = header.slice(space + 1).trim();
@@ -263,9 +309,83 @@ export class UserStore {
     if (colon < 0) throw unauthenticated('malformed Basic credentials (expected base64 of user:password)');
     const user = decoded.slice(0, colon);
     const entry = this.loaded.users.get(user);
-    const ok = await verifyPassword(entry?.hash ?? (await this.decoy), decoded.slice(colon + 1));
+    const hash = entry?.hash ?? (await this.decoy);
+    const pair = this.admitLogin(user, peerAddress(peer));
+    let ok = false;
+    try {
+      ok = await this.verifyPassword(hash, decoded.slice(colon + 1));
+    } finally {
+      pair.inFlight--;
+      this.loginDone(user, peerAddress(peer), pair, ok && entry !== undefined);
+    }
     return ok && entry ? { name: user, role: entry.role, via: 'password' } : null;
   }
+
+  /** One scrypt verification (~50 ms on libuv's pool). A seam for tests that count them. */
+  protected verifyPassword(parsed: ParsedHash, password: string): Promise<boolean> {
+    return verifyScrypt(parsed, password);
+  }
+
+  /**
+   * Before a password verification of `user` from `address`: refuses (UNAUTHENTICATED, no
+   * scrypt run) while the pair is locked out, or when its failures and the verifications it has
+   * in flight already fill its budget; else counts this one in flight.
+   */
+  private admitLogin(user: string, address: string): LoginFailures {
+    const key = JSON.stringify([user, address]);
+    const now = this.clock.nowMs();
+    let pair = this.loginFailures.get(key);
+    if (pair && pair.inFlight === 0 && pair.failures > 0 && now - pair.lastFailureMs >= authLimits.loginFailureMemoryMs) {
+      this.loginFailures.delete(key);
+      pair = undefined;
+    }
+    if (pair && now < pair.lockedUntilMs) {
+      throw lockedOut(user, address, `no password of this user from there is checked for the next ${Math.ceil((pair.lockedUntilMs - now) / 1000)} s`);
+    }
+    // In flight at once: what is left of the budget, and one at a time once it is spent (each
+    // failure then locks the pair out again, for longer).
+    if (pair && pair.inFlight >= Math.max(1, authLimits.loginFailuresFree - pair.failures)) {
+      throw lockedOut(user, address, `${pair.inFlight} other password${pair.inFlight > 1 ? 's' : ''} of this user from there being checked; retry when they are`);
+    }
+    if (!pair) {
+      pair = { failures: 0, inFlight: 0, lockedUntilMs: 0, lastFailureMs: now };
+      this.loginFailures.set(key, pair);
+      if (this.loginFailures.size > authLimits.loginPairsMax) this.loginFailures.delete(this.loginFailures.keys().next().value!);
+    }
+    pair.inFlight++;
+    return pair;
+  }
+
+  /** After a verification: a success forgets the pair's failures; a failure counts, and from the budget on locks the pair out, doubling. */
+  private loginDone(user: string, address: string, pair: LoginFailures, ok: boolean): void {
+    const key = JSON.stringify([user, address]);
+    if (this.loginFailures.get(key) !== pair) return; // dropped meanwhile (evicted, forgotten): nothing to update
+    if (ok) {
+      if (pair.inFlight === 0) this.loginFailures.delete(key);
+      else Object.assign(pair, { failures: 0, lockedUntilMs: 0 });
+      return;
+    }
+    const now = this.clock.nowMs();
+    pair.failures++;
+    pair.lastFailureMs = now;
+    this.loginFailures.delete(key); // re-inserted last: the map stays ordered by last failure
+    this.loginFailures.set(key, pair);
+    const over = pair.failures - authLimits.loginFailuresFree;
+    if (over >= 0) {
+      const lockMs = Math.min(authLimits.loginLockoutMsBase * 2 ** Math.min(over, 30), authLimits.loginLockoutMsMax);
+      pair.lockedUntilMs = now + lockMs;
+      this.log?.warn({ user, peer: address, failures: pair.failures, lockMs }, 'failed logins: user locked out from this address');
+    }
+  }
+}
+
+/** What a locked-out (user, address) pair is answered, at once. */
+function lockedOut(user: string, address: string, why: string): RegionDbError {
+  return new RegionDbError(
+    ErrorCode.Unauthenticated,
+    `too many failed logins of user ${JSON.stringify(user)} from ${address || 'this client'}: ${why}`,
+    { details: { loginLockedOut: 'true' } },
+  );
 }
 
 function unauthenticated(message: string): RegionDbError {

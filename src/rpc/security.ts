@@ -173,10 +173,11 @@ export class Security {
     if (!this.users) return context;
     let principal: Principal;
     try {
-      principal = await this.users.authenticate(authorization);
+      principal = await this.users.authenticate(authorization, call.getPeer());
     } catch (err) {
       if (!isRegionDbError(err)) throw err;
-      throw this.reject(service, method, call, authorization ? 'invalid-credentials' : 'no-credentials', err);
+      const reason = err.details['loginLockedOut'] ? 'login-locked-out' : authorization ? 'invalid-credentials' : 'no-credentials';
+      throw this.reject(service, method, call, reason, err);
     }
     if (!roleAllows(principal.role, access)) {
       throw this.reject(service, method, call, 'permission-denied', new RegionDbError(ErrorCode.PermissionDenied, `user ${principal.name} (${principal.role}) may not call ${service}.${method} (${access}${access === 'ship' ? ': only a replicator user may' : ''})`));

@@ -245,18 +245,10 @@ export class ProcessCluster {
         ]),
       );
     });
-    const starting = this.options.startDatanodes ?? this.datanodes.length;
-    await this.launchProcesses(starting);
-    await this.waitNodesAlive(starting);
-  }
-
-  /**
-   * Starts the metasrv, then the first `starting` datanodes side by side. A seam: the test
-   * harness starts them all at once (test/support/local-cluster.ts).
-   */
-  protected async launchProcesses(starting: number): Promise<void> {
     await this.startMetasrv();
+    const starting = this.options.startDatanodes ?? this.datanodes.length;
     await Promise.all(this.datanodes.slice(0, starting).map((_, i) => this.startDatanode(i)));
+    await this.waitNodesAlive(starting);
   }
 
   /**

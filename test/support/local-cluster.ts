@@ -90,22 +90,6 @@ export class LocalCluster extends ProcessCluster {
   }
 
   /**
-   * Starts the metasrv and the datanodes at once, not the metasrv first (the launcher's order,
-   * kept by the drill): node's start-up (loading the CLI is ~0.8 s of CPU per process) then
-   * overlaps instead of adding up. A datanode up before the metasrv listens registers with a
-   * later heartbeat (its metasrv channel retries within gRPC's reconnect backoff, at most 1 s:
-   * src/common/limits.ts); start() waits for the metasrv to count every datanode alive either
-   * way, so a test begins on the same cluster as before. LOCAL_CLUSTER_SEQUENTIAL_START=1 brings
-   * the launcher's order back (to compare, docs/testing.md).
-   */
-  protected override async launchProcesses(starting: number): Promise<void> {
-    if (process.env['LOCAL_CLUSTER_SEQUENTIAL_START'] === '1') return super.launchProcesses(starting);
-    const launches = await Promise.allSettled([this.startMetasrv(), ...Array.from({ length: starting }, (_, i) => this.startDatanode(i))]);
-    const failed = launches.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  }
-
-  /**
    * Starts a datanode expecting it to refuse to start; resolves with its exit code and the
    * stderr text it printed.
    */

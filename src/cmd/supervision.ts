@@ -19,13 +19,23 @@ export const PROCESS_START_MARKER = '=== regiondb supervisor: process started';
 /**
  * Appends a child's stdout and stderr to `logFile` after a start marker, and closes the file
  * when the child's output is done (both pipes feed one stream, so neither may end it alone).
+ *
+ * Resolves once the file holds all of the child's output and is closed (also if writing it
+ * failed). The child's own 'close' is earlier than that: the stream's last writes are still on
+ * their way to the file then (libuv's thread pool), so a reader that goes by the child's 'close'
+ * can miss the child's last lines.
  */
-export function logChildOutput(child: ChildProcess, logFile: string, name: string): void {
+export function logChildOutput(child: ChildProcess, logFile: string, name: string): Promise<void> {
   const log = createWriteStream(logFile, { flags: 'a' });
+  const written = new Promise<void>((ok) => {
+    log.once('close', ok);
+    log.once('error', () => ok());
+  });
   log.write(`${PROCESS_START_MARKER}: ${name} pid ${child.pid} at ${new Date().toISOString()} ===\n`);
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
   child.once('close', () => log.end());
+  return written;
 }
 
 /** The lines of `text` written since the last start marker: the current process's output only. */

@@ -35,13 +35,22 @@ interface Pair {
   primary: LocalCluster;
 }
 
+/** Starts the standby, then the primary; if either fails to start, both are stopped (data kept) before the error goes up. */
 async function startPair(mode: 'async' | 'sync'): Promise<Pair> {
   const standby = new LocalCluster({ clusterId: `it-standby-${mode}`, datanodeToml: standbyRoleToml() });
-  await standby.start();
-  const addrs = standby.datanodes.map((_, i) => standby.datanodeAddr(i));
-  const primary = new LocalCluster({ clusterId: `it-primary-${mode}`, datanodeToml: primaryRoleToml(addrs, mode) });
-  await primary.start();
-  return { standby, primary };
+  let primary: LocalCluster | undefined;
+  try {
+    await standby.start();
+    const addrs = standby.datanodes.map((_, i) => standby.datanodeAddr(i));
+    primary = new LocalCluster({ clusterId: `it-primary-${mode}`, datanodeToml: primaryRoleToml(addrs, mode) });
+    await primary.start();
+    return { standby, primary };
+  } catch (err) {
+    // The test's afterEach never sees this pair: without this its processes would outlive the run.
+    await primary?.stop({ keepData: true });
+    await standby.stop({ keepData: true });
+    throw err;
+  }
 }
 
 /**

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { CLI, freePort, waitUntil } from '../support/local-cluster.js';
+import { CLI, LocalCluster, freePort, waitUntil } from '../support/local-cluster.js';
 
 function alive(pid: number): boolean {
   try {
@@ -54,5 +54,25 @@ describe('integration: supervised servers stop with their supervisor', function 
       supervisor.kill('SIGKILL');
     }
     await waitUntil('the orphaned metasrv to stop by itself', 20_000, async () => (alive(serverPid) ? undefined : true));
+  });
+
+  it('a test cluster whose start fails leaves no process running', async () => {
+    // A datanode config with a second [heartbeat] table is not valid TOML: the datanode exits
+    // during startup, after the metasrv is up. The harness kills what it launched before the
+    // error reaches the caller (a caller that loses the cluster with the error would otherwise
+    // leave the metasrv running, and mocha, run without --exit, waiting for it).
+    const cluster = new LocalCluster({ datanodes: 1, datanodeToml: '[heartbeat]\ninterval_ms = 500' });
+    try {
+      let error: unknown;
+      try {
+        await cluster.start();
+      } catch (err) {
+        error = err;
+      }
+      expect(String(error)).to.match(/datanode1 exited during startup/);
+      expect(cluster.pids(), 'processes of the failed start still running').to.deep.equal([]);
+    } finally {
+      await cluster.stop();
+    }
   });
 });

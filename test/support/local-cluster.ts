@@ -90,6 +90,24 @@ export class LocalCluster extends ProcessCluster {
   }
 
   /**
+   * ProcessCluster.start(), but a start that fails (a process not healthy within its bound, the
+   * datanodes not counted alive) kills the processes it launched before it throws; the directory
+   * stays for the post-mortem (the error names the log), and a later stop() removes it as usual.
+   * Without this, a caller that loses the cluster with the error leaves them running, and since
+   * `make test` runs without `--exit`, mocha then never exits: a full run here at load average
+   * ≈ 30 printed its summary and hung on the standby pair's clusters (test/integration/
+   * standby.test.ts startPair: a primary whose start timed out, and the standby it had started).
+   */
+  override async start(): Promise<void> {
+    try {
+      await super.start();
+    } catch (err) {
+      await this.killAll();
+      throw err;
+    }
+  }
+
+  /**
    * Starts a datanode expecting it to refuse to start; resolves with its exit code and the
    * stderr text it printed.
    */

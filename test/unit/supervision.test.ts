@@ -12,11 +12,15 @@ describe('supervision: child logs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'regiondb-supervision-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** Runs `script` as a child logging to `file`; resolves once the log file is closed. */
+  /**
+   * Runs `script` as a child logging to `file`; resolves once the log file holds all its output
+   * and is closed. (It used to resolve a tick after the child's 'close', when the log stream's
+   * last write may still be on its way to the file: under load the second run's line was
+   * sometimes missing from the file when the test read it.)
+   */
   function run(script: string, file: string): Promise<void> {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    logChildOutput(child, file, 'child');
-    return new Promise((ok) => child.once('close', () => setImmediate(ok)));
+    return logChildOutput(child, file, 'child');
   }
 
   it('keeps stderr written after stdout closed (two pipes into one file: neither may end it)', async () => {

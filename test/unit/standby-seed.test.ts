@@ -161,15 +161,18 @@ describe('dual active-standby: GC and a pending seed (src/datanode/sst-gc.ts G2)
 describe('dual active-standby: finishing an interrupted promotion (src/standby/promote.ts)', () => {
   /** A standby of two datanodes as promoteStandby sees it through its client: node 1 leads nothing, node 2 both regions. */
   function fakeStandby() {
+    // The first phase (the freeze) had finished: r2 is frozen; node 2 was promoted at epoch 1, cut 500.
     const region = (id: string, mode: string, cut: number) => ({
       region_id: id, table: 't', region_number: 0, mode, received_index: '9', applied_primary_index: '9', received_through_ms: '400', last_stamp_ms: '500',
       released_ms: String(cut), pending_entries: 0, cut_ms: String(cut), dropped_entries: '0', dropped_rows: '0', sync: true, seeded_index: '0',
+      frozen: true, promoted_epoch: mode === 'promoted' ? '1' : '0', primary_epoch: '0',
     });
     const regions = [region('r1', 'promoted', 500), region('r2', 'standby', 300)];
     const promotedAt: number[] = [];
     const client = {
       listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }, { node_id: '2', addr: 'n2', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
-      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'promoted', regions: addr === 'n2' ? regions : [], shipping: [], fence_epoch: '1', mode: '' }),
+      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'promoted', regions: addr === 'n2' ? regions : [], shipping: [], fence_epoch: '1', mode: '', fence_at_ms: '500' }),
+      standbyFreeze: async () => ({ regions: [] }),
       standbyPromote: async (addr: string, cutMs: number) => {
         if (addr !== 'n2') return { regions: [] };
         promotedAt.push(cutMs);

@@ -504,8 +504,9 @@ describe('a promoted standby that ran as a primary, made a standby again before 
     const shipper = new Shipper(fakeDatanode([replicaOf(state, true)]), shipperCfg(dataDir), silentLogger, systemClock, wallClock, new Registry());
     shipper.start();
     await shipper.stop();
-    // …and back with its right role. The promotion is live: nothing later is known anywhere.
-    const receiver = new Receiver(fakeDatanode([replicaOf(state, true)]), { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
+    // …and back with its right role, before its replicas are open (so only its own record can
+    // say it is promoted). The promotion is live: nothing later is known anywhere.
+    const receiver = new Receiver(fakeDatanode([]), { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
     expect(receiver.role(), 'still promoted').to.equal('promoted');
     expect(() => receiver.writeGate.admit(regionId, put(9, 'c', 3)), 'takes client writes').to.not.throw();
     const fromOldPrimary = await receiver.ship(probe(0));

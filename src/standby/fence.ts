@@ -2,7 +2,12 @@
 //   - on a standby datanode: promoted, at epoch E (it refuses the stream from then on and takes
 //     writes once its regions are cut);
 //   - on an old primary's datanode: fenced by the standby's promotion at epoch E (it refuses
-//     client writes for good, across restarts, until its data dir is re-seeded).
+//     client writes for good, across restarts, until its data dir is re-seeded);
+//   - on a promoted standby's datanode that runs as a primary since (the way back): 'primary' at
+//     its promotion's epoch E, written only once the other site confirmed that it follows (a fence
+//     check answered "standby"): E is history, not a promotion this node may take up again if it
+//     is made a standby later (finding D4). Until that confirmation the record stays 'promoted'.
+// Epochs, not times, decide between records (docs/replication.md, "One writable site").
 // Written atomically (temp file, fsync, rename, fsync of the directory) before the node acts on it.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,9 +15,9 @@ import { writeFileDurably } from '../common/durable-file.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 
 export interface FenceRecord {
-  readonly state: 'promoted' | 'fenced';
+  readonly state: 'promoted' | 'fenced' | 'primary';
   readonly epoch: number;
-  /** The cut (promoted) or when the fence was learned (fenced), ms since the epoch. */
+  /** The cut (promoted, primary) or when the fence was learned (fenced), ms since the epoch; for logs and the cut only, never compared across sites. */
   readonly atMs: number;
 }
 
@@ -27,7 +32,7 @@ export function readFence(dataDir: string): FenceRecord | undefined {
   } catch (err) {
     throw new RegionDbError(ErrorCode.Corruption, `${file} is not valid JSON: ${(err as Error).message}`);
   }
-  if ((r.state !== 'promoted' && r.state !== 'fenced') || !Number.isSafeInteger(r.epoch) || !Number.isSafeInteger(r.atMs)) {
+  if ((r.state !== 'promoted' && r.state !== 'fenced' && r.state !== 'primary') || !Number.isSafeInteger(r.epoch) || !Number.isSafeInteger(r.atMs)) {
     throw new RegionDbError(ErrorCode.Corruption, `${file} is malformed`);
   }
   return r;

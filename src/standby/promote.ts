@@ -127,6 +127,9 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     if (opts.nowMs() > deadline) {
       throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)${refusedText()}`);
     }
+    // A region that appeared after the first phase (a table first seen since) is frozen first: a
+    // node cuts only frozen regions, and only at or above what they applied.
+    await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr).catch(() => undefined)));
     await Promise.all(snap.nodes.map((n) => c.standbyPromote(n.addr, cutMs, epoch).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
   }
 }

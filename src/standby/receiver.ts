@@ -184,6 +184,7 @@ export class Receiver {
       this.superseded(followed, 'a region here follows a primary of that epoch');
       return undefined;
     }
+    // A `fenced` or `primary` record's epoch is known to be history here (fence.ts).
     const floor = Math.max(followed, rec?.epoch ?? 0);
     for (const r of replicas) {
       const s = r.stateMachine.standby;
@@ -216,8 +217,10 @@ export class Receiver {
     const p = this.promotion();
     if (p && primaryEpoch <= p.epoch) return { promoted: true, fence_epoch: String(p.epoch) };
     if (p) this.superseded(primaryEpoch, 'a primary of a higher epoch ships to it');
-    const follows = replica?.stateMachine.standby?.primaryEpoch ?? 0;
-    if (primaryEpoch < follows) return { promoted: true, fence_epoch: String(follows) }; // a later promotion superseded that primary
+    // A later promotion superseded that primary: a region here follows a later one, or this node
+    // was fenced by (or promoted and served as a primary at) a later epoch.
+    const later = Math.max(replica?.stateMachine.standby?.primaryEpoch ?? 0, this.record?.epoch ?? 0);
+    if (primaryEpoch < later) return { promoted: true, fence_epoch: String(later) };
     return undefined;
   }
 

@@ -135,7 +135,7 @@ export class Shipper {
    * replays it); 0 for a cluster never promoted.
    */
   ownEpoch(): number {
-    const own = this.record?.state === 'promoted' ? this.record.epoch : 0;
+    const own = this.record?.state === 'promoted' || this.record?.state === 'primary' ? this.record.epoch : 0;
     return Math.max(own, ...this.dn.regionServer.allReplicas().map((r) => r.stateMachine.standby?.promotedEpoch ?? 0));
   }
 
@@ -296,15 +296,7 @@ export class Shipper {
     for (const addr of this.cfg.addrs) {
       try {
         const res = await call<StandbyStatusResponse__Output>(this.client(addr), 'StandbyStatus', {}, 2000);
-        // A promotion below this primary's own epoch is one this cluster's promotion superseded:
-        // that standby is not promoted now (its stream answers will tell it), so it does not fence.
-        const promoted = res.role === 'promoted' && Number(res.fence_epoch) >= this.ownEpoch();
-        if (promoted) this.fenced(Number(res.fence_epoch));
-        else if ((res.role === 'standby' || res.role === 'promoted') && !this.fenceChecked) {
-          this.fenceChecked = true;
-          this.fenceCheckError = '';
-          this.log.info({ addr }, 'standby confirmed not promoted: this primary takes writes');
-        }
+        this.fenceAnswer(res.role, Number(res.fence_epoch), addr);
         return;
       } catch (err) {
         const e = fromGrpcError(err);
@@ -312,6 +304,42 @@ export class Shipper {
         this.log.debug({ addr, err: this.fenceCheckError }, 'standby fence check failed');
       }
     }
+  }
+
+  /**
+   * What a standby's StandbyStatus answer means here. A promotion below this primary's own epoch
+   * is one this cluster's promotion superseded: that standby is not promoted now (this primary's
+   * requests will tell it), so it does not fence. Any epoch above ours (a standby that knows of a
+   * later promotion, whatever its role now) is a promotion after this primary's: a fence too.
+   */
+  private fenceAnswer(role: string, epoch: number, addr: string): void {
+    const own = this.ownEpoch();
+    if ((role === 'promoted' && epoch >= own) || epoch > own) {
+      this.fenced(epoch);
+      return;
+    }
+    if ((role === 'standby' || role === 'promoted') && !this.fenceChecked) {
+      if (role === 'standby') this.confirmedAsPrimary();
+      this.fenceChecked = true;
+      this.fenceCheckError = '';
+      this.log.info({ addr }, 'standby confirmed not promoted: this primary takes writes');
+    }
+  }
+
+  /**
+   * The other site answers as this primary's standby: this node's own promotion (its `promoted`
+   * record) is served as a primary now, and becomes `primary` at the same epoch — history if this
+   * node is made a standby later (finding D4). Not before: a node started as a primary by mistake
+   * while its cluster is the live promoted one (the other site lost, or not yet a standby) keeps
+   * its promotion.
+   */
+  private confirmedAsPrimary(): void {
+    const r = this.record;
+    if (r?.state !== 'promoted') return;
+    const record: FenceRecord = { state: 'primary', epoch: r.epoch, atMs: r.atMs };
+    writeFence(this.cfg.dataDir, record);
+    this.record = record;
+    this.log.info({ epoch: r.epoch }, 'the other site follows this cluster: this node\'s promotion is now served as a primary');
   }
 
   private fenced(epoch: number): void {

@@ -495,6 +495,34 @@ describe('a promoted standby that ran as a primary, made a standby again before 
     expect(readFence(dataDir), 'its record: superseded at epoch 2').to.deep.include({ state: 'fenced', epoch: 2 });
   });
 
+  it('once the other site answers as its standby, a node running as a primary keeps its promotion only as history: made a standby again it is not promoted, and fences an older primary that asks', async () => {
+    const state = new RegionState(schema);
+    await state.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
+    await state.apply(2, encodeCommand({ kind: 'standby-promote-epoch', cutMs: 200, epoch: 1 }));
+    writeFence(dataDir, { state: 'promoted', epoch: 1, atMs: 200 });
+    const shipper = new Shipper(fakeDatanode([replicaOf(state, true)]), shipperCfg(dataDir), silentLogger, systemClock, wallClock, new Registry());
+    shipper.start();
+    await shipper.stop();
+    const answer = (role: string, epoch: number) => (shipper as unknown as { fenceAnswer(role: string, epoch: number, addr: string): void }).fenceAnswer(role, epoch, 'old-primary:1');
+    answer('standby', 1); // the old primary, restarted as this cluster's standby (the way back)
+    expect(shipper.role(), 'a primary taking writes').to.equal('primary');
+    expect(readFence(dataDir), 'its promotion, now history').to.deep.include({ state: 'primary', epoch: 1 });
+    // Made a standby again (a fail-back) before anything told it; its replicas not open yet.
+    const receiver = new Receiver(fakeDatanode([]), { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
+    expect(receiver.role(), 'not promoted by its old promotion').to.equal('standby');
+    expect(() => receiver.writeGate.admit(regionId, put(9, 'c', 3)), 'refuses client writes').to.throw(/read-only standby/);
+    expect(receiver.statusResponse().fence_epoch, 'it still says the epoch it knows').to.equal('1');
+    // The original primary (epoch 0), back from the dead and never told, is fenced by that epoch.
+    const oldDir = mkdtempSync(join(tmpdir(), 'regiondb-original-'));
+    try {
+      const original = new Shipper(fakeDatanode([]), shipperCfg(oldDir), silentLogger, systemClock, wallClock, new Registry());
+      (original as unknown as { fenceAnswer(role: string, epoch: number, addr: string): void }).fenceAnswer('standby', 1, 'b:1');
+      expect(original.role(), 'an epoch above its own').to.equal('fenced');
+    } finally {
+      rmSync(oldDir, { recursive: true, force: true });
+    }
+  });
+
   it('a mistaken start as a primary keeps a live promotion: restarted as the standby role it is still promoted, and still fences the old primary', async () => {
     const state = new RegionState(schema);
     await state.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));

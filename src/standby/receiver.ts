@@ -65,6 +65,9 @@ interface SeedUpload {
   busy: boolean;
 }
 
+/** How long the write gate trusts its last look at the promotion (promotedForWrites). */
+const WRITE_GATE_RECHECK_MS = 100;
+
 const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
 
 interface TableRoutes {
@@ -75,6 +78,7 @@ interface TableRoutes {
 export class Receiver {
   /** This node's fence record, any state (fence.ts); what it means here is promotion(). */
   private record: FenceRecord | undefined;
+  private writeGateCache: { atMs: number; promoted: boolean } | undefined;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly clients = new Map<string, grpc.Client>();
   private timer: TimerHandle | undefined;
@@ -143,13 +147,22 @@ export class Receiver {
   readonly writeGate: ClientWriteGate = {
     admit: (regionId, command) => {
       const mode = this.dn.regionServer.replica(regionId)?.stateMachine.standby?.mode;
-      if (!this.promotion() || mode === 'standby') {
+      if (mode === 'standby' || !this.promotedForWrites()) {
         throw new RegionDbError(ErrorCode.ConditionFailed, 'this cluster is a read-only standby (dual active-standby): writes are refused until `regiondb standby promote` (docs/replication.md)');
       }
       return command;
     },
     acknowledge: () => Promise.resolve(),
   };
+
+  /** promotion() for the write path: looked up again at most every WRITE_GATE_RECHECK_MS (it scans every replica). */
+  private promotedForWrites(): boolean {
+    const now = this.clock.nowMs();
+    if (this.writeGateCache === undefined || now - this.writeGateCache.atMs >= WRITE_GATE_RECHECK_MS) {
+      this.writeGateCache = { atMs: now, promoted: this.promotion() !== undefined };
+    }
+    return this.writeGateCache.promoted;
+  }
 
   role(): 'standby' | 'promoted' {
     return this.promotion() ? 'promoted' : 'standby';
@@ -192,6 +205,7 @@ export class Receiver {
       const adopted: FenceRecord = { state: 'promoted', epoch: s.promotedEpoch, atMs: s.cutMs };
       writeFence(this.cfg.dataDir, adopted);
       this.record = adopted;
+      this.writeGateCache = undefined;
       this.log.warn({ regionId: r.regionId, epoch: s.promotedEpoch, cutMs: s.cutMs }, 'this standby node missed its promotion (down or unreachable while it ran): promoted from the epoch its region replayed; the stream is refused from now on');
       return adopted;
     }
@@ -205,6 +219,7 @@ export class Receiver {
     const record: FenceRecord = { state: 'fenced', epoch, atMs: Math.floor(this.wall.nowMs()) };
     writeFence(this.cfg.dataDir, record);
     this.record = record;
+    this.writeGateCache = undefined;
     if (rec?.state === 'promoted') this.log.warn({ promotedEpoch: rec.epoch, epoch, why }, 'this node\'s promotion was superseded by a later one: it is a standby of that primary now');
   }
 
@@ -454,7 +469,9 @@ export class Receiver {
         .filter((n) => n.state === 'alive')
         .map(async (n) => {
           const res = Number(n.node_id) === this.dn.nodeId ? this.statusResponse() : await call<StandbyStatusResponse__Output>(this.client(n.addr), 'StandbyStatus', {}, 2000).catch(() => undefined);
-          if (res?.regions.some((r) => r.frozen || r.mode === 'promoted')) frozen = true;
+          // A frozen standby region: a promotion is under way (a region promoted in an earlier
+          // failover and not yet re-seeded reports frozen too, but in mode promoted).
+          if (res?.regions.some((r) => r.frozen && r.mode === 'standby')) frozen = true;
           for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
           for (const r of res?.regions ?? []) {
             if (r.mode === 'standby') drops.set(r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) });
@@ -539,6 +556,7 @@ export class Receiver {
       const record: FenceRecord = { state: 'promoted', epoch, atMs: cutMs };
       writeFence(this.cfg.dataDir, record);
       this.record = record;
+      this.writeGateCache = undefined;
       this.log.warn({ epoch, cutMs }, 'standby promoted: the stream is refused from now on; regions are cut and opened for writes');
     }
     const command = encodeCommand({ kind: 'standby-promote-epoch', cutMs, epoch });

@@ -15,6 +15,7 @@ import { systemClock, wallClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
 import type { Datanode } from '../../src/datanode/datanode.js';
 import { RegionState, type ShippedEntry, type TableSchema, encodeCommand, stampCommand } from '../../src/engine/index.js';
+import { StandbyState } from '../../src/engine/standby-state.js';
 import { encodeManifest } from '../../src/engine/manifest.js';
 import { readFence, writeFence } from '../../src/standby/fence.js';
 import { Receiver } from '../../src/standby/receiver.js';
@@ -540,5 +541,34 @@ describe('a promoted standby that ran as a primary, made a standby again before 
     const fromOldPrimary = await receiver.ship(probe(0));
     expect([fromOldPrimary.promoted, fromOldPrimary.fence_epoch], 'the returning old primary (epoch 0) is fenced').to.deep.equal([true, '1']);
     expect(readFence(dataDir)).to.deep.include({ state: 'promoted', epoch: 1 });
+  });
+});
+
+describe('S8–S10 in the region state carried by the manifest', () => {
+  it('a frozen, epoch-carrying state round-trips as format 2; a state without them stays format 1 (what older builds read)', async () => {
+    const state = new RegionState(schema);
+    await state.apply(1, encodeCommand({ kind: 'standby-epoch', primaryEpoch: 3 }));
+    await state.apply(2, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
+    await state.apply(3, encodeCommand({ kind: 'standby-freeze' }));
+    const text = state.standby!.encode();
+    expect((JSON.parse(text) as { version: number }).version).to.equal(2);
+    const back = StandbyState.decode(text, 'test');
+    expect([back.frozen, back.primaryEpoch, back.promotedEpoch, back.receivedIndex]).to.deep.equal([true, 3, 0, 1]);
+    const plain = new RegionState(schema);
+    await plain.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
+    expect((JSON.parse(plain.standby!.encode()) as { version: number }).version).to.equal(1);
+  });
+
+  it('a frozen region takes no seed and no release, but keeps taking the stream; a standby-epoch never lowers the epoch', async () => {
+    const state = new RegionState(schema);
+    await state.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
+    await state.apply(2, encodeCommand({ kind: 'standby-freeze' }));
+    await state.apply(3, encodeCommand({ kind: 'standby-seed', primaryIndex: 50, seededThroughMs: 500, versionOffset: 0, ssts: [], dedup: '[]' }));
+    await state.apply(4, encodeCommand({ kind: 'standby-release', upToMs: 100 }));
+    await state.apply(5, encodeCommand({ kind: 'standby-append', fromIndex: 2, entries: [shipped(2, 150, 'b', 2)], watermarkMs: 150 }));
+    await state.apply(6, encodeCommand({ kind: 'standby-epoch', primaryEpoch: 2 }));
+    await state.apply(7, encodeCommand({ kind: 'standby-epoch', primaryEpoch: 1 }));
+    const s = state.standby!;
+    expect([s.seededIndex, s.appliedPrimaryIndex, s.releasedMs, s.receivedIndex, s.primaryEpoch]).to.deep.equal([0, 0, 0, 2, 2]);
   });
 });

@@ -65,8 +65,8 @@ interface SeedUpload {
   busy: boolean;
 }
 
-/** How long the write gate trusts its last look at the promotion (promotedForWrites). */
-const WRITE_GATE_RECHECK_MS = 100;
+/** How long promotion() trusts its last look (region evidence reaches it at most this late; record changes at once). */
+const PROMOTION_RECHECK_MS = 100;
 
 const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
 
@@ -78,7 +78,7 @@ interface TableRoutes {
 export class Receiver {
   /** This node's fence record, any state (fence.ts); what it means here is promotion(). */
   private record: FenceRecord | undefined;
-  private writeGateCache: { atMs: number; promoted: boolean } | undefined;
+  private promotionCache: { atMs: number; promotion: FenceRecord | undefined } | undefined;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly clients = new Map<string, grpc.Client>();
   private timer: TimerHandle | undefined;
@@ -155,13 +155,8 @@ export class Receiver {
     acknowledge: () => Promise.resolve(),
   };
 
-  /** promotion() for the write path: looked up again at most every WRITE_GATE_RECHECK_MS (it scans every replica). */
   private promotedForWrites(): boolean {
-    const now = this.clock.nowMs();
-    if (this.writeGateCache === undefined || now - this.writeGateCache.atMs >= WRITE_GATE_RECHECK_MS) {
-      this.writeGateCache = { atMs: now, promoted: this.promotion() !== undefined };
-    }
-    return this.writeGateCache.promoted;
+    return this.promotion() !== undefined;
   }
 
   role(): 'standby' | 'promoted' {
@@ -189,6 +184,16 @@ export class Receiver {
    * (an older build) is not adopted.
    */
   private promotion(): FenceRecord | undefined {
+    // Looked up again at most every PROMOTION_RECHECK_MS (it scans every replica, and the write
+    // gate and every stream request ask), and at once after this node's record changes.
+    const now = this.clock.nowMs();
+    if (this.promotionCache === undefined || now - this.promotionCache.atMs >= PROMOTION_RECHECK_MS) {
+      this.promotionCache = { atMs: now, promotion: this.lookupPromotion() };
+    }
+    return this.promotionCache.promotion;
+  }
+
+  private lookupPromotion(): FenceRecord | undefined {
     const replicas = this.dn.regionServer.allReplicas();
     const followed = Math.max(0, ...replicas.map((r) => r.stateMachine.standby?.primaryEpoch ?? 0));
     const rec = this.record;
@@ -205,7 +210,7 @@ export class Receiver {
       const adopted: FenceRecord = { state: 'promoted', epoch: s.promotedEpoch, atMs: s.cutMs };
       writeFence(this.cfg.dataDir, adopted);
       this.record = adopted;
-      this.writeGateCache = undefined;
+      this.promotionCache = undefined;
       this.log.warn({ regionId: r.regionId, epoch: s.promotedEpoch, cutMs: s.cutMs }, 'this standby node missed its promotion (down or unreachable while it ran): promoted from the epoch its region replayed; the stream is refused from now on');
       return adopted;
     }
@@ -219,7 +224,7 @@ export class Receiver {
     const record: FenceRecord = { state: 'fenced', epoch, atMs: Math.floor(this.wall.nowMs()) };
     writeFence(this.cfg.dataDir, record);
     this.record = record;
-    this.writeGateCache = undefined;
+    this.promotionCache = undefined;
     if (rec?.state === 'promoted') this.log.warn({ promotedEpoch: rec.epoch, epoch, why }, 'this node\'s promotion was superseded by a later one: it is a standby of that primary now');
   }
 
@@ -534,6 +539,7 @@ export class Receiver {
     const cutMs = u64(req.cut_ms, 'cut_ms');
     const epoch = u64(req.epoch, 'epoch');
     if (epoch === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'epoch must be positive');
+    this.promotionCache = undefined;
     let current = this.promotion();
     if (current && (epoch < current.epoch || (epoch === current.epoch && current.atMs !== cutMs))) {
       throw new RegionDbError(ErrorCode.ConditionFailed, `already promoted at epoch ${current.epoch} with cut ${current.atMs}; a promotion at epoch ${epoch} with cut ${cutMs} is refused`);
@@ -556,7 +562,7 @@ export class Receiver {
       const record: FenceRecord = { state: 'promoted', epoch, atMs: cutMs };
       writeFence(this.cfg.dataDir, record);
       this.record = record;
-      this.writeGateCache = undefined;
+      this.promotionCache = undefined;
       this.log.warn({ epoch, cutMs }, 'standby promoted: the stream is refused from now on; regions are cut and opened for writes');
     }
     const command = encodeCommand({ kind: 'standby-promote-epoch', cutMs, epoch });

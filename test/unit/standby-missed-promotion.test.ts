@@ -109,6 +109,8 @@ describe('a standby datanode that missed its promotion (down while it ran)', () 
         expect(Number(asked.fence_epoch), 'the stale promotion says its own epoch').to.equal(1);
         expect(() => (a as unknown as { promotedAnswer(epoch: number): void }).promotedAnswer(Number(asked.fence_epoch)), 'not a fence').to.throw(/below this primary/);
       }
+      // The same answer to its fence check at start (StandbyStatus).
+      (a as unknown as { fenceAnswer(role: string, epoch: number, addr: string): void }).fenceAnswer(asked.role, Number(asked.fence_epoch), 'b:1');
       expect(a.role(), 'site A, the current primary').to.equal('primary');
       expect(readFence(aDir)?.state, "site A's record").to.equal('promoted');
     } finally {
@@ -485,6 +487,7 @@ describe('a promoted standby that ran as a primary, made a standby again before 
       const answer = () => (promotedBack as unknown as { promotedAnswer(epoch: number): void }).promotedAnswer(Number(asked.fence_epoch));
       expect(answer, 'a promotion below its own epoch is not a fence').to.throw(/below this primary/);
     }
+    (promotedBack as unknown as { fenceAnswer(role: string, epoch: number, addr: string): void }).fenceAnswer(asked.role, Number(asked.fence_epoch), 'b:1');
     expect(promotedBack.role(), 'the cluster promoted back').to.equal('primary');
     expect(readFence(backDir)?.state, 'its record').to.equal('promoted');
     rmSync(backDir, { recursive: true, force: true });

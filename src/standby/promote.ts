@@ -68,6 +68,15 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       return !r?.frozen;
     });
     if (waiting.length === 0) break;
+    // Freeze only once a consistent point exists (every region has a position in the same era):
+    // a frozen region takes no seed, so freezing a standby still being seeded would leave it with
+    // no position and no way to get one (there is no un-freeze).
+    const notYet = current ? undefined : noConsistentPoint(snap, opts.toTimeMs);
+    if (notYet) {
+      if (opts.nowMs() > deadline) throw notYet;
+      await sleep(POLL_MS);
+      continue;
+    }
     if (opts.nowMs() > deadline) {
       const stale = waiting.filter((id) => byRegion.get(id)?.mode === 'promoted');
       const why = stale.length ? `; regions ${stale.join(', ')} are still promoted from an earlier failover: the current primary must re-seed them first` : '';
@@ -89,13 +98,8 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       break;
     }
     const regions = [...regionsOf(snap).values()];
-    const reported = new Map<string, RegionPosition>();
-    for (const r of regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
     try {
-      const era = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
-      const behind = regions.filter((r) => Number(r.primary_epoch) < era).map((r) => r.region_id);
-      if (behind.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${behind.join(', ')} follow an earlier primary than epoch ${era} (not re-seeded by the current primary yet)`);
-      cutMs = promotionCutMs(snap.regionIds, reported, opts.toTimeMs);
+      cutMs = cutOf(snap, opts.toTimeMs);
       epoch = 1 + Math.max(0, ...snap.nodes.map((n) => Number(n.status.fence_epoch)), ...regions.map((r) => Math.max(Number(r.promoted_epoch), Number(r.primary_epoch))));
       break;
     } catch (err) {
@@ -135,6 +139,28 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
 }
 
 type Snapshot = Awaited<ReturnType<typeof standbySnapshot>>;
+
+/** The cut the regions' reports allow: every region follows the same primary epoch, and promotionCutMs. Throws UNAVAILABLE while there is none. */
+function cutOf(snap: Snapshot, toTimeMs: number | undefined): number {
+  const regions = [...regionsOf(snap).values()];
+  const era = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+  const behind = regions.filter((r) => Number(r.primary_epoch) < era).map((r) => r.region_id);
+  if (behind.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${behind.join(', ')} follow an earlier primary than epoch ${era} (not re-seeded by the current primary yet)`);
+  const reported = new Map<string, RegionPosition>();
+  for (const r of regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
+  return promotionCutMs(snap.regionIds, reported, toTimeMs);
+}
+
+/** Why there is no consistent point yet (UNAVAILABLE), or undefined if there is one; other errors (a bad --to-time) are thrown. */
+function noConsistentPoint(snap: Snapshot, toTimeMs: number | undefined): RegionDbError | undefined {
+  try {
+    cutOf(snap, toTimeMs);
+    return undefined;
+  } catch (err) {
+    if (err instanceof RegionDbError && err.code === ErrorCode.Unavailable) return err;
+    throw err;
+  }
+}
 
 function notAStandby(snap: Snapshot): void {
   if (snap.nodes.some((n) => n.status.role === 'primary' || n.status.role === 'fenced' || n.status.role === 'none')) {

@@ -317,6 +317,33 @@ describe('a promotion racing a release across standby datanodes (finding D2: the
   });
 });
 
+describe('a promotion started too early (finding D2: the first phase must not trap the standby)', () => {
+  let dirs: string[];
+  beforeEach(() => {
+    dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'regiondb-promote-early-')));
+  });
+  afterEach(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('while a region has no position yet (still to be seeded), nothing is frozen: the seed can still land, and a later promotion completes', async () => {
+    const { states, client } = twoNodeStandby(dirs);
+    await states[0]!.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 200 }));
+    // Region 1 has received nothing: no consistent point, the promotion gives up.
+    const early = await promoteStandby(client, { timeoutMs: 300, nowMs: () => Date.now() }).then(
+      () => 'promoted',
+      (err: unknown) => (err as Error).message,
+    );
+    expect(early).to.match(/no consistent point yet/);
+    expect(states.map((st) => st.standby?.frozen ?? false), 'no region frozen').to.deep.equal([false, false]);
+    // The seed arrives (it would be ignored by a frozen region), then the promotion completes.
+    await states[1]!.apply(2, encodeCommand({ kind: 'standby-seed', primaryIndex: 5, seededThroughMs: 150, versionOffset: 0, ssts: [], dedup: '[]' }));
+    await states[1]!.apply(3, encodeCommand({ kind: 'standby-append', fromIndex: 6, entries: [], watermarkMs: 200 }));
+    const report = await promoteStandby(client, { timeoutMs: 3000, nowMs: () => Date.now() });
+    expect([report.cutMs, states[1]!.standby!.seededIndex, states[1]!.standby!.mode]).to.deep.equal([200, 5, 'promoted']);
+  });
+});
+
 /** A datanode that takes a seed for the region: applies what it proposes at once. */
 function seedingDatanode(state: RegionState) {
   const replica = replicaOf(state, true);

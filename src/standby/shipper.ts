@@ -139,7 +139,7 @@ export class Shipper {
     return Math.max(own, ...this.dn.regionServer.allReplicas().map((r) => r.stateMachine.standby?.promotedEpoch ?? 0));
   }
 
-  /** ownEpoch() as of the last round (the write gate reads it per write; it only grows). */
+  /** ownEpoch() as of the last round (the write gate and every request read it; it only grows). */
   private epoch = 0;
 
   /** This node's fence: a `fenced` record of an epoch at or above its own (an older one was superseded by this cluster's own later promotion). */
@@ -391,7 +391,7 @@ export class Shipper {
     const standby = replica.stateMachine.standby;
     // A promoted standby's writes version above what it applied (S6 in standby-state.ts).
     const versionOffset = standby?.mode === 'promoted' ? standby.versionOffset : 0;
-    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync', version_offset: String(versionOffset), primary_epoch: String(this.ownEpoch()) };
+    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync', version_offset: String(versionOffset), primary_epoch: String(this.epoch) };
     if (r.receivedIndex === undefined) {
       this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }), replica.regionId);
       return;
@@ -519,7 +519,7 @@ export class Shipper {
     const meta = this.dn.metas.get(replica.regionId);
     if (!meta || this.fence) return;
     const r = this.regionShip(`probe:${replica.regionId}`);
-    const req = { primary_cluster_id: this.cfg.clusterId, table: this.dn.schemaProto(meta.schema), region_number: Number(BigInt(replica.regionId) & 0xffffffffn), from_index: '0', entries: [], watermark_ms: '0', primary_epoch: String(this.ownEpoch()) };
+    const req = { primary_cluster_id: this.cfg.clusterId, table: this.dn.schemaProto(meta.schema), region_number: Number(BigInt(replica.regionId) & 0xffffffffn), from_index: '0', entries: [], watermark_ms: '0', primary_epoch: String(this.epoch) };
     try {
       const res = await this.send(r, req);
       if (res.promoted) this.promotedAnswer(Number(res.fence_epoch));

@@ -78,7 +78,7 @@ interface TableRoutes {
 export class Receiver {
   /** This node's fence record, any state (fence.ts); what it means here is promotion(). */
   private record: FenceRecord | undefined;
-  private promotionCache: { atMs: number; promotion: FenceRecord | undefined } | undefined;
+  private promotionCache: { atMs: number; promotion: FenceRecord | undefined; known: number } | undefined;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly clients = new Map<string, grpc.Client>();
   private timer: TimerHandle | undefined;
@@ -170,6 +170,11 @@ export class Receiver {
 
   /** The highest epoch this node knows of: its record's, and every promotion or primary epoch of a region hosted here. */
   private knownEpoch(): number {
+    this.promotion();
+    return this.promotionCache?.known ?? this.lookupKnownEpoch();
+  }
+
+  private lookupKnownEpoch(): number {
     const hosted = this.dn.regionServer.allReplicas().map((r) => Math.max(r.stateMachine.standby?.promotedEpoch ?? 0, r.stateMachine.standby?.primaryEpoch ?? 0));
     return Math.max(this.record?.epoch ?? 0, ...hosted);
   }
@@ -188,7 +193,8 @@ export class Receiver {
     // gate and every stream request ask), and at once after this node's record changes.
     const now = this.clock.nowMs();
     if (this.promotionCache === undefined || now - this.promotionCache.atMs >= PROMOTION_RECHECK_MS) {
-      this.promotionCache = { atMs: now, promotion: this.lookupPromotion() };
+      const promotion = this.lookupPromotion();
+      this.promotionCache = { atMs: now, promotion, known: this.lookupKnownEpoch() };
     }
     return this.promotionCache.promotion;
   }
@@ -231,16 +237,15 @@ export class Receiver {
   /**
    * What a request of a primary at `primaryEpoch` may do here: undefined if it may go on (a
    * promotion of a lower epoch here is superseded by it first), or the answer that fences it
-   * (this cluster was promoted at an epoch at or above it, or follows a later primary).
+   * (this cluster was promoted at an epoch at or above it). A standby that is not promoted fences
+   * nobody: with two sites it follows the other one, and a primary node naming an epoch below
+   * one known here is a node of that site that does not know its own yet (its answers carry the
+   * epoch known here, and it learns it).
    */
-  private admitPrimary(primaryEpoch: number, replica?: Replica<RegionState>): StandbyShipResponse | undefined {
+  private admitPrimary(primaryEpoch: number): StandbyShipResponse | undefined {
     const p = this.promotion();
     if (p && primaryEpoch <= p.epoch) return { promoted: true, fence_epoch: String(p.epoch) };
     if (p) this.superseded(primaryEpoch, 'a primary of a higher epoch ships to it');
-    // A later promotion superseded that primary: a region here follows a later one, or this node
-    // was fenced by (or promoted and served as a primary at) a later epoch.
-    const later = Math.max(replica?.stateMachine.standby?.primaryEpoch ?? 0, this.record?.epoch ?? 0);
-    if (primaryEpoch < later) return { promoted: true, fence_epoch: String(later) };
     return undefined;
   }
 
@@ -260,8 +265,6 @@ export class Receiver {
     if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
     const regionId = await this.standbyRegion(req.table, req.region_number);
     const replica = this.ledReplica(regionId);
-    const stale = this.admitPrimary(primaryEpoch, replica);
-    if (stale) return stale;
     await this.follow(replica, primaryEpoch);
     const fromIndex = u64(req.from_index, 'from_index');
     if (fromIndex > 0) {
@@ -274,7 +277,7 @@ export class Receiver {
       // Bypasses the client write gate: this is the stream, not a client.
       await this.dn.regionServer.propose(regionId, command);
     }
-    return { region: streamStatus(replica, this.dn, primaryEpoch), promoted: false, fence_epoch: '0' };
+    return { region: streamStatus(replica, this.dn, primaryEpoch), promoted: false, fence_epoch: String(this.knownEpoch()) };
   }
 
   // ─── Seeding (docs/replication.md, "Seeding") ─────────────────────────────────────────────
@@ -354,8 +357,6 @@ export class Receiver {
     if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
     const regionId = await this.standbyRegion(req.table, req.region_number);
     const replica = this.ledReplica(regionId);
-    const stale = this.admitPrimary(primaryEpoch, replica);
-    if (stale) return stale;
     const where = `seed of ${req.table.name} region ${req.region_number} from ${req.primary_cluster_id || 'the primary'}`;
     const manifest = decodeManifest(new Uint8Array(req.manifest), where); // checksummed: damage is CORRUPTION
     validateDedupTable(manifest.dedup, where);
@@ -388,7 +389,7 @@ export class Receiver {
     const command = encodeCommand(primaryEpoch > 0 ? { kind: 'standby-seed-epoch', ...seed, primaryEpoch } : { kind: 'standby-seed', ...seed });
     await this.dn.regionServer.propose(regionId, command);
     this.log.info({ regionId, primaryIndex: manifest.flushedIndex, ssts: ssts.length, primaryEpoch }, 'standby region seeded from the primary\'s manifest');
-    return { region: streamStatus(replica, this.dn, primaryEpoch), promoted: false, fence_epoch: '0' };
+    return { region: streamStatus(replica, this.dn, primaryEpoch), promoted: false, fence_epoch: String(this.knownEpoch()) };
   }
 
   private ledReplica(regionId: string): Replica<RegionState> {

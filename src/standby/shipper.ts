@@ -136,8 +136,16 @@ export class Shipper {
    */
   ownEpoch(): number {
     const own = this.record?.state === 'promoted' || this.record?.state === 'primary' ? this.record.epoch : 0;
-    return Math.max(own, ...this.dn.regionServer.allReplicas().map((r) => r.stateMachine.standby?.promotedEpoch ?? 0));
+    return Math.max(own, this.learnedEpoch, ...this.dn.regionServer.allReplicas().map((r) => r.stateMachine.standby?.promotedEpoch ?? 0));
   }
+
+  /**
+   * The highest epoch a standby that is not promoted told this node it knows. With two sites, a
+   * standby that is not promoted follows this node's cluster, so every epoch it knows is at most
+   * this cluster's own: a lower bound this node may take (a node added after the promotion, or
+   * one that missed it and hosts no region of it, knows no epoch of its own otherwise).
+   */
+  private learnedEpoch = 0;
 
   /** ownEpoch() as of the last round (the write gate and every request read it; it only grows). */
   private epoch = 0;
@@ -309,15 +317,15 @@ export class Shipper {
   /**
    * What a standby's StandbyStatus answer means here. A promotion below this primary's own epoch
    * is one this cluster's promotion superseded: that standby is not promoted now (this primary's
-   * requests will tell it), so it does not fence. Any epoch above ours (a standby that knows of a
-   * later promotion, whatever its role now) is a promotion after this primary's: a fence too.
+   * requests will tell it), so it does not fence. A standby that is not promoted follows this
+   * cluster: the epoch it knows is a lower bound of this cluster's own (learn()), never a fence.
    */
   private fenceAnswer(role: string, epoch: number, addr: string): void {
-    const own = this.ownEpoch();
-    if ((role === 'promoted' && epoch >= own) || epoch > own) {
+    if (role === 'promoted' && epoch >= this.ownEpoch()) {
       this.fenced(epoch);
       return;
     }
+    if (role === 'standby') this.learn(epoch);
     if ((role === 'standby' || role === 'promoted') && !this.fenceChecked) {
       if (role === 'standby') this.confirmedAsPrimary();
       this.fenceChecked = true;
@@ -544,6 +552,13 @@ export class Shipper {
     return Math.max(floor, (this.positions.get(regionId) ?? 0) + 1);
   }
 
+  /** See learnedEpoch. */
+  private learn(epoch: number): void {
+    if (!Number.isSafeInteger(epoch) || epoch <= this.learnedEpoch) return;
+    this.learnedEpoch = epoch;
+    this.epoch = Math.max(this.epoch, epoch);
+  }
+
   /** A standby's answer "promoted at `epoch`": a fence if the epoch is at or above this primary's own. */
   private promotedAnswer(epoch: number): void {
     if (epoch >= this.ownEpoch()) {
@@ -560,6 +575,7 @@ export class Shipper {
       this.promotedAnswer(Number(res.fence_epoch));
       return;
     }
+    this.learn(Number(res.fence_epoch));
     const received = Number(res.region?.received_index ?? 0);
     r.receivedIndex = received;
     this.positions.set(regionId, received);

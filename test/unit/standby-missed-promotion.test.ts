@@ -526,7 +526,7 @@ describe('a promoted standby that ran as a primary, made a standby again before 
     expect(readFence(dataDir), 'its record: superseded at epoch 2').to.deep.include({ state: 'fenced', epoch: 2 });
   });
 
-  it('once the other site answers as its standby, a node running as a primary keeps its promotion only as history: made a standby again it is not promoted, and fences an older primary that asks', async () => {
+  it('once the other site answers as its standby, a node running as a primary keeps its promotion only as history: made a standby again it is not promoted, and fences no node of the cluster it follows', async () => {
     const state = new RegionState(schema);
     await state.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
     await state.apply(2, encodeCommand({ kind: 'standby-promote-epoch', cutMs: 200, epoch: 1 }));
@@ -543,14 +543,18 @@ describe('a promoted standby that ran as a primary, made a standby again before 
     expect(receiver.role(), 'not promoted by its old promotion').to.equal('standby');
     expect(() => receiver.writeGate.admit(regionId, put(9, 'c', 3)), 'refuses client writes').to.throw(/read-only standby/);
     expect(receiver.statusResponse().fence_epoch, 'it still says the epoch it knows').to.equal('1');
-    // The original primary (epoch 0), back from the dead and never told, is fenced by that epoch.
-    const oldDir = mkdtempSync(join(tmpdir(), 'regiondb-original-'));
+    // A node of the cluster it now follows that does not know its cluster's epoch (added after the
+    // fail-back, hosting only regions created since) asks it: not a fence — a standby that is not
+    // promoted follows that cluster — and the node learns 1 as a lower bound of its own epoch.
+    const newDir = mkdtempSync(join(tmpdir(), 'regiondb-new-node-'));
     try {
-      const original = new Shipper(fakeDatanode([]), shipperCfg(oldDir), silentLogger, systemClock, wallClock, new Registry());
-      (original as unknown as { fenceAnswer(role: string, epoch: number, addr: string): void }).fenceAnswer('standby', 1, 'b:1');
-      expect(original.role(), 'an epoch above its own').to.equal('fenced');
+      const newNode = new Shipper(fakeDatanode([]), shipperCfg(newDir), silentLogger, systemClock, wallClock, new Registry());
+      (newNode as unknown as { fenceAnswer(role: string, epoch: number, addr: string): void }).fenceAnswer('standby', 1, 'b:1');
+      expect(newNode.role(), 'not fenced by a standby').to.equal('primary');
+      expect(newNode.ownEpoch(), 'learned').to.equal(1);
+      expect(readFence(newDir), 'nothing written').to.equal(undefined);
     } finally {
-      rmSync(oldDir, { recursive: true, force: true });
+      rmSync(newDir, { recursive: true, force: true });
     }
   });
 

@@ -13,7 +13,9 @@
 //      promoted durably (the stream is refused from then on), then cuts the regions it leads;
 //   4. the regions are polled until every one is cut (a region whose leader moved mid-way is
 //      promoted again through its new leader: the same cut and epoch, idempotent);
-//   5. the report: the cut, the entries and rows dropped after it per region, the time it took.
+//   5. every node reporting the promotion is told it once more (a node that missed step 3 adopted it
+//      from a region and takes no client write until told: fence.ts), then the report: the cut,
+//      the entries and rows dropped after it per region, the time it took.
 // A promotion interrupted after step 3 began (some node promoted) is finished by running the
 // command again: it finds that promotion (its epoch is above every primary epoch the regions
 // follow) and completes it at its cut and epoch.
@@ -113,6 +115,12 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     const byRegion = regionsOf(snap);
     const waiting = snap.regionIds.filter((id) => byRegion.get(id)?.mode !== 'promoted' || Number(byRegion.get(id)?.promoted_epoch) !== epoch);
     if (waiting.length === 0) {
+      // A node that missed its StandbyPromote call adopted the promotion from a region it hosts:
+      // it answers as promoted but takes no client write until told (fence.ts). Every node
+      // reporting this promotion is told again (idempotent on a node told before).
+      const told = snap.nodes.filter((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === epoch);
+      await Promise.all(told.map((n) => c.standbyPromote(n.addr, cutMs, epoch).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
+      if (refusals.size > 0) throw new RegionDbError(ErrorCode.Unavailable, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}): every region is cut, but a node that learned it from its regions was not told to take writes${refusedText()} (run the command again)`);
       const regions = snap.regionIds.map((id) => byRegion.get(id)!);
       // S7: a table whose drop marker every region kept (the cut is at or past its drop) goes.
       const drops = new Map(regions.map((r) => [r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) }]));

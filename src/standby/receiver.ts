@@ -155,8 +155,10 @@ export class Receiver {
     acknowledge: () => Promise.resolve(),
   };
 
+  /** Client writes need a promotion this node was told of (StandbyPromote), not one adopted from a region (fence.ts). */
   private promotedForWrites(): boolean {
-    return this.promotion() !== undefined;
+    const p = this.promotion();
+    return p !== undefined && !p.adopted;
   }
 
   role(): 'standby' | 'promoted' {
@@ -185,7 +187,8 @@ export class Receiver {
    * higher epoch (then the record becomes `fenced` at that epoch); otherwise a hosted region
    * promoted at an epoch above every epoch this node knows to be later (its record's, and the
    * primary epochs its regions follow) — a node that missed `standby promote` takes the fence
-   * then, durably, before it answers anything (finding D1). A region promoted without an epoch
+   * then, durably, before it answers anything (finding D1), marked adopted: it answers as
+   * promoted but admits no client write until StandbyPromote (D5). A region promoted without an epoch
    * (an older build) is not adopted.
    */
   private promotion(): FenceRecord | undefined {
@@ -213,11 +216,11 @@ export class Receiver {
     for (const r of replicas) {
       const s = r.stateMachine.standby;
       if (s?.mode !== 'promoted' || s.promotedEpoch <= floor) continue;
-      const adopted: FenceRecord = { state: 'promoted', epoch: s.promotedEpoch, atMs: s.cutMs };
+      const adopted: FenceRecord = { state: 'promoted', epoch: s.promotedEpoch, atMs: s.cutMs, adopted: true };
       writeFence(this.cfg.dataDir, adopted);
       this.record = adopted;
       this.promotionCache = undefined;
-      this.log.warn({ regionId: r.regionId, epoch: s.promotedEpoch, cutMs: s.cutMs }, 'this standby node missed its promotion (down or unreachable while it ran): promoted from the epoch its region replayed; the stream is refused from now on');
+      this.log.warn({ regionId: r.regionId, epoch: s.promotedEpoch, cutMs: s.cutMs }, 'this standby node missed its promotion (down or unreachable while it ran): promoted from the epoch its region replayed; the stream is refused from now on, client writes until `regiondb standby promote` is run again');
       return adopted;
     }
     return undefined;
@@ -559,7 +562,8 @@ export class Receiver {
     if (unfit.length > 0) {
       throw new RegionDbError(ErrorCode.ConditionFailed, `regions ${unfit.join(', ')} cannot be cut at ${cutMs} (nothing applied is undone); freeze every region, then choose the cut`);
     }
-    if (!current) {
+    // A promotion adopted from a region (fence.ts) becomes one this node was told of: writes open.
+    if (!current || current.adopted) {
       const record: FenceRecord = { state: 'promoted', epoch, atMs: cutMs };
       writeFence(this.cfg.dataDir, record);
       this.record = record;

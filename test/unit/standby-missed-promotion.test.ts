@@ -6,7 +6,7 @@
 // Findings D1–D4 (docs/correctness.md); the model they are checked against is docs/replication.md,
 // "One writable site" (promotion epochs, the two-phase promotion). First written on the branch
 // `hunt` against the first fixes; adapted here to the epoch model (cuts carry their epoch).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -53,7 +53,7 @@ describe('a standby datanode that missed its promotion (down while it ran)', () 
   });
   afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  it('learns it from the cut it replayed: reports promoted, takes client writes, and keeps its fence across a restart', async () => {
+  it('learns it from the cut it replayed: reports promoted, keeps its fence across a restart, and takes client writes only once told to promote', async () => {
     // The region's log as every replica applies it: entries received, then the promotion's cut
     // (proposed by the leader on another node, which had been told to promote).
     const state = new RegionState(schema);
@@ -67,15 +67,25 @@ describe('a standby datanode that missed its promotion (down while it ran)', () 
 
     // The old primary's fence check (StandbyStatus) must not hear "standby": it would take writes.
     expect(receiver.statusResponse().role, 'what the old primary asks at its start').to.equal('promoted');
-    // The promoted cluster's clients write to the region this node leads.
+    // Adopted from a region, the promotion may be one a later epoch has superseded that this node
+    // cannot see yet: it answers as promoted, but takes no client write until StandbyPromote.
     const write = put(9, 'c', 3);
-    expect(() => receiver.writeGate.admit(regionId, write), 'a client write to a promoted region it leads').to.not.throw();
-    // Durable: the same node restarted is promoted from its start.
+    expect(() => receiver.writeGate.admit(regionId, write), 'a client write before StandbyPromote').to.throw(/read-only standby/);
+    // Durable: the same node restarted is promoted from its start (and still adopted only).
     expect(readFence(dataDir)?.state, 'the fence file').to.equal('promoted');
+    expect(readFence(dataDir)?.adopted, 'adopted from a region').to.equal(true);
     expect(readFence(dataDir)?.atMs, 'at the cut the region replayed').to.equal(200);
     expect(readFence(dataDir)?.epoch, 'at the epoch the region replayed').to.equal(1);
-    const restarted = new Receiver(fakeDatanode([]), { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
+    // Older builds decode the record by its state and refuse an unknown one (CORRUPTION): the
+    // adopted record must not read as a plain `promoted` there (it would admit writes).
+    expect(JSON.parse(readFileSync(join(dataDir, 'standby-fence.json'), 'utf8')).state, 'on disk').to.not.equal('promoted');
+    const restarted = new Receiver(fakeDatanode([replicaOf(state, true)]), { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
     expect(restarted.role()).to.equal('promoted');
+    expect(() => restarted.writeGate.admit(regionId, write), 'restarted, still adopted').to.throw(/read-only standby/);
+    // `standby promote` run again sends StandbyPromote at the promotion's own cut and epoch.
+    await restarted.promote({ cut_ms: '200', epoch: '1' } as Parameters<Receiver['promote']>[0]);
+    expect(readFence(dataDir)?.adopted, 'the record StandbyPromote wrote').to.equal(undefined);
+    expect(() => restarted.writeGate.admit(regionId, write), 'a client write to a promoted region it leads').to.not.throw();
   });
 
   it('a region cut by an earlier promotion this node was fenced from since (failed back, a standby again) does not promote it', async () => {
@@ -98,6 +108,9 @@ describe('a standby datanode that missed its promotion (down while it ran)', () 
     await state.apply(2, encodeCommand({ kind: 'standby-promote-epoch', cutMs: 100, epoch: 1 }));
     const receiver = new Receiver(seedingDatanode(state), { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
     const asked = receiver.statusResponse(); // site A's fence check at its start
+    // Before A's stream reaches it, this node must not take client writes (they would be
+    // acknowledged, then replaced by A's seed).
+    expect(() => receiver.writeGate.admit(regionId, put(9, 'c', 3)), 'a client write before A\'s stream arrives').to.throw(/read-only standby/);
     // Site A's primary (promoted at epoch 2) with that answer:
     const aDir = mkdtempSync(join(tmpdir(), 'regiondb-site-a-'));
     try {
@@ -280,7 +293,7 @@ function twoNodeStandby(dirs: readonly string[]) {
     standbyPromote: async (addr: string, cutMs: number, epoch: number) => ({ regions: await nodes[Number(addr.slice(1)) - 1]!.promote({ cut_ms: String(cutMs), epoch: String(epoch) } as Parameters<Receiver['promote']>[0]) }),
     dropTable: async () => undefined,
   };
-  return { states, ids, afterStatus, client: client as unknown as Parameters<typeof promoteStandby>[0] };
+  return { states, ids, afterStatus, receivers: nodes, client: client as unknown as Parameters<typeof promoteStandby>[0] };
 }
 
 describe('a promotion racing a release across standby datanodes (finding D2: the promotion completes)', () => {
@@ -314,6 +327,33 @@ describe('a promotion racing a release across standby datanodes (finding D2: the
     expect(report.cutMs, 'the cut counts the release').to.equal(300);
     expect(report.epoch).to.equal(1);
     expect((await states[0]!.get({ k: 'a2', ts: 1 }))?.row['v'], 'region 0 keeps its entry stamped 250 (before the cut)').to.equal(2);
+  });
+});
+
+describe('`standby promote` run again after nodes missed their StandbyPromote call', () => {
+  let dirs: string[];
+  beforeEach(() => {
+    dirs = [0, 1].map(() => mkdtempSync(join(tmpdir(), 'regiondb-promote-adopted-')));
+  });
+  afterEach(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('tells the nodes that adopted the promotion from their regions: they take client writes from then on', async () => {
+    const { states, ids, receivers, client } = twoNodeStandby(dirs);
+    // Both regions were cut at 200, epoch 1 (through leaders elsewhere); neither node was told.
+    for (const st of states) {
+      await st.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 200 }));
+      await st.apply(2, encodeCommand({ kind: 'standby-promote-epoch', cutMs: 200, epoch: 1 }));
+    }
+    expect(receivers.map((r) => r.role()), 'adopted').to.deep.equal(['promoted', 'promoted']);
+    expect(() => receivers[0]!.writeGate.admit(ids[0]!, put(9, 'c', 3)), 'adopted only').to.throw(/read-only standby/);
+    const report = await promoteStandby(client, { timeoutMs: 3000, nowMs: () => Date.now() });
+    expect([report.cutMs, report.epoch]).to.deep.equal([200, 1]);
+    for (const [k, r] of receivers.entries()) {
+      expect(readFence(dirs[k]!)?.adopted, `node ${k + 1}'s record`).to.equal(undefined);
+      expect(() => r.writeGate.admit(ids[k]!, put(9, 'c', 3)), `node ${k + 1}`).to.not.throw();
+    }
   });
 });
 

@@ -148,9 +148,16 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
 
 type Snapshot = Awaited<ReturnType<typeof standbySnapshot>>;
 
-/** The cut the regions' reports allow: every region follows the same primary epoch, and promotionCutMs. Throws UNAVAILABLE while there is none. */
+/**
+ * The cut the regions' reports allow, with no promotion of this cluster under way: every region
+ * follows the same primary epoch, and promotionCutMs. A region still promoted (from an earlier
+ * failover, not re-seeded by the current primary yet) has no position: its received time is
+ * another era's and it can never be cut. Throws UNAVAILABLE while there is no cut.
+ */
 function cutOf(snap: Snapshot, toTimeMs: number | undefined): number {
   const regions = [...regionsOf(snap).values()];
+  const stale = regions.filter((r) => r.mode === 'promoted').map((r) => r.region_id);
+  if (stale.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${stale.join(', ')} are still promoted from an earlier failover (the current primary must re-seed them first)`);
   const era = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
   const behind = regions.filter((r) => Number(r.primary_epoch) < era).map((r) => r.region_id);
   if (behind.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${behind.join(', ')} follow an earlier primary than epoch ${era} (not re-seeded by the current primary yet)`);

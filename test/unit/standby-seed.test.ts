@@ -158,6 +158,35 @@ describe('dual active-standby: GC and a pending seed (src/datanode/sst-gc.ts G2)
   });
 });
 
+describe('dual active-standby: a promotion after a fail-back, a region not re-seeded yet (src/standby/promote.ts)', () => {
+  it('a region still promoted from the earlier failover has no position: nothing is frozen while it waits for its seed', async () => {
+    // r1 was cut at epoch 1 in the earlier failover; the current primary (epoch 2) has probed it
+    // (standby-epoch: it follows epoch 2 now) but not seeded it yet. r2 follows epoch 2.
+    const region = (id: string, mode: string, through: number) => ({
+      region_id: id, table: 't', region_number: 0, mode, received_index: '9', applied_primary_index: '9', received_through_ms: String(through), last_stamp_ms: String(through),
+      released_ms: mode === 'promoted' ? String(through) : '0', pending_entries: 0, cut_ms: mode === 'promoted' ? String(through) : '0', dropped_entries: '0', dropped_rows: '0', sync: false, seeded_index: '0',
+      frozen: false, promoted_epoch: mode === 'promoted' ? '1' : '0', primary_epoch: '2',
+    });
+    const regions = [region('r1', 'promoted', 400), region('r2', 'standby', 9000)];
+    let freezes = 0;
+    const client = {
+      listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
+      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'standby', regions, shipping: [], fence_epoch: '2', mode: '', fence_at_ms: '0' }),
+      standbyFreeze: async () => {
+        freezes++;
+        return { regions: [] };
+      },
+      standbyPromote: async () => ({ regions: [] }),
+    } as unknown as Parameters<typeof promoteStandby>[0];
+    const outcome = await promoteStandby(client, { timeoutMs: 300, nowMs: () => Date.now() }).then(
+      () => 'promoted',
+      (err: unknown) => (err as Error).message,
+    );
+    expect(outcome).to.match(/no consistent point yet/).and.to.include('r1');
+    expect(freezes, 'StandbyFreeze calls').to.equal(0);
+  });
+});
+
 describe('dual active-standby: finishing an interrupted promotion (src/standby/promote.ts)', () => {
   /** A standby of two datanodes as promoteStandby sees it through its client: node 1 leads nothing, node 2 both regions. */
   function fakeStandby() {

@@ -155,7 +155,8 @@ export class StandbyState {
   seed(primaryIndex: number, seededThroughMs: number, versionOffset: number, primaryEpoch = 0): boolean {
     assert(Number.isSafeInteger(primaryIndex) && primaryIndex > 0 && Number.isSafeInteger(seededThroughMs) && versionOffset >= 0 && Number.isSafeInteger(primaryEpoch) && primaryEpoch >= 0, `bad seed at ${primaryIndex}`);
     if (this.mode === 'promoted') {
-      if (this.promotedEpoch < 1 || primaryEpoch <= this.promotedEpoch) return false; // S4, S10
+      // S4, S10; and S9 checked before anything is re-opened (a refused seed changes nothing).
+      if (this.promotedEpoch < 1 || primaryEpoch <= this.promotedEpoch || primaryEpoch < this.primaryEpoch) return false;
       this.reopen();
     }
     if (this.frozen || primaryEpoch < this.primaryEpoch || primaryIndex <= this.receivedIndex) return false; // S8, S9

@@ -205,14 +205,13 @@ export class Receiver {
   private lookupPromotion(): FenceRecord | undefined {
     const replicas = this.dn.regionServer.allReplicas();
     const followed = Math.max(0, ...replicas.map((r) => r.stateMachine.standby?.primaryEpoch ?? 0));
-    const rec = this.record;
-    if (rec?.state === 'promoted') {
-      if (rec.epoch > followed) return rec;
+    if (this.record?.state === 'promoted') {
+      if (this.record.epoch > followed) return this.record;
+      // History now; a later promotion a region here replayed may still be adopted below.
       this.superseded(followed, 'a region here follows a primary of that epoch');
-      return undefined;
     }
     // A `fenced` or `primary` record's epoch is known to be history here (fence.ts).
-    const floor = Math.max(followed, rec?.epoch ?? 0);
+    const floor = Math.max(followed, this.record?.epoch ?? 0);
     for (const r of replicas) {
       const s = r.stateMachine.standby;
       if (s?.mode !== 'promoted' || s.promotedEpoch <= floor) continue;

@@ -136,6 +136,27 @@ describe('a standby datanode that missed its promotion (down while it ran)', () 
     expect(state.standby!.mode).to.equal('standby');
   });
 
+  it('a promotion of its own made history by one region is replaced at once by a later one another region replayed', async () => {
+    // This node was promoted at 1; a region here follows a primary at 2 since (that primary was
+    // promoted after), and another region was cut at 3 by this cluster's promotion after that,
+    // which this node missed.
+    const following = new RegionState(schema);
+    await following.apply(1, encodeCommand({ kind: 'standby-epoch', primaryEpoch: 2 }));
+    const cut = new RegionState(schema);
+    await cut.apply(1, encodeCommand({ kind: 'standby-epoch', primaryEpoch: 2 }));
+    await cut.apply(2, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
+    await cut.apply(3, encodeCommand({ kind: 'standby-promote-epoch', cutMs: 100, epoch: 3 }));
+    writeFence(dataDir, { state: 'promoted', epoch: 1, atMs: 50 });
+    const replicas = [
+      { regionId: 'following', isLeader: () => true, stateMachine: following },
+      { regionId: 'cut', isLeader: () => true, stateMachine: cut },
+    ];
+    const dn = { nodeId: 3, metas: new Map(), regionServer: { allReplicas: () => replicas, replica: (id: string) => replicas.find((r) => r.regionId === id) } } as unknown as Datanode;
+    const receiver = new Receiver(dn, { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
+    expect([receiver.role(), receiver.fenceEpoch()], 'the first look').to.deep.equal(['promoted', 3]);
+    expect(readFence(dataDir), 'adopted at 3').to.deep.equal({ state: 'promoted', epoch: 3, atMs: 100, adopted: true });
+  });
+
   it('a standby whose regions are not cut stays a standby: refuses client writes and reports standby', async () => {
     const state = new RegionState(schema);
     await state.apply(1, encodeCommand({ kind: 'standby-append', fromIndex: 1, entries: [shipped(1, 100, 'a', 1)], watermarkMs: 100 }));
@@ -463,6 +484,15 @@ describe('the way back a second time: an old primary that had itself been a prom
       expect(state.standby!.mode, what).to.equal('promoted');
       expect((await state.get({ k: 'mine', ts: 1 }))?.row['v'], what).to.equal(5);
     }
+  });
+
+  it('a seed of an epoch above the promotion but below the epoch the region already follows leaves it promoted, unchanged', async () => {
+    const state = await promotedEarlier('standby-promote-epoch');
+    await state.apply(31, encodeCommand({ kind: 'standby-epoch', primaryEpoch: 3 })); // a probe of a primary at epoch 3
+    const before = { ...state.standby! };
+    await state.apply(32, encodeCommand({ kind: 'standby-seed-epoch', primaryIndex: 80, seededThroughMs: 6000, versionOffset: 0, ssts: [], dedup: '[]', primaryEpoch: 2 }));
+    expect({ ...state.standby! }, 'refused (S9) before anything was re-opened').to.deep.equal(before);
+    expect((await state.get({ k: 'mine', ts: 1 }))?.row['v']).to.equal(5);
   });
 
   it('an older build refuses the re-opening seed (a new command kind) loudly instead of ignoring what it does not know', async () => {

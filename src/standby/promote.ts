@@ -119,8 +119,10 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       // it answers as promoted but takes no client write until told (fence.ts). Every node
       // reporting this promotion is told again (idempotent on a node told before).
       const told = snap.nodes.filter((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === epoch);
-      await Promise.all(told.map((n) => c.standbyPromote(n.addr, cutMs, epoch).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
-      if (refusals.size > 0) throw new RegionDbError(ErrorCode.Unavailable, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}): every region is cut, but a node that learned it from its regions was not told to take writes${refusedText()} (run the command again)`);
+      // Only these answers count here: an earlier refusal of a node not reporting it is moot.
+      const untold = new Map<string, string>();
+      await Promise.all(told.map((n) => c.standbyPromote(n.addr, cutMs, epoch).catch((err: unknown) => void untold.set(n.addr, err instanceof Error ? err.message : String(err)))));
+      if (untold.size > 0) throw new RegionDbError(ErrorCode.Unavailable, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}): every region is cut, but a node that may have learned it only from its regions was not told to take writes${[...untold].map(([addr, why]) => `; ${addr} refused: ${why}`).join('')} (run the command again)`);
       const regions = snap.regionIds.map((id) => byRegion.get(id)!);
       // S7: a table whose drop marker every region kept (the cut is at or past its drop) goes.
       const drops = new Map(regions.map((r) => [r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) }]));

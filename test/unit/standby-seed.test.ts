@@ -220,4 +220,19 @@ describe('dual active-standby: finishing an interrupted promotion (src/standby/p
     // promotion is told again, in case it only adopted it from a region; idempotent).
     expect(promotedAt).to.deep.equal([500, 500]);
   });
+
+  it('a node that refused StandbyPromote earlier and reports no promotion does not fail a promotion every region completed', async () => {
+    const { client, promotedAt } = fakeStandby();
+    const fake = client as unknown as { standbyStatus(addr: string): Promise<{ role: string }>; standbyPromote(addr: string, cutMs: number): Promise<unknown> };
+    const status = fake.standbyStatus.bind(fake);
+    const promote = fake.standbyPromote.bind(fake);
+    fake.standbyStatus = async (addr) => ({ ...(await status(addr)), ...(addr === 'n1' ? { role: 'standby', fence_epoch: '0', fence_at_ms: '0' } : {}) });
+    fake.standbyPromote = async (addr, cutMs) => {
+      if (addr === 'n1') throw new Error('n1 is unreachable');
+      return promote(addr, cutMs);
+    };
+    const report = await promoteStandby(client, { timeoutMs: 500, nowMs: () => Date.now() });
+    expect(report.cutMs).to.equal(500);
+    expect(promotedAt).to.deep.equal([500, 500]);
+  });
 });

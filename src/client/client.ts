@@ -33,6 +33,7 @@ import type {
   ReplicaStat__Output,
   ScanRequest,
   ScanResponse__Output,
+  StandbyFreezeResponse__Output,
   StandbyPromoteResponse__Output,
   StandbyStatusResponse__Output,
   BarrierFreezeResponse__Output,
@@ -292,6 +293,11 @@ export class RegionDbClient {
   /** Admin.StandbyStatus of one datanode: its part in a dual active-standby pair (docs/replication.md). */
   async standbyStatus(addr: string): Promise<StandbyStatusResponse__Output> {
     return this.adminCall<StandbyStatusResponse__Output>(addr, 'StandbyStatus', {}, this.attemptTimeoutMs);
+  }
+
+  /** Admin.StandbyFreeze of one standby datanode: the regions it leads release nothing more (a promotion's first phase). */
+  async standbyFreeze(addr: string): Promise<StandbyFreezeResponse__Output> {
+    return this.adminCall<StandbyFreezeResponse__Output>(addr, 'StandbyFreeze', {}, 30_000);
   }
 
   /** Admin.StandbyPromote of one standby datanode: cut the regions it leads at `cutMs`. */

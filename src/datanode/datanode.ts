@@ -583,7 +583,7 @@ export class Datanode implements DatabaseHost {
 }
 
 /** What src/standby plugs into a datanode: its Admin methods, the client write gate, its loops. */
-type StandbyAdminMethods = 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote' | 'StandbySeedObject' | 'StandbySeed';
+type StandbyAdminMethods = 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote' | 'StandbyFreeze' | 'StandbySeedObject' | 'StandbySeed';
 
 export interface StandbyAttachment {
   readonly admin: Pick<AdminHandlers, StandbyAdminMethods>;
@@ -604,6 +604,7 @@ function standbyNotConfigured(log: Logger): Pick<AdminHandlers, StandbyAdminMeth
     StandbyShip: unary(refuse, log),
     StandbyStatus: unary(async () => ({ node_id: '0', role: 'none', regions: [], shipping: [], fence_epoch: '0', mode: '' }), log),
     StandbyPromote: unary(refuse, log),
+    StandbyFreeze: unary(refuse, log),
     StandbySeedObject: unary(refuse, log),
     StandbySeed: unary(refuse, log),
   };

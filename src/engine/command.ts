@@ -9,7 +9,11 @@
 //   version 3: a stamped write or delete (dual active-standby, docs/replication.md): [3][kind]
 //              [proposal wall time, ms, u64 big-endian][the version-2 command]. Written only by a
 //              primary that feeds a standby; the stamp orders the cluster-consistent cut.
-// The standby-* kinds (JSON, version 1) exist only in a standby cluster's regions.
+// The standby-* kinds (JSON, version 1) exist only in a standby cluster's regions. Kinds 20–23
+// (standby-freeze, standby-promote-epoch, standby-seed-epoch, standby-epoch) carry the promotion
+// epochs of docs/replication.md ("One writable site"); a build that predates them refuses them as
+// an unknown kind (CORRUPTION on apply: the replica fails loudly, on every replica alike) instead
+// of applying a seed or a cut without the rule they carry.
 // Decoding validates and throws CORRUPTION (never a TypeError). Rows travel as values in schema
 // order, so every replica derives identical keys when applying. The kind byte is at offset 1 in
 // both versions (sst-gc reads it without decoding).
@@ -22,7 +26,8 @@ const FORMAT_BINARY = 2;
 const FORMAT_STAMPED = 3;
 const STAMP_HEADER_BYTES = 10;
 
-export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9, TableDropped: 10 } as const;
+export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9, TableDropped: 10,
+  StandbyFreeze: 20, StandbyPromoteEpoch: 21, StandbySeedEpoch: 22, StandbyEpoch: 23 } as const;
 
 export interface WriteCommand {
   readonly kind: 'write';
@@ -159,7 +164,46 @@ export interface StandbySeedCommand {
   readonly dedup: string;
 }
 
-export type StandbyCommand = StandbyAppendCommand | StandbyReleaseCommand | StandbyPromoteCommand | StandbySeedCommand;
+/**
+ * Standby, the first phase of a promotion (docs/replication.md): from this entry on the region
+ * applies no release and takes no seed, so what it has applied (releasedMs) is final and every
+ * release before it in the log counts.
+ */
+export interface StandbyFreezeCommand {
+  readonly kind: 'standby-freeze';
+}
+
+/** As StandbyPromoteCommand, and the region records the promotion's epoch (E1 in standby-state.ts). */
+export interface StandbyPromoteEpochCommand {
+  readonly kind: 'standby-promote-epoch';
+  readonly cutMs: number;
+  readonly epoch: number;
+}
+
+/**
+ * As StandbySeedCommand, from a primary at promotion epoch `primaryEpoch` (≥ 1): it also re-opens
+ * a region promoted at a lower epoch (E3 in standby-state.ts).
+ */
+export interface StandbySeedEpochCommand extends Omit<StandbySeedCommand, 'kind'> {
+  readonly kind: 'standby-seed-epoch';
+  readonly primaryEpoch: number;
+}
+
+/** Standby: the region follows a primary at promotion epoch `primaryEpoch` from now on (E2 in standby-state.ts). */
+export interface StandbyEpochCommand {
+  readonly kind: 'standby-epoch';
+  readonly primaryEpoch: number;
+}
+
+export type StandbyCommand =
+  | StandbyAppendCommand
+  | StandbyReleaseCommand
+  | StandbyPromoteCommand
+  | StandbySeedCommand
+  | StandbyFreezeCommand
+  | StandbyPromoteEpochCommand
+  | StandbySeedEpochCommand
+  | StandbyEpochCommand;
 export type SystemCommand = FreezeCommand | FlushEditCommand | CompactionEditCommand;
 export type Command = WriteCommand | DeleteCommand | SystemCommand | StandbyCommand;
 
@@ -173,6 +217,10 @@ const KIND_CODE: Record<Command['kind'], number> = {
   'standby-release': CommandKind.StandbyRelease,
   'standby-promote': CommandKind.StandbyPromote,
   'standby-seed': CommandKind.StandbySeed,
+  'standby-freeze': CommandKind.StandbyFreeze,
+  'standby-promote-epoch': CommandKind.StandbyPromoteEpoch,
+  'standby-seed-epoch': CommandKind.StandbySeedEpoch,
+  'standby-epoch': CommandKind.StandbyEpoch,
 };
 
 /**
@@ -328,10 +376,26 @@ export function decodeCommand(bytes: Uint8Array): Command {
       if (!isMs(cutMs)) throw corrupt('standby promote without cutMs');
       return { kind: 'standby-promote', cutMs };
     }
-    case CommandKind.StandbySeed: {
-      const { primaryIndex, seededThroughMs, versionOffset, ssts, dedup } = body;
+    case CommandKind.StandbySeed:
+    case CommandKind.StandbySeedEpoch: {
+      const { primaryIndex, seededThroughMs, versionOffset, ssts, dedup, primaryEpoch } = body;
       if (!isMs(primaryIndex) || primaryIndex < 1 || !isMs(seededThroughMs) || !isMs(versionOffset) || !Array.isArray(ssts) || typeof dedup !== 'string') throw corrupt('standby seed header');
-      return { kind: 'standby-seed', primaryIndex, seededThroughMs, versionOffset, ssts: ssts.map(checkSstMeta), dedup };
+      const seed = { primaryIndex, seededThroughMs, versionOffset, ssts: ssts.map(checkSstMeta), dedup };
+      if (bytes[1] === CommandKind.StandbySeed) return { kind: 'standby-seed', ...seed };
+      if (!isMs(primaryEpoch) || primaryEpoch < 1) throw corrupt('standby seed without primaryEpoch');
+      return { kind: 'standby-seed-epoch', ...seed, primaryEpoch };
+    }
+    case CommandKind.StandbyFreeze:
+      return { kind: 'standby-freeze' };
+    case CommandKind.StandbyPromoteEpoch: {
+      const { cutMs, epoch } = body;
+      if (!isMs(cutMs) || !isMs(epoch) || epoch < 1) throw corrupt('standby promote without cutMs or epoch');
+      return { kind: 'standby-promote-epoch', cutMs, epoch };
+    }
+    case CommandKind.StandbyEpoch: {
+      const { primaryEpoch } = body;
+      if (!isMs(primaryEpoch) || primaryEpoch < 1) throw corrupt('standby epoch without primaryEpoch');
+      return { kind: 'standby-epoch', primaryEpoch };
     }
   }
   const { clientId, requestId } = body;

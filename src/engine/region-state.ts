@@ -268,7 +268,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     }
     const cmd = decodeCommand(data);
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
-    if (cmd.kind === 'standby-append' || cmd.kind === 'standby-release' || cmd.kind === 'standby-promote' || cmd.kind === 'standby-seed') {
+    if (cmd.kind.startsWith('standby-')) {
       return this.applyStandby(index, cmd).catch((err: unknown) => {
         // Entries applied before the failure stay applied (S1 moved past them); the region
         // server applies this index again and the release continues where it stopped.
@@ -323,13 +323,18 @@ export class RegionState implements StateMachine<ApplyResult> {
       const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs, cmd.sync === true, cmd.versionOffset ?? 0);
       return { status: 'ok', version: this.standby.receivedIndex, rows: taken };
     }
-    if (cmd.kind === 'standby-seed') {
+    if (cmd.kind === 'standby-epoch') {
+      this.standby ??= new StandbyState();
+      this.standby.follow(cmd.primaryEpoch); // S9
+      return { status: 'ok', version: index, rows: 0 };
+    }
+    if (cmd.kind === 'standby-seed' || cmd.kind === 'standby-seed-epoch') {
       // S5: the primary's state as of its flushed index replaces whatever the region held (an
       // empty new region, a standby too far behind, or an old primary being re-seeded): its
       // SSTs, its dedup table (a later retry of a request applied before the seed must still be
       // recognised), nothing in memory. A frozen memtable's flush edit, if one comes, is ignored.
       this.standby ??= new StandbyState();
-      if (!this.standby.seed(cmd.primaryIndex, cmd.seededThroughMs, cmd.versionOffset)) return { status: 'ok', version: index, rows: 0 };
+      if (!this.standby.seed(cmd.primaryIndex, cmd.seededThroughMs, cmd.versionOffset, cmd.kind === 'standby-seed-epoch' ? cmd.primaryEpoch : 0)) return { status: 'ok', version: index, rows: 0 };
       this.ssts = [...cmd.ssts];
       this.memtable = new Memtable();
       this.frozen.length = 0;
@@ -337,13 +342,19 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.loadDedup(cmd.dedup);
       return { status: 'ok', version: cmd.primaryIndex, rows: 0 };
     }
+    if (cmd.kind === 'standby-freeze') {
+      this.standby ??= new StandbyState(); // a region that has received nothing yet freezes too
+      this.standby.freeze(); // S8
+      return { status: 'ok', version: index, rows: 0 };
+    }
     const standby = this.standby;
     if (standby?.mode !== 'standby') return { status: 'ok', version: index, rows: 0 }; // nothing received, or promoted already
     if (cmd.kind === 'standby-release') {
+      if (standby.frozen) return { status: 'ok', version: standby.appliedPrimaryIndex, rows: 0 }; // S8: released no further
       const rows = await this.releaseUpTo(standby, cmd.upToMs);
       return { status: 'ok', version: standby.appliedPrimaryIndex, rows };
     }
-    assert(cmd.kind === 'standby-promote', `unexpected command ${cmd.kind}`);
+    assert(cmd.kind === 'standby-promote' || cmd.kind === 'standby-promote-epoch', `unexpected command ${cmd.kind}`);
     const rows = await this.releaseUpTo(standby, cmd.cutMs);
     standby.cutMs = cmd.cutMs;
     standby.droppedEntries = standby.pending.length;
@@ -358,6 +369,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     // Writes from now on must version above every primary version applied (last write wins by version).
     standby.versionOffset = Math.max(0, standby.appliedPrimaryIndex + standby.primaryVersionOffset - index);
     standby.promotedAtIndex = index;
+    if (cmd.kind === 'standby-promote-epoch') standby.promotedEpoch = Math.max(standby.promotedEpoch, cmd.epoch); // S9
     return { status: 'ok', version: index, rows };
   }
 

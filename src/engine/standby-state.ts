@@ -25,6 +25,22 @@
 //       longer bounds the safe time. Nothing after the marker is ever taken. The standby table
 //       may go once the marker is applied (a release or cut at or past T: dropDue()); a cut
 //       before T drops the marker with the tail, and the table stays with its rows up to the cut.
+//   S8. After a `standby-freeze` (the first phase of a promotion) the region applies no release and
+//       takes no seed: its releasedMs is final, and every release before the freeze in its log is
+//       counted in it. Appends are still taken (they only add pending entries). A cut chosen after
+//       every region froze is at or above every release (src/standby/cut.ts never cuts below the
+//       highest releasedMs), so no region is ever cut below what it applied.
+//   S9. Epochs (docs/replication.md, "One writable site"). promotedEpoch is the epoch of this
+//       region's promotion (0: not promoted, or promoted by a build without epochs); primaryEpoch
+//       is the highest promotion epoch of a primary this region took anything from (0: the
+//       original primary). Both only grow, and only through replicated commands
+//       (standby-promote-epoch, standby-epoch, standby-seed-epoch).
+//   S10. A promoted region is re-opened as a standby only by a seed from a primary whose epoch is
+//       above the region's own promotion epoch (≥ 1): that primary was promoted after this region
+//       was, so this promotion is history. The seed replaces everything the region held, and the
+//       region's stream position starts again from the seed (nothing of the earlier stream is
+//       claimed). A seed of a lower or equal epoch (one in flight across this promotion) and a
+//       region promoted without an epoch are left as they are (S4).
 // The whole record is carried in the manifest (as of the flush point, like the dedup table), so
 // the log may be truncated at a flush while received entries wait unapplied.
 import { assert } from '../common/assert.js';
@@ -59,9 +75,16 @@ export interface StandbySnapshot {
   /** S7: the primary index and stamp of the table-dropped marker received (0: none). */
   readonly droppedAtIndex: number;
   readonly droppedAtMs: number;
+  /** S8: a promotion has begun; nothing more is released or seeded. */
+  readonly frozen: boolean;
+  /** S9. */
+  readonly promotedEpoch: number;
+  readonly primaryEpoch: number;
 }
 
+/** Version 2 is written only when a field a version-1 reader would drop is set (S8–S10): such a reader refuses it. */
 const FORMAT_VERSION = 1;
+const FORMAT_VERSION_EPOCHS = 2;
 
 export class StandbyState {
   mode: StandbyMode = 'standby';
@@ -80,6 +103,9 @@ export class StandbyState {
   seededIndex = 0;
   droppedAtIndex = 0;
   droppedAtMs = 0;
+  frozen = false;
+  promotedEpoch = 0;
+  primaryEpoch = 0;
   /** S1: received, not yet applied; oldest first. */
   readonly pending: ShippedEntry[] = [];
 
@@ -122,12 +148,19 @@ export class StandbyState {
 
   /**
    * S5: the region is now the primary's state as of `primaryIndex` (the caller replaced its SSTs,
-   * memtables and dedup table); returns false, changing nothing, if it is promoted or already
-   * has that index (a duplicate or stale seed).
+   * memtables and dedup table); returns false, changing nothing, if it is promoted (unless S10
+   * re-opens it), frozen (S8), following a later primary, or already has that index (a duplicate
+   * or stale seed).
    */
-  seed(primaryIndex: number, seededThroughMs: number, versionOffset: number): boolean {
-    assert(Number.isSafeInteger(primaryIndex) && primaryIndex > 0 && Number.isSafeInteger(seededThroughMs) && versionOffset >= 0, `bad seed at ${primaryIndex}`);
-    if (this.mode !== 'standby' || primaryIndex <= this.receivedIndex) return false;
+  seed(primaryIndex: number, seededThroughMs: number, versionOffset: number, primaryEpoch = 0): boolean {
+    assert(Number.isSafeInteger(primaryIndex) && primaryIndex > 0 && Number.isSafeInteger(seededThroughMs) && versionOffset >= 0 && Number.isSafeInteger(primaryEpoch) && primaryEpoch >= 0, `bad seed at ${primaryIndex}`);
+    if (this.mode === 'promoted') {
+      // S4, S10; and S9 checked before anything is re-opened (a refused seed changes nothing).
+      if (this.promotedEpoch < 1 || primaryEpoch <= this.promotedEpoch || primaryEpoch < this.primaryEpoch) return false;
+      this.reopen();
+    }
+    if (this.frozen || primaryEpoch < this.primaryEpoch || primaryIndex <= this.receivedIndex) return false; // S8, S9
+    this.primaryEpoch = primaryEpoch;
     this.pending.length = 0;
     this.receivedIndex = primaryIndex;
     this.appliedPrimaryIndex = primaryIndex;
@@ -137,6 +170,37 @@ export class StandbyState {
     this.lastStampMs = Math.max(this.lastStampMs, seededThroughMs);
     assert(this.pending.length === 0 && this.appliedPrimaryIndex === this.receivedIndex, 'S5: a seeded region has applied all it received');
     return true;
+  }
+
+  /** S10: a standby again, of a later primary; nothing of the earlier stream or promotion is kept (promotedEpoch stays, as history). */
+  private reopen(): void {
+    this.mode = 'standby';
+    this.receivedIndex = 0;
+    this.receivedThroughMs = 0;
+    this.lastStampMs = 0;
+    this.appliedPrimaryIndex = 0;
+    this.releasedMs = 0;
+    this.cutMs = 0;
+    this.droppedEntries = 0;
+    this.droppedRows = 0;
+    this.versionOffset = 0;
+    this.sync = false;
+    this.primaryVersionOffset = 0;
+    this.promotedAtIndex = 0;
+    this.seededIndex = 0;
+    this.droppedAtIndex = 0;
+    this.droppedAtMs = 0;
+    this.frozen = false;
+  }
+
+  /** S9: the region follows a primary at `epoch` from now on (never goes down). */
+  follow(epoch: number): void {
+    this.primaryEpoch = Math.max(this.primaryEpoch, epoch);
+  }
+
+  /** S8. */
+  freeze(): void {
+    if (this.mode === 'standby') this.frozen = true;
   }
 
   /** S2/S7: every primary entry stamped at or before this is received (+∞ once the stream ended with a drop marker). */
@@ -185,13 +249,17 @@ export class StandbyState {
       seededIndex: this.seededIndex,
       droppedAtIndex: this.droppedAtIndex,
       droppedAtMs: this.droppedAtMs,
+      frozen: this.frozen,
+      promotedEpoch: this.promotedEpoch,
+      primaryEpoch: this.primaryEpoch,
     };
   }
 
   /** The manifest's encoding: JSON with the pending entries in base64. */
   encode(): string {
+    const epochs = this.frozen || this.promotedEpoch > 0 || this.primaryEpoch > 0;
     return JSON.stringify({
-      version: FORMAT_VERSION,
+      version: epochs ? FORMAT_VERSION_EPOCHS : FORMAT_VERSION,
       ...this.snapshot(),
       pending: this.pending.map((e) => [e.index, e.stampMs, Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('base64')]),
     });
@@ -205,7 +273,7 @@ export class StandbyState {
     } catch (err) {
       throw bad((err as Error).message);
     }
-    if (typeof p !== 'object' || p === null || p['version'] !== FORMAT_VERSION) throw bad(`unknown format ${String(p?.['version'])}`);
+    if (typeof p !== 'object' || p === null || (p['version'] !== FORMAT_VERSION && p['version'] !== FORMAT_VERSION_EPOCHS)) throw bad(`unknown format ${String(p?.['version'])}`);
     const s = new StandbyState();
     if (p['mode'] !== 'standby' && p['mode'] !== 'promoted') throw bad('mode');
     s.mode = p['mode'];
@@ -216,12 +284,13 @@ export class StandbyState {
       s[k] = v;
     }
     // Added after the first release of this format: absent in older manifests (0).
-    for (const k of ['primaryVersionOffset', 'promotedAtIndex', 'seededIndex', 'droppedAtIndex', 'droppedAtMs'] as const) {
+    for (const k of ['primaryVersionOffset', 'promotedAtIndex', 'seededIndex', 'droppedAtIndex', 'droppedAtMs', 'promotedEpoch', 'primaryEpoch'] as const) {
       const v = p[k] ?? 0;
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(k);
       s[k] = v;
     }
     s.sync = p['sync'] === true;
+    s.frozen = p['frozen'] === true;
     const pending = p['pending'];
     if (!Array.isArray(pending)) throw bad('pending');
     for (const e of pending) {

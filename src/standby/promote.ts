@@ -1,14 +1,24 @@
 // `regiondb standby promote [--to-time T]` and the standby part of `regiondb status`
 // (docs/replication.md): driven through the standby cluster's metasrv and datanodes.
 //
-// Promotion, in order:
-//   1. every region of the standby (the metasrv's list) must report its stream position (its
-//      leader's StandbyStatus); the cut is the minimum of their received-through times, or T;
-//   2. every standby datanode is told to promote at that cut: each first marks itself promoted
-//      durably (the stream is refused from then on), then cuts the regions it leads;
-//   3. the regions are polled until every one reports mode "promoted" (a region whose leader moved
-//      mid-way is promoted again through its new leader: the same cut, idempotent);
-//   4. the report: the cut, the entries and rows dropped after it per region, the time it took.
+// Promotion, in order (docs/replication.md, "One writable site"):
+//   1. freeze: every standby datanode is told to freeze the regions it leads (S8 in
+//      standby-state.ts: a replicated entry after every release already in the region's log; no
+//      release and no seed applies after it), until every region the metasrv lists reports frozen;
+//   2. the cut, from the frozen positions: every region must report its stream position and follow
+//      the same primary (the same primary epoch); the cut is the safe time (or T), which is at or
+//      above every release because no release can land any more; the epoch is one above every
+//      epoch any node or region reports;
+//   3. every standby datanode is told to promote at that cut and epoch: each first marks itself
+//      promoted durably (the stream is refused from then on), then cuts the regions it leads;
+//   4. the regions are polled until every one is cut (a region whose leader moved mid-way is
+//      promoted again through its new leader: the same cut and epoch, idempotent);
+//   5. every node reporting the promotion is told it once more (a node that missed step 3 adopted it
+//      from a region and takes no client write until told: fence.ts), then the report: the cut,
+//      the entries and rows dropped after it per region, the time it took.
+// A promotion interrupted after step 3 began (some node promoted) is finished by running the
+// command again: it finds that promotion (its epoch is above every primary epoch the regions
+// follow) and completes it at its cut and epoch.
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import type { StandbyRegionStatus__Output, StandbyStatusResponse__Output } from '../rpc/generated/index.js';
@@ -46,49 +56,73 @@ export async function standbySnapshot(c: RegionDbClient): Promise<{ regionIds: s
 export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: number; timeoutMs: number; nowMs: () => number }): Promise<PromotionReport> {
   const started = opts.nowMs();
   const deadline = started + opts.timeoutMs;
-  // 1. The cut, once every region reports (leaders may still be settling).
-  let cutMs: number | undefined;
-  let epoch = 1;
-  let lastErr: unknown;
+  const refusals = new Map<string, string>();
+  const refusedText = () => [...refusals].map(([addr, why]) => `; ${addr} refused: ${why}`).join('');
+  // 1. Freeze every region (S8): after this no region applies anything more before the cut.
   for (;;) {
     const snap = await standbySnapshot(c);
-    if (snap.nodes.some((n) => n.status.role === 'primary' || n.status.role === 'fenced' || n.status.role === 'none')) {
-      throw new RegionDbError(ErrorCode.ConditionFailed, 'this cluster is not a standby (a datanode reports role primary, fenced or none): give the standby\'s metasrv with --metasrv');
+    notAStandby(snap);
+    const current = currentPromotion(snap);
+    const byRegion = regionsOf(snap);
+    const waiting = snap.regionIds.filter((id) => {
+      const r = byRegion.get(id);
+      if (r?.mode === 'promoted') return !(current && Number(r.promoted_epoch) === current.epoch);
+      return !r?.frozen;
+    });
+    if (waiting.length === 0) break;
+    // Freeze only once a consistent point exists (every region has a position in the same era):
+    // a frozen region takes no seed, so freezing a standby still being seeded would leave it with
+    // no position and no way to get one (there is no un-freeze).
+    const notYet = current ? undefined : noConsistentPoint(snap, opts.toTimeMs);
+    if (notYet) {
+      if (opts.nowMs() > deadline) throw notYet;
+      await sleep(POLL_MS);
+      continue;
     }
-    const already = snap.nodes.find((n) => n.status.role === 'promoted');
-    const reported = new Map<string, RegionPosition>();
-    for (const n of snap.nodes) {
-      epoch = Math.max(epoch, Number(n.status.fence_epoch) + 1);
-      for (const r of n.status.regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
+    if (opts.nowMs() > deadline) {
+      const stale = waiting.filter((id) => byRegion.get(id)?.mode === 'promoted');
+      const why = stale.length ? `; regions ${stale.join(', ')} are still promoted from an earlier failover: the current primary must re-seed them first` : '';
+      throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion: regions ${waiting.join(', ')} not frozen yet${why}${refusedText()} (run the command again)`);
     }
-    if (already) {
-      // A promotion was interrupted: finish it at the cut it chose (every node keeps it).
-      // Any node's: the node found first may lead no region (the cut rule would then wait for a
-      // consistent point that the promoted regions' cut, above the safe time in sync mode, blocks).
-      const promotedRegion = snap.nodes.flatMap((n) => n.status.regions).find((r) => r.mode === 'promoted');
-      if (promotedRegion) {
-        cutMs = Number(promotedRegion.cut_ms);
-        epoch = Number(already.status.fence_epoch);
-        break;
-      }
-    }
-    try {
-      cutMs = promotionCutMs(snap.regionIds, reported, opts.toTimeMs);
-      break;
-    } catch (err) {
-      if (!(err instanceof RegionDbError) || err.code !== ErrorCode.Unavailable) throw err;
-      lastErr = err;
-    }
-    if (opts.nowMs() > deadline) throw lastErr;
+    await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
     await sleep(POLL_MS);
   }
-  // 2–3. Promote every node until every region is cut.
+  // 2. The cut and the epoch, from positions that no release moves any more.
+  let cutMs: number;
+  let epoch: number;
   for (;;) {
     const snap = await standbySnapshot(c);
-    const byRegion = new Map<string, StandbyRegionStatus__Output>();
-    for (const n of snap.nodes) for (const r of n.status.regions) byRegion.set(r.region_id, r);
-    const waiting = snap.regionIds.filter((id) => byRegion.get(id)?.mode !== 'promoted');
+    notAStandby(snap);
+    const current = currentPromotion(snap);
+    if (current) {
+      // An interrupted promotion: finish it at its own cut and epoch (every node keeps them).
+      ({ cutMs, epoch } = current);
+      break;
+    }
+    const regions = [...regionsOf(snap).values()];
+    try {
+      cutMs = cutOf(snap, opts.toTimeMs);
+      epoch = 1 + Math.max(0, ...snap.nodes.map((n) => Number(n.status.fence_epoch)), ...regions.map((r) => Math.max(Number(r.promoted_epoch), Number(r.primary_epoch))));
+      break;
+    } catch (err) {
+      if (!(err instanceof RegionDbError) || err.code !== ErrorCode.Unavailable || opts.nowMs() > deadline) throw err;
+    }
+    await sleep(POLL_MS);
+  }
+  // 3–4. Promote every node until every region is cut.
+  for (;;) {
+    const snap = await standbySnapshot(c);
+    const byRegion = regionsOf(snap);
+    const waiting = snap.regionIds.filter((id) => byRegion.get(id)?.mode !== 'promoted' || Number(byRegion.get(id)?.promoted_epoch) !== epoch);
     if (waiting.length === 0) {
+      // A node that missed its StandbyPromote call adopted the promotion from a region it hosts:
+      // it answers as promoted but takes no client write until told (fence.ts). Every node
+      // reporting this promotion is told again (idempotent on a node told before).
+      const told = snap.nodes.filter((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === epoch);
+      // Only these answers count here: an earlier refusal of a node not reporting it is moot.
+      const untold = new Map<string, string>();
+      await Promise.all(told.map((n) => c.standbyPromote(n.addr, cutMs, epoch).catch((err: unknown) => void untold.set(n.addr, err instanceof Error ? err.message : String(err)))));
+      if (untold.size > 0) throw new RegionDbError(ErrorCode.Unavailable, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}): every region is cut, but a node that may have learned it only from its regions was not told to take writes${[...untold].map(([addr, why]) => `; ${addr} refused: ${why}`).join('')} (run the command again)`);
       const regions = snap.regionIds.map((id) => byRegion.get(id)!);
       // S7: a table whose drop marker every region kept (the cut is at or past its drop) goes.
       const drops = new Map(regions.map((r) => [r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) }]));
@@ -105,10 +139,73 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       };
     }
     if (opts.nowMs() > deadline) {
-      throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)`);
+      throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)${refusedText()}`);
     }
-    await Promise.all(snap.nodes.map((n) => c.standbyPromote(n.addr, cutMs, epoch).catch(() => undefined)));
+    // A region that appeared after the first phase (a table first seen since) is frozen first: a
+    // node cuts only frozen regions, and only at or above what they applied.
+    await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr).catch(() => undefined)));
+    await Promise.all(snap.nodes.map((n) => c.standbyPromote(n.addr, cutMs, epoch).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
   }
+}
+
+type Snapshot = Awaited<ReturnType<typeof standbySnapshot>>;
+
+/**
+ * The cut the regions' reports allow, with no promotion of this cluster under way: every region
+ * follows the same primary epoch, and promotionCutMs. A region still promoted (from an earlier
+ * failover, not re-seeded by the current primary yet) has no position: its received time is
+ * another era's and it can never be cut. Throws UNAVAILABLE while there is no cut.
+ */
+function cutOf(snap: Snapshot, toTimeMs: number | undefined): number {
+  const regions = [...regionsOf(snap).values()];
+  const stale = regions.filter((r) => r.mode === 'promoted').map((r) => r.region_id);
+  if (stale.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${stale.join(', ')} are still promoted from an earlier failover (the current primary must re-seed them first)`);
+  const era = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+  const behind = regions.filter((r) => Number(r.primary_epoch) < era).map((r) => r.region_id);
+  if (behind.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${behind.join(', ')} follow an earlier primary than epoch ${era} (not re-seeded by the current primary yet)`);
+  const reported = new Map<string, RegionPosition>();
+  for (const r of regions) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), lastStampMs: Number(r.last_stamp_ms), sync: r.sync, releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
+  return promotionCutMs(snap.regionIds, reported, toTimeMs);
+}
+
+/** Why there is no consistent point yet (UNAVAILABLE), or undefined if there is one; other errors (a bad --to-time) are thrown. */
+function noConsistentPoint(snap: Snapshot, toTimeMs: number | undefined): RegionDbError | undefined {
+  try {
+    cutOf(snap, toTimeMs);
+    return undefined;
+  } catch (err) {
+    if (err instanceof RegionDbError && err.code === ErrorCode.Unavailable) return err;
+    throw err;
+  }
+}
+
+function notAStandby(snap: Snapshot): void {
+  if (snap.nodes.some((n) => n.status.role === 'primary' || n.status.role === 'fenced' || n.status.role === 'none')) {
+    throw new RegionDbError(ErrorCode.ConditionFailed, 'this cluster is not a standby (a datanode reports role primary, fenced or none): give the standby\'s metasrv with --metasrv');
+  }
+}
+
+function regionsOf(snap: Snapshot): Map<string, StandbyRegionStatus__Output> {
+  const byRegion = new Map<string, StandbyRegionStatus__Output>();
+  for (const n of snap.nodes) for (const r of n.status.regions) byRegion.set(r.region_id, r);
+  return byRegion;
+}
+
+/**
+ * A promotion of this cluster that is under way or done: a node promoted (or a region cut) at an
+ * epoch above every primary epoch the regions follow. A lower one is history (this cluster has
+ * followed a later primary since, docs/replication.md "One writable site").
+ */
+export function currentPromotion(snap: Snapshot): { cutMs: number; epoch: number } | undefined {
+  const regions = snap.nodes.flatMap((n) => n.status.regions);
+  const followed = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+  let best: { cutMs: number; epoch: number } | undefined;
+  const consider = (epoch: number, cutMs: number) => {
+    if (epoch > followed && (!best || epoch > best.epoch)) best = { epoch, cutMs };
+  };
+  for (const n of snap.nodes) if (n.status.role === 'promoted') consider(Number(n.status.fence_epoch), Number(n.status.fence_at_ms));
+  for (const r of regions) if (r.mode === 'promoted') consider(Number(r.promoted_epoch), Number(r.cut_ms));
+  return best;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -8,7 +8,14 @@
 //     up to it (`standby-release`): stale reads see one consistent point of the primary.
 //   - StandbyPromote: the durable "promoted" marker first (no entry is taken from the stream
 //     after it), then every region led here is cut at the given time (`standby-promote`).
+//   - StandbyFreeze: the first phase of a promotion; every region led here stops releasing and
+//     seeding (`standby-freeze`, S8 in standby-state.ts), so the cut is chosen from final positions.
 //   - the write gate: client writes are refused until the node is promoted and the region cut.
+// Epochs (docs/replication.md, "One writable site"): a promotion is current only while no later
+// one is known. This node's own record (`standby-fence.json`) or a hosted region's replicated
+// promotion (a node that missed `standby promote` learns it from the regions it replays) makes it
+// promoted; a primary's request carrying a higher epoch, or a hosted region that follows a primary
+// of a higher epoch, makes that promotion history (the record becomes `fenced` at that epoch).
 import type * as grpc from '@grpc/grpc-js';
 import { Gauge, type Registry } from 'prom-client';
 import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
@@ -58,6 +65,9 @@ interface SeedUpload {
   busy: boolean;
 }
 
+/** How long promotion() trusts its last look (region evidence reaches it at most this late; record changes at once). */
+const PROMOTION_RECHECK_MS = 100;
+
 const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
 
 interface TableRoutes {
@@ -66,7 +76,9 @@ interface TableRoutes {
 }
 
 export class Receiver {
-  private fence: FenceRecord | undefined;
+  /** This node's fence record, any state (fence.ts); what it means here is promotion(). */
+  private record: FenceRecord | undefined;
+  private promotionCache: { atMs: number; promotion: FenceRecord | undefined; known: number } | undefined;
   private readonly tables = new Map<string, TableRoutes>();
   private readonly clients = new Map<string, grpc.Client>();
   private timer: TimerHandle | undefined;
@@ -87,7 +99,7 @@ export class Receiver {
     private readonly wall: Clock,
     registry: Registry,
   ) {
-    this.fence = promotedFence(readFence(cfg.dataDir));
+    this.record = readFence(cfg.dataDir);
     const self = this;
     new Gauge({
       name: 'regiondb_standby_lag_ms',
@@ -135,7 +147,7 @@ export class Receiver {
   readonly writeGate: ClientWriteGate = {
     admit: (regionId, command) => {
       const mode = this.dn.regionServer.replica(regionId)?.stateMachine.standby?.mode;
-      if (!this.fence || mode === 'standby') {
+      if (mode === 'standby' || !this.promotedForWrites()) {
         throw new RegionDbError(ErrorCode.ConditionFailed, 'this cluster is a read-only standby (dual active-standby): writes are refused until `regiondb standby promote` (docs/replication.md)');
       }
       return command;
@@ -143,21 +155,119 @@ export class Receiver {
     acknowledge: () => Promise.resolve(),
   };
 
-  role(): 'standby' | 'promoted' {
-    return this.fence ? 'promoted' : 'standby';
+  /** Client writes need a promotion this node was told of (StandbyPromote), not one adopted from a region (fence.ts). */
+  private promotedForWrites(): boolean {
+    const p = this.promotion();
+    return p !== undefined && !p.adopted;
   }
 
+  role(): 'standby' | 'promoted' {
+    return this.promotion() ? 'promoted' : 'standby';
+  }
+
+  /** Promoted: the promotion's epoch. A standby: the highest epoch it knows of (a promotion must pick a higher one). */
   fenceEpoch(): number {
-    return this.fence?.epoch ?? 0;
+    return this.promotion()?.epoch ?? this.knownEpoch();
+  }
+
+  /** The highest epoch this node knows of: its record's, and every promotion or primary epoch of a region hosted here. */
+  private knownEpoch(): number {
+    this.promotion();
+    return this.promotionCache?.known ?? this.lookupKnownEpoch();
+  }
+
+  private lookupKnownEpoch(): number {
+    const hosted = this.dn.regionServer.allReplicas().map((r) => Math.max(r.stateMachine.standby?.promotedEpoch ?? 0, r.stateMachine.standby?.primaryEpoch ?? 0));
+    return Math.max(this.record?.epoch ?? 0, ...hosted);
+  }
+
+  /**
+   * The current promotion of this node's cluster, if any (E1–E3 in docs/replication.md, "One
+   * writable site"): this node's `promoted` record, unless a hosted region follows a primary of a
+   * higher epoch (then the record becomes `fenced` at that epoch); otherwise a hosted region
+   * promoted at an epoch above every epoch this node knows to be later (its record's, and the
+   * primary epochs its regions follow) — a node that missed `standby promote` takes the fence
+   * then, durably, before it answers anything (finding D1), marked adopted: it answers as
+   * promoted but admits no client write until StandbyPromote (D5). A region promoted without an epoch
+   * (an older build) is not adopted.
+   */
+  private promotion(): FenceRecord | undefined {
+    // Looked up again at most every PROMOTION_RECHECK_MS (it scans every replica, and the write
+    // gate and every stream request ask), and at once after this node's record changes.
+    const now = this.clock.nowMs();
+    if (this.promotionCache === undefined || now - this.promotionCache.atMs >= PROMOTION_RECHECK_MS) {
+      const promotion = this.lookupPromotion();
+      this.promotionCache = { atMs: now, promotion, known: this.lookupKnownEpoch() };
+    }
+    return this.promotionCache.promotion;
+  }
+
+  private lookupPromotion(): FenceRecord | undefined {
+    const replicas = this.dn.regionServer.allReplicas();
+    const followed = Math.max(0, ...replicas.map((r) => r.stateMachine.standby?.primaryEpoch ?? 0));
+    if (this.record?.state === 'promoted') {
+      if (this.record.epoch > followed) return this.record;
+      // History now; a later promotion a region here replayed may still be adopted below.
+      this.superseded(followed, 'a region here follows a primary of that epoch');
+    }
+    // A `fenced` or `primary` record's epoch is known to be history here (fence.ts).
+    const floor = Math.max(followed, this.record?.epoch ?? 0);
+    for (const r of replicas) {
+      const s = r.stateMachine.standby;
+      if (s?.mode !== 'promoted' || s.promotedEpoch <= floor) continue;
+      const adopted: FenceRecord = { state: 'promoted', epoch: s.promotedEpoch, atMs: s.cutMs, adopted: true };
+      writeFence(this.cfg.dataDir, adopted);
+      this.record = adopted;
+      this.promotionCache = undefined;
+      this.log.warn({ regionId: r.regionId, epoch: s.promotedEpoch, cutMs: s.cutMs }, 'this standby node missed its promotion (down or unreachable while it ran): promoted from the epoch its region replayed; the stream is refused from now on, client writes until `regiondb standby promote` is run again');
+      return adopted;
+    }
+    return undefined;
+  }
+
+  /** A promotion of a higher epoch than this node's is known: its own promotion, if any, is history (finding D4). */
+  private superseded(epoch: number, why: string): void {
+    if (this.record && this.record.epoch >= epoch && this.record.state === 'fenced') return;
+    const rec = this.record;
+    const record: FenceRecord = { state: 'fenced', epoch, atMs: Math.floor(this.wall.nowMs()) };
+    writeFence(this.cfg.dataDir, record);
+    this.record = record;
+    this.promotionCache = undefined;
+    if (rec?.state === 'promoted') this.log.warn({ promotedEpoch: rec.epoch, epoch, why }, 'this node\'s promotion was superseded by a later one: it is a standby of that primary now');
+  }
+
+  /**
+   * What a request of a primary at `primaryEpoch` may do here: undefined if it may go on (a
+   * promotion of a lower epoch here is superseded by it first), or the answer that fences it
+   * (this cluster was promoted at an epoch at or above it). A standby that is not promoted fences
+   * nobody: with two sites it follows the other one, and a primary node naming an epoch below
+   * one known here is a node of that site that does not know its own yet (its answers carry the
+   * epoch known here, and it learns it).
+   */
+  private admitPrimary(primaryEpoch: number): StandbyShipResponse | undefined {
+    const p = this.promotion();
+    if (p && primaryEpoch <= p.epoch) return { promoted: true, fence_epoch: String(p.epoch) };
+    if (p) this.superseded(primaryEpoch, 'a primary of a higher epoch ships to it');
+    return undefined;
+  }
+
+  /** S9: before a region takes anything from a primary of a higher epoch than it follows, it records the epoch. */
+  private async follow(replica: Replica<RegionState>, primaryEpoch: number): Promise<void> {
+    if (primaryEpoch > (replica.stateMachine.standby?.primaryEpoch ?? 0)) {
+      await this.dn.regionServer.propose(replica.regionId, encodeCommand({ kind: 'standby-epoch', primaryEpoch }));
+    }
   }
 
   // ─── StandbyShip ──────────────────────────────────────────────────────────────────────────
 
   async ship(req: StandbyShipRequest__Output): Promise<StandbyShipResponse> {
-    if (this.fence) return { promoted: true, fence_epoch: String(this.fence.epoch) };
+    const primaryEpoch = u64(req.primary_epoch, 'primary_epoch');
+    const refused = this.admitPrimary(primaryEpoch);
+    if (refused) return refused;
     if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
     const regionId = await this.standbyRegion(req.table, req.region_number);
     const replica = this.ledReplica(regionId);
+    await this.follow(replica, primaryEpoch);
     const fromIndex = u64(req.from_index, 'from_index');
     if (fromIndex > 0) {
       const entries: ShippedEntry[] = req.entries.map((e) => ({ index: u64(e.index, 'index'), stampMs: u64(e.stamp_ms, 'stamp_ms'), data: new Uint8Array(e.data) }));
@@ -169,14 +279,15 @@ export class Receiver {
       // Bypasses the client write gate: this is the stream, not a client.
       await this.dn.regionServer.propose(regionId, command);
     }
-    return { region: regionStatus(replica, this.dn), promoted: false, fence_epoch: '0' };
+    return { region: streamStatus(replica, this.dn, primaryEpoch), promoted: false, fence_epoch: String(this.knownEpoch()) };
   }
 
   // ─── Seeding (docs/replication.md, "Seeding") ─────────────────────────────────────────────
 
   /** One piece of an SST of the primary's latest manifest, into this cluster's object store. */
   async seedObject(req: StandbySeedObjectRequest__Output): Promise<StandbySeedObjectResponse> {
-    if (this.fence) throw new RegionDbError(ErrorCode.ConditionFailed, `this standby was promoted at epoch ${this.fence.epoch}: it takes no seed`);
+    const p = this.promotion();
+    if (p) throw new RegionDbError(ErrorCode.ConditionFailed, `this standby was promoted at epoch ${p.epoch}: it takes no seed`);
     if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
     if (req.data.byteLength > limits.standbySeedChunkBytesMax) throw new RegionDbError(ErrorCode.InvalidArgument, `a piece holds at most ${limits.standbySeedChunkBytesMax} bytes, got ${req.data.byteLength}`);
     const regionId = await this.standbyRegion(req.table, req.region_number);
@@ -242,7 +353,9 @@ export class Receiver {
    * can have deleted it as unreferenced (the same rule as the flusher's uploads, sst-gc.ts).
    */
   async seed(req: StandbySeedRequest__Output): Promise<StandbySeedResponse> {
-    if (this.fence) return { promoted: true, fence_epoch: String(this.fence.epoch) };
+    const primaryEpoch = u64(req.primary_epoch, 'primary_epoch');
+    const refused = this.admitPrimary(primaryEpoch);
+    if (refused) return refused;
     if (!req.table) throw new RegionDbError(ErrorCode.InvalidArgument, 'table is required');
     const regionId = await this.standbyRegion(req.table, req.region_number);
     const replica = this.ledReplica(regionId);
@@ -265,17 +378,20 @@ export class Receiver {
       if (head?.size !== s.size) throw new RegionDbError(ErrorCode.ConditionFailed, `${where}: ${key} holds ${head?.size ?? 'no'} bytes, the manifest says ${s.size}: copy it again`);
       ssts.push({ ...s, key });
     }
-    const command = encodeCommand({
-      kind: 'standby-seed',
+    const seed = {
       primaryIndex: manifest.flushedIndex,
       seededThroughMs: u64(req.seeded_through_ms, 'seeded_through_ms'),
       versionOffset: u64(req.version_offset, 'version_offset'),
       ssts,
       dedup: manifest.dedup,
-    });
+    };
+    // S10: only the epoch kind can re-open a region promoted earlier; a primary of epoch 0 (never
+    // promoted) sends the kind every build knows.
+    await this.follow(replica, primaryEpoch);
+    const command = encodeCommand(primaryEpoch > 0 ? { kind: 'standby-seed-epoch', ...seed, primaryEpoch } : { kind: 'standby-seed', ...seed });
     await this.dn.regionServer.propose(regionId, command);
-    this.log.info({ regionId, primaryIndex: manifest.flushedIndex, ssts: ssts.length }, 'standby region seeded from the primary\'s manifest');
-    return { region: regionStatus(replica, this.dn), promoted: false, fence_epoch: '0' };
+    this.log.info({ regionId, primaryIndex: manifest.flushedIndex, ssts: ssts.length, primaryEpoch }, 'standby region seeded from the primary\'s manifest');
+    return { region: streamStatus(replica, this.dn, primaryEpoch), promoted: false, fence_epoch: String(this.knownEpoch()) };
   }
 
   private ledReplica(regionId: string): Replica<RegionState> {
@@ -320,10 +436,10 @@ export class Receiver {
   // ─── Release (the safe time) ──────────────────────────────────────────────────────────────
 
   private async releaseRound(): Promise<void> {
-    if (this.releasing || this.stopped || this.fence) return;
+    if (this.releasing || this.stopped || this.promotion()) return;
     this.releasing = true;
     try {
-      const { safe, dropped } = await this.computeSafeTime();
+      const { safe, dropped, frozen } = await this.computeSafeTime();
       for (const name of dropped) {
         // S7: every region of the table has applied its drop marker; the metasrv answers a drop of
         // a table already gone with an error, which is safe to ignore (another node dropped it).
@@ -332,7 +448,7 @@ export class Receiver {
           (err: unknown) => this.log.debug({ table: name, err: (err as Error).message }, 'standby: drop of a table dropped on the primary failed; next round'),
         );
       }
-      if (safe === undefined) return;
+      if (safe === undefined || frozen) return; // S8: a promotion has begun somewhere: nothing more is released
       this.safeTimeMs = Math.max(this.safeTimeMs, safe);
       for (const replica of this.dn.regionServer.allReplicas()) {
         const standby = replica.stateMachine.standby;
@@ -350,23 +466,27 @@ export class Receiver {
   }
 
   /** Every region of the standby (the metasrv's list) and where each stands (its leader's report). */
-  private async computeSafeTime(): Promise<{ safe: number | undefined; dropped: string[] }> {
+  private async computeSafeTime(): Promise<{ safe: number | undefined; dropped: string[]; frozen: boolean }> {
     const nodes = await this.dn.metaCall<ListNodesResponse__Output>('ListNodes', {}, { timeoutMs: 2000, idempotent: true });
     const regionIds = nodes.region_infos.map((r) => r.route?.region_id ?? '').filter((id) => id !== '');
     const reported = new Map<string, RegionPosition>();
     const drops = new Map<string, RegionDropReport>();
+    let frozen = false;
     await Promise.all(
       nodes.nodes
         .filter((n) => n.state === 'alive')
         .map(async (n) => {
           const res = Number(n.node_id) === this.dn.nodeId ? this.statusResponse() : await call<StandbyStatusResponse__Output>(this.client(n.addr), 'StandbyStatus', {}, 2000).catch(() => undefined);
+          // A frozen standby region: a promotion is under way (a region promoted in an earlier
+          // failover and not yet re-seeded reports frozen too, but in mode promoted).
+          if (res?.regions.some((r) => r.frozen && r.mode === 'standby')) frozen = true;
           for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
           for (const r of res?.regions ?? []) {
             if (r.mode === 'standby') drops.set(r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) });
           }
         }),
     );
-    return { safe: safeTimeMs(regionIds, reported), dropped: tablesToDrop(regionIds, drops) };
+    return { safe: safeTimeMs(regionIds, reported), dropped: tablesToDrop(regionIds, drops), frozen };
   }
 
   private client(addr: string): grpc.Client {
@@ -392,35 +512,79 @@ export class Receiver {
       shipping: [],
       fence_epoch: String(this.fenceEpoch()),
       mode: '',
+      fence_at_ms: String(this.promotion()?.atMs ?? 0),
     };
   }
 
-  /** Marks this node promoted (durably, first), then cuts every standby region led here at `cut_ms`. */
+  /**
+   * The first phase of a promotion (S8): every region led here (with a stream or not yet) applies
+   * a freeze after every release already in its log; from then on it releases nothing and takes
+   * no seed. Idempotent; the answer is what the regions have applied, final.
+   */
+  async freeze(): Promise<StandbyRegionStatus[]> {
+    const command = encodeCommand({ kind: 'standby-freeze' });
+    await Promise.all(
+      this.dn.regionServer
+        .allReplicas()
+        .filter((r) => r.isLeader() && (r.stateMachine.standby === undefined || (r.stateMachine.standby.mode === 'standby' && !r.stateMachine.standby.frozen)))
+        .map((r) => this.dn.regionServer.propose(r.regionId, command)),
+    );
+    return this.regionStatuses();
+  }
+
+  /**
+   * Marks this node promoted at `epoch` (durably, first), then cuts every standby region led here
+   * at `cut_ms`. Every such region must be frozen (StandbyFreeze, the first phase) and must not
+   * have applied past the cut: with both phases the cut is at or above every release (S8), so a
+   * refusal here means a promoter that skipped the first phase — nothing is cut below a release.
+   */
   async promote(req: StandbyPromoteRequest__Output): Promise<StandbyRegionStatus[]> {
     const cutMs = u64(req.cut_ms, 'cut_ms');
     const epoch = u64(req.epoch, 'epoch');
     if (epoch === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'epoch must be positive');
-    if (this.fence && this.fence.atMs !== cutMs) {
-      throw new RegionDbError(ErrorCode.ConditionFailed, `already promoted at epoch ${this.fence.epoch} with cut ${this.fence.atMs}; a second promotion with another cut (${cutMs}) is refused`);
+    this.promotionCache = undefined;
+    let current = this.promotion();
+    if (current && (epoch < current.epoch || (epoch === current.epoch && current.atMs !== cutMs))) {
+      throw new RegionDbError(ErrorCode.ConditionFailed, `already promoted at epoch ${current.epoch} with cut ${current.atMs}; a promotion at epoch ${epoch} with cut ${cutMs} is refused`);
     }
-    const applied = Math.max(0, ...this.dn.regionServer.allReplicas().map((r) => (r.stateMachine.standby?.mode === 'standby' ? r.stateMachine.standby.releasedMs : 0)));
-    if (!this.fence && cutMs < applied) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `cut ${cutMs} is before ${applied}, up to which a region here has already applied (nothing is undone)`);
+    if (current && epoch > current.epoch) current = undefined; // a later promotion: this node's record is history
+    const known = this.knownEpoch();
+    if (!current && epoch <= known) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `epoch ${epoch} is not above ${known}, an epoch this node knows of (a promotion's epoch is above every earlier one)`);
     }
-    if (!this.fence) {
+    const led = this.dn.regionServer.allReplicas().filter((r) => r.isLeader() && r.stateMachine.standby?.mode === 'standby');
+    const unfit = led.flatMap((r) => {
+      const s = r.stateMachine.standby!;
+      if (!s.frozen) return [`${r.regionId} (not frozen: the promotion's first phase, StandbyFreeze, has not reached it)`];
+      return s.releasedMs > cutMs ? [`${r.regionId} (applied up to ${s.releasedMs})`] : [];
+    });
+    if (unfit.length > 0) {
+      throw new RegionDbError(ErrorCode.ConditionFailed, `regions ${unfit.join(', ')} cannot be cut at ${cutMs} (nothing applied is undone); freeze every region, then choose the cut`);
+    }
+    // A promotion adopted from a region (fence.ts) becomes one this node was told of: writes open.
+    if (!current || current.adopted) {
       const record: FenceRecord = { state: 'promoted', epoch, atMs: cutMs };
       writeFence(this.cfg.dataDir, record);
-      this.fence = record;
+      this.record = record;
+      this.promotionCache = undefined;
       this.log.warn({ epoch, cutMs }, 'standby promoted: the stream is refused from now on; regions are cut and opened for writes');
     }
-    const command = encodeCommand({ kind: 'standby-promote', cutMs });
-    for (const replica of this.dn.regionServer.allReplicas()) {
-      const standby = replica.stateMachine.standby;
-      if (!replica.isLeader() || !standby || standby.mode !== 'standby') continue;
-      await this.dn.regionServer.propose(replica.regionId, command);
-    }
+    const command = encodeCommand({ kind: 'standby-promote-epoch', cutMs, epoch });
+    for (const replica of led) await this.dn.regionServer.propose(replica.regionId, command);
     return this.regionStatuses();
   }
+}
+
+/**
+ * The position a primary of `primaryEpoch` resumes from: a region still promoted from an earlier
+ * failover (S10) has nothing of this primary's stream (its indexes are another era's), so it says
+ * 0 and the primary seeds it.
+ */
+function streamStatus(replica: Replica<RegionState>, dn: Datanode, primaryEpoch: number): StandbyRegionStatus {
+  const status = regionStatus(replica, dn);
+  const s = replica.stateMachine.standby;
+  if (s?.mode === 'promoted' && s.promotedEpoch > 0 && primaryEpoch > s.promotedEpoch) return { ...status, received_index: '0', applied_primary_index: '0', last_stamp_ms: '0' };
+  return status;
 }
 
 function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegionStatus {
@@ -443,13 +607,8 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
     sync: s?.sync ?? false,
     seeded_index: String(s?.seededIndex ?? 0),
     dropped_at_ms: String(s?.droppedAtMs ?? 0),
+    frozen: s?.frozen ?? false,
+    promoted_epoch: String(s?.promotedEpoch ?? 0),
+    primary_epoch: String(s?.primaryEpoch ?? 0),
   };
-}
-
-/**
- * A standby honours only its own promotion: a "fenced" record is an old primary's, and an old
- * primary restarted as a standby is being re-seeded (docs/replication.md, "The way back").
- */
-function promotedFence(record: FenceRecord | undefined): FenceRecord | undefined {
-  return record?.state === 'promoted' ? record : undefined;
 }

@@ -20,7 +20,12 @@
 // past what is needed; a flush is asked for if not), its SSTs copied piece by piece
 // (StandbySeedObject), then StandbySeed; the stream resumes from the manifest's index + 1.
 // Fencing: a node learns that the standby was promoted from any answer (or from its check at
-// start) and writes the fence file before refusing writes — for good, across restarts.
+// start) and writes the fence file before refusing writes — for good, across restarts. Only a
+// promotion at an epoch at or above this primary's own counts (docs/replication.md, "One writable
+// site"): this primary's own epoch is that of the promotion that made its cluster a primary (its
+// `promoted` record, or a hosted region's replicated promotion; 0 for the original primary), and
+// every request carries it, so a standby still holding an older, superseded promotion neither
+// fences it nor keeps its stream out.
 import type * as grpc from '@grpc/grpc-js';
 import { Gauge, type Registry } from 'prom-client';
 import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
@@ -76,7 +81,8 @@ interface RegionShip {
 export class Shipper {
   private readonly regions = new Map<string, RegionShip>();
   private readonly clients = new Map<string, grpc.Client>();
-  private fence: FenceRecord | undefined;
+  /** This node's fence record, any state; fenced() is what it means here. */
+  private record: FenceRecord | undefined;
   /** Whether the standby has been asked, since this process started, whether it was promoted. */
   private fenceChecked = false;
   /** Why the last fence check failed (shown in the status until one succeeds). */
@@ -98,7 +104,7 @@ export class Shipper {
     private readonly wall: Clock,
     registry: Registry,
   ) {
-    this.fence = fencedRecord(readFence(cfg.dataDir));
+    this.record = readFence(cfg.dataDir);
     const self = this;
     // Registered with the node's registry, read at scrape time (/metrics).
     new Gauge({
@@ -123,7 +129,35 @@ export class Shipper {
     });
   }
 
+  /**
+   * The epoch of the promotion that made this cluster a primary: this node's `promoted` record,
+   * or the highest promotion epoch of a region hosted here (a node that missed the promotion
+   * replays it); 0 for a cluster never promoted.
+   */
+  ownEpoch(): number {
+    const own = this.record?.state === 'promoted' || this.record?.state === 'primary' ? this.record.epoch : 0;
+    return Math.max(own, this.learnedEpoch, ...this.dn.regionServer.allReplicas().map((r) => r.stateMachine.standby?.promotedEpoch ?? 0));
+  }
+
+  /**
+   * The highest epoch a standby that is not promoted told this node it knows. With two sites, a
+   * standby that is not promoted follows this node's cluster, so every epoch it knows is at most
+   * this cluster's own: a lower bound this node may take (a node added after the promotion, or
+   * one that missed it and hosts no region of it, knows no epoch of its own otherwise).
+   */
+  private learnedEpoch = 0;
+
+  /** ownEpoch() as of the last round (the write gate and every request read it; it only grows). */
+  private epoch = 0;
+
+  /** This node's fence: a `fenced` record of an epoch at or above its own (an older one was superseded by this cluster's own later promotion). */
+  private get fence(): FenceRecord | undefined {
+    const r = this.record;
+    return r?.state === 'fenced' && r.epoch >= this.epoch ? r : undefined;
+  }
+
   start(): void {
+    this.epoch = this.ownEpoch();
     if (this.fence) this.log.warn({ epoch: this.fence.epoch }, 'this node is fenced: its standby was promoted; client writes are refused (docs/replication.md)');
     this.timer = this.clock.setInterval(() => void this.round(), this.cfg.shipIntervalMs);
   }
@@ -195,6 +229,7 @@ export class Shipper {
 
   private async round(): Promise<void> {
     if (this.stopped) return;
+    this.epoch = Math.max(this.epoch, this.ownEpoch());
     if (!this.fenceChecked || this.fence) await this.checkFence();
     if (this.fence) return;
     const replicas = this.dn.regionServer.allReplicas();
@@ -269,12 +304,7 @@ export class Shipper {
     for (const addr of this.cfg.addrs) {
       try {
         const res = await call<StandbyStatusResponse__Output>(this.client(addr), 'StandbyStatus', {}, 2000);
-        if (res.role === 'promoted') this.fenced(Number(res.fence_epoch));
-        else if (res.role === 'standby' && !this.fenceChecked) {
-          this.fenceChecked = true;
-          this.fenceCheckError = '';
-          this.log.info({ addr }, 'standby confirmed not promoted: this primary takes writes');
-        }
+        this.fenceAnswer(res.role, Number(res.fence_epoch), addr);
         return;
       } catch (err) {
         const e = fromGrpcError(err);
@@ -284,11 +314,47 @@ export class Shipper {
     }
   }
 
+  /**
+   * What a standby's StandbyStatus answer means here. A promotion below this primary's own epoch
+   * is one this cluster's promotion superseded: that standby is not promoted now (this primary's
+   * requests will tell it), so it does not fence. A standby that is not promoted follows this
+   * cluster: the epoch it knows is a lower bound of this cluster's own (learn()), never a fence.
+   */
+  private fenceAnswer(role: string, epoch: number, addr: string): void {
+    if (role === 'promoted' && epoch >= this.ownEpoch()) {
+      this.fenced(epoch);
+      return;
+    }
+    if (role === 'standby') this.learn(epoch);
+    if ((role === 'standby' || role === 'promoted') && !this.fenceChecked) {
+      if (role === 'standby') this.confirmedAsPrimary();
+      this.fenceChecked = true;
+      this.fenceCheckError = '';
+      this.log.info({ addr }, 'standby confirmed not promoted: this primary takes writes');
+    }
+  }
+
+  /**
+   * The other site answers as this primary's standby: this node's own promotion (its `promoted`
+   * record) is served as a primary now, and becomes `primary` at the same epoch — history if this
+   * node is made a standby later (finding D4). Not before: a node started as a primary by mistake
+   * while its cluster is the live promoted one (the other site lost, or not yet a standby) keeps
+   * its promotion.
+   */
+  private confirmedAsPrimary(): void {
+    const r = this.record;
+    if (r?.state !== 'promoted') return;
+    const record: FenceRecord = { state: 'primary', epoch: r.epoch, atMs: r.atMs };
+    writeFence(this.cfg.dataDir, record);
+    this.record = record;
+    this.log.info({ epoch: r.epoch }, 'the other site follows this cluster: this node\'s promotion is now served as a primary');
+  }
+
   private fenced(epoch: number): void {
     if (this.fence) return;
     const record: FenceRecord = { state: 'fenced', epoch, atMs: Math.floor(this.wall.nowMs()) };
     writeFence(this.cfg.dataDir, record); // durable before the refusal is relied on
-    this.fence = record;
+    this.record = record;
     this.log.error({ epoch }, 'the standby was promoted: this old primary is fenced and refuses writes from now on');
     // Committed on this (now old) primary; whether the promoted standby has it is not known here.
     const err = new RegionDbError(ErrorCode.DeadlineExceeded, `the standby was promoted at epoch ${epoch} before it confirmed the write (sync mode): outcome unknown`);
@@ -333,7 +399,7 @@ export class Shipper {
     const standby = replica.stateMachine.standby;
     // A promoted standby's writes version above what it applied (S6 in standby-state.ts).
     const versionOffset = standby?.mode === 'promoted' ? standby.versionOffset : 0;
-    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync', version_offset: String(versionOffset) };
+    const base = { primary_cluster_id: this.cfg.clusterId, table, region_number: regionNumber, sync: this.cfg.mode === 'sync', version_offset: String(versionOffset), primary_epoch: String(this.epoch) };
     if (r.receivedIndex === undefined) {
       this.answered(r, await this.send(r, { ...base, from_index: '0', entries: [], watermark_ms: '0' }), replica.regionId);
       return;
@@ -377,7 +443,7 @@ export class Shipper {
    * `minIndex` (the stream continues from its index + 1, which the log must still hold); if it
    * is older, a flush is asked for and the next round tries again.
    */
-  private async seed(replica: Replica<RegionState>, r: RegionShip, base: { primary_cluster_id: string; table: unknown; region_number: number; version_offset: string }, minIndex: number): Promise<void> {
+  private async seed(replica: Replica<RegionState>, r: RegionShip, base: { primary_cluster_id: string; table: unknown; region_number: number; version_offset: string; primary_epoch: string }, minIndex: number): Promise<void> {
     const store = this.dn.objectStore;
     const latest = await loadLatestManifest(store, replica.regionId);
     if (!latest || latest.manifest.flushedIndex < minIndex) {
@@ -424,6 +490,7 @@ export class Shipper {
       table: base.table,
       region_number: base.region_number,
       version_offset: base.version_offset,
+      primary_epoch: base.primary_epoch,
       manifest: Buffer.from(manifestBytes.buffer, manifestBytes.byteOffset, manifestBytes.byteLength),
       objects,
       seeded_through_ms: String(seededThroughMs),
@@ -460,10 +527,10 @@ export class Shipper {
     const meta = this.dn.metas.get(replica.regionId);
     if (!meta || this.fence) return;
     const r = this.regionShip(`probe:${replica.regionId}`);
-    const req = { primary_cluster_id: this.cfg.clusterId, table: this.dn.schemaProto(meta.schema), region_number: Number(BigInt(replica.regionId) & 0xffffffffn), from_index: '0', entries: [], watermark_ms: '0' };
+    const req = { primary_cluster_id: this.cfg.clusterId, table: this.dn.schemaProto(meta.schema), region_number: Number(BigInt(replica.regionId) & 0xffffffffn), from_index: '0', entries: [], watermark_ms: '0', primary_epoch: String(this.epoch) };
     try {
       const res = await this.send(r, req);
-      if (res.promoted) this.fenced(Number(res.fence_epoch));
+      if (res.promoted) this.promotedAnswer(Number(res.fence_epoch));
       else this.positions.set(replica.regionId, Number(res.region?.received_index ?? 0));
     } catch (err) {
       const hint = fromGrpcError(err).details['leaderAddr'];
@@ -485,11 +552,30 @@ export class Shipper {
     return Math.max(floor, (this.positions.get(regionId) ?? 0) + 1);
   }
 
-  private answered(r: RegionShip, res: StandbyShipResponse__Output, regionId: string): void {
-    if (res.promoted) {
-      this.fenced(Number(res.fence_epoch));
+  /** See learnedEpoch. */
+  private learn(epoch: number): void {
+    if (!Number.isSafeInteger(epoch) || epoch <= this.learnedEpoch) return;
+    this.learnedEpoch = epoch;
+    this.epoch = Math.max(this.epoch, epoch);
+  }
+
+  /** A standby's answer "promoted at `epoch`": a fence if the epoch is at or above this primary's own. */
+  private promotedAnswer(epoch: number): void {
+    if (epoch >= this.ownEpoch()) {
+      this.fenced(epoch);
       return;
     }
+    // The standby keeps a request of a higher epoch out only if it is promoted above it; below
+    // ours it should have taken it: say so and retry (never a fence on an older promotion).
+    throw new RegionDbError(ErrorCode.Unavailable, `the standby answered promoted at epoch ${epoch}, below this primary's ${this.ownEpoch()}; retrying`);
+  }
+
+  private answered(r: RegionShip, res: StandbyShipResponse__Output, regionId: string): void {
+    if (res.promoted) {
+      this.promotedAnswer(Number(res.fence_epoch));
+      return;
+    }
+    this.learn(Number(res.fence_epoch));
     const received = Number(res.region?.received_index ?? 0);
     r.receivedIndex = received;
     this.positions.set(regionId, received);
@@ -556,13 +642,4 @@ export class Shipper {
     }
     return out;
   }
-}
-
-/**
- * A primary honours only a fence: a "promoted" record is this node's own promotion as a standby,
- * and a promoted standby restarted as a primary ships to the old primary (docs/replication.md,
- * "The way back").
- */
-function fencedRecord(record: FenceRecord | undefined): FenceRecord | undefined {
-  return record?.state === 'fenced' ? record : undefined;
 }

@@ -11,6 +11,8 @@
 //      data dirs kept) as its standby; every region of the old primary is re-seeded from the
 //      new primary (its lost tail goes) and then follows it: new rows and an overwrite of a seeded
 //      row arrive; the old primary stays read-only; promoted back, it takes writes again.
+//   3. The way back a second time: the first standby, whose regions were promoted in step 1, is
+//      re-seeded by the cluster promoted back and follows it (finding D3).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
@@ -168,6 +170,28 @@ describe('dual active-standby: seeding a truncated region, and the way back (iss
     const final = await presentIds(pc);
     expect(final.get(7)).to.equal(-7);
     expect(newRows.every((r) => final.has(idOf(r)))).to.equal(true);
-    console.log(`      the way back: the old primary re-seeded, followed, promoted back (cut ${back2.cutMs}); test took ${Date.now() - t0} ms`);
+    console.log(`      the way back: the old primary re-seeded, followed, promoted back (cut ${back2.cutMs}); ${Date.now() - t0} ms so far`);
+
+    // 3. The way back a second time (finding D3): the first standby — promoted in step 1, a primary
+    // since, fenced by the promotion back — becomes the standby again. Its regions are still
+    // promoted from step 1; the re-seed must re-open them, and then it follows.
+    await waitUntil('the first standby fenced by the promotion back', 30_000, async () => {
+      const err = await sc.write(TABLE, [row(60_001)]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      return /failed over/.test(String(err)) ? true : undefined;
+    });
+    await restartDatanodes(primary, primarySection(standby));
+    await restartDatanodes(standby, standbySection());
+    const newRows2 = Array.from({ length: 12 }, (_, k) => row(90_000 + k));
+    await waitUntil('the cluster promoted back taking writes as a primary', 30_000, async () => (await pc.write(TABLE, newRows2).then(() => true).catch(() => undefined)));
+    const again = await waitUntil('the first standby re-seeded and following again', 60_000, async () => {
+      const got = await presentIds(sc).catch(() => undefined);
+      return got && newRows2.every((r) => got.has(idOf(r))) ? got : undefined;
+    });
+    const expected2 = await presentIds(pc);
+    expect([...again.entries()].sort((a, b) => a[0] - b[0]), 'the first standby holds exactly the primary\'s rows again').to.deep.equal([...expected2.entries()].sort((a, b) => a[0] - b[0]));
+    console.log(`      the way back a second time: the first standby re-seeded and following; test took ${Date.now() - t0} ms`);
   });
 });

@@ -158,18 +158,50 @@ describe('dual active-standby: GC and a pending seed (src/datanode/sst-gc.ts G2)
   });
 });
 
+describe('dual active-standby: a promotion after a fail-back, a region not re-seeded yet (src/standby/promote.ts)', () => {
+  it('a region still promoted from the earlier failover has no position: nothing is frozen while it waits for its seed', async () => {
+    // r1 was cut at epoch 1 in the earlier failover; the current primary (epoch 2) has probed it
+    // (standby-epoch: it follows epoch 2 now) but not seeded it yet. r2 follows epoch 2.
+    const region = (id: string, mode: string, through: number) => ({
+      region_id: id, table: 't', region_number: 0, mode, received_index: '9', applied_primary_index: '9', received_through_ms: String(through), last_stamp_ms: String(through),
+      released_ms: mode === 'promoted' ? String(through) : '0', pending_entries: 0, cut_ms: mode === 'promoted' ? String(through) : '0', dropped_entries: '0', dropped_rows: '0', sync: false, seeded_index: '0',
+      frozen: false, promoted_epoch: mode === 'promoted' ? '1' : '0', primary_epoch: '2',
+    });
+    const regions = [region('r1', 'promoted', 400), region('r2', 'standby', 9000)];
+    let freezes = 0;
+    const client = {
+      listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
+      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'standby', regions, shipping: [], fence_epoch: '2', mode: '', fence_at_ms: '0' }),
+      standbyFreeze: async () => {
+        freezes++;
+        return { regions: [] };
+      },
+      standbyPromote: async () => ({ regions: [] }),
+    } as unknown as Parameters<typeof promoteStandby>[0];
+    const outcome = await promoteStandby(client, { timeoutMs: 300, nowMs: () => Date.now() }).then(
+      () => 'promoted',
+      (err: unknown) => (err as Error).message,
+    );
+    expect(outcome).to.match(/no consistent point yet/).and.to.include('r1');
+    expect(freezes, 'StandbyFreeze calls').to.equal(0);
+  });
+});
+
 describe('dual active-standby: finishing an interrupted promotion (src/standby/promote.ts)', () => {
   /** A standby of two datanodes as promoteStandby sees it through its client: node 1 leads nothing, node 2 both regions. */
   function fakeStandby() {
+    // The first phase (the freeze) had finished: r2 is frozen; node 2 was promoted at epoch 1, cut 500.
     const region = (id: string, mode: string, cut: number) => ({
       region_id: id, table: 't', region_number: 0, mode, received_index: '9', applied_primary_index: '9', received_through_ms: '400', last_stamp_ms: '500',
       released_ms: String(cut), pending_entries: 0, cut_ms: String(cut), dropped_entries: '0', dropped_rows: '0', sync: true, seeded_index: '0',
+      frozen: true, promoted_epoch: mode === 'promoted' ? '1' : '0', primary_epoch: '0',
     });
     const regions = [region('r1', 'promoted', 500), region('r2', 'standby', 300)];
     const promotedAt: number[] = [];
     const client = {
       listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }, { node_id: '2', addr: 'n2', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
-      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'promoted', regions: addr === 'n2' ? regions : [], shipping: [], fence_epoch: '1', mode: '' }),
+      standbyStatus: async (addr: string) => ({ node_id: addr, role: 'promoted', regions: addr === 'n2' ? regions : [], shipping: [], fence_epoch: '1', mode: '', fence_at_ms: '500' }),
+      standbyFreeze: async () => ({ regions: [] }),
       standbyPromote: async (addr: string, cutMs: number) => {
         if (addr !== 'n2') return { regions: [] };
         promotedAt.push(cutMs);
@@ -184,6 +216,23 @@ describe('dual active-standby: finishing an interrupted promotion (src/standby/p
     const { client, promotedAt } = fakeStandby();
     const report = await promoteStandby(client, { timeoutMs: 500, nowMs: () => Date.now() });
     expect(report.cutMs).to.equal(500);
-    expect(promotedAt).to.deep.equal([500]);
+    // Once to cut r2, and once more when every region is cut (step 5: a node reporting the
+    // promotion is told again, in case it only adopted it from a region; idempotent).
+    expect(promotedAt).to.deep.equal([500, 500]);
+  });
+
+  it('a node that refused StandbyPromote earlier and reports no promotion does not fail a promotion every region completed', async () => {
+    const { client, promotedAt } = fakeStandby();
+    const fake = client as unknown as { standbyStatus(addr: string): Promise<{ role: string }>; standbyPromote(addr: string, cutMs: number): Promise<unknown> };
+    const status = fake.standbyStatus.bind(fake);
+    const promote = fake.standbyPromote.bind(fake);
+    fake.standbyStatus = async (addr) => ({ ...(await status(addr)), ...(addr === 'n1' ? { role: 'standby', fence_epoch: '0', fence_at_ms: '0' } : {}) });
+    fake.standbyPromote = async (addr, cutMs) => {
+      if (addr === 'n1') throw new Error('n1 is unreachable');
+      return promote(addr, cutMs);
+    };
+    const report = await promoteStandby(client, { timeoutMs: 500, nowMs: () => Date.now() });
+    expect(report.cutMs).to.equal(500);
+    expect(promotedAt).to.deep.equal([500, 500]);
   });
 });

@@ -54,6 +54,8 @@ import type { Row as _regiondb_v1_Row, Row__Output as _regiondb_v1_Row__Output }
 import type { SeededObject as _regiondb_v1_SeededObject, SeededObject__Output as _regiondb_v1_SeededObject__Output } from './regiondb/v1/SeededObject.js';
 import type { ShippedEntry as _regiondb_v1_ShippedEntry, ShippedEntry__Output as _regiondb_v1_ShippedEntry__Output } from './regiondb/v1/ShippedEntry.js';
 import type { ShipperRegionStatus as _regiondb_v1_ShipperRegionStatus, ShipperRegionStatus__Output as _regiondb_v1_ShipperRegionStatus__Output } from './regiondb/v1/ShipperRegionStatus.js';
+import type { StandbyFreezeRequest as _regiondb_v1_StandbyFreezeRequest, StandbyFreezeRequest__Output as _regiondb_v1_StandbyFreezeRequest__Output } from './regiondb/v1/StandbyFreezeRequest.js';
+import type { StandbyFreezeResponse as _regiondb_v1_StandbyFreezeResponse, StandbyFreezeResponse__Output as _regiondb_v1_StandbyFreezeResponse__Output } from './regiondb/v1/StandbyFreezeResponse.js';
 import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from './regiondb/v1/StandbyPromoteRequest.js';
 import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from './regiondb/v1/StandbyPromoteResponse.js';
 import type { StandbyRegionStatus as _regiondb_v1_StandbyRegionStatus, StandbyRegionStatus__Output as _regiondb_v1_StandbyRegionStatus__Output } from './regiondb/v1/StandbyRegionStatus.js';
@@ -134,6 +136,8 @@ export interface ProtoGrpcType {
       Semantic: EnumTypeDefinition
       ShippedEntry: MessageTypeDefinition<_regiondb_v1_ShippedEntry, _regiondb_v1_ShippedEntry__Output>
       ShipperRegionStatus: MessageTypeDefinition<_regiondb_v1_ShipperRegionStatus, _regiondb_v1_ShipperRegionStatus__Output>
+      StandbyFreezeRequest: MessageTypeDefinition<_regiondb_v1_StandbyFreezeRequest, _regiondb_v1_StandbyFreezeRequest__Output>
+      StandbyFreezeResponse: MessageTypeDefinition<_regiondb_v1_StandbyFreezeResponse, _regiondb_v1_StandbyFreezeResponse__Output>
       StandbyPromoteRequest: MessageTypeDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteRequest__Output>
       StandbyPromoteResponse: MessageTypeDefinition<_regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteResponse__Output>
       StandbyRegionStatus: MessageTypeDefinition<_regiondb_v1_StandbyRegionStatus, _regiondb_v1_StandbyRegionStatus__Output>

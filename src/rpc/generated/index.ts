@@ -79,6 +79,8 @@ export type * from './regiondb/v1/SeededObject.js';
 export type * from './regiondb/v1/Semantic.js';
 export type * from './regiondb/v1/ShippedEntry.js';
 export type * from './regiondb/v1/ShipperRegionStatus.js';
+export type * from './regiondb/v1/StandbyFreezeRequest.js';
+export type * from './regiondb/v1/StandbyFreezeResponse.js';
 export type * from './regiondb/v1/StandbyPromoteRequest.js';
 export type * from './regiondb/v1/StandbyPromoteResponse.js';
 export type * from './regiondb/v1/StandbyRegionStatus.js';

@@ -17,6 +17,8 @@ import type { FlushRequest as _regiondb_v1_FlushRequest, FlushRequest__Output as
 import type { FlushResponse as _regiondb_v1_FlushResponse, FlushResponse__Output as _regiondb_v1_FlushResponse__Output } from '../../regiondb/v1/FlushResponse.js';
 import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionRequest__Output as _regiondb_v1_OpenRegionRequest__Output } from '../../regiondb/v1/OpenRegionRequest.js';
 import type { OpenRegionResponse as _regiondb_v1_OpenRegionResponse, OpenRegionResponse__Output as _regiondb_v1_OpenRegionResponse__Output } from '../../regiondb/v1/OpenRegionResponse.js';
+import type { StandbyFreezeRequest as _regiondb_v1_StandbyFreezeRequest, StandbyFreezeRequest__Output as _regiondb_v1_StandbyFreezeRequest__Output } from '../../regiondb/v1/StandbyFreezeRequest.js';
+import type { StandbyFreezeResponse as _regiondb_v1_StandbyFreezeResponse, StandbyFreezeResponse__Output as _regiondb_v1_StandbyFreezeResponse__Output } from '../../regiondb/v1/StandbyFreezeResponse.js';
 import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from '../../regiondb/v1/StandbyPromoteRequest.js';
 import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from '../../regiondb/v1/StandbyPromoteResponse.js';
 import type { StandbySeedObjectRequest as _regiondb_v1_StandbySeedObjectRequest, StandbySeedObjectRequest__Output as _regiondb_v1_StandbySeedObjectRequest__Output } from '../../regiondb/v1/StandbySeedObjectRequest.js';
@@ -84,6 +86,15 @@ export interface AdminClient extends grpc.Client {
   openRegion(argument: _regiondb_v1_OpenRegionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_OpenRegionResponse__Output>): grpc.ClientUnaryCall;
   openRegion(argument: _regiondb_v1_OpenRegionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_OpenRegionResponse__Output>): grpc.ClientUnaryCall;
   openRegion(argument: _regiondb_v1_OpenRegionRequest, callback: grpc.requestCallback<_regiondb_v1_OpenRegionResponse__Output>): grpc.ClientUnaryCall;
+  
+  StandbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  StandbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  StandbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  StandbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyFreeze(argument: _regiondb_v1_StandbyFreezeRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyFreezeResponse__Output>): grpc.ClientUnaryCall;
   
   StandbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
   StandbyPromote(argument: _regiondb_v1_StandbyPromoteRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyPromoteResponse__Output>): grpc.ClientUnaryCall;
@@ -163,6 +174,8 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   OpenRegion: grpc.handleUnaryCall<_regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse>;
   
+  StandbyFreeze: grpc.handleUnaryCall<_regiondb_v1_StandbyFreezeRequest__Output, _regiondb_v1_StandbyFreezeResponse>;
+  
   StandbyPromote: grpc.handleUnaryCall<_regiondb_v1_StandbyPromoteRequest__Output, _regiondb_v1_StandbyPromoteResponse>;
   
   StandbySeed: grpc.handleUnaryCall<_regiondb_v1_StandbySeedRequest__Output, _regiondb_v1_StandbySeedResponse>;
@@ -186,6 +199,7 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   Compact: MethodDefinition<_regiondb_v1_CompactRequest, _regiondb_v1_CompactResponse, _regiondb_v1_CompactRequest__Output, _regiondb_v1_CompactResponse__Output>
   Flush: MethodDefinition<_regiondb_v1_FlushRequest, _regiondb_v1_FlushResponse, _regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse__Output>
   OpenRegion: MethodDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse__Output>
+  StandbyFreeze: MethodDefinition<_regiondb_v1_StandbyFreezeRequest, _regiondb_v1_StandbyFreezeResponse, _regiondb_v1_StandbyFreezeRequest__Output, _regiondb_v1_StandbyFreezeResponse__Output>
   StandbyPromote: MethodDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteRequest__Output, _regiondb_v1_StandbyPromoteResponse__Output>
   StandbySeed: MethodDefinition<_regiondb_v1_StandbySeedRequest, _regiondb_v1_StandbySeedResponse, _regiondb_v1_StandbySeedRequest__Output, _regiondb_v1_StandbySeedResponse__Output>
   StandbySeedObject: MethodDefinition<_regiondb_v1_StandbySeedObjectRequest, _regiondb_v1_StandbySeedObjectResponse, _regiondb_v1_StandbySeedObjectRequest__Output, _regiondb_v1_StandbySeedObjectResponse__Output>

@@ -20,6 +20,9 @@ export interface StandbyRegionStatus {
   'sync'?: (boolean);
   'seeded_index'?: (number | string | Long);
   'dropped_at_ms'?: (number | string | Long);
+  'frozen'?: (boolean);
+  'promoted_epoch'?: (number | string | Long);
+  'primary_epoch'?: (number | string | Long);
 }
 
 export interface StandbyRegionStatus__Output {
@@ -39,4 +42,7 @@ export interface StandbyRegionStatus__Output {
   'sync': (boolean);
   'seeded_index': (string);
   'dropped_at_ms': (string);
+  'frozen': (boolean);
+  'promoted_epoch': (string);
+  'primary_epoch': (string);
 }

@@ -13,6 +13,7 @@ export interface StandbySeedRequest {
   'objects'?: (_regiondb_v1_SeededObject)[];
   'seeded_through_ms'?: (number | string | Long);
   'version_offset'?: (number | string | Long);
+  'primary_epoch'?: (number | string | Long);
 }
 
 export interface StandbySeedRequest__Output {
@@ -23,4 +24,5 @@ export interface StandbySeedRequest__Output {
   'objects': (_regiondb_v1_SeededObject__Output)[];
   'seeded_through_ms': (string);
   'version_offset': (string);
+  'primary_epoch': (string);
 }

@@ -14,6 +14,7 @@ export interface StandbyShipRequest {
   'watermark_ms'?: (number | string | Long);
   'sync'?: (boolean);
   'version_offset'?: (number | string | Long);
+  'primary_epoch'?: (number | string | Long);
 }
 
 export interface StandbyShipRequest__Output {
@@ -25,4 +26,5 @@ export interface StandbyShipRequest__Output {
   'watermark_ms': (string);
   'sync': (boolean);
   'version_offset': (string);
+  'primary_epoch': (string);
 }

@@ -12,6 +12,7 @@ export interface StandbyStatusResponse {
   'shipping'?: (_regiondb_v1_ShipperRegionStatus)[];
   'fence_epoch'?: (number | string | Long);
   'mode'?: (string);
+  'fence_at_ms'?: (number | string | Long);
 }
 
 export interface StandbyStatusResponse__Output {
@@ -21,4 +22,5 @@ export interface StandbyStatusResponse__Output {
   'shipping': (_regiondb_v1_ShipperRegionStatus__Output)[];
   'fence_epoch': (string);
   'mode': (string);
+  'fence_at_ms': (string);
 }

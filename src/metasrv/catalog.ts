@@ -79,6 +79,11 @@ export interface CatalogState {
    * they are reported. A region this catalog never knew is left alone (reconcile.ts R1).
    */
   droppedRegions?: Record<string, number>;
+  /**
+   * Tables being dropped (name → when the drop started, ms): DropTable marked them and has not yet
+   * fenced every region (docs/ddl.md). They stay in `tables` until it has; the tick resumes them.
+   */
+  droppingTables?: Record<string, number>;
   /** The request token each table was created with (MetaCreateTableRequest.request_token), if any: a retry with it is answered with the table. */
   createTokens?: Record<string, string>;
 }
@@ -106,6 +111,12 @@ export function regionWithId(catalog: CatalogState, regionId: string): RegionDef
 export function droppedAt(catalog: CatalogState, regionId: string): number | undefined {
   const dropped = catalog.droppedRegions;
   return dropped !== undefined && Object.hasOwn(dropped, regionId) ? dropped[regionId] : undefined;
+}
+
+/** When the drop of the table of that name started, if it is being dropped (own entries only, as tableNamed). */
+export function droppingSince(catalog: CatalogState, name: string): number | undefined {
+  const dropping = catalog.droppingTables;
+  return dropping !== undefined && Object.hasOwn(dropping, name) ? dropping[name] : undefined;
 }
 
 /** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */
@@ -207,6 +218,7 @@ export function dropTable(catalog: CatalogState, tableName: string, nowMs: numbe
   }
   delete catalog.tables[tableName];
   if (catalog.createTokens) delete catalog.createTokens[tableName];
+  if (catalog.droppingTables) delete catalog.droppingTables[tableName];
   catalog.version++;
   return regions;
 }

@@ -1,0 +1,192 @@
+// The drop fence (docs/ddl.md, "The drop fence"; finding D5 in docs/correctness.md): DropTable
+// commits a fence through every region's raft group before it answers, and from the fence on
+// every replica refuses the region's writes alike. Here: the state machine's side (apply, dedup,
+// manifests) and the metasrv's (no OK before every region is fenced; a table being dropped stays
+// in place and is resumed).
+import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { RegionState, type TableSchema, decodeCommand, encodeCommand } from '../../src/engine/index.js';
+import { decodeManifest, encodeManifest } from '../../src/engine/manifest.js';
+import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
+import { RegionDbError } from '../../src/common/errors.js';
+import { cpuSchema } from '../fixtures/schemas.js';
+import { createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+
+const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
+const put = (requestId: number, key: string, v: number, clientId = 'c1') => encodeCommand({ kind: 'write', clientId, requestId, rows: [[key, 1, v]] });
+const fence = (tableId = 7) => encodeCommand({ kind: 'drop-fence', tableId });
+
+async function readV(s: RegionState, key: string): Promise<unknown> {
+  const found = await s.get({ k: key, ts: 1 });
+  return found ? found.row['v'] : null;
+}
+
+describe('drop fence: the region state', () => {
+  it('encodes as its own command kind (11) and decodes back', () => {
+    const bytes = fence(42);
+    expect(bytes[1]).to.equal(11);
+    expect(decodeCommand(bytes)).to.deep.equal({ kind: 'drop-fence', tableId: 42 });
+    const damaged = new TextEncoder().encode('{"tableId":"x"}');
+    const bad = new Uint8Array(2 + damaged.byteLength);
+    bad.set([1, 11]);
+    bad.set(damaged, 2);
+    expect(() => decodeCommand(bad)).to.throw(/drop fence without tableId/);
+  });
+
+  it('refuses every write and delete after the fence (not applied), keeps what came before', async () => {
+    const s = new RegionState(schema);
+    expect(await s.apply(1, put(1, 'a', 1))).to.include({ status: 'ok' });
+    expect(await s.apply(2, fence())).to.include({ status: 'ok' });
+    expect(s.dropFence).to.deep.equal({ index: 2, tableId: 7 });
+    expect(await s.apply(3, put(2, 'b', 2))).to.deep.equal({ status: 'table-dropped', tableId: 7, fenceIndex: 2 });
+    expect(await s.apply(4, encodeCommand({ kind: 'write', clientId: '', requestId: 0, rows: [['c', 1, 3]] })), 'not deduplicated: refused too').to.deep.equal({
+      status: 'table-dropped',
+      tableId: 7,
+      fenceIndex: 2,
+    });
+    expect(await s.apply(5, encodeCommand({ kind: 'delete', clientId: 'c1', requestId: 3, keys: [['a', 1]] }))).to.include({ status: 'table-dropped' });
+    expect(await readV(s, 'a'), 'the write before the fence stays, the delete after it did not apply').to.equal(1);
+    expect(await readV(s, 'b')).to.equal(null);
+    expect(await readV(s, 'c')).to.equal(null);
+    // A refusal is not remembered: the same id after the fence is refused again, never "applied".
+    expect(await s.apply(6, put(2, 'b', 2))).to.include({ status: 'table-dropped' });
+  });
+
+  it('answers a retry of a write applied before the fence with its first result (it did apply)', async () => {
+    const s = new RegionState(schema);
+    const first = await s.apply(1, put(1, 'a', 1));
+    await s.apply(2, fence());
+    expect(await s.apply(3, put(1, 'a', 1))).to.deep.equal(first);
+  });
+
+  it('a second fence (another leader resending) changes nothing', async () => {
+    const s = new RegionState(schema);
+    await s.apply(1, fence());
+    await s.apply(2, fence());
+    expect(s.dropFence).to.deep.equal({ index: 1, tableId: 7 });
+  });
+
+  it('is in the manifest once flushed past, as a format-2 manifest, and a state built from it refuses writes', async () => {
+    const s = new RegionState(schema);
+    await s.apply(1, put(1, 'a', 1));
+    await s.apply(2, fence());
+    expect(s.manifest().dropFence, 'not flushed past yet: the log above the flushed index re-applies it').to.equal(undefined);
+    await s.apply(3, encodeCommand({ kind: 'freeze' }));
+    await s.apply(4, encodeCommand({ kind: 'flush-edit', freezeIndex: 3, sst: null }));
+    const m = s.manifest();
+    expect(m.dropFence).to.deep.equal({ index: 2, tableId: 7 });
+    const bytes = encodeManifest(m);
+    expect(bytes[0], 'a build that predates the fence refuses a format-2 manifest').to.equal(2);
+    const back = RegionState.fromManifest(schema, 'r', undefined, decodeManifest(bytes, 'test'));
+    expect(back.dropFence).to.deep.equal({ index: 2, tableId: 7 });
+    expect(await back.apply(5, put(9, 'z', 9))).to.include({ status: 'table-dropped' });
+    const unfenced = encodeManifest(new RegionState(schema).manifest());
+    expect(unfenced[0], 'a region never fenced writes format 1, as before').to.equal(1);
+  });
+
+  it('refuses a format-1 manifest that carries a fence and a format-2 one without', () => {
+    const s = new RegionState(schema);
+    const withFence = encodeManifest({ ...s.manifest(), dropFence: { index: 1, tableId: 7 } });
+    const relabelled = new Uint8Array(withFence);
+    relabelled[0] = 1;
+    expect(() => decodeManifest(relabelled, 'test')).to.throw(/drop fence in a version-1 manifest/);
+    const plain = new Uint8Array(encodeManifest(s.manifest()));
+    plain[0] = 2;
+    expect(() => decodeManifest(plain, 'test')).to.throw(/version-2 manifest without a valid drop fence/);
+  });
+});
+
+const CLUSTER = 'drop-fence';
+const NODES = [1, 2, 3];
+const addr = (n: number) => `127.0.0.1:${23_000 + n}`;
+
+/** A metasrv core with three registered, reporting nodes and table `t` (one region, replicas reported, node 1 leading). */
+async function withTable(admin: DatanodeAdmin) {
+  const core = await startMetasrvCore(CLUSTER, admin);
+  const anyone = () => {};
+  for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+  for (const n of NODES) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+  const route = (await createOneRegionTable(core)).routes![0]!;
+  const regionId = route.region_id!;
+  const peers = new Map((route.peers ?? []).map((p) => [Number(p.node_id), Number(p.peer_id)]));
+  for (const n of NODES) {
+    const replicas = [replicaReport({ regionId, peerId: peers.get(n)!, leader: n === 1, leaderNodeId: 1, voters: [...peers.values()] })];
+    await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+  }
+  return { core, regionId };
+}
+
+describe('drop fence: the metasrv', function () {
+  this.timeout(30_000);
+
+  it('answers DropTable only after the region leader committed the fence, following a NOT_LEADER hint', async () => {
+    const events: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async (to, request) => {
+        events.push(`fence ${request.region_id} at ${to}`);
+        // The catalog's leader (node 1) has handed leadership to node 3.
+        if (to === addr(1)) throw new RegionDbError(ErrorCode.NotLeader, 'not the leader', { details: { leaderNodeId: '3' } });
+        return { fence_index: '12' };
+      },
+    };
+    const { core, regionId } = await withTable(admin);
+    await core.dropTable({ name: 't' } as never).then(() => events.push('answered'));
+    expect(events).to.deep.equal([`fence ${regionId} at ${addr(1)}`, `fence ${regionId} at ${addr(3)}`, 'answered']);
+    const gone = await core.getRoutes({ table: 't' } as never).catch((err: unknown) => err);
+    expect(isRegionDbError(gone, ErrorCode.NotFound)).to.equal(true);
+  });
+
+  it('never answers OK while a region is not fenced: the table stays, marked, refuses a re-create, and a later DropTable completes it', async () => {
+    let fenceable = false;
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async () => {
+        if (!fenceable) throw new RegionDbError(ErrorCode.Unavailable, 'connection refused');
+        return { fence_index: '5' };
+      },
+    };
+    const { core } = await withTable(admin);
+    const refused = await core.dropTable({ name: 't' } as never).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isRegionDbError(refused, ErrorCode.Unavailable), String(refused)).to.equal(true);
+    expect((refused as Error).message).to.match(/being dropped but 1 of its 1 regions could not be fenced yet, so it is not dropped/);
+    expect((await core.getRoutes({ table: 't' } as never)).routes, 'the table is still there').to.have.length(1);
+    expect(core.catalog.droppingTables?.['t'], 'marked being dropped (saved with the catalog)').to.be.a('number');
+    const recreate = await createOneRegionTable(core).catch((err: unknown) => err);
+    expect(isRegionDbError(recreate, ErrorCode.AlreadyExists)).to.equal(true);
+    expect((recreate as Error).message).to.match(/is being dropped/);
+    fenceable = true;
+    expect(await core.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
+    expect(core.catalog.droppingTables?.['t']).to.equal(undefined);
+    const gone = await core.getRoutes({ table: 't' } as never).catch((err: unknown) => err);
+    expect(isRegionDbError(gone, ErrorCode.NotFound)).to.equal(true);
+  });
+
+  it('a marked drop is resumed by the tick (a failed attempt, or a metasrv that restarted mid-drop)', async () => {
+    let fenceable = false;
+    let fences = 0;
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async () => {
+        fences++;
+        if (!fenceable) throw new RegionDbError(ErrorCode.Unavailable, 'connection refused');
+        return { fence_index: '5' };
+      },
+    };
+    const { core } = await withTable(admin);
+    await core.dropTable({ name: 't' } as never).catch(() => {});
+    fenceable = true;
+    const before = fences;
+    // Ticks until the drop is done (bounded: the resume runs at most every 3 s; the start's quiet period first).
+    for (let i = 0; i < 200 && core.catalog.tables['t'] !== undefined; i++) {
+      core.onTickTimer();
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    expect(fences, 'the tick fenced again').to.be.greaterThan(before);
+    expect(core.catalog.tables['t'], 'the tick finished the drop').to.equal(undefined);
+    expect(core.catalog.droppingTables?.['t']).to.equal(undefined);
+  });
+});

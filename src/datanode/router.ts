@@ -359,6 +359,21 @@ export class Router {
    * are), at most `limit` of them. One region's scan alone passes through unchanged.
    */
   async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void> {
+    // Sent again after a drop refusal only if nothing was streamed yet (afterDrop).
+    let streamed = false;
+    const counted = (chunk: ScanChunk) => {
+      streamed = true;
+      return write(chunk);
+    };
+    const once = () => this.scanOnce(req, counted, info);
+    if (!info) return once();
+    return this.afterDrop(req.region_id, info, () => {
+      if (streamed) throw new RegionDbError(ErrorCode.NotFound, `table ${req.table} was dropped while it was scanned; scan it again`);
+      return once();
+    });
+  }
+
+  private async scanOnce(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void> {
     if (req.region_id) return this.local.scanRegion(req, write, info);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.local.schemaOf(table);

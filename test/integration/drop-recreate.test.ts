@@ -1,4 +1,4 @@
-// Finding D5 (docs/correctness.md; docs/ddl.md, "The drop fence"): a request that starts after
+// Finding DT1 (docs/correctness.md; docs/ddl.md, "The drop fence"): a request that starts after
 // DropTable answered is never acknowledged into the dropped table and never reads its rows. Real
 // processes on loopback (three datanodes, every one hosting a replica of every region, heartbeats
 // every 500 ms): the dropped table's replicas are still open on every node right after the
@@ -35,7 +35,7 @@ const protoRow = (r: Row): ProtoRow => ({ values: { host: { string_value: r.host
 const protoKey = (r: Row): ProtoRow => ({ values: { host: { string_value: r.host }, ts: { timestamp_ms_value: String(r.ts) } } }) as unknown as ProtoRow;
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-describe('integration: a dropped table never acknowledges a write after DropTable answered (finding D5)', function () {
+describe('integration: a dropped table never acknowledges a write after DropTable answered (finding DT1)', function () {
   this.timeout(120_000);
   const cluster = new LocalCluster();
   let client: RegionDbClient;

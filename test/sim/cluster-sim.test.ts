@@ -777,7 +777,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       };
       for (const seed of [1, 2]) count(await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] }));
       const engine = { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] } as const;
-      // Engine seed 1 loses the catalog after its drop (seed 5 did until DropTable fenced its regions, finding D5: the drop now takes a raft round per region, and the run goes another way).
+      // Engine seed 1 loses the catalog after its drop (seed 5 did until DropTable fenced its regions, finding DT1: the drop now takes a raft round per region, and the run goes another way).
       const a = await runClusterSim(1, engine);
       count(a);
       console.log(`    ${JSON.stringify(total)}`);
@@ -791,7 +791,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // drop and the catalog loss the re-created table gets the dropped table's id, and once it
     // flushes, its region's latest manifest is still the dropped table's (recovery point).
     // Searched from 5: seed 9 finds it (seed 6 did until DropTable fenced its regions before
-    // answering, finding D5: a drop now takes a raft round per region and the runs go otherwise).
+    // answering, finding DT1: a drop now takes a raft round per region and the runs go otherwise).
     it('the checkers can fail: a table id re-used after a catalog loss (planted table-ids-from-reports-only, finding 2c) is found within 2,000 seeds', async () => {
       const bug = 'table-ids-from-reports-only';
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: ['ddl'], metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
@@ -803,7 +803,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     });
 
     // The DDL checkers' own planted bugs (register mode, no catalog loss needed), searched from
-    // seed 1: drop-tombstones-forgotten is found at seed 1 (seed 2 before the drop fence, D5),
+    // seed 1: drop-tombstones-forgotten is found at seed 1 (seed 2 before the drop fence, DT1),
     // create-token-per-attempt at seed 1.
     for (const { name, planted, wanted, env } of [
       // The metasrv keeps no tombstones of dropped tables (a weakening of reconcile.ts R1): their
@@ -822,10 +822,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         wanted: ['ddl'],
         env: 'SIM_CLUSTER_FAULTS=ddl SIM_CLUSTER_CLIENT_BUG=create-token-per-attempt SIM_CLUSTER_METASRV=1',
       },
-      // Finding D5: DropTable answered without fencing the table's regions; a write sent to one of
+      // Finding DT1: DropTable answered without fencing the table's regions; a write sent to one of
       // their replicas right after the answer (dropwrite's probe) was acknowledged. Seed 2.
       {
-        name: 'a write acknowledged by a dropped table after DropTable answered (planted drop-without-fence, finding D5)',
+        name: 'a write acknowledged by a dropped table after DropTable answered (planted drop-without-fence, finding DT1)',
         planted: { metasrvBug: 'drop-without-fence', metasrvCore: plantedMetasrvCore('drop-without-fence'), faults: ['ddl', 'dropwrite'] },
         wanted: ['acknowledged after drop'],
         env: 'SIM_CLUSTER_FAULTS=ddl,dropwrite SIM_CLUSTER_METASRV=1 SIM_CLUSTER_METASRV_BUG=drop-without-fence',

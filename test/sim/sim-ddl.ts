@@ -25,7 +25,10 @@
 //   D4 (`recovery point`, engine mode; after each manifest put and at the end): the latest
 //      manifest of a live table's region — what `regiondb recover` and a standby start from —
 //      is not an object that was in the store before the table was created (a table id reused after a catalog loss makes a re-created
-//      table's recovery point the dropped table's rows: finding 2c).
+//      table's recovery point the dropped table's rows: finding 2c);
+//   D5 (`acknowledged after drop`, with `dropwrite`): right after a DropTable answered, a write
+//      sent to each replica of the dropped table still hosted is not acknowledged (finding DT1:
+//      the replicas live on until a heartbeat closes them; the drop fence refuses the write).
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkSet } from '../../src/check/set.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';

@@ -72,7 +72,7 @@ class SavesPoisoned extends MetasrvCore {
 }
 
 /**
- * Finding D5 (docs/correctness.md): DropTable answered as soon as the catalog forgot the table,
+ * Finding DT1 (docs/correctness.md): DropTable answered as soon as the catalog forgot the table,
  * fencing nothing; the dropped table's replicas kept acknowledging writes until a heartbeat
  * closed them (and then lost them with the table).
  */

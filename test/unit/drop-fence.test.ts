@@ -1,4 +1,4 @@
-// The drop fence (docs/ddl.md, "The drop fence"; finding D5 in docs/correctness.md): DropTable
+// The drop fence (docs/ddl.md, "The drop fence"; finding DT1 in docs/correctness.md): DropTable
 // commits a fence through every region's raft group before it answers, and from the fence on
 // every replica refuses the region's writes alike. Here: the state machine's side (apply, dedup,
 // manifests) and the metasrv's (no OK before every region is fenced; a table being dropped stays

@@ -273,7 +273,9 @@ export class DatabaseService {
   /** Whether a local replica's schema may resolve its table's name: not once the table is known dropped here. */
   private usable(meta: { schema: TableSchema; regionId: string }): boolean {
     if (this.droppedTableIds.has(meta.schema.tableId)) return false;
-    return this.dn.regionServer.replica(meta.regionId)?.stateMachine.dropFence === undefined;
+    if (this.dn.regionServer.replica(meta.regionId)?.stateMachine.dropFence === undefined) return true;
+    this.noteDropped(meta.schema.tableId); // its cached routes go too: the name is looked up afresh
+    return false;
   }
 
   /**

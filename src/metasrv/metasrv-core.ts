@@ -1321,6 +1321,7 @@ export class MetasrvCore {
   /** The tick: resumes each marked drop not in flight, at most every DROP_RESUME_MS (errors are logged by finishDrop). */
   private resumeDrops(): void {
     const marked = this.catalog.droppingTables;
+    for (const name of this.dropResumedMs.keys()) if (!marked || !Object.hasOwn(marked, name)) this.dropResumedMs.delete(name);
     if (!marked) return;
     const now = this.clock.nowMs();
     for (const name of Object.keys(marked)) {

@@ -315,14 +315,17 @@ export class RegionState implements StateMachine<ApplyResult> {
       }
       return previous.result; // a retry: applied once already (docs/raft-rules.md R19)
     }
+    const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;
+    if (cmd.requestId < oldestKnown) {
+      // Too old to know whether it was applied; applying again could undo a later write. Checked
+      // before the fence: a fence refusal says "not applied", which for an id the region has
+      // forgotten may be false (it may have applied before the fence), and the router would
+      // send it again to a re-created table.
+      return { status: 'request-too-old', oldestKnown };
+    }
     // After the drop fence: a retry of a write applied before it was answered above (it did
     // apply); anything else is refused, not remembered (a refusal is not an outcome to dedup).
     if (refused) return refused;
-    const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;
-    if (cmd.requestId < oldestKnown) {
-      // Too old to know whether it was applied; applying again could undo a later write.
-      return { status: 'request-too-old', oldestKnown };
-    }
     const done = (result: ApplyResult) => {
       this.remember(cmd.clientId, cmd.requestId, { result, commandHash: hash });
       return result;

@@ -59,6 +59,25 @@ describe('drop fence: the region state', () => {
     expect(await s.apply(3, put(1, 'a', 1))).to.deep.equal(first);
   });
 
+  it('a retry whose dedup record was evicted is answered request-too-old after the fence, not "not applied" (its outcome is unknown)', async () => {
+    const bounds = { dedupClientsMax: 2, dedupRequestsPerClientMax: 2 };
+    for (const kind of ['client window', 'evicted client'] as const) {
+      const s = new RegionState(schema, 'r1', undefined, undefined, bounds);
+      expect(await s.apply(1, put(1001, 'a', 1))).to.include({ status: 'ok' });
+      if (kind === 'client window') {
+        await s.apply(2, put(1002, 'a', 2));
+        await s.apply(3, put(1003, 'a', 3)); // 1001 leaves c1's window
+      } else {
+        await s.apply(2, put(2001, 'x', 1, 'c2'));
+        await s.apply(3, put(3001, 'y', 1, 'c3')); // third client: c1 is evicted
+      }
+      await s.apply(4, fence());
+      // 1001 did apply (at index 1); the region no longer knows that, so "not applied" would be false.
+      expect(await s.apply(5, put(1001, 'a', 1)), kind).to.have.property('status', 'request-too-old');
+      expect(await s.apply(6, put(4001, 'b', 1)), `${kind}: a new request is refused by the fence`).to.include({ status: 'table-dropped' });
+    }
+  });
+
   it('a second fence (another leader resending) changes nothing', async () => {
     const s = new RegionState(schema);
     await s.apply(1, fence());

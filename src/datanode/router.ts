@@ -413,10 +413,13 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
   const details = { regionOutcomes: JSON.stringify(outcomes), ...(dropped ? { droppedTableId: cause.details['droppedTableId']! } : {}) };
   if (parts.length === 1) {
     // One region: its own error, unchanged (CONDITION_FAILED keeps its current version, ...),
-    // unless an earlier attempt may have applied.
+    // unless an earlier attempt may have applied. Then the cause's dropped-table detail goes
+    // (it says "not applied", which the new code contradicts, and afterDrop would send the
+    // request to a re-created table although it may have applied to the old one).
     if (code === cause.code) throw cause;
+    const { droppedTableId: _notApplied, ...kept } = cause.details;
     throw new RegionDbError(code, `region ${first.outcome.region_id}: ${cause.message}; an earlier attempt may have been applied — retry with the same request id`, {
-      details: { ...cause.details, ...details },
+      details: { ...kept, ...details },
     });
   }
   const unknown = failed.filter((p) => p.outcome.outcome === 'OUTCOME_UNKNOWN').length;

@@ -63,6 +63,7 @@ export class DatabaseService {
       credentials: dn.peerCredentials,
       schemaOf: (table) => this.schemaOf(table),
       tableDropped: (tableId) => this.tableDropped(tableId),
+      droppedRegionError: (table, regionId) => this.droppedRegionError(table, regionId, 'write'),
       leads: (regionId) => dn.regionServer.replica(regionId)?.isLeader() === true && !dn.regionServer.failure(regionId),
       leaderAddr: async (table, regionId, fresh) => {
         // This node's replica knows its group's leader as soon as it hears from it; the routes
@@ -294,10 +295,25 @@ export class DatabaseService {
     this.noteDropped(tableId);
   }
 
-  private regionFor(schema: TableSchema, rows: Row[], given: string): string {
+  /**
+   * For a request naming `regionId` that is not a region of the table its name resolves to: the
+   * dropped-table refusal (nothing applied) when the region's table is known dropped here or this
+   * node's replica of it is fenced — a client whose cached description is stale then forgets it
+   * (review finding F5) — else undefined (the caller's INVALID_ARGUMENT).
+   */
+  droppedRegionError(table: string, regionId: string, what: 'write' | 'read'): RegionDbError | undefined {
+    if (!/^[0-9]{1,20}$/.test(regionId)) return undefined;
+    const tableId = Number(BigInt(regionId) >> 32n);
+    const fence = this.dn.regionServer.replica(regionId)?.stateMachine.dropFence;
+    if (fence) this.noteDropped(fence.tableId);
+    if (fence?.tableId !== tableId && !this.droppedTableIds.has(tableId)) return undefined;
+    return tableDroppedError(table, tableId, regionId, what);
+  }
+
+  private regionFor(schema: TableSchema, rows: Row[], given: string, table: string): string {
     if (given) {
       if (!rows.every((r) => makeRegionId(schema.tableId, regionNumberOf(schema, r)) === given)) {
-        throw new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${given}`);
+        throw this.droppedRegionError(table, given, 'write') ?? new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${given}`);
       }
       return given;
     }
@@ -436,7 +452,7 @@ export class DatabaseService {
     }
     const schema = await this.schemaOf(table);
     const rows = req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
-    const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32));
+    const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32), table);
     const hasExpectVersion = req._expect_version === 'expect_version';
     if ((hasExpectVersion || req.expect_absent) && rows.length !== 1) {
       throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
@@ -465,7 +481,7 @@ export class DatabaseService {
     if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
     const schema = await this.schemaOf(table);
     const keys = req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
-    const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32));
+    const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32), table);
     const { clientId, requestId } = this.clientIdentity(req);
     const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
     const command = encodeCommand({ kind: 'delete', clientId, requestId, keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)) });
@@ -534,7 +550,7 @@ export class DatabaseService {
     // The table's schema reads the rows: a region of another table (or of a table of this name
     // since dropped) is refused, never served under this table's name.
     if (given && !regionsOfTable.includes(given)) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `region_id ${given} is not a region of table ${table} (table id ${schema.tableId}, ${schema.regionCount} regions); describe the table again`);
+      throw this.droppedRegionError(table, given, 'read') ?? new RegionDbError(ErrorCode.InvalidArgument, `region_id ${given} is not a region of table ${table} (table id ${schema.tableId}, ${schema.regionCount} regions); describe the table again`);
     }
     const regionIds = given ? [given] : regionsOfTable;
     let emitted = 0;

@@ -66,6 +66,12 @@ export interface LocalDatabase {
    * schemaOf must no longer resolve the table's name to it (optional: without it, no retry).
    */
   tableDropped?(tableId: number): void;
+  /**
+   * For a request naming `regionId`, not a region of the table its name resolves to: the
+   * dropped-table refusal if that region's table is known dropped here, else undefined
+   * (optional).
+   */
+  droppedRegionError?(table: string, regionId: string): RegionDbError | undefined;
   /** True when this node's replica of the region is its leader now. */
   leads(regionId: string): boolean;
   /**
@@ -221,7 +227,7 @@ export class Router {
     for (const n of [...byNumber.keys()].sort((a, b) => a - b)) parts.set(makeRegionId(schema.tableId, n), byNumber.get(n)!);
     const regionId = given ? str(given, 'region_id', 32) : '';
     if (regionId && (parts.size !== 1 || !parts.has(regionId))) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${regionId} (leave region_id empty and the node splits them)`);
+      throw this.local.droppedRegionError?.(schema.name, regionId) ?? new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${regionId} (leave region_id empty and the node splits them)`);
     }
     return parts;
   }

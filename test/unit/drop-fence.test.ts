@@ -10,6 +10,9 @@ import { decodeManifest, encodeManifest } from '../../src/engine/manifest.js';
 import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
 import { RegionDbError } from '../../src/common/errors.js';
 import { cpuSchema } from '../fixtures/schemas.js';
+import type { DatabaseHost } from '../../src/datanode/database-host.js';
+import { DatabaseService } from '../../src/datanode/database-service.js';
+import { type ProtoValue, toProtoRow, toProtoSchema } from '../../src/rpc/values.js';
 import { createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
@@ -207,5 +210,75 @@ describe('drop fence: the metasrv', function () {
     expect(fences, 'the tick fenced again').to.be.greaterThan(before);
     expect(core.catalog.tables['t'], 'the tick finished the drop').to.equal(undefined);
     expect(core.catalog.droppingTables?.['t']).to.equal(undefined);
+  });
+});
+
+describe('drop fence: a request naming a region of the dropped table (review F5)', () => {
+  const recreated: TableSchema = cpuSchema({ name: 't', tableId: 1025, field: 'v' });
+  const oldRegion = '4398046511104'; // table 1024's region 0
+  const row = () => {
+    const p = toProtoRow(recreated, { host: 'h', ts: 1, v: 1.5 });
+    for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind']; // as proto-loader decodes
+    return p;
+  };
+
+  /** A datanode whose metasrv resolves `t` to the re-created table 1025; `fenced`: it holds table 1024's region, fenced. */
+  function service(fenced: boolean): DatabaseService {
+    const replica = { stateMachine: { dropFence: { index: 5, tableId: 1024 } } };
+    const host = {
+      nodeId: 1,
+      metas: new Map(),
+      regionServer: { replica: (regionId: string) => (fenced && regionId === oldRegion ? replica : undefined), failure: () => undefined },
+      metaCall: async () => ({ table: toProtoSchema(recreated), routes: [] }),
+    } as unknown as DatabaseHost;
+    return new DatabaseService(host);
+  }
+
+  type Internals = {
+    router: { write(req: unknown, info: unknown): Promise<unknown>; delete(req: unknown, info: unknown): Promise<unknown> };
+    write(req: unknown): Promise<unknown>;
+    delete(req: unknown): Promise<unknown>;
+    scan(req: unknown, write: (chunk: unknown) => Promise<void>): Promise<void>;
+  };
+
+  async function refusal(p: Promise<unknown>): Promise<RegionDbError> {
+    try {
+      await p;
+    } catch (err) {
+      if (isRegionDbError(err)) return err as RegionDbError;
+      throw err;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  for (const known of ['noted dropped', 'its local replica fenced'] as const) {
+    it(`is refused NOT_FOUND with the dropped table's id (not INVALID_ARGUMENT) when the table is ${known}: routed or served here, write or delete`, async () => {
+      const s = service(known === 'its local replica fenced');
+      if (known === 'noted dropped') s.tableDropped(1024);
+      const internals = s as unknown as Internals;
+      const info = { forwarded: false, deadlineMs: Date.now() + 30_000 };
+      const write = { table: 't', rows: [row()], region_id: oldRegion };
+      const del = { table: 't', keys: [{ values: { host: row().values['host'], ts: row().values['ts'] } }], region_id: oldRegion };
+      const scan = { table: 't', region_id: oldRegion, consistency: 'STRONG' };
+      for (const [what, call] of [
+        ['routed write', () => internals.router.write(write, info)],
+        ['write served here', () => internals.write(write)],
+        ['routed delete', () => internals.router.delete(del, info)],
+        ['delete served here', () => internals.delete(del)],
+        ['scan of the region', () => internals.scan(scan, async () => {})],
+      ] as const) {
+        const err = await refusal(call());
+        expect(err.code, `${what}: ${err.message}`).to.equal(ErrorCode.NotFound);
+        expect(err.details['droppedTableId'], what).to.equal('1024');
+      }
+      s.close();
+    });
+  }
+
+  it('a region of a table not known dropped is still INVALID_ARGUMENT', async () => {
+    const s = service(false);
+    const err = await refusal((s as unknown as Internals).write({ table: 't', rows: [row()], region_id: oldRegion }));
+    expect(err.code).to.equal(ErrorCode.InvalidArgument);
+    s.close();
   });
 });

@@ -964,6 +964,18 @@ export class MetasrvCore {
   async recoverTable(table: string, force: boolean): Promise<RecoverTableResponse> {
     this.requireActing();
     this.refuseIfUnwritable();
+    // A drop attempt in flight must not see a region of the table start over from its manifest
+    // (which may lack the fence the attempt already committed) and answer OK without fencing it
+    // again (review finding F1): wait for the attempt to end (it is bounded by DROP_FENCE_MS);
+    // from here on finishDrop refuses to start, or to finish, while the regions are recovered.
+    const attempt = this.drops.inFlight(table);
+    if (attempt) {
+      await attempt.catch(() => {});
+      this.requireActing();
+      if (this.drops.inFlight(table)) {
+        throw new RegionDbError(ErrorCode.Unavailable, `table ${table} is being dropped and a drop attempt is in flight; recover it again once the attempt ends (regiondb status shows the drop)`);
+      }
+    }
     const regions = regionsOfTable(this.catalog, table);
     if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
     const ctx = this.context();
@@ -1248,7 +1260,20 @@ export class MetasrvCore {
   private finishDrop(name: string, tableId: number): Promise<number> {
     return this.drops.run(name, async () => {
       const regions = regionsOfTable(this.catalog, name);
+      // A region being recovered (regiondb recover) starts over as a new group from its
+      // manifest, which may lack the fence: an attempt that overlaps a recovery fails, at its
+      // start or its end, and the next one fences the recovered groups (review finding F1).
+      const refuseIfRecovering = () => {
+        const busy = regions.filter((r) => this.recovering.has(r.regionId)).map((r) => r.regionId);
+        if (busy.length === 0) return;
+        throw new RegionDbError(
+          ErrorCode.Unavailable,
+          `table ${name} (id ${tableId}) is being dropped but its regions ${busy.join(', ')} are being recovered from the object store (regiondb recover): the drop resumes, fencing them again, once the recovery ends`,
+        );
+      };
+      refuseIfRecovering();
       const failures = await this.fenceRegions(regions, tableId);
+      refuseIfRecovering();
       if (failures.length > 0) {
         this.log.warn({ table: name, tableId, unfenced: failures.length, regions: regions.length, first: failures[0] }, 'drop not done: regions not fenced yet; retried');
         throw new RegionDbError(

@@ -213,6 +213,100 @@ describe('drop fence: the metasrv', function () {
   });
 });
 
+describe('drop fence: recovery from the object store during a drop (review F1)', function () {
+  this.timeout(30_000);
+
+  /** A promise and its resolver. */
+  function gate(): { promise: Promise<void>; open: () => void } {
+    let open!: () => void;
+    const promise = new Promise<void>((ok) => (open = ok));
+    return { promise, open };
+  }
+
+  /**
+   * Whether DropTable answered OK after a recovery open with no fence since (the data-loss
+   * order). A fence counts only if it was called after the recovery: one called before fenced
+   * the old group.
+   */
+  const okOverUnfenced = (events: string[]) => {
+    let unfenced = false;
+    let fenceCalledSince = false;
+    for (const e of events) {
+      if (e.startsWith('recover-open')) [unfenced, fenceCalledSince] = [true, false];
+      if (e === 'fence called') fenceCalledSince = true;
+      if (e === 'fenced' && fenceCalledSince) unfenced = false;
+      if (e === 'drop OK' && unfenced) return true;
+    }
+    return false;
+  };
+
+  it('a recovery asked for while a drop attempt is in flight waits for it: DropTable never answers OK over a region recovered unfenced', async () => {
+    const events: string[] = [];
+    const fenceHeld = gate();
+    const admin: DatanodeAdmin = {
+      openRegion: async (to, req) => {
+        if ((req as { recover_from_object_store?: boolean }).recover_from_object_store) events.push(`recover-open at ${to}`);
+        return { flushed_index: '3', manifest_written_ms: '0', ssts: 0 } as never;
+      },
+      fenceRegion: async () => {
+        events.push('fence called');
+        await fenceHeld.promise;
+        events.push('fenced');
+        return { fence_index: '5' };
+      },
+    };
+    const { core } = await withTable(admin);
+    const drop = core.dropTable({ name: 't' } as never).then(
+      () => events.push('drop OK'),
+      (err: unknown) => events.push(`drop failed: ${(err as Error).message}`),
+    );
+    while (!events.includes('fence called')) await new Promise((ok) => setTimeout(ok, 5));
+    const recover = core.recoverTable('t', true).then(
+      () => events.push('recovered'),
+      (err: unknown) => events.push(`recover refused: ${(err as Error).message}`),
+    );
+    await new Promise((ok) => setTimeout(ok, 50));
+    fenceHeld.open();
+    await Promise.all([drop, recover]);
+    expect(okOverUnfenced(events), events.join(' | ')).to.equal(false);
+    expect(events.filter((e) => e.startsWith('recover-open')), 'nothing recovered: the table was dropped first').to.deep.equal([]);
+    expect(events.at(-1)).to.match(/^recover refused: table t does not exist/);
+  });
+
+  it('a drop attempt that starts while the table\'s regions are being recovered fails (UNAVAILABLE, saying so); once recovered, DropTable fences again before OK', async () => {
+    const events: string[] = [];
+    const openHeld = gate();
+    const admin: DatanodeAdmin = {
+      openRegion: async (to, req) => {
+        if ((req as { recover_from_object_store?: boolean }).recover_from_object_store) {
+          events.push(`recover-open at ${to}`);
+          await openHeld.promise;
+        }
+        return { flushed_index: '3', manifest_written_ms: '0', ssts: 0 } as never;
+      },
+      fenceRegion: async () => {
+        events.push('fence called', 'fenced');
+        return { fence_index: '5' };
+      },
+    };
+    const { core } = await withTable(admin);
+    const recover = core.recoverTable('t', true);
+    while (!events.some((e) => e.startsWith('recover-open'))) await new Promise((ok) => setTimeout(ok, 5));
+    const during = await core.dropTable({ name: 't' } as never).then(
+      () => events.push('drop OK'),
+      (err: unknown) => err,
+    );
+    expect(isRegionDbError(during, ErrorCode.Unavailable), String(during)).to.equal(true);
+    expect((during as Error).message).to.match(/being recovered/);
+    expect(core.catalog.tables['t'], 'the table stays, marked').to.not.equal(undefined);
+    openHeld.open();
+    await recover;
+    await core.dropTable({ name: 't' } as never).then(() => events.push('drop OK'));
+    expect(okOverUnfenced(events), events.join(' | ')).to.equal(false);
+    expect(events.at(-1)).to.equal('drop OK');
+  });
+});
+
 describe('drop fence: a request naming a region of the dropped table (review F5)', () => {
   const recreated: TableSchema = cpuSchema({ name: 't', tableId: 1025, field: 'v' });
   const oldRegion = '4398046511104'; // table 1024's region 0

@@ -427,9 +427,9 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
-   * FenceRegion (DropTable, docs/ddl.md): this node's replica of the region, its leader, proposes
-   * the drop fence unless it has applied one, and answers the fence's index once applied here (so
-   * committed). NOT_LEADER (with the leader, if known) on a follower; NOT_FOUND if the region is
+   * FenceRegion (DropTable, docs/ddl.md): a replica here that has applied the drop fence answers
+   * its index (leader or not: applied means committed); else this node's replica of the region,
+   * its leader, proposes the fence and answers its index once applied here. NOT_LEADER (with the leader, if known) on a follower; NOT_FOUND if the region is
    * not hosted here; INVALID_ARGUMENT if it is another table's.
    */
   async fenceRegion(regionId: string, tableId: number): Promise<number> {
@@ -440,6 +440,11 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     if (meta.schema.tableId !== tableId) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `region ${regionId} on node ${this.nodeId} is table ${meta.schema.tableId}'s, not table ${tableId}'s: not fenced`);
     }
+    // Any replica applies only committed entries: a fence applied here, leader or not, is
+    // committed and answers at once. Without this a region whose fence committed but which has
+    // since lost its quorum would fail every later drop attempt (review finding F2).
+    const local = fence.of(this.regionServer.replica(regionId)!.stateMachine);
+    if (local) return local.index;
     const replica = this.regionServer.leaderReplica(regionId); // NOT_LEADER with the leader's node id
     const applied = fence.of(replica.stateMachine); // applied by the leader: committed
     if (applied) return applied.index;

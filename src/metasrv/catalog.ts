@@ -84,6 +84,14 @@ export interface CatalogState {
    * fenced every region (docs/ddl.md). They stay in `tables` until it has; the tick resumes them.
    */
   droppingTables?: Record<string, number>;
+  /**
+   * Regions of tables being dropped whose drop fence a FenceRegion answered (region id → the
+   * fence's index): a resumed drop does not fence them again (review finding F2). A recovery
+   * from the object store forgets its regions' entries (the recovered group may lack the fence);
+   * dropping the table removes them. A field of its own, not inside `droppingTables`, so that a
+   * catalog of either build decodes in the other (an older build leaves it alone).
+   */
+  fencedRegions?: Record<string, number>;
   /** The request token each table was created with (MetaCreateTableRequest.request_token), if any: a retry with it is answered with the table. */
   createTokens?: Record<string, string>;
 }
@@ -117,6 +125,22 @@ export function droppedAt(catalog: CatalogState, regionId: string): number | und
 export function droppingSince(catalog: CatalogState, name: string): number | undefined {
   const dropping = catalog.droppingTables;
   return dropping !== undefined && Object.hasOwn(dropping, name) ? dropping[name] : undefined;
+}
+
+/** The recorded drop fence index of the region of that id, if a FenceRegion answered it (own entries only, as tableNamed). */
+export function fencedIndexOf(catalog: CatalogState, regionId: string): number | undefined {
+  const fenced = catalog.fencedRegions;
+  return fenced !== undefined && Object.hasOwn(fenced, regionId) ? fenced[regionId] : undefined;
+}
+
+/** Forgets the recorded drop fences of `regionIds`; whether there were any. */
+export function forgetFences(catalog: CatalogState, regionIds: readonly string[]): boolean {
+  const fenced = catalog.fencedRegions;
+  if (!fenced || !regionIds.some((id) => Object.hasOwn(fenced, id))) return false;
+  const kept = { ...fenced };
+  for (const id of regionIds) delete kept[id];
+  catalog.fencedRegions = kept;
+  return true;
 }
 
 /** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */
@@ -219,6 +243,8 @@ export function dropTable(catalog: CatalogState, tableName: string, nowMs: numbe
   delete catalog.tables[tableName];
   if (catalog.createTokens) delete catalog.createTokens[tableName];
   if (catalog.droppingTables) delete catalog.droppingTables[tableName];
+  forgetFences(catalog, regions.map((r) => r.regionId));
+  if (catalog.fencedRegions && Object.keys(catalog.fencedRegions).length === 0) delete catalog.fencedRegions;
   catalog.version++;
   return regions;
 }

@@ -49,7 +49,7 @@ import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
 import { SingleFlight } from '../common/single-flight.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, droppingSince, emptyCatalog, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
@@ -998,6 +998,12 @@ export class MetasrvCore {
     // (it would adopt the old membership between two recover-opens; docs/correctness.md, M13).
     for (const region of regions) this.recovering.add(region.regionId);
     try {
+      // A recovered region may start over without its drop fence (its manifest may predate it):
+      // the drop must fence it again, so its record goes — saved before any region is touched.
+      if (forgetFences(this.catalog, regions.map((r) => r.regionId))) {
+        this.catalog.version++;
+        await this.save();
+      }
       return await this.recoverRegions(regions, out);
     } finally {
       for (const region of regions) this.recovering.delete(region.regionId);
@@ -1272,9 +1278,18 @@ export class MetasrvCore {
         );
       };
       refuseIfRecovering();
-      const failures = await this.fenceRegions(regions, tableId);
+      // Regions an earlier attempt fenced are not asked again (review finding F2): their fence is
+      // committed, and a region that lost its quorum since could not answer.
+      const unfenced = regions.filter((r) => fencedIndexOf(this.catalog, r.regionId) === undefined);
+      const fenced = new Map<string, number>();
+      const failures = await this.fenceRegions(unfenced, tableId, (regionId, index) => fenced.set(regionId, index));
       refuseIfRecovering();
       if (failures.length > 0) {
+        if (fenced.size > 0 && tableNamed(this.catalog, name)?.tableId === tableId) {
+          this.catalog.fencedRegions = { ...this.catalog.fencedRegions, ...Object.fromEntries(fenced) };
+          this.catalog.version++;
+          await this.save().catch((err: unknown) => this.log.warn({ err, table: name }, 'could not save the regions fenced so far; the next attempt fences them again'));
+        }
         this.log.warn({ table: name, tableId, unfenced: failures.length, regions: regions.length, first: failures[0] }, 'drop not done: regions not fenced yet; retried');
         throw new RegionDbError(
           ErrorCode.Unavailable,
@@ -1297,14 +1312,17 @@ export class MetasrvCore {
    * regions it could not fence, with why. Protected for the simulator's planted bug
    * (test/sim/sim-metasrv-bugs.ts, drop-without-fence); nothing in src/ overrides it.
    */
-  protected async fenceRegions(regions: readonly RegionDef[], tableId: number): Promise<string[]> {
+  protected async fenceRegions(regions: readonly RegionDef[], tableId: number, fenced?: (regionId: string, fenceIndex: number) => void): Promise<string[]> {
     const deadlineMs = this.clock.nowMs() + DROP_FENCE_MS;
     const failures: string[] = [];
     await Promise.all(
       regions.map((region) =>
-        this.fenceRegion(region, tableId, deadlineMs).catch((err: unknown) => {
-          failures.push(`region ${region.regionId}: ${(err as Error).message}`);
-        }),
+        this.fenceRegion(region, tableId, deadlineMs).then(
+          (index) => fenced?.(region.regionId, index),
+          (err: unknown) => {
+            failures.push(`region ${region.regionId}: ${(err as Error).message}`);
+          },
+        ),
       ),
     );
     return failures;
@@ -1313,9 +1331,9 @@ export class MetasrvCore {
   /**
    * One region's drop fence: FenceRegion on the node the catalog names leader, then on the
    * leader a refusal names, else on the region's other replicas in turn, until one answers or
-   * `deadlineMs` / FENCE_ATTEMPTS_MAX. Rejects with the last refusal.
+   * `deadlineMs` / FENCE_ATTEMPTS_MAX. Resolves to the fence's index; rejects with the last refusal.
    */
-  private async fenceRegion(region: RegionDef, tableId: number, deadlineMs: number): Promise<void> {
+  private async fenceRegion(region: RegionDef, tableId: number, deadlineMs: number): Promise<number> {
     const nodes = [...new Set([region.leaderNodeId, ...region.replicas.map((r) => r.nodeId)].filter((id) => id > 0 && this.catalog.nodes[id] !== undefined))];
     if (nodes.length === 0) throw new Error('no replica on a registered node');
     let last = 'not tried';
@@ -1330,8 +1348,8 @@ export class MetasrvCore {
       if (!addr) continue;
       try {
         const request = { region_id: region.regionId, table_id: String(tableId), metasrv_epoch: String(this.epoch) };
-        await this.admin.fenceRegion(addr, request, Math.min(FENCE_CALL_MS, remaining));
-        return;
+        const res = await this.admin.fenceRegion(addr, request, Math.min(FENCE_CALL_MS, remaining));
+        return Number(res?.fence_index ?? 0);
       } catch (err) {
         const e = fromGrpcError(err);
         last = `node ${nodeId}: ${e.code}: ${e.message}`;

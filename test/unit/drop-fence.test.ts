@@ -11,9 +11,16 @@ import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
 import { RegionDbError } from '../../src/common/errors.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
+import { DatanodeCore } from '../../src/datanode/datanode-core.js';
+import { systemClock } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/logger.js';
+import { MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import type { StateMachine } from '../../src/raft/index.js';
 import { DatabaseService } from '../../src/datanode/database-service.js';
 import { type ProtoValue, toProtoRow, toProtoSchema } from '../../src/rpc/values.js';
-import { createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
+import type { CatalogState } from '../../src/metasrv/catalog.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 const put = (requestId: number, key: string, v: number, clientId = 'c1') => encodeCommand({ kind: 'write', clientId, requestId, rows: [[key, 1, v]] });
@@ -210,6 +217,169 @@ describe('drop fence: the metasrv', function () {
     expect(fences, 'the tick fenced again').to.be.greaterThan(before);
     expect(core.catalog.tables['t'], 'the tick finished the drop').to.equal(undefined);
     expect(core.catalog.droppingTables?.['t']).to.equal(undefined);
+  });
+});
+
+describe('drop fence: FenceRegion on a datanode (review F2)', () => {
+  type State = StateMachine<unknown> & { fence?: { index: number; tableId: number } };
+  /** A datanode core whose replica of `region` is a follower (its leader unknown) with state `state`. */
+  function follower(region: string, fence?: { index: number; tableId: number }): { core: DatanodeCore<State, unknown>; proposed: number[] } {
+    const proposed: number[] = [];
+    const core = new DatanodeCore<State, unknown>({
+      nodeId: 2,
+      clusterId: 'f2',
+      storeId: 'store-2',
+      heartbeatIntervalMs: 1000,
+      logEngine: new MemoryLogEngine(),
+      clock: systemClock,
+      log: silentLogger,
+      createRegionServer: () =>
+        ({
+          replica: (id: string) => (id === region ? { stateMachine: { fence } } : undefined),
+          leaderReplica: (id: string) => {
+            throw new RegionDbError(ErrorCode.NotLeader, `region ${id}: not the leader here, no leader known`);
+          },
+          propose: async (_id: string, data: Uint8Array) => {
+            proposed.push(data.byteLength);
+            throw new Error('a follower cannot propose');
+          },
+        }) as never,
+      stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+      dropFence: { encode: (tableId) => encodeCommand({ kind: 'drop-fence', tableId }), of: (s) => s.fence },
+    });
+    core.metas.set(region, { regionId: region, schema: cpuSchema({ tableId: 1024 }) } as never);
+    return { core, proposed };
+  }
+
+  it('a replica that applied the fence answers its index without being the leader (an applied fence is committed)', async () => {
+    const { core, proposed } = follower('4398046511104', { index: 17, tableId: 1024 });
+    expect(await core.fenceRegion('4398046511104', 1024)).to.equal(17);
+    expect(proposed).to.deep.equal([]);
+  });
+
+  it('a follower without the fence still answers NOT_LEADER (only a leader proposes it)', async () => {
+    const { core } = follower('4398046511104');
+    const err = await core.fenceRegion('4398046511104', 1024).catch((e: unknown) => e);
+    expect(isRegionDbError(err, ErrorCode.NotLeader), String(err)).to.equal(true);
+  });
+});
+
+describe('drop fence: the metasrv remembers the regions it fenced (review F2)', function () {
+  this.timeout(30_000);
+
+  /** A metasrv core with three registered nodes and table `t` of two regions. */
+  async function twoRegions(admin: DatanodeAdmin, storage = new MemoryCatalog(CLUSTER)) {
+    const core = await startMetasrvCore(CLUSTER, admin, storage);
+    const anyone = () => {};
+    for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    for (const n of NODES) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    const created = await core.createTable({
+      name: 't',
+      columns: [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ],
+      region_count: 2,
+      request_token: '',
+    } as never);
+    const [r1, r2] = created.routes!.map((r) => r.region_id!) as [string, string];
+    /** Heartbeats of every node (an attempt waits out 5 s: the nodes must still look alive to a recovery). */
+    const beat = async () => {
+      for (const n of NODES) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    };
+    return { core, r1, r2, beat };
+  }
+
+  const failed = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+
+  it('a region fenced by an earlier attempt is not fenced again: the drop completes although that region has since lost its quorum', async () => {
+    const fenceable = new Set<string>();
+    const calls: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({ flushed_index: '0', manifest_written_ms: '0', ssts: 0 }) as never,
+      fenceRegion: async (_to, request) => {
+        calls.push(request.region_id ?? '');
+        if (!fenceable.has(request.region_id ?? '')) throw new RegionDbError(ErrorCode.Unavailable, 'no quorum');
+        return { fence_index: '9' };
+      },
+    };
+    const { core, r1, r2 } = await twoRegions(admin);
+    fenceable.add(r1); // attempt 1: r1 fenced, r2 not
+    const first = await failed(core.dropTable({ name: 't' } as never));
+    expect(isRegionDbError(first, ErrorCode.Unavailable), String(first)).to.equal(true);
+    expect(first!.message).to.match(/1 of its 2 regions could not be fenced/);
+    fenceable.delete(r1); // r1 loses two of its three replicas; r2 comes back
+    fenceable.add(r2);
+    calls.length = 0;
+    expect(await core.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 2 });
+    expect(calls.filter((id) => id === r1), 'r1 was not asked again').to.deep.equal([]);
+    expect(core.catalog.tables['t']).to.equal(undefined);
+    expect(core.catalog.fencedRegions ?? {}, 'the records go with the table').to.deep.equal({});
+  });
+
+  it('the record is saved: a metasrv started on the saved catalog skips the region too; a catalog of the previous build (a mark, no record) decodes and fences every region', async () => {
+    const fenceable = new Set<string>();
+    const calls: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({ flushed_index: '0', manifest_written_ms: '0', ssts: 0 }) as never,
+      fenceRegion: async (_to, request) => {
+        calls.push(request.region_id ?? '');
+        if (!fenceable.has(request.region_id ?? '')) throw new RegionDbError(ErrorCode.Unavailable, 'no quorum');
+        return { fence_index: '9' };
+      },
+    };
+    const storage = new MemoryCatalog(CLUSTER);
+    const { core, r1, r2 } = await twoRegions(admin, storage);
+    fenceable.add(r1);
+    await failed(core.dropTable({ name: 't' } as never));
+    const saved = decodeCatalog(encodeCatalog(storage.state), 'test');
+    expect(saved.fencedRegions).to.deep.equal({ [r1]: 9 });
+    expect(saved.droppingTables?.['t']).to.be.a('number');
+
+    // The previous build's catalog: the same mark, no record of fenced regions.
+    const { fencedRegions: _, ...previous } = saved;
+    const older = new MemoryCatalog(CLUSTER);
+    older.state = decodeCatalog(encodeCatalog(previous as CatalogState), 'test');
+    fenceable.clear();
+    fenceable.add(r2);
+    calls.length = 0;
+    const onOlder = await startMetasrvCore(CLUSTER, admin, older);
+    const refused = await failed(onOlder.dropTable({ name: 't' } as never));
+    expect(refused?.message, 'r1 is asked again (nothing says it was fenced)').to.match(/1 of its 2 regions could not be fenced/);
+    expect(calls).to.include(r1);
+
+    const restarted = await startMetasrvCore(CLUSTER, admin, storage);
+    calls.length = 0;
+    expect(await restarted.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 2 });
+    expect(calls.filter((id) => id === r1)).to.deep.equal([]);
+  });
+
+  it('a recovery forgets the regions fenced so far: the next attempt fences them again', async () => {
+    const fenceable = new Set<string>();
+    const calls: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({ flushed_index: '0', manifest_written_ms: '0', ssts: 0 }) as never,
+      fenceRegion: async (_to, request) => {
+        calls.push(request.region_id ?? '');
+        if (!fenceable.has(request.region_id ?? '')) throw new RegionDbError(ErrorCode.Unavailable, 'no quorum');
+        return { fence_index: '9' };
+      },
+    };
+    const { core, r1, r2, beat } = await twoRegions(admin);
+    fenceable.add(r1);
+    await failed(core.dropTable({ name: 't' } as never));
+    await beat();
+    expect(core.catalog.fencedRegions?.[r1], 'recorded, and saved with the catalog').to.equal(9);
+    await core.recoverTable('t', true); // r1 may now be a new group without the fence
+    expect(core.catalog.fencedRegions?.[r1]).to.equal(undefined);
+    fenceable.add(r2);
+    calls.length = 0;
+    expect(await core.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 2 });
+    expect(calls, 'both fenced after the recovery').to.include.members([r1, r2]);
   });
 });
 

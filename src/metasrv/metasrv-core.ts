@@ -26,6 +26,7 @@ import type {
   GetRoutesResponse,
   HeartbeatRequest__Output,
   HeartbeatResponse,
+  DroppingTableInfo,
   ListNodesResponse,
   MetaCreateTableRequest__Output,
   MetaCreateTableResponse,
@@ -1418,7 +1419,28 @@ export class MetasrvCore {
         ...Object.entries(this.catalog.unreadableProcedures ?? {}).map(([id, u]) => unreadableStatus(id, u.record, u.error)),
       ],
       ...(this.group ? { meta_group: this.groupInfo(this.group) } : {}),
+      dropping_tables: this.droppingTableInfos(),
     };
+  }
+
+  /** The tables being dropped, each with its regions fenced so far, not yet, and being recovered (`regiondb status`; review finding F3). */
+  private droppingTableInfos(): DroppingTableInfo[] {
+    return Object.entries(this.catalog.droppingTables ?? {}).flatMap(([name, sinceMs]) => {
+      const table = tableNamed(this.catalog, name);
+      if (!table) return [];
+      const regions = regionsOfTable(this.catalog, name).map((r) => r.regionId);
+      const fenced = regions.filter((id) => fencedIndexOf(this.catalog, id) !== undefined);
+      return [
+        {
+          name,
+          table_id: String(table.tableId),
+          since_ms: String(sinceMs),
+          fenced_region_ids: fenced,
+          unfenced_region_ids: regions.filter((id) => !fenced.includes(id)),
+          recovering_region_ids: regions.filter((id) => this.recovering.has(id)),
+        },
+      ];
+    });
   }
 
   async startProcedureCall(req: StartProcedureRequest__Output): Promise<StartProcedureResponse> {

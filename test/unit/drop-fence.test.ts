@@ -21,6 +21,7 @@ import { type ProtoValue, toProtoRow, toProtoSchema } from '../../src/rpc/values
 import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 import { decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { type DroppingTableView, renderDroppingTables } from '../../src/cmd/render.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 const put = (requestId: number, key: string, v: number, clientId = 'c1') => encodeCommand({ kind: 'write', clientId, requestId, rows: [[key, 1, v]] });
@@ -356,6 +357,28 @@ describe('drop fence: the metasrv remembers the regions it fenced (review F2)', 
     calls.length = 0;
     expect(await restarted.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 2 });
     expect(calls.filter((id) => id === r1)).to.deep.equal([]);
+  });
+
+  it('status (ListNodes) shows a table being dropped with its regions fenced and not; regiondb status renders it (review F3)', async () => {
+    const fenceable = new Set<string>();
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({ flushed_index: '0', manifest_written_ms: '0', ssts: 0 }) as never,
+      fenceRegion: async (_to, request) => {
+        if (!fenceable.has(request.region_id ?? '')) throw new RegionDbError(ErrorCode.Unavailable, 'no quorum');
+        return { fence_index: '9' };
+      },
+    };
+    const { core, r1, r2 } = await twoRegions(admin);
+    expect((await core.listNodes()).dropping_tables, 'nothing being dropped').to.deep.equal([]);
+    fenceable.add(r1);
+    await failed(core.dropTable({ name: 't' } as never));
+    const [shown, ...more] = (await core.listNodes()).dropping_tables ?? [];
+    expect(more).to.deep.equal([]);
+    expect(shown).to.deep.include({ name: 't', table_id: '1024', fenced_region_ids: [r1], unfenced_region_ids: [r2], recovering_region_ids: [] });
+    const text = renderDroppingTables([shown as DroppingTableView], Number(shown!.since_ms) + 7_000);
+    expect(text).to.match(/^TABLES BEING DROPPED/);
+    expect(text.split('\n')[2]).to.match(new RegExp(`^t\\s+1024\\s+7 s ago\\s+${r1}\\s+${r2}\\s+-$`));
+    expect(renderDroppingTables([], 0)).to.equal('');
   });
 
   it('a recovery forgets the regions fenced so far: the next attempt fences them again', async () => {

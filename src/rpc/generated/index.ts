@@ -30,6 +30,7 @@ export type * from './regiondb/v1/DescribeTableRequest.js';
 export type * from './regiondb/v1/DescribeTableResponse.js';
 export type * from './regiondb/v1/DropTableRequest.js';
 export type * from './regiondb/v1/DropTableResponse.js';
+export type * from './regiondb/v1/DroppingTableInfo.js';
 export type * from './regiondb/v1/FenceRegionRequest.js';
 export type * from './regiondb/v1/FenceRegionResponse.js';
 export type * from './regiondb/v1/FlushRequest.js';

@@ -456,6 +456,9 @@ export class RegionDbClient {
           e.code === ErrorCode.DeadlineExceeded ||
           e.code === ErrorCode.ResourceExhausted; // backpressure: the region is flushing
         if (!retriable) {
+          // The table this client described was dropped (a drop fence refused the request, not
+          // applied): describe it afresh next time — it may have been re-created under a new id.
+          if (e.details['droppedTableId'] !== undefined) this.tables.delete(table);
           // A later attempt's definite refusal (say NOT_FOUND: the replica closed) says nothing
           // about an earlier attempt that may have committed: the outcome stays unknown.
           // (CONDITION_FAILED is the recorded answer of this very request id; REQUEST_TOO_OLD

@@ -23,7 +23,7 @@ import { registerCertsCommand } from './certs.js';
 import { runCheck } from './check.js';
 import { runLocalCluster } from './cluster.js';
 import { registerDrillCommand } from './drill.js';
-import { renderTable } from './render.js';
+import { renderDroppingTables, renderTable } from './render.js';
 import { registerUsersCommand } from './users.js';
 import { attachStandby } from '../standby/attach.js';
 import { registerStandbyCommand, standbyStatusText } from './standby.js';
@@ -333,7 +333,7 @@ type StatusResponse = ListNodesResponse__Output;
 
 program
   .command('status')
-  .description('show the metasrv group (members, leader, term, applied index), datanodes (state, phi, regions, leaders), regions (peers, leader, term, applied/flushed, health) and procedures')
+  .description('show the metasrv group (members, leader, term, applied index), datanodes (state, phi, regions, leaders), regions (peers, leader, term, applied/flushed, health), tables being dropped (regions not fenced yet) and procedures')
   .option('--json', 'print JSON')
   .option('--all-procedures', 'include finished procedures')
   .action(async (opts: { json?: boolean; allProcedures?: boolean }) => {
@@ -386,7 +386,8 @@ program
           ]
         : [];
       const standby = await standbyStatusText(c, Date.now()).catch((err: unknown) => `DUAL ACTIVE-STANDBY: not known (${(err as Error).message})`);
-      return [...group, nodes, '', regions, ...(standby ? ['', standby] : []), ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
+      const dropping = renderDroppingTables(res.dropping_tables ?? [], Date.now());
+      return [...group, nodes, '', regions, ...(dropping ? ['', dropping] : []), ...(standby ? ['', standby] : []), ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
     });
   });
 

@@ -5,6 +5,11 @@
 export class SingleFlight<K, V> {
   private readonly running = new Map<K, Promise<V>>();
 
+  /** The run in flight for `key`, if any (it is forgotten once it settles). */
+  inFlight(key: K): Promise<V> | undefined {
+    return this.running.get(key);
+  }
+
   /** The lookup running for `key`, or a new one started by `start`; forgotten once it settles. */
   async run(key: K, start: () => Promise<V>): Promise<V> {
     const inFlight = this.running.get(key);

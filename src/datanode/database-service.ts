@@ -40,6 +40,8 @@ interface RouteInfo {
 }
 
 const ROUTE_CACHE_MS = 2000;
+/** Dropped table ids a node remembers (schemaOf); older ones are forgotten (their replicas are long closed). */
+const DROPPED_IDS_MAX = 1024;
 /** Longest a forwarded DDL call waits for the metasrv (a leader change in a metasrv group takes about a second). */
 const DDL_FORWARD_TIMEOUT_MS = 10_000;
 /** Time kept, before the caller's deadline, to send the caller this node's answer. */
@@ -60,6 +62,8 @@ export class DatabaseService {
       nodeId: dn.nodeId,
       credentials: dn.peerCredentials,
       schemaOf: (table) => this.schemaOf(table),
+      tableDropped: (tableId) => this.tableDropped(tableId),
+      droppedRegionError: (table, regionId) => this.droppedRegionError(table, regionId, 'write'),
       leads: (regionId) => dn.regionServer.replica(regionId)?.isLeader() === true && !dn.regionServer.failure(regionId),
       leaderAddr: async (table, regionId, fresh) => {
         // This node's replica knows its group's leader as soon as it hears from it; the routes
@@ -244,25 +248,72 @@ export class DatabaseService {
       const e = fromGrpcError(err);
       if (e.code === ErrorCode.NotFound) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
       // Metasrv down: the schema is also in every local replica of the table.
-      for (const meta of this.dn.metas.values()) {
-        if (meta.schema.name === table) {
+      for (const [regionId, meta] of this.dn.metas) {
+        if (meta.schema.name === table && this.usable({ schema: meta.schema, regionId })) {
           return { schema: meta.schema, routes: cached?.routes ?? [], fetchedAtMs: cached?.fetchedAtMs ?? 0 };
         }
       }
-      if (cached) return cached;
+      if (cached && !this.droppedTableIds.has(cached.schema.tableId)) return cached;
       throw new RegionDbError(ErrorCode.Unavailable, `cannot resolve table ${table}: metasrv unreachable (${e.message})`);
     }
   }
 
+  /**
+   * Table ids this node has seen refused by a drop fence (most recent last, at most
+   * DROPPED_IDS_MAX): their local replicas and cached routes no longer resolve the table's name.
+   */
+  private readonly droppedTableIds = new Set<number>();
+
+  private noteDropped(tableId: number): void {
+    if (this.droppedTableIds.has(tableId)) return;
+    this.droppedTableIds.add(tableId);
+    if (this.droppedTableIds.size > DROPPED_IDS_MAX) this.droppedTableIds.delete(this.droppedTableIds.values().next().value as number);
+    for (const [name, info] of this.routeCache) if (info.schema.tableId === tableId) this.routeCache.delete(name);
+  }
+
+  /** Whether a local replica's schema may resolve its table's name: not once the table is known dropped here. */
+  private usable(meta: { schema: TableSchema; regionId: string }): boolean {
+    if (this.droppedTableIds.has(meta.schema.tableId)) return false;
+    if (this.dn.regionServer.replica(meta.regionId)?.stateMachine.dropFence === undefined) return true;
+    this.noteDropped(meta.schema.tableId); // its cached routes go too: the name is looked up afresh
+    return false;
+  }
+
+  /**
+   * The schema a request is split and read by: a local replica's (no metasrv call), else the
+   * routes'. A replica of a table known dropped here is skipped; one whose fence this node has
+   * not seen yet may still be chosen, and its region's leader then refuses the operation
+   * (tableDroppedError), which the Router answers by resolving the table again (router.ts).
+   */
   private async schemaOf(table: string): Promise<TableSchema> {
-    for (const meta of this.dn.metas.values()) if (meta.schema.name === table) return meta.schema;
+    for (const [regionId, meta] of this.dn.metas) if (meta.schema.name === table && this.usable({ schema: meta.schema, regionId })) return meta.schema;
     return (await this.routes(table)).schema;
   }
 
-  private regionFor(schema: TableSchema, rows: Row[], given: string): string {
+  /** The Router's note that `tableId` refused an operation as dropped (tableDroppedError from another node). */
+  tableDropped(tableId: number): void {
+    this.noteDropped(tableId);
+  }
+
+  /**
+   * For a request naming `regionId` that is not a region of the table its name resolves to: the
+   * dropped-table refusal (nothing applied) when the region's table is known dropped here or this
+   * node's replica of it is fenced — a client whose cached description is stale then forgets it
+   * (review finding F5) — else undefined (the caller's INVALID_ARGUMENT).
+   */
+  droppedRegionError(table: string, regionId: string, what: 'write' | 'read'): RegionDbError | undefined {
+    if (!/^[0-9]{1,20}$/.test(regionId)) return undefined;
+    const tableId = Number(BigInt(regionId) >> 32n);
+    const fence = this.dn.regionServer.replica(regionId)?.stateMachine.dropFence;
+    if (fence) this.noteDropped(fence.tableId);
+    if (fence?.tableId !== tableId && !this.droppedTableIds.has(tableId)) return undefined;
+    return tableDroppedError(table, tableId, regionId, what);
+  }
+
+  private regionFor(schema: TableSchema, rows: Row[], given: string, table: string): string {
     if (given) {
       if (!rows.every((r) => makeRegionId(schema.tableId, regionNumberOf(schema, r)) === given)) {
-        throw new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${given}`);
+        throw this.droppedRegionError(table, given, 'write') ?? new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${given}`);
       }
       return given;
     }
@@ -352,7 +403,11 @@ export class DatabaseService {
     }
   }
 
-  private checkResult(result: ApplyResult, identity: { clientId: string; requestId: number }): { version: string } {
+  private checkResult(result: ApplyResult, identity: { clientId: string; requestId: number }, table: string, regionId: string): { version: string } {
+    if (result.status === 'table-dropped') {
+      this.noteDropped(result.tableId);
+      throw tableDroppedError(table, result.tableId, regionId, 'write');
+    }
     if (result.status === 'condition-failed') {
       throw new RegionDbError(ErrorCode.ConditionFailed, `condition failed: the row's current version is ${result.currentVersion}`, {
         details: { currentVersion: String(result.currentVersion) },
@@ -397,7 +452,7 @@ export class DatabaseService {
     }
     const schema = await this.schemaOf(table);
     const rows = req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
-    const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32));
+    const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32), table);
     const hasExpectVersion = req._expect_version === 'expect_version';
     if ((hasExpectVersion || req.expect_absent) && rows.length !== 1) {
       throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
@@ -415,7 +470,7 @@ export class DatabaseService {
       throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
     }
     this.checkMemory(regionId);
-    const { version } = this.checkResult(await this.propose(table, regionId, command), { clientId, requestId });
+    const { version } = this.checkResult(await this.propose(table, regionId, command), { clientId, requestId }, table, regionId);
     this.dn.nodeMetrics.countRowsWritten(rows.length);
     return { version, rows_written: rows.length };
   }
@@ -426,11 +481,11 @@ export class DatabaseService {
     if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
     const schema = await this.schemaOf(table);
     const keys = req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
-    const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32));
+    const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32), table);
     const { clientId, requestId } = this.clientIdentity(req);
     const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
     const command = encodeCommand({ kind: 'delete', clientId, requestId, keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)) });
-    return this.checkResult(await this.propose(table, regionId, command), { clientId, requestId });
+    return this.checkResult(await this.propose(table, regionId, command), { clientId, requestId }, table, regionId);
   }
 
   /** Waits until a read of the region is allowed (ReadIndex unless stale), returns its state. */
@@ -453,6 +508,14 @@ export class DatabaseService {
     if (!current) {
       await this.refuseIfFailed(table, regionId);
       throw await this.redirect(table, regionId);
+    }
+    // After the barrier a linearizable read has applied every entry committed before it started,
+    // so a fence that committed before DropTable answered is seen here (a stale read sees it
+    // once this replica has applied it).
+    const fence = current.stateMachine.dropFence;
+    if (fence) {
+      this.noteDropped(fence.tableId);
+      throw tableDroppedError(table, fence.tableId, regionId, 'read');
     }
     return current.stateMachine;
   }
@@ -487,7 +550,7 @@ export class DatabaseService {
     // The table's schema reads the rows: a region of another table (or of a table of this name
     // since dropped) is refused, never served under this table's name.
     if (given && !regionsOfTable.includes(given)) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `region_id ${given} is not a region of table ${table} (table id ${schema.tableId}, ${schema.regionCount} regions); describe the table again`);
+      throw this.droppedRegionError(table, given, 'read') ?? new RegionDbError(ErrorCode.InvalidArgument, `region_id ${given} is not a region of table ${table} (table id ${schema.tableId}, ${schema.regionCount} regions); describe the table again`);
     }
     const regionIds = given ? [given] : regionsOfTable;
     let emitted = 0;
@@ -623,6 +686,18 @@ export class DatabaseService {
     }
     return forwarded;
   }
+}
+
+/**
+ * NOT_FOUND for an operation on a region whose table was dropped (its drop fence applied):
+ * never applied, so a caller may send it again to the table's current incarnation (the Router
+ * does once, after resolving the table afresh). The table id travels as a detail.
+ */
+export function tableDroppedError(table: string, tableId: number, regionId: string, what: 'write' | 'read'): RegionDbError {
+  const tail = what === 'write' ? 'this write was not applied; send it again to resolve the table afresh (it may have been re-created under a new id)' : 'read the table again to resolve it afresh';
+  return new RegionDbError(ErrorCode.NotFound, `table ${table} (id ${tableId}) was dropped: region ${regionId} refuses it; ${tail}`, {
+    details: { droppedTableId: String(tableId) },
+  });
 }
 
 /** The caller's deadline (capped by the server's own) and whether a datanode forwarded the call. */

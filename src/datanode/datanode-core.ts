@@ -101,6 +101,15 @@ export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
   readonly reportIncarnation?: number;
   /** A full report at least every this many heartbeats (default FULL_REPORT_EVERY; 1: deltas off). */
   readonly fullReportEvery?: number;
+  /**
+   * The state machine's drop fence (DropTable, docs/ddl.md): the command that fences a region of
+   * table `tableId`, and the fence a state has applied. Without it FenceRegion is refused (and a
+   * drop of a table with regions here never completes).
+   */
+  readonly dropFence?: {
+    encode(tableId: number): Uint8Array;
+    of(state: S): { readonly index: number; readonly tableId: number } | undefined;
+  };
 }
 
 /** Heartbeats between two full reports when nothing asks for one sooner (a minute at the default 1 s interval). */
@@ -415,6 +424,35 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     }
     this.metasrvEpoch = epoch;
     return true;
+  }
+
+  /**
+   * FenceRegion (DropTable, docs/ddl.md): a replica here that has applied the drop fence answers
+   * its index (leader or not: applied means committed); else this node's replica of the region,
+   * its leader, proposes the fence and answers its index once applied here. NOT_LEADER (with the leader, if known) on a follower; NOT_FOUND if the region is
+   * not hosted here; INVALID_ARGUMENT if it is another table's.
+   */
+  async fenceRegion(regionId: string, tableId: number): Promise<number> {
+    const fence = this.deps.dropFence;
+    if (!fence) throw new RegionDbError(ErrorCode.Unavailable, `node ${this.nodeId} cannot fence regions (no drop fence in its state machine)`);
+    const meta = this.metas.get(regionId);
+    if (!meta || !this.regionServer.replica(regionId)) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} has no running replica on node ${this.nodeId}`);
+    if (meta.schema.tableId !== tableId) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `region ${regionId} on node ${this.nodeId} is table ${meta.schema.tableId}'s, not table ${tableId}'s: not fenced`);
+    }
+    // Any replica applies only committed entries: a fence applied here, leader or not, is
+    // committed and answers at once. Without this a region whose fence committed but which has
+    // since lost its quorum would fail every later drop attempt (review finding F2).
+    const local = fence.of(this.regionServer.replica(regionId)!.stateMachine);
+    if (local) return local.index;
+    const replica = this.regionServer.leaderReplica(regionId); // NOT_LEADER with the leader's node id
+    const applied = fence.of(replica.stateMachine); // applied by the leader: committed
+    if (applied) return applied.index;
+    await this.regionServer.propose(regionId, fence.encode(tableId));
+    const now = fence.of(replica.stateMachine);
+    if (!now) throw new RegionDbError(ErrorCode.Internal, `region ${regionId}: the drop fence was applied but the state has none`);
+    this.log.info({ regionId, tableId, fenceIndex: now.index }, 'region fenced: its table is being dropped');
+    return now.index;
   }
 
   /** The highest metasrv epoch seen (for the shell's refusal messages). */

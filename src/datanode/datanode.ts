@@ -9,8 +9,8 @@ import { type TimedClock, systemClock } from '../common/clock.js';
 import type { DatanodeConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { MemtableAccount, RegionState, type TableSchema } from '../engine/index.js';
-import { u64 } from '../rpc/proto.js';
+import { MemtableAccount, RegionState, type TableSchema, encodeCommand } from '../engine/index.js';
+import { str, u64 } from '../rpc/proto.js';
 import { databaseService } from '../rpc/batch-wire.js';
 import { MetaChannel, type MetaCallOptions } from '../rpc/meta-channel.js';
 import { type RunningGrpcServer, type RunningHttpServer, startGrpcServer, startHttpServer } from '../rpc/server.js';
@@ -249,6 +249,7 @@ export class Datanode implements DatabaseHost {
           },
         ),
       stateMachineStat: (state) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length }),
+      dropFence: { encode: (tableId) => encodeCommand({ kind: 'drop-fence', tableId }), of: (state) => state.dropFence },
       hooks: {
         onHeartbeat: () => {
           const replicas = core.regionServer.allReplicas();
@@ -551,6 +552,16 @@ export class Datanode implements DatabaseHost {
         if (req.recover_from_object_store) return this.recoverRegion(req);
         await this.openRegion(req);
         return {};
+      }, this.log),
+      FenceRegion: unary(async (req) => {
+        if (!this.admitEpoch(req.metasrv_epoch)) {
+          throw new RegionDbError(
+            ErrorCode.ConditionFailed,
+            `FenceRegion from a metasrv at epoch ${req.metasrv_epoch} refused: this datanode has seen epoch ${this.requireCore().seenMetasrvEpoch} (an old metasrv leader; docs/metasrv-ha.md)`,
+          );
+        }
+        const fenceIndex = await this.requireCore().fenceRegion(str(req.region_id, 'region_id', 32), u64(req.table_id, 'table_id'));
+        return { fence_index: String(fenceIndex) };
       }, this.log),
       Flush: unary(async (req) => ({ regions: await this.flushLedRegions(req.region_id || undefined) }), this.log),
       Compact: unary(async (req) => ({ regions: this.compactLedRegions(req.region_id || undefined) }), this.log),

@@ -63,6 +63,17 @@ export interface LocalDatabase {
   readonly nodeId: number;
   readonly credentials: grpc.ChannelCredentials;
   schemaOf(table: string): Promise<TableSchema>;
+  /**
+   * A region of table id `tableId` refused an operation as dropped (its drop fence, docs/ddl.md):
+   * schemaOf must no longer resolve the table's name to it (optional: without it, no retry).
+   */
+  tableDropped?(tableId: number): void;
+  /**
+   * For a request naming `regionId`, not a region of the table its name resolves to: the
+   * dropped-table refusal if that region's table is known dropped here, else undefined
+   * (optional).
+   */
+  droppedRegionError?(table: string, regionId: string): RegionDbError | undefined;
   /** True when this node's replica of the region is its leader now. */
   leads(regionId: string): boolean;
   /**
@@ -136,7 +147,34 @@ export class Router {
 
   // ─── Write / Delete ─────────────────────────────────────────────────────────────────────────
 
+  /**
+   * Runs a routed operation; when it was refused because the table it resolved was dropped (a
+   * drop fence: nothing applied, tableDroppedError), resolves the table afresh and runs it once
+   * more — on the re-created table of that name, or to the NOT_FOUND of a table that is gone.
+   * Not for a request that names its region (that region is the dropped table's: the caller must
+   * describe the table again) nor for a forwarded one (its sender retries).
+   */
+  private async afterDrop<T>(given: string | undefined, info: CallInfo, operation: () => Promise<T>): Promise<T> {
+    if (info.forwarded || given) return operation();
+    try {
+      return await operation();
+    } catch (err) {
+      const dropped = isRegionDbError(err) ? err.details['droppedTableId'] : undefined;
+      if (dropped === undefined || !this.local.tableDropped) throw err;
+      this.local.tableDropped(Number(dropped));
+      return operation();
+    }
+  }
+
   async write(req: WriteRequest, info: CallInfo): Promise<WriteResponse> {
+    return this.afterDrop(req.region_id, info, () => this.writeOnce(req, info));
+  }
+
+  async delete(req: DeleteRequest, info: CallInfo): Promise<DeleteResponse> {
+    return this.afterDrop(req.region_id, info, () => this.deleteOnce(req, info));
+  }
+
+  private async writeOnce(req: WriteRequest, info: CallInfo): Promise<WriteResponse> {
     if (info.forwarded) return this.local.write(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
@@ -156,7 +194,7 @@ export class Router {
     return { ...merge(outcomes, 'write'), rows_written: req.rows.length };
   }
 
-  async delete(req: DeleteRequest, info: CallInfo): Promise<DeleteResponse> {
+  private async deleteOnce(req: DeleteRequest, info: CallInfo): Promise<DeleteResponse> {
     if (info.forwarded) return this.local.delete(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) return this.local.delete(req);
@@ -191,7 +229,7 @@ export class Router {
     for (const n of [...byNumber.keys()].sort((a, b) => a - b)) parts.set(makeRegionId(schema.tableId, n), byNumber.get(n)!);
     const regionId = given ? str(given, 'region_id', 32) : '';
     if (regionId && (parts.size !== 1 || !parts.has(regionId))) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${regionId} (leave region_id empty and the node splits them)`);
+      throw this.local.droppedRegionError?.(schema.name, regionId) ?? new RegionDbError(ErrorCode.InvalidArgument, `some rows do not belong to region ${regionId} (leave region_id empty and the node splits them)`);
     }
     return parts;
   }
@@ -300,6 +338,10 @@ export class Router {
 
   /** Served here when a local replica can (ReadIndex works on followers), else by the leader. */
   async get(req: GetRequest, info: CallInfo): Promise<GetResponse> {
+    return this.afterDrop(undefined, info, () => this.getOnce(req, info));
+  }
+
+  private async getOnce(req: GetRequest, info: CallInfo): Promise<GetResponse> {
     try {
       return await this.local.get(req);
     } catch (err) {
@@ -325,6 +367,21 @@ export class Router {
    * are), at most `limit` of them. One region's scan alone passes through unchanged.
    */
   async scan(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void> {
+    // Sent again after a drop refusal only if nothing was streamed yet (afterDrop).
+    let streamed = false;
+    const counted = (chunk: ScanChunk) => {
+      streamed = true;
+      return write(chunk);
+    };
+    const once = () => this.scanOnce(req, counted, info);
+    if (!info) return once();
+    return this.afterDrop(req.region_id, info, () => {
+      if (streamed) throw new RegionDbError(ErrorCode.NotFound, `table ${req.table} was dropped while it was scanned; scan it again`);
+      return once();
+    });
+  }
+
+  private async scanOnce(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void> {
     if (req.region_id) return this.local.scanRegion(req, write, info);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     const schema = await this.local.schemaOf(table);
@@ -358,13 +415,19 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
   const cause = first.error!;
   // An outcome that is unknown is never reported with a code that says "not applied".
   const code = first.outcome.outcome === 'OUTCOME_UNKNOWN' && NOT_APPLIED.has(cause.code) ? ErrorCode.Unavailable : cause.code;
-  const details = { regionOutcomes: JSON.stringify(outcomes) };
+  // Every part that failed was refused by the same dropped table's fence (nothing unknown):
+  // the request may be sent again as a whole (Router.afterDrop).
+  const dropped = failed.every((p) => p.outcome.outcome === 'OUTCOME_NOT_APPLIED' && p.error?.details['droppedTableId'] !== undefined && p.error.details['droppedTableId'] === cause.details['droppedTableId']);
+  const details = { regionOutcomes: JSON.stringify(outcomes), ...(dropped ? { droppedTableId: cause.details['droppedTableId']! } : {}) };
   if (parts.length === 1) {
     // One region: its own error, unchanged (CONDITION_FAILED keeps its current version, ...),
-    // unless an earlier attempt may have applied.
+    // unless an earlier attempt may have applied. Then the cause's dropped-table detail goes
+    // (it says "not applied", which the new code contradicts, and afterDrop would send the
+    // request to a re-created table although it may have applied to the old one).
     if (code === cause.code) throw cause;
+    const { droppedTableId: _notApplied, ...kept } = cause.details;
     throw new RegionDbError(code, `region ${first.outcome.region_id}: ${cause.message}; an earlier attempt may have been applied — retry with the same request id`, {
-      details: { ...cause.details, ...details },
+      details: { ...kept, ...details },
     });
   }
   const unknown = failed.filter((p) => p.outcome.outcome === 'OUTCOME_UNKNOWN').length;

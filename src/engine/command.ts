@@ -26,7 +26,7 @@ const FORMAT_BINARY = 2;
 const FORMAT_STAMPED = 3;
 const STAMP_HEADER_BYTES = 10;
 
-export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9, TableDropped: 10,
+export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9, TableDropped: 10, DropFence: 11,
   StandbyFreeze: 20, StandbyPromoteEpoch: 21, StandbySeedEpoch: 22, StandbyEpoch: 23 } as const;
 
 export interface WriteCommand {
@@ -76,6 +76,19 @@ export interface CompactionEditCommand {
   readonly kind: 'compaction-edit';
   readonly inputs: readonly string[];
   readonly output: SstMeta | null; // null: everything merged away (all deleted)
+}
+
+/**
+ * Proposed by a region's leader when the metasrv's drop-table procedure asks (docs/ddl.md, the
+ * drop fence): from this index on, every replica refuses every client write and delete of the
+ * region that it has not already answered (status 'table-dropped', nothing applied), and the
+ * datanode refuses reads of it. `tableId` names the table dropped (ids are never reused). A
+ * new kind (11): a build that predates it refuses the entry (unknown command kind, CORRUPTION)
+ * rather than applying later writes its fenced peers refuse.
+ */
+export interface DropFenceCommand {
+  readonly kind: 'drop-fence';
+  readonly tableId: number;
 }
 
 /** One committed primary entry as a standby region keeps it until it is released or cut. */
@@ -204,7 +217,7 @@ export type StandbyCommand =
   | StandbyPromoteEpochCommand
   | StandbySeedEpochCommand
   | StandbyEpochCommand;
-export type SystemCommand = FreezeCommand | FlushEditCommand | CompactionEditCommand;
+export type SystemCommand = FreezeCommand | FlushEditCommand | CompactionEditCommand | DropFenceCommand;
 export type Command = WriteCommand | DeleteCommand | SystemCommand | StandbyCommand;
 
 const KIND_CODE: Record<Command['kind'], number> = {
@@ -221,6 +234,7 @@ const KIND_CODE: Record<Command['kind'], number> = {
   'standby-promote-epoch': CommandKind.StandbyPromoteEpoch,
   'standby-seed-epoch': CommandKind.StandbySeedEpoch,
   'standby-epoch': CommandKind.StandbyEpoch,
+  'drop-fence': CommandKind.DropFence,
 };
 
 /**
@@ -366,6 +380,11 @@ export function decodeCommand(bytes: Uint8Array): Command {
     }
     case CommandKind.StandbyAppend:
       return decodeStandbyAppend(body);
+    case CommandKind.DropFence: {
+      const { tableId } = body;
+      if (!isMs(tableId)) throw corrupt('drop fence without tableId');
+      return { kind: 'drop-fence', tableId };
+    }
     case CommandKind.StandbyRelease: {
       const { upToMs } = body;
       if (!isMs(upToMs)) throw corrupt('standby release without upToMs');

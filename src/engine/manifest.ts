@@ -19,6 +19,11 @@ import type { SstMeta } from './command.js';
 import type { TableSchema } from './schema.js';
 
 const FORMAT_VERSION = 1;
+/**
+ * A manifest of a region fenced by a table drop (dropFence set) is written as version 2, so a
+ * build that predates the fence refuses it instead of loading a region that would take writes.
+ */
+const FORMAT_VERSION_FENCED = 2;
 
 export interface RegionManifest {
   readonly formatVersion: number;
@@ -38,6 +43,8 @@ export interface RegionManifest {
   readonly writtenAtMs: number;
   /** A standby region's stream record at flushedIndex (standby-state.ts); absent for every other region. */
   readonly standby?: string;
+  /** The drop fence (command.ts DropFenceCommand) at or below flushedIndex; absent for a region not fenced. */
+  readonly dropFence?: { readonly index: number; readonly tableId: number };
 }
 
 export const regionPrefix = (regionId: string) => `regions/${regionId}/`;
@@ -62,7 +69,7 @@ export function parseReplicaSnapshotKey(regionId: string, key: string): { peerId
 export function encodeManifest(m: RegionManifest): Uint8Array {
   const body = new TextEncoder().encode(JSON.stringify(m));
   const out = new Uint8Array(5 + body.byteLength);
-  out[0] = FORMAT_VERSION;
+  out[0] = m.dropFence !== undefined ? FORMAT_VERSION_FENCED : FORMAT_VERSION;
   new DataView(out.buffer).setUint32(1, crc32c(body));
   out.set(body, 5);
   return out;
@@ -71,7 +78,7 @@ export function encodeManifest(m: RegionManifest): Uint8Array {
 export function decodeManifest(bytes: Uint8Array, name: string): RegionManifest {
   const bad = (why: string) => new RegionDbError(ErrorCode.Corruption, `manifest ${name} is damaged: ${why}`);
   if (bytes.byteLength < 5) throw bad(`${bytes.byteLength} bytes is shorter than the header`);
-  if (bytes[0] !== FORMAT_VERSION) throw bad(`unsupported format version ${bytes[0]}`);
+  if (bytes[0] !== FORMAT_VERSION && bytes[0] !== FORMAT_VERSION_FENCED) throw bad(`unsupported format version ${bytes[0]}`);
   const body = bytes.subarray(5);
   const stored = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1);
   const computed = crc32c(body);
@@ -87,6 +94,9 @@ export function decodeManifest(bytes: Uint8Array, name: string): RegionManifest 
   const peerIds = (ids: unknown) => Array.isArray(ids) && ids.every((id) => Number.isSafeInteger(id));
   const sstsOk = Array.isArray(m.ssts) && m.ssts.every((s) => typeof s === 'object' && s !== null && typeof s.key === 'string');
   if (m.standby !== undefined && typeof m.standby !== 'string') throw bad('standby state is not a string');
+  const fence = m.dropFence as { index?: unknown; tableId?: unknown } | undefined;
+  const fenceOk = fence !== undefined && typeof fence === 'object' && fence !== null && Number.isSafeInteger(fence.index) && Number.isSafeInteger(fence.tableId);
+  if ((bytes[0] === FORMAT_VERSION_FENCED) !== fenceOk) throw bad(bytes[0] === FORMAT_VERSION_FENCED ? 'a version-2 manifest without a valid drop fence' : 'a drop fence in a version-1 manifest');
   if (!ints.every((v) => Number.isSafeInteger(v) && v >= 0) || !sstsOk || typeof m.dedup !== 'string' || !peerIds(m.voters) || !peerIds(m.learners)) {
     throw bad('missing or mistyped fields');
   }
@@ -136,6 +146,7 @@ export function manifestDivergence(stored: RegionManifest, ours: RegionManifest)
   if (!samePeers(stored.learners, ours.learners)) return `learners are [${stored.learners.join(', ')}] there, [${ours.learners.join(', ')}] here`;
   if (stored.dedup !== ours.dedup) return `the client dedup tables differ (${stored.dedup.length} and ${ours.dedup.length} characters)`;
   if (stored.standby !== ours.standby) return 'the standby stream records differ';
+  if (canonicalJson(stored.dropFence) !== canonicalJson(ours.dropFence)) return 'the drop fences differ';
   if (canonicalJson(stored.schema) !== canonicalJson(ours.schema)) return 'the schemas differ';
   return undefined;
 }

@@ -48,7 +48,9 @@ export type ApplyResult =
   /** The outcome of this request id is no longer known (D1, D2): it may or may not have applied. */
   | { readonly status: 'request-too-old'; readonly oldestKnown: number }
   /** This (client, request id) already answered a different command. */
-  | { readonly status: 'request-id-reused' };
+  | { readonly status: 'request-id-reused' }
+  /** The region's table was dropped (a drop fence applied at `fenceIndex`): not applied, and never will be here. */
+  | { readonly status: 'table-dropped'; readonly tableId: number; readonly fenceIndex: number };
 
 /** What a dedup entry remembers: the answer, and which command it answered. */
 interface DedupEntry {
@@ -203,6 +205,12 @@ export class RegionState implements StateMachine<ApplyResult> {
   appliedIndex = 0;
   /** S7 on a primary: the index of the table-dropped marker applied here (0: none); not persisted (only read just before the replica is destroyed). */
   dropMarkerIndex = 0;
+  /**
+   * The drop fence (command.ts DropFenceCommand) applied here: its index and the table id it
+   * names; undefined while the region is not fenced. Persisted in manifests (version 2) once
+   * flushed past, and re-applied from the log otherwise: every replica refuses alike.
+   */
+  dropFence: { readonly index: number; readonly tableId: number } | undefined;
   /** Membership as of the current apply point; the region server keeps it current (onMembership). */
   private membership: Membership = { voters: [], learners: [] };
   private readonly tags;
@@ -267,6 +275,10 @@ export class RegionState implements StateMachine<ApplyResult> {
       return { status: 'ok', version: index, rows: 0 };
     }
     const cmd = decodeCommand(data);
+    if (cmd.kind === 'drop-fence') {
+      this.dropFence ??= { index, tableId: cmd.tableId }; // a second fence (another leader's resend) changes nothing
+      return { status: 'ok', version: index, rows: 0 };
+    }
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
     if (cmd.kind.startsWith('standby-')) {
       return this.applyStandby(index, cmd).catch((err: unknown) => {
@@ -288,7 +300,9 @@ export class RegionState implements StateMachine<ApplyResult> {
   /** A client write or delete at `version` (the raft index, or a standby's primary index), deduplicated. */
   private applyClient(version: number, data: Uint8Array, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind !== 'write' && cmd.kind !== 'delete') throw new RegionDbError(ErrorCode.Corruption, `command ${cmd.kind} is not a client command`);
-    if (cmd.requestId === 0) return this.execute(version, cmd); // not deduplicated: every copy applies
+    const fence = this.dropFence;
+    const refused: ApplyResult | undefined = fence ? { status: 'table-dropped', tableId: fence.tableId, fenceIndex: fence.index } : undefined;
+    if (cmd.requestId === 0) return refused ?? this.execute(version, cmd); // not deduplicated: every copy applies
     const hashed = unstampCommand(data).inner; // a retry is stamped again: the stamp is not part of what it asks
     const hash = commandHash(hashed);
     const record = this.dedup.get(cmd.clientId);
@@ -303,9 +317,15 @@ export class RegionState implements StateMachine<ApplyResult> {
     }
     const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;
     if (cmd.requestId < oldestKnown) {
-      // Too old to know whether it was applied; applying again could undo a later write.
+      // Too old to know whether it was applied; applying again could undo a later write. Checked
+      // before the fence: a fence refusal says "not applied", which for an id the region has
+      // forgotten may be false (it may have applied before the fence), and the router would
+      // send it again to a re-created table.
       return { status: 'request-too-old', oldestKnown };
     }
+    // After the drop fence: a retry of a write applied before it was answered above (it did
+    // apply); anything else is refused, not remembered (a refusal is not an outcome to dedup).
+    if (refused) return refused;
     const done = (result: ApplyResult) => {
       this.remember(cmd.clientId, cmd.requestId, { result, commandHash: hash });
       return result;
@@ -621,6 +641,8 @@ export class RegionState implements StateMachine<ApplyResult> {
       dedup: this.flushedDedup,
       writtenAtMs: Math.floor(this.wall.nowMs()),
       ...(this.flushedStandby !== undefined ? { standby: this.flushedStandby } : {}),
+      // Only once flushed past: the log above flushedIndex (kept) re-applies a later fence.
+      ...(this.dropFence !== undefined && this.dropFence.index <= this.flushedIndex ? { dropFence: this.dropFence } : {}),
     };
   }
 
@@ -659,6 +681,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     state.flushedDedup = manifest.dedup;
     state.appliedIndex = manifest.flushedIndex;
     state.loadDedup(manifest.dedup);
+    if (manifest.dropFence !== undefined) state.dropFence = manifest.dropFence;
     if (manifest.standby !== undefined) {
       state.flushedStandby = manifest.standby;
       state.standby = StandbyState.decode(manifest.standby, `region ${regionId}`);

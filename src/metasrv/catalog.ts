@@ -79,6 +79,19 @@ export interface CatalogState {
    * they are reported. A region this catalog never knew is left alone (reconcile.ts R1).
    */
   droppedRegions?: Record<string, number>;
+  /**
+   * Tables being dropped (name → when the drop started, ms): DropTable marked them and has not yet
+   * fenced every region (docs/ddl.md). They stay in `tables` until it has; the tick resumes them.
+   */
+  droppingTables?: Record<string, number>;
+  /**
+   * Regions of tables being dropped whose drop fence a FenceRegion answered (region id → the
+   * fence's index): a resumed drop does not fence them again (review finding F2). A recovery
+   * from the object store forgets its regions' entries (the recovered group may lack the fence);
+   * dropping the table removes them. A field of its own, not inside `droppingTables`, so that a
+   * catalog of either build decodes in the other (an older build leaves it alone).
+   */
+  fencedRegions?: Record<string, number>;
   /** The request token each table was created with (MetaCreateTableRequest.request_token), if any: a retry with it is answered with the table. */
   createTokens?: Record<string, string>;
 }
@@ -108,7 +121,7 @@ const isPlainMap = (v: unknown): v is Record<string, unknown> => typeof v === 'o
  */
 export function withOwnMaps(state: CatalogState): CatalogState {
   const s = state as unknown as Record<string, unknown>;
-  for (const field of ['tables', 'regions', 'nodes', 'procedures', 'droppedRegions', 'createTokens', 'unreadableProcedures']) {
+  for (const field of ['tables', 'regions', 'nodes', 'procedures', 'droppedRegions', 'createTokens', 'unreadableProcedures', 'droppingTables', 'fencedRegions']) {
     const value = s[field];
     if (isPlainMap(value)) s[field] = ownMap(value);
   }
@@ -136,6 +149,28 @@ export function regionWithId(catalog: CatalogState, regionId: string): RegionDef
 export function droppedAt(catalog: CatalogState, regionId: string): number | undefined {
   const dropped = catalog.droppedRegions;
   return dropped !== undefined && Object.hasOwn(dropped, regionId) ? dropped[regionId] : undefined;
+}
+
+/** When the drop of the table of that name started, if it is being dropped (own entries only, as tableNamed). */
+export function droppingSince(catalog: CatalogState, name: string): number | undefined {
+  const dropping = catalog.droppingTables;
+  return dropping !== undefined && Object.hasOwn(dropping, name) ? dropping[name] : undefined;
+}
+
+/** The recorded drop fence index of the region of that id, if a FenceRegion answered it (own entries only, as tableNamed). */
+export function fencedIndexOf(catalog: CatalogState, regionId: string): number | undefined {
+  const fenced = catalog.fencedRegions;
+  return fenced !== undefined && Object.hasOwn(fenced, regionId) ? fenced[regionId] : undefined;
+}
+
+/** Forgets the recorded drop fences of `regionIds`; whether there were any. */
+export function forgetFences(catalog: CatalogState, regionIds: readonly string[]): boolean {
+  const fenced = catalog.fencedRegions;
+  if (!fenced || !regionIds.some((id) => Object.hasOwn(fenced, id))) return false;
+  const kept = ownMap(fenced);
+  for (const id of regionIds) delete kept[id];
+  catalog.fencedRegions = kept;
+  return true;
 }
 
 /** GreptimeDB-style region id: table_id << 32 | region_number, as a decimal string (uint64). */
@@ -250,6 +285,9 @@ export function dropTable(catalog: CatalogState, tableName: string, nowMs: numbe
   }
   delete catalog.tables[tableName];
   if (catalog.createTokens) delete catalog.createTokens[tableName];
+  if (catalog.droppingTables) delete catalog.droppingTables[tableName];
+  forgetFences(catalog, regions.map((r) => r.regionId));
+  if (catalog.fencedRegions && Object.keys(catalog.fencedRegions).length === 0) delete catalog.fencedRegions;
   catalog.version++;
   return regions;
 }

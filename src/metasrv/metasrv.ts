@@ -18,7 +18,7 @@ import { Security } from '../rpc/security.js';
 import { registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import { unary } from '../rpc/status.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
-import type { MetaHandlers, OpenRegionResponse__Output } from '../rpc/generated/index.js';
+import type { FenceRegionResponse__Output, MetaHandlers, OpenRegionResponse__Output } from '../rpc/generated/index.js';
 import { limits } from '../common/limits.js';
 import { createObjectStore } from '../object-store/index.js';
 import { type CatalogState, type NodeDef, REPLICATION_FACTOR } from './catalog.js';
@@ -91,6 +91,7 @@ export class Metasrv {
       clock,
       admin: {
         openRegion: (addr, request, timeoutMs) => call<OpenRegionResponse__Output>(this.client(addr), 'OpenRegion', request, timeoutMs),
+        fenceRegion: (addr, request, timeoutMs) => call<FenceRegionResponse__Output>(this.client(addr), 'FenceRegion', request, timeoutMs),
       },
       hooks: {
         heartbeat: () => this.metrics.heartbeats.inc(),

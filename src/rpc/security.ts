@@ -39,7 +39,7 @@ export const METHOD_ACCESS: Record<ServiceName, { readonly default: Access; read
     RegisterNode: 'peer',
     Heartbeat: 'peer',
   },
-  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer', StandbyShip: 'ship', StandbySeed: 'ship', StandbySeedObject: 'ship', StandbyStatus: 'read' },
+  Admin: { default: 'ddl', Status: 'read', OpenRegion: 'peer', FenceRegion: 'peer', StandbyShip: 'ship', StandbySeed: 'ship', StandbySeedObject: 'ship', StandbyStatus: 'read' },
   RaftTransport: { default: 'peer' },
 };
 

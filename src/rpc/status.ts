@@ -12,6 +12,8 @@ export const CURRENT_VERSION_KEY = 'regiondb-current-version';
 export const OLDEST_KNOWN_REQUEST_ID_KEY = 'regiondb-oldest-known-request-id';
 /** JSON array of RegionOutcome (database.proto, field names as in the proto) of a partly failed routed write. */
 export const REGION_OUTCOMES_KEY = 'regiondb-region-outcomes';
+/** The id of a dropped table whose region refused the operation (a drop fence, docs/ddl.md): not applied. */
+export const DROPPED_TABLE_ID_KEY = 'regiondb-dropped-table-id';
 
 /** RegionDbError details that travel with an error (unary: as metadata; Batch: in BatchError.details). */
 const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
@@ -20,6 +22,7 @@ const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
   currentVersion: CURRENT_VERSION_KEY,
   oldestKnownRequestId: OLDEST_KNOWN_REQUEST_ID_KEY,
   regionOutcomes: REGION_OUTCOMES_KEY,
+  droppedTableId: DROPPED_TABLE_ID_KEY,
 };
 
 const toGrpc: Record<ErrorCode, grpc.status> = {

@@ -330,6 +330,8 @@ const catalogArb: fc.Arbitrary<CatalogState> = fc
     nextPeerId: safeNat,
     nodes: fc.array(fc.record({ nodeId: fc.integer({ min: 1, max: 9 }), addr: fc.string({ maxLength: 8 }), httpAddr: fc.string({ maxLength: 8 }), lastHeartbeatMs: safeNat, state: fc.constantFrom('alive' as const, 'suspect' as const, 'dead' as const, 'draining' as const) }), { maxLength: 3 }),
     regions: fc.array(fc.record({ regionNumber: fc.nat({ max: 4 }), leaderNodeId: fc.nat({ max: 9 }), confVersion: safeNat, bootstrapped: fc.boolean(), replicas: fc.array(fc.record({ peerId: safeNat, nodeId: fc.nat({ max: 9 }) }), { maxLength: 3 }) }), { maxLength: 3 }),
+    // A drop in progress (docs/ddl.md): the mark, and the regions fenced so far (absent in catalogs of builds before the record).
+    dropping: fc.option(fc.record({ sinceMs: safeNat, fenced: fc.option(fc.array(fc.record({ regionNumber: fc.nat({ max: 4 }), index: safeNat }), { maxLength: 3 })) })),
   })
   .map((c) => ({
     ...emptyCatalog(c.clusterId),
@@ -339,6 +341,8 @@ const catalogArb: fc.Arbitrary<CatalogState> = fc
     tables: { fz: schema },
     nodes: Object.fromEntries(c.nodes.map((n) => [String(n.nodeId), n])),
     regions: Object.fromEntries(c.regions.map((r) => [`${7 * 2 ** 32 + r.regionNumber}`, { ...r, regionId: `${7 * 2 ** 32 + r.regionNumber}`, tableName: 'fz' }])),
+    ...(c.dropping ? { droppingTables: { fz: c.dropping.sinceMs } } : {}),
+    ...(c.dropping?.fenced ? { fencedRegions: Object.fromEntries(c.dropping.fenced.map((f) => [`${7 * 2 ** 32 + f.regionNumber}`, f.index])) } : {}),
   }));
 function catalogInputArb(valid: fc.Arbitrary<Uint8Array>): fc.Arbitrary<Uint8Array> {
   return fc.oneof(

@@ -14,6 +14,7 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { MessageType } from '../../src/raft/index.js';
 import { authorizationHeader, hashPassword } from '../../src/rpc/auth.js';
 import { call, makeClient } from '../../src/rpc/server.js';
+import { fromGrpcError } from '../../src/rpc/status.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
 import { LocalCluster, type NodeProcess, sleep, waitUntil } from '../support/local-cluster.js';
 
@@ -172,6 +173,42 @@ describe('integration: TLS, mTLS, authentication and cluster identity (issue 10)
     expect(scanned.length).to.equal(30);
     const status = (await alice.listNodes()) as { nodes: { node_id: string; state: string }[] };
     expect(status.nodes.map((n) => n.node_id).sort()).to.deep.equal(['1', '2', '3']);
+  });
+
+  // Finding DT1's fence over mTLS with [auth]: Admin.FenceRegion is a peer method (the metasrv's
+  // call, with its node certificate). Classified `ddl` by default, a user with DDL rights could
+  // fence a live table's region on a datanode directly — every write to it refused for good,
+  // the table never dropped.
+  it('Admin.FenceRegion is a peer method: a user cannot fence a region; DropTable (the metasrv, with its node certificate) completes and the dropped table refuses writes', async () => {
+    const live = await alice.describe(TABLE);
+    const regionId = [...live.routes.values()][0]!.regionId;
+    const caOnly = channelCredentials(new CertificateFiles({ caFile: join(certs, 'ca.crt') }));
+    const admins = cluster.datanodes.slice(0, 3).map((_, i) => makeClient('Admin', cluster.datanodeAddr(i), { credentials: caOnly, authorization: authorizationHeader({ user: 'alice', password: 'wonderland' }) }));
+    try {
+      for (const admin of admins) {
+        const fenced = await call(admin, 'FenceRegion', { region_id: regionId, table_id: String(live.schema.tableId) }, 10_000).then(
+          () => 'fenced',
+          (err: unknown) => fromGrpcError(err).code,
+        );
+        expect(fenced, `alice's FenceRegion of ${regionId}`).to.equal(ErrorCode.Unauthenticated);
+      }
+    } finally {
+      for (const admin of admins) admin.close();
+    }
+    await alice.write(TABLE, [{ host: 'after-fence-attempt', ts: TS, v: 5 }]); // the table still takes writes
+    const dropped = 'sec_dropped';
+    await alice.createTable(
+      dropped,
+      [
+        { name: 'host', type: 'string', semantic: 'tag' },
+        { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
+        { name: 'v', type: 'int64', semantic: 'field' },
+      ],
+      2,
+    );
+    await alice.write(dropped, [{ host: 'a', ts: TS, v: 1 }]);
+    expect(await alice.dropTable(dropped)).to.equal(2);
+    await expectCode(alice.write(dropped, [{ host: 'b', ts: TS, v: 2 }]), ErrorCode.NotFound);
   });
 
   it('refuses plaintext clients', async () => {

@@ -30,7 +30,7 @@ import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
 import { NODE_BEAT_REGION_ID, type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { StateMachineStat } from '../../src/replication/replica-stats.js';
-import { DatanodeCore } from '../../src/datanode/datanode-core.js';
+import { DatanodeCore, type DatanodeCoreDeps } from '../../src/datanode/datanode-core.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
@@ -71,27 +71,40 @@ const dec = new TextDecoder();
 // ─── The state machine ──────────────────────────────────────────────────────────────────────
 
 type Command = { op: 'write'; key: string; value: number } | { op: 'cas'; key: string; from: number | null; to: number } | { op: 'add'; element: number };
+/** What the register machine applies: the clients' commands and DropTable's fence. */
+type MachineCommand = Command | { op: 'fence'; tableId: number };
 
-/** Registers (write, compare-and-set) and a grow-only set. Deterministic; whole-state snapshots. */
+/**
+ * Registers (write, compare-and-set) and a grow-only set. Deterministic; whole-state snapshots.
+ * A DropTable's fence (`fence`, as RegionState's drop-fence) makes every later command answer
+ * false (not applied); it is in the snapshot only once set (a run without DDL snapshots as before).
+ */
 export class RegisterMachine implements StateMachine<boolean> {
   registers = new Map<string, number>();
   set: number[] = [];
+  dropFence: { index: number; tableId: number } | undefined;
 
   constructor(
     private readonly onApply: ((index: number, command: string) => void) | undefined,
     data: Uint8Array | null,
   ) {
     if (data) {
-      const state = JSON.parse(dec.decode(data)) as { registers: [string, number][]; set: number[] };
+      const state = JSON.parse(dec.decode(data)) as { registers: [string, number][]; set: number[]; dropFence?: { index: number; tableId: number } };
       this.registers = new Map(state.registers);
       this.set = state.set;
+      this.dropFence = state.dropFence;
     }
   }
 
   apply(index: number, command: Uint8Array): boolean {
     const text = dec.decode(command);
     this.onApply?.(index, text);
-    const c = JSON.parse(text) as Command;
+    const c = JSON.parse(text) as MachineCommand;
+    if (c.op === 'fence') {
+      this.dropFence ??= { index, tableId: c.tableId };
+      return true;
+    }
+    if (this.dropFence) return false;
     if (c.op === 'write') {
       this.registers.set(c.key, c.value);
       return true;
@@ -106,7 +119,7 @@ export class RegisterMachine implements StateMachine<boolean> {
   }
 
   serialize(): Uint8Array {
-    return enc.encode(JSON.stringify({ registers: [...this.registers], set: this.set }));
+    return enc.encode(JSON.stringify({ registers: [...this.registers], set: this.set, ...(this.dropFence ? { dropFence: this.dropFence } : {}) }));
   }
 }
 
@@ -242,7 +255,7 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -254,14 +267,14 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 's
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'close', 'slowdrop', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
  * (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name.
  */
 export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
-  (f) => f !== 'ddl' && f !== 'close' && f !== 'slowdrop' && !(SPURIOUS_FAULTS as readonly string[]).includes(f) && !(READ_PATH_FAULTS as readonly string[]).includes(f),
+  (f) => f !== 'ddl' && f !== 'dropwrite' && f !== 'close' && f !== 'slowdrop' && !(SPURIOUS_FAULTS as readonly string[]).includes(f) && !(READ_PATH_FAULTS as readonly string[]).includes(f),
 );
 
 /** With `slowdrop` (and the metasrv): deleting a replica's data on a datanode's disk takes this long (virtual ms), every time. */
@@ -592,7 +605,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'replicaStats' | 'reportedStats'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'fenceRegion' | 'replicaStats' | 'reportedStats'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -838,7 +851,8 @@ export class ClusterSim {
     this.extra = new Set(options.faults ?? []);
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
-    this.faultRand = [...this.extra].some((f) => f !== 'ddl') ? this.rand.fork() : undefined;
+    // `dropwrite` only adds the DDL client's probes (no randomness): `ddl,dropwrite` runs as `ddl` does until a drop is answered.
+    this.faultRand = [...this.extra].some((f) => f !== 'ddl' && f !== 'dropwrite') ? this.rand.fork() : undefined;
     for (const regionId of this.regionIds) this.placements.set(regionId, new Map(this.replicaNodeIds().map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
     this.lullRand = this.rand.fork();
@@ -1186,7 +1200,8 @@ export class ClusterSim {
           clock,
           { ...simHooks, ...hooks },
         );
-      server = this.meta ? this.datanodeCore(node, inc, build, () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 })).regionServer : build({});
+      const fence = { encode: (tableId: number) => enc.encode(JSON.stringify({ op: 'fence', tableId })), of: (state: RegisterMachine) => state.dropFence };
+      server = this.meta ? this.datanodeCore(node, inc, build, () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }), fence).regionServer : build({});
       node.flusher = undefined;
     } else {
       // What a datanode builds at start (src/datanode/datanode.ts), on simulated storage and time.
@@ -1215,7 +1230,8 @@ export class ClusterSim {
         );
       // As the datanode reports its replicas (src/datanode/datanode.ts).
       const stat = (state: RegionState) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length });
-      const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat).regionServer : build({});
+      const fence = { encode: (tableId: number) => encodeCommand({ kind: 'drop-fence', tableId }), of: (state: RegionState) => state.dropFence };
+      const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat, fence).regionServer : build({});
       server = engineServer;
       const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, 'gc-by-key-age': GcByKeyAgeFlusher, none: CountingFlusher }[this.options.gcBug ?? 'none'];
       // A refused manifest write means the flusher found a different manifest at its flushed
@@ -1360,7 +1376,13 @@ export class ClusterSim {
    * with a wipe), it registers and beats through `SimMetasrv.callerFor` (protobuf-encoded, with
    * the simulated latency and losses), and executes the instructions as the datanode does.
    */
-  private datanodeCore<S extends StateMachine<R>, R>(node: SimNode, inc: Incarnation, build: (hooks: RegionServerHooks) => RegionServer<S, R>, stat: (state: S) => StateMachineStat): DatanodeCore<S, R> {
+  private datanodeCore<S extends StateMachine<R>, R>(
+    node: SimNode,
+    inc: Incarnation,
+    build: (hooks: RegionServerHooks) => RegionServer<S, R>,
+    stat: (state: S) => StateMachineStat,
+    dropFence: NonNullable<DatanodeCoreDeps<S, R>['dropFence']>,
+  ): DatanodeCore<S, R> {
     const bug = this.options.datanodeBug;
     const Core =
       bug === 'heartbeat-awaits-instructions'
@@ -1380,6 +1402,7 @@ export class ClusterSim {
       log: traceLogger((line) => this.record(`n${node.id} ${line}`)),
       createRegionServer: build,
       stateMachineStat: stat,
+      dropFence,
       // Delta heartbeats' process number (report-delta.ts): the incarnation's, unique in a run
       // (drawn from the OS in production; equality is all the metasrv reads of it).
       reportIncarnation: inc.number,
@@ -2688,6 +2711,22 @@ export class ClusterSim {
         this.catalogWasLost = true;
       },
       workloadWhole: () => this.regionIds.every((r) => this.regionWhole(r)),
+      ...(this.extra.has('dropwrite')
+        ? {
+            // A write proposed straight to a node's replica, as a datanode whose schema cache
+            // still names the dropped table routes one there: 'acknowledged', or why not.
+            probeAfterDrop: async (nodeId: number, regionId: string) => {
+              const server = this.nodes.get(nodeId)?.server;
+              if (!server?.replica(regionId)) return 'not hosted';
+              const bytes = this.engine ? encodeCommand({ kind: 'write', clientId: 'sim-ddl-probe', requestId: 0, rows: [['probe', 0, 0]] }) : enc.encode(JSON.stringify({ op: 'add', element: 0 }));
+              const got = await this.settleInSim(Promise.resolve().then((): Promise<unknown> => server.propose(regionId, bytes)), OP_TIMEOUT_MS);
+              if (got === undefined) return 'no answer';
+              if (!got.ok) return `refused (${String(got.err).slice(0, 60)})`;
+              const acknowledged = got.value === true || (typeof got.value === 'object' && got.value !== null && (got.value as { status?: string }).status === 'ok');
+              return acknowledged ? 'acknowledged' : `not applied (${JSON.stringify(got.value)})`;
+            },
+          }
+        : {}),
     };
   }
 

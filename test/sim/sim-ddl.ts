@@ -25,7 +25,10 @@
 //   D4 (`recovery point`, engine mode; after each manifest put and at the end): the latest
 //      manifest of a live table's region — what `regiondb recover` and a standby start from —
 //      is not an object that was in the store before the table was created (a table id reused after a catalog loss makes a re-created
-//      table's recovery point the dropped table's rows: finding 2c).
+//      table's recovery point the dropped table's rows: finding 2c);
+//   D5 (`acknowledged after drop`, with `dropwrite`): right after a DropTable answered, a write
+//      sent to each replica of the dropped table still hosted is not acknowledged (finding DT1:
+//      the replicas live on until a heartbeat closes them; the drop fence refuses the write).
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkSet } from '../../src/check/set.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
@@ -34,7 +37,7 @@ import type { ProtoOpenRegion } from '../../src/datanode/datanode-core.js';
 import { manifestPrefix, regionPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
-import type { OpenRegionResponse } from '../../src/rpc/generated/index.js';
+import type { FenceRegionRequest__Output, FenceRegionResponse, OpenRegionResponse } from '../../src/rpc/generated/index.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
 import { toProtoSchema } from '../../src/rpc/values.js';
 import type { SimMetasrv } from './sim-metasrv.js';
@@ -80,6 +83,11 @@ export interface DdlHost {
    * lost catalog repairs nothing of a table it no longer knows, so it is lost only then.
    */
   workloadWhole(): boolean;
+  /**
+   * With `dropwrite` (D5): a write to the region sent to node `nodeId`'s replica now, as a
+   * datanode still holding the dropped table's schema would route it: 'acknowledged', or why not.
+   */
+  probeAfterDrop?(nodeId: number, regionId: string): Promise<string>;
 }
 
 interface DdlTable {
@@ -102,7 +110,7 @@ export class SimDdlClient {
   private readonly inc = new Incarnation(DDL_CLIENT_NODE_ID, 1);
   private calls = 0;
   private writing = false;
-  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0 };
+  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0, probes: 0 };
   /** Whether this seed loses the metasrv's disk after the first drop (engine mode, half of the seeds). */
   private readonly loseCatalog: boolean;
 
@@ -245,6 +253,7 @@ export class SimDdlClient {
     table.state = 'dropped';
     this.stats.drops++;
     this.host.record(`ddl: dropped ${table.name} (${how})`);
+    this.probeDropped(table);
     // D1: the table is gone for every client from now on. Asked before anything else: a table
     // re-created under the name afterwards would answer (engine seed 252 with every fault, when
     // the re-create was sent beside this call).
@@ -256,6 +265,28 @@ export class SimDdlClient {
         then();
       },
     );
+  }
+
+  /**
+   * D5 (`dropwrite`): right after DropTable answered, a write to each of the table's regions on
+   * every node still hosting a replica of it (its replicas are closed only at a later heartbeat)
+   * must not be acknowledged: it starts after the drop, so it may only be refused.
+   */
+  private probeDropped(table: DdlTable): void {
+    const probe = this.host.probeAfterDrop;
+    if (!probe) return;
+    for (const regionId of table.regions) {
+      for (const nodeId of this.host.nodeIds) {
+        if (!this.host.hosts(nodeId, regionId)) continue;
+        this.stats.probes++;
+        void probe(nodeId, regionId).then((outcome) => {
+          this.host.record(`ddl: write to dropped ${table.name}'s region ${regionId} on n${nodeId}: ${outcome}`);
+          if (outcome === 'acknowledged') {
+            this.host.flag('acknowledged after drop', `a write to region ${regionId} of ${table.name} (id ${table.tableId}) sent to n${nodeId} after DropTable answered was acknowledged: it is lost with the table`);
+          }
+        });
+      }
+    }
   }
 
   /** A call to the metasrv (over the simulated network, protobuf-encoded); counted while in flight. */
@@ -403,20 +434,22 @@ export class SimDdlClient {
   }
 }
 
-/** What the datanode shell's OpenRegion handler calls (DatanodeCore). */
+/** What the datanode shell's OpenRegion and FenceRegion handlers call (DatanodeCore). */
 export interface AdminTarget {
   admitEpoch(epochField: string | number | undefined): boolean;
   openRegion(open: ProtoOpenRegion): Promise<void>;
+  fenceRegion(regionId: string, tableId: number): Promise<number>;
 }
 
 /**
  * The datanodes' Admin service as the metasrv incarnation `caller` reaches it (CreateTable's
- * OpenRegion): a request and its answer each take 1–5 ms and are lost 2 % of the time while
- * `faulty()`; a node that is down refuses the connection; a node that dies first never answers
- * (the metasrv's timeout ends the call). The node does what the datanode shell's OpenRegion
- * handler does: the metasrv epoch check, then `DatanodeCore.openRegion`. A recovery
- * (`recover_from_object_store`) is refused: it lives in the datanode shell (it reads the object
- * store's manifest and writes the WAL directly), which the simulator does not run.
+ * OpenRegion, DropTable's FenceRegion): a request and its answer each take 1–5 ms and are lost
+ * 2 % of the time while `faulty()`; a node that is down refuses the connection; a node that dies
+ * first never answers (the metasrv's timeout ends the call). The node does what the datanode
+ * shell's handler does: the metasrv epoch check, then `DatanodeCore.openRegion` or
+ * `DatanodeCore.fenceRegion`. A recovery (`recover_from_object_store`) is refused: it lives in
+ * the datanode shell (it reads the object store's manifest and writes the WAL directly), which
+ * the simulator does not run.
  */
 export function simDatanodeAdmin(
   sched: SimScheduler,
@@ -425,46 +458,59 @@ export function simDatanodeAdmin(
   coreAt: (addr: string) => { core: AdminTarget; inc: Incarnation } | undefined,
   faulty: () => boolean,
 ): DatanodeAdmin {
-  const wire = wireMethod('Admin', 'OpenRegion');
+  const call = <Req extends { metasrv_epoch?: string | number }, Res>(
+    method: 'OpenRegion' | 'FenceRegion',
+    addr: string,
+    request: Req,
+    timeoutMs: number,
+    serve: (core: AdminTarget, req: Req) => Promise<Res>,
+  ): Promise<never> => {
+    const wire = wireMethod('Admin', method);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (f: () => void) => {
+        if (settled || caller.dead) return;
+        settled = true;
+        f();
+      };
+      sched.at(sched.now + timeoutMs, () => settle(() => reject(new RegionDbError(ErrorCode.DeadlineExceeded, `${method} on ${addr} timed out`))), caller);
+      if (faulty() && rand.chance(0.02)) return;
+      sched.at(
+        sched.now + 1 + rand.int(5),
+        () => {
+          const target = coreAt(addr);
+          if (!target) {
+            settle(() => reject(new RegionDbError(ErrorCode.Unavailable, `${addr}: connection refused`)));
+            return;
+          }
+          const req = wire.requestDeserialize(wire.requestSerialize(request)) as Req;
+          const answer = (f: () => void) => {
+            if (target.inc.dead || (faulty() && rand.chance(0.02))) return;
+            sched.at(sched.now + 1 + rand.int(5), () => settle(f), caller);
+          };
+          // Served at once (no microtask between the epoch check and the core's call), as before FenceRegion existed.
+          const done: Promise<Res> = target.core.admitEpoch(req.metasrv_epoch)
+            ? serve(target.core, req)
+            : Promise.reject(new RegionDbError(ErrorCode.ConditionFailed, `${method} from a metasrv at epoch ${req.metasrv_epoch} refused`));
+          done.then(
+            (res) => answer(() => resolve(wire.responseDeserialize(wire.responseSerialize(res)) as never)),
+            (err: unknown) => answer(() => reject(err)),
+          );
+        },
+        caller,
+      );
+    });
+  };
   return {
     openRegion: (addr, request, timeoutMs) =>
-      new Promise((resolve, reject) => {
-        let settled = false;
-        const settle = (f: () => void) => {
-          if (settled || caller.dead) return;
-          settled = true;
-          f();
-        };
-        sched.at(sched.now + timeoutMs, () => settle(() => reject(new RegionDbError(ErrorCode.DeadlineExceeded, `OpenRegion on ${addr} timed out`))), caller);
-        if (faulty() && rand.chance(0.02)) return;
-        sched.at(
-          sched.now + 1 + rand.int(5),
-          () => {
-            const target = coreAt(addr);
-            if (!target) {
-              settle(() => reject(new RegionDbError(ErrorCode.Unavailable, `${addr}: connection refused`)));
-              return;
-            }
-            const req = wire.requestDeserialize(wire.requestSerialize(request)) as ProtoOpenRegion & { recover_from_object_store?: boolean };
-            const answer = (f: () => void) => {
-              if (target.inc.dead || (faulty() && rand.chance(0.02))) return;
-              sched.at(sched.now + 1 + rand.int(5), () => settle(f), caller);
-            };
-            let done: Promise<OpenRegionResponse>;
-            if (!target.core.admitEpoch(req.metasrv_epoch)) {
-              done = Promise.reject(new RegionDbError(ErrorCode.ConditionFailed, `OpenRegion from a metasrv at epoch ${req.metasrv_epoch} refused`));
-            } else if (req.recover_from_object_store) {
-              done = Promise.reject(new RegionDbError(ErrorCode.Unavailable, 'recover is not simulated (it lives in the datanode shell)'));
-            } else {
-              done = target.core.openRegion(req).then(() => ({}));
-            }
-            done.then(
-              (res) => answer(() => resolve(wire.responseDeserialize(wire.responseSerialize(res)) as never)),
-              (err: unknown) => answer(() => reject(err)),
-            );
-          },
-          caller,
-        );
-      }),
+      call<ProtoOpenRegion & { recover_from_object_store?: boolean }, OpenRegionResponse>('OpenRegion', addr, request as never, timeoutMs, (core, req) =>
+        req.recover_from_object_store
+          ? Promise.reject(new RegionDbError(ErrorCode.Unavailable, 'recover is not simulated (it lives in the datanode shell)'))
+          : core.openRegion(req).then(() => ({})),
+      ),
+    fenceRegion: (addr, request, timeoutMs) =>
+      call<FenceRegionRequest__Output, FenceRegionResponse>('FenceRegion', addr, request as never, timeoutMs, (core, req) =>
+        core.fenceRegion(req.region_id, Number(req.table_id)).then((index) => ({ fence_index: String(index) })),
+      ),
   };
 }

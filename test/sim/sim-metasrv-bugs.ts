@@ -10,7 +10,7 @@ import { advance } from '../../src/metasrv/procedures/runner.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 import { SPURIOUS_METASRV_BUGS, isSpuriousMetasrvBug, spuriousMetasrvCore } from './sim-spurious-bugs.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', ...SPURIOUS_METASRV_BUGS] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', ...SPURIOUS_METASRV_BUGS] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -72,6 +72,17 @@ class SavesPoisoned extends MetasrvCore {
 }
 
 /**
+ * Finding DT1 (docs/correctness.md): DropTable answered as soon as the catalog forgot the table,
+ * fencing nothing; the dropped table's replicas kept acknowledging writes until a heartbeat
+ * closed them (and then lost them with the table).
+ */
+class DropWithoutFence extends MetasrvCore {
+  protected override async fenceRegions(): Promise<string[]> {
+    return [];
+  }
+}
+
+/**
  * Finding 2c (its table-id half): before dded366 an empty (lost) catalog's table id allocator
  * was raised only above the tables the datanodes report, not above those with objects in the
  * object store: a table re-created after the loss could get a dropped table's id, so its
@@ -101,6 +112,7 @@ export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
     'saves-poisoned': SavesPoisoned,
     'table-ids-from-reports-only': TableIdsFromReportsOnly,
     'drop-tombstones-forgotten': DropTombstonesForgotten,
+    'drop-without-fence': DropWithoutFence,
   }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

@@ -151,6 +151,9 @@ const noAdmin: DatanodeAdmin = {
   openRegion: async () => {
     throw new RegionDbError(ErrorCode.Unavailable, 'the simulator has no Admin service (no DDL is simulated)');
   },
+  fenceRegion: async () => {
+    throw new RegionDbError(ErrorCode.Unavailable, 'the simulator has no Admin service (no DDL is simulated)');
+  },
 };
 
 export class SimMetasrv {

@@ -62,7 +62,7 @@ describe('metasrv catalog: keyed maps without a prototype (leftover 3)', () => {
 
     // CreateTable with a request token, through the metasrv core (the map it keeps the token in).
     const CLUSTER = 'own-maps';
-    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never }, new MemoryCatalog(CLUSTER));
+    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, new MemoryCatalog(CLUSTER));
     try {
       for (const n of [1, 2, 3]) {
         const addr = `127.0.0.1:${21_100 + n}`;

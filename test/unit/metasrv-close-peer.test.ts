@@ -12,7 +12,7 @@ describe('metasrv: a close_region names the peer it closes', function () {
   this.timeout(20_000);
 
   it("reconciliation's destroy of a dropped table's replica carries that replica's peer id", async () => {
-    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never });
+    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never });
     const anyone = () => {};
     const addr = (n: number) => `127.0.0.1:${22_000 + n}`;
     const hosted = new Map<number, number>();

@@ -44,6 +44,7 @@ describe('metasrv: recover while the old group still beats (finding M1, second p
         }
         return { flushed_index: '7', manifest_written_ms: '1', ssts: 1 } as never;
       },
+      fenceRegion: async () => ({}) as never, // no table is dropped here
     };
     const core = await startMetasrvCore(CLUSTER, admin);
     const anyone = () => {};

@@ -35,7 +35,7 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
   const valid = (n: number) => replicaReport({ regionId, peerId: voters[n - 1]!, leader: n === 1, leaderNodeId: 1, voters });
 
   beforeEach(async () => {
-    core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never }, new MemoryCatalog(CLUSTER));
+    core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, new MemoryCatalog(CLUSTER));
     for (const n of NODES) {
       await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, () => {});
       await beat(n, []);

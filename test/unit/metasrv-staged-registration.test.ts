@@ -17,7 +17,7 @@ describe('metasrv: an instruction staged for a node is not released to its next 
 
   it('a close_region staged before the node registered again, whose save lands after, is not delivered to the new process', async () => {
     const storage = new MemoryCatalog(CLUSTER);
-    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never }, storage);
+    const core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, storage);
     const anyone = () => {};
     const addr = (n: number) => `127.0.0.1:${21_000 + n}`;
     const hosted = new Map<number, number>();

@@ -9,6 +9,7 @@ import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { type LocalDatabase, type RegionOutcome, Router, type ScanChunk, type WriteRequest } from '../../src/datanode/router.js';
 import { type ProtoRow, type ProtoValue, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
 import type { WriteResponse } from '../../src/rpc/generated/index.js';
+import { tableDroppedError } from '../../src/datanode/database-service.js';
 
 const schema: TableSchema = {
   name: 't',
@@ -236,4 +237,134 @@ describe('router: a leader change here cuts a part\'s backoff short', () => {
       else expect(afterMs, 'ms from the leader change to the write applied').to.be.above(250);
     });
   }
+});
+
+describe('router: a request refused by a dropped table is sent again to the table resolved afresh (finding DT1)', () => {
+  const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
+  const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
+
+  /** A node whose first resolution of `t` is the dropped table 7 (its fence refuses), then, once told, the re-created table 8. */
+  function droppedThenRecreated() {
+    const dropped: number[] = [];
+    const written: string[] = [];
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => (dropped.includes(7) ? recreated : schema),
+      tableDropped: (tableId) => dropped.push(tableId),
+      leads: () => true,
+      leaderAddr: async () => undefined,
+      write: async (req) => {
+        // A forwarded request names no region: this node resolves it itself (as DatabaseService.write does).
+        const current = dropped.includes(7) ? recreated : schema;
+        const regionId = req.region_id || makeRegionId(current.tableId, regionNumberOf(current, fromProtoRow(req.rows[0]!, 'r')));
+        if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, 'write');
+        written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
+        return { version: '3', rows_written: req.rows.length };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    return { local, dropped, written };
+  }
+
+  it('a write spanning every region of the dropped table lands whole in the re-created one, after one refusal', async () => {
+    const { local, dropped, written } = droppedThenRecreated();
+    await new Router(local).write(spanning('9'), FAR());
+    expect(dropped).to.deep.equal([7]);
+    expect(written.sort()).to.deep.equal(Array.from({ length: 40 }, (_, i) => `${recreatedRegionOf(i)}:${i}`).sort());
+  });
+
+  it('a one-region write (the fast path) too; a request naming its region, or forwarded, is answered NOT_FOUND and not sent again', async () => {
+    const fast = droppedThenRecreated();
+    await new Router(fast.local).write({ table: 't', rows: [proto(rowAt(3))] }, FAR());
+    expect(fast.written).to.deep.equal([`${recreatedRegionOf(3)}:3`]);
+    const named = droppedThenRecreated();
+    const refused = await failure(new Router(named.local).write({ table: 't', rows: [proto(rowAt(3))], region_id: regionOf(3) }, FAR()));
+    expect(refused.code).to.equal(ErrorCode.NotFound);
+    expect(refused.details['droppedTableId']).to.equal('7');
+    expect(named.written).to.deep.equal([]);
+    const forwarded = droppedThenRecreated();
+    const again = await failure(new Router(forwarded.local).write({ table: 't', rows: [proto(rowAt(3))] }, { forwarded: true, deadlineMs: Date.now() + 30_000 }));
+    expect(again.code).to.equal(ErrorCode.NotFound);
+    expect(forwarded.written).to.deep.equal([]);
+  });
+});
+
+describe('router: a dropped table\'s refusal mixed with other outcomes (review F6)', () => {
+  const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
+  const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
+
+  /**
+   * A node whose first resolution of `t` is table 7, then (once told it was dropped) table 8.
+   * `old(regionId, n)` answers the n-th attempt at a region of table 7: 'ok', 'unknown'
+   * (UNAVAILABLE: may have been proposed), 'not-leader' or 'fenced' (the drop fence's refusal).
+   */
+  function scripted(old: (regionId: string, n: number) => 'ok' | 'unknown' | 'not-leader' | 'fenced') {
+    const dropped: number[] = [];
+    const written: string[] = [];
+    const attempts = new Map<string, number>();
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => (dropped.includes(7) ? recreated : schema),
+      tableDropped: (tableId) => dropped.push(tableId),
+      leads: () => true,
+      leaderAddr: async () => undefined,
+      write: async (req) => {
+        const regionId = req.region_id!;
+        const record = () => written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
+        if (BigInt(regionId) >> 32n === 8n) {
+          record();
+          return { version: '3', rows_written: req.rows.length };
+        }
+        const n = (attempts.get(regionId) ?? 0) + 1;
+        attempts.set(regionId, n);
+        const answer = old(regionId, n);
+        if (answer === 'unknown') throw new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: the proposal's outcome is unknown (leader lost)`);
+        if (answer === 'not-leader') throw new RegionDbError(ErrorCode.NotLeader, `region ${regionId}: not the leader`);
+        if (answer === 'fenced') throw tableDroppedError('t', 7, regionId, 'write');
+        record();
+        return { version: '2', rows_written: req.rows.length };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    return { local, dropped, written };
+  }
+
+  it('one region, an attempt whose outcome is unknown and then the fence\'s refusal: UNAVAILABLE without the dropped-table detail, not sent to the re-created table', async () => {
+    // 1: the fast path is refused before proposing; 2: proposed, outcome unknown; 3: the fence refuses the retry.
+    const { local, dropped, written } = scripted((_, n) => (n === 1 ? 'not-leader' : n === 2 ? 'unknown' : 'fenced'));
+    const err = await failure(new Router(local).write({ table: 't', rows: [proto(rowAt(3))], client_id: 'c', request_id: '9' }, FAR()));
+    expect(err.code).to.equal(ErrorCode.Unavailable);
+    expect(err.details, 'an unknown outcome never carries "not applied"').to.not.have.property('droppedTableId');
+    expect(dropped).to.deep.equal([]);
+    expect(written).to.deep.equal([]);
+  });
+
+  it('several regions, some applied and the others refused by the fence: sent again whole to the re-created table (the applied parts were concurrent with the drop)', async () => {
+    const applied = regionOf(0);
+    const { local, dropped, written } = scripted((regionId) => (regionId === applied ? 'ok' : 'fenced'));
+    const res = await new Router(local).write(spanning('9'), FAR());
+    expect(res.rows_written).to.equal(40);
+    expect(dropped).to.deep.equal([7]);
+    const oldRows = Array.from({ length: 40 }, (_, i) => i).filter((i) => regionOf(i) === applied);
+    expect(written.sort()).to.deep.equal([...oldRows.map((i) => `${applied}:${i}`), ...Array.from({ length: 40 }, (_, i) => `${recreatedRegionOf(i)}:${i}`)].sort());
+  });
+
+  it('several regions, one unknown and the others refused by the fence: UNAVAILABLE with per-region outcomes, no dropped-table detail, not sent again', async () => {
+    const unknown = regionOf(0);
+    const { local, dropped, written } = scripted((regionId, n) => (regionId === unknown && n === 1 ? 'unknown' : 'fenced'));
+    const err = await failure(new Router(local).write(spanning('9'), FAR()));
+    expect(err.code).to.equal(ErrorCode.Unavailable);
+    expect(err.details).to.not.have.property('droppedTableId');
+    const outcomes = JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[];
+    expect(outcomes.find((o) => o.region_id === unknown)?.outcome).to.equal('OUTCOME_UNKNOWN');
+    expect(outcomes.filter((o) => o.region_id !== unknown).every((o) => o.outcome === 'OUTCOME_NOT_APPLIED')).to.equal(true);
+    expect(dropped).to.deep.equal([]);
+    expect(written).to.deep.equal([]);
+  });
 });

@@ -19,6 +19,9 @@ import type { CloseRegion as _regiondb_v1_CloseRegion, CloseRegion__Output as _r
 import type { ColumnSchema as _regiondb_v1_ColumnSchema, ColumnSchema__Output as _regiondb_v1_ColumnSchema__Output } from './regiondb/v1/ColumnSchema.js';
 import type { CompactRequest as _regiondb_v1_CompactRequest, CompactRequest__Output as _regiondb_v1_CompactRequest__Output } from './regiondb/v1/CompactRequest.js';
 import type { CompactResponse as _regiondb_v1_CompactResponse, CompactResponse__Output as _regiondb_v1_CompactResponse__Output } from './regiondb/v1/CompactResponse.js';
+import type { DroppingTableInfo as _regiondb_v1_DroppingTableInfo, DroppingTableInfo__Output as _regiondb_v1_DroppingTableInfo__Output } from './regiondb/v1/DroppingTableInfo.js';
+import type { FenceRegionRequest as _regiondb_v1_FenceRegionRequest, FenceRegionRequest__Output as _regiondb_v1_FenceRegionRequest__Output } from './regiondb/v1/FenceRegionRequest.js';
+import type { FenceRegionResponse as _regiondb_v1_FenceRegionResponse, FenceRegionResponse__Output as _regiondb_v1_FenceRegionResponse__Output } from './regiondb/v1/FenceRegionResponse.js';
 import type { FlushRequest as _regiondb_v1_FlushRequest, FlushRequest__Output as _regiondb_v1_FlushRequest__Output } from './regiondb/v1/FlushRequest.js';
 import type { FlushResponse as _regiondb_v1_FlushResponse, FlushResponse__Output as _regiondb_v1_FlushResponse__Output } from './regiondb/v1/FlushResponse.js';
 import type { GetRoutesRequest as _regiondb_v1_GetRoutesRequest, GetRoutesRequest__Output as _regiondb_v1_GetRoutesRequest__Output } from './regiondb/v1/GetRoutesRequest.js';
@@ -100,6 +103,9 @@ export interface ProtoGrpcType {
       ColumnType: EnumTypeDefinition
       CompactRequest: MessageTypeDefinition<_regiondb_v1_CompactRequest, _regiondb_v1_CompactRequest__Output>
       CompactResponse: MessageTypeDefinition<_regiondb_v1_CompactResponse, _regiondb_v1_CompactResponse__Output>
+      DroppingTableInfo: MessageTypeDefinition<_regiondb_v1_DroppingTableInfo, _regiondb_v1_DroppingTableInfo__Output>
+      FenceRegionRequest: MessageTypeDefinition<_regiondb_v1_FenceRegionRequest, _regiondb_v1_FenceRegionRequest__Output>
+      FenceRegionResponse: MessageTypeDefinition<_regiondb_v1_FenceRegionResponse, _regiondb_v1_FenceRegionResponse__Output>
       FlushRequest: MessageTypeDefinition<_regiondb_v1_FlushRequest, _regiondb_v1_FlushRequest__Output>
       FlushResponse: MessageTypeDefinition<_regiondb_v1_FlushResponse, _regiondb_v1_FlushResponse__Output>
       GetRoutesRequest: MessageTypeDefinition<_regiondb_v1_GetRoutesRequest, _regiondb_v1_GetRoutesRequest__Output>

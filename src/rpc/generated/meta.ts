@@ -8,6 +8,7 @@ import type { Campaign as _regiondb_v1_Campaign, Campaign__Output as _regiondb_v
 import type { ChangePeer as _regiondb_v1_ChangePeer, ChangePeer__Output as _regiondb_v1_ChangePeer__Output } from './regiondb/v1/ChangePeer.js';
 import type { CloseRegion as _regiondb_v1_CloseRegion, CloseRegion__Output as _regiondb_v1_CloseRegion__Output } from './regiondb/v1/CloseRegion.js';
 import type { ColumnSchema as _regiondb_v1_ColumnSchema, ColumnSchema__Output as _regiondb_v1_ColumnSchema__Output } from './regiondb/v1/ColumnSchema.js';
+import type { DroppingTableInfo as _regiondb_v1_DroppingTableInfo, DroppingTableInfo__Output as _regiondb_v1_DroppingTableInfo__Output } from './regiondb/v1/DroppingTableInfo.js';
 import type { GetRoutesRequest as _regiondb_v1_GetRoutesRequest, GetRoutesRequest__Output as _regiondb_v1_GetRoutesRequest__Output } from './regiondb/v1/GetRoutesRequest.js';
 import type { GetRoutesResponse as _regiondb_v1_GetRoutesResponse, GetRoutesResponse__Output as _regiondb_v1_GetRoutesResponse__Output } from './regiondb/v1/GetRoutesResponse.js';
 import type { HeartbeatRequest as _regiondb_v1_HeartbeatRequest, HeartbeatRequest__Output as _regiondb_v1_HeartbeatRequest__Output } from './regiondb/v1/HeartbeatRequest.js';
@@ -57,6 +58,7 @@ export interface ProtoGrpcType {
       CloseRegion: MessageTypeDefinition<_regiondb_v1_CloseRegion, _regiondb_v1_CloseRegion__Output>
       ColumnSchema: MessageTypeDefinition<_regiondb_v1_ColumnSchema, _regiondb_v1_ColumnSchema__Output>
       ColumnType: EnumTypeDefinition
+      DroppingTableInfo: MessageTypeDefinition<_regiondb_v1_DroppingTableInfo, _regiondb_v1_DroppingTableInfo__Output>
       GetRoutesRequest: MessageTypeDefinition<_regiondb_v1_GetRoutesRequest, _regiondb_v1_GetRoutesRequest__Output>
       GetRoutesResponse: MessageTypeDefinition<_regiondb_v1_GetRoutesResponse, _regiondb_v1_GetRoutesResponse__Output>
       HeartbeatRequest: MessageTypeDefinition<_regiondb_v1_HeartbeatRequest, _regiondb_v1_HeartbeatRequest__Output>

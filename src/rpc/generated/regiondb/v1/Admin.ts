@@ -13,6 +13,8 @@ import type { BarrierReleaseRequest as _regiondb_v1_BarrierReleaseRequest, Barri
 import type { BarrierReleaseResponse as _regiondb_v1_BarrierReleaseResponse, BarrierReleaseResponse__Output as _regiondb_v1_BarrierReleaseResponse__Output } from '../../regiondb/v1/BarrierReleaseResponse.js';
 import type { CompactRequest as _regiondb_v1_CompactRequest, CompactRequest__Output as _regiondb_v1_CompactRequest__Output } from '../../regiondb/v1/CompactRequest.js';
 import type { CompactResponse as _regiondb_v1_CompactResponse, CompactResponse__Output as _regiondb_v1_CompactResponse__Output } from '../../regiondb/v1/CompactResponse.js';
+import type { FenceRegionRequest as _regiondb_v1_FenceRegionRequest, FenceRegionRequest__Output as _regiondb_v1_FenceRegionRequest__Output } from '../../regiondb/v1/FenceRegionRequest.js';
+import type { FenceRegionResponse as _regiondb_v1_FenceRegionResponse, FenceRegionResponse__Output as _regiondb_v1_FenceRegionResponse__Output } from '../../regiondb/v1/FenceRegionResponse.js';
 import type { FlushRequest as _regiondb_v1_FlushRequest, FlushRequest__Output as _regiondb_v1_FlushRequest__Output } from '../../regiondb/v1/FlushRequest.js';
 import type { FlushResponse as _regiondb_v1_FlushResponse, FlushResponse__Output as _regiondb_v1_FlushResponse__Output } from '../../regiondb/v1/FlushResponse.js';
 import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionRequest__Output as _regiondb_v1_OpenRegionRequest__Output } from '../../regiondb/v1/OpenRegionRequest.js';
@@ -68,6 +70,15 @@ export interface AdminClient extends grpc.Client {
   compact(argument: _regiondb_v1_CompactRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_CompactResponse__Output>): grpc.ClientUnaryCall;
   compact(argument: _regiondb_v1_CompactRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_CompactResponse__Output>): grpc.ClientUnaryCall;
   compact(argument: _regiondb_v1_CompactRequest, callback: grpc.requestCallback<_regiondb_v1_CompactResponse__Output>): grpc.ClientUnaryCall;
+  
+  FenceRegion(argument: _regiondb_v1_FenceRegionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  FenceRegion(argument: _regiondb_v1_FenceRegionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  FenceRegion(argument: _regiondb_v1_FenceRegionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  FenceRegion(argument: _regiondb_v1_FenceRegionRequest, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  fenceRegion(argument: _regiondb_v1_FenceRegionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  fenceRegion(argument: _regiondb_v1_FenceRegionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  fenceRegion(argument: _regiondb_v1_FenceRegionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
+  fenceRegion(argument: _regiondb_v1_FenceRegionRequest, callback: grpc.requestCallback<_regiondb_v1_FenceRegionResponse__Output>): grpc.ClientUnaryCall;
   
   Flush(argument: _regiondb_v1_FlushRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_FlushResponse__Output>): grpc.ClientUnaryCall;
   Flush(argument: _regiondb_v1_FlushRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_FlushResponse__Output>): grpc.ClientUnaryCall;
@@ -170,6 +181,8 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   Compact: grpc.handleUnaryCall<_regiondb_v1_CompactRequest__Output, _regiondb_v1_CompactResponse>;
   
+  FenceRegion: grpc.handleUnaryCall<_regiondb_v1_FenceRegionRequest__Output, _regiondb_v1_FenceRegionResponse>;
+  
   Flush: grpc.handleUnaryCall<_regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse>;
   
   OpenRegion: grpc.handleUnaryCall<_regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse>;
@@ -197,6 +210,7 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   BarrierHold: MethodDefinition<_regiondb_v1_BarrierHoldRequest, _regiondb_v1_BarrierHoldResponse, _regiondb_v1_BarrierHoldRequest__Output, _regiondb_v1_BarrierHoldResponse__Output>
   BarrierRelease: MethodDefinition<_regiondb_v1_BarrierReleaseRequest, _regiondb_v1_BarrierReleaseResponse, _regiondb_v1_BarrierReleaseRequest__Output, _regiondb_v1_BarrierReleaseResponse__Output>
   Compact: MethodDefinition<_regiondb_v1_CompactRequest, _regiondb_v1_CompactResponse, _regiondb_v1_CompactRequest__Output, _regiondb_v1_CompactResponse__Output>
+  FenceRegion: MethodDefinition<_regiondb_v1_FenceRegionRequest, _regiondb_v1_FenceRegionResponse, _regiondb_v1_FenceRegionRequest__Output, _regiondb_v1_FenceRegionResponse__Output>
   Flush: MethodDefinition<_regiondb_v1_FlushRequest, _regiondb_v1_FlushResponse, _regiondb_v1_FlushRequest__Output, _regiondb_v1_FlushResponse__Output>
   OpenRegion: MethodDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionRequest__Output, _regiondb_v1_OpenRegionResponse__Output>
   StandbyFreeze: MethodDefinition<_regiondb_v1_StandbyFreezeRequest, _regiondb_v1_StandbyFreezeResponse, _regiondb_v1_StandbyFreezeRequest__Output, _regiondb_v1_StandbyFreezeResponse__Output>

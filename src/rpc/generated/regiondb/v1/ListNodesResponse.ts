@@ -6,6 +6,7 @@ import type { RegionRoute as _regiondb_v1_RegionRoute, RegionRoute__Output as _r
 import type { RegionInfo as _regiondb_v1_RegionInfo, RegionInfo__Output as _regiondb_v1_RegionInfo__Output } from '../../regiondb/v1/RegionInfo.js';
 import type { ProcedureInfo as _regiondb_v1_ProcedureInfo, ProcedureInfo__Output as _regiondb_v1_ProcedureInfo__Output } from '../../regiondb/v1/ProcedureInfo.js';
 import type { MetaGroupInfo as _regiondb_v1_MetaGroupInfo, MetaGroupInfo__Output as _regiondb_v1_MetaGroupInfo__Output } from '../../regiondb/v1/MetaGroupInfo.js';
+import type { DroppingTableInfo as _regiondb_v1_DroppingTableInfo, DroppingTableInfo__Output as _regiondb_v1_DroppingTableInfo__Output } from '../../regiondb/v1/DroppingTableInfo.js';
 
 export interface ListNodesResponse {
   'nodes'?: (_regiondb_v1_NodeInfo)[];
@@ -13,6 +14,7 @@ export interface ListNodesResponse {
   'region_infos'?: (_regiondb_v1_RegionInfo)[];
   'procedures'?: (_regiondb_v1_ProcedureInfo)[];
   'meta_group'?: (_regiondb_v1_MetaGroupInfo | null);
+  'dropping_tables'?: (_regiondb_v1_DroppingTableInfo)[];
 }
 
 export interface ListNodesResponse__Output {
@@ -21,4 +23,5 @@ export interface ListNodesResponse__Output {
   'region_infos': (_regiondb_v1_RegionInfo__Output)[];
   'procedures': (_regiondb_v1_ProcedureInfo__Output)[];
   'meta_group': (_regiondb_v1_MetaGroupInfo__Output | null);
+  'dropping_tables': (_regiondb_v1_DroppingTableInfo__Output)[];
 }

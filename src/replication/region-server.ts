@@ -26,9 +26,9 @@
 // Quiescence (docs/quiescence.md). Only *awake* replicas are ticked, and a cycle visits only
 // the replicas touched since the last one (a message, a request, a tick, leftover ready work),
 // so the cost of a tick or a cycle follows the busy regions, not the hosted ones. A leader idle
-// for quiesceIdleTicks asks its core to quiesce (raft.ts Q1); its followers follow. Every tick
-// each peer datanode gets one liveness beat (region NODE_BEAT_REGION_ID); a peer silent for
-// nodeDownAfterTicks is taken as down, and the followers of leaders on it are told
+// for quiesceIdleTicks asks its core to quiesce (raft.ts Q1); its followers follow. Every
+// beatEveryTicks ticks each peer datanode gets one liveness beat (region NODE_BEAT_REGION_ID); a
+// peer silent for nodeDownAfterTicks is taken as down, and the followers of leaders on it are told
 // (raft.leaderUnreachable), since a quiesced follower counts no election timeout of its own.
 import { assert } from '../common/assert.js';
 import type { TimedClock, TimerHandle } from '../common/clock.js';
@@ -83,6 +83,12 @@ export interface RaftTuning {
    */
   readonly nodeDownAfterTicks: number;
   /**
+   * A liveness beat goes to every peer datanode every this many ticks, and on a tick that ran late
+   * (docs/quiescence.md, "Noticing a dead leader while quiesced"). At least two beats must fit in
+   * nodeDownAfterTicks. Optional: default DEFAULT_BEAT_EVERY_TICKS.
+   */
+  readonly beatEveryTicks?: number;
+  /**
    * First campaigns spread (docs/quiescence.md, "Calm first elections"): a node starts counting
    * election ticks for at most this many newly opened replicas a tick, beyond a burst allowance of
    * one election timeout's worth; later ones wait their turn, so a burst's campaigns take about
@@ -90,6 +96,9 @@ export interface RaftTuning {
    */
   readonly firstCampaignsPerTick?: number;
 }
+
+/** Ticks between two liveness beats to a peer datanode (100 ms at 50 ms ticks; the silence threshold, 8 ticks, holds four). */
+export const DEFAULT_BEAT_EVERY_TICKS = 2;
 
 /** First campaigns a node starts per tick in a burst of opens, beyond which they are spread (80 a second at 50 ms ticks). */
 export const DEFAULT_FIRST_CAMPAIGNS_PER_TICK = 4;
@@ -314,6 +323,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private lastTickAtMs: number | undefined;
   /** The last tick was late and judged no peer (the next one does). */
   private judgementSkipped = false;
+  /** The tick (`ticks`) of the last liveness beats sent. */
+  private lastBeatTick = Number.NEGATIVE_INFINITY;
+  private readonly beatEveryTicks: number;
   /** First campaigns spread: the bucket's tokens (negative: debt) as of a tick. */
   private readonly campaignTokens = { tokens: Number.POSITIVE_INFINITY, atTick: 0 };
   /** Ticks that ran late (the event loop stalled for more than a tick) and campaigns held, for status and tests. */
@@ -355,6 +367,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.incarnation = `${Math.floor(clock.nowMs()).toString(36)}.${this.rand.int(2 ** 30).toString(36)}`;
     this.applyRetry = tuning.applyRetry ?? defaultApplyRetry;
     assert(this.applyRetry.backoffMsMin > 0 && this.applyRetry.backoffMsMin <= this.applyRetry.backoffMsMax, 'apply retry backoff: 0 < min <= max');
+    this.beatEveryTicks = tuning.beatEveryTicks ?? DEFAULT_BEAT_EVERY_TICKS;
+    assert(
+      Number.isInteger(this.beatEveryTicks) && this.beatEveryTicks >= 1 && (tuning.quiesceIdleTicks === 0 || tuning.nodeDownAfterTicks >= 2 * this.beatEveryTicks),
+      `liveness beats every ${this.beatEveryTicks} ticks: a positive integer, at most half of nodeDownAfterTicks (${tuning.nodeDownAfterTicks})`,
+    );
   }
 
   start(): void {
@@ -556,7 +573,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const judge = !late || this.judgementSkipped;
     this.judgementSkipped = !judge;
     const quiescence = this.tuning.quiesceIdleTicks > 0;
-    if (quiescence) this.watchPeerNodes(judge);
+    if (quiescence) this.watchPeerNodes(judge, late);
     for (const replica of this.awake) {
       if (replica.closed) {
         this.awake.delete(replica);
@@ -634,8 +651,14 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks;
   }
 
-  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once; only when `judge`: see `tick`). */
-  private watchPeerNodes(judge: boolean): void {
+  /**
+   * One liveness beat to every peer datanode every beatEveryTicks ticks, and at once on a late
+   * tick (this process just came back from a stall: its peers have been waiting for a beat that
+   * long already); a peer silent too long is taken as down (once; only when `judge`: see `tick`).
+   * The silence is still counted per tick: a beat period shorter than the threshold only moves
+   * when the last beat of a node that died was sent (docs/quiescence.md).
+   */
+  private watchPeerNodes(judge: boolean, late: boolean): void {
     if (this.ticks >= this.peerNodesRefreshTick) {
       // Computed again only when a replica's peers or the hosted replicas changed since the last
       // time (the same set from the same inputs): at thousands of idle replicas this walk was
@@ -649,8 +672,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       }
       this.peerNodesRefreshTick = this.ticks + PEER_NODES_REFRESH_TICKS;
     }
+    const beat = late || this.ticks - this.lastBeatTick >= this.beatEveryTicks;
+    if (beat) this.lastBeatTick = this.ticks;
     for (const nodeId of this.peerNodes) {
-      this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
+      if (beat) this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
       const heard = this.nodeHeardTick.get(nodeId);
       if (heard === undefined) {
         this.nodeHeardTick.set(nodeId, this.livenessTicks); // its silence counts from when we first looked

@@ -340,6 +340,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * the object store, snapshots), so the replicas of the cycle running now count as changed too.
    */
   private changedReplicas = new Set<Replica<S, R>>();
+  /**
+   * Further consumers of what changed (changeFeed: the flusher), each its own set, marked at the
+   * same points as changedReplicas but never through the protected seams below.
+   */
+  private readonly changeFeeds: { changed: Set<Replica<S, R>> }[] = [];
   /** The replicas of the ready cycle running now (see changedReplicas). */
   private readonly cycleReplicas = new Set<Replica<S, R>>();
   private peerNodes: number[] = [];
@@ -498,6 +503,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.awake.delete(replica);
       this.touched.delete(replica);
       this.changedReplicas.delete(replica); // gone from allReplicas(); membershipVersion moved
+      for (const feed of this.changeFeeds) feed.changed.delete(replica);
       this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
     }
     // The cycle running now may still hold the replica; let it finish before deleting its log.
@@ -588,6 +594,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       if (quiescence) this.maybeQuiesce(replica);
       this.touched.add(replica);
       this.changedReplicas.add(replica);
+      for (const feed of this.changeFeeds) feed.changed.add(replica);
       // A quiesced replica still waiting on a read (its expiry) or a stalled apply (the retry) stays.
       if (replica.raft.quiesced && replica.reads.size === 0 && !replica.stall) this.awake.delete(replica);
     }
@@ -604,6 +611,25 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.touched.add(replica);
     this.awake.add(replica);
     this.changedReplicas.add(replica);
+    for (const feed of this.changeFeeds) feed.changed.add(replica);
+  }
+
+  /**
+   * A feed of the replicas whose state may have changed (what changedReplicas covers: role, term,
+   * leader, indexes, the snapshot, the state machine), for a consumer other than the heartbeat:
+   * each call of the returned function gives the replicas marked since its previous call, the
+   * ones of the cycle running now included, and starts afresh. The flusher visits only these
+   * and the ones it has its own reasons for (src/datanode/flusher.ts).
+   */
+  changeFeed(): () => Set<Replica<S, R>> {
+    const feed = { changed: new Set<Replica<S, R>>() };
+    this.changeFeeds.push(feed);
+    return () => {
+      const changed = feed.changed;
+      feed.changed = new Set();
+      for (const replica of this.cycleReplicas) changed.add(replica);
+      return changed;
+    };
   }
 
   /**
@@ -938,6 +964,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     } finally {
       this.cycleReplicas.clear();
       this.markCycleChanged(candidates);
+      for (const feed of this.changeFeeds) for (const replica of candidates) feed.changed.add(replica);
     }
   }
 

@@ -2891,7 +2891,8 @@ export class ClusterSim {
     if (lin.valid === false) {
       const bad = lin.keys.find((k) => k.valid === false)!;
       const ops = (bad.failingOps ?? []).slice(0, 12).map(describeOp).join('\n    ');
-      const values = (bad.failingOps ?? []).slice(0, 6).map((op) => ` ${JSON.stringify(op.value)}`);
+      // A value as a write or read names it, and as the new value of a CAS (`cas b [40,47]`).
+      const values = (bad.failingOps ?? []).slice(0, 6).flatMap((op) => [` ${JSON.stringify(op.value)}`, `,${JSON.stringify(op.value)}]`]);
       this.fail('linearizability', `${bad.message}\n  failing ops:\n    ${ops}${this.eventsNaming(values)}`);
     }
     if (lin.valid === 'unknown') this.fail('linearizability', `checker gave up: ${lin.unknownKeys.join(', ')}`);

@@ -327,7 +327,10 @@ export class Flusher {
     }
     if (anyDue || everything) {
       let earliest = Number.POSITIVE_INFINITY;
-      for (const due of this.dueAtMs.values()) earliest = Math.min(earliest, due);
+      for (const [regionId, due] of this.dueAtMs) {
+        if (this.regionServer.replica(regionId)) earliest = Math.min(earliest, due);
+        else this.dueAtMs.delete(regionId); // closed here: a due time that no visit would clear
+      }
       this.earliestDueMs = earliest;
     }
   }

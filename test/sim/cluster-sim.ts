@@ -1842,7 +1842,7 @@ export class ClusterSim {
     const server = this.nodes.get(to)?.server;
     if (!server) return;
     const m = envelope.message;
-    // Liveness beats (one per node pair per tick) stay out of the trace: they carry no state.
+    // Liveness beats (one per node pair every beatEveryTicks ticks) stay out of the trace: they carry no state.
     if (envelope.regionId !== NODE_BEAT_REGION_ID) this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
     if (this.readRand && m.type === MessageType.ReadIndexResponse) this.noteReadAnswer(to, envelope.regionId, m.context, m.index);
     server.step(from, envelope.regionId, m);

@@ -125,7 +125,7 @@ export const datanodeConfigSchema = z
         /** A datanode silent this many ticks is taken as down: followers of its leaders campaign (docs/quiescence.md). */
         node_down_after_ticks: positiveInt.default(8),
         /** A liveness beat to every peer datanode every this many ticks; at most half of node_down_after_ticks (docs/quiescence.md). */
-        beat_every_ticks: positiveInt.default(2),
+        beat_every_ticks: positiveInt.default(1),
         /** First campaigns of newly opened replicas a tick beyond a burst allowance (docs/quiescence.md, "Calm first elections"); 0: no spreading. */
         first_campaigns_per_tick: z.number().int().nonnegative().default(4),
         /**
@@ -146,7 +146,7 @@ export const datanodeConfigSchema = z
         snapshot_every_entries: 20_000,
         quiesce_idle_ticks: 20,
         node_down_after_ticks: 8,
-        beat_every_ticks: 2,
+        beat_every_ticks: 1,
         first_campaigns_per_tick: 4,
         peer_addr_overrides: {},
       }),

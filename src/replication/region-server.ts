@@ -97,8 +97,8 @@ export interface RaftTuning {
   readonly firstCampaignsPerTick?: number;
 }
 
-/** Ticks between two liveness beats to a peer datanode (100 ms at 50 ms ticks; the silence threshold, 8 ticks, holds four). */
-export const DEFAULT_BEAT_EVERY_TICKS = 2;
+/** Ticks between two liveness beats to a peer datanode: every tick (docs/quiescence.md, "Beats every two ticks": 2 awaits a paired failover A/B). */
+export const DEFAULT_BEAT_EVERY_TICKS = 1;
 
 /** First campaigns a node starts per tick in a burst of opens, beyond which they are spread (80 a second at 50 ms ticks). */
 export const DEFAULT_FIRST_CAMPAIGNS_PER_TICK = 4;

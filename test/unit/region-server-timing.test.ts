@@ -122,10 +122,10 @@ describe('RegionServer timing at many regions (docs/quiescence.md, "Calm first e
       await s.stop();
     });
 
-    it('beats go to every peer node every 2 ticks (the default) and at once on a late tick', async () => {
+    it('with beatEveryTicks 2 (the default is 1), beats go to every peer node every 2 ticks and at once on a late tick', async () => {
       const clock = handClock();
       const sent: { to: number; regionId: string }[] = [];
-      const s = server(clock, { quiesceIdleTicks: 20, nodeDownAfterTicks: 8 }, sent);
+      const s = server(clock, { quiesceIdleTicks: 20, nodeDownAfterTicks: 8, beatEveryTicks: 2 }, sent);
       await s.open({ regionId: 'r0', selfPeerId: 1, peers: peersOf(0), bootstrap: true });
       const beatsAt: number[] = [];
       const tickAndCount = (afterMs: number, tick: number) => {

@@ -325,6 +325,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private judgementSkipped = false;
   /** The tick (`ticks`) of the last liveness beats sent. */
   private lastBeatTick = Number.NEGATIVE_INFINITY;
+  /** When (this.clock) the last liveness beat went out: the beats' gap is bounded in wall time too (see watchPeerNodes). */
+  private lastBeatAtMs = Number.NEGATIVE_INFINITY;
   private readonly beatEveryTicks: number;
   /** First campaigns spread: the bucket's tokens (negative: debt) as of a tick. */
   private readonly campaignTokens = { tokens: Number.POSITIVE_INFINITY, atTick: 0 };
@@ -579,7 +581,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const judge = !late || this.judgementSkipped;
     this.judgementSkipped = !judge;
     const quiescence = this.tuning.quiesceIdleTicks > 0;
-    if (quiescence) this.watchPeerNodes(judge, late);
+    if (quiescence) this.watchPeerNodes(judge, late, now);
     for (const replica of this.awake) {
       if (replica.closed) {
         this.awake.delete(replica);
@@ -683,8 +685,13 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * long already); a peer silent too long is taken as down (once; only when `judge`: see `tick`).
    * The silence is still counted per tick: a beat period shorter than the threshold only moves
    * when the last beat of a node that died was sent (docs/quiescence.md).
+   *
+   * The beats' gap is also bounded in wall time: a beat goes out once (beatEveryTicks - 0.5)
+   * tick periods have passed since the last one. A loaded sender whose ticks come every 1.9
+   * periods is never late (that takes more than 2), and counting ticks alone it would beat every
+   * 3.8 periods, using up most of the receiver's silence threshold on a single lost beat.
    */
-  private watchPeerNodes(judge: boolean, late: boolean): void {
+  private watchPeerNodes(judge: boolean, late: boolean, now: number): void {
     if (this.ticks >= this.peerNodesRefreshTick) {
       // Computed again only when a replica's peers or the hosted replicas changed since the last
       // time (the same set from the same inputs): at thousands of idle replicas this walk was
@@ -698,8 +705,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       }
       this.peerNodesRefreshTick = this.ticks + PEER_NODES_REFRESH_TICKS;
     }
-    const beat = late || this.ticks - this.lastBeatTick >= this.beatEveryTicks;
-    if (beat) this.lastBeatTick = this.ticks;
+    const beat = late || this.ticks - this.lastBeatTick >= this.beatEveryTicks || now - this.lastBeatAtMs >= (this.beatEveryTicks - 0.5) * this.tuning.tickMs;
+    if (beat) {
+      this.lastBeatTick = this.ticks;
+      this.lastBeatAtMs = now;
+    }
     for (const nodeId of this.peerNodes) {
       if (beat) this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
       const heard = this.nodeHeardTick.get(nodeId);

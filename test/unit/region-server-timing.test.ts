@@ -171,6 +171,48 @@ describe('RegionServer timing at many regions (docs/quiescence.md, "Calm first e
       }
     });
 
+    it('with beatEveryTicks 2, a loaded sender ticking every 1.9 periods (never late) that loses every other beat is never taken as down', async () => {
+      // Counting ticks alone, the sender beat every 3.8 periods and one lost beat left the
+      // receiver 7.6 periods of silence: taken as down at its default 8 ticks. The gap is now
+      // bounded in wall time (1.5 periods at 2): it beats on every one of its slow ticks.
+      const tuning = { quiesceIdleTicks: 20, nodeDownAfterTicks: 8, beatEveryTicks: 2 };
+      const senderClock = handClock();
+      const sent: { to: number; regionId: string }[] = [];
+      const sender = server(senderClock, tuning, sent);
+      await sender.open({ regionId: 'r0', selfPeerId: 1, peers: peersOf(0), bootstrap: true });
+      const receiverClock = handClock();
+      const receiver = server(receiverClock, tuning);
+      await receiver.open({ regionId: 'r0', selfPeerId: 1, peers: peersOf(0), bootstrap: true });
+      const senderPeriod = 1.9 * TICK_MS;
+      let nextSender = senderPeriod;
+      let nextReceiver = TICK_MS;
+      let senderTicks = 0;
+      let beats = 0;
+      while (Math.min(nextSender, nextReceiver) < 20_000) {
+        if (nextReceiver <= nextSender) {
+          receiverClock.now = nextReceiver;
+          receiver.tick();
+          receiver.step(3, NODE_BEAT_REGION_ID, beat); // node 3 beats on time
+          nextReceiver += TICK_MS;
+        } else {
+          senderClock.now = nextSender;
+          sent.length = 0;
+          sender.tick();
+          senderTicks++;
+          if (sent.some((e) => e.to === 2 && e.regionId === NODE_BEAT_REGION_ID)) {
+            beats++;
+            if (beats % 2 === 0) receiver.step(2, NODE_BEAT_REGION_ID, beat); // every other beat to node 2 is lost
+          }
+          nextSender += senderPeriod;
+        }
+        expect(receiver.quiescence.nodesDown, `taken as down at ${receiverClock.now} ms`).to.equal(0);
+      }
+      expect(sender.timing.lateTicks, 'the sender is never late').to.equal(0);
+      expect(beats, 'a beat on every slow tick').to.equal(senderTicks);
+      await sender.stop();
+      await receiver.stop();
+    });
+
     it('the tick right after a stall does not judge: the beat waiting in the socket is read first', async () => {
       const { s, tick } = await detector();
       for (let i = 0; i < 7; i++) tick(TICK_MS, false); // 7 silent ticks: one short of down

@@ -129,7 +129,12 @@ export class Flusher {
   private readonly changes: (() => ReadonlySet<Replica<RegionState>>) | undefined;
   private marked = new Set<string>();
   private readonly dueAtMs = new Map<string, number>();
-  /** The least of dueAtMs's values (or later: never earlier). */
+  /**
+   * At most the least of dueAtMs's values, never above it: setting a due time lowers it at once;
+   * removing one or moving it later leaves it low until the next check at or past it (or a full
+   * check) recomputes it. Too low costs that check a look at the skipped replicas' due times; too
+   * high would skip due work.
+   */
   private earliestDueMs = Number.POSITIVE_INFINITY;
   private checksUntilFull = 0;
 

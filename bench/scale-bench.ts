@@ -180,7 +180,9 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
 
 async function runSize(regions: number) {
   // SCALE_NO_QUIESCE=1: the same measurement with quiescence off (the baseline).
-  const cluster = new LocalCluster({ datanodes: 3, ...(process.env['SCALE_NO_QUIESCE'] === '1' ? { datanodeToml: '[raft]\nquiesce_idle_ticks = 0\n' } : {}) });
+  // SCALE_RAFT_TOML: extra lines of the datanodes' [raft] section (e.g. "beat_every_ticks = 2"), for A/B runs.
+  const raftToml = `${process.env['SCALE_NO_QUIESCE'] === '1' ? 'quiesce_idle_ticks = 0\n' : ''}${(process.env['SCALE_RAFT_TOML'] ?? '').replace(/;/g, '\n')}`;
+  const cluster = new LocalCluster({ datanodes: 3, ...(raftToml.trim() !== '' ? { datanodeToml: `[raft]\n${raftToml}\n` } : {}) });
   try {
     await cluster.start();
     const client = cluster.client({ deadlineMs: 600_000, attemptTimeoutMs: 600_000 });

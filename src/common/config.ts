@@ -124,6 +124,8 @@ export const datanodeConfigSchema = z
         quiesce_idle_ticks: z.number().int().nonnegative().default(20),
         /** A datanode silent this many ticks is taken as down: followers of its leaders campaign (docs/quiescence.md). */
         node_down_after_ticks: positiveInt.default(8),
+        /** A liveness beat to every peer datanode every this many ticks; at most half of node_down_after_ticks (checked below; docs/quiescence.md). 2 awaits a paired failover A/B. */
+        beat_every_ticks: positiveInt.default(1),
         /** First campaigns of newly opened replicas a tick beyond a burst allowance (docs/quiescence.md, "Calm first elections"); 0: no spreading. */
         first_campaigns_per_tick: z.number().int().nonnegative().default(4),
         /**
@@ -144,8 +146,14 @@ export const datanodeConfigSchema = z
         snapshot_every_entries: 20_000,
         quiesce_idle_ticks: 20,
         node_down_after_ticks: 8,
+        beat_every_ticks: 1,
         first_campaigns_per_tick: 4,
         peer_addr_overrides: {},
+      })
+      // The RegionServer asserts this too; here a wrong config is refused with its key named.
+      .refine((r) => r.quiesce_idle_ticks === 0 || 2 * r.beat_every_ticks <= r.node_down_after_ticks, {
+        path: ['beat_every_ticks'],
+        message: 'at most half of raft.node_down_after_ticks (at least two beats must fit in the silence that takes a node as down), unless raft.quiesce_idle_ticks is 0',
       }),
     heartbeat: z.object({ interval_ms: positiveInt.default(1000) }).strict().default({ interval_ms: 1000 }),
     /** Object storage for SSTs and manifests; default: a local directory under node.data_dir. */

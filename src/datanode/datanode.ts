@@ -205,6 +205,7 @@ export class Datanode implements DatabaseHost {
       snapshotEveryEntries: raft.snapshot_every_entries,
       quiesceIdleTicks: raft.quiesce_idle_ticks,
       nodeDownAfterTicks: raft.node_down_after_ticks,
+      beatEveryTicks: raft.beat_every_ticks,
       firstCampaignsPerTick: raft.first_campaigns_per_tick,
     };
     if (raft.read_only === 'lease') {

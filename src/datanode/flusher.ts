@@ -99,6 +99,12 @@ const PINNED_FLUSHES_PER_REGION_MAX = 8;
 const GC_DELETES_PER_PASS_MAX = 1000;
 /** GC passes run every grace/4 (so a grace is measured to within a quarter), at most this far apart. */
 const GC_INTERVAL_MS_MAX = 60_000;
+/**
+ * Every this many checks, one visits every replica whatever the marks say: a bound on what a
+ * missed mark could cost (a visit the rule below should have made comes at most this late);
+ * by the argument in `check` such a visit does nothing.
+ */
+const FULL_CHECK_EVERY = 40;
 
 export class Flusher {
   private readonly work = new Map<string, RegionWork>();
@@ -113,6 +119,24 @@ export class Flusher {
    * freeze index; the manifest at exactly that index once its flush edit applied (null: missed).
    */
   private readonly pinned = new Map<string, Map<number, Uint8Array | null | undefined>>();
+  /**
+   * Which replicas a check visits (docs/performance.md, sixth pass): those the region server marks
+   * as changed (its change feed; undefined for a server without one, such as the unit tests'
+   * fakes: then every check visits every replica), the regions marked here (`markRegion`: a
+   * request, the end of work a check started, a flush GC asked for), and those whose due time
+   * (`dueAtMs`: the next GC pass, a memtable's flush age) has come.
+   */
+  private readonly changes: (() => ReadonlySet<Replica<RegionState>>) | undefined;
+  private marked = new Set<string>();
+  private readonly dueAtMs = new Map<string, number>();
+  /**
+   * At most the least of dueAtMs's values, never above it: setting a due time lowers it at once;
+   * removing one or moving it later leaves it low until the next check at or past it (or a full
+   * check) recomputes it. Too low costs that check a look at the skipped replicas' due times; too
+   * high would skip due work.
+   */
+  private earliestDueMs = Number.POSITIVE_INFINITY;
+  private checksUntilFull = 0;
 
   constructor(
     private readonly regionServer: RegionServer<RegionState>,
@@ -124,7 +148,10 @@ export class Flusher {
     /** SSTs open scans on this node are reading (G2); the Database service takes them. */
     readonly leases: SstLeases = new SstLeases(),
     private readonly env: FlusherEnv = systemFlusherEnv,
-  ) {}
+  ) {
+    const feed = (regionServer as Partial<Pick<RegionServer<RegionState>, 'changeFeed'>>).changeFeed;
+    this.changes = typeof feed === 'function' ? feed.call(regionServer) : undefined;
+  }
 
   /** The longest a scan may run on this node (sst-gc.ts G4). */
   get scanDeadlineMs(): number {
@@ -151,9 +178,23 @@ export class Flusher {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
-  private track(work: Promise<void>): void {
+  /** Work a check started for a region; the region is visited again at the first check after it ends. */
+  private track(regionId: string, work: Promise<void>): void {
     this.running.add(work);
-    void work.finally(() => this.running.delete(work));
+    void work.finally(() => {
+      this.running.delete(work);
+      this.markRegion(regionId);
+    });
+  }
+
+  /**
+   * The next check visits the region: something of the flusher's own state for it changed (a
+   * request, the end of its work). Protected so that the whole-datanode simulator can plant a
+   * flusher that forgets these marks and show that the engine mode's trace hashes catch it
+   * (test/sim/cluster-sim.ts); nothing in src/ overrides it.
+   */
+  protected markRegion(regionId: string): void {
+    this.marked.add(regionId);
   }
 
   private state(regionId: string): RegionWork {
@@ -186,6 +227,7 @@ export class Flusher {
   request(regionId: string): void {
     const w = this.state(regionId);
     w.requested = true;
+    this.markRegion(regionId);
     // The manifest of the region's flushed index was refused (a different object is at its key)
     // and is not tried again: an empty memtable would not flush, and the caller (`regiondb flush`
     // waits for a manifest at the flushed index) would wait forever. Freeze anyway: a new flushed
@@ -196,6 +238,7 @@ export class Flusher {
   /** Asks for a flush at the next check even of an empty memtable: a manifest at the applied index (a standby seed needs one). */
   requestManifest(regionId: string): void {
     this.state(regionId).snapshotRequested = true;
+    this.markRegion(regionId);
   }
 
   /** The flushed index whose manifest is in the object store (the region's recovery point). */
@@ -241,6 +284,7 @@ export class Flusher {
   /** Asks for a compaction of the region's SSTs at the next check (explicit `regiondb compact`). */
   requestCompaction(regionId: string): void {
     this.state(regionId).compactRequested = true;
+    this.markRegion(regionId);
   }
 
   /**
@@ -260,42 +304,97 @@ export class Flusher {
     return decideSstGc(input);
   }
 
-  /** One pass over the regions hosted here: every replica publishes its snapshot; leaders flush, compact and collect. */
+  /**
+   * One pass over the regions hosted here: every replica publishes its snapshot; leaders flush,
+   * compact and collect. It visits only the replicas that may have something to do (the region
+   * server's change feed, the regions marked here, the due times), in the order of
+   * allReplicas(), as a visit of every replica would. Why a replica left out has nothing to do,
+   * so that the passes do exactly what visiting every replica did: docs/performance.md, sixth
+   * pass; the engine simulator's trace hashes with and without the selection are its check.
+   */
   check(): void {
     if (this.stopped) return;
+    const changed = this.changedReplicas();
+    const marked = this.marked;
+    this.marked = new Set();
+    const everything = changed === undefined || this.checksUntilFull-- <= 0;
+    if (everything) this.checksUntilFull = FULL_CHECK_EVERY - 1;
+    // A millisecond early, never late: the due times are sums, the rules below differences (an
+    // early visit is one the old every-replica pass made as well, and does what it did).
+    const anyDue = this.clock.nowMs() >= this.earliestDueMs - 1;
     for (const replica of this.regionServer.allReplicas()) {
       if (replica.closed) continue;
-      const w = this.state(replica.regionId);
-      const snapshotIndex = replica.store.snapshot().metadata.index;
-      if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(this.publishSnapshot(replica, w));
-      if (!replica.isLeader()) continue;
-      const state = replica.stateMachine;
-      const now = this.clock.nowMs();
-      w.dirtySinceMs = dirtySince(state, w.dirtySinceMs, now);
-      switch (nextFlushStep(state, w, now, this.settings)) {
-        case 'upload':
-          this.track(this.upload(replica.regionId, state, w));
-          break;
-        case 'freeze':
-          this.track(this.freeze(replica.regionId, w));
-          break;
-        case 'forget-request':
-          w.requested = false;
-          break;
-        case 'none':
-          break;
+      if (!everything && !changed!.has(replica) && !marked.has(replica.regionId)) {
+        const due = anyDue ? this.dueAtMs.get(replica.regionId) : undefined;
+        if (due === undefined || this.clock.nowMs() < due - 1) continue;
       }
-      if (state.flushedIndex > w.manifestWritten) this.track(this.writeManifest(replica.regionId, state, w));
-      if (compactionDue(state.ssts.length, this.settings.compactAtSsts, w.compactRequested) && !w.compacting) {
-        const everything = w.compactRequested;
-        w.compactRequested = false;
-        this.track(this.compact(replica.regionId, state, w, everything));
+      this.visit(replica);
+    }
+    if (anyDue || everything) {
+      let earliest = Number.POSITIVE_INFINITY;
+      for (const [regionId, due] of this.dueAtMs) {
+        if (this.regionServer.replica(regionId)) earliest = Math.min(earliest, due);
+        else this.dueAtMs.delete(regionId); // closed here: a due time that no visit would clear
       }
-      const gcIntervalMs = Math.min(GC_INTERVAL_MS_MAX, Math.max(this.settings.checkIntervalMs, this.settings.gcGraceMs / 4));
-      if (!w.gcRunning && now - w.lastGcMs >= gcIntervalMs) {
-        w.lastGcMs = now;
-        this.track(this.collectGarbage(replica, w));
-      }
+      this.earliestDueMs = earliest;
+    }
+  }
+
+  /**
+   * The replicas the region server marked as changed since the last check; undefined: visit every
+   * replica. Protected so that the whole-datanode simulator can compare with a flusher that
+   * visits every replica (test/sim/cluster-sim.ts, `flusherCheck`); nothing in src/ overrides it.
+   */
+  protected changedReplicas(): ReadonlySet<Replica<RegionState>> | undefined {
+    return this.changes?.();
+  }
+
+  private visit(replica: Replica<RegionState>): void {
+    const regionId = replica.regionId;
+    const w = this.state(regionId);
+    const snapshotIndex = replica.store.snapshot().metadata.index;
+    if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(regionId, this.publishSnapshot(replica, w));
+    if (!replica.isLeader()) {
+      this.dueAtMs.delete(regionId);
+      return;
+    }
+    const state = replica.stateMachine;
+    const now = this.clock.nowMs();
+    w.dirtySinceMs = dirtySince(state, w.dirtySinceMs, now);
+    switch (nextFlushStep(state, w, now, this.settings)) {
+      case 'upload':
+        this.track(regionId, this.upload(regionId, state, w));
+        break;
+      case 'freeze':
+        this.track(regionId, this.freeze(regionId, w));
+        break;
+      case 'forget-request':
+        w.requested = false;
+        this.markRegion(regionId);
+        break;
+      case 'none':
+        break;
+    }
+    if (state.flushedIndex > w.manifestWritten) this.track(regionId, this.writeManifest(regionId, state, w));
+    if (compactionDue(state.ssts.length, this.settings.compactAtSsts, w.compactRequested) && !w.compacting) {
+      const everything = w.compactRequested;
+      w.compactRequested = false;
+      this.track(regionId, this.compact(regionId, state, w, everything));
+    }
+    const gcIntervalMs = Math.min(GC_INTERVAL_MS_MAX, Math.max(this.settings.checkIntervalMs, this.settings.gcGraceMs / 4));
+    if (!w.gcRunning && now - w.lastGcMs >= gcIntervalMs) {
+      w.lastGcMs = now;
+      this.track(regionId, this.collectGarbage(replica, w));
+    }
+    // The times at which this leader has something to do without any change: its next GC pass
+    // (none while one runs: its end marks the region), and the flush age of a memtable waiting
+    // for nothing else (nextFlushStep's `aged`).
+    let due = w.gcRunning ? Number.POSITIVE_INFINITY : w.lastGcMs + gcIntervalMs;
+    if (state.frozen.length === 0 && !w.freezing && w.dirtySinceMs !== undefined) due = Math.min(due, w.dirtySinceMs + this.settings.flushAgeMs);
+    if (due === Number.POSITIVE_INFINITY) this.dueAtMs.delete(regionId);
+    else {
+      this.dueAtMs.set(regionId, due);
+      this.earliestDueMs = Math.min(this.earliestDueMs, due);
     }
   }
 
@@ -565,7 +664,10 @@ export class Flusher {
       });
       w.unreferenced = decision.unreferenced;
       const state = replica.stateMachine;
-      if (decision.snapshotNeededAt !== undefined && state.flushedIndex < decision.snapshotNeededAt) w.snapshotRequested = true;
+      if (decision.snapshotNeededAt !== undefined && state.flushedIndex < decision.snapshotNeededAt) {
+        w.snapshotRequested = true;
+        this.markRegion(regionId); // the next check freezes it, while this pass goes on
+      }
       // Logged when the store holds SSTs the version does not name (after a compaction, a failed
       // or pending flush): what each is waiting for.
       const versionKeys = new Set(state.ssts.map((s) => s.key));

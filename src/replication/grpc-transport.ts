@@ -25,9 +25,11 @@ export const transportLimits = {
   /**
    * The receiving side acknowledges the first batch of a stream at once, then at most one ack
    * per interval (counting every envelope accepted since the previous one). Acks only tell the
-   * sender its peer is alive; an ack per batch would double the messages on every stream.
+   * sender its peer is answering (its reconnect backoff starts over); an ack per batch would
+   * double the messages on every stream. Liveness is the beats' (region-server.ts), never the
+   * acks': at 100 ms an idle stream carried an ack for every beat, as many messages again.
    */
-  ackIntervalMs: 100,
+  ackIntervalMs: 1000,
 } as const;
 
 let raftTransportDefinition: grpc.ServiceDefinition | undefined;

@@ -26,9 +26,9 @@
 // Quiescence (docs/quiescence.md). Only *awake* replicas are ticked, and a cycle visits only
 // the replicas touched since the last one (a message, a request, a tick, leftover ready work),
 // so the cost of a tick or a cycle follows the busy regions, not the hosted ones. A leader idle
-// for quiesceIdleTicks asks its core to quiesce (raft.ts Q1); its followers follow. Every tick
-// each peer datanode gets one liveness beat (region NODE_BEAT_REGION_ID); a peer silent for
-// nodeDownAfterTicks is taken as down, and the followers of leaders on it are told
+// for quiesceIdleTicks asks its core to quiesce (raft.ts Q1); its followers follow. Every
+// beatEveryTicks ticks each peer datanode gets one liveness beat (region NODE_BEAT_REGION_ID); a
+// peer silent for nodeDownAfterTicks is taken as down, and the followers of leaders on it are told
 // (raft.leaderUnreachable), since a quiesced follower counts no election timeout of its own.
 import { assert } from '../common/assert.js';
 import type { TimedClock, TimerHandle } from '../common/clock.js';
@@ -83,6 +83,12 @@ export interface RaftTuning {
    */
   readonly nodeDownAfterTicks: number;
   /**
+   * A liveness beat goes to every peer datanode every this many ticks, and on a tick that ran late
+   * (docs/quiescence.md, "Noticing a dead leader while quiesced"). At least two beats must fit in
+   * nodeDownAfterTicks. Optional: default DEFAULT_BEAT_EVERY_TICKS.
+   */
+  readonly beatEveryTicks?: number;
+  /**
    * First campaigns spread (docs/quiescence.md, "Calm first elections"): a node starts counting
    * election ticks for at most this many newly opened replicas a tick, beyond a burst allowance of
    * one election timeout's worth; later ones wait their turn, so a burst's campaigns take about
@@ -90,6 +96,9 @@ export interface RaftTuning {
    */
   readonly firstCampaignsPerTick?: number;
 }
+
+/** Ticks between two liveness beats to a peer datanode: every tick (docs/quiescence.md, "Beats every two ticks": 2 awaits a paired failover A/B). */
+export const DEFAULT_BEAT_EVERY_TICKS = 1;
 
 /** First campaigns a node starts per tick in a burst of opens, beyond which they are spread (80 a second at 50 ms ticks). */
 export const DEFAULT_FIRST_CAMPAIGNS_PER_TICK = 4;
@@ -314,6 +323,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private lastTickAtMs: number | undefined;
   /** The last tick was late and judged no peer (the next one does). */
   private judgementSkipped = false;
+  /** The tick (`ticks`) of the last liveness beats sent. */
+  private lastBeatTick = Number.NEGATIVE_INFINITY;
+  /** When (this.clock) the last liveness beat went out: the beats' gap is bounded in wall time too (see watchPeerNodes). */
+  private lastBeatAtMs = Number.NEGATIVE_INFINITY;
+  private readonly beatEveryTicks: number;
   /** First campaigns spread: the bucket's tokens (negative: debt) as of a tick. */
   private readonly campaignTokens = { tokens: Number.POSITIVE_INFINITY, atTick: 0 };
   /** Ticks that ran late (the event loop stalled for more than a tick) and campaigns held, for status and tests. */
@@ -328,6 +342,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * the object store, snapshots), so the replicas of the cycle running now count as changed too.
    */
   private changedReplicas = new Set<Replica<S, R>>();
+  /**
+   * Further consumers of what changed (changeFeed: the flusher), each its own set, marked at the
+   * same points as changedReplicas but never through the protected seams below.
+   */
+  private readonly changeFeeds: { changed: Set<Replica<S, R>> }[] = [];
   /** The replicas of the ready cycle running now (see changedReplicas). */
   private readonly cycleReplicas = new Set<Replica<S, R>>();
   private peerNodes: number[] = [];
@@ -355,6 +374,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.incarnation = `${Math.floor(clock.nowMs()).toString(36)}.${this.rand.int(2 ** 30).toString(36)}`;
     this.applyRetry = tuning.applyRetry ?? defaultApplyRetry;
     assert(this.applyRetry.backoffMsMin > 0 && this.applyRetry.backoffMsMin <= this.applyRetry.backoffMsMax, 'apply retry backoff: 0 < min <= max');
+    this.beatEveryTicks = tuning.beatEveryTicks ?? DEFAULT_BEAT_EVERY_TICKS;
+    assert(
+      Number.isInteger(this.beatEveryTicks) && this.beatEveryTicks >= 1 && (tuning.quiesceIdleTicks === 0 || tuning.nodeDownAfterTicks >= 2 * this.beatEveryTicks),
+      `liveness beats every ${this.beatEveryTicks} ticks: a positive integer, at most half of nodeDownAfterTicks (${tuning.nodeDownAfterTicks})`,
+    );
   }
 
   start(): void {
@@ -481,6 +505,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.awake.delete(replica);
       this.touched.delete(replica);
       this.changedReplicas.delete(replica); // gone from allReplicas(); membershipVersion moved
+      for (const feed of this.changeFeeds) feed.changed.delete(replica);
       this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `region ${regionId} is no longer hosted on node ${this.nodeId}`), 'the region was closed on this node');
     }
     // The cycle running now may still hold the replica; let it finish before deleting its log.
@@ -556,7 +581,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const judge = !late || this.judgementSkipped;
     this.judgementSkipped = !judge;
     const quiescence = this.tuning.quiesceIdleTicks > 0;
-    if (quiescence) this.watchPeerNodes(judge);
+    if (quiescence) this.watchPeerNodes(judge, late, now);
     for (const replica of this.awake) {
       if (replica.closed) {
         this.awake.delete(replica);
@@ -571,6 +596,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       if (quiescence) this.maybeQuiesce(replica);
       this.touched.add(replica);
       this.changedReplicas.add(replica);
+      for (const feed of this.changeFeeds) feed.changed.add(replica);
       // A quiesced replica still waiting on a read (its expiry) or a stalled apply (the retry) stays.
       if (replica.raft.quiesced && replica.reads.size === 0 && !replica.stall) this.awake.delete(replica);
     }
@@ -587,6 +613,25 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.touched.add(replica);
     this.awake.add(replica);
     this.changedReplicas.add(replica);
+    for (const feed of this.changeFeeds) feed.changed.add(replica);
+  }
+
+  /**
+   * A feed of the replicas whose state may have changed (what changedReplicas covers: role, term,
+   * leader, indexes, the snapshot, the state machine), for a consumer other than the heartbeat:
+   * each call of the returned function gives the replicas marked since its previous call, the
+   * ones of the cycle running now included, and starts afresh. The flusher visits only these
+   * and the ones it has its own reasons for (src/datanode/flusher.ts).
+   */
+  changeFeed(): () => Set<Replica<S, R>> {
+    const feed = { changed: new Set<Replica<S, R>>() };
+    this.changeFeeds.push(feed);
+    return () => {
+      const changed = feed.changed;
+      feed.changed = new Set();
+      for (const replica of this.cycleReplicas) changed.add(replica);
+      return changed;
+    };
   }
 
   /**
@@ -634,8 +679,19 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks;
   }
 
-  /** One liveness beat to every peer datanode; a peer silent too long is taken as down (once; only when `judge`: see `tick`). */
-  private watchPeerNodes(judge: boolean): void {
+  /**
+   * One liveness beat to every peer datanode every beatEveryTicks ticks, and at once on a late
+   * tick (this process just came back from a stall: its peers have been waiting for a beat that
+   * long already); a peer silent too long is taken as down (once; only when `judge`: see `tick`).
+   * The silence is still counted per tick: a beat period shorter than the threshold only moves
+   * when the last beat of a node that died was sent (docs/quiescence.md).
+   *
+   * The beats' gap is also bounded in wall time: a beat goes out once (beatEveryTicks - 0.5)
+   * tick periods have passed since the last one. A loaded sender whose ticks come every 1.9
+   * periods is never late (that takes more than 2), and counting ticks alone it would beat every
+   * 3.8 periods, using up most of the receiver's silence threshold on a single lost beat.
+   */
+  private watchPeerNodes(judge: boolean, late: boolean, now: number): void {
     if (this.ticks >= this.peerNodesRefreshTick) {
       // Computed again only when a replica's peers or the hosted replicas changed since the last
       // time (the same set from the same inputs): at thousands of idle replicas this walk was
@@ -649,8 +705,13 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       }
       this.peerNodesRefreshTick = this.ticks + PEER_NODES_REFRESH_TICKS;
     }
+    const beat = late || this.ticks - this.lastBeatTick >= this.beatEveryTicks || now - this.lastBeatAtMs >= (this.beatEveryTicks - 0.5) * this.tuning.tickMs;
+    if (beat) {
+      this.lastBeatTick = this.ticks;
+      this.lastBeatAtMs = now;
+    }
     for (const nodeId of this.peerNodes) {
-      this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
+      if (beat) this.transport.send(nodeId, [{ regionId: NODE_BEAT_REGION_ID, message: NODE_BEAT }]);
       const heard = this.nodeHeardTick.get(nodeId);
       if (heard === undefined) {
         this.nodeHeardTick.set(nodeId, this.livenessTicks); // its silence counts from when we first looked
@@ -913,6 +974,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     } finally {
       this.cycleReplicas.clear();
       this.markCycleChanged(candidates);
+      for (const feed of this.changeFeeds) for (const replica of candidates) feed.changed.add(replica);
     }
   }
 

@@ -119,6 +119,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots', 'gc-by-key-age'] as const);
+    const flusherCheck = plantedSwitch('FLUSHER_CHECK', ['every-replica', 'forgets-marks', 'ignores-changes'] as const);
     const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one', 'create-token-per-attempt'] as const);
     const walBug = plantedSwitch('WAL_BUG', ['cut-damaged-tail', 'refuse-node'] as const);
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
@@ -130,6 +131,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(engineCampaign ? { mode: 'engine' as const } : {}),
       ...withFaults,
       ...(gcBug ? { gcBug } : {}),
+      ...(flusherCheck ? { flusherCheck } : {}),
       ...(process.env['SIM_CLUSTER_CHECK_EVERY_DELETE'] === '0' ? { checkEveryDelete: false } : {}),
       ...(clientBug ? { clientBug } : {}),
       ...(walBug ? { walBug } : {}),
@@ -763,6 +765,32 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         await expectSameViolation(caught!, options);
       });
     }
+
+    // The flusher visits only the replicas that changed, that it marked, or whose timer is due
+    // (docs/performance.md, sixth pass): it must do exactly what visiting every replica did, so
+    // each seed's trace (every object-store call, every proposal, in order) must be the same.
+    // The comparison is shown to catch a selection that leaves a visit out: two planted ones.
+    const flusherSeeds = Number(process.env['SIM_CLUSTER_FLUSHER_SEEDS'] || 6);
+    it(`the flusher's selection of replicas changes nothing: seeds 1–${flusherSeeds} trace as with every replica visited; two planted selections do not (every fault)`, async () => {
+      const faults = { ...engine, faults: ['corrupt', 'wipe', 'clock', 'clients', 'evict'] } as const;
+      for (const options of [engine, faults]) {
+        for (let seed = 1; seed <= flusherSeeds; seed++) {
+          const a = await runClusterSim(seed, options);
+          const b = await runClusterSim(seed, { ...options, flusherCheck: 'every-replica' });
+          expect(a.traceHash, `seed ${seed}${options === faults ? ' (every fault)' : ''}: replay with SIM_CLUSTER_MODE=engine SIM_CLUSTER_SEED=${seed} and SIM_CLUSTER_FLUSHER_CHECK=every-replica`).to.equal(b.traceHash);
+        }
+      }
+      for (const planted of ['forgets-marks', 'ignores-changes'] as const) {
+        let differs: number | undefined;
+        for (let seed = 1; seed <= 20 && differs === undefined; seed++) {
+          const a = await runClusterSim(seed, { ...engine, flusherCheck: planted });
+          const b = await runClusterSim(seed, { ...engine, flusherCheck: 'every-replica' });
+          if (a.traceHash !== b.traceHash) differs = seed;
+        }
+        console.log(`    planted ${planted}: trace differs from every-replica's at seed ${differs}`);
+        expect(differs, `planted ${planted} not told apart within 20 seeds`).to.not.equal(undefined);
+      }
+    });
   });
 
   // DDL (test/sim/sim-ddl.ts): a simulated client creates, writes to and drops tables through

@@ -165,6 +165,15 @@ export interface ClusterSimOptions {
    */
   gcBug?: 'gc-ignores-snapshots' | 'gc-by-key-age';
   /**
+   * Engine mode only, test-only: how the flusher picks the replicas a check visits (src/datanode/
+   * flusher.ts; production: the region server's change feed, its own marks and due times).
+   * `every-replica`: every check visits every replica, as before the sixth performance pass —
+   * the same trace hash is what shows the selection leaves nothing out. Planted:
+   * `forgets-marks` (the end of a check's work, a request, GC's flush request do not bring the
+   * region back) and `ignores-changes` (the region server's change feed is not read).
+   */
+  flusherCheck?: 'every-replica' | 'forgets-marks' | 'ignores-changes';
+  /**
    * Engine mode: check after every delete that nothing that must exist names the object (on by
    * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
    * left: the planted-bug tests use it to show what the deleted object costs.
@@ -447,6 +456,26 @@ class CountingFlusher extends Flusher {
     const proposable = super.uploadProposable(startedMs, nowMs);
     if (!proposable) this.onRefused?.();
     return proposable;
+  }
+}
+
+/** A flusher whose every check visits every replica (ClusterSimOptions.flusherCheck). */
+class EveryReplicaFlusher extends CountingFlusher {
+  protected override changedReplicas(): undefined {
+    return undefined;
+  }
+}
+
+/** Planted: the end of a check's work and requests do not bring a region back to the next check. */
+class ForgetsMarksFlusher extends CountingFlusher {
+  protected override markRegion(): void {}
+}
+
+/** Planted: the region server's change feed is not read (only marks and due times select). */
+class IgnoresChangesFlusher extends CountingFlusher {
+  protected override changedReplicas(): ReadonlySet<never> {
+    super.changedReplicas(); // taken and dropped
+    return new Set();
   }
 }
 
@@ -1148,7 +1177,7 @@ export class ClusterSim {
     const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1233,7 +1262,9 @@ export class ClusterSim {
       const fence = { encode: (tableId: number) => encodeCommand({ kind: 'drop-fence', tableId }), of: (state: RegionState) => state.dropFence };
       const engineServer = this.meta ? this.datanodeCore(node, inc, build, stat, fence).regionServer : build({});
       server = engineServer;
-      const F = { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, 'gc-by-key-age': GcByKeyAgeFlusher, none: CountingFlusher }[this.options.gcBug ?? 'none'];
+      const F = this.options.gcBug
+        ? { 'gc-ignores-snapshots': GcIgnoresSnapshotsFlusher, 'gc-by-key-age': GcByKeyAgeFlusher }[this.options.gcBug]
+        : { 'every-replica': EveryReplicaFlusher, 'forgets-marks': ForgetsMarksFlusher, 'ignores-changes': IgnoresChangesFlusher, none: CountingFlusher }[this.options.flusherCheck ?? 'none'];
       // A refused manifest write means the flusher found a different manifest at its flushed
       // index: divergence, or its equivalence test is wrong (a false refusal stalls recovery points).
       const metrics = { ...noFlusherMetrics, manifestRefused: (regionId: string) => this.flag('manifest refused', `n${node.id} found a different manifest of ${regionId} at its flushed index`) };
@@ -1834,7 +1865,7 @@ export class ClusterSim {
     const server = this.nodes.get(to)?.server;
     if (!server) return;
     const m = envelope.message;
-    // Liveness beats (one per node pair per tick) stay out of the trace: they carry no state.
+    // Liveness beats (one per node pair every beatEveryTicks ticks) stay out of the trace: they carry no state.
     if (envelope.regionId !== NODE_BEAT_REGION_ID) this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
     if (this.readRand && m.type === MessageType.ReadIndexResponse) this.noteReadAnswer(to, envelope.regionId, m.context, m.index);
     server.step(from, envelope.regionId, m);
@@ -2899,7 +2930,8 @@ export class ClusterSim {
     if (lin.valid === false) {
       const bad = lin.keys.find((k) => k.valid === false)!;
       const ops = (bad.failingOps ?? []).slice(0, 12).map(describeOp).join('\n    ');
-      const values = (bad.failingOps ?? []).slice(0, 6).map((op) => ` ${JSON.stringify(op.value)}`);
+      // A value as a write or read names it, and as the new value of a CAS (`cas b [40,47]`).
+      const values = (bad.failingOps ?? []).slice(0, 6).flatMap((op) => [` ${JSON.stringify(op.value)}`, `,${JSON.stringify(op.value)}]`]);
       this.fail('linearizability', `${bad.message}\n  failing ops:\n    ${ops}${this.eventsNaming(values)}`);
     }
     if (lin.valid === 'unknown') this.fail('linearizability', `checker gave up: ${lin.unknownKeys.join(', ')}`);

@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/common/logger.js';
 import { MessageType, NO_NODE, roleName } from '../../src/raft/index.js';
 import { NODE_BEAT_REGION_ID, RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { Counter } from '../fixtures/counter-machine.js';
-import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import { MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 const TICK_MS = 50;
 
@@ -19,9 +19,9 @@ function handClock(): TimedClock & { now: number } {
   return clock;
 }
 
-/** Node 1's region server, its raft traffic going nowhere (peers on nodes 2 and 3). */
-function server(clock: TimedClock, tuning: Partial<typeof defaultRaftTuning>): RegionServer<Counter> {
-  const transport = new LoopbackTransport(1, () => {});
+/** Node 1's region server, its raft traffic going nowhere (peers on nodes 2 and 3), or to `sent`. */
+function server(clock: TimedClock, tuning: Partial<typeof defaultRaftTuning>, sent?: { to: number; regionId: string }[]): RegionServer<Counter> {
+  const transport = { send: (to: number, envelopes: { regionId: string }[]) => sent?.push(...envelopes.map((e) => ({ to, regionId: e.regionId }))), close: async () => {} };
   return new RegionServer<Counter>(1, new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: TICK_MS, ...tuning }, silentLogger, clock);
 }
 
@@ -120,6 +120,97 @@ describe('RegionServer timing at many regions (docs/quiescence.md, "Calm first e
       expect(s.timing.lateTicks).to.equal(9);
       expect(s.quiescence.nodesDown).to.equal(1);
       await s.stop();
+    });
+
+    it('with beatEveryTicks 2 (the default is 1), beats go to every peer node every 2 ticks and at once on a late tick', async () => {
+      const clock = handClock();
+      const sent: { to: number; regionId: string }[] = [];
+      const s = server(clock, { quiesceIdleTicks: 20, nodeDownAfterTicks: 8, beatEveryTicks: 2 }, sent);
+      await s.open({ regionId: 'r0', selfPeerId: 1, peers: peersOf(0), bootstrap: true });
+      const beatsAt: number[] = [];
+      const tickAndCount = (afterMs: number, tick: number) => {
+        clock.now += afterMs;
+        sent.length = 0;
+        s.tick();
+        const beats = sent.filter((e) => e.regionId === NODE_BEAT_REGION_ID);
+        if (beats.length > 0) {
+          expect(beats.map((e) => e.to).sort()).to.deep.equal([2, 3]);
+          beatsAt.push(tick);
+        }
+      };
+      for (let t = 1; t <= 9; t++) tickAndCount(TICK_MS, t);
+      expect(beatsAt).to.deep.equal([1, 3, 5, 7, 9]);
+      tickAndCount(TICK_MS, 10); // one tick after the last beat: none
+      tickAndCount(400, 11); // late (the loop stalled): a beat at once, although only one tick passed
+      tickAndCount(TICK_MS, 12);
+      tickAndCount(TICK_MS, 13);
+      expect(beatsAt).to.deep.equal([1, 3, 5, 7, 9, 11, 13]);
+      await s.stop();
+    });
+
+    it('a peer beating every 2 ticks is never taken as down; when it dies it is taken as down 6 to 8 ticks later', async () => {
+      for (const diesAfterBeat of [false, true]) {
+        const { s, tick } = await detector();
+        const node2Beats = (t: number) => t % 2 === 0; // node 2's beats, every other tick
+        let t = 0;
+        for (; t < 40; t++) tick(TICK_MS, node2Beats(t));
+        expect(s.quiescence.nodesDown, 'a live peer beating every 2 ticks').to.equal(0);
+        // Node 2 dies: right after a beat (tick 40 carries its last), or right before one (its last was tick 38).
+        const lastBeat = diesAfterBeat ? 40 : 38;
+        if (diesAfterBeat) tick(TICK_MS, true);
+        else tick(TICK_MS, false);
+        t = 41;
+        let downAt: number | undefined;
+        for (; t < 60 && downAt === undefined; t++) {
+          tick(TICK_MS, false);
+          if (s.quiescence.nodesDown > 0) downAt = t;
+        }
+        expect(downAt! - lastBeat, 'taken as down 8 ticks after its last beat').to.equal(8);
+        expect(downAt! - 40, 'the death (tick 40) to down: 6 to 8 ticks').to.be.within(6, 8);
+        await s.stop();
+      }
+    });
+
+    it('with beatEveryTicks 2, a loaded sender ticking every 1.9 periods (never late) that loses every other beat is never taken as down', async () => {
+      // Counting ticks alone, the sender beat every 3.8 periods and one lost beat left the
+      // receiver 7.6 periods of silence: taken as down at its default 8 ticks. The gap is now
+      // bounded in wall time (1.5 periods at 2): it beats on every one of its slow ticks.
+      const tuning = { quiesceIdleTicks: 20, nodeDownAfterTicks: 8, beatEveryTicks: 2 };
+      const senderClock = handClock();
+      const sent: { to: number; regionId: string }[] = [];
+      const sender = server(senderClock, tuning, sent);
+      await sender.open({ regionId: 'r0', selfPeerId: 1, peers: peersOf(0), bootstrap: true });
+      const receiverClock = handClock();
+      const receiver = server(receiverClock, tuning);
+      await receiver.open({ regionId: 'r0', selfPeerId: 1, peers: peersOf(0), bootstrap: true });
+      const senderPeriod = 1.9 * TICK_MS;
+      let nextSender = senderPeriod;
+      let nextReceiver = TICK_MS;
+      let senderTicks = 0;
+      let beats = 0;
+      while (Math.min(nextSender, nextReceiver) < 20_000) {
+        if (nextReceiver <= nextSender) {
+          receiverClock.now = nextReceiver;
+          receiver.tick();
+          receiver.step(3, NODE_BEAT_REGION_ID, beat); // node 3 beats on time
+          nextReceiver += TICK_MS;
+        } else {
+          senderClock.now = nextSender;
+          sent.length = 0;
+          sender.tick();
+          senderTicks++;
+          if (sent.some((e) => e.to === 2 && e.regionId === NODE_BEAT_REGION_ID)) {
+            beats++;
+            if (beats % 2 === 0) receiver.step(2, NODE_BEAT_REGION_ID, beat); // every other beat to node 2 is lost
+          }
+          nextSender += senderPeriod;
+        }
+        expect(receiver.quiescence.nodesDown, `taken as down at ${receiverClock.now} ms`).to.equal(0);
+      }
+      expect(sender.timing.lateTicks, 'the sender is never late').to.equal(0);
+      expect(beats, 'a beat on every slow tick').to.equal(senderTicks);
+      await sender.stop();
+      await receiver.stop();
     });
 
     it('the tick right after a stall does not judge: the beat waiting in the socket is read first', async () => {

@@ -15,6 +15,7 @@ import {
   type TableSchema,
   encodeCommand,
   makeRegionId,
+  parseRegionId,
   regionNumberOf,
   validateKey,
   validateRow,
@@ -302,8 +303,12 @@ export class DatabaseService {
    * (review finding F5) — else undefined (the caller's INVALID_ARGUMENT).
    */
   droppedRegionError(table: string, regionId: string, what: 'write' | 'read'): RegionDbError | undefined {
-    if (!/^[0-9]{1,20}$/.test(regionId)) return undefined;
-    const tableId = Number(BigInt(regionId) >> 32n);
+    let tableId: number;
+    try {
+      tableId = parseRegionId(regionId).tableId;
+    } catch {
+      return undefined; // names no region: the caller's INVALID_ARGUMENT
+    }
     const fence = this.dn.regionServer.replica(regionId)?.stateMachine.dropFence;
     if (fence) this.noteDropped(fence.tableId);
     if (fence?.tableId !== tableId && !this.droppedTableIds.has(tableId)) return undefined;

@@ -1,8 +1,9 @@
 // The raft, WAL, transport and request metrics of a datanode (docs/observability.md), fed by
 // hooks so the WAL and the region server never import prom-client. Every metric is a per-node
 // aggregate: nothing is labelled by region (thousands of regions would mean thousands of series).
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { NO_NODE, type StateMachine } from '../raft/index.js';
+import { BufferedCounter, BufferedHistogram, BufferedLabelledCounter } from '../rpc/buffered-metrics.js';
 import { RPC_SECONDS_BUCKETS, grpcCodeName, registerRpcMetrics } from '../rpc/rpc-metrics.js';
 import type { WalObserver } from '../wal/wal.js';
 import type { Replica } from '../replication/region-server.js';
@@ -37,30 +38,32 @@ export class DatanodeMetrics {
   /** Last leader peer id seen per region, to count leader changes (not exported as a label). */
   private readonly leaderOf = new Map<string, number>();
 
-  private readonly proposals: Counter;
-  private readonly commitSeconds: Histogram;
+  // The ones fed per write or per WAL batch are buffered (src/rpc/buffered-metrics.ts): the same
+  // metrics at every scrape, without prom-client's per-call label hashing.
+  private readonly proposals: BufferedLabelledCounter<'committed' | 'failed'>;
+  private readonly commitSeconds: BufferedHistogram;
   private readonly elections: Counter;
   private readonly leaderChanges: Counter;
   private readonly roleChanges: Counter;
-  private readonly walDeferred: Counter;
-  private readonly walSyncs: Counter;
-  private readonly walSyncSeconds: Histogram;
-  private readonly walBatchOperations: Histogram;
-  private readonly walBytes: Counter;
-  private readonly writes: Counter;
-  private readonly rowsWritten: Counter;
+  private readonly walDeferred: BufferedCounter;
+  private readonly walSyncs: BufferedCounter;
+  private readonly walSyncSeconds: BufferedHistogram;
+  private readonly walBatchOperations: BufferedHistogram;
+  private readonly walBytes: BufferedCounter;
+  private readonly writes: BufferedLabelledCounter<string>;
+  private readonly rowsWritten: BufferedCounter;
   private readonly reads: Counter;
   private readonly snapshotsInstalled: Counter;
 
   constructor(registry: Registry, sources: DatanodeMetricsSources) {
     const r = [registry];
-    this.proposals = new Counter({ name: 'regiondb_raft_proposals_total', help: 'Raft proposals by leaders on this node, by outcome (committed: applied; failed: dropped, leadership lost, rejected)', labelNames: ['outcome'], registers: r });
-    this.commitSeconds = new Histogram({
-      name: 'regiondb_raft_commit_duration_seconds',
-      help: 'Time from proposing an entry to applying it on the leader: quorum replication + fsync (seconds)',
-      buckets: RPC_SECONDS_BUCKETS,
-      registers: r,
-    });
+    this.proposals = new BufferedLabelledCounter(registry, 'regiondb_raft_proposals_total', 'Raft proposals by leaders on this node, by outcome (committed: applied; failed: dropped, leadership lost, rejected)', 'outcome');
+    this.commitSeconds = new BufferedHistogram(
+      registry,
+      'regiondb_raft_commit_duration_seconds',
+      'Time from proposing an entry to applying it on the leader: quorum replication + fsync (seconds)',
+      RPC_SECONDS_BUCKETS,
+    );
     this.elections = new Counter({ name: 'regiondb_raft_elections_total', help: 'Elections started by replicas on this node (became candidate)', registers: r });
     this.leaderChanges = new Counter({ name: 'regiondb_raft_leader_changes_total', help: 'Leader changes observed by replicas on this node (a new known leader of a region)', registers: r });
     this.snapshotsInstalled = new Counter({ name: 'regiondb_raft_snapshots_installed_total', help: 'Raft snapshots installed by replicas on this node (a follower too far behind the leader\'s log catching up from a manifest)', registers: r });
@@ -100,19 +103,19 @@ export class DatanodeMetrics {
     mirroredCounter(registry, 'regiondb_raft_messages_sent_total', 'Raft messages handed to peer streams', () => sources.transport()?.sentEnvelopes);
     mirroredCounter(registry, 'regiondb_raft_messages_dropped_total', 'Raft messages dropped by a full per-peer queue (raft retransmits)', () => sources.transport()?.droppedEnvelopes);
 
-    this.walDeferred = new Counter({ name: 'regiondb_wal_deferred_commit_batches_total', help: 'Ready cycles whose WAL batch only moved commit indexes: not written then, carried by the next batch', registers: r });
-    this.walSyncs = new Counter({ name: 'regiondb_wal_syncs_total', help: 'WAL batches written with fsync (group commits)', registers: r });
-    this.walSyncSeconds = new Histogram({ name: 'regiondb_wal_sync_duration_seconds', help: 'Duration of fsynced WAL batch writes (seconds)', buckets: WAL_SYNC_SECONDS_BUCKETS, registers: r });
-    this.walBatchOperations = new Histogram({ name: 'regiondb_wal_batch_operations', help: 'Operations (records put or deleted) per WAL batch', buckets: WAL_BATCH_OPERATIONS_BUCKETS, registers: r });
-    this.walBytes = new Counter({ name: 'regiondb_wal_written_bytes_total', help: 'Bytes of keys and records put into the WAL', registers: r });
+    this.walDeferred = new BufferedCounter(registry, 'regiondb_wal_deferred_commit_batches_total', 'Ready cycles whose WAL batch only moved commit indexes: not written then, carried by the next batch');
+    this.walSyncs = new BufferedCounter(registry, 'regiondb_wal_syncs_total', 'WAL batches written with fsync (group commits)');
+    this.walSyncSeconds = new BufferedHistogram(registry, 'regiondb_wal_sync_duration_seconds', 'Duration of fsynced WAL batch writes (seconds)', WAL_SYNC_SECONDS_BUCKETS);
+    this.walBatchOperations = new BufferedHistogram(registry, 'regiondb_wal_batch_operations', 'Operations (records put or deleted) per WAL batch', WAL_BATCH_OPERATIONS_BUCKETS);
+    this.walBytes = new BufferedCounter(registry, 'regiondb_wal_written_bytes_total', 'Bytes of keys and records put into the WAL');
 
-    this.writes = new Counter({ name: 'regiondb_writes_total', help: 'Database.Write calls served by this node, by outcome (the gRPC status code: OK, UNAVAILABLE, ...)', labelNames: ['outcome'], registers: r });
-    this.rowsWritten = new Counter({ name: 'regiondb_rows_written_total', help: 'Rows in acknowledged writes served by this node', registers: r });
+    this.writes = new BufferedLabelledCounter(registry, 'regiondb_writes_total', 'Database.Write calls served by this node, by outcome (the gRPC status code: OK, UNAVAILABLE, ...)', 'outcome');
+    this.rowsWritten = new BufferedCounter(registry, 'regiondb_rows_written_total', 'Rows in acknowledged writes served by this node');
     this.reads = new Counter({ name: 'regiondb_reads_total', help: 'Database.Get and Database.Scan calls served by this node, by kind', labelNames: ['kind'], registers: r });
 
     this.removeRpcObserver = registerRpcMetrics(registry, ['Database', 'Admin'], (o) => {
       if (o.service !== 'regiondb.v1.Database') return;
-      if (o.method === 'Write') this.writes.inc({ outcome: grpcCodeName(o.code) });
+      if (o.method === 'Write') this.writes.inc(grpcCodeName(o.code));
       else if (o.method === 'Get' || o.method === 'Scan') this.reads.inc({ kind: o.method.toLowerCase() });
     });
   }
@@ -143,7 +146,7 @@ export class DatanodeMetrics {
   }
 
   onProposalDone(seconds: number, committed: boolean): void {
-    this.proposals.inc({ outcome: committed ? 'committed' : 'failed' });
+    this.proposals.inc(committed ? 'committed' : 'failed');
     if (committed) this.commitSeconds.observe(seconds);
   }
 

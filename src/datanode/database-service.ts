@@ -32,7 +32,7 @@ import type {
   DropTableResponse__Output, GetResponse, GetRoutesResponse__Output, RegionRoute__Output, WriteResponse } from '../rpc/generated/index.js';
 import { type ProtoRow, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
-import { type CallInfo, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest } from './router.js';
+import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest } from './router.js';
 
 interface RouteInfo {
   schema: TableSchema;
@@ -76,8 +76,8 @@ export class DatabaseService {
         return (await this.redirect(table, regionId)).details['leaderAddr'];
       },
       leaderChange: (regionId) => this.leaderChange(regionId),
-      write: (req) => this.write(req),
-      delete: (req) => this.delete(req),
+      write: (req, checked) => this.write(req, checked),
+      delete: (req, checked) => this.delete(req, checked),
       get: (req) => this.get(req),
       scanRegion: (req, write, info) => this.scan(req, write, info),
     });
@@ -449,14 +449,14 @@ export class DatabaseService {
     return { clientId: requestId === 0 ? '' : clientId, requestId };
   }
 
-  private async write(req: WriteRequest): Promise<WriteResponse> {
+  private async write(req: WriteRequest, checked?: CheckedRows): Promise<WriteResponse> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'rows: at least one row is required');
     if (req.rows.length > limits.rowsPerWriteMax) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `rows: ${req.rows.length} rows exceed the limit of ${limits.rowsPerWriteMax} per write`);
     }
     const schema = await this.schemaOf(table);
-    const rows = req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
+    const rows = validatedOnce(schema, req.rows, checked) ?? req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
     const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32), table);
     const hasExpectVersion = req._expect_version === 'expect_version';
     if ((hasExpectVersion || req.expect_absent) && rows.length !== 1) {
@@ -480,12 +480,12 @@ export class DatabaseService {
     return { version, rows_written: rows.length };
   }
 
-  private async delete(req: DeleteRequest): Promise<DeleteResponse> {
+  private async delete(req: DeleteRequest, checked?: CheckedRows): Promise<DeleteResponse> {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'keys: at least one key is required');
     if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
     const schema = await this.schemaOf(table);
-    const keys = req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
+    const keys = validatedOnce(schema, req.keys, checked) ?? req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
     const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32), table);
     const { clientId, requestId } = this.clientIdentity(req);
     const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
@@ -737,4 +737,14 @@ function scanTooLarge(): RegionDbError {
     ErrorCode.InvalidArgument,
     `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`,
   );
+}
+
+/**
+ * The router's validation of these rows (or keys), when it was against the schema this call
+ * resolved (the same object: a table re-created or altered in between resolves to another) and
+ * covers every row; else undefined, and the caller validates them itself.
+ */
+export function validatedOnce(schema: TableSchema, rows: readonly unknown[], checked: CheckedRows | undefined): Row[] | undefined {
+  if (!checked || checked.schema !== schema || checked.rows.length !== rows.length) return undefined;
+  return checked.rows as Row[];
 }

@@ -58,6 +58,12 @@ export type GetRequest = GetRequestObject;
 export type ScanRequest = Pick<ScanRequest__Output, 'table'> & Partial<Omit<ScanRequest__Output, 'consistency'>> & { consistency: EnumOutput<ScanRequest__Output['consistency']> };
 export type ScanChunk = ScanResponse__Output;
 
+/** Rows (or keys) of a request, validated against `schema` by the router (see LocalDatabase.write). */
+export interface CheckedRows {
+  readonly schema: TableSchema;
+  readonly rows: readonly Row[];
+}
+
 /** The single-region handlers of the Database service that the router composes. */
 export interface LocalDatabase {
   readonly nodeId: number;
@@ -88,8 +94,13 @@ export interface LocalDatabase {
    * without it the backoff runs its course).
    */
   leaderChange?(regionId: string): { readonly changed: Promise<void>; cancel(): void };
-  write(req: WriteRequest): Promise<WriteResponse>;
-  delete(req: DeleteRequest): Promise<DeleteResponse>;
+  /**
+   * `checked`, when given: the request's rows (keys) as this node already validated them against
+   * `schema` (validateRow / validateKey of each, in request order); used instead of validating
+   * again when `schema` is still the one the table resolves to.
+   */
+  write(req: WriteRequest, checked?: CheckedRows): Promise<WriteResponse>;
+  delete(req: DeleteRequest, checked?: CheckedRows): Promise<DeleteResponse>;
   get(req: GetRequest): Promise<GetResponse>;
   /**
    * One region's scan (req.region_id set), here or from a node that hosts it; `info`: the
@@ -179,12 +190,14 @@ export class Router {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
     const schema = await this.local.schemaOf(table);
-    const parts = this.split(schema, req.rows, (r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)), req.region_id);
+    const checked: Row[] = [];
+    const parts = this.split(schema, req.rows, (r, i) => pushed(checked, validateRow(schema, fromProtoRow(r, `rows[${i}]`))), req.region_id);
     if (parts.size === 1) {
       const [regionId] = parts.keys();
-      // The fast path (the client library sends each region's rows to its leader): no outcomes list.
+      // The fast path (the client library sends each region's rows to its leader): no outcomes
+      // list, and the rows just validated go along (one region: all of them, in request order).
       if (this.local.leads(regionId!)) {
-        const res = await unlessRefused(() => this.local.write({ ...req, region_id: regionId! }));
+        const res = await unlessRefused(() => this.local.write({ ...req, region_id: regionId! }, { schema, rows: checked }));
         if (res !== REFUSED) return res; // refused before proposing (leadership just moved): routed below
       }
     }
@@ -199,11 +212,12 @@ export class Router {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) return this.local.delete(req);
     const schema = await this.local.schemaOf(table);
-    const parts = this.split(schema, req.keys, (k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)), req.region_id);
+    const checked: Row[] = [];
+    const parts = this.split(schema, req.keys, (k, i) => pushed(checked, validateKey(schema, fromProtoRow(k, `keys[${i}]`))), req.region_id);
     if (parts.size === 1) {
       const [regionId] = parts.keys();
       if (this.local.leads(regionId!)) {
-        const res = await unlessRefused(() => this.local.delete({ ...req, region_id: regionId! }));
+        const res = await unlessRefused(() => this.local.delete({ ...req, region_id: regionId! }, { schema, rows: checked }));
         if (res !== REFUSED) return res;
       }
     }
@@ -591,4 +605,10 @@ async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], l
     }
   }
   if (out.rows.length > 0) await write(out);
+}
+
+/** Appends `row` to `list` and returns it (split's parse callback keeps what it validated). */
+function pushed(list: Row[], row: Row): Row {
+  list.push(row);
+  return row;
 }

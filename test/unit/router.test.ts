@@ -6,10 +6,11 @@ import { expect } from 'chai';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
-import { type LocalDatabase, type RegionOutcome, Router, type ScanChunk, type WriteRequest } from '../../src/datanode/router.js';
+import { type CheckedRows, type LocalDatabase, type RegionOutcome, Router, type ScanChunk, type WriteRequest } from '../../src/datanode/router.js';
+import { validateRow } from '../../src/engine/schema.js';
 import { type ProtoRow, type ProtoValue, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
 import type { WriteResponse } from '../../src/rpc/generated/index.js';
-import { tableDroppedError } from '../../src/datanode/database-service.js';
+import { tableDroppedError, validatedOnce } from '../../src/datanode/database-service.js';
 
 const schema: TableSchema = {
   name: 't',
@@ -141,6 +142,42 @@ describe('router: any node accepts any rows (issue 18)', () => {
     expect(attempts.get(regionOf(1))).to.equal(2);
     const direct = fakeLocal(async () => ({ version: '5', rows_written: 1 }));
     expect(await new Router(direct.local).write({ table: 't', rows: [proto(rowAt(1))] }, FAR())).to.deep.equal({ version: '5', rows_written: 1 });
+  });
+
+  it('one region led here: the rows it validated go along (validated once on the fast path); a part of a split or a forwarded write carries none', async () => {
+    const seen: { region: string; checked: CheckedRows | undefined }[] = [];
+    const base = fakeLocal(async () => ({ version: '1', rows_written: 1 }));
+    const local: LocalDatabase = {
+      ...base.local,
+      write: async (req, checked) => {
+        seen.push({ region: req.region_id!, checked });
+        return { version: '1', rows_written: req.rows.length };
+      },
+    };
+    // Rows of one region, one of them with -0 (validation turns it into 0: the checked rows are validateRow's output).
+    const one = [1, 24, 47].filter((i) => regionOf(i) === regionOf(1));
+    expect(one.length, 'rows of one region').to.be.greaterThan(1);
+    const rows = one.map((i) => (i === 1 ? { ...rowAt(i), v: -0 } : rowAt(i)));
+    await new Router(local).write({ table: 't', rows: rows.map((r) => proto(r)) }, FAR());
+    expect(seen).to.have.length(1);
+    expect(seen[0]!.checked?.schema).to.equal(schema);
+    expect(seen[0]!.checked?.rows).to.deep.equal(rows.map((r) => validateRow(schema, r)));
+    expect(Object.is(seen[0]!.checked?.rows[0]?.['v'], 0), '-0 validated to 0').to.equal(true);
+    seen.length = 0;
+    await new Router(local).write(spanning('3'), FAR());
+    expect(seen.length).to.equal(4);
+    expect(seen.every((s) => s.checked === undefined), 'parts of a split are validated where they apply').to.equal(true);
+    seen.length = 0;
+    await new Router(local).write({ table: 't', rows: [proto(rowAt(1))] }, { ...FAR(), forwarded: true });
+    expect(seen.map((s) => s.checked)).to.deep.equal([undefined]);
+  });
+
+  it('validatedOnce: the router\'s rows only against the very schema the call resolved, and only all of them', () => {
+    const rows = [validateRow(schema, rowAt(1))];
+    expect(validatedOnce(schema, [{}], { schema, rows })).to.equal(rows);
+    expect(validatedOnce({ ...schema }, [{}], { schema, rows }), 'another schema object (re-created, altered)').to.equal(undefined);
+    expect(validatedOnce(schema, [{}, {}], { schema, rows }), 'not every row').to.equal(undefined);
+    expect(validatedOnce(schema, [{}], undefined)).to.equal(undefined);
   });
 
   it('refuses rows outside a given region id before anything is sent', async () => {

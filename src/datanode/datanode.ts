@@ -465,7 +465,7 @@ export class Datanode implements DatabaseHost {
     if (regionId === NODE_BEAT_REGION_ID) return undefined;
     const replica = this.regionServer.replica(regionId);
     if (!replica) return 'region-not-hosted';
-    return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft.confState());
+    return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft);
   }
 
   private countRaftRejection(reason: string, context: Record<string, unknown>): void {

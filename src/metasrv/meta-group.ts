@@ -215,7 +215,7 @@ export class MetaGroup {
           if (groupId !== META_GROUP_ID) return 'region-not-hosted';
           const replica = this.replica();
           if (!replica) return 'region-not-hosted';
-          return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft.confState());
+          return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft);
         },
         step: (fromNodeId, groupId, message) => this.server.step(fromNodeId, groupId, message),
         reject: (reason, context) => this.options.log.debug({ reason, ...context }, 'rejected metasrv group raft traffic'),

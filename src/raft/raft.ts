@@ -558,6 +558,16 @@ export class Raft {
     return confStateFromConfig(this.config);
   }
 
+  /** Whether `id` is a voter or a learner now: confState()'s answer without building its sorted arrays (hosts ask per message). */
+  isMember(id: NodeId): boolean {
+    return this.config.voters.has(id) || this.config.learners.has(id);
+  }
+
+  /** Whether the configuration has any member yet (a new learner before its snapshot has none). */
+  hasMembers(): boolean {
+    return this.config.voters.size + this.config.learners.size > 0;
+  }
+
   isLearner(): boolean {
     return this.config.learners.has(this.id);
   }

@@ -112,9 +112,9 @@ export function membershipAdmission(
   known: { readonly nodeId: number } | undefined,
   fromNodeId: number,
   fromPeerId: number,
-  conf: { readonly voters: readonly number[]; readonly learners: readonly number[] },
+  conf: { isMember(peerId: number): boolean; hasMembers(): boolean },
 ): string | undefined {
   if (known && known.nodeId !== fromNodeId) return 'peer-on-another-node';
-  if (conf.voters.length + conf.learners.length === 0) return known ? undefined : 'not-a-member';
-  return conf.voters.includes(fromPeerId) || conf.learners.includes(fromPeerId) ? undefined : 'not-a-member';
+  if (!conf.hasMembers()) return known ? undefined : 'not-a-member';
+  return conf.isMember(fromPeerId) ? undefined : 'not-a-member';
 }

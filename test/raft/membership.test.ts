@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
-import { Role } from '../../src/raft/raft.js';
+import { SeededRand } from '../../src/common/rand.js';
+import { Raft, Role } from '../../src/raft/raft.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
 import { MessageType } from '../../src/raft/types.js';
 import { AddLearner, AddVoter, Network, RemoveNode } from './harness.js';
 
@@ -122,4 +124,22 @@ describe('§6 membership changes (single-step, learners first)', () => {
     const toRemoved = net.delivered.slice(before).filter((m) => m.to === 3 && m.type === MessageType.Append);
     expect(toRemoved).to.have.length(0);
   });
+});
+
+describe('isMember / hasMembers (the per-message admission check) agree with confState()', () => {
+  for (const seed of [1, 2, 3]) {
+    it(`seed ${seed}: after every conf change of a seeded sequence, from an empty configuration`, () => {
+      const rand = new SeededRand(seed);
+      const raft = new Raft({ id: 1, electionTicks: 10, heartbeatTicks: 1, storage: new MemoryStorage({ voters: [], learners: [] }), rand: new SeededRand(seed) });
+      const types = [AddVoter, AddLearner, RemoveNode];
+      for (let step = 0; step < 200; step++) {
+        const cs = raft.confState();
+        expect(raft.hasMembers(), `seed ${seed} step ${step}`).to.equal(cs.voters.length + cs.learners.length > 0);
+        for (let id = 0; id <= 8; id++) {
+          expect(raft.isMember(id), `seed ${seed} step ${step} id ${id}`).to.equal(cs.voters.includes(id) || cs.learners.includes(id));
+        }
+        raft.applyConfChange({ type: rand.pick(types), nodeId: rand.range(1, 8), context: '' });
+      }
+    });
+  }
 });

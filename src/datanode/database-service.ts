@@ -741,8 +741,8 @@ function scanTooLarge(): RegionDbError {
 
 /**
  * The router's validation of these rows (or keys), when it was against the schema this call
- * resolved (the same object: a table re-created or altered in between resolves to another) and
- * covers every row; else undefined, and the caller validates them itself.
+ * resolved (the same object: a table re-created in between resolves to another; nothing mutates
+ * a schema in place) and covers every row; else undefined, and the caller validates them itself.
  */
 export function validatedOnce(schema: TableSchema, rows: readonly unknown[], checked: CheckedRows | undefined): Row[] | undefined {
   if (!checked || checked.schema !== schema || checked.rows.length !== rows.length) return undefined;

@@ -159,7 +159,10 @@ describe('calm elections (docs/quiescence.md, "Elections under a stalled loop")'
       drain(net, 2);
       expect(net.raft(2).role).to.equal(Role.PreCandidate);
       const term = net.raft(2).term;
-      deliver(net, 2, [makeMessage({ type: MessageType.VoteResponse, from: 3, to: 2, term })]);
+      // Grants from both others: a quorum without 2's own vote (2 voted for 1 in this term, and 1
+      // leads it), so only the missing candidacy keeps them from counting. One grant alone could
+      // never make a quorum here, with or without the rule's guards.
+      deliver(net, 2, [1, 3].map((from) => makeMessage({ type: MessageType.VoteResponse, from, to: 2, term })));
       expect(net.raft(2).role).to.equal(Role.PreCandidate);
     });
   });

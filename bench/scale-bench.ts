@@ -12,6 +12,9 @@
 //     until each acknowledged a write: per-region write gap = that acknowledgement − the kill (p50
 //     and max, over every region and over the regions the victim led); and when every region the
 //     victim led had a new leader (from the survivors' Admin.Status).
+// The kill's record also holds the time of the kill, each of the victim's regions' gap and the
+// cluster's directory (its logs stay there: `node --import tsx bench/failover-timeline.ts
+// <results.json>` lines the gaps up with the survivors' detection and elections).
 // The load average is recorded with every number: on a shared machine the numbers are from a
 // loaded machine. Results are printed and written to bench/results/scale-<date>.json.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -131,6 +134,10 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
   const led = statuses.map((s) => new Set(s.replicas.filter((r) => r.role === 'leader').map((r) => r.region_id)));
   const victim = led.reduce((best, set, i) => (set.size > led[best]!.size ? i : best), 0);
   const load = loadavg();
+  // SCALE_PROFILE=kill: the survivors and the metasrv profiled from just before the kill until the
+  // writers are done (same signals as SCALE_PROFILE=1's idle window, see idleUsage).
+  const profiled = process.env['SCALE_PROFILE'] === 'kill' ? [...cluster.datanodes.filter((_, i) => i !== victim), cluster.metasrv].map((d) => d.process!.pid!) : [];
+  for (const pid of profiled) process.kill(pid, 'SIGUSR2');
   await cluster.stopDatanode(victim, 'SIGKILL');
   const killedAt = Date.now();
   const gaps = new Map<string, number>();
@@ -164,12 +171,17 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
       }
     }),
   );
+  for (const pid of profiled) process.kill(pid, 'SIGUSR2');
   const summarize = (ids: string[]) => {
     const values = ids.map((id) => gaps.get(id) ?? Number.POSITIVE_INFINITY).sort((a, b) => a - b);
     return { regions: values.length, p50Ms: pct(values, 50), p99Ms: pct(values, 99), maxMs: values.at(-1) ?? Number.NaN };
   };
   return {
     victim: `datanode${victim + 1}`,
+    killedAtMs: killedAt,
+    // Per-region gaps of the victim's regions (ms; absent: none within 30 s), for
+    // bench/failover-timeline.ts, which lines them up with the survivors' logs.
+    victimGapsMs: Object.fromEntries([...led[victim]!].map((id) => [id, gaps.get(id) ?? null])),
     victimLed: led[victim]!.size,
     everyRegionLedAgainMs: await raftFailover,
     loadavg: load,
@@ -224,14 +236,17 @@ async function runSize(regions: number) {
       const kill = await killLeader(cluster, prober, targets);
       prober.close();
       result['kill'] = kill;
+      result['clusterDir'] = cluster.dir;
       process.stdout.write(
-        `  kill -9 ${kill.victim} (led ${kill.victimLed}) → every region led again after ${kill.everyRegionLedAgainMs} ms; per-region write gap over its regions: p50 ${kill.victimRegions.p50Ms} ms, max ${kill.victimRegions.maxMs} ms; over all ${kill.allRegions.regions}: max ${kill.allRegions.maxMs} ms (goal < ${GAP_GOAL_MS} ms; load ${kill.loadavg})\n`,
+        `  kill -9 ${kill.victim} (led ${kill.victimLed}) → every region led again after ${kill.everyRegionLedAgainMs} ms; per-region write gap over its regions: p50 ${kill.victimRegions.p50Ms} ms, max ${kill.victimRegions.maxMs} ms; over all ${kill.allRegions.regions}: max ${kill.allRegions.maxMs} ms (goal < ${GAP_GOAL_MS} ms; load ${kill.loadavg}); logs in ${cluster.dir}\n`,
       );
     }
     writer.close();
     return result;
   } finally {
-    await cluster.stop();
+    // SCALE_KEEP_LOGS=1 (or a kill measured: bench/failover-timeline.ts reads them): the logs stay.
+    await cluster.stop({ keepData: process.env['SCALE_KEEP_LOGS'] === '1' || regions === killAt });
+    if (regions === killAt) process.stdout.write(`  (the cluster's directory ${cluster.dir} is kept for its logs: remove it when done)\n`);
   }
 }
 
@@ -246,4 +261,6 @@ for (const r of results as { regionsPerDatanode: number; idle: { cpuPct: number;
 }
 const dir = join(import.meta.dirname, 'results');
 mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, `scale-${new Date().toISOString().replace(/[:.]/g, '-')}.json`), JSON.stringify({ loadedMachine: true, quiescence: process.env['SCALE_NO_QUIESCE'] !== '1', results }, null, 2));
+const resultFile = join(dir, `scale-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+process.stdout.write(`results in ${resultFile}\n`);
+writeFileSync(resultFile, JSON.stringify({ loadedMachine: true, quiescence: process.env['SCALE_NO_QUIESCE'] !== '1', results }, null, 2));

@@ -128,6 +128,10 @@ export const datanodeConfigSchema = z
         beat_every_ticks: positiveInt.default(1),
         /** First campaigns of newly opened replicas a tick beyond a burst allowance (docs/quiescence.md, "Calm first elections"); 0: no spreading. */
         first_campaigns_per_tick: z.number().int().nonnegative().default(4),
+        /** Of two overlapping campaigns with equal logs the lower peer id goes on (docs/quiescence.md, "Elections under a stalled loop"). Off until paired failover runs decide. */
+        pre_vote_priority: z.boolean().default(false),
+        /** A candidate whose timer fired during its vote round still counts that round's grants (same section). Off until paired failover runs decide. */
+        late_votes: z.boolean().default(false),
         /**
          * Raft traffic to these datanodes (by node id) goes to the given address instead of the
          * one they advertise: for fault-injection proxies (Jepsen tests) and NAT.
@@ -148,6 +152,8 @@ export const datanodeConfigSchema = z
         node_down_after_ticks: 8,
         beat_every_ticks: 1,
         first_campaigns_per_tick: 4,
+        pre_vote_priority: false,
+        late_votes: false,
         peer_addr_overrides: {},
       })
       // The RegionServer asserts this too; here a wrong config is refused with its key named.

@@ -207,6 +207,8 @@ export class Datanode implements DatabaseHost {
       nodeDownAfterTicks: raft.node_down_after_ticks,
       beatEveryTicks: raft.beat_every_ticks,
       firstCampaignsPerTick: raft.first_campaigns_per_tick,
+      preVotePriority: raft.pre_vote_priority,
+      countLateVotes: raft.late_votes,
     };
     if (raft.read_only === 'lease') {
       this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');

@@ -129,6 +129,12 @@ export class RaftLog {
     return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
   }
 
+  /** Is (lastTerm, lastIndex) strictly more up to date than ours (§5.4.1's order)? */
+  isMoreUpToDate(lastIndex: number, lastTerm: number): boolean {
+    const ourTerm = this.lastTerm();
+    return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex > this.lastIndex());
+  }
+
   /** Leader-side append. Returns the new last index. */
   append(entries: readonly Entry[]): number {
     if (entries.length === 0) return this.lastIndex();

@@ -128,6 +128,21 @@ export interface RaftConfig {
    * commit when proposals are sparse. Default false (the paper's behaviour).
    */
   readonly skipBcastCommit?: boolean;
+  /**
+   * Pre-vote priority (docs/quiescence.md, "Elections under a stalled loop"): a pre-candidate or
+   * candidate refuses the pre-vote of a voter with a higher id whose log is no more up to date
+   * than its own, so of two overlapping campaigns with equal logs the lower id goes on alone
+   * instead of both winning their pre-votes and splitting the real vote. Liveness only: a
+   * pre-vote changes no term, vote or log. Default false.
+   */
+  readonly preVotePriority?: boolean;
+  /**
+   * Late votes (same section): a candidate whose election timer fires during its vote round goes
+   * back to pre-vote without giving up its term or its own vote; a grant of that term arriving
+   * meanwhile still counts, and a quorum of them makes it leader of that term, as it would have
+   * as a candidate. Default false (the grant is ignored and the round is lost).
+   */
+  readonly countLateVotes?: boolean;
   /** Tests only: see PlantedBugs. */
   readonly plantedBugs?: PlantedBugs;
 }
@@ -197,6 +212,8 @@ export class Raft {
   private readonly electionTicks: number;
   private readonly heartbeatTicks: number;
   private readonly preVote: boolean;
+  private readonly preVotePriority: boolean;
+  private readonly countLateVotes: boolean;
   private readonly skipBcastCommit: boolean;
   private readonly bugs: PlantedBugs;
   private readonly checkQuorum: boolean;
@@ -208,6 +225,11 @@ export class Raft {
   private config: TrackerConfig;
   private progress = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
+  /**
+   * countLateVotes: the tally of the vote round this node ran as candidate in its current term,
+   * kept while it is a pre-candidate of that same term; undefined otherwise (cleared by reset()).
+   */
+  private lateVoteRound: Map<NodeId, boolean> | undefined;
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
   private readonly readOnly: ReadOnlyQueue;
@@ -238,6 +260,8 @@ export class Raft {
     this.heartbeatTicks = cfg.heartbeatTicks ?? limits.raftHeartbeatTicks;
     assert(this.heartbeatTicks > 0 && this.electionTicks > this.heartbeatTicks, 'election ticks must exceed heartbeat ticks');
     this.preVote = cfg.preVote ?? true;
+    this.preVotePriority = cfg.preVotePriority ?? false;
+    this.countLateVotes = cfg.countLateVotes ?? false;
     this.skipBcastCommit = cfg.skipBcastCommit ?? false;
     this.bugs = cfg.plantedBugs ?? NO_PLANTED_BUGS;
     this.checkQuorum = cfg.checkQuorum ?? true;
@@ -615,6 +639,7 @@ export class Raft {
     this.randomizedElectionTimeout = this.electionTicks + this.rand.int(this.electionTicks);
     this.abortLeaderTransfer();
     this.votes.clear();
+    this.lateVoteRound = undefined;
     this.progress.clear();
     this.snapshotWaitRounds.clear();
     this.syncProgressWithConfig();
@@ -636,6 +661,11 @@ export class Raft {
   private becomePreCandidate(): void {
     assert(this.role !== Role.Leader, 'leader cannot become pre-candidate');
     // §9.6: no term change, no vote; only the role and the vote tally change.
+    if (this.countLateVotes && this.role === Role.Candidate) {
+      // Our term and our own vote stay: grants of this term still arriving count (see stepCandidate).
+      this.lateVoteRound = this.votes;
+      this.votes = new Map();
+    }
     this.votes.clear();
     this.leader = NO_NODE;
     this.role = Role.PreCandidate;
@@ -710,6 +740,24 @@ export class Raft {
     }
   }
 
+  /**
+   * countLateVotes: a vote response of our current term while we are a pre-candidate of that
+   * term, having been its candidate (step() let only responses of exactly this term through). Our
+   * own vote of this term is still ours (a pre-candidacy changes no term and no vote), every
+   * grant was made durable by its voter before it was sent (P1), and no voter grants two
+   * candidates one term: a quorum of grants is the quorum a candidate would have counted, about
+   * the log we still hold (only a leader's append changes it, and that makes us a follower).
+   * So we become leader of this term, as the candidate would have (P2).
+   */
+  private countLateVote(m: Message, round: Map<NodeId, boolean>): void {
+    if (this.vote !== this.id || m.term !== this.term) return;
+    round.set(m.from, !m.reject);
+    if (tallyVotes(this.config.voters, round) !== VoteResult.Won) return;
+    this.role = Role.Candidate; // as we were; becomeLeader() keeps the term and the vote
+    this.becomeLeader();
+    this.broadcastAppend();
+  }
+
   private hasUnappliedConfChanges(): boolean {
     if (this.log.applied >= this.log.committed) return false;
     const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
@@ -726,6 +774,17 @@ export class Raft {
       this.vote === m.from ||
       (this.vote === NO_NODE && this.leader === NO_NODE) ||
       (isPreVote && m.term > this.term);
+    // preVotePriority: of two overlapping campaigns with equal logs, the lower id goes on (liveness only).
+    const yields =
+      isPreVote &&
+      this.preVotePriority &&
+      (this.role === Role.PreCandidate || this.role === Role.Candidate) &&
+      m.from > this.id &&
+      !this.log.isMoreUpToDate(m.index, m.logTerm);
+    if (yields) {
+      this.send(makeMessage({ type: responseType, to: m.from, term: this.term, reject: true }));
+      return;
+    }
     // P5 / §5.4.1 election restriction.
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       // Respond with the request's term: a granted pre-vote is at the candidate's future term.
@@ -764,6 +823,10 @@ export class Raft {
       case MessageType.PreVoteResponse:
       case MessageType.VoteResponse: {
         const expected = this.role === Role.PreCandidate ? MessageType.PreVoteResponse : MessageType.VoteResponse;
+        if (m.type === MessageType.VoteResponse && this.role === Role.PreCandidate && this.lateVoteRound !== undefined) {
+          this.countLateVote(m, this.lateVoteRound);
+          return;
+        }
         if (m.type !== expected) return;
         this.votes.set(m.from, !m.reject);
         const result = this.pollResult();

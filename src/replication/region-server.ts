@@ -95,6 +95,10 @@ export interface RaftTuning {
    * burst size / this ticks. 0: no spreading. Optional: default DEFAULT_FIRST_CAMPAIGNS_PER_TICK.
    */
   readonly firstCampaignsPerTick?: number;
+  /** raft.pre_vote_priority: RaftConfig.preVotePriority (docs/quiescence.md, "Elections under a stalled loop"). Default false. */
+  readonly preVotePriority?: boolean;
+  /** raft.late_votes: RaftConfig.countLateVotes (same section). Default false. */
+  readonly countLateVotes?: boolean;
 }
 
 /** Ticks between two liveness beats to a peer datanode: every tick (docs/quiescence.md, "Beats every two ticks": 2 awaits a paired failover A/B). */
@@ -469,6 +473,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       checkQuorum: this.tuning.checkQuorum,
       readOnly: this.tuning.readOnly,
       skipBcastCommit: this.tuning.skipBcastCommit,
+      preVotePriority: this.tuning.preVotePriority ?? false,
+      countLateVotes: this.tuning.countLateVotes ?? false,
     });
     const replica = new Replica<S, R>(spec.regionId, spec.selfPeerId, raft, store, stateMachine, snapshot.metadata.index);
     // The snapshot carries the membership as of its index: at least that new (the exact index of

@@ -30,7 +30,13 @@ const knownFaults: readonly ExtraFault[] = [...EXTRA_FAULTS, ...CATALOG_LOSS_FAU
 for (const name of campaignFaults) if (!knownFaults.includes(name)) throw new Error(`unknown SIM_CLUSTER_FAULTS entry ${name} (known: ${knownFaults.join(', ')}, all)`);
 // SIM_CLUSTER_METASRV=1: the real metasrv core runs beside the datanodes (docs/simulation.md, "The metasrv").
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';
-const withFaults: Partial<ClusterSimOptions> = { ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}), ...(withMetasrv ? { metasrv: true } : {}) };
+// SIM_CLUSTER_CALM_ELECTIONS=1: the opt-in election rules on (docs/quiescence.md, "Elections under a stalled loop").
+const calmElections = process.env['SIM_CLUSTER_CALM_ELECTIONS'] === '1';
+const withFaults: Partial<ClusterSimOptions> = {
+  ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}),
+  ...(withMetasrv ? { metasrv: true } : {}),
+  ...(calmElections ? { calmElections: true } : {}),
+};
 
 /** A test-only switch from the environment, checked against the values it may take. */
 function plantedSwitch<T extends string>(name: string, allowed: readonly T[]): T | undefined {

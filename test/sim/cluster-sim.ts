@@ -212,6 +212,12 @@ export interface ClusterSimOptions {
    */
   faults?: readonly ExtraFault[];
   /**
+   * Opt-in (SIM_CLUSTER_CALM_ELECTIONS=1): every region server runs with raft.pre_vote_priority
+   * and raft.late_votes on (docs/quiescence.md, "Elections under a stalled loop"). Off by default:
+   * the default traces are those of the production defaults.
+   */
+  calmElections?: boolean;
+  /**
    * Test-only, with `corrupt`: the WAL's open before findings 3a/3b (src/wal/wal.ts before
    * 7ec6b49), in a SimDisk subclass. `cut-damaged-tail` (3a): a damaged last record is taken
    * for a torn write, cut, and the commit index lowered to match; the region opens without it.
@@ -426,6 +432,8 @@ const ENGINE_SCHEMA: TableSchema = {
 const FLUSHER_SETTINGS: FlusherSettings = { flushBytes: 400, flushAgeMs: 120, compactAtSsts: 3, gcGraceMs: 200, checkIntervalMs: 20, manifestsKept: 2 };
 /** Wall-clock time of virtual 0 (only SST key names and manifests' writtenAtMs show it). */
 const SIM_EPOCH_MS = 1_700_000_000_000;
+/** calmElections: the two opt-in election rules on. */
+const CALM_ELECTIONS = { preVotePriority: true, countLateVotes: true } as const;
 const ENGINE_TUNING: RaftTuning = { ...TUNING, applyRetry: { backoffMsMin: 20, backoffMsMax: 200, windowMs: 5_000 } };
 /** Attempts of one write in engine mode (the first and its retries, all within the op timeout). */
 const ENGINE_ATTEMPTS_MAX = 4;
@@ -1224,7 +1232,7 @@ export class ClusterSim {
           node.disk,
           this.transportFor(inc),
           { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
-          TUNING,
+          this.options.calmElections ? { ...TUNING, ...CALM_ELECTIONS } : TUNING,
           silentLogger,
           clock,
           { ...simHooks, ...hooks },
@@ -1252,7 +1260,7 @@ export class ClusterSim {
               return this.watchApplies(dedupBug ? plantDedupBug(state, dedupBug) : state, node.id, regionId);
             },
           },
-          ENGINE_TUNING,
+          this.options.calmElections ? { ...ENGINE_TUNING, ...CALM_ELECTIONS } : ENGINE_TUNING,
           silentLogger,
           clock,
           { ...simHooks, ...hooks },

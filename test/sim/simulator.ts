@@ -60,6 +60,18 @@ export interface SimOptions {
   snapshotDropsKey: boolean;
   /** Record a readable trace of events (for replay/debugging). */
   keepTrace: boolean;
+  /**
+   * Run the cores with the opt-in election rules on: RaftConfig.preVotePriority and
+   * countLateVotes (docs/quiescence.md, "Elections under a stalled loop").
+   */
+  calmElections: boolean;
+  /**
+   * While faults are on, about a third of vote traffic (Vote, VoteResponse, PreVoteResponse) is
+   * held back up to 300 units (30 ticks, beyond an election timeout), as on a stalled event loop:
+   * a candidate's timer then fires before its grants arrive, so countLateVotes has work to do.
+   * The default network's delays (at most 12 units) never let a grant arrive that late.
+   */
+  slowVoteTraffic: boolean;
 }
 
 export class SimulationViolation extends Error {
@@ -182,6 +194,8 @@ export interface SimResult {
   /** Linearizable reads of the end-to-end check (every key at every member). */
   finalReads: number;
   elections: number;
+  /** Leaderships taken by a pre-candidate from its kept vote tally (countLateVotes). */
+  lateVoteLeaderships: number;
   crashes: number;
   confChanges: number;
   trace: string[];
@@ -220,6 +234,9 @@ export class Simulation {
   private readSeq = 0;
   private completedReads = 0;
   private elections = 0;
+  private lateVoteLeaderships = 0;
+  /** The role each running node last reported (softState), to see a pre-candidate become leader. */
+  private readonly reportedRole = new Map<NodeId, Role>();
   private crashes = 0;
   private confChanges = 0;
 
@@ -304,6 +321,7 @@ export class Simulation {
       completedReads: this.completedReads,
       finalReads: this.finalReads.length,
       elections: this.elections,
+      lateVoteLeaderships: this.lateVoteLeaderships,
       crashes: this.crashes,
       confChanges: this.confChanges,
       trace: this.trace,
@@ -339,7 +357,9 @@ export class Simulation {
       maxApplyBytes: MAX_APPLY_BYTES,
       skipBcastCommit: this.options.skipBcastCommit,
       plantedBugs: this.options.plantedBugs,
+      ...(this.options.calmElections ? { preVotePriority: true, countLateVotes: true } : {}),
     });
+    this.reportedRole.set(node.id, Role.Follower);
   }
 
   private crash(node: SimNode, downUnits: number): void {
@@ -405,7 +425,8 @@ export class Simulation {
     const copies = faults && this.rand.chance(0.01) ? 2 : 1; // duplicate
     for (let i = 0; i < copies; i++) {
       const delay = 1 + this.rand.int(faults ? MAX_DELAY_UNITS : 3); // random delay ⇒ reordering
-      this.inbox.push({ at: this.now + delay, seq: this.seq++, m });
+      const held = this.options.slowVoteTraffic && faults && isVoteTraffic(m) && this.rand.chance(0.3) ? this.rand.int(300) : 0;
+      this.inbox.push({ at: this.now + delay + held, seq: this.seq++, m });
     }
   }
 
@@ -443,6 +464,8 @@ export class Simulation {
     if (!early) sendAll();
     if (rd.softState) {
       this.record(`role ${node.id} ${roleName[rd.softState.role]} leader=${rd.softState.leader} t${raft.term}`);
+      if (rd.softState.role === Role.Leader && this.reportedRole.get(node.id) === Role.PreCandidate) this.lateVoteLeaderships++;
+      this.reportedRole.set(node.id, rd.softState.role);
       if (rd.softState.role === Role.Leader) {
         this.elections++;
         this.checkLeaderCompleteness(node);
@@ -917,7 +940,14 @@ export function defaultSimOptions(seed: number): SimOptions {
     snapshotDropsKey: false,
     deferCommitPastConfChange: false,
     keepTrace: false,
+    calmElections: false,
+    slowVoteTraffic: false,
   };
+}
+
+/** slowVoteTraffic: the messages it holds back. */
+function isVoteTraffic(m: Message): boolean {
+  return m.type === MessageType.Vote || m.type === MessageType.VoteResponse || m.type === MessageType.PreVoteResponse;
 }
 
 export function runSeed(options: SimOptions): SimResult {

@@ -42,3 +42,13 @@ describe('config: [raft] beat_every_ticks is at most half of node_down_after_tic
     expect(withRaft({ beat_every_ticks: 5, quiesce_idle_ticks: 0 }).success).to.equal(true);
   });
 });
+
+describe('config: [raft] pre_vote_priority and late_votes (docs/quiescence.md, "Elections under a stalled loop")', () => {
+  it('are off unless set, and take booleans only', () => {
+    const parsed = datanodeConfigSchema.parse(base);
+    expect([parsed.raft.pre_vote_priority, parsed.raft.late_votes]).to.deep.equal([false, false]);
+    const on = withRaft({ pre_vote_priority: true, late_votes: true });
+    expect(on.success && [on.data.raft.pre_vote_priority, on.data.raft.late_votes]).to.deep.equal([true, true]);
+    expect(withRaft({ late_votes: 'yes' }).success).to.equal(false);
+  });
+});

@@ -39,6 +39,8 @@ class FakeMeta {
   readonly calls: Record<string, number> = {};
   /** When each call arrived (performance.now(), every method), in order. */
   readonly arrivalsMs: number[] = [];
+  /** The method of each call, in the order they arrived. */
+  readonly methods: string[] = [];
   /** Run as each call arrives, before the fake's role is read (a test's way to change roles on an event). */
   onCall: (() => void) | undefined;
   /** An error the leader answers CreateTable with, instead of the table. */
@@ -53,6 +55,7 @@ class FakeMeta {
       unary(async () => {
         fake.calls[method] = (fake.calls[method] ?? 0) + 1;
         fake.arrivalsMs.push(performance.now());
+        fake.methods.push(method);
         fake.onCall?.();
         const role = fake.role;
         if (role.kind === 'follower') {
@@ -278,9 +281,11 @@ describe('rpc: MetaChannel follows the metasrv leader', function () {
     // the attempt waited out the whole budget, no attempt could start after it and the call would
     // have failed. (An upper bound on tookMs said the same on a quiet machine only: a loaded one
     // took 2.8 s to get through it; flake b in docs/correctness.md.)
+    // The first attempt goes to the silent address, which never answers: only its attempt
+    // timeout can end it, so the call took at least that long before the leader answered. (Not
+    // "one call at each": at load ≈ 30 a 200 ms attempt also timed out at the leader and the call
+    // went round again — 3 at the leader — or the silent fake had not yet read the request.)
     expect(tookMs, 'the attempt timeout was waited out at the silent address').to.be.at.least(150);
-    expect(silent.count('ListNodes')).to.equal(1);
-    expect(leader.count('ListNodes')).to.equal(1);
   });
 
   it('a single address: the answer passes through unchanged, as with one client', async () => {
@@ -447,7 +452,13 @@ describe('datanode: a metasrv address list', function () {
     );
     await datanode.start();
     await waitUntil('3 heartbeats at the leader', 20_000, async () => (leader.count('Heartbeat') >= 3 ? true : undefined));
-    expect(leader.count('RegisterNode')).to.equal(1);
+    // Registered at the leader, then only heartbeats. Not "exactly one RegisterNode": under load
+    // a registration's answer came after the datanode's 500 ms budget, the datanode sent it again
+    // (it is idempotent) and the leader counted 3 (flake b in docs/correctness.md).
+    const calls = leader.methods.filter((m) => m === 'RegisterNode' || m === 'Heartbeat');
+    const firstBeat = calls.indexOf('Heartbeat');
+    expect(firstBeat, `the leader's calls: ${calls.join(' ')}`).to.be.at.least(1);
+    expect(calls.slice(firstBeat), 'no registration once heartbeats began').to.not.include('RegisterNode');
     expect(follower.count('RegisterNode'), 'asked once, named the leader').to.equal(1);
     expect(follower.count('Heartbeat'), 'heartbeats start at the leader found at registration').to.equal(0);
   });

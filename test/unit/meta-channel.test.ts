@@ -459,7 +459,10 @@ describe('datanode: a metasrv address list', function () {
     const firstBeat = calls.indexOf('Heartbeat');
     expect(firstBeat, `the leader's calls: ${calls.join(' ')}`).to.be.at.least(1);
     expect(calls.slice(firstBeat), 'no registration once heartbeats began').to.not.include('RegisterNode');
-    expect(follower.count('RegisterNode'), 'asked once, named the leader').to.equal(1);
+    // Asked, and it named the leader. Not "exactly once": a registration attempt that timed out
+    // at the leader (250 ms each with three addresses) goes on round the list and asks the
+    // follower again (2 at nice 10 beside two busy loops).
+    expect(follower.count('RegisterNode'), 'asked, named the leader').to.be.at.least(1);
     expect(follower.count('Heartbeat'), 'heartbeats start at the leader found at registration').to.equal(0);
   });
 });

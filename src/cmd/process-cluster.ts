@@ -14,6 +14,15 @@ import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from './supervision.js';
 
 const START_TIMEOUT_MS = 30_000;
+
+/**
+ * Time spent starting some processes, measured against START_TIMEOUT_MS (see startTimer).
+ * `describe` says what was measured, for the error that a start which overran throws.
+ */
+export interface StartTimer {
+  elapsedMs(): number;
+  describe(): string;
+}
 const STOP_TIMEOUT_MS = 10_000;
 const HEALTH_POLL_MS = 50;
 
@@ -257,10 +266,10 @@ export class ProcessCluster {
    */
   private async waitNodesAlive(count: number): Promise<void> {
     const client = this.client({ deadlineMs: 2000, attemptTimeoutMs: 1000 });
-    const deadline = Date.now() + START_TIMEOUT_MS;
+    const timer = this.startTimer(() => [...this.metasrvs, ...this.datanodes.slice(0, count)].map((n) => n.process?.pid));
     let seen = 'no answer from the metasrv';
     try {
-      while (Date.now() < deadline) {
+      while (timer.elapsedMs() < START_TIMEOUT_MS) {
         try {
           const res = (await client.listNodes()) as { nodes: { node_id: string; state: string }[] };
           if (res.nodes.filter((n) => n.state === 'alive').length >= count) return;
@@ -274,11 +283,21 @@ export class ProcessCluster {
       }
       throw new RegionDbError(
         ErrorCode.Unavailable,
-        `the metasrv did not count ${count} datanodes alive within ${START_TIMEOUT_MS} ms (last seen: ${seen}); logs in ${this.dir}`,
+        `the metasrv did not count ${count} datanodes alive within ${START_TIMEOUT_MS} ms${timer.describe()} (last seen: ${seen}); logs in ${this.dir}`,
       );
     } finally {
       this.closeClient(client);
     }
+  }
+
+  /**
+   * The clock of a start's bound (a process becoming healthy, the datanodes counted alive): wall
+   * time from now. A seam: the test harness (test/support/local-cluster.ts) counts only the time
+   * the processes it waits for were not kept off the CPU by the rest of a loaded machine.
+   */
+  protected startTimer(_pids: () => readonly (number | undefined)[]): StartTimer {
+    const startedMs = Date.now();
+    return { elapsedMs: () => Date.now() - startedMs, describe: () => '' };
   }
 
   private describeNode(name: string, args: string[], grpcPort: number, httpPort: number, dataDir: string, toml: string[]): NodeProcess {
@@ -302,8 +321,8 @@ export class ProcessCluster {
     const child = spawn(process.execPath, this.commandLine(node), supervisedSpawnOptions('pipe', { cwd: this.options.cwd, env: this.environment(node) }));
     logChildOutput(child, node.logFile, node.name);
     node.process = child;
-    const deadline = Date.now() + START_TIMEOUT_MS;
-    while (Date.now() < deadline) {
+    const timer = this.startTimer(() => [child.pid]);
+    while (timer.elapsedMs() < START_TIMEOUT_MS) {
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new RegionDbError(ErrorCode.Unavailable, `${node.name} exited during startup (code ${child.exitCode}); see ${node.logFile}:\n${this.tail(node)}`);
       }
@@ -314,7 +333,7 @@ export class ProcessCluster {
       }
       await sleep(HEALTH_POLL_MS);
     }
-    throw new RegionDbError(ErrorCode.Unavailable, `${node.name} did not become healthy within ${START_TIMEOUT_MS} ms; see ${node.logFile}:\n${this.tail(node)}`);
+    throw new RegionDbError(ErrorCode.Unavailable, `${node.name} did not become healthy within ${START_TIMEOUT_MS} ms${timer.describe()}; see ${node.logFile}:\n${this.tail(node)}`);
   }
 
   /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */

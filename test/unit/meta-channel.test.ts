@@ -37,6 +37,12 @@ class FakeMeta {
   role: Role = { kind: 'follower' };
   /** Calls received, by method. */
   readonly calls: Record<string, number> = {};
+  /** When each call arrived (performance.now(), every method), in order. */
+  readonly arrivalsMs: number[] = [];
+  /** The method of each call, in the order they arrived. */
+  readonly methods: string[] = [];
+  /** Run as each call arrives, before the fake's role is read (a test's way to change roles on an event). */
+  onCall: (() => void) | undefined;
   /** An error the leader answers CreateTable with, instead of the table. */
   createTableError: RegionDbError | undefined;
   private running: RunningGrpcServer | undefined;
@@ -48,6 +54,9 @@ class FakeMeta {
     const handler = (method: string, leaderAnswer: () => unknown) =>
       unary(async () => {
         fake.calls[method] = (fake.calls[method] ?? 0) + 1;
+        fake.arrivalsMs.push(performance.now());
+        fake.methods.push(method);
+        fake.onCall?.();
         const role = fake.role;
         if (role.kind === 'follower') {
           throw new RegionDbError(ErrorCode.NotLeader, 'this metasrv is a follower', { details: role.hint ? { leaderAddr: role.hint } : {} });
@@ -194,23 +203,29 @@ describe('rpc: MetaChannel follows the metasrv leader', function () {
   it('no hint anywhere (an election): keeps cycling with a backoff and succeeds once a leader appears', async () => {
     const [a, b, c] = [await start({ kind: 'follower' }), await start({ kind: 'follower' }), await start({ kind: 'follower' })];
     const ch = channel([a.addr, b.addr, c.addr]);
-    const electedAfterMs = 400;
-    const timer = setTimeout(() => {
-      b.role = { kind: 'leader' };
-    }, electedAfterMs);
-    try {
-      const startedMs = performance.now();
-      expect(answeredBy(await ch.call<ListNodes>('ListNodes', {}, 5000, { idempotent: true }))).to.equal(b.addr);
-      const tookMs = performance.now() - startedMs;
-      expect(tookMs).to.be.at.least(electedAfterMs - 50).and.below(electedAfterMs + 1000);
-    } finally {
-      clearTimeout(timer);
+    // The election ends after three full cycles of refusals (an event, not a wall-clock moment:
+    // with "b leads 400 ms from now" a loaded machine got through 2 attempts in those 400 ms and
+    // the test's "at least 6 attempts" failed; flake b in docs/correctness.md).
+    const cycles = 3;
+    const attempts = () => a.count('ListNodes') + b.count('ListNodes') + c.count('ListNodes');
+    for (const fake of [a, b, c]) {
+      fake.onCall = () => {
+        if (attempts() > 3 * cycles) b.role = { kind: 'leader' };
+      };
     }
+    expect(answeredBy(await ch.call<ListNodes>('ListNodes', {}, 5000, { idempotent: true }))).to.equal(b.addr);
     expect(ch.leaderAddr).to.equal(b.addr);
-    // Without a backoff, loopback answers in about a millisecond and 400 ms would be hundreds of
-    // attempts; with it (20, 40, 80, 160, 200 ms between cycles of three) it is a few dozen at most.
-    const attempts = a.count('ListNodes') + b.count('ListNodes') + c.count('ListNodes');
-    expect(attempts).to.be.at.least(6).and.at.most(30);
+    // In order, no hint followed: a b c three times, then a (still a follower) and b.
+    expect([a.count('ListNodes'), b.count('ListNodes'), c.count('ListNodes')]).to.deep.equal([cycles + 1, cycles + 1, cycles]);
+    // The backoff between cycles (20, 40, 80 ms: limits.metaChannelBackoffMsMin doubling): the
+    // gap from a cycle's last refusal to the next cycle's first attempt. Without it loopback
+    // answers in about a millisecond and a 5 s budget is thousands of attempts. A lower bound on
+    // a gap holds however loaded the machine is (1 ms off for timer rounding).
+    const arrivals = [...a.arrivalsMs, ...b.arrivalsMs, ...c.arrivalsMs].sort((x, y) => x - y);
+    for (let cycle = 1; cycle <= cycles; cycle++) {
+      const gapMs = arrivals[3 * cycle]! - arrivals[3 * cycle - 1]!;
+      expect(gapMs, `the pause before cycle ${cycle + 1}`).to.be.at.least(limits.metaChannelBackoffMsMin * 2 ** (cycle - 1) - 1);
+    }
   });
 
   it('no leader appears: fails at the deadline with the last error, naming every address tried', async () => {
@@ -262,8 +277,15 @@ describe('rpc: MetaChannel follows the metasrv leader', function () {
     const startedMs = performance.now();
     expect(answeredBy(await ch.call<ListNodes>('ListNodes', {}, 3000, { idempotent: true }))).to.equal(leader.addr);
     const tookMs = performance.now() - startedMs;
-    expect(tookMs, 'one attempt timeout at the silent address, then the leader').to.be.at.least(150).and.below(1500);
-    expect(silent.count('ListNodes')).to.equal(1);
+    // The silent address was given up after its 200 ms attempt timeout, not the call's 3 s: had
+    // the attempt waited out the whole budget, no attempt could start after it and the call would
+    // have failed. (An upper bound on tookMs said the same on a quiet machine only: a loaded one
+    // took 2.8 s to get through it; flake b in docs/correctness.md.)
+    // The first attempt goes to the silent address, which never answers: only its attempt
+    // timeout can end it, so the call took at least that long before the leader answered. (Not
+    // "one call at each": at load ≈ 30 a 200 ms attempt also timed out at the leader and the call
+    // went round again — 3 at the leader — or the silent fake had not yet read the request.)
+    expect(tookMs, 'the attempt timeout was waited out at the silent address').to.be.at.least(150);
   });
 
   it('a single address: the answer passes through unchanged, as with one client', async () => {
@@ -430,8 +452,21 @@ describe('datanode: a metasrv address list', function () {
     );
     await datanode.start();
     await waitUntil('3 heartbeats at the leader', 20_000, async () => (leader.count('Heartbeat') >= 3 ? true : undefined));
-    expect(leader.count('RegisterNode')).to.equal(1);
-    expect(follower.count('RegisterNode'), 'asked once, named the leader').to.equal(1);
-    expect(follower.count('Heartbeat'), 'heartbeats start at the leader found at registration').to.equal(0);
+    // Registered at the leader, then only heartbeats. Not "exactly one RegisterNode": under load
+    // a registration's answer came after the datanode's 500 ms budget, the datanode sent it again
+    // (it is idempotent) and the leader counted 3 (flake b in docs/correctness.md).
+    const calls = leader.methods.filter((m) => m === 'RegisterNode' || m === 'Heartbeat');
+    const firstBeat = calls.indexOf('Heartbeat');
+    expect(firstBeat, `the leader's calls: ${calls.join(' ')}`).to.be.at.least(1);
+    expect(calls.slice(firstBeat), 'no registration once heartbeats began').to.not.include('RegisterNode');
+    // Asked, and it named the leader. Not "exactly once": a registration attempt that timed out
+    // at the leader (250 ms each with three addresses) goes on round the list and asks the
+    // follower again (2 at nice 10 beside two busy loops).
+    expect(follower.count('RegisterNode'), 'asked, named the leader').to.be.at.least(1);
+    // Heartbeats start at the leader found at registration. Not "none at the follower": a beat
+    // whose attempt timed out at the leader goes round the list (1 at nice 10 beside two busy
+    // loops). A channel that forgot the leader would ask the follower once per beat (as many as
+    // the leader got); one that remembers it, only after such a timeout.
+    expect(follower.count('Heartbeat'), `heartbeats: ${leader.count('Heartbeat')} at the leader`).to.be.below(leader.count('Heartbeat'));
   });
 });

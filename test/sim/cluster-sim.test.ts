@@ -30,7 +30,14 @@ const knownFaults: readonly ExtraFault[] = [...EXTRA_FAULTS, ...CATALOG_LOSS_FAU
 for (const name of campaignFaults) if (!knownFaults.includes(name)) throw new Error(`unknown SIM_CLUSTER_FAULTS entry ${name} (known: ${knownFaults.join(', ')}, all)`);
 // SIM_CLUSTER_METASRV=1: the real metasrv core runs beside the datanodes (docs/simulation.md, "The metasrv").
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';
-const withFaults: Partial<ClusterSimOptions> = { ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}), ...(withMetasrv ? { metasrv: true } : {}) };
+// SIM_CLUSTER_GC_QUIET_MS=n (engine mode): the flusher's quiet-region GC interval, opt-in (production sets one; docs/simulation.md).
+const gcQuietMs = process.env['SIM_CLUSTER_GC_QUIET_MS'] ?? '';
+if (gcQuietMs !== '' && !(Number(gcQuietMs) > 0)) throw new Error(`SIM_CLUSTER_GC_QUIET_MS must be a positive number of ms, got ${gcQuietMs}`);
+const withFaults: Partial<ClusterSimOptions> = {
+  ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}),
+  ...(withMetasrv ? { metasrv: true } : {}),
+  ...(gcQuietMs !== '' ? { gcQuietIntervalMs: Number(gcQuietMs) } : {}),
+};
 
 /** A test-only switch from the environment, checked against the values it may take. */
 function plantedSwitch<T extends string>(name: string, allowed: readonly T[]): T | undefined {

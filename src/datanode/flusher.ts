@@ -531,6 +531,11 @@ export class Flusher {
     w.manifestWriting = true;
     const manifest = state.manifest();
     const key = manifestKey(regionId, index);
+    // Landing from now on, not only from the put: the manifest names the SST list of this moment,
+    // and while the listing below (and a read of a stored one) takes its time a compaction may
+    // move an SST out of the version and GC pass its grace; it must still keep what the manifest
+    // about to be put names (G2).
+    w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
     try {
       const listed = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
       if (listed.includes(key)) {
@@ -546,7 +551,6 @@ export class Flusher {
         }
         this.log.debug({ regionId, index, key }, 'adopted the manifest already in the object store at this flushed index');
       } else {
-        w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
         await this.store.put(key, encodeManifest(manifest));
         listed.push(key);
         listed.sort(); // keys are ASCII: code-unit order is the store's byte order

@@ -13,7 +13,7 @@ import { Flusher, type FlusherSettings, gcIntervalMs, gcQuietOf } from '../../sr
 import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
-import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey, sstPrefix } from '../../src/engine/manifest.js';
+import { type RegionManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, replicaSnapshotKey, sstPrefix } from '../../src/engine/manifest.js';
 import { RegionState } from '../../src/engine/region-state.js';
 import { REGION, regionWithFlushedSsts, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -519,5 +519,69 @@ describe('gcIntervalMs (the GC schedule)', () => {
   it('never shortens the usual interval', () => {
     const short = { checkIntervalMs: 20, gcGraceMs: 200, gcQuietIntervalMs: 10 };
     expect(gcIntervalMs(short, q, q)).to.equal(50);
+  });
+});
+
+describe('flusher: a manifest write whose listing is slow (G2: "any manifest this node is writing")', () => {
+  // Found by the engine simulator (FAULTS=all, SIM_CLUSTER_GC_QUIET_MS=100, seed 25): the manifest
+  // at a flushed index is computed (naming the SST list of that moment) before the listing that
+  // precedes its put, but was registered as landing only after the listing. A slow listing left a
+  // window in which a compaction moved the SST out of the version and GC, not knowing the manifest
+  // was on its way, deleted it; the manifest then landed as the latest, naming a deleted SST.
+  it('keeps what a manifest still waiting for its listing names', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-landing-'));
+    const store = new FsObjectStore(dir);
+    const clock = new ManualClock(1_000_000);
+    const server = new FakeRegionServer();
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const list = store.list.bind(store);
+    let manifestListings = 0;
+    store.list = async (prefix: string) => {
+      // The first listing of the manifests is the manifest write's (the visit starts it before the
+      // GC pass): it takes its time. GC's own listings of them answer at once.
+      if (prefix === manifestPrefix(REGION) && manifestListings++ === 0) await gate;
+      return list(prefix);
+    };
+    /** Lets the work a check started run, except the manifest write held at its listing. */
+    const running = (flusher as unknown as { running: Set<Promise<void>> }).running;
+    const step = async () => {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      for (let i = 0; i < 2000 && running.size > 1; i++) await new Promise((r) => setTimeout(r, 1));
+    };
+    try {
+      const wallMs = 1_700_000_000_000;
+      const flushed = sstKeyAt(10, wallMs, 'flsh');
+      const merged = sstKeyAt(10, wallMs, 'merg');
+      const leader = new FakeReplica(2, 10);
+      server.replicas.push(leader);
+      leader.state.flushedIndex = 10;
+      leader.state.ssts = [meta(flushed)];
+      await store.put(flushed, new Uint8Array([1]));
+      await step(); // the manifest at 10 (naming `flushed`) waits for its listing
+      expect(running.size, 'the manifest write is under way').to.equal(1);
+      // A compaction replaces `flushed` with `merged` at 12; every replica snapshots past it.
+      await store.put(merged, new Uint8Array([1]));
+      leader.state.ssts = [meta(merged)];
+      for (const i of [11, 12]) leader.entries.set(i, { index: i, term: 2, type: EntryType.Normal, data: new Uint8Array(0) });
+      leader.appliedIndex = 12;
+      leader.snapshotIndex = 12;
+      leader.snapshotSsts = [merged];
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 12), encodeManifest(manifestOf(12, [merged])));
+      for (let t = 0; t < 2 * GRACE_MS; t += settings.checkIntervalMs) await step();
+      release();
+      await flusher.settled();
+      const latest = await loadLatestManifest(store, REGION);
+      expect(latest?.key, 'the manifest landed').to.equal(manifestKey(REGION, 10));
+      expect(latest?.manifest.ssts.map((s) => s.key)).to.deep.equal([flushed]);
+      expect(await store.head(flushed), 'the SST the latest manifest names').to.not.equal(undefined);
+    } finally {
+      flusher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -484,6 +484,16 @@ describe('flusher: a quiet region gets its GC pass once per gcQuietIntervalMs (d
     expect(await store.head(replicaSnapshotKey(REGION, 3, 10)), "the removed member's published snapshot is deleted at that pass").to.equal(undefined);
   });
 
+  it('a compaction applied (a new SST list, the same flushed index) puts it back on the usual interval', async () => {
+    const leader = await start(quietSettings);
+    await run(500); // the clean first pass at 250: the next at 250 + QUIET_MS while nothing changes
+    const merged = sstKeyAt(10, wallMs, 'm000');
+    await store.put(merged, new Uint8Array([1]));
+    leader.state.ssts = [meta(merged)];
+    await run(USUAL_MS);
+    expect(passesAt, 'the pass after the compaction came a usual interval after the last').to.deep.equal([250, 250 + USUAL_MS]);
+  });
+
   it('an orphan landing in a quiet region (a late upload of another node) is found within a quiet interval, kept a grace, then deleted', async () => {
     await start(quietSettings);
     await run(500); // clean at 250: the next pass at 250 + QUIET_MS

@@ -279,6 +279,8 @@ export class Datanode implements DatabaseHost {
         gcGraceMs: engine.sst_gc_grace_ms,
         checkIntervalMs: 250,
         manifestsKept: 5,
+        // A quiet region's GC pass once a grace, at most 10 min (docs/engine.md, "Quiet regions").
+        gcQuietIntervalMs: Math.min(engine.sst_gc_grace_ms, 600_000),
       },
       this.log.child({ component: 'flusher' }),
       {

@@ -38,6 +38,13 @@ export interface FlusherSettings {
   readonly gcGraceMs: number;
   readonly checkIntervalMs: number;
   readonly manifestsKept: number;
+  /**
+   * The GC pass interval of a quiet region (`gcIntervalMs`): one whose last pass found every SST
+   * in the store named by its version and which has not changed since. Undefined: the usual
+   * interval for every region (the simulator's default and the unit tests'). Only ever lengthens
+   * the interval (docs/engine.md, "Garbage collection", "Quiet regions").
+   */
+  readonly gcQuietIntervalMs?: number;
 }
 
 export interface FlusherMetrics {
@@ -68,6 +75,8 @@ interface RegionWork {
   /** GC's memory of unreferenced SSTs, valid for one leader term (G4 restarts with each term). */
   gcTerm: number;
   unreferenced: ReadonlyMap<string, UnreferencedSst>;
+  /** What the region looked like at the end of its last GC pass, if that pass found it clean (gcIntervalMs). */
+  gcQuiet: GcQuiet | undefined;
   /** Index of this replica's raft snapshot last published to the object store. */
   snapshotPublished: number;
   snapshotPublishing: boolean;
@@ -105,6 +114,41 @@ const GC_INTERVAL_MS_MAX = 60_000;
  * by the argument in `check` such a visit does nothing.
  */
 const FULL_CHECK_EVERY = 40;
+
+/**
+ * A region as its leader's GC sees it between passes: the leader term, the flushed index, the
+ * version's SST list (RegionState replaces the array on every edit that changes it, so the same
+ * array is the same list) and the membership. A GC pass that ended clean records it; the region
+ * stays quiet while all four are the same.
+ */
+export interface GcQuiet {
+  readonly term: number;
+  readonly flushedIndex: number;
+  readonly ssts: readonly SstMeta[];
+  /** Voters, then learners, as confState gives them. */
+  readonly members: string;
+}
+
+export function gcQuietOf(term: number, flushedIndex: number, ssts: readonly SstMeta[], conf: { readonly voters: readonly number[]; readonly learners: readonly number[] }): GcQuiet {
+  return { term, flushedIndex, ssts, members: `${conf.voters.join(',')}/${conf.learners.join(',')}` };
+}
+
+/**
+ * The interval from a region's last GC pass to its next. The usual one is a quarter of the
+ * grace, at least a check interval and at most GC_INTERVAL_MS_MAX. A region whose last pass
+ * ended clean (`recorded`: every SST listed was in the version, nothing unreferenced, nothing
+ * asked of the replicas) and that is still as that pass left it (`now`, the same term, flushed
+ * index, SST list and membership) gets `gcQuietIntervalMs` instead, when that is longer: the
+ * only garbage it can gain without changing is an upload another node completed late (docs/
+ * engine.md, "Quiet regions"). Any change puts it back on the usual interval, counted from the
+ * same last pass.
+ */
+export function gcIntervalMs(settings: Pick<FlusherSettings, 'checkIntervalMs' | 'gcGraceMs' | 'gcQuietIntervalMs'>, recorded: GcQuiet | undefined, now: GcQuiet | undefined): number {
+  const usual = Math.min(GC_INTERVAL_MS_MAX, Math.max(settings.checkIntervalMs, settings.gcGraceMs / 4));
+  if (settings.gcQuietIntervalMs === undefined || recorded === undefined || now === undefined) return usual;
+  const same = recorded.term === now.term && recorded.flushedIndex === now.flushedIndex && recorded.ssts === now.ssts && recorded.members === now.members;
+  return same ? Math.max(usual, settings.gcQuietIntervalMs) : usual;
+}
 
 export class Flusher {
   private readonly work = new Map<string, RegionWork>();
@@ -216,6 +260,7 @@ export class Flusher {
         gcRunning: false,
         gcTerm: 0,
         unreferenced: new Map(),
+        gcQuiet: undefined,
         snapshotPublished: 0,
         snapshotPublishing: false,
     };
@@ -381,15 +426,15 @@ export class Flusher {
       w.compactRequested = false;
       this.track(regionId, this.compact(regionId, state, w, everything));
     }
-    const gcIntervalMs = Math.min(GC_INTERVAL_MS_MAX, Math.max(this.settings.checkIntervalMs, this.settings.gcGraceMs / 4));
-    if (!w.gcRunning && now - w.lastGcMs >= gcIntervalMs) {
+    const interval = gcIntervalMs(this.settings, w.gcQuiet, w.gcQuiet && gcQuietOf(replica.raft.term, state.flushedIndex, state.ssts, replica.raft.confState()));
+    if (!w.gcRunning && now - w.lastGcMs >= interval) {
       w.lastGcMs = now;
       this.track(regionId, this.collectGarbage(replica, w));
     }
     // The times at which this leader has something to do without any change: its next GC pass
     // (none while one runs: its end marks the region), and the flush age of a memtable waiting
     // for nothing else (nextFlushStep's `aged`).
-    let due = w.gcRunning ? Number.POSITIVE_INFINITY : w.lastGcMs + gcIntervalMs;
+    let due = w.gcRunning ? Number.POSITIVE_INFINITY : w.lastGcMs + interval;
     if (state.frozen.length === 0 && !w.freezing && w.dirtySinceMs !== undefined) due = Math.min(due, w.dirtySinceMs + this.settings.flushAgeMs);
     if (due === Number.POSITIVE_INFINITY) this.dueAtMs.delete(regionId);
     else {
@@ -486,6 +531,11 @@ export class Flusher {
     w.manifestWriting = true;
     const manifest = state.manifest();
     const key = manifestKey(regionId, index);
+    // Landing from now on, not only from the put: the manifest names the SST list of this moment,
+    // and while the listing below (and a read of a stored one) takes its time a compaction may
+    // move an SST out of the version and GC pass its grace; it must still keep what the manifest
+    // about to be put names (G2).
+    w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
     try {
       const listed = (await this.store.list(manifestPrefix(regionId))).map((o) => o.key);
       if (listed.includes(key)) {
@@ -501,7 +551,6 @@ export class Flusher {
         }
         this.log.debug({ regionId, index, key }, 'adopted the manifest already in the object store at this flushed index');
       } else {
-        w.manifestsLanding.set(index, manifest.ssts.map((s) => s.key));
         await this.store.put(key, encodeManifest(manifest));
         listed.push(key);
         listed.sort(); // keys are ASCII: code-unit order is the store's byte order
@@ -617,6 +666,7 @@ export class Flusher {
       w.unreferenced = new Map();
     }
     w.gcRunning = true;
+    w.gcQuiet = undefined; // recorded again only by a pass that ends clean
     try {
       const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
@@ -672,7 +722,12 @@ export class Flusher {
       // or pending flush): what each is waiting for.
       const versionKeys = new Set(state.ssts.map((s) => s.key));
       const notInVersion = listed.filter((k) => !versionKeys.has(k)).length;
-      if (notInVersion === 0) return;
+      if (notInVersion === 0) {
+        // Clean: every SST listed is in the version, so nothing was unreferenced and nothing asked
+        // of the replicas. The region is quiet until its version, term or membership changes.
+        if (decision.unreferenced.size === 0 && decision.snapshotNeededAt === undefined) w.gcQuiet = gcQuietOf(term, state.flushedIndex, state.ssts, conf);
+        return;
+      }
       const unreferenced = decision.deletable.length + decision.waitingForSnapshots + decision.inGrace;
       this.log.info(
         { regionId, term, notInVersion, inUse: notInVersion - unreferenced, waitingForSnapshots: decision.waitingForSnapshots, inGrace: decision.inGrace, deletable: decision.deletable.length, replicasSnapshotIndex },

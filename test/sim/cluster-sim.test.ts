@@ -32,10 +32,14 @@ for (const name of campaignFaults) if (!knownFaults.includes(name)) throw new Er
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';
 // SIM_CLUSTER_CALM_ELECTIONS=1: the opt-in election rules on (docs/quiescence.md, "Elections under a stalled loop").
 const calmElections = process.env['SIM_CLUSTER_CALM_ELECTIONS'] === '1';
+// SIM_CLUSTER_GC_QUIET_MS=n (engine mode): the flusher's quiet-region GC interval, opt-in (production sets one; docs/simulation.md).
+const gcQuietMs = process.env['SIM_CLUSTER_GC_QUIET_MS'] ?? '';
+if (gcQuietMs !== '' && !(Number(gcQuietMs) > 0)) throw new Error(`SIM_CLUSTER_GC_QUIET_MS must be a positive number of ms, got ${gcQuietMs}`);
 const withFaults: Partial<ClusterSimOptions> = {
   ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}),
   ...(withMetasrv ? { metasrv: true } : {}),
   ...(calmElections ? { calmElections: true } : {}),
+  ...(gcQuietMs !== '' ? { gcQuietIntervalMs: Number(gcQuietMs) } : {}),
 };
 
 /** A test-only switch from the environment, checked against the values it may take. */

@@ -174,6 +174,13 @@ export interface ClusterSimOptions {
    */
   flusherCheck?: 'every-replica' | 'forgets-marks' | 'ignores-changes';
   /**
+   * Engine mode, opt-in (SIM_CLUSTER_GC_QUIET_MS): the flusher's gcQuietIntervalMs, the GC pass
+   * interval of a region whose last pass was clean and that has not changed since (production
+   * sets it; the default here leaves it unset, so the default traces are those before it). A
+   * campaign with it set is the check that the longer interval deletes nothing still named.
+   */
+  gcQuietIntervalMs?: number;
+  /**
    * Engine mode: check after every delete that nothing that must exist names the object (on by
    * default). Off, only the end-to-end checkers (rows readable, histories, replica health) are
    * left: the planted-bug tests use it to show what the deleted object costs.
@@ -1185,7 +1192,7 @@ export class ClusterSim {
     const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1276,7 +1283,8 @@ export class ClusterSim {
       // A refused manifest write means the flusher found a different manifest at its flushed
       // index: divergence, or its equivalence test is wrong (a false refusal stalls recovery points).
       const metrics = { ...noFlusherMetrics, manifestRefused: (regionId: string) => this.flag('manifest refused', `n${node.id} found a different manifest of ${regionId} at its flushed index`) };
-      node.flusher = new F(engineServer, store, FLUSHER_SETTINGS, silentLogger, metrics, clock, new SstLeases(), {
+      const flusherSettings = this.options.gcQuietIntervalMs === undefined ? FLUSHER_SETTINGS : { ...FLUSHER_SETTINGS, gcQuietIntervalMs: this.options.gcQuietIntervalMs };
+      node.flusher = new F(engineServer, store, flusherSettings, silentLogger, metrics, clock, new SstLeases(), {
         scheduler: clock,
         // Seeded: a seed replays to the same SST keys.
         sstKeys: { wallMs: () => wall.nowMs(), randomTag: () => this.rand.int(2 ** 32).toString(16).padStart(8, '0') },

@@ -9,11 +9,11 @@ import { expect } from 'chai';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
-import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
+import { Flusher, type FlusherSettings, gcIntervalMs, gcQuietOf } from '../../src/datanode/flusher.js';
 import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
-import { type RegionManifest, encodeManifest, manifestKey, replicaSnapshotKey } from '../../src/engine/manifest.js';
+import { type RegionManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, replicaSnapshotKey, sstPrefix } from '../../src/engine/manifest.js';
 import { RegionState } from '../../src/engine/region-state.js';
 import { REGION, regionWithFlushedSsts, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -385,6 +385,210 @@ describe('flusher: an explicit compaction', () => {
         await flusher.settled();
       }
       expect(server.proposed.filter((k) => k === 'compaction-edit'), 'proposed again while the SSTs are still there').to.have.length.greaterThan(1);
+    } finally {
+      flusher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: a quiet region gets its GC pass once per gcQuietIntervalMs (docs/engine.md, "Quiet regions")', () => {
+  // The usual interval here: grace / 4 = 500 ms; the quiet one: a grace.
+  const USUAL_MS = GRACE_MS / 4;
+  const QUIET_MS = GRACE_MS;
+  const quietSettings: FlusherSettings = { ...settings, gcQuietIntervalMs: QUIET_MS };
+  let dir: string;
+  let store: FsObjectStore;
+  let clock: ManualClock;
+  let server: FakeRegionServer;
+  let flusher: Flusher;
+  /** Monotonic ms of every listing of the region's SSTs (one per GC pass). */
+  let passesAt: number[];
+  const wallMs = 1_700_000_000_000;
+  const inVersion = sstKeyAt(9, wallMs, 'v000');
+
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      await flusher.settled();
+    }
+  };
+  const start = async (s: FlusherSettings) => {
+    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, s, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const leader = new FakeReplica(2, 10);
+    server.replicas.push(leader);
+    leader.snapshotIndex = 10;
+    leader.snapshotSsts = [inVersion];
+    leader.state.flushedIndex = 10;
+    leader.state.ssts = [meta(inVersion)];
+    await store.put(inVersion, new Uint8Array([1]));
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 10), encodeManifest(manifestOf(10, [inVersion])));
+    return leader;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-quiet-'));
+    store = new FsObjectStore(dir);
+    clock = new ManualClock(1_000_000);
+    server = new FakeRegionServer();
+    passesAt = [];
+    const list = store.list.bind(store);
+    store.list = async (prefix: string) => {
+      if (prefix === sstPrefix(REGION)) passesAt.push(clock.nowMs() - 1_000_000);
+      return list(prefix);
+    };
+  });
+
+  afterEach(() => {
+    flusher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('without gcQuietIntervalMs every leader passes every usual interval (the default elsewhere, unchanged)', async () => {
+    await start(settings);
+    await run(5000);
+    expect(passesAt).to.deep.equal([250, 750, 1250, 1750, 2250, 2750, 3250, 3750, 4250, 4750]);
+  });
+
+  it('a region whose last pass was clean and that has not changed passes once per quiet interval', async () => {
+    await start(quietSettings);
+    await run(5000);
+    expect(passesAt).to.deep.equal([250, 250 + QUIET_MS, 250 + 2 * QUIET_MS]);
+  });
+
+  it('a new SST list (a flush or compaction applied), a new term or a new membership puts it back on the usual interval, from the same last pass', async () => {
+    const leader = await start(quietSettings);
+    await run(500); // the clean first pass at 250
+    // A flush applies: a new SST in the version (the flusher's own upload would be in it too).
+    const flushed = sstKeyAt(11, wallMs, 'v001');
+    await store.put(flushed, new Uint8Array([1]));
+    leader.state.ssts = [meta(flushed), ...leader.state.ssts];
+    leader.state.flushedIndex = 11;
+    await run(500);
+    expect(passesAt, 'the pass after the flush came a usual interval after the last').to.deep.equal([250, 750]);
+    await run(QUIET_MS); // clean again at 750: the next at 750 + QUIET_MS
+    expect(passesAt).to.deep.equal([250, 750, 750 + QUIET_MS]);
+    // Re-elected in a new term (its own entry applied: G1 holds at once).
+    leader.term = 3;
+    leader.entries.set(10, { index: 10, term: 3, type: EntryType.Normal, data: new Uint8Array(0) });
+    await run(USUAL_MS);
+    expect(passesAt.at(-1), 'a new term').to.equal(750 + QUIET_MS + USUAL_MS);
+    await run(USUAL_MS);
+    expect(passesAt.length, 'quiet again').to.equal(4);
+    leader.voters = [1, 2, 4];
+    await store.put(replicaSnapshotKey(REGION, 4, 10), encodeManifest(manifestOf(10, [inVersion])));
+    await run(USUAL_MS);
+    // Its usual due time (3,250 + 500) has passed: the first check after the change passes.
+    expect(passesAt.at(-1), `a new membership (passes at ${passesAt.join(', ')})`).to.equal(750 + QUIET_MS + 3 * USUAL_MS);
+    expect(await store.head(replicaSnapshotKey(REGION, 3, 10)), "the removed member's published snapshot is deleted at that pass").to.equal(undefined);
+  });
+
+  it('a compaction applied (a new SST list, the same flushed index) puts it back on the usual interval', async () => {
+    const leader = await start(quietSettings);
+    await run(500); // the clean first pass at 250: the next at 250 + QUIET_MS while nothing changes
+    const merged = sstKeyAt(10, wallMs, 'm000');
+    await store.put(merged, new Uint8Array([1]));
+    leader.state.ssts = [meta(merged)];
+    await run(USUAL_MS);
+    expect(passesAt, 'the pass after the compaction came a usual interval after the last').to.deep.equal([250, 250 + USUAL_MS]);
+  });
+
+  it('an orphan landing in a quiet region (a late upload of another node) is found within a quiet interval, kept a grace, then deleted', async () => {
+    await start(quietSettings);
+    await run(500); // clean at 250: the next pass at 250 + QUIET_MS
+    const orphan = sstKeyAt(12, wallMs, 'orph');
+    await store.put(orphan, new Uint8Array([1]));
+    const landedAt = clock.nowMs() - 1_000_000;
+    await run(QUIET_MS + GRACE_MS - 500);
+    const seenAt = 250 + QUIET_MS;
+    expect(passesAt.filter((t) => t >= landedAt)[0], 'first seen at the quiet pass').to.equal(seenAt);
+    // A pass that saw something unreferenced is not clean: the usual interval while it waits.
+    expect(passesAt, 'on the usual interval while it waits').to.deep.equal([250, seenAt, seenAt + USUAL_MS, seenAt + 2 * USUAL_MS, seenAt + 3 * USUAL_MS]);
+    expect(await store.head(orphan), 'kept for a grace from when it was first seen').to.not.equal(undefined);
+    await run(1000);
+    expect(await store.head(orphan), 'deleted once the grace passed').to.equal(undefined);
+    expect(await store.head(inVersion), 'what the version names stays').to.not.equal(undefined);
+  });
+});
+
+describe('gcIntervalMs (the GC schedule)', () => {
+  const s = { checkIntervalMs: 250, gcGraceMs: 600_000, gcQuietIntervalMs: 600_000 };
+  const ssts: SstMeta[] = [meta('a')];
+  const q = gcQuietOf(2, 10, ssts, { voters: [1, 2, 3], learners: [] });
+  it('is the usual interval (a quarter grace, at most 60 s) unless the recorded quiet state still holds', () => {
+    expect(gcIntervalMs({ ...s, gcQuietIntervalMs: undefined }, q, q)).to.equal(60_000);
+    expect(gcIntervalMs(s, undefined, q)).to.equal(60_000);
+    expect(gcIntervalMs(s, q, undefined)).to.equal(60_000);
+    expect(gcIntervalMs(s, q, gcQuietOf(2, 10, ssts, { voters: [1, 2, 3], learners: [] }))).to.equal(600_000);
+    expect(gcIntervalMs(s, q, gcQuietOf(3, 10, ssts, { voters: [1, 2, 3], learners: [] })), 'term').to.equal(60_000);
+    expect(gcIntervalMs(s, q, gcQuietOf(2, 11, ssts, { voters: [1, 2, 3], learners: [] })), 'flushed index').to.equal(60_000);
+    expect(gcIntervalMs(s, q, gcQuietOf(2, 10, [...ssts], { voters: [1, 2, 3], learners: [] })), 'another SST list').to.equal(60_000);
+    expect(gcIntervalMs(s, q, gcQuietOf(2, 10, ssts, { voters: [1, 2], learners: [3] })), 'membership').to.equal(60_000);
+  });
+  it('never shortens the usual interval', () => {
+    const short = { checkIntervalMs: 20, gcGraceMs: 200, gcQuietIntervalMs: 10 };
+    expect(gcIntervalMs(short, q, q)).to.equal(50);
+  });
+});
+
+describe('flusher: a manifest write whose listing is slow (G2: "any manifest this node is writing")', () => {
+  // Found by the engine simulator (FAULTS=all, SIM_CLUSTER_GC_QUIET_MS=100, seed 25): the manifest
+  // at a flushed index is computed (naming the SST list of that moment) before the listing that
+  // precedes its put, but was registered as landing only after the listing. A slow listing left a
+  // window in which a compaction moved the SST out of the version and GC, not knowing the manifest
+  // was on its way, deleted it; the manifest then landed as the latest, naming a deleted SST.
+  it('keeps what a manifest still waiting for its listing names', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-landing-'));
+    const store = new FsObjectStore(dir);
+    const clock = new ManualClock(1_000_000);
+    const server = new FakeRegionServer();
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const list = store.list.bind(store);
+    let manifestListings = 0;
+    store.list = async (prefix: string) => {
+      // The first listing of the manifests is the manifest write's (the visit starts it before the
+      // GC pass): it takes its time. GC's own listings of them answer at once.
+      if (prefix === manifestPrefix(REGION) && manifestListings++ === 0) await gate;
+      return list(prefix);
+    };
+    /** Lets the work a check started run, except the manifest write held at its listing. */
+    const running = (flusher as unknown as { running: Set<Promise<void>> }).running;
+    const step = async () => {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      for (let i = 0; i < 2000 && running.size > 1; i++) await new Promise((r) => setTimeout(r, 1));
+    };
+    try {
+      const wallMs = 1_700_000_000_000;
+      const flushed = sstKeyAt(10, wallMs, 'flsh');
+      const merged = sstKeyAt(10, wallMs, 'merg');
+      const leader = new FakeReplica(2, 10);
+      server.replicas.push(leader);
+      leader.state.flushedIndex = 10;
+      leader.state.ssts = [meta(flushed)];
+      await store.put(flushed, new Uint8Array([1]));
+      await step(); // the manifest at 10 (naming `flushed`) waits for its listing
+      expect(running.size, 'the manifest write is under way').to.equal(1);
+      // A compaction replaces `flushed` with `merged` at 12; every replica snapshots past it.
+      await store.put(merged, new Uint8Array([1]));
+      leader.state.ssts = [meta(merged)];
+      for (const i of [11, 12]) leader.entries.set(i, { index: i, term: 2, type: EntryType.Normal, data: new Uint8Array(0) });
+      leader.appliedIndex = 12;
+      leader.snapshotIndex = 12;
+      leader.snapshotSsts = [merged];
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 12), encodeManifest(manifestOf(12, [merged])));
+      for (let t = 0; t < 2 * GRACE_MS; t += settings.checkIntervalMs) await step();
+      release();
+      await flusher.settled();
+      const latest = await loadLatestManifest(store, REGION);
+      expect(latest?.key, 'the manifest landed').to.equal(manifestKey(REGION, 10));
+      expect(latest?.manifest.ssts.map((s) => s.key)).to.deep.equal([flushed]);
+      expect(await store.head(flushed), 'the SST the latest manifest names').to.not.equal(undefined);
     } finally {
       flusher.stop();
       rmSync(dir, { recursive: true, force: true });

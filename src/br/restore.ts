@@ -10,6 +10,12 @@
 // 4. The metasrv then recovers every region from that manifest (the disaster-recovery path of
 //    `regiondb recover`), and each region reports the flushed index it restarted from, which
 //    must be the backup's.
+// 5. A "restored" record (`br-restore/<token>.json` in the target store, naming the table id) is
+//    written last. A restore stopped before it (killed, or failed) leaves the table created by its
+//    token (restoreToken): the same restore run again recognises that table by the token, without
+//    the record, and finishes it (steps 3-5 again); with the record, the table is done and left
+//    alone. docs/backup.md, "A restore that stops part way", has each stop point.
+import { createHash } from 'node:crypto';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import { makeRegionId } from '../engine/key.js';
@@ -46,12 +52,54 @@ export interface RestoreResult {
   readonly backupId: string;
   readonly chain: string[];
   readonly tables: { name: string; sourceTableId: number; tableId: number; regions: RestoredRegion[] }[];
+  /** Tables an earlier run of this same restore finished (its restored record names them): left as they are. */
+  readonly alreadyRestored: { name: string; tableId: number }[];
+  /** Tables an earlier run of this restore created but did not finish, finished by this run. */
+  readonly resumed: string[];
   readonly copiedFiles: number;
   readonly copiedBytes: number;
   readonly durationMs: number;
 }
 
 const SST_NAME = /^([0-9a-f]{16})-\d+-[0-9a-f]+\.sst$/;
+
+/**
+ * The CreateTable request token a restore of `backupId` creates table `table` with. The metasrv
+ * keeps the token of the call that created a table for as long as the table lives and answers
+ * a CreateTable with that token with the table (ALREADY_EXISTS under any other token): that is
+ * how a later run of the same restore knows the table is its own, not live data.
+ */
+export function restoreToken(backupId: string, table: string): string {
+  return `br-restore-${createHash('sha256').update(`${backupId}\n${table}`).digest('hex').slice(0, 40)}`;
+}
+
+/** Where the target store records that the restore of `backupId`'s `table` finished (step 5). */
+export function restoredRecordKey(backupId: string, table: string): string {
+  return `br-restore/${restoreToken(backupId, table)}.json`;
+}
+
+interface RestoredRecord {
+  backupId: string;
+  table: string;
+  tableId: number;
+  restoredAtMs: number;
+}
+
+async function readRestoredRecord(store: ObjectStore, backupId: string, table: string): Promise<RestoredRecord | undefined> {
+  const key = restoredRecordKey(backupId, table);
+  if ((await store.head(key)) === undefined) return undefined;
+  const bytes = await store.get(key);
+  let rec: Partial<RestoredRecord>;
+  try {
+    rec = JSON.parse(new TextDecoder().decode(bytes)) as Partial<RestoredRecord>;
+  } catch {
+    throw new RegionDbError(ErrorCode.Corruption, `${store.description}: ${key} (the record of a finished restore of table ${table}) is not JSON; delete it to restore the table again`);
+  }
+  if (rec.backupId !== backupId || rec.table !== table || !Number.isSafeInteger(rec.tableId)) {
+    throw new RegionDbError(ErrorCode.Corruption, `${store.description}: ${key} does not record a restore of table ${table} from backup ${backupId}; delete it to restore the table again`);
+  }
+  return rec as RestoredRecord;
+}
 
 /** A fresh object name in the region's SST folder, keeping the flushed index the original encodes. */
 function restoredSstKey(regionId: string, originalKey: string, maxVersion: number): string {
@@ -79,20 +127,38 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   }
   const tables = backup.tables.filter((t) => wanted.includes(t.name));
 
+  // Each table the target has already is either this restore's — finished (its restored record
+  // names the table's id: left alone) or not (created under this restore's token, the record not
+  // written: finished by this run) — or someone else's, which is refused before anything is done.
   const present: string[] = [];
+  const done: RestoreResult['alreadyRestored'] = [];
+  const unfinished = new Map<string, TableSchema>();
   for (const t of tables) {
-    const exists = await opts.client.describe(t.name, true).then(
-      () => true,
-      (err: unknown) => (isRegionDbError(err, ErrorCode.NotFound) ? false : Promise.reject(err)),
+    const tableId = await opts.client.describe(t.name, true).then(
+      (info) => info.schema.tableId,
+      (err: unknown) => (isRegionDbError(err, ErrorCode.NotFound) ? undefined : Promise.reject(err)),
     );
-    if (exists) present.push(t.name);
+    if (tableId === undefined) continue;
+    const record = await readRestoredRecord(opts.targetStore, backup.id, t.name);
+    if (record?.tableId === tableId) {
+      done.push({ name: t.name, tableId });
+      continue;
+    }
+    // Answered with the table only if this restore's token created it (no table is created: it exists).
+    const own = await opts.client.createTable(t.name, t.columns.map((c) => ({ ...c })), t.regionCount, restoreToken(backup.id, t.name)).then(
+      (schema) => schema,
+      (err: unknown) => (isRegionDbError(err, ErrorCode.AlreadyExists) ? undefined : Promise.reject(err)),
+    );
+    if (own) unfinished.set(t.name, own);
+    else present.push(t.name);
   }
   if (present.length > 0) {
     throw new RegionDbError(
       ErrorCode.AlreadyExists,
-      `the target cluster already has table${present.length > 1 ? 's' : ''} ${present.join(', ')}; restore never overwrites live data: drop ${present.length > 1 ? 'them' : 'it'}, restore into another cluster, or choose other tables with --tables`,
+      `the target cluster already has table${present.length > 1 ? 's' : ''} ${present.join(', ')}, not created by a restore of backup ${backup.id}; restore never overwrites live data: drop ${present.length > 1 ? 'them' : 'it'}, restore into another cluster, or choose other tables with --tables`,
     );
   }
+  for (const d of done) progress.note(`table ${d.name} (id ${d.tableId}) was restored from backup ${backup.id} by an earlier run: left as it is`);
 
   const files = new Map<string, BackupFile>(backup.files.map((f) => [f.key, f]));
   let copiedFiles = 0;
@@ -109,18 +175,31 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   };
 
   const out: RestoreResult['tables'] = [];
+  const resumed: string[] = [];
   for (const t of tables) {
-    const schema: TableSchema = await opts.client.createTable(t.name, t.columns.map((c) => ({ ...c })), t.regionCount);
-    progress.note(`created table ${t.name} (id ${schema.tableId}, was ${t.tableId}) with ${schema.regionCount} regions`);
+    if (done.some((d) => d.name === t.name)) continue;
+    let schema = unfinished.get(t.name);
+    if (schema) {
+      resumed.push(t.name);
+      progress.note(`table ${t.name} (id ${schema.tableId}) was created by an earlier run of this restore that did not finish: finishing it`);
+    } else {
+      schema = await opts.client.createTable(t.name, t.columns.map((c) => ({ ...c })), t.regionCount, restoreToken(backup.id, t.name));
+      progress.note(`created table ${t.name} (id ${schema.tableId}, was ${t.tableId}) with ${schema.regionCount} regions`);
+    }
     try {
       out.push(await restoreTable(t, schema));
     } catch (err) {
-      // The table was created by this restore and holds nothing else: drop it so a retry starts clean.
-      await opts.client.dropTable(t.name).catch((dropErr: unknown) => progress.note(`could not drop the partly restored table ${t.name}: ${(dropErr as Error).message}`));
+      // The table was created by this restore and holds nothing else: drop it so a retry starts
+      // clean. If the drop fails too, running the same restore again finishes the table.
+      await opts.client.dropTable(t.name).catch((dropErr: unknown) =>
+        progress.note(`could not drop the partly restored table ${t.name} (${(dropErr as Error).message}): run the same restore again to finish it`),
+      );
       throw err;
     }
+    const record: RestoredRecord = { backupId: backup.id, table: t.name, tableId: schema.tableId, restoredAtMs: Date.now() };
+    await opts.targetStore.put(restoredRecordKey(backup.id, t.name), new TextEncoder().encode(`${JSON.stringify(record)}\n`));
   }
-  return { backupId: backup.id, chain: report.chain, tables: out, copiedFiles, copiedBytes, durationMs: Date.now() - started };
+  return { backupId: backup.id, chain: report.chain, tables: out, alreadyRestored: done, resumed, copiedFiles, copiedBytes, durationMs: Date.now() - started };
 
   async function restoreTable(t: BackupTable, schema: TableSchema): Promise<RestoreResult['tables'][number]> {
     const sstCount = t.regions.reduce((n, r) => n + r.sstKeys.length, 0);

@@ -203,7 +203,12 @@ export class RegionDbClient {
 
   // ─── DDL and routes ─────────────────────────────────────────────────────────────────────────
 
-  async createTable(name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number): Promise<TableSchema> {
+  /**
+   * `requestToken`: by default a fresh one per call. A caller that passes its own (br restore)
+   * gets, for as long as the table lives, the table that token created back from a later call,
+   * and ALREADY_EXISTS for a table created under any other token.
+   */
+  async createTable(name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number, requestToken?: string): Promise<TableSchema> {
     const protoColumns = columns.map((c) => ({
       name: c.name,
       type: c.type.toUpperCase() === 'TIMESTAMP' ? 'TIMESTAMP_MS' : c.type.toUpperCase(),
@@ -213,7 +218,7 @@ export class RegionDbClient {
       // The column types and semantics as the caller spelled them: the metasrv validates them.
       // The request token makes the call safe to send again (another metasrv, a dropped
       // connection): a retry of a CreateTable that did create the table is answered with it.
-      const request = { name, columns: protoColumns, region_count: regionCount, request_token: `${this.clientId}:${randomUUID()}` };
+      const request = { name, columns: protoColumns, region_count: regionCount, request_token: requestToken ?? `${this.clientId}:${randomUUID()}` };
       const res = await this.meta.call<MetaCreateTableResponse__Output>('CreateTable', request, this.deadlineMs, { idempotent: true });
       this.tables.delete(name);
       return fromProtoSchema(res.table);

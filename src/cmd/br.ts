@@ -234,6 +234,8 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
               ['TABLE', 'TABLE ID', 'REGION', 'FROM REGION', 'RESTORED FLUSHED INDEX', 'SSTS'],
               res.tables.flatMap((t) => t.regions.map((r) => [t.name, String(t.tableId), r.regionId, r.sourceRegionId, String(r.restoredFlushedIndex), String(r.ssts)])),
             ),
+            ...(res.resumed.length > 0 ? [`finished what an earlier run of this restore left undone: ${res.resumed.join(', ')}`] : []),
+            ...(res.alreadyRestored.length > 0 ? [`restored by an earlier run of this restore, left as they are: ${res.alreadyRestored.map((t) => `${t.name} (id ${t.tableId})`).join(', ')}`] : []),
           ].join('\n'),
         );
       } finally {

@@ -13,12 +13,13 @@ import { type BackupListing, planPrune } from '../../src/br/repository.js';
 import { type RestoreClusterClient, runRestore } from '../../src/br/restore.js';
 import { verifyBackup } from '../../src/br/verify.js';
 import { crc32c } from '../../src/common/crc32c.js';
-import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
-import { decodeManifest, encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
+import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import type { ObjectStore } from '../../src/object-store/object-store.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const SCHEMA: TableSchema = cpuSchema({ name: 't', tableId: 7, regionCount: 2 });
@@ -112,6 +113,116 @@ class HookedStore extends DelegatingObjectStore {
     if (hook) await hook(key);
     return this.inner.get(key);
   }
+}
+
+/** A process kill, injected: the operation it stops never happens, and neither does any after it. */
+class Killed extends Error {}
+
+/**
+ * The target cluster of a restore: its object store (a directory) and a metasrv as far as
+ * restore uses one — CreateTable keeping each table's request token (a call with the token that
+ * created the table is answered with it, any other token ALREADY_EXISTS), DropTable, and
+ * RecoverTable reporting each region's newest manifest in the store. `killBefore` = k stops the
+ * "process" before its k-th change to the cluster (a table created or dropped, a recovery, an
+ * object put or deleted): from then on every call, read or write, fails as if the process died.
+ */
+class FakeTarget {
+  readonly tables = new Map<string, { schema: TableSchema; token: string }>();
+  /** Per region id, the flushed index its last recovery restarted it from. */
+  readonly recovered = new Map<string, number>();
+  changes = 0;
+  killBefore = Number.POSITIVE_INFINITY;
+  killed = false;
+  private nextTableId = 100;
+  readonly store: ObjectStore;
+
+  constructor(dir: string) {
+    const target = this;
+    this.store = new (class extends DelegatingObjectStore {
+      override async put(key: string, data: Uint8Array) {
+        target.change();
+        return this.inner.put(key, data);
+      }
+      override async delete(key: string) {
+        target.change();
+        return this.inner.delete(key);
+      }
+      override async get(key: string) {
+        target.alive();
+        return this.inner.get(key);
+      }
+      override async head(key: string) {
+        target.alive();
+        return this.inner.head(key);
+      }
+      override async list(prefix: string) {
+        target.alive();
+        return this.inner.list(prefix);
+      }
+    })(new FsObjectStore(dir));
+  }
+
+  alive(): void {
+    if (this.killed) throw new Killed('the restore process was killed');
+  }
+
+  change(): void {
+    this.alive();
+    if (++this.changes >= this.killBefore) {
+      this.killed = true;
+      throw new Killed(`killed before change ${this.changes}`);
+    }
+  }
+
+  /** The same target after the killed process is gone: a new process, nothing killed. */
+  revive(): void {
+    this.killed = false;
+    this.killBefore = Number.POSITIVE_INFINITY;
+  }
+
+  readonly client = {
+    describe: async (name: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${name} not found`);
+      return { schema: t.schema, routes: new Map() };
+    },
+    createTable: async (name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number, token?: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (t) {
+        if (token !== undefined && token === t.token) return t.schema;
+        throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} already exists`);
+      }
+      this.change();
+      const schema = { name, tableId: this.nextTableId++, regionCount, columns: columns.map((c) => ({ ...c })) } as TableSchema;
+      this.tables.set(name, { schema, token: token ?? `random-${this.nextTableId}` });
+      return schema;
+    },
+    dropTable: async (name: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${name} not found`);
+      this.change();
+      this.tables.delete(name);
+      return t.schema.regionCount;
+    },
+    recoverTable: async (name: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${name} not found`);
+      this.change();
+      const out = [];
+      for (let n = 0; n < t.schema.regionCount; n++) {
+        const regionId = makeRegionId(t.schema.tableId, n);
+        const latest = await loadLatestManifest((this.store as DelegatingObjectStore).inner, regionId);
+        const index = latest?.manifest.flushedIndex ?? 0;
+        this.recovered.set(regionId, index);
+        out.push({ region_id: regionId, flushed_index: String(index), manifest_written_ms: '0', ssts: latest?.manifest.ssts.length ?? 0, replicas: 3 });
+      }
+      return out;
+    },
+  } as unknown as RestoreClusterClient;
 }
 
 describe('br: backup and verify against a fabricated cluster object store', () => {
@@ -360,6 +471,85 @@ describe('br: backup and verify against a fabricated cluster object store', () =
         expect(touched, 'calls to the target cluster').to.deep.equal([]);
       });
     }
+  });
+
+  describe('a restore stopped part way (leftover L8): the same restore run again finishes it', () => {
+    /** The target's table `t` as restored: each region's recovered point and the bytes of the SSTs its newest manifest names. */
+    async function restoredState(target: FakeTarget): Promise<{ points: number[]; ssts: string[][] }> {
+      const t = target.tables.get('t');
+      expect(t, 'table t exists in the target').to.not.equal(undefined);
+      const points: number[] = [];
+      const ssts: string[][] = [];
+      for (let n = 0; n < 2; n++) {
+        const regionId = makeRegionId(t!.schema.tableId, n);
+        points.push(target.recovered.get(regionId) ?? -1);
+        const latest = await loadLatestManifest((target.store as DelegatingObjectStore).inner, regionId);
+        const bytes = [];
+        for (const s of latest?.manifest.ssts ?? []) bytes.push(createHash('sha256').update(await target.store.get(s.key)).digest('hex'));
+        ssts.push(bytes.sort());
+      }
+      return { points, ssts };
+    }
+
+    /** The source's region SSTs, as sha256s per region (what a finished restore must hold). */
+    async function sourceSsts(keys: string[][]): Promise<string[][]> {
+      const out = [];
+      for (const ks of keys) out.push((await Promise.all(ks.map(async (k) => createHash('sha256').update(await cluster.get(k)).digest('hex')))).sort());
+      return out;
+    }
+
+    const restore = (target: FakeTarget) => runRestore({ repository: repo, backupId: 'f1', client: target.client, targetStore: target.store, concurrency: 1 });
+
+    it('a kill before each change to the target cluster, then the same restore: the table finishes with every region at the backup point; a third run leaves it alone', async () => {
+      const r0 = await flush(0, 10, [100, 200]);
+      const r1 = await flush(1, 12, [300]);
+      await backup('f1');
+      const expected = { points: [10, 12], ssts: await sourceSsts([r0, r1]) };
+      // A run with no kill counts the changes a restore makes (the table, 3 SSTs, 2 manifests, the recovery, the record).
+      const clean = new FakeTarget(join(dir, 'clean'));
+      await restore(clean);
+      expect(await restoredState(clean)).to.deep.equal(expected);
+      const changes = clean.changes;
+      expect(changes).to.equal(8);
+      for (let k = 1; k <= changes; k++) {
+        const target = new FakeTarget(join(dir, `kill-${k}`));
+        target.killBefore = k;
+        const err = await restore(target).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, `kill before change ${k}: the run fails`).to.be.instanceOf(Killed);
+        target.revive();
+        const created = target.tables.has('t');
+        const again = await restore(target);
+        expect(again.resumed, `kill before change ${k}: resumed`).to.deep.equal(created ? ['t'] : []);
+        expect(again.tables.map((t) => t.name), `kill before change ${k}`).to.deep.equal(['t']);
+        expect(again.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
+        expect(await restoredState(target), `kill before change ${k}: the target after the second run`).to.deep.equal(expected);
+        // Finished: run once more and nothing of the target changes.
+        const before = target.changes;
+        const third = await restore(target);
+        expect(third.alreadyRestored, `kill before change ${k}: third run`).to.deep.equal([{ name: 't', tableId: target.tables.get('t')!.schema.tableId }]);
+        expect(third.tables).to.deep.equal([]);
+        expect(target.changes - before, `kill before change ${k}: changes made by the third run`).to.equal(0);
+      }
+    });
+
+    it('a table of that name the restore did not create is still refused, untouched', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'live'));
+      await target.client.createTable('t', [...SCHEMA.columns], 2); // someone else's table (another token)
+      const before = target.changes;
+      const err = await restore(target).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('already has table t, not created by a restore of backup f1');
+      expect(target.changes - before, 'changes to the target').to.equal(0);
+    });
   });
 
   it('verify reports an incomplete backup, and an incremental whose base is gone', async () => {

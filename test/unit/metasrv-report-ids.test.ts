@@ -3,7 +3,9 @@
 // ("abc", "1.5") threw out of the heartbeat after the node's view had been replaced by the
 // report, so every later heartbeat — of any node — and every tick threw again; others ("",
 // " 12", "0x10") were read as other numbers. A report naming a malformed id is now refused
-// whole, before anything of it is used, with an error naming the node and the id (leftover 4).
+// whole, before anything of it is used, with an error naming the node and the id (leftover 4);
+// likewise a report whose numbers (peer ids, terms, indexes, voters, learners, sequence numbers)
+// are not unsigned integers below 2^53 (leftover L9).
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { isRegionId, makeRegionId } from '../../src/metasrv/catalog.js';
@@ -74,5 +76,42 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
     const err = await threw(beat(1, [], { report_incarnation: 'inc-1', report_seq: '2', report_base_seq: '1', removed_region_ids: ['1.5'] }));
     expect(isRegionDbError(err, ErrorCode.InvalidArgument), String(err)).to.equal(true);
     expect((err as Error).message).to.include('node 1').and.include('"1.5"');
+  });
+
+  // Leftover L9: the report's numbers. Each value below is refused for each field; before, the
+  // report was used: Number() made NaN or a rounded number of it, and idFloors raised the peer-id
+  // allocator to it, so the next table's peer ids were NaN or past 2^53 (seen by the last check).
+  const BAD_NUMBERS = ['abc', '1.5', '-1', '', ' 12', '0x10', '9007199254740993', '18446744073709551615'];
+  const FIELDS: { field: string; edit: (stat: Record<string, unknown>, v: string) => Record<string, unknown> }[] = [
+    ...['peer_id', 'term', 'leader_node_id', 'applied_index', 'commit_index', 'flushed_index', 'conf_index'].map((field) => ({ field, edit: (st: Record<string, unknown>, v: string) => ({ ...st, [field]: v }) })),
+    { field: 'voters entry', edit: (st, v) => ({ ...st, voters: [...(st['voters'] as string[]), v] }) },
+    { field: 'learners entry', edit: (st, v) => ({ ...st, learners: [v] }) },
+  ];
+  for (const { field, edit } of FIELDS) {
+    it(`${field} not an unsigned integer below 2^53 (leftover L9): INVALID_ARGUMENT naming node, region and field; nothing used; later peer ids stay small`, async () => {
+      for (const bad of BAD_NUMBERS) {
+        const err = await threw(beat(1, [edit(valid(1), bad)]));
+        expect(isRegionDbError(err, ErrorCode.InvalidArgument), `${field} ${JSON.stringify(bad)}: ${String(err)}`).to.equal(true);
+        expect((err as Error).message).to.include('node 1').and.include(`region ${regionId}`).and.include(`${field} ${JSON.stringify(bad)}`);
+      }
+      expect(core.catalog.regions[regionId]?.bootstrapped, 'region marked bootstrapped from a refused report').to.equal(false);
+      for (const n of [1, 2, 3]) await beat(n, [valid(n)]);
+      core.onTickTimer();
+      expect(core.catalog.regions[regionId]?.bootstrapped).to.equal(true);
+      const next = await core.createTable({ name: 'u', columns: [{ name: 'host', type: 'STRING', semantic: 'TAG' }, { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' }], region_count: 1, request_token: '' } as never);
+      const peers = (next.routes![0]!.peers ?? []).map((p) => Number(p.peer_id));
+      expect(peers.every((p) => Number.isSafeInteger(p) && p < 1000), `the next table's peer ids: ${peers.join(', ')}`).to.equal(true);
+    });
+  }
+
+  it('report_seq / report_base_seq not an unsigned integer below 2^53 (leftover L9): INVALID_ARGUMENT', async () => {
+    for (const field of ['report_seq', 'report_base_seq']) {
+      for (const bad of BAD_NUMBERS) {
+        const err = await threw(beat(1, [valid(1)], { report_incarnation: '5', report_seq: '1', report_base_seq: '0', [field]: bad }));
+        expect(isRegionDbError(err, ErrorCode.InvalidArgument), `${field} ${JSON.stringify(bad)}: ${String(err)}`).to.equal(true);
+        expect((err as Error).message).to.include(`${field} ${JSON.stringify(bad)}`);
+      }
+    }
+    await beat(1, [valid(1)], { report_incarnation: '5', report_seq: '1', report_base_seq: '0' });
   });
 });

@@ -169,7 +169,7 @@ export class Router {
         const e = err as RegionDbError;
         throw new RegionDbError(
           e.code,
-          `${e.message.replace(/; send it again to resolve the table afresh.*$/, '')}; this write was not applied and is not sent to a table re-created under the name: its expect_version is a version of the dropped table, so read the row again and decide`,
+          `${e.message.replace(/; this write was not applied; send it again to resolve the table afresh.*$/, '')}; this write was not applied and is not sent to a table re-created under the name: its expect_version is a version of the dropped table, so read the row again and decide`,
           { details: { ...e.details } },
         );
       }

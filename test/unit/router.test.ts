@@ -300,6 +300,7 @@ describe('router: a request refused by a dropped table is sent again to the tabl
     expect(refused.details['droppedTableId']).to.equal('7');
     expect(refused.message).to.contain('is not sent to a table re-created under the name');
     expect(refused.message).to.not.contain('send it again');
+    expect(refused.message.match(/this write was not applied/g), refused.message).to.have.length(1);
     expect(cas.written, 'nothing written to the re-created table').to.deep.equal([]);
     expect(cas.dropped, 'the dropped table is still forgotten (the next request resolves it afresh)').to.deep.equal([7]);
     const absent = droppedThenRecreated();

@@ -10,7 +10,7 @@ import { type BackupClusterClient, runBackup } from '../../src/br/backup.js';
 import { type BackupManifest, decodeBackupManifest, encodeBackupJournal, encodeBackupManifest } from '../../src/br/format.js';
 import { splitBackupLocation } from '../../src/br/location.js';
 import { type BackupListing, planPrune } from '../../src/br/repository.js';
-import { type RestoreClusterClient, runRestore } from '../../src/br/restore.js';
+import { type RestoreClusterClient, restoreToken, runRestore } from '../../src/br/restore.js';
 import { verifyBackup } from '../../src/br/verify.js';
 import { crc32c } from '../../src/common/crc32c.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
@@ -20,6 +20,7 @@ import type { TableSchema } from '../../src/engine/schema.js';
 import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import type { ObjectStore } from '../../src/object-store/object-store.js';
+import { startMetasrvCore } from '../fixtures/metasrv-core.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const SCHEMA: TableSchema = cpuSchema({ name: 't', tableId: 7, regionCount: 2 });
@@ -550,6 +551,35 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       expect((err as Error).message).to.include('already has table t, not created by a restore of backup f1');
       expect(target.changes - before, 'changes to the target').to.equal(0);
     });
+  });
+
+  it("the metasrv's rule a resumed restore relies on (MetasrvCore): CreateTable with the token that created a table answers it, any other token ALREADY_EXISTS", async () => {
+    const core = await startMetasrvCore('br-token', { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never });
+    try {
+      for (const n of [1, 2, 3]) {
+        const addr = `127.0.0.1:${21_300 + n}`;
+        await core.registerNode({ cluster_id: 'br-token', node_id: String(n), addr, http_addr: addr, store_id: `store-${n}` } as never, () => {});
+        await core.heartbeat({ cluster_id: 'br-token', node_id: String(n), addr, replicas: [], store_id: `store-${n}` } as never, () => {});
+      }
+      const columns = [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ];
+      const create = (token: string) => core.createTable({ name: 't', columns, region_count: 2, request_token: token } as never);
+      const token = restoreToken('f1', 't');
+      const first = await create(token);
+      const again = await create(token);
+      expect(again.table?.table_id, 'the same token: the same table').to.equal(first.table?.table_id);
+      for (const other of [restoreToken('f2', 't'), '', 'someone-else']) {
+        const err = await create(other).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isRegionDbError(err, ErrorCode.AlreadyExists), `token ${JSON.stringify(other)}: ${String(err)}`).to.equal(true);
+      }
+    } finally {
+      core.halt();
+    }
   });
 
   it('verify reports an incomplete backup, and an incremental whose base is gone', async () => {

@@ -909,6 +909,12 @@ export class MetasrvCore {
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
     const token = str(req.request_token ?? '', 'request_token', 128);
+    // Before the token's answer: a table being dropped is going away (the metasrv finishes the
+    // drop on its own), so it is not handed back even to the CreateTable that created it (a
+    // resumed br restore would otherwise restore into it and report it done).
+    if (droppingSince(this.catalog, name) !== undefined) {
+      throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
+    }
     if (token !== '' && tableNamed(this.catalog, name) && this.catalog.createTokens?.[name] === token) {
       // A retry of a CreateTable that did create the table (its first answer was lost).
       return { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
@@ -921,6 +927,7 @@ export class MetasrvCore {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
     if (droppingSince(this.catalog, name) !== undefined) {
+      // Checked again: a drop may have started during the wait above.
       throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
     }
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);

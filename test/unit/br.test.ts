@@ -582,6 +582,49 @@ describe('br: backup and verify against a fabricated cluster object store', () =
     }
   });
 
+  it("the metasrv's rule, while the table is being dropped: not even the creating token gets it back (a resumed restore must not restore into a table the metasrv is dropping)", async () => {
+    // A restore whose cleanup DropTable could not fence every region (UNAVAILABLE) leaves the
+    // table marked being dropped, and the metasrv finishes that drop on its own. Handed back to
+    // the restore's token, a second run would restore into it, write its record and report it
+    // done - and the table would then disappear.
+    let fenceRefused = false;
+    const core = await startMetasrvCore('br-token-drop', {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async () => {
+        fenceRefused = true;
+        throw new RegionDbError(ErrorCode.Unavailable, 'node down (test)');
+      },
+    });
+    try {
+      for (const n of [1, 2, 3]) {
+        const addr = `127.0.0.1:${21_310 + n}`;
+        await core.registerNode({ cluster_id: 'br-token-drop', node_id: String(n), addr, http_addr: addr, store_id: `store-${n}` } as never, () => {});
+        await core.heartbeat({ cluster_id: 'br-token-drop', node_id: String(n), addr, replicas: [], store_id: `store-${n}` } as never, () => {});
+      }
+      const columns = [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ];
+      const token = restoreToken('f1', 't');
+      const create = () => core.createTable({ name: 't', columns, region_count: 1, request_token: token } as never);
+      await create();
+      const dropErr = await core.dropTable({ name: 't' } as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(fenceRefused, 'FenceRegion was asked').to.equal(true);
+      expect(isRegionDbError(dropErr, ErrorCode.Unavailable), `the drop is not done: ${String(dropErr)}`).to.equal(true);
+      const err = await create().then(
+        (res) => new Error(`answered with table ${res.table?.table_id} although it is being dropped`),
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('is being dropped');
+    } finally {
+      core.halt();
+    }
+  });
+
   it('verify reports an incomplete backup, and an incremental whose base is gone', async () => {
     await flush(0, 10, [100]);
     await flush(1, 10, [100]);

@@ -131,6 +131,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   // names the table's id: left alone) or not (created under this restore's token, the record not
   // written: finished by this run) — or someone else's, which is refused before anything is done.
   const present: string[] = [];
+  const dropping: string[] = [];
   const done: RestoreResult['alreadyRestored'] = [];
   const unfinished = new Map<string, TableSchema>();
   for (const t of tables) {
@@ -145,12 +146,21 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       continue;
     }
     // Answered with the table only if this restore's token created it (no table is created: it exists).
+    // A table being dropped (an earlier run's cleanup drop not finished) is refused too: the
+    // metasrv finishes that drop on its own.
     const own = await opts.client.createTable(t.name, t.columns.map((c) => ({ ...c })), t.regionCount, restoreToken(backup.id, t.name)).then(
       (schema) => schema,
-      (err: unknown) => (isRegionDbError(err, ErrorCode.AlreadyExists) ? undefined : Promise.reject(err)),
+      (err: unknown) => (isRegionDbError(err, ErrorCode.AlreadyExists) ? (err as RegionDbError) : Promise.reject(err)),
     );
-    if (own) unfinished.set(t.name, own);
+    if (!(own instanceof RegionDbError)) unfinished.set(t.name, own);
+    else if (/is being dropped/.test(own.message)) dropping.push(t.name);
     else present.push(t.name);
+  }
+  if (dropping.length > 0) {
+    throw new RegionDbError(
+      ErrorCode.AlreadyExists,
+      `the target cluster is still dropping table${dropping.length > 1 ? 's' : ''} ${dropping.join(', ')} (regiondb status lists the drop; the metasrv finishes it on its own); run the restore again once ${dropping.length > 1 ? 'they are' : 'it is'} gone`,
+    );
   }
   if (present.length > 0) {
     throw new RegionDbError(
@@ -192,7 +202,11 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       // The table was created by this restore and holds nothing else: drop it so a retry starts
       // clean. If the drop fails too, running the same restore again finishes the table.
       await opts.client.dropTable(t.name).catch((dropErr: unknown) =>
-        progress.note(`could not drop the partly restored table ${t.name} (${(dropErr as Error).message}): run the same restore again to finish it`),
+        progress.note(
+          isRegionDbError(dropErr, ErrorCode.Unavailable) && /is being dropped/.test((dropErr as Error).message)
+            ? `the partly restored table ${t.name} is not dropped yet (${(dropErr as Error).message}): the metasrv finishes the drop on its own; run the same restore again once it is gone`
+            : `could not drop the partly restored table ${t.name} (${(dropErr as Error).message}): run the same restore again to finish it`,
+        ),
       );
       throw err;
     }

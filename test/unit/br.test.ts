@@ -129,6 +129,8 @@ class Killed extends Error {}
  */
 class FakeTarget {
   readonly tables = new Map<string, { schema: TableSchema; token: string }>();
+  /** Tables marked being dropped (a DropTable not finished): CreateTable refuses them, any token, as MetasrvCore does. */
+  readonly dropping = new Set<string>();
   /** Per region id, the flushed index its last recovery restarted it from. */
   readonly recovered = new Map<string, number>();
   changes = 0;
@@ -191,6 +193,7 @@ class FakeTarget {
     createTable: async (name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number, token?: string) => {
       this.alive();
       const t = this.tables.get(name);
+      if (t && this.dropping.has(name)) throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
       if (t) {
         if (token !== undefined && token === t.token) return t.schema;
         throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} already exists`);
@@ -549,6 +552,22 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       );
       expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
       expect((err as Error).message).to.include('already has table t, not created by a restore of backup f1');
+      expect(target.changes - before, 'changes to the target').to.equal(0);
+    });
+    it('a table of the restore that is being dropped (its cleanup drop not finished) is refused, saying so, untouched', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'dropping'));
+      await target.client.createTable('t', [...SCHEMA.columns], 2, restoreToken('f1', 't'));
+      target.dropping.add('t');
+      const before = target.changes;
+      const err = await restore(target).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('still dropping table t').and.include('run the restore again once it is gone');
       expect(target.changes - before, 'changes to the target').to.equal(0);
     });
   });

@@ -10,6 +10,9 @@ import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { isRegionId, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { failedReplicaStat, runningReplicaStat } from '../../src/replication/replica-stats.js';
+import { randomReportIncarnation } from '../../src/datanode/datanode-core.js';
+import { decodeHeartbeatRequest, encodeHeartbeatRequest } from '../../src/rpc/meta-wire.js';
 import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'report-ids';
@@ -103,6 +106,49 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
       expect(peers.every((p) => Number.isSafeInteger(p) && p < 1000), `the next table's peer ids: ${peers.join(', ')}`).to.equal(true);
     });
   }
+
+  it('what a datanode sends passes the L9 check: stats built as the datanode builds them, at 0 and at 2^53 - 1, through the wire decoder', async () => {
+    // A guard on the check, not on a fix: a real datanode refused here is taken for dead (the
+    // refusal comes before liveness), so refusing a legitimate value would fail its regions over.
+    const MAX = Number.MAX_SAFE_INTEGER;
+    const voterIds = voters.slice();
+    const running = (n: number, big: boolean) =>
+      runningReplicaStat(
+        {
+          regionId,
+          selfPeerId: voterIds[n - 1]!,
+          raft: { role: 0, term: big ? MAX : 0, log: { committed: big ? MAX : 0 }, confState: () => ({ voters: voterIds, learners: [] }) },
+          leaderNodeId: () => (big ? 1 : undefined),
+          appliedIndex: big ? MAX : 0,
+          snapshotInstalledIndex: big ? MAX : 0,
+          confIndex: big ? MAX : 0,
+        } as never,
+        { flushedIndex: big ? MAX : 0, memtableBytes: big ? MAX : 0, ssts: big ? 2 ** 32 - 1 : 0 },
+      );
+    const failed = failedReplicaStat({ regionId: makeRegionId(2 ** 32 - 1, 2 ** 32 - 1), selfPeerId: 0, index: 0, reason: '', sinceMs: 0, term: 0, commitIndex: 0, appliedIndex: 0, confIndex: 0, voters: [], learners: [] });
+    const incarnation = String(randomReportIncarnation());
+    for (const [seq, big] of [
+      [1, false],
+      [MAX, true],
+    ] as const) {
+      const wire = decodeHeartbeatRequest(
+        encodeHeartbeatRequest({
+          cluster_id: CLUSTER,
+          node_id: '1',
+          addr: addr(1),
+          store_id: 'store-1',
+          replicas: [running(1, big), failed],
+          report_incarnation: incarnation,
+          report_seq: String(seq),
+          report_base_seq: '0',
+          removed_region_ids: [],
+        }),
+      );
+      await core.heartbeat(wire, () => {});
+    }
+    // A datanode before delta reports: no incarnation or sequence numbers (decoded as '0').
+    await core.heartbeat(decodeHeartbeatRequest(encodeHeartbeatRequest({ cluster_id: CLUSTER, node_id: '2', addr: addr(2), store_id: 'store-2', replicas: [running(2, false)] })), () => {});
+  });
 
   it('report_seq / report_base_seq not an unsigned integer below 2^53 (leftover L9): INVALID_ARGUMENT', async () => {
     for (const field of ['report_seq', 'report_base_seq']) {

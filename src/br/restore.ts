@@ -85,6 +85,13 @@ interface RestoredRecord {
   restoredAtMs: number;
 }
 
+/**
+ * What deleting an unreadable restored record does (the table exists: readRestoredRecord is asked
+ * only then): the next run takes a table of its own token for unfinished and restores it again.
+ */
+const AFTER_DELETE = (table: string) =>
+  `nothing was changed. If table ${table} was created by this restore, deleting the record makes the next run restore it again from the backup over the table as it is, discarding every write made to it since; to keep them, leave the record and restore with --tables without ${table}`;
+
 async function readRestoredRecord(store: ObjectStore, backupId: string, table: string): Promise<RestoredRecord | undefined> {
   const key = restoredRecordKey(backupId, table);
   if ((await store.head(key)) === undefined) return undefined;
@@ -93,10 +100,10 @@ async function readRestoredRecord(store: ObjectStore, backupId: string, table: s
   try {
     rec = JSON.parse(new TextDecoder().decode(bytes)) as Partial<RestoredRecord>;
   } catch {
-    throw new RegionDbError(ErrorCode.Corruption, `${store.description}: ${key} (the record of a finished restore of table ${table}) is not JSON; delete it to restore the table again`);
+    throw new RegionDbError(ErrorCode.Corruption, `${store.description}: ${key} (the record of a finished restore of table ${table}) is not JSON; ${AFTER_DELETE(table)}`);
   }
   if (rec.backupId !== backupId || rec.table !== table || !Number.isSafeInteger(rec.tableId)) {
-    throw new RegionDbError(ErrorCode.Corruption, `${store.description}: ${key} does not record a restore of table ${table} from backup ${backupId}; delete it to restore the table again`);
+    throw new RegionDbError(ErrorCode.Corruption, `${store.description}: ${key} does not record a restore of table ${table} from backup ${backupId}; ${AFTER_DELETE(table)}`);
   }
   return rec as RestoredRecord;
 }

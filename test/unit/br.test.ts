@@ -554,6 +554,26 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       expect((err as Error).message).to.include('already has table t, not created by a restore of backup f1');
       expect(target.changes - before, 'changes to the target').to.equal(0);
     });
+    it('an unreadable restored record: refused, untouched, and the message says deleting it re-restores the table over its writes', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'bad-record'));
+      await restore(target);
+      const key = `br-restore/${restoreToken('f1', 't')}.json`;
+      for (const bad of ['not json', JSON.stringify({ backupId: 'other', table: 't', tableId: 1 })]) {
+        await (target.store as DelegatingObjectStore).inner.put(key, new TextEncoder().encode(bad));
+        const before = target.changes;
+        const err = await restore(target).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+        expect((err as Error).message, bad).to.include('nothing was changed').and.include('discarding every write made to it since');
+        expect(target.changes - before, 'changes to the target').to.equal(0);
+      }
+    });
+
     it('a table of the restore that is being dropped (its cleanup drop not finished) is refused, saying so, untouched', async () => {
       await flush(0, 10, [100]);
       await flush(1, 12, [300]);

@@ -196,6 +196,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   for (const t of tables) {
     if (done.some((d) => d.name === t.name)) continue;
     let schema = unfinished.get(t.name);
+    const createdNow = schema === undefined;
     if (schema) {
       resumed.push(t.name);
       progress.note(`table ${t.name} (id ${schema.tableId}) was created by an earlier run of this restore that did not finish: finishing it`);
@@ -203,11 +204,24 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       schema = await opts.client.createTable(t.name, t.columns.map((c) => ({ ...c })), t.regionCount, restoreToken(backup.id, t.name));
       progress.note(`created table ${t.name} (id ${schema.tableId}, was ${t.tableId}) with ${schema.regionCount} regions`);
     }
+    const stage = { recovering: false };
     try {
-      out.push(await restoreTable(t, schema));
+      out.push(await restoreTable(t, schema, stage));
     } catch (err) {
-      // The table was created by this restore and holds nothing else: drop it so a retry starts
-      // clean. If the drop fails too, running the same restore again finishes the table.
+      if (!createdNow) {
+        // An earlier run created it and may have recovered it: it may have served writes since.
+        // A run drops only a table it created itself.
+        progress.note(
+          `table ${t.name} (id ${schema.tableId}) is left as it is: an earlier run of this restore created it, so this run does not drop it (it may hold writes made since). ${
+            stage.recovering
+              ? 'This run had begun recovering it: it may be recovered in part or whole, and serving; running the same restore again restores it again, discarding any writes made to it since'
+              : 'This run stopped before recovering it; run the same restore again to finish it'
+          }`,
+        );
+        throw err;
+      }
+      // Created by this run, never reported restored: drop it so a retry starts clean. If the
+      // drop fails too, running the same restore again finishes the table.
       await opts.client.dropTable(t.name).catch((dropErr: unknown) =>
         progress.note(
           isRegionDbError(dropErr, ErrorCode.Unavailable) && /is being dropped/.test((dropErr as Error).message)
@@ -222,7 +236,8 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
   }
   return { backupId: backup.id, chain: report.chain, tables: out, alreadyRestored: done, resumed, copiedFiles, copiedBytes, durationMs: Date.now() - started };
 
-  async function restoreTable(t: BackupTable, schema: TableSchema): Promise<RestoreResult['tables'][number]> {
+  /** `stage.recovering` is set once the recovery step (4) begins. */
+  async function restoreTable(t: BackupTable, schema: TableSchema, stage: { recovering: boolean }): Promise<RestoreResult['tables'][number]> {
     const sstCount = t.regions.reduce((n, r) => n + r.sstKeys.length, 0);
     progress.begin(`restore ${t.name}`, sstCount, t.regions.reduce((n, r) => n + r.sstBytes, 0));
     const written = new Map<string, number>();
@@ -252,6 +267,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       written.set(regionId, ssts.length);
     });
     progress.end();
+    stage.recovering = true;
     const points = await opts.client.recoverTable(t.name, true);
     const pointOf = new Map(points.map((p) => [p.region_id, Number(p.flushed_index)]));
     const regions: RestoredRegion[] = t.regions.map((r) => {

@@ -10,6 +10,7 @@ import { type BackupClusterClient, runBackup } from '../../src/br/backup.js';
 import { type BackupManifest, decodeBackupManifest, encodeBackupJournal, encodeBackupManifest } from '../../src/br/format.js';
 import { splitBackupLocation } from '../../src/br/location.js';
 import { type BackupListing, planPrune } from '../../src/br/repository.js';
+import { silentProgress } from '../../src/br/progress.js';
 import { type RestoreClusterClient, restoreToken, runRestore } from '../../src/br/restore.js';
 import { verifyBackup } from '../../src/br/verify.js';
 import { crc32c } from '../../src/common/crc32c.js';
@@ -135,6 +136,8 @@ class FakeTarget {
   readonly recovered = new Map<string, number>();
   changes = 0;
   killBefore = Number.POSITIVE_INFINITY;
+  /** A put this returns true for fails (STORAGE_UNAVAILABLE) and changes nothing; the process lives on. */
+  failPut: ((key: string) => boolean) | undefined;
   killed = false;
   private nextTableId = 100;
   readonly store: ObjectStore;
@@ -143,6 +146,8 @@ class FakeTarget {
     const target = this;
     this.store = new (class extends DelegatingObjectStore {
       override async put(key: string, data: Uint8Array) {
+        target.alive();
+        if (target.failPut?.(key)) throw new RegionDbError(ErrorCode.StorageUnavailable, `put ${key}: refused (injected)`);
         target.change();
         return this.inner.put(key, data);
       }
@@ -537,6 +542,39 @@ describe('br: backup and verify against a fabricated cluster object store', () =
         expect(third.tables).to.deep.equal([]);
         expect(target.changes - before, `kill before change ${k}: changes made by the third run`).to.equal(0);
       }
+    });
+
+    it('a run that fails on a table an earlier run created leaves the table in place (it may hold writes) and says so; a table it created itself is dropped', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const notes: string[] = [];
+      const run = (target: FakeTarget) =>
+        runRestore({ repository: repo, backupId: 'f1', client: target.client, targetStore: target.store, concurrency: 1, progress: { ...silentProgress, note: (l) => notes.push(l) } });
+      const failSst = (key: string) => key.includes('/sst/');
+      // Created by this run: the failure's cleanup drops it, as before.
+      const fresh = new FakeTarget(join(dir, 'fail-fresh'));
+      fresh.failPut = failSst;
+      const err1 = await run(fresh).then(() => undefined, (e: unknown) => e);
+      expect(isRegionDbError(err1, ErrorCode.StorageUnavailable), String(err1)).to.equal(true);
+      expect(fresh.tables.has('t'), 'a table this run created is dropped').to.equal(false);
+      // Created by an earlier run (killed after CreateTable): this run fails copying, and leaves it.
+      const target = new FakeTarget(join(dir, 'fail-resumed'));
+      target.killBefore = 2;
+      await run(target).then(() => expect.fail('the first run is killed'), (e: unknown) => expect(e).to.be.instanceOf(Killed));
+      target.revive();
+      const tableId = target.tables.get('t')!.schema.tableId;
+      target.failPut = failSst;
+      notes.length = 0;
+      const err2 = await run(target).then(() => undefined, (e: unknown) => e);
+      expect(isRegionDbError(err2, ErrorCode.StorageUnavailable), String(err2)).to.equal(true);
+      expect(target.tables.get('t')?.schema.tableId, 'the resumed table is still there').to.equal(tableId);
+      expect(notes.join('\n')).to.include(`table t (id ${tableId}) is left as it is`).and.include('run the same restore again to finish it');
+      // And the next run finishes it.
+      target.failPut = undefined;
+      const again = await run(target);
+      expect(again.resumed).to.deep.equal(['t']);
+      expect(again.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
     });
 
     it('a table of that name the restore did not create is still refused, untouched', async () => {

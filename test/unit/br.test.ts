@@ -138,6 +138,8 @@ class FakeTarget {
   killBefore = Number.POSITIVE_INFINITY;
   /** A put this returns true for fails (STORAGE_UNAVAILABLE) and changes nothing; the process lives on. */
   failPut: ((key: string) => boolean) | undefined;
+  /** A put this returns true for is where the process is killed (as killBefore, by key). */
+  killAtPut: ((key: string) => boolean) | undefined;
   killed = false;
   private nextTableId = 100;
   readonly store: ObjectStore;
@@ -148,6 +150,10 @@ class FakeTarget {
       override async put(key: string, data: Uint8Array) {
         target.alive();
         if (target.failPut?.(key)) throw new RegionDbError(ErrorCode.StorageUnavailable, `put ${key}: refused (injected)`);
+        if (target.killAtPut?.(key)) {
+          target.killed = true;
+          throw new Killed(`killed before putting ${key}`);
+        }
         target.change();
         return this.inner.put(key, data);
       }
@@ -186,6 +192,7 @@ class FakeTarget {
   revive(): void {
     this.killed = false;
     this.killBefore = Number.POSITIVE_INFINITY;
+    this.killAtPut = undefined;
   }
 
   readonly client = {
@@ -507,30 +514,47 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       return out;
     }
 
-    const restore = (target: FakeTarget) => runRestore({ repository: repo, backupId: 'f1', client: target.client, targetStore: target.store, concurrency: 1 });
+    const restore = (target: FakeTarget, forceRerestore?: boolean) =>
+      runRestore({ repository: repo, backupId: 'f1', client: target.client, targetStore: target.store, concurrency: 1, forceRerestore });
+    const recordKey = `br-restore/${restoreToken('f1', 't')}.json`;
+    const recordState = async (target: FakeTarget) => {
+      const inner = (target.store as DelegatingObjectStore).inner;
+      return (await inner.head(recordKey)) === undefined ? undefined : (JSON.parse(new TextDecoder().decode(await inner.get(recordKey))) as { state: string }).state;
+    };
+    const failure = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
 
-    it('a kill before each change to the target cluster, then the same restore: the table finishes with every region at the backup point; a third run leaves it alone', async () => {
+    it('a kill before each change to the target cluster, then the same restore: the table finishes with every region at the backup point (a kill after the recovery began: only with --force-rerestore); a third run leaves it alone', async () => {
       const r0 = await flush(0, 10, [100, 200]);
       const r1 = await flush(1, 12, [300]);
       await backup('f1');
       const expected = { points: [10, 12], ssts: await sourceSsts([r0, r1]) };
-      // A run with no kill counts the changes a restore makes (the table, 3 SSTs, 2 manifests, the recovery, the record).
+      // A run with no kill counts the changes a restore makes (the table, 3 SSTs, 2 manifests, the
+      // record saying the recovery begins, the recovery, the record saying the table is restored).
       const clean = new FakeTarget(join(dir, 'clean'));
       await restore(clean);
       expect(await restoredState(clean)).to.deep.equal(expected);
       const changes = clean.changes;
-      expect(changes).to.equal(8);
+      expect(changes).to.equal(9);
       for (let k = 1; k <= changes; k++) {
         const target = new FakeTarget(join(dir, `kill-${k}`));
         target.killBefore = k;
-        const err = await restore(target).then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-        expect(err, `kill before change ${k}: the run fails`).to.be.instanceOf(Killed);
+        const err = await failure(restore(target));
+        expect(err instanceof Killed || (err as Error).cause instanceof Killed, `kill before change ${k}: the run fails: ${String(err)}`).to.equal(true);
         target.revive();
         const created = target.tables.has('t');
-        const again = await restore(target);
+        const recovering = (await recordState(target)) === 'recovering';
+        expect(recovering, `kill before change ${k}: the record says recovering`).to.equal(k >= 8);
+        if (recovering) {
+          const before = target.changes;
+          const refused = await failure(restore(target));
+          expect(isRegionDbError(refused, ErrorCode.ConditionFailed), `kill before change ${k}: ${String(refused)}`).to.equal(true);
+          expect(target.changes - before, `kill before change ${k}: changes made by the refused run`).to.equal(0);
+        }
+        const again = await restore(target, recovering);
         expect(again.resumed, `kill before change ${k}: resumed`).to.deep.equal(created ? ['t'] : []);
         expect(again.tables.map((t) => t.name), `kill before change ${k}`).to.deep.equal(['t']);
         expect(again.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
@@ -544,6 +568,59 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       }
     });
 
+    it('a run stopped after the recovery began: the next run refuses the table (writes made to it since would be lost), changing nothing; --force-rerestore restores it again', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'recovered-killed'));
+      target.killAtPut = (key) => key === recordKey && target.recovered.size > 0; // recovered and checked; killed before the record saying restored
+      expect(await failure(restore(target))).to.be.instanceOf(Error);
+      target.revive();
+      // The table is live: a write to it is flushed (a newer manifest of region 0).
+      const inner = (target.store as DelegatingObjectStore).inner;
+      const regionId = makeRegionId(target.tables.get('t')!.schema.tableId, 0);
+      const latest = (await loadLatestManifest(inner, regionId))!;
+      await inner.put(manifestKey(regionId, 20), encodeManifest({ ...latest.manifest, flushedIndex: 20 }));
+      const before = target.changes;
+      const err = await failure(restore(target));
+      expect(isRegionDbError(err, ErrorCode.ConditionFailed), String(err)).to.equal(true);
+      expect((err as Error).message)
+        .to.include('began recovering table t')
+        .and.include('would discard every write made to it since')
+        .and.include('nothing was changed')
+        .and.include('--force-rerestore')
+        .and.include('--tables');
+      expect(target.changes - before, 'changes to the target').to.equal(0);
+      expect((await loadLatestManifest(inner, regionId))?.manifest.flushedIndex, "the write's manifest is kept").to.equal(20);
+      // Asked for explicitly: restored again, the write discarded.
+      const forced = await restore(target, true);
+      expect(forced.resumed).to.deep.equal(['t']);
+      expect(forced.rerestored).to.deep.equal(['t']);
+      expect(forced.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
+      expect(await recordState(target)).to.equal('restored');
+    });
+
+    it("the record saying restored cannot be written: the error says the table is restored and left, and what the next run does; the next run refuses it", async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'record-put-fails'));
+      let recordPuts = 0;
+      target.failPut = (key) => key === recordKey && ++recordPuts === 2;
+      const err = await failure(restore(target));
+      expect(isRegionDbError(err, ErrorCode.StorageUnavailable), String(err)).to.equal(true);
+      expect((err as Error).message)
+        .to.include(`table t (id ${target.tables.get('t')?.schema.tableId}) is restored`)
+        .and.include(`its record ${recordKey} could not be written`)
+        .and.include('refused (injected)')
+        .and.include('--force-rerestore')
+        .and.include('No other table of this restore is left to restore');
+      expect(target.tables.has('t'), 'the restored table is not dropped').to.equal(true);
+      target.failPut = undefined;
+      const again = await failure(restore(target));
+      expect(isRegionDbError(again, ErrorCode.ConditionFailed), String(again)).to.equal(true);
+    });
+
     it('a run that fails on a table an earlier run created leaves the table in place (it may hold writes) and says so; a table it created itself is dropped', async () => {
       await flush(0, 10, [100]);
       await flush(1, 12, [300]);
@@ -555,7 +632,7 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       // Created by this run: the failure's cleanup drops it, as before.
       const fresh = new FakeTarget(join(dir, 'fail-fresh'));
       fresh.failPut = failSst;
-      const err1 = await run(fresh).then(() => undefined, (e: unknown) => e);
+      const err1 = await failure(run(fresh));
       expect(isRegionDbError(err1, ErrorCode.StorageUnavailable), String(err1)).to.equal(true);
       expect(fresh.tables.has('t'), 'a table this run created is dropped').to.equal(false);
       // Created by an earlier run (killed after CreateTable): this run fails copying, and leaves it.
@@ -566,7 +643,7 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       const tableId = target.tables.get('t')!.schema.tableId;
       target.failPut = failSst;
       notes.length = 0;
-      const err2 = await run(target).then(() => undefined, (e: unknown) => e);
+      const err2 = await failure(run(target));
       expect(isRegionDbError(err2, ErrorCode.StorageUnavailable), String(err2)).to.equal(true);
       expect(target.tables.get('t')?.schema.tableId, 'the resumed table is still there').to.equal(tableId);
       expect(notes.join('\n')).to.include(`table t (id ${tableId}) is left as it is`).and.include('run the same restore again to finish it');
@@ -575,6 +652,18 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       const again = await run(target);
       expect(again.resumed).to.deep.equal(['t']);
       expect(again.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
+      // A table an earlier run began recovering, restored again on request, and that run fails: left too.
+      const recovered = new FakeTarget(join(dir, 'fail-forced'));
+      recovered.killAtPut = (key) => key === recordKey && recovered.recovered.size > 0;
+      expect(((await failure(run(recovered))) as Error).cause).to.be.instanceOf(Killed);
+      recovered.revive();
+      const recoveredId = recovered.tables.get('t')!.schema.tableId;
+      recovered.failPut = failSst;
+      notes.length = 0;
+      const err3 = await failure(runRestore({ repository: repo, backupId: 'f1', client: recovered.client, targetStore: recovered.store, concurrency: 1, forceRerestore: true, progress: { ...silentProgress, note: (l) => notes.push(l) } }));
+      expect(isRegionDbError(err3, ErrorCode.StorageUnavailable), String(err3)).to.equal(true);
+      expect(recovered.tables.get('t')?.schema.tableId, 'the re-restored table is still there').to.equal(recoveredId);
+      expect(notes.join('\n')).to.include(`table t (id ${recoveredId}) is left as it is`).and.include('refuses it unless --force-rerestore');
     });
 
     it('a table of that name the restore did not create is still refused, untouched', async () => {

@@ -126,6 +126,8 @@ const REQUEST_IDS_PER_MS = 1000;
 
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
+/** Leader hints a call sent to a chosen node follows at once (withNodeFollowingHints); past them it backs off. */
+const HINT_HOPS_MAX = 3;
 /** How long a replica that refused connections is skipped when choosing where to send. */
 const DOWN_AVOID_MS = 3000;
 /**
@@ -203,7 +205,12 @@ export class RegionDbClient {
 
   // ─── DDL and routes ─────────────────────────────────────────────────────────────────────────
 
-  async createTable(name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number): Promise<TableSchema> {
+  /**
+   * `requestToken`: by default a fresh one per call. A caller that passes its own (br restore)
+   * gets, for as long as the table lives, the table that token created back from a later call,
+   * and ALREADY_EXISTS for a table created under any other token.
+   */
+  async createTable(name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number, requestToken?: string): Promise<TableSchema> {
     const protoColumns = columns.map((c) => ({
       name: c.name,
       type: c.type.toUpperCase() === 'TIMESTAMP' ? 'TIMESTAMP_MS' : c.type.toUpperCase(),
@@ -213,7 +220,7 @@ export class RegionDbClient {
       // The column types and semantics as the caller spelled them: the metasrv validates them.
       // The request token makes the call safe to send again (another metasrv, a dropped
       // connection): a retry of a CreateTable that did create the table is answered with it.
-      const request = { name, columns: protoColumns, region_count: regionCount, request_token: `${this.clientId}:${randomUUID()}` };
+      const request = { name, columns: protoColumns, region_count: regionCount, request_token: requestToken ?? `${this.clientId}:${randomUUID()}` };
       const res = await this.meta.call<MetaCreateTableResponse__Output>('CreateTable', request, this.deadlineMs, { idempotent: true });
       this.tables.delete(name);
       return fromProtoSchema(res.table);
@@ -614,6 +621,34 @@ export class RegionDbClient {
     );
   }
 
+  /**
+   * As withNode, for a call the caller sent to a node it chose (`scan(table, options, addr)`):
+   * a NOT_LEADER naming the leader's address is followed at once, as withRegion follows one — at
+   * most HINT_HOPS_MAX times per call, so two nodes naming each other cannot bounce it. Any other
+   * transient error, or a hint past that bound, retries the chosen node with backoff until the
+   * deadline. `attempt` gets the node to call.
+   */
+  private async withNodeFollowingHints<T>(addr: string, what: string, attempt: (target: string) => Promise<T>): Promise<T> {
+    let target = addr;
+    let hops = 0;
+    return this.withBackoff(
+      () => attempt(target),
+      (e) => {
+        const transient = e.code === ErrorCode.Unavailable || e.code === ErrorCode.NotLeader || e.code === ErrorCode.ProposalDropped;
+        if (!transient) throw e;
+        const hint = e.code === ErrorCode.NotLeader ? e.details['leaderAddr'] : undefined;
+        if (hint && hint !== target && hops < HINT_HOPS_MAX) {
+          hops++;
+          target = hint;
+          return 'now';
+        }
+        target = addr;
+        return 'later';
+      },
+      (last) => new RegionDbError(ErrorCode.Unavailable, `${what} via ${addr}${hops > 0 ? ` (and ${hops} leader hint${hops > 1 ? 's' : ''} followed)` : ''}: not served for ${this.deadlineMs} ms (${last.message})`, { cause: last }),
+    );
+  }
+
   // ─── Data ───────────────────────────────────────────────────────────────────────────────────
 
   private newRequestId(): number {
@@ -708,7 +743,11 @@ export class RegionDbClient {
     return res.found ? { row: fromProtoRow(res.row, 'row'), version: Number(res.version) } : null;
   }
 
-  /** Scans a table (every region), or one region, from a given node (`addr`) when set. */
+  /**
+   * Scans a table (every region), or one region. With `addr`, each region's scan is sent to that
+   * node, following a NOT_LEADER's leader hint as the other calls do (withNodeFollowingHints);
+   * each attempt collects the region's rows afresh, so a retried region is never counted twice.
+   */
   async scan(table: string, options: ScanOptions = {}, addr?: string): Promise<VersionedRow[]> {
     const { schema } = await this.describe(table);
     const request = (regionId: string) => ({
@@ -742,7 +781,9 @@ export class RegionDbClient {
     const regions = Array.from({ length: schema.regionCount }, (_, n) => makeRegionId(schema.tableId, n));
     const perRegion = await Promise.all(
       regions.map((regionId) =>
-        addr ? this.withNode(addr, 'scan', () => streamScan(addr, request(regionId))) : this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId))),
+        addr
+          ? this.withNodeFollowingHints(addr, 'scan', (target) => streamScan(target, request(regionId)))
+          : this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId))),
       ),
     );
     const keyed: { key: Uint8Array; row: VersionedRow }[] = [];

@@ -207,11 +207,15 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
     .command('restore <backup>')
     .description('restore a backup (with its base chain) into a cluster that does not have its tables; verifies first')
     .requiredOption('--to <metasrv>', "the target cluster's metasrv: host:port, or a comma-separated list; the leader is found")
-    .option('--tables <names>', 'comma-separated tables (default: every table in the backup)');
+    .option('--tables <names>', 'comma-separated tables (default: every table in the backup)')
+    .option(
+      '--force-rerestore',
+      'restore again a table an earlier run of this restore began recovering but did not finish (refused without it): the table may have served writes since, and they are discarded',
+    );
   addStorageOptions(restore);
   addRepositoryS3Options(restore);
   addCopyOptions(restore);
-  restore.action(async (location: string, o: StorageOptions & RepositoryS3Options & CopyOptions & { to: string; tables?: string }) => {
+  restore.action(async (location: string, o: StorageOptions & RepositoryS3Options & CopyOptions & { to: string; tables?: string; forceRerestore?: boolean }) => {
     await run(async () => {
       const { repository, backupId } = splitBackupLocation(location);
       const store = clusterStore(o);
@@ -223,6 +227,7 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
           client,
           targetStore: store,
           tables: o.tables?.split(',').filter((t) => t !== ''),
+          forceRerestore: o.forceRerestore === true,
           concurrency: o.concurrency,
           bytesPerSecond: o.maxBytesPerSecond,
           progress: consoleProgress(),
@@ -234,6 +239,9 @@ export function registerBrCommand(program: Command, makeClient: (metasrv?: strin
               ['TABLE', 'TABLE ID', 'REGION', 'FROM REGION', 'RESTORED FLUSHED INDEX', 'SSTS'],
               res.tables.flatMap((t) => t.regions.map((r) => [t.name, String(t.tableId), r.regionId, r.sourceRegionId, String(r.restoredFlushedIndex), String(r.ssts)])),
             ),
+            ...(res.resumed.length > 0 ? [`finished what an earlier run of this restore left undone: ${res.resumed.join(', ')}`] : []),
+            ...(res.rerestored.length > 0 ? [`restored again (--force-rerestore; writes made to them since the earlier run discarded): ${res.rerestored.join(', ')}`] : []),
+            ...(res.alreadyRestored.length > 0 ? [`restored by an earlier run of this restore, left as they are: ${res.alreadyRestored.map((t) => `${t.name} (id ${t.tableId})`).join(', ')}`] : []),
           ].join('\n'),
         );
       } finally {

@@ -257,6 +257,32 @@ program
   });
 
 program
+  .command('drop-table <name>')
+  .description(
+    'drop a table and every row in it (irreversible; needs --yes). The metasrv fences every region first (docs/ddl.md): if one cannot be fenced yet the drop is not done, the table shows under "tables being dropped" in regiondb status and the metasrv keeps retrying; run drop-table again to wait for it',
+  )
+  .option('--yes', 'confirm: the table and its rows are deleted')
+  .action(async (name: string, opts: { yes?: boolean }) => {
+    if (!opts.yes) {
+      process.stderr.write(`regiondb drop-table: dropping ${name} deletes it and every row in it; run again with --yes to confirm\n`);
+      process.exitCode = 2;
+      return;
+    }
+    await withClient(async (c) => {
+      try {
+        const regions = await c.dropTable(name);
+        return `dropped table ${name} (${regions} region${regions === 1 ? '' : 's'} fenced and dropped)`;
+      } catch (err) {
+        // Some regions not fenced yet (or under recovery): the table stays, marked; say what to do.
+        if (isRegionDbError(err) && err.code === ErrorCode.Unavailable && /is being dropped/.test(err.message)) {
+          throw new RegionDbError(err.code, `${err.message}\nThe drop is not done yet: regiondb status lists ${name} under tables being dropped; run regiondb drop-table ${name} --yes again to wait for it.`);
+        }
+        throw err;
+      }
+    });
+  });
+
+program
   .command('put <table> <rows>')
   .description(`upsert rows given as JSON: put cpu '{"host":"a","ts":1700000000000,"usage":0.5}' (an object or an array)`)
   .option('--expect-version <v>', 'compare-and-set: only if the current version equals v', intArg)

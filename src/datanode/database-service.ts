@@ -613,6 +613,9 @@ export class DatabaseService {
    * forwarding it again (R3). That refusal comes before the node sends anything, so while nothing
    * of this region has been passed on, the scan is sent once more: to the leader fresh routes
    * from the metasrv name, else to the one the refusal names — never to the node that refused.
+   * The same for UNAVAILABLE (leftover L11): the node the routes named could not be reached (it
+   * died, the leadership moved with it) or could not serve; a scan is a read, so sending it once
+   * more elsewhere is safe, and fresh routes name the new leader once the metasrv has it.
    * Once a message has been passed on, a failure is the caller's (a second node would send the
    * region again from its start).
    */
@@ -636,14 +639,14 @@ export class DatabaseService {
     try {
       return await this.scanFrom(first, regionId, req, limit, passOn, deadlineMs, cancelled);
     } catch (err) {
-      if (passedOn || cancelled?.aborted || !isRegionDbError(err, ErrorCode.NotLeader)) throw err;
+      if (passedOn || cancelled?.aborted || !(isRegionDbError(err, ErrorCode.NotLeader) || isRegionDbError(err, ErrorCode.Unavailable))) throw err;
       const next = await this.otherScanAddr(table, regionId, first, err);
       if (!next) throw err;
       return await this.scanFrom(next, regionId, req, limit, write, deadlineMs, cancelled);
     }
   }
 
-  /** Where to send again a forwarded scan the node at `refusedBy` refused: fresh routes' leader, else the refusal's hint; never `refusedBy`. */
+  /** Where to send again a forwarded scan the node at `refusedBy` refused (or that could not be reached): fresh routes' leader, else the refusal's hint; never `refusedBy`. */
   private async otherScanAddr(table: string, regionId: string, refusedBy: string, refusal: RegionDbError): Promise<string | undefined> {
     await this.routes(table, true).catch(() => undefined); // refreshes the cache redirect() reads
     const fresh = (await this.redirect(table, regionId)).details['leaderAddr'];

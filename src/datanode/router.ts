@@ -163,9 +163,12 @@ export class Router {
    * drop fence: nothing applied, tableDroppedError), resolves the table afresh and runs it once
    * more — on the re-created table of that name, or to the NOT_FOUND of a table that is gone.
    * Not for a request that names its region (that region is the dropped table's: the caller must
-   * describe the table again) nor for a forwarded one (its sender retries).
+   * describe the table again) nor for a forwarded one (its sender retries). Nor for a write
+   * carrying `expect_version` (`conditional`, review note F8 in docs/ddl.md): the version it names
+   * is the dropped table's, and a row of the re-created table can carry the same number by
+   * coincidence, so the refusal is answered (not applied) and the client reads the row again.
    */
-  private async afterDrop<T>(given: string | undefined, info: CallInfo, operation: () => Promise<T>): Promise<T> {
+  private async afterDrop<T>(given: string | undefined, info: CallInfo, operation: () => Promise<T>, conditional = false): Promise<T> {
     if (info.forwarded || given) return operation();
     try {
       return await operation();
@@ -173,12 +176,22 @@ export class Router {
       const dropped = isRegionDbError(err) ? err.details['droppedTableId'] : undefined;
       if (dropped === undefined || !this.local.tableDropped) throw err;
       this.local.tableDropped(Number(dropped));
+      if (conditional) {
+        const e = err as RegionDbError;
+        throw new RegionDbError(
+          e.code,
+          `${e.message.replace(/; this write was not applied; send it again to resolve the table afresh.*$/, '')}; this write was not applied and is not sent to a table re-created under the name: its expect_version is a version of the dropped table, so read the row again and decide`,
+          { details: { ...e.details } },
+        );
+      }
       return operation();
     }
   }
 
   async write(req: WriteRequest, info: CallInfo): Promise<WriteResponse> {
-    return this.afterDrop(req.region_id, info, () => this.writeOnce(req, info));
+    // As DatabaseService.write tells a conditional write (a proto3 optional field's presence).
+    const conditional = req._expect_version === 'expect_version';
+    return this.afterDrop(req.region_id, info, () => this.writeOnce(req, info), conditional);
   }
 
   async delete(req: DeleteRequest, info: CallInfo): Promise<DeleteResponse> {

@@ -909,6 +909,12 @@ export class MetasrvCore {
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
     const token = str(req.request_token ?? '', 'request_token', 128);
+    // Before the token's answer: a table being dropped is going away (the metasrv finishes the
+    // drop on its own), so it is not handed back even to the CreateTable that created it (a
+    // resumed br restore would otherwise restore into it and report it done).
+    if (droppingSince(this.catalog, name) !== undefined) {
+      throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
+    }
     if (token !== '' && tableNamed(this.catalog, name) && this.catalog.createTokens?.[name] === token) {
       // A retry of a CreateTable that did create the table (its first answer was lost).
       return { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
@@ -921,6 +927,7 @@ export class MetasrvCore {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
     if (droppingSince(this.catalog, name) !== undefined) {
+      // Checked again: a drop may have started during the wait above.
       throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
     }
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
@@ -1184,7 +1191,7 @@ export class MetasrvCore {
     checkIdentity(nodeId);
     const node = this.catalog.nodes[nodeId];
     if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
-    refuseMalformedRegionIds(nodeId, req);
+    refuseMalformedReport(nodeId, req);
     this.hooks.heartbeat?.();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     node.lastHeartbeatMs = this.procedureClock.nowMs();
@@ -1486,12 +1493,57 @@ function unreadableStatus(id: string, record: unknown, error: string) {
  * before anything of it is used: its view would replace the node's, and reconciliation reads
  * table ids out of every view's region ids (reconcile.ts idFloors), so one such id would fail
  * every node's heartbeat after it, or be read as another region's number.
+ *
+ * The same for the report's numbers (leftover L9): observedOf reads peer ids, terms, indexes and
+ * the voters and learners with Number(), and idFloors raises the peer-id allocator above every
+ * peer id a view names, so one value past 2^53 (a uint64 on the wire; Number rounds it) or not a
+ * number at all would become the allocator's floor — saved in the catalog, handing out rounded,
+ * colliding peer ids from then on — or NaN, which no comparison matches. Each must be an unsigned
+ * integer below 2^53 in decimal (what the datanodes send); the incarnation is only compared, as
+ * a string, and is not checked.
  */
-function refuseMalformedRegionIds(nodeId: number, req: HeartbeatRequest__Output): void {
+function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): void {
   const bad = (req.replicas ?? []).map((r) => r.region_id).find((id) => !isRegionId(id)) ?? (req.removed_region_ids ?? []).find((id) => !isRegionId(id));
-  if (bad === undefined) return;
-  throw new RegionDbError(
-    ErrorCode.InvalidArgument,
-    `node ${nodeId} reported a malformed region id ${JSON.stringify(bad)} (a region id is a uint64 in decimal: table id << 32 | region number); the whole report is refused`,
-  );
+  if (bad !== undefined) {
+    throw new RegionDbError(
+      ErrorCode.InvalidArgument,
+      `node ${nodeId} reported a malformed region id ${JSON.stringify(bad)} (a region id is a uint64 in decimal: table id << 32 | region number); the whole report is refused`,
+    );
+  }
+  const refuse = (where: string, field: string, value: unknown) =>
+    new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} reported ${where}${field} ${JSON.stringify(value) ?? String(value)}, which is not an unsigned integer below 2^53 in decimal; the whole report is refused`);
+  for (const field of ['report_seq', 'report_base_seq'] as const) {
+    const v = req[field];
+    if (v !== undefined && v !== null && !isReportedCount(v)) throw refuse('', field, v);
+  }
+  for (const stat of req.replicas ?? []) {
+    const where = `for region ${stat.region_id} `;
+    for (const field of ['peer_id', 'term', 'leader_node_id', 'applied_index', 'commit_index'] as const) {
+      if (!isReportedCount(stat[field])) throw refuse(where, field, stat[field]);
+    }
+    for (const field of ['flushed_index', 'conf_index'] as const) {
+      const v = stat[field];
+      if (v !== undefined && v !== null && !isReportedCount(v)) throw refuse(where, field, v);
+    }
+    for (const field of ['voters', 'learners'] as const) {
+      const list = stat[field] ?? [];
+      if (!Array.isArray(list)) throw refuse(where, field, list);
+      const wrong = list.find((v) => !isReportedCount(v));
+      if (wrong !== undefined) throw refuse(where, `${field} entry`, wrong);
+    }
+    for (const field of ['role', 'health', 'failure'] as const) {
+      const v = stat[field];
+      if (v !== undefined && v !== null && typeof v !== 'string') {
+        throw new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} reported ${where}${field} of type ${typeof v}, not a string; the whole report is refused`);
+      }
+    }
+  }
+}
+
+const DECIMAL_COUNT = /^(0|[1-9][0-9]{0,15})$/;
+
+/** An unsigned integer below 2^53, as a uint64 field arrives (a canonical decimal string) or a number. */
+function isReportedCount(v: unknown): boolean {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0;
+  return typeof v === 'string' && DECIMAL_COUNT.test(v) && Number(v) <= Number.MAX_SAFE_INTEGER;
 }

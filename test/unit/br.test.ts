@@ -10,15 +10,18 @@ import { type BackupClusterClient, runBackup } from '../../src/br/backup.js';
 import { type BackupManifest, decodeBackupManifest, encodeBackupJournal, encodeBackupManifest } from '../../src/br/format.js';
 import { splitBackupLocation } from '../../src/br/location.js';
 import { type BackupListing, planPrune } from '../../src/br/repository.js';
-import { type RestoreClusterClient, runRestore } from '../../src/br/restore.js';
+import { silentProgress } from '../../src/br/progress.js';
+import { type RestoreClusterClient, restoreToken, runRestore } from '../../src/br/restore.js';
 import { verifyBackup } from '../../src/br/verify.js';
 import { crc32c } from '../../src/common/crc32c.js';
-import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
-import { decodeManifest, encodeManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
+import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
+import type { ObjectStore } from '../../src/object-store/object-store.js';
+import { startMetasrvCore } from '../fixtures/metasrv-core.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const SCHEMA: TableSchema = cpuSchema({ name: 't', tableId: 7, regionCount: 2 });
@@ -112,6 +115,130 @@ class HookedStore extends DelegatingObjectStore {
     if (hook) await hook(key);
     return this.inner.get(key);
   }
+}
+
+/** A process kill, injected: the operation it stops never happens, and neither does any after it. */
+class Killed extends Error {}
+
+/**
+ * The target cluster of a restore: its object store (a directory) and a metasrv as far as
+ * restore uses one — CreateTable keeping each table's request token (a call with the token that
+ * created the table is answered with it, any other token ALREADY_EXISTS), DropTable, and
+ * RecoverTable reporting each region's newest manifest in the store. `killBefore` = k stops the
+ * "process" before its k-th change to the cluster (a table created or dropped, a recovery, an
+ * object put or deleted): from then on every call, read or write, fails as if the process died.
+ */
+class FakeTarget {
+  readonly tables = new Map<string, { schema: TableSchema; token: string }>();
+  /** Tables marked being dropped (a DropTable not finished): CreateTable refuses them, any token, as MetasrvCore does. */
+  readonly dropping = new Set<string>();
+  /** Per region id, the flushed index its last recovery restarted it from. */
+  readonly recovered = new Map<string, number>();
+  changes = 0;
+  killBefore = Number.POSITIVE_INFINITY;
+  /** A put this returns true for fails (STORAGE_UNAVAILABLE) and changes nothing; the process lives on. */
+  failPut: ((key: string) => boolean) | undefined;
+  /** A put this returns true for is where the process is killed (as killBefore, by key). */
+  killAtPut: ((key: string) => boolean) | undefined;
+  killed = false;
+  private nextTableId = 100;
+  readonly store: ObjectStore;
+
+  constructor(dir: string) {
+    const target = this;
+    this.store = new (class extends DelegatingObjectStore {
+      override async put(key: string, data: Uint8Array) {
+        target.alive();
+        if (target.failPut?.(key)) throw new RegionDbError(ErrorCode.StorageUnavailable, `put ${key}: refused (injected)`);
+        if (target.killAtPut?.(key)) {
+          target.killed = true;
+          throw new Killed(`killed before putting ${key}`);
+        }
+        target.change();
+        return this.inner.put(key, data);
+      }
+      override async delete(key: string) {
+        target.change();
+        return this.inner.delete(key);
+      }
+      override async get(key: string) {
+        target.alive();
+        return this.inner.get(key);
+      }
+      override async head(key: string) {
+        target.alive();
+        return this.inner.head(key);
+      }
+      override async list(prefix: string) {
+        target.alive();
+        return this.inner.list(prefix);
+      }
+    })(new FsObjectStore(dir));
+  }
+
+  alive(): void {
+    if (this.killed) throw new Killed('the restore process was killed');
+  }
+
+  change(): void {
+    this.alive();
+    if (++this.changes >= this.killBefore) {
+      this.killed = true;
+      throw new Killed(`killed before change ${this.changes}`);
+    }
+  }
+
+  /** The same target after the killed process is gone: a new process, nothing killed. */
+  revive(): void {
+    this.killed = false;
+    this.killBefore = Number.POSITIVE_INFINITY;
+    this.killAtPut = undefined;
+  }
+
+  readonly client = {
+    describe: async (name: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${name} not found`);
+      return { schema: t.schema, routes: new Map() };
+    },
+    createTable: async (name: string, columns: { name: string; type: string; semantic: string }[], regionCount: number, token?: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (t && this.dropping.has(name)) throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
+      if (t) {
+        if (token !== undefined && token === t.token) return t.schema;
+        throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} already exists`);
+      }
+      this.change();
+      const schema = { name, tableId: this.nextTableId++, regionCount, columns: columns.map((c) => ({ ...c })) } as TableSchema;
+      this.tables.set(name, { schema, token: token ?? `random-${this.nextTableId}` });
+      return schema;
+    },
+    dropTable: async (name: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${name} not found`);
+      this.change();
+      this.tables.delete(name);
+      return t.schema.regionCount;
+    },
+    recoverTable: async (name: string) => {
+      this.alive();
+      const t = this.tables.get(name);
+      if (!t) throw new RegionDbError(ErrorCode.NotFound, `table ${name} not found`);
+      this.change();
+      const out = [];
+      for (let n = 0; n < t.schema.regionCount; n++) {
+        const regionId = makeRegionId(t.schema.tableId, n);
+        const latest = await loadLatestManifest((this.store as DelegatingObjectStore).inner, regionId);
+        const index = latest?.manifest.flushedIndex ?? 0;
+        this.recovered.set(regionId, index);
+        out.push({ region_id: regionId, flushed_index: String(index), manifest_written_ms: '0', ssts: latest?.manifest.ssts.length ?? 0, replicas: 3 });
+      }
+      return out;
+    },
+  } as unknown as RestoreClusterClient;
 }
 
 describe('br: backup and verify against a fabricated cluster object store', () => {
@@ -359,6 +486,308 @@ describe('br: backup and verify against a fabricated cluster object store', () =
         expect((err as Error).message).to.include('nothing was restored').and.include(c.problem);
         expect(touched, 'calls to the target cluster').to.deep.equal([]);
       });
+    }
+  });
+
+  describe('a restore stopped part way (leftover L8): the same restore run again finishes it', () => {
+    /** The target's table `t` as restored: each region's recovered point and the bytes of the SSTs its newest manifest names. */
+    async function restoredState(target: FakeTarget): Promise<{ points: number[]; ssts: string[][] }> {
+      const t = target.tables.get('t');
+      expect(t, 'table t exists in the target').to.not.equal(undefined);
+      const points: number[] = [];
+      const ssts: string[][] = [];
+      for (let n = 0; n < 2; n++) {
+        const regionId = makeRegionId(t!.schema.tableId, n);
+        points.push(target.recovered.get(regionId) ?? -1);
+        const latest = await loadLatestManifest((target.store as DelegatingObjectStore).inner, regionId);
+        const bytes = [];
+        for (const s of latest?.manifest.ssts ?? []) bytes.push(createHash('sha256').update(await target.store.get(s.key)).digest('hex'));
+        ssts.push(bytes.sort());
+      }
+      return { points, ssts };
+    }
+
+    /** The source's region SSTs, as sha256s per region (what a finished restore must hold). */
+    async function sourceSsts(keys: string[][]): Promise<string[][]> {
+      const out = [];
+      for (const ks of keys) out.push((await Promise.all(ks.map(async (k) => createHash('sha256').update(await cluster.get(k)).digest('hex')))).sort());
+      return out;
+    }
+
+    const restore = (target: FakeTarget, forceRerestore?: boolean) =>
+      runRestore({ repository: repo, backupId: 'f1', client: target.client, targetStore: target.store, concurrency: 1, forceRerestore });
+    const recordKey = `br-restore/${restoreToken('f1', 't')}.json`;
+    const recordState = async (target: FakeTarget) => {
+      const inner = (target.store as DelegatingObjectStore).inner;
+      return (await inner.head(recordKey)) === undefined ? undefined : (JSON.parse(new TextDecoder().decode(await inner.get(recordKey))) as { state: string }).state;
+    };
+    const failure = (p: Promise<unknown>) =>
+      p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+
+    it('a kill before each change to the target cluster, then the same restore: the table finishes with every region at the backup point (a kill after the recovery began: only with --force-rerestore); a third run leaves it alone', async () => {
+      const r0 = await flush(0, 10, [100, 200]);
+      const r1 = await flush(1, 12, [300]);
+      await backup('f1');
+      const expected = { points: [10, 12], ssts: await sourceSsts([r0, r1]) };
+      // A run with no kill counts the changes a restore makes (the table, 3 SSTs, 2 manifests, the
+      // record saying the recovery begins, the recovery, the record saying the table is restored).
+      const clean = new FakeTarget(join(dir, 'clean'));
+      await restore(clean);
+      expect(await restoredState(clean)).to.deep.equal(expected);
+      const changes = clean.changes;
+      expect(changes).to.equal(9);
+      for (let k = 1; k <= changes; k++) {
+        const target = new FakeTarget(join(dir, `kill-${k}`));
+        target.killBefore = k;
+        const err = await failure(restore(target));
+        expect(err instanceof Killed || (err as Error).cause instanceof Killed, `kill before change ${k}: the run fails: ${String(err)}`).to.equal(true);
+        target.revive();
+        const created = target.tables.has('t');
+        const recovering = (await recordState(target)) === 'recovering';
+        expect(recovering, `kill before change ${k}: the record says recovering`).to.equal(k >= 8);
+        if (recovering) {
+          const before = target.changes;
+          const refused = await failure(restore(target));
+          expect(isRegionDbError(refused, ErrorCode.ConditionFailed), `kill before change ${k}: ${String(refused)}`).to.equal(true);
+          expect(target.changes - before, `kill before change ${k}: changes made by the refused run`).to.equal(0);
+        }
+        const again = await restore(target, recovering);
+        expect(again.resumed, `kill before change ${k}: resumed`).to.deep.equal(created ? ['t'] : []);
+        expect(again.tables.map((t) => t.name), `kill before change ${k}`).to.deep.equal(['t']);
+        expect(again.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
+        expect(await restoredState(target), `kill before change ${k}: the target after the second run`).to.deep.equal(expected);
+        // Finished: run once more and nothing of the target changes.
+        const before = target.changes;
+        const third = await restore(target);
+        expect(third.alreadyRestored, `kill before change ${k}: third run`).to.deep.equal([{ name: 't', tableId: target.tables.get('t')!.schema.tableId }]);
+        expect(third.tables).to.deep.equal([]);
+        expect(target.changes - before, `kill before change ${k}: changes made by the third run`).to.equal(0);
+      }
+    });
+
+    it('a run stopped after the recovery began: the next run refuses the table (writes made to it since would be lost), changing nothing; --force-rerestore restores it again', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'recovered-killed'));
+      target.killAtPut = (key) => key === recordKey && target.recovered.size > 0; // recovered and checked; killed before the record saying restored
+      expect(await failure(restore(target))).to.be.instanceOf(Error);
+      target.revive();
+      // The table is live: a write to it is flushed (a newer manifest of region 0).
+      const inner = (target.store as DelegatingObjectStore).inner;
+      const regionId = makeRegionId(target.tables.get('t')!.schema.tableId, 0);
+      const latest = (await loadLatestManifest(inner, regionId))!;
+      await inner.put(manifestKey(regionId, 20), encodeManifest({ ...latest.manifest, flushedIndex: 20 }));
+      const before = target.changes;
+      const err = await failure(restore(target));
+      expect(isRegionDbError(err, ErrorCode.ConditionFailed), String(err)).to.equal(true);
+      expect((err as Error).message)
+        .to.include('began recovering table t')
+        .and.include('would discard every write made to it since')
+        .and.include('nothing was changed')
+        .and.include('--force-rerestore')
+        .and.include('--tables');
+      expect(target.changes - before, 'changes to the target').to.equal(0);
+      expect((await loadLatestManifest(inner, regionId))?.manifest.flushedIndex, "the write's manifest is kept").to.equal(20);
+      // Asked for explicitly: restored again, the write discarded.
+      const forced = await restore(target, true);
+      expect(forced.resumed).to.deep.equal(['t']);
+      expect(forced.rerestored).to.deep.equal(['t']);
+      expect(forced.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
+      expect(await recordState(target)).to.equal('restored');
+    });
+
+    it("the record saying restored cannot be written: the error says the table is restored and left, and what the next run does; the next run refuses it", async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'record-put-fails'));
+      let recordPuts = 0;
+      target.failPut = (key) => key === recordKey && ++recordPuts === 2;
+      const err = await failure(restore(target));
+      expect(isRegionDbError(err, ErrorCode.StorageUnavailable), String(err)).to.equal(true);
+      expect((err as Error).message)
+        .to.include(`table t (id ${target.tables.get('t')?.schema.tableId}) is restored`)
+        .and.include(`its record ${recordKey} could not be written`)
+        .and.include('refused (injected)')
+        .and.include('--force-rerestore')
+        .and.include('No other table of this restore is left to restore');
+      expect(target.tables.has('t'), 'the restored table is not dropped').to.equal(true);
+      target.failPut = undefined;
+      const again = await failure(restore(target));
+      expect(isRegionDbError(again, ErrorCode.ConditionFailed), String(again)).to.equal(true);
+    });
+
+    it('a run that fails on a table an earlier run created leaves the table in place (it may hold writes) and says so; a table it created itself is dropped', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const notes: string[] = [];
+      const run = (target: FakeTarget) =>
+        runRestore({ repository: repo, backupId: 'f1', client: target.client, targetStore: target.store, concurrency: 1, progress: { ...silentProgress, note: (l) => notes.push(l) } });
+      const failSst = (key: string) => key.includes('/sst/');
+      // Created by this run: the failure's cleanup drops it, as before.
+      const fresh = new FakeTarget(join(dir, 'fail-fresh'));
+      fresh.failPut = failSst;
+      const err1 = await failure(run(fresh));
+      expect(isRegionDbError(err1, ErrorCode.StorageUnavailable), String(err1)).to.equal(true);
+      expect(fresh.tables.has('t'), 'a table this run created is dropped').to.equal(false);
+      // Created by an earlier run (killed after CreateTable): this run fails copying, and leaves it.
+      const target = new FakeTarget(join(dir, 'fail-resumed'));
+      target.killBefore = 2;
+      await run(target).then(() => expect.fail('the first run is killed'), (e: unknown) => expect(e).to.be.instanceOf(Killed));
+      target.revive();
+      const tableId = target.tables.get('t')!.schema.tableId;
+      target.failPut = failSst;
+      notes.length = 0;
+      const err2 = await failure(run(target));
+      expect(isRegionDbError(err2, ErrorCode.StorageUnavailable), String(err2)).to.equal(true);
+      expect(target.tables.get('t')?.schema.tableId, 'the resumed table is still there').to.equal(tableId);
+      expect(notes.join('\n')).to.include(`table t (id ${tableId}) is left as it is`).and.include('run the same restore again to finish it');
+      // And the next run finishes it.
+      target.failPut = undefined;
+      const again = await run(target);
+      expect(again.resumed).to.deep.equal(['t']);
+      expect(again.tables[0]!.regions.map((r) => r.restoredFlushedIndex)).to.deep.equal([10, 12]);
+      // A table an earlier run began recovering, restored again on request, and that run fails: left too.
+      const recovered = new FakeTarget(join(dir, 'fail-forced'));
+      recovered.killAtPut = (key) => key === recordKey && recovered.recovered.size > 0;
+      expect(((await failure(run(recovered))) as Error).cause).to.be.instanceOf(Killed);
+      recovered.revive();
+      const recoveredId = recovered.tables.get('t')!.schema.tableId;
+      recovered.failPut = failSst;
+      notes.length = 0;
+      const err3 = await failure(runRestore({ repository: repo, backupId: 'f1', client: recovered.client, targetStore: recovered.store, concurrency: 1, forceRerestore: true, progress: { ...silentProgress, note: (l) => notes.push(l) } }));
+      expect(isRegionDbError(err3, ErrorCode.StorageUnavailable), String(err3)).to.equal(true);
+      expect(recovered.tables.get('t')?.schema.tableId, 'the re-restored table is still there').to.equal(recoveredId);
+      expect(notes.join('\n')).to.include(`table t (id ${recoveredId}) is left as it is`).and.include('refuses it unless --force-rerestore');
+    });
+
+    it('a table of that name the restore did not create is still refused, untouched', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'live'));
+      await target.client.createTable('t', [...SCHEMA.columns], 2); // someone else's table (another token)
+      const before = target.changes;
+      const err = await restore(target).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('already has table t, not created by a restore of backup f1');
+      expect(target.changes - before, 'changes to the target').to.equal(0);
+    });
+    it('an unreadable restored record: refused, untouched, and the message says deleting it re-restores the table over its writes', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'bad-record'));
+      await restore(target);
+      const key = `br-restore/${restoreToken('f1', 't')}.json`;
+      for (const bad of ['not json', JSON.stringify({ backupId: 'other', table: 't', tableId: 1 })]) {
+        await (target.store as DelegatingObjectStore).inner.put(key, new TextEncoder().encode(bad));
+        const before = target.changes;
+        const err = await restore(target).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+        expect((err as Error).message, bad).to.include('nothing was changed').and.include('discarding every write made to it since');
+        expect(target.changes - before, 'changes to the target').to.equal(0);
+      }
+    });
+
+    it('a table of the restore that is being dropped (its cleanup drop not finished) is refused, saying so, untouched', async () => {
+      await flush(0, 10, [100]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'dropping'));
+      await target.client.createTable('t', [...SCHEMA.columns], 2, restoreToken('f1', 't'));
+      target.dropping.add('t');
+      const before = target.changes;
+      const err = await restore(target).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('still dropping table t').and.include('run the restore again once it is gone');
+      expect(target.changes - before, 'changes to the target').to.equal(0);
+    });
+  });
+
+  it("the metasrv's rule a resumed restore relies on (MetasrvCore): CreateTable with the token that created a table answers it, any other token ALREADY_EXISTS", async () => {
+    const core = await startMetasrvCore('br-token', { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never });
+    try {
+      for (const n of [1, 2, 3]) {
+        const addr = `127.0.0.1:${21_300 + n}`;
+        await core.registerNode({ cluster_id: 'br-token', node_id: String(n), addr, http_addr: addr, store_id: `store-${n}` } as never, () => {});
+        await core.heartbeat({ cluster_id: 'br-token', node_id: String(n), addr, replicas: [], store_id: `store-${n}` } as never, () => {});
+      }
+      const columns = [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ];
+      const create = (token: string) => core.createTable({ name: 't', columns, region_count: 2, request_token: token } as never);
+      const token = restoreToken('f1', 't');
+      const first = await create(token);
+      const again = await create(token);
+      expect(again.table?.table_id, 'the same token: the same table').to.equal(first.table?.table_id);
+      for (const other of [restoreToken('f2', 't'), '', 'someone-else']) {
+        const err = await create(other).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isRegionDbError(err, ErrorCode.AlreadyExists), `token ${JSON.stringify(other)}: ${String(err)}`).to.equal(true);
+      }
+    } finally {
+      core.halt();
+    }
+  });
+
+  it("the metasrv's rule, while the table is being dropped: not even the creating token gets it back (a resumed restore must not restore into a table the metasrv is dropping)", async () => {
+    // A restore whose cleanup DropTable could not fence every region (UNAVAILABLE) leaves the
+    // table marked being dropped, and the metasrv finishes that drop on its own. Handed back to
+    // the restore's token, a second run would restore into it, write its record and report it
+    // done - and the table would then disappear.
+    let fenceRefused = false;
+    const core = await startMetasrvCore('br-token-drop', {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async () => {
+        fenceRefused = true;
+        throw new RegionDbError(ErrorCode.Unavailable, 'node down (test)');
+      },
+    });
+    try {
+      for (const n of [1, 2, 3]) {
+        const addr = `127.0.0.1:${21_310 + n}`;
+        await core.registerNode({ cluster_id: 'br-token-drop', node_id: String(n), addr, http_addr: addr, store_id: `store-${n}` } as never, () => {});
+        await core.heartbeat({ cluster_id: 'br-token-drop', node_id: String(n), addr, replicas: [], store_id: `store-${n}` } as never, () => {});
+      }
+      const columns = [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ];
+      const token = restoreToken('f1', 't');
+      const create = () => core.createTable({ name: 't', columns, region_count: 1, request_token: token } as never);
+      await create();
+      const dropErr = await core.dropTable({ name: 't' } as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(fenceRefused, 'FenceRegion was asked').to.equal(true);
+      expect(isRegionDbError(dropErr, ErrorCode.Unavailable), `the drop is not done: ${String(dropErr)}`).to.equal(true);
+      const err = await create().then(
+        (res) => new Error(`answered with table ${res.table?.table_id} although it is being dropped`),
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err, ErrorCode.AlreadyExists), String(err)).to.equal(true);
+      expect((err as Error).message).to.include('is being dropped');
+    } finally {
+      core.halt();
     }
   });
 

@@ -3,11 +3,16 @@
 // ("abc", "1.5") threw out of the heartbeat after the node's view had been replaced by the
 // report, so every later heartbeat — of any node — and every tick threw again; others ("",
 // " 12", "0x10") were read as other numbers. A report naming a malformed id is now refused
-// whole, before anything of it is used, with an error naming the node and the id (leftover 4).
+// whole, before anything of it is used, with an error naming the node and the id (leftover 4);
+// likewise a report whose numbers (peer ids, terms, indexes, voters, learners, sequence numbers)
+// are not unsigned integers below 2^53 (leftover L9).
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { isRegionId, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { failedReplicaStat, runningReplicaStat } from '../../src/replication/replica-stats.js';
+import { randomReportIncarnation } from '../../src/datanode/datanode-core.js';
+import { decodeHeartbeatRequest, encodeHeartbeatRequest } from '../../src/rpc/meta-wire.js';
 import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'report-ids';
@@ -74,5 +79,85 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
     const err = await threw(beat(1, [], { report_incarnation: 'inc-1', report_seq: '2', report_base_seq: '1', removed_region_ids: ['1.5'] }));
     expect(isRegionDbError(err, ErrorCode.InvalidArgument), String(err)).to.equal(true);
     expect((err as Error).message).to.include('node 1').and.include('"1.5"');
+  });
+
+  // Leftover L9: the report's numbers. Each value below is refused for each field; before, the
+  // report was used: Number() made NaN or a rounded number of it, and idFloors raised the peer-id
+  // allocator to it, so the next table's peer ids were NaN or past 2^53 (seen by the last check).
+  const BAD_NUMBERS = ['abc', '1.5', '-1', '', ' 12', '0x10', '9007199254740993', '18446744073709551615'];
+  const FIELDS: { field: string; edit: (stat: Record<string, unknown>, v: string) => Record<string, unknown> }[] = [
+    ...['peer_id', 'term', 'leader_node_id', 'applied_index', 'commit_index', 'flushed_index', 'conf_index'].map((field) => ({ field, edit: (st: Record<string, unknown>, v: string) => ({ ...st, [field]: v }) })),
+    { field: 'voters entry', edit: (st, v) => ({ ...st, voters: [...(st['voters'] as string[]), v] }) },
+    { field: 'learners entry', edit: (st, v) => ({ ...st, learners: [v] }) },
+  ];
+  for (const { field, edit } of FIELDS) {
+    it(`${field} not an unsigned integer below 2^53 (leftover L9): INVALID_ARGUMENT naming node, region and field; nothing used; later peer ids stay small`, async () => {
+      for (const bad of BAD_NUMBERS) {
+        const err = await threw(beat(1, [edit(valid(1), bad)]));
+        expect(isRegionDbError(err, ErrorCode.InvalidArgument), `${field} ${JSON.stringify(bad)}: ${String(err)}`).to.equal(true);
+        expect((err as Error).message).to.include('node 1').and.include(`region ${regionId}`).and.include(`${field} ${JSON.stringify(bad)}`);
+      }
+      expect(core.catalog.regions[regionId]?.bootstrapped, 'region marked bootstrapped from a refused report').to.equal(false);
+      for (const n of [1, 2, 3]) await beat(n, [valid(n)]);
+      core.onTickTimer();
+      expect(core.catalog.regions[regionId]?.bootstrapped).to.equal(true);
+      const next = await core.createTable({ name: 'u', columns: [{ name: 'host', type: 'STRING', semantic: 'TAG' }, { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' }], region_count: 1, request_token: '' } as never);
+      const peers = (next.routes![0]!.peers ?? []).map((p) => Number(p.peer_id));
+      expect(peers.every((p) => Number.isSafeInteger(p) && p < 1000), `the next table's peer ids: ${peers.join(', ')}`).to.equal(true);
+    });
+  }
+
+  it('what a datanode sends passes the L9 check: stats built as the datanode builds them, at 0 and at 2^53 - 1, through the wire decoder', async () => {
+    // A guard on the check, not on a fix: a real datanode refused here is taken for dead (the
+    // refusal comes before liveness), so refusing a legitimate value would fail its regions over.
+    const MAX = Number.MAX_SAFE_INTEGER;
+    const voterIds = voters.slice();
+    const running = (n: number, big: boolean) =>
+      runningReplicaStat(
+        {
+          regionId,
+          selfPeerId: voterIds[n - 1]!,
+          raft: { role: 0, term: big ? MAX : 0, log: { committed: big ? MAX : 0 }, confState: () => ({ voters: voterIds, learners: [] }) },
+          leaderNodeId: () => (big ? 1 : undefined),
+          appliedIndex: big ? MAX : 0,
+          snapshotInstalledIndex: big ? MAX : 0,
+          confIndex: big ? MAX : 0,
+        } as never,
+        { flushedIndex: big ? MAX : 0, memtableBytes: big ? MAX : 0, ssts: big ? 2 ** 32 - 1 : 0 },
+      );
+    const failed = failedReplicaStat({ regionId: makeRegionId(2 ** 32 - 1, 2 ** 32 - 1), selfPeerId: 0, index: 0, reason: '', sinceMs: 0, term: 0, commitIndex: 0, appliedIndex: 0, confIndex: 0, voters: [], learners: [] });
+    const incarnation = String(randomReportIncarnation());
+    for (const [seq, big] of [
+      [1, false],
+      [MAX, true],
+    ] as const) {
+      const wire = decodeHeartbeatRequest(
+        encodeHeartbeatRequest({
+          cluster_id: CLUSTER,
+          node_id: '1',
+          addr: addr(1),
+          store_id: 'store-1',
+          replicas: [running(1, big), failed],
+          report_incarnation: incarnation,
+          report_seq: String(seq),
+          report_base_seq: '0',
+          removed_region_ids: [],
+        }),
+      );
+      await core.heartbeat(wire, () => {});
+    }
+    // A datanode before delta reports: no incarnation or sequence numbers (decoded as '0').
+    await core.heartbeat(decodeHeartbeatRequest(encodeHeartbeatRequest({ cluster_id: CLUSTER, node_id: '2', addr: addr(2), store_id: 'store-2', replicas: [running(2, false)] })), () => {});
+  });
+
+  it('report_seq / report_base_seq not an unsigned integer below 2^53 (leftover L9): INVALID_ARGUMENT', async () => {
+    for (const field of ['report_seq', 'report_base_seq']) {
+      for (const bad of BAD_NUMBERS) {
+        const err = await threw(beat(1, [valid(1)], { report_incarnation: '5', report_seq: '1', report_base_seq: '0', [field]: bad }));
+        expect(isRegionDbError(err, ErrorCode.InvalidArgument), `${field} ${JSON.stringify(bad)}: ${String(err)}`).to.equal(true);
+        expect((err as Error).message).to.include(`${field} ${JSON.stringify(bad)}`);
+      }
+    }
+    await beat(1, [valid(1)], { report_incarnation: '5', report_seq: '1', report_base_seq: '0' });
   });
 });

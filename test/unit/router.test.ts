@@ -327,6 +327,23 @@ describe('router: a request refused by a dropped table is sent again to the tabl
     expect(again.code).to.equal(ErrorCode.NotFound);
     expect(forwarded.written).to.deep.equal([]);
   });
+  it('a write with expect_version refused by the fence is answered NOT_FOUND and not sent to the re-created table (review note F8); expect_absent is sent again', async () => {
+    // The version named (3) is one the re-created table's row could carry by coincidence.
+    const cas = droppedThenRecreated();
+    const refused = await failure(
+      new Router(cas.local).write({ table: 't', rows: [proto(rowAt(3))], expect_version: '3', _expect_version: 'expect_version', client_id: 'c', request_id: '9' }, FAR()),
+    );
+    expect(refused.code).to.equal(ErrorCode.NotFound);
+    expect(refused.details['droppedTableId']).to.equal('7');
+    expect(refused.message).to.contain('is not sent to a table re-created under the name');
+    expect(refused.message).to.not.contain('send it again');
+    expect(refused.message.match(/this write was not applied/g), refused.message).to.have.length(1);
+    expect(cas.written, 'nothing written to the re-created table').to.deep.equal([]);
+    expect(cas.dropped, 'the dropped table is still forgotten (the next request resolves it afresh)').to.deep.equal([7]);
+    const absent = droppedThenRecreated();
+    await new Router(absent.local).write({ table: 't', rows: [proto(rowAt(3))], expect_absent: true, client_id: 'c', request_id: '10' }, FAR());
+    expect(absent.written).to.deep.equal([`${recreatedRegionOf(3)}:3`]);
+  });
 });
 
 describe('router: a dropped table\'s refusal mixed with other outcomes (review F6)', () => {

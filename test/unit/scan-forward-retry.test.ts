@@ -3,9 +3,12 @@
 // pass that refusal to its client; now it sends the scan once more — to the leader fresh routes
 // name, else to the refusal's hint — as long as it has passed nothing of the region on (leftover
 // 2). Once rows were sent, a failure is the client's: a second node would send them again.
+// Leftover L11: the same once-more when the node forwarded to cannot be reached (UNAVAILABLE
+// before anything came), to the leader fresh routes name and never to that node.
 //
 // Real gRPC servers on loopback (test/support/scan-nodes.ts): A is the node the client calls, it
 // hosts nothing; C and D host nothing and have stale routes; B hosts the region.
+import { type Server, type Socket, createServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
@@ -44,13 +47,31 @@ async function scanAll(addr: string): Promise<{ hosts: string[]; error?: grpc.Se
   }
 }
 
-const leader = (node: ScanNode, nodeId: number) => ({ region_id: REGION, leader: { node_id: nodeId, addr: node.addr } });
+const leader = (node: { addr: string }, nodeId: number) => ({ region_id: REGION, leader: { node_id: nodeId, addr: node.addr } });
+
+/** An address that accepts TCP connections and closes each at once (a node that died): gRPC calls to it fail UNAVAILABLE. Counts the connections. */
+async function deadNode(): Promise<{ addr: string; connections: number; stop(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const dead = { addr: '', connections: 0, stop: async () => {} };
+  const server: Server = createServer((socket) => {
+    dead.connections++;
+    sockets.add(socket);
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  dead.addr = `127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  dead.stop = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return dead;
+}
 
 describe('datanode: a forwarded Scan refused for stale routes is sent once more (leftover 2)', function () {
   this.timeout(30_000);
   const nodes: ScanNode[] = [];
+  const stops: { stop(): Promise<void> }[] = [];
   afterEach(async () => {
     for (const n of nodes.splice(0)) await n.stop();
+    for (const s of stops.splice(0)) await s.stop();
   });
   async function start(...args: Parameters<typeof startScanNode>): Promise<ScanNode> {
     const node = await startScanNode(...args);
@@ -103,6 +124,43 @@ describe('datanode: a forwarded Scan refused for stale routes is sent once more 
     expect(hosts.length, 'rows the client received').to.equal(limits.scanRowsPerMessageMax);
     expect(new Set(hosts)).to.deep.equal(new Set(['c']));
     expect(error?.metadata.get('regiondb-error-code'), String(error)).to.deep.equal([ErrorCode.NotLeader]);
+    expect(b.calls.scans, 'B asked').to.equal(0);
+  });
+
+  // Leftover L11: the node the routes name cannot be reached (UNAVAILABLE before anything came).
+  it('a target that cannot be reached: sent once more to the leader fresh routes name (leftover L11)', async () => {
+    const b = await start(2, table, () => new Map([[REGION, rows('b', 3)]]), () => []);
+    const dead = await deadNode();
+    stops.push(dead);
+    // The metasrv names the dead node until A has tried it, then B (the leadership moved).
+    const a = await start(1, table, () => new Map(), () => [dead.connections === 0 ? leader(dead, 3) : leader(b, 2)]);
+    const { hosts, error } = await scanAll(a.addr);
+    expect(error?.details, 'the client got an error').to.equal(undefined);
+    expect(hosts).to.deep.equal(['b', 'b', 'b']);
+    expect(dead.connections, 'connections to the dead node').to.be.above(0);
+    expect(b.calls, 'B: served it').to.deep.equal({ scans: 1, forwarded: 1 });
+  });
+
+  it('a target that cannot be reached and fresh routes still name it: UNAVAILABLE to the client, not sent elsewhere (leftover L11)', async () => {
+    const b = await start(2, table, () => new Map([[REGION, rows('b', 3)]]), () => []);
+    const dead = await deadNode();
+    stops.push(dead);
+    const a = await start(1, table, () => new Map(), () => [leader(dead, 3)]);
+    const { hosts, error } = await scanAll(a.addr);
+    expect(hosts).to.deep.equal([]);
+    expect(error?.code, String(error)).to.equal(grpc.status.UNAVAILABLE);
+    expect(b.calls.scans, 'B asked').to.equal(0);
+  });
+
+  it('UNAVAILABLE after rows of the region were passed on goes to the client, never sent again (leftover L11)', async () => {
+    const b = await start(2, table, () => new Map([[REGION, rows('b', 3)]]), () => []);
+    const broke = new RegionDbError(ErrorCode.Unavailable, 'the region lost its quorum mid-scan');
+    const c = await start(3, table, () => new Map([[REGION, rows('c', limits.scanRowsPerMessageMax, broke)]]), () => [leader(b, 2)]);
+    const a = await start(1, table, () => new Map(), () => [c.calls.scans === 0 ? leader(c, 3) : leader(b, 2)]);
+    const { hosts, error } = await scanAll(a.addr);
+    expect(hosts.length, 'rows the client received').to.equal(limits.scanRowsPerMessageMax);
+    expect(new Set(hosts)).to.deep.equal(new Set(['c']));
+    expect(error?.code, String(error)).to.equal(grpc.status.UNAVAILABLE);
     expect(b.calls.scans, 'B asked').to.equal(0);
   });
 });

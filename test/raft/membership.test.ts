@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { Role } from '../../src/raft/raft.js';
-import { type Message, MessageType } from '../../src/raft/types.js';
+import { type Message, MessageType, makeMessage } from '../../src/raft/types.js';
 import { AddLearner, AddVoter, Network, RemoveNode, bytes, processReady } from './harness.js';
 
 /** The messages of one ready of node `id` (persisted and applied as the host does). */
@@ -181,6 +181,50 @@ describe('§6 membership changes (single-step, learners first)', () => {
     expect(tookWrite, 'the leader leaving the group refused the write (PROPOSAL_DROPPED: retry)').to.equal(false);
     net.propose(2, 'b');
     expect(net.values(2)).to.deep.equal(['a', 'b']);
+  });
+
+  // R16's argument for an inherited removal: a leader never starts with its own removal
+  // committed but unapplied (it would apply it and step down with its election no-op, of the
+  // newest term, uncommitted and perhaps on no remaining voter: refused as not up to date by
+  // it forever). It cannot, because hup refuses to campaign with a committed, unapplied conf
+  // change (and a candidate's commit index moves only with a leader's message, which ends the
+  // candidacy), so an inherited removal is uncommitted and commits only with the no-op (P4).
+  it('a voter that knows its own removal committed but has not applied it does not campaign, not even on TimeoutNow (R16, inherited removal)', () => {
+    const net = new Network([1, 2]);
+    net.campaign(2);
+    net.propose(2, 'a');
+    const { index: removal } = net.raft(2).proposeConfChange({ type: RemoveNode, nodeId: 1, context: '' });
+    for (const m of readyOf(net, 2)) net.raft(m.to).step(m);
+    for (const m of readyOf(net, 1)) net.raft(m.to).step(m); // 1 persists and acknowledges the removal
+    for (const m of readyOf(net, 2)) net.raft(m.to).step(m); // 2 commits it and tells 1
+    const r1 = net.raft(1);
+    expect(r1.log.committed, '1 knows the removal committed').to.be.at.least(removal);
+    expect(r1.log.applied, '1 has not applied it').to.be.lessThan(removal);
+    const term = r1.term;
+    r1.campaign();
+    r1.step(makeMessage({ type: MessageType.TimeoutNow, from: 2, to: 1, term }));
+    expect(r1.role, 'no candidacy with an unapplied committed conf change').to.equal(Role.Follower);
+    expect(r1.term).to.equal(term);
+    expect(r1.hasReady() ? readyOf(net, 1).filter((m) => m.type === MessageType.Vote || m.type === MessageType.PreVote) : []).to.deep.equal([]);
+    expect(r1.confState().voters, '1 applied its removal').to.deep.equal([2]);
+  });
+
+  // With skipBcastCommit a moved commit index travels with the next append; a leader that
+  // committed its own removal sends none (it steps down as it applies it). Its remaining voters
+  // must be told at once: the host fences the removed replica as it applies the removal, so it
+  // answers no (pre-)vote, and a survivor still counting it would wait for it forever.
+  it('with skipBcastCommit, a leader that commits its own removal tells the other voters at once (R16)', () => {
+    const net = new Network([1, 2], { skipBcastCommit: true });
+    net.campaign(1);
+    net.propose(1, 'a');
+    const { index: removal } = net.raft(1).proposeConfChange({ type: RemoveNode, nodeId: 1, context: '' });
+    for (const m of readyOf(net, 1)) net.raft(m.to).step(m);
+    for (const m of readyOf(net, 2)) net.raft(m.to).step(m); // 2 acknowledges: 1 commits the removal
+    expect(net.raft(1).log.committed).to.be.at.least(removal);
+    const out = readyOf(net, 1); // 1 applies its removal and steps down
+    expect(net.raft(1).role).to.equal(Role.Follower);
+    const told = out.filter((m) => m.to === 2 && m.type === MessageType.Append && m.commit >= removal);
+    expect(told.length, '2 is told the removal committed').to.equal(1);
   });
 
   it('rejects invalid changes with INVALID_ARGUMENT', () => {

@@ -1281,7 +1281,9 @@ export class Raft {
 
   /** The commit index moved: tell followers at once, or (skipBcastCommit) with the next append. */
   private broadcastCommit(): void {
-    const sendIfEmpty = !this.skipBcastCommit;
+    // R16: a leader that committed its own removal steps down as it applies it and sends nothing
+    // more; the remaining voters must learn the commit now (with skipBcastCommit, there is no next append).
+    const sendIfEmpty = !this.skipBcastCommit || (this.selfRemovalIndex > 0 && this.log.committed >= this.selfRemovalIndex);
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, sendIfEmpty);
   }
 

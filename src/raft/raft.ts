@@ -38,7 +38,7 @@ import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Rand } from '../common/rand.js';
-import { type ConfChange, ConfChangeType, encodeConfChange } from './confchange.js';
+import { type ConfChange, ConfChangeType, decodeConfChange, encodeConfChange } from './confchange.js';
 import { RaftLog } from './log.js';
 import {
   Progress,
@@ -244,6 +244,11 @@ export class Raft {
   private leadTransferee: NodeId = NO_NODE;
   /** Index of the latest conf change proposed by this leader; a new one waits until applied. */
   private pendingConfIndex = 0;
+  /**
+   * Leader: index of an entry in its log removing this node that it has not applied yet (0: none).
+   * Until it applies it (and steps down, R16) the leader takes no proposal (docs/raft-rules.md R16).
+   */
+  private selfRemovalIndex = 0;
   private uncommittedSizeBytes = 0;
 
   private prevSoftState: SoftState;
@@ -376,6 +381,7 @@ export class Raft {
     const entry: Entry = { term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfChange(cc) };
     const result = this.appendAndBroadcast([entry]);
     this.pendingConfIndex = result.index;
+    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.id) this.selfRemovalIndex = result.index;
     return result;
   }
 
@@ -644,6 +650,7 @@ export class Raft {
     this.snapshotWaitRounds.clear();
     this.syncProgressWithConfig();
     this.pendingConfIndex = 0;
+    this.selfRemovalIndex = 0;
     this.uncommittedSizeBytes = 0;
     // Reads waiting for this leadership can no longer be confirmed: answer local ones with
     // index 0 ("dropped, retry") so the host fails them fast instead of timing out.
@@ -687,6 +694,8 @@ export class Raft {
     assert(self !== undefined, 'leader must be in its own configuration');
     self.maybeUpdate(this.persistedLastIndex());
     self.becomeReplicate();
+    // R16: a removal of ourselves that an earlier leader proposed is still to apply.
+    this.selfRemovalIndex = this.unappliedSelfRemoval();
     // P4: an entry of this term lets earlier entries commit and enables ReadIndex.
     this.appendEntries([{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) }]);
     // No conf change until this no-op is applied: a conf change possibly pending in our log is
@@ -765,6 +774,19 @@ export class Raft {
       if (entry.type === EntryType.ConfChange) return true;
     }
     return false;
+  }
+
+  /** The index of an entry after `applied` that removes this node, or 0 (read once per leadership). */
+  private unappliedSelfRemoval(): number {
+    const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    if (lo > this.log.lastIndex()) return 0;
+    let found = 0;
+    for (const entry of this.log.slice(lo, this.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER)) {
+      if (entry.type !== EntryType.ConfChange) continue;
+      const cc = decodeConfChange(entry.data);
+      if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === this.id) found = entry.index;
+    }
+    return found;
   }
 
   private handleVoteRequest(m: Message): void {
@@ -1196,6 +1218,15 @@ export class Raft {
         details: { leader: String(this.leader) },
       });
     }
+    if (this.selfRemovalIndex > this.log.applied) {
+      // docs/raft-rules.md R16: a leader leaving the group appends nothing after its removal, so
+      // that when it steps down every entry it holds is committed (a remaining voter then has a
+      // log at least as up to date as ours and gets our vote).
+      throw new RegionDbError(
+        ErrorCode.ProposalDropped,
+        `node ${this.id} is leaving the group (its removal at index ${this.selfRemovalIndex} is not applied yet); retry with the next leader`,
+      );
+    }
     if (this.leadTransferee !== NO_NODE) {
       // docs/raft-rules.md R11: no new proposals while handing over leadership.
       throw new RegionDbError(ErrorCode.ProposalDropped, `leadership is being transferred to ${this.leadTransferee}`, {
@@ -1260,7 +1291,9 @@ export class Raft {
 
   /** The commit index moved: tell followers at once, or (skipBcastCommit) with the next append. */
   private broadcastCommit(): void {
-    const sendIfEmpty = !this.skipBcastCommit;
+    // R16: a leader that committed its own removal steps down as it applies it and sends nothing
+    // more; the remaining voters must learn the commit now (with skipBcastCommit, there is no next append).
+    const sendIfEmpty = !this.skipBcastCommit || (this.selfRemovalIndex > 0 && this.log.committed >= this.selfRemovalIndex);
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id, sendIfEmpty);
   }
 

@@ -178,4 +178,16 @@ describe('deterministic simulator', function () {
     expect(caught!.invariant).to.equal('liveness');
     for (const s of [831, 925, 1119]) expect(() => runSeed(defaultSimOptions(s)), `seed ${s} with the host rule`).to.not.throw();
   });
+
+  // Found with slowVoteTraffic (which only reshuffled the run: nothing is held after healing).
+  // Leader 1 of the two voters {1, 3} removes itself at index 355 and takes two more writes; 3
+  // acknowledges 355 but, the appends reordered, never gets 357 nor the commit index before 1
+  // applies its removal and steps down. 3 still counts {1, 3}; 1, its log longer, refused 3's
+  // pre-votes forever and never campaigned (docs/raft-rules.md R16: a leader leaving the group
+  // now takes no proposal until it applied its removal).
+  it('a two-voter group whose leader removes itself elects the other voter (seed 3262 with slow vote traffic, R16)', () => {
+    const r = runSeed({ ...defaultSimOptions(3262), slowVoteTraffic: true, keepTrace: true });
+    expect(r.trace, 'the leader of {1, 3} proposes its own removal').to.include('5540 propose-conf 2 1');
+    expect(r.trace).to.include('5394 conf 1 {"voters":[1,3],"learners":[]}');
+  });
 });

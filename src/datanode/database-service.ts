@@ -80,6 +80,7 @@ export class DatabaseService {
       delete: (req, checked) => this.delete(req, checked),
       get: (req) => this.get(req),
       scanRegion: (req, write, info) => this.scan(req, write, info),
+      internalError: (err, regionId) => dn.log.error({ err, regionId }, 'internal error in a routed part (answered INTERNAL)'),
     });
   }
 

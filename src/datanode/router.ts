@@ -108,6 +108,12 @@ export interface LocalDatabase {
    * again: one hop, as for writes and gets).
    */
   scanRegion(req: ScanRequest, write: (chunk: ScanChunk) => Promise<void>, info?: CallInfo): Promise<void>;
+  /**
+   * A part's attempt threw something that is not a RegionDbError (a bug here: everything a part
+   * calls fails with one). The part reports it as INTERNAL, a RegionDbError, which the status
+   * mapping does not log; this is where it is logged, with its stack (optional).
+   */
+  internalError?(err: unknown, regionId: string): void;
 }
 
 interface PartResult {
@@ -304,6 +310,7 @@ export class Router {
         }
         return { outcome: { region_id: regionId, outcome: 'OUTCOME_APPLIED', version: String(res.version), rows, grpc_code: 0, code: '', message: '' } };
       } catch (err) {
+        if (!isRegionDbError(err)) this.local.internalError?.(err, regionId);
         last = isRegionDbError(err) ? err : fromGrpcError(err);
         const refused = NOT_APPLIED.has(last.code);
         if (!refused) maybeApplied = true;

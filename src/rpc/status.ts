@@ -69,12 +69,23 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
   const metadata = new grpc.Metadata();
   if (isRegionDbError(err)) {
     metadata.set(ERROR_CODE_KEY, err.code);
-    for (const [detail, key] of Object.entries(DETAIL_METADATA_KEYS)) if (err.details[detail]) metadata.set(key, err.details[detail]);
+    for (const [detail, key] of Object.entries(DETAIL_METADATA_KEYS)) if (err.details[detail]) metadata.set(key, metadataValue(err.details[detail]));
     return { code: toGrpc[err.code], details: err.message, metadata };
   }
   log?.error({ err }, 'internal error in a service handler');
   metadata.set(ERROR_CODE_KEY, ErrorCode.Internal);
   return { code: grpc.status.INTERNAL, details: 'internal error (logged on the server)', metadata };
+}
+
+/**
+ * A detail as a metadata value. grpc-js takes only printable ASCII there and throws from
+ * Metadata.set otherwise, which left the call unanswered and the rejection unhandled (a datanode
+ * exits on one). Every other character becomes a JSON \uXXXX escape: lossless for the JSON
+ * detail (regionOutcomes: a character outside ASCII can only be inside one of its strings, and
+ * JSON.parse gives it back), and the ASCII details (addresses, ids, versions) are unchanged.
+ */
+function metadataValue(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** The client side: a gRPC error back into a RegionDbError with its details. */

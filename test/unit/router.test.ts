@@ -122,6 +122,28 @@ describe('router: any node accepts any rows (issue 18)', () => {
     expect(outcomes[1]).to.include({ outcome: 'OUTCOME_NOT_APPLIED', code: 'PERMISSION_DENIED', grpc_code: grpc.status.PERMISSION_DENIED });
   });
 
+  it('a part whose attempt throws something not a RegionDbError (a bug) is reported INTERNAL and handed to internalError with its region (it was logged nowhere)', async () => {
+    const bug = new TypeError("Cannot read properties of undefined (reading 'status')");
+    const { local } = fakeLocal(async (regionId) => {
+      if (regionId === regions[3]) throw bug;
+      return { version: '3', rows_written: 0 };
+    });
+    const reported: [unknown, string][] = [];
+    local.internalError = (err, regionId) => reported.push([err, regionId]);
+    const err = await failure(new Router(local).write(spanning('0'), FAR()));
+    expect(err.code).to.equal(ErrorCode.Internal);
+    expect(reported).to.deep.equal([[bug, regions[3]]]);
+    // A RegionDbError, a refusal or an unknown outcome alike, is the part's answer, not a bug: not reported.
+    const { local: refusing } = fakeLocal(async (regionId) => {
+      if (regionId === regions[0]) throw new RegionDbError(ErrorCode.DeadlineExceeded, 'timed out');
+      if (regionId === regions[1]) throw new RegionDbError(ErrorCode.PermissionDenied, 'read-only user');
+      return { version: '3', rows_written: 0 };
+    });
+    refusing.internalError = (e, regionId) => reported.push([e, regionId]);
+    await failure(new Router(refusing).write(spanning('0'), FAR()));
+    expect(reported).to.have.length(1);
+  });
+
   it('a single-region request keeps its own error (CONDITION_FAILED with the current version)', async () => {
     const { local } = fakeLocal(async () => {
       throw new RegionDbError(ErrorCode.ConditionFailed, 'condition failed', { details: { currentVersion: '9' } });

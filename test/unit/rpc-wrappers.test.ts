@@ -13,6 +13,10 @@ import { silentLogger } from '../../src/common/logger.js';
 import { Metasrv } from '../../src/metasrv/metasrv.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { fromBatchError, fromGrpcError, toBatchError, toServiceError, unary } from '../../src/rpc/status.js';
+import { type LocalDatabase, type RegionOutcome, Router, type WriteRequest } from '../../src/datanode/router.js';
+import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
+import type { TableSchema } from '../../src/engine/schema.js';
+import { type ProtoValue, toProtoRow } from '../../src/rpc/values.js';
 
 function invoke(handler: grpc.handleUnaryCall<unknown, unknown>): Promise<{ err: grpc.ServiceError | null; res: unknown }> {
   return new Promise((ok) => {
@@ -69,6 +73,78 @@ describe('rpc: error mapping (status.ts)', () => {
       expect(back.details['oldestKnownRequestId']).to.equal('1000');
       expect(back.message).to.equal(err.message);
     }
+  });
+});
+
+describe('rpc: every detail of a status travels as metadata (printable ASCII)', () => {
+  // grpc-js refuses a metadata value outside printable ASCII by throwing from Metadata.set: the
+  // mapping threw inside the unary wrapper's failure path, the call was never answered, and the
+  // rejection went unhandled (a datanode process exits on one). A routed write's outcomes carry
+  // each part's message, and the region server's outcome-unknown message has an em dash.
+  const schema: TableSchema = {
+    name: 't',
+    tableId: 7,
+    regionCount: 2,
+    columns: [
+      { name: 'host', type: 'string', semantic: 'tag' },
+      { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+      { name: 'v', type: 'int64', semantic: 'field' },
+    ],
+  };
+  const unknownRegion = makeRegionId(schema.tableId, 0);
+  const unknownMessage = `region ${unknownRegion}: leadership lost; the write may or may not have been applied — retry with the same request id`;
+
+  it('a routed write whose part failed with a non-ASCII message is answered UNAVAILABLE with its outcomes intact (it was never answered)', async () => {
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => schema,
+      leads: () => true,
+      leaderAddr: async () => undefined,
+      write: async (req) => {
+        if (req.region_id === unknownRegion) throw new RegionDbError(ErrorCode.Unavailable, unknownMessage);
+        return { version: '3', rows_written: req.rows.length };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    const rows = Array.from({ length: 20 }, (_, i) => ({ host: `h${i}`, ts: 1000 + i, v: i }));
+    expect(new Set(rows.map((r) => regionNumberOf(schema, r))).size, 'the rows span both regions').to.equal(2);
+    const request: WriteRequest = {
+      table: 't',
+      rows: rows.map((r) => {
+        const p = toProtoRow(schema, r);
+        for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind']; // as proto-loader decodes
+        return p;
+      }),
+    };
+    const router = new Router(local);
+    const handler = unary((req: WriteRequest) => router.write(req, { forwarded: false, deadlineMs: Date.now() + 30_000 }), silentLogger);
+    const answer = await new Promise<grpc.ServiceError | null | 'unanswered'>((ok) => {
+      const timer = setTimeout(() => ok('unanswered'), 1000);
+      const unaryCall = { request, getPath: () => '/regiondb.v1.Database/Write' } as unknown as grpc.ServerUnaryCall<WriteRequest, unknown>;
+      handler(unaryCall, (err) => {
+        clearTimeout(timer);
+        ok(err as grpc.ServiceError | null);
+      });
+    });
+    router.close();
+    expect(answer, 'the call is answered').to.not.equal('unanswered');
+    const back = fromGrpcError(answer);
+    expect(back.code).to.equal(ErrorCode.Unavailable);
+    const outcomes = JSON.parse(back.details['regionOutcomes']!) as RegionOutcome[];
+    expect(outcomes.map((o) => [o.region_id, o.outcome])).to.deep.equal([
+      [unknownRegion, 'OUTCOME_UNKNOWN'],
+      [makeRegionId(schema.tableId, 1), 'OUTCOME_APPLIED'],
+    ]);
+    expect(outcomes[0]!.message, 'the message as the part failed, em dash included').to.equal(unknownMessage);
+  });
+
+  it('an ASCII detail value is sent unchanged', () => {
+    const status = toServiceError(new RegionDbError(ErrorCode.NotLeader, 'not here', { details: { leaderAddr: '127.0.0.1:7001', leaderNodeId: '3' } }));
+    expect(status.metadata?.get('regiondb-leader-addr')).to.deep.equal(['127.0.0.1:7001']);
+    expect(status.metadata?.get('regiondb-leader-id')).to.deep.equal(['3']);
   });
 });
 

@@ -62,7 +62,7 @@ export class DatabaseService {
     this.router = new Router({
       nodeId: dn.nodeId,
       credentials: dn.peerCredentials,
-      schemaOf: (table) => this.schemaOf(table),
+      schemaOf: async (table, regionId) => this.schemaOfNamedRegion(await this.schemaOf(table), table, regionId),
       tableDropped: (tableId) => this.tableDropped(tableId),
       droppedRegionError: (table, regionId) => this.droppedRegionError(table, regionId, 'write'),
       leads: (regionId) => dn.regionServer.replica(regionId)?.isLeader() === true && !dn.regionServer.failure(regionId),
@@ -316,6 +316,20 @@ export class DatabaseService {
     return tableDroppedError(table, tableId, regionId, what);
   }
 
+  /**
+   * The schema to split and encode a request by when it names a region: that region's own
+   * table's, when this node hosts a usable replica of it under the same name but resolves the name
+   * to another table id — a re-created table's region while this node's other replicas still hold
+   * the dropped one (its fence not seen here yet), so the name resolves to the old table and every
+   * row looked foreign (INVALID_ARGUMENT, though nothing was wrong with the request). Else `schema`.
+   */
+  private schemaOfNamedRegion(schema: TableSchema, table: string, regionId: unknown): TableSchema {
+    if (typeof regionId !== 'string' || regionId === '') return schema;
+    const meta = this.dn.metas.get(regionId);
+    if (!meta || meta.schema.name !== table || meta.schema.tableId === schema.tableId) return schema;
+    return this.usable({ schema: meta.schema, regionId }) ? meta.schema : schema;
+  }
+
   private regionFor(schema: TableSchema, rows: Row[], given: string, table: string): string {
     if (given) {
       if (!rows.every((r) => makeRegionId(schema.tableId, regionNumberOf(schema, r)) === given)) {
@@ -456,7 +470,7 @@ export class DatabaseService {
     if (req.rows.length > limits.rowsPerWriteMax) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `rows: ${req.rows.length} rows exceed the limit of ${limits.rowsPerWriteMax} per write`);
     }
-    const schema = await this.schemaOf(table);
+    const schema = this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
     const rows = validatedOnce(schema, req.rows, checked) ?? req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
     const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32), table);
     const hasExpectVersion = req._expect_version === 'expect_version';
@@ -485,7 +499,7 @@ export class DatabaseService {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'keys: at least one key is required');
     if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
-    const schema = await this.schemaOf(table);
+    const schema = this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
     const keys = validatedOnce(schema, req.keys, checked) ?? req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
     const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32), table);
     const { clientId, requestId } = this.clientIdentity(req);

@@ -68,7 +68,12 @@ export interface CheckedRows {
 export interface LocalDatabase {
   readonly nodeId: number;
   readonly credentials: grpc.ChannelCredentials;
-  schemaOf(table: string): Promise<TableSchema>;
+  /**
+   * The schema a request on `table` is split by; with `regionId` (the request names a region), that
+   * region's own table's when this node hosts it under the name but resolves the name to another
+   * table id (a re-created table while an old replica here is not yet known fenced).
+   */
+  schemaOf(table: string, regionId?: unknown): Promise<TableSchema>;
   /**
    * A region of table id `tableId` refused an operation as dropped (its drop fence, docs/ddl.md):
    * schemaOf must no longer resolve the table's name to it (optional: without it, no retry).
@@ -208,7 +213,7 @@ export class Router {
     if (info.forwarded) return this.local.write(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
-    const schema = await this.local.schemaOf(table);
+    const schema = await this.local.schemaOf(table, req.region_id);
     const checked: Row[] = [];
     const parts = this.split(schema, req.rows, (r, i) => pushed(checked, validateRow(schema, fromProtoRow(r, `rows[${i}]`))), req.region_id);
     if (parts.size === 1) {
@@ -230,7 +235,7 @@ export class Router {
     if (info.forwarded) return this.local.delete(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) return this.local.delete(req);
-    const schema = await this.local.schemaOf(table);
+    const schema = await this.local.schemaOf(table, req.region_id);
     const checked: Row[] = [];
     const parts = this.split(schema, req.keys, (k, i) => pushed(checked, validateKey(schema, fromProtoRow(k, `keys[${i}]`))), req.region_id);
     if (parts.size === 1) {

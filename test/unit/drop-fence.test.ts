@@ -562,6 +562,52 @@ describe('drop fence: a request naming a region of the dropped table (review F5)
     });
   }
 
+  it('a request naming a region of the re-created table is split by that region\'s own schema while this node still resolves the name to the old table (not INVALID_ARGUMENT): served here, routed, write and delete', async () => {
+    // This node hosts table 1024's region (not yet known fenced here, so the name resolves to it
+    // first) and, since the re-create, table 1025's region 0, which it leads. The old table named
+    // its field `w`, the new one `v`: a row of the new table is not even valid for the old schema.
+    const old = cpuSchema({ name: 't', tableId: 1024, field: 'w' });
+    const newRegion = String(1025 * 2 ** 32); // table 1025's region 0
+    const leading = { isLeader: () => true, leaderNodeId: () => 1, stateMachine: { dropFence: undefined } };
+    const host = {
+      nodeId: 1,
+      metas: new Map([
+        [oldRegion, { regionId: oldRegion, schema: old, selfPeerId: 1, peers: [] }],
+        [newRegion, { regionId: newRegion, schema: recreated, selfPeerId: 2, peers: [] }],
+      ]),
+      regionServer: { replica: (regionId: string) => (regionId === newRegion ? leading : undefined), failure: () => undefined },
+      metaCall: async () => ({ table: toProtoSchema(recreated), routes: [] }),
+    } as unknown as DatabaseHost;
+    const s = new DatabaseService(host);
+    const proposed: { regionId: string; rows?: unknown[][] }[] = [];
+    const stub = s as unknown as { propose(table: string, regionId: string, command: Uint8Array): Promise<unknown>; checkMemory(regionId: string): void };
+    stub.checkMemory = () => {};
+    stub.propose = async (_table, regionId, command) => {
+      const c = decodeCommand(command) as { rows?: unknown[][] };
+      proposed.push({ regionId, ...(c.rows ? { rows: c.rows } : {}) });
+      throw new RegionDbError(ErrorCode.ConditionFailed, 'reached propose (test stub)');
+    };
+    const internals = s as unknown as Internals;
+    const info = { forwarded: false, deadlineMs: Date.now() + 30_000 };
+    const write = { table: 't', rows: [row()], region_id: newRegion };
+    const del = { table: 't', keys: [{ values: { host: row().values['host'], ts: row().values['ts'] } }], region_id: newRegion };
+    for (const [what, call] of [
+      ['write served here', () => internals.write(write)],
+      ['routed write', () => internals.router.write(write, info)],
+      ['delete served here', () => internals.delete(del)],
+      ['routed delete', () => internals.router.delete(del, info)],
+    ] as const) {
+      const before = proposed.length;
+      const err = await refusal(call());
+      expect(err.message, what).to.equal('reached propose (test stub)');
+      expect(proposed.length, what).to.equal(before + 1);
+      expect(proposed.at(-1)!.regionId, what).to.equal(newRegion);
+    }
+    // Encoded by the new table's columns (host, ts, v): the field's value is where v is.
+    expect(proposed[0]!.rows).to.deep.equal([['h', 1, 1.5]]);
+    s.close();
+  });
+
   it('a region of a table not known dropped is still INVALID_ARGUMENT', async () => {
     const s = service(false);
     const err = await refusal((s as unknown as Internals).write({ table: 't', rows: [row()], region_id: oldRegion }));

@@ -3,12 +3,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { BatchResponse__Output } from './generated/index.js';
-import { fromBatchError, fromGrpcError } from './status.js';
+import { fromBatchError, fromGrpcError, refusedAsOpened } from './status.js';
 
 export type BatchKind = 'write' | 'delete' | 'get';
 
-/** Stream statuses that refuse the stream as it opens, before any operation on it runs. */
-const STREAM_REFUSED: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED, grpc.status.UNIMPLEMENTED]);
 /** Codes that already leave an operation's outcome unknown. */
 const OUTCOME_UNKNOWN: ReadonlySet<string> = new Set([ErrorCode.Unavailable, ErrorCode.DeadlineExceeded, ErrorCode.Internal]);
 
@@ -79,7 +77,7 @@ export class BatchStream {
       // perhaps another request's on this shared stream): they may be applying, so it is unknown.
       const status = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
       const failure =
-        STREAM_REFUSED.has(code as grpc.status) || OUTCOME_UNKNOWN.has(status.code)
+        refusedAsOpened(code) || OUTCOME_UNKNOWN.has(status.code)
           ? status
           : new RegionDbError(ErrorCode.Unavailable, `the Batch stream failed (${status.code}: ${status.message}); an operation in flight on it may have been applied`, { cause: err });
       for (const op of this.pending.values()) {

@@ -46,19 +46,63 @@ const toGrpc: Record<ErrorCode, grpc.status> = {
   PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
 };
 
-/** For statuses from peers that sent no regiondb error code (other servers, the network). */
-const fromGrpc: Partial<Record<grpc.status, ErrorCode>> = {
-  [grpc.status.INVALID_ARGUMENT]: ErrorCode.InvalidArgument,
-  [grpc.status.NOT_FOUND]: ErrorCode.NotFound,
-  [grpc.status.ALREADY_EXISTS]: ErrorCode.AlreadyExists,
-  [grpc.status.DEADLINE_EXCEEDED]: ErrorCode.DeadlineExceeded,
-  [grpc.status.RESOURCE_EXHAUSTED]: ErrorCode.ResourceExhausted,
-  [grpc.status.FAILED_PRECONDITION]: ErrorCode.ConditionFailed,
-  [grpc.status.UNAUTHENTICATED]: ErrorCode.Unauthenticated,
-  [grpc.status.PERMISSION_DENIED]: ErrorCode.PermissionDenied,
-  [grpc.status.UNAVAILABLE]: ErrorCode.Unavailable,
-  [grpc.status.CANCELLED]: ErrorCode.Unavailable,
+/**
+ * What a status means when it carries no regiondb error code (docs/clients.md, "A status without
+ * regiondb's code"). Every status a regiondb handler sends carries its code (toServiceError,
+ * toBatchError), so such a status was made by a gRPC stack — grpc-js on either end, an HTTP/2
+ * reset, a proxy — or by a peer that is not regiondb. Three kinds:
+ * - `refused`: the call was refused as it opened, before any handler could run it: nothing done.
+ * - `unknown`: the call may have reached a handler and run (a reset stream, a broken or cancelled
+ *   call, a timeout, an answer that could not be read): the outcome is unknown, never "failed".
+ * - `peer`: codes no gRPC stack makes on its own (only an application chooses them): taken at their
+ *   usual meaning, as a peer that is not regiondb (the health service) means them.
+ */
+interface TransportMeaning {
+  readonly code: ErrorCode;
+  readonly kind: 'refused' | 'unknown' | 'peer';
+  /** An unknown outcome under a code that would not say so by itself: the error says it (message, `details.outcome`). */
+  readonly relabelled?: true;
+}
+const TRANSPORT_STATUS: Readonly<Partial<Record<grpc.status, TransportMeaning>>> = {
+  [grpc.status.UNAUTHENTICATED]: { code: ErrorCode.Unauthenticated, kind: 'refused' }, // HTTP 401, call credentials
+  [grpc.status.PERMISSION_DENIED]: { code: ErrorCode.PermissionDenied, kind: 'refused' }, // HTTP 403, INADEQUATE_SECURITY
+  [grpc.status.UNIMPLEMENTED]: { code: ErrorCode.Internal, kind: 'refused' }, // HTTP 404, no such method (no regiondb code of its own)
+  [grpc.status.DEADLINE_EXCEEDED]: { code: ErrorCode.DeadlineExceeded, kind: 'unknown' },
+  // Connection lost or refused (a caller that knows the request never left may treat it as not sent: meta-channel.ts).
+  [grpc.status.UNAVAILABLE]: { code: ErrorCode.Unavailable, kind: 'unknown' },
+  [grpc.status.CANCELLED]: { code: ErrorCode.Unavailable, kind: 'unknown' },
+  // "Received RST_STREAM with code N", a protocol error, an answer that could not be decoded.
+  [grpc.status.INTERNAL]: { code: ErrorCode.Unavailable, kind: 'unknown', relabelled: true },
+  [grpc.status.UNKNOWN]: { code: ErrorCode.Unavailable, kind: 'unknown', relabelled: true },
+  // ENHANCE_YOUR_CALM, or a message over a size limit — perhaps the answer, after the call ran.
+  [grpc.status.RESOURCE_EXHAUSTED]: { code: ErrorCode.Unavailable, kind: 'unknown', relabelled: true },
+  [grpc.status.INVALID_ARGUMENT]: { code: ErrorCode.InvalidArgument, kind: 'peer' },
+  [grpc.status.NOT_FOUND]: { code: ErrorCode.NotFound, kind: 'peer' },
+  [grpc.status.ALREADY_EXISTS]: { code: ErrorCode.AlreadyExists, kind: 'peer' },
+  [grpc.status.FAILED_PRECONDITION]: { code: ErrorCode.ConditionFailed, kind: 'peer' },
 };
+
+/**
+ * The regiondb error for a status without regiondb's code (the one place that decides, see
+ * TRANSPORT_STATUS). A status that leaves the outcome unknown and whose code would not say so
+ * (INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED) becomes UNAVAILABLE with `details.outcome = 'unknown'`:
+ * retried under the same request id, reported as unknown, never as a refusal or a server bug.
+ * Any other code (ABORTED, OUT_OF_RANGE, DATA_LOSS: never made by a gRPC stack) stays INTERNAL.
+ */
+export function fromTransportStatus(grpcCode: grpc.status | undefined, message: string, details: Record<string, string>, cause: unknown): RegionDbError {
+  const mapped = TRANSPORT_STATUS[grpcCode as grpc.status];
+  if (!mapped) return new RegionDbError(ErrorCode.Internal, message, { cause, details });
+  if (!mapped.relabelled) return new RegionDbError(mapped.code, message, { cause, details });
+  return new RegionDbError(mapped.code, `${message} (${grpc.status[grpcCode as grpc.status]} without a regiondb status: a transport failure, the outcome is unknown — it may have been applied)`, {
+    cause,
+    details: { ...details, outcome: 'unknown' },
+  });
+}
+
+/** A status that refuses a call as it opens (TRANSPORT_STATUS's `refused`), with or without regiondb's code: nothing ran. */
+export function refusedAsOpened(grpcCode: grpc.status | undefined): boolean {
+  return TRANSPORT_STATUS[grpcCode as grpc.status]?.kind === 'refused';
+}
 
 export function grpcStatusOf(code: ErrorCode): grpc.status {
   return toGrpc[code];
@@ -103,8 +147,9 @@ export function fromGrpcError(err: unknown): RegionDbError {
     if (v) details[detail] = v;
   }
   const ours = get(ERROR_CODE_KEY) as ErrorCode | undefined;
-  const code: ErrorCode = ours && ours in toGrpc ? ours : (fromGrpc[e.code as grpc.status] ?? ErrorCode.Internal);
-  return new RegionDbError(code, e.details || e.message || 'gRPC call failed', { cause: err, details });
+  const message = e.details || e.message || 'gRPC call failed';
+  if (ours && ours in toGrpc) return new RegionDbError(ours, message, { cause: err, details });
+  return fromTransportStatus(e.code, message, details, err);
 }
 
 /** A failed operation of a Database.Batch stream (proto BatchError). */
@@ -123,13 +168,13 @@ export function toBatchError(err: unknown, log?: Logger): ProtoBatchError {
 
 /** The client side of toBatchError. */
 export function fromBatchError(e: ProtoBatchError): RegionDbError {
-  const code: ErrorCode = e.code in toGrpc ? (e.code as ErrorCode) : (fromGrpc[e.grpc_code as grpc.status] ?? ErrorCode.Internal);
   const details: Record<string, string> = {};
   for (const key of Object.keys(DETAIL_METADATA_KEYS)) {
     const v = e.details?.[key];
     if (typeof v === 'string' && v) details[key] = v;
   }
-  return new RegionDbError(code, e.message || 'operation failed', { details });
+  if (e.code in toGrpc) return new RegionDbError(e.code as ErrorCode, e.message || 'operation failed', { details });
+  return fromTransportStatus(e.grpc_code, e.message || 'operation failed', details, undefined);
 }
 
 /**

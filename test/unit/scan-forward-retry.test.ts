@@ -15,6 +15,7 @@ import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { limits } from '../../src/common/limits.js';
 import { makeRegionId } from '../../src/engine/key.js';
 import type { Row } from '../../src/engine/schema.js';
+import { startResetPeer } from '../support/reset-peer.js';
 import { type ScanNode, type ScanSource, clientScan, scanTable, startScanNode } from '../support/scan-nodes.js';
 
 const table = scanTable('fwd', 4000, 1);
@@ -138,6 +139,21 @@ describe('datanode: a forwarded Scan refused for stale routes is sent once more 
     expect(error?.details, 'the client got an error').to.equal(undefined);
     expect(hosts).to.deep.equal(['b', 'b', 'b']);
     expect(dead.connections, 'connections to the dead node').to.be.above(0);
+    expect(b.calls, 'B: served it').to.deep.equal({ scans: 1, forwarded: 1 });
+  });
+
+  // Leftover item 1: a reset stream (grpc-js: INTERNAL without regiondb's code) is a transport
+  // failure like an unreachable node, not the target's answer; before, the client got INTERNAL.
+  it('a target whose stream is reset before anything came: sent once more to the leader fresh routes name (leftover item 1)', async () => {
+    const b = await start(2, table, () => new Map([[REGION, rows('b', 3)]]), () => []);
+    const reset = await startResetPeer();
+    stops.push(reset);
+    const resets = () => reset.received.get('/regiondb.v1.Database/Scan') ?? 0;
+    const a = await start(1, table, () => new Map(), () => [resets() === 0 ? leader(reset, 3) : leader(b, 2)]);
+    const { hosts, error } = await scanAll(a.addr);
+    expect(error?.details, 'the client got an error').to.equal(undefined);
+    expect(hosts).to.deep.equal(['b', 'b', 'b']);
+    expect(resets(), 'scans the resetting node received').to.equal(1);
     expect(b.calls, 'B: served it').to.deep.equal({ scans: 1, forwarded: 1 });
   });
 

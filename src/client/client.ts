@@ -229,9 +229,15 @@ export class RegionDbClient {
     }
   }
 
-  async dropTable(name: string): Promise<number> {
+  /**
+   * `requestToken`: by default a fresh one per call, which makes the call safe to send again: a
+   * retry of a DropTable that did drop the table is answered with that drop, and never drops a
+   * table re-created under the name since (docs/ddl.md, "A DropTable sent again").
+   */
+  async dropTable(name: string, requestToken?: string): Promise<number> {
     try {
-      const res = await this.meta.call<MetaDropTableResponse__Output>('DropTable', { name }, this.deadlineMs, { idempotent: false });
+      const request = { name, request_token: requestToken ?? `${this.clientId}:${randomUUID()}` };
+      const res = await this.meta.call<MetaDropTableResponse__Output>('DropTable', request, this.deadlineMs, { idempotent: true });
       this.tables.delete(name);
       return res.regions_dropped;
     } catch (err) {

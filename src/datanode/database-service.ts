@@ -209,9 +209,10 @@ export class DatabaseService {
   }
 
   private async forwardDdl<Res>(method: 'CreateTable' | 'DropTable', req: unknown, callerDeadline: grpc.Deadline): Promise<Res> {
-    // A CreateTable with a request token is safe to send again (to another metasrv, after a
-    // dropped connection): the metasrv answers a retry of one that did create the table with it.
-    const token = method === 'CreateTable' ? (req as { request_token?: string }).request_token : undefined;
+    // A CreateTable or DropTable with a request token is safe to send again (to another metasrv,
+    // after a dropped connection): the metasrv answers a retry of one that did create (drop) the
+    // table from what that one did.
+    const token = (req as { request_token?: string }).request_token;
     // The forward ends before the caller's deadline (gRPC deadlines are wall times), so the caller
     // hears this node's answer — "the metasrv is unreachable" — not its own timeout.
     const deadlineMs = callerDeadline instanceof Date ? callerDeadline.getTime() : callerDeadline;

@@ -94,7 +94,26 @@ export interface CatalogState {
   fencedRegions?: Record<string, number>;
   /** The request token each table was created with (MetaCreateTableRequest.request_token), if any: a retry with it is answered with the table. */
   createTokens?: Record<string, string>;
+  /**
+   * DropTable request tokens (MetaDropTableRequest.request_token → the drop it asked for), the
+   * newest DROP_TOKENS_MAX: a retry with one is answered from that drop — joining it while the
+   * table of that id is being dropped, success once it is gone — and never drops another table
+   * (docs/ddl.md, "A DropTable sent again"). Kept after the drop: that is when a retry needs them.
+   */
+  dropTokens?: Record<string, DropToken>;
 }
+
+/** What a DropTable request token asked for: the table of that name and id, and its region count. */
+export interface DropToken {
+  readonly name: string;
+  readonly tableId: number;
+  readonly regions: number;
+  /** When the drop was asked for (ms, the procedure clock): for status and debugging. */
+  readonly atMs: number;
+}
+
+/** DropTable tokens remembered (the oldest forgotten first): far more drops than any retry window holds. */
+export const DROP_TOKENS_MAX = 1000;
 
 export const REPLICATION_FACTOR = 3;
 
@@ -121,7 +140,7 @@ const isPlainMap = (v: unknown): v is Record<string, unknown> => typeof v === 'o
  */
 export function withOwnMaps(state: CatalogState): CatalogState {
   const s = state as unknown as Record<string, unknown>;
-  for (const field of ['tables', 'regions', 'nodes', 'procedures', 'droppedRegions', 'createTokens', 'unreadableProcedures', 'droppingTables', 'fencedRegions']) {
+  for (const field of ['tables', 'regions', 'nodes', 'procedures', 'droppedRegions', 'createTokens', 'unreadableProcedures', 'droppingTables', 'fencedRegions', 'dropTokens']) {
     const value = s[field];
     if (isPlainMap(value)) s[field] = ownMap(value);
   }
@@ -161,6 +180,29 @@ export function droppingSince(catalog: CatalogState, name: string): number | und
 export function fencedIndexOf(catalog: CatalogState, regionId: string): number | undefined {
   const fenced = catalog.fencedRegions;
   return fenced !== undefined && Object.hasOwn(fenced, regionId) ? fenced[regionId] : undefined;
+}
+
+/**
+ * The drop a DropTable request token asked for, if the catalog remembers it (own entries only, as
+ * tableNamed). An entry not of the written shape (a hand-edited catalog) reads as remembered for no
+ * table: refused, never taken for a fresh drop of whatever table has the name now.
+ */
+export function dropTokenOf(catalog: CatalogState, token: string): DropToken | 'malformed' | undefined {
+  const tokens = catalog.dropTokens;
+  if (tokens === undefined || !Object.hasOwn(tokens, token)) return undefined;
+  const t = tokens[token] as Partial<DropToken> | undefined;
+  const ok = typeof t === 'object' && t !== null && typeof t.name === 'string' && Number.isSafeInteger(t.tableId) && Number.isSafeInteger(t.regions);
+  return ok ? (t as DropToken) : 'malformed';
+}
+
+/** Records a DropTable request token (a copy of the map, as the other fields), forgetting the oldest past DROP_TOKENS_MAX. */
+export function rememberDropToken(catalog: CatalogState, token: string, drop: DropToken): void {
+  const tokens = ownMap(catalog.dropTokens);
+  delete tokens[token];
+  tokens[token] = drop;
+  const keys = Object.keys(tokens);
+  for (let i = 0; i < keys.length - DROP_TOKENS_MAX; i++) delete tokens[keys[i]!];
+  catalog.dropTokens = tokens;
 }
 
 /** Forgets the recorded drop fences of `regionIds`; whether there were any. */

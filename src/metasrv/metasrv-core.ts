@@ -50,7 +50,7 @@ import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { regionPrefix } from '../engine/manifest.js';
 import { SingleFlight } from '../common/single-flight.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, replicaCountByNode, tableNamed } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, dropTokenOf, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, rememberDropToken, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
@@ -1256,10 +1256,26 @@ export class MetasrvCore {
     this.requireActing();
     this.refuseIfUnwritable();
     const name = str(req.name, 'name', limits.tableNameBytesMax);
+    const token = str(req.request_token ?? '', 'request_token', 128);
+    // A retry of a DropTable whose answer was lost (docs/ddl.md, "A DropTable sent again"): it is
+    // answered from the drop its token recorded, by table id, whatever table has the name now.
+    const earlier = token === '' ? undefined : dropTokenOf(this.catalog, token);
+    if (earlier === 'malformed') throw new RegionDbError(ErrorCode.Internal, `the catalog's record of DropTable request token ${token} is damaged; nothing was dropped`);
+    if (earlier !== undefined) {
+      if (earlier.name !== name) {
+        throw new RegionDbError(ErrorCode.InvalidArgument, `request_token ${token} was used to drop table ${earlier.name}, not ${name}: use a fresh token for each DropTable`);
+      }
+      // Still being dropped (its first attempt, or the tick, is fencing it): wait for that drop.
+      if (tableNamed(this.catalog, name)?.tableId === earlier.tableId) return { regions_dropped: await this.finishDrop(name, earlier.tableId) };
+      return { regions_dropped: earlier.regions }; // done: the table of that id is gone
+    }
     const table = tableNamed(this.catalog, name);
     if (!table) throw new RegionDbError(ErrorCode.NotFound, `table ${name} does not exist`);
-    if (droppingSince(this.catalog, name) === undefined) {
-      this.catalog.droppingTables = ownMap({ ...this.catalog.droppingTables, [name]: this.procedureClock.nowMs() });
+    const marking = droppingSince(this.catalog, name) === undefined;
+    if (marking) this.catalog.droppingTables = ownMap({ ...this.catalog.droppingTables, [name]: this.procedureClock.nowMs() });
+    // Saved with the mark (or alone, for a second caller joining a drop): a retry finds it.
+    if (token !== '') rememberDropToken(this.catalog, token, { name, tableId: table.tableId, regions: regionsOfTable(this.catalog, name).length, atMs: this.procedureClock.nowMs() });
+    if (marking || token !== '') {
       this.catalog.version++;
       await this.save();
     }

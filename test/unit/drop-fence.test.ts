@@ -20,7 +20,7 @@ import { DatabaseService } from '../../src/datanode/database-service.js';
 import { type ProtoValue, toProtoRow, toProtoSchema } from '../../src/rpc/values.js';
 import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 import { decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
-import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { type CatalogState, DROP_TOKENS_MAX, dropTokenOf, emptyCatalog, ownMap, rememberDropToken } from '../../src/metasrv/catalog.js';
 import { type DroppingTableView, renderDroppingTables } from '../../src/cmd/render.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
@@ -131,8 +131,8 @@ const NODES = [1, 2, 3];
 const addr = (n: number) => `127.0.0.1:${23_000 + n}`;
 
 /** A metasrv core with three registered, reporting nodes and table `t` (one region, replicas reported, node 1 leading). */
-async function withTable(admin: DatanodeAdmin) {
-  const core = await startMetasrvCore(CLUSTER, admin);
+async function withTable(admin: DatanodeAdmin, storage?: MemoryCatalog) {
+  const core = await startMetasrvCore(CLUSTER, admin, storage);
   const anyone = () => {};
   for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
   for (const n of NODES) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
@@ -613,5 +613,74 @@ describe('drop fence: a request naming a region of the dropped table (review F5)
     const err = await refusal((s as unknown as Internals).write({ table: 't', rows: [row()], region_id: oldRegion }));
     expect(err.code).to.equal(ErrorCode.InvalidArgument);
     s.close();
+  });
+});
+
+describe('drop fence: a DropTable sent again with its request token (leftover item 2)', function () {
+  this.timeout(30_000);
+  const fencing = (fences: string[], fenceable = () => true): DatanodeAdmin => ({
+    openRegion: async () => ({}) as never,
+    fenceRegion: async (_to, request) => {
+      fences.push(request.region_id ?? '');
+      if (!fenceable()) throw new RegionDbError(ErrorCode.Unavailable, 'connection refused');
+      return { fence_index: '5' };
+    },
+  });
+
+  it('a retry after the drop completed and the name was re-created answers the first drop and never touches the new table', async () => {
+    const fences: string[] = [];
+    const { core, regionId } = await withTable(fencing(fences));
+    expect(await core.dropTable({ name: 't', request_token: 'tok-1' } as never)).to.deep.equal({ regions_dropped: 1 });
+    const recreated = await createOneRegionTable(core);
+    const newId = recreated.table!.table_id;
+    expect(Number(newId), 'a new table id').to.be.greaterThan(0);
+    expect(recreated.routes![0]!.region_id).to.not.equal(regionId);
+    // The first answer was lost; the client sends the same request again.
+    expect(await core.dropTable({ name: 't', request_token: 'tok-1' } as never)).to.deep.equal({ regions_dropped: 1 });
+    const routes = await core.getRoutes({ table: 't' } as never);
+    expect(routes.table?.table_id, 'the re-created table is still there').to.equal(newId);
+    expect(fences, 'only the dropped table was fenced').to.deep.equal([regionId]);
+    // A new DropTable (a fresh token) drops the new table.
+    expect(await core.dropTable({ name: 't', request_token: 'tok-2' } as never)).to.deep.equal({ regions_dropped: 1 });
+    expect(fences).to.deep.equal([regionId, recreated.routes![0]!.region_id]);
+  });
+
+  it('a retry while the drop is still under way joins it; the token is saved with the mark and survives a metasrv restart', async () => {
+    const fences: string[] = [];
+    let fenceable = false;
+    const storage = new MemoryCatalog(CLUSTER);
+    const { core } = await withTable(fencing(fences, () => fenceable), storage);
+    const first = await core.dropTable({ name: 't', request_token: 'tok-1' } as never).catch((err: unknown) => err);
+    expect(isRegionDbError(first, ErrorCode.Unavailable), String(first)).to.equal(true);
+    expect(storage.state.dropTokens?.['tok-1'], 'saved with the mark').to.include({ name: 't', regions: 1 });
+    fenceable = true;
+    const restarted = await startMetasrvCore(CLUSTER, fencing(fences), storage);
+    for (const n of NODES) await restarted.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, () => {});
+    expect(await restarted.dropTable({ name: 't', request_token: 'tok-1' } as never), 'joined: the drop completes').to.deep.equal({ regions_dropped: 1 });
+    await createOneRegionTable(restarted);
+    expect(await restarted.dropTable({ name: 't', request_token: 'tok-1' } as never)).to.deep.equal({ regions_dropped: 1 });
+    expect((await restarted.getRoutes({ table: 't' } as never)).routes, 'the re-created table stays').to.have.length(1);
+  });
+
+  it('a token used for another table is refused INVALID_ARGUMENT; a damaged record refuses, dropping nothing', async () => {
+    const fences: string[] = [];
+    const { core } = await withTable(fencing(fences));
+    await core.dropTable({ name: 't', request_token: 'tok-1' } as never);
+    const other = await core.dropTable({ name: 'u', request_token: 'tok-1' } as never).catch((err: unknown) => err);
+    expect(isRegionDbError(other, ErrorCode.InvalidArgument), String(other)).to.equal(true);
+    await createOneRegionTable(core);
+    core.catalog.dropTokens = ownMap({ 'tok-9': { name: 't', tableId: 'x' } as never });
+    const damaged = await core.dropTable({ name: 't', request_token: 'tok-9' } as never).catch((err: unknown) => err);
+    expect(isRegionDbError(damaged, ErrorCode.Internal), String(damaged)).to.equal(true);
+    expect((await core.getRoutes({ table: 't' } as never)).routes, 'nothing dropped').to.have.length(1);
+  });
+
+  it(`remembers the newest ${DROP_TOKENS_MAX} tokens, the oldest forgotten first`, () => {
+    const catalog = emptyCatalog('c');
+    for (let i = 0; i <= DROP_TOKENS_MAX; i++) rememberDropToken(catalog, `tok-${i}`, { name: `t${i}`, tableId: 1024 + i, regions: 1, atMs: i });
+    expect(Object.keys(catalog.dropTokens!)).to.have.length(DROP_TOKENS_MAX);
+    expect(dropTokenOf(catalog, 'tok-0'), 'the oldest').to.equal(undefined);
+    expect(dropTokenOf(catalog, 'tok-1')).to.include({ name: 't1', tableId: 1025 });
+    expect(dropTokenOf(catalog, `tok-${DROP_TOKENS_MAX}`)).to.include({ tableId: 1024 + DROP_TOKENS_MAX });
   });
 });

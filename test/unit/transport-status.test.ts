@@ -10,6 +10,8 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/erro
 import { type LocalDatabase, type RegionOutcome, Router, type WriteRequest } from '../../src/datanode/router.js';
 import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { TableSchema } from '../../src/engine/schema.js';
+import { RegionDbClient } from '../../src/client/client.js';
+import { loadProtos } from '../../src/rpc/proto.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { ERROR_CODE_KEY, fromBatchError, fromGrpcError } from '../../src/rpc/status.js';
 import { type ProtoValue, toProtoRow } from '../../src/rpc/values.js';
@@ -191,5 +193,41 @@ describe('router: a forwarded call whose HTTP/2 stream is reset (leftover 1)', f
     const err = await rejection(router.get({ table: 't', key: rowOf(1, 1) } as never, { forwarded: false, deadlineMs: Date.now() + 10_000 }));
     expect(err.code, err.message).to.equal(ErrorCode.Unavailable);
     expect(peer.received.get('/regiondb.v1.Database/Get')).to.equal(1);
+  });
+});
+
+describe('client: a DropTable whose answer was lost is sent again with its token (leftover item 2)', function () {
+  this.timeout(30_000);
+  let peer: ResetPeer | undefined;
+  let server: grpc.Server | undefined;
+  let client: RegionDbClient | undefined;
+  afterEach(async () => {
+    client?.close();
+    await peer?.stop();
+    if (server) await new Promise<void>((resolve) => server!.tryShutdown(() => resolve()));
+    peer = undefined;
+    server = undefined;
+    client = undefined;
+  });
+
+  it('the first metasrv resets the call after it arrived (outcome unknown): the same request, token included, goes to the next one', async () => {
+    peer = await startResetPeer();
+    const received: { name: string; request_token: string }[] = [];
+    server = new grpc.Server();
+    server.addService(loadProtos().services.Meta.service, {
+      DropTable: (call: grpc.ServerUnaryCall<{ name: string; request_token: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        received.push(call.request);
+        callback(null, { regions_dropped: 2 });
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    client = new RegionDbClient({ metasrv: [peer.addr, `127.0.0.1:${port}`], attemptTimeoutMs: 2000, deadlineMs: 5000, clientId: 'drop-test' });
+    expect(await client.dropTable('t')).to.equal(2);
+    expect(peer.received.get('/regiondb.v1.Meta/DropTable'), 'the first attempt reached the first metasrv').to.equal(1);
+    expect(received).to.have.length(1);
+    expect(received[0]!.name).to.equal('t');
+    expect(received[0]!.request_token, 'a token the metasrv answers a retry from').to.match(/^drop-test/);
   });
 });

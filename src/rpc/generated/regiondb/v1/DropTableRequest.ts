@@ -4,8 +4,10 @@
 
 export interface DropTableRequest {
   'name'?: (string);
+  'request_token'?: (string);
 }
 
 export interface DropTableRequest__Output {
   'name': (string);
+  'request_token': (string);
 }

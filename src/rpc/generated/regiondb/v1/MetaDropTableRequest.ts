@@ -4,8 +4,10 @@
 
 export interface MetaDropTableRequest {
   'name'?: (string);
+  'request_token'?: (string);
 }
 
 export interface MetaDropTableRequest__Output {
   'name': (string);
+  'request_token': (string);
 }

@@ -20,7 +20,7 @@ import {
   validateKey,
   validateRow,
 } from '../engine/index.js';
-import { str, u64 } from '../rpc/proto.js';
+import { i64, str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
 import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
 import { MALFORMED, callCancelled, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
@@ -561,8 +561,8 @@ export class DatabaseService {
       tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
     }
     const options = {
-      ...(req._start_ms === 'start_ms' ? { startMs: Number(req.start_ms) } : {}),
-      ...(req._end_ms === 'end_ms' ? { endMs: Number(req.end_ms) } : {}),
+      ...(req._start_ms === 'start_ms' ? { startMs: i64(req.start_ms, 'start_ms') } : {}),
+      ...(req._end_ms === 'end_ms' ? { endMs: i64(req.end_ms, 'end_ms') } : {}),
       tagEquals,
     };
     const limit = u64(req.limit ?? '0', 'limit');

@@ -19,7 +19,7 @@ import { limits } from '../common/limits.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
 import { type TableSchema, validateSchema } from '../engine/schema.js';
-import { str, u64 } from '../rpc/proto.js';
+import { safeU64, str, u64 } from '../rpc/proto.js';
 import { fromGrpcError } from '../rpc/status.js';
 import type {
   GetRoutesRequest__Output,
@@ -1519,6 +1519,7 @@ function unreadableStatus(id: string, record: unknown, error: string) {
  * a string, and is not checked.
  */
 function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): void {
+  const isU64 = (v: unknown) => safeU64(v) !== undefined; // the rule of every uint64 field (src/rpc/proto.ts)
   const bad = (req.replicas ?? []).map((r) => r.region_id).find((id) => !isRegionId(id)) ?? (req.removed_region_ids ?? []).find((id) => !isRegionId(id));
   if (bad !== undefined) {
     throw new RegionDbError(
@@ -1530,21 +1531,21 @@ function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): v
     new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} reported ${where}${field} ${JSON.stringify(value) ?? String(value)}, which is not an unsigned integer below 2^53 in decimal; the whole report is refused`);
   for (const field of ['report_seq', 'report_base_seq'] as const) {
     const v = req[field];
-    if (v !== undefined && v !== null && !isReportedCount(v)) throw refuse('', field, v);
+    if (v !== undefined && v !== null && !isU64(v)) throw refuse('', field, v);
   }
   for (const stat of req.replicas ?? []) {
     const where = `for region ${stat.region_id} `;
     for (const field of ['peer_id', 'term', 'leader_node_id', 'applied_index', 'commit_index'] as const) {
-      if (!isReportedCount(stat[field])) throw refuse(where, field, stat[field]);
+      if (!isU64(stat[field])) throw refuse(where, field, stat[field]);
     }
     for (const field of ['flushed_index', 'conf_index'] as const) {
       const v = stat[field];
-      if (v !== undefined && v !== null && !isReportedCount(v)) throw refuse(where, field, v);
+      if (v !== undefined && v !== null && !isU64(v)) throw refuse(where, field, v);
     }
     for (const field of ['voters', 'learners'] as const) {
       const list = stat[field] ?? [];
       if (!Array.isArray(list)) throw refuse(where, field, list);
-      const wrong = list.find((v) => !isReportedCount(v));
+      const wrong = list.find((v) => !isU64(v));
       if (wrong !== undefined) throw refuse(where, `${field} entry`, wrong);
     }
     for (const field of ['role', 'health', 'failure'] as const) {
@@ -1554,12 +1555,4 @@ function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): v
       }
     }
   }
-}
-
-const DECIMAL_COUNT = /^(0|[1-9][0-9]{0,15})$/;
-
-/** An unsigned integer below 2^53, as a uint64 field arrives (a canonical decimal string) or a number. */
-function isReportedCount(v: unknown): boolean {
-  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0;
-  return typeof v === 'string' && DECIMAL_COUNT.test(v) && Number(v) <= Number.MAX_SAFE_INTEGER;
 }

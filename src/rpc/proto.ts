@@ -1,7 +1,7 @@
 // Loads proto/regiondb/v1/*.proto with @grpc/proto-loader.
 // Options (decided once, here): keepCase (field names as in the .proto), longs as String (uint64
-// region and peer ids never lose precision; numeric ones are converted with u64() below, which
-// refuses values ≥ 2^53), enums as String, defaults on, oneofs on.
+// region and peer ids never lose precision; numeric ones are converted with u64() / i64() below,
+// which take canonical decimal only and refuse values ≥ 2^53), enums as String, defaults on, oneofs on.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,19 +90,54 @@ export function fileDescriptorProtos(set: Buffer): Buffer[] {
   return files;
 }
 
-/** A uint64/int64 field (string under longs: String) as a safe JS integer, or INVALID_ARGUMENT. */
+/**
+ * uint64 and int64 fields arrive as strings (longs: String) in canonical decimal — what
+ * proto-loader and the Batch codec write for any value on the wire — or as numbers from
+ * in-process callers. Only those are numbers here: a string is read only when it is exactly the
+ * decimal a decoder writes (no sign on a uint64, "-" only before a non-zero int64, no leading
+ * zero, no spaces, exponent, "0x", fraction or "+"; not empty), so "1e3", " 7", "0x10", "" or
+ * "007" are refused rather than read as 1000, 7, 16, 0 and 7 (Number() reads them all). A number
+ * must be an integer whose magnitude is below 2^53 (a safe integer); -0 reads as 0. Values past
+ * 2^53 are refused too: JS numbers cannot hold them exactly.
+ */
+const CANONICAL_U64 = /^(?:0|[1-9][0-9]{0,15})$/;
+const CANONICAL_I64 = /^(?:0|-?[1-9][0-9]{0,15})$/;
+
+/** The value as a safe JS integer when it is a canonical uint64 (see above) below 2^53, else undefined. */
+export function safeU64(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value + 0 : undefined;
+  if (typeof value !== 'string' || !CANONICAL_U64.test(value)) return undefined;
+  const n = Number(value);
+  return n <= Number.MAX_SAFE_INTEGER ? n : undefined;
+}
+
+/** The value as a safe JS integer when it is a canonical int64 (see above) within ±(2^53 − 1), else undefined. */
+export function safeI64(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? value + 0 : undefined;
+  if (typeof value !== 'string' || !CANONICAL_I64.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** A refused value in an error message (JSON.stringify throws on a bigint and gives undefined for undefined). */
+function shown(value: unknown): string {
+  return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
+}
+
+/** A uint64 field as a safe JS integer (safeU64), or INVALID_ARGUMENT naming the field. */
 export function u64(value: unknown, field: string): number {
-  const n = typeof value === 'string' ? Number(value) : typeof value === 'number' ? value : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: expected an unsigned integer below 2^53, got ${JSON.stringify(value)}`);
+  const n = safeU64(value);
+  if (n === undefined) {
+    throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: expected an unsigned integer below 2^53 in decimal, got ${shown(value)}`);
   }
   return n;
 }
 
+/** An int64 field as a safe JS integer (safeI64), or INVALID_ARGUMENT naming the field. */
 export function i64(value: unknown, field: string): number {
-  const n = typeof value === 'string' ? Number(value) : typeof value === 'number' ? value : Number.NaN;
-  if (!Number.isSafeInteger(n)) {
-    throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: expected an integer within ±2^53, got ${JSON.stringify(value)}`);
+  const n = safeI64(value);
+  if (n === undefined) {
+    throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: expected an integer within ±2^53 in decimal, got ${shown(value)}`);
   }
   return n;
 }

@@ -124,8 +124,8 @@ const DROP_RESUME_MS = 3_000;
 /** What the shell counts (metrics); every hook optional. */
 export interface MetasrvCoreHooks {
   heartbeat?(): void;
-  /** How a heartbeat's report was taken (report-view.ts): full, delta, the same again, or unusable. */
-  report?(how: 'full' | 'delta' | 'same' | 'unusable'): void;
+  /** How a heartbeat's report was taken (report-view.ts): full, delta, the same again, unusable, or refused as malformed. */
+  report?(how: 'full' | 'delta' | 'same' | 'unusable' | 'malformed'): void;
   rejected?(reason: string): void;
   /** Procedure records at the start of acting and at every save (procedure-metrics.ts). */
   baselineProcedures?(procedures: CatalogState['procedures']): void;
@@ -1191,10 +1191,22 @@ export class MetasrvCore {
     checkIdentity(nodeId);
     const node = this.catalog.nodes[nodeId];
     if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
-    refuseMalformedReport(nodeId, req);
     this.hooks.heartbeat?.();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     node.lastHeartbeatMs = this.procedureClock.nowMs();
+    // A report with a malformed number or region id (leftover item 4): the node that sent it is
+    // alive — registered, its identity checked, reaching us on time — so it counts for liveness
+    // above: taking it for dead would fail over and rebuild the replicas of a live node for a bug
+    // in its reporting. The report itself is refused whole before any of it is read (nothing of it
+    // reaches the view, the catalog or reconciliation), logged and counted.
+    try {
+      refuseMalformedReport(nodeId, req);
+    } catch (err) {
+      this.hooks.report?.('malformed');
+      const suppressed = this.rejectionLog.admit('malformed-report', this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ nodeId, suppressed, err: (err as Error).message }, 'refused a heartbeat report with a malformed field (the node counts as alive; its report is not used)');
+      throw err;
+    }
     // Liveness only while the catalog cannot be written: nothing decided, nothing instructed.
     if (this.catalogUnwritable) return { instructions: [], metasrv_epoch: String(this.epoch) };
     // The node's view from this report (report-view.ts): a delta the view does not match, or a

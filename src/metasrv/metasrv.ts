@@ -64,7 +64,7 @@ export class Metasrv {
       heartbeats: new Counter({ name: 'regiondb_metasrv_heartbeats_total', help: 'Datanode heartbeats received', registers: [this.registry] }),
       reports: new Counter({
         name: 'regiondb_metasrv_heartbeat_reports_total',
-        help: 'Datanode heartbeat reports by how they were taken: full, delta, same (a retried call), unusable (a delta on a view not held: a full report is asked for)',
+        help: 'Datanode heartbeat reports by how they were taken: full, delta, same (a retried call), unusable (a delta on a view not held: a full report is asked for), malformed (refused: a number or region id not well formed; the node still counts as alive)',
         labelNames: ['how'],
         registers: [this.registry],
       }),

@@ -7,6 +7,7 @@
 // likewise a report whose numbers (peer ids, terms, indexes, voters, learners, sequence numbers)
 // are not unsigned integers below 2^53 (leftover L9).
 import { expect } from 'chai';
+import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { isRegionId, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
@@ -159,5 +160,50 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
       }
     }
     await beat(1, [valid(1)], { report_incarnation: '5', report_seq: '1', report_base_seq: '0' });
+  });
+});
+
+describe('metasrv: a node whose reports are refused as malformed still counts as alive (leftover item 4)', function () {
+  this.timeout(30_000);
+  let core: MetasrvCore | undefined;
+  afterEach(() => core?.halt());
+
+  it('2.5 s of malformed reports only (heartbeats every 100 ms, on a manual clock): alive, each refused INVALID_ARGUMENT and counted, nothing of them in the catalog', async () => {
+    const reports: string[] = [];
+    // Liveness is judged on a clock the test advances (the failure detector reads no other time).
+    const manual = new ManualClock(1_000_000);
+    const clock: TimedClock = { nowMs: () => manual.nowMs(), ...systemScheduler };
+    const admin = { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never };
+    core = await startMetasrvCore(CLUSTER, admin, new MemoryCatalog(CLUSTER), { report: (how) => reports.push(how) }, clock);
+    const c = core;
+    const beat = (n: number, replicas: unknown[]) => c.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, () => {});
+    for (const n of NODES) await c.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, () => {});
+    for (let i = 0; i < 30; i++) {
+      for (const n of NODES) await beat(n, []);
+      manual.advance(100); // past the start's quiet period, with a steady heartbeat history
+    }
+    const route = (await createOneRegionTable(c)).routes![0]!;
+    const regionId = route.region_id!;
+    const voters = (route.peers ?? []).map((p) => Number(p.peer_id));
+    const peerOf = (n: number) => Number(route.peers!.find((p) => Number(p.node_id) === n)!.peer_id);
+    const catalogBefore = JSON.stringify(c.catalog.regions);
+    reports.length = 0;
+    // A buggy build of node 1: every report carries a peer id past 2^53 (a bad number), and an
+    // applied index that would mark the region bootstrapped if any of it were used.
+    const malformed = { ...replicaReport({ regionId, peerId: peerOf(1), leader: true, leaderNodeId: 1, voters, appliedIndex: 10 }), peer_id: '18446744073709551615' };
+    for (let i = 0; i < 25; i++) {
+      manual.advance(100);
+      const err = await threw(beat(1, [malformed]));
+      expect(isRegionDbError(err, ErrorCode.InvalidArgument), String(err)).to.equal(true);
+      for (const n of [2, 3]) await beat(n, []);
+    }
+    expect(c.isAlive(1), 'node 1 is alive').to.equal(true);
+    expect(c.nodeState(c.catalog.nodes[1]!), 'node 1 state').to.equal('alive');
+    expect(reports.filter((h) => h === 'malformed'), 'counted (regiondb_metasrv_heartbeat_reports_total{how="malformed"})').to.have.length(25);
+    expect(JSON.stringify(c.catalog.regions), 'nothing of the refused reports reached the catalog').to.equal(catalogBefore);
+    expect(c.catalog.regions[regionId]?.bootstrapped).to.equal(false);
+    // The check is live: 1.5 s more without any heartbeat of node 1 and it is suspected.
+    manual.advance(1500);
+    expect(c.isAlive(1), 'node 1 silent for 1.5 s').to.equal(false);
   });
 });

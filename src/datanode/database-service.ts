@@ -424,10 +424,10 @@ export class DatabaseService {
     }
   }
 
-  private checkResult(result: ApplyResult, identity: { clientId: string; requestId: number }, table: string, regionId: string): { version: string } {
+  private checkResult(result: ApplyResult, identity: { clientId: string; requestId: number }, table: string, regionId: string, conditional = false): { version: string } {
     if (result.status === 'table-dropped') {
       this.noteDropped(result.tableId);
-      throw tableDroppedError(table, result.tableId, regionId, 'write');
+      throw tableDroppedError(table, result.tableId, regionId, conditional ? 'conditional-write' : 'write');
     }
     if (result.status === 'condition-failed') {
       throw new RegionDbError(ErrorCode.ConditionFailed, `condition failed: the row's current version is ${result.currentVersion}`, {
@@ -471,7 +471,7 @@ export class DatabaseService {
     if (req.rows.length > limits.rowsPerWriteMax) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `rows: ${req.rows.length} rows exceed the limit of ${limits.rowsPerWriteMax} per write`);
     }
-    const schema = this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
+    const schema = checked?.schema ?? this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
     const rows = validatedOnce(schema, req.rows, checked) ?? req.rows.map((r, i) => validateRow(schema, fromProtoRow(r, `rows[${i}]`)));
     const regionId = this.regionFor(schema, rows, str(req.region_id ?? '', 'region_id', 32), table);
     const hasExpectVersion = req._expect_version === 'expect_version';
@@ -491,7 +491,7 @@ export class DatabaseService {
       throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
     }
     this.checkMemory(regionId);
-    const { version } = this.checkResult(await this.propose(table, regionId, command), { clientId, requestId }, table, regionId);
+    const { version } = this.checkResult(await this.propose(table, regionId, command), { clientId, requestId }, table, regionId, hasExpectVersion);
     this.dn.nodeMetrics.countRowsWritten(rows.length);
     return { version, rows_written: rows.length };
   }
@@ -500,7 +500,7 @@ export class DatabaseService {
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.keys) || req.keys.length === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'keys: at least one key is required');
     if (req.keys.length > limits.rowsPerWriteMax) throw new RegionDbError(ErrorCode.InvalidArgument, `keys: more than ${limits.rowsPerWriteMax}`);
-    const schema = this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
+    const schema = checked?.schema ?? this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
     const keys = validatedOnce(schema, req.keys, checked) ?? req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
     const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32), table);
     const { clientId, requestId } = this.clientIdentity(req);
@@ -717,10 +717,23 @@ export class DatabaseService {
  * never applied, so a caller may send it again to the table's current incarnation (the Router
  * does once, after resolving the table afresh). The table id travels as a detail.
  */
-export function tableDroppedError(table: string, tableId: number, regionId: string, what: 'write' | 'read'): RegionDbError {
-  const tail = what === 'write' ? 'this write was not applied; send it again to resolve the table afresh (it may have been re-created under a new id)' : 'read the table again to resolve it afresh';
+/**
+ * The refusal of an operation by a dropped table's region (its drop fence, docs/ddl.md): NOT_FOUND,
+ * not applied, with the table id (`droppedTableId`). `resendAllowed` says whether the request may
+ * be sent again as it is, to whatever table the name resolves to afresh — which the router does
+ * (Router.afterDrop) and a client may: true for a read and for a write or delete, not for a write
+ * carrying expect_version (`conditional-write`, review note F8): the version it names is the
+ * dropped table's. The message says the same for humans; no one parses it.
+ */
+export function tableDroppedError(table: string, tableId: number, regionId: string, what: 'write' | 'conditional-write' | 'read'): RegionDbError {
+  const tail =
+    what === 'write'
+      ? 'this write was not applied; send it again to resolve the table afresh (it may have been re-created under a new id)'
+      : what === 'conditional-write'
+        ? 'this write was not applied and is not sent to a table re-created under the name: its expect_version is a version of the dropped table, so read the row again and decide'
+        : 'read the table again to resolve it afresh';
   return new RegionDbError(ErrorCode.NotFound, `table ${table} (id ${tableId}) was dropped: region ${regionId} refuses it; ${tail}`, {
-    details: { droppedTableId: String(tableId) },
+    details: { droppedTableId: String(tableId), ...(what === 'conditional-write' ? {} : { resendAllowed: 'true' }) },
   });
 }
 

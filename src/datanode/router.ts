@@ -101,8 +101,10 @@ export interface LocalDatabase {
   leaderChange?(regionId: string): { readonly changed: Promise<void>; cancel(): void };
   /**
    * `checked`, when given: the request's rows (keys) as this node already validated them against
-   * `schema` (validateRow / validateKey of each, in request order); used instead of validating
-   * again when `schema` is still the one the table resolves to.
+   * `schema` (validateRow / validateKey of each, in request order), `schema` being what
+   * schemaOf(table, regionId) answered the router just before: used as is, neither the name
+   * resolved nor the rows validated again. Should the table have been dropped in between, the
+   * region's drop fence refuses the write (nothing applied) and afterDrop resolves afresh.
    */
   write(req: WriteRequest, checked?: CheckedRows): Promise<WriteResponse>;
   delete(req: DeleteRequest, checked?: CheckedRows): Promise<DeleteResponse>;
@@ -178,6 +180,8 @@ export class Router {
    * carrying `expect_version` (`conditional`, review note F8 in docs/ddl.md): the version it names
    * is the dropped table's, and a row of the re-created table can carry the same number by
    * coincidence, so the refusal is answered (not applied) and the client reads the row again.
+   * The refusal itself says so (no `resendAllowed`, its message worded for that case) when the
+   * region that refused it saw the write's expect_version, as every region of this build does.
    */
   private async afterDrop<T>(given: string | undefined, info: CallInfo, operation: () => Promise<T>, conditional = false): Promise<T> {
     if (info.forwarded || given) return operation();
@@ -187,14 +191,7 @@ export class Router {
       const dropped = isRegionDbError(err) ? err.details['droppedTableId'] : undefined;
       if (dropped === undefined || !this.local.tableDropped) throw err;
       this.local.tableDropped(Number(dropped));
-      if (conditional) {
-        const e = err as RegionDbError;
-        throw new RegionDbError(
-          e.code,
-          `${e.message.replace(/; this write was not applied; send it again to resolve the table afresh.*$/, '')}; this write was not applied and is not sent to a table re-created under the name: its expect_version is a version of the dropped table, so read the row again and decide`,
-          { details: { ...e.details } },
-        );
-      }
+      if (conditional) throw notToResend(err as RegionDbError);
       return operation();
     }
   }
@@ -457,14 +454,19 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
   // Every part that failed was refused by the same dropped table's fence (nothing unknown):
   // the request may be sent again as a whole (Router.afterDrop).
   const dropped = failed.every((p) => p.outcome.outcome === 'OUTCOME_NOT_APPLIED' && p.error?.details['droppedTableId'] !== undefined && p.error.details['droppedTableId'] === cause.details['droppedTableId']);
-  const details = { regionOutcomes: JSON.stringify(outcomes), ...(dropped ? { droppedTableId: cause.details['droppedTableId']! } : {}) };
+  const resendAllowed = dropped && failed.every((p) => p.error?.details['resendAllowed'] === 'true');
+  const details = {
+    regionOutcomes: JSON.stringify(outcomes),
+    ...(dropped ? { droppedTableId: cause.details['droppedTableId']! } : {}),
+    ...(resendAllowed ? { resendAllowed: 'true' } : {}),
+  };
   if (parts.length === 1) {
     // One region: its own error, unchanged (CONDITION_FAILED keeps its current version, ...),
     // unless an earlier attempt may have applied. Then the cause's dropped-table detail goes
     // (it says "not applied", which the new code contradicts, and afterDrop would send the
     // request to a re-created table although it may have applied to the old one).
     if (code === cause.code) throw cause;
-    const { droppedTableId: _notApplied, ...kept } = cause.details;
+    const { droppedTableId: _notApplied, resendAllowed: _resend, ...kept } = cause.details;
     throw new RegionDbError(code, `region ${first.outcome.region_id}: ${cause.message}; an earlier attempt may have been applied — retry with the same request id`, {
       details: { ...kept, ...details },
     });
@@ -476,6 +478,21 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
       `(not atomic across regions: retry the whole request with the same request id to complete it; per-region outcomes in regiondb-region-outcomes). ` +
       `First: region ${first.outcome.region_id}: ${cause.message}`,
     { details },
+  );
+}
+
+/**
+ * A conditional write's drop-fence refusal as this node answers it: not to be sent again. One
+ * that says otherwise (`resendAllowed`: from a region that did not see the expect_version) loses
+ * that detail, and its message gets a sentence saying why (appended; the message is not parsed).
+ */
+function notToResend(err: RegionDbError): RegionDbError {
+  if (err.details['resendAllowed'] === undefined) return err;
+  const { resendAllowed: _allowed, ...details } = err.details;
+  return new RegionDbError(
+    err.code,
+    `${err.message} — but not this one: it carries expect_version, a version of the dropped table, so it is not sent to a table re-created under the name; read the row again and decide`,
+    { cause: err, details },
   );
 }
 

@@ -14,6 +14,8 @@ export const OLDEST_KNOWN_REQUEST_ID_KEY = 'regiondb-oldest-known-request-id';
 export const REGION_OUTCOMES_KEY = 'regiondb-region-outcomes';
 /** The id of a dropped table whose region refused the operation (a drop fence, docs/ddl.md): not applied. */
 export const DROPPED_TABLE_ID_KEY = 'regiondb-dropped-table-id';
+/** With DROPPED_TABLE_ID_KEY: "true" when the request may be sent again as it is, the table name resolved afresh (not a write with expect_version). */
+export const RESEND_ALLOWED_KEY = 'regiondb-resend-allowed';
 
 /** RegionDbError details that travel with an error (unary: as metadata; Batch: in BatchError.details). */
 const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
@@ -23,6 +25,7 @@ const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
   oldestKnownRequestId: OLDEST_KNOWN_REQUEST_ID_KEY,
   regionOutcomes: REGION_OUTCOMES_KEY,
   droppedTableId: DROPPED_TABLE_ID_KEY,
+  resendAllowed: RESEND_ALLOWED_KEY,
 };
 
 const toGrpc: Record<ErrorCode, grpc.status> = {

@@ -303,7 +303,12 @@ describe('router: a request refused by a dropped table is sent again to the tabl
   const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
 
   /** A node whose first resolution of `t` is the dropped table 7 (its fence refuses), then, once told, the re-created table 8. */
-  function droppedThenRecreated() {
+  /**
+   * `refusal`: how the dropped table's region words its refusal — `as-this-build` as
+   * DatabaseService does (a write with expect_version is refused as a conditional write, without
+   * `resendAllowed`), `unaware` as a region that did not see the expect_version would.
+   */
+  function droppedThenRecreated(refusal: 'as-this-build' | 'unaware' = 'as-this-build') {
     const dropped: number[] = [];
     const written: string[] = [];
     const local: LocalDatabase = {
@@ -317,7 +322,8 @@ describe('router: a request refused by a dropped table is sent again to the tabl
         // A forwarded request names no region: this node resolves it itself (as DatabaseService.write does).
         const current = dropped.includes(7) ? recreated : schema;
         const regionId = req.region_id || makeRegionId(current.tableId, regionNumberOf(current, fromProtoRow(req.rows[0]!, 'r')));
-        if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, 'write');
+        const conditional = refusal === 'as-this-build' && req._expect_version === 'expect_version';
+        if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, conditional ? 'conditional-write' : 'write');
         written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
         return { version: '3', rows_written: req.rows.length };
       },
@@ -343,6 +349,7 @@ describe('router: a request refused by a dropped table is sent again to the tabl
     const refused = await failure(new Router(named.local).write({ table: 't', rows: [proto(rowAt(3))], region_id: regionOf(3) }, FAR()));
     expect(refused.code).to.equal(ErrorCode.NotFound);
     expect(refused.details['droppedTableId']).to.equal('7');
+    expect(refused.details['resendAllowed'], 'the caller may send it again, the table described afresh').to.equal('true');
     expect(named.written).to.deep.equal([]);
     const forwarded = droppedThenRecreated();
     const again = await failure(new Router(forwarded.local).write({ table: 't', rows: [proto(rowAt(3))] }, { forwarded: true, deadlineMs: Date.now() + 30_000 }));
@@ -360,8 +367,20 @@ describe('router: a request refused by a dropped table is sent again to the tabl
     expect(refused.message).to.contain('is not sent to a table re-created under the name');
     expect(refused.message).to.not.contain('send it again');
     expect(refused.message.match(/this write was not applied/g), refused.message).to.have.length(1);
+    expect(refused.details['resendAllowed'], 'not to be sent again as it is').to.equal(undefined);
     expect(cas.written, 'nothing written to the re-created table').to.deep.equal([]);
     expect(cas.dropped, 'the dropped table is still forgotten (the next request resolves it afresh)').to.deep.equal([7]);
+    // A refusal from a region that did not see the expect_version says "resend allowed": this
+    // node knows better — not sent again, the detail dropped, the message says why (leftover item 5).
+    const unaware = droppedThenRecreated('unaware');
+    const overruled = await failure(
+      new Router(unaware.local).write({ table: 't', rows: [proto(rowAt(3))], expect_version: '3', _expect_version: 'expect_version', client_id: 'c', request_id: '9' }, FAR()),
+    );
+    expect(overruled.code).to.equal(ErrorCode.NotFound);
+    expect(overruled.details['droppedTableId']).to.equal('7');
+    expect(overruled.details['resendAllowed']).to.equal(undefined);
+    expect(overruled.message).to.contain('but not this one: it carries expect_version');
+    expect(unaware.written).to.deep.equal([]);
     const absent = droppedThenRecreated();
     await new Router(absent.local).write({ table: 't', rows: [proto(rowAt(3))], expect_absent: true, client_id: 'c', request_id: '10' }, FAR());
     expect(absent.written).to.deep.equal([`${recreatedRegionOf(3)}:3`]);

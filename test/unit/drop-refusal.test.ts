@@ -2,9 +2,9 @@
 // structured `resendAllowed` detail, not the message, says whether the request may be sent again
 // as it is — never for a write with expect_version (review note F8) — and it travels both wires.
 // And the router's fast path hands the schema it resolved to the write (schemaOfNamedRegion once).
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import { ErrorCode, type RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { DatabaseService, tableDroppedError } from '../../src/datanode/database-service.js';
 import { makeRegionId } from '../../src/engine/key.js';

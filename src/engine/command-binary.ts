@@ -152,6 +152,8 @@ export class BinaryWriter {
 export class BinaryReader {
   private pos: number;
   private readonly view: DataView;
+  /** The same bytes as a Buffer: toString('latin1') makes an ASCII string natively, in one allocation. */
+  private readonly latin1: Buffer;
 
   constructor(
     private readonly bytes: Uint8Array,
@@ -159,6 +161,7 @@ export class BinaryReader {
   ) {
     this.pos = start;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.latin1 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   private need(n: number, what: string): void {
@@ -191,14 +194,12 @@ export class BinaryReader {
     const start = this.pos;
     this.pos += n;
     if (n <= SHORT_STRING_CHARS) {
-      let s = '';
+      // ASCII (every byte below 0x80) is its own UTF-8 and Latin-1: one char per byte. Building
+      // the string a char at a time made a new string per char (over 500 bytes of garbage for a
+      // 32-char value); the native Latin-1 decoder makes just the result.
       let i = start;
-      for (; i < this.pos; i++) {
-        const c = this.bytes[i]!;
-        if (c >= 0x80) break;
-        s += String.fromCharCode(c);
-      }
-      if (i === this.pos) return s;
+      while (i < this.pos && this.bytes[i]! < 0x80) i++;
+      if (i === this.pos) return this.latin1.toString('latin1', start, this.pos);
     }
     try {
       return utf8Strict.decode(this.bytes.subarray(start, this.pos));

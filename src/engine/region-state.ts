@@ -39,6 +39,7 @@ import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals }
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { KeyedEntry, type MemEntry, Memtable } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
+import { decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
 import type { SstEntry, SstReader } from './sst/format.js';
 import { StandbyState } from './standby-state.js';
 
@@ -141,12 +142,9 @@ interface Cell {
   readonly fields: readonly Value[] | null; // null = deleted
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** SST value of a put: JSON [tags, timestampMs, fields]. */
+/** SST value of a put (sst-value.ts, version 2); a delete has none (a tombstone). */
 export function encodeSstValue(e: MemEntry): Uint8Array | null {
-  return e.op === 'delete' ? null : encoder.encode(JSON.stringify([e.tags, e.timestampMs, e.fields]));
+  return e.op === 'delete' ? null : encodeSstValueBinary(e.tags, e.timestampMs, e.fields);
 }
 
 export function memEntryToSst(e: MemEntry): SstEntry {
@@ -159,14 +157,8 @@ function cellFromMem(e: MemEntry): Cell {
 
 function cellFromSst(e: SstEntry, sst: string): Cell {
   if (e.value === null) return { key: e.key, version: e.version, tags: [], timestampMs: 0, fields: null };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(decoder.decode(e.value));
-  } catch {
-    throw new RegionDbError(ErrorCode.Corruption, `SST ${sst}: a value at version ${e.version} is not valid JSON`);
-  }
-  const [tags, ts, fields] = parsed as [Value[], number, Value[] | undefined];
-  return { key: e.key, version: e.version, tags, timestampMs: ts, fields: fields ?? null };
+  const { tags, timestampMs, fields } = decodeSstValue(e.value, sst, e.version);
+  return { key: e.key, version: e.version, tags, timestampMs, fields: fields ?? null };
 }
 
 export function memEntryFromCell(c: Cell): MemEntry {

@@ -11,7 +11,7 @@ NODES ?= 3
 NET ?= proxy
 METASRVS ?=
 
-.PHONY: cluster-ha all deps build test-heavy proto-check proto-descriptors proto-types proto-types-check bench-codec bench-command bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest bench-scale drill
+.PHONY: cluster-ha all deps build test-heavy proto-check proto-descriptors proto-types proto-types-check bench-codec bench-command bench-apply bench-codec-gen test check check-wire-raft check-unit check-sim test-sim test-sim-cluster lint typecheck coverage bench-raft cluster cluster-netns netns-root netns-clean clean bench jepsen failover-bench test-fuzz bench-ingest bench-scale drill
 
 all: build
 
@@ -128,6 +128,11 @@ bench-codec: deps
 # docs/performance.md, round 3). COMMAND_BENCH_ROUNDS=n.
 bench-command: deps
 	COMMAND_BENCH_ROUNDS=$(or $(COMMAND_BENCH_ROUNDS),15) node --import tsx bench/command-bench.ts
+
+# The apply path per ingested row in one process (bench/apply-bench.ts); APPLY_BENCH_BASE=<dir>
+# (a checkout, e.g. a git archive of main, with node_modules) alternates that build with this one.
+bench-apply: deps
+	APPLY_BENCH_BASE=$(APPLY_BENCH_BASE) node --import tsx bench/apply-bench.ts
 
 # Regenerates the benchmark's ts-proto codec (bench/generated/ts-proto; benchmark only).
 bench-codec-gen: deps

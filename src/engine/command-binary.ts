@@ -42,8 +42,8 @@ const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 /** String.prototype.isWellFormed (ES2024; Node ≥ 20), not yet in the ES2022 lib typings. */
 type WellFormedCheck = string & { isWellFormed(): boolean };
 
-function corrupt(why: string): RegionDbError {
-  return new RegionDbError(ErrorCode.Corruption, `region command is malformed: ${why}`);
+function corrupt(why: string, subject = 'region command'): RegionDbError {
+  return new RegionDbError(ErrorCode.Corruption, `${subject} is malformed: ${why}`);
 }
 
 /**
@@ -135,10 +135,18 @@ export class BinaryWriter {
 
   values(list: readonly (readonly Value[])[]): void {
     this.uint(list.length);
-    for (const values of list) {
-      this.uint(values.length);
-      for (const v of values) this.value(v);
-    }
+    for (const values of list) this.valueList(values);
+  }
+
+  /** A list of values: uint count, then the values. */
+  valueList(values: readonly Value[]): void {
+    this.uint(values.length);
+    for (const v of values) this.value(v);
+  }
+
+  /** Forgets what was written: the next bytes start a new encoding in the same buffer. */
+  reset(): void {
+    this.pos = 0;
   }
 
   finish(): Uint8Array {
@@ -151,18 +159,22 @@ export class BinaryWriter {
 /** Reads what BinaryWriter wrote, validating as it goes. */
 export class BinaryReader {
   private pos: number;
-  private readonly view: DataView;
+  /** Made on first use: an SST value (sst-value.ts) is a reader of its own, and may need neither. */
+  private view: DataView | undefined = undefined;
+  /** The same bytes as a Buffer, made on first use: toString('latin1') makes an ASCII string natively, in one allocation. */
+  private latin1: Buffer | undefined = undefined;
 
   constructor(
     private readonly bytes: Uint8Array,
     start: number,
+    /** What the bytes are, for CORRUPTION messages ("<subject> is malformed: …"). */
+    private readonly subject = 'region command',
   ) {
     this.pos = start;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   private need(n: number, what: string): void {
-    if (this.pos + n > this.bytes.byteLength) throw corrupt(`truncated ${what} at byte ${this.pos} of ${this.bytes.byteLength}`);
+    if (this.pos + n > this.bytes.byteLength) throw this.corrupt(`truncated ${what} at byte ${this.pos} of ${this.bytes.byteLength}`);
   }
 
   byte(what: string): number {
@@ -177,12 +189,12 @@ export class BinaryReader {
       const b = this.byte(what);
       v += (b & 0x7f) * scale;
       if (b < 0x80) {
-        if (!Number.isSafeInteger(v)) throw corrupt(`${what} ${v} exceeds 2^53 − 1`);
+        if (!Number.isSafeInteger(v)) throw this.corrupt(`${what} ${v} exceeds 2^53 − 1`);
         return v;
       }
       scale *= 0x80;
     }
-    throw corrupt(`${what} is a varint longer than ${VARINT_BYTES_MAX} bytes`);
+    throw this.corrupt(`${what} is a varint longer than ${VARINT_BYTES_MAX} bytes`);
   }
 
   string(what: string): string {
@@ -191,19 +203,20 @@ export class BinaryReader {
     const start = this.pos;
     this.pos += n;
     if (n <= SHORT_STRING_CHARS) {
-      let s = '';
+      // ASCII (every byte below 0x80) is its own UTF-8 and Latin-1: one char per byte. Building
+      // the string a char at a time made a new string per char (over 500 bytes of garbage for a
+      // 32-char value); the native Latin-1 decoder makes just the result.
       let i = start;
-      for (; i < this.pos; i++) {
-        const c = this.bytes[i]!;
-        if (c >= 0x80) break;
-        s += String.fromCharCode(c);
+      while (i < this.pos && this.bytes[i]! < 0x80) i++;
+      if (i === this.pos) {
+        this.latin1 ??= Buffer.from(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+        return this.latin1.toString('latin1', start, this.pos);
       }
-      if (i === this.pos) return s;
     }
     try {
       return utf8Strict.decode(this.bytes.subarray(start, this.pos));
     } catch {
-      throw corrupt(`${what} is not valid UTF-8`);
+      throw this.corrupt(`${what} is not valid UTF-8`);
     }
   }
 
@@ -220,11 +233,12 @@ export class BinaryReader {
         return this.uint('integer value');
       case TAG_NEG_INT: {
         const v = this.uint('integer value');
-        if (v === 0) throw corrupt('negative integer zero'); // -0 is written as a float64
+        if (v === 0) throw this.corrupt('negative integer zero'); // -0 is written as a float64
         return -v;
       }
       case TAG_FLOAT64: {
         this.need(8, 'float64 value');
+        this.view ??= new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
         const v = this.view.getFloat64(this.pos, true);
         this.pos += 8;
         return v;
@@ -232,7 +246,7 @@ export class BinaryReader {
       case TAG_STRING:
         return this.string('string value');
       default:
-        throw corrupt(`unknown value tag ${tag} at byte ${this.pos - 1}`);
+        throw this.corrupt(`unknown value tag ${tag} at byte ${this.pos - 1}`);
     }
   }
 
@@ -240,11 +254,11 @@ export class BinaryReader {
     // Every list and every value takes at least one byte: a count beyond the bytes left is
     // damage, and refusing it bounds what decoding allocates by the entry's own size.
     const count = this.uint(`${what} count`);
-    if (count > this.remaining()) throw corrupt(`${count} ${what} in ${this.remaining()} bytes`);
+    if (count > this.remaining()) throw this.corrupt(`${count} ${what} in ${this.remaining()} bytes`);
     const out: Value[][] = new Array(count);
     for (let r = 0; r < count; r++) {
       const n = this.uint(`${what}[${r}] length`);
-      if (n > this.remaining()) throw corrupt(`${n} values in ${this.remaining()} bytes`);
+      if (n > this.remaining()) throw this.corrupt(`${n} values in ${this.remaining()} bytes`);
       const values: Value[] = new Array(n);
       for (let i = 0; i < n; i++) values[i] = this.value();
       out[r] = values;
@@ -252,11 +266,24 @@ export class BinaryReader {
     return out;
   }
 
+  /** What BinaryWriter.valueList wrote. */
+  valueList(what: string): Value[] {
+    const n = this.uint(`${what} count`);
+    if (n > this.remaining()) throw this.corrupt(`${n} ${what} in ${this.remaining()} bytes`);
+    const values: Value[] = new Array(n);
+    for (let i = 0; i < n; i++) values[i] = this.value();
+    return values;
+  }
+
+  private corrupt(why: string): RegionDbError {
+    return corrupt(why, this.subject);
+  }
+
   remaining(): number {
     return this.bytes.byteLength - this.pos;
   }
 
   end(): void {
-    if (this.pos !== this.bytes.byteLength) throw corrupt(`${this.bytes.byteLength - this.pos} trailing bytes`);
+    if (this.pos !== this.bytes.byteLength) throw this.corrupt(`${this.bytes.byteLength - this.pos} trailing bytes`);
   }
 }

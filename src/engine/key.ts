@@ -13,15 +13,23 @@ const encoder = new TextEncoder();
 
 /** What key encoding needs of a schema, computed once per schema object. */
 interface KeyLayout {
-  readonly tags: readonly { readonly name: string; readonly type: string }[];
+  /** The tag columns in schema order, each with its position among all columns (a row's values). */
+  readonly tags: readonly { readonly name: string; readonly type: string; readonly index: number }[];
   readonly timestamp: string;
+  /** The timestamp column's position among all columns. */
+  readonly timestampIndex: number;
 }
 const layouts = new WeakMap<TableSchema, KeyLayout>();
 
 function layoutOf(schema: TableSchema): KeyLayout {
   let layout = layouts.get(schema);
   if (!layout) {
-    layout = { tags: tagColumns(schema).map((c) => ({ name: c.name, type: c.type })), timestamp: timestampColumn(schema).name };
+    const ts = timestampColumn(schema);
+    layout = {
+      tags: tagColumns(schema).map((c) => ({ name: c.name, type: c.type, index: schema.columns.indexOf(c) })),
+      timestamp: ts.name,
+      timestampIndex: schema.columns.indexOf(ts),
+    };
     layouts.set(schema, layout);
   }
   return layout;
@@ -33,6 +41,8 @@ function layoutOf(schema: TableSchema): KeyLayout {
  */
 let scratch = new Uint8Array(256);
 let scratchView = new DataView(scratch.buffer);
+/** The same bytes as a Buffer, for toString('latin1'): one char per byte, made natively. */
+let scratchBuffer = Buffer.from(scratch.buffer);
 
 function ensure(pos: number, more: number): void {
   if (pos + more <= scratch.byteLength) return;
@@ -40,6 +50,7 @@ function ensure(pos: number, more: number): void {
   grown.set(scratch.subarray(0, pos));
   scratch = grown;
   scratchView = new DataView(scratch.buffer);
+  scratchBuffer = Buffer.from(scratch.buffer);
 }
 
 /** An integer as 8 bytes big-endian, two's complement, sign bit flipped (memcmp = numeric order). */
@@ -83,23 +94,61 @@ function putString(pos: number, v: string): number {
   return pos + 2;
 }
 
-export function encodePrimaryKey(schema: TableSchema, row: Row): Uint8Array {
+/** One tag value of column type `type`, NULL included. */
+function putTag(pos: number, type: string, v: Value): number {
+  ensure(pos, 2);
+  if (v === null) {
+    scratch[pos++] = 0;
+    return pos;
+  }
+  scratch[pos++] = 1;
+  if (type === 'string') return putString(pos, v as string);
+  if (type === 'bool') {
+    scratch[pos++] = v ? 1 : 0;
+    return pos;
+  }
+  return putInt(pos, v as number);
+}
+
+/** Encodes a row's key into the scratch buffer; returns its length. */
+function encodeRowKey(schema: TableSchema, row: Row): number {
   const { tags, timestamp } = layoutOf(schema);
   let pos = 0;
-  for (const c of tags) {
-    const v = row[c.name] ?? null;
-    ensure(pos, 2);
-    if (v === null) {
-      scratch[pos++] = 0;
-      continue;
-    }
-    scratch[pos++] = 1;
-    if (c.type === 'string') pos = putString(pos, v as string);
-    else if (c.type === 'bool') scratch[pos++] = v ? 1 : 0;
-    else pos = putInt(pos, v as number);
-  }
-  pos = putInt(pos, row[timestamp] as number);
-  return scratch.slice(0, pos);
+  for (const c of tags) pos = putTag(pos, c.type, row[c.name] ?? null);
+  return putInt(pos, row[timestamp] as number);
+}
+
+export function encodePrimaryKey(schema: TableSchema, row: Row): Uint8Array {
+  const n = encodeRowKey(schema, row); // first: it may replace `scratch` with a larger buffer
+  return scratch.slice(0, n);
+}
+
+/**
+ * The primary key of a row given as its values in schema order (a write command's row), as a
+ * byte string: one char per byte (0–255), the form the memtable orders and stores keys in
+ * (memtable.ts). Equal to keyStringOfBytes(encodePrimaryKey(schema, row)) for the same row, with
+ * neither the Row object nor a Uint8Array per key: the apply path runs this for every row on
+ * every replica.
+ */
+export function primaryKeyStringOfValues(schema: TableSchema, values: readonly Value[]): string {
+  const { tags, timestampIndex } = layoutOf(schema);
+  let pos = 0;
+  for (const c of tags) pos = putTag(pos, c.type, values[c.index] ?? null);
+  pos = putInt(pos, values[timestampIndex] as number);
+  return scratchBuffer.toString('latin1', 0, pos);
+}
+
+/** A key's byte string (one char per byte): `<` on two of them orders them as compareBytes orders the bytes. */
+export function keyStringOfBytes(key: Uint8Array): string {
+  // Keys are at most a few KiB (limits.keyBytesMax and the encoding's overhead): one call's arguments.
+  return String.fromCharCode.apply(null, key as unknown as number[]);
+}
+
+/** The bytes of a key's byte string (keyStringOfBytes' inverse). */
+export function keyBytesOfString(k: string): Uint8Array {
+  const out = new Uint8Array(k.length);
+  for (let i = 0; i < k.length; i++) out[i] = k.charCodeAt(i);
+  return out;
 }
 
 export function timestampOfKey(key: Uint8Array): number {

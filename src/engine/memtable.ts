@@ -5,7 +5,13 @@
 // one char per byte: `<` on such strings is byte order (every char is below 256) and runs as
 // native code, where compareBytes is a JS loop; puts cost 1.3 instead of 2.0 µs (make
 // bench-ingest's rows in a 25,000-entry memtable, docs/performance.md).
+//
+// Entries built by apply (KeyedEntry) carry their key only as that string and make the bytes
+// when someone asks (a flush, a read): a Uint8Array per row on every replica, and the copy into
+// a string per insert, were the largest share of apply's garbage (docs/performance.md, round 3
+// ingest, second pass).
 import { assert } from '../common/assert.js';
+import { keyBytesOfString, keyStringOfBytes } from './key.js';
 import type { Value } from './schema.js';
 
 export interface MemEntry {
@@ -18,6 +24,28 @@ export interface MemEntry {
   readonly fields: readonly Value[];
 }
 
+/**
+ * A memtable entry whose key is held as its byte string `k` (keyStringOfBytes); `key` makes the
+ * bytes on first use and keeps them. What RegionState's apply inserts.
+ */
+export class KeyedEntry implements MemEntry {
+  private bytes: Uint8Array | undefined = undefined;
+
+  constructor(
+    readonly k: string,
+    readonly timestampMs: number,
+    readonly version: number,
+    readonly op: 'put' | 'delete',
+    readonly tags: readonly Value[],
+    readonly fields: readonly Value[],
+  ) {}
+
+  get key(): Uint8Array {
+    if (this.bytes === undefined) this.bytes = keyBytesOfString(this.k);
+    return this.bytes;
+  }
+}
+
 const MAX_LEVEL = 24;
 
 interface SkipNode {
@@ -28,13 +56,15 @@ interface SkipNode {
 }
 
 /** One char per byte (0–255), so that `<` on two of these orders them as compareBytes orders the bytes. */
-function byteString(key: Uint8Array): string {
-  // Keys are at most a few KiB (limits.keyBytesMax and the encoding's overhead): one call's arguments.
-  return String.fromCharCode.apply(null, key as unknown as number[]);
-}
+const byteString = keyStringOfBytes;
 
 export function entrySizeBytes(e: MemEntry): number {
-  let size = e.key.byteLength + 64;
+  return sizeWithKeyBytes(e, e.key.byteLength);
+}
+
+/** entrySizeBytes with the key's length given (a KeyedEntry's bytes are not made for it). */
+function sizeWithKeyBytes(e: MemEntry, keyBytes: number): number {
+  let size = keyBytes + 64;
   for (const v of e.fields) size += typeof v === 'string' ? v.length * 2 + 8 : 8;
   for (const v of e.tags) size += typeof v === 'string' ? v.length * 2 + 8 : 8;
   return size;
@@ -67,7 +97,7 @@ export class Memtable {
   /** Inserts or replaces the entry for entry.key. */
   put(entry: MemEntry): void {
     const update = this.update;
-    const k = byteString(entry.key);
+    const k = entry instanceof KeyedEntry ? entry.k : byteString(entry.key);
     let node = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
       let next = node.next[i];
@@ -80,7 +110,7 @@ export class Memtable {
     const candidate = node.next[0];
     if (candidate && candidate.k === k) {
       assert(entry.version >= candidate.entry!.version, 'memtable versions only move forward');
-      this.sizeBytes += entrySizeBytes(entry) - entrySizeBytes(candidate.entry!);
+      this.sizeBytes += sizeWithKeyBytes(entry, k.length) - sizeWithKeyBytes(candidate.entry!, k.length);
       candidate.entry = entry;
       return;
     }
@@ -95,7 +125,7 @@ export class Memtable {
       update[i]!.next[i] = fresh;
     }
     this.count++;
-    this.sizeBytes += entrySizeBytes(entry);
+    this.sizeBytes += sizeWithKeyBytes(entry, k.length);
   }
 
   get(key: Uint8Array): MemEntry | undefined {

@@ -35,10 +35,11 @@ import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
 import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
 import { IdHeap } from './id-heap.js';
-import { compareBytes, encodePrimaryKey, valueEquals } from './key.js';
+import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
-import { type MemEntry, Memtable } from './memtable.js';
+import { KeyedEntry, type MemEntry, Memtable } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
+import { decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
 import type { SstEntry, SstReader } from './sst/format.js';
 import { StandbyState } from './standby-state.js';
 
@@ -141,12 +142,9 @@ interface Cell {
   readonly fields: readonly Value[] | null; // null = deleted
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** SST value of a put: JSON [tags, timestampMs, fields]. */
+/** SST value of a put (sst-value.ts, version 2); a delete has none (a tombstone). */
 export function encodeSstValue(e: MemEntry): Uint8Array | null {
-  return e.op === 'delete' ? null : encoder.encode(JSON.stringify([e.tags, e.timestampMs, e.fields]));
+  return e.op === 'delete' ? null : encodeSstValueBinary(e.tags, e.timestampMs, e.fields);
 }
 
 export function memEntryToSst(e: MemEntry): SstEntry {
@@ -159,14 +157,8 @@ function cellFromMem(e: MemEntry): Cell {
 
 function cellFromSst(e: SstEntry, sst: string): Cell {
   if (e.value === null) return { key: e.key, version: e.version, tags: [], timestampMs: 0, fields: null };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(decoder.decode(e.value));
-  } catch {
-    throw new RegionDbError(ErrorCode.Corruption, `SST ${sst}: a value at version ${e.version} is not valid JSON`);
-  }
-  const [tags, ts, fields] = parsed as [Value[], number, Value[] | undefined];
-  return { key: e.key, version: e.version, tags, timestampMs: ts, fields: fields ?? null };
+  const { tags, timestampMs, fields } = decodeSstValue(e.value, sst, e.version);
+  return { key: e.key, version: e.version, tags, timestampMs, fields: fields ?? null };
 }
 
 export function memEntryFromCell(c: Cell): MemEntry {
@@ -216,6 +208,10 @@ export class RegionState implements StateMachine<ApplyResult> {
   private readonly tags;
   private readonly fields;
   private readonly ts;
+  /** Positions of the tag columns, the field columns and the timestamp among all columns (a row's values). */
+  private readonly tagIndex: readonly number[];
+  private readonly fieldIndex: readonly number[];
+  private readonly tsIndex: number;
 
   constructor(
     readonly schema: TableSchema,
@@ -230,6 +226,9 @@ export class RegionState implements StateMachine<ApplyResult> {
     this.tags = tagColumns(schema);
     this.fields = fieldColumns(schema);
     this.ts = timestampColumn(schema);
+    this.tagIndex = this.tags.map((c) => schema.columns.indexOf(c));
+    this.fieldIndex = this.fields.map((c) => schema.columns.indexOf(c));
+    this.tsIndex = schema.columns.indexOf(this.ts);
   }
 
   /** Bytes held in memtables (active + frozen): what backpressure limits. */
@@ -444,15 +443,16 @@ export class RegionState implements StateMachine<ApplyResult> {
 
   private execute(index: number, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind === 'write') {
-      const rows = cmd.rows.map((values) => this.rowFromValues(values));
+      // Every row is checked before any is inserted: a damaged one leaves nothing applied.
+      for (const values of cmd.rows) this.checkWidth(values);
       if (cmd.expectAbsent || cmd.expectVersion !== undefined) {
-        assert(rows.length === 1, 'conditional writes carry exactly one row (checked by the service)');
-        const key = encodePrimaryKey(this.schema, rows[0]!);
+        assert(cmd.rows.length === 1, 'conditional writes carry exactly one row (checked by the service)');
+        const key = encodePrimaryKey(this.schema, this.rowFromValues(cmd.rows[0]!));
         const check = (current: Cell | undefined): ApplyResult => {
           const currentVersion = current && current.fields !== null ? current.version : 0;
           if (cmd.expectAbsent && currentVersion !== 0) return { status: 'condition-failed', currentVersion };
           if (cmd.expectVersion !== undefined && cmd.expectVersion !== currentVersion) return { status: 'condition-failed', currentVersion };
-          this.memtable.put(this.entryOf(rows[0]!, index, 'put'));
+          this.memtable.put(this.putEntryOf(cmd.rows[0]!, index));
           this.syncAccount();
           return { status: 'ok', version: index, rows: 1 };
         };
@@ -468,9 +468,9 @@ export class RegionState implements StateMachine<ApplyResult> {
           );
         });
       }
-      for (const row of rows) this.memtable.put(this.entryOf(row, index, 'put'));
+      for (const values of cmd.rows) this.memtable.put(this.putEntryOf(values, index));
       this.syncAccount();
-      return { status: 'ok', version: index, rows: rows.length };
+      return { status: 'ok', version: index, rows: cmd.rows.length };
     }
     assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
     for (const values of cmd.keys) {
@@ -485,15 +485,35 @@ export class RegionState implements StateMachine<ApplyResult> {
     return { status: 'ok', version: index, rows: cmd.keys.length };
   }
 
-  private rowFromValues(values: readonly Value[]): Row {
+  private checkWidth(values: readonly Value[]): void {
     if (values.length !== this.schema.columns.length) {
       throw new RegionDbError(ErrorCode.Corruption, `row has ${values.length} values, schema has ${this.schema.columns.length} columns`);
     }
+  }
+
+  private rowFromValues(values: readonly Value[]): Row {
+    this.checkWidth(values);
     const row: Row = {};
     this.schema.columns.forEach((c, i) => {
       row[c.name] = values[i]!;
     });
     return row;
+  }
+
+  /**
+   * The memtable entry of a written row given as its values in schema order (checkWidth passed):
+   * the same entry as entryOf(rowFromValues(values), version, 'put'), without the Row object and
+   * with the key kept as its byte string (KeyedEntry) — apply runs this for every row on every
+   * replica.
+   */
+  private putEntryOf(values: readonly Value[], version: number): MemEntry {
+    const tagIndex = this.tagIndex;
+    const fieldIndex = this.fieldIndex;
+    const tags: Value[] = new Array(tagIndex.length);
+    for (let i = 0; i < tagIndex.length; i++) tags[i] = values[tagIndex[i]!] ?? null;
+    const fields: Value[] = new Array(fieldIndex.length);
+    for (let i = 0; i < fieldIndex.length; i++) fields[i] = values[fieldIndex[i]!] ?? null;
+    return new KeyedEntry(primaryKeyStringOfValues(this.schema, values), values[this.tsIndex] as number, version, 'put', tags, fields);
   }
 
   private entryOf(row: Row, version: number, op: 'put' | 'delete'): MemEntry {

@@ -134,6 +134,26 @@ describe('engine: command format version 2 (binary)', () => {
     );
   });
 
+  it('short strings decode exactly whether ASCII or not, from bytes at any offset of a larger buffer (the native Latin-1 path)', () => {
+    // Every length around the short-string bound, ASCII with 0x00 and 0x7f, and one non-ASCII
+    // char at each position (which must leave the Latin-1 path: é is two UTF-8 bytes, not two chars).
+    const strings: string[] = [];
+    for (let n = 0; n <= 66; n++) {
+      const ascii = Array.from({ length: n }, (_, i) => String.fromCharCode([0, 0x7f, 0x41, 0x20][i % 4]!)).join('');
+      strings.push(ascii);
+      for (const at of [0, n >> 1, n - 1]) if (n > 0) strings.push(`${ascii.slice(0, at)}é${ascii.slice(at + 1)}`);
+    }
+    const cmd: Command = { kind: 'write', clientId: 'client-é', requestId: 7, rows: strings.map((s) => [s, 1, s]) };
+    const bytes = encodeCommand(cmd);
+    for (const offset of [0, 1, 13]) {
+      // A raft entry's data is often a view into a larger buffer (a WAL read, a message).
+      const larger = new Uint8Array(offset + bytes.byteLength + 5).fill(0xee);
+      larger.set(bytes, offset);
+      const decoded = decodeCommand(larger.subarray(offset, offset + bytes.byteLength));
+      expect(sameExactly(decoded, cmd), `offset ${offset}`).to.equal(true);
+    }
+  });
+
   it('the exactness check can fail: JSON (version 1) turns -0 into 0 and NaN into null', () => {
     const cmd: Command = { kind: 'write', clientId: 'c', requestId: 1, rows: [[-0, Number.NaN]] };
     expect(sameExactly(decodeCommand(encodeCommandV1(cmd)), cmd)).to.equal(false);

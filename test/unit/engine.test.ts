@@ -10,6 +10,9 @@ import {
   encodeCommand,
   encodePrimaryKey,
   decodeCommand,
+  keyBytesOfString,
+  keyStringOfBytes,
+  primaryKeyStringOfValues,
   makeRegionId,
   parseRegionId,
   regionNumberOf,
@@ -19,6 +22,7 @@ import {
 import type { SstMeta } from '../../src/engine/command.js';
 import { decodeManifest } from '../../src/engine/manifest.js';
 import { type SstOpener, memEntryToSst } from '../../src/engine/region-state.js';
+import { KeyedEntry } from '../../src/engine/memtable.js';
 import type { Row } from '../../src/engine/schema.js';
 import { SST_BLOCK_TARGET_BYTES, type SstProperties, SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
 import { ROWS_PER_YIELD, SST_WRITE_CHUNK_BYTES, compactionDue, dirtySince, mergeSsts, nextFlushStep, pickCompactionRun, planCompaction } from '../../src/engine/index.js';
@@ -145,6 +149,47 @@ describe('engine: schema and rows', () => {
       };
       expect([...encodePrimaryKey(mixed, row)], `seed ${seed} row ${n}: ${JSON.stringify(row)}`).to.deep.equal(ref(mixed, row));
     }
+    // Apply's path (a write's values in schema order, the key as a byte string, no Row object)
+    // gives the same bytes, in a schema whose columns are not in key order (fields first, the
+    // timestamp between tags), for keys longer than the encoder's first scratch buffer too.
+    const shuffled: TableSchema = {
+      name: 'shuffled',
+      tableId: 2,
+      regionCount: 1,
+      columns: [
+        { name: 'f', type: 'float64', semantic: 'field' },
+        { name: 'i', type: 'int64', semantic: 'tag' },
+        { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+        { name: 'n', type: 'string', semantic: 'field' },
+        { name: 's', type: 'string', semantic: 'tag' },
+        { name: 'b', type: 'bool', semantic: 'tag' },
+      ],
+    };
+    let long = 0;
+    for (let n = 0; n < 2000; n++) {
+      const row: Row = {
+        f: rand.chance(0.1) ? null : rand.int(1000) / 7,
+        i: rand.chance(0.1) ? null : rand.chance(0.5) ? pick(ints) : rand.int(2 ** 30) * (rand.chance(0.5) ? -1 : 1) * 4099,
+        ts: rand.chance(0.5) ? pick(ints) : rand.int(2 ** 30) * 1000,
+        n: rand.chance(0.1) ? null : 'x'.repeat(rand.int(40)),
+        s: rand.chance(0.1) ? null : Array.from({ length: rand.int(300) }, () => pick(alphabet)).join(''),
+        b: rand.chance(0.1) ? null : rand.chance(0.5),
+      };
+      const values = shuffled.columns.map((c) => row[c.name]!);
+      const expected = ref(shuffled, row);
+      if (expected.length > 256) long++;
+      const k = primaryKeyStringOfValues(shuffled, values);
+      expect(Array.from(k, (c) => c.charCodeAt(0)), `seed ${seed} row ${n}: ${JSON.stringify(row)}`).to.deep.equal(expected);
+      expect(k, `seed ${seed} row ${n}`).to.equal(keyStringOfBytes(encodePrimaryKey(shuffled, row)));
+      expect([...keyBytesOfString(k)], `seed ${seed} row ${n}`).to.deep.equal(expected);
+    }
+    expect(long, 'keys longer than the first scratch buffer were tried').to.be.greaterThan(100);
+    // Each longer than any key before it in this process: the encoder grows its buffer mid-key.
+    for (const chars of [3_000, 12_000, 48_000]) {
+      const row: Row = { f: 1, i: -5, ts: 7, n: 'n', s: `a\u0000${'日🙂'.repeat(chars / 3)}`, b: false };
+      const k = primaryKeyStringOfValues(shuffled, shuffled.columns.map((c) => row[c.name]!));
+      expect(Array.from(k, (c) => c.charCodeAt(0)), `a key of ${chars} chars`).to.deep.equal(ref(shuffled, row));
+    }
   });
 
   it('routes rows by tags only, stably, across all regions', () => {
@@ -208,6 +253,39 @@ describe('engine: memtable', () => {
       const [lo, hi] = [randomKey(), randomKey()].sort(compareBytes);
       const want = sorted.filter((e) => compareBytes(e.key, lo!) >= 0 && compareBytes(e.key, hi!) < 0).map((e) => hex(e.key));
       expect([...mem.scan(lo, hi)].map((e) => hex(e.key)), `scan [${hex(lo!)}, ${hex(hi!)}), seed ${seed}`).to.deep.equal(want);
+    }
+  });
+
+  it('holds entries keyed by byte string (KeyedEntry, what apply inserts) exactly as entries keyed by bytes', () => {
+    const seed = 31;
+    const rand = new SeededRand(seed);
+    const alphabet = [0x00, 0x01, 0x7f, 0x80, 0x9f, 0xa0, 0xfe, 0xff];
+    const randomKey = () => Uint8Array.from({ length: 1 + rand.int(6) }, () => (rand.chance(0.7) ? alphabet[rand.int(alphabet.length)]! : rand.int(256)));
+    const mixed = new Memtable();
+    const plain = new Memtable();
+    const hex = (k: Uint8Array) => Buffer.from(k).toString('hex');
+    let keyed = 0;
+    for (let version = 1; version <= 4000; version++) {
+      const key = randomKey();
+      const op = rand.chance(0.1) ? 'delete' : 'put';
+      const tags = [rand.chance(0.5) ? 'tag'.repeat(rand.int(4)) : null];
+      const fields = op === 'delete' ? [] : [rand.int(100), 'f'.repeat(rand.int(10))];
+      plain.put({ key, timestampMs: version, version, op, tags, fields });
+      // The same put, half of the time as a KeyedEntry: overwrites cross the two kinds.
+      if (rand.chance(0.5)) {
+        keyed++;
+        mixed.put(new KeyedEntry(keyStringOfBytes(key), version, version, op, tags, fields));
+      } else mixed.put({ key, timestampMs: version, version, op, tags, fields });
+    }
+    expect(keyed).to.be.greaterThan(1500);
+    const view = (m: Memtable) => [...m.scan()].map((e) => [hex(e.key), e.version, e.op, e.timestampMs, e.tags, e.fields]);
+    expect(view(mixed), `seed ${seed}`).to.deep.equal(view(plain));
+    expect(mixed.count).to.equal(plain.count);
+    expect(mixed.sizeBytes, 'size accounting does not depend on how the key is held').to.equal(plain.sizeBytes);
+    for (const e of plain.scan()) expect(hex(mixed.get(e.key)!.key), `get ${hex(e.key)}, seed ${seed}`).to.equal(hex(e.key));
+    for (let i = 0; i < 200; i++) {
+      const [lo, hi] = [randomKey(), randomKey()].sort(compareBytes);
+      expect([...mixed.scan(lo, hi)].map((e) => hex(e.key)), `scan [${hex(lo!)}, ${hex(hi!)}), seed ${seed}`).to.deep.equal([...plain.scan(lo, hi)].map((e) => hex(e.key)));
     }
   });
 

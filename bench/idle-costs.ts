@@ -5,7 +5,8 @@
 //              stats, reused for replicas the region server did not mark) + ReportTracker.next and
 //              its acknowledgement + the request's encoding — a real RegionServer of N opened
 //              replicas (MemoryLogEngine, not started: nothing ticks, nothing changes).
-//   gauge      the heartbeat hook's replicas/leaders gauges over the same server.
+//   gauge      the replicas/leaders gauges' count over the same server (every heartbeat's hook
+//              did it before the eighth pass; now a scrape does)
 //   flusher    one Flusher.check at N replicas, a third of them leaders, every GC pass clean
 //              (quiet regions on the 10-minute interval), the leaders' GC passes spread evenly
 //              over the minute: the steady state of an idle node. Its change feed is empty.
@@ -116,7 +117,7 @@ async function gauge(regions: number): Promise<string> {
   for (let rep = 0; rep < repeats; rep++) {
     const started = process.cpuUsage();
     for (let round = 0; round < rounds; round++) {
-      // What the datanode's onHeartbeat hook sets (src/datanode/datanode.ts).
+      // What the datanode's onHeartbeat hook set before the eighth pass (now counted at scrape).
       const replicas = server.allReplicas();
       sink += replicas.length + replicas.filter((r) => r.isLeader()).length;
     }
@@ -124,7 +125,7 @@ async function gauge(regions: number): Promise<string> {
   }
   await server.stop();
   if (sink < 0) throw new Error('unreachable');
-  return `gauges, ${regions} replicas: ${median(runs).toFixed(4)} ms per heartbeat hook`;
+  return `gauges, ${regions} replicas: ${median(runs).toFixed(4)} ms per count`;
 }
 
 /** What a flusher visit reads of a replica (as test/unit/flusher-selection.test.ts's fake). */

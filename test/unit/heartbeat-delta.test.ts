@@ -459,6 +459,11 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
     expect([...(delta as { report: NodeReport }).report.replicas.values()].map((r) => [r.regionId, r.appliedIndex])).to.deep.equal([[makeRegionId(1024, 1), 4]]);
     expect(held.replicas.size, 'the held view is not changed').to.equal(2);
     const now = (delta as { report: NodeReport }).report;
+    // An empty delta (an idle node): a new report number over the same map, not a copy of it.
+    const idle = useReport(now, req({ report_seq: '5', report_base_seq: '4' }));
+    expect(idle).to.deep.include({ kind: 'view', how: 'delta', applied: 5 });
+    expect((idle as { report: NodeReport }).report.replicas, 'the held map itself').to.equal(now.replicas);
+    expect((idle as { report: NodeReport }).report.seq).to.equal(5);
     expect(useReport(now, req({ report_seq: '5', report_base_seq: '3' })).kind, 'a delta on an older base').to.equal('unusable');
     expect(useReport(now, req({ report_seq: '3', replicas: [s(1, 3)] })).kind, 'a late full report').to.equal('unusable');
     expect(useReport(now, req({ report_seq: '4', report_base_seq: '3' })), 'the same report again').to.deep.include({ kind: 'view', how: 'same', applied: 4 });

@@ -26,7 +26,7 @@ import type { RegionState } from '../src/engine/region-state.js';
 import { makeRegionId } from '../src/metasrv/catalog.js';
 import type { ObjectStore } from '../src/object-store/object-store.js';
 import type { StateMachine } from '../src/raft/index.js';
-import { RegionServer, type RegionServerHooks, type Replica, defaultRaftTuning } from '../src/replication/region-server.js';
+import { RegionServer, type RegionServerHooks, defaultRaftTuning } from '../src/replication/region-server.js';
 import { encodeHeartbeatRequest } from '../src/rpc/meta-wire.js';
 import { LoopbackTransport, MemoryLogEngine } from '../test/fixtures/memory-log-engine.js';
 
@@ -162,7 +162,6 @@ async function flusher(regions: number): Promise<string> {
       newlyLed = [];
       return feed;
     },
-    orderOf: (r: IdleReplica) => replicas.indexOf(r),
   };
   const store = {
     description: 'bench',
@@ -218,5 +217,3 @@ for (const regions of sizes) {
     process.stdout.write(`${await bench(regions)} (load ${loadavg()[0]!.toFixed(1)})\n`);
   }
 }
-// Keep the imports of types used only in casts.
-export type { Replica };

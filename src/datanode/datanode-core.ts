@@ -41,7 +41,7 @@ import { u64 } from '../rpc/proto.js';
 import { fromGrpcError } from '../rpc/status.js';
 import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest__Output, RegisterNodeResponse__Output, ReplicaStat__Output } from '../rpc/generated/index.js';
 import { fromProtoSchema } from '../rpc/values.js';
-import type { RegionServer, RegionServerHooks } from '../replication/region-server.js';
+import type { RegionServer, RegionServerHooks, Replica } from '../replication/region-server.js';
 import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
 import type { LogEngine } from '../wal/log-engine.js';
 import { ReportTracker } from './report-delta.js';
@@ -366,44 +366,61 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
-   * The running replicas' stats as of the last heartbeat, by replica (see reportStats); empty
-   * after a change of the hosted replicas and every `fullReportEvery` reports.
+   * The stats of the last report (see reportStats), frozen: an idle node's next report is this
+   * same array, which the report tracker recognizes without looking inside. Empty until the first.
    */
-  private statCache = new WeakMap<object, ReplicaStat__Output>();
+  private lastReportStats: readonly ReplicaStat__Output[] = Object.freeze([]);
+  /** Each running replica's index in lastReportStats; rebuilt with it (see reportStats). */
+  private statPositions = new Map<Replica<S, R>, number>();
+  /** membershipVersion when lastReportStats was last built from every replica (-1: never). */
   private statCacheMembership = -1;
   private statCacheReports = 0;
-  /** The stats the last report was built from (the simulator's `report stats` checker compares them with replicaStats()). */
-  private lastReportStats: readonly ReplicaStat__Output[] = [];
 
   /**
    * What replicaStats() returns, in the same order, with each running replica's stat built again
    * only when the region server says its state may have changed since the last heartbeat
-   * (RegionServer.takeChangedReplicas): at thousands of quiesced regions a heartbeat then builds
+   * (RegionServer.takeChangedReplicas). At thousands of quiesced regions a heartbeat then builds
    * the few stats that moved and reuses the others (the same objects, which the report's diff
-   * sees as unchanged at once). The cache starts over when the hosted replicas change and every
-   * `fullReportEvery` reports, so a change the region server did not mark could not outlive that.
+   * sees as unchanged at once); when none moved it is the last report's array itself, so an idle
+   * beat does nothing per replica (docs/performance.md, "Eighth pass"). Every stat is built
+   * afresh when the hosted or failed replicas change (membershipVersion: allReplicas() keeps its
+   * order otherwise, so a replica keeps its index) and every `fullReportEvery` reports, so a
+   * change the region server did not mark could not outlive that.
    */
-  reportStats(): ReplicaStat__Output[] {
+  reportStats(): readonly ReplicaStat__Output[] {
     const server = this.regionServer;
     const changed = server.takeChangedReplicas();
     const everyFull = this.deps.fullReportEvery ?? FULL_REPORT_EVERY;
-    if (server.membershipVersion !== this.statCacheMembership || ++this.statCacheReports >= everyFull) {
-      this.statCache = new WeakMap();
-      this.statCacheMembership = server.membershipVersion;
-      this.statCacheReports = 0;
+    if (server.membershipVersion !== this.statCacheMembership || ++this.statCacheReports >= everyFull) return this.rebuildReportStats();
+    if (changed.size === 0) return this.lastReportStats;
+    let stats: ReplicaStat__Output[] | undefined;
+    for (const r of changed) {
+      const at = this.statPositions.get(r);
+      // Every replica the server marks is hosted while its membershipVersion stands; anything
+      // else (a replica closed mid-cycle) takes the slow path, which is always right.
+      if (at === undefined) return this.rebuildReportStats();
+      stats ??= this.lastReportStats.slice();
+      stats[at] = runningReplicaStat(r, this.deps.stateMachineStat(r.stateMachine));
     }
+    this.lastReportStats = Object.freeze(stats!);
+    return this.lastReportStats;
+  }
+
+  /** Every stat built afresh, in replicaStats()'s order (see reportStats). */
+  private rebuildReportStats(): readonly ReplicaStat__Output[] {
+    const server = this.regionServer;
+    this.statCacheMembership = server.membershipVersion;
+    this.statCacheReports = 0;
     const stats: ReplicaStat__Output[] = [];
+    const positions = new Map<Replica<S, R>, number>();
     for (const r of server.allReplicas()) {
-      let stat = changed.has(r) ? undefined : this.statCache.get(r);
-      if (stat === undefined) {
-        stat = runningReplicaStat(r, this.deps.stateMachineStat(r.stateMachine));
-        this.statCache.set(r, stat);
-      }
-      stats.push(stat);
+      positions.set(r, stats.length);
+      stats.push(runningReplicaStat(r, this.deps.stateMachineStat(r.stateMachine)));
     }
     for (const f of server.failedReplicas()) stats.push(failedReplicaStat(f));
-    this.lastReportStats = stats;
-    return stats;
+    this.statPositions = positions;
+    this.lastReportStats = Object.freeze(stats);
+    return this.lastReportStats;
   }
 
   /** The stats the last heartbeat's report was built from (reportStats; the simulator's checker). */

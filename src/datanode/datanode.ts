@@ -122,8 +122,6 @@ export class Datanode implements DatabaseHost {
     });
     const self = this;
     this.metrics = {
-      leaders: new Gauge({ name: 'regiondb_raft_leaders', help: 'Regions led by this node', registers: [this.registry] }),
-      replicas: new Gauge({ name: 'regiondb_replicas', help: 'Replicas hosted by this node', registers: [this.registry] }),
       raftPayloadReceived: new Counter({
         name: 'regiondb_raft_received_payload_bytes_total',
         help: 'Bytes of log entries and snapshots received over the raft transport (data a lagging replica had to be sent)',
@@ -254,11 +252,6 @@ export class Datanode implements DatabaseHost {
       stateMachineStat: (state) => ({ flushedIndex: state.flushedIndex, memtableBytes: state.memtableBytes(), ssts: state.ssts.length }),
       dropFence: { encode: (tableId) => encodeCommand({ kind: 'drop-fence', tableId }), of: (state) => state.dropFence },
       hooks: {
-        onHeartbeat: () => {
-          const replicas = core.regionServer.allReplicas();
-          this.metrics.replicas.set(replicas.length);
-          this.metrics.leaders.set(replicas.filter((r) => r.isLeader()).length);
-        },
         onRegionClosed: (regionId) => this.nodeMetrics.forgetRegion(regionId),
         beforeDestroy: async (regionId) => this.standby?.beforeDestroy?.(regionId),
         onInstructionRefused: (instruction) => this.instructionsRefused.inc({ instruction }),

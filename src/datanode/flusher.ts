@@ -29,6 +29,7 @@ import { type SstKeySource, type SstSink, type WrittenSst, dirtySince, newSstKey
 import type { RegionState } from '../engine/region-state.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import type { RegionServer, Replica } from '../replication/region-server.js';
+import { DueSchedule } from './due-schedule.js';
 import { type SstGcDecision, type SstGcInput, SstLeases, type UnreferencedSst, decideSstGc, leaderMayCollect, scanDeadlineMs, sstsNamedByEntries, uploadStillProposable } from './sst-gc.js';
 
 export interface FlusherSettings {
@@ -168,18 +169,19 @@ export class Flusher {
    * as changed (its change feed; undefined for a server without one, such as the unit tests'
    * fakes: then every check visits every replica), the regions marked here (`markRegion`: a
    * request, the end of work a check started, a flush GC asked for), and those whose due time
-   * (`dueAtMs`: the next GC pass, a memtable's flush age) has come.
+   * (`due`: the next GC pass, a memtable's flush age) has come.
    */
   private readonly changes: (() => ReadonlySet<Replica<RegionState>>) | undefined;
   private marked = new Set<string>();
-  private readonly dueAtMs = new Map<string, number>();
+  private readonly due = new DueSchedule();
   /**
-   * At most the least of dueAtMs's values, never above it: setting a due time lowers it at once;
-   * removing one or moving it later leaves it low until the next check at or past it (or a full
-   * check) recomputes it. Too low costs that check a look at the skipped replicas' due times; too
-   * high would skip due work.
+   * Each replica's index in allReplicas() as of the last time it was read whole: a check visits
+   * what it selected in that order (as a walk over every replica would). The region server's
+   * order changes only where it adds a replica (at the end, or in a replaced one's place: a new
+   * object either way) or removes one, so the indexes of the replicas still hosted keep their
+   * relative order; a selected replica without an index has it read again.
    */
-  private earliestDueMs = Number.POSITIVE_INFINITY;
+  private order = new Map<Replica<RegionState>, number>();
   private checksUntilFull = 0;
 
   constructor(
@@ -363,26 +365,42 @@ export class Flusher {
     const marked = this.marked;
     this.marked = new Set();
     const everything = changed === undefined || this.checksUntilFull-- <= 0;
-    if (everything) this.checksUntilFull = FULL_CHECK_EVERY - 1;
-    // A millisecond early, never late: the due times are sums, the rules below differences (an
-    // early visit is one the old every-replica pass made as well, and does what it did).
-    const anyDue = this.clock.nowMs() >= this.earliestDueMs - 1;
-    for (const replica of this.regionServer.allReplicas()) {
-      if (replica.closed) continue;
-      if (!everything && !changed!.has(replica) && !marked.has(replica.regionId)) {
-        const due = anyDue ? this.dueAtMs.get(replica.regionId) : undefined;
-        if (due === undefined || this.clock.nowMs() < due - 1) continue;
+    if (everything) {
+      this.checksUntilFull = FULL_CHECK_EVERY - 1;
+      const order = new Map<Replica<RegionState>, number>();
+      for (const replica of this.regionServer.allReplicas()) {
+        order.set(replica, order.size);
+        if (!replica.closed) this.visit(replica);
       }
-      this.visit(replica);
+      this.order = order;
+      // Closed here: a due time that no visit would clear.
+      this.due.retain((regionId) => this.regionServer.replica(regionId) !== undefined);
+      return;
     }
-    if (anyDue || everything) {
-      let earliest = Number.POSITIVE_INFINITY;
-      for (const [regionId, due] of this.dueAtMs) {
-        if (this.regionServer.replica(regionId)) earliest = Math.min(earliest, due);
-        else this.dueAtMs.delete(regionId); // closed here: a due time that no visit would clear
-      }
-      this.earliestDueMs = earliest;
+    // What may have work: the server's marks, this flusher's own, and the due times that have
+    // come — a millisecond early, never late (the due times are sums, the rules below
+    // differences: an early visit is one the old every-replica pass made as well, and does what
+    // it did). Only hosted replicas (replica(): not closed), as allReplicas() lists them.
+    const selected = new Set<Replica<RegionState>>();
+    for (const replica of changed) if (this.regionServer.replica(replica.regionId) === replica) selected.add(replica);
+    for (const regionId of marked) {
+      const replica = this.regionServer.replica(regionId);
+      if (replica) selected.add(replica);
     }
+    for (const regionId of this.due.takeDue(this.clock.nowMs() + 1)) {
+      const replica = this.regionServer.replica(regionId);
+      if (replica) selected.add(replica); // else closed here: its due time is gone with it
+    }
+    if (selected.size === 0) return;
+    const visits = [...selected];
+    if (visits.some((replica) => !this.order.has(replica))) {
+      const order = new Map<Replica<RegionState>, number>();
+      for (const replica of this.regionServer.allReplicas()) order.set(replica, order.size);
+      this.order = order;
+    }
+    const order = this.order;
+    visits.sort((a, b) => order.get(a)! - order.get(b)!);
+    for (const replica of visits) if (!replica.closed) this.visit(replica);
   }
 
   /**
@@ -400,7 +418,7 @@ export class Flusher {
     const snapshotIndex = replica.store.snapshot().metadata.index;
     if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(regionId, this.publishSnapshot(replica, w));
     if (!replica.isLeader()) {
-      this.dueAtMs.delete(regionId);
+      this.due.delete(regionId);
       return;
     }
     const state = replica.stateMachine;
@@ -436,11 +454,8 @@ export class Flusher {
     // for nothing else (nextFlushStep's `aged`).
     let due = w.gcRunning ? Number.POSITIVE_INFINITY : w.lastGcMs + interval;
     if (state.frozen.length === 0 && !w.freezing && w.dirtySinceMs !== undefined) due = Math.min(due, w.dirtySinceMs + this.settings.flushAgeMs);
-    if (due === Number.POSITIVE_INFINITY) this.dueAtMs.delete(regionId);
-    else {
-      this.dueAtMs.set(regionId, due);
-      this.earliestDueMs = Math.min(this.earliestDueMs, due);
-    }
+    if (due === Number.POSITIVE_INFINITY) this.due.delete(regionId);
+    else this.due.set(regionId, due);
   }
 
   private async freeze(regionId: string, w: RegionWork): Promise<void> {

@@ -68,6 +68,27 @@ export class DatanodeMetrics {
     this.leaderChanges = new Counter({ name: 'regiondb_raft_leader_changes_total', help: 'Leader changes observed by replicas on this node (a new known leader of a region)', registers: r });
     this.snapshotsInstalled = new Counter({ name: 'regiondb_raft_snapshots_installed_total', help: 'Raft snapshots installed by replicas on this node (a follower too far behind the leader\'s log catching up from a manifest)', registers: r });
     this.roleChanges = new Counter({ name: 'regiondb_raft_role_changes_total', help: 'Raft role transitions of replicas on this node, by the role entered', labelNames: ['role'], registers: r });
+    // The replicas and leaders of the node, counted at scrape: a heartbeat used to set them,
+    // walking every replica twice a second for a value read every scrape interval at most
+    // (docs/performance.md, "Eighth pass").
+    new Gauge({
+      name: 'regiondb_raft_leaders',
+      help: 'Regions led by this node',
+      registers: r,
+      collect(this: Gauge) {
+        let leaders = 0;
+        for (const rep of sources.replicas()) if (rep.isLeader()) leaders++;
+        this.set(leaders);
+      },
+    });
+    new Gauge({
+      name: 'regiondb_replicas',
+      help: 'Replicas hosted by this node',
+      registers: r,
+      collect(this: Gauge) {
+        this.set(sources.replicas().length);
+      },
+    });
     new Gauge({
       name: 'regiondb_raft_term_max',
       help: 'Highest raft term among the replicas on this node (a fast-growing value means elections)',

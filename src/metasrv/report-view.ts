@@ -73,8 +73,13 @@ export function useReport(current: NodeReport | undefined, req: HeartbeatRequest
   if (!same || current.seq !== base || seq <= base) {
     return { kind: 'unusable', why: `delta on report ${base} of incarnation ${incarnation}, but the view held is ${current ? `report ${current.seq} of incarnation ${current.incarnation}` : 'none'}` };
   }
+  const removed = req.removed_region_ids ?? [];
+  // Nothing changed (an idle node's usual beat): the held view's map, which is never changed
+  // once made, stands for this report too — no copy of every replica, and the per-report caches
+  // keyed by the map (idFloors') stay valid.
+  if (stats.length === 0 && removed.length === 0) return { kind: 'view', how: 'delta', report: { incarnation, seq, replicas: current.replicas }, applied: seq };
   const replicas = new Map(current.replicas);
-  for (const regionId of req.removed_region_ids ?? []) replicas.delete(regionId);
+  for (const regionId of removed) replicas.delete(regionId);
   for (const stat of stats) replicas.set(stat.region_id, observedOf(stat));
   return { kind: 'view', how: 'delta', report: { incarnation, seq, replicas }, applied: seq };
 }

@@ -158,6 +158,25 @@ describe('flusher: with a change feed, a check visits only marked and due replic
     expect(proposed).to.deep.equal(['13 freeze', '13 freeze']);
   });
 
+  it('what a check selects it visits in the region server\'s order, not in the order of the marks or due times', async () => {
+    // Dirty leaders, young: nothing of their own until the flush age (1,000 ms) or a request.
+    const replicas = ['31', '32', '33', '34'].map((id) => new FakeReplica(id, true, { dirty: true }));
+    const { flusher, check, proposed } = setup(replicas);
+    await check(); // 0: every replica (the first check); GC passes due at 1,500
+    flusher.request('34');
+    flusher.request('32');
+    flusher.request('31');
+    await check(); // 250
+    expect(proposed).to.deep.equal(['31 freeze', '32 freeze', '34 freeze']);
+    // A replica opened later (a new one at the end of the order) and one marked earlier in it.
+    const late = new FakeReplica('30', true, { dirty: true });
+    replicas.push(late);
+    flusher.request('30');
+    flusher.request('33');
+    await check(); // 500
+    expect(proposed.slice(3)).to.deep.equal(['33 freeze', '30 freeze']);
+  });
+
   it('a replica with nothing marked or due is visited only at every 40th check', async () => {
     const follower = new FakeReplica('15', false);
     const { check, checks } = setup([follower]);

@@ -170,6 +170,26 @@ function runSequence(seed: number, variant: Variant): Counts {
   const counts: Counts = { deltasApplied: 0, fullsApplied: 0, unusable: 0, lateDeliveries: 0, metasrvRestarts: 0, datanodeRestarts: 0 };
   const where = (step: number) => `seed ${seed}, step ${step} (replay: HEARTBEAT_DELTA_SEED=${seed})`;
 
+  // What the tracker is handed each beat, from a stream of its own (the sequence's is not
+  // disturbed): a fresh array; one array refilled in place (never frozen: the tracker must look
+  // inside it every time); or, as DatanodeCore.reportStats does, a frozen array that is the same
+  // object for as long as no stat changed.
+  const inputRand = new SeededRand(seed * 7919 + 13);
+  const refilled: ReplicaStat__Output[] = [];
+  let frozen: readonly ReplicaStat__Output[] = Object.freeze([]);
+  const input = (): readonly ReplicaStat__Output[] => {
+    const now = [...stats.values()];
+    const how = inputRand.int(3);
+    if (how === 0) return now;
+    if (how === 1) {
+      refilled.length = 0;
+      refilled.push(...now);
+      return refilled;
+    }
+    if (frozen.length !== now.length || now.some((st, i) => st !== frozen[i])) frozen = Object.freeze(now);
+    return frozen;
+  };
+
   const request = (sent: SentReport): HeartbeatRequest__Output => ({ cluster_id: 'c', node_id: String(NODE), addr: 'a', store_id: 's', ...sent.fields });
 
   /** The metasrv takes a request in; returns its answer. */
@@ -200,7 +220,7 @@ function runSequence(seed: number, variant: Variant): Counts {
   /** One heartbeat of the datanode (with its immediate full report when asked), over the faulty channel. */
   const beat = (step: number, faulty: boolean): void => {
     for (let call = 0; call < 2; call++) {
-      const sent = tracker.next([...stats.values()]);
+      const sent = tracker.next(input());
       madeReports.set(`${tracker.incarnation}/${sent.seq}`, [...stats.values()]);
       const req = request(sent);
       if (faulty && rand.chance(0.1)) late.push(req);
@@ -248,6 +268,13 @@ function runAll(variant: Variant): Counts {
 }
 
 // ─── Planted deviations ────────────────────────────────────────────────────────────────────────
+
+/** A datanode whose tracker trusts any array it has seen before, even one refilled in place since. */
+class TrustsAnyArray extends ReportTracker {
+  protected override keptByReference(): boolean {
+    return true;
+  }
+}
 
 /** A metasrv that applies a delta to whatever view it holds, whatever its base. */
 const anyBase: UseReport = (current, req) => {
@@ -373,6 +400,36 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
       expect(r.full, `report ${r.seq} after an answer that held no report`).to.equal(i > 0);
       rolledBack.answered(r, { report_seq_applied: '0', full_report_needed: false });
     }
+    // The same frozen array again (an idle datanode's beat): the map is reused without a look at
+    // a single stat — every element read is counted, and none is.
+    const idle = new ReportTracker(12, 60);
+    let reads = 0;
+    const watched: ReplicaStat__Output[] = [];
+    for (const [i, st] of stats.entries()) {
+      Object.defineProperty(watched, i, {
+        enumerable: true,
+        get: () => {
+          reads++;
+          return st;
+        },
+      });
+    }
+    Object.freeze(watched);
+    const i1 = idle.next(watched);
+    idle.answered(i1, { report_seq_applied: String(i1.seq) });
+    const readsBefore = reads;
+    expect(readsBefore, 'the first report reads every stat').to.be.greaterThan(0);
+    const i2 = idle.next(watched);
+    expect(reads, 'stats read for the same frozen array').to.equal(readsBefore);
+    expect(i2.stats).to.equal(i1.stats);
+    expect(i2.fields).to.deep.include({ replicas: [], removed_region_ids: [] });
+    // An array that is not frozen is looked at every time (it may have been refilled).
+    const open = [...stats];
+    const o1 = idle.next(open);
+    open[0] = moved;
+    const o2 = idle.next(open);
+    expect(o2.stats).to.not.equal(o1.stats);
+    expect(o2.fields.replicas).to.deep.equal([moved]);
     expect(sameStat(stats[0]!, { ...stats[0]! })).to.equal(true);
     expect(sameStat(stats[0]!, { ...stats[0]!, voters: [...stats[0]!.voters, '99'] })).to.equal(false);
   });
@@ -402,6 +459,11 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
     expect([...(delta as { report: NodeReport }).report.replicas.values()].map((r) => [r.regionId, r.appliedIndex])).to.deep.equal([[makeRegionId(1024, 1), 4]]);
     expect(held.replicas.size, 'the held view is not changed').to.equal(2);
     const now = (delta as { report: NodeReport }).report;
+    // An empty delta (an idle node): a new report number over the same map, not a copy of it.
+    const idle = useReport(now, req({ report_seq: '5', report_base_seq: '4' }));
+    expect(idle).to.deep.include({ kind: 'view', how: 'delta', applied: 5 });
+    expect((idle as { report: NodeReport }).report.replicas, 'the held map itself').to.equal(now.replicas);
+    expect((idle as { report: NodeReport }).report.seq).to.equal(5);
     expect(useReport(now, req({ report_seq: '5', report_base_seq: '3' })).kind, 'a delta on an older base').to.equal('unusable');
     expect(useReport(now, req({ report_seq: '3', replicas: [s(1, 3)] })).kind, 'a late full report').to.equal('unusable');
     expect(useReport(now, req({ report_seq: '4', report_base_seq: '3' })), 'the same report again').to.deep.include({ kind: 'view', how: 'same', applied: 4 });
@@ -413,6 +475,7 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
     ['a metasrv applying a delta to whatever view it holds', { ...correct, useReport: anyBase }],
     ['a metasrv taking a late full report over a newer view', { ...correct, useReport: lateFullWins }],
     ['a datanode diffing against the last report sent, not the acknowledged one', { ...correct, tracker: (inc: number) => new LastSentDiffTracker(inc) }],
+    ['a datanode whose tracker takes an array refilled in place for the one it saw', { ...correct, tracker: (inc: number) => new TrustsAnyArray(inc, 25) }],
   ] as const) {
     it(`planted: ${name} fails the oracle`, () => {
       expect(() => runAll(variant)).to.throw(/seed \d+, step \d+/);

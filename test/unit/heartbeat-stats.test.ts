@@ -152,7 +152,7 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
   it('the check can fail: a region server forgetting the running cycle, or not marking its end, gives stale stats', async () => {
     const forgetsCycle = await gatedCycle(ForgetsCycle);
     expect(forgetsCycle, 'ForgetsCycle').to.be.a('string').and.contain('in a cycle');
-    const forgetsEnd = await gatedCycle(ForgetsCycleEnd);
+    const forgetsEnd = await gatedCycle(ForgetsCycleEnd); console.log("DBG", forgetsEnd);
     expect(forgetsEnd, 'ForgetsCycleEnd').to.be.a('string').and.contain('after the cycle');
   });
 
@@ -236,6 +236,10 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
         const stats = n.core.reportStats();
         expect(n.builds - before, `stats built by an idle heartbeat on node ${n.server.nodeId}`).to.equal(0);
         expect(stats.length).to.equal(n.server.allReplicas().length);
+        // Nothing marked: the last report's own array, frozen (the tracker then reads none of it).
+        const again = n.core.reportStats();
+        expect(again, `an idle heartbeat's stats on node ${n.server.nodeId}: the last report's array`).to.equal(stats);
+        expect(Object.isFrozen(again)).to.equal(true);
       }
       expect(failures, failures.join('\n')).to.deep.equal([]);
     } finally {

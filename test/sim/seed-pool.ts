@@ -1,5 +1,6 @@
-// The simulator's seed loops on every core. A whole-datanode simulator seed is pure CPU in one
-// thread and independent of every other seed (each builds its own ClusterSim from its seed), so a
+// The simulators' seed loops on every core. A simulator seed (the whole-datanode simulator's or
+// the raft core's) is pure CPU in one thread and independent of every other seed (each builds its
+// own simulation from its seed), so a
 // loop over seeds can hand them to worker threads and take the results back in seed order: the
 // same runs, the same checks, the same trace hashes, in less wall time on a machine with an idle
 // core (`make test` runs one test at a time, so the second core of a 2-core CI machine sits idle
@@ -14,7 +15,11 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { type ClusterSimOptions, type ClusterSimResult, ClusterSimViolation, runClusterSim } from './cluster-sim.js';
-import type { SeedAnswer, SeedTask } from './seed-pool-worker.js';
+import type { SeedAnswer, SeedTask, ViolationFields } from './seed-pool-worker.js';
+import { type SimOptions, type SimResult, SimulationViolation, runSeed } from './simulator.js';
+
+/** A task before the pool numbers it. */
+type Task = SeedTask extends infer T ? (T extends SeedTask ? Omit<T, 'id'> : never) : never;
 
 const WORKERS_MAX = 4;
 
@@ -48,8 +53,8 @@ class SeedPool {
 
   constructor(private readonly size: number) {}
 
-  run(seed: number, options: Partial<ClusterSimOptions>): Promise<SeedAnswer> {
-    const task: SeedTask = { id: this.nextId++, seed, options };
+  run(t: Task): Promise<SeedAnswer> {
+    const task = { ...t, id: this.nextId++ } as SeedTask;
     return new Promise<SeedAnswer>((resolve) => {
       this.pending.set(task.id, { resolve });
       this.queue.push(task);
@@ -109,9 +114,9 @@ const pools = new Map<number, SeedPool>();
 /** Seeds a worker thread has run (seed-pool.test.ts checks the workers did the work). */
 export let seedsRunInWorkers = 0;
 
-/** The violation a worker reported, as the ClusterSimViolation a run in this thread throws (same message). */
-function violationOf(v: { seed: number; invariant: string; message: string; traceTail: readonly string[] }): ClusterSimViolation {
-  const err = new ClusterSimViolation(v.seed, v.invariant, '', v.traceTail);
+/** The violation a worker reported, as the ClusterSimViolation or SimulationViolation a run in this thread throws (same message). */
+function violationOf(kind: Task['kind'], v: ViolationFields): Error {
+  const err = kind === 'cluster' ? new ClusterSimViolation(v.seed, v.invariant, '', v.traceTail) : new SimulationViolation(v.seed, v.invariant, '');
   err.message = v.message;
   err.stack = `${err.name}: ${v.message}\n    (found by a seed-pool worker thread: test/sim/seed-pool.ts; the replay above runs it in one thread)`;
   return err;
@@ -138,15 +143,54 @@ export function runSeeds(
 }
 
 /** As runSeeds, for runs that differ in their options too (a seed and its replay with a switch). */
-export async function runTasks(
+export function runTasks(
   tasks: readonly { seed: number; options: Partial<ClusterSimOptions> }[],
   each: (r: ClusterSimResult) => void = () => {},
   workers = seedWorkers(),
 ): Promise<ClusterSimResult[]> {
-  const out: ClusterSimResult[] = [];
+  return runInOrder(
+    tasks.map((t) => ({ kind: 'cluster', ...t })),
+    each,
+    workers,
+  );
+}
+
+/**
+ * The raft-core simulator's runSeed for each of `runs` (full SimOptions, seed included), as
+ * runSeeds does for the whole-datanode simulator: results in order, the first failing run's
+ * SimulationViolation (same message and replay) thrown, none started after it.
+ */
+export function runRaftSeeds(runs: readonly SimOptions[], each: (r: SimResult) => void = () => {}, workers = seedWorkers()): Promise<SimResult[]> {
+  return runInOrder(
+    runs.map((options) => ({ kind: 'raft', seed: options.seed, options })),
+    each,
+    workers,
+  );
+}
+
+/** A seed whose run threw something other than a violation (a simulator crash), in a worker or not. */
+export class SeedCrash extends Error {
+  override name = 'SeedCrash';
+  constructor(
+    readonly seed: number,
+    detail: string,
+    options?: ErrorOptions,
+  ) {
+    super(`seed ${seed} crashed the simulator: ${detail}`, options);
+  }
+}
+
+async function runInOrder<R>(tasks: readonly Task[], each: (r: R) => void, workers: number): Promise<R[]> {
+  const out: R[] = [];
   if (workers <= 1) {
-    for (const { seed, options } of tasks) {
-      const r = await runClusterSim(seed, options);
+    for (const t of tasks) {
+      let r: R;
+      try {
+        r = (t.kind === 'cluster' ? await runClusterSim(t.seed, t.options) : runSeed(t.options)) as R;
+      } catch (err) {
+        if (err instanceof ClusterSimViolation || err instanceof SimulationViolation) throw err;
+        throw new SeedCrash(t.seed, String(err), { cause: err });
+      }
       each(r);
       out.push(r);
     }
@@ -162,8 +206,8 @@ export async function runTasks(
     while (delivered < tasks.length && answers[delivered] !== undefined && delivered < failedAt) {
       const a = answers[delivered]!;
       if ('result' in a) {
-        each(a.result);
-        out.push(a.result);
+        each(a.result as R);
+        out.push(a.result as R);
       }
       delivered++;
     }
@@ -172,7 +216,7 @@ export async function runTasks(
   const lane = async (): Promise<void> => {
     while (next < tasks.length && next < failedAt) {
       const i = next++;
-      const a = await p.run(tasks[i]!.seed, tasks[i]!.options);
+      const a = await p.run(tasks[i]!);
       seedsRunInWorkers++;
       answers[i] = a;
       if (!('result' in a)) failedAt = Math.min(failedAt, i);
@@ -182,8 +226,8 @@ export async function runTasks(
   await Promise.all(Array.from({ length: Math.min(workers, tasks.length) }, lane));
   if (failedAt < tasks.length) {
     const a = answers[failedAt]!;
-    if ('violation' in a) throw violationOf(a.violation);
-    if ('error' in a) throw new Error(`seed ${tasks[failedAt]!.seed} failed in a seed-pool worker: ${a.error}`);
+    if ('violation' in a) throw violationOf(tasks[failedAt]!.kind, a.violation);
+    if ('error' in a) throw new SeedCrash(tasks[failedAt]!.seed, `(in a seed-pool worker) ${a.error}`);
   }
   return out;
 }

@@ -5,7 +5,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import type { RegionDbClient } from '../../src/client/client.js';
+import type { RegionDbClient, VersionedRow } from '../../src/client/client.js';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
 import { sstPrefix } from '../../src/engine/manifest.js';
 import type { Row } from '../../src/engine/schema.js';
@@ -22,7 +23,41 @@ const GRACE_MS = 2000;
 const ROWS = 3000;
 // Nothing flushes by itself (size or age); the test asks for the one flush it holds.
 const TOML = `[engine]\nflush_bytes = 67108864\nflush_age_ms = 3600000\nsst_gc_grace_ms = ${GRACE_MS}\n\n[raft]\ncheck_quorum = false`;
-const row = (i: number): Row => ({ host: `h${i % 50}`, ts: 1_000_000 + i, v: i });
+const TS0 = 1_000_000;
+const row = (i: number): Row => ({ host: `h${i % 50}`, ts: TS0 + i, v: i });
+
+// A scan runs on a datanode at most half the GC grace (1 s here) and is refused past it with
+// DEADLINE_EXCEEDED, "scan ran longer than …; page with limit and start_ms" (docs/engine.md,
+// "Scans"): that bound is what keeps a scan on any replica from reading an SST the leader's GC
+// has deleted, and it is wall time on the datanode. On a loaded machine a starved datanode can
+// take longer than 1 s to stream 3000 rows (seen at load 31-34: the first test failed with that
+// refusal). The refusal is the product keeping its promise, not a lost row, so the tests read a
+// table as the refusal tells a client to: in pages (PAGE_MS of timestamps, one message each), a
+// page refused for its deadline read again (a refused scan's rows are dropped whole by the
+// client, so a page is never counted twice). Anything else — a missing object, a refusal of
+// another kind — fails at once, and so does a page refused SCAN_ATTEMPTS times.
+const PAGE_MS = 500;
+const SCAN_ATTEMPTS = 10;
+const SCAN_DEADLINE = new RegExp(`scan ran longer than ${GRACE_MS / 2} ms`);
+let deadlineRefusals = 0;
+
+/** Rows of `table` with ts in [TS0 + from, TS0 + to), via `addr`, page by page (see above). */
+async function scanPaged(client: RegionDbClient, table: string, from: number, to: number, options: { consistency?: 'linearizable' | 'stale' }, addr: string): Promise<VersionedRow[]> {
+  const out: VersionedRow[] = [];
+  for (let start = from; start < to; start += PAGE_MS) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        out.push(...(await client.scan(table, { ...options, startMs: TS0 + start, endMs: TS0 + Math.min(to, start + PAGE_MS) }, addr)));
+        break;
+      } catch (err) {
+        if (!isRegionDbError(err, ErrorCode.DeadlineExceeded) || !SCAN_DEADLINE.test(err.message) || attempt >= SCAN_ATTEMPTS) throw err;
+        deadlineRefusals++;
+        process.stdout.write(`      a page of ${table} via ${addr} refused for the scan deadline (attempt ${attempt}): read again\n`);
+      }
+    }
+  }
+  return out;
+}
 
 describe('integration: SST GC and a flush-edit held uncommitted past the grace (issue 14 item 4)', function () {
   this.timeout(180_000);
@@ -35,6 +70,7 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
   });
 
   after(async () => {
+    console.log(`      scan pages refused for the scan deadline and read again: ${deadlineRefusals}`);
     for (let n = 0; n < 3; n++) if (cluster.isRunning(n)) cluster.pauseDatanode(n, false);
     await cluster.stop();
   });
@@ -86,13 +122,13 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     const flushError = await flushed;
     expect(flushError, String(flushError)).to.equal(undefined);
     // The edit is committed now: the rows live in the SST it names, nowhere else.
-    const viaLeader = await client.scan('gc', {}, cluster.datanodeAddr(leader));
+    const viaLeader = await scanPaged(client, 'gc', 0, ROWS, {}, cluster.datanodeAddr(leader));
     expect(viaLeader.length, 'rows via the leader').to.equal(ROWS);
     expect(deletedWhileHeld, `GC deleted ${sst} while its flush-edit was pending`).to.equal(false);
     for (let n = 0; n < 3; n++) {
       for (const consistency of ['linearizable', 'stale'] as const) {
         const rows = await waitUntil(`all rows via datanode${n + 1} (${consistency})`, 30_000, async () => {
-          const r = await client.scan('gc', { consistency }, cluster.datanodeAddr(n));
+          const r = await scanPaged(client, 'gc', 0, ROWS, { consistency }, cluster.datanodeAddr(n));
           return r.length === ROWS ? r : undefined;
         });
         expect(rows.map((r) => r.row).sort((a, b) => (a['ts'] as number) - (b['ts'] as number))).to.deep.equal(Array.from({ length: ROWS }, (_, i) => row(i)));
@@ -127,7 +163,7 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     expect(left.length, `SSTs left: ${left.join(', ')}`).to.equal(1);
     for (let n = 0; n < 3; n++) {
       const rows = await waitUntil(`all rows via datanode${n + 1}`, 30_000, async () => {
-        const r = await client.scan('gc2', { consistency: 'stale' }, cluster.datanodeAddr(n));
+        const r = await scanPaged(client, 'gc2', 0, 2000, { consistency: 'stale' }, cluster.datanodeAddr(n));
         return r.length === 2000 ? r : undefined;
       });
       expect(rows.length).to.equal(2000);
@@ -183,7 +219,10 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     await cluster.startDatanode(follower);
     const total = 900 + 20 + 300;
     const rows = await waitUntil(`all ${total} rows via the restarted follower (stale)`, 30_000, async () => {
-      const r = await client.scan('gc3', { consistency: 'stale' }, cluster.datanodeAddr(follower));
+      const r = [
+        ...(await scanPaged(client, 'gc3', 0, 1200, { consistency: 'stale' }, cluster.datanodeAddr(follower))),
+        ...(await scanPaged(client, 'gc3', 10_000, 10_020, { consistency: 'stale' }, cluster.datanodeAddr(follower))),
+      ];
       return r.length === total ? r : undefined;
     }).catch((err: unknown) => {
       throw new Error(`${String(err)}\nrestarted follower's log:\n${cluster.tail(cluster.datanodes[follower]!, 15)}`);

@@ -11,6 +11,7 @@ import { CATALOG_LOSS_FAULTS } from './sim-catloss.js';
 import { CATLOSS_BUGS } from './sim-catloss-bugs.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
 import { OVERLAP_DATANODE_BUGS } from './sim-overlap-bugs.js';
+import { runSeeds, runTasks, seedRange } from './seed-pool.js';
 import { REPORT_DATANODE_BUGS } from './sim-report-bugs.js';
 import { SPURIOUS_DATANODE_BUGS } from './sim-spurious-bugs.js';
 
@@ -180,8 +181,8 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       let crashes = 0;
       const storage: Record<string, number> = {};
       const quiescence: Record<string, number> = {};
-      for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
-        const r = await runClusterSim(seed, withFaults);
+      await runSeeds(seedRange(firstSeed, firstSeed + seedCount - 1), withFaults, (r) => {
+        const seed = r.seed;
         for (const [k, v] of Object.entries(r.quiescence)) quiescence[k] = (quiescence[k] ?? 0) + v;
         ok += r.ops.ok;
         acked += r.acknowledgedAdds;
@@ -193,7 +194,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
           for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...catalogFaults, ...proceduresDone, ...instructions, ...reports })) storage[k] = (storage[k] ?? 0) + v;
         }
         campaignProgress(firstSeed, seed, seedCount, started);
-      }
+      });
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${seedCount} seeds in ${seconds.toFixed(1)} s${campaignFaults.length > 0 ? ` (faults ${campaignFaults.join(',')})` : ''}: ${ok} ok ops, ${acked} acknowledged adds, ${crashes} crashes, ${JSON.stringify(storage)}`);
       console.log(`    quiescence: ${JSON.stringify(quiescence)}`);
@@ -271,20 +272,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const storageFaults = { faults: ['corrupt', 'wipe'] } as const;
     it('corrupted records and wiped disks: the lost replica fails alone, is replaced under a fresh peer id, nothing acknowledged is lost (40 seeds, replays)', async () => {
       const total = { corruptions: 0, wipes: 0, repairs: 0 };
-      for (let seed = 1; seed <= 40; seed++) {
-        const r = await runClusterSim(seed, storageFaults);
+      await runSeeds(seedRange(1, 40), storageFaults, (r) => {
         total.corruptions += r.storage.corruptions;
         total.wipes += r.storage.wipes;
         total.repairs += r.storage.repairs;
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       // A fault schedule that never hits checks nothing.
       expect(total.corruptions).to.be.greaterThan(10);
       expect(total.wipes).to.be.greaterThan(10);
       expect(total.repairs).to.be.at.least(total.corruptions + total.wipes);
-      const a = await runClusterSim(1, storageFaults);
-      const b = await runClusterSim(1, storageFaults);
-      expect(b.traceHash).to.equal(a.traceHash);
+      const [a, b] = await runSeeds([1, 1], storageFaults);
+      expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
     // The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"):
@@ -298,8 +297,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const readPath: Partial<ClusterSimOptions> = { faults: ['followers', 'queues', 'flap'] };
     it('follower reads, held per-peer queues and crash loops: nothing fails, each takes effect, answers to an earlier process reach a new one (replays)', async () => {
       const total = { readerReads: 0, readerReadsOnFollowers: 0, answersToFollowers: 0, heldDelivered: 0, failedAttempts: 0, crashes: 0 };
-      for (let seed = 1; seed <= 10; seed++) {
-        const r = await runClusterSim(seed, readPath);
+      await runSeeds(seedRange(1, 10), readPath, (r) => {
         const rp = r.readPath!;
         total.readerReads += rp.readerReads;
         total.readerReadsOnFollowers += rp.readerReadsOnFollowers;
@@ -307,7 +305,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         total.heldDelivered += rp.queues!.heldDelivered;
         total.failedAttempts += rp.queues!.failedAttempts;
         total.crashes += r.crashes;
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       // A fault that never takes effect checks nothing.
       expect(total.readerReadsOnFollowers).to.be.greaterThan(total.readerReads / 4);
@@ -360,16 +358,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // and may commit under the next leader; nothing may break.
     it('replicas closed with writes in flight and reopened (close): the checkers stay green (30 seeds, replays)', async () => {
       const total = { closes: 0, leaders: 0, proposalsInFlight: 0, reopens: 0 };
-      for (let seed = 1; seed <= 30; seed++) {
-        const r = await runClusterSim(seed, { faults: ['close'] });
+      await runSeeds(seedRange(1, 30), { faults: ['close'] }, (r) => {
         for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += r.closes![k];
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       // A fault that never closes a leader with a proposal in flight checks nothing 8a is about.
       for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(15);
-      const a = await runClusterSim(3, { faults: ['close'] });
-      const b = await runClusterSim(3, { faults: ['close'] });
-      expect(b.traceHash).to.equal(a.traceHash);
+      const [a, b] = await runSeeds([3, 3], { faults: ['close'] });
+      expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
     // Finding 8a: seed 7 is the first (seeds 1–6 pass); searched from 6.
@@ -389,21 +385,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // procedure ends and the catalog matches the groups.
     it('30 seeds with corrupt and wipe: every lost replica replaced by the metasrv, the catalog matches the groups; a seed replays', async () => {
       const total: Record<string, number> = {};
-      for (let seed = 1; seed <= 30; seed++) {
-        const r = await runClusterSim(seed, withMeta);
+      await runSeeds(seedRange(1, 30), withMeta, (r) => {
         const m = r.metasrv!;
         for (const [k, v] of Object.entries({ ...r.storage, metasrvCrashes: m.crashes, metasrvCrashesMidProcedure: m.crashesMidProcedure, metasrvClockSteps: m.clockSteps, ...m.proceduresDone, ...m.reports })) {
           total[k] = (total[k] ?? 0) + v;
         }
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       for (const k of ['corruptions', 'wipes', 'repair-replica', 'metasrvCrashes', 'metasrvCrashesMidProcedure', 'metasrvClockSteps']) expect(total[k], k).to.be.greaterThan(3);
       // Delta heartbeats are exercised, and the `report view` checker looked at the views they built.
       expect(total['deltaReports'], 'delta reports').to.be.greaterThan(total['fullReports'] ?? 0);
       expect(total['viewsChecked'], 'views checked').to.be.greaterThan(total['deltaReports']! / 2);
-      const a = await runClusterSim(4, withMeta);
-      const b = await runClusterSim(4, withMeta);
-      expect(b.traceHash).to.equal(a.traceHash);
+      const [a, b] = await runSeeds([4, 4], withMeta);
+      expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
     // Catalog write failures: a failed save stops the metasrv acting (no procedures, no
@@ -411,11 +405,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     it('catalog write failures (catalog) with corrupt and wipe: the metasrv stops acting, resumes, and still replaces every lost replica (10 seeds)', async () => {
       const withCatalog = { metasrv: true, faults: ['corrupt', 'wipe', 'catalog'] } as const;
       const total = { saveFailures: 0, repairs: 0 };
-      for (let seed = 1; seed <= 10; seed++) {
-        const r = await runClusterSim(seed, withCatalog);
+      await runSeeds(seedRange(1, 10), withCatalog, (r) => {
         total.saveFailures += r.metasrv!.saveFailures;
         total.repairs += r.metasrv!.proceduresDone['repair-replica'] ?? 0;
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(3);
     });
@@ -425,12 +418,12 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // heard from (`healthy node`), and every up datanode keeps beating (`heartbeat cadence`).
     it('metasrv stalls (stall) with corrupt and wipe: no action against a healthy node (10 seeds)', async () => {
       const total = { stalls: 0, failovers: 0, inPlace: 0 };
-      for (let seed = 1; seed <= 10; seed++) {
-        const m = (await runClusterSim(seed, { metasrv: true, faults: ['stall', 'corrupt', 'wipe'] })).metasrv!;
+      await runSeeds(seedRange(1, 10), { metasrv: true, faults: ['stall', 'corrupt', 'wipe'] }, (r) => {
+        const m = r.metasrv!;
         total.stalls += m.stalls;
         total.failovers += m.checked.failovers;
         total.inPlace += m.checked.inPlace;
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       expect(total.stalls, 'stalls').to.be.greaterThan(3);
       expect(total.inPlace, 'in-place repairs checked').to.be.greaterThan(3);
@@ -547,18 +540,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     it('metaloss and metarestore with corrupt and wipe: nothing lost, nodes re-register, ids raised, the catalog follows the groups (8 seeds, replays)', async () => {
       const options = { metasrv: true, faults: ['metaloss', 'metarestore', 'corrupt', 'wipe'] } as const;
       const total = { catalogLosses: 0, catalogRestores: 0, corruptions: 0, wipes: 0 };
-      for (let seed = 1; seed <= 8; seed++) {
-        const r = await runClusterSim(seed, options);
+      await runSeeds(seedRange(1, 8), options, (r) => {
         total.catalogLosses += r.metasrv!.catalogLosses ?? 0;
         total.catalogRestores += r.metasrv!.catalogRestores ?? 0;
         total.corruptions += r.storage.corruptions;
         total.wipes += r.storage.wipes;
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(0);
-      const a = await runClusterSim(3, options);
-      const b = await runClusterSim(3, options);
-      expect(b.traceHash).to.equal(a.traceHash);
+      const [a, b] = await runSeeds([3, 3], options);
+      expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
     // Found by the first engine campaign with these faults (finding M12 in docs/correctness.md): after a
@@ -620,8 +611,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       const started = Date.now();
       const storage: Record<string, number> = {};
       const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, manifestsPut: 0, manifestsRewritten: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
-      for (let seed = firstSeed; seed < firstSeed + engineSeedCount; seed++) {
-        const r = await runClusterSim(seed, { ...engine, ...withFaults });
+      await runSeeds(seedRange(firstSeed, firstSeed + engineSeedCount - 1), { ...engine, ...withFaults }, (r) => {
         sum.ok += r.ops.ok;
         sum.acked += r.acknowledgedAdds;
         sum.crashes += r.crashes;
@@ -634,8 +624,8 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         sum.storeFailures += r.engine!.storeFailures;
         sum.retries += r.engine!.retries;
         for (const [k, v] of Object.entries(r.storage)) if (v > 0) storage[k] = (storage[k] ?? 0) + v;
-        campaignProgress(firstSeed, seed, engineSeedCount, started);
-      }
+        campaignProgress(firstSeed, r.seed, engineSeedCount, started);
+      });
       const seconds = (Date.now() - started) / 1000;
       console.log(`    ${engineSeedCount} engine seeds in ${seconds.toFixed(1)} s${campaignFaults.length > 0 ? ` (faults ${campaignFaults.join(',')})` : ''}: ${JSON.stringify({ ...sum, ...storage })}`);
       // A run that does nothing checks nothing: every seed must flush, compact and collect.
@@ -709,15 +699,13 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       const total: Record<string, number> = {};
       // 16 seeds: a request refused as too old (evict) is rare — 2 in seeds 1-12 since the ingest
       // round changed the engine traces, 4 in 1-16 — and each fault must show several times.
-      for (let seed = 1; seed <= 16; seed++) {
-        const r = await runClusterSim(seed, all);
+      await runSeeds(seedRange(1, 16), all, (r) => {
         for (const [k, v] of Object.entries(r.storage)) total[k] = (total[k] ?? 0) + v;
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       for (const k of ['corruptions', 'wipes', 'repairs', 'clockSteps', 'rawWrites', 'clientRestarts', 'tooOld']) expect(total[k], k).to.be.greaterThan(3);
-      const a = await runClusterSim(2, all);
-      const b = await runClusterSim(2, all);
-      expect(b.traceHash).to.equal(a.traceHash);
+      const [a, b] = await runSeeds([2, 2], all);
+      expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
     // The object store's slow tail (3 % of requests 150 ms–1.5 s late, the GC grace is 200 ms):
@@ -728,15 +716,13 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     it('a slow object store (slow): uploads past half the GC grace are not proposed, the checkers stay green (seeds 1–8 and 53, replays)', async () => {
       const slow = { ...engine, faults: ['slow'] } as const;
       const total = { slowRequests: 0, uploadsNotProposed: 0, sstsDeleted: 0 };
-      for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 53]) {
-        const r = await runClusterSim(seed, slow);
+      await runSeeds([1, 2, 3, 4, 5, 6, 7, 8, 53], slow, (r) => {
         for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += r.engine![k];
-      }
+      });
       console.log(`    ${JSON.stringify(total)}`);
       for (const [k, v] of Object.entries(total)) expect(v, k).to.be.greaterThan(3);
-      const a = await runClusterSim(3, slow);
-      const b = await runClusterSim(3, slow);
-      expect(b.traceHash).to.equal(a.traceHash);
+      const [a, b] = await runSeeds([3, 3], slow);
+      expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
     // Engine seed 1421 with every fault (found by a 2,000-seed campaign at 469601f): a GC delete
@@ -784,9 +770,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     it(`the flusher's selection of replicas changes nothing: seeds 1–${flusherSeeds} trace as with every replica visited; two planted selections do not (every fault)`, async () => {
       const faults = { ...engine, faults: ['corrupt', 'wipe', 'clock', 'clients', 'evict'] } as const;
       for (const options of [engine, faults]) {
-        for (let seed = 1; seed <= flusherSeeds; seed++) {
-          const a = await runClusterSim(seed, options);
-          const b = await runClusterSim(seed, { ...options, flusherCheck: 'every-replica' });
+        const pairs = await runTasks(seedRange(1, flusherSeeds).flatMap((seed) => [{ seed, options }, { seed, options: { ...options, flusherCheck: 'every-replica' as const } }]));
+        for (let i = 0; i < pairs.length; i += 2) {
+          const [a, b] = [pairs[i]!, pairs[i + 1]!];
+          const seed = a.seed;
           expect(a.traceHash, `seed ${seed}${options === faults ? ' (every fault)' : ''}: replay with SIM_CLUSTER_MODE=engine SIM_CLUSTER_SEED=${seed} and SIM_CLUSTER_FLUSHER_CHECK=every-replica`).to.equal(b.traceHash);
         }
       }

@@ -2,6 +2,7 @@
 // `make test-sim SEEDS=10000` runs a campaign; `SEED=n make test-sim` replays one seed and prints
 // its trace hash (identical on every run).
 import { expect } from 'chai';
+import { SeedCrash, runRaftSeeds, seedRange } from './seed-pool.js';
 import { type SimOptions, SimulationViolation, defaultSimOptions, runSeed } from './simulator.js';
 
 const envSeed = process.env['SIM_SEED'];
@@ -22,25 +23,28 @@ describe('deterministic simulator', function () {
     return;
   }
 
-  it(`${seedCount} seeds (1, 3 and 5 voters) hold every invariant, lose no acknowledged write and make progress after healing`, () => {
+  it(`${seedCount} seeds (1, 3 and 5 voters) hold every invariant, lose no acknowledged write and make progress after healing`, async () => {
     const started = Date.now();
     let acked = 0;
     let reads = 0;
     let finalReads = 0;
     let crashes = 0;
     let confChanges = 0;
-    for (let seed = firstSeed; seed < firstSeed + seedCount; seed++) {
-      try {
-        const r = runSeed(defaultSimOptions(seed));
-        acked += r.ackedWrites;
-        reads += r.completedReads;
-        finalReads += r.finalReads;
-        crashes += r.crashes;
-        confChanges += r.confChanges;
-      } catch (err) {
-        if (err instanceof SimulationViolation) throw err;
-        throw new Error(`seed ${seed} crashed the simulator (replay: SEED=${seed} make test-sim): ${String(err)}`, { cause: err });
-      }
+    // On worker threads (test/sim/seed-pool.ts), results taken back in seed order.
+    try {
+      await runRaftSeeds(
+        seedRange(firstSeed, firstSeed + seedCount - 1).map((seed) => defaultSimOptions(seed)),
+        (r) => {
+          acked += r.ackedWrites;
+          reads += r.completedReads;
+          finalReads += r.finalReads;
+          crashes += r.crashes;
+          confChanges += r.confChanges;
+        },
+      );
+    } catch (err) {
+      if (err instanceof SimulationViolation || !(err instanceof SeedCrash)) throw err;
+      throw new Error(`seed ${err.seed} crashed the simulator (replay: SEED=${err.seed} make test-sim): ${err.message}`, { cause: err });
     }
     console.log(`      ${seedCount} seeds in ${Date.now() - started} ms: ${acked} acknowledged writes, ${reads} linearizable reads (+${finalReads} after healing), ${crashes} crashes, ${confChanges} membership changes`);
     expect(acked).to.be.greaterThan(seedCount * 10);
@@ -51,14 +55,17 @@ describe('deterministic simulator', function () {
     expect(confChanges).to.be.greaterThan(0);
   });
 
-  it('calm elections (preVotePriority, countLateVotes) with slow vote traffic: 200 seeds hold every invariant, and pre-candidates do become leaders from late votes', () => {
+  it('calm elections (preVotePriority, countLateVotes) with slow vote traffic: 200 seeds hold every invariant, and pre-candidates do become leaders from late votes', async () => {
     // docs/quiescence.md, "Elections under a stalled loop". The held-back vote traffic is what
     // makes a candidate's timer fire before its grants arrive; with the default network no grant
     // ever arrives that late, and neither does one in the whole-datanode simulator. Counting a
     // pre-vote grant as a vote of the kept round is caught here by election safety (seed 16), a
     // late refusal counted as a grant by leader completeness (seed 197).
     let late = 0;
-    for (let seed = 1; seed <= 200; seed++) late += runSeed({ ...defaultSimOptions(seed), calmElections: true, slowVoteTraffic: true }).lateVoteLeaderships;
+    await runRaftSeeds(
+      seedRange(1, 200).map((seed) => ({ ...defaultSimOptions(seed), calmElections: true, slowVoteTraffic: true })),
+      (r) => (late += r.lateVoteLeaderships),
+    );
     console.log(`      ${late} leaderships taken from late votes`);
     expect(late).to.be.greaterThan(0);
   });

@@ -196,6 +196,12 @@ export class MetasrvCore {
   private readonly rejectionLog = new LogLimiter(10_000);
   private saving: Promise<void> = Promise.resolve();
   /**
+   * The tables (name → table id) marked being dropped in the last catalog this process knows
+   * durable: the one it loaded or took over, or the last one a save wrote. No region of a table is
+   * fenced before its mark is here (docs/ddl.md, "Fencing only under a durable mark").
+   */
+  private durableMarks = new Map<string, number>();
+  /**
    * Set when a catalog write failed (a full disk): the catalog on disk is behind this process's
    * memory, so the metasrv stops acting — no failure judgement, no procedures, no instructions,
    * DDL refused UNAVAILABLE — until a write succeeds again (retried every tick, the store
@@ -290,6 +296,7 @@ export class MetasrvCore {
     // The tick timer starts with the acting: a first tick that fires late is a stall too (M3).
     this.lastTickTimerMs = this.actingSinceMs;
     this.lastBalanceCheckMs = this.actingSinceMs;
+    this.durableMarks = this.markedTables(); // loaded or committed: durable
     this.acting = true;
     this.log.info({ epoch: this.epoch, tables: Object.keys(this.catalog.tables).length, resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`) }, 'metasrv acting');
   }
@@ -422,7 +429,7 @@ export class MetasrvCore {
     // The instructions staged so far come from changes in the catalog written now.
     const release = this.staged;
     this.staged = [];
-    const write = this.saving.then(() => this.writeCatalog());
+    const write = this.saving.then(() => this.writeNotingMarks());
     this.saving = write.catch(() => {});
     try {
       await write;
@@ -453,6 +460,27 @@ export class MetasrvCore {
    */
   protected async writeCatalog(): Promise<void> {
     await this.storage!.save(this.catalog);
+  }
+
+  /**
+   * writeCatalog, noting which drop marks it made durable. The marks are read just before the
+   * write (which encodes the catalog at once): a mark added while the write is under way is not
+   * counted until a later write carries it.
+   */
+  private async writeNotingMarks(): Promise<void> {
+    const marks = this.markedTables();
+    await this.writeCatalog();
+    this.durableMarks = marks;
+  }
+
+  /** The tables marked being dropped in the catalog in memory (name → table id). */
+  private markedTables(): Map<string, number> {
+    const marks = new Map<string, number>();
+    for (const name of Object.keys(this.catalog.droppingTables ?? {})) {
+      const table = tableNamed(this.catalog, name);
+      if (table) marks.set(name, table.tableId);
+    }
+    return marks;
   }
 
   private notLeaderAnyMore(err: unknown): RegionDbError {
@@ -489,7 +517,7 @@ export class MetasrvCore {
     try {
       await this.saving;
       await this.storage!.reopen();
-      await this.writeCatalog();
+      await this.writeNotingMarks();
       this.log.warn({ failedWith: this.catalogUnwritable?.message }, 'catalog writes work again; the metasrv acts again (liveness judged after fresh heartbeats)');
       this.catalogUnwritable = undefined;
       this.quietUntilMs = this.clock.nowMs() + STARTUP_QUIET_HEARTBEATS * this.config.failure_detector.heartbeat_interval_ms;
@@ -1302,6 +1330,11 @@ export class MetasrvCore {
   /** Fences every region of the marked table `name` (id `tableId`), then drops it from the catalog; the regions dropped. */
   private finishDrop(name: string, tableId: number): Promise<number> {
     return this.drops.run(name, async () => {
+      // Fences go out only under a durable mark, and only from this acting period (docs/ddl.md,
+      // "Fencing only under a durable mark"): a joiner that comes while the mark's save is in
+      // flight waits for it here.
+      const epoch = this.epoch;
+      if (this.durableMarks.get(name) !== tableId) await this.awaitDurableMark(name, tableId, epoch);
       const regions = regionsOfTable(this.catalog, name);
       // A region being recovered (regiondb recover) starts over as a new group from its
       // manifest, which may lack the fence: an attempt that overlaps a recovery fails, at its
@@ -1319,7 +1352,7 @@ export class MetasrvCore {
       // committed, and a region that lost its quorum since could not answer.
       const unfenced = regions.filter((r) => fencedIndexOf(this.catalog, r.regionId) === undefined);
       const fenced = new Map<string, number>();
-      const failures = await this.fenceRegions(unfenced, tableId, (regionId, index) => fenced.set(regionId, index));
+      const failures = await this.fenceRegions(unfenced, tableId, epoch, (regionId, index) => fenced.set(regionId, index));
       refuseIfRecovering();
       if (failures.length > 0) {
         if (fenced.size > 0 && tableNamed(this.catalog, name)?.tableId === tableId) {
@@ -1345,16 +1378,50 @@ export class MetasrvCore {
   }
 
   /**
-   * Fences every region of a table being dropped (concurrently, each within DROP_FENCE_MS); the
-   * regions it could not fence, with why. Protected for the simulator's planted bug
-   * (test/sim/sim-metasrv-bugs.ts, drop-without-fence); nothing in src/ overrides it.
+   * Waits until the drop mark of table `name` (id `tableId`) is durable. The save that wrote it
+   * may be in flight (a DropTable sent again, another DropTable, or the tick joining the drop
+   * meanwhile): every save started so far is waited for. If the mark is still not durable — that
+   * save failed — the catalog is saved again with the mark, as a new DropTable would, before
+   * anything is fenced. Throws (nothing fenced) if this process stopped acting, or acts at
+   * another epoch, or the catalog cannot be written, or the table is no longer the one marked.
    */
-  protected async fenceRegions(regions: readonly RegionDef[], tableId: number, fenced?: (regionId: string, fenceIndex: number) => void): Promise<string[]> {
+  private async awaitDurableMark(name: string, tableId: number, epoch: number): Promise<void> {
+    await this.saving;
+    if (this.durableMarks.get(name) === tableId) return;
+    this.requireActingAt(epoch);
+    this.refuseIfUnwritable();
+    if (tableNamed(this.catalog, name)?.tableId !== tableId) {
+      throw new RegionDbError(ErrorCode.Unavailable, `table ${name} (id ${tableId}) is no longer in the catalog as marked being dropped; nothing was fenced`);
+    }
+    if (droppingSince(this.catalog, name) === undefined) this.catalog.droppingTables = ownMap({ ...this.catalog.droppingTables, [name]: this.procedureClock.nowMs() });
+    this.catalog.version++;
+    await this.save();
+    this.requireActingAt(epoch);
+    if (this.durableMarks.get(name) !== tableId) {
+      throw new RegionDbError(ErrorCode.Unavailable, `the mark of table ${name} (id ${tableId}) being dropped is not saved yet; nothing was fenced`);
+    }
+  }
+
+  /** requireActing, and in the acting period of `epoch` (a group leader deposed and elected again acts at another). */
+  private requireActingAt(epoch: number): void {
+    this.requireActing();
+    if (this.epoch !== epoch) {
+      throw new RegionDbError(ErrorCode.Unavailable, `this metasrv lost the metasrv group's leadership (epoch ${epoch}) and acts again at epoch ${this.epoch}; the drop resumes from the catalog`);
+    }
+  }
+
+  /**
+   * Fences every region of a table being dropped (concurrently, each within DROP_FENCE_MS), in
+   * the acting period of `epoch` only; the regions it could not fence, with why. Protected for
+   * the simulator's planted bug (test/sim/sim-metasrv-bugs.ts, drop-without-fence); nothing in
+   * src/ overrides it.
+   */
+  protected async fenceRegions(regions: readonly RegionDef[], tableId: number, epoch: number, fenced?: (regionId: string, fenceIndex: number) => void): Promise<string[]> {
     const deadlineMs = this.clock.nowMs() + DROP_FENCE_MS;
     const failures: string[] = [];
     await Promise.all(
       regions.map((region) =>
-        this.fenceRegion(region, tableId, deadlineMs).then(
+        this.fenceRegion(region, tableId, epoch, deadlineMs).then(
           (index) => fenced?.(region.regionId, index),
           (err: unknown) => {
             failures.push(`region ${region.regionId}: ${(err as Error).message}`);
@@ -1370,7 +1437,7 @@ export class MetasrvCore {
    * leader a refusal names, else on the region's other replicas in turn, until one answers or
    * `deadlineMs` / FENCE_ATTEMPTS_MAX. Resolves to the fence's index; rejects with the last refusal.
    */
-  private async fenceRegion(region: RegionDef, tableId: number, deadlineMs: number): Promise<number> {
+  private async fenceRegion(region: RegionDef, tableId: number, epoch: number, deadlineMs: number): Promise<number> {
     const nodes = [...new Set([region.leaderNodeId, ...region.replicas.map((r) => r.nodeId)].filter((id) => id > 0 && this.catalog.nodes[id] !== undefined))];
     if (nodes.length === 0) throw new Error('no replica on a registered node');
     let last = 'not tried';
@@ -1379,12 +1446,14 @@ export class MetasrvCore {
     for (let attempt = 0; attempt < FENCE_ATTEMPTS_MAX; attempt++) {
       const remaining = deadlineMs - this.clock.nowMs();
       if (remaining <= 0) break;
+      // A leader deposed mid-drop stops fencing (the next one resumes from the saved mark).
+      if (!this.acting || this.epoch !== epoch) throw new Error(`this metasrv stopped acting at epoch ${epoch} (no longer the metasrv group's leader, or stopping)`);
       const nodeId = hint ?? nodes[next++ % nodes.length]!;
       hint = undefined;
       const addr = this.catalog.nodes[nodeId]?.addr;
       if (!addr) continue;
       try {
-        const request = { region_id: region.regionId, table_id: String(tableId), metasrv_epoch: String(this.epoch) };
+        const request = { region_id: region.regionId, table_id: String(tableId), metasrv_epoch: String(epoch) };
         const res = await this.admin.fenceRegion(addr, request, Math.min(FENCE_CALL_MS, remaining));
         return Number(res?.fence_index ?? 0);
       } catch (err) {

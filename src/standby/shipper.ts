@@ -419,12 +419,17 @@ export class Shipper {
     const hi = Math.min(applied, lo + limits.standbyShipEntriesMax - 1);
     const raw = lo <= hi ? log.slice(lo, hi + 1, limits.standbyShipBytesMax) : [];
     let stamp = r.lastStampMs;
+    // The region's drop fence, if applied (docs/ddl.md, "Interactions"): every write and delete
+    // above it applied nothing here — refused, or a retry answered its earlier result — so it is
+    // shipped without its data, or the standby (which has no fence) would apply it. Everything
+    // shipped is applied (hi <= applied), so a fence below it is known.
+    const fenceIndex = replica.stateMachine.dropFence?.index ?? Number.POSITIVE_INFINITY;
     const entries: ProtoShippedEntry[] = raw.map((e) => {
       let data: Uint8Array = new Uint8Array(0);
       if (e.type === EntryType.Normal && e.data.byteLength > 1 && (e.data[1] === CommandKind.Write || e.data[1] === CommandKind.Delete)) {
         const { stampMs } = unstampCommand(e.data);
         if (stampMs !== undefined) stamp = Math.max(stamp, stampMs);
-        data = e.data;
+        if (e.index < fenceIndex) data = e.data;
       } else if (e.type === EntryType.Normal && isTableDroppedMarker(e.data)) {
         stamp = Math.max(stamp, tableDroppedMarkerMs(e.data)); // S7: the region's last entry
         data = e.data;

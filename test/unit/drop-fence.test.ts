@@ -7,12 +7,14 @@ import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { RegionState, type TableSchema, decodeCommand, encodeCommand } from '../../src/engine/index.js';
 import { decodeManifest, encodeManifest } from '../../src/engine/manifest.js';
-import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
+import { type DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import type { MetaGroup } from '../../src/metasrv/meta-group.js';
+import { metasrvConfigSchema } from '../../src/common/config.js';
 import { RegionDbError } from '../../src/common/errors.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { DatanodeCore } from '../../src/datanode/datanode-core.js';
-import { systemClock } from '../../src/common/clock.js';
+import { ManualClock, type TimedClock, systemClock, systemScheduler } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 import type { StateMachine } from '../../src/raft/index.js';
@@ -131,8 +133,12 @@ const NODES = [1, 2, 3];
 const addr = (n: number) => `127.0.0.1:${23_000 + n}`;
 
 /** A metasrv core with three registered, reporting nodes and table `t` (one region, replicas reported, node 1 leading). */
-async function withTable(admin: DatanodeAdmin, storage?: MemoryCatalog) {
-  const core = await startMetasrvCore(CLUSTER, admin, storage);
+async function withTable(admin: DatanodeAdmin, storage?: MemoryCatalog, clock?: TimedClock) {
+  return populate(await startMetasrvCore(CLUSTER, admin, storage, undefined, clock));
+}
+
+/** Registers the three nodes on an acting `core` and creates table `t` (see withTable). */
+async function populate(core: MetasrvCore) {
   const anyone = () => {};
   for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
   for (const n of NODES) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
@@ -143,7 +149,14 @@ async function withTable(admin: DatanodeAdmin, storage?: MemoryCatalog) {
     const replicas = [replicaReport({ regionId, peerId: peers.get(n)!, leader: n === 1, leaderNodeId: 1, voters: [...peers.values()] })];
     await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
   }
-  return { core, regionId };
+  /** Every node's heartbeat again, with the same report (keeps them alive on a manual clock). */
+  const beat = async () => {
+    for (const n of NODES) {
+      const replicas = [replicaReport({ regionId, peerId: peers.get(n)!, leader: n === 1, leaderNodeId: 1, voters: [...peers.values()] })];
+      await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+    }
+  };
+  return { core, regionId, beat };
 }
 
 describe('drop fence: the metasrv', function () {
@@ -682,5 +695,188 @@ describe('drop fence: a DropTable sent again with its request token (leftover it
     expect(dropTokenOf(catalog, 'tok-0'), 'the oldest').to.equal(undefined);
     expect(dropTokenOf(catalog, 'tok-1')).to.include({ name: 't1', tableId: 1025 });
     expect(dropTokenOf(catalog, `tok-${DROP_TOKENS_MAX}`)).to.include({ tableId: 1024 + DROP_TOKENS_MAX });
+  });
+});
+
+describe('drop fence: nothing is fenced before the mark is saved (the join-before-the-mark-is-saved window)', function () {
+  this.timeout(30_000);
+  /** Lets the core's promise chains run (real event-loop turns; the core's time is the manual clock). */
+  const settle = async () => {
+    for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok));
+  };
+
+  // The first DropTable's save of the mark is held, then fails (a full disk). Whoever joins the
+  // drop meanwhile must not fence: every FenceRegion call is checked against what the storage
+  // holds at that moment.
+  for (const joiner of ['a second DropTable without a token', 'the first DropTable sent again with its token', "the tick's resume of marked drops"] as const) {
+    it(`${joiner} waits for the save of the mark; that save fails: nothing fenced until a later save makes the mark durable`, async () => {
+      const manual = new ManualClock(1_000);
+      const clock: TimedClock = { nowMs: () => manual.nowMs(), ...systemScheduler };
+      const storage = new MemoryCatalog(CLUSTER);
+      const fences: { durable: boolean }[] = [];
+      const admin: DatanodeAdmin = {
+        openRegion: async () => ({}) as never,
+        fenceRegion: async () => {
+          fences.push({ durable: storage.state.droppingTables?.['t'] !== undefined });
+          return { fence_index: '5' };
+        },
+      };
+      const { core, beat } = await withTable(admin, storage, clock);
+      const tick = async () => {
+        manual.advance(200);
+        await beat();
+        core.onTickTimer();
+        await settle();
+      };
+      for (let i = 0; i < 5; i++) await tick(); // past the start's quiet period: the tick runs
+      storage.holdFrom = (state) => state.droppingTables?.['t'] !== undefined;
+      const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (err: unknown) => err);
+      const first = outcome(core.dropTable({ name: 't', request_token: 'tok-1' } as never));
+      await settle();
+      expect(storage.held, 'the save of the mark is in flight').to.have.length(1);
+      expect(core.catalog.droppingTables?.['t'], 'marked in memory').to.be.a('number');
+      let joined: Promise<unknown> | undefined;
+      if (joiner === 'a second DropTable without a token') joined = outcome(core.dropTable({ name: 't' } as never));
+      else if (joiner === 'the first DropTable sent again with its token') joined = outcome(core.dropTable({ name: 't', request_token: 'tok-1' } as never));
+      else await tick();
+      await settle();
+      expect(fences, `${joiner}: no FenceRegion while the mark's save is in flight`).to.deep.equal([]);
+      storage.release(new Error('no space left on device'));
+      for (const p of [first, joined]) {
+        if (p === undefined) continue;
+        const err = await p;
+        expect(isRegionDbError(err, ErrorCode.Unavailable), String(err)).to.equal(true);
+      }
+      await settle();
+      expect(fences, `${joiner}: the save of the mark failed, so nothing was fenced`).to.deep.equal([]);
+      expect(storage.state.droppingTables?.['t'], 'no durable mark').to.equal(undefined);
+      // The metasrv writes its catalog again once it can (the tick's retry), the mark with it; the
+      // tick's resume then finishes the drop, fencing only under the durable mark (bounded: 20 s of manual time).
+      for (let i = 0; i < 100 && core.catalog.tables['t'] !== undefined; i++) await tick();
+      expect(core.catalog.tables['t'], `${joiner}: the drop finished once the mark was saved`).to.equal(undefined);
+      expect(fences.length, 'the region was fenced').to.be.greaterThan(0);
+      expect(fences.filter((f) => !f.durable), `${joiner}: every FenceRegion came after the mark was durable`).to.deep.equal([]);
+    });
+  }
+});
+
+/**
+ * The metasrv group as a catalog core sees it, in memory: one log of catalog puts, a leader flag
+ * the test flips, and puts that can be held; a put made after leadership was lost fails.
+ */
+class FakeGroup {
+  leader = true;
+  term = 3;
+  applied: Uint8Array | null = null;
+  held: (() => void)[] | undefined;
+  isLeader(): boolean {
+    return this.leader;
+  }
+  async barrier(): Promise<void> {}
+  appliedCatalog(): Uint8Array | null {
+    return this.applied;
+  }
+  async put(bytes: Uint8Array): Promise<void> {
+    if (this.held) await new Promise<void>((ok) => this.held!.push(ok));
+    if (!this.leader) throw new Error('not the leader any more: the put was not committed');
+    this.applied = bytes;
+  }
+  release(): void {
+    const waiting = this.held ?? [];
+    this.held = undefined;
+    for (const ok of waiting) ok();
+  }
+  leaderAddr(): string | undefined {
+    return undefined;
+  }
+  fatalError(): Error | undefined {
+    return undefined;
+  }
+  status() {
+    return { memberId: 1, role: this.leader ? 'leader' : 'follower', term: this.term, leaderId: 0, commitIndex: 0, appliedIndex: 0, members: [] };
+  }
+}
+
+describe('drop fence: a deposed metasrv group leader fences nothing (the join-before-the-mark-is-saved window, in a group)', function () {
+  this.timeout(30_000);
+  const config = metasrvConfigSchema.parse({
+    cluster_id: CLUSTER,
+    node: { data_dir: '/unused' },
+    grpc: { port: 0 },
+    http: { port: 0 },
+    failure_detector: { heartbeat_interval_ms: 100 },
+    balance_leaders_interval_ms: 0,
+    catalog_backup_interval_ms: 0,
+  });
+  const member = async (group: FakeGroup, admin: DatanodeAdmin) => {
+    const core = new MetasrvCore(config, silentLogger, 3, { admin, procedureClock: { nowMs: () => Date.now() }, clock: systemClock });
+    core.joinGroup(group as unknown as MetaGroup, undefined);
+    await core.takeover(group.term);
+    return core;
+  };
+
+  it('the put of the mark is not committed (leadership lost): a DropTable that joined meanwhile fenced nothing, and the next leader sees no drop', async () => {
+    const group = new FakeGroup();
+    const fences: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async (_to, r) => {
+        fences.push(r.region_id ?? '');
+        return { fence_index: '5' };
+      },
+    };
+    const a = await member(group, admin);
+    await populate(a);
+    group.held = [];
+    const outcome = (p: Promise<unknown>) => p.then(() => 'ok', (err: unknown) => err);
+    const first = outcome(a.dropTable({ name: 't' } as never));
+    const second = outcome(a.dropTable({ name: 't' } as never)); // joins the drop marked in memory
+    await new Promise((ok) => setTimeout(ok, 50));
+    expect(fences, 'nothing fenced while the put of the mark is in flight').to.deep.equal([]);
+    // Another member is elected: this one is deposed before its put commits.
+    group.leader = false;
+    a.demote(group.term);
+    group.release();
+    for (const p of [first, second]) {
+      const err = await p;
+      expect(err, 'neither DropTable answered OK').to.not.equal('ok');
+    }
+    await new Promise((ok) => setTimeout(ok, 50));
+    expect(fences, 'the deposed leader fenced nothing').to.deep.equal([]);
+    group.leader = true;
+    group.term = 4;
+    const b = await member(group, admin);
+    expect(b.catalog.droppingTables?.['t'], 'the next leader sees no mark').to.equal(undefined);
+    expect(b.catalog.tables['t'], 'and the table, alive').to.not.equal(undefined);
+  });
+
+  it('a leader deposed while it fences (its mark committed) makes no further FenceRegion call; the next leader resumes from the mark', async () => {
+    const group = new FakeGroup();
+    const fences: string[] = [];
+    let fenceable = false;
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async (_to, r) => {
+        fences.push(`${r.region_id} at epoch ${r.metasrv_epoch}`);
+        if (!fenceable) throw new RegionDbError(ErrorCode.Unavailable, 'election under way');
+        return { fence_index: '5' };
+      },
+    };
+    const a = await member(group, admin);
+    const { regionId } = await populate(a);
+    const first = a.dropTable({ name: 't' } as never).then(() => 'ok', (err: unknown) => err);
+    for (let i = 0; i < 100 && fences.length === 0; i++) await new Promise((ok) => setTimeout(ok, 10));
+    expect(fences, 'the first FenceRegion went out (the mark is committed)').to.deep.equal([`${regionId} at epoch 3`]);
+    group.leader = false;
+    a.demote(group.term);
+    expect(await first, 'no OK from a deposed leader').to.not.equal('ok');
+    expect(fences, 'no FenceRegion after the leader was deposed (it retried every 100 ms before)').to.have.length(1);
+    fenceable = true;
+    group.leader = true;
+    group.term = 4;
+    const b = await member(group, admin);
+    expect(b.catalog.droppingTables?.['t'], 'the mark is committed: the next leader resumes the drop').to.be.a('number');
+    expect(await b.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
+    expect(fences.at(-1)).to.equal(`${regionId} at epoch 4`);
   });
 });

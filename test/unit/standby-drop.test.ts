@@ -7,6 +7,13 @@ import { RegionState, type ShippedEntry, type TableSchema, decodeCommand, encode
 import { StandbyState } from '../../src/engine/standby-state.js';
 import { promotionCutMs, safeTimeMs, tablesToDrop } from '../../src/standby/cut.js';
 import { cpuSchema } from '../fixtures/schemas.js';
+import { Registry } from 'prom-client';
+import { systemClock, wallClock } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/logger.js';
+import type { Datanode } from '../../src/datanode/datanode.js';
+import { type Entry, EntryType } from '../../src/raft/index.js';
+import { Shipper } from '../../src/standby/shipper.js';
+import type { SiteCredentials } from '../../src/standby/site-credentials.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 const put = (requestId: number, key: string, v: number) => encodeCommand({ kind: 'write', clientId: 'primary-client', requestId, rows: [[key, 1, v]] });
@@ -150,5 +157,94 @@ describe('S7: the marker on the primary', () => {
     expect(tableDroppedMarkerMs(m)).to.equal(1_234);
     expect(tableDroppedMarkerMs(m.subarray(0, 5)), 'a damaged body').to.equal(0);
     expect(() => decodeCommand(m)).to.throw(/malformed/);
+  });
+});
+
+describe('the drop fence on the primary: what it refused is not applied on the standby (docs/ddl.md, "Interactions")', () => {
+  const regionId = ((7n << 32n) | 0n).toString();
+  const stamped = (command: Uint8Array, stampMs: number) => stampCommand(command, stampMs);
+  const fence = encodeCommand({ kind: 'drop-fence', tableId: 7 });
+
+  /** The primary region's committed log as the write gate stamps it, applied by the primary's state. */
+  async function fencedPrimary() {
+    const data: Uint8Array[] = [
+      stamped(put(1, 'a', 1), 100), // 1: before the fence: applied
+      stamped(put(2, 'c', 3), 110), // 2: before the fence: applied
+      fence, // 3: the drop fence
+      stamped(put(3, 'b', 2), 120), // 4: proposed before the fence, applied after it: refused
+      stamped(encodeCommand({ kind: 'delete', clientId: 'primary-client', requestId: 4, keys: [['a', 1]] }), 130), // 5: refused
+      stamped(put(1, 'a', 1), 140), // 6: a retry of entry 1 (same request id): answered its first result
+      stamped(encodeCommand({ kind: 'write', clientId: '', requestId: 0, rows: [['c', 1, 99]] }), 150), // 7: not deduplicated: refused
+    ];
+    const log: Entry[] = data.map((d, i) => ({ term: 2, index: i + 1, type: EntryType.Normal, data: d }));
+    const state = new RegionState(schema);
+    const results = [];
+    for (const e of log) results.push(await state.apply(e.index, e.data));
+    return { state, log, results };
+  }
+
+  /** One shipping round of the region's leader (Shipper.shipOnce, no watermark), its request captured. */
+  async function shipRound(state: RegionState, log: Entry[]) {
+    const dn = { nodeId: 1, metas: new Map([[regionId, { schema }]]), schemaProto: () => ({}) } as unknown as Datanode;
+    const cfg = { addrs: ['standby:1'], addrOverrides: {}, mode: 'async' as const, shipIntervalMs: 100, dataDir: '/unused', clusterId: 'site-a', site: { close: () => undefined } as unknown as SiteCredentials };
+    const shipper = new Shipper(dn, cfg, silentLogger, systemClock, wallClock, new Registry());
+    const requests: { from_index: string; entries: { index: string; stamp_ms: string; data: Buffer }[] }[] = [];
+    const internals = shipper as unknown as {
+      send(r: unknown, request: unknown): Promise<unknown>;
+      shipOnce(replica: unknown, r: unknown, withWatermark: boolean): Promise<void>;
+    };
+    internals.send = async (_r, request) => {
+      requests.push(request as (typeof requests)[number]);
+      return { promoted: false, fence_epoch: '0', region: { received_index: String(log.length), last_stamp_ms: '0' } };
+    };
+    const replica = {
+      regionId,
+      appliedIndex: state.appliedIndex,
+      stateMachine: state,
+      isLeader: () => true,
+      queuedCommands: [],
+      raft: { log: { firstIndex: () => 1, lastIndex: () => log.length, slice: (lo: number, hi: number) => log.filter((e) => e.index >= lo && e.index < hi) } },
+    };
+    await internals.shipOnce(replica, { receivedIndex: 0, lastStampMs: 0, target: 0, targetAddr: undefined, inFlight: false, error: '', waiters: [] }, false);
+    expect(requests, 'one StandbyShip request').to.have.length(1);
+    return requests[0]!.entries.map((e): ShippedEntry => ({ index: Number(e.index), stampMs: Number(e.stamp_ms), data: new Uint8Array(e.data) }));
+  }
+
+  it('the shipper sends the writes and deletes above the region\'s fence without their data (stamps kept, indexes contiguous)', async () => {
+    const { state, log, results } = await fencedPrimary();
+    expect(state.dropFence).to.deep.equal({ index: 3, tableId: 7 });
+    expect(results.map((r) => r.status)).to.deep.equal(['ok', 'ok', 'ok', 'table-dropped', 'table-dropped', 'ok', 'table-dropped']);
+    const entries = await shipRound(state, log);
+    expect(entries.map((e) => e.index)).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+    expect(entries.map((e) => e.stampMs), 'stamps as before: the standby\'s times are unchanged').to.deep.equal([100, 110, 110, 120, 130, 140, 150]);
+    expect(
+      entries.map((e) => e.data.byteLength > 0),
+      'data only for the writes below the fence',
+    ).to.deep.equal([true, true, false, false, false, false, false]);
+    expect(entries[0]!.data).to.deep.equal(log[0]!.data);
+  });
+
+  it('a standby applying what the shipper sent holds the primary\'s rows as of the fence, not the refused writes (promoted at a cut between the fence and the drop marker)', async () => {
+    const { state, log } = await fencedPrimary();
+    const entries = await shipRound(state, log);
+    const standby = new RegionState(schema);
+    await standby.apply(1, append(1, entries, 150));
+    await standby.apply(2, release(150));
+    expect(standby.standby!.appliedPrimaryIndex, 'everything released').to.equal(7);
+    // The standby is promoted at a cut after every one of these entries, before any drop marker.
+    await standby.apply(3, promote(160));
+    expect(standby.standby!.mode).to.equal('promoted');
+    for (const key of ['a', 'b', 'c']) expect(await readV(standby, key), `row ${key}: the standby matches the primary`).to.equal(await readV(state, key));
+    expect(await readV(standby, 'a'), 'the delete the fence refused did not apply').to.equal(1);
+    expect(await readV(standby, 'b'), 'the write the fence refused (answered NOT_FOUND on the primary) is not on the standby').to.equal(null);
+    expect(await readV(standby, 'c'), 'nor the refused write without a request id').to.equal(3);
+  });
+
+  it('a region with no fence ships every write with its data (unchanged)', async () => {
+    const state = new RegionState(schema);
+    const log: Entry[] = [stamped(put(1, 'a', 1), 100), stamped(put(2, 'b', 2), 120)].map((d, i) => ({ term: 2, index: i + 1, type: EntryType.Normal, data: d }));
+    for (const e of log) await state.apply(e.index, e.data);
+    const entries = await shipRound(state, log);
+    expect(entries.map((e) => e.data.byteLength > 0)).to.deep.equal([true, true]);
   });
 });

@@ -17,6 +17,7 @@ import {
   manifestDivergence,
   manifestKey,
   manifestPrefix,
+  parseManifestKey,
   type RegionManifest,
   loadLatestManifest,
   parseReplicaSnapshotKey,
@@ -670,7 +671,11 @@ export class Flusher {
     try {
       const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
-      for (const s of (await loadLatestManifest(this.store, regionId))?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
+      const latestManifest = await loadLatestManifest(this.store, regionId);
+      for (const s of latestManifest?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
+      // G3: the recovery point must be past what is deleted, or a late put of an older manifest
+      // (a deposed leader's) could land as the latest naming it. Its key orders the manifests.
+      const manifestIndex = latestManifest ? (parseManifestKey(regionId, latestManifest.key) ?? 0) : 0;
       // G3: every member's durable snapshot, the newest each has published; this replica's own
       // is read locally (fresher).
       const conf = replica.raft.confState();
@@ -708,6 +713,9 @@ export class Flusher {
         namedBySnapshots,
         appliedIndex: replica.appliedIndex,
         replicasSnapshotIndex,
+        // What this node wrote or adopted is in the store (or a higher one is) even if the listing
+        // above was taken before its put landed.
+        manifestIndex: Math.max(manifestIndex, w.manifestWritten),
         nowMs: this.clock.nowMs(),
         graceMs: this.settings.gcGraceMs,
         unreferenced: w.unreferenced,

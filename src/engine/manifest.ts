@@ -51,6 +51,12 @@ export const regionPrefix = (regionId: string) => `regions/${regionId}/`;
 export const manifestPrefix = (regionId: string) => `${regionPrefix(regionId)}manifest/`;
 export const sstPrefix = (regionId: string) => `${regionPrefix(regionId)}sst/`;
 export const manifestKey = (regionId: string, flushedIndex: number) => `${manifestPrefix(regionId)}${flushedIndex.toString(16).padStart(16, '0')}.manifest`;
+/** The flushed index a manifestKey names, or undefined for any other key. */
+export function parseManifestKey(regionId: string, key: string): number | undefined {
+  const prefix = manifestPrefix(regionId);
+  const m = key.startsWith(prefix) ? /^([0-9a-f]{16})\.manifest$/.exec(key.slice(prefix.length)) : null;
+  return m ? Number.parseInt(m[1]!, 16) : undefined;
+}
 /**
  * Each replica publishes its current raft snapshot (a manifest) here, so the region leader's
  * SST GC knows what every replica may still read (docs/engine.md). Write-once like every

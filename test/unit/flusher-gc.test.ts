@@ -272,9 +272,13 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     // Every replica checkpoints past 30: nobody can reach a version naming it again; after the grace it goes.
     leader.appliedIndex = 40;
     for (let i = 31; i <= 40; i++) leader.entries.set(i, { index: i, term: 2, type: EntryType.Normal, data: new Uint8Array(0) });
+    // The leader's flush at 35 applies and its manifest lands (G3 waits for the latest manifest
+    // to be past 30 as well), then the replicas' snapshots at 35 are published.
+    leader.state.flushedIndex = 35;
+    await pass();
     await replicasCheckpointedAt(leader, 35);
     await passesFor(GRACE_MS + 500);
-    expect(await exists(key), 'garbage once every replica is past it').to.equal(false);
+    expect(await exists(key), 'garbage once every replica and the latest manifest are past it').to.equal(false);
   });
 
   it('keeps an SST an open scan on this node is reading (reader lease)', async () => {
@@ -591,6 +595,109 @@ describe('flusher: a manifest write whose listing is slow (G2: "any manifest thi
       expect(await store.head(flushed), 'the SST the latest manifest names').to.not.equal(undefined);
     } finally {
       flusher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("flusher: a deposed leader's manifest put that lands late (docs/engine.md, G3's recovery point)", () => {
+  // Leader 1 (term 1) computes the manifest at flushed index 10, naming the SSTs a and b of its
+  // version, and starts its put; the put takes its time. Leader 1 is deposed. Leader 2 (term 2)
+  // merges a and b into c and flushes at 14; every replica snapshots at 14, but leader 2's own
+  // manifest at 14 does not land yet (its puts fail for a while). Before the fix, leader 2's GC
+  // saw a and b named by nothing (no manifest in the store, every replica past them) and deleted
+  // them after the grace; then leader 1's put landed and was the latest manifest — what
+  // `regiondb recover`, backups and standby seeds load — naming two deleted SSTs.
+  it('GC keeps what it deletes until the latest manifest in the store is at or above the index it left the version at', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-deposed-'));
+    const clock = new ManualClock(1_000_000);
+    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+    // One object store (a directory), seen through one client per node.
+    const store = new FsObjectStore(dir);
+    const store1 = new FsObjectStore(dir);
+    const store2 = new FsObjectStore(dir);
+    const wallMs = 1_700_000_000_000;
+    const [a, b, c] = ['aaaa', 'bbbb', 'cccc'].map((tag) => sstKeyAt(tag === 'cccc' ? 12 : 9, wallMs, tag)) as [string, string, string];
+    for (const k of [a, b, c]) await store.put(k, new Uint8Array([1]));
+
+    // Leader 1's manifest put is held until the test lets it land.
+    let release!: () => void;
+    const landing = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      putStarted = resolve;
+    });
+    const put1 = store1.put.bind(store1);
+    store1.put = async (key: string, data: Uint8Array) => {
+      if (key.startsWith(manifestPrefix(REGION))) {
+        putStarted();
+        await landing;
+      }
+      return put1(key, data);
+    };
+    const server1 = new FakeRegionServer();
+    const leader1 = new FakeReplica(1, 10);
+    leader1.state.flushedIndex = 10;
+    leader1.state.ssts = [meta(a), meta(b)];
+    server1.replicas.push(leader1);
+    const flusher1 = new Flusher(server1 as unknown as RegionServer<RegionState>, store1, settings, silentLogger, noMetrics, clock);
+
+    // Leader 2's manifest puts fail until `manifestsFail` is cleared.
+    let manifestsFail = true;
+    const put2 = store2.put.bind(store2);
+    store2.put = async (key: string, data: Uint8Array) => {
+      if (manifestsFail && key.startsWith(manifestPrefix(REGION))) throw new RegionDbError(ErrorCode.Unavailable, 'the object store refused the put');
+      return put2(key, data);
+    };
+    const server2 = new FakeRegionServer();
+    const leader2 = new FakeReplica(2, 14);
+    leader2.state.flushedIndex = 14;
+    leader2.state.ssts = [meta(c)];
+    leader2.snapshotIndex = 14;
+    leader2.snapshotSsts = [c];
+    server2.replicas.push(leader2);
+    const flusher2 = new Flusher(server2 as unknown as RegionServer<RegionState>, store2, settings, silentLogger, noMetrics, clock);
+    const passes2 = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher2.check();
+        await flusher2.settled();
+      }
+    };
+    /** Every SST the latest manifest names, and whether it is in the store. */
+    const latestNames = async () => {
+      const latest = await loadLatestManifest(store, REGION);
+      const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
+      return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
+    };
+    try {
+      flusher1.check();
+      await started; // leader 1's manifest at 10 (naming a and b) is on its way
+      leader1.leader = false; // deposed
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 14), encodeManifest(manifestOf(14, [c])));
+      await passes2(4 * GRACE_MS);
+      release();
+      await flusher1.settled();
+      const late = await latestNames();
+      expect(late.key, "leader 1's late manifest is the latest").to.equal(manifestKey(REGION, 10));
+      expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
+
+      // Leader 2's manifest lands: from then on a and b are garbage, and they are collected.
+      manifestsFail = false;
+      await passes2(4 * GRACE_MS);
+      const now = await latestNames();
+      expect(now.key).to.equal(manifestKey(REGION, 14));
+      expect(now.missing).to.deep.equal([]);
+      expect(await store.head(a), 'garbage once the latest manifest is past it').to.equal(undefined);
+      expect(await store.head(b)).to.equal(undefined);
+      expect(await store.head(c)).to.not.equal(undefined);
+    } finally {
+      release();
+      flusher1.stop();
+      flusher2.stop();
+      await flusher1.settled();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -78,6 +78,12 @@ interface RegionWork {
   unreferenced: ReadonlyMap<string, UnreferencedSst>;
   /** What the region looked like at the end of its last GC pass, if that pass found it clean (gcIntervalMs). */
   gcQuiet: GcQuiet | undefined;
+  /**
+   * This node's flush and compaction uploads of the region that have ended, however: one may have
+   * left an orphan in the store that the version does not show (an edit that failed, or committed
+   * and changed nothing). A GC pass during which one ended records nothing (gcQuiet).
+   */
+  uploadsEnded: number;
   /** Index of this replica's raft snapshot last published to the object store. */
   snapshotPublished: number;
   snapshotPublishing: boolean;
@@ -262,6 +268,7 @@ export class Flusher {
         gcTerm: 0,
         unreferenced: new Map(),
         gcQuiet: undefined,
+        uploadsEnded: 0,
         snapshotPublished: 0,
         snapshotPublishing: false,
     };
@@ -479,6 +486,7 @@ export class Flusher {
     } finally {
       this.uploading.delete(key);
       w.uploading = false;
+      this.uploadEnded(w);
     }
   }
 
@@ -607,7 +615,20 @@ export class Flusher {
     } finally {
       if (key) this.uploading.delete(key);
       w.compacting = false;
+      this.uploadEnded(w);
     }
+  }
+
+  /**
+   * A flush or compaction of this node ended (its upload done or not, its edit committed or not):
+   * whatever it left in the store is listed by the next GC pass, which comes at the usual interval
+   * — a region that changed nothing visible is not quiet while an orphan of its own may be there
+   * (docs/engine.md, "Quiet regions"). The end of the work marks the region, so the next check
+   * recomputes its due time.
+   */
+  private uploadEnded(w: RegionWork): void {
+    w.uploadsEnded++;
+    w.gcQuiet = undefined;
   }
 
   /**
@@ -668,6 +689,7 @@ export class Flusher {
     }
     w.gcRunning = true;
     w.gcQuiet = undefined; // recorded again only by a pass that ends clean
+    const uploadsEnded = w.uploadsEnded;
     try {
       const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
@@ -733,7 +755,10 @@ export class Flusher {
       if (notInVersion === 0) {
         // Clean: every SST listed is in the version, so nothing was unreferenced and nothing asked
         // of the replicas. The region is quiet until its version, term or membership changes.
-        if (decision.unreferenced.size === 0 && decision.snapshotNeededAt === undefined) w.gcQuiet = gcQuietOf(term, state.flushedIndex, state.ssts, conf);
+        // An upload of this node that ended during the pass may have completed after its listing,
+        // leaving an orphan the version does not show: not clean. (One still running when the
+        // pass ends forgets the record when it ends: uploadEnded.)
+        if (decision.unreferenced.size === 0 && decision.snapshotNeededAt === undefined && w.uploadsEnded === uploadsEnded) w.gcQuiet = gcQuietOf(term, state.flushedIndex, state.ssts, conf);
         return;
       }
       const unreferenced = decision.deletable.length + decision.waitingForSnapshots + decision.inGrace;

@@ -516,6 +516,114 @@ describe('flusher: a quiet region gets its GC pass once per gcQuietIntervalMs (d
   });
 });
 
+describe("flusher: an orphan of this node's own upload in a quiet region (docs/engine.md, \"Quiet regions\")", () => {
+  // A compaction whose edit commits but changes nothing (every replica ignores it: its inputs are
+  // no longer a run of the version, or a duplicate) leaves its output as an orphan while the
+  // version, term, flushed index and membership stay as they were. Before the fix the region
+  // stayed quiet: the orphan was first listed a whole quiet interval after the last pass.
+  const USUAL_MS = GRACE_MS / 4;
+  const QUIET_MS = 4 * GRACE_MS;
+  const quietSettings: FlusherSettings = { ...settings, gcQuietIntervalMs: QUIET_MS };
+  let dir: string;
+  let store: FsObjectStore;
+  let clock: ManualClock;
+  let server: FakeRegionServer;
+  let flusher: Flusher;
+  let passesAt: number[];
+  /** Held after its answer while set: the next GC listing of the region's SSTs. */
+  let holdListing: { listed: () => void; gate: Promise<void> } | undefined;
+
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      await flusher.settled();
+    }
+  };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-own-orphan-'));
+    store = new FsObjectStore(dir);
+    clock = new ManualClock(1_000_000);
+    server = new FakeRegionServer();
+    // Every edit commits; none changes this fake's version (the compaction-edit is ignored).
+    server.propose = async (_regionId: string, data: Uint8Array) => {
+      server.proposed.push(decodeCommand(data).kind);
+      return {} as ApplyResult;
+    };
+    passesAt = [];
+    holdListing = undefined;
+    const list = store.list.bind(store);
+    store.list = async (prefix: string) => {
+      if (prefix !== sstPrefix(REGION)) return list(prefix);
+      passesAt.push(clock.nowMs() - 1_000_000);
+      const answer = await list(prefix);
+      const hold = holdListing;
+      holdListing = undefined;
+      if (hold) {
+        hold.listed();
+        await hold.gate;
+      }
+      return answer;
+    };
+    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const leader = new FakeReplica(2, 10);
+    leader.state = regionWithSsts(2); // readable SSTs (in memory), flushed at 5
+    const keys = leader.state.ssts.map((s) => s.key);
+    for (const k of keys) await store.put(k, new Uint8Array([1]));
+    leader.snapshotIndex = 5;
+    leader.snapshotSsts = keys;
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 5), encodeManifest(manifestOf(5, keys)));
+    server.replicas.push(leader);
+  });
+
+  afterEach(() => {
+    flusher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const sstsInStore = async () => (await store.list(sstPrefix(REGION))).length;
+
+  it('an own upload that ends after a clean pass puts the region back on the usual interval', async () => {
+    await run(500);
+    expect(passesAt, 'clean at 250: quiet').to.deep.equal([250]);
+    flusher.requestCompaction(REGION);
+    await run(settings.checkIntervalMs); // at 750 the compaction uploads its output; its edit changes nothing
+    expect(server.proposed).to.include('compaction-edit');
+    const orphanAt = passesAt.length;
+    expect(await sstsInStore(), 'the orphan is there').to.equal(3);
+    passesAt.length = orphanAt; // the count above listed too
+    await run(2 * USUAL_MS);
+    expect(passesAt, 'the next pass comes at the usual interval (due at 750), at the first check after the upload ended').to.deep.equal([250, 1000, 1500]);
+  });
+
+  it('an own upload that ends while a pass runs (after its listing) keeps that pass from recording the region quiet', async () => {
+    await run(500);
+    await run(QUIET_MS - 500); // to QUIET_MS: the quiet pass is due at 250 + QUIET_MS
+    expect(passesAt).to.deep.equal([250]);
+    let listed!: () => void;
+    const wasListed = new Promise<void>((resolve) => {
+      listed = resolve;
+    });
+    let release!: () => void;
+    holdListing = { listed, gate: new Promise<void>((resolve) => (release = resolve)) };
+    clock.advance(settings.checkIntervalMs);
+    flusher.check(); // 250 + QUIET_MS: the quiet pass lists (nothing unreferenced) and is held
+    await wasListed;
+    flusher.requestCompaction(REGION);
+    clock.advance(settings.checkIntervalMs);
+    flusher.check(); // a check later: the compaction runs to its end while the pass is held
+    const running = (flusher as unknown as { running: Set<Promise<void>> }).running;
+    for (let i = 0; i < 2000 && running.size > 1; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(running.size, 'only the held pass is left').to.equal(1);
+    expect(server.proposed).to.include('compaction-edit');
+    release();
+    await flusher.settled(); // the pass ends, having listed no orphan
+    await run(USUAL_MS);
+    expect(passesAt.slice(0, 3), 'the pass after the held one comes at the usual interval').to.deep.equal([250, 250 + QUIET_MS, 250 + QUIET_MS + USUAL_MS]);
+  });
+});
+
 describe('gcIntervalMs (the GC schedule)', () => {
   const s = { checkIntervalMs: 250, gcGraceMs: 600_000, gcQuietIntervalMs: 600_000 };
   const ssts: SstMeta[] = [meta('a')];

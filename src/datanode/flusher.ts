@@ -391,6 +391,38 @@ export class Flusher {
       }
       this.earliestDueMs = earliest;
     }
+    if (everything) this.forgetRegionsNotHere();
+  }
+
+  /**
+   * GC's memory of a region this node does not lead (any more): its first sightings and its quiet
+   * record. They are valid for one leader term only (collectGarbage starts afresh in a new term,
+   * and a node that stopped leading leads again only in a higher term), so forgetting them here
+   * changes no decision; it bounds what a follower keeps. Forgetting can only move a first
+   * sighting later — a later G3 index, a later G4 start — never end a grace.
+   */
+  private forgetGc(w: RegionWork): void {
+    if (w.unreferenced.size > 0) w.unreferenced = new Map();
+    w.gcQuiet = undefined;
+    w.gcTerm = 0;
+  }
+
+  /**
+   * At a full check: the work state of regions no longer hosted here (closed, removed, moved
+   * away) is dropped once nothing of it is in flight and no manifest put of it above the one
+   * written may still land (a failed one stays in `manifestsLanding`, kept for G2 if this node
+   * leads the region again); until then its GC memory alone is forgotten. A region opened here again starts as a new
+   * leader's would: it lists (and adopts) the manifest at its flushed index, and republishes its
+   * replica's snapshot (the same bytes under the same key, docs/engine.md).
+   */
+  private forgetRegionsNotHere(): void {
+    for (const [regionId, w] of this.work) {
+      if (this.regionServer.replica(regionId)) continue;
+      const idle = !w.uploading && !w.compacting && !w.freezing && !w.manifestWriting && !w.gcRunning && !w.snapshotPublishing;
+      const mayLand = [...w.manifestsLanding.keys()].some((index) => index > w.manifestWritten);
+      if (idle && !mayLand) this.work.delete(regionId);
+      else this.forgetGc(w);
+    }
   }
 
   /**
@@ -409,6 +441,7 @@ export class Flusher {
     if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(regionId, this.publishSnapshot(replica, w));
     if (!replica.isLeader()) {
       this.dueAtMs.delete(regionId);
+      this.forgetGc(w);
       return;
     }
     const state = replica.stateMachine;

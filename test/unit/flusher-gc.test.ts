@@ -624,6 +624,94 @@ describe("flusher: an orphan of this node's own upload in a quiet region (docs/e
   });
 });
 
+describe("flusher: GC's memory of a region is forgotten when this node stops leading or hosting it", () => {
+  const quietSettings: FlusherSettings = { ...settings, gcQuietIntervalMs: 4 * GRACE_MS };
+  let dir: string;
+  let store: FsObjectStore;
+  let clock: ManualClock;
+  let server: FakeRegionServer;
+  let flusher: Flusher;
+  /** The flusher's per-region state (private), read to see what it still remembers. */
+  let work: Map<string, { unreferenced: ReadonlyMap<string, unknown>; gcQuiet: unknown }>;
+  const wallMs = 1_700_000_000_000;
+  const orphan = sstKeyAt(9, wallMs, 'orph');
+  const region2 = `${REGION}0`;
+
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      await flusher.settled();
+    }
+  };
+  /** A leader at applied index 10 whose replicas have all snapshotted at 10 (G3 holds for anything seen from now on). */
+  const leaderOf = async (regionId: string, term: number) => {
+    const leader = new FakeReplica(term, 10);
+    (leader as { regionId: string }).regionId = regionId;
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(regionId, peer, 10), encodeManifest({ ...manifestOf(10, []), regionId }));
+    server.replicas.push(leader);
+    return leader;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-forget-'));
+    store = new FsObjectStore(dir);
+    clock = new ManualClock(1_000_000);
+    server = new FakeRegionServer();
+    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    work = (flusher as unknown as { work: typeof work }).work;
+  });
+
+  afterEach(() => {
+    flusher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('losing the leadership forgets the first sightings and the quiet record; leading again (a higher term) measures the grace afresh', async () => {
+    const leader = await leaderOf(REGION, 2);
+    const quiet = await leaderOf(region2, 2);
+    await store.put(orphan, new Uint8Array([1]));
+    await run(GRACE_MS / 2);
+    expect([...work.get(REGION)!.unreferenced.keys()], 'the orphan is in its grace').to.deep.equal([orphan]);
+    expect(work.get(region2)!.gcQuiet, 'the other region is quiet').to.not.equal(undefined);
+    leader.leader = false;
+    quiet.leader = false;
+    await run(settings.checkIntervalMs);
+    expect(work.get(REGION)!.unreferenced.size, 'first sightings of a region this node no longer leads').to.equal(0);
+    expect(work.get(region2)!.gcQuiet, 'quiet record of a region this node no longer leads').to.equal(undefined);
+    // Elected again, in a higher term: the orphan's grace starts at the first pass of this term.
+    leader.term = 3;
+    leader.entries.set(10, { index: 10, term: 3, type: EntryType.Normal, data: new Uint8Array(0) });
+    leader.leader = true;
+    const againAtMs = clock.nowMs();
+    await run(GRACE_MS - settings.checkIntervalMs);
+    expect(await store.head(orphan), 'kept for a whole grace from its first sighting in the new term').to.not.equal(undefined);
+    await run(GRACE_MS);
+    expect(await store.head(orphan), `collected once that grace passed (leading again at ${againAtMs})`).to.equal(undefined);
+  });
+
+  it('a region closed here is forgotten at the next full check, and opened again it starts afresh', async () => {
+    const leader = await leaderOf(REGION, 2);
+    await store.put(orphan, new Uint8Array([1]));
+    await run(GRACE_MS / 2);
+    expect(work.get(REGION)?.unreferenced.size).to.equal(1);
+    leader.closed = true; // closed (moved away, removed): no longer in replica(), skipped by checks
+    await run(settings.checkIntervalMs);
+    expect(work.has(REGION), 'the closed region is forgotten').to.equal(false);
+    // Opened again (a new replica object of the same region, leading in a higher term).
+    server.replicas.splice(server.replicas.indexOf(leader), 1);
+    const reopened = await leaderOf(REGION, 3);
+    await run(GRACE_MS - settings.checkIntervalMs);
+    expect(await store.head(orphan), 'kept for a whole grace from its first sighting after the reopen').to.not.equal(undefined);
+    expect(work.get(REGION)?.unreferenced.size, 'seen again by the reopened leader').to.equal(1);
+    await run(GRACE_MS);
+    expect(await store.head(orphan)).to.equal(undefined);
+    expect(reopened.isLeader()).to.equal(true);
+  });
+});
+
 describe('gcIntervalMs (the GC schedule)', () => {
   const s = { checkIntervalMs: 250, gcGraceMs: 600_000, gcQuietIntervalMs: 600_000 };
   const ssts: SstMeta[] = [meta('a')];

@@ -411,9 +411,10 @@ export class Flusher {
    * At a full check: the work state of regions no longer hosted here (closed, removed, moved
    * away) is dropped once nothing of it is in flight and no manifest put of it above the one
    * written may still land (a failed one stays in `manifestsLanding`, kept for G2 if this node
-   * leads the region again); until then its GC memory alone is forgotten. A region opened here again starts as a new
-   * leader's would: it lists (and adopts) the manifest at its flushed index, and republishes its
-   * replica's snapshot (the same bytes under the same key, docs/engine.md).
+   * leads the region again); until then its GC memory alone is forgotten. A region opened here
+   * again starts as a new leader's would: it lists (and adopts) the manifest at its flushed
+   * index, and republishes its replica's snapshot (the same bytes under the same key,
+   * docs/engine.md).
    */
   private forgetRegionsNotHere(): void {
     for (const [regionId, w] of this.work) {

@@ -57,6 +57,12 @@ export interface FlusherMetrics {
 }
 
 interface RegionWork {
+  /**
+   * The replica object this state belongs to; undefined until a check first visits the region.
+   * A region closed and opened again on this node (recovered, restored, moved away and back) is a
+   * new replica: its state starts afresh (Flusher.workOf).
+   */
+  replica: Replica<RegionState> | undefined;
   /** Memtable first became non-empty (monotonic ms) — the age trigger. */
   dirtySinceMs: number | undefined;
   uploading: boolean;
@@ -134,6 +140,11 @@ export interface GcQuiet {
   readonly ssts: readonly SstMeta[];
   /** Voters, then learners, as confState gives them. */
   readonly members: string;
+}
+
+/** Nothing of the region's work is in flight on this node. */
+function idle(w: RegionWork): boolean {
+  return !w.uploading && !w.compacting && !w.freezing && !w.manifestWriting && !w.gcRunning && !w.snapshotPublishing;
 }
 
 export function gcQuietOf(term: number, flushedIndex: number, ssts: readonly SstMeta[], conf: { readonly voters: readonly number[]; readonly learners: readonly number[] }): GcQuiet {
@@ -252,6 +263,7 @@ export class Flusher {
     const existing = this.work.get(regionId);
     if (existing) return existing;
     const w: RegionWork = {
+        replica: undefined,
         dirtySinceMs: undefined,
         uploading: false,
         compacting: false,
@@ -419,9 +431,8 @@ export class Flusher {
   private forgetRegionsNotHere(): void {
     for (const [regionId, w] of this.work) {
       if (this.regionServer.replica(regionId)) continue;
-      const idle = !w.uploading && !w.compacting && !w.freezing && !w.manifestWriting && !w.gcRunning && !w.snapshotPublishing;
       const mayLand = [...w.manifestsLanding.keys()].some((index) => index > w.manifestWritten);
-      if (idle && !mayLand) this.work.delete(regionId);
+      if (idle(w) && !mayLand) this.work.delete(regionId);
       else this.forgetGc(w);
     }
   }
@@ -435,9 +446,41 @@ export class Flusher {
     return this.changes?.();
   }
 
+  /**
+   * The work state of this replica, or undefined while the work of the region's previous replica
+   * on this node is still in flight (its end marks the region, so a check comes back to it).
+   * Everything in RegionWork describes one replica's history: after a recovery or a restore the
+   * region restarts here from a manifest at a LOWER flushed index (a restore run again deletes
+   * the region's manifests and puts the backup's), so the previous replica's `manifestWritten`
+   * would name a manifest the store no longer holds — counted by GC's G3 as if it were there, and
+   * holding back the manifest writes (and `regiondb flush`) until the flushed index passed it.
+   * The recovery closes and opens the region between two checks, with no full check in between,
+   * so the replica object is what tells the two apart. The requests (`regiondb flush`,
+   * `compact`, GC's flush) and the SST lists of manifest puts that may still land are carried
+   * over: both only ask for more work or keep more.
+   */
+  private workOf(replica: Replica<RegionState>): RegionWork | undefined {
+    const w = this.state(replica.regionId);
+    if (w.replica === replica) return w;
+    if (w.replica === undefined) {
+      w.replica = replica;
+      return w;
+    }
+    if (!idle(w)) return undefined;
+    this.work.delete(replica.regionId);
+    const fresh = this.state(replica.regionId);
+    fresh.replica = replica;
+    fresh.requested = w.requested;
+    fresh.compactRequested = w.compactRequested;
+    fresh.snapshotRequested = w.snapshotRequested;
+    for (const [index, keys] of w.manifestsLanding) fresh.manifestsLanding.set(index, keys);
+    return fresh;
+  }
+
   private visit(replica: Replica<RegionState>): void {
     const regionId = replica.regionId;
-    const w = this.state(regionId);
+    const w = this.workOf(replica);
+    if (!w) return;
     const snapshotIndex = replica.store.snapshot().metadata.index;
     if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(regionId, this.publishSnapshot(replica, w));
     if (!replica.isLeader()) {

@@ -879,6 +879,7 @@ describe("flusher: a deposed leader's manifest put that lands late (docs/engine.
       const late = await latestNames();
       expect(late.key, "leader 1's late manifest is the latest").to.equal(manifestKey(REGION, 10));
       expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
+      expect(flusher2.manifestIndex(REGION), 'the recovery point node 2 reports').to.equal(0);
 
       // Leader 2's manifest lands: from then on a and b are garbage, and they are collected.
       manifestsFail = false;
@@ -894,6 +895,151 @@ describe("flusher: a deposed leader's manifest put that lands late (docs/engine.
       flusher1.stop();
       flusher2.stop();
       await flusher1.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: a region restarted from an older manifest on the same node (br restore run again, then recover)', () => {
+  // Node 2 leads the region and writes its manifest at 900. A re-restore deletes every manifest of
+  // the region and puts the backup's at 500, and recovers the region there: the replica is closed
+  // and opened again at 500 on the same node, with no full check in between (recoverRegionNow).
+  // Before the fix the flusher's work state (manifestWritten = 900) survived. In the new history
+  // leader 1 computes the manifest at 550 naming r and y and is deposed with the put in flight;
+  // node 2 leads again, y is merged into z at 600, node 2 flushes at 650 and every replica
+  // snapshots at 650, but node 2's manifest puts fail (G3's case: no manifest >= 600 in the store).
+  it('GC does not count a manifest the store no longer holds (manifestWritten of the earlier history)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-rerestore-'));
+    const clock = new ManualClock(1_000_000);
+    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+    const store = new FsObjectStore(dir);
+    const store1 = new FsObjectStore(dir);
+    const store2 = new FsObjectStore(dir);
+    let failManifestPuts2 = false;
+    const put2 = store2.put.bind(store2);
+    store2.put = async (key: string, data: Uint8Array) => {
+      if (failManifestPuts2 && key.startsWith(manifestPrefix(REGION))) throw new Error('injected: manifest put failed');
+      return put2(key, data);
+    };
+    const wallMs = 1_700_000_000_000;
+    const [old, r, y, z] = ['0000', 'rrrr', 'yyyy', 'zzzz'].map((tag, i) => sstKeyAt(100 + i, wallMs, tag)) as [string, string, string, string];
+    for (const k of [old, r, y, z]) await store.put(k, new Uint8Array([1]));
+    const server2 = new FakeRegionServer();
+    const before = new FakeReplica(2, 900);
+    before.state.flushedIndex = 900;
+    before.state.ssts = [meta(old)];
+    server2.replicas.push(before);
+    const flusher2 = new Flusher(server2 as unknown as RegionServer<RegionState>, store2, settings, silentLogger, noMetrics, clock);
+    const passes2 = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher2.check();
+        await flusher2.settled();
+      }
+    };
+    let release!: () => void;
+    const landing = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      putStarted = resolve;
+    });
+    const put1 = store1.put.bind(store1);
+    store1.put = async (key: string, data: Uint8Array) => {
+      if (key.startsWith(manifestPrefix(REGION))) {
+        putStarted();
+        await landing;
+      }
+      return put1(key, data);
+    };
+    const server1 = new FakeRegionServer();
+    const leader1 = new FakeReplica(3, 550);
+    leader1.state.flushedIndex = 550;
+    leader1.state.ssts = [meta(r), meta(y)];
+    server1.replicas.push(leader1);
+    const flusher1 = new Flusher(server1 as unknown as RegionServer<RegionState>, store1, settings, silentLogger, noMetrics, clock);
+    const latestNames = async () => {
+      const latest = await loadLatestManifest(store, REGION);
+      const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
+      return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
+    };
+    try {
+      flusher2.check();
+      await flusher2.settled();
+      expect(await store.head(manifestKey(REGION, 900)), 'node 2 wrote its manifest at 900').to.not.equal(undefined);
+      // The re-restore: every manifest deleted, the backup's put at 500; the region recovered there.
+      for (const o of await store.list(manifestPrefix(REGION))) await store.delete(o.key);
+      await store.put(manifestKey(REGION, 500), encodeManifest(manifestOf(500, [r])));
+      before.closed = true;
+      server2.replicas.splice(0, 1);
+      failManifestPuts2 = true;
+      flusher1.check();
+      await started; // leader 1 (new history) puts its manifest at 550 naming r, y; deposed
+      leader1.leader = false;
+      // Node 2 leads the new history at applied 620: y was merged into z at 600; every replica's
+      // snapshot is at 550 (naming r, y). Its first pass sees y unreferenced at 620.
+      const after = new FakeReplica(4, 620);
+      after.state.flushedIndex = 550;
+      after.state.ssts = [meta(r), meta(z)];
+      after.snapshotIndex = 550;
+      after.snapshotSsts = [r, y];
+      server2.replicas.push(after);
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 550), encodeManifest(manifestOf(550, [r, y])));
+      await passes2(GRACE_MS / 2); // at least one GC pass (every grace/4)
+      // It flushes at 650 and every replica snapshots there; its manifest at 650 is not written.
+      for (let i = 621; i <= 660; i++) after.entries.set(i, { index: i, term: 4, type: EntryType.Normal, data: new Uint8Array(0) });
+      after.appliedIndex = 660;
+      after.state.flushedIndex = 650;
+      after.snapshotIndex = 650;
+      after.snapshotSsts = [r, z];
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 650), encodeManifest(manifestOf(650, [r, z])));
+      await passes2(4 * GRACE_MS);
+      expect(await store.head(manifestKey(REGION, 650)), "node 2's manifest puts fail").to.equal(undefined);
+      release();
+      await flusher1.settled();
+      const late = await latestNames();
+      expect(late.key).to.equal(manifestKey(REGION, 550));
+      expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
+    } finally {
+      release();
+      flusher1.stop();
+      flusher2.stop();
+      await flusher1.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the leader writes the manifest of its flushed index after the region restarted below the one it had written', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-rerestore2-'));
+    const clock = new ManualClock(1_000_000);
+    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+    const store = new FsObjectStore(dir);
+    const server = new FakeRegionServer();
+    const before = new FakeReplica(2, 900);
+    before.state.flushedIndex = 900;
+    server.replicas.push(before);
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, noMetrics, clock);
+    try {
+      flusher.check();
+      await flusher.settled();
+      for (const o of await store.list(manifestPrefix(REGION))) await store.delete(o.key);
+      await store.put(manifestKey(REGION, 500), encodeManifest(manifestOf(500, [])));
+      before.closed = true;
+      server.replicas.splice(0, 1);
+      const after = new FakeReplica(3, 660);
+      after.state.flushedIndex = 650;
+      server.replicas.push(after);
+      for (let i = 0; i < 8; i++) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+      expect(flusher.manifestIndex(REGION), 'what `regiondb flush` waits for').to.equal(650);
+      expect(await store.head(manifestKey(REGION, 650)), 'the manifest at the flushed index').to.not.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
       rmSync(dir, { recursive: true, force: true });
     }
   });

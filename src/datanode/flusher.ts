@@ -421,18 +421,20 @@ export class Flusher {
 
   /**
    * At a full check: the work state of regions no longer hosted here (closed, removed, moved
-   * away) is dropped once nothing of it is in flight and no manifest put of it above the one
-   * written may still land (a failed one stays in `manifestsLanding`, kept for G2 if this node
-   * leads the region again); until then its GC memory alone is forgotten. A region opened here
-   * again starts as a new leader's would: it lists (and adopts) the manifest at its flushed
-   * index, and republishes its replica's snapshot (the same bytes under the same key,
+   * away) is dropped once nothing of it is in flight; until then its GC memory alone is
+   * forgotten. A failed manifest put that may still land (in `manifestsLanding`) does not keep
+   * it: such a put at flushed index m names only SSTs that were in the version past m, and GC's
+   * late-manifest rule (G3's recovery point) deletes one of those only once a manifest above m is
+   * in the store — so the put lands below the highest key, never the latest. The same rule is what
+   * covers these puts after a restart of this node, which loses `manifestsLanding` too. A region
+   * opened here again starts as a new leader's would: it lists (and adopts) the manifest at its
+   * flushed index, and republishes its replica's snapshot (the same bytes under the same key,
    * docs/engine.md).
    */
   private forgetRegionsNotHere(): void {
     for (const [regionId, w] of this.work) {
       if (this.regionServer.replica(regionId)) continue;
-      const mayLand = [...w.manifestsLanding.keys()].some((index) => index > w.manifestWritten);
-      if (idle(w) && !mayLand) this.work.delete(regionId);
+      if (idle(w)) this.work.delete(regionId);
       else this.forgetGc(w);
     }
   }

@@ -710,6 +710,26 @@ describe("flusher: GC's memory of a region is forgotten when this node stops lea
     expect(await store.head(orphan)).to.equal(undefined);
     expect(reopened.isLeader()).to.equal(true);
   });
+  it('a closed region whose failed manifest put may still land is forgotten too (the late-manifest rule covers that put)', async () => {
+    const put = store.put.bind(store);
+    let failed = 0;
+    store.put = async (key: string, data: Uint8Array) => {
+      if (key.startsWith(manifestPrefix(REGION))) {
+        failed++;
+        throw new RegionDbError(ErrorCode.Unavailable, 'the put timed out (it may still take effect)');
+      }
+      return put(key, data);
+    };
+    const leader = await leaderOf(REGION, 2);
+    await run(settings.checkIntervalMs);
+    expect(failed, 'the manifest put at 10 was tried and failed').to.be.greaterThan(0);
+    const landing = (work.get(REGION) as unknown as { manifestsLanding: Map<number, unknown>; manifestWritten: number } | undefined)!;
+    expect([...landing.manifestsLanding.keys()], 'its SST list is kept while the region is hosted (G2)').to.deep.equal([10]);
+    expect(landing.manifestWritten).to.equal(0);
+    leader.closed = true;
+    await run(settings.checkIntervalMs);
+    expect(work.has(REGION), 'the closed region is forgotten, landing put or not').to.equal(false);
+  });
 });
 
 describe('gcIntervalMs (the GC schedule)', () => {

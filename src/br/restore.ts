@@ -4,9 +4,10 @@
 // 1. The backup must verify (every object, every base); otherwise nothing is touched.
 // 2. The target must not have any of the tables (a restore never merges into live data).
 // 3. Each table is created anew (same name, columns, region count); it gets a new table id, so
-//    each region's SSTs are written under the new region id, with fresh object names (creation
-//    time now: the SST garbage collector's grace period counts from it), and the region
-//    manifest is rewritten to name them — same flushed index and term.
+//    each region's SSTs are written under the new region id, with fresh object names, and the
+//    region manifest is rewritten to name them — same flushed index and term. Until that
+//    manifest is put the live region's GC sees the copies as orphans, its grace counted from the
+//    pass that first lists one: docs/engine.md, "Open item: restore copies and a live leader's GC".
 // 4. A record (`br-restore/<token>.json` in the target store, naming the table id) is written
 //    saying "recovering"; then the metasrv recovers every region from that manifest (the
 //    disaster-recovery path of `regiondb recover`), and each region reports the flushed index it

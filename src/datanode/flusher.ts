@@ -408,10 +408,13 @@ export class Flusher {
 
   /**
    * GC's memory of a region this node does not lead (any more): its first sightings and its quiet
-   * record. They are valid for one leader term only (collectGarbage starts afresh in a new term,
-   * and a node that stopped leading leads again only in a higher term), so forgetting them here
-   * changes no decision; it bounds what a follower keeps. Forgetting can only move a first
-   * sighting later — a later G3 index, a later G4 start — never end a grace.
+   * record. They are valid for one leader term of one replica only: collectGarbage starts afresh
+   * in a new term, and within one replica a node that stopped leading leads again only in a
+   * higher term (raft terms only grow). A recovery or a restore restarts the region at the
+   * manifest's flushedTerm, where a term may come again, but as a new replica, whose work state
+   * starts afresh (workOf). So forgetting them here changes no decision; it bounds what a
+   * follower keeps. Forgetting can only move a first sighting later — a later G3 index, a later
+   * G4 start — never end a grace.
    */
   private forgetGc(w: RegionWork): void {
     if (w.unreferenced.size > 0) w.unreferenced = new Map();

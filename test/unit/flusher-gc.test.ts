@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { pino } from 'pino';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
@@ -1086,6 +1087,49 @@ describe('flusher: a region restarted from an older manifest on the same node (b
       }
       expect(flusher.manifestIndex(REGION), 'what `regiondb flush` waits for').to.equal(650);
       expect(await store.head(manifestKey(REGION, 650)), 'the manifest at the flushed index').to.not.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: a damaged latest manifest stops the region\'s GC (docs/engine.md, "A late manifest", what it costs)', () => {
+  it('every pass fails before deciding, with a warning naming the object, and deletes nothing until a newer manifest is the latest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-damaged-'));
+    const clock = new ManualClock(1_000_000);
+    const store = new FsObjectStore(dir);
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const server = new FakeRegionServer();
+    const leader = new FakeReplica(2, 10);
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    server.replicas.push(leader);
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 10), encodeManifest(manifestOf(10, [])));
+    const orphan = sstKeyAt(9, 1_700_000_000_000, 'dmgd');
+    await store.put(orphan, new Uint8Array([1]));
+    const damagedKey = manifestKey(REGION, 10);
+    await store.put(damagedKey, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, log, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+    };
+    try {
+      await run(4 * GRACE_MS);
+      expect(await store.head(orphan), 'kept: no pass got to a decision').to.not.equal(undefined);
+      const failed = lines.map((l) => JSON.parse(l) as { msg: string; err?: string }).filter((l) => l.msg === 'SST garbage collection failed; will retry');
+      expect(failed.length, 'one warning per pass').to.be.greaterThan(1);
+      expect(failed[0]!.err).to.include(damagedKey).and.to.include('is damaged');
+      // A newer manifest becomes the latest (the region's next flush, or an operator): GC resumes.
+      await store.put(manifestKey(REGION, 11), encodeManifest(manifestOf(11, [])));
+      await run(2 * GRACE_MS);
+      expect(await store.head(orphan), 'collected once a decodable manifest is the latest').to.equal(undefined);
     } finally {
       flusher.stop();
       await flusher.settled();

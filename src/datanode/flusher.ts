@@ -19,6 +19,7 @@ import {
   manifestPrefix,
   parseManifestKey,
   type RegionManifest,
+  restoreMarkerKey,
   loadLatestManifest,
   parseReplicaSnapshotKey,
   replicaSnapshotKey,
@@ -773,7 +774,16 @@ export class Flusher {
     w.gcQuiet = undefined; // recorded again only by a pass that ends clean
     const uploadsEnded = w.uploadsEnded;
     try {
-      const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
+      const inFolder = (await this.store.list(sstPrefix(regionId))).map((o) => o.key);
+      if (inFolder.includes(restoreMarkerKey(regionId))) {
+        // A restore is copying SSTs in that no manifest names yet: nothing here is an orphan that
+        // this pass can tell apart from a copy, so it deletes nothing and starts no grace (the
+        // marker was put before the first copy, so a listing holding a copy holds the marker).
+        w.unreferenced = new Map();
+        this.log.info({ regionId }, 'SST GC pass skipped: a restore is copying SSTs into the region');
+        return;
+      }
+      const listed = inFolder.filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
       const latestManifest = await loadLatestManifest(this.store, regionId);
       for (const s of latestManifest?.manifest.ssts ?? []) namedBySnapshots.add(s.key);

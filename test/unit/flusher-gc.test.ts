@@ -14,7 +14,7 @@ import { Flusher, type FlusherSettings, gcIntervalMs, gcQuietOf } from '../../sr
 import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
-import { type RegionManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, replicaSnapshotKey, sstPrefix } from '../../src/engine/manifest.js';
+import { type RegionManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, replicaSnapshotKey, restoreMarkerKey, sstPrefix } from '../../src/engine/manifest.js';
 import { RegionState } from '../../src/engine/region-state.js';
 import { REGION, regionWithFlushedSsts, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -1130,6 +1130,48 @@ describe('flusher: a damaged latest manifest stops the region\'s GC (docs/engine
       await store.put(manifestKey(REGION, 11), encodeManifest(manifestOf(11, [])));
       await run(2 * GRACE_MS);
       expect(await store.head(orphan), 'collected once a decodable manifest is the latest').to.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: SSTs a restore copies into a live region (docs/engine.md, "Restore copies and a live leader\'s GC")', () => {
+  it('while the restore marker is in the SST folder no pass deletes anything or starts a grace; once it goes, the usual rule applies', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-restore-'));
+    const clock = new ManualClock(1_000_000);
+    const store = new FsObjectStore(dir);
+    const server = new FakeRegionServer();
+    const leader = new FakeReplica(2, 10);
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    server.replicas.push(leader);
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 10), encodeManifest(manifestOf(10, [])));
+    await store.put(manifestKey(REGION, 10), encodeManifest(manifestOf(10, [])));
+    const copy = sstKeyAt(500, 1_700_000_000_000, 'rstr');
+    await store.put(restoreMarkerKey(REGION), new Uint8Array([1]));
+    await store.put(copy, new Uint8Array([1]));
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const work = (flusher as unknown as { work: Map<string, { unreferenced: ReadonlyMap<string, unknown> }> }).work;
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+    };
+    try {
+      await run(4 * GRACE_MS);
+      expect(await store.head(copy), 'the copy is kept while the marker is there').to.not.equal(undefined);
+      expect(work.get(REGION)?.unreferenced.size, 'no grace started').to.equal(0);
+      // The restore failed and deleted its marker (had it put its manifest, that would name the copy).
+      await store.delete(restoreMarkerKey(REGION));
+      await run(GRACE_MS - settings.checkIntervalMs);
+      expect(await store.head(copy), 'a whole grace from the first pass without the marker').to.not.equal(undefined);
+      await run(2 * GRACE_MS);
+      expect(await store.head(copy), 'then collected as any orphan').to.equal(undefined);
     } finally {
       flusher.stop();
       await flusher.settled();

@@ -4,9 +4,10 @@
 // 1. The backup must verify (every object, every base); otherwise nothing is touched.
 // 2. The target must not have any of the tables (a restore never merges into live data).
 // 3. Each table is created anew (same name, columns, region count); it gets a new table id, so
-//    each region's SSTs are written under the new region id, with fresh object names (creation
-//    time now: the SST garbage collector's grace period counts from it), and the region
-//    manifest is rewritten to name them — same flushed index and term.
+//    each region's SSTs are written under the new region id, with fresh object names, and the
+//    region manifest is rewritten to name them — same flushed index and term. Until that
+//    manifest is put nothing names the copies, so a marker in the region's SST folder keeps the
+//    live region's GC from deleting them: docs/engine.md, "Restore copies and a live leader's GC".
 // 4. A record (`br-restore/<token>.json` in the target store, naming the table id) is written
 //    saying "recovering"; then the metasrv recovers every region from that manifest (the
 //    disaster-recovery path of `regiondb recover`), and each region reports the flushed index it
@@ -23,7 +24,7 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import { makeRegionId } from '../engine/key.js';
 import { newSstKey } from '../engine/flush.js';
-import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix } from '../engine/manifest.js';
+import { type RegionManifest, decodeManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, restoreMarkerKey } from '../engine/manifest.js';
 import type { TableSchema } from '../engine/schema.js';
 import type { ObjectStore } from '../object-store/object-store.js';
 import { type BackupRunOptions, copySettings, forEachBounded, readHashed } from './copy.js';
@@ -296,6 +297,22 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       if (r.manifestKey === null) return; // never flushed: the region restarts empty
       const regionId = makeRegionId(schema.tableId, r.regionNumber);
       const m = decodeManifest(await readBackupObject(r.manifestKey), `backup ${backup.id}: ${r.manifestKey}`);
+      // The region is live (its leader runs SST GC) and nothing names the copies until the manifest
+      // below is put: the marker keeps its GC from deleting them meanwhile (docs/engine.md,
+      // "Restore copies and a live leader's GC"). Put before the first copy, deleted after the
+      // manifest; a run that fails deletes it too (what it copied is garbage then), a killed one
+      // leaves it for the next run, which puts and deletes it again.
+      const marker = restoreMarkerKey(regionId);
+      await opts.targetStore.put(marker, new TextEncoder().encode(`${JSON.stringify({ backupId: backup.id, table: t.name })}\n`));
+      try {
+        await restoreRegion(regionId, m);
+      } catch (err) {
+        await opts.targetStore.delete(marker).catch(() => {});
+        throw err;
+      }
+      await opts.targetStore.delete(marker);
+    });
+    async function restoreRegion(regionId: string, m: RegionManifest): Promise<void> {
       const ssts = [];
       for (const s of m.ssts) {
         const data = await readBackupObject(s.key);
@@ -316,7 +333,7 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
         throw new RegionDbError(ErrorCode.Internal, `region ${regionId}: a manifest newer than the restored one appeared (${latest?.key}); was the new table written to during the restore?`);
       }
       written.set(regionId, ssts.length);
-    });
+    }
     progress.end();
     // From here the table may serve writes: record that first, so a later run does not restore it
     // again unasked (a record put that fails or is not confirmed counts as begun).

@@ -17,7 +17,9 @@ import {
   manifestDivergence,
   manifestKey,
   manifestPrefix,
+  parseManifestKey,
   type RegionManifest,
+  restoreMarkerKey,
   loadLatestManifest,
   parseReplicaSnapshotKey,
   replicaSnapshotKey,
@@ -57,6 +59,12 @@ export interface FlusherMetrics {
 }
 
 interface RegionWork {
+  /**
+   * The replica object this state belongs to; undefined until a check first visits the region.
+   * A region closed and opened again on this node (recovered, restored, moved away and back) is a
+   * new replica: its state starts afresh (Flusher.workOf).
+   */
+  replica: Replica<RegionState> | undefined;
   /** Memtable first became non-empty (monotonic ms) — the age trigger. */
   dirtySinceMs: number | undefined;
   uploading: boolean;
@@ -78,6 +86,12 @@ interface RegionWork {
   unreferenced: ReadonlyMap<string, UnreferencedSst>;
   /** What the region looked like at the end of its last GC pass, if that pass found it clean (gcIntervalMs). */
   gcQuiet: GcQuiet | undefined;
+  /**
+   * This node's flush and compaction uploads of the region that have ended, however: one may have
+   * left an orphan in the store that the version does not show (an edit that failed, or committed
+   * and changed nothing). A GC pass during which one ended records nothing (gcQuiet).
+   */
+  uploadsEnded: number;
   /** Index of this replica's raft snapshot last published to the object store. */
   snapshotPublished: number;
   snapshotPublishing: boolean;
@@ -128,6 +142,11 @@ export interface GcQuiet {
   readonly ssts: readonly SstMeta[];
   /** Voters, then learners, as confState gives them. */
   readonly members: string;
+}
+
+/** Nothing of the region's work is in flight on this node. */
+function idle(w: RegionWork): boolean {
+  return !w.uploading && !w.compacting && !w.freezing && !w.manifestWriting && !w.gcRunning && !w.snapshotPublishing;
 }
 
 export function gcQuietOf(term: number, flushedIndex: number, ssts: readonly SstMeta[], conf: { readonly voters: readonly number[]; readonly learners: readonly number[] }): GcQuiet {
@@ -247,6 +266,7 @@ export class Flusher {
     const existing = this.work.get(regionId);
     if (existing) return existing;
     const w: RegionWork = {
+        replica: undefined,
         dirtySinceMs: undefined,
         uploading: false,
         compacting: false,
@@ -263,6 +283,7 @@ export class Flusher {
         gcTerm: 0,
         unreferenced: new Map(),
         gcQuiet: undefined,
+        uploadsEnded: 0,
         snapshotPublished: 0,
         snapshotPublishing: false,
     };
@@ -375,6 +396,7 @@ export class Flusher {
       this.order = order;
       // Closed here: a due time that no visit would clear.
       this.due.retain((regionId) => this.regionServer.replica(regionId) !== undefined);
+      this.forgetRegionsNotHere();
       return;
     }
     // What may have work: the server's marks, this flusher's own, and the due times that have
@@ -404,6 +426,42 @@ export class Flusher {
   }
 
   /**
+   * GC's memory of a region this node does not lead (any more): its first sightings and its quiet
+   * record. They are valid for one leader term of one replica only: collectGarbage starts afresh
+   * in a new term, and within one replica a node that stopped leading leads again only in a
+   * higher term (raft terms only grow). A recovery or a restore restarts the region at the
+   * manifest's flushedTerm, where a term may come again, but as a new replica, whose work state
+   * starts afresh (workOf). So forgetting them here changes no decision; it bounds what a
+   * follower keeps. Forgetting can only move a first sighting later — a later G3 index, a later
+   * G4 start — never end a grace.
+   */
+  private forgetGc(w: RegionWork): void {
+    if (w.unreferenced.size > 0) w.unreferenced = new Map();
+    w.gcQuiet = undefined;
+    w.gcTerm = 0;
+  }
+
+  /**
+   * At a full check: the work state of regions no longer hosted here (closed, removed, moved
+   * away) is dropped once nothing of it is in flight; until then its GC memory alone is
+   * forgotten. A failed manifest put that may still land (in `manifestsLanding`) does not keep
+   * it: such a put at flushed index m names only SSTs that were in the version past m, and GC's
+   * late-manifest rule (G3's recovery point) deletes one of those only once a manifest above m is
+   * in the store — so the put lands below the highest key, never the latest. The same rule is what
+   * covers these puts after a restart of this node, which loses `manifestsLanding` too. A region
+   * opened here again starts as a new leader's would: it lists (and adopts) the manifest at its
+   * flushed index, and republishes its replica's snapshot (the same bytes under the same key,
+   * docs/engine.md).
+   */
+  private forgetRegionsNotHere(): void {
+    for (const [regionId, w] of this.work) {
+      if (this.regionServer.replica(regionId)) continue;
+      if (idle(w)) this.work.delete(regionId);
+      else this.forgetGc(w);
+    }
+  }
+
+  /**
    * The replicas the region server marked as changed since the last check; undefined: visit every
    * replica. Protected so that the whole-datanode simulator can compare with a flusher that
    * visits every replica (test/sim/cluster-sim.ts, `flusherCheck`); nothing in src/ overrides it.
@@ -412,13 +470,46 @@ export class Flusher {
     return this.changes?.();
   }
 
+  /**
+   * The work state of this replica, or undefined while the work of the region's previous replica
+   * on this node is still in flight (its end marks the region, so a check comes back to it).
+   * Everything in RegionWork describes one replica's history: after a recovery or a restore the
+   * region restarts here from a manifest at a LOWER flushed index (a restore run again deletes
+   * the region's manifests and puts the backup's), so the previous replica's `manifestWritten`
+   * would name a manifest the store no longer holds — counted by GC's G3 as if it were there, and
+   * holding back the manifest writes (and `regiondb flush`) until the flushed index passed it.
+   * The recovery closes and opens the region between two checks, with no full check in between,
+   * so the replica object is what tells the two apart. The requests (`regiondb flush`,
+   * `compact`, GC's flush) and the SST lists of manifest puts that may still land are carried
+   * over: both only ask for more work or keep more.
+   */
+  private workOf(replica: Replica<RegionState>): RegionWork | undefined {
+    const w = this.state(replica.regionId);
+    if (w.replica === replica) return w;
+    if (w.replica === undefined) {
+      w.replica = replica;
+      return w;
+    }
+    if (!idle(w)) return undefined;
+    this.work.delete(replica.regionId);
+    const fresh = this.state(replica.regionId);
+    fresh.replica = replica;
+    fresh.requested = w.requested;
+    fresh.compactRequested = w.compactRequested;
+    fresh.snapshotRequested = w.snapshotRequested;
+    for (const [index, keys] of w.manifestsLanding) fresh.manifestsLanding.set(index, keys);
+    return fresh;
+  }
+
   private visit(replica: Replica<RegionState>): void {
     const regionId = replica.regionId;
-    const w = this.state(regionId);
+    const w = this.workOf(replica);
+    if (!w) return;
     const snapshotIndex = replica.store.snapshot().metadata.index;
     if (snapshotIndex > w.snapshotPublished && !w.snapshotPublishing) this.track(regionId, this.publishSnapshot(replica, w));
     if (!replica.isLeader()) {
       this.due.delete(regionId);
+      this.forgetGc(w);
       return;
     }
     const state = replica.stateMachine;
@@ -493,6 +584,7 @@ export class Flusher {
     } finally {
       this.uploading.delete(key);
       w.uploading = false;
+      this.uploadEnded(w);
     }
   }
 
@@ -621,7 +713,20 @@ export class Flusher {
     } finally {
       if (key) this.uploading.delete(key);
       w.compacting = false;
+      this.uploadEnded(w);
     }
+  }
+
+  /**
+   * A flush or compaction of this node ended (its upload done or not, its edit committed or not):
+   * whatever it left in the store is listed by the next GC pass, which comes at the usual interval
+   * — a region that changed nothing visible is not quiet while an orphan of its own may be there
+   * (docs/engine.md, "Quiet regions"). The end of the work marks the region, so the next check
+   * recomputes its due time.
+   */
+  private uploadEnded(w: RegionWork): void {
+    w.uploadsEnded++;
+    w.gcQuiet = undefined;
   }
 
   /**
@@ -682,10 +787,24 @@ export class Flusher {
     }
     w.gcRunning = true;
     w.gcQuiet = undefined; // recorded again only by a pass that ends clean
+    const uploadsEnded = w.uploadsEnded;
     try {
-      const listed = (await this.store.list(sstPrefix(regionId))).map((o) => o.key).filter((k) => k.endsWith('.sst'));
+      const inFolder = (await this.store.list(sstPrefix(regionId))).map((o) => o.key);
+      if (inFolder.includes(restoreMarkerKey(regionId))) {
+        // A restore is copying SSTs in that no manifest names yet: nothing here is an orphan that
+        // this pass can tell apart from a copy, so it deletes nothing and starts no grace (the
+        // marker was put before the first copy, so a listing holding a copy holds the marker).
+        w.unreferenced = new Map();
+        this.log.info({ regionId }, 'SST GC pass skipped: a restore is copying SSTs into the region');
+        return;
+      }
+      const listed = inFolder.filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
-      for (const s of (await loadLatestManifest(this.store, regionId))?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
+      const latestManifest = await loadLatestManifest(this.store, regionId);
+      for (const s of latestManifest?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
+      // G3: the recovery point must be past what is deleted, or a late put of an older manifest
+      // (a deposed leader's) could land as the latest naming it. Its key orders the manifests.
+      const manifestIndex = latestManifest ? (parseManifestKey(regionId, latestManifest.key) ?? 0) : 0;
       // G3: every member's durable snapshot, the newest each has published; this replica's own
       // is read locally (fresher).
       const conf = replica.raft.confState();
@@ -723,6 +842,9 @@ export class Flusher {
         namedBySnapshots,
         appliedIndex: replica.appliedIndex,
         replicasSnapshotIndex,
+        // What this node wrote or adopted is in the store (or a higher one is) even if the listing
+        // above was taken before its put landed.
+        manifestIndex: Math.max(manifestIndex, w.manifestWritten),
         nowMs: this.clock.nowMs(),
         graceMs: this.settings.gcGraceMs,
         unreferenced: w.unreferenced,
@@ -740,7 +862,10 @@ export class Flusher {
       if (notInVersion === 0) {
         // Clean: every SST listed is in the version, so nothing was unreferenced and nothing asked
         // of the replicas. The region is quiet until its version, term or membership changes.
-        if (decision.unreferenced.size === 0 && decision.snapshotNeededAt === undefined) w.gcQuiet = gcQuietOf(term, state.flushedIndex, state.ssts, conf);
+        // An upload of this node that ended during the pass may have completed after its listing,
+        // leaving an orphan the version does not show: not clean. (One still running when the
+        // pass ends forgets the record when it ends: uploadEnded.)
+        if (decision.unreferenced.size === 0 && decision.snapshotNeededAt === undefined && w.uploadsEnded === uploadsEnded) w.gcQuiet = gcQuietOf(term, state.flushedIndex, state.ssts, conf);
         return;
       }
       const unreferenced = decision.deletable.length + decision.waitingForSnapshots + decision.inGrace;

@@ -15,6 +15,9 @@
 //   G3. every replica of the region (voters and learners, the leader included) has a snapshot
 //       at or above the leader's applied index when the leader first saw it unreferenced: a
 //       replica restarting from an older snapshot replays entries whose versions may name it;
+//       and the newest manifest in the object store is at or above that index too, so that no
+//       manifest put still on its way (a deposed leader's, landing late) can become the latest
+//       manifest while naming it (docs/engine.md, "A late manifest");
 //   G4. G1–G3 have held, pass after pass, for the grace period, measured on this leader's
 //       monotonic clock from the first pass that saw them hold. The grace is larger than the
 //       longest scan (scanDeadlineMs), so a scan that started on any replica before that
@@ -48,6 +51,11 @@ export interface SstGcInput {
   readonly appliedIndex: number;
   /** Lowest snapshot index over the region's replicas; 0 if one of them has published none (G3). */
   readonly replicasSnapshotIndex: number;
+  /**
+   * The flushed index of the newest manifest in the object store (the highest key under
+   * `regions/<id>/manifest/`, what recovery loads); 0 if there is none (G3).
+   */
+  readonly manifestIndex: number;
   /** Monotonic. */
   readonly nowMs: number;
   readonly graceMs: number;
@@ -85,7 +93,7 @@ export function decideSstGc(input: SstGcInput): SstGcDecision {
     if (input.referenced.has(key)) continue; // in use: forgotten, its grace starts over
     const before = input.unreferenced.get(key);
     const sinceAppliedIndex = before?.sinceAppliedIndex ?? input.appliedIndex;
-    if (input.replicasSnapshotIndex < sinceAppliedIndex || input.namedBySnapshots.has(key)) {
+    if (input.replicasSnapshotIndex < sinceAppliedIndex || input.manifestIndex < sinceAppliedIndex || input.namedBySnapshots.has(key)) {
       unreferenced.set(key, { sinceAppliedIndex, deletableSinceMs: undefined });
       snapshotNeededAt = Math.max(snapshotNeededAt ?? 0, sinceAppliedIndex);
       waitingForSnapshots++;

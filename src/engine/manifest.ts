@@ -50,7 +50,20 @@ export interface RegionManifest {
 export const regionPrefix = (regionId: string) => `regions/${regionId}/`;
 export const manifestPrefix = (regionId: string) => `${regionPrefix(regionId)}manifest/`;
 export const sstPrefix = (regionId: string) => `${regionPrefix(regionId)}sst/`;
+/**
+ * Put by `regiondb br restore` in a region's SST folder before it copies the region's SSTs there,
+ * and deleted once the manifest naming them is in the store: while a GC pass lists it, the pass
+ * deletes nothing (docs/engine.md, "Restore copies and a live leader's GC"). Not an `.sst` name,
+ * so nothing else reads it as an SST.
+ */
+export const restoreMarkerKey = (regionId: string) => `${sstPrefix(regionId)}restore-in-progress`;
 export const manifestKey = (regionId: string, flushedIndex: number) => `${manifestPrefix(regionId)}${flushedIndex.toString(16).padStart(16, '0')}.manifest`;
+/** The flushed index a manifestKey names, or undefined for any other key. */
+export function parseManifestKey(regionId: string, key: string): number | undefined {
+  const prefix = manifestPrefix(regionId);
+  const m = key.startsWith(prefix) ? /^([0-9a-f]{16})\.manifest$/.exec(key.slice(prefix.length)) : null;
+  return m ? Number.parseInt(m[1]!, 16) : undefined;
+}
 /**
  * Each replica publishes its current raft snapshot (a manifest) here, so the region leader's
  * SST GC knows what every replica may still read (docs/engine.md). Write-once like every

@@ -460,7 +460,7 @@ const noFlusherMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: 
 /** GC without G3 and without what snapshots name (test-only; see ClusterSimOptions.gcBug). */
 class GcIgnoresSnapshotsFlusher extends Flusher {
   protected override decideSstGc(input: SstGcInput): SstGcDecision {
-    return super.decideSstGc({ ...input, replicasSnapshotIndex: Number.POSITIVE_INFINITY, namedBySnapshots: new Set() });
+    return super.decideSstGc({ ...input, replicasSnapshotIndex: Number.POSITIVE_INFINITY, manifestIndex: Number.POSITIVE_INFINITY, namedBySnapshots: new Set() });
   }
 }
 

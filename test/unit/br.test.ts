@@ -16,7 +16,7 @@ import { verifyBackup } from '../../src/br/verify.js';
 import { crc32c } from '../../src/common/crc32c.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { makeRegionId } from '../../src/engine/key.js';
-import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, sstPrefix } from '../../src/engine/manifest.js';
+import { decodeManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, restoreMarkerKey, sstPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { DelegatingObjectStore } from '../../src/object-store/delegating-store.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -532,13 +532,14 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       const r1 = await flush(1, 12, [300]);
       await backup('f1');
       const expected = { points: [10, 12], ssts: await sourceSsts([r0, r1]) };
-      // A run with no kill counts the changes a restore makes (the table, 3 SSTs, 2 manifests, the
-      // record saying the recovery begins, the recovery, the record saying the table is restored).
+      // A run with no kill counts the changes a restore makes (the table; per region its GC marker,
+      // its SSTs (2 and 1), its manifest and the marker's deletion; the record saying the recovery
+      // begins, the recovery, the record saying the table is restored).
       const clean = new FakeTarget(join(dir, 'clean'));
       await restore(clean);
       expect(await restoredState(clean)).to.deep.equal(expected);
       const changes = clean.changes;
-      expect(changes).to.equal(9);
+      expect(changes).to.equal(13);
       for (let k = 1; k <= changes; k++) {
         const target = new FakeTarget(join(dir, `kill-${k}`));
         target.killBefore = k;
@@ -547,7 +548,7 @@ describe('br: backup and verify against a fabricated cluster object store', () =
         target.revive();
         const created = target.tables.has('t');
         const recovering = (await recordState(target)) === 'recovering';
-        expect(recovering, `kill before change ${k}: the record says recovering`).to.equal(k >= 8);
+        expect(recovering, `kill before change ${k}: the record says recovering`).to.equal(k >= 12);
         if (recovering) {
           const before = target.changes;
           const refused = await failure(restore(target));
@@ -566,6 +567,50 @@ describe('br: backup and verify against a fabricated cluster object store', () =
         expect(third.tables).to.deep.equal([]);
         expect(target.changes - before, `kill before change ${k}: changes made by the third run`).to.equal(0);
       }
+    });
+
+    it("each region's SSTs are copied under a marker that its live GC honours: put before the first copy, deleted once the manifest naming them is in (a failed run deletes it too)", async () => {
+      await flush(0, 10, [100, 200]);
+      await flush(1, 12, [300]);
+      await backup('f1');
+      const target = new FakeTarget(join(dir, 'marker'));
+      const ops: string[] = [];
+      const inner = target.store as DelegatingObjectStore;
+      const put = inner.put.bind(inner);
+      const del = inner.delete.bind(inner);
+      inner.put = async (key: string, data: Uint8Array) => {
+        await put(key, data);
+        ops.push(`put ${key}`);
+      };
+      inner.delete = async (key: string) => {
+        await del(key);
+        ops.push(`delete ${key}`);
+      };
+      await restore(target);
+      const tableId = target.tables.get('t')!.schema.tableId;
+      for (const n of [0, 1]) {
+        const regionId = makeRegionId(tableId, n);
+        const marker = restoreMarkerKey(regionId);
+        const putAt = ops.indexOf(`put ${marker}`);
+        const deletedAt = ops.indexOf(`delete ${marker}`);
+        const copies = ops.flatMap((op, i) => (op.startsWith(`put ${sstPrefix(regionId)}`) && op.endsWith('.sst') ? [i] : []));
+        const manifestAt = ops.findIndex((op) => op.startsWith(`put ${manifestPrefix(regionId)}`));
+        expect(copies.length, `region ${n}: its SSTs copied`).to.equal(n === 0 ? 2 : 1);
+        expect(putAt, `region ${n}: the marker is put`).to.be.greaterThan(-1);
+        expect(putAt, `region ${n}: before the first copy`).to.be.lessThan(Math.min(...copies));
+        expect(deletedAt, `region ${n}: deleted after the manifest naming the copies`).to.be.greaterThan(manifestAt);
+        expect(manifestAt).to.be.greaterThan(Math.max(...copies));
+        expect(await inner.head(marker), `region ${n}: no marker left`).to.equal(undefined);
+      }
+      // A run that fails copying (a table an earlier run created, so it is left in place) leaves no marker.
+      const failing = new FakeTarget(join(dir, 'marker-fail'));
+      failing.killBefore = 2;
+      await failure(restore(failing));
+      failing.revive();
+      failing.failPut = (key) => key.endsWith('.sst');
+      expect(isRegionDbError(await failure(restore(failing)), ErrorCode.StorageUnavailable)).to.equal(true);
+      const failedId = failing.tables.get('t')!.schema.tableId;
+      for (const n of [0, 1]) expect(await failing.store.head(restoreMarkerKey(makeRegionId(failedId, n))), `region ${n}: no marker left by the failed run`).to.equal(undefined);
     });
 
     it('a run stopped after the recovery began: the next run refuses the table (writes made to it since would be lost), changing nothing; --force-rerestore restores it again', async () => {

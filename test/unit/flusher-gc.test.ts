@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { pino } from 'pino';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
@@ -13,7 +14,7 @@ import { Flusher, type FlusherSettings, gcIntervalMs, gcQuietOf } from '../../sr
 import type { RegionServer } from '../../src/replication/region-server.js';
 import { type SstMeta, decodeCommand, encodeCommand } from '../../src/engine/command.js';
 import type { ApplyResult } from '../../src/engine/index.js';
-import { type RegionManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, replicaSnapshotKey, sstPrefix } from '../../src/engine/manifest.js';
+import { type RegionManifest, encodeManifest, loadLatestManifest, manifestKey, manifestPrefix, replicaSnapshotKey, restoreMarkerKey, sstPrefix } from '../../src/engine/manifest.js';
 import { RegionState } from '../../src/engine/region-state.js';
 import { REGION, regionWithFlushedSsts, schema } from '../fixtures/one-region-table.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
@@ -272,9 +273,13 @@ describe('flusher: SST garbage collection never deletes what may still be read (
     // Every replica checkpoints past 30: nobody can reach a version naming it again; after the grace it goes.
     leader.appliedIndex = 40;
     for (let i = 31; i <= 40; i++) leader.entries.set(i, { index: i, term: 2, type: EntryType.Normal, data: new Uint8Array(0) });
+    // The leader's flush at 35 applies and its manifest lands (G3 waits for the latest manifest
+    // to be past 30 as well), then the replicas' snapshots at 35 are published.
+    leader.state.flushedIndex = 35;
+    await pass();
     await replicasCheckpointedAt(leader, 35);
     await passesFor(GRACE_MS + 500);
-    expect(await exists(key), 'garbage once every replica is past it').to.equal(false);
+    expect(await exists(key), 'garbage once every replica and the latest manifest are past it').to.equal(false);
   });
 
   it('keeps an SST an open scan on this node is reading (reader lease)', async () => {
@@ -512,6 +517,251 @@ describe('flusher: a quiet region gets its GC pass once per gcQuietIntervalMs (d
   });
 });
 
+describe("flusher: an orphan of this node's own upload in a quiet region (docs/engine.md, \"Quiet regions\")", () => {
+  // A compaction whose edit commits but changes nothing (every replica ignores it: its inputs are
+  // no longer a run of the version, or a duplicate) leaves its output as an orphan while the
+  // version, term, flushed index and membership stay as they were. Before the fix the region
+  // stayed quiet: the orphan was first listed a whole quiet interval after the last pass.
+  const USUAL_MS = GRACE_MS / 4;
+  const QUIET_MS = 4 * GRACE_MS;
+  const quietSettings: FlusherSettings = { ...settings, gcQuietIntervalMs: QUIET_MS };
+  let dir: string;
+  let store: FsObjectStore;
+  let clock: ManualClock;
+  let server: FakeRegionServer;
+  let flusher: Flusher;
+  let passesAt: number[];
+  /** Held after its answer while set: the next GC listing of the region's SSTs. */
+  let holdListing: { listed: () => void; gate: Promise<void> } | undefined;
+
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      await flusher.settled();
+    }
+  };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-own-orphan-'));
+    store = new FsObjectStore(dir);
+    clock = new ManualClock(1_000_000);
+    server = new FakeRegionServer();
+    // Every edit commits; none changes this fake's version (the compaction-edit is ignored).
+    server.propose = async (_regionId: string, data: Uint8Array) => {
+      server.proposed.push(decodeCommand(data).kind);
+      return {} as ApplyResult;
+    };
+    passesAt = [];
+    holdListing = undefined;
+    const list = store.list.bind(store);
+    store.list = async (prefix: string) => {
+      if (prefix !== sstPrefix(REGION)) return list(prefix);
+      passesAt.push(clock.nowMs() - 1_000_000);
+      const answer = await list(prefix);
+      const hold = holdListing;
+      holdListing = undefined;
+      if (hold) {
+        hold.listed();
+        await hold.gate;
+      }
+      return answer;
+    };
+    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const leader = new FakeReplica(2, 10);
+    leader.state = regionWithSsts(2); // readable SSTs (in memory), flushed at 5
+    const keys = leader.state.ssts.map((s) => s.key);
+    for (const k of keys) await store.put(k, new Uint8Array([1]));
+    leader.snapshotIndex = 5;
+    leader.snapshotSsts = keys;
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 5), encodeManifest(manifestOf(5, keys)));
+    server.replicas.push(leader);
+  });
+
+  afterEach(() => {
+    flusher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const sstsInStore = async () => (await store.list(sstPrefix(REGION))).length;
+
+  it('an own upload that ends after a clean pass puts the region back on the usual interval', async () => {
+    await run(500);
+    expect(passesAt, 'clean at 250: quiet').to.deep.equal([250]);
+    flusher.requestCompaction(REGION);
+    await run(settings.checkIntervalMs); // at 750 the compaction uploads its output; its edit changes nothing
+    expect(server.proposed).to.include('compaction-edit');
+    const orphanAt = passesAt.length;
+    expect(await sstsInStore(), 'the orphan is there').to.equal(3);
+    passesAt.length = orphanAt; // the count above listed too
+    await run(2 * USUAL_MS);
+    expect(passesAt, 'the next pass comes at the usual interval (due at 750), at the first check after the upload ended').to.deep.equal([250, 1000, 1500]);
+  });
+
+  it('an own upload that ends while a pass runs (after its listing) keeps that pass from recording the region quiet', async () => {
+    await run(500);
+    await run(QUIET_MS - 500); // to QUIET_MS: the quiet pass is due at 250 + QUIET_MS
+    expect(passesAt).to.deep.equal([250]);
+    let listed!: () => void;
+    const wasListed = new Promise<void>((resolve) => {
+      listed = resolve;
+    });
+    let release!: () => void;
+    holdListing = { listed, gate: new Promise<void>((resolve) => (release = resolve)) };
+    clock.advance(settings.checkIntervalMs);
+    flusher.check(); // 250 + QUIET_MS: the quiet pass lists (nothing unreferenced) and is held
+    await wasListed;
+    flusher.requestCompaction(REGION);
+    clock.advance(settings.checkIntervalMs);
+    flusher.check(); // a check later: the compaction runs to its end while the pass is held
+    const running = (flusher as unknown as { running: Set<Promise<void>> }).running;
+    for (let i = 0; i < 2000 && running.size > 1; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(running.size, 'only the held pass is left').to.equal(1);
+    expect(server.proposed).to.include('compaction-edit');
+    release();
+    await flusher.settled(); // the pass ends, having listed no orphan
+    await run(USUAL_MS);
+    expect(passesAt.slice(0, 3), 'the pass after the held one comes at the usual interval').to.deep.equal([250, 250 + QUIET_MS, 250 + QUIET_MS + USUAL_MS]);
+  });
+});
+
+describe("flusher: GC's memory of a region is forgotten when this node stops leading or hosting it", () => {
+  const quietSettings: FlusherSettings = { ...settings, gcQuietIntervalMs: 4 * GRACE_MS };
+  let dir: string;
+  let store: FsObjectStore;
+  let clock: ManualClock;
+  let server: FakeRegionServer;
+  let flusher: Flusher;
+  /** The flusher's per-region state (private), read to see what it still remembers. */
+  let work: Map<string, { unreferenced: ReadonlyMap<string, unknown>; gcQuiet: unknown }>;
+  const wallMs = 1_700_000_000_000;
+  const orphan = sstKeyAt(9, wallMs, 'orph');
+  const region2 = `${REGION}0`;
+
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+      clock.advance(settings.checkIntervalMs);
+      flusher.check();
+      await flusher.settled();
+    }
+  };
+  /** A leader at applied index 10 whose replicas have all snapshotted at 10 (G3 holds for anything seen from now on). */
+  const leaderOf = async (regionId: string, term: number) => {
+    const leader = new FakeReplica(term, 10);
+    (leader as { regionId: string }).regionId = regionId;
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(regionId, peer, 10), encodeManifest({ ...manifestOf(10, []), regionId }));
+    server.replicas.push(leader);
+    return leader;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-forget-'));
+    store = new FsObjectStore(dir);
+    clock = new ManualClock(1_000_000);
+    server = new FakeRegionServer();
+    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    work = (flusher as unknown as { work: typeof work }).work;
+  });
+
+  afterEach(() => {
+    flusher.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('losing the leadership forgets the first sightings and the quiet record; leading again (a higher term) measures the grace afresh', async () => {
+    const leader = await leaderOf(REGION, 2);
+    const quiet = await leaderOf(region2, 2);
+    await store.put(orphan, new Uint8Array([1]));
+    await run(GRACE_MS / 2);
+    expect([...work.get(REGION)!.unreferenced.keys()], 'the orphan is in its grace').to.deep.equal([orphan]);
+    expect(work.get(region2)!.gcQuiet, 'the other region is quiet').to.not.equal(undefined);
+    leader.leader = false;
+    quiet.leader = false;
+    await run(settings.checkIntervalMs);
+    expect(work.get(REGION)!.unreferenced.size, 'first sightings of a region this node no longer leads').to.equal(0);
+    expect(work.get(region2)!.gcQuiet, 'quiet record of a region this node no longer leads').to.equal(undefined);
+    // Elected again, in a higher term: the orphan's grace starts at the first pass of this term.
+    leader.term = 3;
+    leader.entries.set(10, { index: 10, term: 3, type: EntryType.Normal, data: new Uint8Array(0) });
+    leader.leader = true;
+    const againAtMs = clock.nowMs();
+    await run(GRACE_MS - settings.checkIntervalMs);
+    expect(await store.head(orphan), 'kept for a whole grace from its first sighting in the new term').to.not.equal(undefined);
+    await run(GRACE_MS);
+    expect(await store.head(orphan), `collected once that grace passed (leading again at ${againAtMs})`).to.equal(undefined);
+  });
+
+  it('a region closed here is forgotten at the next full check, and opened again it starts afresh', async () => {
+    const leader = await leaderOf(REGION, 2);
+    await store.put(orphan, new Uint8Array([1]));
+    await run(GRACE_MS / 2);
+    expect(work.get(REGION)?.unreferenced.size).to.equal(1);
+    leader.closed = true; // closed (moved away, removed): no longer in replica(), skipped by checks
+    await run(settings.checkIntervalMs);
+    expect(work.has(REGION), 'the closed region is forgotten').to.equal(false);
+    // Opened again (a new replica object of the same region, leading in a higher term).
+    server.replicas.splice(server.replicas.indexOf(leader), 1);
+    await leaderOf(REGION, 3);
+    await run(GRACE_MS - settings.checkIntervalMs);
+    expect(await store.head(orphan), 'kept for a whole grace from its first sighting after the reopen').to.not.equal(undefined);
+    expect(work.get(REGION)?.unreferenced.size, 'seen again by the reopened leader').to.equal(1);
+    await run(GRACE_MS);
+    expect(await store.head(orphan)).to.equal(undefined);
+  });
+
+  it('with a change feed (the region server), a closed region is forgotten at the next full check, not before', async () => {
+    /** A region server whose change feed reports nothing changed: every check but each FULL_CHECK_EVERY-th visits only marked or due regions. */
+    class FeedServer extends FakeRegionServer {
+      feeds = 0;
+      changeFeed(): () => Set<FakeReplica> {
+        return () => {
+          this.feeds++;
+          return new Set();
+        };
+      }
+    }
+    const feedServer = new FeedServer();
+    server = feedServer;
+    flusher.stop();
+    flusher = new Flusher(feedServer as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    work = (flusher as unknown as { work: typeof work }).work;
+    const leader = await leaderOf(REGION, 2);
+    await run(settings.checkIntervalMs); // the first check is a full one
+    expect(feedServer.feeds, 'the flusher reads the change feed').to.equal(1);
+    expect(work.has(REGION)).to.equal(true);
+    leader.closed = true;
+    // FULL_CHECK_EVERY (40) checks from the full one, the next full check comes.
+    for (let i = 2; i <= 40; i++) {
+      await run(settings.checkIntervalMs);
+      expect(work.has(REGION), `check ${i} is not a full one: the state is kept`).to.equal(true);
+    }
+    await run(settings.checkIntervalMs);
+    expect(work.has(REGION), 'check 41 is the next full check: forgotten').to.equal(false);
+  });
+  it('a closed region whose failed manifest put may still land is forgotten too (the late-manifest rule covers that put)', async () => {
+    const put = store.put.bind(store);
+    let failed = 0;
+    store.put = async (key: string, data: Uint8Array) => {
+      if (key.startsWith(manifestPrefix(REGION))) {
+        failed++;
+        throw new RegionDbError(ErrorCode.Unavailable, 'the put timed out (it may still take effect)');
+      }
+      return put(key, data);
+    };
+    const leader = await leaderOf(REGION, 2);
+    await run(settings.checkIntervalMs);
+    expect(failed, 'the manifest put at 10 was tried and failed').to.be.greaterThan(0);
+    const landing = (work.get(REGION) as unknown as { manifestsLanding: Map<number, unknown>; manifestWritten: number } | undefined)!;
+    expect([...landing.manifestsLanding.keys()], 'its SST list is kept while the region is hosted (G2)').to.deep.equal([10]);
+    expect(landing.manifestWritten).to.equal(0);
+    leader.closed = true;
+    await run(settings.checkIntervalMs);
+    expect(work.has(REGION), 'the closed region is forgotten, landing put or not').to.equal(false);
+  });
+});
+
 describe('gcIntervalMs (the GC schedule)', () => {
   const s = { checkIntervalMs: 250, gcGraceMs: 600_000, gcQuietIntervalMs: 600_000 };
   const ssts: SstMeta[] = [meta('a')];
@@ -591,6 +841,340 @@ describe('flusher: a manifest write whose listing is slow (G2: "any manifest thi
       expect(await store.head(flushed), 'the SST the latest manifest names').to.not.equal(undefined);
     } finally {
       flusher.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("flusher: a deposed leader's manifest put that lands late (docs/engine.md, G3's recovery point)", () => {
+  // Leader 1 (term 1) computes the manifest at flushed index 10, naming the SSTs a and b of its
+  // version, and starts its put; the put takes its time. Leader 1 is deposed. Leader 2 (term 2)
+  // merges a and b into c and flushes at 14; every replica snapshots at 14, but leader 2's own
+  // manifest at 14 does not land yet (its puts fail for a while). Before the fix, leader 2's GC
+  // saw a and b named by nothing (no manifest in the store, every replica past them) and deleted
+  // them after the grace; then leader 1's put landed and was the latest manifest — what
+  // `regiondb recover`, backups and standby seeds load — naming two deleted SSTs.
+  it('GC keeps what it deletes until the latest manifest in the store is at or above the index it left the version at', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-deposed-'));
+    const clock = new ManualClock(1_000_000);
+    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+    // One object store (a directory), seen through one client per node.
+    const store = new FsObjectStore(dir);
+    const store1 = new FsObjectStore(dir);
+    const store2 = new FsObjectStore(dir);
+    const wallMs = 1_700_000_000_000;
+    const [a, b, c] = ['aaaa', 'bbbb', 'cccc'].map((tag) => sstKeyAt(tag === 'cccc' ? 12 : 9, wallMs, tag)) as [string, string, string];
+    for (const k of [a, b, c]) await store.put(k, new Uint8Array([1]));
+
+    // Leader 1's manifest put is held until the test lets it land.
+    let release!: () => void;
+    const landing = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      putStarted = resolve;
+    });
+    const put1 = store1.put.bind(store1);
+    store1.put = async (key: string, data: Uint8Array) => {
+      if (key.startsWith(manifestPrefix(REGION))) {
+        putStarted();
+        await landing;
+      }
+      return put1(key, data);
+    };
+    const server1 = new FakeRegionServer();
+    const leader1 = new FakeReplica(1, 10);
+    leader1.state.flushedIndex = 10;
+    leader1.state.ssts = [meta(a), meta(b)];
+    server1.replicas.push(leader1);
+    const flusher1 = new Flusher(server1 as unknown as RegionServer<RegionState>, store1, settings, silentLogger, noMetrics, clock);
+
+    // Leader 2's manifest puts fail until `manifestsFail` is cleared.
+    let manifestsFail = true;
+    const put2 = store2.put.bind(store2);
+    store2.put = async (key: string, data: Uint8Array) => {
+      if (manifestsFail && key.startsWith(manifestPrefix(REGION))) throw new RegionDbError(ErrorCode.Unavailable, 'the object store refused the put');
+      return put2(key, data);
+    };
+    const server2 = new FakeRegionServer();
+    const leader2 = new FakeReplica(2, 14);
+    leader2.state.flushedIndex = 14;
+    leader2.state.ssts = [meta(c)];
+    leader2.snapshotIndex = 14;
+    leader2.snapshotSsts = [c];
+    server2.replicas.push(leader2);
+    const flusher2 = new Flusher(server2 as unknown as RegionServer<RegionState>, store2, settings, silentLogger, noMetrics, clock);
+    const passes2 = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher2.check();
+        await flusher2.settled();
+      }
+    };
+    /** Every SST the latest manifest names, and whether it is in the store. */
+    const latestNames = async () => {
+      const latest = await loadLatestManifest(store, REGION);
+      const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
+      return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
+    };
+    try {
+      flusher1.check();
+      await started; // leader 1's manifest at 10 (naming a and b) is on its way
+      leader1.leader = false; // deposed
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 14), encodeManifest(manifestOf(14, [c])));
+      await passes2(4 * GRACE_MS);
+      release();
+      await flusher1.settled();
+      const late = await latestNames();
+      expect(late.key, "leader 1's late manifest is the latest").to.equal(manifestKey(REGION, 10));
+      expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
+      expect(flusher2.manifestIndex(REGION), 'the recovery point node 2 reports').to.equal(0);
+
+      // Leader 2's manifest lands: from then on a and b are garbage, and they are collected.
+      manifestsFail = false;
+      await passes2(4 * GRACE_MS);
+      const now = await latestNames();
+      expect(now.key).to.equal(manifestKey(REGION, 14));
+      expect(now.missing).to.deep.equal([]);
+      expect(await store.head(a), 'garbage once the latest manifest is past it').to.equal(undefined);
+      expect(await store.head(b)).to.equal(undefined);
+      expect(await store.head(c)).to.not.equal(undefined);
+    } finally {
+      release();
+      flusher1.stop();
+      flusher2.stop();
+      await flusher1.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: a region restarted from an older manifest on the same node (br restore run again, then recover)', () => {
+  // Node 2 leads the region and writes its manifest at 900. A re-restore deletes every manifest of
+  // the region and puts the backup's at 500, and recovers the region there: the replica is closed
+  // and opened again at 500 on the same node, with no full check in between (recoverRegionNow).
+  // Before the fix the flusher's work state (manifestWritten = 900) survived. In the new history
+  // leader 1 computes the manifest at 550 naming r and y and is deposed with the put in flight;
+  // node 2 leads again, y is merged into z at 600, node 2 flushes at 650 and every replica
+  // snapshots at 650, but node 2's manifest puts fail (G3's case: no manifest >= 600 in the store).
+  it('GC does not count a manifest the store no longer holds (manifestWritten of the earlier history)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-rerestore-'));
+    const clock = new ManualClock(1_000_000);
+    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+    const store = new FsObjectStore(dir);
+    const store1 = new FsObjectStore(dir);
+    const store2 = new FsObjectStore(dir);
+    let failManifestPuts2 = false;
+    const put2 = store2.put.bind(store2);
+    store2.put = async (key: string, data: Uint8Array) => {
+      if (failManifestPuts2 && key.startsWith(manifestPrefix(REGION))) throw new Error('injected: manifest put failed');
+      return put2(key, data);
+    };
+    const wallMs = 1_700_000_000_000;
+    const [old, r, y, z] = ['0000', 'rrrr', 'yyyy', 'zzzz'].map((tag, i) => sstKeyAt(100 + i, wallMs, tag)) as [string, string, string, string];
+    for (const k of [old, r, y, z]) await store.put(k, new Uint8Array([1]));
+    const server2 = new FakeRegionServer();
+    const before = new FakeReplica(2, 900);
+    before.state.flushedIndex = 900;
+    before.state.ssts = [meta(old)];
+    server2.replicas.push(before);
+    const flusher2 = new Flusher(server2 as unknown as RegionServer<RegionState>, store2, settings, silentLogger, noMetrics, clock);
+    const passes2 = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher2.check();
+        await flusher2.settled();
+      }
+    };
+    let release!: () => void;
+    const landing = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let putStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      putStarted = resolve;
+    });
+    const put1 = store1.put.bind(store1);
+    store1.put = async (key: string, data: Uint8Array) => {
+      if (key.startsWith(manifestPrefix(REGION))) {
+        putStarted();
+        await landing;
+      }
+      return put1(key, data);
+    };
+    const server1 = new FakeRegionServer();
+    const leader1 = new FakeReplica(3, 550);
+    leader1.state.flushedIndex = 550;
+    leader1.state.ssts = [meta(r), meta(y)];
+    server1.replicas.push(leader1);
+    const flusher1 = new Flusher(server1 as unknown as RegionServer<RegionState>, store1, settings, silentLogger, noMetrics, clock);
+    const latestNames = async () => {
+      const latest = await loadLatestManifest(store, REGION);
+      const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
+      return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
+    };
+    try {
+      flusher2.check();
+      await flusher2.settled();
+      expect(await store.head(manifestKey(REGION, 900)), 'node 2 wrote its manifest at 900').to.not.equal(undefined);
+      // The re-restore: every manifest deleted, the backup's put at 500; the region recovered there.
+      for (const o of await store.list(manifestPrefix(REGION))) await store.delete(o.key);
+      await store.put(manifestKey(REGION, 500), encodeManifest(manifestOf(500, [r])));
+      before.closed = true;
+      server2.replicas.splice(0, 1);
+      failManifestPuts2 = true;
+      flusher1.check();
+      await started; // leader 1 (new history) puts its manifest at 550 naming r, y; deposed
+      leader1.leader = false;
+      // Node 2 leads the new history at applied 620: y was merged into z at 600; every replica's
+      // snapshot is at 550 (naming r, y). Its first pass sees y unreferenced at 620.
+      const after = new FakeReplica(4, 620);
+      after.state.flushedIndex = 550;
+      after.state.ssts = [meta(r), meta(z)];
+      after.snapshotIndex = 550;
+      after.snapshotSsts = [r, y];
+      server2.replicas.push(after);
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 550), encodeManifest(manifestOf(550, [r, y])));
+      await passes2(GRACE_MS / 2); // at least one GC pass (every grace/4)
+      // It flushes at 650 and every replica snapshots there; its manifest at 650 is not written.
+      for (let i = 621; i <= 660; i++) after.entries.set(i, { index: i, term: 4, type: EntryType.Normal, data: new Uint8Array(0) });
+      after.appliedIndex = 660;
+      after.state.flushedIndex = 650;
+      after.snapshotIndex = 650;
+      after.snapshotSsts = [r, z];
+      for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 650), encodeManifest(manifestOf(650, [r, z])));
+      await passes2(4 * GRACE_MS);
+      expect(await store.head(manifestKey(REGION, 650)), "node 2's manifest puts fail").to.equal(undefined);
+      release();
+      await flusher1.settled();
+      const late = await latestNames();
+      expect(late.key).to.equal(manifestKey(REGION, 550));
+      expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
+    } finally {
+      release();
+      flusher1.stop();
+      flusher2.stop();
+      await flusher1.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the leader writes the manifest of its flushed index after the region restarted below the one it had written', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-rerestore2-'));
+    const clock = new ManualClock(1_000_000);
+    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+    const store = new FsObjectStore(dir);
+    const server = new FakeRegionServer();
+    const before = new FakeReplica(2, 900);
+    before.state.flushedIndex = 900;
+    server.replicas.push(before);
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, noMetrics, clock);
+    try {
+      flusher.check();
+      await flusher.settled();
+      for (const o of await store.list(manifestPrefix(REGION))) await store.delete(o.key);
+      await store.put(manifestKey(REGION, 500), encodeManifest(manifestOf(500, [])));
+      before.closed = true;
+      server.replicas.splice(0, 1);
+      const after = new FakeReplica(3, 660);
+      after.state.flushedIndex = 650;
+      server.replicas.push(after);
+      for (let i = 0; i < 8; i++) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+      expect(flusher.manifestIndex(REGION), 'what `regiondb flush` waits for').to.equal(650);
+      expect(await store.head(manifestKey(REGION, 650)), 'the manifest at the flushed index').to.not.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: a damaged latest manifest stops the region\'s GC (docs/engine.md, "A late manifest", what it costs)', () => {
+  it('every pass fails before deciding, with a warning naming the object, and deletes nothing until a newer manifest is the latest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-damaged-'));
+    const clock = new ManualClock(1_000_000);
+    const store = new FsObjectStore(dir);
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const server = new FakeRegionServer();
+    const leader = new FakeReplica(2, 10);
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    server.replicas.push(leader);
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 10), encodeManifest(manifestOf(10, [])));
+    const orphan = sstKeyAt(9, 1_700_000_000_000, 'dmgd');
+    await store.put(orphan, new Uint8Array([1]));
+    const damagedKey = manifestKey(REGION, 10);
+    await store.put(damagedKey, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, log, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+    };
+    try {
+      await run(4 * GRACE_MS);
+      expect(await store.head(orphan), 'kept: no pass got to a decision').to.not.equal(undefined);
+      const failed = lines.map((l) => JSON.parse(l) as { msg: string; err?: string }).filter((l) => l.msg === 'SST garbage collection failed; will retry');
+      expect(failed.length, 'one warning per pass').to.be.greaterThan(1);
+      expect(failed[0]!.err).to.include(damagedKey).and.to.include('is damaged');
+      // A newer manifest becomes the latest (the region's next flush, or an operator): GC resumes.
+      await store.put(manifestKey(REGION, 11), encodeManifest(manifestOf(11, [])));
+      await run(2 * GRACE_MS);
+      expect(await store.head(orphan), 'collected once a decodable manifest is the latest').to.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('flusher: SSTs a restore copies into a live region (docs/engine.md, "Restore copies and a live leader\'s GC")', () => {
+  it('while the restore marker is in the SST folder no pass deletes anything or starts a grace; once it goes, the usual rule applies', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-restore-'));
+    const clock = new ManualClock(1_000_000);
+    const store = new FsObjectStore(dir);
+    const server = new FakeRegionServer();
+    const leader = new FakeReplica(2, 10);
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    server.replicas.push(leader);
+    for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 10), encodeManifest(manifestOf(10, [])));
+    await store.put(manifestKey(REGION, 10), encodeManifest(manifestOf(10, [])));
+    const copy = sstKeyAt(500, 1_700_000_000_000, 'rstr');
+    await store.put(restoreMarkerKey(REGION), new Uint8Array([1]));
+    await store.put(copy, new Uint8Array([1]));
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const work = (flusher as unknown as { work: Map<string, { unreferenced: ReadonlyMap<string, unknown> }> }).work;
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+    };
+    try {
+      await run(4 * GRACE_MS);
+      expect(await store.head(copy), 'the copy is kept while the marker is there').to.not.equal(undefined);
+      expect(work.get(REGION)?.unreferenced.size, 'no grace started').to.equal(0);
+      // The restore failed and deleted its marker (had it put its manifest, that would name the copy).
+      await store.delete(restoreMarkerKey(REGION));
+      await run(GRACE_MS - settings.checkIntervalMs);
+      expect(await store.head(copy), 'a whole grace from the first pass without the marker').to.not.equal(undefined);
+      await run(2 * GRACE_MS);
+      expect(await store.head(copy), 'then collected as any orphan').to.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -12,8 +12,9 @@ const entry = (index: number, data: Uint8Array, type: EntryType = EntryType.Norm
 /** Runs decisions pass after pass, carrying `unreferenced` along as the flusher does. */
 class Passes {
   unreferenced: ReadonlyMap<string, UnreferencedSst> = new Map();
-  run(input: Omit<SstGcInput, 'unreferenced' | 'graceMs' | 'namedBySnapshots'> & { namedBySnapshots?: ReadonlySet<string> }): readonly string[] {
-    const d = decideSstGc({ namedBySnapshots: new Set(), ...input, graceMs: GRACE_MS, unreferenced: this.unreferenced });
+  /** Unless given, the newest manifest in the store is at the replicas' lowest snapshot (the leader's manifest of its flush has landed). */
+  run(input: Omit<SstGcInput, 'unreferenced' | 'graceMs' | 'namedBySnapshots' | 'manifestIndex'> & { namedBySnapshots?: ReadonlySet<string>; manifestIndex?: number }): readonly string[] {
+    const d = decideSstGc({ namedBySnapshots: new Set(), manifestIndex: input.replicasSnapshotIndex, ...input, graceMs: GRACE_MS, unreferenced: this.unreferenced });
     this.unreferenced = d.unreferenced;
     return d.deletable;
   }
@@ -41,7 +42,7 @@ describe('SST GC decision (pure; issue 14 item 4)', () => {
 
   it('G3: waits until every replica has a snapshot at or above the applied index when it was first seen unreferenced, and asks for one', () => {
     const p = new Passes();
-    const d0 = decideSstGc({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(), appliedIndex: 30, replicasSnapshotIndex: 20, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
+    const d0 = decideSstGc({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(), appliedIndex: 30, replicasSnapshotIndex: 20, manifestIndex: 20, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
     expect(d0.deletable).to.deep.equal([]);
     expect(d0.snapshotNeededAt).to.equal(30);
     expect(d0.waitingForSnapshots).to.equal(1);
@@ -54,8 +55,25 @@ describe('SST GC decision (pure; issue 14 item 4)', () => {
     expect(p.run({ listed: ['a'], referenced: new Set(), appliedIndex: 90, replicasSnapshotIndex: 30, nowMs: 61_000 })).to.deep.equal(['a']);
   });
 
+  it('G3: waits until the newest manifest in the store is at or above that index too (a late manifest put lands below it)', () => {
+    const p = new Passes();
+    const base = { listed: ['a'], referenced: new Set<string>(), appliedIndex: 30, replicasSnapshotIndex: 30 };
+    // Every replica is past 30, but the latest manifest is at 10: a put of a manifest at 10..29
+    // still on its way (a deposed leader's) could land as the latest and name `a`.
+    const d = decideSstGc({ ...base, namedBySnapshots: new Set(), manifestIndex: 10, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
+    expect(d.deletable).to.deep.equal([]);
+    expect(d.waitingForSnapshots).to.equal(1);
+    expect(d.snapshotNeededAt, 'the flush that moves the manifest on').to.equal(30);
+    p.unreferenced = d.unreferenced;
+    expect(p.run({ ...base, manifestIndex: 29, nowMs: 50_000 }), 'long after: still below').to.deep.equal([]);
+    expect(p.run({ ...base, manifestIndex: 0, nowMs: 60_000 }), 'no manifest at all').to.deep.equal([]);
+    expect(p.run({ ...base, manifestIndex: 30, nowMs: 70_000 }), 'the grace starts only now').to.deep.equal([]);
+    expect(p.run({ ...base, manifestIndex: 30, nowMs: 70_999 })).to.deep.equal([]);
+    expect(p.run({ ...base, manifestIndex: 31, nowMs: 71_000 })).to.deep.equal(['a']);
+  });
+
   it('G2/G3: an SST only a snapshot or manifest still names waits, and asks for a flush that supersedes them', () => {
-    const d = decideSstGc({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(['a']), appliedIndex: 12, replicasSnapshotIndex: 40, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
+    const d = decideSstGc({ listed: ['a'], referenced: new Set(), namedBySnapshots: new Set(['a']), appliedIndex: 12, replicasSnapshotIndex: 40, manifestIndex: 40, nowMs: 0, graceMs: GRACE_MS, unreferenced: new Map() });
     expect(d.deletable).to.deep.equal([]);
     expect(d.snapshotNeededAt).to.equal(12);
     const p = new Passes();

@@ -213,7 +213,8 @@ export class MetaGroup {
         certNodeId: () => undefined, // metasrv certificates do not name a member id
         admit: (fromNodeId, groupId, message) => {
           if (groupId !== META_GROUP_ID) return 'region-not-hosted';
-          const replica = this.replica();
+          // A member removed from the group still answers raft until its process stops (R16).
+          const replica = this.server?.raftReplica(META_GROUP_ID);
           if (!replica) return 'region-not-hosted';
           return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft);
         },

@@ -264,6 +264,13 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
+  /**
+   * Set (with `closed`) when this replica applied its own removal: it serves no client and never
+   * campaigns or proposes, but keeps stepping raft messages — answering (pre-)votes and appends —
+   * until the host deletes it (close()), so that a remaining voter not yet told that the removal
+   * committed can still be elected with its vote (docs/raft-rules.md R16, "The removed replica").
+   */
+  removed = false;
   /** Set while an apply waits for the object store (see the top of this file). */
   stall: ApplyStall | undefined;
   /** Set when the replica failed; it is then no longer in the region server's replicas. */
@@ -404,6 +411,16 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
+   * The replica that takes the region's raft messages: a running one, or one removed from its
+   * group that still answers raft until it is deleted (R16). The host's admission of raft traffic
+   * asks this, not replica() (which hides a removed replica from clients).
+   */
+  raftReplica(regionId: string): Replica<S, R> | undefined {
+    const replica = this.replicas.get(regionId);
+    return replica && (!replica.closed || replica.removed) ? replica : undefined;
+  }
+
+  /**
    * The region's replica in this server, also when it is fenced (removed from its group and not
    * yet closed), which replica() hides: the one an open or close of the region meets here.
    */
@@ -523,12 +540,15 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   step(fromNodeId: number, regionId: string, message: Message): void {
     this.heardFrom(fromNodeId);
     if (regionId === NODE_BEAT_REGION_ID) return;
-    const replica = this.replicas.get(regionId);
-    if (!replica || replica.closed) {
+    const replica = this.raftReplica(regionId);
+    if (!replica) {
       this.log.debug({ regionId, fromNodeId }, 'raft message for a region not hosted here');
       return;
     }
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
+    // A removed replica takes no snapshot: it would replace a state machine that is only waiting
+    // to be deleted, and no leader needs it to (R16, "The removed replica"). Dropped, as the network may.
+    if (replica.removed && message.type === MessageType.Snapshot) return;
     // A forwarded request (ReadIndex, TransferLeader) names the peer that asked, not the node that sent it.
     const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
     if (!relayed && !replica.peers.has(message.from)) {
@@ -589,7 +609,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const quiescence = this.tuning.quiesceIdleTicks > 0;
     if (quiescence) this.watchPeerNodes(judge, late, now);
     for (const replica of this.awake) {
-      if (replica.closed) {
+      if (replica.closed && !replica.removed) {
         this.awake.delete(replica);
         continue;
       }
@@ -911,7 +931,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       }
       const work: [Replica<S, R>, Ready][] = [];
       for (const replica of candidates) {
-        if (replica.closed) continue;
+        if (replica.closed && !replica.removed) continue;
         if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) replica.lastBusyTick = this.ticks;
         if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
         if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
@@ -958,7 +978,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       for (const [replica, rd] of work) {
         if (rd.softState) this.onSoftState(replica, rd);
         if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
-        await this.applyCommitted(replica, rd.committedEntries);
+        // A removed replica applies nothing after the ready that applied its removal: its state
+        // machine only waits to be deleted, and it serves no one (R16, "The removed replica").
+        if (!replica.removed) await this.applyCommitted(replica, rd.committedEntries);
         if (replica.failure) continue;
         for (const rs of rd.readStates) {
           const ctx = new TextDecoder().decode(rs.context);
@@ -1202,8 +1224,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       replica.stateMachine.onMembership?.(confState.voters, confState.learners);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
-        // Removed from the region: fenced at once (no reads, no writes); the host deletes it.
+        // Removed from the region: fenced at once (no reads, no writes), but it still answers
+        // raft until the host deletes it (`removed`; docs/raft-rules.md R16, "The removed replica").
         replica.closed = true;
+        replica.removed = true;
         this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }

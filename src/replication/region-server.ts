@@ -978,9 +978,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       for (const [replica, rd] of work) {
         if (rd.softState) this.onSoftState(replica, rd);
         if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
-        // A removed replica applies nothing after the ready that applied its removal: its state
-        // machine only waits to be deleted, and it serves no one (R16, "The removed replica").
-        if (!replica.removed) await this.applyCommitted(replica, rd.committedEntries);
+        // A removed replica applies nothing after its removal (applyCommitted): its state machine
+        // only waits to be deleted, and it serves no one (R16, "The removed replica").
+        await this.applyCommitted(replica, rd.committedEntries);
         if (replica.failure) continue;
         for (const rs of rd.readStates) {
           const ctx = new TextDecoder().decode(rs.context);
@@ -1050,6 +1050,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     for (const entry of entries) {
+      if (replica.removed) return; // nothing after its own removal (R16, "The removed replica")
       const pending = this.applyEntry(replica, entry);
       if (!pending) continue;
       const failure = await pending;
@@ -1101,6 +1102,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
     const entries = lo <= stall.upTo ? replica.store.entries(lo, stall.upTo + 1, Number.MAX_SAFE_INTEGER) : [];
     for (const entry of entries) {
+      if (replica.removed) break; // nothing after its own removal (R16, "The removed replica")
       const pending = this.applyEntry(replica, entry);
       if (!pending) continue;
       const failure = await pending;

@@ -546,9 +546,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
-    // A removed replica takes no snapshot: it would replace a state machine that is only waiting
-    // to be deleted, and no leader needs it to (R16, "The removed replica"). Dropped, as the network may.
-    if (replica.removed && message.type === MessageType.Snapshot) return;
+    // A removed replica takes no snapshot (it would replace a state machine that is only waiting
+    // to be deleted, and no leader needs it to) and no answer to a campaign of its own (it must
+    // never win one; a replica whose apply stalled may have campaigned before it applied its
+    // removal). R16, "The removed replica". Dropped, as the network may.
+    if (replica.removed && (message.type === MessageType.Snapshot || message.type === MessageType.VoteResponse || message.type === MessageType.PreVoteResponse)) return;
     // A forwarded request (ReadIndex, TransferLeader) names the peer that asked, not the node that sent it.
     const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
     if (!relayed && !replica.peers.has(message.from)) {

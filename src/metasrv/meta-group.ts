@@ -251,9 +251,13 @@ export class MetaGroup {
     return leader === undefined ? undefined : this.addressOf(leader);
   }
 
-  /** A member's address: as announced through the group's log, else as configured. */
+  /**
+   * A member's address: as announced through the group's log, else as configured. Read also when
+   * this member was removed from the group (raftReplica, not replica()): a removed member still
+   * answers raft (R16), and its answers must reach a member whose address only the log holds.
+   */
   addressOf(memberId: number): string | undefined {
-    return this.replica()?.stateMachine.members.get(memberId) ?? this.addresses.get(memberId);
+    return this.server?.raftReplica(META_GROUP_ID)?.stateMachine.members.get(memberId) ?? this.addresses.get(memberId);
   }
 
   /**

@@ -546,11 +546,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
-    // A removed replica takes no snapshot (it would replace a state machine that is only waiting
-    // to be deleted, and no leader needs it to) and no answer to a campaign of its own (it must
-    // never win one; a replica whose apply stalled may have campaigned before it applied its
-    // removal). R16, "The removed replica". Dropped, as the network may.
-    if (replica.removed && (message.type === MessageType.Snapshot || message.type === MessageType.VoteResponse || message.type === MessageType.PreVoteResponse)) return;
+    // A removed replica steps every raft message like any follower (R16, "The removed replica"):
+    // it is never a (pre-)candidate when it applies its removal (a stalled replica starts no
+    // campaign: raft.ts `campaignsHeld`), and a snapshot reaching it is below its commit index,
+    // which covers its removal, so its core refuses it (P8).
     // A forwarded request (ReadIndex, TransferLeader) names the peer that asked, not the node that sent it.
     const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
     if (!relayed && !replica.peers.has(message.from)) {
@@ -1034,7 +1033,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (stall) {
       // The snapshot may carry the state the replica could not compute (the leader's newer SSTs).
       if (index >= stall.upTo) {
-        replica.stall = undefined;
+        this.endStall(replica);
         this.log.info({ regionId: replica.regionId, index }, 'a snapshot replaced the stalled apply; the replica caught up');
       } else {
         stall.retryAtMs = this.clock.nowMs();
@@ -1088,6 +1087,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       stall.upTo = Math.max(stall.upTo, upTo);
     } else {
       replica.stall = { index, upTo, sinceMs: nowMs, attempts, retryAtMs: nowMs + backoffMs, lastError: err.message };
+      // Its core counted the stalled entries applied: it must not campaign until they are (R16,
+      // "The removed replica": a committed removal of this replica may be among them).
+      replica.raft.campaignsHeld = true;
       // Reads waiting for this replica to apply would hang until it catches up: fail them now
       // (retriable); proposals stay, their entries are committed and will apply.
       const refusal = this.stalledError(replica, replica.stall);
@@ -1096,6 +1098,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       replica.reads.clear();
       this.log.warn({ regionId: replica.regionId, index, err: err.message, retryInMs: backoffMs }, 'apply failed on the object store; the replica stalls and retries');
     }
+  }
+
+  /** The stalled apply caught up: the replica may campaign again. */
+  private endStall(replica: Replica<S, R>): void {
+    replica.stall = undefined;
+    replica.raft.campaignsHeld = false;
   }
 
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
@@ -1114,7 +1122,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         return;
       }
     }
-    replica.stall = undefined;
+    this.endStall(replica);
     this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
     this.releaseReads(replica);
   }

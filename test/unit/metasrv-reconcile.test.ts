@@ -73,10 +73,30 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         { peerId: 3, nodeId: 3 },
         { peerId: 4, nodeId: 4 },
       ]);
-      const seen = reports({ 2: replica(2, { role: 'leader', voters: [2, 3, 4], confIndex: 9 }), 1: replica(1, { voters: [1, 2, 3], confIndex: 3 }) });
+      const conf = { voters: [2, 3, 4], confIndex: 9 };
+      const seen = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, conf), 4: replica(4, conf), 1: replica(1, { voters: [1, 2, 3], confIndex: 3 }) });
       const actions = nodeActions(catalog, 1, seen);
       expect(actions).to.have.length(1);
       expect(actions[0]).to.have.property('destroy').that.includes({ regionId: REGION, peerId: 1 });
+    });
+
+    it('a replica removed in a 4 -> 3 shrink is kept until every voter of the new configuration reports it (R16)', () => {
+      const catalog = catalogWith([
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 4, nodeId: 4 },
+      ]);
+      const conf = { voters: [2, 3, 4], confIndex: 9 };
+      const removed = replica(1, { voters: [1, 2, 3, 4], confIndex: 9 });
+      // Peer 3 has not applied the removal: should the leader fail now, it needs 3 of {1, 2, 3, 4}.
+      const behind = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, { voters: [1, 2, 3, 4], confIndex: 7 }), 4: replica(4, conf), 1: removed });
+      expect(destroyReason(catalog, 1, removed, behind)).to.equal(undefined);
+      expect(nodeActions(catalog, 1, behind)).to.deep.equal([]);
+      // A voter that reports nothing (its node down) holds the deletion too, until it is repaired.
+      const silent = reports({ 2: replica(2, { role: 'leader', ...conf }), 4: replica(4, conf), 1: removed });
+      expect(destroyReason(catalog, 1, removed, silent)).to.equal(undefined);
+      const applied = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, conf), 4: replica(4, conf), 1: removed });
+      expect(destroyReason(catalog, 1, removed, applied)).to.match(/not a member of the group .*applied by every voter/);
     });
 
     it('no leader reported: nothing is destroyed (nobody can say who the members are)', () => {

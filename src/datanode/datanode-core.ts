@@ -268,7 +268,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       this.refuse('open_region', regionId, asked, present.selfPeerId);
       throw new RegionDbError(
         ErrorCode.ConditionFailed,
-        `region ${regionId}: open of peer ${open.self_peer_id} refused: node ${this.nodeId} hosts the region under peer ${present.selfPeerId}${present.closed ? ' (removed from its group, being deleted)' : ''}; one replica per region on a node`,
+        `region ${regionId}: open of peer ${open.self_peer_id} refused: node ${this.nodeId} hosts the region under peer ${present.selfPeerId}${present.closed ? ' (removed from its group; it answers raft until the metasrv destroys it)' : ''}; one replica per region on a node`,
         { details: { refused: 'open_region', hostedPeerId: String(present.selfPeerId) } },
       );
     }

@@ -101,6 +101,17 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
     expect(f.sent[0]!.instruction).to.have.property('change_peer').that.deep.includes({ change: 'remove' });
   });
 
+  it('catch-up does not take another replica of the region on the new node (a removed one awaiting deletion) for the new one', () => {
+    const f = fake();
+    f.catalog.nodes[4] = { nodeId: 4, addr: 'n4', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.observed.set(2, replica(2, { role: 'leader', learners: [4], commitIndex: 100 }));
+    f.observed.set(4, replica(9, { appliedIndex: 100 })); // peer 9, removed from the region earlier
+    const d: RepairReplicaData = { regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 4 };
+    expect(repairReplica.steps['catch-up'](f.ctx, d, run)).to.deep.include({ wait: true, note: 'waiting for the new replica to open' });
+    f.observed.set(4, replica(4, { appliedIndex: 100 }));
+    expect(repairReplica.steps['catch-up'](f.ctx, d, run)).to.deep.include({ next: 'promote' });
+  });
+
   it('cleanup never deletes the region on the node that now hosts the new replica', () => {
     const f = fake();
     const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 1, inPlace: true });

@@ -95,7 +95,10 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
 
     'catch-up': (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
-        const mine = ctx.observed(d.newNodeId, region.regionId);
+        // The new peer's replica, not another of the region's on that node (say a removed one
+        // still awaiting deletion): it must not pass as caught up.
+        const hosted = ctx.observed(d.newNodeId, region.regionId);
+        const mine = hosted?.peerId === d.newPeerId ? hosted : undefined;
         if (!mine) {
           if (run.resend()) openNew(ctx, d, region);
           return { wait: true, note: 'waiting for the new replica to open' };

@@ -162,10 +162,12 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.regionServer = deps.createRegionServer({
       onConfChange: (regionId, _cs, peers) => {
         if (!this.regionServer.replica(regionId)) {
-          // This replica was removed from the region (fenced by the region server): delete it —
-          // it, not a replica of the region opened here by the time the close's turn comes.
-          const peerId = this.regionServer.hostedReplica(regionId)?.selfPeerId ?? 0;
-          this.clock.setImmediate(() => void this.closeRegion(regionId, true, peerId).catch((err: unknown) => this.log.error({ err, regionId }, 'closing a removed replica failed')));
+          // This replica was removed from the region: fenced to clients by the region server,
+          // it still answers raft (docs/raft-rules.md R16, "The removed replica") until the
+          // metasrv destroys it — once the region's leader reports a configuration at or past
+          // the removal (reconcile.ts destroyReason), or the region is closed. Its meta stays:
+          // reopened after a restart, it applies its removal again and answers as before.
+          this.log.info({ regionId, peerId: this.regionServer.hostedReplica(regionId)?.selfPeerId }, 'this replica was removed from its region; it answers raft until the metasrv destroys it');
           return;
         }
         this.persistPeers(regionId, peers);
@@ -266,7 +268,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       this.refuse('open_region', regionId, asked, present.selfPeerId);
       throw new RegionDbError(
         ErrorCode.ConditionFailed,
-        `region ${regionId}: open of peer ${open.self_peer_id} refused: node ${this.nodeId} hosts the region under peer ${present.selfPeerId}${present.closed ? ' (removed from its group, being deleted)' : ''}; one replica per region on a node`,
+        `region ${regionId}: open of peer ${open.self_peer_id} refused: node ${this.nodeId} hosts the region under peer ${present.selfPeerId}${present.closed ? ' (removed from its group; it answers raft until the metasrv destroys it)' : ''}; one replica per region on a node`,
         { details: { refused: 'open_region', hostedPeerId: String(present.selfPeerId) } },
       );
     }

@@ -460,7 +460,8 @@ export class Datanode implements DatabaseHost {
   private raftAdmission(fromNodeId: number, regionId: string, message: Message): string | undefined {
     // A liveness beat names no region; the stream has already admitted its sender (docs/quiescence.md).
     if (regionId === NODE_BEAT_REGION_ID) return undefined;
-    const replica = this.regionServer.replica(regionId);
+    // A replica removed from its group still answers raft until it is deleted (R16).
+    const replica = this.regionServer.raftReplica(regionId);
     if (!replica) return 'region-not-hosted';
     return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft);
   }

@@ -12,6 +12,7 @@ import { ConfChangeType, Role, type StateMachine, roleName } from '../raft/index
 import { GrpcRaftTransport } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { RegionServer, type Replica, defaultRaftTuning } from '../replication/region-server.js';
+import type { RaftTransport } from '../replication/transport.js';
 import { Wal } from '../wal/index.js';
 
 /**
@@ -160,7 +161,7 @@ export interface MetaGroupStatus {
 
 export class MetaGroup {
   private wal!: Wal;
-  private transport!: GrpcRaftTransport;
+  private transport!: RaftTransport;
   private server!: RegionServer<CatalogMachine>;
   private readonly addresses = new Map<number, string>();
 
@@ -174,7 +175,7 @@ export class MetaGroup {
   async start(): Promise<void> {
     const o = this.options;
     this.wal = await Wal.open(join(o.dataDir, 'meta-raft'), o.log.child({ component: 'meta-wal' }));
-    this.transport = new GrpcRaftTransport(o.clusterId, o.memberId, (id) => this.addressOf(id), o.log.child({ component: 'meta-transport' }), o.credentials);
+    this.transport = this.createTransport();
     this.server = new RegionServer<CatalogMachine>(
       o.memberId,
       this.wal,
@@ -197,6 +198,15 @@ export class MetaGroup {
     this.server.start();
   }
 
+  /**
+   * The group's raft transport: gRPC to the members' addresses. Protected so that a test can lose
+   * chosen messages (test/unit/metasrv-group-self-removal.test.ts); nothing in src/ overrides it.
+   */
+  protected createTransport(): RaftTransport {
+    const o = this.options;
+    return new GrpcRaftTransport(o.clusterId, o.memberId, (id) => this.addressOf(id), o.log.child({ component: 'meta-transport' }), o.credentials);
+  }
+
   async stop(): Promise<void> {
     await this.server?.stop();
     await this.transport?.close();
@@ -213,7 +223,8 @@ export class MetaGroup {
         certNodeId: () => undefined, // metasrv certificates do not name a member id
         admit: (fromNodeId, groupId, message) => {
           if (groupId !== META_GROUP_ID) return 'region-not-hosted';
-          const replica = this.replica();
+          // A member removed from the group still answers raft until its process stops (R16).
+          const replica = this.server?.raftReplica(META_GROUP_ID);
           if (!replica) return 'region-not-hosted';
           return membershipAdmission(replica.peers.get(message.from), fromNodeId, message.from, replica.raft);
         },
@@ -240,9 +251,13 @@ export class MetaGroup {
     return leader === undefined ? undefined : this.addressOf(leader);
   }
 
-  /** A member's address: as announced through the group's log, else as configured. */
+  /**
+   * A member's address: as announced through the group's log, else as configured. Read also when
+   * this member was removed from the group (raftReplica, not replica()): a removed member still
+   * answers raft (R16), and its answers must reach a member whose address only the log holds.
+   */
   addressOf(memberId: number): string | undefined {
-    return this.replica()?.stateMachine.members.get(memberId) ?? this.addresses.get(memberId);
+    return this.server?.raftReplica(META_GROUP_ID)?.stateMachine.members.get(memberId) ?? this.addresses.get(memberId);
   }
 
   /**

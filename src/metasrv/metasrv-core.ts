@@ -55,7 +55,7 @@ import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
@@ -813,6 +813,7 @@ export class MetasrvCore {
       changed = true;
     }
     this.problems = result.problems;
+    removedReplicaProblems(this.catalog, reports, this.problems);
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are

@@ -137,6 +137,42 @@ export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: 
   return { adopt, matched, problems };
 }
 
+/**
+ * Replicas removed from their group and not deleted yet (R16: they answer raft until the metasrv
+ * destroys them), as problems for `regiondb status`, with what their deletion waits for: added to
+ * reconcileCatalog's (`into`), per region.
+ */
+export function removedReplicaProblems(catalog: CatalogState, reports: Reports, into: Map<string, string[]>): void {
+  for (const [nodeId, replicas] of reports) {
+    for (const r of replicas.values()) {
+      const why = awaitingDeletion(catalog, nodeId, r, reports);
+      if (why) addProblem(into, r.regionId, why);
+    }
+  }
+}
+
+/**
+ * A reported replica whose own membership (voters, learners, as it applied them) does not name it:
+ * one removed from its group and not deleted yet (R16), or a new replica still replaying the
+ * configurations from before its own addition. Says which, and what a deletion waits for.
+ */
+function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedReplica, reports: Reports): string | undefined {
+  if (r.health === 'failed' || r.voters.length + r.learners.length === 0) return undefined;
+  if (r.voters.includes(r.peerId) || r.learners.includes(r.peerId)) return undefined;
+  const head = `peer ${r.peerId} on node ${nodeId} reports a membership without itself (conf index ${r.confIndex})`;
+  if (!regionWithId(catalog, r.regionId)) {
+    if (droppedAt(catalog, r.regionId) !== undefined) return undefined; // its table was dropped: destroyed as such
+    return `${head}: removed from its group, it answers raft until deleted; this catalog does not know the region, so nothing deletes it`;
+  }
+  const group = groupOf(r.regionId, reports);
+  if (!group) return `${head}: removed from its group, it answers raft until deleted; no leader reports the membership`;
+  if (members(group).has(r.peerId)) return `${head}, but the leader on node ${group.leaderNodeId} counts it: still catching up to its own addition?`;
+  if (group.confIndex < r.confIndex) return `${head}: the leader on node ${group.leaderNodeId} reports an older configuration (conf index ${group.confIndex}); kept`;
+  const behind = votersBehind(group.voters, group.confIndex, (peerId) => reportedConfIndex(r.regionId, peerId, reports));
+  if (behind.length > 0) return `${head}: removed from its group, it answers raft until voters ${behind.join(',')} report conf index ${group.confIndex}; then it is deleted`;
+  return `${head}: removed from its group; being deleted`;
+}
+
 /** Whether the catalog's peers and the group's members (voters ∪ learners) are the same set. */
 function samePeers(placed: readonly ReplicaPlacement[], voters: readonly number[], learners: readonly number[]): boolean {
   for (const p of placed) if (!voters.includes(p.peerId) && !learners.includes(p.peerId)) return false;
@@ -211,7 +247,31 @@ export function destroyReason(catalog: CatalogState, nodeId: number, seen: Obser
   if (!group) return undefined;
   if (members(group).has(seen.peerId)) return undefined;
   if (group.confIndex < seen.confIndex) return undefined; // the replica knows a newer configuration than that leader
-  return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex})`;
+  // R16 (docs/raft-rules.md, "What the rule does not cover"): a voter that has not applied the
+  // removal may still need the removed replica's vote (4 -> 3: 3 of the old 4) if the leader fails.
+  const behind = votersBehind(group.voters, group.confIndex, (peerId) => reportedConfIndex(seen.regionId, peerId, reports));
+  if (behind.length > 0) return undefined;
+  return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}, applied by every voter)`;
+}
+
+/**
+ * The voters of a configuration (as a leader reports it, at `confIndex`) not known to have applied
+ * it: those whose replica reports a lower conf index, or none. While any is, a replica removed at
+ * or before `confIndex` is kept: such a voter still counts the removed one, and if the leader fails
+ * it may need its vote to be elected (R16, "The removed replica"). A voter down for good holds
+ * the deletion until it is repaired (replaced; the configuration then names live voters only).
+ */
+export function votersBehind(voters: readonly number[], confIndex: number, confIndexOf: (peerId: number) => number | undefined): number[] {
+  return voters.filter((peerId) => (confIndexOf(peerId) ?? -1) < confIndex);
+}
+
+/** The conf index a live datanode reports for a region's peer, if any reports it. */
+function reportedConfIndex(regionId: string, peerId: number, reports: Reports): number | undefined {
+  for (const replicas of reports.values()) {
+    const r = replicas.get(regionId);
+    if (r?.peerId === peerId) return r.confIndex;
+  }
+  return undefined;
 }
 
 /** The id floors one datanode's report implies (idFloors). */

@@ -249,6 +249,14 @@ export class Raft {
    * Until it applies it (and steps down, R16) the leader takes no proposal (docs/raft-rules.md R16).
    */
   private selfRemovalIndex = 0;
+  /**
+   * Set by the host while its apply is stalled (region-server.ts `stall`): entries the core counted
+   * applied when it handed them out are not applied yet, so the configuration hup() checks may be
+   * ahead of the one the host applied — a committed removal of this node among them. While set,
+   * this node starts no campaign (ticks, campaign(), TimeoutNow); ticks still count, so a lease it
+   * holds runs out (R8), and it answers (pre-)votes and appends as before (docs/raft-rules.md R16).
+   */
+  campaignsHeld = false;
   private uncommittedSizeBytes = 0;
 
   private prevSoftState: SoftState;
@@ -721,6 +729,7 @@ export class Raft {
   private hup(type: CampaignType): void {
     if (this.role === Role.Leader || !this.promotable()) return;
     if (this.hasUnappliedConfChanges()) return; // the configuration we would campaign in may be stale
+    if (this.campaignsHeld) return; // the host has not applied what we count applied (R16)
     if (type === 'pre-election') this.becomePreCandidate();
     else this.becomeCandidate();
     const voteType = type === 'pre-election' ? MessageType.PreVote : MessageType.Vote;

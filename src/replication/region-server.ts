@@ -264,6 +264,13 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
   closed = false;
+  /**
+   * Set (with `closed`) when this replica applied its own removal: it serves no client and never
+   * campaigns or proposes, but keeps stepping raft messages — answering (pre-)votes and appends —
+   * until the host deletes it (close()), so that a remaining voter not yet told that the removal
+   * committed can still be elected with its vote (docs/raft-rules.md R16, "The removed replica").
+   */
+  removed = false;
   /** Set while an apply waits for the object store (see the top of this file). */
   stall: ApplyStall | undefined;
   /** Set when the replica failed; it is then no longer in the region server's replicas. */
@@ -404,6 +411,16 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
+   * The replica that takes the region's raft messages: a running one, or one removed from its
+   * group that still answers raft until it is deleted (R16). The host's admission of raft traffic
+   * asks this, not replica() (which hides a removed replica from clients).
+   */
+  raftReplica(regionId: string): Replica<S, R> | undefined {
+    const replica = this.replicas.get(regionId);
+    return replica && (!replica.closed || replica.removed) ? replica : undefined;
+  }
+
+  /**
    * The region's replica in this server, also when it is fenced (removed from its group and not
    * yet closed), which replica() hides: the one an open or close of the region meets here.
    */
@@ -523,12 +540,16 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   step(fromNodeId: number, regionId: string, message: Message): void {
     this.heardFrom(fromNodeId);
     if (regionId === NODE_BEAT_REGION_ID) return;
-    const replica = this.replicas.get(regionId);
-    if (!replica || replica.closed) {
+    const replica = this.raftReplica(regionId);
+    if (!replica) {
       this.log.debug({ regionId, fromNodeId }, 'raft message for a region not hosted here');
       return;
     }
     if (message.to !== replica.selfPeerId) return; // for an older incarnation of this replica
+    // A removed replica steps every raft message like any follower (R16, "The removed replica"):
+    // it is never a (pre-)candidate when it applies its removal (a stalled replica starts no
+    // campaign: raft.ts `campaignsHeld`), and a snapshot reaching it is below its commit index,
+    // which covers its removal, so its core refuses it (P8).
     // A forwarded request (ReadIndex, TransferLeader) names the peer that asked, not the node that sent it.
     const relayed = message.type === MessageType.ReadIndex || message.type === MessageType.TransferLeader;
     if (!relayed && !replica.peers.has(message.from)) {
@@ -589,7 +610,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const quiescence = this.tuning.quiesceIdleTicks > 0;
     if (quiescence) this.watchPeerNodes(judge, late, now);
     for (const replica of this.awake) {
-      if (replica.closed) {
+      if (replica.closed && !replica.removed) {
         this.awake.delete(replica);
         continue;
       }
@@ -911,7 +932,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       }
       const work: [Replica<S, R>, Ready][] = [];
       for (const replica of candidates) {
-        if (replica.closed) continue;
+        if (replica.closed && !replica.removed) continue;
         if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) replica.lastBusyTick = this.ticks;
         if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
         if (replica.queuedReads.length > 0) this.requestReadIndex(replica);
@@ -958,6 +979,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       for (const [replica, rd] of work) {
         if (rd.softState) this.onSoftState(replica, rd);
         if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
+        // A removed replica applies nothing after its removal (applyCommitted): its state machine
+        // only waits to be deleted, and it serves no one (R16, "The removed replica").
         await this.applyCommitted(replica, rd.committedEntries);
         if (replica.failure) continue;
         for (const rs of rd.readStates) {
@@ -1010,7 +1033,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (stall) {
       // The snapshot may carry the state the replica could not compute (the leader's newer SSTs).
       if (index >= stall.upTo) {
-        replica.stall = undefined;
+        this.endStall(replica);
         this.log.info({ regionId: replica.regionId, index }, 'a snapshot replaced the stalled apply; the replica caught up');
       } else {
         stall.retryAtMs = this.clock.nowMs();
@@ -1028,6 +1051,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     for (const entry of entries) {
+      if (replica.removed) return; // nothing after its own removal (R16, "The removed replica")
       const pending = this.applyEntry(replica, entry);
       if (!pending) continue;
       const failure = await pending;
@@ -1063,6 +1087,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       stall.upTo = Math.max(stall.upTo, upTo);
     } else {
       replica.stall = { index, upTo, sinceMs: nowMs, attempts, retryAtMs: nowMs + backoffMs, lastError: err.message };
+      // Its core counted the stalled entries applied: it must not campaign until they are (R16,
+      // "The removed replica": a committed removal of this replica may be among them).
+      replica.raft.campaignsHeld = true;
       // Reads waiting for this replica to apply would hang until it catches up: fail them now
       // (retriable); proposals stay, their entries are committed and will apply.
       const refusal = this.stalledError(replica, replica.stall);
@@ -1073,12 +1100,19 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     }
   }
 
+  /** The stalled apply caught up: the replica may campaign again. */
+  private endStall(replica: Replica<S, R>): void {
+    replica.stall = undefined;
+    replica.raft.campaignsHeld = false;
+  }
+
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
   private async retryStalledApply(replica: Replica<S, R>, stall: ApplyStall): Promise<void> {
     const lo = replica.appliedIndex + 1;
     assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
     const entries = lo <= stall.upTo ? replica.store.entries(lo, stall.upTo + 1, Number.MAX_SAFE_INTEGER) : [];
     for (const entry of entries) {
+      if (replica.removed) break; // nothing after its own removal (R16, "The removed replica")
       const pending = this.applyEntry(replica, entry);
       if (!pending) continue;
       const failure = await pending;
@@ -1088,7 +1122,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         return;
       }
     }
-    replica.stall = undefined;
+    this.endStall(replica);
     this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
     this.releaseReads(replica);
   }
@@ -1202,8 +1236,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       replica.stateMachine.onMembership?.(confState.voters, confState.learners);
       this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
       if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
-        // Removed from the region: fenced at once (no reads, no writes); the host deletes it.
+        // Removed from the region: fenced at once (no reads, no writes), but it still answers
+        // raft until the host deletes it (`removed`; docs/raft-rules.md R16, "The removed replica").
         replica.closed = true;
+        replica.removed = true;
         this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
         this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
       }

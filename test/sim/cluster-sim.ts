@@ -1221,7 +1221,8 @@ export class ClusterSim {
     const planted = this.options.hostBug !== undefined || this.options.coreBugs !== undefined || this.readRand !== undefined;
     const onReadContext = this.readRand ? (nodeId: number, ctx: string) => this.noteReadContext(nodeId, ctx) : undefined;
     // With the metasrv, the datanode core adds its own hooks (src/datanode/datanode-core.ts: a
-    // membership change updates the region's meta; a replica removed from its group is deleted).
+    // membership change updates the region's meta; a replica removed from its group is kept,
+    // answering raft, until the metasrv destroys it — R16).
     const simHooks: RegionServerHooks = {
       onRoleChange: (regionId: string, role: string, leader: number, term: number) => {
         if (role === 'leader') this.elections++;

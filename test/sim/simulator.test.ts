@@ -186,6 +186,27 @@ describe('deterministic simulator', function () {
     for (const s of [831, 925, 1119]) expect(() => runSeed(defaultSimOptions(s)), `seed ${s} with the host rule`).to.not.throw();
   });
 
+  // docs/raft-rules.md R16, "The removed replica": the host keeps a replica that applied its own
+  // removal answering raft until the cleanup destroys it (the simulator's nodes always did). The
+  // planted removedDropsRaft is the host rule before that fix (a fenced replica dropped every
+  // message); loseRemovalCommit loses half of the messages telling the others that a leader's
+  // removal committed. Seed 27 (a two-voter group, searched from 1) is then stuck for good with
+  // the planted rule, and makes progress with ours.
+  it('the checkers can fail: a removed replica that stops answering raft at its own removal (planted) is caught by the liveness check; answering, the group elects the other voter (R16)', () => {
+    const seed = 27;
+    let caught: SimulationViolation | undefined;
+    try {
+      runSeed({ ...defaultSimOptions(seed), loseRemovalCommit: true, removedDropsRaft: true });
+    } catch (err) {
+      if (!(err instanceof SimulationViolation)) throw err;
+      caught = err;
+    }
+    expect(caught, 'the planted host bug was not caught').to.not.equal(undefined);
+    console.log(`      seed ${seed}: ${caught!.message.split('\n')[0]}`);
+    expect(caught!.invariant).to.equal('liveness');
+    expect(() => runSeed({ ...defaultSimOptions(seed), loseRemovalCommit: true }), `seed ${seed} with the removed replica answering`).to.not.throw();
+  });
+
   // Found with slowVoteTraffic (which only reshuffled the run: nothing is held after healing).
   // Leader 1 of the two voters {1, 3} removes itself at index 355 and takes two more writes; 3
   // acknowledges 355 but, the appends reordered, never gets 357 nor the commit index before 1

@@ -72,6 +72,18 @@ export interface SimOptions {
    * The default network's delays (at most 12 units) never let a grant arrive that late.
    */
   slowVoteTraffic: boolean;
+  /**
+   * Planted host bug (the region server's rule before R16's host fix, docs/raft-rules.md): a
+   * replica that applied its own removal drops every message delivered to it from then on, as
+   * a fenced replica did, instead of answering raft until the cleanup destroys it.
+   */
+  removedDropsRaft: boolean;
+  /**
+   * While faults are on, half of the appends and heartbeats a leader sends telling a commit index
+   * at or past its own removal are lost: the messages that tell the other voters that the removal
+   * committed (R16). The default network loses one in fifty, which rarely hits these few.
+   */
+  loseRemovalCommit: boolean;
 }
 
 export class SimulationViolation extends Error {
@@ -144,6 +156,10 @@ interface SimNode {
   proposals: Map<number, { term: number; write: PendingWrite }>;
   /** read context → waiting read. */
   reads: Map<string, PendingRead>;
+  /** This replica applied its own removal (only read with the planted removedDropsRaft). */
+  removedSelf?: boolean;
+  /** The index of this node's proposal removing itself (only read with loseRemovalCommit). */
+  selfRemovalAt?: number;
 }
 
 interface PendingRead {
@@ -410,6 +426,7 @@ export class Simulation {
     for (const { m } of due) {
       const target = this.nodes.get(m.to);
       if (!target || target.raft === null) continue; // delivered to a dead or destroyed replica: lost
+      if (this.options.removedDropsRaft && target.removedSelf) continue; // planted: fenced at its own removal
       if (this.now < target.pausedUntil) {
         this.inbox.push({ at: target.pausedUntil, seq: this.seq++, m }); // kernel buffers it
         continue;
@@ -422,6 +439,10 @@ export class Simulation {
   private send(m: Message, faults: boolean): void {
     if (this.cut.has(`${m.from}->${m.to}`)) return;
     if (faults && this.rand.chance(0.02)) return; // drop
+    if (this.options.loseRemovalCommit && faults && (m.type === MessageType.Append || m.type === MessageType.Heartbeat)) {
+      const at = this.nodes.get(m.from)?.selfRemovalAt;
+      if (at !== undefined && m.commit >= at && this.rand.chance(0.5)) return;
+    }
     const copies = faults && this.rand.chance(0.01) ? 2 : 1; // duplicate
     for (let i = 0; i < copies; i++) {
       const delay = 1 + this.rand.int(faults ? MAX_DELAY_UNITS : 3); // random delay ⇒ reordering
@@ -513,6 +534,7 @@ export class Simulation {
       const cc = decodeConfChange(entry.data);
       const cs = node.raft!.applyConfChange(cc);
       this.record(`conf ${node.id} ${JSON.stringify(cs)}`);
+      if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === node.id) node.removedSelf = true;
       // The cleanup (the metasrv's) destroys a removed replica only once a remaining member has
       // applied its removal. The removed replica's own apply is not enough: a leader that
       // removes itself steps down on apply, and the other voter of a 2-voter group may not know
@@ -736,7 +758,8 @@ export class Simulation {
     }
     if (!change) return;
     try {
-      raft.proposeConfChange({ ...change, context: '' });
+      const { index } = raft.proposeConfChange({ ...change, context: '' });
+      if (change.type === ConfChangeType.RemoveNode && change.nodeId === leader.id) leader.selfRemovalAt = index;
       this.confChanges++;
       this.record(`propose-conf ${change.type} ${change.nodeId}`);
     } catch {
@@ -942,6 +965,8 @@ export function defaultSimOptions(seed: number): SimOptions {
     keepTrace: false,
     calmElections: false,
     slowVoteTraffic: false,
+    removedDropsRaft: false,
+    loseRemovalCommit: false,
   };
 }
 

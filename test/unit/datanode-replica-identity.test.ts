@@ -229,3 +229,77 @@ describe('replica identity: close_region and open_region name the replica they m
     expect(hostsData(), 'the closed replica applying the change got the region deleted').to.equal(true);
   });
 });
+
+// docs/raft-rules.md R16, "The removed replica": a replica that applies its own removal is kept,
+// fenced to clients and answering raft, until the metasrv's close_region(destroy) names it (after
+// the region's leader reported a configuration without it). The datanode used to delete it as it
+// applied its removal, before a remaining voter that had not learned the commit could get its vote.
+describe('a replica removed from its region is kept (answering raft) until the metasrv destroys it (R16)', function () {
+  this.timeout(20_000);
+  const engines = new Map<number, MemoryLogEngine>();
+  const cores = new Map<number, InstructedCore>();
+
+  beforeEach(() => {
+    for (const nodeId of [1, 2]) {
+      const engine = new MemoryLogEngine();
+      engines.set(nodeId, engine);
+      const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
+        for (const e of envelopes) cores.get(to)?.regionServer.step(from, e.regionId, e.message);
+      });
+      cores.set(
+        nodeId,
+        new InstructedCore({
+          nodeId,
+          clusterId: 'removal',
+          storeId: `store-${nodeId}`,
+          heartbeatIntervalMs: 1000,
+          logEngine: engine,
+          clock: systemClock,
+          log: silentLogger,
+          createRegionServer: (hooks) =>
+            // skipBcastCommit off: the leader tells the follower at once that its removal
+            // committed (with it on, the leader applies the removal and sends it nothing more).
+            new RegionServer<Counter, number>(nodeId, engine, transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5, skipBcastCommit: false }, silentLogger, systemClock, hooks),
+          stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+        }),
+      );
+    }
+  });
+
+  afterEach(async () => {
+    for (const core of cores.values()) await core.regionServer.stop();
+    cores.clear();
+    engines.clear();
+  });
+
+  it('the removed follower keeps its data and answers raft; close_region(destroy) naming its peer deletes it', async () => {
+    const peers = [1, 2].map((n) => ({ peer_id: String(10 + n), node_id: String(n), addr: '' }));
+    for (const [nodeId, core] of cores) {
+      await core.openRegion({ ...openRequest(10 + nodeId), peers, self_peer_id: String(10 + nodeId) });
+      core.regionServer.start();
+    }
+    const leading = () =>
+      [...cores].find(([, c]) => {
+        const r = c.regionServer.replica(REGION);
+        return r?.isLeader() === true && r.appliedIndex === r.raft.status().lastIndex; // its no-op applied
+      });
+    await waitFor(() => leading() !== undefined, 'a leader that applied its first entry');
+    const [leaderNode, leader] = leading()!;
+    const removedNode = 3 - leaderNode;
+    const removed = cores.get(removedNode)!;
+    await leader.regionServer.proposeConfChange(REGION, { type: ConfChangeType.RemoveNode, nodeId: 10 + removedNode, context: '' });
+    await waitFor(() => removed.regionServer.replica(REGION) === undefined, 'the removed follower to apply its removal');
+    // Whatever the removal's application scheduled on the datanode has had its turn.
+    await new Promise((ok) => setImmediate(ok));
+    await removed.serialized(async () => undefined);
+    const kept = removed.regionServer.hostedReplica(REGION);
+    expect(kept?.removed, 'the datanode deleted the removed replica itself').to.equal(true);
+    expect(engines.get(removedNode)!.stores.has(REGION) && engines.get(removedNode)!.metas.has(REGION), 'its log and meta are kept').to.equal(true);
+    expect(removed.regionServer.raftReplica(REGION), 'it still takes raft messages').to.equal(kept);
+    expect(() => removed.regionServer.leaderReplica(REGION)).to.throw(/no longer hosted|not hosted/);
+    // The metasrv's cleanup (repair-replica) or reconciliation names the removed peer.
+    await removed.run({ close_region: { region_id: REGION, destroy: true, peer_id: String(10 + removedNode) } });
+    expect(removed.regionServer.hostedReplica(REGION)).to.equal(undefined);
+    expect(engines.get(removedNode)!.stores.has(REGION) || engines.get(removedNode)!.metas.has(REGION), 'deleted').to.equal(false);
+  });
+});

@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { type CatalogState, type RegionDef, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
-import { type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog } from '../../src/metasrv/reconcile.js';
+import { type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
 
 const REGION = makeRegionId(1024, 0);
 
@@ -73,10 +73,30 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         { peerId: 3, nodeId: 3 },
         { peerId: 4, nodeId: 4 },
       ]);
-      const seen = reports({ 2: replica(2, { role: 'leader', voters: [2, 3, 4], confIndex: 9 }), 1: replica(1, { voters: [1, 2, 3], confIndex: 3 }) });
+      const conf = { voters: [2, 3, 4], confIndex: 9 };
+      const seen = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, conf), 4: replica(4, conf), 1: replica(1, { voters: [1, 2, 3], confIndex: 3 }) });
       const actions = nodeActions(catalog, 1, seen);
       expect(actions).to.have.length(1);
       expect(actions[0]).to.have.property('destroy').that.includes({ regionId: REGION, peerId: 1 });
+    });
+
+    it('a replica removed in a 4 -> 3 shrink is kept until every voter of the new configuration reports it (R16)', () => {
+      const catalog = catalogWith([
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 4, nodeId: 4 },
+      ]);
+      const conf = { voters: [2, 3, 4], confIndex: 9 };
+      const removed = replica(1, { voters: [1, 2, 3, 4], confIndex: 9 });
+      // Peer 3 has not applied the removal: should the leader fail now, it needs 3 of {1, 2, 3, 4}.
+      const behind = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, { voters: [1, 2, 3, 4], confIndex: 7 }), 4: replica(4, conf), 1: removed });
+      expect(destroyReason(catalog, 1, removed, behind)).to.equal(undefined);
+      expect(nodeActions(catalog, 1, behind)).to.deep.equal([]);
+      // A voter that reports nothing (its node down) holds the deletion too, until it is repaired.
+      const silent = reports({ 2: replica(2, { role: 'leader', ...conf }), 4: replica(4, conf), 1: removed });
+      expect(destroyReason(catalog, 1, removed, silent)).to.equal(undefined);
+      const applied = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, conf), 4: replica(4, conf), 1: removed });
+      expect(destroyReason(catalog, 1, removed, applied)).to.match(/not a member of the group .*applied by every voter/);
     });
 
     it('no leader reported: nothing is destroyed (nobody can say who the members are)', () => {
@@ -104,6 +124,41 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       catalog.droppedRegions = { [REGION]: 1 };
       const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3] }) });
       expect(nodeActions(catalog, 1, seen)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
+    });
+  });
+
+  describe('removed replicas awaiting deletion are shown (R16; `regiondb status` problems)', () => {
+    const conf = { voters: [2, 3, 4], confIndex: 9 };
+    const removed = replica(1, { voters: [2, 3, 4], confIndex: 9 }); // applied its removal: its membership lacks it
+    function problemsOf(catalog: CatalogState, seen: Reports): string[] {
+      const into = new Map<string, string[]>();
+      removedReplicaProblems(catalog, seen, into);
+      return into.get(REGION) ?? [];
+    }
+
+    it('a known region: what the deletion waits for, then that it is being deleted', () => {
+      const catalog = catalogWith([
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 4, nodeId: 4 },
+      ]);
+      const behind = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, { voters: [1, 2, 3, 4], confIndex: 7 }), 4: replica(4, conf), 1: removed });
+      expect(problemsOf(catalog, behind)).to.deep.equal(['peer 1 on node 1 reports a membership without itself (conf index 9): removed from its group, it answers raft until voters 3 report conf index 9; then it is deleted']);
+      const applied = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, conf), 4: replica(4, conf), 1: removed });
+      expect(problemsOf(catalog, applied)).to.deep.equal(['peer 1 on node 1 reports a membership without itself (conf index 9): removed from its group; being deleted']);
+    });
+
+    it('a region this catalog does not know (a metasrv on an empty data dir): kept, and said so', () => {
+      const seen = reports({ 2: replica(2, { role: 'leader', ...conf }), 1: removed });
+      expect(problemsOf(emptyCatalog('c'), seen)).to.deep.equal([
+        'peer 1 on node 1 reports a membership without itself (conf index 9): removed from its group, it answers raft until deleted; this catalog does not know the region, so nothing deletes it',
+      ]);
+    });
+
+    it('members, new replicas with no membership yet and failed replicas are not listed', () => {
+      const catalog = catalogWith([{ peerId: 2, nodeId: 2 }]);
+      const seen = reports({ 2: replica(2, { role: 'leader', ...conf }), 3: replica(3, { voters: [], learners: [] }), 1: replica(1, { voters: [2, 3, 4], health: 'failed' }) });
+      expect(problemsOf(catalog, seen)).to.deep.equal([]);
     });
   });
 

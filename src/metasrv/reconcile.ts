@@ -168,8 +168,6 @@ function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedRepl
   if (!group) return `${head}: removed from its group, it answers raft until deleted; no leader reports the membership`;
   if (members(group).has(r.peerId)) return `${head}, but the leader on node ${group.leaderNodeId} counts it: still catching up to its own addition?`;
   if (group.confIndex < r.confIndex) return `${head}: the leader on node ${group.leaderNodeId} reports an older configuration (conf index ${group.confIndex}); kept`;
-  const behind = votersBehind(group.voters, group.confIndex, (peerId) => reportedConfIndex(r.regionId, peerId, reports));
-  if (behind.length > 0) return `${head}: removed from its group, it answers raft until voters ${behind.join(',')} report conf index ${group.confIndex}; then it is deleted`;
   return `${head}: removed from its group; being deleted`;
 }
 
@@ -247,31 +245,7 @@ export function destroyReason(catalog: CatalogState, nodeId: number, seen: Obser
   if (!group) return undefined;
   if (members(group).has(seen.peerId)) return undefined;
   if (group.confIndex < seen.confIndex) return undefined; // the replica knows a newer configuration than that leader
-  // R16 (docs/raft-rules.md, "What the rule does not cover"): a voter that has not applied the
-  // removal may still need the removed replica's vote (4 -> 3: 3 of the old 4) if the leader fails.
-  const behind = votersBehind(group.voters, group.confIndex, (peerId) => reportedConfIndex(seen.regionId, peerId, reports));
-  if (behind.length > 0) return undefined;
-  return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}, applied by every voter)`;
-}
-
-/**
- * The voters of a configuration (as a leader reports it, at `confIndex`) not known to have applied
- * it: those whose replica reports a lower conf index, or none. While any is, a replica removed at
- * or before `confIndex` is kept: such a voter still counts the removed one, and if the leader fails
- * it may need its vote to be elected (R16, "The removed replica"). A voter down for good holds
- * the deletion until it is repaired (replaced; the configuration then names live voters only).
- */
-export function votersBehind(voters: readonly number[], confIndex: number, confIndexOf: (peerId: number) => number | undefined): number[] {
-  return voters.filter((peerId) => (confIndexOf(peerId) ?? -1) < confIndex);
-}
-
-/** The conf index a live datanode reports for a region's peer, if any reports it. */
-function reportedConfIndex(regionId: string, peerId: number, reports: Reports): number | undefined {
-  for (const replicas of reports.values()) {
-    const r = replicas.get(regionId);
-    if (r?.peerId === peerId) return r.confIndex;
-  }
-  return undefined;
+  return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex})`;
 }
 
 /** The id floors one datanode's report implies (idFloors). */

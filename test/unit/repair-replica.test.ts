@@ -123,43 +123,4 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
     const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: 'new store abc (was def)' });
     expect(repairReplica.describe(d)).to.match(/replace peer 1 \(node 1\).*new store abc/);
   });
-
-  describe('cleanup after a 4 -> 3 shrink keeps the removed replica until every voter applied its removal (R16)', () => {
-    /** Peer 1 on node 1 replaced by peer 4 on node 4: the leader (peer 2) reports {2, 3, 4} at conf index 9. */
-    function shrunk(): { f: Fake; d: RepairReplicaData } {
-      const f = fake();
-      f.catalog.nodes[4] = { nodeId: 4, addr: 'n4', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
-      f.catalog.regions[REGION]!.replicas = [
-        { peerId: 2, nodeId: 2 },
-        { peerId: 3, nodeId: 3 },
-        { peerId: 4, nodeId: 4 },
-      ];
-      const conf = { voters: [2, 3, 4], confIndex: 9 };
-      f.observed.set(1, replica(1, { voters: [1, 2, 3, 4], confIndex: 9 })); // removed; it applied its removal
-      f.observed.set(2, replica(2, { role: 'leader', ...conf }));
-      f.observed.set(3, replica(3, { voters: [1, 2, 3, 4], confIndex: 7 })); // has not applied the removal
-      f.observed.set(4, replica(4, conf));
-      return { f, d: { regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 4 } };
-    }
-
-    it('waits while a live voter reports an older configuration, and deletes once it reports the leader\'s', () => {
-      const { f, d } = shrunk();
-      // Peer 3 still counts {1, 2, 3, 4}: should peer 2 fail now, 3 needs 3 of 4 votes, peer 1's among them.
-      expect(repairReplica.steps['cleanup'](f.ctx, d, run)).to.have.property('retry').that.matches(/voters 3 .*conf index 9/);
-      expect(f.sent).to.deep.equal([]);
-      f.observed.set(3, replica(3, { voters: [2, 3, 4], confIndex: 9 }));
-      expect(repairReplica.steps['cleanup'](f.ctx, d, run)).to.have.property('done', true);
-      expect(f.sent).to.deep.equal([{ nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '1' } } }]);
-    });
-
-    it('with a voter\'s node down it finishes without deleting (reconciliation deletes it later), so the voter\'s repair is not held', () => {
-      const { f, d } = shrunk();
-      delete f.catalog.nodes[3];
-      f.observed.delete(3);
-      const result = repairReplica.steps['cleanup'](f.ctx, d, run);
-      expect(result).to.have.property('done', true);
-      expect(result).to.have.property('note').that.matches(/kept until voters 3/);
-      expect(f.sent).to.deep.equal([]);
-    });
-  });
 });

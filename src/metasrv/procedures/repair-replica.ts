@@ -15,7 +15,6 @@
 //   remove-old  → the leader removes the old peer; the catalog drops it (routes change here)
 //   cleanup     → if the old node is reachable, it closes and deletes its replica
 import type { RegionDef } from '../catalog.js';
-import { votersBehind } from '../reconcile.js';
 import { type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
@@ -136,40 +135,11 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       }),
 
     cleanup(ctx, d) {
+      // A node that is down now is told on its return: heartbeat reconciliation closes any
+      // replica the catalog no longer places on it.
       // Replaced on the same node: the region there is the new replica now; nothing to delete.
-      if (d.newNodeId === d.oldNodeId) return { done: true, note: 'replica replaced' };
-      // A node that is down now is told on its return: heartbeat reconciliation destroys a
-      // replica its group no longer counts (reconcile.ts destroyReason).
-      if (!ctx.isAlive(d.oldNodeId)) return { done: true, note: 'replica replaced; its node is down (reconciliation deletes it on its return)' };
-      const region = ctx.catalog.regions[d.regionId];
-      if (!region) return { done: true, note: 'region dropped' };
-      const leader = ctx.leaderOf(region);
-      if (!leader) return { retry: 'waiting for a leader' };
-      // The removed replica answers raft until deleted (R16): keep it until every voter of the
-      // leader's configuration applied it, else (4 -> 3) a voter still counting the old four may
-      // need its vote should the leader fail before telling it the removal committed.
-      const nodeOf = new Map(region.replicas.map((p) => [p.peerId, p.nodeId]));
-      const confIndexOf = (peerId: number) => {
-        const nodeId = nodeOf.get(peerId);
-        const seen = nodeId === undefined ? undefined : ctx.observed(nodeId, region.regionId);
-        return seen?.peerId === peerId ? seen.confIndex : undefined;
-      };
-      const { voters, confIndex } = leader.replica;
-      const behind = votersBehind(voters, confIndex, confIndexOf);
-      if (behind.length === 0) {
-        ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
-        return { done: true, note: 'replica replaced' };
-      }
-      const down = behind.filter((peerId) => {
-        const nodeId = nodeOf.get(peerId);
-        return nodeId === undefined || !ctx.isAlive(nodeId);
-      });
-      if (down.length > 0) {
-        // Waiting here would hold the region's repair of that voter; reconciliation deletes the
-        // removed replica once every voter of its group's configuration reports it applied.
-        return { done: true, note: `replica replaced; peer ${d.oldPeerId} kept until voters ${behind.join(',')} apply conf index ${confIndex} (reconciliation deletes it)` };
-      }
-      return { retry: `waiting for voters ${behind.join(',')} to apply conf index ${confIndex} before deleting peer ${d.oldPeerId}` };
+      if (ctx.isAlive(d.oldNodeId) && d.newNodeId !== d.oldNodeId) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
+      return { done: true, note: 'replica replaced' };
     },
   },
 };

@@ -37,13 +37,6 @@ function deliver(f: FakeCluster): void {
       if (change === 'promote' && learners.includes(id)) [learners, voters] = [learners.filter((p) => p !== id), [...voters, id]];
       if (change === 'remove') [voters, learners] = [voters.filter((p) => p !== id), learners.filter((p) => p !== id)];
       f.report(lead, { ...leader, voters, learners, confIndex: leader.confIndex + 1 });
-      // Its members apply the change too (repair-replica's cleanup waits for every voter to
-      // report it before deleting a removed replica: R16).
-      for (const [other, regions] of f.reports) {
-        const seen = regions.get(REGION);
-        if (other === lead || !seen || ![...voters, ...learners].includes(seen.peerId)) continue;
-        f.report(other, { ...seen, voters, learners, confIndex: leader.confIndex + 1 });
-      }
     } else if ('close_region' in instruction) {
       // As a datanode does: a close naming a peer id closes only the replica of that peer.
       const hosted = f.reports.get(nodeId)?.get(REGION);

@@ -11,14 +11,18 @@
 // is never missed; `takeDue` removes what it returns from the map, so a region is returned once
 // per time set.
 
+import { MinHeap } from '../common/min-heap.js';
+
 interface Entry {
   readonly dueMs: number;
   readonly regionId: string;
 }
 
+const dueOf = (entry: Entry): number => entry.dueMs;
+
 export class DueSchedule {
   private readonly at = new Map<string, number>();
-  private heap: Entry[] = [];
+  private readonly heap = new MinHeap<Entry>(dueOf);
 
   /** The region's due time, if it has one. */
   get(regionId: string): number | undefined {
@@ -31,13 +35,13 @@ export class DueSchedule {
 
   /** Heap entries, stale ones included (tests: bounded by `retain`). */
   get entries(): number {
-    return this.heap.length;
+    return this.heap.size;
   }
 
   set(regionId: string, dueMs: number): void {
     if (this.at.get(regionId) === dueMs) return; // its entry is in the heap already
     this.at.set(regionId, dueMs);
-    this.push({ dueMs, regionId });
+    this.heap.push({ dueMs, regionId });
   }
 
   delete(regionId: string): void {
@@ -50,8 +54,8 @@ export class DueSchedule {
    */
   takeDue(untilMs: number): string[] {
     const due: string[] = [];
-    while (this.heap.length > 0 && this.heap[0]!.dueMs <= untilMs) {
-      const { dueMs, regionId } = this.pop();
+    for (let top = this.heap.peek(); top !== undefined && top.dueMs <= untilMs; top = this.heap.peek()) {
+      const { dueMs, regionId } = this.heap.pop();
       if (this.at.get(regionId) !== dueMs) continue; // stale: moved or removed since
       this.at.delete(regionId);
       due.push(regionId);
@@ -62,41 +66,7 @@ export class DueSchedule {
   /** Keeps the regions `keep` accepts, drops the others, and rebuilds the heap without stale entries. */
   retain(keep: (regionId: string) => boolean): void {
     for (const regionId of [...this.at.keys()]) if (!keep(regionId)) this.at.delete(regionId);
-    this.heap = [];
-    for (const [regionId, dueMs] of this.at) this.push({ dueMs, regionId });
-  }
-
-  private push(entry: Entry): void {
-    const heap = this.heap;
-    let i = heap.length;
-    heap.push(entry);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (heap[parent]!.dueMs <= entry.dueMs) break;
-      heap[i] = heap[parent]!;
-      i = parent;
-    }
-    heap[i] = entry;
-  }
-
-  private pop(): Entry {
-    const heap = this.heap;
-    const top = heap[0]!;
-    const last = heap.pop()!;
-    const n = heap.length;
-    if (n > 0) {
-      let i = 0;
-      for (;;) {
-        const left = 2 * i + 1;
-        if (left >= n) break;
-        const right = left + 1;
-        const child = right < n && heap[right]!.dueMs < heap[left]!.dueMs ? right : left;
-        if (heap[child]!.dueMs >= last.dueMs) break;
-        heap[i] = heap[child]!;
-        i = child;
-      }
-      heap[i] = last;
-    }
-    return top;
+    this.heap.clear();
+    for (const [regionId, dueMs] of this.at) this.heap.push({ dueMs, regionId });
   }
 }

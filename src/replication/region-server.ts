@@ -271,6 +271,10 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
    * committed can still be elected with its vote (docs/raft-rules.md R16, "The removed replica").
    */
   removed = false;
+  /** Whether it still steps raft messages, ticks and runs ready cycles: running, or removed and not deleted yet. */
+  get answersRaft(): boolean {
+    return !this.closed || this.removed;
+  }
   /** Set while an apply waits for the object store (see the top of this file). */
   stall: ApplyStall | undefined;
   /** Set when the replica failed; it is then no longer in the region server's replicas. */
@@ -417,7 +421,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   raftReplica(regionId: string): Replica<S, R> | undefined {
     const replica = this.replicas.get(regionId);
-    return replica && (!replica.closed || replica.removed) ? replica : undefined;
+    return replica?.answersRaft ? replica : undefined;
   }
 
   /**
@@ -610,7 +614,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const quiescence = this.tuning.quiesceIdleTicks > 0;
     if (quiescence) this.watchPeerNodes(judge, late, now);
     for (const replica of this.awake) {
-      if (replica.closed && !replica.removed) {
+      if (!replica.answersRaft) {
         this.awake.delete(replica);
         continue;
       }
@@ -932,7 +936,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       }
       const work: [Replica<S, R>, Ready][] = [];
       for (const replica of candidates) {
-        if (replica.closed && !replica.removed) continue;
+        if (!replica.answersRaft) continue;
         if (replica.queuedCommands.length > 0 || replica.queuedReads.length > 0) replica.lastBusyTick = this.ticks;
         if (replica.queuedCommands.length > 0) this.proposeQueued(replica);
         if (replica.queuedReads.length > 0) this.requestReadIndex(replica);

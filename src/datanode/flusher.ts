@@ -20,7 +20,7 @@ import {
   parseManifestKey,
   type RegionManifest,
   restoreMarkerKey,
-  loadLatestManifest,
+  readLatestManifest,
   parseReplicaSnapshotKey,
   replicaSnapshotKey,
   replicaSnapshotPrefix,
@@ -776,6 +776,40 @@ export class Flusher {
     return !replica.closed && replica.raft.term === term && leaderMayCollect(replica.isLeader(), term, replica.raft.log.term(replica.appliedIndex));
   }
 
+  /**
+   * A GC pass found that the region's latest manifest (its recovery point) does not decode
+   * (docs/engine.md, "A damaged latest manifest"). What it names cannot be read, so the pass
+   * deletes nothing and forgets its first sightings (no grace runs meanwhile), as for a restore's
+   * marker. It asks for a flush — of an empty memtable if need be — when that flush puts a
+   * manifest above the damaged one: the damaged key is at or above the flushed index (else this
+   * leader's own manifest at its flushed index is on its way and will be the latest) and at or
+   * below the applied index (a freeze proposed now lands above it). That bounds the requests:
+   * once such a flush applies the flushed index is above the damaged key and nothing is asked
+   * again; a freeze that does not commit is asked again by the next pass, as G3's flush is. A
+   * damaged key above the applied index (another history's object, a stray one) cannot be
+   * superseded by a flush: no request, and the warning says an operator must replace the object.
+   */
+  private holdForDamagedManifest(replica: Replica<RegionState>, w: RegionWork, key: string, damage: string): void {
+    const regionId = replica.regionId;
+    w.unreferenced = new Map();
+    const index = parseManifestKey(regionId, key);
+    const state = replica.stateMachine;
+    const supersedable = index !== undefined && state.flushedIndex <= index && index <= replica.appliedIndex;
+    const flushing = state.frozen.length > 0 || w.freezing;
+    if (supersedable && !flushing) {
+      w.snapshotRequested = true;
+      this.markRegion(regionId); // the next check freezes it
+    }
+    this.log.warn(
+      { regionId, manifest: key, err: damage, flushedIndex: state.flushedIndex, appliedIndex: replica.appliedIndex, flushRequested: supersedable && !flushing },
+      supersedable
+        ? "the region's latest manifest is damaged: SST GC deletes nothing until a flush puts a newer manifest"
+        : index !== undefined && index < state.flushedIndex
+          ? "the region's latest manifest is damaged: SST GC deletes nothing until this leader's manifest at its flushed index is in the store"
+          : "the region's latest manifest is damaged and above anything this region has applied (another history, or a stray object): SST GC deletes nothing until an operator replaces or removes it",
+    );
+  }
+
   /** One GC pass over a region this node leads: the rule is sst-gc.ts (G1–G5); this is its I/O. */
   private async collectGarbage(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const regionId = replica.regionId;
@@ -800,7 +834,11 @@ export class Flusher {
       }
       const listed = inFolder.filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
-      const latestManifest = await loadLatestManifest(this.store, regionId);
+      const latestManifest = await readLatestManifest(this.store, regionId);
+      if (latestManifest && 'damage' in latestManifest) {
+        this.holdForDamagedManifest(replica, w, latestManifest.key, latestManifest.damage.message);
+        return;
+      }
       for (const s of latestManifest?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
       // G3: the recovery point must be past what is deleted, or a late put of an older manifest
       // (a deposed leader's) could land as the latest naming it. Its key orders the manifests.

@@ -810,6 +810,33 @@ export class Flusher {
     );
   }
 
+  /**
+   * A GC pass held by a restore's marker says which restore (backup, table) and since when (the
+   * marker's `startedAtMs`, the restore's wall clock: shown, never used to decide anything). Past
+   * a grace it warns: the restore may have been killed, and its marker then holds the region's
+   * GC until the same restore runs again (docs/engine.md, "A marker left behind").
+   */
+  private async logRestoreMarker(regionId: string): Promise<void> {
+    const key = restoreMarkerKey(regionId);
+    let marker: { backupId?: unknown; table?: unknown; startedAtMs?: unknown } = {};
+    try {
+      marker = JSON.parse(new TextDecoder().decode(await this.store.get(key))) as typeof marker;
+    } catch {
+      // gone since the listing (the restore finished), or not JSON: logged without its fields
+    }
+    const startedAtMs = typeof marker.startedAtMs === 'number' ? marker.startedAtMs : undefined;
+    const ageMs = startedAtMs === undefined ? undefined : Math.max(0, Date.now() - startedAtMs);
+    const fields = { regionId, marker: key, backupId: String(marker.backupId ?? '?'), table: String(marker.table ?? '?'), markerAgeMs: ageMs };
+    if (ageMs !== undefined && ageMs < this.settings.gcGraceMs) {
+      this.log.info(fields, 'SST GC pass skipped: a restore is copying SSTs into the region');
+      return;
+    }
+    this.log.warn(
+      fields,
+      `SST GC of the region is held by a restore marker ${ageMs === undefined ? 'of unknown age' : `put ${Math.round(ageMs / 60_000)} min ago`}: if that restore is no longer running, run the same br restore again (it finishes and removes the marker), drop the table, or delete the marker object`,
+    );
+  }
+
   /** One GC pass over a region this node leads: the rule is sst-gc.ts (G1–G5); this is its I/O. */
   private async collectGarbage(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const regionId = replica.regionId;
@@ -829,7 +856,7 @@ export class Flusher {
         // this pass can tell apart from a copy, so it deletes nothing and starts no grace (the
         // marker was put before the first copy, so a listing holding a copy holds the marker).
         w.unreferenced = new Map();
-        this.log.info({ regionId }, 'SST GC pass skipped: a restore is copying SSTs into the region');
+        await this.logRestoreMarker(regionId);
         return;
       }
       const listed = inFolder.filter((k) => k.endsWith('.sst'));

@@ -1217,4 +1217,45 @@ describe('flusher: SSTs a restore copies into a live region (docs/engine.md, "Re
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a marker older than the grace (a killed restore) is named in a warning with its backup, table and age; a young one only at info', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-restore-old-'));
+    const clock = new ManualClock(1_000_000);
+    const store = new FsObjectStore(dir);
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const server = new FakeRegionServer();
+    const leader = new FakeReplica(2, 10);
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    server.replicas.push(leader);
+    await store.put(manifestKey(REGION, 10), encodeManifest(manifestOf(10, [])));
+    const marker = (startedAtMs: number) => new TextEncoder().encode(`${JSON.stringify({ backupId: 'b-7', table: 't', startedAtMs })}\n`);
+    await store.put(restoreMarkerKey(REGION), marker(Date.now()));
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, log, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const held = () => lines.map((l) => JSON.parse(l) as { level: number; msg: string; backupId?: string; table?: string; markerAgeMs?: number }).filter((l) => l.backupId !== undefined);
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+    };
+    try {
+      await run(GRACE_MS);
+      expect(held().length, 'each held pass says which restore holds it').to.be.greaterThan(0);
+      expect(held().every((l) => l.level === 30 && l.backupId === 'b-7' && l.table === 't'), 'info while the marker is young').to.equal(true);
+      lines.length = 0;
+      await store.put(restoreMarkerKey(REGION), marker(Date.now() - 3_600_000)); // put an hour ago: the restore was killed
+      await run(GRACE_MS);
+      const warned = held().filter((l) => l.level === 40);
+      expect(warned.length, 'warned').to.be.greaterThan(0);
+      expect(warned[0]!.markerAgeMs).to.be.at.least(3_600_000);
+      expect(warned[0]!.msg).to.match(/held by a restore marker put 60 min ago: if that restore is no longer running, run the same br restore again/);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

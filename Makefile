@@ -62,6 +62,23 @@ lint: deps typecheck proto-check proto-types-check
 test: build proto-check
 	SIM_SEEDS=100 $(MOCHA) 'test/**/*.test.ts'
 
+# The same files as make test in two mocha processes side by side (docs/testing.md, session 13):
+# the files that run real processes (test/integration, the Jepsen short runs) in one, everything
+# else in the other; the first lane mostly waits on its clusters' timers and faults, the second
+# runs in that idle CPU. Each lane prints its spec output and summary when it ends (.ci/run adds
+# the summaries up). Opt-in until it is measured on CI's quiet cores: on this busy machine it ran
+# the suite in the time of the slower lane, and one integration test failed in it (see the notes).
+TEST_PROCESS_FILES := 'test/integration/**/*.test.ts' 'test/jepsen/**/*.test.ts'
+.PHONY: test-lanes test-lane-processes test-lane-in-process
+test-lanes: build proto-check
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-processes test-lane-in-process
+
+test-lane-processes:
+	SIM_SEEDS=100 $(MOCHA) $(TEST_PROCESS_FILES)
+
+test-lane-in-process:
+	SIM_SEEDS=100 $(MOCHA) $(addprefix --ignore ,$(TEST_PROCESS_FILES)) 'test/**/*.test.ts'
+
 # The full-size data-volume tests `make test` runs smaller (README, "Make targets"):
 # test/integration/engine.test.ts at 500,000 rows, a 256 KiB flush threshold and a 60 s SST GC
 # grace, with the WAL-stays-bounded check that needs that volume (make test: 100,000 rows, 64 KiB,

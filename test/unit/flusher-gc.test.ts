@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
@@ -115,6 +115,100 @@ class FakeRegionServer {
   }
 }
 
+const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
+
+/** A flusher over the fake region server, on the injected clock. */
+const newFlusher = (server: FakeRegionServer, store: FsObjectStore, clock: ManualClock, s: FlusherSettings = settings, log: Logger = silentLogger) =>
+  new Flusher(server as unknown as RegionServer<RegionState>, store, s, log, noMetrics, clock);
+
+/** Checks every checkIntervalMs for `ms` of the injected clock, each one waiting for the work it started. */
+async function runChecks(flusher: Flusher, clock: ManualClock, ms: number): Promise<void> {
+  for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+    clock.advance(settings.checkIntervalMs);
+    flusher.check();
+    await flusher.settled();
+  }
+}
+
+/** A test's own object store in a fresh temp directory. */
+function tempStore(prefix: string): { dir: string; store: FsObjectStore; clock: ManualClock } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, store: new FsObjectStore(dir), clock: new ManualClock(1_000_000) };
+}
+
+/** The store's manifest puts wait until `release()`; `started` resolves when the first one is sent (a put in flight). */
+function holdManifestPuts(store: FsObjectStore): { started: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const landing = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let putStarted!: () => void;
+  const started = new Promise<void>((resolve) => {
+    putStarted = resolve;
+  });
+  const put = store.put.bind(store);
+  store.put = async (key: string, data: Uint8Array) => {
+    if (key.startsWith(manifestPrefix(REGION))) {
+      putStarted();
+      await landing;
+    }
+    return put(key, data);
+  };
+  return { started, release };
+}
+
+/** The store's manifest puts fail while `failing.on` is set. */
+function failManifestPuts(store: FsObjectStore, on: boolean): { on: boolean } {
+  const failing = { on };
+  const put = store.put.bind(store);
+  store.put = async (key: string, data: Uint8Array) => {
+    if (failing.on && key.startsWith(manifestPrefix(REGION))) throw new RegionDbError(ErrorCode.Unavailable, 'injected: the object store refused the manifest put');
+    return put(key, data);
+  };
+  return failing;
+}
+
+/** The latest manifest's key, and every SST it names that the store no longer holds. */
+async function latestNames(store: FsObjectStore): Promise<{ key: string | undefined; missing: string[] }> {
+  const latest = await loadLatestManifest(store, REGION);
+  const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
+  return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
+}
+
+/**
+ * Two nodes on one object store (a directory, seen through one client per node), each with its
+ * own fake region server and flusher on one clock: node 1's manifest puts are held until
+ * `held1.release()` (a deposed leader's put in flight), node 2's fail while `failing2.on` is set.
+ */
+function twoNodes(prefix: string, node2FailsAtFirst: boolean) {
+  const { dir, store, clock } = tempStore(prefix);
+  const store1 = new FsObjectStore(dir);
+  const store2 = new FsObjectStore(dir);
+  const held1 = holdManifestPuts(store1);
+  const failing2 = failManifestPuts(store2, node2FailsAtFirst);
+  const server1 = new FakeRegionServer();
+  const server2 = new FakeRegionServer();
+  const flusher1 = newFlusher(server1, store1, clock);
+  const flusher2 = newFlusher(server2, store2, clock);
+  return {
+    store,
+    server1,
+    server2,
+    flusher1,
+    flusher2,
+    held1,
+    failing2,
+    passes2: (ms: number) => runChecks(flusher2, clock, ms),
+    async close() {
+      held1.release();
+      flusher1.stop();
+      flusher2.stop();
+      await flusher1.settled();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('flusher: SST garbage collection never deletes what may still be read (issue 14 item 4)', () => {
   let dir: string;
   let store: FsObjectStore;
@@ -158,21 +252,12 @@ describe('flusher: SST garbage collection never deletes what may still be read (
   };
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-'));
-    store = new FsObjectStore(dir);
-    clock = new ManualClock(1_000_000);
+    ({ dir, store, clock } = tempStore('regiondb-gc-'));
     wallMs = realDateNow();
     Date.now = () => wallMs;
     server = new FakeRegionServer();
     deleted.length = 0;
-    flusher = new Flusher(
-      server as unknown as RegionServer<RegionState>,
-      store,
-      settings,
-      silentLogger,
-      { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} },
-      clock,
-    );
+    flusher = newFlusher(server, store, clock);
     const original = store.delete.bind(store);
     store.delete = async (key: string) => {
       deleted.push(key);
@@ -369,14 +454,13 @@ const regionWithSsts = (count: number): RegionState =>
 
 describe('flusher: an explicit compaction', () => {
   it('whose edit did not commit (leader lost its quorum) is tried again at the next check, not dropped', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-compact-'));
-    const clock = new ManualClock(1_000_000);
+    const { dir, store, clock } = tempStore('regiondb-compact-');
     const server = new FakeRegionServer();
     const replica = new FakeReplica(2, 6);
     replica.state = regionWithSsts(2);
     replica.snapshotIndex = 6;
     server.replicas.push(replica);
-    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, new FsObjectStore(dir), settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const flusher = newFlusher(server, store, clock);
     try {
       expect(replica.state.ssts.length).to.equal(2);
       flusher.requestCompaction(REGION);
@@ -384,11 +468,7 @@ describe('flusher: an explicit compaction', () => {
       await flusher.settled();
       expect(server.proposed.filter((k) => k === 'compaction-edit'), 'the requested compaction was proposed').to.have.length(1);
       // Its outcome is unknown (no quorum) and the region still has both SSTs: the request stands.
-      for (let i = 0; i < 3; i++) {
-        clock.advance(settings.checkIntervalMs);
-        flusher.check();
-        await flusher.settled();
-      }
+      await runChecks(flusher, clock, 3 * settings.checkIntervalMs);
       expect(server.proposed.filter((k) => k === 'compaction-edit'), 'proposed again while the SSTs are still there').to.have.length.greaterThan(1);
     } finally {
       flusher.stop();
@@ -412,15 +492,9 @@ describe('flusher: a quiet region gets its GC pass once per gcQuietIntervalMs (d
   const wallMs = 1_700_000_000_000;
   const inVersion = sstKeyAt(9, wallMs, 'v000');
 
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-      clock.advance(settings.checkIntervalMs);
-      flusher.check();
-      await flusher.settled();
-    }
-  };
+  const run = (ms: number) => runChecks(flusher, clock, ms);
   const start = async (s: FlusherSettings) => {
-    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, s, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    flusher = newFlusher(server, store, clock, s);
     const leader = new FakeReplica(2, 10);
     server.replicas.push(leader);
     leader.snapshotIndex = 10;
@@ -433,9 +507,7 @@ describe('flusher: a quiet region gets its GC pass once per gcQuietIntervalMs (d
   };
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-quiet-'));
-    store = new FsObjectStore(dir);
-    clock = new ManualClock(1_000_000);
+    ({ dir, store, clock } = tempStore('regiondb-gc-quiet-'));
     server = new FakeRegionServer();
     passesAt = [];
     const list = store.list.bind(store);
@@ -534,18 +606,10 @@ describe("flusher: an orphan of this node's own upload in a quiet region (docs/e
   /** Held after its answer while set: the next GC listing of the region's SSTs. */
   let holdListing: { listed: () => void; gate: Promise<void> } | undefined;
 
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-      clock.advance(settings.checkIntervalMs);
-      flusher.check();
-      await flusher.settled();
-    }
-  };
+  const run = (ms: number) => runChecks(flusher, clock, ms);
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-own-orphan-'));
-    store = new FsObjectStore(dir);
-    clock = new ManualClock(1_000_000);
+    ({ dir, store, clock } = tempStore('regiondb-gc-own-orphan-'));
     server = new FakeRegionServer();
     // Every edit commits; none changes this fake's version (the compaction-edit is ignored).
     server.propose = async (_regionId: string, data: Uint8Array) => {
@@ -567,7 +631,7 @@ describe("flusher: an orphan of this node's own upload in a quiet region (docs/e
       }
       return answer;
     };
-    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    flusher = newFlusher(server, store, clock, quietSettings);
     const leader = new FakeReplica(2, 10);
     leader.state = regionWithSsts(2); // readable SSTs (in memory), flushed at 5
     const keys = leader.state.ssts.map((s) => s.key);
@@ -638,13 +702,7 @@ describe("flusher: GC's memory of a region is forgotten when this node stops lea
   const orphan = sstKeyAt(9, wallMs, 'orph');
   const region2 = `${REGION}0`;
 
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-      clock.advance(settings.checkIntervalMs);
-      flusher.check();
-      await flusher.settled();
-    }
-  };
+  const run = (ms: number) => runChecks(flusher, clock, ms);
   /** A leader at applied index 10 whose replicas have all snapshotted at 10 (G3 holds for anything seen from now on). */
   const leaderOf = async (regionId: string, term: number) => {
     const leader = new FakeReplica(term, 10);
@@ -657,11 +715,9 @@ describe("flusher: GC's memory of a region is forgotten when this node stops lea
   };
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-forget-'));
-    store = new FsObjectStore(dir);
-    clock = new ManualClock(1_000_000);
+    ({ dir, store, clock } = tempStore('regiondb-gc-forget-'));
     server = new FakeRegionServer();
-    flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    flusher = newFlusher(server, store, clock, quietSettings);
     work = (flusher as unknown as { work: typeof work }).work;
   });
 
@@ -725,7 +781,7 @@ describe("flusher: GC's memory of a region is forgotten when this node stops lea
     const feedServer = new FeedServer();
     server = feedServer;
     flusher.stop();
-    flusher = new Flusher(feedServer as unknown as RegionServer<RegionState>, store, quietSettings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    flusher = newFlusher(feedServer, store, clock, quietSettings);
     work = (flusher as unknown as { work: typeof work }).work;
     const leader = await leaderOf(REGION, 2);
     await run(settings.checkIntervalMs); // the first check is a full one
@@ -789,11 +845,9 @@ describe('flusher: a manifest write whose listing is slow (G2: "any manifest thi
   // window in which a compaction moved the SST out of the version and GC, not knowing the manifest
   // was on its way, deleted it; the manifest then landed as the latest, naming a deleted SST.
   it('keeps what a manifest still waiting for its listing names', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-landing-'));
-    const store = new FsObjectStore(dir);
-    const clock = new ManualClock(1_000_000);
+    const { dir, store, clock } = tempStore('regiondb-gc-landing-');
     const server = new FakeRegionServer();
-    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const flusher = newFlusher(server, store, clock);
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -855,97 +909,47 @@ describe("flusher: a deposed leader's manifest put that lands late (docs/engine.
   // them after the grace; then leader 1's put landed and was the latest manifest — what
   // `regiondb recover`, backups and standby seeds load — naming two deleted SSTs.
   it('GC keeps what it deletes until the latest manifest in the store is at or above the index it left the version at', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-deposed-'));
-    const clock = new ManualClock(1_000_000);
-    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
-    // One object store (a directory), seen through one client per node.
-    const store = new FsObjectStore(dir);
-    const store1 = new FsObjectStore(dir);
-    const store2 = new FsObjectStore(dir);
+    const nodes = twoNodes('regiondb-gc-deposed-', true);
+    const { store, server1, server2, flusher1, flusher2, held1, failing2, passes2 } = nodes;
     const wallMs = 1_700_000_000_000;
     const [a, b, c] = ['aaaa', 'bbbb', 'cccc'].map((tag) => sstKeyAt(tag === 'cccc' ? 12 : 9, wallMs, tag)) as [string, string, string];
     for (const k of [a, b, c]) await store.put(k, new Uint8Array([1]));
-
-    // Leader 1's manifest put is held until the test lets it land.
-    let release!: () => void;
-    const landing = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let putStarted!: () => void;
-    const started = new Promise<void>((resolve) => {
-      putStarted = resolve;
-    });
-    const put1 = store1.put.bind(store1);
-    store1.put = async (key: string, data: Uint8Array) => {
-      if (key.startsWith(manifestPrefix(REGION))) {
-        putStarted();
-        await landing;
-      }
-      return put1(key, data);
-    };
-    const server1 = new FakeRegionServer();
+    // Leader 1 (node 1) at flushed index 10, naming a and b; its manifest put is held.
     const leader1 = new FakeReplica(1, 10);
     leader1.state.flushedIndex = 10;
     leader1.state.ssts = [meta(a), meta(b)];
     server1.replicas.push(leader1);
-    const flusher1 = new Flusher(server1 as unknown as RegionServer<RegionState>, store1, settings, silentLogger, noMetrics, clock);
-
-    // Leader 2's manifest puts fail until `manifestsFail` is cleared.
-    let manifestsFail = true;
-    const put2 = store2.put.bind(store2);
-    store2.put = async (key: string, data: Uint8Array) => {
-      if (manifestsFail && key.startsWith(manifestPrefix(REGION))) throw new RegionDbError(ErrorCode.Unavailable, 'the object store refused the put');
-      return put2(key, data);
-    };
-    const server2 = new FakeRegionServer();
+    // Leader 2 (node 2) at 14, a and b merged into c; its manifest puts fail until told otherwise.
     const leader2 = new FakeReplica(2, 14);
     leader2.state.flushedIndex = 14;
     leader2.state.ssts = [meta(c)];
     leader2.snapshotIndex = 14;
     leader2.snapshotSsts = [c];
     server2.replicas.push(leader2);
-    const flusher2 = new Flusher(server2 as unknown as RegionServer<RegionState>, store2, settings, silentLogger, noMetrics, clock);
-    const passes2 = async (ms: number) => {
-      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-        clock.advance(settings.checkIntervalMs);
-        flusher2.check();
-        await flusher2.settled();
-      }
-    };
-    /** Every SST the latest manifest names, and whether it is in the store. */
-    const latestNames = async () => {
-      const latest = await loadLatestManifest(store, REGION);
-      const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
-      return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
-    };
     try {
       flusher1.check();
-      await started; // leader 1's manifest at 10 (naming a and b) is on its way
+      await held1.started; // leader 1's manifest at 10 (naming a and b) is on its way
       leader1.leader = false; // deposed
       for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 14), encodeManifest(manifestOf(14, [c])));
       await passes2(4 * GRACE_MS);
-      release();
+      held1.release();
       await flusher1.settled();
-      const late = await latestNames();
+      const late = await latestNames(store);
       expect(late.key, "leader 1's late manifest is the latest").to.equal(manifestKey(REGION, 10));
       expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
       expect(flusher2.manifestIndex(REGION), 'the recovery point node 2 reports').to.equal(0);
 
       // Leader 2's manifest lands: from then on a and b are garbage, and they are collected.
-      manifestsFail = false;
+      failing2.on = false;
       await passes2(4 * GRACE_MS);
-      const now = await latestNames();
+      const now = await latestNames(store);
       expect(now.key).to.equal(manifestKey(REGION, 14));
       expect(now.missing).to.deep.equal([]);
       expect(await store.head(a), 'garbage once the latest manifest is past it').to.equal(undefined);
       expect(await store.head(b)).to.equal(undefined);
       expect(await store.head(c)).to.not.equal(undefined);
     } finally {
-      release();
-      flusher1.stop();
-      flusher2.stop();
-      await flusher1.settled();
-      rmSync(dir, { recursive: true, force: true });
+      await nodes.close();
     }
   });
 });
@@ -959,61 +963,19 @@ describe('flusher: a region restarted from an older manifest on the same node (b
   // node 2 leads again, y is merged into z at 600, node 2 flushes at 650 and every replica
   // snapshots at 650, but node 2's manifest puts fail (G3's case: no manifest >= 600 in the store).
   it('GC does not count a manifest the store no longer holds (manifestWritten of the earlier history)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-rerestore-'));
-    const clock = new ManualClock(1_000_000);
-    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
-    const store = new FsObjectStore(dir);
-    const store1 = new FsObjectStore(dir);
-    const store2 = new FsObjectStore(dir);
-    let failManifestPuts2 = false;
-    const put2 = store2.put.bind(store2);
-    store2.put = async (key: string, data: Uint8Array) => {
-      if (failManifestPuts2 && key.startsWith(manifestPrefix(REGION))) throw new Error('injected: manifest put failed');
-      return put2(key, data);
-    };
+    const nodes = twoNodes('regiondb-gc-rerestore-', false);
+    const { store, server1, server2, flusher1, flusher2, held1, failing2, passes2 } = nodes;
     const wallMs = 1_700_000_000_000;
     const [old, r, y, z] = ['0000', 'rrrr', 'yyyy', 'zzzz'].map((tag, i) => sstKeyAt(100 + i, wallMs, tag)) as [string, string, string, string];
     for (const k of [old, r, y, z]) await store.put(k, new Uint8Array([1]));
-    const server2 = new FakeRegionServer();
     const before = new FakeReplica(2, 900);
     before.state.flushedIndex = 900;
     before.state.ssts = [meta(old)];
     server2.replicas.push(before);
-    const flusher2 = new Flusher(server2 as unknown as RegionServer<RegionState>, store2, settings, silentLogger, noMetrics, clock);
-    const passes2 = async (ms: number) => {
-      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-        clock.advance(settings.checkIntervalMs);
-        flusher2.check();
-        await flusher2.settled();
-      }
-    };
-    let release!: () => void;
-    const landing = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let putStarted!: () => void;
-    const started = new Promise<void>((resolve) => {
-      putStarted = resolve;
-    });
-    const put1 = store1.put.bind(store1);
-    store1.put = async (key: string, data: Uint8Array) => {
-      if (key.startsWith(manifestPrefix(REGION))) {
-        putStarted();
-        await landing;
-      }
-      return put1(key, data);
-    };
-    const server1 = new FakeRegionServer();
     const leader1 = new FakeReplica(3, 550);
     leader1.state.flushedIndex = 550;
     leader1.state.ssts = [meta(r), meta(y)];
     server1.replicas.push(leader1);
-    const flusher1 = new Flusher(server1 as unknown as RegionServer<RegionState>, store1, settings, silentLogger, noMetrics, clock);
-    const latestNames = async () => {
-      const latest = await loadLatestManifest(store, REGION);
-      const named = latest?.manifest.ssts.map((s) => s.key) ?? [];
-      return { key: latest?.key, missing: (await Promise.all(named.map(async (k) => ((await store.head(k)) === undefined ? [k] : [])))).flat() };
-    };
     try {
       flusher2.check();
       await flusher2.settled();
@@ -1023,9 +985,9 @@ describe('flusher: a region restarted from an older manifest on the same node (b
       await store.put(manifestKey(REGION, 500), encodeManifest(manifestOf(500, [r])));
       before.closed = true;
       server2.replicas.splice(0, 1);
-      failManifestPuts2 = true;
+      failing2.on = true;
       flusher1.check();
-      await started; // leader 1 (new history) puts its manifest at 550 naming r, y; deposed
+      await held1.started; // leader 1 (new history) puts its manifest at 550 naming r, y; deposed
       leader1.leader = false;
       // Node 2 leads the new history at applied 620: y was merged into z at 600; every replica's
       // snapshot is at 550 (naming r, y). Its first pass sees y unreferenced at 620.
@@ -1046,30 +1008,23 @@ describe('flusher: a region restarted from an older manifest on the same node (b
       for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 650), encodeManifest(manifestOf(650, [r, z])));
       await passes2(4 * GRACE_MS);
       expect(await store.head(manifestKey(REGION, 650)), "node 2's manifest puts fail").to.equal(undefined);
-      release();
+      held1.release();
       await flusher1.settled();
-      const late = await latestNames();
+      const late = await latestNames(store);
       expect(late.key).to.equal(manifestKey(REGION, 550));
       expect(late.missing, 'SSTs the latest manifest names that GC deleted').to.deep.equal([]);
     } finally {
-      release();
-      flusher1.stop();
-      flusher2.stop();
-      await flusher1.settled();
-      rmSync(dir, { recursive: true, force: true });
+      await nodes.close();
     }
   });
 
   it('the leader writes the manifest of its flushed index after the region restarted below the one it had written', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-rerestore2-'));
-    const clock = new ManualClock(1_000_000);
-    const noMetrics = { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} };
-    const store = new FsObjectStore(dir);
+    const { dir, store, clock } = tempStore('regiondb-gc-rerestore2-');
     const server = new FakeRegionServer();
     const before = new FakeReplica(2, 900);
     before.state.flushedIndex = 900;
     server.replicas.push(before);
-    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, noMetrics, clock);
+    const flusher = newFlusher(server, store, clock);
     try {
       flusher.check();
       await flusher.settled();
@@ -1080,11 +1035,7 @@ describe('flusher: a region restarted from an older manifest on the same node (b
       const after = new FakeReplica(3, 660);
       after.state.flushedIndex = 650;
       server.replicas.push(after);
-      for (let i = 0; i < 8; i++) {
-        clock.advance(settings.checkIntervalMs);
-        flusher.check();
-        await flusher.settled();
-      }
+      await runChecks(flusher, clock, 8 * settings.checkIntervalMs);
       expect(flusher.manifestIndex(REGION), 'what `regiondb flush` waits for').to.equal(650);
       expect(await store.head(manifestKey(REGION, 650)), 'the manifest at the flushed index').to.not.equal(undefined);
     } finally {
@@ -1098,9 +1049,7 @@ describe('flusher: a region restarted from an older manifest on the same node (b
 describe('flusher: a damaged latest manifest (docs/engine.md, "A damaged latest manifest")', () => {
   /** A leader at applied and flushed index 10, every replica's snapshot at 10, an orphan SST, and `damagedAt`'s manifest damaged. */
   async function setup(damagedAt: number) {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-damaged-'));
-    const clock = new ManualClock(1_000_000);
-    const store = new FsObjectStore(dir);
+    const { dir, store, clock } = tempStore('regiondb-gc-damaged-');
     const lines: string[] = [];
     const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
     const server = new FakeRegionServer();
@@ -1113,14 +1062,8 @@ describe('flusher: a damaged latest manifest (docs/engine.md, "A damaged latest 
     await store.put(orphan, new Uint8Array([1]));
     const damagedKey = manifestKey(REGION, damagedAt);
     await store.put(damagedKey, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
-    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, log, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
-    const run = async (ms: number) => {
-      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-        clock.advance(settings.checkIntervalMs);
-        flusher.check();
-        await flusher.settled();
-      }
-    };
+    const flusher = newFlusher(server, store, clock, settings, log);
+    const run = (ms: number) => runChecks(flusher, clock, ms);
     const warnings = () => lines.map((l) => JSON.parse(l) as { msg: string; manifest?: string; err?: string });
     const freezes = () => server.proposed.filter((k) => k === 'freeze').length;
     const cleanup = async () => {
@@ -1179,9 +1122,7 @@ describe('flusher: a damaged latest manifest (docs/engine.md, "A damaged latest 
 
 describe('flusher: SSTs a restore copies into a live region (docs/engine.md, "Restore copies and a live leader\'s GC")', () => {
   it('while the restore marker is in the SST folder no pass deletes anything or starts a grace; once it goes, the usual rule applies', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-restore-'));
-    const clock = new ManualClock(1_000_000);
-    const store = new FsObjectStore(dir);
+    const { dir, store, clock } = tempStore('regiondb-gc-restore-');
     const server = new FakeRegionServer();
     const leader = new FakeReplica(2, 10);
     leader.snapshotIndex = 10;
@@ -1192,15 +1133,9 @@ describe('flusher: SSTs a restore copies into a live region (docs/engine.md, "Re
     const copy = sstKeyAt(500, 1_700_000_000_000, 'rstr');
     await store.put(restoreMarkerKey(REGION), new Uint8Array([1]));
     await store.put(copy, new Uint8Array([1]));
-    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, silentLogger, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const flusher = newFlusher(server, store, clock);
     const work = (flusher as unknown as { work: Map<string, { unreferenced: ReadonlyMap<string, unknown> }> }).work;
-    const run = async (ms: number) => {
-      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
-        clock.advance(settings.checkIntervalMs);
-        flusher.check();
-        await flusher.settled();
-      }
-    };
+    const run = (ms: number) => runChecks(flusher, clock, ms);
     try {
       await run(4 * GRACE_MS);
       expect(await store.head(copy), 'the copy is kept while the marker is there').to.not.equal(undefined);

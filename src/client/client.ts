@@ -80,7 +80,32 @@ export interface ClientOptions {
    * per-call cost. Servers that refuse the stream (no write access) get unary calls.
    */
   readonly batchStream?: boolean;
+  /**
+   * A debugging hook (off by default; nothing is recorded or timed without it): called for every
+   * attempt of a region operation, every backoff sleep and every route lookup, with wall-clock
+   * times (bench/scale-bench.ts SCALE_TRACE=1 uses it to split a failover's write gap).
+   */
+  readonly trace?: (event: ClientTraceEvent) => void;
 }
+
+/** One step of the client's work on an operation (ClientOptions.trace). Times: Date.now() ms. */
+export type ClientTraceEvent =
+  | {
+      readonly kind: 'attempt';
+      readonly what: string;
+      readonly regionId: string;
+      readonly addr: string;
+      readonly startMs: number;
+      readonly durationMs: number;
+      /** The error's code, absent when the attempt succeeded. */
+      readonly code?: string;
+      readonly message?: string;
+      /** The leader address the error named, if any. */
+      readonly hint?: string;
+    }
+  | { readonly kind: 'backoff'; readonly what: string; readonly regionId: string; readonly startMs: number; readonly ms: number }
+  /** A route lookup: `regionId` set when an attempt of that region waited for it (inline), unset when in the background. */
+  | { readonly kind: 'routes'; readonly table: string; readonly regionId?: string; readonly startMs: number; readonly durationMs: number; readonly ok: boolean };
 
 interface Route {
   regionId: string;
@@ -446,6 +471,7 @@ export class RegionDbClient {
     let maybeApplied: RegionDbError | undefined;
     /** The route and address of the current attempt; unset while the route is looked up (its errors are final). */
     let target: { route: Route; addr: string } | undefined;
+    const trace = this.options.trace;
     return this.withBackoff(
       async () => {
         target = undefined;
@@ -457,7 +483,7 @@ export class RegionDbClient {
         if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
         const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
         target = { route, addr };
-        return attempt(addr);
+        return trace ? this.traced(trace, what, regionId, addr, attempt) : attempt(addr);
       },
       async (e, err) => {
         if (!target) throw err;
@@ -489,7 +515,14 @@ export class RegionDbClient {
         else route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
         if (route.leaderAddr && e.code !== ErrorCode.ResourceExhausted) return 'now'; // a fresh hint: follow it at once
         // No usable hint: try the next peer; refresh routes from the metasrv now and then.
-        if (peerCursor % route.peers.length === 0) await this.describe(table, true).catch(() => undefined);
+        if (peerCursor % route.peers.length === 0) {
+          const started = trace ? Date.now() : 0;
+          const ok = await this.describe(table, true).then(
+            () => true,
+            () => false,
+          );
+          trace?.({ kind: 'routes', table, regionId, startMs: started, durationMs: Date.now() - started, ok });
+        }
         return 'later';
       },
       (last) =>
@@ -506,7 +539,23 @@ export class RegionDbClient {
               `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${last.message})`,
               { cause: last },
             ),
+      trace && ((ms) => trace({ kind: 'backoff', what, regionId, startMs: Date.now(), ms })),
     );
+  }
+
+  /** One attempt of withRegion, reported to the trace hook (ClientOptions.trace) as it settles. */
+  private async traced<T>(trace: (event: ClientTraceEvent) => void, what: string, regionId: string, addr: string, attempt: (addr: string) => Promise<T>): Promise<T> {
+    const startMs = Date.now();
+    try {
+      const res = await attempt(addr);
+      trace({ kind: 'attempt', what, regionId, addr, startMs, durationMs: Date.now() - startMs });
+      return res;
+    } catch (err) {
+      const e = fromGrpcError(err);
+      const hint = e.details['leaderAddr'];
+      trace({ kind: 'attempt', what, regionId, addr, startMs, durationMs: Date.now() - startMs, code: e.code, message: e.message, ...(hint ? { hint } : {}) });
+      throw err;
+    }
   }
 
   /**
@@ -520,6 +569,8 @@ export class RegionDbClient {
     attempt: () => Promise<T>,
     onError: (e: RegionDbError, thrown: unknown) => Promise<'now' | 'later'> | 'now' | 'later',
     expired: (last: RegionDbError) => RegionDbError,
+    /** Told of every backoff sleep as it starts (ClientOptions.trace). */
+    sleeping?: (ms: number) => void,
   ): Promise<T> {
     const deadline = performance.now() + this.deadlineMs; // monotonic: the operation's own budget
     let backoffMs = BACKOFF_MIN_MS;
@@ -536,6 +587,7 @@ export class RegionDbClient {
         }
         if (performance.now() + backoffMs >= deadline) throw expired(e);
       }
+      sleeping?.(backoffMs);
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
     }
@@ -592,9 +644,14 @@ export class RegionDbClient {
     const ageMs = performance.now() - info.fetchedMs;
     if (info.refreshing || ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
     info.refreshing = true;
+    const trace = this.options.trace;
+    const started = trace ? Date.now() : 0;
     // Safe to drop a failure: describe() keeps the routes it has when the metasrv does not answer.
     void this.describe(table, true)
-      .catch(() => undefined)
+      .then(
+        () => trace?.({ kind: 'routes', table, startMs: started, durationMs: Date.now() - started, ok: true }),
+        () => trace?.({ kind: 'routes', table, startMs: started, durationMs: Date.now() - started, ok: false }),
+      )
       .finally(() => {
         info.refreshing = false;
         info.fetchedMs = performance.now(); // a failed lookup waits as long as a successful one

@@ -514,15 +514,13 @@ export class RegionDbClient {
         if (e.code === ErrorCode.ResourceExhausted) route.leaderAddr = addr; // right node, busy: wait and retry it
         else route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
         if (route.leaderAddr && e.code !== ErrorCode.ResourceExhausted) return 'now'; // a fresh hint: follow it at once
-        // No usable hint: try the next peer; refresh routes from the metasrv now and then.
-        if (peerCursor % route.peers.length === 0) {
-          const started = trace ? Date.now() : 0;
-          const ok = await this.describe(table, true).then(
-            () => true,
-            () => false,
-          );
-          trace?.({ kind: 'routes', table, regionId, startMs: started, durationMs: Date.now() - started, ok });
-        }
+        // No usable hint: try the next peer, and once per pass over the peers ask the metasrv for
+        // newer routes — in the background, as maybeRefreshRoutes does. Awaited here, the lookup
+        // held this retry: after a node leading hundreds of regions died, every writer waited on
+        // the one lookup in flight (the metasrv busy with the failover, and still naming the dead
+        // leader until the survivors' heartbeats) while the survivors already served the regions
+        // (docs/performance.md, "Failover at 1,000 regions: the client's part").
+        if (peerCursor % route.peers.length === 0) this.refreshRoutes(table);
         return 'later';
       },
       (last) =>
@@ -638,11 +636,21 @@ export class RegionDbClient {
     return false;
   }
 
-  /** The next replica to try, skipping ones recently unreachable (unless all are). */
   /** Fetches newer routes in the background when `info` is old (ROUTES_REFRESH_MS), or names no leader for the region at hand. */
   private maybeRefreshRoutes(table: string, info: TableRoutes, leaderless: boolean): void {
     const ageMs = performance.now() - info.fetchedMs;
-    if (info.refreshing || ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
+    if (ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
+    this.refreshRoutes(table, info);
+  }
+
+  /**
+   * Looks the table's routes up again in the background, unless a lookup of these routes is in
+   * flight already (at most one per table at a time, as when the retry loop awaited it; the
+   * lookup itself is shared with describe() callers). Attempts meanwhile go where the routes they
+   * have send them; later ones use what the lookup learned.
+   */
+  private refreshRoutes(table: string, info = this.tables.get(table)): void {
+    if (!info || info.refreshing) return;
     info.refreshing = true;
     const trace = this.options.trace;
     const started = trace ? Date.now() : 0;
@@ -658,6 +666,7 @@ export class RegionDbClient {
       });
   }
 
+  /** The next replica to try, skipping ones recently unreachable (unless all are). */
   private nextPeer(route: Route, cursor: number): string {
     const n = route.peers.length;
     for (let i = 0; i < n; i++) {

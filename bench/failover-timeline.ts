@@ -46,7 +46,13 @@ for (const name of readdirSync(dir).filter((n) => /^datanode\d+\.log$/.test(n)))
   if (node === victim) continue;
   for (const line of readFileSync(join(dir, name), 'utf8').split('\n')) {
     if (line === '' || line[0] !== '{') continue;
-    const e = JSON.parse(line) as { time: number; msg: string; regionId?: string; role?: string; term?: number; sinceLastMs?: number };
+    type LogLine = { time: number; msg: string; regionId?: string; role?: string; term?: number; sinceLastMs?: number };
+    let e: LogLine;
+    try {
+      e = JSON.parse(line) as LogLine;
+    } catch {
+      continue; // a line another write cut into (a process's last words on stderr)
+    }
     const t = e.time - killedAtMs;
     // The bench takes the kill's time once it saw the victim exit (up to hundreds of ms after the
     // signal on a loaded machine): a survivor may take the victim as down a little "before" it.
@@ -117,7 +123,7 @@ process.stdout.write(
 summary('all of the victim\'s regions', rows);
 summary(`slowest 10%`, rows.slice(Math.floor(rows.length * 0.9)));
 process.stdout.write(`slowest ${slowestN}:\n`);
-for (const r of rows.slice(-slowestN)) {
+for (const r of rows.slice(rows.length - slowestN)) {
   const events = (byRegion.get(r.region) ?? []).map((e) => `${e.t}:${e.node.replace('datanode', 'd')}:${e.role}@${e.term}`).join(' ');
   process.stdout.write(`  ${r.region} gap ${ms(r.gap)} leader ${ms(r.leader)} on ${r.leaderNode}: ${events}\n`);
 }

@@ -21,6 +21,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeRegionId, regionNumberOf } from '../src/engine/key.js';
 import { LocalCluster, sleep, waitUntil } from '../test/support/local-cluster.js';
+import type { ClientTraceEvent } from '../src/client/client.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const sizes = (process.env['SCALE_REGIONS'] || '100,1000,5000').split(',').map(Number);
 const killAt = Number(process.env['SCALE_KILL_AT'] || 1000);
@@ -128,8 +130,42 @@ async function writeLatency(client: Client, targets: readonly Target[], seconds:
   return { writes: sorted.length, failures, p50Ms: round(pct(sorted, 50)), p99Ms: round(pct(sorted, 99)), opsPerS: Math.round(sorted.length / seconds) };
 }
 
+type TraceEvent = (ClientTraceEvent | { kind: 'write'; regionId: string; startMs: number; durationMs: number; code?: string }) & { regionId?: string };
+
+/**
+ * SCALE_TRACE=1: the prober's events (ClientOptions.trace) and each writer's write() calls from
+ * the kill on, and this process's own event-loop delay (the bench's client runs in it: a late
+ * loop here is a late acknowledgement there). Saved next to the results, for failover-timeline.ts.
+ */
+class ClientTrace {
+  private readonly events: TraceEvent[] = [];
+  private readonly loop = monitorEventLoopDelay({ resolution: 10 });
+  private recording = false;
+
+  start(): void {
+    this.recording = true;
+    this.loop.enable();
+  }
+
+  add(event: TraceEvent): void {
+    if (this.recording) this.events.push(event);
+  }
+
+  save(killedAtMs: number, victimRegions: ReadonlySet<string>, addrs: Record<string, string>): string {
+    this.recording = false;
+    this.loop.disable();
+    const ms = (ns: number) => Math.round(ns / 1e5) / 10;
+    const file = join(import.meta.dirname, 'results', `scale-trace-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+    const events = this.events.filter((e) => e.regionId === undefined || victimRegions.has(e.regionId)).map((e) => ({ ...e, startMs: e.startMs - killedAtMs }));
+    const eventLoopDelayMs = { p50: ms(this.loop.percentile(50)), p99: ms(this.loop.percentile(99)), max: ms(this.loop.max) };
+    writeFileSync(file, JSON.stringify({ killedAtMs, addrs, eventLoopDelayMs, events }));
+    return file;
+  }
+}
+
 /** kill -9 the datanode leading the most regions; one writer per region until it is acknowledged. */
-async function killLeader(cluster: LocalCluster, client: Client, targets: readonly Target[]) {
+async function killLeader(cluster: LocalCluster, client: Client, targets: readonly Target[], trace?: ClientTrace) {
   const statuses = await Promise.all(cluster.datanodes.map((_, i) => cluster.status(i)));
   const led = statuses.map((s) => new Set(s.replicas.filter((r) => r.role === 'leader').map((r) => r.region_id)));
   const victim = led.reduce((best, set, i) => (set.size > led[best]!.size ? i : best), 0);
@@ -138,6 +174,7 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
   // writers are done (same signals as SCALE_PROFILE=1's idle window, see idleUsage).
   const profiled = process.env['SCALE_PROFILE'] === 'kill' ? [...cluster.datanodes.filter((_, i) => i !== victim), cluster.metasrv].map((d) => d.process!.pid!) : [];
   for (const pid of profiled) process.kill(pid, 'SIGUSR2');
+  trace?.start();
   await cluster.stopDatanode(victim, 'SIGKILL');
   const killedAt = Date.now();
   const gaps = new Map<string, number>();
@@ -161,10 +198,13 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
     Array.from({ length: killWriters }, async () => {
       while (queue.length > 0 && Date.now() - killedAt < 30_000) {
         const t = queue.shift()!;
+        const startMs = Date.now();
         try {
           await client.write(t.table, [{ k: t.key, ts: ts++ }]);
           gaps.set(t.regionId, Date.now() - killedAt);
-        } catch {
+          trace?.add({ kind: 'write', regionId: t.regionId, startMs, durationMs: Date.now() - startMs });
+        } catch (err) {
+          trace?.add({ kind: 'write', regionId: t.regionId, startMs, durationMs: Date.now() - startMs, code: (err as { code?: string }).code ?? '?' });
           queue.push(t);
           await sleep(10);
         }
@@ -172,6 +212,7 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
     }),
   );
   for (const pid of profiled) process.kill(pid, 'SIGUSR2');
+  const traceFile = trace?.save(killedAt, led[victim]!, Object.fromEntries(cluster.datanodes.map((_, i) => [`datanode${i + 1}`, cluster.datanodeAddr(i)])));
   const summarize = (ids: string[]) => {
     const values = ids.map((id) => gaps.get(id) ?? Number.POSITIVE_INFINITY).sort((a, b) => a - b);
     return { regions: values.length, p50Ms: pct(values, 50), p99Ms: pct(values, 99), maxMs: values.at(-1) ?? Number.NaN };
@@ -183,6 +224,7 @@ async function killLeader(cluster: LocalCluster, client: Client, targets: readon
     // bench/failover-timeline.ts, which lines them up with the survivors' logs.
     victimGapsMs: Object.fromEntries([...led[victim]!].map((id) => [id, gaps.get(id) ?? null])),
     victimLed: led[victim]!.size,
+    ...(traceFile ? { traceFile } : {}),
     everyRegionLedAgainMs: await raftFailover,
     loadavg: load,
     allRegions: summarize(targets.map((t) => t.regionId)),
@@ -230,10 +272,13 @@ async function runSize(regions: number) {
     );
     if (regions === killAt) {
       await sleep(settleSeconds * 1000);
-      const prober = cluster.client({ deadlineMs: 10_000, attemptTimeoutMs: 1000 });
+      // SCALE_TRACE=1: the prober reports every attempt, backoff and route lookup (ClientOptions.trace);
+      // killLeader keeps the victim's regions' events (bench/failover-timeline.ts splits the client's part).
+      const trace = process.env['SCALE_TRACE'] === '1' ? new ClientTrace() : undefined;
+      const prober = cluster.client({ deadlineMs: 10_000, attemptTimeoutMs: 1000, ...(trace ? { trace: (e: ClientTraceEvent) => trace.add(e) } : {}) });
       await writeLatency(prober, targets, 1); // routes cached
       await sleep(settleSeconds * 1000);
-      const kill = await killLeader(cluster, prober, targets);
+      const kill = await killLeader(cluster, prober, targets, trace);
       prober.close();
       result['kill'] = kill;
       result['clusterDir'] = cluster.dir;

@@ -80,7 +80,32 @@ export interface ClientOptions {
    * per-call cost. Servers that refuse the stream (no write access) get unary calls.
    */
   readonly batchStream?: boolean;
+  /**
+   * A debugging hook (off by default; nothing is recorded or timed without it): called for every
+   * attempt of a region operation, every backoff sleep and every route lookup, with wall-clock
+   * times (bench/scale-bench.ts SCALE_TRACE=1 uses it to split a failover's write gap).
+   */
+  readonly trace?: (event: ClientTraceEvent) => void;
 }
+
+/** One step of the client's work on an operation (ClientOptions.trace). Times: Date.now() ms. */
+export type ClientTraceEvent =
+  | {
+      readonly kind: 'attempt';
+      readonly what: string;
+      readonly regionId: string;
+      readonly addr: string;
+      readonly startMs: number;
+      readonly durationMs: number;
+      /** The error's code, absent when the attempt succeeded. */
+      readonly code?: string;
+      readonly message?: string;
+      /** The leader address the error named, if any. */
+      readonly hint?: string;
+    }
+  | { readonly kind: 'backoff'; readonly what: string; readonly regionId: string; readonly startMs: number; readonly ms: number }
+  /** A route lookup: `regionId` set when an attempt of that region waited for it (inline), unset when in the background. */
+  | { readonly kind: 'routes'; readonly table: string; readonly regionId?: string; readonly startMs: number; readonly durationMs: number; readonly ok: boolean };
 
 interface Route {
   regionId: string;
@@ -446,6 +471,7 @@ export class RegionDbClient {
     let maybeApplied: RegionDbError | undefined;
     /** The route and address of the current attempt; unset while the route is looked up (its errors are final). */
     let target: { route: Route; addr: string } | undefined;
+    const trace = this.options.trace;
     return this.withBackoff(
       async () => {
         target = undefined;
@@ -457,7 +483,7 @@ export class RegionDbClient {
         if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
         const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
         target = { route, addr };
-        return attempt(addr);
+        return trace ? this.traced(trace, what, regionId, addr, attempt) : attempt(addr);
       },
       async (e, err) => {
         if (!target) throw err;
@@ -488,8 +514,13 @@ export class RegionDbClient {
         if (e.code === ErrorCode.ResourceExhausted) route.leaderAddr = addr; // right node, busy: wait and retry it
         else route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;
         if (route.leaderAddr && e.code !== ErrorCode.ResourceExhausted) return 'now'; // a fresh hint: follow it at once
-        // No usable hint: try the next peer; refresh routes from the metasrv now and then.
-        if (peerCursor % route.peers.length === 0) await this.describe(table, true).catch(() => undefined);
+        // No usable hint: try the next peer, and once per pass over the peers ask the metasrv for
+        // newer routes — in the background, as maybeRefreshRoutes does. Awaited here, the lookup
+        // held this retry: after a node leading hundreds of regions died, every writer waited on
+        // the one lookup in flight (the metasrv busy with the failover, and still naming the dead
+        // leader until the survivors' heartbeats) while the survivors already served the regions
+        // (docs/performance.md, "Failover at 1,000 regions: the client's part").
+        if (peerCursor % route.peers.length === 0) this.refreshRoutes(table);
         return 'later';
       },
       (last) =>
@@ -506,7 +537,23 @@ export class RegionDbClient {
               `${what} on region ${regionId} did not complete within ${this.deadlineMs} ms; for a write the outcome is unknown (last error: ${last.message})`,
               { cause: last },
             ),
+      trace && ((ms) => trace({ kind: 'backoff', what, regionId, startMs: Date.now(), ms })),
     );
+  }
+
+  /** One attempt of withRegion, reported to the trace hook (ClientOptions.trace) as it settles. */
+  private async traced<T>(trace: (event: ClientTraceEvent) => void, what: string, regionId: string, addr: string, attempt: (addr: string) => Promise<T>): Promise<T> {
+    const startMs = Date.now();
+    try {
+      const res = await attempt(addr);
+      trace({ kind: 'attempt', what, regionId, addr, startMs, durationMs: Date.now() - startMs });
+      return res;
+    } catch (err) {
+      const e = fromGrpcError(err);
+      const hint = e.details['leaderAddr'];
+      trace({ kind: 'attempt', what, regionId, addr, startMs, durationMs: Date.now() - startMs, code: e.code, message: e.message, ...(hint ? { hint } : {}) });
+      throw err;
+    }
   }
 
   /**
@@ -520,6 +567,8 @@ export class RegionDbClient {
     attempt: () => Promise<T>,
     onError: (e: RegionDbError, thrown: unknown) => Promise<'now' | 'later'> | 'now' | 'later',
     expired: (last: RegionDbError) => RegionDbError,
+    /** Told of every backoff sleep as it starts (ClientOptions.trace). */
+    sleeping?: (ms: number) => void,
   ): Promise<T> {
     const deadline = performance.now() + this.deadlineMs; // monotonic: the operation's own budget
     let backoffMs = BACKOFF_MIN_MS;
@@ -536,6 +585,7 @@ export class RegionDbClient {
         }
         if (performance.now() + backoffMs >= deadline) throw expired(e);
       }
+      sleeping?.(backoffMs);
       await new Promise((r) => setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
     }
@@ -586,21 +636,37 @@ export class RegionDbClient {
     return false;
   }
 
-  /** The next replica to try, skipping ones recently unreachable (unless all are). */
   /** Fetches newer routes in the background when `info` is old (ROUTES_REFRESH_MS), or names no leader for the region at hand. */
   private maybeRefreshRoutes(table: string, info: TableRoutes, leaderless: boolean): void {
     const ageMs = performance.now() - info.fetchedMs;
-    if (info.refreshing || ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
+    if (ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
+    this.refreshRoutes(table, info);
+  }
+
+  /**
+   * Looks the table's routes up again in the background, unless a lookup of these routes is in
+   * flight already (at most one per table at a time, as when the retry loop awaited it; the
+   * lookup itself is shared with describe() callers). Attempts meanwhile go where the routes they
+   * have send them; later ones use what the lookup learned.
+   */
+  private refreshRoutes(table: string, info = this.tables.get(table)): void {
+    if (!info || info.refreshing) return;
     info.refreshing = true;
+    const trace = this.options.trace;
+    const started = trace ? Date.now() : 0;
     // Safe to drop a failure: describe() keeps the routes it has when the metasrv does not answer.
     void this.describe(table, true)
-      .catch(() => undefined)
+      .then(
+        () => trace?.({ kind: 'routes', table, startMs: started, durationMs: Date.now() - started, ok: true }),
+        () => trace?.({ kind: 'routes', table, startMs: started, durationMs: Date.now() - started, ok: false }),
+      )
       .finally(() => {
         info.refreshing = false;
         info.fetchedMs = performance.now(); // a failed lookup waits as long as a successful one
       });
   }
 
+  /** The next replica to try, skipping ones recently unreachable (unless all are). */
   private nextPeer(route: Route, cursor: number): string {
     const n = route.peers.length;
     for (let i = 0; i < n; i++) {

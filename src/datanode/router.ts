@@ -282,7 +282,12 @@ export class Router {
    * as the election here ends, not up to a backoff later (and not on the election's own role
    * changes, which would spend the part's attempts before there is a leader to reach).
    */
-  private async pause(regionId: string, ms: number): Promise<void> {
+  private async pause(regionId: string, ms: number, ledBefore: boolean): Promise<void> {
+    // Elected here while the last attempt, made as a follower, was out (a route lookup, a forward
+    // to the dead leader): the change was signalled before anyone watched. The next attempt
+    // applies here, so it goes at once. (Not after a refusal by this node as the leader, e.g. a
+    // transfer under way: that backs off as before.)
+    if (!ledBefore && this.local.leads(regionId)) return;
     const watch = this.local.leaderChange?.(regionId);
     if (!watch) return sleep(ms);
     let timer: NodeJS.Timeout | undefined;
@@ -314,6 +319,8 @@ export class Router {
     let maybeApplied = false;
     let last: RegionDbError | undefined;
     let resendBudgetMs = RESEND_BUDGET_MIN_MS;
+    /** Whether the last attempt was made as the region's leader here (applied locally). */
+    let ledBefore = false;
     for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
       const remaining = info.deadlineMs - Date.now();
       if (remaining <= 0) {
@@ -324,7 +331,7 @@ export class Router {
       const startedMs = Date.now();
       try {
         let res: { version: string };
-        if (this.local.leads(regionId)) {
+        if ((ledBefore = this.local.leads(regionId))) {
           res = (kind === 'write' ? await this.local.write(body as WriteRequest) : await this.local.delete(body as DeleteRequest)) as { version: string };
         } else {
           const addr = hint ?? (await this.local.leaderAddr(table, regionId, freshRoutes));
@@ -345,7 +352,7 @@ export class Router {
         resendBudgetMs = Math.max(RESEND_BUDGET_MIN_MS, Date.now() - startedMs);
         const spareMs = info.deadlineMs - Date.now() - resendBudgetMs;
         if (spareMs < 0 || attempt + 1 >= ATTEMPTS_MAX) break; // too little left for a resend, or none left to make
-        await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, spareMs));
+        await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, spareMs), ledBefore);
       }
     }
     const error = last ?? new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: no attempt made`);

@@ -298,6 +298,82 @@ describe('router: a leader change here cuts a part\'s backoff short', () => {
   }
 });
 
+describe('router: elected here while a part\'s attempt was out, the part does not pause (issue 19 item 4)', () => {
+  const region = makeRegionId(schema.tableId, 0);
+  const key = (() => {
+    for (let i = 0; ; i++) if (regionOf(i) === region) return i;
+  })();
+
+  it('the leader change lands during a slow leader lookup (no one watching yet): the write is applied at once, not a backoff later', async () => {
+    let leads = false;
+    let lookups = 0;
+    let electedAt = 0;
+    const waiters = new Set<() => void>();
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => schema,
+      leads: () => leads,
+      leaderAddr: async () => {
+        lookups++;
+        // The fourth lookup (after pauses of 50, 100 and 200 ms; the next would be 400 ms) is
+        // slow, as a route lookup on a metasrv busy with the failover is, and this node is
+        // elected while it is out: the wake finds no waiter.
+        if (lookups === 4) {
+          await new Promise((r) => setTimeout(r, 30));
+          leads = true;
+          electedAt = Date.now();
+          for (const w of [...waiters]) w();
+          waiters.clear();
+          await new Promise((r) => setTimeout(r, 30));
+        }
+        return undefined; // the routes know no leader: UNAVAILABLE, retried under the request id
+      },
+      leaderChange: () => {
+        let wake!: () => void;
+        const changed = new Promise<void>((r) => (wake = r));
+        waiters.add(wake);
+        return { changed, cancel: () => waiters.delete(wake) };
+      },
+      write: async () => ({ version: '9', rows_written: 1 }),
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, FAR())) as { version: string };
+    const afterMs = Date.now() - electedAt;
+    expect(res.version).to.equal('9');
+    expect(lookups, 'leader lookups before the write was applied here').to.equal(4);
+    // 30 ms of the lookup are left after the election; the pause it would have waited is 400 ms.
+    expect(afterMs, 'ms from the election to the write applied').to.be.below(250);
+  });
+
+  it('a refusal by this node as the leader (a transfer under way) still backs off: no retries in a burst', async () => {
+    let writes = 0;
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => schema,
+      leads: () => true,
+      leaderAddr: async () => undefined,
+      write: async () => {
+        writes++;
+        // The fast path's attempt and the part's first two are refused; the third applies.
+        if (writes <= 3) throw new RegionDbError(ErrorCode.ProposalDropped, 'leadership transfer in progress');
+        return { version: '9', rows_written: 1 };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    const started = Date.now();
+    const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '4' }, FAR())) as { version: string };
+    expect(res.version).to.equal('9');
+    expect(writes).to.equal(4);
+    expect(Date.now() - started, 'ms: pauses of 50 and 100 ms between the part\'s attempts').to.be.at.least(145);
+  });
+});
+
 describe('router: a request refused by a dropped table is sent again to the table resolved afresh (finding DT1)', () => {
   const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
   const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));

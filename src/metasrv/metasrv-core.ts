@@ -61,6 +61,7 @@ import { leaderCounts } from './procedures/balance-leaders.js';
 import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
 import { type NodeReport, type ReportUse, useReport } from './report-view.js';
 import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
+import { repairExclusions } from './procedures/repair-replica.js';
 import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
 
 /** How often the shell calls `onTickTimer` (failure judgement and procedure steps). */
@@ -718,7 +719,7 @@ export class MetasrvCore {
     for (const region of regionList(this.catalog)) {
       const old = region.replicas.find((p) => p.nodeId === nodeId);
       if (!old || busy.has(region.regionId)) continue;
-      if (!ctx.pickNode(new Set(region.replicas.map((p) => p.nodeId)))) continue; // nowhere to put it yet
+      if (!ctx.pickNode(repairExclusions(ctx, region))) continue; // nowhere to put it yet (repair-replica allocate's rule)
       this.log.warn({ nodeId, regionId: region.regionId }, 'datanode down too long; re-creating its replica elsewhere');
       newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
       started = true;

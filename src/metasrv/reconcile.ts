@@ -5,9 +5,10 @@
 // that can be older (restored from a backup), empty (metasrv data dir lost) or ahead (a
 // procedure placed a replica the group has not added yet). Rules:
 //   R1 A replica is destroyed only when the region's current membership, as reported by its
-//      leader at a configuration at least as new as the replica's own, no longer contains it —
-//      or when its region was dropped from this catalog. Never because the catalog does not
-//      know it.
+//      leader at a configuration at least as new as the replica's own, no longer contains it,
+//      and no live voter may still need its vote (`removalHold`: docs/raft-rules.md R16, "The
+//      4 → 3 window") — or when its region was dropped from this catalog. Never because the
+//      catalog does not know it.
 //   R2 A catalog region whose placement differs from the group's membership at a newer
 //      configuration (conf index above the one the catalog last matched), with no procedure
 //      changing it, is rewritten FROM the group.
@@ -168,6 +169,8 @@ function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedRepl
   if (!group) return `${head}: removed from its group, it answers raft until deleted; no leader reports the membership`;
   if (members(group).has(r.peerId)) return `${head}, but the leader on node ${group.leaderNodeId} counts it: still catching up to its own addition?`;
   if (group.confIndex < r.confIndex) return `${head}: the leader on node ${group.leaderNodeId} reports an older configuration (conf index ${group.confIndex}); kept`;
+  const hold = removalHold(r.peerId, group, regionReplicas(r.regionId, reports));
+  if (hold) return `${head}: removed from its group; kept while ${hold} (it may still need this replica's vote)`;
   return `${head}: removed from its group; being deleted`;
 }
 
@@ -245,7 +248,46 @@ export function destroyReason(catalog: CatalogState, nodeId: number, seen: Obser
   if (!group) return undefined;
   if (members(group).has(seen.peerId)) return undefined;
   if (group.confIndex < seen.confIndex) return undefined; // the replica knows a newer configuration than that leader
+  // R16, "The 4 → 3 window": a remaining voter may still need its vote.
+  if (seen.health !== 'failed' && removalHold(seen.peerId, group, regionReplicas(seen.regionId, reports)) !== undefined) return undefined;
   return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex})`;
+}
+
+/** The replicas of a region the live datanodes report, as (node id, replica). */
+export function regionReplicas(regionId: string, reports: Reports): [number, ObservedReplica][] {
+  const out: [number, ObservedReplica][] = [];
+  for (const [nodeId, replicas] of reports) {
+    const r = replicas.get(regionId);
+    if (r) out.push([nodeId, r]);
+  }
+  return out;
+}
+
+/**
+ * R16, "The 4 → 3 window" (docs/raft-rules.md): why the replica of `removedPeerId`, which the
+ * group's leader no longer counts, must not be deleted yet — a voter of the leader's membership
+ * that may still count the old configuration and need its vote — or undefined once none may.
+ *
+ * `hosted`: the region's replicas as live datanodes report them (node id, replica). A voter other
+ * than the leader is counted when it is reported healthy with a membership; it has shown it applied
+ * the removal when its membership does not name the removed peer and its applied index reached the
+ * leader's conf index (at or past the removal even when a snapshot over-states it, and reached by
+ * any voter that catches up). Not counted: a voter no live node reports under its peer id (its node
+ * is down, or hosts no such replica), a failed one (it never votes again, R4), one reporting no
+ * membership (unknown). Learners never vote. Pure.
+ */
+export function removalHold(removedPeerId: number, group: GroupView, hosted: Iterable<readonly [number, ObservedReplica]>): string | undefined {
+  for (const [nodeId, r] of hosted) {
+    if (r.peerId === group.leaderPeerId || !group.voters.includes(r.peerId)) continue;
+    if (r.health === 'failed' || r.voters.length + r.learners.length === 0) continue;
+    if (r.voters.includes(removedPeerId) || r.learners.includes(removedPeerId)) {
+      return `voter ${r.peerId} on node ${nodeId} still counts peer ${removedPeerId} (conf index ${r.confIndex})`;
+    }
+    if (r.appliedIndex < group.confIndex) {
+      return `voter ${r.peerId} on node ${nodeId} has applied up to ${r.appliedIndex}, below the leader's conf index ${group.confIndex}`;
+    }
+  }
+  return undefined;
 }
 
 /** The id floors one datanode's report implies (idFloors). */

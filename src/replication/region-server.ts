@@ -868,9 +868,15 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.schedule();
   }
 
+  /**
+   * Campaigns now (the metasrv's failover nudge). A replica whose apply is stalled starts no
+   * campaign (raft.ts `campaignsHeld`, R16): it is refused as UNAVAILABLE, which the caller may
+   * retry or take elsewhere, instead of doing nothing and saying nothing.
+   */
   campaign(regionId: string): void {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
+    if (replica.stall) throw this.stalledError(replica, replica.stall);
     replica.tickHoldUntil = 0; // asked to campaign now: no longer held back
     replica.raft.campaign();
     this.touch(replica);

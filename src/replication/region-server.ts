@@ -44,6 +44,7 @@ import {
   EntryType,
   type Message,
   MessageType,
+  messageTypeName,
   NO_NODE,
   Raft,
   type RaftConfig,
@@ -273,7 +274,7 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   removed = false;
   /** Whether it still steps raft messages, ticks and runs ready cycles: running, or removed and not deleted yet. */
   get answersRaft(): boolean {
-    return !this.closed || this.removed;
+    return (!this.closed || this.removed) && this.failure === undefined;
   }
   /** Set while an apply waits for the object store (see the top of this file). */
   stall: ApplyStall | undefined;
@@ -560,7 +561,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
       this.peersChanges++;
     }
-    replica.raft.step(message);
+    try {
+      replica.raft.step(message);
+    } catch (err) {
+      this.coreFailed(replica, `a ${messageTypeName[message.type] ?? message.type} message from peer ${message.from}`, err);
+      return;
+    }
     // A replica held back from its first campaign that hears from a leader counts ticks again
     // (it has a leader to lose, and no reason left to wait).
     if (replica.tickHoldUntil !== 0 && replica.raft.leader !== NO_NODE) replica.tickHoldUntil = 0;
@@ -618,10 +624,15 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         this.awake.delete(replica);
         continue;
       }
-      if (replica.tickHoldUntil === 0) replica.raft.tick();
-      else if (this.ticks >= replica.tickHoldUntil) {
+      if (replica.tickHoldUntil === 0 || this.ticks >= replica.tickHoldUntil) {
         replica.tickHoldUntil = 0;
-        replica.raft.tick();
+        try {
+          replica.raft.tick();
+        } catch (err) {
+          this.coreFailed(replica, 'a tick', err);
+          this.awake.delete(replica);
+          continue;
+        }
       }
       this.expireReads(replica);
       if (quiescence) this.maybeQuiesce(replica);
@@ -863,7 +874,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   transferLeader(regionId: string, toPeerId: number): void {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
-    replica.raft.transferLeader(toPeerId);
+    try {
+      replica.raft.transferLeader(toPeerId);
+    } catch (err) {
+      throw this.coreFailed(replica, 'a leadership transfer', err);
+    }
     this.touch(replica);
     this.schedule();
   }
@@ -878,9 +893,28 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (!replica) throw this.notFound(regionId);
     if (replica.stall) throw this.stalledError(replica, replica.stall);
     replica.tickHoldUntil = 0; // asked to campaign now: no longer held back
-    replica.raft.campaign();
+    try {
+      replica.raft.campaign();
+    } catch (err) {
+      throw this.coreFailed(replica, 'a campaign', err);
+    }
     this.touch(replica);
     this.schedule();
+  }
+
+  /**
+   * A call into a replica's raft core from outside the ready loop (a message, a tick, a campaign
+   * or a transfer asked for) threw. The core asserts its invariants (`becomeLeader`: a leader is in
+   * its own configuration, which R16 argues a removed replica never breaks); a failed assertion
+   * thrown on through a raft stream's handler or the tick timer would end the process and every
+   * region on it. Instead this replica fails (failReplica: fenced, out of raft, reported failed and
+   * replaced by the metasrv under a fresh peer id): its core's state can no longer be trusted. The
+   * core's checks are unchanged. Returns the error for a caller that asked (UNAVAILABLE).
+   */
+  private coreFailed(replica: Replica<S, R>, what: string, err: unknown): RegionDbError {
+    const reason = `region ${replica.regionId}: the raft core failed during ${what}: ${(err as Error).message}`;
+    this.failReplica(replica, replica.appliedIndex, reason);
+    return this.failedError(replica.regionId) ?? new RegionDbError(ErrorCode.Unavailable, reason);
   }
 
   leaderReplica(regionId: string): Replica<S, R> {

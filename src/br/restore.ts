@@ -303,7 +303,8 @@ export async function runRestore(opts: RestoreOptions): Promise<RestoreResult> {
       // manifest; a run that fails deletes it too (what it copied is garbage then), a killed one
       // leaves it for the next run, which puts and deletes it again.
       const marker = restoreMarkerKey(regionId);
-      await opts.targetStore.put(marker, new TextEncoder().encode(`${JSON.stringify({ backupId: backup.id, table: t.name })}\n`));
+      // What it holds is shown by the GC passes it holds (who put it, and when: a killed run's is old).
+      await opts.targetStore.put(marker, new TextEncoder().encode(`${JSON.stringify({ backupId: backup.id, table: t.name, startedAtMs: Date.now() })}\n`));
       try {
         await restoreRegion(regionId, m);
       } catch (err) {

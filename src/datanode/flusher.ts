@@ -20,7 +20,7 @@ import {
   parseManifestKey,
   type RegionManifest,
   restoreMarkerKey,
-  loadLatestManifest,
+  readLatestManifest,
   parseReplicaSnapshotKey,
   replicaSnapshotKey,
   replicaSnapshotPrefix,
@@ -776,6 +776,67 @@ export class Flusher {
     return !replica.closed && replica.raft.term === term && leaderMayCollect(replica.isLeader(), term, replica.raft.log.term(replica.appliedIndex));
   }
 
+  /**
+   * A GC pass found that the region's latest manifest (its recovery point) does not decode
+   * (docs/engine.md, "A damaged latest manifest"). What it names cannot be read, so the pass
+   * deletes nothing and forgets its first sightings (no grace runs meanwhile), as for a restore's
+   * marker. It asks for a flush — of an empty memtable if need be — when that flush puts a
+   * manifest above the damaged one: the damaged key is at or above the flushed index (else this
+   * leader's own manifest at its flushed index is on its way and will be the latest) and at or
+   * below the applied index (a freeze proposed now lands above it). That bounds the requests:
+   * once such a flush applies the flushed index is above the damaged key and nothing is asked
+   * again; a freeze that does not commit is asked again by the next pass, as G3's flush is. A
+   * damaged key above the applied index (another history's object, a stray one) cannot be
+   * superseded by a flush: no request, and the warning says an operator must replace the object.
+   */
+  private holdForDamagedManifest(replica: Replica<RegionState>, w: RegionWork, key: string, damage: string): void {
+    const regionId = replica.regionId;
+    w.unreferenced = new Map();
+    const index = parseManifestKey(regionId, key);
+    const state = replica.stateMachine;
+    const supersedable = index !== undefined && state.flushedIndex <= index && index <= replica.appliedIndex;
+    const flushing = state.frozen.length > 0 || w.freezing;
+    if (supersedable && !flushing) {
+      w.snapshotRequested = true;
+      this.markRegion(regionId); // the next check freezes it
+    }
+    this.log.warn(
+      { regionId, manifest: key, err: damage, flushedIndex: state.flushedIndex, appliedIndex: replica.appliedIndex, flushRequested: supersedable && !flushing },
+      supersedable
+        ? "the region's latest manifest is damaged: SST GC deletes nothing until a flush puts a newer manifest"
+        : index !== undefined && index < state.flushedIndex
+          ? "the region's latest manifest is damaged: SST GC deletes nothing until this leader's manifest at its flushed index is in the store"
+          : "the region's latest manifest is damaged and above anything this region has applied (another history, or a stray object): SST GC deletes nothing until an operator replaces or removes it",
+    );
+  }
+
+  /**
+   * A GC pass held by a restore's marker says which restore (backup, table) and since when (the
+   * marker's `startedAtMs`, the restore's wall clock: shown, never used to decide anything). Past
+   * a grace it warns: the restore may have been killed, and its marker then holds the region's
+   * GC until the same restore runs again (docs/engine.md, "A marker left behind").
+   */
+  private async logRestoreMarker(regionId: string): Promise<void> {
+    const key = restoreMarkerKey(regionId);
+    let marker: { backupId?: unknown; table?: unknown; startedAtMs?: unknown } = {};
+    try {
+      marker = JSON.parse(new TextDecoder().decode(await this.store.get(key))) as typeof marker;
+    } catch {
+      // gone since the listing (the restore finished), or not JSON: logged without its fields
+    }
+    const startedAtMs = typeof marker.startedAtMs === 'number' ? marker.startedAtMs : undefined;
+    const ageMs = startedAtMs === undefined ? undefined : Math.max(0, Date.now() - startedAtMs);
+    const fields = { regionId, marker: key, backupId: String(marker.backupId ?? '?'), table: String(marker.table ?? '?'), markerAgeMs: ageMs };
+    if (ageMs !== undefined && ageMs < this.settings.gcGraceMs) {
+      this.log.info(fields, 'SST GC pass skipped: a restore is copying SSTs into the region');
+      return;
+    }
+    this.log.warn(
+      fields,
+      `SST GC of the region is held by a restore marker ${ageMs === undefined ? 'of unknown age' : `put ${Math.round(ageMs / 60_000)} min ago`}: if that restore is no longer running, run the same br restore again (it finishes and removes the marker), drop the table, or delete the marker object`,
+    );
+  }
+
   /** One GC pass over a region this node leads: the rule is sst-gc.ts (G1–G5); this is its I/O. */
   private async collectGarbage(replica: Replica<RegionState>, w: RegionWork): Promise<void> {
     const regionId = replica.regionId;
@@ -795,12 +856,16 @@ export class Flusher {
         // this pass can tell apart from a copy, so it deletes nothing and starts no grace (the
         // marker was put before the first copy, so a listing holding a copy holds the marker).
         w.unreferenced = new Map();
-        this.log.info({ regionId }, 'SST GC pass skipped: a restore is copying SSTs into the region');
+        await this.logRestoreMarker(regionId);
         return;
       }
       const listed = inFolder.filter((k) => k.endsWith('.sst'));
       const namedBySnapshots = new Set<string>();
-      const latestManifest = await loadLatestManifest(this.store, regionId);
+      const latestManifest = await readLatestManifest(this.store, regionId);
+      if (latestManifest && 'damage' in latestManifest) {
+        this.holdForDamagedManifest(replica, w, latestManifest.key, latestManifest.damage.message);
+        return;
+      }
       for (const s of latestManifest?.manifest.ssts ?? []) namedBySnapshots.add(s.key);
       // G3: the recovery point must be past what is deleted, or a late put of an older manifest
       // (a deposed leader's) could land as the latest naming it. Its key orders the manifests.

@@ -153,6 +153,13 @@ const RETRIABLE: ReadonlySet<string> = new Set([ErrorCode.NotLeader, ErrorCode.P
 const ATTEMPTS_MAX = 10;
 const BACKOFF_MS = 50;
 const BACKOFF_MAX_MS = 500;
+/**
+ * A part is sent again only if at least this much of the caller's deadline is left when the
+ * resend would go out — and at least as long as its last attempt took (Router.part, "too little
+ * left"): an attempt the deadline cuts short only adds a DEADLINE_EXCEEDED, or an unknown outcome
+ * to a part that had only been refused.
+ */
+const RESEND_BUDGET_MIN_MS = 50;
 /** Forwarding Batch streams kept open (one per leader address and caller identity). */
 const STREAMS_MAX = 64;
 
@@ -287,19 +294,34 @@ export class Router {
     }
   }
 
-  /** One region's part: applied here if this node leads the region, else forwarded; retried while that is safe. */
+  /**
+   * One region's part: applied here if this node leads the region, else forwarded; retried while
+   * that is safe and while enough of the deadline is left for another attempt to complete.
+   *
+   * Too little left: a resend goes out only with at least `resendBudgetMs` of the deadline ahead
+   * of it — the longer of the last attempt's duration and RESEND_BUDGET_MIN_MS — and the backoff
+   * before it is shortened so that it leaves that much (an attempt at the deadline's very end was
+   * cut short by it, not answered). Otherwise the part ends with the last attempt's own error: a
+   * transport failure stays UNAVAILABLE, outcome unknown, where the resend would only have turned
+   * it into the deadline's DEADLINE_EXCEEDED (also unknown, but depending on where the deadline
+   * fell), and a part only ever refused (NOT_LEADER) stays NOT_APPLIED where a forwarded attempt
+   * cut short by the deadline would have made it UNKNOWN. The first attempt always goes out.
+   */
   private async part(table: string, regionId: string, rows: number, kind: 'write' | 'delete', body: WriteRequest | DeleteRequest, info: CallInfo): Promise<PartResult> {
     const deduplicated = Number(body.request_id ?? 0) > 0;
     let hint: string | undefined;
     let freshRoutes = false;
     let maybeApplied = false;
     let last: RegionDbError | undefined;
+    let resendBudgetMs = RESEND_BUDGET_MIN_MS;
     for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
       const remaining = info.deadlineMs - Date.now();
       if (remaining <= 0) {
         last ??= new RegionDbError(ErrorCode.DeadlineExceeded, `the deadline passed before region ${regionId} was reached`);
         break;
       }
+      if (last && remaining < resendBudgetMs) break; // the pause ran late: too little left for a resend
+      const startedMs = Date.now();
       try {
         let res: { version: string };
         if (this.local.leads(regionId)) {
@@ -320,7 +342,10 @@ export class Router {
         if (refused ? !RETRIABLE.has(last.code) : !deduplicated) break;
         hint = last.details['leaderAddr'];
         freshRoutes = hint === undefined; // no hint (e.g. an election): the cached route may be stale
-        await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, Math.max(0, info.deadlineMs - Date.now())));
+        resendBudgetMs = Math.max(RESEND_BUDGET_MIN_MS, Date.now() - startedMs);
+        const spareMs = info.deadlineMs - Date.now() - resendBudgetMs;
+        if (spareMs < 0 || attempt + 1 >= ATTEMPTS_MAX) break; // too little left for a resend, or none left to make
+        await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, spareMs));
       }
     }
     const error = last ?? new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: no attempt made`);

@@ -164,10 +164,31 @@ export function manifestDivergence(stored: RegionManifest, ours: RegionManifest)
   return undefined;
 }
 
-/** The newest readable manifest of a region, or undefined if it has none. */
+/** The newest manifest of a region (the highest key); undefined if it has none; throws CORRUPTION if it does not decode. */
 export async function loadLatestManifest(store: ObjectStore, regionId: string): Promise<{ key: string; manifest: RegionManifest } | undefined> {
+  const latest = await readLatestManifest(store, regionId);
+  if (latest && 'damage' in latest) throw latest.damage;
+  return latest;
+}
+
+/**
+ * The newest manifest of a region, as loadLatestManifest, except that one that does not decode
+ * is answered with its key and the decode error (`damage`) instead of throwing: for SST GC,
+ * which holds rather than fails on it (docs/engine.md, "A damaged latest manifest"). A failure
+ * to list or read still throws.
+ */
+export async function readLatestManifest(
+  store: ObjectStore,
+  regionId: string,
+): Promise<{ key: string; manifest: RegionManifest } | { key: string; damage: RegionDbError } | undefined> {
   const list = await store.list(manifestPrefix(regionId));
   const latest = list.filter((o) => o.key.endsWith('.manifest')).at(-1);
   if (!latest) return undefined;
-  return { key: latest.key, manifest: decodeManifest(await store.get(latest.key), `${store.description}/${latest.key}`) };
+  const bytes = await store.get(latest.key);
+  try {
+    return { key: latest.key, manifest: decodeManifest(bytes, `${store.description}/${latest.key}`) };
+  } catch (err) {
+    if (err instanceof RegionDbError && err.code === ErrorCode.Corruption) return { key: latest.key, damage: err };
+    throw err;
+  }
 }

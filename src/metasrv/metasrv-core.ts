@@ -203,6 +203,12 @@ export class MetasrvCore {
    */
   private durableMarks = new Map<string, number>();
   /**
+   * The table ids in the last catalog this process knows durable (as durableMarks): a DropTable
+   * sent again after its table left the catalog in memory answers OK only once the table is gone
+   * from here too (docs/ddl.md, "A DropTable sent again": the removal's save).
+   */
+  private durableTableIds = new Set<number>();
+  /**
    * Set when a catalog write failed (a full disk): the catalog on disk is behind this process's
    * memory, so the metasrv stops acting — no failure judgement, no procedures, no instructions,
    * DDL refused UNAVAILABLE — until a write succeeds again (retried every tick, the store
@@ -298,6 +304,7 @@ export class MetasrvCore {
     this.lastTickTimerMs = this.actingSinceMs;
     this.lastBalanceCheckMs = this.actingSinceMs;
     this.durableMarks = this.markedTables(); // loaded or committed: durable
+    this.durableTableIds = this.tableIds();
     this.acting = true;
     this.log.info({ epoch: this.epoch, tables: Object.keys(this.catalog.tables).length, resumedProcedures: resumed.map((p) => `${p.id}@${p.step}`) }, 'metasrv acting');
   }
@@ -470,8 +477,15 @@ export class MetasrvCore {
    */
   private async writeNotingMarks(): Promise<void> {
     const marks = this.markedTables();
+    const tableIds = this.tableIds();
     await this.writeCatalog();
     this.durableMarks = marks;
+    this.durableTableIds = tableIds;
+  }
+
+  /** The ids of the tables in the catalog in memory. */
+  private tableIds(): Set<number> {
+    return new Set(Object.values(this.catalog.tables).map((t) => t.tableId));
   }
 
   /** The tables marked being dropped in the catalog in memory (name → table id). */
@@ -1309,7 +1323,18 @@ export class MetasrvCore {
       }
       // Still being dropped (its first attempt, or the tick, is fencing it): wait for that drop.
       if (tableNamed(this.catalog, name)?.tableId === earlier.tableId) return { regions_dropped: await this.finishDrop(name, earlier.tableId) };
-      return { regions_dropped: earlier.regions }; // done: the table of that id is gone
+      // Gone from the catalog in memory: done once that is durable. The save removing it may still
+      // be in flight (or have failed): wait for every save started so far, then answer OK only if
+      // the last catalog written lacks the table.
+      if (this.durableTableIds.has(earlier.tableId)) await this.saving;
+      if (this.durableTableIds.has(earlier.tableId)) {
+        throw new RegionDbError(
+          ErrorCode.Unavailable,
+          `table ${name} (id ${earlier.tableId}) was dropped, but the catalog save recording its removal did not succeed (yet); the outcome is unknown: send DropTable again with the same request_token`,
+          { details: { outcome: 'unknown' } },
+        );
+      }
+      return { regions_dropped: earlier.regions }; // done: the table of that id is gone, durably
     }
     const table = tableNamed(this.catalog, name);
     if (!table) throw new RegionDbError(ErrorCode.NotFound, `table ${name} does not exist`);

@@ -13,7 +13,8 @@ export interface ResetPeer {
   stop(): Promise<void>;
 }
 
-export async function startResetPeer(rstCode: number = http2.constants.NGHTTP2_INTERNAL_ERROR): Promise<ResetPeer> {
+/** `delayMs`: how long the peer holds each call after its request arrived before resetting it (a slow attempt). */
+export async function startResetPeer(rstCode: number = http2.constants.NGHTTP2_INTERNAL_ERROR, delayMs = 0): Promise<ResetPeer> {
   const received = new Map<string, number>();
   const sessions = new Set<http2.ServerHttp2Session>();
   const server = http2.createServer();
@@ -27,7 +28,8 @@ export async function startResetPeer(rstCode: number = http2.constants.NGHTTP2_I
     stream.on('error', () => {});
     stream.once('data', () => {
       received.set(path, (received.get(path) ?? 0) + 1);
-      stream.close(rstCode);
+      if (delayMs > 0) setTimeout(() => stream.destroyed || stream.close(rstCode), delayMs);
+      else stream.close(rstCode);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -499,6 +499,8 @@ describe('br: backup and verify against a fabricated cluster object store', () =
       for (let n = 0; n < 2; n++) {
         const regionId = makeRegionId(t!.schema.tableId, n);
         points.push(target.recovered.get(regionId) ?? -1);
+        // A killed run's marker would hold the region's GC: the run that finishes the table removes it.
+        expect(await (target.store as DelegatingObjectStore).inner.head(restoreMarkerKey(regionId)), `region ${n}: no restore marker left`).to.equal(undefined);
         const latest = await loadLatestManifest((target.store as DelegatingObjectStore).inner, regionId);
         const bytes = [];
         for (const s of latest?.manifest.ssts ?? []) bytes.push(createHash('sha256').update(await target.store.get(s.key)).digest('hex'));

@@ -688,6 +688,43 @@ describe('drop fence: a DropTable sent again with its request token (leftover it
     expect((await core.getRoutes({ table: 't' } as never)).routes, 'nothing dropped').to.have.length(1);
   });
 
+  // Leftover item 4 (row M20): the save that removes the table from the catalog is held; the
+  // first DropTable's answer is lost and the client sends it again meanwhile.
+  for (const save of ['fails', 'succeeds'] as const) {
+    it(`a retry arriving while the save removing the table is in flight waits for it; that save ${save}: ${save === 'fails' ? 'UNAVAILABLE, outcome unknown, never OK' : 'OK'}`, async () => {
+      const settle = async () => {
+        for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok));
+      };
+      const storage = new MemoryCatalog(CLUSTER);
+      const fences: string[] = [];
+      const { core } = await withTable(fencing(fences), storage);
+      storage.holdFrom = (state) => state.tables['t'] === undefined;
+      const outcome = (p: Promise<unknown>) => p.then((r) => r, (err: unknown) => err);
+      const first = outcome(core.dropTable({ name: 't', request_token: 'tok-1' } as never));
+      for (let i = 0; i < 50 && storage.held === undefined; i++) await settle();
+      expect(storage.held, "the removal's save is in flight").to.have.length(1);
+      expect(core.catalog.tables['t'], 'gone from the catalog in memory').to.equal(undefined);
+      let answered: unknown;
+      const retry = outcome(core.dropTable({ name: 't', request_token: 'tok-1' } as never)).then((r) => (answered = r));
+      await settle();
+      // Before the fix: answered { regions_dropped: 1 } here, with the removal not durable.
+      expect(answered, "no answer while the removal's save is in flight").to.equal(undefined);
+      if (save === 'fails') {
+        storage.release(new Error('no space left on device'));
+        const firstErr = await first;
+        expect(isRegionDbError(firstErr, ErrorCode.Unavailable), String(firstErr)).to.equal(true);
+        const retryErr = await retry;
+        expect(isRegionDbError(retryErr, ErrorCode.Unavailable), String(retryErr)).to.equal(true);
+        expect((retryErr as RegionDbError).details['outcome']).to.equal('unknown');
+      } else {
+        storage.release();
+        expect(await first).to.deep.equal({ regions_dropped: 1 });
+        expect(await retry).to.deep.equal({ regions_dropped: 1 });
+        expect(storage.state.tables['t'], 'removed durably').to.equal(undefined);
+      }
+    });
+  }
+
   it(`remembers the newest ${DROP_TOKENS_MAX} tokens, the oldest forgotten first`, () => {
     const catalog = emptyCatalog('c');
     for (let i = 0; i <= DROP_TOKENS_MAX; i++) rememberDropToken(catalog, `tok-${i}`, { name: `t${i}`, tableId: 1024 + i, regions: 1, atMs: i });

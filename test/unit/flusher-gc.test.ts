@@ -1095,8 +1095,9 @@ describe('flusher: a region restarted from an older manifest on the same node (b
   });
 });
 
-describe('flusher: a damaged latest manifest stops the region\'s GC (docs/engine.md, "A late manifest", what it costs)', () => {
-  it('every pass fails before deciding, with a warning naming the object, and deletes nothing until a newer manifest is the latest', async () => {
+describe('flusher: a damaged latest manifest (docs/engine.md, "A damaged latest manifest")', () => {
+  /** A leader at applied and flushed index 10, every replica's snapshot at 10, an orphan SST, and `damagedAt`'s manifest damaged. */
+  async function setup(damagedAt: number) {
     const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-damaged-'));
     const clock = new ManualClock(1_000_000);
     const store = new FsObjectStore(dir);
@@ -1110,7 +1111,7 @@ describe('flusher: a damaged latest manifest stops the region\'s GC (docs/engine
     for (const peer of [2, 3]) await store.put(replicaSnapshotKey(REGION, peer, 10), encodeManifest(manifestOf(10, [])));
     const orphan = sstKeyAt(9, 1_700_000_000_000, 'dmgd');
     await store.put(orphan, new Uint8Array([1]));
-    const damagedKey = manifestKey(REGION, 10);
+    const damagedKey = manifestKey(REGION, damagedAt);
     await store.put(damagedKey, new Uint8Array([1, 2, 3, 4, 5, 6, 7]));
     const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, log, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
     const run = async (ms: number) => {
@@ -1120,20 +1121,58 @@ describe('flusher: a damaged latest manifest stops the region\'s GC (docs/engine
         await flusher.settled();
       }
     };
-    try {
-      await run(4 * GRACE_MS);
-      expect(await store.head(orphan), 'kept: no pass got to a decision').to.not.equal(undefined);
-      const failed = lines.map((l) => JSON.parse(l) as { msg: string; err?: string }).filter((l) => l.msg === 'SST garbage collection failed; will retry');
-      expect(failed.length, 'one warning per pass').to.be.greaterThan(1);
-      expect(failed[0]!.err).to.include(damagedKey).and.to.include('is damaged');
-      // A newer manifest becomes the latest (the region's next flush, or an operator): GC resumes.
-      await store.put(manifestKey(REGION, 11), encodeManifest(manifestOf(11, [])));
-      await run(2 * GRACE_MS);
-      expect(await store.head(orphan), 'collected once a decodable manifest is the latest').to.equal(undefined);
-    } finally {
+    const warnings = () => lines.map((l) => JSON.parse(l) as { msg: string; manifest?: string; err?: string });
+    const freezes = () => server.proposed.filter((k) => k === 'freeze').length;
+    const cleanup = async () => {
       flusher.stop();
       await flusher.settled();
       rmSync(dir, { recursive: true, force: true });
+    };
+    return { store, server, leader, orphan, damagedKey, run, warnings, freezes, cleanup };
+  }
+
+  it('GC deletes nothing while it is the latest, and asks for a flush whose manifest supersedes it; once that is in, GC resumes and the requests stop', async () => {
+    const t = await setup(10); // the manifest of the leader's own flushed index (its write refused: damaged object at the key)
+    try {
+      await t.run(4 * GRACE_MS);
+      expect(await t.store.head(t.orphan), 'kept: what the damaged recovery point names is unknown').to.not.equal(undefined);
+      const held = t.warnings().filter((l) => /latest manifest is damaged/.test(l.msg));
+      expect(held.length, 'one warning per pass').to.be.greaterThan(1);
+      expect(held[0]!.manifest).to.equal(t.damagedKey);
+      expect(held[0]!.err).to.include('is damaged');
+      // Before: no pass asked for anything (the warning was "SST garbage collection failed"), so an
+      // idle region kept the damaged recovery point, and its garbage, for good.
+      expect(t.freezes(), 'a flush asked for (its freeze proposed; nothing commits in this fake)').to.be.greaterThan(0);
+      // The flush commits: applied and flushed at 12, every replica's snapshot at 12. The leader
+      // writes the manifest at 12, which is the latest from then on.
+      for (const i of [11, 12]) t.leader.entries.set(i, { index: i, term: 2, type: EntryType.Normal, data: new Uint8Array(0) });
+      t.leader.appliedIndex = 12;
+      t.leader.state.flushedIndex = 12;
+      t.leader.snapshotIndex = 12;
+      for (const peer of [2, 3]) await t.store.put(replicaSnapshotKey(REGION, peer, 12), encodeManifest(manifestOf(12, [])));
+      await t.run(GRACE_MS / 2);
+      expect(await loadLatestManifest(t.store, REGION), 'the new manifest is the latest').to.include({ key: manifestKey(REGION, 12) });
+      const asked = t.freezes();
+      await t.run(2 * GRACE_MS);
+      expect(t.freezes(), 'no flush asked for once the flushed index is past the damaged key').to.equal(asked);
+      expect(await t.store.head(t.orphan), 'collected: the usual rule again').to.equal(undefined);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('a damaged key above the applied index (another history, a stray object) asks for no flush, which could never supersede it: GC holds and the warning asks for an operator', async () => {
+    const t = await setup(500);
+    try {
+      await t.run(4 * GRACE_MS);
+      expect(await t.store.head(t.orphan), 'kept').to.not.equal(undefined);
+      expect(t.freezes(), 'no flush: bounded, not one per pass').to.equal(0);
+      const held = t.warnings().filter((l) => /latest manifest is damaged/.test(l.msg));
+      expect(held.length).to.be.greaterThan(1);
+      expect(held[0]!.msg).to.match(/until an operator replaces or removes it/);
+      expect(held[0]!.manifest).to.equal(t.damagedKey);
+    } finally {
+      await t.cleanup();
     }
   });
 });
@@ -1172,6 +1211,47 @@ describe('flusher: SSTs a restore copies into a live region (docs/engine.md, "Re
       expect(await store.head(copy), 'a whole grace from the first pass without the marker').to.not.equal(undefined);
       await run(2 * GRACE_MS);
       expect(await store.head(copy), 'then collected as any orphan').to.equal(undefined);
+    } finally {
+      flusher.stop();
+      await flusher.settled();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a marker older than the grace (a killed restore) is named in a warning with its backup, table and age; a young one only at info', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'regiondb-gc-restore-old-'));
+    const clock = new ManualClock(1_000_000);
+    const store = new FsObjectStore(dir);
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const server = new FakeRegionServer();
+    const leader = new FakeReplica(2, 10);
+    leader.snapshotIndex = 10;
+    leader.state.flushedIndex = 10;
+    server.replicas.push(leader);
+    await store.put(manifestKey(REGION, 10), encodeManifest(manifestOf(10, [])));
+    const marker = (startedAtMs: number) => new TextEncoder().encode(`${JSON.stringify({ backupId: 'b-7', table: 't', startedAtMs })}\n`);
+    await store.put(restoreMarkerKey(REGION), marker(Date.now()));
+    const flusher = new Flusher(server as unknown as RegionServer<RegionState>, store, settings, log, { flushed: () => {}, compacted: () => {}, sstsDeleted: () => {}, manifestRefused: () => {} }, clock);
+    const held = () => lines.map((l) => JSON.parse(l) as { level: number; msg: string; backupId?: string; table?: string; markerAgeMs?: number }).filter((l) => l.backupId !== undefined);
+    const run = async (ms: number) => {
+      for (let t = 0; t < ms; t += settings.checkIntervalMs) {
+        clock.advance(settings.checkIntervalMs);
+        flusher.check();
+        await flusher.settled();
+      }
+    };
+    try {
+      await run(GRACE_MS);
+      expect(held().length, 'each held pass says which restore holds it').to.be.greaterThan(0);
+      expect(held().every((l) => l.level === 30 && l.backupId === 'b-7' && l.table === 't'), 'info while the marker is young').to.equal(true);
+      lines.length = 0;
+      await store.put(restoreMarkerKey(REGION), marker(Date.now() - 3_600_000)); // put an hour ago: the restore was killed
+      await run(GRACE_MS);
+      const warned = held().filter((l) => l.level === 40);
+      expect(warned.length, 'warned').to.be.greaterThan(0);
+      expect(warned[0]!.markerAgeMs).to.be.at.least(3_600_000);
+      expect(warned[0]!.msg).to.match(/held by a restore marker put 60 min ago: if that restore is no longer running, run the same br restore again/);
     } finally {
       flusher.stop();
       await flusher.settled();

@@ -581,6 +581,7 @@ export class MetasrvCore {
       clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
+      awaitingReport: (nodeId) => this.awaitingReport(nodeId),
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;
         for (const p of region.replicas) {
@@ -786,6 +787,18 @@ export class MetasrvCore {
     return true;
   }
 
+  /**
+   * reconcile.ts `AwaitingReport`: no report from the node since this process began acting (a
+   * start, a takeover: `forgetVolatileState` clears the view) or since it registered, and not
+   * judged down yet — its detector takes it for alive (registered, not beaten yet), or it was never
+   * heard from and the startup pause, during which the tick judges no one, has not ended. After
+   * that pause a node never heard from is down (the tick counts its down time from our start).
+   */
+  private awaitingReport(nodeId: number): boolean {
+    if (this.observed.has(nodeId)) return false;
+    return this.isAlive(nodeId) || (!this.detectors.has(nodeId) && this.startupQuietMs() > 0);
+  }
+
   /** Live datanodes' last reports (what reconciliation may trust). */
   private liveReports(): Reports {
     const out = new Map<number, ReadonlyMap<string, ObservedReplica>>();
@@ -828,7 +841,7 @@ export class MetasrvCore {
       changed = true;
     }
     this.problems = result.problems;
-    removedReplicaProblems(this.catalog, reports, this.problems);
+    removedReplicaProblems(this.catalog, reports, (n) => this.awaitingReport(n), this.problems);
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are
@@ -873,7 +886,7 @@ export class MetasrvCore {
 
   /** R1/R4: what `nodeId` must open and destroy. */
   protected nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
-    return nodeActions(this.catalog, nodeId, reports);
+    return nodeActions(this.catalog, nodeId, reports, (n) => this.awaitingReport(n));
   }
 
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────

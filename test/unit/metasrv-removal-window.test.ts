@@ -13,7 +13,10 @@ import { type CatalogState, emptyCatalog, makeRegionId } from '../../src/metasrv
 import type { Instruction, ObservedReplica, ProcedureContext, StepRun } from '../../src/metasrv/procedures/procedure.js';
 import type { RepairReplicaData } from '../../src/metasrv/procedures/record.js';
 import { repairReplica } from '../../src/metasrv/procedures/repair-replica.js';
-import { type Reports, destroyReason, nodeActions, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+import { type AwaitingReport, type Reports, destroyReason, nodeActions, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+
+/** No node's first report awaited (a metasrv past its startup pause). */
+const NONE: AwaitingReport = () => false;
 
 const REGION = makeRegionId(1024, 0);
 
@@ -68,11 +71,11 @@ function reports(byNode: Record<number, ObservedReplica>): Reports {
   return new Map(Object.entries(byNode).map(([n, r]) => [Number(n), new Map([[r.regionId, r]])]));
 }
 
-const destroysRemoved = (seen: Reports) => nodeActions(catalog(), 1, seen).some((a) => 'destroy' in a && a.destroy.peerId === 1);
+const destroysRemoved = (seen: Reports) => nodeActions(catalog(), 1, seen, NONE).some((a) => 'destroy' in a && a.destroy.peerId === 1);
 
-function problems(seen: Reports): string[] {
+function problems(seen: Reports, awaitingReport: AwaitingReport = NONE): string[] {
   const into = new Map<string, string[]>();
-  removedReplicaProblems(catalog(), seen, into);
+  removedReplicaProblems(catalog(), seen, awaitingReport, into);
   return into.get(REGION) ?? [];
 }
 
@@ -129,12 +132,26 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       expect(destroysRemoved(otherPeer)).to.equal(true);
     });
 
+    it('a voter on a node whose first report the metasrv still awaits (after its start or takeover) holds the deletion; once judged down it does not (review S1)', () => {
+      const seen = reports({ 1: REMOVED, 2: LEADER, 4: replica(4) });
+      const awaiting3: AwaitingReport = (nodeId) => nodeId === 3;
+      expect(destroyReason(catalog(), 1, REMOVED, seen, awaiting3), 'voter 3 not heard from yet').to.equal(undefined);
+      expect(problems(seen, awaiting3).join('\n')).to.match(/kept while voter 3 on node 3 has not reported since this metasrv began acting/);
+      expect(destroyReason(catalog(), 1, REMOVED, seen, NONE), 'node 3 judged down').to.be.a('string');
+      // Only a voter of the leader's membership the catalog places on such a node holds it.
+      expect(destroyReason(catalog(), 1, REMOVED, seen, (nodeId) => nodeId === 5), 'node 5 hosts no voter').to.be.a('string');
+      expect(destroyReason(catalog(), 1, REMOVED, seen, (nodeId) => nodeId === 2 || nodeId === 4), 'nodes 2 and 4 report').to.be.a('string');
+      // A failed removed replica never votes again: nothing holds its deletion.
+      const failedRemoved = { ...REMOVED, health: 'failed', failure: 'apply failed' };
+      expect(destroyReason(catalog(), 1, failedRemoved, reports({ 1: failedRemoved, 2: LEADER, 4: replica(4) }), awaiting3)).to.be.a('string');
+    });
+
     it('learners are not counted, and a removed replica that failed is deleted without waiting', () => {
       const leader = replica(2, { role: 'leader', learners: [5] });
       const learnerBehind = replica(5, { voters: [1, 2, 3, 4], learners: [5], confIndex: 12, appliedIndex: 19 });
       expect(destroysRemoved(reports({ 1: REMOVED, 2: leader, 3: replica(3), 4: replica(4), 5: learnerBehind }))).to.equal(true);
       const failedRemoved = { ...REMOVED, health: 'failed', failure: 'apply failed' };
-      expect(destroyReason(catalog(), 1, failedRemoved, reports({ 1: failedRemoved, 2: LEADER, 3: BEHIND, 4: replica(4) }))).to.be.a('string');
+      expect(destroyReason(catalog(), 1, failedRemoved, reports({ 1: failedRemoved, 2: LEADER, 3: BEHIND, 4: replica(4) }), NONE)).to.be.a('string');
     });
   });
 
@@ -144,6 +161,8 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       sent: { nodeId: number; instruction: Instruction }[];
       observed: Map<number, ObservedReplica>;
       alive: Set<number>;
+      /** Nodes whose first report the metasrv still awaits (ProcedureContext.awaitingReport). */
+      awaiting: Set<number>;
       catalog: CatalogState;
     }
     function fake(observedByNode: Record<number, ObservedReplica>): Fake {
@@ -151,11 +170,13 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       const sent: Fake['sent'] = [];
       const observed = new Map(Object.entries(observedByNode).map(([n, r]) => [Number(n), r]));
       const alive = new Set(Object.keys(cat.nodes).map(Number));
+      const awaiting = new Set<number>();
       const ctx: ProcedureContext = {
         catalog: cat,
         clock: new ManualClock(1_000_000),
         isAlive: (nodeId) => alive.has(nodeId),
         observed: (nodeId) => (alive.has(nodeId) ? observed.get(nodeId) : undefined),
+        awaitingReport: (nodeId) => awaiting.has(nodeId),
         leaderOf: (region) => {
           for (const p of region.replicas) {
             const r = alive.has(p.nodeId) ? observed.get(p.nodeId) : undefined;
@@ -172,7 +193,7 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
         },
         running: () => [],
       };
-      return { ctx, sent, observed, alive, catalog: cat };
+      return { ctx, sent, observed, alive, awaiting, catalog: cat };
     }
     const run: StepRun = { createdMs: 0, stepSinceMs: 0, resend: () => true };
     const cleanupData = (): RepairReplicaData => ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 4 });
@@ -200,6 +221,16 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       f.alive.delete(3);
       expect(repairReplica.steps['cleanup'](f.ctx, cleanupData(), run)).to.deep.equal({ done: true, note: 'replica replaced' });
       expect(f.sent).to.deep.equal([close]);
+    });
+
+    it('cleanup sends no close while a voter\'s node has not reported since the metasrv began acting, and ends all the same (review S1)', () => {
+      const f = fake({ 1: REMOVED, 2: LEADER, 4: replica(4) });
+      f.alive.delete(3);
+      f.awaiting.add(3);
+      const result = repairReplica.steps['cleanup'](f.ctx, cleanupData(), run);
+      expect(result).to.have.property('done', true);
+      expect(result).to.have.property('note').that.matches(/kept while voter 3 on node 3 has not reported since this metasrv began acting/);
+      expect(f.sent).to.deep.equal([]);
     });
 
     it('hole 3: a node reporting a removed replica of the region awaiting deletion is never picked for the new one (failed before: node 1 was)', () => {

@@ -20,7 +20,7 @@
 // The new replica never goes to a node that reports any replica of the region (a removed one
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
-import { type GroupView, removalHold } from '../reconcile.js';
+import { type GroupView, removedReplicaKept } from '../reconcile.js';
 import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
@@ -72,9 +72,10 @@ export function repairExclusions(ctx: ProcedureContext, region: RegionDef): Set<
 }
 
 /**
- * Why the old replica must not be deleted now (R16, "The 4 → 3 window"; the same check as
- * reconcile.ts destroyReason), or undefined. Only a replica its node reports running under the old
- * peer id answers raft; a failed one or one not reported needs no wait.
+ * Why the old replica must not be deleted now (R16, "The 4 → 3 window"; the rule of reconcile.ts
+ * destroyReason, `removedReplicaKept`, judged against the leader the catalog places), or undefined.
+ * Only a replica its node reports running under the old peer id answers raft; a failed one or one
+ * not reported needs no wait.
  */
 function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | undefined {
   const hosted = ctx.observed(d.oldNodeId, d.regionId);
@@ -82,12 +83,15 @@ function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | unde
   const region = ctx.catalog.regions[d.regionId];
   if (!region) return undefined; // dropped: the whole region goes
   const leader = ctx.leaderOf(region);
-  if (!leader) return 'no leader reports the membership';
-  const { replica } = leader;
-  if (replica.voters.includes(d.oldPeerId) || replica.learners.includes(d.oldPeerId)) return `the leader on node ${leader.nodeId} counts it`;
-  if (replica.confIndex < hosted.confIndex) return `the leader on node ${leader.nodeId} reports an older configuration`;
-  const group: GroupView = { leaderNodeId: leader.nodeId, leaderPeerId: replica.peerId, term: replica.term, voters: replica.voters, learners: replica.learners, confIndex: replica.confIndex };
-  return removalHold(d.oldPeerId, group, hostedReplicas(ctx, d.regionId));
+  const group: GroupView | undefined = leader && {
+    leaderNodeId: leader.nodeId,
+    leaderPeerId: leader.replica.peerId,
+    term: leader.replica.term,
+    voters: leader.replica.voters,
+    learners: leader.replica.learners,
+    confIndex: leader.replica.confIndex,
+  };
+  return removedReplicaKept(region, hosted, group, hostedReplicas(ctx, d.regionId), (nodeId) => ctx.awaitingReport(nodeId));
 }
 
 function openNew(ctx: ProcedureContext, d: Allocated, region: RegionDef): void {

@@ -357,6 +357,18 @@ export class MetasrvCore {
     this.log.warn({ term, leader: this.group?.leaderAddr() }, 'metasrv group: no longer the leader; stopped acting');
   }
 
+  /**
+   * The metasrv group's server stopped serving for good (its WAL failed, or its raft core threw:
+   * MetaGroup makes both fatal): this member neither leads nor follows any more, and no ready will
+   * say so. It stops acting at once (no heartbeat answers, procedures or DDL from here; a takeover
+   * in progress gives up) while the other members elect a leader; /health says failed. A restart
+   * reopens the group's replica from its WAL, which the failure left untouched.
+   */
+  groupFailed(err: Error): void {
+    this.log.fatal({ err: err.message }, 'metasrv group replica stopped; this member stops acting (restart it to rejoin the group)');
+    this.demote(this.group?.term ?? 0);
+  }
+
   /** What only the acting process knows (timing, reports, queued instructions): rebuilt by the next one. */
   private forgetVolatileState(): void {
     this.detectors.clear();

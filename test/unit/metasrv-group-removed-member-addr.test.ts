@@ -55,7 +55,7 @@ describe('metasrv group R16: removed metasrv member whose survivor was added by 
     await seedGroup(join(dir, 'm1'), 1, addr(1), new Uint8Array([9]), silentLogger);
     for (const id of [1, 2]) {
       const group = new LossyMetaGroup(
-        { clusterId: 'rev', memberId: id, members: id === 1 ? new Map([[1, addr(1)]]) : new Map([[1, addr(1)], [2, addr(2)]]), join: id === 2, dataDir: join(dir, `m${id}`), tickMs: 20, electionTicks: 10, credentials: grpc.credentials.createInsecure(), clock: systemClock, log: silentLogger, onRoleChange: () => {} },
+        { clusterId: 'rev', memberId: id, members: id === 1 ? new Map([[1, addr(1)]]) : new Map([[1, addr(1)], [2, addr(2)]]), join: id === 2, dataDir: join(dir, `m${id}`), tickMs: 20, electionTicks: 10, credentials: grpc.credentials.createInsecure(), clock: systemClock, log: silentLogger, onRoleChange: () => {}, onFatal: () => {} },
         () => loseCommit,
       );
       groups.set(id, group);

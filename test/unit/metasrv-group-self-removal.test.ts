@@ -78,6 +78,7 @@ describe('metasrv group: remove-member of the acting member of a two-member grou
           clock: systemClock,
           log: silentLogger,
           onRoleChange: () => {},
+          onFatal: () => {},
         },
         () => loseCommit,
       );

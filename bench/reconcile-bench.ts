@@ -62,7 +62,7 @@ function run(impl: Impl, catalog: CatalogState, base: Map<number, Map<string, Ob
     } else {
       sink += idFloors(reports, cache).nextPeerId;
       sink += reconcileCatalog(catalog, reports, busy).matched.length;
-      sink += nodeActions(catalog, nodeId, reports).length;
+      sink += nodeActions(catalog, nodeId, reports, () => false).length;
     }
     elapsed += performance.now() - started;
   }

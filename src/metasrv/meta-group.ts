@@ -147,6 +147,12 @@ export interface MetaGroupOptions {
   readonly log: Logger;
   /** Leadership changed: `leader` is true when this member became leader at `term`. */
   onRoleChange(leader: boolean, term: number): void;
+  /**
+   * The group's server stopped serving for good: its WAL failed, or its raft core threw (a core
+   * exception is fatal here, RegionServerHooks.coreFailure: this member's one replica is its reason
+   * to serve, and a restart reopens it from the intact WAL).
+   */
+  onFatal(err: Error): void;
 }
 
 export interface MetaGroupStatus {
@@ -185,7 +191,11 @@ export class MetaGroup {
       { ...defaultRaftTuning, tickMs: o.tickMs, electionTicks: o.electionTicks, snapshotEveryEntries: SNAPSHOT_EVERY_ENTRIES, quiesceIdleTicks: 0 },
       o.log.child({ component: 'meta-raft' }),
       o.clock,
-      { onRoleChange: (_groupId, role, _leader, term) => o.onRoleChange(role === roleName[Role.Leader], term) },
+      {
+        onRoleChange: (_groupId, role, _leader, term) => o.onRoleChange(role === roleName[Role.Leader], term),
+        coreFailure: 'fatal',
+        onFatal: (err) => o.onFatal(err),
+      },
     );
     const peers = [...o.members.keys()].sort((a, b) => a - b).map((id) => ({ peerId: id, nodeId: id }));
     // Every initial member writes the same initial configuration into an empty log (as a new
@@ -237,8 +247,9 @@ export class MetaGroup {
     return this.server?.replica(META_GROUP_ID);
   }
 
+  /** Leading, and serving: a member whose server stopped (fatalError) leads no more, whatever its core last said. */
   isLeader(): boolean {
-    return this.replica()?.isLeader() ?? false;
+    return !this.fatalError() && (this.replica()?.isLeader() ?? false);
   }
 
   get term(): number {
@@ -247,6 +258,7 @@ export class MetaGroup {
 
   /** The leader's gRPC address as this member knows it, if any. */
   leaderAddr(): string | undefined {
+    if (this.fatalError()) return undefined; // what its stopped core last knew (itself, perhaps) is no hint
     const leader = this.replica()?.leaderNodeId();
     return leader === undefined ? undefined : this.addressOf(leader);
   }

@@ -61,6 +61,7 @@ import { leaderCounts } from './procedures/balance-leaders.js';
 import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
 import { type NodeReport, type ReportUse, useReport } from './report-view.js';
 import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
+import { repairExclusions } from './procedures/repair-replica.js';
 import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
 
 /** How often the shell calls `onTickTimer` (failure judgement and procedure steps). */
@@ -356,6 +357,18 @@ export class MetasrvCore {
     this.log.warn({ term, leader: this.group?.leaderAddr() }, 'metasrv group: no longer the leader; stopped acting');
   }
 
+  /**
+   * The metasrv group's server stopped serving for good (its WAL failed, or its raft core threw:
+   * MetaGroup makes both fatal): this member neither leads nor follows any more, and no ready will
+   * say so. It stops acting at once (no heartbeat answers, procedures or DDL from here; a takeover
+   * in progress gives up) while the other members elect a leader; /health says failed. A restart
+   * reopens the group's replica from its WAL, which the failure left untouched.
+   */
+  groupFailed(err: Error): void {
+    this.log.fatal({ err: err.message }, 'metasrv group replica stopped; this member stops acting (restart it to rejoin the group)');
+    this.demote(this.group?.term ?? 0);
+  }
+
   /** What only the acting process knows (timing, reports, queued instructions): rebuilt by the next one. */
   private forgetVolatileState(): void {
     this.detectors.clear();
@@ -580,6 +593,7 @@ export class MetasrvCore {
       clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
+      awaitingReport: (nodeId) => this.awaitingReport(nodeId),
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;
         for (const p of region.replicas) {
@@ -732,7 +746,7 @@ export class MetasrvCore {
     for (const region of regionList(this.catalog)) {
       const old = region.replicas.find((p) => p.nodeId === nodeId);
       if (!old || busy.has(region.regionId)) continue;
-      if (!ctx.pickNode(new Set(region.replicas.map((p) => p.nodeId)))) continue; // nowhere to put it yet
+      if (!ctx.pickNode(repairExclusions(ctx, region))) continue; // nowhere to put it yet (repair-replica allocate's rule)
       this.log.warn({ nodeId, regionId: region.regionId }, 'datanode down too long; re-creating its replica elsewhere');
       newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
       started = true;
@@ -785,6 +799,18 @@ export class MetasrvCore {
     return true;
   }
 
+  /**
+   * reconcile.ts `AwaitingReport`: no report from the node since this process began acting (a
+   * start, a takeover: `forgetVolatileState` clears the view) or since it registered, and not
+   * judged down yet — its detector takes it for alive (registered, not beaten yet), or it was never
+   * heard from and the startup pause, during which the tick judges no one, has not ended. After
+   * that pause a node never heard from is down (the tick counts its down time from our start).
+   */
+  private awaitingReport(nodeId: number): boolean {
+    if (this.observed.has(nodeId)) return false;
+    return this.isAlive(nodeId) || (!this.detectors.has(nodeId) && this.startupQuietMs() > 0);
+  }
+
   /** Live datanodes' last reports (what reconciliation may trust). */
   private liveReports(): Reports {
     const out = new Map<number, ReadonlyMap<string, ObservedReplica>>();
@@ -827,7 +853,7 @@ export class MetasrvCore {
       changed = true;
     }
     this.problems = result.problems;
-    removedReplicaProblems(this.catalog, reports, this.problems);
+    removedReplicaProblems(this.catalog, reports, (n) => this.awaitingReport(n), this.problems);
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are
@@ -872,7 +898,7 @@ export class MetasrvCore {
 
   /** R1/R4: what `nodeId` must open and destroy. */
   protected nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
-    return nodeActions(this.catalog, nodeId, reports);
+    return nodeActions(this.catalog, nodeId, reports, (n) => this.awaitingReport(n));
   }
 
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────

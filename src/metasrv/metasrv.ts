@@ -130,6 +130,7 @@ export class Metasrv {
         clock: this.clock,
         log: this.log,
         onRoleChange: (leader, term) => (leader ? void this.core.takeover(term) : this.core.demote(term)),
+        onFatal: (err) => this.core.groupFailed(err),
       });
       this.group = group;
       this.core.joinGroup(group, objectStore);

@@ -5,9 +5,10 @@
 // that can be older (restored from a backup), empty (metasrv data dir lost) or ahead (a
 // procedure placed a replica the group has not added yet). Rules:
 //   R1 A replica is destroyed only when the region's current membership, as reported by its
-//      leader at a configuration at least as new as the replica's own, no longer contains it —
-//      or when its region was dropped from this catalog. Never because the catalog does not
-//      know it.
+//      leader at a configuration at least as new as the replica's own, no longer contains it,
+//      and no live voter may still need its vote (`removalHold`: docs/raft-rules.md R16, "The
+//      4 → 3 window") — or when its region was dropped from this catalog. Never because the
+//      catalog does not know it.
 //   R2 A catalog region whose placement differs from the group's membership at a newer
 //      configuration (conf index above the one the catalog last matched), with no procedure
 //      changing it, is rewritten FROM the group.
@@ -142,10 +143,10 @@ export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: 
  * destroys them), as problems for `regiondb status`, with what their deletion waits for: added to
  * reconcileCatalog's (`into`), per region.
  */
-export function removedReplicaProblems(catalog: CatalogState, reports: Reports, into: Map<string, string[]>): void {
+export function removedReplicaProblems(catalog: CatalogState, reports: Reports, awaitingReport: AwaitingReport, into: Map<string, string[]>): void {
   for (const [nodeId, replicas] of reports) {
     for (const r of replicas.values()) {
-      const why = awaitingDeletion(catalog, nodeId, r, reports);
+      const why = awaitingDeletion(catalog, nodeId, r, reports, awaitingReport);
       if (why) addProblem(into, r.regionId, why);
     }
   }
@@ -156,11 +157,12 @@ export function removedReplicaProblems(catalog: CatalogState, reports: Reports, 
  * one removed from its group and not deleted yet (R16), or a new replica still replaying the
  * configurations from before its own addition. Says which, and what a deletion waits for.
  */
-function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedReplica, reports: Reports): string | undefined {
+function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedReplica, reports: Reports, awaitingReport: AwaitingReport): string | undefined {
   if (r.health === 'failed' || r.voters.length + r.learners.length === 0) return undefined;
   if (r.voters.includes(r.peerId) || r.learners.includes(r.peerId)) return undefined;
   const head = `peer ${r.peerId} on node ${nodeId} reports a membership without itself (conf index ${r.confIndex})`;
-  if (!regionWithId(catalog, r.regionId)) {
+  const region = regionWithId(catalog, r.regionId);
+  if (!region) {
     if (droppedAt(catalog, r.regionId) !== undefined) return undefined; // its table was dropped: destroyed as such
     return `${head}: removed from its group, it answers raft until deleted; this catalog does not know the region, so nothing deletes it`;
   }
@@ -168,6 +170,8 @@ function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedRepl
   if (!group) return `${head}: removed from its group, it answers raft until deleted; no leader reports the membership`;
   if (members(group).has(r.peerId)) return `${head}, but the leader on node ${group.leaderNodeId} counts it: still catching up to its own addition?`;
   if (group.confIndex < r.confIndex) return `${head}: the leader on node ${group.leaderNodeId} reports an older configuration (conf index ${group.confIndex}); kept`;
+  const hold = removalHold(r.peerId, group, regionReplicas(r.regionId, reports), region, awaitingReport);
+  if (hold) return `${head}: removed from its group; kept while ${hold} (it may still need this replica's vote)`;
   return `${head}: removed from its group; being deleted`;
 }
 
@@ -222,7 +226,7 @@ export type NodeAction =
  * R1/R4 for one datanode: the replicas to open there (placed by the catalog, not hosted, not
  * lost) and those to destroy (R1).
  */
-export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports): NodeAction[] {
+export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports, awaitingReport: AwaitingReport): NodeAction[] {
   const actions: NodeAction[] = [];
   const mine = reports.get(nodeId) ?? new Map<string, ObservedReplica>();
   for (const region of regionList(catalog)) {
@@ -230,22 +234,107 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
     if (placed && !mine.has(region.regionId)) actions.push({ open: { regionId: region.regionId, peerId: placed.peerId } });
   }
   for (const seen of mine.values()) {
-    const why = destroyReason(catalog, nodeId, seen, reports);
+    const why = destroyReason(catalog, nodeId, seen, reports, awaitingReport);
     if (why) actions.push({ destroy: { regionId: seen.regionId, peerId: seen.peerId, why } });
   }
   return actions;
 }
 
 /** Why a hosted replica may be destroyed (R1), or undefined to keep it. */
-export function destroyReason(catalog: CatalogState, nodeId: number, seen: ObservedReplica, reports: Reports): string | undefined {
+export function destroyReason(catalog: CatalogState, nodeId: number, seen: ObservedReplica, reports: Reports, awaitingReport: AwaitingReport): string | undefined {
   const region: RegionDef | undefined = regionWithId(catalog, seen.regionId);
   if (!region) return droppedAt(catalog, seen.regionId) !== undefined ? 'its table was dropped' : undefined;
   if (region.replicas.some((p) => p.peerId === seen.peerId && p.nodeId === nodeId)) return undefined;
   const group = groupOf(seen.regionId, reports);
-  if (!group) return undefined;
-  if (members(group).has(seen.peerId)) return undefined;
-  if (group.confIndex < seen.confIndex) return undefined; // the replica knows a newer configuration than that leader
-  return `peer ${seen.peerId} is not a member of the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex})`;
+  if (removedReplicaKept(region, seen, group, regionReplicas(seen.regionId, reports), awaitingReport) !== undefined) return undefined;
+  return `peer ${seen.peerId} is not a member of the group (leader on node ${group!.leaderNodeId}, conf index ${group!.confIndex})`;
+}
+
+/**
+ * Why a replica of `region` that its node reports as `seen` (and the catalog no longer places
+ * there) must be kept, judged against `group` (its leader's membership) — or undefined when it may
+ * be deleted. The one rule behind reconciliation's `destroyReason` and repair-replica's cleanup:
+ * kept while no leader reports the membership, while the leader still counts it or reports an
+ * older configuration than the replica's own, and (unless it failed: it never votes again, R4)
+ * while a voter may still need its vote (`removalHold`). Pure.
+ */
+export function removedReplicaKept(
+  region: RegionDef,
+  seen: ObservedReplica,
+  group: GroupView | undefined,
+  hosted: Iterable<readonly [number, ObservedReplica]>,
+  awaitingReport: AwaitingReport,
+): string | undefined {
+  if (!group) return 'no leader reports the membership';
+  if (members(group).has(seen.peerId)) return `the leader on node ${group.leaderNodeId} counts it`;
+  if (group.confIndex < seen.confIndex) return `the leader on node ${group.leaderNodeId} reports an older configuration`; // the replica knows a newer one
+  if (seen.health === 'failed') return undefined;
+  // R16, "The 4 → 3 window": a remaining voter may still need its vote.
+  return removalHold(seen.peerId, group, hosted, region, awaitingReport);
+}
+
+/** The replicas of a region the live datanodes report, as (node id, replica). */
+export function regionReplicas(regionId: string, reports: Reports): [number, ObservedReplica][] {
+  const out: [number, ObservedReplica][] = [];
+  for (const [nodeId, replicas] of reports) {
+    const r = replicas.get(regionId);
+    if (r) out.push([nodeId, r]);
+  }
+  return out;
+}
+
+/**
+ * Whether this metasrv still waits for a node's first report: a node it has not heard from since it
+ * began acting (a start, or a takeover as the metasrv group's leader) or since the node registered,
+ * and has not judged down yet (its failure detector's startup pause has not ended, or its detector
+ * still takes it for alive). Such a node is neither live (its replicas are unknown) nor down.
+ */
+export type AwaitingReport = (nodeId: number) => boolean;
+
+/**
+ * R16, "The 4 → 3 window" (docs/raft-rules.md): why the replica of `removedPeerId`, which the
+ * group's leader no longer counts, must not be deleted yet — a voter of the leader's membership
+ * that may still count the old configuration and need its vote — or undefined once none may.
+ *
+ * `hosted`: the region's replicas as live datanodes report them (node id, replica). A voter other
+ * than the leader is counted unless it reports itself failed or no membership (a voter whose
+ * apply is stalled reports itself `ok`: counted). It has shown it applied the removal when its
+ * membership does not name the removed peer and its applied index reached the leader's conf index
+ * (at or past the removal even when a snapshot over-states it, and reached by any voter that
+ * catches up). A voter no live node reports under its peer id holds the deletion when `region`
+ * (the catalog) places it on a node whose first report this metasrv still awaits
+ * (`awaitingReport`: after a metasrv start or takeover every node is such until it beats or is
+ * judged down); it is not counted when its node is judged down, or when its node reports no such
+ * replica. Not counted either: a failed voter (it never votes again, R4), one reporting no
+ * membership (unknown). Learners never vote. Pure.
+ */
+export function removalHold(
+  removedPeerId: number,
+  group: GroupView,
+  hosted: Iterable<readonly [number, ObservedReplica]>,
+  region: RegionDef,
+  awaitingReport: AwaitingReport,
+): string | undefined {
+  const reported = new Set<number>();
+  for (const [nodeId, r] of hosted) {
+    reported.add(r.peerId);
+    if (r.peerId === group.leaderPeerId || !group.voters.includes(r.peerId)) continue;
+    if (r.health === 'failed' || r.voters.length + r.learners.length === 0) continue;
+    if (r.voters.includes(removedPeerId) || r.learners.includes(removedPeerId)) {
+      return `voter ${r.peerId} on node ${nodeId} still counts peer ${removedPeerId} (conf index ${r.confIndex})`;
+    }
+    if (r.appliedIndex < group.confIndex) {
+      return `voter ${r.peerId} on node ${nodeId} has applied up to ${r.appliedIndex}, below the leader's conf index ${group.confIndex}`;
+    }
+  }
+  for (const voter of group.voters) {
+    if (voter === group.leaderPeerId || reported.has(voter)) continue;
+    const nodeId = region.replicas.find((p) => p.peerId === voter)?.nodeId;
+    if (nodeId !== undefined && awaitingReport(nodeId)) {
+      return `voter ${voter} on node ${nodeId} has not reported since this metasrv began acting (not judged down yet)`;
+    }
+  }
+  return undefined;
 }
 
 /** The id floors one datanode's report implies (idFloors). */

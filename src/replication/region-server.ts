@@ -14,14 +14,16 @@
 //
 // Replica health (docs/replica-health.md). A replica that cannot start (its WAL records are
 // damaged, its snapshot does not load) or cannot apply a committed entry never takes the node
-// down: only a failed WAL write (the node's disk, docs/raft-rules.md R3) or a broken invariant is
-// fatal to the whole node. An apply that fails on the object store stalls its replica: the entries
-// stay in the log, are applied in order once a retry succeeds, and meanwhile the replica refuses
-// proposals and linearizable reads; its log is sound, so it keeps taking part in raft. When the
-// apply cannot succeed (the object is gone or damaged, or the retry window ran out) the replica
-// FAILS: it is fenced and leaves the ready loop for good (no ticks, no messages, no votes, no
-// acks), its WAL is kept untouched, and it is reported (region, index, reason) until the
-// metasrv replaces it under a fresh peer id.
+// down: only a failed WAL write (the node's disk, docs/raft-rules.md R3) is fatal to the whole
+// node. An exception out of a replica's raft core (a broken invariant it asserts) fails that one
+// replica (coreFailed), unless the host chose otherwise (RegionServerHooks `coreFailure`: the
+// metasrv group's server stops whole). An apply that fails on the object store stalls its
+// replica: the entries stay in the log, are applied in order once a retry succeeds, and meanwhile
+// the replica refuses proposals and linearizable reads; its log is sound, so it keeps taking part
+// in raft. When the apply cannot succeed (the object is gone or damaged, or the retry window ran
+// out) the replica FAILS: it is fenced and leaves the ready loop for good (no ticks, no messages,
+// no votes, no acks), its WAL is kept untouched, and it is reported (region, index, reason) until
+// the metasrv replaces it under a fresh peer id.
 //
 // Quiescence (docs/quiescence.md). Only *awake* replicas are ticked, and a cycle visits only
 // the replicas touched since the last one (a message, a request, a tick, leftover ready work),
@@ -44,6 +46,7 @@ import {
   EntryType,
   type Message,
   MessageType,
+  messageTypeName,
   NO_NODE,
   Raft,
   type RaftConfig,
@@ -201,6 +204,16 @@ export interface RegionServerHooks {
   /** A replica installed a raft snapshot (its state machine was replaced) at `index`. */
   onSnapshotInstalled?(regionId: string, index: number): void;
   /**
+   * What an exception out of a replica's raft core (stepping a message, a tick, a campaign, a
+   * leadership transfer) does. `replica` (the default; the datanode): that replica fails
+   * (failReplica) and the others go on. `fatal` (the metasrv group, whose one replica is the
+   * process's reason to be): the server stops serving as after a failed WAL write (onFatal), its
+   * WAL untouched, so that a restart reopens the replica from it.
+   */
+  readonly coreFailure?: 'replica' | 'fatal';
+  /** The server stopped serving for good (a failed WAL write, or a core exception under `coreFailure: 'fatal'`). */
+  onFatal?(err: Error): void;
+  /**
    * The lowest log index someone outside the group still needs (a standby cluster's stream,
    * docs/replication.md): the log is kept from it when the state machine's snapshot point moves.
    */
@@ -273,7 +286,7 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   removed = false;
   /** Whether it still steps raft messages, ticks and runs ready cycles: running, or removed and not deleted yet. */
   get answersRaft(): boolean {
-    return !this.closed || this.removed;
+    return (!this.closed || this.removed) && this.failure === undefined;
   }
   /** Set while an apply waits for the object store (see the top of this file). */
   stall: ApplyStall | undefined;
@@ -560,7 +573,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
       this.peersChanges++;
     }
-    replica.raft.step(message);
+    try {
+      replica.raft.step(message);
+    } catch (err) {
+      this.coreFailed(replica, `a ${messageTypeName[message.type] ?? message.type} message from peer ${message.from}`, err);
+      return;
+    }
     // A replica held back from its first campaign that hears from a leader counts ticks again
     // (it has a leader to lose, and no reason left to wait).
     if (replica.tickHoldUntil !== 0 && replica.raft.leader !== NO_NODE) replica.tickHoldUntil = 0;
@@ -618,10 +636,15 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         this.awake.delete(replica);
         continue;
       }
-      if (replica.tickHoldUntil === 0) replica.raft.tick();
-      else if (this.ticks >= replica.tickHoldUntil) {
+      if (replica.tickHoldUntil === 0 || this.ticks >= replica.tickHoldUntil) {
         replica.tickHoldUntil = 0;
-        replica.raft.tick();
+        try {
+          replica.raft.tick();
+        } catch (err) {
+          this.coreFailed(replica, 'a tick', err);
+          this.awake.delete(replica);
+          continue;
+        }
       }
       this.expireReads(replica);
       if (quiescence) this.maybeQuiesce(replica);
@@ -863,18 +886,53 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   transferLeader(regionId: string, toPeerId: number): void {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
-    replica.raft.transferLeader(toPeerId);
+    try {
+      replica.raft.transferLeader(toPeerId);
+    } catch (err) {
+      throw this.coreFailed(replica, 'a leadership transfer', err);
+    }
     this.touch(replica);
     this.schedule();
   }
 
+  /**
+   * Campaigns now (the metasrv's failover nudge). A replica whose apply is stalled starts no
+   * campaign (raft.ts `campaignsHeld`, R16): it is refused as UNAVAILABLE, which the caller may
+   * retry or take elsewhere, instead of doing nothing and saying nothing.
+   */
   campaign(regionId: string): void {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
+    if (replica.stall) throw this.stalledError(replica, replica.stall);
     replica.tickHoldUntil = 0; // asked to campaign now: no longer held back
-    replica.raft.campaign();
+    try {
+      replica.raft.campaign();
+    } catch (err) {
+      throw this.coreFailed(replica, 'a campaign', err);
+    }
     this.touch(replica);
     this.schedule();
+  }
+
+  /**
+   * A call into a replica's raft core from outside the ready loop (a message, a tick, a campaign
+   * or a transfer asked for) threw. The core asserts its invariants (`becomeLeader`: a leader is in
+   * its own configuration, which R16 argues a removed replica never breaks); a failed assertion
+   * thrown on through a raft stream's handler or the tick timer would end the process and every
+   * region on it. What happens instead is the host's choice (RegionServerHooks.coreFailure): by
+   * default this replica fails (failReplica: fenced, out of raft, reported failed and replaced by
+   * the metasrv under a fresh peer id), its core's state no longer trusted; under `fatal` the whole
+   * server stops (onFatal). The core's checks are unchanged. Returns the error for a caller that
+   * asked (UNAVAILABLE).
+   */
+  private coreFailed(replica: Replica<S, R>, what: string, err: unknown): RegionDbError {
+    const reason = `region ${replica.regionId}: the raft core failed during ${what}: ${err instanceof Error ? err.message : String(err)}`;
+    if (this.hooks.coreFailure === 'fatal') {
+      if (!this.fatal) this.onFatal(new Error(reason, { cause: err }));
+      return this.unavailable(reason);
+    }
+    this.failReplica(replica, replica.appliedIndex, reason);
+    return this.failedError(replica.regionId) ?? new RegionDbError(ErrorCode.Unavailable, reason);
   }
 
   leaderReplica(regionId: string): Replica<S, R> {
@@ -975,12 +1033,18 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       const early = work.filter(([replica, rd]) => this.maySendBeforePersist(replica, rd));
       this.send(early);
       if (needsWrite) await batch.commit(); // throws a fatal error if the sync failed
+      if (this.fatal) return; // a core exception meanwhile under `coreFailure: 'fatal'`: the server stopped
 
-      // 3. Everything else is sent only now, after the write is durable (P1).
-      this.send(early.length === 0 ? work : work.filter((w) => !early.includes(w)));
+      // 3. Everything else is sent only now, after the write is durable (P1). A replica that failed
+      // while the batch was written (a core exception stepping or ticking it meanwhile, coreFailed)
+      // is driven no further: nothing sent, no soft state, nothing applied to the state machine its
+      // failure released. Its entries are in the WAL, kept as a failed replica's are.
+      this.send((early.length === 0 ? work : work.filter((w) => !early.includes(w))).filter(([replica]) => replica.failure === undefined));
 
-      // 4–5. Apply and advance. A replica that fails here leaves the loop at once (no advance).
+      // 4–5. Apply and advance. A replica that fails here leaves the loop at once (no advance); so
+      // does one that failed meanwhile (a core exception while an earlier replica's apply awaited).
       for (const [replica, rd] of work) {
+        if (replica.failure) continue;
         if (rd.softState) this.onSoftState(replica, rd);
         if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
         // A removed replica applies nothing after its removal (applyCommitted): its state machine
@@ -1144,6 +1208,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.replicas.delete(replica.regionId);
       this.stateMachines.release?.(replica.regionId, replica.stateMachine);
       replica.failure = this.recordFailure(replica.regionId, replica.selfPeerId, index, reason, replica);
+      // A failed replica makes no more readies, so no soft state will say it stopped leading (or
+      // campaigning): its host hears it here, once (the datanode's leader gauge).
+      if (replica.raft.role !== Role.Follower) this.hooks.onRoleChange?.(replica.regionId, roleName[Role.Follower], NO_NODE, replica.raft.term);
     } else {
       // Closed while the cycle that failed it was in flight: the region's entry and its failure
       // record may be a newer replica's by now (opened after the close), neither of them this
@@ -1400,6 +1467,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.log.fatal({ err: this.fatal }, 'ready loop failed; this datanode stops serving (docs/raft-rules.md R3)');
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable(this.fatal.message));
     this.ticker?.cancel();
+    this.hooks.onFatal?.(this.fatal);
   }
 
   fatalError(): Error | undefined {

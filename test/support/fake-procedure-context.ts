@@ -169,6 +169,8 @@ export class FakeCluster {
       clock: self.clock,
       isAlive,
       observed,
+      // Past the metasrv's startup pause, every node heard from or judged down.
+      awaitingReport: () => false,
       // As the metasrv: the highest-term live replica reporting itself leader under its catalog peer id.
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;

@@ -102,6 +102,7 @@ export async function startLossyPair(
           clock: systemClock,
           log: silentLogger,
           onRoleChange: () => {},
+          onFatal: () => {},
         },
         () => pair.loseCommit,
       );

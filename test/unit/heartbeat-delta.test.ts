@@ -20,9 +20,12 @@ import { SeededRand } from '../../src/common/rand.js';
 import { ReportTracker, type SentReport, sameStat } from '../../src/datanode/report-delta.js';
 import { type CatalogState, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
-import { type Reports, idFloors, nodeActions, reconcileCatalog } from '../../src/metasrv/reconcile.js';
+import { type AwaitingReport, type Reports, idFloors, nodeActions, reconcileCatalog } from '../../src/metasrv/reconcile.js';
 import { type NodeReport, type ReportUse, observedOf, useReport } from '../../src/metasrv/report-view.js';
 import type { HeartbeatRequest__Output, ReplicaStat__Output } from '../../src/rpc/generated/index.js';
+
+/** No node's first report awaited (a metasrv past its startup pause). */
+const NONE: AwaitingReport = () => false;
 
 const FIRST_SEED = Number(process.env['HEARTBEAT_DELTA_SEED'] ?? 1);
 const SEEDS = process.env['HEARTBEAT_DELTA_SEED'] ? 1 : Number(process.env['HEARTBEAT_DELTA_SEEDS'] ?? 40);
@@ -130,7 +133,7 @@ function sortedEntries<V>(m: ReadonlyMap<string, V>): [string, V][] {
 function decisions(catalog: CatalogState, others: [number, Map<string, ObservedReplica>][], mine: ReadonlyMap<string, ObservedReplica>) {
   const reports: Reports = new Map([[NODE, mine], ...others]);
   const rec = reconcileCatalog(catalog, reports, new Set());
-  const actions = nodeActions(catalog, NODE, reports).map((a) => JSON.stringify(a));
+  const actions = nodeActions(catalog, NODE, reports, NONE).map((a) => JSON.stringify(a));
   return {
     adopt: [...rec.adopt].sort((a, b) => (a.regionId < b.regionId ? -1 : 1)),
     matched: [...rec.matched].sort((a, b) => (a.regionId < b.regionId ? -1 : 1)),

@@ -3,7 +3,10 @@
 import { expect } from 'chai';
 import { type CatalogState, type RegionDef, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
-import { type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+import { type AwaitingReport, type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+
+/** No node's first report awaited (a metasrv past its startup pause). */
+const NONE: AwaitingReport = () => false;
 
 const REGION = makeRegionId(1024, 0);
 
@@ -50,7 +53,7 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         3: replica(3, { voters: [1, 2, 3] }),
       });
       const catalog = emptyCatalog('c');
-      for (const node of [1, 2, 3]) expect(nodeActions(catalog, node, seen), `node ${node}`).to.deep.equal([]);
+      for (const node of [1, 2, 3]) expect(nodeActions(catalog, node, seen, NONE), `node ${node}`).to.deep.equal([]);
       const { problems } = reconcileCatalog(catalog, seen, new Set());
       expect(problems.get(REGION)?.length, 'each unknown replica is reported').to.equal(3);
       expect(problems.get(REGION)![0]).to.match(/not in the catalog/);
@@ -63,8 +66,8 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         { peerId: 3, nodeId: 3 },
       ]);
       const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 5] }), 4: replica(5, { voters: [1, 2, 5] }) });
-      expect(destroyReason(catalog, 4, seen.get(4)!.get(REGION)!, seen)).to.equal(undefined);
-      expect(nodeActions(catalog, 4, seen)).to.deep.equal([]);
+      expect(destroyReason(catalog, 4, seen.get(4)!.get(REGION)!, seen, NONE)).to.equal(undefined);
+      expect(nodeActions(catalog, 4, seen, NONE)).to.deep.equal([]);
     });
 
     it('a replica the group removed is destroyed (a node back after its replica was replaced)', () => {
@@ -74,7 +77,7 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         { peerId: 4, nodeId: 4 },
       ]);
       const seen = reports({ 2: replica(2, { role: 'leader', voters: [2, 3, 4], confIndex: 9 }), 1: replica(1, { voters: [1, 2, 3], confIndex: 3 }) });
-      const actions = nodeActions(catalog, 1, seen);
+      const actions = nodeActions(catalog, 1, seen, NONE);
       expect(actions).to.have.length(1);
       expect(actions[0]).to.have.property('destroy').that.includes({ regionId: REGION, peerId: 1 });
     });
@@ -82,13 +85,13 @@ describe('metasrv reconciliation (issue 14.2)', () => {
     it('no leader reported: nothing is destroyed (nobody can say who the members are)', () => {
       const catalog = catalogWith([{ peerId: 2, nodeId: 2 }]);
       const seen = reports({ 1: replica(1, { voters: [1, 2, 3] }), 2: replica(2, { voters: [1, 2, 3] }) });
-      expect(nodeActions(catalog, 1, seen)).to.deep.equal([]);
+      expect(nodeActions(catalog, 1, seen, NONE)).to.deep.equal([]);
     });
 
     it('a leader whose configuration is older than the replica\'s own does not get it destroyed', () => {
       const catalog = catalogWith([{ peerId: 2, nodeId: 2 }]);
       const seen = reports({ 2: replica(2, { role: 'leader', term: 9, voters: [2, 3, 4], confIndex: 5 }), 1: replica(1, { voters: [1, 2, 3], confIndex: 7 }) });
-      expect(nodeActions(catalog, 1, seen)).to.deep.equal([]);
+      expect(nodeActions(catalog, 1, seen, NONE)).to.deep.equal([]);
     });
 
     it('dropping a table remembers its regions, so their replicas are destroyed wherever reported', () => {
@@ -96,14 +99,14 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       dropTable(catalog, 't', 5);
       expect(catalog.droppedRegions).to.deep.equal({ [REGION]: 5 });
       const seen = reports({ 1: replica(1, { role: 'leader', voters: [1] }) });
-      expect(nodeActions(catalog, 1, seen)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
+      expect(nodeActions(catalog, 1, seen, NONE)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
     });
 
     it('replicas of a table dropped in this catalog are destroyed', () => {
       const catalog = emptyCatalog('c');
       catalog.droppedRegions = { [REGION]: 1 };
       const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3] }) });
-      expect(nodeActions(catalog, 1, seen)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
+      expect(nodeActions(catalog, 1, seen, NONE)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 1, why: 'its table was dropped' } }]);
     });
   });
 
@@ -112,7 +115,7 @@ describe('metasrv reconciliation (issue 14.2)', () => {
     const removed = replica(1, { voters: [2, 3, 4], confIndex: 9 }); // applied its removal: its membership lacks it
     function problemsOf(catalog: CatalogState, seen: Reports): string[] {
       const into = new Map<string, string[]>();
-      removedReplicaProblems(catalog, seen, into);
+      removedReplicaProblems(catalog, seen, NONE, into);
       return into.get(REGION) ?? [];
     }
 
@@ -152,7 +155,7 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       );
       const group = { voters: [2, 3, 5], confIndex: 12 };
       const seen = reports({ 2: replica(2, { role: 'leader', ...group }), 3: replica(3, group), 4: replica(5, group) });
-      expect(nodeActions(catalog, 4, seen), 'the new replica is not destroyed').to.deep.equal([]);
+      expect(nodeActions(catalog, 4, seen, NONE), 'the new replica is not destroyed').to.deep.equal([]);
       const { adopt, problems } = reconcileCatalog(catalog, seen, new Set());
       expect(problems.size).to.equal(0);
       expect(adopt).to.have.length(1);
@@ -210,9 +213,9 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         { peerId: 2, nodeId: 2 },
         { peerId: 3, nodeId: 3 },
       ]);
-      expect(nodeActions(catalog, 1, new Map([[1, new Map()]]))).to.deep.equal([]);
+      expect(nodeActions(catalog, 1, new Map([[1, new Map()]]), NONE)).to.deep.equal([]);
       catalog.regions[REGION]!.replicas.push({ peerId: 9, nodeId: 1 });
-      expect(nodeActions(catalog, 1, new Map([[1, new Map()]]))).to.deep.equal([{ open: { regionId: REGION, peerId: 9 } }]);
+      expect(nodeActions(catalog, 1, new Map([[1, new Map()]]), NONE)).to.deep.equal([{ open: { regionId: REGION, peerId: 9 } }]);
     });
   });
 

@@ -47,6 +47,7 @@ function fake(): Fake {
     clock: new ManualClock(1_000_000),
     isAlive: (nodeId) => catalog.nodes[nodeId] !== undefined,
     observed: (nodeId) => observed.get(nodeId),
+    awaitingReport: () => false,
     leaderOf: () => {
       for (const [nodeId, replica] of observed) if (replica.role === 'leader') return { nodeId, replica };
       return undefined;

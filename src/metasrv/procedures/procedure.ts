@@ -51,6 +51,11 @@ export interface ProcedureContext {
   isAlive(nodeId: number): boolean;
   /** The replica a live datanode last reported, if any. */
   observed(nodeId: number, regionId: string): ObservedReplica | undefined;
+  /**
+   * Whether this metasrv still waits for the node's first report since it began acting (or since
+   * the node registered) and has not judged it down: reconcile.ts `AwaitingReport`.
+   */
+  awaitingReport(nodeId: number): boolean;
   /** The node currently reporting itself leader of the region (highest term), if any. */
   leaderOf(region: RegionDef): { nodeId: number; replica: ObservedReplica } | undefined;
   /** Queues an instruction for a datanode's next heartbeat reply. */

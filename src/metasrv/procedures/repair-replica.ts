@@ -13,9 +13,15 @@
 //   catch-up    → wait until the new replica has applied what the leader had committed
 //   promote     → the leader makes it a voter
 //   remove-old  → the leader removes the old peer; the catalog drops it (routes change here)
-//   cleanup     → if the old node is reachable, it closes and deletes its replica
+//   cleanup     → if the old node is reachable, it closes and deletes its replica — unless a
+//                 remaining voter may still need its vote (docs/raft-rules.md R16, "The 4 → 3
+//                 window"): then the procedure ends all the same and heartbeat reconciliation
+//                 deletes it once none may (reconcile.ts removalHold). Nothing waits on it.
+// The new replica never goes to a node that reports any replica of the region (a removed one
+// awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
-import { type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr } from './procedure.js';
+import { type GroupView, removedReplicaKept } from '../reconcile.js';
+import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
@@ -44,6 +50,50 @@ function peerMessage(ctx: ProcedureContext, peerId: number, nodeId: number) {
   return { peer_id: String(peerId), node_id: String(nodeId), addr: peerAddr(ctx, nodeId) };
 }
 
+/** The region's replicas live datanodes report, as (node id, replica). */
+function hostedReplicas(ctx: ProcedureContext, regionId: string): [number, ObservedReplica][] {
+  const out: [number, ObservedReplica][] = [];
+  for (const node of Object.values(ctx.catalog.nodes)) {
+    const r = ctx.observed(node.nodeId, regionId);
+    if (r) out.push([node.nodeId, r]);
+  }
+  return out;
+}
+
+/**
+ * Nodes a new replica of the region may not go to: those the catalog places it on, and every live
+ * node reporting a replica of it under any peer id (a removed replica awaiting deletion, R16), where
+ * the open would be refused. Also what metasrv-core checks before it starts a repair.
+ */
+export function repairExclusions(ctx: ProcedureContext, region: RegionDef): Set<number> {
+  const out = new Set(region.replicas.map((p) => p.nodeId));
+  for (const [nodeId] of hostedReplicas(ctx, region.regionId)) out.add(nodeId);
+  return out;
+}
+
+/**
+ * Why the old replica must not be deleted now (R16, "The 4 → 3 window"; the rule of reconcile.ts
+ * destroyReason, `removedReplicaKept`, judged against the leader the catalog places), or undefined.
+ * Only a replica its node reports running under the old peer id answers raft; a failed one or one
+ * not reported needs no wait.
+ */
+function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | undefined {
+  const hosted = ctx.observed(d.oldNodeId, d.regionId);
+  if (hosted?.peerId !== d.oldPeerId || hosted.health === 'failed') return undefined;
+  const region = ctx.catalog.regions[d.regionId];
+  if (!region) return undefined; // dropped: the whole region goes
+  const leader = ctx.leaderOf(region);
+  const group: GroupView | undefined = leader && {
+    leaderNodeId: leader.nodeId,
+    leaderPeerId: leader.replica.peerId,
+    term: leader.replica.term,
+    voters: leader.replica.voters,
+    learners: leader.replica.learners,
+    confIndex: leader.replica.confIndex,
+  };
+  return removedReplicaKept(region, hosted, group, hostedReplicas(ctx, d.regionId), (nodeId) => ctx.awaitingReport(nodeId));
+}
+
 function openNew(ctx: ProcedureContext, d: Allocated, region: RegionDef): void {
   ctx.send(d.newNodeId, { open_region: ctx.openInstruction(region, d.newPeerId, false) });
 }
@@ -59,10 +109,14 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       if (!region) return { done: true, note: 'region no longer exists' };
       if (!region.replicas.some((p) => p.peerId === d.oldPeerId)) return { done: true, note: 'replica already replaced' };
       if (d.newPeerId === undefined || d.newNodeId === undefined) {
-        const others = new Set(region.replicas.map((p) => p.nodeId));
-        const elsewhere = ctx.pickNode(others);
-        others.delete(d.oldNodeId);
-        const node = elsewhere ?? (d.inPlace && !region.replicas.some((p) => p.nodeId === d.oldNodeId && p.peerId !== d.oldPeerId) ? ctx.pickNode(others) : undefined);
+        const excluded = repairExclusions(ctx, region);
+        const elsewhere = ctx.pickNode(excluded);
+        // In place: the old node, if nothing else of the region is there (what it reports, if
+        // anything, is the lost peer itself, which clear-old deletes first).
+        const there = ctx.observed(d.oldNodeId, region.regionId);
+        const oldNodeFree = !region.replicas.some((p) => p.nodeId === d.oldNodeId && p.peerId !== d.oldPeerId) && (there === undefined || there.peerId === d.oldPeerId);
+        excluded.delete(d.oldNodeId);
+        const node = elsewhere ?? (d.inPlace && oldNodeFree ? ctx.pickNode(excluded) : undefined);
         if (!node) return { retry: 'no healthy datanode without a replica of this region' };
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
@@ -138,7 +192,14 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       // A node that is down now is told on its return: heartbeat reconciliation closes any
       // replica the catalog no longer places on it.
       // Replaced on the same node: the region there is the new replica now; nothing to delete.
-      if (ctx.isAlive(d.oldNodeId) && d.newNodeId !== d.oldNodeId) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
+      if (ctx.isAlive(d.oldNodeId) && d.newNodeId !== d.oldNodeId) {
+        // A remaining voter may still need the old replica's vote: it stays, and reconciliation
+        // deletes it once none may. The procedure ends now all the same (it holds the region's
+        // repair slot, and the repair of a voter that holds this up may be the next one).
+        const hold = cleanupHold(ctx, d);
+        if (hold) return { done: true, note: `replica replaced; peer ${d.oldPeerId} on node ${d.oldNodeId} is kept while ${hold}, then deleted by heartbeat reconciliation` };
+        ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
+      }
       return { done: true, note: 'replica replaced' };
     },
   },

@@ -271,9 +271,16 @@ describe('repair-replica / remove-old', () => {
   });
 });
 
+/** As remove-old leaves it: the leader and voter 1 applied the removal of peer 3 (R16's 4 → 3 window checks that before a delete). */
+function removalApplied(f: FakeCluster) {
+  leaderReports(f, [1, 2, 4]);
+  f.report(1, replica(1, { voters: [1, 2, 4] }));
+}
+
 describe('repair-replica / cleanup', () => {
   it('success: a reachable old node is told to delete its replica; done', () => {
     const { f, id, record } = repair('cleanup');
+    removalApplied(f);
     f.alive.add(3);
     f.step(id);
     expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '3' } } }]);
@@ -289,6 +296,7 @@ describe('repair-replica / cleanup', () => {
 
   it('resume: a crash before the save sends the delete again (deleting twice is harmless)', () => {
     const { f, id, record } = repair('cleanup');
+    removalApplied(f);
     f.alive.add(3);
     f.stepThenCrash(id);
     expect(record().status).to.equal('running');

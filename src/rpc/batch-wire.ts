@@ -134,7 +134,7 @@ const DEPTH_OPERATION = 1;
 const DEPTH_ROW = 2;
 
 /** Field names and wire types as the .proto declares them, index = field number (error messages). */
-const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN]] satisfies FieldsOf<BatchRequest__Output>;
+const BATCH_REQUEST_FIELDS: FieldTable = [['', -1], ['id', WIRE_VARINT], ['write', WIRE_LEN], ['delete', WIRE_LEN], ['get', WIRE_LEN], ['timeout_ms', WIRE_VARINT]] satisfies FieldsOf<BatchRequest__Output>;
 const WRITE_REQUEST_FIELDS: FieldTable = [
   ['', -1],
   ['table', WIRE_LEN],
@@ -587,6 +587,8 @@ export function encodeBatchRequest(req: BatchRequestInput): Buffer {
   if (req.write != null) size += lengthDelimitedSize(writeRequestSize(req.write));
   if (req.delete != null) size += lengthDelimitedSize(deleteRequestSize(req.delete));
   if (req.get != null) size += lengthDelimitedSize(getRequestSize(req.get));
+  const timeoutMs = req.timeout_ms == null ? 0 : req.timeout_ms >>> 0;
+  size += u32FieldSize(timeoutMs);
 
   const buf = startWriting(size);
   let pos = 0;
@@ -603,6 +605,7 @@ export function encodeBatchRequest(req: BatchRequestInput): Buffer {
     buf[pos] = tag(4, WIRE_LEN);
     pos = writeGetRequest(buf, writeVarint(buf, pos + 1, nextSize()), req.get);
   }
+  pos = writeU32Field(buf, pos, tag(5, WIRE_VARINT), timeoutMs);
   return finishEncoding(buf, pos);
 }
 
@@ -1261,6 +1264,7 @@ export function decodeBatchRequest(bytes: Uint8Array): BatchRequestObject {
   let write: WriteRequestObject | undefined;
   let del: DeleteRequestObject | undefined;
   let get: GetRequestObject | undefined;
+  let timeoutMs = 0;
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'BatchRequest');
     switch (fieldTag) {
@@ -1276,11 +1280,14 @@ export function decodeBatchRequest(bytes: Uint8Array): BatchRequestObject {
       case tag(4, WIRE_LEN):
         get = decodeGetRequest(r, r.lengthDelimited(end, 'BatchRequest.get'));
         break;
+      case tag(5, WIRE_VARINT):
+        timeoutMs = r.u32(end, 'BatchRequest.timeout_ms');
+        break;
       default:
         r.skipField(fieldTag, end, 'BatchRequest', BATCH_REQUEST_FIELDS, DEPTH_BATCH);
     }
   }
-  const req: BatchRequestObject = { id };
+  const req: BatchRequestObject = { id, timeout_ms: timeoutMs };
   // Every member seen is kept; the oneof names the last in field order (protobufjs).
   if (write) {
     req.write = write;

@@ -237,7 +237,8 @@ const batchRequestInputArb = fc.record({
     fc.record({ delete: fc.record({ table: fc.string({ maxLength: 6 }), region_id: longArb, keys: fc.array(rowObjArb, { maxLength: 2 }), client_id: fc.string({ maxLength: 6 }), request_id: longArb }) }),
     fc.record({ get: fc.record({ table: fc.string({ maxLength: 6 }), key: fc.option(rowObjArb, { nil: null }), consistency: fc.constantFrom('LINEARIZABLE', 'STALE') }) }),
   ),
-}).map(({ id, op }) => ({ id, ...op }));
+  timeout: fc.option(fc.nat({ max: 2 ** 32 - 1 }), { nil: undefined }),
+}).map(({ id, op, timeout }) => ({ id, ...op, ...(timeout === undefined ? {} : { timeout_ms: timeout }) }));
 const batchResponseInputArb = fc.record({
   id: longArb,
   op: fc.oneof(

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import type * as protoLoader from '@grpc/proto-loader';
+import * as protoLoader from '@grpc/proto-loader';
 import { expect } from 'chai';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
@@ -24,7 +24,7 @@ import {
   encodeBatchRequest,
   encodeBatchResponse,
 } from '../../src/rpc/batch-wire.js';
-import { loadProtos } from '../../src/rpc/proto.js';
+import { loadProtos, loaderOptions, protoRoot } from '../../src/rpc/proto.js';
 import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, expectSameObject, key, len, loadProtoVariant, mutate, num, str } from '../support/protobuf-bytes.js';
 
 const SEED = process.env['BATCH_WIRE_SEED'] ? Number(process.env['BATCH_WIRE_SEED']) : 20_260_415;
@@ -115,7 +115,18 @@ function randomRows(rand: SeededRand): RowInput[] {
   return Array.from({ length: count }, () => randomRow(rand));
 }
 
+/** A per-operation timeout as callers give it: absent, 0, an attempt's budget, the uint32 edges, or a fraction (fromObject truncates). */
+function randomTimeout(rand: SeededRand): { timeout_ms?: number } {
+  if (rand.chance(0.4)) return {};
+  return { timeout_ms: rand.pick([0, 1, 127, 128, 999.5, 1000, 30_000, 120_000, 0x7fff_ffff, 0xffff_ffff]) };
+}
+
 function randomRequest(rand: SeededRand): BatchRequestInput {
+  const req = randomOperation(rand);
+  return req.id === undefined ? req : { ...req, ...randomTimeout(rand) };
+}
+
+function randomOperation(rand: SeededRand): BatchRequestInput {
   const id = randomLong(rand, false);
   switch (rand.int(7)) {
     case 0:
@@ -236,13 +247,20 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
     it('the shapes the service and the client read: oneof names, optional presence, defaults, enum names', () => {
       expect(decodeBatchRequest(encodeBatchRequest({ id: '12', write: { table: 't', rows: [{ values: { host: { string_value: 'a' } } }], client_id: 'c', request_id: '5' } }))).to.deep.equal({
         id: '12',
+        timeout_ms: 0,
         write: { rows: [{ values: { host: { string_value: 'a', kind: 'string_value' } } }], table: 't', region_id: '', client_id: 'c', request_id: '5', expect_absent: false },
         request: 'write',
       });
       const conditional = decodeBatchRequest(encodeBatchRequest({ id: 1, write: { rows: [], expect_version: '0' } })).write!;
       expect([conditional.expect_version, conditional._expect_version]).to.deep.equal(['0', 'expect_version']);
-      expect(decodeBatchRequest(encodeBatchRequest({ id: '2', get: { table: 't' } }))).to.deep.equal({ id: '2', get: { table: 't', key: null, consistency: 'LINEARIZABLE' }, request: 'get' });
-      expect(decodeBatchRequest(Buffer.alloc(0))).to.deep.equal({ id: '0' });
+      expect(decodeBatchRequest(encodeBatchRequest({ id: '2', get: { table: 't' } }))).to.deep.equal({ id: '2', timeout_ms: 0, get: { table: 't', key: null, consistency: 'LINEARIZABLE' }, request: 'get' });
+      expect(decodeBatchRequest(Buffer.alloc(0))).to.deep.equal({ id: '0', timeout_ms: 0 });
+      expect(decodeBatchRequest(encodeBatchRequest({ id: '2', get: { table: 't' }, timeout_ms: 250 }))).to.deep.equal({
+        id: '2',
+        timeout_ms: 250,
+        get: { table: 't', key: null, consistency: 'LINEARIZABLE' },
+        request: 'get',
+      });
       expect(decodeBatchResponse(encodeBatchResponse({ id: '3', error: { grpc_code: 9, code: 'CONDITION_FAILED', message: 'm', details: { currentVersion: '4' } } }))).to.deep.equal({
         id: '3',
         error: { details: { currentVersion: '4' }, grpc_code: 9, code: 'CONDITION_FAILED', message: 'm' },
@@ -272,6 +290,28 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
         { id: '6', error: { grpc_code: 13, code: 'INTERNAL', message: 'internal error (logged on the server)', details: {} } },
       ];
       for (const res of responses) expectSameObject(pl.responseDeserialize(encodeBatchResponse(res)), pl.responseDeserialize(pl.responseSerialize(res)), JSON.stringify(res));
+    });
+
+    it('timeout_ms (the per-operation deadline): field 5, omitted when absent or 0, decoded as 0 when absent; old and new peers read each other', () => {
+      const get = { table: 't' };
+      const without = encodeBatchRequest({ id: '2', get });
+      const withTimeout = encodeBatchRequest({ id: '2', get, timeout_ms: 1500 });
+      // 1500 = 0x5dc: tag 5 varint (0x28), then dc 0b; nothing else changes.
+      expect(withTimeout.toString('hex')).to.equal(`${without.toString('hex')}28dc0b`);
+      expect(encodeBatchRequest({ id: '2', get, timeout_ms: 0 }).toString('hex')).to.equal(without.toString('hex'));
+      expect(encodeBatchRequest({ id: '2', get, timeout_ms: null }).toString('hex')).to.equal(without.toString('hex'));
+      expect(decodeBatchRequest(withTimeout).timeout_ms).to.equal(1500);
+      expect(decodeBatchRequest(without).timeout_ms).to.equal(0);
+      expect(decodeBatchRequest(encodeBatchRequest({ id: '2', timeout_ms: 0xffff_ffff })).timeout_ms).to.equal(0xffff_ffff);
+      // A client built on the released database.proto (no field 5) sends what decodes as absent;
+      // a server built on it skips the field a new client sends.
+      const released = protoLoader.loadSync('regiondb/v1/database.proto', { ...loaderOptions, includeDirs: [join(protoRoot(), '..', 'proto-released')] });
+      const old = (released['regiondb.v1.Database'] as protoLoader.ServiceDefinition)['Batch'] as unknown as Method;
+      const oldBytes = old.requestSerialize({ id: '2', get });
+      expect(Buffer.from(oldBytes).toString('hex')).to.equal(without.toString('hex'));
+      expect(decodeBatchRequest(oldBytes)).to.deep.equal({ id: '2', timeout_ms: 0, get: { table: 't', key: null, consistency: 'LINEARIZABLE' }, request: 'get' });
+      expect(old.requestDeserialize(withTimeout)).to.deep.equal(old.requestDeserialize(without));
+      expectSameObject(decodeBatchRequest(withTimeout), loaderBatch().requestDeserialize(withTimeout), 'timeout_ms: ours and proto-loader');
     });
 
     it('a map key "__proto__" is an own property, as proto-loader makes it', () => {
@@ -495,7 +535,7 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
     const CASES = Number(process.env['BATCH_WIRE_CASES'] ?? 20_000);
 
     /** Tags and lengths of BatchRequest/BatchResponse fields, for mutate(). */
-    const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x1a, 0x22, 0x19, 0x0b, 0x0c, 0x0e, 0x0f];
+    const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x1a, 0x22, 0x28, 0x19, 0x0b, 0x0c, 0x0e, 0x0f];
 
     /**
      * Ours throws INVALID_ARGUMENT, or returns exactly what proto-loader returns; nothing else.

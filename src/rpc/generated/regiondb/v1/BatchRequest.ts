@@ -11,6 +11,7 @@ export interface BatchRequest {
   'write'?: (_regiondb_v1_WriteRequest | null);
   'delete'?: (_regiondb_v1_DeleteRequest | null);
   'get'?: (_regiondb_v1_GetRequest | null);
+  'timeout_ms'?: (number);
   'request'?: "write"|"delete"|"get";
 }
 
@@ -19,5 +20,6 @@ export interface BatchRequest__Output {
   'write'?: (_regiondb_v1_WriteRequest__Output | null);
   'delete'?: (_regiondb_v1_DeleteRequest__Output | null);
   'get'?: (_regiondb_v1_GetRequest__Output | null);
+  'timeout_ms': (number);
   'request'?: "write"|"delete"|"get";
 }

@@ -23,7 +23,7 @@ import {
 import { i64, str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
 import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
-import { MALFORMED, callCancelled, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
+import { MALFORMED, batchOperationTimeoutMs, callCancelled, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
 import type { BatchRequestObject } from '../rpc/batch-wire.js';
 import type {
   CreateTableResponse__Output,
@@ -144,6 +144,12 @@ export class DatabaseService {
    * operation runs exactly as its unary method does, concurrently with the others; answers go
    * out as they complete, matched by id. Per-operation server deadline and metrics as for
    * unary calls; at most limits.batchStreamInFlightMax operations in flight per stream.
+   *
+   * Deadline: an operation carrying timeout_ms runs, from the moment it is read here, as a unary
+   * call with that deadline does: the router sees it as the caller's deadline (a part forwarded
+   * for a region without a leader stops retrying by it), and when it passes the operation is
+   * answered DEADLINE_EXCEEDED (outcome unknown) — never left unanswered. Without timeout_ms,
+   * the server's limit alone, as before.
    */
   private batch(call: grpc.ServerDuplexStream<unknown, unknown>): void {
     const log = this.dn.log;
@@ -166,6 +172,8 @@ export class DatabaseService {
         return;
       }
       const req = raw as BatchRequestObject;
+      const timeoutMs = batchOperationTimeoutMs(req.timeout_ms);
+      const deadlineMs = Date.now() + timeoutMs; // from when it was read (timeout_ms is relative: no clock skew)
       const id = req.id;
       const kind = req.request;
       const method = kind === 'write' ? 'Write' : kind === 'delete' ? 'Delete' : kind === 'get' ? 'Get' : 'Batch';
@@ -181,7 +189,7 @@ export class DatabaseService {
       }
       const run = async (): Promise<unknown> => {
         await context?.reauthorize?.(kind === 'get' ? 'read' : 'write'); // a users-file reload applies to open streams too
-        const info = { forwarded, deadlineMs: Date.now() + limits.serverCallMsMax };
+        const info = { forwarded, deadlineMs };
         if (kind === 'write') return this.router.write(req.write!, info);
         if (kind === 'delete') return this.router.delete(req.delete!, info);
         if (kind === 'get') return this.router.get(req.get!, info);
@@ -194,7 +202,7 @@ export class DatabaseService {
           respond({ id, [kind!]: res });
         },
         fail,
-      }).finally(() => {
+      }, timeoutMs).finally(() => {
         inFlight--;
         endIfDone();
       });

@@ -293,13 +293,24 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): g
  * Runs one operation under the server's own deadline: `settle` hears exactly once, with the
  * result, the error, or DEADLINE_EXCEEDED after limits.serverCallMsMax (a later result is
  * dropped), whatever deadline the client sent. Resolves when the operation itself has ended.
+ *
+ * `timeoutMs`: an operation of a Database.Batch stream that carries its own deadline
+ * (BatchRequest.timeout_ms, see batchOperationTimeoutMs) is answered DEADLINE_EXCEEDED when that
+ * passes instead — the answer its caller's unary deadline would have given.
  */
-export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok(result: T): void; fail(err: unknown): void }): Promise<void> {
+export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok(result: T): void; fail(err: unknown): void }, timeoutMs: number = limits.serverCallMsMax): Promise<void> {
   let timedOut = false;
+  const own = timeoutMs >= limits.serverCallMsMax;
+  const limitMs = Math.min(timeoutMs, limits.serverCallMsMax);
   const timer = setTimeout(() => {
     timedOut = true;
-    settle.fail(new RegionDbError(ErrorCode.DeadlineExceeded, `the server gave up after ${limits.serverCallMsMax} ms; the outcome is unknown`));
-  }, limits.serverCallMsMax);
+    settle.fail(
+      new RegionDbError(
+        ErrorCode.DeadlineExceeded,
+        own ? `the server gave up after ${limitMs} ms; the outcome is unknown` : `the operation's deadline (timeout_ms ${limitMs}) passed; for a write the outcome is unknown`,
+      ),
+    );
+  }, limitMs);
   timer.unref();
   return operation()
     .then(
@@ -311,6 +322,15 @@ export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok
       },
     )
     .finally(() => clearTimeout(timer));
+}
+
+/**
+ * How long one Database.Batch operation may run, from when the server read it: the caller's
+ * BatchRequest.timeout_ms capped by limits.serverCallMsMax; 0 (not sent, an older client) is the
+ * server's limit alone, as for a unary call without a deadline.
+ */
+export function batchOperationTimeoutMs(timeoutMs: number | undefined): number {
+  return timeoutMs !== undefined && timeoutMs > 0 ? Math.min(timeoutMs, limits.serverCallMsMax) : limits.serverCallMsMax;
 }
 
 /**

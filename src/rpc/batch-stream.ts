@@ -7,6 +7,12 @@ import { fromBatchError, fromGrpcError, refusedAsOpened } from './status.js';
 
 export type BatchKind = 'write' | 'delete' | 'get';
 
+/** BatchRequest.timeout_ms for a wait of `timeoutMs`: whole ms, at least 1 (0 would mean the server's limit), at most uint32's range. */
+export function wireTimeoutMs(timeoutMs: number): number {
+  if (!Number.isFinite(timeoutMs)) return 0;
+  return Math.min(0xffff_ffff, Math.max(1, Math.ceil(timeoutMs)));
+}
+
 /** Codes that already leave an operation's outcome unknown. */
 const OUTCOME_UNKNOWN: ReadonlySet<string> = new Set([ErrorCode.Unavailable, ErrorCode.DeadlineExceeded, ErrorCode.Internal]);
 
@@ -42,6 +48,11 @@ export class BatchStream {
     return this.pending.size;
   }
 
+  /**
+   * `timeoutMs`: how long this end waits for the answer; sent with the operation
+   * (BatchRequest.timeout_ms), so that the server gives up when this end does, as it would at a
+   * unary call's deadline, instead of running on under its own limit.
+   */
   request<T>(kind: BatchKind, body: unknown, timeoutMs: number): Promise<T> {
     const stream = this.open();
     const id = String(this.nextId++);
@@ -51,7 +62,7 @@ export class BatchStream {
         reject(new RegionDbError(ErrorCode.DeadlineExceeded, `no answer within ${timeoutMs} ms; for a write the outcome is unknown`));
       }, timeoutMs);
       this.pending.set(id, { kind, resolve: resolve as (r: unknown) => void, reject, timer });
-      stream.write({ id, [kind]: body });
+      stream.write({ id, [kind]: body, timeout_ms: wireTimeoutMs(timeoutMs) });
     });
   }
 

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { RegionDbClient } from '../../src/client/client.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { wireTimeoutMs } from '../../src/rpc/batch-stream.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { waitUntil } from '../support/local-cluster.js';
 
@@ -152,6 +153,41 @@ describe('client: the Database.Batch stream', () => {
     expect(results.map((r) => r[0]!.version)).to.deep.equal([10, 20, 30]);
     expect(script.batchStreams, 'one stream for all three').to.equal(1);
     expect(script.unaryWrites).to.equal(0);
+  });
+
+  it('every operation carries its attempt timeout as BatchRequest.timeout_ms (the server gives up when the attempt does), retries included', async () => {
+    const seen: { kind: string; timeoutMs: number }[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        seen.push({ kind: req.request, timeoutMs: (req as unknown as { timeout_ms: number }).timeout_ms });
+        // The first write attempt is refused (no leader yet): the retry must carry it too.
+        if (req.request === 'write' && seen.length === 1) {
+          call.write({ id: req.id, error: { grpc_code: grpc.status.UNAVAILABLE, code: 'NOT_LEADER', message: 'no leader yet', details: {} } });
+          return;
+        }
+        if (req.request === 'write') call.write({ id: req.id, write: { version: '3', rows_written: 1 } });
+        else if (req.request === 'delete') call.write({ id: req.id, delete: { version: '4' } });
+        else call.write({ id: req.id, get: { found: false, version: '0' } });
+      },
+    };
+    const client = await setup(script, { attemptTimeoutMs: 1234 });
+    await client.write(TABLE, [row(1)]);
+    await client.delete(TABLE, [{ host: 'a', ts: 1 }]);
+    await client.get(TABLE, { host: 'a', ts: 1 });
+    expect(seen).to.deep.equal([
+      { kind: 'write', timeoutMs: 1234 },
+      { kind: 'write', timeoutMs: 1234 },
+      { kind: 'delete', timeoutMs: 1234 },
+      { kind: 'get', timeoutMs: 1234 },
+    ]);
+  });
+
+  it('BatchStream: the wait sent as timeout_ms is whole ms rounded up, never 0 (which means the server\'s limit), at most uint32', () => {
+    expect([wireTimeoutMs(1234), wireTimeoutMs(0.2), wireTimeoutMs(0), wireTimeoutMs(-5), wireTimeoutMs(99.01), wireTimeoutMs(2 ** 40), wireTimeoutMs(Number.POSITIVE_INFINITY)]).to.deep.equal([
+      1234, 1, 1, 1, 100, 0xffff_ffff, 0,
+    ]);
   });
 
   it("a wall-clock step back during the retries does not stretch the operation's deadline (the budget is monotonic)", async () => {

@@ -5,7 +5,9 @@
 // caller itself (a node certificate grants nothing on a forwarded call) and never forwards again
 // (scans included).
 // Deadlines: each forwarded operation waits at most until the caller's deadline (and the
-// server's own limits.serverCallMsMax).
+// server's own limits.serverCallMsMax) — a unary call's gRPC deadline, or a Batch operation's
+// timeout_ms counted from when it was read (DatabaseService.batch) — and carries what is left of
+// it to the leader as its own timeout_ms (BatchStream.request).
 //
 // Idempotency: every region's part carries the caller's (client_id, request_id) unchanged, and
 // its rows in request order: the part is a deterministic function of the request and the

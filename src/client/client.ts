@@ -12,7 +12,7 @@ import { databaseService } from '../rpc/batch-wire.js';
 import { MetaChannel } from '../rpc/meta-channel.js';
 import { type ClientSecurity, call, makeClient } from '../rpc/server.js';
 import { type BatchKind, BatchStream } from '../rpc/batch-stream.js';
-import { fromGrpcError } from '../rpc/status.js';
+import { failedInTransit, fromGrpcError } from '../rpc/status.js';
 import { CertificateFiles, channelCredentials } from '../rpc/tls.js';
 import type {
   DatabaseClient,
@@ -507,9 +507,12 @@ export class RegionDbClient {
           throw e;
         }
         if (mutates && (e.code === ErrorCode.Unavailable || e.code === ErrorCode.DeadlineExceeded)) maybeApplied ??= e;
-        // A node we could not reach (not one that answered NOT_LEADER) is avoided for a while,
-        // even when other replicas still name it as the leader: they have not noticed yet.
-        if (e.code === ErrorCode.Unavailable && !e.details['leaderNodeId']) this.markDown(addr);
+        // A node we could not reach is avoided for a while, even when other replicas still name
+        // it as the leader: they have not noticed yet. Only when this call failed in transit (a
+        // status no regiondb handler made): a node that answered UNAVAILABLE is up — its own
+        // forward to a dead leader failed, say — and avoiding it would send every region's
+        // attempts elsewhere for DOWN_AVOID_MS (docs/clients.md, "Which node is avoided").
+        if (e.code === ErrorCode.Unavailable && failedInTransit(e)) this.markDown(addr);
         const hint = e.details['leaderAddr'];
         if (e.code === ErrorCode.ResourceExhausted) route.leaderAddr = addr; // right node, busy: wait and retry it
         else route.leaderAddr = hint && hint !== addr && !this.isDown(hint) ? hint : undefined;

@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { BatchResponse__Output } from './generated/index.js';
-import { fromBatchError, fromGrpcError, refusedAsOpened } from './status.js';
+import { TRANSPORT_DETAIL, failedInTransit, fromBatchError, fromGrpcError, refusedAsOpened } from './status.js';
 
 export type BatchKind = 'write' | 'delete' | 'get';
 
@@ -86,11 +86,20 @@ export class BatchStream {
       // status says nothing ran (the stream refused as it opened) or the outcome is unknown. Any
       // other status is the stream's, not theirs (a message over the size limit, one malformed,
       // perhaps another request's on this shared stream): they may be applying, so it is unknown.
-      const status = err ? fromGrpcError(err) : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server');
+      // Closed without a status while operations were in flight: none of them was answered, a
+      // failure of the call as a lost connection is (TRANSPORT_DETAIL). A status keeps the mark
+      // it has: set when no regiondb handler made it, absent when one did (the server failed the
+      // stream itself).
+      const status = err
+        ? fromGrpcError(err)
+        : new RegionDbError(ErrorCode.Unavailable, 'the Batch stream was closed by the server', { details: { [TRANSPORT_DETAIL]: 'true' } });
       const failure =
         refusedAsOpened(code) || OUTCOME_UNKNOWN.has(status.code)
           ? status
-          : new RegionDbError(ErrorCode.Unavailable, `the Batch stream failed (${status.code}: ${status.message}); an operation in flight on it may have been applied`, { cause: err });
+          : new RegionDbError(ErrorCode.Unavailable, `the Batch stream failed (${status.code}: ${status.message}); an operation in flight on it may have been applied`, {
+              cause: err,
+              details: failedInTransit(status) ? { [TRANSPORT_DETAIL]: 'true' } : {},
+            });
       for (const op of this.pending.values()) {
         clearTimeout(op.timer);
         op.reject(failure);

@@ -94,12 +94,31 @@ const TRANSPORT_STATUS: Readonly<Partial<Record<grpc.status, TransportMeaning>>>
  */
 export function fromTransportStatus(grpcCode: grpc.status | undefined, message: string, details: Record<string, string>, cause: unknown): RegionDbError {
   const mapped = TRANSPORT_STATUS[grpcCode as grpc.status];
-  if (!mapped) return new RegionDbError(ErrorCode.Internal, message, { cause, details });
-  if (!mapped.relabelled) return new RegionDbError(mapped.code, message, { cause, details });
+  const marked = { ...details, [TRANSPORT_DETAIL]: 'true' };
+  if (!mapped) return new RegionDbError(ErrorCode.Internal, message, { cause, details: marked });
+  if (!mapped.relabelled) return new RegionDbError(mapped.code, message, { cause, details: marked });
   return new RegionDbError(mapped.code, `${message} (${grpc.status[grpcCode as grpc.status]} without a regiondb status: a transport failure, the outcome is unknown — it may have been applied)`, {
     cause,
-    details: { ...details, outcome: 'unknown' },
+    details: { ...marked, outcome: 'unknown' },
   });
+}
+
+/**
+ * The detail that marks an error read from a status without regiondb's code (fromTransportStatus),
+ * or from a Batch stream that ended with operations unanswered: no regiondb handler answered the
+ * call; it failed on its way (connection refused or lost, a reset, a proxy). Local to the process
+ * that made the call: toServiceError and toBatchError never send it on, so an error a node
+ * answers — even one that says that node's own forward failed in transit — arrives without it.
+ */
+export const TRANSPORT_DETAIL = 'transport';
+
+/**
+ * Whether `e` is the failure of the caller's own call in transit (TRANSPORT_DETAIL), as opposed
+ * to an error a regiondb node answered. Only the first says anything about whether the node
+ * called can be reached (the client library avoids it for a while: docs/clients.md).
+ */
+export function failedInTransit(e: RegionDbError): boolean {
+  return e.details[TRANSPORT_DETAIL] === 'true';
 }
 
 /** A status that refuses a call as it opens (TRANSPORT_STATUS's `refused`), with or without regiondb's code: nothing ran. */

@@ -189,9 +189,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         crashes += r.crashes;
         for (const [k, v] of Object.entries(r.storage)) storage[k] = (storage[k] ?? 0) + v;
         if (r.metasrv) {
-          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, saveFailures: catalogSaveFailures, proceduresDone, instructions, catalogLosses, catalogRestores, reports } = r.metasrv;
+          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, saveFailures: catalogSaveFailures, proceduresDone, instructions, catalogLosses, catalogRestores, reports, removals } = r.metasrv;
           const catalogFaults = catalogLosses === undefined ? {} : { catalogLosses, catalogRestores: catalogRestores ?? 0 };
-          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...catalogFaults, ...proceduresDone, ...instructions, ...reports })) storage[k] = (storage[k] ?? 0) + v;
+          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...catalogFaults, ...proceduresDone, ...instructions, ...reports, ...(removals ?? {}) })) storage[k] = (storage[k] ?? 0) + v;
         }
         campaignProgress(firstSeed, seed, seedCount, started);
       });

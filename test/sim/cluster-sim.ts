@@ -59,7 +59,7 @@ import { DeltaOnLastSent, type ReportDatanodeBug } from './sim-report-bugs.js';
 import { ReportViewChecker } from './sim-report-view.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type DdlHost, SimDdlClient, simDatanodeAdmin } from './sim-ddl.js';
-import { DRAIN_FAULTS, type DrainFault, DrainNemesis, type DrainStats } from './sim-drain.js';
+import { DRAIN_FAULTS, DRAIN_FAULT_MS, type DrainFault, DrainNemesis, type DrainStats } from './sim-drain.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
@@ -1038,6 +1038,28 @@ export class ClusterSim {
         server: (nodeId) => this.nodes.get(nodeId)?.server,
         leaderOf: (regionId) => this.leaderOf(regionId),
         record: (e) => this.record(e),
+        faultsOn: () => this.faults,
+        connected: () => this.net.cut.size === 0,
+        allUp: () => [...this.nodes.values()].every((n) => n.server !== undefined),
+        isolate: (nodeId) => {
+          const added: string[] = [];
+          for (const other of this.nodes.keys()) {
+            if (other === nodeId) continue;
+            for (const link of [`${nodeId}->${other}`, `${other}->${nodeId}`]) {
+              if (this.net.cut.has(link)) continue;
+              this.net.cut.add(link);
+              added.push(link);
+            }
+          }
+          return () => {
+            for (const link of added) this.net.cut.delete(link);
+          };
+        },
+        crash: (nodeId, why, downMs) => {
+          const node = this.nodes.get(nodeId);
+          if (node) this.crash(node, why, downMs);
+        },
+        flag: (invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`),
       },
       this.rand.fork(),
     );
@@ -1101,7 +1123,8 @@ export class ClusterSim {
   }
 
   private async runUnchecked(): Promise<ClusterSimResult> {
-    const { faultMs } = this.options;
+    // With `drain`, the faults run longer: a drain takes seconds, and its removals should meet them.
+    const faultMs = this.extra.has('drain') ? Math.max(this.options.faultMs, DRAIN_FAULT_MS) : this.options.faultMs;
     this.meta?.start();
     for (const node of this.nodes.values()) this.startNode(node);
     this.ddl?.start();
@@ -1923,6 +1946,7 @@ export class ClusterSim {
   private deliver(from: number, to: number, envelope: RaftEnvelope): void {
     const server = this.nodes.get(to)?.server;
     if (!server) return;
+    if (this.drain?.intercept(from, to, envelope)) return; // the `drain` fault's cut (sim-drain.ts)
     const m = envelope.message;
     // Liveness beats (one per node pair every beatEveryTicks ticks) stay out of the trace: they carry no state.
     if (envelope.regionId !== NODE_BEAT_REGION_ID) this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);

@@ -189,9 +189,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         crashes += r.crashes;
         for (const [k, v] of Object.entries(r.storage)) storage[k] = (storage[k] ?? 0) + v;
         if (r.metasrv) {
-          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, saveFailures: catalogSaveFailures, proceduresDone, instructions, catalogLosses, catalogRestores, reports } = r.metasrv;
+          const { crashes: metasrvCrashes, crashesMidProcedure, clockSteps: metasrvClockSteps, saves: catalogSaves, saveFailures: catalogSaveFailures, proceduresDone, instructions, catalogLosses, catalogRestores, reports, removals } = r.metasrv;
           const catalogFaults = catalogLosses === undefined ? {} : { catalogLosses, catalogRestores: catalogRestores ?? 0 };
-          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...catalogFaults, ...proceduresDone, ...instructions, ...reports })) storage[k] = (storage[k] ?? 0) + v;
+          for (const [k, v] of Object.entries({ metasrvCrashes, crashesMidProcedure, metasrvClockSteps, catalogSaves, catalogSaveFailures, ...catalogFaults, ...proceduresDone, ...instructions, ...reports, ...(removals ?? {}) })) storage[k] = (storage[k] ?? 0) + v;
         }
         campaignProgress(firstSeed, seed, seedCount, started);
       });
@@ -466,6 +466,26 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         await expectSameViolation(caught!, options);
       });
     }
+
+    // R16's 4 → 3 window (docs/raft-rules.md; docs/simulation.md, "Removing a live replica"): with
+    // `drain`, reconciliation deleting a removed replica as soon as the leader's membership lacks
+    // it (`removalHold` always false) costs a region the vote that would elect a leader after the
+    // leader fails. Seed 14 is the first of 1–60 to fail (removal availability); searched from 13.
+    // The same seed passes with the production rule (its hold keeps the replica while a remaining
+    // voter still counts it).
+    it('the checkers can fail: a removed replica deleted inside the 4 → 3 window (planted removal-hold-ignored, FAULTS=drain) is found within 2,000 seeds', async () => {
+      const bug = 'removal-hold-ignored' as const;
+      const real: Partial<ClusterSimOptions> = { metasrv: true, faults: ['drain'] };
+      const options: Partial<ClusterSimOptions> = { ...real, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
+      const caught = await firstViolation(options, (v) => v.invariant === 'removal availability', 13);
+      expect(caught, `no seed exposed ${bug}`).to.not.equal(undefined);
+      console.log(`    ${bug}: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=drain SIM_CLUSTER_METASRV=1 SIM_CLUSTER_METASRV_BUG=${bug} SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      expect(caught!.message).to.match(/counting peer\(s\) \d+(,\d+)*, deleted meanwhile/);
+      await expectSameViolation(caught!, options);
+      const r = await runClusterSim(caught!.seed, real);
+      expect(r.metasrv?.removals?.holdBeats, 'the production rule held the deletion').to.be.greaterThan(0);
+    });
 
     // Finding M2: a heartbeat that awaits its instructions (a conf change its commit) holds the
     // next beat. Needs repairs (conf changes): corrupt and wipe. Seed 18 is the first to fail

@@ -59,6 +59,7 @@ import { DeltaOnLastSent, type ReportDatanodeBug } from './sim-report-bugs.js';
 import { ReportViewChecker } from './sim-report-view.js';
 import { HeartbeatAwaitsInstructions, type SpuriousDatanodeBug } from './sim-spurious-bugs.js';
 import { type DdlHost, SimDdlClient, simDatanodeAdmin } from './sim-ddl.js';
+import { DRAIN_FAULTS, DRAIN_FAULT_MS, type DrainFault, DrainNemesis, type DrainStats } from './sim-drain.js';
 import { type CatalogState, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
@@ -277,7 +278,7 @@ export interface ClusterSimOptions {
   traceTail: number;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -289,14 +290,21 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 's
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
  * (CATALOG_LOSS_FAULTS, test/sim/sim-catloss.ts) are asked for by name.
  */
 export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
-  (f) => f !== 'ddl' && f !== 'dropwrite' && f !== 'close' && f !== 'slowdrop' && !(SPURIOUS_FAULTS as readonly string[]).includes(f) && !(READ_PATH_FAULTS as readonly string[]).includes(f),
+  (f) =>
+    f !== 'ddl' &&
+    f !== 'dropwrite' &&
+    f !== 'close' &&
+    f !== 'slowdrop' &&
+    !(SPURIOUS_FAULTS as readonly string[]).includes(f) &&
+    !(READ_PATH_FAULTS as readonly string[]).includes(f) &&
+    !(DRAIN_FAULTS as readonly string[]).includes(f),
 );
 
 /** With `slowdrop` (and the metasrv): deleting a replica's data on a datanode's disk takes this long (virtual ms), every time. */
@@ -347,6 +355,8 @@ export interface ClusterSimResult {
     reports: { fullReports: number; deltaReports: number; viewsChecked: number; statsCompared: number };
     catalogLosses?: number;
     catalogRestores?: number;
+    /** With `drain` (sim-drain.ts): the drain asked and started, replicas removed while live, holds and deletions of them. */
+    removals?: DrainStats & { drainMoves: number };
   };
   /** With `ddl`: what the DDL client did. */
   ddl?: SimDdlClient['stats'];
@@ -800,6 +810,8 @@ export class ClusterSim {
   private readonly metaStats = { clockSteps: 0, crashesMidProcedure: 0, instructions: {} as Record<string, number> };
   /** With `metasrv`: the `healthy node` and `heartbeat cadence` checkers (sim-spurious.ts). */
   private readonly healthy: HealthyNodeChecker | undefined;
+  /** With `drain` (sim-drain.ts). */
+  private drain: DrainNemesis | undefined;
   /** With `metasrv`: the `report view` checker (sim-report-view.ts: delta heartbeats). */
   private readonly reportView: ReportViewChecker | undefined;
   /** With `metasrv` and `stall` or `twin`: their own stream (forked last, only then). */
@@ -855,7 +867,10 @@ export class ClusterSim {
     // With `spare`, one more datanode that the catalog places nothing on at first (sim-spurious.ts).
     const spare = options.faults?.includes('spare') ?? false;
     if (spare && !options.metasrv) throw new Error('the spare datanode needs the metasrv (METASRV=1): only its repairs move replicas');
-    for (let id = 1; id <= options.nodes + (spare ? 1 : 0); id++) {
+    // With `drain`, the same fourth datanode: where the drained node's replicas go (sim-drain.ts).
+    const drain = options.faults?.includes('drain') ?? false;
+    if (drain && !options.metasrv) throw new Error('drain needs the metasrv (METASRV=1): its drain-node procedure moves the replicas');
+    for (let id = 1; id <= options.nodes + (spare || drain ? 1 : 0); id++) {
       const disk = new Disk(this.sched, this.rand.fork(), { fsyncMsMin: 1, fsyncMsMax: 8 });
       const node: SimNode = {
         id,
@@ -954,8 +969,12 @@ export class ClusterSim {
         if (method === 'Heartbeat') healthy.heartbeatArrived(caller.nodeId);
       };
       const meta = this.meta;
-      this.meta.onHandled = (caller, method, core) => this.noteHandled(meta, caller, method, core);
+      this.meta.onHandled = (caller, method, core) => {
+        if (method === 'Heartbeat') this.drain?.afterHeartbeat(core);
+        this.noteHandled(meta, caller, method, core);
+      };
       this.meta.afterTick = (core) => {
+        this.drain?.afterTick(core);
         this.noteCatalogStores(core.catalog);
         healthy.checkProcedures(core.catalog, (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId));
       };
@@ -1003,6 +1022,49 @@ export class ClusterSim {
         }
       }
     }
+    // The `drain` fault: its own stream, forked after every other one and only when on.
+    this.startDrain();
+  }
+
+  /** The `drain` fault (sim-drain.ts): built last, with its own stream, only when on. */
+  private startDrain(): void {
+    const meta = this.meta;
+    if (!this.extra.has('drain') || !meta) return;
+    const drain = new DrainNemesis(
+      {
+        sched: this.sched,
+        meta,
+        drainable: () => this.replicaNodeIds(),
+        server: (nodeId) => this.nodes.get(nodeId)?.server,
+        leaderOf: (regionId) => this.leaderOf(regionId),
+        record: (e) => this.record(e),
+        faultsOn: () => this.faults,
+        connected: () => this.net.cut.size === 0,
+        allUp: () => [...this.nodes.values()].every((n) => n.server !== undefined),
+        isolate: (nodeId) => {
+          const added: string[] = [];
+          for (const other of this.nodes.keys()) {
+            if (other === nodeId) continue;
+            for (const link of [`${nodeId}->${other}`, `${other}->${nodeId}`]) {
+              if (this.net.cut.has(link)) continue;
+              this.net.cut.add(link);
+              added.push(link);
+            }
+          }
+          return () => {
+            for (const link of added) this.net.cut.delete(link);
+          };
+        },
+        crash: (nodeId, why, downMs) => {
+          const node = this.nodes.get(nodeId);
+          if (node) this.crash(node, why, downMs);
+        },
+        flag: (invariant, detail) => this.flag(invariant, `${detail} (${this.status()})`),
+      },
+      this.rand.fork(),
+    );
+    this.drain = drain;
+    if (this.healthy) this.healthy.drained = () => drain.drained;
   }
 
   /** The nodes the initial placement puts a replica of each region on: all but the `spare` one. */
@@ -1016,7 +1078,7 @@ export class ClusterSim {
    * (replicas move).
    */
   private hosts(nodeId: number, regionId: string): boolean {
-    if (!this.extra.has('spare')) return true;
+    if (!this.extra.has('spare') && !this.extra.has('drain')) return true;
     return this.meta?.core?.catalog?.regions[regionId]?.replicas.some((p) => p.nodeId === nodeId) ?? true;
   }
 
@@ -1061,7 +1123,8 @@ export class ClusterSim {
   }
 
   private async runUnchecked(): Promise<ClusterSimResult> {
-    const { faultMs } = this.options;
+    // With `drain`, the faults run longer: a drain takes seconds, and its removals should meet them.
+    const faultMs = this.extra.has('drain') ? Math.max(this.options.faultMs, DRAIN_FAULT_MS) : this.options.faultMs;
     this.meta?.start();
     for (const node of this.nodes.values()) this.startNode(node);
     this.ddl?.start();
@@ -1544,6 +1607,7 @@ export class ClusterSim {
       this.record(`n${node.id} registered: open ${regions.map((r) => `${r.region_id}/${r.self_peer_id}${r.bootstrap ? ' (bootstrap)' : ''}`).join(',') || 'nothing'}`);
       return;
     }
+    this.drain?.noteAnswer(node.id, answer as HeartbeatResponse__Output);
     for (const ins of (answer as HeartbeatResponse__Output).instructions) {
       const kind = ins.kind ?? 'unknown';
       this.metaStats.instructions[kind] = (this.metaStats.instructions[kind] ?? 0) + 1;
@@ -1830,6 +1894,7 @@ export class ClusterSim {
       checked: { ...(this.healthy?.counts ?? { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 }) },
       reports: { ...(this.reportView?.counts ?? { fullReports: 0, deltaReports: 0, viewsChecked: 0, statsCompared: 0 }) },
       ...(this.catloss ? { catalogLosses: this.catloss.losses, catalogRestores: this.catloss.restores } : {}),
+      ...(this.drain ? { removals: { ...this.drain.stats, drainMoves: this.healthy?.drainMoves ?? 0 } } : {}),
     };
   }
 
@@ -1881,6 +1946,7 @@ export class ClusterSim {
   private deliver(from: number, to: number, envelope: RaftEnvelope): void {
     const server = this.nodes.get(to)?.server;
     if (!server) return;
+    if (this.drain?.intercept(from, to, envelope)) return; // the `drain` fault's cut (sim-drain.ts)
     const m = envelope.message;
     // Liveness beats (one per node pair every beatEveryTicks ticks) stay out of the trace: they carry no state.
     if (envelope.regionId !== NODE_BEAT_REGION_ID) this.record(`msg ${from}->${to} ${envelope.regionId} ${messageTypeName[m.type]} t${m.term} i${m.index} n${m.entries.length} c${m.commit}${m.reject ? ' R' : ''}`);
@@ -2067,6 +2133,7 @@ export class ClusterSim {
    */
   private probeQuiescence(): void {
     const now = this.sched.now;
+    this.drain?.probe(this.nodes.values(), this.regionIds);
     for (const node of this.nodes.values()) {
       if (node.server) this.nodeDownSince.delete(node.id);
       else if (!this.nodeDownSince.has(node.id)) this.nodeDownSince.set(node.id, now);
@@ -2117,6 +2184,7 @@ export class ClusterSim {
 
   private nemesisStep(): void {
     if (this.catloss?.step()) return;
+    if (this.drain?.step()) return;
     if (this.spuriousRand) {
       if (this.extra.has('stall') && this.stallStep(this.spuriousRand)) return;
       if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;

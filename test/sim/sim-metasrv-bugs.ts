@@ -3,14 +3,15 @@
 // docs/correctness.md, through the core's protected seams. Nothing under src/ names them
 // (test/raft/purity.test.ts keeps planted bugs out of src/).
 import { silentLogger } from '../../src/common/logger.js';
-import type { NodeDef } from '../../src/metasrv/catalog.js';
+import { type NodeDef, regionWithId } from '../../src/metasrv/catalog.js';
 import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import type { ProcedureContext } from '../../src/metasrv/procedures/procedure.js';
 import { advance } from '../../src/metasrv/procedures/runner.js';
+import { type NodeAction, type Reports, groupOf } from '../../src/metasrv/reconcile.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 import { SPURIOUS_METASRV_BUGS, isSpuriousMetasrvBug, spuriousMetasrvCore } from './sim-spurious-bugs.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', ...SPURIOUS_METASRV_BUGS] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', 'removal-hold-ignored', ...SPURIOUS_METASRV_BUGS] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -104,6 +105,29 @@ class DropTombstonesForgotten extends MetasrvCore {
   }
 }
 
+/**
+ * The 4 → 3 window left open (docs/raft-rules.md R16; before r16w): heartbeat reconciliation
+ * deletes a replica the catalog no longer places as soon as the leader's membership, at a
+ * configuration at least as new as the replica's own, lacks it — `removalHold` always false, so a
+ * remaining voter that has not applied the removal yet may lose the vote it still needs.
+ * (repair-replica's own cleanup still holds; reconciliation then deletes at the old node's next
+ * heartbeat.)
+ */
+class RemovalHoldIgnored extends MetasrvCore {
+  protected override nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
+    const actions = super.nodeActionsOf(nodeId, reports);
+    for (const seen of reports.get(nodeId)?.values() ?? []) {
+      if (actions.some((a) => 'destroy' in a && a.destroy.regionId === seen.regionId)) continue;
+      const region = regionWithId(this.catalog, seen.regionId);
+      if (!region || region.replicas.some((p) => p.peerId === seen.peerId && p.nodeId === nodeId)) continue;
+      const group = groupOf(seen.regionId, reports);
+      if (!group || group.voters.includes(seen.peerId) || group.learners.includes(seen.peerId) || group.confIndex < seen.confIndex) continue;
+      actions.push({ destroy: { regionId: seen.regionId, peerId: seen.peerId, why: `planted removal-hold-ignored: the leader on node ${group.leaderNodeId} no longer counts peer ${seen.peerId}` } });
+    }
+    return actions;
+  }
+}
+
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
   if (isSpuriousMetasrvBug(bug)) return spuriousMetasrvCore(bug);
   const Core = {
@@ -113,6 +137,7 @@ export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
     'table-ids-from-reports-only': TableIdsFromReportsOnly,
     'drop-tombstones-forgotten': DropTombstonesForgotten,
     'drop-without-fence': DropWithoutFence,
+    'removal-hold-ignored': RemovalHoldIgnored,
   }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

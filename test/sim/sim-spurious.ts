@@ -189,6 +189,10 @@ export class HealthyNodeChecker {
   private readonly lastTakenMs = new Map<number, { atMs: number; metasrv: number }>();
   /** Procedures checked, by kind, and second processes' registrations judged (coverage). */
   readonly counts = { failovers: 0, moves: 0, inPlace: 0, twinRegistrations: 0 };
+  /** With `drain`: the node the operator drained, if any (its replicas move while it is up: not H2's case). */
+  drained: (() => number | undefined) | undefined;
+  /** Moves off that node (not checked against H2). */
+  drainMoves = 0;
 
   constructor(
     private readonly bounds: HealthyNodeBounds,
@@ -262,6 +266,8 @@ export class HealthyNodeChecker {
               `repair-replica ${record.id} replaces peer ${oldPeerId} of ${regionId} on n${oldNodeId} as lost (${record.data.reason ?? 'no reason'}), but that replica is neither damaged, failed, nor on a disk wiped after it was created (H3)`,
             );
           }
+        } else if (catalog.nodes[oldNodeId]?.state === 'draining' && this.drained?.() === oldNodeId) {
+          this.drainMoves++; // the operator drains it (the `drain` fault, sim-drain.ts): moved while up, as asked
         } else {
           this.counts.moves++;
           const heardMs = this.sinceArrival(oldNodeId, now);

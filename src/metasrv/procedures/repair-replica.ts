@@ -174,6 +174,11 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         const { voters, learners } = leader.replica;
         if (!voters.includes(d.oldPeerId) && !learners.includes(d.oldPeerId)) {
           region.replicas = region.replicas.filter((p) => p.peerId !== d.oldPeerId);
+          // The placement now is the leader's applied membership at its conf index, which is the
+          // removal's index or later (a replica applies a membership change, and reports it, only
+          // once committed). Recorded, so that R2 cannot take an older report — a removed peer
+          // elected before it learned of its removal — for a newer one and re-adopt the peer.
+          region.confIndex = Math.max(region.confIndex ?? 0, leader.replica.confIndex);
           region.confVersion++;
           return { next: 'cleanup', note: `peer ${d.oldPeerId} removed; region has ${region.replicas.length} replicas` };
         }

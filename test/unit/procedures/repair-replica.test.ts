@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { RESEND_AFTER_MS } from '../../../src/metasrv/procedures/procedure.js';
 import type { RepairReplicaData, StepOf } from '../../../src/metasrv/procedures/record.js';
+import { reconcileCatalog } from '../../../src/metasrv/reconcile.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
 type Step = StepOf<'repair-replica'>;
@@ -249,6 +250,29 @@ describe('repair-replica / remove-old', () => {
     f.step(id);
     expect(f.sent).to.deep.equal([{ nodeId: 3, instruction: { transfer_leader: { region_id: REGION, to_peer_id: '4' } } }]);
     expect(f.region().replicas).to.have.length(4);
+  });
+
+  it('records the conf index of the membership it placed: an older report (a removed peer elected before it heard of its removal) does not put the peer back', () => {
+    // Sim seed 84 with `drain` (docs/simulation.md): the catalog last matched the group at 120;
+    // the leader commits the removal of peer 3 at 143 and reports it; remove-old drops peer 3.
+    const { f, id, record } = repair('remove-old');
+    f.region().confIndex = 120;
+    leaderReports(f, [1, 2, 4]);
+    f.reports.get(2)!.set(REGION, replica(2, { role: 'leader', voters: [1, 2, 4], confIndex: 143 }));
+    f.step(id);
+    f.step(id); // cleanup: node 3 is down, nothing to delete
+    expect(record().status).to.equal('done');
+    f.crash(); // what the metasrv saved
+    // Peer 3 is back, never heard of the commit, and is elected: it reports {1, 2, 3, 4} at 134.
+    f.alive.add(3);
+    f.report(3, replica(3, { role: 'leader', term: 3, leaderNodeId: 3, voters: [1, 2, 3, 4], confIndex: 134 }));
+    f.report(2, replica(2, { term: 3, leaderNodeId: 3, voters: [1, 2, 4], confIndex: 143 }));
+    const result = reconcileCatalog(f.catalog, f.reports, new Set());
+    expect(result.adopt, 'the older membership is not adopted').to.deep.equal([]);
+    expect(f.region().confIndex).to.equal(143);
+    // The group's own later report of the removal matches the catalog as it is.
+    f.report(3, replica(3, { role: 'leader', term: 3, leaderNodeId: 3, voters: [1, 2, 4], confIndex: 143 }));
+    expect(reconcileCatalog(f.catalog, f.reports, new Set()).adopt).to.deep.equal([]);
   });
 
   it('fatal: a record at this step with no new peer allocated', () => {

@@ -2,7 +2,7 @@
 // its leaderships move to other voters, then every replica on it is replaced by a
 // repair-replica procedure; done when the catalog places nothing on it.
 import { regionList } from '../catalog.js';
-import type { ProcedureDefinition } from './procedure.js';
+import { type ProcedureDefinition, removedByGroup } from './procedure.js';
 
 export const MAX_PARALLEL_REPAIRS = 2;
 /** Leaderships still on the node after this are left to the repairs (remove-old moves them). */
@@ -44,6 +44,9 @@ export const drainNode: ProcedureDefinition<'drain-node'> = {
         if (repairs.length + started >= MAX_PARALLEL_REPAIRS) break;
         if (busy.has(region.regionId)) continue;
         const old = region.replicas.find((p) => p.nodeId === nodeId)!;
+        // Already removed by the group (the catalog is behind): reconciliation drops it, once no
+        // procedure holds the region; a repair started now would hold it.
+        if (removedByGroup(ctx, region, old.peerId)) continue;
         ctx.start('repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
         started++;
       }

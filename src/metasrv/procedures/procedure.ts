@@ -109,6 +109,20 @@ export interface ProcedureDefinition<K extends ProcedureKind> {
 /** How long a step waits for its effect before re-sending its instruction. */
 export const RESEND_AFTER_MS = 3000;
 
+/**
+ * Whether the region's group has already removed `peerId` while the catalog still places it: the
+ * leader reports, at a configuration newer than the one the catalog last matched, a membership
+ * without it. Reconciliation's R2 brings such a catalog up to date, but only while no procedure
+ * is changing the region, so a replacement for that peer must not start (or must end) instead of
+ * holding R2 off (docs/procedures.md, "A peer the group has already removed").
+ */
+export function removedByGroup(ctx: ProcedureContext, region: RegionDef, peerId: number): boolean {
+  const leader = ctx.leaderOf(region);
+  if (!leader) return false;
+  const { voters, learners, confIndex } = leader.replica;
+  return confIndex > (region.confIndex ?? 0) && !voters.includes(peerId) && !learners.includes(peerId);
+}
+
 export function peerAddr(ctx: ProcedureContext, nodeId: number): string {
   return ctx.catalog.nodes[nodeId]?.addr ?? '';
 }

@@ -21,7 +21,7 @@
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
 import { type GroupView, removedReplicaKept } from '../reconcile.js';
-import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr } from './procedure.js';
+import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
@@ -109,6 +109,9 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       if (!region) return { done: true, note: 'region no longer exists' };
       if (!region.replicas.some((p) => p.peerId === d.oldPeerId)) return { done: true, note: 'replica already replaced' };
       if (d.newPeerId === undefined || d.newNodeId === undefined) {
+        // Nothing to replace: the group dropped the peer and the catalog is behind. Waiting here
+        // (for a free node, say) would keep R2 from correcting the catalog for as long.
+        if (removedByGroup(ctx, region, d.oldPeerId)) return { done: true, note: `peer ${d.oldPeerId} is no longer a member of the group; the catalog is left to reconciliation` };
         const excluded = repairExclusions(ctx, region);
         const elsewhere = ctx.pickNode(excluded);
         // In place: the old node, if nothing else of the region is there (what it reports, if

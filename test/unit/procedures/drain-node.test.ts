@@ -113,6 +113,18 @@ describe('drain-node / move-replicas', () => {
     expect(runningProcedures(f.catalog, 'repair-replica').map((p) => p.data.oldNodeId)).to.deep.equal([2]);
   });
 
+  it('a replica the group already removed (at a configuration newer than the catalog\'s) gets no repair: reconciliation drops it, and the drain ends', () => {
+    const { f, id, record } = drain('move-replicas');
+    f.region().confIndex = 134;
+    f.report(1, replica(1, { role: 'leader', term: 3, leaderNodeId: 1, voters: [1, 3, 4], confIndex: 143 }));
+    f.step(id);
+    expect(runningProcedures(f.catalog, 'repair-replica')).to.deep.equal([]);
+    expect(record().status).to.equal('running');
+    f.region().replicas = f.region().replicas.filter((p) => p.nodeId !== 2); // R2's adoption, say
+    f.step(id);
+    expect(record()).to.include({ status: 'done' });
+  });
+
   it('resume: a crash before the save loses the started repair and it is started again, once; after a save it is not duplicated', () => {
     const { f, id } = drain('move-replicas');
     f.stepThenCrash(id);

@@ -60,6 +60,29 @@ describe('repair-replica / allocate', () => {
     expect(record().notes.at(-1)).to.equal('region no longer exists');
   });
 
+  it('not a failure: a peer the group removed at a configuration newer than the catalog\'s ends it as done, placing nothing (R2 corrects the catalog once the region is free)', () => {
+    // Sim seed 84 with `drain`, before the remove-old fix: the catalog re-adopted a removed peer
+    // and this step waited for a free node for as long as the run lasted, holding R2 off.
+    const { f, id, record } = repair('allocate');
+    f.kill(4); // no free node: without the check it would wait here
+    f.region().confIndex = 134;
+    f.report(1, replica(1, { voters: [1, 2], confIndex: 143 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2], confIndex: 143 }));
+    f.step(id);
+    expect(record()).to.include({ status: 'done' });
+    expect(record().notes.at(-1)).to.equal('peer 3 is no longer a member of the group; the catalog is left to reconciliation');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3]);
+    expect(f.catalog.nextPeerId).to.equal(4);
+  });
+
+  it('a leader reporting, without the peer, a configuration no newer than the catalog\'s is not taken as its removal', () => {
+    const { f, id, record } = repair('allocate');
+    f.region().confIndex = 143;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2], confIndex: 143 }));
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+  });
+
   it('resume: a crash before the save loses the placement and the id with it; the re-run places one replica, not two', () => {
     const { f, id, record } = repair('allocate');
     f.stepThenCrash(id);

@@ -672,6 +672,32 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       });
     }
 
+    // Finding E1 (docs/simulation.md, "The drain fault"): with `drain` and the metasrv, seed 1
+    // failed `referenced object deleted` — n2's replica of region …105, removed while it was
+    // down, restarted from a snapshot at 269 and never received its removal; GC (G3 counts the
+    // leader's membership) deleted an SST its frozen version named. Such a replica can never
+    // apply an entry again, so the checker no longer holds GC to it (ClusterSim.cutOffByRemoval).
+    it('engine, FAULTS=drain with the metasrv, seed 1: a replica removed without learning it is not held to its frozen version (E1)', async () => {
+      const r = await runClusterSim(1, { ...engine, metasrv: true, faults: ['drain'] });
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+    });
+
+    // The exemption is narrow: GC ignoring the replicas' snapshots (planted) under `drain` is still
+    // caught naming a running replica's version (seed 5: n1's, a replica its leader still counts).
+    it('the checkers can fail: under FAULTS=drain, GC ignoring snapshots (planted) is caught on a live replica\'s version (E1)', async () => {
+      const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], gcBug: 'gc-ignores-snapshots' };
+      let caught: ClusterSimViolation | undefined;
+      try {
+        await runClusterSim(5, options);
+      } catch (err) {
+        if (!(err instanceof ClusterSimViolation)) throw err;
+        caught = err;
+      }
+      expect(caught, 'seed 5 passed with the planted GC rule').to.not.equal(undefined);
+      expect(caught!.invariant).to.equal('referenced object deleted');
+      expect(caught!.message).to.match(/was deleted while n\d+ \d+ version at \d+ names it/);
+    });
+
     // Issue 14's finding 4a, brought back through a test-only Flusher subclass
     // (test/sim/sim-gc-key-age.ts): GC judges an SST's age by the wall-clock time in its key and
     // does not keep what a pending edit or an upload in flight names, so an edit that commits

@@ -2038,6 +2038,9 @@ export class ClusterSim {
     for (const node of this.nodes.values()) {
       for (const regionId of regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
+        // A replica cut off for good by its removal (and the durable snapshot it would restart
+        // from) names nothing GC must keep (cutOffByRemoval).
+        if (replica && this.cutOffByRemoval(node, regionId, replica)) continue;
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
         const snap = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId)?.snapshot();
@@ -2069,6 +2072,35 @@ export class ClusterSim {
       }
     }
     return out;
+  }
+
+  /**
+   * Whether a running replica was removed from its region without learning it and can never again
+   * apply an entry (docs/simulation.md, "The drain fault", finding E1). Its own membership still
+   * names it, but its log holds nothing it has not applied (so not the removal), and every other
+   * replica of the region on any disk has a durable raft snapshot whose membership no longer names
+   * it. Memberships only move forward from a durable snapshot and peer ids are never reused, so no
+   * replica will count this peer again: none sends it an entry or a snapshot, and its (pre-)votes
+   * are refused by every one of them, whose logs reach the removal that this one lacks. Its version
+   * is frozen; GC counts only the leader's membership (G3), so the SSTs it names may go. What it
+   * still answers is a stale read, which then fails NOT_FOUND (the finding's open part).
+   */
+  private cutOffByRemoval(node: SimNode, regionId: string, replica: NonNullable<ReturnType<EngineServer['replica']>>): boolean {
+    const self = replica.selfPeerId;
+    const own = replica.raft.confState();
+    if (!own.voters.includes(self) && !own.learners.includes(self)) return false; // applied its removal: replica() hides it
+    if (replica.raft.log.lastIndex() > replica.appliedIndex) return false;
+    let others = 0;
+    for (const other of this.nodes.values()) {
+      if (other === node || other.disk.damage(regionId)) continue;
+      const store = other.disk.stores.get(regionId);
+      if (!store) continue;
+      const snap = store.snapshot();
+      const conf = snap.metadata.confState;
+      if (snap.metadata.index <= replica.appliedIndex || conf.voters.includes(self) || conf.learners.includes(self)) return false;
+      others++;
+    }
+    return others > 0;
   }
 
   /** The peer a down node's disk reopens for a region at its restart (as restart() and the datanode core decide), if any. */

@@ -119,12 +119,13 @@ export class Memtable {
   put(entry: MemEntry): void {
     const k = keyStringOf(entry);
     const previous = this.entries.get(k);
-    this.entries.set(k, entry);
     if (previous !== undefined) {
       assert(entry.version >= previous.version, 'memtable versions only move forward');
+      this.entries.set(k, entry);
       this.sizeBytes += sizeWithKeyBytes(entry, k.length) - sizeWithKeyBytes(previous, k.length);
       return;
     }
+    this.entries.set(k, entry);
     this.pending.push(k);
     this.sizeBytes += sizeWithKeyBytes(entry, k.length);
   }

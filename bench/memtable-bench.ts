@@ -7,7 +7,8 @@
 // small heap and underestimates put). Per round and variant: fresh memtables are prefilled,
 // then MEMTABLE_BENCH_PUTS more puts (default 40,000, round-robin in 500-row batches over the 4
 // memtables, new keys as ingest makes them) are timed, then each memtable is scanned once in
-// full as a flush does (the first scan after the puts: for the map memtable, the sort).
+// full as a flush does (the first scan after the puts: for the map memtable, the sort; `first
+// entry ms` is the CPU before the first entry, a synchronous stall of the flush).
 // Reported: CPU ns (process.cpuUsage, GC helper threads included) per put and per scanned
 // entry, and ms per flush-scan of one memtable; medians over MEMTABLE_BENCH_ROUNDS (default 7).
 // Comparing two builds in one process: MEMTABLE_BENCH_BASE=<dir> names another checkout's root
@@ -97,6 +98,8 @@ interface RoundResult {
   readonly putNs: number;
   readonly scanNsPerEntry: number;
   readonly scanMsPerMemtable: number;
+  /** CPU before a scan's first entry (the map memtable's sort and merge): a synchronous stall of the flush. */
+  readonly firstEntryMs: number;
   readonly keysHash: number;
 }
 
@@ -117,15 +120,20 @@ function round(v: Variant): RoundResult {
   const putNs = (cpuNs() - t0) / PUTS;
   let entries = 0;
   let keysHash = 0;
+  let firstNs = 0;
   const t1 = cpuNs();
   for (const m of memtables) {
-    for (const e of m.scan()) {
+    const it = m.scan();
+    const t = cpuNs();
+    let r = it.next();
+    firstNs += cpuNs() - t;
+    for (; !r.done; r = it.next()) {
       entries++;
-      keysHash = (keysHash * 31 + e.version) | 0;
+      keysHash = (keysHash * 31 + r.value.version) | 0;
     }
   }
   const scanNs = cpuNs() - t1;
-  return { putNs, scanNsPerEntry: scanNs / entries, scanMsPerMemtable: scanNs / MEMTABLES / 1e6, keysHash };
+  return { putNs, scanNsPerEntry: scanNs / entries, scanMsPerMemtable: scanNs / MEMTABLES / 1e6, firstEntryMs: firstNs / MEMTABLES / 1e6, keysHash };
 }
 
 async function main(): Promise<void> {
@@ -136,7 +144,7 @@ async function main(): Promise<void> {
   // Round 0: the ballast is built, the code warms up, and the variants must scan the same entries in the same order.
   const warm = variants.map((v) => round(v));
   for (const w of warm) if (w.keysHash !== warm[0]!.keysHash) throw new Error('the variants scan different entries');
-  const samples = variants.map(() => ({ put: [] as number[], scan: [] as number[], scanMs: [] as number[] }));
+  const samples = variants.map(() => ({ put: [] as number[], scan: [] as number[], scanMs: [] as number[], firstMs: [] as number[] }));
   for (let r = 0; r < ROUNDS; r++) {
     const order = variants.map((_, i) => i);
     if (r % 2 === 1) order.reverse();
@@ -145,16 +153,17 @@ async function main(): Promise<void> {
       samples[i]!.put.push(res.putNs);
       samples[i]!.scan.push(res.scanNsPerEntry);
       samples[i]!.scanMs.push(res.scanMsPerMemtable);
+      samples[i]!.firstMs.push(res.firstEntryMs);
     }
   }
   const heapMb = process.memoryUsage().heapUsed / 1024 / 1024;
   process.stdout.write(
-    `memtable: ${MEMTABLES} memtables × ${PREFILL} prefilled entries, ${PUTS} timed puts, ${ballast.length} ballast objects (heap ${heapMb.toFixed(0)} MB), medians of ${ROUNDS} rounds; node ${process.version}\n`,
+    `memtable: ${MEMTABLES} memtables × ${PREFILL} prefilled entries, ${PUTS} timed puts, ${ballast.length} ballast objects (heap in use ${heapMb.toFixed(0)} MB, garbage included), medians of ${ROUNDS} rounds; node ${process.version}\n`,
   );
-  process.stdout.write(['variant', 'put ns', 'flush-scan ns/entry', 'flush-scan ms/memtable'].join('\t') + '\n');
+  process.stdout.write(['variant', 'put ns', 'flush-scan ns/entry', 'flush-scan ms/memtable', 'first entry ms'].join('\t') + '\n');
   variants.forEach((v, i) => {
     const s = samples[i]!;
-    process.stdout.write([v.name, median(s.put).toFixed(0), median(s.scan).toFixed(0), median(s.scanMs).toFixed(2)].join('\t') + '\n');
+    process.stdout.write([v.name, median(s.put).toFixed(0), median(s.scan).toFixed(0), median(s.scanMs).toFixed(2), median(s.firstMs).toFixed(2)].join('\t') + '\n');
   });
   if (variants.length === 2) {
     const ratio = (f: (s: (typeof samples)[number]) => number[]) => (median(f(samples[1]!)) / median(f(samples[0]!))).toFixed(2);

@@ -374,40 +374,50 @@ describe('router: elected here while a part\'s attempt was out, the part does no
   });
 });
 
-describe('router: a request refused by a dropped table is sent again to the table resolved afresh (finding DT1)', () => {
-  const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
-  const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
+/** Table `t` re-created (id 8, two regions) after table 7 was dropped. */
+const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
+const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
 
-  /** A node whose first resolution of `t` is the dropped table 7 (its fence refuses), then, once told, the re-created table 8. */
+/**
+ * A node that leads every region, whose first resolution of `t` is table 7 and, once told that
+ * table was dropped, the re-created table 8. `write(req, current, record)` decides each attempt:
+ * `current` is the table the node resolves now, `record(regionId)` notes the request's rows as
+ * written to that region (in `written`, as `region:v`).
+ */
+function droppedTableNode(write: (req: WriteRequest, current: TableSchema, record: (regionId: string) => void) => Promise<WriteResponse>) {
+  const dropped: number[] = [];
+  const written: string[] = [];
+  const current = () => (dropped.includes(7) ? recreated : schema);
+  const local: LocalDatabase = {
+    nodeId: 1,
+    credentials: grpc.credentials.createInsecure(),
+    schemaOf: async () => current(),
+    tableDropped: (tableId) => dropped.push(tableId),
+    leads: () => true,
+    leaderAddr: async () => undefined,
+    write: (req) => write(req, current(), (regionId) => written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`))),
+    delete: async () => ({ version: '1' }),
+    get: async () => ({ found: false }),
+    scanRegion: async () => {},
+  };
+  return { local, dropped, written };
+}
+
+describe('router: a request refused by a dropped table is sent again to the table resolved afresh (finding DT1)', () => {
   /**
    * `refusal`: how the dropped table's region words its refusal — `as-this-build` as
    * DatabaseService does (a write with expect_version is refused as a conditional write, without
    * `resendAllowed`), `unaware` as a region that did not see the expect_version would.
    */
   function droppedThenRecreated(refusal: 'as-this-build' | 'unaware' = 'as-this-build') {
-    const dropped: number[] = [];
-    const written: string[] = [];
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => (dropped.includes(7) ? recreated : schema),
-      tableDropped: (tableId) => dropped.push(tableId),
-      leads: () => true,
-      leaderAddr: async () => undefined,
-      write: async (req) => {
-        // A forwarded request names no region: this node resolves it itself (as DatabaseService.write does).
-        const current = dropped.includes(7) ? recreated : schema;
-        const regionId = req.region_id || makeRegionId(current.tableId, regionNumberOf(current, fromProtoRow(req.rows[0]!, 'r')));
-        const conditional = refusal === 'as-this-build' && req._expect_version === 'expect_version';
-        if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, conditional ? 'conditional-write' : 'write');
-        written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
-        return { version: '3', rows_written: req.rows.length };
-      },
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
-    return { local, dropped, written };
+    return droppedTableNode(async (req, current, record) => {
+      // A forwarded request names no region: this node resolves it itself (as DatabaseService.write does).
+      const regionId = req.region_id || makeRegionId(current.tableId, regionNumberOf(current, fromProtoRow(req.rows[0]!, 'r')));
+      const conditional = refusal === 'as-this-build' && req._expect_version === 'expect_version';
+      if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, conditional ? 'conditional-write' : 'write');
+      record(regionId);
+      return { version: '3', rows_written: req.rows.length };
+    });
   }
 
   it('a write spanning every region of the dropped table lands whole in the re-created one, after one refusal', async () => {
@@ -464,46 +474,28 @@ describe('router: a request refused by a dropped table is sent again to the tabl
 });
 
 describe('router: a dropped table\'s refusal mixed with other outcomes (review F6)', () => {
-  const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
-  const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
-
   /**
-   * A node whose first resolution of `t` is table 7, then (once told it was dropped) table 8.
    * `old(regionId, n)` answers the n-th attempt at a region of table 7: 'ok', 'unknown'
-   * (UNAVAILABLE: may have been proposed), 'not-leader' or 'fenced' (the drop fence's refusal).
+   * (UNAVAILABLE: may have been proposed), 'not-leader' or 'fenced' (the drop fence's refusal);
+   * the re-created table 8 takes every write.
    */
   function scripted(old: (regionId: string, n: number) => 'ok' | 'unknown' | 'not-leader' | 'fenced') {
-    const dropped: number[] = [];
-    const written: string[] = [];
     const attempts = new Map<string, number>();
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => (dropped.includes(7) ? recreated : schema),
-      tableDropped: (tableId) => dropped.push(tableId),
-      leads: () => true,
-      leaderAddr: async () => undefined,
-      write: async (req) => {
-        const regionId = req.region_id!;
-        const record = () => written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
-        if (BigInt(regionId) >> 32n === 8n) {
-          record();
-          return { version: '3', rows_written: req.rows.length };
-        }
-        const n = (attempts.get(regionId) ?? 0) + 1;
-        attempts.set(regionId, n);
-        const answer = old(regionId, n);
-        if (answer === 'unknown') throw new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: the proposal's outcome is unknown (leader lost)`);
-        if (answer === 'not-leader') throw new RegionDbError(ErrorCode.NotLeader, `region ${regionId}: not the leader`);
-        if (answer === 'fenced') throw tableDroppedError('t', 7, regionId, 'write');
-        record();
-        return { version: '2', rows_written: req.rows.length };
-      },
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
-    return { local, dropped, written };
+    return droppedTableNode(async (req, _current, record) => {
+      const regionId = req.region_id!;
+      if (BigInt(regionId) >> 32n === 8n) {
+        record(regionId);
+        return { version: '3', rows_written: req.rows.length };
+      }
+      const n = (attempts.get(regionId) ?? 0) + 1;
+      attempts.set(regionId, n);
+      const answer = old(regionId, n);
+      if (answer === 'unknown') throw new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: the proposal's outcome is unknown (leader lost)`);
+      if (answer === 'not-leader') throw new RegionDbError(ErrorCode.NotLeader, `region ${regionId}: not the leader`);
+      if (answer === 'fenced') throw tableDroppedError('t', 7, regionId, 'write');
+      record(regionId);
+      return { version: '2', rows_written: req.rows.length };
+    });
   }
 
   it('one region, an attempt whose outcome is unknown and then the fence\'s refusal: UNAVAILABLE without the dropped-table detail, not sent to the re-created table', async () => {

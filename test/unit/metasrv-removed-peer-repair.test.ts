@@ -14,12 +14,10 @@
 // so the setup reaches the code it tests.
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
-import { emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'removed-peer-repair';
-const REGION = makeRegionId(1024, 0);
 /** Short, so that a node down since the start is down too long within a few hundred ticks. */
 const REPAIR_AFTER_MS = 1000;
 const TICK_MS = 100;
@@ -28,22 +26,8 @@ const addr = (n: number) => `127.0.0.1:${23_100 + n}`;
 /** Nodes `nodeIds` registered; peers 1, 2, 3 on nodes 1, 2, 3 at conf index 10; peer 1 lost if `lost`. */
 function storage(nodeIds: readonly number[], lost: boolean): MemoryCatalog {
   const s = new MemoryCatalog(CLUSTER);
-  const c = emptyCatalog(CLUSTER);
-  for (const nodeId of nodeIds) c.nodes[nodeId] = { nodeId, addr: addr(nodeId), httpAddr: '', lastHeartbeatMs: 0, state: 'alive', storeId: `store-${nodeId}` };
   const replicas = [1, 2, 3].map((n) => ({ peerId: n, nodeId: n, ...(lost && n === 1 ? { lost: 'new store store-1b: node 1 came back without its data' } : {}) }));
-  c.regions[REGION] = { regionId: REGION, tableName: 't', regionNumber: 0, replicas, leaderNodeId: 2, confVersion: 3, bootstrapped: true, confIndex: 10 };
-  c.tables['t'] = {
-    name: 't',
-    tableId: 1024,
-    columns: [
-      { name: 'host', type: 'STRING', semantic: 'TAG' },
-      { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-    ],
-    regionCount: 1,
-  } as never;
-  c.nextTableId = 1025;
-  c.nextPeerId = 10;
-  s.state = c;
+  s.state = oneRegionCatalog(CLUSTER, { replicas, leaderNodeId: 2, confVersion: 3, confIndex: 10 }, { nextPeerId: 10, nodes: catalogNodes(nodeIds, addr, true) });
   return s;
 }
 

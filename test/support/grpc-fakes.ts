@@ -15,6 +15,20 @@ export async function bindLoopback(server: grpc.Server): Promise<string> {
   return `127.0.0.1:${port}`;
 }
 
+/**
+ * The servers and clients a describe's tests start, to be filled by them: after each test every
+ * client is closed and every server shut down (mocha's afterEach, registered here).
+ */
+export function closedAfterEach(): { servers: grpc.Server[]; clients: { close(): void }[] } {
+  const servers: grpc.Server[] = [];
+  const clients: { close(): void }[] = [];
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.close();
+    for (const s of servers.splice(0)) s.forceShutdown();
+  });
+  return { servers, clients };
+}
+
 // ---- the client's side: a fake metasrv and fake datanodes ----
 
 /** The table the fake metasrv describes: a tag and the timestamp. */

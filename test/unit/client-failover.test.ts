@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ClientTraceEvent, RegionDbClient } from '../../src/client/client.js';
 import { freePort } from '../../src/cmd/process-cluster.js';
-import { FAKE_TABLE as TABLE, startFakeDatanode, startFakeMetasrv } from '../support/grpc-fakes.js';
+import { FAKE_TABLE as TABLE, closedAfterEach, startFakeDatanode, startFakeMetasrv } from '../support/grpc-fakes.js';
 
 const REGION = String(1n << 32n);
 
@@ -43,12 +43,7 @@ async function start(servers: grpc.Server[]): Promise<{ fake: Fake; meta: string
 
 describe('client: retries while a leader has just died', function () {
   this.timeout(30_000);
-  const servers: grpc.Server[] = [];
-  const clients: RegionDbClient[] = [];
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close();
-    for (const s of servers.splice(0)) s.forceShutdown();
-  });
+  const { servers, clients } = closedAfterEach();
 
   it('a retry does not wait for the route lookup it starts: the write reaches the live replica while the metasrv has not answered', async () => {
     const { fake, meta } = await start(servers);

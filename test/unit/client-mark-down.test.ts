@@ -19,7 +19,7 @@ import { databaseService } from '../../src/rpc/batch-wire.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { makeClient } from '../../src/rpc/server.js';
 import { failedInTransit, fromGrpcError, toBatchError, toServiceError } from '../../src/rpc/status.js';
-import { FAKE_TABLE as TABLE, bindLoopback, startFakeDatanode, startFakeMetasrv } from '../support/grpc-fakes.js';
+import { FAKE_TABLE as TABLE, closedAfterEach, bindLoopback, startFakeDatanode, startFakeMetasrv } from '../support/grpc-fakes.js';
 
 type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string; write?: { region_id: string } }, unknown>;
 
@@ -79,12 +79,7 @@ const avoided = (client: RegionDbClient) => [...(client as unknown as { downUnti
 
 describe('client: which node is avoided after UNAVAILABLE', function () {
   this.timeout(30_000);
-  const servers: grpc.Server[] = [];
-  const clients: RegionDbClient[] = [];
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close();
-    for (const s of servers.splice(0)) s.forceShutdown();
-  });
+  const { servers, clients } = closedAfterEach();
 
   for (const batchStream of [true, false]) {
     it(`a live node that answered UNAVAILABLE because its forward failed is not avoided (${batchStream ? 'Batch stream' : 'unary calls'})`, async () => {
@@ -134,10 +129,7 @@ describe('client: which node is avoided after UNAVAILABLE', function () {
 
 describe('rpc: an error answered by a node, or a call failed in transit (failedInTransit)', function () {
   this.timeout(30_000);
-  const servers: grpc.Server[] = [];
-  afterEach(() => {
-    for (const s of servers.splice(0)) s.forceShutdown();
-  });
+  const { servers } = closedAfterEach();
 
   it("regiondb's own UNAVAILABLE (unary or Batch) is an answer; the same gRPC code without regiondb's code is a failure in transit", () => {
     const answered = toServiceError(forwardFailed());

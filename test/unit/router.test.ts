@@ -236,49 +236,55 @@ describe('router: any node accepts any rows (issue 18)', () => {
 // After a leader's node dies, the parts forwarded for its regions wait out backoffs (50 ms,
 // doubling to 500 ms) between attempts; the election here ends sooner than that. A part waiting
 // is woken when this node's replica of the region sees its leader change, and tries again at once.
-describe('router: a leader change here cuts a part\'s backoff short', () => {
+/** A row key of the table's region 0. */
+const key = (() => {
   const region = makeRegionId(schema.tableId, 0);
-  const key = (() => {
-    for (let i = 0; ; i++) if (regionOf(i) === region) return i;
-  })();
+  for (let i = 0; ; i++) if (regionOf(i) === region) return i;
+})();
 
-  /** A node that does not lead `region` until `elect()`; `leaderChange` as the Database service gives it (unless `watch` is false). */
-  function electing(watch: boolean) {
-    let leads = false;
-    let attempts = 0;
-    const waiters = new Set<() => void>();
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => schema,
-      leads: () => leads,
-      leaderAddr: async () => {
-        attempts++;
-        return undefined; // no leader known: UNAVAILABLE, retried under the request id
-      },
-      write: async () => ({ version: '9', rows_written: 1 }),
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-      ...(watch
-        ? {
-            leaderChange: () => {
-              let wake!: () => void;
-              const changed = new Promise<void>((r) => (wake = r));
-              waiters.add(wake);
-              return { changed, cancel: () => waiters.delete(wake) };
-            },
-          }
-        : {}),
-    };
-    const elect = () => {
-      leads = true;
-      for (const w of [...waiters]) w();
-      waiters.clear();
-    };
-    return { local, elect, attempts: () => attempts, waiting: () => waiters.size };
-  }
+/**
+ * A node that does not lead region 0 until `elect()`; `leaderChange` as the Database service
+ * gives it (unless `watch` is false). Every leader lookup finds no leader (UNAVAILABLE, retried
+ * under the request id), after `onLookup(n, elect)` for the n-th lookup (from 1) if given.
+ */
+function electing(watch: boolean, onLookup?: (n: number, elect: () => void) => Promise<void>) {
+  let leads = false;
+  let attempts = 0;
+  const waiters = new Set<() => void>();
+  const elect = () => {
+    leads = true;
+    for (const w of [...waiters]) w();
+    waiters.clear();
+  };
+  const local: LocalDatabase = {
+    nodeId: 1,
+    credentials: grpc.credentials.createInsecure(),
+    schemaOf: async () => schema,
+    leads: () => leads,
+    leaderAddr: async () => {
+      attempts++;
+      await onLookup?.(attempts, elect);
+      return undefined; // no leader known: UNAVAILABLE, retried under the request id
+    },
+    write: async () => ({ version: '9', rows_written: 1 }),
+    delete: async () => ({ version: '1' }),
+    get: async () => ({ found: false }),
+    scanRegion: async () => {},
+    ...(watch
+      ? {
+          leaderChange: () => {
+            let wake!: () => void;
+            const changed = new Promise<void>((r) => (wake = r));
+            waiters.add(wake);
+            return { changed, cancel: () => waiters.delete(wake) };
+          },
+        }
+      : {}),
+  };
+  return { local, elect, attempts: () => attempts, waiting: () => waiters.size };
+}
 
+describe('router: a leader change here cuts a part\'s backoff short', () => {
   for (const watch of [true, false]) {
     it(watch ? 'woken by the leader change: applied within a few ms of it' : 'without the watch (the check can fail): the backoff runs its course', async () => {
       const { local, elect, attempts } = electing(watch);
@@ -299,51 +305,23 @@ describe('router: a leader change here cuts a part\'s backoff short', () => {
 });
 
 describe('router: elected here while a part\'s attempt was out, the part does not pause (issue 19 item 4)', () => {
-  const region = makeRegionId(schema.tableId, 0);
-  const key = (() => {
-    for (let i = 0; ; i++) if (regionOf(i) === region) return i;
-  })();
-
   it('the leader change lands during a slow leader lookup (no one watching yet): the write is applied at once, not a backoff later', async () => {
-    let leads = false;
-    let lookups = 0;
     let electedAt = 0;
-    const waiters = new Set<() => void>();
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => schema,
-      leads: () => leads,
-      leaderAddr: async () => {
-        lookups++;
-        // The fourth lookup (after pauses of 50, 100 and 200 ms; the next would be 400 ms) is
-        // slow, as a route lookup on a metasrv busy with the failover is, and this node is
-        // elected while it is out: the wake finds no waiter.
-        if (lookups === 4) {
-          await new Promise((r) => setTimeout(r, 30));
-          leads = true;
-          electedAt = Date.now();
-          for (const w of [...waiters]) w();
-          waiters.clear();
-          await new Promise((r) => setTimeout(r, 30));
-        }
-        return undefined; // the routes know no leader: UNAVAILABLE, retried under the request id
-      },
-      leaderChange: () => {
-        let wake!: () => void;
-        const changed = new Promise<void>((r) => (wake = r));
-        waiters.add(wake);
-        return { changed, cancel: () => waiters.delete(wake) };
-      },
-      write: async () => ({ version: '9', rows_written: 1 }),
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
+    const { local, attempts: lookups } = electing(true, async (n, elect) => {
+      // The fourth lookup (after pauses of 50, 100 and 200 ms; the next would be 400 ms) is
+      // slow, as a route lookup on a metasrv busy with the failover is, and this node is
+      // elected while it is out: the wake finds no waiter.
+      if (n === 4) {
+        await new Promise((r) => setTimeout(r, 30));
+        electedAt = Date.now();
+        elect();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    });
     const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, FAR())) as { version: string };
     const afterMs = Date.now() - electedAt;
     expect(res.version).to.equal('9');
-    expect(lookups, 'leader lookups before the write was applied here').to.equal(4);
+    expect(lookups(), 'leader lookups before the write was applied here').to.equal(4);
     // 30 ms of the lookup are left after the election; the pause it would have waited is 400 ms.
     expect(afterMs, 'ms from the election to the write applied').to.be.below(250);
   });

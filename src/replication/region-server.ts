@@ -679,14 +679,15 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /**
    * Why this node's replica of `regionId` must not serve a stale read (its applied state, without
-   * ReadIndex) now; undefined when it may (docs/architecture.md §2, "Stale reads"). It may while
-   * it leads (it counts itself; a leader cut off from its quorum steps down within an election
-   * timeout, R9); while it has had leader contact (`leaderContact`) within the bound (staleReadBoundMs:
-   * the longest randomized election timeout); or while it is a follower its leader quiesced in its term
-   * (Q1: a Quiesce goes only to the peers the leader counts, and any change of membership wakes
-   * the leader, whose appends wake this follower) with the leader's node still heard from (the
-   * liveness beats). So a replica removed without learning it (finding E1), or cut off, refuses
-   * once the bound passes, and a replica opened by this process refuses until its first contact.
+   * ReadIndex) now; undefined when it may (docs/architecture.md §2, "Reads"; docs/correctness.md
+   * 8g). It may while it leads (it counts itself; a leader cut off from its quorum steps down
+   * within an election timeout, R9); while its last leader contact (`leaderContact`) is within
+   * staleReadBoundMs; or while it is a follower its leader quiesced in the term of that contact,
+   * with the leader's node still heard from (Q1: a Quiesce goes only to the peers the leader
+   * counts, and any change of membership wakes the leader, whose appends wake this follower;
+   * docs/quiescence.md, "Stale reads on a quiesced follower"). So a replica removed without
+   * learning it (finding E1), or cut off, refuses once the bound passes, and a replica opened by
+   * this process refuses until its first contact.
    */
   staleReadRefusal(regionId: string): string | undefined {
     const replica = this.replicas.get(regionId);
@@ -695,11 +696,13 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const contact = replica.leaderContact;
     if (!contact) return `the replica of region ${regionId} on node ${this.nodeId} has heard from no leader since it was opened (it may have been removed from its group meanwhile)`;
     const sinceMs = this.clock.nowMs() - contact.atMs;
+    assert(sinceMs >= 0, `region ${regionId}: leader contact ${sinceMs} ms in the future (the clock is monotonic)`);
     const boundMs = this.staleReadBoundMs;
     if (sinceMs <= boundMs) return undefined;
     const raft = replica.raft;
+    assert(contact.term <= raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${raft.term}`);
     const leaderNode = replica.leaderNodeId();
-    if (raft.quiesced && raft.role !== Role.Leader && contact.term === raft.term && leaderNode !== undefined && this.isNodeUp(leaderNode)) return undefined;
+    if (raft.quiesced && raft.role === Role.Follower && contact.term === raft.term && leaderNode !== undefined && this.isNodeUp(leaderNode)) return undefined;
     return (
       `the replica of region ${regionId} on node ${this.nodeId} last heard from a leader counting it ${Math.round(sinceMs)} ms ago ` +
       `(more than ${boundMs} ms, and not quiesced by a live leader): it may have been removed from its group or cut off; read from another replica`

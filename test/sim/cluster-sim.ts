@@ -146,9 +146,12 @@ export interface ClusterSimOptions {
    * may still commit under the next leader (found with the `close` fault). 'stats-miss-cycle':
    * a region server that does not count what its ready cycles change among the replicas whose
    * reported state changed, so the datanode core's heartbeat reuses stale stats (the `report
-   * stats` checker, with the metasrv; docs/quiescence.md).
+   * stats` checker, with the metasrv; docs/quiescence.md). 'stale-reads-ungated': the stale-read
+   * gate as it was before docs/correctness.md 8g — a replica that has heard from a leader since
+   * it opened serves stale reads however long ago that was — so a replica removed without
+   * learning it (finding E1) is held to its frozen version again.
    */
-  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle' | 'stale-reads-ungated';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -594,7 +597,7 @@ function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['d
  * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
  * messages leave before the write is durable; 'no-wake-on-leader-down' keeps the followers of a
  * silent node's leaders asleep; 'close-fails-proposed' brings back finding 8a through the
- * failPending seam; coreBugs run every raft core with PlantedBugs.
+ * failPending seam; 'stale-reads-ungated' the stale-read gate before 8g; coreBugs run every raft core with PlantedBugs.
  * With the read path's faults it also reports every ReadIndex context it issues (the counters
  * of ClusterSimResult.readPath), without changing them.
  */
@@ -632,6 +635,12 @@ function plantedServer<S extends StateMachine<R>, R>(
 
     protected override markCycleChanged(candidates: readonly Replica<S, R>[]): void {
       if (hostBug !== 'stats-miss-cycle') super.markCycleChanged(candidates);
+    }
+
+    // Before 8g: any leader contact since the replica opened let it serve stale reads for good.
+    override staleReadRefusal(regionId: string): string | undefined {
+      if (hostBug === 'stale-reads-ungated' && this.replica(regionId)?.leaderContact !== undefined) return undefined;
+      return super.staleReadRefusal(regionId);
     }
 
     // 8a: without `proposedWhy` every waiting proposal gets the close's or removal's NOT_FOUND.
@@ -2039,8 +2048,9 @@ export class ClusterSim {
       for (const regionId of regionIds) {
         const replica = (node.server as EngineServer | undefined)?.replica(regionId);
         // A replica cut off for good by its removal (and the durable snapshot it would restart
-        // from) names nothing GC must keep (cutOffByRemoval).
-        if (replica && this.cutOffByRemoval(node, regionId, replica)) continue;
+        // from) names nothing GC must keep (cutOffByRemoval) — once its stale-read gate refuses
+        // (docs/correctness.md 8g): until then a stale read there may still read its version.
+        if (replica && this.cutOffByRemoval(node, regionId, replica) && (node.server as EngineServer).staleReadRefusal(regionId) !== undefined) continue;
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
         // A damaged region's log is never loaded again (its data is deleted by the repair).
         const snap = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId)?.snapshot();
@@ -2082,8 +2092,9 @@ export class ClusterSim {
    * it. Memberships only move forward from a durable snapshot and peer ids are never reused, so no
    * replica will count this peer again: none sends it an entry or a snapshot, and its (pre-)votes
    * are refused by every one of them, whose logs reach the removal that this one lacks. Its version
-   * is frozen; GC counts only the leader's membership (G3), so the SSTs it names may go. What it
-   * still answers is a stale read, which then fails NOT_FOUND (the finding's open part).
+   * is frozen; GC counts only the leader's membership (G3), so the SSTs it names may go. It
+   * answers no stale read once its gate's bound has passed since a leader last counted it
+   * (RegionServer.staleReadRefusal, docs/correctness.md 8g); the caller exempts it only then.
    */
   private cutOffByRemoval(node: SimNode, regionId: string, replica: NonNullable<ReturnType<EngineServer['replica']>>): boolean {
     const self = replica.selfPeerId;

@@ -60,6 +60,10 @@ lint: deps typecheck proto-check proto-types-check
 # of its engine mode (test/sim/cluster-sim.test.ts's defaults), integration (the engine test at
 # 100,000 rows; make test-heavy runs it at full size).
 test: build proto-check
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-processes test-lane-in-process
+
+# The same files in one mocha process, one file at a time (what make test was before session 14).
+test-serial: build proto-check
 	SIM_SEEDS=100 $(MOCHA) 'test/**/*.test.ts'
 
 # The same files as make test in two mocha processes side by side (docs/testing.md, session 13):
@@ -69,7 +73,7 @@ test: build proto-check
 # the summaries up). Opt-in until it is measured on CI's quiet cores: on this busy machine it ran
 # the suite in the time of the slower lane, and one integration test failed in it (see the notes).
 TEST_PROCESS_FILES := 'test/integration/**/*.test.ts' 'test/jepsen/**/*.test.ts'
-.PHONY: test-lanes test-lane-processes test-lane-in-process
+.PHONY: test-lanes test-serial test-lane-processes test-lane-in-process
 test-lanes: build proto-check
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-processes test-lane-in-process
 
@@ -77,7 +81,7 @@ test-lane-processes:
 	SIM_SEEDS=100 $(MOCHA) $(TEST_PROCESS_FILES)
 
 test-lane-in-process:
-	SIM_SEEDS=100 $(MOCHA) $(addprefix --ignore ,$(TEST_PROCESS_FILES)) 'test/**/*.test.ts'
+	SIM_SEEDS=100 SIM_WORKERS=1 $(MOCHA) $(addprefix --ignore ,$(TEST_PROCESS_FILES)) 'test/**/*.test.ts'
 
 # The full-size data-volume tests `make test` runs smaller (README, "Make targets"):
 # test/integration/engine.test.ts at 500,000 rows, a 256 KiB flush threshold and a 60 s SST GC

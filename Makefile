@@ -54,7 +54,7 @@ lint: deps typecheck proto-check proto-types-check
 	node scripts/check-layers.mjs
 	node scripts/check-citations.mjs
 
-# The default suite: unit, conformance, raft paper tests, 100 raft simulator seeds (every seed-bit
+# The default suite, in two lanes side by side (below): unit, conformance, raft paper tests, 100 raft simulator seeds (every seed-bit
 # configuration three times over, with the planted-bug searches, which run their own seeds; the
 # campaigns are make test-sim's, 1000 seeds by default), 200 whole-datanode simulator seeds and 50
 # of its engine mode (test/sim/cluster-sim.test.ts's defaults), integration (the engine test at
@@ -66,12 +66,12 @@ test: build proto-check
 test-serial: build proto-check
 	SIM_SEEDS=100 $(MOCHA) 'test/**/*.test.ts'
 
-# The same files as make test in two mocha processes side by side (docs/testing.md, session 13):
-# the files that run real processes (test/integration, the Jepsen short runs) in one, everything
-# else in the other; the first lane mostly waits on its clusters' timers and faults, the second
-# runs in that idle CPU. Each lane prints its spec output and summary when it ends (.ci/run adds
-# the summaries up). Opt-in until it is measured on CI's quiet cores: on this busy machine it ran
-# the suite in the time of the slower lane, and one integration test failed in it (see the notes).
+# The lanes (make test, and make test-lanes by its old name; docs/testing.md, sessions 13-14):
+# the files that run real processes (test/integration, the Jepsen short runs) in one mocha
+# process, everything else in the other; the first lane mostly waits on its clusters' timers and
+# faults, the second runs in that idle CPU, its simulator seeds in its own thread
+# (SIM_WORKERS=1) so that it leaves the process lane a core. Each lane prints its spec output and
+# summary when it ends (.ci/run adds the summaries up).
 TEST_PROCESS_FILES := 'test/integration/**/*.test.ts' 'test/jepsen/**/*.test.ts'
 .PHONY: test-lanes test-serial test-lane-processes test-lane-in-process
 test-lanes: build proto-check

@@ -182,8 +182,12 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           // and reports it, only once committed). Recorded, so that R2 cannot take an older report
           // — a removed peer elected before it learned of its removal — for a newer one and
           // re-adopt the peer. A placement that differs in another peer (the catalog was behind)
-          // is not recorded as matching at that index: R2 must still adopt the group's membership.
-          if (samePeers(region.replicas, voters, learners)) region.confIndex = Math.max(region.confIndex ?? 0, leader.replica.confIndex);
+          // is not recorded as matching at that index — R2 must still adopt the group's membership
+          // at it (M23) — but as newer than every membership before it (M21 again, found in
+          // review): any membership naming the removed peer is older than the leader's, so an
+          // elected removed peer's report cannot put it back while R2 waits for the group's.
+          const known = samePeers(region.replicas, voters, learners) ? leader.replica.confIndex : leader.replica.confIndex - 1;
+          region.confIndex = Math.max(region.confIndex ?? 0, known);
           region.confVersion++;
           return { next: 'cleanup', note: `peer ${d.oldPeerId} removed; region has ${region.replicas.length} replicas` };
         }

@@ -314,6 +314,28 @@ describe('repair-replica / remove-old', () => {
     expect(result.adopt.map((a) => [a.replicas.map((p) => `${p.peerId}@${p.nodeId}`), a.confIndex]), JSON.stringify([...result.problems])).to.deep.equal([[['2@2', '4@4', '5@1'], 150]]);
   });
 
+  it('with a catalog behind in another peer, an older report of the removed peer elected before it heard of its removal still does not put it back (M21 with M23)', () => {
+    // As above, but the leader that committed the removal at 150 crashes before the others learn
+    // of the commit, and peer 3 (still holding the removal uncommitted) is elected and reports
+    // the membership before it, {2, 3, 4, 5} at 145.
+    const { f, id, record } = repair('remove-old');
+    f.region().confIndex = 120;
+    f.report(1, replica(5, { voters: [2, 4, 5], confIndex: 150 }));
+    f.report(2, replica(2, { role: 'leader', voters: [2, 4, 5], confIndex: 150 }));
+    f.step(id);
+    expect(record().step).to.equal('cleanup');
+    f.alive.add(3);
+    f.report(2, replica(2, { term: 3, leaderNodeId: 3, voters: [2, 3, 4, 5], confIndex: 145 }));
+    f.report(1, replica(5, { term: 3, leaderNodeId: 3, voters: [2, 3, 4, 5], confIndex: 145 }));
+    f.report(3, replica(3, { role: 'leader', term: 3, leaderNodeId: 3, voters: [2, 3, 4, 5], confIndex: 145 }));
+    const result = reconcileCatalog(f.catalog, f.reports, new Set());
+    expect(result.adopt, 'the membership before the removal is not adopted').to.deep.equal([]);
+    // Once the group applies the removal (150), R2 adopts its membership.
+    f.report(3, replica(3, { role: 'leader', term: 3, leaderNodeId: 3, voters: [2, 4, 5], confIndex: 150 }));
+    const later = reconcileCatalog(f.catalog, f.reports, new Set());
+    expect(later.adopt.map((a) => [a.replicas.map((p) => `${p.peerId}@${p.nodeId}`), a.confIndex]), JSON.stringify([...later.problems])).to.deep.equal([[['2@2', '4@4', '5@1'], 150]]);
+  });
+
   it('fatal: a record at this step with no new peer allocated', () => {
     const { f, id, record } = repair('remove-old', { newPeerId: undefined, newNodeId: undefined });
     f.step(id);

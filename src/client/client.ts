@@ -489,13 +489,24 @@ export class RegionDbClient {
     const mutates = what === 'write' || what === 'delete';
     /** An earlier attempt of this write whose outcome is unknown (it may have been applied). */
     let maybeApplied: RegionDbError | undefined;
-    /** The route and address of the current attempt; unset while the route is looked up (its errors are final). */
+    /** The route and address of the current attempt; unset while the route is looked up (its errors are final: nothing was sent). */
     let target: { route: Route; addr: string } | undefined;
     const trace = this.options.trace;
     return this.withBackoff(
       async (remainingMs) => {
         target = undefined;
+        const startedMs = performance.now();
         const info = await this.describe(table);
+        // describe() waits only for a table not cached (its routes dropped meanwhile, or a call
+        // that did not describe it first), within the lookup's own deadline: that wait comes out
+        // of this call's. With nothing left, nothing is sent (as withBackoff starts no attempt).
+        const leftMs = remainingMs - (performance.now() - startedMs);
+        if (leftMs <= 0) {
+          throw new RegionDbError(
+            ErrorCode.DeadlineExceeded,
+            `${what} on region ${regionId}: the deadline passed while the routes of table ${table} were looked up; nothing was sent by this attempt`,
+          );
+        }
         // In the background: this attempt goes where it would have gone (a metasrv that does not
         // answer must not delay it); later ones use what the lookup learned.
         this.maybeRefreshRoutes(table, info, info.routes.get(regionId)?.leaderAddr === undefined);
@@ -503,10 +514,15 @@ export class RegionDbClient {
         if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
         const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
         target = { route, addr };
-        return trace ? this.traced(trace, what, regionId, addr, () => attempt(addr, remainingMs)) : attempt(addr, remainingMs);
+        return trace ? this.traced(trace, what, regionId, addr, () => attempt(addr, leftMs)) : attempt(addr, leftMs);
       },
       async (e, err) => {
-        if (!target) throw err;
+        if (!target) {
+          // This attempt failed before it sent anything (its route lookup, or a route without the
+          // region): final. An earlier attempt of the same write may still have been applied.
+          if (mutates && maybeApplied) throw this.outcomeUnknown(what, regionId, maybeApplied, e);
+          throw err;
+        }
         const { route, addr } = target;
         const retriable =
           e.code === ErrorCode.NotLeader ||

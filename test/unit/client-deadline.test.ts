@@ -6,15 +6,23 @@
 //
 // Real gRPC on loopback: one fake server is the metasrv (routes naming itself as the region's
 // only replica and leader) and the datanode, which answers nothing, or refuses for a while and
-// then answers nothing. The client's deadline is 1,200 ms and its attempt timeout 1,000 ms; the
+// then answers nothing. The client's deadline is 1,500 ms and its attempt timeout 1,000 ms; the
 // attempts against a server that never answers therefore go: the first waits its full 1,000 ms,
-// the client backs off 20 ms, and the second has at most 1,200 − 1,000 − 20 = 180 ms left.
+// the client backs off 20 ms, and the second has at most 1,500 − 1,000 − 20 = 480 ms left.
 // Before the fix that second attempt waited 1,000 ms too: the call took ≈ 2,020 ms.
 //
+// The deadline leaves the first attempt's timer 480 ms to fire late before the second attempt
+// would find nothing left (and not be sent): a timer fires late by however long the event loop is
+// busy — a few ms idle, tens of ms on a loaded 2-core machine.
+//
 // The margin on the elapsed time, 300 ms: the call ends when the last attempt's timer fires at the
-// deadline, and a Node timer fires late by however long the event loop is busy — a few ms idle,
-// tens of ms on a loaded 2-core machine. No backoff sleep crosses the deadline (withBackoff checks
-// before it sleeps), so nothing else adds to it. The overrun the test catches is 800 ms.
+// deadline, late as above. No backoff sleep crosses the deadline (withBackoff checks before it
+// sleeps), so nothing else adds to it. The bound, 1,500 + 300 = 1,800 ms, stays below the ≈ 2,020
+// ms the call took before the fix.
+//
+// An attempt looks the table's routes up before it sends (docs/clients.md, "Deadlines of the
+// client library"): the fake metasrv's lookups can be scripted (a region missing from the routes,
+// an answer held), and its DropTable drops the client's cached routes.
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ClientTraceEvent, RegionDbClient } from '../../src/client/client.js';
@@ -26,7 +34,7 @@ type BatchCall = grpc.ServerDuplexStream<BatchRequest, unknown>;
 
 const TABLE = 't';
 const REGION = String(1n << 32n);
-const DEADLINE_MS = 1200;
+const DEADLINE_MS = 1500;
 const ATTEMPT_TIMEOUT_MS = 1000;
 const MARGIN_MS = 300;
 
@@ -46,27 +54,37 @@ interface Fake {
 /**
  * `refuseForMs`: Batch requests read within this long of the first are refused at once with
  * NOT_LEADER and no hint (nothing proposed: "not applied"); later ones are never answered.
+ * `onLookup(n, answer)`: called for the n-th GetRoutes (from 1), which it answers by calling
+ * `answer` — with the region, or (`false`) with a route set that lacks it; at once by default.
  */
-async function startFake(servers: grpc.Server[], refuseForMs = 0): Promise<Fake> {
+async function startFake(
+  servers: grpc.Server[],
+  refuseForMs = 0,
+  onLookup: (n: number, answer: (withRegion: boolean) => void) => void = (_n, answer) => answer(true),
+): Promise<Fake> {
   const { services } = loadProtos();
   const server = new grpc.Server();
   const fake: Fake = { addr: '', seen: [] };
   const refuse = (atMs: number) => atMs - (fake.seen[0]?.atMs ?? atMs) < refuseForMs;
   const notLeader = { grpc_code: grpc.status.UNAVAILABLE, code: 'NOT_LEADER', message: 'no leader yet', details: {} };
+  let lookups = 0;
   server.addService(services.Meta.service, {
     GetRoutes: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
-      cb(null, {
-        table: {
-          name: TABLE,
-          table_id: 1,
-          region_count: 1,
-          columns: [
-            { name: 'host', type: 'STRING', semantic: 'TAG' },
-            { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-          ],
-        },
-        routes: [{ region_id: REGION, peers: [{ node_id: '1', addr: fake.addr }], leader_node_id: '1' }],
-      }),
+      onLookup(++lookups, (withRegion) =>
+        cb(null, {
+          table: {
+            name: TABLE,
+            table_id: 1,
+            region_count: 1,
+            columns: [
+              { name: 'host', type: 'STRING', semantic: 'TAG' },
+              { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+            ],
+          },
+          routes: withRegion ? [{ region_id: REGION, peers: [{ node_id: '1', addr: fake.addr }], leader_node_id: '1' }] : [],
+        }),
+      ),
+    DropTable: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { regions_dropped: 1 }),
   });
   // Unary calls are never answered (the refusing script is for the Batch stream).
   const unary = (kind: string) => () => {
@@ -105,6 +123,15 @@ async function timedFailure(op: () => Promise<unknown>): Promise<{ err: unknown;
   return { err, elapsedMs };
 }
 
+/** Waits (polling) until `condition` holds; fails after `timeoutMs`. */
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const giveUpMs = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > giveUpMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 function expectUnknownOutcome(err: unknown): void {
   expect(isRegionDbError(err) && err.code, String(err)).to.equal(ErrorCode.DeadlineExceeded);
   expect(String((err as Error).message)).to.match(/outcome is unknown/);
@@ -135,7 +162,7 @@ describe("client: the deadline bounds the whole call, every attempt's timeout in
     expect(elapsedMs, 'failed at the deadline, not a full attempt timeout past it').to.be.within(DEADLINE_MS - 2, DEADLINE_MS + MARGIN_MS);
     expect(fake.seen.map((s) => s.kind)).to.deep.equal(['write', 'write']);
     expect(fake.seen[0]!.timeoutMs, 'the first attempt: the whole attempt timeout').to.equal(ATTEMPT_TIMEOUT_MS);
-    // The second started after the first's 1,000 ms timeout and the 20 ms backoff: at most 180 ms
+    // The second started after the first's 1,000 ms timeout and the 20 ms backoff: at most 480 ms
     // were left (+1 for the round-up to whole ms, +1 for Node's whole-ms timers, which may fire
     // up to 1 ms early on performance.now()'s clock).
     const last = fake.seen[1]!.timeoutMs!;
@@ -143,15 +170,15 @@ describe("client: the deadline bounds the whole call, every attempt's timeout in
   });
 
   it('a write refused (not applied) until its last attempt, which the deadline cuts short, fails at the deadline as outcome unknown', async () => {
-    // Refused for 700 ms, then unanswered: the attempt that is never answered starts with at most
-    // 500 ms of the deadline left, below the attempt timeout, and it is the only one that may
-    // have been applied.
-    const fake = await startFake(servers, 700);
+    // Refused for 1,000 ms, then unanswered: the attempt that is never answered starts with at
+    // most 500 ms of the deadline left, below the attempt timeout, and it is the only one that may
+    // have been applied. (Uncut, it would wait the full 1,000 ms: at least 2,000 ms in all.)
+    const fake = await startFake(servers, 1000);
     const c = await client(fake);
     const { err, elapsedMs } = await timedFailure(() => c.write(TABLE, [{ host: 'a', ts: 1 }]));
     expectUnknownOutcome(err);
     expect(elapsedMs, 'failed at the deadline').to.be.within(DEADLINE_MS - 2, DEADLINE_MS + MARGIN_MS);
-    const unanswered = fake.seen.filter((s) => s.atMs - fake.seen[0]!.atMs >= 700);
+    const unanswered = fake.seen.filter((s) => s.atMs - fake.seen[0]!.atMs >= 1000);
     expect(unanswered.length, 'one attempt was left unanswered').to.equal(1);
     expect(fake.seen.length, 'the ones before it were refused').to.be.above(1);
     expect(unanswered[0]!.timeoutMs, 'cut below the attempt timeout').to.be.below(ATTEMPT_TIMEOUT_MS);
@@ -198,5 +225,45 @@ describe("client: the deadline bounds the whole call, every attempt's timeout in
     } finally {
       performance.now = realNow;
     }
+  });
+
+  it('a write whose first attempt was sent unanswered, and whose next attempt fails before it is sent (the region gone from the routes), fails as outcome unknown, not NOT_FOUND', async () => {
+    // The first lookup (client()) names the region; every later one answers routes without it.
+    const fake = await startFake(servers, 0, (n, answer) => answer(n === 1));
+    const c = await client(fake);
+    const write = timedFailure(() => c.write(TABLE, [{ host: 'a', ts: 1 }]));
+    await waitFor('the first attempt to be sent', () => fake.seen.length === 1);
+    // Another caller of this client looks the routes up while the first attempt waits for its
+    // answer: the next attempt finds no route for the region, and so sends nothing.
+    await c.describe(TABLE, true);
+    const { err } = await write;
+    expect(fake.seen.map((s) => s.kind), 'only the first attempt was sent').to.deep.equal(['write']);
+    expect(isRegionDbError(err) && err.details['outcome'], String(err)).to.equal('unknown');
+    expect(String((err as Error).message)).to.match(/outcome is unknown.*not found/);
+    expect(isRegionDbError(err) && err.details['notApplied'], 'never "not applied": the first attempt was sent').to.equal(undefined);
+  });
+
+  it('an attempt whose route lookup outlasts the deadline sends nothing, and a write an earlier attempt sent fails as outcome unknown', async () => {
+    // The table is dropped (its cached routes with it) while the first attempt waits; the next
+    // attempt looks the routes up afresh, and the metasrv holds that lookup until the write's
+    // deadline has passed. The lookup's own deadline lets it finish; what is left of the write's
+    // is nothing, so the attempt must not be sent (before the fix it was, with the ≈ 480 ms left
+    // as the attempt started, and the call ended ≈ 480 ms after the lookup).
+    let deadlineAtMs = Number.POSITIVE_INFINITY;
+    const heldMs = 50;
+    const fake = await startFake(servers, 0, (n, answer) => {
+      if (n === 1) answer(true);
+      else setTimeout(() => answer(true), deadlineAtMs + heldMs - performance.now());
+    });
+    const c = await client(fake);
+    deadlineAtMs = performance.now() + DEADLINE_MS;
+    const write = timedFailure(() => c.write(TABLE, [{ host: 'a', ts: 1 }]));
+    await waitFor('the first attempt to be sent', () => fake.seen.length === 1);
+    await c.dropTable(TABLE);
+    const { err, elapsedMs } = await write;
+    expect(fake.seen.map((s) => s.kind), 'the attempt after the held lookup sent nothing').to.deep.equal(['write']);
+    expect(isRegionDbError(err) && err.details['outcome'], String(err)).to.equal('unknown');
+    expect(String((err as Error).message)).to.match(/deadline passed while the routes/);
+    expect(elapsedMs, 'ended as the held lookup did').to.be.below(DEADLINE_MS + heldMs + MARGIN_MS);
   });
 });

@@ -2080,10 +2080,11 @@ export class ClusterSim {
         const isCutOff = disk !== undefined && exemptPeer !== undefined && this.cutOffByRemoval(node, regionId, exemptPeer, disk, hosted);
         if (isCutOff) cutOff.add(`${regionId}/${exemptPeer}`);
         const exempt = isCutOff ? ({ exempt: true } as const) : {};
-        // Its running version only while it has nothing left to apply (E1's case): a replica still
+        // Its running version only while it has no committed entry left to apply: a replica still
         // applying its log (a restart re-applying up to its removal) reads SSTs for a conditional
-        // write whose key is not in its memtable (finding E3, docs/simulation.md).
-        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.lastIndex() <= replica.appliedIndex ? exempt : {};
+        // write whose key is not in its memtable (finding E3, docs/simulation.md). What lies past
+        // its commit index it never applies (no leader feeds it, it is never elected).
+        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex ? exempt : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
         if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });

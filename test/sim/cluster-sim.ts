@@ -2134,7 +2134,8 @@ export class ClusterSim {
    * fenced, E2); a replica that never learned it stays frozen (E1) — and a restart reopens it from
    * its durable snapshot (no SST is read to open) with no leader heard from, so no stale read.
    * What it still costs: a stale read before a restart (E1's open part) and, if re-applying a
-   * conditional write reads a collected SST, the replica's failure, which `replica failed` sees.
+   * conditional write reads a collected SST, the replica's failure, which `replica failed` sees
+   * (finding E3; so the caller exempts a running version only with nothing committed left to apply).
    * A replica any leader still counts is named by that leader's membership, so it is never exempt.
    */
   private cutOffByRemoval(node: SimNode, regionId: string, peerId: number, disk: MemoryStorage, hosted: Replica<RegionState, ApplyResult> | undefined): boolean {

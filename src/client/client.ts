@@ -55,9 +55,12 @@ export interface ClientOptions {
    * With several, the leader is found and followed (src/rpc/meta-channel.ts).
    */
   readonly metasrv: string | readonly string[];
-  /** Overall deadline per operation, retries included. */
+  /**
+   * Overall deadline per operation, retries included: it bounds the whole call, every attempt's
+   * timeout being cut to what is left of it (docs/clients.md, "Deadlines of the client library").
+   */
   readonly deadlineMs?: number;
-  /** Per-attempt RPC timeout. */
+  /** Per-attempt RPC timeout, at most: an attempt never runs past the operation's deadline. */
   readonly attemptTimeoutMs?: number;
   /**
    * A readable name for this client. The identity sent for retry deduplication is this name plus
@@ -204,21 +207,31 @@ export class RegionDbClient {
     this.conns.clear();
   }
 
-  /** One write, delete or get attempt at `addr`: over its Batch stream, or a unary call. */
-  private async operation<T>(addr: string, kind: BatchKind, request: unknown): Promise<T> {
+  /**
+   * The timeout of an attempt started with `remainingMs` of its operation's deadline left (as
+   * withBackoff passes it): `limitMs` (the attempt timeout) or what is left, whichever is less,
+   * and at least 1 ms (withBackoff starts no attempt once nothing is left). The deadline bounds
+   * the whole call: a retry started just before it does not run a full attempt past it.
+   */
+  private attemptMs(remainingMs: number, limitMs = this.attemptTimeoutMs): number {
+    return Math.max(1, Math.min(limitMs, remainingMs));
+  }
+
+  /** One write, delete or get attempt at `addr`, waiting at most `timeoutMs`: over its Batch stream, or a unary call. */
+  private async operation<T>(addr: string, kind: BatchKind, request: unknown, timeoutMs: number): Promise<T> {
     if (this.options.batchStream !== false) {
       let stream = this.batchStreams.get(addr);
       if (!stream) this.batchStreams.set(addr, (stream = new BatchStream(this.conn(addr))));
       if (!stream.refused) {
         try {
-          return await stream.request<T>(kind, request, this.attemptTimeoutMs);
+          return await stream.request<T>(kind, request, timeoutMs); // timeoutMs travels as BatchRequest.timeout_ms
         } catch (err) {
           if (!stream.refused) throw err; // refused: nothing ran; go unary below
         }
       }
     }
     const method = kind === 'write' ? 'Write' : kind === 'delete' ? 'Delete' : 'Get';
-    return call<T>(this.conn(addr), method, request, this.attemptTimeoutMs);
+    return call<T>(this.conn(addr), method, request, timeoutMs);
   }
 
   private conn(addr: string): grpc.Client {
@@ -287,7 +300,7 @@ export class RegionDbClient {
       // An attempt is one pass over the metasrv addresses (the leader found on the way).
       res = cached
         ? await this.meta.call<Routes>('GetRoutes', { table }, this.attemptTimeoutMs, { idempotent: true, singlePass: true })
-        : await this.withNode('the metasrv', `routes of ${table}`, () => this.meta.call<Routes>('GetRoutes', { table }, this.attemptTimeoutMs, { idempotent: true, singlePass: true }), true);
+        : await this.withNode('the metasrv', `routes of ${table}`, (remainingMs) => this.meta.call<Routes>('GetRoutes', { table }, this.attemptMs(remainingMs), { idempotent: true, singlePass: true }), true);
     } catch (err) {
       const e = fromGrpcError(err);
       if (cached && e.code !== ErrorCode.NotFound) return cached; // metasrv down: keep using what we know
@@ -348,13 +361,17 @@ export class RegionDbClient {
    * client writes for at most `holdMs`; the leader's term is returned for barrierFreeze.
    */
   async barrierHold(table: string, regionId: string, barrierId: string, holdMs: number): Promise<number> {
-    const res = await this.withRegion(table, regionId, 'barrier', (addr) =>
-      this.adminCall<BarrierHoldResponse__Output>(addr, 'BarrierHold', { barrier_id: barrierId, region_id: regionId, hold_ms: holdMs }, this.attemptTimeoutMs),
+    const res = await this.withRegion(table, regionId, 'barrier', (addr, remainingMs) =>
+      this.adminCall<BarrierHoldResponse__Output>(addr, 'BarrierHold', { barrier_id: barrierId, region_id: regionId, hold_ms: holdMs }, this.attemptMs(remainingMs)),
     );
     return Number(res.term);
   }
 
-  /** Freeze the held region, release its writes, and return the manifest at the freeze once flushed. */
+  /**
+   * Freeze the held region, release its writes, and return the manifest at the freeze once
+   * flushed. Its attempt waits up to 70 s whatever the deadline (a flush can take that long):
+   * the deadline bounds only when a retry may start.
+   */
   async barrierFreeze(table: string, regionId: string, barrierId: string, term: number, sstLeaseMs: number): Promise<BarrierFreezeResponse__Output> {
     return this.withRegion(table, regionId, 'barrier', (addr) =>
       this.adminCall<BarrierFreezeResponse__Output>(addr, 'BarrierFreeze', { barrier_id: barrierId, region_id: regionId, term: String(term), sst_lease_ms: sstLeaseMs }, 70_000),
@@ -363,8 +380,8 @@ export class RegionDbClient {
 
   /** Release a hold without freezing (an abandoned barrier); false if it was not in place. */
   async barrierRelease(table: string, regionId: string, barrierId: string): Promise<boolean> {
-    const res = await this.withRegion(table, regionId, 'barrier', (addr) =>
-      this.adminCall<BarrierReleaseResponse__Output>(addr, 'BarrierRelease', { barrier_id: barrierId, region_id: regionId }, this.attemptTimeoutMs),
+    const res = await this.withRegion(table, regionId, 'barrier', (addr, remainingMs) =>
+      this.adminCall<BarrierReleaseResponse__Output>(addr, 'BarrierRelease', { barrier_id: barrierId, region_id: regionId }, this.attemptMs(remainingMs)),
     );
     return res.released;
   }
@@ -380,7 +397,10 @@ export class RegionDbClient {
     }
   }
 
-  /** Flushes memtables to SSTs: every region led anywhere, or the regions of one table. Returns regions flushed. */
+  /**
+   * Flushes memtables to SSTs: every region led anywhere, or the regions of one table. Returns
+   * regions flushed. Each Flush waits up to 70 s, as barrierFreeze's does, whatever the deadline.
+   */
   async flush(table?: string): Promise<number> {
     const viaAdmin = async (addr: string, regionId: string) => {
       const admin = makeClient('Admin', addr, this.security);
@@ -464,7 +484,7 @@ export class RegionDbClient {
    * Runs `attempt` against the region's leader until it succeeds, a non-retriable error occurs,
    * or the deadline passes. NOT_LEADER/UNAVAILABLE move to the hinted leader, or the next peer.
    */
-  private async withRegion<T>(table: string, regionId: string, what: string, attempt: (addr: string) => Promise<T>): Promise<T> {
+  private async withRegion<T>(table: string, regionId: string, what: string, attempt: (addr: string, remainingMs: number) => Promise<T>): Promise<T> {
     let peerCursor = 0;
     const mutates = what === 'write' || what === 'delete';
     /** An earlier attempt of this write whose outcome is unknown (it may have been applied). */
@@ -473,7 +493,7 @@ export class RegionDbClient {
     let target: { route: Route; addr: string } | undefined;
     const trace = this.options.trace;
     return this.withBackoff(
-      async () => {
+      async (remainingMs) => {
         target = undefined;
         const info = await this.describe(table);
         // In the background: this attempt goes where it would have gone (a metasrv that does not
@@ -483,7 +503,7 @@ export class RegionDbClient {
         if (!route) throw new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} not found`);
         const addr = route.leaderAddr && !this.isDown(route.leaderAddr) ? route.leaderAddr : this.nextPeer(route, peerCursor++);
         target = { route, addr };
-        return trace ? this.traced(trace, what, regionId, addr, attempt) : attempt(addr);
+        return trace ? this.traced(trace, what, regionId, addr, () => attempt(addr, remainingMs)) : attempt(addr, remainingMs);
       },
       async (e, err) => {
         if (!target) throw err;
@@ -545,10 +565,10 @@ export class RegionDbClient {
   }
 
   /** One attempt of withRegion, reported to the trace hook (ClientOptions.trace) as it settles. */
-  private async traced<T>(trace: (event: ClientTraceEvent) => void, what: string, regionId: string, addr: string, attempt: (addr: string) => Promise<T>): Promise<T> {
+  private async traced<T>(trace: (event: ClientTraceEvent) => void, what: string, regionId: string, addr: string, attempt: () => Promise<T>): Promise<T> {
     const startMs = Date.now();
     try {
-      const res = await attempt(addr);
+      const res = await attempt();
       trace({ kind: 'attempt', what, regionId, addr, startMs, durationMs: Date.now() - startMs });
       return res;
     } catch (err) {
@@ -565,9 +585,15 @@ export class RegionDbClient {
    * or after the backoff, which doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS; a retry that would
    * start past this client's deadline fails instead with `expired(last error)`. `onError` gets the
    * error as a RegionDbError and as thrown.
+   *
+   * The deadline bounds the whole call: each attempt gets `remainingMs`, what is left of the
+   * deadline as it starts (the first, all of it), and caps its own timeout with it (attemptMs()),
+   * so a retry started just before the deadline ends near it, not a full attempt timeout past
+   * it. An attempt so cut short fails as any timed-out attempt does: DEADLINE_EXCEEDED, an
+   * unknown outcome for a write that was sent.
    */
   private async withBackoff<T>(
-    attempt: () => Promise<T>,
+    attempt: (remainingMs: number) => Promise<T>,
     onError: (e: RegionDbError, thrown: unknown) => Promise<'now' | 'later'> | 'now' | 'later',
     expired: (last: RegionDbError) => RegionDbError,
     /** Told of every backoff sleep as it starts (ClientOptions.trace). */
@@ -575,14 +601,17 @@ export class RegionDbClient {
   ): Promise<T> {
     const deadline = performance.now() + this.deadlineMs; // monotonic: the operation's own budget
     let backoffMs = BACKOFF_MIN_MS;
-    for (;;) {
+    for (let last: RegionDbError | undefined; ; ) {
+      const remainingMs = deadline - performance.now();
+      // Nothing left (a backoff timer that fired late): no attempt is started, so none is sent.
+      if (last && remainingMs <= 0) throw expired(last);
       try {
-        return await attempt();
+        return await attempt(remainingMs);
       } catch (err) {
         const e = fromGrpcError(err);
+        last = e;
         if ((await onError(e, err)) === 'now') {
-          // Bounded too: two replicas each naming the other as leader must not loop forever.
-          if (performance.now() >= deadline) throw expired(e);
+          // Bounded too (the check above): two replicas each naming the other as leader must not loop forever.
           backoffMs = BACKOFF_MIN_MS;
           continue;
         }
@@ -683,7 +712,7 @@ export class RegionDbClient {
    * Runs a read against one given node, retrying while it is unreachable (restarting, or the
    * channel still in reconnect backoff) or its regions have no leader yet, until the deadline.
    */
-  private async withNode<T>(addr: string, what: string, attempt: () => Promise<T>, idempotent = false): Promise<T> {
+  private async withNode<T>(addr: string, what: string, attempt: (remainingMs: number) => Promise<T>, idempotent = false): Promise<T> {
     return this.withBackoff(
       attempt,
       (e) => {
@@ -701,13 +730,13 @@ export class RegionDbClient {
    * a NOT_LEADER naming the leader's address is followed at once, as withRegion follows one — at
    * most HINT_HOPS_MAX times per call, so two nodes naming each other cannot bounce it. Any other
    * transient error, or a hint past that bound, retries the chosen node with backoff until the
-   * deadline. `attempt` gets the node to call.
+   * deadline. `attempt` gets the node to call and what is left of the deadline.
    */
-  private async withNodeFollowingHints<T>(addr: string, what: string, attempt: (target: string) => Promise<T>): Promise<T> {
+  private async withNodeFollowingHints<T>(addr: string, what: string, attempt: (target: string, remainingMs: number) => Promise<T>): Promise<T> {
     let target = addr;
     let hops = 0;
     return this.withBackoff(
-      () => attempt(target),
+      (remainingMs) => attempt(target, remainingMs),
       (e) => {
         const transient = e.code === ErrorCode.Unavailable || e.code === ErrorCode.NotLeader || e.code === ErrorCode.ProposalDropped;
         if (!transient) throw e;
@@ -743,9 +772,9 @@ export class RegionDbClient {
       const requestId = String(this.newRequestId());
       let attempts = 0;
       try {
-        return await this.withRegion(table, regionId, kind, (addr) => {
+        return await this.withRegion(table, regionId, kind, (addr, remainingMs) => {
           attempts++;
-          return this.operation<T>(addr, kind, request(requestId));
+          return this.operation<T>(addr, kind, request(requestId), this.attemptMs(remainingMs));
         });
       } catch (err) {
         if (!isRegionDbError(err, ErrorCode.RequestTooOld)) throw err;
@@ -814,7 +843,7 @@ export class RegionDbClient {
     const valid = validateKey(schema, key);
     const regionId = makeRegionId(schema.tableId, regionNumberOf(schema, valid));
     const request: GetRequest = { table, key: toProtoRow(schema, valid), consistency: consistency === 'stale' ? 'STALE' : 'LINEARIZABLE' };
-    const res = await this.withRegion(table, regionId, 'get', (addr) => this.operation<GetResponse__Output>(addr, 'get', request));
+    const res = await this.withRegion(table, regionId, 'get', (addr, remainingMs) => this.operation<GetResponse__Output>(addr, 'get', request, this.attemptMs(remainingMs)));
     return res.found ? { row: fromProtoRow(res.row, 'row'), version: Number(res.version) } : null;
   }
 
@@ -836,11 +865,12 @@ export class RegionDbClient {
       limit: String(options.limit ?? 0),
       consistency: options.consistency === 'stale' ? ('STALE' as const) : ('LINEARIZABLE' as const),
     });
-    const streamScan = async (target: string, req: ScanRequest): Promise<VersionedRow[]> => {
+    // A scan attempt may stream for the whole deadline (no attempt timeout), but never past it.
+    const streamScan = async (target: string, req: ScanRequest, remainingMs: number): Promise<VersionedRow[]> => {
       const rows: VersionedRow[] = [];
       const client = this.conn(target) as unknown as DatabaseClient;
       try {
-        for await (const chunk of client.Scan(req, { deadline: Date.now() + this.deadlineMs }) as AsyncIterable<ScanResponse__Output>) {
+        for await (const chunk of client.Scan(req, { deadline: Date.now() + this.attemptMs(remainingMs, this.deadlineMs) }) as AsyncIterable<ScanResponse__Output>) {
           chunk.rows.forEach((r, i) => {
             rows.push({ row: fromProtoRow(r, 'row'), version: Number(chunk.versions[i]) });
           });
@@ -857,8 +887,8 @@ export class RegionDbClient {
     const perRegion = await Promise.all(
       regions.map((regionId) =>
         addr
-          ? this.withNodeFollowingHints(addr, 'scan', (target) => streamScan(target, request(regionId)))
-          : this.withRegion(table, regionId, 'scan', (target) => streamScan(target, request(regionId))),
+          ? this.withNodeFollowingHints(addr, 'scan', (target, remainingMs) => streamScan(target, request(regionId), remainingMs))
+          : this.withRegion(table, regionId, 'scan', (target, remainingMs) => streamScan(target, request(regionId), remainingMs)),
       ),
     );
     const keyed: { key: Uint8Array; row: VersionedRow }[] = [];

@@ -1,10 +1,20 @@
-// The memtable: a skip list ordered by encoded primary key, holding the latest version of each
-// key (a delete is a tombstone so it can shadow older data in SSTs). Level choice uses a
-// deterministic xorshift so replicas build identical structures (not required for
-// correctness, but it keeps behaviour reproducible). Each node keeps its key also as a string of
-// one char per byte: `<` on such strings is byte order (every char is below 256) and runs as
-// native code, where compareBytes is a JS loop; puts cost 1.3 instead of 2.0 µs (make
-// bench-ingest's rows in a 25,000-entry memtable, docs/performance.md).
+// The memtable: the latest version of each key (a delete is a tombstone so it can shadow older
+// data in SSTs), ordered only when someone asks for order. Keys are held as strings of one char
+// per byte (keyStringOfBytes): `<` on such strings is byte order (every char is below 256) and
+// runs as native code.
+//
+// put is a hash-map insert: O(1) expected, no ordered search, no allocation beyond the map's own
+// growth and one slot in the pending list. The skip list it replaces spent 14–20% of a
+// datanode's busy time in put under make bench-ingest — every level step a chain of dependent
+// cache misses in a large heap — and allocated a node and a level array per insert on every
+// replica (docs/performance.md, "Round 3 ingest, third pass: the memtable"). Order is made by
+// scan, the only reader that needs it: keys new since the last scan are sorted (natively) and
+// merged with the sorted keys into a new array. Apply never scans; a flush scans its frozen
+// memtable once; a read scans the active one (one merge per scan after new keys).
+//
+// Invariants: `sorted` and `pending` are disjoint and together hold exactly the map's keys;
+// `sorted` is never changed in place (a scan in flight walks the array it started on); entries
+// of a key only move forward in version.
 //
 // Entries built by apply (KeyedEntry) carry their key only as that string and make the bytes
 // when someone asks (a flush, a read): a Uint8Array per row on every replica, and the copy into
@@ -46,17 +56,10 @@ export class KeyedEntry implements MemEntry {
   }
 }
 
-const MAX_LEVEL = 24;
-
-interface SkipNode {
-  entry: MemEntry | null;
-  /** entry.key as a string of one char per byte: JS string order is then byte order, compared natively. */
-  k: string;
-  next: (SkipNode | null)[];
+/** entry.key as a string of one char per byte (keyStringOfBytes), however the entry holds it. */
+function keyStringOf(entry: MemEntry): string {
+  return entry instanceof KeyedEntry ? entry.k : keyStringOfBytes(entry.key);
 }
-
-/** One char per byte (0–255), so that `<` on two of these orders them as compareBytes orders the bytes. */
-const byteString = keyStringOfBytes;
 
 export function entrySizeBytes(e: MemEntry): number {
   return sizeWithKeyBytes(e, e.key.byteLength);
@@ -70,97 +73,95 @@ function sizeWithKeyBytes(e: MemEntry, keyBytes: number): number {
   return size;
 }
 
+/** The first index of `keys` (sorted) whose key is ≥ k. */
+function lowerBound(keys: readonly string[], k: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** `a` and `b`, each sorted and disjoint, as one new sorted array (neither is changed). */
+function mergeSorted(a: readonly string[], b: readonly string[]): string[] {
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    if (a[i]! < b[j]!) out.push(a[i++]!);
+    else out.push(b[j++]!);
+  }
+  while (i < a.length) out.push(a[i++]!);
+  while (j < b.length) out.push(b[j++]!);
+  return out;
+}
+
 export class Memtable {
-  private readonly head: SkipNode = { entry: null, k: '', next: new Array(MAX_LEVEL).fill(null) };
-  private level = 1;
-  private seed = 0x9e3779b9;
-  /** Scratch for put(); reused to avoid an allocation per insert. */
-  private readonly update: SkipNode[] = new Array(MAX_LEVEL);
-  count = 0;
+  /** The latest entry of every key, by key string: what put and get touch. */
+  private readonly entries = new Map<string, MemEntry>();
+  /**
+   * The keys ordered so far, sorted. Replaced by a new array when pending keys are merged in,
+   * never changed in place: a scan in flight keeps walking the array it started on.
+   */
+  private sorted: readonly string[] = [];
+  /** Keys first put since the last ordering, unsorted; disjoint from `sorted`. */
+  private pending: string[] = [];
   sizeBytes = 0;
 
-  private randomLevel(): number {
-    let x = this.seed;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.seed = x >>> 0;
-    let level = 1;
-    let bits = this.seed;
-    while (level < MAX_LEVEL && (bits & 3) === 0) {
-      level++;
-      bits >>>= 2;
-    }
-    return level;
+  get count(): number {
+    return this.entries.size;
   }
 
   /** Inserts or replaces the entry for entry.key. */
   put(entry: MemEntry): void {
-    const update = this.update;
-    const k = entry instanceof KeyedEntry ? entry.k : byteString(entry.key);
-    let node = this.head;
-    for (let i = this.level - 1; i >= 0; i--) {
-      let next = node.next[i];
-      while (next && next.k < k) {
-        node = next;
-        next = node.next[i];
-      }
-      update[i] = node;
-    }
-    const candidate = node.next[0];
-    if (candidate && candidate.k === k) {
-      assert(entry.version >= candidate.entry!.version, 'memtable versions only move forward');
-      this.sizeBytes += sizeWithKeyBytes(entry, k.length) - sizeWithKeyBytes(candidate.entry!, k.length);
-      candidate.entry = entry;
+    const k = keyStringOf(entry);
+    const previous = this.entries.get(k);
+    if (previous !== undefined) {
+      assert(entry.version >= previous.version, 'memtable versions only move forward');
+      this.entries.set(k, entry);
+      this.sizeBytes += sizeWithKeyBytes(entry, k.length) - sizeWithKeyBytes(previous, k.length);
       return;
     }
-    const level = this.randomLevel();
-    if (level > this.level) {
-      for (let i = this.level; i < level; i++) update[i] = this.head;
-      this.level = level;
-    }
-    const fresh: SkipNode = { entry, k, next: new Array(level).fill(null) };
-    for (let i = 0; i < level; i++) {
-      fresh.next[i] = update[i]!.next[i]!;
-      update[i]!.next[i] = fresh;
-    }
-    this.count++;
+    this.entries.set(k, entry);
+    this.pending.push(k);
     this.sizeBytes += sizeWithKeyBytes(entry, k.length);
   }
 
   get(key: Uint8Array): MemEntry | undefined {
-    const k = byteString(key);
-    let node = this.head;
-    for (let i = this.level - 1; i >= 0; i--) {
-      let next = node.next[i];
-      while (next && next.k < k) {
-        node = next;
-        next = node.next[i];
-      }
-    }
-    const candidate = node.next[0];
-    return candidate && candidate.k === k ? candidate.entry! : undefined;
+    return this.entries.get(keyStringOfBytes(key));
   }
 
-  /** Entries with startKey ≤ key < endKey, in key order. */
+  /**
+   * Entries with startKey ≤ key < endKey, in key order, tombstones included.
+   *
+   * Under puts between its steps (RegionState.mergedCells reads the active memtable across
+   * awaits while applies continue), a scan yields exactly the keys the memtable held when its
+   * first entry was asked for, each once and in order; keys first put after that are not
+   * yielded. Each key's entry is read when it is yielded, so a key replaced meanwhile yields its
+   * newer version.
+   */
   *scan(startKey?: Uint8Array, endKey?: Uint8Array): Generator<MemEntry> {
-    let node = this.head;
-    if (startKey) {
-      const start = byteString(startKey);
-      for (let i = this.level - 1; i >= 0; i--) {
-        let next = node.next[i];
-        while (next && next.k < start) {
-          node = next;
-          next = node.next[i];
-        }
-      }
+    const keys = this.ordered();
+    const end = endKey ? keyStringOfBytes(endKey) : undefined;
+    for (let i = startKey ? lowerBound(keys, keyStringOfBytes(startKey)) : 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      if (end !== undefined && k >= end) return;
+      yield this.entries.get(k)!;
     }
-    const end = endKey ? byteString(endKey) : undefined;
-    let cur = node.next[0];
-    while (cur) {
-      if (end !== undefined && cur.k >= end) return;
-      yield cur.entry!;
-      cur = cur.next[0];
-    }
+  }
+
+  /** Every key, sorted: the pending keys sorted and merged into a new array. */
+  private ordered(): readonly string[] {
+    if (this.pending.length === 0) return this.sorted;
+    // No comparator: the default sort compares strings by UTF-16 code unit, which for these
+    // strings (every char below 256) is byte order, and runs natively.
+    const fresh = this.pending.sort();
+    this.pending = [];
+    this.sorted = this.sorted.length === 0 ? fresh : mergeSorted(this.sorted, fresh);
+    assert(this.sorted.length === this.entries.size, 'memtable: every key is ordered once');
+    return this.sorted;
   }
 }

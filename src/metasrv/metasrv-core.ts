@@ -58,7 +58,7 @@ import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
-import type { Instruction, ObservedReplica, ProcedureContext } from './procedures/procedure.js';
+import { type Instruction, type ObservedReplica, type ProcedureContext, removedByGroup } from './procedures/procedure.js';
 import { type NodeReport, type ReportUse, useReport } from './report-view.js';
 import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
 import { repairExclusions } from './procedures/repair-replica.js';
@@ -739,13 +739,17 @@ export class MetasrvCore {
     return regionList(this.catalog).some((r) => r.replicas.some((p) => p.nodeId === nodeId));
   }
 
-  /** A node down for replica_repair_after_ms: re-create each of its replicas elsewhere. */
+  /**
+   * A node down for replica_repair_after_ms: re-create each of its replicas elsewhere. Not one the
+   * group already removed (the catalog is behind): reconciliation's R2 drops it once no procedure
+   * holds the region, and a repair started now would only end in `allocate` (drain-node's rule).
+   */
   private startRepairs(ctx: ProcedureContext, nodeId: number): boolean {
     const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
     let started = false;
     for (const region of regionList(this.catalog)) {
       const old = region.replicas.find((p) => p.nodeId === nodeId);
-      if (!old || busy.has(region.regionId)) continue;
+      if (!old || busy.has(region.regionId) || removedByGroup(ctx, region, old.peerId)) continue;
       if (!ctx.pickNode(repairExclusions(ctx, region))) continue; // nowhere to put it yet (repair-replica allocate's rule)
       this.log.warn({ nodeId, regionId: region.regionId }, 'datanode down too long; re-creating its replica elsewhere');
       newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
@@ -756,13 +760,14 @@ export class MetasrvCore {
 
   /**
    * Replicas marked lost (a new store on their node, or a failed replica): each is replaced
-   * under a fresh peer id, on its own node if no other can take it (reconcile.ts R4).
+   * under a fresh peer id, on its own node if no other can take it (reconcile.ts R4). Not one the
+   * group already removed: as in `startRepairs`, R2 drops it from the catalog.
    */
   private startLostRepairs(ctx: ProcedureContext): boolean {
     const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
     let started = false;
     for (const region of regionList(this.catalog)) {
-      const lost = region.replicas.find((p) => p.lost !== undefined);
+      const lost = region.replicas.find((p) => p.lost !== undefined && !removedByGroup(ctx, region, p.peerId));
       if (!lost || busy.has(region.regionId)) continue;
       this.log.warn({ nodeId: lost.nodeId, regionId: region.regionId, peerId: lost.peerId, reason: lost.lost }, 'replica lost; replacing it under a fresh peer id');
       newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: lost.peerId, oldNodeId: lost.nodeId, reason: lost.lost, inPlace: true });

@@ -176,7 +176,7 @@ function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedRepl
 }
 
 /** Whether the catalog's peers and the group's members (voters ∪ learners) are the same set. */
-function samePeers(placed: readonly ReplicaPlacement[], voters: readonly number[], learners: readonly number[]): boolean {
+export function samePeers(placed: readonly ReplicaPlacement[], voters: readonly number[], learners: readonly number[]): boolean {
   for (const p of placed) if (!voters.includes(p.peerId) && !learners.includes(p.peerId)) return false;
   for (const v of voters) if (!placed.some((p) => p.peerId === v)) return false;
   for (const l of learners) if (!placed.some((p) => p.peerId === l)) return false;

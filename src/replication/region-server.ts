@@ -117,6 +117,19 @@ export const DEFAULT_FIRST_CAMPAIGNS_PER_TICK = 4;
  */
 export const NODE_BEAT_REGION_ID = 'beat';
 const NODE_BEAT: Message = { type: MessageType.Heartbeat, from: NO_NODE, to: NO_NODE, term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, snapshot: null, context: new Uint8Array(0) };
+/**
+ * Messages that only the leader of their term sends, and only to the peers its configuration
+ * counts (a progress entry): stepping one in its own term is leader contact (Replica.leaderContact).
+ */
+const LEADER_CONTACT: ReadonlySet<MessageType> = new Set([MessageType.Append, MessageType.Heartbeat, MessageType.Snapshot, MessageType.Quiesce]);
+
+/**
+ * The stale-read gate's bound, in election timeouts (electionTicks ticks each): 2, the longest a
+ * follower's randomized timeout runs before it campaigns — past it a follower still hearing
+ * nothing is cut off, or its group has moved on without it (staleReadRefusal).
+ */
+const STALE_READ_BOUND_ELECTION_TIMEOUTS = 2;
+
 /** The set of peer datanodes to beat is recomputed from the replicas' peers this often. */
 const PEER_NODES_REFRESH_TICKS = 20;
 
@@ -268,11 +281,14 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   /** Index of the last raft snapshot installed by this process (0: none yet). */
   snapshotInstalledIndex = 0;
   /**
-   * Set once this replica has known a leader (or led) since this process opened it. Until then
-   * it may be a replica its group removed while the node was down (a leader never contacts a
-   * removed peer), so it serves no stale read either.
+   * When (the region server's clock, ms) this replica last stepped a message that only the leader
+   * of the message's term sends, and only to the peers its configuration counts: an append, a
+   * heartbeat, a snapshot or a quiesce (LEADER_CONTACT); with that term. Undefined until the first
+   * since this process opened the replica. The stale-read gate reads it (`staleReadRefusal`): a
+   * replica its group removed — while its node was down, or without the replica learning it
+   * (finding E1) — is never sent another, so it stops serving stale reads once the bound passes.
    */
-  heardFromLeader = false;
+  leaderContact: { readonly atMs: number; readonly term: number } | undefined = undefined;
   /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
   confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
@@ -579,6 +595,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.coreFailed(replica, `a ${messageTypeName[message.type] ?? message.type} message from peer ${message.from}`, err);
       return;
     }
+    // Stepped after the core: a message of an older term (a deposed leader's) is not contact.
+    if (LEADER_CONTACT.has(message.type) && message.term === replica.raft.term && message.from === replica.raft.leader) {
+      replica.leaderContact = { atMs: this.clock.nowMs(), term: message.term };
+    }
     // A replica held back from its first campaign that hears from a leader counts ticks again
     // (it has a leader to lose, and no reason left to wait).
     if (replica.tickHoldUntil !== 0 && replica.raft.leader !== NO_NODE) replica.tickHoldUntil = 0;
@@ -655,6 +675,43 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       if (replica.raft.quiesced && replica.reads.size === 0 && !replica.stall) this.awake.delete(replica);
     }
     if (this.touched.size > 0) this.schedule();
+  }
+
+  /**
+   * Why this node's replica of `regionId` must not serve a stale read (its applied state, without
+   * ReadIndex) now; undefined when it may (docs/architecture.md §2, "Reads"; docs/correctness.md
+   * 8g). It may while it leads (it counts itself; a leader cut off from its quorum steps down
+   * within an election timeout, R9); while its last leader contact (`leaderContact`) is within
+   * staleReadBoundMs; or while it is a follower its leader quiesced in the term of that contact,
+   * with the leader's node still heard from (Q1: a Quiesce goes only to the peers the leader
+   * counts, and any change of membership wakes the leader, whose appends wake this follower;
+   * docs/quiescence.md, "Stale reads on a quiesced follower"). So a replica removed without
+   * learning it (finding E1), or cut off, refuses once the bound passes, and a replica opened by
+   * this process refuses until its first contact.
+   */
+  staleReadRefusal(regionId: string): string | undefined {
+    const replica = this.replicas.get(regionId);
+    if (!replica) return `region ${regionId} is not hosted on node ${this.nodeId}`;
+    if (replica.isLeader()) return undefined;
+    const contact = replica.leaderContact;
+    if (!contact) return `the replica of region ${regionId} on node ${this.nodeId} has heard from no leader since it was opened (it may have been removed from its group meanwhile)`;
+    const sinceMs = this.clock.nowMs() - contact.atMs;
+    assert(sinceMs >= 0, `region ${regionId}: leader contact ${sinceMs} ms in the future (the clock is monotonic)`);
+    const boundMs = this.staleReadBoundMs;
+    if (sinceMs <= boundMs) return undefined;
+    const raft = replica.raft;
+    assert(contact.term <= raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${raft.term}`);
+    const leaderNode = replica.leaderNodeId();
+    if (raft.quiesced && raft.role === Role.Follower && contact.term === raft.term && leaderNode !== undefined && this.isNodeUp(leaderNode)) return undefined;
+    return (
+      `the replica of region ${regionId} on node ${this.nodeId} last heard from a leader counting it ${Math.round(sinceMs)} ms ago ` +
+      `(more than ${boundMs} ms, and not quiesced by a live leader): it may have been removed from its group or cut off; read from another replica`
+    );
+  }
+
+  /** The stale-read gate's bound: the longest randomized election timeout (2 × electionTicks ticks; raft.ts), in ms. */
+  get staleReadBoundMs(): number {
+    return STALE_READ_BOUND_ELECTION_TIMEOUTS * this.tuning.electionTicks * this.tuning.tickMs;
   }
 
   /** Whether a region is quiesced here (status, tests). */
@@ -1382,7 +1439,6 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const soft = rd.softState!;
     this.log.info({ regionId: replica.regionId, role: roleName[soft.role], leader: soft.leader, term: replica.raft.term }, 'raft role changed');
     this.hooks.onRoleChange?.(replica.regionId, roleName[soft.role], soft.leader, replica.raft.term);
-    if (soft.leader !== NO_NODE) replica.heardFromLeader = true;
     if (soft.role !== Role.Leader) {
       // Proposals in flight may still commit under the next leader (docs/raft-rules.md R21): their
       // outcome is unknown; clients retry with the same request id and dedup makes it safe.

@@ -129,7 +129,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const seed = Number(envSeed);
     // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
     // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
-    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed', 'stats-miss-cycle'] as const);
+    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed', 'stats-miss-cycle', 'stale-reads-ungated'] as const);
     const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots', 'gc-by-key-age'] as const);
@@ -701,6 +701,25 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       const r = await runClusterSim(2, { ...engine, metasrv: true, faults: ['drain'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
+    });
+
+    // The exemption holds only while the cut-off replica's stale-read gate refuses (docs/correctness.md
+    // 8g). With the gate as it was (planted: any leader contact since the replica opened serves
+    // stale reads for good) seed 1's n2 would still serve its frozen version, and the SST GC deleted
+    // is caught on it — the stale read that would have failed NOT_FOUND.
+    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 1\'s cut-off replica is held to its version (E1, 8g)', async () => {
+      const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], hostBug: 'stale-reads-ungated' };
+      let caught: ClusterSimViolation | undefined;
+      try {
+        await runClusterSim(1, options);
+      } catch (err) {
+        if (!(err instanceof ClusterSimViolation)) throw err;
+        caught = err;
+      }
+      expect(caught, 'seed 1 passed with the stale-read gate ungated').to.not.equal(undefined);
+      expect(caught!.invariant).to.equal('referenced object deleted');
+      expect(caught!.message).to.match(/was deleted while n2 \d+ version at 269 names it/);
+      expect(caught!.message).to.contain('SIM_CLUSTER_HOST_BUG=stale-reads-ungated');
     });
 
     // The exemption is narrow: GC ignoring the replicas' snapshots (planted) under `drain` is still

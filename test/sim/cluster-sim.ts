@@ -147,9 +147,12 @@ export interface ClusterSimOptions {
    * may still commit under the next leader (found with the `close` fault). 'stats-miss-cycle':
    * a region server that does not count what its ready cycles change among the replicas whose
    * reported state changed, so the datanode core's heartbeat reuses stale stats (the `report
-   * stats` checker, with the metasrv; docs/quiescence.md).
+   * stats` checker, with the metasrv; docs/quiescence.md). 'stale-reads-ungated': the stale-read
+   * gate as it was before docs/correctness.md 8g — a replica that has heard from a leader since
+   * it opened serves stale reads however long ago that was — so a replica removed without
+   * learning it (finding E1) is held to its frozen version again.
    */
-  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle' | 'stale-reads-ungated';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -602,7 +605,7 @@ function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['d
  * The region server with planted bugs (tests only): hostBug 'send-before-persist' lets everyone's
  * messages leave before the write is durable; 'no-wake-on-leader-down' keeps the followers of a
  * silent node's leaders asleep; 'close-fails-proposed' brings back finding 8a through the
- * failPending seam; coreBugs run every raft core with PlantedBugs.
+ * failPending seam; 'stale-reads-ungated' the stale-read gate before 8g; coreBugs run every raft core with PlantedBugs.
  * With the read path's faults it also reports every ReadIndex context it issues (the counters
  * of ClusterSimResult.readPath), without changing them.
  */
@@ -640,6 +643,12 @@ function plantedServer<S extends StateMachine<R>, R>(
 
     protected override markCycleChanged(candidates: readonly Replica<S, R>[]): void {
       if (hostBug !== 'stats-miss-cycle') super.markCycleChanged(candidates);
+    }
+
+    // Before 8g: any leader contact since the replica opened let it serve stale reads for good.
+    override staleReadRefusal(regionId: string): string | undefined {
+      if (hostBug === 'stale-reads-ungated' && this.replica(regionId)?.leaderContact !== undefined) return undefined;
+      return super.staleReadRefusal(regionId);
     }
 
     // 8a: without `proposedWhy` every waiting proposal gets the close's or removal's NOT_FOUND.
@@ -2080,11 +2089,13 @@ export class ClusterSim {
         const isCutOff = disk !== undefined && exemptPeer !== undefined && this.cutOffByRemoval(node, regionId, exemptPeer, disk, hosted);
         if (isCutOff) cutOff.add(`${regionId}/${exemptPeer}`);
         const exempt = isCutOff ? ({ exempt: true } as const) : {};
-        // Its running version only while it has no committed entry left to apply: a replica still
+        // Its running version only while it has no committed entry left to apply — a replica still
         // applying its log (a restart re-applying up to its removal) reads SSTs for a conditional
-        // write whose key is not in its memtable (finding E3, docs/simulation.md). What lies past
-        // its commit index it never applies (no leader feeds it, it is never elected).
-        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex ? exempt : {};
+        // write whose key is not in its memtable (finding E3, docs/simulation.md); what lies past
+        // its commit index it never applies (no leader feeds it, it is never elected) — and once
+        // its stale-read gate refuses (docs/correctness.md 8g): until then a stale read there may
+        // still read its version.
+        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
         if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });

@@ -67,7 +67,7 @@ export async function startScanNode(
 ): Promise<ScanNode> {
   const cancel = deferred();
   const sources = regions(cancel.promise);
-  const replica = (source: ScanSource) => ({ isLeader: () => true, heardFromLeader: true, stateMachine: { ssts: [], scan: () => source.scan() } });
+  const replica = (source: ScanSource) => ({ isLeader: () => true, stateMachine: { ssts: [], scan: () => source.scan() } });
   const host = {
     nodeId,
     log: silentLogger,
@@ -76,6 +76,7 @@ export async function startScanNode(
       replica: (id: string) => (sources.has(id) ? replica(sources.get(id)!) : undefined),
       failure: () => undefined,
       readBarrier: async () => {},
+      staleReadRefusal: () => undefined,
     },
     flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
     peerCredentials: grpc.credentials.createInsecure(),

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { type CatalogState, addTable, dropTable, emptyCatalog } from '../../src/metasrv/catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from '../../src/metasrv/catalog-store.js';
-import { MemoryCatalog, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const MAP_FIELDS = ['tables', 'regions', 'nodes', 'procedures', 'droppedRegions', 'createTokens', 'unreadableProcedures'] as const;
 const INHERITED = ['constructor', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf', '__proto__'];
@@ -69,15 +69,7 @@ describe('metasrv catalog: keyed maps without a prototype (leftover 3)', () => {
         await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr, http_addr: addr, store_id: `store-${n}` } as never, () => {});
         await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr, replicas: [], store_id: `store-${n}` } as never, () => {});
       }
-      await core.createTable({
-        name: 't',
-        columns: [
-          { name: 'host', type: 'STRING', semantic: 'TAG' },
-          { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-        ],
-        region_count: 1,
-        request_token: 'token-of-t',
-      } as never);
+      await createOneRegionTable(core, 'token-of-t');
       expect(core.catalog.createTokens?.['t']).to.equal('token-of-t');
       expectOwnMaps('the core after CreateTable', core.catalog, ['tables', 'regions', 'nodes', 'procedures', 'createTokens']);
     } finally {

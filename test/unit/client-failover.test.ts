@@ -5,15 +5,12 @@
 // as the region's leader and a live node as its other replica — as the metasrv does after a kill
 // until the survivors' heartbeats report the new leader — and that can hold route lookups after
 // the first (a metasrv busy with the failover); the live node answers every write.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ClientTraceEvent, RegionDbClient } from '../../src/client/client.js';
 import { freePort } from '../../src/cmd/process-cluster.js';
-import { loadProtos } from '../../src/rpc/proto.js';
+import { FAKE_TABLE as TABLE, closedAfterEach, startFakeDatanode, startFakeMetasrv } from '../support/grpc-fakes.js';
 
-type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string }, unknown>;
-
-const TABLE = 't';
 const REGION = String(1n << 32n);
 
 interface Fake {
@@ -25,66 +22,28 @@ interface Fake {
   release: () => void;
 }
 
-async function bind(server: grpc.Server): Promise<string> {
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return `127.0.0.1:${port}`;
-}
-
 /** The fake metasrv and the live node; `dead` is an address nothing listens on. */
 async function start(servers: grpc.Server[]): Promise<{ fake: Fake; meta: string }> {
-  const { services } = loadProtos();
   const dead = `127.0.0.1:${await freePort()}`;
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
   const fake: Fake = { lookups: 0, writes: 0, release };
-  const live = new grpc.Server();
-  live.addService(services.Database.service, {
-    Batch: (call: BatchCall) => {
-      call.on('data', (req: { id: string }) => {
-        fake.writes++;
-        call.write({ id: req.id, write: { version: '1', rows_written: 1 } });
-      });
-      call.on('end', () => call.end());
-    },
+  const liveAddr = await startFakeDatanode(servers, () => {
+    fake.writes++;
+    return undefined;
   });
-  const liveAddr = await bind(live);
-  servers.push(live);
-  const meta = new grpc.Server();
-  meta.addService(services.Meta.service, {
-    GetRoutes: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
-      fake.lookups++;
-      const answer = () =>
-        cb(null, {
-          table: {
-            name: TABLE,
-            table_id: 1,
-            region_count: 1,
-            columns: [
-              { name: 'host', type: 'STRING', semantic: 'TAG' },
-              { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-            ],
-          },
-          routes: [{ region_id: REGION, peers: [{ node_id: '1', addr: dead }, { node_id: '2', addr: liveAddr }], leader_node_id: '1' }],
-        });
-      if (fake.lookups === 1) answer();
-      else void held.then(answer);
-    },
+  const routes = [{ regionId: REGION, peers: [{ nodeId: '1', addr: dead }, { nodeId: '2', addr: liveAddr }], leaderNodeId: '1' }];
+  const meta = await startFakeMetasrv(servers, routes, (n, answer) => {
+    fake.lookups = n;
+    if (n === 1) answer();
+    else void held.then(answer);
   });
-  const metaAddr = await bind(meta);
-  servers.push(meta);
-  return { fake, meta: metaAddr };
+  return { fake, meta };
 }
 
 describe('client: retries while a leader has just died', function () {
   this.timeout(30_000);
-  const servers: grpc.Server[] = [];
-  const clients: RegionDbClient[] = [];
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close();
-    for (const s of servers.splice(0)) s.forceShutdown();
-  });
+  const { servers, clients } = closedAfterEach();
 
   it('a retry does not wait for the route lookup it starts: the write reaches the live replica while the metasrv has not answered', async () => {
     const { fake, meta } = await start(servers);

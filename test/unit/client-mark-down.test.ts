@@ -19,10 +19,10 @@ import { databaseService } from '../../src/rpc/batch-wire.js';
 import { loadProtos } from '../../src/rpc/proto.js';
 import { makeClient } from '../../src/rpc/server.js';
 import { failedInTransit, fromGrpcError, toBatchError, toServiceError } from '../../src/rpc/status.js';
+import { FAKE_TABLE as TABLE, closedAfterEach, bindLoopback, startFakeDatanode, startFakeMetasrv } from '../support/grpc-fakes.js';
 
 type BatchCall = grpc.ServerDuplexStream<{ id: string; request: string; write?: { region_id: string } }, unknown>;
 
-const TABLE = 't';
 const REGION_A = String(1n << 32n);
 const REGION_B = String((1n << 32n) + 1n);
 
@@ -36,75 +36,31 @@ interface Node {
   writes: Map<string, number>;
 }
 
-async function bind(server: grpc.Server): Promise<string> {
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return `127.0.0.1:${port}`;
-}
-
 /** A datanode that answers writes; region `failing` gets forwardFailed() on its first write (`always`: on every one). */
 async function startNode(servers: grpc.Server[], failing?: string, always = false): Promise<Node> {
-  const { services } = loadProtos();
   const node: Node = { addr: '', writes: new Map() };
   let failed = false;
-  const answer = (regionId: string): RegionDbError | undefined => {
+  node.addr = await startFakeDatanode(servers, (regionId) => {
     if (regionId === failing && (always || !failed)) {
       failed = true;
       return forwardFailed();
     }
     node.writes.set(regionId, (node.writes.get(regionId) ?? 0) + 1);
     return undefined;
-  };
-  const server = new grpc.Server();
-  server.addService(services.Database.service, {
-    Write: (call: grpc.ServerUnaryCall<{ region_id: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      const err = answer(call.request.region_id);
-      if (err) cb(toServiceError(err) as grpc.ServiceError);
-      else cb(null, { version: '1', rows_written: 1 });
-    },
-    Batch: (call: BatchCall) => {
-      call.on('data', (req) => {
-        const err = answer(req.write?.region_id ?? '');
-        call.write(err ? { id: req.id, error: toBatchError(err) } : { id: req.id, write: { version: '1', rows_written: 1 } });
-      });
-      call.on('end', () => call.end());
-    },
   });
-  node.addr = await bind(server);
-  servers.push(server);
   return node;
 }
 
 /** The fake metasrv: both regions led by `leader`, `other` the second replica of each. */
-async function startMeta(servers: grpc.Server[], leader: string, other: string): Promise<string> {
-  const { services } = loadProtos();
-  const server = new grpc.Server();
-  server.addService(services.Meta.service, {
-    GetRoutes: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
-      cb(null, {
-        table: {
-          name: TABLE,
-          table_id: 1,
-          region_count: 2,
-          columns: [
-            { name: 'host', type: 'STRING', semantic: 'TAG' },
-            { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-          ],
-        },
-        routes: [REGION_A, REGION_B].map((region_id) => ({
-          region_id,
-          peers: [
-            { node_id: '1', addr: leader },
-            { node_id: '2', addr: other },
-          ],
-          leader_node_id: '1',
-        })),
-      }),
-  });
-  const addr = await bind(server);
-  servers.push(server);
-  return addr;
+function startMeta(servers: grpc.Server[], leader: string, other: string): Promise<string> {
+  const peers = [
+    { nodeId: '1', addr: leader },
+    { nodeId: '2', addr: other },
+  ];
+  return startFakeMetasrv(
+    servers,
+    [REGION_A, REGION_B].map((regionId) => ({ regionId, peers, leaderNodeId: '1' })),
+  );
 }
 
 /** A row of each region (the table's regions: FNV-1a of the tag, modulo 2). */
@@ -123,12 +79,7 @@ const avoided = (client: RegionDbClient) => [...(client as unknown as { downUnti
 
 describe('client: which node is avoided after UNAVAILABLE', function () {
   this.timeout(30_000);
-  const servers: grpc.Server[] = [];
-  const clients: RegionDbClient[] = [];
-  afterEach(() => {
-    for (const c of clients.splice(0)) c.close();
-    for (const s of servers.splice(0)) s.forceShutdown();
-  });
+  const { servers, clients } = closedAfterEach();
 
   for (const batchStream of [true, false]) {
     it(`a live node that answered UNAVAILABLE because its forward failed is not avoided (${batchStream ? 'Batch stream' : 'unary calls'})`, async () => {
@@ -178,10 +129,7 @@ describe('client: which node is avoided after UNAVAILABLE', function () {
 
 describe('rpc: an error answered by a node, or a call failed in transit (failedInTransit)', function () {
   this.timeout(30_000);
-  const servers: grpc.Server[] = [];
-  afterEach(() => {
-    for (const s of servers.splice(0)) s.forceShutdown();
-  });
+  const { servers } = closedAfterEach();
 
   it("regiondb's own UNAVAILABLE (unary or Batch) is an answer; the same gRPC code without regiondb's code is a failure in transit", () => {
     const answered = toServiceError(forwardFailed());
@@ -211,7 +159,7 @@ describe('rpc: an error answered by a node, or a call failed in transit (failedI
           });
         },
       });
-      const addr = await bind(server);
+      const addr = await bindLoopback(server);
       servers.push(server);
       const client = makeClient('Database', addr, {}, databaseService());
       const stream = new BatchStream(client);

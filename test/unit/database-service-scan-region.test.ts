@@ -24,7 +24,6 @@ const THEIR_REGION = makeRegionId(theirs.tableId, 0);
 function service(): DatabaseService {
   const replica = {
     isLeader: () => true,
-    heardFromLeader: true,
     stateMachine: {
       ssts: [],
       async *scan(): AsyncGenerator<{ row: Row; version: number }> {
@@ -35,7 +34,7 @@ function service(): DatabaseService {
   const host = {
     nodeId: 1,
     metas: new Map([[THEIR_REGION, { schema: theirs }], ['mine-meta', { schema: mine }]]),
-    regionServer: { replica: (id: string) => (id === THEIR_REGION ? replica : undefined), failure: () => undefined, readBarrier: async () => {} },
+    regionServer: { replica: (id: string) => (id === THEIR_REGION ? replica : undefined), failure: () => undefined, readBarrier: async () => {}, staleReadRefusal: () => undefined },
     flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
     metaCall: async () => {
       throw Object.assign(new Error('no metasrv in this test'), { code: 14 });

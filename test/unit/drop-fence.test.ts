@@ -9,7 +9,6 @@ import { RegionState, type TableSchema, decodeCommand, encodeCommand } from '../
 import { decodeManifest, encodeManifest } from '../../src/engine/manifest.js';
 import { type DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import type { MetaGroup } from '../../src/metasrv/meta-group.js';
-import { metasrvConfigSchema } from '../../src/common/config.js';
 import { RegionDbError } from '../../src/common/errors.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
@@ -20,7 +19,7 @@ import { MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 import type { StateMachine } from '../../src/raft/index.js';
 import { DatabaseService } from '../../src/datanode/database-service.js';
 import { type ProtoValue, toProtoRow, toProtoSchema } from '../../src/rpc/values.js';
-import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore, testMetasrvConfig } from '../fixtures/metasrv-core.js';
 import { decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { type CatalogState, DROP_TOKENS_MAX, dropTokenOf, emptyCatalog, ownMap, rememberDropToken } from '../../src/metasrv/catalog.js';
 import { type DroppingTableView, renderDroppingTables } from '../../src/cmd/render.js';
@@ -836,15 +835,7 @@ class FakeGroup {
 
 describe('drop fence: a deposed metasrv group leader fences nothing (the join-before-the-mark-is-saved window, in a group)', function () {
   this.timeout(30_000);
-  const config = metasrvConfigSchema.parse({
-    cluster_id: CLUSTER,
-    node: { data_dir: '/unused' },
-    grpc: { port: 0 },
-    http: { port: 0 },
-    failure_detector: { heartbeat_interval_ms: 100 },
-    balance_leaders_interval_ms: 0,
-    catalog_backup_interval_ms: 0,
-  });
+  const config = testMetasrvConfig(CLUSTER);
   const member = async (group: FakeGroup, admin: DatanodeAdmin) => {
     const core = new MetasrvCore(config, silentLogger, 3, { admin, procedureClock: { nowMs: () => Date.now() }, clock: systemClock });
     core.joinGroup(group as unknown as MetaGroup, undefined);

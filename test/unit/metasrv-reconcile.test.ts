@@ -1,47 +1,17 @@
 // Heartbeat reconciliation (src/metasrv/reconcile.ts) as specifications: the raft group decides
 // its membership, the catalog follows; nothing is destroyed because the catalog does not know it.
 import { expect } from 'chai';
-import { type CatalogState, type RegionDef, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
-import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
+import { type CatalogState, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import { type AwaitingReport, type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+import { ONE_REGION as REGION, observedReplicas, oneRegionCatalog, reportsByNode as reports } from '../fixtures/metasrv-core.js';
 
 /** No node's first report awaited (a metasrv past its startup pause). */
 const NONE: AwaitingReport = () => false;
 
-const REGION = makeRegionId(1024, 0);
-
-function replica(peerId: number, over: Partial<ObservedReplica> = {}): ObservedReplica {
-  return {
-    regionId: REGION,
-    peerId,
-    role: 'follower',
-    term: 3,
-    leaderNodeId: 0,
-    appliedIndex: 100,
-    commitIndex: 100,
-    flushedIndex: 0,
-    voters: [],
-    learners: [],
-    health: 'ok',
-    failure: '',
-    confIndex: 3,
-    ...over,
-  };
-}
+const replica = observedReplicas();
 
 function catalogWith(replicas: { peerId: number; nodeId: number; lost?: string }[], confIndex?: number): CatalogState {
-  const c = emptyCatalog('c');
-  const region: RegionDef = { regionId: REGION, tableName: 't', regionNumber: 0, replicas, leaderNodeId: 0, confVersion: 1, bootstrapped: true, ...(confIndex !== undefined ? { confIndex } : {}) };
-  c.regions[REGION] = region;
-  c.tables['t'] = { name: 't', tableId: 1024, columns: [], regionCount: 1 };
-  c.nextTableId = 1025;
-  c.nextPeerId = 4;
-  return c;
-}
-
-/** node id → its one replica of REGION. */
-function reports(byNode: Record<number, ObservedReplica>): Reports {
-  return new Map(Object.entries(byNode).map(([n, r]) => [Number(n), new Map([[r.regionId, r]])]));
+  return oneRegionCatalog('c', { replicas, leaderNodeId: 0, confVersion: 1, ...(confIndex !== undefined ? { confIndex } : {}) }, { nextPeerId: 4 });
 }
 
 describe('metasrv reconciliation (issue 14.2)', () => {

@@ -6,33 +6,18 @@
 // a node never heard from is down, and is not waited for).
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
-import { emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'removal-window-start';
-const REGION = makeRegionId(1024, 0);
 /** The fixture's heartbeat interval (100 ms) times the metasrv's STARTUP_QUIET_HEARTBEATS (3). */
 const STARTUP_PAUSE_MS = 300;
 
 /** A catalog saved after remove-old: peers 2, 3, 4 on nodes 2, 3, 4; peer 1 (node 1) removed at index 20. */
 function storage(): MemoryCatalog {
   const s = new MemoryCatalog(CLUSTER);
-  const c = emptyCatalog(CLUSTER);
-  for (const nodeId of [1, 2, 3, 4]) c.nodes[nodeId] = { nodeId, addr: `127.0.0.1:${23_000 + nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive', storeId: `store-${nodeId}` };
-  c.regions[REGION] = { regionId: REGION, tableName: 't', regionNumber: 0, replicas: [2, 3, 4].map((n) => ({ peerId: n, nodeId: n })), leaderNodeId: 2, confVersion: 3, bootstrapped: true, confIndex: 20 };
-  c.tables['t'] = {
-    name: 't',
-    tableId: 1024,
-    columns: [
-      { name: 'host', type: 'STRING', semantic: 'TAG' },
-      { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
-    ],
-    regionCount: 1,
-  } as never;
-  c.nextTableId = 1025;
-  c.nextPeerId = 10;
-  s.state = c;
+  const nodes = catalogNodes([1, 2, 3, 4], (nodeId) => `127.0.0.1:${23_000 + nodeId}`, true);
+  s.state = oneRegionCatalog(CLUSTER, { replicas: [2, 3, 4].map((n) => ({ peerId: n, nodeId: n })), leaderNodeId: 2, confVersion: 3, confIndex: 20 }, { nextPeerId: 10, nodes });
   return s;
 }
 

@@ -9,35 +9,17 @@
 // blind to replicas the catalog does not place): each has a case here.
 import { expect } from 'chai';
 import { ManualClock } from '../../src/common/clock.js';
-import { type CatalogState, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
+import type { CatalogState } from '../../src/metasrv/catalog.js';
 import type { Instruction, ObservedReplica, ProcedureContext, StepRun } from '../../src/metasrv/procedures/procedure.js';
 import type { RepairReplicaData } from '../../src/metasrv/procedures/record.js';
 import { repairReplica } from '../../src/metasrv/procedures/repair-replica.js';
 import { type AwaitingReport, type Reports, destroyReason, nodeActions, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+import { ONE_REGION as REGION, catalogNodes, observedReplicas, oneRegionCatalog, reportsByNode as reports } from '../fixtures/metasrv-core.js';
 
 /** No node's first report awaited (a metasrv past its startup pause). */
 const NONE: AwaitingReport = () => false;
 
-const REGION = makeRegionId(1024, 0);
-
-function replica(peerId: number, over: Partial<ObservedReplica> = {}): ObservedReplica {
-  return {
-    regionId: REGION,
-    peerId,
-    role: 'follower',
-    term: 3,
-    leaderNodeId: 2,
-    appliedIndex: 25,
-    commitIndex: 25,
-    flushedIndex: 0,
-    voters: [2, 3, 4],
-    learners: [],
-    health: 'ok',
-    failure: '',
-    confIndex: 20,
-    ...over,
-  };
-}
+const replica = observedReplicas({ leaderNodeId: 2, appliedIndex: 25, commitIndex: 25, voters: [2, 3, 4], confIndex: 20 });
 
 // The shrink every repair passes through: {1, 2, 3, 4} → {2, 3, 4}, peer 1 (node 1) removed at
 // index 20; the catalog already dropped it (remove-old). Peer n lives on node n.
@@ -48,27 +30,8 @@ const LEADER = replica(2, { role: 'leader' });
 const BEHIND = replica(3, { voters: [1, 2, 3, 4], confIndex: 12, appliedIndex: 19, commitIndex: 19 });
 
 function catalog(): CatalogState {
-  const c = emptyCatalog('c');
-  for (const nodeId of [1, 2, 3, 4, 5]) c.nodes[nodeId] = { nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
-  c.regions[REGION] = {
-    regionId: REGION,
-    tableName: 't',
-    regionNumber: 0,
-    replicas: [2, 3, 4].map((n) => ({ peerId: n, nodeId: n })),
-    leaderNodeId: 2,
-    confVersion: 3,
-    bootstrapped: true,
-    confIndex: 20,
-  };
-  c.tables['t'] = { name: 't', tableId: 1024, columns: [], regionCount: 1 };
-  c.nextTableId = 1025;
-  c.nextPeerId = 10;
-  return c;
-}
-
-/** Live nodes' reports: node id → its one replica of REGION. */
-function reports(byNode: Record<number, ObservedReplica>): Reports {
-  return new Map(Object.entries(byNode).map(([n, r]) => [Number(n), new Map([[r.regionId, r]])]));
+  const nodes = catalogNodes([1, 2, 3, 4, 5], (nodeId) => `n${nodeId}`);
+  return oneRegionCatalog('c', { replicas: [2, 3, 4].map((n) => ({ peerId: n, nodeId: n })), leaderNodeId: 2, confVersion: 3, confIndex: 20 }, { nextPeerId: 10, nodes });
 }
 
 const destroysRemoved = (seen: Reports) => nodeActions(catalog(), 1, seen, NONE).some((a) => 'destroy' in a && a.destroy.peerId === 1);

@@ -14,26 +14,9 @@ import { limits } from '../../src/common/limits.js';
 import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { DatabaseService } from '../../src/datanode/database-service.js';
 import type { CallInfo, LocalDatabase } from '../../src/datanode/router.js';
-import type { TableSchema } from '../../src/engine/schema.js';
-import { loadProtos } from '../../src/rpc/proto.js';
+import { forwardSchema as schema, forwardRow, startBatchPeer } from '../support/grpc-fakes.js';
 
-const schema: TableSchema = {
-  name: 't',
-  tableId: 7,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'v', type: 'string', semantic: 'field' },
-  ],
-};
-const row = {
-  values: {
-    host: { kind: 'string_value' as const, string_value: 'a' },
-    ts: { kind: 'timestamp_ms_value' as const, timestamp_ms_value: '1' },
-    v: { kind: 'string_value' as const, string_value: 'x' },
-  },
-};
+const row = forwardRow('x');
 const write = { table: 't', region_id: '', rows: [row], client_id: 'c', request_id: '5', expect_absent: false };
 
 const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, trace: () => {}, fatal: () => {} };
@@ -87,19 +70,12 @@ describe('Database.Batch: an operation runs under its own timeout_ms (the per-op
   /** The region's peer: every forwarded attempt refused NOT_LEADER without a leader hint (an election). */
   async function leaderlessPeer(): Promise<{ addr: string; attempts: { atMs: number; timeoutMs: number }[] }> {
     const attempts: { atMs: number; timeoutMs: number }[] = [];
-    peer = new grpc.Server();
-    peer.addService(loadProtos().services.Database.service, {
-      Batch: (call: grpc.ServerDuplexStream<{ id: string; timeout_ms: number }, unknown>) => {
-        call.on('data', (req) => {
-          attempts.push({ atMs: Date.now(), timeoutMs: req.timeout_ms });
-          call.write({ id: req.id, error: { grpc_code: grpc.status.UNAVAILABLE, code: ErrorCode.NotLeader, message: 'no leader yet', details: {} } });
-        });
-        call.on('error', () => {});
-        call.on('end', () => call.end());
-      },
+    const started = await startBatchPeer<{ id: string; timeout_ms: number }>((req, call) => {
+      attempts.push({ atMs: Date.now(), timeoutMs: req.timeout_ms });
+      call.write({ id: req.id, error: { grpc_code: grpc.status.UNAVAILABLE, code: ErrorCode.NotLeader, message: 'no leader yet', details: {} } });
     });
-    const port = await new Promise<number>((resolve, reject) => peer!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-    return { addr: `127.0.0.1:${port}`, attempts };
+    peer = started.server;
+    return { addr: started.addr, attempts };
   }
 
   it('a part forwarded for a leaderless region stops at the timeout (400 ms), not after its ten attempts (~3 s), and forwards only what is left of it', async () => {

@@ -5,28 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ErrorCode } from '../../src/common/errors.js';
-import type { TableSchema } from '../../src/engine/schema.js';
 import { type LocalDatabase, Router } from '../../src/datanode/router.js';
-import { loadProtos } from '../../src/rpc/proto.js';
+import { forwardRow as row, forwardSchema as schema, startBatchPeer } from '../support/grpc-fakes.js';
 import { waitUntil } from '../support/local-cluster.js';
-
-const schema: TableSchema = {
-  name: 't',
-  tableId: 7,
-  regionCount: 1,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'v', type: 'string', semantic: 'field' },
-  ],
-};
-const row = (v: string) => ({
-  values: {
-    host: { kind: 'string_value' as const, string_value: 'a' },
-    ts: { kind: 'timestamp_ms_value' as const, timestamp_ms_value: '1' },
-    v: { kind: 'string_value' as const, string_value: v },
-  },
-});
 
 /** The leader's receive limit in this test (a real one's is limits.grpcMessageBytesMax). */
 const LEADER_MESSAGE_BYTES_MAX = 4096;
@@ -45,30 +26,24 @@ describe('router: a forwarding Batch stream that fails (finding R1)', () => {
     // The leader takes the conditional write (no request id) and applies it, but its answer is
     // slow; a later copy of the same write would fail its condition (the version moved on).
     const received: string[] = [];
-    server = new grpc.Server({ 'grpc.max_receive_message_length': LEADER_MESSAGE_BYTES_MAX });
-    server.addService(loadProtos().services.Database.service, {
-      Batch: (call: grpc.ServerDuplexStream<{ id: string; write?: { rows: ReturnType<typeof row>[] } }, unknown>) => {
-        call.on('data', (req) => {
-          const v = req.write?.rows[0]?.values.v.string_value ?? '';
-          received.push(v.slice(0, 8));
-          if (received.filter((r) => r === v.slice(0, 8)).length > 1) {
-            call.write({ id: req.id, error: { grpc_code: grpc.status.FAILED_PRECONDITION, code: 'CONDITION_FAILED', message: 'condition failed: the row\'s current version is 2', details: { currentVersion: '2' } } });
-          }
-          // First copy: applied, answer pending.
-        });
-        call.on('error', () => {});
-        call.on('end', () => call.end());
+    const peer = await startBatchPeer<{ id: string; write?: { rows: ReturnType<typeof row>[] } }>(
+      (req, call) => {
+        const v = req.write?.rows[0]?.values.v.string_value ?? '';
+        received.push(v.slice(0, 8));
+        if (received.filter((r) => r === v.slice(0, 8)).length > 1) {
+          call.write({ id: req.id, error: { grpc_code: grpc.status.FAILED_PRECONDITION, code: 'CONDITION_FAILED', message: 'condition failed: the row\'s current version is 2', details: { currentVersion: '2' } } });
+        }
+        // First copy: applied, answer pending.
       },
-    });
-    const port = await new Promise<number>((resolve, reject) =>
-      server!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      { 'grpc.max_receive_message_length': LEADER_MESSAGE_BYTES_MAX },
     );
+    server = peer.server;
     const local: LocalDatabase = {
       nodeId: 1,
       credentials: grpc.credentials.createInsecure(),
       schemaOf: async () => schema,
       leads: () => false,
-      leaderAddr: async () => `127.0.0.1:${port}`,
+      leaderAddr: async () => peer.addr,
       write: async () => {
         throw new Error('not led here');
       },

@@ -236,49 +236,55 @@ describe('router: any node accepts any rows (issue 18)', () => {
 // After a leader's node dies, the parts forwarded for its regions wait out backoffs (50 ms,
 // doubling to 500 ms) between attempts; the election here ends sooner than that. A part waiting
 // is woken when this node's replica of the region sees its leader change, and tries again at once.
-describe('router: a leader change here cuts a part\'s backoff short', () => {
+/** A row key of the table's region 0. */
+const key = (() => {
   const region = makeRegionId(schema.tableId, 0);
-  const key = (() => {
-    for (let i = 0; ; i++) if (regionOf(i) === region) return i;
-  })();
+  for (let i = 0; ; i++) if (regionOf(i) === region) return i;
+})();
 
-  /** A node that does not lead `region` until `elect()`; `leaderChange` as the Database service gives it (unless `watch` is false). */
-  function electing(watch: boolean) {
-    let leads = false;
-    let attempts = 0;
-    const waiters = new Set<() => void>();
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => schema,
-      leads: () => leads,
-      leaderAddr: async () => {
-        attempts++;
-        return undefined; // no leader known: UNAVAILABLE, retried under the request id
-      },
-      write: async () => ({ version: '9', rows_written: 1 }),
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-      ...(watch
-        ? {
-            leaderChange: () => {
-              let wake!: () => void;
-              const changed = new Promise<void>((r) => (wake = r));
-              waiters.add(wake);
-              return { changed, cancel: () => waiters.delete(wake) };
-            },
-          }
-        : {}),
-    };
-    const elect = () => {
-      leads = true;
-      for (const w of [...waiters]) w();
-      waiters.clear();
-    };
-    return { local, elect, attempts: () => attempts, waiting: () => waiters.size };
-  }
+/**
+ * A node that does not lead region 0 until `elect()`; `leaderChange` as the Database service
+ * gives it (unless `watch` is false). Every leader lookup finds no leader (UNAVAILABLE, retried
+ * under the request id), after `onLookup(n, elect)` for the n-th lookup (from 1) if given.
+ */
+function electing(watch: boolean, onLookup?: (n: number, elect: () => void) => Promise<void>) {
+  let leads = false;
+  let attempts = 0;
+  const waiters = new Set<() => void>();
+  const elect = () => {
+    leads = true;
+    for (const w of [...waiters]) w();
+    waiters.clear();
+  };
+  const local: LocalDatabase = {
+    nodeId: 1,
+    credentials: grpc.credentials.createInsecure(),
+    schemaOf: async () => schema,
+    leads: () => leads,
+    leaderAddr: async () => {
+      attempts++;
+      await onLookup?.(attempts, elect);
+      return undefined; // no leader known: UNAVAILABLE, retried under the request id
+    },
+    write: async () => ({ version: '9', rows_written: 1 }),
+    delete: async () => ({ version: '1' }),
+    get: async () => ({ found: false }),
+    scanRegion: async () => {},
+    ...(watch
+      ? {
+          leaderChange: () => {
+            let wake!: () => void;
+            const changed = new Promise<void>((r) => (wake = r));
+            waiters.add(wake);
+            return { changed, cancel: () => waiters.delete(wake) };
+          },
+        }
+      : {}),
+  };
+  return { local, elect, attempts: () => attempts, waiting: () => waiters.size };
+}
 
+describe('router: a leader change here cuts a part\'s backoff short', () => {
   for (const watch of [true, false]) {
     it(watch ? 'woken by the leader change: applied within a few ms of it' : 'without the watch (the check can fail): the backoff runs its course', async () => {
       const { local, elect, attempts } = electing(watch);
@@ -299,51 +305,23 @@ describe('router: a leader change here cuts a part\'s backoff short', () => {
 });
 
 describe('router: elected here while a part\'s attempt was out, the part does not pause (issue 19 item 4)', () => {
-  const region = makeRegionId(schema.tableId, 0);
-  const key = (() => {
-    for (let i = 0; ; i++) if (regionOf(i) === region) return i;
-  })();
-
   it('the leader change lands during a slow leader lookup (no one watching yet): the write is applied at once, not a backoff later', async () => {
-    let leads = false;
-    let lookups = 0;
     let electedAt = 0;
-    const waiters = new Set<() => void>();
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => schema,
-      leads: () => leads,
-      leaderAddr: async () => {
-        lookups++;
-        // The fourth lookup (after pauses of 50, 100 and 200 ms; the next would be 400 ms) is
-        // slow, as a route lookup on a metasrv busy with the failover is, and this node is
-        // elected while it is out: the wake finds no waiter.
-        if (lookups === 4) {
-          await new Promise((r) => setTimeout(r, 30));
-          leads = true;
-          electedAt = Date.now();
-          for (const w of [...waiters]) w();
-          waiters.clear();
-          await new Promise((r) => setTimeout(r, 30));
-        }
-        return undefined; // the routes know no leader: UNAVAILABLE, retried under the request id
-      },
-      leaderChange: () => {
-        let wake!: () => void;
-        const changed = new Promise<void>((r) => (wake = r));
-        waiters.add(wake);
-        return { changed, cancel: () => waiters.delete(wake) };
-      },
-      write: async () => ({ version: '9', rows_written: 1 }),
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
+    const { local, attempts: lookups } = electing(true, async (n, elect) => {
+      // The fourth lookup (after pauses of 50, 100 and 200 ms; the next would be 400 ms) is
+      // slow, as a route lookup on a metasrv busy with the failover is, and this node is
+      // elected while it is out: the wake finds no waiter.
+      if (n === 4) {
+        await new Promise((r) => setTimeout(r, 30));
+        electedAt = Date.now();
+        elect();
+        await new Promise((r) => setTimeout(r, 30));
+      }
+    });
     const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, FAR())) as { version: string };
     const afterMs = Date.now() - electedAt;
     expect(res.version).to.equal('9');
-    expect(lookups, 'leader lookups before the write was applied here').to.equal(4);
+    expect(lookups(), 'leader lookups before the write was applied here').to.equal(4);
     // 30 ms of the lookup are left after the election; the pause it would have waited is 400 ms.
     expect(afterMs, 'ms from the election to the write applied').to.be.below(250);
   });
@@ -374,40 +352,50 @@ describe('router: elected here while a part\'s attempt was out, the part does no
   });
 });
 
-describe('router: a request refused by a dropped table is sent again to the table resolved afresh (finding DT1)', () => {
-  const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
-  const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
+/** Table `t` re-created (id 8, two regions) after table 7 was dropped. */
+const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
+const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
 
-  /** A node whose first resolution of `t` is the dropped table 7 (its fence refuses), then, once told, the re-created table 8. */
+/**
+ * A node that leads every region, whose first resolution of `t` is table 7 and, once told that
+ * table was dropped, the re-created table 8. `write(req, current, record)` decides each attempt:
+ * `current` is the table the node resolves now, `record(regionId)` notes the request's rows as
+ * written to that region (in `written`, as `region:v`).
+ */
+function droppedTableNode(write: (req: WriteRequest, current: TableSchema, record: (regionId: string) => void) => Promise<WriteResponse>) {
+  const dropped: number[] = [];
+  const written: string[] = [];
+  const current = () => (dropped.includes(7) ? recreated : schema);
+  const local: LocalDatabase = {
+    nodeId: 1,
+    credentials: grpc.credentials.createInsecure(),
+    schemaOf: async () => current(),
+    tableDropped: (tableId) => dropped.push(tableId),
+    leads: () => true,
+    leaderAddr: async () => undefined,
+    write: (req) => write(req, current(), (regionId) => written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`))),
+    delete: async () => ({ version: '1' }),
+    get: async () => ({ found: false }),
+    scanRegion: async () => {},
+  };
+  return { local, dropped, written };
+}
+
+describe('router: a request refused by a dropped table is sent again to the table resolved afresh (finding DT1)', () => {
   /**
    * `refusal`: how the dropped table's region words its refusal — `as-this-build` as
    * DatabaseService does (a write with expect_version is refused as a conditional write, without
    * `resendAllowed`), `unaware` as a region that did not see the expect_version would.
    */
   function droppedThenRecreated(refusal: 'as-this-build' | 'unaware' = 'as-this-build') {
-    const dropped: number[] = [];
-    const written: string[] = [];
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => (dropped.includes(7) ? recreated : schema),
-      tableDropped: (tableId) => dropped.push(tableId),
-      leads: () => true,
-      leaderAddr: async () => undefined,
-      write: async (req) => {
-        // A forwarded request names no region: this node resolves it itself (as DatabaseService.write does).
-        const current = dropped.includes(7) ? recreated : schema;
-        const regionId = req.region_id || makeRegionId(current.tableId, regionNumberOf(current, fromProtoRow(req.rows[0]!, 'r')));
-        const conditional = refusal === 'as-this-build' && req._expect_version === 'expect_version';
-        if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, conditional ? 'conditional-write' : 'write');
-        written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
-        return { version: '3', rows_written: req.rows.length };
-      },
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
-    return { local, dropped, written };
+    return droppedTableNode(async (req, current, record) => {
+      // A forwarded request names no region: this node resolves it itself (as DatabaseService.write does).
+      const regionId = req.region_id || makeRegionId(current.tableId, regionNumberOf(current, fromProtoRow(req.rows[0]!, 'r')));
+      const conditional = refusal === 'as-this-build' && req._expect_version === 'expect_version';
+      if (BigInt(regionId) >> 32n === 7n) throw tableDroppedError('t', 7, regionId, conditional ? 'conditional-write' : 'write');
+      record(regionId);
+      return { version: '3', rows_written: req.rows.length };
+    });
   }
 
   it('a write spanning every region of the dropped table lands whole in the re-created one, after one refusal', async () => {
@@ -464,46 +452,28 @@ describe('router: a request refused by a dropped table is sent again to the tabl
 });
 
 describe('router: a dropped table\'s refusal mixed with other outcomes (review F6)', () => {
-  const recreated: TableSchema = { ...schema, tableId: 8, regionCount: 2 };
-  const recreatedRegionOf = (i: number) => makeRegionId(recreated.tableId, regionNumberOf(recreated, rowAt(i)));
-
   /**
-   * A node whose first resolution of `t` is table 7, then (once told it was dropped) table 8.
    * `old(regionId, n)` answers the n-th attempt at a region of table 7: 'ok', 'unknown'
-   * (UNAVAILABLE: may have been proposed), 'not-leader' or 'fenced' (the drop fence's refusal).
+   * (UNAVAILABLE: may have been proposed), 'not-leader' or 'fenced' (the drop fence's refusal);
+   * the re-created table 8 takes every write.
    */
   function scripted(old: (regionId: string, n: number) => 'ok' | 'unknown' | 'not-leader' | 'fenced') {
-    const dropped: number[] = [];
-    const written: string[] = [];
     const attempts = new Map<string, number>();
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => (dropped.includes(7) ? recreated : schema),
-      tableDropped: (tableId) => dropped.push(tableId),
-      leads: () => true,
-      leaderAddr: async () => undefined,
-      write: async (req) => {
-        const regionId = req.region_id!;
-        const record = () => written.push(...req.rows.map((r) => `${regionId}:${fromProtoRow(r, 'r')['v']}`));
-        if (BigInt(regionId) >> 32n === 8n) {
-          record();
-          return { version: '3', rows_written: req.rows.length };
-        }
-        const n = (attempts.get(regionId) ?? 0) + 1;
-        attempts.set(regionId, n);
-        const answer = old(regionId, n);
-        if (answer === 'unknown') throw new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: the proposal's outcome is unknown (leader lost)`);
-        if (answer === 'not-leader') throw new RegionDbError(ErrorCode.NotLeader, `region ${regionId}: not the leader`);
-        if (answer === 'fenced') throw tableDroppedError('t', 7, regionId, 'write');
-        record();
-        return { version: '2', rows_written: req.rows.length };
-      },
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
-    return { local, dropped, written };
+    return droppedTableNode(async (req, _current, record) => {
+      const regionId = req.region_id!;
+      if (BigInt(regionId) >> 32n === 8n) {
+        record(regionId);
+        return { version: '3', rows_written: req.rows.length };
+      }
+      const n = (attempts.get(regionId) ?? 0) + 1;
+      attempts.set(regionId, n);
+      const answer = old(regionId, n);
+      if (answer === 'unknown') throw new RegionDbError(ErrorCode.Unavailable, `region ${regionId}: the proposal's outcome is unknown (leader lost)`);
+      if (answer === 'not-leader') throw new RegionDbError(ErrorCode.NotLeader, `region ${regionId}: not the leader`);
+      if (answer === 'fenced') throw tableDroppedError('t', 7, regionId, 'write');
+      record(regionId);
+      return { version: '2', rows_written: req.rows.length };
+    });
   }
 
   it('one region, an attempt whose outcome is unknown and then the fence\'s refusal: UNAVAILABLE without the dropped-table detail, not sent to the re-created table', async () => {

@@ -20,7 +20,7 @@
 // The new replica never goes to a node that reports any replica of the region (a removed one
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
-import { type GroupView, removedReplicaKept } from '../reconcile.js';
+import { type GroupView, removedReplicaKept, samePeers } from '../reconcile.js';
 import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
@@ -177,11 +177,13 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         const { voters, learners } = leader.replica;
         if (!voters.includes(d.oldPeerId) && !learners.includes(d.oldPeerId)) {
           region.replicas = region.replicas.filter((p) => p.peerId !== d.oldPeerId);
-          // The placement now is the leader's applied membership at its conf index, which is the
-          // removal's index or later (a replica applies a membership change, and reports it, only
-          // once committed). Recorded, so that R2 cannot take an older report — a removed peer
-          // elected before it learned of its removal — for a newer one and re-adopt the peer.
-          region.confIndex = Math.max(region.confIndex ?? 0, leader.replica.confIndex);
+          // If the placement now is the leader's applied membership, it is so at the leader's conf
+          // index, which is the removal's index or later (a replica applies a membership change,
+          // and reports it, only once committed). Recorded, so that R2 cannot take an older report
+          // — a removed peer elected before it learned of its removal — for a newer one and
+          // re-adopt the peer. A placement that differs in another peer (the catalog was behind)
+          // is not recorded as matching at that index: R2 must still adopt the group's membership.
+          if (samePeers(region.replicas, voters, learners)) region.confIndex = Math.max(region.confIndex ?? 0, leader.replica.confIndex);
           region.confVersion++;
           return { next: 'cleanup', note: `peer ${d.oldPeerId} removed; region has ${region.replicas.length} replicas` };
         }

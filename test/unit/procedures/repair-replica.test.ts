@@ -298,6 +298,22 @@ describe('repair-replica / remove-old', () => {
     expect(reconcileCatalog(f.catalog, f.reports, new Set()).adopt).to.deep.equal([]);
   });
 
+  it("records the leader's conf index only with a placement that is the leader's membership: a catalog behind in another peer is still adopted by R2", () => {
+    // The catalog still places peer 1, which the group replaced by peer 5 (on node 1) before the
+    // catalog heard of it; the repair of peer 3 runs meanwhile, and the group removes peer 3 at 150.
+    const { f, id, record } = repair('remove-old');
+    f.region().confIndex = 120;
+    f.report(1, replica(5, { voters: [2, 4, 5], confIndex: 150 }));
+    f.report(2, replica(2, { role: 'leader', voters: [2, 4, 5], confIndex: 150 }));
+    f.step(id);
+    expect(record().step).to.equal('cleanup');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 4]);
+    // Had remove-old recorded 150 with peers 1, 2, 4, R2 would take the catalog for as new as the
+    // group and leave it so ("left alone") until the group's next membership change.
+    const result = reconcileCatalog(f.catalog, f.reports, new Set());
+    expect(result.adopt.map((a) => [a.replicas.map((p) => `${p.peerId}@${p.nodeId}`), a.confIndex]), JSON.stringify([...result.problems])).to.deep.equal([[['2@2', '4@4', '5@1'], 150]]);
+  });
+
   it('fatal: a record at this step with no new peer allocated', () => {
     const { f, id, record } = repair('remove-old', { newPeerId: undefined, newNodeId: undefined });
     f.step(id);

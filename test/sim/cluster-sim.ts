@@ -20,6 +20,7 @@
 //
 // The same seed replays the same run: the trace hash covers every delivery, crash, restart,
 // role change and client operation.
+import { writeFileSync } from 'node:fs';
 import { AssertionError } from '../../src/common/assert.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
@@ -279,6 +280,12 @@ export interface ClusterSimOptions {
   catlossBug?: CatlossBug;
   /** Events of the trace kept for the failure report. */
   traceTail: number;
+  /**
+   * Where to write the run's whole trace (every event, one a line, as hashed), at its end, passed
+   * or failed; `{seed}` in it is replaced by the seed. Default: `SIM_TRACE_FILE` from the
+   * environment (docs/simulation.md, "Replaying a failure"); unset, nothing is written.
+   */
+  traceFile?: string;
 }
 
 export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
@@ -320,6 +327,7 @@ export const defaultClusterSimOptions: Omit<ClusterSimOptions, 'seed'> = {
   livenessMs: 6_000,
   clients: 5,
   traceTail: 40,
+  ...(process.env['SIM_TRACE_FILE'] ? { traceFile: process.env['SIM_TRACE_FILE'] } : {}),
 };
 
 export interface ClusterSimResult {
@@ -336,7 +344,7 @@ export interface ClusterSimResult {
   /** Quiescence seen by the probe: replicas that went to sleep, woke, woke after their leader's node crashed; replicas asleep on a node that crashed. */
   quiescence: { quiesced: number; woken: number; wokenAfterLeaderDown: number; quiescedCrashed: number };
   /** Engine mode: what the flushers did in the object store. */
-  engine?: { sstsPut: number; sstsDeleted: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
+  engine?: { sstsPut: number; sstsDeleted: number; deletesNamedByCutOff: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
@@ -394,7 +402,7 @@ export class ClusterSimViolation extends Error {
     plantedEnv = '',
   ) {
     const replay = `${plantedEnv}SIM_CLUSTER_SEED=${seed} make test-sim-cluster`;
-    super(`seed ${seed}: ${invariant}: ${detail}\n  replay: ${replay}\n  last events:\n${traceTail.map((e) => `    ${e}`).join('\n')}`);
+    super(`seed ${seed}: ${invariant}: ${detail}\n  replay: ${replay}\n  last events (every event: SIM_TRACE_FILE=<path> with the replay):\n${traceTail.map((e) => `    ${e}`).join('\n')}`);
   }
 }
 
@@ -785,6 +793,8 @@ export class ClusterSim {
   private compactionEdits = 0;
   private sstsPut = 0;
   private sstsDeleted = 0;
+  /** SST deletes that a peer cut off by its removal named (exempt from the check: cutOffByRemoval). */
+  private deletesNamedByCutOff = 0;
   private manifestsPut = 0;
   /**
    * Manifest puts that landed on a key already holding one (objects are write-once; the flusher
@@ -1122,13 +1132,26 @@ export class ClusterSim {
   }
 
   async run(): Promise<ClusterSimResult> {
+    let passed = false;
     try {
-      return await this.runUnchecked();
+      const result = await this.runUnchecked();
+      passed = true;
+      return result;
     } catch (err) {
       if (err instanceof ClusterSimViolation) throw err;
       if (err instanceof AssertionError) this.fail('host or core assertion', err.message);
       throw err;
+    } finally {
+      this.writeTraceFile(passed ? 'passed' : (this.violation?.invariant ?? 'stopped by an error'));
     }
+  }
+
+  /** With `traceFile` (SIM_TRACE_FILE): the whole trace, after a header line naming the run. Only reads the run. */
+  private writeTraceFile(outcome: string): void {
+    const path = this.options.traceFile?.replaceAll('{seed}', String(this.options.seed));
+    if (!path) return;
+    const header = `# seed ${this.options.seed}: trace ${this.hash.toString(16).padStart(8, '0')}, ${this.trace.length} events, ${outcome}; replay: ${this.plantedEnv()}SIM_CLUSTER_SEED=${this.options.seed}`;
+    writeFileSync(path, `${header}\n${this.trace.join('\n')}\n`);
   }
 
   private async runUnchecked(): Promise<ClusterSimResult> {
@@ -1208,6 +1231,7 @@ export class ClusterSim {
             engine: {
               sstsPut: this.sstsPut,
               sstsDeleted: this.sstsDeleted,
+              deletesNamedByCutOff: this.deletesNamedByCutOff,
               manifestsPut: this.manifestsPut,
               manifestsRewritten: this.manifestsRewritten,
               storeFailures: store.stats.failures,
@@ -2038,28 +2062,43 @@ export class ClusterSim {
    * each replica's newest published snapshot (what GC keeps for it). Older manifests and older
    * published snapshots are on their way out and may name collected SSTs.
    */
-  private namers(): { who: string; ssts: readonly string[] }[] {
-    const out: { who: string; ssts: readonly string[] }[] = [];
+  private namers(): { who: string; ssts: readonly string[]; exempt?: true }[] {
+    const out: { who: string; ssts: readonly string[]; exempt?: true }[] = [];
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
+    /** `region/peer` of the peers cut off for good by their removal (cutOffByRemoval). */
+    const cutOff = new Set<string>();
     const regionIds = this.ddl ? [...this.regionIds, ...this.ddl.allRegions()] : this.regionIds;
     for (const node of this.nodes.values()) {
+      const server = node.server as EngineServer | undefined;
       for (const regionId of regionIds) {
-        const replica = (node.server as EngineServer | undefined)?.replica(regionId);
-        // A replica cut off for good by its removal (and the durable snapshot it would restart
-        // from) names nothing GC must keep (cutOffByRemoval) — once its stale-read gate refuses
-        // (docs/correctness.md 8g): until then a stale read there may still read its version.
-        if (replica && this.cutOffByRemoval(node, regionId, replica) && (node.server as EngineServer).staleReadRefusal(regionId) !== undefined) continue;
-        if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key) });
+        const replica = server?.replica(regionId);
         // A damaged region's log is never loaded again (its data is deleted by the repair).
-        const snap = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId)?.snapshot();
+        const disk = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId);
+        const snap = disk?.snapshot();
         // The peer this disk restarts as: the running replica's, or, for a node that is down, the
         // one its restart would reopen (it loads this durable snapshot, not an older publication).
         const peerId = replica?.selfPeerId ?? (node.server ? undefined : this.peerOnDisk(node, regionId));
         if (peerId !== undefined && snap) durableOfRunning.set(`${regionId}/${peerId}`, snap.metadata.index);
+        // A peer cut off for good by its removal names nothing GC must keep, neither its version
+        // nor the durable snapshot it would restart from (cutOffByRemoval): listed as exempt,
+        // never checked. Also a fenced replica (replica() hides it) and a down node's peer.
+        const hosted = server?.hostedReplica(regionId);
+        const exemptPeer = hosted?.selfPeerId ?? peerId;
+        const isCutOff = disk !== undefined && exemptPeer !== undefined && this.cutOffByRemoval(node, regionId, exemptPeer, disk, hosted);
+        if (isCutOff) cutOff.add(`${regionId}/${exemptPeer}`);
+        const exempt = isCutOff ? ({ exempt: true } as const) : {};
+        // Its running version only while it has no committed entry left to apply — a replica still
+        // applying its log (a restart re-applying up to its removal) reads SSTs for a conditional
+        // write whose key is not in its memtable (finding E3, docs/simulation.md); what lies past
+        // its commit index it never applies (no leader feeds it, it is never elected) — and once
+        // its stale-read gate refuses (docs/correctness.md 8g): until then a stale read there may
+        // still read its version.
+        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
+        if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
         if (snap && snap.metadata.index > 0) {
-          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key) });
+          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });
         }
       }
     }
@@ -2078,37 +2117,68 @@ export class ClusterSim {
         // snapshot locally and ignores its own publications (src/datanode/flusher.ts), so
         // holding it to a lagging one of them would be stricter than G2.
         if ((durableOfRunning.get(`${regionId}/${peerId}`) ?? -1) > index) continue;
-        out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [] });
+        // A cut-off peer's publications name nothing GC must keep either (GC deletes them as a
+        // former peer's: G3 counts the leader's membership, which does not name it).
+        out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [], ...(cutOff.has(`${regionId}/${peerId}`) ? ({ exempt: true } as const) : {}) });
       }
     }
     return out;
   }
 
   /**
-   * Whether a running replica was removed from its region without learning it and can never again
-   * apply an entry (docs/simulation.md, "The drain fault", finding E1). Its own membership still
-   * names it, but its log holds nothing it has not applied (so not the removal), and every other
-   * replica of the region on any disk has a durable raft snapshot whose membership no longer names
-   * it. Memberships only move forward from a durable snapshot and peer ids are never reused, so no
-   * replica will count this peer again: none sends it an entry or a snapshot, and its (pre-)votes
-   * are refused by every one of them, whose logs reach the removal that this one lacks. Its version
-   * is frozen; GC counts only the leader's membership (G3), so the SSTs it names may go. It
-   * answers no stale read once its gate's bound has passed since a leader last counted it
-   * (RegionServer.staleReadRefusal, docs/correctness.md 8g); the caller exempts it only then.
+   * Whether peer `peerId`, whose log is on `node`'s disk (`disk`; `hosted`: its replica if the
+   * node runs, fenced or not), was cut off from its region for good by its removal, so that
+   * nothing it names must be kept (docs/simulation.md, findings E1 and E2). It is when every other
+   * replica of the region on any disk has a durable raft snapshot whose membership does not name
+   * it and that is past everything this peer has or may still receive: above the last index of
+   * its log (on disk, in memory, and in any envelope on its way to it) and at a term no lower than
+   * that log's last term; and the membership it restarts from has another voter.
+   *
+   * Why that is for good. Memberships only move forward from a durable snapshot and peer ids are
+   * never reused, so no replica on any disk counts this peer again: none sends it an entry or a
+   * snapshot (what is already on its way was counted above), and a replica created later starts
+   * from one of theirs. Every one of them refuses its (pre-)votes: its log ends at or past the
+   * snapshot, whose index is above this peer's last index and whose term is at least this peer's
+   * last term (raft's vote rule, §5.4.1); its own vote is not a majority of a membership with
+   * another voter. So it is never elected and its log never grows: it applies nothing a leader
+   * counts. It may apply what its own log commits — its removal, if the log holds it (then it is
+   * fenced, E2); a replica that never learned it stays frozen (E1) — and a restart reopens it from
+   * its durable snapshot (no SST is read to open) with no leader heard from, so no stale read.
+   * What it still costs: a stale read before a restart (E1's open part) and, if re-applying a
+   * conditional write reads a collected SST, the replica's failure, which `replica failed` sees
+   * (finding E3; so the caller exempts a running version only with nothing committed left to apply).
+   * A replica any leader still counts is named by that leader's membership, so it is never exempt.
    */
-  private cutOffByRemoval(node: SimNode, regionId: string, replica: NonNullable<ReturnType<EngineServer['replica']>>): boolean {
-    const self = replica.selfPeerId;
-    const own = replica.raft.confState();
-    if (!own.voters.includes(self) && !own.learners.includes(self)) return false; // applied its removal: replica() hides it
-    if (replica.raft.log.lastIndex() > replica.appliedIndex) return false;
+  private cutOffByRemoval(node: SimNode, regionId: string, peerId: number, disk: MemoryStorage, hosted: Replica<RegionState, ApplyResult> | undefined): boolean {
+    const own = disk.snapshot().metadata.confState;
+    if (!own.voters.some((v) => v !== peerId)) return false;
+    let lastIndex = disk.lastIndex();
+    let lastTerm = disk.term(lastIndex);
+    if (hosted) {
+      lastIndex = Math.max(lastIndex, hosted.raft.log.lastIndex());
+      lastTerm = Math.max(lastTerm, hosted.raft.log.lastTerm());
+    }
+    const pending = this.peerQueues ? [...this.peerQueues.pendingTo(node.id)] : [];
+    for (const packet of this.net.inFlight) if (packet.to === node.id) pending.push(packet.envelope);
+    for (const { regionId: r, message: m } of pending) {
+      if (r !== regionId || m.to !== peerId) continue;
+      const last = m.entries.at(-1);
+      if (last) {
+        lastIndex = Math.max(lastIndex, last.index);
+        lastTerm = Math.max(lastTerm, last.term);
+      }
+      if (m.snapshot) {
+        lastIndex = Math.max(lastIndex, m.snapshot.metadata.index);
+        lastTerm = Math.max(lastTerm, m.snapshot.metadata.term);
+      }
+    }
     let others = 0;
     for (const other of this.nodes.values()) {
       if (other === node || other.disk.damage(regionId)) continue;
       const store = other.disk.stores.get(regionId);
       if (!store) continue;
-      const snap = store.snapshot();
-      const conf = snap.metadata.confState;
-      if (snap.metadata.index <= replica.appliedIndex || conf.voters.includes(self) || conf.learners.includes(self)) return false;
+      const { index, term, confState } = store.snapshot().metadata;
+      if (index <= lastIndex || term < lastTerm || confState.voters.includes(peerId) || confState.learners.includes(peerId)) return false;
       others++;
     }
     return others > 0;
@@ -2130,14 +2200,19 @@ export class ClusterSim {
     if (!key.endsWith('.sst')) return;
     this.sstsDeleted++;
     if (this.options.checkEveryDelete === false) return;
-    for (const { who, ssts } of this.namers()) {
-      if (ssts.includes(key)) this.flag('referenced object deleted', `${key} was deleted while ${who} names it`);
+    let exemptNamed = false;
+    for (const { who, ssts, exempt } of this.namers()) {
+      if (!ssts.includes(key)) continue;
+      if (exempt) exemptNamed = true;
+      else this.flag('referenced object deleted', `${key} was deleted while ${who} names it`);
     }
+    if (exemptNamed) this.deletesNamedByCutOff++;
   }
 
   /** At the end: every SST named by a version, a durable snapshot, the latest manifest or a newest published snapshot exists. */
   private checkObjectsExist(): void {
-    for (const { who, ssts } of this.namers()) {
+    for (const { who, ssts, exempt } of this.namers()) {
+      if (exempt) continue;
       const missing = ssts.filter((k) => !this.objectStore!.has(k));
       if (missing.length > 0) this.fail('referenced object missing', `${who} names ${missing.join(', ')}, not in the object store`);
     }

@@ -54,6 +54,8 @@ export interface PeerQueueStats {
 
 export class SimPeerQueues {
   private readonly links = new Map<Incarnation, Map<number, Link>>();
+  /** Batches of held envelopes scheduled for delivery to a reconnected process, not yet delivered. */
+  private readonly batchesInFlight = new Set<{ readonly to: number; readonly envelopes: readonly RaftEnvelope[] }>();
   readonly stats: PeerQueueStats = { breaks: 0, failedAttempts: 0, heldDelivered: 0, lost: 0 };
 
   constructor(
@@ -78,6 +80,19 @@ export class SimPeerQueues {
       },
       close: async () => {},
     };
+  }
+
+  /**
+   * Envelopes for node `to` that a running sender's queue holds or a reconnected stream has yet to
+   * deliver (the checkers' view of what a replica may still receive; the plain network's packets
+   * on the wire are SimNetwork.inFlight).
+   */
+  *pendingTo(to: number): Iterable<RaftEnvelope> {
+    for (const byTo of this.links.values()) {
+      const link = byTo.get(to);
+      if (link && !link.owner.dead) yield* link.queue;
+    }
+    for (const batch of this.batchesInFlight) if (batch.to === to) yield* batch.envelopes;
   }
 
   /** A node's process died: every stream to it breaks now (its connections close). */
@@ -154,7 +169,10 @@ export class SimPeerQueues {
     const delay = 1 + this.rand.int(12);
     for (let b = 0; b * BATCH_ENVELOPES < held.length; b++) {
       const batch = held.slice(b * BATCH_ENVELOPES, (b + 1) * BATCH_ENVELOPES);
+      const pending = { to, envelopes: batch };
+      this.batchesInFlight.add(pending);
       this.sched.at(this.sched.now + delay + b, () => {
+        this.batchesInFlight.delete(pending);
         if (this.net.cut.has(`${owner.nodeId}->${to}`)) return;
         for (const e of batch) this.deliver(owner.nodeId, receiver, e);
       });

@@ -341,6 +341,11 @@ export class SimNetwork {
   faulty = true;
   sent = 0;
   dropped = 0;
+  /**
+   * Packets on the wire: sent, not yet arrived (a link cut meanwhile drops them on arrival). Read
+   * by the checkers only (what a replica may still receive: ClusterSim.cutOffByRemoval).
+   */
+  readonly inFlight = new Set<{ readonly to: number; readonly envelope: RaftEnvelope }>();
 
   constructor(
     private readonly sched: SimScheduler,
@@ -375,7 +380,10 @@ export class SimNetwork {
       const span = this.faulty ? this.options.delayMsMax - this.options.delayMsMin : 1;
       const delay = this.options.delayMsMin + this.rand.int(span + 1);
       // In flight, a packet outlives its sender; a link cut meanwhile drops it on arrival.
+      const packet = { to, envelope };
+      this.inFlight.add(packet);
       this.sched.at(this.sched.now + delay, () => {
+        this.inFlight.delete(packet);
         if (this.cut.has(`${from}->${to}`)) return;
         this.deliver(from, to, envelope);
       });

@@ -24,6 +24,7 @@ import v8 from 'node:v8';
 import type * as EngineModule from '../src/engine/index.js';
 import type { SstReader } from '../src/engine/sst/format.js';
 import type * as SstModule from '../src/engine/sst/format.js';
+import { INGEST_SCHEMA } from './ingest-schema.js';
 
 type Engine = typeof EngineModule;
 type Sst = typeof SstModule;
@@ -46,17 +47,7 @@ async function load(name: string, root: string): Promise<Variant> {
   return { name, engine, sst };
 }
 
-const schema = {
-  name: 'ingest',
-  tableId: 1024,
-  regionCount: 4,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'usage', type: 'float64', semantic: 'field' },
-    { name: 'note', type: 'string', semantic: 'field' },
-  ],
-} as const satisfies EngineModule.TableSchema;
+const schema = INGEST_SCHEMA;
 
 /** xorshift32: the field values of a seed, the same for every variant and round. */
 function random(seed: number): () => number {

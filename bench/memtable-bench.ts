@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { primaryKeyStringOfValues } from '../src/engine/key.js';
 import type * as MemtableModule from '../src/engine/memtable.js';
-import type { TableSchema } from '../src/engine/schema.js';
+import { INGEST_SCHEMA } from './ingest-schema.js';
 
 type MemtableOf = typeof MemtableModule;
 
@@ -40,17 +40,7 @@ async function load(name: string, root: string): Promise<Variant> {
   return { name, module: (await import(pathToFileURL(join(root, 'src/engine/memtable.ts')).href)) as MemtableOf };
 }
 
-const schema = {
-  name: 'ingest',
-  tableId: 1024,
-  regionCount: 4,
-  columns: [
-    { name: 'host', type: 'string', semantic: 'tag' },
-    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
-    { name: 'usage', type: 'float64', semantic: 'field' },
-    { name: 'note', type: 'string', semantic: 'field' },
-  ],
-} as const satisfies TableSchema;
+const schema = INGEST_SCHEMA;
 
 const NOTE = 'x'.repeat(32);
 

@@ -298,9 +298,12 @@ describe('repair-replica / remove-old', () => {
     expect(reconcileCatalog(f.catalog, f.reports, new Set()).adopt).to.deep.equal([]);
   });
 
-  it("records the leader's conf index only with a placement that is the leader's membership: a catalog behind in another peer is still adopted by R2", () => {
-    // The catalog still places peer 1, which the group replaced by peer 5 (on node 1) before the
-    // catalog heard of it; the repair of peer 3 runs meanwhile, and the group removes peer 3 at 150.
+  /**
+   * The catalog still places peer 1, which the group replaced by peer 5 (on node 1) before the
+   * catalog heard of it; the repair of peer 3 runs meanwhile, and the group removes peer 3 at 150:
+   * remove-old leaves peers 1, 2, 4 placed.
+   */
+  function removeOldWithCatalogBehind() {
     const { f, id, record } = repair('remove-old');
     f.region().confIndex = 120;
     f.report(1, replica(5, { voters: [2, 4, 5], confIndex: 150 }));
@@ -308,6 +311,11 @@ describe('repair-replica / remove-old', () => {
     f.step(id);
     expect(record().step).to.equal('cleanup');
     expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 4]);
+    return f;
+  }
+
+  it("records the leader's conf index only with a placement that is the leader's membership: a catalog behind in another peer is still adopted by R2", () => {
+    const f = removeOldWithCatalogBehind();
     // Had remove-old recorded 150 with peers 1, 2, 4, R2 would take the catalog for as new as the
     // group and leave it so ("left alone") until the group's next membership change.
     const result = reconcileCatalog(f.catalog, f.reports, new Set());
@@ -318,12 +326,7 @@ describe('repair-replica / remove-old', () => {
     // As above, but the leader that committed the removal at 150 crashes before the others learn
     // of the commit, and peer 3 (still holding the removal uncommitted) is elected and reports
     // the membership before it, {2, 3, 4, 5} at 145.
-    const { f, id, record } = repair('remove-old');
-    f.region().confIndex = 120;
-    f.report(1, replica(5, { voters: [2, 4, 5], confIndex: 150 }));
-    f.report(2, replica(2, { role: 'leader', voters: [2, 4, 5], confIndex: 150 }));
-    f.step(id);
-    expect(record().step).to.equal('cleanup');
+    const f = removeOldWithCatalogBehind();
     f.alive.add(3);
     f.report(2, replica(2, { term: 3, leaderNodeId: 3, voters: [2, 3, 4, 5], confIndex: 145 }));
     f.report(1, replica(5, { term: 3, leaderNodeId: 3, voters: [2, 3, 4, 5], confIndex: 145 }));

@@ -703,6 +703,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });
 
+    // Finding E4 (docs/simulation.md): a removed peer deleted by the metasrv leaves its last
+    // publication until GC removes it as a former peer's; an SST it names went 30 ms after the
+    // peer (seed 243). Nothing restarts from a publication whose peer is on no disk.
+    it('engine, FAULTS=drain with the metasrv, seed 243: a deleted peer\'s leftover publication is not held (E4)', async () => {
+      const r = await runClusterSim(243, { ...engine, metasrv: true, faults: ['drain'] });
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+    });
+
     // The exemption holds only while the cut-off replica's stale-read gate refuses (docs/correctness.md
     // 8g). With the gate as it was (planted: any leader contact since the replica opened serves
     // stale reads for good) seed 1's n2 would still serve its frozen version, and the SST GC deleted

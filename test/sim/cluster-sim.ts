@@ -2069,6 +2069,8 @@ export class ClusterSim {
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
     /** `region/peer` of the peers cut off for good by their removal (cutOffByRemoval). */
     const cutOff = new Set<string>();
+    /** `region/peer` of every peer whose log is on some disk (running, fenced, closed or down). */
+    const onDisk = new Set<string>();
     const regionIds = this.ddl ? [...this.regionIds, ...this.ddl.allRegions()] : this.regionIds;
     for (const node of this.nodes.values()) {
       const server = node.server as EngineServer | undefined;
@@ -2086,6 +2088,8 @@ export class ClusterSim {
         // never checked. Also a fenced replica (replica() hides it) and a down node's peer.
         const hosted = server?.hostedReplica(regionId);
         const exemptPeer = hosted?.selfPeerId ?? peerId;
+        const diskPeer = disk === undefined ? undefined : (exemptPeer ?? this.peerOnDisk(node, regionId));
+        if (diskPeer !== undefined) onDisk.add(`${regionId}/${diskPeer}`);
         const isCutOff = disk !== undefined && exemptPeer !== undefined && this.cutOffByRemoval(node, regionId, exemptPeer, disk, hosted);
         if (isCutOff) cutOff.add(`${regionId}/${exemptPeer}`);
         const exempt = isCutOff ? ({ exempt: true } as const) : {};
@@ -2118,8 +2122,13 @@ export class ClusterSim {
         // holding it to a lagging one of them would be stricter than G2.
         if ((durableOfRunning.get(`${regionId}/${peerId}`) ?? -1) > index) continue;
         // A cut-off peer's publications name nothing GC must keep either (GC deletes them as a
-        // former peer's: G3 counts the leader's membership, which does not name it).
-        out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [], ...(cutOff.has(`${regionId}/${peerId}`) ? ({ exempt: true } as const) : {}) });
+        // former peer's: G3 counts the leader's membership, which does not name it). Nor do those
+        // of a peer whose log is on no disk any more (deleted by the metasrv, or its disk wiped or
+        // damaged): a publication only reports a durable snapshot, and nothing restarts from one
+        // that is gone (engine, `drain`, seed 243: the SST went 30 ms after the removed peer was
+        // deleted, before GC removed its publication as a former peer's).
+        const exemptPublication = cutOff.has(`${regionId}/${peerId}`) || !onDisk.has(`${regionId}/${peerId}`);
+        out.push({ who: `${regionId} peer ${peerId}'s published snapshot at ${index}`, ssts: this.sstsOfObject(key) ?? [], ...(exemptPublication ? ({ exempt: true } as const) : {}) });
       }
     }
     return out;

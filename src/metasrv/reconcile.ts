@@ -18,7 +18,7 @@
 //   R4 A replica marked lost (its store was replaced, or it reported itself failed) is never
 //      opened again under its peer id: a repair-replica procedure replaces it.
 import { type CatalogState, type RegionDef, type ReplicaPlacement, droppedAt, regionList, regionWithId } from './catalog.js';
-import type { ObservedReplica } from './procedures/procedure.js';
+import { type ObservedReplica, namesPeer } from './procedures/procedure.js';
 
 /** What each live datanode reported in its last heartbeat: node id → region id → replica. */
 export type Reports = ReadonlyMap<number, ReadonlyMap<string, ObservedReplica>>;
@@ -159,7 +159,7 @@ export function removedReplicaProblems(catalog: CatalogState, reports: Reports, 
  */
 function awaitingDeletion(catalog: CatalogState, nodeId: number, r: ObservedReplica, reports: Reports, awaitingReport: AwaitingReport): string | undefined {
   if (r.health === 'failed' || r.voters.length + r.learners.length === 0) return undefined;
-  if (r.voters.includes(r.peerId) || r.learners.includes(r.peerId)) return undefined;
+  if (namesPeer(r, r.peerId)) return undefined;
   const head = `peer ${r.peerId} on node ${nodeId} reports a membership without itself (conf index ${r.confIndex})`;
   const region = regionWithId(catalog, r.regionId);
   if (!region) {
@@ -320,7 +320,7 @@ export function removalHold(
     reported.add(r.peerId);
     if (r.peerId === group.leaderPeerId || !group.voters.includes(r.peerId)) continue;
     if (r.health === 'failed' || r.voters.length + r.learners.length === 0) continue;
-    if (r.voters.includes(removedPeerId) || r.learners.includes(removedPeerId)) {
+    if (namesPeer(r, removedPeerId)) {
       return `voter ${r.peerId} on node ${nodeId} still counts peer ${removedPeerId} (conf index ${r.confIndex})`;
     }
     if (r.appliedIndex < group.confIndex) {

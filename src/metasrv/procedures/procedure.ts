@@ -119,8 +119,12 @@ export const RESEND_AFTER_MS = 3000;
 export function removedByGroup(ctx: ProcedureContext, region: RegionDef, peerId: number): boolean {
   const leader = ctx.leaderOf(region);
   if (!leader) return false;
-  const { voters, learners, confIndex } = leader.replica;
-  return confIndex > (region.confIndex ?? 0) && !voters.includes(peerId) && !learners.includes(peerId);
+  return leader.replica.confIndex > (region.confIndex ?? 0) && !namesPeer(leader.replica, peerId);
+}
+
+/** Whether a membership (as a replica reports it: voters and learners) names `peerId`. */
+export function namesPeer(membership: { readonly voters: readonly number[]; readonly learners: readonly number[] }, peerId: number): boolean {
+  return membership.voters.includes(peerId) || membership.learners.includes(peerId);
 }
 
 export function peerAddr(ctx: ProcedureContext, nodeId: number): string {

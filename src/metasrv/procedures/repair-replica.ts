@@ -21,7 +21,7 @@
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
 import { type GroupView, removedReplicaKept, samePeers } from '../reconcile.js';
-import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, peerAddr, removedByGroup } from './procedure.js';
+import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, namesPeer, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
@@ -140,8 +140,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
 
     'add-learner': (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
-        const { voters, learners } = leader.replica;
-        if (voters.includes(d.newPeerId) || learners.includes(d.newPeerId)) return { next: 'catch-up' };
+        if (namesPeer(leader.replica, d.newPeerId)) return { next: 'catch-up' };
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
@@ -175,7 +174,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
     'remove-old': (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
         const { voters, learners } = leader.replica;
-        if (!voters.includes(d.oldPeerId) && !learners.includes(d.oldPeerId)) {
+        if (!namesPeer(leader.replica, d.oldPeerId)) {
           region.replicas = region.replicas.filter((p) => p.peerId !== d.oldPeerId);
           // If the placement now is the leader's applied membership, it is so at the leader's conf
           // index, which is the removal's index or later (a replica applies a membership change,

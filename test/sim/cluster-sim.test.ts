@@ -86,14 +86,20 @@ function campaignProgress(first: number, seed: number, count: number, startedMs:
 /** A violation of a safety checker (not only lost liveness). */
 const safety = (v: ClusterSimViolation) => v.invariant !== 'liveness';
 
+/** The violation `seed` fails on under `options` (undefined: it passed); anything else thrown is rethrown. */
+async function violationAt(seed: number, options: Parameters<typeof runClusterSim>[1]): Promise<ClusterSimViolation | undefined> {
+  try {
+    await runClusterSim(seed, options);
+  } catch (err) {
+    if (!(err instanceof ClusterSimViolation)) throw err;
+    return err;
+  }
+  return undefined;
+}
+
 /** A failing seed replays to the very same violation (same invariant, detail and trace). */
 async function expectSameViolation(caught: ClusterSimViolation, options: Parameters<typeof runClusterSim>[1]): Promise<void> {
-  let again: ClusterSimViolation | undefined;
-  try {
-    await runClusterSim(caught.seed, options);
-  } catch (err) {
-    again = err as ClusterSimViolation;
-  }
+  const again = await violationAt(caught.seed, options);
   expect(again?.message).to.equal(caught.message);
 }
 
@@ -717,13 +723,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // is caught on it — the stale read that would have failed NOT_FOUND.
     it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 1\'s cut-off replica is held to its version (E1, 8g)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], hostBug: 'stale-reads-ungated' };
-      let caught: ClusterSimViolation | undefined;
-      try {
-        await runClusterSim(1, options);
-      } catch (err) {
-        if (!(err instanceof ClusterSimViolation)) throw err;
-        caught = err;
-      }
+      const caught = await violationAt(1, options);
       expect(caught, 'seed 1 passed with the stale-read gate ungated').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
       expect(caught!.message).to.match(/was deleted while n2 \d+ version at 269 names it/);
@@ -734,13 +734,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // caught naming a running replica's version (seed 5: n1's, a replica its leader still counts).
     it('the checkers can fail: under FAULTS=drain, GC ignoring snapshots (planted) is caught on a live replica\'s version (E1)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], gcBug: 'gc-ignores-snapshots' };
-      let caught: ClusterSimViolation | undefined;
-      try {
-        await runClusterSim(5, options);
-      } catch (err) {
-        if (!(err instanceof ClusterSimViolation)) throw err;
-        caught = err;
-      }
+      const caught = await violationAt(5, options);
       expect(caught, 'seed 5 passed with the planted GC rule').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
       expect(caught!.message).to.match(/was deleted while n\d+ \d+ version at \d+ names it/);

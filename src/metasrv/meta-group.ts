@@ -194,6 +194,9 @@ export class MetaGroup {
       {
         onRoleChange: (_groupId, role, _leader, term) => o.onRoleChange(role === roleName[Role.Leader], term),
         coreFailure: 'fatal',
+        // A removed member answers raft to members whose address only its group state holds
+        // (addressOf): its restart re-applies the log up to its removal (no apply reads storage).
+        removedReplay: 'everything',
         onFatal: (err) => o.onFatal(err),
       },
     );

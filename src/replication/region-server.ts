@@ -224,6 +224,15 @@ export interface RegionServerHooks {
    * WAL untouched, so that a restart reopens the replica from it.
    */
   readonly coreFailure?: 'replica' | 'fatal';
+  /**
+   * A replica reopened with its own removal committed in its durable log. `membership` (the
+   * default; datanodes): it applies the membership changes up to its removal and no command
+   * (reopenRemoved; a command's re-apply may read an SST GC collected). `everything`: it re-applies
+   * every entry up to its removal as any reopened replica (the metasrv group: a removed member
+   * still looks members' addresses up in its state machine, meta-group.ts addressOf, and its
+   * applies read nothing that can be collected).
+   */
+  readonly removedReplay?: 'membership' | 'everything';
   /** The server stopped serving for good (a failed WAL write, or a core exception under `coreFailure: 'fatal'`). */
   onFatal?(err: Error): void;
   /**
@@ -544,9 +553,41 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.timing.campaignsHeld++;
     }
     this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
+    if (this.hooks.removedReplay !== 'everything') {
+      const removalIndex = committedOwnRemoval(store, spec.selfPeerId, snapshot.metadata.index);
+      if (removalIndex > 0) this.reopenRemoved(replica, removalIndex);
+    }
     this.touch(replica);
     this.schedule();
     return replica;
+  }
+
+  /**
+   * A replica reopened with its own removal committed in its durable log, at `removalIndex`
+   * (docs/raft-rules.md R16, "A removed replica's restart"; finding E9 in docs/correctness.md):
+   * it reaches at once the state that re-applying its log up to its removal reaches — the
+   * membership changes up to the removal applied to its core, its peers and its host in log
+   * order, applied index and conf index at the removal, fenced (`removed`) — without handing its
+   * state machine a single command. Re-applying them could only cost it: a conditional write
+   * whose key is not in the memtable reads SSTs, and GC, which counts the leader's membership
+   * (G3), may have collected one its old snapshot names; the replica then failed (leaving raft,
+   * R16's vote with it) instead of reaching its removal. It serves no one, and nothing reads its
+   * state machine but the reports (flushed index, memtable, SSTs: its snapshot's, not what a
+   * replay would have left). The core still hands the entries out in the first ready, and
+   * applyCommitted applies none of them, as after any removal.
+   */
+  private reopenRemoved(replica: Replica<S, R>, removalIndex: number): void {
+    const from = replica.appliedIndex + 1;
+    assert(from <= removalIndex && removalIndex <= replica.raft.log.committed, `region ${replica.regionId}: removal at ${removalIndex} outside (${from - 1}, ${replica.raft.log.committed}]`);
+    let commandsSkipped = 0;
+    for (const entry of replica.store.entries(from, removalIndex + 1, Number.MAX_SAFE_INTEGER)) {
+      assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: entry ${entry.index} after ${replica.appliedIndex}`);
+      replica.appliedIndex = entry.index;
+      if (entry.type === EntryType.ConfChange) this.applyMembershipChange(replica, entry);
+      else if (entry.data.byteLength > 0) commandsSkipped++;
+    }
+    assert(replica.removed && replica.appliedIndex === removalIndex, `region ${replica.regionId}: reopened past its removal at ${removalIndex} but not removed (applied ${replica.appliedIndex})`);
+    this.log.info({ regionId: replica.regionId, peerId: replica.selfPeerId, removalIndex, from, commandsSkipped }, 'reopened a replica whose log commits its own removal: membership changes applied up to it, no command re-applied');
   }
 
   /** Closes a replica; with `destroy` its log is deleted too (it was removed from the region). */
@@ -1351,31 +1392,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
     replica.appliedIndex = entry.index;
     if (entry.type === EntryType.ConfChange) {
-      const cc = decodeConfChange(entry.data);
-      if (cc.context) {
-        const info = JSON.parse(cc.context) as { nodeId?: number };
-        if (typeof info.nodeId === 'number') {
-          replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
-          this.peersChanges++;
-        }
-      }
-      const confState = replica.raft.applyConfChange(cc);
-      replica.confIndex = entry.index;
-      replica.stateMachine.onMembership?.(confState.voters, confState.learners);
-      this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
-      if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === replica.selfPeerId) {
-        // Removed from the region: fenced at once (no reads, no writes), but it still answers
-        // raft until the host deletes it (`removed`; docs/raft-rules.md R16, "The removed replica").
-        replica.closed = true;
-        replica.removed = true;
-        this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
-        this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
-      }
-      // Only the region's replica here tells the host: one closed meanwhile (its cycle was in
-      // flight) is not the region any more, and the host acts by region id — it would delete the
-      // region, or write this replica's peers into the meta of the one opened since (finding
-      // M19 in docs/correctness.md). A reopened replica applies the change again from its log.
-      if (this.replicas.get(replica.regionId) === replica) this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
+      this.applyMembershipChange(replica, entry);
       this.settle(replica, entry, undefined, undefined);
       return undefined;
     }
@@ -1411,6 +1428,36 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         return undefined;
       },
     );
+  }
+
+  /** Applies a committed membership change (a ConfChange entry at replica.appliedIndex) to the core, the peers and the host. */
+  private applyMembershipChange(replica: Replica<S, R>, entry: Entry): void {
+    assert(entry.type === EntryType.ConfChange && entry.index === replica.appliedIndex, `region ${replica.regionId}: membership change ${entry.index} applied at ${replica.appliedIndex}`);
+    const cc = decodeConfChange(entry.data);
+    if (cc.context) {
+      const info = JSON.parse(cc.context) as { nodeId?: number };
+      if (typeof info.nodeId === 'number') {
+        replica.peers.set(cc.nodeId, { peerId: cc.nodeId, nodeId: info.nodeId });
+        this.peersChanges++;
+      }
+    }
+    const confState = replica.raft.applyConfChange(cc);
+    replica.confIndex = entry.index;
+    replica.stateMachine.onMembership?.(confState.voters, confState.learners);
+    this.log.info({ regionId: replica.regionId, index: entry.index, confState }, 'applied membership change');
+    if (removesPeer(cc, replica.selfPeerId)) {
+      // Removed from the region: fenced at once (no reads, no writes), but it still answers
+      // raft until the host deletes it (`removed`; docs/raft-rules.md R16, "The removed replica").
+      replica.closed = true;
+      replica.removed = true;
+      this.failPending(replica, new RegionDbError(ErrorCode.NotFound, `replica ${replica.selfPeerId} was removed from region ${replica.regionId}`), 'this replica was removed from the region');
+      this.log.warn({ regionId: replica.regionId, peerId: replica.selfPeerId }, 'this replica was removed from the region; fenced');
+    }
+    // Only the region's replica here tells the host: one closed meanwhile (its cycle was in
+    // flight) is not the region any more, and the host acts by region id — it would delete the
+    // region, or write this replica's peers into the meta of the one opened since (finding
+    // M19 in docs/correctness.md). A reopened replica applies the change again from its log.
+    if (this.replicas.get(replica.regionId) === replica) this.hooks.onConfChange?.(replica.regionId, confState, [...replica.peers.values()]);
   }
 
   /** Resolves or rejects the proposal waiting for this entry, if any. */
@@ -1578,6 +1625,26 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
  * An object-store error worth retrying: the store did not answer. A missing object (garbage-
  * collected under a replica whose state still names it) or a damaged one will not come back.
  */
+/** Whether a membership change removes peer `peerId` (voter or learner: RemoveNode is the one change that takes a peer out; src/raft/confchange.ts). */
+function removesPeer(cc: ConfChange, peerId: number): boolean {
+  return cc.type === ConfChangeType.RemoveNode && cc.nodeId === peerId;
+}
+
+/**
+ * The index of the first entry after `appliedIndex` and at or below the durable commit index
+ * (the hard state: requireDurableCommit makes the commit covering a membership change durable
+ * before it is applied) that removes peer `selfPeerId`; 0 if none. Only this peer id counts: a
+ * re-added replica is a new peer id, and peer ids are never reused.
+ */
+function committedOwnRemoval(store: RaftLogStore, selfPeerId: number, appliedIndex: number): number {
+  const commit = store.initialState().hardState.commit;
+  if (commit <= appliedIndex) return 0;
+  for (const entry of store.entries(appliedIndex + 1, commit + 1, Number.MAX_SAFE_INTEGER)) {
+    if (entry.type === EntryType.ConfChange && removesPeer(decodeConfChange(entry.data), selfPeerId)) return entry.index;
+  }
+  return 0;
+}
+
 function isTransient(err: RegionDbError): boolean {
   let cause: unknown = err;
   while (isRegionDbError(cause)) {

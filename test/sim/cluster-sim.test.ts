@@ -717,6 +717,22 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
     });
 
+    // Finding E3 (docs/simulation.md; E9 in docs/correctness.md): n3's replica of region …104
+    // applied its own removal (183), took no snapshot after it, and a restart re-applied its log
+    // from its old snapshot; the conditional write at 170 read SSTs the compaction at 177 dropped
+    // and GC (G3: the leader's membership) collected, so the checker flagged SST 90's delete
+    // ("n3 …104 version at 170 names it") and, with it exempt, the replica failed. A replica whose
+    // durable log commits its own removal now applies the membership changes up to it and no
+    // command (region-server.ts reopenRemoved).
+    it('engine, FAULTS=drain with the metasrv, seed 148: a removed replica restarted before its deletion reaches its removal without re-applying a command (E3)', async () => {
+      const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'] };
+      const caught = await violationAt(148, options);
+      expect(caught?.message).to.equal(undefined);
+      const r = await runClusterSim(148, options);
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+      expect(r.metasrv!.removals!.removedReopened, 'no removed replica restarted before its deletion').to.be.greaterThan(0);
+    });
+
     // The exemption holds only while the cut-off replica's stale-read gate refuses (docs/correctness.md
     // 8g). With the gate as it was (planted: any leader contact since the replica opened serves
     // stale reads for good) seed 1's n2 would still serve its frozen version, and the SST GC deleted

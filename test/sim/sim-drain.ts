@@ -44,6 +44,8 @@ export interface DrainStats {
   /** Replicas on a live node seen having applied their own removal (`removed`), and of them those leading at the probe before. */
   removedSeen: number;
   removedWhileLeader: number;
+  /** Of those, the ones seen removed again by a later process of their node (restarted before their deletion: finding E3). */
+  removedReopened: number;
   /** Removed replicas whose deletion heartbeat reconciliation held at least once (`removalHold`: "kept while"), and the heartbeats that reported a hold. */
   removalHolds: number;
   holdBeats: number;
@@ -118,6 +120,7 @@ export class DrainNemesis {
     leadOldTransfers: 0,
     removedSeen: 0,
     removedWhileLeader: 0,
+    removedReopened: 0,
     removalHolds: 0,
     holdBeats: 0,
     cleanupHolds: 0,
@@ -147,6 +150,8 @@ export class DrainNemesis {
   private readonly operator = new Incarnation(OPERATOR_NODE_ID, 1);
   /** Replicas (node incarnation/region/peer) seen removed, and those seen leading at the last probe. */
   private readonly removedKeys = new Set<string>();
+  /** `node/region/peer` of every replica seen removed, by any process of its node. */
+  private readonly removedPeers = new Set<string>();
   private leadingKeys = new Set<string>();
   private readonly heldKeys = new Set<string>();
   private readonly cleanupHoldIds = new Set<string>();
@@ -213,6 +218,9 @@ export class DrainNemesis {
           if (!this.removedKeys.has(key)) {
             this.removedKeys.add(key);
             this.stats.removedSeen++;
+            const peerKey = `${node.id}/${regionId}/${replica.selfPeerId}`;
+            if (this.removedPeers.has(peerKey)) this.stats.removedReopened++;
+            this.removedPeers.add(peerKey);
             if (this.leadingKeys.has(key) || replica.isLeader()) this.stats.removedWhileLeader++;
             this.host.record(`n${node.id} ${regionId}: peer ${replica.selfPeerId} applied its own removal${this.leadingKeys.has(key) ? ' (leading)' : ''}`);
           }

@@ -1,0 +1,174 @@
+import { expect } from 'chai';
+import { systemClock } from '../../src/common/clock.js';
+import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import type { SstMeta } from '../../src/engine/command.js';
+import { type ApplyResult, RegionState, type TableSchema, encodeCommand } from '../../src/engine/index.js';
+import type { SstOpener } from '../../src/engine/region-state.js';
+import type { SstReader } from '../../src/engine/sst/format.js';
+import { ConfChangeType, MessageType } from '../../src/raft/index.js';
+import { RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { waitFor } from '../fixtures/counter-machine.js';
+import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import { cpuSchema } from '../fixtures/schemas.js';
+
+// Finding E3 of docs/simulation.md (E9 in docs/correctness.md; docs/raft-rules.md R16, "A removed
+// replica's restart"). A replica that applied its own removal takes no snapshot after it, so a
+// restart reopened it from its old snapshot and re-applied its log up to the removal; a
+// conditional write in that stretch whose key is not in the memtable reads the SSTs the old
+// snapshot names, and GC — counting the leader's membership, which no longer names this peer
+// (G3) — may have collected one: the replica FAILED (leaving raft) instead of reaching its
+// removal. Now a replica whose durable log commits its own removal applies the membership
+// changes up to it and no command. The first test failed on the code before the fix (the
+// restarted replica failed: "cannot apply index 3 … not found"); the other pins down what must
+// not change: a removal past the durable commit index, or of another peer, is no reason to skip.
+
+const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 4096 });
+/** The SST the replicas' state starts with (as if a snapshot named it); its reader holds no row. */
+const sst: SstMeta = { key: 'regions/r/sst/1.sst', size: 100, entries: 1, maxVersion: 1, minTimestampMs: 0, maxTimestampMs: 0 };
+const conditionalWrite = (requestId: number) => encodeCommand({ kind: 'write', clientId: 'c', requestId, rows: [['h1', 1000, 0.5]], expectAbsent: true });
+
+/** One node's view of the object store: counts SST reads, and refuses an SST GC has collected as the store does. */
+class GcOpener implements SstOpener {
+  static readonly collected = new Set<string>();
+  reads = 0;
+  async open(meta: SstMeta): Promise<SstReader> {
+    this.reads++;
+    if (GcOpener.collected.has(meta.key)) throw new RegionDbError(ErrorCode.NotFound, `object ${meta.key} not found (collected by GC)`);
+    return { get: async () => undefined } as unknown as SstReader;
+  }
+}
+
+type Server = RegionServer<RegionState, ApplyResult>;
+
+describe('RegionServer: a removed replica restarted before it is deleted (finding E3)', () => {
+  const servers = new Map<number, Server>();
+  const engines = new Map<number, MemoryLogEngine>();
+  const openers = new Map<number, GcOpener>();
+  /** Appends and heartbeats from node 1 telling a commit index ≥ this are lost on their way to node 2. */
+  let loseCommitFrom: number | undefined;
+  const peers = [
+    { peerId: 11, nodeId: 1 },
+    { peerId: 12, nodeId: 2 },
+  ];
+
+  function startServer(nodeId: number, hooks: RegionServerHooks = {}): Server {
+    const engine = engines.get(nodeId) ?? new MemoryLogEngine();
+    engines.set(nodeId, engine);
+    const opener = new GcOpener();
+    openers.set(nodeId, opener);
+    const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
+      for (const e of envelopes) {
+        const m = e.message;
+        if (loseCommitFrom !== undefined && from === 1 && to === 2 && (m.type === MessageType.Append || m.type === MessageType.Heartbeat) && m.commit >= loseCommitFrom) continue;
+        servers.get(to)?.step(from, e.regionId, m);
+      }
+    });
+    const create = (regionId: string) => {
+      const state = new RegionState(schema, regionId, opener);
+      state.ssts = [sst];
+      return state;
+    };
+    // skipBcastCommit false: the leader tells its follower a new commit index at once.
+    const tuning = { ...defaultRaftTuning, tickMs: 5, nodeDownAfterTicks: 40, skipBcastCommit: false };
+    const server: Server = new RegionServer<RegionState, ApplyResult>(nodeId, engine, transport, { create }, tuning, silentLogger, systemClock, hooks);
+    servers.set(nodeId, server);
+    server.start();
+    return server;
+  }
+
+  /** Nodes 1 and 2 host the region; node 1 leads; one conditional write (it reads the SST) applied on both. */
+  async function regionWithConditionalWrite(): Promise<Server> {
+    for (const nodeId of [1, 2]) await startServer(nodeId).open({ regionId: 'r', selfPeerId: 10 + nodeId, peers, bootstrap: true });
+    const leader = servers.get(1)!;
+    await waitFor(() => [1, 2].some((n) => servers.get(n)!.replica('r')?.isLeader()), 'a leader');
+    if (!leader.replica('r')!.isLeader()) servers.get(2)!.transferLeader('r', 11);
+    await waitFor(() => leader.replica('r')?.isLeader() === true, 'node 1 leads');
+    expect(await leader.propose('r', conditionalWrite(1))).to.include({ status: 'ok' });
+    await waitFor(() => servers.get(2)!.replica('r')!.stateMachine.memtable.count === 1, 'node 2 applied the conditional write');
+    expect(openers.get(2)!.reads, 'the conditional write read the SST on node 2').to.be.greaterThan(0);
+    return leader;
+  }
+
+  /** Stops node 2 and starts it again on the same log (a restart); its replica reopened from the log. */
+  async function restartNode2(hooks: RegionServerHooks = {}): Promise<Server> {
+    await servers.get(2)!.stop();
+    const again = startServer(2, hooks);
+    await again.open({ regionId: 'r', selfPeerId: 12, peers, bootstrap: false });
+    return again;
+  }
+
+  /** One membership change, proposed once the leader applied the one before (one at a time, R14). */
+  async function changeMembership(leader: Server, type: ConfChangeType, nodeId: number): Promise<void> {
+    const applied = () => leader.replica('r')!.raft.status();
+    await waitFor(() => applied().applied === applied().commit, 'the leader applied what it committed');
+    await leader.proposeConfChange('r', { type, nodeId, context: '' });
+  }
+
+  afterEach(async () => {
+    for (const s of servers.values()) await s.stop();
+    servers.clear();
+    engines.clear();
+    openers.clear();
+    GcOpener.collected.clear();
+    loseCommitFrom = undefined;
+  });
+
+  it('reaches its removal again — membership, applied index, fenced, answering raft — and reads no SST, although GC collected one its log replay would read', async () => {
+    const leader = await regionWithConditionalWrite();
+    await changeMembership(leader, ConfChangeType.RemoveNode, 12);
+    await waitFor(() => servers.get(2)!.hostedReplica('r')?.removed === true, 'node 2 applied its own removal');
+    const before = servers.get(2)!.hostedReplica('r')!;
+    const removalAt = before.appliedIndex;
+    const reached = { voters: before.raft.confState().voters, confIndex: before.confIndex, commit: before.raft.log.committed };
+    // GC counts the leader's membership ({11}): node 1's state is past the SST, so it may go.
+    GcOpener.collected.add(sst.key);
+
+    const again = await restartNode2();
+    const replica = again.hostedReplica('r')!;
+    // Its first cycles: were it to re-apply the conditional write, it would fail now.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(again.failure('r')?.reason, 'the restarted removed replica failed').to.equal(undefined);
+    expect(replica.removed).to.equal(true);
+    expect(again.replica('r'), 'fenced to clients').to.equal(undefined);
+    expect(again.raftReplica('r'), 'it still answers raft (R16)').to.equal(replica);
+    expect(replica.appliedIndex).to.equal(removalAt);
+    expect({ voters: replica.raft.confState().voters, confIndex: replica.confIndex, commit: replica.raft.log.committed }).to.deep.equal(reached);
+    expect(openers.get(2)!.reads, 'no SST read by the restart').to.equal(0);
+    expect(replica.stateMachine.memtable.count, 'no command re-applied').to.equal(0);
+  });
+
+  it('with removedReplay "everything" (the metasrv group\'s choice) it re-applies its log and fails on the collected SST, as every replica did before', async () => {
+    const leader = await regionWithConditionalWrite();
+    await changeMembership(leader, ConfChangeType.RemoveNode, 12);
+    await waitFor(() => servers.get(2)!.hostedReplica('r')?.removed === true, 'node 2 applied its own removal');
+    GcOpener.collected.add(sst.key);
+    const again = await restartNode2({ removedReplay: 'everything' });
+    await waitFor(() => again.failure('r') !== undefined, 'the re-applying replica fails');
+    expect(again.failure('r')!.reason).to.match(/cannot apply index \d+: .*not found \(collected by GC\)/);
+  });
+
+  it('a removal past its durable commit index, or of another peer, is no reason to skip: the restart re-applies every command as before', async () => {
+    const leader = await regionWithConditionalWrite();
+    // Another peer joins as a learner and is removed: a committed removal, not of peer 12.
+    await changeMembership(leader, ConfChangeType.AddLearner, 13);
+    await changeMembership(leader, ConfChangeType.RemoveNode, 13);
+    expect(await leader.propose('r', encodeCommand({ kind: 'write', clientId: 'c', requestId: 2, rows: [['h2', 1000, 0.7]] }))).to.include({ status: 'ok' });
+    // Peer 12's removal: node 2 appends and acknowledges it but never learns that it committed.
+    const removalAt = leader.replica('r')!.raft.status().lastIndex + 1;
+    loseCommitFrom = removalAt;
+    await changeMembership(leader, ConfChangeType.RemoveNode, 12);
+    const follower = servers.get(2)!.hostedReplica('r')!;
+    await waitFor(() => follower.raft.log.lastIndex() >= removalAt, 'the removal in node 2\'s log');
+    expect(follower.raft.log.committed, 'node 2 does not know its removal committed').to.equal(removalAt - 1);
+    expect(engines.get(2)!.region('r').initialState().hardState.commit).to.equal(removalAt - 1);
+
+    const again = await restartNode2();
+    await waitFor(() => again.replica('r')?.appliedIndex === removalAt - 1, 'node 2 re-applied its log up to its commit index');
+    const replica = again.replica('r')!;
+    expect(replica.removed).to.equal(false);
+    expect(replica.stateMachine.memtable.count, 'both writes re-applied').to.equal(2);
+    expect(openers.get(2)!.reads, 'the conditional write read the SST again').to.be.greaterThan(0);
+    expect(replica.raft.confState().voters).to.deep.equal([11, 12]);
+  });
+});

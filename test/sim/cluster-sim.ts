@@ -2094,9 +2094,9 @@ export class ClusterSim {
         if (isCutOff) cutOff.add(`${regionId}/${exemptPeer}`);
         const exempt = isCutOff ? ({ exempt: true } as const) : {};
         // Its running version only while it has no committed entry left to apply — a replica still
-        // applying its log (a restart re-applying up to its removal) reads SSTs for a conditional
-        // write whose key is not in its memtable (finding E3, docs/simulation.md); what lies past
-        // its commit index it never applies (no leader feeds it, it is never elected) — and once
+        // applying its log (a restart re-applying up to its removal, before E3's fix) reads SSTs
+        // for a conditional write whose key is not in its memtable (finding E3,
+        // docs/simulation.md); what lies past its commit index it never applies (no leader feeds it, it is never elected) — and once
         // its stale-read gate refuses (docs/correctness.md 8g): until then a stale read there may
         // still read its version.
         const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
@@ -2155,7 +2155,9 @@ export class ClusterSim {
    * its durable snapshot (no SST is read to open) with no leader heard from, so no stale read.
    * What it still costs: a stale read before a restart (E1's open part) and, if re-applying a
    * conditional write reads a collected SST, the replica's failure, which `replica failed` sees
-   * (finding E3; so the caller exempts a running version only with nothing committed left to apply).
+   * (finding E3; so the caller exempts a running version only with nothing committed left to apply:
+   * since E3's fix a replica whose log commits its removal re-applies no command, and this is
+   * what would catch it doing so again).
    * A replica any leader still counts is named by that leader's membership, so it is never exempt.
    */
   private cutOffByRemoval(node: SimNode, regionId: string, peerId: number, disk: MemoryStorage, hosted: Replica<RegionState, ApplyResult> | undefined): boolean {

@@ -2096,9 +2096,9 @@ export class ClusterSim {
         // Its running version only while it has no committed entry left to apply — a replica still
         // applying its log (a restart re-applying up to its removal, before E3's fix) reads SSTs
         // for a conditional write whose key is not in its memtable (finding E3,
-        // docs/simulation.md); what lies past its commit index it never applies (no leader feeds it, it is never elected) — and once
-        // its stale-read gate refuses (docs/correctness.md 8g): until then a stale read there may
-        // still read its version.
+        // docs/simulation.md); what lies past its commit index it never applies (no leader feeds
+        // it, it is never elected) — and once its stale-read gate refuses (docs/correctness.md
+        // 8g): until then a stale read there may still read its version.
         const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
         if (snap && snap.metadata.index > 0) {

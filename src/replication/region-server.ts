@@ -564,7 +564,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /**
    * A replica reopened with its own removal committed in its durable log, at `removalIndex`
-   * (docs/raft-rules.md R16, "A removed replica's restart"; finding E9 in docs/correctness.md):
+   * (docs/raft-rules.md R16, "Across a restart"; finding E9 in docs/correctness.md):
    * it reaches at once the state that re-applying its log up to its removal reaches — the
    * membership changes up to the removal applied to its core, its peers and its host in log
    * order, applied index and conf index at the removal, fenced (`removed`) — without handing its
@@ -1621,10 +1621,6 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 }
 
-/**
- * An object-store error worth retrying: the store did not answer. A missing object (garbage-
- * collected under a replica whose state still names it) or a damaged one will not come back.
- */
 /** Whether a membership change removes peer `peerId` (voter or learner: RemoveNode is the one change that takes a peer out; src/raft/confchange.ts). */
 function removesPeer(cc: ConfChange, peerId: number): boolean {
   return cc.type === ConfChangeType.RemoveNode && cc.nodeId === peerId;
@@ -1640,11 +1636,24 @@ function committedOwnRemoval(store: RaftLogStore, selfPeerId: number, appliedInd
   const commit = store.initialState().hardState.commit;
   if (commit <= appliedIndex) return 0;
   for (const entry of store.entries(appliedIndex + 1, commit + 1, Number.MAX_SAFE_INTEGER)) {
-    if (entry.type === EntryType.ConfChange && removesPeer(decodeConfChange(entry.data), selfPeerId)) return entry.index;
+    if (entry.type !== EntryType.ConfChange) continue;
+    let cc: ConfChange;
+    try {
+      cc = decodeConfChange(entry.data);
+    } catch {
+      // Left to the replay, which meets it where it always did (applyEntry): nothing changes for a
+      // log this cannot read.
+      return 0;
+    }
+    if (removesPeer(cc, selfPeerId)) return entry.index;
   }
   return 0;
 }
 
+/**
+ * An object-store error worth retrying: the store did not answer. A missing object (garbage-
+ * collected under a replica whose state still names it) or a damaged one will not come back.
+ */
 function isTransient(err: RegionDbError): boolean {
   let cause: unknown = err;
   while (isRegionDbError(cause)) {

@@ -55,6 +55,8 @@ export interface LossyPair {
   addr(id: number): string;
   /** Set to lose commit messages from then on; undefined sends everything. */
   loseCommit: LoseCommit | undefined;
+  /** Restarts member `id`: stops it and its gRPC server (its streams break), then starts both again on its data directory and port. */
+  restart(id: number): Promise<LossyMetaGroup>;
   /** Stops both members and their servers and removes the data. */
   stop(): Promise<void>;
 }
@@ -74,41 +76,51 @@ export async function startLossyPair(
   const ports = [await freePort(), await freePort()];
   const addr = (id: number) => `127.0.0.1:${ports[id - 1]}`;
   const groups = new Map<number, LossyMetaGroup>();
-  const servers: RunningGrpcServer[] = [];
+  const servers = new Map<number, RunningGrpcServer>();
+  const member = async (id: number): Promise<LossyMetaGroup> => {
+    const group = new LossyMetaGroup(
+      {
+        clusterId,
+        memberId: id,
+        ...options(id, addr),
+        dataDir: join(dir, `m${id}`),
+        tickMs: 20,
+        electionTicks: 10,
+        credentials: grpc.credentials.createInsecure(),
+        clock: systemClock,
+        log: silentLogger,
+        onRoleChange: () => {},
+        onFatal: () => {},
+      },
+      () => pair.loseCommit,
+    );
+    groups.set(id, group);
+    servers.set(id, await startGrpcServer('127.0.0.1', ports[id - 1]!, [{ name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: group.raftStreamHandler() } }], silentLogger));
+    return group;
+  };
   const pair: LossyPair = {
     dir,
     groups,
     addr,
     loseCommit: undefined,
+    async restart(id: number) {
+      await groups.get(id)!.stop();
+      await servers.get(id)!.stop();
+      const group = await member(id);
+      await group.start();
+      return group;
+    },
     async stop() {
       for (const group of groups.values()) await group.stop();
-      for (const server of servers.splice(0)) await server.stop();
+      for (const server of servers.values()) await server.stop();
+      servers.clear();
       groups.clear();
       rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
     if (beforeStart) await beforeStart(dir, addr);
-    for (const id of [1, 2]) {
-      const group = new LossyMetaGroup(
-        {
-          clusterId,
-          memberId: id,
-          ...options(id, addr),
-          dataDir: join(dir, `m${id}`),
-          tickMs: 20,
-          electionTicks: 10,
-          credentials: grpc.credentials.createInsecure(),
-          clock: systemClock,
-          log: silentLogger,
-          onRoleChange: () => {},
-          onFatal: () => {},
-        },
-        () => pair.loseCommit,
-      );
-      groups.set(id, group);
-      servers.push(await startGrpcServer('127.0.0.1', ports[id - 1]!, [{ name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: group.raftStreamHandler() } }], silentLogger));
-    }
+    for (const id of [1, 2]) await member(id);
     for (const group of groups.values()) await group.start();
   } catch (err) {
     await pair.stop();

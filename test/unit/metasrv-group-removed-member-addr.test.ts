@@ -2,8 +2,9 @@
 // (member-addr), as after `meta seed` + add-member (docs/metasrv-ha.md "Losing a majority"): the
 // removed member's transport asks addressOf(), which must read the removed replica's group state
 // (raftReplica), not replica() (hidden once removed) and then the static config only — before the
-// fix its vote answers never left and the survivor stayed pre-candidate forever. The two members
-// and the lossy transport are test/support/lossy-meta-group.ts's.
+// fix its vote answers never left and the survivor stayed pre-candidate forever; the second case
+// restarts the removed member first. The two members and the lossy transport are
+// test/support/lossy-meta-group.ts's.
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { silentLogger } from '../../src/common/logger.js';
@@ -19,7 +20,8 @@ describe('metasrv group R16: removed metasrv member whose survivor was added by 
     pair = undefined;
   });
 
-  it('the survivor is elected when the commit message is lost', async () => {
+  /** Member 1 adds member 2, then removes itself with the commit message to member 2 lost; `restartRemoved`: member 1 restarts before member 2 is elected. */
+  async function removeSeededMember(restartRemoved: boolean): Promise<void> {
     // Member 1 is a seeded one-member group that knows only itself; member 2 joins knowing both.
     pair = await startLossyPair(
       'rev',
@@ -36,9 +38,25 @@ describe('metasrv group R16: removed metasrv member whose survivor was added by 
     pair.loseCommit = { from: 1, index: one.status().commitIndex + 1 };
     await one.removeMember(1).catch(() => undefined);
     await waitUntil('member 1 applied its removal', 5000, async () => (one.status().role === 'stopped' ? true : undefined));
+    if (restartRemoved) {
+      const again = await pair.restart(1);
+      await waitUntil('member 1 reopened as removed', 5000, async () => (again.status().role === 'stopped' ? true : undefined));
+    }
     const led = await waitUntil('member 2 leads without 1', 15_000, async () => (two.isLeader() && two.status().members.every((m) => m.id !== 1) ? true : undefined)).catch((err: Error) => {
       throw new Error(`${err.message}; survivor ${JSON.stringify(two.status())}`);
     });
     expect(led).to.equal(true);
+  }
+
+  it('the survivor is elected when the commit message is lost', async () => {
+    await removeSeededMember(false);
+  });
+
+  // Its restart re-applies the group log up to its removal (meta-group.ts removedReplay
+  // 'everything'): the survivor's address is in a command of that stretch, not in its snapshot.
+  // With the datanodes' choice (membership changes only, no command; E9 in docs/correctness.md)
+  // its vote answers never left again and the survivor stayed pre-candidate.
+  it('… also when the removed member restarts before the survivor is elected (it re-applies the address)', async () => {
+    await removeSeededMember(true);
   });
 });

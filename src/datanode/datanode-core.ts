@@ -166,7 +166,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
           // it still answers raft (docs/raft-rules.md R16, "The removed replica") until the
           // metasrv destroys it — once the region's leader reports a configuration at or past
           // the removal (reconcile.ts destroyReason), or the region is closed. Its meta stays:
-          // reopened after a restart, it applies its removal again and answers as before.
+          // reopened after a restart, it reaches its removal again (region-server.ts reopenRemoved)
+          // and answers as before.
           this.log.info({ regionId, peerId: this.regionServer.hostedReplica(regionId)?.selfPeerId }, 'this replica was removed from its region; it answers raft until the metasrv destroys it');
           return;
         }

@@ -146,6 +146,12 @@ const defaultApplyRetry: ApplyRetryPolicy = {
   windowMs: limits.applyRetryWindowMs,
 };
 
+/** A request for leader contact in flight: the stale reads waiting for the answer, and the timer that gives up on it. */
+interface ContactRequest {
+  readonly waiters: (() => void)[];
+  timer: TimerHandle | undefined;
+}
+
 /** A replica that stopped for good: fenced, out of the ready loop, reported until it is replaced. */
 export interface ReplicaFailure {
   readonly regionId: string;
@@ -289,6 +295,13 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
    * (finding E1) — is never sent another, so it stops serving stale reads once the bound passes.
    */
   leaderContact: { readonly atMs: number; readonly term: number } | undefined = undefined;
+  /**
+   * A request for leader contact in flight (RegionServer.staleReadGate, Raft.requestLeaderContact):
+   * the stale reads waiting for the leader's answer, and the timer that gives up on it.
+   */
+  contactRequest: ContactRequest | undefined = undefined;
+  /** When the last request for leader contact went unanswered: the gate asks again only a bound later. */
+  contactRequestFailedAtMs: number | undefined = undefined;
   /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
   confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
@@ -598,6 +611,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // Stepped after the core: a message of an older term (a deposed leader's) is not contact.
     if (LEADER_CONTACT.has(message.type) && message.term === replica.raft.term && message.from === replica.raft.leader) {
       replica.leaderContact = { atMs: this.clock.nowMs(), term: message.term };
+      replica.contactRequestFailedAtMs = undefined;
+      this.answerContactRequest(replica);
     }
     // A replica held back from its first campaign that hears from a leader counts ticks again
     // (it has a leader to lose, and no reason left to wait).
@@ -681,13 +696,13 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * Why this node's replica of `regionId` must not serve a stale read (its applied state, without
    * ReadIndex) now; undefined when it may (docs/architecture.md §2, "Reads"; docs/correctness.md
    * 8g). It may while it leads (it counts itself; a leader cut off from its quorum steps down
-   * within an election timeout, R9); while its last leader contact (`leaderContact`) is within
-   * staleReadBoundMs; or while it is a follower its leader quiesced in the term of that contact,
-   * with the leader's node still heard from (Q1: a Quiesce goes only to the peers the leader
-   * counts, and any change of membership wakes the leader, whose appends wake this follower;
-   * docs/quiescence.md, "Stale reads on a quiesced follower"). So a replica removed without
-   * learning it (finding E1), or cut off, refuses once the bound passes, and a replica opened by
-   * this process refuses until its first contact.
+   * within an election timeout, R9), or while its last leader contact (`leaderContact`: an
+   * append, heartbeat, snapshot or quiesce from the leader of its term, which a leader sends only
+   * to the peers its configuration counts) is within staleReadBoundMs. So a replica removed
+   * without learning it (finding E1), or cut off, refuses once the bound passes, and a replica
+   * opened by this process refuses until its first contact. A quiesced follower hears nothing
+   * while its region is quiet: the read path asks its leader first (staleReadGate). Pure: the
+   * simulator's checker asks it too.
    */
   staleReadRefusal(regionId: string): string | undefined {
     const replica = this.replicas.get(regionId);
@@ -699,14 +714,63 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     assert(sinceMs >= 0, `region ${regionId}: leader contact ${sinceMs} ms in the future (the clock is monotonic)`);
     const boundMs = this.staleReadBoundMs;
     if (sinceMs <= boundMs) return undefined;
-    const raft = replica.raft;
-    assert(contact.term <= raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${raft.term}`);
-    const leaderNode = replica.leaderNodeId();
-    if (raft.quiesced && raft.role === Role.Follower && contact.term === raft.term && leaderNode !== undefined && this.isNodeUp(leaderNode)) return undefined;
+    assert(contact.term <= replica.raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${replica.raft.term}`);
     return (
       `the replica of region ${regionId} on node ${this.nodeId} last heard from a leader counting it ${Math.round(sinceMs)} ms ago ` +
-      `(more than ${boundMs} ms, and not quiesced by a live leader): it may have been removed from its group or cut off; read from another replica`
+      `(more than ${boundMs} ms, and its leader did not answer within ${this.contactWaitMs} ms when asked): it may have been removed from its group or cut off; read from another replica`
     );
+  }
+
+  /**
+   * The stale-read gate as the read path asks it (docs/quiescence.md, "Stale reads on a quiesced
+   * follower"): undefined when the replica may serve a stale read now, else why not. A follower
+   * whose last leader contact is past the bound — a quiesced one whose region has been quiet that
+   * long, or one cut off or removed — asks its leader to show it still counts it
+   * (Raft.requestLeaderContact: wakes a quiesced leader, whose heartbeats reach only the peers it
+   * counts) and waits up to contactWaitMs for that contact; reads arriving meanwhile wait for the
+   * same request. A request that went unanswered is not repeated for a bound: until then the gate
+   * refuses at once. Only the leader's own message in its term is contact, so a replica its group
+   * removed — even one that lost every message of its removal while quiesced — never serves past
+   * the bound.
+   */
+  async staleReadGate(regionId: string): Promise<string | undefined> {
+    const refusal = this.staleReadRefusal(regionId);
+    if (refusal === undefined) return undefined;
+    const replica = this.replicas.get(regionId);
+    if (!replica?.answersRaft || replica.closed || replica.raft.role !== Role.Follower || replica.raft.leader === NO_NODE) return refusal;
+    const failedAt = replica.contactRequestFailedAtMs;
+    if (failedAt !== undefined && this.clock.nowMs() - failedAt < this.staleReadBoundMs) return refusal;
+    let request = replica.contactRequest;
+    if (!request) {
+      const asked: ContactRequest = { waiters: [], timer: undefined };
+      request = asked;
+      replica.contactRequest = asked;
+      asked.timer = this.clock.setTimeout(() => {
+        if (replica.contactRequest !== asked) return;
+        replica.contactRequestFailedAtMs = this.clock.nowMs();
+        this.answerContactRequest(replica);
+      }, this.contactWaitMs);
+      replica.raft.requestLeaderContact();
+      this.touch(replica);
+      this.schedule();
+    }
+    const waiting = request;
+    await new Promise<void>((resolve) => waiting.waiters.push(resolve));
+    return this.staleReadRefusal(regionId);
+  }
+
+  /** Ends a request for leader contact (answered, given up, or the replica closed): its reads ask the gate again. */
+  private answerContactRequest(replica: Replica<S, R>): void {
+    const request = replica.contactRequest;
+    if (!request) return;
+    replica.contactRequest = undefined;
+    request.timer?.cancel();
+    for (const resolve of request.waiters) resolve();
+  }
+
+  /** How long a stale read waits for its leader's answer to a request for contact: one election timeout. */
+  get contactWaitMs(): number {
+    return this.tuning.electionTicks * this.tuning.tickMs;
   }
 
   /** The stale-read gate's bound: the longest randomized election timeout (2 × electionTicks ticks; raft.ts), in ms. */
@@ -1509,6 +1573,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * nothing in src/ overrides it.
    */
   protected failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
+    this.answerContactRequest(replica); // the waiting stale reads ask the gate again (and are refused)
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
     const proposedErr = proposedWhy === undefined ? err : this.outcomeUnknown(replica, proposedWhy);

@@ -436,6 +436,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       Number.isInteger(this.beatEveryTicks) && this.beatEveryTicks >= 1 && (tuning.quiesceIdleTicks === 0 || tuning.nodeDownAfterTicks >= 2 * this.beatEveryTicks),
       `liveness beats every ${this.beatEveryTicks} ticks: a positive integer, at most half of nodeDownAfterTicks (${tuning.nodeDownAfterTicks})`,
     );
+    transport.onRefused?.((peerNodeId) => this.peerRefused(peerNodeId));
   }
 
   start(): void {
@@ -851,7 +852,22 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   private isNodeUp(nodeId: number): boolean {
     const heard = this.nodeHeardTick.get(nodeId);
-    return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks;
+    return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks && !this.nodesDown.has(nodeId);
+  }
+
+  /**
+   * The transport's connection to `nodeId` was refused: nothing listens at its address, so its
+   * process is gone (killed, crashed, restarting). Taken as down at once, as nodeDownAfterTicks
+   * of silence would take it (onNodeDown: the followers of its leaders campaign soon), instead of
+   * after that silence — most of a failover's detection time when a process dies (docs/quiescence.md,
+   * "A refused connection"). A partition does not refuse (its packets are lost, not answered), so
+   * the silence count still decides there. Anything heard from the node takes it as up again
+   * (heardFrom), as after a silence.
+   */
+  peerRefused(nodeId: number): void {
+    if (nodeId === this.nodeId || this.nodesDown.has(nodeId) || this.fatal) return;
+    this.onNodeDown(nodeId, true);
+    if (this.touched.size > 0) this.schedule();
   }
 
   /**
@@ -897,7 +913,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /** Wakes every follower whose leader lives on `nodeId` and lets it campaign soon (raft.leaderUnreachable). */
-  protected onNodeDown(nodeId: number): void {
+  protected onNodeDown(nodeId: number, refused = false): void {
     this.nodesDown.add(nodeId);
     this.quiescence.nodesDown++;
     let woken = 0;
@@ -908,7 +924,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       woken++;
     }
     this.quiescence.leaderUnreachable += woken;
-    this.log.info({ nodeId, silentTicks: this.livenessTicks - (this.nodeHeardTick.get(nodeId) ?? this.livenessTicks), followersWoken: woken }, 'peer datanode is silent: taken as down');
+    const silentTicks = this.livenessTicks - (this.nodeHeardTick.get(nodeId) ?? this.livenessTicks);
+    this.log.info({ nodeId, silentTicks, followersWoken: woken }, refused ? 'peer datanode refused a connection: taken as down' : 'peer datanode is silent: taken as down');
   }
 
   /** A leader idle long enough, with nothing waiting and every follower's node up, asks its core to quiesce (Q1). */

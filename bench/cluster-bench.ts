@@ -9,6 +9,13 @@
 // this machine and the issue's targets; writes bench/results/<date>.json. Every acknowledged
 // write is durable on a quorum on both systems (fsync'd WALs).
 //
+// Before its first workload each system serves BENCH_PREWARM_WRITES (default 10,000) writes
+// from 16 clients, not recorded: regiondb's processes (and the clients, etcd's too) are
+// JIT-compiled while they run, and a single client's writes were ~30% slower for the first
+// ~4,000 writes (docs/performance.md, "Round 5"), which the first workload's 2 s warm-up did not
+// cover. A count, not a time: V8 optimizes code after it has run enough, however long that
+// takes on a loaded machine.
+//
 // Environment: BENCH_SECONDS (default 10), BENCH_WARMUP_SECONDS (default 2), BENCH_SYSTEMS
 // (default "regiondb,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16"; default all),
 // BENCH_REGIONDB_UNARY=1 (regiondb clients make one unary call per operation, as etcd's do).
@@ -22,6 +29,8 @@ import { type BenchClient, type BenchTarget, EtcdTarget, KEYS_MAX, RegionDbTarge
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 10);
 const warmupSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
+const prewarmWrites = Number(process.env['BENCH_PREWARM_WRITES'] ?? 10_000);
+const PREWARM_CLIENTS = 16;
 const systems = (process.env['BENCH_SYSTEMS'] ?? 'regiondb,etcd').split(',') as SystemName[];
 
 type WorkloadKind = 'write' | 'read' | 'batch100';
@@ -76,6 +85,30 @@ function operation(w: Workload, pool: readonly BenchClient[]): (clientIndex: num
 
 const fmt = (ms: number) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2));
 
+/** BENCH_PREWARM_WRITES writes from PREWARM_CLIENTS clients, not recorded (see the top of this file). */
+async function prewarm(target: BenchTarget): Promise<void> {
+  process.stdout.write(`  ${target.system.padEnd(8)} warm-up: ${prewarmWrites} writes from ${PREWARM_CLIENTS} clients, not recorded ... `);
+  const w: Workload = { kind: 'write', clients: PREWARM_CLIENTS };
+  const pool = Array.from({ length: w.clients }, () => target.newClient());
+  const write = operation(w, pool);
+  const startedMs = performance.now();
+  let issued = 0;
+  let errors = 0;
+  try {
+    await Promise.all(
+      pool.map(async (_, clientIndex) => {
+        for (let seq = 0; issued < prewarmWrites; seq++) {
+          issued++;
+          await write(clientIndex, seq).catch(() => errors++);
+        }
+      }),
+    );
+  } finally {
+    for (const c of pool) c.close();
+  }
+  process.stdout.write(`${((performance.now() - startedMs) / 1000).toFixed(1)} s${errors > 0 ? `, ${errors} errors` : ''}\n`);
+}
+
 /** Starts one system, runs every workload against it, stops it (always). */
 async function runOn(target: BenchTarget): Promise<Result[]> {
   const results: Result[] = [];
@@ -83,6 +116,7 @@ async function runOn(target: BenchTarget): Promise<Result[]> {
     process.stdout.write(`${target.system}: starting (${target.describe()}) ...\n`);
     await target.start();
     if (workloads.some((w) => w.kind === 'read')) await target.prepareReads(READ_KEYS);
+    if (prewarmWrites > 0) await prewarm(target);
     for (const w of workloads) {
       process.stdout.write(`  ${target.system.padEnd(8)} ${WORKLOAD_TITLES[w.kind].padEnd(18)} ${String(w.clients).padStart(2)} client(s) ... `);
       const pool = Array.from({ length: w.clients }, () => target.newClient());
@@ -226,6 +260,7 @@ async function main(): Promise<void> {
     etcdVersion: etcd ?? null,
     seconds,
     warmupSeconds,
+    prewarmWrites,
     floor,
     results,
     ratios,

@@ -57,7 +57,7 @@ for (const name of readdirSync(dir).filter((n) => /^datanode\d+\.log$/.test(n)))
     // The bench takes the kill's time once it saw the victim exit (up to hundreds of ms after the
     // signal on a loaded machine): a survivor may take the victim as down a little "before" it.
     if (t < -5_000 || t > 60_000) continue;
-    if (e.msg === 'peer datanode is silent: taken as down' && !downAt.has(node)) downAt.set(node, t);
+    if ((e.msg === 'peer datanode is silent: taken as down' || e.msg === 'peer datanode refused a connection: taken as down') && !downAt.has(node)) downAt.set(node, t);
     else if (e.msg === 'heartbeat late (event loop busy?); the metasrv may suspect this node') {
       lateHeartbeats.set(node, [...(lateHeartbeats.get(node) ?? []), e.sinceLastMs ?? 0]);
     } else if (e.msg === 'raft role changed' && e.regionId && victimIds.has(e.regionId)) {

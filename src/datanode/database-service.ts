@@ -522,14 +522,16 @@ export class DatabaseService {
     await this.refuseIfFailed(table, regionId);
     const replica = this.dn.regionServer.replica(regionId);
     if (!replica) throw await this.redirect(table, regionId);
-    // A stale read only from a replica a leader still counts (RegionServer.staleReadRefusal): one
-    // removed from its group without learning it — while this node was down, or at a restart just
-    // before its removal (finding E1) — would serve arbitrarily old data. Sent on as any read this
+    // A stale read only from a replica a leader still counts (RegionServer.staleReadGate; a
+    // follower quiet past the bound asks its leader first): one removed from its group without
+    // learning it — while this node was down, at a restart just before its removal (finding E1),
+    // or quiesced through the loss of every message of its removal — would serve arbitrarily old
+    // data. Sent on as any read this
     // node cannot serve: NOT_LEADER with the leader's address when the routes know it, which the
     // router forwards there at once and the client library follows (without one, the client tries
     // the region's next replica).
     if (consistency === 'STALE') {
-      const refusal = this.dn.regionServer.staleReadRefusal(regionId);
+      const refusal = await this.dn.regionServer.staleReadGate(regionId);
       if (refusal !== undefined) {
         const redirect = await this.redirect(table, regionId);
         throw new RegionDbError(ErrorCode.NotLeader, `stale read refused: ${refusal}`, { details: redirect.code === ErrorCode.NotLeader ? redirect.details : {} });

@@ -364,6 +364,20 @@ export class Raft {
   }
 
   /**
+   * A follower asks its leader to show that it still counts this replica (the host's stale-read
+   * gate, docs/quiescence.md "Stale reads on a quiesced follower"): a HeartbeatResponse, which
+   * wakes a quiesced leader (Q1); its heartbeat round then reaches every peer its configuration
+   * counts, this one only if it is still among them. A leader that removed this peer (its
+   * progress has no entry for it) does nothing more than wake. Changes no state here: the
+   * replica stays quiesced until that heartbeat wakes it. Nothing when not a follower with a
+   * known leader.
+   */
+  requestLeaderContact(): void {
+    if (this.role !== Role.Follower || this.leader === NO_NODE) return;
+    this.send(makeMessage({ type: MessageType.HeartbeatResponse, to: this.leader }));
+  }
+
+  /**
    * Proposes commands. Returns the index and term of the first; entry k gets index + k. The
    * host learns the outcome by applying: same (index, term) ⇒ committed; another term at that
    * index ⇒ lost (docs/raft-rules.md R21).

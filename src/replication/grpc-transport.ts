@@ -2,7 +2,8 @@
 // carrying batches of messages for every region the two nodes share. Sends never block the
 // ready loop: messages go into a bounded per-peer queue; a full queue drops the oldest
 // messages (raft retransmits: appends are re-sent on the next heartbeat/probe). A broken
-// stream is reconnected with capped exponential backoff.
+// stream is reconnected with capped exponential backoff; a reconnect the peer's address refuses
+// is reported (onRefused): the region server takes that node as down at once.
 import * as grpc from '@grpc/grpc-js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
@@ -89,9 +90,23 @@ interface Peer {
   dropped: number;
 }
 
+/**
+ * Whether a stream's error says the connection was refused (nothing listens at the address:
+ * grpc-js reports UNAVAILABLE "No connection established. Last error: ... connect ECONNREFUSED"),
+ * as opposed to an established connection that dropped, which a network can do to a live peer.
+ */
+export function isConnectionRefused(err: Error | undefined): boolean {
+  if (!err) return false;
+  const e = err as Error & { code?: number; details?: string };
+  return e.code === grpc.status.UNAVAILABLE && /\bECONNREFUSED\b/.test(`${e.details ?? ''} ${e.message}`);
+}
+
 export class GrpcRaftTransport implements RaftTransport {
   private readonly peers = new Map<number, Peer>();
   private closed = false;
+  private refusedListener: ((nodeId: number) => void) | undefined;
+  /** Connections refused (isConnectionRefused), for tests and logs. */
+  refusedConnections = 0;
   sentEnvelopes = 0;
   droppedEnvelopes = 0;
 
@@ -102,6 +117,10 @@ export class GrpcRaftTransport implements RaftTransport {
     private readonly log: Logger,
     private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {}
+
+  onRefused(listener: (nodeId: number) => void): void {
+    this.refusedListener = listener;
+  }
 
   send(nodeId: number, envelopes: RaftEnvelope[]): void {
     if (this.closed) return;
@@ -155,6 +174,10 @@ export class GrpcRaftTransport implements RaftTransport {
       if (peer.stream !== stream) return;
       this.log.debug({ nodeId: peer.nodeId, addr, err: err?.message }, 'raft stream to peer broke; will reconnect');
       this.disconnect(peer);
+      if (isConnectionRefused(err)) {
+        this.refusedConnections++;
+        this.refusedListener?.(peer.nodeId);
+      }
       peer.backoffMs = Math.min(transportLimits.reconnectBackoffMaxMs, Math.max(transportLimits.reconnectBackoffMinMs, peer.backoffMs * 2));
       peer.reconnectAt = performance.now() + peer.backoffMs; // monotonic: a wall-clock step back must not hold the link down
       setTimeout(() => this.scheduleFlush(peer), peer.backoffMs).unref();

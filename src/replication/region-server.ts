@@ -146,6 +146,12 @@ const defaultApplyRetry: ApplyRetryPolicy = {
   windowMs: limits.applyRetryWindowMs,
 };
 
+/** A request for leader contact in flight: the stale reads waiting for the answer, and the timer that gives up on it. */
+interface ContactRequest {
+  readonly waiters: (() => void)[];
+  timer: TimerHandle | undefined;
+}
+
 /** A replica that stopped for good: fenced, out of the ready loop, reported until it is replaced. */
 export interface ReplicaFailure {
   readonly regionId: string;
@@ -298,6 +304,13 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
    * (finding E1) — is never sent another, so it stops serving stale reads once the bound passes.
    */
   leaderContact: { readonly atMs: number; readonly term: number } | undefined = undefined;
+  /**
+   * A request for leader contact in flight (RegionServer.staleReadGate, Raft.requestLeaderContact):
+   * the stale reads waiting for the leader's answer, and the timer that gives up on it.
+   */
+  contactRequest: ContactRequest | undefined = undefined;
+  /** When the last request for leader contact went unanswered: the gate asks again only a bound later. */
+  contactRequestFailedAtMs: number | undefined = undefined;
   /** Log index of the last membership change applied (at least the snapshot's index): the group's membership version. */
   confIndex: number;
   /** Set when a region is closed or the replica was removed: it must not serve (fencing). */
@@ -432,6 +445,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       Number.isInteger(this.beatEveryTicks) && this.beatEveryTicks >= 1 && (tuning.quiesceIdleTicks === 0 || tuning.nodeDownAfterTicks >= 2 * this.beatEveryTicks),
       `liveness beats every ${this.beatEveryTicks} ticks: a positive integer, at most half of nodeDownAfterTicks (${tuning.nodeDownAfterTicks})`,
     );
+    transport.onRefused?.((peerNodeId) => this.peerRefused(peerNodeId));
   }
 
   start(): void {
@@ -639,6 +653,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // Stepped after the core: a message of an older term (a deposed leader's) is not contact.
     if (LEADER_CONTACT.has(message.type) && message.term === replica.raft.term && message.from === replica.raft.leader) {
       replica.leaderContact = { atMs: this.clock.nowMs(), term: message.term };
+      replica.contactRequestFailedAtMs = undefined;
+      this.answerContactRequest(replica);
     }
     // A replica held back from its first campaign that hears from a leader counts ticks again
     // (it has a leader to lose, and no reason left to wait).
@@ -722,13 +738,13 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * Why this node's replica of `regionId` must not serve a stale read (its applied state, without
    * ReadIndex) now; undefined when it may (docs/architecture.md §2, "Reads"; docs/correctness.md
    * 8g). It may while it leads (it counts itself; a leader cut off from its quorum steps down
-   * within an election timeout, R9); while its last leader contact (`leaderContact`) is within
-   * staleReadBoundMs; or while it is a follower its leader quiesced in the term of that contact,
-   * with the leader's node still heard from (Q1: a Quiesce goes only to the peers the leader
-   * counts, and any change of membership wakes the leader, whose appends wake this follower;
-   * docs/quiescence.md, "Stale reads on a quiesced follower"). So a replica removed without
-   * learning it (finding E1), or cut off, refuses once the bound passes, and a replica opened by
-   * this process refuses until its first contact.
+   * within an election timeout, R9), or while its last leader contact (`leaderContact`: an
+   * append, heartbeat, snapshot or quiesce from the leader of its term, which a leader sends only
+   * to the peers its configuration counts) is within staleReadBoundMs. So a replica removed
+   * without learning it (finding E1), or cut off, refuses once the bound passes, and a replica
+   * opened by this process refuses until its first contact. A quiesced follower hears nothing
+   * while its region is quiet: the read path asks its leader first (staleReadGate). Pure: the
+   * simulator's checker asks it too.
    */
   staleReadRefusal(regionId: string): string | undefined {
     const replica = this.replicas.get(regionId);
@@ -740,14 +756,63 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     assert(sinceMs >= 0, `region ${regionId}: leader contact ${sinceMs} ms in the future (the clock is monotonic)`);
     const boundMs = this.staleReadBoundMs;
     if (sinceMs <= boundMs) return undefined;
-    const raft = replica.raft;
-    assert(contact.term <= raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${raft.term}`);
-    const leaderNode = replica.leaderNodeId();
-    if (raft.quiesced && raft.role === Role.Follower && contact.term === raft.term && leaderNode !== undefined && this.isNodeUp(leaderNode)) return undefined;
+    assert(contact.term <= replica.raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${replica.raft.term}`);
     return (
       `the replica of region ${regionId} on node ${this.nodeId} last heard from a leader counting it ${Math.round(sinceMs)} ms ago ` +
-      `(more than ${boundMs} ms, and not quiesced by a live leader): it may have been removed from its group or cut off; read from another replica`
+      `(more than ${boundMs} ms, and its leader did not answer within ${this.contactWaitMs} ms when asked): it may have been removed from its group or cut off; read from another replica`
     );
+  }
+
+  /**
+   * The stale-read gate as the read path asks it (docs/quiescence.md, "Stale reads on a quiesced
+   * follower"): undefined when the replica may serve a stale read now, else why not. A follower
+   * whose last leader contact is past the bound — a quiesced one whose region has been quiet that
+   * long, or one cut off or removed — asks its leader to show it still counts it
+   * (Raft.requestLeaderContact: wakes a quiesced leader, whose heartbeats reach only the peers it
+   * counts) and waits up to contactWaitMs for that contact; reads arriving meanwhile wait for the
+   * same request. A request that went unanswered is not repeated for a bound: until then the gate
+   * refuses at once. Only the leader's own message in its term is contact, so a replica its group
+   * removed — even one that lost every message of its removal while quiesced — never serves past
+   * the bound.
+   */
+  async staleReadGate(regionId: string): Promise<string | undefined> {
+    const refusal = this.staleReadRefusal(regionId);
+    if (refusal === undefined) return undefined;
+    const replica = this.replicas.get(regionId);
+    if (!replica?.answersRaft || replica.closed || replica.raft.role !== Role.Follower || replica.raft.leader === NO_NODE) return refusal;
+    const failedAt = replica.contactRequestFailedAtMs;
+    if (failedAt !== undefined && this.clock.nowMs() - failedAt < this.staleReadBoundMs) return refusal;
+    let request = replica.contactRequest;
+    if (!request) {
+      const asked: ContactRequest = { waiters: [], timer: undefined };
+      request = asked;
+      replica.contactRequest = asked;
+      asked.timer = this.clock.setTimeout(() => {
+        if (replica.contactRequest !== asked) return;
+        replica.contactRequestFailedAtMs = this.clock.nowMs();
+        this.answerContactRequest(replica);
+      }, this.contactWaitMs);
+      replica.raft.requestLeaderContact();
+      this.touch(replica);
+      this.schedule();
+    }
+    const waiting = request;
+    await new Promise<void>((resolve) => waiting.waiters.push(resolve));
+    return this.staleReadRefusal(regionId);
+  }
+
+  /** Ends a request for leader contact (answered, given up, or the replica closed): its reads ask the gate again. */
+  private answerContactRequest(replica: Replica<S, R>): void {
+    const request = replica.contactRequest;
+    if (!request) return;
+    replica.contactRequest = undefined;
+    request.timer?.cancel();
+    for (const resolve of request.waiters) resolve();
+  }
+
+  /** How long a stale read waits for its leader's answer to a request for contact: one election timeout. */
+  get contactWaitMs(): number {
+    return this.tuning.electionTicks * this.tuning.tickMs;
   }
 
   /** The stale-read gate's bound: the longest randomized election timeout (2 × electionTicks ticks; raft.ts), in ms. */
@@ -828,7 +893,22 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   private isNodeUp(nodeId: number): boolean {
     const heard = this.nodeHeardTick.get(nodeId);
-    return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks;
+    return heard !== undefined && this.livenessTicks - heard < this.tuning.nodeDownAfterTicks && !this.nodesDown.has(nodeId);
+  }
+
+  /**
+   * The transport's connection to `nodeId` was refused: nothing listens at its address, so its
+   * process is gone (killed, crashed, restarting). Taken as down at once, as nodeDownAfterTicks
+   * of silence would take it (onNodeDown: the followers of its leaders campaign soon), instead of
+   * after that silence — most of a failover's detection time when a process dies (docs/quiescence.md,
+   * "A refused connection"). A partition does not refuse (its packets are lost, not answered), so
+   * the silence count still decides there. Anything heard from the node takes it as up again
+   * (heardFrom), as after a silence.
+   */
+  peerRefused(nodeId: number): void {
+    if (nodeId === this.nodeId || this.nodesDown.has(nodeId) || this.fatal) return;
+    this.onNodeDown(nodeId, true);
+    if (this.touched.size > 0) this.schedule();
   }
 
   /**
@@ -874,7 +954,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /** Wakes every follower whose leader lives on `nodeId` and lets it campaign soon (raft.leaderUnreachable). */
-  protected onNodeDown(nodeId: number): void {
+  protected onNodeDown(nodeId: number, refused = false): void {
     this.nodesDown.add(nodeId);
     this.quiescence.nodesDown++;
     let woken = 0;
@@ -885,7 +965,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       woken++;
     }
     this.quiescence.leaderUnreachable += woken;
-    this.log.info({ nodeId, silentTicks: this.livenessTicks - (this.nodeHeardTick.get(nodeId) ?? this.livenessTicks), followersWoken: woken }, 'peer datanode is silent: taken as down');
+    const silentTicks = this.livenessTicks - (this.nodeHeardTick.get(nodeId) ?? this.livenessTicks);
+    this.log.info({ nodeId, silentTicks, followersWoken: woken }, refused ? 'peer datanode refused a connection: taken as down' : 'peer datanode is silent: taken as down');
   }
 
   /** A leader idle long enough, with nothing waiting and every follower's node up, asks its core to quiesce (Q1). */
@@ -1556,6 +1637,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * nothing in src/ overrides it.
    */
   protected failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
+    this.answerContactRequest(replica); // the waiting stale reads ask the gate again (and are refused)
     for (const queued of replica.queuedCommands.splice(0)) queued.reject(err);
     for (const queued of replica.queuedReads.splice(0)) queued.reject(err);
     const proposedErr = proposedWhy === undefined ? err : this.outcomeUnknown(replica, proposedWhy);

@@ -14,6 +14,13 @@ export interface RaftTransport {
   /** Queues messages for a node; never blocks; drops (and counts) when the queue is full. */
   send(nodeId: number, envelopes: RaftEnvelope[]): void;
   close(): Promise<void>;
+  /**
+   * Who to tell when a connection to a node is refused: nothing listens at its address, so its
+   * process is gone (killed, crashed, restarting). Optional: a transport that cannot tell leaves
+   * the region server's silence count as the only failure detector (docs/quiescence.md, "A
+   * refused connection").
+   */
+  onRefused?(listener: (nodeId: number) => void): void;
 }
 
 /** Where each raft peer of a group lives. Peer ids are unique and never reused. */

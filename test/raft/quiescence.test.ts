@@ -81,6 +81,33 @@ describe('quiescence (docs/quiescence.md, Q1)', () => {
     expect(net.raft(2).quiesced).to.equal(false);
   });
 
+  it('requestLeaderContact: a quiesced follower wakes its leader, whose heartbeat round wakes every follower it counts (the stale-read gate)', () => {
+    const net = quiescedCluster();
+    const before = net.delivered.length;
+    net.raft(2).requestLeaderContact();
+    net.settle();
+    expect(messagesFrom(net, before)).to.deep.equal([`2->1:${MessageType.HeartbeatResponse}`]);
+    expect(net.raft(1).quiesced, 'the leader woke').to.equal(false);
+    expect(net.raft(2).quiesced, 'the asking follower waits for the heartbeat').to.equal(true);
+    net.tickAll(2); // heartbeatTicks
+    const sent = messagesFrom(net, before);
+    expect(sent, 'heartbeats to both followers').to.include.members([`1->2:${MessageType.Heartbeat}`, `1->3:${MessageType.Heartbeat}`]);
+    for (const id of [2, 3]) expect(net.raft(id).quiesced, `follower ${id} woken`).to.equal(false);
+    expect(net.leaders()).to.deep.equal([1]);
+  });
+
+  it('requestLeaderContact sends nothing from a leader or from a follower that knows no leader', () => {
+    const net = quiescedCluster();
+    const before = net.delivered.length;
+    net.raft(1).requestLeaderContact();
+    net.settle();
+    expect(messagesFrom(net, before), 'the leader').to.deep.equal([]);
+    const fresh = new Network([1, 2, 3]);
+    fresh.raft(2).requestLeaderContact();
+    fresh.settle();
+    expect(fresh.delivered, 'a follower with no leader').to.deep.equal([]);
+  });
+
   it('a woken follower waits a full election timeout before it campaigns', () => {
     const net = quiescedCluster({ electionTicks: 10 });
     net.isolate(1);

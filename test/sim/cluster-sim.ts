@@ -221,6 +221,11 @@ export interface ClusterSimOptions {
    * close_region instruction with destroy off, and opened again from its log 30–300 ms later
    * (by the harness; with `metasrv`, by the metasrv's reconciliation of the node's next
    * heartbeat). The planted 8a (hostBug 'close-fails-proposed') needs it.
+   * `refuse` (not in `all`): a crashed node's address refuses connections — each running node's
+   * region server hears so (RegionServer.peerRefused, as from its gRPC transport) 1–60 ms after
+   * the crash, while the node is still down — and now and then a running node is told that a
+   * live one refused (a wrong verdict: liveness may suffer, safety may not). docs/quiescence.md,
+   * "A refused connection".
    */
   faults?: readonly ExtraFault[];
   /**
@@ -288,7 +293,7 @@ export interface ClusterSimOptions {
   traceFile?: string;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -300,7 +305,7 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 's
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
@@ -312,10 +317,14 @@ export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
     f !== 'dropwrite' &&
     f !== 'close' &&
     f !== 'slowdrop' &&
+    f !== 'refuse' &&
     !(SPURIOUS_FAULTS as readonly string[]).includes(f) &&
     !(READ_PATH_FAULTS as readonly string[]).includes(f) &&
     !(DRAIN_FAULTS as readonly string[]).includes(f),
 );
+
+/** With `refuse`: a wrong refusal verdict about every this many virtual ms (0.5–1.5×). */
+export const REFUSE_FALSE_EVERY_MS = 400;
 
 /** With `slowdrop` (and the metasrv): deleting a replica's data on a datanode's disk takes this long (virtual ms), every time. */
 export const SLOW_DROP_MS_MIN = 20;
@@ -630,8 +639,8 @@ function plantedServer<S extends StateMachine<R>, R>(
       return new Raft(coreBugs ? { ...config, plantedBugs: coreBugs } : config);
     }
 
-    protected override onNodeDown(nodeId: number): void {
-      if (hostBug !== 'no-wake-on-leader-down') super.onNodeDown(nodeId);
+    protected override onNodeDown(nodeId: number, refused = false): void {
+      if (hostBug !== 'no-wake-on-leader-down') super.onNodeDown(nodeId, refused);
     }
 
     // A server that marks its inputs (messages, requests, ticks) as changing its replicas'
@@ -807,6 +816,8 @@ export class ClusterSim {
   /** The third slice's faults (ClusterSimOptions.faults), and their own random stream (forked only when any is on). */
   private readonly extra: ReadonlySet<ExtraFault>;
   private readonly faultRand: Rand | undefined;
+  /** With `refuse`: its own random stream (forked last, only when on). */
+  private refuseRand: Rand | undefined;
   /** region → node → the peer it hosts there (the harness's catalog; replaced peers get fresh ids). */
   private readonly placements = new Map<string, Map<number, Placement>>();
   private nextPeerId: number;
@@ -1043,6 +1054,40 @@ export class ClusterSim {
     }
     // The `drain` fault: its own stream, forked after every other one and only when on.
     this.startDrain();
+    // The `refuse` fault: its own stream, forked after `drain`'s, only when on.
+    if (this.extra.has('refuse')) {
+      this.refuseRand = this.rand.fork();
+      this.sched.at(REFUSE_FALSE_EVERY_MS, () => this.falseRefusal());
+    }
+  }
+
+  /** With `refuse`: now and then a running node is told that a live node refused a connection. */
+  private falseRefusal(): void {
+    const rand = this.refuseRand!;
+    if (this.faults) {
+      const up = [...this.nodes.values()].filter((n) => n.server);
+      if (up.length >= 2) {
+        const at = rand.pick(up);
+        const live = rand.pick(up.filter((n) => n !== at));
+        this.record(`refused: n${live.id} (up) at n${at.id}`);
+        at.server!.peerRefused(live.id);
+      }
+    }
+    this.sched.at(this.sched.now + REFUSE_FALSE_EVERY_MS / 2 + rand.int(REFUSE_FALSE_EVERY_MS), () => this.falseRefusal());
+  }
+
+  /** With `refuse`: the nodes running when `node` crashed hear, 1–60 ms later, that its address refuses (if it is still down). */
+  private refuseAfterCrash(node: SimNode): void {
+    const rand = this.refuseRand!;
+    for (const other of this.nodes.values()) {
+      if (other === node || !other.server) continue;
+      const inc = other.incarnation;
+      this.sched.at(this.sched.now + 1 + rand.int(60), () => {
+        if (node.server || other.incarnation !== inc || !other.server) return;
+        this.record(`refused: n${node.id} (down) at n${other.id}`);
+        other.server.peerRefused(node.id);
+      });
+    }
   }
 
   /** The `drain` fault (sim-drain.ts): built last, with its own stream, only when on. */
@@ -1964,6 +2009,7 @@ export class ClusterSim {
     const downMs = Math.max(downMsAtLeast, 20 + this.rand.int(400));
     node.restartAt = this.sched.now + downMs;
     this.record(`crash n${node.id} (${why}) down ${downMs}ms`);
+    if (this.refuseRand) this.refuseAfterCrash(node);
     this.sched.at(node.restartAt, () => {
       if (!node.server) this.startNode(node);
     });

@@ -77,6 +77,7 @@ export async function startScanNode(
       failure: () => undefined,
       readBarrier: async () => {},
       staleReadRefusal: () => undefined,
+      staleReadGate: async () => undefined,
     },
     flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
     peerCredentials: grpc.credentials.createInsecure(),

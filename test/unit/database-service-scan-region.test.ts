@@ -34,7 +34,7 @@ function service(): DatabaseService {
   const host = {
     nodeId: 1,
     metas: new Map([[THEIR_REGION, { schema: theirs }], ['mine-meta', { schema: mine }]]),
-    regionServer: { replica: (id: string) => (id === THEIR_REGION ? replica : undefined), failure: () => undefined, readBarrier: async () => {}, staleReadRefusal: () => undefined },
+    regionServer: { replica: (id: string) => (id === THEIR_REGION ? replica : undefined), failure: () => undefined, readBarrier: async () => {}, staleReadRefusal: () => undefined, staleReadGate: async () => undefined },
     flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
     metaCall: async () => {
       throw Object.assign(new Error('no metasrv in this test'), { code: 14 });

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { limits } from '../../src/common/limits.js';
 import { silentLogger } from '../../src/common/logger.js';
-import { GrpcRaftTransport, batchLength, raftTransportService, transportLimits } from '../../src/replication/grpc-transport.js';
+import { GrpcRaftTransport, batchLength, isConnectionRefused, raftTransportService, transportLimits } from '../../src/replication/grpc-transport.js';
 import { waitUntil } from '../support/local-cluster.js';
 import type { RaftEnvelope } from '../../src/replication/transport.js';
 import { MessageType, makeMessage } from '../../src/raft/types.js';
@@ -67,5 +67,36 @@ describe('raft transport reconnects', () => {
       first.server.forceShutdown();
       second?.server.forceShutdown();
     }
+  });
+});
+
+describe('raft transport: a refused connection is reported (docs/quiescence.md, "A refused connection")', () => {
+  it('tells its listener the node whose address refuses a connection, and only that', async () => {
+    // A port nothing listens on: bound, then closed again.
+    const probe = new grpc.Server();
+    const port = await new Promise<number>((ok, fail) => probe.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? fail(err) : ok(p))));
+    probe.forceShutdown();
+    const transport = new GrpcRaftTransport('c', 1, (id) => (id === 3 ? `127.0.0.1:${port}` : undefined), silentLogger);
+    const refused: number[] = [];
+    transport.onRefused((nodeId) => refused.push(nodeId));
+    try {
+      transport.send(2, [append(10)]); // no address known: nothing tried, nothing reported
+      transport.send(3, [append(10)]);
+      await waitUntil('the refusal reported', 5000, async () => (refused.length > 0 ? true : undefined));
+      expect(refused[0]).to.equal(3);
+      expect(refused.every((id) => id === 3), String(refused)).to.equal(true);
+      expect(transport.refusedConnections).to.equal(refused.length);
+    } finally {
+      await transport.close();
+    }
+  });
+
+  it('a dropped connection is not a refusal; a refused one is (grpc-js errors as they come)', () => {
+    const err = (details: string, code: number = grpc.status.UNAVAILABLE) => Object.assign(new Error(`${code} UNAVAILABLE: ${details}`), { code, details });
+    expect(isConnectionRefused(err('No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:45123. Resolution note: '))).to.equal(true);
+    expect(isConnectionRefused(err('Connection dropped'))).to.equal(false);
+    expect(isConnectionRefused(err('No connection established. Last error: Error: connect ETIMEDOUT 10.0.0.2:4000'))).to.equal(false);
+    expect(isConnectionRefused(err('connect ECONNREFUSED 127.0.0.1:1', grpc.status.CANCELLED))).to.equal(false);
+    expect(isConnectionRefused(undefined)).to.equal(false);
   });
 });

@@ -635,14 +635,25 @@ export class RegionState implements StateMachine<ApplyResult> {
           );
         });
       }
-      this.insert(this.memtable, cmd, index);
-      this.syncAccount();
+      this.insertCounted(cmd, index);
       return { status: 'ok', version: index, rows: cmd.rows.length };
     }
     assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
-    this.insert(this.memtable, cmd, index);
-    this.syncAccount();
+    this.insertCounted(cmd, index);
     return { status: 'ok', version: index, rows: cmd.keys.length };
+  }
+
+  /**
+   * insert into the active memtable, and the account follows — also when a row's key does not
+   * encode and the command stops half-way (a value of the wrong type: the rows before it stay, as
+   * they always did on every replica); the account used to miss them.
+   */
+  private insertCounted(cmd: Command, version: number): void {
+    try {
+      this.insert(this.memtable, cmd, version);
+    } finally {
+      this.syncAccount();
+    }
   }
 
   /** An unconditional write's rows (widths checked first: a damaged one leaves nothing applied) or a delete's tombstones into `into`. */

@@ -401,8 +401,9 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.syncAccount();
       return { status: 'ok', version, rows };
     };
-    // applyClient returns a promise only from an execute that does (a conditional write's SST read).
-    return this.applyClient(data, head.clientId, head.requestId, () => decodeCommand(data), execute) as ApplyResult;
+    const result = this.applyClient(data, head.clientId, head.requestId, () => decodeCommand(data), execute);
+    assert(!(result instanceof Promise), 'a deferred apply reads nothing'); // only a conditional write's SST read is async
+    return result;
   }
 
   /**

@@ -9,6 +9,8 @@
 //           applies eagerly there too), both together; then the freeze, and the flush-edit that
 //           drops their frozen memtable unread, as in steady ingest. In the warm-up round a
 //           follower's memtable is read back (materialized) and must return the leader's rows
+//   lead    one follower becomes leader (onLeading(true)): its deferred rows are materialized,
+//           a synchronous stall of this many µs per row it holds (0 for a build without deferral)
 //   flush   the leader turns the frozen memtable into an SST (writeFlushSst into a sink that
 //           only counts bytes)
 //   merge   the leader merges that SST into a new one (mergeSsts: read, decode, re-encode),
@@ -127,8 +129,8 @@ class MemorySink {
   }
 }
 
-type Phase = 'leader' | 'follow' | 'flush' | 'merge';
-const PHASES: readonly Phase[] = ['leader', 'follow', 'flush', 'merge'];
+type Phase = 'leader' | 'follow' | 'lead' | 'flush' | 'merge';
+const PHASES: readonly Phase[] = ['leader', 'follow', 'lead', 'flush', 'merge'];
 
 interface RoundResult {
   readonly phases: Record<Phase, Measured>;
@@ -158,6 +160,7 @@ async function round(v: Variant, encoded: readonly Uint8Array[], keepRows: boole
   const followerApply = await measure(() => applyAll(followers));
   const heldLeader = leader.memtableBytes() / ROWS;
   const heldFollower = followers[0]!.memtableBytes() / ROWS;
+  const lead = await measure(() => (followers[0] as { onLeading?: (leading: boolean) => void }).onLeading?.(true));
   let index = encoded.length + 1;
   const freeze = encodeCommand({ kind: 'freeze' });
   for (const r of replicas) r.apply(index, freeze, 1);
@@ -213,7 +216,7 @@ async function round(v: Variant, encoded: readonly Uint8Array[], keepRows: boole
     rows = out.join('\n');
   }
   const followers_: Measured = { ns: followerApply.ns + follow.ns, allocated: followerApply.allocated + follow.allocated };
-  return { phases: { leader: leaderApply, follow: followers_, flush, merge }, sstBytes: flushed.byteLength, heldLeader, heldFollower, rows };
+  return { phases: { leader: leaderApply, follow: followers_, lead, flush, merge }, sstBytes: flushed.byteLength, heldLeader, heldFollower, rows };
 }
 
 function median(values: readonly number[]): number {
@@ -251,7 +254,7 @@ async function main(): Promise<void> {
   }
   process.stdout.write(
     `apply path, ${ROWS} rows (${BATCH}-row writes) per round, ${REPLICAS} replicas, medians of ${ROUNDS} rounds, seed ${SEED}; node ${process.version}\n` +
-      `per row of the region: CPU µs (all threads) / bytes allocated on the JS heap; leader = its apply, follow = the ${REPLICAS - 1} followers' apply and flush-edit together, flush and merge the leader's; held = memtable bytes per row before the freeze\n`,
+      `per row of the region: CPU µs (all threads) / bytes allocated on the JS heap; leader = its apply, follow = the ${REPLICAS - 1} followers' apply and flush-edit together, lead = a follower becoming leader (materializing what it deferred), flush and merge the leader's; held = memtable bytes per row before the freeze\n`,
   );
   process.stdout.write(['variant', ...PHASES.map((p) => `${p} µs`), ...PHASES.map((p) => `${p} B`), 'SST bytes/row', 'held leader', 'held follower'].join('\t') + '\n');
   variants.forEach((v, i) => {

@@ -117,7 +117,7 @@ export interface DeferredCommand {
 
 /** Turns a deferred command into entries (the memtable's owner: RegionState). */
 export interface Expander {
-  /** Puts `cmd`'s entries into `into` (with into.put), all or none; throws if it cannot. */
+  /** Puts `cmd`'s entries into `into` (with into.put), in order; throws if it cannot (its owner's state is then lost). */
   expand(into: Memtable, cmd: DeferredCommand): void;
   /** After a materialization (complete or failed): heldBytes changed. */
   expanded(into: Memtable): void;
@@ -172,8 +172,8 @@ export class Memtable {
 
   /**
    * Expands every deferred command, oldest first. A command that fails to expand stays at the
-   * head of the list with those after it (its expander put none of its entries), so every later
-   * read fails the same way: nothing is skipped.
+   * head of the list with those after it, so every later read fails the same way: nothing is
+   * skipped (the owner fails the replica: RegionState's "Deferred rows").
    */
   materialize(): void {
     if (this.deferred.length === 0) return;

@@ -9,7 +9,7 @@
 // Shown failing on planted bugs (each reverted; docs/performance.md, fourth pass): the deferred
 // list materialized newest first; a freeze that dropped the deferred commands of the memtable it
 // froze; a scan that did not materialize between its steps; becoming leader without
-// materializing.
+// materializing; deferring a row whose key values were not checked against their columns' types.
 import { expect } from 'chai';
 import { ManualClock } from '../../src/common/clock.js';
 import { ErrorCode, failsReplica, isRegionDbError } from '../../src/common/errors.js';

@@ -2,15 +2,9 @@
 // (bench/ingest-bench.ts: host tag of 5,000 values, timestamp, float field, 32-char string
 // field), 500-row writes, a memtable frozen every APPLY_BENCH_ROWS rows (default 20,000, about
 // the bench's 4 MiB flush threshold). Phases, each reported as CPU µs and allocated bytes per row:
-//   leader  RegionState.apply of every write on the leader (decode, dedup hash, key encoding,
-//           memtable insert)
-//   follow  the same on the two followers (told they do not lead, onLeading(false): they defer
-//           the rows, docs/engine.md "Deferred rows on followers"; a build without onLeading
-//           applies eagerly there too), both together; then the freeze, and the flush-edit that
-//           drops their frozen memtable unread, as in steady ingest. In the warm-up round a
-//           follower's memtable is read back (materialized) and must return the leader's rows
-//   lead    one follower becomes leader (onLeading(true)): its deferred rows are materialized,
-//           a synchronous stall of this many µs per row it holds (0 for a build without deferral)
+//   apply   RegionState.apply of every write on three replicas (decode, dedup hash, key
+//           encoding, memtable insert): the part every replica runs; per row of the region, so
+//           it is three replicas' work
 //   flush   the leader turns the frozen memtable into an SST (writeFlushSst into a sink that
 //           only counts bytes)
 //   merge   the leader merges that SST into a new one (mergeSsts: read, decode, re-encode),
@@ -129,15 +123,12 @@ class MemorySink {
   }
 }
 
-type Phase = 'leader' | 'follow' | 'lead' | 'flush' | 'merge';
-const PHASES: readonly Phase[] = ['leader', 'follow', 'lead', 'flush', 'merge'];
+type Phase = 'apply' | 'flush' | 'merge';
+const PHASES: readonly Phase[] = ['apply', 'flush', 'merge'];
 
 interface RoundResult {
   readonly phases: Record<Phase, Measured>;
   readonly sstBytes: number;
-  /** Memtable bytes per row held by the leader and by one follower before the freeze (what backpressure counts). */
-  readonly heldLeader: number;
-  readonly heldFollower: number;
   /** Every live row of the merged SST, as a region scan returns it: the variants must agree. */
   readonly rows: string;
 }
@@ -145,38 +136,17 @@ interface RoundResult {
 async function round(v: Variant, encoded: readonly Uint8Array[], keepRows: boolean): Promise<RoundResult> {
   const { RegionState, encodeCommand, writeFlushSst, mergeSsts, sstMetaOf } = v.engine;
   const replicas = Array.from({ length: REPLICAS }, () => new RegionState(schema, 'bench'));
-  const leader = replicas[0]!;
-  const followers = replicas.slice(1);
-  // A build before deferred rows has no onLeading: its followers apply as the leader does.
-  for (const r of replicas) (r as { onLeading?: (leading: boolean) => void }).onLeading?.(r === leader);
-  const applyAll = (states: readonly EngineModule.RegionState[]) => {
-    let index = 0;
+  let index = 0;
+  const apply = await measure(() => {
     for (const bytes of encoded) {
       index++;
-      for (const r of states) r.apply(index, bytes, 1);
+      for (const r of replicas) r.apply(index, bytes, 1);
     }
-  };
-  const leaderApply = await measure(() => applyAll([leader]));
-  const followerApply = await measure(() => applyAll(followers));
-  const heldLeader = leader.memtableBytes() / ROWS;
-  const heldFollower = followers[0]!.memtableBytes() / ROWS;
-  const lead = await measure(() => (followers[0] as { onLeading?: (leading: boolean) => void }).onLeading?.(true));
-  let index = encoded.length + 1;
+  });
+  index++;
   const freeze = encodeCommand({ kind: 'freeze' });
   for (const r of replicas) r.apply(index, freeze, 1);
-  if (keepRows) {
-    // A follower's frozen memtable, read (materialized), holds exactly the leader's rows.
-    const rowsOf = async (s: EngineModule.RegionState) => {
-      const out: string[] = [];
-      for await (const r of s.scan()) out.push(JSON.stringify(r));
-      return out.join('\n');
-    };
-    const probe = new RegionState(schema, 'bench');
-    (probe as { onLeading?: (leading: boolean) => void }).onLeading?.(false);
-    for (let i = 0; i < encoded.length; i++) probe.apply(i + 1, encoded[i]!, 1);
-    probe.apply(index, freeze, 1);
-    if ((await rowsOf(probe)) !== (await rowsOf(leader))) throw new Error(`${v.name}: a follower's memtable read back differs from the leader's`);
-  }
+  const leader = replicas[0]!;
   const flushSink = new MemorySink();
   let written: Awaited<ReturnType<typeof writeFlushSst>> = null;
   const flush = await measure(async () => {
@@ -185,12 +155,6 @@ async function round(v: Variant, encoded: readonly Uint8Array[], keepRows: boole
   if (!written) throw new Error(`${v.name}: the flush wrote nothing`);
   const flushed = flushSink.bytes();
   const meta = sstMetaOf('regions/bench/sst/flushed.sst', written);
-  // The flush-edit drops every replica's frozen memtable (a follower's, unread).
-  index++;
-  const flushEdit = encodeCommand({ kind: 'flush-edit', freezeIndex: index - 1, sst: meta });
-  const follow = await measure(() => {
-    for (const r of followers) r.apply(index, flushEdit, 1);
-  });
   const readers = new Map<string, Uint8Array>([[meta.key, flushed]]);
   const opener = { open: (m: EngineModule.SstMeta): Promise<SstReader> => v.sst.SstReader.open(v.sst.sstSourceFromBytes(m.key, readers.get(m.key)!)) };
   const state = new RegionState(schema, 'bench', opener);
@@ -209,14 +173,13 @@ async function round(v: Variant, encoded: readonly Uint8Array[], keepRows: boole
     check.ssts = [mergedMeta];
     const out: string[] = [];
     for await (const r of check.scan()) out.push(JSON.stringify(r));
-    // And the leader's memtable, read the same way (before its flush-edit), must be what the SST holds.
+    // And the leader's memtable, read the same way, must be what the SST holds.
     const fromMemory: string[] = [];
     for await (const r of leader.scan()) fromMemory.push(JSON.stringify(r));
     if (fromMemory.join('\n') !== out.join('\n')) throw new Error(`${v.name}: the merged SST does not hold the memtable's rows`);
     rows = out.join('\n');
   }
-  const followers_: Measured = { ns: followerApply.ns + follow.ns, allocated: followerApply.allocated + follow.allocated };
-  return { phases: { leader: leaderApply, follow: followers_, lead, flush, merge }, sstBytes: flushed.byteLength, heldLeader, heldFollower, rows };
+  return { phases: { apply, flush, merge }, sstBytes: flushed.byteLength, rows };
 }
 
 function median(values: readonly number[]): number {
@@ -254,20 +217,13 @@ async function main(): Promise<void> {
   }
   process.stdout.write(
     `apply path, ${ROWS} rows (${BATCH}-row writes) per round, ${REPLICAS} replicas, medians of ${ROUNDS} rounds, seed ${SEED}; node ${process.version}\n` +
-      `per row of the region: CPU µs (all threads) / bytes allocated on the JS heap; leader = its apply, follow = the ${REPLICAS - 1} followers' apply and flush-edit together, lead = a follower becoming leader (materializing what it deferred), flush and merge the leader's; held = memtable bytes per row before the freeze\n`,
+      `per row of the region: CPU µs (all threads) / bytes allocated on the JS heap; apply counts all ${REPLICAS} replicas, flush and merge the leader\n`,
   );
-  process.stdout.write(['variant', ...PHASES.map((p) => `${p} µs`), ...PHASES.map((p) => `${p} B`), 'SST bytes/row', 'held leader', 'held follower'].join('\t') + '\n');
+  process.stdout.write(['variant', ...PHASES.map((p) => `${p} µs`), ...PHASES.map((p) => `${p} B`), 'SST bytes/row'].join('\t') + '\n');
   variants.forEach((v, i) => {
     const m = samples[i]!;
     process.stdout.write(
-      [
-        v.name,
-        ...m.map((s) => (median(s.ns) / 1000).toFixed(2)),
-        ...m.map((s) => median(s.allocated).toFixed(0)),
-        (checks[i]!.sstBytes / ROWS).toFixed(1),
-        checks[i]!.heldLeader.toFixed(0),
-        checks[i]!.heldFollower.toFixed(0),
-      ].join('\t') + '\n',
+      [v.name, ...m.map((s) => (median(s.ns) / 1000).toFixed(2)), ...m.map((s) => median(s.allocated).toFixed(0)), (checks[i]!.sstBytes / ROWS).toFixed(1)].join('\t') + '\n',
     );
   });
   if (variants.length === 2) {

@@ -44,20 +44,3 @@ export class RegionDbError extends Error {
 export function isRegionDbError(err: unknown, code?: ErrorCode): err is RegionDbError {
   return err instanceof RegionDbError && (code === undefined || err.code === code);
 }
-
-/**
- * A details key: the error says that this replica's own state cannot be trusted (not that the
- * command is invalid, which every replica decides alike): its host fails the replica (fenced,
- * replaced by the metasrv). The engine raises it when a follower's deferred rows cannot be
- * expanded (docs/engine.md, "Deferred rows on followers").
- */
-const FAILS_REPLICA = 'failsReplica';
-
-/** A CORRUPTION error that fails the replica it is raised on (see FAILS_REPLICA). */
-export function replicaStateError(message: string, cause: unknown): RegionDbError {
-  return new RegionDbError(ErrorCode.Corruption, message, { cause, details: { [FAILS_REPLICA]: 'true' } });
-}
-
-export function failsReplica(err: unknown): err is RegionDbError {
-  return err instanceof RegionDbError && err.details[FAILS_REPLICA] === 'true';
-}

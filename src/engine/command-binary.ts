@@ -19,17 +19,16 @@
 //
 // Decoding checks every length against the bytes left, and every tag, flag and bound: damaged
 // bytes throw CORRUPTION, never a TypeError, an out-of-range read or a wrong value.
-import { isUtf8 } from 'node:buffer';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Value } from './schema.js';
 
-export const TAG_NULL = 0;
-export const TAG_FALSE = 1;
-export const TAG_TRUE = 2;
-export const TAG_UINT = 3;
-export const TAG_NEG_INT = 4;
-export const TAG_FLOAT64 = 5;
-export const TAG_STRING = 6;
+const TAG_NULL = 0;
+const TAG_FALSE = 1;
+const TAG_TRUE = 2;
+const TAG_UINT = 3;
+const TAG_NEG_INT = 4;
+const TAG_FLOAT64 = 5;
+const TAG_STRING = 6;
 
 export const WRITE_FLAG_EXPECT_VERSION = 1;
 export const WRITE_FLAG_EXPECT_ABSENT = 2;
@@ -246,44 +245,6 @@ export class BinaryReader {
       }
       case TAG_STRING:
         return this.string('string value');
-      default:
-        throw this.corrupt(`unknown value tag ${tag} at byte ${this.pos - 1}`);
-    }
-  }
-
-  /**
-   * Steps over one value without making it, checking what value() checks (tag, lengths, varint
-   * bounds, a negative zero integer, UTF-8); returns its tag. What a deferring replica runs over
-   * a write's rows at apply (region-state.ts, "Deferred rows"): no string, no array.
-   */
-  skipValue(): number {
-    const tag = this.byte('value tag');
-    switch (tag) {
-      case TAG_NULL:
-      case TAG_FALSE:
-      case TAG_TRUE:
-        return tag;
-      case TAG_UINT:
-        this.uint('integer value');
-        return tag;
-      case TAG_NEG_INT:
-        if (this.uint('integer value') === 0) throw this.corrupt('negative integer zero');
-        return tag;
-      case TAG_FLOAT64:
-        this.need(8, 'float64 value');
-        this.pos += 8;
-        return tag;
-      case TAG_STRING: {
-        const n = this.uint('string value length');
-        this.need(n, 'string value');
-        const start = this.pos;
-        this.pos += n;
-        let i = start;
-        while (i < this.pos && this.bytes[i]! < 0x80) i++;
-        // ASCII is valid UTF-8; anything else is checked as string() checks it (strict UTF-8).
-        if (i < this.pos && !isUtf8(this.bytes.subarray(start, this.pos))) throw this.corrupt('string value is not valid UTF-8');
-        return tag;
-      }
       default:
         throw this.corrupt(`unknown value tag ${tag} at byte ${this.pos - 1}`);
     }

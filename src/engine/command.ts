@@ -462,34 +462,7 @@ function decodeStandbyAppend(body: Record<string, unknown>): StandbyAppendComman
   return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded, ...(body['sync'] === true ? { sync: true } : {}), ...(versionOffset ? { versionOffset } : {}) };
 }
 
-/**
- * What apply needs of a version-2 write or delete (stamped or not) before its rows: a deferring
- * replica (region-state.ts, "Deferred rows") does its dedup bookkeeping from this and keeps the
- * bytes, stepping over the rows with `body` instead of making them.
- */
-export interface ClientCommandHeader {
-  readonly kind: 'write' | 'delete';
-  readonly clientId: string;
-  readonly requestId: number;
-  /** A conditional write (expectVersion or expectAbsent): its check reads state, so it is never deferred. */
-  readonly conditional: boolean;
-  /** Positioned at the rows (a write) or keys (a delete): the list count, then the value lists, then the end. */
-  readonly body: BinaryReader;
-}
-
-/**
- * The header of a version-2 or version-3 write or delete; undefined for any other format
- * (version 1, JSON: the full decode decides). Throws CORRUPTION for exactly the header damage
- * decodeCommand throws for (both read the header with readBinaryHeader); the rows are not read.
- */
-export function decodeClientHeader(bytes: Uint8Array): ClientCommandHeader | undefined {
-  if (bytes.byteLength < 2) throw corrupt(`${bytes.byteLength} bytes`);
-  if (bytes[0] === FORMAT_BINARY) return readBinaryHeader(bytes);
-  if (bytes[0] === FORMAT_STAMPED) return readBinaryHeader(unstampCommand(bytes).inner);
-  return undefined;
-}
-
-function readBinaryHeader(bytes: Uint8Array): ClientCommandHeader & { readonly expectVersion: number | undefined; readonly expectAbsent: boolean } {
+function decodeBinary(bytes: Uint8Array): Command {
   const r = new BinaryReader(bytes, 2);
   const kind = bytes[1];
   if (kind !== CommandKind.Write && kind !== CommandKind.Delete) throw corrupt(`command kind ${kind} has no version-2 encoding`);
@@ -498,25 +471,19 @@ function readBinaryHeader(bytes: Uint8Array): ClientCommandHeader & { readonly e
   if ((flags & ~allowed) !== 0) throw corrupt(`unknown flags ${flags}`);
   const clientId = r.string('client id');
   const requestId = r.uint('request id');
-  const expectVersion = flags & WRITE_FLAG_EXPECT_VERSION ? r.uint('expected version') : undefined;
-  const expectAbsent = (flags & WRITE_FLAG_EXPECT_ABSENT) !== 0;
-  return { kind: kind === CommandKind.Write ? 'write' : 'delete', clientId, requestId, conditional: expectVersion !== undefined || expectAbsent, expectVersion, expectAbsent, body: r };
-}
-
-function decodeBinary(bytes: Uint8Array): Command {
-  const { kind, clientId, requestId, expectVersion, expectAbsent, body: r } = readBinaryHeader(bytes);
-  if (kind === 'delete') {
+  if (kind === CommandKind.Delete) {
     const keys = r.values('keys');
     r.end();
     return { kind: 'delete', clientId, requestId, keys };
   }
+  const expectVersion = flags & WRITE_FLAG_EXPECT_VERSION ? r.uint('expected version') : undefined;
   const rows = r.values('rows');
   r.end();
   const cmd: WriteCommand = { kind: 'write', clientId, requestId, rows };
-  if (expectVersion === undefined && !expectAbsent) return cmd;
+  if (expectVersion === undefined && !(flags & WRITE_FLAG_EXPECT_ABSENT)) return cmd;
   return {
     ...cmd,
     ...(expectVersion !== undefined ? { expectVersion } : {}),
-    ...(expectAbsent ? { expectAbsent: true } : {}),
+    ...(flags & WRITE_FLAG_EXPECT_ABSENT ? { expectAbsent: true } : {}),
   };
 }

@@ -16,16 +16,6 @@
 // `sorted` is never changed in place (a scan in flight walks the array it started on); entries
 // of a key only move forward in version.
 //
-// Deferred commands (docs/engine.md, "Deferred rows on followers"): a replica that is not the
-// leader hands its unconditional writes and deletes to defer() as their command bytes and
-// version, in apply order, instead of their entries. They are MATERIALIZED — expanded into
-// entries by the owner's Expander, in order, exactly as apply would have put them — before
-// anything reads this memtable: get, scan (and each step of a scan), count, sizeBytes, and a put
-// (whose entry must land after them). What a reader sees is therefore always what eager apply
-// would have built; a memtable dropped unread (a flush-edit on a follower) is never expanded.
-// heldBytes counts the deferred commands by their byte length (what they hold in memory) and
-// never materializes: the memory accounting of a follower reads it on every apply.
-//
 // Entries built by apply (KeyedEntry) carry their key only as that string and make the bytes
 // when someone asks (a flush, a read): a Uint8Array per row on every replica, and the copy into
 // a string per insert, were the largest share of apply's garbage (docs/performance.md, round 3
@@ -109,20 +99,6 @@ function mergeSorted(a: readonly string[], b: readonly string[]): string[] {
   return out;
 }
 
-/** A write or delete kept as its command bytes (defer): `version` is the version its rows take. */
-export interface DeferredCommand {
-  readonly data: Uint8Array;
-  readonly version: number;
-}
-
-/** Turns a deferred command into entries (the memtable's owner: RegionState). */
-export interface Expander {
-  /** Puts `cmd`'s entries into `into` (with into.put), in order; throws if it cannot (its owner's state is then lost). */
-  expand(into: Memtable, cmd: DeferredCommand): void;
-  /** After a materialization (complete or failed): heldBytes changed. */
-  expanded(into: Memtable): void;
-}
-
 export class Memtable {
   /** The latest entry of every key, by key string: what put and get touch. */
   private readonly entries = new Map<string, MemEntry>();
@@ -133,84 +109,28 @@ export class Memtable {
   private sorted: readonly string[] = [];
   /** Keys first put since the last ordering, unsorted; disjoint from `sorted`. */
   private pending: string[] = [];
-  /** The entries' sizes (entrySizeBytes), summed. */
-  private entryBytes = 0;
-  /** Commands not yet expanded into entries, in apply order (see the top of this file). */
-  private deferred: DeferredCommand[] = [];
-  private deferredBytes = 0;
+  sizeBytes = 0;
 
-  constructor(private readonly expander?: Expander) {}
-
-  /** Distinct keys (materializes first). */
   get count(): number {
-    this.materialize();
     return this.entries.size;
   }
 
-  /** The entries' estimated size in memory, as eager apply would have it (materializes first). */
-  get sizeBytes(): number {
-    this.materialize();
-    return this.entryBytes;
-  }
-
-  /** Bytes held: the entries' sizes plus the deferred commands' byte lengths. Never materializes. */
-  get heldBytes(): number {
-    return this.entryBytes + this.deferredBytes;
-  }
-
-  /** Commands waiting to be expanded. */
-  get deferredCount(): number {
-    return this.deferred.length;
-  }
-
-  /** Keeps `cmd` to be expanded before this memtable is next read (see the top of this file). */
-  defer(cmd: DeferredCommand): void {
-    assert(this.expander !== undefined, 'a memtable without an expander cannot defer commands');
-    this.deferred.push(cmd);
-    this.deferredBytes += cmd.data.byteLength;
-  }
-
-  /**
-   * Expands every deferred command, oldest first. A command that fails to expand stays at the
-   * head of the list with those after it, so every later read fails the same way: nothing is
-   * skipped (the owner fails the replica: RegionState's "Deferred rows").
-   */
-  materialize(): void {
-    if (this.deferred.length === 0) return;
-    const expander = this.expander!;
-    const list = this.deferred;
-    this.deferred = []; // puts made by the expansion go straight in
-    let i = 0;
-    try {
-      for (; i < list.length; i++) {
-        expander.expand(this, list[i]!);
-        this.deferredBytes -= list[i]!.data.byteLength;
-      }
-    } finally {
-      if (i < list.length) this.deferred = list.slice(i);
-      assert(this.deferred.length > 0 || this.deferredBytes === 0, 'memtable: deferred bytes match the deferred commands');
-      expander.expanded(this);
-    }
-  }
-
-  /** Inserts or replaces the entry for entry.key (after any deferred command: they are older). */
+  /** Inserts or replaces the entry for entry.key. */
   put(entry: MemEntry): void {
-    this.materialize();
     const k = keyStringOf(entry);
     const previous = this.entries.get(k);
     if (previous !== undefined) {
       assert(entry.version >= previous.version, 'memtable versions only move forward');
       this.entries.set(k, entry);
-      this.entryBytes += sizeWithKeyBytes(entry, k.length) - sizeWithKeyBytes(previous, k.length);
+      this.sizeBytes += sizeWithKeyBytes(entry, k.length) - sizeWithKeyBytes(previous, k.length);
       return;
     }
     this.entries.set(k, entry);
     this.pending.push(k);
-    this.entryBytes += sizeWithKeyBytes(entry, k.length);
+    this.sizeBytes += sizeWithKeyBytes(entry, k.length);
   }
 
   get(key: Uint8Array): MemEntry | undefined {
-    this.materialize();
     return this.entries.get(keyStringOfBytes(key));
   }
 
@@ -224,13 +144,11 @@ export class Memtable {
    * newer version.
    */
   *scan(startKey?: Uint8Array, endKey?: Uint8Array): Generator<MemEntry> {
-    this.materialize();
     const keys = this.ordered();
     const end = endKey ? keyStringOfBytes(endKey) : undefined;
     for (let i = startKey ? lowerBound(keys, keyStringOfBytes(startKey)) : 0; i < keys.length; i++) {
       const k = keys[i]!;
       if (end !== undefined && k >= end) return;
-      this.materialize(); // commands deferred since the last step: an eager put would show here
       yield this.entries.get(k)!;
     }
   }

@@ -27,46 +27,18 @@
 // Both bounds, the horizon and the Map order are computed from the applied commands alone and
 // carried in the manifest, so every replica — including one rebuilt from a snapshot — decides
 // every retry identically.
-//
-// Deferred rows (docs/engine.md, "Deferred rows on followers"). A replica that does not lead
-// (onLeading(false), told by its host) keeps an unconditional write or delete as its command bytes
-// and version in the active memtable's deferred list (memtable.ts) instead of decoding its rows:
-// in steady ingest a follower's memtable is frozen and dropped by the flush-edit unread. Apply
-// still does everything that decides an answer: the header is decoded (client, request id), the
-// rows are stepped over without being made (checking every byte the full decode checks, each
-// row's width and each key value's type against its column), the dedup bookkeeping is done and
-// the result is the eager one. Only a command for which the full decode and insert certainly
-// succeed is deferred (deferrable); anything else — a conditional write (its check reads
-// state), damage, a value of an unexpected type, a version-1 command — applies eagerly, after
-// the deferred commands before it (every memtable read and put materializes them first). So
-// every reader sees exactly the entries eager apply would have built. The leader applies
-// eagerly, as before; becoming leader materializes everything first (same bytes, same flushes).
-// A deferred command that still fails to expand is a broken invariant of this replica: the
-// state cannot be repaired (its dedup record is in), so the replica fails (replicaStateError).
 import { hash as oneShotHash } from 'node:crypto';
 import { assert } from '../common/assert.js';
 import { type Clock, wallClock } from '../common/clock.js';
-import { ErrorCode, RegionDbError, isRegionDbError, replicaStateError } from '../common/errors.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { TAG_FALSE, TAG_NEG_INT, TAG_NULL, TAG_STRING, TAG_TRUE, TAG_UINT } from './command-binary.js';
-import {
-  type ClientCommandHeader,
-  type Command,
-  type ShippedEntry,
-  type SstMeta,
-  commandFormatVersion,
-  decodeClientHeader,
-  decodeCommand,
-  encodeCommandV1,
-  isTableDroppedMarker,
-  unstampCommand,
-} from './command.js';
+import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
-import { type DeferredCommand, type Expander, KeyedEntry, type MemEntry, Memtable } from './memtable.js';
-import { type ColumnSchema, type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
+import { KeyedEntry, type MemEntry, Memtable } from './memtable.js';
+import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
 import { decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
 import type { SstEntry, SstReader } from './sst/format.js';
 import { StandbyState } from './standby-state.js';
@@ -202,33 +174,8 @@ export class MemtableAccount {
   bytes = 0;
 }
 
-/** Value tags (command-binary.ts) as a bit set: which a deferred row may hold in one position. */
-const ANY_TAG = 0x7f;
-const INTEGER_TAGS = (1 << TAG_UINT) | (1 << TAG_NEG_INT);
-
-/**
- * The value tags a key column may hold for its row to be deferred: those whose key encoding
- * (key.ts) certainly succeeds. Anything else is applied eagerly, where it fails or not as it
- * always did.
- */
-function keyTags(column: ColumnSchema, isTimestamp: boolean): number {
-  if (isTimestamp) return INTEGER_TAGS;
-  if (column.type === 'string') return (1 << TAG_NULL) | (1 << TAG_STRING);
-  if (column.type === 'bool') return (1 << TAG_NULL) | (1 << TAG_FALSE) | (1 << TAG_TRUE);
-  return (1 << TAG_NULL) | INTEGER_TAGS;
-}
-
 export class RegionState implements StateMachine<ApplyResult> {
-  /** Expands the deferred commands of this state's memtables (see the top of this file). */
-  private readonly expander: Expander = {
-    expand: (into, cmd) => this.expand(into, cmd),
-    expanded: () => this.syncAccount(),
-  };
-  memtable = new Memtable(this.expander);
-  /** Not the leader (onLeading): unconditional writes and deletes are deferred. */
-  private deferring = false;
-  /** Set when a deferred command failed to expand: this replica's state is lost (apply throws it). */
-  private broken: RegionDbError | undefined;
+  memtable = new Memtable();
   /** Where this state's memtable bytes are counted (attachAccount), and how many it counted. */
   private account: MemtableAccount | undefined;
   private accounted = 0;
@@ -265,9 +212,6 @@ export class RegionState implements StateMachine<ApplyResult> {
   private readonly tagIndex: readonly number[];
   private readonly fieldIndex: readonly number[];
   private readonly tsIndex: number;
-  /** Per value position of a write's row / a delete's key: the tags it may hold to be deferred (keyTags). */
-  private readonly rowTags: readonly number[];
-  private readonly keyTagsOfDelete: readonly number[];
 
   constructor(
     readonly schema: TableSchema,
@@ -285,32 +229,11 @@ export class RegionState implements StateMachine<ApplyResult> {
     this.tagIndex = this.tags.map((c) => schema.columns.indexOf(c));
     this.fieldIndex = this.fields.map((c) => schema.columns.indexOf(c));
     this.tsIndex = schema.columns.indexOf(this.ts);
-    this.rowTags = schema.columns.map((c) => (c === this.ts ? keyTags(c, true) : c.semantic === 'tag' ? keyTags(c, false) : ANY_TAG));
-    this.keyTagsOfDelete = [...this.tags.map((c) => keyTags(c, false)), keyTags(this.ts, true)];
   }
 
-  /**
-   * Told by the host whether this replica leads (and at open, and after a snapshot replaced the
-   * state). A leader applies eagerly; a follower defers. Becoming leader materializes every
-   * deferred command first, so the leader's memtables, their sizes and its flushes are what
-   * eager apply makes. Throws replicaStateError if a deferred command cannot be expanded.
-   */
-  onLeading(leading: boolean): void {
-    this.deferring = !leading;
-    if (!leading) return;
-    this.memtable.materialize();
-    for (const f of this.frozen) f.memtable.materialize();
-  }
-
-  /**
-   * Bytes held in memtables (active + frozen): what backpressure limits. Entries count their
-   * estimated size, deferred commands their byte length (docs/engine.md, "Memory bounds"); a
-   * leader holds no deferred command, so its count is eager apply's.
-   */
+  /** Bytes held in memtables (active + frozen): what backpressure limits. */
   memtableBytes(): number {
-    let bytes = this.memtable.heldBytes;
-    for (const f of this.frozen) bytes += f.memtable.heldBytes;
-    return bytes;
+    return this.memtable.sizeBytes + this.frozen.reduce((s, f) => s + f.memtable.sizeBytes, 0);
   }
 
   /**
@@ -342,7 +265,6 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   apply(index: number, data: Uint8Array, term = 0): ApplyResult | Promise<ApplyResult> {
-    if (this.broken) throw this.broken; // this replica's state is lost: its host fails it
     assert(index > this.appliedIndex, `apply ${index} after ${this.appliedIndex}`);
     const appliedBefore = this.appliedIndex;
     this.appliedIndex = index;
@@ -350,10 +272,6 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (isTableDroppedMarker(data)) {
       this.dropMarkerIndex = index;
       return { status: 'ok', version: index, rows: 0 };
-    }
-    if (this.deferring) {
-      const deferred = this.applyDeferred(index, data);
-      if (deferred) return deferred;
     }
     const cmd = decodeCommand(data);
     if (cmd.kind === 'drop-fence') {
@@ -369,7 +287,7 @@ export class RegionState implements StateMachine<ApplyResult> {
         throw err;
       });
     }
-    const result = this.applyClientCommand(index + (this.standby?.versionOffset ?? 0), data, cmd);
+    const result = this.applyClient(index + (this.standby?.versionOffset ?? 0), data, cmd);
     if (!(result instanceof Promise)) return result;
     return result.catch((err: unknown) => {
       // Nothing was applied (STORAGE_UNAVAILABLE): the region server applies this index again.
@@ -378,111 +296,26 @@ export class RegionState implements StateMachine<ApplyResult> {
     });
   }
 
-  /**
-   * A follower's unconditional write or delete, deferred (see the top of this file): the same
-   * dedup decisions and result as eager apply, its rows kept as `data` in the active memtable.
-   * Undefined when the command is not certainly deferrable: the caller applies it eagerly.
-   */
-  private applyDeferred(index: number, data: Uint8Array): ApplyResult | undefined {
-    let head: ClientCommandHeader | undefined;
-    let rows: number;
-    try {
-      head = decodeClientHeader(data);
-      if (head === undefined || head.conditional) return undefined;
-      rows = this.deferrableRows(head);
-    } catch (err) {
-      if (isRegionDbError(err, ErrorCode.Corruption)) return undefined; // damaged: the full decode throws what it always threw
-      throw err;
-    }
-    if (rows < 0) return undefined;
-    const version = index + (this.standby?.versionOffset ?? 0);
-    const execute = (): ApplyResult => {
-      this.memtable.defer({ data, version });
-      this.syncAccount();
-      return { status: 'ok', version, rows };
-    };
-    const result = this.applyClient(data, head.clientId, head.requestId, () => decodeCommand(data), execute);
-    assert(!(result instanceof Promise), 'a deferred apply reads nothing'); // only a conditional write's SST read is async
-    return result;
-  }
-
-  /**
-   * Steps over the rows (keys) of `head` without making them. Returns their count when the full
-   * decode and the eager insert of every one of them certainly succeed — every byte as decode
-   * checks it, a write's rows as wide as the schema, a delete's keys holding every tag and the
-   * timestamp, every key value of a type its column's key encoding takes — and −1 otherwise.
-   * Throws CORRUPTION for damage (which the full decode throws for too).
-   */
-  private deferrableRows(head: ClientCommandHeader): number {
-    const r = head.body;
-    const what = head.kind === 'write' ? 'rows' : 'keys';
-    const count = r.uint(`${what} count`);
-    if (count > r.remaining()) return -1;
-    const write = head.kind === 'write';
-    const tags = write ? this.rowTags : this.keyTagsOfDelete;
-    for (let k = 0; k < count; k++) {
-      const n = r.uint(`${what}[${k}] length`);
-      if (n > r.remaining() || (write ? n !== tags.length : n < tags.length)) return -1;
-      for (let i = 0; i < n; i++) {
-        const tag = r.skipValue();
-        if (i < tags.length && (tags[i]! & (1 << tag)) === 0) return -1;
-      }
-    }
-    r.end();
-    return count;
-  }
-
-  /**
-   * Expander.expand: a deferred command's entries into `into`, as eager apply put them. It was
-   * checked at apply (deferrableRows), so a failure here means this replica's state is not what
-   * the others hold (its dedup record of the command is in): replicaStateError, and the replica
-   * fails; the command stays deferred, so every read of this memtable fails alike until then.
-   */
-  private expand(into: Memtable, deferred: DeferredCommand): void {
-    try {
-      const cmd = decodeCommand(deferred.data);
-      assert((cmd.kind === 'write' && cmd.expectVersion === undefined && !cmd.expectAbsent) || cmd.kind === 'delete', `a deferred ${cmd.kind} must be an unconditional write or a delete`);
-      this.insert(into, cmd, deferred.version);
-    } catch (err) {
-      this.broken ??= replicaStateError(`region ${this.regionId}: the deferred command of version ${deferred.version} cannot be expanded; this replica's state is lost: ${(err as Error).message}`, err);
-      throw this.broken;
-    }
-  }
-
   /** A client write or delete at `version` (the raft index, or a standby's primary index), deduplicated. */
-  private applyClientCommand(version: number, data: Uint8Array, cmd: Command): ApplyResult | Promise<ApplyResult> {
+  private applyClient(version: number, data: Uint8Array, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind !== 'write' && cmd.kind !== 'delete') throw new RegionDbError(ErrorCode.Corruption, `command ${cmd.kind} is not a client command`);
-    return this.applyClient(data, cmd.clientId, cmd.requestId, () => cmd, () => this.execute(version, cmd));
-  }
-
-  /**
-   * Dedup around `execute` (which applies the command): client and request id from the command,
-   * `full` the decoded command (read only to recognise a retry across formats).
-   */
-  private applyClient(
-    data: Uint8Array,
-    clientId: string,
-    requestId: number,
-    full: () => Command,
-    execute: () => ApplyResult | Promise<ApplyResult>,
-  ): ApplyResult | Promise<ApplyResult> {
     const fence = this.dropFence;
     const refused: ApplyResult | undefined = fence ? { status: 'table-dropped', tableId: fence.tableId, fenceIndex: fence.index } : undefined;
-    if (requestId === 0) return refused ?? execute(); // not deduplicated: every copy applies
+    if (cmd.requestId === 0) return refused ?? this.execute(version, cmd); // not deduplicated: every copy applies
     const hashed = unstampCommand(data).inner; // a retry is stamped again: the stamp is not part of what it asks
     const hash = commandHash(hashed);
-    const record = this.dedup.get(clientId);
-    const previous = record?.results.get(requestId);
+    const record = this.dedup.get(cmd.clientId);
+    const previous = record?.results.get(cmd.requestId);
     if (previous) {
       // Same id, another command: a client bug (ids reused, or shared between instances);
       // answering with the first result would acknowledge a write that never applied.
-      if (previous.commandHash !== undefined && previous.commandHash !== hash && !isRetryAcrossFormats(previous.commandHash, hashed, full())) {
+      if (previous.commandHash !== undefined && previous.commandHash !== hash && !isRetryAcrossFormats(previous.commandHash, hashed, cmd)) {
         return { status: 'request-id-reused' };
       }
       return previous.result; // a retry: applied once already (docs/raft-rules.md R19)
     }
     const oldestKnown = record ? record.evictedBelow : this.dedupHorizon + 1;
-    if (requestId < oldestKnown) {
+    if (cmd.requestId < oldestKnown) {
       // Too old to know whether it was applied; applying again could undo a later write. Checked
       // before the fence: a fence refusal says "not applied", which for an id the region has
       // forgotten may be false (it may have applied before the fence), and the router would
@@ -493,10 +326,10 @@ export class RegionState implements StateMachine<ApplyResult> {
     // apply); anything else is refused, not remembered (a refusal is not an outcome to dedup).
     if (refused) return refused;
     const done = (result: ApplyResult) => {
-      this.remember(clientId, requestId, { result, commandHash: hash });
+      this.remember(cmd.clientId, cmd.requestId, { result, commandHash: hash });
       return result;
     };
-    const result = execute();
+    const result = this.execute(version, cmd);
     if (!(result instanceof Promise)) return done(result);
     return result.then(done);
   }
@@ -522,7 +355,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.standby ??= new StandbyState();
       if (!this.standby.seed(cmd.primaryIndex, cmd.seededThroughMs, cmd.versionOffset, cmd.kind === 'standby-seed-epoch' ? cmd.primaryEpoch : 0)) return { status: 'ok', version: index, rows: 0 };
       this.ssts = [...cmd.ssts];
-      this.memtable = new Memtable(this.expander);
+      this.memtable = new Memtable();
       this.frozen.length = 0;
       this.syncAccount();
       this.loadDedup(cmd.dedup);
@@ -574,16 +407,15 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (e.data.byteLength === 0) return 0; // a primary entry that changes no rows (no-op, membership, flush), shipped to keep indexes contiguous
     if (isTableDroppedMarker(e.data)) return 0; // S7: the table goes as a whole (dropDue), not row by row
     const cmd = decodeCommand(e.data);
-    const result = await this.applyClientCommand(e.index + (this.standby?.primaryVersionOffset ?? 0), e.data, cmd); // S6
+    const result = await this.applyClient(e.index + (this.standby?.primaryVersionOffset ?? 0), e.data, cmd); // S6
     return result.status === 'ok' ? result.rows : 0;
   }
 
   private applySystem(index: number, term: number, cmd: Command): ApplyResult {
     const ok: ApplyResult = { status: 'ok', version: index, rows: 0 };
     if (cmd.kind === 'freeze') {
-      // The memtable goes aside with its deferred commands: expanded only if something reads it.
       this.frozen.push({ index, term, memtable: this.memtable, dedup: this.encodeDedup(), membership: this.membership, standby: this.standby?.encode() });
-      this.memtable = new Memtable(this.expander);
+      this.memtable = new Memtable();
     } else if (cmd.kind === 'flush-edit') {
       const oldest = this.frozen[0];
       // Flushes complete in freeze order; anything else is a duplicate of a finished flush.
@@ -636,33 +468,9 @@ export class RegionState implements StateMachine<ApplyResult> {
           );
         });
       }
-      this.insertCounted(cmd, index);
-      return { status: 'ok', version: index, rows: cmd.rows.length };
-    }
-    assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
-    this.insertCounted(cmd, index);
-    return { status: 'ok', version: index, rows: cmd.keys.length };
-  }
-
-  /**
-   * insert into the active memtable, and the account follows — also when a row's key does not
-   * encode and the command stops half-way (a value of the wrong type: the rows before it stay, as
-   * they always did on every replica); the account used to miss them.
-   */
-  private insertCounted(cmd: Command, version: number): void {
-    try {
-      this.insert(this.memtable, cmd, version);
-    } finally {
+      for (const values of cmd.rows) this.memtable.put(this.putEntryOf(values, index));
       this.syncAccount();
-    }
-  }
-
-  /** An unconditional write's rows (widths checked first: a damaged one leaves nothing applied) or a delete's tombstones into `into`. */
-  private insert(into: Memtable, cmd: Command, version: number): void {
-    if (cmd.kind === 'write') {
-      for (const values of cmd.rows) this.checkWidth(values);
-      for (const values of cmd.rows) into.put(this.putEntryOf(values, version));
-      return;
+      return { status: 'ok', version: index, rows: cmd.rows.length };
     }
     assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
     for (const values of cmd.keys) {
@@ -671,8 +479,10 @@ export class RegionState implements StateMachine<ApplyResult> {
         row[c.name] = values[i] ?? null;
       });
       row[this.ts.name] = values[this.tags.length] ?? null;
-      into.put(this.entryOf(row, version, 'delete'));
+      this.memtable.put(this.entryOf(row, index, 'delete'));
     }
+    this.syncAccount();
+    return { status: 'ok', version: index, rows: cmd.keys.length };
   }
 
   private checkWidth(values: readonly Value[]): void {

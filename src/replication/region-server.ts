@@ -34,7 +34,7 @@
 // (raft.leaderUnreachable), since a quiesced follower counts no election timeout of its own.
 import { assert } from '../common/assert.js';
 import type { TimedClock, TimerHandle } from '../common/clock.js';
-import { ErrorCode, RegionDbError, failsReplica, isRegionDbError } from '../common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { limits } from '../common/limits.js';
 import { SeededRand } from '../common/rand.js';
@@ -357,19 +357,8 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 }
 
-/**
- * What a hosted state machine may implement beyond the raft contract (src/raft/state-machine.ts):
- * told whether its replica leads — at open, on every role change before the entries of that
- * ready are applied, and after a snapshot replaced it. The engine applies eagerly only as leader
- * and defers a follower's rows (docs/engine.md, "Deferred rows on followers"). It may throw an
- * error that fails the replica (failsReplica).
- */
-export interface RoleAware {
-  onLeading?(leading: boolean): void;
-}
-
 /** Hosts the replicas of one datanode, every one running a state machine of type `S`. */
-export class RegionServer<S extends StateMachine<R> & RoleAware, R = ResultOf<S>> {
+export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private readonly replicas = new Map<string, Replica<S, R>>();
   /** Replicas that failed (see the top of this file), until they are closed or replaced. */
   private readonly failed = new Map<string, ReplicaFailure>();
@@ -572,7 +561,6 @@ export class RegionServer<S extends StateMachine<R> & RoleAware, R = ResultOf<S>
     this.replicas.set(spec.regionId, replica);
     this.membershipChanges++;
     replica.lastBusyTick = this.ticks;
-    this.tellLeading(replica, replica.isLeader());
     const hold = this.firstCampaignDelay();
     if (hold > 0) {
       replica.tickHoldUntil = this.ticks + hold;
@@ -1237,7 +1225,6 @@ export class RegionServer<S extends StateMachine<R> & RoleAware, R = ResultOf<S>
       for (const [replica, rd] of work) {
         if (replica.failure) continue;
         if (rd.softState) this.onSoftState(replica, rd);
-        if (replica.failure) continue; // telling it its role failed it (tellLeading)
         if (rd.snapshot && !this.installSnapshot(replica, rd.snapshot)) continue;
         // A removed replica applies nothing after its removal (applyCommitted): its state machine
         // only waits to be deleted, and it serves no one (R16, "The removed replica").
@@ -1283,7 +1270,6 @@ export class RegionServer<S extends StateMachine<R> & RoleAware, R = ResultOf<S>
     this.stateMachines.release?.(replica.regionId, live ? replica.stateMachine : stateMachine);
     replica.stateMachine = stateMachine;
     stateMachine.onMembership?.(confState.voters, confState.learners);
-    if (!this.tellLeading(replica, replica.isLeader())) return false;
     replica.appliedIndex = index;
     replica.confIndex = index;
     this.resetPeersFromConf(replica, confState);
@@ -1499,9 +1485,6 @@ export class RegionServer<S extends StateMachine<R> & RoleAware, R = ResultOf<S>
     try {
       out = replica.stateMachine.apply(entry.index, entry.data, entry.term);
     } catch (err) {
-      // This replica's own state is lost (not the command's fault): the replica fails, through
-      // onApplyFailure (a CORRUPTION is never retried).
-      if (failsReplica(err)) return Promise.resolve(err);
       // A command that fails validation at apply time fails the same way on every replica.
       this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
       return undefined;
@@ -1580,26 +1563,10 @@ export class RegionServer<S extends StateMachine<R> & RoleAware, R = ResultOf<S>
     }
   }
 
-  /**
-   * Tells the state machine whether its replica leads (RoleAware); false if that failed the
-   * replica (a follower's deferred rows that cannot be expanded as it becomes leader).
-   */
-  private tellLeading(replica: Replica<S, R>, leading: boolean): boolean {
-    try {
-      replica.stateMachine.onLeading?.(leading);
-      return true;
-    } catch (err) {
-      if (!failsReplica(err)) throw err;
-      this.failReplica(replica, replica.appliedIndex, err.message);
-      return false;
-    }
-  }
-
   private onSoftState(replica: Replica<S, R>, rd: Ready): void {
     const soft = rd.softState!;
     this.log.info({ regionId: replica.regionId, role: roleName[soft.role], leader: soft.leader, term: replica.raft.term }, 'raft role changed');
     this.hooks.onRoleChange?.(replica.regionId, roleName[soft.role], soft.leader, replica.raft.term);
-    if (!this.tellLeading(replica, soft.role === Role.Leader)) return;
     if (soft.role !== Role.Leader) {
       // Proposals in flight may still commit under the next leader (docs/raft-rules.md R21): their
       // outcome is unknown; clients retry with the same request id and dedup makes it safe.

@@ -569,7 +569,17 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.log.info({ regionId: spec.regionId, peerId: spec.selfPeerId, term: raft.term, commit: raft.log.committed }, 'opened replica');
     if (this.hooks.removedReplay !== 'everything') {
       const removalIndex = committedOwnRemoval(store, spec.selfPeerId, snapshot.metadata.index);
-      if (removalIndex > 0) this.reopenRemoved(replica, removalIndex);
+      if (removalIndex > 0) {
+        try {
+          this.reopenRemoved(replica, removalIndex);
+        } catch (err) {
+          // A membership entry it cannot apply (a damaged context): the replica fails, as one
+          // whose replay met that entry in the ready loop would — never a registered replica
+          // left half-opened, which a later open() would return as it is.
+          this.failReplica(replica, replica.appliedIndex + 1, `region ${spec.regionId}: cannot reach its own removal at ${removalIndex} on reopening: ${(err as Error).message}`);
+          return undefined;
+        }
+      }
     }
     this.touch(replica);
     this.schedule();
@@ -771,7 +781,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * (Raft.requestLeaderContact: wakes a quiesced leader, whose heartbeats reach only the peers it
    * counts) and waits up to contactWaitMs for that contact; reads arriving meanwhile wait for the
    * same request. A request that went unanswered is not repeated for a bound: until then the gate
-   * refuses at once. Only the leader's own message in its term is contact, so a replica its group
+   * refuses at once, as it does while the leader's node is taken as down (silent, or refusing). Only the leader's own message in its term is contact, so a replica its group
    * removed — even one that lost every message of its removal while quiesced — never serves past
    * the bound.
    */
@@ -780,6 +790,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (refusal === undefined) return undefined;
     const replica = this.replicas.get(regionId);
     if (!replica?.answersRaft || replica.closed || replica.raft.role !== Role.Follower || replica.raft.leader === NO_NODE) return refusal;
+    const leaderNode = replica.leaderNodeId();
+    if (leaderNode !== undefined && !this.isNodeUp(leaderNode)) return refusal; // its node is taken as down: nobody to ask
     const failedAt = replica.contactRequestFailedAtMs;
     if (failedAt !== undefined && this.clock.nowMs() - failedAt < this.staleReadBoundMs) return refusal;
     let request = replica.contactRequest;

@@ -781,9 +781,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * (Raft.requestLeaderContact: wakes a quiesced leader, whose heartbeats reach only the peers it
    * counts) and waits up to contactWaitMs for that contact; reads arriving meanwhile wait for the
    * same request. A request that went unanswered is not repeated for a bound: until then the gate
-   * refuses at once, as it does while the leader's node is taken as down (silent, or refusing). Only the leader's own message in its term is contact, so a replica its group
-   * removed — even one that lost every message of its removal while quiesced — never serves past
-   * the bound.
+   * refuses at once, as it does while the leader's node is taken as down (silent, or refusing).
+   * Only the leader's own message in its term is contact, so a replica its group removed — even
+   * one that lost every message of its removal while quiesced — never serves past the bound.
    */
   async staleReadGate(regionId: string): Promise<string | undefined> {
     const refusal = this.staleReadRefusal(regionId);
@@ -794,23 +794,24 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     if (leaderNode !== undefined && !this.isNodeUp(leaderNode)) return refusal; // its node is taken as down: nobody to ask
     const failedAt = replica.contactRequestFailedAtMs;
     if (failedAt !== undefined && this.clock.nowMs() - failedAt < this.staleReadBoundMs) return refusal;
-    let request = replica.contactRequest;
-    if (!request) {
-      const asked: ContactRequest = { waiters: [], timer: undefined };
-      request = asked;
-      replica.contactRequest = asked;
-      asked.timer = this.clock.setTimeout(() => {
-        if (replica.contactRequest !== asked) return;
-        replica.contactRequestFailedAtMs = this.clock.nowMs();
-        this.answerContactRequest(replica);
-      }, this.contactWaitMs);
-      replica.raft.requestLeaderContact();
-      this.touch(replica);
-      this.schedule();
-    }
-    const waiting = request;
-    await new Promise<void>((resolve) => waiting.waiters.push(resolve));
+    const request = replica.contactRequest ?? this.requestLeaderContact(replica);
+    await new Promise<void>((resolve) => request.waiters.push(resolve));
     return this.staleReadRefusal(regionId);
+  }
+
+  /** Sends the follower's request for leader contact (Raft.requestLeaderContact), given up on after contactWaitMs. */
+  private requestLeaderContact(replica: Replica<S, R>): ContactRequest {
+    const request: ContactRequest = { waiters: [], timer: undefined };
+    replica.contactRequest = request;
+    request.timer = this.clock.setTimeout(() => {
+      if (replica.contactRequest !== request) return;
+      replica.contactRequestFailedAtMs = this.clock.nowMs();
+      this.answerContactRequest(replica);
+    }, this.contactWaitMs);
+    replica.raft.requestLeaderContact();
+    this.touch(replica);
+    this.schedule();
+    return request;
   }
 
   /** Ends a request for leader contact (answered, given up, or the replica closed): its reads ask the gate again. */

@@ -147,6 +147,14 @@ async function electLeader(c: Cluster): Promise<RegionServer<Counter>> {
   return leader!;
 }
 
+/** Elects the region's leader, writes once, and lets 20 ticks pass without a message (enough to quiesce at 4 idle ticks); the leader. */
+async function quietRegion(c: Cluster): Promise<RegionServer<Counter>> {
+  const leader = await electLeader(c);
+  await whileTicking(c, leader.propose(REGION, new Uint8Array([3])), 'a write');
+  await c.tick(20);
+  return leader;
+}
+
 /** Ticks until `cond` holds (at most `ticks` ticks). */
 async function tickUntil(c: Cluster, cond: () => boolean, what: string, ticks = 100): Promise<void> {
   for (let i = 0; i < ticks && !cond(); i++) await c.tick(1);
@@ -235,9 +243,7 @@ describe('RegionServer: stale reads only from a replica a leader still counts (f
 
   it('a quiesced quiet region: long past the bound its followers serve stale reads once their leader answered them (a request, then the region quiet again)', async () => {
     c = await cluster(4);
-    const leader = await electLeader(c);
-    await whileTicking(c, leader.propose(REGION, new Uint8Array([3])), 'a write');
-    await c.tick(20);
+    const leader = await quietRegion(c);
     for (const s of c.servers.values()) expect(s.isQuiesced(REGION), `node ${s.nodeId} quiesced`).to.equal(true);
     await c.tick(BOUND_TICKS * 10); // ten bounds without a message of the region
     for (const s of c.servers.values()) expect(s.isQuiesced(REGION), `node ${s.nodeId} still quiesced`).to.equal(true);
@@ -260,9 +266,7 @@ describe('RegionServer: stale reads only from a replica a leader still counts (f
 
   it('a quiesced follower that lost every message of its own removal, its node still beating, refuses once the bound passes; an unanswered request is not repeated within a bound', async () => {
     c = await cluster(4);
-    const leader = await electLeader(c);
-    await whileTicking(c, leader.propose(REGION, new Uint8Array([3])), 'a write');
-    await c.tick(20);
+    const leader = await quietRegion(c);
     const cut = [...c.servers.values()].find((s) => s !== leader)!;
     const cutPeer = cut.replica(REGION)!.selfPeerId;
     expect(cut.isQuiesced(REGION), 'quiesced').to.equal(true);
@@ -293,9 +297,7 @@ describe('RegionServer: stale reads only from a replica a leader still counts (f
 
   it('a quiesced follower whose leader\'s node falls silent refuses once the bound passes', async () => {
     c = await cluster(4);
-    const leader = await electLeader(c);
-    await whileTicking(c, leader.propose(REGION, new Uint8Array([3])), 'a write');
-    await c.tick(20);
+    const leader = await quietRegion(c);
     const [f1, f2] = [...c.servers.values()].filter((s) => s !== leader) as [RegionServer<Counter>, RegionServer<Counter>];
     expect(f1.isQuiesced(REGION), 'quiesced').to.equal(true);
     c.mute.add(leader.nodeId);

@@ -356,12 +356,19 @@ export class DatabaseService {
     return [...ids][0]!;
   }
 
-  /** NOT_LEADER pointing at the leader (or any replica) of a region hosted elsewhere. */
+  /**
+   * NOT_LEADER pointing at the leader (or another replica) of a region this node does not serve.
+   * Never at this node: its routes may still name it (a replica just moved away, or not opened
+   * yet, or a leader the catalog has not seen step down), and a hint back here would only send
+   * the client round again; with no other replica the error carries no hint.
+   */
   private async redirect(table: string, regionId: string): Promise<RegionDbError> {
     const info = await this.routes(table).catch(() => undefined);
     const route = info?.routes.find((r) => r.region_id === regionId);
     if (!route) return new RegionDbError(ErrorCode.NotFound, `region ${regionId} of table ${table} is unknown`);
-    const leader = route.peers.find((p) => p.node_id === route.leader_node_id) ?? route.peers[0];
+    const self = String(this.dn.nodeId);
+    const others = route.peers.filter((p) => p.node_id !== self);
+    const leader = others.find((p) => p.node_id === route.leader_node_id) ?? others[0];
     return new RegionDbError(ErrorCode.NotLeader, `region ${regionId} is not served by node ${this.dn.nodeId}`, {
       details: leader ? { leaderAddr: leader.addr, leaderNodeId: leader.node_id } : {},
     });

@@ -25,9 +25,9 @@ function serviceWithMetasrv(answer: () => Promise<unknown>): { service: Database
   return { service: new DatabaseService(host), calls };
 }
 
-const routesOf = () => ({
+const routesOf = (leader = '2', peers: readonly string[] = ['2']) => ({
   table: toProtoSchema(schema),
-  routes: [{ region_id: REGION, leader_node_id: '2', peers: [{ node_id: '2', addr: '127.0.0.1:4002', peer_id: '5' }] }],
+  routes: [{ region_id: REGION, leader_node_id: leader, peers: peers.map((n) => ({ node_id: n, addr: `127.0.0.1:400${n}`, peer_id: `${Number(n) + 3}` })) }],
 });
 
 describe('datanode route lookups (database-service.ts)', () => {
@@ -58,5 +58,22 @@ describe('datanode route lookups (database-service.ts)', () => {
     expect(again.code).to.equal(ErrorCode.NotLeader);
     expect(calls).to.deep.equal(['GetRoutes', 'GetRoutes']);
     service.close();
+  });
+
+  it('never points a client back at this node (node 1), even when the routes name it as leader', async () => {
+    const cases: { leader: string; peers: string[]; hint: string | undefined }[] = [
+      { leader: '1', peers: ['1', '2', '3'], hint: '2' }, // a stale catalog names this node leader
+      { leader: '0', peers: ['1', '3'], hint: '3' }, // no leader known; this node listed first
+      { leader: '3', peers: ['1', '2', '3'], hint: '3' }, // the leader, when it is another node
+      { leader: '1', peers: ['1'], hint: undefined }, // nobody else to name: no hint at all
+    ];
+    for (const c of cases) {
+      const { service } = serviceWithMetasrv(async () => routesOf(c.leader, c.peers));
+      const err = await (service as unknown as Redirecting).redirect(schema.name, REGION);
+      expect(err.code, JSON.stringify(c)).to.equal(ErrorCode.NotLeader);
+      expect(err.details['leaderNodeId'], JSON.stringify(c)).to.equal(c.hint);
+      expect(err.details['leaderAddr'], JSON.stringify(c)).to.equal(c.hint === undefined ? undefined : `127.0.0.1:400${c.hint}`);
+      service.close();
+    }
   });
 });

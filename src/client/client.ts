@@ -483,8 +483,15 @@ export class RegionDbClient {
   /**
    * Runs `attempt` against the region's leader until it succeeds, a non-retriable error occurs,
    * or the deadline passes. NOT_LEADER/UNAVAILABLE move to the hinted leader, or the next peer.
+   * `deadline` (monotonic ms): the call's, when it started before this loop (deduplicated()).
    */
-  private async withRegion<T>(table: string, regionId: string, what: string, attempt: (addr: string, remainingMs: number) => Promise<T>): Promise<T> {
+  private async withRegion<T>(
+    table: string,
+    regionId: string,
+    what: string,
+    attempt: (addr: string, remainingMs: number) => Promise<T>,
+    deadline = performance.now() + this.deadlineMs,
+  ): Promise<T> {
     let peerCursor = 0;
     const mutates = what === 'write' || what === 'delete';
     /** An earlier attempt of this write whose outcome is unknown (it may have been applied). */
@@ -577,6 +584,7 @@ export class RegionDbClient {
               { cause: last },
             ),
       trace && ((ms) => trace({ kind: 'backoff', what, regionId, startMs: Date.now(), ms })),
+      deadline,
     );
   }
 
@@ -614,8 +622,9 @@ export class RegionDbClient {
     expired: (last: RegionDbError) => RegionDbError,
     /** Told of every backoff sleep as it starts (ClientOptions.trace). */
     sleeping?: (ms: number) => void,
+    /** Monotonic (performance.now()): the operation's own budget, from its start. */
+    deadline = performance.now() + this.deadlineMs,
   ): Promise<T> {
-    const deadline = performance.now() + this.deadlineMs; // monotonic: the operation's own budget
     let backoffMs = BACKOFF_MIN_MS;
     for (let last: RegionDbError | undefined; ; ) {
       const remainingMs = deadline - performance.now();
@@ -781,9 +790,11 @@ export class RegionDbClient {
    * region refuses the id as older than it remembers (REQUEST_TOO_OLD: this client's clock is
    * behind ids the region has forgotten), later ids start above the region's floor; and when the
    * refused attempt was the only one sent, nothing was applied, so the operation runs once more
-   * under a new id. After several attempts the outcome is unknown and the error is the caller's.
+   * under a new id — within the same deadline as the first. After several attempts the outcome
+   * is unknown and the error is the caller's.
    */
   private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => WriteRequest | DeleteRequest): Promise<T> {
+    const deadline = performance.now() + this.deadlineMs; // one budget for both rounds
     for (let round = 1; ; round++) {
       const requestId = String(this.newRequestId());
       let attempts = 0;
@@ -791,7 +802,7 @@ export class RegionDbClient {
         return await this.withRegion(table, regionId, kind, (addr, remainingMs) => {
           attempts++;
           return this.operation<T>(addr, kind, request(requestId), this.attemptMs(remainingMs));
-        });
+        }, deadline);
       } catch (err) {
         if (!isRegionDbError(err, ErrorCode.RequestTooOld)) throw err;
         const floor = Number(err.details['oldestKnownRequestId']);

@@ -398,6 +398,32 @@ describe('client: the Database.Batch stream', () => {
     expect(seen[2]!).to.be.greaterThan(seen[1]!);
   });
 
+  it('the new id after REQUEST_TOO_OLD runs within the first id\'s deadline, not a fresh one', async () => {
+    const floor = Date.now() * 1000 + 5_000_000_000;
+    const timeouts: number[] = [];
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        timeouts.push(Number((req as unknown as { timeout_ms: number }).timeout_ms));
+        if (timeouts.length === 1) {
+          // Refused as too old, 600 ms into the client's 2,000 ms deadline.
+          const tooOld = { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: String(floor) } };
+          setTimeout(() => call.write({ id: req.id, error: tooOld }), 600);
+          return;
+        }
+        call.write({ id: req.id, write: { version: '9', rows_written: 1 } });
+      },
+    };
+    const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 2000 });
+    await client.write(TABLE, [row(1)]);
+    expect(timeouts, 'refused once, sent once more').to.have.length(2);
+    // The second id gets what was left of the call's deadline: at least the 600 ms the refusal
+    // took less than the first (whatever the route lookup before it cost; +1 for rounding up),
+    // where a fresh deadline would give it the full 2,000 ms again.
+    expect(timeouts[1]!, `timeouts sent: ${timeouts.join(', ')}`).to.be.at.most(Math.min(1400, timeouts[0]! - 599));
+  });
+
   it('REQUEST_TOO_OLD after an earlier attempt of the same id reaches the caller: that outcome is unknown, nothing is re-sent', async () => {
     const seen: string[] = [];
     const script: Script = {

@@ -154,6 +154,12 @@ const REQUEST_IDS_PER_MS = 1000;
 
 const BACKOFF_MIN_MS = 20;
 const BACKOFF_MAX_MS = 200;
+/**
+ * A retry goes out only with at least this much of the deadline left (as the datanode router's
+ * resends, RESEND_BUDGET_MIN_MS): one sent with a sliver would time out unanswered and turn a write
+ * every attempt of which was refused ("not applied") into an unknown outcome.
+ */
+const RETRY_MIN_MS = 50;
 /** Leader hints a call sent to a chosen node follows at once (withNodeFollowingHints); past them it backs off. */
 const HINT_HOPS_MAX = 3;
 /** How long a replica that refused connections is skipped when choosing where to send. */
@@ -614,7 +620,8 @@ export class RegionDbClient {
    * deadline as it starts (the first, all of it), and caps its own timeout with it (attemptMs()),
    * so a retry started just before the deadline ends near it, not a full attempt timeout past
    * it. An attempt so cut short fails as any timed-out attempt does: DEADLINE_EXCEEDED, an
-   * unknown outcome for a write that was sent.
+   * unknown outcome for a write that was sent. A retry with less than RETRY_MIN_MS left is not
+   * started: the call ends with `expired(last error)`.
    */
   private async withBackoff<T>(
     attempt: (remainingMs: number) => Promise<T>,
@@ -628,8 +635,8 @@ export class RegionDbClient {
     let backoffMs = BACKOFF_MIN_MS;
     for (let last: RegionDbError | undefined; ; ) {
       const remainingMs = deadline - performance.now();
-      // Nothing left (a backoff timer that fired late): no attempt is started, so none is sent.
-      if (last && remainingMs <= 0) throw expired(last);
+      // Too little left (a refusal that came late, a backoff timer that fired late): no retry is started, so none is sent.
+      if (last && remainingMs < RETRY_MIN_MS) throw expired(last);
       try {
         return await attempt(remainingMs);
       } catch (err) {
@@ -640,7 +647,7 @@ export class RegionDbClient {
           backoffMs = BACKOFF_MIN_MS;
           continue;
         }
-        if (performance.now() + backoffMs >= deadline) throw expired(e);
+        if (performance.now() + backoffMs + RETRY_MIN_MS > deadline) throw expired(e);
       }
       sleeping?.(backoffMs);
       await new Promise((r) => setTimeout(r, backoffMs));

@@ -398,6 +398,37 @@ describe('client: the Database.Batch stream', () => {
     expect(seen[2]!).to.be.greaterThan(seen[1]!);
   });
 
+  it('a write refused near its deadline is not sent again with a sliver of time: it stays "not applied" instead of becoming unknown', async () => {
+    for (const withHint of [true, false]) {
+      let writes = 0;
+      let hint = '';
+      const script: Script = {
+        unaryWrites: 0,
+        batchStreams: 0,
+        onBatch: (call, req) => {
+          if (req.request !== 'write') return;
+          writes++;
+          if (writes === 1) call.write({ id: req.id, write: { version: '3', rows_written: 1 } }); // warms the routes and the stream
+          if (writes !== 2) return; // a resend is never answered: it would time out, outcome unknown
+          // Refused 960 ms into the client's 1,000 ms deadline: under 40 ms are left.
+          const refusal = { grpc_code: grpc.status.UNAVAILABLE, code: 'NOT_LEADER', message: 'not the leader', details: withHint ? { leaderAddr: hint } : {} };
+          setTimeout(() => call.write({ id: req.id, error: refusal }), 960);
+        },
+      };
+      const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000 });
+      const other = await startServer(script); // the hinted leader: a retry there would be followed at once
+      servers.push(other.server);
+      hint = other.addr;
+      await client.write(TABLE, [row(1)]);
+      const err = await client.write(TABLE, [row(2)]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isRegionDbError(err) && err.details['notApplied'], `${withHint ? 'hint' : 'no hint'}: ${String(err)}`).to.equal('true');
+      expect(writes, withHint ? 'hint' : 'no hint').to.equal(2);
+    }
+  });
+
   it('the new id after REQUEST_TOO_OLD runs within the first id\'s deadline, not a fresh one', async () => {
     const floor = Date.now() * 1000 + 5_000_000_000;
     const timeouts: number[] = [];

@@ -180,6 +180,12 @@ export interface ApplyStall {
   attempts: number;
   retryAtMs: number;
   lastError: string;
+  /**
+   * Set when the apply failed for good (a missing or damaged object) while the replica's log held
+   * its own removal above the failed entry, at this index, not known to be committed: the replica
+   * waits to learn whether it was (onApplyFailure), instead of failing.
+   */
+  awaitingRemoval?: number;
 }
 
 export const defaultRaftTuning: RaftTuning = {
@@ -601,6 +607,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * applyCommitted applies none of them, as after any removal.
    */
   private reopenRemoved(replica: Replica<S, R>, removalIndex: number): void {
+    this.skipToRemoval(replica, removalIndex, 'reopened a replica whose log commits its own removal: membership changes applied up to it, no command re-applied');
+  }
+
+  /** reopenRemoved's step, also taken by a replica stalled on its removal (onApplyFailure) once it learns the removal committed. */
+  private skipToRemoval(replica: Replica<S, R>, removalIndex: number, what: string): void {
     const from = replica.appliedIndex + 1;
     assert(from <= removalIndex && removalIndex <= replica.raft.log.committed, `region ${replica.regionId}: removal at ${removalIndex} outside (${from - 1}, ${replica.raft.log.committed}]`);
     let commandsSkipped = 0;
@@ -611,7 +622,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       else if (entry.data.byteLength > 0) commandsSkipped++;
     }
     assert(replica.removed && replica.appliedIndex === removalIndex, `region ${replica.regionId}: reopened past its removal at ${removalIndex} but not removed (applied ${replica.appliedIndex})`);
-    this.log.info({ regionId: replica.regionId, peerId: replica.selfPeerId, removalIndex, from, commandsSkipped }, 'reopened a replica whose log commits its own removal: membership changes applied up to it, no command re-applied');
+    this.log.info({ regionId: replica.regionId, peerId: replica.selfPeerId, removalIndex, from, commandsSkipped }, what);
   }
 
   /** Closes a replica; with `destroy` its log is deleted too (it was removed from the region). */
@@ -1329,24 +1340,30 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private onApplyFailure(replica: Replica<S, R>, index: number, upTo: number, err: RegionDbError, stall: ApplyStall | undefined): void {
     const nowMs = this.clock.nowMs();
-    if (!isTransient(err)) {
+    // A missing or damaged object will not come back, but a replica whose log holds its own
+    // removal above this entry may only be replaying what it never needed to: see ownRemovalAhead.
+    const removal = isTransient(err) ? 0 : this.ownRemovalAhead(replica, index);
+    if (!isTransient(err) && removal === 0) {
       this.failReplica(replica, index, `region ${replica.regionId} cannot apply index ${index}: ${err.message}`);
       return;
     }
-    if (stall && nowMs - stall.sinceMs >= this.applyRetry.windowMs) {
+    if (removal === 0 && stall && nowMs - stall.sinceMs >= this.applyRetry.windowMs) {
       const reason = `region ${replica.regionId} cannot apply index ${index}: ${err.message} (retried for ${Math.round(nowMs - stall.sinceMs)} ms, ${stall.attempts} attempts)`;
       this.failReplica(replica, index, reason);
       return;
     }
     const attempts = (stall?.attempts ?? 0) + 1;
-    const backoffMs = Math.min(this.applyRetry.backoffMsMax, this.applyRetry.backoffMsMin * 2 ** Math.min(attempts - 1, 30));
+    // Waiting on its removal, the replica only looks at its commit index again: no backoff to grow.
+    const backoffMs = removal > 0 ? this.applyRetry.backoffMsMax : Math.min(this.applyRetry.backoffMsMax, this.applyRetry.backoffMsMin * 2 ** Math.min(attempts - 1, 30));
+    const awaitingRemoval = removal > 0 ? removal : undefined;
     if (stall) {
       stall.attempts = attempts;
       stall.retryAtMs = nowMs + backoffMs;
       stall.lastError = err.message;
       stall.upTo = Math.max(stall.upTo, upTo);
+      stall.awaitingRemoval = awaitingRemoval;
     } else {
-      replica.stall = { index, upTo, sinceMs: nowMs, attempts, retryAtMs: nowMs + backoffMs, lastError: err.message };
+      replica.stall = { index, upTo, sinceMs: nowMs, attempts, retryAtMs: nowMs + backoffMs, lastError: err.message, awaitingRemoval };
       // Its core counted the stalled entries applied: it must not campaign until they are (R16,
       // "The removed replica": a committed removal of this replica may be among them).
       replica.raft.campaignsHeld = true;
@@ -1356,8 +1373,46 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       for (const queued of replica.queuedReads.splice(0)) queued.reject(refusal);
       for (const read of replica.reads.values()) read.reject(refusal);
       replica.reads.clear();
-      this.log.warn({ regionId: replica.regionId, index, err: err.message, retryInMs: backoffMs }, 'apply failed on the object store; the replica stalls and retries');
+      if (removal > 0) {
+        this.log.warn(
+          { regionId: replica.regionId, index, err: err.message, removalIndex: removal },
+          'apply failed for good, but the log holds this replica\'s own removal above it: the replica stalls (still voting) until it learns whether its removal committed',
+        );
+      } else {
+        this.log.warn({ regionId: replica.regionId, index, err: err.message, retryInMs: backoffMs }, 'apply failed on the object store; the replica stalls and retries');
+      }
     }
+  }
+
+  /**
+   * The index of an entry above `index` in the replica's log that removes this replica, not known
+   * to be committed (above its durable commit index); 0 if none (docs/correctness.md, E10). A
+   * replica that appended and acknowledged its own removal, then restarted before it learnt the
+   * removal committed, re-applies its log up to its commit index; a command there may read an SST
+   * that GC collected once the leader applied the removal (G3 counts the leader's membership), so
+   * the apply fails for good. Failing the replica would take it out of raft, and in the 4 → 3
+   * window its vote is one the remaining voters may need (R16, "Across a restart"). It cannot
+   * skip the commands either: unknown to it, the removal may not have committed, and a new leader
+   * may cut it off its log. So it stalls — answering raft, starting no campaign — until it learns
+   * more: a commit index covering the removal (it then reaches its removal as a reopened replica
+   * does, reopenRemoved), a snapshot (installSnapshot), or a log in which the removal is gone (the
+   * retry applies again and fails, this time for good).
+   */
+  private ownRemovalAhead(replica: Replica<S, R>, index: number): number {
+    if (this.hooks.removedReplay === 'everything') return 0;
+    const last = replica.raft.log.lastIndex();
+    if (last <= index) return 0;
+    for (const entry of replica.store.entries(index + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
+      if (entry.type !== EntryType.ConfChange) continue;
+      let cc: ConfChange;
+      try {
+        cc = decodeConfChange(entry.data);
+      } catch {
+        return 0; // a damaged entry: the replica fails as before
+      }
+      if (removesPeer(cc, replica.selfPeerId)) return entry.index;
+    }
+    return 0;
   }
 
   /** The stalled apply caught up: the replica may campaign again. */
@@ -1368,6 +1423,20 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
   private async retryStalledApply(replica: Replica<S, R>, stall: ApplyStall): Promise<void> {
+    const removal = stall.awaitingRemoval;
+    if (removal !== undefined) {
+      if (committedOwnRemoval(replica.store, replica.selfPeerId, replica.appliedIndex) === removal) {
+        // Its removal committed (durably): reach it as a reopened replica does, without the commands.
+        this.endStall(replica);
+        this.skipToRemoval(replica, removal, 'a stalled replica learnt that its own removal committed: membership changes applied up to it, no command re-applied');
+        return;
+      }
+      if (this.ownRemovalAhead(replica, stall.index - 1) === removal) {
+        stall.retryAtMs = this.clock.nowMs() + this.applyRetry.backoffMsMax; // not known yet: keep waiting
+        return;
+      }
+      // The removal is gone from its log (a new leader cut it off): apply again; it fails for good.
+    }
     const lo = replica.appliedIndex + 1;
     assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
     const entries = lo <= stall.upTo ? replica.store.entries(lo, stall.upTo + 1, Number.MAX_SAFE_INTEGER) : [];

@@ -6,8 +6,8 @@ import type { SstMeta } from '../../src/engine/command.js';
 import { type ApplyResult, RegionState, type TableSchema, encodeCommand } from '../../src/engine/index.js';
 import type { SstOpener } from '../../src/engine/region-state.js';
 import type { SstReader } from '../../src/engine/sst/format.js';
-import { ConfChangeType, MessageType } from '../../src/raft/index.js';
-import { RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { ConfChangeType, EntryType, MessageType, makeMessage } from '../../src/raft/index.js';
+import { type RaftTuning, RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { waitFor } from '../fixtures/counter-machine.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 import { cpuSchema } from '../fixtures/schemas.js';
@@ -52,7 +52,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     { peerId: 12, nodeId: 2 },
   ];
 
-  function startServer(nodeId: number, hooks: RegionServerHooks = {}): Server {
+  function startServer(nodeId: number, hooks: RegionServerHooks = {}, applyRetry?: RaftTuning['applyRetry']): Server {
     const engine = engines.get(nodeId) ?? new MemoryLogEngine();
     engines.set(nodeId, engine);
     const opener = new GcOpener();
@@ -70,7 +70,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
       return state;
     };
     // skipBcastCommit false: the leader tells its follower a new commit index at once.
-    const tuning = { ...defaultRaftTuning, tickMs: 5, nodeDownAfterTicks: 40, skipBcastCommit: false };
+    const tuning = { ...defaultRaftTuning, tickMs: 5, nodeDownAfterTicks: 40, skipBcastCommit: false, ...(applyRetry ? { applyRetry } : {}) };
     const server: Server = new RegionServer<RegionState, ApplyResult>(nodeId, engine, transport, { create }, tuning, silentLogger, systemClock, hooks);
     servers.set(nodeId, server);
     server.start();
@@ -91,9 +91,9 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
   }
 
   /** Stops node 2 and starts it again on the same log (a restart); its replica reopened from the log. */
-  async function restartNode2(hooks: RegionServerHooks = {}): Promise<Server> {
+  async function restartNode2(hooks: RegionServerHooks = {}, applyRetry?: RaftTuning['applyRetry']): Promise<Server> {
     await servers.get(2)!.stop();
-    const again = startServer(2, hooks);
+    const again = startServer(2, hooks, applyRetry);
     await again.open({ regionId: 'r', selfPeerId: 12, peers, bootstrap: false });
     return again;
   }
@@ -170,5 +170,61 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     expect(replica.stateMachine.memtable.count, 'both writes re-applied').to.equal(2);
     expect(openers.get(2)!.reads, 'the conditional write read the SST again').to.be.greaterThan(0);
     expect(replica.raft.confState().voters).to.deep.equal([11, 12]);
+  });
+
+  // E10 (docs/correctness.md): what E9 left open. The same restart as above, but GC has
+  // collected the SST the replayed conditional write reads: the replica used to FAIL ("cannot
+  // apply index …: not found"), leaving raft with its vote. Now it stalls, still answering raft,
+  // until it learns whether its removal committed; told so, it reaches its removal without the
+  // commands, as a reopened replica whose log commits its removal does.
+  async function stalledOnItsRemoval(cutOff: boolean): Promise<void> {
+    const leader = await regionWithConditionalWrite();
+    const removalAt = leader.replica('r')!.raft.status().lastIndex + 1;
+    loseCommitFrom = removalAt;
+    await changeMembership(leader, ConfChangeType.RemoveNode, 12);
+    await waitFor(() => servers.get(2)!.hostedReplica('r')!.raft.log.lastIndex() >= removalAt, 'the removal in node 2\'s log');
+    await waitFor(() => leader.replica('r')!.raft.status().applied >= removalAt, 'the leader applied the removal');
+    GcOpener.collected.add(sst.key); // the leader's membership is {11}: GC no longer waits for peer 12
+    // A short retry window: a stall that waits on its removal must outlive it.
+    const again = await restartNode2({}, { backoffMsMin: 5, backoffMsMax: 20, windowMs: 60 });
+    await waitFor(() => again.applyStall('r') !== undefined || again.failure('r') !== undefined, 'the replay met the collected SST');
+    expect(again.failure('r')?.reason, 'the replica failed').to.equal(undefined);
+    expect(again.applyStall('r')?.awaitingRemoval).to.equal(removalAt);
+    const replica = again.hostedReplica('r')!;
+    await new Promise((resolve) => setTimeout(resolve, 150)); // past the retry window, several retries
+    expect(again.failure('r')?.reason, 'failed while waiting on its removal').to.equal(undefined);
+    expect(again.raftReplica('r'), 'it still answers raft (R16)').to.equal(replica);
+    expect(replica.removed).to.equal(false);
+    expect(replica.raft.campaignsHeld, 'a stalled replica starts no campaign').to.equal(true);
+
+    if (cutOff) {
+      // A leader of a later term whose log lacks the removal overwrites it: the stall's reason is
+      // gone, the retry applies again, and the collected SST fails the replica for good.
+      const prevIndex = removalAt - 1;
+      const prevTerm = replica.store.entries(prevIndex, prevIndex + 1, Number.MAX_SAFE_INTEGER)[0]!.term;
+      const term = replica.raft.term + 1;
+      const entries = [{ index: removalAt, term, type: EntryType.Normal, data: new Uint8Array(0) }];
+      again.step(1, 'r', makeMessage({ type: MessageType.Append, from: 11, to: 12, term, logTerm: prevTerm, index: prevIndex, entries, commit: prevIndex }));
+      await waitFor(() => again.failure('r') !== undefined, 'the replica fails once its removal is cut off');
+      expect(again.failure('r')!.reason).to.match(/cannot apply index \d+: .*not found \(collected by GC\)/);
+      return;
+    }
+    // The leader's commit index reaches it (as a message from its leader would tell it).
+    const term = replica.raft.term;
+    again.step(1, 'r', makeMessage({ type: MessageType.Heartbeat, from: 11, to: 12, term, commit: removalAt }));
+    await waitFor(() => replica.removed, 'node 2 reached its removal');
+    expect(again.applyStall('r'), 'the stall ended').to.equal(undefined);
+    expect(again.failure('r')).to.equal(undefined);
+    expect(replica.appliedIndex).to.equal(removalAt);
+    expect(again.raftReplica('r'), 'still answering raft after its removal (R16)').to.equal(replica);
+    expect(replica.stateMachine.memtable.count, 'no command applied').to.equal(0);
+  }
+
+  it('a removal past its durable commit index and a collected SST: the replay stalls (still in raft) instead of failing, and reaches the removal once told it committed', async () => {
+    await stalledOnItsRemoval(false);
+  });
+
+  it('…and fails for good, as before, once a later leader cuts the removal off its log', async () => {
+    await stalledOnItsRemoval(true);
   });
 });

@@ -116,9 +116,9 @@ export function sstsNamedByEntries(entries: readonly Entry[]): Set<string> {
   for (const e of entries) {
     if (e.type !== EntryType.Normal || e.data.byteLength < 2) continue;
     const kind = e.data[1];
-    if (kind !== CommandKind.FlushEdit && kind !== CommandKind.CompactionEdit && kind !== CommandKind.StandbySeed) continue; // skip decoding writes
+    if (kind !== CommandKind.FlushEdit && kind !== CommandKind.CompactionEdit && kind !== CommandKind.StandbySeed && kind !== CommandKind.StandbySeedEpoch) continue; // skip decoding writes
     const cmd = decodeCommand(e.data);
-    if (cmd.kind === 'standby-seed') for (const s of cmd.ssts) keys.add(s.key);
+    if (cmd.kind === 'standby-seed' || cmd.kind === 'standby-seed-epoch') for (const s of cmd.ssts) keys.add(s.key);
     if (cmd.kind === 'flush-edit' && cmd.sst) keys.add(cmd.sst.key);
     if (cmd.kind === 'compaction-edit') {
       for (const k of cmd.inputs) keys.add(k);

@@ -151,10 +151,14 @@ describe('dual active-standby: the cut and a seeded region (src/standby/cut.ts)'
 });
 
 describe('dual active-standby: GC and a pending seed (src/datanode/sst-gc.ts G2)', () => {
-  it('names the SSTs of a seed still above the applied index', () => {
-    const seed = encodeCommand({ kind: 'standby-seed', primaryIndex: 40, seededThroughMs: 1, versionOffset: 0, ssts: [sst('s1'), sst('s2')], dedup: '[]' });
-    const keys = sstsNamedByEntries([{ index: 9, term: 1, type: EntryType.Normal, data: seed }]);
-    expect([...keys].sort()).to.deep.equal(['s1', 's2']);
+  it('names the SSTs of a seed still above the applied index — with and without the primary\'s epoch (kinds 9 and 22)', () => {
+    const fields = { primaryIndex: 40, seededThroughMs: 1, versionOffset: 0, ssts: [sst('s1'), sst('s2')], dedup: '[]' };
+    // The receiver proposes kind 22 whenever it knows the primary's epoch (receiver.ts seed): GC
+    // must keep that seed's SSTs as it keeps kind 9's, or it may delete them before they apply.
+    for (const seed of [encodeCommand({ kind: 'standby-seed', ...fields }), encodeCommand({ kind: 'standby-seed-epoch', ...fields, primaryEpoch: 2 })]) {
+      const keys = sstsNamedByEntries([{ index: 9, term: 1, type: EntryType.Normal, data: seed }]);
+      expect([...keys].sort(), `kind ${seed[1]}`).to.deep.equal(['s1', 's2']);
+    }
   });
 });
 

@@ -21,9 +21,9 @@
 // follow) and completes it at its cut and epoch.
 // A promotion abandoned before step 3 (nothing promoted, nothing cut) is undone by
 // `standby promote --abort` (abortPromotion): every frozen region is unfrozen (S11 in
-// standby-state.ts). Past its first phase this command re-freezes only regions it has not seen
-// frozen, so a region an abort unfroze stays so (and is not cut, S11); if nothing is promoted yet
-// it stops, naming them.
+// standby-state.ts). Past its first phase this command re-freezes a region it has seen frozen
+// only once the promotion is under way (a node promoted, a region cut); before that a region an
+// abort unfroze stays so, the nodes refuse to cut it (S11), and this command stops, naming it.
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import type { StandbyRegionStatus__Output, StandbyStatusResponse__Output } from '../rpc/generated/index.js';
@@ -158,10 +158,13 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)${why}${refusedText()}`);
     }
     // A region that appeared after the first phase (a table first seen since) is frozen first: a
-    // node cuts only frozen regions, and only at or above what they applied. Only those: a region
-    // seen frozen that an abort unfroze is not frozen again by this run.
-    const fresh = waiting.filter((id) => !seenFrozen.has(id));
-    if (fresh.length > 0) await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr, fresh).catch(() => undefined)));
+    // node cuts only frozen regions, and only at or above what they applied. A region seen frozen
+    // that an abort unfroze is frozen again only once the promotion is under way (a node promoted
+    // or a region cut): from the first freeze until then that node's regions stayed frozen, and
+    // from then on it reports the promotion, so no release round anywhere has seen a standby with
+    // nothing frozen and nothing promoted, and nothing was released past the cut (S11).
+    const refreeze = currentPromotion(snap) ? waiting : waiting.filter((id) => !seenFrozen.has(id));
+    if (refreeze.length > 0) await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr, refreeze).catch(() => undefined)));
     await Promise.all(snap.nodes.map((n) => c.standbyPromote(n.addr, cutMs, epoch).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
   }
 }

@@ -298,7 +298,7 @@ describe('`regiondb standby promote --abort` (abortPromotion)', () => {
     await receivers[0]!.freeze();
     writeFence(dirs[0]!, { state: 'promoted', epoch: 1, atMs: 200 });
     const fresh = new Receiver(
-      { nodeId: 1, metas: new Map([[ids[0]!, { schema }]]), regionServer: { allReplicas: () => [{ regionId: ids[0]!, isLeader: () => true, stateMachine: states[0]! }] } } as unknown as Datanode,
+      { nodeId: 1, metas: new Map([[ids[0]!, { schema }]]), regionServer: { allReplicas: () => [{ regionId: ids[0]!, isLeader: () => true, stateMachine: states[0]! }], propose: (_r: string, command: Uint8Array) => states[0]!.apply(20, command) } } as unknown as Datanode,
       { releaseIntervalMs: 500, dataDir: dirs[0]! },
       silentLogger,
       systemClock,
@@ -353,14 +353,18 @@ describe('an abort racing a promotion (S11)', () => {
   it('the promoter does not freeze again a region the abort unfroze before any node was promoted: it stops, nothing cut', async () => {
     const { states, receivers, client } = twoNodeStandby(dirs);
     await streamed(states);
-    // The abort lands between the promoter's first phase (and its cut) and its StandbyPromote calls.
-    const inner = client as unknown as { standbyPromote(addr: string, cutMs: number, epoch: number): Promise<unknown> };
-    const promote = inner.standbyPromote;
-    let abort: Promise<unknown> | undefined;
-    inner.standbyPromote = async (addr, cutMs, epoch) => {
-      abort ??= Promise.all(receivers.map((r) => r.unfreeze()));
-      await abort;
-      return promote(addr, cutMs, epoch);
+    // The abort lands after the promoter chose its cut and looked at the regions once more (both
+    // frozen: its 4th look, the 7th and 8th StandbyStatus calls), before it tells any node.
+    const inner = client as unknown as { standbyStatus(addr: string): Promise<unknown> };
+    const status = inner.standbyStatus;
+    let calls = 0;
+    inner.standbyStatus = async (addr) => {
+      const res = await status(addr);
+      if (++calls === 8) {
+        expect((res as { regions: { frozen: boolean }[] }).regions[0]?.frozen, 'the promoter saw it frozen').to.equal(true);
+        for (const r of receivers) await r.unfreeze();
+      }
+      return res;
     };
     const outcome = await promoteStandby(client, { timeoutMs: 2000, nowMs: () => Date.now() }).then(
       () => 'promoted',

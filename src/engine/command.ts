@@ -190,8 +190,8 @@ export interface StandbyFreezeCommand {
 /**
  * Standby, the abort of a promotion's first phase (`regiondb standby promote --abort`,
  * docs/replication.md): a region in mode standby clears `frozen` and nothing else (releases and
- * seeds resume); a region already cut ignores it, and a cut after it in the log is ignored (S11 in
- * standby-state.ts). A new kind (24): a build that predates it refuses it loudly.
+ * seeds resume); a region already cut ignores it (S11 in standby-state.ts). A new kind (24): a
+ * build that predates it refuses it loudly.
  */
 export interface StandbyUnfreezeCommand {
   readonly kind: 'standby-unfreeze';

@@ -372,7 +372,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     }
     const standby = this.standby;
     if (standby?.mode !== 'standby') return { status: 'ok', version: index, rows: 0 }; // nothing received, or promoted already
-    // S11: the abort reached this region before the cut (or it released past it since): not cut.
+    // S11: released past the cut since an unfreeze (an abort that reached it first): never cut there.
     if (cmd.kind === 'standby-promote-epoch' && !standby.cuttable(cmd.cutMs)) return { status: 'ok', version: index, rows: 0 };
     if (cmd.kind === 'standby-release') {
       if (standby.frozen) return { status: 'ok', version: standby.appliedPrimaryIndex, rows: 0 }; // S8: released no further

@@ -82,7 +82,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     }
     // Freeze only once a consistent point exists (every region has a position in the same era):
     // a frozen region takes no seed, so freezing a standby still being seeded would leave it with
-    // no position and no way to get one (there is no un-freeze).
+    // no position and no way to get one until the promotion is aborted (`--abort`).
     const notYet = current ? undefined : noConsistentPoint(snap, opts.toTimeMs);
     if (notYet) {
       if (opts.nowMs() > deadline) throw notYet;

@@ -29,7 +29,7 @@ const unfreeze = () => encodeCommand({ kind: 'standby-unfreeze' });
 const cut = (cutMs: number, epoch = 1) => encodeCommand({ kind: 'standby-promote-epoch', cutMs, epoch });
 const seed = (primaryIndex: number, seededThroughMs: number) => encodeCommand({ kind: 'standby-seed', primaryIndex, seededThroughMs, versionOffset: 0, ssts: [], dedup: '[]' });
 
-async function valueOf(s: RegionState, key: string): Promise<unknown> {
+async function rowValue(s: RegionState, key: string): Promise<unknown> {
   return (await s.get({ k: key, ts: 1 }))?.row['v'];
 }
 
@@ -51,7 +51,7 @@ describe('S11: standby-unfreeze in the region state', () => {
     await s.apply(5, unfreeze());
     expect(s.standby!.snapshot(), 'only frozen changed').to.deep.equal({ ...before, frozen: false });
     await s.apply(6, release(300));
-    expect([s.standby!.appliedPrimaryIndex, s.standby!.releasedMs, await valueOf(s, 'b')], 'the release resumes').to.deep.equal([2, 300, 2]);
+    expect([s.standby!.appliedPrimaryIndex, s.standby!.releasedMs, await rowValue(s, 'b')], 'the release resumes').to.deep.equal([2, 300, 2]);
     await s.apply(7, seed(40, 500));
     expect(s.standby!.seededIndex, 'a seed is taken again').to.equal(40);
   });
@@ -75,21 +75,23 @@ describe('S11: standby-unfreeze in the region state', () => {
     expect(empty.standby, 'no standby state is made up').to.equal(undefined);
   });
 
-  it('the first of the cut and the unfreeze after a freeze wins: a cut after an unfreeze changes nothing', async () => {
+  it('a region released past the cut after an unfreeze is never cut there, frozen again or not', async () => {
+    for (const refrozen of [false, true]) {
+      const s = await frozenRegion();
+      await s.apply(4, unfreeze());
+      await s.apply(5, release(300)); // its leader's release round, between the abort and a promotion it raced
+      if (refrozen) await s.apply(6, freeze());
+      await s.apply(7, cut(200));
+      expect([s.standby!.mode, await rowValue(s, 'b')], `not cut at 200 holding the entry stamped 250 (frozen again: ${refrozen})`).to.deep.equal(['standby', 2]);
+    }
+  });
+
+  it('an unfreeze before the cut with nothing released past it: the cut applies, consistently', async () => {
     const s = await frozenRegion();
     await s.apply(4, unfreeze());
     await s.apply(5, cut(200));
-    expect(s.standby!.mode, 'the abort reached the region first: not cut').to.equal('standby');
-    expect(s.standby!.pending.length, 'nothing dropped').to.equal(1);
-  });
-
-  it('a region released past the cut after an unfreeze is never cut there, even frozen again', async () => {
-    const s = await frozenRegion();
-    await s.apply(4, unfreeze());
-    await s.apply(5, release(300)); // its leader's release round, between the abort and a promotion it raced
-    await s.apply(6, freeze());
-    await s.apply(7, cut(200));
-    expect([s.standby!.mode, await valueOf(s, 'b')], 'not cut at 200 holding the entry stamped 250').to.deep.equal(['standby', 2]);
+    const st = s.standby!;
+    expect([st.mode, st.cutMs, st.releasedMs, st.droppedEntries, await rowValue(s, 'b')]).to.deep.equal(['promoted', 200, 200, 1, undefined]);
   });
 
   it('a region frozen again with nothing released past the cut is cut as usual', async () => {
@@ -98,7 +100,7 @@ describe('S11: standby-unfreeze in the region state', () => {
     await s.apply(5, freeze());
     await s.apply(6, cut(200));
     const st = s.standby!;
-    expect([st.mode, st.cutMs, st.releasedMs, st.droppedEntries, await valueOf(s, 'b')]).to.deep.equal(['promoted', 200, 200, 1, undefined]);
+    expect([st.mode, st.cutMs, st.releasedMs, st.droppedEntries, await rowValue(s, 'b')]).to.deep.equal(['promoted', 200, 200, 1, undefined]);
   });
 
   it('survives the manifest, and a replica rebuilt from it mid-log reaches the same state as one replaying every entry', async () => {
@@ -124,7 +126,7 @@ describe('S11: standby-unfreeze in the region state', () => {
     expect(rebuilt.standby!.snapshot(), 'the manifest round trip').to.deep.equal(part.standby!.snapshot());
     for (const [k, e] of log.slice(8).entries()) await rebuilt.apply(k + 9, e);
     expect(rebuilt.standby!.encode(), 'replay-deterministic').to.equal(whole.standby!.encode());
-    expect(await valueOf(rebuilt, 'c')).to.equal(3);
+    expect(await rowValue(rebuilt, 'c')).to.equal(3);
     expect(StandbyState.decode(whole.standby!.encode(), 'test').snapshot()).to.deep.equal(whole.standby!.snapshot());
   });
 });
@@ -417,7 +419,7 @@ describe('an abort racing a promotion (S11)', () => {
     expect([done.cutMs, done.epoch]).to.deep.equal([200, 1]);
     for (const [k, s] of states.entries()) {
       expect([s.standby!.mode, s.standby!.cutMs, s.standby!.releasedMs <= 200], `region ${k}`).to.deep.equal(['promoted', 200, true]);
-      expect(await valueOf(s, 'b'), `region ${k} dropped the entry stamped 250`).to.equal(undefined);
+      expect(await rowValue(s, 'b'), `region ${k} dropped the entry stamped 250`).to.equal(undefined);
     }
   });
 });

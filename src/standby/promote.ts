@@ -63,7 +63,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
   const deadline = started + opts.timeoutMs;
   const refusals = new Map<string, string>();
   const refusedText = () => [...refusals].map(([addr, why]) => `; ${addr} refused: ${why}`).join('');
-  // The regions seen frozen in the first phase: never frozen again by this run (an abort may have unfrozen them).
+  // The regions seen frozen in the first phase: frozen again by this run only once its promotion is under way (an abort may have unfrozen them).
   let seenFrozen = new Set<string>();
   // 1. Freeze every region (S8): after this no region applies anything more before the cut.
   for (;;) {

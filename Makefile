@@ -239,13 +239,14 @@ bench-ingest: build
 	node --import tsx bench/ingest-bench.ts
 
 # Dual active-standby's lifecycle (docs/replication.md, docs/backup.md): seeding a truncated region
-# and the way back, a table dropped on the primary, and `br backup --consistent` checked by a
-# causal-cut checker. Two clusters each, about 4 minutes together on this 2-core machine, so not
+# and the way back, a table dropped on the primary, an abandoned promotion aborted (`standby promote
+# --abort`), and `br backup --consistent` checked by a causal-cut checker. Two clusters each, about
+# 5 minutes together on this 2-core machine, so not
 # part of `make test` (the tests skip themselves there; `make test` keeps the async and sync
 # kill-and-promote tests).
 .PHONY: test-standby-lifecycle
 test-standby-lifecycle: build
-	STANDBY_LIFECYCLE=1 $(MOCHA) test/integration/standby-seed.test.ts test/integration/standby-drop.test.ts test/integration/br-consistent.test.ts
+	STANDBY_LIFECYCLE=1 $(MOCHA) test/integration/standby-seed.test.ts test/integration/standby-drop.test.ts test/integration/standby-unfreeze.test.ts test/integration/br-consistent.test.ts
 
 # Dual active-standby (docs/replication.md): a 30 s partition between a primary and its standby
 # cluster under load; about 2 minutes, so not part of `make test` (the test skips itself there).

@@ -34,6 +34,7 @@ import type {
   ScanRequest,
   ScanResponse__Output,
   StandbyFreezeResponse__Output,
+  StandbyUnfreezeResponse__Output,
   StandbyPromoteResponse__Output,
   StandbyStatusResponse__Output,
   BarrierFreezeResponse__Output,
@@ -352,9 +353,17 @@ export class RegionDbClient {
     return this.adminCall<StandbyStatusResponse__Output>(addr, 'StandbyStatus', {}, this.attemptTimeoutMs);
   }
 
-  /** Admin.StandbyFreeze of one standby datanode: the regions it leads release nothing more (a promotion's first phase). */
-  async standbyFreeze(addr: string): Promise<StandbyFreezeResponse__Output> {
-    return this.adminCall<StandbyFreezeResponse__Output>(addr, 'StandbyFreeze', {}, 30_000);
+  /**
+   * Admin.StandbyFreeze of one standby datanode: the regions it leads release nothing more (a
+   * promotion's first phase); only `regionIds` among them if given.
+   */
+  async standbyFreeze(addr: string, regionIds?: readonly string[]): Promise<StandbyFreezeResponse__Output> {
+    return this.adminCall<StandbyFreezeResponse__Output>(addr, 'StandbyFreeze', regionIds ? { region_ids: regionIds } : {}, 30_000);
+  }
+
+  /** Admin.StandbyUnfreeze of one standby datanode: the frozen regions it leads release again (the abort of a promotion's first phase). */
+  async standbyUnfreeze(addr: string): Promise<StandbyUnfreezeResponse__Output> {
+    return this.adminCall<StandbyUnfreezeResponse__Output>(addr, 'StandbyUnfreeze', {}, 30_000);
   }
 
   /** Admin.StandbyPromote of one standby datanode: cut the regions it leads at `cutMs`. */

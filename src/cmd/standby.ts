@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { safeTimeMs } from '../standby/cut.js';
-import { promoteStandby, standbySnapshot } from '../standby/promote.js';
+import { abortPromotion, promoteStandby, standbySnapshot } from '../standby/promote.js';
 import { renderTable } from './render.js';
 
 /** The STANDBY section of `regiondb status`: per region and cluster-wide lag; undefined if no node takes part. */
@@ -25,6 +25,9 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
     const lagOf = (ms: string) => (Number(ms) > 0 ? Math.max(0, Math.round(nowMs - Number(ms))) : -1);
     const positions = new Map(regions.map((r) => [r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) }]));
     const safe = safeTimeMs(snap.regionIds, positions) ?? 0;
+    if (regions.some((r) => r.mode === 'standby' && r.frozen) && !snap.nodes.some((n) => n.status.role === 'promoted')) {
+      lines.push('standby: a promotion has begun (regions frozen: nothing is released) and no node is promoted yet: finish it with `standby promote`, or undo it with `standby promote --abort`');
+    }
     lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported, or the streams have not passed a seed\'s time)'}`);
     lines.push(
       renderTable(
@@ -32,7 +35,7 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
         regions.map((r) => [
           r.region_id,
           r.table,
-          r.mode,
+          r.mode === 'standby' && r.frozen ? 'standby, frozen' : r.mode,
           r.seeded_index === '0' ? '-' : r.seeded_index,
           r.received_index,
           r.applied_primary_index,
@@ -64,12 +67,29 @@ export function registerStandbyCommand(program: Command, withClient: (fn: (c: Re
     });
   standby
     .command('promote')
-    .description('promote the standby (give its metasrv with --metasrv): cut every region at one consistent point (the latest every region has fully received, or --to-time), drop what follows, fence the old primary, open for writes')
+    .description(
+      'promote the standby (give its metasrv with --metasrv): freeze every region, cut every region at one consistent point (the latest every region has fully received, or --to-time), drop what follows, fence the old primary, open for writes. ' +
+        'Run it again to finish a promotion that was interrupted. With --abort: undo a promotion abandoned after its first phase (regions frozen, no node promoted yet): the regions release and take seeds again',
+    )
     .option('--to-time <time>', 'cut at this time instead (ISO 8601 or ms since the epoch); must not be later than the latest consistent point')
+    .option(
+      '--abort',
+      'unfreeze every region frozen by a promotion that was begun and abandoned (stale reads advance again, pending entries drain); refused, naming what it saw, once any node reports the promotion or any region is cut at its epoch: that one must be finished with `standby promote`. Do not run it while a `standby promote` is still running',
+    )
     .option('--timeout-seconds <s>', 'give up after this long', (v) => Number(v), 60)
     .option('--json', 'print JSON')
-    .action(async (o: { toTime?: string; timeoutSeconds: number; json?: boolean }) => {
+    .action(async (o: { toTime?: string; abort?: boolean; timeoutSeconds: number; json?: boolean }) => {
       await withClient(async (c) => {
+        if (o.abort) {
+          if (o.toTime !== undefined) throw new RegionDbError(ErrorCode.InvalidArgument, '--abort takes no --to-time');
+          const report = await abortPromotion(c, { timeoutMs: o.timeoutSeconds * 1000, nowMs: () => Date.now() });
+          if (o.json) return report;
+          if (report.unfrozen.length === 0) return 'nothing to abort: no region is frozen and no node reports a promotion';
+          return [
+            `promotion aborted in ${report.elapsedMs} ms: ${report.unfrozen.length} frozen regions unfrozen; releases resume at the next release round (stale reads advance, pending entries drain)`,
+            renderTable(['REGION', 'TABLE', 'MODE', 'FROZEN', 'APPLIED PRIMARY INDEX', 'PENDING'], report.regions.map((r) => [r.region_id, r.table, r.mode, String(r.frozen), r.applied_primary_index, String(r.pending_entries)])),
+          ].join('\n');
+        }
         let toTimeMs: number | undefined;
         if (o.toTime !== undefined) {
           toTimeMs = /^\d+$/.test(o.toTime) ? Number(o.toTime) : Date.parse(o.toTime);

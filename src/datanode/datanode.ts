@@ -593,7 +593,7 @@ export class Datanode implements DatabaseHost {
 }
 
 /** What src/standby plugs into a datanode: its Admin methods, the client write gate, its loops. */
-type StandbyAdminMethods = 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote' | 'StandbyFreeze' | 'StandbySeedObject' | 'StandbySeed';
+type StandbyAdminMethods = 'StandbyShip' | 'StandbyStatus' | 'StandbyPromote' | 'StandbyFreeze' | 'StandbyUnfreeze' | 'StandbySeedObject' | 'StandbySeed';
 
 export interface StandbyAttachment {
   readonly admin: Pick<AdminHandlers, StandbyAdminMethods>;
@@ -615,6 +615,7 @@ function standbyNotConfigured(log: Logger): Pick<AdminHandlers, StandbyAdminMeth
     StandbyStatus: unary(async () => ({ node_id: '0', role: 'none', regions: [], shipping: [], fence_epoch: '0', mode: '' }), log),
     StandbyPromote: unary(refuse, log),
     StandbyFreeze: unary(refuse, log),
+    StandbyUnfreeze: unary(refuse, log),
     StandbySeedObject: unary(refuse, log),
     StandbySeed: unary(refuse, log),
   };

@@ -13,7 +13,8 @@
 // (standby-freeze, standby-promote-epoch, standby-seed-epoch, standby-epoch) carry the promotion
 // epochs of docs/replication.md ("One writable site"); a build that predates them refuses them as
 // an unknown kind (CORRUPTION on apply: the replica fails loudly, on every replica alike) instead
-// of applying a seed or a cut without the rule they carry.
+// of applying a seed or a cut without the rule they carry. Kind 24 (standby-unfreeze, the abort of
+// a promotion's first phase) is refused by every build before it the same way.
 // Decoding validates and throws CORRUPTION (never a TypeError). Rows travel as values in schema
 // order, so every replica derives identical keys when applying. The kind byte is at offset 1 in
 // both versions (sst-gc reads it without decoding).
@@ -27,7 +28,7 @@ const FORMAT_STAMPED = 3;
 const STAMP_HEADER_BYTES = 10;
 
 export const CommandKind = { Write: 1, Delete: 2, Freeze: 3, FlushEdit: 4, CompactionEdit: 5, StandbyAppend: 6, StandbyRelease: 7, StandbyPromote: 8, StandbySeed: 9, TableDropped: 10, DropFence: 11,
-  StandbyFreeze: 20, StandbyPromoteEpoch: 21, StandbySeedEpoch: 22, StandbyEpoch: 23 } as const;
+  StandbyFreeze: 20, StandbyPromoteEpoch: 21, StandbySeedEpoch: 22, StandbyEpoch: 23, StandbyUnfreeze: 24 } as const;
 
 export interface WriteCommand {
   readonly kind: 'write';
@@ -186,6 +187,16 @@ export interface StandbyFreezeCommand {
   readonly kind: 'standby-freeze';
 }
 
+/**
+ * Standby, the abort of a promotion's first phase (`regiondb standby promote --abort`,
+ * docs/replication.md): a region in mode standby clears `frozen` and nothing else (releases and
+ * seeds resume); a region already cut ignores it (S11 in standby-state.ts). A new kind (24): a
+ * build that predates it refuses it loudly.
+ */
+export interface StandbyUnfreezeCommand {
+  readonly kind: 'standby-unfreeze';
+}
+
 /** As StandbyPromoteCommand, and the region records the promotion's epoch (E1 in standby-state.ts). */
 export interface StandbyPromoteEpochCommand {
   readonly kind: 'standby-promote-epoch';
@@ -214,6 +225,7 @@ export type StandbyCommand =
   | StandbyPromoteCommand
   | StandbySeedCommand
   | StandbyFreezeCommand
+  | StandbyUnfreezeCommand
   | StandbyPromoteEpochCommand
   | StandbySeedEpochCommand
   | StandbyEpochCommand;
@@ -231,6 +243,7 @@ const KIND_CODE: Record<Command['kind'], number> = {
   'standby-promote': CommandKind.StandbyPromote,
   'standby-seed': CommandKind.StandbySeed,
   'standby-freeze': CommandKind.StandbyFreeze,
+  'standby-unfreeze': CommandKind.StandbyUnfreeze,
   'standby-promote-epoch': CommandKind.StandbyPromoteEpoch,
   'standby-seed-epoch': CommandKind.StandbySeedEpoch,
   'standby-epoch': CommandKind.StandbyEpoch,
@@ -406,6 +419,8 @@ export function decodeCommand(bytes: Uint8Array): Command {
     }
     case CommandKind.StandbyFreeze:
       return { kind: 'standby-freeze' };
+    case CommandKind.StandbyUnfreeze:
+      return { kind: 'standby-unfreeze' };
     case CommandKind.StandbyPromoteEpoch: {
       const { cutMs, epoch } = body;
       if (!isMs(cutMs) || !isMs(epoch) || epoch < 1) throw corrupt('standby promote without cutMs or epoch');

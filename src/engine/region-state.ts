@@ -366,8 +366,14 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.standby.freeze(); // S8
       return { status: 'ok', version: index, rows: 0 };
     }
+    if (cmd.kind === 'standby-unfreeze') {
+      this.standby?.unfreeze(); // S11: a region that never froze has nothing to clear
+      return { status: 'ok', version: index, rows: 0 };
+    }
     const standby = this.standby;
     if (standby?.mode !== 'standby') return { status: 'ok', version: index, rows: 0 }; // nothing received, or promoted already
+    // S11: released past the cut since an unfreeze (an abort that reached it first): never cut there.
+    if (cmd.kind === 'standby-promote-epoch' && !standby.cuttable(cmd.cutMs)) return { status: 'ok', version: index, rows: 0 };
     if (cmd.kind === 'standby-release') {
       if (standby.frozen) return { status: 'ok', version: standby.appliedPrimaryIndex, rows: 0 }; // S8: released no further
       const rows = await this.releaseUpTo(standby, cmd.upToMs);

@@ -41,6 +41,14 @@
 //       region's stream position starts again from the seed (nothing of the earlier stream is
 //       claimed). A seed of a lower or equal epoch (one in flight across this promotion) and a
 //       region promoted without an epoch are left as they are (S4).
+//   S11. A `standby-unfreeze` (the abort of a promotion's first phase, `standby promote --abort`)
+//       clears `frozen` in a region in mode standby and changes nothing else: releases and seeds
+//       resume from the next one. A promoted (cut) region ignores it. A `standby-promote-epoch`
+//       cuts only a region that has applied nothing past the cut (cuttable()); otherwise it
+//       changes nothing. Without unfreezes S8 made that always so (a node proposes a cut only for
+//       a frozen region at or above what it applied); with them a release may land between an
+//       unfreeze and a cut in the log, and the region is then never cut at that time: no cut
+//       ever keeps an entry stamped after it.
 // The whole record is carried in the manifest (as of the flush point, like the dedup table), so
 // the log may be truncated at a flush while received entries wait unapplied.
 import { assert } from '../common/assert.js';
@@ -201,6 +209,16 @@ export class StandbyState {
   /** S8. */
   freeze(): void {
     if (this.mode === 'standby') this.frozen = true;
+  }
+
+  /** S11: the abort of a promotion's first phase; a cut region ignores it. */
+  unfreeze(): void {
+    if (this.mode === 'standby') this.frozen = false;
+  }
+
+  /** S11: a `standby-promote-epoch` at `cutMs` cuts this region (nothing applied past the cut). */
+  cuttable(cutMs: number): boolean {
+    return this.mode === 'standby' && this.releasedMs <= cutMs;
   }
 
   /** S2/S7: every primary entry stamped at or before this is received (+∞ once the stream ended with a drop marker). */

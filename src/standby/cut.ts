@@ -128,3 +128,30 @@ export function tablesToDrop(regionIds: readonly string[], reported: ReadonlyMap
   }
   return out;
 }
+
+/** What one standby datanode reports about promotions (the StandbyStatus fields read here). */
+export interface NodePromotionReport {
+  readonly role: string;
+  readonly fence_epoch: string;
+  readonly fence_at_ms: string;
+  readonly regions: readonly { readonly mode: string; readonly promoted_epoch: string; readonly primary_epoch: string; readonly cut_ms: string }[];
+}
+
+/**
+ * A promotion of this standby cluster that is under way or done, from what its nodes report: a
+ * node promoted (or a region cut) at an epoch above every primary epoch the regions follow. A
+ * lower one is history (this cluster has followed a later primary since, docs/replication.md "One
+ * writable site"). While there is one, no region releases (S11: a promotion that has begun to
+ * take effect is finished, at its cut, never aborted) and `standby promote --abort` refuses.
+ */
+export function promotionUnderWay(nodes: readonly NodePromotionReport[]): { cutMs: number; epoch: number } | undefined {
+  const regions = nodes.flatMap((n) => n.regions);
+  const followed = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+  let best: { cutMs: number; epoch: number } | undefined;
+  const consider = (epoch: number, cutMs: number) => {
+    if (epoch > followed && (!best || epoch > best.epoch)) best = { epoch, cutMs };
+  };
+  for (const n of nodes) if (n.role === 'promoted') consider(Number(n.fence_epoch), Number(n.fence_at_ms));
+  for (const r of regions) if (r.mode === 'promoted') consider(Number(r.promoted_epoch), Number(r.cut_ms));
+  return best;
+}

@@ -19,10 +19,15 @@
 // A promotion interrupted after step 3 began (some node promoted) is finished by running the
 // command again: it finds that promotion (its epoch is above every primary epoch the regions
 // follow) and completes it at its cut and epoch.
+// A promotion abandoned before step 3 (nothing promoted, nothing cut) is undone by
+// `standby promote --abort` (abortPromotion): every frozen region is unfrozen (S11 in
+// standby-state.ts). Past its first phase this command re-freezes a region it has seen frozen
+// only once the promotion is under way (a node promoted, a region cut); before that a region an
+// abort unfroze stays so, the nodes refuse to cut it (S11), and this command stops, naming it.
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import type { StandbyRegionStatus__Output, StandbyStatusResponse__Output } from '../rpc/generated/index.js';
-import { type RegionPosition, promotionCutMs, tablesToDrop } from './cut.js';
+import { type RegionPosition, promotionCutMs, promotionUnderWay, tablesToDrop } from './cut.js';
 
 export interface PromotionReport {
   readonly cutMs: number;
@@ -58,6 +63,8 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
   const deadline = started + opts.timeoutMs;
   const refusals = new Map<string, string>();
   const refusedText = () => [...refusals].map(([addr, why]) => `; ${addr} refused: ${why}`).join('');
+  // The regions seen frozen in the first phase: frozen again by this run only once its promotion is under way (an abort may have unfrozen them).
+  let seenFrozen = new Set<string>();
   // 1. Freeze every region (S8): after this no region applies anything more before the cut.
   for (;;) {
     const snap = await standbySnapshot(c);
@@ -69,10 +76,13 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       if (r?.mode === 'promoted') return !(current && Number(r.promoted_epoch) === current.epoch);
       return !r?.frozen;
     });
-    if (waiting.length === 0) break;
+    if (waiting.length === 0) {
+      seenFrozen = new Set(snap.regionIds);
+      break;
+    }
     // Freeze only once a consistent point exists (every region has a position in the same era):
     // a frozen region takes no seed, so freezing a standby still being seeded would leave it with
-    // no position and no way to get one (there is no un-freeze).
+    // no position and no way to get one until the promotion is aborted (`--abort`).
     const notYet = current ? undefined : noConsistentPoint(snap, opts.toTimeMs);
     if (notYet) {
       if (opts.nowMs() > deadline) throw notYet;
@@ -138,14 +148,83 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
         elapsedMs: opts.nowMs() - started,
       };
     }
+    // S11: a region seen frozen and now unfrozen was reached by `standby promote --abort` first.
+    const unfrozen = waiting.filter((id) => seenFrozen.has(id) && byRegion.get(id)?.mode === 'standby' && !byRegion.get(id)?.frozen);
+    if (unfrozen.length > 0 && !currentPromotion(snap)) {
+      throw new RegionDbError(ErrorCode.ConditionFailed, `promotion aborted (\`standby promote --abort\`): regions ${unfrozen.join(', ')} were unfrozen before any node was promoted; nothing is cut. Run \`regiondb standby promote\` again to start over`);
+    }
     if (opts.nowMs() > deadline) {
-      throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)${refusedText()}`);
+      const why = unfrozen.length > 0 ? `; regions ${unfrozen.join(', ')} were unfrozen by an abort that raced this promotion: run the command again (it freezes them again and finishes at the same cut)` : '';
+      throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)${why}${refusedText()}`);
     }
     // A region that appeared after the first phase (a table first seen since) is frozen first: a
-    // node cuts only frozen regions, and only at or above what they applied.
-    await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr).catch(() => undefined)));
+    // node cuts only frozen regions, and only at or above what they applied. A region seen frozen
+    // that an abort unfroze is frozen again only once the promotion is under way (a node promoted
+    // or a region cut): from the first freeze until then that node's regions stayed frozen, and
+    // from then on it reports the promotion, so no release round anywhere has seen a standby with
+    // nothing frozen and nothing promoted, and nothing was released past the cut (S11).
+    const refreeze = currentPromotion(snap) ? waiting : waiting.filter((id) => !seenFrozen.has(id));
+    if (refreeze.length > 0) await Promise.all(snap.nodes.map((n) => c.standbyFreeze(n.addr, refreeze).catch(() => undefined)));
     await Promise.all(snap.nodes.map((n) => c.standbyPromote(n.addr, cutMs, epoch).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
   }
+}
+
+export interface AbortReport {
+  /** The regions that were frozen when the abort began (none: there was nothing to abort). */
+  readonly unfrozen: readonly string[];
+  readonly regions: readonly StandbyRegionStatus__Output[];
+  readonly elapsedMs: number;
+}
+
+/**
+ * `regiondb standby promote --abort`: undoes a promotion abandoned after its first phase (S11 in
+ * standby-state.ts). Refuses — naming what it saw — while any node reports a promotion of this
+ * cluster or any region is cut at such an epoch (it has begun to take effect: the old primary may
+ * be fenced by it; it is finished with `standby promote`, never aborted); otherwise tells every
+ * node to unfreeze the regions it leads, until every region the metasrv lists reports unfrozen.
+ * Each node refuses too once it knows of a promotion, so a promotion that raced this command is
+ * seen by the next look and reported.
+ */
+export async function abortPromotion(c: RegionDbClient, opts: { timeoutMs: number; nowMs: () => number }): Promise<AbortReport> {
+  const started = opts.nowMs();
+  const deadline = started + opts.timeoutMs;
+  const refusals = new Map<string, string>();
+  let frozenAtStart: string[] | undefined;
+  for (;;) {
+    const snap = await standbySnapshot(c);
+    notAStandby(snap);
+    refuseIfPromoted(snap, frozenAtStart !== undefined);
+    const byRegion = regionsOf(snap);
+    const frozen = snap.regionIds.filter((id) => byRegion.get(id)?.mode === 'standby' && byRegion.get(id)?.frozen);
+    const unreported = snap.regionIds.filter((id) => !byRegion.has(id));
+    frozenAtStart ??= frozen;
+    if (frozen.length === 0 && unreported.length === 0) {
+      return { unfrozen: frozenAtStart, regions: snap.regionIds.map((id) => byRegion.get(id)!), elapsedMs: opts.nowMs() - started };
+    }
+    if (opts.nowMs() > deadline) {
+      const what = [frozen.length > 0 ? `regions ${frozen.join(', ')} still frozen` : '', unreported.length > 0 ? `regions ${unreported.join(', ')} not reported by any node (no leader?)` : ''].filter((s) => s !== '').join('; ');
+      throw new RegionDbError(ErrorCode.DeadlineExceeded, `abort of the promotion incomplete: ${what}${[...refusals].map(([addr, why]) => `; ${addr} refused: ${why}`).join('')} (run the command again)`);
+    }
+    if (frozen.length > 0) {
+      await Promise.all(snap.nodes.map((n) => c.standbyUnfreeze(n.addr).then(() => void refusals.delete(n.addr), (err: unknown) => void refusals.set(n.addr, err instanceof Error ? err.message : String(err)))));
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** The abort's refusal (S11): a promotion of this cluster has begun to take effect somewhere. */
+function refuseIfPromoted(snap: Snapshot, raced: boolean): void {
+  const current = currentPromotion(snap);
+  if (!current) return;
+  const seen = [
+    ...snap.nodes.filter((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === current.epoch).map((n) => `node ${n.addr} reports promoted at epoch ${current.epoch}`),
+    ...snap.nodes.flatMap((n) => n.status.regions.filter((r) => r.mode === 'promoted' && Number(r.promoted_epoch) === current.epoch).map((r) => `region ${r.region_id} is cut at epoch ${current.epoch}`)),
+  ];
+  const when = raced ? 'a promotion raced this abort and has begun to take effect' : 'the promotion has begun to take effect';
+  throw new RegionDbError(
+    ErrorCode.ConditionFailed,
+    `cannot abort: ${when} (${seen.join('; ')}; cut ${new Date(current.cutMs).toISOString()}); the old primary may already be fenced by it. Finish it with \`regiondb standby promote\` (it completes at that cut and epoch)`,
+  );
 }
 
 type Snapshot = Awaited<ReturnType<typeof standbySnapshot>>;
@@ -191,21 +270,9 @@ function regionsOf(snap: Snapshot): Map<string, StandbyRegionStatus__Output> {
   return byRegion;
 }
 
-/**
- * A promotion of this cluster that is under way or done: a node promoted (or a region cut) at an
- * epoch above every primary epoch the regions follow. A lower one is history (this cluster has
- * followed a later primary since, docs/replication.md "One writable site").
- */
+/** A promotion of this cluster that is under way or done (promotionUnderWay in cut.ts). */
 export function currentPromotion(snap: Snapshot): { cutMs: number; epoch: number } | undefined {
-  const regions = snap.nodes.flatMap((n) => n.status.regions);
-  const followed = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
-  let best: { cutMs: number; epoch: number } | undefined;
-  const consider = (epoch: number, cutMs: number) => {
-    if (epoch > followed && (!best || epoch > best.epoch)) best = { epoch, cutMs };
-  };
-  for (const n of snap.nodes) if (n.status.role === 'promoted') consider(Number(n.status.fence_epoch), Number(n.status.fence_at_ms));
-  for (const r of regions) if (r.mode === 'promoted') consider(Number(r.promoted_epoch), Number(r.cut_ms));
-  return best;
+  return promotionUnderWay(snap.nodes.map((n) => n.status));
 }
 
 function sleep(ms: number): Promise<void> {

@@ -10,6 +10,9 @@
 //     after it), then every region led here is cut at the given time (`standby-promote`).
 //   - StandbyFreeze: the first phase of a promotion; every region led here stops releasing and
 //     seeding (`standby-freeze`, S8 in standby-state.ts), so the cut is chosen from final positions.
+//   - StandbyUnfreeze: the abort of that first phase (`standby-unfreeze`, S11), refused once this
+//     node knows of a promotion. It and StandbyPromote run one at a time here, each deciding from
+//     the regions' applied state after the other's proposals applied.
 //   - the write gate: client writes are refused until the node is promoted and the region cut.
 // Epochs (docs/replication.md, "One writable site"): a promotion is current only while no later
 // one is known. This node's own record (`standby-fence.json`) or a hosted region's replicated
@@ -46,7 +49,7 @@ import { fromGrpcError } from '../rpc/status.js';
 import { fromProtoSchema } from '../rpc/values.js';
 import type { ClientWriteGate } from '../datanode/database-host.js';
 import type { Datanode } from '../datanode/datanode.js';
-import { type RegionDropReport, type RegionPosition, safeTimeMs, tablesToDrop } from './cut.js';
+import { type RegionDropReport, type RegionPosition, promotionUnderWay, safeTimeMs, tablesToDrop } from './cut.js';
 import { type FenceRecord, readFence, writeFence } from './fence.js';
 
 export interface ReceiverConfig {
@@ -90,6 +93,8 @@ export class Receiver {
   private uploadSeq = 0;
   /** Copied SSTs (standby keys) and when their upload began (monotonic ms), for StandbySeed. */
   private readonly seededObjects = new Map<string, number>();
+  /** promote() and unfreeze() run one at a time (S11): the tail of the queue. */
+  private promotionStep: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly dn: Datanode,
@@ -472,6 +477,7 @@ export class Receiver {
     const reported = new Map<string, RegionPosition>();
     const drops = new Map<string, RegionDropReport>();
     let frozen = false;
+    const statuses: StandbyStatusResponse__Output[] = [];
     await Promise.all(
       nodes.nodes
         .filter((n) => n.state === 'alive')
@@ -480,12 +486,17 @@ export class Receiver {
           // A frozen standby region: a promotion is under way (a region promoted in an earlier
           // failover and not yet re-seeded reports frozen too, but in mode promoted).
           if (res?.regions.some((r) => r.frozen && r.mode === 'standby')) frozen = true;
+          if (res) statuses.push(res);
           for (const r of res?.regions ?? []) reported.set(r.region_id, { regionId: r.region_id, receivedThroughMs: Number(r.received_through_ms), releasedMs: Number(r.released_ms), droppedAtMs: Number(r.dropped_at_ms) });
           for (const r of res?.regions ?? []) {
             if (r.mode === 'standby') drops.set(r.region_id, { table: r.table, droppedAtMs: Number(r.dropped_at_ms), appliedPrimaryIndex: Number(r.applied_primary_index), receivedIndex: Number(r.received_index) });
           }
         }),
     );
+    // S11: a promotion another node has begun to take effect (promoted, or a region cut) is
+    // finished at its cut, never aborted: nothing is released past it meanwhile, even in a region
+    // an abort unfroze before that node's cut.
+    if (promotionUnderWay(statuses)) frozen = true;
     return { safe: safeTimeMs(regionIds, reported), dropped: tablesToDrop(regionIds, drops), frozen };
   }
 
@@ -519,13 +530,17 @@ export class Receiver {
   /**
    * The first phase of a promotion (S8): every region led here (with a stream or not yet) applies
    * a freeze after every release already in its log; from then on it releases nothing and takes
-   * no seed. Idempotent; the answer is what the regions have applied, final.
+   * no seed. Idempotent; the answer is what the regions have applied, final. With `regionIds`,
+   * only those among the regions led here (a promotion past its first phase freezes only regions it
+   * has not seen frozen: one an abort unfroze stays unfrozen).
    */
-  async freeze(): Promise<StandbyRegionStatus[]> {
+  async freeze(regionIds: readonly string[] = []): Promise<StandbyRegionStatus[]> {
     const command = encodeCommand({ kind: 'standby-freeze' });
+    const only = new Set(regionIds);
     await Promise.all(
       this.dn.regionServer
         .allReplicas()
+        .filter((r) => only.size === 0 || only.has(r.regionId))
         .filter((r) => r.isLeader() && (r.stateMachine.standby === undefined || (r.stateMachine.standby.mode === 'standby' && !r.stateMachine.standby.frozen)))
         .map((r) => this.dn.regionServer.propose(r.regionId, command)),
     );
@@ -538,7 +553,44 @@ export class Receiver {
    * have applied past the cut: with both phases the cut is at or above every release (S8), so a
    * refusal here means a promoter that skipped the first phase — nothing is cut below a release.
    */
-  async promote(req: StandbyPromoteRequest__Output): Promise<StandbyRegionStatus[]> {
+  promote(req: StandbyPromoteRequest__Output): Promise<StandbyRegionStatus[]> {
+    return this.oneAtATime(() => this.promoteNow(req));
+  }
+
+  /**
+   * The abort of a promotion's first phase (S11, `regiondb standby promote --abort`): every frozen
+   * standby region led here applies a replicated unfreeze; releases and seeds resume at the next
+   * round. Refused while this node knows of a promotion of its cluster (its record, or one it
+   * adopted from a region cut at a current epoch): that promotion has begun to take effect (the
+   * old primary may be fenced by it) and is finished, not aborted. Idempotent.
+   */
+  unfreeze(): Promise<StandbyRegionStatus[]> {
+    return this.oneAtATime(async () => {
+      this.promotionCache = undefined;
+      const p = this.promotion();
+      if (p) {
+        throw new RegionDbError(ErrorCode.ConditionFailed, `node ${this.dn.nodeId} is promoted at epoch ${p.epoch} (cut ${p.atMs}${p.adopted ? ', learned from a region cut at that epoch' : ''}): a promotion that has begun to take effect is not aborted; finish it with \`regiondb standby promote\``);
+      }
+      const command = encodeCommand({ kind: 'standby-unfreeze' });
+      const frozen = this.dn.regionServer.allReplicas().filter((r) => r.isLeader() && r.stateMachine.standby?.mode === 'standby' && r.stateMachine.standby.frozen);
+      await Promise.all(frozen.map((r) => this.dn.regionServer.propose(r.regionId, command)));
+      if (frozen.length > 0) this.log.warn({ regions: frozen.map((r) => r.regionId) }, 'standby promotion aborted here: frozen regions unfrozen, releases resume');
+      return this.regionStatuses();
+    });
+  }
+
+  /**
+   * promote() and unfreeze() one at a time on this node: each reads the regions' applied state
+   * after the other's proposals here have applied (a promotion told after an unfreeze finds the
+   * regions unfrozen and refuses; an unfreeze after a promotion finds the record and refuses).
+   */
+  private oneAtATime<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.promotionStep.then(step, step);
+    this.promotionStep = run.catch(() => undefined); // the caller gets the error; the queue goes on
+    return run;
+  }
+
+  private async promoteNow(req: StandbyPromoteRequest__Output): Promise<StandbyRegionStatus[]> {
     const cutMs = u64(req.cut_ms, 'cut_ms');
     const epoch = u64(req.epoch, 'epoch');
     if (epoch === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'epoch must be positive');

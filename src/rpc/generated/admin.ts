@@ -70,6 +70,8 @@ import type { StandbyShipRequest as _regiondb_v1_StandbyShipRequest, StandbyShip
 import type { StandbyShipResponse as _regiondb_v1_StandbyShipResponse, StandbyShipResponse__Output as _regiondb_v1_StandbyShipResponse__Output } from './regiondb/v1/StandbyShipResponse.js';
 import type { StandbyStatusRequest as _regiondb_v1_StandbyStatusRequest, StandbyStatusRequest__Output as _regiondb_v1_StandbyStatusRequest__Output } from './regiondb/v1/StandbyStatusRequest.js';
 import type { StandbyStatusResponse as _regiondb_v1_StandbyStatusResponse, StandbyStatusResponse__Output as _regiondb_v1_StandbyStatusResponse__Output } from './regiondb/v1/StandbyStatusResponse.js';
+import type { StandbyUnfreezeRequest as _regiondb_v1_StandbyUnfreezeRequest, StandbyUnfreezeRequest__Output as _regiondb_v1_StandbyUnfreezeRequest__Output } from './regiondb/v1/StandbyUnfreezeRequest.js';
+import type { StandbyUnfreezeResponse as _regiondb_v1_StandbyUnfreezeResponse, StandbyUnfreezeResponse__Output as _regiondb_v1_StandbyUnfreezeResponse__Output } from './regiondb/v1/StandbyUnfreezeResponse.js';
 import type { StartProcedureRequest as _regiondb_v1_StartProcedureRequest, StartProcedureRequest__Output as _regiondb_v1_StartProcedureRequest__Output } from './regiondb/v1/StartProcedureRequest.js';
 import type { StartProcedureResponse as _regiondb_v1_StartProcedureResponse, StartProcedureResponse__Output as _regiondb_v1_StartProcedureResponse__Output } from './regiondb/v1/StartProcedureResponse.js';
 import type { StatusRequest as _regiondb_v1_StatusRequest, StatusRequest__Output as _regiondb_v1_StatusRequest__Output } from './regiondb/v1/StatusRequest.js';
@@ -155,6 +157,8 @@ export interface ProtoGrpcType {
       StandbyShipResponse: MessageTypeDefinition<_regiondb_v1_StandbyShipResponse, _regiondb_v1_StandbyShipResponse__Output>
       StandbyStatusRequest: MessageTypeDefinition<_regiondb_v1_StandbyStatusRequest, _regiondb_v1_StandbyStatusRequest__Output>
       StandbyStatusResponse: MessageTypeDefinition<_regiondb_v1_StandbyStatusResponse, _regiondb_v1_StandbyStatusResponse__Output>
+      StandbyUnfreezeRequest: MessageTypeDefinition<_regiondb_v1_StandbyUnfreezeRequest, _regiondb_v1_StandbyUnfreezeRequest__Output>
+      StandbyUnfreezeResponse: MessageTypeDefinition<_regiondb_v1_StandbyUnfreezeResponse, _regiondb_v1_StandbyUnfreezeResponse__Output>
       StartProcedureRequest: MessageTypeDefinition<_regiondb_v1_StartProcedureRequest, _regiondb_v1_StartProcedureRequest__Output>
       StartProcedureResponse: MessageTypeDefinition<_regiondb_v1_StartProcedureResponse, _regiondb_v1_StartProcedureResponse__Output>
       StatusRequest: MessageTypeDefinition<_regiondb_v1_StatusRequest, _regiondb_v1_StatusRequest__Output>

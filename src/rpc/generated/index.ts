@@ -95,6 +95,8 @@ export type * from './regiondb/v1/StandbyShipRequest.js';
 export type * from './regiondb/v1/StandbyShipResponse.js';
 export type * from './regiondb/v1/StandbyStatusRequest.js';
 export type * from './regiondb/v1/StandbyStatusResponse.js';
+export type * from './regiondb/v1/StandbyUnfreezeRequest.js';
+export type * from './regiondb/v1/StandbyUnfreezeResponse.js';
 export type * from './regiondb/v1/StartProcedureRequest.js';
 export type * from './regiondb/v1/StartProcedureResponse.js';
 export type * from './regiondb/v1/StatusRequest.js';

@@ -31,6 +31,8 @@ import type { StandbyShipRequest as _regiondb_v1_StandbyShipRequest, StandbyShip
 import type { StandbyShipResponse as _regiondb_v1_StandbyShipResponse, StandbyShipResponse__Output as _regiondb_v1_StandbyShipResponse__Output } from '../../regiondb/v1/StandbyShipResponse.js';
 import type { StandbyStatusRequest as _regiondb_v1_StandbyStatusRequest, StandbyStatusRequest__Output as _regiondb_v1_StandbyStatusRequest__Output } from '../../regiondb/v1/StandbyStatusRequest.js';
 import type { StandbyStatusResponse as _regiondb_v1_StandbyStatusResponse, StandbyStatusResponse__Output as _regiondb_v1_StandbyStatusResponse__Output } from '../../regiondb/v1/StandbyStatusResponse.js';
+import type { StandbyUnfreezeRequest as _regiondb_v1_StandbyUnfreezeRequest, StandbyUnfreezeRequest__Output as _regiondb_v1_StandbyUnfreezeRequest__Output } from '../../regiondb/v1/StandbyUnfreezeRequest.js';
+import type { StandbyUnfreezeResponse as _regiondb_v1_StandbyUnfreezeResponse, StandbyUnfreezeResponse__Output as _regiondb_v1_StandbyUnfreezeResponse__Output } from '../../regiondb/v1/StandbyUnfreezeResponse.js';
 import type { StatusRequest as _regiondb_v1_StatusRequest, StatusRequest__Output as _regiondb_v1_StatusRequest__Output } from '../../regiondb/v1/StatusRequest.js';
 import type { StatusResponse as _regiondb_v1_StatusResponse, StatusResponse__Output as _regiondb_v1_StatusResponse__Output } from '../../regiondb/v1/StatusResponse.js';
 
@@ -152,6 +154,15 @@ export interface AdminClient extends grpc.Client {
   standbyStatus(argument: _regiondb_v1_StandbyStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
   standbyStatus(argument: _regiondb_v1_StandbyStatusRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyStatusResponse__Output>): grpc.ClientUnaryCall;
   
+  StandbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  StandbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  StandbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  StandbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  standbyUnfreeze(argument: _regiondb_v1_StandbyUnfreezeRequest, callback: grpc.requestCallback<_regiondb_v1_StandbyUnfreezeResponse__Output>): grpc.ClientUnaryCall;
+  
   Status(argument: _regiondb_v1_StatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   Status(argument: _regiondb_v1_StatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
   Status(argument: _regiondb_v1_StatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_StatusResponse__Output>): grpc.ClientUnaryCall;
@@ -199,6 +210,8 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   StandbyStatus: grpc.handleUnaryCall<_regiondb_v1_StandbyStatusRequest__Output, _regiondb_v1_StandbyStatusResponse>;
   
+  StandbyUnfreeze: grpc.handleUnaryCall<_regiondb_v1_StandbyUnfreezeRequest__Output, _regiondb_v1_StandbyUnfreezeResponse>;
+  
   Status: grpc.handleUnaryCall<_regiondb_v1_StatusRequest__Output, _regiondb_v1_StatusResponse>;
   
   TransferLeader: grpc.handleUnaryCall<_regiondb_v1_AdminTransferLeaderRequest__Output, _regiondb_v1_AdminTransferLeaderResponse>;
@@ -219,6 +232,7 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   StandbySeedObject: MethodDefinition<_regiondb_v1_StandbySeedObjectRequest, _regiondb_v1_StandbySeedObjectResponse, _regiondb_v1_StandbySeedObjectRequest__Output, _regiondb_v1_StandbySeedObjectResponse__Output>
   StandbyShip: MethodDefinition<_regiondb_v1_StandbyShipRequest, _regiondb_v1_StandbyShipResponse, _regiondb_v1_StandbyShipRequest__Output, _regiondb_v1_StandbyShipResponse__Output>
   StandbyStatus: MethodDefinition<_regiondb_v1_StandbyStatusRequest, _regiondb_v1_StandbyStatusResponse, _regiondb_v1_StandbyStatusRequest__Output, _regiondb_v1_StandbyStatusResponse__Output>
+  StandbyUnfreeze: MethodDefinition<_regiondb_v1_StandbyUnfreezeRequest, _regiondb_v1_StandbyUnfreezeResponse, _regiondb_v1_StandbyUnfreezeRequest__Output, _regiondb_v1_StandbyUnfreezeResponse__Output>
   Status: MethodDefinition<_regiondb_v1_StatusRequest, _regiondb_v1_StatusResponse, _regiondb_v1_StatusRequest__Output, _regiondb_v1_StatusResponse__Output>
   TransferLeader: MethodDefinition<_regiondb_v1_AdminTransferLeaderRequest, _regiondb_v1_AdminTransferLeaderResponse, _regiondb_v1_AdminTransferLeaderRequest__Output, _regiondb_v1_AdminTransferLeaderResponse__Output>
 }

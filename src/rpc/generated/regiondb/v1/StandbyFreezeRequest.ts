@@ -3,7 +3,9 @@
 
 
 export interface StandbyFreezeRequest {
+  'region_ids'?: (string)[];
 }
 
 export interface StandbyFreezeRequest__Output {
+  'region_ids': (string)[];
 }

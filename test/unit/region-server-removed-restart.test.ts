@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import type { SstMeta } from '../../src/engine/command.js';
@@ -8,7 +7,7 @@ import type { SstOpener } from '../../src/engine/region-state.js';
 import type { SstReader } from '../../src/engine/sst/format.js';
 import { ConfChangeType, EntryType, MessageType, makeMessage } from '../../src/raft/index.js';
 import { type RaftTuning, RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { waitFor } from '../fixtures/counter-machine.js';
+import { HandClock, tickBy, ticksUntil, whileTicking } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
@@ -41,12 +40,21 @@ class GcOpener implements SstOpener {
 
 type Server = RegionServer<RegionState, ApplyResult>;
 
+// The servers run on a hand-moved clock (test/fixtures/hand-clock.ts): their tickers fire as the
+// test advances it, and every wait below is a bounded number of ticks, not of wall milliseconds.
+const TICK_MS = 5;
+/** At most 40 election timeouts for anything waited on (a leader, an apply): a stuck test fails naming what it waited for. */
+const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
+
 describe('RegionServer: a removed replica restarted before it is deleted (finding E3)', () => {
   const servers = new Map<number, Server>();
   const engines = new Map<number, MemoryLogEngine>();
   const openers = new Map<number, GcOpener>();
   /** Appends and heartbeats from node 1 telling a commit index ≥ this are lost on their way to node 2. */
   let loseCommitFrom: number | undefined;
+  let clock = new HandClock();
+  const waitFor = (cond: () => boolean, what: string) => ticksUntil(clock, TICK_MS, cond, what, WAIT_TICKS_MAX);
+  const settled = <T>(promise: Promise<T>, what: string) => whileTicking(clock, TICK_MS, promise, what, WAIT_TICKS_MAX);
   const peers = [
     { peerId: 11, nodeId: 1 },
     { peerId: 12, nodeId: 2 },
@@ -70,8 +78,8 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
       return state;
     };
     // skipBcastCommit false: the leader tells its follower a new commit index at once.
-    const tuning = { ...defaultRaftTuning, tickMs: 5, nodeDownAfterTicks: 40, skipBcastCommit: false, ...(applyRetry ? { applyRetry } : {}) };
-    const server: Server = new RegionServer<RegionState, ApplyResult>(nodeId, engine, transport, { create }, tuning, silentLogger, systemClock, hooks);
+    const tuning = { ...defaultRaftTuning, tickMs: TICK_MS, nodeDownAfterTicks: 40, skipBcastCommit: false, ...(applyRetry ? { applyRetry } : {}) };
+    const server: Server = new RegionServer<RegionState, ApplyResult>(nodeId, engine, transport, { create }, tuning, silentLogger, clock, hooks);
     servers.set(nodeId, server);
     server.start();
     return server;
@@ -84,7 +92,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     await waitFor(() => [1, 2].some((n) => servers.get(n)!.replica('r')?.isLeader()), 'a leader');
     if (!leader.replica('r')!.isLeader()) servers.get(2)!.transferLeader('r', 11);
     await waitFor(() => leader.replica('r')?.isLeader() === true, 'node 1 leads');
-    expect(await leader.propose('r', conditionalWrite(1))).to.include({ status: 'ok' });
+    expect(await settled(leader.propose('r', conditionalWrite(1)), 'the conditional write')).to.include({ status: 'ok' });
     await waitFor(() => servers.get(2)!.replica('r')!.stateMachine.memtable.count === 1, 'node 2 applied the conditional write');
     expect(openers.get(2)!.reads, 'the conditional write read the SST on node 2').to.be.greaterThan(0);
     return leader;
@@ -102,7 +110,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
   async function changeMembership(leader: Server, type: ConfChangeType, nodeId: number): Promise<void> {
     const applied = () => leader.replica('r')!.raft.status();
     await waitFor(() => applied().applied === applied().commit, 'the leader applied what it committed');
-    await leader.proposeConfChange('r', { type, nodeId, context: '' });
+    await settled(leader.proposeConfChange('r', { type, nodeId, context: '' }), 'the membership change');
   }
 
   afterEach(async () => {
@@ -112,6 +120,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     openers.clear();
     GcOpener.collected.clear();
     loseCommitFrom = undefined;
+    clock = new HandClock();
   });
 
   it('reaches its removal again — membership, applied index, fenced, answering raft — and reads no SST, although GC collected one its log replay would read', async () => {
@@ -126,8 +135,8 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
 
     const again = await restartNode2();
     const replica = again.hostedReplica('r')!;
-    // Its first cycles: were it to re-apply the conditional write, it would fail now.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Its replay reaches the removal, or fails: were it to re-apply the conditional write, it would fail there.
+    await waitFor(() => replica.appliedIndex >= removalAt || again.failure('r') !== undefined, 'the restarted replica to replay its log up to its removal');
     expect(again.failure('r')?.reason, 'the restarted removed replica failed').to.equal(undefined);
     expect(replica.removed).to.equal(true);
     expect(again.replica('r'), 'fenced to clients').to.equal(undefined);
@@ -153,7 +162,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     // Another peer joins as a learner and is removed: a committed removal, not of peer 12.
     await changeMembership(leader, ConfChangeType.AddLearner, 13);
     await changeMembership(leader, ConfChangeType.RemoveNode, 13);
-    expect(await leader.propose('r', encodeCommand({ kind: 'write', clientId: 'c', requestId: 2, rows: [['h2', 1000, 0.7]] }))).to.include({ status: 'ok' });
+    expect(await settled(leader.propose('r', encodeCommand({ kind: 'write', clientId: 'c', requestId: 2, rows: [['h2', 1000, 0.7]] })), 'the second write')).to.include({ status: 'ok' });
     // Peer 12's removal: node 2 appends and acknowledges it but never learns that it committed.
     const removalAt = leader.replica('r')!.raft.status().lastIndex + 1;
     loseCommitFrom = removalAt;
@@ -191,7 +200,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     expect(again.failure('r')?.reason, 'the replica failed').to.equal(undefined);
     expect(again.applyStall('r')?.awaitingRemoval).to.equal(removalAt);
     const replica = again.hostedReplica('r')!;
-    await new Promise((resolve) => setTimeout(resolve, 150)); // past the retry window, several retries
+    await tickBy(clock, TICK_MS, 30); // 150 ms: past the 60 ms retry window, several retries
     expect(again.failure('r')?.reason, 'failed while waiting on its removal').to.equal(undefined);
     expect(again.raftReplica('r'), 'it still answers raft (R16)').to.equal(replica);
     expect(replica.removed).to.equal(false);

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { Counter, waitFor } from '../fixtures/counter-machine.js';
+import { Counter } from '../fixtures/counter-machine.js';
+import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 // docs/raft-rules.md R16's liveness argument needs the removed leader to keep answering
@@ -14,7 +14,18 @@ import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engin
 // step() dropped every raft message to it: when the one message telling the survivor of a
 // two-voter group that the removal committed was lost, the survivor still counted {1, 2}, needed
 // the fenced replica's vote, and never got it (the second case failed then).
+//
+// The servers run on a hand-moved clock (test/fixtures/hand-clock.ts): each wait is a bounded
+// number of ticks, and "never campaigns" is watched over a given number of ticks, whatever the load.
+const TICK_MS = 5;
+/** At most 40 election timeouts for anything waited on. */
+const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
+
 describe('RegionServer: a two-voter region whose leader removes itself (R16 at the host)', () => {
+  let clock = new HandClock();
+  let waits = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
+  const waitFor = (cond: () => boolean, what: string, maxTicks?: number) => waits.until(cond, what, maxTicks);
+  const settled = <T>(promise: Promise<T>, what: string) => waits.settled(promise, what);
   const servers = new Map<number, RegionServer<Counter>>();
   /** Appends and heartbeats from this node telling a commit index ≥ `index` are lost. */
   let loseCommit: { from: number; index: number } | undefined;
@@ -44,9 +55,9 @@ describe('RegionServer: a two-voter region whose leader removes itself (R16 at t
       engine,
       transport,
       { create: () => new Counter() },
-      { ...defaultRaftTuning, tickMs: 5, nodeDownAfterTicks: 40, skipBcastCommit: true },
+      { ...defaultRaftTuning, tickMs: TICK_MS, nodeDownAfterTicks: 40, skipBcastCommit: true },
       silentLogger,
-      systemClock,
+      clock,
       { onRoleChange: (_regionId, role) => seen.push(role) },
     );
   }
@@ -56,6 +67,8 @@ describe('RegionServer: a two-voter region whose leader removes itself (R16 at t
     engines.clear();
     roles.clear();
     loseCommit = undefined;
+    clock = new HandClock();
+    waits = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
     for (const nodeId of [1, 2]) servers.set(nodeId, makeServer(nodeId));
     for (const [nodeId, server] of servers) {
       await server.open({ regionId: 'r', selfPeerId: 10 + nodeId, peers, bootstrap: true });
@@ -81,11 +94,11 @@ describe('RegionServer: a two-voter region whose leader removes itself (R16 at t
     await waitFor(() => [...servers.values()].some((s) => s.replica('r')?.isLeader()), 'a leader');
     const [leaderNode, leader] = [...servers].find(([, s]) => s.replica('r')?.isLeader())!;
     const [, survivor] = [...servers].find(([id]) => id !== leaderNode)!;
-    await leader.propose('r', new Uint8Array([1]));
+    await settled(leader.propose('r', new Uint8Array([1])), 'a write');
     const self = 10 + leaderNode;
     if (lose) loseCommit = { from: leaderNode, index: leader.replica('r')!.raft.status().lastIndex + 1 };
     // The proposer's own replica is fenced as it applies the change, so its promise fails (outcome unknown).
-    await leader.proposeConfChange('r', { type: ConfChangeType.RemoveNode, nodeId: self, context: '' }).catch(() => undefined);
+    await settled(leader.proposeConfChange('r', { type: ConfChangeType.RemoveNode, nodeId: self, context: '' }).catch(() => undefined), 'the removal');
     await waitFor(() => leader.replica('r') === undefined, 'the removed leader to apply its removal (fenced)');
     expect(leader.hostedReplica('r')?.removed, 'removed, not deleted').to.equal(true);
     if (restartRemoved) {
@@ -101,7 +114,7 @@ describe('RegionServer: a two-voter region whose leader removes itself (R16 at t
     await waitFor(
       () => survivor.replica('r')?.isLeader() === true && !survivor.replica('r')!.raft.confState().voters.includes(self),
       `the survivor to lead without ${self}`,
-      3000,
+      600, // the 3000 ms this waited on the wall clock, in ticks
     ).catch((err: Error) => {
       const st = survivor.replica('r')!.raft.status();
       throw new Error(`${err.message}; survivor role ${st.role} term ${st.term} commit ${st.commit} applied ${st.applied} conf ${JSON.stringify(st.confState)}`);
@@ -131,7 +144,7 @@ describe('RegionServer: a two-voter region whose leader removes itself (R16 at t
         for (const attempt of [() => removed.propose('r', new Uint8Array([2])), () => removed.readBarrier('r')]) {
           let refused: unknown;
           try {
-            await attempt();
+            await settled<unknown>(attempt(), 'the refusal');
           } catch (err) {
             refused = err;
           }
@@ -139,7 +152,7 @@ describe('RegionServer: a two-voter region whose leader removes itself (R16 at t
         }
         const before = roles.get(node)!.length;
         removed.campaign('r'); // the core refuses: not a voter of its own configuration
-        await new Promise((ok) => setTimeout(ok, 150)); // 30 ticks: beyond two election timeouts
+        await waits.tick(30); // beyond two election timeouts
         expect(roles.get(node)!.slice(before).filter((role) => role !== 'follower'), 'roles taken after campaign()').to.deep.equal([]);
         expect(removed.hostedReplica('r')!.raft.status().role).to.equal(0); // follower
       },

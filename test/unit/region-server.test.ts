@@ -5,7 +5,7 @@ import { RegionServer, defaultRaftTuning } from '../../src/replication/region-se
 import { ConfChangeType, MessageType } from '../../src/raft/index.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { Counter } from '../fixtures/counter-machine.js';
-import { HandClock, settle, tickBy, ticksUntil, whileTicking } from '../fixtures/hand-clock.js';
+import { HandClock, handWaits, settle, tickBy } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 // Every server runs on a hand-moved clock (test/fixtures/hand-clock.ts): its ticker fires as the
@@ -14,17 +14,9 @@ const TICK_MS = 5;
 /** At most 40 election timeouts for anything waited on: a stuck test fails naming what it waited for. */
 const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
 
-/** Waits on a clock: `until` ticks until a condition holds, `settled` until a promise settles (its value, or its rejection thrown). */
-function waitsOn(clock: HandClock) {
-  return {
-    until: (cond: () => boolean, what: string, maxTicks = WAIT_TICKS_MAX) => ticksUntil(clock, TICK_MS, cond, what, maxTicks),
-    settled: <T>(promise: Promise<T>, what: string, maxTicks = WAIT_TICKS_MAX) => whileTicking(clock, TICK_MS, promise, what, maxTicks),
-  };
-}
-
 describe('RegionServer (multi-raft host, in-memory WAL and loopback transport)', () => {
   const clock = new HandClock();
-  const { until: waitFor, settled } = waitsOn(clock);
+  const { until: waitFor, settled } = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
   const servers = new Map<number, RegionServer<Counter>>();
   /** Messages from these nodes are lost (a one-way link failure). */
   const mute = new Set<number>();
@@ -313,7 +305,7 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
   const regions = ['f1', 'f2', 'f3'];
   const retry = { backoffMsMin: 10, backoffMsMax: 40, windowMs: 1500 };
   const clock = new HandClock();
-  const { until: waitFor, settled } = waitsOn(clock);
+  const { until: waitFor, settled } = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
 
   before(async () => {
     for (const nodeId of [1, 2, 3]) {
@@ -447,7 +439,7 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
 
 describe('RegionServer: a replica whose log is damaged does not start (issue 14 item 3)', () => {
   const clock = new HandClock();
-  const { until: waitFor, settled } = waitsOn(clock);
+  const { until: waitFor, settled } = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
 
   it('opens the other replicas; the damaged one is reported failed with its region and index, and stays failed when opened again under the same peer id', async () => {
     const engine = new MemoryLogEngine();

@@ -7,13 +7,18 @@
 // the survivor's log was behind the removed node's: it refused every (pre-)vote of the survivor
 // and never campaigned itself — no leader, healed network or not. Now a stalled replica starts no
 // campaign (raft.ts `campaignsHeld`, set by the host while `stall` is set).
+//
+// The servers run on a hand-moved clock (test/fixtures/hand-clock.ts): each wait is a bounded
+// number of ticks, and "does not campaign" is watched over 12 election timeouts of ticks.
+const TICK_MS = 5;
+/** At most 40 election timeouts for anything waited on. */
+const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { ConfChangeType, type Message, MessageType } from '../../src/raft/index.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { waitFor } from '../fixtures/counter-machine.js';
+import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 let stalling = false;
@@ -33,6 +38,9 @@ class Stallable {
 describe('R16 with an apply stall: a leader that commits its own removal while its apply is stalled', () => {
   const servers = new Map<number, RegionServer<Stallable, number>>();
   let drop: (from: number, to: number, m: Message) => boolean = () => false;
+  const clock = new HandClock();
+  const waits = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
+  const waitFor = (cond: () => boolean, what: string, maxTicks?: number) => waits.until(cond, what, maxTicks);
   afterEach(async () => {
     for (const s of servers.values()) await s.stop();
     servers.clear();
@@ -44,7 +52,7 @@ describe('R16 with an apply stall: a leader that commits its own removal while i
       const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
         for (const e of envelopes) if (!drop(from, to, e.message)) servers.get(to)?.step(from, e.regionId, e.message);
       });
-      const s = new RegionServer<Stallable, number>(nodeId, new MemoryLogEngine(), transport, { create: () => new Stallable(nodeId === 1) }, { ...defaultRaftTuning, tickMs: 5, nodeDownAfterTicks: 40, skipBcastCommit: true, applyRetry: { backoffMsMin: 10, backoffMsMax: 20, windowMs: 600_000 } }, silentLogger, systemClock);
+      const s = new RegionServer<Stallable, number>(nodeId, new MemoryLogEngine(), transport, { create: () => new Stallable(nodeId === 1) }, { ...defaultRaftTuning, tickMs: TICK_MS, nodeDownAfterTicks: 40, skipBcastCommit: true, applyRetry: { backoffMsMin: 10, backoffMsMax: 20, windowMs: 600_000 } }, silentLogger, clock);
       servers.set(nodeId, s);
     }
     for (const [nodeId, s] of servers) {
@@ -86,7 +94,7 @@ describe('R16 with an apply stall: a leader that commits its own removal while i
       if (from === 1 && (m.type === MessageType.PreVote || m.type === MessageType.Vote)) campaigned = true;
       return sentCampaign(from, to, m);
     };
-    await new Promise((resolve) => setTimeout(resolve, 600)); // about 12 election timeouts (tickMs 5, electionTicks 10)
+    await waits.tick(12 * defaultRaftTuning.electionTicks); // 12 election timeouts
     expect(r.applyStall('r'), 'R still stalled').to.not.equal(undefined);
     expect(campaigned, 'R campaigned while its apply was stalled').to.equal(false);
     expect(r.hostedReplica('r')!.raft.term, 'R\'s term').to.equal(term0);
@@ -96,7 +104,7 @@ describe('R16 with an apply stall: a leader that commits its own removal while i
     drop = () => false; // healed
     const rs = r.hostedReplica('r')!.raft.status();
     let elected = true;
-    await waitFor(() => s.replica('r')?.isLeader() === true, 'S elected', 10000).catch(() => {
+    await waitFor(() => s.replica('r')?.isLeader() === true, 'S elected', 2000).catch(() => { // the 10 s this waited on the wall clock, in ticks
       elected = false;
     });
     const ss = s.replica('r')!.raft.status();

@@ -14,12 +14,12 @@
 //     group's server is built with `coreFailure: 'fatal'` and stops whole instead, tested in
 //     metasrv-group-core-failure.test.ts).
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { ConfChangeType, type Message, MessageType, Role, makeMessage } from '../../src/raft/index.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { Counter, waitFor } from '../fixtures/counter-machine.js';
+import { Counter } from '../fixtures/counter-machine.js';
+import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import type { LogBatch } from '../../src/wal/log-engine.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
@@ -28,15 +28,27 @@ const peers = [
   { peerId: 12, nodeId: 2 },
 ];
 
+// The servers run on a hand-moved clock (test/fixtures/hand-clock.ts): a started server's ticker
+// fires as the test advances it, and every wait is a bounded number of ticks.
+const TICK_MS = 5;
+/** At most 40 election timeouts for anything waited on. */
+const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
+
 describe('region server: the raft core at its edge (R16 leftovers)', () => {
   const servers: RegionServer<never, never>[] = [];
+  let clock = new HandClock();
+  let waits = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
+  const waitFor = (cond: () => boolean, what: string) => waits.until(cond, what);
+  const settled = <T>(promise: Promise<T>, what: string) => waits.settled(promise, what);
   afterEach(async () => {
     for (const s of servers.splice(0)) await s.stop();
+    clock = new HandClock();
+    waits = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
   });
 
   it('a failed core assertion while stepping a message fails the replica, not the process', async () => {
     // Node 1 alone; what it sends goes nowhere, and the test delivers node 2's answers by hand.
-    const s = new RegionServer<Counter, number>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5 }, silentLogger, systemClock);
+    const s = new RegionServer<Counter, number>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: TICK_MS }, silentLogger, clock);
     servers.push(s as unknown as RegionServer<never, never>);
     await s.open({ regionId: 'r', selfPeerId: 11, peers, bootstrap: true });
     const replica = s.hostedReplica('r')!;
@@ -64,7 +76,7 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
   /** A single-voter region `r` led by node 1's peer 11 (no tick timer: the test ticks by hand), and the roles its host was told. */
   async function soleLeader(): Promise<{ s: RegionServer<Counter, number>; roles: string[] }> {
     const roles: string[] = [];
-    const s = new RegionServer<Counter, number>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5 }, silentLogger, systemClock, {
+    const s = new RegionServer<Counter, number>(1, new MemoryLogEngine(), new LoopbackTransport(1, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: TICK_MS }, silentLogger, clock, {
       onRoleChange: (_regionId, role) => roles.push(role),
     });
     servers.push(s as unknown as RegionServer<never, never>);
@@ -126,7 +138,7 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
       const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
         for (const e of envelopes) byNode.get(to)?.step(from, e.regionId, e.message);
       });
-      const s = new RegionServer<Counter, number>(nodeId, new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5, skipBcastCommit: false }, silentLogger, systemClock);
+      const s = new RegionServer<Counter, number>(nodeId, new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: TICK_MS, skipBcastCommit: false }, silentLogger, clock);
       byNode.set(nodeId, s);
       servers.push(s as unknown as RegionServer<never, never>);
       await s.open({ regionId: 'r', selfPeerId: 10 + nodeId, peers, bootstrap: true });
@@ -139,7 +151,7 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
     // Its first entry is the no-op of its term: until that is applied a membership change is
     // refused (raft.ts becomeLeader), although everything committed so far (the bootstrap) is.
     await waitFor(() => leader.isLeader() && leader.raft.log.term(leader.raft.log.applied) === leader.raft.term, 'node 1 leads, its first entry applied');
-    await s1.proposeConfChange('r', { type: ConfChangeType.RemoveNode, nodeId: 12, context: '' });
+    await settled(s1.proposeConfChange('r', { type: ConfChangeType.RemoveNode, nodeId: 12, context: '' }), 'the removal of peer 12');
     await waitFor(() => s2.hostedReplica('r')?.removed === true, 'peer 12 applied its removal');
     const removed = s2.hostedReplica('r')!;
     expect(removed.answersRaft, 'removed, still answering raft').to.equal(true);
@@ -192,7 +204,7 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
         if (from === 2) sentByNode2 += envelopes.filter((e) => e.regionId === 'r').length;
         for (const e of envelopes) byNode.get(to)?.step(from, e.regionId, e.message);
       });
-      const s = new RegionServer<Counter, number>(nodeId, nodeId === 2 ? engine2 : new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5, skipBcastCommit: false }, silentLogger, systemClock);
+      const s = new RegionServer<Counter, number>(nodeId, nodeId === 2 ? engine2 : new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: TICK_MS, skipBcastCommit: false }, silentLogger, clock);
       byNode.set(nodeId, s);
       servers.push(s as unknown as RegionServer<never, never>);
       await s.open({ regionId: 'r', selfPeerId: 10 + nodeId, peers, bootstrap: true });
@@ -203,7 +215,7 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
     await waitFor(() => leader.appliedIndex >= leader.raft.log.committed, 'bootstrap applied');
     s1.campaign('r');
     await waitFor(() => leader.isLeader() && leader.appliedIndex >= leader.raft.log.committed, 'node 1 leads');
-    await s1.propose('r', new Uint8Array([1]));
+    await settled(s1.propose('r', new Uint8Array([1])), 'the first write');
     const follower = s2.hostedReplica('r')!;
     await waitFor(() => follower.stateMachine.total === 1, 'node 2 applied the first write');
     const stateMachine = follower.stateMachine;
@@ -222,7 +234,7 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
     engine2.hold = undefined;
     release();
     await waitFor(() => !engine2.waiting, 'the held batch written');
-    await new Promise((ok) => setTimeout(ok, 50));
+    await waits.tick(10); // ten more ticks of node 1 (node 2 is not ticked): its cycle had every chance to go on
     // Before: the cycle went on after its write and sent the append's answer of the failed replica.
     expect(sentByNode2 - sentAtFailure, 'messages of the failed replica sent after its failure').to.equal(0);
     expect(stateMachine.total, 'nothing applied to the released state machine').to.equal(1);
@@ -246,9 +258,9 @@ describe('region server: the raft core at its edge (R16 leftovers)', () => {
       new MemoryLogEngine(),
       new LoopbackTransport(1, () => {}),
       { create: () => new Stallable() },
-      { ...defaultRaftTuning, tickMs: 5, applyRetry: { backoffMsMin: 60_000, backoffMsMax: 60_000, windowMs: 600_000 } },
+      { ...defaultRaftTuning, tickMs: TICK_MS, applyRetry: { backoffMsMin: 60_000, backoffMsMax: 60_000, windowMs: 600_000 } },
       silentLogger,
-      systemClock,
+      clock,
     );
     servers.push(s as unknown as RegionServer<never, never>);
     // A single voter: it elects itself, then stalls applying a write.

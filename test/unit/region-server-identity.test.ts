@@ -2,13 +2,12 @@
 // a replica closed while the cycle applying its entries was in flight may fail after the region
 // was opened again under a fresh peer id; its failure must not unmap or fail the new replica.
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { makeRegionId } from '../../src/metasrv/catalog.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { waitFor } from '../fixtures/counter-machine.js';
+import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 const NODE = 1;
@@ -42,6 +41,12 @@ class Gated implements StateMachine<number> {
   }
 }
 
+// The servers run on a hand-moved clock (test/fixtures/hand-clock.ts): their tickers fire as the
+// test advances it, and every wait is a bounded number of ticks, not of wall milliseconds.
+const TICK_MS = 5;
+/** At most 40 election timeouts for anything waited on. */
+const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
+
 describe('replica identity: RegionServer.failReplica acts only on the replica it hosts', function () {
   this.timeout(20_000);
 
@@ -49,7 +54,9 @@ describe('replica identity: RegionServer.failReplica acts only on the replica it
     Gated.gate = undefined;
     Gated.created = 0;
     const engine = new MemoryLogEngine();
-    const server = new RegionServer<Gated, number>(NODE, engine, new LoopbackTransport(NODE, () => {}), { create: () => new Gated() }, { ...defaultRaftTuning, tickMs: 5 }, silentLogger, systemClock);
+    const clock = new HandClock();
+    const waitFor = handWaits(clock, TICK_MS, WAIT_TICKS_MAX).until;
+    const server = new RegionServer<Gated, number>(NODE, engine, new LoopbackTransport(NODE, () => {}), { create: () => new Gated() }, { ...defaultRaftTuning, tickMs: TICK_MS }, silentLogger, clock);
     server.start();
     try {
       await server.open({ regionId: REGION, selfPeerId: 41, peers: [{ peerId: 41, nodeId: NODE }], bootstrap: true });

@@ -5,12 +5,11 @@
 // writes for memory nobody holds. Invariant checked after every step: the state machines
 // created and not released are exactly those of the replicas the server hosts.
 import { expect } from 'chai';
-import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
-import { waitFor } from '../fixtures/counter-machine.js';
+import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 /** Command byte 0: an apply that reads an object that is gone (the replica fails); else adds. */
@@ -30,6 +29,12 @@ class Tracked implements StateMachine<number> {
   }
 }
 
+// The servers run on a hand-moved clock (test/fixtures/hand-clock.ts): their tickers fire as the
+// test advances it, and every wait is a bounded number of ticks, not of wall milliseconds.
+const TICK_MS = 5;
+/** At most 40 election timeouts for anything waited on. */
+const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
+
 describe('RegionServer: every state machine it created is released once it stops being a live replica’s', () => {
   const servers = new Map<number, RegionServer<Tracked>>();
   /** Per node: created and not yet released. */
@@ -42,6 +47,9 @@ describe('RegionServer: every state machine it created is released once it stops
     { peerId: 33, nodeId: 3 },
   ];
   const regions = ['a', 'b', 'c'];
+  const clock = new HandClock();
+  const waits = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
+  const waitFor = (cond: () => boolean, what: string, maxTicks?: number) => waits.until(cond, what, maxTicks);
 
   function expectBalanced(when: string): void {
     for (const [nodeId, server] of servers) {
@@ -75,9 +83,9 @@ describe('RegionServer: every state machine it created is released once it stops
             if (!mine.delete(sm)) releasedTwice.push(`node ${nodeId} region ${regionId}`);
           },
         },
-        { ...defaultRaftTuning, tickMs: 5, snapshotEveryEntries: 20, nodeDownAfterTicks: 40 },
+        { ...defaultRaftTuning, tickMs: TICK_MS, snapshotEveryEntries: 20, nodeDownAfterTicks: 40 },
         silentLogger,
-        systemClock,
+        clock,
       );
       servers.set(nodeId, server);
     }
@@ -106,10 +114,10 @@ describe('RegionServer: every state machine it created is released once it stops
     const lagging = [...servers.values()].find((s) => s !== leader)!;
     const before = lagging.replica('a')!.stateMachine;
     muted.add(`${leader.nodeId}>${lagging.nodeId}`);
-    for (let i = 0; i < 3; i++) await Promise.all(Array.from({ length: 30 }, () => leader.propose('a', new Uint8Array([1]))));
+    for (let i = 0; i < 3; i++) await waits.settled(Promise.all(Array.from({ length: 30 }, () => leader.propose('a', new Uint8Array([1])))), '30 writes');
     await waitFor(() => (servers.get(leader.nodeId)!.replica('a')?.stateMachine.total ?? 0) >= 90, 'the leader to apply');
     muted.delete(`${leader.nodeId}>${lagging.nodeId}`);
-    await waitFor(() => (lagging.replica('a')?.snapshotInstalledIndex ?? 0) > 0, 'the snapshot install', 10_000);
+    await waitFor(() => (lagging.replica('a')?.snapshotInstalledIndex ?? 0) > 0, 'the snapshot install');
     expect(lagging.replica('a')!.stateMachine, 'replaced').to.not.equal(before);
     expect(live.get(lagging.nodeId)!.has(before), 'the replaced state machine was released').to.equal(false);
     expectBalanced('snapshot installed');
@@ -117,7 +125,7 @@ describe('RegionServer: every state machine it created is released once it stops
 
   it('a replica that fails (an apply that can never succeed): its state machine is released', async () => {
     const leader = leaderOf('b')!;
-    await leader.propose('b', new Uint8Array([0])).catch(() => undefined);
+    await waits.settled(leader.propose('b', new Uint8Array([0])).catch(() => undefined), 'the write that fails a replica');
     await waitFor(() => [...servers.values()].some((s) => s.failure('b') !== undefined), 'a replica of b to fail');
     expectBalanced('replica failed');
   });
@@ -138,9 +146,9 @@ describe('RegionServer: every state machine it created is released once it stops
           expect(mine.delete(sm), 'released once').to.equal(true);
         },
       },
-      { ...defaultRaftTuning, tickMs: 5 },
+      { ...defaultRaftTuning, tickMs: TICK_MS },
       silentLogger,
-      systemClock,
+      clock,
     );
     const spec = { regionId: 'd', selfPeerId: 91, peers: [{ peerId: 91, nodeId: 9 }], bootstrap: true };
     await Promise.all([server.open(spec), server.open(spec)]);

@@ -152,7 +152,7 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
   it('the check can fail: a region server forgetting the running cycle, or not marking its end, gives stale stats', async () => {
     const forgetsCycle = await gatedCycle(ForgetsCycle);
     expect(forgetsCycle, 'ForgetsCycle').to.be.a('string').and.contain('in a cycle');
-    const forgetsEnd = await gatedCycle(ForgetsCycleEnd); console.log("DBG", forgetsEnd);
+    const forgetsEnd = await gatedCycle(ForgetsCycleEnd);
     expect(forgetsEnd, 'ForgetsCycleEnd').to.be.a('string').and.contain('after the cycle');
   });
 

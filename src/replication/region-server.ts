@@ -176,7 +176,8 @@ export interface ApplyStall {
   readonly index: number;
   /** The last committed entry handed out by raft so far (all of them wait behind `index`). */
   upTo: number;
-  readonly sinceMs: number;
+  /** When the current retrying began (reset when a wait on the replica's removal ends in a retry). */
+  sinceMs: number;
   attempts: number;
   retryAtMs: number;
   lastError: string;
@@ -1400,9 +1401,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private ownRemovalAhead(replica: Replica<S, R>, index: number): number {
     if (this.hooks.removedReplay === 'everything') return 0;
+    // The core's log, stable and unstable: an append stepped since the last ready holds entries the
+    // log engine has not written yet (reading those from the engine throws, and would stop the node).
     const last = replica.raft.log.lastIndex();
     if (last <= index) return 0;
-    for (const entry of replica.store.entries(index + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
+    for (const entry of replica.raft.log.slice(index + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
       if (entry.type !== EntryType.ConfChange) continue;
       let cc: ConfChange;
       try {
@@ -1425,6 +1428,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private async retryStalledApply(replica: Replica<S, R>, stall: ApplyStall): Promise<void> {
     const removal = stall.awaitingRemoval;
     if (removal !== undefined) {
+      // The store's hard state: the ready whose committed entries reach a membership change makes
+      // its commit durable before they are applied (requireDurableCommit), and this retry runs in
+      // a later cycle, so a commit read here covering the removal is on disk.
       if (committedOwnRemoval(replica.store, replica.selfPeerId, replica.appliedIndex) === removal) {
         // Its removal committed (durably): reach it as a reopened replica does, without the commands.
         this.endStall(replica);
@@ -1435,7 +1441,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
         stall.retryAtMs = this.clock.nowMs() + this.applyRetry.backoffMsMax; // not known yet: keep waiting
         return;
       }
-      // The removal is gone from its log (a new leader cut it off): apply again; it fails for good.
+      // The removal is gone from its log (a new leader cut it off): apply again. A missing object
+      // fails it for good; an unreachable store gets its own retry window, counted from now.
+      stall.awaitingRemoval = undefined;
+      stall.sinceMs = this.clock.nowMs();
+      stall.attempts = 0;
     }
     const lo = replica.appliedIndex + 1;
     assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);

@@ -7,7 +7,7 @@ import type { SstOpener } from '../../src/engine/region-state.js';
 import type { SstReader } from '../../src/engine/sst/format.js';
 import { ConfChangeType, EntryType, MessageType, makeMessage } from '../../src/raft/index.js';
 import { type RaftTuning, RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { HandClock, tickBy, ticksUntil, whileTicking } from '../fixtures/hand-clock.js';
+import { HandClock, settle, tickBy, ticksUntil, whileTicking } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
@@ -186,7 +186,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
   // apply index …: not found"), leaving raft with its vote. Now it stalls, still answering raft,
   // until it learns whether its removal committed; told so, it reaches its removal without the
   // commands, as a reopened replica whose log commits its removal does.
-  async function stalledOnItsRemoval(cutOff: boolean): Promise<void> {
+  async function stalledOnItsRemoval(then: 'committed' | 'cut off' | 'append while due'): Promise<void> {
     const leader = await regionWithConditionalWrite();
     const removalAt = leader.replica('r')!.raft.status().lastIndex + 1;
     loseCommitFrom = removalAt;
@@ -206,7 +206,24 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     expect(replica.removed).to.equal(false);
     expect(replica.raft.campaignsHeld, 'a stalled replica starts no campaign').to.equal(true);
 
-    if (cutOff) {
+    if (then === 'append while due') {
+      // Its retry falls due, and before the cycle that runs it, an append from its leader adds an
+      // entry the log engine has not written yet: looking for the removal must read the core's
+      // log (stable and unstable), not the engine's alone (which threw, stopping the whole node).
+      clock.advance(25);
+      const prevIndex = removalAt;
+      const prevTerm = replica.raft.log.term(prevIndex)!;
+      const term = replica.raft.term;
+      const entries = [{ index: removalAt + 1, term, type: EntryType.Normal, data: new Uint8Array(0) }];
+      again.step(1, 'r', makeMessage({ type: MessageType.Append, from: 11, to: 12, term, logTerm: prevTerm, index: prevIndex, entries, commit: removalAt - 1 }));
+      await settle();
+      expect(again.fatalError()?.message, 'the datanode stopped').to.equal(undefined);
+      expect(again.failure('r')).to.equal(undefined);
+      expect(again.applyStall('r')?.awaitingRemoval, 'still waiting on its removal').to.equal(removalAt);
+      expect(replica.raft.log.lastIndex()).to.equal(removalAt + 1);
+      return;
+    }
+    if (then === 'cut off') {
       // A leader of a later term whose log lacks the removal overwrites it: the stall's reason is
       // gone, the retry applies again, and the collected SST fails the replica for good.
       const prevIndex = removalAt - 1;
@@ -230,10 +247,14 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
   }
 
   it('a removal past its durable commit index and a collected SST: the replay stalls (still in raft) instead of failing, and reaches the removal once told it committed', async () => {
-    await stalledOnItsRemoval(false);
+    await stalledOnItsRemoval('committed');
   });
 
   it('…and fails for good, as before, once a later leader cuts the removal off its log', async () => {
-    await stalledOnItsRemoval(true);
+    await stalledOnItsRemoval('cut off');
+  });
+
+  it('…and an append arriving while its retry is due leaves it waiting (the node does not stop)', async () => {
+    await stalledOnItsRemoval('append while due');
   });
 });

@@ -19,6 +19,8 @@ import { CatalogMachine, catalogPutCommand } from '../../src/metasrv/meta-group.
 import { readFence } from '../../src/standby/fence.js';
 import { abortPromotion, promoteStandby } from '../../src/standby/promote.js';
 import { Receiver } from '../../src/standby/receiver.js';
+import { Shipper } from '../../src/standby/shipper.js';
+import type { SiteCredentials } from '../../src/standby/site-credentials.js';
 import { MemoryCatalog, startMetasrvCore } from '../fixtures/metasrv-core.js';
 import { fakePromotionRecord } from '../fixtures/promotion-record.js';
 import { cpuSchema } from '../fixtures/schemas.js';
@@ -218,5 +220,35 @@ describe('the promoter writes the record before it tells any node (src/standby/p
     expect(events, 'nothing unfrozen').to.not.include('unfreeze');
     const report = await promoteStandby(client, { timeoutMs: 2000, nowMs: () => Date.now() });
     expect({ epoch: report.epoch, cutMs: report.cutMs }, 'the recorded promotion').to.deep.equal({ epoch: 1, cutMs: 350 });
+  });
+});
+
+describe('a primary datanode that does not know its cluster\'s epoch reads it from its metasrv\'s record', () => {
+  let dataDir: string;
+  beforeEach(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'regiondb-promotion-record-primary-'));
+  });
+  afterEach(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('a node added after its cluster\'s promotion at epoch 2 (no record, no region of it) is not fenced by a standby node still holding the superseded promotion at 1', async () => {
+    const asked: string[] = [];
+    const dn = {
+      nodeId: 5,
+      metas: new Map(),
+      regionServer: { allReplicas: () => [], replica: () => undefined },
+      metaCall: (method: string) => {
+        asked.push(method);
+        return method === 'GetStandbyPromotion' ? Promise.resolve({ record: { epoch: '2', cut_ms: '900' } }) : Promise.reject(new Error(`unexpected ${method}`));
+      },
+    } as unknown as Datanode;
+    const cfg = { addrs: [], addrOverrides: {}, mode: 'async' as const, shipIntervalMs: 100, dataDir, clusterId: 'site-a', site: { close: () => undefined } as unknown as SiteCredentials };
+    const shipper = new Shipper(dn, cfg, silentLogger, systemClock, wallClock, new Registry());
+    const inside = shipper as unknown as { checkFence(): Promise<void>; fenceAnswer(role: string, epoch: number, addr: string): void };
+    await inside.checkFence(); // no standby address here: only the record is read
+    expect(asked, 'read before the first fence check').to.deep.equal(['GetStandbyPromotion']);
+    expect(shipper.ownEpoch(), 'its cluster\'s epoch').to.equal(2);
+    inside.fenceAnswer('promoted', 1, 'site-b:1'); // a standby node of the other site that missed the fail-back
+    expect(shipper.role(), 'not fenced by a promotion below its own epoch').to.equal('primary');
+    expect(readFence(dataDir), 'no fence file').to.equal(undefined);
   });
 });

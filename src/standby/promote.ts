@@ -8,7 +8,10 @@
 //   2. the cut, from the frozen positions: every region must report its stream position and follow
 //      the same primary (the same primary epoch); the cut is the safe time (or T), which is at or
 //      above every release because no release can land any more; the epoch is one above every
-//      epoch any node or region reports;
+//      epoch any node or region reports (and the metasrv's record);
+//   2b. the record: (epoch, cut) written to this site's metasrv (RecordStandbyPromotion, replicated,
+//      monotonic) before any node is told; a standby node that missed the promotion reads it before
+//      it answers a fence check (receiver.ts). A failure to write it stops here, no node told;
 //   3. every standby datanode is told to promote at that cut and epoch: each first marks itself
 //      promoted durably (the stream is refused from then on), then cuts the regions it leads;
 //   4. the regions are polled until every one is cut (a region whose leader moved mid-way is

@@ -1,5 +1,5 @@
 // A standby datanode that missed the promotion answers a returning old primary's fence check
-// (docs/replication.md, "The promotion record"; docs/correctness.md D9), with real processes on
+// (docs/replication.md, "The promotion record"; finding D9 in docs/correctness.md), with real processes on
 // loopback. The old primary's [standby] addrs name one standby datanode only, and that node is
 // down while `standby promote` runs. After the promotion the other standby datanodes stop, so the
 // node restarts alone: its replicas have no quorum and cannot replay the cut. Then the old

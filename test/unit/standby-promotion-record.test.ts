@@ -1,4 +1,4 @@
-// The promotion record (docs/replication.md, "The promotion record"; docs/correctness.md D9): a
+// The promotion record (docs/replication.md, "The promotion record"; finding D9 in docs/correctness.md): a
 // promotion of the standby site is written to that site's metasrv — replicated, monotonic in
 // epoch — before any datanode is told to promote, and a standby datanode that knows no promotion
 // of its own reads it before it answers a primary's fence check "standby". Before it, a node that

@@ -159,7 +159,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     // S11: a region seen frozen and now unfrozen was reached by `standby promote --abort` first.
     const unfrozen = waiting.filter((id) => seenFrozen.has(id) && byRegion.get(id)?.mode === 'standby' && !byRegion.get(id)?.frozen);
     if (unfrozen.length > 0 && !currentPromotion(snap)) {
-      throw new RegionDbError(ErrorCode.ConditionFailed, `promotion aborted (\`standby promote --abort\`): regions ${unfrozen.join(', ')} were unfrozen before any node was promoted; nothing is cut. Run \`regiondb standby promote\` again to start over`);
+      throw new RegionDbError(ErrorCode.ConditionFailed, `promotion aborted (\`standby promote --abort\`): regions ${unfrozen.join(', ')} were unfrozen before any node was promoted; nothing is cut. The promotion (epoch ${epoch}, cut ${cutMs}) is recorded in this site's metasrv (the abort looked before it was written): a node asked a fence check answers the old primary "promoted". Run \`regiondb standby promote\` again: it finishes at that cut if no region released past it`);
     }
     if (opts.nowMs() > deadline) {
       const why = unfrozen.length > 0 ? `; regions ${unfrozen.join(', ')} were unfrozen by an abort that raced this promotion: run the command again (it freezes them again and finishes at the same cut)` : '';

@@ -246,7 +246,7 @@ bench-ingest: build
 # kill-and-promote tests).
 .PHONY: test-standby-lifecycle
 test-standby-lifecycle: build
-	STANDBY_LIFECYCLE=1 $(MOCHA) test/integration/standby-seed.test.ts test/integration/standby-drop.test.ts test/integration/standby-unfreeze.test.ts test/integration/br-consistent.test.ts
+	STANDBY_LIFECYCLE=1 $(MOCHA) test/integration/standby-seed.test.ts test/integration/standby-drop.test.ts test/integration/standby-unfreeze.test.ts test/integration/standby-promotion-record.test.ts test/integration/br-consistent.test.ts
 
 # Dual active-standby (docs/replication.md): a 30 s partition between a primary and its standby
 # cluster under load; about 2 minutes, so not part of `make test` (the test skips itself there).

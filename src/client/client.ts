@@ -22,6 +22,7 @@ import type {
   GetRequest,
   GetResponse__Output,
   GetRoutesResponse__Output,
+  GetStandbyPromotionResponse__Output,
   ListNodesResponse__Output,
   AddMetaMemberResponse__Output,
   MetaCreateTableResponse__Output,
@@ -331,6 +332,30 @@ export class RegionDbClient {
   async listNodes(): Promise<ListNodesResponse__Output> {
     try {
       return await this.meta.call<ListNodesResponse__Output>('ListNodes', {}, this.attemptTimeoutMs, { idempotent: true });
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  /**
+   * Meta.RecordStandbyPromotion: records a promotion of this (standby) cluster in its metasrv's
+   * replicated catalog, durably, before any datanode is told (docs/replication.md, "The promotion
+   * record"). The same (epoch, cut) again is accepted, so a retry is safe.
+   */
+  async recordStandbyPromotion(epoch: number, cutMs: number): Promise<{ epoch: number; cutMs: number }> {
+    try {
+      const res = await this.meta.call<GetStandbyPromotionResponse__Output>('RecordStandbyPromotion', { epoch: String(epoch), cut_ms: String(cutMs) }, this.attemptTimeoutMs, { idempotent: true });
+      return { epoch: Number(res.record?.epoch ?? 0), cutMs: Number(res.record?.cut_ms ?? 0) };
+    } catch (err) {
+      throw fromGrpcError(err);
+    }
+  }
+
+  /** Meta.GetStandbyPromotion: the promotion recorded in this cluster's metasrv (epoch 0: none). */
+  async getStandbyPromotion(): Promise<{ epoch: number; cutMs: number }> {
+    try {
+      const res = await this.meta.call<GetStandbyPromotionResponse__Output>('GetStandbyPromotion', {}, this.attemptTimeoutMs, { idempotent: true });
+      return { epoch: Number(res.record?.epoch ?? 0), cutMs: Number(res.record?.cut_ms ?? 0) };
     } catch (err) {
       throw fromGrpcError(err);
     }

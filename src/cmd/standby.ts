@@ -74,7 +74,7 @@ export function registerStandbyCommand(program: Command, withClient: (fn: (c: Re
     .option('--to-time <time>', 'cut at this time instead (ISO 8601 or ms since the epoch); must not be later than the latest consistent point')
     .option(
       '--abort',
-      'unfreeze every region frozen by a promotion that was begun and abandoned (stale reads advance again, pending entries drain); refused, naming what it saw, once any node reports the promotion or any region is cut at its epoch: that one must be finished with `standby promote`. Do not run it while a `standby promote` is still running',
+      'unfreeze every region frozen by a promotion that was begun and abandoned (stale reads advance again, pending entries drain); refused, naming what it saw, once any node reports the promotion, any region is cut at its epoch, or the metasrv records it (written before any node is told): that one must be finished with `standby promote`. Do not run it while a `standby promote` is still running',
     )
     .option('--timeout-seconds <s>', 'give up after this long', (v) => Number(v), 60)
     .option('--json', 'print JSON')

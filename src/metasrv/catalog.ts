@@ -101,6 +101,20 @@ export interface CatalogState {
    * (docs/ddl.md, "A DropTable sent again"). Kept after the drop: that is when a retry needs them.
    */
   dropTokens?: Record<string, DropToken>;
+  /**
+   * Dual active-standby: the highest promotion of this (standby) cluster, written by `regiondb
+   * standby promote` before it tells any datanode to promote (docs/replication.md, "The promotion
+   * record"). Only grows in epoch. A standby datanode that knows no promotion of its own reads it
+   * before it answers a primary's fence check "standby". Absent until the first promotion (the
+   * catalog's bytes are unchanged without one); an older build leaves the field alone.
+   */
+  standbyPromotion?: StandbyPromotion;
+}
+
+/** A promotion recorded in the catalog (epoch, cut): see `CatalogState.standbyPromotion`. */
+export interface StandbyPromotion {
+  readonly epoch: number;
+  readonly cutMs: number;
 }
 
 /** What a DropTable request token asked for: the table of that name and id, and its region count. */

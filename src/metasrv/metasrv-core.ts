@@ -24,6 +24,7 @@ import { fromGrpcError } from '../rpc/status.js';
 import type {
   GetRoutesRequest__Output,
   GetRoutesResponse,
+  GetStandbyPromotionResponse,
   HeartbeatRequest__Output,
   HeartbeatResponse,
   DroppingTableInfo,
@@ -1036,6 +1037,40 @@ export class MetasrvCore {
     while (this.acting && reported() < this.replicationFactor && this.clock.nowMs() < until) {
       await new Promise<void>((ok) => this.clock.setTimeout(ok, 50));
     }
+  }
+
+  /**
+   * Records a promotion of this (standby) cluster (docs/replication.md, "The promotion record"):
+   * durable — saved, or committed on the group's quorum — before the answer, and monotonic: a
+   * lower epoch than the one held, or the same epoch with another cut, is refused. The same
+   * (epoch, cut) again is written again and answered (a retry after an unknown outcome).
+   */
+  async recordStandbyPromotion(epoch: number, cutMs: number): Promise<GetStandbyPromotionResponse> {
+    this.requireActing();
+    this.refuseIfUnwritable();
+    if (epoch < 1) throw new RegionDbError(ErrorCode.InvalidArgument, 'epoch must be positive');
+    const held = this.catalog.standbyPromotion;
+    if (held && (epoch < held.epoch || (epoch === held.epoch && cutMs !== held.cutMs))) {
+      throw new RegionDbError(ErrorCode.ConditionFailed, `a promotion at epoch ${held.epoch} (cut ${held.cutMs}) is recorded; one at epoch ${epoch} with cut ${cutMs} is refused (epochs only grow)`);
+    }
+    if (!held || epoch > held.epoch) {
+      this.catalog.standbyPromotion = { epoch, cutMs };
+      this.catalog.version++;
+      this.log.warn({ epoch, cutMs }, 'standby promotion recorded');
+    }
+    await this.save();
+    return { record: { epoch: String(epoch), cut_ms: String(cutMs) } };
+  }
+
+  /** The promotion recorded here (epoch 0: none), read after a ReadIndex round in a group (no record committed before the call is missed). */
+  async getStandbyPromotion(): Promise<GetStandbyPromotionResponse> {
+    this.requireActing();
+    if (this.group) {
+      await this.group.barrier();
+      this.requireActing();
+    }
+    const held = this.catalog.standbyPromotion;
+    return { record: { epoch: String(held?.epoch ?? 0), cut_ms: String(held?.cutMs ?? 0) } };
   }
 
   /**

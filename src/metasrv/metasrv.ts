@@ -240,6 +240,8 @@ export class Metasrv {
       }, log),
       RecoverTable: unary((req) => core.recoverTable(str(req.table, 'table', limits.tableNameBytesMax), req.force === true), log),
       StartProcedure: unary((req) => core.startProcedureCall(req), log),
+      RecordStandbyPromotion: unary((req) => core.recordStandbyPromotion(u64(req.epoch, 'epoch'), u64(req.cut_ms, 'cut_ms')), log),
+      GetStandbyPromotion: unary(() => core.getStandbyPromotion(), log),
     };
   }
 }

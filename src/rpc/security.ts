@@ -36,6 +36,8 @@ export const METHOD_ACCESS: Record<ServiceName, { readonly default: Access; read
     CreateTable: 'ddl',
     DropTable: 'ddl',
     StartProcedure: 'ddl',
+    RecordStandbyPromotion: 'ddl',
+    GetStandbyPromotion: 'read',
     RegisterNode: 'peer',
     Heartbeat: 'peer',
   },

@@ -43,7 +43,7 @@ export function attachStandby(dn: Datanode, clock: TimedClock = systemClock, wal
     attachment = {
       admin: {
         StandbyShip: unary((req) => receiver.ship(req), log),
-        StandbyStatus: unary(async () => receiver.statusResponse(), log),
+        StandbyStatus: unary(async (req) => (req.fence_check ? receiver.fenceCheckResponse() : receiver.statusResponse()), log),
         StandbyPromote: unary(async (req) => ({ regions: await receiver.promote(req) }), log),
         StandbyFreeze: unary(async (req) => ({ regions: await receiver.freeze(req.region_ids) }), log),
         StandbyUnfreeze: unary(async () => ({ regions: await receiver.unfreeze() }), log),

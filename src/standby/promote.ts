@@ -8,7 +8,10 @@
 //   2. the cut, from the frozen positions: every region must report its stream position and follow
 //      the same primary (the same primary epoch); the cut is the safe time (or T), which is at or
 //      above every release because no release can land any more; the epoch is one above every
-//      epoch any node or region reports;
+//      epoch any node or region reports (and the metasrv's record);
+//   2b. the record: (epoch, cut) written to this site's metasrv (RecordStandbyPromotion, replicated,
+//      monotonic) before any node is told; a standby node that missed the promotion reads it before
+//      it answers a fence check (receiver.ts). A failure to write it stops here, no node told;
 //   3. every standby datanode is told to promote at that cut and epoch: each first marks itself
 //      promoted durably (the stream is refused from then on), then cuts the regions it leads;
 //   4. the regions are polled until every one is cut (a region whose leader moved mid-way is
@@ -69,7 +72,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
   for (;;) {
     const snap = await standbySnapshot(c);
     notAStandby(snap);
-    const current = currentPromotion(snap);
+    const current = currentPromotion(snap, await c.getStandbyPromotion());
     const byRegion = regionsOf(snap);
     const waiting = snap.regionIds.filter((id) => {
       const r = byRegion.get(id);
@@ -103,22 +106,27 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
   for (;;) {
     const snap = await standbySnapshot(c);
     notAStandby(snap);
-    const current = currentPromotion(snap);
+    const recorded = await c.getStandbyPromotion();
+    const current = currentPromotion(snap, recorded);
     if (current) {
-      // An interrupted promotion: finish it at its own cut and epoch (every node keeps them).
+      // An interrupted promotion: finish it at its own cut and epoch (every node, and the metasrv's record, keeps them).
       ({ cutMs, epoch } = current);
       break;
     }
     const regions = [...regionsOf(snap).values()];
     try {
       cutMs = cutOf(snap, opts.toTimeMs);
-      epoch = 1 + Math.max(0, ...snap.nodes.map((n) => Number(n.status.fence_epoch)), ...regions.map((r) => Math.max(Number(r.promoted_epoch), Number(r.primary_epoch))));
+      epoch = 1 + Math.max(recorded.epoch, ...snap.nodes.map((n) => Number(n.status.fence_epoch)), ...regions.map((r) => Math.max(Number(r.promoted_epoch), Number(r.primary_epoch))));
       break;
     } catch (err) {
       if (!(err instanceof RegionDbError) || err.code !== ErrorCode.Unavailable || opts.nowMs() > deadline) throw err;
     }
     await sleep(POLL_MS);
   }
+  // The record (docs/replication.md, "The promotion record"): durable in this site's metasrv
+  // before any node is told, so that a node that misses its StandbyPromote call never answers a
+  // returning old primary "standby". No record, no promotion: nothing below is sent.
+  await recordPromotion(c, epoch, cutMs);
   // 3–4. Promote every node until every region is cut.
   for (;;) {
     const snap = await standbySnapshot(c);
@@ -151,7 +159,7 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
     // S11: a region seen frozen and now unfrozen was reached by `standby promote --abort` first.
     const unfrozen = waiting.filter((id) => seenFrozen.has(id) && byRegion.get(id)?.mode === 'standby' && !byRegion.get(id)?.frozen);
     if (unfrozen.length > 0 && !currentPromotion(snap)) {
-      throw new RegionDbError(ErrorCode.ConditionFailed, `promotion aborted (\`standby promote --abort\`): regions ${unfrozen.join(', ')} were unfrozen before any node was promoted; nothing is cut. Run \`regiondb standby promote\` again to start over`);
+      throw new RegionDbError(ErrorCode.ConditionFailed, `promotion aborted (\`standby promote --abort\`): regions ${unfrozen.join(', ')} were unfrozen before any node was promoted; nothing is cut. The promotion (epoch ${epoch}, cut ${cutMs}) is recorded in this site's metasrv (the abort looked before it was written): a node asked a fence check answers the old primary "promoted". Run \`regiondb standby promote\` again: it finishes at that cut if no region released past it`);
     }
     if (opts.nowMs() > deadline) {
       const why = unfrozen.length > 0 ? `; regions ${unfrozen.join(', ')} were unfrozen by an abort that raced this promotion: run the command again (it freezes them again and finishes at the same cut)` : '';
@@ -193,7 +201,8 @@ export async function abortPromotion(c: RegionDbClient, opts: { timeoutMs: numbe
   for (;;) {
     const snap = await standbySnapshot(c);
     notAStandby(snap);
-    refuseIfPromoted(snap, frozenAtStart !== undefined);
+    // Without the metasrv's answer the abort cannot tell whether the promotion is recorded: it refuses (the error says why).
+    refuseIfPromoted(snap, await c.getStandbyPromotion(), frozenAtStart !== undefined);
     const byRegion = regionsOf(snap);
     const frozen = snap.regionIds.filter((id) => byRegion.get(id)?.mode === 'standby' && byRegion.get(id)?.frozen);
     const unreported = snap.regionIds.filter((id) => !byRegion.has(id));
@@ -212,11 +221,30 @@ export async function abortPromotion(c: RegionDbClient, opts: { timeoutMs: numbe
   }
 }
 
-/** The abort's refusal (S11): a promotion of this cluster has begun to take effect somewhere. */
-function refuseIfPromoted(snap: Snapshot, raced: boolean): void {
-  const current = currentPromotion(snap);
+/**
+ * Writes the promotion to this site's metasrv (RecordStandbyPromotion: replicated, monotonic in
+ * epoch) before any node is told; a failure stops the promotion here, with nothing promoted by
+ * this run. The same (epoch, cut) again is accepted: a run finishing an interrupted promotion
+ * writes it again.
+ */
+export async function recordPromotion(c: Pick<RegionDbClient, 'recordStandbyPromotion'>, epoch: number, cutMs: number): Promise<void> {
+  try {
+    await c.recordStandbyPromotion(epoch, cutMs);
+  } catch (err) {
+    const e = err instanceof RegionDbError ? err : new RegionDbError(ErrorCode.Unavailable, String(err));
+    throw new RegionDbError(
+      e.code,
+      `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) not recorded in this site's metasrv (${e.message}): this run told no node to promote (the regions stay frozen). Run the command again once the metasrv answers (a metasrv without RecordStandbyPromotion must be upgraded first), or undo the first phase with \`standby promote --abort\``,
+    );
+  }
+}
+
+/** The abort's refusal (S11): a promotion of this cluster has begun to take effect somewhere, or is recorded in the metasrv. */
+function refuseIfPromoted(snap: Snapshot, recorded: Recorded, raced: boolean): void {
+  const current = currentPromotion(snap, recorded);
   if (!current) return;
   const seen = [
+    ...(recorded.epoch === current.epoch ? [`this site's metasrv records the promotion at epoch ${current.epoch} (written before any node is told)`] : []),
     ...snap.nodes.filter((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === current.epoch).map((n) => `node ${n.addr} reports promoted at epoch ${current.epoch}`),
     ...snap.nodes.flatMap((n) => n.status.regions.filter((r) => r.mode === 'promoted' && Number(r.promoted_epoch) === current.epoch).map((r) => `region ${r.region_id} is cut at epoch ${current.epoch}`)),
   ];
@@ -270,9 +298,19 @@ function regionsOf(snap: Snapshot): Map<string, StandbyRegionStatus__Output> {
   return byRegion;
 }
 
-/** A promotion of this cluster that is under way or done (promotionUnderWay in cut.ts). */
-export function currentPromotion(snap: Snapshot): { cutMs: number; epoch: number } | undefined {
-  return promotionUnderWay(snap.nodes.map((n) => n.status));
+/** A promotion recorded in the metasrv (epoch 0: none). */
+type Recorded = { readonly epoch: number; readonly cutMs: number };
+
+/**
+ * A promotion of this cluster that is under way or done (promotionUnderWay in cut.ts): what the
+ * nodes report, and — when given — the metasrv's record if its epoch is above every primary
+ * epoch the regions follow (a lower one is history: this site followed a later primary since).
+ */
+export function currentPromotion(snap: Snapshot, recorded?: Recorded): { cutMs: number; epoch: number } | undefined {
+  const fromNodes = promotionUnderWay(snap.nodes.map((n) => n.status));
+  if (!recorded || recorded.epoch === 0 || (fromNodes && fromNodes.epoch >= recorded.epoch)) return fromNodes;
+  const followed = Math.max(0, ...snap.nodes.flatMap((n) => n.status.regions.map((r) => Number(r.primary_epoch))));
+  return recorded.epoch > followed ? { epoch: recorded.epoch, cutMs: recorded.cutMs } : fromNodes;
 }
 
 function sleep(ms: number): Promise<void> {

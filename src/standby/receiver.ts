@@ -32,6 +32,7 @@ import { uploadStillProposable } from '../datanode/sst-gc.js';
 import type { Replica } from '../replication/region-server.js';
 import type {
   GetRoutesResponse__Output,
+  GetStandbyPromotionResponse__Output,
   ListNodesResponse__Output,
   StandbyPromoteRequest__Output,
   StandbyRegionStatus,
@@ -525,6 +526,49 @@ export class Receiver {
       mode: '',
       fence_at_ms: String(this.promotion()?.atMs ?? 0),
     };
+  }
+
+  /**
+   * StandbyStatus asked by a primary's fence check (docs/replication.md, "The promotion record").
+   * A node that knows no promotion of its own may have missed one (down during `standby promote`,
+   * its replicas not yet replayed the cut, or hosting none): before it answers "standby" it reads
+   * the promotion recorded in its metasrv, which the promoter writes before it tells any node. A
+   * recorded promotion above every epoch this node knows to be later (E5's rule) is adopted as
+   * one learned from a region is — written first, `promoted-adopted` — and answered "promoted";
+   * one at or below them is history here. No answer from the metasrv (down, unreachable, a build
+   * without the record) fails the call with UNAVAILABLE: the primary keeps refusing writes and
+   * asks again (or asks another standby node).
+   */
+  async fenceCheckResponse(): Promise<StandbyStatusResponse__Output> {
+    this.promotionCache = undefined;
+    if (!this.promotion()) await this.adoptRecordedPromotion();
+    return this.statusResponse();
+  }
+
+  private async adoptRecordedPromotion(): Promise<void> {
+    let res: GetStandbyPromotionResponse__Output;
+    try {
+      res = await this.dn.metaCall<GetStandbyPromotionResponse__Output>('GetStandbyPromotion', {}, { timeoutMs: 1500, idempotent: true, singlePass: true });
+    } catch (err) {
+      const why = fromGrpcError(err).message;
+      this.log.warn({ err: why }, 'fence check: this site\'s promotion record could not be read; answered UNAVAILABLE');
+      throw new RegionDbError(
+        ErrorCode.Unavailable,
+        `standby node ${this.dn.nodeId} knows no promotion of its own and cannot read this site's promotion record from its metasrv (${why}): it does not answer "standby" until it can (a metasrv without GetStandbyPromotion must be upgraded); retry`,
+      );
+    }
+    const epoch = Number(res.record?.epoch ?? 0);
+    const cutMs = Number(res.record?.cut_ms ?? 0);
+    this.promotionCache = undefined;
+    if (epoch === 0 || this.promotion()) return;
+    const replicas = this.dn.regionServer.allReplicas();
+    const floor = Math.max(this.record?.epoch ?? 0, ...replicas.map((r) => r.stateMachine.standby?.primaryEpoch ?? 0));
+    if (epoch <= floor) return; // history here: this node knows a later primary (or fence) than that promotion
+    const adopted: FenceRecord = { state: 'promoted', epoch, atMs: cutMs, adopted: true };
+    writeFence(this.cfg.dataDir, adopted);
+    this.record = adopted;
+    this.promotionCache = undefined;
+    this.log.warn({ epoch, cutMs }, 'this standby node missed its promotion: promoted from the record in this site\'s metasrv (a fence check asked); the stream is refused from now on, client writes until `regiondb standby promote` is run again');
   }
 
   /**

@@ -38,6 +38,7 @@ import { CommandKind, encodeTableDroppedMarker, isTableDroppedMarker, tableDropp
 import { EntryType } from '../raft/index.js';
 import type { Replica } from '../replication/region-server.js';
 import type {
+  GetStandbyPromotionResponse__Output,
   ShippedEntry as ProtoShippedEntry,
   ShipperRegionStatus,
   StandbySeedObjectResponse__Output,
@@ -87,6 +88,8 @@ export class Shipper {
   private fenceChecked = false;
   /** Why the last fence check failed (shown in the status until one succeeds). */
   private fenceCheckError = '';
+  /** Whether this cluster's promotion record (its metasrv) has been read since this process started. */
+  private ownRecordRead = false;
   private timer: TimerHandle | undefined;
   private stopped = false;
   private lastStampMs = 0;
@@ -301,9 +304,11 @@ export class Shipper {
 
   /** Asks the standby whether it was promoted; until one answer says no, writes are refused. */
   private async checkFence(): Promise<void> {
+    if (!this.ownRecordRead) await this.readOwnRecord();
     for (const addr of this.cfg.addrs) {
       try {
-        const res = await call<StandbyStatusResponse__Output>(this.client(addr), 'StandbyStatus', {}, 2000);
+        // fence_check: a standby node that knows no promotion asks its metasrv before it says "standby".
+        const res = await call<StandbyStatusResponse__Output>(this.client(addr), 'StandbyStatus', { fence_check: true }, 2000);
         this.fenceAnswer(res.role, Number(res.fence_epoch), addr);
         return;
       } catch (err) {
@@ -311,6 +316,24 @@ export class Shipper {
         this.fenceCheckError = explainStandbyError(e.code, e.message, this.cfg.site.describe);
         this.log.debug({ addr, err: this.fenceCheckError }, 'standby fence check failed');
       }
+    }
+  }
+
+  /**
+   * This cluster's own promotion as recorded in its metasrv (docs/replication.md, "The promotion
+   * record"): a lower bound of this node's epoch, read before its first fence check, so that a
+   * node that missed its cluster's promotion and hosts no region of it (or joined since) is not
+   * fenced by a standby node still holding a superseded promotion. Best effort: without an answer
+   * (metasrv down, an older build) the fence check goes on as before and this is tried again at
+   * the next check.
+   */
+  private async readOwnRecord(): Promise<void> {
+    try {
+      const res = await this.dn.metaCall<GetStandbyPromotionResponse__Output>('GetStandbyPromotion', {}, { timeoutMs: 1500, idempotent: true, singlePass: true });
+      this.learn(Number(res.record?.epoch ?? 0));
+      this.ownRecordRead = true;
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'this cluster\'s promotion record could not be read from its metasrv; the fence check goes on without it');
     }
   }
 

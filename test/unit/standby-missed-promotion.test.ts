@@ -23,6 +23,7 @@ import { promoteStandby } from '../../src/standby/promote.js';
 import { Shipper } from '../../src/standby/shipper.js';
 import type { SiteCredentials } from '../../src/standby/site-credentials.js';
 import { cpuSchema } from '../fixtures/schemas.js';
+import { fakePromotionRecord } from '../fixtures/promotion-record.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 const regionId = ((7n << 32n) | 0n).toString();
@@ -303,6 +304,7 @@ function twoNodeStandby(dirs: readonly string[]) {
   const afterStatus = new Map<number, () => Promise<void>>();
   let statusCalls = 0;
   const client = {
+    ...fakePromotionRecord(),
     listNodes: async () => ({ nodes: nodes.map((_, k) => ({ node_id: String(k + 1), addr: `n${k + 1}`, state: 'alive' })), region_infos: ids.map((id) => ({ route: { region_id: id } })) }),
     standbyStatus: async (addr: string) => {
       const res = nodes[Number(addr.slice(1)) - 1]!.statusResponse();

@@ -11,6 +11,7 @@ import { type RegionPosition, promotionCutMs, safeTimeMs } from '../../src/stand
 import { promoteStandby } from '../../src/standby/promote.js';
 import { EntryType } from '../../src/raft/index.js';
 import { cpuSchema } from '../fixtures/schemas.js';
+import { fakePromotionRecord } from '../fixtures/promotion-record.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 const put = (requestId: number, key: string, v: number) => encodeCommand({ kind: 'write', clientId: 'primary-client', requestId, rows: [[key, 1, v]] });
@@ -174,6 +175,7 @@ describe('dual active-standby: a promotion after a fail-back, a region not re-se
     const regions = [region('r1', 'promoted', 400), region('r2', 'standby', 9000)];
     let freezes = 0;
     const client = {
+      ...fakePromotionRecord(),
       listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
       standbyStatus: async (addr: string) => ({ node_id: addr, role: 'standby', regions, shipping: [], fence_epoch: '2', mode: '', fence_at_ms: '0' }),
       standbyFreeze: async () => {
@@ -203,6 +205,7 @@ describe('dual active-standby: finishing an interrupted promotion (src/standby/p
     const regions = [region('r1', 'promoted', 500), region('r2', 'standby', 300)];
     const promotedAt: number[] = [];
     const client = {
+      ...fakePromotionRecord(),
       listNodes: async () => ({ nodes: [{ node_id: '1', addr: 'n1', state: 'alive' }, { node_id: '2', addr: 'n2', state: 'alive' }], region_infos: [{ route: { region_id: 'r1' } }, { route: { region_id: 'r2' } }] }),
       standbyStatus: async (addr: string) => ({ node_id: addr, role: 'promoted', regions: addr === 'n2' ? regions : [], shipping: [], fence_epoch: '1', mode: '', fence_at_ms: '500' }),
       standbyFreeze: async () => ({ regions: [] }),

@@ -17,6 +17,7 @@ import { readFence, writeFence } from '../../src/standby/fence.js';
 import { abortPromotion, promoteStandby } from '../../src/standby/promote.js';
 import { Receiver } from '../../src/standby/receiver.js';
 import { cpuSchema } from '../fixtures/schemas.js';
+import { fakePromotionRecord } from '../fixtures/promotion-record.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v', regionCount: 2 });
 const ids = [((7n << 32n) | 0n).toString(), ((7n << 32n) | 1n).toString()];
@@ -228,6 +229,7 @@ function twoNodeStandby(dirs: readonly string[]) {
   }
   const node = (addr: string) => receivers[Number(addr.slice(1)) - 1]!;
   const client = {
+    ...fakePromotionRecord(),
     listNodes: async () => ({ nodes: ids.map((_, k) => ({ node_id: String(k + 1), addr: `n${k + 1}`, state: 'alive' })), region_infos: ids.map((id) => ({ route: { region_id: id } })) }),
     standbyStatus: async (addr: string) => node(addr).statusResponse(),
     standbyFreeze: async (addr: string, regionIds?: readonly string[]) => ({ regions: await node(addr).freeze(regionIds) }),

@@ -26,6 +26,8 @@ import type { FlushRequest as _regiondb_v1_FlushRequest, FlushRequest__Output as
 import type { FlushResponse as _regiondb_v1_FlushResponse, FlushResponse__Output as _regiondb_v1_FlushResponse__Output } from './regiondb/v1/FlushResponse.js';
 import type { GetRoutesRequest as _regiondb_v1_GetRoutesRequest, GetRoutesRequest__Output as _regiondb_v1_GetRoutesRequest__Output } from './regiondb/v1/GetRoutesRequest.js';
 import type { GetRoutesResponse as _regiondb_v1_GetRoutesResponse, GetRoutesResponse__Output as _regiondb_v1_GetRoutesResponse__Output } from './regiondb/v1/GetRoutesResponse.js';
+import type { GetStandbyPromotionRequest as _regiondb_v1_GetStandbyPromotionRequest, GetStandbyPromotionRequest__Output as _regiondb_v1_GetStandbyPromotionRequest__Output } from './regiondb/v1/GetStandbyPromotionRequest.js';
+import type { GetStandbyPromotionResponse as _regiondb_v1_GetStandbyPromotionResponse, GetStandbyPromotionResponse__Output as _regiondb_v1_GetStandbyPromotionResponse__Output } from './regiondb/v1/GetStandbyPromotionResponse.js';
 import type { HeartbeatRequest as _regiondb_v1_HeartbeatRequest, HeartbeatRequest__Output as _regiondb_v1_HeartbeatRequest__Output } from './regiondb/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse as _regiondb_v1_HeartbeatResponse, HeartbeatResponse__Output as _regiondb_v1_HeartbeatResponse__Output } from './regiondb/v1/HeartbeatResponse.js';
 import type { Instruction as _regiondb_v1_Instruction, Instruction__Output as _regiondb_v1_Instruction__Output } from './regiondb/v1/Instruction.js';
@@ -43,6 +45,8 @@ import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionReq
 import type { OpenRegionResponse as _regiondb_v1_OpenRegionResponse, OpenRegionResponse__Output as _regiondb_v1_OpenRegionResponse__Output } from './regiondb/v1/OpenRegionResponse.js';
 import type { Peer as _regiondb_v1_Peer, Peer__Output as _regiondb_v1_Peer__Output } from './regiondb/v1/Peer.js';
 import type { ProcedureInfo as _regiondb_v1_ProcedureInfo, ProcedureInfo__Output as _regiondb_v1_ProcedureInfo__Output } from './regiondb/v1/ProcedureInfo.js';
+import type { RecordStandbyPromotionRequest as _regiondb_v1_RecordStandbyPromotionRequest, RecordStandbyPromotionRequest__Output as _regiondb_v1_RecordStandbyPromotionRequest__Output } from './regiondb/v1/RecordStandbyPromotionRequest.js';
+import type { RecordStandbyPromotionResponse as _regiondb_v1_RecordStandbyPromotionResponse, RecordStandbyPromotionResponse__Output as _regiondb_v1_RecordStandbyPromotionResponse__Output } from './regiondb/v1/RecordStandbyPromotionResponse.js';
 import type { RecoverTableRequest as _regiondb_v1_RecoverTableRequest, RecoverTableRequest__Output as _regiondb_v1_RecoverTableRequest__Output } from './regiondb/v1/RecoverTableRequest.js';
 import type { RecoverTableResponse as _regiondb_v1_RecoverTableResponse, RecoverTableResponse__Output as _regiondb_v1_RecoverTableResponse__Output } from './regiondb/v1/RecoverTableResponse.js';
 import type { RecoveredRegion as _regiondb_v1_RecoveredRegion, RecoveredRegion__Output as _regiondb_v1_RecoveredRegion__Output } from './regiondb/v1/RecoveredRegion.js';
@@ -61,6 +65,7 @@ import type { StandbyFreezeRequest as _regiondb_v1_StandbyFreezeRequest, Standby
 import type { StandbyFreezeResponse as _regiondb_v1_StandbyFreezeResponse, StandbyFreezeResponse__Output as _regiondb_v1_StandbyFreezeResponse__Output } from './regiondb/v1/StandbyFreezeResponse.js';
 import type { StandbyPromoteRequest as _regiondb_v1_StandbyPromoteRequest, StandbyPromoteRequest__Output as _regiondb_v1_StandbyPromoteRequest__Output } from './regiondb/v1/StandbyPromoteRequest.js';
 import type { StandbyPromoteResponse as _regiondb_v1_StandbyPromoteResponse, StandbyPromoteResponse__Output as _regiondb_v1_StandbyPromoteResponse__Output } from './regiondb/v1/StandbyPromoteResponse.js';
+import type { StandbyPromotionRecord as _regiondb_v1_StandbyPromotionRecord, StandbyPromotionRecord__Output as _regiondb_v1_StandbyPromotionRecord__Output } from './regiondb/v1/StandbyPromotionRecord.js';
 import type { StandbyRegionStatus as _regiondb_v1_StandbyRegionStatus, StandbyRegionStatus__Output as _regiondb_v1_StandbyRegionStatus__Output } from './regiondb/v1/StandbyRegionStatus.js';
 import type { StandbySeedObjectRequest as _regiondb_v1_StandbySeedObjectRequest, StandbySeedObjectRequest__Output as _regiondb_v1_StandbySeedObjectRequest__Output } from './regiondb/v1/StandbySeedObjectRequest.js';
 import type { StandbySeedObjectResponse as _regiondb_v1_StandbySeedObjectResponse, StandbySeedObjectResponse__Output as _regiondb_v1_StandbySeedObjectResponse__Output } from './regiondb/v1/StandbySeedObjectResponse.js';
@@ -112,6 +117,8 @@ export interface ProtoGrpcType {
       FlushResponse: MessageTypeDefinition<_regiondb_v1_FlushResponse, _regiondb_v1_FlushResponse__Output>
       GetRoutesRequest: MessageTypeDefinition<_regiondb_v1_GetRoutesRequest, _regiondb_v1_GetRoutesRequest__Output>
       GetRoutesResponse: MessageTypeDefinition<_regiondb_v1_GetRoutesResponse, _regiondb_v1_GetRoutesResponse__Output>
+      GetStandbyPromotionRequest: MessageTypeDefinition<_regiondb_v1_GetStandbyPromotionRequest, _regiondb_v1_GetStandbyPromotionRequest__Output>
+      GetStandbyPromotionResponse: MessageTypeDefinition<_regiondb_v1_GetStandbyPromotionResponse, _regiondb_v1_GetStandbyPromotionResponse__Output>
       HeartbeatRequest: MessageTypeDefinition<_regiondb_v1_HeartbeatRequest, _regiondb_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_regiondb_v1_HeartbeatResponse, _regiondb_v1_HeartbeatResponse__Output>
       Instruction: MessageTypeDefinition<_regiondb_v1_Instruction, _regiondb_v1_Instruction__Output>
@@ -129,6 +136,8 @@ export interface ProtoGrpcType {
       OpenRegionResponse: MessageTypeDefinition<_regiondb_v1_OpenRegionResponse, _regiondb_v1_OpenRegionResponse__Output>
       Peer: MessageTypeDefinition<_regiondb_v1_Peer, _regiondb_v1_Peer__Output>
       ProcedureInfo: MessageTypeDefinition<_regiondb_v1_ProcedureInfo, _regiondb_v1_ProcedureInfo__Output>
+      RecordStandbyPromotionRequest: MessageTypeDefinition<_regiondb_v1_RecordStandbyPromotionRequest, _regiondb_v1_RecordStandbyPromotionRequest__Output>
+      RecordStandbyPromotionResponse: MessageTypeDefinition<_regiondb_v1_RecordStandbyPromotionResponse, _regiondb_v1_RecordStandbyPromotionResponse__Output>
       RecoverTableRequest: MessageTypeDefinition<_regiondb_v1_RecoverTableRequest, _regiondb_v1_RecoverTableRequest__Output>
       RecoverTableResponse: MessageTypeDefinition<_regiondb_v1_RecoverTableResponse, _regiondb_v1_RecoverTableResponse__Output>
       RecoveredRegion: MessageTypeDefinition<_regiondb_v1_RecoveredRegion, _regiondb_v1_RecoveredRegion__Output>
@@ -148,6 +157,7 @@ export interface ProtoGrpcType {
       StandbyFreezeResponse: MessageTypeDefinition<_regiondb_v1_StandbyFreezeResponse, _regiondb_v1_StandbyFreezeResponse__Output>
       StandbyPromoteRequest: MessageTypeDefinition<_regiondb_v1_StandbyPromoteRequest, _regiondb_v1_StandbyPromoteRequest__Output>
       StandbyPromoteResponse: MessageTypeDefinition<_regiondb_v1_StandbyPromoteResponse, _regiondb_v1_StandbyPromoteResponse__Output>
+      StandbyPromotionRecord: MessageTypeDefinition<_regiondb_v1_StandbyPromotionRecord, _regiondb_v1_StandbyPromotionRecord__Output>
       StandbyRegionStatus: MessageTypeDefinition<_regiondb_v1_StandbyRegionStatus, _regiondb_v1_StandbyRegionStatus__Output>
       StandbySeedObjectRequest: MessageTypeDefinition<_regiondb_v1_StandbySeedObjectRequest, _regiondb_v1_StandbySeedObjectRequest__Output>
       StandbySeedObjectResponse: MessageTypeDefinition<_regiondb_v1_StandbySeedObjectResponse, _regiondb_v1_StandbySeedObjectResponse__Output>

@@ -11,6 +11,8 @@ import type { ColumnSchema as _regiondb_v1_ColumnSchema, ColumnSchema__Output as
 import type { DroppingTableInfo as _regiondb_v1_DroppingTableInfo, DroppingTableInfo__Output as _regiondb_v1_DroppingTableInfo__Output } from './regiondb/v1/DroppingTableInfo.js';
 import type { GetRoutesRequest as _regiondb_v1_GetRoutesRequest, GetRoutesRequest__Output as _regiondb_v1_GetRoutesRequest__Output } from './regiondb/v1/GetRoutesRequest.js';
 import type { GetRoutesResponse as _regiondb_v1_GetRoutesResponse, GetRoutesResponse__Output as _regiondb_v1_GetRoutesResponse__Output } from './regiondb/v1/GetRoutesResponse.js';
+import type { GetStandbyPromotionRequest as _regiondb_v1_GetStandbyPromotionRequest, GetStandbyPromotionRequest__Output as _regiondb_v1_GetStandbyPromotionRequest__Output } from './regiondb/v1/GetStandbyPromotionRequest.js';
+import type { GetStandbyPromotionResponse as _regiondb_v1_GetStandbyPromotionResponse, GetStandbyPromotionResponse__Output as _regiondb_v1_GetStandbyPromotionResponse__Output } from './regiondb/v1/GetStandbyPromotionResponse.js';
 import type { HeartbeatRequest as _regiondb_v1_HeartbeatRequest, HeartbeatRequest__Output as _regiondb_v1_HeartbeatRequest__Output } from './regiondb/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse as _regiondb_v1_HeartbeatResponse, HeartbeatResponse__Output as _regiondb_v1_HeartbeatResponse__Output } from './regiondb/v1/HeartbeatResponse.js';
 import type { Instruction as _regiondb_v1_Instruction, Instruction__Output as _regiondb_v1_Instruction__Output } from './regiondb/v1/Instruction.js';
@@ -27,6 +29,8 @@ import type { NodeInfo as _regiondb_v1_NodeInfo, NodeInfo__Output as _regiondb_v
 import type { OpenRegionRequest as _regiondb_v1_OpenRegionRequest, OpenRegionRequest__Output as _regiondb_v1_OpenRegionRequest__Output } from './regiondb/v1/OpenRegionRequest.js';
 import type { Peer as _regiondb_v1_Peer, Peer__Output as _regiondb_v1_Peer__Output } from './regiondb/v1/Peer.js';
 import type { ProcedureInfo as _regiondb_v1_ProcedureInfo, ProcedureInfo__Output as _regiondb_v1_ProcedureInfo__Output } from './regiondb/v1/ProcedureInfo.js';
+import type { RecordStandbyPromotionRequest as _regiondb_v1_RecordStandbyPromotionRequest, RecordStandbyPromotionRequest__Output as _regiondb_v1_RecordStandbyPromotionRequest__Output } from './regiondb/v1/RecordStandbyPromotionRequest.js';
+import type { RecordStandbyPromotionResponse as _regiondb_v1_RecordStandbyPromotionResponse, RecordStandbyPromotionResponse__Output as _regiondb_v1_RecordStandbyPromotionResponse__Output } from './regiondb/v1/RecordStandbyPromotionResponse.js';
 import type { RecoverTableRequest as _regiondb_v1_RecoverTableRequest, RecoverTableRequest__Output as _regiondb_v1_RecoverTableRequest__Output } from './regiondb/v1/RecoverTableRequest.js';
 import type { RecoverTableResponse as _regiondb_v1_RecoverTableResponse, RecoverTableResponse__Output as _regiondb_v1_RecoverTableResponse__Output } from './regiondb/v1/RecoverTableResponse.js';
 import type { RecoveredRegion as _regiondb_v1_RecoveredRegion, RecoveredRegion__Output as _regiondb_v1_RecoveredRegion__Output } from './regiondb/v1/RecoveredRegion.js';
@@ -38,6 +42,7 @@ import type { RemoveMetaMemberRequest as _regiondb_v1_RemoveMetaMemberRequest, R
 import type { RemoveMetaMemberResponse as _regiondb_v1_RemoveMetaMemberResponse, RemoveMetaMemberResponse__Output as _regiondb_v1_RemoveMetaMemberResponse__Output } from './regiondb/v1/RemoveMetaMemberResponse.js';
 import type { ReplicaStat as _regiondb_v1_ReplicaStat, ReplicaStat__Output as _regiondb_v1_ReplicaStat__Output } from './regiondb/v1/ReplicaStat.js';
 import type { Row as _regiondb_v1_Row, Row__Output as _regiondb_v1_Row__Output } from './regiondb/v1/Row.js';
+import type { StandbyPromotionRecord as _regiondb_v1_StandbyPromotionRecord, StandbyPromotionRecord__Output as _regiondb_v1_StandbyPromotionRecord__Output } from './regiondb/v1/StandbyPromotionRecord.js';
 import type { StartProcedureRequest as _regiondb_v1_StartProcedureRequest, StartProcedureRequest__Output as _regiondb_v1_StartProcedureRequest__Output } from './regiondb/v1/StartProcedureRequest.js';
 import type { StartProcedureResponse as _regiondb_v1_StartProcedureResponse, StartProcedureResponse__Output as _regiondb_v1_StartProcedureResponse__Output } from './regiondb/v1/StartProcedureResponse.js';
 import type { TableSchema as _regiondb_v1_TableSchema, TableSchema__Output as _regiondb_v1_TableSchema__Output } from './regiondb/v1/TableSchema.js';
@@ -61,6 +66,8 @@ export interface ProtoGrpcType {
       DroppingTableInfo: MessageTypeDefinition<_regiondb_v1_DroppingTableInfo, _regiondb_v1_DroppingTableInfo__Output>
       GetRoutesRequest: MessageTypeDefinition<_regiondb_v1_GetRoutesRequest, _regiondb_v1_GetRoutesRequest__Output>
       GetRoutesResponse: MessageTypeDefinition<_regiondb_v1_GetRoutesResponse, _regiondb_v1_GetRoutesResponse__Output>
+      GetStandbyPromotionRequest: MessageTypeDefinition<_regiondb_v1_GetStandbyPromotionRequest, _regiondb_v1_GetStandbyPromotionRequest__Output>
+      GetStandbyPromotionResponse: MessageTypeDefinition<_regiondb_v1_GetStandbyPromotionResponse, _regiondb_v1_GetStandbyPromotionResponse__Output>
       HeartbeatRequest: MessageTypeDefinition<_regiondb_v1_HeartbeatRequest, _regiondb_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_regiondb_v1_HeartbeatResponse, _regiondb_v1_HeartbeatResponse__Output>
       Instruction: MessageTypeDefinition<_regiondb_v1_Instruction, _regiondb_v1_Instruction__Output>
@@ -77,6 +84,8 @@ export interface ProtoGrpcType {
       OpenRegionRequest: MessageTypeDefinition<_regiondb_v1_OpenRegionRequest, _regiondb_v1_OpenRegionRequest__Output>
       Peer: MessageTypeDefinition<_regiondb_v1_Peer, _regiondb_v1_Peer__Output>
       ProcedureInfo: MessageTypeDefinition<_regiondb_v1_ProcedureInfo, _regiondb_v1_ProcedureInfo__Output>
+      RecordStandbyPromotionRequest: MessageTypeDefinition<_regiondb_v1_RecordStandbyPromotionRequest, _regiondb_v1_RecordStandbyPromotionRequest__Output>
+      RecordStandbyPromotionResponse: MessageTypeDefinition<_regiondb_v1_RecordStandbyPromotionResponse, _regiondb_v1_RecordStandbyPromotionResponse__Output>
       RecoverTableRequest: MessageTypeDefinition<_regiondb_v1_RecoverTableRequest, _regiondb_v1_RecoverTableRequest__Output>
       RecoverTableResponse: MessageTypeDefinition<_regiondb_v1_RecoverTableResponse, _regiondb_v1_RecoverTableResponse__Output>
       RecoveredRegion: MessageTypeDefinition<_regiondb_v1_RecoveredRegion, _regiondb_v1_RecoveredRegion__Output>
@@ -89,6 +98,7 @@ export interface ProtoGrpcType {
       ReplicaStat: MessageTypeDefinition<_regiondb_v1_ReplicaStat, _regiondb_v1_ReplicaStat__Output>
       Row: MessageTypeDefinition<_regiondb_v1_Row, _regiondb_v1_Row__Output>
       Semantic: EnumTypeDefinition
+      StandbyPromotionRecord: MessageTypeDefinition<_regiondb_v1_StandbyPromotionRecord, _regiondb_v1_StandbyPromotionRecord__Output>
       StartProcedureRequest: MessageTypeDefinition<_regiondb_v1_StartProcedureRequest, _regiondb_v1_StartProcedureRequest__Output>
       StartProcedureResponse: MessageTypeDefinition<_regiondb_v1_StartProcedureResponse, _regiondb_v1_StartProcedureResponse__Output>
       TableSchema: MessageTypeDefinition<_regiondb_v1_TableSchema, _regiondb_v1_TableSchema__Output>

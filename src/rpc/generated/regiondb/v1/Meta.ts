@@ -7,6 +7,8 @@ import type { AddMetaMemberRequest as _regiondb_v1_AddMetaMemberRequest, AddMeta
 import type { AddMetaMemberResponse as _regiondb_v1_AddMetaMemberResponse, AddMetaMemberResponse__Output as _regiondb_v1_AddMetaMemberResponse__Output } from '../../regiondb/v1/AddMetaMemberResponse.js';
 import type { GetRoutesRequest as _regiondb_v1_GetRoutesRequest, GetRoutesRequest__Output as _regiondb_v1_GetRoutesRequest__Output } from '../../regiondb/v1/GetRoutesRequest.js';
 import type { GetRoutesResponse as _regiondb_v1_GetRoutesResponse, GetRoutesResponse__Output as _regiondb_v1_GetRoutesResponse__Output } from '../../regiondb/v1/GetRoutesResponse.js';
+import type { GetStandbyPromotionRequest as _regiondb_v1_GetStandbyPromotionRequest, GetStandbyPromotionRequest__Output as _regiondb_v1_GetStandbyPromotionRequest__Output } from '../../regiondb/v1/GetStandbyPromotionRequest.js';
+import type { GetStandbyPromotionResponse as _regiondb_v1_GetStandbyPromotionResponse, GetStandbyPromotionResponse__Output as _regiondb_v1_GetStandbyPromotionResponse__Output } from '../../regiondb/v1/GetStandbyPromotionResponse.js';
 import type { HeartbeatRequest as _regiondb_v1_HeartbeatRequest, HeartbeatRequest__Output as _regiondb_v1_HeartbeatRequest__Output } from '../../regiondb/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse as _regiondb_v1_HeartbeatResponse, HeartbeatResponse__Output as _regiondb_v1_HeartbeatResponse__Output } from '../../regiondb/v1/HeartbeatResponse.js';
 import type { ListNodesRequest as _regiondb_v1_ListNodesRequest, ListNodesRequest__Output as _regiondb_v1_ListNodesRequest__Output } from '../../regiondb/v1/ListNodesRequest.js';
@@ -15,6 +17,8 @@ import type { MetaCreateTableRequest as _regiondb_v1_MetaCreateTableRequest, Met
 import type { MetaCreateTableResponse as _regiondb_v1_MetaCreateTableResponse, MetaCreateTableResponse__Output as _regiondb_v1_MetaCreateTableResponse__Output } from '../../regiondb/v1/MetaCreateTableResponse.js';
 import type { MetaDropTableRequest as _regiondb_v1_MetaDropTableRequest, MetaDropTableRequest__Output as _regiondb_v1_MetaDropTableRequest__Output } from '../../regiondb/v1/MetaDropTableRequest.js';
 import type { MetaDropTableResponse as _regiondb_v1_MetaDropTableResponse, MetaDropTableResponse__Output as _regiondb_v1_MetaDropTableResponse__Output } from '../../regiondb/v1/MetaDropTableResponse.js';
+import type { RecordStandbyPromotionRequest as _regiondb_v1_RecordStandbyPromotionRequest, RecordStandbyPromotionRequest__Output as _regiondb_v1_RecordStandbyPromotionRequest__Output } from '../../regiondb/v1/RecordStandbyPromotionRequest.js';
+import type { RecordStandbyPromotionResponse as _regiondb_v1_RecordStandbyPromotionResponse, RecordStandbyPromotionResponse__Output as _regiondb_v1_RecordStandbyPromotionResponse__Output } from '../../regiondb/v1/RecordStandbyPromotionResponse.js';
 import type { RecoverTableRequest as _regiondb_v1_RecoverTableRequest, RecoverTableRequest__Output as _regiondb_v1_RecoverTableRequest__Output } from '../../regiondb/v1/RecoverTableRequest.js';
 import type { RecoverTableResponse as _regiondb_v1_RecoverTableResponse, RecoverTableResponse__Output as _regiondb_v1_RecoverTableResponse__Output } from '../../regiondb/v1/RecoverTableResponse.js';
 import type { RegisterNodeRequest as _regiondb_v1_RegisterNodeRequest, RegisterNodeRequest__Output as _regiondb_v1_RegisterNodeRequest__Output } from '../../regiondb/v1/RegisterNodeRequest.js';
@@ -61,6 +65,15 @@ export interface MetaClient extends grpc.Client {
   getRoutes(argument: _regiondb_v1_GetRoutesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_GetRoutesResponse__Output>): grpc.ClientUnaryCall;
   getRoutes(argument: _regiondb_v1_GetRoutesRequest, callback: grpc.requestCallback<_regiondb_v1_GetRoutesResponse__Output>): grpc.ClientUnaryCall;
   
+  GetStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  GetStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  GetStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  GetStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  getStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  getStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  getStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  getStandbyPromotion(argument: _regiondb_v1_GetStandbyPromotionRequest, callback: grpc.requestCallback<_regiondb_v1_GetStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  
   Heartbeat(argument: _regiondb_v1_HeartbeatRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
   Heartbeat(argument: _regiondb_v1_HeartbeatRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
   Heartbeat(argument: _regiondb_v1_HeartbeatRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_HeartbeatResponse__Output>): grpc.ClientUnaryCall;
@@ -78,6 +91,15 @@ export interface MetaClient extends grpc.Client {
   listNodes(argument: _regiondb_v1_ListNodesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_ListNodesResponse__Output>): grpc.ClientUnaryCall;
   listNodes(argument: _regiondb_v1_ListNodesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_ListNodesResponse__Output>): grpc.ClientUnaryCall;
   listNodes(argument: _regiondb_v1_ListNodesRequest, callback: grpc.requestCallback<_regiondb_v1_ListNodesResponse__Output>): grpc.ClientUnaryCall;
+  
+  RecordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  RecordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  RecordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  RecordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  recordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  recordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  recordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
+  recordStandbyPromotion(argument: _regiondb_v1_RecordStandbyPromotionRequest, callback: grpc.requestCallback<_regiondb_v1_RecordStandbyPromotionResponse__Output>): grpc.ClientUnaryCall;
   
   RecoverTable(argument: _regiondb_v1_RecoverTableRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_regiondb_v1_RecoverTableResponse__Output>): grpc.ClientUnaryCall;
   RecoverTable(argument: _regiondb_v1_RecoverTableRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_regiondb_v1_RecoverTableResponse__Output>): grpc.ClientUnaryCall;
@@ -126,9 +148,13 @@ export interface MetaHandlers extends grpc.UntypedServiceImplementation {
   
   GetRoutes: grpc.handleUnaryCall<_regiondb_v1_GetRoutesRequest__Output, _regiondb_v1_GetRoutesResponse>;
   
+  GetStandbyPromotion: grpc.handleUnaryCall<_regiondb_v1_GetStandbyPromotionRequest__Output, _regiondb_v1_GetStandbyPromotionResponse>;
+  
   Heartbeat: grpc.handleUnaryCall<_regiondb_v1_HeartbeatRequest__Output, _regiondb_v1_HeartbeatResponse>;
   
   ListNodes: grpc.handleUnaryCall<_regiondb_v1_ListNodesRequest__Output, _regiondb_v1_ListNodesResponse>;
+  
+  RecordStandbyPromotion: grpc.handleUnaryCall<_regiondb_v1_RecordStandbyPromotionRequest__Output, _regiondb_v1_RecordStandbyPromotionResponse>;
   
   RecoverTable: grpc.handleUnaryCall<_regiondb_v1_RecoverTableRequest__Output, _regiondb_v1_RecoverTableResponse>;
   
@@ -145,8 +171,10 @@ export interface MetaDefinition extends grpc.ServiceDefinition {
   CreateTable: MethodDefinition<_regiondb_v1_MetaCreateTableRequest, _regiondb_v1_MetaCreateTableResponse, _regiondb_v1_MetaCreateTableRequest__Output, _regiondb_v1_MetaCreateTableResponse__Output>
   DropTable: MethodDefinition<_regiondb_v1_MetaDropTableRequest, _regiondb_v1_MetaDropTableResponse, _regiondb_v1_MetaDropTableRequest__Output, _regiondb_v1_MetaDropTableResponse__Output>
   GetRoutes: MethodDefinition<_regiondb_v1_GetRoutesRequest, _regiondb_v1_GetRoutesResponse, _regiondb_v1_GetRoutesRequest__Output, _regiondb_v1_GetRoutesResponse__Output>
+  GetStandbyPromotion: MethodDefinition<_regiondb_v1_GetStandbyPromotionRequest, _regiondb_v1_GetStandbyPromotionResponse, _regiondb_v1_GetStandbyPromotionRequest__Output, _regiondb_v1_GetStandbyPromotionResponse__Output>
   Heartbeat: MethodDefinition<_regiondb_v1_HeartbeatRequest, _regiondb_v1_HeartbeatResponse, _regiondb_v1_HeartbeatRequest__Output, _regiondb_v1_HeartbeatResponse__Output>
   ListNodes: MethodDefinition<_regiondb_v1_ListNodesRequest, _regiondb_v1_ListNodesResponse, _regiondb_v1_ListNodesRequest__Output, _regiondb_v1_ListNodesResponse__Output>
+  RecordStandbyPromotion: MethodDefinition<_regiondb_v1_RecordStandbyPromotionRequest, _regiondb_v1_RecordStandbyPromotionResponse, _regiondb_v1_RecordStandbyPromotionRequest__Output, _regiondb_v1_RecordStandbyPromotionResponse__Output>
   RecoverTable: MethodDefinition<_regiondb_v1_RecoverTableRequest, _regiondb_v1_RecoverTableResponse, _regiondb_v1_RecoverTableRequest__Output, _regiondb_v1_RecoverTableResponse__Output>
   RegisterNode: MethodDefinition<_regiondb_v1_RegisterNodeRequest, _regiondb_v1_RegisterNodeResponse, _regiondb_v1_RegisterNodeRequest__Output, _regiondb_v1_RegisterNodeResponse__Output>
   RemoveMetaMember: MethodDefinition<_regiondb_v1_RemoveMetaMemberRequest, _regiondb_v1_RemoveMetaMemberResponse, _regiondb_v1_RemoveMetaMemberRequest__Output, _regiondb_v1_RemoveMetaMemberResponse__Output>

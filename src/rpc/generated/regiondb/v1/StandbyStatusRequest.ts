@@ -3,7 +3,9 @@
 
 
 export interface StandbyStatusRequest {
+  'fence_check'?: (boolean);
 }
 
 export interface StandbyStatusRequest__Output {
+  'fence_check': (boolean);
 }

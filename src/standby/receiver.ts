@@ -498,7 +498,34 @@ export class Receiver {
     // finished at its cut, never aborted: nothing is released past it meanwhile, even in a region
     // an abort unfroze before that node's cut.
     if (promotionUnderWay(statuses)) frozen = true;
+    // S12: nor past a promotion recorded in this site's metasrv (docs/replication.md, "Aborting a
+    // promotion"). The promoter writes the record before it tells any node, so from then on no
+    // round releases, even in regions an abort raced into unfreezing; a node told later (one that
+    // leads no region, say) can then never leave a region released past the cut while others are
+    // cut at it. Read after the statuses: a round that saw every region unfrozen before the record
+    // was written is seen by the promoter's next look (unfrozen regions, nothing promoted), which
+    // then tells no node.
+    if (!frozen) {
+      const followed = Math.max(0, ...statuses.flatMap((st) => st.regions.map((r) => Number(r.primary_epoch))));
+      if ((await this.recordedPromotionEpoch()) > followed) frozen = true;
+    }
     return { safe: safeTimeMs(regionIds, reported), dropped: tablesToDrop(regionIds, drops), frozen };
+  }
+
+  /**
+   * The epoch of the promotion recorded in this site's metasrv (0: none). A metasrv that predates
+   * the record answers UNIMPLEMENTED: it holds none, and no promoter of this build promotes
+   * through it (the record is written first, and that write fails there). Any other failure is
+   * thrown: the round releases nothing.
+   */
+  private async recordedPromotionEpoch(): Promise<number> {
+    try {
+      const res = await this.dn.metaCall<GetStandbyPromotionResponse__Output>('GetStandbyPromotion', {}, { timeoutMs: 2000, idempotent: true });
+      return Number(res.record?.epoch ?? 0);
+    } catch (err) {
+      if (unimplemented(err)) return 0;
+      throw err;
+    }
   }
 
   private client(addr: string): grpc.Client {
@@ -707,4 +734,13 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
     promoted_epoch: String(s?.promotedEpoch ?? 0),
     primary_epoch: String(s?.primaryEpoch ?? 0),
   };
+}
+
+/** Whether a call failed because the server has no such method (gRPC UNIMPLEMENTED, 12), as thrown or as a cause. */
+function unimplemented(err: unknown): boolean {
+  const UNIMPLEMENTED = 12;
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === UNIMPLEMENTED) return true;
+  }
+  return false;
 }

@@ -185,6 +185,7 @@ function loggingDatanode(state: RegionState) {
     },
     // The release round's ListNodes: answered when the test says so.
     metaCall: (method: string) => {
+      if (method === 'GetStandbyPromotion') return Promise.resolve({}); // no promotion recorded
       if (method !== 'ListNodes') return Promise.reject(new Error(`unexpected ${method}`));
       return new Promise((resolve) => {
         listNodes = () => resolve({ nodes: [{ node_id: '3', addr: 'self', state: 'alive' }], region_infos: [{ route: { region_id: regionId } }] });

@@ -205,6 +205,7 @@ function twoNodeStandby(dirs: readonly string[]) {
   const states = ids.map(() => new RegionState(schema));
   const indexes = [10, 10];
   const receivers: Receiver[] = [];
+  const record = fakePromotionRecord(); // this site's metasrv: the promoter writes it, release rounds read it
   for (const [k, id] of ids.entries()) {
     const replica = { regionId: id, isLeader: () => true, stateMachine: states[k]! };
     const dn = {
@@ -216,6 +217,7 @@ function twoNodeStandby(dirs: readonly string[]) {
         propose: (_r: string, command: Uint8Array) => states[k]!.apply(++indexes[k]!, command),
       },
       metaCall: async (method: string) => {
+        if (method === 'GetStandbyPromotion') return { record: { epoch: String(record.state.epoch), cut_ms: String(record.state.cutMs) } };
         if (method !== 'ListNodes') throw new Error(`unexpected ${method}`);
         return { nodes: ids.map((_, j) => ({ node_id: String(j + 1), addr: `n${j + 1}`, state: 'alive' })), region_infos: ids.map((r) => ({ route: { region_id: r } })) };
       },
@@ -229,7 +231,7 @@ function twoNodeStandby(dirs: readonly string[]) {
   }
   const node = (addr: string) => receivers[Number(addr.slice(1)) - 1]!;
   const client = {
-    ...fakePromotionRecord(),
+    ...record,
     listNodes: async () => ({ nodes: ids.map((_, k) => ({ node_id: String(k + 1), addr: `n${k + 1}`, state: 'alive' })), region_infos: ids.map((id) => ({ route: { region_id: id } })) }),
     standbyStatus: async (addr: string) => node(addr).statusResponse(),
     standbyFreeze: async (addr: string, regionIds?: readonly string[]) => ({ regions: await node(addr).freeze(regionIds) }),
@@ -399,6 +401,24 @@ describe('an abort racing a promotion (S11)', () => {
     expect(raced).to.equal(true);
     expect([report.cutMs, report.epoch]).to.deep.equal([300, 1]);
     expect(states.map((s) => s.standby!.mode)).to.deep.equal(['promoted', 'promoted']);
+  });
+
+  it('a promotion recorded in the metasrv stops every release round, even in regions an abort unfroze after the record was written (S12)', async () => {
+    const { states, receivers, releaseRound, client } = twoNodeStandby(dirs);
+    await streamed(states);
+    for (const r of receivers) await r.freeze();
+    // The promoter chose cut 200 at epoch 1 and wrote the record; an abort that looked just before
+    // the write reaches both nodes (they know no promotion yet: neither was told).
+    await (client as unknown as ReturnType<typeof fakePromotionRecord>).recordStandbyPromotion(1, 200);
+    for (const r of receivers) await r.unfreeze();
+    expect(states.map((s) => s.standby!.frozen)).to.deep.equal([false, false]);
+    // Both release rounds see every region unfrozen and no node promoted, with everything up to 300
+    // received: only the record keeps them from releasing past the cut a promoted node would take.
+    for (const k of [0, 1]) await releaseRound(k);
+    expect(states.map((s) => s.standby!.releasedMs), 'nothing released past the recorded cut').to.deep.equal([100, 100]);
+    const done = await promoteStandby(client, { timeoutMs: 3000, nowMs: () => Date.now() });
+    expect([done.cutMs, done.epoch]).to.deep.equal([200, 1]);
+    for (const [k, s] of states.entries()) expect([s.standby!.mode, s.standby!.cutMs], `region ${k}`).to.deep.equal(['promoted', 200]);
   });
 
   it('a region unfrozen while another was cut releases nothing past the cut, so the promotion run again completes at it', async () => {

@@ -849,6 +849,13 @@ export class RegionDbClient {
         const floor = Number(err.details['oldestKnownRequestId']);
         if (Number.isSafeInteger(floor)) this.lastRequestId = Math.max(this.lastRequestId, floor);
         if (attempts > 1 || round > 1) throw err;
+        // The only attempt was refused: nothing applied. A new id goes out only with time for it (RETRY_MIN_MS).
+        if (deadline - performance.now() < RETRY_MIN_MS) {
+          throw new RegionDbError(ErrorCode.Unavailable, `${kind} on region ${regionId} was refused as too old and not applied; no time was left to send it again under a new id (last error: ${err.message})`, {
+            cause: err,
+            details: { notApplied: 'true' },
+          });
+        }
       }
     }
   }

@@ -410,9 +410,11 @@ describe('client: the Database.Batch stream', () => {
           writes++;
           if (writes === 1) call.write({ id: req.id, write: { version: '3', rows_written: 1 } }); // warms the routes and the stream
           if (writes !== 2) return; // a resend is never answered: it would time out, outcome unknown
-          // Refused 960 ms into the client's 1,000 ms deadline: under 40 ms are left.
+          // Refused 40 ms before the attempt's own timeout (what was left of the client's deadline
+          // when it sent it): at most 40 ms are left when the refusal arrives, whatever the load.
           const refusal = { grpc_code: grpc.status.UNAVAILABLE, code: 'NOT_LEADER', message: 'not the leader', details: withHint ? { leaderAddr: hint } : {} };
-          setTimeout(() => call.write({ id: req.id, error: refusal }), 960);
+          const timeoutMs = Number((req as unknown as { timeout_ms: number }).timeout_ms);
+          setTimeout(() => call.write({ id: req.id, error: refusal }), timeoutMs - 40);
         },
       };
       const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000 });
@@ -453,6 +455,33 @@ describe('client: the Database.Batch stream', () => {
     // took less than the first (whatever the route lookup before it cost; +1 for rounding up),
     // where a fresh deadline would give it the full 2,000 ms again.
     expect(timeouts[1]!, `timeouts sent: ${timeouts.join(', ')}`).to.be.at.most(Math.min(1400, timeouts[0]! - 599));
+  });
+
+  it('a write refused as too old with a sliver of its deadline left is not sent again under a new id: "not applied"', async () => {
+    const floor = Date.now() * 1000 + 5_000_000_000;
+    let writes = 0;
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        if (req.request !== 'write') return;
+        writes++;
+        if (writes === 1) call.write({ id: req.id, write: { version: '3', rows_written: 1 } }); // warms the routes and the stream
+        if (writes !== 2) return; // a new id is never answered: it would time out, outcome unknown
+        // Refused as too old 40 ms before the attempt's own timeout: at most 40 ms are left.
+        const tooOld = { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: String(floor) } };
+        const timeoutMs = Number((req as unknown as { timeout_ms: number }).timeout_ms);
+        setTimeout(() => call.write({ id: req.id, error: tooOld }), timeoutMs - 40);
+      },
+    };
+    const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000 });
+    await client.write(TABLE, [row(1)]);
+    const err = await client.write(TABLE, [row(2)]).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err) && err.details['notApplied'], String(err)).to.equal('true');
+    expect(writes, 'no new id sent').to.equal(2);
   });
 
   it('REQUEST_TOO_OLD after an earlier attempt of the same id reaches the caller: that outcome is unknown, nothing is re-sent', async () => {

@@ -405,11 +405,15 @@ export class Router {
       }
     }
     const nodeId = String(this.local.nodeId);
-    stream = new BatchStream(this.client(addr, true), () => {
-      const metadata = new grpc.Metadata();
-      metadata.set(FORWARDED_BY_KEY, nodeId);
-      return metadata;
-    });
+    stream = new BatchStream(
+      this.client(addr, true),
+      () => {
+        const metadata = new grpc.Metadata();
+        metadata.set(FORWARDED_BY_KEY, nodeId);
+        return metadata;
+      },
+      this.clock,
+    );
     this.streams.set(key, stream);
     return stream;
   }

@@ -31,6 +31,10 @@ const proto = (r: Row): ProtoRow => {
 };
 const regionOf = (i: number) => makeRegionId(schema.tableId, regionNumberOf(schema, rowAt(i)));
 const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
+/** Hand-clock ms per tick: every backoff (50, 100, 200, 400, 500 ms) and delay in these tests is whole ticks. */
+const TICK_MS = 50;
+/** The caller's deadline 30 s ahead on `clock` (a Router on a hand clock). */
+const farOn = (clock: HandClock) => ({ forwarded: false, deadlineMs: clock.nowMs() + 30_000 });
 
 /** A local database where `answer(regionId, attempt)` decides each write attempt. */
 function fakeLocal(answer: (regionId: string, attempt: number) => Promise<WriteResponse>, rowsByRegion = new Map<string, Row[]>()) {
@@ -92,7 +96,10 @@ describe('router: any node accepts any rows (issue 18)', () => {
       if (attempt === 1) throw new RegionDbError(ErrorCode.Unavailable, 'leadership lost; the write may or may not have been applied');
       throw new RegionDbError(ErrorCode.NotLeader, 'not the leader'); // later attempts refused: still unknown overall
     });
-    const err = await failure(new Router(local).write(spanning('6'), FAR()));
+    // Its ten attempts span 3.25 s of backoffs: on a hand clock, so a slow machine cannot run the
+    // 30 s deadline out first (and the test takes no wall time).
+    const clock = new HandClock();
+    const err = await failure(whileTicking(clock, TICK_MS, new Router(local, clock).write(spanning('6'), farOn(clock)), 'the write', 100));
     expect(err.code).to.equal(ErrorCode.Unavailable);
     const outcomes = JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[];
     expect(outcomes.map((o) => o.outcome)).to.deep.equal(regions.map((id) => (id === unknownRegion ? 'OUTCOME_UNKNOWN' : 'OUTCOME_APPLIED')));
@@ -246,10 +253,6 @@ const key = (() => {
   for (let i = 0; ; i++) if (regionOf(i) === region) return i;
 })();
 
-/** Hand-clock ms per tick: every backoff (50, 100, 200, 400 ms) and delay below is whole ticks. */
-const TICK_MS = 10;
-/** The caller's deadline 30 s ahead on `clock`. */
-const farOn = (clock: HandClock) => ({ forwarded: false, deadlineMs: clock.nowMs() + 30_000 });
 const wait = (clock: HandClock, ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
 
 /** `promise`, and when it resolved: ms on `clock` since it was made (undefined while pending). */
@@ -315,18 +318,18 @@ describe('router: a leader change here cuts a part\'s backoff short', () => {
       const write = timed(clock, new Router(local, clock).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, farOn(clock)));
       await settle(); // the first attempt, at 0 ms
       // Attempts at 0, 50, 150 and 350 ms; the next not before 750 ms. Elect during the 400 ms pause.
-      await ticksUntil(clock, TICK_MS, () => attempts() === 4, 'the fourth attempt', 100);
+      await ticksUntil(clock, TICK_MS, () => attempts() === 4, 'the fourth attempt', 20);
       expect(lookupsAtMs.map((at) => at - t0), 'attempts (ms): backoffs of 50, 100, 200').to.deep.equal([0, 50, 150, 350]);
-      await tickBy(clock, TICK_MS, 3);
+      await tickBy(clock, TICK_MS, 1);
       expect(waiting(), 'parts waiting on the leader change').to.equal(watch ? 1 : 0);
       const electedAfterMs = clock.nowMs() - t0;
-      expect(electedAfterMs).to.equal(380);
+      expect(electedAfterMs).to.equal(400);
       elect();
       await settle();
       if (watch) expect(write.afterMs(), 'ms to the write applied: the leader change\'s').to.equal(electedAfterMs);
       else {
         expect(write.afterMs(), 'not applied at the leader change').to.equal(undefined);
-        await ticksUntil(clock, TICK_MS, () => write.afterMs() !== undefined, 'the write applied', 100);
+        await ticksUntil(clock, TICK_MS, () => write.afterMs() !== undefined, 'the write applied', 20);
         expect(write.afterMs(), 'ms to the write applied: the 400 ms backoff\'s end').to.equal(750);
       }
       expect(((await write.promise) as { version: string }).version).to.equal('9');
@@ -345,19 +348,19 @@ describe('router: elected here while a part\'s attempt was out, the part does no
       // slow, as a route lookup on a metasrv busy with the failover is, and this node is
       // elected while it is out: the wake finds no waiter.
       if (n === 4) {
-        await wait(clock, 30);
+        await wait(clock, 50);
         electedAfterMs = clock.nowMs() - t0;
         elect();
-        await wait(clock, 30);
+        await wait(clock, 50);
       }
     });
     const write = timed(clock, new Router(local, clock).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, farOn(clock)));
-    const res = (await whileTicking(clock, TICK_MS, write.promise, 'the write', 200)) as { version: string };
+    const res = (await whileTicking(clock, TICK_MS, write.promise, 'the write', 40)) as { version: string };
     expect(res.version).to.equal('9');
     expect(lookupsAtMs.map((at) => at - t0), 'leader lookups (ms) before the write was applied here').to.deep.equal([0, 50, 150, 350]);
-    expect(electedAfterMs).to.equal(380);
-    // Applied when the lookup (30 ms more) returns; the pause it would have waited is 400 ms.
-    expect(write.afterMs(), 'ms to the write applied: the end of the lookup').to.equal(410);
+    expect(electedAfterMs).to.equal(400);
+    // Applied when the lookup (50 ms more) returns; the pause it would have waited is 400 ms.
+    expect(write.afterMs(), 'ms to the write applied: the end of the lookup').to.equal(450);
   });
 
   it('a refusal by this node as the leader (a transfer under way) still backs off: no retries in a burst', async () => {
@@ -381,7 +384,7 @@ describe('router: elected here while a part\'s attempt was out, the part does no
       scanRegion: async () => {},
     };
     const write = new Router(local, clock).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '4' }, farOn(clock));
-    const res = (await whileTicking(clock, TICK_MS, write, 'the write', 100)) as { version: string };
+    const res = (await whileTicking(clock, TICK_MS, write, 'the write', 20)) as { version: string };
     expect(res.version).to.equal('9');
     expect(writesAtMs, 'ms of the writes: the fast path, then the part\'s attempts after pauses of 50 and 100 ms').to.deep.equal([0, 0, 50, 150]);
   });

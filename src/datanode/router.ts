@@ -325,8 +325,9 @@ export class Router {
    *
    * Too little left: a resend goes out only with at least `resendBudgetMs` of the deadline ahead
    * of it — the longer of the last attempt's duration and RESEND_BUDGET_MIN_MS — and the backoff
-   * before it is shortened so that it leaves that much (an attempt at the deadline's very end was
-   * cut short by it, not answered). Otherwise the part ends with the last attempt's own error: a
+   * before it is shortened so that it leaves that much, but never to nothing (an attempt at the
+   * deadline's very end was cut short by it, not answered; resends with no backoff between them
+   * are a burst). Otherwise the part ends with the last attempt's own error: a
    * transport failure stays UNAVAILABLE, outcome unknown, where the resend would only have turned
    * it into the deadline's DEADLINE_EXCEEDED (also unknown, but depending on where the deadline
    * fell), and a part only ever refused (NOT_LEADER) stays NOT_APPLIED where a forwarded attempt
@@ -371,7 +372,9 @@ export class Router {
         freshRoutes = hint === undefined; // no hint (e.g. an election): the cached route may be stale
         resendBudgetMs = Math.max(RESEND_BUDGET_MIN_MS, this.clock.nowMs() - startedMs);
         const spareMs = info.deadlineMs - this.clock.nowMs() - resendBudgetMs;
-        if (spareMs < 0 || attempt + 1 >= ATTEMPTS_MAX) break; // too little left for a resend, or none left to make
+        // Too little left for a resend after a backoff (none left: a backoff cut to 0 ms would send
+        // it at once, again and again while each attempt takes no time), or no attempt left to make.
+        if (spareMs <= 0 || attempt + 1 >= ATTEMPTS_MAX) break;
         await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, spareMs), ledBefore);
       }
     }

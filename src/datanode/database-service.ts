@@ -32,7 +32,8 @@ import type {
   DropTableResponse__Output, GetResponse, GetRoutesResponse__Output, RegionRoute__Output, WriteResponse } from '../rpc/generated/index.js';
 import { type ProtoRow, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
-import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest } from './router.js';
+import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest, routerWallClock } from './router.js';
+import type { TimedClock } from '../common/clock.js';
 
 interface RouteInfo {
   schema: TableSchema;
@@ -58,7 +59,15 @@ export class DatabaseService {
 
   private readonly router: Router;
 
-  constructor(private readonly dn: DatabaseHost) {
+  /**
+   * `clock`: for tests, a clock the Batch operations' deadlines (read time + timeout_ms, and the
+   * answer when it passes) and the Router run on; its time line must be the Router's (ms since
+   * the epoch in production, routerWallClock). Without it, wall time and the real loop's timers.
+   */
+  constructor(
+    private readonly dn: DatabaseHost,
+    private readonly clock?: TimedClock,
+  ) {
     this.router = new Router({
       nodeId: dn.nodeId,
       credentials: dn.peerCredentials,
@@ -81,7 +90,7 @@ export class DatabaseService {
       get: (req) => this.get(req),
       scanRegion: (req, write, info) => this.scan(req, write, info),
       internalError: (err, regionId) => dn.log.error({ err, regionId }, 'internal error in a routed part (answered INTERNAL)'),
-    });
+    }, clock ?? routerWallClock);
   }
 
   close(): void {
@@ -173,7 +182,7 @@ export class DatabaseService {
       }
       const req = raw as BatchRequestObject;
       const timeoutMs = batchOperationTimeoutMs(req.timeout_ms);
-      const deadlineMs = Date.now() + timeoutMs; // from when it was read (timeout_ms is relative: no clock skew)
+      const deadlineMs = (this.clock ?? routerWallClock).nowMs() + timeoutMs; // from when it was read (timeout_ms is relative: no clock skew)
       const id = req.id;
       const kind = req.request;
       const method = kind === 'write' ? 'Write' : kind === 'delete' ? 'Delete' : kind === 'get' ? 'Get' : 'Batch';
@@ -202,7 +211,7 @@ export class DatabaseService {
           respond({ id, [kind!]: res });
         },
         fail,
-      }, timeoutMs).finally(() => {
+      }, timeoutMs, this.clock).finally(() => {
         inFlight--;
         endIfDone();
       });

@@ -7,7 +7,9 @@
 // Deadlines: each forwarded operation waits at most until the caller's deadline (and the
 // server's own limits.serverCallMsMax) — a unary call's gRPC deadline, or a Batch operation's
 // timeout_ms counted from when it was read (DatabaseService.batch) — and carries what is left of
-// it to the leader as its own timeout_ms (BatchStream.request).
+// it to the leader as its own timeout_ms (BatchStream.request). The Router reads the time, and
+// times its backoffs, on an injected clock on the deadlines' time line (routerWallClock in
+// production; a hand-moved clock in tests).
 //
 // Idempotency: every region's part carries the caller's (client_id, request_id) unchanged, and
 // its rows in request order: the part is a deterministic function of the request and the
@@ -16,6 +18,7 @@
 // (RegionOutcome): APPLIED, NOT_APPLIED (refused before it was proposed) or UNKNOWN — an
 // attempt that may have been proposed makes the part UNKNOWN even if a later attempt is refused.
 import * as grpc from '@grpc/grpc-js';
+import { type TimedClock, type TimerHandle, systemScheduler, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { type Row, type TableSchema, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
@@ -43,7 +46,7 @@ import { type ProtoRow, type ProtoValue, fromProtoRow } from '../rpc/values.js';
 export interface CallInfo {
   /** Forwarded by another datanode (FORWARDED_BY_KEY): serve locally, never forward again. */
   readonly forwarded: boolean;
-  /** The caller's deadline (ms since the epoch), capped by the server's own. */
+  /** The caller's deadline, capped by the server's own: ms on the Router's clock (ms since the epoch in production, as gRPC deadlines are). */
   readonly deadlineMs: number;
   /** Aborted when the caller cancels the call (scans: stop reading, cancel what was forwarded). */
   readonly cancelled?: AbortSignal;
@@ -165,11 +168,26 @@ const RESEND_BUDGET_MIN_MS = 50;
 /** Forwarding Batch streams kept open (one per leader address and caller identity). */
 const STREAMS_MAX = 64;
 
+/**
+ * The Router's default clock: wall ms since the epoch — the time line of CallInfo.deadlineMs,
+ * which the Database service takes from gRPC deadlines (wall times) — and the real event loop's
+ * timers. Not the datanode's monotonic clock (systemClock): its ms are not on the deadlines' line.
+ */
+export const routerWallClock: TimedClock = { ...wallClock, ...systemScheduler };
+
 export class Router {
   private readonly clients = new Map<string, grpc.Client>();
   private readonly streams = new Map<string, BatchStream>();
 
-  constructor(private readonly local: LocalDatabase) {}
+  /**
+   * `clock`: what the Router reads the time on (deadlines, an attempt's duration) and times its
+   * backoffs with; its `nowMs()` must be on the time line of the CallInfo.deadlineMs it is given.
+   * Tests move a hand clock (docs/testing.md, "Time in unit tests").
+   */
+  constructor(
+    private readonly local: LocalDatabase,
+    private readonly clock: TimedClock = routerWallClock,
+  ) {}
 
   close(): void {
     for (const s of this.streams.values()) s.close();
@@ -291,13 +309,13 @@ export class Router {
     // transfer under way: that backs off as before.)
     if (!ledBefore && this.local.leads(regionId)) return;
     const watch = this.local.leaderChange?.(regionId);
-    if (!watch) return sleep(ms);
-    let timer: NodeJS.Timeout | undefined;
+    let timer: TimerHandle | undefined;
     try {
-      await Promise.race([new Promise<void>((r) => (timer = setTimeout(r, ms))), watch.changed]);
+      const backoff = new Promise<void>((r) => (timer = this.clock.setTimeout(r, ms)));
+      await (watch ? Promise.race([backoff, watch.changed]) : backoff);
     } finally {
-      clearTimeout(timer);
-      watch.cancel();
+      timer?.cancel();
+      watch?.cancel();
     }
   }
 
@@ -307,8 +325,9 @@ export class Router {
    *
    * Too little left: a resend goes out only with at least `resendBudgetMs` of the deadline ahead
    * of it — the longer of the last attempt's duration and RESEND_BUDGET_MIN_MS — and the backoff
-   * before it is shortened so that it leaves that much (an attempt at the deadline's very end was
-   * cut short by it, not answered). Otherwise the part ends with the last attempt's own error: a
+   * before it is shortened so that it leaves that much, but never to nothing (an attempt at the
+   * deadline's very end was cut short by it, not answered; resends with no backoff between them
+   * are a burst). Otherwise the part ends with the last attempt's own error: a
    * transport failure stays UNAVAILABLE, outcome unknown, where the resend would only have turned
    * it into the deadline's DEADLINE_EXCEEDED (also unknown, but depending on where the deadline
    * fell), and a part only ever refused (NOT_LEADER) stays NOT_APPLIED where a forwarded attempt
@@ -324,13 +343,13 @@ export class Router {
     /** Whether the last attempt was made as the region's leader here (applied locally). */
     let ledBefore = false;
     for (let attempt = 0; attempt < ATTEMPTS_MAX; attempt++) {
-      const remaining = info.deadlineMs - Date.now();
+      const remaining = info.deadlineMs - this.clock.nowMs();
       if (remaining <= 0) {
         last ??= new RegionDbError(ErrorCode.DeadlineExceeded, `the deadline passed before region ${regionId} was reached`);
         break;
       }
       if (last && remaining < resendBudgetMs) break; // the pause ran late: too little left for a resend
-      const startedMs = Date.now();
+      const startedMs = this.clock.nowMs();
       try {
         let res: { version: string };
         if ((ledBefore = this.local.leads(regionId))) {
@@ -351,9 +370,11 @@ export class Router {
         if (refused ? !RETRIABLE.has(last.code) : !deduplicated) break;
         hint = last.details['leaderAddr'];
         freshRoutes = hint === undefined; // no hint (e.g. an election): the cached route may be stale
-        resendBudgetMs = Math.max(RESEND_BUDGET_MIN_MS, Date.now() - startedMs);
-        const spareMs = info.deadlineMs - Date.now() - resendBudgetMs;
-        if (spareMs < 0 || attempt + 1 >= ATTEMPTS_MAX) break; // too little left for a resend, or none left to make
+        resendBudgetMs = Math.max(RESEND_BUDGET_MIN_MS, this.clock.nowMs() - startedMs);
+        const spareMs = info.deadlineMs - this.clock.nowMs() - resendBudgetMs;
+        // Too little left for a resend after a backoff (none left: a backoff cut to 0 ms would send
+        // it at once, again and again while each attempt takes no time), or no attempt left to make.
+        if (spareMs <= 0 || attempt + 1 >= ATTEMPTS_MAX) break;
         await this.pause(regionId, Math.min(BACKOFF_MS * 2 ** attempt, BACKOFF_MAX_MS, spareMs), ledBefore);
       }
     }
@@ -387,11 +408,15 @@ export class Router {
       }
     }
     const nodeId = String(this.local.nodeId);
-    stream = new BatchStream(this.client(addr, true), () => {
-      const metadata = new grpc.Metadata();
-      metadata.set(FORWARDED_BY_KEY, nodeId);
-      return metadata;
-    });
+    stream = new BatchStream(
+      this.client(addr, true),
+      () => {
+        const metadata = new grpc.Metadata();
+        metadata.set(FORWARDED_BY_KEY, nodeId);
+        return metadata;
+      },
+      this.clock,
+    );
     this.streams.set(key, stream);
     return stream;
   }
@@ -417,7 +442,7 @@ export class Router {
     } catch (err) {
       const addr = isRegionDbError(err, ErrorCode.NotLeader) ? err.details['leaderAddr'] : undefined;
       if (info.forwarded || !addr) throw err;
-      const remaining = info.deadlineMs - Date.now();
+      const remaining = info.deadlineMs - this.clock.nowMs();
       if (remaining <= 0) throw err;
       const metadata = new grpc.Metadata();
       metadata.set(FORWARDED_BY_KEY, String(this.local.nodeId));
@@ -540,10 +565,6 @@ async function unlessRefused<T>(operation: () => Promise<T>): Promise<T | typeof
     if (isRegionDbError(err) && (err.code === ErrorCode.NotLeader || err.code === ErrorCode.ProposalDropped)) return REFUSED;
     throw err;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const CANCELLED = new RegionDbError(ErrorCode.Unavailable, 'scan cancelled: the merged scan ended');

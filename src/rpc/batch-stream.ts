@@ -1,6 +1,7 @@
 // The client end of a Database.Batch stream, shared by the client library (src/client) and by
 // datanodes forwarding rows to region leaders (src/datanode/router.ts).
 import * as grpc from '@grpc/grpc-js';
+import { type Scheduler, type TimerHandle, systemScheduler } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { BatchResponse__Output } from './generated/index.js';
 import { TRANSPORT_DETAIL, failedInTransit, fromBatchError, fromGrpcError, refusedAsOpened } from './status.js';
@@ -20,7 +21,7 @@ interface PendingOperation {
   readonly kind: BatchKind;
   readonly resolve: (response: unknown) => void;
   readonly reject: (err: RegionDbError) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly timer: TimerHandle;
 }
 
 /**
@@ -37,10 +38,14 @@ export class BatchStream {
   /** The server refused the stream itself (no Batch method, or no write access): use unary calls. */
   refused = false;
 
-  /** `metadata`: sent when the stream opens (a forwarding datanode marks its streams). */
+  /**
+   * `metadata`: sent when the stream opens (a forwarding datanode marks its streams).
+   * `scheduler`: what times an operation's wait for its answer (the Router passes its clock).
+   */
   constructor(
     private readonly client: grpc.Client,
     private readonly metadata?: () => grpc.Metadata,
+    private readonly scheduler: Scheduler = systemScheduler,
   ) {}
 
   /** Operations waiting for their answer. */
@@ -57,7 +62,7 @@ export class BatchStream {
     const stream = this.open();
     const id = String(this.nextId++);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.scheduler.setTimeout(() => {
         this.pending.delete(id);
         reject(new RegionDbError(ErrorCode.DeadlineExceeded, `no answer within ${timeoutMs} ms; for a write the outcome is unknown`));
       }, timeoutMs);
@@ -73,7 +78,7 @@ export class BatchStream {
       const op = this.pending.get(res.id);
       if (!op) return; // timed out already
       this.pending.delete(res.id);
-      clearTimeout(op.timer);
+      op.timer.cancel();
       if (res.response === 'error' && res.error) op.reject(fromBatchError(res.error));
       else op.resolve(res[op.kind]);
     });
@@ -101,7 +106,7 @@ export class BatchStream {
               details: failedInTransit(status) ? { [TRANSPORT_DETAIL]: 'true' } : {},
             });
       for (const op of this.pending.values()) {
-        clearTimeout(op.timer);
+        op.timer.cancel();
         op.reject(failure);
       }
       this.pending.clear();

@@ -1,5 +1,6 @@
 // The ONLY place where regiondb errors become gRPC statuses and back (docs/style.md S13).
 import * as grpc from '@grpc/grpc-js';
+import type { Scheduler, TimerHandle } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
@@ -315,13 +316,19 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>, log: Logger): g
  *
  * `timeoutMs`: an operation of a Database.Batch stream that carries its own deadline
  * (BatchRequest.timeout_ms, see batchOperationTimeoutMs) is answered DEADLINE_EXCEEDED when that
- * passes instead — the answer its caller's unary deadline would have given.
+ * passes instead — the answer its caller's unary deadline would have given. `scheduler`: what
+ * times that (the Database service's clock when a test gives it one; else the real loop).
  */
-export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok(result: T): void; fail(err: unknown): void }, timeoutMs: number = limits.serverCallMsMax): Promise<void> {
+export function underServerDeadline<T>(
+  operation: () => Promise<T>,
+  settle: { ok(result: T): void; fail(err: unknown): void },
+  timeoutMs: number = limits.serverCallMsMax,
+  scheduler?: Scheduler,
+): Promise<void> {
   let timedOut = false;
   const own = timeoutMs >= limits.serverCallMsMax;
   const limitMs = Math.min(timeoutMs, limits.serverCallMsMax);
-  const timer = setTimeout(() => {
+  const expire = () => {
     timedOut = true;
     settle.fail(
       new RegionDbError(
@@ -329,8 +336,15 @@ export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok
         own ? `the server gave up after ${limitMs} ms; the outcome is unknown` : `the operation's deadline (timeout_ms ${limitMs}) passed; for a write the outcome is unknown`,
       ),
     );
-  }, limitMs);
-  timer.unref();
+  };
+  // The real loop's timer, unref'd (it never keeps a process alive), unless the caller runs on its own scheduler (a test's hand clock).
+  let timer: TimerHandle;
+  if (scheduler) timer = scheduler.setTimeout(expire, limitMs);
+  else {
+    const t = setTimeout(expire, limitMs);
+    t.unref();
+    timer = { cancel: () => clearTimeout(t) };
+  }
   return operation()
     .then(
       (result) => {
@@ -340,7 +354,7 @@ export function underServerDeadline<T>(operation: () => Promise<T>, settle: { ok
         if (!timedOut) settle.fail(err);
       },
     )
-    .finally(() => clearTimeout(timer));
+    .finally(() => timer.cancel());
 }
 
 /**

@@ -13,8 +13,12 @@ export interface ResetPeer {
   stop(): Promise<void>;
 }
 
-/** `delayMs`: how long the peer holds each call after its request arrived before resetting it (a slow attempt). */
-export async function startResetPeer(rstCode: number = http2.constants.NGHTTP2_INTERNAL_ERROR, delayMs = 0): Promise<ResetPeer> {
+/**
+ * `delay`: how long the peer holds each call after its request arrived before resetting it (a
+ * slow attempt): real ms, or a function handed each call's reset, which the test runs when it
+ * chooses (an attempt as slow as the test's own clock says).
+ */
+export async function startResetPeer(rstCode: number = http2.constants.NGHTTP2_INTERNAL_ERROR, delay: number | ((reset: () => void) => void) = 0): Promise<ResetPeer> {
   const received = new Map<string, number>();
   const sessions = new Set<http2.ServerHttp2Session>();
   const server = http2.createServer();
@@ -28,8 +32,10 @@ export async function startResetPeer(rstCode: number = http2.constants.NGHTTP2_I
     stream.on('error', () => {});
     stream.once('data', () => {
       received.set(path, (received.get(path) ?? 0) + 1);
-      if (delayMs > 0) setTimeout(() => stream.destroyed || stream.close(rstCode), delayMs);
-      else stream.close(rstCode);
+      const reset = () => stream.destroyed || stream.close(rstCode);
+      if (typeof delay === 'function') delay(reset);
+      else if (delay > 0) setTimeout(reset, delay);
+      else reset();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

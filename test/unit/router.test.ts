@@ -11,6 +11,7 @@ import { validateRow } from '../../src/engine/schema.js';
 import { type ProtoRow, type ProtoValue, fromProtoRow, toProtoRow } from '../../src/rpc/values.js';
 import type { WriteResponse } from '../../src/rpc/generated/index.js';
 import { tableDroppedError, validatedOnce } from '../../src/datanode/database-service.js';
+import { HandClock, settle, tickBy, ticksUntil, whileTicking } from '../fixtures/hand-clock.js';
 
 const schema: TableSchema = {
   name: 't',
@@ -30,6 +31,10 @@ const proto = (r: Row): ProtoRow => {
 };
 const regionOf = (i: number) => makeRegionId(schema.tableId, regionNumberOf(schema, rowAt(i)));
 const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
+/** Hand-clock ms per tick: every backoff (50, 100, 200, 400, 500 ms) and delay in these tests is whole ticks. */
+const TICK_MS = 50;
+/** The caller's deadline 30 s ahead on `clock` (a Router on a hand clock). */
+const farOn = (clock: HandClock) => ({ forwarded: false, deadlineMs: clock.nowMs() + 30_000 });
 
 /** A local database where `answer(regionId, attempt)` decides each write attempt. */
 function fakeLocal(answer: (regionId: string, attempt: number) => Promise<WriteResponse>, rowsByRegion = new Map<string, Row[]>()) {
@@ -91,7 +96,10 @@ describe('router: any node accepts any rows (issue 18)', () => {
       if (attempt === 1) throw new RegionDbError(ErrorCode.Unavailable, 'leadership lost; the write may or may not have been applied');
       throw new RegionDbError(ErrorCode.NotLeader, 'not the leader'); // later attempts refused: still unknown overall
     });
-    const err = await failure(new Router(local).write(spanning('6'), FAR()));
+    // Its ten attempts span 3.25 s of backoffs: on a hand clock, so a slow machine cannot run the
+    // 30 s deadline out first (and the test takes no wall time).
+    const clock = new HandClock();
+    const err = await failure(whileTicking(clock, TICK_MS, new Router(local, clock).write(spanning('6'), farOn(clock)), 'the write', 100));
     expect(err.code).to.equal(ErrorCode.Unavailable);
     const outcomes = JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[];
     expect(outcomes.map((o) => o.outcome)).to.deep.equal(regions.map((id) => (id === unknownRegion ? 'OUTCOME_UNKNOWN' : 'OUTCOME_APPLIED')));
@@ -236,20 +244,37 @@ describe('router: any node accepts any rows (issue 18)', () => {
 // After a leader's node dies, the parts forwarded for its regions wait out backoffs (50 ms,
 // doubling to 500 ms) between attempts; the election here ends sooner than that. A part waiting
 // is woken when this node's replica of the region sees its leader change, and tries again at once.
+// These tests run the Router on a hand-moved clock (docs/testing.md, "Time in unit tests"): its
+// backoffs end, and its deadlines pass, only when the test ticks the clock, so each assertion is
+// an exact time on that clock, whatever the machine's load.
 /** A row key of the table's region 0. */
 const key = (() => {
   const region = makeRegionId(schema.tableId, 0);
   for (let i = 0; ; i++) if (regionOf(i) === region) return i;
 })();
 
+const wait = (clock: HandClock, ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
+
+/** `promise`, and when it resolved: ms on `clock` since it was made (undefined while pending). */
+function timed<T>(clock: HandClock, promise: Promise<T>): { readonly promise: Promise<T>; afterMs(): number | undefined } {
+  const startMs = clock.nowMs();
+  let atMs: number | undefined;
+  const watched = promise.then((v) => {
+    atMs = clock.nowMs();
+    return v;
+  });
+  return { promise: watched, afterMs: () => (atMs === undefined ? undefined : atMs - startMs) };
+}
+
 /**
  * A node that does not lead region 0 until `elect()`; `leaderChange` as the Database service
  * gives it (unless `watch` is false). Every leader lookup finds no leader (UNAVAILABLE, retried
- * under the request id), after `onLookup(n, elect)` for the n-th lookup (from 1) if given.
+ * under the request id), after `onLookup(n, elect)` for the n-th lookup (from 1) if given;
+ * `lookupsAtMs`: when each began on `clock`.
  */
-function electing(watch: boolean, onLookup?: (n: number, elect: () => void) => Promise<void>) {
+function electing(clock: HandClock, watch: boolean, onLookup?: (n: number, elect: () => void) => Promise<void>) {
   let leads = false;
-  let attempts = 0;
+  const lookupsAtMs: number[] = [];
   const waiters = new Set<() => void>();
   const elect = () => {
     leads = true;
@@ -262,8 +287,8 @@ function electing(watch: boolean, onLookup?: (n: number, elect: () => void) => P
     schemaOf: async () => schema,
     leads: () => leads,
     leaderAddr: async () => {
-      attempts++;
-      await onLookup?.(attempts, elect);
+      lookupsAtMs.push(clock.nowMs());
+      await onLookup?.(lookupsAtMs.length, elect);
       return undefined; // no leader known: UNAVAILABLE, retried under the request id
     },
     write: async () => ({ version: '9', rows_written: 1 }),
@@ -281,53 +306,67 @@ function electing(watch: boolean, onLookup?: (n: number, elect: () => void) => P
         }
       : {}),
   };
-  return { local, elect, attempts: () => attempts, waiting: () => waiters.size };
+  return { local, elect, lookupsAtMs, attempts: () => lookupsAtMs.length, waiting: () => waiters.size };
 }
 
 describe('router: a leader change here cuts a part\'s backoff short', () => {
   for (const watch of [true, false]) {
-    it(watch ? 'woken by the leader change: applied within a few ms of it' : 'without the watch (the check can fail): the backoff runs its course', async () => {
-      const { local, elect, attempts } = electing(watch);
-      const write = new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, FAR());
+    it(watch ? 'woken by the leader change: applied at the tick of it' : 'without the watch (the check can fail): the backoff runs its course, to the tick', async () => {
+      const clock = new HandClock();
+      const t0 = clock.nowMs();
+      const { local, elect, lookupsAtMs, attempts, waiting } = electing(clock, watch);
+      const write = timed(clock, new Router(local, clock).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, farOn(clock)));
+      await settle(); // the first attempt, at 0 ms
       // Attempts at 0, 50, 150 and 350 ms; the next not before 750 ms. Elect during the 400 ms pause.
-      const started = Date.now();
-      while (attempts() < 4 && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 5));
-      await new Promise((r) => setTimeout(r, 30));
-      const electedAt = Date.now();
+      await ticksUntil(clock, TICK_MS, () => attempts() === 4, 'the fourth attempt', 20);
+      expect(lookupsAtMs.map((at) => at - t0), 'attempts (ms): backoffs of 50, 100, 200').to.deep.equal([0, 50, 150, 350]);
+      await tickBy(clock, TICK_MS, 1);
+      expect(waiting(), 'parts waiting on the leader change').to.equal(watch ? 1 : 0);
+      const electedAfterMs = clock.nowMs() - t0;
+      expect(electedAfterMs).to.equal(400);
       elect();
-      const res = (await write) as { version: string };
-      const afterMs = Date.now() - electedAt;
-      expect(res.version).to.equal('9');
-      if (watch) expect(afterMs, 'ms from the leader change to the write applied').to.be.below(100);
-      else expect(afterMs, 'ms from the leader change to the write applied').to.be.above(250);
+      await settle();
+      if (watch) expect(write.afterMs(), 'ms to the write applied: the leader change\'s').to.equal(electedAfterMs);
+      else {
+        expect(write.afterMs(), 'not applied at the leader change').to.equal(undefined);
+        await ticksUntil(clock, TICK_MS, () => write.afterMs() !== undefined, 'the write applied', 20);
+        expect(write.afterMs(), 'ms to the write applied: the 400 ms backoff\'s end').to.equal(750);
+      }
+      expect(((await write.promise) as { version: string }).version).to.equal('9');
+      expect(attempts(), 'leader lookups (the last attempt applied here)').to.equal(4);
     });
   }
 });
 
 describe('router: elected here while a part\'s attempt was out, the part does not pause (issue 19 item 4)', () => {
   it('the leader change lands during a slow leader lookup (no one watching yet): the write is applied at once, not a backoff later', async () => {
-    let electedAt = 0;
-    const { local, attempts: lookups } = electing(true, async (n, elect) => {
+    const clock = new HandClock();
+    const t0 = clock.nowMs();
+    let electedAfterMs: number | undefined;
+    const { local, lookupsAtMs } = electing(clock, true, async (n, elect) => {
       // The fourth lookup (after pauses of 50, 100 and 200 ms; the next would be 400 ms) is
       // slow, as a route lookup on a metasrv busy with the failover is, and this node is
       // elected while it is out: the wake finds no waiter.
       if (n === 4) {
-        await new Promise((r) => setTimeout(r, 30));
-        electedAt = Date.now();
+        await wait(clock, 50);
+        electedAfterMs = clock.nowMs() - t0;
         elect();
-        await new Promise((r) => setTimeout(r, 30));
+        await wait(clock, 50);
       }
     });
-    const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, FAR())) as { version: string };
-    const afterMs = Date.now() - electedAt;
+    const write = timed(clock, new Router(local, clock).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '3' }, farOn(clock)));
+    const res = (await whileTicking(clock, TICK_MS, write.promise, 'the write', 40)) as { version: string };
     expect(res.version).to.equal('9');
-    expect(lookups(), 'leader lookups before the write was applied here').to.equal(4);
-    // 30 ms of the lookup are left after the election; the pause it would have waited is 400 ms.
-    expect(afterMs, 'ms from the election to the write applied').to.be.below(250);
+    expect(lookupsAtMs.map((at) => at - t0), 'leader lookups (ms) before the write was applied here').to.deep.equal([0, 50, 150, 350]);
+    expect(electedAfterMs).to.equal(400);
+    // Applied when the lookup (50 ms more) returns; the pause it would have waited is 400 ms.
+    expect(write.afterMs(), 'ms to the write applied: the end of the lookup').to.equal(450);
   });
 
   it('a refusal by this node as the leader (a transfer under way) still backs off: no retries in a burst', async () => {
-    let writes = 0;
+    const clock = new HandClock();
+    const t0 = clock.nowMs();
+    const writesAtMs: number[] = [];
     const local: LocalDatabase = {
       nodeId: 1,
       credentials: grpc.credentials.createInsecure(),
@@ -335,20 +374,19 @@ describe('router: elected here while a part\'s attempt was out, the part does no
       leads: () => true,
       leaderAddr: async () => undefined,
       write: async () => {
-        writes++;
+        writesAtMs.push(clock.nowMs() - t0);
         // The fast path's attempt and the part's first two are refused; the third applies.
-        if (writes <= 3) throw new RegionDbError(ErrorCode.ProposalDropped, 'leadership transfer in progress');
+        if (writesAtMs.length <= 3) throw new RegionDbError(ErrorCode.ProposalDropped, 'leadership transfer in progress');
         return { version: '9', rows_written: 1 };
       },
       delete: async () => ({ version: '1' }),
       get: async () => ({ found: false }),
       scanRegion: async () => {},
     };
-    const started = Date.now();
-    const res = (await new Router(local).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '4' }, FAR())) as { version: string };
+    const write = new Router(local, clock).write({ table: 't', rows: [proto(rowAt(key))], client_id: 'c', request_id: '4' }, farOn(clock));
+    const res = (await whileTicking(clock, TICK_MS, write, 'the write', 20)) as { version: string };
     expect(res.version).to.equal('9');
-    expect(writes).to.equal(4);
-    expect(Date.now() - started, 'ms: pauses of 50 and 100 ms between the part\'s attempts').to.be.at.least(145);
+    expect(writesAtMs, 'ms of the writes: the fast path, then the part\'s attempts after pauses of 50 and 100 ms').to.deep.equal([0, 0, 50, 150]);
   });
 });
 

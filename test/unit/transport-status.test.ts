@@ -7,7 +7,9 @@ import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
-import { type LocalDatabase, type RegionOutcome, Router, type WriteRequest } from '../../src/datanode/router.js';
+import { type LocalDatabase, type RegionOutcome, Router, type WriteRequest, routerWallClock } from '../../src/datanode/router.js';
+import type { TimedClock } from '../../src/common/clock.js';
+import { HandClock } from '../fixtures/hand-clock.js';
 import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import type { TableSchema } from '../../src/engine/schema.js';
 import { RegionDbClient } from '../../src/client/client.js';
@@ -40,6 +42,15 @@ function rowOf(n: number, ts: number) {
     return p;
   }
   throw new Error(`no host of region ${n} in 1000 names`);
+}
+
+/** Waits for what real I/O brings (a message over loopback): polls `cond`, failing after 10 s of wall time (a stuck test, not a slow one). */
+async function arrival(cond: () => boolean, what: string): Promise<void> {
+  const giveUpAtMs = Date.now() + 10_000;
+  while (!cond()) {
+    if (Date.now() > giveUpAtMs) throw new Error(`${what}: not within 10 s`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
 }
 
 async function rejection(p: Promise<unknown>): Promise<RegionDbError> {
@@ -109,7 +120,7 @@ describe('router: a forwarded call whose HTTP/2 stream is reset (leftover 1)', f
   });
 
   /** A node that leads region 0 and forwards region 1 (and gets) to the reset peer. */
-  function routerTo(addr: string, applied: string[]): Router {
+  function routerTo(addr: string, applied: string[], clock: TimedClock = routerWallClock): Router {
     const local: LocalDatabase = {
       nodeId: 1,
       credentials: grpc.credentials.createInsecure(),
@@ -126,7 +137,7 @@ describe('router: a forwarded call whose HTTP/2 stream is reset (leftover 1)', f
       },
       scanRegion: async () => {},
     };
-    return new Router(local);
+    return new Router(local, clock);
   }
 
   it('grpc-js reports the reset as INTERNAL without regiondb code; it reads as UNAVAILABLE, outcome unknown', async () => {
@@ -193,19 +204,39 @@ describe('router: a forwarded call whose HTTP/2 stream is reset (leftover 1)', f
   });
 
   it('a slow attempt: no resend is started with less of the deadline left than the last attempt took; the answer is its UNAVAILABLE, before the deadline', async () => {
-    // Each attempt takes 300 ms to fail. Deadline 800 ms: attempt 1 ends at ~300, attempt 2 at
-    // ~650 (after a 50 ms backoff); 150 ms are left, less than an attempt takes. Before the rule
-    // a third attempt went out at ~750 and the deadline cut it short: DEADLINE_EXCEEDED at 800.
-    peer = await startResetPeer(http2.constants.NGHTTP2_INTERNAL_ERROR, 300);
-    router = routerTo(peer.addr, []);
+    // Each attempt takes 300 ms to fail. Deadline 800 ms: attempt 1 ends at 300, attempt 2 at
+    // 650 (after a 50 ms backoff); 150 ms are left, less than an attempt takes. Before the rule
+    // a third attempt went out at 750 and the deadline cut it short: DEADLINE_EXCEEDED at 800.
+    // The Router (its backoffs, deadline and each attempt's wait) runs on a hand clock; the peer
+    // holds each attempt until the test has moved that clock 300 ms, then resets it. Real time
+    // only carries the messages over loopback, and the test waits for each to arrive.
+    const resets: (() => void)[] = [];
+    peer = await startResetPeer(http2.constants.NGHTTP2_INTERNAL_ERROR, (reset) => resets.push(reset));
+    const clock = new HandClock();
+    router = routerTo(peer.addr, [], clock);
     const request: WriteRequest = { table: 't', rows: [rowOf(1, 1)], client_id: 'c', request_id: '8' };
-    const started = Date.now();
-    const err = await rejection(router.write(request, { forwarded: false, deadlineMs: started + 800 }));
-    const tookMs = Date.now() - started;
+    const t0 = clock.nowMs();
+    let answeredAfterMs: number | undefined;
+    const answer = rejection(router.write(request, { forwarded: false, deadlineMs: t0 + 800 })).finally(() => {
+      answeredAfterMs = clock.nowMs() - t0;
+    });
+    const attemptsAtMs: number[] = [];
+    for (let n = 1; n <= 10 && answeredAfterMs === undefined; n++) {
+      await arrival(() => resets.length === n, `attempt ${n} at the peer`);
+      attemptsAtMs.push(clock.nowMs() - t0);
+      clock.advance(300); // the attempt takes 300 ms (a wait for its answer ending sooner fires on the way)
+      const timersBefore = clock.timersSet();
+      resets[n - 1]!();
+      // The reset reaches the router: it answers, or backs off before a resend (a timer it sets).
+      await arrival(() => answeredAfterMs !== undefined || clock.timersSet() > timersBefore, `the router's answer or backoff after attempt ${n}`);
+      if (answeredAfterMs === undefined) clock.advance(clock.nextDueMs()! - clock.nowMs());
+    }
+    const err = await answer;
+    expect(attemptsAtMs, 'attempts (ms): the second after a 50 ms backoff, no third').to.deep.equal([0, 350]);
     expect(err.code, err.message).to.equal(ErrorCode.Unavailable);
     expect(err.message).to.match(/outcome is unknown/);
-    expect(peer.received.get('/regiondb.v1.Database/Batch') ?? 0, 'resent at least once').to.be.at.least(2);
-    expect(tookMs, 'answered when no resend could complete, not at the deadline').to.be.below(800);
+    expect(answeredAfterMs, 'ms to the answer: when the second attempt failed, not at the deadline (800)').to.equal(650);
+    expect(peer.received.get('/regiondb.v1.Database/Batch') ?? 0).to.equal(2);
   });
 
   it('a forwarded Get whose stream resets is UNAVAILABLE (retried by the client), not INTERNAL', async () => {

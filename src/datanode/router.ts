@@ -364,6 +364,21 @@ export class Router {
       } catch (err) {
         if (!isRegionDbError(err)) this.local.internalError?.(err, regionId);
         last = isRegionDbError(err) ? err : fromGrpcError(err);
+        // The region no longer remembers this request id: a resend gets the same answer, so none
+        // goes. The part is UNKNOWN (an attempt of the caller's may have applied), and when an
+        // earlier attempt of this node's may have (maybeApplied), its error is not REQUEST_TOO_OLD:
+        // a client reads that as "my only attempt was refused" and sends the write again under a
+        // new id — applying it twice (review of session 16).
+        if (last.code === ErrorCode.RequestTooOld) {
+          if (maybeApplied) {
+            last = new RegionDbError(ErrorCode.Unavailable, `${last.message}; an earlier attempt through node ${this.local.nodeId} may have been applied: the outcome is unknown`, {
+              cause: last,
+              details: { ...last.details, outcome: 'unknown' },
+            });
+          }
+          maybeApplied = true;
+          break;
+        }
         const refused = NOT_APPLIED.has(last.code);
         if (!refused) maybeApplied = true;
         // A refused attempt may be retried; one that may have applied only under a request id.

@@ -107,6 +107,24 @@ describe('router: any node accepts any rows (issue 18)', () => {
     expect(err.message).to.match(/3 applied, 1 unknown, 0 not applied/);
   });
 
+  it('REQUEST_TOO_OLD ends a part (UNKNOWN, not resent): after an attempt that may have applied its error is UNAVAILABLE (never REQUEST_TOO_OLD, which a client sends again under a new id); on the first attempt it stays REQUEST_TOO_OLD', async () => {
+    const tooOld = () => new RegionDbError(ErrorCode.RequestTooOld, 'request id older than the region remembers', { details: { oldestKnownRequestId: '99' } });
+    for (const earlier of [true, false]) {
+      const target = regions[1]!;
+      const { local, attempts } = fakeLocal(async (regionId, attempt) => {
+        if (regionId !== target) return { version: '3', rows_written: 0 };
+        if (earlier && attempt === 1) throw new RegionDbError(ErrorCode.Unavailable, 'leadership lost; the write may or may not have been applied');
+        throw tooOld(); // its id was evicted from the region's dedup table meanwhile
+      });
+      const clock = new HandClock();
+      const err = await failure(whileTicking(clock, TICK_MS, new Router(local, clock).write(spanning('9'), farOn(clock)), 'the write', 100));
+      const outcome = (JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[])[1]!.outcome;
+      expect([err.code, outcome, attempts.get(target)], earlier ? 'after an attempt that may have applied' : 'on the first attempt').to.deep.equal(
+        earlier ? [ErrorCode.Unavailable, 'OUTCOME_UNKNOWN', 2] : [ErrorCode.RequestTooOld, 'OUTCOME_UNKNOWN', 1],
+      );
+    }
+  });
+
   it('without a request id a part that may have applied is not retried', async () => {
     const { local, attempts } = fakeLocal(async (regionId) => {
       if (regionId === regions[0]) throw new RegionDbError(ErrorCode.DeadlineExceeded, 'timed out');

@@ -1405,6 +1405,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // log engine has not written yet (reading those from the engine throws, and would stop the node).
     const last = replica.raft.log.lastIndex();
     if (last <= index) return 0;
+    // A snapshot stepped but not installed yet replaces the log below it: what it holds is not
+    // readable here (the next ready installs it, and installSnapshot ends the stall).
+    if (replica.raft.log.unstable.snapshot !== null || index + 1 < replica.raft.log.firstIndex()) return 0;
     for (const entry of replica.raft.log.slice(index + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
       if (entry.type !== EntryType.ConfChange) continue;
       let cc: ConfChange;
@@ -1427,6 +1430,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
   private async retryStalledApply(replica: Replica<S, R>, stall: ApplyStall): Promise<void> {
     const removal = stall.awaitingRemoval;
+    if (removal !== undefined && replica.raft.log.unstable.snapshot !== null) {
+      stall.retryAtMs = this.clock.nowMs() + this.applyRetry.backoffMsMax; // this cycle's ready installs it (ending the stall if it reaches upTo)
+      return;
+    }
     if (removal !== undefined) {
       // The store's hard state: the ready whose committed entries reach a membership change makes
       // its commit durable before they are applied (requireDurableCommit), and this retry runs in

@@ -186,7 +186,7 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
   // apply index …: not found"), leaving raft with its vote. Now it stalls, still answering raft,
   // until it learns whether its removal committed; told so, it reaches its removal without the
   // commands, as a reopened replica whose log commits its removal does.
-  async function stalledOnItsRemoval(then: 'committed' | 'cut off' | 'append while due'): Promise<void> {
+  async function stalledOnItsRemoval(then: 'committed' | 'cut off' | 'append while due' | 'snapshot while due'): Promise<void> {
     const leader = await regionWithConditionalWrite();
     const removalAt = leader.replica('r')!.raft.status().lastIndex + 1;
     loseCommitFrom = removalAt;
@@ -206,6 +206,21 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
     expect(replica.removed).to.equal(false);
     expect(replica.raft.campaignsHeld, 'a stalled replica starts no campaign').to.equal(true);
 
+    if (then === 'snapshot while due') {
+      // Its retry falls due, and before the cycle that runs it a leader's snapshot past its log is
+      // stepped (not installed yet): the retry must leave the log alone (reading below the pending
+      // snapshot threw, stopping the whole node), and the ready installs it, ending the stall.
+      clock.advance(25);
+      const term = replica.raft.term;
+      const snapshot = { metadata: { index: removalAt + 2, term, confState: { voters: [11, 12], learners: [] } }, data: new Uint8Array(0) };
+      again.step(1, 'r', makeMessage({ type: MessageType.Snapshot, from: 11, to: 12, term, snapshot }));
+      await settle();
+      expect(again.fatalError()?.message, 'the datanode stopped').to.equal(undefined);
+      expect(again.failure('r')).to.equal(undefined);
+      expect(again.applyStall('r'), 'the snapshot ended the stall').to.equal(undefined);
+      expect(replica.appliedIndex).to.equal(removalAt + 2);
+      return;
+    }
     if (then === 'append while due') {
       // Its retry falls due, and before the cycle that runs it, an append from its leader adds an
       // entry the log engine has not written yet: looking for the removal must read the core's
@@ -256,5 +271,9 @@ describe('RegionServer: a removed replica restarted before it is deleted (findin
 
   it('…and an append arriving while its retry is due leaves it waiting (the node does not stop)', async () => {
     await stalledOnItsRemoval('append while due');
+  });
+
+  it('…and a snapshot stepped while its retry is due is installed, ending the stall (the node does not stop)', async () => {
+    await stalledOnItsRemoval('snapshot while due');
   });
 });

@@ -165,6 +165,16 @@ export async function promoteStandby(c: RegionDbClient, opts: { toTimeMs?: numbe
       const why = unfrozen.length > 0 ? `; regions ${unfrozen.join(', ')} were unfrozen by an abort that raced this promotion: run the command again (it freezes them again and finishes at the same cut)` : '';
       throw new RegionDbError(ErrorCode.DeadlineExceeded, `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) incomplete: regions ${waiting.join(', ')} not cut yet (run the command again: it finishes at the same cut)${why}${refusedText()}`);
     }
+    // A region released past the cut can never be cut at it: tell no node anything more, so that
+    // no other region is cut while it cannot be (a site half cut; D10 in docs/correctness.md: only
+    // an abort racing this run gets here).
+    const pastCut = waiting.filter((id) => byRegion.get(id)?.mode === 'standby' && Number(byRegion.get(id)?.released_ms) > cutMs);
+    if (pastCut.length > 0) {
+      throw new RegionDbError(
+        ErrorCode.ConditionFailed,
+        `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) cannot complete: regions ${pastCut.join(', ')} released past the cut (an abort raced this promotion); no node is told anything more. See docs/replication.md, "Aborting a promotion"`,
+      );
+    }
     // A region that appeared after the first phase (a table first seen since) is frozen first: a
     // node cuts only frozen regions, and only at or above what they applied. A region seen frozen
     // that an abort unfroze is frozen again only once the promotion is under way (a node promoted

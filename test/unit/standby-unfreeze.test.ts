@@ -421,6 +421,24 @@ describe('an abort racing a promotion (S11)', () => {
     for (const [k, s] of states.entries()) expect([s.standby!.mode, s.standby!.cutMs], `region ${k}`).to.deep.equal(['promoted', 200]);
   });
 
+  it('a region released past the recorded cut (a round that read no record, landing after the write): the promoter tells no node anything, nothing is cut (D10)', async () => {
+    const { states, receivers, releaseRound, client } = twoNodeStandby(dirs);
+    await streamed(states);
+    for (const r of receivers) await r.freeze();
+    for (const r of receivers) await r.unfreeze();
+    // Node 1's round reads every region unfrozen and no record, then the promoter writes it, and
+    // the round's release lands after the write (here: the round runs whole before the write).
+    await releaseRound(0);
+    expect(states[0]!.standby!.releasedMs).to.equal(300);
+    await (client as unknown as ReturnType<typeof fakePromotionRecord>).recordStandbyPromotion(1, 200);
+    const refused = await promoteStandby(client, { timeoutMs: 2000, nowMs: () => Date.now() }).then(
+      () => 'promoted',
+      (err: unknown) => (err as Error).message,
+    );
+    expect(refused).to.match(/cannot complete: regions .* released past the cut/);
+    expect(states.map((s) => s.standby!.mode), 'no region cut while another cannot be').to.deep.equal(['standby', 'standby']);
+  });
+
   it('a region unfrozen while another was cut releases nothing past the cut, so the promotion run again completes at it', async () => {
     const { states, receivers, releaseRound, client } = twoNodeStandby(dirs);
     await streamed(states);

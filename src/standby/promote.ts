@@ -242,9 +242,16 @@ export async function recordPromotion(c: Pick<RegionDbClient, 'recordStandbyProm
     await c.recordStandbyPromotion(epoch, cutMs);
   } catch (err) {
     const e = err instanceof RegionDbError ? err : new RegionDbError(ErrorCode.Unavailable, String(err));
+    // Refused outright (an older epoch, a metasrv without the call, no permission): not recorded.
+    // Anything else (a timeout, a lost connection) may have been recorded after all: then the
+    // abort would look, find no record yet, and race it — only running the promotion again is safe.
+    const refused = e.code === ErrorCode.ConditionFailed || e.code === ErrorCode.InvalidArgument || e.code === ErrorCode.PermissionDenied || e.code === ErrorCode.Unauthenticated || e.code === ErrorCode.Internal;
+    const at = `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch})`;
     throw new RegionDbError(
       e.code,
-      `promotion at cut ${new Date(cutMs).toISOString()} (epoch ${epoch}) not recorded in this site's metasrv (${e.message}): this run told no node to promote (the regions stay frozen). Run the command again once the metasrv answers (a metasrv without RecordStandbyPromotion must be upgraded first), or undo the first phase with \`standby promote --abort\``,
+      refused
+        ? `${at} not recorded in this site's metasrv (${e.message}): this run told no node to promote (the regions stay frozen). Run the command again once the metasrv accepts it (a metasrv without RecordStandbyPromotion must be upgraded first), or undo the first phase with \`standby promote --abort\``
+        : `${at}: the metasrv did not confirm the record (${e.message}), and it may have been recorded all the same. This run told no node to promote (the regions stay frozen). Run \`regiondb standby promote\` again: it finishes a recorded promotion at its cut, or records it; do not use \`--abort\` now (it could race a record that is landing)`,
     );
   }
 }

@@ -200,14 +200,22 @@ describe('the promoter writes the record before it tells any node (src/standby/p
     expect(record.state).to.include({ epoch: report.epoch, cutMs: report.cutMs });
   });
 
-  it('a failure to write it stops the promotion before any node is told', async () => {
-    const record = fakePromotionRecord();
-    record.recordStandbyPromotion = () => Promise.reject(new RegionDbError(ErrorCode.Unavailable, 'no metasrv leader'));
-    const { events, client } = frozenStandby(record);
-    const outcome = await promoteStandby(client, { timeoutMs: 2000, nowMs: () => Date.now() }).then(() => undefined, (err: unknown) => err as RegionDbError);
-    expect(outcome?.code).to.equal(ErrorCode.Unavailable);
-    expect(outcome?.message).to.include('not recorded').and.to.include('told no node');
-    expect(events.filter((e) => e.startsWith('promote ')), 'StandbyPromote calls').to.deep.equal([]);
+  it('a failure to write it stops the promotion before any node is told; only a refusal suggests the abort', async () => {
+    // A refusal: certainly not recorded. An unknown outcome (no leader, a timeout): it may be
+    // recorded after all, so the message says to run the promotion again, never the abort.
+    for (const [err, says, never] of [
+      [new RegionDbError(ErrorCode.ConditionFailed, 'epoch 3 recorded'), 'not recorded', undefined],
+      [new RegionDbError(ErrorCode.Unavailable, 'no metasrv leader'), 'may have been recorded', 'undo the first phase'],
+    ] as const) {
+      const record = fakePromotionRecord();
+      record.recordStandbyPromotion = () => Promise.reject(err);
+      const { events, client } = frozenStandby(record);
+      const outcome = await promoteStandby(client, { timeoutMs: 2000, nowMs: () => Date.now() }).then(() => undefined, (e: unknown) => e as RegionDbError);
+      expect(outcome?.code).to.equal(err.code);
+      expect(outcome?.message).to.include(says).and.to.include('told no node');
+      if (never) expect(outcome?.message).not.to.include(never);
+      expect(events.filter((e) => e.startsWith('promote ')), 'StandbyPromote calls').to.deep.equal([]);
+    }
   });
 
   it('an interrupted run (recorded, no node told yet) is finished at the recorded cut and epoch; `--abort` refuses once it is recorded', async () => {

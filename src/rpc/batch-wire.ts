@@ -692,38 +692,65 @@ function writeBatchError(buf: Buffer, pos: number, e: NonNullable<BatchResponseI
   return pos;
 }
 
+function writeResponseSize(write: NonNullable<BatchResponseInput['write']>): number {
+  expectObject(write, 'BatchResponse.write');
+  const slot = reserveSize();
+  let inner = write.version != null ? longFieldSize(write.version, 'WriteResponse.version', false, false) : 0;
+  if (write.rows_written != null) inner += u32FieldSize(write.rows_written >>> 0);
+  inner += regionOutcomesSize(write.regions, 'WriteResponse.regions');
+  sizes[slot] = inner;
+  return inner;
+}
+
+function writeWriteResponse(buf: Buffer, pos: number, write: NonNullable<BatchResponseInput['write']>): number {
+  if (write.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+  if (write.rows_written != null) pos = writeU32Field(buf, pos, tag(2, WIRE_VARINT), write.rows_written >>> 0);
+  return writeRegionOutcomes(buf, pos, tag(3, WIRE_LEN), write.regions);
+}
+
+function deleteResponseSize(del: NonNullable<BatchResponseInput['delete']>): number {
+  expectObject(del, 'BatchResponse.delete');
+  const slot = reserveSize();
+  let inner = del.version != null ? longFieldSize(del.version, 'DeleteResponse.version', false, false) : 0;
+  inner += regionOutcomesSize(del.regions, 'DeleteResponse.regions');
+  sizes[slot] = inner;
+  return inner;
+}
+
+function writeDeleteResponse(buf: Buffer, pos: number, del: NonNullable<BatchResponseInput['delete']>): number {
+  if (del.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
+  return writeRegionOutcomes(buf, pos, tag(2, WIRE_LEN), del.regions);
+}
+
+function getResponseSize(get: NonNullable<BatchResponseInput['get']>): number {
+  expectObject(get, 'BatchResponse.get');
+  const slot = reserveSize();
+  let inner = get.found ? 2 : 0;
+  if (get.row != null) inner += lengthDelimitedSize(rowSize(get.row, 'GetResponse.row', -1));
+  if (get.version != null) inner += longFieldSize(get.version, 'GetResponse.version', false, false);
+  sizes[slot] = inner;
+  return inner;
+}
+
+function writeGetResponse(buf: Buffer, pos: number, get: NonNullable<BatchResponseInput['get']>): number {
+  if (get.found) pos = writeBoolField(buf, pos, tag(1, WIRE_VARINT), true);
+  if (get.row != null) {
+    buf[pos] = tag(2, WIRE_LEN);
+    pos = writeRow(buf, writeVarint(buf, pos + 1, nextSize()), get.row);
+  }
+  if (get.version != null) pos = writeLongField(buf, pos, tag(3, WIRE_VARINT), false);
+  return pos;
+}
+
 export function encodeBatchResponse(res: BatchResponseInput): Buffer {
   expectObject(res, 'BatchResponse');
   startEncoding();
   let size = 0;
   if (res.id != null) size += longFieldSize(res.id, 'BatchResponse.id', false, false);
   const { write, delete: del, get, error } = res;
-  if (write != null) {
-    expectObject(write, 'BatchResponse.write');
-    const slot = reserveSize();
-    let inner = write.version != null ? longFieldSize(write.version, 'WriteResponse.version', false, false) : 0;
-    if (write.rows_written != null) inner += u32FieldSize(write.rows_written >>> 0);
-    inner += regionOutcomesSize(write.regions, 'WriteResponse.regions');
-    sizes[slot] = inner;
-    size += lengthDelimitedSize(inner);
-  }
-  if (del != null) {
-    expectObject(del, 'BatchResponse.delete');
-    const slot = reserveSize();
-    let inner = del.version != null ? longFieldSize(del.version, 'DeleteResponse.version', false, false) : 0;
-    inner += regionOutcomesSize(del.regions, 'DeleteResponse.regions');
-    sizes[slot] = inner;
-    size += lengthDelimitedSize(inner);
-  }
-  if (get != null) {
-    expectObject(get, 'BatchResponse.get');
-    const slot = reserveSize();
-    let inner = get.found ? 2 : 0;
-    if (get.row != null) inner += lengthDelimitedSize(rowSize(get.row, 'GetResponse.row', -1));
-    if (get.version != null) inner += longFieldSize(get.version, 'GetResponse.version', false, false);
-    sizes[slot] = inner;
-    size += lengthDelimitedSize(inner);
-  }
+  if (write != null) size += lengthDelimitedSize(writeResponseSize(write));
+  if (del != null) size += lengthDelimitedSize(deleteResponseSize(del));
+  if (get != null) size += lengthDelimitedSize(getResponseSize(get));
   if (error != null) size += lengthDelimitedSize(batchErrorSize(error));
 
   const buf = startWriting(size);
@@ -731,26 +758,15 @@ export function encodeBatchResponse(res: BatchResponseInput): Buffer {
   if (res.id != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
   if (write != null) {
     buf[pos] = tag(2, WIRE_LEN);
-    pos = writeVarint(buf, pos + 1, nextSize());
-    if (write.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
-    if (write.rows_written != null) pos = writeU32Field(buf, pos, tag(2, WIRE_VARINT), write.rows_written >>> 0);
-    pos = writeRegionOutcomes(buf, pos, tag(3, WIRE_LEN), write.regions);
+    pos = writeWriteResponse(buf, writeVarint(buf, pos + 1, nextSize()), write);
   }
   if (del != null) {
     buf[pos] = tag(3, WIRE_LEN);
-    pos = writeVarint(buf, pos + 1, nextSize());
-    if (del.version != null) pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), false);
-    pos = writeRegionOutcomes(buf, pos, tag(2, WIRE_LEN), del.regions);
+    pos = writeDeleteResponse(buf, writeVarint(buf, pos + 1, nextSize()), del);
   }
   if (get != null) {
     buf[pos] = tag(4, WIRE_LEN);
-    pos = writeVarint(buf, pos + 1, nextSize());
-    if (get.found) pos = writeBoolField(buf, pos, tag(1, WIRE_VARINT), true);
-    if (get.row != null) {
-      buf[pos] = tag(2, WIRE_LEN);
-      pos = writeRow(buf, writeVarint(buf, pos + 1, nextSize()), get.row);
-    }
-    if (get.version != null) pos = writeLongField(buf, pos, tag(3, WIRE_VARINT), false);
+    pos = writeGetResponse(buf, writeVarint(buf, pos + 1, nextSize()), get);
   }
   if (error != null) {
     buf[pos] = tag(5, WIRE_LEN);
@@ -767,6 +783,18 @@ const TWO_32 = 2 ** 32;
 
 /** The shared reader (wire.ts) with this codec's varint rules and group depth accounting. */
 export class BatchWireReader extends WireReader {
+  /**
+   * Added to every depth a decoder passes to skipField. The decoders count depth as inside a
+   * Batch item (BatchRequest/BatchResponse at 0, the operation at 1, rows at 2); a unary Write,
+   * Delete or Get message is the operation alone, one level shallower (UNARY_DEPTH_OFFSET).
+   */
+  constructor(
+    buf: Buffer,
+    private readonly depthOffset = 0,
+  ) {
+    super(buf);
+  }
+
   /**
    * A varint read as 32 bits, as protobufjs reads tags, lengths, bools, enums and uint32s: the low
    * 32 bits. protobufjs reads 5 bytes and skips 5 more unread when the 5th continues, so only
@@ -913,7 +941,7 @@ export class BatchWireReader extends WireReader {
     const wireType = fieldTag & 7;
     const known = fields[field];
     if (known) throw invalid(`${message}.${known[0]} (field ${field}): wire type ${wireType} at byte ${this.tagAt}, the .proto declares ${known[1]}`);
-    this.skipValue(field, wireType, end, `${message} unknown field ${field}`, depth);
+    this.skipValue(field, wireType, end, `${message} unknown field ${field}`, depth + this.depthOffset);
   }
 
   /** `depth` counts as protobufjs' skipType does: the message's depth, plus one per enclosing group. */
@@ -1477,14 +1505,89 @@ export function decodeBatchResponse(bytes: Uint8Array): BatchResponseObject {
   return res;
 }
 
+// ─── Unary Write, Delete and Get ──────────────────────────────────────────────────────────────
+// The same messages as a Batch item's operation and answer, sent alone as a unary call's request
+// and response: the same encoders and decoders, so the same objects and bytes as proto-loader
+// (test/unit/batch-wire.test.ts holds both to it, as for Batch). A top-level message is one level
+// shallower than inside a Batch item, which protobufjs' recursion limit counts.
+
+const UNARY_DEPTH_OFFSET = -1;
+
+function unaryReader(bytes: Uint8Array): BatchWireReader {
+  return new BatchWireReader(asBuffer(bytes), UNARY_DEPTH_OFFSET);
+}
+
+/** A message whose size function reserved its own slot first (its length, which a top-level message does not carry). */
+function encodeMessage<T>(value: T, sizeOf: (v: T) => number, write: (buf: Buffer, pos: number, v: T) => number): Buffer {
+  startEncoding();
+  const buf = startWriting(sizeOf(value));
+  nextSize();
+  return finishEncoding(buf, write(buf, 0, value));
+}
+
+export function encodeUnaryWriteRequest(w: WriteRequestInput): Buffer {
+  return encodeMessage(w, writeRequestSize, writeWriteRequest);
+}
+
+export function decodeUnaryWriteRequest(bytes: Uint8Array): WriteRequestObject {
+  const r = unaryReader(bytes);
+  return decodeWriteRequest(r, r.buf.length);
+}
+
+export function encodeUnaryDeleteRequest(d: DeleteRequestInput): Buffer {
+  return encodeMessage(d, deleteRequestSize, writeDeleteRequest);
+}
+
+export function decodeUnaryDeleteRequest(bytes: Uint8Array): DeleteRequestObject {
+  const r = unaryReader(bytes);
+  return decodeDeleteRequest(r, r.buf.length);
+}
+
+export function encodeUnaryGetRequest(g: GetRequestInput): Buffer {
+  return encodeMessage(g, getRequestSize, writeGetRequest);
+}
+
+export function decodeUnaryGetRequest(bytes: Uint8Array): GetRequestObject {
+  const r = unaryReader(bytes);
+  return decodeGetRequest(r, r.buf.length);
+}
+
+export function encodeUnaryWriteResponse(w: NonNullable<BatchResponseInput['write']>): Buffer {
+  return encodeMessage(w, writeResponseSize, writeWriteResponse);
+}
+
+export function decodeUnaryWriteResponse(bytes: Uint8Array): WriteResponseObject {
+  const r = unaryReader(bytes);
+  return decodeWriteResponse(r, r.buf.length);
+}
+
+export function encodeUnaryDeleteResponse(d: NonNullable<BatchResponseInput['delete']>): Buffer {
+  return encodeMessage(d, deleteResponseSize, writeDeleteResponse);
+}
+
+export function decodeUnaryDeleteResponse(bytes: Uint8Array): DeleteResponseObject {
+  const r = unaryReader(bytes);
+  return decodeDeleteResponse(r, r.buf.length);
+}
+
+export function encodeUnaryGetResponse(g: NonNullable<BatchResponseInput['get']>): Buffer {
+  return encodeMessage(g, getResponseSize, writeGetResponse);
+}
+
+export function decodeUnaryGetResponse(bytes: Uint8Array): GetResponseObject {
+  const r = unaryReader(bytes);
+  return decodeGetResponse(r, r.buf.length);
+}
+
 // ─── The service ──────────────────────────────────────────────────────────────────────────────
 
 let databaseDefinition: grpc.ServiceDefinition | undefined;
 
 /**
- * Database as database.proto declares it, with Batch serialized by this codec instead of
- * proto-loader's reflection (the same bytes on the wire); the other methods keep proto-loader's
- * serializers. Both ends use it: the client library's datanode connections (makeClient), and the
+ * Database as database.proto declares it, with Batch and the unary Write, Delete and Get
+ * serialized by this codec instead of proto-loader's reflection (the same bytes on the wire; the
+ * unary path's writes, docs/performance.md round 6); the other methods (DDL, Scan, routes) keep
+ * proto-loader's serializers. Both ends use it: the client library's datanode connections (makeClient), and the
  * datanode's server (registered through startGrpcServer, so the security guard and
  * tolerantService wrap Batch as they wrap every method).
  */
@@ -1498,7 +1601,20 @@ export function databaseService(): grpc.ServiceDefinition {
       responseSerialize: encodeBatchResponse,
       responseDeserialize: decodeBatchResponse,
     };
-    databaseDefinition = { ...service, Batch: batch };
+    const own = <Req, Res>(
+      name: 'Write' | 'Delete' | 'Get',
+      requestSerialize: (r: Req) => Buffer,
+      requestDeserialize: (b: Buffer) => unknown,
+      responseSerialize: (r: Res) => Buffer,
+      responseDeserialize: (b: Buffer) => unknown,
+    ) => ({ ...service[name]!, requestSerialize, requestDeserialize, responseSerialize, responseDeserialize }) as grpc.MethodDefinition<unknown, unknown>;
+    databaseDefinition = {
+      ...service,
+      Batch: batch,
+      Write: own('Write', encodeUnaryWriteRequest, decodeUnaryWriteRequest, encodeUnaryWriteResponse, decodeUnaryWriteResponse),
+      Delete: own('Delete', encodeUnaryDeleteRequest, decodeUnaryDeleteRequest, encodeUnaryDeleteResponse, decodeUnaryDeleteResponse),
+      Get: own('Get', encodeUnaryGetRequest, decodeUnaryGetRequest, encodeUnaryGetResponse, decodeUnaryGetResponse),
+    };
   }
   return databaseDefinition;
 }

@@ -142,8 +142,17 @@ export function i64(value: unknown, field: string): number {
   return n;
 }
 
+/** The most UTF-8 bytes one UTF-16 code unit encodes to (a lone surrogate becomes U+FFFD: 3). */
+const UTF8_BYTES_PER_UNIT_MAX = 3;
+
 export function str(value: unknown, field: string, maxBytes = 4096): string {
   if (typeof value !== 'string') throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: expected a string`);
-  if (Buffer.byteLength(value) > maxBytes) throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: longer than ${maxBytes} bytes`);
+  // A UTF-16 code unit is at most 3 bytes of UTF-8 (a surrogate pair, two units, is 4): a string
+  // of at most maxBytes / 3 units fits without counting (every write's table, region and client
+  // ids pass here, several times on a leader).
+  if (value.length * UTF8_BYTES_PER_UNIT_MAX > maxBytes && Buffer.byteLength(value) > maxBytes) {
+    throw new RegionDbError(ErrorCode.InvalidArgument, `${field}: longer than ${maxBytes} bytes`);
+  }
   return value;
 }
+

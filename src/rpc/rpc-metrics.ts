@@ -1,7 +1,8 @@
 // gRPC server metrics of one process (docs/observability.md): every call served through the
 // `unary` / `serverStream` wrappers of status.ts, by service, method and status code.
 import * as grpc from '@grpc/grpc-js';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { BufferedLabelledHistogram, BufferedMultiLabelCounter } from './buffered-metrics.js';
 import { type RpcObservation, addRpcObserver } from './status.js';
 
 /** Seconds; from sub-millisecond reads to calls that hit their deadline. */
@@ -24,25 +25,28 @@ export function grpcCodeName(code: grpc.status): string {
  * too. Returns the removal of the observer (on process stop).
  */
 export function registerRpcMetrics(registry: Registry, services: readonly string[], extra?: (o: RpcObservation) => void): () => void {
-  const handled = new Counter({
-    name: 'regiondb_grpc_server_handled_total',
-    help: 'gRPC calls completed by this process, by service, method and status code',
-    labelNames: ['service', 'method', 'code'],
-    registers: [registry],
-  });
-  const seconds = new Histogram({
-    name: 'regiondb_grpc_server_handling_seconds',
-    help: 'Time from receiving a gRPC call to sending its status, by service and method (seconds)',
-    labelNames: ['service', 'method'],
-    buckets: RPC_SECONDS_BUCKETS,
-    registers: [registry],
-  });
-  const wanted = new Set(services.map((s) => `regiondb.v1.${s}`));
+  // Buffered (buffered-metrics.ts): every write and read of a datanode lands here, and prom-client's
+  // own inc/observe hash the label object on each call; the scrape sees the same values.
+  const handled = new BufferedMultiLabelCounter(registry, 'regiondb_grpc_server_handled_total', 'gRPC calls completed by this process, by service, method and status code', [
+    'service',
+    'method',
+    'code',
+  ]);
+  const seconds = new BufferedLabelledHistogram(
+    registry,
+    'regiondb_grpc_server_handling_seconds',
+    'Time from receiving a gRPC call to sending its status, by service and method (seconds)',
+    ['service', 'method'],
+    RPC_SECONDS_BUCKETS,
+  );
+  const prefix = 'regiondb.v1.';
+  const wanted = new Set(services.map((s) => `${prefix}${s}`));
   return addRpcObserver((o) => {
     if (!wanted.has(o.service)) return; // another server in this process (standalone mode)
-    const service = o.service.slice('regiondb.v1.'.length);
-    handled.inc({ service, method: o.method, code: grpcCodeName(o.code) });
-    seconds.observe({ service, method: o.method }, o.seconds);
+    const service = o.service.slice(prefix.length);
+    const key = `${service}/${o.method}`;
+    handled.inc(`${key}/${o.code}`, { service, method: o.method, code: grpcCodeName(o.code) });
+    seconds.observe(key, { service, method: o.method }, o.seconds);
     extra?.(o);
   });
 }

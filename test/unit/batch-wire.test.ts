@@ -21,8 +21,20 @@ import {
   databaseService,
   decodeBatchRequest,
   decodeBatchResponse,
+  decodeUnaryDeleteRequest,
+  decodeUnaryDeleteResponse,
+  decodeUnaryGetRequest,
+  decodeUnaryGetResponse,
+  decodeUnaryWriteRequest,
+  decodeUnaryWriteResponse,
   encodeBatchRequest,
   encodeBatchResponse,
+  encodeUnaryDeleteRequest,
+  encodeUnaryDeleteResponse,
+  encodeUnaryGetRequest,
+  encodeUnaryGetResponse,
+  encodeUnaryWriteRequest,
+  encodeUnaryWriteResponse,
 } from '../../src/rpc/batch-wire.js';
 import { loadProtos, loaderOptions, protoRoot } from '../../src/rpc/proto.js';
 import { FUTURE_SCALAR_FIELDS, FUTURE_SCALAR_VALUES, expectInvalid as expectInvalidBy, expectSameObject, key, len, loadProtoVariant, mutate, num, str } from '../support/protobuf-bytes.js';
@@ -214,6 +226,37 @@ function expectInvalid(input: number[] | Buffer, pattern: RegExp, decode: (b: Ui
   expectInvalidBy(input, pattern, decode);
 }
 
+// ─── Unary Write, Delete and Get ──────────────────────────────────────────────────────────────
+
+type UnaryMethod = 'Write' | 'Delete' | 'Get';
+interface UnaryCodec {
+  readonly encodeRequest: (r: never) => Buffer;
+  readonly decodeRequest: (b: Uint8Array) => unknown;
+  readonly encodeResponse: (r: never) => Buffer;
+  readonly decodeResponse: (b: Uint8Array) => unknown;
+  /** The BatchRequest / BatchResponse member that carries this method's message. */
+  readonly member: 'write' | 'delete' | 'get';
+}
+const UNARY: Record<UnaryMethod, UnaryCodec> = {
+  Write: { encodeRequest: encodeUnaryWriteRequest, decodeRequest: decodeUnaryWriteRequest, encodeResponse: encodeUnaryWriteResponse, decodeResponse: decodeUnaryWriteResponse, member: 'write' },
+  Delete: { encodeRequest: encodeUnaryDeleteRequest, decodeRequest: decodeUnaryDeleteRequest, encodeResponse: encodeUnaryDeleteResponse, decodeResponse: decodeUnaryDeleteResponse, member: 'delete' },
+  Get: { encodeRequest: encodeUnaryGetRequest, decodeRequest: decodeUnaryGetRequest, encodeResponse: encodeUnaryGetResponse, decodeResponse: decodeUnaryGetResponse, member: 'get' },
+};
+
+/** A unary method as proto-loader serializes it (the reference). */
+function loaderUnary(name: UnaryMethod): Method {
+  return loadProtos().services.Database.service[name] as Method;
+}
+
+/** A random request or response message of `name`, from the Batch generators (their member for this method). */
+function randomUnary(rand: SeededRand, name: UnaryMethod, kind: 'request' | 'response'): Record<string, unknown> {
+  const member = UNARY[name].member;
+  for (;;) {
+    const item = (kind === 'request' ? randomOperation(rand) : randomResponse(rand)) as Record<string, unknown>;
+    if (item[member]) return item[member] as Record<string, unknown>;
+  }
+}
+
 // ─── The specification ────────────────────────────────────────────────────────────────────────
 
 describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () => {
@@ -349,7 +392,7 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
       expect(() => encodeBatchResponse({ id: '1', write: { version: 'x' } })).to.throw(AssertionError, /WriteResponse\.version/);
     });
 
-    it('databaseService(): Batch uses this codec, every other Database method keeps proto-loader serializers', () => {
+    it('databaseService(): Batch, Write, Delete and Get use this codec, every other Database method keeps proto-loader serializers', () => {
       const service = databaseService();
       const reference = loadProtos().services.Database.service;
       expect(Object.keys(service).sort()).to.deep.equal(Object.keys(reference).sort());
@@ -360,6 +403,15 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
           expect(method.responseSerialize).to.equal(encodeBatchResponse);
           expect(method.responseDeserialize).to.equal(decodeBatchResponse);
           expect([method.path, method.requestStream, method.responseStream]).to.deep.equal(['/regiondb.v1.Database/Batch', true, true]);
+        } else if (name in UNARY) {
+          const codec = UNARY[name as UnaryMethod];
+          expect([method.requestSerialize, method.requestDeserialize, method.responseSerialize, method.responseDeserialize]).to.deep.equal([
+            codec.encodeRequest,
+            codec.decodeRequest,
+            codec.encodeResponse,
+            codec.decodeResponse,
+          ]);
+          expect([method.path, method.requestStream, method.responseStream]).to.deep.equal([`/regiondb.v1.Database/${name}`, false, false]);
         } else {
           expect(method).to.equal(reference[name]);
         }
@@ -587,5 +639,98 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
         expect(outcomes.both, `seed ${SEED}: some mutations should still decode (${JSON.stringify(outcomes)})`).to.be.greaterThan(CASES / 20);
       });
     }
+  });
+  describe('unary Write, Delete and Get: the same codec on their own messages', () => {
+    const METHODS: UnaryMethod[] = ['Write', 'Delete', 'Get'];
+
+    it('requests and responses of every method: our decode of its encoding, and its decode of ours, equal its own round trip', () => {
+      const rand = new SeededRand(SEED + 5);
+      for (const name of METHODS) {
+        const pl = loaderUnary(name);
+        const codec = UNARY[name];
+        for (let i = 0; i < 500; i++) {
+          for (const kind of ['request', 'response'] as const) {
+            const message = randomUnary(rand, name, kind);
+            const [serialize, deserialize] = kind === 'request' ? [pl.requestSerialize, pl.requestDeserialize] : [pl.responseSerialize, pl.responseDeserialize];
+            const [encode, decode] = kind === 'request' ? [codec.encodeRequest, codec.decodeRequest] : [codec.encodeResponse, codec.decodeResponse];
+            const what = `seed ${SEED + 5}, ${name} ${kind} ${i}`;
+            const reference = deserialize(serialize(message));
+            expectSameObject(decode(serialize(message)), reference, `${what}: our decode of proto-loader's bytes`);
+            const ours = (encode as (m: unknown) => Buffer)(message);
+            expectSameObject(deserialize(ours), reference, `${what}: proto-loader's decode of our bytes`);
+            expectSameObject(decode(ours), reference, `${what}: our round trip`);
+          }
+        }
+      }
+    });
+
+    it("unknown groups nested up to protobuf's recursion limit: refused exactly where proto-loader refuses them, at the top and in a row", () => {
+      // A top-level message is one level shallower than a Batch item's operation, and protobufjs
+      // counts message depth: a decoder counting it as inside a Batch refuses one level too early.
+      const groups = (n: number) => [...Array.from({ length: n }, () => key(50, 3)).flat(), ...Array.from({ length: n }, () => key(50, 4)).flat()];
+      const inRow = (n: number) => [...str(1, 't'), ...len(3, groups(n))];
+      for (const [what, bytesOf] of [['WriteRequest', groups], ['a row of a WriteRequest', inRow]] as const) {
+        const verdicts: string[] = [];
+        for (let n = 95; n <= 104; n++) {
+          const input = Buffer.from(bytesOf(n));
+          let reference = true;
+          try {
+            loaderUnary('Write').requestDeserialize(input);
+          } catch {
+            reference = false;
+          }
+          let ours = true;
+          try {
+            decodeUnaryWriteRequest(input);
+          } catch (err) {
+            if (!isRegionDbError(err, ErrorCode.InvalidArgument)) throw err;
+            ours = false;
+          }
+          verdicts.push(`${n}: ${reference ? 'read' : 'refused'}`);
+          expect(ours, `${what} with ${n} nested groups: proto-loader ${reference ? 'reads' : 'refuses'} it`).to.equal(reference);
+        }
+        expect(verdicts, `${what}: the limit is inside the range tried`).to.include.members(['95: read', '104: refused']);
+      }
+    });
+
+    it('fuzz: mutated encodings of every method decode to what proto-loader decodes, or throw INVALID_ARGUMENT', () => {
+      const CASES = Number(process.env['BATCH_WIRE_CASES'] ?? 20_000) / 4;
+      const INTERESTING = [0, 1, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x1a, 0x22, 0x28, 0x30, 0x38, 0x19, 0x0b, 0x0c, 0x0e, 0x0f];
+      const rand = new SeededRand(SEED + 6);
+      for (const name of METHODS) {
+        const pl = loaderUnary(name);
+        const codec = UNARY[name];
+        for (const kind of ['request', 'response'] as const) {
+          const [encode, decode, reference] = kind === 'request' ? [codec.encodeRequest, codec.decodeRequest, pl.requestDeserialize] : [codec.encodeResponse, codec.decodeResponse, pl.responseDeserialize];
+          const valid = Array.from({ length: 20 }, () => {
+            const m = randomUnary(rand, name, kind);
+            return (encode as (m: unknown) => Buffer)(Array.isArray(m['rows']) ? { ...m, rows: (m['rows'] as unknown[]).slice(0, 2) } : m);
+          });
+          let both = 0;
+          for (let i = 0; i < CASES; i++) {
+            const input = mutate(rand, rand.pick(valid), INTERESTING);
+            let referenceResult: unknown;
+            let referenceOk = true;
+            try {
+              referenceResult = reference(input);
+            } catch {
+              referenceOk = false;
+            }
+            const what = `seed ${SEED + 6}, ${name} ${kind} case ${i}, ${input.toString('hex')}`;
+            let ours: unknown;
+            try {
+              ours = decode(input);
+            } catch (err) {
+              if (!isRegionDbError(err, ErrorCode.InvalidArgument)) throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
+              continue;
+            }
+            expect(referenceOk, `${what}: decoded bytes proto-loader refuses`).to.equal(true);
+            expectSameObject(ours, referenceResult, what);
+            both++;
+          }
+          expect(both, `seed ${SEED + 6}, ${name} ${kind}: some mutations should still decode`).to.be.greaterThan(CASES / 20);
+        }
+      }
+    });
   });
 });

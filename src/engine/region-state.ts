@@ -474,20 +474,28 @@ export class RegionState implements StateMachine<ApplyResult> {
           );
         });
       }
-      for (const values of cmd.rows) this.memtable.put(this.putEntryOf(values, index));
-      this.syncAccount();
+      // A row whose key does not encode (a non-integer timestamp) throws half-way: the rows before
+      // it stay, as they always did on every replica, and the account must follow them too.
+      try {
+        for (const values of cmd.rows) this.memtable.put(this.putEntryOf(values, index));
+      } finally {
+        this.syncAccount();
+      }
       return { status: 'ok', version: index, rows: cmd.rows.length };
     }
     assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
-    for (const values of cmd.keys) {
-      const row: Row = {};
-      this.tags.forEach((c, i) => {
-        row[c.name] = values[i] ?? null;
-      });
-      row[this.ts.name] = values[this.tags.length] ?? null;
-      this.memtable.put(this.entryOf(row, index, 'delete'));
+    try {
+      for (const values of cmd.keys) {
+        const row: Row = {};
+        this.tags.forEach((c, i) => {
+          row[c.name] = values[i] ?? null;
+        });
+        row[this.ts.name] = values[this.tags.length] ?? null;
+        this.memtable.put(this.entryOf(row, index, 'delete'));
+      }
+    } finally {
+      this.syncAccount(); // as for a write: the tombstones before a key that does not encode stay
     }
-    this.syncAccount();
     return { status: 'ok', version: index, rows: cmd.keys.length };
   }
 

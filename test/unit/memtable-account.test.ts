@@ -92,4 +92,18 @@ describe('MemtableAccount: the node total kept by the memtables (issue 19 item 4
     expect(account.bytes).to.equal(s.memtableBytes());
     expect(() => s.attachAccount(account)).to.throw(/twice/);
   });
+
+  it('follows a write or delete whose insertion stops half-way (a row whose key does not encode: the rows before it stay in the memtable)', () => {
+    const account = new MemtableAccount();
+    const s = new RegionState(schema, 'r1');
+    s.attachAccount(account);
+    // A timestamp that is not an integer does not encode as a key (key.ts): the first row is in, the second throws.
+    expect(() => s.apply(1, encodeCommand({ kind: 'write', clientId: 'c', requestId: 1, rows: [['a', 1, 2], ['b', 1.5, 3]] }))).to.throw();
+    expect(s.memtableBytes(), 'the first row stayed').to.be.greaterThan(0);
+    expect(account.bytes, 'after a write stopped half-way').to.equal(s.memtableBytes());
+    expect(() => s.apply(2, encodeCommand({ kind: 'delete', clientId: 'c', requestId: 2, keys: [['c', 4], ['d', 4.5]] }))).to.throw();
+    expect(account.bytes, 'after a delete stopped half-way').to.equal(s.memtableBytes());
+    s.detachAccount();
+    expect(account.bytes).to.equal(0);
+  });
 });

@@ -23,7 +23,7 @@ import { promoteStandby } from '../../src/standby/promote.js';
 import { Shipper } from '../../src/standby/shipper.js';
 import type { SiteCredentials } from '../../src/standby/site-credentials.js';
 import { cpuSchema } from '../fixtures/schemas.js';
-import { fakePromotionRecord } from '../fixtures/promotion-record.js';
+import { twoNodeStandby } from '../fixtures/two-node-standby.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
 const regionId = ((7n << 32n) | 0n).toString();
@@ -279,46 +279,6 @@ describe('a promotion racing a release on one standby datanode (finding D2)', ()
   });
 });
 
-/**
- * Two standby datanodes, each leading one region of table kv (2 regions), as promoteStandby sees
- * them through its client: real Receivers and RegionStates; a proposal applies at once.
- */
-function twoNodeStandby(dirs: readonly string[]) {
-  const schema2: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v', regionCount: 2 });
-  const ids = [((7n << 32n) | 0n).toString(), ((7n << 32n) | 1n).toString()];
-  const states = ids.map(() => new RegionState(schema2));
-  const nodes = ids.map((id, k) => {
-    const replica = { regionId: id, isLeader: () => true, stateMachine: states[k]! };
-    let index = 10;
-    const dn = {
-      nodeId: k + 1,
-      metas: new Map([[id, { schema: schema2 }]]),
-      regionServer: {
-        allReplicas: () => [replica],
-        replica: (r: string) => (r === id ? replica : undefined),
-        propose: (_r: string, command: Uint8Array) => states[k]!.apply(++index, command),
-      },
-    } as unknown as Datanode;
-    return new Receiver(dn, { releaseIntervalMs: 500, dataDir: dirs[k]! }, silentLogger, systemClock, wallClock, new Registry());
-  });
-  /** Hooks the test runs after the promoter's n-th StandbyStatus call. */
-  const afterStatus = new Map<number, () => Promise<void>>();
-  let statusCalls = 0;
-  const client = {
-    ...fakePromotionRecord(),
-    listNodes: async () => ({ nodes: nodes.map((_, k) => ({ node_id: String(k + 1), addr: `n${k + 1}`, state: 'alive' })), region_infos: ids.map((id) => ({ route: { region_id: id } })) }),
-    standbyStatus: async (addr: string) => {
-      const res = nodes[Number(addr.slice(1)) - 1]!.statusResponse();
-      const hook = afterStatus.get(++statusCalls);
-      if (hook) await hook();
-      return res;
-    },
-    standbyFreeze: async (addr: string) => ({ regions: await nodes[Number(addr.slice(1)) - 1]!.freeze() }),
-    standbyPromote: async (addr: string, cutMs: number, epoch: number) => ({ regions: await nodes[Number(addr.slice(1)) - 1]!.promote({ cut_ms: String(cutMs), epoch: String(epoch) } as Parameters<Receiver['promote']>[0]) }),
-    dropTable: async () => undefined,
-  };
-  return { states, ids, afterStatus, receivers: nodes, client: client as unknown as Parameters<typeof promoteStandby>[0] };
-}
 
 describe('a promotion racing a release across standby datanodes (finding D2: the promotion completes)', () => {
   let dirs: string[];

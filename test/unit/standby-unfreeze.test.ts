@@ -18,6 +18,7 @@ import { abortPromotion, promoteStandby } from '../../src/standby/promote.js';
 import { Receiver } from '../../src/standby/receiver.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 import { fakePromotionRecord } from '../fixtures/promotion-record.js';
+import { twoNodeStandby } from '../fixtures/two-node-standby.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v', regionCount: 2 });
 const ids = [((7n << 32n) | 0n).toString(), ((7n << 32n) | 1n).toString()];
@@ -196,52 +197,6 @@ async function previousDecoder(commit: string): Promise<((bytes: Uint8Array) => 
   }
 }
 
-/**
- * Two standby datanodes, node k+1 leading region k of table kv: real Receivers and RegionStates, a
- * proposal applies at once (or, for a node in `held`, when the test releases it). The client is
- * what promoteStandby and abortPromotion call; a node's release round reads the other's status.
- */
-function twoNodeStandby(dirs: readonly string[]) {
-  const states = ids.map(() => new RegionState(schema));
-  const indexes = [10, 10];
-  const receivers: Receiver[] = [];
-  const record = fakePromotionRecord(); // this site's metasrv: the promoter writes it, release rounds read it
-  for (const [k, id] of ids.entries()) {
-    const replica = { regionId: id, isLeader: () => true, stateMachine: states[k]! };
-    const dn = {
-      nodeId: k + 1,
-      metas: new Map([[id, { schema }]]),
-      regionServer: {
-        allReplicas: () => [replica],
-        replica: (r: string) => (r === id ? replica : undefined),
-        propose: (_r: string, command: Uint8Array) => states[k]!.apply(++indexes[k]!, command),
-      },
-      metaCall: async (method: string) => {
-        if (method === 'GetStandbyPromotion') return { record: { epoch: String(record.state.epoch), cut_ms: String(record.state.cutMs) } };
-        if (method !== 'ListNodes') throw new Error(`unexpected ${method}`);
-        return { nodes: ids.map((_, j) => ({ node_id: String(j + 1), addr: `n${j + 1}`, state: 'alive' })), region_infos: ids.map((r) => ({ route: { region_id: r } })) };
-      },
-    } as unknown as Datanode;
-    const receiver = new Receiver(dn, { releaseIntervalMs: 500, dataDir: dirs[k]! }, silentLogger, systemClock, wallClock, new Registry());
-    // The release round asks the other node's StandbyStatus over gRPC: answered here directly.
-    (receiver as unknown as { client(addr: string): unknown }).client = (addr: string) => ({
-      StandbyStatus: (_req: unknown, _md: unknown, _opts: unknown, done: (err: null, res: unknown) => void) => done(null, receivers[Number(addr.slice(1)) - 1]!.statusResponse()),
-    });
-    receivers.push(receiver);
-  }
-  const node = (addr: string) => receivers[Number(addr.slice(1)) - 1]!;
-  const client = {
-    ...record,
-    listNodes: async () => ({ nodes: ids.map((_, k) => ({ node_id: String(k + 1), addr: `n${k + 1}`, state: 'alive' })), region_infos: ids.map((id) => ({ route: { region_id: id } })) }),
-    standbyStatus: async (addr: string) => node(addr).statusResponse(),
-    standbyFreeze: async (addr: string, regionIds?: readonly string[]) => ({ regions: await node(addr).freeze(regionIds) }),
-    standbyUnfreeze: async (addr: string) => ({ regions: await node(addr).unfreeze() }),
-    standbyPromote: async (addr: string, cutMs: number, epoch: number) => ({ regions: await node(addr).promote({ cut_ms: String(cutMs), epoch: String(epoch) } as Parameters<Receiver['promote']>[0]) }),
-    dropTable: async () => undefined,
-  };
-  const releaseRound = (k: number) => (receivers[k] as unknown as { releaseRound(): Promise<void> }).releaseRound();
-  return { states, receivers, releaseRound, client: client as unknown as Parameters<typeof promoteStandby>[0] };
-}
 
 /** Both regions: entries stamped 100 and 250, everything up to 300 received, released to 100. */
 async function streamed(states: readonly RegionState[]): Promise<void> {

@@ -28,6 +28,18 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
     if (regions.some((r) => r.mode === 'standby' && r.frozen) && !snap.nodes.some((n) => n.status.role === 'promoted')) {
       lines.push('standby: a promotion has begun (regions frozen: nothing is released) and no node is promoted yet: finish it with `standby promote`, or undo it with `standby promote --abort`');
     }
+    // S12 (docs/replication.md, "Aborting a promotion"): a recorded promotion no node has taken up
+    // holds every release round; say so, or a standby whose stale reads stop advancing says nothing.
+    if (regions.some((r) => r.mode === 'standby')) {
+      const recorded = await c.getStandbyPromotion().catch(() => undefined); // a metasrv without the record: nothing to say
+      const followed = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+      const takenUp = snap.nodes.some((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === recorded?.epoch);
+      if (recorded && recorded.epoch > followed && !takenUp) {
+        lines.push(
+          `standby: this site's metasrv records a promotion at epoch ${recorded.epoch} (cut ${new Date(recorded.cutMs).toISOString()}) that no node reports promoted: releases are held until it is finished with \`standby promote\` (docs/replication.md, "The promotion record")`,
+        );
+      }
+    }
     lines.push(`standby: consistent point (safe time) ${safe > 0 ? `${new Date(safe).toISOString()}, ${Math.round(nowMs - safe)} ms behind` : 'none yet (a region has not reported, or the streams have not passed a seed\'s time)'}`);
     lines.push(
       renderTable(

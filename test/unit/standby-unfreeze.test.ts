@@ -17,8 +17,9 @@ import { readFence, writeFence } from '../../src/standby/fence.js';
 import { abortPromotion, promoteStandby } from '../../src/standby/promote.js';
 import { Receiver } from '../../src/standby/receiver.js';
 import { cpuSchema } from '../fixtures/schemas.js';
-import { fakePromotionRecord } from '../fixtures/promotion-record.js';
+import type { fakePromotionRecord } from '../fixtures/promotion-record.js';
 import { twoNodeStandby } from '../fixtures/two-node-standby.js';
+import { standbyStatusText } from '../../src/cmd/standby.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v', regionCount: 2 });
 const ids = [((7n << 32n) | 0n).toString(), ((7n << 32n) | 1n).toString()];
@@ -392,6 +393,18 @@ describe('an abort racing a promotion (S11)', () => {
     );
     expect(refused).to.match(/cannot complete: regions .* released past the cut/);
     expect(states.map((s) => s.standby!.mode), 'no region cut while another cannot be').to.deep.equal(['standby', 'standby']);
+  });
+
+  it('`standby status` says when a recorded promotion no node reports holds the releases (S12), and stops saying it once promoted', async () => {
+    const { states, receivers, client } = twoNodeStandby(dirs);
+    await streamed(states);
+    const status = () => standbyStatusText(client as unknown as Parameters<typeof standbyStatusText>[0], 1_000);
+    expect(await status()).not.to.include('releases are held');
+    for (const r of receivers) await r.freeze();
+    await (client as unknown as ReturnType<typeof fakePromotionRecord>).recordStandbyPromotion(1, 200);
+    expect(await status()).to.include('records a promotion at epoch 1').and.to.include('releases are held');
+    await promoteStandby(client, { timeoutMs: 3000, nowMs: () => Date.now() });
+    expect(await status()).not.to.include('releases are held');
   });
 
   it('a region unfrozen while another was cut releases nothing past the cut, so the promotion run again completes at it', async () => {

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { safeTimeMs } from '../standby/cut.js';
+import { followedPrimaryEpoch, safeTimeMs } from '../standby/cut.js';
 import { abortPromotion, promoteStandby, standbySnapshot } from '../standby/promote.js';
 import { renderTable } from './render.js';
 
@@ -32,7 +32,7 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
     // holds every release round; say so, or a standby whose stale reads stop advancing says nothing.
     if (regions.some((r) => r.mode === 'standby')) {
       const recorded = await c.getStandbyPromotion().catch(() => undefined); // a metasrv without the record: nothing to say
-      const followed = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+      const followed = followedPrimaryEpoch(regions);
       const takenUp = snap.nodes.some((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === recorded?.epoch);
       if (recorded && recorded.epoch > followed && !takenUp) {
         lines.push(

@@ -137,6 +137,11 @@ export interface NodePromotionReport {
   readonly regions: readonly { readonly mode: string; readonly promoted_epoch: string; readonly primary_epoch: string; readonly cut_ms: string }[];
 }
 
+/** The latest primary epoch any of these regions follows (0: none yet); a promotion at or below it is history. */
+export function followedPrimaryEpoch(regions: readonly { readonly primary_epoch: string }[]): number {
+  return Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+}
+
 /**
  * A promotion of this standby cluster that is under way or done, from what its nodes report: a
  * node promoted (or a region cut) at an epoch above every primary epoch the regions follow. A
@@ -146,7 +151,7 @@ export interface NodePromotionReport {
  */
 export function promotionUnderWay(nodes: readonly NodePromotionReport[]): { cutMs: number; epoch: number } | undefined {
   const regions = nodes.flatMap((n) => n.regions);
-  const followed = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+  const followed = followedPrimaryEpoch(regions);
   let best: { cutMs: number; epoch: number } | undefined;
   const consider = (epoch: number, cutMs: number) => {
     if (epoch > followed && (!best || epoch > best.epoch)) best = { epoch, cutMs };

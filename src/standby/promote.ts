@@ -30,7 +30,7 @@
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { RegionDbClient } from '../client/client.js';
 import type { StandbyRegionStatus__Output, StandbyStatusResponse__Output } from '../rpc/generated/index.js';
-import { type RegionPosition, promotionCutMs, promotionUnderWay, tablesToDrop } from './cut.js';
+import { type RegionPosition, followedPrimaryEpoch, promotionCutMs, promotionUnderWay, tablesToDrop } from './cut.js';
 
 export interface PromotionReport {
   readonly cutMs: number;
@@ -284,7 +284,7 @@ function cutOf(snap: Snapshot, toTimeMs: number | undefined): number {
   const regions = [...regionsOf(snap).values()];
   const stale = regions.filter((r) => r.mode === 'promoted').map((r) => r.region_id);
   if (stale.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${stale.join(', ')} are still promoted from an earlier failover (the current primary must re-seed them first)`);
-  const era = Math.max(0, ...regions.map((r) => Number(r.primary_epoch)));
+  const era = followedPrimaryEpoch(regions);
   const behind = regions.filter((r) => Number(r.primary_epoch) < era).map((r) => r.region_id);
   if (behind.length > 0) throw new RegionDbError(ErrorCode.Unavailable, `no consistent point yet: regions ${behind.join(', ')} follow an earlier primary than epoch ${era} (not re-seeded by the current primary yet)`);
   const reported = new Map<string, RegionPosition>();
@@ -326,7 +326,7 @@ type Recorded = { readonly epoch: number; readonly cutMs: number };
 export function currentPromotion(snap: Snapshot, recorded?: Recorded): { cutMs: number; epoch: number } | undefined {
   const fromNodes = promotionUnderWay(snap.nodes.map((n) => n.status));
   if (!recorded || recorded.epoch === 0 || (fromNodes && fromNodes.epoch >= recorded.epoch)) return fromNodes;
-  const followed = Math.max(0, ...snap.nodes.flatMap((n) => n.status.regions.map((r) => Number(r.primary_epoch))));
+  const followed = followedPrimaryEpoch(snap.nodes.flatMap((n) => n.status.regions));
   return recorded.epoch > followed ? { epoch: recorded.epoch, cutMs: recorded.cutMs } : fromNodes;
 }
 

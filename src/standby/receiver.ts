@@ -50,7 +50,7 @@ import { fromGrpcError } from '../rpc/status.js';
 import { fromProtoSchema } from '../rpc/values.js';
 import type { ClientWriteGate } from '../datanode/database-host.js';
 import type { Datanode } from '../datanode/datanode.js';
-import { type RegionDropReport, type RegionPosition, promotionUnderWay, safeTimeMs, tablesToDrop } from './cut.js';
+import { type RegionDropReport, type RegionPosition, followedPrimaryEpoch, promotionUnderWay, safeTimeMs, tablesToDrop } from './cut.js';
 import { type FenceRecord, readFence, writeFence } from './fence.js';
 
 export interface ReceiverConfig {
@@ -506,8 +506,7 @@ export class Receiver {
     // was written is seen by the promoter's next look (unfrozen regions, nothing promoted), which
     // then tells no node.
     if (!frozen) {
-      const followed = Math.max(0, ...statuses.flatMap((st) => st.regions.map((r) => Number(r.primary_epoch))));
-      if ((await this.recordedPromotionEpoch()) > followed) frozen = true;
+      if ((await this.recordedPromotionEpoch()) > followedPrimaryEpoch(statuses.flatMap((st) => st.regions))) frozen = true;
     }
     return { safe: safeTimeMs(regionIds, reported), dropped: tablesToDrop(regionIds, drops), frozen };
   }

@@ -1408,17 +1408,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // A snapshot stepped but not installed yet replaces the log below it: what it holds is not
     // readable here (the next ready installs it, and installSnapshot ends the stall).
     if (replica.raft.log.unstable.snapshot !== null || index + 1 < replica.raft.log.firstIndex()) return 0;
-    for (const entry of replica.raft.log.slice(index + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
-      if (entry.type !== EntryType.ConfChange) continue;
-      let cc: ConfChange;
-      try {
-        cc = decodeConfChange(entry.data);
-      } catch {
-        return 0; // a damaged entry: the replica fails as before
-      }
-      if (removesPeer(cc, replica.selfPeerId)) return entry.index;
-    }
-    return 0;
+    return firstOwnRemoval(replica.raft.log.slice(index + 1, last + 1, Number.MAX_SAFE_INTEGER), replica.selfPeerId); // a damaged entry: 0, the replica fails as before
   }
 
   /** The stalled apply caught up: the replica may campaign again. */
@@ -1816,14 +1806,19 @@ function removesPeer(cc: ConfChange, peerId: number): boolean {
 function committedOwnRemoval(store: RaftLogStore, selfPeerId: number, appliedIndex: number): number {
   const commit = store.initialState().hardState.commit;
   if (commit <= appliedIndex) return 0;
-  for (const entry of store.entries(appliedIndex + 1, commit + 1, Number.MAX_SAFE_INTEGER)) {
+  // A damaged entry (0) is left to the replay, which meets it where it always did (applyEntry):
+  // nothing changes for a log this cannot read.
+  return firstOwnRemoval(store.entries(appliedIndex + 1, commit + 1, Number.MAX_SAFE_INTEGER), selfPeerId);
+}
+
+/** The index of the first of `entries` that removes peer `selfPeerId`; 0 if none, or if a membership entry before it does not decode. */
+function firstOwnRemoval(entries: readonly Entry[], selfPeerId: number): number {
+  for (const entry of entries) {
     if (entry.type !== EntryType.ConfChange) continue;
     let cc: ConfChange;
     try {
       cc = decodeConfChange(entry.data);
     } catch {
-      // Left to the replay, which meets it where it always did (applyEntry): nothing changes for a
-      // log this cannot read.
       return 0;
     }
     if (removesPeer(cc, selfPeerId)) return entry.index;

@@ -91,6 +91,12 @@ export interface ClientOptions {
    * times (bench/scale-bench.ts SCALE_TRACE=1 uses it to split a failover's write gap).
    */
   readonly trace?: (event: ClientTraceEvent) => void;
+  /**
+   * The monotonic clock (ms) deadlines, backoffs and route ages are measured on:
+   * `performance.now()` by default. Timers stay real; a test moves this clock to put an answer
+   * at a chosen point of a deadline without racing the machine's scheduler.
+   */
+  readonly now?: () => number;
 }
 
 /** One step of the client's work on an operation (ClientOptions.trace). Times: Date.now() ms. */
@@ -191,7 +197,11 @@ export class RegionDbClient {
   private readonly attemptTimeoutMs: number;
   private readonly security: ClientSecurity;
 
+  /** ClientOptions.now, or performance.now(). */
+  private readonly now: () => number;
+
   constructor(readonly options: ClientOptions) {
+    this.now = options.now ?? (() => performance.now());
     this.clientId = `${options.clientId ?? 'client'}-${randomUUID()}`;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3000;
@@ -324,7 +334,7 @@ export class RegionDbClient {
         leaderAddr: leader?.addr ?? previous?.leaderAddr,
       });
     }
-    const info: TableRoutes = { schema: fromProtoSchema(res.table), routes, fetchedMs: performance.now() };
+    const info: TableRoutes = { schema: fromProtoSchema(res.table), routes, fetchedMs: this.now() };
     this.tables.set(table, info);
     return info;
   }
@@ -530,7 +540,7 @@ export class RegionDbClient {
     regionId: string,
     what: string,
     attempt: (addr: string, remainingMs: number) => Promise<T>,
-    deadline = performance.now() + this.deadlineMs,
+    deadline = this.now() + this.deadlineMs,
   ): Promise<T> {
     let peerCursor = 0;
     const mutates = what === 'write' || what === 'delete';
@@ -542,12 +552,12 @@ export class RegionDbClient {
     return this.withBackoff(
       async (remainingMs) => {
         target = undefined;
-        const startedMs = performance.now();
+        const startedMs = this.now();
         const info = await this.describe(table);
         // describe() waits only for a table not cached (its routes dropped meanwhile, or a call
         // that did not describe it first), within the lookup's own deadline: that wait comes out
         // of this call's. With nothing left, nothing is sent (as withBackoff starts no attempt).
-        const leftMs = remainingMs - (performance.now() - startedMs);
+        const leftMs = remainingMs - (this.now() - startedMs);
         if (leftMs <= 0) {
           throw new RegionDbError(
             ErrorCode.DeadlineExceeded,
@@ -663,12 +673,12 @@ export class RegionDbClient {
     expired: (last: RegionDbError) => RegionDbError,
     /** Told of every backoff sleep as it starts (ClientOptions.trace). */
     sleeping?: (ms: number) => void,
-    /** Monotonic (performance.now()): the operation's own budget, from its start. */
-    deadline = performance.now() + this.deadlineMs,
+    /** Monotonic (this.now()): the operation's own budget, from its start. */
+    deadline = this.now() + this.deadlineMs,
   ): Promise<T> {
     let backoffMs = BACKOFF_MIN_MS;
     for (let last: RegionDbError | undefined; ; ) {
-      const remainingMs = deadline - performance.now();
+      const remainingMs = deadline - this.now();
       // Too little left (a refusal that came late, a backoff timer that fired late): no retry is started, so none is sent.
       if (last && remainingMs < RETRY_MIN_MS) throw expired(last);
       try {
@@ -681,7 +691,7 @@ export class RegionDbClient {
           backoffMs = BACKOFF_MIN_MS;
           continue;
         }
-        if (performance.now() + backoffMs + RETRY_MIN_MS > deadline) throw expired(e);
+        if (this.now() + backoffMs + RETRY_MIN_MS > deadline) throw expired(e);
       }
       sleeping?.(backoffMs);
       await new Promise((r) => setTimeout(r, backoffMs));
@@ -723,20 +733,20 @@ export class RegionDbClient {
   private readonly downUntil = new Map<string, number>();
 
   private markDown(addr: string): void {
-    this.downUntil.set(addr, performance.now() + DOWN_AVOID_MS);
+    this.downUntil.set(addr, this.now() + DOWN_AVOID_MS);
   }
 
   private isDown(addr: string): boolean {
     const until = this.downUntil.get(addr);
     if (until === undefined) return false;
-    if (performance.now() < until) return true;
+    if (this.now() < until) return true;
     this.downUntil.delete(addr);
     return false;
   }
 
   /** Fetches newer routes in the background when `info` is old (ROUTES_REFRESH_MS), or names no leader for the region at hand. */
   private maybeRefreshRoutes(table: string, info: TableRoutes, leaderless: boolean): void {
-    const ageMs = performance.now() - info.fetchedMs;
+    const ageMs = this.now() - info.fetchedMs;
     if (ageMs < (leaderless ? LEADERLESS_ROUTES_REFRESH_MS : ROUTES_REFRESH_MS)) return;
     this.refreshRoutes(table, info);
   }
@@ -760,7 +770,7 @@ export class RegionDbClient {
       )
       .finally(() => {
         info.refreshing = false;
-        info.fetchedMs = performance.now(); // a failed lookup waits as long as a successful one
+        info.fetchedMs = this.now(); // a failed lookup waits as long as a successful one
       });
   }
 
@@ -835,7 +845,7 @@ export class RegionDbClient {
    * is unknown and the error is the caller's.
    */
   private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => WriteRequest | DeleteRequest): Promise<T> {
-    const deadline = performance.now() + this.deadlineMs; // one budget for both rounds
+    const deadline = this.now() + this.deadlineMs; // one budget for both rounds
     for (let round = 1; ; round++) {
       const requestId = String(this.newRequestId());
       let attempts = 0;
@@ -850,7 +860,7 @@ export class RegionDbClient {
         if (Number.isSafeInteger(floor)) this.lastRequestId = Math.max(this.lastRequestId, floor);
         if (attempts > 1 || round > 1) throw err;
         // The only attempt was refused: nothing applied. A new id goes out only with time for it (RETRY_MIN_MS).
-        if (deadline - performance.now() < RETRY_MIN_MS) {
+        if (deadline - this.now() < RETRY_MIN_MS) {
           throw new RegionDbError(ErrorCode.Unavailable, `${kind} on region ${regionId} was refused as too old and not applied; no time was left to send it again under a new id (last error: ${err.message})`, {
             cause: err,
             details: { notApplied: 'true' },

@@ -33,7 +33,7 @@ export function runQueueWaitMs(pid: number): number | undefined {
 
 /** Wall time since construction minus the longest run-queue wait since then of the watched processes. */
 export class UnstarvedTimer implements StartTimer {
-  private readonly startedMs = Date.now();
+  private readonly startedMs: number;
   /** Each process's run-queue wait when first seen: at construction, or 0 for one started later. */
   private readonly base = new Map<number, number>();
   private starvedMs = 0;
@@ -42,7 +42,9 @@ export class UnstarvedTimer implements StartTimer {
     private readonly pids: () => readonly (number | undefined)[],
     private readonly wallBackstopMs = WALL_BACKSTOP_MS,
     private readonly readWaitMs: (pid: number) => number | undefined = runQueueWaitMs,
+    private readonly now: () => number = Date.now,
   ) {
+    this.startedMs = this.now();
     for (const pid of this.watched()) {
       const waited = this.readWaitMs(pid);
       if (waited !== undefined) this.base.set(pid, waited);
@@ -50,7 +52,7 @@ export class UnstarvedTimer implements StartTimer {
   }
 
   elapsedMs(): number {
-    const wallMs = Date.now() - this.startedMs;
+    const wallMs = this.now() - this.startedMs;
     if (wallMs >= this.wallBackstopMs) return Number.POSITIVE_INFINITY;
     for (const pid of this.watched()) {
       const waited = this.readWaitMs(pid);
@@ -62,7 +64,7 @@ export class UnstarvedTimer implements StartTimer {
   }
 
   describe(): string {
-    const wallMs = Date.now() - this.startedMs;
+    const wallMs = this.now() - this.startedMs;
     return ` of its own time (${wallMs} ms wall time, of which the processes waited up to ${Math.round(this.starvedMs)} ms for a CPU)`;
   }
 

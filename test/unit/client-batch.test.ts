@@ -85,7 +85,7 @@ describe('client: the Database.Batch stream', () => {
     for (const s of servers) s.forceShutdown();
   });
 
-  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number; clientId?: string; addr?: string | readonly string[] } = {}): Promise<RegionDbClient> {
+  async function setup(script: Script, options: { attemptTimeoutMs?: number; deadlineMs?: number; clientId?: string; addr?: string | readonly string[]; now?: () => number } = {}): Promise<RegionDbClient> {
     let addr = options.addr;
     if (!addr) {
       const started = await startServer(script);
@@ -97,6 +97,7 @@ describe('client: the Database.Batch stream', () => {
       attemptTimeoutMs: options.attemptTimeoutMs ?? 2000,
       deadlineMs: options.deadlineMs ?? 5000,
       ...(options.clientId !== undefined ? { clientId: options.clientId } : {}),
+      ...(options.now ? { now: options.now } : {}),
     });
     clients.push(client);
     return client;
@@ -402,6 +403,9 @@ describe('client: the Database.Batch stream', () => {
     for (const withHint of [true, false]) {
       let writes = 0;
       let hint = '';
+      // The client's deadline clock is moved by hand (its timers stay real, and far off): the
+      // refusal arrives with exactly 40 ms of the deadline left, whatever the machine's load.
+      let nowMs = 0;
       const script: Script = {
         unaryWrites: 0,
         batchStreams: 0,
@@ -410,14 +414,14 @@ describe('client: the Database.Batch stream', () => {
           writes++;
           if (writes === 1) call.write({ id: req.id, write: { version: '3', rows_written: 1 } }); // warms the routes and the stream
           if (writes !== 2) return; // a resend is never answered: it would time out, outcome unknown
-          // Refused 40 ms before the attempt's own timeout (what was left of the client's deadline
-          // when it sent it): at most 40 ms are left when the refusal arrives, whatever the load.
           const refusal = { grpc_code: grpc.status.UNAVAILABLE, code: 'NOT_LEADER', message: 'not the leader', details: withHint ? { leaderAddr: hint } : {} };
           const timeoutMs = Number((req as unknown as { timeout_ms: number }).timeout_ms);
-          setTimeout(() => call.write({ id: req.id, error: refusal }), timeoutMs - 40);
+          expect(timeoutMs, 'the attempt was sent with the whole deadline').to.equal(1000);
+          nowMs += timeoutMs - 40; // refused 40 ms before the attempt's own timeout
+          call.write({ id: req.id, error: refusal });
         },
       };
-      const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000 });
+      const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000, now: () => nowMs });
       const other = await startServer(script); // the hinted leader: a retry there would be followed at once
       servers.push(other.server);
       hint = other.addr;

@@ -35,33 +35,27 @@ describe('test harness: the start-up clock leaves out time spent waiting for a C
   });
 
   it('a stopped process, or one that sleeps, is not waiting for a CPU: its time counts in full', () => {
-    // Readings injected: a process whose run-queue wait does not grow (stopped, asleep, blocked).
+    // Readings and the wall clock injected: a process whose run-queue wait does not grow (stopped, asleep, blocked).
     let now = 0;
+    const clock = () => now;
     const waits = new Map<number, number>([[process.pid, 5], [101, 7]]);
-    const timer = new UnstarvedTimer(() => [101], 60_000, (pid) => waits.get(pid));
-    const realNow = Date.now;
-    const t0 = realNow();
-    Date.now = () => t0 + now; // the timer's wall clock, stepped by hand
-    try {
-      now = 10_000;
-      expect(timer.elapsedMs()).to.equal(10_000 - 0); // nothing waited since construction
-      waits.set(101, 7 + 4_000); // 4 s runnable, waiting
-      now = 20_000;
-      expect(timer.elapsedMs()).to.equal(16_000);
-      waits.set(process.pid, 5 + 6_000); // the harness itself starved longer: the largest wait counts
-      expect(timer.elapsedMs()).to.equal(14_000);
-      waits.delete(101); // the process exited: its last reading stands
-      now = 25_000;
-      expect(timer.elapsedMs()).to.equal(19_000);
-      waits.set(202, 3_000); // a process first seen after the timer started: all its wait is since
-      const later = new UnstarvedTimer(() => [202], 60_000, (pid) => (pid === 202 && now > 25_000 ? waits.get(pid) : pid === process.pid ? 0 : undefined));
-      now = 30_000;
-      expect(later.elapsedMs()).to.equal(5_000 - 3_000);
-      now = 60_000 + 25_000;
-      expect(later.elapsedMs(), 'the wall-time backstop').to.equal(Number.POSITIVE_INFINITY);
-      expect(timer.elapsedMs()).to.equal(Number.POSITIVE_INFINITY);
-    } finally {
-      Date.now = realNow;
-    }
+    const timer = new UnstarvedTimer(() => [101], 60_000, (pid) => waits.get(pid), clock);
+    now = 10_000;
+    expect(timer.elapsedMs()).to.equal(10_000 - 0); // nothing waited since construction
+    waits.set(101, 7 + 4_000); // 4 s runnable, waiting
+    now = 20_000;
+    expect(timer.elapsedMs()).to.equal(16_000);
+    waits.set(process.pid, 5 + 6_000); // the harness itself starved longer: the largest wait counts
+    expect(timer.elapsedMs()).to.equal(14_000);
+    waits.delete(101); // the process exited: its last reading stands
+    now = 25_000;
+    expect(timer.elapsedMs()).to.equal(19_000);
+    waits.set(202, 3_000); // a process first seen after the timer started: all its wait is since
+    const later = new UnstarvedTimer(() => [202], 60_000, (pid) => (pid === 202 && now > 25_000 ? waits.get(pid) : pid === process.pid ? 0 : undefined), clock);
+    now = 30_000;
+    expect(later.elapsedMs()).to.equal(5_000 - 3_000);
+    now = 60_000 + 25_000;
+    expect(later.elapsedMs(), 'the wall-time backstop').to.equal(Number.POSITIVE_INFINITY);
+    expect(timer.elapsedMs()).to.equal(Number.POSITIVE_INFINITY);
   });
 });

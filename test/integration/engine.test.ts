@@ -18,9 +18,9 @@ import { loadLatestManifest, sstPrefix } from '../../src/engine/manifest.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { S3ObjectStore } from '../../src/object-store/s3-store.js';
-import { call, makeClient } from '../../src/rpc/server.js';
+import { makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
-import { LocalCluster, dirBytes, waitUntil } from '../support/local-cluster.js';
+import { LocalCluster, compactUntil, dirBytes, waitUntil } from '../support/local-cluster.js';
 import { BUCKET, type S3Server, startS3rver, stopS3rver } from '../support/s3rver.js';
 
 const COLUMNS = [
@@ -190,26 +190,9 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
     // A node compacts the regions it leads when asked; a leadership that moves between the three
     // calls would leave a region unasked, so a region not yet down to one SST is asked again
     // (every 2 s; asking twice is harmless).
-    const compactLed = async () => {
-      for (let n = 0; n < 3; n++) {
-        const admin = makeClient('Admin', cluster.datanodeAddr(n));
-        try {
-          await call(admin, 'Compact', { region_id: '' }, 10_000);
-        } finally {
-          admin.close();
-        }
-      }
-    };
-    await compactLed();
-    let askedMs = Date.now();
-    const after = await waitUntil('compaction to one SST per region (on its leader)', 60_000, async () => {
+    const after = await compactUntil(cluster, 'compaction to one SST per region (on its leader)', 60_000, async () => {
       const now = await leaderSsts();
-      if ([...now.values()].every((n) => n === 1)) return now;
-      if (Date.now() - askedMs > 2000) {
-        await compactLed();
-        askedMs = Date.now();
-      }
-      return undefined;
+      return [...now.values()].every((n) => n === 1) ? now : undefined;
     });
     process.stdout.write(`      SSTs per region before → after compaction: ${[...before].map(([r, n]) => `${r}: ${n} → ${after.get(r)}`).join(', ')}\n`);
     for (const [region, n] of before) if (n >= 2) expect(after.get(region), `region ${region}`).to.be.lessThan(n);

@@ -11,8 +11,7 @@ import { makeRegionId } from '../../src/engine/key.js';
 import { sstPrefix } from '../../src/engine/manifest.js';
 import type { Row } from '../../src/engine/schema.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
-import { call, makeClient } from '../../src/rpc/server.js';
-import { LocalCluster, waitUntil } from '../support/local-cluster.js';
+import { LocalCluster, compactUntil, waitUntil } from '../support/local-cluster.js';
 
 const COLUMNS = [
   { name: 'host', type: 'string', semantic: 'tag' },
@@ -79,11 +78,6 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     const schema = await client.createTable('gc', COLUMNS, 1);
     const regionId = makeRegionId(schema.tableId, 0);
     for (let i = 0; i < ROWS; i += 500) await client.write('gc', Array.from({ length: 500 }, (_, j) => row(i + j)));
-    const leader = await waitUntil('a leader of the region', 30_000, async () => {
-      for (let n = 0; n < 3; n++) if ((await cluster.status(n)).replicas.some((r) => r.region_id === regionId && r.role === 'leader')) return n;
-      return undefined;
-    });
-    const followers = [0, 1, 2].filter((n) => n !== leader);
     const store = new FsObjectStore(join(cluster.dir, 'object-store'));
     expect(await store.list(sstPrefix(regionId)), 'nothing flushed yet').to.deep.equal([]);
 
@@ -96,10 +90,33 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
       () => undefined,
       (err: unknown) => err,
     );
-    await waitUntil('the leader to have applied the freeze and tried the upload', 30_000, async () =>
-      /flush did not complete/.test(cluster.tail(cluster.datanodes[leader]!, 400)) ? true : undefined,
-    );
-    for (const f of followers) cluster.pauseDatanode(f, true);
+    // The region's leader as every replica sees it (one term), having applied the freeze and
+    // tried the upload; then its two followers are stopped. On a loaded machine leaderships move
+    // (33-46 raft role changes per run of this file; row T12 of docs/correctness.md): a node that led
+    // when the test looked may have lost the lead by the time the followers stop, and then no
+    // running node uploads (check_quorum off: the deposed leader never campaigns alone). So the
+    // leadership is checked again with the followers stopped, and the choice made again if it moved.
+    let leader = -1;
+    let followers: number[] = [];
+    for (let attempt = 1; leader < 0; attempt++) {
+      const settled = await waitUntil('a leader of the region in every replica\'s term, having tried the upload', 60_000, async () => {
+        const replicas = await Promise.all([0, 1, 2].map(async (n) => (await cluster.status(n)).replicas.find((r) => r.region_id === regionId)));
+        const l = replicas.findIndex((r) => r?.role === 'leader');
+        if (l < 0 || !replicas.every((r) => r?.term === replicas[l]!.term)) return undefined;
+        return /flush did not complete/.test(cluster.tail(cluster.datanodes[l]!, 400)) ? { node: l, term: replicas[l]!.term } : undefined;
+      });
+      const others = [0, 1, 2].filter((n) => n !== settled.node);
+      for (const f of others) cluster.pauseDatanode(f, true);
+      const now = (await cluster.status(settled.node)).replicas.find((r) => r.region_id === regionId);
+      if (now?.role === 'leader' && now.term === settled.term) {
+        leader = settled.node;
+        followers = others;
+      } else {
+        for (const f of others) cluster.pauseDatanode(f, false);
+        process.stdout.write(`      the leadership moved before the followers stopped (attempt ${attempt}): choosing again\n`);
+        expect(attempt, 'attempts to stop the followers of a settled leader').to.be.below(5);
+      }
+    }
     rmSync(blocker);
     const [sst] = await waitUntil('the SST upload (its flush-edit is proposed right after)', 30_000, async () => {
       const ssts = (await store.list(sstPrefix(regionId))).map((o) => o.key);
@@ -147,14 +164,8 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     const store = new FsObjectStore(join(cluster.dir, 'object-store'));
     const before = (await store.list(sstPrefix(regionId))).map((o) => o.key);
     expect(before.length, 'one SST per flush').to.equal(4);
-    for (let n = 0; n < 3; n++) {
-      const admin = makeClient('Admin', cluster.datanodeAddr(n));
-      try {
-        await call(admin, 'Compact', { region_id: '' }, 10_000); // the regions each node leads
-      } finally {
-        admin.close();
-      }
-    }
+    // Each node compacts the regions it leads, asked again until the merged SST is in the store.
+    await compactUntil(cluster, 'the compaction', 60_000, async () => ((await store.list(sstPrefix(regionId))).some((o) => !before.includes(o.key)) ? true : undefined));
     // The leader flushes (an empty memtable) so that every replica snapshots past the compaction.
     const left = await waitUntil('GC of the compaction inputs', 60_000, async () => {
       const now = (await store.list(sstPrefix(regionId))).map((o) => o.key);
@@ -190,23 +201,16 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     });
     const follower = (roles.leader + 1) % 3;
     await cluster.stopDatanode(follower, 'SIGTERM'); // its snapshot is at the third flush, its log holds the conditional writes
-    for (const n of [0, 1, 2].filter((x) => x !== follower)) {
-      const admin = makeClient('Admin', cluster.datanodeAddr(n));
-      try {
-        await call(admin, 'Compact', { region_id: '' }, 10_000); // the regions each node leads
-      } finally {
-        admin.close();
-      }
-    }
-    await waitUntil('the compaction', 30_000, async () => {
-      const now = (await store.list(sstPrefix(regionId))).map((o) => o.key);
-      return now.some((k) => !inputs.includes(k)) ? true : undefined;
-    });
+    // The leaders compact (asked again until the merged SST is in the store: a leadership that
+    // moved between the calls leaves the region unasked).
+    await compactUntil(cluster, 'the compaction', 30_000, async () => ((await store.list(sstPrefix(regionId))).some((o) => !inputs.includes(o.key)) ? true : undefined));
     await client.write('gc3', Array.from({ length: 300 }, (_, j) => row(900 + j)));
     await client.flush('gc3'); // the leader's own snapshot no longer names the inputs
 
-    const leaderLog = () => cluster.tail(cluster.datanodes[roles.leader]!, 5000);
-    const passes = () => (leaderLog().match(/SST GC pass/g) ?? []).length;
+    // GC passes of both running nodes: the leadership may move between them meanwhile (a loaded
+    // machine), and whichever leads runs the region's GC.
+    const passes = () =>
+      [0, 1, 2].filter((n) => n !== follower).reduce((sum, n) => sum + (cluster.tail(cluster.datanodes[n]!, 5000).match(/SST GC pass/g) ?? []).length, 0);
     const heldSince = Date.now();
     let passesAtHold = -1;
     const deletedWhileDown = await waitUntil('GC passes on the leader past 3 graces', 60_000, async () => {

@@ -59,6 +59,39 @@ export async function waitUntil<T>(what: string, timeoutMs: number, probe: () =>
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
 }
 
+/**
+ * Asks every running datanode to compact the regions it leads (Admin `Compact`), and asks again
+ * every 2 s until `done` returns a value (as waitUntil). A node compacts only what it leads when
+ * asked, and an explicit request stays with the node it was made to (docs/correctness.md, row
+ * E1): a leadership that moves between the calls — frequent on a loaded machine — leaves the
+ * region unasked at its new leader. Asking twice is harmless (a region already merged to one
+ * SST has nothing to merge).
+ */
+export async function compactUntil<T>(cluster: LocalCluster, what: string, timeoutMs: number, done: () => Promise<T | undefined>): Promise<T> {
+  const ask = async () => {
+    for (let n = 0; n < cluster.datanodes.length; n++) {
+      if (!cluster.isRunning(n)) continue;
+      const admin = makeClient('Admin', cluster.datanodeAddr(n));
+      try {
+        await call(admin, 'Compact', { region_id: '' }, 10_000);
+      } finally {
+        admin.close();
+      }
+    }
+  };
+  await ask();
+  let askedMs = Date.now();
+  return waitUntil(what, timeoutMs, async () => {
+    const value = await done();
+    if (value !== undefined) return value;
+    if (Date.now() - askedMs > 2000) {
+      await ask();
+      askedMs = Date.now();
+    }
+    return undefined;
+  });
+}
+
 /** Bytes of every file below `dir` (0 if it does not exist yet). */
 export function dirBytes(dir: string): number {
   let total = 0;

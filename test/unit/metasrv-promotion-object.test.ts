@@ -8,14 +8,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { systemClock, wallClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
 import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { decodeCatalog } from '../../src/metasrv/catalog-store.js';
+import { MetaGroup } from '../../src/metasrv/meta-group.js';
 import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import { PROMOTION_OBJECT_PREFIX, encodePromotionObject, promotionObjectKey } from '../../src/metasrv/promotion-object.js';
 import { DelegatingObjectStore, FsObjectStore, type ObjectMeta } from '../../src/object-store/index.js';
 import { MemoryCatalog, startMetasrvCore, testMetasrvConfig } from '../fixtures/metasrv-core.js';
+import { waitUntil } from '../support/local-cluster.js';
 
 const admin = { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never };
 const record = (epoch: number, cutMs: number) => ({ epoch: String(epoch), cut_ms: String(cutMs) });
@@ -126,6 +131,42 @@ describe('the standby promotion record in the object store (D11)', () => {
     expect(core.catalog.standbyPromotion, 'not taken up').to.equal(undefined);
     const logged = lines.map((l) => JSON.parse(l) as { msg: string; err?: string });
     expect(logged.some((l) => l.msg.includes('cannot read the standby promotion record') && l.err?.includes('other-cluster')), lines.join('\n')).to.equal(true);
+  });
+
+  it('the leader of a metasrv group started on empty data dirs takes the record up at its takeover and commits it', async function () {
+    this.timeout(20_000);
+    const first = await start('promo-group', new MemoryCatalog('promo-group'));
+    await first.recordStandbyPromotion(6, 4242);
+    first.halt();
+    const core = new MetasrvCore(testMetasrvConfig('promo-group', { storage: { type: 'fs', root: dir } }), silentLogger, 3, { admin, procedureClock: wallClock, clock: systemClock });
+    const groupDir = mkdtempSync(join(tmpdir(), 'regiondb-promotion-object-group-'));
+    const group = new MetaGroup({
+      clusterId: 'promo-group',
+      memberId: 1,
+      members: new Map([[1, '127.0.0.1:1']]),
+      join: false,
+      dataDir: groupDir,
+      tickMs: 10,
+      electionTicks: 5,
+      credentials: grpc.credentials.createInsecure(),
+      clock: systemClock,
+      log: silentLogger,
+      onRoleChange: (leader, term) => (leader ? void core.takeover(term) : core.demote(term)),
+      onFatal: (err) => core.groupFailed(err),
+    });
+    core.joinGroup(group, store);
+    await group.start();
+    try {
+      const answered = await waitUntil('the leader answers GetStandbyPromotion', 10_000, () => core.getStandbyPromotion().then((res) => res.record, () => undefined));
+      expect(answered).to.deep.equal(record(6, 4242));
+      await core.whenSaved();
+      const committed = group.appliedCatalog();
+      expect(committed && decodeCatalog(committed, 'the group log').standbyPromotion, 'committed in the group').to.deep.equal({ epoch: 6, cutMs: 4242 });
+    } finally {
+      core.halt();
+      await group.stop();
+      rmSync(groupDir, { recursive: true, force: true });
+    }
   });
 
   it('without [storage] the record is the catalog\'s alone, as before: answered at once, nothing read', async () => {

@@ -12,6 +12,7 @@
 //   - the calls it makes to datanodes itself (OpenRegion at CreateTable and RecoverTable):
 //     `DatanodeAdmin`; every other instruction travels in heartbeat replies;
 //   - metrics: `MetasrvCoreHooks`.
+import { assert } from '../common/assert.js';
 import type { Clock, TimedClock } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
@@ -399,6 +400,7 @@ export class MetasrvCore {
     this.downSinceMs.clear();
     this.problems.clear();
     this.catalogUnwritable = undefined;
+    this.promotionStore.error = 'not read yet';
     this.quietUntilMs = 0;
     this.lastTickTimerMs = undefined;
   }
@@ -1151,6 +1153,7 @@ export class MetasrvCore {
         this.catalog.version++;
         this.log.warn({ epoch, cutMs }, 'standby promotion recorded');
       }
+      assert(this.catalog.standbyPromotion?.epoch === epoch && this.catalog.standbyPromotion.cutMs === cutMs, 'the catalog holds the record just written to the store');
       await this.save();
     };
     // One at a time: the check above and the catalog change must see every earlier record.

@@ -10,6 +10,7 @@
 // same bytes under the same key, and only the acting metasrv writes. Each object is versioned,
 // CRC32C-checked and names its cluster id (as the catalog copies do): an object of another cluster
 // is refused, never taken up or passed over.
+import { assert } from '../common/assert.js';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ObjectStore } from '../object-store/index.js';
@@ -26,6 +27,8 @@ export function promotionObjectKey(record: StandbyPromotion): string {
 }
 
 export function encodePromotionObject(clusterId: string, record: StandbyPromotion): Uint8Array {
+  assert(Number.isSafeInteger(record.epoch) && record.epoch >= 1, 'a recorded promotion has an epoch >= 1');
+  assert(Number.isSafeInteger(record.cutMs) && record.cutMs >= 0 && String(record.cutMs).length <= KEY_DIGITS, 'a recorded cut fits its key');
   const payload = new TextEncoder().encode(JSON.stringify({ clusterId, epoch: record.epoch, cutMs: record.cutMs }));
   const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
   const view = new DataView(out.buffer);

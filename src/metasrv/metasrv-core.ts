@@ -12,6 +12,7 @@
 //   - the calls it makes to datanodes itself (OpenRegion at CreateTable and RecoverTable):
 //     `DatanodeAdmin`; every other instruction travels in heartbeat replies;
 //   - metrics: `MetasrvCoreHooks`.
+import { assert } from '../common/assert.js';
 import type { Clock, TimedClock } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
@@ -55,6 +56,7 @@ import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, ad
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
+import { newestPromotionObject, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
@@ -176,6 +178,20 @@ export class MetasrvCore {
   /** The datanodes' object store (`[storage]`), if configured: id floors and catalog copies. */
   private objectStore: ObjectStore | undefined;
   private readonly backup = { lastMs: 0, running: false, written: {} as { crc?: number } };
+  /**
+   * The promotion record objects in the object store (promotion-object.ts), as this process has
+   * read them since it began acting: `readAtEpoch` is the acting epoch (group term; 0 alone) of the
+   * last read that succeeded — before one in the current epoch, GetStandbyPromotion and
+   * RecordStandbyPromotion answer UNAVAILABLE with `error` (D11: never "no record" when unsure).
+   * `reading`: the read in flight (one at a time). `recording`: RecordStandbyPromotion calls, one
+   * at a time (each writes its object, then the catalog).
+   */
+  private readonly promotionStore = {
+    readAtEpoch: undefined as number | undefined,
+    error: 'not read yet',
+    reading: undefined as Promise<void> | undefined,
+    recording: Promise.resolve() as Promise<unknown>,
+  };
   catalog!: CatalogState;
   private readonly detectors = new Map<number, PhiAccrualDetector>();
   /**
@@ -250,6 +266,8 @@ export class MetasrvCore {
     this.catalog = await storage.load(this.config.cluster_id);
     await this.raiseTableIdAboveObjectStore();
     this.startActing();
+    // Logged if it fails; GetStandbyPromotion and RecordStandbyPromotion then answer UNAVAILABLE and read again.
+    if (this.config.storage) await this.readPromotionObjects().catch(() => {});
   }
 
   /**
@@ -347,6 +365,8 @@ export class MetasrvCore {
     this.startActing();
     this.log.warn({ term, epoch: this.epoch, member: this.config.meta_group?.id }, 'metasrv group leader: took over (liveness judged after fresh heartbeats; unfinished procedures resume)');
     await this.raiseTableIdAboveObjectStore().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'raising the table id allocator failed'));
+    // Logged if it fails; GetStandbyPromotion and RecordStandbyPromotion then answer UNAVAILABLE and read again.
+    if (this.config.storage) await this.readPromotionObjects().catch(() => {});
   }
 
   /** Leadership lost (or never had): stop acting; what was not committed is forgotten. */
@@ -380,6 +400,7 @@ export class MetasrvCore {
     this.downSinceMs.clear();
     this.problems.clear();
     this.catalogUnwritable = undefined;
+    this.promotionStore.error = 'not read yet';
     this.quietUntilMs = 0;
     this.lastTickTimerMs = undefined;
   }
@@ -440,6 +461,66 @@ export class MetasrvCore {
       // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170).
       await this.save().catch(() => {});
     }
+  }
+
+  /**
+   * Raises the catalog's promotion record to the newest one in the object store, never lowers it
+   * (docs/replication.md, "The promotion record", D11): a catalog started empty or restored from
+   * a copy older than a promotion takes it up before its first GetStandbyPromotion answer. An
+   * object ahead of the catalog is one whose RecordStandbyPromotion wrote the object and then
+   * failed or crashed before the catalog: its outcome was unknown to the promoter, and a node may
+   * have read it meanwhile from a catalog since lost, so it is taken up, never passed over. A
+   * catalog ahead of the store (recorded by a build without the objects) gets its object written.
+   * One read at a time; a read that fails leaves the gate closed (`promotionStore.error`).
+   */
+  private readPromotionObjects(): Promise<void> {
+    this.promotionStore.reading ??= this.readPromotionObjectsOnce().finally(() => {
+      this.promotionStore.reading = undefined;
+    });
+    return this.promotionStore.reading;
+  }
+
+  private async readPromotionObjectsOnce(): Promise<void> {
+    const store = this.objectStore!;
+    const epoch = this.epoch;
+    const stillActing = () => this.acting && this.epoch === epoch;
+    try {
+      const newest = await newestPromotionObject(store, this.config.cluster_id);
+      if (!stillActing()) return; // a takeover since: its own read decides
+      const held = this.catalog.standbyPromotion;
+      if (newest && (!held || newest.record.epoch > held.epoch)) {
+        this.log.warn({ key: newest.key, epoch: newest.record.epoch, cutMs: newest.record.cutMs, catalogEpoch: held?.epoch ?? 0 }, 'standby promotion record behind the object store (catalog lost or restored?); raised');
+        this.catalog.standbyPromotion = { ...newest.record };
+        this.catalog.version++;
+        // As the table id floor: a failed write stops the metasrv acting until one succeeds (M5,
+        // M12); the raised record is in memory, and it is in the store already, so it may be answered.
+        await this.save().catch(() => {});
+      } else if (newest && held && newest.record.epoch === held.epoch && newest.record.cutMs !== held.cutMs) {
+        this.log.error({ key: newest.key, catalog: held }, 'the object store records this epoch with another cut than the catalog; the catalog\'s is kept (a deposed metasrv\'s late write?)');
+      } else if (held && (!newest || held.epoch > newest.record.epoch)) {
+        const key = await writePromotionObject(store, this.config.cluster_id, held);
+        this.log.info({ key }, 'standby promotion record copied to the object store (recorded before the objects existed)');
+      }
+      if (!stillActing()) return;
+      this.promotionStore.readAtEpoch = epoch;
+    } catch (err) {
+      const why = (err as Error).message;
+      if (stillActing()) this.promotionStore.error = why;
+      this.log.error({ err: why, store: store.description }, 'cannot read the standby promotion record objects: GetStandbyPromotion answers UNAVAILABLE until they are read');
+      throw err;
+    }
+  }
+
+  /** UNAVAILABLE until this process has read the promotion record objects in its acting epoch (it tries once more here). */
+  private async requirePromotionObjectsRead(): Promise<void> {
+    if (!this.config.storage || this.promotionStore.readAtEpoch === this.epoch) return;
+    await this.readPromotionObjects().catch(() => {});
+    this.requireActing();
+    if (this.promotionStore.readAtEpoch === this.epoch) return;
+    throw new RegionDbError(
+      ErrorCode.Unavailable,
+      `the metasrv has not read the standby promotion record from the object store (${this.promotionStore.error}): it does not answer "no promotion" until it has; retry`,
+    );
   }
 
   private async save(): Promise<void> {
@@ -1049,26 +1130,51 @@ export class MetasrvCore {
     this.requireActing();
     this.refuseIfUnwritable();
     if (epoch < 1) throw new RegionDbError(ErrorCode.InvalidArgument, 'epoch must be positive');
-    const held = this.catalog.standbyPromotion;
-    if (held && (epoch < held.epoch || (epoch === held.epoch && cutMs !== held.cutMs))) {
-      throw new RegionDbError(ErrorCode.ConditionFailed, `a promotion at epoch ${held.epoch} (cut ${held.cutMs}) is recorded; one at epoch ${epoch} with cut ${cutMs} is refused (epochs only grow)`);
-    }
-    if (!held || epoch > held.epoch) {
-      this.catalog.standbyPromotion = { epoch, cutMs };
-      this.catalog.version++;
-      this.log.warn({ epoch, cutMs }, 'standby promotion recorded');
-    }
-    await this.save();
+    await this.requirePromotionObjectsRead();
+    const refuseUnlessAbove = () => {
+      const held = this.catalog.standbyPromotion;
+      if (held && (epoch < held.epoch || (epoch === held.epoch && cutMs !== held.cutMs))) {
+        throw new RegionDbError(ErrorCode.ConditionFailed, `a promotion at epoch ${held.epoch} (cut ${held.cutMs}) is recorded; one at epoch ${epoch} with cut ${cutMs} is refused (epochs only grow)`);
+      }
+    };
+    const record = async () => {
+      this.requireActing();
+      this.refuseIfUnwritable();
+      refuseUnlessAbove();
+      // The object first, then the catalog (D11): every record a node can read from the catalog
+      // is already in the store, so a catalog lost or restored later gets it back. A retry puts it
+      // again (same key, same bytes).
+      if (this.objectStore && this.config.storage) await writePromotionObject(this.objectStore, this.config.cluster_id, { epoch, cutMs });
+      this.requireActing(); // a deposed leader commits nothing (its object is one a new leader may take up)
+      refuseUnlessAbove(); // the catalog may have been taken over meanwhile
+      const held = this.catalog.standbyPromotion;
+      if (!held || epoch > held.epoch) {
+        this.catalog.standbyPromotion = { epoch, cutMs };
+        this.catalog.version++;
+        this.log.warn({ epoch, cutMs }, 'standby promotion recorded');
+      }
+      assert(this.catalog.standbyPromotion?.epoch === epoch && this.catalog.standbyPromotion.cutMs === cutMs, 'the catalog holds the record just written to the store');
+      await this.save();
+    };
+    // One at a time: the check above and the catalog change must see every earlier record.
+    const done = this.promotionStore.recording.then(record);
+    this.promotionStore.recording = done.catch(() => {});
+    await done;
     return { record: { epoch: String(epoch), cut_ms: String(cutMs) } };
   }
 
-  /** The promotion recorded here (epoch 0: none), read after a ReadIndex round in a group (no record committed before the call is missed). */
+  /**
+   * The promotion recorded here (epoch 0: none), read after a ReadIndex round in a group (no record
+   * committed before the call is missed) and, with `[storage]`, only once this process has read the
+   * record objects (UNAVAILABLE before: an empty or restored catalog does not say "none").
+   */
   async getStandbyPromotion(): Promise<GetStandbyPromotionResponse> {
     this.requireActing();
     if (this.group) {
       await this.group.barrier();
       this.requireActing();
     }
+    await this.requirePromotionObjectsRead();
     const held = this.catalog.standbyPromotion;
     return { record: { epoch: String(held?.epoch ?? 0), cut_ms: String(held?.cutMs ?? 0) } };
   }

@@ -5,9 +5,11 @@
 // node restarts alone: its replicas have no quorum and cannot replay the cut. Then the old
 // primary returns and asks that node first (and only). Before the record the node answered
 // "standby" and the old primary took writes; now the node reads the promotion from its metasrv,
-// adopts it, answers "promoted", and the old primary is fenced without taking a write.
+// adopts it, answers "promoted", and the old primary is fenced without taking a write. The second
+// case restarts the standby's metasrv on an empty data dir first (finding D11): before the record
+// was also kept in the object store, that metasrv answered "no promotion" and the node "standby".
 // Run by `make test-standby-lifecycle` (STANDBY_LIFECYCLE=1); skipped by `make test`.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { isRegionDbError } from '../../src/common/errors.js';
@@ -36,7 +38,12 @@ describe('dual active-standby: a standby datanode that missed the promotion, ask
     await standby?.stop({ keepData: keep });
   });
 
-  it('the node, restarted before it replays the cut, answers from its metasrv\'s record: the old primary takes no write and is fenced', async () => {
+  /**
+   * The scenario; `metasrvRestartedEmpty`: before the missed node restarts, the standby's metasrv
+   * is restarted on an empty data dir (its catalog lost: finding D11), so the record it answers
+   * can come only from the object store (`[storage]`, which LocalCluster's metasrv has).
+   */
+  const missedNodeAsked = async ({ metasrvRestartedEmpty }: { metasrvRestartedEmpty: boolean }) => {
     const startedMs = Date.now();
     standby = new LocalCluster({ clusterId: 'it-standby-record', datanodeToml: standbyRoleToml() });
     await standby.start();
@@ -63,6 +70,12 @@ describe('dual active-standby: a standby datanode that missed the promotion, ask
 
     // It restarts alone (the others stop): its replicas cannot replay the cut (no quorum).
     await Promise.all([0, 1].map((i) => standby!.stopDatanode(i)));
+    if (metasrvRestartedEmpty) {
+      await standby.stopMetasrv();
+      rmSync(join(standby.dir, 'metasrv'), { recursive: true, force: true });
+      await standby.startMetasrv();
+      expect(await waitUntil('the emptied metasrv answering', 20_000, () => sc.getStandbyPromotion()), 'taken up from the object store').to.deep.equal({ epoch: 1, cutMs: report.cutMs });
+    }
     await standby.startDatanode(MISSED);
 
     // The old primary returns and asks that node only.
@@ -91,5 +104,9 @@ describe('dual active-standby: a standby datanode that missed the promotion, ask
       expect(String(err), 'a write to the old primary').to.match(/failed over|fence check|retry/);
     }
     console.log(`      promote ${report.elapsedMs} ms (cut epoch ${report.epoch}); the whole test ${Date.now() - startedMs} ms`);
-  });
+  };
+
+  it('the node, restarted before it replays the cut, answers from its metasrv\'s record: the old primary takes no write and is fenced', () => missedNodeAsked({ metasrvRestartedEmpty: false }));
+
+  it('…and so it does when its metasrv was restarted on an empty data dir after the promotion: the record comes back from the object store (D11)', () => missedNodeAsked({ metasrvRestartedEmpty: true }));
 });

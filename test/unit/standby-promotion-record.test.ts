@@ -16,6 +16,7 @@ import type { Datanode } from '../../src/datanode/datanode.js';
 import { RegionState, type ShippedEntry, type TableSchema, encodeCommand, stampCommand } from '../../src/engine/index.js';
 import { CatalogStore, decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { CatalogMachine, catalogPutCommand } from '../../src/metasrv/meta-group.js';
+import { FsObjectStore } from '../../src/object-store/index.js';
 import { readFence } from '../../src/standby/fence.js';
 import { abortPromotion, promoteStandby } from '../../src/standby/promote.js';
 import { Receiver } from '../../src/standby/receiver.js';
@@ -84,6 +85,29 @@ describe('the fence check of a standby datanode that knows no promotion (the pro
       expect((outcome as RegionDbError).code).to.equal(ErrorCode.Unavailable);
       expect((outcome as RegionDbError).message).to.include('promotion record').and.to.include(failure.message);
       expect(readFence(dataDir), 'no fence file').to.equal(undefined);
+    }
+  });
+
+  it('its metasrv, restarted on an empty data dir after recording the promotion, gives it back from the object store: "promoted", not "standby" (D11)', async () => {
+    const objects = mkdtempSync(join(tmpdir(), 'regiondb-promotion-record-objects-'));
+    const admin = { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never };
+    const withStorage = { storage: { type: 'fs', root: objects } };
+    try {
+      const before = await startMetasrvCore('promo-site', admin, new MemoryCatalog('promo-site'), undefined, systemClock, withStorage, new FsObjectStore(objects));
+      await before.recordStandbyPromotion(1, 150);
+      before.halt();
+      const restarted = await startMetasrvCore('promo-site', admin, new MemoryCatalog('promo-site'), undefined, systemClock, withStorage, new FsObjectStore(objects));
+      try {
+        const { dn } = standbyNode(await receivedOnly(), () => restarted.getStandbyPromotion());
+        const receiver = new Receiver(dn, { releaseIntervalMs: 500, dataDir }, silentLogger, systemClock, wallClock, new Registry());
+        const res = await receiver.fenceCheckResponse();
+        expect(res.role, 'what a returning old primary hears').to.equal('promoted');
+        expect(readFence(dataDir)).to.deep.equal({ state: 'promoted', epoch: 1, atMs: 150, adopted: true });
+      } finally {
+        restarted.halt();
+      }
+    } finally {
+      rmSync(objects, { recursive: true, force: true });
     }
   });
 

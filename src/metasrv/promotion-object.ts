@@ -1,0 +1,96 @@
+// The standby promotion record as objects in the site's object store (`[storage]`;
+// docs/replication.md, "The promotion record"): the catalog's `standbyPromotion` alone is lost
+// with the catalog, and a metasrv started on an empty data dir or from an older copy would answer
+// "no promotion" — a standby node that missed the promotion would then answer a returning old
+// primary "standby" (finding D9 reopened; D11 in docs/correctness.md).
+//
+// One object per recorded (epoch, cut): `meta/standby-promotion-<epoch, 15 digits>-<cut ms, 15
+// digits>`, never rewritten with other bytes, never deleted by the metasrv. Keys sort by epoch,
+// so the newest record is the last key; an S3 store needs no conditional write: a retry puts the
+// same bytes under the same key, and only the acting metasrv writes. Each object is versioned,
+// CRC32C-checked and names its cluster id (as the catalog copies do): an object of another cluster
+// is refused, never taken up or passed over.
+import { assert } from '../common/assert.js';
+import { crc32c } from '../common/crc32c.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { ObjectStore } from '../object-store/index.js';
+import type { StandbyPromotion } from './catalog.js';
+
+export const PROMOTION_OBJECT_PREFIX = 'meta/standby-promotion-';
+const FORMAT_VERSION = 1;
+const HEADER_BYTES = 9; // version (1), crc32c of the payload (4), payload length (4)
+const KEY_DIGITS = 15;
+
+export function promotionObjectKey(record: StandbyPromotion): string {
+  const digits = (n: number) => String(n).padStart(KEY_DIGITS, '0');
+  return `${PROMOTION_OBJECT_PREFIX}${digits(record.epoch)}-${digits(record.cutMs)}`;
+}
+
+export function encodePromotionObject(clusterId: string, record: StandbyPromotion): Uint8Array {
+  assert(Number.isSafeInteger(record.epoch) && record.epoch >= 1, 'a recorded promotion has an epoch >= 1');
+  assert(Number.isSafeInteger(record.cutMs) && record.cutMs >= 0 && String(record.cutMs).length <= KEY_DIGITS, 'a recorded cut fits its key');
+  const payload = new TextEncoder().encode(JSON.stringify({ clusterId, epoch: record.epoch, cutMs: record.cutMs }));
+  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
+  const view = new DataView(out.buffer);
+  out[0] = FORMAT_VERSION;
+  view.setUint32(1, crc32c(payload));
+  view.setUint32(5, payload.byteLength);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+export function decodePromotionObject(bytes: Uint8Array, key: string): { clusterId: string; record: StandbyPromotion } {
+  const corrupt = (why: string) => new RegionDbError(ErrorCode.Corruption, `promotion record object ${key}: ${why}`);
+  if (bytes.byteLength < HEADER_BYTES) throw corrupt(`${bytes.byteLength} bytes, shorter than its header`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes[0] !== FORMAT_VERSION) throw corrupt(`unsupported format version ${bytes[0]}`);
+  if (view.getUint32(5) !== bytes.byteLength - HEADER_BYTES) throw corrupt(`length ${view.getUint32(5)} does not match ${bytes.byteLength - HEADER_BYTES}`);
+  const payload = bytes.subarray(HEADER_BYTES);
+  if (view.getUint32(1) !== crc32c(payload)) throw corrupt('crc32c mismatch');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(payload));
+  } catch (err) {
+    throw corrupt(`invalid JSON (${(err as Error).message})`);
+  }
+  const p = parsed as { clusterId?: unknown; epoch?: unknown; cutMs?: unknown };
+  if (typeof p.clusterId !== 'string' || !Number.isSafeInteger(p.epoch) || (p.epoch as number) < 1 || !Number.isSafeInteger(p.cutMs) || (p.cutMs as number) < 0) {
+    throw corrupt('not a promotion record (clusterId, epoch >= 1, cutMs >= 0)');
+  }
+  const record = { epoch: p.epoch as number, cutMs: p.cutMs as number };
+  if (promotionObjectKey(record) !== key) throw corrupt(`holds epoch ${record.epoch} cut ${record.cutMs}, which its key does not name`);
+  return { clusterId: p.clusterId, record };
+}
+
+/** Puts the record's object (durable when the store's put resolves: fsync + rename, or S3's answer). */
+export async function writePromotionObject(store: ObjectStore, clusterId: string, record: StandbyPromotion): Promise<string> {
+  const key = promotionObjectKey(record);
+  await store.put(key, encodePromotionObject(clusterId, record));
+  return key;
+}
+
+/**
+ * The newest promotion recorded in the store (undefined: none). Every object at the highest epoch
+ * is read: one that is damaged, names another cluster, or disagrees with another on the cut (a
+ * deposed metasrv's late write, docs/replication.md) throws — the caller cannot tell what was
+ * recorded, so it must not answer as if nothing was.
+ */
+export async function newestPromotionObject(store: ObjectStore, clusterId: string): Promise<{ key: string; record: StandbyPromotion } | undefined> {
+  const keys = (await store.list(PROMOTION_OBJECT_PREFIX)).map((o) => o.key).sort();
+  const newest = keys.at(-1);
+  if (newest === undefined) return undefined;
+  const epochOf = (key: string) => key.slice(PROMOTION_OBJECT_PREFIX.length, PROMOTION_OBJECT_PREFIX.length + KEY_DIGITS);
+  const top = keys.filter((k) => epochOf(k) === epochOf(newest));
+  const found: { key: string; record: StandbyPromotion }[] = [];
+  for (const key of top) {
+    const { clusterId: owner, record } = decodePromotionObject(await store.get(key), key);
+    if (owner !== clusterId) {
+      throw new RegionDbError(ErrorCode.Config, `the promotion record object ${key} belongs to cluster "${owner}", not "${clusterId}": wrong [storage]?`);
+    }
+    found.push({ key, record });
+  }
+  if (found.length > 1) {
+    throw new RegionDbError(ErrorCode.Corruption, `two promotion records at epoch ${found[0]!.record.epoch} with different cuts (${found.map((f) => f.key).join(', ')}): remove the one no node took up (\`regiondb standby status\` on the standby site shows the nodes' promotions)`);
+  }
+  return found[0];
+}

@@ -207,10 +207,12 @@ describe('integration: SST GC and a flush-edit held uncommitted past the grace (
     await client.write('gc3', Array.from({ length: 300 }, (_, j) => row(900 + j)));
     await client.flush('gc3'); // the leader's own snapshot no longer names the inputs
 
-    // GC passes of both running nodes: the leadership may move between them meanwhile (a loaded
-    // machine), and whichever leads runs the region's GC.
+    // GC passes over this region (the log line names it) on both running nodes: the leadership
+    // may move between them meanwhile (a loaded machine), and whichever leads runs its GC.
     const passes = () =>
-      [0, 1, 2].filter((n) => n !== follower).reduce((sum, n) => sum + (cluster.tail(cluster.datanodes[n]!, 5000).match(/SST GC pass/g) ?? []).length, 0);
+      [0, 1, 2]
+        .filter((n) => n !== follower)
+        .reduce((sum, n) => sum + cluster.tail(cluster.datanodes[n]!, 5000).split('\n').filter((l) => l.includes('"SST GC pass"') && l.includes(`"regionId":"${regionId}"`)).length, 0);
     const heldSince = Date.now();
     let passesAtHold = -1;
     const deletedWhileDown = await waitUntil('GC passes on the leader past 3 graces', 60_000, async () => {

@@ -349,8 +349,9 @@ describe("client: the deadline bounds the whole call, every attempt's timeout in
     hand.advance(ATTEMPT_TIMEOUT_MS); // the first attempt times out
     await waitFor('the backoff', () => backoffs() === 1);
     hand.advance(hand.nextDueMs()! - hand.nowMs()); // the backoff ends at 1,020: the next attempt starts, and looks the routes up
-    await waitFor('the lookup to be held', () => held.length > 0);
     await settle();
+    // Released as soon as it is held (the lookup's own timeout, on the metasrv channel, is real).
+    await waitFor('the lookup to be held', () => held.length > 0);
     hand.advance(DEADLINE_MS + 50 - hand.nowMs()); // held until 50 ms past the deadline
     for (const answer of held) answer();
     await waitFor('the call to end, or another attempt', () => write.settled() || fake.seen.length > 1);

@@ -4,6 +4,7 @@
 // reported as DEADLINE_EXCEEDED with that said (docs/raft-rules.md R20).
 import { randomUUID } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
+import { type Scheduler, systemScheduler } from '../common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { SingleFlight } from '../common/single-flight.js';
 import { type Row, type TableSchema, type Value, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
@@ -93,10 +94,17 @@ export interface ClientOptions {
   readonly trace?: (event: ClientTraceEvent) => void;
   /**
    * The monotonic clock (ms) deadlines, backoffs and route ages are measured on:
-   * `performance.now()` by default. Timers stay real; a test moves this clock to put an answer
-   * at a chosen point of a deadline without racing the machine's scheduler.
+   * `performance.now()` by default. Timers are `scheduler`'s; a test moves this clock to put an
+   * answer at a chosen point of a deadline without racing the machine's scheduler.
    */
   readonly now?: () => number;
+  /**
+   * The timers of the Batch stream's attempts and of the backoff sleeps: the real event loop's
+   * (systemScheduler) by default. A test passes a hand-moved one together with `now`, so that an
+   * attempt times out, and a backoff ends, when it moves that clock (unary calls keep gRPC's own
+   * deadlines, on real time).
+   */
+  readonly scheduler?: Scheduler;
 }
 
 /** One step of the client's work on an operation (ClientOptions.trace). Times: Date.now() ms. */
@@ -199,9 +207,12 @@ export class RegionDbClient {
 
   /** ClientOptions.now, or performance.now(). */
   private readonly now: () => number;
+  /** ClientOptions.scheduler, or the real event loop's timers. */
+  private readonly scheduler: Scheduler;
 
   constructor(readonly options: ClientOptions) {
     this.now = options.now ?? (() => performance.now());
+    this.scheduler = options.scheduler ?? systemScheduler;
     this.clientId = `${options.clientId ?? 'client'}-${randomUUID()}`;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3000;
@@ -239,7 +250,7 @@ export class RegionDbClient {
   private async operation<T>(addr: string, kind: BatchKind, request: unknown, timeoutMs: number): Promise<T> {
     if (this.options.batchStream !== false) {
       let stream = this.batchStreams.get(addr);
-      if (!stream) this.batchStreams.set(addr, (stream = new BatchStream(this.conn(addr))));
+      if (!stream) this.batchStreams.set(addr, (stream = new BatchStream(this.conn(addr), undefined, this.scheduler)));
       if (!stream.refused) {
         try {
           return await stream.request<T>(kind, request, timeoutMs); // timeoutMs travels as BatchRequest.timeout_ms
@@ -694,7 +705,7 @@ export class RegionDbClient {
         if (this.now() + backoffMs + RETRY_MIN_MS > deadline) throw expired(e);
       }
       sleeping?.(backoffMs);
-      await new Promise((r) => setTimeout(r, backoffMs));
+      await new Promise<void>((r) => this.scheduler.setTimeout(r, backoffMs));
       backoffMs = Math.min(BACKOFF_MAX_MS, backoffMs * 2);
     }
   }

@@ -444,21 +444,24 @@ describe('client: the Database.Batch stream', () => {
       onBatch: (call, req) => {
         timeouts.push(Number((req as unknown as { timeout_ms: number }).timeout_ms));
         if (timeouts.length === 1) {
-          // Refused as too old, 600 ms into the client's 2,000 ms deadline.
+          // Refused as too old, 600 ms into the client's 2,000 ms deadline: the client's clock is
+          // moved by hand (its timers stay real, and far off), so the refusal arrives with
+          // exactly 1,400 ms left, whatever the machine's load.
           const tooOld = { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: String(floor) } };
-          setTimeout(() => call.write({ id: req.id, error: tooOld }), 600);
+          nowMs += 600;
+          call.write({ id: req.id, error: tooOld });
           return;
         }
         call.write({ id: req.id, write: { version: '9', rows_written: 1 } });
       },
     };
-    const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 2000 });
+    let nowMs = 0;
+    const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 2000, now: () => nowMs });
     await client.write(TABLE, [row(1)]);
     expect(timeouts, 'refused once, sent once more').to.have.length(2);
-    // The second id gets what was left of the call's deadline: at least the 600 ms the refusal
-    // took less than the first (whatever the route lookup before it cost; +1 for rounding up),
-    // where a fresh deadline would give it the full 2,000 ms again.
-    expect(timeouts[1]!, `timeouts sent: ${timeouts.join(', ')}`).to.be.at.most(Math.min(1400, timeouts[0]! - 599));
+    // The second id gets what was left of the call's deadline, 1,400 ms, where a fresh deadline
+    // would give it the full 2,000 ms again.
+    expect(timeouts, 'timeouts sent').to.deep.equal([2000, 1400]);
   });
 
   it('a write refused as too old with a sliver of its deadline left is not sent again under a new id: "not applied"', async () => {
@@ -472,13 +475,18 @@ describe('client: the Database.Batch stream', () => {
         writes++;
         if (writes === 1) call.write({ id: req.id, write: { version: '3', rows_written: 1 } }); // warms the routes and the stream
         if (writes !== 2) return; // a new id is never answered: it would time out, outcome unknown
-        // Refused as too old 40 ms before the attempt's own timeout: at most 40 ms are left.
+        // Refused as too old with exactly 40 ms of the deadline left: the client's deadline clock
+        // is moved by hand (its timers stay real, and far off). On a real timer 40 ms before the
+        // attempt's own, a loaded machine fired the attempt's timer first (T14).
         const tooOld = { grpc_code: grpc.status.ABORTED, code: 'REQUEST_TOO_OLD', message: 'too old', details: { oldestKnownRequestId: String(floor) } };
         const timeoutMs = Number((req as unknown as { timeout_ms: number }).timeout_ms);
-        setTimeout(() => call.write({ id: req.id, error: tooOld }), timeoutMs - 40);
+        expect(timeoutMs, 'the attempt was sent with the whole deadline').to.equal(1000);
+        nowMs += timeoutMs - 40;
+        call.write({ id: req.id, error: tooOld });
       },
     };
-    const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000 });
+    let nowMs = 0;
+    const client = await setup(script, { attemptTimeoutMs: 2000, deadlineMs: 1000, now: () => nowMs });
     await client.write(TABLE, [row(1)]);
     const err = await client.write(TABLE, [row(2)]).then(
       () => undefined,

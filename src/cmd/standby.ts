@@ -37,6 +37,10 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
       const recorded = await c.getStandbyPromotion().catch((err: unknown) => {
         if (!isUnimplemented(err)) {
           lines.push(`standby: the metasrv cannot answer this site's promotion record (${(err as Error).message}): release rounds are held and a returning old primary's fence check is answered UNAVAILABLE until it can`);
+          // Which promotion each node holds (its fence record): what tells two recorded cuts apart (D12).
+          for (const n of snap.nodes.filter((n) => n.status.role === 'promoted')) {
+            lines.push(`standby: node ${n.status.node_id} holds the promotion at epoch ${n.status.fence_epoch}, cut ${n.status.fence_at_ms} (${new Date(Number(n.status.fence_at_ms)).toISOString()})`);
+          }
         }
         return undefined;
       });

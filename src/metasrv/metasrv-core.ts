@@ -13,7 +13,7 @@
 //     `DatanodeAdmin`; every other instruction travels in heartbeat replies;
 //   - metrics: `MetasrvCoreHooks`.
 import { assert } from '../common/assert.js';
-import type { Clock, TimedClock } from '../common/clock.js';
+import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -508,7 +508,7 @@ export class MetasrvCore {
         if (top.length > 1) {
           throw new RegionDbError(
             ErrorCode.Corruption,
-            `two promotion records at epoch ${topEpoch} with different cuts (${keys}), above the catalog's (${held ? `epoch ${held.epoch}, cut ${held.cutMs}` : 'none'}): the metasrv cannot tell which one a node may have read, so it answers neither. To repair: \`regiondb standby status\` on the standby site shows each node's fence record (the promotion epoch and cut it adopted or was told); remove the object whose cut no node holds, then retry`,
+            `two promotion records at epoch ${topEpoch} with different cuts (${keys}), above the catalog's (${held ? `epoch ${held.epoch}, cut ${held.cutMs}` : 'none'}): the metasrv cannot tell which one a node may have read, so it answers neither. To repair: \`regiondb standby status\` on the standby site shows each promoted node's fence record (the epoch and cut it adopted or was told); remove the object whose cut no node holds, then retry (docs/replication.md, "The record in the object store")`,
           );
         }
         const newest = top[0]!;
@@ -560,12 +560,21 @@ export class MetasrvCore {
     if (!this.config.storage || this.promotionStore.readAtEpoch === this.epoch) return;
     const failedAtMs = this.promotionStore.failedAtMs;
     const backingOff = !this.promotionStore.reading && failedAtMs !== undefined && this.clock.nowMs() - failedAtMs < PROMOTION_REREAD_MS;
-    if (!backingOff) await this.readPromotionObjects().catch(() => {});
+    if (!backingOff) {
+      // Waits PROMOTION_REREAD_MS at most: a listing that hangs answers UNAVAILABLE, never holds the call.
+      let timer: TimerHandle | undefined;
+      const waited = new Promise<void>((ok) => {
+        timer = this.clock.setTimeout(ok, PROMOTION_REREAD_MS);
+      });
+      await Promise.race([this.readPromotionObjects().catch(() => {}), waited]);
+      timer?.cancel();
+    }
     this.requireActing();
     if (this.promotionStore.readAtEpoch === this.epoch) return;
+    const why = this.promotionStore.reading ? 'its read has not ended yet' : this.promotionStore.error;
     throw new RegionDbError(
       ErrorCode.Unavailable,
-      `the metasrv has not read the standby promotion record from the object store (${this.promotionStore.error}): it does not answer "no promotion" until it has; retry`,
+      `the metasrv has not read the standby promotion record from the object store (${why}): it does not answer "no promotion" until it has; retry`,
     );
   }
 

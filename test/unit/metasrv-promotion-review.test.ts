@@ -11,9 +11,10 @@ import { pino } from 'pino';
 import { systemClock, wallClock } from '../../src/common/clock.js';
 import { crc32c } from '../../src/common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
-import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { MetasrvCore, PROMOTION_REREAD_MS } from '../../src/metasrv/metasrv-core.js';
 import { PROMOTION_OBJECT_PREFIX, encodePromotionObject, promotionObjectKey } from '../../src/metasrv/promotion-object.js';
 import { DelegatingObjectStore, FsObjectStore, type ObjectMeta } from '../../src/object-store/index.js';
+import { HandClock } from '../fixtures/hand-clock.js';
 import { MemoryCatalog, startMetasrvCore, testMetasrvConfig } from '../fixtures/metasrv-core.js';
 
 const admin = { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never };
@@ -170,9 +171,20 @@ describe('the promotion record objects after the review of D11 (D12)', () => {
     expect(await keys(), 'no put before the new epoch\'s read').to.deep.equal([promotionObjectKey({ epoch: 3, cutMs: 100 })]);
   });
 
-  it('a promotion listing that never answers does not hold the start', async () => {
+  it('a promotion listing that never answers holds neither the start nor a GetStandbyPromotion call (UNAVAILABLE after a second)', async () => {
     store.hangPromotionList = true;
-    const outcome = await Promise.race([start('rv-d', new MemoryCatalog('rv-d')).then(() => 'started'), new Promise((ok) => setTimeout(() => ok('blocked'), 2000))]);
+    const clock = new HandClock();
+    const starting = startMetasrvCore('rv-d', admin, new MemoryCatalog('rv-d'), undefined, clock, { storage: { type: 'fs', root: dir } }, store);
+    const outcome = await Promise.race([starting.then(() => 'started'), new Promise((ok) => setTimeout(() => ok('blocked'), 2000))]);
     expect(outcome).to.equal('started');
+    const m = await starting;
+    started.push(m);
+    const call = outcomeOf(m.getStandbyPromotion());
+    await new Promise((ok) => setImmediate(ok));
+    clock.advance(PROMOTION_REREAD_MS);
+    const out = await call;
+    expect(out).to.be.instanceOf(RegionDbError);
+    expect((out as RegionDbError).code).to.equal(ErrorCode.Unavailable);
+    expect((out as RegionDbError).message).to.include('its read has not ended yet');
   });
 });

@@ -417,6 +417,10 @@ describe('an abort racing a promotion (S11)', () => {
       throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv has not read the standby promotion record from the object store (store down (test))');
     };
     expect(await status()).to.include('cannot answer this site\'s promotion record').and.to.include('store down (test)');
+    const promoted = (client as unknown as { standbyStatus: (addr: string) => Promise<{ role: string; fence_epoch: string; fence_at_ms: string }> }).standbyStatus;
+    (client as unknown as { standbyStatus: unknown }).standbyStatus = async (addr: string) => ({ ...(await promoted(addr)), ...(addr === 'n1' ? { role: 'promoted', fence_epoch: '3', fence_at_ms: '200' } : {}) });
+    expect(await status(), 'each promoted node\'s fence record: which cut it holds').to.include('node 1 holds the promotion at epoch 3, cut 200');
+    (client as unknown as { standbyStatus: unknown }).standbyStatus = promoted;
     c.getStandbyPromotion = async () => {
       throw new RegionDbError(ErrorCode.Internal, 'method not implemented', { cause: Object.assign(new Error('12 UNIMPLEMENTED'), { code: 12 }) });
     };

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { RegionDbClient } from '../client/client.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { isUnimplemented } from '../rpc/status.js';
 import { followedPrimaryEpoch, safeTimeMs } from '../standby/cut.js';
 import { abortPromotion, promoteStandby, standbySnapshot } from '../standby/promote.js';
 import { renderTable } from './render.js';
@@ -31,7 +32,18 @@ export async function standbyStatusText(c: RegionDbClient, nowMs: number): Promi
     // S12 (docs/replication.md, "Aborting a promotion"): a recorded promotion no node has taken up
     // holds every release round; say so, or a standby whose stale reads stop advancing says nothing.
     if (regions.some((r) => r.mode === 'standby')) {
-      const recorded = await c.getStandbyPromotion().catch(() => undefined); // a metasrv without the record: nothing to say
+      // A metasrv without the record (UNIMPLEMENTED): nothing to say. Any other failure is shown:
+      // while the metasrv cannot read the record (D11, D12) every release round is held too.
+      const recorded = await c.getStandbyPromotion().catch((err: unknown) => {
+        if (!isUnimplemented(err)) {
+          lines.push(`standby: the metasrv cannot answer this site's promotion record (${(err as Error).message}): release rounds are held and a returning old primary's fence check is answered UNAVAILABLE until it can`);
+          // Which promotion each node holds (its fence record): what tells two recorded cuts apart (D12).
+          for (const n of snap.nodes.filter((n) => n.status.role === 'promoted')) {
+            lines.push(`standby: node ${n.status.node_id} holds the promotion at epoch ${n.status.fence_epoch}, cut ${n.status.fence_at_ms} (${new Date(Number(n.status.fence_at_ms)).toISOString()})`);
+          }
+        }
+        return undefined;
+      });
       const followed = followedPrimaryEpoch(regions);
       const takenUp = snap.nodes.some((n) => n.status.role === 'promoted' && Number(n.status.fence_epoch) === recorded?.epoch);
       if (recorded && recorded.epoch > followed && !takenUp) {

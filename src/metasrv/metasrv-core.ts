@@ -13,7 +13,7 @@
 //     `DatanodeAdmin`; every other instruction travels in heartbeat replies;
 //   - metrics: `MetasrvCoreHooks`.
 import { assert } from '../common/assert.js';
-import type { Clock, TimedClock } from '../common/clock.js';
+import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
@@ -56,7 +56,7 @@ import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, ad
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
-import { newestPromotionObject, writePromotionObject } from './promotion-object.js';
+import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
@@ -122,6 +122,8 @@ const FENCE_CALL_MS = 2_000;
 const FENCE_ATTEMPTS_MAX = 8;
 /** Pause after a FenceRegion that failed without naming another leader (an election under way). */
 const FENCE_RETRY_MS = 100;
+/** After a failed read of the promotion record objects, the gate reads again at most this often (calls in between answer UNAVAILABLE). */
+export const PROMOTION_REREAD_MS = 1_000;
 /** A table left being dropped (a drop that could not fence every region) is retried by the tick this often. */
 const DROP_RESUME_MS = 3_000;
 
@@ -184,13 +186,18 @@ export class MetasrvCore {
    * last read that succeeded — before one in the current epoch, GetStandbyPromotion and
    * RecordStandbyPromotion answer UNAVAILABLE with `error` (D11: never "no record" when unsure).
    * `reading`: the read in flight (one at a time). `recording`: RecordStandbyPromotion calls, one
-   * at a time (each writes its object, then the catalog).
+   * at a time (each writes its object, then the catalog). `invalidated`: counts the record calls
+   * that failed after their put began (the store may hold an object the catalog lacks): a read
+   * that began before one does not open the gate. `failedAtMs` (this.clock): when the last read
+   * failed; the gate reads again at most once per PROMOTION_REREAD_MS meanwhile.
    */
   private readonly promotionStore = {
     readAtEpoch: undefined as number | undefined,
     error: 'not read yet',
     reading: undefined as Promise<void> | undefined,
     recording: Promise.resolve() as Promise<unknown>,
+    invalidated: 0,
+    failedAtMs: undefined as number | undefined,
   };
   catalog!: CatalogState;
   private readonly detectors = new Map<number, PhiAccrualDetector>();
@@ -266,8 +273,10 @@ export class MetasrvCore {
     this.catalog = await storage.load(this.config.cluster_id);
     await this.raiseTableIdAboveObjectStore();
     this.startActing();
-    // Logged if it fails; GetStandbyPromotion and RecordStandbyPromotion then answer UNAVAILABLE and read again.
-    if (this.config.storage) await this.readPromotionObjects().catch(() => {});
+    // Not awaited (a hung listing must not hold the start: the gRPC server, heartbeats, DDL), as at
+    // a takeover: until it has succeeded, GetStandbyPromotion and RecordStandbyPromotion answer
+    // UNAVAILABLE (or wait for it) and read again. Logged if it fails.
+    if (this.config.storage) void this.readPromotionObjects().catch(() => {});
   }
 
   /**
@@ -401,6 +410,7 @@ export class MetasrvCore {
     this.problems.clear();
     this.catalogUnwritable = undefined;
     this.promotionStore.error = 'not read yet';
+    this.promotionStore.failedAtMs = undefined;
     this.quietUntilMs = 0;
     this.lastTickTimerMs = undefined;
   }
@@ -465,13 +475,16 @@ export class MetasrvCore {
 
   /**
    * Raises the catalog's promotion record to the newest one in the object store, never lowers it
-   * (docs/replication.md, "The promotion record", D11): a catalog started empty or restored from
-   * a copy older than a promotion takes it up before its first GetStandbyPromotion answer. An
-   * object ahead of the catalog is one whose RecordStandbyPromotion wrote the object and then
-   * failed or crashed before the catalog: its outcome was unknown to the promoter, and a node may
-   * have read it meanwhile from a catalog since lost, so it is taken up, never passed over. A
-   * catalog ahead of the store (recorded by a build without the objects) gets its object written.
-   * One read at a time; a read that fails leaves the gate closed (`promotionStore.error`).
+   * (docs/replication.md, "The record in the object store", D11, D12): a catalog started empty or
+   * restored from a copy older than a promotion takes it up before its first GetStandbyPromotion
+   * answer. An object ahead of the catalog is one whose RecordStandbyPromotion wrote the object and
+   * then failed or crashed before the catalog: its outcome was unknown to the promoter, and a node
+   * may have read it meanwhile from a catalog since lost, so it is taken up, never passed over —
+   * if it is the only cut at its epoch; two cuts there, neither in the catalog, are refused (no way
+   * to tell which one a node may have read). At the catalog's epoch the catalog's cut is kept (the
+   * other was never answered, the doc argues), and written to the store if missing; a catalog
+   * ahead of the store gets its object written. Every record the catalog answers is then in the
+   * store. One read at a time; a read that fails leaves the gate closed (`promotionStore.error`).
    */
   private readPromotionObjects(): Promise<void> {
     this.promotionStore.reading ??= this.readPromotionObjectsOnce().finally(() => {
@@ -483,43 +496,85 @@ export class MetasrvCore {
   private async readPromotionObjectsOnce(): Promise<void> {
     const store = this.objectStore!;
     const epoch = this.epoch;
+    const invalidated = this.promotionStore.invalidated;
     const stillActing = () => this.acting && this.epoch === epoch;
     try {
-      const newest = await newestPromotionObject(store, this.config.cluster_id);
+      const top = await newestPromotionObjects(store, this.config.cluster_id);
       if (!stillActing()) return; // a takeover since: its own read decides
       const held = this.catalog.standbyPromotion;
-      if (newest && (!held || newest.record.epoch > held.epoch)) {
+      const topEpoch = top[0]?.record.epoch ?? 0;
+      const keys = top.map((f) => f.key).join(', ');
+      if (topEpoch > (held?.epoch ?? 0)) {
+        if (top.length > 1) {
+          throw new RegionDbError(
+            ErrorCode.Corruption,
+            `two promotion records at epoch ${topEpoch} with different cuts (${keys}), above the catalog's (${held ? `epoch ${held.epoch}, cut ${held.cutMs}` : 'none'}): the metasrv cannot tell which one a node may have read, so it answers neither. To repair: \`regiondb standby status\` on the standby site shows each promoted node's fence record (the epoch and cut it adopted or was told); remove the object whose cut no node holds, then retry (docs/replication.md, "The record in the object store")`,
+          );
+        }
+        const newest = top[0]!;
         this.log.warn({ key: newest.key, epoch: newest.record.epoch, cutMs: newest.record.cutMs, catalogEpoch: held?.epoch ?? 0 }, 'standby promotion record behind the object store (catalog lost or restored?); raised');
         this.catalog.standbyPromotion = { ...newest.record };
         this.catalog.version++;
         // As the table id floor: a failed write stops the metasrv acting until one succeeds (M5,
         // M12); the raised record is in memory, and it is in the store already, so it may be answered.
         await this.save().catch(() => {});
-      } else if (newest && held && newest.record.epoch === held.epoch && newest.record.cutMs !== held.cutMs) {
-        this.log.error({ key: newest.key, catalog: held }, 'the object store records this epoch with another cut than the catalog; the catalog\'s is kept (a deposed metasrv\'s late write?)');
-      } else if (held && (!newest || held.epoch > newest.record.epoch)) {
-        const key = await writePromotionObject(store, this.config.cluster_id, held);
-        this.log.info({ key }, 'standby promotion record copied to the object store (recorded before the objects existed)');
+      } else if (held) {
+        // The store at or below the catalog: the catalog's record is kept, and put in the store if
+        // it is not there (recorded by a build before the objects, or its object removed).
+        if (topEpoch < held.epoch || !top.some((f) => f.record.cutMs === held.cutMs)) {
+          const key = await writePromotionObject(store, this.config.cluster_id, held);
+          this.log.info({ key }, 'standby promotion record copied to the object store (the catalog held it, the store did not)');
+        }
+        const others = topEpoch === held.epoch ? top.filter((f) => f.record.cutMs !== held.cutMs).map((f) => f.key) : [];
+        if (others.length > 0) {
+          this.log.warn(
+            { kept: promotionObjectKey(held), others },
+            'the object store also records the catalog\'s epoch with another cut (a deposed metasrv\'s late write, or a record that failed): never answered, the catalog\'s is kept; remove the other object (the one the catalog does not hold), or a metasrv started on an empty data dir refuses to choose',
+          );
+        }
       }
-      if (!stillActing()) return;
+      if (!stillActing() || this.promotionStore.invalidated !== invalidated) return;
       this.promotionStore.readAtEpoch = epoch;
+      this.promotionStore.failedAtMs = undefined;
     } catch (err) {
       const why = (err as Error).message;
-      if (stillActing()) this.promotionStore.error = why;
-      this.log.error({ err: why, store: store.description }, 'cannot read the standby promotion record objects: GetStandbyPromotion answers UNAVAILABLE until they are read');
+      if (stillActing()) {
+        this.promotionStore.error = why;
+        this.promotionStore.failedAtMs = this.clock.nowMs();
+      }
+      // Rate limited: the gate reads again on GetStandbyPromotion calls (release rounds, fence checks).
+      const suppressed = this.rejectionLog.admit('promotion-read', this.clock.nowMs());
+      if (suppressed !== undefined) {
+        this.log.error({ err: why, store: store.description, suppressed }, 'cannot read the standby promotion record objects: GetStandbyPromotion answers UNAVAILABLE until they are read');
+      }
       throw err;
     }
   }
 
-  /** UNAVAILABLE until this process has read the promotion record objects in its acting epoch (it tries once more here). */
+  /**
+   * UNAVAILABLE until this process has read the promotion record objects in its acting epoch: it
+   * waits for the read in flight, or starts one — at most one per PROMOTION_REREAD_MS after a
+   * failed one (release rounds and fence checks call often while the store cannot be read).
+   */
   private async requirePromotionObjectsRead(): Promise<void> {
     if (!this.config.storage || this.promotionStore.readAtEpoch === this.epoch) return;
-    await this.readPromotionObjects().catch(() => {});
+    const failedAtMs = this.promotionStore.failedAtMs;
+    const backingOff = !this.promotionStore.reading && failedAtMs !== undefined && this.clock.nowMs() - failedAtMs < PROMOTION_REREAD_MS;
+    if (!backingOff) {
+      // Waits PROMOTION_REREAD_MS at most: a listing that hangs answers UNAVAILABLE, never holds the call.
+      let timer: TimerHandle | undefined;
+      const waited = new Promise<void>((ok) => {
+        timer = this.clock.setTimeout(ok, PROMOTION_REREAD_MS);
+      });
+      await Promise.race([this.readPromotionObjects().catch(() => {}), waited]);
+      timer?.cancel();
+    }
     this.requireActing();
     if (this.promotionStore.readAtEpoch === this.epoch) return;
+    const why = this.promotionStore.reading ? 'its read has not ended yet' : this.promotionStore.error;
     throw new RegionDbError(
       ErrorCode.Unavailable,
-      `the metasrv has not read the standby promotion record from the object store (${this.promotionStore.error}): it does not answer "no promotion" until it has; retry`,
+      `the metasrv has not read the standby promotion record from the object store (${why}): it does not answer "no promotion" until it has; retry`,
     );
   }
 
@@ -1129,7 +1184,12 @@ export class MetasrvCore {
   async recordStandbyPromotion(epoch: number, cutMs: number): Promise<GetStandbyPromotionResponse> {
     this.requireActing();
     this.refuseIfUnwritable();
-    if (epoch < 1) throw new RegionDbError(ErrorCode.InvalidArgument, 'epoch must be positive');
+    if (!Number.isSafeInteger(epoch) || epoch < 1 || epoch > PROMOTION_NUMBER_MAX) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `epoch must be from 1 to ${PROMOTION_NUMBER_MAX} (the record's object key has 15 digits), not ${epoch}`);
+    }
+    if (!Number.isSafeInteger(cutMs) || cutMs < 0 || cutMs > PROMOTION_NUMBER_MAX) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `cut_ms must be from 0 to ${PROMOTION_NUMBER_MAX} (the record's object key has 15 digits), not ${cutMs}`);
+    }
     await this.requirePromotionObjectsRead();
     const refuseUnlessAbove = () => {
       const held = this.catalog.standbyPromotion;
@@ -1140,21 +1200,44 @@ export class MetasrvCore {
     const record = async () => {
       this.requireActing();
       this.refuseIfUnwritable();
-      refuseUnlessAbove();
-      // The object first, then the catalog (D11): every record a node can read from the catalog
-      // is already in the store, so a catalog lost or restored later gets it back. A retry puts it
-      // again (same key, same bytes).
-      if (this.objectStore && this.config.storage) await writePromotionObject(this.objectStore, this.config.cluster_id, { epoch, cutMs });
-      this.requireActing(); // a deposed leader commits nothing (its object is one a new leader may take up)
-      refuseUnlessAbove(); // the catalog may have been taken over meanwhile
-      const held = this.catalog.standbyPromotion;
-      if (!held || epoch > held.epoch) {
-        this.catalog.standbyPromotion = { epoch, cutMs };
-        this.catalog.version++;
-        this.log.warn({ epoch, cutMs }, 'standby promotion recorded');
+      // The gate passed in an earlier acting epoch of this process (a takeover since) is not this
+      // epoch's: its read may not have ended, and the put must not precede it (D12).
+      if (this.config.storage && this.promotionStore.readAtEpoch !== this.epoch) {
+        throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv took over again and has not yet read the standby promotion record from the object store; retry');
       }
-      assert(this.catalog.standbyPromotion?.epoch === epoch && this.catalog.standbyPromotion.cutMs === cutMs, 'the catalog holds the record just written to the store');
-      await this.save();
+      refuseUnlessAbove();
+      const actingEpoch = this.epoch;
+      let putStarted = false;
+      try {
+        // The object first, then the catalog (D11): every record a node can read from the catalog
+        // is already in the store, so a catalog lost or restored later gets it back. A retry puts it
+        // again (same key, same bytes).
+        if (this.objectStore && this.config.storage) {
+          putStarted = true;
+          await writePromotionObject(this.objectStore, this.config.cluster_id, { epoch, cutMs });
+        }
+        this.requireActing(); // a deposed leader commits nothing (its object is one a new leader may take up)
+        if (this.epoch !== actingEpoch) throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv took over again while recording the promotion: outcome unknown; retry');
+        refuseUnlessAbove(); // the catalog may have been taken over meanwhile
+        const held = this.catalog.standbyPromotion;
+        if (!held || epoch > held.epoch) {
+          this.catalog.standbyPromotion = { epoch, cutMs };
+          this.catalog.version++;
+          this.log.warn({ epoch, cutMs }, 'standby promotion recorded');
+        }
+        assert(this.catalog.standbyPromotion?.epoch === epoch && this.catalog.standbyPromotion.cutMs === cutMs, 'the catalog holds the record just written to the store');
+        await this.save();
+      } catch (err) {
+        // The object may be in the store though the put failed (a lost answer), and the catalog
+        // may lack it: the store is read again before the next answer (D12), which takes it up.
+        if (putStarted) {
+          this.promotionStore.invalidated++;
+          this.promotionStore.readAtEpoch = undefined;
+          this.promotionStore.failedAtMs = undefined;
+          this.promotionStore.error = `a promotion record call failed after its object put began (${(err as Error).message}): read again`;
+        }
+        throw err;
+      }
     };
     // One at a time: the check above and the catalog change must see every earlier record.
     const done = this.promotionStore.recording.then(record);

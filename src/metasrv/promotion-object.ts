@@ -5,8 +5,8 @@
 // primary "standby" (finding D9 reopened; D11 in docs/correctness.md).
 //
 // One object per recorded (epoch, cut): `meta/standby-promotion-<epoch, 15 digits>-<cut ms, 15
-// digits>`, never rewritten with other bytes, never deleted by the metasrv. Keys sort by epoch,
-// so the newest record is the last key; an S3 store needs no conditional write: a retry puts the
+// digits>`, never rewritten with other bytes, never deleted by the metasrv. Epoch and cut are at
+// most 15 digits (RecordStandbyPromotion refuses more), and keys are read by their numbers; an S3 store needs no conditional write: a retry puts the
 // same bytes under the same key, and only the acting metasrv writes. Each object is versioned,
 // CRC32C-checked and names its cluster id (as the catalog copies do): an object of another cluster
 // is refused, never taken up or passed over.
@@ -20,6 +20,8 @@ export const PROMOTION_OBJECT_PREFIX = 'meta/standby-promotion-';
 const FORMAT_VERSION = 1;
 const HEADER_BYTES = 9; // version (1), crc32c of the payload (4), payload length (4)
 const KEY_DIGITS = 15;
+/** The largest epoch or cut a record may have: its key's 15 digits (RecordStandbyPromotion refuses more). */
+export const PROMOTION_NUMBER_MAX = 999_999_999_999_999;
 
 export function promotionObjectKey(record: StandbyPromotion): string {
   const digits = (n: number) => String(n).padStart(KEY_DIGITS, '0');
@@ -27,8 +29,8 @@ export function promotionObjectKey(record: StandbyPromotion): string {
 }
 
 export function encodePromotionObject(clusterId: string, record: StandbyPromotion): Uint8Array {
-  assert(Number.isSafeInteger(record.epoch) && record.epoch >= 1, 'a recorded promotion has an epoch >= 1');
-  assert(Number.isSafeInteger(record.cutMs) && record.cutMs >= 0 && String(record.cutMs).length <= KEY_DIGITS, 'a recorded cut fits its key');
+  assert(Number.isSafeInteger(record.epoch) && record.epoch >= 1 && record.epoch <= PROMOTION_NUMBER_MAX, 'a recorded epoch is >= 1 and fits its key');
+  assert(Number.isSafeInteger(record.cutMs) && record.cutMs >= 0 && record.cutMs <= PROMOTION_NUMBER_MAX, 'a recorded cut is >= 0 and fits its key');
   const payload = new TextEncoder().encode(JSON.stringify({ clusterId, epoch: record.epoch, cutMs: record.cutMs }));
   const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
   const view = new DataView(out.buffer);
@@ -70,27 +72,28 @@ export async function writePromotionObject(store: ObjectStore, clusterId: string
 }
 
 /**
- * The newest promotion recorded in the store (undefined: none). Every object at the highest epoch
- * is read: one that is damaged, names another cluster, or disagrees with another on the cut (a
- * deposed metasrv's late write, docs/replication.md) throws — the caller cannot tell what was
- * recorded, so it must not answer as if nothing was.
+ * Every promotion recorded in the store at its highest epoch (empty: none), sorted by cut. Keys
+ * are compared by their numbers, not as text. Every object at that epoch is read: one that is
+ * damaged, names another cluster, or whose key is not a record's throws — the caller cannot tell
+ * what was recorded, so it must not answer as if nothing was. More than one cut at the top epoch
+ * is returned as found: the caller decides with its catalog (MetasrvCore.readPromotionObjects,
+ * docs/replication.md "The record in the object store").
  */
-export async function newestPromotionObject(store: ObjectStore, clusterId: string): Promise<{ key: string; record: StandbyPromotion } | undefined> {
-  const keys = (await store.list(PROMOTION_OBJECT_PREFIX)).map((o) => o.key).sort();
-  const newest = keys.at(-1);
-  if (newest === undefined) return undefined;
-  const epochOf = (key: string) => key.slice(PROMOTION_OBJECT_PREFIX.length, PROMOTION_OBJECT_PREFIX.length + KEY_DIGITS);
-  const top = keys.filter((k) => epochOf(k) === epochOf(newest));
+export async function newestPromotionObjects(store: ObjectStore, clusterId: string): Promise<{ key: string; record: StandbyPromotion }[]> {
+  const named: { key: string; epoch: number }[] = [];
+  for (const { key } of await store.list(PROMOTION_OBJECT_PREFIX)) {
+    const m = /^(\d+)-(\d+)$/.exec(key.slice(PROMOTION_OBJECT_PREFIX.length));
+    if (!m) throw new RegionDbError(ErrorCode.Corruption, `${key} is not a promotion record object's key (${PROMOTION_OBJECT_PREFIX}<epoch>-<cut ms>)`);
+    named.push({ key, epoch: Number(m[1]) });
+  }
+  const topEpoch = Math.max(0, ...named.map((n) => n.epoch));
   const found: { key: string; record: StandbyPromotion }[] = [];
-  for (const key of top) {
+  for (const { key } of named.filter((n) => n.epoch === topEpoch)) {
     const { clusterId: owner, record } = decodePromotionObject(await store.get(key), key);
     if (owner !== clusterId) {
       throw new RegionDbError(ErrorCode.Config, `the promotion record object ${key} belongs to cluster "${owner}", not "${clusterId}": wrong [storage]?`);
     }
     found.push({ key, record });
   }
-  if (found.length > 1) {
-    throw new RegionDbError(ErrorCode.Corruption, `two promotion records at epoch ${found[0]!.record.epoch} with different cuts (${found.map((f) => f.key).join(', ')}): remove the one no node took up (\`regiondb standby status\` on the standby site shows the nodes' promotions)`);
-  }
-  return found[0];
+  return found.sort((a, b) => a.record.cutMs - b.record.cutMs);
 }

@@ -435,3 +435,12 @@ export function serverStream<Req, Res>(
 }
 
 export { RegionDbError };
+
+/** Whether a call failed because the server has no such method (gRPC UNIMPLEMENTED, 12), as thrown or as a cause. */
+export function isUnimplemented(err: unknown): boolean {
+  const UNIMPLEMENTED = 12;
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === UNIMPLEMENTED) return true;
+  }
+  return false;
+}

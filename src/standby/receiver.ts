@@ -46,7 +46,7 @@ import type {
 } from '../rpc/generated/index.js';
 import { u64 } from '../rpc/proto.js';
 import { call, makeClient } from '../rpc/server.js';
-import { fromGrpcError } from '../rpc/status.js';
+import { fromGrpcError, isUnimplemented } from '../rpc/status.js';
 import { fromProtoSchema } from '../rpc/values.js';
 import type { ClientWriteGate } from '../datanode/database-host.js';
 import type { Datanode } from '../datanode/datanode.js';
@@ -522,7 +522,7 @@ export class Receiver {
       const res = await this.dn.metaCall<GetStandbyPromotionResponse__Output>('GetStandbyPromotion', {}, { timeoutMs: 2000, idempotent: true });
       return Number(res.record?.epoch ?? 0);
     } catch (err) {
-      if (unimplemented(err)) return 0;
+      if (isUnimplemented(err)) return 0;
       throw err;
     }
   }
@@ -735,11 +735,3 @@ function regionStatus(replica: Replica<RegionState>, dn: Datanode): StandbyRegio
   };
 }
 
-/** Whether a call failed because the server has no such method (gRPC UNIMPLEMENTED, 12), as thrown or as a cause. */
-function unimplemented(err: unknown): boolean {
-  const UNIMPLEMENTED = 12;
-  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    if ((e as { code?: unknown }).code === UNIMPLEMENTED) return true;
-  }
-  return false;
-}

@@ -16,9 +16,10 @@ import { silentLogger } from '../../src/common/logger.js';
 import type { CatalogState } from '../../src/metasrv/catalog.js';
 import { decodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { MetaGroup } from '../../src/metasrv/meta-group.js';
-import { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { MetasrvCore, PROMOTION_REREAD_MS } from '../../src/metasrv/metasrv-core.js';
 import { PROMOTION_OBJECT_PREFIX, encodePromotionObject, promotionObjectKey } from '../../src/metasrv/promotion-object.js';
 import { DelegatingObjectStore, FsObjectStore, type ObjectMeta } from '../../src/object-store/index.js';
+import { HandClock } from '../fixtures/hand-clock.js';
 import { MemoryCatalog, startMetasrvCore, testMetasrvConfig } from '../fixtures/metasrv-core.js';
 import { waitUntil } from '../support/local-cluster.js';
 
@@ -29,7 +30,9 @@ const outcomeOf = (call: Promise<unknown>) => call.then(() => 'answered', (err: 
 /** The object store, whose listing of the promotion records fails while `unreadable` is set (other listings pass). */
 class PromotionStore extends DelegatingObjectStore {
   unreadable = false;
+  promotionLists = 0;
   override list(prefix: string): Promise<ObjectMeta[]> {
+    if (prefix.startsWith(PROMOTION_OBJECT_PREFIX)) this.promotionLists++;
     if (this.unreadable && prefix.startsWith(PROMOTION_OBJECT_PREFIX)) return Promise.reject(new RegionDbError(ErrorCode.Unavailable, 'the object store cannot be reached (test)'));
     return super.list(prefix);
   }
@@ -101,12 +104,14 @@ describe('the standby promotion record in the object store (D11)', () => {
     expect((await store.list(PROMOTION_OBJECT_PREFIX)).map((o) => o.key).at(-1), 'copied to the store').to.equal(promotionObjectKey({ epoch: 5, cutMs: 50 }));
   });
 
-  it('the store cannot be read at start: GetStandbyPromotion and RecordStandbyPromotion answer UNAVAILABLE, not "no promotion", until it can', async () => {
+  it('the store cannot be read at start: GetStandbyPromotion and RecordStandbyPromotion answer UNAVAILABLE, not "no promotion", until it can (read again at most once a second)', async () => {
     const first = await start('promo-unreadable', new MemoryCatalog('promo-unreadable'));
     await first.recordStandbyPromotion(4, 900);
     first.halt();
     store.unreadable = true;
-    const fresh = await start('promo-unreadable', new MemoryCatalog('promo-unreadable'));
+    const clock = new HandClock();
+    const fresh = await startMetasrvCore('promo-unreadable', admin, new MemoryCatalog('promo-unreadable'), undefined, clock, { storage: { type: 'fs', root: dir } }, store);
+    started.push(fresh);
     for (const [what, call] of [['GetStandbyPromotion', () => fresh.getStandbyPromotion()], ['RecordStandbyPromotion', () => fresh.recordStandbyPromotion(5, 1000)]] as const) {
       const outcome = await outcomeOf(call());
       expect(outcome, what).to.be.instanceOf(RegionDbError);
@@ -114,6 +119,10 @@ describe('the standby promotion record in the object store (D11)', () => {
       expect((outcome as RegionDbError).message, what).to.include('promotion record').and.to.include('cannot be reached (test)');
     }
     store.unreadable = false;
+    const listed = store.promotionLists;
+    expect((await outcomeOf(fresh.getStandbyPromotion())) as RegionDbError, 'within a second of the failed read: not read again').to.have.property('code', ErrorCode.Unavailable);
+    expect(store.promotionLists, 'no listing in between').to.equal(listed);
+    clock.advance(PROMOTION_REREAD_MS);
     expect((await fresh.getStandbyPromotion()).record, 'once the store answers').to.deep.equal(record(4, 900));
   });
 

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { Registry } from 'prom-client';
 import { systemClock, wallClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
@@ -405,6 +406,25 @@ describe('an abort racing a promotion (S11)', () => {
     expect(await status()).to.include('records a promotion at epoch 1').and.to.include('releases are held');
     await promoteStandby(client, { timeoutMs: 3000, nowMs: () => Date.now() });
     expect(await status()).not.to.include('releases are held');
+  });
+
+  it('`standby status` shows why the metasrv cannot answer the promotion record (release rounds held), and says nothing for a metasrv without it (UNIMPLEMENTED)', async () => {
+    const { states, client } = twoNodeStandby(dirs);
+    await streamed(states);
+    const status = () => standbyStatusText(client as unknown as Parameters<typeof standbyStatusText>[0], 1_000);
+    const c = client as unknown as { getStandbyPromotion: () => Promise<unknown> };
+    c.getStandbyPromotion = async () => {
+      throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv has not read the standby promotion record from the object store (store down (test))');
+    };
+    expect(await status()).to.include('cannot answer this site\'s promotion record').and.to.include('store down (test)');
+    const promoted = (client as unknown as { standbyStatus: (addr: string) => Promise<{ role: string; fence_epoch: string; fence_at_ms: string }> }).standbyStatus;
+    (client as unknown as { standbyStatus: unknown }).standbyStatus = async (addr: string) => ({ ...(await promoted(addr)), ...(addr === 'n1' ? { role: 'promoted', fence_epoch: '3', fence_at_ms: '200' } : {}) });
+    expect(await status(), 'each promoted node\'s fence record: which cut it holds').to.include('node 1 holds the promotion at epoch 3, cut 200');
+    (client as unknown as { standbyStatus: unknown }).standbyStatus = promoted;
+    c.getStandbyPromotion = async () => {
+      throw new RegionDbError(ErrorCode.Internal, 'method not implemented', { cause: Object.assign(new Error('12 UNIMPLEMENTED'), { code: 12 }) });
+    };
+    expect(await status()).not.to.include('promotion record');
   });
 
   it('a region unfrozen while another was cut releases nothing past the cut, so the promotion run again completes at it', async () => {

@@ -468,7 +468,7 @@ export class MetasrvCore {
       this.catalog.nextTableId = highest + 1;
       // A failed write stops the metasrv acting until one succeeds (finding M5), as anywhere
       // else; it must not fail the start: the raised allocator is in memory and is written with
-      // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170).
+      // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170, now 85).
       await this.save().catch(() => {});
     }
   }

@@ -1,6 +1,6 @@
 // The datanode's apply path per ingested row, in one process, for make bench-ingest's rows
 // (bench/ingest-bench.ts: host tag of 5,000 values, timestamp, float field, 32-char string
-// field), 500-row writes, a memtable frozen every APPLY_BENCH_ROWS rows (default 20,000, about
+// field), 500-row writes (APPLY_BENCH_BATCH rows; 1 for single-row writes), a memtable frozen every APPLY_BENCH_ROWS rows (default 20,000, about
 // the bench's 4 MiB flush threshold). Phases, each reported as CPU µs and allocated bytes per row:
 //   apply   RegionState.apply of every write on three replicas (decode, dedup hash, key
 //           encoding, memtable insert): the part every replica runs; per row of the region, so
@@ -31,7 +31,7 @@ type Sst = typeof SstModule;
 
 const ROUNDS = Number(process.env['APPLY_BENCH_ROUNDS'] ?? 11);
 const ROWS = Number(process.env['APPLY_BENCH_ROWS'] ?? 20_000);
-const BATCH = 500;
+const BATCH = Number(process.env['APPLY_BENCH_BATCH'] ?? 500);
 const REPLICAS = 3;
 const SEED = Number(process.env['APPLY_BENCH_SEED'] ?? 1);
 

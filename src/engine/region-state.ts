@@ -265,7 +265,7 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   apply(index: number, data: Uint8Array, term = 0): ApplyResult | Promise<ApplyResult> {
-    assert(index > this.appliedIndex, `apply ${index} after ${this.appliedIndex}`);
+    assert(index > this.appliedIndex, () => `apply ${index} after ${this.appliedIndex}`);
     const appliedBefore = this.appliedIndex;
     this.appliedIndex = index;
     // S7 (standby-state.ts), on a primary: the last entry of a dropped table's region, for its standby; no rows.
@@ -483,7 +483,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       }
       return { status: 'ok', version: index, rows: cmd.rows.length };
     }
-    assert(cmd.kind === 'delete', `unexpected command ${cmd.kind}`);
+    assert(cmd.kind === 'delete', () => `unexpected command ${cmd.kind}`);
     try {
       for (const values of cmd.keys) {
         const row: Row = {};
@@ -548,7 +548,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     let record = this.dedup.get(clientId);
     if (record) this.dedup.delete(clientId); // re-insert: Map order = least recently applied first
     else record = { results: new Map(), ids: new IdHeap(), evictedBelow: this.dedupHorizon + 1 }; // D2: forgotten ids stay refused
-    assert(requestId >= record.evictedBelow, `request id ${requestId} below the known window ${record.evictedBelow}`);
+    assert(requestId >= record.evictedBelow, () => `request id ${requestId} below the known window ${record.evictedBelow}`);
     this.dedup.set(clientId, record);
     if (!record.results.has(requestId)) record.ids.push(requestId);
     record.results.set(requestId, entry);

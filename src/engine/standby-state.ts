@@ -136,7 +136,7 @@ export class StandbyState {
       if (this.pending.length >= limits.standbyPendingEntriesMax) break; // the shipper resends the rest
       if (e.index <= this.receivedIndex) continue; // a duplicate (two primary leaders ship the same committed entries)
       if (this.droppedAtIndex > 0) break; // S7: nothing follows a table-dropped marker
-      assert(e.index === this.receivedIndex + 1, `standby entries not contiguous: ${e.index} after ${this.receivedIndex}`);
+      assert(e.index === this.receivedIndex + 1, () => `standby entries not contiguous: ${e.index} after ${this.receivedIndex}`);
       this.pending.push(e);
       this.receivedIndex = e.index;
       this.lastStampMs = Math.max(this.lastStampMs, e.stampMs);
@@ -244,7 +244,7 @@ export class StandbyState {
   /** One released entry applied (S1: the oldest pending one). */
   applied(e: ShippedEntry): void {
     const first = this.pending[0];
-    assert(first !== undefined && first.index === e.index, `released entry ${e.index} is not the oldest pending (${first?.index})`);
+    assert(first !== undefined && first.index === e.index, () => `released entry ${e.index} is not the oldest pending (${first?.index})`);
     this.pending.shift();
     this.appliedPrimaryIndex = e.index;
   }

@@ -69,7 +69,7 @@ class Unstable {
   }
 
   slice(lo: number, hi: number): Entry[] {
-    assert(lo >= this.offset && hi <= this.offset + this.entries.length, `unstable.slice(${lo},${hi}) out of bounds`);
+    assert(lo >= this.offset && hi <= this.offset + this.entries.length, () => `unstable.slice(${lo},${hi}) out of bounds`);
     return this.entries.slice(lo - this.offset, hi - this.offset);
   }
 }
@@ -139,7 +139,7 @@ export class RaftLog {
   append(entries: readonly Entry[]): number {
     if (entries.length === 0) return this.lastIndex();
     const after = entries[0]!.index - 1;
-    assert(after >= this.committed, `append after ${after} would overwrite committed ${this.committed}`);
+    assert(after >= this.committed, () => `append after ${after} would overwrite committed ${this.committed}`);
     this.unstable.truncateAndAppend(entries);
     return this.lastIndex();
   }
@@ -154,7 +154,7 @@ export class RaftLog {
     const lastNewIndex = index + entries.length;
     const conflict = this.findConflict(entries);
     if (conflict !== 0) {
-      assert(conflict > this.committed, `entry ${conflict} conflicts with committed ${this.committed}`);
+      assert(conflict > this.committed, () => `entry ${conflict} conflicts with committed ${this.committed}`);
       this.append(entries.slice(conflict - (index + 1)));
     }
     this.commitTo(Math.min(committed, lastNewIndex));
@@ -185,13 +185,13 @@ export class RaftLog {
 
   commitTo(index: number): void {
     if (index <= this.committed) return;
-    assert(index <= this.lastIndex(), `commitTo(${index}) beyond last index ${this.lastIndex()}`);
+    assert(index <= this.lastIndex(), () => `commitTo(${index}) beyond last index ${this.lastIndex()}`);
     this.committed = index;
   }
 
   appliedTo(index: number): void {
     if (index === 0) return;
-    assert(index <= this.committed && index >= this.applied, `appliedTo(${index}) outside [${this.applied}, ${this.committed}]`);
+    assert(index <= this.committed && index >= this.applied, () => `appliedTo(${index}) outside [${this.applied}, ${this.committed}]`);
     this.applied = index;
   }
 
@@ -212,10 +212,10 @@ export class RaftLog {
 
   /** Entries [lo, hi) bounded by maxSizeBytes; throws StorageCompacted if lo is compacted. */
   slice(lo: number, hi: number, maxSizeBytes: number): Entry[] {
-    assert(lo <= hi, `slice: lo ${lo} > hi ${hi}`);
+    assert(lo <= hi, () => `slice: lo ${lo} > hi ${hi}`);
     if (lo === hi) return [];
     const last = this.lastIndex();
-    assert(hi <= last + 1, `slice: hi ${hi} beyond last ${last}`);
+    assert(hi <= last + 1, () => `slice: hi ${hi} beyond last ${last}`);
     let out: Entry[] = [];
     const unstableOffset = this.unstable.offset;
     if (lo < unstableOffset) {

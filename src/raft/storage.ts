@@ -160,7 +160,7 @@ export class MemoryStorage implements RaftLogStore {
     const offset = this.offset;
     if (lo <= offset) throw compactedError(lo, offset + 1);
     if (hi > this.lastIndex() + 1) throw unavailableError(hi - 1, this.lastIndex());
-    assert(lo <= hi, `entries: lo ${lo} > hi ${hi}`);
+    assert(lo <= hi, () => `entries: lo ${lo} > hi ${hi}`);
     return limitSize(this.log.slice(lo - offset, hi - offset), maxSizeBytes);
   }
 
@@ -183,7 +183,7 @@ export class MemoryStorage implements RaftLogStore {
     // Drop the part that is already compacted.
     const toAppend = first > entries[0]!.index ? entries.slice(first - entries[0]!.index) : entries;
     const start = toAppend[0]!.index - this.offset;
-    assert(start <= this.log.length, `append: gap: last ${this.lastIndex()}, appending ${toAppend[0]!.index}`);
+    assert(start <= this.log.length, () => `append: gap: last ${this.lastIndex()}, appending ${toAppend[0]!.index}`);
     // In place: appends are the hot path and the log can hold many entries.
     this.log.length = start;
     for (const entry of toAppend) this.log.push(entry);

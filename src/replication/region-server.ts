@@ -617,7 +617,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     assert(from <= removalIndex && removalIndex <= replica.raft.log.committed, `region ${replica.regionId}: removal at ${removalIndex} outside (${from - 1}, ${replica.raft.log.committed}]`);
     let commandsSkipped = 0;
     for (const entry of replica.store.entries(from, removalIndex + 1, Number.MAX_SAFE_INTEGER)) {
-      assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: entry ${entry.index} after ${replica.appliedIndex}`);
+      assert(entry.index === replica.appliedIndex + 1, () => `region ${replica.regionId}: entry ${entry.index} after ${replica.appliedIndex}`);
       replica.appliedIndex = entry.index;
       if (entry.type === EntryType.ConfChange) this.applyMembershipChange(replica, entry);
       else if (entry.data.byteLength > 0) commandsSkipped++;
@@ -775,7 +775,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const contact = replica.leaderContact;
     if (!contact) return `the replica of region ${regionId} on node ${this.nodeId} has heard from no leader since it was opened (it may have been removed from its group meanwhile)`;
     const sinceMs = this.clock.nowMs() - contact.atMs;
-    assert(sinceMs >= 0, `region ${regionId}: leader contact ${sinceMs} ms in the future (the clock is monotonic)`);
+    assert(sinceMs >= 0, () => `region ${regionId}: leader contact ${sinceMs} ms in the future (the clock is monotonic)`);
     const boundMs = this.staleReadBoundMs;
     if (sinceMs <= boundMs) return undefined;
     assert(contact.term <= replica.raft.term, `region ${regionId}: leader contact in term ${contact.term}, above the replica's term ${replica.raft.term}`);
@@ -1559,7 +1559,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private applyEntry(replica: Replica<S, R>, entry: Entry): Promise<RegionDbError | undefined> | undefined {
     if (entry.index <= replica.appliedIndex) return undefined;
-    assert(entry.index === replica.appliedIndex + 1, `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
+    assert(entry.index === replica.appliedIndex + 1, () => `region ${replica.regionId}: apply ${entry.index} after ${replica.appliedIndex}`);
     replica.appliedIndex = entry.index;
     if (entry.type === EntryType.ConfChange) {
       this.applyMembershipChange(replica, entry);

@@ -416,19 +416,39 @@ export interface CallContext {
 export const callContext = new AsyncLocalStorage<CallContext>();
 
 /**
- * A client interceptor adding `authorization`: the fixed one given (a client's own
- * credentials), or else the one of the call being served (a node forwarding for a client).
+ * The interceptors of a client made by `makeClient`, as a grpc-js interceptor provider (asked as
+ * each call is created, synchronously in the caller's async context): the fixed header given (a
+ * client's own credentials), or else the one of the call being served (a node forwarding for a
+ * client). When there is no header to add, which is every call of a process without security, it
+ * gives no interceptor, and grpc-js then builds no interceptor layer for the call (grpc-js drops
+ * what a provider returns when it is falsy; docs/performance.md, round 7).
  */
-export function authorizationInterceptor(fixed?: string): grpc.Interceptor {
-  return (options, nextCall) => {
-    // Read at call creation, which grpc-js does synchronously in the caller's async context.
-    const authorization = fixed ?? callContext.getStore()?.authorization;
-    if (!authorization) return new grpc.InterceptingCall(nextCall(options));
-    return new grpc.InterceptingCall(nextCall(options), {
+export function authorizationInterceptors(fixed?: string): grpc.InterceptorProvider {
+  if (fixed !== undefined) {
+    const interceptor = fixed ? addAuthorization(fixed) : undefined;
+    return (() => interceptor) as grpc.InterceptorProvider;
+  }
+  return (() => {
+    const authorization = callContext.getStore()?.authorization;
+    return authorization ? addAuthorization(authorization) : undefined;
+  }) as grpc.InterceptorProvider;
+}
+
+/**
+ * Adds `authorization` unless the call's metadata has one. The metadata is copied first: callers
+ * share one empty Metadata between calls (src/rpc/server.ts `call`), which must stay empty.
+ */
+function addAuthorization(authorization: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
       start(metadata, listener, next) {
-        if (metadata.get(AUTHORIZATION_KEY).length === 0) metadata.set(AUTHORIZATION_KEY, authorization);
-        next(metadata, listener);
+        if (metadata.get(AUTHORIZATION_KEY).length > 0) {
+          next(metadata, listener);
+          return;
+        }
+        const withAuthorization = metadata.clone();
+        withAuthorization.set(AUTHORIZATION_KEY, authorization);
+        next(withAuthorization, listener);
       },
     });
-  };
 }

@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import type { Logger } from '../common/logger.js';
-import { authorizationInterceptor } from './auth.js';
+import { authorizationInterceptors } from './auth.js';
 import { loadProtos, reflectionDefinition } from './proto.js';
 import { Security, type ServiceName } from './security.js';
 import { tolerantService } from './status.js';
@@ -155,12 +155,19 @@ export function makeClient(name: ServiceBinding['name'], addr: string, security:
     'grpc.max_receive_message_length': limits.grpcMessageBytesMax,
     'grpc.max_send_message_length': limits.grpcMessageBytesMax,
     ...reconnectOptions,
-    interceptors: [authorizationInterceptor(security.authorization)],
+    interceptor_providers: [authorizationInterceptors(security.authorization)],
   });
 }
 
+/**
+ * The metadata of a call that sends none of its own, shared by all such calls: grpc-js copies a
+ * call's metadata before it adds to it (ResolvingCall.start), and so does our interceptor
+ * (auth.ts), so nothing writes to this one.
+ */
+const NO_METADATA = new grpc.Metadata();
+
 /** Promise wrapper for a unary call with a deadline. */
-export function call<Res>(client: grpc.Client, method: string, request: unknown, timeoutMs: number, metadata = new grpc.Metadata()): Promise<Res> {
+export function call<Res>(client: grpc.Client, method: string, request: unknown, timeoutMs: number, metadata = NO_METADATA): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method];
     if (typeof fn !== 'function') {

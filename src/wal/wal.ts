@@ -173,7 +173,7 @@ export class WalBatch implements LogBatch {
     for (const e of entries) this.ops.push({ type: 'put', key: entryKey(regionId, e.index), value: encodeEntry(e) });
     // Entries beyond the new tail conflict with it (§5.3): delete them.
     for (let i = last + 1; i <= previousLast; i++) this.ops.push({ type: 'del', key: entryKey(regionId, i) });
-    assert(first <= previousLast + 1, `WAL append for region ${regionId} leaves a gap: last ${previousLast}, appending ${first}`);
+    assert(first <= previousLast + 1, () => `WAL append for region ${regionId} leaves a gap: last ${previousLast}, appending ${first}`);
     this.projectedLast.set(regionId, last);
     this.apply.push(() => this.wal.cacheOf(regionId).append(entries));
   }
@@ -409,7 +409,7 @@ export class Wal implements LogEngine {
   }
 
   cacheOf(regionId: string): MemoryStorage {
-    assert(!this.damaged.has(regionId), `region ${regionId} is damaged in the WAL; it must not be read or written`);
+    assert(!this.damaged.has(regionId), () => `region ${regionId} is damaged in the WAL; it must not be read or written`);
     let cache = this.caches.get(regionId);
     if (!cache) this.caches.set(regionId, (cache = new MemoryStorage()));
     return cache;

@@ -11,14 +11,12 @@
 // CRC32C-checked and names its cluster id (as the catalog copies do): an object of another cluster
 // is refused, never taken up or passed over.
 import { assert } from '../common/assert.js';
-import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ObjectStore } from '../object-store/index.js';
+import { frame, unframe } from '../wal/record.js';
 import type { StandbyPromotion } from './catalog.js';
 
 export const PROMOTION_OBJECT_PREFIX = 'meta/standby-promotion-';
-const FORMAT_VERSION = 1;
-const HEADER_BYTES = 9; // version (1), crc32c of the payload (4), payload length (4)
 const KEY_DIGITS = 15;
 /** The largest epoch or cut a record may have: its key's 15 digits (RecordStandbyPromotion refuses more). */
 export const PROMOTION_NUMBER_MAX = 999_999_999_999_999;
@@ -31,24 +29,17 @@ export function promotionObjectKey(record: StandbyPromotion): string {
 export function encodePromotionObject(clusterId: string, record: StandbyPromotion): Uint8Array {
   assert(Number.isSafeInteger(record.epoch) && record.epoch >= 1 && record.epoch <= PROMOTION_NUMBER_MAX, 'a recorded epoch is >= 1 and fits its key');
   assert(Number.isSafeInteger(record.cutMs) && record.cutMs >= 0 && record.cutMs <= PROMOTION_NUMBER_MAX, 'a recorded cut is >= 0 and fits its key');
-  const payload = new TextEncoder().encode(JSON.stringify({ clusterId, epoch: record.epoch, cutMs: record.cutMs }));
-  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
-  const view = new DataView(out.buffer);
-  out[0] = FORMAT_VERSION;
-  view.setUint32(1, crc32c(payload));
-  view.setUint32(5, payload.byteLength);
-  out.set(payload, HEADER_BYTES);
-  return out;
+  return frame(new TextEncoder().encode(JSON.stringify({ clusterId, epoch: record.epoch, cutMs: record.cutMs })));
 }
 
 export function decodePromotionObject(bytes: Uint8Array, key: string): { clusterId: string; record: StandbyPromotion } {
   const corrupt = (why: string) => new RegionDbError(ErrorCode.Corruption, `promotion record object ${key}: ${why}`);
-  if (bytes.byteLength < HEADER_BYTES) throw corrupt(`${bytes.byteLength} bytes, shorter than its header`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes[0] !== FORMAT_VERSION) throw corrupt(`unsupported format version ${bytes[0]}`);
-  if (view.getUint32(5) !== bytes.byteLength - HEADER_BYTES) throw corrupt(`length ${view.getUint32(5)} does not match ${bytes.byteLength - HEADER_BYTES}`);
-  const payload = bytes.subarray(HEADER_BYTES);
-  if (view.getUint32(1) !== crc32c(payload)) throw corrupt('crc32c mismatch');
+  let payload: Uint8Array;
+  try {
+    payload = unframe(bytes); // the WAL's record framing: version, crc32c, length (docs/style.md S6)
+  } catch (err) {
+    throw corrupt((err as Error).message);
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder().decode(payload));

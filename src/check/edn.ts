@@ -9,7 +9,7 @@
 // `:time` is integer nanoseconds (ours is fractional milliseconds). A register read's invoke
 // carries `[key nil]`, its `ok` the value read; a cas carries `[key [expected new]]`. Each model
 // is exported alone: a Knossos register model would reject the set's ops and the reverse.
-import type { HistoryEvent } from './history.js';
+import { type HistoryEvent, pairOps } from './history.js';
 
 export type EdnModel = 'register' | 'set';
 
@@ -32,8 +32,12 @@ function opMap(e: HistoryEvent, f: string, value: string): string {
   return `{${parts.join(', ')}}`;
 }
 
-/** The events of one model as Jepsen EDN, one op per line (re-indexed from 0 in order). */
+/**
+ * The events of one model as Jepsen EDN, one op per line (re-indexed from 0 in order). Refuses a
+ * history that is not well formed for Jepsen (see pairOps): Knossos would misread it.
+ */
 export function toJepsenEdn(events: readonly HistoryEvent[], model: EdnModel): string {
+  pairOps(events); // the same well-formedness Jepsen's tools assume (one op at a time per process, none after an info), or throws
   const lines: string[] = [];
   for (const e of events) {
     if (model === 'register') {

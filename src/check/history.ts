@@ -78,10 +78,16 @@ function parseEventLine(text: string, lineNo: number): HistoryEvent {
 /**
  * Pairs each invoke with the next completion of the same process. An invoke that
  * never completes becomes an 'info' op with completeTime Infinity. Ops are
- * returned in invoke order.
+ * returned in invoke order. Throws on a history Jepsen's own tools would misread: a
+ * completion without an invoke, two outstanding invokes of one process, or an invoke by a
+ * process after one of its ops ended `info`.
  */
 export function pairOps(events: readonly HistoryEvent[]): Op[] {
   const pending = new Map<number, { event: HistoryEvent; position: number }>();
+  // Processes whose op ended `info` (outcome unknown), and where: such a process has crashed and
+  // never invokes again (Jepsen's rule; its checkers pair ops by process), the next op of that
+  // client goes under a new process id.
+  const crashed = new Map<number, number>();
   const ops: Op[] = [];
   events.forEach((event, position) => {
     const where = `event ${event.index ?? position}`;
@@ -90,9 +96,16 @@ export function pairOps(events: readonly HistoryEvent[]): Op[] {
       if (open) {
         throw new Error(`${where}: process ${event.process} invoked ${event.f} while its ${open.event.f} (event ${open.event.index ?? open.position}) is still outstanding`);
       }
+      const crash = crashed.get(event.process);
+      if (crash !== undefined) {
+        throw new Error(
+          `${where}: process ${event.process} invoked ${event.f} after its op ended info (event ${crash}); a process whose outcome is unknown has crashed and never invokes again — its client's next op takes a new process id`,
+        );
+      }
       pending.set(event.process, { event, position });
       return;
     }
+    if (event.type === 'info') crashed.set(event.process, event.index ?? position);
     const open = pending.get(event.process);
     if (!open) throw new Error(`${where}: ${event.type} ${event.f} by process ${event.process} has no matching invoke`);
     if (open.event.f !== event.f) {

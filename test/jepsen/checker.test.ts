@@ -93,8 +93,11 @@ function simulate(seed: number, opts: { processes: number; ops: number; keys: nu
   const b = h();
   let remaining = opts.ops;
   let nextValue = 1;
+  // A slot's process id; after an info the slot continues as a new process (Jepsen's rule).
+  const slotProcess = Array.from({ length: opts.processes }, (_, i) => i);
   while (remaining > 0 || pending.size > 0) {
-    const p = pick(opts.processes);
+    const slot = pick(opts.processes);
+    const p = slotProcess[slot]!;
     const op = pending.get(p);
     if (!op) {
       if (remaining === 0) continue;
@@ -115,6 +118,7 @@ function simulate(seed: number, opts: { processes: number; ops: number; keys: nu
       pending.delete(p);
       if (rand() < opts.infoRate) {
         b.info(p, op.f, op.key, op.value);
+        slotProcess[slot] = p + opts.processes;
       } else {
         if (!op.applied) applyAtomically(state, op);
         complete(b, p, op);
@@ -145,8 +149,10 @@ function randomSmallHistory(rand: () => number, processes: number, ops: number):
   const b = h();
   const pending = new Map<number, { f: 'read' | 'write' | 'cas'; value: unknown }>();
   let remaining = ops;
+  const slotProcess = Array.from({ length: processes }, (_, i) => i); // renumbered after an info, as in simulate()
   while (remaining > 0 || pending.size > 0) {
-    const p = Math.floor(rand() * processes);
+    const slot = Math.floor(rand() * processes);
+    const p = slotProcess[slot]!;
     const op = pending.get(p);
     if (!op && remaining > 0) {
       remaining--;
@@ -159,8 +165,10 @@ function randomSmallHistory(rand: () => number, processes: number, ops: number):
       const status = pick(['ok', 'ok', 'ok', 'ok', 'info', 'fail'] as const);
       const value = op.f === 'read' ? pick(values) : op.value;
       if (status === 'ok') b.ok(p, op.f, 'x', value);
-      else if (status === 'info') b.info(p, op.f, 'x', op.value);
-      else b.fail(p, op.f, 'x', op.value);
+      else if (status === 'info') {
+        b.info(p, op.f, 'x', op.value);
+        slotProcess[slot] = p + processes;
+      } else b.fail(p, op.f, 'x', op.value);
     }
   }
   return b.events;
@@ -220,6 +228,17 @@ describe('jepsen history', () => {
 
   it('pairOps rejects two invokes in a row for one process', () => {
     expect(() => pairOps(h().invoke(1, 'read', 'x').invoke(1, 'write', 'x', 2).events)).to.throw(/still outstanding/);
+  });
+
+  it('pairOps rejects an invoke by a process after one of its ops ended info (Jepsen: that process crashed)', () => {
+    const reused = h().invoke(1, 'write', 'x', 1).info(1, 'write', 'x', 1).invoke(1, 'read', 'x').ok(1, 'read', 'x', 1).events;
+    expect(() => pairOps(reused)).to.throw(/process 1 invoked read after its op ended info \(event 1\)/);
+    // The same client continuing under a new process id is well formed.
+    const renumbered = h().invoke(1, 'write', 'x', 1).info(1, 'write', 'x', 1).invoke(9, 'read', 'x').ok(9, 'read', 'x', 1).events;
+    expect(pairOps(renumbered).map((op) => [op.process, op.status])).to.deep.equal([
+      [1, 'info'],
+      [9, 'ok'],
+    ]);
   });
 
   it('pairOps turns an unfinished invoke into info with completeTime Infinity', () => {
@@ -445,7 +464,7 @@ describe('set checker', () => {
   });
 
   it('counts an info insert that is present as recovered', () => {
-    const r = checkSet(h().add(0, 1).add(1, { id: 2 }, 'info').add(2, 3, 'info').finalRead(2, [1, { id: 2 }]).events);
+    const r = checkSet(h().add(0, 1).add(1, { id: 2 }, 'info').add(2, 3, 'info').finalRead(3, [1, { id: 2 }]).events);
     expect(r.valid).to.equal(true);
     expect(r.recovered).to.deep.equal([{ id: 2 }]);
     expect(r.lost).to.deep.equal([]);
@@ -465,7 +484,7 @@ describe('set checker', () => {
   });
 
   it('does not count a failed add of an element that another add acknowledged or left unknown', () => {
-    const r = checkSet(h().add(0, 1).add(1, 1, 'fail').add(2, 3, 'info').add(3, 3, 'fail').finalRead(2, [1, 3]).events);
+    const r = checkSet(h().add(0, 1).add(1, 1, 'fail').add(2, 3, 'info').add(3, 3, 'fail').finalRead(4, [1, 3]).events);
     expect(r.valid).to.equal(true);
     expect(r.failedPresent).to.deep.equal([]);
   });

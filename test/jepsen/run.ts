@@ -239,8 +239,21 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     };
 
     // ─── Register workload ───────────────────────────────────────────────────────────────────
-    const registerWorker = async (process: number) => {
-      const r = new SeededRand(options.seed * 1000 + process);
+    // A worker whose op ended `info` (outcome unknown) goes on as a new process, `process +
+    // concurrency` (Jepsen's rule: that process crashed and never invokes again; its checkers
+    // pair ops by process). `crashed` renumbers the worker after such an op.
+    const registerCount = options.registerClients ?? 6;
+    const setCount = options.setClients ?? 2;
+    const concurrency = registerCount + setCount;
+    let highestProcess = concurrency - 1;
+    const crashed = (process: number): number => {
+      const next = process + concurrency;
+      highestProcess = Math.max(highestProcess, next);
+      return next;
+    };
+    const registerWorker = async (first: number) => {
+      let process = first;
+      const r = new SeededRand(options.seed * 1000 + first);
       const c = newClient();
       let counter = 0;
       const read = async (key: string): Promise<{ value: number | null; version: number } | undefined> => {
@@ -267,7 +280,9 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
             await c.write(REGISTER, [{ k: key, ts: 0, v: value }]);
             recorder.record({ type: 'ok', process, f: 'write', key, value });
           } catch (err) {
-            recorder.record({ type: isDefiniteFailure(err) ? 'fail' : 'info', process, f: 'write', key, value, error: errorText(err) });
+            const definite = isDefiniteFailure(err);
+            recorder.record({ type: definite ? 'fail' : 'info', process, f: 'write', key, value, error: errorText(err) });
+            if (!definite) process = crashed(process);
           }
         } else {
           const seen = await read(key);
@@ -279,14 +294,17 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
             await c.write(REGISTER, [{ k: key, ts: 0, v: value }], seen.value === null ? { expectAbsent: true } : { expectVersion: seen.version });
             recorder.record({ type: 'ok', process, f: 'cas', key, value: cas });
           } catch (err) {
-            recorder.record({ type: isDefiniteFailure(err) ? 'fail' : 'info', process, f: 'cas', key, value: cas, error: errorText(err) });
+            const definite = isDefiniteFailure(err);
+            recorder.record({ type: definite ? 'fail' : 'info', process, f: 'cas', key, value: cas, error: errorText(err) });
+            if (!definite) process = crashed(process);
           }
         }
       }
     };
 
     // ─── Set workload ────────────────────────────────────────────────────────────────────────
-    const setWorker = async (process: number) => {
+    const setWorker = async (first: number) => {
+      let process = first;
       const c = newClient();
       let counter = 0;
       while (Date.now() < stopAt) {
@@ -296,7 +314,9 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
           await c.write(SET, [{ e: element, ts: 0 }]);
           recorder.record({ type: 'ok', process, f: 'add', value: element });
         } catch (err) {
-          recorder.record({ type: isDefiniteFailure(err) ? 'fail' : 'info', process, f: 'add', value: element, error: errorText(err) });
+          const definite = isDefiniteFailure(err);
+          recorder.record({ type: definite ? 'fail' : 'info', process, f: 'add', value: element, error: errorText(err) });
+          if (!definite) process = crashed(process);
         }
       }
     };
@@ -315,8 +335,6 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
       clockFiles?.setOffset,
       metasrvs > 1 && cluster instanceof LocalCluster ? { cluster, ...(metasrvLinks ? { links: metasrvLinks } : {}) } : undefined,
     );
-    const registerCount = options.registerClients ?? 6;
-    const setCount = options.setClients ?? 2;
     const workers = [
       ...Array.from({ length: registerCount }, (_, p) => registerWorker(p)),
       ...Array.from({ length: setCount }, (_, p) => setWorker(registerCount + p)),
@@ -338,7 +356,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     const notConverged = await waitConverged(cluster, 30_000);
     if (notConverged) log(`  NOT CONVERGED after healing: ${notConverged}`);
     const failedFinalReads: string[] = [];
-    const finalProcess = registerCount + setCount;
+    const finalProcess = highestProcess + 1; // never a process the workers used, crashed or not
     const finalClient = newClient();
     for (const key of keys) {
       recorder.record({ type: 'invoke', process: finalProcess, f: 'read', key });

@@ -52,6 +52,21 @@ describe('history export as Jepsen EDN (independent checkers)', () => {
     ]);
   });
 
+  it('refuses a history Jepsen would misread: a process invoking again after its op ended info', () => {
+    // Jepsen's rule: a process whose op ended :info has crashed and never invokes again (its
+    // checkers pair invocations and completions by process); our harness gives the client a new id.
+    const events = [
+      { type: 'invoke', process: 2, f: 'write', key: 'k1', value: 1, time: 1 },
+      { type: 'info', process: 2, f: 'write', key: 'k1', value: 1, time: 2, error: 'DEADLINE_EXCEEDED' },
+      { type: 'invoke', process: 2, f: 'write', key: 'k1', value: 2, time: 3 },
+      { type: 'ok', process: 2, f: 'write', key: 'k1', value: 2, time: 4 },
+    ];
+    const reused = parseHistory(events.map((e) => JSON.stringify(e)).join('\n'));
+    expect(() => toJepsenEdn(reused, 'register')).to.throw(/process 2 invoked write after its op ended info/);
+    const renumbered = parseHistory(events.map((e, i) => JSON.stringify(i >= 2 ? { ...e, process: 10 } : e)).join('\n'));
+    expect(toJepsenEdn(renumbered, 'register').split('\n')[2]).to.equal('{:index 2, :type :invoke, :process 10, :f :write, :value ["k1" 2], :time 3000000}');
+  });
+
   it('refuses what it cannot write rather than writing something else', () => {
     const bad = parseHistory(JSON.stringify({ type: 'invoke', process: 0, f: 'write', value: 1, time: 0 }));
     expect(() => toJepsenEdn(bad, 'register')).to.throw(/without a key/);

@@ -3,6 +3,9 @@
 // regions of 3 replicas (so N replicas on every datanode, in tables of at most
 // REGIONS_PER_TABLE regions: limits.regionsPerTableMax is 1,024):
 //   - the time CreateTable took and until every region had a leader;
+//   - how long the metasrv took to balance the leaders after that (balance-leaders done, every
+//     node within ±1: steady state, as make bench waits for; at most SCALE_BALANCE_WAIT_SECONDS,
+//     default 900, else the idle numbers are flagged as taken while balancing);
 //   - idle CPU (% of one core, from /proc/<pid>/stat) and RSS of every datanode over
 //     SCALE_IDLE_SECONDS, after SCALE_SETTLE_SECONDS without writes (regions quiesce);
 //   - single-row write latency p50/p99 from SCALE_CLIENTS loops writing to random regions for
@@ -31,6 +34,7 @@ const idleSeconds = Number(process.env['SCALE_IDLE_SECONDS'] || 10);
 const writeSeconds = Number(process.env['SCALE_WRITE_SECONDS'] || 10);
 const clients = Number(process.env['SCALE_CLIENTS'] || 8);
 const killWriters = Number(process.env['SCALE_KILL_WRITERS'] || 256);
+const balanceWaitSeconds = Number(process.env['SCALE_BALANCE_WAIT_SECONDS'] || 900);
 const REGIONS_PER_TABLE = 1000;
 const GAP_GOAL_MS = 1500;
 const IDLE_CPU_GOAL_PCT = 5;
@@ -102,6 +106,27 @@ async function idleUsage(cluster: LocalCluster, seconds: number) {
     rssMiB: rssMiB(pid),
   }));
   return { datanodes: usage.slice(0, -1), metasrv: usage.at(-1)! };
+}
+
+/**
+ * Waits until the metasrv has balanced the leaders (no balance-leaders running, every live node
+ * within ±1 of the others), starting a balance when none runs (the periodic check would, within
+ * its 30 s interval), for at most SCALE_BALANCE_WAIT_SECONDS. Idle is measured after this: a
+ * cluster still moving leaders is not idle.
+ */
+async function waitBalanced(client: Client, regions: number): Promise<{ balanced: boolean; ms: number; counts: number[] }> {
+  const started = Date.now();
+  let counts: number[] = [];
+  while (Date.now() - started < balanceWaitSeconds * 1000) {
+    const view = await client.listNodes();
+    counts = view.nodes.map((n) => Number(n.leaders));
+    const running = view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running');
+    const balanced = counts.reduce((a, b) => a + b, 0) === regions && Math.max(...counts) - Math.min(...counts) <= 1;
+    if (!running && balanced) return { balanced: true, ms: Date.now() - started, counts };
+    if (!running) await client.startProcedure('balance-leaders').catch(() => undefined); // one may have started since: the next look sees it
+    await sleep(2000);
+  }
+  return { balanced: false, ms: Date.now() - started, counts };
 }
 
 async function writeLatency(client: Client, targets: readonly Target[], seconds: number) {
@@ -255,6 +280,7 @@ async function runSize(regions: number) {
       return leaders.size >= regions ? true : undefined;
     });
     const allLeadersMs = Date.now() - createStarted;
+    const balance = await waitBalanced(client, regions);
     const targets = targetsOf(tables);
     client.close();
     const writer = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
@@ -266,9 +292,9 @@ async function runSize(regions: number) {
     const { datanodes: idle, metasrv: metasrvIdle } = await idleUsage(cluster, idleSeconds);
     const writeLoad = loadavg();
     const writes = await writeLatency(writer, targets, writeSeconds);
-    const result: Record<string, unknown> = { regionsPerDatanode: regions, tables: tables.length, createMs, allLeadersMs, quiesced, idle, metasrvIdle, idleLoadavg: idleLoad, writes, writeLoadavg: writeLoad };
+    const result: Record<string, unknown> = { regionsPerDatanode: regions, tables: tables.length, createMs, allLeadersMs, balance, quiesced, idle, metasrvIdle, idleLoadavg: idleLoad, writes, writeLoadavg: writeLoad };
     process.stdout.write(
-      `  ${regions} regions/datanode: created in ${(createMs / 1000).toFixed(1)} s (all led after ${(allLeadersMs / 1000).toFixed(1)} s); quiesced replicas ${quiesced.join(' / ')}; idle CPU ${idle.map((d) => `${d.cpuPct}%`).join(' / ')}, RSS ${idle.map((d) => `${d.rssMiB} MiB`).join(' / ')}; metasrv idle CPU ${metasrvIdle.cpuPct}% (load ${idleLoad}); writes p50 ${writes.p50Ms} ms p99 ${writes.p99Ms} ms, ${writes.opsPerS} ops/s, ${writes.failures} failed (load ${writeLoad})\n`,
+      `  ${regions} regions/datanode: created in ${(createMs / 1000).toFixed(1)} s (all led after ${(allLeadersMs / 1000).toFixed(1)} s; ${balance.balanced ? `leaders balanced ${(balance.ms / 1000).toFixed(1)} s after that, ${balance.counts.join(' / ')}` : `NOT BALANCED after ${(balance.ms / 1000).toFixed(1)} s (${balance.counts.join(' / ')}): the idle numbers below include balancing`}); quiesced replicas ${quiesced.join(' / ')}; idle CPU ${idle.map((d) => `${d.cpuPct}%`).join(' / ')}, RSS ${idle.map((d) => `${d.rssMiB} MiB`).join(' / ')}; metasrv idle CPU ${metasrvIdle.cpuPct}% (load ${idleLoad}); writes p50 ${writes.p50Ms} ms p99 ${writes.p99Ms} ms, ${writes.opsPerS} ops/s, ${writes.failures} failed (load ${writeLoad})\n`,
     );
     if (regions === killAt) {
       await sleep(settleSeconds * 1000);

@@ -356,6 +356,8 @@ export class Wal implements LogEngine {
       }
     }
 
+    /** Records at or below a healthy region's compaction point: not part of its log, deleted below. */
+    const stale: Op[] = [];
     for (const [regionId, l] of regions) {
       const damage = l.damage ?? this.checkRegion(regionId, l, damaged);
       if (damage) {
@@ -366,7 +368,20 @@ export class Wal implements LogEngine {
       const snapshot = l.snapshot ?? EMPTY_SNAPSHOT;
       const truncated = compactionPoint(l.truncated, snapshot);
       const entries = l.entries.filter((e) => e.index > truncated.index).map((e) => e.entry!);
+      for (const e of l.entries) if (e.index <= truncated.index) stale.push({ type: 'del', key: entryKey(regionId, e.index) });
       this.caches.set(regionId, MemoryStorage.restore({ snapshot, truncated, entries, hardState: l.hardState ?? EMPTY_HARD_STATE }));
+    }
+    // Compactions delete from the cache's first index on (WalBatch.compact), which after this open
+    // is the entry after the compaction point: records below it would stay on disk, and be read at
+    // every open, for as long as the region lives (review X1). They get there when a snapshot and
+    // its compaction are two writes with a crash between them (RegionServer.maybeSnapshot), and
+    // when a compaction keeps a tail below the snapshot (a standby's logRetainFrom), which is not
+    // kept across a restart. Nothing reads them (the cache starts after the compaction point), so
+    // deleting them changes no region's log; a crash before this write only leaves them for the
+    // next open.
+    if (stale.length > 0) {
+      await this.write(stale);
+      this.log.info({ dir: this.dir, records: stale.length }, 'WAL: deleted entry records at or below their region\'s compaction point');
     }
     this.log.info({ dir: this.dir, regions: regions.size, damaged: this.damaged.size }, 'WAL opened');
   }
@@ -378,8 +393,9 @@ export class Wal implements LogEngine {
     damaged: (regionId: string, index: number, what: string, why: string) => RegionDamage,
   ): RegionDamage | undefined {
     const truncated = compactionPoint(l.truncated, l.snapshot ?? EMPTY_SNAPSHOT);
-    // Records at or below the compaction point are deletions an interrupted compaction left
-    // behind: not part of the log any more, so their state does not matter.
+    // Records at or below the compaction point are not part of the log any more (a snapshot
+    // written apart from its compaction, a tail kept below it: recover deletes them), so their
+    // state does not matter.
     const live = l.entries.filter((e) => e.index > truncated.index);
     for (const [i, e] of live.entries()) {
       if (e.error !== undefined) return damaged(regionId, e.index, `index ${e.index}`, e.error);

@@ -285,6 +285,40 @@ describe('WAL (LevelDB)', () => {
     await wal.close();
   });
 
+  it('entry records at or below the compaction point found at open are deleted, never kept for ever (review X1: a snapshot kept apart from its compaction, a retained tail)', async () => {
+    // Two ways such records reach the disk, each a WAL write of its own: a crash between the
+    // snapshot's write and the compaction's (RegionServer.maybeSnapshot), and a compaction that
+    // keeps a tail below the snapshot for a standby (logRetainFrom). At the next open the
+    // snapshot is the compaction point, and later compactions delete from the entry after it:
+    // the records below were never deleted again while the region lived.
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('1', range(1, 10, 1));
+    b.setHardState('1', { term: 1, vote: 0, commit: 10 });
+    b.append('2', range(1, 10, 1));
+    b.setHardState('2', { term: 1, vote: 0, commit: 10 });
+    await b.commit();
+    await wal.region('1').createSnapshot(8, { voters: [1], learners: [] }, new Uint8Array([1])); // crash before its compact
+    await wal.region('2').createSnapshot(8, { voters: [1], learners: [] }, new Uint8Array([1]));
+    await wal.region('2').compact(3); // a standby still needs 4..
+    await wal.close();
+    const again = await Wal.open(dir, silentLogger);
+    for (const region of ['1', '2']) {
+      expect(again.region(region).firstIndex(), `region ${region}`).to.equal(9);
+      expect(again.region(region).entries(9, 11, Number.MAX_SAFE_INTEGER).map((e) => e.index)).to.deep.equal([9, 10]);
+    }
+    await again.region('1').compact(9);
+    await again.region('2').compact(9);
+    await again.close();
+    expect(await entryIndexes(dir, '1'), 'region 1: records left on disk').to.deep.equal([10]);
+    expect(await entryIndexes(dir, '2'), 'region 2: records left on disk').to.deep.equal([10]);
+    const third = await Wal.open(dir, silentLogger);
+    expect(third.region('1').lastIndex()).to.equal(10);
+    expect(third.region('1').snapshot().metadata.index).to.equal(8);
+    await third.close();
+  });
+
   it('refuses further writes after a failed sync (the process must stop)', async () => {
     const wal = await Wal.open(tempDir(), silentLogger);
     await wal.close(); // writes to a closed database fail like a dead disk

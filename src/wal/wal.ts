@@ -463,10 +463,22 @@ export class Wal implements LogEngine {
     this.nodeMeta = meta;
   }
 
+  /**
+   * Deletes every record of a region in ONE synced LevelDB batch, so that a crash leaves the
+   * region whole or gone (review X2). LevelDB's clear() is not that: classic-level deletes a
+   * range in many unsynced batches of about 16 KiB of keys each, in key order — the entries
+   * lowest index first, then the hard state, the meta, the snapshot, the compaction point — so a
+   * kill -9 during a replica's destroy left part of it: a log with a gap (reported damaged at
+   * the next start), or, with the cut after the last entry or after the hard state, a replica
+   * that reopened as healthy under its old peer id without the entries it had acknowledged,
+   * perhaps without its term and vote (finding 1's hazard: a voter that forgot).
+   */
   async dropRegion(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
     this.deferred.delete(`${prefix}hs`); // a later batch must not bring the region's hard state back
-    await this.db.clear({ gte: prefix, lt: `${prefix}\xff` });
+    const ops: Op[] = [];
+    for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\xff` })) ops.push({ type: 'del', key });
+    if (ops.length > 0) await this.write(ops);
     this.caches.delete(regionId);
     this.logs.delete(regionId);
     this.metas.delete(regionId);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -317,6 +318,61 @@ describe('WAL (LevelDB)', () => {
     expect(third.region('1').lastIndex()).to.equal(10);
     expect(third.region('1').snapshot().metadata.index).to.equal(8);
     await third.close();
+  });
+
+  it('a kill -9 while a region is dropped leaves the region whole or gone, never part of it (review X2)', async function () {
+    // Destroying a replica deletes its records. A partial deletion is either a gap (the replica
+    // reported damaged at the next start) or — when the cut falls after its last entry, or after
+    // its hard state — a replica that reopens as healthy under its old peer id with acknowledged
+    // entries, and maybe its term and vote, gone: finding 1's hazard. The child is killed right
+    // when it starts dropping and at a few delays after; every outcome must be all or nothing.
+    this.timeout(120_000);
+    const template = tempDir();
+    const wal = await Wal.open(template, silentLogger);
+    const big = 60_000;
+    for (let lo = 1; lo <= big; lo += 5_000) {
+      const b = wal.batch();
+      b.append('1', range(lo, lo + 4_999, 3));
+      await b.commit();
+    }
+    const b = wal.batch();
+    b.setHardState('1', { term: 3, vote: 2, commit: big });
+    b.setRegionMeta('1', new TextEncoder().encode('{"peer":7}'));
+    b.append('2', range(1, 5, 1));
+    b.setHardState('2', { term: 1, vote: 0, commit: 5 });
+    await b.commit();
+    await wal.region('1').createSnapshot(100, { voters: [7], learners: [] }, new Uint8Array([1]));
+    await wal.region('1').compact(100);
+    await wal.close();
+    const child = join(import.meta.dirname, '../support/wal-drop-child.ts');
+    const outcomes: string[] = [];
+    for (const delayMs of [0, 0, 1, 2, 5, 10, 20, 40, 150, 600]) {
+      const dir = tempDir();
+      cpSync(template, dir, { recursive: true });
+      const proc = spawn(process.execPath, ['--import', 'tsx', child, dir, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+      await new Promise<void>((resolve) => {
+        let out = '';
+        proc.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('dropping')) resolve();
+        });
+        proc.on('exit', () => resolve());
+      });
+      await new Promise((r) => setTimeout(r, delayMs));
+      proc.kill('SIGKILL');
+      await exited;
+      const after = await Wal.open(dir, silentLogger);
+      const damage = after.damage('1');
+      const hosted = after.regionIds().includes('1');
+      const whole = !damage && hosted && after.getRegionMeta('1') !== undefined && after.region('1').lastIndex() === big && after.region('1').initialState().hardState.vote === 2;
+      const gone = !damage && !hosted;
+      outcomes.push(whole ? 'whole' : gone ? 'gone' : damage ? `damaged (${damage.reason})` : `partial (meta ${after.getRegionMeta('1') !== undefined}, last ${after.region('1').lastIndex()}, hard state ${JSON.stringify(after.region('1').initialState().hardState)})`);
+      expect(after.region('2').lastIndex(), 'the other region is untouched').to.equal(5);
+      await after.close();
+    }
+    console.log(`      kill outcomes by delay: ${outcomes.join(', ')}`);
+    expect(outcomes.filter((o) => o !== 'whole' && o !== 'gone'), `outcomes by kill delay: ${outcomes.join('; ')}`).to.deep.equal([]);
   });
 
   it('refuses further writes after a failed sync (the process must stop)', async () => {

@@ -351,14 +351,15 @@ describe('WAL (LevelDB)', () => {
       cpSync(template, dir, { recursive: true });
       const proc = spawn(process.execPath, ['--import', 'tsx', child, dir, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
-      await new Promise<void>((resolve) => {
+      const started = await new Promise<boolean>((resolve) => {
         let out = '';
         proc.stdout.on('data', (d: Buffer) => {
           out += d.toString();
-          if (out.includes('dropping')) resolve();
+          if (out.includes('dropping')) resolve(true);
         });
-        proc.on('exit', () => resolve());
+        proc.on('exit', () => resolve(false));
       });
+      expect(started, `the child reached dropRegion (kill delay ${delayMs} ms)`).to.equal(true);
       await new Promise((r) => setTimeout(r, delayMs));
       proc.kill('SIGKILL');
       await exited;

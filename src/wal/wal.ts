@@ -497,8 +497,30 @@ export class Wal implements LogEngine {
     this.observer?.deferred?.(ops.length);
   }
 
-  /** One LevelDB batch, synced; deferred commit indexes go first, so the batch's own ops win. */
-  async write(batchOps: Op[]): Promise<void> {
+  /** The last write handed to LevelDB (or waiting to be): the next one starts after it (see write). */
+  private writeTail: Promise<void> = Promise.resolve();
+
+  /**
+   * One LevelDB batch, synced; deferred commit indexes go first, so the batch's own ops win.
+   * Writes reach LevelDB one at a time, in the order write() was called (review X3): each batch
+   * is its own job on libuv's thread pool, and two in flight at once are applied in whichever
+   * order their threads take LevelDB's lock. Writes do overlap — the datanode writes region metas
+   * (opens, membership changes) while the ready loop writes its batches — and a write carries
+   * the deferred commit indexes of every region: without the order, a write issued first could
+   * land last and put back a region's older hard state over a newer term and vote the ready loop
+   * had written and acted on (a vote sent), which a crash then makes the node forget.
+   */
+  write(batchOps: Op[]): Promise<void> {
+    const previous = this.writeTail;
+    const mine = previous.then(
+      () => this.writeNow(batchOps),
+      () => this.writeNow(batchOps), // a failed write poisoned the WAL: writeNow refuses
+    );
+    this.writeTail = mine.catch(() => undefined);
+    return mine;
+  }
+
+  private async writeNow(batchOps: Op[]): Promise<void> {
     if (this.poisoned) throw new WalFatalError('an earlier WAL write failed', this.poisoned);
     let ops = batchOps;
     if (this.deferred.size > 0) {
@@ -567,6 +589,7 @@ export class Wal implements LogEngine {
   async close(): Promise<void> {
     await this.reclaiming;
     if (this.deferred.size > 0 && !this.poisoned) await this.write([]);
+    await this.writeTail; // writes made before close() reach the disk before it closes
     await this.db.close();
   }
 }

@@ -376,6 +376,56 @@ describe('WAL (LevelDB)', () => {
     expect(outcomes.filter((o) => o !== 'whole' && o !== 'gone'), `outcomes by kill delay: ${outcomes.join('; ')}`).to.deep.equal([]);
   });
 
+  it('writes reach LevelDB in the order they were made: a deferred commit index carried by a write still in flight never lands over a newer term and vote (review X3)', async () => {
+    // Every LevelDB batch is its own job on libuv's thread pool, so two batches in flight at once
+    // are applied in whichever order their threads take LevelDB's lock. Writes overlap: the
+    // datanode writes a region's meta (an open, persistPeers on a membership change) while the
+    // ready loop writes its batch, and the first write after a deferred commit index carries it
+    // (see the top of wal.ts). Here the thread of the first batch is held before LevelDB, as a
+    // descheduled thread would be; the second batch — a new term and vote — resolves (the vote
+    // could be sent), then the first lands with the region's older term and vote.
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('1', range(1, 4, 5));
+    b.setHardState('1', { term: 5, vote: 2, commit: 3 });
+    await b.commit();
+    const commitOnly = wal.batch();
+    commitOnly.setHardState('1', { term: 5, vote: 2, commit: 4 });
+    expect(commitOnly.deferrable).to.equal(true);
+    await commitOnly.commit(); // deferred: carried by the next write
+    const db = (wal as unknown as { db: { _batch: (ops: unknown[], options: unknown) => Promise<void> } }).db;
+    const real = db._batch.bind(db);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    db._batch = async (ops, options) => {
+      if (!held) {
+        held = true;
+        await gate;
+      }
+      return real(ops, options);
+    };
+    const metaWrite = wal.setRegionMeta('2', new TextEncoder().encode('{"peer":9}')); // carries region 1's deferred commit index
+    const vote = wal.batch();
+    vote.setHardState('1', { term: 6, vote: 3, commit: 4 });
+    let voted = false;
+    const voteWrite = vote.commit().then(() => {
+      voted = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await Promise.all([metaWrite, voteWrite]);
+    expect(voted).to.equal(true);
+    await wal.close();
+    const again = await Wal.open(dir, silentLogger);
+    expect(again.region('1').initialState().hardState, 'the hard state after a restart').to.deep.equal({ term: 6, vote: 3, commit: 4 });
+    expect(again.getRegionMeta('2')).to.not.equal(undefined);
+    await again.close();
+  });
+
   it('refuses further writes after a failed sync (the process must stop)', async () => {
     const wal = await Wal.open(tempDir(), silentLogger);
     await wal.close(); // writes to a closed database fail like a dead disk

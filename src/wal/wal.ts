@@ -476,6 +476,7 @@ export class Wal implements LogEngine {
   async dropRegion(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
     this.deferred.delete(`${prefix}hs`); // a later batch must not bring the region's hard state back
+    await this.writeTail; // what writes in flight put for the region is listed, and deleted, below
     const ops: Op[] = [];
     for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\xff` })) ops.push({ type: 'del', key });
     if (ops.length > 0) await this.write(ops);

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
@@ -424,6 +425,84 @@ describe('WAL (LevelDB)', () => {
     expect(again.region('1').initialState().hardState, 'the hard state after a restart').to.deep.equal({ term: 6, vote: 3, commit: 4 });
     expect(again.getRegionMeta('2')).to.not.equal(undefined);
     await again.close();
+  });
+
+  describe("LevelDB's own log: damage is refused before LevelDB can drop it (review X4)", () => {
+    // LevelDB keeps the newest writes in <dir>/NNNNNN.log until they move into a table and
+    // replays that file at open with paranoid checks off: a record failing LevelDB's checksum is
+    // dropped (with the rest of its 32 KiB block), "(ignoring error)" in <dir>/LOG, and the file
+    // deleted. Before the check, one flipped byte in the newest synced batch (entries 7–9 and the
+    // hard state committing them) made region 1 reopen healthy at index 6: three synced entries,
+    // acknowledged by this node, gone without a trace.
+    const threeBatches = async (dataBytes = 0): Promise<string> => {
+      const dir = tempDir();
+      const wal = await Wal.open(dir, silentLogger);
+      for (const lo of [1, 4, 7]) {
+        const b = wal.batch();
+        b.append('1', dataBytes > 0 ? [lo, lo + 1, lo + 2].map((i) => entry(i, 1, `${i}`.padEnd(dataBytes, 'x'))) : range(lo, lo + 2, 1));
+        b.setHardState('1', { term: 1, vote: 1, commit: lo + 2 });
+        await b.commit();
+      }
+      await wal.close();
+      return dir;
+    };
+    const newestLog = (dir: string) => join(dir, readdirSync(dir).filter((f) => f.endsWith('.log')).sort().at(-1)!);
+    const expectRefused = async (dir: string, mentions: string) => {
+      try {
+        const opened = await Wal.open(dir, silentLogger);
+        const last = opened.region('1').lastIndex();
+        await opened.close();
+        expect.fail(`the WAL opened (region 1 at ${last})`);
+      } catch (err) {
+        expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+        expect((err as Error).message).to.include(mentions);
+      }
+    };
+
+    it('a flipped byte in the newest synced batch: the open is refused, naming the log file and the offset (failed before: region 1 opened at index 6)', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      bytes[bytes.length - 20] ^= 0x01; // inside the last record: entry 9's value
+      writeFileSync(file, bytes);
+      await expectRefused(dir, `${file} at offset`);
+      await expectRefused(dir, 'checksum mismatch'); // refused again: nothing was dropped or deleted
+    });
+
+    it('a flipped byte in an earlier batch: refused as well', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      bytes[30] ^= 0x40; // inside the first record
+      writeFileSync(file, bytes);
+      await expectRefused(dir, 'checksum mismatch');
+    });
+
+    it('a write torn by a crash (the file cut inside its last record) is not damage: the WAL opens without that batch, as LevelDB replays it', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      writeFileSync(file, bytes.subarray(0, bytes.length - 20));
+      const opened = await Wal.open(dir, silentLogger);
+      expect(opened.damage('1')).to.equal(undefined);
+      expect(opened.region('1').lastIndex()).to.equal(6);
+      expect(opened.region('1').initialState().hardState.commit).to.equal(6);
+      await opened.close();
+    });
+
+    it('records split across 32 KiB blocks (first, middle, last) check clean, and a flip in a middle fragment is refused', async () => {
+      const dir = await threeBatches(40_000); // each batch spans several blocks
+      const reopened = await Wal.open(dir, silentLogger);
+      expect(reopened.region('1').lastIndex()).to.equal(9);
+      await reopened.close();
+      const again = await threeBatches(40_000);
+      const file = newestLog(again);
+      const bytes = readFileSync(file);
+      expect(bytes.length).to.be.greaterThan(3 * 32 * 1024);
+      bytes[32 * 1024 + 1000] ^= 0x01; // in the second block: a fragment of the first batch
+      writeFileSync(file, bytes);
+      await expectRefused(again, 'checksum mismatch');
+    });
   });
 
   it('refuses further writes after a failed sync (the process must stop)', async () => {

@@ -463,7 +463,7 @@ describe('WAL (LevelDB)', () => {
       const dir = await threeBatches();
       const file = newestLog(dir);
       const bytes = readFileSync(file);
-      bytes[bytes.length - 20] ^= 0x01; // inside the last record: entry 9's value
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 20) ^ 0x01, bytes.length - 20); // inside the last record: entry 9's value
       writeFileSync(file, bytes);
       await expectRefused(dir, `${file} at offset`);
       await expectRefused(dir, 'checksum mismatch'); // refused again: nothing was dropped or deleted
@@ -473,7 +473,7 @@ describe('WAL (LevelDB)', () => {
       const dir = await threeBatches();
       const file = newestLog(dir);
       const bytes = readFileSync(file);
-      bytes[30] ^= 0x40; // inside the first record
+      bytes.writeUInt8(bytes.readUInt8(30) ^ 0x40, 30); // inside the first record
       writeFileSync(file, bytes);
       await expectRefused(dir, 'checksum mismatch');
     });
@@ -499,7 +499,7 @@ describe('WAL (LevelDB)', () => {
       const file = newestLog(again);
       const bytes = readFileSync(file);
       expect(bytes.length).to.be.greaterThan(3 * 32 * 1024);
-      bytes[32 * 1024 + 1000] ^= 0x01; // in the second block: a fragment of the first batch
+      bytes.writeUInt8(bytes.readUInt8(32 * 1024 + 1000) ^ 0x01, 32 * 1024 + 1000); // in the second block: a fragment of the first batch
       writeFileSync(file, bytes);
       await expectRefused(again, 'checksum mismatch');
     });

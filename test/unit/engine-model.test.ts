@@ -163,7 +163,7 @@ async function runSeed(seed: number): Promise<void> {
 
 describe('engine: a seeded model of one region (flushes, compactions, rebuilt replicas)', () => {
   const first = Number(process.env['ENGINE_MODEL_SEED'] ?? 1);
-  const count = Number(process.env['ENGINE_MODEL_SEEDS'] ?? 40);
+  const count = Number(process.env['ENGINE_MODEL_SEEDS'] ?? 25);
   it(`answers every key as a map does, on the state and on replicas rebuilt from its manifest (seeds ${first}–${first + count - 1})`, async () => {
     for (let seed = first; seed < first + count; seed++) await runSeed(seed);
   });

@@ -29,6 +29,7 @@ import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { checkLevelDbLogs } from './leveldb-log.js';
 import type { LogBatch, LogEngine, RegionDamage } from './log-engine.js';
 
 export type { RegionDamage };
@@ -273,6 +274,14 @@ export class Wal implements LogEngine {
   ) {}
 
   static async open(dir: string, log: Logger, observer?: WalObserver): Promise<Wal> {
+    // Before LevelDB replays its own log: it would drop a damaged record silently (review X4).
+    const logDamage = checkLevelDbLogs(dir);
+    if (logDamage) {
+      throw new RegionDbError(
+        ErrorCode.Corruption,
+        `WAL corruption in LevelDB's log ${logDamage.file} at offset ${logDamage.offset}: ${logDamage.reason}. LevelDB would drop that record (a synced, possibly acknowledged write) without a word, so the WAL is not opened; the region each lost record belonged to cannot be told. Move the data directory aside: the datanode then starts as a new store and its replicas are rebuilt from their peers`,
+      );
+    }
     const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
       await db.open();
@@ -356,6 +365,8 @@ export class Wal implements LogEngine {
       }
     }
 
+    /** Records at or below a healthy region's compaction point: not part of its log, deleted below. */
+    const stale: Op[] = [];
     for (const [regionId, l] of regions) {
       const damage = l.damage ?? this.checkRegion(regionId, l, damaged);
       if (damage) {
@@ -366,7 +377,20 @@ export class Wal implements LogEngine {
       const snapshot = l.snapshot ?? EMPTY_SNAPSHOT;
       const truncated = compactionPoint(l.truncated, snapshot);
       const entries = l.entries.filter((e) => e.index > truncated.index).map((e) => e.entry!);
+      for (const e of l.entries) if (e.index <= truncated.index) stale.push({ type: 'del', key: entryKey(regionId, e.index) });
       this.caches.set(regionId, MemoryStorage.restore({ snapshot, truncated, entries, hardState: l.hardState ?? EMPTY_HARD_STATE }));
+    }
+    // Compactions delete from the cache's first index on (WalBatch.compact), which after this open
+    // is the entry after the compaction point: records below it would stay on disk, and be read at
+    // every open, for as long as the region lives (review X1). They get there when a snapshot and
+    // its compaction are two writes with a crash between them (RegionServer.maybeSnapshot), and
+    // when a compaction keeps a tail below the snapshot (a standby's logRetainFrom), which is not
+    // kept across a restart. Nothing reads them (the cache starts after the compaction point), so
+    // deleting them changes no region's log; a crash before this write only leaves them for the
+    // next open.
+    if (stale.length > 0) {
+      await this.write(stale);
+      this.log.info({ dir: this.dir, records: stale.length }, 'WAL: deleted entry records at or below their region\'s compaction point');
     }
     this.log.info({ dir: this.dir, regions: regions.size, damaged: this.damaged.size }, 'WAL opened');
   }
@@ -378,8 +402,9 @@ export class Wal implements LogEngine {
     damaged: (regionId: string, index: number, what: string, why: string) => RegionDamage,
   ): RegionDamage | undefined {
     const truncated = compactionPoint(l.truncated, l.snapshot ?? EMPTY_SNAPSHOT);
-    // Records at or below the compaction point are deletions an interrupted compaction left
-    // behind: not part of the log any more, so their state does not matter.
+    // Records at or below the compaction point are not part of the log any more (a snapshot
+    // written apart from its compaction, a tail kept below it: recover deletes them), so their
+    // state does not matter.
     const live = l.entries.filter((e) => e.index > truncated.index);
     for (const [i, e] of live.entries()) {
       if (e.error !== undefined) return damaged(regionId, e.index, `index ${e.index}`, e.error);
@@ -447,10 +472,23 @@ export class Wal implements LogEngine {
     this.nodeMeta = meta;
   }
 
+  /**
+   * Deletes every record of a region in ONE synced LevelDB batch, so that a crash leaves the
+   * region whole or gone (review X2). LevelDB's clear() is not that: classic-level deletes a
+   * range in many unsynced batches of about 16 KiB of keys each, in key order — the entries
+   * lowest index first, then the hard state, the meta, the snapshot, the compaction point — so a
+   * kill -9 during a replica's destroy left part of it: a log with a gap (reported damaged at
+   * the next start), or, with the cut after the last entry or after the hard state, a replica
+   * that reopened as healthy under its old peer id without the entries it had acknowledged,
+   * perhaps without its term and vote (finding 1's hazard: a voter that forgot).
+   */
   async dropRegion(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
     this.deferred.delete(`${prefix}hs`); // a later batch must not bring the region's hard state back
-    await this.db.clear({ gte: prefix, lt: `${prefix}\xff` });
+    await this.writeTail; // what writes in flight put for the region is listed, and deleted, below
+    const ops: Op[] = [];
+    for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\xff` })) ops.push({ type: 'del', key });
+    if (ops.length > 0) await this.write(ops);
     this.caches.delete(regionId);
     this.logs.delete(regionId);
     this.metas.delete(regionId);
@@ -469,8 +507,30 @@ export class Wal implements LogEngine {
     this.observer?.deferred?.(ops.length);
   }
 
-  /** One LevelDB batch, synced; deferred commit indexes go first, so the batch's own ops win. */
-  async write(batchOps: Op[]): Promise<void> {
+  /** The last write handed to LevelDB (or waiting to be): the next one starts after it (see write). */
+  private writeTail: Promise<void> = Promise.resolve();
+
+  /**
+   * One LevelDB batch, synced; deferred commit indexes go first, so the batch's own ops win.
+   * Writes reach LevelDB one at a time, in the order write() was called (review X3): each batch
+   * is its own job on libuv's thread pool, and two in flight at once are applied in whichever
+   * order their threads take LevelDB's lock. Writes do overlap — the datanode writes region metas
+   * (opens, membership changes) while the ready loop writes its batches — and a write carries
+   * the deferred commit indexes of every region: without the order, a write issued first could
+   * land last and put back a region's older hard state over a newer term and vote the ready loop
+   * had written and acted on (a vote sent), which a crash then makes the node forget.
+   */
+  write(batchOps: Op[]): Promise<void> {
+    const previous = this.writeTail;
+    const mine = previous.then(
+      () => this.writeNow(batchOps),
+      () => this.writeNow(batchOps), // a failed write poisoned the WAL: writeNow refuses
+    );
+    this.writeTail = mine.catch(() => undefined);
+    return mine;
+  }
+
+  private async writeNow(batchOps: Op[]): Promise<void> {
     if (this.poisoned) throw new WalFatalError('an earlier WAL write failed', this.poisoned);
     let ops = batchOps;
     if (this.deferred.size > 0) {
@@ -539,6 +599,7 @@ export class Wal implements LogEngine {
   async close(): Promise<void> {
     await this.reclaiming;
     if (this.deferred.size > 0 && !this.poisoned) await this.write([]);
+    await this.writeTail; // writes made before close() reach the disk before it closes
     await this.db.close();
   }
 }

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
@@ -283,6 +285,224 @@ describe('WAL (LevelDB)', () => {
       }
     }
     await wal.close();
+  });
+
+  it('entry records at or below the compaction point found at open are deleted, never kept for ever (review X1: a snapshot kept apart from its compaction, a retained tail)', async () => {
+    // Two ways such records reach the disk, each a WAL write of its own: a crash between the
+    // snapshot's write and the compaction's (RegionServer.maybeSnapshot), and a compaction that
+    // keeps a tail below the snapshot for a standby (logRetainFrom). At the next open the
+    // snapshot is the compaction point, and later compactions delete from the entry after it:
+    // the records below were never deleted again while the region lived.
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('1', range(1, 10, 1));
+    b.setHardState('1', { term: 1, vote: 0, commit: 10 });
+    b.append('2', range(1, 10, 1));
+    b.setHardState('2', { term: 1, vote: 0, commit: 10 });
+    await b.commit();
+    await wal.region('1').createSnapshot(8, { voters: [1], learners: [] }, new Uint8Array([1])); // crash before its compact
+    await wal.region('2').createSnapshot(8, { voters: [1], learners: [] }, new Uint8Array([1]));
+    await wal.region('2').compact(3); // a standby still needs 4..
+    await wal.close();
+    const again = await Wal.open(dir, silentLogger);
+    for (const region of ['1', '2']) {
+      expect(again.region(region).firstIndex(), `region ${region}`).to.equal(9);
+      expect(again.region(region).entries(9, 11, Number.MAX_SAFE_INTEGER).map((e) => e.index)).to.deep.equal([9, 10]);
+    }
+    await again.region('1').compact(9);
+    await again.region('2').compact(9);
+    await again.close();
+    expect(await entryIndexes(dir, '1'), 'region 1: records left on disk').to.deep.equal([10]);
+    expect(await entryIndexes(dir, '2'), 'region 2: records left on disk').to.deep.equal([10]);
+    const third = await Wal.open(dir, silentLogger);
+    expect(third.region('1').lastIndex()).to.equal(10);
+    expect(third.region('1').snapshot().metadata.index).to.equal(8);
+    await third.close();
+  });
+
+  it('a kill -9 while a region is dropped leaves the region whole or gone, never part of it (review X2)', async function () {
+    // Destroying a replica deletes its records. A partial deletion is either a gap (the replica
+    // reported damaged at the next start) or — when the cut falls after its last entry, or after
+    // its hard state — a replica that reopens as healthy under its old peer id with acknowledged
+    // entries, and maybe its term and vote, gone: finding 1's hazard. The child is killed right
+    // when it starts dropping and at a few delays after; every outcome must be all or nothing.
+    this.timeout(120_000);
+    const template = tempDir();
+    const wal = await Wal.open(template, silentLogger);
+    const big = 40_000;
+    for (let lo = 1; lo <= big; lo += 5_000) {
+      const b = wal.batch();
+      b.append('1', range(lo, lo + 4_999, 3));
+      await b.commit();
+    }
+    const b = wal.batch();
+    b.setHardState('1', { term: 3, vote: 2, commit: big });
+    b.setRegionMeta('1', new TextEncoder().encode('{"peer":7}'));
+    b.append('2', range(1, 5, 1));
+    b.setHardState('2', { term: 1, vote: 0, commit: 5 });
+    await b.commit();
+    await wal.region('1').createSnapshot(100, { voters: [7], learners: [] }, new Uint8Array([1]));
+    await wal.region('1').compact(100);
+    await wal.close();
+    const child = join(import.meta.dirname, '../support/wal-drop-child.ts');
+    const outcomes: string[] = [];
+    for (const delayMs of [0, 0, 2, 10, 40, 600]) {
+      const dir = tempDir();
+      cpSync(template, dir, { recursive: true });
+      const proc = spawn(process.execPath, ['--import', 'tsx', child, dir, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+      const started = await new Promise<boolean>((resolve) => {
+        let out = '';
+        proc.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('dropping')) resolve(true);
+        });
+        proc.on('exit', () => resolve(false));
+      });
+      expect(started, `the child reached dropRegion (kill delay ${delayMs} ms)`).to.equal(true);
+      await new Promise((r) => setTimeout(r, delayMs));
+      proc.kill('SIGKILL');
+      await exited;
+      const after = await Wal.open(dir, silentLogger);
+      const damage = after.damage('1');
+      const hosted = after.regionIds().includes('1');
+      const whole = !damage && hosted && after.getRegionMeta('1') !== undefined && after.region('1').lastIndex() === big && after.region('1').initialState().hardState.vote === 2;
+      const gone = !damage && !hosted;
+      outcomes.push(whole ? 'whole' : gone ? 'gone' : damage ? `damaged (${damage.reason})` : `partial (meta ${after.getRegionMeta('1') !== undefined}, last ${after.region('1').lastIndex()}, hard state ${JSON.stringify(after.region('1').initialState().hardState)})`);
+      expect(after.region('2').lastIndex(), 'the other region is untouched').to.equal(5);
+      await after.close();
+    }
+    console.log(`      kill outcomes by delay: ${outcomes.join(', ')}`);
+    expect(outcomes.filter((o) => o !== 'whole' && o !== 'gone'), `outcomes by kill delay: ${outcomes.join('; ')}`).to.deep.equal([]);
+  });
+
+  it('writes reach LevelDB in the order they were made: a deferred commit index carried by a write still in flight never lands over a newer term and vote (review X3)', async () => {
+    // Every LevelDB batch is its own job on libuv's thread pool, so two batches in flight at once
+    // are applied in whichever order their threads take LevelDB's lock. Writes overlap: the
+    // datanode writes a region's meta (an open, persistPeers on a membership change) while the
+    // ready loop writes its batch, and the first write after a deferred commit index carries it
+    // (see the top of wal.ts). Here the thread of the first batch is held before LevelDB, as a
+    // descheduled thread would be; the second batch — a new term and vote — resolves (the vote
+    // could be sent), then the first lands with the region's older term and vote.
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('1', range(1, 4, 5));
+    b.setHardState('1', { term: 5, vote: 2, commit: 3 });
+    await b.commit();
+    const commitOnly = wal.batch();
+    commitOnly.setHardState('1', { term: 5, vote: 2, commit: 4 });
+    expect(commitOnly.deferrable).to.equal(true);
+    await commitOnly.commit(); // deferred: carried by the next write
+    const db = (wal as unknown as { db: { _batch: (ops: unknown[], options: unknown) => Promise<void> } }).db;
+    const real = db._batch.bind(db);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    db._batch = async (ops, options) => {
+      if (!held) {
+        held = true;
+        await gate;
+      }
+      return real(ops, options);
+    };
+    const metaWrite = wal.setRegionMeta('2', new TextEncoder().encode('{"peer":9}')); // carries region 1's deferred commit index
+    const vote = wal.batch();
+    vote.setHardState('1', { term: 6, vote: 3, commit: 4 });
+    let voted = false;
+    const voteWrite = vote.commit().then(() => {
+      voted = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await Promise.all([metaWrite, voteWrite]);
+    expect(voted).to.equal(true);
+    await wal.close();
+    const again = await Wal.open(dir, silentLogger);
+    expect(again.region('1').initialState().hardState, 'the hard state after a restart').to.deep.equal({ term: 6, vote: 3, commit: 4 });
+    expect(again.getRegionMeta('2')).to.not.equal(undefined);
+    await again.close();
+  });
+
+  describe("LevelDB's own log: damage is refused before LevelDB can drop it (review X4)", () => {
+    // LevelDB keeps the newest writes in <dir>/NNNNNN.log until they move into a table and
+    // replays that file at open with paranoid checks off: a record failing LevelDB's checksum is
+    // dropped (with the rest of its 32 KiB block), "(ignoring error)" in <dir>/LOG, and the file
+    // deleted. Before the check, one flipped byte in the newest synced batch (entries 7–9 and the
+    // hard state committing them) made region 1 reopen healthy at index 6: three synced entries,
+    // acknowledged by this node, gone without a trace.
+    const threeBatches = async (dataBytes = 0): Promise<string> => {
+      const dir = tempDir();
+      const wal = await Wal.open(dir, silentLogger);
+      for (const lo of [1, 4, 7]) {
+        const b = wal.batch();
+        b.append('1', dataBytes > 0 ? [lo, lo + 1, lo + 2].map((i) => entry(i, 1, `${i}`.padEnd(dataBytes, 'x'))) : range(lo, lo + 2, 1));
+        b.setHardState('1', { term: 1, vote: 1, commit: lo + 2 });
+        await b.commit();
+      }
+      await wal.close();
+      return dir;
+    };
+    const newestLog = (dir: string) => join(dir, readdirSync(dir).filter((f) => f.endsWith('.log')).sort().at(-1)!);
+    const expectRefused = async (dir: string, mentions: string) => {
+      try {
+        const opened = await Wal.open(dir, silentLogger);
+        const last = opened.region('1').lastIndex();
+        await opened.close();
+        expect.fail(`the WAL opened (region 1 at ${last})`);
+      } catch (err) {
+        expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+        expect((err as Error).message).to.include(mentions);
+      }
+    };
+
+    it('a flipped byte in the newest synced batch: the open is refused, naming the log file and the offset (failed before: region 1 opened at index 6)', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      bytes.writeUInt8(bytes.readUInt8(bytes.length - 20) ^ 0x01, bytes.length - 20); // inside the last record: entry 9's value
+      writeFileSync(file, bytes);
+      await expectRefused(dir, `${file} at offset`);
+      await expectRefused(dir, 'checksum mismatch'); // refused again: nothing was dropped or deleted
+    });
+
+    it('a flipped byte in an earlier batch: refused as well', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      bytes.writeUInt8(bytes.readUInt8(30) ^ 0x40, 30); // inside the first record
+      writeFileSync(file, bytes);
+      await expectRefused(dir, 'checksum mismatch');
+    });
+
+    it('a write torn by a crash (the file cut inside its last record) is not damage: the WAL opens without that batch, as LevelDB replays it', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      writeFileSync(file, bytes.subarray(0, bytes.length - 20));
+      const opened = await Wal.open(dir, silentLogger);
+      expect(opened.damage('1')).to.equal(undefined);
+      expect(opened.region('1').lastIndex()).to.equal(6);
+      expect(opened.region('1').initialState().hardState.commit).to.equal(6);
+      await opened.close();
+    });
+
+    it('records split across 32 KiB blocks (first, middle, last) check clean, and a flip in a middle fragment is refused', async () => {
+      const dir = await threeBatches(40_000); // each batch spans several blocks
+      const reopened = await Wal.open(dir, silentLogger);
+      expect(reopened.region('1').lastIndex()).to.equal(9);
+      await reopened.close();
+      const again = await threeBatches(40_000);
+      const file = newestLog(again);
+      const bytes = readFileSync(file);
+      expect(bytes.length).to.be.greaterThan(3 * 32 * 1024);
+      bytes.writeUInt8(bytes.readUInt8(32 * 1024 + 1000) ^ 0x01, 32 * 1024 + 1000); // in the second block: a fragment of the first batch
+      writeFileSync(file, bytes);
+      await expectRefused(again, 'checksum mismatch');
+    });
   });
 
   it('refuses further writes after a failed sync (the process must stop)', async () => {

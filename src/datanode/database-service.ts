@@ -13,6 +13,7 @@ import {
   type RegionState,
   type Row,
   type TableSchema,
+  checkValue,
   encodeCommand,
   makeRegionId,
   parseRegionId,
@@ -594,7 +595,9 @@ export class DatabaseService {
     for (const [name, v] of Object.entries(req.tag_equals ?? {})) {
       const c = schema.columns.find((col) => col.name === name);
       if (c?.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
-      tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
+      // Checked as a written value is (finding Z2): a value of another type (int64_value 5 for a
+      // STRING tag "5") equals no stored tag, and answered an empty scan instead of the error.
+      tagEquals[name] = checkValue(schema, c, fromProtoValue(v, `tag_equals.${name}`));
     }
     const options = {
       ...(req._start_ms === 'start_ms' ? { startMs: i64(req.start_ms, 'start_ms') } : {}),

@@ -237,6 +237,12 @@ export class Router {
     if (info.forwarded) return this.local.write(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
+    // A conditional write is one row (database.proto): refused before the split, which would
+    // otherwise make rows of several regions one-row parts, each checked and applied on its own
+    // (finding Z1) — accepted or half applied depending on how the rows hash.
+    if ((req._expect_version === 'expect_version' || req.expect_absent) && req.rows.length !== 1) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `expect_version / expect_absent apply to single-row writes only (${req.rows.length} rows; not applied)`);
+    }
     const schema = await this.local.schemaOf(table, req.region_id);
     const checked: Row[] = [];
     const parts = this.split(schema, req.rows, (r, i) => pushed(checked, validateRow(schema, fromProtoRow(r, `rows[${i}]`))), req.region_id);

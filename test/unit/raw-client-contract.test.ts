@@ -1,0 +1,171 @@
+// The any-language client contract (proto/regiondb/v1/database.proto's comments) checked where a
+// raw request lands: requests as a generated client in another language sends them, decoded as
+// the server decodes them, handed to the Router and the Database service without the TypeScript
+// client library in between (review branch rev-cli, rows Z* of docs/correctness.md).
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import type { DatabaseHost } from '../../src/datanode/database-host.js';
+import { DatabaseService } from '../../src/datanode/database-service.js';
+import { type LocalDatabase, Router, type ScanChunk, type ScanRequest, type WriteRequest } from '../../src/datanode/router.js';
+import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
+import type { Row, TableSchema } from '../../src/engine/schema.js';
+import type { WriteResponse } from '../../src/rpc/generated/index.js';
+import { type ProtoRow, type ProtoValue, toProtoRow } from '../../src/rpc/values.js';
+
+const schema: TableSchema = {
+  name: 't',
+  tableId: 7,
+  regionCount: 4,
+  columns: [
+    { name: 'host', type: 'string', semantic: 'tag' },
+    { name: 'ts', type: 'timestamp_ms', semantic: 'timestamp' },
+    { name: 'v', type: 'int64', semantic: 'field' },
+  ],
+};
+const proto = (r: Row): ProtoRow => {
+  const p = toProtoRow(schema, r);
+  for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind']; // as the decoders give it
+  return p;
+};
+const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
+
+async function failure(p: Promise<unknown>): Promise<RegionDbError> {
+  try {
+    await p;
+  } catch (err) {
+    if (isRegionDbError(err)) return err;
+    throw err;
+  }
+  throw new Error('expected the call to fail');
+}
+
+/** Two rows of the table that hash to different regions (and two that hash to the same one). */
+function rowsOfTwoRegions(): { apart: [Row, Row]; together: [Row, Row] } {
+  const first: Row = { host: 'h0', ts: 1000, v: 0 };
+  const region = regionNumberOf(schema, first);
+  let apart: Row | undefined;
+  let together: Row | undefined;
+  for (let i = 1; i < 200 && !(apart && together); i++) {
+    const r: Row = { host: `h${i}`, ts: 1000, v: i };
+    if (regionNumberOf(schema, r) === region) together ??= r;
+    else apart ??= r;
+  }
+  if (!apart || !together) throw new Error('no rows found for both cases');
+  return { apart: [first, apart], together: [first, together] };
+}
+
+describe('raw client contract: a conditional write is single-row whatever regions its rows hash to (Z1)', () => {
+  /** A node leading every region, recording which writes reached a region. */
+  function leadingEverything(): { local: LocalDatabase; reached: WriteRequest[] } {
+    const reached: WriteRequest[] = [];
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => schema,
+      leads: () => true,
+      leaderAddr: async () => undefined,
+      write: async (req): Promise<WriteResponse> => {
+        reached.push(req);
+        // As DatabaseService.write: the single-row rule, checked on the part it was given.
+        if ((req._expect_version === 'expect_version' || req.expect_absent) && req.rows.length !== 1) {
+          throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
+        }
+        return { version: '5', rows_written: req.rows.length };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    return { local, reached };
+  }
+
+  for (const condition of [{ expect_absent: true }, { expect_version: '3', _expect_version: 'expect_version' as const }]) {
+    const name = 'expect_absent' in condition ? 'expect_absent' : 'expect_version';
+    it(`${name} with two rows is INVALID_ARGUMENT and reaches no region, whether the rows share a region or not`, async () => {
+      const { apart, together } = rowsOfTwoRegions();
+      for (const [label, rows] of [['one region', together], ['two regions', apart]] as const) {
+        const { local, reached } = leadingEverything();
+        const req: WriteRequest = { table: 't', rows: rows.map(proto), client_id: 'c', request_id: '11', ...condition };
+        let outcome: unknown;
+        try {
+          outcome = await new Router(local).write(req, FAR());
+        } catch (err) {
+          outcome = err;
+        }
+        // Before the fix, rows of two regions were split into two one-row parts, each applied
+        // (or refused) on its own: the call answered OK, or half applied.
+        expect(isRegionDbError(outcome, ErrorCode.InvalidArgument), `${label}: ${JSON.stringify(outcome)}`).to.equal(true);
+        expect(String((outcome as Error).message)).to.contain('single-row');
+        expect(reached.filter((r) => r.rows.length === 1), `${label}: one-row parts applied`).to.deep.equal([]);
+      }
+    });
+  }
+
+  it('a one-row conditional write is still applied', async () => {
+    const { local, reached } = leadingEverything();
+    const res = await new Router(local).write({ table: 't', rows: [proto({ host: 'h0', ts: 1, v: 1 })], client_id: 'c', request_id: '12', expect_absent: true }, FAR());
+    expect(res.version).to.equal('5');
+    expect(reached).to.have.length(1);
+  });
+});
+
+describe('raw client contract: Scan.tag_equals values are checked against the tag column type (Z2)', () => {
+  const region = makeRegionId(schema.tableId, 0);
+  const oneRegion: TableSchema = { ...schema, regionCount: 1 };
+  const svc = (): { scan: (r: ScanRequest) => Promise<ScanChunk[]>; close(): void } => {
+    const replica = {
+      isLeader: () => true,
+      stateMachine: {
+        ssts: [],
+        async *scan(options: { tagEquals?: Record<string, unknown> }): AsyncGenerator<{ row: Row; version: number }> {
+          // As RegionState.scan: a row is yielded only if each filter value is === its tag.
+          const row: Row = { host: '5', ts: 1, v: 1 };
+          if (Object.entries(options.tagEquals ?? {}).every(([k, v]) => row[k] === v)) yield { row, version: 3 };
+        },
+      },
+    };
+    const host = {
+      nodeId: 1,
+      metas: new Map([[region, { schema: oneRegion }]]),
+      regionServer: { replica: (id: string) => (id === region ? replica : undefined), failure: () => undefined, readBarrier: async () => {}, staleReadGate: async () => undefined },
+      flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
+      metaCall: async () => {
+        throw Object.assign(new Error('no metasrv in this test'), { code: 14 });
+      },
+    } as unknown as DatabaseHost;
+    const service = new DatabaseService(host);
+    const inner = service as unknown as { scan(r: ScanRequest, w: (c: ScanChunk) => Promise<void>): Promise<void> };
+    return {
+      scan: async (r) => {
+        const sent: ScanChunk[] = [];
+        await inner.scan(r, async (c) => void sent.push(c));
+        return sent;
+      },
+      close: () => service.close(),
+    };
+  };
+
+  it('an int64 value for a STRING tag is INVALID_ARGUMENT, not an empty answer', async () => {
+    const s = svc();
+    // A generated client's easy mistake: Value{int64_value: 5} for the tag host = "5".
+    const err = await failure(s.scan({ table: 't', tag_equals: { host: { kind: 'int64_value', int64_value: '5' } }, consistency: 'LINEARIZABLE' }));
+    expect(err.code).to.equal(ErrorCode.InvalidArgument);
+    expect(err.message).to.contain('host');
+    // The right type finds the row.
+    const rows = (await s.scan({ table: 't', tag_equals: { host: { kind: 'string_value', string_value: '5' } }, consistency: 'LINEARIZABLE' })).flatMap((c) => c.rows);
+    expect(rows).to.have.length(1);
+    s.close();
+  });
+
+  it('a bool for a STRING tag, and a float for it, are INVALID_ARGUMENT; an explicit NULL still filters NULL tags', async () => {
+    const s = svc();
+    for (const value of [{ kind: 'bool_value' as const, bool_value: true }, { kind: 'float64_value' as const, float64_value: 5 }]) {
+      const err = await failure(s.scan({ table: 't', tag_equals: { host: value }, consistency: 'LINEARIZABLE' }));
+      expect(err.code, JSON.stringify(value)).to.equal(ErrorCode.InvalidArgument);
+    }
+    const rows = (await s.scan({ table: 't', tag_equals: { host: { kind: 'null_value', null_value: true } }, consistency: 'LINEARIZABLE' })).flatMap((c) => c.rows);
+    expect(rows).to.deep.equal([]);
+    s.close();
+  });
+});

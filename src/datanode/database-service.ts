@@ -33,7 +33,7 @@ import type {
   DropTableResponse__Output, GetResponse, GetRoutesResponse__Output, RegionRoute__Output, WriteResponse } from '../rpc/generated/index.js';
 import { type ProtoRow, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
-import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest, routerWallClock } from './router.js';
+import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest, SCAN_NARROWER, routerWallClock } from './router.js';
 import type { TimedClock } from '../common/clock.js';
 
 interface RouteInfo {
@@ -794,11 +794,16 @@ function rowBytes(row: Row): number {
   return n;
 }
 
-/** The rows sent so far are valid; the client continues with start_ms past the last one, or a smaller limit. */
+/**
+ * The rows sent so far are valid, but they come in primary-key order (tags, then time): a scan
+ * continued with start_ms past the last row's time would skip later series' earlier rows and
+ * repeat earlier series' later ones (finding Z3), so the advice is a narrower scan. Within one
+ * series (tag_equals on every tag) the order is time order and start_ms continues it.
+ */
 function scanTooLong(deadlineMs: number): RegionDbError {
   return new RegionDbError(
     ErrorCode.DeadlineExceeded,
-    `scan ran longer than ${deadlineMs} ms (half of engine.sst_gc_grace_ms, at most ${limits.scanMsMax} ms); page with limit and start_ms`,
+    `scan ran longer than ${deadlineMs} ms (half of engine.sst_gc_grace_ms, at most ${limits.scanMsMax} ms); ${SCAN_NARROWER}`,
   );
 }
 
@@ -806,7 +811,7 @@ function scanTooLong(deadlineMs: number): RegionDbError {
 function scanTooLarge(): RegionDbError {
   return new RegionDbError(
     ErrorCode.InvalidArgument,
-    `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`,
+    `scan exceeds ${limits.scanRowsPerRequestMax} rows; ${SCAN_NARROWER}`,
   );
 }
 

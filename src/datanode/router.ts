@@ -708,7 +708,7 @@ async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], l
     out.versions.push(head.chunk.versions[head.index]!);
     emitted++;
     if (emitted > limits.scanRowsPerRequestMax) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`);
+      throw new RegionDbError(ErrorCode.InvalidArgument, `scan exceeds ${limits.scanRowsPerRequestMax} rows; ${SCAN_NARROWER}`);
     }
     if (out.rows.length >= limits.scanRowsPerMessageMax) {
       await write(out);
@@ -724,6 +724,13 @@ async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], l
   }
   if (out.rows.length > 0) await write(out);
 }
+
+/**
+ * How to get what a refused scan would have returned (Z3): rows come in primary-key order, so
+ * there is no continuation by time across series.
+ */
+export const SCAN_NARROWER =
+  'scan less at a time: a shorter time range (start_ms/end_ms, for every series) or tag filters; rows come in primary-key order (tags, then time), so continuing with start_ms past the last row is right only within one series (tag_equals on every tag)';
 
 /** Appends `row` to `list` and returns it (split's parse callback keeps what it validated). */
 function pushed(list: Row[], row: Row): Row {

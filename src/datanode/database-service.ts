@@ -627,7 +627,19 @@ export class DatabaseService {
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
         continue;
       }
-      const state = await this.readable(table, regionId, req.consistency);
+      let state: RegionState;
+      try {
+        state = await this.readable(table, regionId, req.consistency);
+      } catch (err) {
+        // A replica here that may not serve the read (a STALE read refused by the gate, a
+        // ReadIndex with no leader) sends the scan to the leader, as a Get is sent (router.ts)
+        // and as database.proto's Consistency promises (finding Z4: the whole scan failed
+        // NOT_LEADER instead). Nothing of this region was written yet; one hop only.
+        if (info?.forwarded || !isRegionDbError(err, ErrorCode.NotLeader) || !err.details['leaderAddr']) throw err;
+        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs, info?.cancelled);
+        if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
+        continue;
+      }
       let rows: ProtoRow[] = [];
       let versions: string[] = [];
       let messageBytes = 0;

@@ -232,3 +232,61 @@ describe('raw client contract: the partition function docs/clients.md spells out
     }
   });
 });
+
+describe('raw client contract: a Scan whose replica here may not serve it goes to the leader, as a Get does (Z4)', () => {
+  const region = makeRegionId(schema.tableId, 0);
+  const oneRegion: TableSchema = { ...schema, regionCount: 1 };
+  type Scan = (r: ScanRequest, w: (c: ScanChunk) => Promise<void>, info?: { forwarded: boolean; deadlineMs: number }) => Promise<void>;
+  /** A node with a follower replica of the table's one region whose stale-read gate refuses; routes name node 2 as leader. */
+  function node(): { scan: Scan; forwards: { regionId: string; limit: number }[]; close(): void } {
+    const replica = {
+      isLeader: () => false,
+      stateMachine: {
+        ssts: [],
+        async *scan(): AsyncGenerator<{ row: Row; version: number }> {
+          yield { row: { host: 'h', ts: 1, v: 1 }, version: 3 };
+        },
+      },
+    };
+    const host = {
+      nodeId: 1,
+      metas: new Map([[region, { schema: oneRegion }]]),
+      regionServer: {
+        replica: (id: string) => (id === region ? replica : undefined),
+        failure: () => undefined,
+        readBarrier: async () => {},
+        staleReadGate: async () => 'the replica of the region on node 1 has heard from no leader since it was opened',
+      },
+      flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
+      metaCall: async () => ({
+        table: { name: 't', table_id: 7, region_count: 1, columns: schema.columns.map((c) => ({ name: c.name, type: c.type.toUpperCase(), semantic: c.semantic.toUpperCase() })) },
+        routes: [{ region_id: region, table: 't', region_number: 0, leader_node_id: '2', conf_version: '1', peers: [1, 2, 3].map((n) => ({ peer_id: String(n), node_id: String(n), addr: `127.0.0.1:${4100 + n}` })) }],
+      }),
+    } as unknown as DatabaseHost;
+    const service = new DatabaseService(host);
+    const forwards: { regionId: string; limit: number }[] = [];
+    const inner = service as unknown as { scan: Scan; forwardScan: (...a: unknown[]) => Promise<number> };
+    inner.forwardScan = async (_table, regionId, _req, limit) => {
+      forwards.push({ regionId: regionId as string, limit: limit as number });
+      return 0;
+    };
+    return { scan: inner.scan.bind(service), forwards, close: () => service.close() };
+  }
+
+  it('a STALE scan refused by the gate here is forwarded to the leader (not failed NOT_LEADER); a forwarded one is refused (one hop)', async () => {
+    const n = node();
+    const sent: ScanChunk[] = [];
+    await n.scan({ table: 't', consistency: 'STALE', region_id: region }, async (c) => void sent.push(c), { forwarded: false, deadlineMs: Date.now() + 5000 });
+    expect(n.forwards).to.deep.equal([{ regionId: region, limit: 0 }]);
+    expect(sent, 'nothing of the refused replica sent').to.deep.equal([]);
+    let error: unknown;
+    try {
+      await n.scan({ table: 't', consistency: 'STALE', region_id: region }, async () => {}, { forwarded: true, deadlineMs: Date.now() + 5000 });
+    } catch (err) {
+      error = err;
+    }
+    expect(isRegionDbError(error, ErrorCode.NotLeader), String(error)).to.equal(true);
+    expect(n.forwards).to.have.length(1);
+    n.close();
+  });
+});

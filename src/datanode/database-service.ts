@@ -633,7 +633,7 @@ export class DatabaseService {
       } catch (err) {
         // A replica here that may not serve the read (a STALE read refused by the gate, a
         // ReadIndex with no leader) sends the scan to the leader, as a Get is sent (router.ts)
-        // and as database.proto's Consistency promises (finding Z4: the whole scan failed
+        // and as database.proto's Consistency promises (finding Z3: the whole scan failed
         // NOT_LEADER instead). Nothing of this region was written yet; one hop only.
         if (info?.forwarded || !isRegionDbError(err, ErrorCode.NotLeader) || !err.details['leaderAddr']) throw err;
         emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs, info?.cancelled);
@@ -809,7 +809,7 @@ function rowBytes(row: Row): number {
 /**
  * The rows sent so far are valid, but they come in primary-key order (tags, then time): a scan
  * continued with start_ms past the last row's time would skip later series' earlier rows and
- * repeat earlier series' later ones (finding Z3), so the advice is a narrower scan. Within one
+ * repeat earlier series' later ones (docs/clients.md), so the advice is a narrower scan. Within one
  * series (tag_equals on every tag) the order is time order and start_ms continues it.
  */
 function scanTooLong(deadlineMs: number): RegionDbError {

@@ -726,8 +726,8 @@ async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], l
 }
 
 /**
- * How to get what a refused scan would have returned (Z3): rows come in primary-key order, so
- * there is no continuation by time across series.
+ * How to get what a refused scan would have returned: rows come in primary-key order, so there
+ * is no continuation by time across series (docs/clients.md, "Scans come in primary-key order").
  */
 export const SCAN_NARROWER =
   'scan less at a time: a shorter time range (start_ms/end_ms, for every series) or tag filters; rows come in primary-key order (tags, then time), so continuing with start_ms past the last row is right only within one series (tag_equals on every tag)';

@@ -233,7 +233,7 @@ describe('raw client contract: the partition function docs/clients.md spells out
   });
 });
 
-describe('raw client contract: a Scan whose replica here may not serve it goes to the leader, as a Get does (Z4)', () => {
+describe('raw client contract: a Scan whose replica here may not serve it goes to the leader, as a Get does (Z3)', () => {
   const region = makeRegionId(schema.tableId, 0);
   const oneRegion: TableSchema = { ...schema, regionCount: 1 };
   type Scan = (r: ScanRequest, w: (c: ScanChunk) => Promise<void>, info?: { forwarded: boolean; deadlineMs: number }) => Promise<void>;

@@ -13,6 +13,11 @@ export const CURRENT_VERSION_KEY = 'regiondb-current-version';
 export const OLDEST_KNOWN_REQUEST_ID_KEY = 'regiondb-oldest-known-request-id';
 /** JSON array of RegionOutcome (database.proto, field names as in the proto) of a partly failed routed write. */
 export const REGION_OUTCOMES_KEY = 'regiondb-region-outcomes';
+/**
+ * With REGION_OUTCOMES_KEY, when the list was too long for a trailer (finding Z4): JSON
+ * `{"applied": a, "not_applied": n, "unknown": u}`, the parts of each outcome left out of it.
+ */
+export const REGION_OUTCOMES_OMITTED_KEY = 'regiondb-region-outcomes-omitted';
 /** The id of a dropped table whose region refused the operation (a drop fence, docs/ddl.md): not applied. */
 export const DROPPED_TABLE_ID_KEY = 'regiondb-dropped-table-id';
 /** With DROPPED_TABLE_ID_KEY: "true" when the request may be sent again as it is, the table name resolved afresh (not a write with expect_version). */
@@ -25,6 +30,7 @@ const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
   currentVersion: CURRENT_VERSION_KEY,
   oldestKnownRequestId: OLDEST_KNOWN_REQUEST_ID_KEY,
   regionOutcomes: REGION_OUTCOMES_KEY,
+  regionOutcomesOmitted: REGION_OUTCOMES_OMITTED_KEY,
   droppedTableId: DROPPED_TABLE_ID_KEY,
   resendAllowed: RESEND_ALLOWED_KEY,
 };
@@ -151,7 +157,7 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
  * detail (regionOutcomes: a character outside ASCII can only be inside one of its strings, and
  * JSON.parse gives it back), and the ASCII details (addresses, ids, versions) are unchanged.
  */
-function metadataValue(value: string): string {
+export function metadataValue(value: string): string {
   return value.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

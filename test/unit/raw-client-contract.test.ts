@@ -290,3 +290,82 @@ describe('raw client contract: a Scan whose replica here may not serve it goes t
     n.close();
   });
 });
+
+describe('raw client contract: the outcomes of a partly failed write across many regions fit a trailer every gRPC stack reads (Z4)', () => {
+  // gRPC core (Python's grpcio 1.51 here) turns a response whose metadata passes 8 KiB into
+  // RESOURCE_EXHAUSTED "received initial metadata size exceeds limit": the status, the code and
+  // the outcomes are lost (measured against a grpc-js server sending a 9,000-byte trailer).
+  const wide: TableSchema = { ...schema, regionCount: 1024 };
+  const many = Array.from({ length: 10_000 }, (_, i): Row => ({ host: `w${i}`, ts: 1000 + i, v: i }));
+  const regionsOf = new Set(many.map((r) => makeRegionId(wide.tableId, regionNumberOf(wide, r))));
+  /** A node leading every region; `refuse(regionId)` says which parts fail, and how. */
+  function routerWith(refuse: (regionId: string) => RegionDbError | undefined): Router {
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => wide,
+      leads: () => true,
+      leaderAddr: async () => undefined,
+      write: async (req): Promise<WriteResponse> => {
+        const refusal = refuse(req.region_id!);
+        if (refusal) throw refusal;
+        return { version: '12345', rows_written: req.rows.length };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    return new Router(local);
+  }
+  const wideProto = (r: Row): ProtoRow => {
+    const p = toProtoRow(wide, r);
+    for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind'];
+    return p;
+  };
+  const trailerBytes = (err: RegionDbError) =>
+    Object.values(err.details).reduce((n, v) => n + v.replace(/[^\x20-\x7e]/g, '\\uXXXX').length, 0);
+
+  it('one part refused among ~1,000 applied: the trailer stays under 8 KiB and lists the refused part, counting the applied ones left out', async () => {
+    const [victim] = [...regionsOf].sort();
+    const err = await failure(
+      routerWith((id) => (id === victim ? new RegionDbError(ErrorCode.PermissionDenied, 'read-only user — writes are refused') : undefined)).write(
+        { table: 't', rows: many.map(wideProto), client_id: 'c', request_id: '21' },
+        FAR(),
+      ),
+    );
+    expect(err.code).to.equal(ErrorCode.PermissionDenied);
+    // Before the fix: every part's outcome, ~110 KB of trailer.
+    expect(trailerBytes(err), 'trailer bytes').to.be.below(8192);
+    const listed = JSON.parse(err.details['regionOutcomes']!) as { region_id: string; outcome: string }[];
+    expect(listed.map((o) => [o.region_id, o.outcome])).to.deep.equal([[victim, 'OUTCOME_NOT_APPLIED']]);
+    expect(JSON.parse(err.details['regionOutcomesOmitted']!)).to.deep.equal({ applied: regionsOf.size - 1, not_applied: 0, unknown: 0 });
+  });
+
+  it('every part failing: what fits is listed, unknown parts first, and the rest is counted', async () => {
+    const err = await failure(
+      routerWith((id) =>
+        Number(BigInt(id) & 1n) === 0
+          ? new RegionDbError(ErrorCode.DeadlineExceeded, 'timed out after proposing — the outcome is unknown')
+          : new RegionDbError(ErrorCode.PermissionDenied, 'read-only user'),
+      ).write({ table: 't', rows: many.map(wideProto) }, FAR()), // no request id: a part of unknown outcome is not retried
+    );
+    expect(trailerBytes(err), 'trailer bytes').to.be.below(8192);
+    const listed = JSON.parse(err.details['regionOutcomes']!) as { outcome: string }[];
+    const omitted = JSON.parse(err.details['regionOutcomesOmitted']!) as { applied: number; not_applied: number; unknown: number };
+    expect(omitted.applied).to.equal(0);
+    expect(listed.length + omitted.not_applied + omitted.unknown).to.equal(regionsOf.size);
+    expect(listed.every((o) => o.outcome === 'OUTCOME_UNKNOWN'), 'unknown parts are listed first').to.equal(true);
+    expect(listed.length).to.be.above(10);
+  });
+
+  it('a write across a few regions keeps the whole list, as before', async () => {
+    const rows = Array.from({ length: 8 }, (_, i): Row => ({ host: `h${i}`, ts: i, v: i }));
+    const ids = [...new Set(rows.map((r) => makeRegionId(wide.tableId, regionNumberOf(wide, r))))].sort();
+    const err = await failure(
+      routerWith((id) => (id === ids[0] ? new RegionDbError(ErrorCode.PermissionDenied, 'read-only user') : undefined)).write({ table: 't', rows: rows.map(wideProto), client_id: 'c', request_id: '23' }, FAR()),
+    );
+    const listed = JSON.parse(err.details['regionOutcomes']!) as { region_id: string }[];
+    expect(listed.map((o) => o.region_id).sort()).to.deep.equal(ids);
+    expect(err.details['regionOutcomesOmitted']).to.equal(undefined);
+  });
+});

@@ -143,11 +143,38 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
   if (isRegionDbError(err)) {
     metadata.set(ERROR_CODE_KEY, err.code);
     for (const [detail, key] of Object.entries(DETAIL_METADATA_KEYS)) if (err.details[detail]) metadata.set(key, metadataValue(err.details[detail]));
-    return { code: toGrpc[err.code], details: err.message, metadata };
+    return { code: toGrpc[err.code], details: statusMessage(err.message), metadata };
   }
   log?.error({ err }, 'internal error in a service handler');
   metadata.set(ERROR_CODE_KEY, ErrorCode.Internal);
   return { code: grpc.status.INTERNAL, details: 'internal error (logged on the server)', metadata };
+}
+
+/**
+ * The most bytes a status message takes as sent (grpc-js percent-encodes it into `grpc-message`).
+ * gRPC core (Python, C++, ...) and grpc-java refuse a response whose metadata passes 8 KiB by
+ * default, and report RESOURCE_EXHAUSTED ("received initial metadata size exceeds limit") instead
+ * of the status — which a client retries as backpressure. A message can quote what the request
+ * carried (an unknown column's name has no length limit of its own): finding Z5.
+ */
+export const STATUS_MESSAGE_BYTES_MAX = 2048;
+
+/** `message` cut (with " …") so that its `grpc-message` form stays within STATUS_MESSAGE_BYTES_MAX. */
+export function statusMessage(message: string): string {
+  if (message.length <= STATUS_MESSAGE_BYTES_MAX / 9 || encodeURI(message).length <= STATUS_MESSAGE_BYTES_MAX) return message;
+  // At most 9 bytes per UTF-16 unit once percent-encoded (a 3-byte character), so this many units always fit.
+  let units = Math.floor((STATUS_MESSAGE_BYTES_MAX - 8) / 9);
+  // Longer cuts while they fit (messages are mostly ASCII: a unit each), never splitting a surrogate pair.
+  for (let step = STATUS_MESSAGE_BYTES_MAX; step >= 1; step >>= 1) {
+    const longer = units + step;
+    if (longer < message.length && encodeURI(cut(message, longer)).length <= STATUS_MESSAGE_BYTES_MAX) units = longer;
+  }
+  return cut(message, units);
+}
+
+function cut(message: string, units: number): string {
+  const end = /[\ud800-\udbff]/.test(message[units - 1] ?? '') ? units - 1 : units;
+  return `${message.slice(0, end)} …`;
 }
 
 /**

@@ -9,7 +9,8 @@ import type { DatabaseHost } from '../../src/datanode/database-host.js';
 import { DatabaseService } from '../../src/datanode/database-service.js';
 import { type LocalDatabase, Router, type ScanChunk, type ScanRequest, type WriteRequest } from '../../src/datanode/router.js';
 import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
-import type { Row, TableSchema } from '../../src/engine/schema.js';
+import { type Row, type TableSchema, validateRow } from '../../src/engine/schema.js';
+import { toServiceError } from '../../src/rpc/status.js';
 import type { WriteResponse } from '../../src/rpc/generated/index.js';
 import { type ProtoRow, type ProtoValue, toProtoRow } from '../../src/rpc/values.js';
 
@@ -367,5 +368,35 @@ describe('raw client contract: the outcomes of a partly failed write across many
     const listed = JSON.parse(err.details['regionOutcomes']!) as { region_id: string }[];
     expect(listed.map((o) => o.region_id).sort()).to.deep.equal(ids);
     expect(err.details['regionOutcomesOmitted']).to.equal(undefined);
+  });
+});
+
+describe('raw client contract: a status message quoting the request stays within what every gRPC stack reads (Z5)', () => {
+  const sent = (details: string | undefined) => encodeURI(details ?? '').length; // as grpc-js puts it in grpc-message
+
+  it('an unknown column with a 10,000-character name: INVALID_ARGUMENT whose message fits 2 KiB (it was 10 KB: RESOURCE_EXHAUSTED in Python)', () => {
+    const name = `c${'x'.repeat(10_000)}`;
+    let err: unknown;
+    try {
+      validateRow(schema, { host: 'h', ts: 1, [name]: 1 });
+    } catch (e) {
+      err = e;
+    }
+    const status = toServiceError(err);
+    expect(status.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(sent(status.details), 'grpc-message bytes').to.be.at.most(2048);
+    expect(status.details).to.match(/^table t: unknown column cxxx/);
+    expect(status.details!.endsWith(' …')).to.equal(true);
+  });
+
+  it('multi-byte and astral characters are cut whole; a short message is unchanged', () => {
+    for (const message of ['é'.repeat(5000), '日本'.repeat(3000), '\u{1F600}'.repeat(3000), `${'a'.repeat(2047)}\u{1F600}${'b'.repeat(100)}`]) {
+      const details = toServiceError(new RegionDbError(ErrorCode.InvalidArgument, message)).details!;
+      expect(sent(details), message.slice(0, 10)).to.be.at.most(2048);
+      expect(sent(details), message.slice(0, 10)).to.be.above(1000);
+      expect(message.startsWith(details.slice(0, -2)), 'a prefix of the message').to.equal(true);
+    }
+    const short = 'region 30064771072: node 1 is not the leader — retry';
+    expect(toServiceError(new RegionDbError(ErrorCode.NotLeader, short)).details).to.equal(short);
   });
 });

@@ -363,7 +363,9 @@ export class Router {
           res = (kind === 'write' ? await this.local.write(body as WriteRequest) : await this.local.delete(body as DeleteRequest)) as { version: string };
         } else {
           const addr = hint ?? (await this.local.leaderAddr(table, regionId, freshRoutes));
-          if (!addr) throw new RegionDbError(ErrorCode.Unavailable, `no known leader for region ${regionId}`);
+          // Nothing was sent: a refusal (NOT_APPLIED, retried with fresh routes), not an unknown
+          // outcome — which ended a part without a request id at once (finding Z6).
+          if (!addr) throw new RegionDbError(ErrorCode.NotLeader, `no known leader for region ${regionId} (no route names one); not sent`);
           res = await this.stream(addr).request<{ version: string }>(kind, body, remaining);
           if (!res || res.version === undefined) throw new RegionDbError(ErrorCode.Internal, `empty ${kind} answer for region ${regionId}`);
         }

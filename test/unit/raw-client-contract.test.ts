@@ -11,6 +11,7 @@ import { type LocalDatabase, Router, type ScanChunk, type ScanRequest, type Writ
 import { makeRegionId, regionNumberOf } from '../../src/engine/key.js';
 import { type Row, type TableSchema, validateRow } from '../../src/engine/schema.js';
 import { toServiceError } from '../../src/rpc/status.js';
+import { HandClock, whileTicking } from '../fixtures/hand-clock.js';
 import type { WriteResponse } from '../../src/rpc/generated/index.js';
 import { type ProtoRow, type ProtoValue, toProtoRow } from '../../src/rpc/values.js';
 
@@ -398,5 +399,42 @@ describe('raw client contract: a status message quoting the request stays within
     }
     const short = 'region 30064771072: node 1 is not the leader — retry';
     expect(toServiceError(new RegionDbError(ErrorCode.NotLeader, short)).details).to.equal(short);
+  });
+});
+
+describe('raw client contract: a part that could be sent nowhere is NOT_APPLIED, and retried (Z6)', () => {
+  /** A node leading nothing, with no address for any region's leader for the first `blindAttempts` lookups. */
+  function blind(blindAttempts: number): { local: LocalDatabase; lookups: () => number; forwarded: WriteRequest[] } {
+    let lookups = 0;
+    const forwarded: WriteRequest[] = [];
+    const local: LocalDatabase = {
+      nodeId: 1,
+      credentials: grpc.credentials.createInsecure(),
+      schemaOf: async () => ({ ...schema, regionCount: 1 }),
+      leads: () => false,
+      leaderAddr: async () => (++lookups <= blindAttempts ? undefined : '127.0.0.1:1'),
+      write: async (req) => {
+        forwarded.push(req);
+        return { version: '9', rows_written: 1 };
+      },
+      delete: async () => ({ version: '1' }),
+      get: async () => ({ found: false }),
+      scanRegion: async () => {},
+    };
+    return { local, lookups: () => lookups, forwarded };
+  }
+
+  it('no leader address known for the region all its deadline: NOT_LEADER (nothing was sent), not UNAVAILABLE, and looked up again also without a request id', async () => {
+    for (const identity of [{}, { client_id: 'c', request_id: '31' }]) {
+      const { local, lookups } = blind(Number.POSITIVE_INFINITY);
+      const clock = new HandClock();
+      const err = await failure(
+        whileTicking(clock, 50, new Router(local, clock).write({ table: 't', rows: [proto({ host: 'h', ts: 1, v: 1 })], ...identity } as WriteRequest, { forwarded: false, deadlineMs: clock.nowMs() + 30_000 }), 'the write', 200),
+      );
+      // One region: its part's own error. Before: UNAVAILABLE ("may have applied") — and, without
+      // a request id, after a single lookup (a part that may have applied is not resent without one).
+      expect(err.code, `${JSON.stringify(identity)}: ${err.message}`).to.equal(ErrorCode.NotLeader);
+      expect(lookups(), `${JSON.stringify(identity)}: lookups`).to.be.above(1);
+    }
   });
 });

@@ -27,7 +27,7 @@ export const limits = {
 
   /** A scan message is sent once it holds this many bytes of values (well below grpcMessageBytesMax). */
   scanMessageBytesMax: 4 << 20,
-  /** Rows one Scan call returns at most; more fails the scan (narrow the range, or page with limit). */
+  /** Rows one Scan call returns at most; more fails the scan (narrow the time range or the tag filters). */
   scanRowsPerRequestMax: 1_000_000,
   /**
    * A Scan runs at most this long on a server, and at most half of engine.sst_gc_grace_ms: the

@@ -13,6 +13,7 @@ import {
   type RegionState,
   type Row,
   type TableSchema,
+  checkValue,
   encodeCommand,
   makeRegionId,
   parseRegionId,
@@ -32,7 +33,7 @@ import type {
   DropTableResponse__Output, GetResponse, GetRoutesResponse__Output, RegionRoute__Output, WriteResponse } from '../rpc/generated/index.js';
 import { type ProtoRow, fromProtoRow, fromProtoSchema, fromProtoValue, toProtoRow } from '../rpc/values.js';
 import type { DatabaseHost } from './database-host.js';
-import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest, routerWallClock } from './router.js';
+import { type CallInfo, type CheckedRows, type DeleteRequest, type GetRequest, Router, type ScanChunk, type ScanRequest, type WriteRequest, SCAN_NARROWER, routerWallClock } from './router.js';
 import type { TimedClock } from '../common/clock.js';
 
 interface RouteInfo {
@@ -594,7 +595,9 @@ export class DatabaseService {
     for (const [name, v] of Object.entries(req.tag_equals ?? {})) {
       const c = schema.columns.find((col) => col.name === name);
       if (c?.semantic !== 'tag') throw new RegionDbError(ErrorCode.InvalidArgument, `tag_equals: ${name} is not a TAG column of ${table}`);
-      tagEquals[name] = fromProtoValue(v, `tag_equals.${name}`);
+      // Checked as a written value is (finding Z2): a value of another type (int64_value 5 for a
+      // STRING tag "5") equals no stored tag, and answered an empty scan instead of the error.
+      tagEquals[name] = checkValue(schema, c, fromProtoValue(v, `tag_equals.${name}`));
     }
     const options = {
       ...(req._start_ms === 'start_ms' ? { startMs: i64(req.start_ms, 'start_ms') } : {}),
@@ -624,7 +627,19 @@ export class DatabaseService {
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
         continue;
       }
-      const state = await this.readable(table, regionId, req.consistency);
+      let state: RegionState;
+      try {
+        state = await this.readable(table, regionId, req.consistency);
+      } catch (err) {
+        // A replica here that may not serve the read (a STALE read refused by the gate, a
+        // ReadIndex with no leader) sends the scan to the leader, as a Get is sent (router.ts)
+        // and as database.proto's Consistency promises (finding Z3: the whole scan failed
+        // NOT_LEADER instead). Nothing of this region was written yet; one hop only.
+        if (info?.forwarded || !isRegionDbError(err, ErrorCode.NotLeader) || !err.details['leaderAddr']) throw err;
+        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs, info?.cancelled);
+        if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
+        continue;
+      }
       let rows: ProtoRow[] = [];
       let versions: string[] = [];
       let messageBytes = 0;
@@ -791,11 +806,16 @@ function rowBytes(row: Row): number {
   return n;
 }
 
-/** The rows sent so far are valid; the client continues with start_ms past the last one, or a smaller limit. */
+/**
+ * The rows sent so far are valid, but they come in primary-key order (tags, then time): a scan
+ * continued with start_ms past the last row's time would skip later series' earlier rows and
+ * repeat earlier series' later ones (docs/clients.md), so the advice is a narrower scan. Within one
+ * series (tag_equals on every tag) the order is time order and start_ms continues it.
+ */
 function scanTooLong(deadlineMs: number): RegionDbError {
   return new RegionDbError(
     ErrorCode.DeadlineExceeded,
-    `scan ran longer than ${deadlineMs} ms (half of engine.sst_gc_grace_ms, at most ${limits.scanMsMax} ms); page with limit and start_ms`,
+    `scan ran longer than ${deadlineMs} ms (half of engine.sst_gc_grace_ms, at most ${limits.scanMsMax} ms); ${SCAN_NARROWER}`,
   );
 }
 
@@ -803,7 +823,7 @@ function scanTooLong(deadlineMs: number): RegionDbError {
 function scanTooLarge(): RegionDbError {
   return new RegionDbError(
     ErrorCode.InvalidArgument,
-    `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`,
+    `scan exceeds ${limits.scanRowsPerRequestMax} rows; ${SCAN_NARROWER}`,
   );
 }
 

@@ -19,6 +19,7 @@
 // attempt that may have been proposed makes the part UNKNOWN even if a later attempt is refused.
 import * as grpc from '@grpc/grpc-js';
 import { type TimedClock, type TimerHandle, systemScheduler, wallClock } from '../common/clock.js';
+import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { type Row, type TableSchema, compareBytes, encodePrimaryKey, makeRegionId, regionNumberOf, validateKey, validateRow } from '../engine/index.js';
@@ -39,7 +40,7 @@ import type {
 } from '../rpc/generated/index.js';
 import { str } from '../rpc/proto.js';
 import { call, makeClient } from '../rpc/server.js';
-import { fromGrpcError, grpcStatusOf } from '../rpc/status.js';
+import { fromGrpcError, grpcStatusOf, metadataValue } from '../rpc/status.js';
 import { type ProtoRow, type ProtoValue, fromProtoRow } from '../rpc/values.js';
 
 /** How the request reached this node. */
@@ -237,6 +238,12 @@ export class Router {
     if (info.forwarded) return this.local.write(req);
     const table = str(req.table, 'table', limits.tableNameBytesMax);
     if (!Array.isArray(req.rows) || req.rows.length === 0) return this.local.write(req); // its error
+    // A conditional write is one row (database.proto): refused before the split, which would
+    // otherwise make rows of several regions one-row parts, each checked and applied on its own
+    // (finding Z1) — accepted or half applied depending on how the rows hash.
+    if ((req._expect_version === 'expect_version' || req.expect_absent) && req.rows.length !== 1) {
+      throw new RegionDbError(ErrorCode.InvalidArgument, `expect_version / expect_absent apply to single-row writes only (${req.rows.length} rows; not applied)`);
+    }
     const schema = await this.local.schemaOf(table, req.region_id);
     const checked: Row[] = [];
     const parts = this.split(schema, req.rows, (r, i) => pushed(checked, validateRow(schema, fromProtoRow(r, `rows[${i}]`))), req.region_id);
@@ -356,7 +363,9 @@ export class Router {
           res = (kind === 'write' ? await this.local.write(body as WriteRequest) : await this.local.delete(body as DeleteRequest)) as { version: string };
         } else {
           const addr = hint ?? (await this.local.leaderAddr(table, regionId, freshRoutes));
-          if (!addr) throw new RegionDbError(ErrorCode.Unavailable, `no known leader for region ${regionId}`);
+          // Nothing was sent: a refusal (NOT_APPLIED, retried with fresh routes), not an unknown
+          // outcome — which ended a part without a request id at once (finding Z6).
+          if (!addr) throw new RegionDbError(ErrorCode.NotLeader, `no known leader for region ${regionId} (no route names one); not sent`);
           res = await this.stream(addr).request<{ version: string }>(kind, body, remaining);
           if (!res || res.version === undefined) throw new RegionDbError(ErrorCode.Internal, `empty ${kind} answer for region ${regionId}`);
         }
@@ -530,7 +539,7 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
   const dropped = failed.every((p) => p.outcome.outcome === 'OUTCOME_NOT_APPLIED' && p.error?.details['droppedTableId'] !== undefined && p.error.details['droppedTableId'] === cause.details['droppedTableId']);
   const resendAllowed = dropped && failed.every((p) => p.error?.details['resendAllowed'] === 'true');
   const details = {
-    regionOutcomes: JSON.stringify(outcomes),
+    ...outcomesDetails(outcomes),
     ...(dropped ? { droppedTableId: cause.details['droppedTableId']! } : {}),
     ...(resendAllowed ? { resendAllowed: 'true' } : {}),
   };
@@ -553,6 +562,49 @@ function merge(parts: PartResult[], kind: 'write' | 'delete'): { version: string
       `First: region ${first.outcome.region_id}: ${cause.message}`,
     { details },
   );
+}
+
+/**
+ * The most bytes the outcomes take in a trailer (as sent: metadataValue's escapes counted). gRPC
+ * core (Python, C++, Ruby, ...) and grpc-java refuse a response whose metadata passes 8 KiB by
+ * default, and the caller then gets RESOURCE_EXHAUSTED ("received initial metadata size exceeds
+ * limit") instead of the status and the outcomes (finding Z4: a write across ~70 regions or
+ * more). Half of that leaves room for the status message and the other details.
+ */
+export const REGION_OUTCOMES_TRAILER_BYTES_MAX = 4096;
+/** A failed part's message is cut to this many characters when the full list does not fit. */
+const OUTCOME_MESSAGE_CHARS_MAX = 120;
+
+/**
+ * The `regionOutcomes` detail, within REGION_OUTCOMES_TRAILER_BYTES_MAX: every part when they
+ * fit; else the parts that did not apply (their messages cut), UNKNOWN ones kept longest, and
+ * `regionOutcomesOmitted` counting, per outcome, the parts left out — so a part that is not
+ * listed is one of those counted, and with nothing but `applied` counted, every part left out
+ * applied.
+ */
+export function outcomesDetails(outcomes: readonly RegionOutcome[]): { regionOutcomes: string; regionOutcomesOmitted?: string } {
+  const fits = (json: string) => metadataValue(json).length <= REGION_OUTCOMES_TRAILER_BYTES_MAX;
+  const full = JSON.stringify(outcomes);
+  if (fits(full)) return { regionOutcomes: full };
+  const omitted = { applied: 0, not_applied: 0, unknown: 0 };
+  const listed: RegionOutcome[] = [];
+  for (const o of outcomes) {
+    if (o.outcome === 'OUTCOME_APPLIED') omitted.applied++;
+    else listed.push(o.message.length > OUTCOME_MESSAGE_CHARS_MAX ? { ...o, message: `${o.message.slice(0, OUTCOME_MESSAGE_CHARS_MAX)}…` } : o);
+  }
+  // Left out last to first, NOT_APPLIED before UNKNOWN (an unknown part is the one a caller must act on).
+  listed.sort((a, b) => Number(a.outcome === 'OUTCOME_NOT_APPLIED') - Number(b.outcome === 'OUTCOME_NOT_APPLIED'));
+  // The array's bytes as sent: its entries, the commas between them and the brackets.
+  const entries = listed.map((o) => JSON.stringify(o));
+  let bytes = entries.reduce((n, e) => n + metadataValue(e).length + 1, 1);
+  while (bytes > REGION_OUTCOMES_TRAILER_BYTES_MAX && entries.length > 0) {
+    bytes -= metadataValue(entries.pop()!).length + 1;
+    if (listed.pop()!.outcome === 'OUTCOME_NOT_APPLIED') omitted.not_applied++;
+    else omitted.unknown++;
+  }
+  const json = `[${entries.join(',')}]`;
+  assert(fits(json), 'the listed outcomes fit the trailer');
+  return { regionOutcomes: json, regionOutcomesOmitted: JSON.stringify(omitted) };
 }
 
 /**
@@ -702,7 +754,7 @@ async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], l
     out.versions.push(head.chunk.versions[head.index]!);
     emitted++;
     if (emitted > limits.scanRowsPerRequestMax) {
-      throw new RegionDbError(ErrorCode.InvalidArgument, `scan exceeds ${limits.scanRowsPerRequestMax} rows; narrow the time range or tag filters, or page with limit and start_ms`);
+      throw new RegionDbError(ErrorCode.InvalidArgument, `scan exceeds ${limits.scanRowsPerRequestMax} rows; ${SCAN_NARROWER}`);
     }
     if (out.rows.length >= limits.scanRowsPerMessageMax) {
       await write(out);
@@ -718,6 +770,13 @@ async function mergeSorted(schema: TableSchema, sources: Handoff<ScanChunk>[], l
   }
   if (out.rows.length > 0) await write(out);
 }
+
+/**
+ * How to get what a refused scan would have returned: rows come in primary-key order, so there
+ * is no continuation by time across series (docs/clients.md, "Scans come in primary-key order").
+ */
+export const SCAN_NARROWER =
+  'scan less at a time: a shorter time range (start_ms/end_ms, for every series) or tag filters; rows come in primary-key order (tags, then time), so continuing with start_ms past the last row is right only within one series (tag_equals on every tag)';
 
 /** Appends `row` to `list` and returns it (split's parse callback keeps what it validated). */
 function pushed(list: Row[], row: Row): Row {

@@ -13,6 +13,11 @@ export const CURRENT_VERSION_KEY = 'regiondb-current-version';
 export const OLDEST_KNOWN_REQUEST_ID_KEY = 'regiondb-oldest-known-request-id';
 /** JSON array of RegionOutcome (database.proto, field names as in the proto) of a partly failed routed write. */
 export const REGION_OUTCOMES_KEY = 'regiondb-region-outcomes';
+/**
+ * With REGION_OUTCOMES_KEY, when the list was too long for a trailer (finding Z4): JSON
+ * `{"applied": a, "not_applied": n, "unknown": u}`, the parts of each outcome left out of it.
+ */
+export const REGION_OUTCOMES_OMITTED_KEY = 'regiondb-region-outcomes-omitted';
 /** The id of a dropped table whose region refused the operation (a drop fence, docs/ddl.md): not applied. */
 export const DROPPED_TABLE_ID_KEY = 'regiondb-dropped-table-id';
 /** With DROPPED_TABLE_ID_KEY: "true" when the request may be sent again as it is, the table name resolved afresh (not a write with expect_version). */
@@ -25,6 +30,7 @@ const DETAIL_METADATA_KEYS: Readonly<Record<string, string>> = {
   currentVersion: CURRENT_VERSION_KEY,
   oldestKnownRequestId: OLDEST_KNOWN_REQUEST_ID_KEY,
   regionOutcomes: REGION_OUTCOMES_KEY,
+  regionOutcomesOmitted: REGION_OUTCOMES_OMITTED_KEY,
   droppedTableId: DROPPED_TABLE_ID_KEY,
   resendAllowed: RESEND_ALLOWED_KEY,
 };
@@ -137,11 +143,38 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
   if (isRegionDbError(err)) {
     metadata.set(ERROR_CODE_KEY, err.code);
     for (const [detail, key] of Object.entries(DETAIL_METADATA_KEYS)) if (err.details[detail]) metadata.set(key, metadataValue(err.details[detail]));
-    return { code: toGrpc[err.code], details: err.message, metadata };
+    return { code: toGrpc[err.code], details: statusMessage(err.message), metadata };
   }
   log?.error({ err }, 'internal error in a service handler');
   metadata.set(ERROR_CODE_KEY, ErrorCode.Internal);
   return { code: grpc.status.INTERNAL, details: 'internal error (logged on the server)', metadata };
+}
+
+/**
+ * The most bytes a status message takes as sent (grpc-js percent-encodes it into `grpc-message`).
+ * gRPC core (Python, C++, ...) and grpc-java refuse a response whose metadata passes 8 KiB by
+ * default, and report RESOURCE_EXHAUSTED ("received initial metadata size exceeds limit") instead
+ * of the status — which a client retries as backpressure. A message can quote what the request
+ * carried (an unknown column's name has no length limit of its own): finding Z5.
+ */
+export const STATUS_MESSAGE_BYTES_MAX = 2048;
+
+/** `message` cut (with " …") so that its `grpc-message` form stays within STATUS_MESSAGE_BYTES_MAX. */
+export function statusMessage(message: string): string {
+  if (message.length <= STATUS_MESSAGE_BYTES_MAX / 9 || encodeURI(message).length <= STATUS_MESSAGE_BYTES_MAX) return message;
+  // At most 9 bytes per UTF-16 unit once percent-encoded (a 3-byte character), so this many units always fit.
+  let units = Math.floor((STATUS_MESSAGE_BYTES_MAX - 8) / 9);
+  // Longer cuts while they fit (messages are mostly ASCII: a unit each), never splitting a surrogate pair.
+  for (let step = STATUS_MESSAGE_BYTES_MAX; step >= 1; step >>= 1) {
+    const longer = units + step;
+    if (longer < message.length && encodeURI(cut(message, longer)).length <= STATUS_MESSAGE_BYTES_MAX) units = longer;
+  }
+  return cut(message, units);
+}
+
+function cut(message: string, units: number): string {
+  const end = /[\ud800-\udbff]/.test(message[units - 1] ?? '') ? units - 1 : units;
+  return `${message.slice(0, end)} …`;
 }
 
 /**
@@ -151,7 +184,7 @@ export function toServiceError(err: unknown, log?: Logger): Partial<grpc.Service
  * detail (regionOutcomes: a character outside ASCII can only be inside one of its strings, and
  * JSON.parse gives it back), and the ASCII details (addresses, ids, versions) are unchanged.
  */
-function metadataValue(value: string): string {
+export function metadataValue(value: string): string {
   return value.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 

@@ -235,6 +235,36 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
         expect(e.code, `${method}: ${e.message}`).to.equal(code);
         expect(e.message).to.match(message);
       }
+      // Z1: a conditional write is one row, also when its rows fall in two regions (it was split
+      // into two one-row parts, each applied if absent): refused, and neither row is written.
+      const hostIn = (n: number) => {
+        let i = 0;
+        while (regionNumberOf(schema, { host: `cond${i}`, ts: BASE_TS }) !== n) i++;
+        return `cond${i}`;
+      };
+      const conditional = [hostIn(0), hostIn(1)];
+      const twoRegions = await attempt('Write', {
+        table: TABLE,
+        rows: conditional.map((host) => ({ values: { host: { string_value: host }, ts, usage: { float64_value: 1 } } })),
+        expect_absent: true,
+        client_id: 'it-cond',
+        request_id: '1',
+      });
+      expect(twoRegions.code, twoRegions.message).to.equal('INVALID_ARGUMENT');
+      expect(twoRegions.message).to.match(/single-row/);
+      for (const host of conditional) expect(await client.get(TABLE, { host, ts: BASE_TS }), `row ${host}`).to.equal(null);
+      // Z2: a tag_equals value of another type than the tag's is refused, not answered with no rows.
+      const mistyped = await new Promise<grpc.ServiceError | undefined>((ok) => {
+        const stream = (db as unknown as { Scan(r: unknown, o: unknown): grpc.ClientReadableStream<unknown> }).Scan(
+          { table: TABLE, tag_equals: { host: { int64_value: '5' } } },
+          { deadline: Date.now() + 10_000 },
+        );
+        stream.on('data', () => {});
+        stream.on('error', (err: grpc.ServiceError) => ok(err));
+        stream.on('end', () => ok(undefined));
+      });
+      expect(mistyped?.code, mistyped?.details ?? 'the scan answered OK').to.equal(grpc.status.INVALID_ARGUMENT);
+      expect(mistyped?.details).to.match(/host/);
       // Scans are server streams: their errors must arrive as a status, not a hang.
       const scanError = await client.scan('nope').then(
         () => undefined,

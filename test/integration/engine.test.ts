@@ -9,6 +9,7 @@
 // size is LevelDB's write buffer, whatever raft truncates).
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import type { RegionDbClient } from '../../src/client/client.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
@@ -18,6 +19,7 @@ import { loadLatestManifest, sstPrefix } from '../../src/engine/manifest.js';
 import type { Row, TableSchema } from '../../src/engine/schema.js';
 import { FsObjectStore } from '../../src/object-store/fs-store.js';
 import { S3ObjectStore } from '../../src/object-store/s3-store.js';
+import { FORWARDED_BY_KEY } from '../../src/rpc/auth.js';
 import { makeClient } from '../../src/rpc/server.js';
 import { fromGrpcError } from '../../src/rpc/status.js';
 import { LocalCluster, compactUntil, dirBytes, waitUntil } from '../support/local-cluster.js';
@@ -258,7 +260,9 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
     // it may have been removed from its group while the node was down: database-service.ts
     // `readable`); right after the restart its leader may be quiesced on another node and not
     // heard yet, so the node answers NOT_LEADER for a while — the direct Scan does not follow
-    // that, it asks again (bounded). Any other error fails the test at once.
+    // that, it asks again (bounded). Any other error fails the test at once. The call is marked
+    // forwarded, so that the node answers from its own replica or refuses, and never sends the
+    // scan to the region's leader (which it does for a client's call: finding Z3).
     const other = makeRegionId(schema.tableId, 3);
     const db = makeClient('Database', cluster.datanodeAddr(0));
     let fatal: unknown;
@@ -266,8 +270,11 @@ describe('integration: LSM engine over object storage, 3 datanodes (issue 5)', f
       const rows = await waitUntil('datanode1 serves a stale scan of region 3 from its own replica', 30_000, async () => {
         let n = 0;
         try {
-          const stream = (db as unknown as { Scan(r: unknown, o: unknown): AsyncIterable<{ rows: unknown[] }> }).Scan(
+          const ownReplicaOnly = new grpc.Metadata();
+          ownReplicaOnly.set(FORWARDED_BY_KEY, 'engine-test');
+          const stream = (db as unknown as { Scan(r: unknown, m: grpc.Metadata, o: unknown): AsyncIterable<{ rows: unknown[] }> }).Scan(
             { table: 'big', region_id: other, consistency: 'STALE', tag_equals: {}, limit: '0' },
+            ownReplicaOnly,
             { deadline: Date.now() + 30_000 },
           );
           for await (const chunk of stream) n += chunk.rows.length;

@@ -26,7 +26,7 @@ const TS0 = 1_000_000;
 const row = (i: number): Row => ({ host: `h${i % 50}`, ts: TS0 + i, v: i });
 
 // A scan runs on a datanode at most half the GC grace (1 s here) and is refused past it with
-// DEADLINE_EXCEEDED, "scan ran longer than …; page with limit and start_ms" (docs/engine.md,
+// DEADLINE_EXCEEDED, "scan ran longer than …; scan less at a time" (docs/engine.md,
 // "Scans"): that bound is what keeps a scan on any replica from reading an SST the leader's GC
 // has deleted, and it is wall time on the datanode. On a loaded machine a starved datanode can
 // take longer than 1 s to stream 3000 rows (seen at load 31-34: the first test failed with that

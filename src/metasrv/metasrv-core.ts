@@ -1531,6 +1531,19 @@ export class MetasrvCore {
     checkIdentity(nodeId);
     const node = this.catalog.nodes[nodeId];
     if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
+    // Another store from another address than the registered one (finding Y2): a process whose
+    // node id was taken over while it was silent (checkTakeover), beating again. Nothing of it is
+    // used, not even for liveness: it registers again, where checkTakeover decides (refused while
+    // the node's registered process is alive). Taken as a store changed without a registration
+    // (noteStore, below), it flipped the node's store back and marked lost every replica placed
+    // there since the takeover, and the new process's next beat flipped it again.
+    const reqStore = str(req.store_id ?? '', 'store_id', 128);
+    if (reqStore !== '' && node.storeId !== undefined && node.storeId !== reqStore && req.addr !== node.addr) {
+      throw new RegionDbError(
+        ErrorCode.NotFound,
+        `node ${nodeId} is registered to store ${node.storeId} at ${node.addr}, not to store ${reqStore} at ${req.addr}: register again (refused while the registered process is alive)`,
+      );
+    }
     this.hooks.heartbeat?.();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     node.lastHeartbeatMs = this.procedureClock.nowMs();

@@ -768,6 +768,10 @@ export class MetasrvCore {
       catalog: this.catalog,
       clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
+      downTooLong: (nodeId) => {
+        const since = this.downSinceMs.get(nodeId);
+        return since !== undefined && !this.isAlive(nodeId) && this.durationNowMs() - since >= this.config.replica_repair_after_ms;
+      },
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
       awaitingReport: (nodeId) => this.awaitingReport(nodeId),
       leaderOf: (region) => {

@@ -205,6 +205,47 @@ describe('repair-replica / catch-up', () => {
     expect(record().status).to.equal('failed');
   });
 
+  it('a new replica whose node is down for replica_repair_after_ms is given up: the learner removed, its placement dropped, another node chosen (review Y6)', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
+    f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.alive.add(5);
+    leaderReports(f, [1, 2, 3], [4]);
+    f.kill(4);
+    f.step(id);
+    expect(record().step, 'not yet: down for less than replica_repair_after_ms').to.equal('catch-up');
+    f.clock.advance(f.repairAfterMs);
+    f.sent = [];
+    f.step(id);
+    expect(f.sent.map((s) => s.instruction), 'the learner on the dead node removed').to.deep.equal([
+      { change_peer: { region_id: REGION, change: 'remove', peer: { peer_id: '4', node_id: '4', addr: '127.0.0.1:7004' } } },
+    ]);
+    expect(record().step).to.equal('catch-up');
+    leaderReports(f, [1, 2, 3]);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 5 }));
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(record().data.newPeerId).to.equal(undefined);
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+    expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
+  });
+
+  it('resume: the learner removed, the metasrv crashed before its save: the re-run drops the placement once and allocates', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
+    leaderReports(f, [1, 2, 3], [4]);
+    f.kill(4);
+    f.clock.advance(f.repairAfterMs);
+    f.step(id); // the remove sent
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 5 })); // the group removed it
+    f.stepThenCrash(id);
+    expect(record().step).to.equal('catch-up');
+    expect(f.region().replicas).to.have.length(4);
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3]);
+  });
+
   it('a new peer the group has removed since it was added is not opened again (empty, under a peer id that voted): failed, nothing sent (review Y5)', () => {
     const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 20 });
     f.region().confIndex = 20;

@@ -16,17 +16,31 @@ export function catalogBackupKey(wallMs: number): string {
   return `${CATALOG_BACKUP_PREFIX}${String(Math.floor(wallMs)).padStart(15, '0')}`;
 }
 
-/** Writes a copy unless the catalog is byte-identical to the last copy written; prunes old copies. Returns the key written, if any. */
+/**
+ * Writes a copy unless the catalog is byte-identical to the last copy written; prunes old copies.
+ * Returns the key written, if any. The key is the wall time, raised above every copy already in
+ * the store (finding Y4): the newest copy by name is the last one written — what `meta seed`
+ * reads and the pruning keeps — even after a copy from a clock that ran ahead (a step later
+ * corrected, a group member's clock ahead of the others').
+ */
 export async function backupCatalog(store: ObjectStore, catalog: CatalogState, wallMs: number, lastWritten: { crc?: number }): Promise<string | undefined> {
   const bytes = encodeCatalog(catalog);
   const crc = new DataView(bytes.buffer, bytes.byteOffset).getUint32(1);
   if (crc === lastWritten.crc) return undefined;
-  const key = catalogBackupKey(wallMs);
+  const before = (await store.list(CATALOG_BACKUP_PREFIX)).map((o) => o.key).sort();
+  const highest = Math.max(Number.NEGATIVE_INFINITY, ...before.map(copyMs).filter((ms) => !Number.isNaN(ms)));
+  const key = catalogBackupKey(highest >= wallMs ? highest + 1 : wallMs);
   await store.put(key, bytes);
   lastWritten.crc = crc;
-  const copies = (await store.list(CATALOG_BACKUP_PREFIX)).map((o) => o.key).sort();
+  const copies = [...new Set([...before, key])].sort();
   for (const old of copies.slice(0, Math.max(0, copies.length - CATALOG_BACKUPS_KEPT))) await store.delete(old);
   return key;
+}
+
+/** The number a copy's key carries (its writer's wall ms, or above: backupCatalog); NaN for a key not of that form. */
+function copyMs(key: string): number {
+  const digits = key.slice(CATALOG_BACKUP_PREFIX.length);
+  return /^[0-9]{1,15}$/.test(digits) ? Number(digits) : Number.NaN;
 }
 
 /** The newest readable copy of this cluster's catalog, or undefined when there is none. Damaged copies are skipped (and named). */

@@ -271,7 +271,7 @@ export class MetasrvCore {
     this.storage = storage;
     this.objectStore = objectStore;
     this.catalog = await storage.load(this.config.cluster_id);
-    await this.raiseTableIdAboveObjectStore();
+    await this.listTableIds();
     this.startActing();
     // Not awaited (a hung listing must not hold the start: the gRPC server, heartbeats, DDL), as at
     // a takeover: until it has succeeded, GetStandbyPromotion and RecordStandbyPromotion answer
@@ -373,7 +373,7 @@ export class MetasrvCore {
     this.epoch = term;
     this.startActing();
     this.log.warn({ term, epoch: this.epoch, member: this.config.meta_group?.id }, 'metasrv group leader: took over (liveness judged after fresh heartbeats; unfinished procedures resume)');
-    await this.raiseTableIdAboveObjectStore().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'raising the table id allocator failed'));
+    await this.listTableIds();
     // Logged if it fails; GetStandbyPromotion and RecordStandbyPromotion then answer UNAVAILABLE and read again.
     if (this.config.storage) await this.readPromotionObjects().catch(() => {});
   }
@@ -454,9 +454,11 @@ export class MetasrvCore {
     try {
       objects = await store.list('regions/');
     } catch (err) {
-      // Availability first: heartbeats still raise the allocator above every hosted region.
-      this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the object store; table ids are kept above those the datanodes report only');
-      return;
+      // Heartbeats raise the allocator above every hosted region, but not above a table dropped
+      // (or lost) after the catalog's copy, whose objects stay: CreateTable waits for a listing
+      // that succeeds (`tableIdsListed`, finding Y1).
+      this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the object store; no table is created until a listing succeeds');
+      throw err;
     }
     let highest = -1;
     for (const object of objects) {
@@ -471,6 +473,43 @@ export class MetasrvCore {
       // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170, now 85).
       await this.save().catch(() => {});
     }
+  }
+
+  /**
+   * The acting epoch in which `raiseTableIdAboveObjectStore` last succeeded: no table id is
+   * allocated in an epoch without one (finding Y1). A listing that failed at the start or
+   * takeover (the object store unreachable for a moment) is made again by the next CreateTable;
+   * in a group, a CreateTable right after a takeover waits for the takeover's listing, whose
+   * catalog may be a copy older than the object store (`meta seed`).
+   */
+  private tableIdsListedAt: number | undefined;
+  private tableIdListing: Promise<void> | undefined;
+
+  /** Runs (or joins) the listing that raises the table id allocator; never throws (logged, `tableIdsListedAt` left). */
+  private listTableIds(): Promise<void> {
+    const epoch = this.epoch;
+    this.tableIdListing ??= this.raiseTableIdAboveObjectStore()
+      .then(
+        () => {
+          if (this.epoch === epoch) this.tableIdsListedAt = epoch;
+        },
+        () => {},
+      )
+      .finally(() => {
+        this.tableIdListing = undefined;
+      });
+    return this.tableIdListing;
+  }
+
+  /** Before a table id is allocated: the object store listed in this acting epoch, else UNAVAILABLE (retryable, nothing done). */
+  private async tableIdsListed(): Promise<void> {
+    if (!this.config.storage || this.tableIdsListedAt === this.epoch) return;
+    await this.listTableIds();
+    if (this.tableIdsListedAt === this.epoch) return;
+    throw new RegionDbError(
+      ErrorCode.Unavailable,
+      'the object store could not be listed since this metasrv began acting: a table id is allocated only above every table with objects there (a dropped table\'s stay); nothing was created, retry',
+    );
   }
 
   /**
@@ -729,6 +768,10 @@ export class MetasrvCore {
       catalog: this.catalog,
       clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
+      downTooLong: (nodeId) => {
+        const since = this.downSinceMs.get(nodeId);
+        return since !== undefined && !this.isAlive(nodeId) && this.durationNowMs() - since >= this.config.replica_repair_after_ms;
+      },
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
       awaitingReport: (nodeId) => this.awaitingReport(nodeId),
       leaderOf: (region) => {
@@ -1133,6 +1176,7 @@ export class MetasrvCore {
     const quietMs = this.startupQuietMs();
     if (quietMs > 0 && this.group) await this.waitForReports(quietMs);
     else if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
+    await this.tableIdsListed();
     // Placement needs live datanodes; count only those heard from recently.
     for (const node of Object.values(this.catalog.nodes)) {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
@@ -1164,8 +1208,10 @@ export class MetasrvCore {
   /**
    * A group leader that just took over places replicas only on datanodes that reported to it: it
    * waits (at most `maxMs`, the quiet period) until enough have, instead of the whole quiet
-   * period — its catalog is the committed one, so its id allocators are already above every id in
-   * use (a single metasrv's catalog may be an older copy: it waits the whole period).
+   * period — its catalog is the committed one, so its peer id allocator is already above every id in
+   * use (a single metasrv's catalog may be an older copy: it waits the whole period). Table ids
+   * wait for the object store's listing in both (`tableIdsListed`): a group seeded from a copy
+   * (`meta seed`) is behind the store too.
    */
   private async waitForReports(maxMs: number): Promise<void> {
     const until = this.clock.nowMs() + maxMs;
@@ -1489,6 +1535,19 @@ export class MetasrvCore {
     checkIdentity(nodeId);
     const node = this.catalog.nodes[nodeId];
     if (!node) throw new RegionDbError(ErrorCode.NotFound, `node ${nodeId} is not registered`);
+    // Another store from another address than the registered one (finding Y2): a process whose
+    // node id was taken over while it was silent (checkTakeover), beating again. Nothing of it is
+    // used, not even for liveness: it registers again, where checkTakeover decides (refused while
+    // the node's registered process is alive). Taken as a store changed without a registration
+    // (noteStore, below), it flipped the node's store back and marked lost every replica placed
+    // there since the takeover, and the new process's next beat flipped it again.
+    const reqStore = str(req.store_id ?? '', 'store_id', 128);
+    if (reqStore !== '' && node.storeId !== undefined && node.storeId !== reqStore && req.addr !== node.addr) {
+      throw new RegionDbError(
+        ErrorCode.NotFound,
+        `node ${nodeId} is registered to store ${node.storeId} at ${node.addr}, not to store ${reqStore} at ${req.addr}: register again (refused while the registered process is alive)`,
+      );
+    }
     this.hooks.heartbeat?.();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     node.lastHeartbeatMs = this.procedureClock.nowMs();

@@ -37,6 +37,9 @@ export class FakeCluster {
   catalog: CatalogState;
   readonly clock = new ManualClock(START_MS);
   readonly alive = new Set<number>();
+  /** When each node not alive was killed (the fake's "judged down since"); `repairAfterMs`: the metasrv's replica_repair_after_ms. */
+  readonly killedAtMs = new Map<number, number>();
+  repairAfterMs = 60_000;
   /** What each datanode last reported, per region. */
   readonly reports = new Map<number, Map<string, ObservedReplica>>();
   /** Instructions queued since the last crash, in order. */
@@ -90,6 +93,7 @@ export class FakeCluster {
 
   /** The node stops heartbeating: down, and its reports no longer count. */
   kill(nodeId: number): void {
+    if (this.alive.has(nodeId)) this.killedAtMs.set(nodeId, this.clock.nowMs());
     this.alive.delete(nodeId);
   }
 
@@ -171,6 +175,7 @@ export class FakeCluster {
       observed,
       // Past the metasrv's startup pause, every node heard from or judged down.
       awaitingReport: () => false,
+      downTooLong: (nodeId) => !self.alive.has(nodeId) && self.clock.nowMs() - (self.killedAtMs.get(nodeId) ?? Number.POSITIVE_INFINITY) >= self.repairAfterMs,
       // As the metasrv: the highest-term live replica reporting itself leader under its catalog peer id.
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;

@@ -140,6 +140,7 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
         isAlive: (nodeId) => alive.has(nodeId),
         observed: (nodeId) => (alive.has(nodeId) ? observed.get(nodeId) : undefined),
         awaitingReport: (nodeId) => awaiting.has(nodeId),
+        downTooLong: () => false,
         leaderOf: (region) => {
           for (const p of region.replicas) {
             const r = alive.has(p.nodeId) ? observed.get(p.nodeId) : undefined;

@@ -48,6 +48,7 @@ function fake(): Fake {
     isAlive: (nodeId) => catalog.nodes[nodeId] !== undefined,
     observed: (nodeId) => observed.get(nodeId),
     awaitingReport: () => false,
+    downTooLong: () => false,
     leaderOf: () => {
       for (const [nodeId, replica] of observed) if (replica.role === 'leader') return { nodeId, replica };
       return undefined;

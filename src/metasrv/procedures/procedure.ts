@@ -49,6 +49,11 @@ export interface ProcedureContext {
   /** Wall-clock ms: record times are saved and compared across metasrv restarts. */
   readonly clock: Clock;
   isAlive(nodeId: number): boolean;
+  /**
+   * Whether the node has been judged down for `replica_repair_after_ms` or longer — the tick's
+   * rule for re-creating its replicas elsewhere (metasrv-core.ts `startRepairs`); false while alive.
+   */
+  downTooLong(nodeId: number): boolean;
   /** The replica a live datanode last reported, if any. */
   observed(nodeId: number, regionId: string): ObservedReplica | undefined;
   /**

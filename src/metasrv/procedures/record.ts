@@ -43,6 +43,12 @@ export interface RepairReplicaData {
   reason?: string;
   /** The old replica is lost: its own node may take the new one. */
   inPlace?: boolean;
+  /**
+   * The leader's conf index when add-learner first saw it count the new peer: a leader reporting
+   * a newer configuration without it has removed it since (finding Y5), and it is neither opened
+   * nor promoted again.
+   */
+  learnerAtConfIndex?: number;
 }
 
 export interface BalanceLeadersData {
@@ -121,6 +127,7 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     newNodeId: 'number?',
     reason: 'string?',
     inPlace: 'boolean?',
+    learnerAtConfIndex: 'number?',
   },
   'balance-leaders': { moves: 'number?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
   'drain-node': { nodeId: 'number' },

@@ -21,7 +21,7 @@
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
 import { type GroupView, removedReplicaKept, samePeers } from '../reconcile.js';
-import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, namesPeer, peerAddr, removedByGroup } from './procedure.js';
+import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, type StepRun, namesPeer, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
@@ -94,6 +94,53 @@ function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | unde
   return removedReplicaKept(region, hosted, group, hostedReplicas(ctx, d.regionId), (nodeId) => ctx.awaitingReport(nodeId));
 }
 
+/**
+ * catch-up and promote act only on a new peer the leader counts (add-learner moved on once it
+ * did). Without it: the group has removed the peer since (failed: it is neither opened again —
+ * empty, under a peer id that voted — nor promoted: an AddVoter of a peer that no longer exists
+ * takes a voter out of every quorum for good), or the leader has not applied the addition yet
+ * (a new leader: waited for). Removed when the leader reports a configuration newer than the
+ * one at which add-learner saw the peer counted (`learnerAtConfIndex`; for a record without it,
+ * newer than the catalog's, removedByGroup's test). A catalog restored from a copy taken
+ * mid-repair resumes here after the group moved on (finding Y5).
+ */
+function uncounted(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
+  if (namesPeer(leader.replica, d.newPeerId)) return undefined;
+  const since = d.learnerAtConfIndex;
+  const removed = since !== undefined ? leader.replica.confIndex > since : removedByGroup(ctx, region, d.newPeerId);
+  if (removed) {
+    return {
+      failed: `the group removed the new peer ${d.newPeerId} since it was added (the leader on node ${leader.nodeId} has ${[...leader.replica.voters, ...leader.replica.learners].join(',')} at conf index ${leader.replica.confIndex}): not opened or promoted again (a catalog older than the group?); the catalog is left to reconciliation`,
+    };
+  }
+  return { wait: true, note: `the leader on node ${leader.nodeId} does not count the new peer ${d.newPeerId} yet (conf index ${leader.replica.confIndex})` };
+}
+
+/**
+ * catch-up and promote wait for the new replica; one whose node has been down for
+ * `replica_repair_after_ms` (the tick's rule for re-creating a down node's replicas elsewhere) is
+ * given up (finding Y6): the leader is asked to remove the learner, and once it no longer counts
+ * it the placement goes and `allocate` places another peer on another node. Before, the repair
+ * waited for that node for good, re-sending an open every 3 s into its queue, while the region
+ * held its repair slot — one replica short (the old peer's, whose node may be down too) with a
+ * learner on a dead node.
+ */
+function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader, run: StepRun): Result | undefined {
+  if (!ctx.downTooLong(d.newNodeId)) return undefined;
+  if (namesPeer(leader.replica, d.newPeerId)) {
+    if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
+    return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long: removing that learner, then placing the new replica elsewhere` };
+  }
+  region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
+  region.confVersion++;
+  const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (its node down too long; the group does not count it); placing another`;
+  const data: RepairReplicaData = d;
+  delete data.newPeerId;
+  delete data.newNodeId;
+  delete data.learnerAtConfIndex;
+  return { next: 'allocate', note };
+}
+
 function openNew(ctx: ProcedureContext, d: Allocated, region: RegionDef): void {
   ctx.send(d.newNodeId, { open_region: ctx.openInstruction(region, d.newPeerId, false) });
 }
@@ -140,7 +187,10 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
 
     'add-learner': (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
-        if (namesPeer(leader.replica, d.newPeerId)) return { next: 'catch-up' };
+        if (namesPeer(leader.replica, d.newPeerId)) {
+          d.learnerAtConfIndex = leader.replica.confIndex;
+          return { next: 'catch-up' };
+        }
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
@@ -150,6 +200,10 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
 
     'catch-up': (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
+        const givenUp = newNodeGivenUp(ctx, d, region, leader, run);
+        if (givenUp) return givenUp;
+        const gone = uncounted(ctx, d, region, leader);
+        if (gone) return gone;
         // The new peer's replica, not another of the region's on that node (say a removed one
         // still awaiting deletion): it must not pass as caught up.
         const hosted = ctx.observed(d.newNodeId, region.regionId);
@@ -165,6 +219,10 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
     promote: (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
         if (leader.replica.voters.includes(d.newPeerId)) return { next: 'remove-old' };
+        const givenUp = newNodeGivenUp(ctx, d, region, leader, run);
+        if (givenUp) return givenUp;
+        const gone = uncounted(ctx, d, region, leader);
+        if (gone) return gone;
         if (run.resend()) {
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'promote', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
         }

@@ -175,6 +175,7 @@ describe('repair-replica / add-learner', () => {
 describe('repair-replica / catch-up', () => {
   it('success: waits until the new replica has applied close to the leader\'s commit; next promote', () => {
     const { f, id, record } = repair('catch-up');
+    leaderReports(f, [1, 2, 3], [4]);
     f.report(4, replica(4, { appliedIndex: 10 }));
     f.step(id);
     expect(record().step).to.equal('catch-up');
@@ -186,6 +187,7 @@ describe('repair-replica / catch-up', () => {
 
   it('retryable: a new replica that does not report is opened again, once per interval; no leader is noted', () => {
     const { f, id, record } = repair('catch-up');
+    leaderReports(f, [1, 2, 3], [4]);
     f.step(id);
     f.step(id);
     expect(f.sentKinds()).to.deep.equal(['open_region@4']);
@@ -203,8 +205,59 @@ describe('repair-replica / catch-up', () => {
     expect(record().status).to.equal('failed');
   });
 
+  it('a new replica whose node is down for replica_repair_after_ms is given up: the learner removed, its placement dropped, another node chosen (review Y6)', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
+    f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.alive.add(5);
+    leaderReports(f, [1, 2, 3], [4]);
+    f.kill(4);
+    f.step(id);
+    expect(record().step, 'not yet: down for less than replica_repair_after_ms').to.equal('catch-up');
+    f.clock.advance(f.repairAfterMs);
+    f.sent = [];
+    f.step(id);
+    expect(f.sent.map((s) => s.instruction), 'the learner on the dead node removed').to.deep.equal([
+      { change_peer: { region_id: REGION, change: 'remove', peer: { peer_id: '4', node_id: '4', addr: '127.0.0.1:7004' } } },
+    ]);
+    expect(record().step).to.equal('catch-up');
+    leaderReports(f, [1, 2, 3]);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 5 }));
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(record().data.newPeerId).to.equal(undefined);
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+    expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
+  });
+
+  it('resume: the learner removed, the metasrv crashed before its save: the re-run drops the placement once and allocates', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
+    leaderReports(f, [1, 2, 3], [4]);
+    f.kill(4);
+    f.clock.advance(f.repairAfterMs);
+    f.step(id); // the remove sent
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 5 })); // the group removed it
+    f.stepThenCrash(id);
+    expect(record().step).to.equal('catch-up');
+    expect(f.region().replicas).to.have.length(4);
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3]);
+  });
+
+  it('a new peer the group has removed since it was added is not opened again (empty, under a peer id that voted): failed, nothing sent (review Y5)', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 20 });
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+  });
+
   it('resume: re-run from the saved record it re-derives progress from the reports', () => {
     const { f, id, record } = repair('catch-up');
+    leaderReports(f, [1, 2, 3], [4]);
     f.report(4, replica(4, { appliedIndex: 45 }));
     f.stepThenCrash(id);
     expect(record().step).to.equal('catch-up');
@@ -236,6 +289,42 @@ describe('repair-replica / promote', () => {
     const { f, id, record } = repair('promote', { newPeerId: undefined, newNodeId: undefined });
     f.step(id);
     expect(record().status).to.equal('failed');
+  });
+
+  it('a new peer the group has removed since it was added (a catalog copy older than the group) is not promoted again: failed, nothing sent (review Y5)', () => {
+    // The copy was taken at this step (the catalog matched the group with the learner at conf
+    // index 20); since then peer 4 was promoted, peer 3 removed, and another repair replaced
+    // peer 4 by peer 9: the group is 1, 2, 9 at conf index 60.
+    const { f, id, record } = repair('promote', { learnerAtConfIndex: 20 });
+    f.region().confIndex = 20;
+    f.report(1, replica(1, { voters: [1, 2, 9], confIndex: 60 }));
+    leaderReports(f, [1, 2, 9]);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds(), 'AddVoter of a removed peer id: a voter that does not exist').to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/the group removed the new peer 4/);
+  });
+
+  it('the same from a record without the learner\'s conf index (written before it was kept): judged against the catalog\'s', () => {
+    const { f, id, record } = repair('promote');
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+  });
+
+  it('a leader that does not count the learner yet (elected, the add not applied yet: an older conf index) is waited for, not failed', () => {
+    const { f, id, record } = repair('promote', { learnerAtConfIndex: 20 });
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 12 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record()).to.include({ status: 'running', step: 'promote' });
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], learners: [4], confIndex: 20 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['change_peer@2']);
   });
 
   it('resume: promoted while the metasrv was down: the re-run moves on without re-sending', () => {

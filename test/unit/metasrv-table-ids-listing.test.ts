@@ -1,0 +1,106 @@
+// Table ids after a catalog restored from an older copy (finding 2c's rule: the allocator is
+// raised above every table with objects in the object store, which the metasrv lists at start or
+// takeover). Review finding Y1: when that listing failed (the object store unreachable for a
+// moment at the start) nothing listed it again — CreateTable went on allocating from the restored
+// catalog's allocator, and a new table got the id of a table created after the copy and dropped
+// since, whose manifests and SSTs are still in the store (a drop leaves them: docs/ddl.md). The
+// new table's regions then have the dropped table's manifests as their "latest" (recovery, backup,
+// the standby seed and SST GC read it). In a metasrv group the listing ran after the new leader
+// began acting, so a CreateTable right after a takeover — after `meta seed` from a copy — could
+// allocate before the listing ended, with the same result.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
+import { type NodeDef, makeRegionId } from '../../src/metasrv/catalog.js';
+import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { DelegatingObjectStore, FsObjectStore, type ObjectMeta } from '../../src/object-store/index.js';
+import { MemoryCatalog, catalogNodes, createOneRegionTable, startMetasrvCore } from '../fixtures/metasrv-core.js';
+
+const CLUSTER = 'table-ids-listing';
+const addr = (n: number) => `127.0.0.1:${23_300 + n}`;
+
+/** An object store whose `list` fails while `down` (an outage), counting the listings asked. */
+class FlakyListing extends DelegatingObjectStore {
+  down = true;
+  listings = 0;
+  override list(prefix: string): Promise<ObjectMeta[]> {
+    this.listings++;
+    if (this.down) return Promise.reject(new Error('connect ECONNREFUSED (object store down)'));
+    return super.list(prefix);
+  }
+}
+
+describe('metasrv: table ids above the object store even when its listing failed (review Y1)', function () {
+  this.timeout(20_000);
+  let dir: string;
+  let core: MetasrvCore | undefined;
+
+  afterEach(() => {
+    core?.halt();
+    core = undefined;
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function setup(): Promise<{ store: FlakyListing; catalog: MemoryCatalog }> {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-table-ids-listing-'));
+    const store = new FlakyListing(new FsObjectStore(join(dir, 'objects')));
+    // Table 1024 was created after the catalog copy below was taken, flushed, and dropped: its
+    // manifest and SST stay in the store.
+    await store.inner.put(`regions/${makeRegionId(1024, 0)}/manifest/0000000000000040.manifest`, new Uint8Array([1]));
+    await store.inner.put(`regions/${makeRegionId(1024, 0)}/sst/0000000000000040-1-a.sst`, new Uint8Array([1]));
+    // The restored copy: three nodes registered, no table, the table id allocator at 1024.
+    const catalog = new MemoryCatalog(CLUSTER);
+    const nodes: NodeDef[] = catalogNodes([1, 2, 3], addr, true);
+    for (const n of nodes) catalog.state.nodes[n.nodeId] = n;
+    expect(catalog.state.nextTableId).to.equal(1024);
+    return { store, catalog };
+  }
+
+  async function start(store: FlakyListing, catalog: MemoryCatalog): Promise<MetasrvCore> {
+    const c = await startMetasrvCore(
+      CLUSTER,
+      { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never },
+      catalog,
+      undefined,
+      undefined,
+      { storage: { type: 'fs', root: '/unused' } },
+      store,
+    );
+    for (const n of [1, 2, 3]) await c.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, () => {});
+    return c;
+  }
+
+  it('a listing that failed at the start is made again before a table id is allocated; CreateTable is refused, retryable, while it cannot be', async () => {
+    const { store, catalog } = await setup();
+    core = await start(store, catalog);
+    // The store is still down: no id may be handed out (it could be 1024's).
+    let refused: unknown;
+    try {
+      await createOneRegionTable(core, 'token-1');
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused, `CreateTable while the object store cannot be listed allocated table id ${core.catalog.tables.t?.tableId}`).to.not.equal(undefined);
+    expect(isRegionDbError(refused, ErrorCode.Unavailable), String(refused)).to.equal(true);
+    expect(core.catalog.tables.t, 'nothing created').to.equal(undefined);
+    // The store is back: the listing is made again, the id is above the dropped table's.
+    store.down = false;
+    const created = await createOneRegionTable(core, 'token-1');
+    const regionId = created.routes?.[0]?.region_id;
+    expect(core.catalog.tables.t?.tableId, `new table's region ${regionId}`).to.be.above(1024);
+    expect(regionId).to.not.equal(makeRegionId(1024, 0));
+  });
+
+  it('a listing that succeeded at the start is not made again for every CreateTable', async () => {
+    const { store, catalog } = await setup();
+    store.down = false;
+    core = await start(store, catalog);
+    expect(core.catalog.nextTableId).to.equal(1025);
+    const listings = store.listings;
+    await createOneRegionTable(core);
+    expect(core.catalog.tables.t?.tableId).to.equal(1025);
+    expect(store.listings, 'listings made by CreateTable').to.equal(listings);
+  });
+});

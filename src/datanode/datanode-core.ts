@@ -433,18 +433,13 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
 
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
 
-  /**
-   * Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen.
-   * Epoch 0 is a single metasrv's (unfenced): admitted only while no metasrv group has been seen
-   * (finding Y3: a single metasrv answering beside a group — a member started without
-   * [meta_group], the metasrv a group replaced started again — acts on a catalog of its own).
-   */
+  /** Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen. */
   admitEpoch(epochField: string | number | undefined): boolean {
     const epoch = Number(epochField ?? 0);
+    if (epoch === 0) return true;
     if (epoch < this.metasrvEpoch) {
       const suppressed = this.epochLogs.admit('stale-epoch', this.clock.nowMs());
-      const who = epoch === 0 ? 'a single metasrv (epoch 0) after a metasrv group' : 'a metasrv with an older epoch (a deposed leader)';
-      if (suppressed !== undefined) this.log.warn({ epoch, seen: this.metasrvEpoch, suppressed }, `ignored instructions of ${who}`);
+      if (suppressed !== undefined) this.log.warn({ epoch, seen: this.metasrvEpoch, suppressed }, 'ignored instructions of a metasrv with an older epoch (a deposed leader)');
       return false;
     }
     this.metasrvEpoch = epoch;

@@ -45,10 +45,24 @@ export interface RepairReplicaData {
   inPlace?: boolean;
 }
 
+/** One planned leader transfer of balance-leaders: the region's leadership to `targetPeer` on node `target`. */
+export interface LeaderMove {
+  readonly regionId: string;
+  readonly target: number;
+  readonly targetPeer: number;
+}
+
 export interface BalanceLeadersData {
   /** Transfers planned so far (bounded). */
   moves?: number;
-  /** The transfer in progress (set by `plan`, read by `move`). */
+  /** Transfers the datanodes' reports confirmed (for status). */
+  confirmed?: number;
+  /** The transfers in flight (set by `plan`, read by `move`). */
+  batch?: LeaderMove[];
+  /**
+   * The single transfer in flight of a record written before batches (one move per step): read
+   * by `move` as a batch of one; this version writes `batch` instead.
+   */
   regionId?: string;
   target?: number;
   targetPeer?: number;
@@ -108,7 +122,7 @@ export interface UnreadableProcedure {
 
 // ─── Reading stored records ───────────────────────────────────────────────────────────────
 
-type FieldSpec = 'number' | 'number?' | 'string' | 'string?' | 'boolean?' | 'string[]?';
+type FieldSpec = 'number' | 'number?' | 'string' | 'string?' | 'boolean?' | 'string[]?' | 'leader-moves?';
 
 /** Every field of every kind's data (a field missing here is a compile error). */
 const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataOf<K>]-?: FieldSpec } } = {
@@ -122,22 +136,26 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     reason: 'string?',
     inPlace: 'boolean?',
   },
-  'balance-leaders': { moves: 'number?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
+  'balance-leaders': { moves: 'number?', confirmed: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
   'drain-node': { nodeId: 'number' },
   'transfer-leader': { regionId: 'string', nodeId: 'number' },
 };
 
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isLeaderMove = (v: unknown): v is LeaderMove => isMap(v) && typeof v['regionId'] === 'string' && isNumber(v['target']) && isNumber(v['targetPeer']);
 
 function fieldOk(value: unknown, spec: FieldSpec): boolean {
   if (value === undefined) return spec.endsWith('?');
   switch (spec.replace('?', '')) {
     case 'number':
-      return typeof value === 'number' && Number.isFinite(value);
+      return isNumber(value);
     case 'string':
       return typeof value === 'string';
     case 'boolean':
       return typeof value === 'boolean';
+    case 'leader-moves':
+      return Array.isArray(value) && value.every(isLeaderMove);
     default:
       return Array.isArray(value) && value.every((v) => typeof v === 'string');
   }

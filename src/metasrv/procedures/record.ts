@@ -7,6 +7,12 @@
 // the kind's data (`data.lastSentMs`). The reader moves it to the record (`lastSentMs`); every
 // other field is unchanged, so an older metasrv still reads what this one writes (it finds no
 // `data.lastSentMs` and re-sends at once).
+//
+// balance-leaders records written before batches hold their one move in flight as
+// `data.regionId/target/targetPeer`; this version reads them as a batch of one and writes
+// `data.batch` (and `data.confirmed`) instead. An older metasrv reading a newer record ignores
+// the fields it does not know: in step `move` it finds no move, plans again, and goes on one move
+// at a time.
 
 /** Every kind and its steps, in order of a normal run. A step name outside these is a compile error. */
 export const PROCEDURE_STEPS = {

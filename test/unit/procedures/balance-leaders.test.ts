@@ -24,7 +24,7 @@ function crowded(n: number) {
     const regionId = makeRegionId(1024, i);
     const peers = [1, 2, 3].map((node) => 10 * i + node);
     f.catalog.regions[regionId] = { ...f.region(), regionId, regionNumber: i, replicas: peers.map((peerId, k) => ({ peerId, nodeId: k + 1 })), leaderNodeId: 1 };
-    peers.forEach((peerId, k) => f.report(k + 1, replica(peerId, { regionId, role: k === 0 ? 'leader' : 'follower', leaderNodeId: 1, voters: peers })));
+    for (const [k, peerId] of peers.entries()) f.report(k + 1, replica(peerId, { regionId, role: k === 0 ? 'leader' : 'follower', leaderNodeId: 1, voters: peers }));
     ids.push(regionId);
   }
   f.save();
@@ -48,7 +48,7 @@ function transfer(f: FakeCluster, only: (regionId: string) => boolean = () => tr
     const target = region.replicas.find((p) => String(p.peerId) === t.to_peer_id)!;
     const seen = region.replicas.map((p) => f.reports.get(p.nodeId)!.get(t.region_id)!);
     const term = Math.max(...seen.map((r) => r.term)) + 1;
-    region.replicas.forEach((p, k) => f.report(p.nodeId, { ...seen[k]!, term, role: p === target ? 'leader' : 'follower', leaderNodeId: target.nodeId }));
+    for (const [k, p] of region.replicas.entries()) f.report(p.nodeId, { ...seen[k]!, term, role: p === target ? 'leader' : 'follower', leaderNodeId: target.nodeId });
   }
   f.sent = left;
 }

@@ -70,41 +70,53 @@ const describeCounts = (counts: ReadonlyMap<number, number>) =>
     .join(', ');
 
 /**
- * The replica of `region` that may take its leadership from `from` with the fewest leaders
- * (the highest node id on a tie, as the single-move plan chose): on a node in `load` (live, not draining), not lost, a voter by its
- * own report and by the leader's (raft transfers only to a voter).
+ * The replicas of `region` that may take its leadership from `from`, by node id: on a node in
+ * `counts` (live, not draining), not lost, a voter by its own report and by the leader's (raft
+ * transfers only to a voter).
  */
-function leastLoadedVoter(ctx: ProcedureContext, region: RegionDef, from: number, leaderVoters: readonly number[], load: ReadonlyMap<number, number>): ReplicaPlacement | undefined {
-  let best: ReplicaPlacement | undefined;
+function voterTargets(ctx: ProcedureContext, region: RegionDef, from: number, leaderVoters: readonly number[], counts: ReadonlyMap<number, number>): ReplicaPlacement[] {
+  const targets: ReplicaPlacement[] = [];
   for (const p of region.replicas) {
-    const count = load.get(p.nodeId);
-    if (p.nodeId === from || count === undefined || p.lost !== undefined || !leaderVoters.includes(p.peerId)) continue;
+    if (p.nodeId === from || !counts.has(p.nodeId) || p.lost !== undefined || !leaderVoters.includes(p.peerId)) continue;
     const seen = ctx.observed(p.nodeId, region.regionId);
     if (!seen || seen.peerId !== p.peerId || seen.health === 'failed' || !seen.voters.includes(p.peerId)) continue;
-    if (!best || count < load.get(best.nodeId)! || (count === load.get(best.nodeId)! && p.nodeId > best.nodeId)) best = p;
+    targets.push(p);
   }
-  return best;
+  return targets.sort((a, b) => a.nodeId - b.nodeId);
+}
+
+/** A leading node's movable regions whose voters (possible targets) are on the same nodes. */
+interface Movable {
+  readonly nodes: readonly number[];
+  readonly regions: { readonly regionId: string; readonly targets: readonly ReplicaPlacement[] }[];
+  /** Regions before this one are in the batch. */
+  next: number;
 }
 
 /**
- * Up to `limit` moves, greedily: from the most-leading node that still has a movable region, the
- * region whose least-leading voter leads the fewest (a region whose voter is on a least-leading
- * node at once, as the single-move plan did), counting each planned move, until no move lowers
- * the spread (B1–B4 above). Empty only if no move at all would lower it.
+ * Up to `limit` moves, greedily: from the most-leading node that still has a movable region, one
+ * of its regions to the least-leading node holding a voter of it (the highest node id on a tie,
+ * as the single-move plan chose), counting each planned move before choosing the next, until no
+ * move lowers the spread (B1–B4 above). Empty only if no move at all would lower it. Regions are
+ * grouped by the nodes of their voters, so choosing a move looks at groups, not regions.
  */
 export function planBatch(ctx: ProcedureContext, regions: readonly RegionDef[], counts: ReadonlyMap<number, number>, limit: number): LeaderMove[] {
   const busy = new Set<string>();
   for (const p of ctx.running('repair-replica')) busy.add(p.data.regionId);
   for (const p of ctx.running('transfer-leader')) busy.add(p.data.regionId);
-  // Per leading node, its regions not yet moved or ruled out in this batch (undefined once so).
-  const led = new Map<number, { head: number; regions: ({ region: RegionDef; voters: readonly number[] } | undefined)[] }>();
+  const movable = new Map<number, Map<string, Movable>>();
   for (const region of regions) {
     if (busy.has(region.regionId)) continue;
     const leader = ctx.leaderOf(region);
     if (!leader || !counts.has(leader.nodeId)) continue;
-    let list = led.get(leader.nodeId);
-    if (!list) led.set(leader.nodeId, (list = { head: 0, regions: [] }));
-    list.regions.push({ region, voters: leader.replica.voters });
+    const targets = voterTargets(ctx, region, leader.nodeId, leader.replica.voters, counts);
+    if (targets.length === 0) continue;
+    const nodes = targets.map((p) => p.nodeId);
+    let groups = movable.get(leader.nodeId);
+    if (!groups) movable.set(leader.nodeId, (groups = new Map()));
+    let group = groups.get(nodes.join(','));
+    if (!group) groups.set(nodes.join(','), (group = { nodes, regions: [], next: 0 }));
+    group.regions.push({ regionId: region.regionId, targets });
   }
   const load = new Map(counts);
   const exhausted = new Set<number>();
@@ -114,33 +126,26 @@ export function planBatch(ctx: ProcedureContext, regions: readonly RegionDef[], 
     for (const [n, c] of load) if (!exhausted.has(n) && (from === undefined || c > load.get(from)! || (c === load.get(from)! && n < from))) from = n;
     if (from === undefined) break;
     const fromLoad = load.get(from)!;
-    const minLoad = Math.min(...load.values());
-    // Every node with regions left leads no more than `from`: no move can lower the spread.
-    if (fromLoad - minLoad <= 1) break;
-    const list = led.get(from) ?? { head: 0, regions: [] };
-    let best: { index: number; target: ReplicaPlacement; targetLoad: number } | undefined;
-    for (let i = list.head; i < list.regions.length; i++) {
-      const entry = list.regions[i];
-      if (!entry) continue;
-      const target = leastLoadedVoter(ctx, entry.region, from, entry.voters, load);
-      if (!target) {
-        list.regions[i] = undefined; // no voter may take it: not in this batch
-        continue;
+    // Every node with movable regions left leads no more than `from`: no move can lower the spread.
+    if (fromLoad - Math.min(...load.values()) <= 1) break;
+    let best: { group: Movable; nodeId: number; targetLoad: number } | undefined;
+    for (const group of movable.get(from)?.values() ?? []) {
+      if (group.next >= group.regions.length) continue;
+      for (const nodeId of group.nodes) {
+        const targetLoad = load.get(nodeId)!;
+        if (fromLoad - targetLoad > 1 && (!best || targetLoad < best.targetLoad || (targetLoad === best.targetLoad && nodeId > best.nodeId))) best = { group, nodeId, targetLoad };
       }
-      const targetLoad = load.get(target.nodeId)!;
-      if (fromLoad - targetLoad > 1 && (!best || targetLoad < best.targetLoad)) best = { index: i, target, targetLoad };
-      if (targetLoad === minLoad) break;
     }
     if (!best) {
       exhausted.add(from);
       continue;
     }
-    const { region } = list.regions[best.index]!;
-    list.regions[best.index] = undefined; // B2
-    while (list.head < list.regions.length && !list.regions[list.head]) list.head++;
+    const { regionId, targets } = best.group.regions[best.group.next++]!; // B2: each region once
+    const targetNodeId = best.nodeId;
+    const target = targets.find((p) => p.nodeId === targetNodeId)!;
     load.set(from, fromLoad - 1);
-    load.set(best.target.nodeId, best.targetLoad + 1);
-    batch.push({ regionId: region.regionId, target: best.target.nodeId, targetPeer: best.target.peerId });
+    load.set(target.nodeId, best.targetLoad + 1);
+    batch.push({ regionId, target: target.nodeId, targetPeer: target.peerId });
   }
   assert(batch.length <= limit, () => `balance batch of ${batch.length} moves over its limit ${limit}`);
   assert(new Set(batch.map((m) => m.regionId)).size === batch.length, 'balance batch moves a region twice');

@@ -218,6 +218,24 @@ describe('balance-leaders / batches', () => {
     expect(batch).to.have.length(4);
   });
 
+  it('a draining node takes no leadership', () => {
+    const { f, id, record } = crowded(6);
+    f.catalog.nodes[3]!.state = 'draining';
+    f.step(id);
+    expect(record().data.batch!.map((m) => m.target)).to.deep.equal([2, 2, 2]);
+  });
+
+  it('a spread no move can lower ends the procedure, named: a node holding no voter keeps leading none', () => {
+    const { f, id, record } = crowded(6);
+    f.alive.add(4); // alive, but hosts no replica
+    for (let i = 0; i < 20 && record().status === 'running'; i++) {
+      f.step(id);
+      transfer(f);
+    }
+    expect(record()).to.include({ status: 'done' });
+    expect(record().notes.at(-1)).to.equal('no leadership can move to a less-leading voter: node 1=2, node 2=2, node 3=2, node 4=0');
+  });
+
   it('a region another procedure is changing gets no move', () => {
     const { f, id, ids, record } = crowded(3);
     f.start('transfer-leader', { regionId: ids[0]!, nodeId: 2 });

@@ -1,13 +1,14 @@
 // balance-leaders: move region leaderships until every live datanode leads within ±1 of every
 // other (among nodes that can lead, i.e. hold voters). Moves go in batches: `plan` chooses up to
-// BATCH_MOVES transfers at once from the reported leader counts, `move` asks every source leader
+// BATCH_MOVES transfers at once (fewer while transfers time out: FIRST_BATCH_MOVES) from the reported leader counts, `move` asks every source leader
 // to transfer and waits until the datanodes' reports confirm each move or the step times out,
 // then `plan` again. One saved step per batch, not per move: at thousands of regions per node the
 // one-move-per-step procedure spent many minutes (and a whole-catalog save per step) placing
 // leaders (docs/performance.md "balance-leaders in batches"). Bounded in moves.
 //
 // Invariants of a batch (planBatch):
-//   B1 at most BATCH_MOVES moves, and no more than the procedure's move bound leaves;
+//   B1 at most the batch size (1..BATCH_MOVES, halved after a batch that timed out), and no more
+//      than the procedure's move bound leaves;
 //   B2 never two moves of one region, and none of a region another running procedure changes;
 //   B3 each move goes from the region's reported leader, a live non-draining node, to a live
 //      non-draining node whose replica is a voter both by its own report and by the leader's;
@@ -26,6 +27,14 @@ import type { BalanceLeadersData, LeaderMove } from './record.js';
  * ~27 batches rather than 1,700 steps.
  */
 export const BATCH_MOVES = 64;
+/**
+ * The first batch's size. Each batch whose moves are all confirmed doubles the next (up to
+ * BATCH_MOVES); one that times out halves it (down to one move). A cluster whose datanodes are
+ * slow to carry transfers out (a datanode runs instructions in turn, and right after a table is
+ * created thousands of opens queue ahead of them) so gets about one transfer per step, as before
+ * batches, instead of 64 every few seconds that all run, late, at once: an election storm.
+ */
+export const FIRST_BATCH_MOVES = 8;
 /** The move bound of a small cluster (and the whole bound before batches). */
 export const MIN_MOVE_BOUND = 200;
 export const MOVE_TIMEOUT_MS = 5000;
@@ -152,6 +161,12 @@ export function planBatch(ctx: ProcedureContext, regions: readonly RegionDef[], 
   return batch;
 }
 
+/** The size of the next batch (FIRST_BATCH_MOVES): between one move and BATCH_MOVES. */
+function batchLimit(d: BalanceLeadersData): number {
+  const window = d.window ?? FIRST_BATCH_MOVES;
+  return Math.min(BATCH_MOVES, Math.max(1, Math.floor(window)));
+}
+
 /** The moves in flight: the batch, or the single move of a record written before batches. */
 function inFlight(d: BalanceLeadersData): LeaderMove[] {
   if (d.batch) return d.batch;
@@ -191,7 +206,7 @@ export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
       if (Math.max(...values) - Math.min(...values) <= 1) return { done: true, note: `balanced: ${describeCounts(counts)}${unknown}` };
       const bound = moveBound(regions.length);
       if (moves >= bound) return { failed: `still unbalanced after ${moves} moves (the bound for ${regions.length} regions): ${describeCounts(counts)}` };
-      const batch = planBatch(ctx, regions, counts, Math.min(BATCH_MOVES, bound - moves));
+      const batch = planBatch(ctx, regions, counts, Math.min(batchLimit(d), bound - moves));
       if (batch.length === 0) return { done: true, note: `no leadership can move to a less-leading voter: ${describeCounts(counts)}` };
       d.batch = batch;
       delete d.regionId;
@@ -215,6 +230,7 @@ export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
       if (pending.length === 0 || timedOut) {
         for (const { region, nodeId } of confirmed) region.leaderNodeId = nodeId;
         d.confirmed = (d.confirmed ?? 0) + confirmed.length;
+        d.window = timedOut ? Math.max(1, Math.floor(batchLimit(d) / 2)) : Math.min(BATCH_MOVES, 2 * batchLimit(d));
         delete d.batch;
         delete d.regionId;
         delete d.target;

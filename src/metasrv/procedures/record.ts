@@ -10,9 +10,9 @@
 //
 // balance-leaders records written before batches hold their one move in flight as
 // `data.regionId/target/targetPeer`; this version reads them as a batch of one and writes
-// `data.batch` (and `data.confirmed`) instead. An older metasrv reading a newer record ignores
-// the fields it does not know: in step `move` it finds no move, plans again, and goes on one move
-// at a time.
+// `data.batch` (and `data.confirmed`, `data.window`) instead. An older metasrv reading a newer
+// record ignores the fields it does not know: in step `move` it finds no move, plans again, and
+// goes on one move at a time.
 
 /** Every kind and its steps, in order of a normal run. A step name outside these is a compile error. */
 export const PROCEDURE_STEPS = {
@@ -63,6 +63,8 @@ export interface BalanceLeadersData {
   moves?: number;
   /** Transfers the datanodes' reports confirmed (for status). */
   confirmed?: number;
+  /** The next batch's size (doubled after a batch fully confirmed, halved after one that timed out). */
+  window?: number;
   /** The transfers in flight (set by `plan`, read by `move`). */
   batch?: LeaderMove[];
   /**
@@ -142,7 +144,7 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     reason: 'string?',
     inPlace: 'boolean?',
   },
-  'balance-leaders': { moves: 'number?', confirmed: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
+  'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
   'drain-node': { nodeId: 'number' },
   'transfer-leader': { regionId: 'string', nodeId: 'number' },
 };

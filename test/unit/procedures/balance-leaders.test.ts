@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { CatalogState } from '../../../src/metasrv/catalog.js';
 import { makeRegionId } from '../../../src/metasrv/catalog.js';
 import { upgradeCatalog } from '../../../src/metasrv/catalog-store.js';
-import { BATCH_MOVES, ELECTION_WAIT_MS, MIN_MOVE_BOUND, MOVE_TIMEOUT_MS, moveBound } from '../../../src/metasrv/procedures/balance-leaders.js';
+import { BATCH_MOVES, ELECTION_WAIT_MS, FIRST_BATCH_MOVES, MIN_MOVE_BOUND, MOVE_TIMEOUT_MS, moveBound } from '../../../src/metasrv/procedures/balance-leaders.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
 const R2 = makeRegionId(1024, 1);
@@ -180,21 +180,52 @@ describe('balance-leaders / move', () => {
 });
 
 describe('balance-leaders / batches', () => {
-  it('a batch: at most BATCH_MOVES moves of distinct regions, from the most-leading node to the least-leading voters', () => {
+  it('a batch: distinct regions from the most-leading node to the least-leading voters; the first FIRST_BATCH_MOVES, each fully confirmed one doubles the next, up to BATCH_MOVES', () => {
     const { f, id, ids, record } = crowded(300);
-    f.step(id);
-    const { batch, moves } = record().data;
-    expect(batch).to.have.length(BATCH_MOVES);
-    expect(moves).to.equal(BATCH_MOVES);
-    expect(new Set(batch!.map((m) => m.regionId)).size, 'distinct regions').to.equal(BATCH_MOVES);
-    for (const m of batch!) {
-      expect(ids).to.include(m.regionId);
-      expect(f.region(m.regionId).replicas, m.regionId).to.deep.include({ peerId: m.targetPeer, nodeId: m.target });
+    const sizes: number[] = [];
+    for (let i = 0; i < 20 && record().status === 'running'; i++) {
+      f.step(id); // plan
+      if (record().step !== 'move') continue;
+      const batch = record().data.batch!;
+      sizes.push(batch.length);
+      expect(new Set(batch.map((m) => m.regionId)).size, 'distinct regions').to.equal(batch.length);
+      for (const m of batch) {
+        expect(ids).to.include(m.regionId);
+        expect(f.region(m.regionId).replicas, m.regionId).to.deep.include({ peerId: m.targetPeer, nodeId: m.target });
+      }
+      // From 300/0/0 on, the moves alternate between the two nodes that lead less.
+      expect(batch.filter((m) => m.target === 2).length - batch.filter((m) => m.target === 3).length).to.be.within(-1, 1);
+      if (i === 0) expect(record().notes.at(-1)).to.equal(`${FIRST_BATCH_MOVES} moves: ${FIRST_BATCH_MOVES / 2} to node 3, ${FIRST_BATCH_MOVES / 2} to node 2`);
+      f.step(id); // move: sends
+      transfer(f);
+      f.step(id); // move: confirmed
     }
-    // 300/0/0: the moves alternate between the two nodes that lead nothing.
-    expect(batch!.filter((m) => m.target === 2)).to.have.length(BATCH_MOVES / 2);
-    expect(batch!.filter((m) => m.target === 3)).to.have.length(BATCH_MOVES / 2);
-    expect(record().notes.at(-1)).to.equal(`${BATCH_MOVES} moves: ${BATCH_MOVES / 2} to node 3, ${BATCH_MOVES / 2} to node 2`);
+    // 200 moves: 8, 16, 32, 64, 64, then the 16 left.
+    expect(sizes).to.deep.equal([FIRST_BATCH_MOVES, 16, 32, BATCH_MOVES, BATCH_MOVES, 16]);
+    expect(record().status).to.equal('done');
+  });
+
+  it('a batch that times out halves the next (down to one move); a fully confirmed one doubles it (up to BATCH_MOVES)', () => {
+    const { f, id, record } = crowded(300);
+    record().data.window = 1;
+    f.step(id);
+    expect(record().data.batch).to.have.length(1);
+    f.step(id);
+    f.clock.advance(MOVE_TIMEOUT_MS + 1);
+    f.step(id);
+    expect(record().data.window, 'timed out at one move: one').to.equal(1);
+    record().data.window = BATCH_MOVES;
+    f.step(id);
+    expect(record().data.batch).to.have.length(BATCH_MOVES);
+    f.step(id);
+    transfer(f);
+    f.step(id);
+    expect(record().data.window, 'confirmed at the largest: the largest').to.equal(BATCH_MOVES);
+    f.step(id);
+    f.step(id);
+    f.clock.advance(MOVE_TIMEOUT_MS + 1);
+    f.step(id);
+    expect(record().data.window, 'timed out: halved').to.equal(BATCH_MOVES / 2);
   });
 
   it('a batch moves a leadership only to a replica that is a voter by its own report and by the leader\'s, and not lost', () => {
@@ -262,7 +293,7 @@ describe('balance-leaders / batches', () => {
     f.clock.advance(MOVE_TIMEOUT_MS - 3000 + 1);
     f.step(id);
     expect(record()).to.include({ step: 'plan' });
-    expect(record().data).to.deep.equal({ moves: 4, confirmed: 3 });
+    expect(record().data).to.deep.equal({ moves: 4, confirmed: 3, window: FIRST_BATCH_MOVES / 2 });
     expect(record().notes.at(-1)).to.equal(`3 of 4 move(s) confirmed; 1 timed out (region ${slow})`);
     expect(ids.filter((r) => r !== slow).map((r) => f.region(r).leaderNodeId)).to.include.members([2, 3]);
     f.step(id);
@@ -283,7 +314,7 @@ describe('balance-leaders / batches', () => {
     transfer(f);
     f.step(old.id);
     expect(record()).to.include({ step: 'plan' });
-    expect(record().data).to.deep.equal({ moves: 1, confirmed: 1 });
+    expect(record().data).to.deep.equal({ moves: 1, confirmed: 1, window: 2 * FIRST_BATCH_MOVES });
     expect(f.region().leaderNodeId).to.equal(1);
     f.step(old.id);
     expect(record()).to.include({ status: 'done' });
@@ -304,8 +335,8 @@ describe('balance-leaders / batches', () => {
     }
     expect(record().status).to.equal('done');
     expect(reportedLeaders(f)).to.deep.equal([100, 100, 100]);
-    // 200 moves: 4 batches (64, 64, 64, 8) of plan, send, confirm, then "balanced". One move per
-    // step took 601 steps and 601 saves.
-    expect({ steps, saves }).to.deep.equal({ steps: 13, saves: 13 });
+    // 200 moves: 6 batches (8, 16, 32, 64, 64, 16) of plan, send, confirm, then "balanced". One
+    // move per step took 601 steps and 601 saves.
+    expect({ steps, saves }).to.deep.equal({ steps: 19, saves: 19 });
   });
 });

@@ -7,6 +7,12 @@
 // the kind's data (`data.lastSentMs`). The reader moves it to the record (`lastSentMs`); every
 // other field is unchanged, so an older metasrv still reads what this one writes (it finds no
 // `data.lastSentMs` and re-sends at once).
+//
+// balance-leaders records written before batches hold their one move in flight as
+// `data.regionId/target/targetPeer`; this version reads them as a batch of one and writes
+// `data.batch` (and `data.confirmed`, `data.window`) instead. An older metasrv reading a newer
+// record ignores the fields it does not know: in step `move` it finds no move, plans again, and
+// goes on one move at a time.
 
 /** Every kind and its steps, in order of a normal run. A step name outside these is a compile error. */
 export const PROCEDURE_STEPS = {
@@ -51,10 +57,26 @@ export interface RepairReplicaData {
   learnerAtConfIndex?: number;
 }
 
+/** One planned leader transfer of balance-leaders: the region's leadership to `targetPeer` on node `target`. */
+export interface LeaderMove {
+  readonly regionId: string;
+  readonly target: number;
+  readonly targetPeer: number;
+}
+
 export interface BalanceLeadersData {
   /** Transfers planned so far (bounded). */
   moves?: number;
-  /** The transfer in progress (set by `plan`, read by `move`). */
+  /** Transfers the datanodes' reports confirmed (for status). */
+  confirmed?: number;
+  /** The next batch's size (doubled after a batch fully confirmed, halved after one that timed out). */
+  window?: number;
+  /** The transfers in flight (set by `plan`, read by `move`). */
+  batch?: LeaderMove[];
+  /**
+   * The single transfer in flight of a record written before batches (one move per step): read
+   * by `move` as a batch of one; this version writes `batch` instead.
+   */
   regionId?: string;
   target?: number;
   targetPeer?: number;
@@ -114,7 +136,7 @@ export interface UnreadableProcedure {
 
 // ─── Reading stored records ───────────────────────────────────────────────────────────────
 
-type FieldSpec = 'number' | 'number?' | 'string' | 'string?' | 'boolean?' | 'string[]?';
+type FieldSpec = 'number' | 'number?' | 'string' | 'string?' | 'boolean?' | 'string[]?' | 'leader-moves?';
 
 /** Every field of every kind's data (a field missing here is a compile error). */
 const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataOf<K>]-?: FieldSpec } } = {
@@ -129,22 +151,26 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     inPlace: 'boolean?',
     learnerAtConfIndex: 'number?',
   },
-  'balance-leaders': { moves: 'number?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
+  'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
   'drain-node': { nodeId: 'number' },
   'transfer-leader': { regionId: 'string', nodeId: 'number' },
 };
 
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isLeaderMove = (v: unknown): v is LeaderMove => isMap(v) && typeof v['regionId'] === 'string' && isNumber(v['target']) && isNumber(v['targetPeer']);
 
 function fieldOk(value: unknown, spec: FieldSpec): boolean {
   if (value === undefined) return spec.endsWith('?');
   switch (spec.replace('?', '')) {
     case 'number':
-      return typeof value === 'number' && Number.isFinite(value);
+      return isNumber(value);
     case 'string':
       return typeof value === 'string';
     case 'boolean':
       return typeof value === 'boolean';
+    case 'leader-moves':
+      return Array.isArray(value) && value.every(isLeaderMove);
     default:
       return Array.isArray(value) && value.every((v) => typeof v === 'string');
   }

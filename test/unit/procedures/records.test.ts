@@ -123,6 +123,18 @@ describe('procedure records', () => {
     expect(Object.keys(again.unreadableProcedures ?? {}).sort()).to.deep.equal(['drain-node-4', 'repair-replica-2', 'transfer-leader-3']);
   });
 
+  it('a balance-leaders batch is saved and read back; a malformed one is set aside, named', () => {
+    const f = new FakeCluster();
+    const record = f.start('balance-leaders', { moves: 2, confirmed: 1, batch: [{ regionId: REGION, target: 1, targetPeer: 1 }] });
+    f.crash();
+    expect(f.catalog.procedures[record.id]!.data).to.deep.equal({ moves: 2, confirmed: 1, batch: [{ regionId: REGION, target: 1, targetPeer: 1 }] });
+    const raw = JSON.parse(JSON.stringify(f.catalog.procedures[record.id])) as { data: { batch: unknown[] } };
+    raw.data.batch.push({ regionId: REGION, target: '2' });
+    expect(readProcedureRecord(record.id, raw)).to.deep.equal({
+      error: `procedure record "${record.id}" (balance-leaders): data.batch is ${JSON.stringify(raw.data.batch)}, expected leader-moves (optional)`,
+    });
+  });
+
   it('readProcedureRecord names what is wrong', () => {
     expect(readProcedureRecord('x', 7)).to.deep.equal({ error: 'procedure record "x" is not an object' });
     expect(readProcedureRecord('x', { kind: 'drain-node', step: 'mark', status: 'paused' })).to.deep.equal({ error: 'procedure record "x" has unknown status "paused"' });

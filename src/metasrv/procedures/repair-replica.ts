@@ -131,6 +131,12 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
     if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
     return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long: removing that learner, then placing the new replica elsewhere` };
   }
+  // Not named: dropped only once the leader's configuration is newer than the one that counted
+  // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
+  // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
+  const since = d.learnerAtConfIndex;
+  const removed = since !== undefined ? leader.replica.confIndex > since : removedByGroup(ctx, region, d.newPeerId);
+  if (!removed) return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
   region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
   region.confVersion++;
   const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (its node down too long; the group does not count it); placing another`;

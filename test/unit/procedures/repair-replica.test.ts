@@ -231,6 +231,27 @@ describe('repair-replica / catch-up', () => {
     expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
   });
 
+  it('a dead new node given up waits for a just-elected leader that does not count the learner yet (its conf index older than the addition): the placement stays (review of Y6)', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 20 });
+    f.region().confIndex = 20;
+    f.kill(4);
+    f.clock.advance(f.repairAfterMs);
+    // A new leader that has not applied the addition yet (conf index 12 < 20): it will count the peer later.
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 12 }));
+    f.step(id);
+    expect(record().step).to.equal('catch-up');
+    expect(record().data.newPeerId, 'the placement is kept').to.equal(4);
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3, 4]);
+    // Once it counts the learner, it is asked to remove it; once removed (a newer conf index), the placement goes.
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], learners: [4], confIndex: 20 }));
+    f.sent = [];
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['change_peer@2']);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 21 }));
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+  });
+
   it('resume: the learner removed, the metasrv crashed before its save: the re-run drops the placement once and allocates', () => {
     const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
     leaderReports(f, [1, 2, 3], [4]);

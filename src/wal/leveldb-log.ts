@@ -57,15 +57,20 @@ export function checkLevelDbLog(bytes: Uint8Array): { offset: number; reason: st
     const length = view.getUint16(pos + 4, true);
     const type = bytes[pos + 6]!;
     const end = pos + HEADER_BYTES + length;
-    if (end > bytes.byteLength) return undefined; // cut by the end of the file: a write torn by a crash, which LevelDB ignores
+    // Past its block first: LevelDB never writes a record across a block, so a length running past
+    // the block is damage even where it also runs past the end of the file (a flipped length bit
+    // read as a torn write let LevelDB drop the record, and the rest of its block, silently).
     if (end > blockEnd) return { offset: pos, reason: `a record of ${length} bytes runs past its 32 KiB block` };
+    if (end > bytes.byteLength) return undefined; // cut by the end of the file: a write torn by a crash, which LevelDB ignores
     if (type === 0 && length === 0) {
-      // LevelDB skips the rest of the block after a zero record (preallocated space): fine while
-      // it is all zeros, else data it would drop without a word.
-      const rest = bytes.subarray(pos, Math.min(blockEnd, bytes.byteLength));
+      // LevelDB skips the rest of the block after a zero record. The LevelDB we run writes plain
+      // files (no preallocated space), so zeros where a record should start are the end of what
+      // reached the disk: fine while every byte to the end of the file is zero; data after them
+      // (in this block or a later one, whose fragments LevelDB would drop as missing their start)
+      // is refused.
+      const rest = bytes.subarray(pos);
       if (rest.some((b) => b !== 0)) return { offset: pos, reason: 'non-zero bytes after a zero record, which LevelDB would skip' };
-      pos = blockEnd;
-      continue;
+      return undefined;
     }
     if (type > MAX_RECORD_TYPE || type === 0) return { offset: pos, reason: `unknown record type ${type}` };
     const data = bytes.subarray(pos + HEADER_BYTES, end);

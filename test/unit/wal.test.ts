@@ -417,6 +417,7 @@ describe('WAL (LevelDB)', () => {
       voted = true;
     });
     await new Promise((r) => setTimeout(r, 50));
+    expect(held, 'the first batch was held before LevelDB (else the test shows nothing)').to.equal(true);
     release();
     await Promise.all([metaWrite, voteWrite]);
     expect(voted).to.equal(true);
@@ -476,6 +477,25 @@ describe('WAL (LevelDB)', () => {
       bytes.writeUInt8(bytes.readUInt8(30) ^ 0x40, 30); // inside the first record
       writeFileSync(file, bytes);
       await expectRefused(dir, 'checksum mismatch');
+    });
+
+    it("a flipped bit in the first record's length field (running past its block and the file) is refused, not taken for a torn write (review of X4)", async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      expect(bytes.length).to.be.lessThan(32 * 1024);
+      bytes.writeUInt8(bytes.readUInt8(5) ^ 0x80, 5); // the length's high byte: +32 KiB
+      writeFileSync(file, bytes);
+      await expectRefused(dir, 'runs past its 32 KiB block');
+    });
+
+    it('zeros where a record starts, with data after them, are refused: LevelDB would skip the zeros and drop what follows (review of X4)', async () => {
+      const dir = await threeBatches();
+      const file = newestLog(dir);
+      const bytes = readFileSync(file);
+      bytes.fill(0, 0, 7); // the first record's header zeroed: the later batches follow
+      writeFileSync(file, bytes);
+      await expectRefused(dir, 'non-zero bytes after a zero record');
     });
 
     it('a write torn by a crash (the file cut inside its last record) is not damage: the WAL opens without that batch, as LevelDB replays it', async () => {

@@ -636,7 +636,9 @@ export class DatabaseService {
         // and as database.proto's Consistency promises (finding Z3: the whole scan failed
         // NOT_LEADER instead). Nothing of this region was written yet; one hop only.
         if (info?.forwarded || !isRegionDbError(err, ErrorCode.NotLeader) || !err.details['leaderAddr']) throw err;
-        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs, info?.cancelled);
+        // To the refusal's own leader first: the routes may name none (never fetched while the
+        // metasrv is away), and a lookup's NOT_FOUND would then stand for a NOT_LEADER.
+        emitted += await this.forwardScan(table, regionId, req, remaining, write, info?.deadlineMs, info?.cancelled, String(err.details['leaderAddr']));
         if (emitted > limits.scanRowsPerRequestMax) throw scanTooLarge();
         continue;
       }
@@ -694,10 +696,14 @@ export class DatabaseService {
     write: (chunk: ScanChunk) => Promise<void>,
     deadlineMs?: number,
     cancelled?: AbortSignal,
+    leaderHint?: string,
   ): Promise<number> {
-    const redirect = await this.redirect(table, regionId);
-    const first = redirect.details['leaderAddr'];
-    if (!first) throw redirect;
+    let first = leaderHint;
+    if (!first) {
+      const redirect = await this.redirect(table, regionId);
+      first = redirect.details['leaderAddr'];
+      if (!first) throw redirect;
+    }
     let passedOn = false;
     const passOn = (chunk: ScanChunk) => {
       passedOn = true;

@@ -275,6 +275,39 @@ describe('raw client contract: a Scan whose replica here may not serve it goes t
     return { scan: inner.scan.bind(service), forwards, close: () => service.close() };
   }
 
+  it("a LINEARIZABLE scan whose ReadIndex a follower refused NOT_LEADER goes to the refusal's leader even when no route names one (metasrv away): never a lookup's NOT_FOUND (review of Z3)", async () => {
+    const replica = { isLeader: () => false, stateMachine: { ssts: [] } };
+    const host = {
+      nodeId: 1,
+      metas: new Map([[region, { schema: oneRegion }]]),
+      regionServer: {
+        replica: (id: string) => (id === region ? replica : undefined),
+        failure: () => undefined,
+        readBarrier: async () => {
+          throw new RegionDbError(ErrorCode.NotLeader, 'not the leader', { details: { leaderNodeId: '2', leaderAddr: '127.0.0.1:4102' } });
+        },
+        staleReadGate: async () => undefined,
+      },
+      flusher: { scanDeadline: () => () => false, scanDeadlineMs: 60_000, leases: { acquire: () => () => {} } },
+      metaCall: async () => {
+        throw new RegionDbError(ErrorCode.Unavailable, 'the metasrv cannot be reached');
+      },
+    } as unknown as DatabaseHost;
+    const service = new DatabaseService(host);
+    const asked: string[] = [];
+    const inner = service as unknown as { scan: Scan; scanFrom: (addr: string, ...a: unknown[]) => Promise<number> };
+    inner.scanFrom = async (addr) => {
+      asked.push(addr);
+      return 0;
+    };
+    try {
+      await inner.scan.call(service, { table: 't', consistency: 'LINEARIZABLE', region_id: region }, async () => {}, { forwarded: false, deadlineMs: Date.now() + 5000 });
+      expect(asked).to.deep.equal(['127.0.0.1:4102']);
+    } finally {
+      service.close();
+    }
+  });
+
   it('a STALE scan refused by the gate here is forwarded to the leader (not failed NOT_LEADER); a forwarded one is refused (one hop)', async () => {
     const n = node();
     const sent: ScanChunk[] = [];

@@ -24,7 +24,7 @@ import {
 import { i64, str, u64 } from '../rpc/proto.js';
 import { makeClient } from '../rpc/server.js';
 import { FORWARDED_BY_KEY, callContext } from '../rpc/auth.js';
-import { MALFORMED, batchOperationTimeoutMs, callCancelled, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, unary, underServerDeadline } from '../rpc/status.js';
+import { MALFORMED, batchOperationTimeoutMs, callCancelled, failStream, fromGrpcError, observeOperation, serverStream, toBatchError, toServiceError, unary, underServerDeadline } from '../rpc/status.js';
 import type { BatchRequestObject } from '../rpc/batch-wire.js';
 import type {
   CreateTableResponse__Output,
@@ -178,7 +178,8 @@ export class DatabaseService {
       if (broken) return;
       if (raw && typeof raw === 'object' && MALFORMED in raw) {
         broken = true;
-        failStream(call, { code: grpc.status.INVALID_ARGUMENT, details: `malformed request: ${(raw as Record<symbol, string>)[MALFORMED]}` });
+        // As every status: with its regiondb-error-code (database.proto, docs/clients.md).
+        failStream(call, toServiceError(new RegionDbError(ErrorCode.InvalidArgument, `malformed request: ${(raw as Record<symbol, string>)[MALFORMED]}`)));
         return;
       }
       const req = raw as BatchRequestObject;

@@ -362,6 +362,7 @@ describe('integration: a 3-datanode cluster of real processes (issue 4)', functi
       raw.close();
       expect(status.code, status.details).to.equal(grpc.status.INVALID_ARGUMENT);
       expect(status.details).to.match(/malformed request/);
+      expect(status.metadata?.get('regiondb-error-code'), 'every status carries its regiondb code (review of rev-cli)').to.deep.equal(['INVALID_ARGUMENT']);
       expect([0, 1, 2].map((n) => cluster.isRunning(n)), 'every datanode still running').to.deep.equal([true, true, true]);
     } finally {
       db.close();

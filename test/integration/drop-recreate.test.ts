@@ -161,9 +161,11 @@ describe('integration: a dropped table never acknowledges a write after DropTabl
     const { acked, refused } = await writeThroughEveryNode(table, 'after');
     expect(acked, `writes acknowledged after the drop answered (refused: ${JSON.stringify([...refused])})`).to.deep.equal([]);
     // Refused as a table that does not exist; an attempt caught by a leader change of the old
-    // region before the fence refused it may be reported outcome-unknown (it was not applied).
+    // region before the fence refused it may be reported outcome-unknown (it was not applied);
+    // a node whose routes named no leader for an old region did not send the part at all:
+    // NOT_LEADER, not applied (row Z6 of docs/correctness.md; seen once in 180 writes).
     expect(refused.get('NOT_FOUND') ?? 0, JSON.stringify([...refused])).to.be.greaterThan(0);
-    for (const code of refused.keys()) expect(['NOT_FOUND', 'UNAVAILABLE', 'DEADLINE_EXCEEDED'], JSON.stringify([...refused])).to.include(code);
+    for (const code of refused.keys()) expect(['NOT_FOUND', 'UNAVAILABLE', 'DEADLINE_EXCEEDED', 'NOT_LEADER'], JSON.stringify([...refused])).to.include(code);
   });
 
   it('a table dropped and re-created at once: every write acknowledged after the drop is in the new table, no read returns the old rows', async () => {

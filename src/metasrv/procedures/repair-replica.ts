@@ -106,14 +106,22 @@ function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | unde
  */
 function uncounted(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
   if (namesPeer(leader.replica, d.newPeerId)) return undefined;
-  const since = d.learnerAtConfIndex;
-  const removed = since !== undefined ? leader.replica.confIndex > since : removedByGroup(ctx, region, d.newPeerId);
-  if (removed) {
+  if (removedSinceCounted(ctx, d, region, leader)) {
     return {
       failed: `the group removed the new peer ${d.newPeerId} since it was added (the leader on node ${leader.nodeId} has ${[...leader.replica.voters, ...leader.replica.learners].join(',')} at conf index ${leader.replica.confIndex}): not opened or promoted again (a catalog older than the group?); the catalog is left to reconciliation`,
     };
   }
   return { wait: true, note: `the leader on node ${leader.nodeId} does not count the new peer ${d.newPeerId} yet (conf index ${leader.replica.confIndex})` };
+}
+
+/**
+ * Whether the leader, not naming the new peer, has removed it (rather than not having applied its
+ * addition yet): its configuration is newer than the one at which add-learner saw the peer counted
+ * (`learnerAtConfIndex`), or, for a record without it, newer than the catalog's (removedByGroup).
+ */
+function removedSinceCounted(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader): boolean {
+  const since = d.learnerAtConfIndex;
+  return since !== undefined ? leader.replica.confIndex > since : removedByGroup(ctx, region, d.newPeerId);
 }
 
 /**
@@ -134,9 +142,7 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // Not named: dropped only once the leader's configuration is newer than the one that counted
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
-  const since = d.learnerAtConfIndex;
-  const removed = since !== undefined ? leader.replica.confIndex > since : removedByGroup(ctx, region, d.newPeerId);
-  if (!removed) return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
+  if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
   region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
   region.confVersion++;
   const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (its node down too long; the group does not count it); placing another`;

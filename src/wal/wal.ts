@@ -521,11 +521,8 @@ export class Wal implements LogEngine {
    * had written and acted on (a vote sent), which a crash then makes the node forget.
    */
   write(batchOps: Op[]): Promise<void> {
-    const previous = this.writeTail;
-    const mine = previous.then(
-      () => this.writeNow(batchOps),
-      () => this.writeNow(batchOps), // a failed write poisoned the WAL: writeNow refuses
-    );
+    // The tail never rejects (a failed write poisoned the WAL: the next writeNow refuses).
+    const mine = this.writeTail.then(() => this.writeNow(batchOps));
     this.writeTail = mine.catch(() => undefined);
     return mine;
   }

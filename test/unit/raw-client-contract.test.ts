@@ -25,11 +25,28 @@ const schema: TableSchema = {
     { name: 'v', type: 'int64', semantic: 'field' },
   ],
 };
-const proto = (r: Row): ProtoRow => {
-  const p = toProtoRow(schema, r);
+/** `r` as a request carries it, kinds set as the decoders give them. */
+const protoOf = (of: TableSchema, r: Row): ProtoRow => {
+  const p = toProtoRow(of, r);
   for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind']; // as the decoders give it
   return p;
 };
+const proto = (r: Row): ProtoRow => protoOf(schema, r);
+
+/** A node leading every region of `of`, whose local writes `write` answers. */
+function leadingLocal(of: TableSchema, write: LocalDatabase['write']): LocalDatabase {
+  return {
+    nodeId: 1,
+    credentials: grpc.credentials.createInsecure(),
+    schemaOf: async () => of,
+    leads: () => true,
+    leaderAddr: async () => undefined,
+    write,
+    delete: async () => ({ version: '1' }),
+    get: async () => ({ found: false }),
+    scanRegion: async () => {},
+  };
+}
 const FAR = () => ({ forwarded: false, deadlineMs: Date.now() + 30_000 });
 
 async function failure(p: Promise<unknown>): Promise<RegionDbError> {
@@ -61,24 +78,14 @@ describe('raw client contract: a conditional write is single-row whatever region
   /** A node leading every region, recording which writes reached a region. */
   function leadingEverything(): { local: LocalDatabase; reached: WriteRequest[] } {
     const reached: WriteRequest[] = [];
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => schema,
-      leads: () => true,
-      leaderAddr: async () => undefined,
-      write: async (req): Promise<WriteResponse> => {
-        reached.push(req);
-        // As DatabaseService.write: the single-row rule, checked on the part it was given.
-        if ((req._expect_version === 'expect_version' || req.expect_absent) && req.rows.length !== 1) {
-          throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
-        }
-        return { version: '5', rows_written: req.rows.length };
-      },
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
+    const local = leadingLocal(schema, async (req): Promise<WriteResponse> => {
+      reached.push(req);
+      // As DatabaseService.write: the single-row rule, checked on the part it was given.
+      if ((req._expect_version === 'expect_version' || req.expect_absent) && req.rows.length !== 1) {
+        throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
+      }
+      return { version: '5', rows_written: req.rows.length };
+    });
     return { local, reached };
   }
 
@@ -335,28 +342,15 @@ describe('raw client contract: the outcomes of a partly failed write across many
   const regionsOf = new Set(many.map((r) => makeRegionId(wide.tableId, regionNumberOf(wide, r))));
   /** A node leading every region; `refuse(regionId)` says which parts fail, and how. */
   function routerWith(refuse: (regionId: string) => RegionDbError | undefined): Router {
-    const local: LocalDatabase = {
-      nodeId: 1,
-      credentials: grpc.credentials.createInsecure(),
-      schemaOf: async () => wide,
-      leads: () => true,
-      leaderAddr: async () => undefined,
-      write: async (req): Promise<WriteResponse> => {
+    return new Router(
+      leadingLocal(wide, async (req): Promise<WriteResponse> => {
         const refusal = refuse(req.region_id!);
         if (refusal) throw refusal;
         return { version: '12345', rows_written: req.rows.length };
-      },
-      delete: async () => ({ version: '1' }),
-      get: async () => ({ found: false }),
-      scanRegion: async () => {},
-    };
-    return new Router(local);
+      }),
+    );
   }
-  const wideProto = (r: Row): ProtoRow => {
-    const p = toProtoRow(wide, r);
-    for (const v of Object.values(p.values)) v.kind = Object.keys(v)[0] as ProtoValue['kind'];
-    return p;
-  };
+  const wideProto = (r: Row): ProtoRow => protoOf(wide, r);
   const trailerBytes = (err: RegionDbError) =>
     Object.values(err.details).reduce((n, v) => n + v.replace(/[^\x20-\x7e]/g, '\\uXXXX').length, 0);
 

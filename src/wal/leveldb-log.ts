@@ -13,28 +13,63 @@
 // 7 bytes left at a block's end are a zero trailer. The checksum covers the type byte and the
 // data, masked as ((crc >>> 15) | (crc << 17)) + 0xa282ead8.
 //
-// What is refused and what is not. A record cut by the end of a log file is a write torn by a
-// crash (a kill -9 can cut a write() between pages, a power loss can lose its tail; a crash
-// during an open's recovery can leave an older log so cut): its batch never finished its sync,
-// so it was never acknowledged, and LevelDB ignores it silently — so do we. Zero bytes to the
-// end of a block (space extended before its data landed) are what LevelDB skips too. Anything
-// else — a checksum mismatch, a length running past its block, an unknown record type,
-// anywhere, the newest complete record included — is damage to data that was synced: the open
-// is refused, naming the file and the offset, before LevelDB can drop it. Left: a flip in the
-// length field of a file's last record that makes it run past the end reads as a torn write.
+// What is refused and what is not. LevelDB's records are FULL, or FIRST, MIDDLE*, LAST (a batch
+// longer than what is left of its block is split), and its replay drops, after reporting it to
+// no one, a record failing its checksum (with the rest of its block), a MIDDLE or LAST with no
+// FIRST before it, and a FIRST left unfinished by a FULL or FIRST. Each of these is refused as
+// damage — naming the file and the offset — with one exception, a write torn by a crash: the
+// batch being written when the process died or the power failed. It never finished its sync, so
+// it was never acknowledged (docs/raft-rules.md R4), and LevelDB drops it — so do we, with a
+// warning. A tear is recognised only by what a crash can leave, and only at the end of what was
+// written (the newest log file, every later one empty: a crash during an open's recovery leaves a
+// new, empty log after the torn one):
+//   - the file cut inside its last record (a kill -9 between two write() calls, or a power loss
+//     before all of a write's pages reached the disk and the size was kept short), or a FIRST
+//     whose LAST never arrived, every fragment present checking clean;
+//   - the last record failing its check with every byte from a 512-byte (sector) boundary inside
+//     it to the end of the file zero: space the file was extended into whose data never landed
+//     (an unwritten extent, or the zeros past an earlier end of a partly written page).
+// Anything else is damage, a failing record at the very end of the newest file included: a
+// flipped bit leaves the rest of its record's bytes in place, not zeros to the end. Refused where
+// a tear is possible but not recognised (when in doubt, refuse): a tear that left stale bytes
+// from before (a file system that can expose them: ext4 data=writeback), pages that landed out of
+// order (zeros, then data), a torn log that is no longer the newest (its deletion after the open
+// that replayed it lost with the power, and a later log written since). Accepted though it might
+// be damage: a length field of the file's last record grown inside its block reads as a cut; a
+// flip in a last record whose own data ends in zeros across a 512-byte boundary reads as a tear.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from '../common/crc32c.js';
+import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
 
 const BLOCK_BYTES = 32 * 1024;
 const HEADER_BYTES = 7;
+const SECTOR_BYTES = 512; // the smallest unit a disk writes whole: where a power loss can cut a page
 const MASK_DELTA = 0xa282ead8;
-const MAX_RECORD_TYPE = 4; // FULL 1, FIRST 2, MIDDLE 3, LAST 4; 0 is LevelDB's zero (preallocated) type
+const FULL = 1;
+const FIRST = 2; // MIDDLE is 3
+const LAST = 4; // 0 is LevelDB's zero (preallocated) type
+const TYPE_NAMES = ['zero', 'FULL', 'FIRST', 'MIDDLE', 'LAST'];
 
-export interface LevelDbLogDamage {
+/** The first problem in one log file, and whether it has a shape only a crash leaves. */
+export interface LevelDbLogProblem {
+  /** Where what LevelDB would drop begins: the bad record, or the FIRST of the record it belongs to. */
+  readonly offset: number;
+  readonly reason: string;
+  /** A cut, a FIRST without its LAST, or zeros from a sector boundary to the end: a tear if it ends the newest log. */
+  readonly tearShaped: boolean;
+}
+
+export interface LevelDbLogFinding {
   readonly file: string;
   readonly offset: number;
   readonly reason: string;
+}
+
+export interface LevelDbLogTear extends LevelDbLogFinding {
+  /** From `offset` to the end of the file: what LevelDB's replay drops. */
+  readonly droppedBytes: number;
 }
 
 function unmask(masked: number): number {
@@ -42,9 +77,25 @@ function unmask(masked: number): number {
   return ((rot >>> 17) | (rot << 15)) >>> 0;
 }
 
-/** The first damage in one log file's bytes, or undefined (a record cut by the end of the file is a torn write, not damage). */
-export function checkLevelDbLog(bytes: Uint8Array): { offset: number; reason: string } | undefined {
+/** The offset from which every byte to the end is zero (the length when the last byte is not). */
+function zeroTailStart(bytes: Uint8Array): number {
+  let at = bytes.byteLength;
+  while (at > 0 && bytes[at - 1] === 0) at--;
+  return at;
+}
+
+/** The first problem in one log file's bytes, or undefined when LevelDB would replay all of it. */
+export function checkLevelDbLog(bytes: Uint8Array): LevelDbLogProblem | undefined {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const zerosFrom = zeroTailStart(bytes);
+  const sectorZerosFrom = Math.ceil(zerosFrom / SECTOR_BYTES) * SECTOR_BYTES;
+  let firstAt: number | undefined; // the FIRST of a record still waiting for its LAST
+  // A record's bytes are zeros to the end of the file from its start or from a sector boundary
+  // inside it: space the file was extended into whose pages never landed. A flipped bit leaves
+  // the rest of the record in place.
+  const zeroedFrom = (at: number, end: number) => zerosFrom <= at || sectorZerosFrom < end;
+  const torn = (at: number, reason: string): LevelDbLogProblem => ({ offset: firstAt ?? at, reason, tearShaped: true });
+  const damaged = (at: number, reason: string): LevelDbLogProblem => ({ offset: at, reason, tearShaped: false });
   let pos = 0;
   while (pos < bytes.byteLength) {
     const blockEnd = (Math.floor(pos / BLOCK_BYTES) + 1) * BLOCK_BYTES;
@@ -52,49 +103,93 @@ export function checkLevelDbLog(bytes: Uint8Array): { offset: number; reason: st
       pos = blockEnd; // the block's trailer
       continue;
     }
-    if (bytes.byteLength - pos < HEADER_BYTES) return undefined; // a header cut by the end of the file: a torn write
+    if (bytes.byteLength - pos < HEADER_BYTES) return torn(pos, 'a record header cut by the end of the file');
     const masked = view.getUint32(pos, true);
     const length = view.getUint16(pos + 4, true);
     const type = bytes[pos + 6]!;
     const end = pos + HEADER_BYTES + length;
-    // Past its block first: LevelDB never writes a record across a block, so a length running past
-    // the block is damage even where it also runs past the end of the file (a flipped length bit
-    // read as a torn write let LevelDB drop the record, and the rest of its block, silently).
-    if (end > blockEnd) return { offset: pos, reason: `a record of ${length} bytes runs past its 32 KiB block` };
-    if (end > bytes.byteLength) return undefined; // cut by the end of the file: a write torn by a crash, which LevelDB ignores
+    // Past its block first: LevelDB never writes a record across a block, and zeros only shrink a
+    // length, so this is damage even where it also runs past the end of the file (a flipped
+    // length bit read as a torn write let LevelDB drop the record, and the rest of its block).
+    if (end > blockEnd) return damaged(pos, `a record of ${length} bytes runs past its 32 KiB block`);
+    if (end > bytes.byteLength) return torn(pos, `a record of ${length} bytes cut by the end of the file`);
     if (type === 0 && length === 0) {
-      // LevelDB skips the rest of the block after a zero record. The LevelDB we run writes plain
-      // files (no preallocated space), so zeros where a record should start are the end of what
-      // reached the disk: fine while every byte to the end of the file is zero; data after them
-      // (in this block or a later one, whose fragments LevelDB would drop as missing their start)
-      // is refused.
-      const rest = bytes.subarray(pos);
-      if (rest.some((b) => b !== 0)) return { offset: pos, reason: 'non-zero bytes after a zero record, which LevelDB would skip' };
-      return undefined;
+      // LevelDB skips the rest of the block after a zero record, and drops a later block's
+      // fragments as missing their start. The LevelDB we run writes plain files (no preallocated
+      // space), so zeros where a record starts are the end of what reached the disk.
+      if (zeroedFrom(pos, end)) return torn(pos, 'zeros to the end of the file where a record starts');
+      return damaged(pos, 'non-zero bytes after a zero record, which LevelDB would skip');
     }
-    if (type > MAX_RECORD_TYPE || type === 0) return { offset: pos, reason: `unknown record type ${type}` };
-    const data = bytes.subarray(pos + HEADER_BYTES, end);
-    const actual = crc32c(data, crc32c(Uint8Array.of(type)));
-    if (actual !== unmask(masked)) {
-      return { offset: pos, reason: `checksum mismatch (stored 0x${unmask(masked).toString(16).padStart(8, '0')}, computed 0x${actual.toString(16).padStart(8, '0')})` };
+    let bad: string | undefined;
+    if (type > LAST || type === 0) bad = `unknown record type ${type}`;
+    else {
+      const actual = crc32c(bytes.subarray(pos + HEADER_BYTES, end), crc32c(Uint8Array.of(type)));
+      if (actual !== unmask(masked)) {
+        bad = `checksum mismatch (stored 0x${unmask(masked).toString(16).padStart(8, '0')}, computed 0x${actual.toString(16).padStart(8, '0')})`;
+      }
+    }
+    if (bad !== undefined) {
+      return zeroedFrom(pos, end) ? torn(pos, `${bad}, its bytes zero from a 512-byte boundary to the end of the file`) : damaged(pos, bad);
+    }
+    // Fragment order: FULL, or FIRST MIDDLE* LAST. LevelDB reports a break in it to no one and
+    // drops the fragments around it; every fragment here checked clean, so it is never a tear.
+    if (type === FULL || type === FIRST) {
+      if (firstAt !== undefined) return damaged(pos, `a ${TYPE_NAMES[type]} record where the record begun at offset ${firstAt} needs its MIDDLE or LAST`);
+      if (type === FIRST) firstAt = pos;
+    } else {
+      if (firstAt === undefined) return damaged(pos, `a ${TYPE_NAMES[type]} record with no FIRST before it`);
+      if (type === LAST) firstAt = undefined;
     }
     pos = end;
   }
+  if (firstAt !== undefined) return torn(firstAt, 'a record whose LAST fragment never reached the file');
   return undefined;
 }
 
-/** Every LevelDB log file in `dir` checked; the damage found, if any (the directory may not exist yet). */
-export function checkLevelDbLogs(dir: string): LevelDbLogDamage | undefined {
+/**
+ * Every LevelDB log file in `dir` checked (the directory may not exist yet): the damage found, or
+ * the write torn by a crash that LevelDB's replay will drop.
+ */
+export function checkLevelDbLogs(dir: string): { damage?: LevelDbLogFinding; tear?: LevelDbLogTear } {
   let names: string[];
   try {
     names = readdirSync(dir).filter((f) => /^\d+\.log$/.test(f));
   } catch {
-    return undefined; // no directory: a new WAL
+    return {}; // no directory: a new store
   }
   names.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
-  for (const name of names) {
-    const found = checkLevelDbLog(new Uint8Array(readFileSync(join(dir, name))));
-    if (found) return { file: join(dir, name), ...found };
+  const contents = names.map((name) => new Uint8Array(readFileSync(join(dir, name))));
+  for (const [i, bytes] of contents.entries()) {
+    const found = checkLevelDbLog(bytes);
+    if (!found) continue;
+    const file = join(dir, names[i]!);
+    // The newest log: every later one empty (a crash during an open's recovery leaves a new,
+    // empty log after the torn one, which the next open replays too).
+    const later = names.findIndex((_, j) => j > i && contents[j]!.byteLength > 0);
+    if (found.tearShaped && later === -1) return { tear: { file, offset: found.offset, reason: found.reason, droppedBytes: bytes.byteLength - found.offset } };
+    const reason = found.tearShaped
+      ? `${found.reason}: a crash leaves that only at the end of the newest log, and ${names[later]} (${contents[later]!.byteLength} bytes) follows`
+      : found.reason;
+    return { damage: { file, offset: found.offset, reason } };
   }
-  return undefined;
+  return {};
+}
+
+/**
+ * Run before a LevelDB store opens: throws (Corruption, naming the file and the offset) when
+ * LevelDB would drop a record of a log it replays without a word, `consequence` saying what that
+ * record was and what to do; warns of a torn write, which LevelDB drops and which was never
+ * acknowledged (its sync never finished).
+ */
+export function refuseDamagedLevelDbLogs(dir: string, what: string, consequence: string, log: Logger): void {
+  const { damage, tear } = checkLevelDbLogs(dir);
+  if (damage) {
+    throw new RegionDbError(ErrorCode.Corruption, `${what} corruption in LevelDB's log ${damage.file} at offset ${damage.offset}: ${damage.reason}. ${consequence}`);
+  }
+  if (tear) {
+    log.warn(
+      { file: tear.file, offset: tear.offset, droppedBytes: tear.droppedBytes, reason: tear.reason },
+      `${what}: LevelDB's newest log ends in a write torn by a crash (never synced, so never acknowledged); LevelDB drops its ${tear.droppedBytes} bytes from offset ${tear.offset} of ${tear.file}`,
+    );
+  }
 }

@@ -29,7 +29,7 @@ import { Level } from 'level';
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { checkLevelDbLogs } from './leveldb-log.js';
+import { refuseDamagedLevelDbLogs } from './leveldb-log.js';
 import type { LogBatch, LogEngine, RegionDamage } from './log-engine.js';
 
 export type { RegionDamage };
@@ -275,13 +275,12 @@ export class Wal implements LogEngine {
 
   static async open(dir: string, log: Logger, observer?: WalObserver): Promise<Wal> {
     // Before LevelDB replays its own log: it would drop a damaged record silently (review X4).
-    const logDamage = checkLevelDbLogs(dir);
-    if (logDamage) {
-      throw new RegionDbError(
-        ErrorCode.Corruption,
-        `WAL corruption in LevelDB's log ${logDamage.file} at offset ${logDamage.offset}: ${logDamage.reason}. LevelDB would drop that record (a synced, possibly acknowledged write) without a word, so the WAL is not opened; the region each lost record belonged to cannot be told. Move the data directory aside: the datanode then starts as a new store and its replicas are rebuilt from their peers`,
-      );
-    }
+    refuseDamagedLevelDbLogs(
+      dir,
+      'WAL',
+      "LevelDB would drop that record (a synced, possibly acknowledged write) without a word, so the WAL is not opened; the region each lost record belonged to cannot be told. Move the data directory aside: the datanode then starts as a new store and its replicas are rebuilt from their peers",
+      log,
+    );
     const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
     try {
       await db.open();

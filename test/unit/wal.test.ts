@@ -1,6 +1,7 @@
 import { expect } from 'chai';
+import pino from 'pino';
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
@@ -11,6 +12,7 @@ import { type Entry, EntryType } from '../../src/raft/types.js';
 import { crc32c } from '../../src/common/crc32c.js';
 import { Wal } from '../../src/wal/index.js';
 import { decodeEntry, encodeEntry } from '../../src/wal/record.js';
+import { RECORD_TYPE, damageFile, logRecords, newestLog, retypeRecord, sectorInside } from '../fixtures/leveldb-log-damage.js';
 import { appendTornRecord, deleteEntry, entryIndexes, flipByte, tearLastRecord } from '../fixtures/wal-corrupt.js';
 
 const entry = (index: number, term: number, text = `v${index}`): Entry => ({ index, term, type: 0, data: new TextEncoder().encode(text) });
@@ -435,7 +437,7 @@ describe('WAL (LevelDB)', () => {
     // deleted. Before the check, one flipped byte in the newest synced batch (entries 7–9 and the
     // hard state committing them) made region 1 reopen healthy at index 6: three synced entries,
     // acknowledged by this node, gone without a trace.
-    const threeBatches = async (dataBytes = 0): Promise<string> => {
+    const threeBatches = async (dataBytes = 0, then?: (wal: Wal) => Promise<void>): Promise<string> => {
       const dir = tempDir();
       const wal = await Wal.open(dir, silentLogger);
       for (const lo of [1, 4, 7]) {
@@ -444,10 +446,10 @@ describe('WAL (LevelDB)', () => {
         b.setHardState('1', { term: 1, vote: 1, commit: lo + 2 });
         await b.commit();
       }
+      await then?.(wal); // in the same log: a reopen moves the log into a table
       await wal.close();
       return dir;
     };
-    const newestLog = (dir: string) => join(dir, readdirSync(dir).filter((f) => f.endsWith('.log')).sort().at(-1)!);
     const expectRefused = async (dir: string, mentions: string) => {
       try {
         const opened = await Wal.open(dir, silentLogger);
@@ -522,6 +524,111 @@ describe('WAL (LevelDB)', () => {
       bytes.writeUInt8(bytes.readUInt8(32 * 1024 + 1000) ^ 0x01, 32 * 1024 + 1000); // in the second block: a fragment of the first batch
       writeFileSync(file, bytes);
       await expectRefused(again, 'checksum mismatch');
+    });
+
+    // W1 (Still open (a) of X4's review): a power loss can tear the newest batch — its header on
+    // disk, a page of its data not — and that batch, never synced, is the one thing LevelDB may
+    // rightly drop. Refusing it kept the node down until its data directory was moved aside.
+    const warnings = () => {
+      const lines: Record<string, unknown>[] = [];
+      const log = pino({ level: 'warn', base: undefined, timestamp: false }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+      return { log, lines };
+    };
+    const expectOpensAtSix = async (dir: string, log = silentLogger) => {
+      const opened = await Wal.open(dir, log);
+      try {
+        expect(opened.damage('1')).to.equal(undefined);
+        expect(opened.region('1').lastIndex()).to.equal(6);
+        expect(opened.region('1').initialState().hardState.commit).to.equal(6);
+        const kept = opened.region('1').entries(1, 7, Number.MAX_SAFE_INTEGER);
+        expect(kept.map((e) => new TextDecoder().decode(e.data).replace(/x+$/, ''))).to.deep.equal(['1', '2', '3', '4', '5', '6']);
+      } finally {
+        await opened.close();
+      }
+    };
+
+    it('W1: a power loss tore the newest batch (its data zero from a 512-byte boundary to the end): the WAL opens without it, every earlier synced batch whole, warning with file, offset and bytes dropped (failed before: refused, "checksum mismatch")', async () => {
+      const dir = await threeBatches(300);
+      const file = newestLog(dir);
+      let dropped = { offset: 0, bytes: 0 };
+      damageFile(file, (bytes) => {
+        const last = logRecords(bytes).at(-1)!;
+        expect(last.end).to.equal(bytes.length);
+        bytes.fill(0, sectorInside(last));
+        dropped = { offset: last.offset, bytes: bytes.length - last.offset };
+      });
+      const { log, lines } = warnings();
+      await expectOpensAtSix(dir, log);
+      expect(lines).to.have.length(1);
+      expect(lines[0]).to.include({ file, offset: dropped.offset, droppedBytes: dropped.bytes });
+    });
+
+    it("W1: a tear across blocks (the newest batch's FIRST on disk, its MIDDLE's data zero from a 512-byte boundary to the end) opens without that batch (failed before: refused, 'checksum mismatch')", async () => {
+      const dir = await threeBatches(40_000);
+      const file = newestLog(dir);
+      damageFile(file, (bytes) => {
+        const records = logRecords(bytes);
+        const lastFirst = records.map((r) => r.type).lastIndexOf(RECORD_TYPE.FIRST);
+        const middle = records[lastFirst + 1]!;
+        expect(middle.type).to.equal(RECORD_TYPE.MIDDLE);
+        bytes.fill(0, sectorInside(middle));
+      });
+      await expectOpensAtSix(dir);
+    });
+
+    it('W1: zeros shaped like a tear but with a valid record after them are damage: a tear leaves nothing after it', async () => {
+      const dir = await threeBatches(300);
+      damageFile(newestLog(dir), (bytes) => {
+        const second = logRecords(bytes)[1]!;
+        bytes.fill(0, sectorInside(second), second.end); // batch 3 follows, whole
+      });
+      await expectRefused(dir, 'checksum mismatch');
+      const spanning = await threeBatches(40_000);
+      damageFile(newestLog(spanning), (bytes) => {
+        const records = logRecords(bytes);
+        const middle = records.find((r) => r.type === RECORD_TYPE.MIDDLE)!;
+        bytes.fill(0, sectorInside(middle), middle.end); // zeros to the end of its block; the later blocks hold valid records
+      });
+      await expectRefused(spanning, 'checksum mismatch');
+    });
+
+    it('W1: a torn newest log followed by an empty log (a crash during the open that replayed it) is a tear; followed by a log holding records, damage (failed before: the tear refused, "checksum mismatch"; the cut log with records after it opened, region 1 at 9)', async () => {
+      const dir = await threeBatches(300);
+      const file = newestLog(dir);
+      const whole = readFileSync(file);
+      damageFile(file, (bytes) => {
+        bytes.fill(0, sectorInside(logRecords(bytes).at(-1)!));
+      });
+      const next = join(dir, `${String(Number.parseInt(file.split('/').at(-1)!, 10) + 1).padStart(6, '0')}.log`);
+      writeFileSync(next, new Uint8Array(0));
+      await expectOpensAtSix(dir);
+      const again = await threeBatches(300);
+      const torn = newestLog(again);
+      damageFile(torn, (bytes) => bytes.subarray(0, bytes.length - 20)); // cut: a tear only at the end of what was written
+      writeFileSync(join(again, `${String(Number.parseInt(torn.split('/').at(-1)!, 10) + 1).padStart(6, '0')}.log`), whole);
+      await expectRefused(again, `${torn} at offset`);
+    });
+
+    it('W2: a MIDDLE with no FIRST before it (every checksum valid) is refused (failed before: the WAL opened, region 1 at 6)', async () => {
+      const dir = await threeBatches(40_000);
+      damageFile(newestLog(dir), (bytes) => {
+        const lastFirst = logRecords(bytes).filter((r) => r.type === RECORD_TYPE.FIRST).at(-1)!;
+        retypeRecord(bytes, lastFirst, RECORD_TYPE.MIDDLE); // LevelDB drops batch 3, each fragment "missing start"
+      });
+      await expectRefused(dir, 'a MIDDLE record with no FIRST before it');
+    });
+
+    it("W2: a FIRST followed by a FIRST (the newest batch's LAST retyped, checksum valid, another batch after it) is refused (failed before: the WAL opened, region 1 at 6)", async () => {
+      const dir = await threeBatches(40_000, async (wal) => {
+        const b = wal.batch();
+        b.append('2', [entry(1, 1, '1'.padEnd(40_000, 'x'))]);
+        await b.commit();
+      });
+      damageFile(newestLog(dir), (bytes) => {
+        const thirdLast = logRecords(bytes).filter((r) => r.type === RECORD_TYPE.LAST)[2]!;
+        retypeRecord(bytes, thirdLast, RECORD_TYPE.MIDDLE); // LevelDB drops batch 3 as unfinished when region 2's FIRST comes
+      });
+      await expectRefused(dir, 'needs its MIDDLE or LAST');
     });
   });
 

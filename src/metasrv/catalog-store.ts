@@ -1,9 +1,13 @@
 // Persists the metasrv catalog in its own LevelDB: one record, rewritten with sync after every
 // change (the catalog is small: tables, regions, nodes). The record is versioned and
-// CRC32C-checked; a damaged record stops the metasrv with a precise message.
+// CRC32C-checked; a damaged record stops the metasrv with a precise message. LevelDB's own log is
+// checked before LevelDB replays it (src/wal/leveldb-log.ts): the newest saves live there, and
+// LevelDB would drop a damaged one without a word, opening the catalog as the save before it.
 import { Level } from 'level';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { refuseDamagedLevelDbLogs } from '../wal/leveldb-log.js';
 import { type CatalogState, emptyCatalog, ownMap, withOwnMaps } from './catalog.js';
 import { readProcedureRecords } from './procedures/record.js';
 
@@ -72,12 +76,19 @@ export class CatalogStore {
   private constructor(
     private db: Level<string, Uint8Array>,
     private readonly dir: string,
+    private readonly log: Logger,
   ) {}
 
-  static async open(dir: string): Promise<CatalogStore> {
+  static async open(dir: string, log: Logger): Promise<CatalogStore> {
+    refuseDamagedLevelDbLogs(
+      dir,
+      'metasrv catalog',
+      "LevelDB would drop that record (a synced catalog save) without a word and open the catalog as it was before it, so the metasrv does not start. Move the data directory aside and start from the newest catalog copy in the object store (regiondb meta seed, docs/metasrv-ha.md), or from a backup of the directory",
+      log,
+    );
     const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
     await db.open();
-    return new CatalogStore(db, dir);
+    return new CatalogStore(db, dir, log);
   }
 
   async load(clusterId: string): Promise<CatalogState> {
@@ -100,7 +111,7 @@ export class CatalogStore {
   /** After a failed write: LevelDB refuses every write after one failed, so the database is closed and opened again. */
   async reopen(): Promise<void> {
     await this.db.close().catch(() => {}); // a database whose write failed may not close cleanly; it is replaced either way
-    this.db = (await CatalogStore.open(this.dir)).db;
+    this.db = (await CatalogStore.open(this.dir, this.log)).db;
   }
 
   async close(): Promise<void> {

@@ -136,7 +136,7 @@ export class Metasrv {
       this.core.joinGroup(group, objectStore);
       services.push({ name: 'RaftTransport', definition: raftTransportService(), impl: { Stream: group.raftStreamHandler() } });
     } else {
-      this.store = await CatalogStore.open(this.config.node.data_dir);
+      this.store = await CatalogStore.open(this.config.node.data_dir, this.log.child({ component: 'catalog-store' }));
       await this.core.startAlone(this.store, objectStore);
     }
     this.grpcServer = await startGrpcServer(this.config.grpc.host, this.config.grpc.port, services, this.log, this.security);

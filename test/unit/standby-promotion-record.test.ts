@@ -156,12 +156,12 @@ describe('the promotion record in the metasrv (RecordStandbyPromotion / GetStand
   it('is durable before the answer: a metasrv restarted on the same store has it; and the group replicates it (the catalog put)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'regiondb-promotion-record-meta-'));
     try {
-      const store = await CatalogStore.open(dir);
+      const store = await CatalogStore.open(dir, silentLogger);
       const core = await startMetasrvCore('promo-durable', admin, store as unknown as MemoryCatalog);
       await core.recordStandbyPromotion(4, 1234);
       core.halt();
       await store.close();
-      const again = await CatalogStore.open(dir);
+      const again = await CatalogStore.open(dir, silentLogger);
       const restarted = await startMetasrvCore('promo-durable', admin, again as unknown as MemoryCatalog);
       try {
         expect((await restarted.getStandbyPromotion()).record, 'after the restart').to.deep.equal({ epoch: '4', cut_ms: '1234' });

@@ -30,7 +30,7 @@ describe('metasrv: stored procedure records from an older version, and one it ca
     dir = mkdtempSync(join(tmpdir(), 'regiondb-proc-records-'));
     const catalog = (JSON.parse(readFileSync('test/fixtures/procedure-records-v1.json', 'utf8')) as { catalog: CatalogState }).catalog;
     (catalog.procedures['drain-node-4'] as unknown as { kind: string }).kind = 'split-region';
-    const store = await CatalogStore.open(join(dir, 'metasrv'));
+    const store = await CatalogStore.open(join(dir, 'metasrv'), silentLogger);
     await store.save(catalog);
     await store.close();
     metasrv = new Metasrv(

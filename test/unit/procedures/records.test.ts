@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { silentLogger } from '../../../src/common/logger.js';
 import type { CatalogState } from '../../../src/metasrv/catalog.js';
 import { CatalogStore, decodeCatalog, encodeCatalog, upgradeCatalog } from '../../../src/metasrv/catalog-store.js';
 import type { ProcedureDefinition } from '../../../src/metasrv/procedures/procedure.js';
@@ -143,15 +144,15 @@ describe('procedure records', () => {
   it('a catalog store holding old records opens, and saves them in the new layout', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'regiondb-procs-'));
     try {
-      let store = await CatalogStore.open(dir);
+      let store = await CatalogStore.open(dir, silentLogger);
       await store.save(fixture());
       await store.close();
-      store = await CatalogStore.open(dir);
+      store = await CatalogStore.open(dir, silentLogger);
       const state = await store.load('fixture');
       expect(state.procedures['repair-replica-2']!.data).not.to.have.property('lastSentMs');
       await store.save(state);
       await store.close();
-      store = await CatalogStore.open(dir);
+      store = await CatalogStore.open(dir, silentLogger);
       expect((await store.load('fixture')).procedures['repair-replica-2']).to.include({ lastSentMs: 1_700_000_003_500 });
       await store.close();
     } finally {

@@ -37,7 +37,7 @@
 // that replayed it lost with the power, and a later log written since). Accepted though it might
 // be damage: a length field of the file's last record grown inside its block reads as a cut; a
 // flip in a last record whose own data ends in zeros across a 512-byte boundary reads as a tear.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
@@ -158,18 +158,17 @@ export function checkLevelDbLogs(dir: string): { damage?: LevelDbLogFinding; tea
     return {}; // no directory: a new store
   }
   names.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
-  const contents = names.map((name) => new Uint8Array(readFileSync(join(dir, name))));
-  for (const [i, bytes] of contents.entries()) {
+  const sizes = names.map((name) => statSync(join(dir, name)).size);
+  for (const [i, name] of names.entries()) {
+    const file = join(dir, name);
+    const bytes = new Uint8Array(readFileSync(file));
     const found = checkLevelDbLog(bytes);
     if (!found) continue;
-    const file = join(dir, names[i]!);
     // The newest log: every later one empty (a crash during an open's recovery leaves a new,
     // empty log after the torn one, which the next open replays too).
-    const later = names.findIndex((_, j) => j > i && contents[j]!.byteLength > 0);
+    const later = sizes.findIndex((size, j) => j > i && size > 0);
     if (found.tearShaped && later === -1) return { tear: { file, offset: found.offset, reason: found.reason, droppedBytes: bytes.byteLength - found.offset } };
-    const reason = found.tearShaped
-      ? `${found.reason}: a crash leaves that only at the end of the newest log, and ${names[later]} (${contents[later]!.byteLength} bytes) follows`
-      : found.reason;
+    const reason = found.tearShaped ? `${found.reason}: a crash leaves that only at the end of the newest log, and ${names[later]} (${sizes[later]} bytes) follows` : found.reason;
     return { damage: { file, offset: found.offset, reason } };
   }
   return {};

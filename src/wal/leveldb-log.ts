@@ -35,8 +35,9 @@
 // from before (a file system that can expose them: ext4 data=writeback), pages that landed out of
 // order (zeros, then data), a torn log that is no longer the newest (its deletion after the open
 // that replayed it lost with the power, and a later log written since). Accepted though it might
-// be damage: a length field of the file's last record grown inside its block reads as a cut; a
-// flip in a last record whose own data ends in zeros across a 512-byte boundary reads as a tear.
+// be damage: a length field in the file's last block grown past the end of the file reads as a
+// cut; damage leaving the last record zero from a 512-byte boundary to the end (its own data
+// ending in zeros there, a flip before them) reads as a tear. test/unit/leveldb-log.test.ts.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from '../common/crc32c.js';

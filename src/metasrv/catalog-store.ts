@@ -82,8 +82,11 @@ export class CatalogStore {
   static async open(dir: string, log: Logger): Promise<CatalogStore> {
     refuseDamagedLevelDbLogs(
       dir,
-      'metasrv catalog',
-      "LevelDB would drop that record (a synced catalog save) without a word and open the catalog as it was before it, so the metasrv does not start. Move the data directory aside and start from the newest catalog copy in the object store (regiondb meta seed, docs/metasrv-ha.md), or from a backup of the directory",
+      {
+        what: 'metasrv catalog',
+        dropped: 'LevelDB would drop that record (a synced catalog save) without a word and open the catalog as it was before it, so the metasrv does not start',
+        action: 'Move the data directory aside and start from the newest catalog copy in the object store (regiondb meta seed, docs/metasrv-ha.md), or from a backup of the directory',
+      },
       log,
     );
     const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });

@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { type ReplayedLogs, replayedLogs } from './leveldb-manifest.js';
 
 const BLOCK_BYTES = 32 * 1024;
 const HEADER_BYTES = 7;
@@ -66,6 +67,8 @@ export interface LevelDbLogFinding {
   readonly file: string;
   readonly offset: number;
   readonly reason: string;
+  /** In CURRENT or the MANIFEST, not a log: which logs LevelDB replays cannot be told. */
+  readonly inManifest?: true;
 }
 
 export interface LevelDbLogTear extends LevelDbLogFinding {
@@ -85,12 +88,17 @@ function zeroTailStart(bytes: Uint8Array): number {
   return at;
 }
 
-/** The first problem in one log file's bytes, or undefined when LevelDB would replay all of it. */
-export function checkLevelDbLog(bytes: Uint8Array): LevelDbLogProblem | undefined {
+/**
+ * The first problem in one log file's bytes, or undefined when LevelDB would replay all of it.
+ * `onRecord` is given each complete logical record before the problem (its fragments joined),
+ * with the offset of its FULL or FIRST.
+ */
+export function checkLevelDbLog(bytes: Uint8Array, onRecord?: (offset: number, data: Uint8Array) => void): LevelDbLogProblem | undefined {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const zerosFrom = zeroTailStart(bytes);
   const sectorZerosFrom = Math.ceil(zerosFrom / SECTOR_BYTES) * SECTOR_BYTES;
   let firstAt: number | undefined; // the FIRST of a record still waiting for its LAST
+  let fragments: Uint8Array[] = []; // its data so far, when onRecord wants the records
   // A record's bytes are zeros to the end of the file from its start or from a sector boundary
   // inside it: space the file was extended into whose pages never landed. A flipped bit leaves
   // the rest of the record in place.
@@ -139,8 +147,15 @@ export function checkLevelDbLog(bytes: Uint8Array): LevelDbLogProblem | undefine
       if (type === FIRST) firstAt = pos;
     } else {
       if (firstAt === undefined) return damaged(pos, `a ${TYPE_NAMES[type]} record with no FIRST before it`);
-      if (type === LAST) firstAt = undefined;
     }
+    if (onRecord) {
+      fragments.push(bytes.subarray(pos + HEADER_BYTES, end));
+      if (type === FULL || type === LAST) {
+        onRecord(firstAt ?? pos, fragments.length === 1 ? fragments[0]! : Buffer.concat(fragments));
+        fragments = [];
+      }
+    }
+    if (type === LAST) firstAt = undefined;
     pos = end;
   }
   if (firstAt !== undefined) return torn(firstAt, 'a record whose LAST fragment never reached the file');
@@ -148,8 +163,45 @@ export function checkLevelDbLog(bytes: Uint8Array): LevelDbLogProblem | undefine
 }
 
 /**
- * Every LevelDB log file in `dir` checked (the directory may not exist yet): the damage found, or
- * the write torn by a crash that LevelDB's replay will drop.
+ * The logs LevelDB's open replays, from `CURRENT` and the MANIFEST it names (src/wal/leveldb-manifest.ts);
+ * undefined without a CURRENT (a new store: LevelDB writes a MANIFEST with log number 0 and replays
+ * every log); a finding when they cannot be told, which refuses the open rather than check nothing.
+ */
+function readReplayedLogs(dir: string): ReplayedLogs | LevelDbLogFinding | undefined {
+  const currentFile = join(dir, 'CURRENT');
+  let current: string;
+  try {
+    current = readFileSync(currentFile, 'latin1');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const cannotTell = 'which of LevelDB\'s logs its open replays cannot be told';
+  const name = /^(MANIFEST-\d+)\n$/.exec(current)?.[1];
+  if (name === undefined) return { file: currentFile, offset: 0, reason: `it does not hold a MANIFEST's name and a newline (${JSON.stringify(current.slice(0, 40))}): ${cannotTell}`, inManifest: true };
+  const manifestFile = join(dir, name);
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(manifestFile));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { file: currentFile, offset: 0, reason: `it names ${name}, which is missing: ${cannotTell}`, inManifest: true };
+    throw err;
+  }
+  const edits: { offset: number; bytes: Uint8Array }[] = [];
+  const problem = checkLevelDbLog(bytes, (offset, data) => edits.push({ offset, bytes: data }));
+  // A tear at its end is the edit being written when the process died: LevelDB's replay of the
+  // MANIFEST stops before it, and so do we (an older log number only checks more logs).
+  if (problem && !problem.tearShaped) return { file: manifestFile, offset: problem.offset, reason: `${problem.reason}: ${cannotTell}`, inManifest: true };
+  const replayed = replayedLogs(edits);
+  if ('reason' in replayed) return { file: manifestFile, offset: replayed.recordOffset, reason: `${replayed.reason}: ${cannotTell}`, inManifest: true };
+  return replayed;
+}
+
+/**
+ * Every LevelDB log file in `dir` that LevelDB's open replays checked (the directory may not
+ * exist yet): the damage found, or the write torn by a crash that LevelDB's replay will drop.
+ * An obsolete log (numbered below the MANIFEST's log number, left by a crash before LevelDB
+ * deleted it) is not read: LevelDB never replays it.
  */
 export function checkLevelDbLogs(dir: string): { damage?: LevelDbLogFinding; tear?: LevelDbLogTear } {
   let names: string[];
@@ -157,6 +209,14 @@ export function checkLevelDbLogs(dir: string): { damage?: LevelDbLogFinding; tea
     names = readdirSync(dir).filter((f) => /^\d+\.log$/.test(f));
   } catch {
     return {}; // no directory: a new store
+  }
+  const replayed = readReplayedLogs(dir);
+  if (replayed !== undefined && 'file' in replayed) return { damage: replayed };
+  if (replayed !== undefined) {
+    names = names.filter((name) => {
+      const number = Number.parseInt(name, 10);
+      return number >= replayed.logNumber || number === replayed.prevLogNumber;
+    });
   }
   names.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
   const sizes = names.map((name) => statSync(join(dir, name)).size);
@@ -175,16 +235,33 @@ export function checkLevelDbLogs(dir: string): { damage?: LevelDbLogFinding; tea
   return {};
 }
 
+/** What a refusal says: what LevelDB would have dropped, and what the operator does. */
+export interface LevelDbLogRefusal {
+  /** Names the store in the message: `WAL`, `metasrv catalog`. */
+  readonly what: string;
+  /** What a dropped record of its log is, and what dropping it would do. */
+  readonly dropped: string;
+  /** What the operator does to start again. */
+  readonly action: string;
+}
+
 /**
  * Run before a LevelDB store opens: throws (Corruption, naming the file and the offset) when
- * LevelDB would drop a record of a log it replays without a word, `consequence` saying what that
- * record was and what to do; warns of a torn write, which LevelDB drops and which was never
- * acknowledged (its sync never finished).
+ * LevelDB would drop a record of a log it replays without a word, or when which logs it replays
+ * cannot be told (CURRENT or the MANIFEST unreadable); warns of a torn write, which LevelDB drops
+ * and which was never acknowledged (its sync never finished).
  */
-export function refuseDamagedLevelDbLogs(dir: string, what: string, consequence: string, log: Logger): void {
+export function refuseDamagedLevelDbLogs(dir: string, refusal: LevelDbLogRefusal, log: Logger): void {
+  const { what } = refusal;
   const { damage, tear } = checkLevelDbLogs(dir);
+  if (damage?.inManifest) {
+    throw new RegionDbError(
+      ErrorCode.Corruption,
+      `${what} corruption in LevelDB's ${damage.file} at offset ${damage.offset}: ${damage.reason}, so none is checked and the store is not opened. ${refusal.action}`,
+    );
+  }
   if (damage) {
-    throw new RegionDbError(ErrorCode.Corruption, `${what} corruption in LevelDB's log ${damage.file} at offset ${damage.offset}: ${damage.reason}. ${consequence}`);
+    throw new RegionDbError(ErrorCode.Corruption, `${what} corruption in LevelDB's log ${damage.file} at offset ${damage.offset}: ${damage.reason}. ${refusal.dropped}. ${refusal.action}`);
   }
   if (tear) {
     log.warn(

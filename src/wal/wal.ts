@@ -277,8 +277,11 @@ export class Wal implements LogEngine {
     // Before LevelDB replays its own log: it would drop a damaged record silently (review X4).
     refuseDamagedLevelDbLogs(
       dir,
-      'WAL',
-      "LevelDB would drop that record (a synced, possibly acknowledged write) without a word, so the WAL is not opened; the region each lost record belonged to cannot be told. Move the data directory aside: the datanode then starts as a new store and its replicas are rebuilt from their peers",
+      {
+        what: 'WAL',
+        dropped: 'LevelDB would drop that record (a synced, possibly acknowledged write) without a word, so the WAL is not opened; the region each lost record belonged to cannot be told',
+        action: 'Move the data directory aside: the datanode then starts as a new store and its replicas are rebuilt from their peers',
+      },
       log,
     );
     const db: Db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });

@@ -94,6 +94,54 @@ function zeroTailStart(bytes: Uint8Array): number {
  * with the offset of its FULL or FIRST.
  */
 export function checkLevelDbLog(bytes: Uint8Array, onRecord?: (offset: number, data: Uint8Array) => void): LevelDbLogProblem | undefined {
+  const found = walkLog(bytes, onRecord);
+  if (!found?.tearShaped || found.headerAt === undefined) return found && { offset: found.offset, reason: found.reason, tearShaped: found.tearShaped };
+  const hidden = oneBitFromRecord(bytes, found.headerAt, found.offset);
+  if (hidden !== undefined) {
+    return { offset: found.headerAt, reason: `${found.reason} — but ${hidden}: a complete record with one bit flipped, not a tear`, tearShaped: false };
+  }
+  return { offset: found.offset, reason: found.reason, tearShaped: true };
+}
+
+/**
+ * A tear-shaped record whose header one flipped bit has changed (review S1 of branch walx): a
+ * length grown past the end of the file reads as a cut, and a length, type or checksum that no
+ * longer matches a record whose own data ends in zeros from a 512-byte boundary reads as pages
+ * that never landed — and LevelDB drops that synced record and all after it. A tear cannot be
+ * one bit from a record that checks clean over the bytes present (a chance of about 2^-26 over
+ * the 56 tries), so if one is, it is damage: each single-bit change of the header's length (16
+ * bits), type (8) and stored checksum (32) is tried, and one that makes a record fitting its block
+ * and the file check clean, and lets more of the log be kept, is named (undefined when none does).
+ */
+function oneBitFromRecord(bytes: Uint8Array, pos: number, tornFrom: number): string | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const masked = view.getUint32(pos, true);
+  const length = view.getUint16(pos + 4, true);
+  const type = bytes[pos + 6]!;
+  const fitsBy = Math.min(bytes.byteLength, (Math.floor(pos / BLOCK_BYTES) + 1) * BLOCK_BYTES);
+  const tries: { what: string; masked: number; length: number; type: number }[] = [];
+  for (let bit = 0; bit < 16; bit++) tries.push({ what: `bit ${bit} of its length`, masked, length: length ^ (1 << bit), type });
+  for (let bit = 0; bit < 8; bit++) tries.push({ what: `bit ${bit} of its type`, masked, length, type: type ^ (1 << bit) });
+  for (let bit = 0; bit < 32; bit++) tries.push({ what: `bit ${bit} of its checksum`, masked: (masked ^ (1 << bit)) >>> 0, length, type });
+  for (const t of tries) {
+    const end = pos + HEADER_BYTES + t.length;
+    if (t.type < FULL || t.type > LAST || end > fitsBy) continue;
+    if (crc32c(bytes.subarray(pos + HEADER_BYTES, end), crc32c(Uint8Array.of(t.type))) !== unmask(t.masked)) continue;
+    // A record that checks clean: a tear only if the log is still cut at the same place with it
+    // (a FIRST or MIDDLE whose LAST never came), for a tear leaves an unfinished record.
+    const repaired = Uint8Array.from(bytes);
+    const repairedView = new DataView(repaired.buffer);
+    repairedView.setUint32(pos, t.masked, true);
+    repairedView.setUint16(pos + 4, t.length, true);
+    repaired[pos + 6] = t.type;
+    const then = walkLog(repaired);
+    if (then === undefined || !then.tearShaped || then.offset > tornFrom) return `${t.what} flipped back, the ${t.length}-byte ${TYPE_NAMES[t.type]} record at offset ${pos} checks clean`;
+  }
+  return undefined;
+}
+
+/** checkLevelDbLog without the one-bit test; `headerAt` is the whole header of a tear-shaped record. */
+function walkLog(bytes: Uint8Array, onRecord?: (offset: number, data: Uint8Array) => void): (LevelDbLogProblem & { headerAt?: number }) | undefined {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const zerosFrom = zeroTailStart(bytes);
   const sectorZerosFrom = Math.ceil(zerosFrom / SECTOR_BYTES) * SECTOR_BYTES;
@@ -103,7 +151,7 @@ export function checkLevelDbLog(bytes: Uint8Array, onRecord?: (offset: number, d
   // inside it: space the file was extended into whose pages never landed. A flipped bit leaves
   // the rest of the record in place.
   const zeroedFrom = (at: number, end: number) => zerosFrom <= at || sectorZerosFrom < end;
-  const torn = (at: number, reason: string): LevelDbLogProblem => ({ offset: firstAt ?? at, reason, tearShaped: true });
+  const torn = (at: number, reason: string, headerAt?: number) => ({ offset: firstAt ?? at, reason, tearShaped: true, headerAt });
   const damaged = (at: number, reason: string): LevelDbLogProblem => ({ offset: at, reason, tearShaped: false });
   let pos = 0;
   while (pos < bytes.byteLength) {
@@ -121,12 +169,12 @@ export function checkLevelDbLog(bytes: Uint8Array, onRecord?: (offset: number, d
     // length, so this is damage even where it also runs past the end of the file (a flipped
     // length bit read as a torn write let LevelDB drop the record, and the rest of its block).
     if (end > blockEnd) return damaged(pos, `a record of ${length} bytes runs past its 32 KiB block`);
-    if (end > bytes.byteLength) return torn(pos, `a record of ${length} bytes cut by the end of the file`);
+    if (end > bytes.byteLength) return torn(pos, `a record of ${length} bytes cut by the end of the file`, pos);
     if (type === 0 && length === 0) {
       // LevelDB skips the rest of the block after a zero record, and drops a later block's
       // fragments as missing their start. The LevelDB we run writes plain files (no preallocated
       // space), so zeros where a record starts are the end of what reached the disk.
-      if (zeroedFrom(pos, end)) return torn(pos, 'zeros to the end of the file where a record starts');
+      if (zeroedFrom(pos, end)) return torn(pos, 'zeros to the end of the file where a record starts', pos);
       return damaged(pos, 'non-zero bytes after a zero record, which LevelDB would skip');
     }
     let bad: string | undefined;
@@ -138,7 +186,7 @@ export function checkLevelDbLog(bytes: Uint8Array, onRecord?: (offset: number, d
       }
     }
     if (bad !== undefined) {
-      return zeroedFrom(pos, end) ? torn(pos, `${bad}, its bytes zero from a 512-byte boundary to the end of the file`) : damaged(pos, bad);
+      return zeroedFrom(pos, end) ? torn(pos, `${bad}, its bytes zero from a 512-byte boundary to the end of the file`, pos) : damaged(pos, bad);
     }
     // Fragment order: FULL, or FIRST MIDDLE* LAST. LevelDB reports a break in it to no one and
     // drops the fragments around it; every fragment here checked clean, so it is never a tear.

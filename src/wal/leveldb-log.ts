@@ -20,24 +20,42 @@
 // damage — naming the file and the offset — with one exception, a write torn by a crash: the
 // batch being written when the process died or the power failed. It never finished its sync, so
 // it was never acknowledged (docs/raft-rules.md R4), and LevelDB drops it — so do we, with a
-// warning. A tear is recognised only by what a crash can leave, and only at the end of what was
-// written (the newest log file, every later one empty: a crash during an open's recovery leaves a
-// new, empty log after the torn one):
+// warning. Only the logs LevelDB's open replays are read: those the MANIFEST names (its log
+// number and up, and its prev log number; src/wal/leveldb-manifest.ts); an obsolete log left
+// beside them by a crash is never replayed, and what cannot be told (CURRENT or the MANIFEST
+// unreadable) is refused. A tear is recognised only by what a crash can leave, and only at the end
+// of what was written — the newest of those logs, every later one empty (an empty later log is
+// left by a crash during an open's recovery, which creates the next log before its MANIFEST write
+// makes the replayed one obsolete, and by a crash just after LevelDB's log switch, which creates
+// the next log when the memtable fills, before the write that filled it lands there):
 //   - the file cut inside its last record (a kill -9 between two write() calls, or a power loss
 //     before all of a write's pages reached the disk and the size was kept short), or a FIRST
 //     whose LAST never arrived, every fragment present checking clean;
 //   - the last record failing its check with every byte from a 512-byte (sector) boundary inside
 //     it to the end of the file zero: space the file was extended into whose data never landed
-//     (an unwritten extent, or the zeros past an earlier end of a partly written page).
+//     (an unwritten extent, or the zeros past an earlier end of a partly written page);
+//   - and in either shape, no single-bit change of the record's header (length, type, stored
+//     checksum) makes a record that checks clean over the bytes present: one flipped bit in a
+//     header can make a complete, synced record run past the end of the file or fail its check
+//     over data that happen to end in zeros, and that is damage (oneBitFromRecord).
 // Anything else is damage, a failing record at the very end of the newest file included: a
-// flipped bit leaves the rest of its record's bytes in place, not zeros to the end. Refused where
-// a tear is possible but not recognised (when in doubt, refuse): a tear that left stale bytes
-// from before (a file system that can expose them: ext4 data=writeback), pages that landed out of
-// order (zeros, then data), a torn log that is no longer the newest (its deletion after the open
-// that replayed it lost with the power, and a later log written since). Accepted though it might
-// be damage: a length field in the file's last block grown past the end of the file reads as a
-// cut; damage leaving the last record zero from a 512-byte boundary to the end (its own data
-// ending in zeros there, a flip before them) reads as a tear. test/unit/leveldb-log.test.ts.
+// flipped bit leaves the rest of its record's bytes in place, not zeros to the end.
+//
+// Limits. Refused though it may be a tear (when in doubt, refuse; the node does not start until
+// the operator moves its data directory aside, as for damage — a datanode then rebuilds its
+// replicas, a single metasrv starts from its catalog copy — though the torn batch was never
+// acknowledged): a tear that left stale bytes from before in place of zeros (a file system that
+// can expose them: ext4 data=writeback); pages of the last write that landed out of order (zeros
+// inside the last record, then data after them); a torn log followed by a log holding records
+// (an open's MANIFEST write makes the log it replayed obsolete before anything is written to the
+// next, so this needs a synced write lost). Accepted though it is damage: a synced record whose
+// last sectors the disk lost — a write cache that acknowledged a flush it did not keep — reads
+// zero from a sector boundary to the end of the file, byte for byte a tear: nothing in the log
+// tells them apart, and the rule trusts that a completed fsync is on the platter (if it is not,
+// LevelDB drops an acknowledged write, with our warning); damage leaving the last record zero
+// from a 512-byte boundary to the end (its own data ending in zeros there, and a flip in its data
+// before them); two or more flipped bits in a last record's header (only one-bit changes are
+// tried). test/unit/leveldb-log.test.ts, test/unit/leveldb-manifest.test.ts.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c } from '../common/crc32c.js';

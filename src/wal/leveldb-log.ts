@@ -58,6 +58,7 @@
 // tried). test/unit/leveldb-log.test.ts, test/unit/leveldb-manifest.test.ts.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { assert } from '../common/assert.js';
 import { crc32c } from '../common/crc32c.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -125,13 +126,15 @@ export function checkLevelDbLog(bytes: Uint8Array, onRecord?: (offset: number, d
  * A tear-shaped record whose header one flipped bit has changed (review S1 of branch walx): a
  * length grown past the end of the file reads as a cut, and a length, type or checksum that no
  * longer matches a record whose own data ends in zeros from a 512-byte boundary reads as pages
- * that never landed — and LevelDB drops that synced record and all after it. A tear cannot be
- * one bit from a record that checks clean over the bytes present (a chance of about 2^-26 over
- * the 56 tries), so if one is, it is damage: each single-bit change of the header's length (16
- * bits), type (8) and stored checksum (32) is tried, and one that makes a record fitting its block
- * and the file check clean, and lets more of the log be kept, is named (undefined when none does).
+ * that never landed — and LevelDB drops that synced record and all after it. A tear is one bit
+ * from a record that checks clean over the bytes present only by chance (about 2^-26 over the 56
+ * tries), so if it is, that is damage: each single-bit change of the header's length (16 bits),
+ * type (8) and stored checksum (32) is tried, and one that makes a record fitting its block and
+ * the file check clean, and lets more of the log be kept, is named (undefined when none does).
  */
 function oneBitFromRecord(bytes: Uint8Array, pos: number, tornFrom: number): string | undefined {
+  assert(pos + HEADER_BYTES <= bytes.byteLength, `the header at ${pos} is whole (${bytes.byteLength} bytes)`);
+  assert(tornFrom <= pos, `the tear at ${tornFrom} begins at or before the record at ${pos}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const masked = view.getUint32(pos, true);
   const length = view.getUint16(pos + 4, true);
@@ -291,8 +294,8 @@ export function checkLevelDbLogs(dir: string): { damage?: LevelDbLogFinding; tea
     const bytes = new Uint8Array(readFileSync(file));
     const found = checkLevelDbLog(bytes);
     if (!found) continue;
-    // The newest log: every later one empty (a crash during an open's recovery leaves a new,
-    // empty log after the torn one, which the next open replays too).
+    // The newest log: every later one empty (an open's recovery and LevelDB's log switch both
+    // create the next log before anything is written to it; a crash can come between).
     const later = sizes.findIndex((size, j) => j > i && size > 0);
     if (found.tearShaped && later === -1) return { tear: { file, offset: found.offset, reason: found.reason, droppedBytes: bytes.byteLength - found.offset } };
     const reason = found.tearShaped ? `${found.reason}: a crash leaves that only at the end of the newest log, and ${names[later]} (${sizes[later]} bytes) follows` : found.reason;

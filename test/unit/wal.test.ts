@@ -630,6 +630,28 @@ describe('WAL (LevelDB)', () => {
       });
       await expectRefused(dir, 'needs its MIDDLE or LAST');
     });
+
+    it('W4: an obsolete log left beside by a crash (a cut copy of the log a reopen moved into a table) is not read: the WAL opens with every entry (failed before: refused, "cut by the end of the file … follows")', async () => {
+      const dir = await threeBatches(300);
+      const file = newestLog(dir);
+      const replayed = readFileSync(file);
+      const reopened = await Wal.open(dir, silentLogger); // LevelDB replays the log into a table and deletes it
+      const b = reopened.batch();
+      b.append('1', [entry(10, 1, '10')]);
+      b.setHardState('1', { term: 1, vote: 1, commit: 10 });
+      await b.commit();
+      await reopened.close();
+      expect(newestLog(dir)).to.not.equal(file);
+      writeFileSync(file, replayed.subarray(0, replayed.length - 20));
+      const opened = await Wal.open(dir, silentLogger);
+      try {
+        expect(opened.damage('1')).to.equal(undefined);
+        expect(opened.region('1').lastIndex()).to.equal(10);
+        expect(opened.region('1').entries(1, 11, Number.MAX_SAFE_INTEGER)).to.have.length(10);
+      } finally {
+        await opened.close();
+      }
+    });
   });
 
   it('refuses further writes after a failed sync (the process must stop)', async () => {

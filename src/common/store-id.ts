@@ -44,3 +44,41 @@ export function loadOrCreateStoreId(dataDir: string, walDir: string): { storeId:
   writeFileDurably(file, `${storeId}\n`);
   return { storeId, origin: hasData ? 'adopted' : 'fresh' };
 }
+
+export const STARTS_FILE = 'starts';
+
+/**
+ * One start of a datanode on its data dir: the dir's start count (1 at the first start that
+ * recorded one) and a random id of this start. Both are made durable in the dir before the node
+ * does anything else, and sent to the metasrv, which records the newest start it saw per node. A
+ * dir that comes back with a start the metasrv has already seen passed — a lower count, or the
+ * same count under another id — is a restored copy of the dir (a volume snapshot, a backup of the
+ * dir, a stale disk put back): its replicas have forgotten votes they cast and entries they
+ * acknowledged since the copy, and must never answer raft (docs/failover.md, "A data dir restored
+ * from a copy").
+ */
+export interface StartRecord {
+  readonly count: number;
+  readonly id: string;
+}
+
+/**
+ * Reads the data dir's last start and records the next one (count + 1, a new id), durably,
+ * before returning it. A dir without the file (first start, or written by a build before start
+ * counts) starts at 1. A damaged file refuses the start: guessing a count could hide a copy.
+ */
+export function recordStart(dataDir: string): StartRecord {
+  const file = join(dataDir, STARTS_FILE);
+  let previous = 0;
+  if (existsSync(file)) {
+    const text = readFileSync(file, 'utf8').trim();
+    const match = /^(\d{1,15}) [A-Za-z0-9-]{1,64}$/.exec(text);
+    if (!match) {
+      throw new RegionDbError(ErrorCode.Corruption, `${file} is damaged (${JSON.stringify(text.slice(0, 64))}); it counts this data dir's starts for the metasrv and must not be edited`);
+    }
+    previous = Number(match[1]);
+  }
+  const start: StartRecord = { count: previous + 1, id: randomUUID() };
+  writeFileDurably(file, `${start.count} ${start.id}\n`);
+  return start;
+}

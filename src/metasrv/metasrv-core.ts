@@ -1463,6 +1463,27 @@ export class MetasrvCore {
   }
 
   /**
+   * A registration of the registered store at a start this metasrv has seen passed — a lower
+   * start count, or the same count under another start id — comes from a restored copy of the
+   * node's data dir (a volume snapshot, a backup of the dir, a stale disk put back): its replicas
+   * have forgotten votes and acknowledged entries since the copy, and must not answer raft under
+   * their peer ids. Refused CORRUPTION, before anything of the registration is used: the datanode
+   * reopens none of its replicas, /health says why, and the node counts as down, so its replicas
+   * are rebuilt elsewhere after `replica_repair_after_ms` (docs/failover.md, "A data dir restored
+   * from a copy"). The same start registering again (a NOT_FOUND heartbeat's re-registration) passes.
+   */
+  protected refuseStaleStart(existing: NodeDef, start: { count: number; id: string }): void {
+    if (existing.startCount === undefined) return;
+    const older = start.count < existing.startCount;
+    if (!older && !(start.count === existing.startCount && start.id !== existing.startId)) return;
+    this.countRejection('stale-data-dir', { nodeId: existing.nodeId, start: start.count, registeredStart: existing.startCount });
+    throw new RegionDbError(
+      ErrorCode.Corruption,
+      `node ${existing.nodeId}'s data dir (store ${existing.storeId}) is a restored copy of an earlier state: it starts at count ${start.count} (${start.id}), but this metasrv registered start ${existing.startCount} (${existing.startId}) of that store${older ? '' : ' from another copy'}. Its replicas may have forgotten votes and acknowledged entries, so none is reopened. Move the data dir aside (keep it) and start the node on an empty one: it joins as a new store and its replicas are rebuilt from the others (docs/failover.md, "A data dir restored from a copy")`,
+    );
+  }
+
+  /**
    * How long a registered node must have been silent before another store at another address may
    * take over its id: the detector's acceptable pause, plus two heartbeat calls lost in a row (a
    * datanode waits out one call's budget, max(500 ms, the interval), before its next beat).
@@ -1484,7 +1505,7 @@ export class MetasrvCore {
   countRejection(reason: string, context: Record<string, unknown>): void {
     this.hooks.rejected?.(reason);
     const suppressed = this.rejectionLog.admit(reason, this.clock.nowMs());
-    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (another cluster, or a node id its certificate does not name)');
+    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (reason: another cluster, a node id its certificate does not name, or a restored copy of its data dir)');
   }
 
   /** RegisterNode. `checkIdentity` is the transport's check that the caller may speak for the node id (TLS). */
@@ -1498,6 +1519,8 @@ export class MetasrvCore {
     const existing = this.catalog.nodes[nodeId];
     const storeId = str(req.store_id ?? '', 'store_id', 128);
     if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr) this.checkTakeover(existing, storeId, req.addr);
+    const start = startOf(req.start_count, req.start_id);
+    if (existing && start && storeId !== '' && existing.storeId === storeId) this.refuseStaleStart(existing, start);
     const node: NodeDef = {
       nodeId,
       addr: str(req.addr, 'addr'),
@@ -1505,9 +1528,15 @@ export class MetasrvCore {
       lastHeartbeatMs: this.procedureClock.nowMs(),
       state: existing?.state === 'draining' ? 'draining' : 'alive',
       ...(existing?.storeId ? { storeId: existing.storeId } : {}),
+      ...(existing?.startCount !== undefined ? { startCount: existing.startCount, startId: existing.startId ?? '' } : {}),
     };
     this.catalog.nodes[nodeId] = node;
     this.noteStore(node, storeId, existing !== undefined);
+    if (start && storeId !== '') {
+      // This store's newest start (a new store's first: its count starts again at 1).
+      node.startCount = start.count;
+      node.startId = start.id;
+    }
     this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
     // Instructions queued for the process before this one were decided from its reports (a
     // close_region of a failed replica): this process may already host a replacement there.
@@ -1546,6 +1575,16 @@ export class MetasrvCore {
       throw new RegionDbError(
         ErrorCode.NotFound,
         `node ${nodeId} is registered to store ${node.storeId} at ${node.addr}, not to store ${reqStore} at ${req.addr}: register again (refused while the registered process is alive)`,
+      );
+    }
+    // A heartbeat from another start of the registered store than the one registered last: a
+    // restored copy of its data dir (an older start), or a start the catalog missed (a catalog
+    // restored from an older copy). Either registers again, where refuseStaleStart decides.
+    const start = startOf(req.start_count, req.start_id);
+    if (start && reqStore !== '' && reqStore === node.storeId && node.startCount !== undefined && (start.count !== node.startCount || start.id !== node.startId)) {
+      throw new RegionDbError(
+        ErrorCode.NotFound,
+        `node ${nodeId}'s store ${reqStore} is registered at start ${node.startCount}, not at start ${start.count} (${start.id}): register again`,
       );
     }
     this.hooks.heartbeat?.();
@@ -1976,4 +2015,14 @@ function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): v
       }
     }
   }
+}
+
+/**
+ * A registration's or heartbeat's start (common/store-id.ts `recordStart`), or undefined for a
+ * datanode that does not count starts (0). A malformed count is INVALID_ARGUMENT (u64).
+ */
+function startOf(countField: string | number | undefined, idField: string | undefined): { count: number; id: string } | undefined {
+  const count = u64(countField ?? '0', 'start_count');
+  if (count === 0) return undefined;
+  return { count, id: str(idField ?? '', 'start_id', 64) };
 }

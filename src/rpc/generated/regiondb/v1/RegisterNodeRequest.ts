@@ -9,6 +9,8 @@ export interface RegisterNodeRequest {
   'addr'?: (string);
   'http_addr'?: (string);
   'store_id'?: (string);
+  'start_count'?: (number | string | Long);
+  'start_id'?: (string);
 }
 
 export interface RegisterNodeRequest__Output {
@@ -17,4 +19,6 @@ export interface RegisterNodeRequest__Output {
   'addr': (string);
   'http_addr': (string);
   'store_id': (string);
+  'start_count': (string);
+  'start_id': (string);
 }

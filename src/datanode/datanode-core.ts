@@ -43,7 +43,7 @@ import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest_
 import { fromProtoSchema } from '../rpc/values.js';
 import type { RegionServer, RegionServerHooks, Replica } from '../replication/region-server.js';
 import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
-import type { StartRecord } from '../common/store-id.js';
+import type { StartId, StartRecord } from '../common/store-id.js';
 import type { LogEngine } from '../wal/log-engine.js';
 import { ReportTracker } from './report-delta.js';
 import type { RegionMeta } from './types.js';
@@ -86,11 +86,17 @@ export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
   /** The identity of this data dir (common/store-id.ts), reported at registration and in heartbeats. */
   readonly storeId: string;
   /**
-   * This start on the data dir (common/store-id.ts `recordStart`), reported at registration and in
-   * heartbeats; the metasrv refuses a start it has already seen passed (a restored copy of the
-   * dir). Absent: reported as 0 (not counted; nothing refused).
+   * This start on the data dir and the starts the dir vouches for (common/store-id.ts
+   * `recordStart`), reported at registration (and the start in heartbeats): the metasrv refuses a
+   * dir that does not know the newest start it registered (a restored copy of the dir). Absent:
+   * reported as 0 (not counted; nothing refused).
    */
   readonly start?: StartRecord;
+  /**
+   * Makes this start the data dir's confirmed one, durably (common/store-id.ts `confirmStart`):
+   * called once the metasrv has answered its registration, before any replica is reopened.
+   */
+  confirmStart?(start: StartId): StartRecord;
   readonly heartbeatIntervalMs: number;
   readonly logEngine: LogEngine;
   /** Monotonic time and timers (the heartbeat, deferred closes, log rate limits). */
@@ -152,6 +158,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   private reopenPending = false;
   /** Why the metasrv refused to register this start (a stale copy of the data dir); /health shows it. */
   private refusedStart: string | undefined;
+  /** This start as the data dir records it (confirmed once a registration was answered). */
+  private start: StartRecord | undefined;
   /**
    * The highest metasrv epoch seen (docs/metasrv-ha.md, fencing): instructions of a metasrv with
    * a lower one — an old group leader that has not noticed its demotion — are ignored. 0 is a
@@ -173,6 +181,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.clock = deps.clock;
     this.log = deps.log;
     this.hooks = deps.hooks ?? {};
+    this.start = deps.start;
     this.reports = new ReportTracker(deps.reportIncarnation ?? randomReportIncarnation(), deps.fullReportEvery ?? FULL_REPORT_EVERY);
     this.regionServer = deps.createRegionServer({
       onConfChange: (regionId, _cs, peers) => {
@@ -564,7 +573,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         this.heartbeatPhase = 'register';
         const res = await this.metasrv.call<RegisterNodeResponse__Output>(
           'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields() },
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields(), ...this.vouchedStarts() },
           timeoutMs,
           { idempotent: true },
         ).catch((err: unknown) => {
@@ -574,6 +583,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
         if (!this.admitEpoch(res.metasrv_epoch)) return;
         this.refusedStart = undefined;
+        // Durable before anything is reopened: the next start vouches for this one.
+        if (this.start && this.start.confirmed?.id !== this.start.id) this.start = this.deps.confirmStart?.(this.start) ?? this.start;
         if (this.reopenPending) {
           this.heartbeatPhase = 'reopening regions after registration';
           this.reopenPending = false;
@@ -624,7 +635,15 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /** This start's fields of RegisterNode and Heartbeat (0 and '' when starts are not counted). */
   private startFields(): { start_count: string; start_id: string } {
-    return { start_count: String(this.deps.start?.count ?? 0), start_id: this.deps.start?.id ?? '' };
+    return { start_count: String(this.start?.count ?? 0), start_id: this.start?.id ?? '' };
+  }
+
+  /** RegisterNode's starts the data dir vouches for: its last confirmed start and every start since. */
+  private vouchedStarts(): { known_start_ids: string[]; confirmed_start_count: string } {
+    const start = this.start;
+    if (!start) return { known_start_ids: [], confirmed_start_count: '0' };
+    const known = [...(start.confirmed ? [start.confirmed.id] : []), ...start.unconfirmed.map((s) => s.id)];
+    return { known_start_ids: [...new Set([...known, start.id])], confirmed_start_count: String(start.confirmed?.count ?? 0) };
   }
 
   /**
@@ -639,7 +658,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.refusedStart = e.message;
     const suppressed = this.heartbeatLogs.admit('stale-start', this.clock.nowMs());
     if (suppressed !== undefined) {
-      this.log.error({ err: e.message, suppressed, start: this.deps.start }, 'the metasrv refused this start: the data dir is a restored copy of an earlier state; no replica of it is reopened (move the data dir aside to start this node afresh)');
+      this.log.error({ err: e.message, suppressed, start: this.start?.count }, 'the metasrv refused this start: the data dir is a restored copy of an earlier state; no replica of it is reopened (move the data dir aside to start this node afresh)');
     }
   }
 

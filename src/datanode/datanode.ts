@@ -19,7 +19,7 @@ import type { AdminHandlers, OpenRegionResponse, ReplicaStat__Output } from '../
 import { type ProtoTableSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
-import { loadOrCreateStoreId, recordStart } from '../common/store-id.js';
+import { confirmStart, loadOrCreateStoreId, recordStart } from '../common/store-id.js';
 import { type Message, NO_NODE } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
@@ -218,6 +218,7 @@ export class Datanode implements DatabaseHost {
       clusterId: this.clusterId,
       storeId: this.storeId,
       start,
+      confirmStart: (confirmed) => confirmStart(dataDir, confirmed),
       heartbeatIntervalMs: this.config.heartbeat.interval_ms,
       logEngine: this.wal,
       clock: this.clock,

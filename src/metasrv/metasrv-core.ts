@@ -1463,23 +1463,32 @@ export class MetasrvCore {
   }
 
   /**
-   * A registration of the registered store at a start this metasrv has seen passed — a lower
-   * start count, or the same count under another start id — comes from a restored copy of the
-   * node's data dir (a volume snapshot, a backup of the dir, a stale disk put back): its replicas
-   * have forgotten votes and acknowledged entries since the copy, and must not answer raft under
-   * their peer ids. Refused CORRUPTION, before anything of the registration is used: the datanode
-   * reopens none of its replicas, /health says why, and the node counts as down, so its replicas
-   * are rebuilt elsewhere after `replica_repair_after_ms` (docs/failover.md, "A data dir restored
-   * from a copy"). The same start registering again (a NOT_FOUND heartbeat's re-registration) passes.
+   * A registration of the registered store by a data dir that does not know the newest start
+   * this metasrv registered — that start's id is neither the dir's last confirmed start nor one
+   * of its starts since — while the dir's confirmed start is not newer than it (which would mean
+   * the catalog is the one behind: restored from an older copy), comes from a restored copy of
+   * the node's data dir (a volume snapshot, a backup of the dir, a stale disk put back). Its
+   * replicas have forgotten votes and acknowledged entries since the copy and must not answer
+   * raft under their peer ids. Refused CORRUPTION before anything of the registration is used:
+   * the datanode, which reopens its replicas only once registered, reopens none, /health says
+   * why, and the node counts as down, so its replicas are rebuilt elsewhere after
+   * `replica_repair_after_ms`. However often the copy starts again it stays refused: its starts
+   * never include the one registered (docs/failover.md, "A data dir restored from a copy").
    */
-  protected refuseStaleStart(existing: NodeDef, start: { count: number; id: string }): void {
-    if (existing.startCount === undefined) return;
-    const older = start.count < existing.startCount;
-    if (!older && !(start.count === existing.startCount && start.id !== existing.startId)) return;
+  /** Nodes whose newest registration refuseStaleStart refused, and why (`regiondb status`; this process only). */
+  private readonly refusedStarts = new Map<number, string>();
+
+  protected refuseStaleStart(existing: NodeDef, start: RegisteringStart): void {
+    const recorded = existing.startId;
+    if (existing.startCount === undefined || recorded === undefined) return;
+    if (start.id === recorded || start.known.includes(recorded)) return;
+    if (existing.startCount < start.confirmedCount) return; // this catalog is older than the dir's last answered registration
     this.countRejection('stale-data-dir', { nodeId: existing.nodeId, start: start.count, registeredStart: existing.startCount });
+    const reason = `a restored copy of its data dir: this metasrv registered start ${existing.startCount}, which the dir (at start ${start.count}) does not know`;
+    this.refusedStarts.set(existing.nodeId, reason);
     throw new RegionDbError(
       ErrorCode.Corruption,
-      `node ${existing.nodeId}'s data dir (store ${existing.storeId}) is a restored copy of an earlier state: it starts at count ${start.count} (${start.id}), but this metasrv registered start ${existing.startCount} (${existing.startId}) of that store${older ? '' : ' from another copy'}. Its replicas may have forgotten votes and acknowledged entries, so none is reopened. Move the data dir aside (keep it) and start the node on an empty one: it joins as a new store and its replicas are rebuilt from the others (docs/failover.md, "A data dir restored from a copy")`,
+      `node ${existing.nodeId}'s data dir (store ${existing.storeId}) is a restored copy of an earlier state: this metasrv registered its start ${existing.startCount} (${recorded}), which the dir does not know (it is at start ${start.count}, its last registered start ${start.confirmedCount}). Its replicas may have forgotten votes and acknowledged entries, so none is reopened. Move the data dir aside (keep it) and start the node on an empty one: it joins as a new store and its replicas are rebuilt from the others (docs/failover.md, "A data dir restored from a copy")`,
     );
   }
 
@@ -1519,7 +1528,7 @@ export class MetasrvCore {
     const existing = this.catalog.nodes[nodeId];
     const storeId = str(req.store_id ?? '', 'store_id', 128);
     if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr) this.checkTakeover(existing, storeId, req.addr);
-    const start = startOf(req.start_count, req.start_id);
+    const start = registeringStart(req);
     if (existing && start && storeId !== '' && existing.storeId === storeId) this.refuseStaleStart(existing, start);
     const node: NodeDef = {
       nodeId,
@@ -1531,6 +1540,7 @@ export class MetasrvCore {
       ...(existing?.startCount !== undefined ? { startCount: existing.startCount, startId: existing.startId ?? '' } : {}),
     };
     this.catalog.nodes[nodeId] = node;
+    this.refusedStarts.delete(nodeId);
     this.noteStore(node, storeId, existing !== undefined);
     if (start && storeId !== '') {
       // This store's newest start (a new store's first: its count starts again at 1).
@@ -1581,7 +1591,7 @@ export class MetasrvCore {
     // restored copy of its data dir (an older start), or a start the catalog missed (a catalog
     // restored from an older copy). Either registers again, where refuseStaleStart decides.
     const start = startOf(req.start_count, req.start_id);
-    if (start && reqStore !== '' && reqStore === node.storeId && node.startCount !== undefined && (start.count !== node.startCount || start.id !== node.startId)) {
+    if (start && reqStore !== '' && reqStore === node.storeId && node.startId !== undefined && start.id !== node.startId) {
       throw new RegionDbError(
         ErrorCode.NotFound,
         `node ${nodeId}'s store ${reqStore} is registered at start ${node.startCount}, not at start ${start.count} (${start.id}): register again`,
@@ -1884,6 +1894,7 @@ export class MetasrvCore {
         phi: this.detectors.get(n.nodeId)?.phi(now) ?? 0,
         regions: counts.get(n.nodeId)?.regions ?? 0,
         leaders: counts.get(n.nodeId)?.leaders ?? 0,
+        refused: this.refusedStarts.get(n.nodeId) ?? '',
       })),
       regions: regionList(this.catalog).map((r) => this.route(r)),
       region_infos: [...regionList(this.catalog).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
@@ -2025,4 +2036,20 @@ function startOf(countField: string | number | undefined, idField: string | unde
   const count = u64(countField ?? '0', 'start_count');
   if (count === 0) return undefined;
   return { count, id: str(idField ?? '', 'start_id', 64) };
+}
+
+/** A registration's start with what its data dir vouches for (RegisterNodeRequest.known_start_ids). */
+interface RegisteringStart {
+  readonly count: number;
+  readonly id: string;
+  readonly known: readonly string[];
+  readonly confirmedCount: number;
+}
+
+function registeringStart(req: RegisterNodeRequest__Output): RegisteringStart | undefined {
+  const start = startOf(req.start_count, req.start_id);
+  if (!start) return undefined;
+  const known = req.known_start_ids ?? [];
+  if (known.length > 1_000) throw new RegionDbError(ErrorCode.InvalidArgument, `known_start_ids: ${known.length} ids, at most 1000`);
+  return { ...start, known: known.map((id, i) => str(id, `known_start_ids[${i}]`, 64)), confirmedCount: u64(req.confirmed_start_count ?? '0', 'confirmed_start_count') };
 }

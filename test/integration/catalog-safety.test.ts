@@ -301,6 +301,8 @@ describe('integration: a datanode back on a wiped data dir is a new incarnation 
     expect(h.error, '/health says why').to.match(/restored copy/);
     expect(h.registered).to.equal(false);
     expect(await hosted(cluster, restored), 'no replica of the copy reopened').to.deep.equal([]);
+    const refusedNode = ((await client.listNodes()) as unknown as { nodes: { node_id: string; refused: string }[] }).nodes.find((n) => n.node_id === String(restored + 1));
+    expect(refusedNode?.refused, '`regiondb status` names the refused node').to.match(/restored copy/);
     await cluster.startDatanode(leader);
     const reader = cluster.client({ deadlineMs: 30_000, attemptTimeoutMs: 1000 });
     await expectAllRows(reader, acked);

@@ -143,6 +143,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one', 'create-token-per-attempt'] as const);
     const walBug = plantedSwitch('WAL_BUG', ['cut-damaged-tail', 'refuse-node'] as const);
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
+    const restoreBug = plantedSwitch('RESTORE_BUG', ['reopen-before-registration'] as const);
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
     const datanodeBug = plantedSwitch('DATANODE_BUG', [...SPURIOUS_DATANODE_BUGS, ...OVERLAP_DATANODE_BUGS, ...REPORT_DATANODE_BUGS]);
@@ -156,6 +157,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(clientBug ? { clientBug } : {}),
       ...(walBug ? { walBug } : {}),
       ...(wipeBug ? { wipeBug } : {}),
+      ...(restoreBug ? { restoreBug } : {}),
       ...(dedupBug ? { dedupBug } : {}),
       ...(metasrvBug ? { metasrvBug, metasrvCore: plantedMetasrvCore(metasrvBug) } : {}),
       ...(datanodeBug ? { datanodeBug } : {}),
@@ -407,6 +409,34 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(total['viewsChecked'], 'views checked').to.be.greaterThan(total['deltaReports']! / 2);
       const [a, b] = await runSeeds([4, 4], withMeta);
       expect(b!.traceHash).to.equal(a!.traceHash);
+    });
+
+    // Finding K1: a node's disk put back from a copy (restore): the metasrv refuses its start, so
+    // none of its replicas — votes and logs rolled back to the copy — ever answers raft; the
+    // operator moves the disk aside and the node comes back as a new store, repaired.
+    it('a disk put back from a copy (restore), with corrupt and wipe: every restored start refused, nothing of it reopened, nothing lost (20 seeds)', async () => {
+      const total = { restores: 0, restoresRefused: 0, wipes: 0, repairs: 0 };
+      await runSeeds(seedRange(1, 20), { metasrv: true, faults: ['restore', 'corrupt', 'wipe'] }, (r) => {
+        total.restores += r.storage.restores;
+        total.restoresRefused += r.storage.restoresRefused;
+        total.wipes += r.storage.wipes;
+        total.repairs += r.metasrv!.proceduresDone['repair-replica'] ?? 0;
+      });
+      console.log(`    ${JSON.stringify(total)}`);
+      expect(total.restores, 'restores').to.be.greaterThan(5);
+      // Every disk put back is started at least once, and refused each time.
+      expect(total.restoresRefused, 'refused starts').to.be.at.least(total.restores);
+      expect(total.repairs, 'repairs').to.be.greaterThan(3);
+    });
+
+    // Searched from seed 1 (seed 19 is the first: replicas diverge; 20 a state machine violation).
+    it('the checkers can fail: a restored disk whose replicas reopen before the registration is answered (planted, K1) is found by a safety checker within 2,000 seeds', async () => {
+      const planted: Partial<ClusterSimOptions> = { metasrv: true, faults: ['restore'], restoreBug: 'reopen-before-registration' };
+      const caught = await firstViolation(planted, safety, 1);
+      expect(caught, 'no seed exposed the planted reopen').to.not.equal(undefined);
+      console.log(`    reopen-before-registration: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=restore SIM_CLUSTER_RESTORE_BUG=reopen-before-registration SIM_CLUSTER_METASRV=1 SIM_CLUSTER_SEED=${caught!.seed}`);
+      await expectSameViolation(caught!, planted);
     });
 
     // Catalog write failures: a failed save stops the metasrv acting (no procedures, no

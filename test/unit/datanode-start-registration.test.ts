@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
+import { type StartId, type StartRecord, confirmedStart } from '../../src/common/store-id.js';
 import { DatanodeCore, type MetasrvCaller } from '../../src/datanode/datanode-core.js';
 import type { RegionMeta } from '../../src/datanode/types.js';
 import { makeRegionId } from '../../src/metasrv/catalog.js';
@@ -17,7 +18,8 @@ import { cpuSchema } from '../fixtures/schemas.js';
 
 const NODE = 1;
 const REGION = makeRegionId(2048, 0);
-const START = { count: 5, id: 'start-5' };
+// The fifth start of the dir; the third was the last whose registration was answered.
+const START: StartRecord = { count: 5, id: 'start-5', confirmed: { count: 3, id: 'start-3' }, unconfirmed: [{ count: 4, id: 'start-4' }, { count: 5, id: 'start-5' }] };
 
 /** A metasrv whose answers the test gives: each call waits for `answer` or `refuse`. */
 class HandMetasrv implements MetasrvCaller {
@@ -49,6 +51,8 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
   let engine: MemoryLogEngine;
   let core: DatanodeCore<Counter, number>;
   let metasrv: HandMetasrv;
+  /** What the core made the dir's confirmed start, and whether a replica was open then. */
+  let confirmed: { start: StartId; hostedThen: boolean }[];
 
   beforeEach(async () => {
     engine = new MemoryLogEngine();
@@ -64,6 +68,10 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
       clusterId: 'start-registration',
       storeId: 'store-1',
       start: START,
+      confirmStart: (start) => {
+        confirmed.push({ start, hostedThen: hosted() });
+        return confirmedStart(start);
+      },
       heartbeatIntervalMs: 60_000, // one beat per test step: the test calls heartbeatOnce itself
       logEngine: engine,
       clock: systemClock,
@@ -73,6 +81,7 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
       stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
     });
     metasrv = new HandMetasrv();
+    confirmed = [];
   });
 
   afterEach(async () => {
@@ -87,7 +96,8 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
     core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
     await settle();
     expect(metasrv.calls.map((c) => c.method)).to.deep.equal(['RegisterNode']);
-    expect(metasrv.calls[0]!.request).to.include({ start_count: '5', start_id: 'start-5', store_id: 'store-1' });
+    expect(metasrv.calls[0]!.request).to.include({ start_count: '5', start_id: 'start-5', store_id: 'store-1', confirmed_start_count: '3' });
+    expect(metasrv.calls[0]!.request['known_start_ids'], 'the starts the dir vouches for').to.deep.equal(['start-3', 'start-4', 'start-5']);
     expect(hosted(), 'a replica of the log answered raft before the metasrv answered the registration').to.equal(false);
     expect(core.awaitingRegistration).to.equal(true);
     metasrv.answer({ regions: [], metasrv_epoch: '0' });
@@ -95,6 +105,7 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
     expect(hosted(), 'the replica reopened after the registration').to.equal(true);
     expect(core.regionServer.hostedReplica(REGION)?.selfPeerId).to.equal(7);
     expect(core.awaitingRegistration).to.equal(false);
+    expect(confirmed, 'this start confirmed in the dir once, before anything was reopened').to.deep.equal([{ start: START, hostedThen: false }]);
     // The heartbeat that follows carries the start too.
     expect(metasrv.calls.at(-1)).to.deep.include({ method: 'Heartbeat' });
     expect(metasrv.calls.at(-1)!.request).to.include({ start_count: '5', start_id: 'start-5' });
@@ -109,6 +120,7 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
     expect(hosted(), 'a replica of a refused data dir reopened').to.equal(false);
     expect(core.startRefusal).to.match(/restored copy/);
     expect(core.registered).to.equal(false);
+    expect(confirmed, 'a refused start is not confirmed').to.deep.equal([]);
     // An operator fixed the metasrv's record instead: the next beat registers and reopens.
     void core.heartbeatOnce();
     await settle();

@@ -2,11 +2,12 @@
 // dir, a stale disk put back) keeps its store id, so store ids alone took it for the same
 // incarnation: its replicas reopened with their term, vote and log rolled back to the copy — a
 // vote given twice in a term, entries it acknowledged gone (docs/raft-rules.md). Every start now
-// counts itself in the data dir (common/store-id.ts `recordStart`) and the metasrv records the
-// newest start of each node's store: a registration of that store at a start seen passed (a lower
-// count, or the same count under another id) is refused CORRUPTION, and a heartbeat from another
-// start than the one registered is sent to register again (docs/failover.md, "A data dir restored
-// from a copy").
+// counts itself in the data dir (common/store-id.ts `recordStart`) and vouches for the starts it
+// knows (its last confirmed one and those since); the metasrv records the newest start it
+// registered per node, and refuses CORRUPTION a registration of that store from a dir that does
+// not know it (unless the dir's confirmed start is newer: then the catalog is the one behind). A
+// heartbeat from another start than the one registered is sent to register again
+// (docs/failover.md, "A data dir restored from a copy").
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
@@ -32,8 +33,12 @@ describe('metasrv: a datanode on a restored copy of its data dir', () => {
     core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, s, undefined, clock);
     return core;
   };
-  const register = (c: MetasrvCore, n: number, store: string, count: number, id: string) =>
-    c.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: '', store_id: store, start_count: String(count), start_id: id } as never, () => {});
+  /** A registration of node `n`'s store at start `count`/`id`, vouching for `known` (its confirmed start first) and confirmed at `confirmed`. */
+  const register = (c: MetasrvCore, n: number, store: string, count: number, id: string, known: string[] = [id], confirmed = 0) =>
+    c.registerNode(
+      { cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: '', store_id: store, start_count: String(count), start_id: id, known_start_ids: known, confirmed_start_count: String(confirmed) } as never,
+      () => {},
+    );
   const beat = (c: MetasrvCore, n: number, store: string, count: number, id: string) =>
     c.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: store, start_count: String(count), start_id: id } as never, () => {});
   const refusal = async (p: Promise<unknown>): Promise<unknown> => {
@@ -44,52 +49,66 @@ describe('metasrv: a datanode on a restored copy of its data dir', () => {
     }
     return undefined;
   };
+  const lostOn3 = (c: MetasrvCore) => Object.values(c.catalog.regions).flatMap((r) => r.replicas.filter((p) => p.nodeId === 3 && p.lost !== undefined));
 
-  it('a registration at an older start of the same store is refused CORRUPTION, nothing of it used; the current start registers again', async () => {
+  it('a dir that does not know the registered start is refused CORRUPTION, however often it starts again; nothing of it is used', async () => {
     const c = await start();
-    await register(c, 3, 'store-3', 4, 'start-4');
-    await register(c, 3, 'store-3', 5, 'start-5');
+    // The real dir: start 4 registered (confirmed), start 5 registered.
+    await register(c, 3, 'store-3', 4, 's4', ['s3', 's4'], 3);
+    await register(c, 3, 'store-3', 5, 's5', ['s4', 's5'], 4);
     const before = JSON.stringify(c.catalog.nodes[3]);
-    // The dir as it was at start 4, put back: its next start counts 5 again — under another id —
-    // or, copied earlier, less.
-    for (const [count, id] of [
-      [5, 'copy-start-5'],
-      [3, 'copy-start-3'],
+    // The dir as it was at start 4 (confirmed), put back: its starts count 5, 6, 7, ... and
+    // never include s5 — nor does a copy taken earlier, or one whose starts never registered.
+    for (const [count, known, confirmed] of [
+      [5, ['s4', 'c5'], 4],
+      [6, ['s4', 'c5', 'c6'], 4],
+      [9, ['s4', 'c5', 'c6', 'c7', 'c8', 'c9'], 4],
+      [3, ['s2', 'c3'], 2],
     ] as const) {
-      const err = await refusal(register(c, 3, 'store-3', count, id));
-      expect(isRegionDbError(err, ErrorCode.Corruption), `start ${count} (${id}): ${String(err)}`).to.equal(true);
+      const err = await refusal(register(c, 3, 'store-3', count, known.at(-1)!, [...known], confirmed));
+      expect(isRegionDbError(err, ErrorCode.Corruption), `start ${count} (${known.join(',')}): ${String(err)}`).to.equal(true);
       expect((err as Error).message).to.match(/restored copy/);
       expect(JSON.stringify(c.catalog.nodes[3]), 'the node record untouched by the refused registration').to.equal(before);
-      expect(c.catalog.regions[Object.keys(c.catalog.regions)[0]!]!.replicas.find((p) => p.nodeId === 3)?.lost, 'no replica marked lost').to.equal(undefined);
+      expect(lostOn3(c), 'no replica marked lost').to.deep.equal([]);
     }
-    // The registered start asking again (a re-registration after a NOT_FOUND heartbeat) passes,
-    // and so does a later start of the real dir.
-    await register(c, 3, 'store-3', 5, 'start-5');
-    await register(c, 3, 'store-3', 6, 'start-6');
-    expect(c.catalog.nodes[3]).to.include({ startCount: 6, startId: 'start-6' });
   });
 
-  it('a new store (an empty data dir) counts from 1 again and is not taken for a copy; a datanode or a record without counts is not judged', async () => {
+  it('the real dir passes: the registered start again, a later start that knows it, a start after one whose answer was lost', async () => {
     const c = await start();
-    await register(c, 3, 'store-3', 9, 'start-9');
-    await register(c, 3, 'store-3-wiped', 1, 'fresh-1');
+    await register(c, 3, 'store-3', 5, 's5', ['s4', 's5'], 4);
+    // The registered start asking again (a re-registration after a NOT_FOUND heartbeat).
+    await register(c, 3, 'store-3', 5, 's5', ['s5'], 5);
+    // The metasrv recorded s5 but the datanode died before confirming it: its next start still vouches for s5.
+    await register(c, 3, 'store-3', 6, 's6', ['s4', 's5', 's6'], 4);
+    await register(c, 3, 'store-3', 7, 's7', ['s6', 's7'], 6);
+    expect(c.catalog.nodes[3]).to.include({ startCount: 7, startId: 's7' });
+  });
+
+  it('a catalog older than the dir (restored from an older copy) lets the dir in; a new store counts from 1; a datanode or a record without counts is not judged', async () => {
+    const c = await start();
+    await register(c, 3, 'store-3', 4, 's4');
+    // The catalog missed starts 5–8 (restored from an older copy): the dir's confirmed start 8 is newer.
+    await register(c, 3, 'store-3', 9, 's9', ['s8', 's9'], 8);
+    expect(c.catalog.nodes[3]).to.include({ startCount: 9, startId: 's9' });
+    // A new store (an empty data dir): its first start is not judged against the old store's.
+    await register(c, 3, 'store-3-wiped', 1, 'fresh-1', ['fresh-1'], 0);
     expect(c.catalog.nodes[3]).to.include({ storeId: 'store-3-wiped', startCount: 1 });
-    // A datanode from before start counts (0) registers and beats as before, its record kept.
-    await register(c, 3, 'store-3-wiped', 0, '');
+    // A datanode from before start counts (0) registers and beats as before, the record kept.
+    await register(c, 3, 'store-3-wiped', 0, '', [], 0);
     expect(c.catalog.nodes[3]).to.include({ startCount: 1 });
-    // A record from before start counts (node 2's) takes the first count it is given.
-    await register(c, 2, 'store-2', 3, 'start-3');
+    // A record from before start counts (node 2's) takes the first start it is given.
+    await register(c, 2, 'store-2', 3, 's3');
     expect(c.catalog.nodes[2]).to.include({ startCount: 3 });
   });
 
   it('a heartbeat from another start than the registered one is refused NOT_FOUND (register again), before it counts for liveness', async () => {
     const c = await start();
-    await register(c, 3, 'store-3', 5, 'start-5');
-    await beat(c, 3, 'store-3', 5, 'start-5');
+    await register(c, 3, 'store-3', 5, 's5');
+    await beat(c, 3, 'store-3', 5, 's5');
     for (const [count, id] of [
-      [5, 'copy-start-5'],
-      [4, 'start-4'],
-      [6, 'start-6'],
+      [5, 'c5'],
+      [4, 's4'],
+      [6, 's6'],
     ] as const) {
       const err = await refusal(beat(c, 3, 'store-3', count, id));
       expect(isRegionDbError(err, ErrorCode.NotFound), `start ${count} (${id}): ${String(err)}`).to.equal(true);

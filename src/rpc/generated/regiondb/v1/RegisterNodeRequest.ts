@@ -11,6 +11,8 @@ export interface RegisterNodeRequest {
   'store_id'?: (string);
   'start_count'?: (number | string | Long);
   'start_id'?: (string);
+  'known_start_ids'?: (string)[];
+  'confirmed_start_count'?: (number | string | Long);
 }
 
 export interface RegisterNodeRequest__Output {
@@ -21,4 +23,6 @@ export interface RegisterNodeRequest__Output {
   'store_id': (string);
   'start_count': (string);
   'start_id': (string);
+  'known_start_ids': (string)[];
+  'confirmed_start_count': (string);
 }

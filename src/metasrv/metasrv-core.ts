@@ -470,7 +470,7 @@ export class MetasrvCore {
       this.catalog.nextTableId = highest + 1;
       // A failed write stops the metasrv acting until one succeeds (finding M5), as anywhere
       // else; it must not fail the start: the raised allocator is in memory and is written with
-      // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170, now 85).
+      // the catalog when the tick's retry succeeds (M12; test/unit/metasrv-table-ids-listing.test.ts).
       await this.save().catch(() => {});
     }
   }
@@ -966,6 +966,11 @@ export class MetasrvCore {
     if (storeId === '' || node.storeId === storeId) return false;
     const previous = node.storeId;
     node.storeId = storeId;
+    // The recorded start was the old store's: a new store's starts count from its own first one
+    // (kept, it refused the new store's next registration as a copy: found by the simulator,
+    // a catalog restored from a copy taken after a wipe, then a heartbeat of the new store).
+    delete node.startCount;
+    delete node.startId;
     if (!known || !isFreshStoreId(storeId)) {
       if (known) this.log.warn({ nodeId: node.nodeId, storeId, previous }, 'datanode data dir predates store ids; adopted its store id (same incarnation)');
       return true;

@@ -101,6 +101,18 @@ describe('metasrv: a datanode on a restored copy of its data dir', () => {
     expect(c.catalog.nodes[2]).to.include({ startCount: 3 });
   });
 
+  it('a store changed by a heartbeat (a catalog older than a wipe) drops the old store\'s start: the new store\'s registration passes (found by the simulator)', async () => {
+    const c = await start();
+    await register(c, 3, 'store-3', 3, 's3');
+    // The node was wiped and the catalog restored from a copy that never saw the new store's
+    // registration: the new store's heartbeat is the first the catalog hears of it.
+    await beat(c, 3, 'store-3-new', 2, 'n2');
+    expect(c.catalog.nodes[3]!.storeId).to.equal('store-3-new');
+    expect(c.catalog.nodes[3]!.startCount, "the old store's start is not the new store's").to.equal(undefined);
+    await register(c, 3, 'store-3-new', 2, 'n2', ['n1', 'n2'], 1);
+    expect(c.catalog.nodes[3]).to.include({ storeId: 'store-3-new', startCount: 2, startId: 'n2' });
+  });
+
   it('a heartbeat from another start than the registered one is refused NOT_FOUND (register again), before it counts for liveness', async () => {
     const c = await start();
     await register(c, 3, 'store-3', 5, 's5');

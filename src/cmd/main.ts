@@ -371,6 +371,7 @@ program
         ['NODE', 'ADDR', 'STATE', 'PHI', 'REGIONS', 'LEADERS'],
         res.nodes.map((n) => [n.node_id, n.addr, n.state, n.phi.toFixed(2), String(n.regions), String(n.leaders)]),
       );
+      const refused = res.nodes.filter((n) => n.refused !== '').map((n) => `node ${n.node_id}: registration refused: ${n.refused} (docs/failover.md, "A data dir restored from a copy")`);
       const regions = renderTable(
         ['REGION', 'TABLE', 'PEERS(node)', 'LEADER', 'TERM', 'APPLIED', 'FLUSHED', 'HEALTH'],
         res.region_infos.map(({ route, ...r }) => [
@@ -413,7 +414,7 @@ program
         : [];
       const standby = await standbyStatusText(c, Date.now()).catch((err: unknown) => `DUAL ACTIVE-STANDBY: not known (${(err as Error).message})`);
       const dropping = renderDroppingTables(res.dropping_tables ?? [], Date.now());
-      return [...group, nodes, '', regions, ...(dropping ? ['', dropping] : []), ...(standby ? ['', standby] : []), ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
+      return [...group, nodes, ...(refused.length ? ['', 'NODES REFUSED:', ...refused] : []), '', regions, ...(dropping ? ['', dropping] : []), ...(standby ? ['', standby] : []), ...(problems.length ? ['', 'REGION PROBLEMS (reconciliation leaves these alone; a lost replica is replaced by the repair-replica procedure below):', ...problems] : []), '', failed, '', procedures].join('\n');
     });
   });
 

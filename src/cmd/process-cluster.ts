@@ -327,13 +327,27 @@ export class ProcessCluster {
         throw new RegionDbError(ErrorCode.Unavailable, `${node.name} exited during startup (code ${child.exitCode}); see ${node.logFile}:\n${this.tail(node)}`);
       }
       try {
-        if ((await fetch(`http://127.0.0.1:${node.httpPort}/health`, { signal: AbortSignal.timeout(1000) })).ok) return;
+        const res = await fetch(`http://127.0.0.1:${node.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
+        if (res.ok && this.started(node, (await res.json()) as { status?: string; registered?: boolean })) return;
       } catch {
         // not listening yet
       }
       await sleep(HEALTH_POLL_MS);
     }
     throw new RegionDbError(ErrorCode.Unavailable, `${node.name} did not become healthy within ${START_TIMEOUT_MS} ms${timer.describe()}; see ${node.logFile}:\n${this.tail(node)}`);
+  }
+
+  /**
+   * Whether a process answering /health has finished starting. A datanode reopens its replicas
+   * only once the metasrv has answered its registration (docs/failover.md, "A data dir restored
+   * from a copy"): while a metasrv of this cluster runs, it has started once registered, or once
+   * it says why not (a refused start: /health status other than ok). With no metasrv running, the
+   * answer alone (it will register when one starts).
+   */
+  private started(node: NodeProcess, health: { status?: string; registered?: boolean }): boolean {
+    if (!this.datanodes.includes(node)) return true;
+    if (health.registered === true || health.status !== 'ok') return true;
+    return !this.metasrvs.some((m) => m.process !== undefined && m.process.exitCode === null && m.process.signalCode === null);
   }
 
   /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */

@@ -44,3 +44,79 @@ export function loadOrCreateStoreId(dataDir: string, walDir: string): { storeId:
   writeFileDurably(file, `${storeId}\n`);
   return { storeId, origin: hasData ? 'adopted' : 'fresh' };
 }
+
+export const STARTS_FILE = 'starts';
+/** At most this many starts since the last answered registration are remembered (the oldest go first). */
+export const UNCONFIRMED_STARTS_MAX = 100;
+
+/** One start of a datanode on its data dir: the dir's start count and the start's random id. */
+export interface StartId {
+  readonly count: number;
+  readonly id: string;
+}
+
+/**
+ * This start, and what the data dir vouches for: the last start whose registration the metasrv
+ * answered (`confirmed`), and every start since (`unconfirmed`, this one last). The metasrv
+ * records the newest start it registered per node; a dir that does not know that start — not
+ * its confirmed one, not one of those since — while its own confirmed start is not newer, is a
+ * restored copy of the dir (a volume snapshot, a backup of the dir, a stale disk put back): its
+ * replicas have forgotten votes they cast and entries they acknowledged since the copy, and must
+ * never answer raft (docs/failover.md, "A data dir restored from a copy").
+ */
+export interface StartRecord extends StartId {
+  readonly confirmed: StartId | undefined;
+  readonly unconfirmed: readonly StartId[];
+}
+
+/**
+ * Reads the data dir's starts and records the next one (count + 1, a new random id), durably,
+ * before returning it. A dir without the file (first start, or a build before start counts)
+ * starts at 1 with nothing confirmed. A damaged file refuses the start: a guess could hide a copy.
+ */
+export function recordStart(dataDir: string): StartRecord {
+  const record = nextStart(readStarts(dataDir), randomUUID());
+  writeStarts(dataDir, record);
+  return record;
+}
+
+/** The metasrv answered this start's registration: it is the dir's confirmed start from now on (durably). */
+export function confirmStart(dataDir: string, start: StartId): StartRecord {
+  const record = confirmedStart(start);
+  writeStarts(dataDir, record);
+  return record;
+}
+
+/** The start after `previous` (undefined: none recorded), with the id `id`: what recordStart writes. */
+export function nextStart(previous: StartRecord | undefined, id: string): StartRecord {
+  const next: StartId = { count: (previous?.count ?? 0) + 1, id };
+  return { ...next, confirmed: previous?.confirmed, unconfirmed: [...(previous?.unconfirmed ?? []), next].slice(-UNCONFIRMED_STARTS_MAX) };
+}
+
+/** `start` confirmed: what confirmStart writes. */
+export function confirmedStart(start: StartId): StartRecord {
+  return { count: start.count, id: start.id, confirmed: { count: start.count, id: start.id }, unconfirmed: [] };
+}
+
+function writeStarts(dataDir: string, record: StartRecord): void {
+  writeFileDurably(join(dataDir, STARTS_FILE), `${JSON.stringify({ count: record.count, id: record.id, confirmed: record.confirmed ?? null, unconfirmed: record.unconfirmed })}\n`);
+}
+
+function readStarts(dataDir: string): StartRecord | undefined {
+  const file = join(dataDir, STARTS_FILE);
+  if (!existsSync(file)) return undefined;
+  const text = readFileSync(file, 'utf8');
+  const damaged = () =>
+    new RegionDbError(ErrorCode.Corruption, `${file} is damaged (${JSON.stringify(text.slice(0, 64))}); it records this data dir's starts for the metasrv and must not be edited`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw damaged();
+  }
+  const isStart = (v: unknown): v is StartId =>
+    typeof v === 'object' && v !== null && Number.isSafeInteger((v as StartId).count) && (v as StartId).count > 0 && typeof (v as StartId).id === 'string' && /^[A-Za-z0-9-]{1,64}$/.test((v as StartId).id);
+  const r = parsed as { confirmed?: unknown; unconfirmed?: unknown };
+  if (!isStart(parsed) || !(r.confirmed === null || isStart(r.confirmed)) || !Array.isArray(r.unconfirmed) || !r.unconfirmed.every(isStart)) throw damaged();
+  return { count: parsed.count, id: parsed.id, confirmed: (r.confirmed as StartId | null) ?? undefined, unconfirmed: r.unconfirmed as StartId[] };
+}

@@ -43,6 +43,7 @@ import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest_
 import { fromProtoSchema } from '../rpc/values.js';
 import type { RegionServer, RegionServerHooks, Replica } from '../replication/region-server.js';
 import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
+import type { StartId, StartRecord } from '../common/store-id.js';
 import type { LogEngine } from '../wal/log-engine.js';
 import { ReportTracker } from './report-delta.js';
 import type { RegionMeta } from './types.js';
@@ -84,6 +85,18 @@ export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
   readonly clusterId: string;
   /** The identity of this data dir (common/store-id.ts), reported at registration and in heartbeats. */
   readonly storeId: string;
+  /**
+   * This start on the data dir and the starts the dir vouches for (common/store-id.ts
+   * `recordStart`), reported at registration (and the start in heartbeats): the metasrv refuses a
+   * dir that does not know the newest start it registered (a restored copy of the dir). Absent:
+   * reported as 0 (not counted; nothing refused).
+   */
+  readonly start?: StartRecord;
+  /**
+   * Makes this start the data dir's confirmed one, durably (common/store-id.ts `confirmStart`):
+   * called once the metasrv has answered its registration, before any replica is reopened.
+   */
+  confirmStart?(start: StartId): StartRecord;
   readonly heartbeatIntervalMs: number;
   readonly logEngine: LogEngine;
   /** Monotonic time and timers (the heartbeat, deferred closes, log rate limits). */
@@ -138,6 +151,16 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   private endpoint: NodeEndpoint = { addr: '', httpAddr: '' };
   private registeredFlag = false;
   /**
+   * Replicas in the log not reopened yet: startHeartbeats with `reopenOnRegistration` leaves them
+   * closed until the metasrv has answered a registration of this start (a restored copy of the
+   * data dir must not answer raft with its rolled-back votes and logs, docs/failover.md).
+   */
+  private reopenPending = false;
+  /** Why the metasrv refused to register this start (a stale copy of the data dir); /health shows it. */
+  private refusedStart: string | undefined;
+  /** This start as the data dir records it (confirmed once a registration was answered). */
+  private start: StartRecord | undefined;
+  /**
    * The highest metasrv epoch seen (docs/metasrv-ha.md, fencing): instructions of a metasrv with
    * a lower one — an old group leader that has not noticed its demotion — are ignored. 0 is a
    * single metasrv's (no group, nothing to fence).
@@ -158,6 +181,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.clock = deps.clock;
     this.log = deps.log;
     this.hooks = deps.hooks ?? {};
+    this.start = deps.start;
     this.reports = new ReportTracker(deps.reportIncarnation ?? randomReportIncarnation(), deps.fullReportEvery ?? FULL_REPORT_EVERY);
     this.regionServer = deps.createRegionServer({
       onConfChange: (regionId, _cs, peers) => {
@@ -193,10 +217,30 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     }
   }
 
-  /** Registers and beats every heartbeat interval from now on. */
-  startHeartbeats(metasrv: MetasrvCaller, endpoint: NodeEndpoint): void {
+  /**
+   * Why the metasrv refused to register this start, if it did: the data dir is a restored copy
+   * of an earlier state (docs/failover.md, "A data dir restored from a copy"). Nothing of the dir
+   * is reopened while it is refused.
+   */
+  get startRefusal(): string | undefined {
+    return this.refusedStart;
+  }
+
+  /** The log's replicas wait for this start's registration (startHeartbeats' `reopenOnRegistration`). */
+  get awaitingRegistration(): boolean {
+    return this.reopenPending;
+  }
+
+  /**
+   * Registers and beats every heartbeat interval from now on. With `reopenOnRegistration`, the
+   * replicas in the log are reopened (reopenRegions) only once the metasrv has answered this
+   * start's registration, before the opens it names: a datanode never answers raft from a data
+   * dir the metasrv may refuse as a stale copy.
+   */
+  startHeartbeats(metasrv: MetasrvCaller, endpoint: NodeEndpoint, options: { reopenOnRegistration?: boolean } = {}): void {
     this.metasrv = metasrv;
     this.endpoint = endpoint;
+    if (options.reopenOnRegistration) this.reopenPending = true;
     this.heartbeatTimer = this.clock.setInterval(() => void this.heartbeatOnce(), this.deps.heartbeatIntervalMs);
     void this.heartbeatOnce();
   }
@@ -529,12 +573,23 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         this.heartbeatPhase = 'register';
         const res = await this.metasrv.call<RegisterNodeResponse__Output>(
           'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId },
+          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields(), ...this.vouchedStarts() },
           timeoutMs,
           { idempotent: true },
-        );
+        ).catch((err: unknown) => {
+          this.noteRegistrationRefusal(err);
+          throw err;
+        });
         // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
         if (!this.admitEpoch(res.metasrv_epoch)) return;
+        this.refusedStart = undefined;
+        // Durable before anything is reopened: the next start vouches for this one.
+        if (this.start && this.start.confirmed?.id !== this.start.id) this.start = this.deps.confirmStart?.(this.start) ?? this.start;
+        if (this.reopenPending) {
+          this.heartbeatPhase = 'reopening regions after registration';
+          this.reopenPending = false;
+          await this.reopenRegions();
+        }
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
         this.heartbeatPhase = 'opening regions after registration';
         for (const open of res.regions) await this.openRegion(open).catch((err: unknown) => this.log.error({ err, regionId: open.region_id }, 'open failed'));
@@ -571,11 +626,40 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     const report = this.reports.next(this.reportStats());
     const answer = await this.metasrv!.call<HeartbeatResponse__Output>(
       'Heartbeat',
-      { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, store_id: this.storeId, ...report.fields },
+      { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, store_id: this.storeId, ...this.startFields(), ...report.fields },
       timeoutMs,
       { idempotent: true },
     );
     return { answer, fullNeeded: this.reports.answered(report, answer) };
+  }
+
+  /** This start's fields of RegisterNode and Heartbeat (0 and '' when starts are not counted). */
+  private startFields(): { start_count: string; start_id: string } {
+    return { start_count: String(this.start?.count ?? 0), start_id: this.start?.id ?? '' };
+  }
+
+  /** RegisterNode's starts the data dir vouches for: its last confirmed start and every start since. */
+  private vouchedStarts(): { known_start_ids: string[]; confirmed_start_count: string } {
+    const start = this.start;
+    if (!start) return { known_start_ids: [], confirmed_start_count: '0' };
+    const known = [...(start.confirmed ? [start.confirmed.id] : []), ...start.unconfirmed.map((s) => s.id)];
+    return { known_start_ids: [...new Set([...known, start.id])], confirmed_start_count: String(start.confirmed?.count ?? 0) };
+  }
+
+  /**
+   * A registration refused CORRUPTION is the metasrv's "this data dir is a restored copy" (the
+   * only CORRUPTION RegisterNode answers): nothing is reopened, the reason is kept for /health,
+   * and the node asks again every beat (an operator may fix the metasrv's record instead of the
+   * dir). Logged at error, once a minute at most.
+   */
+  private noteRegistrationRefusal(err: unknown): void {
+    const e = fromGrpcError(err);
+    if (e.code !== ErrorCode.Corruption) return;
+    this.refusedStart = e.message;
+    const suppressed = this.heartbeatLogs.admit('stale-start', this.clock.nowMs());
+    if (suppressed !== undefined) {
+      this.log.error({ err: e.message, suppressed, start: this.start?.count }, 'the metasrv refused this start: the data dir is a restored copy of an earlier state; no replica of it is reopened (move the data dir aside to start this node afresh)');
+    }
   }
 
   /**

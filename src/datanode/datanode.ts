@@ -19,7 +19,7 @@ import type { AdminHandlers, OpenRegionResponse, ReplicaStat__Output } from '../
 import { type ProtoTableSchema, toProtoSchema } from '../rpc/values.js';
 import { Wal } from '../wal/index.js';
 import { LogLimiter } from '../common/log-limiter.js';
-import { loadOrCreateStoreId } from '../common/store-id.js';
+import { confirmStart, loadOrCreateStoreId, recordStart } from '../common/store-id.js';
 import { type Message, NO_NODE } from '../raft/index.js';
 import { Security } from '../rpc/security.js';
 import { certificateNodeId, peerCertificate } from '../rpc/tls.js';
@@ -185,6 +185,8 @@ export class Datanode implements DatabaseHost {
     const store = loadOrCreateStoreId(dataDir, join(dataDir, 'wal'));
     this.storeId = store.storeId;
     if (store.origin !== 'existing') this.log.warn({ storeId: store.storeId, origin: store.origin }, store.origin === 'fresh' ? 'new store: empty data dir' : 'data dir from before store ids: adopted a store id');
+    // Counted before anything else reads the dir: the metasrv refuses a start it has seen passed.
+    const start = recordStart(dataDir);
     this.wal = await Wal.open(join(dataDir, 'wal'), this.log.child({ component: 'wal' }), this.nodeMetrics.wal);
     const engine = this.config.engine;
     this.objectStoreUncached = createObjectStore(this.config.storage ?? { type: 'fs', root: join(dataDir, 'objects') });
@@ -215,6 +217,8 @@ export class Datanode implements DatabaseHost {
       nodeId: this.nodeId,
       clusterId: this.clusterId,
       storeId: this.storeId,
+      start,
+      confirmStart: (confirmed) => confirmStart(dataDir, confirmed),
       heartbeatIntervalMs: this.config.heartbeat.interval_ms,
       logEngine: this.wal,
       clock: this.clock,
@@ -258,9 +262,9 @@ export class Datanode implements DatabaseHost {
       },
     });
     this.core = core;
-
-    // Reopen every region this node hosted before the restart.
-    await core.reopenRegions();
+    // The replicas this node hosted before the restart are reopened once the metasrv has answered
+    // this start's registration (startHeartbeats below): a data dir restored from a copy is refused
+    // there before any replica of it answers raft (docs/failover.md, "A data dir restored from a copy").
 
     this.flusher = new Flusher(
       this.regionServer,
@@ -316,8 +320,11 @@ export class Datanode implements DatabaseHost {
       clock: this.clock,
       attemptTimeoutMs: Math.max(1, Math.floor(core.heartbeatTimeoutMs() / 2)),
     });
-    core.startHeartbeats(this.metaChannel, { addr: this.advertiseAddr, httpAddr: `${this.config.http.host}:${this.httpPort}` });
-    this.log.info({ nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, regions: core.metas.size }, 'datanode started');
+    core.startHeartbeats(this.metaChannel, { addr: this.advertiseAddr, httpAddr: `${this.config.http.host}:${this.httpPort}` }, { reopenOnRegistration: true });
+    this.log.info(
+      { nodeId: this.nodeId, addr: this.advertiseAddr, http: `${this.config.http.host}:${this.httpServer.port}`, start: start.count, regionsInLog: this.wal.regionIds().length },
+      'datanode started; its replicas reopen once the metasrv answers its registration',
+    );
   }
 
   get grpcPort(): number {
@@ -359,14 +366,15 @@ export class Datanode implements DatabaseHost {
     const fatal = this.regionServer?.fatalError();
     const failed = this.regionServer?.failedReplicas() ?? [];
     const stalled = (this.regionServer?.allReplicas() ?? []).filter((r) => r.stall);
+    const refused = this.core?.startRefusal;
     return {
-      status: fatal ? 'failed' : 'ok',
+      status: fatal ? 'failed' : refused !== undefined ? 'refused' : 'ok',
       nodeId: this.nodeId,
       addr: this.advertiseAddr,
       registered: this.core?.registered ?? false,
       replicas: (this.regionServer?.allReplicas().length ?? 0) + failed.length,
       leaders: this.regionServer?.allReplicas().filter((r) => r.isLeader()).length ?? 0,
-      ...(fatal ? { error: fatal.message } : {}),
+      ...(fatal ? { error: fatal.message } : refused !== undefined ? { error: refused } : {}),
       ...(failed.length > 0 ? { failedReplicas: failed.map((f) => ({ regionId: f.regionId, peerId: f.selfPeerId, index: f.index, reason: f.reason })) } : {}),
       ...(stalled.length > 0
         ? { stalledReplicas: stalled.map((r) => ({ regionId: r.regionId, index: r.stall!.index, attempts: r.stall!.attempts, error: r.stall!.lastError })) }
@@ -547,6 +555,11 @@ export class Datanode implements DatabaseHost {
             ErrorCode.ConditionFailed,
             `OpenRegion from a metasrv at epoch ${req.metasrv_epoch} refused: this datanode has seen epoch ${this.requireCore().seenMetasrvEpoch} (an old metasrv leader; docs/metasrv-ha.md)`,
           );
+        }
+        // Before this start is registered, the log's replicas are not reopened yet: an open (or a
+        // recovery) now would act on a data dir the metasrv may still refuse as a stale copy.
+        if (this.requireCore().awaitingRegistration) {
+          throw new RegionDbError(ErrorCode.Unavailable, `datanode ${this.nodeId} has not registered this start with the metasrv yet; retry`);
         }
         if (req.recover_from_object_store) return this.recoverRegion(req);
         await this.openRegion(req);

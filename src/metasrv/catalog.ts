@@ -56,6 +56,14 @@ export interface NodeDef {
   state: 'alive' | 'suspect' | 'dead' | 'draining';
   /** The identity of the node's data dir (store) last registered; a different one is a new incarnation. */
   storeId?: string;
+  /**
+   * The newest start of that store registered (its data dir's start count and the start's random
+   * id, common/store-id.ts `recordStart`); a registration of the same store at a start seen passed
+   * is a restored copy of the dir, refused. Absent: none counted yet (a datanode or a catalog
+   * from before start counts).
+   */
+  startCount?: number;
+  startId?: string;
 }
 
 export interface CatalogState {

@@ -470,7 +470,7 @@ export class MetasrvCore {
       this.catalog.nextTableId = highest + 1;
       // A failed write stops the metasrv acting until one succeeds (finding M5), as anywhere
       // else; it must not fail the start: the raised allocator is in memory and is written with
-      // the catalog when the tick's retry succeeds (docs/simulation.md, engine seed 170, now 85).
+      // the catalog when the tick's retry succeeds (M12; test/unit/metasrv-table-ids-listing.test.ts).
       await this.save().catch(() => {});
     }
   }
@@ -966,6 +966,11 @@ export class MetasrvCore {
     if (storeId === '' || node.storeId === storeId) return false;
     const previous = node.storeId;
     node.storeId = storeId;
+    // The recorded start was the old store's: a new store's starts count from its own first one
+    // (kept, it refused the new store's next registration as a copy: found by the simulator,
+    // a catalog restored from a copy taken after a wipe, then a heartbeat of the new store).
+    delete node.startCount;
+    delete node.startId;
     if (!known || !isFreshStoreId(storeId)) {
       if (known) this.log.warn({ nodeId: node.nodeId, storeId, previous }, 'datanode data dir predates store ids; adopted its store id (same incarnation)');
       return true;
@@ -1463,6 +1468,36 @@ export class MetasrvCore {
   }
 
   /**
+   * A registration of the registered store by a data dir that does not know the newest start
+   * this metasrv registered — that start's id is neither the dir's last confirmed start nor one
+   * of its starts since — while the dir's confirmed start is not newer than it (which would mean
+   * the catalog is the one behind: restored from an older copy), comes from a restored copy of
+   * the node's data dir (a volume snapshot, a backup of the dir, a stale disk put back). Its
+   * replicas have forgotten votes and acknowledged entries since the copy and must not answer
+   * raft under their peer ids. Refused CORRUPTION before anything of the registration is used:
+   * the datanode, which reopens its replicas only once registered, reopens none, /health says
+   * why, and the node counts as down, so its replicas are rebuilt elsewhere after
+   * `replica_repair_after_ms`. However often the copy starts again it stays refused: its starts
+   * never include the one registered (docs/failover.md, "A data dir restored from a copy").
+   */
+  /** Nodes whose newest registration refuseStaleStart refused, and why (`regiondb status`; this process only). */
+  private readonly refusedStarts = new Map<number, string>();
+
+  protected refuseStaleStart(existing: NodeDef, start: RegisteringStart): void {
+    const recorded = existing.startId;
+    if (existing.startCount === undefined || recorded === undefined) return;
+    if (start.id === recorded || start.known.includes(recorded)) return;
+    if (existing.startCount < start.confirmedCount) return; // this catalog is older than the dir's last answered registration
+    this.countRejection('stale-data-dir', { nodeId: existing.nodeId, start: start.count, registeredStart: existing.startCount });
+    const reason = `a restored copy of its data dir: this metasrv registered start ${existing.startCount}, which the dir (at start ${start.count}) does not know`;
+    this.refusedStarts.set(existing.nodeId, reason);
+    throw new RegionDbError(
+      ErrorCode.Corruption,
+      `node ${existing.nodeId}'s data dir (store ${existing.storeId}) is a restored copy of an earlier state: this metasrv registered its start ${existing.startCount} (${recorded}), which the dir does not know (it is at start ${start.count}, its last registered start ${start.confirmedCount}). Its replicas may have forgotten votes and acknowledged entries, so none is reopened. Move the data dir aside (keep it) and start the node on an empty one: it joins as a new store and its replicas are rebuilt from the others (docs/failover.md, "A data dir restored from a copy")`,
+    );
+  }
+
+  /**
    * How long a registered node must have been silent before another store at another address may
    * take over its id: the detector's acceptable pause, plus two heartbeat calls lost in a row (a
    * datanode waits out one call's budget, max(500 ms, the interval), before its next beat).
@@ -1484,7 +1519,7 @@ export class MetasrvCore {
   countRejection(reason: string, context: Record<string, unknown>): void {
     this.hooks.rejected?.(reason);
     const suppressed = this.rejectionLog.admit(reason, this.clock.nowMs());
-    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (another cluster, or a node id its certificate does not name)');
+    if (suppressed !== undefined) this.log.warn({ reason, suppressed, ...context }, 'rejected a datanode (reason: another cluster, a node id its certificate does not name, or a restored copy of its data dir)');
   }
 
   /** RegisterNode. `checkIdentity` is the transport's check that the caller may speak for the node id (TLS). */
@@ -1498,6 +1533,8 @@ export class MetasrvCore {
     const existing = this.catalog.nodes[nodeId];
     const storeId = str(req.store_id ?? '', 'store_id', 128);
     if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr) this.checkTakeover(existing, storeId, req.addr);
+    const start = registeringStart(req);
+    if (existing && start && storeId !== '' && existing.storeId === storeId) this.refuseStaleStart(existing, start);
     const node: NodeDef = {
       nodeId,
       addr: str(req.addr, 'addr'),
@@ -1505,9 +1542,16 @@ export class MetasrvCore {
       lastHeartbeatMs: this.procedureClock.nowMs(),
       state: existing?.state === 'draining' ? 'draining' : 'alive',
       ...(existing?.storeId ? { storeId: existing.storeId } : {}),
+      ...(existing?.startCount !== undefined ? { startCount: existing.startCount, startId: existing.startId ?? '' } : {}),
     };
     this.catalog.nodes[nodeId] = node;
+    this.refusedStarts.delete(nodeId);
     this.noteStore(node, storeId, existing !== undefined);
+    if (start && storeId !== '') {
+      // This store's newest start (a new store's first: its count starts again at 1).
+      node.startCount = start.count;
+      node.startId = start.id;
+    }
     this.observed.delete(nodeId); // what it hosts now is learned from its next heartbeat
     // Instructions queued for the process before this one were decided from its reports (a
     // close_region of a failed replica): this process may already host a replacement there.
@@ -1546,6 +1590,16 @@ export class MetasrvCore {
       throw new RegionDbError(
         ErrorCode.NotFound,
         `node ${nodeId} is registered to store ${node.storeId} at ${node.addr}, not to store ${reqStore} at ${req.addr}: register again (refused while the registered process is alive)`,
+      );
+    }
+    // A heartbeat from another start of the registered store than the one registered last: a
+    // restored copy of its data dir (an older start), or a start the catalog missed (a catalog
+    // restored from an older copy). Either registers again, where refuseStaleStart decides.
+    const start = startOf(req.start_count, req.start_id);
+    if (start && reqStore !== '' && reqStore === node.storeId && node.startId !== undefined && start.id !== node.startId) {
+      throw new RegionDbError(
+        ErrorCode.NotFound,
+        `node ${nodeId}'s store ${reqStore} is registered at start ${node.startCount}, not at start ${start.count} (${start.id}): register again`,
       );
     }
     this.hooks.heartbeat?.();
@@ -1845,6 +1899,7 @@ export class MetasrvCore {
         phi: this.detectors.get(n.nodeId)?.phi(now) ?? 0,
         regions: counts.get(n.nodeId)?.regions ?? 0,
         leaders: counts.get(n.nodeId)?.leaders ?? 0,
+        refused: this.refusedStarts.get(n.nodeId) ?? '',
       })),
       regions: regionList(this.catalog).map((r) => this.route(r)),
       region_infos: [...regionList(this.catalog).map((r) => this.regionInfo(r, ctx)), ...this.unknownRegionInfos()],
@@ -1976,4 +2031,30 @@ function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): v
       }
     }
   }
+}
+
+/**
+ * A registration's or heartbeat's start (common/store-id.ts `recordStart`), or undefined for a
+ * datanode that does not count starts (0). A malformed count is INVALID_ARGUMENT (u64).
+ */
+function startOf(countField: string | number | undefined, idField: string | undefined): { count: number; id: string } | undefined {
+  const count = u64(countField ?? '0', 'start_count');
+  if (count === 0) return undefined;
+  return { count, id: str(idField ?? '', 'start_id', 64) };
+}
+
+/** A registration's start with what its data dir vouches for (RegisterNodeRequest.known_start_ids). */
+interface RegisteringStart {
+  readonly count: number;
+  readonly id: string;
+  readonly known: readonly string[];
+  readonly confirmedCount: number;
+}
+
+function registeringStart(req: RegisterNodeRequest__Output): RegisteringStart | undefined {
+  const start = startOf(req.start_count, req.start_id);
+  if (!start) return undefined;
+  const known = req.known_start_ids ?? [];
+  if (known.length > 1_000) throw new RegionDbError(ErrorCode.InvalidArgument, `known_start_ids: ${known.length} ids, at most 1000`);
+  return { ...start, known: known.map((id, i) => str(id, `known_start_ids[${i}]`, 64)), confirmedCount: u64(req.confirmed_start_count ?? '0', 'confirmed_start_count') };
 }

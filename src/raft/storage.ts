@@ -137,6 +137,15 @@ export class MemoryStorage implements RaftLogStore {
     return { hardState: this.hardState, confState: this.snap.metadata.confState };
   }
 
+  /** An independent copy (entries are never changed in place, so they are shared): a disk copy in the simulator. */
+  clone(): MemoryStorage {
+    const copy = new MemoryStorage();
+    copy.hardState = this.hardState;
+    copy.snap = this.snap;
+    copy.log = [...this.log];
+    return copy;
+  }
+
   private get offset(): number {
     return this.log[0]!.index;
   }

@@ -57,6 +57,8 @@ const HEARTBEAT_FIELDS: FieldTable = [
   ['report_seq', WIRE_VARINT],
   ['report_base_seq', WIRE_VARINT],
   ['removed_region_ids', WIRE_LEN],
+  ['start_count', WIRE_VARINT],
+  ['start_id', WIRE_LEN],
 ] satisfies FieldsOf<HeartbeatRequest__Output>;
 const REPLICA_STAT_FIELDS: FieldTable = [
   ['', -1],
@@ -257,6 +259,8 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
     if (!Array.isArray(removed)) throw encodeBug('HeartbeatRequest.removed_region_ids: array expected');
     for (const id of removed) size += recordString(id);
   }
+  size += longFieldSize(req.start_count, 'HeartbeatRequest.start_count');
+  if (req.start_id != null) size += recordString(req.start_id);
 
   recordsRead = 0;
   bigsRead = 0;
@@ -274,6 +278,8 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
   pos = writeLongField(buf, pos, tag(7, WIRE_VARINT), req.report_seq);
   pos = writeLongField(buf, pos, tag(8, WIRE_VARINT), req.report_base_seq);
   if (removed != null) for (const id of removed as readonly unknown[]) pos = writeRecordedString(buf, pos, tag(9, WIRE_LEN), id);
+  pos = writeLongField(buf, pos, tag(10, WIRE_VARINT), req.start_count);
+  if (req.start_id != null) pos = writeRecordedString(buf, pos, tag(11, WIRE_LEN), req.start_id);
   return finishEncoding(buf, pos, size);
 }
 
@@ -467,6 +473,8 @@ export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Out
     report_incarnation: '0',
     report_seq: '0',
     report_base_seq: '0',
+    start_count: '0',
+    start_id: '',
   };
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'HeartbeatRequest');
@@ -497,6 +505,12 @@ export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Out
         break;
       case tag(9, WIRE_LEN):
         req.removed_region_ids.push(r.string(end, 'HeartbeatRequest.removed_region_ids'));
+        break;
+      case tag(10, WIRE_VARINT):
+        req.start_count = r.long(end, 'HeartbeatRequest.start_count', false);
+        break;
+      case tag(11, WIRE_LEN):
+        req.start_id = r.string(end, 'HeartbeatRequest.start_id');
         break;
       default:
         r.skipField(fieldTag, end, 'HeartbeatRequest', HEARTBEAT_FIELDS, DEPTH_HEARTBEAT);

@@ -1,6 +1,7 @@
 // Issue 14 items 1 and 2 with real processes on loopback: the metasrv must never destroy a live
 // voter because its catalog is empty or older than the raft group, must not reuse a lost table's
-// id, and must never reopen a wiped datanode's replicas under their old peer ids.
+// id, and must never reopen a wiped datanode's replicas under their old peer ids — nor those of a
+// restored copy of its data dir.
 //
 // Settings as in failover.test.ts: datanode heartbeat 500 ms, raft tick 50 ms × 10.
 import { cpSync, existsSync, rmSync } from 'node:fs';
@@ -259,5 +260,61 @@ describe('integration: a datanode back on a wiped data dir is a new incarnation 
     expect(now?.peer_id, 'the wiped node hosts the region under a new peer id').to.not.equal(undefined);
     expect(now!.peer_id).to.not.equal(oldPeer);
     await expectAllRows(reader, acked, cluster.datanodeAddr(wiped));
+  });
+
+  it('follower restarted on a restored copy of its data dir, leader killed: the copy is refused, nothing of it reopened, no acknowledged write lost', async () => {
+    const regionId = (await replicasOf(cluster, 0))[0]!.region_id;
+    const roles = await Promise.all([0, 1, 2].map(async (i) => (await replicasOf(cluster, i)).find((r) => r.region_id === regionId)!));
+    const leader = roles.findIndex((r) => r.role === 'leader');
+    const [restored, lagging] = [0, 1, 2].filter((i) => i !== leader) as [number, number];
+    const dataDir = cluster.datanodes[restored]!.dataDir;
+    const copy = `${dataDir}.copy`;
+
+    // A copy of the follower's data dir (a volume snapshot), then a start on the live dir that
+    // the metasrv registers: what the copy holds is now behind.
+    await cluster.stopDatanode(restored, 'SIGTERM');
+    cpSync(dataDir, copy, { recursive: true });
+    await cluster.startDatanode(restored);
+    await waitUntil('the follower to register and host its replicas again', 30_000, async () => ((await hosted(cluster, restored)).length > 0 ? true : undefined));
+    // Rows only the leader and this follower hold: the other follower is down.
+    await cluster.stopDatanode(lagging, 'SIGKILL');
+    await writeRows(client, acked, 20_000, 300);
+    await cluster.stopDatanode(leader, 'SIGKILL');
+    await cluster.stopDatanode(restored, 'SIGKILL');
+    // The follower's disk is put back from the copy, and it starts with the lagging one.
+    rmSync(dataDir, { recursive: true, force: true });
+    cpSync(copy, dataDir, { recursive: true });
+    rmSync(copy, { recursive: true, force: true });
+    await cluster.startDatanode(restored);
+    await cluster.startDatanode(lagging);
+    // Either the two elect a leader without the rows above (the bug: the copy's replicas answer
+    // raft with their rolled-back logs and votes), or the metasrv refuses the copy.
+    const health = async () => (await (await fetch(`http://127.0.0.1:${cluster.datanodes[restored]!.httpPort}/health`)).json()) as { status: string; error?: string; registered: boolean };
+    const outcome = await waitUntil('a leader without the old one, or the copy refused', 30_000, async () => {
+      for (const i of [restored, lagging]) {
+        if ((await replicasOf(cluster, i)).some((r) => r.role === 'leader')) return `datanode${i + 1} elected a leader`;
+      }
+      return (await health()).status === 'refused' ? 'copy refused' : undefined;
+    });
+    expect(outcome).to.equal('copy refused');
+    const h = await health();
+    expect(h.error, '/health says why').to.match(/restored copy/);
+    expect(h.registered).to.equal(false);
+    expect(await hosted(cluster, restored), 'no replica of the copy reopened').to.deep.equal([]);
+    const refusedNode = ((await client.listNodes()) as unknown as { nodes: { node_id: string; refused: string }[] }).nodes.find((n) => n.node_id === String(restored + 1));
+    expect(refusedNode?.refused, '`regiondb status` names the refused node').to.match(/restored copy/);
+    await cluster.startDatanode(leader);
+    const reader = cluster.client({ deadlineMs: 30_000, attemptTimeoutMs: 1000 });
+    await expectAllRows(reader, acked);
+    expect(await hosted(cluster, restored), 'still nothing reopened from the copy').to.deep.equal([]);
+
+    // The way out the refusal names: the dir moved aside, the node starts as a new store.
+    await cluster.stopDatanode(restored, 'SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+    await cluster.startDatanode(restored);
+    await waitUntil('the node on an empty dir to register', 30_000, async () => {
+      const now = await health();
+      return now.status === 'ok' && now.registered ? true : undefined;
+    });
   });
 });

@@ -143,6 +143,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const clientBug = plantedSwitch('CLIENT_BUG', ['refusal-after-unknown', 'ids-restart-at-one', 'create-token-per-attempt'] as const);
     const walBug = plantedSwitch('WAL_BUG', ['cut-damaged-tail', 'refuse-node'] as const);
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
+    const restoreBug = plantedSwitch('RESTORE_BUG', ['reopen-before-registration'] as const);
     const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
     const datanodeBug = plantedSwitch('DATANODE_BUG', [...SPURIOUS_DATANODE_BUGS, ...OVERLAP_DATANODE_BUGS, ...REPORT_DATANODE_BUGS]);
@@ -156,6 +157,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       ...(clientBug ? { clientBug } : {}),
       ...(walBug ? { walBug } : {}),
       ...(wipeBug ? { wipeBug } : {}),
+      ...(restoreBug ? { restoreBug } : {}),
       ...(dedupBug ? { dedupBug } : {}),
       ...(metasrvBug ? { metasrvBug, metasrvCore: plantedMetasrvCore(metasrvBug) } : {}),
       ...(datanodeBug ? { datanodeBug } : {}),
@@ -409,6 +411,34 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
+    // Finding K1: a node's disk put back from a copy (restore): the metasrv refuses its start, so
+    // none of its replicas — votes and logs rolled back to the copy — ever answers raft; the
+    // operator moves the disk aside and the node comes back as a new store, repaired.
+    it('a disk put back from a copy (restore), with corrupt and wipe: every restored start refused, nothing of it reopened, nothing lost (20 seeds)', async () => {
+      const total = { restores: 0, restoresRefused: 0, wipes: 0, repairs: 0 };
+      await runSeeds(seedRange(1, 20), { metasrv: true, faults: ['restore', 'corrupt', 'wipe'] }, (r) => {
+        total.restores += r.storage.restores;
+        total.restoresRefused += r.storage.restoresRefused;
+        total.wipes += r.storage.wipes;
+        total.repairs += r.metasrv!.proceduresDone['repair-replica'] ?? 0;
+      });
+      console.log(`    ${JSON.stringify(total)}`);
+      expect(total.restores, 'restores').to.be.greaterThan(5);
+      // Every disk put back is started at least once, and refused each time.
+      expect(total.restoresRefused, 'refused starts').to.be.at.least(total.restores);
+      expect(total.repairs, 'repairs').to.be.greaterThan(3);
+    });
+
+    // Searched from seed 1 (seed 19 is the first: replicas diverge; 20 a state machine violation).
+    it('the checkers can fail: a restored disk whose replicas reopen before the registration is answered (planted, K1) is found by a safety checker within 2,000 seeds', async () => {
+      const planted: Partial<ClusterSimOptions> = { metasrv: true, faults: ['restore'], restoreBug: 'reopen-before-registration' };
+      const caught = await firstViolation(planted, safety, 1);
+      expect(caught, 'no seed exposed the planted reopen').to.not.equal(undefined);
+      console.log(`    reopen-before-registration: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=restore SIM_CLUSTER_RESTORE_BUG=reopen-before-registration SIM_CLUSTER_METASRV=1 SIM_CLUSTER_SEED=${caught!.seed}`);
+      await expectSameViolation(caught!, planted);
+    });
+
     // Catalog write failures: a failed save stops the metasrv acting (no procedures, no
     // instructions) until a write succeeds; after healing it must resume and finish its repairs.
     it('catalog write failures (catalog) with corrupt and wipe: the metasrv stops acting, resumes, and still replaces every lost replica (10 seeds)', async () => {
@@ -581,19 +611,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
-    // Found by the first engine campaign with these faults (finding M12 in docs/correctness.md): after a
-    // loss, the start's write of the table id allocator raised above the object store failed
-    // (`catalog`), and the metasrv's start failed with it — it never acted again. A failed write
-    // now stops it acting until one succeeds, as every other failed save does (M5). Seed 170 found
-    // it; the start's read of the promotion record objects (D11) moved that seed's trace, so the
-    // replay is seed 85, found again with the fix taken out (the first seed of the campaign to
-    // fail so: "the metasrv cannot start: … cannot write its catalog").
-    it('a metasrv whose start-time catalog write fails acts once a write succeeds (engine seed 85, every fault with metaloss and metarestore)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'metaloss', 'metarestore'] as const;
-      const r = await runClusterSim(85, { mode: 'engine', metasrv: true, faults });
-      expect(r.metasrv!.catalogLosses).to.equal(1);
-      expect(r.metasrv!.saveFailures).to.be.greaterThan(0);
-    });
+    // Finding M12 (engine seed 170, replayed at seed 85: a metasrv whose start-time catalog write
+    // failed never acted again) was pinned here until K1 moved the metasrv traces; no engine seed
+    // of 1–600 with these faults meets that write failure again (searched with the fix taken out),
+    // so its regression test is test/unit/metasrv-table-ids-listing.test.ts's "(M12)" case.
+
 
     // Engine seed 134 with every fault (docs/correctness.md 4c): a manifest whose put the slow
     // store delivered late landed after the leader's GC pass had listed the older latest
@@ -695,8 +717,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // down, restarted from a snapshot at 269 and never received its removal; GC (G3 counts the
     // leader's membership) deleted an SST its frozen version named. Such a replica can never
     // apply an entry again, so the checker no longer holds GC to it (ClusterSim.cutOffByRemoval).
-    it('engine, FAULTS=drain with the metasrv, seed 1: a replica removed without learning it is not held to its frozen version (E1)', async () => {
-      const r = await runClusterSim(1, { ...engine, metasrv: true, faults: ['drain'] });
+    // K1 moved the metasrv traces (datanodes reopen once registered): seed 7 now has such a
+    // replica (the planted stale-read gate below is caught on it).
+    it('engine, FAULTS=drain with the metasrv, seed 7: a replica removed without learning it is not held to its frozen version (E1)', async () => {
+      const r = await runClusterSim(7, { ...engine, metasrv: true, faults: ['drain'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
     });
 
@@ -706,8 +730,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // dropped and GC deleted once the remaining voters' snapshots passed 133. Such a peer is never
     // sent an entry again nor elected, so the checker exempts its durable snapshot too
     // (ClusterSim.cutOffByRemoval: fenced replicas and down nodes' peers, not only E1's case).
-    it('engine, FAULTS=drain with the metasrv, seed 2: a fenced replica\'s durable snapshot is not held once every other replica\'s is past its log (E2)', async () => {
-      const r = await runClusterSim(2, { ...engine, metasrv: true, faults: ['drain'] });
+    // K1 (datanodes reopen their replicas once registered) moved the metasrv traces: seed 6 is
+    // now the first with a delete the exemption decides (searched from 1).
+    it('engine, FAULTS=drain with the metasrv, seed 6: a fenced replica\'s durable snapshot is not held once every other replica\'s is past its log (E2)', async () => {
+      const r = await runClusterSim(6, { ...engine, metasrv: true, faults: ['drain'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });
@@ -727,25 +753,31 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // ("n3 …104 version at 170 names it") and, with it exempt, the replica failed. A replica whose
     // durable log commits its own removal now applies the membership changes up to it and no
     // command (region-server.ts reopenRemoved).
-    it('engine, FAULTS=drain with the metasrv, seed 148: a removed replica restarted before its deletion reaches its removal without re-applying a command (E3)', async () => {
+    // Since K1 moved the metasrv traces, seed 2 is the first with a removed replica restarted
+    // before its deletion (searched from 1; seed 148 was).
+    it('engine, FAULTS=drain with the metasrv, seed 2: a removed replica restarted before its deletion reaches its removal without re-applying a command (E3)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'] };
-      const caught = await violationAt(148, options);
+      const caught = await violationAt(2, options);
       expect(caught?.message).to.equal(undefined);
-      const r = await runClusterSim(148, options);
+      const r = await runClusterSim(2, options);
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.metasrv!.removals!.removedReopened, 'no removed replica restarted before its deletion').to.be.greaterThan(0);
     });
 
     // The exemption holds only while the cut-off replica's stale-read gate refuses (docs/correctness.md
     // 8g). With the gate as it was (planted: any leader contact since the replica opened serves
-    // stale reads for good) seed 1's n2 would still serve its frozen version, and the SST GC deleted
-    // is caught on it — the stale read that would have failed NOT_FOUND.
-    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 1\'s cut-off replica is held to its version (E1, 8g)', async () => {
+    // stale reads for good) the cut-off replica (seed 1's n2, seed 7's n1 since K1) would still
+    // serve its frozen version, and the SST GC deleted is caught on it — the stale read that
+    // would have failed NOT_FOUND.
+    // K1 moved the metasrv traces: seed 7 is now the first the planted gate fails (searched from
+    // 1; it passes with the gate as it is).
+    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 7\'s cut-off replica is held to its version (E1, 8g)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], hostBug: 'stale-reads-ungated' };
-      const caught = await violationAt(1, options);
-      expect(caught, 'seed 1 passed with the stale-read gate ungated').to.not.equal(undefined);
+      expect((await violationAt(7, { ...engine, metasrv: true, faults: ['drain'] }))?.message, 'seed 7 with the gate as it is').to.equal(undefined);
+      const caught = await violationAt(7, options);
+      expect(caught, 'seed 7 passed with the stale-read gate ungated').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
-      expect(caught!.message).to.match(/was deleted while n2 \d+ version at 269 names it/);
+      expect(caught!.message).to.match(/was deleted while n1 \d+ version at 349 names it/);
       expect(caught!.message).to.contain('SIM_CLUSTER_HOST_BUG=stale-reads-ungated');
     });
 
@@ -902,19 +934,20 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
   // disk after the drop and create a table on the empty catalog.
   describe('DDL (FAULTS=ddl, with the metasrv)', () => {
     if (engineCampaign) return;
-    it('tables created, written, dropped and re-created under crashes, corrupt and wipe: the checkers stay green (register seeds 1–2, engine seed 1 with a catalog loss, replayed)', async () => {
+    it('tables created, written, dropped and re-created under crashes, corrupt and wipe: the checkers stay green (register seeds 1–2, engine seed 19 with a catalog loss, replayed)', async () => {
       const total: Record<string, number> = {};
       const count = (r: Awaited<ReturnType<typeof runClusterSim>>) => {
         for (const [k, v] of Object.entries(r.ddl!)) total[k] = (total[k] ?? 0) + v;
       };
       for (const seed of [1, 2]) count(await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] }));
       const engine = { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] } as const;
-      // Engine seed 1 loses the catalog after its drop (seed 5 did until DropTable fenced its regions, finding DT1: the drop now takes a raft round per region, and the run goes another way).
-      const a = await runClusterSim(1, engine);
+      // Engine seed 19 loses the catalog after its drop (seed 1 did until K1 moved the metasrv
+      // traces — datanodes reopen once registered; seed 5 until DropTable fenced its regions, DT1).
+      const a = await runClusterSim(19, engine);
       count(a);
       console.log(`    ${JSON.stringify(total)}`);
       for (const k of ['creates', 'drops', 'adds', 'catalogLosses']) expect(total[k], k).to.be.greaterThan(0);
-      const b = await runClusterSim(1, engine);
+      const b = await runClusterSim(19, engine);
       expect(b.traceHash).to.equal(a.traceHash);
     });
 

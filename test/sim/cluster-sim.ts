@@ -48,7 +48,7 @@ import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/r
 import { MessageType, messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope, RaftTransport } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
-import { Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
+import { type DiskCopy, Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
 import { SimObjectStore } from './sim-object-store.js';
 import { type PeerQueueStats, SimPeerQueues } from './sim-peer-queues.js';
 import { CatalogLossNemesis, type CatalogLossFault, type HostedReplica, catalogLossUnsettled } from './sim-catloss.js';
@@ -247,6 +247,12 @@ export interface ClusterSimOptions {
    */
   wipeBug?: 'reopen-as-old-peer';
   /**
+   * Test-only, with `metasrv` and `restore`: a datanode reopens the replicas in its log at its
+   * start, before its registration is answered, as before finding K1's fix (a data dir put back
+   * from a copy answered raft with its rolled-back votes and logs until the metasrv refused it).
+   */
+  restoreBug?: 'reopen-before-registration';
+  /**
    * Test-only, engine mode: dedup before 0090f8f, as a wrapper of RegionState.apply.
    * `id-zero-deduplicated` (7a): request id 0 is remembered like any id, so every later write
    * of the client without an id gets the first one's answer and is never applied.
@@ -293,7 +299,7 @@ export interface ClusterSimOptions {
   traceFile?: string;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -305,7 +311,7 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'clock' | 'clients' | 'evict' | 's
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
@@ -318,10 +324,16 @@ export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
     f !== 'close' &&
     f !== 'slowdrop' &&
     f !== 'refuse' &&
+    f !== 'restore' &&
     !(SPURIOUS_FAULTS as readonly string[]).includes(f) &&
     !(READ_PATH_FAULTS as readonly string[]).includes(f) &&
     !(DRAIN_FAULTS as readonly string[]).includes(f),
 );
+
+/** With `restore`: a disk copy is put back at least this long (virtual ms) after it was taken. */
+export const RESTORE_COPY_AGE_MS = 600;
+/** With `restore`: how long (virtual ms) after a start refused as a restored copy the operator moves the disk aside. */
+export const OPERATOR_MOVES_COPY_MS = 1_000;
 
 /** With `refuse`: a wrong refusal verdict about every this many virtual ms (0.5–1.5×). */
 export const REFUSE_FALSE_EVERY_MS = 400;
@@ -355,7 +367,7 @@ export interface ClusterSimResult {
   /** Engine mode: what the flushers did in the object store. */
   engine?: { sstsPut: number; sstsDeleted: number; deletesNamedByCutOff: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
-  storage: { corruptions: number; wipes: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
+  storage: { corruptions: number; wipes: number; restores: number; restoresRefused: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
   closes?: { closes: number; leaders: number; proposalsInFlight: number; reopens: number };
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
@@ -681,11 +693,13 @@ interface SimNode {
   /** Faults done to its disk while it was down, found when it starts: regions with a flipped byte, or the whole disk wiped. */
   pendingDamage: Set<string>;
   pendingWipe: boolean;
+  /** With `restore`: a copy of its disk (a volume snapshot) taken at `takenAt`, to be put back later. */
+  diskCopy: { readonly copy: DiskCopy; readonly takenAt: number } | undefined;
   /**
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'fenceRegion' | 'replicaStats' | 'reportedStats'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'startRefusal' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'fenceRegion' | 'replicaStats' | 'reportedStats'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */
@@ -827,7 +841,9 @@ export class ClusterSim {
   private readonly expectedFailures = new Set<string>();
   /** Engine mode: `region/client/request id` → the log index where that write took effect. */
   private readonly tookEffectAt = new Map<string, number>();
-  private readonly storageStats = { corruptions: 0, wipes: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0, tooOld: 0 };
+  /** Incarnations whose start the metasrv refused as a restored copy (the `restore` fault). */
+  private readonly refusedStarts = new Set<Incarnation>();
+  private readonly storageStats = { corruptions: 0, wipes: 0, restores: 0, restoresRefused: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0, tooOld: 0 };
   /** With `close`: what the fault did (ClusterSimResult.closes). */
   private readonly closeStats = { closes: 0, leaders: 0, proposalsInFlight: 0, reopens: 0 };
   /** The regions (ids depend on `metasrv`): the register region and the set region. */
@@ -912,6 +928,7 @@ export class ClusterSim {
         wallOffsetMs: 0,
         pendingDamage: new Set(),
         pendingWipe: false,
+        diskCopy: undefined,
         core: undefined,
       };
       disk.onSyncStart = () => this.maybeCrashDuringSync(node);
@@ -1333,7 +1350,7 @@ export class ClusterSim {
     const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('RESTORE_BUG', this.options.restoreBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1585,6 +1602,9 @@ export class ClusterSim {
       nodeId: node.id,
       clusterId: SIM_CLUSTER_ID,
       storeId: `store-${node.id}-${node.disk.storeId}`,
+      // Counted on the disk before anything else, as Datanode.start does (recordStart).
+      start: node.disk.recordStart(`n${node.id}-inc${inc.number}`),
+      confirmStart: (start) => node.disk.confirmStart(start),
       heartbeatIntervalMs: HEARTBEAT_MS,
       logEngine: node.disk,
       clock: this.sched.clockFor(inc),
@@ -1654,7 +1674,16 @@ export class ClusterSim {
       this.expectedFailures.add(`${node.id}/${d.regionId}/${peerId}`);
       this.record(`n${node.id} ${d.regionId}: peer ${peerId} fails on its damaged log`);
     }
-    const answered = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    const metasrvCaller = this.meta!.callerFor(inc, (method, answer) => this.noteMetasrvAnswer(node, method, answer));
+    // A registration refused as a restored copy of the data dir (K1): the operator moves the dir
+    // aside a while later (wiped: the node starts as a new store), as the refusal tells them to.
+    const answered: typeof metasrvCaller = {
+      call: <Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, callOptions: Parameters<typeof metasrvCaller.call>[3]) => {
+        const answer = metasrvCaller.call<Res>(method, request, timeoutMs, callOptions);
+        if (method === 'RegisterNode') answer.catch((err: unknown) => this.noteStartRefused(node, inc, err));
+        return answer;
+      },
+    };
     const healthy = this.healthy!;
     // The cadence checker sees each call start and end. The datanode awaits the very promise the
     // caller returned (the checker's reaction is a branch of it), so nothing it does moves.
@@ -1670,12 +1699,37 @@ export class ClusterSim {
         return answer;
       },
     };
-    core.reopenRegions().then(
-      () => {
-        if (!inc.dead) core.startHeartbeats(caller, { addr: `n${node.id}`, httpAddr: '' });
-      },
-      (err: unknown) => this.flag('open failed', `n${node.id} reopening its regions: ${String(err)}`),
-    );
+    if (this.options.restoreBug === 'reopen-before-registration') {
+      core.reopenRegions().then(
+        () => {
+          if (!inc.dead) core.startHeartbeats(caller, { addr: `n${node.id}`, httpAddr: '' });
+        },
+        (err: unknown) => this.flag('open failed', `n${node.id} reopening its regions: ${String(err)}`),
+      );
+      return;
+    }
+    // As Datanode.start: the log's replicas reopen once the registration is answered.
+    core.startHeartbeats(caller, { addr: `n${node.id}`, httpAddr: '' }, { reopenOnRegistration: true });
+  }
+
+  /**
+   * A registration of `inc` refused: if as a restored copy of its data dir (CORRUPTION, K1), the
+   * operator moves the dir aside OPERATOR_MOVES_COPY_MS later — the node down, its disk wiped, so
+   * it starts as a new store (its replicas were never reopened; the metasrv rebuilds them).
+   */
+  private noteStartRefused(node: SimNode, inc: Incarnation, err: unknown): void {
+    if (!isRegionDbError(err, ErrorCode.Corruption) || this.refusedStarts.has(inc)) return;
+    this.refusedStarts.add(inc);
+    this.storageStats.restoresRefused++;
+    this.record(`n${node.id} #${inc.number}: its start is refused as a restored copy of its disk`);
+    this.sched.at(this.sched.now + OPERATOR_MOVES_COPY_MS, () => {
+      if (node.incarnation !== inc || inc.dead) return;
+      this.crash(node, 'the operator moves the restored disk aside');
+      node.disk.wipe();
+      node.pendingWipe = true;
+      this.storageStats.wipes++;
+      this.record(`wipe n${node.id} (new store ${node.disk.storeId}) after its refused start`);
+    });
   }
 
   /** Records what the metasrv answered a node (the registration's opens, the instructions) and counts the instructions by kind. */
@@ -1788,12 +1842,7 @@ export class ClusterSim {
         return answered.call(method, request, timeoutMs, callOptions);
       },
     };
-    core.reopenRegions().then(
-      () => {
-        if (!inc.dead) core.startHeartbeats(caller, { addr, httpAddr: '' });
-      },
-      (err: unknown) => this.flag('open failed', `${addr} reopening its regions: ${String(err)}`),
-    );
+    core.startHeartbeats(caller, { addr, httpAddr: '' }, { reopenOnRegistration: true });
     this.sched.at(this.sched.now + lifeMs, () => this.stopTwin(), inc);
     return true;
   }
@@ -2433,7 +2482,40 @@ export class ClusterSim {
       return true;
     }
     if (roll >= 16 && roll < 26 && this.extra.has('close')) return this.closeReplica(rand);
+    if (roll >= 26 && roll < 56 && this.extra.has('restore') && this.meta) return this.restoreDisk(rand);
     return false;
+  }
+
+  /**
+   * The `restore` fault (with the metasrv; finding K1): a copy of a node's disk is taken while the
+   * node is down (a cold backup; a running node is crashed for it), and later, the node down
+   * again, put back — its replicas' votes and logs rolled back to the copy, its store id and start
+   * count as they were. The datanode must reopen none of them: the metasrv refuses the start, and
+   * the operator then moves the disk aside (noteStartRefused). Both halves only while every region
+   * is whole (a disk put back is a lost disk: three replicas tolerate one).
+   */
+  private restoreDisk(rand: Rand): boolean {
+    if (!this.faultableRegions().every((r) => this.regionWhole(r))) return false;
+    const now = this.sched.now;
+    const clean = (n: SimNode) => !n.pendingWipe && n.pendingDamage.size === 0;
+    const due = [...this.nodes.values()].filter((n) => n.diskCopy !== undefined && now - n.diskCopy.takenAt >= RESTORE_COPY_AGE_MS && clean(n));
+    if (due.length > 0) {
+      const node = rand.pick(due);
+      const { copy, takenAt } = node.diskCopy!;
+      node.diskCopy = undefined;
+      if (node.server) this.crash(node, 'its disk is put back from a copy');
+      node.disk.restoreFrom(copy);
+      this.storageStats.restores++;
+      this.record(`restore n${node.id}'s disk from the copy of ${now - takenAt} ms ago (store ${copy.storeId}, start ${copy.starts?.count ?? 0})`);
+      return true;
+    }
+    const candidates = [...this.nodes.values()].filter((n) => n.diskCopy === undefined && clean(n));
+    if (candidates.length === 0 || [...this.nodes.values()].some((n) => n.diskCopy !== undefined)) return false;
+    const node = rand.pick(candidates);
+    if (node.server) this.crash(node, 'a copy of its disk is taken');
+    node.diskCopy = { copy: node.disk.copy(), takenAt: now };
+    this.record(`copy n${node.id}'s disk (store ${node.disk.storeId}, start ${node.disk.starts?.count ?? 0})`);
+    return true;
   }
 
   /**

@@ -16,6 +16,7 @@ import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import type { LogBatch, LogEngine, RegionDamage } from '../../src/wal/log-engine.js';
 import { pino } from 'pino';
 import type { Logger } from '../../src/common/logger.js';
+import { type StartId, type StartRecord, confirmedStart, nextStart } from '../../src/common/store-id.js';
 
 interface SimEvent {
   readonly at: number;
@@ -166,6 +167,8 @@ export class SimDisk implements LogEngine {
   private readonly damaged = new Map<string, RegionDamage>();
   /** Changes when the disk is wiped: the identity of what is on it (a datanode's store id). */
   storeId = 1;
+  /** The data dir's `starts` file (src/common/store-id.ts recordStart): the last start counted on it. */
+  starts: StartRecord | undefined;
   /** Set by the simulator: the incarnation whose process writes through this engine now. */
   owner: Incarnation | undefined;
   syncs = 0;
@@ -213,6 +216,52 @@ export class SimDisk implements LogEngine {
     this.flipped.clear();
     this.damaged.clear();
     this.storeId++;
+    this.starts = undefined;
+  }
+
+  /** A process starts on the disk: its start is counted first (as recordStart does in the data dir). */
+  recordStart(id: string): StartRecord {
+    this.starts = nextStart(this.starts, id);
+    return this.starts;
+  }
+
+  /** The metasrv answered a start's registration (as confirmStart does in the data dir). */
+  confirmStart(start: StartId): StartRecord {
+    this.starts = confirmedStart(start);
+    return this.starts;
+  }
+
+  /**
+   * A copy of everything on the disk (the `restore` fault's volume snapshot), taken while its node
+   * is down: after `crash`, what is there is what is durable.
+   */
+  copy(): DiskCopy {
+    return {
+      stores: new Map([...this.stores].map(([id, store]) => [id, store.clone()])),
+      metas: new Map(this.metas),
+      durable: new Map(this.durable),
+      flipped: new Map(this.flipped),
+      damaged: new Map(this.damaged),
+      storeId: this.storeId,
+      starts: this.starts,
+    };
+  }
+
+  /** The disk put back from a copy (its node down): every region, the store id and the start count as they were. */
+  restoreFrom(copy: DiskCopy): void {
+    const fresh = { ...copy, stores: new Map([...copy.stores].map(([id, store]) => [id, store.clone()])) };
+    for (const [target, source] of [
+      [this.stores, fresh.stores],
+      [this.metas, fresh.metas],
+      [this.durable, fresh.durable],
+      [this.flipped, fresh.flipped],
+      [this.damaged, fresh.damaged],
+    ] as [Map<string, unknown>, Map<string, unknown>][]) {
+      target.clear();
+      for (const [k, v] of source) target.set(k, v);
+    }
+    this.storeId = fresh.storeId;
+    this.starts = fresh.starts;
   }
 
   /**
@@ -315,6 +364,17 @@ export class SimDisk implements LogEngine {
   }
 
   async close(): Promise<void> {}
+}
+
+/** What `SimDisk.copy` took: the disk's regions, metas, durable hard states, damage and identity. */
+export interface DiskCopy {
+  readonly stores: ReadonlyMap<string, MemoryStorage>;
+  readonly metas: ReadonlyMap<string, Uint8Array>;
+  readonly durable: ReadonlyMap<string, HardState>;
+  readonly flipped: ReadonlyMap<string, number>;
+  readonly damaged: ReadonlyMap<string, RegionDamage>;
+  readonly storeId: number;
+  readonly starts: StartRecord | undefined;
 }
 
 /**

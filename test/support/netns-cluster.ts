@@ -175,7 +175,12 @@ export class NetnsCluster {
   private async healthy(node: NodeProcess): Promise<boolean> {
     try {
       const res = await fetch(`http://${this.hostAddr(node.name)}:${node.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
-      return res.ok;
+      if (!res.ok) return false;
+      // A datanode has started once registered (its replicas reopen then), or once it says why
+      // not; with the metasrv down, once it answers (as ProcessCluster.started).
+      const health = (await res.json()) as { status?: string; registered?: boolean };
+      const metasrvUp = this.metasrv.process !== undefined && this.metasrv.process.exitCode === null && this.metasrv.process.signalCode === null;
+      return node === this.metasrv || health.registered === true || health.status !== 'ok' || !metasrvUp;
     } catch {
       return false;
     }

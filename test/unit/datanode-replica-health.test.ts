@@ -1,7 +1,8 @@
 // Issue 14 item 3, the datanode's side of repair: a replica whose WAL records are damaged does not
 // start, the node does (it reports the replica failed, naming region and index); the same peer id
 // never reopens it; a fresh peer id for the region (what the metasrv's repair sends) replaces it.
-// An in-process datanode on a temp dir, its metasrv address unreachable (heartbeats just fail).
+// An in-process datanode on a temp dir; a fake metasrv answers its registration (a datanode
+// reopens the replicas in its log only then) and every heartbeat with nothing to do.
 import { expect } from 'chai';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,8 @@ import { silentLogger } from '../../src/common/logger.js';
 import { Datanode, type ProtoOpenRegion } from '../../src/datanode/datanode.js';
 import { type TableSchema, encodeCommand } from '../../src/engine/index.js';
 import { makeRegionId } from '../../src/engine/key.js';
+import { type RunningGrpcServer, startGrpcServer } from '../../src/rpc/server.js';
+import { unary } from '../../src/rpc/status.js';
 import { toProtoSchema } from '../../src/rpc/values.js';
 import { entryIndexes, flipByte } from '../fixtures/wal-corrupt.js';
 import { cpuSchema } from '../fixtures/schemas.js';
@@ -31,6 +34,24 @@ describe('datanode: a replica with damaged WAL records fails alone and is replac
   this.timeout(60_000);
   const dir = mkdtempSync(join(tmpdir(), 'regiondb-dn-health-'));
   let datanode: Datanode | undefined;
+  let fakeMeta: RunningGrpcServer | undefined;
+
+  before(async () => {
+    fakeMeta = await startGrpcServer(
+      '127.0.0.1',
+      0,
+      [
+        {
+          name: 'Meta',
+          impl: {
+            RegisterNode: unary(async () => ({ regions: [], metasrv_epoch: '0' }), silentLogger),
+            Heartbeat: unary(async () => ({ instructions: [], metasrv_epoch: '0' }), silentLogger),
+          } as never,
+        },
+      ],
+      silentLogger,
+    );
+  });
 
   const start = async () => {
     datanode = new Datanode(
@@ -39,14 +60,16 @@ describe('datanode: a replica with damaged WAL records fails alone and is replac
         node: { id: 1, data_dir: join(dir, 'datanode1') },
         grpc: { host: '127.0.0.1', port: 0 },
         http: { host: '127.0.0.1', port: 0 },
-        metasrv: { addr: '127.0.0.1:1' },
+        metasrv: { addr: `127.0.0.1:${fakeMeta!.port}` },
         heartbeat: { interval_ms: 60_000 },
         storage: { type: 'fs', root: join(dir, 'objects') },
       }),
       silentLogger,
     );
     await datanode.start();
-    return datanode;
+    const dn = datanode;
+    await waitFor(() => (dn.health() as { registered: boolean }).registered, 'the registration (the log\'s replicas reopen then)');
+    return dn;
   };
   const open = (regionId: string, peerId: number, bootstrap: boolean): ProtoOpenRegion => ({
     metasrv_epoch: '0',
@@ -64,6 +87,7 @@ describe('datanode: a replica with damaged WAL records fails alone and is replac
 
   after(async () => {
     await datanode?.stop();
+    await fakeMeta?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 

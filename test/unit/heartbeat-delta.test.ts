@@ -193,7 +193,7 @@ function runSequence(seed: number, variant: Variant): Counts {
     return frozen;
   };
 
-  const request = (sent: SentReport): HeartbeatRequest__Output => ({ cluster_id: 'c', node_id: String(NODE), addr: 'a', store_id: 's', ...sent.fields });
+  const request = (sent: SentReport): HeartbeatRequest__Output => ({ cluster_id: 'c', node_id: String(NODE), addr: 'a', store_id: 's', start_count: '0', start_id: '', ...sent.fields });
 
   /** The metasrv takes a request in; returns its answer. */
   const deliver = (req: HeartbeatRequest__Output, step: number): { report_seq_applied: string; full_report_needed: boolean } => {
@@ -449,6 +449,8 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
       report_seq: '0',
       report_base_seq: '0',
       removed_region_ids: [],
+      start_count: '0',
+      start_id: '',
       ...fields,
     });
     const legacy = useReport(undefined, req({ report_incarnation: '0', replicas: [s(1, 3)] }));

@@ -76,6 +76,8 @@ function randomRequest(rand: SeededRand, statsMax = 20): HeartbeatRequestInput {
   if (rand.chance(0.9)) req['store_id'] = randomString(rand);
   for (const name of ['report_incarnation', 'report_seq', 'report_base_seq']) if (rand.chance(0.6)) req[name] = randomLong(rand);
   if (rand.chance(0.5)) req['removed_region_ids'] = Array.from({ length: rand.int(4) }, () => randomString(rand));
+  if (rand.chance(0.6)) req['start_count'] = randomLong(rand);
+  if (rand.chance(0.6)) req['start_id'] = randomString(rand);
   return req as HeartbeatRequestInput;
 }
 
@@ -135,10 +137,13 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
         report_seq: '12',
         report_base_seq: '0',
         removed_region_ids: [],
+        start_count: '12',
+        start_id: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
       };
       const ours = encodeHeartbeatRequest(req);
       expect(ours.equals(pl.requestSerialize(req))).to.equal(true);
       expectSameObject(decodeHeartbeatRequest(ours), pl.requestDeserialize(ours), 'datanode request');
+      expect(decodeHeartbeatRequest(ours)).to.deep.include({ start_count: '12', start_id: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' });
       expect(decodeHeartbeatRequest(ours).replicas[999]).to.deep.equal({ ...DATANODE_STAT, region_id: '4294968295' });
       expect(decodeHeartbeatRequest(ours)).to.deep.include({ report_incarnation: '140737488355327', report_seq: '12', report_base_seq: '0', removed_region_ids: [] });
     });
@@ -174,6 +179,8 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
         report_incarnation: '0',
         report_seq: '0',
         report_base_seq: '0',
+        start_count: '0',
+        start_id: '',
       });
       expect(Object.keys(empty).slice(0, 2)).to.deep.equal(['replicas', 'removed_region_ids']);
       const stat = decodeHeartbeatRequest(encodeHeartbeatRequest({ replicas: [{}] })).replicas[0]!;

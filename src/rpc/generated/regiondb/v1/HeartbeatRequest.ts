@@ -14,6 +14,8 @@ export interface HeartbeatRequest {
   'report_seq'?: (number | string | Long);
   'report_base_seq'?: (number | string | Long);
   'removed_region_ids'?: (string)[];
+  'start_count'?: (number | string | Long);
+  'start_id'?: (string);
 }
 
 export interface HeartbeatRequest__Output {
@@ -26,4 +28,6 @@ export interface HeartbeatRequest__Output {
   'report_seq': (string);
   'report_base_seq': (string);
   'removed_region_ids': (string)[];
+  'start_count': (string);
+  'start_id': (string);
 }

@@ -11,6 +11,7 @@ export interface NodeInfo {
   'phi'?: (number | string);
   'regions'?: (number);
   'leaders'?: (number);
+  'refused'?: (string);
 }
 
 export interface NodeInfo__Output {
@@ -21,4 +22,5 @@ export interface NodeInfo__Output {
   'phi': (number);
   'regions': (number);
   'leaders': (number);
+  'refused': (string);
 }

@@ -9,6 +9,10 @@ export interface RegisterNodeRequest {
   'addr'?: (string);
   'http_addr'?: (string);
   'store_id'?: (string);
+  'start_count'?: (number | string | Long);
+  'start_id'?: (string);
+  'known_start_ids'?: (string)[];
+  'confirmed_start_count'?: (number | string | Long);
 }
 
 export interface RegisterNodeRequest__Output {
@@ -17,4 +21,8 @@ export interface RegisterNodeRequest__Output {
   'addr': (string);
   'http_addr': (string);
   'store_id': (string);
+  'start_count': (string);
+  'start_id': (string);
+  'known_start_ids': (string)[];
+  'confirmed_start_count': (string);
 }

@@ -587,8 +587,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         if (this.start && this.start.confirmed?.id !== this.start.id) this.start = this.deps.confirmStart?.(this.start) ?? this.start;
         if (this.reopenPending) {
           this.heartbeatPhase = 'reopening regions after registration';
+          await this.reopenRegions(); // a failure: registered again next beat, and reopened again (opens are idempotent)
           this.reopenPending = false;
-          await this.reopenRegions();
         }
         this.log.info({ regions: res.regions.length }, 'registered with metasrv');
         this.heartbeatPhase = 'opening regions after registration';
@@ -650,7 +650,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
    * A registration refused CORRUPTION is the metasrv's "this data dir is a restored copy" (the
    * only CORRUPTION RegisterNode answers): nothing is reopened, the reason is kept for /health,
    * and the node asks again every beat (an operator may fix the metasrv's record instead of the
-   * dir). Logged at error, once a minute at most.
+   * dir). Logged at error, once every 10 s at most.
    */
   private noteRegistrationRefusal(err: unknown): void {
     const e = fromGrpcError(err);

@@ -1,7 +1,7 @@
 // The nemesis: seeded, bounded fault schedules against a real cluster. Every fault is logged
 // with its start and heal times (monotonic ms, the history's clock) and always healed: the
 // schedule ends by restarting what was killed, resuming what was paused and healing every link.
-import { rmSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SeededRand } from '../../src/common/rand.js';
 import { appendTornRecord, entryIndexes, flipByte, regionIdsIn } from '../fixtures/wal-corrupt.js';
@@ -27,6 +27,7 @@ export const FAULTS = [
   'object-store-outage',
   'clock-skew',
   'wipe-disk',
+  'restore-disk',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 
@@ -155,6 +156,22 @@ export class Nemesis {
     return this.cluster.datanodes.length;
   }
 
+  /** Whether the metasrv lists datanode `i` (0-based) as refused (a restored copy of its data dir), within 10 s. */
+  private async startRefused(i: number): Promise<boolean> {
+    const client = this.cluster.client({ deadlineMs: 2000 });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        const status = (await client.listNodes().catch(() => undefined)) as { nodes: { node_id: string; refused?: string }[] } | undefined;
+        if (status?.nodes.some((node) => node.node_id === String(i + 1) && (node.refused ?? '') !== '')) return true;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      return false;
+    } finally {
+      client.close();
+    }
+  }
+
   private async leaderOfSomeRegion(): Promise<number> {
     const counts = await Promise.all(
       this.cluster.datanodes.map(async (_, i) => {
@@ -221,6 +238,37 @@ export class Nemesis {
         await this.cluster.stopDatanode(victim, 'SIGKILL');
         rmSync(this.cluster.datanodes[victim]!.dataDir, { recursive: true, force: true });
         return () => this.cluster.startDatanode(victim);
+      }
+      case 'restore-disk': {
+        // A disk put back from a copy (a volume snapshot or a backup of the data dir restored):
+        // a cold copy of a datanode's data dir is taken (stopped, copied, started again), writes
+        // go on for up to 3 s, then the node is killed and the copy put back in its place. Its
+        // replicas' votes and logs are rolled back to the copy: the metasrv must refuse its start
+        // (finding K1, docs/failover.md "A data dir restored from a copy"), so that none of them
+        // answers raft. The heal is the refusal's way out: the operator moves the dir aside and
+        // the node starts as a new store, its replicas rebuilt. Within the fault model only, as
+        // wipe-disk (a disk put back is a lost disk).
+        const victim = this.rand.int(n);
+        if (!(await this.fullyReplicated(30_000))) return this.skipped(record);
+        const dataDir = this.cluster.datanodes[victim]!.dataDir;
+        const copy = `${dataDir}.nemesis-copy`;
+        record.targets = [`${name(victim)} (data dir put back from a copy)`];
+        await this.cluster.stopDatanode(victim, 'SIGTERM');
+        rmSync(copy, { recursive: true, force: true });
+        cpSync(dataDir, copy, { recursive: true });
+        await this.cluster.startDatanode(victim);
+        await this.sleep(1_000 + this.rand.int(2_000));
+        await this.cluster.stopDatanode(victim, 'SIGKILL');
+        rmSync(dataDir, { recursive: true, force: true });
+        cpSync(copy, dataDir, { recursive: true });
+        rmSync(copy, { recursive: true, force: true });
+        await this.cluster.startDatanode(victim);
+        return async () => {
+          record.targets.push((await this.startRefused(victim)) ? 'start refused' : 'START NOT REFUSED');
+          await this.cluster.stopDatanode(victim, 'SIGKILL');
+          rmSync(dataDir, { recursive: true, force: true });
+          await this.cluster.startDatanode(victim);
+        };
       }
       case 'corrupt-committed-entry':
         // Destroys a replica (it fails and is rebuilt): only within the fault model.

@@ -870,6 +870,7 @@ export class MetasrvCore {
         if (now - this.downSinceMs.get(id)! >= this.config.replica_repair_after_ms) changed = this.startRepairs(ctx, id) || changed;
       }
       changed = this.startLostRepairs(ctx) || changed;
+      changed = this.resumeDrains(ctx) || changed;
       const interval = this.config.balance_leaders_interval_ms;
       if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
         this.lastBalanceCheckMs = now;
@@ -933,6 +934,32 @@ export class MetasrvCore {
       if (!ctx.pickNode(repairExclusions(ctx, region))) continue; // nowhere to put it yet (repair-replica allocate's rule)
       this.log.warn({ nodeId, regionId: region.regionId }, 'datanode down too long; re-creating its replica elsewhere');
       newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: old.peerId, oldNodeId: nodeId });
+      started = true;
+    }
+    return started;
+  }
+
+  /**
+   * A node marked draining that the catalog still places a replica on, with no drain-node running
+   * for it, has a drain that would never end: nothing else moves a replica off a live node, and
+   * no new replica goes to it. A catalog restored from a copy taken after the drain (finding Q1:
+   * the node took replicas again under the older catalog in between, or reconciliation followed a
+   * group onto it) holds just that. The operator's drain is kept and resumed — a new drain-node
+   * for the node, in status like any other — rather than dropped. Not for a peer the group
+   * already removed: reconciliation's R2 drops it (drain-node's own rule).
+   */
+  protected resumeDrains(ctx: ProcedureContext): boolean {
+    const draining = new Set(ctx.running('drain-node').map((p) => p.data.nodeId));
+    let started = false;
+    for (const node of Object.values(this.catalog.nodes)) {
+      if (node.state !== 'draining' || draining.has(node.nodeId)) continue;
+      const placed = regionList(this.catalog).filter((r) => r.replicas.some((p) => p.nodeId === node.nodeId && !removedByGroup(ctx, r, p.peerId)));
+      if (placed.length === 0) continue;
+      this.log.warn(
+        { nodeId: node.nodeId, regions: placed.map((r) => r.regionId) },
+        'datanode is draining but hosts replicas and no drain runs (a restored catalog?); draining it again',
+      );
+      newProcedure(ctx, 'drain-node', { nodeId: node.nodeId });
       started = true;
     }
     return started;

@@ -1949,7 +1949,10 @@ export class ClusterSim {
     const running = runningProcedures(catalog);
     if (running.length > 0) return liveness(`procedures still running: ${running.map((p) => `${p.id}@${p.step} (${p.notes.at(-1) ?? ''})`).join('; ')}`);
     if (this.catloss) {
-      const problem = catalogLossUnsettled(catalog, (id) => (catalog.nodes[id] ? core.nodeState(catalog.nodes[id]) : undefined), this.hostedReplicas(), this.regionIds);
+      const problem = catalogLossUnsettled(catalog, (id) => (catalog.nodes[id] ? core.nodeState(catalog.nodes[id]) : undefined), this.hostedReplicas(), this.regionIds, this.drain && {
+        nodeId: this.drain.drained,
+        heardFrom: (id) => core.isAlive(id),
+      });
       if (problem) return problem;
     }
     for (const regionId of this.ddl ? [...this.regionIds, ...this.ddl.liveRegions()] : this.regionIds) {

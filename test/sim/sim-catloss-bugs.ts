@@ -10,7 +10,7 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import type { CatalogReconciliation, NodeAction, Reports } from '../../src/metasrv/reconcile.js';
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 
-export const CATLOSS_BUGS = ['destroy-unplaced', 'catalog-ignores-group', 'peer-ids-not-raised', 'no-reregister'] as const;
+export const CATLOSS_BUGS = ['destroy-unplaced', 'catalog-ignores-group', 'peer-ids-not-raised', 'no-reregister', 'drain-not-resumed'] as const;
 export type CatlossBug = (typeof CATLOSS_BUGS)[number];
 
 /**
@@ -54,6 +54,17 @@ class PeerIdsNotRaised extends MetasrvCore {
 }
 
 /**
+ * Finding Q1: a draining node the catalog places replicas on, with no drain-node running for it
+ * (a catalog restored from a copy taken after its drain finished), is never drained again: it
+ * stays half drained for good (metasrv-core.ts `resumeDrains` off).
+ */
+class DrainNotResumed extends MetasrvCore {
+  protected override resumeDrains(): boolean {
+    return false;
+  }
+}
+
+/**
  * The datanode core of a node: finding 2d's (before dded366's re-registration, tested by
  * f4dfb79) with `no-reregister` — a datanode whose heartbeat is answered NOT_FOUND never
  * registers again — else the real one.
@@ -68,6 +79,6 @@ export function catlossDatanodeCore<S extends StateMachine<R>, R>(bug: CatlossBu
 /** The metasrv core of a planted catalog-loss bug (undefined: the bug is the datanode's). */
 export function catlossMetasrvCore(bug: CatlossBug): MetasrvCoreFactory | undefined {
   if (bug === 'no-reregister') return undefined;
-  const Core = { 'destroy-unplaced': DestroyUnplaced, 'catalog-ignores-group': CatalogIgnoresGroup, 'peer-ids-not-raised': PeerIdsNotRaised }[bug];
+  const Core = { 'destroy-unplaced': DestroyUnplaced, 'catalog-ignores-group': CatalogIgnoresGroup, 'peer-ids-not-raised': PeerIdsNotRaised, 'drain-not-resumed': DrainNotResumed }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

@@ -150,7 +150,50 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   delete data.newPeerId;
   delete data.newNodeId;
   delete data.learnerAtConfIndex;
+  delete data.allocatedAtConfIndex;
   return { next: 'allocate', note };
+}
+
+/**
+ * add-learner, before it opens the new replica and asks for the learner: a leader that does not
+ * count the new peer at a configuration newer than the one `allocate` saw (`allocatedAtConfIndex`;
+ * for a record without it, the catalog's conf index) has added and removed it since — a catalog
+ * restored from a copy taken at `allocate`/`add-learner` resumes here after the group added,
+ * promoted and removed the peer — and the repair fails, sending nothing: the open would bring the
+ * peer back, maybe empty, under a peer id that has voted (Y5's hazard one step earlier). A leader
+ * at an older configuration than the allocation's (just elected, its log not applied yet) is
+ * waited for: what it has not applied may be that removal. With neither index, as before: sent.
+ */
+function notAddedYet(d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
+  const since = d.allocatedAtConfIndex ?? region.confIndex;
+  if (since === undefined) return undefined;
+  const at = leader.replica.confIndex;
+  if (at > since) {
+    return {
+      failed: `the group removed the new peer ${d.newPeerId} since it was allocated (the leader on node ${leader.nodeId} has ${[...leader.replica.voters, ...leader.replica.learners].join(',')} at conf index ${at}, newer than ${since}): not opened or added again (a catalog older than the group?); the catalog is left to reconciliation`,
+    };
+  }
+  if (at < since && d.allocatedAtConfIndex !== undefined) {
+    return { wait: true, note: `the leader on node ${leader.nodeId} is at conf index ${at}, older than the allocation's ${since}: waiting for it to apply its log before adding the new peer ${d.newPeerId}` };
+  }
+  return undefined;
+}
+
+/**
+ * Raises the peer-id allocator above every peer id the region's group is known to use: its
+ * leader's configuration, and each replica of it a live node reports (its own id and its
+ * membership). Heartbeat reconciliation raises it above everything reported (`idFloors`), but a
+ * catalog restored from an older copy may allocate before the nodes that report this region have
+ * been heard: an id the group uses, given to a new replica, would make two replicas of one peer.
+ */
+function raisePeerIds(ctx: ProcedureContext, region: RegionDef): void {
+  let top = ctx.catalog.nextPeerId - 1;
+  for (const p of region.replicas) top = Math.max(top, p.peerId);
+  const seen = hostedReplicas(ctx, region.regionId).map(([, r]) => r);
+  const leader = ctx.leaderOf(region);
+  if (leader) seen.push(leader.replica);
+  for (const r of seen) top = Math.max(top, r.peerId, ...r.voters, ...r.learners);
+  ctx.catalog.nextPeerId = top + 1;
 }
 
 function openNew(ctx: ProcedureContext, d: Allocated, region: RegionDef): void {
@@ -180,8 +223,12 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         excluded.delete(d.oldNodeId);
         const node = elsewhere ?? (d.inPlace && oldNodeFree ? ctx.pickNode(excluded) : undefined);
         if (!node) return { retry: 'no healthy datanode without a replica of this region' };
+        raisePeerIds(ctx, region);
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
+        const leader = ctx.leaderOf(region);
+        if (leader) d.allocatedAtConfIndex = Math.max(leader.replica.confIndex, region.confIndex ?? 0);
+        else delete d.allocatedAtConfIndex;
         // In the catalog from now on: heartbeat reconciliation opens it on the new node.
         region.replicas = [...region.replicas, { peerId: d.newPeerId, nodeId: d.newNodeId }];
         region.confVersion++;
@@ -203,6 +250,8 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           d.learnerAtConfIndex = leader.replica.confIndex;
           return { next: 'catch-up' };
         }
+        const unadded = notAddedYet(d, region, leader);
+        if (unadded) return unadded;
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });

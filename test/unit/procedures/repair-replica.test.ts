@@ -83,6 +83,28 @@ describe('repair-replica / allocate', () => {
     expect(record().step).to.equal('add-learner');
   });
 
+  it("records the leader's conf index at the allocation (add-learner judges a removal of the new peer by it)", () => {
+    const { f, id, record } = repair('allocate');
+    f.region().confIndex = 18;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 20 }));
+    f.step(id);
+    expect(record().data).to.include({ newPeerId: 4, allocatedAtConfIndex: 20 });
+  });
+
+  it('never allocates a peer id the group names: the allocator, behind (a restored catalog, reports not in yet), is raised above the leader\'s configuration and the region\'s replicas (review N)', () => {
+    // The group has a learner 4 on node 4 that the catalog copy does not know (added after the
+    // copy, by whatever allocated it); the copy's allocator is at 4.
+    const { f, id, record } = repair('allocate');
+    f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.alive.add(5);
+    f.reports.set(5, new Map());
+    f.report(4, replica(4, { voters: [1, 2, 3], learners: [4], confIndex: 21 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], learners: [4], confIndex: 21 }));
+    f.step(id);
+    expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
+    expect(f.catalog.nextPeerId).to.equal(6);
+  });
+
   it('resume: a crash before the save loses the placement and the id with it; the re-run places one replica, not two', () => {
     const { f, id, record } = repair('allocate');
     f.stepThenCrash(id);
@@ -160,6 +182,50 @@ describe('repair-replica / add-learner', () => {
     const { f, id, record } = repair('add-learner', { newPeerId: undefined, newNodeId: undefined });
     f.step(id);
     expect(record()).to.include({ status: 'failed', error: 'no new peer allocated (the record skipped allocate)' });
+  });
+
+  // A catalog copy taken at this step (peer 4 placed at the leader's conf index 20), restored
+  // (`meta seed`, a single metasrv from an older disk) after the group added peer 4, promoted it,
+  // removed peer 3 and replaced peer 4 by peer 9 in another repair: the group is 1, 2, 9 at 60.
+  it('a new peer the group has added and removed since it was allocated is not opened or added again: failed, nothing sent (review N, Y5\'s neighbour)', () => {
+    const { f, id, record } = repair('add-learner', { allocatedAtConfIndex: 20 });
+    f.region().confIndex = 20;
+    f.report(1, replica(1, { voters: [1, 2, 9], confIndex: 60 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds(), 'open_region of a peer id that voted, and its AddLearner').to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/the group removed the new peer 4/);
+  });
+
+  it('the same from a record without the allocation\'s conf index (written before it was kept): judged against the catalog\'s', () => {
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+  });
+
+  it('a record without the field and a catalog without a conf index: sent as before (nothing to judge a removal by)', () => {
+    const { f, id, record } = repair('add-learner');
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+    expect(record()).to.include({ status: 'running', step: 'add-learner' });
+  });
+
+  it('a leader whose configuration is older than the allocation\'s (just elected, not applied yet) is waited for, sending nothing; at the allocation\'s it is sent', () => {
+    const { f, id, record } = repair('add-learner', { allocatedAtConfIndex: 20 });
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 12 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record()).to.include({ status: 'running', step: 'add-learner' });
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 20 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+    expect(record()).to.include({ status: 'running', step: 'add-learner' });
   });
 
   it('resume: the leader added the learner but the metasrv crashed before seeing it: the re-run moves on without re-sending', () => {

@@ -1264,6 +1264,11 @@ export class Raft {
     if (!(cc.nodeId > 0)) throw invalid('node id must be positive');
     if (cc.type === ConfChangeType.AddLearner && voters.has(cc.nodeId)) throw invalid('already a voter');
     if (cc.type === ConfChangeType.AddVoter && voters.has(cc.nodeId)) throw invalid('already a voter');
+    // Learner → voter only (R14): a peer never added, or removed since, has no replica that
+    // answers for it (or one reopened empty under an id that voted); made a voter it would count
+    // in every quorum. The caller judged on a view that may be stale; this is the leader's own.
+    // The bootstrap configuration's AddVoter entries are applied, never proposed.
+    if (cc.type === ConfChangeType.AddVoter && !learners.has(cc.nodeId)) throw invalid('not a learner (add it as a learner first)');
     if (cc.type === ConfChangeType.RemoveNode) {
       if (!voters.has(cc.nodeId) && !learners.has(cc.nodeId)) throw invalid('not a member');
       if (voters.has(cc.nodeId) && voters.size === 1) throw invalid('cannot remove the last voter');

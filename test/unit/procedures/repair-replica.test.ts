@@ -91,9 +91,10 @@ describe('repair-replica / allocate', () => {
     expect(record().data).to.include({ newPeerId: 4, allocatedAtConfIndex: 20 });
   });
 
-  it('never allocates a peer id the group names: the allocator, behind (a restored catalog, reports not in yet), is raised above the leader\'s configuration and the region\'s replicas (review N)', () => {
+  it('never allocates a peer id the group names: the allocator, behind (a restored catalog), is raised above the leader\'s configuration and the region\'s replicas by the step itself (review N)', () => {
     // The group has a learner 4 on node 4 that the catalog copy does not know (added after the
-    // copy, by whatever allocated it); the copy's allocator is at 4.
+    // copy); the copy's allocator is at 4. (The metasrv's heartbeat reconciliation raises it too,
+    // idFloors; the step no longer depends on that.)
     const { f, id, record } = repair('allocate');
     f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
     f.alive.add(5);

@@ -155,16 +155,17 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
 }
 
 /**
- * add-learner, before it opens the new replica and asks for the learner: a leader that does not
- * count the new peer at a configuration newer than the one `allocate` saw (`allocatedAtConfIndex`;
- * for a record without it, the catalog's conf index) has added and removed it since — a catalog
- * restored from a copy taken at `allocate`/`add-learner` resumes here after the group added,
- * promoted and removed the peer — and the repair fails, sending nothing: the open would bring the
- * peer back, maybe empty, under a peer id that has voted (Y5's hazard one step earlier). A leader
- * at an older configuration than the allocation's (just elected, its log not applied yet) is
- * waited for: what it has not applied may be that removal. With neither index, as before: sent.
+ * add-learner, before it opens the new replica and asks for the learner (the leader does not count
+ * the peer): a leader at a configuration newer than the one `allocate` saw (`allocatedAtConfIndex`;
+ * for a record without it, the catalog's conf index) has added and removed the peer since — a
+ * catalog restored from a copy taken at add-learner resumes here after the group added, promoted
+ * and removed it — and the repair fails, sending nothing: the open would bring the peer back,
+ * maybe empty, under a peer id that has voted (Y5's hazard one step earlier). While the repair
+ * holds the region nothing else changes its membership, so any newer configuration is that. A
+ * leader at an older configuration than the allocation's (just elected, its log not applied yet)
+ * is waited for: what it has not applied may be that removal. With neither index: sent, as before.
  */
-function notAddedYet(d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
+function beforeAdding(d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
   const since = d.allocatedAtConfIndex ?? region.confIndex;
   if (since === undefined) return undefined;
   const at = leader.replica.confIndex;
@@ -182,9 +183,10 @@ function notAddedYet(d: Allocated, region: RegionDef, leader: Leader): Result | 
 /**
  * Raises the peer-id allocator above every peer id the region's group is known to use: its
  * leader's configuration, and each replica of it a live node reports (its own id and its
- * membership). Heartbeat reconciliation raises it above everything reported (`idFloors`), but a
- * catalog restored from an older copy may allocate before the nodes that report this region have
- * been heard: an id the group uses, given to a new replica, would make two replicas of one peer.
+ * membership). The metasrv's heartbeat reconciliation already raises it above every id a live node
+ * reports (`idFloors`) in the turn its report becomes visible here; allocate does not depend on
+ * that: an id the group uses (a catalog restored from an older copy is behind), given to the new
+ * replica, would be taken for it at add-learner and opened on a second node.
  */
 function raisePeerIds(ctx: ProcedureContext, region: RegionDef): void {
   let top = ctx.catalog.nextPeerId - 1;
@@ -250,8 +252,8 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           d.learnerAtConfIndex = leader.replica.confIndex;
           return { next: 'catch-up' };
         }
-        const unadded = notAddedYet(d, region, leader);
-        if (unadded) return unadded;
+        const removedOrBehind = beforeAdding(d, region, leader);
+        if (removedOrBehind) return removedOrBehind;
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });

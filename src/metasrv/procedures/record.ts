@@ -55,13 +55,6 @@ export interface RepairReplicaData {
    * nor promoted again.
    */
   learnerAtConfIndex?: number;
-  /**
-   * The leader's conf index when `allocate` chose the new peer (the catalog's, if higher), absent
-   * when no leader reported then (and in records written before it was kept; the catalog's conf
-   * index stands in): a leader reporting a newer configuration without the peer at `add-learner`
-   * has added and removed it since, and it is neither opened nor added again (Y5's neighbour).
-   */
-  allocatedAtConfIndex?: number;
 }
 
 /** One planned leader transfer of balance-leaders: the region's leadership to `targetPeer` on node `target`. */
@@ -157,7 +150,6 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     reason: 'string?',
     inPlace: 'boolean?',
     learnerAtConfIndex: 'number?',
-    allocatedAtConfIndex: 'number?',
   },
   'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
   'drain-node': { nodeId: 'number' },

@@ -150,34 +150,35 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   delete data.newPeerId;
   delete data.newNodeId;
   delete data.learnerAtConfIndex;
-  delete data.allocatedAtConfIndex;
   return { next: 'allocate', note };
 }
 
 /**
  * add-learner, before it opens the new replica and asks for the learner (the leader does not count
- * the peer): a leader at a configuration newer than the one `allocate` saw (`allocatedAtConfIndex`;
- * for a record without it, the catalog's conf index) has added and removed the peer since — a
- * catalog restored from a copy taken at add-learner resumes here after the group added, promoted
- * and removed it — and the repair fails, sending nothing: the open would bring the peer back,
- * maybe empty, under a peer id that has voted (Y5's hazard one step earlier). While the repair
- * holds the region nothing else changes its membership, so any newer configuration is that. A
- * leader at an older configuration than the allocation's (just elected, its log not applied yet)
- * is waited for: what it has not applied may be that removal. With neither index: sent, as before.
+ * the new peer): whether the group went on past this step in a catalog this metasrv no longer has
+ * — a catalog restored from a copy taken at add-learner (a single metasrv from an older disk,
+ * `meta seed`) resumes here after the group added the peer, promoted it, removed the old one and
+ * maybe replaced the new one again (Y5's hazard one step earlier: the open would bring the peer
+ * back, maybe empty, under a peer id that has voted). Then the repair fails, sending nothing. The
+ * evidence, each independent of conf indexes (a reported conf index is over-stated by a snapshot
+ * the replica was opened from or installed, docs/raft-rules.md R16, so a newer one does not mean a
+ * membership change: sim seed 148 with `drain`, docs/procedures.md):
+ *   - the leader counts a peer id above the new peer's: allocated after it (allocate raised the
+ *     allocator above every id the group was seen to use), and nothing but this repair adds peers
+ *     to the region while it holds it;
+ *   - the leader no longer counts the old peer (removedByGroup): its replacement is done.
+ * Not detected: the new peer added as a learner, given up and removed (Y6) with the old peer still
+ * in and its successor not yet added — it never voted (Y6 removes learners only).
  */
-function beforeAdding(d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
-  const since = d.allocatedAtConfIndex ?? region.confIndex;
-  if (since === undefined) return undefined;
-  const at = leader.replica.confIndex;
-  if (at > since) {
-    return {
-      failed: `the group removed the new peer ${d.newPeerId} since it was allocated (the leader on node ${leader.nodeId} has ${[...leader.replica.voters, ...leader.replica.learners].join(',')} at conf index ${at}, newer than ${since}): not opened or added again (a catalog older than the group?); the catalog is left to reconciliation`,
-    };
-  }
-  if (at < since && d.allocatedAtConfIndex !== undefined) {
-    return { wait: true, note: `the leader on node ${leader.nodeId} is at conf index ${at}, older than the allocation's ${since}: waiting for it to apply its log before adding the new peer ${d.newPeerId}` };
-  }
-  return undefined;
+function wentOnWithout(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
+  const members = [...leader.replica.voters, ...leader.replica.learners];
+  const later = members.filter((p) => p > d.newPeerId);
+  const removedOld = removedByGroup(ctx, region, d.oldPeerId);
+  if (later.length === 0 && !removedOld) return undefined;
+  const why = later.length > 0 ? `it counts peer ${later.join(',')}, allocated after the new peer ${d.newPeerId}` : `it no longer counts the old peer ${d.oldPeerId}`;
+  return {
+    failed: `the group went on past add-learner without this metasrv (the leader on node ${leader.nodeId} has ${members.join(',')} at conf index ${leader.replica.confIndex}: ${why}): the new peer ${d.newPeerId} is not opened or added again (a catalog older than the group?); the catalog is left to reconciliation`,
+  };
 }
 
 /**
@@ -228,9 +229,6 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         raisePeerIds(ctx, region);
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
-        const leader = ctx.leaderOf(region);
-        if (leader) d.allocatedAtConfIndex = Math.max(leader.replica.confIndex, region.confIndex ?? 0);
-        else delete d.allocatedAtConfIndex;
         // In the catalog from now on: heartbeat reconciliation opens it on the new node.
         region.replicas = [...region.replicas, { peerId: d.newPeerId, nodeId: d.newNodeId }];
         region.confVersion++;
@@ -252,8 +250,8 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           d.learnerAtConfIndex = leader.replica.confIndex;
           return { next: 'catch-up' };
         }
-        const removedOrBehind = beforeAdding(d, region, leader);
-        if (removedOrBehind) return removedOrBehind;
+        const wentOn = wentOnWithout(ctx, d, region, leader);
+        if (wentOn) return wentOn;
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });

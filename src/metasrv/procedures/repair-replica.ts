@@ -9,7 +9,8 @@
 //                 replica per region. The old peer stays a voter until remove-old; it is
 //                 stopped and untrusted, so deleting it loses nothing the group needs
 //   add-learner → the leader adds the new peer as a learner (it cannot vote, so it cannot
-//                 weaken quorums while it catches up)
+//                 weaken quorums while it catches up); failed, nothing sent, if the group went
+//                 on past this step without this metasrv (a catalog restored from an older copy)
 //   catch-up    → wait until the new replica has applied what the leader had committed
 //   promote     → the leader makes it a voter
 //   remove-old  → the leader removes the old peer; the catalog drops it (routes change here)

@@ -9,8 +9,9 @@
 //                 replica per region. The old peer stays a voter until remove-old; it is
 //                 stopped and untrusted, so deleting it loses nothing the group needs
 //   add-learner → the leader adds the new peer as a learner (it cannot vote, so it cannot
-//                 weaken quorums while it catches up); failed, nothing sent, if the group went
-//                 on past this step without this metasrv (a catalog restored from an older copy)
+//                 weaken quorums while it catches up); failed, nothing sent and the new peer's
+//                 placement dropped, if the group went on past this step without this metasrv
+//                 (a catalog restored from an older copy)
 //   catch-up    → wait until the new replica has applied what the leader had committed
 //   promote     → the leader makes it a voter
 //   remove-old  → the leader removes the old peer; the catalog drops it (routes change here)
@@ -144,8 +145,7 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
   if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
-  region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
-  region.confVersion++;
+  dropNewPeer(region, d);
   const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (its node down too long; the group does not count it); placing another`;
   const data: RepairReplicaData = d;
   delete data.newPeerId;
@@ -155,12 +155,27 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
 }
 
 /**
+ * The new peer's placement leaves the catalog, once the leader does not count the peer and will
+ * not (Y6's give-up; add-learner's `wentOnWithout`): heartbeat reconciliation no longer tells its
+ * node to open it (reconcile.ts `nodeActions`), and deletes a replica of it the node hosts once
+ * the leader's membership allows (R1).
+ */
+function dropNewPeer(region: RegionDef, d: Allocated): void {
+  region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
+  region.confVersion++;
+}
+
+/**
  * add-learner, before it opens the new replica and asks for the learner (the leader does not count
  * the new peer): whether the group went on past this step in a catalog this metasrv no longer has
  * — a catalog restored from a copy taken at add-learner (a single metasrv from an older disk,
  * `meta seed`) resumes here after the group added the peer, promoted it, removed the old one and
  * maybe replaced the new one again (Y5's hazard one step earlier: the open would bring the peer
- * back, maybe empty, under a peer id that has voted). Then the repair fails, sending nothing. The
+ * back, maybe empty, under a peer id that has voted). Then the repair fails, sending nothing, and
+ * the step drops the new peer's placement (`dropNewPeer`). Left in the catalog, heartbeat
+ * reconciliation would tell its node to open it while R2 leaves the region alone (the catalog's
+ * conf index at or above the group's, which a snapshot over-states) and R5 cannot judge it (no
+ * leader reports, reconcile.ts `passedByGroup`). The
  * evidence, each independent of conf indexes (a reported conf index is over-stated by a snapshot
  * the replica was opened from or installed, docs/raft-rules.md R16, so a newer one does not mean a
  * membership change: sim seed 148 with `drain`, docs/procedures.md):
@@ -178,7 +193,7 @@ function wentOnWithout(ctx: ProcedureContext, d: Allocated, region: RegionDef, l
   if (later.length === 0 && !removedOld) return undefined;
   const why = later.length > 0 ? `it counts peer ${later.join(',')}, allocated after the new peer ${d.newPeerId}` : `it no longer counts the old peer ${d.oldPeerId}`;
   return {
-    failed: `the group went on past add-learner without this metasrv (the leader on node ${leader.nodeId} has ${members.join(',')} at conf index ${leader.replica.confIndex}: ${why}): the new peer ${d.newPeerId} is not opened or added again (a catalog older than the group?); the catalog is left to reconciliation`,
+    failed: `the group went on past add-learner without this metasrv (the leader on node ${leader.nodeId} has ${members.join(',')} at conf index ${leader.replica.confIndex}: ${why}): the new peer ${d.newPeerId} is not opened or added again (a catalog older than the group?); its placement on node ${d.newNodeId} dropped, the rest of the catalog left to reconciliation`,
   };
 }
 
@@ -252,7 +267,10 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           return { next: 'catch-up' };
         }
         const wentOn = wentOnWithout(ctx, d, region, leader);
-        if (wentOn) return wentOn;
+        if (wentOn) {
+          dropNewPeer(region, d);
+          return wentOn;
+        }
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { RESEND_AFTER_MS } from '../../../src/metasrv/procedures/procedure.js';
 import type { RepairReplicaData, StepOf } from '../../../src/metasrv/procedures/record.js';
-import { reconcileCatalog } from '../../../src/metasrv/reconcile.js';
+import { type Reports, nodeActions, reconcileCatalog } from '../../../src/metasrv/reconcile.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
 type Step = StepOf<'repair-replica'>;
@@ -23,6 +23,16 @@ function repair(step: Step, over: Partial<RepairReplicaData> = {}) {
   f.procedure(id, 'repair-replica').step = step;
   f.save();
   return { f, id, record: () => f.procedure(id, 'repair-replica') };
+}
+
+/** The live nodes' reports (what the metasrv's reconciliation reads). */
+function liveReports(f: FakeCluster): Reports {
+  return new Map([...f.reports].filter(([nodeId]) => f.alive.has(nodeId)));
+}
+
+/** The replicas heartbeat reconciliation tells `nodeId` to open (reconcile.ts nodeActions, as the metasrv calls it). */
+function reconciliationOpens(f: FakeCluster, nodeId: number): string[] {
+  return nodeActions(f.catalog, nodeId, liveReports(f), () => false).flatMap((a) => ('open' in a ? [`open ${a.open.peerId}@${nodeId}`] : []));
 }
 
 /** The leader (node 2) reports this membership. */
@@ -189,6 +199,35 @@ describe('repair-replica / add-learner', () => {
     expect(f.sentKinds(), 'open_region of a peer id that voted, and its AddLearner').to.deep.equal([]);
     expect(record().status).to.equal('failed');
     expect(record().error).to.match(/it counts peer 9, allocated after the new peer 4/);
+  });
+
+  // Review of N1: the failed step left peer 4's placement, and heartbeat reconciliation told node 4
+  // to open it (empty, bootstrap=false, under an id that voted) on every heartbeat: R2 leaves the
+  // region alone when the catalog's conf index (over-stated by a snapshot) is at or above the group's.
+  it('the same with the catalog\'s conf index over-stated: the new peer\'s placement is dropped, so reconciliation does not open it, with the leader reporting or not (failed before: open 4@4)', () => {
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 101;
+    f.report(1, replica(1, { voters: [1, 2, 9], confIndex: 60 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    const r2 = reconcileCatalog(f.catalog, liveReports(f), new Set());
+    expect(r2.adopt, 'R2 leaves the region alone').to.deep.equal([]);
+    expect(reconciliationOpens(f, 4)).to.deep.equal([]);
+    f.kill(2); // no leader reports: reconciliation has nothing to judge the placement by
+    expect(reconciliationOpens(f, 4), 'peer 4 opened with no leader reporting').to.deep.equal([]);
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
+    expect(record().error).to.match(/its placement on node 4 dropped/);
+  });
+
+  it("a normal repair's new peer is opened by reconciliation as by the step, before and after the leader adds it (R5 does not hold it)", () => {
+    const { f, id } = repair('add-learner');
+    expect(reconciliationOpens(f, 4)).to.deep.equal(['open 4@4']);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+    leaderReports(f, [1, 2, 3], [4]);
+    expect(reconciliationOpens(f, 4)).to.deep.equal(['open 4@4']);
   });
 
   it('the same when the group still counts the new peer\'s successor only (peer 4 promoted, peer 3 removed, peer 4 removed; its successor not added yet): the old peer is gone', () => {

@@ -1075,10 +1075,16 @@ export class MetasrvCore {
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are
       // replaced by them): nothing from a heartbeat meanwhile.
-      if (this.recovering.has('open' in action ? action.open.regionId : action.destroy.regionId)) continue;
+      if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
         const region = this.catalog.regions[action.open.regionId]!;
         instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
+      } else if ('skip' in action) {
+        // R5: the placement is left as it is (R2 adopts the group's membership once its conf
+        // index passes the catalog's; until then the region is a status problem); logged once per
+        // interval per placement, as it comes back on every heartbeat of the node.
+        const suppressed = this.rejectionLog.admit(`open-skipped:${action.skip.regionId}:${action.skip.peerId}`, this.clock.nowMs());
+        if (suppressed !== undefined) this.log.warn({ nodeId, ...action.skip, suppressed }, 'not opening a replica the catalog places: its group went on past it');
       } else {
         this.log.info({ nodeId, ...action.destroy }, 'deleting a replica the group no longer has');
         instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true, peer_id: String(action.destroy.peerId) } });

@@ -17,6 +17,9 @@
 //      reported as a problem for `regiondb status`.
 //   R4 A replica marked lost (its store was replaced, or it reported itself failed) is never
 //      opened again under its peer id: a repair-replica procedure replaces it.
+//   R5 A placed replica is not opened when the region's leader has gone past its peer: it does
+//      not count it and counts a higher peer id (`passedByGroup`). Skipped and logged, nothing
+//      deleted.
 import { type CatalogState, type RegionDef, type ReplicaPlacement, droppedAt, regionList, regionWithId } from './catalog.js';
 import { type ObservedReplica, namesPeer } from './procedures/procedure.js';
 
@@ -220,24 +223,50 @@ function reconcileDiffering(region: RegionDef, group: GroupView, known: number, 
 
 export type NodeAction =
   | { readonly open: { readonly regionId: string; readonly peerId: number } }
+  /** R5: a placement not opened (the caller logs it); nothing is deleted for it. */
+  | { readonly skip: { readonly regionId: string; readonly peerId: number; readonly why: string } }
   | { readonly destroy: { readonly regionId: string; readonly peerId: number; readonly why: string } };
 
 /**
- * R1/R4 for one datanode: the replicas to open there (placed by the catalog, not hosted, not
- * lost) and those to destroy (R1).
+ * R1/R4/R5 for one datanode: the replicas to open there (placed by the catalog, not hosted, not
+ * lost, not passed by their group: `passedByGroup`), those placed but passed by (skipped) and
+ * those to destroy (R1).
  */
 export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports, awaitingReport: AwaitingReport): NodeAction[] {
   const actions: NodeAction[] = [];
   const mine = reports.get(nodeId) ?? new Map<string, ObservedReplica>();
   for (const region of regionList(catalog)) {
     const placed = region.replicas.find((p) => p.nodeId === nodeId && !p.lost);
-    if (placed && !mine.has(region.regionId)) actions.push({ open: { regionId: region.regionId, peerId: placed.peerId } });
+    if (!placed || mine.has(region.regionId)) continue;
+    const passed = passedByGroup(region.regionId, placed.peerId, reports);
+    actions.push(passed === undefined ? { open: { regionId: region.regionId, peerId: placed.peerId } } : { skip: { regionId: region.regionId, peerId: placed.peerId, why: passed } });
   }
   for (const seen of mine.values()) {
     const why = destroyReason(catalog, nodeId, seen, reports, awaitingReport);
     if (why) actions.push({ destroy: { regionId: seen.regionId, peerId: seen.peerId, why } });
   }
   return actions;
+}
+
+/**
+ * R5: why a placed peer its node does not host must not be opened there — the region's leader
+ * (`groupOf`) does not count it and counts a peer id above it — or undefined to open it. Peer ids
+ * are allocated in increasing order (repair-replica's `allocate` raises the allocator above every
+ * id its region's group is seen to use, and every heartbeat above every id reported), so a counted
+ * id above it was allocated after it: the group went on past this peer — added it, removed it and
+ * replaced it, or never added it — in a membership the catalog does not follow (a catalog restored
+ * from an older copy, left alone by R2 when its conf index is at or above the group's, which a
+ * snapshot over-states). Opened, the peer would come back empty (bootstrap=false) under an id that
+ * may have voted, taking raft messages from any peer of its open list. Not passed by: a repair's
+ * new peer not added yet (the highest id: none above it counted), a bootstrap region's peers (the
+ * leader counts them), any peer of a region no leader reports (opened as before R5). Pure.
+ */
+export function passedByGroup(regionId: string, peerId: number, reports: Reports): string | undefined {
+  const group = groupOf(regionId, reports);
+  if (!group || group.voters.includes(peerId) || group.learners.includes(peerId)) return undefined;
+  const above = [...group.voters, ...group.learners].filter((p) => p > peerId);
+  if (above.length === 0) return undefined;
+  return `the leader on node ${group.leaderNodeId} does not count peer ${peerId} and counts ${above.join(',')}, allocated after it (conf index ${group.confIndex}): the group went on past it; not opened`;
 }
 
 /** Why a hosted replica may be destroyed (R1), or undefined to keep it. */

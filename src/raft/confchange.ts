@@ -1,6 +1,7 @@
 // Single-step membership changes (Raft thesis §4.1; paper §6 via one change at a time).
 // A region grows by: AddLearner → (learner catches up) → AddVoter (promote); shrinks by
-// RemoveNode. Only one change may be pending (proposed but not applied) at a time.
+// RemoveNode. Only one change may be pending (proposed but not applied) at a time, and an AddVoter
+// is taken only for a learner (raft.ts validateConfChange).
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { NodeId } from './types.js';
 

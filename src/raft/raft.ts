@@ -23,7 +23,8 @@
 // INVARIANT P6 (docs/raft-rules.md R12): ReadIndex is served only after the leader committed an
 //   entry of its term and a quorum acknowledged a heartbeat sent after the read was registered.
 // INVARIANT P7 (docs/raft-rules.md R14): at most one membership change is pending (proposed and
-//   not applied); learners never vote and never count toward commit.
+//   not applied); learners never vote and never count toward commit; a peer becomes a voter only
+//   from learner (an AddVoter of any other is refused).
 // INVARIANT P8 (docs/raft-rules.md R18): a snapshot at or below the commit index is never
 //   installed.
 // INVARIANT Q1 (docs/quiescence.md): a leader quiesces (stops ticking: no heartbeats, no
@@ -1264,6 +1265,12 @@ export class Raft {
     if (!(cc.nodeId > 0)) throw invalid('node id must be positive');
     if (cc.type === ConfChangeType.AddLearner && voters.has(cc.nodeId)) throw invalid('already a voter');
     if (cc.type === ConfChangeType.AddVoter && voters.has(cc.nodeId)) throw invalid('already a voter');
+    // Learner → voter only (P7): a peer never added, or removed since, has no replica that
+    // answers for it (or one reopened empty under an id that voted); made a voter it would count
+    // in every quorum. The caller judged on a view that may be stale; this is the leader's own,
+    // current (P7: nothing pending). The bootstrap configuration's AddVoter entries are applied,
+    // never proposed.
+    if (cc.type === ConfChangeType.AddVoter && !learners.has(cc.nodeId)) throw invalid('not a learner (add it as a learner first)');
     if (cc.type === ConfChangeType.RemoveNode) {
       if (!voters.has(cc.nodeId) && !learners.has(cc.nodeId)) throw invalid('not a member');
       if (voters.has(cc.nodeId) && voters.size === 1) throw invalid('cannot remove the last voter');

@@ -246,6 +246,32 @@ describe('§6 membership changes (single-step, learners first)', () => {
     }
   });
 
+  it('refuses an AddVoter of a peer that is not a learner — never added, or added and removed since (review N: every caller goes learner → voter)', () => {
+    // The metasrv judges a promotion on a report that may be stale (a catalog restored from an
+    // older copy, Y5; a removal of the learner in flight): promoting a removed peer would make a
+    // voter no replica answers for, counted in every quorum for good.
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.addNode(4, [1, 2, 3], []);
+    net.raft(1).proposeConfChange({ type: AddLearner, nodeId: 4, context: '' });
+    net.settle();
+    net.raft(1).proposeConfChange({ type: RemoveNode, nodeId: 4, context: '' });
+    net.settle();
+    expect(net.raft(1).confState()).to.deep.equal({ voters: [1, 2, 3], learners: [] });
+    for (const nodeId of [4, 5]) {
+      let refused: unknown;
+      try {
+        net.raft(1).proposeConfChange({ type: AddVoter, nodeId, context: '' });
+      } catch (err) {
+        refused = err;
+      }
+      expect(isRegionDbError(refused, ErrorCode.InvalidArgument), `AddVoter of ${nodeId}: ${String(refused)}`).to.equal(true);
+      expect(String(refused)).to.match(/not a learner/);
+    }
+    net.settle();
+    expect(net.raft(1).confState(), 'no voter that no replica answers for').to.deep.equal({ voters: [1, 2, 3], learners: [] });
+  });
+
   it('a node removed from the region stops receiving appends from the leader', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

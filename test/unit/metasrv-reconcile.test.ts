@@ -189,6 +189,69 @@ describe('metasrv reconciliation (issue 14.2)', () => {
     });
   });
 
+  // R5 (review of N1): a catalog copy taken while a repair placed peer 4 on node 4 (at add-learner),
+  // restored after the group added, promoted and removed peer 4 (peer 9 replaced it); its conf
+  // index, over-stated by a snapshot, is at or above the group's, so R2 leaves the region alone.
+  describe('R5 a placement the group went past is not opened', () => {
+    const placed = () =>
+      catalogWith(
+        [
+          { peerId: 1, nodeId: 1 },
+          { peerId: 2, nodeId: 2 },
+          { peerId: 3, nodeId: 3 },
+          { peerId: 4, nodeId: 4 },
+        ],
+        101,
+      );
+    const opens = (catalog: CatalogState, nodeId: number, seen: Reports) => nodeActions(catalog, nodeId, seen, NONE).filter((a) => 'open' in a);
+
+    it('the leader counts a peer id above the placed one and not it: no open, a skip saying why; R2 leaves the region alone (failed before: open of peer 4)', () => {
+      const catalog = placed();
+      const group = { voters: [1, 2, 9], confIndex: 60 };
+      const seen = reports({ 1: replica(1, group), 2: replica(2, { role: 'leader', ...group }), 4: replica(99, { regionId: makeRegionId(2000, 0) }) });
+      expect(reconcileCatalog(catalog, seen, new Set()).problems.get(REGION)?.[0]).to.match(/left alone/);
+      const actions = nodeActions(catalog, 4, seen, NONE);
+      expect(actions, 'peer 4 opened empty under an id that voted').to.have.length(1);
+      expect(actions[0]).to.have.property('skip').that.deep.includes({ regionId: REGION, peerId: 4 });
+      expect((actions[0] as { skip: { why: string } }).skip.why).to.match(/does not count peer 4 and counts 9, allocated after it/);
+      // The same for a placement of an older peer the group replaced (peer 3 by 9): not opened on node 3.
+      expect(opens(catalog, 3, seen)).to.deep.equal([]);
+    });
+
+    it('the same for a successor added as a learner (peer 4 given up, Y6; peer 5 added)', () => {
+      const seen = reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 3], learners: [5], confIndex: 60 }) });
+      expect(opens(placed(), 4, seen)).to.deep.equal([]);
+    });
+
+    it("a repair's new peer, not added yet (the highest id) or added as a learner, is opened", () => {
+      const catalog = placed();
+      expect(opens(catalog, 4, reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 3] }) }))).to.deep.equal([{ open: { regionId: REGION, peerId: 4 } }]);
+      expect(opens(catalog, 4, reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 3], learners: [4] }) }))).to.deep.equal([{ open: { regionId: REGION, peerId: 4 } }]);
+      // A counted peer is opened whatever ids above it are counted.
+      expect(opens(catalog, 4, reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 4], learners: [7] }) }))).to.deep.equal([{ open: { regionId: REGION, peerId: 4 } }]);
+    });
+
+    it('a bootstrap region (peers 1, 2, 3): each is opened, before any report and with a leader counting them', () => {
+      const catalog = catalogWith([
+        { peerId: 1, nodeId: 1 },
+        { peerId: 2, nodeId: 2 },
+        { peerId: 3, nodeId: 3 },
+      ]);
+      for (const node of [1, 2, 3]) expect(opens(catalog, node, new Map()), `node ${node}`).to.deep.equal([{ open: { regionId: REGION, peerId: node } }]);
+      const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3] }) });
+      expect(opens(catalog, 3, seen)).to.deep.equal([{ open: { regionId: REGION, peerId: 3 } }]);
+    });
+
+    it('no leader report (followers only, or a failed leader), or a lower-term leader past it while the highest-term one is not: opened as before', () => {
+      const catalog = placed();
+      const open4 = [{ open: { regionId: REGION, peerId: 4 } }];
+      expect(opens(catalog, 4, reports({ 1: replica(1, { voters: [1, 2, 9] }), 2: replica(2, { voters: [1, 2, 9] }) }))).to.deep.equal(open4);
+      expect(opens(catalog, 4, reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 9], health: 'failed' }) }))).to.deep.equal(open4);
+      const seen = reports({ 1: replica(1, { role: 'leader', term: 2, voters: [1, 2, 9] }), 2: replica(2, { role: 'leader', term: 4, voters: [1, 2, 3] }) });
+      expect(opens(catalog, 4, seen)).to.deep.equal(open4);
+    });
+  });
+
   describe('id allocators after a catalog loss', () => {
     it('are raised above every peer id and table id the datanodes report', () => {
       const other = makeRegionId(2000, 3);

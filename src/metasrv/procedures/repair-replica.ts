@@ -9,7 +9,9 @@
 //                 replica per region. The old peer stays a voter until remove-old; it is
 //                 stopped and untrusted, so deleting it loses nothing the group needs
 //   add-learner → the leader adds the new peer as a learner (it cannot vote, so it cannot
-//                 weaken quorums while it catches up)
+//                 weaken quorums while it catches up); failed, nothing sent and the new peer's
+//                 placement dropped, if the group went on past this step without this metasrv
+//                 (a catalog restored from an older copy)
 //   catch-up    → wait until the new replica has applied what the leader had committed
 //   promote     → the leader makes it a voter
 //   remove-old  → the leader removes the old peer; the catalog drops it (routes change here)
@@ -143,14 +145,74 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
   if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
-  region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
-  region.confVersion++;
+  dropNewPeer(region, d);
   const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (its node down too long; the group does not count it); placing another`;
   const data: RepairReplicaData = d;
   delete data.newPeerId;
   delete data.newNodeId;
   delete data.learnerAtConfIndex;
   return { next: 'allocate', note };
+}
+
+/**
+ * The new peer's placement leaves the catalog, once the leader does not count the peer and will
+ * not (Y6's give-up; add-learner's `wentOnWithout`): heartbeat reconciliation no longer tells its
+ * node to open it (reconcile.ts `nodeActions`), and deletes a replica of it the node hosts once
+ * the leader's membership allows (R1).
+ */
+function dropNewPeer(region: RegionDef, d: Allocated): void {
+  region.replicas = region.replicas.filter((p) => p.peerId !== d.newPeerId);
+  region.confVersion++;
+}
+
+/**
+ * add-learner, before it opens the new replica and asks for the learner (the leader does not count
+ * the new peer): whether the group went on past this step in a catalog this metasrv no longer has
+ * — a catalog restored from a copy taken at add-learner (a single metasrv from an older disk,
+ * `meta seed`) resumes here after the group added the peer, promoted it, removed the old one and
+ * maybe replaced the new one again (Y5's hazard one step earlier: the open would bring the peer
+ * back, maybe empty, under a peer id that has voted). Then the repair fails, sending nothing, and
+ * the step drops the new peer's placement (`dropNewPeer`). Left in the catalog, heartbeat
+ * reconciliation would tell its node to open it while R2 leaves the region alone (the catalog's
+ * conf index at or above the group's, which a snapshot over-states) and R5 cannot judge it (no
+ * leader reports, reconcile.ts `passedByGroup`). The
+ * evidence, each independent of conf indexes (a reported conf index is over-stated by a snapshot
+ * the replica was opened from or installed, docs/raft-rules.md R16, so a newer one does not mean a
+ * membership change: sim seed 148 with `drain`, docs/procedures.md):
+ *   - the leader counts a peer id above the new peer's: allocated after it (allocate raised the
+ *     allocator above every id the group was seen to use), and nothing but this repair adds peers
+ *     to the region while it holds it;
+ *   - the leader no longer counts the old peer (removedByGroup): its replacement is done.
+ * Not detected: the new peer added as a learner, given up and removed (Y6) with the old peer still
+ * in and its successor not yet added — it never voted (Y6 removes learners only).
+ */
+function wentOnWithout(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
+  const members = [...leader.replica.voters, ...leader.replica.learners];
+  const later = members.filter((p) => p > d.newPeerId);
+  const removedOld = removedByGroup(ctx, region, d.oldPeerId);
+  if (later.length === 0 && !removedOld) return undefined;
+  const why = later.length > 0 ? `it counts peer ${later.join(',')}, allocated after the new peer ${d.newPeerId}` : `it no longer counts the old peer ${d.oldPeerId}`;
+  return {
+    failed: `the group went on past add-learner without this metasrv (the leader on node ${leader.nodeId} has ${members.join(',')} at conf index ${leader.replica.confIndex}: ${why}): the new peer ${d.newPeerId} is not opened or added again (a catalog older than the group?); its placement on node ${d.newNodeId} dropped, the rest of the catalog left to reconciliation`,
+  };
+}
+
+/**
+ * Raises the peer-id allocator above every peer id the region's group is known to use: its
+ * leader's configuration, and each replica of it a live node reports (its own id and its
+ * membership). The metasrv's heartbeat reconciliation already raises it above every id a live node
+ * reports (`idFloors`) in the turn its report becomes visible here; allocate does not depend on
+ * that: an id the group uses (a catalog restored from an older copy is behind), given to the new
+ * replica, would be taken for it at add-learner and opened on a second node.
+ */
+function raisePeerIds(ctx: ProcedureContext, region: RegionDef): void {
+  let top = ctx.catalog.nextPeerId - 1;
+  for (const p of region.replicas) top = Math.max(top, p.peerId);
+  const seen = hostedReplicas(ctx, region.regionId).map(([, r]) => r);
+  const leader = ctx.leaderOf(region);
+  if (leader) seen.push(leader.replica);
+  for (const r of seen) top = Math.max(top, r.peerId, ...r.voters, ...r.learners);
+  ctx.catalog.nextPeerId = top + 1;
 }
 
 function openNew(ctx: ProcedureContext, d: Allocated, region: RegionDef): void {
@@ -180,6 +242,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         excluded.delete(d.oldNodeId);
         const node = elsewhere ?? (d.inPlace && oldNodeFree ? ctx.pickNode(excluded) : undefined);
         if (!node) return { retry: 'no healthy datanode without a replica of this region' };
+        raisePeerIds(ctx, region);
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
         // In the catalog from now on: heartbeat reconciliation opens it on the new node.
@@ -202,6 +265,11 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         if (namesPeer(leader.replica, d.newPeerId)) {
           d.learnerAtConfIndex = leader.replica.confIndex;
           return { next: 'catch-up' };
+        }
+        const wentOn = wentOnWithout(ctx, d, region, leader);
+        if (wentOn) {
+          dropNewPeer(region, d);
+          return wentOn;
         }
         if (run.resend()) {
           openNew(ctx, d, region);

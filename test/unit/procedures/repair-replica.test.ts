@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { RESEND_AFTER_MS } from '../../../src/metasrv/procedures/procedure.js';
 import type { RepairReplicaData, StepOf } from '../../../src/metasrv/procedures/record.js';
-import { reconcileCatalog } from '../../../src/metasrv/reconcile.js';
+import { type Reports, nodeActions, reconcileCatalog } from '../../../src/metasrv/reconcile.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
 type Step = StepOf<'repair-replica'>;
@@ -23,6 +23,16 @@ function repair(step: Step, over: Partial<RepairReplicaData> = {}) {
   f.procedure(id, 'repair-replica').step = step;
   f.save();
   return { f, id, record: () => f.procedure(id, 'repair-replica') };
+}
+
+/** The live nodes' reports (what the metasrv's reconciliation reads). */
+function liveReports(f: FakeCluster): Reports {
+  return new Map([...f.reports].filter(([nodeId]) => f.alive.has(nodeId)));
+}
+
+/** The replicas heartbeat reconciliation tells `nodeId` to open (reconcile.ts nodeActions, as the metasrv calls it). */
+function reconciliationOpens(f: FakeCluster, nodeId: number): string[] {
+  return nodeActions(f.catalog, nodeId, liveReports(f), () => false).flatMap((a) => ('open' in a ? [`open ${a.open.peerId}@${nodeId}`] : []));
 }
 
 /** The leader (node 2) reports this membership. */
@@ -81,6 +91,21 @@ describe('repair-replica / allocate', () => {
     f.report(2, replica(2, { role: 'leader', voters: [1, 2], confIndex: 143 }));
     f.step(id);
     expect(record().step).to.equal('add-learner');
+  });
+
+  it('never allocates a peer id the group names: the allocator, behind (a restored catalog), is raised above the leader\'s configuration and the region\'s replicas by the step itself (review N)', () => {
+    // The group has a learner 4 on node 4 that the catalog copy does not know (added after the
+    // copy); the copy's allocator is at 4. (The metasrv's heartbeat reconciliation raises it too,
+    // idFloors; the step no longer depends on that.)
+    const { f, id, record } = repair('allocate');
+    f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.alive.add(5);
+    f.reports.set(5, new Map());
+    f.report(4, replica(4, { voters: [1, 2, 3], learners: [4], confIndex: 21 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], learners: [4], confIndex: 21 }));
+    f.step(id);
+    expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
+    expect(f.catalog.nextPeerId).to.equal(6);
   });
 
   it('resume: a crash before the save loses the placement and the id with it; the re-run places one replica, not two', () => {
@@ -160,6 +185,84 @@ describe('repair-replica / add-learner', () => {
     const { f, id, record } = repair('add-learner', { newPeerId: undefined, newNodeId: undefined });
     f.step(id);
     expect(record()).to.include({ status: 'failed', error: 'no new peer allocated (the record skipped allocate)' });
+  });
+
+  // A catalog copy taken at this step (peer 4 placed), restored (`meta seed`, a single metasrv
+  // from an older disk) after the group added peer 4, promoted it, removed peer 3 and replaced
+  // peer 4 by peer 9 in another repair: the group is 1, 2, 9 at 60.
+  it('a new peer the group has added, promoted and replaced since (a catalog copy taken at add-learner) is not opened or added again: failed, nothing sent (review N, Y5\'s neighbour)', () => {
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 20;
+    f.report(1, replica(1, { voters: [1, 2, 9], confIndex: 60 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds(), 'open_region of a peer id that voted, and its AddLearner').to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/it counts peer 9, allocated after the new peer 4/);
+  });
+
+  // Review of N1: the failed step left peer 4's placement, and heartbeat reconciliation told node 4
+  // to open it (empty, bootstrap=false, under an id that voted) on every heartbeat: R2 leaves the
+  // region alone when the catalog's conf index (over-stated by a snapshot) is at or above the group's.
+  it('the same with the catalog\'s conf index over-stated: the new peer\'s placement is dropped, so reconciliation does not open it, with the leader reporting or not (failed before: open 4@4)', () => {
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 101;
+    f.report(1, replica(1, { voters: [1, 2, 9], confIndex: 60 }));
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 9], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    const r2 = reconcileCatalog(f.catalog, liveReports(f), new Set());
+    expect(r2.adopt, 'R2 leaves the region alone').to.deep.equal([]);
+    expect(reconciliationOpens(f, 4)).to.deep.equal([]);
+    f.kill(2); // no leader reports: reconciliation has nothing to judge the placement by
+    expect(reconciliationOpens(f, 4), 'peer 4 opened with no leader reporting').to.deep.equal([]);
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
+    expect(record().error).to.match(/its placement on node 4 dropped/);
+  });
+
+  it("a normal repair's new peer is opened by reconciliation as by the step, before and after the leader adds it (R5 does not hold it)", () => {
+    const { f, id } = repair('add-learner');
+    expect(reconciliationOpens(f, 4)).to.deep.equal(['open 4@4']);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+    leaderReports(f, [1, 2, 3], [4]);
+    expect(reconciliationOpens(f, 4)).to.deep.equal(['open 4@4']);
+  });
+
+  it('the same when the group still counts the new peer\'s successor only (peer 4 promoted, peer 3 removed, peer 4 removed; its successor not added yet): the old peer is gone', () => {
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/it no longer counts the old peer 3/);
+  });
+
+  it('a new peer given up after it was added (Y6) and its successor added as a learner, the old peer still in: failed, nothing sent', () => {
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 20;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], learners: [5], confIndex: 60 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/it counts peer 5, allocated after the new peer 4/);
+  });
+
+  it('a leader reporting a newer conf index with the same membership (reopened from, or installed, a snapshot: the index over-states) is not taken for a change: sent as before', () => {
+    // Sim seed 148 with `drain` and the metasrv: the leader reported 8, then 66, the catalog 101,
+    // with voters 1, 2, 3 throughout; a rule on conf indexes failed two repairs and held a third.
+    const { f, id, record } = repair('add-learner');
+    f.region().confIndex = 101;
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 166 }));
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+    f.clock.advance(RESEND_AFTER_MS);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 66 }));
+    f.step(id);
+    expect(f.sentKinds(), 'nor an older one for a reason to wait').to.deep.equal(['open_region@4', 'change_peer@2', 'open_region@4', 'change_peer@2']);
+    expect(record()).to.include({ status: 'running', step: 'add-learner' });
   });
 
   it('resume: the leader added the learner but the metasrv crashed before seeing it: the re-run moves on without re-sending', () => {

@@ -1,0 +1,48 @@
+// Reconciliation's R5 through the metasrv's heartbeat (review of N1): a catalog copy taken while a
+// repair had placed peer 4 on node 4 (at add-learner), restored after the group added, promoted and
+// removed peer 4 (peer 9 replaced it), with a conf index (over-stated by a snapshot) above the
+// group's, so that R2 leaves the region alone. Before, node 4 was told to open peer 4 — empty,
+// under an id that voted — on every heartbeat, from the first one in the startup quiet period.
+import { expect } from 'chai';
+import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
+import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+
+const CLUSTER = 'open-passed';
+
+function storage(): MemoryCatalog {
+  const s = new MemoryCatalog(CLUSTER);
+  const nodes = catalogNodes([1, 2, 3, 4], (nodeId) => `127.0.0.1:${24_000 + nodeId}`, true);
+  const replicas = [1, 2, 3, 4].map((n) => ({ peerId: n, nodeId: n }));
+  s.state = oneRegionCatalog(CLUSTER, { replicas, leaderNodeId: 2, confVersion: 4, confIndex: 101 }, { nextPeerId: 5, nodes });
+  return s;
+}
+
+/** Node n's heartbeat reporting `replicas`; the open_region instructions of REGION in its answer, as peer@node. */
+async function beat(core: MetasrvCore, n: number, replicas: unknown[]): Promise<string[]> {
+  const answer = await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: `127.0.0.1:${24_000 + n}`, replicas, store_id: `store-${n}` } as never, () => {});
+  return (answer.instructions ?? []).filter((i) => i.open_region?.region_id === REGION).map((i) => `${i.open_region!.self_peer_id}@${n}`);
+}
+
+const leaderWith = (voters: number[]) => replicaReport({ regionId: REGION, peerId: 2, leader: true, leaderNodeId: 2, voters, confIndex: 60, term: 5 });
+
+describe('R5: a placement the group went past is not opened by a heartbeat (review of N1)', () => {
+  let core: MetasrvCore;
+  beforeEach(async () => {
+    const manual = new ManualClock(1_000_000);
+    const clock: TimedClock = { nowMs: () => manual.nowMs(), ...systemScheduler };
+    core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, storage(), undefined, clock);
+  });
+  afterEach(() => core.halt());
+
+  it('in the startup quiet period, the leader counting peer 9 and not 4: node 4 is not told to open peer 4, on any heartbeat (failed before: 4@4)', async () => {
+    expect(await beat(core, 2, [leaderWith([1, 2, 9])])).to.deep.equal([]);
+    expect(await beat(core, 4, []), 'peer 4 opened empty under an id that voted').to.deep.equal([]);
+    expect(await beat(core, 4, [])).to.deep.equal([]);
+  });
+
+  it("a repair's new peer the leader does not count yet (peers 1, 2, 3 counted) is opened as before", async () => {
+    expect(await beat(core, 2, [leaderWith([1, 2, 3])])).to.deep.equal([]);
+    expect(await beat(core, 4, [])).to.deep.equal(['4@4']);
+  });
+});

@@ -54,19 +54,25 @@ describe("the metasrv's catalog store: LevelDB's own log is checked before it op
     expect.fail(`the catalog opened (the save with nextProcedureId ${opened})`);
   };
 
+  /** Damages the newest save's record in the newest log with `damage`; the log file and the record's offset. */
+  const damageNewestSave = (dir: string, damage: (bytes: Buffer, last: ReturnType<typeof logRecords>[number]) => void): { file: string; offset: number } => {
+    const file = newestLog(dir);
+    let offset = 0;
+    damageFile(file, (bytes) => {
+      const last = logRecords(bytes).at(-1)!;
+      offset = last.offset;
+      damage(bytes, last);
+    });
+    return { file, offset };
+  };
+
   it('three saves reopen at the newest', async () => {
     expect(await savedId(await threeSaves())).to.equal(3);
   });
 
   it('a flipped byte in the newest save is refused, naming the log file and the offset (failed before: the catalog opened at the save before it)', async () => {
     const dir = await threeSaves();
-    const file = newestLog(dir);
-    let offset = 0;
-    damageFile(file, (bytes) => {
-      const last = logRecords(bytes).at(-1)!;
-      offset = last.offset;
-      bytes.writeUInt8(bytes.readUInt8(last.offset + 100) ^ 0x01, last.offset + 100);
-    });
+    const { file, offset } = damageNewestSave(dir, (bytes, last) => bytes.writeUInt8(bytes.readUInt8(last.offset + 100) ^ 0x01, last.offset + 100));
     await expectRefused(dir, `${file} at offset ${offset}: checksum mismatch`);
     await expectRefused(dir, 'checksum mismatch'); // refused again: nothing was dropped or deleted
   });
@@ -82,13 +88,7 @@ describe("the metasrv's catalog store: LevelDB's own log is checked before it op
 
   it('a save torn by a power loss (zeros from a 512-byte boundary to the end) opens at the save before it, with a warning (failed before: opened silently)', async () => {
     const dir = await threeSaves();
-    const file = newestLog(dir);
-    let offset = 0;
-    damageFile(file, (bytes) => {
-      const last = logRecords(bytes).at(-1)!;
-      offset = last.offset;
-      bytes.fill(0, sectorInside(last));
-    });
+    const { file, offset } = damageNewestSave(dir, (bytes, last) => bytes.fill(0, sectorInside(last)));
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: 'warn', base: undefined, timestamp: false }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
     expect(await savedId(dir, log)).to.equal(2); // never synced, so never acknowledged

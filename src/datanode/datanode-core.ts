@@ -125,6 +125,9 @@ export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
   };
 }
 
+/** RegisterNode answers that refuse this start for good (DatanodeCore.startRefusal). */
+const REGISTRATION_REFUSALS: ReadonlySet<string> = new Set([ErrorCode.Corruption, ErrorCode.InvalidArgument, ErrorCode.Unauthenticated, ErrorCode.PermissionDenied, ErrorCode.AlreadyExists]);
+
 /** Heartbeats between two full reports when nothing asks for one sooner (a minute at the default 1 s interval). */
 export const FULL_REPORT_EVERY = 60;
 
@@ -218,9 +221,13 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
-   * Why the metasrv refused to register this start, if it did: the data dir is a restored copy
-   * of an earlier state (docs/failover.md, "A data dir restored from a copy"). Nothing of the dir
-   * is reopened while it is refused.
+   * Why the metasrv refused this start's registration for good, if it did (`CODE: message`): the
+   * data dir is a restored copy of an earlier state (CORRUPTION, docs/failover.md "A data dir
+   * restored from a copy"), the node belongs to another cluster or has a malformed identity
+   * (INVALID_ARGUMENT), its credentials are refused (UNAUTHENTICATED, PERMISSION_DENIED), or its
+   * node id belongs to another live datanode (ALREADY_EXISTS). /health reports the node
+   * `refused` with it; nothing of the dir is reopened. A transient failure (the metasrv
+   * unreachable, no leader) is not a refusal.
    */
   get startRefusal(): string | undefined {
     return this.refusedStart;
@@ -647,15 +654,16 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
-   * A registration refused CORRUPTION is the metasrv's "this data dir is a restored copy" (the
-   * only CORRUPTION RegisterNode answers): nothing is reopened, the reason is kept for /health,
-   * and the node asks again every beat (an operator may fix the metasrv's record instead of the
-   * dir). Logged at error, once every 10 s at most.
+   * A registration refused for good (startRefusal's codes) is kept for /health; the node asks
+   * again every beat (an operator may fix the metasrv's side instead). CORRUPTION is the
+   * metasrv's "this data dir is a restored copy" (the only CORRUPTION RegisterNode answers):
+   * logged at error, once every 10 s at most (the others are logged as failed heartbeats).
    */
   private noteRegistrationRefusal(err: unknown): void {
     const e = fromGrpcError(err);
+    if (!REGISTRATION_REFUSALS.has(e.code)) return;
+    this.refusedStart = `${e.code}: ${e.message}`;
     if (e.code !== ErrorCode.Corruption) return;
-    this.refusedStart = e.message;
     const suppressed = this.heartbeatLogs.admit('stale-start', this.clock.nowMs());
     if (suppressed !== undefined) {
       this.log.error({ err: e.message, suppressed, start: this.start?.count }, 'the metasrv refused this start: the data dir is a restored copy of an earlier state; no replica of it is reopened (move the data dir aside to start this node afresh)');

@@ -132,12 +132,21 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
     metasrv.answer({ instructions: [], metasrv_epoch: '0' });
   });
 
-  it('any other refusal (the metasrv unreachable) reopens nothing either, and is not taken for a stale dir', async () => {
+  it('a transient failure (the metasrv unreachable) reopens nothing either, and is not a refusal', async () => {
     core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
     await settle();
     metasrv.refuse(new RegionDbError(ErrorCode.Unavailable, 'no metasrv reachable'));
     await settle();
     expect(hosted()).to.equal(false);
     expect(core.startRefusal).to.equal(undefined);
+  });
+
+  it('a registration refused for another reason for good (another cluster) is reported as a refusal too, and reopens nothing', async () => {
+    core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
+    await settle();
+    metasrv.refuse(new RegionDbError(ErrorCode.InvalidArgument, 'cluster id "other" does not match this cluster'));
+    await settle();
+    expect(hosted()).to.equal(false);
+    expect(core.startRefusal).to.equal('INVALID_ARGUMENT: cluster id "other" does not match this cluster');
   });
 });

@@ -23,7 +23,7 @@
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import type { RegionDef } from '../catalog.js';
 import { type GroupView, removedReplicaKept, samePeers } from '../reconcile.js';
-import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, type StepResult, type StepRun, namesPeer, peerAddr, removedByGroup } from './procedure.js';
+import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, RESEND_AFTER_MS, type StepResult, type StepRun, namesPeer, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
@@ -293,6 +293,16 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           return { wait: true, note: 'waiting for the new replica to open' };
         }
         if (mine.appliedIndex + CATCH_UP_SLACK >= leader.replica.commitIndex) return { next: 'promote', note: `caught up at ${mine.appliedIndex}` };
+        // A leader that learnt the membership from a raft snapshot knows the learner's peer id
+        // but not its node (that travels only in the add's ConfChange context): it drops every
+        // message to it, and a learner never sends first. Past an interval in this step with the
+        // learner not hearing this leader, the add is proposed again — a no-op to raft whose
+        // apply gives the leader the learner's node (finding P1 in docs/correctness.md).
+        const waitedMs = ctx.clock.nowMs() - run.stepSinceMs;
+        if (mine.leaderNodeId !== leader.nodeId && (waitedMs < 0 || waitedMs >= RESEND_AFTER_MS) && run.resend()) {
+          ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
+          return { wait: true, note: `new peer ${d.newPeerId} does not hear the leader on node ${leader.nodeId}: added again` };
+        }
         return { wait: true };
       }),
 

@@ -302,6 +302,34 @@ describe('repair-replica / catch-up', () => {
     expect(record().notes.at(-1)).to.equal('waiting for a leader');
   });
 
+  it('a learner that does not hear the leader counting it (a leader that learnt the membership from a raft snapshot has no address for it) is added again, once per interval, after an interval in the step (P1)', () => {
+    // Sim engine seed 15 with drain,metarestore,corrupt,wipe at 068aa02: the drained node's
+    // replica installed a snapshot naming learner 6, was elected, and dropped every message to
+    // it ("no address for raft peer"); the learner stayed at its old term and this step waited for good.
+    const { f, id, record } = repair('catch-up');
+    leaderReports(f, [1, 2, 3], [4]);
+    f.report(4, replica(4, { term: 1, leaderNodeId: 0, appliedIndex: 10 }));
+    f.step(id);
+    expect(f.sentKinds(), 'not within the first interval: a new learner may not have heard the leader yet').to.deep.equal([]);
+    f.clock.advance(RESEND_AFTER_MS);
+    f.step(id);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['change_peer@2']);
+    expect(f.sent.at(-1)?.instruction).to.deep.equal({
+      change_peer: { region_id: REGION, change: 'add-learner', peer: { peer_id: '4', node_id: '4', addr: '127.0.0.1:7004' } },
+    });
+    expect(record().notes.at(-1)).to.equal('new peer 4 does not hear the leader on node 2: added again');
+    expect(record().step).to.equal('catch-up');
+    // Once it hears the leader it catches up as before, and nothing more is sent.
+    f.report(4, replica(4, { appliedIndex: 20 }));
+    f.clock.advance(RESEND_AFTER_MS);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['change_peer@2']);
+    f.report(4, replica(4, { appliedIndex: 50 }));
+    f.step(id);
+    expect(record().step).to.equal('promote');
+  });
+
   it('fatal: a record at this step with no new peer allocated', () => {
     const { f, id, record } = repair('catch-up', { newPeerId: undefined, newNodeId: undefined });
     f.step(id);

@@ -47,6 +47,23 @@ function ephemeralPortFloor(): number {
     return 32768;
   }
 }
+/** The part of a datanode's /health that says whether it has finished starting. */
+export interface DatanodeHealth {
+  readonly status?: string;
+  readonly registered?: boolean;
+}
+
+/**
+ * Whether a datanode answering /health has finished starting. It reopens its replicas only once
+ * the metasrv has answered its registration (docs/failover.md, "A data dir restored from a
+ * copy"): while a metasrv of its cluster runs (`metasrvUp`), it has started once registered, or
+ * once it says why not (a refused start: /health status other than ok). With no metasrv running,
+ * the answer alone (it registers when one starts).
+ */
+export function datanodeStarted(health: DatanodeHealth, metasrvUp: boolean): boolean {
+  return health.registered === true || health.status !== 'ok' || !metasrvUp;
+}
+
 /** Ports below the ephemeral range are probed from here up (below: well-known and registered services). */
 const PROBE_PORT_MIN = 10_000;
 
@@ -328,7 +345,7 @@ export class ProcessCluster {
       }
       try {
         const res = await fetch(`http://127.0.0.1:${node.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok && this.started(node, (await res.json()) as { status?: string; registered?: boolean })) return;
+        if (res.ok && this.started(node, (await res.json()) as DatanodeHealth)) return;
       } catch {
         // not listening yet
       }
@@ -337,17 +354,10 @@ export class ProcessCluster {
     throw new RegionDbError(ErrorCode.Unavailable, `${node.name} did not become healthy within ${START_TIMEOUT_MS} ms${timer.describe()}; see ${node.logFile}:\n${this.tail(node)}`);
   }
 
-  /**
-   * Whether a process answering /health has finished starting. A datanode reopens its replicas
-   * only once the metasrv has answered its registration (docs/failover.md, "A data dir restored
-   * from a copy"): while a metasrv of this cluster runs, it has started once registered, or once
-   * it says why not (a refused start: /health status other than ok). With no metasrv running, the
-   * answer alone (it will register when one starts).
-   */
-  private started(node: NodeProcess, health: { status?: string; registered?: boolean }): boolean {
+  /** Whether a process answering /health has finished starting (datanodeStarted for a datanode). */
+  private started(node: NodeProcess, health: DatanodeHealth): boolean {
     if (!this.datanodes.includes(node)) return true;
-    if (health.registered === true || health.status !== 'ok') return true;
-    return !this.metasrvs.some((m) => m.process !== undefined && m.process.exitCode === null && m.process.signalCode === null);
+    return datanodeStarted(health, this.metasrvs.some((m) => m.process !== undefined && m.process.exitCode === null && m.process.signalCode === null));
   }
 
   /** The last lines the current process of `node` logged (not an earlier run's: the log is appended to). */

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ClientOptions, RegionDbClient } from '../../src/client/client.js';
 import { generateCerts } from '../../src/cmd/certs.js';
+import { type DatanodeHealth, datanodeStarted } from '../../src/cmd/process-cluster.js';
 import { logChildOutput, sinceLastStart, supervisedSpawnOptions } from '../../src/cmd/supervision.js';
 import { call, makeClient } from '../../src/rpc/server.js';
 import { CertificateFiles, channelCredentials } from '../../src/rpc/tls.js';
@@ -176,11 +177,9 @@ export class NetnsCluster {
     try {
       const res = await fetch(`http://${this.hostAddr(node.name)}:${node.httpPort}/health`, { signal: AbortSignal.timeout(1000) });
       if (!res.ok) return false;
-      // A datanode has started once registered (its replicas reopen then), or once it says why
-      // not; with the metasrv down, once it answers (as ProcessCluster.started).
-      const health = (await res.json()) as { status?: string; registered?: boolean };
+      if (node === this.metasrv) return true;
       const metasrvUp = this.metasrv.process !== undefined && this.metasrv.process.exitCode === null && this.metasrv.process.signalCode === null;
-      return node === this.metasrv || health.registered === true || health.status !== 'ok' || !metasrvUp;
+      return datanodeStarted((await res.json()) as DatanodeHealth, metasrvUp);
     } catch {
       return false;
     }

@@ -140,8 +140,17 @@ export type Outcome = Exclude<Outcome__Output, 'OUTCOME_UNSPECIFIED'>;
 
 export type RegionOutcome = Omit<RegionOutcome__Output, 'outcome'> & { outcome: Outcome };
 
-/** Errors raised before a command is proposed: the operation certainly did not apply. */
+/**
+ * Errors that say the attempt certainly did not apply: raised before its command was proposed, or
+ * (CORRUPTION, gRPC DATA_LOSS) its command refused by apply, as every replica's apply refuses it
+ * alike (a malformed command, a damaged object a conditional write had to read). An attempt
+ * answered so is not sent again (a resend gets the same answer) unless listed in RETRIABLE; after
+ * an earlier attempt that may have applied, the part is UNKNOWN and `merge` reports UNAVAILABLE,
+ * never one of these codes (a client reads them as "not applied" and sends the write again under
+ * a new id — applying it twice).
+ */
 const NOT_APPLIED: ReadonlySet<string> = new Set([
+  ErrorCode.Corruption,
   ErrorCode.InvalidArgument,
   ErrorCode.NotFound,
   ErrorCode.NotLeader,
@@ -379,12 +388,7 @@ export class Router {
         // a client reads that as "my only attempt was refused" and sends the write again under a
         // new id — applying it twice (review of session 16).
         if (last.code === ErrorCode.RequestTooOld) {
-          if (maybeApplied) {
-            last = new RegionDbError(ErrorCode.Unavailable, `${last.message}; an earlier attempt through node ${this.local.nodeId} may have been applied: the outcome is unknown`, {
-              cause: last,
-              details: { ...last.details, outcome: 'unknown' },
-            });
-          }
+          if (maybeApplied) last = this.unknownAfterEarlierAttempt(last);
           maybeApplied = true;
           break;
         }
@@ -415,6 +419,18 @@ export class Router {
       },
       error,
     };
+  }
+
+  /**
+   * `err`, the answer of an attempt made after an earlier one that may have applied, as what the
+   * part's outcome is: unknown (UNAVAILABLE), never a code a client reads as "not applied" and
+   * answers by sending the write again under a new id — applying it twice.
+   */
+  private unknownAfterEarlierAttempt(err: RegionDbError): RegionDbError {
+    return new RegionDbError(ErrorCode.Unavailable, `${err.message}; an earlier attempt through node ${this.local.nodeId} may have been applied: the outcome is unknown`, {
+      cause: err,
+      details: { ...err.details, outcome: 'unknown' },
+    });
   }
 
   /** The Batch stream to `addr` for the identity of the call being served. */

@@ -125,6 +125,32 @@ describe('router: any node accepts any rows (issue 18)', () => {
     }
   });
 
+  it('CORRUPTION (DATA_LOSS) after an attempt that may have applied: the part is UNKNOWN and the error UNAVAILABLE, not a code that says "not applied"; on the first attempt it stays CORRUPTION, NOT_APPLIED; never resent (one region or several)', async () => {
+    const corrupt = () => new RegionDbError(ErrorCode.Corruption, 'row has 2 values, schema has 3 columns');
+    const target = regions[1]!;
+    const oneRegion = (requestId: string): WriteRequest => ({ table: 't', rows: [1, 5, 9, 13, 17, 21, 25, 29, 33, 37].map(rowAt).filter((_, i) => regionOf([1, 5, 9, 13, 17, 21, 25, 29, 33, 37][i]!) === target).map(proto), client_id: 'c', request_id: requestId });
+    expect(oneRegion('1').rows.length, 'the one-region request has rows').to.be.greaterThan(0);
+    for (const single of [false, true]) {
+      for (const earlier of [true, false]) {
+        const { local, attempts } = fakeLocal(async (regionId, attempt) => {
+          if (regionId !== target) return { version: '3', rows_written: 0 };
+          // One region led here goes by the fast path first: its refusal routes it (retried).
+          const n = single ? attempt - 1 : attempt;
+          if (n === 0) throw new RegionDbError(ErrorCode.NotLeader, 'leadership moving');
+          if (earlier && n === 1) throw new RegionDbError(ErrorCode.Unavailable, 'leadership lost; the write may or may not have been applied');
+          throw corrupt();
+        });
+        const clock = new HandClock();
+        const req = single ? oneRegion('11') : spanning('11');
+        const err = await failure(whileTicking(clock, TICK_MS, new Router(local, clock).write(req, farOn(clock)), 'the write', 100));
+        const what = `${single ? 'one region' : 'several regions'}, ${earlier ? 'after an attempt that may have applied' : 'on the first attempt'}`;
+        expect(err.code, what).to.equal(earlier ? ErrorCode.Unavailable : ErrorCode.Corruption);
+        if (!single) expect((JSON.parse(err.details['regionOutcomes']!) as RegionOutcome[])[1]!.outcome, what).to.equal(earlier ? 'OUTCOME_UNKNOWN' : 'OUTCOME_NOT_APPLIED');
+        expect(attempts.get(target), `${what}: a CORRUPTION answer is not sent again`).to.equal((earlier ? 2 : 1) + (single ? 1 : 0));
+      }
+    }
+  });
+
   it('without a request id a part that may have applied is not retried', async () => {
     const { local, attempts } = fakeLocal(async (regionId) => {
       if (regionId === regions[0]) throw new RegionDbError(ErrorCode.DeadlineExceeded, 'timed out');

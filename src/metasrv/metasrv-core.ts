@@ -58,7 +58,7 @@ import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, passedByGroup, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import { type Instruction, type ObservedReplica, type ProcedureContext, removedByGroup } from './procedures/procedure.js';
@@ -1598,9 +1598,20 @@ export class MetasrvCore {
     await this.save();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     this.log.info({ nodeId, addr: req.addr }, 'datanode registered');
-    const regions = regionList(this.catalog).flatMap((region) =>
-      region.replicas.filter((r) => r.nodeId === nodeId && r.lost === undefined).map((r) => this.openInstruction(region, r.peerId, !region.bootstrapped)),
-    );
+    // What the catalog places here, but R5 as for a heartbeat's opens: not a peer its group's
+    // leader has gone past (a catalog older than the groups, restored from a copy, would have the
+    // node open it empty under an id that may have voted). This node's own report was just
+    // forgotten, so a region it led is judged on the others' reports (none: opened as before).
+    const reports = this.liveReports();
+    const regions: OpenRegionRequest[] = [];
+    for (const region of regionList(this.catalog)) {
+      for (const r of region.replicas) {
+        if (r.nodeId !== nodeId || r.lost !== undefined) continue;
+        const passed = passedByGroup(region.regionId, r.peerId, reports);
+        if (passed === undefined) regions.push(this.openInstruction(region, r.peerId, !region.bootstrapped));
+        else this.log.warn({ nodeId, regionId: region.regionId, peerId: r.peerId, why: passed }, 'not opening a replica the catalog places at registration: its group went on past it');
+      }
+    }
     return { regions, metasrv_epoch: String(this.epoch) };
   }
 

@@ -559,6 +559,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   private heartbeatStartedMs = 0;
+  /** Whether the beats stopped for a fatal storage error (logged once). */
+  private fatalBeatsStopped = false;
   private heartbeatPhase = 'idle';
   private readonly heartbeatLogs = new LogLimiter(10_000);
 
@@ -574,6 +576,18 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   protected async heartbeat(): Promise<void> {
     if (this.stopping || !this.metasrv) return;
+    const fatal = this.regionServer.fatalError();
+    if (fatal !== undefined) {
+      // The node stopped serving for good (a failed WAL write: docs/raft-rules.md R3). A beat
+      // would report its replicas' frozen state — a leader that is no longer one, every replica
+      // healthy — and keep the metasrv counting the node alive, its replicas never rebuilt
+      // elsewhere. Silent, it is taken as down like a crashed node (docs/failover.md).
+      if (!this.fatalBeatsStopped) {
+        this.fatalBeatsStopped = true;
+        this.log.error({ err: fatal }, 'no more heartbeats: this datanode stopped serving after a fatal storage error; the metasrv will take it as down and rebuild its replicas elsewhere (restart it once its disk is fixed)');
+      }
+      return;
+    }
     const timeoutMs = this.heartbeatTimeoutMs();
     try {
       if (!this.registeredFlag) {

@@ -49,7 +49,7 @@ describe('R5: a placement the group went past is not opened by a heartbeat (revi
   it('at registration too: node 4 registering after the leader reported peer 9 and not 4 is not told to open peer 4 (failed before: 4@4); with the leader counting 1, 2, 3 it is', async () => {
     const register = async (n: number): Promise<string[]> => {
       const answer = await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: `127.0.0.1:${24_000 + n}`, http_addr: '', store_id: `store-${n}` } as never, () => {});
-      return answer.regions.filter((o) => o.region_id === REGION).map((o) => `${o.self_peer_id}@${n}`);
+      return (answer.regions ?? []).filter((o) => o.region_id === REGION).map((o) => `${o.self_peer_id}@${n}`);
     };
     expect(await beat(core, 2, [leaderWith([1, 2, 9])])).to.deep.equal([]);
     expect(await register(4), 'peer 4 opened empty under an id that voted').to.deep.equal([]);

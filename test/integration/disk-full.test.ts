@@ -145,6 +145,14 @@ describe('integration: a datanode whose disk fills up (ENOSPC on the WAL)', func
     expect(c.isRunning(FULL), 'the full node is still running (no crash, no crash loop)').to.equal(true);
     expect(outcomes.slice(-10), `the last 10 batches, well after the failure (unknown: ${unknown.join('; ')})`).to.deep.equal(Array(10).fill('acked'));
     for (const i of [0, 1]) expect((await health(i)).status, `datanode${i + 1}`).to.equal('ok');
+    // It beats no more (finding V1): the metasrv takes it as down, as it would a crashed node,
+    // instead of counting it alive with its replicas' frozen state. (Before, it stayed "alive".)
+    const state = await waitUntil('the metasrv taking datanode3 as down', 30_000, async () => {
+      const status = (await client.listNodes()) as { nodes: { node_id: string; state: string }[] };
+      const node = status.nodes.find((n) => n.node_id === String(FULL + 1));
+      return node && node.state !== 'alive' ? node.state : undefined;
+    });
+    process.stdout.write(`      the metasrv's view of datanode3 after its WAL failed: ${state}\n`);
 
     // Free space (a bigger tmpfs) and restart the node: it replays what it had and catches up.
     execFileSync('mount', ['-o', `remount,size=${TMPFS_MB * 40}m`, t.mounted!]);

@@ -27,7 +27,8 @@ export interface ObjectStore {
    * including that first '/' (S3's CommonPrefixes with Delimiter '/'). Each once, sorted by key
    * (UTF-8 byte order); an object with no '/' after `prefix` is not named (list() gives it). A
    * prefix is named only while an object is under it. The cost follows the prefixes, not the
-   * objects under them: one S3 request per 1,000 prefixes, one directory read on fs.
+   * objects under them: one S3 request per 1,000 prefixes; on fs one directory read, and a look
+   * into each folder until its first object.
    */
   listPrefixes(prefix: string): Promise<string[]>;
   /** Idempotent: deleting an absent key succeeds. */

@@ -84,6 +84,13 @@ export const limits = {
   /** A server stream whose reader takes no message for this long is cancelled (a stalled client holds a region iterator). */
   streamStallMsMax: 30_000,
 
+  // Object stores (src/object-store).
+  /**
+   * Directories the fs store's listPrefixes looks into at once, each until its first object (a
+   * directory left empty by a crash between a delete and its pruning is not a prefix).
+   */
+  fsPrefixProbesInFlightMax: 16,
+
   // Backup and restore (src/br). Objects are copied whole, so memory ≤ concurrency × largest SST.
   /** Objects copied at once by backup and restore. */
   brCopyConcurrencyMax: 16,

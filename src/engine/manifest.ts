@@ -47,7 +47,9 @@ export interface RegionManifest {
   readonly dropFence?: { readonly index: number; readonly tableId: number };
 }
 
-export const regionPrefix = (regionId: string) => `regions/${regionId}/`;
+/** Every region's objects are under `regions/<region id>/`: the folders the metasrv lists for its table id floor. */
+export const REGIONS_PREFIX = 'regions/';
+export const regionPrefix = (regionId: string) => `${REGIONS_PREFIX}${regionId}/`;
 export const manifestPrefix = (regionId: string) => `${regionPrefix(regionId)}manifest/`;
 export const sstPrefix = (regionId: string) => `${regionPrefix(regionId)}sst/`;
 /**

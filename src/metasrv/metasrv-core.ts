@@ -50,7 +50,7 @@ import type {
 } from '../rpc/generated/index.js';
 import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
-import { regionPrefix } from '../engine/manifest.js';
+import { REGIONS_PREFIX, regionPrefix } from '../engine/manifest.js';
 import { SingleFlight } from '../common/single-flight.js';
 import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, dropTokenOf, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, rememberDropToken, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
@@ -450,9 +450,12 @@ export class MetasrvCore {
       return;
     }
     const store = this.objectStore!;
-    let objects: { key: string }[];
+    // The region folders, not the objects in them: a table id is read off its region ids, and a
+    // region has objects exactly when its folder is listed (listPrefixes names a folder only
+    // while an object is in it), so one request per 1,000 regions, not per 1,000 SSTs.
+    let folders: string[];
     try {
-      objects = await store.list('regions/');
+      folders = await store.listPrefixes(REGIONS_PREFIX);
     } catch (err) {
       // Heartbeats raise the allocator above every hosted region, but not above a table dropped
       // (or lost) after the catalog's copy, whose objects stay: CreateTable waits for a listing
@@ -461,9 +464,9 @@ export class MetasrvCore {
       throw err;
     }
     let highest = -1;
-    for (const object of objects) {
-      const regionId = object.key.split('/')[1] ?? '';
-      if (/^[0-9]+$/.test(regionId) && object.key.startsWith(regionPrefix(regionId))) highest = Math.max(highest, tableIdOfRegion(regionId));
+    for (const folder of folders) {
+      const regionId = folder.slice(REGIONS_PREFIX.length, -1);
+      if (/^[0-9]+$/.test(regionId) && folder === regionPrefix(regionId)) highest = Math.max(highest, tableIdOfRegion(regionId));
     }
     if (highest >= this.catalog.nextTableId) {
       this.log.warn({ nextTableId: this.catalog.nextTableId, highestInObjectStore: highest }, 'table id allocator behind the object store (catalog lost or restored?); raised');

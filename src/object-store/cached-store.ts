@@ -151,7 +151,7 @@ export class CachedObjectStore extends DelegatingObjectStore {
     };
   }
 
-  // list() passes through (DelegatingObjectStore): listings are not cached.
+  // list() and listPrefixes() pass through (DelegatingObjectStore): listings are not cached.
 
   override async delete(key: string): Promise<void> {
     validateKey(key);

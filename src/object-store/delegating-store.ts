@@ -33,6 +33,10 @@ export class DelegatingObjectStore implements ObjectStore {
     return this.inner.list(prefix);
   }
 
+  listPrefixes(prefix: string): Promise<string[]> {
+    return this.inner.listPrefixes(prefix);
+  }
+
   delete(key: string): Promise<void> {
     return this.inner.delete(key);
   }

@@ -5,10 +5,11 @@
 // Limitation (unlike S3): a key cannot be both an object and a "directory" ("a" and "a/b").
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, opendir, readdir, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { checkRange, notFound, type ObjectMeta, type ObjectStore, type ObjectUpload, sortByKey, validateKey, validatePrefix } from './object-store.js';
+import { limits } from '../common/limits.js';
+import { checkRange, notFound, type ObjectMeta, type ObjectStore, type ObjectUpload, sortByKey, sortPrefixes, validateKey, validatePrefix } from './object-store.js';
 
 /** Temporary files start with this; such names are never listed and are rejected as key segments. */
 const TMP_PREFIX = '.rdb-tmp-';
@@ -183,6 +184,64 @@ export class FsObjectStore implements ObjectStore {
       }
     }
     await Promise.all(pending);
+  }
+
+  /**
+   * One read of the directory `prefix` ends in (its partial last segment filters the names), then
+   * each subdirectory is looked into until its first object: a directory that holds none (left
+   * by a crash between a delete and its pruning, or by an upload that never completed) is no
+   * prefix, as on S3.
+   */
+  async listPrefixes(prefix: string): Promise<string[]> {
+    validatePrefix(prefix);
+    const slash = prefix.lastIndexOf('/');
+    const baseRel = prefix.slice(0, slash + 1);
+    const partial = prefix.slice(slash + 1);
+    const base = baseRel === '' ? this.root : join(this.root, ...baseRel.slice(0, -1).split('/'));
+    let names: string[];
+    try {
+      const entries = await readdir(base, { withFileTypes: true });
+      names = entries.filter((e) => e.isDirectory() && !e.name.startsWith(TMP_PREFIX) && e.name.startsWith(partial)).map((e) => e.name);
+    } catch (err) {
+      const code = errno(err);
+      if (code && MISSING.has(code)) return [];
+      throw this.ioError('listPrefixes', prefix, err);
+    }
+    const found: string[] = [];
+    let next = 0;
+    const probe = async (): Promise<void> => {
+      while (next < names.length) {
+        const name = names[next++]!;
+        if (await this.holdsObject(join(base, name))) found.push(`${baseRel}${name}/`);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(limits.fsPrefixProbesInFlightMax, names.length) }, probe));
+    } catch (err) {
+      throw this.ioError('listPrefixes', prefix, err);
+    }
+    return sortPrefixes(found);
+  }
+
+  /** Whether an object (a file, not a temporary one) is anywhere under `dir`; stops at the first. */
+  private async holdsObject(dir: string): Promise<boolean> {
+    const subdirs: string[] = [];
+    try {
+      // The directory is read in batches and closed when the loop ends: a region's SST folder is
+      // not read whole to find that it holds one.
+      for await (const e of await opendir(dir)) {
+        if (e.name.startsWith(TMP_PREFIX)) continue;
+        if (e.isFile()) return true;
+        if (e.isDirectory()) subdirs.push(join(dir, e.name));
+      }
+    } catch (err) {
+      // Removed (pruned after its last delete) while listed: it holds nothing.
+      const code = errno(err);
+      if (code && MISSING.has(code)) return false;
+      throw err;
+    }
+    for (const sub of subdirs) if (await this.holdsObject(sub)) return true;
+    return false;
   }
 
   async delete(key: string): Promise<void> {

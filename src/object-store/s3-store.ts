@@ -1,5 +1,5 @@
 // ObjectStore on S3 or an S3-compatible server, so SSTs can live off the datanode's disk. Every
-// key is stored as <prefix><key> in one bucket; list() strips the prefix again. Checksum
+// key is stored as <prefix><key> in one bucket; list() and listPrefixes() strip the prefix again. Checksum
 // calculation is "when required" because several S3-compatible servers (s3rver among them)
 // store chunk-signed streaming bodies verbatim, which would corrupt objects. Failures map to
 // RegionDbError codes: a missing object is NOT_FOUND, a bad range INVALID_ARGUMENT, and anything
@@ -8,7 +8,7 @@
 // and a datanode on the local-directory store never needs it.
 import type * as S3 from '@aws-sdk/client-s3';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { checkRange, MAX_KEY_BYTES, notFound, type ObjectMeta, type ObjectStore, type ObjectUpload, sortByKey, validateKey, validatePrefix } from './object-store.js';
+import { checkRange, MAX_KEY_BYTES, notFound, type ObjectMeta, type ObjectStore, type ObjectUpload, sortByKey, sortPrefixes, validateKey, validatePrefix } from './object-store.js';
 
 export interface S3ObjectStoreOptions {
   /** e.g. "http://127.0.0.1:9000" or "https://s3.eu-west-1.amazonaws.com". */
@@ -37,6 +37,8 @@ export const S3_PART_BYTES_MIN = 5 << 20;
 export const S3_PART_BYTES_MAX = 5 * 1024 ** 3;
 export const S3_PARTS_MAX = 10_000;
 const S3_PART_BYTES_DEFAULT = 8 << 20;
+/** Pages of one listing at most (a billion keys at S3's 1,000 a page). */
+const LIST_PAGES_MAX = 1_000_000;
 
 interface ErrorShape {
   name?: string;
@@ -222,29 +224,51 @@ export class S3ObjectStore implements ObjectStore {
   async list(prefix: string): Promise<ObjectMeta[]> {
     validatePrefix(prefix);
     const out: ObjectMeta[] = [];
+    for await (const page of this.listPages('list', prefix, undefined)) {
+      for (const obj of page.Contents ?? []) {
+        if (obj.Key === undefined || !obj.Key.startsWith(this.prefix)) continue;
+        out.push({ key: obj.Key.slice(this.prefix.length), size: obj.Size ?? 0 });
+      }
+    }
+    return sortByKey(out);
+  }
+
+  /** ListObjectsV2 with Delimiter '/': the pages hold CommonPrefixes, up to 1,000 (prefixes and objects) a page. */
+  async listPrefixes(prefix: string): Promise<string[]> {
+    validatePrefix(prefix);
+    // A set: a page boundary must not name a prefix twice (S3 does not; some compatible servers do).
+    const out = new Set<string>();
+    for await (const page of this.listPages('listPrefixes', prefix, '/')) {
+      for (const common of page.CommonPrefixes ?? []) {
+        if (common.Prefix === undefined || !common.Prefix.startsWith(this.prefix)) continue;
+        out.add(common.Prefix.slice(this.prefix.length));
+      }
+    }
+    return sortPrefixes(out);
+  }
+
+  /** The pages of one ListObjectsV2 listing, each asked for after the previous one is taken; a failed page fails the listing. */
+  private async *listPages(op: string, prefix: string, delimiter: '/' | undefined): AsyncGenerator<S3.ListObjectsV2CommandOutput> {
     let token: string | undefined;
     // Bounded: a server that keeps returning the same token must not loop forever.
-    for (let page = 0; page < 1_000_000; page++) {
+    for (let page = 0; page < LIST_PAGES_MAX; page++) {
       let res: S3.ListObjectsV2CommandOutput;
       try {
         const { sdk, client } = await this.s3();
         res = await client.send(
-          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+          new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, Delimiter: delimiter, ContinuationToken: token }),
         );
       } catch (err) {
-        throw this.mapError('list', prefix, err);
+        throw this.mapError(op, prefix, err);
       }
-      for (const obj of res.Contents ?? []) {
-        if (obj.Key === undefined || !obj.Key.startsWith(this.prefix)) continue;
-        out.push({ key: obj.Key.slice(this.prefix.length), size: obj.Size ?? 0 });
-      }
-      if (!res.IsTruncated) return sortByKey(out);
+      yield res;
+      if (!res.IsTruncated) return;
       if (!res.NextContinuationToken || res.NextContinuationToken === token) {
-        throw new RegionDbError(ErrorCode.StorageUnavailable, `list ${prefix} on s3 endpoint ${this.endpoint}: truncated page without a new continuation token`);
+        throw new RegionDbError(ErrorCode.StorageUnavailable, `${op} ${prefix} on s3 endpoint ${this.endpoint}: truncated page without a new continuation token`);
       }
       token = res.NextContinuationToken;
     }
-    throw new RegionDbError(ErrorCode.StorageUnavailable, `list ${prefix} on s3 endpoint ${this.endpoint}: too many pages`);
+    throw new RegionDbError(ErrorCode.StorageUnavailable, `${op} ${prefix} on s3 endpoint ${this.endpoint}: too many pages`);
   }
 
   async delete(key: string): Promise<void> {

@@ -1,6 +1,6 @@
 // Runs the ObjectStore conformance suite on FsObjectStore in a fresh temp dir, plus fs-specific
 // checks (no temp files left behind, no escape from the root).
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -54,6 +54,19 @@ describe('FsObjectStore specifics', () => {
     expect(await store.head('up/b/failed')).to.equal(undefined);
     expect((await store.list('up/')).map((o) => o.key)).to.deep.equal(['up/a/done']);
     await store.delete('up/a/done');
+  });
+
+  it('listPrefixes does not name a directory that holds no object (left empty by a crash, or by an unfinished upload)', async () => {
+    const store = new FsObjectStore(join(root, 'husks'));
+    await store.put('r/full/manifest/m', Uint8Array.of(1));
+    await store.put('r/deep/a/b/c/x', Uint8Array.of(1));
+    // A crash between a delete and the pruning of its directories leaves them empty.
+    await mkdir(join(root, 'husks', 'r', 'empty', 'sst'), { recursive: true });
+    // An upload whose process died before complete(): only its temporary file.
+    const unfinished = store.upload('r/staged/sst/s');
+    await unfinished.write(Uint8Array.of(1));
+    expect(await store.listPrefixes('r/')).to.deep.equal(['r/deep/', 'r/full/']);
+    await unfinished.abort();
   });
 
   it('reports a key that collides with an existing object as INVALID_ARGUMENT', async () => {

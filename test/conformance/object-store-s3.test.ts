@@ -122,6 +122,87 @@ describe('S3ObjectStore against s3rver', function () {
       }
     });
 
+    // s3rver answers a Delimiter listing in one page whatever MaxKeys says (it counts only
+    // objects toward a page), so S3's paging of CommonPrefixes is played by a stand-in here: the
+    // real client's ListObjectsV2 requests are answered from a key set, as S3 pages them —
+    // folders and objects in key order, `pageEntries` of them a page, continued by a token.
+    function fakeListing(keys: string[], pageEntries: number, failPage?: number) {
+      const sorted = [...keys].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const requests: { prefix?: string; delimiter?: string; token?: string }[] = [];
+      const middleware = (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: { input: unknown }) => {
+        if (context.commandName !== 'ListObjectsV2Command') return next(args);
+        const input = args.input as { Prefix?: string; Delimiter?: string; ContinuationToken?: string };
+        requests.push({ prefix: input.Prefix, delimiter: input.Delimiter, token: input.ContinuationToken });
+        if (requests.length === failPage) throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+        const prefix = input.Prefix ?? '';
+        const entries: { key: string; folder: boolean }[] = [];
+        for (const key of sorted) {
+          if (!key.startsWith(prefix)) continue;
+          const slash = input.Delimiter ? key.indexOf(input.Delimiter, prefix.length) : -1;
+          const entry = slash < 0 ? { key, folder: false } : { key: key.slice(0, slash + 1), folder: true };
+          if (entries.at(-1)?.key !== entry.key) entries.push(entry);
+        }
+        const after = input.ContinuationToken === undefined ? '' : Buffer.from(input.ContinuationToken, 'base64').toString();
+        const rest = entries.filter((e) => Buffer.compare(Buffer.from(e.key), Buffer.from(after)) > 0);
+        const page = rest.slice(0, pageEntries);
+        const truncated = rest.length > page.length;
+        return {
+          response: {},
+          output: {
+            $metadata: { httpStatusCode: 200 },
+            Contents: page.filter((e) => !e.folder).map((e) => ({ Key: e.key, Size: 1 })),
+            CommonPrefixes: page.filter((e) => e.folder).map((e) => ({ Prefix: e.key })),
+            IsTruncated: truncated,
+            NextContinuationToken: truncated ? Buffer.from(page.at(-1)!.key).toString('base64') : undefined,
+          },
+        };
+      };
+      return { requests, middleware };
+    }
+
+    it('listPrefixes follows S3\'s pages of folders, asking one page per 1,000 folders, not per 1,000 objects', async () => {
+      const store = make('paged');
+      const keys: string[] = ['paged/regions/top-level-object'];
+      const expected: string[] = [];
+      for (let r = 0; r < 2_500; r++) {
+        const folder = `regions/${String(r).padStart(6, '0')}/`;
+        expected.push(folder);
+        for (const object of ['manifest/1.manifest', 'sst/1.sst', 'sst/2.sst']) keys.push(`paged/${folder}${object}`);
+      }
+      keys.push('other-tenant/regions/999999/sst/x.sst');
+      const fake = fakeListing(keys, 1_000);
+      const client = await store.sdkClient();
+      client.middlewareStack.add(fake.middleware as never, { step: 'initialize', name: 'fakeListing' });
+      try {
+        expect(await store.listPrefixes('regions/')).to.deep.equal(expected);
+        expect(fake.requests.length, 'requests for 2,500 folders of 3 objects').to.equal(3);
+        expect(fake.requests.every((r) => r.prefix === 'paged/regions/' && r.delimiter === '/')).to.equal(true);
+        fake.requests.length = 0;
+        expect((await store.list('regions/')).length).to.equal(7_501);
+        expect(fake.requests.length, 'requests to list the 7,501 objects themselves').to.equal(8);
+      } finally {
+        client.middlewareStack.remove('fakeListing');
+      }
+    });
+
+    it('listPrefixes fails, with no partial answer, when a page after the first fails', async () => {
+      const store = make('paged-failing');
+      const keys = Array.from({ length: 30 }, (_, r) => `paged-failing/regions/${r}/sst/x.sst`);
+      const fake = fakeListing(keys, 10, 2);
+      const client = await store.sdkClient();
+      client.middlewareStack.add(fake.middleware as never, { step: 'initialize', name: 'fakeListing' });
+      try {
+        const err = await store.listPrefixes('regions/').then(
+          (answer) => answer,
+          (e: unknown) => e,
+        );
+        expect(isRegionDbError(err, ErrorCode.StorageUnavailable), `answer: ${String(err)}`).to.equal(true);
+        expect(fake.requests.length).to.equal(2);
+      } finally {
+        client.middlewareStack.remove('fakeListing');
+      }
+    });
+
     it('refuses a part size S3 would not take', () => {
       expect(() => new S3ObjectStore({ ...options('http://127.0.0.1:1', ''), partBytes: 1 << 20 })).to.throw(/partBytes/);
     });

@@ -1,7 +1,7 @@
 // The ObjectStore contract as mocha cases, run against every backend (fs, S3 via s3rver) and the
 // read cache in front of them (CachedObjectStore), so they behave identically: round trips,
-// NOT_FOUND, ranges, head, sorted paginated list, overwrite, reads after writes, idempotent
-// delete, key validation.
+// NOT_FOUND, ranges, head, sorted paginated list, folder listing (listPrefixes), overwrite, reads
+// after writes, idempotent delete, key validation.
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { type ObjectStore, putChunks } from '../../src/object-store/object-store.js';
@@ -149,6 +149,68 @@ export function objectStoreConformance(name: string, make: () => Promise<StoreFi
       expect(listed.length).to.equal(n);
       expect(listed.map((o) => o.key)).to.deep.equal(expected);
       expect(listed.every((o) => o.size === 1)).to.equal(true);
+    });
+
+    it('listPrefixes names each folder one segment down once, sorted; not the objects at that level', async () => {
+      const keys = ['lp/b/1', 'lp/a/2/deep/x', 'lp/a/1', 'lp/c', 'lp/d/e/f/g', 'lp/b/2', 'lpx/1', 'lp-other'];
+      for (const k of keys) await store.put(k, text(k));
+      expect(await store.listPrefixes('lp/')).to.deep.equal(['lp/a/', 'lp/b/', 'lp/d/']);
+      // Keys nested deeper name only their first folder below the prefix.
+      expect(await store.listPrefixes('lp/a/')).to.deep.equal(['lp/a/2/']);
+      expect(await store.listPrefixes('lp/d/')).to.deep.equal(['lp/d/e/']);
+      // A prefix that ends mid-segment: the folder it completes, and its siblings that share it.
+      expect(await store.listPrefixes('lp')).to.deep.equal(['lp/', 'lpx/']);
+      expect(await store.listPrefixes('lp/a')).to.deep.equal(['lp/a/']);
+      // Nothing under it, an object's key as a folder, a folder with only objects in it.
+      expect(await store.listPrefixes('nothing-under-here/')).to.deep.equal([]);
+      expect(await store.listPrefixes('lp/c/')).to.deep.equal([]);
+      expect(await store.listPrefixes('lp/b/')).to.deep.equal([]);
+    });
+
+    it('listPrefixes with the empty prefix names the top-level folders only', async () => {
+      await store.put('lp-top/x/1', text('v'));
+      await store.put('lp-top-object', text('v'));
+      const top = await store.listPrefixes('');
+      expect(top).to.include('lp-top/');
+      expect(top).to.not.include('lp-top-object');
+      expect(top.every((p) => p.endsWith('/') && p.indexOf('/') === p.length - 1), top.join(' ')).to.equal(true);
+      expect(top, 'sorted, each once').to.deep.equal([...new Set(top)].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    });
+
+    it('listPrefixes no longer names a folder once its last object is deleted', async () => {
+      await store.put('lpdel/x/1', text('v'));
+      await store.put('lpdel/x/deeper/2', text('v'));
+      await store.put('lpdel/y/1', text('v'));
+      expect(await store.listPrefixes('lpdel/')).to.deep.equal(['lpdel/x/', 'lpdel/y/']);
+      await store.delete('lpdel/x/1');
+      expect(await store.listPrefixes('lpdel/')).to.deep.equal(['lpdel/x/', 'lpdel/y/']);
+      await store.delete('lpdel/x/deeper/2');
+      expect(await store.listPrefixes('lpdel/')).to.deep.equal(['lpdel/y/']);
+    });
+
+    it('listPrefixes sorts by UTF-8 bytes, as list does', async () => {
+      // U+FFFD sorts before U+1F600 in UTF-8, after it in JS (UTF-16) string order.
+      await store.put('lpu/\u{1F600}/x', text('v'));
+      await store.put('lpu/\uFFFD/x', text('v'));
+      await store.put('lpu/zoë/x', text('v'));
+      expect(await store.listPrefixes('lpu/')).to.deep.equal(['lpu/zoë/', 'lpu/\uFFFD/', 'lpu/\u{1F600}/']);
+    });
+
+    it('listPrefixes names more than 1000 folders (S3 pages them)', async () => {
+      const n = 1100;
+      const expected: string[] = [];
+      const batch = 100;
+      for (let i = 0; i < n; i += batch) {
+        const puts: Promise<void>[] = [];
+        for (let j = i; j < Math.min(n, i + batch); j++) {
+          const folder = `lpmany/r-${String(j).padStart(5, '0')}/`;
+          expected.push(folder);
+          // Two objects a folder, one of them deeper: each folder is still named once.
+          puts.push(store.put(`${folder}m`, Uint8Array.of(1)), store.put(`${folder}sst/s`, Uint8Array.of(1)));
+        }
+        await Promise.all(puts);
+      }
+      expect(await store.listPrefixes('lpmany/')).to.deep.equal(expected);
     });
 
     it('overwrite replaces the whole object', async () => {

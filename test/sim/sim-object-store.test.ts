@@ -43,6 +43,32 @@ describe('whole-datanode simulator object store', () => {
     expect(isRegionDbError(outside.err, ErrorCode.InvalidArgument)).to.equal(true);
   });
 
+  it('listPrefixes names the folders one segment down, as one request drawing what a list draws (a caller moving to it keeps its trace)', async () => {
+    const answers: { what: string; atMs: number; value: unknown }[] = [];
+    for (const what of ['list', 'listPrefixes'] as const) {
+      const sched = new SimScheduler();
+      const store = new SimObjectStore(sched, new SeededRand(9), { latencyMsMin: 1, latencyMsMax: 40, failChance: 0.3 });
+      const view = store.viewFor(new Incarnation(1, 1));
+      for (const key of ['regions/2/sst/a', 'regions/1/manifest/m', 'regions/1/sst/b', 'regions/x', 'promotion/p/1']) await settle(sched, view.put(key, bytes('v')), sched.now + 100);
+      let answeredAtMs = -1;
+      const listing = (what === 'list' ? view.list('regions/') : view.listPrefixes('regions/')) as Promise<unknown>;
+      const answered = () => {
+        answeredAtMs = sched.now;
+      };
+      listing.then(answered, answered);
+      const out = await settle(sched, listing, sched.now + 100);
+      const listed = what === 'list' ? (out.value as { key: string }[] | undefined)?.map((o) => o.key) : out.value;
+      answers.push({ what, atMs: answeredAtMs, value: out.err === undefined ? listed : String(out.err) });
+    }
+    // The same seed: the same puts failed (or took effect anyway) in both runs.
+    const keys = answers[0]!.value as string[];
+    const folders = [...new Set(keys.filter((k) => k.indexOf('/', 8) >= 0).map((k) => k.slice(0, k.indexOf('/', 8) + 1)))];
+    expect(folders.length, `keys listed: ${keys.join(' ')}`).to.be.above(0);
+    expect(answers[1]!.value).to.deep.equal(folders);
+    expect(answers[0]!.atMs, 'answered').to.be.above(0);
+    expect(answers[1]!.atMs, 'answered at the same virtual time').to.equal(answers[0]!.atMs);
+  });
+
   it('a crashed sender never gets its answer, but its delete still takes effect (and is reported)', async () => {
     const sched = new SimScheduler();
     const store = new SimObjectStore(sched, new SeededRand(2), { latencyMsMin: 3, latencyMsMax: 3, failChance: 0 });

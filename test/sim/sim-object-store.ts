@@ -13,7 +13,7 @@
 // Nothing here reads real time or randomness.
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import type { Rand } from '../../src/common/rand.js';
-import { type ObjectMeta, type ObjectStore, bufferedUpload, checkRange, notFound, sortByKey, validateKey, validatePrefix } from '../../src/object-store/object-store.js';
+import { type ObjectMeta, type ObjectStore, bufferedUpload, checkRange, notFound, prefixesOfKeys, sortByKey, validateKey, validatePrefix } from '../../src/object-store/object-store.js';
 import type { Incarnation, SimScheduler } from './sim-world.js';
 
 export interface SimObjectStoreOptions {
@@ -123,6 +123,15 @@ export class SimObjectStore {
           const out: ObjectMeta[] = [];
           for (const [key, data] of this.objects) if (key.startsWith(prefix)) out.push({ key, size: data.byteLength });
           return sortByKey(out);
+        });
+      },
+      // One request, as list: a listing takes effect at one instant, whatever its size (its
+      // randomness is drawn as a list's, so a caller moving from one to the other keeps its traces).
+      listPrefixes: (prefix) => {
+        validatePrefix(prefix);
+        return this.request(owner, 'list', false, () => {
+          this.stats.lists++;
+          return prefixesOfKeys(this.objects.keys(), prefix);
         });
       },
       delete: (key) => {

@@ -21,14 +21,26 @@ import { MemoryCatalog, catalogNodes, createOneRegionTable, startMetasrvCore } f
 const CLUSTER = 'table-ids-listing';
 const addr = (n: number) => `127.0.0.1:${23_300 + n}`;
 
-/** An object store whose `list` fails while `down` (an outage), counting the listings asked. */
+/**
+ * An object store whose listings fail while `down` (an outage), counting the listings asked:
+ * `objectListings` the prefixes of `list` (every object), `folderListings` those of `listPrefixes`.
+ */
 class FlakyListing extends DelegatingObjectStore {
   down = true;
-  listings = 0;
+  readonly objectListings: string[] = [];
+  readonly folderListings: string[] = [];
+  get listings(): number {
+    return this.objectListings.length + this.folderListings.length;
+  }
   override list(prefix: string): Promise<ObjectMeta[]> {
-    this.listings++;
+    this.objectListings.push(prefix);
     if (this.down) return Promise.reject(new Error('connect ECONNREFUSED (object store down)'));
     return super.list(prefix);
+  }
+  override listPrefixes(prefix: string): Promise<string[]> {
+    this.folderListings.push(prefix);
+    if (this.down) return Promise.reject(new Error('connect ECONNREFUSED (object store down)'));
+    return super.listPrefixes(prefix);
   }
 }
 
@@ -136,6 +148,41 @@ describe('metasrv: table ids above the object store even when its listing failed
     expect(created, `CreateTable once the catalog can be written (last refusal: ${String(last)})`).to.not.equal(undefined);
     expect(core.catalog.tables.t?.tableId).to.be.above(1024);
     expect(failing.state.nextTableId, 'the raised allocator saved').to.be.above(1025);
+  });
+
+  // Y1's cost: the listing read every object under regions/ (1,000 a page on S3), minutes of
+  // refused DDL on a large store after each start or takeover. The region folders are enough.
+  it('the start lists the region folders under regions/, not the objects in them', async () => {
+    const { store, catalog } = await setup();
+    store.down = false;
+    // Many objects in a few regions; table 1030 the highest, a folder that is no region ignored.
+    for (let i = 0; i < 40; i++) await store.inner.put(`regions/${makeRegionId(1030, 2)}/sst/${String(i).padStart(4, '0')}.sst`, new Uint8Array([1]));
+    await store.inner.put(`regions/${makeRegionId(1026, 0)}/replica-snapshot/2-9.manifest`, new Uint8Array([1]));
+    await store.inner.put(`regions/${makeRegionId(1030, 2)}0-not-a-region/x`, new Uint8Array([1]));
+    await store.inner.put(`regions/${makeRegionId(2000, 0)}`, new Uint8Array([1])); // an object, not a folder: no region
+    await store.inner.put(`promotion/${makeRegionId(3000, 0)}/x`, new Uint8Array([1]));
+    core = await start(store, catalog);
+    expect(core.catalog.nextTableId, 'above table 1030').to.equal(1031);
+    expect(store.folderListings, 'folder listings').to.deep.equal(['regions/']);
+    expect(store.objectListings.filter((p) => p.startsWith('regions')), 'object listings of regions/').to.deep.equal([]);
+  });
+
+  it('a folder listing that fails refuses CreateTable until one succeeds, then allocates above every folder', async () => {
+    const { store, catalog } = await setup();
+    await store.inner.put(`regions/${makeRegionId(1100, 5)}/manifest/0000000000000001.manifest`, new Uint8Array([1]));
+    core = await start(store, catalog);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const refused = await createOneRegionTable(core, 'token-f').then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(isRegionDbError(refused, ErrorCode.Unavailable), `attempt ${attempt}: CreateTable allocated table id ${core.catalog.tables.t?.tableId}`).to.equal(true);
+      expect(core.catalog.tables.t, 'nothing created').to.equal(undefined);
+    }
+    expect(store.folderListings.length, 'the start and each CreateTable listed again').to.equal(4);
+    store.down = false;
+    await createOneRegionTable(core, 'token-f');
+    expect(core.catalog.tables.t?.tableId).to.equal(1101);
   });
 
   it('a listing that succeeded at the start is not made again for every CreateTable', async () => {

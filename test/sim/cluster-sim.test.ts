@@ -774,6 +774,35 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
     });
 
+    // Finding E11 of docs/correctness.md (docs/simulation.md, "A cut-off peer on a node not yet
+    // registered"): with drain,metarestore,corrupt,wipe, seed 34 failed `referenced object
+    // deleted` — SST a9 of region …104 "deleted while n2 … durable raft snapshot at 179 names it".
+    // n2 (the drained node) ran again but had not reopened its log's replicas: K1 reopens them
+    // only once the registration is answered, and the metasrv was down. Its peer 2 — log ending
+    // at 187 (term 10), the removal of peer 2 committed at 198 by others — was cut off for good
+    // (peers 1, 3 and 4 held durable snapshots at 221–245, term 11, membership {1, 3, 4}), so GC
+    // owed it nothing; the checker matched a disk to its peer only for a running replica or a
+    // down node and so held this one strictly. Now a running node without the region's replica
+    // is matched as a down node is (the peer its reopen loads). Seed 44 was the same: n2's peer 2
+    // of …104, its log committing its own removal (61, log to 67), durable snapshot at 49, the
+    // others' at 156 (term 15, {1, 3, 4}), n2 restarted and not registered yet.
+    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 34: a cut-off peer on a node waiting for its registration is not held to its durable snapshot (E11)', async () => {
+      const r = await runClusterSim(34, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+      expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
+    });
+
+    // The same match holds a peer that is not cut off: GC ignoring the replicas' snapshots
+    // (planted) is caught at seed 3 on n2's durable snapshot at 134, n2 running without its
+    // replica of …104 (E11).
+    it('the checkers can fail: GC ignoring snapshots (planted) is caught on the durable snapshot of a running node that does not host the replica (E11)', async () => {
+      const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'], gcBug: 'gc-ignores-snapshots' };
+      const caught = await violationAt(3, options);
+      expect(caught, 'seed 3 passed with the planted GC rule').to.not.equal(undefined);
+      expect(caught!.invariant).to.equal('referenced object deleted');
+      expect(caught!.message).to.contain('was deleted while n2 4398046511104 durable raft snapshot at 134 names it');
+    });
+
     // Finding E3 (docs/simulation.md; E9 in docs/correctness.md): n3's replica of region …104
     // applied its own removal (183), took no snapshot after it, and a restart re-applied its log
     // from its old snapshot; the conditional write at 170 read SSTs the compaction at 177 dropped

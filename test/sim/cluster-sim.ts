@@ -2177,14 +2177,17 @@ export class ClusterSim {
         // A damaged region's log is never loaded again (its data is deleted by the repair).
         const disk = node.disk.damage(regionId) ? undefined : node.disk.stores.get(regionId);
         const snap = disk?.snapshot();
-        // The peer this disk restarts as: the running replica's, or, for a node that is down, the
-        // one its restart would reopen (it loads this durable snapshot, not an older publication).
-        const peerId = replica?.selfPeerId ?? (node.server ? undefined : this.peerOnDisk(node, regionId));
+        const hosted = server?.hostedReplica(regionId);
+        // The peer this disk restarts as: the running replica's, or, for a node that is down or
+        // runs without hosting the region (K1: a start reopens the log's replicas only once its
+        // registration is answered), the one its restart or reopen would load (this durable
+        // snapshot, not an older publication). A fenced replica's is `hosted`'s, below.
+        const peerId = replica?.selfPeerId ?? (hosted ? undefined : this.peerOnDisk(node, regionId));
         if (peerId !== undefined && snap) durableOfRunning.set(`${regionId}/${peerId}`, snap.metadata.index);
         // A peer cut off for good by its removal names nothing GC must keep, neither its version
         // nor the durable snapshot it would restart from (cutOffByRemoval): listed as exempt,
-        // never checked. Also a fenced replica (replica() hides it) and a down node's peer.
-        const hosted = server?.hostedReplica(regionId);
+        // never checked. Also a fenced replica (replica() hides it), a down node's peer and one
+        // waiting for its node's registration (engine seed 34 with drain,metarestore,corrupt,wipe).
         const exemptPeer = hosted?.selfPeerId ?? peerId;
         const diskPeer = disk === undefined ? undefined : (exemptPeer ?? this.peerOnDisk(node, regionId));
         if (diskPeer !== undefined) onDisk.add(`${regionId}/${diskPeer}`);

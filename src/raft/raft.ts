@@ -976,7 +976,14 @@ export class Raft {
   }
 
   private handleHeartbeat(m: Message): void {
-    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    // The leader never tells a follower to commit past what the follower acknowledged to it
+    // (`commit: min(match, committed)`, broadcastHeartbeat). A commit beyond our log therefore
+    // means our log lost entries we acknowledged — a disk that lost synced writes, a log put back
+    // from an older copy — and what we hold at those indexes may be entries that never committed
+    // (another leader's committed there). Committing what we hold would apply them: refuse, as
+    // etcd-io/raft does, and let the host fail this replica (it is rebuilt from its peers).
+    assert(m.commit <= this.log.lastIndex(), () => `heartbeat from ${m.from} at term ${m.term} commits ${m.commit}, beyond our last index ${this.log.lastIndex()}: this log lost entries it acknowledged (docs/raft-rules.md R3: the replica fails and is rebuilt from its peers)`);
+    this.log.commitTo(m.commit);
     this.send(makeMessage({ type: MessageType.HeartbeatResponse, to: m.from, context: m.context }));
   }
 

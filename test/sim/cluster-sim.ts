@@ -999,7 +999,7 @@ export class ClusterSim {
       const store = this.objectStore;
       if (withStorage && store) this.meta.objectStoreFor = (inc) => store.viewFor(inc);
       // Forked last, only with one of them on.
-      if (catlossKinds.size > 0) this.catloss = new CatalogLossNemesis(this.sched, this.metaRand.fork(), this.meta, catlossKinds, () => this.regionIds.every((r) => this.regionWhole(r)), (e) => this.record(e));
+      if (catlossKinds.size > 0) this.catloss = new CatalogLossNemesis(this.sched, this.metaRand.fork(), this.meta, catlossKinds, () => this.regionIds.every((r) => this.regionWhole(r)), (e) => this.record(e), (known) => this.ddl?.catalogRolledBack(known));
       // No events and no randomness: the checkers only look (traces stay what they were).
       const healthy = new HealthyNodeChecker(
         {

@@ -15,6 +15,7 @@
 // repair stuck: docs/simulation.md). Repairs mostly end after the fault period, so `metarestore`
 // also restores once after healing, when the metasrv has settled (`restoreAfterHealing`).
 import { type CatalogState, REPLICATION_FACTOR } from '../../src/metasrv/catalog.js';
+import { decodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { tableIdOfRegion } from '../../src/metasrv/reconcile.js';
 import type { Rand } from '../../src/common/rand.js';
 import { type SimMetasrv, placementOf } from './sim-metasrv.js';
@@ -45,6 +46,12 @@ export class CatalogLossNemesis {
     /** Every region whole in the metasrv's catalog (the harness's `regionWhole` for each). */
     private readonly whole: () => boolean,
     private readonly record: (event: string) => void,
+    /**
+     * The metasrv's catalog was lost or restored from an older copy: the table ids that catalog
+     * knows (none when lost). A table created after the copy is forgotten by it (its regions stay,
+     * "(not in catalog)"): what the DDL client may then be answered NOT_FOUND for.
+     */
+    private readonly rolledBack: (knownTableIds: ReadonlySet<number>) => void = () => {},
   ) {
     if (kinds.has('metarestore')) meta.storage.past = [];
   }
@@ -61,6 +68,7 @@ export class CatalogLossNemesis {
       storage.lose();
       this.losses++;
       this.record('metasrv catalog lost (restarts on an empty data dir)');
+      this.rolledBack(new Set());
     } else if (!this.restoreOlder()) {
       return false;
     }
@@ -98,6 +106,7 @@ export class CatalogLossNemesis {
     storage.restore(older[index]!.bytes);
     this.restores++;
     this.record(`metasrv catalog restored from the copy placing ${older[index]!.placement} (${index + 1} of ${older.length} older placements)`);
+    this.rolledBack(new Set(Object.values(decodeCatalog(older[index]!.bytes, 'the restored copy').tables).map((t) => t.tableId)));
     return true;
   }
 }

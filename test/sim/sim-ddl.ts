@@ -96,13 +96,20 @@ interface DdlTable {
   /** The region ids the CreateTable answer named (empty until answered). */
   regions: string[];
   tableId: number;
-  state: 'creating' | 'live' | 'dropping' | 'dropped';
+  state: 'creating' | 'live' | 'dropping' | 'dropped' | 'forgotten';
   /** Per region: the set-add history (invoke/ok/fail/info, then the final reads). */
   readonly histories: Map<string, HistoryEvent[]>;
   /** Object keys under `regions/` when the first CreateTable attempt was sent (D4). */
   readonly objectsBefore: ReadonlySet<string>;
   /** A DropTable attempt's outcome was unknown (a later NOT_FOUND is then its success). */
   dropUncertain: boolean;
+  /**
+   * The metasrv's catalog was lost or restored from a copy that does not know this table (created
+   * or being created after the copy): a NOT_FOUND for its drop is the catalog forgetting it, not
+   * a wrong answer. Its regions stay (a catalog keeps what it does not know), so its histories are
+   * still checked.
+   */
+  forgotten?: boolean;
 }
 
 export class SimDdlClient {
@@ -149,7 +156,16 @@ export class SimDdlClient {
 
   /** Nothing left to finish: no table being created or dropped (checked after healing, within the liveness bound). */
   settled(): boolean {
-    return this.calls === 0 && this.tables.every((t) => t.state === 'live' || t.state === 'dropped') && !this.writing;
+    return this.calls === 0 && this.tables.every((t) => t.state === 'live' || t.state === 'dropped' || t.state === 'forgotten') && !this.writing;
+  }
+
+  /** The metasrv's catalog was lost or restored from an older copy knowing only `knownTableIds`. */
+  catalogRolledBack(knownTableIds: ReadonlySet<number>): void {
+    for (const t of this.tables) {
+      if (t.state === 'dropped' || t.state === 'forgotten') continue;
+      // A table being created has no id yet: the copy may predate it whatever it is given.
+      if (t.state === 'creating' || !knownTableIds.has(t.tableId)) t.forgotten = true;
+    }
   }
 
   pending(): string {
@@ -231,6 +247,13 @@ export class SimDdlClient {
         (err: unknown) => {
           const e = fromGrpcError(err);
           if (e.code === ErrorCode.NotFound) {
+            if (table.forgotten) {
+              // Not 'dropped': its replicas are not destroyed (the catalog does not know them).
+              table.state = 'forgotten';
+              this.host.record(`ddl: DropTable ${table.name} answered NOT_FOUND: the table was forgotten by a catalog lost or restored from an older copy`);
+              then();
+              return;
+            }
             if (!table.dropUncertain) {
               this.host.flag('ddl', `DropTable ${table.name} answered NOT_FOUND though no earlier attempt may have dropped it: ${e.message}`);
               return;
@@ -398,10 +421,11 @@ export class SimDdlClient {
     probeWrite(nodeId: number, regionId: string): Promise<unknown>;
     deadline: number;
   }): Promise<void> {
-    for (const table of this.tables.filter((t) => t.state === 'live')) {
+    for (const table of this.tables.filter((t) => t.state === 'live' || t.state === 'forgotten')) {
       for (const regionId of table.regions) {
         const history = table.histories.get(regionId)!;
-        for (const nodeId of this.host.nodeIds) {
+        // A forgotten table's regions are read where they are still hosted (no catalog repairs them).
+        for (const nodeId of this.host.nodeIds.filter((n) => table.state === 'live' || this.host.hosts(n, regionId))) {
           for (;;) {
             if (this.host.sched.now > io.deadline) {
               this.host.flag('liveness', `no linearizable read of ${table.name}'s region ${regionId} on n${nodeId} after healing`);

@@ -41,6 +41,16 @@ export interface ConformanceOptions {
   skip?: readonly 'concurrent-puts'[];
 }
 
+/**
+ * Names `n` things (`name(j)`, j = 0..n-1, already in list order) and runs `put(name, j)`'s writes,
+ * 100 names at a time; returns the names in order.
+ */
+async function putNumbered(n: number, name: (j: number) => string, put: (name: string, j: number) => Promise<void>[]): Promise<string[]> {
+  const names = Array.from({ length: n }, (_, j) => name(j));
+  for (let i = 0; i < n; i += 100) await Promise.all(names.slice(i, i + 100).flatMap((k, d) => put(k, i + d)));
+  return names;
+}
+
 export function objectStoreConformance(name: string, make: () => Promise<StoreFixture>, options: ConformanceOptions = {}): void {
   const skip = new Set(options.skip ?? []);
   describe(`ObjectStore conformance: ${name}`, function () {
@@ -133,17 +143,7 @@ export function objectStoreConformance(name: string, make: () => Promise<StoreFi
 
     it('list pages through more than 1000 objects', async () => {
       const n = 1100;
-      const expected: string[] = [];
-      const batch = 100;
-      for (let i = 0; i < n; i += batch) {
-        const puts: Promise<void>[] = [];
-        for (let j = i; j < Math.min(n, i + batch); j++) {
-          const key = `many/obj-${String(j).padStart(5, '0')}`;
-          expected.push(key);
-          puts.push(store.put(key, Uint8Array.of(j & 0xff)));
-        }
-        await Promise.all(puts);
-      }
+      const expected = await putNumbered(n, (j) => `many/obj-${String(j).padStart(5, '0')}`, (key, j) => [store.put(key, Uint8Array.of(j & 0xff))]);
       await store.put('manyx/not-included', Uint8Array.of(1));
       const listed = await store.list('many/');
       expect(listed.length).to.equal(n);
@@ -197,19 +197,8 @@ export function objectStoreConformance(name: string, make: () => Promise<StoreFi
     });
 
     it('listPrefixes names more than 1000 folders (S3 pages them)', async () => {
-      const n = 1100;
-      const expected: string[] = [];
-      const batch = 100;
-      for (let i = 0; i < n; i += batch) {
-        const puts: Promise<void>[] = [];
-        for (let j = i; j < Math.min(n, i + batch); j++) {
-          const folder = `lpmany/r-${String(j).padStart(5, '0')}/`;
-          expected.push(folder);
-          // Two objects a folder, one of them deeper: each folder is still named once.
-          puts.push(store.put(`${folder}m`, Uint8Array.of(1)), store.put(`${folder}sst/s`, Uint8Array.of(1)));
-        }
-        await Promise.all(puts);
-      }
+      // Two objects a folder, one of them deeper: each folder is still named once.
+      const expected = await putNumbered(1100, (j) => `lpmany/r-${String(j).padStart(5, '0')}/`, (folder) => [store.put(`${folder}m`, Uint8Array.of(1)), store.put(`${folder}sst/s`, Uint8Array.of(1))]);
       expect(await store.listPrefixes('lpmany/')).to.deep.equal(expected);
     });
 

@@ -10,10 +10,9 @@ import { systemClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { DatanodeCore, type MetasrvCaller } from '../../src/datanode/datanode-core.js';
 import { makeRegionId } from '../../src/metasrv/catalog.js';
-import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { LogBatch } from '../../src/wal/log-engine.js';
-import { Counter } from '../fixtures/counter-machine.js';
-import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import type { Counter } from '../fixtures/counter-machine.js';
+import { MemoryLogEngine, counterRegionServerDeps } from '../fixtures/memory-log-engine.js';
 
 const NODE = 1;
 const REGION = makeRegionId(2049, 0);
@@ -60,9 +59,7 @@ describe('datanode: a failed WAL write stops its heartbeats (the metasrv must se
       logEngine: engine,
       clock: systemClock,
       log: silentLogger,
-      createRegionServer: (hooks) =>
-        new RegionServer<Counter, number>(NODE, engine, new LoopbackTransport(NODE, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5 }, silentLogger, systemClock, hooks),
-      stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+      ...counterRegionServerDeps(NODE, engine),
     });
     const metasrv = new AnsweringMetasrv();
     try {

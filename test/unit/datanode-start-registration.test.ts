@@ -11,9 +11,8 @@ import { type StartId, type StartRecord, confirmedStart } from '../../src/common
 import { DatanodeCore, type MetasrvCaller } from '../../src/datanode/datanode-core.js';
 import type { RegionMeta } from '../../src/datanode/types.js';
 import { makeRegionId } from '../../src/metasrv/catalog.js';
-import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { Counter } from '../fixtures/counter-machine.js';
-import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import type { Counter } from '../fixtures/counter-machine.js';
+import { MemoryLogEngine, counterRegionServerDeps } from '../fixtures/memory-log-engine.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const NODE = 1;
@@ -76,9 +75,7 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
       logEngine: engine,
       clock: systemClock,
       log: silentLogger,
-      createRegionServer: (hooks) =>
-        new RegionServer<Counter, number>(NODE, engine, new LoopbackTransport(NODE, () => {}), { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: 5 }, silentLogger, systemClock, hooks),
-      stateMachineStat: () => ({ flushedIndex: 0, memtableBytes: 0, ssts: 0 }),
+      ...counterRegionServerDeps(NODE, engine),
     });
     metasrv = new HandMetasrv();
     confirmed = [];

@@ -169,6 +169,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
    * single metasrv's (no group, nothing to fence).
    */
   private metasrvEpoch = 0;
+  /** The highest epoch in the registration and heartbeat answers of the metasrv this node talks to (> 0: it is a group; Y3). In memory: a restart forgets it. */
+  private groupAnswerEpoch = 0;
   private readonly epochLogs = new LogLimiter(10_000);
   /** The heartbeat in flight: one at a time, so its instructions apply in order (issue 14.8). */
   private heartbeating: Promise<void> | undefined;
@@ -485,15 +487,27 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   // ─── Heartbeats ─────────────────────────────────────────────────────────────────────────────
 
   /** Whether instructions of a metasrv at `epoch` may run here; remembers the highest epoch seen. */
-  admitEpoch(epochField: string | number | undefined): boolean {
+  admitEpoch(epochField: string | number | undefined, from: 'answer' | 'request' = 'request'): boolean {
     const epoch = Number(epochField ?? 0);
-    if (epoch === 0) return true;
+    if (epoch === 0) {
+      // A single metasrv's (unfenced). Refused once the metasrv this node registers with has
+      // answered as a group (finding Y3): a single metasrv answering beside a group — a member
+      // started without [meta_group], the metasrv a group replaced started again at a listed
+      // address — acts on a catalog of its own. Only answers count (`from: 'answer'`): an Admin
+      // request's epoch is whatever its caller wrote, and one large value must not deafen the
+      // node to its own single metasrv.
+      if (this.groupAnswerEpoch === 0) return true;
+      const suppressed = this.epochLogs.admit('single-after-group', this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ seenInAnswers: this.groupAnswerEpoch, suppressed }, 'ignored a single metasrv (epoch 0): this datanode follows a metasrv group (docs/metasrv-ha.md)');
+      return false;
+    }
     if (epoch < this.metasrvEpoch) {
       const suppressed = this.epochLogs.admit('stale-epoch', this.clock.nowMs());
       if (suppressed !== undefined) this.log.warn({ epoch, seen: this.metasrvEpoch, suppressed }, 'ignored instructions of a metasrv with an older epoch (a deposed leader)');
       return false;
     }
     this.metasrvEpoch = epoch;
+    if (from === 'answer') this.groupAnswerEpoch = Math.max(this.groupAnswerEpoch, epoch);
     return true;
   }
 
@@ -602,7 +616,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
           throw err;
         });
         // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
-        if (!this.admitEpoch(res.metasrv_epoch)) return;
+        if (!this.admitEpoch(res.metasrv_epoch, 'answer')) return;
         this.refusedStart = undefined;
         // Durable before anything is reopened: the next start vouches for this one.
         if (this.start && this.start.confirmed?.id !== this.start.id) this.start = this.deps.confirmStart?.(this.start) ?? this.start;
@@ -625,7 +639,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         this.heartbeatPhase = 'full report call';
         res = await this.reportCall(timeoutMs);
       }
-      if (this.admitEpoch(res.answer.metasrv_epoch)) {
+      if (this.admitEpoch(res.answer.metasrv_epoch, 'answer')) {
         const running = this.takeInstructions(res.answer.instructions);
         if (running) await running; // never in production: the instructions are queued (O2)
       }

@@ -120,18 +120,19 @@ describe('datanode: metasrv epochs fence a deposed metasrv leader (issue 16)', f
   let fakeMeta: RunningGrpcServer;
   let datanode: Datanode | undefined;
   /** What the fake metasrv answers each heartbeat with: its epoch and whether it says "open region A". */
-  const answer = { epoch: 5, open: false };
+  const answer = { epoch: 5, open: false, region: 0 };
   let beats = 0;
   const regionA = makeRegionId(1024, 0);
-  const openA = (epoch: number) => ({
+  const openRegion = (epoch: number, regionNumber: number) => ({
     metasrv_epoch: String(epoch),
-    region_id: regionA,
+    region_id: makeRegionId(1024, regionNumber),
     table: toProtoSchema(cpuSchema()),
-    peers: [{ peer_id: '7', node_id: '1', addr: '' }],
-    self_peer_id: '7',
+    peers: [{ peer_id: String(7 + regionNumber), node_id: '1', addr: '' }],
+    self_peer_id: String(7 + regionNumber),
     bootstrap: true,
     recover_from_object_store: false,
   });
+  const openA = (epoch: number) => openRegion(epoch, 0);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-epoch-'));
@@ -139,7 +140,7 @@ describe('datanode: metasrv epochs fence a deposed metasrv leader (issue 16)', f
             RegisterNode: unary(async () => ({ regions: [], metasrv_epoch: String(answer.epoch) }), silentLogger),
             Heartbeat: unary(async () => {
               beats++;
-              return { instructions: answer.open ? [{ open_region: openA(answer.epoch) }] : [], metasrv_epoch: String(answer.epoch) };
+              return { instructions: answer.open ? [{ open_region: openRegion(answer.epoch, answer.region) }] : [], metasrv_epoch: String(answer.epoch) };
             }, silentLogger),
           }));
   });
@@ -174,5 +175,76 @@ describe('datanode: metasrv epochs fence a deposed metasrv leader (issue 16)', f
     }
     answer.epoch = 6; // the new leader
     await waitUntil('region A opened by the epoch-6 instruction', 10_000, async () => datanode!.regionServer.replica(regionA));
+  });
+
+  it('once it has seen a metasrv group (epoch > 0), ignores the instructions of a single metasrv (epoch 0) and refuses its OpenRegion (review Y3)', async () => {
+    // A member started without [meta_group] (a config slip), or the single metasrv the group
+    // replaced started again at an address the datanodes list: its own catalog, its epoch 0.
+    const regionB = makeRegionId(1024, 1);
+    answer.epoch = 0;
+    answer.region = 1;
+    answer.open = true;
+    await beatsFromNow(5);
+    expect(datanode!.regionServer.replica(regionB), 'an epoch-0 instruction after epoch 6 was ignored').to.equal(undefined);
+    const admin = makeClient('Admin', `127.0.0.1:${datanode!.grpcPort}`);
+    try {
+      const err = await call(admin, 'OpenRegion', openRegion(0, 1), 3000).then(
+        () => undefined,
+        (e: unknown) => fromGrpcError(e),
+      );
+      expect(err?.code, 'Admin.OpenRegion at epoch 0').to.equal(ErrorCode.ConditionFailed);
+      expect(datanode!.regionServer.replica(regionB)).to.equal(undefined);
+    } finally {
+      admin.close();
+      answer.open = false;
+    }
+  });
+});
+
+describe('datanode: a single metasrv (epoch 0) is not deafened by an Admin request with a large epoch (Y3)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let fakeMeta: RunningGrpcServer;
+  let datanode: Datanode | undefined;
+  const opens: ReturnType<typeof openAt>[] = [];
+  let beats = 0;
+  const openAt = (epoch: number, regionNumber: number) => ({
+    metasrv_epoch: String(epoch),
+    region_id: makeRegionId(1025, regionNumber),
+    table: toProtoSchema(cpuSchema()),
+    peers: [{ peer_id: String(20 + regionNumber), node_id: '1', addr: '' }],
+    self_peer_id: String(20 + regionNumber),
+    bootstrap: true,
+    recover_from_object_store: false,
+  });
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-epoch0-'));
+    ({ fakeMeta, datanode } = await fakeMetasrvAndDatanode(dir, 'epoch0-cluster', 50, {
+      RegisterNode: unary(async () => ({ regions: [], metasrv_epoch: '0' }), silentLogger),
+      Heartbeat: unary(async () => {
+        beats++;
+        return { instructions: opens.splice(0).map((o) => ({ open_region: o })), metasrv_epoch: '0' };
+      }, silentLogger),
+    }));
+  });
+
+  after(async () => {
+    await datanode?.stop();
+    await fakeMeta?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("an Admin OpenRegion carrying epoch 1000 (a tool's, a fuzzer's) is taken, and the single metasrv's next epoch-0 instruction still is (the reverted first Y3 fix went deaf here)", async () => {
+    await waitUntil('registered and beating', 10_000, async () => (beats >= 2 ? true : undefined));
+    const admin = makeClient('Admin', `127.0.0.1:${datanode!.grpcPort}`);
+    try {
+      await call(admin, 'OpenRegion', openAt(1000, 0), 3000);
+    } finally {
+      admin.close();
+    }
+    expect(datanode!.regionServer.replica(makeRegionId(1025, 0)), 'opened by the Admin request').to.not.equal(undefined);
+    opens.push(openAt(0, 1));
+    await waitUntil("the single metasrv's epoch-0 open carried out", 10_000, async () => datanode!.regionServer.replica(makeRegionId(1025, 1)));
   });
 });

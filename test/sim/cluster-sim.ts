@@ -2556,7 +2556,11 @@ export class ClusterSim {
     this.record(`close n${node.id} ${regionId} peer ${replica.selfPeerId} (${replica.isLeader() ? 'leader' : 'follower'}, ${inFlight} proposals in flight), reopen after ${reopenAfterMs} ms`);
     if (this.meta) {
       // The instruction's path (serialized with the node's other opens and closes); the metasrv reopens it.
-      node.core!.closeRegion(regionId, false).catch((err: unknown) => this.flag('close', `closing ${regionId} on n${node.id} failed: ${String(err)}`));
+      // Not a deletion for the `drain` fault's checker (its log stays; reconciliation reopens it).
+      const closed = this.drain?.closingKept(inc.number, regionId, replica.selfPeerId);
+      const closing = node.core!.closeRegion(regionId, false);
+      closing.catch((err: unknown) => this.flag('close', `closing ${regionId} on n${node.id} failed: ${String(err)}`));
+      if (closed) closing.then(closed, closed);
       return true;
     }
     server.close(regionId, false).then(

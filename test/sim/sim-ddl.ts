@@ -21,7 +21,9 @@
 //   D2 (`set`, per region of a live table): after healing every acknowledged add is read back
 //      linearizably on every node, and nothing never written to that table is;
 //   D3 (`dropped table refused`): after healing no node hosts a dropped table's region (the
-//      catalog placement checker) and a write to it is refused NOT_FOUND on every node;
+//      catalog placement checker) and a write to it is refused NOT_FOUND on every node — or, for
+//      a table a catalog copy from before its drop brought back (`restoredAfterDrop`, opened
+//      again empty), refused at all, never acknowledged;
 //   D4 (`recovery point`, engine mode; after each manifest put and at the end): the latest
 //      manifest of a live table's region — what `regiondb recover` and a standby start from —
 //      is not an object that was in the store before the table was created (a table id reused after a catalog loss makes a re-created
@@ -110,6 +112,14 @@ interface DdlTable {
    * still checked.
    */
   forgotten?: boolean;
+  /**
+   * The table's drop was acknowledged, and then the metasrv's catalog was restored from a copy
+   * older than the drop: the copy knows the table, so the metasrv takes it for live again and has
+   * its placements opened — empty, its replicas were destroyed (docs/ddl.md, "Interactions"). A
+   * write to it after healing may be refused by anything then (no leader, NOT_FOUND), but never
+   * acknowledged (D3).
+   */
+  restoredAfterDrop?: boolean;
 }
 
 export class SimDdlClient {
@@ -144,6 +154,19 @@ export class SimDdlClient {
     return this.tables.filter((t) => t.state === 'live').flatMap((t) => t.regions);
   }
 
+  /**
+   * Regions of tables a lost catalog or a catalog restored from an older copy forgot (live or not):
+   * a catalog keeps what it does not know, so their replicas stay where they are, unplaced.
+   */
+  forgottenRegions(): string[] {
+    return this.tables.filter((t) => t.forgotten === true && t.state !== 'dropped').flatMap((t) => t.regions);
+  }
+
+  /** Regions of dropped tables a catalog copy from before the drop brought back (`restoredAfterDrop`). */
+  restoredAfterDropRegions(): string[] {
+    return this.tables.filter((t) => t.state === 'dropped' && t.restoredAfterDrop === true).flatMap((t) => t.regions);
+  }
+
   /** Regions of tables whose drop was acknowledged. */
   droppedRegions(): string[] {
     return this.tables.filter((t) => t.state === 'dropped').flatMap((t) => t.regions);
@@ -162,6 +185,7 @@ export class SimDdlClient {
   /** The metasrv's catalog was lost or restored from an older copy knowing only `knownTableIds`. */
   catalogRolledBack(knownTableIds: ReadonlySet<number>): void {
     for (const t of this.tables) {
+      if (t.state === 'dropped' && knownTableIds.has(t.tableId)) t.restoredAfterDrop = true;
       if (t.state === 'dropped' || t.state === 'forgotten') continue;
       // A table being created has no id yet: the copy may predate it whatever it is given.
       if (t.state === 'creating' || !knownTableIds.has(t.tableId)) t.forgotten = true;
@@ -424,8 +448,18 @@ export class SimDdlClient {
     for (const table of this.tables.filter((t) => t.state === 'live' || t.state === 'forgotten')) {
       for (const regionId of table.regions) {
         const history = table.histories.get(regionId)!;
-        // A forgotten table's regions are read where they are still hosted (no catalog repairs them).
-        for (const nodeId of this.host.nodeIds.filter((n) => table.state === 'live' || this.host.hosts(n, regionId))) {
+        // A forgotten table's regions are read where they are still hosted (no catalog repairs them),
+        // also while it is live (engine seeds 2001, 2002 of the wide mix: read on every node).
+        const readAt = this.host.nodeIds.filter((n) => (table.state === 'live' && !table.forgotten) || this.host.hosts(n, regionId));
+        if (table.state === 'forgotten' && table.dropUncertain && readAt.length === 0) {
+          // Its DropTable was answered NOT_FOUND by a catalog that forgot it after an attempt whose
+          // outcome was unknown (it may have marked the drop), and a later copy
+          // holding the drop's mark (an earlier attempt's) finished the drop: what the client asked
+          // for (engine seed 9 with ddl,metarestore).
+          this.host.record(`ddl: ${table.name}'s region ${regionId} is hosted nowhere: its drop was finished by a restored catalog holding its mark`);
+          continue;
+        }
+        for (const nodeId of readAt) {
           for (;;) {
             if (this.host.sched.now > io.deadline) {
               this.host.flag('liveness', `no linearizable read of ${table.name}'s region ${regionId} on n${nodeId} after healing`);
@@ -443,6 +477,7 @@ export class SimDdlClient {
         this.checkRecoveryPoint(table, regionId, 'at the end');
       }
     }
+    const restoredAfterDrop = new Set(this.restoredAfterDropRegions());
     for (const regionId of this.droppedRegions()) {
       if (this.liveRegions().includes(regionId)) continue; // re-used by a live table (D4 speaks for it)
       for (const nodeId of this.host.nodeIds) {
@@ -450,6 +485,9 @@ export class SimDdlClient {
           () => undefined,
           (err: unknown) => err,
         );
+        // Brought back by a catalog copy from before its drop (engine seeds 2025, 2038 of the wide
+        // mix with metarestore and ddl: empty replicas with no leader answered NOT_LEADER).
+        if (restoredAfterDrop.has(regionId) && refused !== undefined) continue;
         if (!isRegionDbError(refused, ErrorCode.NotFound)) {
           this.host.flag('dropped table refused', `a write to dropped region ${regionId} on n${nodeId} was ${refused === undefined ? 'acknowledged' : `answered ${String(refused)}`}, not refused NOT_FOUND`);
         }

@@ -1617,7 +1617,7 @@ export class ClusterSim {
       reportIncarnation: inc.number,
     });
     node.core = core;
-    this.watchDestroys(node, core.regionServer);
+    this.watchDestroys(node, inc, core.regionServer);
     return core;
   }
 
@@ -1632,9 +1632,10 @@ export class ClusterSim {
    * metasrv sends: its opens and closes run one at a time. It wraps the incarnation's `open` and
    * `close` and hands back the very promises the core awaits (the bookkeeping runs before the
    * caller's continuation); it draws no randomness and records nothing unless it fails, so
-   * traces are unchanged.
+   * traces are unchanged. With `drain` it also tells the fault which replicas a close deleted
+   * (a close without destroy, the `close` fault's, is no deletion).
    */
-  private watchDestroys(node: SimNode, server: RegionServer<StateMachine<unknown>, unknown>): void {
+  private watchDestroys(node: SimNode, inc: Incarnation, server: RegionServer<StateMachine<unknown>, unknown>): void {
     /** Region → the peers whose close(destroy) is under way (0: no replica of it was open or failed). */
     const destroying = new Map<string, number[]>();
     const open = server.open.bind(server);
@@ -1649,6 +1650,7 @@ export class ClusterSim {
     server.close = (regionId, destroy) => {
       if (!destroy || !this.regionIds.includes(regionId)) return close(regionId, destroy);
       const destroyed = server.replica(regionId)?.selfPeerId ?? server.failure(regionId)?.selfPeerId ?? 0;
+      this.drain?.noteDestroy(inc.number, regionId, destroyed);
       const peers = destroying.get(regionId) ?? [];
       peers.push(destroyed);
       destroying.set(regionId, peers);

@@ -132,6 +132,8 @@ export class DrainNemesis {
   };
   /** Region → peers whose replica was deleted while it answered raft. */
   private readonly deletedPeers = new Map<string, Set<number>>();
+  /** `incarnation/region/peer` of every replica a process began to close with destroy (a deletion; the `close` fault's closes are not). */
+  private readonly destroyCalls = new Set<string>();
   /** Node → region → (incarnation, peer) of the replica answering raft there at the last probe. */
   private readonly lastHosted = new Map<number, Map<string, { inc: number; peerId: number }>>();
   /** Region/old peer → the index of its removal (from the leader's appends). */
@@ -230,7 +232,19 @@ export class DrainNemesis {
     this.leadingKeys = leading;
   }
 
-  /** Replicas answering raft at the last probe that are gone from the same process now: deleted (closed with destroy). */
+  /**
+   * A process (incarnation number) began to close `regionId`'s replica `peerId` with destroy
+   * (the harness's wrapper of RegionServer.close): the only close that deletes it.
+   */
+  noteDestroy(incarnation: number, regionId: string, peerId: number): void {
+    this.destroyCalls.add(`${incarnation}/${regionId}/${peerId}`);
+  }
+
+  /**
+   * Replicas answering raft at the last probe that are gone from the same process now, closed
+   * with destroy: deleted. One closed without destroy (the `close` fault) keeps its log and
+   * votes again once reopened: while closed it just does not answer raft, like a down node's.
+   */
   private noteDeletions(nodes: { id: number; incarnation: Incarnation }[], regionIds: readonly string[]): void {
     for (const node of nodes) {
       const server = this.host.server(node.id);
@@ -242,6 +256,7 @@ export class DrainNemesis {
         const before = last.get(regionId);
         if (!server || !before || before.inc !== node.incarnation.number) continue;
         if (server.hostedReplica(regionId)?.selfPeerId === before.peerId) continue; // still there (maybe failed: not a deletion)
+        if (!this.destroyCalls.has(`${before.inc}/${regionId}/${before.peerId}`)) continue; // closed, not deleted
         const peers = this.deletedPeers.get(regionId) ?? new Set<number>();
         peers.add(before.peerId);
         this.deletedPeers.set(regionId, peers);

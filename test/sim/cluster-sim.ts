@@ -1650,7 +1650,8 @@ export class ClusterSim {
     server.close = (regionId, destroy) => {
       if (!destroy || !this.regionIds.includes(regionId)) return close(regionId, destroy);
       const destroyed = server.replica(regionId)?.selfPeerId ?? server.failure(regionId)?.selfPeerId ?? 0;
-      this.drain?.noteDestroy(inc.number, regionId, destroyed);
+      // The replica this close deletes, also a removed one that still answers raft (replica() hides it).
+      this.drain?.noteDestroy(inc.number, regionId, server.hostedReplica(regionId)?.selfPeerId ?? destroyed);
       const peers = destroying.get(regionId) ?? [];
       peers.push(destroyed);
       destroying.set(regionId, peers);

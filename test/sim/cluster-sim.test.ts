@@ -669,6 +669,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect((caught as Error).message).to.match(/liveness: n3 is draining and no drain runs, yet the catalog places .* on it: a drain that never ends/);
     });
 
+    // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
+    // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of
+    // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained
+    // (its replicas moved to n4 and deleted), then the catalog was lost; the catalog-loss checker
+    // said "n3 runs no replica of it (destroyed?)", and the final reads looked for one on n3.
+    it('drain then metaloss (seed 2002): a drained node hosting none of a forgotten region is no destroyed replica', async () => {
+      const r = await runClusterSim(2002, { metasrv: true, faults: ['drain', 'metaloss'] });
+      expect(r.metasrv!.catalogLosses).to.be.greaterThan(0);
+      expect(r.metasrv!.removals?.drainsStarted, 'the drain before the loss').to.equal(1);
+    });
+
     // Planted bugs (test/sim/sim-catloss-bugs.ts). Each is found at the first seed it can be
     // (seed 1 or 2: a loss or a restore happens in most seeds), so every search starts at 1.
     for (const { bug, finding, faults, wanted } of [

@@ -1155,12 +1155,20 @@ export class ClusterSim {
 
   /**
    * Whether the end-of-run checks expect a replica of `regionId` on `nodeId`: always, except
-   * with `spare`, where a region has a replica only where the metasrv's catalog places one
-   * (replicas move).
+   * with `spare` or `drain`, where a region has a replica only where the metasrv's catalog places
+   * one (replicas move) — or, once a lost or restored catalog forgot the region, where one runs.
    */
   private hosts(nodeId: number, regionId: string): boolean {
     if (!this.extra.has('spare') && !this.extra.has('drain')) return true;
-    return this.meta?.core?.catalog?.regions[regionId]?.replicas.some((p) => p.nodeId === nodeId) ?? true;
+    const catalog = this.meta?.core?.catalog;
+    if (!catalog) return true;
+    const region = catalog.regions[regionId];
+    if (region) return region.replicas.some((p) => p.nodeId === nodeId);
+    // A catalog lost or restored from a copy without the region places it nowhere: its group
+    // keeps it where it runs (the catalog-loss checker sees every voter still running), or, while
+    // it runs nowhere (nodes waiting for their registration), anywhere.
+    const runs = (id: number) => this.nodes.get(id)?.server?.replica(regionId) !== undefined;
+    return runs(nodeId) || ![...this.nodes.keys()].some(runs);
   }
 
   /** The catalog the table's creation left: one table, two regions with a replica (peer id = node id) on each node; no node registered yet. */

@@ -680,6 +680,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.metasrv!.removals?.drainsStarted, 'the drain before the loss').to.equal(1);
     });
 
+    // The `close` fault closes (destroy off) what the metasrv would close and reopens: after a
+    // catalog loss, not a region the catalog forgot (the metasrv neither closes nor reopens one).
+    // Seed 2005 (the first of 2000–2009 to fail with FAULTS=close,metaloss before): n1's peer 1
+    // of a forgotten region was closed after the loss and stayed closed ("peer(s) 1 … run on no
+    // node (destroyed?)").
+    it('close then metaloss (seed 2005): the close fault leaves a region the lost catalog forgot alone', async () => {
+      const r = await runClusterSim(2005, { metasrv: true, faults: ['close', 'metaloss'] });
+      expect(r.metasrv!.catalogLosses, 'catalog losses').to.equal(1);
+      // Here the loss comes before the fault's first close, and the empty catalog places nothing after it.
+      expect(r.closes!.closes).to.equal(0);
+    });
+
     // Planted bugs (test/sim/sim-catloss-bugs.ts). Each is found at the first seed it can be
     // (seed 1 or 2: a loss or a restore happens in most seeds), so every search starts at 1.
     for (const { bug, finding, faults, wanted } of [

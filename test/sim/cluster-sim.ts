@@ -2550,8 +2550,11 @@ export class ClusterSim {
       if (!node.server || (this.meta && !node.core)) continue;
       for (const regionId of this.regionIds) {
         const replica = node.server.replica(regionId) as Replica<StateMachine<unknown>, unknown> | undefined;
-        // A replica being replaced (the harness's repair) is left to it.
-        if (replica && this.repairs.get(regionId)?.nodeId !== node.id) candidates.push({ node, regionId, replica });
+        // A replica being replaced (the harness's repair) is left to it. After a catalog loss or
+        // restore, neither is a region the metasrv does not place: it sends no close for a region
+        // it does not know, and would never reopen one.
+        const forgotten = this.meta !== undefined && (this.catloss?.happened === true || this.catalogWasLost) && !this.meta.core?.catalog?.regions[regionId];
+        if (replica && !forgotten && this.repairs.get(regionId)?.nodeId !== node.id) candidates.push({ node, regionId, replica });
       }
     }
     if (candidates.length === 0) return false;

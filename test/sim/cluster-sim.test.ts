@@ -548,6 +548,20 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       await runClusterSim(10, real);
     });
 
+    // The `removal availability` checker counts as a deleted voter only a replica closed with
+    // destroy. The `close` fault closes a replica without destroy (it keeps its log and votes
+    // once reopened); counted as deleted, it made the checker expect an election its region could
+    // not hold. Seed 2003 (the second of 2000–2009 to fail with FAULTS=close,drain): the fault
+    // closed peers 2, 3 and 1 of a region in turn; at the end the metasrv is down, so nothing
+    // reopens n1's, and n2 and n3, restarted, wait for their registration to reopen theirs. The
+    // checker flagged n4's peer 5 as electable "counting peer(s) 1,2,3, deleted meanwhile"
+    // though no replica of the region was ever deleted.
+    it('close,drain with the metasrv, seed 2003: a replica the `close` fault closed (destroy off) is no deleted voter for `removal availability`', async () => {
+      const r = await runClusterSim(2003, { metasrv: true, faults: ['close', 'drain'] });
+      expect(r.closes?.closes, 'replicas the `close` fault closed').to.be.greaterThan(0);
+      expect(r.metasrv?.removals?.drainsStarted, 'drains started').to.equal(1);
+    });
+
     // Finding M2: a heartbeat that awaits its instructions (a conf change its commit) holds the
     // next beat. Needs repairs (conf changes): corrupt and wipe. Seed 18 is the first to fail
     // (heartbeat cadence: n3's next call 94 ms after its last ended); searched from 17.
@@ -671,6 +685,29 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       }
       expect(caught).to.be.instanceOf(ClusterSimViolation);
       expect((caught as Error).message).to.match(/liveness: n3 is draining and no drain runs, yet the catalog places .* on it: a drain that never ends/);
+    });
+
+    // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
+    // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of
+    // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained
+    // (its replicas moved to n4 and deleted), then the catalog was lost; the catalog-loss checker
+    // said "n3 runs no replica of it (destroyed?)", and the final reads looked for one on n3.
+    it('drain then metaloss (seed 2002): a drained node hosting none of a forgotten region is no destroyed replica', async () => {
+      const r = await runClusterSim(2002, { metasrv: true, faults: ['drain', 'metaloss'] });
+      expect(r.metasrv!.catalogLosses).to.be.greaterThan(0);
+      expect(r.metasrv!.removals?.drainsStarted, 'the drain before the loss').to.equal(1);
+    });
+
+    // The `close` fault closes (destroy off) what the metasrv would close and reopens: after a
+    // catalog loss, not a region the catalog forgot (the metasrv neither closes nor reopens one).
+    // Seed 2005 (the first of 2000–2009 to fail with FAULTS=close,metaloss before): n1's peer 1
+    // of a forgotten region was closed after the loss and stayed closed ("peer(s) 1 … run on no
+    // node (destroyed?)").
+    it('close then metaloss (seed 2005): the close fault leaves a region the lost catalog forgot alone', async () => {
+      const r = await runClusterSim(2005, { metasrv: true, faults: ['close', 'metaloss'] });
+      expect(r.metasrv!.catalogLosses, 'catalog losses').to.equal(1);
+      // Here the loss comes before the fault's first close, and the empty catalog places nothing after it.
+      expect(r.closes!.closes).to.equal(0);
     });
 
     // Planted bugs (test/sim/sim-catloss-bugs.ts). Each is found at the first seed it can be

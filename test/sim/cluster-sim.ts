@@ -1155,12 +1155,20 @@ export class ClusterSim {
 
   /**
    * Whether the end-of-run checks expect a replica of `regionId` on `nodeId`: always, except
-   * with `spare`, where a region has a replica only where the metasrv's catalog places one
-   * (replicas move).
+   * with `spare` or `drain`, where a region has a replica only where the metasrv's catalog places
+   * one (replicas move) — or, once a lost or restored catalog forgot the region, where one runs.
    */
   private hosts(nodeId: number, regionId: string): boolean {
     if (!this.extra.has('spare') && !this.extra.has('drain')) return true;
-    return this.meta?.core?.catalog?.regions[regionId]?.replicas.some((p) => p.nodeId === nodeId) ?? true;
+    const catalog = this.meta?.core?.catalog;
+    if (!catalog) return true;
+    const region = catalog.regions[regionId];
+    if (region) return region.replicas.some((p) => p.nodeId === nodeId);
+    // A catalog lost or restored from a copy without the region places it nowhere: its group
+    // keeps it where it runs (the catalog-loss checker sees every voter still running), or, while
+    // it runs nowhere (nodes waiting for their registration), anywhere.
+    const runs = (id: number) => this.nodes.get(id)?.server?.replica(regionId) !== undefined;
+    return runs(nodeId) || ![...this.nodes.keys()].some(runs);
   }
 
   /** The catalog the table's creation left: one table, two regions with a replica (peer id = node id) on each node; no node registered yet. */
@@ -1617,7 +1625,7 @@ export class ClusterSim {
       reportIncarnation: inc.number,
     });
     node.core = core;
-    this.watchDestroys(node, core.regionServer);
+    this.watchDestroys(node, inc, core.regionServer);
     return core;
   }
 
@@ -1632,9 +1640,10 @@ export class ClusterSim {
    * metasrv sends: its opens and closes run one at a time. It wraps the incarnation's `open` and
    * `close` and hands back the very promises the core awaits (the bookkeeping runs before the
    * caller's continuation); it draws no randomness and records nothing unless it fails, so
-   * traces are unchanged.
+   * traces are unchanged. With `drain` it also tells the fault which replicas a close deleted
+   * (a close without destroy, the `close` fault's, is no deletion).
    */
-  private watchDestroys(node: SimNode, server: RegionServer<StateMachine<unknown>, unknown>): void {
+  private watchDestroys(node: SimNode, inc: Incarnation, server: RegionServer<StateMachine<unknown>, unknown>): void {
     /** Region → the peers whose close(destroy) is under way (0: no replica of it was open or failed). */
     const destroying = new Map<string, number[]>();
     const open = server.open.bind(server);
@@ -1649,6 +1658,8 @@ export class ClusterSim {
     server.close = (regionId, destroy) => {
       if (!destroy || !this.regionIds.includes(regionId)) return close(regionId, destroy);
       const destroyed = server.replica(regionId)?.selfPeerId ?? server.failure(regionId)?.selfPeerId ?? 0;
+      // The replica this close deletes, also a removed one that still answers raft (replica() hides it).
+      this.drain?.noteDestroy(inc.number, regionId, server.hostedReplica(regionId)?.selfPeerId ?? destroyed);
       const peers = destroying.get(regionId) ?? [];
       peers.push(destroyed);
       destroying.set(regionId, peers);
@@ -2546,8 +2557,11 @@ export class ClusterSim {
       if (!node.server || (this.meta && !node.core)) continue;
       for (const regionId of this.regionIds) {
         const replica = node.server.replica(regionId) as Replica<StateMachine<unknown>, unknown> | undefined;
-        // A replica being replaced (the harness's repair) is left to it.
-        if (replica && this.repairs.get(regionId)?.nodeId !== node.id) candidates.push({ node, regionId, replica });
+        // A replica being replaced (the harness's repair) is left to it. After a catalog loss or
+        // restore, neither is a region the metasrv does not place: it sends no close for a region
+        // it does not know, and would never reopen one.
+        const forgotten = this.meta !== undefined && (this.catloss?.happened === true || this.catalogWasLost) && !this.meta.core?.catalog?.regions[regionId];
+        if (replica && !forgotten && this.repairs.get(regionId)?.nodeId !== node.id) candidates.push({ node, regionId, replica });
       }
     }
     if (candidates.length === 0) return false;
@@ -2563,11 +2577,8 @@ export class ClusterSim {
     this.record(`close n${node.id} ${regionId} peer ${replica.selfPeerId} (${replica.isLeader() ? 'leader' : 'follower'}, ${inFlight} proposals in flight), reopen after ${reopenAfterMs} ms`);
     if (this.meta) {
       // The instruction's path (serialized with the node's other opens and closes); the metasrv reopens it.
-      // Not a deletion for the `drain` fault's checker (its log stays; reconciliation reopens it).
-      const closed = this.drain?.closingKept(inc.number, regionId, replica.selfPeerId);
-      const closing = node.core!.closeRegion(regionId, false);
-      closing.catch((err: unknown) => this.flag('close', `closing ${regionId} on n${node.id} failed: ${String(err)}`));
-      if (closed) closing.then(closed, closed);
+      // Not a deletion for the `drain` fault's checker: only a close with destroy is (noteDestroy).
+      node.core!.closeRegion(regionId, false).catch((err: unknown) => this.flag('close', `closing ${regionId} on n${node.id} failed: ${String(err)}`));
       return true;
     }
     server.close(regionId, false).then(

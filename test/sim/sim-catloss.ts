@@ -115,9 +115,10 @@ export class CatalogLossNemesis {
  * After healing, with a lost or restored catalog: what the metasrv can rebuild, it must have
  * rebuilt — every running datanode registered again and heard from, the id allocators above every
  * id in use (a peer id a replica runs as or its group counts, a table id of a hosted region) —
- * and a region the catalog no longer knows is left as its group has it: every node still runs a
- * replica of it, a member of one membership of three voters that all of them agree on (nothing
- * destroyed, nothing half-changed). Undefined when settled, else the checker and the detail.
+ * and a region the catalog no longer knows is left as its group has it: every voter of one
+ * membership of three voters still runs on some node, and every replica of it is one of those
+ * voters and agrees on that membership (nothing destroyed, nothing half-changed). A node may host
+ * none (with `drain` or `spare`, four nodes share three voters). Undefined when settled, else the checker and the detail.
  */
 export function catalogLossUnsettled(
   catalog: CatalogState,
@@ -157,18 +158,27 @@ export function catalogLossUnsettled(
   }
   for (const regionId of regionIds) {
     if (catalog.regions[regionId]) continue;
+    const unknown = (detail: string) => ({ invariant: 'catalog placement', detail: `${regionId} (unknown to the lost or restored catalog): ${detail}` });
     const members = new Set<string>();
+    /** Peer → the node running it. */
+    const running = new Map<number, number>();
     for (const [nodeId, replicas] of hosted) {
       const r = replicas.find((x) => x.regionId === regionId);
-      const unknown = (detail: string) => ({ invariant: 'catalog placement', detail: `${regionId} (unknown to the lost or restored catalog): ${detail}` });
-      if (!r) return unknown(`n${nodeId} runs no replica of it (destroyed?)`);
+      // Not every node hosts every region: with `drain` (or `spare`) four nodes share three
+      // voters, and a drained node hosts none. Every voter running somewhere is checked below.
+      if (!r) continue;
       const voters = [...r.voters].sort((a, b) => a - b);
       if (!voters.includes(r.peerId) || voters.length !== REPLICATION_FACTOR || r.learners.length > 0) {
         return unknown(`n${nodeId}'s peer ${r.peerId} has voters ${voters.join(',')} learners ${r.learners.join(',') || 'none'}`);
       }
       members.add(voters.join());
+      running.set(r.peerId, nodeId);
     }
     if (members.size > 1) return { invariant: 'catalog placement', detail: `${regionId} (unknown to the catalog): its replicas disagree on the membership (${[...members].join(' / ')})` };
+    const [membership] = members;
+    if (membership === undefined) return unknown('no node runs a replica of it (destroyed?)');
+    const gone = membership.split(',').map(Number).filter((peerId) => !running.has(peerId));
+    if (gone.length > 0) return unknown(`peer(s) ${gone.join(',')} of its membership ${membership} run on no node (destroyed?)`);
   }
   return undefined;
 }

@@ -132,12 +132,8 @@ export class DrainNemesis {
   };
   /** Region → peers whose replica was deleted while it answered raft. */
   private readonly deletedPeers = new Map<string, Set<number>>();
-  /**
-   * `incarnation/region/peer` of replicas the `close` fault closed without deleting them (their
-   * log stays on the disk and reconciliation opens them again): their disappearance is not a
-   * deletion. True once the close ended (a later probe finding the replica again drops the mark).
-   */
-  private readonly keptCloses = new Map<string, boolean>();
+  /** `incarnation/region/peer` of every replica a process began to close with destroy (a deletion; the `close` fault's closes are not). */
+  private readonly destroyCalls = new Set<string>();
   /** Node → region → (incarnation, peer) of the replica answering raft there at the last probe. */
   private readonly lastHosted = new Map<number, Map<string, { inc: number; peerId: number }>>();
   /** Region/old peer → the index of its removal (from the leader's appends). */
@@ -237,23 +233,17 @@ export class DrainNemesis {
   }
 
   /**
-   * The `close` fault is closing node incarnation `inc`'s replica `peerId` of the region without
-   * deleting it (destroy false: the metasrv's reconciliation opens it again from its log). Call
-   * the function given back once the close ended.
+   * A process (incarnation number) began to close `regionId`'s replica `peerId` with destroy
+   * (the harness's wrapper of RegionServer.close): the only close that deletes it.
    */
-  closingKept(inc: number, regionId: string, peerId: number): () => void {
-    const key = `${inc}/${regionId}/${peerId}`;
-    this.keptCloses.set(key, false);
-    return () => {
-      if (this.keptCloses.has(key)) this.keptCloses.set(key, true);
-    };
+  noteDestroy(incarnation: number, regionId: string, peerId: number): void {
+    this.destroyCalls.add(`${incarnation}/${regionId}/${peerId}`);
   }
 
   /**
-   * Replicas answering raft at the last probe that are gone from the same process now: deleted
-   * (closed with destroy) — unless the `close` fault closed them, keeping their log (engine seed
-   * 2000 with drain and close: counted as deleted, a replica later down only by its node's crash
-   * was counted as a vote, and `removal availability` flagged raft's own unavailability).
+   * Replicas answering raft at the last probe that are gone from the same process now, closed
+   * with destroy: deleted. One closed without destroy (the `close` fault) keeps its log and
+   * votes again once reopened: while closed it just does not answer raft, like a down node's.
    */
   private noteDeletions(nodes: { id: number; incarnation: Incarnation }[], regionIds: readonly string[]): void {
     for (const node of nodes) {
@@ -262,19 +252,11 @@ export class DrainNemesis {
       const now = new Map<string, { inc: number; peerId: number }>();
       for (const regionId of regionIds) {
         const replica = server?.raftReplica(regionId);
-        if (replica) {
-          now.set(regionId, { inc: node.incarnation.number, peerId: replica.selfPeerId });
-          const kept = `${node.incarnation.number}/${regionId}/${replica.selfPeerId}`;
-          if (this.keptCloses.get(kept) === true) this.keptCloses.delete(kept); // opened again after the close
-        }
+        if (replica) now.set(regionId, { inc: node.incarnation.number, peerId: replica.selfPeerId });
         const before = last.get(regionId);
         if (!server || !before || before.inc !== node.incarnation.number) continue;
         if (server.hostedReplica(regionId)?.selfPeerId === before.peerId) continue; // still there (maybe failed: not a deletion)
-        const kept = `${before.inc}/${regionId}/${before.peerId}`;
-        if (this.keptCloses.delete(kept)) {
-          this.host.record(`n${node.id} ${regionId}: peer ${before.peerId} closed by the close fault (kept, not deleted)`);
-          continue;
-        }
+        if (!this.destroyCalls.has(`${before.inc}/${regionId}/${before.peerId}`)) continue; // closed, not deleted
         const peers = this.deletedPeers.get(regionId) ?? new Set<number>();
         peers.add(before.peerId);
         this.deletedPeers.set(regionId, peers);

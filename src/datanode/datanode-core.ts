@@ -58,6 +58,8 @@ const decoder = new TextDecoder();
 /** How the datanode reaches the metasrv (its leader): MetaChannel in production. */
 export interface MetasrvCaller {
   call<Res>(method: 'RegisterNode' | 'Heartbeat', request: unknown, timeoutMs: number, options: MetaCallOptions): Promise<Res>;
+  /** The last answer was refused by its epoch: ask another metasrv address next (MetaChannel.passOver). */
+  passOver?(): void;
 }
 
 /** Where this node is reached, as it reports itself at registration and in heartbeats. */
@@ -616,7 +618,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
           throw err;
         });
         // A deposed metasrv leader's answer: nothing of it is done; register again next beat.
-        if (!this.admitEpoch(res.metasrv_epoch, 'answer')) return;
+        if (!this.admitEpoch(res.metasrv_epoch, 'answer')) {
+          this.metasrv.passOver?.(); // a deposed leader or a single metasrv beside the group: ask another
+          return;
+        }
         this.refusedStart = undefined;
         // Durable before anything is reopened: the next start vouches for this one.
         if (this.start && this.start.confirmed?.id !== this.start.id) this.start = this.deps.confirmStart?.(this.start) ?? this.start;
@@ -642,6 +647,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       if (this.admitEpoch(res.answer.metasrv_epoch, 'answer')) {
         const running = this.takeInstructions(res.answer.instructions);
         if (running) await running; // never in production: the instructions are queued (O2)
+      } else {
+        this.metasrv.passOver?.();
       }
       this.hooks.onHeartbeat?.();
     } catch (err) {

@@ -172,6 +172,15 @@ export class MetaChannel {
     }
   }
 
+  /**
+   * The caller refused the answer of the address it took for the leader (an older epoch than it
+   * has seen, a single metasrv beside a group): the next call starts at the next address, instead
+   * of asking the same one again and again.
+   */
+  passOver(): void {
+    if (this.list.length > 1) this.current = (this.current + 1) % this.list.length;
+  }
+
   /** Closes every connection this channel opened; later calls fail UNAVAILABLE. */
   close(): void {
     this.closed = true;

@@ -162,6 +162,17 @@ describe('rpc: MetaChannel follows the metasrv leader', function () {
     expect([a.count('ListNodes'), c.count('ListNodes')]).to.deep.equal([1, 2], 'the second call went straight to the leader');
   });
 
+  it('passOver: an answer its caller refused (a single metasrv beside the group, a deposed leader) starts the next call at the next address', async () => {
+    const [rogue, leader] = [await start({ kind: 'leader' }), await start({ kind: 'leader' })];
+    const ch = channel([rogue.addr, leader.addr]);
+    expect(answeredBy(await ch.call<ListNodes>('ListNodes', {}, 3000, { idempotent: true }))).to.equal(rogue.addr, 'the first address answers first');
+    ch.passOver();
+    expect(answeredBy(await ch.call<ListNodes>('ListNodes', {}, 3000, { idempotent: true }))).to.equal(leader.addr);
+    expect(answeredBy(await ch.call<ListNodes>('ListNodes', {}, 3000, { idempotent: true }))).to.equal(leader.addr, 'and stays there');
+    ch.passOver();
+    expect(ch.leaderAddr, 'round the list').to.equal(rogue.addr);
+  });
+
   it('learns a leader address that is not in its list from a hint', async () => {
     const [a, leader] = [await start({ kind: 'follower' }), await start({ kind: 'leader' })];
     a.role = { kind: 'follower', hint: leader.addr };

@@ -58,7 +58,7 @@ import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, passedByGroup, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leaderCounts } from './procedures/balance-leaders.js';
 import { type Instruction, type ObservedReplica, type ProcedureContext, removedByGroup } from './procedures/procedure.js';
@@ -1080,14 +1080,11 @@ export class MetasrvCore {
       // replaced by them): nothing from a heartbeat meanwhile.
       if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
-        const region = this.catalog.regions[action.open.regionId]!;
-        instructions.push({ open_region: this.openInstruction(region, action.open.peerId, !region.bootstrapped) });
+        instructions.push({ open_region: this.openOf(action.open) });
       } else if ('skip' in action) {
         // R5: the placement is left as it is (R2 adopts the group's membership once its conf
-        // index passes the catalog's; until then the region is a status problem); logged once per
-        // interval per placement, as it comes back on every heartbeat of the node.
-        const suppressed = this.rejectionLog.admit(`open-skipped:${action.skip.regionId}:${action.skip.peerId}`, this.clock.nowMs());
-        if (suppressed !== undefined) this.log.warn({ nodeId, ...action.skip, suppressed }, 'not opening a replica the catalog places: its group went on past it');
+        // index passes the catalog's; until then the region is a status problem).
+        this.logSkippedOpen(nodeId, action.skip);
       } else {
         this.log.info({ nodeId, ...action.destroy }, 'deleting a replica the group no longer has');
         instructions.push({ close_region: { region_id: action.destroy.regionId, destroy: true, peer_id: String(action.destroy.peerId) } });
@@ -1123,6 +1120,18 @@ export class MetasrvCore {
   }
 
   /** R1/R4: what `nodeId` must open and destroy. */
+  /** The open_region of a placement reconciliation opens. */
+  private openOf(open: { readonly regionId: string; readonly peerId: number }): OpenRegionRequest {
+    const region = this.catalog.regions[open.regionId]!;
+    return this.openInstruction(region, open.peerId, !region.bootstrapped);
+  }
+
+  /** R5's skipped open, logged once per interval per placement: it comes back on every heartbeat of the node. */
+  private logSkippedOpen(nodeId: number, skip: { readonly regionId: string; readonly peerId: number; readonly why: string }): void {
+    const suppressed = this.rejectionLog.admit(`open-skipped:${skip.regionId}:${skip.peerId}`, this.clock.nowMs());
+    if (suppressed !== undefined) this.log.warn({ nodeId, ...skip, suppressed }, 'not opening a replica the catalog places: its group went on past it');
+  }
+
   protected nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
     return nodeActions(this.catalog, nodeId, reports, (n) => this.awaitingReport(n));
   }
@@ -1601,19 +1610,16 @@ export class MetasrvCore {
     await this.save();
     this.detector(nodeId).heartbeat(this.clock.nowMs());
     this.log.info({ nodeId, addr: req.addr }, 'datanode registered');
-    // What the catalog places here, but R5 as for a heartbeat's opens: not a peer its group's
-    // leader has gone past (a catalog older than the groups, restored from a copy, would have the
-    // node open it empty under an id that may have voted). This node's own report was just
-    // forgotten, so a region it led is judged on the others' reports (none: opened as before).
-    const reports = this.liveReports();
+    // What the catalog places here, by the rules of a heartbeat's opens (reconcile.ts nodeActions:
+    // R4, not a lost peer; R5, not one its group's leader has gone past — a catalog older than the
+    // groups, restored from a copy, would have the node open it empty under an id that may have
+    // voted). This node's report was just forgotten: nothing counts as hosted, nothing is deleted,
+    // and a region it led is judged on the others' reports (none: opened as before). The pure
+    // function, not nodeActionsOf: the simulator's planted bugs change heartbeats only.
     const regions: OpenRegionRequest[] = [];
-    for (const region of regionList(this.catalog)) {
-      for (const r of region.replicas) {
-        if (r.nodeId !== nodeId || r.lost !== undefined) continue;
-        const passed = passedByGroup(region.regionId, r.peerId, reports);
-        if (passed === undefined) regions.push(this.openInstruction(region, r.peerId, !region.bootstrapped));
-        else this.log.warn({ nodeId, regionId: region.regionId, peerId: r.peerId, why: passed }, 'not opening a replica the catalog places at registration: its group went on past it');
-      }
+    for (const action of nodeActions(this.catalog, nodeId, this.liveReports(), (n) => this.awaitingReport(n))) {
+      if ('open' in action) regions.push(this.openOf(action.open));
+      else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
     }
     return { regions, metasrv_epoch: String(this.epoch) };
   }

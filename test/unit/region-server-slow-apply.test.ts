@@ -15,8 +15,8 @@
 // when every engine-mode cycle continues, and so the simulator's engine trace hashes.
 import { expect } from 'chai';
 import { silentLogger } from '../../src/common/logger.js';
-import type { StateMachine } from '../../src/raft/state-machine.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { ConditionalCounter } from '../fixtures/counter-machine.js';
 import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
@@ -46,31 +46,8 @@ class HeldReads {
   }
 }
 
-/** Command byte 0 is a conditional write: its apply reads the object store first. Result: the entry's index. */
-class ReadingCounter implements StateMachine<number> {
-  total = 0;
-  constructor(
-    private readonly nodeId: number,
-    private readonly regionId: string,
-    private readonly reads: HeldReads,
-  ) {}
-  apply(index: number, command: Uint8Array): number | Promise<number> {
-    if (command[0] !== 0) {
-      this.total += command[0]!;
-      return index;
-    }
-    return this.reads.read(this.nodeId, this.regionId).then(() => {
-      this.total += 100;
-      return index;
-    });
-  }
-  serialize(): Uint8Array {
-    return new TextEncoder().encode(String(this.total));
-  }
-}
-
 describe('RegionServer: a slow read in one replica\'s apply', () => {
-  const servers = new Map<number, RegionServer<ReadingCounter>>();
+  const servers = new Map<number, RegionServer<ConditionalCounter>>();
   const reads = new HeldReads();
   /** Raft messages sent, per `${fromNode}/${region}`. */
   const sent = new Map<string, number>();
@@ -93,11 +70,11 @@ describe('RegionServer: a slow read in one replica\'s apply', () => {
       });
       servers.set(
         nodeId,
-        new RegionServer<ReadingCounter>(
+        new RegionServer<ConditionalCounter>(
           nodeId,
           new MemoryLogEngine(),
           transport,
-          { create: (regionId) => new ReadingCounter(nodeId, regionId, reads) },
+          { create: (regionId) => new ConditionalCounter(() => reads.read(nodeId, regionId)) },
           { ...defaultRaftTuning, tickMs: TICK_MS, snapshotEveryEntries: 1000 },
           silentLogger,
           clock,
@@ -116,7 +93,7 @@ describe('RegionServer: a slow read in one replica\'s apply', () => {
     for (const server of servers.values()) await server.stop();
   });
 
-  function leaderOf(regionId: string): RegionServer<ReadingCounter> | undefined {
+  function leaderOf(regionId: string): RegionServer<ConditionalCounter> | undefined {
     return [...servers.values()].find((s) => s.replica(regionId)?.isLeader());
   }
 

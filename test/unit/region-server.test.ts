@@ -3,8 +3,7 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/erro
 import { silentLogger } from '../../src/common/logger.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { ConfChangeType, MessageType } from '../../src/raft/index.js';
-import type { StateMachine } from '../../src/raft/state-machine.js';
-import { Counter } from '../fixtures/counter-machine.js';
+import { ConditionalCounter, Counter } from '../fixtures/counter-machine.js';
 import { HandClock, handWaits, settle, tickBy } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
@@ -265,31 +264,6 @@ class FaultyStore {
   }
 }
 
-/** Command byte 0 is a conditional write: applying it reads the object store (may fail). Result: the entry's index. */
-class ConditionalCounter implements StateMachine<number> {
-  total = 0;
-  constructor(
-    private readonly nodeId: number,
-    private readonly regionId: string,
-    private readonly store: FaultyStore,
-  ) {}
-  apply(index: number, command: Uint8Array): number | Promise<number> {
-    if (command[0] !== 0) {
-      this.total += command[0]!;
-      return index;
-    }
-    return Promise.resolve().then(() => {
-      const err = this.store.error(this.nodeId, this.regionId, index);
-      if (err) throw err;
-      this.total += 100;
-      return index;
-    });
-  }
-  serialize(): Uint8Array {
-    return new TextEncoder().encode(String(this.total));
-  }
-}
-
 describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5)', () => {
   const servers = new Map<number, RegionServer<ConditionalCounter>>();
   const store = new FaultyStore();
@@ -319,7 +293,15 @@ describe('RegionServer: a replica that cannot apply fails alone (issue 14 item 5
         nodeId,
         new MemoryLogEngine(),
         transport,
-        { create: (regionId) => new ConditionalCounter(nodeId, regionId, store) },
+        {
+          create: (regionId) =>
+            new ConditionalCounter((index) =>
+              Promise.resolve().then(() => {
+                const err = store.error(nodeId, regionId, index);
+                if (err) throw err;
+              }),
+            ),
+        },
         { ...defaultRaftTuning, tickMs: TICK_MS, snapshotEveryEntries: 1000, applyRetry: retry },
         silentLogger,
         clock,
@@ -448,7 +430,7 @@ describe('RegionServer: a replica whose log is damaged does not start (issue 14 
       1,
       engine,
       new LoopbackTransport(1, () => {}),
-      { create: (regionId) => new ConditionalCounter(1, regionId, new FaultyStore()) },
+      { create: () => new ConditionalCounter(() => Promise.resolve()) }, // its reads never fail
       { ...defaultRaftTuning, tickMs: TICK_MS },
       silentLogger,
       clock,

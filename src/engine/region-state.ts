@@ -280,9 +280,17 @@ export class RegionState implements StateMachine<ApplyResult> {
     }
     if (cmd.kind === 'freeze' || cmd.kind === 'flush-edit' || cmd.kind === 'compaction-edit') return this.applySystem(index, term, cmd);
     if (cmd.kind.startsWith('standby-')) {
-      return this.applyStandby(index, cmd).catch((err: unknown) => {
-        // Entries applied before the failure stay applied (S1 moved past them); the region
-        // server applies this index again and the release continues where it stopped.
+      // Entries applied before a failure stay applied (S1 moved past them); the region server
+      // applies this index again and the release continues where it stopped.
+      let out: ApplyResult | Promise<ApplyResult>;
+      try {
+        out = this.applyStandby(index, cmd);
+      } catch (err) {
+        this.appliedIndex = appliedBefore;
+        throw err;
+      }
+      if (!(out instanceof Promise)) return out;
+      return out.catch((err: unknown) => {
         this.appliedIndex = appliedBefore;
         throw err;
       });
@@ -336,7 +344,12 @@ export class RegionState implements StateMachine<ApplyResult> {
 
   // ─── Standby (dual active-standby, docs/replication.md; invariants in standby-state.ts) ───
 
-  private async applyStandby(index: number, cmd: Command): Promise<ApplyResult> {
+  /**
+   * A standby command. Only a release or a promotion may wait (a shipped conditional write reading
+   * SSTs): the others return at once, so that the region server applies them in its cycle instead
+   * of sending them out as applies that wait for the object store.
+   */
+  private applyStandby(index: number, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind === 'standby-append') {
       this.standby ??= new StandbyState();
       const taken = this.standby.receive(cmd.fromIndex, cmd.entries, cmd.watermarkMs, cmd.sync === true, cmd.versionOffset ?? 0);
@@ -376,10 +389,18 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (cmd.kind === 'standby-promote-epoch' && !standby.cuttable(cmd.cutMs)) return { status: 'ok', version: index, rows: 0 };
     if (cmd.kind === 'standby-release') {
       if (standby.frozen) return { status: 'ok', version: standby.appliedPrimaryIndex, rows: 0 }; // S8: released no further
-      const rows = await this.releaseUpTo(standby, cmd.upToMs);
-      return { status: 'ok', version: standby.appliedPrimaryIndex, rows };
+      return this.applyRelease(standby, cmd.upToMs);
     }
     assert(cmd.kind === 'standby-promote' || cmd.kind === 'standby-promote-epoch', `unexpected command ${cmd.kind}`);
+    return this.applyPromote(index, standby, cmd);
+  }
+
+  private async applyRelease(standby: StandbyState, upToMs: number): Promise<ApplyResult> {
+    const rows = await this.releaseUpTo(standby, upToMs);
+    return { status: 'ok', version: standby.appliedPrimaryIndex, rows };
+  }
+
+  private async applyPromote(index: number, standby: StandbyState, cmd: Extract<Command, { kind: 'standby-promote' | 'standby-promote-epoch' }>): Promise<ApplyResult> {
     const rows = await this.releaseUpTo(standby, cmd.cutMs);
     standby.cutMs = cmd.cutMs;
     standby.droppedEntries = standby.pending.length;

@@ -189,6 +189,26 @@ export interface ApplyStall {
   awaitingRemoval?: number;
 }
 
+/**
+ * An apply waiting for the object store, off the node's ready loop (see the top of this file,
+ * "An apply that waits"). The entries committed behind it wait in the log and are applied in
+ * order once it settles.
+ */
+export interface ApplyInFlight {
+  /** The entry whose apply is out (the replica's appliedIndex + 1). */
+  readonly index: number;
+  /** The last committed entry handed out by raft so far (all of them wait behind `index`). */
+  upTo: number;
+  /** Set when a membership change is among the committed entries behind it: the replica starts no campaign until it is applied (R16). */
+  membershipBehind: boolean;
+  /** The stall whose retry sent it out, if any (the replica stays stalled meanwhile). */
+  readonly stall: ApplyStall | undefined;
+  /** Set when the apply settled: undefined error means applied. Picked up by the next cycle. */
+  outcome: { failure: RegionDbError | undefined } | undefined;
+  /** Settles (never rejects) when the apply does; stop() waits for it. */
+  readonly settled: Promise<void>;
+}
+
 export const defaultRaftTuning: RaftTuning = {
   tickMs: 50,
   electionTicks: 10,
@@ -335,6 +355,8 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   }
   /** Set while an apply waits for the object store (see the top of this file). */
   stall: ApplyStall | undefined;
+  /** Set while an apply is out to the object store, off the ready loop (see the top of this file). */
+  applying: ApplyInFlight | undefined;
   /** Set when the replica failed; it is then no longer in the region server's replicas. */
   failure: ReplicaFailure | undefined;
   /** The region server's tick count when this replica last proposed, read or applied (quiescence). */
@@ -373,6 +395,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private driving = false;
   private rerun = false;
   private currentCycle: Promise<void> = Promise.resolve();
+  /** Applies out to the object store (ApplyInFlight.settled); stop() waits for them. */
+  private readonly appliesOut = new Set<Promise<void>>();
+  /** Set by stop(): an apply settling later starts no cycle. */
+  private stopped = false;
   private ticker: TimerHandle | undefined;
   private fatal: Error | undefined;
   private readSeq = 0;
@@ -463,8 +489,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   async stop(): Promise<void> {
     this.ticker?.cancel();
     this.ticker = undefined;
+    this.stopped = true;
     for (const replica of this.replicas.values()) this.failPending(replica, this.unavailable('datanode is shutting down'));
     await this.currentCycle.catch(() => {}); // a failed cycle was already reported by onFatal
+    // Applies out to the object store finish before the caller closes what they use; their outcome starts no cycle.
+    await Promise.all([...this.appliesOut]);
   }
 
   /** The replica of a region hosted here, unless it was closed or removed (fenced). */
@@ -633,6 +662,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const replica = this.replicas.get(regionId);
     if (replica) {
       replica.closed = true;
+      replica.applying = undefined; // a late outcome is ignored
       this.replicas.delete(regionId);
       this.stateMachines.release?.(regionId, replica.stateMachine);
       this.awake.delete(replica);
@@ -1078,6 +1108,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   proposeConfChange(regionId: string, cc: ConfChange): Promise<R | undefined> {
     const replica = this.leaderReplica(regionId);
+    // Its core counts the entries behind an apply out to the store as applied, a membership change
+    // among them included, which its configuration does not hold yet: no second change meanwhile.
+    const applying = replica.applying;
+    if (applying) throw this.unavailable(`region ${regionId} on node ${this.nodeId} is applying index ${applying.index} (waiting for the object store); retry the membership change`);
     const { index, term } = replica.raft.proposeConfChange(cc);
     const done = new Promise<R | undefined>((resolve, reject) =>
       replica.proposals.set(index, { term, resolve: resolve as (r: R) => void, reject }),
@@ -1108,6 +1142,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const replica = this.replicas.get(regionId);
     if (!replica) throw this.notFound(regionId);
     if (replica.stall) throw this.stalledError(replica, replica.stall);
+    if (replica.applying?.membershipBehind) throw this.unavailable(`region ${regionId} on node ${this.nodeId} starts no campaign before a membership change waiting behind its apply of index ${replica.applying.index} (the object store) is applied`);
     replica.tickHoldUntil = 0; // asked to campaign now: no longer held back
     try {
       replica.raft.campaign();
@@ -1194,7 +1229,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // Inline (no nested call: the cycle's awaits, and so every simulator trace, stay as they were).
     try {
       for (const replica of candidates) {
-        if (replica.stall && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
+        const applying = replica.applying;
+        if (applying?.outcome) this.finishApply(replica, applying);
+        if (replica.stall && !replica.applying && this.clock.nowMs() >= replica.stall.retryAtMs) await this.retryStalledApply(replica, replica.stall);
       }
       const work: [Replica<S, R>, Ready][] = [];
       for (const replica of candidates) {
@@ -1301,6 +1338,16 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     replica.snapshotInstalledIndex = index;
     this.hooks.onSnapshotInstalled?.(replica.regionId, index);
     this.log.info({ regionId: replica.regionId, index }, 'installed raft snapshot');
+    const applying = replica.applying;
+    if (applying) {
+      // The apply out to the store was on the state machine just replaced: its outcome is dropped
+      // (its proposal, if it settles, was answered from the state before the entry, as any
+      // replica's apply answers). The core takes a snapshot only above its commit index, so it
+      // covers every entry that waited behind the apply.
+      replica.applying = undefined;
+      this.holdCampaigns(replica);
+      assert(index >= applying.upTo, () => `region ${replica.regionId}: snapshot at ${index} below the entries waiting up to ${applying.upTo}`);
+    }
     const stall = replica.stall;
     if (stall) {
       // The snapshot may carry the state the replica could not compute (the leader's newer SSTs).
@@ -1314,24 +1361,116 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     return true;
   }
 
-  /** Applies committed entries in order; a stalled replica only notes them (the retry applies them). */
+  /**
+   * Applies committed entries in order; a stalled replica, or one with an apply out to the object
+   * store, only notes them (they are applied from the log once it catches up). Async only so that
+   * the cycle's awaits stay where they were (the simulator's traces): nothing here waits.
+   */
   private async applyCommitted(replica: Replica<S, R>, entries: readonly Entry[]): Promise<void> {
     if (entries.length === 0) return;
     const last = entries[entries.length - 1]!.index;
+    const applying = replica.applying;
+    if (applying) {
+      applying.upTo = Math.max(applying.upTo, last);
+      if (!applying.membershipBehind && entries.some((e) => e.type === EntryType.ConfChange)) {
+        applying.membershipBehind = true;
+        this.holdCampaigns(replica);
+      }
+      return;
+    }
     if (replica.stall) {
       replica.stall.upTo = Math.max(replica.stall.upTo, last);
       return;
     }
-    for (const entry of entries) {
-      if (replica.removed) return; // nothing after its own removal (R16, "The removed replica")
+    this.applyInOrder(replica, entries, last, undefined);
+  }
+
+  /**
+   * Applies `entries` (committed, in order, the first at appliedIndex + 1 or below it) up to the
+   * first whose apply must wait for the object store, which goes out off the ready loop
+   * (applyOffLoop; the rest wait behind it, up to `upTo`). True when every entry was applied.
+   */
+  private applyInOrder(replica: Replica<S, R>, entries: readonly Entry[], upTo: number, stall: ApplyStall | undefined): boolean {
+    for (let i = 0; i < entries.length; i++) {
+      if (replica.removed) return true; // nothing after its own removal (R16, "The removed replica")
+      const entry = entries[i]!;
       const pending = this.applyEntry(replica, entry);
       if (!pending) continue;
-      const failure = await pending;
-      if (failure) {
-        this.onApplyFailure(replica, entry.index, last, failure, undefined);
-        return;
-      }
+      let membershipBehind = false;
+      for (let j = i + 1; j < entries.length && !membershipBehind; j++) membershipBehind = entries[j]!.type === EntryType.ConfChange;
+      this.applyOffLoop(replica, entry.index, upTo, membershipBehind, stall, pending);
+      return false;
     }
+    return true;
+  }
+
+  /**
+   * An apply that waits for the object store (a conditional write reading SSTs, a standby
+   * release) goes out off the ready loop: the cycle goes on for every replica of the node, this
+   * one included — it appends, acknowledges, votes and sends as before — while its committed
+   * entries wait behind the apply (applyCommitted notes them). The outcome is picked up by the
+   * first cycle after it settles (finishApply), never here: the replica is only changed inside a
+   * cycle. A replica closed, failed or given a snapshot meanwhile has dropped `replica.applying`,
+   * and its late outcome is ignored.
+   */
+  private applyOffLoop(replica: Replica<S, R>, index: number, upTo: number, membershipBehind: boolean, stall: ApplyStall | undefined, pending: Promise<RegionDbError | undefined>): void {
+    let applying: ApplyInFlight | undefined;
+    const settled = pending.then(
+      (failure) => {
+        applying!.outcome = { failure };
+        if (replica.applying !== applying || this.stopped) return;
+        this.touch(replica);
+        this.schedule();
+      },
+      (err: unknown) => {
+        // applyEntry's handlers do not throw; if one did, the replica cannot know what it applied.
+        applying!.outcome = { failure: undefined };
+        if (replica.applying !== applying || this.stopped) return;
+        this.failReplica(replica, index, `region ${replica.regionId}: the apply of index ${index} threw: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+    applying = { index, upTo, membershipBehind, stall, outcome: undefined, settled };
+    replica.applying = applying;
+    this.appliesOut.add(settled);
+    settled.then(() => this.appliesOut.delete(settled));
+    this.holdCampaigns(replica);
+  }
+
+  /** The apply out to the object store settled: apply what waited behind it, or stall on its failure. */
+  private finishApply(replica: Replica<S, R>, applying: ApplyInFlight): void {
+    const failure = applying.outcome!.failure;
+    replica.applying = undefined;
+    this.holdCampaigns(replica);
+    const stall = applying.stall;
+    if (failure) {
+      // Nothing was applied (applyEntry left appliedIndex below the entry).
+      this.onApplyFailure(replica, applying.index, applying.upTo, failure, stall && applying.index === stall.index ? stall : undefined);
+      if (stall && replica.stall && replica.stall !== stall) this.log.warn({ regionId: replica.regionId, index: applying.index }, 'apply progressed, then stalled again');
+      return;
+    }
+    replica.appliedIndex = applying.index;
+    if (!this.applyFromLog(replica, applying.upTo, stall)) return;
+    if (stall) {
+      this.endStall(replica);
+      this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
+    }
+    this.releaseReads(replica);
+  }
+
+  /** Applies the committed entries from appliedIndex + 1 to `upTo`, read from the log; true when all were applied. */
+  private applyFromLog(replica: Replica<S, R>, upTo: number, stall: ApplyStall | undefined): boolean {
+    const lo = replica.appliedIndex + 1;
+    const entries = lo <= upTo ? replica.store.entries(lo, upTo + 1, Number.MAX_SAFE_INTEGER) : [];
+    return this.applyInOrder(replica, entries, upTo, stall);
+  }
+
+  /**
+   * A replica starts no campaign while its core counted committed entries applied that its state
+   * machine has not applied, if they may hold a membership change: a stalled one (any entry), one
+   * with an apply out and a membership change behind it (R16: its own removal may be there).
+   */
+  private holdCampaigns(replica: Replica<S, R>): void {
+    replica.raft.campaignsHeld = replica.stall !== undefined || replica.applying?.membershipBehind === true;
   }
 
   /**
@@ -1414,7 +1553,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /** The stalled apply caught up: the replica may campaign again. */
   private endStall(replica: Replica<S, R>): void {
     replica.stall = undefined;
-    replica.raft.campaignsHeld = false;
+    this.holdCampaigns(replica);
   }
 
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
@@ -1444,20 +1583,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       stall.sinceMs = this.clock.nowMs();
       stall.attempts = 0;
     }
-    const lo = replica.appliedIndex + 1;
-    assert(lo >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
-    const entries = lo <= stall.upTo ? replica.store.entries(lo, stall.upTo + 1, Number.MAX_SAFE_INTEGER) : [];
-    for (const entry of entries) {
-      if (replica.removed) break; // nothing after its own removal (R16, "The removed replica")
-      const pending = this.applyEntry(replica, entry);
-      if (!pending) continue;
-      const failure = await pending;
-      if (failure) {
-        this.onApplyFailure(replica, entry.index, stall.upTo, failure, entry.index === stall.index ? stall : undefined);
-        if (replica.stall && replica.stall !== stall) this.log.warn({ regionId: replica.regionId, index: entry.index }, 'apply progressed, then stalled again');
-        return;
-      }
-    }
+    assert(replica.appliedIndex + 1 >= stall.index, `region ${replica.regionId}: stalled at ${stall.index} but applied only ${replica.appliedIndex}`);
+    // The retry's apply, if it must wait for the store, goes out off the loop as any apply does;
+    // finishApply then goes on from it (or stalls again), the replica stalled meanwhile.
+    if (!this.applyFromLog(replica, stall.upTo, stall)) return;
     this.endStall(replica);
     this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
     this.releaseReads(replica);
@@ -1472,6 +1601,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.membershipChanges++;
     replica.closed = true;
     replica.stall = undefined;
+    replica.applying = undefined;
     if (live) {
       this.replicas.delete(replica.regionId);
       this.stateMachines.release?.(replica.regionId, replica.stateMachine);
@@ -1582,6 +1712,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       this.settle(replica, entry, out, undefined);
       return undefined;
     }
+    // Not applied until it settles (finishApply raises appliedIndex then, inside a cycle): no read
+    // is released, and no snapshot taken, on the state before it.
+    replica.appliedIndex = entry.index - 1;
     return out.then(
       (result) => {
         this.settle(replica, entry, result, undefined);
@@ -1590,10 +1723,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       (err: unknown) => {
         // Object storage failing is not a property of the command: applying it as a failure
         // would diverge from the replicas that could read. Nothing was applied; try again later.
-        if (isRegionDbError(err, ErrorCode.StorageUnavailable)) {
-          replica.appliedIndex = entry.index - 1;
-          return err;
-        }
+        if (isRegionDbError(err, ErrorCode.StorageUnavailable)) return err;
         this.settle(replica, entry, undefined, err instanceof Error ? err : new Error(String(err)));
         return undefined;
       },
@@ -1677,7 +1807,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   private async maybeSnapshot(replica: Replica<S, R>): Promise<void> {
     const store = replica.store;
-    if (replica.closed) return;
+    // An apply out to the store: the state machine is mid-entry and the log behind it is still needed.
+    if (replica.closed || replica.applying) return;
     const sm = replica.stateMachine;
     if (sm.snapshotPoint) {
       // The state machine's own point (the engine's flushed index): the log below it is only

@@ -39,6 +39,9 @@ import { NODE_BEAT_REGION_ID, RegionServer, type RaftTuning } from '../replicati
 import type { RegionMeta } from './types.js';
 import { DatanodeCore, type ProtoOpenRegion } from './datanode-core.js';
 
+/** An apply out to the object store this long is listed in the node's health (`applyingReplicas`): a slow read, not yet a failure. */
+const APPLYING_REPORTED_AFTER_MS = 1000;
+
 export type { ProtoOpenRegion };
 
 export class Datanode implements DatabaseHost {
@@ -366,6 +369,9 @@ export class Datanode implements DatabaseHost {
     const fatal = this.regionServer?.fatalError();
     const failed = this.regionServer?.failedReplicas() ?? [];
     const stalled = (this.regionServer?.allReplicas() ?? []).filter((r) => r.stall);
+    // Applies out to the object store for a while (a slow read): listed, the node is still ok.
+    const nowMs = this.clock.nowMs();
+    const applying = (this.regionServer?.allReplicas() ?? []).filter((r) => r.applying && nowMs - r.applying.sinceMs >= APPLYING_REPORTED_AFTER_MS);
     const refused = this.core?.startRefusal;
     return {
       status: fatal ? 'failed' : refused !== undefined ? 'refused' : 'ok',
@@ -378,6 +384,9 @@ export class Datanode implements DatabaseHost {
       ...(failed.length > 0 ? { failedReplicas: failed.map((f) => ({ regionId: f.regionId, peerId: f.selfPeerId, index: f.index, reason: f.reason })) } : {}),
       ...(stalled.length > 0
         ? { stalledReplicas: stalled.map((r) => ({ regionId: r.regionId, index: r.stall!.index, attempts: r.stall!.attempts, error: r.stall!.lastError })) }
+        : {}),
+      ...(applying.length > 0
+        ? { applyingReplicas: applying.map((r) => ({ regionId: r.regionId, index: r.applying!.index, waitingMs: Math.round(nowMs - r.applying!.sinceMs), behind: r.applying!.upTo - r.applying!.index })) }
         : {}),
     };
   }

@@ -25,6 +25,16 @@
 // no votes, no acks), its WAL is kept untouched, and it is reported (region, index, reason) until
 // the metasrv replaces it under a fresh peer id.
 //
+// An apply that waits (docs/replica-health.md, "An apply that waits for the object store"). A
+// state machine returns a promise only when its apply needs I/O (a conditional write reading SSTs,
+// a standby release). Such an apply goes out off the ready loop (applyOffLoop) — the loop never
+// awaits one, so one slow read never silences the node's other replicas — and the replica's
+// committed entries behind it wait in its log until the first cycle after it settles applies them
+// in order (finishApply). Meanwhile its applied index stays below the entry (no read released, no
+// snapshot taken on the state before it), it answers raft and takes proposals, it starts no
+// campaign if a membership change waits behind the apply (R16), and it proposes no membership
+// change. A snapshot installed, a close or a failure drops the late outcome.
+//
 // Quiescence (docs/quiescence.md). Only *awake* replicas are ticked, and a cycle visits only
 // the replicas touched since the last one (a message, a request, a tick, leftover ready work),
 // so the cost of a tick or a cycle follows the busy regions, not the hosted ones. A leader idle
@@ -197,9 +207,14 @@ export interface ApplyStall {
 export interface ApplyInFlight {
   /** The entry whose apply is out (the replica's appliedIndex + 1). */
   readonly index: number;
+  /** When it went out (the region server's clock, ms): reported by the node's health. */
+  readonly sinceMs: number;
   /** The last committed entry handed out by raft so far (all of them wait behind `index`). */
   upTo: number;
-  /** Set when a membership change is among the committed entries behind it: the replica starts no campaign until it is applied (R16). */
+  /**
+   * Set when a membership change is among the committed entries behind it: until it is applied the
+   * replica starts no campaign and, as leader, takes no proposal (R16: its own removal may be there).
+   */
   membershipBehind: boolean;
   /** The stall whose retry sent it out, if any (the replica stays stalled meanwhile). */
   readonly stall: ApplyStall | undefined;
@@ -290,6 +305,13 @@ const READ_TIMEOUT_ELECTIONS = 2;
  */
 const PROPOSAL_BATCH_COMMANDS_MAX = 512;
 
+/**
+ * Most entries a leader's log may hold past what it applied while an apply is out to the object
+ * store; beyond it the leader refuses proposals (UNAVAILABLE) until the apply is back. A stalled
+ * leader refuses every proposal; one waiting on a slow read takes them, but not without bound.
+ */
+const APPLY_BEHIND_ENTRIES_MAX = 8192;
+
 interface QueuedCommand<R> {
   readonly command: Uint8Array;
   resolve(result: R): void;
@@ -353,7 +375,7 @@ export class Replica<S extends StateMachine<R>, R = ResultOf<S>> {
   get answersRaft(): boolean {
     return (!this.closed || this.removed) && this.failure === undefined;
   }
-  /** Set while an apply waits for the object store (see the top of this file). */
+  /** Set while an apply that failed on the object store waits for its retry (see the top of this file). */
   stall: ApplyStall | undefined;
   /** Set while an apply is out to the object store, off the ready loop (see the top of this file). */
   applying: ApplyInFlight | undefined;
@@ -483,6 +505,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   start(): void {
     assert(this.ticker === undefined, 'region server already started');
+    this.stopped = false;
     this.ticker = this.clock.setInterval(() => this.tick(), this.tuning.tickMs);
   }
 
@@ -661,8 +684,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.membershipChanges++;
     const replica = this.replicas.get(regionId);
     if (replica) {
-      replica.closed = true;
-      replica.applying = undefined; // a late outcome is ignored
+      replica.closed = true; // an apply out stays set (see failReplica); its late outcome is ignored
       this.replicas.delete(regionId);
       this.stateMachines.release?.(regionId, replica.stateMachine);
       this.awake.delete(replica);
@@ -1181,6 +1203,11 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // A stalled leader would commit what it cannot apply (and, with its membership not applied,
     // must not start a second change): it takes nothing new until it catches up.
     if (replica.stall) throw this.stalledError(replica, replica.stall);
+    const applying = replica.applying;
+    if (applying && replica.isLeader()) {
+      const refusal = this.applyingRefusal(replica, applying);
+      if (refusal) throw refusal;
+    }
     if (!replica.isLeader()) {
       const leaderNodeId = replica.leaderNodeId();
       throw new RegionDbError(ErrorCode.NotLeader, `node ${this.nodeId} is not the leader of region ${regionId}`, {
@@ -1418,18 +1445,18 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const settled = pending.then(
       (failure) => {
         applying!.outcome = { failure };
-        if (replica.applying !== applying || this.stopped) return;
+        if (replica.applying !== applying || replica.closed || this.stopped) return;
         this.touch(replica);
         this.schedule();
       },
       (err: unknown) => {
         // applyEntry's handlers do not throw; if one did, the replica cannot know what it applied.
         applying!.outcome = { failure: undefined };
-        if (replica.applying !== applying || this.stopped) return;
+        if (replica.applying !== applying || replica.closed || this.stopped) return;
         this.failReplica(replica, index, `region ${replica.regionId}: the apply of index ${index} threw: ${err instanceof Error ? err.message : String(err)}`);
       },
     );
-    applying = { index, upTo, membershipBehind, stall, outcome: undefined, settled };
+    applying = { index, sinceMs: this.clock.nowMs(), upTo, membershipBehind, stall, outcome: undefined, settled };
     replica.applying = applying;
     this.appliesOut.add(settled);
     settled.then(() => this.appliesOut.delete(settled));
@@ -1449,19 +1476,22 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     replica.appliedIndex = applying.index;
-    if (!this.applyFromLog(replica, applying.upTo, stall)) return;
-    if (stall) {
+    const caughtUp = this.applyFromLog(replica, applying.upTo, stall);
+    if (caughtUp && stall) {
       this.endStall(replica);
       this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
     }
-    this.releaseReads(replica);
+    this.releaseReads(replica); // also when the next apply went out: the reads below it are served
   }
 
   /** Applies the committed entries from appliedIndex + 1 to `upTo`, read from the log; true when all were applied. */
   private applyFromLog(replica: Replica<S, R>, upTo: number, stall: ApplyStall | undefined): boolean {
-    const lo = replica.appliedIndex + 1;
-    const entries = lo <= upTo ? replica.store.entries(lo, upTo + 1, Number.MAX_SAFE_INTEGER) : [];
-    return this.applyInOrder(replica, entries, upTo, stall);
+    while (replica.appliedIndex < upTo && !replica.removed) {
+      // In slices of about a raft message's bytes (at least one entry each): a long wait can leave many behind.
+      const entries = replica.store.entries(replica.appliedIndex + 1, upTo + 1, limits.raftMaxSizePerMsgBytes);
+      if (!this.applyInOrder(replica, entries, upTo, stall)) return false;
+    }
+    return true;
   }
 
   /**
@@ -1471,6 +1501,23 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private holdCampaigns(replica: Replica<S, R>): void {
     replica.raft.campaignsHeld = replica.stall !== undefined || replica.applying?.membershipBehind === true;
+  }
+
+  /**
+   * Why a leader with an apply out takes no proposal now (UNAVAILABLE, not proposed: retry), or
+   * undefined. (1) A membership change waits behind the apply: its core counts it applied, so it
+   * would append past its own removal (R16) — the refusal a stalled leader makes. (2) Its log runs
+   * APPLY_BEHIND_ENTRIES_MAX past what it applied: the wait is long, and the entries behind it are
+   * neither applied nor compacted (no snapshot is taken meanwhile).
+   */
+  private applyingRefusal(replica: Replica<S, R>, applying: ApplyInFlight): RegionDbError | undefined {
+    if (applying.membershipBehind) {
+      return this.unavailable(`region ${replica.regionId} on node ${this.nodeId} takes no proposal before a membership change waiting behind its apply of index ${applying.index} (the object store) is applied; retry`);
+    }
+    if (replica.raft.log.lastIndex() - replica.appliedIndex >= APPLY_BEHIND_ENTRIES_MAX) {
+      return this.unavailable(`region ${replica.regionId} on node ${this.nodeId} has ${APPLY_BEHIND_ENTRIES_MAX} entries waiting behind its apply of index ${applying.index} (the object store, for ${Math.round(this.clock.nowMs() - applying.sinceMs)} ms); retry`);
+    }
+    return undefined;
   }
 
   /**
@@ -1601,7 +1648,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.membershipChanges++;
     replica.closed = true;
     replica.stall = undefined;
-    replica.applying = undefined;
+    // `applying` stays: a cycle awaiting its write may still hold this replica's committed entries,
+    // and must find them waiting behind the apply (applyCommitted), not apply them past a gap.
     if (live) {
       this.replicas.delete(replica.regionId);
       this.stateMachines.release?.(replica.regionId, replica.stateMachine);
@@ -1833,6 +1881,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
 
   /** Gives the queued commands to raft, in order, as few entry batches as the bound allows. */
   private proposeQueued(replica: Replica<S, R>): void {
+    // Commands queued before an apply went out with a membership change behind it (or before it fell too far behind).
+    const refusal = replica.applying && this.applyingRefusal(replica, replica.applying);
+    if (refusal) {
+      for (const queued of replica.queuedCommands.splice(0)) queued.reject(refusal);
+      return;
+    }
     while (replica.queuedCommands.length > 0) {
       const batch = replica.queuedCommands.splice(0, PROPOSAL_BATCH_COMMANDS_MAX);
       let first: { index: number; term: number };

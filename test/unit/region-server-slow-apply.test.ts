@@ -18,35 +18,12 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { ConfChangeType } from '../../src/raft/index.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { ConditionalCounter } from '../fixtures/counter-machine.js';
+import { ConditionalCounter, HeldReads } from '../fixtures/counter-machine.js';
 import { HandClock, handWaits } from '../fixtures/hand-clock.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 const TICK_MS = 5;
 const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
-
-/** Reads of the object store that the test holds (a slow GET): released by `release`. */
-class HeldReads {
-  readonly holding = new Set<string>();
-  private readonly waiting: (() => void)[] = [];
-  /** The read of (node, region) in flight now: undefined when not held. */
-  readonly inFlight = new Set<string>();
-  read(nodeId: number, regionId: string): Promise<void> {
-    const key = `${nodeId}/${regionId}`;
-    if (!this.holding.has(key)) return Promise.resolve();
-    this.inFlight.add(key);
-    return new Promise<void>((resolve) =>
-      this.waiting.push(() => {
-        this.inFlight.delete(key);
-        resolve();
-      }),
-    );
-  }
-  release(): void {
-    this.holding.clear();
-    for (const w of this.waiting.splice(0)) w();
-  }
-}
 
 describe('RegionServer: a slow read in one replica\'s apply', () => {
   const servers = new Map<number, RegionServer<ConditionalCounter>>();

@@ -419,6 +419,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private currentCycle: Promise<void> = Promise.resolve();
   /** Applies out to the object store (ApplyInFlight.settled); stop() waits for them. */
   private readonly appliesOut = new Set<Promise<void>>();
+  /**
+   * The replicas with an apply out, until a cycle takes its outcome up (or it is dropped): their
+   * state machine changes outside any cycle (when the apply lands), so they count as changed as
+   * the replicas of a running cycle do (takeChangedReplicas, changeFeed).
+   */
+  private readonly replicasApplying = new Set<Replica<S, R>>();
   /** Set by stop(): an apply settling later starts no cycle. */
   private stopped = false;
   private ticker: TimerHandle | undefined;
@@ -924,6 +930,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       const changed = feed.changed;
       feed.changed = new Set();
       for (const replica of this.cycleReplicas) changed.add(replica);
+      for (const replica of this.replicasApplying) changed.add(replica);
       return changed;
     };
   }
@@ -943,12 +950,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
-   * The replicas of the cycle running now (see changedReplicas). Protected, like
+   * The replicas of the cycle running now, and those with an apply out (see changedReplicas). Protected, like
    * markCycleChanged, for the simulator's planted bug `stats-miss-cycle` (test/sim/cluster-sim.ts:
    * a server that marks its inputs but not what its cycles change); nothing in src/ overrides it.
    */
   protected replicasInCycle(): Iterable<Replica<S, R>> {
-    return this.cycleReplicas;
+    return this.replicasApplying.size === 0 ? this.cycleReplicas : [...this.cycleReplicas, ...this.replicasApplying];
   }
 
   /** What a cycle changed is reported from its end on (see changedReplicas; protected as replicasInCycle). */
@@ -1372,6 +1379,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       // replica's apply answers). The core takes a snapshot only above its commit index, so it
       // covers every entry that waited behind the apply.
       replica.applying = undefined;
+      this.replicasApplying.delete(replica);
       this.holdCampaigns(replica);
       assert(index >= applying.upTo, () => `region ${replica.regionId}: snapshot at ${index} below the entries waiting up to ${applying.upTo}`);
     }
@@ -1445,19 +1453,26 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const settled = pending.then(
       (failure) => {
         applying!.outcome = { failure };
-        if (replica.applying !== applying || replica.closed || this.stopped) return;
+        if (replica.applying !== applying || replica.closed || this.stopped) {
+          this.replicasApplying.delete(replica);
+          return;
+        }
         this.touch(replica);
         this.schedule();
       },
       (err: unknown) => {
         // applyEntry's handlers do not throw; if one did, the replica cannot know what it applied.
         applying!.outcome = { failure: undefined };
-        if (replica.applying !== applying || replica.closed || this.stopped) return;
+        if (replica.applying !== applying || replica.closed || this.stopped) {
+          this.replicasApplying.delete(replica);
+          return;
+        }
         this.failReplica(replica, index, `region ${replica.regionId}: the apply of index ${index} threw: ${err instanceof Error ? err.message : String(err)}`);
       },
     );
     applying = { index, sinceMs: this.clock.nowMs(), upTo, membershipBehind, stall, outcome: undefined, settled };
     replica.applying = applying;
+    this.replicasApplying.add(replica);
     this.appliesOut.add(settled);
     settled.then(() => this.appliesOut.delete(settled));
     this.holdCampaigns(replica);
@@ -1467,6 +1482,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private finishApply(replica: Replica<S, R>, applying: ApplyInFlight): void {
     const failure = applying.outcome!.failure;
     replica.applying = undefined;
+    this.replicasApplying.delete(replica); // in this cycle's candidates: still reported as changed
     this.holdCampaigns(replica);
     const stall = applying.stall;
     if (failure) {

@@ -2,8 +2,9 @@
 // RegionServer.takeChangedReplicas; docs/quiescence.md, "Heartbeats that carry what changed").
 // The oracle is DatanodeCore.replicaStats(), which builds every replica's stat afresh: at every
 // probe the stats a heartbeat would be built from must equal it, field by field and in order —
-// also in the middle of a ready cycle (an apply waiting on I/O has already moved the applied
-// index), right after one, and across opens and closes. And the point of it: once the regions
+// also while an apply waits on I/O off the ready loop (its state machine changes when it lands,
+// outside any cycle), in the middle of a ready cycle (the one taking the apply's outcome up has
+// moved the applied index before its WAL write), right after one, and across opens and closes. And the point of it: once the regions
 // are idle, a heartbeat builds no stat at all.
 // Two planted region servers fail the deterministic cases: one that forgets the replicas of the
 // cycle running now, one that does not mark what a cycle changed at its end.
@@ -14,6 +15,7 @@ import { silentLogger } from '../../src/common/logger.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import type { StateMachine } from '../../src/raft/index.js';
+import type { LogBatch } from '../../src/wal/log-engine.js';
 import { type Replica, RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { waitFor } from '../fixtures/counter-machine.js';
 import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
@@ -44,6 +46,37 @@ class GatedCounter implements StateMachine<number> {
 
 type ServerClass = typeof RegionServer<GatedCounter, number>;
 
+/** A log engine whose batch writes can be held (a cycle waiting in its fsync). */
+class GatedLogEngine extends MemoryLogEngine {
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+  /** Writes waiting on the gate now. */
+  waiting = 0;
+  hold(): void {
+    this.gate = new Promise<void>((ok) => (this.open = ok));
+  }
+  release(): void {
+    this.gate = undefined;
+    this.open?.();
+  }
+  override batch(): LogBatch {
+    const b = super.batch();
+    const commit = b.commit.bind(b);
+    return {
+      ...b,
+      commit: async () => {
+        const gate = this.gate;
+        if (gate) {
+          this.waiting++;
+          await gate;
+          this.waiting--;
+        }
+        return commit();
+      },
+    };
+  }
+}
+
 /** Forgets the replicas of the cycle running now (their stats go stale while it runs). */
 class ForgetsCycle extends RegionServer<GatedCounter, number> {
   protected override replicasInCycle(): Iterable<Replica<GatedCounter, number>> {
@@ -63,8 +96,7 @@ interface Node {
   builds: number;
 }
 
-function node(nodeId: number, deliver: (from: number, to: number, envelopes: Parameters<LoopbackTransport['send']>[1]) => void, Server: ServerClass, tickMs: number): Node {
-  const engine = new MemoryLogEngine();
+function node(nodeId: number, deliver: (from: number, to: number, envelopes: Parameters<LoopbackTransport['send']>[1]) => void, Server: ServerClass, tickMs: number, engine: MemoryLogEngine = new MemoryLogEngine()): Node {
   const n = { builds: 0 } as { builds: number; core: DatanodeCore<GatedCounter, number>; server: RegionServer<GatedCounter, number> };
   n.core = new DatanodeCore<GatedCounter, number>({
     nodeId,
@@ -99,12 +131,15 @@ const settle = () => new Promise((r) => setTimeout(r, 2));
 
 describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.reportStats)', () => {
   /**
-   * One single-voter region on one node, no ticks to speak of: a proposal's cycle applies under a
-   * held gate. Probes: before the cycle, while the apply waits (the applied index moved), after
-   * it. Returns the first probe that differed from the fresh stats.
+   * One single-voter region on one node, no ticks to speak of: a proposal's apply held on I/O (it
+   * goes out off the ready loop), then the cycle that takes its outcome up held in its WAL write.
+   * Probes: before, at every loop turn until the apply is out, while it is out, once it landed
+   * (before any cycle took it up), while that cycle waits in its write, after it. Returns the
+   * first probe that differed from the fresh stats.
    */
   async function gatedCycle(Server: ServerClass): Promise<string | undefined> {
-    const n = node(1, () => {}, Server, 60_000);
+    const engine = new GatedLogEngine();
+    const n = node(1, () => {}, Server, 60_000, engine);
     try {
       const peers = [{ peerId: 11, nodeId: 1 }];
       await n.server.open({ regionId: 'r1', selfPeerId: 11, peers, bootstrap: true });
@@ -125,22 +160,31 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
       const done = n.server.propose('r1', new Uint8Array([5]));
       found ??= mismatch(probe(n), 'proposed, before the cycle'); // takes the proposal's mark
       // A probe at every turn of the loop until the apply waits: the leader's cycles (append and
-      // write, then commit, write and apply) each end with a mark, which a probe takes; the one
-      // applying then changes its replica while it runs.
+      // write, then commit, write and apply) each end with a mark, which a probe takes.
       for (let turn = 0; turn < 1000 && sm.applying === 0; turn++) {
         await new Promise((r) => setImmediate(r));
         found ??= mismatch(probe(n), 'in a cycle, before the apply');
       }
       expect(sm.applying, 'the apply waiting on its gate').to.equal(1);
-      found ??= mismatch(probe(n), 'in a cycle, the apply waiting');
+      found ??= mismatch(probe(n), 'the apply out');
+      // The next write of the node waits: the cycle taking the apply's outcome up (it has a
+      // proposal to write too) moves the applied index, then waits in that write.
+      engine.hold();
       sm.gate = undefined;
       release();
-      expect(await done).to.equal(5);
+      expect(await done).to.equal(5); // answered as the apply lands: before any cycle took its outcome up
+      found ??= mismatch(probe(n), 'the apply out, landed, before a cycle took it up');
+      const next = n.server.propose('r1', new Uint8Array([2]));
+      await waitFor(() => engine.waiting > 0, 'the cycle taking the outcome up to wait in its write');
+      found ??= mismatch(probe(n), 'in a cycle, its write held');
+      engine.release();
+      expect(await next).to.equal(7);
       await settle();
       found ??= mismatch(probe(n), 'after the cycle');
       found ??= mismatch(probe(n), 'again, nothing changed');
       return found;
     } finally {
+      engine.release();
       await n.server.stop();
     }
   }
@@ -151,7 +195,7 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
 
   it('the check can fail: a region server forgetting the running cycle, or not marking its end, gives stale stats', async () => {
     const forgetsCycle = await gatedCycle(ForgetsCycle);
-    expect(forgetsCycle, 'ForgetsCycle').to.be.a('string').and.contain('in a cycle');
+    expect(forgetsCycle, 'ForgetsCycle').to.be.a('string').and.match(/^(the apply out|in a cycle)/);
     const forgetsEnd = await gatedCycle(ForgetsCycleEnd);
     expect(forgetsEnd, 'ForgetsCycleEnd').to.be.a('string').and.contain('after the cycle');
   });

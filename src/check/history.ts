@@ -25,6 +25,8 @@ export interface Op {
   completeTime: number; // Infinity for info/unfinished
   status: 'ok' | 'fail' | 'info';
   invokeIndex: number;
+  /** Why it failed or its outcome is unknown, when the completion says (HistoryEvent.error). */
+  error?: string;
 }
 
 const EVENT_TYPES: ReadonlySet<string> = new Set<EventType>(['invoke', 'ok', 'fail', 'info']);
@@ -131,6 +133,7 @@ function completedOp(invoke: HistoryEvent, position: number, completion: History
   };
   const key = invoke.key ?? completion?.key;
   if (key !== undefined) op.key = key;
+  if (completion?.error !== undefined) op.error = completion.error;
   return op;
 }
 

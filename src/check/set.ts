@@ -14,6 +14,8 @@ export interface SetResult {
   unexpected: unknown[];
   /** Elements whose only adds were reported failed (none ok or info), yet a final read has them. */
   failedPresent: unknown[];
+  /** The failed adds of the first few of them, as `fail p<process> add <element> at <time>: <error>`. */
+  failedPresentAdds: string[];
   recovered: unknown[];
   finalReads: number;
   message: string;
@@ -35,9 +37,16 @@ export function checkSet(events: readonly HistoryEvent[]): SetResult {
   const seen = union(reads);
   const unexpected = [...seen].filter(([k]) => !attempted.has(k)).map(([, v]) => v);
   const recovered = [...indeterminate].filter(([k]) => seen.has(k) && !acknowledged.has(k)).map(([, v]) => v);
-  const failedPresent = [...failed].filter(([k]) => seen.has(k) && !acknowledged.has(k) && !indeterminate.has(k)).map(([, v]) => v);
+  const failedPresentKeys = [...failed].filter(([k]) => seen.has(k) && !acknowledged.has(k) && !indeterminate.has(k));
+  const failedPresent = failedPresentKeys.map(([, v]) => v);
+  // What the client was told, for the first few: the failure that was not one.
+  const failedPresentAdds = failedPresentKeys.slice(0, 3).flatMap(([k]) =>
+    adds
+      .filter((op) => op.status === 'fail' && JSON.stringify(op.value) === k)
+      .map((op) => `fail p${op.process} add ${k} at ${op.completeTime}${op.error === undefined ? '' : `: ${op.error}`}`),
+  );
 
-  const base = { attempted: adds.length, acknowledged: adds.filter((op) => op.status === 'ok').length, lost, unexpected, failedPresent, recovered, finalReads: reads.length };
+  const base = { attempted: adds.length, acknowledged: adds.filter((op) => op.status === 'ok').length, lost, unexpected, failedPresent, failedPresentAdds, recovered, finalReads: reads.length };
   if (reads.length === 0) {
     return { ...base, valid: false, message: `no ok final-read in the history (${adds.length} adds attempted); cannot tell what survived` };
   }
@@ -75,7 +84,9 @@ function summarize(r: Omit<SetResult, 'valid' | 'message'>, valid: boolean): str
   if (r.lost.length > 0) parts.push(`${r.lost.length} acknowledged element(s) lost: ${preview(r.lost)}`);
   if (r.unexpected.length > 0) parts.push(`${r.unexpected.length} element(s) read but never attempted: ${preview(r.unexpected)}`);
   if (r.recovered.length > 0) parts.push(`${r.recovered.length} indeterminate add(s) recovered`);
-  if (r.failedPresent.length > 0) parts.push(`${r.failedPresent.length} element(s) whose add was reported failed are present: ${preview(r.failedPresent)}`);
+  if (r.failedPresent.length > 0) {
+    parts.push(`${r.failedPresent.length} element(s) whose add was reported failed are present: ${preview(r.failedPresent)} (${r.failedPresentAdds.join('; ')})`);
+  }
   return `${valid ? 'valid' : 'INVALID'}: ${counts}${parts.length > 0 ? '; ' + parts.join('; ') : ''}`;
 }
 

@@ -483,6 +483,15 @@ describe('set checker', () => {
     expect(r.message).to.contain('reported failed are present');
   });
 
+  it('names what the client was told for an element whose add failed but is present (the failure that was not one)', () => {
+    const events = h().add(0, 1).add(1, 2, 'fail').finalRead(2, [1, 2]).events;
+    const failedAdd = events.find((e) => e.type === 'fail')!;
+    failedAdd.error = 'region 7 is no longer hosted on n2';
+    const r = checkSet(events);
+    expect(r.failedPresentAdds).to.deep.equal([`fail p1 add 2 at ${failedAdd.time}: region 7 is no longer hosted on n2`]);
+    expect(r.message).to.contain('(fail p1 add 2 at');
+  });
+
   it('does not count a failed add of an element that another add acknowledged or left unknown', () => {
     const r = checkSet(h().add(0, 1).add(1, 1, 'fail').add(2, 3, 'info').add(3, 3, 'fail').finalRead(4, [1, 3]).events);
     expect(r.valid).to.equal(true);

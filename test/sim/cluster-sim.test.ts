@@ -813,10 +813,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // dropped and GC deleted once the remaining voters' snapshots passed 133. Such a peer is never
     // sent an entry again nor elected, so the checker exempts its durable snapshot too
     // (ClusterSim.cutOffByRemoval: fenced replicas and down nodes' peers, not only E1's case).
-    // K1 (datanodes reopen their replicas once registered) moved the metasrv traces: seed 6 is
-    // now the first with a delete the exemption decides (searched from 1).
-    it('engine, FAULTS=drain with the metasrv, seed 6: a fenced replica\'s durable snapshot is not held once every other replica\'s is past its log (E2)', async () => {
-      const r = await runClusterSim(6, { ...engine, metasrv: true, faults: ['drain'] });
+    // K1 (datanodes reopen their replicas once registered) moved the metasrv traces, then E12
+    // (applies that wait for the object store go out off the ready loop) the engine traces: seed 42
+    // is now the first with a delete the exemption decides (searched from 1; seed 6 was).
+    it('engine, FAULTS=drain with the metasrv, seed 42: a fenced replica\'s durable snapshot is not held once every other replica\'s is past its log (E2)', async () => {
+      const r = await runClusterSim(42, { ...engine, metasrv: true, faults: ['drain'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });
@@ -840,22 +841,37 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // down node and so held this one strictly. Now a running node without the region's replica
     // is matched as a down node is (the peer its reopen loads). Seed 44 was the same: n2's peer 2
     // of …104, its log committing its own removal (61, log to 67), durable snapshot at 49, the
-    // others' at 156 (term 15, {1, 3, 4}), n2 restarted and not registered yet.
-    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 34: a cut-off peer on a node waiting for its registration is not held to its durable snapshot (E11)', async () => {
-      const r = await runClusterSim(34, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
+    // others' at 156 (term 15, {1, 3, 4}), n2 restarted and not registered yet. Since E12 moved
+    // the engine traces, seed 82 is the first (of 1–120) whose exemption decides a delete for such
+    // a disk (n3's durable snapshot at 87 of …105, n3 running without the replica); seeds 17, 26
+    // and 62 exempt only running replicas.
+    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 82: a cut-off peer on a node waiting for its registration is not held to its durable snapshot (E11)', async () => {
+      const r = await runClusterSim(82, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });
 
+    // A disk the metasrv refused as a restored copy reopens no replica now or at any later start:
+    // its durable snapshot is not held (docs/simulation.md, "A refused copy holds nothing"). Failed
+    // before: "…e-1700000000380-89112c5f.sst was deleted while n1 4398046511104 durable raft
+    // snapshot at 22 names it", n1 running on the copy its start was refused as.
+    it('engine, the wide mix with restore and the metasrv, seed 303: a refused copy\'s durable snapshot is not held', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap'] as const;
+      const r = await runClusterSim(303, { ...engine, metasrv: true, faults: [...faults] });
+      expect(r.storage.restoresRefused, 'refused starts').to.be.greaterThan(0);
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+    });
+
     // The same match holds a peer that is not cut off: GC ignoring the replicas' snapshots
-    // (planted) is caught at seed 3 on n2's durable snapshot at 134, n2 running without its
-    // replica of …104 (E11).
+    // (planted) is caught at seed 2 on n1's durable snapshot at 25, n1 running without its
+    // replica of …105 (E11). Seed 3 was (n2's at 134 of …104) until E12 moved the engine traces;
+    // seed 1 is caught on a down node's snapshot.
     it('the checkers can fail: GC ignoring snapshots (planted) is caught on the durable snapshot of a running node that does not host the replica (E11)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'], gcBug: 'gc-ignores-snapshots' };
-      const caught = await violationAt(3, options);
-      expect(caught, 'seed 3 passed with the planted GC rule').to.not.equal(undefined);
+      const caught = await violationAt(2, options);
+      expect(caught, 'seed 2 passed with the planted GC rule').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
-      expect(caught!.message).to.contain('was deleted while n2 4398046511104 durable raft snapshot at 134 names it');
+      expect(caught!.message).to.contain('was deleted while n1 4398046511105 durable raft snapshot at 25 names it');
     });
 
     // Finding E3 (docs/simulation.md; E9 in docs/correctness.md): n3's replica of region …104
@@ -865,40 +881,43 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // ("n3 …104 version at 170 names it") and, with it exempt, the replica failed. A replica whose
     // durable log commits its own removal now applies the membership changes up to it and no
     // command (region-server.ts reopenRemoved).
-    // Since K1 moved the metasrv traces, seed 2 is the first with a removed replica restarted
-    // before its deletion (searched from 1; seed 148 was).
-    it('engine, FAULTS=drain with the metasrv, seed 2: a removed replica restarted before its deletion reaches its removal without re-applying a command (E3)', async () => {
+    // Since E12 moved the engine traces, seed 3 is the first with a removed replica restarted
+    // before its deletion (searched from 1; seed 2 was after K1, seed 148 before).
+    it('engine, FAULTS=drain with the metasrv, seed 3: a removed replica restarted before its deletion reaches its removal without re-applying a command (E3)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'] };
-      const caught = await violationAt(2, options);
+      const caught = await violationAt(3, options);
       expect(caught?.message).to.equal(undefined);
-      const r = await runClusterSim(2, options);
+      const r = await runClusterSim(3, options);
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.metasrv!.removals!.removedReopened, 'no removed replica restarted before its deletion').to.be.greaterThan(0);
     });
 
     // The exemption holds only while the cut-off replica's stale-read gate refuses (docs/correctness.md
     // 8g). With the gate as it was (planted: any leader contact since the replica opened serves
-    // stale reads for good) the cut-off replica (seed 1's n2, seed 7's n1 since K1) would still
+    // stale reads for good) the cut-off replica (seed 1's n2, seed 7's n1 since K1, seed 110's n1 since E12) would still
     // serve its frozen version, and the SST GC deleted is caught on it — the stale read that
     // would have failed NOT_FOUND.
-    // K1 moved the metasrv traces: seed 7 is now the first the planted gate fails (searched from
-    // 1; it passes with the gate as it is).
-    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 7\'s cut-off replica is held to its version (E1, 8g)', async () => {
+    // K1 moved the metasrv traces, then E12 the engine traces: seed 110 is now the first the
+    // planted gate fails on a cut-off replica's version (searched from 1; it passes with the gate
+    // as it is; seed 28 fails it on a durable snapshot, the run taken elsewhere by the stale reads
+    // the ungated replica served). Seed 7 was.
+    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 110\'s cut-off replica is held to its version (E1, 8g)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], hostBug: 'stale-reads-ungated' };
-      expect((await violationAt(7, { ...engine, metasrv: true, faults: ['drain'] }))?.message, 'seed 7 with the gate as it is').to.equal(undefined);
-      const caught = await violationAt(7, options);
-      expect(caught, 'seed 7 passed with the stale-read gate ungated').to.not.equal(undefined);
+      expect((await violationAt(110, { ...engine, metasrv: true, faults: ['drain'] }))?.message, 'seed 110 with the gate as it is').to.equal(undefined);
+      const caught = await violationAt(110, options);
+      expect(caught, 'seed 110 passed with the stale-read gate ungated').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
-      expect(caught!.message).to.match(/was deleted while n1 \d+ version at 349 names it/);
+      expect(caught!.message).to.match(/was deleted while n1 \d+ version at 86 names it/);
       expect(caught!.message).to.contain('SIM_CLUSTER_HOST_BUG=stale-reads-ungated');
     });
 
     // The exemption is narrow: GC ignoring the replicas' snapshots (planted) under `drain` is still
-    // caught naming a running replica's version (seed 5: n1's, a replica its leader still counts).
+    // caught naming a running replica's version (seed 11 since E12 moved the engine traces: n2's,
+    // a replica its leader still counts; seed 5 was).
     it('the checkers can fail: under FAULTS=drain, GC ignoring snapshots (planted) is caught on a live replica\'s version (E1)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], gcBug: 'gc-ignores-snapshots' };
-      const caught = await violationAt(5, options);
-      expect(caught, 'seed 5 passed with the planted GC rule').to.not.equal(undefined);
+      const caught = await violationAt(11, options);
+      expect(caught, 'seed 11 passed with the planted GC rule').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
       expect(caught!.message).to.match(/was deleted while n\d+ \d+ version at \d+ names it/);
     });
@@ -906,12 +925,12 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // Issue 14's finding 4a, brought back through a test-only Flusher subclass
     // (test/sim/sim-gc-key-age.ts): GC judges an SST's age by the wall-clock time in its key and
     // does not keep what a pending edit or an upload in flight names, so an edit that commits
-    // later names a deleted SST. Without extra faults seed 150 is the first (seeds 1–149 pass;
-    // the checker: referenced object missing, at the end); with `clock` seed 225 since the engine
-    // traces changed (a search from 1 at aa62da4: seeds 1–224 pass; referenced object missing; it
-    // was seed 198 at e34e81d). Searched from just below each: from 197, the `clock` search spent
-    // 28 seeds (about 19 s of make test) reaching 225.
-    for (const [faults, from] of [[[], 149], [['clock'], 224]] as const) {
+    // later names a deleted SST. Since E12 moved the engine traces (searches from 1): without extra
+    // faults seed 193 is the first (seeds 1–192 pass; the checker: replica failed — the apply
+    // reading the deleted SST); with `clock` seed 260 (seeds 1–259 pass; acknowledged row
+    // readable). Before E12: seeds 150 and 225 (at aa62da4), 198 with `clock` at e34e81d.
+    // Searched from just below each, to keep the suite short.
+    for (const [faults, from] of [[[], 192], [['clock'], 259]] as const) {
       it(`the checkers can fail: GC judging SST age by the wall time in the key (planted, 4a) is found within 2,000 seeds${faults.length > 0 ? ` (faults ${faults.join(',')})` : ''}`, async () => {
         const planted: Partial<ClusterSimOptions> = { ...engine, faults, gcBug: 'gc-by-key-age' };
         const caught = await firstViolation(planted, safety, from);
@@ -926,7 +945,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // Finding 8a in engine mode (writes retried with the same request id; a NOT_FOUND ends the
     // write as the client library's does). Seed 8 was the first when this was written (seeds 1–7
     // passed); at aa62da4's traces the search from 7 finds seed 12 (seeds 7–11 pass), so it
-    // starts at 11.
+    // starts at 11. Since E12 moved the engine traces seed 12 is still the first from 11, caught
+    // now by the set checker, whose message names the failed add and its NOT_FOUND (it showed only
+    // the element before).
     itFindsCloseFailsProposed(engine, 11);
 
     // Issue 14's finding 8c in the simulator's client model (the retry rule of src/client/client.ts,
@@ -1046,20 +1067,21 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
   // disk after the drop and create a table on the empty catalog.
   describe('DDL (FAULTS=ddl, with the metasrv)', () => {
     if (engineCampaign) return;
-    it('tables created, written, dropped and re-created under crashes, corrupt and wipe: the checkers stay green (register seeds 1–2, engine seed 19 with a catalog loss, replayed)', async () => {
+    it('tables created, written, dropped and re-created under crashes, corrupt and wipe: the checkers stay green (register seeds 1–2, engine seed 12 with a catalog loss, replayed)', async () => {
       const total: Record<string, number> = {};
       const count = (r: Awaited<ReturnType<typeof runClusterSim>>) => {
         for (const [k, v] of Object.entries(r.ddl!)) total[k] = (total[k] ?? 0) + v;
       };
       for (const seed of [1, 2]) count(await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] }));
       const engine = { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] } as const;
-      // Engine seed 19 loses the catalog after its drop (seed 1 did until K1 moved the metasrv
-      // traces — datanodes reopen once registered; seed 5 until DropTable fenced its regions, DT1).
-      const a = await runClusterSim(19, engine);
+      // Engine seed 12 loses the catalog after its drop (seed 19 did until E12 moved the engine
+      // traces; seed 1 until K1 moved the metasrv traces — datanodes reopen once registered; seed 5
+      // until DropTable fenced its regions, DT1). Searched from 1.
+      const a = await runClusterSim(12, engine);
       count(a);
       console.log(`    ${JSON.stringify(total)}`);
       for (const k of ['creates', 'drops', 'adds', 'catalogLosses']) expect(total[k], k).to.be.greaterThan(0);
-      const b = await runClusterSim(19, engine);
+      const b = await runClusterSim(12, engine);
       expect(b.traceHash).to.equal(a.traceHash);
     });
 

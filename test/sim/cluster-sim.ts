@@ -843,6 +843,12 @@ export class ClusterSim {
   private readonly tookEffectAt = new Map<string, number>();
   /** Incarnations whose start the metasrv refused as a restored copy (the `restore` fault). */
   private readonly refusedStarts = new Set<Incarnation>();
+  /**
+   * Store ids of the disks those starts ran on: the metasrv's record of a store's starts only grows,
+   * so a copy it refused is refused at every later start too, and reopens no replica until the
+   * operator moves it aside (a wipe: a new store id).
+   */
+  private readonly refusedStores = new Set<number>();
   private readonly storageStats = { corruptions: 0, wipes: 0, restores: 0, restoresRefused: 0, repairs: 0, clockSteps: 0, rawWrites: 0, clientRestarts: 0, tooOld: 0 };
   /** With `close`: what the fault did (ClusterSimResult.closes). */
   private readonly closeStats = { closes: 0, leaders: 0, proposalsInFlight: 0, reopens: 0 };
@@ -1731,6 +1737,7 @@ export class ClusterSim {
   private noteStartRefused(node: SimNode, inc: Incarnation, err: unknown): void {
     if (!isRegionDbError(err, ErrorCode.Corruption) || this.refusedStarts.has(inc)) return;
     this.refusedStarts.add(inc);
+    this.refusedStores.add(node.disk.storeId);
     this.storageStats.restoresRefused++;
     this.record(`n${node.id} #${inc.number}: its start is refused as a restored copy of its disk`);
     this.sched.at(this.sched.now + OPERATOR_MOVES_COPY_MS, () => {
@@ -2220,7 +2227,12 @@ export class ClusterSim {
         // 8g): until then a stale read there may still read its version.
         const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
-        if (snap && snap.metadata.index > 0) {
+        // A disk the metasrv refused as a restored copy (K1) reopens none of its replicas, now or at
+        // any later start (refusedStores): its durable snapshot is never restarted from. Held as any
+        // other while a replica runs or is hosted on it (a start reopening before its registration
+        // is answered, the planted `reopen-before-registration`, is still caught on it).
+        const refusedCopy = this.refusedStores.has(node.disk.storeId) && replica === undefined && hosted === undefined;
+        if (snap && snap.metadata.index > 0 && !refusedCopy) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });
         }
       }

@@ -160,6 +160,35 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
   });
 
+  it('a copy saved with the drop\'s mark, restored after the drop: CreateTable of the name is never refused "being dropped" — UNAVAILABLE while the records are unread, then created under a new id', async () => {
+    const catalog = new MemoryCatalog(CLUSTER);
+    let copy: CatalogState | undefined;
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async () => {
+        copy ??= structuredClone(catalog.state); // the mark is saved before any fence
+        return { fence_index: '12' } as never;
+      },
+    };
+    const first = await startMetasrvCore(CLUSTER, admin, catalog, undefined, systemClock, { storage: { type: 'fs', root: dir } }, store);
+    started.push(first);
+    await nodesComeBack(first);
+    await createOneRegionTable(first);
+    expect(await first.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
+    first.halt();
+    expect(copy?.droppingTables?.['t'], 'the copy holds the mark').to.be.a('number');
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy!;
+    store.failing = true;
+    const core = await start(restored);
+    await nodesComeBack(core);
+    const refused = await outcomeOf(createOneRegionTable(core));
+    expect((refused as RegionDbError).code, `while the records are unread: ${String(refused)}`).to.equal(ErrorCode.Unavailable);
+    store.failing = false;
+    const created = await createOneRegionTable(core);
+    expect(Number(created.table?.table_id), 'created under a new id (before: ALREADY_EXISTS "being dropped")').to.equal(1025);
+  });
+
   it('a record that cannot be written fails the drop UNAVAILABLE (the table stays, marked); the next attempt writes it and answers OK', async () => {
     const catalog = new MemoryCatalog(CLUSTER);
     const core = await start(catalog);

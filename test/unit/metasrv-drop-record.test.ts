@@ -12,13 +12,16 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { systemClock } from '../../src/common/clock.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
 import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
 import { DROP_OBJECT_PREFIX, dropObjectKey, encodeDropObject } from '../../src/metasrv/drop-object.js';
-import type { DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import type { MetaGroup } from '../../src/metasrv/meta-group.js';
+import { type DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import { DelegatingObjectStore, FsObjectStore, type ObjectMeta } from '../../src/object-store/index.js';
 import type { OpenRegionRequest } from '../../src/rpc/generated/index.js';
 import { HandClock } from '../fixtures/hand-clock.js';
-import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore, testMetasrvConfig } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'drop-record';
 const NODES = [1, 2, 3];
@@ -36,6 +39,31 @@ class DropRecordStore extends DelegatingObjectStore {
   override put(key: string, data: Uint8Array): Promise<void> {
     if (this.failing && key.startsWith(DROP_OBJECT_PREFIX)) return Promise.reject(new RegionDbError(ErrorCode.StorageUnavailable, 'the object store cannot be reached (test)'));
     return super.put(key, data);
+  }
+}
+
+/** The metasrv group as a leader's core sees it: always the leader at `term`, every put committed at once. */
+class OneMemberGroup {
+  readonly term = 3;
+  applied: Uint8Array | null = null;
+  isLeader(): boolean {
+    return true;
+  }
+  async barrier(): Promise<void> {}
+  appliedCatalog(): Uint8Array | null {
+    return this.applied;
+  }
+  async put(bytes: Uint8Array): Promise<void> {
+    this.applied = bytes;
+  }
+  leaderAddr(): string | undefined {
+    return undefined;
+  }
+  fatalError(): Error | undefined {
+    return undefined;
+  }
+  status() {
+    return { memberId: 1, role: 'leader', term: this.term, leaderId: 1, commitIndex: 0, appliedIndex: 0, members: [] };
   }
 }
 
@@ -187,6 +215,28 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     store.failing = false;
     const created = await createOneRegionTable(core);
     expect(Number(created.table?.table_id), 'created under a new id (before: ALREADY_EXISTS "being dropped")').to.equal(1025);
+  });
+
+  it('a metasrv group whose committed catalog is a copy older than the drop: the leader drops the table again at its takeover (committed), bootstrapping nothing', async () => {
+    const { copy, regionId } = await dropAfterCopy('created');
+    for (const readable of [false, true]) {
+      const group = new OneMemberGroup();
+      group.applied = encodeCatalog(copy); // `meta seed` from the copy, say
+      store.failing = !readable;
+      const core = new MetasrvCore(testMetasrvConfig(CLUSTER, { storage: { type: 'fs', root: dir } }), silentLogger, 3, { admin: fenceable, procedureClock: { nowMs: () => Date.now() }, clock: systemClock });
+      started.push(core);
+      core.joinGroup(group as unknown as MetaGroup, store);
+      await core.takeover(group.term);
+      expect(await nodesComeBack(core), `no bootstrap (records ${readable ? 'read' : 'unreadable'})`).to.deep.equal([]);
+      const committed = decodeCatalog(group.applied!, 'the group');
+      if (readable) {
+        expect(committed.tables['t'], 'dropped in the committed catalog').to.equal(undefined);
+        expect(committed.droppedRegions?.[regionId]).to.be.a('number');
+      } else {
+        expect(committed.tables['t'], 'kept while the records are unread').to.not.equal(undefined);
+      }
+      core.halt();
+    }
   });
 
   it('a record that cannot be written fails the drop UNAVAILABLE (the table stays, marked); the next attempt writes it and answers OK', async () => {

@@ -52,10 +52,11 @@ import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { REGIONS_PREFIX, regionPrefix } from '../engine/manifest.js';
 import { SingleFlight } from '../common/single-flight.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, addTable, dropTable, dropTokenOf, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, rememberDropToken, replicaCountByNode, tableNamed } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, type TableDef, addTable, dropTable, dropTokenOf, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, rememberDropToken, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
+import { type DropRecord, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
@@ -124,6 +125,8 @@ const FENCE_ATTEMPTS_MAX = 8;
 const FENCE_RETRY_MS = 100;
 /** After a failed read of the promotion record objects, the gate reads again at most this often (calls in between answer UNAVAILABLE). */
 export const PROMOTION_REREAD_MS = 1_000;
+/** A listing of the object store (table id floor, drop records) that failed is made again by the tick at most this often. */
+const TABLE_ID_RELIST_MS = 1_000;
 /** A table left being dropped (a drop that could not fence every region) is retried by the tick this often. */
 const DROP_RESUME_MS = 3_000;
 
@@ -450,6 +453,7 @@ export class MetasrvCore {
       return;
     }
     const store = this.objectStore!;
+    const epoch = this.epoch;
     // The region folders, not the objects in them: a table id is read off its region ids, and a
     // region has objects exactly when its folder is listed (listPrefixes names a folder only
     // while an object is in it), so one request per 1,000 regions, not per 1,000 SSTs.
@@ -463,7 +467,31 @@ export class MetasrvCore {
       this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the object store; no table is created until a listing succeeds');
       throw err;
     }
-    let highest = -1;
+    // The drop records (drop-object.ts; docs/ddl.md, "A catalog older than the drop"): their ids
+    // are table ids too (a table dropped before any flush has no region folder), and a table this
+    // catalog still holds whose drop was recorded is dropped here, before any region of it is
+    // bootstrapped (`bootstrapHeld`).
+    let dropRecords: Map<number, string>;
+    let finishing: { table: TableDef; record: DropRecord }[];
+    try {
+      dropRecords = await droppedTableIds(store);
+      finishing = [];
+      for (const table of Object.values(this.catalog.tables)) {
+        const key = dropRecords.get(table.tableId);
+        if (key === undefined) continue;
+        const record = await readDropObject(store, key, this.config.cluster_id);
+        if (record.name !== table.name) {
+          throw new RegionDbError(ErrorCode.Corruption, `the drop record object ${key} names table ${record.name}, but this catalog's table of id ${table.tableId} is ${table.name}: the catalog or the object is damaged`);
+        }
+        finishing.push({ table, record });
+      }
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, store: store.description }, 'cannot read the drop records in the object store; no table is created and no region bootstrapped until they are read');
+      throw err;
+    }
+    if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the listing began');
+    let changed = this.dropRecordedTables(finishing);
+    let highest = Math.max(-1, ...dropRecords.keys());
     for (const folder of folders) {
       const regionId = folder.slice(REGIONS_PREFIX.length, -1);
       if (/^[0-9]+$/.test(regionId) && folder === regionPrefix(regionId)) highest = Math.max(highest, tableIdOfRegion(regionId));
@@ -471,11 +499,31 @@ export class MetasrvCore {
     if (highest >= this.catalog.nextTableId) {
       this.log.warn({ nextTableId: this.catalog.nextTableId, highestInObjectStore: highest }, 'table id allocator behind the object store (catalog lost or restored?); raised');
       this.catalog.nextTableId = highest + 1;
+      changed = true;
+    }
+    if (changed) {
       // A failed write stops the metasrv acting until one succeeds (finding M5), as anywhere
       // else; it must not fail the start: the raised allocator is in memory and is written with
       // the catalog when the tick's retry succeeds (M12; test/unit/metasrv-table-ids-listing.test.ts).
       await this.save().catch(() => {});
     }
+  }
+
+  /**
+   * Drops from the catalog the tables whose drop record the object store holds (every region of
+   * each was fenced before its record was written: the drop is finished, not started again).
+   * Returns true if the catalog changed. Protected for the simulator's planted bug
+   * (test/sim/sim-metasrv-bugs.ts, drop-records-ignored); nothing in src/ overrides it.
+   */
+  protected dropRecordedTables(recorded: readonly { readonly table: TableDef; readonly record: DropRecord }[]): boolean {
+    let changed = false;
+    for (const { table, record } of recorded) {
+      if (tableNamed(this.catalog, table.name)?.tableId !== table.tableId) continue; // dropped meanwhile
+      const regions = dropTable(this.catalog, table.name, this.procedureClock.nowMs());
+      this.log.warn({ table: record.name, tableId: record.tableId, regions: regions.length }, 'the catalog holds a table whose drop is recorded in the object store (catalog lost or restored from an older copy?); dropped it again');
+      changed = true;
+    }
+    return changed;
   }
 
   /**
@@ -488,9 +536,13 @@ export class MetasrvCore {
   private tableIdsListedAt: number | undefined;
   private tableIdListing: Promise<void> | undefined;
 
+  /** Monotonic (this.clock): when the last listing began (the tick's `relistTableIds` waits TABLE_ID_RELIST_MS after it). */
+  private tableIdListingStartedMs = Number.NEGATIVE_INFINITY;
+
   /** Runs (or joins) the listing that raises the table id allocator; never throws (logged, `tableIdsListedAt` left). */
   private listTableIds(): Promise<void> {
     const epoch = this.epoch;
+    if (!this.tableIdListing) this.tableIdListingStartedMs = this.clock.nowMs();
     this.tableIdListing ??= this.raiseTableIdAboveObjectStore()
       .then(
         () => {
@@ -502,6 +554,16 @@ export class MetasrvCore {
         this.tableIdListing = undefined;
       });
     return this.tableIdListing;
+  }
+
+  /**
+   * The tick: a listing that has not succeeded in this acting epoch is made again (at most every
+   * TABLE_ID_RELIST_MS): regions waiting for their bootstrap (`bootstrapHeld`) wait for it.
+   */
+  private relistTableIds(): void {
+    if (!this.config.storage || this.tableIdsListedAt === this.epoch || this.tableIdListing) return;
+    if (this.clock.nowMs() - this.tableIdListingStartedMs < TABLE_ID_RELIST_MS) return;
+    void this.listTableIds();
   }
 
   /** Before a table id is allocated: the object store listed in this acting epoch, else UNAVAILABLE (retryable, nothing done). */
@@ -835,6 +897,7 @@ export class MetasrvCore {
       return;
     }
     if (!this.acting) return;
+    this.relistTableIds();
     if (this.catalogUnwritable) void this.tryResume();
     else void this.tick();
   }
@@ -1080,6 +1143,7 @@ export class MetasrvCore {
       // replaced by them): nothing from a heartbeat meanwhile.
       if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
+        if (this.bootstrapHeld(nodeId, action.open)) continue;
         instructions.push({ open_region: this.openOf(action.open) });
       } else if ('skip' in action) {
         // R5: the placement is left as it is (R2 adopts the group's membership once its conf
@@ -1124,6 +1188,23 @@ export class MetasrvCore {
   private openOf(open: { readonly regionId: string; readonly peerId: number }): OpenRegionRequest {
     const region = this.catalog.regions[open.regionId]!;
     return this.openInstruction(region, open.peerId, !region.bootstrapped);
+  }
+
+  /**
+   * Whether the open of a placement that would bootstrap its region (never reported: the catalog
+   * has it not `bootstrapped`) waits, logged once per interval per region: with `[storage]`, no
+   * region is bootstrapped before this acting epoch's listing has read the drop records (docs/ddl.md,
+   * "A catalog older than the drop") — the catalog may be a copy from before its table's drop, and a
+   * bootstrap would start a new, empty raft group under the dropped region's ids that acknowledges
+   * writes. The tick lists again (`relistTableIds`) while it has not succeeded.
+   */
+  private bootstrapHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
+    if (!this.config.storage || this.tableIdsListedAt === this.epoch || this.catalog.regions[open.regionId]?.bootstrapped !== false) return false;
+    const suppressed = this.rejectionLog.admit(`bootstrap-held:${open.regionId}`, this.clock.nowMs());
+    if (suppressed !== undefined) {
+      this.log.warn({ nodeId, ...open, suppressed }, 'not bootstrapping a region before the drop records in the object store are read (its table may have been dropped after this catalog was saved)');
+    }
+    return true;
   }
 
   /** R5's skipped open, logged once per interval per placement: it comes back on every heartbeat of the node. */
@@ -1213,6 +1294,10 @@ export class MetasrvCore {
     const regionCount = Number(req.region_count || 1);
     validateSchema({ name, columns, regionCount });
     const token = str(req.request_token ?? '', 'request_token', 128);
+    // The catalog may be a copy older than a drop (docs/ddl.md, "A catalog older than the drop"):
+    // its tables and marks are judged only once this acting epoch's listing has read the drop
+    // records (UNAVAILABLE until then), never answered ALREADY_EXISTS from a stale copy.
+    if (this.config.storage && this.tableIdsListedAt !== this.epoch) await this.tableIdsListed();
     // Before the token's answer: a table being dropped is going away (the metasrv finishes the
     // drop on its own), so it is not handed back even to the CreateTable that created it (a
     // resumed br restore would otherwise restore into it and report it done).
@@ -1618,8 +1703,9 @@ export class MetasrvCore {
     // function, not nodeActionsOf: the simulator's planted bugs change heartbeats only.
     const regions: OpenRegionRequest[] = [];
     for (const action of nodeActions(this.catalog, nodeId, this.liveReports(), (n) => this.awaitingReport(n))) {
-      if ('open' in action) regions.push(this.openOf(action.open));
-      else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
+      if ('open' in action) {
+        if (!this.bootstrapHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
+      } else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
     }
     return { regions, metasrv_epoch: String(this.epoch) };
   }
@@ -1815,13 +1901,44 @@ export class MetasrvCore {
       }
       this.requireActing();
       this.refuseIfUnwritable();
-      const current = tableNamed(this.catalog, name);
-      if (current?.tableId !== tableId) return regions.length; // dropped meanwhile (another acting period)
+      if (tableNamed(this.catalog, name)?.tableId !== tableId) return regions.length; // dropped meanwhile (another acting period)
+      // Every region is fenced: the drop record goes to the object store before the catalog
+      // drops the table and before the answer (docs/ddl.md, "A catalog older than the drop"), so
+      // a catalog lost or restored from an older copy is dropped again by the next metasrv.
+      await this.writeDropRecord(name, tableId, fenced);
+      this.requireActingAt(epoch);
+      this.refuseIfUnwritable();
+      if (tableNamed(this.catalog, name)?.tableId !== tableId) return regions.length; // dropped meanwhile (its record read by a listing)
       const dropped = dropTable(this.catalog, name, this.procedureClock.nowMs());
       await this.save();
       this.log.info({ table: name, tableId, regions: dropped.length }, 'dropped table: every region fenced');
       return dropped.length;
     });
+  }
+
+  /**
+   * With `[storage]`: puts the drop record of table `name` (id `tableId`), every region of which
+   * is fenced (drop-object.ts). A failed put fails the attempt UNAVAILABLE (the table stays,
+   * marked; the fences this attempt committed, `fenced`, are recorded so the next attempt does
+   * not ask them again): the drop is answered only once its record is durable.
+   */
+  private async writeDropRecord(name: string, tableId: number, fenced: ReadonlyMap<string, number>): Promise<void> {
+    const store = this.objectStore;
+    if (!this.config.storage || !store) return;
+    try {
+      await writeDropObject(store, this.config.cluster_id, { tableId, name });
+    } catch (err) {
+      if (fenced.size > 0 && this.acting && tableNamed(this.catalog, name)?.tableId === tableId) {
+        this.catalog.fencedRegions = ownMap({ ...this.catalog.fencedRegions, ...Object.fromEntries(fenced) });
+        this.catalog.version++;
+        await this.save().catch((e: unknown) => this.log.warn({ err: e, table: name }, 'could not save the regions fenced so far; the next attempt fences them again'));
+      }
+      this.log.warn({ table: name, tableId, err: (err as Error).message }, 'drop not done: its record could not be written to the object store; retried');
+      throw new RegionDbError(
+        ErrorCode.Unavailable,
+        `table ${name} (id ${tableId}) is being dropped and every region is fenced, but its drop record could not be written to the object store (${(err as Error).message}), so it is not dropped yet: the metasrv keeps retrying; DropTable again to wait for it`,
+      );
+    }
   }
 
   /**

@@ -11,7 +11,7 @@ import { type NodeAction, type Reports, groupOf } from '../../src/metasrv/reconc
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 import { SPURIOUS_METASRV_BUGS, isSpuriousMetasrvBug, spuriousMetasrvCore } from './sim-spurious-bugs.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', 'removal-hold-ignored', ...SPURIOUS_METASRV_BUGS] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', 'drop-records-ignored', 'removal-hold-ignored', ...SPURIOUS_METASRV_BUGS] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -84,6 +84,18 @@ class DropWithoutFence extends MetasrvCore {
 }
 
 /**
+ * Finding DT2 (docs/correctness.md): a catalog restored from a copy older than a DropTable kept
+ * the table — the drop records in the object store are read (the table id floor, the gate on
+ * bootstraps) but no table is dropped from them — so its regions are opened again, and one the
+ * copy has not `bootstrapped` is started afresh as a new, empty raft group.
+ */
+class DropRecordsIgnored extends MetasrvCore {
+  protected override dropRecordedTables(): boolean {
+    return false;
+  }
+}
+
+/**
  * Finding 2c (its table-id half): before dded366 an empty (lost) catalog's table id allocator
  * was raised only above the tables the datanodes report, not above those with objects in the
  * object store: a table re-created after the loss could get a dropped table's id, so its
@@ -137,6 +149,7 @@ export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
     'table-ids-from-reports-only': TableIdsFromReportsOnly,
     'drop-tombstones-forgotten': DropTombstonesForgotten,
     'drop-without-fence': DropWithoutFence,
+    'drop-records-ignored': DropRecordsIgnored,
     'removal-hold-ignored': RemovalHoldIgnored,
   }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);

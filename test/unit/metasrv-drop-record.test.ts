@@ -1,0 +1,269 @@
+// The drop record of a table in the object store (docs/ddl.md, "A catalog older than the drop";
+// DT2 in docs/correctness.md): DropTable, with `[storage]`, puts `meta/dropped-table-<id>` once
+// every region is fenced and before it answers; a metasrv whose catalog still holds the table (a
+// copy restored from before the drop) drops it again from the record before it bootstraps any
+// region, and no region is bootstrapped while the records cannot be read. Before, such a copy
+// had the dropped region bootstrapped again (a new, empty raft group under its ids, acknowledging
+// writes into the dropped table: the simulator's engine seed 2015 of the wide mix) or opened
+// empty (the table back in name only, refusing every write NOT_LEADER).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { systemClock } from '../../src/common/clock.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/logger.js';
+import type { CatalogState } from '../../src/metasrv/catalog.js';
+import { decodeCatalog, encodeCatalog } from '../../src/metasrv/catalog-store.js';
+import { DROP_OBJECT_PREFIX, dropObjectKey, encodeDropObject } from '../../src/metasrv/drop-object.js';
+import type { MetaGroup } from '../../src/metasrv/meta-group.js';
+import { type DatanodeAdmin, MetasrvCore } from '../../src/metasrv/metasrv-core.js';
+import { DelegatingObjectStore, FsObjectStore, type ObjectMeta } from '../../src/object-store/index.js';
+import type { OpenRegionRequest } from '../../src/rpc/generated/index.js';
+import { HandClock } from '../fixtures/hand-clock.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore, testMetasrvConfig } from '../fixtures/metasrv-core.js';
+
+const CLUSTER = 'drop-record';
+const NODES = [1, 2, 3];
+const addr = (n: number) => `127.0.0.1:${24_000 + n}`;
+const anyone = () => {};
+const outcomeOf = (call: Promise<unknown>) => call.then(() => 'answered', (err: unknown) => err as RegionDbError);
+
+/** The object store; while `failing` is set, the listing of the drop records and the put of one fail (other requests pass). */
+class DropRecordStore extends DelegatingObjectStore {
+  failing = false;
+  override list(prefix: string): Promise<ObjectMeta[]> {
+    if (this.failing && prefix.startsWith(DROP_OBJECT_PREFIX)) return Promise.reject(new RegionDbError(ErrorCode.StorageUnavailable, 'the object store cannot be reached (test)'));
+    return super.list(prefix);
+  }
+  override put(key: string, data: Uint8Array): Promise<void> {
+    if (this.failing && key.startsWith(DROP_OBJECT_PREFIX)) return Promise.reject(new RegionDbError(ErrorCode.StorageUnavailable, 'the object store cannot be reached (test)'));
+    return super.put(key, data);
+  }
+}
+
+/** The metasrv group as a leader's core sees it: always the leader at `term`, every put committed at once. */
+class OneMemberGroup {
+  readonly term = 3;
+  applied: Uint8Array | null = null;
+  isLeader(): boolean {
+    return true;
+  }
+  async barrier(): Promise<void> {}
+  appliedCatalog(): Uint8Array | null {
+    return this.applied;
+  }
+  async put(bytes: Uint8Array): Promise<void> {
+    this.applied = bytes;
+  }
+  leaderAddr(): string | undefined {
+    return undefined;
+  }
+  fatalError(): Error | undefined {
+    return undefined;
+  }
+  status() {
+    return { memberId: 1, role: 'leader', term: this.term, leaderId: 1, commitIndex: 0, appliedIndex: 0, members: [] };
+  }
+}
+
+/** Every open_region the metasrv gives the nodes (registration answers, heartbeat instructions), as "region@node bootstrap|join". */
+function opensOf(regions: readonly OpenRegionRequest[], nodeId: number): string[] {
+  return regions.map((o) => `${o.region_id}@${nodeId} ${o.bootstrap ? 'bootstrap' : 'join'}`);
+}
+
+/** The three nodes register and beat once with nothing hosted (the drop destroyed their replicas); the opens they were given. */
+async function nodesComeBack(core: MetasrvCore): Promise<string[]> {
+  const opens: string[] = [];
+  for (const n of NODES) {
+    const reg = await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    opens.push(...opensOf(reg.regions ?? [], n));
+  }
+  for (const n of NODES) {
+    const res = await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    opens.push(...opensOf((res.instructions ?? []).flatMap((i) => (i.open_region ? [i.open_region] : [])), n));
+  }
+  return opens;
+}
+
+describe('the drop record in the object store: a catalog restored from a copy older than a DropTable (DT2)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let store: DropRecordStore;
+  const started: MetasrvCore[] = [];
+  const fenceable: DatanodeAdmin = { openRegion: async () => ({}) as never, fenceRegion: async () => ({ fence_index: '12' }) as never };
+  const start = async (catalog: MemoryCatalog, clock = systemClock) => {
+    const core = await startMetasrvCore(CLUSTER, fenceable, catalog, undefined, clock, { storage: { type: 'fs', root: dir } }, store);
+    started.push(core);
+    return core;
+  };
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'regiondb-drop-record-'));
+    store = new DropRecordStore(new FsObjectStore(dir));
+  });
+  afterEach(() => {
+    for (const core of started.splice(0)) core.halt();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * Table `t` created on a first metasrv; `copyAt` says when a copy of its catalog is taken — right
+   * after CreateTable (no replica reported yet: `bootstrapped` false) or once the replicas reported
+   * (`bootstrapped` true); then `t` is dropped (answered OK) and the metasrv stops.
+   */
+  async function dropAfterCopy(copyAt: 'created' | 'reported'): Promise<{ copy: CatalogState; regionId: string }> {
+    const catalog = new MemoryCatalog(CLUSTER);
+    const core = await start(catalog);
+    for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    for (const n of NODES) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    const route = (await createOneRegionTable(core)).routes![0]!;
+    const regionId = route.region_id!;
+    let copy = structuredClone(catalog.state);
+    const peers = new Map((route.peers ?? []).map((p) => [Number(p.node_id), Number(p.peer_id)]));
+    for (const n of NODES) {
+      const replicas = [replicaReport({ regionId, peerId: peers.get(n)!, leader: n === 1, leaderNodeId: 1, voters: [...peers.values()] })];
+      await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+    }
+    if (copyAt === 'reported') copy = structuredClone(catalog.state);
+    expect(copy.regions[regionId]?.bootstrapped, 'the copy').to.equal(copyAt === 'reported');
+    expect(await core.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
+    core.halt();
+    return { copy, regionId };
+  }
+
+  it("a copy saved before the region's first report, restored after the drop: the table is dropped again, its region never bootstrapped", async () => {
+    const { copy, regionId } = await dropAfterCopy('created');
+    expect((await store.list(DROP_OBJECT_PREFIX)).map((o) => o.key), 'the record, written before the answer').to.deep.equal([dropObjectKey(1024)]);
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy;
+    const core = await start(restored);
+    expect(await nodesComeBack(core), 'no open of the dropped region (before: a bootstrap on each node)').to.deep.equal([]);
+    const routes = await outcomeOf(core.getRoutes({ table: 't' } as never));
+    expect(isRegionDbError(routes, ErrorCode.NotFound), `GetRoutes: ${String(routes)}`).to.equal(true);
+    expect(restored.state.tables['t'], 'dropped in the saved catalog').to.equal(undefined);
+    expect(restored.state.droppedRegions?.[regionId], 'with its tombstone (reconciliation destroys what is left)').to.be.a('number');
+    const again = await createOneRegionTable(core);
+    expect(Number(again.table?.table_id), 'a CreateTable of the name gets a new id').to.equal(1025);
+  });
+
+  it('a copy saved after the first report, restored after the drop: the table is dropped again, not back in name only', async () => {
+    const { copy, regionId } = await dropAfterCopy('reported');
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy;
+    const core = await start(restored);
+    expect(await nodesComeBack(core), 'no open of the dropped region (before: each node told to open it empty)').to.deep.equal([]);
+    const routes = await outcomeOf(core.getRoutes({ table: 't' } as never));
+    expect(isRegionDbError(routes, ErrorCode.NotFound), `GetRoutes: ${String(routes)}`).to.equal(true);
+    expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
+  });
+
+  it('a metasrv on an empty data dir allocates table ids above every dropped table, flushed or not (no region folder)', async () => {
+    await dropAfterCopy('created');
+    const core = await start(new MemoryCatalog(CLUSTER));
+    await nodesComeBack(core);
+    const created = await createOneRegionTable(core);
+    expect(Number(created.table?.table_id), "not the dropped table's id 1024").to.equal(1025);
+  });
+
+  it('the drop records cannot be read at start: no region is bootstrapped and no table created until they are; then the drop is finished', async () => {
+    const { copy, regionId } = await dropAfterCopy('created');
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy;
+    store.failing = true;
+    const clock = new HandClock();
+    const core = await start(restored, clock);
+    expect(await nodesComeBack(core), 'no bootstrap while the records are unread').to.deep.equal([]);
+    const creating = outcomeOf(createOneRegionTable(core));
+    clock.advance(300); // the start's quiet period (its timer)
+    const create = await creating;
+    expect((create as RegionDbError).code, 'CreateTable').to.equal(ErrorCode.Unavailable);
+    store.failing = false;
+    // Ticks every 200 ms: the listing is made again a second after the last one began.
+    for (let i = 0; i < 6; i++) {
+      clock.advance(200);
+      core.onTickTimer();
+    }
+    for (let i = 0; i < 100 && restored.state.tables['t'] !== undefined; i++) await new Promise((ok) => setTimeout(ok, 10));
+    expect(restored.state.tables['t'], 'dropped once the records are read').to.equal(undefined);
+    expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
+  });
+
+  it('a copy saved with the drop\'s mark, restored after the drop: CreateTable of the name is never refused "being dropped" — UNAVAILABLE while the records are unread, then created under a new id', async () => {
+    const catalog = new MemoryCatalog(CLUSTER);
+    let copy: CatalogState | undefined;
+    const admin: DatanodeAdmin = {
+      openRegion: async () => ({}) as never,
+      fenceRegion: async () => {
+        copy ??= structuredClone(catalog.state); // the mark is saved before any fence
+        return { fence_index: '12' } as never;
+      },
+    };
+    const first = await startMetasrvCore(CLUSTER, admin, catalog, undefined, systemClock, { storage: { type: 'fs', root: dir } }, store);
+    started.push(first);
+    await nodesComeBack(first);
+    await createOneRegionTable(first);
+    expect(await first.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
+    first.halt();
+    expect(copy?.droppingTables?.['t'], 'the copy holds the mark').to.be.a('number');
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy!;
+    store.failing = true;
+    const core = await start(restored);
+    await nodesComeBack(core);
+    const refused = await outcomeOf(createOneRegionTable(core));
+    expect((refused as RegionDbError).code, `while the records are unread: ${String(refused)}`).to.equal(ErrorCode.Unavailable);
+    store.failing = false;
+    const created = await createOneRegionTable(core);
+    expect(Number(created.table?.table_id), 'created under a new id (before: ALREADY_EXISTS "being dropped")').to.equal(1025);
+  });
+
+  it('a metasrv group whose committed catalog is a copy older than the drop: the leader drops the table again at its takeover (committed), bootstrapping nothing', async () => {
+    const { copy, regionId } = await dropAfterCopy('created');
+    for (const readable of [false, true]) {
+      const group = new OneMemberGroup();
+      group.applied = encodeCatalog(copy); // `meta seed` from the copy, say
+      store.failing = !readable;
+      const core = new MetasrvCore(testMetasrvConfig(CLUSTER, { storage: { type: 'fs', root: dir } }), silentLogger, 3, { admin: fenceable, procedureClock: { nowMs: () => Date.now() }, clock: systemClock });
+      started.push(core);
+      core.joinGroup(group as unknown as MetaGroup, store);
+      await core.takeover(group.term);
+      expect(await nodesComeBack(core), `no bootstrap (records ${readable ? 'read' : 'unreadable'})`).to.deep.equal([]);
+      const committed = decodeCatalog(group.applied!, 'the group');
+      if (readable) {
+        expect(committed.tables['t'], 'dropped in the committed catalog').to.equal(undefined);
+        expect(committed.droppedRegions?.[regionId]).to.be.a('number');
+      } else {
+        expect(committed.tables['t'], 'kept while the records are unread').to.not.equal(undefined);
+      }
+      core.halt();
+    }
+  });
+
+  it('a record that cannot be written fails the drop UNAVAILABLE (the table stays, marked); the next attempt writes it and answers OK', async () => {
+    const catalog = new MemoryCatalog(CLUSTER);
+    const core = await start(catalog);
+    await nodesComeBack(core);
+    await createOneRegionTable(core);
+    store.failing = true;
+    const refused = await outcomeOf(core.dropTable({ name: 't' } as never));
+    expect((refused as RegionDbError).code, String(refused)).to.equal(ErrorCode.Unavailable);
+    expect((refused as RegionDbError).message).to.include('drop record could not be written');
+    expect(catalog.state.tables['t'], 'the table stays').to.not.equal(undefined);
+    expect(catalog.state.droppingTables?.['t'], 'marked').to.be.a('number');
+    store.failing = false;
+    expect(await core.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
+    expect((await store.list(DROP_OBJECT_PREFIX)).map((o) => o.key)).to.deep.equal([dropObjectKey(1024)]);
+  });
+
+  it('a record of another cluster is refused: no bootstrap, the table kept, until it is removed', async () => {
+    const { copy } = await dropAfterCopy('created');
+    await store.put(dropObjectKey(1024), encodeDropObject('other-cluster', { tableId: 1024, name: 't' }));
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy;
+    const core = await start(restored);
+    expect(await nodesComeBack(core), 'no bootstrap').to.deep.equal([]);
+    expect(restored.state.tables['t'], 'neither taken up nor passed over').to.not.equal(undefined);
+    const create = await outcomeOf(createOneRegionTable(core));
+    expect((create as RegionDbError).code).to.equal(ErrorCode.Unavailable);
+  });
+});

@@ -365,7 +365,7 @@ export interface ClusterSimResult {
   /** Quiescence seen by the probe: replicas that went to sleep, woke, woke after their leader's node crashed; replicas asleep on a node that crashed. */
   quiescence: { quiesced: number; woken: number; wokenAfterLeaderDown: number; quiescedCrashed: number };
   /** Engine mode: what the flushers did in the object store. */
-  engine?: { sstsPut: number; sstsDeleted: number; deletesNamedByCutOff: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
+  engine?: { sstsPut: number; sstsDeleted: number; deletesNamedByCutOff: number; deletesNamedByRefusedCopy: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; restores: number; restoresRefused: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
@@ -818,6 +818,8 @@ export class ClusterSim {
   private sstsDeleted = 0;
   /** SST deletes that a peer cut off by its removal named (exempt from the check: cutOffByRemoval). */
   private deletesNamedByCutOff = 0;
+  /** Deletes of SSTs only a refused copy's durable snapshot named (not held: "A refused copy holds nothing", docs/simulation.md). */
+  private deletesNamedByRefusedCopy = 0;
   private manifestsPut = 0;
   /**
    * Manifest puts that landed on a key already holding one (objects are write-once; the flusher
@@ -1308,6 +1310,7 @@ export class ClusterSim {
               sstsPut: this.sstsPut,
               sstsDeleted: this.sstsDeleted,
               deletesNamedByCutOff: this.deletesNamedByCutOff,
+              deletesNamedByRefusedCopy: this.deletesNamedByRefusedCopy,
               manifestsPut: this.manifestsPut,
               manifestsRewritten: this.manifestsRewritten,
               storeFailures: store.stats.failures,
@@ -2185,8 +2188,8 @@ export class ClusterSim {
    * each replica's newest published snapshot (what GC keeps for it). Older manifests and older
    * published snapshots are on their way out and may name collected SSTs.
    */
-  private namers(): { who: string; ssts: readonly string[]; exempt?: true }[] {
-    const out: { who: string; ssts: readonly string[]; exempt?: true }[] = [];
+  private namers(): { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true }[] {
+    const out: { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true }[] = [];
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
@@ -2232,7 +2235,9 @@ export class ClusterSim {
         // other while a replica runs or is hosted on it (a start reopening before its registration
         // is answered, the planted `reopen-before-registration`, is still caught on it).
         const refusedCopy = this.refusedStores.has(node.disk.storeId) && replica === undefined && hosted === undefined;
-        if (snap && snap.metadata.index > 0 && !refusedCopy) {
+        if (snap && snap.metadata.index > 0 && refusedCopy) {
+          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index} (a refused copy)`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), refusedCopy: true });
+        } else if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });
         }
       }
@@ -2343,12 +2348,15 @@ export class ClusterSim {
     this.sstsDeleted++;
     if (this.options.checkEveryDelete === false) return;
     let exemptNamed = false;
-    for (const { who, ssts, exempt } of this.namers()) {
+    let refusedNamed = false;
+    for (const { who, ssts, exempt, refusedCopy } of this.namers()) {
       if (!ssts.includes(key)) continue;
-      if (exempt) exemptNamed = true;
+      if (refusedCopy) refusedNamed = true;
+      else if (exempt) exemptNamed = true;
       else this.flag('referenced object deleted', `${key} was deleted while ${who} names it`);
     }
     if (exemptNamed) this.deletesNamedByCutOff++;
+    if (refusedNamed) this.deletesNamedByRefusedCopy++;
   }
 
   /** At the end: every SST named by a version, a durable snapshot, the latest manifest or a newest published snapshot exists. */

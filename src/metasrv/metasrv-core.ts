@@ -491,7 +491,8 @@ export class MetasrvCore {
     }
     if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the listing began');
     let changed = this.dropRecordedTables(finishing);
-    let highest = Math.max(-1, ...dropRecords.keys());
+    let highest = -1;
+    for (const id of dropRecords.keys()) highest = Math.max(highest, id); // not a spread: records only grow (a call's arguments do not)
     for (const folder of folders) {
       const regionId = folder.slice(REGIONS_PREFIX.length, -1);
       if (/^[0-9]+$/.test(regionId) && folder === regionPrefix(regionId)) highest = Math.max(highest, tableIdOfRegion(regionId));
@@ -547,8 +548,14 @@ export class MetasrvCore {
       .then(
         () => {
           if (this.epoch === epoch) this.tableIdsListedAt = epoch;
+          this.lastListingError = undefined;
         },
-        () => {},
+        (err: unknown) => {
+          this.lastListingError = (err as Error).message;
+          // The listing's own failures are logged where they happen; this names any other cause,
+          // since CreateTable and every held bootstrap wait for the listing (retried by the tick).
+          this.log.warn({ err: (err as Error).message }, 'the object-store listing (table id floor, drop records) did not complete; CreateTable and region bootstraps wait for it, retried');
+        },
       )
       .finally(() => {
         this.tableIdListing = undefined;
@@ -567,15 +574,16 @@ export class MetasrvCore {
   }
 
   /** Before a table id is allocated: the object store listed in this acting epoch, else UNAVAILABLE (retryable, nothing done). */
-  private async tableIdsListed(): Promise<void> {
+  private async tableIdsListed(why = 'a table id is allocated only above every table with objects there (a dropped table\'s stay); nothing was created'): Promise<void> {
     if (!this.config.storage || this.tableIdsListedAt === this.epoch) return;
     await this.listTableIds();
     if (this.tableIdsListedAt === this.epoch) return;
-    throw new RegionDbError(
-      ErrorCode.Unavailable,
-      'the object store could not be listed since this metasrv began acting: a table id is allocated only above every table with objects there (a dropped table\'s stay); nothing was created, retry',
-    );
+    const cause = this.lastListingError === undefined ? '' : ` (last attempt: ${this.lastListingError})`;
+    throw new RegionDbError(ErrorCode.Unavailable, `the object store's table folders and drop records could not be read since this metasrv began acting${cause}: ${why}; retry`);
   }
+
+  /** Why the last listing (listTableIds) failed, for the UNAVAILABLE answers that wait for it. */
+  private lastListingError: string | undefined;
 
   /**
    * Raises the catalog's promotion record to the newest one in the object store, never lowers it
@@ -1451,6 +1459,13 @@ export class MetasrvCore {
   async recoverTable(table: string, force: boolean): Promise<RecoverTableResponse> {
     this.requireActing();
     this.refuseIfUnwritable();
+    // The catalog may be a copy older than the table's drop (docs/ddl.md, "A catalog older than the
+    // drop"): recovering a dropped table would start its regions over as unfenced groups that take
+    // writes. Only once this acting epoch's listing has read the drop records (UNAVAILABLE until).
+    if (this.config.storage && this.tableIdsListedAt !== this.epoch) {
+      await this.tableIdsListed('a table is recovered only once the drop records are read (this catalog may be older than the table\'s drop, and a dropped table must not start over); nothing was recovered');
+      this.requireActing();
+    }
     // A drop attempt in flight must not see a region of the table start over from its manifest
     // (which may lack the fence the attempt already committed) and answer OK without fencing it
     // again (review finding F1): wait for the attempt to end (it is bounded by DROP_FENCE_MS);

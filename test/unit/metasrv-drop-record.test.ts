@@ -188,6 +188,49 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
   });
 
+  it('recover of a table a restored copy still holds waits for the drop records: UNAVAILABLE while unread (no region started over), then NOT_FOUND once the table is dropped again (review of DT2)', async () => {
+    const { copy } = await dropAfterCopy('reported');
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy;
+    store.failing = true;
+    const recovers: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async (to: string, req: OpenRegionRequest & { recover_from_object_store?: boolean }) => {
+        if (req.recover_from_object_store) recovers.push(`${req.region_id}@${to}`);
+        return { flushed_index: '0', manifest_written_ms: '0', ssts: 0 } as never;
+      },
+      fenceRegion: async () => ({ fence_index: '12' }) as never,
+    };
+    const core = await startMetasrvCore(CLUSTER, admin, restored, undefined, systemClock, { storage: { type: 'fs', root: dir } }, store);
+    started.push(core);
+    await nodesComeBack(core);
+    const refused = await outcomeOf(core.recoverTable('t', true));
+    expect(isRegionDbError(refused, ErrorCode.Unavailable), `recover while the records are unread: ${String(refused)}`).to.equal(true);
+    expect((refused as RegionDbError).message).to.contain('the object store cannot be reached (test)');
+    expect(recovers, 'regions started over from the object store').to.deep.equal([]);
+    store.failing = false;
+    const after = await outcomeOf(core.recoverTable('t', true));
+    expect(isRegionDbError(after, ErrorCode.NotFound), `recover once the records are read: ${String(after)}`).to.equal(true);
+    expect(recovers).to.deep.equal([]);
+  });
+
+  it('many drop records (150,000): the listing still succeeds and the table id allocator goes above them (review of DT2)', async () => {
+    class ManyRecords extends DelegatingObjectStore {
+      override async list(prefix: string): Promise<ObjectMeta[]> {
+        if (!prefix.startsWith(DROP_OBJECT_PREFIX)) return super.list(prefix);
+        const out: ObjectMeta[] = [];
+        for (let i = 0; i < 150_000; i++) out.push({ key: dropObjectKey(1024 + i), size: 10, lastModifiedMs: 0 } as ObjectMeta);
+        return out;
+      }
+    }
+    const many = new ManyRecords(new FsObjectStore(dir));
+    const core = await startMetasrvCore(CLUSTER, fenceable, new MemoryCatalog(CLUSTER), undefined, systemClock, { storage: { type: 'fs', root: dir } }, many);
+    started.push(core);
+    await nodesComeBack(core);
+    const created = await createOneRegionTable(core);
+    expect(Number(created.table?.table_id), 'the new table\'s id').to.equal(1024 + 150_000);
+  });
+
   it('a copy saved with the drop\'s mark, restored after the drop: CreateTable of the name is never refused "being dropped" — UNAVAILABLE while the records are unread, then created under a new id', async () => {
     const catalog = new MemoryCatalog(CLUSTER);
     let copy: CatalogState | undefined;

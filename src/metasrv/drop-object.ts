@@ -15,7 +15,7 @@
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { frame, unframe } from '../wal/record.js';
+import { frameJson, unframeJson } from './record-object.js';
 
 export const DROP_OBJECT_PREFIX = 'meta/dropped-table-';
 const KEY_DIGITS = 15;
@@ -36,23 +36,12 @@ export function dropObjectKey(tableId: number): string {
 export function encodeDropObject(clusterId: string, record: DropRecord): Uint8Array {
   assert(record.name.length > 0, 'a dropped table has a name');
   dropObjectKey(record.tableId); // asserts the id
-  return frame(new TextEncoder().encode(JSON.stringify({ clusterId, tableId: record.tableId, name: record.name })));
+  return frameJson({ clusterId, tableId: record.tableId, name: record.name });
 }
 
 export function decodeDropObject(bytes: Uint8Array, key: string): { clusterId: string; record: DropRecord } {
   const corrupt = (why: string) => new RegionDbError(ErrorCode.Corruption, `drop record object ${key}: ${why}`);
-  let payload: Uint8Array;
-  try {
-    payload = unframe(bytes); // the WAL's record framing: version, crc32c, length (docs/style.md S6)
-  } catch (err) {
-    throw corrupt((err as Error).message);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(new TextDecoder().decode(payload));
-  } catch (err) {
-    throw corrupt(`invalid JSON (${(err as Error).message})`);
-  }
+  const parsed = unframeJson(bytes, corrupt); // the WAL's record framing: version, crc32c, length (docs/style.md S6)
   const p = parsed as { clusterId?: unknown; tableId?: unknown; name?: unknown };
   if (typeof p.clusterId !== 'string' || !Number.isSafeInteger(p.tableId) || (p.tableId as number) < 0 || (p.tableId as number) > TABLE_ID_MAX || typeof p.name !== 'string' || p.name === '') {
     throw corrupt('not a drop record (clusterId, tableId, name)');

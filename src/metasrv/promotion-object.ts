@@ -13,7 +13,7 @@
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { frame, unframe } from '../wal/record.js';
+import { frameJson, unframeJson } from './record-object.js';
 import type { StandbyPromotion } from './catalog.js';
 
 export const PROMOTION_OBJECT_PREFIX = 'meta/standby-promotion-';
@@ -29,23 +29,12 @@ export function promotionObjectKey(record: StandbyPromotion): string {
 export function encodePromotionObject(clusterId: string, record: StandbyPromotion): Uint8Array {
   assert(Number.isSafeInteger(record.epoch) && record.epoch >= 1 && record.epoch <= PROMOTION_NUMBER_MAX, 'a recorded epoch is >= 1 and fits its key');
   assert(Number.isSafeInteger(record.cutMs) && record.cutMs >= 0 && record.cutMs <= PROMOTION_NUMBER_MAX, 'a recorded cut is >= 0 and fits its key');
-  return frame(new TextEncoder().encode(JSON.stringify({ clusterId, epoch: record.epoch, cutMs: record.cutMs })));
+  return frameJson({ clusterId, epoch: record.epoch, cutMs: record.cutMs });
 }
 
 export function decodePromotionObject(bytes: Uint8Array, key: string): { clusterId: string; record: StandbyPromotion } {
   const corrupt = (why: string) => new RegionDbError(ErrorCode.Corruption, `promotion record object ${key}: ${why}`);
-  let payload: Uint8Array;
-  try {
-    payload = unframe(bytes); // the WAL's record framing: version, crc32c, length (docs/style.md S6)
-  } catch (err) {
-    throw corrupt((err as Error).message);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(new TextDecoder().decode(payload));
-  } catch (err) {
-    throw corrupt(`invalid JSON (${(err as Error).message})`);
-  }
+  const parsed = unframeJson(bytes, corrupt); // the WAL's record framing: version, crc32c, length (docs/style.md S6)
   const p = parsed as { clusterId?: unknown; epoch?: unknown; cutMs?: unknown };
   if (typeof p.clusterId !== 'string' || !Number.isSafeInteger(p.epoch) || (p.epoch as number) < 1 || !Number.isSafeInteger(p.cutMs) || (p.cutMs as number) < 0) {
     throw corrupt('not a promotion record (clusterId, epoch >= 1, cutMs >= 0)');

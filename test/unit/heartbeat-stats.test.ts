@@ -15,10 +15,9 @@ import { silentLogger } from '../../src/common/logger.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { DatanodeCore } from '../../src/datanode/datanode-core.js';
 import type { StateMachine } from '../../src/raft/index.js';
-import type { LogBatch } from '../../src/wal/log-engine.js';
 import { type Replica, RegionServer, type RegionServerHooks, defaultRaftTuning } from '../../src/replication/region-server.js';
 import { waitFor } from '../fixtures/counter-machine.js';
-import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import { HookedLogEngine, LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
 
 const SEED = Number(process.env['HEARTBEAT_STATS_SEED'] ?? 7);
 
@@ -47,33 +46,21 @@ class GatedCounter implements StateMachine<number> {
 type ServerClass = typeof RegionServer<GatedCounter, number>;
 
 /** A log engine whose batch writes can be held (a cycle waiting in its fsync). */
-class GatedLogEngine extends MemoryLogEngine {
-  private gate: Promise<void> | undefined;
+class GatedLogEngine extends HookedLogEngine {
   private open: (() => void) | undefined;
   /** Writes waiting on the gate now. */
   waiting = 0;
   hold(): void {
-    this.gate = new Promise<void>((ok) => (this.open = ok));
+    const gate = new Promise<void>((ok) => (this.open = ok));
+    this.beforeCommit = async () => {
+      this.waiting++;
+      await gate;
+      this.waiting--;
+    };
   }
   release(): void {
-    this.gate = undefined;
+    this.beforeCommit = undefined;
     this.open?.();
-  }
-  override batch(): LogBatch {
-    const b = super.batch();
-    const commit = b.commit.bind(b);
-    return {
-      ...b,
-      commit: async () => {
-        const gate = this.gate;
-        if (gate) {
-          this.waiting++;
-          await gate;
-          this.waiting--;
-        }
-        return commit();
-      },
-    };
   }
 }
 

@@ -13,33 +13,16 @@ import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { ConfChangeType, type Message } from '../../src/raft/index.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import type { LogBatch } from '../../src/wal/log-engine.js';
 import { ConditionalCounter, HeldReads } from '../fixtures/counter-machine.js';
 import { HandClock, handWaits } from '../fixtures/hand-clock.js';
-import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+import { HookedLogEngine, LoopbackTransport } from '../fixtures/memory-log-engine.js';
 
 const TICK_MS = 5;
 const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
 
-/** A log engine that calls `beforeCommit` as each batch starts its write (a cycle awaiting its fsync). */
-class HookedEngine extends MemoryLogEngine {
-  beforeCommit: (() => void) | undefined;
-  override batch(): LogBatch {
-    const b = super.batch();
-    const commit = b.commit.bind(b);
-    return {
-      ...b,
-      commit: async () => {
-        this.beforeCommit?.();
-        return commit();
-      },
-    };
-  }
-}
-
 function cluster(nodeIds: number[]) {
   const servers = new Map<number, RegionServer<ConditionalCounter>>();
-  const engines = new Map<number, HookedEngine>();
+  const engines = new Map<number, HookedLogEngine>();
   const reads = new HeldReads();
   /** Links cut, `${from}>${to}`. */
   const cut = new Set<string>();
@@ -50,7 +33,7 @@ function cluster(nodeIds: number[]) {
       if (cut.has(`${from}>${to}`)) return;
       for (const e of envelopes) if (!lose.message?.(from, e.message)) servers.get(to)?.step(from, e.regionId, e.message);
     });
-    const engine = new HookedEngine();
+    const engine = new HookedLogEngine();
     engines.set(nodeId, engine);
     servers.set(
       nodeId,

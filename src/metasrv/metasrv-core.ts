@@ -56,7 +56,7 @@ import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, ty
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
-import { type DropRecord, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
+import { type DropRecord, dropObjectKey, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
@@ -1480,6 +1480,7 @@ export class MetasrvCore {
     }
     const regions = regionsOfTable(this.catalog, table);
     if (regions.length === 0) throw new RegionDbError(ErrorCode.NotFound, `table ${table} does not exist`);
+    await this.refuseRecoveryOfRecordedDrop(table);
     const ctx = this.context();
     if (!force) {
       const serving = regions.filter((r) => ctx.leaderOf(r)).map((r) => `${r.regionId} (leader on node ${ctx.leaderOf(r)!.nodeId})`);
@@ -1929,6 +1930,32 @@ export class MetasrvCore {
       this.log.info({ table: name, tableId, regions: dropped.length }, 'dropped table: every region fenced');
       return dropped.length;
     });
+  }
+
+  /**
+   * A table being dropped whose drop record is in the object store (an attempt put it, then failed
+   * before the catalog dropped the table) has every region fenced, and the next listing finishes
+   * its drop from the record (dropRecordedTables): a recovery would start its regions over
+   * unfenced, taking writes until then (review of DT2). Refused; the drop finishes on its own.
+   */
+  private async refuseRecoveryOfRecordedDrop(table: string): Promise<void> {
+    const store = this.objectStore;
+    const def = tableNamed(this.catalog, table);
+    if (!this.config.storage || !store || !def || droppingSince(this.catalog, table) === undefined) return;
+    const key = dropObjectKey(def.tableId);
+    let recorded: boolean;
+    try {
+      recorded = (await store.head(key)) !== undefined;
+    } catch (err) {
+      throw new RegionDbError(ErrorCode.Unavailable, `table ${table} is being dropped and whether its drop is recorded (${key}) cannot be read: ${(err as Error).message}; nothing was recovered, retry`);
+    }
+    this.requireActing();
+    if (recorded) {
+      throw new RegionDbError(
+        ErrorCode.ConditionFailed,
+        `table ${table} is being dropped and its drop is recorded in the object store (${key}): every region is fenced and the drop finishes on its own; it is not recovered`,
+      );
+    }
   }
 
   /**

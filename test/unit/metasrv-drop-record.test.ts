@@ -298,6 +298,36 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect((await store.list(DROP_OBJECT_PREFIX)).map((o) => o.key)).to.deep.equal([dropObjectKey(1024)]);
   });
 
+  it('a drop whose record landed but whose attempt failed: the marked table is not recovered (its regions would start over unfenced; review of DT2)', async () => {
+    /** The record's put lands, then its answer is lost (an outcome the metasrv cannot know). */
+    class LandsThenFails extends DelegatingObjectStore {
+      override async put(key: string, data: Uint8Array): Promise<void> {
+        await super.put(key, data);
+        if (key.startsWith(DROP_OBJECT_PREFIX)) throw new RegionDbError(ErrorCode.StorageUnavailable, 'the answer was lost (test)');
+      }
+    }
+    const recovers: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async (to: string, req: OpenRegionRequest & { recover_from_object_store?: boolean }) => {
+        if (req.recover_from_object_store) recovers.push(`${req.region_id}@${to}`);
+        return { flushed_index: '0', manifest_written_ms: '0', ssts: 0 } as never;
+      },
+      fenceRegion: async () => ({ fence_index: '12' }) as never,
+    };
+    const catalog = new MemoryCatalog(CLUSTER);
+    const core = await startMetasrvCore(CLUSTER, admin, catalog, undefined, systemClock, { storage: { type: 'fs', root: dir } }, new LandsThenFails(new FsObjectStore(dir)));
+    started.push(core);
+    await nodesComeBack(core);
+    await createOneRegionTable(core);
+    const failed = await outcomeOf(core.dropTable({ name: 't' } as never));
+    expect((failed as RegionDbError).code, String(failed)).to.equal(ErrorCode.Unavailable);
+    expect(catalog.state.droppingTables?.['t'], 'marked').to.be.a('number');
+    const refused = await outcomeOf(core.recoverTable('t', true));
+    expect(isRegionDbError(refused, ErrorCode.ConditionFailed), `recover of the marked table: ${String(refused)}`).to.equal(true);
+    expect((refused as RegionDbError).message).to.contain('its drop is recorded in the object store');
+    expect(recovers, 'regions started over from the object store').to.deep.equal([]);
+  });
+
   it('a record of another cluster is refused: no bootstrap, the table kept, until it is removed', async () => {
     const { copy } = await dropAfterCopy('created');
     await store.put(dropObjectKey(1024), encodeDropObject('other-cluster', { tableId: 1024, name: 't' }));

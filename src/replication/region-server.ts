@@ -1433,6 +1433,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       if (!pending) continue;
       let membershipBehind = false;
       for (let j = i + 1; j < entries.length && !membershipBehind; j++) membershipBehind = entries[j]!.type === EntryType.ConfChange;
+      // A slice of the log (applyFromLog) may end before `upTo`: what waits past it is in the log.
+      const sliceEnd = entries[entries.length - 1]!.index;
+      if (!membershipBehind && sliceEnd < upTo) membershipBehind = replica.store.entries(sliceEnd + 1, upTo + 1, Number.MAX_SAFE_INTEGER).some((e) => e.type === EntryType.ConfChange);
       this.applyOffLoop(replica, entry.index, upTo, membershipBehind, stall, pending);
       return false;
     }
@@ -1445,8 +1448,9 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * one included — it appends, acknowledges, votes and sends as before — while its committed
    * entries wait behind the apply (applyCommitted notes them). The outcome is picked up by the
    * first cycle after it settles (finishApply), never here: the replica is only changed inside a
-   * cycle. A replica closed, failed or given a snapshot meanwhile has dropped `replica.applying`,
-   * and its late outcome is ignored.
+   * cycle. The late outcome of a replica closed or failed meanwhile (it keeps `applying`, so that a
+   * cycle still holding its entries finds them waiting), or given a snapshot (which drops
+   * `applying`), is ignored.
    */
   private applyOffLoop(replica: Replica<S, R>, index: number, upTo: number, membershipBehind: boolean, stall: ApplyStall | undefined, pending: Promise<RegionDbError | undefined>): void {
     let applying: ApplyInFlight | undefined;

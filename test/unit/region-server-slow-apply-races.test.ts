@@ -171,4 +171,36 @@ describe('RegionServer: an apply out to the object store, and what happens meanw
     await c.settled(leader.propose('p', new Uint8Array([1])), 'a write taken again once the apply is back');
     for (const s of c.servers.values()) await s.stop();
   });
+
+  it('a membership change past the slice of the log being applied still holds campaigns behind the next apply out (R16)', async () => {
+    const c = cluster([1, 2, 3]);
+    const leader = await started(c, 'm', 70);
+    const slow = [...c.servers.values()].find((s) => s !== leader)!;
+    const replica = slow.replica('m')!;
+    const key = `${slow.nodeId}/m`;
+    c.reads.holding.add(key);
+    await c.settled(leader.propose('m', new Uint8Array([0])), 'the first conditional write (A)');
+    await c.until(() => c.reads.inFlight.has(key), 'A\'s read to go out');
+    const written: Promise<unknown>[] = [];
+    for (let i = 0; i < 10; i++) written.push(leader.propose('m', new Uint8Array([1])));
+    written.push(leader.propose('m', new Uint8Array([0]))); // B: a second conditional write
+    // More than a slice of the log (about 1 MiB, applyFromLog) between B and the membership change.
+    const big = new Uint8Array(2048).fill(1);
+    for (let i = 0; i < 700; i++) written.push(leader.propose('m', big));
+    await c.settled(Promise.all(written), 'the writes behind A (committed by the leader and the third node)');
+    const change = leader.proposeConfChange('m', { type: ConfChangeType.AddLearner, nodeId: 99, context: JSON.stringify({ nodeId: 9 }) });
+    await c.settled(change, 'the membership change');
+    await c.until(() => replica.applying?.membershipBehind === true, 'the slow replica to note the change behind A');
+    // A comes back; B's read is held: B goes out from the first slice, the change beyond it.
+    c.reads.release();
+    c.reads.holding.add(key);
+    await c.until(() => replica.applying !== undefined && replica.applying.index > replica.appliedIndex && c.reads.inFlight.has(key) && replica.appliedIndex > 1, 'B\'s read to go out');
+    expect(replica.applying!.upTo, 'the change waits beyond the slice B was applied from').to.be.above(replica.appliedIndex + 500);
+    expect(replica.applying!.membershipBehind, 'a membership change waits behind B').to.equal(true);
+    expect(replica.raft.campaignsHeld, 'campaigns held').to.equal(true);
+    c.reads.release();
+    await c.until(() => replica.raft.confState().learners.includes(99), 'the change applied once B is back');
+    expect(replica.raft.campaignsHeld).to.equal(false);
+    for (const s of c.servers.values()) await s.stop();
+  });
 });

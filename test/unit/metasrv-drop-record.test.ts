@@ -92,10 +92,29 @@ describe('the drop record in the object store: a catalog restored from a copy ol
   let store: DropRecordStore;
   const started: MetasrvCore[] = [];
   const fenceable: DatanodeAdmin = { openRegion: async () => ({}) as never, fenceRegion: async () => ({ fence_index: '12' }) as never };
-  const start = async (catalog: MemoryCatalog, clock = systemClock) => {
-    const core = await startMetasrvCore(CLUSTER, fenceable, catalog, undefined, clock, { storage: { type: 'fs', root: dir } }, store);
+  /** A metasrv over `catalog` with `[storage]` in `dir` (by default the nodes fence at once, and the store is `store`). */
+  const start = async (catalog: MemoryCatalog, clock = systemClock, admin: DatanodeAdmin = fenceable, over: DelegatingObjectStore = store) => {
+    const core = await startMetasrvCore(CLUSTER, admin, catalog, undefined, clock, { storage: { type: 'fs', root: dir } }, over);
     started.push(core);
     return core;
+  };
+  /** A catalog restored from `copy`. */
+  const restoredFrom = (copy: CatalogState): MemoryCatalog => {
+    const restored = new MemoryCatalog(CLUSTER);
+    restored.state = copy;
+    return restored;
+  };
+  /** Nodes that fence at once and note every open that starts a region over from the object store (a recovery). */
+  const recordingRecoveries = () => {
+    const recovers: string[] = [];
+    const admin: DatanodeAdmin = {
+      openRegion: async (to: string, req: OpenRegionRequest & { recover_from_object_store?: boolean }) => {
+        if (req.recover_from_object_store) recovers.push(`${req.region_id}@${to}`);
+        return { flushed_index: '0', manifest_written_ms: '0', ssts: 0 } as never;
+      },
+      fenceRegion: async () => ({ fence_index: '12' }) as never,
+    };
+    return { admin, recovers };
   };
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-drop-record-'));
@@ -134,8 +153,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
   it("a copy saved before the region's first report, restored after the drop: the table is dropped again, its region never bootstrapped", async () => {
     const { copy, regionId } = await dropAfterCopy('created');
     expect((await store.list(DROP_OBJECT_PREFIX)).map((o) => o.key), 'the record, written before the answer').to.deep.equal([dropObjectKey(1024)]);
-    const restored = new MemoryCatalog(CLUSTER);
-    restored.state = copy;
+    const restored = restoredFrom(copy);
     const core = await start(restored);
     expect(await nodesComeBack(core), 'no open of the dropped region (before: a bootstrap on each node)').to.deep.equal([]);
     const routes = await outcomeOf(core.getRoutes({ table: 't' } as never));
@@ -148,8 +166,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
 
   it('a copy saved after the first report, restored after the drop: the table is dropped again, not back in name only', async () => {
     const { copy, regionId } = await dropAfterCopy('reported');
-    const restored = new MemoryCatalog(CLUSTER);
-    restored.state = copy;
+    const restored = restoredFrom(copy);
     const core = await start(restored);
     expect(await nodesComeBack(core), 'no open of the dropped region (before: each node told to open it empty)').to.deep.equal([]);
     const routes = await outcomeOf(core.getRoutes({ table: 't' } as never));
@@ -167,8 +184,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
 
   it('the drop records cannot be read at start: no region is bootstrapped and no table created until they are; then the drop is finished', async () => {
     const { copy, regionId } = await dropAfterCopy('created');
-    const restored = new MemoryCatalog(CLUSTER);
-    restored.state = copy;
+    const restored = restoredFrom(copy);
     store.failing = true;
     const clock = new HandClock();
     const core = await start(restored, clock);
@@ -190,19 +206,10 @@ describe('the drop record in the object store: a catalog restored from a copy ol
 
   it('recover of a table a restored copy still holds waits for the drop records: UNAVAILABLE while unread (no region started over), then NOT_FOUND once the table is dropped again (review of DT2)', async () => {
     const { copy } = await dropAfterCopy('reported');
-    const restored = new MemoryCatalog(CLUSTER);
-    restored.state = copy;
+    const restored = restoredFrom(copy);
     store.failing = true;
-    const recovers: string[] = [];
-    const admin: DatanodeAdmin = {
-      openRegion: async (to: string, req: OpenRegionRequest & { recover_from_object_store?: boolean }) => {
-        if (req.recover_from_object_store) recovers.push(`${req.region_id}@${to}`);
-        return { flushed_index: '0', manifest_written_ms: '0', ssts: 0 } as never;
-      },
-      fenceRegion: async () => ({ fence_index: '12' }) as never,
-    };
-    const core = await startMetasrvCore(CLUSTER, admin, restored, undefined, systemClock, { storage: { type: 'fs', root: dir } }, store);
-    started.push(core);
+    const { admin, recovers } = recordingRecoveries();
+    const core = await start(restored, systemClock, admin);
     await nodesComeBack(core);
     const refused = await outcomeOf(core.recoverTable('t', true));
     expect(isRegionDbError(refused, ErrorCode.Unavailable), `recover while the records are unread: ${String(refused)}`).to.equal(true);
@@ -224,8 +231,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
       }
     }
     const many = new ManyRecords(new FsObjectStore(dir));
-    const core = await startMetasrvCore(CLUSTER, fenceable, new MemoryCatalog(CLUSTER), undefined, systemClock, { storage: { type: 'fs', root: dir } }, many);
-    started.push(core);
+    const core = await start(new MemoryCatalog(CLUSTER), systemClock, fenceable, many);
     await nodesComeBack(core);
     const created = await createOneRegionTable(core);
     expect(Number(created.table?.table_id), 'the new table\'s id').to.equal(1024 + 150_000);
@@ -241,15 +247,13 @@ describe('the drop record in the object store: a catalog restored from a copy ol
         return { fence_index: '12' } as never;
       },
     };
-    const first = await startMetasrvCore(CLUSTER, admin, catalog, undefined, systemClock, { storage: { type: 'fs', root: dir } }, store);
-    started.push(first);
+    const first = await start(catalog, systemClock, admin);
     await nodesComeBack(first);
     await createOneRegionTable(first);
     expect(await first.dropTable({ name: 't' } as never)).to.deep.equal({ regions_dropped: 1 });
     first.halt();
     expect(copy?.droppingTables?.['t'], 'the copy holds the mark').to.be.a('number');
-    const restored = new MemoryCatalog(CLUSTER);
-    restored.state = copy!;
+    const restored = restoredFrom(copy!);
     store.failing = true;
     const core = await start(restored);
     await nodesComeBack(core);
@@ -306,17 +310,9 @@ describe('the drop record in the object store: a catalog restored from a copy ol
         if (key.startsWith(DROP_OBJECT_PREFIX)) throw new RegionDbError(ErrorCode.StorageUnavailable, 'the answer was lost (test)');
       }
     }
-    const recovers: string[] = [];
-    const admin: DatanodeAdmin = {
-      openRegion: async (to: string, req: OpenRegionRequest & { recover_from_object_store?: boolean }) => {
-        if (req.recover_from_object_store) recovers.push(`${req.region_id}@${to}`);
-        return { flushed_index: '0', manifest_written_ms: '0', ssts: 0 } as never;
-      },
-      fenceRegion: async () => ({ fence_index: '12' }) as never,
-    };
+    const { admin, recovers } = recordingRecoveries();
     const catalog = new MemoryCatalog(CLUSTER);
-    const core = await startMetasrvCore(CLUSTER, admin, catalog, undefined, systemClock, { storage: { type: 'fs', root: dir } }, new LandsThenFails(new FsObjectStore(dir)));
-    started.push(core);
+    const core = await start(catalog, systemClock, admin, new LandsThenFails(new FsObjectStore(dir)));
     await nodesComeBack(core);
     await createOneRegionTable(core);
     const failed = await outcomeOf(core.dropTable({ name: 't' } as never));
@@ -331,8 +327,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
   it('a record of another cluster is refused: no bootstrap, the table kept, until it is removed', async () => {
     const { copy } = await dropAfterCopy('created');
     await store.put(dropObjectKey(1024), encodeDropObject('other-cluster', { tableId: 1024, name: 't' }));
-    const restored = new MemoryCatalog(CLUSTER);
-    restored.state = copy;
+    const restored = restoredFrom(copy);
     const core = await start(restored);
     expect(await nodesComeBack(core), 'no bootstrap').to.deep.equal([]);
     expect(restored.state.tables['t'], 'neither taken up nor passed over').to.not.equal(undefined);

@@ -10,61 +10,23 @@
 //    committed, the survivor then found no voter to elect it: leaderless for good.
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
-import { silentLogger } from '../../src/common/logger.js';
-import { ConfChangeType, type Message } from '../../src/raft/index.js';
-import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { ConditionalCounter, HeldReads } from '../fixtures/counter-machine.js';
-import { HandClock, handWaits } from '../fixtures/hand-clock.js';
-import { HookedLogEngine, LoopbackTransport } from '../fixtures/memory-log-engine.js';
+import { ConfChangeType } from '../../src/raft/index.js';
+import { type RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
+import type { ConditionalCounter } from '../fixtures/counter-machine.js';
+import { type HeldReadsCluster, heldReadsCluster } from '../fixtures/held-reads-cluster.js';
 
-const TICK_MS = 5;
-const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
-
-function cluster(nodeIds: number[]) {
-  const servers = new Map<number, RegionServer<ConditionalCounter>>();
-  const engines = new Map<number, HookedLogEngine>();
-  const reads = new HeldReads();
-  /** Links cut, `${from}>${to}`. */
-  const cut = new Set<string>();
-  const lose: { message: ((from: number, m: Message) => boolean) | undefined } = { message: undefined };
-  const clock = new HandClock();
-  for (const nodeId of nodeIds) {
-    const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
-      if (cut.has(`${from}>${to}`)) return;
-      for (const e of envelopes) if (!lose.message?.(from, e.message)) servers.get(to)?.step(from, e.regionId, e.message);
-    });
-    const engine = new HookedLogEngine();
-    engines.set(nodeId, engine);
-    servers.set(
-      nodeId,
-      new RegionServer<ConditionalCounter>(
-        nodeId,
-        engine,
-        transport,
-        { create: (regionId) => new ConditionalCounter(() => reads.read(nodeId, regionId)) },
-        { ...defaultRaftTuning, tickMs: TICK_MS, snapshotEveryEntries: 1000 },
-        silentLogger,
-        clock,
-      ),
-    );
-  }
-  return { servers, engines, reads, cut, lose, ...handWaits(clock, TICK_MS, WAIT_TICKS_MAX) };
-}
-
-async function started(c: ReturnType<typeof cluster>, regionId: string, peerBase: number): Promise<RegionServer<ConditionalCounter>> {
-  const peers = [...c.servers.keys()].map((n) => ({ peerId: peerBase + n, nodeId: n }));
-  for (const [n, s] of c.servers) {
-    await s.open({ regionId, selfPeerId: peerBase + n, peers, bootstrap: true });
-    s.start();
-  }
-  await c.until(() => [...c.servers.values()].some((s) => s.replica(regionId)?.isLeader()), 'a leader');
-  return [...c.servers.values()].find((s) => s.replica(regionId)!.isLeader())!;
+/** A cluster of `nodeIds` with one region opened and started, and its leader. */
+async function started(nodeIds: number[], regionId: string, peerBase: number): Promise<{ c: HeldReadsCluster; leader: RegionServer<ConditionalCounter> }> {
+  const c = heldReadsCluster(nodeIds);
+  await c.openEverywhere(regionId, peerBase);
+  for (const s of c.servers.values()) s.start();
+  await c.until(() => c.leaderOf(regionId) !== undefined, 'a leader');
+  return { c, leader: c.leaderOf(regionId)! };
 }
 
 describe('RegionServer: an apply out to the object store, and what happens meanwhile', () => {
   it('a close landing while a cycle awaits its WAL write with committed entries for the replica does not stop the node', async () => {
-    const c = cluster([1, 2, 3]);
-    const leader = await started(c, 'r', 40);
+    const { c, leader } = await started([1, 2, 3], 'r', 40);
     const slow = [...c.servers.values()].find((s) => s !== leader)!;
     c.reads.holding.add(`${slow.nodeId}/r`);
     await c.settled(leader.propose('r', new Uint8Array([0])), 'the conditional write');
@@ -94,8 +56,7 @@ describe('RegionServer: an apply out to the object store, and what happens meanw
    * removal committed, or carrying a later entry, is lost, and A is asked for a new write.
    */
   async function removalBehindTheApply(hold: boolean): Promise<{ refused: unknown; appendedPastRemoval: boolean; survivorElected: boolean }> {
-    const c = cluster([1, 2]);
-    const a = await started(c, 'q', 50);
+    const { c, leader: a } = await started([1, 2], 'q', 50);
     const b = [...c.servers.values()].find((s) => s !== a)!;
     const ra = a.replica('q')!;
     c.cut.add(`${b.nodeId}>${a.nodeId}`);
@@ -143,8 +104,7 @@ describe('RegionServer: an apply out to the object store, and what happens meanw
   });
 
   it('a leader whose apply is out takes proposals until its log runs 8,192 entries past what it applied, then refuses them UNAVAILABLE until the apply is back', async () => {
-    const c = cluster([1, 2, 3]);
-    const leader = await started(c, 'p', 60);
+    const { c, leader } = await started([1, 2, 3], 'p', 60);
     const replica = leader.replica('p')!;
     c.reads.holding.add(`${leader.nodeId}/p`);
     const first = leader.propose('p', new Uint8Array([0]));
@@ -173,8 +133,7 @@ describe('RegionServer: an apply out to the object store, and what happens meanw
   });
 
   it('a membership change past the slice of the log being applied still holds campaigns behind the next apply out (R16)', async () => {
-    const c = cluster([1, 2, 3]);
-    const leader = await started(c, 'm', 70);
+    const { c, leader } = await started([1, 2, 3], 'm', 70);
     const slow = [...c.servers.values()].find((s) => s !== leader)!;
     const replica = slow.replica('m')!;
     const key = `${slow.nodeId}/m`;

@@ -15,55 +15,19 @@
 // takes proposals.
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
-import { silentLogger } from '../../src/common/logger.js';
 import { ConfChangeType } from '../../src/raft/index.js';
-import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
-import { ConditionalCounter, HeldReads } from '../fixtures/counter-machine.js';
-import { HandClock, handWaits } from '../fixtures/hand-clock.js';
-import { LoopbackTransport, MemoryLogEngine } from '../fixtures/memory-log-engine.js';
-
-const TICK_MS = 5;
-const WAIT_TICKS_MAX = 40 * defaultRaftTuning.electionTicks;
+import { type RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
+import type { ConditionalCounter } from '../fixtures/counter-machine.js';
+import { heldReadsCluster } from '../fixtures/held-reads-cluster.js';
 
 describe('RegionServer: a slow read in one replica\'s apply', () => {
-  const servers = new Map<number, RegionServer<ConditionalCounter>>();
-  const reads = new HeldReads();
-  /** Raft messages sent, per `${fromNode}/${region}`. */
-  const sent = new Map<string, number>();
-  const peers = [
-    { peerId: 31, nodeId: 1 },
-    { peerId: 32, nodeId: 2 },
-    { peerId: 33, nodeId: 3 },
-  ];
+  const c = heldReadsCluster([1, 2, 3]);
+  const { servers, reads, sent, leaderOf, until: waitFor, settled } = c;
   const regions = ['s1', 's2', 's3', 's4', 's5'];
-  const clock = new HandClock();
-  const { until: waitFor, settled } = handWaits(clock, TICK_MS, WAIT_TICKS_MAX);
 
   before(async () => {
-    for (const nodeId of [1, 2, 3]) {
-      const transport = new LoopbackTransport(nodeId, (from, to, envelopes) => {
-        for (const e of envelopes) {
-          sent.set(`${from}/${e.regionId}`, (sent.get(`${from}/${e.regionId}`) ?? 0) + 1);
-          servers.get(to)?.step(from, e.regionId, e.message);
-        }
-      });
-      servers.set(
-        nodeId,
-        new RegionServer<ConditionalCounter>(
-          nodeId,
-          new MemoryLogEngine(),
-          transport,
-          { create: (regionId) => new ConditionalCounter(() => reads.read(nodeId, regionId)) },
-          { ...defaultRaftTuning, tickMs: TICK_MS, snapshotEveryEntries: 1000 },
-          silentLogger,
-          clock,
-        ),
-      );
-    }
-    for (const [nodeId, server] of servers) {
-      for (const regionId of regions) await server.open({ regionId, selfPeerId: 30 + nodeId, peers, bootstrap: true });
-      server.start();
-    }
+    for (const regionId of regions) await c.openEverywhere(regionId, 30);
+    for (const server of servers.values()) server.start();
     await waitFor(() => regions.every((r) => leaderOf(r) !== undefined), 'leaders');
   });
 
@@ -73,10 +37,6 @@ describe('RegionServer: a slow read in one replica\'s apply', () => {
     reads.release(); // stop() waits for the cycle in flight
     for (const server of servers.values()) await server.stop();
   });
-
-  function leaderOf(regionId: string): RegionServer<ConditionalCounter> | undefined {
-    return [...servers.values()].find((s) => s.replica(regionId)?.isLeader());
-  }
 
   it('does not stop the node\'s other replicas: while it is out they keep sending, acknowledging and applying (engine seed 2026 of the wide mix)', async () => {
     const leader = leaderOf('s1')!;

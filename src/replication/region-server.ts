@@ -1496,11 +1496,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       return;
     }
     replica.appliedIndex = applying.index;
-    const caughtUp = this.applyFromLog(replica, applying.upTo, stall);
-    if (caughtUp && stall) {
-      this.endStall(replica);
-      this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
-    }
+    if (this.applyFromLog(replica, applying.upTo, stall) && stall) this.stallCaughtUp(replica, stall);
     this.releaseReads(replica); // also when the next apply went out: the reads below it are served
   }
 
@@ -1623,6 +1619,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.holdCampaigns(replica);
   }
 
+  /** A stall's retry applied every entry it waited for (directly, or through an apply that went out). */
+  private stallCaughtUp(replica: Replica<S, R>, stall: ApplyStall): void {
+    this.endStall(replica);
+    this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
+  }
+
   /** Applies the entries a stalled replica left in its log, in order, from where it stopped. */
   private async retryStalledApply(replica: Replica<S, R>, stall: ApplyStall): Promise<void> {
     const removal = stall.awaitingRemoval;
@@ -1654,8 +1656,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     // The retry's apply, if it must wait for the store, goes out off the loop as any apply does;
     // finishApply then goes on from it (or stalls again), the replica stalled meanwhile.
     if (!this.applyFromLog(replica, stall.upTo, stall)) return;
-    this.endStall(replica);
-    this.log.info({ regionId: replica.regionId, from: stall.index, to: replica.appliedIndex, attempts: stall.attempts }, 'stalled apply succeeded; the replica caught up');
+    this.stallCaughtUp(replica, stall);
     this.releaseReads(replica);
   }
 

@@ -137,7 +137,10 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
         for (const r of ['r1', 'r2']) if (!n.server.replica(r)!.isLeader()) n.server.campaign(r);
         return n.server.replica('r1')!.isLeader() && n.server.replica('r2')!.isLeader();
       }, 'both leaders');
-      await waitFor(() => n.server.replica('r1')!.appliedIndex === n.server.replica('r1')!.raft.log.committed, 'r1 applied');
+      // Both regions applied (a cycle's WAL write takes a loop turn, so r2's election can still be in
+      // flight once r1 is applied; a probe must not meet it later, unmarked, under a planted server).
+      const applied = (r: string) => n.server.replica(r)!.appliedIndex === n.server.replica(r)!.raft.log.committed;
+      await waitFor(() => applied('r1') && applied('r2'), 'r1 and r2 applied');
       await settle();
       const mismatch = (p: { reported: string; fresh: string }, when: string) => (p.reported === p.fresh ? undefined : `${when}: ${p.reported} != ${p.fresh}`);
       let found = mismatch(probe(n), 'before');

@@ -59,20 +59,25 @@ export async function writeDropObject(store: ObjectStore, clusterId: string, rec
 }
 
 /**
- * The table ids with a drop record in the store, read off the keys (one listing). A key that is
- * not a drop record's throws: the caller cannot tell which tables were dropped.
+ * The table ids with a drop record in the store, read off the keys (one listing), and the keys
+ * under the prefix that are not a drop record's (`strays`: nothing this code writes; they name no
+ * table, so the caller logs them and goes on — a stray object must not hold every CreateTable).
  */
-export async function droppedTableIds(store: ObjectStore): Promise<Map<number, string>> {
-  const out = new Map<number, string>();
+export async function droppedTableIds(store: ObjectStore): Promise<{ ids: Map<number, string>; strays: string[] }> {
+  const ids = new Map<number, string>();
+  const strays: string[] = [];
   for (const { key } of await store.list(DROP_OBJECT_PREFIX)) {
     const digits = key.slice(DROP_OBJECT_PREFIX.length);
-    if (!/^[0-9]{15}$/.test(digits)) throw new RegionDbError(ErrorCode.Corruption, `${key} is not a drop record object's key (${DROP_OBJECT_PREFIX}<table id, 15 digits>)`);
-    out.set(Number(digits), key);
+    if (/^[0-9]{15}$/.test(digits)) ids.set(Number(digits), key);
+    else strays.push(key);
   }
-  return out;
+  return { ids, strays };
 }
 
-/** Reads one drop record; one that is damaged or names another cluster throws (never taken up or passed over). */
+/**
+ * Reads one drop record; one that is damaged throws CORRUPTION, one of another cluster CONFIG
+ * (never taken up or passed over: the caller holds the table, or fails the listing).
+ */
 export async function readDropObject(store: ObjectStore, key: string, clusterId: string): Promise<DropRecord> {
   const { clusterId: owner, record } = decodeDropObject(await store.get(key), key);
   if (owner !== clusterId) {

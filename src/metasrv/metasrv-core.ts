@@ -15,7 +15,7 @@
 import { assert } from '../common/assert.js';
 import type { Clock, TimedClock, TimerHandle } from '../common/clock.js';
 import type { MetasrvConfig } from '../common/config.js';
-import { ErrorCode, RegionDbError } from '../common/errors.js';
+import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
@@ -56,7 +56,7 @@ import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, ty
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
-import { type DropRecord, dropObjectKey, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
+import { DROP_OBJECT_PREFIX, type DropRecord, dropObjectKey, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
@@ -127,6 +127,15 @@ const FENCE_RETRY_MS = 100;
 export const PROMOTION_REREAD_MS = 1_000;
 /** A listing of the object store (table id floor, drop records) that failed is made again by the tick at most this often. */
 const TABLE_ID_RELIST_MS = 1_000;
+/** How often the listing is made again while a table's drop record cannot be read (relistTableIds). */
+const UNREADABLE_DROP_RECORD_RELIST_MS = 10_000;
+
+/** A drop record the listing found for a table of the catalog but could not read (see unreadableDropRecords). */
+interface UnreadableDropRecord {
+  readonly key: string;
+  readonly table: string;
+  readonly why: string;
+}
 /** A table left being dropped (a drop that could not fence every region) is retried by the tick this often. */
 const DROP_RESUME_MS = 3_000;
 
@@ -470,18 +479,37 @@ export class MetasrvCore {
     // The drop records (drop-object.ts; docs/ddl.md, "A catalog older than the drop"): their ids
     // are table ids too (a table dropped before any flush has no region folder), and a table this
     // catalog still holds whose drop was recorded is dropped here, before any region of it is
-    // bootstrapped (`bootstrapHeld`).
+    // bootstrapped (`openHeld`). A record that is damaged (or names another table) holds only its
+    // table: nothing of it is opened until the record reads (`unreadableDropRecords`), the rest of
+    // the cluster goes on. Another cluster's record (wrong `[storage]`?) and a store that cannot be
+    // read fail the listing.
     let dropRecords: Map<number, string>;
     let finishing: { table: TableDef; record: DropRecord }[];
+    const unreadable = new Map<number, UnreadableDropRecord>();
     try {
-      dropRecords = await droppedTableIds(store);
+      const listed = await droppedTableIds(store);
+      dropRecords = listed.ids;
+      if (listed.strays.length > 0) {
+        this.log.error({ keys: listed.strays.slice(0, 10), count: listed.strays.length }, `objects under ${DROP_OBJECT_PREFIX} that are not drop records (their key names no table id); left alone — remove them`);
+      }
       finishing = [];
       for (const table of Object.values(this.catalog.tables)) {
         const key = dropRecords.get(table.tableId);
         if (key === undefined) continue;
-        const record = await readDropObject(store, key, this.config.cluster_id);
-        if (record.name !== table.name) {
-          throw new RegionDbError(ErrorCode.Corruption, `the drop record object ${key} names table ${record.name}, but this catalog's table of id ${table.tableId} is ${table.name}: the catalog or the object is damaged`);
+        let record: DropRecord;
+        try {
+          record = await readDropObject(store, key, this.config.cluster_id);
+          if (record.name !== table.name) {
+            throw new RegionDbError(ErrorCode.Corruption, `the drop record object ${key} names table ${record.name}, but this catalog's table of id ${table.tableId} is ${table.name}: the catalog or the object is damaged`);
+          }
+        } catch (err) {
+          if (!isRegionDbError(err, ErrorCode.Corruption)) throw err;
+          unreadable.set(table.tableId, { key, table: table.name, why: err.message });
+          this.log.error(
+            { table: table.name, tableId: table.tableId, key, err: err.message },
+            'the drop record of a table this catalog holds cannot be read: no replica of the table is opened and it is not recovered until it can (drop the table to finish what the record says; delete the object only if the table was never dropped)',
+          );
+          continue;
         }
         finishing.push({ table, record });
       }
@@ -490,6 +518,7 @@ export class MetasrvCore {
       throw err;
     }
     if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the listing began');
+    this.unreadableDropRecords = unreadable;
     let changed = this.dropRecordedTables(finishing);
     let highest = -1;
     for (const id of dropRecords.keys()) highest = Math.max(highest, id); // not a spread: records only grow (a call's arguments do not)
@@ -568,10 +597,19 @@ export class MetasrvCore {
    * TABLE_ID_RELIST_MS): regions waiting for their bootstrap (`bootstrapHeld`) wait for it.
    */
   private relistTableIds(): void {
-    if (!this.config.storage || this.tableIdsListedAt === this.epoch || this.tableIdListing) return;
-    if (this.clock.nowMs() - this.tableIdListingStartedMs < TABLE_ID_RELIST_MS) return;
-    void this.listTableIds();
+    if (!this.config.storage || this.tableIdListing) return;
+    const sinceMs = this.clock.nowMs() - this.tableIdListingStartedMs;
+    if (this.tableIdsListedAt !== this.epoch ? sinceMs >= TABLE_ID_RELIST_MS : this.unreadableDropRecords.size > 0 && sinceMs >= UNREADABLE_DROP_RECORD_RELIST_MS) void this.listTableIds();
   }
+
+  /**
+   * The tables this catalog holds whose drop record the last successful listing could not read
+   * (damaged, or naming another table), by table id: none of their replicas is opened (`openHeld`)
+   * and RecoverTable refuses them; `regiondb status` names the record in each region's problems.
+   * The tick lists again every UNREADABLE_DROP_RECORD_RELIST_MS while one is left: a record
+   * repaired or removed, or the table dropped, releases its table.
+   */
+  private unreadableDropRecords = new Map<number, UnreadableDropRecord>();
 
   /** Before a table id is allocated: the object store listed in this acting epoch, else UNAVAILABLE (retryable, nothing done). */
   private async tableIdsListed(why = 'a table id is allocated only above every table with objects there (a dropped table\'s stay); nothing was created'): Promise<void> {
@@ -1151,7 +1189,7 @@ export class MetasrvCore {
       // replaced by them): nothing from a heartbeat meanwhile.
       if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
-        if (this.bootstrapHeld(nodeId, action.open)) continue;
+        if (this.openHeld(nodeId, action.open)) continue;
         instructions.push({ open_region: this.openOf(action.open) });
       } else if ('skip' in action) {
         // R5: the placement is left as it is (R2 adopts the group's membership once its conf
@@ -1199,15 +1237,24 @@ export class MetasrvCore {
   }
 
   /**
-   * Whether the open of a placement that would bootstrap its region (never reported: the catalog
-   * has it not `bootstrapped`) waits, logged once per interval per region: with `[storage]`, no
-   * region is bootstrapped before this acting epoch's listing has read the drop records (docs/ddl.md,
-   * "A catalog older than the drop") — the catalog may be a copy from before its table's drop, and a
+   * Whether the open of a placement waits, logged once per interval per region. With `[storage]`:
+   * (a) no region is bootstrapped (an open of a region the catalog has not seen reported, not
+   * `bootstrapped`) before this acting epoch's listing has read the drop records (docs/ddl.md, "A
+   * catalog older than the drop") — the catalog may be a copy from before its table's drop, and a
    * bootstrap would start a new, empty raft group under the dropped region's ids that acknowledges
-   * writes. The tick lists again (`relistTableIds`) while it has not succeeded.
+   * writes; the tick lists again (`relistTableIds`) while it has not succeeded. (b) No replica at
+   * all of a table whose drop record the listing found but could not read (`unreadableDropRecords`):
+   * the table may have been dropped.
    */
-  private bootstrapHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
-    if (!this.config.storage || this.tableIdsListedAt === this.epoch || this.catalog.regions[open.regionId]?.bootstrapped !== false) return false;
+  private openHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
+    if (!this.config.storage) return false;
+    const unreadable = this.unreadableDropRecords.size === 0 ? undefined : this.unreadableDropRecords.get(tableIdOfRegion(open.regionId));
+    if (unreadable) {
+      const suppressed = this.rejectionLog.admit(`open-held-record:${open.regionId}`, this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ nodeId, ...open, record: unreadable.key, why: unreadable.why, suppressed }, 'not opening a replica of a table whose drop record cannot be read');
+      return true;
+    }
+    if (this.tableIdsListedAt === this.epoch || this.catalog.regions[open.regionId]?.bootstrapped !== false) return false;
     const suppressed = this.rejectionLog.admit(`bootstrap-held:${open.regionId}`, this.clock.nowMs());
     if (suppressed !== undefined) {
       this.log.warn({ nodeId, ...open, suppressed }, 'not bootstrapping a region before the drop records in the object store are read (its table may have been dropped after this catalog was saved)');
@@ -1243,6 +1290,8 @@ export class MetasrvCore {
     const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.replicas.get(region.regionId)?.appliedIndex ?? 0);
     const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.replicas.get(region.regionId)?.peerId === p.peerId).length;
     const problems = [...(this.problems.get(region.regionId) ?? []), ...region.replicas.filter((p) => p.lost).map((p) => `peer ${p.peerId} on node ${p.nodeId} lost: ${p.lost}`)];
+    const unreadable = this.unreadableDropRecords.size === 0 ? undefined : this.unreadableDropRecords.get(tableIdOfRegion(region.regionId));
+    if (unreadable) problems.push(`the drop record ${unreadable.key} of table ${unreadable.table} cannot be read (${unreadable.why}): no replica is opened and the table is not recovered until it can; drop the table to finish what the record says, or delete the object only if the table was never dropped`);
     return {
       route: this.route(region),
       term: String(leader?.replica.term ?? 0),
@@ -1720,7 +1769,7 @@ export class MetasrvCore {
     const regions: OpenRegionRequest[] = [];
     for (const action of nodeActions(this.catalog, nodeId, this.liveReports(), (n) => this.awaitingReport(n))) {
       if ('open' in action) {
-        if (!this.bootstrapHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
+        if (!this.openHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
       } else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
     }
     return { regions, metasrv_epoch: String(this.epoch) };
@@ -1937,11 +1986,21 @@ export class MetasrvCore {
    * before the catalog dropped the table) has every region fenced, and the next listing finishes
    * its drop from the record (dropRecordedTables): a recovery would start its regions over
    * unfenced, taking writes until then (review of DT2). Refused; the drop finishes on its own.
+   * So is any table whose drop record the listing could not read (DT3, `unreadableDropRecords`):
+   * it may have been dropped.
    */
   private async refuseRecoveryOfRecordedDrop(table: string): Promise<void> {
     const store = this.objectStore;
     const def = tableNamed(this.catalog, table);
-    if (!this.config.storage || !store || !def || droppingSince(this.catalog, table) === undefined) return;
+    if (!this.config.storage || !store || !def) return;
+    const unreadable = this.unreadableDropRecords.get(def.tableId);
+    if (unreadable) {
+      throw new RegionDbError(
+        ErrorCode.ConditionFailed,
+        `table ${table}'s drop record ${unreadable.key} cannot be read (${unreadable.why}): the table may have been dropped, and recovering it would start its regions over unfenced; drop the table, or delete the object only if it was never dropped; nothing was recovered`,
+      );
+    }
+    if (droppingSince(this.catalog, table) === undefined) return;
     const key = dropObjectKey(def.tableId);
     let recorded: boolean;
     try {

@@ -324,6 +324,74 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect(recovers, 'regions started over from the object store').to.deep.equal([]);
   });
 
+  /** A second one-region table, `u`, through the core. */
+  const createU = (core: MetasrvCore) =>
+    core.createTable({
+      name: 'u',
+      columns: [
+        { name: 'host', type: 'STRING', semantic: 'TAG' },
+        { name: 'ts', type: 'TIMESTAMP_MS', semantic: 'TIMESTAMP' },
+      ],
+      region_count: 1,
+      request_token: '',
+    } as never);
+
+  for (const damage of ['a flipped byte', 'another table named'] as const) {
+    for (const copyAt of ['created', 'reported'] as const) {
+      it(`a damaged drop record (${damage}; copy ${copyAt === 'created' ? "before the region's first report" : 'after it'}) holds only its table: none of its replicas opened, no recovery, its status names the record; another table is created and opened; the record repaired, the drop is finished (review of DT2)`, async () => {
+        const { copy, regionId } = await dropAfterCopy(copyAt);
+        const key = dropObjectKey(1024);
+        const good = await store.get(key);
+        if (damage === 'a flipped byte') {
+          const bad = Uint8Array.from(good);
+          bad[bad.length - 3]! ^= 0x10;
+          await store.put(key, bad);
+        } else {
+          await store.put(key, encodeDropObject(CLUSTER, { tableId: 1024, name: 'v' }));
+        }
+        const restored = restoredFrom(copy);
+        const clock = new HandClock();
+        const { admin, recovers } = recordingRecoveries();
+        const core = await start(restored, clock, admin);
+        const opens = await nodesComeBack(core);
+        expect(opens, `no replica of t opened (before: ${copyAt === 'created' ? 'none, but nothing else either' : 'each node told to join it'})`).to.deep.equal([]);
+        // Before: the listing failed, and with it every CreateTable (UNAVAILABLE) for as long as the record stayed damaged.
+        const creating = outcomeOf(createU(core));
+        clock.advance(300); // the start's quiet period (its timer)
+        expect(await creating, 'CreateTable of another table').to.equal('answered');
+        const uRegion = (await core.getRoutes({ table: 'u' } as never)).routes![0]!.region_id!;
+        const later = await nodesComeBack(core);
+        expect(later.filter((o) => o.startsWith(`${regionId}@`)), "t's replicas").to.deep.equal([]);
+        expect(later, "u's region bootstrapped on every node").to.include.members(NODES.map((n) => `${uRegion}@${n} bootstrap`));
+        expect(restored.state.tables['t'], 'the table kept (the record may be bogus)').to.not.equal(undefined);
+        const recovered = await outcomeOf(core.recoverTable('t', true));
+        expect(isRegionDbError(recovered, ErrorCode.ConditionFailed), `RecoverTable of t: ${String(recovered)}`).to.equal(true);
+        expect((recovered as RegionDbError).message).to.contain(key);
+        expect(recovers, 'regions started over from the object store').to.deep.equal([]);
+        const info = (await core.listNodes()).region_infos!.find((r) => r.route?.region_id === regionId)!;
+        expect(info.problems!.join('\n')).to.contain(`the drop record ${key} of table t cannot be read`);
+        // Repaired: the tick's next listing (every 10 s while a record is unreadable) finishes the drop.
+        await store.put(key, good);
+        for (let i = 0; i < 55 && restored.state.tables['t'] !== undefined; i++) {
+          clock.advance(200);
+          core.onTickTimer();
+          await new Promise((ok) => setTimeout(ok, 5));
+        }
+        expect(restored.state.tables['t'], 'dropped once the record reads').to.equal(undefined);
+        expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
+        expect(restored.state.tables['u'], 'u untouched').to.not.equal(undefined);
+      });
+    }
+  }
+
+  it('an object under the drop records\' prefix whose key names no table id is logged and left alone: CreateTable goes on (review of DT2)', async () => {
+    await store.put(`${DROP_OBJECT_PREFIX}notes.txt`, new TextEncoder().encode('not a record'));
+    const core = await start(new MemoryCatalog(CLUSTER));
+    await nodesComeBack(core);
+    const created = await outcomeOf(createOneRegionTable(core));
+    expect(created, 'before: UNAVAILABLE, "not a drop record object\'s key"').to.equal('answered');
+  });
+
   it('a record of another cluster is refused: no bootstrap, the table kept, until it is removed', async () => {
     const { copy } = await dropAfterCopy('created');
     await store.put(dropObjectKey(1024), encodeDropObject('other-cluster', { tableId: 1024, name: 't' }));

@@ -564,22 +564,31 @@ export class MetasrvCore {
    * catalog may be a copy older than the object store (`meta seed`).
    */
   private tableIdsListedAt: number | undefined;
-  private tableIdListing: Promise<void> | undefined;
+  /** The listing running now, and the acting epoch it began in. */
+  private tableIdListing: { readonly epoch: number; readonly done: Promise<void> } | undefined;
 
   /** Monotonic (this.clock): when the last listing began (the tick's `relistTableIds` waits TABLE_ID_RELIST_MS after it). */
   private tableIdListingStartedMs = Number.NEGATIVE_INFINITY;
 
-  /** Runs (or joins) the listing that raises the table id allocator; never throws (logged, `tableIdsListedAt` left). */
+  /**
+   * Runs (or joins) the listing that raises the table id allocator; never throws (logged,
+   * `tableIdsListedAt` left). Joined only within one acting epoch: a listing begun in an earlier
+   * one (the tick's relist, say) fails its epoch check, and a takeover must not take that failure
+   * for its own (review of DT3).
+   */
   private listTableIds(): Promise<void> {
     const epoch = this.epoch;
-    if (!this.tableIdListing) this.tableIdListingStartedMs = this.clock.nowMs();
-    this.tableIdListing ??= this.raiseTableIdAboveObjectStore()
+    if (this.tableIdListing?.epoch === epoch) return this.tableIdListing.done;
+    this.tableIdListingStartedMs = this.clock.nowMs();
+    const done: Promise<void> = this.raiseTableIdAboveObjectStore()
       .then(
         () => {
-          if (this.epoch === epoch) this.tableIdsListedAt = epoch;
+          if (this.epoch !== epoch) return;
+          this.tableIdsListedAt = epoch;
           this.lastListingError = undefined;
         },
         (err: unknown) => {
+          if (this.epoch !== epoch) return;
           this.lastListingError = (err as Error).message;
           // The listing's own failures are logged where they happen; this names any other cause,
           // since CreateTable and every held bootstrap wait for the listing (retried by the tick).
@@ -587,17 +596,20 @@ export class MetasrvCore {
         },
       )
       .finally(() => {
-        this.tableIdListing = undefined;
+        if (this.tableIdListing?.done === done) this.tableIdListing = undefined;
       });
-    return this.tableIdListing;
+    this.tableIdListing = { epoch, done };
+    return done;
   }
 
   /**
    * The tick: a listing that has not succeeded in this acting epoch is made again (at most every
-   * TABLE_ID_RELIST_MS): regions waiting for their bootstrap (`bootstrapHeld`) wait for it.
+   * TABLE_ID_RELIST_MS): regions waiting for their bootstrap (`openHeld`) wait for it. One that
+   * succeeded is made again every UNREADABLE_DROP_RECORD_RELIST_MS while a table is held by a drop
+   * record that does not read (`unreadableDropRecords`).
    */
   private relistTableIds(): void {
-    if (!this.config.storage || this.tableIdListing) return;
+    if (!this.config.storage || this.tableIdListing?.epoch === this.epoch) return;
     const sinceMs = this.clock.nowMs() - this.tableIdListingStartedMs;
     if (this.tableIdsListedAt !== this.epoch ? sinceMs >= TABLE_ID_RELIST_MS : this.unreadableDropRecords.size > 0 && sinceMs >= UNREADABLE_DROP_RECORD_RELIST_MS) void this.listTableIds();
   }
@@ -609,6 +621,8 @@ export class MetasrvCore {
    * The tick lists again every UNREADABLE_DROP_RECORD_RELIST_MS while one is left: a record
    * repaired or removed, or the table dropped, releases its table.
    */
+  // Kept across a change of acting epoch until this epoch's listing replaces it: a table held by
+  // the last listing stays held (the safe side) while the store cannot be listed again.
   private unreadableDropRecords = new Map<number, UnreadableDropRecord>();
 
   /** Before a table id is allocated: the object store listed in this acting epoch, else UNAVAILABLE (retryable, nothing done). */
@@ -1950,7 +1964,20 @@ export class MetasrvCore {
       // committed, and a region that lost its quorum since could not answer.
       const unfenced = regions.filter((r) => fencedIndexOf(this.catalog, r.regionId) === undefined);
       const fenced = new Map<string, number>();
-      const failures = await this.fenceRegions(unfenced, tableId, epoch, (regionId, index) => fenced.set(regionId, index));
+      // A table held by a drop record that does not read (DT3) was most likely dropped already, its
+      // replicas destroyed: a FenceRegion would find none (NOT_FOUND) and the drop could never
+      // finish. A region of it that no live datanode hosts, every node the catalog places it on
+      // alive and reported, has nothing to fence — no quorum of it runs, and none is opened while
+      // the table is held (openHeld) — and counts as fenced at index 0.
+      const hostedNowhere = this.unreadableDropRecords.has(tableId) ? unfenced.filter((r) => this.hostedNowhere(r)) : [];
+      for (const r of hostedNowhere) fenced.set(r.regionId, 0);
+      if (hostedNowhere.length > 0) this.log.warn({ table: name, tableId, regions: hostedNowhere.map((r) => r.regionId) }, 'regions of a table held by an unreadable drop record are hosted by no live datanode: nothing to fence');
+      const failures = await this.fenceRegions(
+        unfenced.filter((r) => !fenced.has(r.regionId)),
+        tableId,
+        epoch,
+        (regionId, index) => fenced.set(regionId, index),
+      );
       refuseIfRecovering();
       if (failures.length > 0) {
         if (fenced.size > 0 && tableNamed(this.catalog, name)?.tableId === tableId) {
@@ -2130,6 +2157,13 @@ export class MetasrvCore {
       }
     }
     throw new Error(last);
+  }
+
+  /** No live datanode's report has a replica of the region, and every node the catalog places one on is alive and has reported (see finishDrop, DT3). */
+  private hostedNowhere(region: RegionDef): boolean {
+    for (const p of region.replicas) if (!this.isAlive(p.nodeId) || !this.observed.has(p.nodeId)) return false;
+    for (const replicas of this.liveReports().values()) if (replicas.has(region.regionId)) return false;
+    return true;
   }
 
   /** The tick: resumes each marked drop not in flight, at most every DROP_RESUME_MS (errors are logged by finishDrop). */

@@ -370,7 +370,15 @@ describe('the drop record in the object store: a catalog restored from a copy ol
         expect(recovers, 'regions started over from the object store').to.deep.equal([]);
         const info = (await core.listNodes()).region_infos!.find((r) => r.route?.region_id === regionId)!;
         expect(info.problems!.join('\n')).to.contain(`the drop record ${key} of table t cannot be read`);
-        // Repaired: the tick's next listing (every 10 s while a record is unreadable) finishes the drop.
+        // Listed again (every 10 s while a record is unreadable), still damaged: still held.
+        for (let i = 0; i < 55; i++) {
+          clock.advance(200);
+          core.onTickTimer();
+          await new Promise((ok) => setTimeout(ok, 5));
+        }
+        expect(restored.state.tables['t'], 'still held after a relist').to.not.equal(undefined);
+        expect((await nodesComeBack(core)).filter((o) => o.startsWith(`${regionId}@`)), "t's replicas after a relist").to.deep.equal([]);
+        // Repaired: the tick's next listing finishes the drop.
         await store.put(key, good);
         for (let i = 0; i < 55 && restored.state.tables['t'] !== undefined; i++) {
           clock.advance(200);
@@ -383,6 +391,52 @@ describe('the drop record in the object store: a catalog restored from a copy ol
       });
     }
   }
+
+  /** Nodes on which the region has no replica any more (a real drop destroyed them): FenceRegion answers NOT_FOUND, as a datanode does. */
+  const hostingNothing: DatanodeAdmin = {
+    openRegion: async () => ({}) as never,
+    fenceRegion: async (to: string) => {
+      throw new RegionDbError(ErrorCode.NotFound, `the region has no replica on ${to} (test)`);
+    },
+  };
+
+  it('DropTable of a table held by a damaged drop record whose replicas are gone finishes: nothing left to fence, the record rewritten whole, the name free again — but not while a node placing it is down (review of DT3)', async () => {
+    const { copy, regionId } = await dropAfterCopy('created');
+    const key = dropObjectKey(1024);
+    const bad = Uint8Array.from(await store.get(key));
+    bad[bad.length - 3]! ^= 0x10;
+    await store.put(key, bad);
+    const restored = restoredFrom(copy);
+    const clock = new HandClock();
+    const core = await start(restored, clock, hostingNothing);
+    // Nodes 1 and 2 come back; node 3, which the copy places a replica on, does not (yet).
+    for (const n of [1, 2]) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    for (const n of [1, 2]) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    const drive = async (call: Promise<unknown>) => {
+      const outcome = outcomeOf(call);
+      let settled = false;
+      void outcome.then(() => (settled = true));
+      for (let i = 0; i < 400 && !settled; i++) {
+        clock.advance(50);
+        await new Promise((ok) => setTimeout(ok, 1));
+      }
+      return outcome;
+    };
+    const early = await drive(core.dropTable({ name: 't', request_token: 'd1' } as never));
+    expect(isRegionDbError(early, ErrorCode.Unavailable), `with node 3 unheard of: ${String(early)}`).to.equal(true);
+    expect(restored.state.tables['t'], 'kept while a node placing it may still host a replica').to.not.equal(undefined);
+    const n3 = 3;
+    await core.registerNode({ cluster_id: CLUSTER, node_id: String(n3), addr: addr(n3), http_addr: addr(n3), store_id: `store-${n3}` } as never, anyone);
+    await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n3), addr: addr(n3), replicas: [], store_id: `store-${n3}` } as never, anyone);
+    for (const n of [1, 2]) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    const dropped = await drive(core.dropTable({ name: 't', request_token: 'd2' } as never));
+    expect(dropped, 'DropTable once no live node hosts it (before: UNAVAILABLE forever, NOT_FOUND fences)').to.equal('answered');
+    expect(restored.state.tables['t']).to.equal(undefined);
+    expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
+    expect(encodeDropObject(CLUSTER, { tableId: 1024, name: 't' }), 'the record, whole again').to.deep.equal(await store.get(key));
+    const again = await createOneRegionTable(core);
+    expect(Number(again.table?.table_id), 'the name free again, under a new id').to.equal(1025);
+  });
 
   it('an object under the drop records\' prefix whose key names no table id is logged and left alone: CreateTable goes on (review of DT2)', async () => {
     await store.put(`${DROP_OBJECT_PREFIX}notes.txt`, new TextEncoder().encode('not a record'));

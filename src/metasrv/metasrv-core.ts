@@ -1252,13 +1252,14 @@ export class MetasrvCore {
 
   /**
    * Whether the open of a placement waits, logged once per interval per region. With `[storage]`:
-   * (a) no region is bootstrapped (an open of a region the catalog has not seen reported, not
-   * `bootstrapped`) before this acting epoch's listing has read the drop records (docs/ddl.md, "A
-   * catalog older than the drop") — the catalog may be a copy from before its table's drop, and a
-   * bootstrap would start a new, empty raft group under the dropped region's ids that acknowledges
-   * writes; the tick lists again (`relistTableIds`) while it has not succeeded. (b) No replica at
-   * all of a table whose drop record the listing found but could not read (`unreadableDropRecords`):
-   * the table may have been dropped.
+   * (a) no replica is opened before this acting epoch's listing has read the drop records
+   * (docs/ddl.md, "A catalog older than the drop") — the catalog may be a copy from before its
+   * table's drop: a bootstrap (a region the catalog has not seen reported) would start a new,
+   * empty raft group under the dropped region's ids that acknowledges writes, and a join gives an
+   * empty voter whose vote can elect a replica that missed the drop's fence (DT4); the tick lists
+   * again (`relistTableIds`) while it has not succeeded. A datanode's own replicas reopen from its
+   * log without the metasrv's open. (b) No replica at all of a table whose drop record the listing
+   * found but could not read (`unreadableDropRecords`): the table may have been dropped.
    */
   private openHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
     if (!this.config.storage) return false;
@@ -1268,10 +1269,10 @@ export class MetasrvCore {
       if (suppressed !== undefined) this.log.warn({ nodeId, ...open, record: unreadable.key, why: unreadable.why, suppressed }, 'not opening a replica of a table whose drop record cannot be read');
       return true;
     }
-    if (this.tableIdsListedAt === this.epoch || this.catalog.regions[open.regionId]?.bootstrapped !== false) return false;
-    const suppressed = this.rejectionLog.admit(`bootstrap-held:${open.regionId}`, this.clock.nowMs());
+    if (this.tableIdsListedAt === this.epoch) return false;
+    const suppressed = this.rejectionLog.admit(`open-held-listing:${open.regionId}`, this.clock.nowMs());
     if (suppressed !== undefined) {
-      this.log.warn({ nodeId, ...open, suppressed }, 'not bootstrapping a region before the drop records in the object store are read (its table may have been dropped after this catalog was saved)');
+      this.log.warn({ nodeId, ...open, suppressed }, 'not opening a replica before the drop records in the object store are read (its table may have been dropped after this catalog was saved)');
     }
     return true;
   }

@@ -843,13 +843,13 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // is matched as a down node is (the peer its reopen loads). Seed 44 was the same: n2's peer 2
     // of …104, its log committing its own removal (61, log to 67), durable snapshot at 49, the
     // others' at 156 (term 15, {1, 3, 4}), n2 restarted and not registered yet. E12 (applies off
-    // the ready loop) and DT2 (the metasrv lists drop records at its start) moved these runs: seed
-    // 404 is the first passing seed (of 1–430) whose exemption decides a delete for such a disk
-    // (n3's durable snapshot at 175 of …105, n3 running without the replica; seed 219 meets one
-    // too but fails otherwise: docs/correctness.md "Still open"); the others exempt only running
-    // replicas. Found by a temporary trace of the checker's match (not kept).
-    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 404: a cut-off peer on a node waiting for its registration is not held to its durable snapshot (E11)', async () => {
-      const r = await runClusterSim(404, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
+    // the ready loop) and DT2 (the metasrv lists drop records at its start) moved these runs to
+    // seed 404, DT4 (no open before that listing) to seed 571: the first passing seed found (of
+    // 1–179 and 561–571; 180–560 not searched) whose exemption decides a delete for such a disk —
+    // n2's durable snapshot at 60 of …105, n2 running without the replica; the others exempt only
+    // running, fenced or down replicas. Found by a temporary trace of the checker's match (not kept).
+    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 571: a cut-off peer on a node waiting for its registration is not held to its durable snapshot (E11)', async () => {
+      const r = await runClusterSim(571, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });

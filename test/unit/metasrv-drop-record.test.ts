@@ -204,6 +204,63 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
   });
 
+  it('a copy saved after the first report, the drop records unreadable at start: no node is told to join the dropped region before they are read (an empty voter could elect a replica that missed the fence; DT4)', async () => {
+    const { copy, regionId } = await dropAfterCopy('reported');
+    const restored = restoredFrom(copy);
+    store.failing = true;
+    const clock = new HandClock();
+    const core = await start(restored, clock);
+    expect(await nodesComeBack(core), 'no open while the records are unread (before: each node told to join it)').to.deep.equal([]);
+    store.failing = false;
+    for (let i = 0; i < 6; i++) {
+      clock.advance(200);
+      core.onTickTimer();
+    }
+    for (let i = 0; i < 100 && restored.state.tables['t'] !== undefined; i++) await new Promise((ok) => setTimeout(ok, 10));
+    expect(restored.state.tables['t'], 'dropped once the records are read').to.equal(undefined);
+    expect(await nodesComeBack(core), 'and never opened after').to.deep.equal([]);
+    expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
+  });
+
+  it('a live table whose region a node should join: the join waits for the listing, then goes out (DT4)', async () => {
+    const catalog = new MemoryCatalog(CLUSTER);
+    const first = await start(catalog);
+    for (const n of NODES) await first.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    for (const n of NODES) await first.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    const route = (await createOneRegionTable(first)).routes![0]!;
+    const regionId = route.region_id!;
+    const peers = new Map((route.peers ?? []).map((p) => [Number(p.node_id), Number(p.peer_id)]));
+    for (const n of NODES) {
+      const replicas = [replicaReport({ regionId, peerId: peers.get(n)!, leader: n === 1, leaderNodeId: 1, voters: [...peers.values()] })];
+      await first.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+    }
+    first.halt();
+    store.failing = true;
+    const clock = new HandClock();
+    const core = await start(catalog, clock);
+    // Node 3 lost its replica's files (no report of it); nodes 1 and 2 still host theirs.
+    const beat = async (n: number) => {
+      const replicas = n === 3 ? [] : [replicaReport({ regionId, peerId: peers.get(n)!, leader: n === 1, leaderNodeId: 1, voters: [...peers.values()] })];
+      const res = await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+      return opensOf((res.instructions ?? []).flatMap((i) => (i.open_region ? [i.open_region] : [])), n);
+    };
+    for (const n of NODES) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    const held: string[] = [];
+    for (const n of NODES) held.push(...(await beat(n)));
+    expect(held, 'no join while the records are unread').to.deep.equal([]);
+    store.failing = false;
+    for (let i = 0; i < 6; i++) {
+      clock.advance(200);
+      core.onTickTimer();
+    }
+    let opens: string[] = [];
+    for (let i = 0; i < 100 && opens.length === 0; i++) {
+      await new Promise((ok) => setTimeout(ok, 10));
+      opens = await beat(3);
+    }
+    expect(opens, 'the join, once the listing succeeded').to.deep.equal([`${regionId}@3 join`]);
+  });
+
   it('recover of a table a restored copy still holds waits for the drop records: UNAVAILABLE while unread (no region started over), then NOT_FOUND once the table is dropped again (review of DT2)', async () => {
     const { copy } = await dropAfterCopy('reported');
     const restored = restoredFrom(copy);

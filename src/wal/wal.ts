@@ -5,6 +5,7 @@
 //   r/<regionId:20>/snap              → snapshot record
 //   r/<regionId:20>/trunc             → compaction point {index, term}
 //   r/<regionId:20>/meta              → region meta (opaque, owned by the datanode)
+//   d/<regionId:20>                   → drop in progress: the region's records are being deleted (dropRegion)
 //   n/meta                            → node meta (opaque)
 //
 // Reads are served from an in-memory copy of each region's log (MemoryStorage) that is updated
@@ -54,6 +55,9 @@ type Op = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: 
 
 const regionPrefix = (regionId: string) => `r/${regionId.padStart(20, '0')}/`;
 const entryKey = (regionId: string, index: number) => `${regionPrefix(regionId)}e/${index.toString(16).padStart(16, '0')}`;
+const dropMarkerKey = (regionId: string) => `d/${regionId.padStart(20, '0')}`;
+/** Records deleted per LevelDB write when a region is dropped (dropRegion): the node's other writes go between two. */
+export const DROP_CHUNK_RECORDS = 4096;
 
 /** The compaction point: the later of the recorded one and the snapshot (a snapshot covers everything up to its index even if the log was not compacted yet). */
 function compactionPoint(recorded: { index: number; term: number } | undefined, snapshot: Snapshot): { index: number; term: number } {
@@ -321,6 +325,8 @@ export class Wal implements LogEngine {
       damage?: RegionDamage;
     }
     const regions = new Map<string, Loading>();
+    /** Regions a drop was deleting when the node stopped (dropRegion's marker): finished below, never loaded. */
+    const dropping = new Set<string>();
     const get = (id: string): Loading => {
       let l = regions.get(id);
       if (!l) regions.set(id, (l = { entries: [] }));
@@ -339,6 +345,11 @@ export class Wal implements LogEngine {
         } catch (err) {
           throw new RegionDbError(ErrorCode.Corruption, `WAL corruption at key n/meta: ${(err as Error).message} (WAL directory ${this.dir})`);
         }
+        continue;
+      }
+      const drop = /^d\/(\d{20})$/.exec(key);
+      if (drop) {
+        dropping.add(BigInt(drop[1]!).toString());
         continue;
       }
       const m = /^r\/(\d{20})\/(e\/([0-9a-f]{16})|hs|snap|trunc|meta)$/.exec(key);
@@ -367,6 +378,12 @@ export class Wal implements LogEngine {
       }
     }
 
+    for (const regionId of dropping) {
+      regions.delete(regionId);
+      this.metas.delete(regionId);
+      await this.deleteDroppedRecords(regionId);
+      this.log.info({ dir: this.dir, regionId }, 'WAL: finished deleting a region whose drop a stop interrupted');
+    }
     /** Records at or below a healthy region's compaction point: not part of its log, deleted below. */
     const stale: Op[] = [];
     for (const [regionId, l] of regions) {
@@ -484,17 +501,39 @@ export class Wal implements LogEngine {
    * that reopened as healthy under its old peer id without the entries it had acknowledged,
    * perhaps without its term and vote (finding 1's hazard: a voter that forgot).
    */
+  /**
+   * Deletes a region's records (its replica was destroyed). In bounded writes, not one: a LevelDB
+   * write is synced and writes go one at a time (write), so one batch deleting a long log held
+   * every other write of the node — the ready loop's for every region — behind it (about 200 ms
+   * per 200,000 records; a standby's tail can be longer; review finding X2 in docs/correctness.md).
+   * First, in one small write, a drop marker `d/<region>` and the region's state (meta, hard
+   * state, snapshot, compaction point): from then on the region is gone, and an open finishes
+   * the drop (recover) instead of loading what is left; then its entries, DROP_CHUNK_RECORDS per
+   * write; then the marker. Opens and closes of replicas run one at a time (the datanode's O3), so
+   * no new replica of the region writes under its prefix before this returns.
+   */
   async dropRegion(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
     this.deferred.delete(`${prefix}hs`); // a later batch must not bring the region's hard state back
     await this.writeTail; // what writes in flight put for the region is listed, and deleted, below
-    const ops: Op[] = [];
-    for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\xff` })) ops.push({ type: 'del', key });
-    if (ops.length > 0) await this.write(ops);
+    const state: Op[] = ['meta', 'hs', 'snap', 'trunc'].map((k) => ({ type: 'del', key: `${prefix}${k}` }));
+    await this.write([{ type: 'put', key: dropMarkerKey(regionId), value: new Uint8Array(0) }, ...state]);
     this.caches.delete(regionId);
     this.logs.delete(regionId);
     this.metas.delete(regionId);
     this.damaged.delete(regionId);
+    await this.deleteDroppedRecords(regionId);
+  }
+
+  /** What is left of a dropped region (dropRegion), in writes of DROP_CHUNK_RECORDS, then its drop marker. */
+  private async deleteDroppedRecords(regionId: string): Promise<void> {
+    const prefix = regionPrefix(regionId);
+    const keys: string[] = [];
+    for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\xff` })) keys.push(key);
+    for (let i = 0; i < keys.length; i += DROP_CHUNK_RECORDS) {
+      await this.write(keys.slice(i, i + DROP_CHUNK_RECORDS).map((key) => ({ type: 'del', key })));
+    }
+    await this.write([{ type: 'del', key: dropMarkerKey(regionId) }]);
   }
 
   batch(): WalBatch {

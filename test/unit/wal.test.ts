@@ -11,9 +11,10 @@ import { MemoryStorage } from '../../src/raft/storage.js';
 import { type Entry, EntryType } from '../../src/raft/types.js';
 import { crc32c } from '../../src/common/crc32c.js';
 import { Wal } from '../../src/wal/index.js';
+import { DROP_CHUNK_RECORDS } from '../../src/wal/wal.js';
 import { decodeEntry, encodeEntry } from '../../src/wal/record.js';
 import { RECORD_TYPE, damageFile, logRecords, newestLog, retypeRecord, sectorInside } from '../fixtures/leveldb-log-damage.js';
-import { appendTornRecord, deleteEntry, entryIndexes, flipByte, tearLastRecord } from '../fixtures/wal-corrupt.js';
+import { appendTornRecord, deleteEntry, entryIndexes, flipByte, interruptedDrop, tearLastRecord } from '../fixtures/wal-corrupt.js';
 
 const entry = (index: number, term: number, text = `v${index}`): Entry => ({ index, term, type: 0, data: new TextEncoder().encode(text) });
 const range = (lo: number, hi: number, term: number) => Array.from({ length: hi - lo + 1 }, (_, i) => entry(lo + i, term));
@@ -144,6 +145,76 @@ describe('WAL (LevelDB)', () => {
     await batch.commit();
     expect(wal.region('7').lastIndex()).to.equal(3);
     await wal.close();
+  });
+
+  it('dropping a long log deletes it in bounded writes: another region\'s write made once the drop began lands before the drop ends (X2)', async () => {
+    const dir = tempDir();
+    const writes: number[] = [];
+    let onWrite: (() => void) | undefined;
+    const wal = await Wal.open(dir, silentLogger, {
+      written: (w) => {
+        writes.push(w.ops);
+        onWrite?.();
+      },
+    });
+    const long = 5 * DROP_CHUNK_RECORDS;
+    for (let lo = 1; lo <= long; lo += 4_000) {
+      const b = wal.batch();
+      b.append('1', range(lo, Math.min(long, lo + 3_999), 2));
+      await b.commit();
+    }
+    const b = wal.batch();
+    b.setHardState('1', { term: 2, vote: 1, commit: long });
+    b.setRegionMeta('1', new TextEncoder().encode('{"peer":1}'));
+    await b.commit();
+    await wal.region('2').append(range(1, 3, 1));
+    writes.length = 0;
+    const order: string[] = [];
+    let other: Promise<void> | undefined;
+    // At the drop's first write, region 2 writes: a replica of another region going on meanwhile.
+    onWrite = () => {
+      onWrite = undefined;
+      other = wal.region('2').append(range(4, 4, 1)).then(() => void order.push('region 2 written'));
+    };
+    await wal.dropRegion('1');
+    order.push('drop done');
+    await other;
+    expect(order, 'before: the whole drop was one write, and region 2 waited for it').to.deep.equal(['region 2 written', 'drop done']);
+    expect(Math.max(...writes), `ops per write: ${writes.join(', ')}`).to.be.at.most(DROP_CHUNK_RECORDS + 1);
+    expect(wal.regionIds()).to.deep.equal(['2']);
+    await wal.close();
+    const reopened = await Wal.open(dir, silentLogger);
+    expect(reopened.regionIds()).to.deep.equal(['2']);
+    expect(reopened.region('2').lastIndex()).to.equal(4);
+    await reopened.close();
+    expect(await entryIndexes(dir, '1'), 'no record of region 1 left').to.deep.equal([]);
+  });
+
+  it('a drop a stop interrupted after its first write is finished by the next open: the region gone, not damaged, nothing of it left (X2)', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('1', range(1, 50, 2));
+    b.setHardState('1', { term: 2, vote: 1, commit: 50 });
+    b.setRegionMeta('1', new TextEncoder().encode('{"peer":1}'));
+    b.append('2', range(1, 5, 1));
+    await b.commit();
+    await wal.close();
+    // Its state deleted and entries 1–19 gone: loaded as a region, that is a log starting after a gap.
+    await interruptedDrop(dir, '1', 20);
+    const reopened = await Wal.open(dir, silentLogger);
+    expect(reopened.damage('1'), 'not damaged').to.equal(undefined);
+    expect(reopened.regionIds()).to.deep.equal(['2']);
+    expect(reopened.region('2').lastIndex()).to.equal(5);
+    // A new replica of the region starts from an empty log.
+    await reopened.region('1').append(range(1, 2, 7));
+    await reopened.close();
+    const again = await Wal.open(dir, silentLogger);
+    expect(again.region('1').firstIndex()).to.equal(1);
+    expect(again.region('1').lastIndex()).to.equal(2);
+    expect(again.region('1').term(2)).to.equal(7);
+    await again.close();
+    expect(await entryIndexes(dir, '1')).to.deep.equal([1, 2]);
   });
 
   it('regions are isolated: compacting or dropping one leaves the others intact', async () => {

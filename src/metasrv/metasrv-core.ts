@@ -468,7 +468,10 @@ export class MetasrvCore {
     // while an object is in it), so one request per 1,000 regions, not per 1,000 SSTs.
     let folders: string[];
     try {
-      folders = await store.listPrefixes(REGIONS_PREFIX);
+      // A relist in an epoch whose listing succeeded (a table held by a drop record that does not
+      // read, relistTableIds) reads the drop records only: the allocator is above the folders
+      // already, and one request per 1,000 regions every 10 s would be for nothing.
+      folders = this.tableIdsListedAt === epoch ? [] : await store.listPrefixes(REGIONS_PREFIX);
     } catch (err) {
       // Heartbeats raise the allocator above every hosted region, but not above a table dropped
       // (or lost) after the catalog's copy, whose objects stay: CreateTable waits for a listing

@@ -32,7 +32,16 @@ const outcomeOf = (call: Promise<unknown>) => call.then(() => 'answered', (err: 
 /** The object store; while `failing` is set, the listing of the drop records and the put of one fail (other requests pass). */
 class DropRecordStore extends DelegatingObjectStore {
   failing = false;
+  /** Listings of the region folders (listPrefixes). */
+  folderListings = 0;
+  override listPrefixes(prefix: string): Promise<string[]> {
+    this.folderListings++;
+    return super.listPrefixes(prefix);
+  }
+  /** Listings of the drop records. */
+  recordListings = 0;
   override list(prefix: string): Promise<ObjectMeta[]> {
+    if (prefix.startsWith(DROP_OBJECT_PREFIX)) this.recordListings++;
     if (this.failing && prefix.startsWith(DROP_OBJECT_PREFIX)) return Promise.reject(new RegionDbError(ErrorCode.StorageUnavailable, 'the object store cannot be reached (test)'));
     return super.list(prefix);
   }
@@ -428,12 +437,16 @@ describe('the drop record in the object store: a catalog restored from a copy ol
         const info = (await core.listNodes()).region_infos!.find((r) => r.route?.region_id === regionId)!;
         expect(info.problems!.join('\n')).to.contain(`the drop record ${key} of table t cannot be read`);
         // Listed again (every 10 s while a record is unreadable), still damaged: still held.
+        const folderListings = store.folderListings;
+        const recordListings = store.recordListings;
         for (let i = 0; i < 55; i++) {
           clock.advance(200);
           core.onTickTimer();
           await new Promise((ok) => setTimeout(ok, 5));
         }
         expect(restored.state.tables['t'], 'still held after a relist').to.not.equal(undefined);
+        expect(store.recordListings, 'the drop records listed again').to.be.greaterThan(recordListings);
+        expect(store.folderListings, 'the region folders not listed again (the allocator is above them)').to.equal(folderListings);
         expect((await nodesComeBack(core)).filter((o) => o.startsWith(`${regionId}@`)), "t's replicas after a relist").to.deep.equal([]);
         // Repaired: the tick's next listing finishes the drop.
         await store.put(key, good);

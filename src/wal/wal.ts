@@ -492,16 +492,6 @@ export class Wal implements LogEngine {
   }
 
   /**
-   * Deletes every record of a region in ONE synced LevelDB batch, so that a crash leaves the
-   * region whole or gone (review X2). LevelDB's clear() is not that: classic-level deletes a
-   * range in many unsynced batches of about 16 KiB of keys each, in key order — the entries
-   * lowest index first, then the hard state, the meta, the snapshot, the compaction point — so a
-   * kill -9 during a replica's destroy left part of it: a log with a gap (reported damaged at
-   * the next start), or, with the cut after the last entry or after the hard state, a replica
-   * that reopened as healthy under its old peer id without the entries it had acknowledged,
-   * perhaps without its term and vote (finding 1's hazard: a voter that forgot).
-   */
-  /**
    * Deletes a region's records (its replica was destroyed). In bounded writes, not one: a LevelDB
    * write is synced and writes go one at a time (write), so one batch deleting a long log held
    * every other write of the node — the ready loop's for every region — behind it (about 200 ms
@@ -510,7 +500,12 @@ export class Wal implements LogEngine {
    * state, snapshot, compaction point): from then on the region is gone, and an open finishes
    * the drop (recover) instead of loading what is left; then its entries, DROP_CHUNK_RECORDS per
    * write; then the marker. Opens and closes of replicas run one at a time (the datanode's O3), so
-   * no new replica of the region writes under its prefix before this returns.
+   * no new replica of the region writes under its prefix before this returns. A crash leaves the
+   * region whole (before the marker) or gone (after it), never part of it: LevelDB's clear() was
+   * not that (many unsynced batches in key order: a log with a gap, or a replica that reopened
+   * under its old peer id without the entries it had acknowledged — review X2). A failure after
+   * the marker poisons the WAL: a replica of the region opened again on this node before the drop
+   * finished would be deleted by the next open's finishing of it (review of X5).
    */
   async dropRegion(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
@@ -522,18 +517,40 @@ export class Wal implements LogEngine {
     this.logs.delete(regionId);
     this.metas.delete(regionId);
     this.damaged.delete(regionId);
-    await this.deleteDroppedRecords(regionId);
+    try {
+      await this.deleteDroppedRecords(regionId);
+    } catch (err) {
+      if (err instanceof WalFatalError) throw err;
+      this.poisoned ??= err as Error;
+      throw new WalFatalError(`deleting the records of region ${regionId} failed after its drop marker was written: ${(err as Error).message}`, err);
+    }
   }
 
-  /** What is left of a dropped region (dropRegion), in writes of DROP_CHUNK_RECORDS, then its drop marker. */
+  /** Drops running now (dropRegion, or an open finishing one): the WAL's space reclamation waits for them (maybeReclaim). */
+  private dropsRunning = 0;
+
+  /**
+   * What is left of a dropped region (dropRegion), then its drop marker: listed and deleted
+   * DROP_CHUNK_RECORDS at a time (a long log is never held in memory whole), each page listed
+   * after the last key of the one before (not from the prefix again, over the tombstones).
+   */
   private async deleteDroppedRecords(regionId: string): Promise<void> {
     const prefix = regionPrefix(regionId);
-    const keys: string[] = [];
-    for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\xff` })) keys.push(key);
-    for (let i = 0; i < keys.length; i += DROP_CHUNK_RECORDS) {
-      await this.write(keys.slice(i, i + DROP_CHUNK_RECORDS).map((key) => ({ type: 'del', key })));
+    this.dropsRunning++;
+    try {
+      let after: string | undefined;
+      for (;;) {
+        const keys: string[] = [];
+        for await (const key of this.db.keys({ ...(after === undefined ? { gte: prefix } : { gt: after }), lt: `${prefix}\xff`, limit: DROP_CHUNK_RECORDS })) keys.push(key);
+        if (keys.length === 0) break;
+        await this.write(keys.map((key) => ({ type: 'del', key })));
+        after = keys[keys.length - 1];
+      }
+      await this.write([{ type: 'del', key: dropMarkerKey(regionId) }]);
+    } finally {
+      this.dropsRunning--;
     }
-    await this.write([{ type: 'del', key: dropMarkerKey(regionId) }]);
+    this.maybeReclaim(); // once, now: not every WAL_RECLAIM_AFTER_DELETES of a long drop
   }
 
   batch(): WalBatch {
@@ -618,7 +635,7 @@ export class Wal implements LogEngine {
    * enough deletes, compact the whole (small) key range in the background.
    */
   private maybeReclaim(): void {
-    if (this.reclaiming || this.deletesSinceCompaction < WAL_RECLAIM_AFTER_DELETES) return;
+    if (this.reclaiming || this.dropsRunning > 0 || this.deletesSinceCompaction < WAL_RECLAIM_AFTER_DELETES) return;
     this.deletesSinceCompaction = 0;
     // `level` on Node is classic-level, which has compactRange (the browser typings do not).
     const db = this.db as unknown as { compactRange(start: string, end: string): Promise<void> };

@@ -282,9 +282,12 @@ export class SimDisk implements LogEngine {
 
   /**
    * With the cluster simulator's `slowdrop` fault: how long deleting a region takes (virtual ms),
-   * drawn per drop. The WAL's dropRegion clears the region's key range in LevelDB, which takes
-   * as long as the region's log is big and the disk is busy; the deletion lands at its end, all
-   * at once, and a crash before then loses it (the event dies with the process that asked).
+   * drawn per drop. The WAL's dropRegion deletes the region's records in LevelDB, which takes as
+   * long as the region's log is big and the disk is busy. The model lands the deletion at its end,
+   * all at once, and a crash before then loses it (the event dies with the process that asked);
+   * the real WAL (row X5 of docs/correctness.md) makes the region gone at its first write, a small
+   * one, and an open after a crash finishes the rest — so the model keeps the region longer, the
+   * conservative side for the checkers.
    * Undefined: instant, as before the fault.
    */
   dropDelayMs: (() => number) | undefined;

@@ -14,7 +14,7 @@ import { Wal } from '../../src/wal/index.js';
 import { DROP_CHUNK_RECORDS } from '../../src/wal/wal.js';
 import { decodeEntry, encodeEntry } from '../../src/wal/record.js';
 import { RECORD_TYPE, damageFile, logRecords, newestLog, retypeRecord, sectorInside } from '../fixtures/leveldb-log-damage.js';
-import { appendTornRecord, deleteEntry, entryIndexes, flipByte, interruptedDrop, tearLastRecord } from '../fixtures/wal-corrupt.js';
+import { appendTornRecord, deleteEntry, dropMarkerIn, entryIndexes, flipByte, interruptedDrop, tearLastRecord } from '../fixtures/wal-corrupt.js';
 
 const entry = (index: number, term: number, text = `v${index}`): Entry => ({ index, term, type: 0, data: new TextEncoder().encode(text) });
 const range = (lo: number, hi: number, term: number) => Array.from({ length: hi - lo + 1 }, (_, i) => entry(lo + i, term));
@@ -147,7 +147,7 @@ describe('WAL (LevelDB)', () => {
     await wal.close();
   });
 
-  it('dropping a long log deletes it in bounded writes: another region\'s write made once the drop began lands before the drop ends (X2)', async () => {
+  it('dropping a long log deletes it in bounded writes: another region\'s write made once the drop began lands before the drop ends (X5)', async () => {
     const dir = tempDir();
     const writes: number[] = [];
     let onWrite: (() => void) | undefined;
@@ -190,7 +190,7 @@ describe('WAL (LevelDB)', () => {
     expect(await entryIndexes(dir, '1'), 'no record of region 1 left').to.deep.equal([]);
   });
 
-  it('a drop a stop interrupted after its first write is finished by the next open: the region gone, not damaged, nothing of it left (X2)', async () => {
+  it('a drop a stop interrupted after its first write is finished by the next open: the region gone, not damaged, nothing of it left (X5)', async () => {
     const dir = tempDir();
     const wal = await Wal.open(dir, silentLogger);
     const b = wal.batch();
@@ -215,6 +215,42 @@ describe('WAL (LevelDB)', () => {
     expect(again.region('1').term(2)).to.equal(7);
     await again.close();
     expect(await entryIndexes(dir, '1')).to.deep.equal([1, 2]);
+  });
+
+  it('a drop that fails after its marker stops the WAL: no replica of the region is written again before the next open finishes the drop (review of X5)', async () => {
+    const dir = tempDir();
+    const wal = await Wal.open(dir, silentLogger);
+    const b = wal.batch();
+    b.append('1', range(1, 50, 2));
+    b.setHardState('1', { term: 2, vote: 1, commit: 50 });
+    b.append('2', range(1, 5, 1));
+    await b.commit();
+    // Listing the region's keys fails once (a read error in one of LevelDB's table files).
+    const db = (wal as unknown as { db: { keys: (...a: unknown[]) => unknown } }).db;
+    const keys = db.keys.bind(db);
+    db.keys = () => {
+      db.keys = keys;
+      throw new Error('EIO (test)');
+    };
+    const failed = await wal.dropRegion('1').then(
+      () => 'dropped',
+      (err: Error) => err.message,
+    );
+    expect(failed).to.contain('the WAL can no longer be trusted');
+    // Before: the WAL went on, a new replica of the region (term 5, vote 9) was written under its
+    // prefix — and the next open, finishing the marked drop, deleted it: a voter that forgot.
+    const rewrite = wal.batch();
+    rewrite.append('1', range(1, 3, 5));
+    rewrite.setHardState('1', { term: 5, vote: 9, commit: 3 });
+    const outcome = await rewrite.commit().then(
+      () => 'written',
+      (err: Error) => err.message,
+    );
+    expect(outcome, 'a write after the failed drop').to.contain('an earlier WAL write failed');
+    await wal.close().catch(() => {});
+    const reopened = await Wal.open(dir, silentLogger);
+    expect(reopened.regionIds(), 'the drop finished at the open').to.deep.equal(['2']);
+    await reopened.close();
   });
 
   it('regions are isolated: compacting or dropping one leaves the others intact', async () => {
@@ -394,7 +430,7 @@ describe('WAL (LevelDB)', () => {
     await third.close();
   });
 
-  it('a kill -9 while a region is dropped leaves the region whole or gone, never part of it (review X2)', async function () {
+  it('a kill -9 while a region is dropped leaves the region whole or gone, never part of it (review X2; X5: also between its writes)', async function () {
     // Destroying a replica deletes its records. A partial deletion is either a gap (the replica
     // reported damaged at the next start) or — when the cut falls after its last entry, or after
     // its hard state — a replica that reopens as healthy under its old peer id with acknowledged
@@ -420,10 +456,16 @@ describe('WAL (LevelDB)', () => {
     await wal.close();
     const child = join(import.meta.dirname, '../support/wal-drop-child.ts');
     const outcomes: string[] = [];
-    for (const delayMs of [0, 0, 2, 10, 40, 600]) {
+    // Kills at delays after the drop starts, and (X5: the drop is several writes) at known points:
+    // as its n-th LevelDB write returns — 1 is its marker, 2 and 6 are after entries were deleted.
+    const killPoints: ({ delayMs: number } | { writes: number })[] = [0, 0, 2, 10, 40, 600].map((delayMs) => ({ delayMs }));
+    killPoints.push({ writes: 1 }, { writes: 2 }, { writes: 6 });
+    for (const at of killPoints) {
+      const delayMs = 'delayMs' in at ? at.delayMs : 0;
       const dir = tempDir();
       cpSync(template, dir, { recursive: true });
-      const proc = spawn(process.execPath, ['--import', 'tsx', child, dir, '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const args = ['--import', 'tsx', child, dir, '1', ...('writes' in at ? [String(at.writes)] : [])];
+      const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
       const started = await new Promise<boolean>((resolve) => {
         let out = '';
@@ -433,10 +475,18 @@ describe('WAL (LevelDB)', () => {
         });
         proc.on('exit', () => resolve(false));
       });
-      expect(started, `the child reached dropRegion (kill delay ${delayMs} ms)`).to.equal(true);
-      await new Promise((r) => setTimeout(r, delayMs));
-      proc.kill('SIGKILL');
-      await exited;
+      expect(started, `the child reached dropRegion (kill ${JSON.stringify(at)})`).to.equal(true);
+      if ('writes' in at) {
+        await exited; // it kills itself
+        // The kill landed where it was meant to: the marker written, and after write 2 part of the entries gone.
+        const left = (await entryIndexes(dir, '1')).length;
+        expect(await dropMarkerIn(dir, '1'), `the drop marker after write ${at.writes}`).to.equal(true);
+        if (at.writes >= 2) expect(left, `entries left after write ${at.writes}`).to.be.within(1, big - 100 - 1);
+      } else {
+        await new Promise((r) => setTimeout(r, delayMs));
+        proc.kill('SIGKILL');
+        await exited;
+      }
       const after = await Wal.open(dir, silentLogger);
       const damage = after.damage('1');
       const hosted = after.regionIds().includes('1');
@@ -446,7 +496,7 @@ describe('WAL (LevelDB)', () => {
       expect(after.region('2').lastIndex(), 'the other region is untouched').to.equal(5);
       await after.close();
     }
-    console.log(`      kill outcomes by delay: ${outcomes.join(', ')}`);
+    console.log(`      kill outcomes (delays 0, 0, 2, 10, 40, 600 ms; after writes 1, 2, 6): ${outcomes.join(', ')}`);
     expect(outcomes.filter((o) => o !== 'whole' && o !== 'gone'), `outcomes by kill delay: ${outcomes.join('; ')}`).to.deep.equal([]);
   });
 

@@ -912,6 +912,10 @@ export class MetasrvCore {
         return best;
       },
       send: (nodeId, instruction) => {
+        // A procedure's open waits as reconciliation's does (openHeld; DT4): the procedure sends it
+        // again (its `resend`) until the replica reports.
+        const open = 'open_region' in instruction ? instruction.open_region : undefined;
+        if (open && this.openHeld(nodeId, { regionId: open.region_id ?? '', peerId: Number(open.self_peer_id ?? 0) })) return;
         this.staged.push([nodeId, instruction, this.registrations.get(nodeId) ?? 0]);
       },
       openInstruction: (region, peerId, bootstrap) => this.openInstruction(region, peerId, bootstrap),

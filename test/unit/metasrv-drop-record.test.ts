@@ -270,6 +270,51 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect(opens, 'the join, once the listing succeeded').to.deep.equal([`${regionId}@3 join`]);
   });
 
+  it('a repair procedure\'s open waits for the listing as reconciliation\'s does: none staged while the drop records are unread, then sent (DT4, review)', async () => {
+    const nodes = [1, 2, 3, 4];
+    const catalog = new MemoryCatalog(CLUSTER);
+    const first = await start(catalog);
+    for (const n of nodes) await first.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    for (const n of nodes) await first.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
+    const route = (await createOneRegionTable(first)).routes![0]!;
+    const regionId = route.region_id!;
+    const peers = new Map((route.peers ?? []).map((p) => [Number(p.node_id), Number(p.peer_id)]));
+    first.halt();
+    // A metasrv started while the drop records cannot be read; the region's replica on one node failed.
+    store.failing = true;
+    const core = await start(catalog);
+    const [failedNode, leaderNode] = [...peers.keys()].filter((n) => n !== 1).concat([1]);
+    const free = nodes.find((n) => !peers.has(n))!;
+    const beat = async (n: number) => {
+      const peer = peers.get(n);
+      const replicas = peer === undefined ? [] : [replicaReport({ regionId, peerId: peer, leader: n === leaderNode, leaderNodeId: leaderNode!, voters: [...peers.values()], ...(n === failedNode ? { failure: 'corrupt WAL record (test)' } : {}) })];
+      const res = await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, anyone);
+      return opensOf((res.instructions ?? []).flatMap((i) => (i.open_region ? [i.open_region] : [])), n);
+    };
+    for (const n of nodes) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
+    const repair = () => Object.values(catalog.state.procedures).find((p) => p.kind === 'repair-replica');
+    const opens: string[] = [];
+    for (let i = 0; i < 60 && !(repair()?.notes ?? []).some((note) => note.startsWith('new peer')); i++) {
+      for (const n of nodes) opens.push(...(await beat(n)));
+      core.onTickTimer();
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    expect(repair(), 'a repair-replica placed a new peer').to.not.equal(undefined);
+    for (let i = 0; i < 10; i++) {
+      for (const n of nodes) opens.push(...(await beat(n)));
+      core.onTickTimer();
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    expect(opens, 'no open while the drop records are unread (before: the repair\'s open of the new peer)').to.deep.equal([]);
+    store.failing = false;
+    for (let i = 0; i < 100 && !opens.some((o) => o.startsWith(`${regionId}@${free} `)); i++) {
+      for (const n of nodes) opens.push(...(await beat(n)));
+      core.onTickTimer();
+      await new Promise((ok) => setTimeout(ok, 20));
+    }
+    expect(opens.filter((o) => o.startsWith(`${regionId}@`)), 'the new peer opened once the records are read').to.include(`${regionId}@${free} join`);
+  });
+
   it('recover of a table a restored copy still holds waits for the drop records: UNAVAILABLE while unread (no region started over), then NOT_FOUND once the table is dropped again (review of DT2)', async () => {
     const { copy } = await dropAfterCopy('reported');
     const restored = restoredFrom(copy);

@@ -125,6 +125,18 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     };
     return { admin, recovers };
   };
+  /**
+   * The store readable again: ticks every 200 ms (the listing is made again a second after the
+   * last one began), then waits for table `t` to leave `restored` (its drop record read).
+   */
+  const recordsReadAgain = async (core: MetasrvCore, clock: HandClock, restored: MemoryCatalog) => {
+    store.failing = false;
+    for (let i = 0; i < 6; i++) {
+      clock.advance(200);
+      core.onTickTimer();
+    }
+    for (let i = 0; i < 100 && restored.state.tables['t'] !== undefined; i++) await new Promise((ok) => setTimeout(ok, 10));
+  };
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'regiondb-drop-record-'));
     store = new DropRecordStore(new FsObjectStore(dir));
@@ -202,13 +214,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     clock.advance(300); // the start's quiet period (its timer)
     const create = await creating;
     expect((create as RegionDbError).code, 'CreateTable').to.equal(ErrorCode.Unavailable);
-    store.failing = false;
-    // Ticks every 200 ms: the listing is made again a second after the last one began.
-    for (let i = 0; i < 6; i++) {
-      clock.advance(200);
-      core.onTickTimer();
-    }
-    for (let i = 0; i < 100 && restored.state.tables['t'] !== undefined; i++) await new Promise((ok) => setTimeout(ok, 10));
+    await recordsReadAgain(core, clock, restored);
     expect(restored.state.tables['t'], 'dropped once the records are read').to.equal(undefined);
     expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
   });
@@ -220,12 +226,7 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     const clock = new HandClock();
     const core = await start(restored, clock);
     expect(await nodesComeBack(core), 'no open while the records are unread (before: each node told to join it)').to.deep.equal([]);
-    store.failing = false;
-    for (let i = 0; i < 6; i++) {
-      clock.advance(200);
-      core.onTickTimer();
-    }
-    for (let i = 0; i < 100 && restored.state.tables['t'] !== undefined; i++) await new Promise((ok) => setTimeout(ok, 10));
+    await recordsReadAgain(core, clock, restored);
     expect(restored.state.tables['t'], 'dropped once the records are read').to.equal(undefined);
     expect(await nodesComeBack(core), 'and never opened after').to.deep.equal([]);
     expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
@@ -294,24 +295,20 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     for (const n of nodes) await core.registerNode({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), http_addr: addr(n), store_id: `store-${n}` } as never, anyone);
     const repair = () => Object.values(catalog.state.procedures).find((p) => p.kind === 'repair-replica');
     const opens: string[] = [];
-    for (let i = 0; i < 60 && !(repair()?.notes ?? []).some((note) => note.startsWith('new peer')); i++) {
-      for (const n of nodes) opens.push(...(await beat(n)));
-      core.onTickTimer();
-      await new Promise((ok) => setTimeout(ok, 20));
-    }
+    /** Beats of every node and a tick, every 20 ms, at most `rounds` times or until `done`. */
+    const rounds = async (count: number, done: () => boolean = () => false) => {
+      for (let i = 0; i < count && !done(); i++) {
+        for (const n of nodes) opens.push(...(await beat(n)));
+        core.onTickTimer();
+        await new Promise((ok) => setTimeout(ok, 20));
+      }
+    };
+    await rounds(60, () => (repair()?.notes ?? []).some((note) => note.startsWith('new peer')));
     expect(repair(), 'a repair-replica placed a new peer').to.not.equal(undefined);
-    for (let i = 0; i < 10; i++) {
-      for (const n of nodes) opens.push(...(await beat(n)));
-      core.onTickTimer();
-      await new Promise((ok) => setTimeout(ok, 20));
-    }
+    await rounds(10);
     expect(opens, 'no open while the drop records are unread (before: the repair\'s open of the new peer)').to.deep.equal([]);
     store.failing = false;
-    for (let i = 0; i < 100 && !opens.some((o) => o.startsWith(`${regionId}@${free} `)); i++) {
-      for (const n of nodes) opens.push(...(await beat(n)));
-      core.onTickTimer();
-      await new Promise((ok) => setTimeout(ok, 20));
-    }
+    await rounds(100, () => opens.some((o) => o.startsWith(`${regionId}@${free} `)));
     expect(opens.filter((o) => o.startsWith(`${regionId}@`)), 'the new peer opened once the records are read').to.include(`${regionId}@${free} join`);
   });
 

@@ -449,8 +449,17 @@ export class SimDdlClient {
       for (const regionId of table.regions) {
         const history = table.histories.get(regionId)!;
         // A forgotten table's regions are read where they are still hosted (no catalog repairs them),
-        // also while it is live (engine seeds 2001, 2002 of the wide mix: read on every node).
-        const readAt = this.host.nodeIds.filter((n) => (table.state === 'live' && !table.forgotten) || this.host.hosts(n, regionId));
+        // also while it is live (engine seeds 2001, 2002 of the wide mix: read on every node). A live
+        // table's region is read on every node that hosts it, and must be hosted somewhere: with a
+        // fourth node (drain, a repair) a region lives on three of four, and a node its group
+        // removed (a repair moved its peer away: engine seed 2070 of the wide mix) has nothing to
+        // read; where its replicas should be is the catalog placement checker's.
+        const hostedAt = this.host.nodeIds.filter((n) => this.host.hosts(n, regionId));
+        if (table.state === 'live' && !table.forgotten && hostedAt.length === 0) {
+          this.host.flag('liveness', `${table.name}'s region ${regionId} is hosted on no node after healing`);
+          return;
+        }
+        const readAt = hostedAt;
         if (table.state === 'forgotten' && table.dropUncertain && readAt.length === 0) {
           // Its DropTable was answered NOT_FOUND by a catalog that forgot it after an attempt whose
           // outcome was unknown (it may have marked the drop), and a later copy

@@ -3124,6 +3124,24 @@ export class ClusterSim {
         this.mutate(this.ddlWriter, regionId, { op: 'add', element }, { f: 'add', value: element }, log);
       },
       hosts: (nodeId, regionId) => this.hostsAnyhow(this.nodes.get(nodeId)!, regionId),
+      quorumHosted: (regionId) => {
+        const able = new Set<number>();
+        const configs: (readonly number[])[] = [];
+        for (const node of this.nodes.values()) {
+          const replica = node.server?.replica(regionId);
+          if (replica) {
+            able.add(replica.selfPeerId);
+            configs.push(replica.raft.confState().voters);
+          } else if (!node.server && !node.disk.damage(regionId)) {
+            const peer = this.peerOnDisk(node, regionId);
+            const store = node.disk.stores.get(regionId);
+            if (peer === undefined || !store) continue;
+            able.add(peer);
+            configs.push(store.snapshot().metadata.confState.voters);
+          }
+        }
+        return configs.some((voters) => voters.filter((v) => able.has(v)).length > voters.length / 2);
+      },
       newGeneration: (regionId) => this.regionGeneration.set(regionId, (this.regionGeneration.get(regionId) ?? 0) + 1),
       catalogLost: () => {
         this.catalogWasLost = true;

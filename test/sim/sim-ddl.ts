@@ -76,6 +76,13 @@ export interface DdlHost {
   add(regionId: string, element: number, log: HistoryEvent[], done: () => void): void;
   /** Whether node `nodeId` hosts a replica of the region: running, failed, or on its disk (a down node's restart reopens it). */
   hosts(nodeId: number, regionId: string): boolean;
+  /**
+   * Whether some replica's configuration of the region has a majority of its voters still able to
+   * take part: running, or on the disk of a node that is down (its restart reopens it). A region of
+   * a table a restored catalog forgot is repaired by no one, so destructive faults (a wipe, a
+   * restored disk refused) can leave it without a quorum for good.
+   */
+  quorumHosted(regionId: string): boolean;
   /** Applies of a region after this are another group's (a region id re-used by a new table). */
   newGeneration(regionId: string): void;
   /** The catalog was lost: the workload table is no longer in it (its regions are left alone, finding 2a). */
@@ -460,6 +467,13 @@ export class SimDdlClient {
           return;
         }
         const readAt = hostedAt;
+        if ((table.state === 'forgotten' || table.forgotten) && readAt.length > 0 && !this.host.quorumHosted(regionId)) {
+          // Forgotten by a restored catalog, so never repaired, and destructive faults then took a
+          // majority of its replicas (engine seed 2104 of the wide mix: n2 wiped, n4's restored
+          // disk refused and moved aside): no read is possible, and none is owed.
+          this.host.record(`ddl: ${table.name}'s region ${regionId} (forgotten by the catalog) has no quorum of replicas left: not read`);
+          continue;
+        }
         if (table.state === 'forgotten' && table.dropUncertain && readAt.length === 0) {
           // Its DropTable was answered NOT_FOUND by a catalog that forgot it after an attempt whose
           // outcome was unknown (it may have marked the drop), and a later copy

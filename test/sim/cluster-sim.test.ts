@@ -1129,6 +1129,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
     });
 
+    // Engine seed 2110 of the wide mix (session 22): d1's peer 9 on n3 failed on its damaged log; a
+    // repair put peer 12 on n2 and deleted peer 9 — after the checker had chosen n3 to read on, so
+    // it waited on n3 until "no linearizable read of d1's region … on n3 after healing". A node
+    // that stops hosting the region during the check is not read (one read at least is asked).
+    it('the wide mix with the metasrv, engine seed 2110: a region a repair moves off a node during the final check is read where it is', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
+      const r = await runClusterSim(2110, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // Engine seed 2104 of the wide mix (session 22): d1 created on n1, n2 and n4, then forgotten
     // by a restored catalog (its DropTable answered NOT_FOUND); n2 was wiped and n4's restored
     // disk refused and moved aside, so only n1's replica is left, and nothing repairs a region no

@@ -482,8 +482,13 @@ export class SimDdlClient {
           this.host.record(`ddl: ${table.name}'s region ${regionId} is hosted nowhere: its drop was finished by a restored catalog holding its mark`);
           continue;
         }
+        let reads = 0;
         for (const nodeId of readAt) {
           for (;;) {
+            // A replica that failed (a damaged log) is replaced elsewhere by a repair, not read:
+            // once its node no longer hosts the region, nothing is owed there (engine seed 2110
+            // of the wide mix: d1's peer 9 on n3 failed, a repair put peer 12 on n2 and deleted 9).
+            if (!this.host.hosts(nodeId, regionId)) break;
             if (this.host.sched.now > io.deadline) {
               this.host.flag('liveness', `no linearizable read of ${table.name}'s region ${regionId} on n${nodeId} after healing`);
               return;
@@ -492,8 +497,13 @@ export class SimDdlClient {
             const value = await io.readAll(nodeId, regionId);
             if (value === undefined) continue;
             history.push({ type: 'invoke', process: 2_000_000 + nodeId, f: 'final-read', time: invokedAt }, { type: 'ok', process: 2_000_000 + nodeId, f: 'final-read', time: this.host.sched.now, value });
+            reads++;
             break;
           }
+        }
+        if (reads === 0 && readAt.length > 0) {
+          this.host.flag('liveness', `no linearizable read of ${table.name}'s region ${regionId} on any node after healing (every node that hosted it stopped hosting it)`);
+          return;
         }
         const set = checkSet([...history].sort((a, b) => a.time - b.time));
         if (!set.valid) this.host.flag('set (no acknowledged add lost)', `table ${table.name} (${table.tableId}), region ${regionId}: ${set.message}`);

@@ -1106,6 +1106,31 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       for (const seed of [4, 9, 14]) await runClusterSim(seed, options);
     });
 
+    // The DDL checker's final reads (test/sim/sim-ddl.ts `check`), three false `liveness` verdicts
+    // of the wide mix with the metasrv (session 22; each failed before its fix):
+    // - seed 2070: it read a live table's region on every node, and with four nodes a region lives
+    //   on three — a repair replaced d1's peer 4 on n2 (its log damaged) by peer 7 on n1 and n2's
+    //   replica was deleted: "no linearizable read of d1's region … on n2 after healing". It reads
+    //   where the region is hosted (and flags a live region hosted nowhere).
+    // - seed 2110: d1's peer 9 on n3 failed on its damaged log and a repair put peer 12 on n2 and
+    //   deleted peer 9 after the check had chosen n3: "… on n3 after healing". A node that stops
+    //   hosting the region during the check is not waited for (one read at least is asked).
+    // - seed 2104: d1 created on n1, n2 and n4, then forgotten by a restored catalog (its DropTable
+    //   answered NOT_FOUND); n2 was wiped and n4's restored disk refused and moved aside, so only
+    //   n1's replica is left and nothing repairs a region no catalog knows: "… on n1 after
+    //   healing". A forgotten region without a quorum of replicas able to take part is not read.
+    for (const [seed, what] of [
+      [2070, "a live table's region is read where it is hosted, not on a node a repair moved it off"],
+      [2110, 'a region a repair moves off a node during the final check is read where it is'],
+      [2104, "a forgotten table's region that destructive faults left without a quorum is not read"],
+    ] as const) {
+      it(`the wide mix with the metasrv, engine seed ${seed}: ${what} after healing`, async () => {
+        const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
+        const r = await runClusterSim(seed, { mode: 'engine', metasrv: true, faults: [...faults] });
+        expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+      });
+    }
+
     // Finding DT2 (docs/ddl.md, "A catalog older than the drop"): a catalog copy saved before the
     // region's first report (`bootstrapped` false) restored after the table's drop told a node to
     // bootstrap the region: a new, empty raft group under the dropped region's id and peer ids,
@@ -1118,39 +1143,6 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // restores such a copy and drops d1 again, passing — with the planted drop-records-ignored it
     // fails `state machine safety` (on the branch it was seed 2032; 2017 failed then on the
     // slow-apply finding E12, fixed).
-    // The DDL checker read a live table's region on every node after healing; with four nodes a
-    // region lives on three. Engine seed 2070 of the wide mix (session 22): a repair replaced d1's
-    // peer 4 on n2 (its log damaged) by peer 7 on n1, n2's replica was deleted, and the checker
-    // waited for a linearizable read on n2 until "no linearizable read of d1's region … on n2
-    // after healing". It reads where the region is hosted now (and flags a region hosted nowhere).
-    it('the wide mix with the metasrv, engine seed 2070: a live table\'s region is read after healing where it is hosted, not on a node a repair moved it off', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2070, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // Engine seed 2110 of the wide mix (session 22): d1's peer 9 on n3 failed on its damaged log; a
-    // repair put peer 12 on n2 and deleted peer 9 — after the checker had chosen n3 to read on, so
-    // it waited on n3 until "no linearizable read of d1's region … on n3 after healing". A node
-    // that stops hosting the region during the check is not read (one read at least is asked).
-    it('the wide mix with the metasrv, engine seed 2110: a region a repair moves off a node during the final check is read where it is', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2110, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // Engine seed 2104 of the wide mix (session 22): d1 created on n1, n2 and n4, then forgotten
-    // by a restored catalog (its DropTable answered NOT_FOUND); n2 was wiped and n4's restored
-    // disk refused and moved aside, so only n1's replica is left, and nothing repairs a region no
-    // catalog knows: the checker waited for a read on n1 until "no linearizable read of d1's
-    // region … on n1 after healing". A forgotten region without a quorum of replicas able to take
-    // part is not read (recorded).
-    it('the wide mix with the metasrv, engine seed 2104: a forgotten table\'s region that destructive faults left without a quorum is not read after healing', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2104, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
     it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2017 of the wide mix)', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: [...faults] };

@@ -282,18 +282,17 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (cmd.kind.startsWith('standby-')) {
       // Entries applied before a failure stay applied (S1 moved past them); the region server
       // applies this index again and the release continues where it stopped.
+      const undo = (err: unknown): never => {
+        this.appliedIndex = appliedBefore;
+        throw err;
+      };
       let out: ApplyResult | Promise<ApplyResult>;
       try {
         out = this.applyStandby(index, cmd);
       } catch (err) {
-        this.appliedIndex = appliedBefore;
-        throw err;
+        return undo(err);
       }
-      if (!(out instanceof Promise)) return out;
-      return out.catch((err: unknown) => {
-        this.appliedIndex = appliedBefore;
-        throw err;
-      });
+      return out instanceof Promise ? out.catch(undo) : out;
     }
     const result = this.applyClient(index + (this.standby?.versionOffset ?? 0), data, cmd);
     if (!(result instanceof Promise)) return result;

@@ -628,6 +628,11 @@ export class MetasrvCore {
   // the last listing stays held (the safe side) while the store cannot be listed again.
   private unreadableDropRecords = new Map<number, UnreadableDropRecord>();
 
+  /** The unreadable drop record holding the table of region `regionId`, if any (no region id parsed while none is held). */
+  private unreadableRecordOf(regionId: string): UnreadableDropRecord | undefined {
+    return this.unreadableDropRecords.size === 0 ? undefined : this.unreadableDropRecords.get(tableIdOfRegion(regionId));
+  }
+
   /** Before a table id is allocated: the object store listed in this acting epoch, else UNAVAILABLE (retryable, nothing done). */
   private async tableIdsListed(why = 'a table id is allocated only above every table with objects there (a dropped table\'s stay); nothing was created'): Promise<void> {
     if (!this.config.storage || this.tableIdsListedAt === this.epoch) return;
@@ -1270,7 +1275,7 @@ export class MetasrvCore {
    */
   private openHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
     if (!this.config.storage) return false;
-    const unreadable = this.unreadableDropRecords.size === 0 ? undefined : this.unreadableDropRecords.get(tableIdOfRegion(open.regionId));
+    const unreadable = this.unreadableRecordOf(open.regionId);
     if (unreadable) {
       const suppressed = this.rejectionLog.admit(`open-held-record:${open.regionId}`, this.clock.nowMs());
       if (suppressed !== undefined) this.log.warn({ nodeId, ...open, record: unreadable.key, why: unreadable.why, suppressed }, 'not opening a replica of a table whose drop record cannot be read');
@@ -1312,7 +1317,7 @@ export class MetasrvCore {
     const applied = region.replicas.map((p) => this.observed.get(p.nodeId)?.replicas.get(region.regionId)?.appliedIndex ?? 0);
     const live = region.replicas.filter((p) => !p.lost && this.isAlive(p.nodeId) && this.observed.get(p.nodeId)?.replicas.get(region.regionId)?.peerId === p.peerId).length;
     const problems = [...(this.problems.get(region.regionId) ?? []), ...region.replicas.filter((p) => p.lost).map((p) => `peer ${p.peerId} on node ${p.nodeId} lost: ${p.lost}`)];
-    const unreadable = this.unreadableDropRecords.size === 0 ? undefined : this.unreadableDropRecords.get(tableIdOfRegion(region.regionId));
+    const unreadable = this.unreadableRecordOf(region.regionId);
     if (unreadable) problems.push(`the drop record ${unreadable.key} of table ${unreadable.table} cannot be read (${unreadable.why}): no replica is opened and the table is not recovered until it can; drop the table to finish what the record says, or delete the object only if the table was never dropped`);
     return {
       route: this.route(region),
@@ -1977,7 +1982,8 @@ export class MetasrvCore {
       // finish. A region of it that no live datanode hosts, every node the catalog places it on
       // alive and reported, has nothing to fence — no quorum of it runs, and none is opened while
       // the table is held (openHeld) — and counts as fenced at index 0.
-      const hostedNowhere = this.unreadableDropRecords.has(tableId) ? unfenced.filter((r) => this.hostedNowhere(r)) : [];
+      const reports = this.unreadableDropRecords.has(tableId) ? this.liveReports() : undefined;
+      const hostedNowhere = reports ? unfenced.filter((r) => this.hostedNowhere(r, reports)) : [];
       for (const r of hostedNowhere) fenced.set(r.regionId, 0);
       if (hostedNowhere.length > 0) this.log.warn({ table: name, tableId, regions: hostedNowhere.map((r) => r.regionId) }, 'regions of a table held by an unreadable drop record are hosted by no live datanode: nothing to fence');
       const failures = await this.fenceRegions(
@@ -2167,10 +2173,10 @@ export class MetasrvCore {
     throw new Error(last);
   }
 
-  /** No live datanode's report has a replica of the region, and every node the catalog places one on is alive and has reported (see finishDrop, DT3). */
-  private hostedNowhere(region: RegionDef): boolean {
+  /** No live datanode's report (`reports`, liveReports) has a replica of the region, and every node the catalog places one on is alive and has reported (see finishDrop, DT3). */
+  private hostedNowhere(region: RegionDef, reports: Reports): boolean {
     for (const p of region.replicas) if (!this.isAlive(p.nodeId) || !this.observed.has(p.nodeId)) return false;
-    for (const replicas of this.liveReports().values()) if (replicas.has(region.regionId)) return false;
+    for (const replicas of reports.values()) if (replicas.has(region.regionId)) return false;
     return true;
   }
 

@@ -1454,23 +1454,22 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   private applyOffLoop(replica: Replica<S, R>, index: number, upTo: number, membershipBehind: boolean, stall: ApplyStall | undefined, pending: Promise<RegionDbError | undefined>): void {
     let applying: ApplyInFlight | undefined;
+    /** Sets the outcome; true when nothing takes it up any more (dropped, closed, stopped). */
+    const landedLate = (failure: RegionDbError | undefined): boolean => {
+      applying!.outcome = { failure };
+      if (replica.applying === applying && !replica.closed && !this.stopped) return false;
+      this.replicasApplying.delete(replica);
+      return true;
+    };
     const settled = pending.then(
       (failure) => {
-        applying!.outcome = { failure };
-        if (replica.applying !== applying || replica.closed || this.stopped) {
-          this.replicasApplying.delete(replica);
-          return;
-        }
+        if (landedLate(failure)) return;
         this.touch(replica);
         this.schedule();
       },
       (err: unknown) => {
         // applyEntry's handlers do not throw; if one did, the replica cannot know what it applied.
-        applying!.outcome = { failure: undefined };
-        if (replica.applying !== applying || replica.closed || this.stopped) {
-          this.replicasApplying.delete(replica);
-          return;
-        }
+        if (landedLate(undefined)) return;
         this.failReplica(replica, index, `region ${replica.regionId}: the apply of index ${index} threw: ${err instanceof Error ? err.message : String(err)}`);
       },
     );

@@ -34,6 +34,7 @@ function stat(i: number): ReplicaStat__Output {
     health: 'ok',
     failure: '',
     conf_index: String(1 + (i % 3)),
+    members: i % 3 === 0 ? [0, 1, 2].map((k) => ({ peer_id: String(3 * i + 1 + k), node_id: String(1 + k), addr: '' })) : [],
   };
 }
 

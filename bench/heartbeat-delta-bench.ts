@@ -39,6 +39,7 @@ function stat(i: number, applied: number): ReplicaStat__Output {
     health: 'ok',
     failure: '',
     conf_index: '1',
+    members: i % 3 === 0 ? [0, 1, 2].map((k) => ({ peer_id: String(base + k), node_id: String(1 + k), addr: '' })) : [],
   };
 }
 

@@ -331,6 +331,19 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     if (this.regionServer.replica(regionId)) return;
     const meta = this.regionMetaOf(open);
     const failure = this.regionServer.failure(regionId);
+    // Only its data on disk (closed without destroy, or not reopened yet): that is a replica of
+    // the region here too. Opened under another peer id it would take over the old peer's log and
+    // vote, and a later destroy of the new peer would delete the old one's data while its group
+    // may still count it (finding DN5, docs/correctness.md).
+    const onDisk = present || failure ? undefined : this.peerOnDisk(regionId);
+    if (onDisk !== undefined && onDisk !== meta.selfPeerId) {
+      this.refuse('open_region', regionId, meta.selfPeerId, onDisk, { onDisk: true });
+      throw new RegionDbError(
+        ErrorCode.ConditionFailed,
+        `region ${regionId}: open of peer ${meta.selfPeerId} refused: node ${this.nodeId} holds the data of the region's peer ${onDisk} (not open); one replica per region on a node`,
+        { details: { refused: 'open_region', hostedPeerId: String(onDisk) } },
+      );
+    }
     if (failure) {
       // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
       // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
@@ -343,6 +356,15 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.metas.set(regionId, meta);
     await this.writeRegionMeta(meta);
     await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: open.bootstrap });
+  }
+
+  /**
+   * The peer id of the region's data on disk (not open): M24's check in openRegionNow. Protected
+   * for the simulator's planted bug of 8e (test/sim/sim-overlap-bugs.ts), which re-creates the
+   * datanode from before it; nothing in src/ overrides it.
+   */
+  protected peerOnDisk(regionId: string): number | undefined {
+    return this.hostedPeerId(regionId);
   }
 
   /** Makes a region's meta durable (O4): what a restart reopens the replica from. */

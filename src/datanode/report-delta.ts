@@ -59,8 +59,15 @@ export function sameStat(a: ReplicaStat__Output, b: ReplicaStat__Output): boolea
     a.conf_index === b.conf_index &&
     a.snapshot_installed_index === b.snapshot_installed_index &&
     a.ssts === b.ssts &&
-    a.region_id === b.region_id
+    a.region_id === b.region_id &&
+    sameMembers(a.members, b.members)
   );
+}
+
+function sameMembers(a: ReplicaStat__Output['members'], b: ReplicaStat__Output['members']): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.peer_id !== b[i]!.peer_id || a[i]!.node_id !== b[i]!.node_id || a[i]!.addr !== b[i]!.addr) return false;
+  return true;
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

@@ -1252,7 +1252,7 @@ export class MetasrvCore {
 
   /** R2/R3: the catalog against the groups' reported membership. */
   protected reconcileWithGroups(reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
-    return reconcileCatalog(this.catalog, reports, busy);
+    return reconcileCatalog(this.catalog, reports, busy, (n) => this.awaitingReport(n));
   }
 
   /** R1/R4: what `nodeId` must open and destroy. */

@@ -11,7 +11,8 @@
 //      catalog does not know it.
 //   R2 A catalog region whose placement differs from the group's membership at a newer
 //      configuration (conf index above the one the catalog last matched), with no procedure
-//      changing it, is rewritten FROM the group.
+//      changing it, is rewritten FROM the group. A member no live datanode reports is placed on
+//      the node its leader names for it (`placeUnreported`, finding M25).
 //   R3 Whatever cannot be reconciled (unknown region, leaderless group, a member on a node that
 //      does not report it, a catalog ahead of its group with nothing running) is left alone and
 //      reported as a problem for `regiondb status`.
@@ -34,6 +35,8 @@ export interface GroupView {
   readonly voters: readonly number[];
   readonly learners: readonly number[];
   readonly confIndex: number;
+  /** The node of each member as the leader knows it (ReplicaStat.members), when it says. */
+  readonly members?: readonly { readonly peerId: number; readonly nodeId: number }[];
 }
 
 /** The highest-term leader report of a region among live datanodes, if any. */
@@ -43,7 +46,7 @@ export function groupOf(regionId: string, reports: Reports): GroupView | undefin
     const r = replicas.get(regionId);
     if (r?.role !== 'leader' || r.health === 'failed') continue;
     if (best && r.term <= best.term) continue;
-    best = { leaderNodeId: nodeId, leaderPeerId: r.peerId, term: r.term, voters: r.voters, learners: r.learners, confIndex: r.confIndex };
+    best = { leaderNodeId: nodeId, leaderPeerId: r.peerId, term: r.term, voters: r.voters, learners: r.learners, confIndex: r.confIndex, ...(r.members ? { members: r.members } : {}) };
   }
   return best;
 }
@@ -87,6 +90,7 @@ function addProblem(problems: Map<string, string[]>, regionId: string, text: str
 /**
  * R2/R3 for every region: compares the catalog with the groups' reported membership.
  * `busy`: regions a running procedure is changing (the catalog is ahead of the group on purpose).
+ * `awaitingReport`: nodes not heard from yet (`placeUnreported`); by default none.
  *
  * Runs on every heartbeat over every region (O(regions × nodes)), so the usual case — a leader
  * reports the membership the catalog places — is checked without building anything: the
@@ -94,7 +98,7 @@ function addProblem(problems: Map<string, string[]>, regionId: string, text: str
  * mutual inclusion (a handful of peers each). Only a region that differs takes the full path.
  * Same results as the straightforward version (test/unit/metasrv-reconcile-diff.test.ts).
  */
-export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
+export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>, awaitingReport: AwaitingReport = () => false): CatalogReconciliation {
   const adopt: RegionAdoption[] = [];
   const matched: { regionId: string; confIndex: number }[] = [];
   const problems = new Map<string, string[]>();
@@ -128,8 +132,8 @@ export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: 
       continue;
     }
     if (busy.has(regionId)) continue;
-    const group: GroupView = { leaderNodeId, leaderPeerId: leader.peerId, term: leader.term, voters: leader.voters, learners: leader.learners, confIndex: leader.confIndex };
-    reconcileDiffering(region, group, known, reports, adopt, problems);
+    const group: GroupView = { leaderNodeId, leaderPeerId: leader.peerId, term: leader.term, voters: leader.voters, learners: leader.learners, confIndex: leader.confIndex, ...(leader.members ? { members: leader.members } : {}) };
+    reconcileDiffering(catalog, region, group, known, reports, awaitingReport, adopt, problems);
   }
   // Regions the datanodes host that this catalog does not know (R1: left alone).
   for (const [nodeId, replicas] of nodes) {
@@ -187,7 +191,16 @@ export function samePeers(placed: readonly ReplicaPlacement[], voters: readonly 
 }
 
 /** R2/R3 for a region whose catalog placement differs from its group's membership (no procedure changing it). */
-function reconcileDiffering(region: RegionDef, group: GroupView, known: number, reports: Reports, adopt: RegionAdoption[], problems: Map<string, string[]>): void {
+function reconcileDiffering(
+  catalog: CatalogState,
+  region: RegionDef,
+  group: GroupView,
+  known: number,
+  reports: Reports,
+  awaitingReport: AwaitingReport,
+  adopt: RegionAdoption[],
+  problems: Map<string, string[]>,
+): void {
   const catalogPeers = new Set(region.replicas.map((p) => p.peerId));
   const groupPeers = members(group);
   if (group.confIndex <= known) {
@@ -205,10 +218,12 @@ function reconcileDiffering(region: RegionDef, group: GroupView, known: number, 
   for (const peerId of groupPeers) {
     const inCatalog = region.replicas.find((p) => p.peerId === peerId);
     const nodeId = inCatalog?.nodeId ?? where.get(peerId);
-    if (nodeId === undefined) unplaced.push(peerId);
-    else replicas.push(inCatalog ?? { peerId, nodeId });
+    const placement = inCatalog ?? (nodeId !== undefined ? { peerId, nodeId } : placeUnreported(catalog, group, peerId, reports, awaitingReport));
+    if (placement === undefined) unplaced.push(peerId);
+    else replicas.push(placement);
   }
   if (unplaced.length > 0) {
+    // (nor does its leader name a node for them that placeUnreported could use)
     addProblem(problems, region.regionId, `the group (conf index ${group.confIndex}) has peers ${unplaced.join(',')} that neither the catalog nor any live datanode places; catalog left as is`);
     return;
   }
@@ -219,6 +234,33 @@ function reconcileDiffering(region: RegionDef, group: GroupView, known: number, 
     confIndex: group.confIndex,
     note: `catalog (conf index ${known}, peers ${[...catalogPeers].join(',')}) older than the group (conf index ${group.confIndex}, peers ${[...groupPeers].join(',')}): adopted the group's membership`,
   });
+}
+
+/**
+ * R2 for a member of the group that the catalog does not place and no live datanode reports
+ * (finding M25): a catalog restored from a copy older than the member's addition, the member's
+ * node down, or holding it closed. Without this the region kept running on its other members
+ * with nothing able to repair it: the catalog placed no replica on the member's node, so neither
+ * a down node's repair nor a lost replica's covered it. The leader names the member's node
+ * (`GroupView.members`), and the placement depends on what that node said of itself:
+ *   - not reporting, judged down (not awaiting its first report): placed as a catalog that had
+ *     followed the group would place it. Back with its data, the node reopens it from its own log;
+ *     back as a new store, `noteStore` marks it lost; down too long, it is repaired.
+ *   - reporting, without it: placed marked lost (R4), so a repair replaces it under a fresh peer
+ *     id. Opening it there under its own id is not safe: this node may have registered a new
+ *     store (a wiped disk) before the placement existed, which `noteStore` could not mark.
+ *   - not heard from since it registered or since this metasrv began acting: undefined (its
+ *     report decides, next time).
+ * Undefined too when the leader names no node for it, or one this catalog does not know.
+ */
+export function placeUnreported(catalog: CatalogState, group: GroupView, peerId: number, reports: Reports, awaitingReport: AwaitingReport): ReplicaPlacement | undefined {
+  const nodeId = group.members?.find((m) => m.peerId === peerId)?.nodeId;
+  if (nodeId === undefined || catalog.nodes[nodeId] === undefined) return undefined;
+  if (reports.has(nodeId)) {
+    return { peerId, nodeId, lost: `the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}) counts peer ${peerId} on node ${nodeId}, which does not host it (a catalog older than the group: what became of its data is unknown)` };
+  }
+  if (awaitingReport(nodeId)) return undefined;
+  return { peerId, nodeId };
 }
 
 export type NodeAction =

@@ -50,6 +50,7 @@ export function observedOf(stat: ReplicaStat__Output): ObservedReplica {
     health: stat.health || 'ok',
     failure: stat.failure ?? '',
     confIndex: Number(stat.conf_index ?? 0),
+    ...(stat.members?.length ? { members: stat.members.map((m) => ({ peerId: Number(m.peer_id), nodeId: Number(m.node_id) })) } : {}),
   };
 }
 

@@ -2,7 +2,7 @@
 // side, shared by the datanode and by the simulator's datanodes (test/sim), which report the same
 // thing from the same region server. What the state machine adds (flushed index, memtable bytes,
 // SSTs) is the caller's.
-import { roleName } from '../raft/index.js';
+import { Role, roleName } from '../raft/index.js';
 import type { ReplicaStat__Output } from '../rpc/generated/index.js';
 import type { Replica, ReplicaFailure } from './region-server.js';
 
@@ -14,7 +14,7 @@ export interface StateMachineStat {
 }
 
 /** The parts of a replica a stat reads (none depends on its state machine's type). */
-type ReplicaView = Pick<Replica<never, never>, 'regionId' | 'selfPeerId' | 'raft' | 'leaderNodeId' | 'appliedIndex' | 'snapshotInstalledIndex' | 'confIndex'>;
+type ReplicaView = Pick<Replica<never, never>, 'regionId' | 'selfPeerId' | 'raft' | 'leaderNodeId' | 'appliedIndex' | 'snapshotInstalledIndex' | 'confIndex' | 'peers'>;
 
 export function runningReplicaStat(r: ReplicaView, sm: StateMachineStat): ReplicaStat__Output {
   // The core's fields, not raft.status(): that also copies a leader's progress map, which a
@@ -38,7 +38,23 @@ export function runningReplicaStat(r: ReplicaView, sm: StateMachineStat): Replic
     health: 'ok',
     failure: '',
     conf_index: String(r.confIndex),
+    members: r.raft.role === Role.Leader ? membersOf(r, conf.voters, conf.learners) : [],
   };
+}
+
+/**
+ * A leader's members with their nodes, from its peer list (meta.proto ReplicaStat.members; `addr`
+ * left empty). A member whose node the replica does not know is left out.
+ */
+function membersOf(r: ReplicaView, voters: readonly number[], learners: readonly number[]): ReplicaStat__Output['members'] {
+  const out: { peer_id: string; node_id: string; addr: string }[] = [];
+  for (const list of [voters, learners]) {
+    for (const peerId of list) {
+      const nodeId = r.peers.get(peerId)?.nodeId;
+      if (nodeId !== undefined && nodeId > 0) out.push({ peer_id: String(peerId), node_id: String(nodeId), addr: '' });
+    }
+  }
+  return out;
 }
 
 /** A replica that failed (docs/replica-health.md): its last raft state and why. */
@@ -60,5 +76,6 @@ export function failedReplicaStat(f: ReplicaFailure): ReplicaStat__Output {
     health: 'failed',
     failure: f.reason,
     conf_index: String(f.confIndex),
+    members: [],
   };
 }

@@ -32,7 +32,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { AssertionError } from '../common/assert.js';
 import { BatchWireReader, type LongInput, type WireInput, asString, parseLong, utf8Length, writeVarint64 } from './batch-wire.js';
-import type { GetRoutesResponse, HeartbeatRequest, HeartbeatRequest__Output, ReplicaStat__Output } from './generated/index.js';
+import type { GetRoutesResponse, HeartbeatRequest, HeartbeatRequest__Output, Peer__Output, ReplicaStat__Output } from './generated/index.js';
 import { loadProtos } from './proto.js';
 import { type FieldTable, type FieldsOf, WIRE_LEN, WIRE_VARINT, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
@@ -45,6 +45,7 @@ type PeerInput = NonNullable<RegionRouteInput['peers']>[number];
 /** Message depths as protobufjs counts them for its recursion limit (unknown groups). */
 const DEPTH_HEARTBEAT = 0;
 const DEPTH_REPLICA_STAT = 1;
+const DEPTH_PEER = 2;
 
 const HEARTBEAT_FIELDS: FieldTable = [
   ['', -1],
@@ -78,7 +79,14 @@ const REPLICA_STAT_FIELDS: FieldTable = [
   ['conf_index', WIRE_VARINT],
   ['snapshot_installed_index', WIRE_VARINT],
   ['ssts', WIRE_VARINT],
+  ['members', WIRE_LEN],
 ] satisfies FieldsOf<ReplicaStat__Output>;
+const PEER_FIELDS: FieldTable = [
+  ['', -1],
+  ['peer_id', WIRE_VARINT],
+  ['node_id', WIRE_VARINT],
+  ['addr', WIRE_LEN],
+] satisfies FieldsOf<Peer__Output>;
 
 // ─── Encoding ─────────────────────────────────────────────────────────────────────────────────
 // Two passes over the message: the first parses every value once and records, in order, each
@@ -207,6 +215,11 @@ function statSize(stat: unknown, index: number): number {
   size += longFieldSize(s.conf_index, 'ReplicaStat.conf_index');
   size += longFieldSize(s.snapshot_installed_index, 'ReplicaStat.snapshot_installed_index');
   if (s.ssts != null) size += 2 + varintSize((s.ssts as number) >>> 0); // field 16: a two-byte tag
+  const members = s.members;
+  if (members != null) {
+    if (!Array.isArray(members)) throw encodeBug('ReplicaStat.members: array expected');
+    for (let i = 0; i < members.length; i++) size += 1 + peerSize(members[i], `ReplicaStat.members[${i}]`); // field 17: a two-byte tag
+  }
   records[at] = size;
   return lengthDelimitedSize(size);
 }
@@ -233,6 +246,13 @@ function writeStat(buf: Buffer, pos: number, s: ReplicaStatInput): number {
     buf[pos] = 0x80; // tag(16, WIRE_VARINT) = 128, as a varint
     buf[pos + 1] = 0x01;
     pos = writeVarint(buf, pos + 2, (s.ssts as number) >>> 0);
+  }
+  if (s.members != null) {
+    for (const peer of s.members) {
+      buf[pos] = 0x8a; // tag(17, WIRE_LEN) = 138, as a varint
+      buf[pos + 1] = 0x01;
+      pos = writePeerBody(buf, pos + 2, peer as PeerInput);
+    }
   }
   return pos;
 }
@@ -312,9 +332,9 @@ function peerSize(peer: unknown, field: string): number {
   return lengthDelimitedSize(size);
 }
 
-function writePeer(buf: Buffer, pos: number, p: PeerInput): number {
-  buf[pos] = tag(4, WIRE_LEN);
-  pos = writeVarint(buf, pos + 1, records[recordsRead++]!);
+/** A Peer's length and fields (its tag written by the caller: field 4 of a RegionRoute, 17 of a ReplicaStat). */
+function writePeerBody(buf: Buffer, pos: number, p: PeerInput): number {
+  pos = writeVarint(buf, pos, records[recordsRead++]!);
   pos = writeLongField(buf, pos, tag(1, WIRE_VARINT), p.peer_id);
   pos = writeLongField(buf, pos, tag(2, WIRE_VARINT), p.node_id);
   return writeStringField(buf, pos, tag(3, WIRE_LEN), p.addr);
@@ -340,7 +360,12 @@ function writeRoute(buf: Buffer, pos: number, r: RegionRouteInput): number {
   pos = writeStringField(buf, pos, tag(1, WIRE_LEN), r.region_id);
   pos = writeStringField(buf, pos, tag(2, WIRE_LEN), r.table);
   pos = writeU32Field(buf, pos, tag(3, WIRE_VARINT), r.region_number);
-  if (r.peers != null) for (const peer of r.peers) pos = writePeer(buf, pos, peer as PeerInput);
+  if (r.peers != null) {
+    for (const peer of r.peers) {
+      buf[pos] = tag(4, WIRE_LEN);
+      pos = writePeerBody(buf, pos + 1, peer as PeerInput);
+    }
+  }
   pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), r.leader_node_id);
   return writeLongField(buf, pos, tag(6, WIRE_VARINT), r.conf_version);
 }
@@ -381,10 +406,32 @@ function readLongs(r: BatchWireReader, fieldTag: number, end: number, into: stri
   while (r.pos < runEnd) into.push(r.long(runEnd, what, false));
 }
 
+function decodePeer(r: BatchWireReader, end: number): Peer__Output {
+  const p: Peer__Output = { peer_id: '0', node_id: '0', addr: '' };
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'Peer');
+    switch (fieldTag) {
+      case tag(1, WIRE_VARINT):
+        p.peer_id = r.long(end, 'Peer.peer_id', false);
+        break;
+      case tag(2, WIRE_VARINT):
+        p.node_id = r.long(end, 'Peer.node_id', false);
+        break;
+      case tag(3, WIRE_LEN):
+        p.addr = r.string(end, 'Peer.addr');
+        break;
+      default:
+        r.skipField(fieldTag, end, 'Peer', PEER_FIELDS, DEPTH_PEER);
+    }
+  }
+  return p;
+}
+
 function decodeReplicaStat(r: BatchWireReader, end: number): ReplicaStat__Output {
   const s: ReplicaStat__Output = {
     voters: [],
     learners: [],
+    members: [],
     region_id: '',
     peer_id: '0',
     role: '',
@@ -452,6 +499,9 @@ function decodeReplicaStat(r: BatchWireReader, end: number): ReplicaStat__Output
         break;
       case tag(16, WIRE_VARINT):
         s.ssts = r.u32(end, 'ReplicaStat.ssts');
+        break;
+      case tag(17, WIRE_LEN):
+        s.members.push(decodePeer(r, r.lengthDelimited(end, 'ReplicaStat.members')));
         break;
       default:
         r.skipField(fieldTag, end, 'ReplicaStat', REPLICA_STAT_FIELDS, DEPTH_REPLICA_STAT);

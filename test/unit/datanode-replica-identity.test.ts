@@ -186,6 +186,29 @@ describe('replica identity: close_region and open_region name the replica they m
     expect(hostsData()).to.equal(false);
   });
 
+  it('data on disk of a replica that is not open (closed without destroy): an open under another peer id is refused and the data kept; its own peer id reopens it (M24)', async () => {
+    await dataOnDisk(31);
+    const metaOnDisk = () => (JSON.parse(new TextDecoder().decode(engine.metas.get(REGION)!)) as RegionMeta).selfPeerId;
+    const err = await core.openRegion(openRequest(32, false)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err, ErrorCode.ConditionFailed), `open of peer 32 over the data of peer 31: expected a CONDITION_FAILED refusal, got ${String(err)}`).to.equal(true);
+    expect((err as RegionDbError).message).to.include('32').and.to.include('31');
+    expectRefusal(32, 31);
+    await core.run({ open_region: openRequest(32, false) });
+    expect(refused).to.deep.equal(['open_region', 'open_region']);
+    expect(core.regionServer.replica(REGION), 'nothing opened').to.equal(undefined);
+    expect(metaOnDisk(), 'the meta on disk still names peer 31').to.equal(31);
+    expect(engine.stores.get(REGION)?.lastIndex(), "peer 31's log kept").to.equal(1);
+    // A destroy of the refused peer finds nothing of its own to delete.
+    await core.closeRegion(REGION, true, 32);
+    expect(hostsData(), "a close of peer 32 deleted peer 31's data").to.equal(true);
+    await core.openRegion(openRequest(31, false));
+    expect(core.regionServer.replica(REGION)?.selfPeerId, 'its own peer id reopens it').to.equal(31);
+    expect(core.regionServer.replica(REGION)?.raft.log.lastIndex()).to.equal(1);
+  });
+
   it('an open_region under another peer id than the replica hosted is refused with both peer ids (not ignored); the hosted replica is untouched', async () => {
     await core.openRegion(openRequest(12));
     // Admin.OpenRegion's path: the caller gets the refusal.

@@ -60,6 +60,7 @@ function stat(regionId: string, peerId: number, rand: SeededRand): ReplicaStat__
     health: 'ok',
     failure: '',
     conf_index: String(rand.int(3)),
+    members: rand.chance(0.3) ? [0, 1, 2].map((k) => ({ peer_id: String(peerId + k), node_id: String(1 + rand.int(4)), addr: '' })) : [],
   };
 }
 
@@ -70,12 +71,14 @@ function mutate(stats: Map<string, ReplicaStat__Output>, rand: SeededRand, nextP
   for (let i = 0; i < moves && ids.length > 0; i++) {
     const id = rand.pick(ids);
     const s = stats.get(id)!;
-    const field = rand.int(5);
+    const field = rand.int(6);
     if (field === 0) stats.set(id, { ...s, applied_index: String(Number(s.applied_index) + 1), commit_index: String(Number(s.commit_index) + 1) });
     else if (field === 1) stats.set(id, { ...s, role: s.role === 'leader' ? 'follower' : 'leader', term: String(Number(s.term) + 1) });
     else if (field === 2) stats.set(id, { ...s, memtable_bytes: String(rand.int(1000)) });
     else if (field === 3) stats.set(id, { ...s, voters: [...s.voters, String(nextPeer())], conf_index: String(Number(s.conf_index) + 1) });
-    else stats.set(id, { ...s, health: 'failed', failure: 'planted damage', role: 'follower' });
+    else if (field === 4) stats.set(id, { ...s, health: 'failed', failure: 'planted damage', role: 'follower' });
+    // A leader learns another node of a member (only this field moves).
+    else stats.set(id, { ...s, members: [...s.members, { peer_id: String(nextPeer()), node_id: String(1 + rand.int(4)), addr: '' }] });
   }
   if (rand.chance(0.1)) {
     const id = makeRegionId(1024 + rand.int(4), rand.int(30));
@@ -435,6 +438,9 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
     expect(o2.fields.replicas).to.deep.equal([moved]);
     expect(sameStat(stats[0]!, { ...stats[0]! })).to.equal(true);
     expect(sameStat(stats[0]!, { ...stats[0]!, voters: [...stats[0]!.voters, '99'] })).to.equal(false);
+    const members = [{ peer_id: '1', node_id: '2', addr: '' }];
+    expect(sameStat({ ...stats[0]!, members }, { ...stats[0]!, members: [{ ...members[0]! }] })).to.equal(true);
+    expect(sameStat({ ...stats[0]!, members }, { ...stats[0]!, members: [{ ...members[0]!, node_id: '3' }] }), 'a member moved to another node').to.equal(false);
   });
 
   it('the metasrv: a report without an incarnation is full; a delta needs the view of its base; a late report is refused', () => {

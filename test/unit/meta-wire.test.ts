@@ -64,7 +64,17 @@ function randomStat(rand: SeededRand): ReplicaStatInput {
   maybe('health', () => randomString(rand));
   maybe('failure', () => randomString(rand));
   maybe('ssts', () => (rand.chance(0.2) ? rand.pick([0, 127, 128, 2 ** 31, 2 ** 32 - 1]) : rand.int(100)));
+  maybe('members', () => Array.from({ length: rand.int(4) }, () => randomPeer(rand)));
   return s as ReplicaStatInput;
+}
+
+/** A Peer (ReplicaStat.members), each field present or absent. */
+function randomPeer(rand: SeededRand): Record<string, unknown> {
+  const p: Record<string, unknown> = {};
+  if (rand.chance(0.85)) p['peer_id'] = randomLong(rand);
+  if (rand.chance(0.85)) p['node_id'] = randomLong(rand);
+  if (rand.chance(0.3)) p['addr'] = randomString(rand);
+  return p;
 }
 
 function randomRequest(rand: SeededRand, statsMax = 20): HeartbeatRequestInput {
@@ -99,6 +109,11 @@ const DATANODE_STAT: ReplicaStatInput = {
   health: 'ok',
   failure: '',
   conf_index: '1',
+  members: [
+    { peer_id: '7', node_id: '2' },
+    { peer_id: '8', node_id: '3' },
+    { peer_id: '9', node_id: '1' },
+  ],
 };
 
 
@@ -144,7 +159,9 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
       expect(ours.equals(pl.requestSerialize(req))).to.equal(true);
       expectSameObject(decodeHeartbeatRequest(ours), pl.requestDeserialize(ours), 'datanode request');
       expect(decodeHeartbeatRequest(ours)).to.deep.include({ start_count: '12', start_id: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' });
-      expect(decodeHeartbeatRequest(ours).replicas[999]).to.deep.equal({ ...DATANODE_STAT, region_id: '4294968295' });
+      // A member's addr, not sent, decodes as its default.
+      const members = (DATANODE_STAT.members ?? []).map((p) => ({ ...p, addr: '' }));
+      expect(decodeHeartbeatRequest(ours).replicas[999]).to.deep.equal({ ...DATANODE_STAT, region_id: '4294968295', members });
       expect(decodeHeartbeatRequest(ours)).to.deep.include({ report_incarnation: '140737488355327', report_seq: '12', report_base_seq: '0', removed_region_ids: [] });
     });
 
@@ -184,8 +201,11 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
       });
       expect(Object.keys(empty).slice(0, 2)).to.deep.equal(['replicas', 'removed_region_ids']);
       const stat = decodeHeartbeatRequest(encodeHeartbeatRequest({ replicas: [{}] })).replicas[0]!;
-      expect(Object.keys(stat).slice(0, 3)).to.deep.equal(['voters', 'learners', 'region_id']);
-      expect(stat).to.deep.include({ peer_id: '0', ssts: 0, health: '', voters: [] });
+      expect(Object.keys(stat).slice(0, 4)).to.deep.equal(['voters', 'learners', 'members', 'region_id']);
+      expect(stat).to.deep.include({ peer_id: '0', ssts: 0, health: '', voters: [], members: [] });
+      const member = decodeHeartbeatRequest(encodeHeartbeatRequest({ replicas: [{ members: [{}] }] })).replicas[0]!.members[0]!;
+      expect(Object.keys(member)).to.deep.equal(['peer_id', 'node_id', 'addr']);
+      expect(member).to.deep.equal({ peer_id: '0', node_id: '0', addr: '' });
     });
 
     it('unpacked voters and learners, fields in any order, the last scalar wins, unknown fields skipped', () => {
@@ -198,6 +218,8 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
     it('a wire type the .proto does not declare for a known field', () => {
       expectInvalid([...str(2, 'x')], /HeartbeatRequest\.node_id \(field 2\): wire type 2/, decodeHeartbeatRequest);
       expectInvalid([...len(4, [...str(4, 'x')])], /ReplicaStat\.term \(field 4\): wire type 2/, decodeHeartbeatRequest);
+      expectInvalid([...len(4, [...num(17, 1)])], /ReplicaStat\.members \(field 17\): wire type 0/, decodeHeartbeatRequest);
+      expectInvalid([...len(4, [...len(17, [...str(1, 'x')])])], /Peer\.peer_id \(field 1\): wire type 2/, decodeHeartbeatRequest);
     });
 
     it('a truncated field, a length past its message, a packed varint crossing its run', () => {

@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { type CatalogState, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
 import { type AwaitingReport, type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
 import { ONE_REGION as REGION, observedReplicas, oneRegionCatalog, reportsByNode as reports } from '../fixtures/metasrv-core.js';
 
 /** No node's first report awaited (a metasrv past its startup pause). */
@@ -167,6 +168,60 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       const { adopt, problems } = reconcileCatalog(catalog, seen, new Set());
       expect(adopt).to.deep.equal([]);
       expect(problems.get(REGION)?.[0]).to.match(/peers 7 that neither the catalog nor any live datanode places/);
+    });
+
+    describe('M25: a member no live node reports is placed on the node its leader names', () => {
+      // The catalog is a copy from before peer 11 was added on node 4 (peer 2 removed); the leader
+      // on node 1 names every member's node.
+      const nodes = [1, 2, 3, 4].map((nodeId) => ({ nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' as const }));
+      const restored = () =>
+        oneRegionCatalog(
+          'c',
+          { replicas: [{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }], leaderNodeId: 0, confVersion: 1, confIndex: 3 },
+          { nextPeerId: 4, nodes },
+        );
+      const group = { voters: [1, 3, 11], confIndex: 119 };
+      const members = [
+        { peerId: 1, nodeId: 1 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 11, nodeId: 4 },
+      ];
+      const leaderOn1 = replica(1, { role: 'leader', ...group, members });
+
+      it('its node down (not reporting, not awaited): placed there as the group has it, so a down node\'s repair covers it', () => {
+        const seen = reports({ 1: leaderOn1, 3: replica(3, group) });
+        const { adopt, problems } = reconcileCatalog(restored(), seen, new Set(), NONE);
+        expect(problems.size, JSON.stringify([...problems])).to.equal(0);
+        expect(adopt.map((a) => a.replicas)).to.deep.equal([[{ peerId: 1, nodeId: 1 }, { peerId: 3, nodeId: 3 }, { peerId: 11, nodeId: 4 }]]);
+        expect(adopt[0]!.confIndex).to.equal(119);
+      });
+
+      it('its node reporting without it (closed, or a new store since): placed marked lost, so a repair replaces it and nothing opens it under its id', () => {
+        const seen: Reports = new Map<number, ReadonlyMap<string, ObservedReplica>>([...reports({ 1: leaderOn1, 3: replica(3, group) }), [4, new Map()]]);
+        const { adopt, problems } = reconcileCatalog(restored(), seen, new Set(), NONE);
+        expect(problems.size, JSON.stringify([...problems])).to.equal(0);
+        const placed = adopt[0]?.replicas.find((p) => p.peerId === 11);
+        expect(placed?.nodeId).to.equal(4);
+        expect(placed?.lost).to.match(/counts peer 11 on node 4, which does not host it/);
+        const catalog = restored();
+        catalog.regions[REGION]!.replicas = adopt[0]!.replicas;
+        catalog.regions[REGION]!.confIndex = 119;
+        expect(nodeActions(catalog, 4, seen, NONE), 'R4: a lost placement is never opened').to.deep.equal([]);
+      });
+
+      it('its node not heard from yet, the leader naming no node, or a node the catalog does not know: left as a problem', () => {
+        const seen = reports({ 1: leaderOn1, 3: replica(3, group) });
+        const awaiting: AwaitingReport = (n) => n === 4;
+        for (const [what, catalog, report, wait] of [
+          ['node 4 awaited', restored(), seen, awaiting],
+          ['no members reported', restored(), reports({ 1: replica(1, { role: 'leader', ...group }), 3: replica(3, group) }), NONE],
+          ['node 4 unknown', oneRegionCatalog('c', { ...restored().regions[REGION]!, leaderNodeId: 0 }, { nextPeerId: 4, nodes: nodes.slice(0, 3) }), seen, NONE],
+        ] as const) {
+          const { adopt, problems } = reconcileCatalog(catalog, report, new Set(), wait);
+          expect(adopt, what).to.deep.equal([]);
+          expect(problems.get(REGION)?.[0], what).to.match(/peers 11 that neither the catalog nor any live datanode places/);
+        }
+      });
     });
 
     it('a matching group records its conf index (the version the catalog is known to match)', () => {

@@ -34,6 +34,8 @@ export interface ObservedReplica {
   readonly failure: string;
   /** Log index of the membership configuration the replica applied (the group's membership version). */
   readonly confIndex: number;
+  /** A leader's members with their nodes (ReplicaStat.members); absent from a follower. */
+  readonly members?: readonly { readonly peerId: number; readonly nodeId: number }[];
 }
 
 export type Instruction =

@@ -1123,11 +1123,25 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // knew another d1 (id 1025, an earlier CreateTable whose outcome was unknown); DropTable d1
     // dropped 1025, and the DDL client took its own 1026 for dropped: "… of a dropped table: n1
     // still hosts peer 8". A forgotten table whose drop record is not in the store stays forgotten.
+    // And a product finding, seed 2189 (M24, docs/correctness.md): a repair's open of peer 19 on
+    // n4 was accepted over the data of n4's peer 11 (closed without destroy, a member the restored
+    // catalog did not know) and deleted it with peer 19: `liveness` "… did not replace every lost
+    // replica …". The open is refused now.
+    // And two more harness gaps for a region no catalog knows, where nothing adds or deletes a
+    // replica its group does not count (reconcile.ts R1): seed 2199, a repair's new peer on n3
+    // opened before its add-learner reached a leader, then its table forgotten by a restored
+    // catalog (`convergence` "… n3 0:flushed 0 …"); seed 2221, the workload's region after a
+    // catalog loss, n2's peer 2 removed from the group without learning it (`catalog placement`
+    // "… n2's peer 2 has voters 1,2,3,10 …"). Such a replica is neither compared nor read, nor
+    // taken for the group's membership (`newestMembership` in cluster-sim.ts).
     for (const [seed, what] of [
       [2070, "a live table's region is read where it is hosted, not on a node a repair moved it off, after healing"],
       [2110, 'a region a repair moves off a node during the final check is read where it is, after healing'],
       [2104, "a forgotten table's region that destructive faults left without a quorum is not read after healing"],
       [2133, 'a DropTable answered for another table of the name (a restored copy\'s) leaves the forgotten one\'s replicas alone'],
+      [2189, "a repair's open over another peer's data on a node is refused, that peer kept (M24)"],
+      [2199, "a forgotten region's replica no membership names (a repair's peer never added) is neither compared nor read"],
+      [2221, "a region unknown to a lost catalog: a removed peer cut off before it learned it is not taken for a member"],
     ] as const) {
       it(`the wide mix with the metasrv, engine seed ${seed}: ${what}`, async () => {
         const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;

@@ -1174,9 +1174,13 @@ export class ClusterSim {
     if (region) return region.replicas.some((p) => p.nodeId === nodeId);
     // A catalog lost or restored from a copy without the region places it nowhere: its group
     // keeps it where it runs (the catalog-loss checker sees every voter still running), or, while
-    // it runs nowhere (nodes waiting for their registration), anywhere.
+    // it runs nowhere (nodes waiting for their registration), anywhere. Where it runs outside its
+    // group's newest membership (a removed peer cut off before it learned it: engine seed 2221 of
+    // the wide mix), nothing deletes it and nothing is owed there (`newestMembership`).
     const runs = (id: number) => this.nodes.get(id)?.server?.replica(regionId) !== undefined;
-    return runs(nodeId) || ![...this.nodes.keys()].some(runs);
+    if (!runs(nodeId)) return ![...this.nodes.keys()].some(runs);
+    const members = this.newestMembership(regionId);
+    return members === undefined || members.has(this.nodes.get(nodeId)!.server!.replica(regionId)!.selfPeerId);
   }
 
   /** The catalog the table's creation left: one table, two regions with a replica (peer id = node id) on each node; no node registered yet. */
@@ -1771,13 +1775,16 @@ export class ClusterSim {
 
   /**
    * H3's facts (sim-spurious.ts): why the replica `peerId` of `regionId` on `nodeId` is lost, if
-   * it is — its log was damaged, it failed on its node, or its node's disk was wiped after it was
-   * created.
+   * it is — its log was damaged, it failed on its node, its node's disk was wiped after it was
+   * created, or its node runs without it (closed: a catalog that did not know it placed it from
+   * the leader's membership, finding M25).
    */
   private lostPeerFact(nodeId: number, regionId: string, peerId: number): string | undefined {
     if (this.expectedFailures.has(`${nodeId}/${regionId}/${peerId}`)) return 'its log was damaged';
-    if (this.nodes.get(nodeId)?.server?.failure(regionId)?.selfPeerId === peerId) return 'it failed';
+    const server = this.nodes.get(nodeId)?.server;
+    if (server?.failure(regionId)?.selfPeerId === peerId) return 'it failed';
     if (this.healthy?.wipedBefore(nodeId, peerId)) return 'its disk was wiped after it was created';
+    if (server && server.replica(regionId)?.selfPeerId !== peerId) return 'its node runs without it';
     return undefined;
   }
 
@@ -2029,7 +2036,7 @@ export class ClusterSim {
         const replica = node.server.replica(regionId);
         if (!replica) continue;
         const conf = replica.raft.confState();
-        replicas.push({ regionId, peerId: replica.selfPeerId, voters: [...conf.voters], learners: [...conf.learners] });
+        replicas.push({ regionId, peerId: replica.selfPeerId, voters: [...conf.voters], learners: [...conf.learners], confIndex: replica.confIndex });
       }
       out.set(node.id, replicas);
     }
@@ -3124,6 +3131,7 @@ export class ClusterSim {
         this.mutate(this.ddlWriter, regionId, { op: 'add', element }, { f: 'add', value: element }, log);
       },
       hosts: (nodeId, regionId) => this.hostsAnyhow(this.nodes.get(nodeId)!, regionId),
+      hostsAsMember: (nodeId, regionId) => this.hostsAsMember(this.nodes.get(nodeId)!, regionId),
       quorumHosted: (regionId) => {
         const able = new Set<number>();
         const configs: (readonly number[])[] = [];
@@ -3292,6 +3300,34 @@ export class ClusterSim {
     return node.server?.replica(regionId) !== undefined || node.server?.failure(regionId) !== undefined || node.disk.getRegionMeta(regionId) !== undefined;
   }
 
+  /**
+   * The newest membership of a region among its running replicas (voters and learners of the one
+   * with the highest conf index), or undefined when none runs. For a region no catalog knows,
+   * where nothing deletes a replica its group does not count (reconcile.ts R1), a peer outside it
+   * is no member of the group: a repair's new peer opened before its add-learner reached a leader
+   * (engine seed 2199 of the wide mix), or a removed peer cut off before it learned its removal
+   * (seed 2221). A replica's conf index may over-state its change's (a snapshot's index), never
+   * under-state it, so the highest names a membership at least as new as every other.
+   */
+  private newestMembership(regionId: string): ReadonlySet<number> | undefined {
+    let newest: Replica<StateMachine<unknown>, unknown> | undefined;
+    for (const node of this.nodes.values()) {
+      const replica = node.server?.replica(regionId) as Replica<StateMachine<unknown>, unknown> | undefined;
+      if (replica && (newest === undefined || replica.confIndex > newest.confIndex)) newest = replica;
+    }
+    if (newest === undefined) return undefined;
+    const conf = newest.raft.confState();
+    return new Set([...conf.voters, ...conf.learners]);
+  }
+
+  /** `hostsAnyhow`, for a region no catalog knows: only a replica of its group's newest membership (`newestMembership`). */
+  private hostsAsMember(node: SimNode, regionId: string): boolean {
+    if (!this.hostsAnyhow(node, regionId)) return false;
+    const members = this.newestMembership(regionId);
+    const peerId = node.server?.replica(regionId)?.selfPeerId ?? node.server?.failure(regionId)?.selfPeerId ?? this.peerOnDisk(node, regionId);
+    return members === undefined || peerId === undefined || members.has(peerId);
+  }
+
   /** After healing, every replica of a region reaches the same applied index with the same state. */
   private async checkConvergence(deadline: number): Promise<void> {
     const forgotten = new Set(this.ddl?.forgottenRegions() ?? []);
@@ -3300,7 +3336,7 @@ export class ClusterSim {
         // A DDL table a restored (or lost) catalog forgot: its replicas are where they were left,
         // unplaced (engine seed 2001 of the wide mix: the nodes without one counted as 'closed').
         const unplaced = forgotten.has(regionId) && this.meta?.core?.catalog?.regions[regionId] === undefined;
-        const hosting = [...this.nodes.values()].filter((n) => (unplaced ? this.hostsAnyhow(n, regionId) : this.hosts(n.id, regionId)));
+        const hosting = [...this.nodes.values()].filter((n) => (unplaced ? this.hostsAsMember(n, regionId) : this.hosts(n.id, regionId)));
         const states = hosting.map((n) => {
           const replica = n.server?.replica(regionId);
           if (!replica) return 'closed';

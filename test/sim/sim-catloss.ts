@@ -30,6 +30,8 @@ export interface HostedReplica {
   readonly peerId: number;
   readonly voters: readonly number[];
   readonly learners: readonly number[];
+  /** The log index of the membership it applied (a snapshot's index after a restart: never below). */
+  readonly confIndex: number;
 }
 
 export class CatalogLossNemesis {
@@ -162,11 +164,21 @@ export function catalogLossUnsettled(
     const members = new Set<string>();
     /** Peer → the node running it. */
     const running = new Map<number, number>();
+    // A replica the group's newest membership (that of the highest conf index) does not name is no
+    // member: nothing deletes it, the region being unknown (reconcile.ts R1) — a removed peer cut
+    // off before it learned its removal (engine seed 2221 of the wide mix: n2's peer 2 still with
+    // voters 1,2,3,10 while the group had 1,3,10), or a repair's new peer never added.
+    let newest: HostedReplica | undefined;
+    for (const replicas of hosted.values()) {
+      const r = replicas.find((x) => x.regionId === regionId);
+      if (r && (newest === undefined || r.confIndex > newest.confIndex)) newest = r;
+    }
+    const newestMembers = new Set([...(newest?.voters ?? []), ...(newest?.learners ?? [])]);
     for (const [nodeId, replicas] of hosted) {
       const r = replicas.find((x) => x.regionId === regionId);
       // Not every node hosts every region: with `drain` (or `spare`) four nodes share three
       // voters, and a drained node hosts none. Every voter running somewhere is checked below.
-      if (!r) continue;
+      if (!r || !newestMembers.has(r.peerId)) continue;
       const voters = [...r.voters].sort((a, b) => a - b);
       if (!voters.includes(r.peerId) || voters.length !== REPLICATION_FACTOR || r.learners.length > 0) {
         return unknown(`n${nodeId}'s peer ${r.peerId} has voters ${voters.join(',')} learners ${r.learners.join(',') || 'none'}`);

@@ -78,6 +78,11 @@ export interface DdlHost {
   /** Whether node `nodeId` hosts a replica of the region: running, failed, or on its disk (a down node's restart reopens it). */
   hosts(nodeId: number, regionId: string): boolean;
   /**
+   * `hosts`, for a forgotten table's region (no catalog knows it, nothing deletes a replica its
+   * group does not count): only a replica its group's newest membership names.
+   */
+  hostsAsMember(nodeId: number, regionId: string): boolean;
+  /**
    * Whether some replica's configuration of the region has a majority of its voters still able to
    * take part: running, or on the disk of a node that is down (its restart reopens it). A region of
    * a table a restored catalog forgot is repaired by no one, so destructive faults (a wipe, a
@@ -474,14 +479,19 @@ export class SimDdlClient {
         // table's region is read on every node that hosts it, and must be hosted somewhere: with a
         // fourth node (drain, a repair) a region lives on three of four, and a node its group
         // removed (a repair moved its peer away: engine seed 2070 of the wide mix) has nothing to
-        // read; where its replicas should be is the catalog placement checker's.
-        const hostedAt = this.host.nodeIds.filter((n) => this.host.hosts(n, regionId));
+        // read; where its replicas should be is the catalog placement checker's. A forgotten
+        // table's replica its group does not count is not read either: nothing adds or deletes it
+        // (engine seed 2199 of the wide mix: a repair's new peer, opened before its add-learner
+        // reached a leader, on n3; seed 2221: a removed peer cut off before it learned it).
+        const forgotten = table.state === 'forgotten' || table.forgotten;
+        const hostsHere = (n: number) => (forgotten ? this.host.hostsAsMember(n, regionId) : this.host.hosts(n, regionId));
+        const hostedAt = this.host.nodeIds.filter(hostsHere);
         if (table.state === 'live' && !table.forgotten && hostedAt.length === 0) {
           this.host.flag('liveness', `${table.name}'s region ${regionId} is hosted on no node after healing`);
           return;
         }
         const readAt = hostedAt;
-        if ((table.state === 'forgotten' || table.forgotten) && readAt.length > 0 && !this.host.quorumHosted(regionId)) {
+        if (forgotten && readAt.length > 0 && !this.host.quorumHosted(regionId)) {
           // Forgotten by a restored catalog, so never repaired, and destructive faults then took a
           // majority of its replicas (engine seed 2104 of the wide mix: n2 wiped, n4's restored
           // disk refused and moved aside): no read is possible, and none is owed.
@@ -502,7 +512,7 @@ export class SimDdlClient {
             // A replica that failed (a damaged log) is replaced elsewhere by a repair, not read:
             // once its node no longer hosts the region, nothing is owed there (engine seed 2110
             // of the wide mix: d1's peer 9 on n3 failed, a repair put peer 12 on n2 and deleted 9).
-            if (!this.host.hosts(nodeId, regionId)) break;
+            if (!hostsHere(nodeId)) break;
             if (this.host.sched.now > io.deadline) {
               this.host.flag('liveness', `no linearizable read of ${table.name}'s region ${regionId} on n${nodeId} after healing`);
               return;

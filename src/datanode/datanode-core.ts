@@ -334,15 +334,15 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     // Only its data on disk (closed without destroy, or not reopened yet): that is a replica of
     // the region here too. Opened under another peer id it would take over the old peer's log and
     // vote, and a later destroy of the new peer would delete the old one's data while its group
-    // may still count it (finding DN5, docs/correctness.md).
+    // may still count it (finding M24, docs/correctness.md). Data whose meta does not read names
+    // no peer: refused too (a close_region of any peer id deletes it).
     const onDisk = present || failure ? undefined : this.peerOnDisk(regionId);
     if (onDisk !== undefined && onDisk !== meta.selfPeerId) {
-      this.refuse('open_region', regionId, meta.selfPeerId, onDisk, { onDisk: true });
-      throw new RegionDbError(
-        ErrorCode.ConditionFailed,
-        `region ${regionId}: open of peer ${meta.selfPeerId} refused: node ${this.nodeId} holds the data of the region's peer ${onDisk} (not open); one replica per region on a node`,
-        { details: { refused: 'open_region', hostedPeerId: String(onDisk) } },
-      );
+      const held = onDisk === 'unreadable' ? 'data of the region whose meta does not read (its peer unknown)' : `the data of the region's peer ${onDisk} (not open)`;
+      this.refuse('open_region', regionId, meta.selfPeerId, onDisk === 'unreadable' ? 0 : onDisk, { onDisk: true });
+      throw new RegionDbError(ErrorCode.ConditionFailed, `region ${regionId}: open of peer ${meta.selfPeerId} refused: node ${this.nodeId} holds ${held}; one replica per region on a node`, {
+        details: { refused: 'open_region', hostedPeerId: onDisk === 'unreadable' ? '0' : String(onDisk) },
+      });
     }
     if (failure) {
       // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
@@ -363,8 +363,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
    * for the simulator's planted bug of 8e (test/sim/sim-overlap-bugs.ts), which re-creates the
    * datanode from before it; nothing in src/ overrides it.
    */
-  protected peerOnDisk(regionId: string): number | undefined {
-    return this.hostedPeerId(regionId);
+  protected peerOnDisk(regionId: string): number | 'unreadable' | undefined {
+    const peerId = this.hostedPeerId(regionId);
+    if (peerId !== undefined) return peerId;
+    return this.logEngine.getRegionMeta(regionId) ? 'unreadable' : undefined;
   }
 
   /** Makes a region's meta durable (O4): what a restart reopens the replica from. */

@@ -2343,6 +2343,11 @@ function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): v
       const wrong = list.find((v) => !isU64(v));
       if (wrong !== undefined) throw refuse(where, `${field} entry`, wrong);
     }
+    const members = stat.members ?? [];
+    if (!Array.isArray(members)) throw refuse(where, 'members', members);
+    for (const m of members) {
+      for (const field of ['peer_id', 'node_id'] as const) if (!isU64(m?.[field])) throw refuse(where, `members entry ${field}`, m?.[field]);
+    }
     for (const field of ['role', 'health', 'failure'] as const) {
       const v = stat[field];
       if (v !== undefined && v !== null && typeof v !== 'string') {

@@ -218,7 +218,7 @@ function reconcileDiffering(
   for (const peerId of groupPeers) {
     const inCatalog = region.replicas.find((p) => p.peerId === peerId);
     const nodeId = inCatalog?.nodeId ?? where.get(peerId);
-    const placement = inCatalog ?? (nodeId !== undefined ? { peerId, nodeId } : placeUnreported(catalog, group, peerId, reports, awaitingReport));
+    const placement = inCatalog ?? (nodeId !== undefined ? { peerId, nodeId } : placeUnreported(catalog, group, peerId, awaitingReport));
     if (placement === undefined) unplaced.push(peerId);
     else replicas.push(placement);
   }
@@ -228,11 +228,12 @@ function reconcileDiffering(
     return;
   }
   replicas.sort((a, b) => a.peerId - b.peerId);
+  const placedLost = replicas.filter((p) => p.lost !== undefined && !catalogPeers.has(p.peerId));
   adopt.push({
     regionId: region.regionId,
     replicas,
     confIndex: group.confIndex,
-    note: `catalog (conf index ${known}, peers ${[...catalogPeers].join(',')}) older than the group (conf index ${group.confIndex}, peers ${[...groupPeers].join(',')}): adopted the group's membership`,
+    note: `catalog (conf index ${known}, peers ${[...catalogPeers].join(',')}) older than the group (conf index ${group.confIndex}, peers ${[...groupPeers].join(',')}): adopted the group's membership${placedLost.length > 0 ? `; ${placedLost.map((p) => `peer ${p.peerId} on node ${p.nodeId}`).join(', ')} placed lost (its node does not report it: replaced by a repair)` : ''}`,
   });
 }
 
@@ -242,25 +243,24 @@ function reconcileDiffering(
  * node down, or holding it closed. Without this the region kept running on its other members
  * with nothing able to repair it: the catalog placed no replica on the member's node, so neither
  * a down node's repair nor a lost replica's covered it. The leader names the member's node
- * (`GroupView.members`), and the placement depends on what that node said of itself:
- *   - not reporting, judged down (not awaiting its first report): placed as a catalog that had
- *     followed the group would place it. Back with its data, the node reopens it from its own log;
- *     back as a new store, `noteStore` marks it lost; down too long, it is repaired.
- *   - reporting, without it: placed marked lost (R4), so a repair replaces it under a fresh peer
- *     id. Opening it there under its own id is not safe: this node may have registered a new
- *     store (a wiped disk) before the placement existed, which `noteStore` could not mark.
- *   - not heard from since it registered or since this metasrv began acting: undefined (its
- *     report decides, next time).
- * Undefined too when the leader names no node for it, or one this catalog does not know.
+ * (`GroupView.members`); the member is placed there marked lost (R4), so a repair-replica
+ * replaces it under a fresh peer id and nothing opens it under its own. Opened by the metasrv
+ * under its old id it could be an empty voter: the node may have come back on a new store (a
+ * wiped disk) before this placement existed, which `noteStore` could not mark, or have lost the
+ * replica's data to an in-place repair's deletion. A node that comes back with the data reopens
+ * the replica itself, from its log; the repair replaces it all the same (one copy more).
+ * Undefined — the region stays a status problem — while that node has not reported since it
+ * registered or since this metasrv began acting (its first report may name the member: nothing
+ * to replace), or when the leader names no node for it, or one this catalog does not know.
  */
-export function placeUnreported(catalog: CatalogState, group: GroupView, peerId: number, reports: Reports, awaitingReport: AwaitingReport): ReplicaPlacement | undefined {
+export function placeUnreported(catalog: CatalogState, group: GroupView, peerId: number, awaitingReport: AwaitingReport): ReplicaPlacement | undefined {
   const nodeId = group.members?.find((m) => m.peerId === peerId)?.nodeId;
-  if (nodeId === undefined || catalog.nodes[nodeId] === undefined) return undefined;
-  if (reports.has(nodeId)) {
-    return { peerId, nodeId, lost: `the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}) counts peer ${peerId} on node ${nodeId}, which does not host it (a catalog older than the group: what became of its data is unknown)` };
-  }
-  if (awaitingReport(nodeId)) return undefined;
-  return { peerId, nodeId };
+  if (nodeId === undefined || catalog.nodes[nodeId] === undefined || awaitingReport(nodeId)) return undefined;
+  return {
+    peerId,
+    nodeId,
+    lost: `the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}) counts peer ${peerId} on node ${nodeId}, which does not report it, and the catalog did not place it (a catalog older than the group): what became of its data is unknown`,
+  };
 }
 
 export type NodeAction =

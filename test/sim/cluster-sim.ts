@@ -3334,7 +3334,9 @@ export class ClusterSim {
    * is no member of the group: a repair's new peer opened before its add-learner reached a leader
    * (engine seed 2199 of the wide mix), or a removed peer cut off before it learned its removal
    * (seed 2221). A replica's conf index may over-state its change's (a snapshot's index), never
-   * under-state it, so the highest names a membership at least as new as every other.
+   * under-state it, so the highest names a membership at least as new as every other — within one
+   * log history: a recovery from the object store (not a fault of this simulator) rewinds the
+   * group, and a replica from before it could outrank the recovered ones.
    */
   private newestMembership(regionId: string): ReadonlySet<number> | undefined {
     let newest: Replica<StateMachine<unknown>, unknown> | undefined;

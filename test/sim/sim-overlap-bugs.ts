@@ -55,7 +55,7 @@ export class OverlappingHeartbeats<S extends StateMachine<R>, R> extends Datanod
    * later): an open arriving while a close(destroy) deletes the region's data went ahead. Kept
    * here so that this bug's interleaving still shows, as it did before M24 guarded it too.
    */
-  protected override peerOnDisk(_regionId: string): number | undefined {
+  protected override peerOnDisk(_regionId: string): number | 'unreadable' | undefined {
     return undefined;
   }
 

@@ -209,6 +209,22 @@ describe('replica identity: close_region and open_region name the replica they m
     expect(core.regionServer.replica(REGION)?.raft.log.lastIndex()).to.equal(1);
   });
 
+  it('data on disk whose meta does not read: an open is refused (no peer to name), and a close of any peer id deletes it (M24)', async () => {
+    await dataOnDisk(31);
+    engine.metas.set(REGION, enc.encode('{not json'));
+    const err = await core.openRegion(openRequest(32, false)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isRegionDbError(err, ErrorCode.ConditionFailed), `expected a CONDITION_FAILED refusal, got ${String(err)}`).to.equal(true);
+    expect((err as RegionDbError).message).to.include('meta does not read');
+    expect(engine.stores.get(REGION)?.lastIndex(), 'the log kept').to.equal(1);
+    await core.closeRegion(REGION, true, 31);
+    expect(hostsData()).to.equal(false);
+    await core.openRegion(openRequest(32, false));
+    expect(core.regionServer.replica(REGION)?.selfPeerId).to.equal(32);
+  });
+
   it('an open_region under another peer id than the replica hosted is refused with both peer ids (not ignored); the hosted replica is untouched', async () => {
     await core.openRegion(openRequest(12));
     // Admin.OpenRegion's path: the caller gets the refusal.

@@ -27,9 +27,12 @@ function peers(rand: SeededRand, pool: number, most: number): number[] {
   return [...out];
 }
 
-function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; busy: Set<string> } {
+function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; busy: Set<string>; awaiting: Set<number> } {
   const catalog = emptyCatalog('c');
   const nodeIds = [1, 2, 3, 4].slice(0, 1 + rand.int(4));
+  // Nodes the catalog knows (M25 places only on those), and some awaited (not heard from yet).
+  for (const nodeId of [1, 2, 3, 4, 5]) if (rand.chance(0.8)) catalog.nodes[nodeId] = { nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+  const awaiting = new Set([1, 2, 3, 4, 5].filter(() => rand.chance(0.15)));
   const regionIds = Array.from({ length: 1 + rand.int(12) }, (_, i) => makeRegionId(1024 + rand.int(3), i));
   const byNode = new Map<number, Map<string, ObservedReplica>>(nodeIds.map((n) => [n, new Map()]));
   const busy = new Set<string>();
@@ -61,7 +64,10 @@ function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; 
       const voters = rand.chance(0.6) ? [...new Set(catalogPeers)] : peers(rand, 6, 4);
       const learners = rand.chance(0.2) ? peers(rand, 8, 2).filter((l) => !voters.includes(l)) : [];
       if (rand.chance(0.1) && voters.length > 0) voters.reverse();
+      // A leader names its members' nodes (M25), not always all of them, on nodes 1–5.
+      const members = rand.chance(0.5) ? [...voters, ...learners].filter(() => rand.chance(0.85)).map((peerId) => ({ peerId, nodeId: 1 + rand.int(5) })) : undefined;
       byNode.get(nodeId)!.set(regionId, {
+        ...(members ? { members } : {}),
         regionId,
         peerId: 1 + rand.int(8),
         role: pick(rand, ['leader', 'leader', 'follower', 'candidate']),
@@ -79,7 +85,7 @@ function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; 
     }
   }
   const reports: Reports = new Map([...byNode].filter(() => rand.chance(0.95)));
-  return { catalog, reports, busy };
+  return { catalog, reports, busy, awaiting };
 }
 
 /** Everything observable, in order (a Map's deep equality in chai ignores its order). */
@@ -89,17 +95,19 @@ describe('metasrv reconciliation: the rewritten reconcileCatalog and idFloors de
   it(`${CASES} seeded random catalogs and reports (seed ${SEED}; replay: RECONCILE_DIFF_SEED=${SEED})`, () => {
     const rand = new SeededRand(SEED);
     const cache = new WeakMap<ReadonlyMap<string, ObservedReplica>, ReportFloors>();
-    const seen = { adopt: 0, matched: 0, problems: 0, leaderless: 0 };
+    const seen = { adopt: 0, matched: 0, problems: 0, leaderless: 0, placedLost: 0 };
     for (let c = 0; c < CASES; c++) {
-      const { catalog, reports, busy } = scenario(rand);
-      const expected = reference.reconcileCatalog(catalog, reports, busy);
-      const actual = reconcileCatalog(catalog, reports, busy);
+      const { catalog, reports, busy, awaiting } = scenario(rand);
+      const awaited = (n: number) => awaiting.has(n);
+      const expected = reference.reconcileCatalog(catalog, reports, busy, awaited);
+      const actual = reconcileCatalog(catalog, reports, busy, awaited);
       expect(observable(actual), `case ${c} (seed ${SEED})`).to.deep.equal(observable(expected));
       const floors = reference.idFloors(reports);
       expect(idFloors(reports), `floors, case ${c}`).to.deep.equal(floors);
       expect(idFloors(reports, cache), `floors through the cache, case ${c}`).to.deep.equal(floors);
       expect(idFloors(reports, cache), `floors from the cache, case ${c}`).to.deep.equal(floors);
       seen.adopt += expected.adopt.length;
+      seen.placedLost += expected.adopt.filter((a) => a.note.includes('placed lost')).length;
       seen.matched += expected.matched.length;
       seen.problems += [...expected.problems.values()].flat().length;
       seen.leaderless += [...expected.problems.values()].flat().filter((p) => p.includes('no leader')).length;

@@ -90,6 +90,9 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
     ...['peer_id', 'term', 'leader_node_id', 'applied_index', 'commit_index', 'flushed_index', 'conf_index'].map((field) => ({ field, edit: (st: Record<string, unknown>, v: string) => ({ ...st, [field]: v }) })),
     { field: 'voters entry', edit: (st, v) => ({ ...st, voters: [...(st['voters'] as string[]), v] }) },
     { field: 'learners entry', edit: (st, v) => ({ ...st, learners: [v] }) },
+    // A leader's members (finding M25): R2 places a peer on the node named here.
+    { field: 'members entry peer_id', edit: (st, v) => ({ ...st, members: [{ peer_id: v, node_id: '1', addr: '' }] }) },
+    { field: 'members entry node_id', edit: (st, v) => ({ ...st, members: [{ peer_id: '1', node_id: v, addr: '' }] }) },
   ];
   for (const { field, edit } of FIELDS) {
     it(`${field} not an unsigned integer below 2^53 (leftover L9): INVALID_ARGUMENT naming node, region and field; nothing used; later peer ids stay small`, async () => {
@@ -118,7 +121,9 @@ describe('metasrv: a heartbeat naming a malformed region id is refused whole (le
         {
           regionId,
           selfPeerId: voterIds[n - 1]!,
-          raft: { role: 0, term: big ? MAX : 0, log: { committed: big ? MAX : 0 }, confState: () => ({ voters: voterIds, learners: [] }) },
+          // At the large values a leader, whose stat names each member's node (M25).
+          raft: { role: big ? 3 : 0, term: big ? MAX : 0, log: { committed: big ? MAX : 0 }, confState: () => ({ voters: voterIds, learners: [] }) },
+          peers: new Map(voterIds.map((p) => [p, { peerId: p, nodeId: big ? MAX : 1, addr: '' }])),
           leaderNodeId: () => (big ? 1 : undefined),
           appliedIndex: big ? MAX : 0,
           snapshotInstalledIndex: big ? MAX : 0,

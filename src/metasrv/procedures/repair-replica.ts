@@ -216,6 +216,12 @@ function raisePeerIds(ctx: ProcedureContext, region: RegionDef): void {
 }
 
 function openNew(ctx: ProcedureContext, d: Allocated, region: RegionDef): void {
+  // In place, whatever the node still holds of the lost peer goes first, by name: its data on
+  // disk without a report showing it (a replica closed without destroy) makes the node refuse
+  // the new peer's open (finding M24: one replica per region on a node), and clear-old, seeing
+  // nothing reported, deleted nothing. The node runs the two in order (O2); once the new peer is
+  // there the close is refused, harmlessly (M16).
+  if (d.newNodeId === d.oldNodeId) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
   ctx.send(d.newNodeId, { open_region: ctx.openInstruction(region, d.newPeerId, false) });
 }
 

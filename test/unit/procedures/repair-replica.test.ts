@@ -155,6 +155,35 @@ describe('repair-replica / clear-old (replaced on the same node)', () => {
   });
 });
 
+describe('repair-replica / add-learner in place (finding M24)', () => {
+  it('the old peer\'s data, which no report shows (closed without destroy), is deleted by name before the new peer\'s open, at every resend', () => {
+    // The node reports nothing of the region, so clear-old deletes nothing; the node would
+    // refuse peer 4's open over peer 3's data on its disk, resend after resend.
+    const { f, id, record } = repair('clear-old', { newPeerId: 4, newNodeId: 3, inPlace: true });
+    f.alive.add(3);
+    f.reports.set(3, new Map());
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+    leaderReports(f, [1, 2, 3]);
+    f.step(id);
+    const close = { nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '3' } } };
+    expect(f.sentKinds()).to.deep.equal(['close_region@3', 'open_region@3', 'change_peer@2']);
+    expect(f.sent[0]).to.deep.equal(close);
+    f.sent.length = 0;
+    f.clock.advance(RESEND_AFTER_MS);
+    f.step(id);
+    expect(f.sentKinds(), 'the resend').to.deep.equal(['close_region@3', 'open_region@3', 'change_peer@2']);
+    expect(f.sent[0]).to.deep.equal(close);
+  });
+
+  it('not in place: no close is sent with the open', () => {
+    const { f, id } = repair('add-learner');
+    leaderReports(f, [1, 2, 3]);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
+  });
+});
+
 describe('repair-replica / add-learner', () => {
   it('success: opens the new replica and asks the leader to add it as a learner; next catch-up once the leader counts it', () => {
     const { f, id, record } = repair('add-learner');

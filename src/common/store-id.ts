@@ -120,3 +120,24 @@ function readStarts(dataDir: string): StartRecord | undefined {
   if (!isStart(parsed) || !(r.confirmed === null || isStart(r.confirmed)) || !Array.isArray(r.unconfirmed) || !r.unconfirmed.every(isStart)) throw damaged();
   return { count: parsed.count, id: parsed.id, confirmed: (r.confirmed as StartId | null) ?? undefined, unconfirmed: r.unconfirmed as StartId[] };
 }
+
+/** A start some witness outside the data dir saw answered (the object store's `start-witness.ts`). */
+export interface WitnessedStart extends StartId {
+  readonly storeId: string;
+}
+
+/**
+ * K2 (docs/failover.md, "A data dir restored from a copy"): K1's rule with a witness that a
+ * catalog restore does not roll back. Why this dir, starting as `start` with store `storeId`, is
+ * a restored copy — a start of its store the witness saw answered that the dir does not vouch
+ * for (not its confirmed start, not one since), newer than the dir's confirmed one — or
+ * undefined. Another store's starts are not compared (a wiped node is a new store). Pure.
+ */
+export function copyByWitness(start: StartRecord, storeId: string, witnessed: readonly WitnessedStart[]): string | undefined {
+  let newest: WitnessedStart | undefined;
+  for (const w of witnessed) if (w.storeId === storeId && (newest === undefined || w.count > newest.count)) newest = w;
+  if (newest === undefined) return undefined;
+  const vouched = new Set([...(start.confirmed ? [start.confirmed.id] : []), ...start.unconfirmed.map((s) => s.id), start.id]);
+  if (vouched.has(newest.id) || (start.confirmed?.count ?? 0) >= newest.count) return undefined;
+  return `the object store records start ${newest.count} (${newest.id}) of store ${storeId} as registered, which this data dir does not know (it is at start ${start.count}, its last registered start ${start.confirmed?.count ?? 0})`;
+}

@@ -43,7 +43,8 @@ import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest_
 import { fromProtoSchema } from '../rpc/values.js';
 import type { RegionServer, RegionServerHooks, Replica } from '../replication/region-server.js';
 import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
-import type { StartId, StartRecord } from '../common/store-id.js';
+import { type StartId, type StartRecord, type WitnessedStart, copyByWitness } from '../common/store-id.js';
+import type { StartWitness } from './start-witness.js';
 import type { LogEngine } from '../wal/log-engine.js';
 import { ReportTracker } from './report-delta.js';
 import type { RegionMeta } from './types.js';
@@ -80,6 +81,8 @@ export interface DatanodeCoreHooks {
    * than the one this node hosts (the shell counts them).
    */
   onInstructionRefused?(instruction: 'open_region' | 'close_region', regionId: string): void;
+  /** This start refused itself as a restored copy of the data dir (K2, `startWitness`): it does not register. */
+  onStartRefused?(reason: string): void;
 }
 
 export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
@@ -99,6 +102,14 @@ export interface DatanodeCoreDeps<S extends StateMachine<R>, R = ResultOf<S>> {
    * called once the metasrv has answered its registration, before any replica is reopened.
    */
   confirmStart?(start: StartId): StartRecord;
+  /**
+   * K2 (start-witness.ts): a record of this node's answered starts outside the data dir (the
+   * shared object store), read before this start registers — a start of this store the dir does
+   * not vouch for makes it refuse itself as a restored copy, even when the metasrv's catalog is a
+   * copy too — and written once a registration is answered, before any replica is reopened.
+   * Absent: K1 alone (the metasrv's record).
+   */
+  readonly startWitness?: StartWitness;
   readonly heartbeatIntervalMs: number;
   readonly logEngine: LogEngine;
   /** Monotonic time and timers (the heartbeat, deferred closes, log rate limits). */
@@ -631,6 +642,15 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     const timeoutMs = this.heartbeatTimeoutMs();
     try {
       if (!this.registeredFlag) {
+        const witnessed = this.reopenPending ? this.readStartWitness() : undefined;
+        if (witnessed !== undefined && this.refusedByWitness(witnessed instanceof Promise ? await witnessed : witnessed)) {
+          // Told to the metasrv, so that `regiondb status` names the refusal (it answers CORRUPTION).
+          this.heartbeatPhase = 'telling the metasrv this start refuses itself';
+          await this.metasrv
+            .call('RegisterNode', { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields(), ...this.vouchedStarts(), refused_as_copy: this.refusedStart }, timeoutMs, { idempotent: true })
+            .catch(() => undefined);
+          return;
+        }
         this.heartbeatPhase = 'register';
         const res = await this.metasrv.call<RegisterNodeResponse__Output>(
           'RegisterNode',
@@ -649,6 +669,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         this.refusedStart = undefined;
         // Durable before anything is reopened: the next start vouches for this one.
         if (this.start && this.start.confirmed?.id !== this.start.id) this.start = this.deps.confirmStart?.(this.start) ?? this.start;
+        if (this.reopenPending) {
+          const recording = this.recordStartWitnessed();
+          if (recording) await recording;
+        }
         if (this.reopenPending) {
           this.heartbeatPhase = 'reopening regions after registration';
           await this.reopenRegions(); // a failure: registered again next beat, and reopened again (opens are idempotent)
@@ -697,6 +721,70 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       { idempotent: true },
     );
     return { answer, fullNeeded: this.reports.answered(report, answer) };
+  }
+
+  private readonly witnessLogs = new LogLimiter(10_000);
+
+  /**
+   * K2: the start witness's record of this node's starts (deps.startWitness), or undefined when
+   * there is none or it cannot be read — logged and passed over: K1 (the metasrv's record) still
+   * holds. A witness that answers at once is not awaited (the simulator's: its runs stay as they
+   * were without a witness).
+   */
+  private readStartWitness(): WitnessedStart[] | Promise<WitnessedStart[] | undefined> | undefined {
+    const witness = this.deps.startWitness;
+    if (!witness || !this.start) return undefined;
+    const unreadable = (err: unknown): undefined => {
+      const suppressed = this.witnessLogs.admit('read', this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, suppressed }, "the object store's record of this node's starts cannot be read; registering without it (the metasrv's record still refuses a restored copy it can tell)");
+      return undefined;
+    };
+    this.heartbeatPhase = 'reading the start witness';
+    try {
+      const seen = witness.starts();
+      return seen instanceof Promise ? seen.catch(unreadable) : seen;
+    } catch (err) {
+      return unreadable(err);
+    }
+  }
+
+  /**
+   * K2: whether the witnessed starts make this start a restored copy of the data dir (a start of
+   * this store the dir does not vouch for). If so `refusedStart` says why (/health "refused"),
+   * the node stays unregistered — counted down by the metasrv, its replicas rebuilt elsewhere —
+   * and asks again every beat.
+   */
+  private refusedByWitness(seen: readonly WitnessedStart[] | undefined): boolean {
+    if (seen === undefined || !this.start || this.stopping) return false;
+    const copy = copyByWitness(this.start, this.storeId, seen);
+    if (copy === undefined) return false;
+    this.refusedStart = `${ErrorCode.Corruption}: this data dir is a restored copy of an earlier state: ${copy}. Its replicas may have forgotten votes and acknowledged entries, so the node does not register and reopens none of them. Move the data dir aside (keep it) and start the node on an empty one: it joins as a new store and its replicas are rebuilt from the others (docs/failover.md, "A data dir restored from a copy")`;
+    const suppressed = this.witnessLogs.admit('copy', this.clock.nowMs());
+    if (suppressed !== undefined) this.log.error({ storeId: this.storeId, start: this.start.count, suppressed }, this.refusedStart);
+    this.hooks.onStartRefused?.(this.refusedStart);
+    return true;
+  }
+
+  /**
+   * K2: this start's registration was answered: recorded by the witness before anything is
+   * reopened (a failure is logged; K1 still holds). A promise only when the witness's is.
+   */
+  private recordStartWitnessed(): Promise<void> | undefined {
+    const witness = this.deps.startWitness;
+    const start = this.start;
+    if (!witness || !start) return undefined;
+    const failed = (err: unknown) => {
+      const suppressed = this.witnessLogs.admit('record', this.clock.nowMs());
+      if (suppressed !== undefined) this.log.warn({ err: (err as Error).message, start: start.count, suppressed }, "this start could not be recorded in the object store's record of the node's starts; reopening without it");
+    };
+    this.heartbeatPhase = 'recording this start with the start witness';
+    try {
+      const done = witness.record(this.storeId, { count: start.count, id: start.id });
+      return done instanceof Promise ? done.catch(failed) : undefined;
+    } catch (err) {
+      failed(err);
+      return undefined;
+    }
   }
 
   /** This start's fields of RegisterNode and Heartbeat (0 and '' when starts are not counted). */

@@ -38,6 +38,7 @@ import { DatanodeMetrics } from './node-metrics.js';
 import { NODE_BEAT_REGION_ID, RegionServer, type RaftTuning } from '../replication/region-server.js';
 import type { RegionMeta } from './types.js';
 import { DatanodeCore, type ProtoOpenRegion } from './datanode-core.js';
+import { objectStoreStartWitness } from './start-witness.js';
 
 /** An apply out to the object store this long is listed in the node's health (`applyingReplicas`): a slow read, not yet a failure. */
 const APPLYING_REPORTED_AFTER_MS = 1000;
@@ -222,6 +223,9 @@ export class Datanode implements DatabaseHost {
       storeId: this.storeId,
       start,
       confirmStart: (confirmed) => confirmStart(dataDir, confirmed),
+      // K2: only a shared object store witnesses starts; the default one lives in the data dir
+      // and would be put back with a copy of it.
+      ...(this.config.storage ? { startWitness: objectStoreStartWitness(this.objectStoreUncached, this.nodeId) } : {}),
       heartbeatIntervalMs: this.config.heartbeat.interval_ms,
       logEngine: this.wal,
       clock: this.clock,

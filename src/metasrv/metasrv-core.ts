@@ -896,15 +896,18 @@ export class MetasrvCore {
     return this.detectors.get(nodeId)?.isAvailable(this.clock.nowMs()) ?? false;
   }
 
+  /** Judged down for `replica_repair_after_ms` or longer (ProcedureContext.downTooLong). */
+  private downTooLong(nodeId: number): boolean {
+    const since = this.downSinceMs.get(nodeId);
+    return since !== undefined && !this.isAlive(nodeId) && this.durationNowMs() - since >= this.config.replica_repair_after_ms;
+  }
+
   private context(): ProcedureContext {
     return {
       catalog: this.catalog,
       clock: this.procedureClock,
       isAlive: (nodeId) => this.isAlive(nodeId),
-      downTooLong: (nodeId) => {
-        const since = this.downSinceMs.get(nodeId);
-        return since !== undefined && !this.isAlive(nodeId) && this.durationNowMs() - since >= this.config.replica_repair_after_ms;
-      },
+      downTooLong: (nodeId) => this.downTooLong(nodeId),
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
       awaitingReport: (nodeId) => this.awaitingReport(nodeId),
       leaderOf: (region) => {
@@ -1252,7 +1255,7 @@ export class MetasrvCore {
 
   /** R2/R3: the catalog against the groups' reported membership. */
   protected reconcileWithGroups(reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
-    return reconcileCatalog(this.catalog, reports, busy, (n) => this.awaitingReport(n));
+    return reconcileCatalog(this.catalog, reports, busy, (n) => this.downTooLong(n));
   }
 
   /** R1/R4: what `nodeId` must open and destroy. */
@@ -1720,6 +1723,18 @@ export class MetasrvCore {
   }
 
   /**
+   * K2 (docs/failover.md, "A data dir restored from a copy"): a datanode refused its own start as
+   * a restored copy of its data dir, by the object store's record of its starts (a catalog older
+   * than the copy cannot tell). Recorded as refuseStaleStart records its refusals; nothing of the
+   * registration is used. Throws CORRUPTION.
+   */
+  private noteCopyRefusedByNode(nodeId: number, why: string): never {
+    this.countRejection('stale-data-dir', { nodeId, by: 'the datanode (start witness)' });
+    this.refusedStarts.set(nodeId, `a restored copy of its data dir (it refuses itself: ${why})`);
+    throw new RegionDbError(ErrorCode.Corruption, `node ${nodeId} refuses its own start as a restored copy of its data dir: ${why}`);
+  }
+
+  /**
    * How long a registered node must have been silent before another store at another address may
    * take over its id: the detector's acceptable pause, plus two heartbeat calls lost in a row (a
    * datanode waits out one call's budget, max(500 ms, the interval), before its next beat).
@@ -1752,6 +1767,7 @@ export class MetasrvCore {
     const nodeId = u64(req.node_id, 'node_id');
     checkIdentity(nodeId);
     if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
+    if (req.refused_as_copy) this.noteCopyRefusedByNode(nodeId, str(req.refused_as_copy, 'refused_as_copy', 4096));
     const existing = this.catalog.nodes[nodeId];
     const storeId = str(req.store_id ?? '', 'store_id', 128);
     if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr) this.checkTakeover(existing, storeId, req.addr);

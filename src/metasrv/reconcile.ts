@@ -90,7 +90,7 @@ function addProblem(problems: Map<string, string[]>, regionId: string, text: str
 /**
  * R2/R3 for every region: compares the catalog with the groups' reported membership.
  * `busy`: regions a running procedure is changing (the catalog is ahead of the group on purpose).
- * `awaitingReport`: nodes not heard from yet (`placeUnreported`); by default none.
+ * `downTooLong`: nodes down for `replica_repair_after_ms` or longer (`placeUnreported`); by default none.
  *
  * Runs on every heartbeat over every region (O(regions × nodes)), so the usual case — a leader
  * reports the membership the catalog places — is checked without building anything: the
@@ -98,7 +98,7 @@ function addProblem(problems: Map<string, string[]>, regionId: string, text: str
  * mutual inclusion (a handful of peers each). Only a region that differs takes the full path.
  * Same results as the straightforward version (test/unit/metasrv-reconcile-diff.test.ts).
  */
-export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>, awaitingReport: AwaitingReport = () => false): CatalogReconciliation {
+export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>, downTooLong: (nodeId: number) => boolean = () => false): CatalogReconciliation {
   const adopt: RegionAdoption[] = [];
   const matched: { regionId: string; confIndex: number }[] = [];
   const problems = new Map<string, string[]>();
@@ -133,7 +133,7 @@ export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: 
     }
     if (busy.has(regionId)) continue;
     const group: GroupView = { leaderNodeId, leaderPeerId: leader.peerId, term: leader.term, voters: leader.voters, learners: leader.learners, confIndex: leader.confIndex, ...(leader.members ? { members: leader.members } : {}) };
-    reconcileDiffering(catalog, region, group, known, reports, awaitingReport, adopt, problems);
+    reconcileDiffering(catalog, region, group, known, reports, downTooLong, adopt, problems);
   }
   // Regions the datanodes host that this catalog does not know (R1: left alone).
   for (const [nodeId, replicas] of nodes) {
@@ -197,7 +197,7 @@ function reconcileDiffering(
   group: GroupView,
   known: number,
   reports: Reports,
-  awaitingReport: AwaitingReport,
+  downTooLong: (nodeId: number) => boolean,
   adopt: RegionAdoption[],
   problems: Map<string, string[]>,
 ): void {
@@ -218,7 +218,7 @@ function reconcileDiffering(
   for (const peerId of groupPeers) {
     const inCatalog = region.replicas.find((p) => p.peerId === peerId);
     const nodeId = inCatalog?.nodeId ?? where.get(peerId);
-    const placement = inCatalog ?? (nodeId !== undefined ? { peerId, nodeId } : placeUnreported(catalog, group, peerId, awaitingReport));
+    const placement = inCatalog ?? (nodeId !== undefined ? { peerId, nodeId } : placeUnreported(catalog, group, peerId, reports, downTooLong));
     if (placement === undefined) unplaced.push(peerId);
     else replicas.push(placement);
   }
@@ -249,17 +249,21 @@ function reconcileDiffering(
  * wiped disk) before this placement existed, which `noteStore` could not mark, or have lost the
  * replica's data to an in-place repair's deletion. A node that comes back with the data reopens
  * the replica itself, from its log; the repair replaces it all the same (one copy more).
- * Undefined — the region stays a status problem — while that node has not reported since it
- * registered or since this metasrv began acting (its first report may name the member: nothing
- * to replace), or when the leader names no node for it, or one this catalog does not know.
+ * Placed only when the node's own report says it does not host the member, or the node has
+ * been down for `replica_repair_after_ms` (`downTooLong`: the patience a down node's repair has;
+ * a node not heard from since this metasrv began acting is down from the end of its startup
+ * pause, and a slow first report must not cost a replica). Undefined otherwise — the region
+ * stays a status problem, judged again at the next heartbeat — and when the leader names no node
+ * for the member, or one this catalog does not know.
  */
-export function placeUnreported(catalog: CatalogState, group: GroupView, peerId: number, awaitingReport: AwaitingReport): ReplicaPlacement | undefined {
+export function placeUnreported(catalog: CatalogState, group: GroupView, peerId: number, reports: Reports, downTooLong: (nodeId: number) => boolean): ReplicaPlacement | undefined {
   const nodeId = group.members?.find((m) => m.peerId === peerId)?.nodeId;
-  if (nodeId === undefined || catalog.nodes[nodeId] === undefined || awaitingReport(nodeId)) return undefined;
+  if (nodeId === undefined || catalog.nodes[nodeId] === undefined) return undefined;
+  if (!reports.has(nodeId) && !downTooLong(nodeId)) return undefined;
   return {
     peerId,
     nodeId,
-    lost: `the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}) counts peer ${peerId} on node ${nodeId}, which does not report it, and the catalog did not place it (a catalog older than the group): what became of its data is unknown`,
+    lost: `the group (leader on node ${group.leaderNodeId}, conf index ${group.confIndex}) counts peer ${peerId} on node ${nodeId}, which does not report it${reports.has(nodeId) ? '' : ' (down too long)'}, and the catalog did not place it (a catalog older than the group): what became of its data is unknown`,
   };
 }
 

@@ -1140,6 +1140,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // fact, looked for on the running node, was missing: `healthy node`. An R3 failure on a disk
     // put back from a copy is expected, and remembered, also when a crash takes it (every failure
     // is now looked at before a crash).
+    // And seed 2320: n2's disk put back from a copy, down, its durable snapshot at 11 naming an
+    // SST the leader's GC collected (peer 2 had published a snapshot at 110 from the disk before
+    // the copy went back) before the metasrv refused the start: `referenced object deleted`. A
+    // copy not registered yet is held to nothing, as a refused one.
+    // And a product finding, seed 2405 (K2, docs/correctness.md): the catalog put back from a copy
+    // older than n1's disk copy, so the metasrv could not refuse n1's start; n1's rolled-back
+    // replica voted n2 leader without an entry n1 had committed: `state machine safety`. The
+    // object store's record of n1's starts now makes the copy refuse itself.
     for (const [seed, what] of [
       [2070, "a live table's region is read where it is hosted, not on a node a repair moved it off, after healing"],
       [2110, 'a region a repair moves off a node during the final check is read where it is, after healing'],
@@ -1149,6 +1157,8 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       [2199, "a forgotten region's replica no membership names (a repair's peer never added) is neither compared nor read"],
       [2221, "a region unknown to a lost catalog: a removed peer cut off before it learned it is not taken for a member"],
       [2114, 'an R3 failure on a disk put back from a copy is expected, and remembered for H3 after its node crashed'],
+      [2320, 'a disk put back from a copy and not registered yet is not held to its durable snapshot'],
+      [2405, 'a disk put back from a copy while the catalog is an older copy refuses itself by the start witness (K2)'],
     ] as const) {
       it(`the wide mix with the metasrv, engine seed ${seed}: ${what}`, async () => {
         const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;

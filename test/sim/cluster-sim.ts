@@ -32,6 +32,8 @@ import { checkSet } from '../../src/check/set.js';
 import { NODE_BEAT_REGION_ID, type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { StateMachineStat } from '../../src/replication/replica-stats.js';
 import { DatanodeCore, type DatanodeCoreDeps } from '../../src/datanode/datanode-core.js';
+import type { StartWitness } from '../../src/datanode/start-witness.js';
+import type { WitnessedStart } from '../../src/common/store-id.js';
 import { Flusher, type FlusherSettings } from '../../src/datanode/flusher.js';
 import { SstLeases, type SstGcDecision, type SstGcInput } from '../../src/datanode/sst-gc.js';
 import { SstReaders } from '../../src/datanode/sst-readers.js';
@@ -1647,6 +1649,14 @@ export class ClusterSim {
       // Counted on the disk before anything else, as Datanode.start does (recordStart).
       start: node.disk.recordStart(`n${node.id}-inc${inc.number}`),
       confirmStart: (start) => node.disk.confirmStart(start),
+      // K2 (src/datanode/start-witness.ts): the shared object store's record of the node's
+      // answered starts, which no fault rolls back (in engine mode, as a datanode has one only
+      // with [storage]). Kept beside the simulated object store, without its latency or
+      // failures: reading and writing it draws nothing and takes no virtual time. It answers at
+      // once (no promise), so the core awaits nothing: a run without a copy to refuse is the run
+      // it was without a witness (answered as promises, its awaits moved the microtask order of
+      // every registration, and with it many runs).
+      ...(this.engine ? { startWitness: this.startWitnessOf(node.id) } : {}),
       heartbeatIntervalMs: HEARTBEAT_MS,
       logEngine: node.disk,
       clock: this.sched.clockFor(inc),
@@ -1657,6 +1667,7 @@ export class ClusterSim {
       // Delta heartbeats' process number (report-delta.ts): the incarnation's, unique in a run
       // (drawn from the OS in production; equality is all the metasrv reads of it).
       reportIncarnation: inc.number,
+      hooks: { onStartRefused: () => this.copyRefused(node, inc, 'refuses itself as a restored copy of its disk (the start witness, K2)') },
     });
     node.core = core;
     this.watchDestroys(node, inc, core.regionServer);
@@ -1763,11 +1774,29 @@ export class ClusterSim {
    * it starts as a new store (its replicas were never reopened; the metasrv rebuilds them).
    */
   private noteStartRefused(node: SimNode, inc: Incarnation, err: unknown): void {
-    if (!isRegionDbError(err, ErrorCode.Corruption) || this.refusedStarts.has(inc)) return;
+    if (!isRegionDbError(err, ErrorCode.Corruption)) return;
+    this.copyRefused(node, inc, 'its start is refused as a restored copy of its disk');
+  }
+
+  /** The starts of each node the shared object store records (K2), whatever its disk went through. */
+  private readonly witnessedStarts = new Map<number, WitnessedStart[]>();
+
+  private startWitnessOf(nodeId: number): StartWitness {
+    return {
+      starts: () => [...(this.witnessedStarts.get(nodeId) ?? [])],
+      record: (storeId, start) => {
+        this.witnessedStarts.set(nodeId, [...(this.witnessedStarts.get(nodeId) ?? []), { storeId, count: start.count, id: start.id }]);
+      },
+    };
+  }
+
+  /** A start refused as a restored copy, by the metasrv (K1) or by itself (K2): the operator moves the disk aside. */
+  private copyRefused(node: SimNode, inc: Incarnation, what: string): void {
+    if (this.refusedStarts.has(inc)) return;
     this.refusedStarts.add(inc);
     this.refusedStores.add(node.disk.storeId);
     this.storageStats.restoresRefused++;
-    this.record(`n${node.id} #${inc.number}: its start is refused as a restored copy of its disk`);
+    this.record(`n${node.id} #${inc.number}: ${what}`);
     this.sched.at(this.sched.now + OPERATOR_MOVES_COPY_MS, () => {
       if (node.incarnation !== inc || inc.dead) return;
       this.crash(node, 'the operator moves the restored disk aside');
@@ -2263,12 +2292,18 @@ export class ClusterSim {
         const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
         // A disk the metasrv refused as a restored copy (K1) reopens none of its replicas, now or at
-        // any later start (refusedStores): its durable snapshot is never restarted from. Held as any
-        // other while a replica runs or is hosted on it (a start reopening before its registration
-        // is answered, the planted `reopen-before-registration`, is still caught on it).
-        const refusedCopy = this.refusedStores.has(node.disk.storeId) && replica === undefined && hosted === undefined;
+        // any later start (refusedStores): its durable snapshot is never restarted from. Nor is a
+        // disk put back from a copy and not yet registered (restoredDisks; engine seed 2320 of the
+        // wide mix: n2's copy, down, its snapshot at 11 naming an SST GC collected before the
+        // metasrv refused its start): a copy is a lost disk, owed nothing; refused, it reopens
+        // nothing, and not refused (a catalog older than the copy) it is held again once its
+        // replicas reopen. Held as any other while a replica runs or is hosted on it (a start
+        // reopening before its registration is answered, the planted `reopen-before-registration`,
+        // is still caught on it).
+        const copy = this.refusedStores.has(node.disk.storeId) || this.restoredDisks.has(node.id);
+        const refusedCopy = copy && replica === undefined && hosted === undefined;
         if (snap && snap.metadata.index > 0 && refusedCopy) {
-          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index} (a refused copy)`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), refusedCopy: true });
+          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index} (a restored copy, refused or not registered)`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), refusedCopy: true });
         } else if (snap && snap.metadata.index > 0) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });
         }

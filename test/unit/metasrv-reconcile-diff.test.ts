@@ -27,12 +27,12 @@ function peers(rand: SeededRand, pool: number, most: number): number[] {
   return [...out];
 }
 
-function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; busy: Set<string>; awaiting: Set<number> } {
+function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; busy: Set<string>; downLong: Set<number> } {
   const catalog = emptyCatalog('c');
   const nodeIds = [1, 2, 3, 4].slice(0, 1 + rand.int(4));
-  // Nodes the catalog knows (M25 places only on those), and some awaited (not heard from yet).
+  // Nodes the catalog knows (M25 places only on those), and some down for replica_repair_after_ms.
   for (const nodeId of [1, 2, 3, 4, 5]) if (rand.chance(0.8)) catalog.nodes[nodeId] = { nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
-  const awaiting = new Set([1, 2, 3, 4, 5].filter(() => rand.chance(0.15)));
+  const downLong = new Set([1, 2, 3, 4, 5].filter(() => rand.chance(0.3)));
   const regionIds = Array.from({ length: 1 + rand.int(12) }, (_, i) => makeRegionId(1024 + rand.int(3), i));
   const byNode = new Map<number, Map<string, ObservedReplica>>(nodeIds.map((n) => [n, new Map()]));
   const busy = new Set<string>();
@@ -85,7 +85,7 @@ function scenario(rand: SeededRand): { catalog: CatalogState; reports: Reports; 
     }
   }
   const reports: Reports = new Map([...byNode].filter(() => rand.chance(0.95)));
-  return { catalog, reports, busy, awaiting };
+  return { catalog, reports, busy, downLong };
 }
 
 /** Everything observable, in order (a Map's deep equality in chai ignores its order). */
@@ -97,10 +97,10 @@ describe('metasrv reconciliation: the rewritten reconcileCatalog and idFloors de
     const cache = new WeakMap<ReadonlyMap<string, ObservedReplica>, ReportFloors>();
     const seen = { adopt: 0, matched: 0, problems: 0, leaderless: 0, placedLost: 0 };
     for (let c = 0; c < CASES; c++) {
-      const { catalog, reports, busy, awaiting } = scenario(rand);
-      const awaited = (n: number) => awaiting.has(n);
-      const expected = reference.reconcileCatalog(catalog, reports, busy, awaited);
-      const actual = reconcileCatalog(catalog, reports, busy, awaited);
+      const { catalog, reports, busy, downLong } = scenario(rand);
+      const down = (n: number) => downLong.has(n);
+      const expected = reference.reconcileCatalog(catalog, reports, busy, down);
+      const actual = reconcileCatalog(catalog, reports, busy, down);
       expect(observable(actual), `case ${c} (seed ${SEED})`).to.deep.equal(observable(expected));
       const floors = reference.idFloors(reports);
       expect(idFloors(reports), `floors, case ${c}`).to.deep.equal(floors);

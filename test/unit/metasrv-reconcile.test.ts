@@ -188,16 +188,17 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       ];
       const leaderOn1 = replica(1, { role: 'leader', ...group, members });
 
-      // Placed lost whether its node is down or reports without it (closed, or a new store): a
-      // repair replaces it, and nothing opens it under its id — its node may have come back on a
-      // new store before the placement existed (noteStore could not mark it), and an open under
-      // peer 11 there would be an empty voter.
-      for (const [what, seen] of [
-        ['its node down (not reporting, not awaited)', reports({ 1: leaderOn1, 3: replica(3, group) })],
-        ['its node reporting without it', new Map<number, ReadonlyMap<string, ObservedReplica>>([...reports({ 1: leaderOn1, 3: replica(3, group) }), [4, new Map()]])],
+      // Placed lost whether its node has been down for replica_repair_after_ms or reports without it
+      // (closed, or a new store): a repair replaces it, and nothing opens it under its id — its
+      // node may have come back on a new store before the placement existed (noteStore could not
+      // mark it), and an open under peer 11 there would be an empty voter.
+      const downLong = (n: number) => n === 4;
+      for (const [what, seen, down] of [
+        ['its node down for replica_repair_after_ms', reports({ 1: leaderOn1, 3: replica(3, group) }), downLong],
+        ['its node reporting without it', new Map<number, ReadonlyMap<string, ObservedReplica>>([...reports({ 1: leaderOn1, 3: replica(3, group) }), [4, new Map()]]), NONE],
       ] as const) {
         it(`${what}: placed there marked lost, never opened under its id, and the adoption says so`, () => {
-          const { adopt, problems } = reconcileCatalog(restored(), seen, new Set(), NONE);
+          const { adopt, problems } = reconcileCatalog(restored(), seen, new Set(), down);
           expect(problems.size, JSON.stringify([...problems])).to.equal(0);
           expect(adopt.map((a) => a.replicas.map((p) => `${p.peerId}@${p.nodeId}${p.lost ? ' lost' : ''}`))).to.deep.equal([['1@1', '3@3', '11@4 lost']]);
           expect(adopt[0]!.replicas[2]!.lost).to.match(/counts peer 11 on node 4, which does not report it/);
@@ -212,15 +213,14 @@ describe('metasrv reconciliation (issue 14.2)', () => {
         });
       }
 
-      it('its node not heard from yet, the leader naming no node, or a node the catalog does not know: left as a problem', () => {
+      it('its node not reporting but not down for replica_repair_after_ms (a slow first report after a metasrv start), the leader naming no node, or a node the catalog does not know: left as a problem', () => {
         const seen = reports({ 1: leaderOn1, 3: replica(3, group) });
-        const awaiting: AwaitingReport = (n) => n === 4;
-        for (const [what, catalog, report, wait] of [
-          ['node 4 awaited', restored(), seen, awaiting],
-          ['no members reported', restored(), reports({ 1: replica(1, { role: 'leader', ...group }), 3: replica(3, group) }), NONE],
-          ['node 4 unknown', oneRegionCatalog('c', { ...restored().regions[REGION]!, leaderNodeId: 0 }, { nextPeerId: 4, nodes: nodes.slice(0, 3) }), seen, NONE],
+        for (const [what, catalog, report, down] of [
+          ['node 4 not down long enough', restored(), seen, NONE],
+          ['no members reported', restored(), reports({ 1: replica(1, { role: 'leader', ...group }), 3: replica(3, group) }), downLong],
+          ['node 4 unknown', oneRegionCatalog('c', { ...restored().regions[REGION]!, leaderNodeId: 0 }, { nextPeerId: 4, nodes: nodes.slice(0, 3) }), seen, downLong],
         ] as const) {
-          const { adopt, problems } = reconcileCatalog(catalog, report, new Set(), wait);
+          const { adopt, problems } = reconcileCatalog(catalog, report, new Set(), down);
           expect(adopt, what).to.deep.equal([]);
           expect(problems.get(REGION)?.[0], what).to.match(/peers 11 that neither the catalog nor any live datanode places/);
         }

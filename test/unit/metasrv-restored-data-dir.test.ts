@@ -73,6 +73,25 @@ describe('metasrv: a datanode on a restored copy of its data dir', () => {
     }
   });
 
+  it('a datanode refusing its own start as a copy (K2: the object store\'s record of its starts) is refused CORRUPTION and named by status; nothing of the request is used; its next good registration clears it', async () => {
+    const c = await start();
+    await register(c, 3, 'store-3', 5, 's5', ['s4', 's5'], 4);
+    const before = JSON.stringify(c.catalog.nodes[3]);
+    const err = await refusal(
+      c.registerNode(
+        { cluster_id: CLUSTER, node_id: '3', addr: addr(3), http_addr: '', store_id: 'store-3', start_count: '6', start_id: 'c6', known_start_ids: ['s4', 'c6'], confirmed_start_count: '4', refused_as_copy: 'the object store records start 7 (s7) of store store-3 as registered, which this data dir does not know' } as never,
+        () => {},
+      ),
+    );
+    expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+    expect((err as Error).message).to.match(/refuses its own start as a restored copy/);
+    expect(JSON.stringify(c.catalog.nodes[3]), 'the node record untouched').to.equal(before);
+    const refused = (await c.listNodes()).nodes!.find((n) => n.node_id === '3')!.refused;
+    expect(refused, '`regiondb status` names it').to.match(/restored copy of its data dir \(it refuses itself: the object store records start 7/);
+    await register(c, 3, 'store-3', 6, 's6', ['s5', 's6'], 5);
+    expect((await c.listNodes()).nodes!.find((n) => n.node_id === '3')!.refused).to.equal('');
+  });
+
   it('the real dir passes: the registered start again, a later start that knows it, a start after one whose answer was lost', async () => {
     const c = await start();
     await register(c, 3, 'store-3', 5, 's5', ['s4', 's5'], 4);

@@ -13,6 +13,7 @@ export interface RegisterNodeRequest {
   'start_id'?: (string);
   'known_start_ids'?: (string)[];
   'confirmed_start_count'?: (number | string | Long);
+  'refused_as_copy'?: (string);
 }
 
 export interface RegisterNodeRequest__Output {
@@ -25,4 +26,5 @@ export interface RegisterNodeRequest__Output {
   'start_id': (string);
   'known_start_ids': (string)[];
   'confirmed_start_count': (string);
+  'refused_as_copy': (string);
 }

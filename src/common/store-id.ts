@@ -130,14 +130,20 @@ export interface WitnessedStart extends StartId {
  * K2 (docs/failover.md, "A data dir restored from a copy"): K1's rule with a witness that a
  * catalog restore does not roll back. Why this dir, starting as `start` with store `storeId`, is
  * a restored copy — a start of its store the witness saw answered that the dir does not vouch
- * for (not its confirmed start, not one since), newer than the dir's confirmed one — or
- * undefined. Another store's starts are not compared (a wiped node is a new store). Pure.
+ * for (not its confirmed start, not one since), at or past the dir's confirmed count (at the same
+ * count another id: the dir and another copy of it diverged) — or undefined. A start is recorded
+ * only after the dir confirmed it durably, so the real dir vouches for every recorded start at or
+ * past its confirmed one. Another store's starts are not compared (a wiped node is a new store).
+ * Pure.
  */
 export function copyByWitness(start: StartRecord, storeId: string, witnessed: readonly WitnessedStart[]): string | undefined {
-  let newest: WitnessedStart | undefined;
-  for (const w of witnessed) if (w.storeId === storeId && (newest === undefined || w.count > newest.count)) newest = w;
-  if (newest === undefined) return undefined;
   const vouched = new Set([...(start.confirmed ? [start.confirmed.id] : []), ...start.unconfirmed.map((s) => s.id), start.id]);
-  if (vouched.has(newest.id) || (start.confirmed?.count ?? 0) >= newest.count) return undefined;
-  return `the object store records start ${newest.count} (${newest.id}) of store ${storeId} as registered, which this data dir does not know (it is at start ${start.count}, its last registered start ${start.confirmed?.count ?? 0})`;
+  const confirmedCount = start.confirmed?.count ?? 0;
+  let unknown: WitnessedStart | undefined;
+  for (const w of witnessed) {
+    if (w.storeId !== storeId || vouched.has(w.id) || w.count < confirmedCount) continue;
+    if (unknown === undefined || w.count > unknown.count || (w.count === unknown.count && w.id < unknown.id)) unknown = w;
+  }
+  if (unknown === undefined) return undefined;
+  return `the object store records start ${unknown.count} (${unknown.id}) of store ${storeId} as registered, which this data dir does not know (it is at start ${start.count}, its last registered start ${confirmedCount})`;
 }

@@ -642,8 +642,12 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     const timeoutMs = this.heartbeatTimeoutMs();
     try {
       if (!this.registeredFlag) {
-        const witnessed = this.reopenPending ? this.readStartWitness() : undefined;
-        if (witnessed !== undefined && this.refusedByWitness(witnessed instanceof Promise ? await witnessed : witnessed)) {
+        // Refused once, refused for the process's life: a later read that fails (an object-store
+        // blip) must not let the copy register and reopen (leaving it takes a restart anyway).
+        const witnessed = this.reopenPending && !this.witnessRefused ? this.readStartWitness() : undefined;
+        const seen = witnessed instanceof Promise ? await witnessed : witnessed;
+        if (this.stopping) return;
+        if (this.witnessRefused || this.refusedByWitness(seen)) {
           // Told to the metasrv, so that `regiondb status` names the refusal (it answers CORRUPTION).
           this.heartbeatPhase = 'telling the metasrv this start refuses itself';
           await this.metasrv
@@ -724,6 +728,8 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   private readonly witnessLogs = new LogLimiter(10_000);
+  /** This start refused itself by the start witness (K2): for good, whatever later reads say. */
+  private witnessRefused = false;
 
   /**
    * K2: the start witness's record of this node's starts (deps.startWitness), or undefined when
@@ -755,9 +761,10 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
    * and asks again every beat.
    */
   private refusedByWitness(seen: readonly WitnessedStart[] | undefined): boolean {
-    if (seen === undefined || !this.start || this.stopping) return false;
+    if (seen === undefined || !this.start) return false;
     const copy = copyByWitness(this.start, this.storeId, seen);
     if (copy === undefined) return false;
+    this.witnessRefused = true;
     this.refusedStart = `${ErrorCode.Corruption}: this data dir is a restored copy of an earlier state: ${copy}. Its replicas may have forgotten votes and acknowledged entries, so the node does not register and reopens none of them. Move the data dir aside (keep it) and start the node on an empty one: it joins as a new store and its replicas are rebuilt from the others (docs/failover.md, "A data dir restored from a copy")`;
     const suppressed = this.witnessLogs.admit('copy', this.clock.nowMs());
     if (suppressed !== undefined) this.log.error({ storeId: this.storeId, start: this.start.count, suppressed }, this.refusedStart);

@@ -1728,10 +1728,10 @@ export class MetasrvCore {
    * than the copy cannot tell). Recorded as refuseStaleStart records its refusals; nothing of the
    * registration is used. Throws CORRUPTION.
    */
-  private noteCopyRefusedByNode(nodeId: number, why: string): never {
-    this.countRejection('stale-data-dir', { nodeId, by: 'the datanode (start witness)' });
-    this.refusedStarts.set(nodeId, `a restored copy of its data dir (it refuses itself: ${why})`);
-    throw new RegionDbError(ErrorCode.Corruption, `node ${nodeId} refuses its own start as a restored copy of its data dir: ${why}`);
+  private noteCopyRefusedByNode(nodeId: number, why: string, storeId: string, addr: string): never {
+    this.countRejection('stale-data-dir', { nodeId, storeId, addr, by: 'the datanode (start witness)' });
+    this.refusedStarts.set(nodeId, `a restored copy of its data dir (store ${storeId} at ${addr} refuses itself: ${why})`);
+    throw new RegionDbError(ErrorCode.Corruption, `node ${nodeId} (store ${storeId} at ${addr}) refuses its own start as a restored copy of its data dir: ${why}`);
   }
 
   /**
@@ -1767,7 +1767,7 @@ export class MetasrvCore {
     const nodeId = u64(req.node_id, 'node_id');
     checkIdentity(nodeId);
     if (nodeId === 0) throw new RegionDbError(ErrorCode.InvalidArgument, 'node_id must be positive');
-    if (req.refused_as_copy) this.noteCopyRefusedByNode(nodeId, str(req.refused_as_copy, 'refused_as_copy', 4096));
+    if (req.refused_as_copy) this.noteCopyRefusedByNode(nodeId, str(req.refused_as_copy, 'refused_as_copy', 4096), str(req.store_id ?? '', 'store_id', 128), str(req.addr, 'addr'));
     const existing = this.catalog.nodes[nodeId];
     const storeId = str(req.store_id ?? '', 'store_id', 128);
     if (existing && storeId !== '' && existing.storeId !== undefined && existing.storeId !== storeId && existing.addr !== req.addr) this.checkTakeover(existing, storeId, req.addr);

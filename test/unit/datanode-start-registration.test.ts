@@ -261,6 +261,23 @@ describe('datanode start: the start witness refuses a restored copy the metasrv 
     metasrv.answer({ instructions: [], metasrv_epoch: '0' });
   });
 
+  it('refused once, refused for good: a later read of the witness that fails does not let the copy register or reopen', async () => {
+    witnessed = [{ storeId: 'store-1', count: 6, id: 'start-6-other' }];
+    core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
+    await settle();
+    metasrv.refuse(new RegionDbError(ErrorCode.Corruption, 'refuses its own start'));
+    await settle();
+    failRead = true; // an object-store blip while the operator has not acted yet
+    void core.heartbeatOnce();
+    await settle();
+    expect(metasrv.calls.map((c) => c.request['refused_as_copy'] !== undefined)).to.deep.equal([true, true]);
+    metasrv.answer({ regions: [], metasrv_epoch: '0' }); // even a metasrv that answers it
+    await settle();
+    expect(hosted()).to.equal(false);
+    expect(core.registered).to.equal(false);
+    expect(recorded, 'a refused start is never recorded').to.deep.equal([]);
+  });
+
   it('a witness that cannot be read or written is passed over (K1 still holds): it registers and reopens', async () => {
     failRead = true;
     failRecord = true;
@@ -304,7 +321,8 @@ describe('copyByWitness: K1\'s rule with the witness\'s record (K2)', () => {
     expect(copyByWitness(START, 'store-1', [])).to.equal(undefined);
     expect(copyByWitness(START, 'store-1', [w(5, 'start-5')]), 'this start').to.equal(undefined);
     expect(copyByWitness(START, 'store-1', [w(3, 'start-3')]), 'the confirmed start').to.equal(undefined);
-    expect(copyByWitness(START, 'store-1', [w(3, 'elsewhere')]), 'not newer than the confirmed start: the witness is the one behind').to.equal(undefined);
+    expect(copyByWitness(START, 'store-1', [w(2, 'older')]), 'older than the confirmed start').to.equal(undefined);
+    expect(copyByWitness(START, 'store-1', [w(3, 'elsewhere')]), 'the confirmed count with another id: two copies of the dir diverged').to.match(/start 3 \(elsewhere\)/);
     expect(copyByWitness(START, 'store-1', [w(9, 'x', 'store-2')]), "another store's").to.equal(undefined);
     expect(copyByWitness(START, 'store-1', [w(4, 'start-4-elsewhere')])).to.match(/start 4 \(start-4-elsewhere\)/);
     // A copy restarted past the record counts higher, but still does not vouch for it.

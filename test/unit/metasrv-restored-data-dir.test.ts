@@ -87,7 +87,7 @@ describe('metasrv: a datanode on a restored copy of its data dir', () => {
     expect((err as Error).message).to.match(/refuses its own start as a restored copy/);
     expect(JSON.stringify(c.catalog.nodes[3]), 'the node record untouched').to.equal(before);
     const refused = (await c.listNodes()).nodes!.find((n) => n.node_id === '3')!.refused;
-    expect(refused, '`regiondb status` names it').to.match(/restored copy of its data dir \(it refuses itself: the object store records start 7/);
+    expect(refused, '`regiondb status` names it, with the store and address that sent it').to.match(/restored copy of its data dir \(store store-3 at 127\.0\.0\.1:\d+ refuses itself: the object store records start 7/);
     await register(c, 3, 'store-3', 6, 's6', ['s5', 's6'], 5);
     expect((await c.listNodes()).nodes!.find((n) => n.node_id === '3')!.refused).to.equal('');
   });

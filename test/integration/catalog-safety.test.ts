@@ -318,3 +318,78 @@ describe('integration: a datanode back on a wiped data dir is a new incarnation 
     });
   });
 });
+
+// K2 (docs/failover.md, "A data dir restored from a copy"): the metasrv's catalog put back from a
+// copy older than the datanode's copy cannot tell the copy (K1's limit; wide-mix engine seed 2405
+// of the simulator lost state machine safety that way). The shared object store's record of the
+// node's answered starts does: the copy refuses itself.
+describe('integration: a data dir and the metasrv catalog both put back from copies (K2)', function () {
+  this.timeout(240_000);
+  const cluster = new LocalCluster({ metasrvToml: 'balance_leaders_interval_ms = 0' });
+  let client: RegionDbClient;
+  const acked = new Map<string, Row>();
+
+  before(async () => {
+    await cluster.start();
+    client = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
+    await client.createTable(TABLE, COLUMNS, 1);
+    await writeRows(client, acked, 0, 200);
+  });
+
+  after(async () => cluster.stop());
+
+  it('follower restarted on a copy of its data dir while the metasrv runs on an older catalog copy: the copy refuses itself, nothing of it reopened, no acknowledged write lost', async () => {
+    const regionId = (await replicasOf(cluster, 0))[0]!.region_id;
+    const roles = await Promise.all([0, 1, 2].map(async (i) => (await replicasOf(cluster, i)).find((r) => r.region_id === regionId)!));
+    const leader = roles.findIndex((r) => r.role === 'leader');
+    const [restored, lagging] = [0, 1, 2].filter((i) => i !== leader) as [number, number];
+    const dataDir = cluster.datanodes[restored]!.dataDir;
+    const copy = `${dataDir}.copy`;
+    const oldCatalog = join(cluster.dir, 'metasrv-catalog-copy');
+
+    // The metasrv's catalog copied first (older than everything below).
+    await cluster.stopMetasrv();
+    cpSync(cluster.metasrv.dataDir, oldCatalog, { recursive: true });
+    await cluster.startMetasrv();
+    // A copy of the follower's data dir, then a start on the live dir that is registered.
+    await cluster.stopDatanode(restored, 'SIGTERM');
+    cpSync(dataDir, copy, { recursive: true });
+    await cluster.startDatanode(restored);
+    await waitUntil('the follower to register and host its replicas again', 30_000, async () => ((await hosted(cluster, restored)).length > 0 ? true : undefined));
+    // Rows only the leader and this follower hold: the other follower is down.
+    await cluster.stopDatanode(lagging, 'SIGKILL');
+    await writeRows(client, acked, 30_000, 300);
+    await cluster.stopDatanode(leader, 'SIGKILL');
+    await cluster.stopDatanode(restored, 'SIGKILL');
+    // Both copies go back: the metasrv's catalog (it never saw the follower's later start) and the follower's dir.
+    await cluster.stopMetasrv();
+    rmSync(cluster.metasrv.dataDir, { recursive: true, force: true });
+    cpSync(oldCatalog, cluster.metasrv.dataDir, { recursive: true });
+    await cluster.startMetasrv();
+    rmSync(dataDir, { recursive: true, force: true });
+    cpSync(copy, dataDir, { recursive: true });
+    rmSync(copy, { recursive: true, force: true });
+    await cluster.startDatanode(restored);
+    await cluster.startDatanode(lagging);
+    // Either the two elect a leader without the rows above (the copy's replicas answering raft
+    // with their rolled-back logs and votes: what K1 alone let happen here), or the copy refuses itself.
+    const health = async () => (await (await fetch(`http://127.0.0.1:${cluster.datanodes[restored]!.httpPort}/health`)).json()) as { status: string; error?: string; registered: boolean };
+    const outcome = await waitUntil('a leader without the old one, or the copy refused', 30_000, async () => {
+      for (const i of [restored, lagging]) {
+        if ((await replicasOf(cluster, i)).some((r) => r.role === 'leader')) return `datanode${i + 1} elected a leader`;
+      }
+      return (await health()).status === 'refused' ? 'copy refused' : undefined;
+    });
+    expect(outcome).to.equal('copy refused');
+    const h = await health();
+    expect(h.error, '/health says why').to.match(/restored copy/).and.match(/object store records start/);
+    expect(h.registered).to.equal(false);
+    expect(await hosted(cluster, restored), 'no replica of the copy reopened').to.deep.equal([]);
+    const refusedNode = ((await client.listNodes()) as unknown as { nodes: { node_id: string; refused: string }[] }).nodes.find((n) => n.node_id === String(restored + 1));
+    expect(refusedNode?.refused, '`regiondb status` names the refusal').to.match(/refuses itself/);
+    await cluster.startDatanode(leader);
+    const reader = cluster.client({ deadlineMs: 30_000, attemptTimeoutMs: 1000 });
+    await expectAllRows(reader, acked);
+    expect(await hosted(cluster, restored), 'still nothing reopened from the copy').to.deep.equal([]);
+  });
+});

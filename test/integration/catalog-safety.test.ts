@@ -55,6 +55,72 @@ async function expectAllRows(client: RegionDbClient, acked: Map<string, Row>, ad
   expect(missing, `${addr ?? 'via routes'}: ${missing.length} of ${acked.size} acknowledged rows missing`).to.deep.equal([]);
 }
 
+/**
+ * A follower's data dir copied (a volume snapshot), the follower restarted on the live dir and
+ * registered, rows written that only the leader and it hold (the other follower down), the two
+ * killed, the copy put back and started with the lagging follower. With `catalogCopyToo` the
+ * metasrv's data dir is copied first and put back too (older than the follower's copy: K1 cannot
+ * tell). Waits for the outcome: a leader elected without those rows (the copy's replicas answering
+ * raft with rolled-back logs and votes) fails the test; the copy must be refused, say why on
+ * /health, and reopen nothing. Leaves the leader down and the copy refused.
+ */
+async function followerCopyPutBack(
+  cluster: LocalCluster,
+  client: RegionDbClient,
+  acked: Map<string, Row>,
+  options: { readonly catalogCopyToo: boolean; readonly rowsFrom: number },
+): Promise<{ restored: number; leader: number; dataDir: string; health: () => Promise<{ status: string; error?: string; registered: boolean }> }> {
+  const regionId = (await replicasOf(cluster, 0))[0]!.region_id;
+  const roles = await Promise.all([0, 1, 2].map(async (i) => (await replicasOf(cluster, i)).find((r) => r.region_id === regionId)!));
+  const leader = roles.findIndex((r) => r.role === 'leader');
+  const [restored, lagging] = [0, 1, 2].filter((i) => i !== leader) as [number, number];
+  const dataDir = cluster.datanodes[restored]!.dataDir;
+  const copy = `${dataDir}.copy`;
+  const oldCatalog = join(cluster.dir, 'metasrv-catalog-copy');
+  if (options.catalogCopyToo) {
+    await cluster.stopMetasrv();
+    cpSync(cluster.metasrv.dataDir, oldCatalog, { recursive: true });
+    await cluster.startMetasrv();
+  }
+  // A copy of the follower's data dir, then a start on the live dir that the metasrv registers:
+  // what the copy holds is now behind.
+  await cluster.stopDatanode(restored, 'SIGTERM');
+  cpSync(dataDir, copy, { recursive: true });
+  await cluster.startDatanode(restored);
+  await waitUntil('the follower to register and host its replicas again', 30_000, async () => ((await hosted(cluster, restored)).length > 0 ? true : undefined));
+  // Rows only the leader and this follower hold: the other follower is down.
+  await cluster.stopDatanode(lagging, 'SIGKILL');
+  await writeRows(client, acked, options.rowsFrom, 300);
+  await cluster.stopDatanode(leader, 'SIGKILL');
+  await cluster.stopDatanode(restored, 'SIGKILL');
+  if (options.catalogCopyToo) {
+    // The metasrv's catalog goes back too: it never saw the follower's later start.
+    await cluster.stopMetasrv();
+    rmSync(cluster.metasrv.dataDir, { recursive: true, force: true });
+    cpSync(oldCatalog, cluster.metasrv.dataDir, { recursive: true });
+    await cluster.startMetasrv();
+  }
+  // The follower's disk is put back from the copy, and it starts with the lagging one.
+  rmSync(dataDir, { recursive: true, force: true });
+  cpSync(copy, dataDir, { recursive: true });
+  rmSync(copy, { recursive: true, force: true });
+  await cluster.startDatanode(restored);
+  await cluster.startDatanode(lagging);
+  const health = async () => (await (await fetch(`http://127.0.0.1:${cluster.datanodes[restored]!.httpPort}/health`)).json()) as { status: string; error?: string; registered: boolean };
+  const outcome = await waitUntil('a leader without the old one, or the copy refused', 30_000, async () => {
+    for (const i of [restored, lagging]) {
+      if ((await replicasOf(cluster, i)).some((r) => r.role === 'leader')) return `datanode${i + 1} elected a leader`;
+    }
+    return (await health()).status === 'refused' ? 'copy refused' : undefined;
+  });
+  expect(outcome).to.equal('copy refused');
+  const h = await health();
+  expect(h.error, '/health says why').to.match(/restored copy/);
+  expect(h.registered).to.equal(false);
+  expect(await hosted(cluster, restored), 'no replica of the copy reopened').to.deep.equal([]);
+  return { restored, leader, dataDir, health };
+}
+
 describe('integration: the metasrv on an empty catalog destroys nothing and reuses no table id (issue 14.2)', function () {
   this.timeout(180_000);
   const cluster = new LocalCluster({ metasrvToml: 'balance_leaders_interval_ms = 0' });
@@ -263,44 +329,7 @@ describe('integration: a datanode back on a wiped data dir is a new incarnation 
   });
 
   it('follower restarted on a restored copy of its data dir, leader killed: the copy is refused, nothing of it reopened, no acknowledged write lost', async () => {
-    const regionId = (await replicasOf(cluster, 0))[0]!.region_id;
-    const roles = await Promise.all([0, 1, 2].map(async (i) => (await replicasOf(cluster, i)).find((r) => r.region_id === regionId)!));
-    const leader = roles.findIndex((r) => r.role === 'leader');
-    const [restored, lagging] = [0, 1, 2].filter((i) => i !== leader) as [number, number];
-    const dataDir = cluster.datanodes[restored]!.dataDir;
-    const copy = `${dataDir}.copy`;
-
-    // A copy of the follower's data dir (a volume snapshot), then a start on the live dir that
-    // the metasrv registers: what the copy holds is now behind.
-    await cluster.stopDatanode(restored, 'SIGTERM');
-    cpSync(dataDir, copy, { recursive: true });
-    await cluster.startDatanode(restored);
-    await waitUntil('the follower to register and host its replicas again', 30_000, async () => ((await hosted(cluster, restored)).length > 0 ? true : undefined));
-    // Rows only the leader and this follower hold: the other follower is down.
-    await cluster.stopDatanode(lagging, 'SIGKILL');
-    await writeRows(client, acked, 20_000, 300);
-    await cluster.stopDatanode(leader, 'SIGKILL');
-    await cluster.stopDatanode(restored, 'SIGKILL');
-    // The follower's disk is put back from the copy, and it starts with the lagging one.
-    rmSync(dataDir, { recursive: true, force: true });
-    cpSync(copy, dataDir, { recursive: true });
-    rmSync(copy, { recursive: true, force: true });
-    await cluster.startDatanode(restored);
-    await cluster.startDatanode(lagging);
-    // Either the two elect a leader without the rows above (the bug: the copy's replicas answer
-    // raft with their rolled-back logs and votes), or the metasrv refuses the copy.
-    const health = async () => (await (await fetch(`http://127.0.0.1:${cluster.datanodes[restored]!.httpPort}/health`)).json()) as { status: string; error?: string; registered: boolean };
-    const outcome = await waitUntil('a leader without the old one, or the copy refused', 30_000, async () => {
-      for (const i of [restored, lagging]) {
-        if ((await replicasOf(cluster, i)).some((r) => r.role === 'leader')) return `datanode${i + 1} elected a leader`;
-      }
-      return (await health()).status === 'refused' ? 'copy refused' : undefined;
-    });
-    expect(outcome).to.equal('copy refused');
-    const h = await health();
-    expect(h.error, '/health says why').to.match(/restored copy/);
-    expect(h.registered).to.equal(false);
-    expect(await hosted(cluster, restored), 'no replica of the copy reopened').to.deep.equal([]);
+    const { restored, leader, dataDir, health } = await followerCopyPutBack(cluster, client, acked, { catalogCopyToo: false, rowsFrom: 20_000 });
     const refusedNode = ((await client.listNodes()) as unknown as { nodes: { node_id: string; refused: string }[] }).nodes.find((n) => n.node_id === String(restored + 1));
     expect(refusedNode?.refused, '`regiondb status` names the refused node').to.match(/restored copy/);
     await cluster.startDatanode(leader);
@@ -339,52 +368,8 @@ describe('integration: a data dir and the metasrv catalog both put back from cop
   after(async () => cluster.stop());
 
   it('follower restarted on a copy of its data dir while the metasrv runs on an older catalog copy: the copy refuses itself, nothing of it reopened, no acknowledged write lost', async () => {
-    const regionId = (await replicasOf(cluster, 0))[0]!.region_id;
-    const roles = await Promise.all([0, 1, 2].map(async (i) => (await replicasOf(cluster, i)).find((r) => r.region_id === regionId)!));
-    const leader = roles.findIndex((r) => r.role === 'leader');
-    const [restored, lagging] = [0, 1, 2].filter((i) => i !== leader) as [number, number];
-    const dataDir = cluster.datanodes[restored]!.dataDir;
-    const copy = `${dataDir}.copy`;
-    const oldCatalog = join(cluster.dir, 'metasrv-catalog-copy');
-
-    // The metasrv's catalog copied first (older than everything below).
-    await cluster.stopMetasrv();
-    cpSync(cluster.metasrv.dataDir, oldCatalog, { recursive: true });
-    await cluster.startMetasrv();
-    // A copy of the follower's data dir, then a start on the live dir that is registered.
-    await cluster.stopDatanode(restored, 'SIGTERM');
-    cpSync(dataDir, copy, { recursive: true });
-    await cluster.startDatanode(restored);
-    await waitUntil('the follower to register and host its replicas again', 30_000, async () => ((await hosted(cluster, restored)).length > 0 ? true : undefined));
-    // Rows only the leader and this follower hold: the other follower is down.
-    await cluster.stopDatanode(lagging, 'SIGKILL');
-    await writeRows(client, acked, 30_000, 300);
-    await cluster.stopDatanode(leader, 'SIGKILL');
-    await cluster.stopDatanode(restored, 'SIGKILL');
-    // Both copies go back: the metasrv's catalog (it never saw the follower's later start) and the follower's dir.
-    await cluster.stopMetasrv();
-    rmSync(cluster.metasrv.dataDir, { recursive: true, force: true });
-    cpSync(oldCatalog, cluster.metasrv.dataDir, { recursive: true });
-    await cluster.startMetasrv();
-    rmSync(dataDir, { recursive: true, force: true });
-    cpSync(copy, dataDir, { recursive: true });
-    rmSync(copy, { recursive: true, force: true });
-    await cluster.startDatanode(restored);
-    await cluster.startDatanode(lagging);
-    // Either the two elect a leader without the rows above (the copy's replicas answering raft
-    // with their rolled-back logs and votes: what K1 alone let happen here), or the copy refuses itself.
-    const health = async () => (await (await fetch(`http://127.0.0.1:${cluster.datanodes[restored]!.httpPort}/health`)).json()) as { status: string; error?: string; registered: boolean };
-    const outcome = await waitUntil('a leader without the old one, or the copy refused', 30_000, async () => {
-      for (const i of [restored, lagging]) {
-        if ((await replicasOf(cluster, i)).some((r) => r.role === 'leader')) return `datanode${i + 1} elected a leader`;
-      }
-      return (await health()).status === 'refused' ? 'copy refused' : undefined;
-    });
-    expect(outcome).to.equal('copy refused');
-    const h = await health();
-    expect(h.error, '/health says why').to.match(/restored copy/).and.match(/object store records start/);
-    expect(h.registered).to.equal(false);
-    expect(await hosted(cluster, restored), 'no replica of the copy reopened').to.deep.equal([]);
+    const { restored, leader, health } = await followerCopyPutBack(cluster, client, acked, { catalogCopyToo: true, rowsFrom: 30_000 });
+    expect((await health()).error, 'the witness refused it').to.match(/object store records start/);
     const refusedNode = ((await client.listNodes()) as unknown as { nodes: { node_id: string; refused: string }[] }).nodes.find((n) => n.node_id === String(restored + 1));
     expect(refusedNode?.refused, '`regiondb status` names the refusal').to.match(/refuses itself/);
     await cluster.startDatanode(leader);

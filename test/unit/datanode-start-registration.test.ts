@@ -25,6 +25,18 @@ const REGION = makeRegionId(2048, 0);
 // The fifth start of the dir; the third was the last whose registration was answered.
 const START: StartRecord = { count: 5, id: 'start-5', confirmed: { count: 3, id: 'start-3' }, unconfirmed: [{ count: 4, id: 'start-4' }, { count: 5, id: 'start-5' }] };
 
+/** A log holding a replica this node hosted before the restart: its meta, a log entry, a vote. */
+async function logWithOneReplica(): Promise<MemoryLogEngine> {
+  const engine = new MemoryLogEngine();
+  const meta: RegionMeta = { regionId: REGION, schema: cpuSchema(), selfPeerId: 7, peers: [{ peerId: 7, nodeId: NODE, addr: '' }] };
+  const batch = engine.batch();
+  batch.setRegionMeta(REGION, new TextEncoder().encode(JSON.stringify(meta)));
+  batch.append(REGION, [{ term: 3, index: 1, type: 0, data: new Uint8Array() }]);
+  batch.setHardState(REGION, { term: 3, vote: 7, commit: 1 });
+  await batch.commit();
+  return engine;
+}
+
 /** A metasrv whose answers the test gives: each call waits for `answer` or `refuse`. */
 class HandMetasrv implements MetasrvCaller {
   readonly calls: { method: string; request: Record<string, unknown> }[] = [];
@@ -59,14 +71,7 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
   let confirmed: { start: StartId; hostedThen: boolean }[];
 
   beforeEach(async () => {
-    engine = new MemoryLogEngine();
-    // A replica this node hosted before the restart: its meta, a log entry, a vote.
-    const meta: RegionMeta = { regionId: REGION, schema: cpuSchema(), selfPeerId: 7, peers: [{ peerId: 7, nodeId: NODE, addr: '' }] };
-    const batch = engine.batch();
-    batch.setRegionMeta(REGION, new TextEncoder().encode(JSON.stringify(meta)));
-    batch.append(REGION, [{ term: 3, index: 1, type: 0, data: new Uint8Array() }]);
-    batch.setHardState(REGION, { term: 3, vote: 7, commit: 1 });
-    await batch.commit();
+    engine = await logWithOneReplica();
     core = new DatanodeCore<Counter, number>({
       nodeId: NODE,
       clusterId: 'start-registration',
@@ -169,13 +174,7 @@ describe('datanode start: the start witness refuses a restored copy the metasrv 
   let failRecord: boolean;
 
   beforeEach(async () => {
-    engine = new MemoryLogEngine();
-    const meta: RegionMeta = { regionId: REGION, schema: cpuSchema(), selfPeerId: 7, peers: [{ peerId: 7, nodeId: NODE, addr: '' }] };
-    const batch = engine.batch();
-    batch.setRegionMeta(REGION, new TextEncoder().encode(JSON.stringify(meta)));
-    batch.append(REGION, [{ term: 3, index: 1, type: 0, data: new Uint8Array() }]);
-    batch.setHardState(REGION, { term: 3, vote: 7, commit: 1 });
-    await batch.commit();
+    engine = await logWithOneReplica();
     witnessed = [];
     recorded = [];
     refusals = [];

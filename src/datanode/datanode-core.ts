@@ -39,7 +39,7 @@ import { ConfChangeType, type ResultOf, type StateMachine } from '../raft/index.
 import type { MetaCallOptions } from '../rpc/meta-channel.js';
 import { u64 } from '../rpc/proto.js';
 import { fromGrpcError } from '../rpc/status.js';
-import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest__Output, RegisterNodeResponse__Output, ReplicaStat__Output } from '../rpc/generated/index.js';
+import type { HeartbeatResponse__Output, Instruction__Output, OpenRegionRequest__Output, RegisterNodeRequest, RegisterNodeResponse__Output, ReplicaStat__Output } from '../rpc/generated/index.js';
 import { fromProtoSchema } from '../rpc/values.js';
 import type { RegionServer, RegionServerHooks, Replica } from '../replication/region-server.js';
 import { type StateMachineStat, failedReplicaStat, runningReplicaStat } from '../replication/replica-stats.js';
@@ -650,15 +650,13 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         if (this.witnessRefused || this.refusedByWitness(seen)) {
           // Told to the metasrv, so that `regiondb status` names the refusal (it answers CORRUPTION).
           this.heartbeatPhase = 'telling the metasrv this start refuses itself';
-          await this.metasrv
-            .call('RegisterNode', { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields(), ...this.vouchedStarts(), refused_as_copy: this.refusedStart }, timeoutMs, { idempotent: true })
-            .catch(() => undefined);
+          await this.metasrv.call('RegisterNode', { ...this.registration(), refused_as_copy: this.refusedStart }, timeoutMs, { idempotent: true }).catch(() => undefined);
           return;
         }
         this.heartbeatPhase = 'register';
         const res = await this.metasrv.call<RegisterNodeResponse__Output>(
           'RegisterNode',
-          { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields(), ...this.vouchedStarts() },
+          this.registration(),
           timeoutMs,
           { idempotent: true },
         ).catch((err: unknown) => {
@@ -797,6 +795,11 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   /** This start's fields of RegisterNode and Heartbeat (0 and '' when starts are not counted). */
   private startFields(): { start_count: string; start_id: string } {
     return { start_count: String(this.start?.count ?? 0), start_id: this.start?.id ?? '' };
+  }
+
+  /** This start's RegisterNode request: the node, its store and the starts its data dir vouches for. */
+  private registration(): RegisterNodeRequest {
+    return { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, http_addr: this.endpoint.httpAddr, store_id: this.storeId, ...this.startFields(), ...this.vouchedStarts() };
   }
 
   /** RegisterNode's starts the data dir vouches for: its last confirmed start and every start since. */

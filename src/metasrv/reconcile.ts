@@ -22,7 +22,7 @@
 //      not count it and counts a higher peer id (`passedByGroup`). Skipped and logged, nothing
 //      deleted.
 import { type CatalogState, type RegionDef, type ReplicaPlacement, droppedAt, regionList, regionWithId } from './catalog.js';
-import { type ObservedReplica, namesPeer } from './procedures/procedure.js';
+import { type MemberNode, type ObservedReplica, namesPeer } from './procedures/procedure.js';
 
 /** What each live datanode reported in its last heartbeat: node id → region id → replica. */
 export type Reports = ReadonlyMap<number, ReadonlyMap<string, ObservedReplica>>;
@@ -36,7 +36,7 @@ export interface GroupView {
   readonly learners: readonly number[];
   readonly confIndex: number;
   /** The node of each member as the leader knows it (ReplicaStat.members), when it says. */
-  readonly members?: readonly { readonly peerId: number; readonly nodeId: number }[];
+  readonly members?: readonly MemberNode[];
 }
 
 /** The highest-term leader report of a region among live datanodes, if any. */
@@ -217,13 +217,13 @@ function reconcileDiffering(
   const unplaced: number[] = [];
   for (const peerId of groupPeers) {
     const inCatalog = region.replicas.find((p) => p.peerId === peerId);
-    const nodeId = inCatalog?.nodeId ?? where.get(peerId);
-    const placement = inCatalog ?? (nodeId !== undefined ? { peerId, nodeId } : placeUnreported(catalog, group, peerId, reports, downTooLong));
+    const reported = where.get(peerId);
+    const placement = inCatalog ?? (reported !== undefined ? { peerId, nodeId: reported } : placeUnreported(catalog, group, peerId, reports, downTooLong));
     if (placement === undefined) unplaced.push(peerId);
     else replicas.push(placement);
   }
   if (unplaced.length > 0) {
-    // (nor does its leader name a node for them that placeUnreported could use)
+    // Nor could placeUnreported place them (yet).
     addProblem(problems, region.regionId, `the group (conf index ${group.confIndex}) has peers ${unplaced.join(',')} that neither the catalog nor any live datanode places; catalog left as is`);
     return;
   }

@@ -35,7 +35,13 @@ export interface ObservedReplica {
   /** Log index of the membership configuration the replica applied (the group's membership version). */
   readonly confIndex: number;
   /** A leader's members with their nodes (ReplicaStat.members); absent from a follower. */
-  readonly members?: readonly { readonly peerId: number; readonly nodeId: number }[];
+  readonly members?: readonly MemberNode[];
+}
+
+/** A member of a raft group and the node it lives on, as the group's leader knows it. */
+export interface MemberNode {
+  readonly peerId: number;
+  readonly nodeId: number;
 }
 
 export type Instruction =

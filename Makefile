@@ -185,7 +185,8 @@ netns-clean: netns-root
 	node --import tsx -e "import('./test/support/netns.ts').then((m) => { const r = m.reapStale(); console.log(r.length ? 'removed runs: ' + r.join(' ') : 'nothing to remove'); })"
 
 # regiondb side by side with etcd 3.4 (3 members), same workloads from one harness: writes at
-# 1/16/64 clients, linearizable reads, 100-key batches. etcd comes from Debian's etcd-server
+# 1/16/64 clients, linearizable reads, 100-key batches; regiondb twice (the table in 4 regions,
+# and in one region: one raft group, as etcd). etcd comes from Debian's etcd-server
 # (installed here if missing; without it the bench runs regiondb alone and says so).
 # BENCH_SECONDS (default 10) per workload; results in bench/results/<date>.json.
 ETCD_BIN ?= /usr/bin/etcd

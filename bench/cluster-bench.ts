@@ -1,5 +1,6 @@
 // make bench: the same workloads, from one harness, against a real regiondb cluster (metasrv +
-// three datanode processes from dist/) and a real 3-member etcd 3.4 cluster, both on loopback
+// three datanode processes from dist/; the bench table in 4 regions, and again in one region —
+// one raft group, as etcd's keyspace is) and a real 3-member etcd 3.4 cluster, all on loopback
 // and one after the other (never at once: they share this machine's cores). Workloads:
 // single-key writes at 1, 16 and 64 clients; linearizable reads at 1, 16 and 64 clients;
 // 100-row atomic batch writes (regiondb) vs etcd txns of 100 puts at 1 and 16 clients. Each
@@ -17,8 +18,10 @@
 // takes on a loaded machine.
 //
 // Environment: BENCH_SECONDS (default 10), BENCH_WARMUP_SECONDS (default 2), BENCH_SYSTEMS
-// (default "regiondb,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16"; default all),
-// BENCH_REGIONDB_UNARY=1 (regiondb clients make one unary call per operation, as etcd's do).
+// (default "regiondb,regiondb-1r,etcd"), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16";
+// default all), BENCH_REGIONDB_UNARY=1 (regiondb clients make one unary call per operation, as
+// etcd's do), BENCH_REGIONDB_REGIONS (the `regiondb` system's regions, default 4),
+// BENCH_REGIONDB_NODE_ARGS (flags for `node` in every regiondb process, space-separated).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +34,11 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 10);
 const warmupSeconds = Number(process.env['BENCH_WARMUP_SECONDS'] ?? 2);
 const prewarmWrites = Number(process.env['BENCH_PREWARM_WRITES'] ?? 10_000);
 const PREWARM_CLIENTS = 16;
-const systems = (process.env['BENCH_SYSTEMS'] ?? 'regiondb,etcd').split(',') as SystemName[];
+const SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r', 'etcd'];
+const systems = (process.env['BENCH_SYSTEMS'] ?? SYSTEMS.join(',')).split(',') as SystemName[];
+for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`BENCH_SYSTEMS: unknown system ${s} (known: ${SYSTEMS.join(', ')})`);
+/** The regiondb systems, each compared with etcd. */
+const REGIONDB_SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r'];
 
 type WorkloadKind = 'write' | 'read' | 'batch100';
 interface Workload {
@@ -139,6 +146,8 @@ async function runOn(target: BenchTarget): Promise<Result[]> {
 }
 
 interface Ratio {
+  /** Which regiondb system is compared with etcd. */
+  readonly system: SystemName;
   readonly workload: WorkloadKind;
   readonly clients: number;
   /** regiondb / etcd: above 1 is better for throughput, below 1 is better for latency. */
@@ -153,11 +162,13 @@ interface Ratio {
 function ratiosOf(results: readonly Result[]): Ratio[] {
   const out: Ratio[] = [];
   for (const w of workloads) {
-    const r = results.find((x) => x.system === 'regiondb' && x.workload === w.kind && x.clients === w.clients);
     const e = results.find((x) => x.system === 'etcd' && x.workload === w.kind && x.clients === w.clients);
-    if (!r || !e || e.opsPerSec === 0) continue;
-    const div = (a: number, b: number) => (b > 0 ? Number((a / b).toFixed(2)) : Number.NaN);
-    out.push({ workload: w.kind, clients: w.clients, opsPerSec: div(r.opsPerSec, e.opsPerSec), p50: div(r.p50Ms, e.p50Ms), p99: div(r.p99Ms, e.p99Ms), p999: div(r.p999Ms, e.p999Ms), serverCpu: div(r.serverCpuUsPerOp ?? 0, e.serverCpuUsPerOp ?? 0) });
+    for (const system of REGIONDB_SYSTEMS) {
+      const r = results.find((x) => x.system === system && x.workload === w.kind && x.clients === w.clients);
+      if (!r || !e || e.opsPerSec === 0) continue;
+      const div = (a: number, b: number) => (b > 0 ? Number((a / b).toFixed(2)) : Number.NaN);
+      out.push({ system, workload: w.kind, clients: w.clients, opsPerSec: div(r.opsPerSec, e.opsPerSec), p50: div(r.p50Ms, e.p50Ms), p99: div(r.p99Ms, e.p99Ms), p999: div(r.p999Ms, e.p999Ms), serverCpu: div(r.serverCpuUsPerOp ?? 0, e.serverCpuUsPerOp ?? 0) });
+    }
   }
   return out;
 }
@@ -180,9 +191,8 @@ function table(results: readonly Result[], ratios: readonly Ratio[]): string {
         String(r.errors),
       ]);
     }
-    const ratio = ratios.find((x) => x.workload === w.kind && x.clients === w.clients);
-    if (ratio) {
-      rows.push(['', '', 'regiondb/etcd', `${ratio.opsPerSec}x`, `${ratio.p50}x`, `${ratio.p99}x`, `${ratio.p999}x`, `${ratio.serverCpu}x`, '', '']);
+    for (const ratio of ratios.filter((x) => x.workload === w.kind && x.clients === w.clients)) {
+      rows.push(['', '', `${ratio.system}/etcd`, `${ratio.opsPerSec}x`, `${ratio.p50}x`, `${ratio.p99}x`, `${ratio.p999}x`, `${ratio.serverCpu}x`, '', '']);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -193,18 +203,24 @@ function table(results: readonly Result[], ratios: readonly Ratio[]): string {
 /** The issue's acceptance targets, each as met / missed with the numbers. */
 function targets(results: readonly Result[], ratios: readonly Ratio[], floor: Floor): string[] {
   const lines: string[] = [];
-  const w64 = ratios.find((r) => r.workload === 'write' && r.clients === 64);
   const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
-  if (w64) {
-    lines.push(`target: regiondb write throughput at 64 clients >= 1.0x etcd's: ${w64.opsPerSec}x (${verdict(w64.opsPerSec >= 1)})`);
-    lines.push(`target: regiondb write p99 at 64 clients <= 1.0x etcd's: ${w64.p99}x (${verdict(w64.p99 <= 1)})`);
-  }
-  const one = results.find((r) => r.system === 'regiondb' && r.workload === 'write' && r.clients === 1);
-  if (one) {
-    lines.push(
-      `target: regiondb single-client write p50 <= 2 x (WAL sync ${fmt(floor.walSyncP50Ms)} ms + 2 x gRPC round trip ${fmt(floor.grpcRoundTripP50Ms)} ms) = ` +
-        `${fmt(floor.singleClientWriteTargetMs)} ms: ${fmt(one.p50Ms)} ms (${verdict(one.p50Ms <= floor.singleClientWriteTargetMs)})`,
-    );
+  for (const system of REGIONDB_SYSTEMS) {
+    const w64 = ratios.find((r) => r.system === system && r.workload === 'write' && r.clients === 64);
+    if (w64) {
+      lines.push(`target: ${system} write throughput at 64 clients >= 1.0x etcd's: ${w64.opsPerSec}x (${verdict(w64.opsPerSec >= 1)})`);
+      lines.push(`target: ${system} write p99 at 64 clients <= 1.0x etcd's: ${w64.p99}x (${verdict(w64.p99 <= 1)})`);
+    }
+    for (const clients of [16, 64]) {
+      const cpu = ratios.find((r) => r.system === system && r.workload === 'write' && r.clients === clients);
+      if (cpu) lines.push(`target: ${system} server CPU per write at ${clients} clients <= 1.0x etcd's: ${cpu.serverCpu}x (${verdict(cpu.serverCpu <= 1)})`);
+    }
+    const one = results.find((r) => r.system === system && r.workload === 'write' && r.clients === 1);
+    if (one) {
+      lines.push(
+        `target: ${system} single-client write p50 <= 2 x (WAL sync ${fmt(floor.walSyncP50Ms)} ms + 2 x gRPC round trip ${fmt(floor.grpcRoundTripP50Ms)} ms) = ` +
+          `${fmt(floor.singleClientWriteTargetMs)} ms: ${fmt(one.p50Ms)} ms (${verdict(one.p50Ms <= floor.singleClientWriteTargetMs)})`,
+      );
+    }
   }
   return lines;
 }
@@ -229,6 +245,7 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   const chosen: BenchTarget[] = [];
   if (systems.includes('regiondb')) chosen.push(new RegionDbTarget());
+  if (systems.includes('regiondb-1r')) chosen.push(new RegionDbTarget('', 1));
   if (systems.includes('etcd') && etcd) chosen.push(new EtcdTarget());
   for (const target of chosen) {
     try {

@@ -13,7 +13,12 @@ import type { RegionDbClient } from '../src/client/client.js';
 import { LocalCluster, waitUntil } from '../test/support/local-cluster.js';
 import { EtcdCluster } from './etcd-cluster.js';
 
-export type SystemName = 'regiondb' | 'etcd';
+/**
+ * `regiondb`: the bench table in REGIONS regions (default 4), leaders spread over the three
+ * datanodes; `regiondb-1r`: the same table in one region — one raft group, as etcd's whole
+ * keyspace is (docs/performance.md, "Round 8").
+ */
+export type SystemName = 'regiondb' | 'regiondb-1r' | 'etcd';
 
 export interface BenchClient {
   write(key: number): Promise<void>;
@@ -58,18 +63,27 @@ export function cpuSecondsOf(pids: readonly (number | undefined)[]): number {
 }
 const T0_MS = 1_700_000_000_000;
 const TABLE = 'bench';
-const REGIONS = 4;
+/** BENCH_REGIONDB_REGIONS: the `regiondb` system's table regions (default 4: every datanode leads one or two). */
+export const REGIONS = Number(process.env['BENCH_REGIONDB_REGIONS'] ?? 4);
+if (!Number.isInteger(REGIONS) || REGIONS < 1) throw new Error(`BENCH_REGIONDB_REGIONS: not a positive integer: ${process.env['BENCH_REGIONDB_REGIONS']}`);
 
 export class RegionDbTarget implements BenchTarget {
-  readonly system = 'regiondb';
+  readonly system: SystemName;
   private readonly cluster: LocalCluster;
 
-  constructor(datanodeToml = '') {
-    this.cluster = new LocalCluster({ datanodeToml });
+  constructor(
+    datanodeToml = '',
+    private readonly regions = REGIONS,
+  ) {
+    this.system = regions === 1 ? 'regiondb-1r' : 'regiondb';
+    // BENCH_REGIONDB_NODE_ARGS: flags for `node` in every regiondb process (e.g. a GC setting
+    // under study), space-separated.
+    const nodeArgs = (process.env['BENCH_REGIONDB_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+    this.cluster = new LocalCluster({ datanodeToml, nodeArgs });
   }
 
   describe(): string {
-    return `regiondb cluster in ${this.cluster.dir}`;
+    return `regiondb cluster in ${this.cluster.dir}, table in ${this.regions} region(s)`;
   }
 
   serverCpuSeconds(): number {
@@ -86,7 +100,7 @@ export class RegionDbTarget implements BenchTarget {
         { name: 'ts', type: 'timestamp', semantic: 'timestamp' },
         { name: 'v', type: 'float64', semantic: 'field' },
       ],
-      REGIONS,
+      this.regions,
     );
     // The first write to every region waits for its leader election.
     await admin.write(
@@ -102,7 +116,7 @@ export class RegionDbTarget implements BenchTarget {
       const view = (await admin.listNodes()) as { nodes: { leaders: number }[]; procedures: { kind: string; status: string }[] };
       if (view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running')) return undefined;
       const counts = view.nodes.map((n) => n.leaders);
-      return counts.reduce((a, b) => a + b, 0) === REGIONS && Math.max(...counts) - Math.min(...counts) <= 1 ? counts : undefined;
+      return counts.reduce((a, b) => a + b, 0) === this.regions && Math.max(...counts) - Math.min(...counts) <= 1 ? counts : undefined;
     });
   }
 

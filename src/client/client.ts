@@ -195,6 +195,12 @@ export class RegionDbClient {
   /** Dedup identity: unique per instance (see ClientOptions.clientId). */
   readonly clientId: string;
   private lastRequestId = 0;
+  /**
+   * The request ids this client may still send (a round of deduplicated() under way), in the
+   * order they were made — ascending, since ids only grow — so the first is the lowest: the
+   * session mark every write and delete carries (completed_below, docs/raft-rules.md R19 D3).
+   */
+  private readonly unfinishedRequestIds = new Set<number>();
   private readonly tables = new Map<string, TableRoutes>();
   /** Route lookups in flight, by table (describe() shares them). */
   private readonly routeLookups = new SingleFlight<string, TableRoutes>();
@@ -855,15 +861,21 @@ export class RegionDbClient {
    * under a new id — within the same deadline as the first. After several attempts the outcome
    * is unknown and the error is the caller's.
    */
-  private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string) => WriteRequest | DeleteRequest): Promise<T> {
+  private async deduplicated<T>(table: string, regionId: string, kind: 'write' | 'delete', request: (requestId: string, completedBelow: string) => WriteRequest | DeleteRequest): Promise<T> {
     const deadline = this.now() + this.deadlineMs; // one budget for both rounds
     for (let round = 1; ; round++) {
-      const requestId = String(this.newRequestId());
+      const id = this.newRequestId();
+      const requestId = String(id);
+      // Every attempt of this round sends this id, so it stays unfinished until the round ends:
+      // whatever the round's outcome, the id is never sent again after (a second round takes a
+      // new one), and the regions may forget its answer.
+      this.unfinishedRequestIds.add(id);
+      const completedBelow = String(this.unfinishedRequestIds.values().next().value ?? id);
       let attempts = 0;
       try {
         return await this.withRegion(table, regionId, kind, (addr, remainingMs) => {
           attempts++;
-          return this.operation<T>(addr, kind, request(requestId), this.attemptMs(remainingMs));
+          return this.operation<T>(addr, kind, request(requestId, completedBelow), this.attemptMs(remainingMs));
         }, deadline);
       } catch (err) {
         if (!isRegionDbError(err, ErrorCode.RequestTooOld)) throw err;
@@ -877,6 +889,8 @@ export class RegionDbClient {
             details: { notApplied: 'true' },
           });
         }
+      } finally {
+        this.unfinishedRequestIds.delete(id);
       }
     }
   }
@@ -902,12 +916,13 @@ export class RegionDbClient {
     const operations = new Map(
       [...byRegion].map(([regionId, regionRows]) => [regionId, (async () => {
         const rows = regionRows.map((r) => toProtoRow(schema, r));
-        const res = await this.deduplicated<WriteResponse__Output>(table, regionId, 'write', (requestId): WriteRequest => ({
+        const res = await this.deduplicated<WriteResponse__Output>(table, regionId, 'write', (requestId, completedBelow): WriteRequest => ({
           table,
           region_id: regionId,
           rows,
           client_id: this.clientId,
           request_id: requestId,
+          completed_below: completedBelow,
           ...(options.expectVersion !== undefined ? { expect_version: String(options.expectVersion) } : {}),
           expect_absent: options.expectAbsent === true,
         }));
@@ -928,7 +943,14 @@ export class RegionDbClient {
     const operations = new Map(
       [...byRegion].map(([regionId, regionKeys]) => {
         const keys = regionKeys.map((k) => toProtoRow(schema, k));
-        return [regionId, this.deduplicated<DeleteResponse__Output>(table, regionId, 'delete', (requestId): DeleteRequest => ({ table, region_id: regionId, keys, client_id: this.clientId, request_id: requestId }))];
+        return [regionId, this.deduplicated<DeleteResponse__Output>(table, regionId, 'delete', (requestId, completedBelow): DeleteRequest => ({
+            table,
+            region_id: regionId,
+            keys,
+            client_id: this.clientId,
+            request_id: requestId,
+            completed_below: completedBelow,
+          }))];
       }),
     );
     await this.perRegion('delete', operations);

@@ -480,15 +480,18 @@ export class DatabaseService {
   /**
    * Dedup identity of a write or delete. request_id 0 (or absent) = not deduplicated: every copy
    * applies. A request id without a client id is refused: it asks for a dedup the server could
-   * not give it.
+   * not give it. `completedBelow`: the client's session mark (completed_below, R19 D3), present
+   * only for a deduplicated request that sets one; above the request id it counts as the id.
    */
-  private clientIdentity(req: { client_id?: string; request_id?: string }): { clientId: string; requestId: number } {
+  private clientIdentity(req: { client_id?: string; request_id?: string; completed_below?: string }): { clientId: string; requestId: number; completedBelow?: number } {
     const clientId = str(req.client_id ?? '', 'client_id', 128);
     const requestId = u64(req.request_id ?? '0', 'request_id');
     if (requestId !== 0 && !clientId) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `request_id ${requestId} without a client_id: retries can only be deduplicated per client`);
     }
-    return { clientId: requestId === 0 ? '' : clientId, requestId };
+    if (requestId === 0) return { clientId: '', requestId };
+    const completedBelow = Math.min(u64(req.completed_below ?? '0', 'completed_below'), requestId);
+    return completedBelow > 0 ? { clientId, requestId, completedBelow } : { clientId, requestId };
   }
 
   private async write(req: WriteRequest, checked?: CheckedRows): Promise<WriteResponse> {
@@ -504,11 +507,12 @@ export class DatabaseService {
     if ((hasExpectVersion || req.expect_absent) && rows.length !== 1) {
       throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
     }
-    const { clientId, requestId } = this.clientIdentity(req);
+    const { clientId, requestId, completedBelow } = this.clientIdentity(req);
     const command = encodeCommand({
       kind: 'write',
       clientId,
       requestId,
+      ...(completedBelow !== undefined ? { completedBelow } : {}),
       rows: rows.map((r) => schema.columns.map((c) => r[c.name] ?? null)),
       ...(hasExpectVersion ? { expectVersion: u64(req.expect_version, 'expect_version') } : {}),
       ...(req.expect_absent ? { expectAbsent: true } : {}),
@@ -529,9 +533,15 @@ export class DatabaseService {
     const schema = checked?.schema ?? this.schemaOfNamedRegion(await this.schemaOf(table), table, req.region_id);
     const keys = validatedOnce(schema, req.keys, checked) ?? req.keys.map((k, i) => validateKey(schema, fromProtoRow(k, `keys[${i}]`)));
     const regionId = this.regionFor(schema, keys, str(req.region_id ?? '', 'region_id', 32), table);
-    const { clientId, requestId } = this.clientIdentity(req);
+    const { clientId, requestId, completedBelow } = this.clientIdentity(req);
     const keyColumns = schema.columns.filter((c) => c.semantic !== 'field');
-    const command = encodeCommand({ kind: 'delete', clientId, requestId, keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)) });
+    const command = encodeCommand({
+      kind: 'delete',
+      clientId,
+      requestId,
+      ...(completedBelow !== undefined ? { completedBelow } : {}),
+      keys: keys.map((k) => keyColumns.map((c) => k[c.name] ?? null)),
+    });
     return this.checkResult(await this.propose(table, regionId, command), { clientId, requestId }, table, regionId);
   }
 

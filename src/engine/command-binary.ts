@@ -2,9 +2,17 @@
 // JSON, because these are the commands every replica decodes once per write (docs/performance.md,
 // round 3). The layout after the two header bytes [version 2][kind]:
 //
-//   write   flags u8 (bit 0: expectVersion follows, bit 1: expectAbsent; other bits zero)
-//           clientId (string), requestId (uint), [expectVersion (uint)], rows (list of value lists)
-//   delete  flags u8 (zero), clientId, requestId, keys (list of value lists)
+//   write   flags u8 (bit 0: expectVersion follows, bit 1: expectAbsent, bit 2: completedBelow
+//           follows; other bits zero)
+//           clientId (string), requestId (uint), [completedBelow (uint)], [expectVersion (uint)],
+//           rows (list of value lists)
+//   delete  flags u8 (bit 2 as for a write; other bits zero), clientId, requestId,
+//           [completedBelow (uint)], keys (list of value lists)
+//
+// completedBelow (bit 2) is the client's session mark (docs/raft-rules.md R19): not part of what
+// the request asks, so the dedup hash is taken over the bytes without it (command.ts
+// dedupIdentity). A build from before bit 2 refuses a command carrying it (unknown flags,
+// CORRUPTION): clusters of mixed versions across this change are not supported.
 //
 //   uint    unsigned LEB128 varint, at most 8 bytes, value ≤ 2^53 − 1 (a JS safe integer)
 //   string  uint byte length, then UTF-8 (well-formed; checked on decode)
@@ -32,6 +40,8 @@ const TAG_STRING = 6;
 
 export const WRITE_FLAG_EXPECT_VERSION = 1;
 export const WRITE_FLAG_EXPECT_ABSENT = 2;
+/** Writes and deletes: the client's completedBelow follows the request id. */
+export const COMMAND_FLAG_COMPLETED_BELOW = 4;
 
 /** A safe integer needs at most 8 LEB128 bytes (53 bits / 7). */
 const VARINT_BYTES_MAX = 8;
@@ -171,6 +181,11 @@ export class BinaryReader {
     private readonly subject = 'region command',
   ) {
     this.pos = start;
+  }
+
+  /** Where the next read starts. */
+  get offset(): number {
+    return this.pos;
   }
 
   private need(n: number, what: string): void {

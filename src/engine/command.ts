@@ -19,7 +19,7 @@
 // order, so every replica derives identical keys when applying. The kind byte is at offset 1 in
 // both versions (sst-gc reads it without decoding).
 import { ErrorCode, RegionDbError } from '../common/errors.js';
-import { BinaryReader, BinaryWriter, WRITE_FLAG_EXPECT_ABSENT, WRITE_FLAG_EXPECT_VERSION } from './command-binary.js';
+import { BinaryReader, BinaryWriter, COMMAND_FLAG_COMPLETED_BELOW, WRITE_FLAG_EXPECT_ABSENT, WRITE_FLAG_EXPECT_VERSION } from './command-binary.js';
 import type { Value } from './schema.js';
 
 const FORMAT_JSON = 1;
@@ -38,6 +38,13 @@ export interface WriteCommand {
   readonly rows: readonly (readonly Value[])[];
   readonly expectVersion?: number;
   readonly expectAbsent?: boolean;
+  /**
+   * The client's session mark (WriteRequest.completed_below; docs/raft-rules.md R19): it will
+   * never send a request id below this again, so applying forgets its answers below it. Absent
+   * (or 0): nothing is forgotten but by the table's bounds. Not part of what the request asks
+   * (dedupIdentity).
+   */
+  readonly completedBelow?: number;
 }
 
 export interface DeleteCommand {
@@ -46,6 +53,8 @@ export interface DeleteCommand {
   readonly requestId: number;
   /** Each key: values of the tag columns then the timestamp, in schema order. */
   readonly keys: readonly (readonly Value[])[];
+  /** As WriteCommand.completedBelow. */
+  readonly completedBelow?: number;
 }
 
 /** An SST as recorded in the region's version (manifest): immutable, in the object store. */
@@ -266,6 +275,30 @@ export function stampCommand(inner: Uint8Array, stampMs: number): Uint8Array {
   return out;
 }
 
+/**
+ * The bytes a client request's dedup hash is taken over (region-state.ts commandHash): a
+ * version-2 write or delete without its completed-below mark (flag bit 2 cleared, the mark's
+ * varint left out) — exactly the bytes the same request encodes to without a mark — so that two
+ * attempts of one request carrying different marks are still the same request. Any other
+ * command: its bytes as they are (no copy). Call it on an unstamped command.
+ */
+export function dedupIdentity(bytes: Uint8Array): Uint8Array {
+  if (bytes[0] !== FORMAT_BINARY || bytes.byteLength < 3) return bytes;
+  const flags = bytes[2]!;
+  if (!(flags & COMMAND_FLAG_COMPLETED_BELOW)) return bytes;
+  const r = new BinaryReader(bytes, 3);
+  r.string('client id');
+  r.uint('request id');
+  const markStart = r.offset;
+  r.uint('completed-below mark');
+  const markEnd = r.offset;
+  const out = new Uint8Array(bytes.byteLength - (markEnd - markStart));
+  out.set(bytes.subarray(0, markStart), 0);
+  out[2] = flags & ~COMMAND_FLAG_COMPLETED_BELOW;
+  out.set(bytes.subarray(markEnd), markStart);
+  return out;
+}
+
 /** The stamp and inner command of a version-3 command; for any other version, no stamp and the bytes as they are. */
 export function unstampCommand(bytes: Uint8Array): { readonly stampMs: number | undefined; readonly inner: Uint8Array } {
   if (bytes[0] !== FORMAT_STAMPED) return { stampMs: undefined, inner: bytes };
@@ -286,17 +319,21 @@ export function encodeCommand(cmd: Command): Uint8Array {
   const w = new BinaryWriter();
   w.byte(FORMAT_BINARY);
   w.byte(KIND_CODE[cmd.kind]);
+  const completedBelow = cmd.completedBelow ?? 0;
+  const session = completedBelow > 0 ? COMMAND_FLAG_COMPLETED_BELOW : 0;
   if (cmd.kind === 'write') {
-    const flags = (cmd.expectVersion !== undefined ? WRITE_FLAG_EXPECT_VERSION : 0) | (cmd.expectAbsent ? WRITE_FLAG_EXPECT_ABSENT : 0);
+    const flags = (cmd.expectVersion !== undefined ? WRITE_FLAG_EXPECT_VERSION : 0) | (cmd.expectAbsent ? WRITE_FLAG_EXPECT_ABSENT : 0) | session;
     w.byte(flags);
     w.string(cmd.clientId);
     w.uint(cmd.requestId);
+    if (session) w.uint(completedBelow);
     if (cmd.expectVersion !== undefined) w.uint(cmd.expectVersion);
     w.values(cmd.rows);
   } else {
-    w.byte(0);
+    w.byte(session);
     w.string(cmd.clientId);
     w.uint(cmd.requestId);
+    if (session) w.uint(completedBelow);
     w.values(cmd.keys);
   }
   return w.finish();
@@ -482,23 +519,27 @@ function decodeBinary(bytes: Uint8Array): Command {
   const kind = bytes[1];
   if (kind !== CommandKind.Write && kind !== CommandKind.Delete) throw corrupt(`command kind ${kind} has no version-2 encoding`);
   const flags = r.byte('flags');
-  const allowed = kind === CommandKind.Write ? WRITE_FLAG_EXPECT_VERSION | WRITE_FLAG_EXPECT_ABSENT : 0;
+  const allowed = (kind === CommandKind.Write ? WRITE_FLAG_EXPECT_VERSION | WRITE_FLAG_EXPECT_ABSENT : 0) | COMMAND_FLAG_COMPLETED_BELOW;
   if ((flags & ~allowed) !== 0) throw corrupt(`unknown flags ${flags}`);
   const clientId = r.string('client id');
   const requestId = r.uint('request id');
+  const completedBelow = flags & COMMAND_FLAG_COMPLETED_BELOW ? r.uint('completed-below mark') : 0;
+  // The encoder writes the flag only for a mark above 0: anything else is not its bytes.
+  if (flags & COMMAND_FLAG_COMPLETED_BELOW && completedBelow === 0) throw corrupt('a completed-below mark of 0');
   if (kind === CommandKind.Delete) {
     const keys = r.values('keys');
     r.end();
-    return { kind: 'delete', clientId, requestId, keys };
+    return completedBelow > 0 ? { kind: 'delete', clientId, requestId, keys, completedBelow } : { kind: 'delete', clientId, requestId, keys };
   }
   const expectVersion = flags & WRITE_FLAG_EXPECT_VERSION ? r.uint('expected version') : undefined;
   const rows = r.values('rows');
   r.end();
   const cmd: WriteCommand = { kind: 'write', clientId, requestId, rows };
-  if (expectVersion === undefined && !(flags & WRITE_FLAG_EXPECT_ABSENT)) return cmd;
+  if (expectVersion === undefined && !(flags & WRITE_FLAG_EXPECT_ABSENT) && completedBelow === 0) return cmd;
   return {
     ...cmd,
     ...(expectVersion !== undefined ? { expectVersion } : {}),
     ...(flags & WRITE_FLAG_EXPECT_ABSENT ? { expectAbsent: true } : {}),
+    ...(completedBelow > 0 ? { completedBelow } : {}),
   };
 }

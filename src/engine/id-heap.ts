@@ -23,6 +23,11 @@ export class IdHeap {
     this.heap.push(id);
   }
 
+  /** The lowest id, or undefined when empty. */
+  peekMin(): number | undefined {
+    return this.heap.peek();
+  }
+
   /** Removes and returns the lowest id. */
   popMin(): number {
     return this.heap.pop();

@@ -24,6 +24,12 @@
 //       old however the client came back). The horizon is global, not per client, because a
 //       forgotten client leaves nothing else behind; it works because the client library's ids
 //       grow with time (client.ts), so a new client's ids are above it.
+//   D3. a request may carry its client's session mark, `completedBelow` (the thesis's "lowest
+//       sequence number without a response"): the client will never send an id below it again,
+//       so applying it forgets that client's results below it and raises `evictedBelow` to it
+//       (capped at the request's own id). With marks the table holds about what each client has
+//       in flight instead of its last dedupRequestsPerClientMax answers. The mark is not part of
+//       the request's identity: the hash is over the command without it (dedupIdentity).
 // Both bounds, the horizon and the Map order are computed from the applied commands alone and
 // carried in the manifest, so every replica — including one rebuilt from a snapshot — decides
 // every retry identically.
@@ -33,7 +39,7 @@ import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
+import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, dedupIdentity, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
@@ -309,8 +315,10 @@ export class RegionState implements StateMachine<ApplyResult> {
     const fence = this.dropFence;
     const refused: ApplyResult | undefined = fence ? { status: 'table-dropped', tableId: fence.tableId, fenceIndex: fence.index } : undefined;
     if (cmd.requestId === 0) return refused ?? this.execute(version, cmd); // not deduplicated: every copy applies
-    const hashed = unstampCommand(data).inner; // a retry is stamped again: the stamp is not part of what it asks
+    // A retry is stamped again, and may carry a later session mark: neither is part of what it asks.
+    const hashed = dedupIdentity(unstampCommand(data).inner);
     const hash = commandHash(hashed);
+    if (cmd.completedBelow !== undefined) this.applySessionMark(cmd.clientId, cmd.requestId, cmd.completedBelow);
     const record = this.dedup.get(cmd.clientId);
     const previous = record?.results.get(cmd.requestId);
     if (previous) {
@@ -562,6 +570,21 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   // ─── Dedup ────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * D3: the client will never send an id below `completedBelow` again, so its results below it
+   * are forgotten and such an id is from now on too old (refused, never applied). Capped at the
+   * request's own id, which is never forgotten by its own mark. Nothing for a client without a
+   * record (it has no results to forget, and its ids below the horizon are refused already).
+   */
+  private applySessionMark(clientId: string, requestId: number, completedBelow: number): void {
+    const mark = Math.min(completedBelow, requestId);
+    const record = this.dedup.get(clientId);
+    if (!record || mark <= record.evictedBelow) return;
+    while (record.ids.size > 0 && record.ids.peekMin()! < mark) record.results.delete(record.ids.popMin());
+    record.evictedBelow = mark;
+    assert(record.ids.size === record.results.size, 'the id heap holds exactly the recorded ids');
+  }
 
   private remember(clientId: string, requestId: number, entry: DedupEntry): void {
     assert(requestId > 0, 'request id 0 is not deduplicated');

@@ -144,8 +144,17 @@ const WRITE_REQUEST_FIELDS: FieldTable = [
   ['request_id', WIRE_VARINT],
   ['expect_version', WIRE_VARINT],
   ['expect_absent', WIRE_VARINT],
+  ['completed_below', WIRE_VARINT],
 ] satisfies FieldsOf<WriteRequest__Output>;
-const DELETE_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['region_id', WIRE_LEN], ['keys', WIRE_LEN], ['client_id', WIRE_LEN], ['request_id', WIRE_VARINT]] satisfies FieldsOf<DeleteRequest__Output>;
+const DELETE_REQUEST_FIELDS: FieldTable = [
+  ['', -1],
+  ['table', WIRE_LEN],
+  ['region_id', WIRE_LEN],
+  ['keys', WIRE_LEN],
+  ['client_id', WIRE_LEN],
+  ['request_id', WIRE_VARINT],
+  ['completed_below', WIRE_VARINT],
+] satisfies FieldsOf<DeleteRequest__Output>;
 const GET_REQUEST_FIELDS: FieldTable = [['', -1], ['table', WIRE_LEN], ['key', WIRE_LEN], ['consistency', WIRE_VARINT]] satisfies FieldsOf<GetRequest__Output>;
 const ROW_FIELDS: FieldTable = [['', -1], ['values', WIRE_LEN]] satisfies FieldsOf<Row__Output>;
 const MAP_ENTRY_FIELDS: FieldTable = [['', -1], ['key', WIRE_LEN], ['value', WIRE_LEN]];
@@ -497,6 +506,7 @@ function writeRequestSize(w: WriteRequestInput): number {
   if (w.request_id != null) size += longFieldSize(w.request_id, 'WriteRequest.request_id', false, false);
   if (w.expect_version != null) size += longFieldSize(w.expect_version, 'WriteRequest.expect_version', false, true);
   if (w.expect_absent) size += 2;
+  if (w.completed_below != null) size += longFieldSize(w.completed_below, 'WriteRequest.completed_below', false, false);
   sizes[slot] = size;
   return size;
 }
@@ -509,6 +519,7 @@ function writeWriteRequest(buf: Buffer, pos: number, w: WriteRequestInput): numb
   if (w.request_id != null) pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), false);
   if (w.expect_version != null) pos = writeLongField(buf, pos, tag(6, WIRE_VARINT), true);
   if (w.expect_absent) pos = writeBoolField(buf, pos, tag(7, WIRE_VARINT), true);
+  if (w.completed_below != null) pos = writeLongField(buf, pos, tag(8, WIRE_VARINT), false);
   return pos;
 }
 
@@ -521,6 +532,7 @@ function deleteRequestSize(d: DeleteRequestInput): number {
   size += rowsSize(d.keys, 'DeleteRequest.keys');
   if (d.client_id != null) size += stringFieldSize(d.client_id, false);
   if (d.request_id != null) size += longFieldSize(d.request_id, 'DeleteRequest.request_id', false, false);
+  if (d.completed_below != null) size += longFieldSize(d.completed_below, 'DeleteRequest.completed_below', false, false);
   sizes[slot] = size;
   return size;
 }
@@ -531,6 +543,7 @@ function writeDeleteRequest(buf: Buffer, pos: number, d: DeleteRequestInput): nu
   pos = writeRows(buf, pos, tag(3, WIRE_LEN), d.keys);
   if (d.client_id != null) pos = writeStringField(buf, pos, tag(4, WIRE_LEN), asString(d.client_id), false);
   if (d.request_id != null) pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), false);
+  if (d.completed_below != null) pos = writeLongField(buf, pos, tag(6, WIRE_VARINT), false);
   return pos;
 }
 
@@ -1191,6 +1204,7 @@ function decodeWriteRequest(r: BatchWireReader, end: number): WriteRequestObject
   let requestId = '0';
   let expectVersion: string | undefined;
   let expectAbsent = false;
+  let completedBelow = '0';
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'WriteRequest');
     switch (fieldTag) {
@@ -1215,11 +1229,14 @@ function decodeWriteRequest(r: BatchWireReader, end: number): WriteRequestObject
       case tag(7, WIRE_VARINT):
         expectAbsent = r.bool(end, 'WriteRequest.expect_absent');
         break;
+      case tag(8, WIRE_VARINT):
+        completedBelow = r.long(end, 'WriteRequest.completed_below', false);
+        break;
       default:
         r.skipField(fieldTag, end, 'WriteRequest', WRITE_REQUEST_FIELDS, DEPTH_OPERATION);
     }
   }
-  const write: WriteRequestObject = { rows, table, region_id: regionId, client_id: clientId, request_id: requestId, expect_absent: expectAbsent };
+  const write: WriteRequestObject = { rows, table, region_id: regionId, client_id: clientId, request_id: requestId, expect_absent: expectAbsent, completed_below: completedBelow };
   if (expectVersion !== undefined) {
     write.expect_version = expectVersion;
     write._expect_version = 'expect_version';
@@ -1233,6 +1250,7 @@ function decodeDeleteRequest(r: BatchWireReader, end: number): DeleteRequestObje
   let regionId = '';
   let clientId = '';
   let requestId = '0';
+  let completedBelow = '0';
   while (r.pos < end) {
     const fieldTag = r.tag(end, 'DeleteRequest');
     switch (fieldTag) {
@@ -1251,11 +1269,14 @@ function decodeDeleteRequest(r: BatchWireReader, end: number): DeleteRequestObje
       case tag(5, WIRE_VARINT):
         requestId = r.long(end, 'DeleteRequest.request_id', false);
         break;
+      case tag(6, WIRE_VARINT):
+        completedBelow = r.long(end, 'DeleteRequest.completed_below', false);
+        break;
       default:
         r.skipField(fieldTag, end, 'DeleteRequest', DELETE_REQUEST_FIELDS, DEPTH_OPERATION);
     }
   }
-  return { keys, table, region_id: regionId, client_id: clientId, request_id: requestId };
+  return { keys, table, region_id: regionId, client_id: clientId, request_id: requestId, completed_below: completedBelow };
 }
 
 function decodeGetRequest(r: BatchWireReader, end: number): GetRequestObject {

@@ -144,7 +144,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const walBug = plantedSwitch('WAL_BUG', ['cut-damaged-tail', 'refuse-node'] as const);
     const wipeBug = plantedSwitch('WIPE_BUG', ['reopen-as-old-peer'] as const);
     const restoreBug = plantedSwitch('RESTORE_BUG', ['reopen-before-registration'] as const);
-    const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten'] as const);
+    const dedupBug = plantedSwitch('DEDUP_BUG', ['id-zero-deduplicated', 'id-trusted-without-command', 'evicted-client-forgotten', 'mark-forgets-without-refusing'] as const);
     const metasrvBug = plantedSwitch('METASRV_BUG', METASRV_BUGS);
     const datanodeBug = plantedSwitch('DATANODE_BUG', [...SPURIOUS_DATANODE_BUGS, ...OVERLAP_DATANODE_BUGS, ...REPORT_DATANODE_BUGS]);
     const catlossBug = plantedSwitch('CATLOSS_BUG', CATLOSS_BUGS);
@@ -1027,6 +1027,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // 7d: an evicted client record leaves no horizon: a late retry of that client applies
       // again (at most once). Seed 32 is the first (seed 9 before the traces changed); searched from 31.
       { name: 'an evicted client record forgotten (7d)', planted: { dedupBug: 'evicted-client-forgotten' }, wanted: ['at most once', 'linearizability', 'set (no acknowledged add lost)'], faults: ['evict'], from: 31 },
+      // D3 half done: a session mark forgets the answers below it but does not refuse their ids,
+      // so a late copy of a write applied before (`marks`: lateCopy) applies again.
+      {
+        name: 'a session mark forgetting answers without refusing their ids (D3)',
+        planted: { dedupBug: 'mark-forgets-without-refusing' },
+        wanted: ['at most once', 'linearizability', 'set (no acknowledged add lost)'],
+        faults: ['clients', 'marks'],
+      },
     ] as const) {
       it(`the checkers can fail: ${name} (planted) is found within 2,000 seeds`, async () => {
         const options: Partial<ClusterSimOptions> = { ...engine, faults, ...planted };
@@ -1037,6 +1045,15 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         await expectSameViolation(caught!, options);
       });
     }
+
+    // Session marks (R19 D3) under the storage and client faults: every write carries its mark,
+    // late copies of writes arrive after the client moved on, and nothing applies twice.
+    it('session marks: 20 engine seeds with clients, marks, evict, corrupt and wipe pass, late copies refused or answered', async () => {
+      for (let seed = 1; seed <= 20; seed++) {
+        const r = await runClusterSim(seed, { ...engine, faults: ['clients', 'marks', 'evict', 'corrupt', 'wipe'] });
+        expect(r.ops.ok, `seed ${seed}: operations acknowledged`).to.be.greaterThan(0);
+      }
+    });
 
     // The flusher visits only the replicas that changed, that it marked, or whose timer is due
     // (docs/performance.md, sixth pass): it must do exactly what visiting every replica did, so
@@ -1148,6 +1165,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // older than n1's disk copy, so the metasrv could not refuse n1's start; n1's rolled-back
     // replica voted n2 leader without an entry n1 had committed: `state machine safety`. The
     // object store's record of n1's starts now makes the copy refuse itself.
+    // And seed 2757 (session 24): d1's peer 4 on n4 failed on its damaged log; the repair the
+    // metasrv began was lost with its catalog when an older copy without d1 was put back, so the
+    // failed replica stays a member, unrepaired, for good: `liveness` "no linearizable read of
+    // d1's region … on n4 after healing". A failed replica of a region no catalog knows is neither
+    // read nor compared.
     for (const [seed, what] of [
       [2070, "a live table's region is read where it is hosted, not on a node a repair moved it off, after healing"],
       [2110, 'a region a repair moves off a node during the final check is read where it is, after healing'],
@@ -1159,6 +1181,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       [2114, 'an R3 failure on a disk put back from a copy is expected, and remembered for H3 after its node crashed'],
       [2320, 'a disk put back from a copy and not registered yet is not held to its durable snapshot'],
       [2405, 'a disk put back from a copy while the catalog is an older copy refuses itself by the start witness (K2)'],
+      [2757, "a forgotten region's replica that failed on its damaged log, repaired by no one, is neither read nor compared"],
     ] as const) {
       it(`the wide mix with the metasrv, engine seed ${seed}: ${what}`, async () => {
         const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;

@@ -263,7 +263,7 @@ export interface ClusterSimOptions {
    * evicted from the table leaves nothing behind (no horizon), so a late retry of that client's
    * write applies a second time.
    */
-  dedupBug?: 'id-zero-deduplicated' | 'id-trusted-without-command' | 'evicted-client-forgotten';
+  dedupBug?: 'id-zero-deduplicated' | 'id-trusted-without-command' | 'evicted-client-forgotten' | 'mark-forgets-without-refusing';
   /**
    * Run the real metasrv core (docs/simulation.md, "The metasrv"): datanodes register and beat,
    * execute its instructions, and lost replicas are replaced by its repair-replica procedure
@@ -301,7 +301,7 @@ export interface ClusterSimOptions {
   traceFile?: string;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'marks' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -313,7 +313,7 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
@@ -323,6 +323,7 @@ export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
   (f) =>
     f !== 'ddl' &&
     f !== 'dropwrite' &&
+    f !== 'marks' &&
     f !== 'close' &&
     f !== 'slowdrop' &&
     f !== 'refuse' &&
@@ -336,6 +337,11 @@ export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
 export const RESTORE_COPY_AGE_MS = 600;
 /** With `restore`: how long (virtual ms) after a start refused as a restored copy the operator moves the disk aside. */
 export const OPERATOR_MOVES_COPY_MS = 1_000;
+
+/** With `marks`: the share of client write attempts copied once more, later (lateCopy), and how much later (virtual ms). */
+export const LATE_COPY_CHANCE = 0.1;
+export const LATE_COPY_MS_MIN = 20;
+export const LATE_COPY_MS_MAX = 400;
 
 /** With `refuse`: a wrong refusal verdict about every this many virtual ms (0.5–1.5×). */
 export const REFUSE_FALSE_EVERY_MS = 400;
@@ -589,6 +595,26 @@ const RAW_REQUEST_ID = 1;
  */
 function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['dedupBug']>): RegionState {
   const apply = state.apply.bind(state);
+  if (bug === 'mark-forgets-without-refusing') {
+    // D3 half done: a session mark forgets the client's answers below it but leaves its
+    // `evictedBelow` where it was, so a late copy of a forgotten request is not refused.
+    const records = (state as unknown as { dedup: Map<string, { evictedBelow: number }> }).dedup;
+    state.apply = (index: number, data: Uint8Array, term?: number) => {
+      const cmd = decodeCommand(data);
+      const record = (cmd.kind === 'write' || cmd.kind === 'delete') && cmd.completedBelow !== undefined ? records.get(cmd.clientId) : undefined;
+      const before = record?.evictedBelow;
+      const restore = () => {
+        if (record && before !== undefined && records.get(cmd.kind === 'write' || cmd.kind === 'delete' ? cmd.clientId : '') === record) record.evictedBelow = Math.min(record.evictedBelow, before);
+      };
+      const result = apply(index, data, term);
+      if (!(result instanceof Promise)) {
+        restore();
+        return result;
+      }
+      return result.finally(restore);
+    };
+    return state;
+  }
   if (bug === 'evicted-client-forgotten') {
     // 7d: before the horizon, an evicted record left no trace: a client without a record could
     // use any id. Keeping RegionState's horizon at 0 (read through a cast: it is private) is
@@ -836,6 +862,8 @@ export class ClusterSim {
   private readonly faultRand: Rand | undefined;
   /** With `refuse`: its own random stream (forked last, only when on). */
   private refuseRand: Rand | undefined;
+  /** With `marks`: late copies of client writes (its own stream, forked after `refuse`'s, only when on). */
+  private lateRand: Rand | undefined;
   /** region → node → the peer it hosts there (the harness's catalog; replaced peers get fresh ids). */
   private readonly placements = new Map<string, Map<number, Placement>>();
   private nextPeerId: number;
@@ -1094,6 +1122,36 @@ export class ClusterSim {
       this.refuseRand = this.rand.fork();
       this.sched.at(REFUSE_FALSE_EVERY_MS, () => this.falseRefusal());
     }
+    // The `marks` fault: its own stream, forked after `refuse`'s, only when on.
+    if (this.extra.has('marks')) this.lateRand = this.rand.fork();
+  }
+
+  /**
+   * With `marks`: now and then an attempt of a client write is proposed once more, later, to the
+   * region's leader of that moment — a copy nobody waits for, as a datanode router's forwarded part
+   * that outlived the client's attempt (docs/performance.md, "Failover at 1,000 regions: the
+   * client's part") arrives after the client moved on. Only a copy of an attempt whose outcome is
+   * not "failed" for the client (answered from or into the dedup table, or unknown), so that a
+   * write the client was told failed never takes effect. Dedup must answer it from the table, or
+   * refuse it as too old once a later request's session mark passed it: never apply it twice.
+   */
+  private lateCopy(regionId: string, bytes: Uint8Array, requestId: number, clientId: number): void {
+    const rand = this.lateRand;
+    if (!rand?.chance(LATE_COPY_CHANCE)) return;
+    this.sched.at(this.sched.now + LATE_COPY_MS_MIN + rand.int(LATE_COPY_MS_MAX - LATE_COPY_MS_MIN), () => {
+      const leader = this.leaderOf(regionId);
+      const server = leader === undefined ? undefined : this.nodes.get(leader)?.server;
+      if (!server) return;
+      this.record(`late copy of request ${requestId} of client ${clientId} to n${leader}`);
+      try {
+        server.propose(regionId, bytes).then(
+          () => {},
+          () => {},
+        );
+      } catch {
+        // refused before raft saw it: the copy is lost, as the network may lose it
+      }
+    });
   }
 
   /** With `refuse`: now and then a running node is told that a live node refused a connection. */
@@ -3085,6 +3143,13 @@ export class ClusterSim {
       const forgetUnknown = this.options.clientBug === 'refusal-after-unknown';
       complete(!uncertain || forgetUnknown ? 'fail' : 'info', undefined, String(err));
     };
+    // With `marks`, a later copy of this attempt (lateCopy): deduplicated writes only — a raw
+    // write's copy would rightly apply again.
+    const lateCopyOf = (sent: Uint8Array) => {
+      if (raw || !this.engine || !this.lateRand) return;
+      const cmd = decodeCommand(sent);
+      if (cmd.kind === 'write' && cmd.requestId > 0) this.lateCopy(regionId, sent, cmd.requestId, client.id);
+    };
     const attempt = (target: Server | EngineServer | undefined) => {
       attempts++;
       if (!target) {
@@ -3100,7 +3165,20 @@ export class ClusterSim {
         return;
       }
       // NOT_LEADER from the queue: raft refused the batch, nothing was appended.
-      done.then(onResult, (err: unknown) => (isRegionDbError(err, ErrorCode.NotFound) ? onNotFound(err) : onError(err, isRegionDbError(err, ErrorCode.NotLeader))));
+      const sent = bytes;
+      done.then(
+        (result) => {
+          if (typeof result !== 'boolean' && (result.status === 'ok' || result.status === 'condition-failed')) lateCopyOf(sent);
+          onResult(result);
+        },
+        (err: unknown) => {
+          const notFound = isRegionDbError(err, ErrorCode.NotFound);
+          const definite = isRegionDbError(err, ErrorCode.NotLeader);
+          if (!notFound && !definite) lateCopyOf(sent); // outcome unknown: the copy may take effect, as the attempt may have
+          if (notFound) onNotFound(err);
+          else onError(err, definite);
+        },
+      );
     };
     attempt(server);
   }
@@ -3127,13 +3205,17 @@ export class ClusterSim {
       this.requestIds.set(client.id, requestId);
       clientId = `sim-client-${client.id}`;
     }
-    if (command.op === 'add') return encodeCommand({ kind: 'write', clientId, requestId, rows: [[`e${command.element}`, 0, command.element]] });
-    if (command.op === 'write') return encodeCommand({ kind: 'write', clientId, requestId, rows: [[command.key, 0, command.value]] });
+    // With `marks`, writes carry the client library's session mark (R19 D3): a simulated client
+    // has one operation at a time, so the lowest id it may still send is this one's — every
+    // earlier request of the client is forgotten, and a late copy of one is refused as too old.
+    const mark = !raw && this.extra.has('marks') ? { completedBelow: requestId } : {};
+    if (command.op === 'add') return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows: [[`e${command.element}`, 0, command.element]] });
+    if (command.op === 'write') return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows: [[command.key, 0, command.value]] });
     const rows = [[command.key, 0, command.to]];
-    if (command.from === null) return encodeCommand({ kind: 'write', clientId, requestId, rows, expectAbsent: true });
+    if (command.from === null) return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows, expectAbsent: true });
     const version = this.versions.get(command.from);
     if (version === undefined) throw new Error(`the simulator has no version for value ${command.from} (only acknowledged values are CAS'd from)`);
-    return encodeCommand({ kind: 'write', clientId, requestId, rows, expectVersion: version });
+    return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows, expectVersion: version });
   }
 
   private read(client: Client, key: string): void {
@@ -3194,6 +3276,7 @@ export class ClusterSim {
       },
       hosts: (nodeId, regionId) => this.hostsAnyhow(this.nodes.get(nodeId)!, regionId),
       hostsAsMember: (nodeId, regionId) => this.hostsAsMember(this.nodes.get(nodeId)!, regionId),
+      failed: (nodeId, regionId) => this.replicaFailed(this.nodes.get(nodeId)!, regionId),
       quorumHosted: (regionId) => {
         const able = new Set<number>();
         const configs: (readonly number[])[] = [];
@@ -3392,6 +3475,11 @@ export class ClusterSim {
     return members === undefined || peerId === undefined || members.has(peerId);
   }
 
+  /** Whether the node's replica of the region failed (a damaged log, R3): on the running node, or in the damaged disk of a down one. */
+  private replicaFailed(node: SimNode, regionId: string): boolean {
+    return node.server ? node.server.failure(regionId) !== undefined : node.disk.damage(regionId) !== undefined;
+  }
+
   /** After healing, every replica of a region reaches the same applied index with the same state. */
   private async checkConvergence(deadline: number): Promise<void> {
     const forgotten = new Set(this.ddl?.forgottenRegions() ?? []);
@@ -3400,7 +3488,8 @@ export class ClusterSim {
         // A DDL table a restored (or lost) catalog forgot: its replicas are where they were left,
         // unplaced (engine seed 2001 of the wide mix: the nodes without one counted as 'closed').
         const unplaced = forgotten.has(regionId) && this.meta?.core?.catalog?.regions[regionId] === undefined;
-        const hosting = [...this.nodes.values()].filter((n) => (unplaced ? this.hostsAsMember(n, regionId) : this.hosts(n.id, regionId)));
+        // Nor is a failed replica of such a region compared: nothing repairs it (engine seed 2757).
+        const hosting = [...this.nodes.values()].filter((n) => (unplaced ? this.hostsAsMember(n, regionId) && !this.replicaFailed(n, regionId) : this.hosts(n.id, regionId)));
         const states = hosting.map((n) => {
           const replica = n.server?.replica(regionId);
           if (!replica) return 'closed';

@@ -83,6 +83,11 @@ export interface DdlHost {
    */
   hostsAsMember(nodeId: number, regionId: string): boolean;
   /**
+   * Whether node `nodeId`'s replica of the region failed (a damaged log, R3), running or on the
+   * down node's disk. Of a region no catalog knows, such a replica stays failed: nothing repairs it.
+   */
+  failed(nodeId: number, regionId: string): boolean;
+  /**
    * Whether some replica's configuration of the region has a majority of its voters still able to
    * take part: running, or on the disk of a node that is down (its restart reopens it). A region of
    * a table a restored catalog forgot is repaired by no one, so destructive faults (a wipe, a
@@ -490,8 +495,14 @@ export class SimDdlClient {
           this.host.flag('liveness', `${table.name}'s region ${regionId} is hosted on no node after healing`);
           return;
         }
-        const readAt = hostedAt;
-        if (forgotten && readAt.length > 0 && !this.host.quorumHosted(regionId)) {
+        // A forgotten region's replica that failed (a damaged log, R3) is not read either: no catalog
+        // knows the region, so no repair replaces it, and it stays a member of its group, failed
+        // (engine seed 2757 of the wide mix: d1's peer 4 on n4 failed on its damaged log, its
+        // repair-replica was lost with the catalog a restored copy replaced: "… on n4 after healing").
+        // `quorumHosted` does not count it either.
+        const failedAt = forgotten ? hostedAt.filter((n) => this.host.failed(n, regionId)) : [];
+        const readAt = hostedAt.filter((n) => !failedAt.includes(n));
+        if (forgotten && hostedAt.length > 0 && !this.host.quorumHosted(regionId)) {
           // Forgotten by a restored catalog, so never repaired, and destructive faults then took a
           // majority of its replicas (engine seed 2104 of the wide mix: n2 wiped, n4's restored
           // disk refused and moved aside): no read is possible, and none is owed.
@@ -506,6 +517,7 @@ export class SimDdlClient {
           this.host.record(`ddl: ${table.name}'s region ${regionId} is hosted nowhere: its drop was finished by a restored catalog holding its mark`);
           continue;
         }
+        if (failedAt.length > 0) this.host.record(`ddl: ${table.name}'s region ${regionId} (forgotten by the catalog): its replica failed on ${failedAt.map((n) => `n${n}`).join(', ')}, repaired by no one: not read there`);
         let reads = 0;
         for (const nodeId of readAt) {
           for (;;) {

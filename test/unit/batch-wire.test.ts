@@ -151,12 +151,23 @@ function randomOperation(rand: SeededRand): BatchRequestInput {
           ...(rand.chance(0.8) ? { region_id: rand.pick(['30064771072', '', '4294967296']) } : {}),
           rows: randomRows(rand),
           ...(rand.chance(0.8) ? { client_id: randomString(rand), request_id: randomLong(rand, false) } : {}),
+          ...(rand.chance(0.5) ? { completed_below: randomLong(rand, false) } : {}),
           ...(rand.chance(0.3) ? { expect_version: randomLong(rand, false) } : {}),
           ...(rand.chance(0.5) ? { expect_absent: rand.chance(0.5) } : {}),
         },
       };
     case 3:
-      return { id, delete: { table: randomString(rand), region_id: '30064771072', keys: randomRows(rand), client_id: randomString(rand), request_id: randomLong(rand, false) } };
+      return {
+        id,
+        delete: {
+          table: randomString(rand),
+          region_id: '30064771072',
+          keys: randomRows(rand),
+          client_id: randomString(rand),
+          request_id: randomLong(rand, false),
+          ...(rand.chance(0.5) ? { completed_below: randomLong(rand, false) } : {}),
+        },
+      };
     case 4:
     case 5: {
       const consistency = rand.pick<'LINEARIZABLE' | 'STALE' | number | undefined>(['LINEARIZABLE', 'STALE', 0, 1, undefined]);
@@ -320,7 +331,7 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
       expect(decodeBatchRequest(encodeBatchRequest({ id: '12', write: { table: 't', rows: [{ values: { host: { string_value: 'a' } } }], client_id: 'c', request_id: '5' } }))).to.deep.equal({
         id: '12',
         timeout_ms: 0,
-        write: { rows: [{ values: { host: { string_value: 'a', kind: 'string_value' } } }], table: 't', region_id: '', client_id: 'c', request_id: '5', expect_absent: false },
+        write: { rows: [{ values: { host: { string_value: 'a', kind: 'string_value' } } }], table: 't', region_id: '', client_id: 'c', request_id: '5', expect_absent: false, completed_below: '0' },
         request: 'write',
       });
       const conditional = decodeBatchRequest(encodeBatchRequest({ id: 1, write: { rows: [], expect_version: '0' } })).write!;

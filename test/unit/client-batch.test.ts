@@ -103,6 +103,44 @@ describe('client: the Database.Batch stream', () => {
     return client;
   }
 
+  it('every write carries the lowest request id still unfinished as completed_below (R19 D3)', async () => {
+    type Marked = BatchRequest & { write: { request_id: string; completed_below: string } };
+    const seen: Marked[] = [];
+    const held = new Map<string, () => void>();
+    const script: Script = {
+      unaryWrites: 0,
+      batchStreams: 0,
+      onBatch: (call, req) => {
+        const r = req as Marked;
+        seen.push(r);
+        held.set(r.write.request_id, () => call.write({ id: req.id, write: { version: '1', rows_written: 1 } }));
+      },
+    };
+    const client = await setup(script);
+    const first = client.write(TABLE, [row(1)]);
+    await waitUntil('the first write arrives', 2000, async () => (seen.length === 1 ? true : undefined));
+    const second = client.write(TABLE, [row(2)]);
+    await waitUntil('the second write arrives', 2000, async () => (seen.length === 2 ? true : undefined));
+    const third = client.write(TABLE, [row(3)]);
+    await waitUntil('the third write arrives', 2000, async () => (seen.length === 3 ? true : undefined));
+    const [a, b, c] = seen.map((r) => ({ id: BigInt(r.write.request_id), mark: BigInt(r.write.completed_below) }));
+    expect(a!.mark, 'alone in flight: its own id').to.equal(a!.id);
+    expect(b!.id > a!.id && c!.id > b!.id, 'ids grow').to.equal(true);
+    expect([b!.mark, c!.mark], 'the first is unfinished: the later ones carry its id').to.deep.equal([a!.id, a!.id]);
+    held.get(String(a!.id))!();
+    await first;
+    const fourth = client.write(TABLE, [row(4)]);
+    await waitUntil('the fourth write arrives', 2000, async () => (seen.length === 4 ? true : undefined));
+    expect(BigInt(seen[3]!.write.completed_below), 'the first finished: the second is now the lowest unfinished').to.equal(b!.id);
+    for (const release of held.values()) release();
+    await Promise.all([second, third, fourth]);
+    const fifth = client.write(TABLE, [row(5)]);
+    await waitUntil('the fifth write arrives', 2000, async () => (seen.length === 5 ? true : undefined));
+    expect(seen[4]!.write.completed_below, 'nothing else unfinished: its own id').to.equal(seen[4]!.write.request_id);
+    held.get(seen[4]!.write.request_id)!();
+    await fifth;
+  });
+
   it('routes in use are looked up again in the background every 5 s, so a moved leader is learned though forwarding hides it', async () => {
     // The client measures the routes' age on its monotonic clock, performance.now(), which the
     // test holds still and moves by hand: the refresh is checked at 4,999 ms and at 5,000 ms of

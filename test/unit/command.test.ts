@@ -16,6 +16,7 @@ import {
   encodeCommand,
   encodeCommandV1,
 } from '../../src/engine/index.js';
+import { dedupIdentity } from '../../src/engine/command.js';
 
 const FIXTURE = JSON.parse(readFileSync(new URL('../fixtures/commands-v1.json', import.meta.url), 'utf8')) as {
   schema: TableSchema;
@@ -67,6 +68,8 @@ const valueArb: fc.Arbitrary<Value> = fc.oneof(
 );
 const rowsArb = fc.array(fc.array(valueArb, { maxLength: 9 }), { minLength: 0, maxLength: 6 });
 const idArb = fc.oneof(fc.constantFrom(0, 1, 127, 128, Number.MAX_SAFE_INTEGER), fc.maxSafeNat());
+/** A session mark as the encoder writes one: 1 and up (0 is no mark). */
+const markArb = fc.oneof(fc.constantFrom(1, 127, 128, Number.MAX_SAFE_INTEGER), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }));
 const clientArb = fc.oneof(fc.string({ maxLength: 12 }), fc.string({ unit: 'grapheme', maxLength: 70 }));
 const writeArb: fc.Arbitrary<Command> = fc
   .record({
@@ -75,14 +78,18 @@ const writeArb: fc.Arbitrary<Command> = fc
     rows: rowsArb,
     expectVersion: fc.option(idArb, { nil: undefined }),
     expectAbsent: fc.option(fc.constant(true as const), { nil: undefined }),
+    completedBelow: fc.option(markArb, { nil: undefined }),
   })
-  .map(({ expectVersion, expectAbsent, ...w }) => ({
+  .map(({ expectVersion, expectAbsent, completedBelow, ...w }) => ({
     kind: 'write' as const,
     ...w,
     ...(expectVersion === undefined ? {} : { expectVersion }),
     ...(expectAbsent === undefined ? {} : { expectAbsent }),
+    ...(completedBelow === undefined ? {} : { completedBelow }),
   }));
-const deleteArb: fc.Arbitrary<Command> = fc.record({ kind: fc.constant('delete' as const), clientId: clientArb, requestId: idArb, keys: rowsArb });
+const deleteArb: fc.Arbitrary<Command> = fc
+  .record({ clientId: clientArb, requestId: idArb, keys: rowsArb, completedBelow: fc.option(markArb, { nil: undefined }) })
+  .map(({ completedBelow, ...d }) => ({ kind: 'delete' as const, ...d, ...(completedBelow === undefined ? {} : { completedBelow }) }));
 
 /** Deep equality where -0 ≠ 0 and NaN = NaN (Object.is on every leaf). */
 function sameExactly(a: unknown, b: unknown): boolean {
@@ -191,7 +198,11 @@ describe('engine: command format version 2 (binary)', () => {
     const write = (body: number[]) => Uint8Array.from([2, 1, ...body]);
     // flags, clientId "c", requestId 5, rows: 1 row of 1 value
     expectCorruption(write([0, 1, 99, 5, 1, 1, 9]), 'value tag 9', /unknown value tag 9/);
-    expectCorruption(write([4, 1, 99, 5, 1, 1, 0]), 'flag bit 2', /unknown flags 4/);
+    expectCorruption(write([8, 1, 99, 5, 1, 1, 0]), 'flag bit 3', /unknown flags 8/);
+    expectCorruption(write([4, 1, 99, 5, 0, 1, 1, 0]), 'flag bit 2 with a mark of 0', /completed-below mark of 0/);
+    expectCorruption(write([4, 1, 99, 5]), 'flag bit 2 with no mark', /truncated completed-below mark/);
+    expect(decodeCommand(write([4, 1, 99, 5, 3, 1, 1, 4, 7]))).to.deep.equal({ kind: 'write', clientId: 'c', requestId: 5, completedBelow: 3, rows: [[-7]] });
+    expect(decodeCommand(Uint8Array.from([2, 2, 4, 1, 99, 5, 3, 0]))).to.deep.equal({ kind: 'delete', clientId: 'c', requestId: 5, completedBelow: 3, keys: [] });
     expectCorruption(Uint8Array.from([2, 2, 1, 1, 99, 5, 0]), 'a delete with the expectVersion flag', /unknown flags 1/);
     expectCorruption(Uint8Array.from([2, 3, 0]), 'a freeze in version 2', /no version-2 encoding/);
     expectCorruption(Uint8Array.from([3, 1, 0]), 'a truncated format-3 (stamped) command', /stamped command of 3 bytes/);
@@ -205,6 +216,21 @@ describe('engine: command format version 2 (binary)', () => {
     expectCorruption(write([0, 1, 99, 5, 1, 1, 6, 1, 0xff]), 'a string value that is not UTF-8', /string value is not valid UTF-8/);
     expectCorruption(write([0, 1, 99, 5, 1, 1, 5, 0, 0, 0]), 'a float64 cut short', /truncated float64/);
     expect(decodeCommand(write([0, 1, 99, 5, 1, 1, 4, 7]))).to.deep.equal({ kind: 'write', clientId: 'c', requestId: 5, rows: [[-7]] });
+  });
+
+  it('a session mark (completed_below) is left out of a request\'s dedup identity: marked and unmarked encodings of one request have the same identity, other requests do not', () => {
+    fc.assert(
+      fc.property(fc.oneof(writeArb, deleteArb), markArb, (cmd, mark) => {
+        if (cmd.kind !== 'write' && cmd.kind !== 'delete') return;
+        const { completedBelow: _, ...unmarked } = cmd;
+        const plain = encodeCommand(unmarked as Command);
+        expect(Buffer.from(dedupIdentity(plain)).equals(Buffer.from(plain)), 'an unmarked command is its own identity').to.equal(true);
+        expect(Buffer.from(dedupIdentity(encodeCommand({ ...unmarked, completedBelow: mark } as Command))).equals(Buffer.from(plain)), 'the marked one has the unmarked bytes as identity').to.equal(true);
+        const other = encodeCommand({ ...unmarked, requestId: cmd.requestId === 0 ? 1 : cmd.requestId - 1, completedBelow: mark } as Command);
+        expect(Buffer.from(dedupIdentity(other)).equals(Buffer.from(plain)), 'another request id is another identity').to.equal(false);
+      }),
+      { numRuns: 300, seed: 24 },
+    );
   });
 
   it('random damage to version-2 bytes is CORRUPTION or a command that encodes back to the same bytes', () => {

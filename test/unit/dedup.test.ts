@@ -6,9 +6,9 @@ import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { limits } from '../../src/common/limits.js';
 import { SeededRand } from '../../src/common/rand.js';
-import { type ApplyResult, RegionState, type TableSchema, encodeCommand } from '../../src/engine/index.js';
+import { type ApplyResult, RegionState, type TableSchema, decodeCommand, encodeCommand } from '../../src/engine/index.js';
 import { IdHeap } from '../../src/engine/id-heap.js';
-import { encodeManifest } from '../../src/engine/manifest.js';
+import { decodeManifest, encodeManifest } from '../../src/engine/manifest.js';
 import { cpuSchema } from '../fixtures/schemas.js';
 
 const schema: TableSchema = cpuSchema({ name: 'kv', tableId: 7, tag: 'k', field: 'v' });
@@ -228,6 +228,149 @@ describe('engine: client dedup (issue 14 item 7)', () => {
         expect(isRegionDbError(err, ErrorCode.Corruption), `${dedup}: ${String(err)}`).to.equal(true);
         expect((err as Error).message).to.match(/region r1: dedup table/);
       }
+    }
+  });
+});
+
+/** A write or delete carrying its client's session mark (completed_below, D3). */
+const putMarked = (clientId: string, requestId: number, completedBelow: number, key: string, v: number) =>
+  encodeCommand({ kind: 'write', clientId, requestId, completedBelow, rows: [[key, 1, v]] });
+const delMarked = (clientId: string, requestId: number, completedBelow: number, key: string) => encodeCommand({ kind: 'delete', clientId, requestId, completedBelow, keys: [[key, 1]] });
+
+/** The mark a command carries, as every replica decodes it. */
+function markOf(cmd: Uint8Array): number | undefined {
+  const decoded = decodeCommand(cmd);
+  return decoded.kind === 'write' || decoded.kind === 'delete' ? decoded.completedBelow : undefined;
+}
+
+/** How many results the region remembers for `clientId`, read from its manifest's dedup table. */
+function rememberedFor(s: RegionState, clientId: string): number {
+  const table = JSON.parse(decodeManifest(s.snapshotPoint()!.data, 'snapshot').dedup) as { clients: [string, number, unknown[]][] };
+  return table.clients.find(([client]) => client === clientId)?.[2].length ?? 0;
+}
+
+describe('engine: client sessions (R19 D3, completed_below)', () => {
+  it('a mark forgets the answers below it: a retry of such an id is too old, never applied again; ids at or above it are still retries', async () => {
+    const s = new RegionState(schema);
+    expect(s.apply(1, putMarked('c', 10, 10, 'a', 1))).to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+    expect(s.apply(2, putMarked('c', 11, 10, 'b', 1))).to.deep.equal({ status: 'ok', version: 2, rows: 1 });
+    expect(s.apply(3, putMarked('c', 12, 11, 'a', 2)), 'the mark passes 10').to.deep.equal({ status: 'ok', version: 3, rows: 1 });
+    expect(s.apply(4, putMarked('c', 10, 10, 'a', 1)), 'a late copy of 10').to.deep.equal({ status: 'request-too-old', oldestKnown: 11 });
+    expect(await usageOf(s, 'a'), 'request 10 did not undo request 12').to.equal(2);
+    expect(s.apply(5, putMarked('c', 11, 10, 'b', 1)), 'a retry of 11, at the mark').to.deep.equal({ status: 'ok', version: 2, rows: 1 });
+    expect(s.apply(6, delMarked('c', 13, 13, 'b'))).to.deep.equal({ status: 'ok', version: 6, rows: 1 });
+    expect(s.apply(7, putMarked('c', 11, 10, 'b', 1)), '11 is below the delete\'s mark now').to.have.property('status', 'request-too-old');
+    expect(await usageOf(s, 'b')).to.equal(null);
+  });
+
+  it('the mark is not part of the request: a retry with a later mark is the same request, answered with the first answer', () => {
+    const s = new RegionState(schema);
+    const first = s.apply(1, putMarked('c', 20, 20, 'k', 1));
+    s.apply(2, putMarked('c', 21, 20, 'j', 1));
+    expect(s.apply(3, putMarked('c', 21, 21, 'j', 1)), 'a retry of 21 carrying a later mark').to.deep.equal({ status: 'ok', version: 2, rows: 1 });
+    expect(s.apply(4, put('c', 21, 'j', 1)), 'and without any mark').to.deep.equal({ status: 'ok', version: 2, rows: 1 });
+    expect(s.apply(5, putMarked('c', 21, 21, 'j', 2)), 'another command under 21 is still refused').to.deep.equal({ status: 'request-id-reused' });
+    expect(first).to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+  });
+
+  it('a mark above its own request id counts as the id: the request applies, and is remembered', () => {
+    const s = new RegionState(schema);
+    expect(s.apply(1, putMarked('c', 30, 1_000, 'k', 1))).to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+    expect(s.apply(2, putMarked('c', 30, 1_000, 'k', 1)), 'its retry').to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+    expect(s.apply(3, putMarked('c', 29, 29, 'k', 9)), 'an id below it').to.have.property('status', 'request-too-old');
+  });
+
+  it('with marks a client keeps about its requests in flight in the table, not its last 1,024 answers (the manifest shrinks with it)', () => {
+    const unmarked = new RegionState(schema);
+    const marked = new RegionState(schema);
+    for (let i = 1; i <= 3000; i++) {
+      unmarked.apply(i, put('c', 5000 + i, `k${i % 50}`, i));
+      // Four in flight at a time: the mark trails the new id by three.
+      marked.apply(i, putMarked('c', 5000 + i, 5000 + Math.max(1, i - 3), `k${i % 50}`, i));
+    }
+    for (const s of [unmarked, marked]) {
+      s.apply(3001, freeze());
+      s.apply(3002, flushEdit(3001));
+    }
+    expect(rememberedFor(unmarked, 'c'), 'without marks: the per-client bound').to.equal(limits.dedupRequestsPerClientMax);
+    expect(rememberedFor(marked, 'c'), 'with marks: the ids at or above the last mark').to.equal(4);
+    const rebuilt = RegionState.deserialize(schema, marked.snapshotPoint()!.data);
+    for (const replica of [marked, rebuilt]) {
+      expect(replica.apply(3003, putMarked('c', 5000 + 2990, 5000 + 2990, 'k0', 1)), 'an id the mark passed, on a replica rebuilt from the manifest too').to.have.property('status', 'request-too-old');
+      expect(replica.apply(3004, putMarked('c', 5000 + 2999, 5000 + 2997, 'k49', 2999)), 'a retry of one still in flight').to.deep.equal({ status: 'ok', version: 2999, rows: 1 });
+    }
+  });
+
+  it('seeded: clients sending marks as the client library does never get a request applied twice, and replicas agree', async () => {
+    const seed = 19_24;
+    const rand = new SeededRand(seed);
+    const a = new RegionState(schema, 'r1');
+    let b = new RegionState(schema, 'r1');
+    const clients = ['c0', 'c1', 'c2'];
+    /** Per client: its unfinished requests (id → command), ascending. */
+    const unfinished = new Map(clients.map((c) => [c, new Map<number, Uint8Array>()]));
+    /** Every request ever sent, for late copies after the client finished it. */
+    const everSent: [string, number, Uint8Array][] = [];
+    const nextId = new Map(clients.map((c, i) => [c, 100 * (i + 1)]));
+    const applied = new Map<string, number>();
+    /** Per client: the highest mark applied (capped at its request's id, as the region caps it). */
+    const lastMark = new Map<string, number>();
+    let index = 0;
+    let tooOld = 0;
+    for (let step = 0; step < 4000; step++) {
+      const client = rand.pick(clients);
+      const open = unfinished.get(client)!;
+      let cmd: Uint8Array;
+      let requestId: number;
+      const roll = rand.int(10);
+      if (roll < 3 || open.size === 0) {
+        requestId = nextId.get(client)! + 1 + rand.int(3);
+        nextId.set(client, requestId);
+        // The mark is taken when the request is made (this one included) and kept for its retries.
+        const mark = Math.min(requestId, ...open.keys());
+        cmd = rand.chance(0.2) ? delMarked(client, requestId, mark, `k${rand.int(5)}`) : putMarked(client, requestId, mark, `k${rand.int(5)}`, step);
+        open.set(requestId, cmd);
+        everSent.push([client, requestId, cmd]);
+      } else if (roll < 6) {
+        [requestId, cmd] = rand.pick([...open]); // a retry of an unfinished request
+      } else if (roll < 9) {
+        requestId = rand.pick([...open.keys()]);
+        open.delete(requestId); // finished (answered, or given up): never sent again by the client
+        continue;
+      } else {
+        let who: string;
+        [who, requestId, cmd] = rand.pick(everSent); // a late copy from the network, of any request
+        if (who !== client) continue;
+      }
+      index++;
+      const ra = (await a.apply(index, cmd, 1)) as ApplyResult;
+      const rb = (await b.apply(index, cmd, 1)) as ApplyResult;
+      expect(rb, `seed ${seed} step ${step}: replicas disagree`).to.deep.equal(ra);
+      lastMark.set(client, Math.max(lastMark.get(client) ?? 0, Math.min(markOf(cmd) ?? 0, requestId)));
+      if (ra.status === 'request-too-old') {
+        tooOld++;
+        expect(open.has(requestId), `seed ${seed} step ${step}: request ${requestId} of ${client} refused as too old while unfinished`).to.equal(false);
+      }
+      const key = `${client}/${requestId}`;
+      if (ra.status === 'ok' && ra.version === index) {
+        expect(applied.has(key), `seed ${seed} step ${step}: ${key} applied at ${applied.get(key)} and again at ${index}`).to.equal(false);
+        applied.set(key, index);
+      }
+      if (step % 1000 === 999) {
+        for (const s of [a, b]) await s.apply(index + 1, freeze(), 1);
+        for (const s of [a, b]) await s.apply(index + 2, flushEdit(index + 1), 1);
+        index += 2;
+        b = RegionState.deserialize(schema, b.snapshotPoint()!.data, 'r1');
+      }
+    }
+    expect(applied.size, `seed ${seed}: the run applied writes`).to.be.greaterThan(300);
+    expect(tooOld, `seed ${seed}: late copies were refused`).to.be.greaterThan(0);
+    for (const c of clients) {
+      // What a client's record may hold: the ids it sent at or above the highest mark applied.
+      const mark = lastMark.get(c) ?? 0;
+      const bound = everSent.filter(([who, id]) => who === c && id >= mark).length;
+      expect(rememberedFor(a, c), `seed ${seed}: ${c} remembers only ids at or above its mark`).to.be.at.most(bound);
+      expect(bound, `seed ${seed}: ${c}'s mark trails its newest id by its requests in flight, not 1,024 answers`).to.be.lessThan(everSent.filter(([who]) => who === c).length / 2);
     }
   });
 });

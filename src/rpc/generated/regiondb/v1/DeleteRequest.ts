@@ -10,6 +10,7 @@ export interface DeleteRequest {
   'keys'?: (_regiondb_v1_Row)[];
   'client_id'?: (string);
   'request_id'?: (number | string | Long);
+  'completed_below'?: (number | string | Long);
 }
 
 export interface DeleteRequest__Output {
@@ -18,4 +19,5 @@ export interface DeleteRequest__Output {
   'keys': (_regiondb_v1_Row__Output)[];
   'client_id': (string);
   'request_id': (string);
+  'completed_below': (string);
 }

@@ -12,6 +12,7 @@ export interface WriteRequest {
   'request_id'?: (number | string | Long);
   'expect_version'?: (number | string | Long);
   'expect_absent'?: (boolean);
+  'completed_below'?: (number | string | Long);
   '_expect_version'?: "expect_version";
 }
 
@@ -23,5 +24,6 @@ export interface WriteRequest__Output {
   'request_id': (string);
   'expect_version'?: (string);
   'expect_absent': (boolean);
+  'completed_below': (string);
   '_expect_version'?: "expect_version";
 }

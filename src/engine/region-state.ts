@@ -342,6 +342,8 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (refused) return refused;
     const done = (result: ApplyResult) => {
       this.remember(cmd.clientId, cmd.requestId, { result, commandHash: hash });
+      // A client's first request here made its record just now: its mark applies to it too.
+      if (cmd.completedBelow !== undefined) this.applySessionMark(cmd.clientId, cmd.requestId, cmd.completedBelow);
       return result;
     };
     const result = this.execute(version, cmd);
@@ -574,8 +576,10 @@ export class RegionState implements StateMachine<ApplyResult> {
   /**
    * D3: the client will never send an id below `completedBelow` again, so its results below it
    * are forgotten and such an id is from now on too old (refused, never applied). Capped at the
-   * request's own id, which is never forgotten by its own mark. Nothing for a client without a
-   * record (it has no results to forget, and its ids below the horizon are refused already).
+   * request's own id, which is never forgotten by its own mark. Applied before the request is
+   * decided (to a record the client has) and again once it is remembered (to the record its
+   * first request here creates); idempotent. Nothing for a client without a record: a refused
+   * request does not create one (its ids below the horizon are refused already).
    */
   private applySessionMark(clientId: string, requestId: number, completedBelow: number): void {
     const mark = Math.min(completedBelow, requestId);

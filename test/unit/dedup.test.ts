@@ -273,6 +273,14 @@ describe('engine: client sessions (R19 D3, completed_below)', () => {
     expect(first).to.deep.equal({ status: 'ok', version: 1, rows: 1 });
   });
 
+  it("a client's first request in a region applies its mark too: below it refused, at or above it still accepted", async () => {
+    const s = new RegionState(schema);
+    expect(s.apply(1, putMarked('c', 50, 40, 'k', 1))).to.deep.equal({ status: 'ok', version: 1, rows: 1 });
+    expect(s.apply(2, putMarked('c', 39, 39, 'k', 2)), 'an id below the first mark').to.deep.equal({ status: 'request-too-old', oldestKnown: 40 });
+    expect(s.apply(3, putMarked('c', 45, 40, 'j', 3)), 'an unfinished id at or above the mark').to.deep.equal({ status: 'ok', version: 3, rows: 1 });
+    expect(await usageOf(s, 'k')).to.equal(1);
+  });
+
   it('a mark above its own request id counts as the id: the request applies, and is remembered', () => {
     const s = new RegionState(schema);
     expect(s.apply(1, putMarked('c', 30, 1_000, 'k', 1))).to.deep.equal({ status: 'ok', version: 1, rows: 1 });

@@ -943,14 +943,15 @@ export class RegionDbClient {
     const operations = new Map(
       [...byRegion].map(([regionId, regionKeys]) => {
         const keys = regionKeys.map((k) => toProtoRow(schema, k));
-        return [regionId, this.deduplicated<DeleteResponse__Output>(table, regionId, 'delete', (requestId, completedBelow): DeleteRequest => ({
-            table,
-            region_id: regionId,
-            keys,
-            client_id: this.clientId,
-            request_id: requestId,
-            completed_below: completedBelow,
-          }))];
+        const request = (requestId: string, completedBelow: string): DeleteRequest => ({
+          table,
+          region_id: regionId,
+          keys,
+          client_id: this.clientId,
+          request_id: requestId,
+          completed_below: completedBelow,
+        });
+        return [regionId, this.deduplicated<DeleteResponse__Output>(table, regionId, 'delete', request)];
       }),
     );
     await this.perRegion('delete', operations);

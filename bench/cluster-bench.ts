@@ -245,7 +245,7 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   const chosen: BenchTarget[] = [];
   if (systems.includes('regiondb')) chosen.push(new RegionDbTarget());
-  if (systems.includes('regiondb-1r')) chosen.push(new RegionDbTarget('', 1));
+  if (systems.includes('regiondb-1r')) chosen.push(new RegionDbTarget('', 1, 'regiondb-1r'));
   if (systems.includes('etcd') && etcd) chosen.push(new EtcdTarget());
   for (const target of chosen) {
     try {

@@ -74,8 +74,9 @@ export class RegionDbTarget implements BenchTarget {
   constructor(
     datanodeToml = '',
     private readonly regions = REGIONS,
+    system: SystemName = 'regiondb',
   ) {
-    this.system = regions === 1 ? 'regiondb-1r' : 'regiondb';
+    this.system = system;
     // BENCH_REGIONDB_NODE_ARGS: flags for `node` in every regiondb process (e.g. a GC setting
     // under study), space-separated.
     const nodeArgs = (process.env['BENCH_REGIONDB_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');

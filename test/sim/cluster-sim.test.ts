@@ -1190,6 +1190,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       });
     }
 
+    // A product finding with `marks` in the mix (session 24, seed 3003; docs/procedures.md): n4 was
+    // wiped after repair-replica allocated new peer 10 there and before add-learner opened it, so
+    // the new store's registration marked peer 10 lost; add-learner opened and added it anyway.
+    // Once the `close` fault closed it, reconciliation never reopened it (R4: a lost peer id is not
+    // reopened) and no repair could start while the procedure held the region, whose remove-old
+    // waited for ever to hand leadership to peer 10: `liveness` "repair-replica-2@remove-old
+    // (moving leadership off the old replica)". add-learner now allocates another peer instead.
+    it('the wide mix and marks with the metasrv, engine seed 3003: a new peer marked lost before add-learner is replaced by another, not opened', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
+      const r = await runClusterSim(3003, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // Finding DT2 (docs/ddl.md, "A catalog older than the drop"): a catalog copy saved before the
     // region's first report (`bootstrapped` false) restored after the table's drop told a node to
     // bootstrap the region: a new, empty raft group under the dropped region's id and peer ids,

@@ -277,6 +277,19 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           dropNewPeer(region, d);
           return wentOn;
         }
+        // The new peer's placement marked lost before the group counts it: its node registered a
+        // new store after allocate chose it (noteStore marks every replica placed there). Opened
+        // now, it would run under a peer id reconciliation never reopens (R4) and that a repair of
+        // the lost mark later deletes in place while it may lead. Another peer is allocated instead.
+        const placedNew = region.replicas.find((p) => p.peerId === d.newPeerId);
+        if (placedNew?.lost !== undefined) {
+          const note = `new peer ${d.newPeerId} on node ${d.newNodeId} marked lost before it was added (${placedNew.lost}): allocating another`;
+          dropNewPeer(region, d);
+          const data: RepairReplicaData = d;
+          delete data.newPeerId;
+          delete data.newNodeId;
+          return { next: 'allocate', note };
+        }
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });

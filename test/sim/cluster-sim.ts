@@ -595,25 +595,33 @@ const RAW_REQUEST_ID = 1;
  */
 function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['dedupBug']>): RegionState {
   const apply = state.apply.bind(state);
+  /** Wraps apply so that `after` runs once each apply has ended, synchronously or not. */
+  const afterEachApply = (before: (data: Uint8Array) => () => void) => {
+    state.apply = (index: number, data: Uint8Array, term?: number) => {
+      const after = before(data);
+      const result = apply(index, data, term);
+      if (!(result instanceof Promise)) {
+        after();
+        return result;
+      }
+      return result.finally(after);
+    };
+    return state;
+  };
   if (bug === 'mark-forgets-without-refusing') {
     // D3 half done: a session mark forgets the client's answers below it but leaves its
     // `evictedBelow` where it was, so a late copy of a forgotten request is not refused.
     const records = (state as unknown as { dedup: Map<string, { evictedBelow: number }> }).dedup;
-    state.apply = (index: number, data: Uint8Array, term?: number) => {
+    return afterEachApply((data) => {
       const cmd = decodeCommand(data);
-      const record = (cmd.kind === 'write' || cmd.kind === 'delete') && cmd.completedBelow !== undefined ? records.get(cmd.clientId) : undefined;
-      const before = record?.evictedBelow;
-      const restore = () => {
-        if (record && before !== undefined && records.get(cmd.kind === 'write' || cmd.kind === 'delete' ? cmd.clientId : '') === record) record.evictedBelow = Math.min(record.evictedBelow, before);
+      if ((cmd.kind !== 'write' && cmd.kind !== 'delete') || cmd.completedBelow === undefined) return () => {};
+      const record = records.get(cmd.clientId);
+      if (!record) return () => {};
+      const before = record.evictedBelow;
+      return () => {
+        if (records.get(cmd.clientId) === record) record.evictedBelow = Math.min(record.evictedBelow, before);
       };
-      const result = apply(index, data, term);
-      if (!(result instanceof Promise)) {
-        restore();
-        return result;
-      }
-      return result.finally(restore);
-    };
-    return state;
+    });
   }
   if (bug === 'evicted-client-forgotten') {
     // 7d: before the horizon, an evicted record left no trace: a client without a record could
@@ -623,15 +631,7 @@ function plantDedupBug(state: RegionState, bug: NonNullable<ClusterSimOptions['d
       (state as unknown as { dedupHorizon: number }).dedupHorizon = 0;
     };
     forget();
-    state.apply = (index: number, data: Uint8Array, term?: number) => {
-      const result = apply(index, data, term);
-      if (!(result instanceof Promise)) {
-        forget();
-        return result;
-      }
-      return result.finally(forget);
-    };
-    return state;
+    return afterEachApply(() => forget);
   }
   const table = (state as unknown as { dedup: Map<string, { results: Map<number, { result: ApplyResult }> }> }).dedup;
   state.apply = (index: number, data: Uint8Array, term?: number) => {

@@ -309,8 +309,28 @@ export class RegionState implements StateMachine<ApplyResult> {
     });
   }
 
-  /** A client write or delete at `version` (the raft index, or a standby's primary index), deduplicated. */
+  /**
+   * A client write or delete at `version` (the raft index, or a standby's primary index),
+   * deduplicated; then its session mark, whatever the answer. The mark is capped at the request's
+   * own id, so it cannot change how this request is decided; applied after the decision it reaches
+   * the record a client's first request here creates too. Not applied when the apply fails
+   * (nothing applied, STORAGE_UNAVAILABLE): the retried apply applies it.
+   */
   private applyClient(version: number, data: Uint8Array, cmd: Command): ApplyResult | Promise<ApplyResult> {
+    const result = this.decideClient(version, data, cmd);
+    if ((cmd.kind !== 'write' && cmd.kind !== 'delete') || cmd.completedBelow === undefined || cmd.requestId === 0) return result;
+    const { clientId, requestId, completedBelow } = cmd;
+    if (!(result instanceof Promise)) {
+      this.applySessionMark(clientId, requestId, completedBelow);
+      return result;
+    }
+    return result.then((r) => {
+      this.applySessionMark(clientId, requestId, completedBelow);
+      return r;
+    });
+  }
+
+  private decideClient(version: number, data: Uint8Array, cmd: Command): ApplyResult | Promise<ApplyResult> {
     if (cmd.kind !== 'write' && cmd.kind !== 'delete') throw new RegionDbError(ErrorCode.Corruption, `command ${cmd.kind} is not a client command`);
     const fence = this.dropFence;
     const refused: ApplyResult | undefined = fence ? { status: 'table-dropped', tableId: fence.tableId, fenceIndex: fence.index } : undefined;
@@ -318,7 +338,6 @@ export class RegionState implements StateMachine<ApplyResult> {
     // A retry is stamped again, and may carry a later session mark: neither is part of what it asks.
     const hashed = dedupIdentity(unstampCommand(data).inner);
     const hash = commandHash(hashed);
-    if (cmd.completedBelow !== undefined) this.applySessionMark(cmd.clientId, cmd.requestId, cmd.completedBelow);
     const record = this.dedup.get(cmd.clientId);
     const previous = record?.results.get(cmd.requestId);
     if (previous) {
@@ -342,8 +361,6 @@ export class RegionState implements StateMachine<ApplyResult> {
     if (refused) return refused;
     const done = (result: ApplyResult) => {
       this.remember(cmd.clientId, cmd.requestId, { result, commandHash: hash });
-      // A client's first request here made its record just now: its mark applies to it too.
-      if (cmd.completedBelow !== undefined) this.applySessionMark(cmd.clientId, cmd.requestId, cmd.completedBelow);
       return result;
     };
     const result = this.execute(version, cmd);
@@ -576,10 +593,10 @@ export class RegionState implements StateMachine<ApplyResult> {
   /**
    * D3: the client will never send an id below `completedBelow` again, so its results below it
    * are forgotten and such an id is from now on too old (refused, never applied). Capped at the
-   * request's own id, which is never forgotten by its own mark. Applied before the request is
-   * decided (to a record the client has) and again once it is remembered (to the record its
-   * first request here creates); idempotent. Nothing for a client without a record: a refused
-   * request does not create one (its ids below the horizon are refused already).
+   * request's own id, which is never forgotten by its own mark. Applied once the request is
+   * decided (applyClient), so that it reaches the record a first request creates; idempotent.
+   * Nothing for a client without a record: a refused request does not create one (its ids below
+   * the horizon are refused already).
    */
   private applySessionMark(clientId: string, requestId: number, completedBelow: number): void {
     const mark = Math.min(completedBelow, requestId);

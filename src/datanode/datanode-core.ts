@@ -35,7 +35,7 @@ import { ErrorCode, RegionDbError, isRegionDbError } from '../common/errors.js';
 import { limits } from '../common/limits.js';
 import { LogLimiter } from '../common/log-limiter.js';
 import type { Logger } from '../common/logger.js';
-import { ConfChangeType, type ResultOf, type StateMachine } from '../raft/index.js';
+import { ConfChangeType, EntryType, type RaftLogStore, type ResultOf, type StateMachine, decodeConfChange } from '../raft/index.js';
 import type { MetaCallOptions } from '../rpc/meta-channel.js';
 import { u64 } from '../rpc/proto.js';
 import { fromGrpcError } from '../rpc/status.js';
@@ -340,7 +340,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       );
     }
     if (this.regionServer.replica(regionId)) return;
-    const meta = this.regionMetaOf(open);
+    const opened = this.regionMetaOf(open);
     const failure = this.regionServer.failure(regionId);
     // Only its data on disk (closed without destroy, or not reopened yet): that is a replica of
     // the region here too. Opened under another peer id it would take over the old peer's log and
@@ -348,13 +348,21 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     // may still count it (finding M24, docs/correctness.md). Data whose meta does not read names
     // no peer: refused too (a close_region of any peer id deletes it).
     const onDisk = present || failure ? undefined : this.peerOnDisk(regionId);
-    if (onDisk !== undefined && onDisk !== meta.selfPeerId) {
+    if (onDisk !== undefined && onDisk !== opened.selfPeerId) {
       const held = onDisk === 'unreadable' ? 'data of the region whose meta does not read (its peer unknown)' : `the data of the region's peer ${onDisk} (not open)`;
-      this.refuse('open_region', regionId, meta.selfPeerId, onDisk === 'unreadable' ? 0 : onDisk, { onDisk: true });
-      throw new RegionDbError(ErrorCode.ConditionFailed, `region ${regionId}: open of peer ${meta.selfPeerId} refused: node ${this.nodeId} holds ${held}; one replica per region on a node`, {
+      this.refuse('open_region', regionId, opened.selfPeerId, onDisk === 'unreadable' ? 0 : onDisk, { onDisk: true });
+      throw new RegionDbError(ErrorCode.ConditionFailed, `region ${regionId}: open of peer ${opened.selfPeerId} refused: node ${this.nodeId} holds ${held}; one replica per region on a node`, {
         details: { refused: 'open_region', hostedPeerId: onDisk === 'unreadable' ? '0' : String(onDisk) },
       });
     }
+    // This peer's own data (closed without destroy): the open's peer list is the catalog's, which
+    // may be older than the group (a catalog restored from a copy) and miss a member whose node
+    // only the data's meta records — learned from a membership change now compacted into the
+    // snapshot, which carries no nodes. Such a member is kept (a peer id lives on one node for
+    // good). Without it a leader reopened here names no node for it (ReplicaStat.members), and R2
+    // can neither adopt the group's membership nor place the member for repair (M25): the catalog
+    // and the group disagree for good (finding M27, docs/correctness.md).
+    const meta = onDisk === opened.selfPeerId ? withMembersOnDisk(opened, this.logEngine.getRegionMeta(regionId), membersOnDisk(this.logEngine.region(regionId))) : opened;
     if (failure) {
       // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
       // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
@@ -897,4 +905,51 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       if (!isRegionDbError(err, ErrorCode.NotLeader)) this.log.warn({ err: (err as Error).message, instruction: ins.kind }, 'instruction failed');
     }
   }
+}
+
+/**
+ * The members of a region's log on disk: its snapshot's membership with the membership changes
+ * of the log after it (committed or not; an entry that does not decode ends the scan). A peer the
+ * log removes is not one; withMembersOnDisk keeps only these.
+ */
+function membersOnDisk(store: RaftLogStore): Set<number> {
+  const { index, confState } = store.snapshot().metadata;
+  const members = new Set([...confState.voters, ...confState.learners]);
+  const last = store.lastIndex();
+  if (last <= index) return members;
+  for (const entry of store.entries(index + 1, last + 1, Number.MAX_SAFE_INTEGER)) {
+    if (entry.type !== EntryType.ConfChange) continue;
+    let cc: ReturnType<typeof decodeConfChange>;
+    try {
+      cc = decodeConfChange(entry.data);
+    } catch {
+      break;
+    }
+    if (cc.type === ConfChangeType.RemoveNode) members.delete(cc.nodeId);
+    else members.add(cc.nodeId);
+  }
+  return members;
+}
+
+/**
+ * An open's meta with the region's members (`members`, membersOnDisk) that the open does not
+ * name and the region's meta on disk places (openRegionNow: a reopen of this peer's own data).
+ * Peers the membership does not count are left out; the open's entries stay as they are.
+ */
+function withMembersOnDisk(opened: RegionMeta, raw: Uint8Array | undefined, members: ReadonlySet<number>): RegionMeta {
+  const missing = [...members].filter((peerId) => !opened.peers.some((p) => p.peerId === peerId));
+  if (missing.length === 0 || !raw) return opened;
+  let onDisk: Partial<RegionMeta>;
+  try {
+    onDisk = JSON.parse(decoder.decode(raw)) as Partial<RegionMeta>;
+  } catch {
+    return opened;
+  }
+  if (onDisk.selfPeerId !== opened.selfPeerId || !Array.isArray(onDisk.peers)) return opened;
+  const kept: RegionMeta['peers'] = [];
+  for (const peerId of missing) {
+    const p = onDisk.peers.find((q) => q?.peerId === peerId);
+    if (p && typeof p.nodeId === 'number' && p.nodeId > 0) kept.push({ peerId, nodeId: p.nodeId, addr: typeof p.addr === 'string' ? p.addr : '' });
+  }
+  return kept.length === 0 ? opened : { ...opened, peers: [...opened.peers, ...kept] };
 }

@@ -1203,6 +1203,22 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
     });
 
+    // A product finding with `marks` (session 25, seed 3205): a repair moved the workload region's
+    // peer 1 (n1) to peer 8 (n4); a catalog copy from before it was put back (placing 1,2,3), and
+    // the close fault closed n4's peer 8 and n3's peer 3. The metasrv reopened peer 3 with the
+    // catalog's peers, which the datanode wrote over its meta, losing peer 8's node (its
+    // add-learner long compacted into the snapshot): n3, the leader, named no node for peer 8, so
+    // R2 could neither adopt the group's 2,3,8 nor place peer 8 for repair (M25), and a fresh peer
+    // 1 bootstrapped on n1 from the copy stayed placed: `catalog placement` "… n2's peer 2 has
+    // voters 2,3,8 …". A reopen of a peer's own data now keeps the members its meta places. Once
+    // converged, n4's closed peer 8 — removed only in the others' logs (their durable snapshots
+    // still named it) — was held to its durable snapshot: a checker gap, closed in cutOffByRemoval.
+    it('the wide mix and marks with the metasrv, engine seed 3205: a replica reopened over its own data keeps the nodes of members the catalog does not place', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
+      const r = await runClusterSim(3205, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // Finding DT2 (docs/ddl.md, "A catalog older than the drop"): a catalog copy saved before the
     // region's first report (`bootstrapped` false) restored after the table's drop told a node to
     // bootstrap the region: a new, empty raft group under the dropped region's id and peer ids,

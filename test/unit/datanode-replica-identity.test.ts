@@ -16,7 +16,7 @@ import { silentLogger } from '../../src/common/logger.js';
 import { DatanodeCore, type DatanodeCoreDeps } from '../../src/datanode/datanode-core.js';
 import type { RegionMeta } from '../../src/datanode/types.js';
 import { makeRegionId } from '../../src/metasrv/catalog.js';
-import { ConfChangeType } from '../../src/raft/index.js';
+import { ConfChangeType, EntryType, bootstrapEntries, encodeConfChange } from '../../src/raft/index.js';
 import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
 import type { Instruction__Output } from '../../src/rpc/generated/index.js';
 import { loadProtos } from '../../src/rpc/proto.js';
@@ -207,6 +207,33 @@ describe('replica identity: close_region and open_region name the replica they m
     await core.openRegion(openRequest(31, false));
     expect(core.regionServer.replica(REGION)?.selfPeerId, 'its own peer id reopens it').to.equal(31);
     expect(core.regionServer.replica(REGION)?.raft.log.lastIndex()).to.equal(1);
+  });
+
+  it("a reopen of its own data keeps the node its meta records for a member the open does not name, not for a peer the log removed (M27)", async () => {
+    // Peer 3 here; voters 2, 3, 8, 9 from the log (no node in these entries, as after a snapshot),
+    // then 9 removed. The meta knows every node; the open (an older catalog's) names 1, 2 and 3.
+    const peers = [
+      { peerId: 2, nodeId: 2, addr: 'n2' },
+      { peerId: 3, nodeId: NODE, addr: '' },
+      { peerId: 8, nodeId: 4, addr: 'n4' },
+      { peerId: 9, nodeId: 5, addr: 'n5' },
+    ];
+    const meta: RegionMeta = { regionId: REGION, schema: cpuSchema(), selfPeerId: 3, peers };
+    const boot = bootstrapEntries([2, 3, 8, 9]);
+    const removal = { term: 1, index: 5, type: EntryType.ConfChange, data: encodeConfChange({ type: ConfChangeType.RemoveNode, nodeId: 9, context: '' }) };
+    const batch = engine.batch();
+    batch.setRegionMeta(REGION, enc.encode(JSON.stringify(meta)));
+    batch.append(REGION, [...boot.entries, removal]);
+    batch.setHardState(REGION, { term: 1, vote: 0, commit: 5 });
+    await batch.commit();
+    const open = { ...openRequest(3, false), peers: [{ peer_id: '1', node_id: '6', addr: 'n6' }, { peer_id: '2', node_id: '2', addr: 'n2' }, { peer_id: '3', node_id: String(NODE), addr: '' }] };
+    await core.openRegion(open);
+    const replica = core.regionServer.replica(REGION)!;
+    expect(replica.peers.get(8)?.nodeId, "peer 8's node, known only to the meta").to.equal(4);
+    expect(replica.peers.has(9), 'peer 9, removed by the log, is not taken from the meta').to.equal(false);
+    expect(replica.peers.get(1)?.nodeId, "the open's peers as before").to.equal(6);
+    const written = JSON.parse(new TextDecoder().decode(engine.metas.get(REGION)!)) as RegionMeta;
+    expect(written.peers.map((p) => `${p.peerId}@${p.nodeId}`).sort(), 'the meta written for the reopen').to.deep.equal(['1@6', '2@2', '3@1', '8@4']);
   });
 
   it('data on disk whose meta does not read: an open is refused (no peer to name), and a close of any peer id deletes it (M24)', async () => {

@@ -121,20 +121,30 @@ async function followerCopyPutBack(
   return { restored, leader, dataDir, health };
 }
 
+/**
+ * Every describe's cluster: started before its tests with TABLE in `regions` regions and `rows`
+ * rows written (what was acknowledged in `acked`), the client handed to `use`; stopped after.
+ */
+function startLoaded(cluster: LocalCluster, acked: Map<string, Row>, load: { deadlineMs: number; regions: number; rows: number }, use: (client: RegionDbClient) => void): void {
+  before(async () => {
+    await cluster.start();
+    const client = cluster.client({ deadlineMs: load.deadlineMs, attemptTimeoutMs: 1000 });
+    use(client);
+    await client.createTable(TABLE, COLUMNS, load.regions);
+    await writeRows(client, acked, 0, load.rows);
+  });
+  after(async () => cluster.stop());
+}
+
 describe('integration: the metasrv on an empty catalog destroys nothing and reuses no table id (issue 14.2)', function () {
   this.timeout(180_000);
   const cluster = new LocalCluster({ metasrvToml: 'balance_leaders_interval_ms = 0' });
   let client: RegionDbClient;
   const acked = new Map<string, Row>();
 
-  before(async () => {
-    await cluster.start();
-    client = cluster.client({ deadlineMs: 15_000, attemptTimeoutMs: 1000 });
-    await client.createTable(TABLE, COLUMNS, 3);
-    await writeRows(client, acked, 0, 600);
+  startLoaded(cluster, acked, { deadlineMs: 15_000, regions: 3, rows: 600 }, (c) => {
+    client = c;
   });
-
-  after(async () => cluster.stop());
 
   it('metasrv restarted on an empty data dir, every datanode restarted: no replica destroyed, unknown regions shown, no row lost', async () => {
     const { schema: lost } = await client.describe(TABLE);
@@ -190,14 +200,9 @@ describe('integration: a metasrv restarted on an older catalog adopts the raft g
   let client: RegionDbClient;
   const acked = new Map<string, Row>();
 
-  before(async () => {
-    await cluster.start();
-    client = cluster.client({ deadlineMs: 15_000, attemptTimeoutMs: 1000 });
-    await client.createTable(TABLE, COLUMNS, 4);
-    await writeRows(client, acked, 0, 800);
+  startLoaded(cluster, acked, { deadlineMs: 15_000, regions: 4, rows: 800 }, (c) => {
+    client = c;
   });
-
-  after(async () => cluster.stop());
 
   it('catalog copy from before a repair: the repaired replicas survive, the catalog follows the groups, no row lost', async () => {
     const old = join(cluster.dir, 'metasrv-old-catalog');
@@ -252,14 +257,9 @@ describe('integration: a datanode back on a wiped data dir is a new incarnation 
   let client: RegionDbClient;
   const acked = new Map<string, Row>();
 
-  before(async () => {
-    await cluster.start();
-    client = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
-    await client.createTable(TABLE, COLUMNS, 1);
-    await writeRows(client, acked, 0, 300);
+  startLoaded(cluster, acked, { deadlineMs: 20_000, regions: 1, rows: 300 }, (c) => {
+    client = c;
   });
-
-  after(async () => cluster.stop());
 
   it('follower wiped and restarted with the same node id, leader killed: no acknowledged write lost, status shows the replacement', async () => {
     const regionId = (await replicasOf(cluster, 0))[0]!.region_id;
@@ -358,14 +358,9 @@ describe('integration: a data dir and the metasrv catalog both put back from cop
   let client: RegionDbClient;
   const acked = new Map<string, Row>();
 
-  before(async () => {
-    await cluster.start();
-    client = cluster.client({ deadlineMs: 20_000, attemptTimeoutMs: 1000 });
-    await client.createTable(TABLE, COLUMNS, 1);
-    await writeRows(client, acked, 0, 200);
+  startLoaded(cluster, acked, { deadlineMs: 20_000, regions: 1, rows: 200 }, (c) => {
+    client = c;
   });
-
-  after(async () => cluster.stop());
 
   it('follower restarted on a copy of its data dir while the metasrv runs on an older catalog copy: the copy refuses itself, nothing of it reopened, no acknowledged write lost', async () => {
     const { restored, leader, health } = await followerCopyPutBack(cluster, client, acked, { catalogCopyToo: true, rowsFrom: 30_000 });

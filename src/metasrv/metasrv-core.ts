@@ -1391,10 +1391,8 @@ export class MetasrvCore {
     if (droppingSince(this.catalog, name) !== undefined) {
       throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
     }
-    if (token !== '' && tableNamed(this.catalog, name) && this.catalog.createTokens?.[name] === token) {
-      // A retry of a CreateTable that did create the table (its first answer was lost).
-      return { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
-    }
+    const created = this.createdByToken(name, token);
+    if (created) return created;
     const quietMs = this.startupQuietMs();
     if (quietMs > 0 && this.group) await this.waitForReports(quietMs);
     else if (quietMs > 0) await new Promise<void>((ok) => this.clock.setTimeout(ok, quietMs)); // not a synchronization: the start's id grace
@@ -1407,6 +1405,11 @@ export class MetasrvCore {
       // Checked again: a drop may have started during the wait above.
       throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
     }
+    // And the token again: an earlier attempt of this call (its caller timed out and retried
+    // while it still ran here) may have created the table during the waits above — the retry's
+    // answer is that table, not ALREADY_EXISTS (simulator, wide mix, engine seed 3454).
+    const createdMeanwhile = this.createdByToken(name, token);
+    if (createdMeanwhile) return createdMeanwhile;
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
     if (token !== '') (this.catalog.createTokens ??= ownMap())[name] = token;
     await this.save();
@@ -1425,6 +1428,23 @@ export class MetasrvCore {
     );
     this.log.info({ table: name, tableId: table.tableId, regions: regions.length }, 'created table');
     return { table: toProtoSchema(this.schemaOf(name)), routes: regions.map((r) => this.route(r)) };
+  }
+
+  /**
+   * The answer to a retry of a CreateTable that did create the table (its first answer was lost),
+   * if this is one; undefined otherwise, decided at once (no await). The creating attempt may
+   * still be saving the table: the answer waits for the saves queued so far, which include it, and
+   * is given only if they succeeded — never a table that is not durable yet.
+   */
+  private createdByToken(name: string, token: string): Promise<MetaCreateTableResponse> | undefined {
+    if (token === '' || !tableNamed(this.catalog, name) || this.catalog.createTokens?.[name] !== token) return undefined;
+    const answer: MetaCreateTableResponse = { table: toProtoSchema(this.schemaOf(name)), routes: regionsOfTable(this.catalog, name).map((r) => this.route(r)) };
+    return this.saving.then(() => {
+      // A failed save leaves the metasrv unwritable, or no longer acting: the outcome is unknown.
+      this.requireActing();
+      this.refuseIfUnwritable();
+      return answer;
+    });
   }
 
   /**

@@ -1219,6 +1219,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
     });
 
+    // A product finding with `marks` (session 25, seed 3454; finding M28): CreateTable d1's attempts
+    // met catalog write failures and timeouts; the seventh, started while the metasrv waited out
+    // its start's quiet period, was still inside it when its caller timed out, and the retry (same
+    // token) passed the token check before the seventh created the table, then waited too and was
+    // refused: `ddl` "CreateTable d1 attempt 9 with token sim-ddl:d1:0 … was refused: table d1
+    // already exists". The token is checked again after the waits, and its answer waits for the
+    // save that wrote the table (test/unit/metasrv-create-token.test.ts).
+    it('the wide mix and marks with the metasrv, engine seed 3454: a CreateTable retried while its first attempt is still in the metasrv gets the table, not ALREADY_EXISTS (M28)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
+      const r = await runClusterSim(3454, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // Finding DT2 (docs/ddl.md, "A catalog older than the drop"): a catalog copy saved before the
     // region's first report (`bootstrapped` false) restored after the table's drop told a node to
     // bootstrap the region: a new, empty raft group under the dropped region's id and peer ids,

@@ -255,6 +255,14 @@ export interface ClusterSimOptions {
    */
   restoreBug?: 'reopen-before-registration';
   /**
+   * Test-only, with `ddl` and the metasrv: the destructive faults' guard as it was before engine
+   * seed 2867 of the wide mix and marks (`faultableRegions`: the workload's and the catalog's
+   * regions only), so a region of a DDL table no catalog knows may lose a second replica of
+   * three. It keeps the DDL checker's answer to such a region (`quorumHosted` in sim-ddl.ts: no
+   * read owed) exercised: with the full guard, no seed searched reaches it (docs/simulation.md).
+   */
+  guardBug?: 'forgotten-regions-unguarded';
+  /**
    * Test-only, engine mode: dedup before 0090f8f, as a wrapper of RegionState.apply.
    * `id-zero-deduplicated` (7a): request id 0 is remembered like any id, so every later write
    * of the client without an id gets the first one's answer and is never applied.
@@ -1452,7 +1460,7 @@ export class ClusterSim {
     const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('RESTORE_BUG', this.options.restoreBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('RESTORE_BUG', this.options.restoreBug)}${env('GUARD_BUG', this.options.guardBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -2759,6 +2767,10 @@ export class ClusterSim {
       // With the metasrv, "placed" is its catalog: acting, nothing lost, no procedure on the region.
       const catalog = this.meta.core?.catalog;
       const region = catalog?.regions[regionId];
+      // A DDL table's region the catalog forgot (a lost catalog, or a copy from before the table
+      // put back) is placed by no one and repaired by no one: only its group says whether it can
+      // lose a replica (`groupWhole`).
+      if (catalog && !region && this.ddl?.forgottenRegions().includes(regionId)) return this.groupWhole(regionId);
       if (!catalog || !region || region.replicas.some((p) => p.lost !== undefined)) return false;
       if (runningProcedures(catalog).some((p) => 'regionId' in p.data && p.data.regionId === regionId)) return false;
       placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
@@ -2769,6 +2781,32 @@ export class ClusterSim {
       const voters = conf ? [...conf.voters].sort((a, b) => a - b) : [];
       return !n.pendingWipe && !n.pendingDamage.has(regionId) && conf !== undefined && conf.learners.length === 0 && voters.join() === placed.join();
     });
+  }
+
+  /**
+   * `regionWhole` for a region no catalog places (a DDL table a lost or restored catalog forgot):
+   * every replica its group's newest membership names runs, no wipe or damage is pending on its
+   * node, the running members agree on the voters and count no learner, and every voter is one of
+   * them. Nothing repairs such a region (reconcile.ts R1), so a loss is for good: after one (a
+   * wiped, refused or failed replica) the group stays not whole and no destructive fault hits
+   * it again. A region hosted nowhere (its replicas destroyed by a drop a restored copy's mark
+   * finished) has nothing left to lose; one hosted only on a down node's disk is not whole.
+   */
+  private groupWhole(regionId: string): boolean {
+    if (this.newestMembership(regionId) === undefined) return ![...this.nodes.values()].some((n) => this.hostsAnyhow(n, regionId));
+    let voters: readonly number[] | undefined;
+    const running = new Set<number>();
+    for (const node of this.nodes.values()) {
+      if (!this.hostsAsMember(node, regionId)) continue;
+      const replica = node.server?.replica(regionId);
+      if (!replica || node.pendingWipe || node.pendingDamage.has(regionId)) return false;
+      const conf = replica.raft.confState();
+      const sorted = [...conf.voters].sort((a, b) => a - b);
+      if (conf.learners.length > 0 || (voters !== undefined && sorted.join() !== voters.join())) return false;
+      voters = sorted;
+      running.add(replica.selfPeerId);
+    }
+    return voters?.every((v) => running.has(v)) === true;
   }
 
   /**
@@ -2808,12 +2846,20 @@ export class ClusterSim {
 
   /**
    * The regions a destructive fault must find whole: the workload's, and with `ddl` every region
-   * of the metasrv's catalog (a table being created or dropped included); none while it is down.
+   * of the metasrv's catalog (a table being created or dropped included; none is whole while the
+   * metasrv is down) and every region of the DDL client's live and forgotten tables. The last
+   * because the catalog is not the whole truth: a copy from before a table, put back, forgets its
+   * regions while their replicas stay, and a later copy that knows the table brings them back.
+   * Left out meanwhile, a region could lose a second replica of three (engine seed 2867 of the
+   * wide mix and marks: d1's peer 13 lost with n4's refused disk, then, while the restored
+   * catalog did not know d1, peer 14 with n3's — one replica left, no leader ever, and the repair
+   * a later copy started waited at add-learner for good).
    */
   private faultableRegions(): string[] {
     if (!this.ddl) return [...this.regionIds];
     const catalog = this.meta?.core?.catalog;
-    return [...new Set([...this.regionIds, ...Object.keys(catalog?.regions ?? {})])];
+    const client = this.options.guardBug === 'forgotten-regions-unguarded' ? [] : [...this.ddl.liveRegions(), ...this.ddl.forgottenRegions()];
+    return [...new Set([...this.regionIds, ...Object.keys(catalog?.regions ?? {}), ...client])];
   }
 
   /** A node restarts on an empty disk with its node id; only while every region is whole. */

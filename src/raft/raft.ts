@@ -738,6 +738,12 @@ export class Raft {
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
       this.hup(this.preVote ? 'pre-election' : 'election');
+      // hup() refused to campaign (campaignsHeld, R16; a committed conf change not applied): we
+      // are still the follower of a leader not heard from for a whole election timeout. Its lease
+      // ran out and stays out (R8) — restarting the count would honour it again for electionTicks
+      // and ignore the (pre-)votes of the replicas that may campaign, the ones we must answer
+      // while held (a held voter whose vote the others need kept its region leaderless).
+      if (this.role === Role.Follower) this.electionElapsed = this.electionTicks;
     }
   }
 

@@ -191,6 +191,35 @@ describe('§9.6 PreVote', () => {
     expect(rd.messages.filter((m) => m.type === MessageType.PreVoteResponse)).to.have.length(0);
     net.raft(2).advance(rd);
   });
+
+  it('a voter whose campaigns are held (R16) answers (pre-)votes for good once its silent leader\'s timeout passed: its refused campaign does not renew the lease (R8; engine seed 3394 of the wide mix)', () => {
+    // Seed 3394: n1's replica had a slow SST read out with a membership change behind it (held,
+    // R16), its leader n4 crashed; n2 and n3 needed its vote, but each of its refused timeouts
+    // restarted its count and it honoured n4's lease again: 10 ticks in every 12 it ignored them.
+    const net = new Network([1, 2, 3, 4]);
+    net.campaign(1);
+    expect(net.leaders()).to.deep.equal([1]);
+    net.isolate(1);
+    const held = net.raft(2);
+    held.campaignsHeld = true;
+    const ignored: number[] = [];
+    for (let t = 1; t <= 60; t++) {
+      net.tick(2);
+      expect(held.role, 'a held replica starts no campaign').to.equal(Role.Follower);
+      if (t < 20) continue; // past any randomized timeout: [10, 20)
+      held.step(makeMessage({ type: MessageType.PreVote, from: 3, to: 2, term: held.term + 1, index: held.log.lastIndex(), logTerm: held.log.lastTerm() }));
+      const rd = held.ready();
+      if (!rd.messages.some((m) => m.type === MessageType.PreVoteResponse && m.to === 3 && !m.reject)) ignored.push(t);
+      held.advance(rd);
+    }
+    expect(ignored, 'ticks at which the pre-vote was ignored').to.deep.equal([]);
+    // And the others elect a leader with its vote (three of four: 2, 3 and 4).
+    net.tick(4, 20);
+    net.raft(3).campaign();
+    net.settle();
+    expect(net.raft(3).role).to.equal(Role.Leader);
+    expect(held.leader).to.equal(3);
+  });
 });
 
 describe('CheckQuorum', () => {

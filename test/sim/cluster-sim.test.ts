@@ -1250,6 +1250,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
     });
 
+    // A product finding with `marks` (session 25, seed 3394; finding E13, in the raft core): n1
+    // restarted mid-membership-change, its apply's SST read slowed 1.3 s with the promotion of peer
+    // 10 committed behind it, so its campaigns were held (E12); the leader n4 crashed after
+    // committing peer 1's removal, which n2 and n3 had not learnt, so their elections needed n1's
+    // vote — and n1, each refused timeout restarting its count, honoured the dead leader's lease
+    // again and ignored their (pre-)votes: `removal availability` "4398046511104 has had no leader
+    // for 1005 ms with the network whole …". A refused campaign leaves the lease run out.
+    it('the wide mix and marks with the metasrv, engine seed 3394: a voter whose campaigns are held answers the others\' (pre-)votes (E13)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
+      const r = await runClusterSim(3394, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // A harness gap with `marks` in the mix (session 24, seed 2867): d1 (table 1026) lost peer 13
     // of region 4406636445697 when n4's disk was put back from a copy, refused and wiped — one
     // loss, which the destructive faults' guard allows. Then a catalog copy from before d1 was put

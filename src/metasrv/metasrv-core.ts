@@ -1011,6 +1011,7 @@ export class MetasrvCore {
         if (now - this.downSinceMs.get(id)! >= this.config.replica_repair_after_ms) changed = this.startRepairs(ctx, id) || changed;
       }
       changed = this.startLostRepairs(ctx) || changed;
+      changed = this.startLearnerRemovals(ctx) || changed;
       changed = this.resumeDrains(ctx) || changed;
       const interval = this.config.balance_leaders_interval_ms;
       if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
@@ -1119,6 +1120,30 @@ export class MetasrvCore {
       if (!lost || busy.has(region.regionId)) continue;
       this.log.warn({ nodeId: lost.nodeId, regionId: region.regionId, peerId: lost.peerId, reason: lost.lost }, 'replica lost; replacing it under a fresh peer id');
       newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: lost.peerId, oldNodeId: lost.nodeId, reason: lost.lost, inPlace: true });
+      started = true;
+    }
+    return started;
+  }
+
+  /**
+   * A learner the region's leader counts while no repair-replica holds the region (only a repair
+   * adds learners): the new peer of a repair whose record was lost with a catalog restored from an
+   * older copy, or of one that failed after its add-learner. Nothing would promote or remove it:
+   * the group keeps a learner for good and the catalog (R2 adopts it) places one replica too
+   * many. A repair-replica of it removes it when the group has its voters (allocate), or
+   * replaces it as any lost replica otherwise. Only once the catalog places it (R2 first).
+   */
+  private startLearnerRemovals(ctx: ProcedureContext): boolean {
+    const busy = new Set(ctx.running('repair-replica').map((p) => p.data.regionId));
+    let started = false;
+    for (const region of regionList(this.catalog)) {
+      if (busy.has(region.regionId)) continue;
+      const leader = ctx.leaderOf(region);
+      if (!leader || leader.replica.voters.length < this.replicationFactor) continue;
+      const learner = region.replicas.find((p) => leader.replica.learners.includes(p.peerId));
+      if (!learner) continue;
+      this.log.warn({ nodeId: learner.nodeId, regionId: region.regionId, peerId: learner.peerId }, 'a learner no repair adds (its procedure lost?); removing it');
+      newProcedure(ctx, 'repair-replica', { regionId: region.regionId, oldPeerId: learner.peerId, oldNodeId: learner.nodeId, reason: `peer ${learner.peerId} is a learner no repair adds`, learner: true });
       started = true;
     }
     return started;

@@ -1263,6 +1263,31 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
     });
 
+    // A product finding with `marks` (session 25, seed 2248; finding M29): d1's region lost peer 7
+    // (n4 wiped); two repairs whose records catalog copies lost had added learners 10 (n3) and 11
+    // (n4), and a third replaced 7 by 12 on n3 — every node now held a replica of the region, and a
+    // repair of the "lost" learner 10 (placed by R2, not reported: M25) waited at allocate for good
+    // ("no healthy datanode without a replica of this region"), holding the region's repair slot.
+    // A learner of a group that has its voters is removed, not replaced, and a learner no repair
+    // adds gets such a removal.
+    it('the wide mix and marks with the metasrv, engine seed 2248: a learner left by a lost repair is removed from its group, not replaced (M29)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
+      const r = await runClusterSim(2248, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
+    // A harness gap with `marks` (session 25, seed 2231): d1 (1026) dropped, the metasrv crashed
+    // before n2's destroy was sent, and a catalog copy from before d1 1026 was put back — n2's peer
+    // 12 is then a replica of a region no catalog knows, kept (R1; docs/ddl.md, "A catalog older
+    // than the drop"): `catalog placement` "4406636445696 of a dropped table: n2 still hosts peer
+    // 12". Such a region is neither required gone nor required to answer NOT_FOUND; an
+    // acknowledged write to it is still flagged.
+    it('the wide mix and marks with the metasrv, engine seed 2231: a dropped table forgotten by an older catalog before every destroy landed keeps its leftover replica', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
+      const r = await runClusterSim(2231, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // A harness gap with `marks` in the mix (session 24, seed 2867): d1 (table 1026) lost peer 13
     // of region 4406636445697 when n4's disk was put back from a copy, refused and wiped — one
     // loss, which the destructive faults' guard allows. Then a catalog copy from before d1 was put

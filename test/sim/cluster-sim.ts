@@ -1077,7 +1077,11 @@ export class ClusterSim {
       this.meta.afterTick = (core) => {
         this.drain?.afterTick(core);
         this.noteCatalogStores(core.catalog);
-        healthy.checkProcedures(core.catalog, (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId));
+        healthy.checkProcedures(
+          core.catalog,
+          (nodeId, regionId, peerId) => this.lostPeerFact(nodeId, regionId, peerId),
+          (regionId, peerId) => [...this.nodes.values()].some((n) => n.server?.replica(regionId)?.raft.confState().learners.includes(peerId) === true),
+        );
       };
       if (this.extra.has('stall')) this.meta.stallable = true;
       if (this.extra.has('stall') || this.extra.has('twin') || spare) this.spuriousRand = this.rand.fork();
@@ -2135,6 +2139,11 @@ export class ClusterSim {
       // an older copy still: kept, as a catalog keeps what it does not know (engine seed 14 with
       // ddl,metarestore); D3's probe checks that they acknowledge nothing.
       if (this.ddl?.restoredAfterDropRegions().includes(regionId)) continue;
+      // Forgotten after the drop by a copy older than the table, before every destroy landed: what
+      // is left is a region no catalog knows, kept (R1; engine seed 2231 of the wide mix with marks:
+      // n2's peer 12 of d1 1026, its destroy not sent before the metasrv crashed and a copy from
+      // before d1 1026 was put back; the drop record is read only for tables a catalog holds).
+      if (this.ddl?.forgottenAfterDropRegions().includes(regionId)) continue;
       for (const node of this.nodes.values()) {
         const peer = node.server?.replica(regionId)?.selfPeerId ?? node.server?.failure(regionId)?.selfPeerId;
         if (peer !== undefined) return { invariant: 'catalog placement', detail: `${regionId} of a dropped table: n${node.id} still hosts peer ${peer}` };

@@ -140,6 +140,16 @@ interface DdlTable {
    * acknowledged (D3).
    */
   restoredAfterDrop?: boolean;
+  /**
+   * The table's drop was acknowledged, and then the metasrv's catalog was lost or restored from a
+   * copy that does not know the table (older than its CreateTable) before every replica's destroy
+   * had landed: the replicas left are of a region no catalog knows, kept as any such region (R1;
+   * docs/ddl.md, "A catalog older than the drop": the drop records are read only for tables the
+   * catalog holds). Engine seed 2231 of the wide mix with marks: n2's peer 12 of d1 (1026) kept.
+   * Such a replica holds no quorum (the drop destroyed the rest): a write to it may be refused by
+   * anything, never acknowledged (D3).
+   */
+  forgottenAfterDrop?: boolean;
 }
 
 export class SimDdlClient {
@@ -187,6 +197,11 @@ export class SimDdlClient {
     return this.tables.filter((t) => t.state === 'dropped' && t.restoredAfterDrop === true).flatMap((t) => t.regions);
   }
 
+  /** Regions of dropped tables a catalog copy that does not know them forgot (`forgottenAfterDrop`). */
+  forgottenAfterDropRegions(): string[] {
+    return this.tables.filter((t) => t.state === 'dropped' && t.forgottenAfterDrop === true).flatMap((t) => t.regions);
+  }
+
   /** Regions of tables whose drop was acknowledged. */
   droppedRegions(): string[] {
     return this.tables.filter((t) => t.state === 'dropped').flatMap((t) => t.regions);
@@ -206,6 +221,7 @@ export class SimDdlClient {
   catalogRolledBack(knownTableIds: ReadonlySet<number>): void {
     for (const t of this.tables) {
       if (t.state === 'dropped' && knownTableIds.has(t.tableId)) t.restoredAfterDrop = true;
+      if (t.state === 'dropped' && !knownTableIds.has(t.tableId)) t.forgottenAfterDrop = true;
       if (t.state === 'dropped' || t.state === 'forgotten') continue;
       // A table being created has no id yet: the copy may predate it whatever it is given.
       if (t.state === 'creating' || !knownTableIds.has(t.tableId)) t.forgotten = true;
@@ -552,7 +568,7 @@ export class SimDdlClient {
         this.checkRecoveryPoint(table, regionId, 'at the end');
       }
     }
-    const restoredAfterDrop = new Set(this.restoredAfterDropRegions());
+    const restoredAfterDrop = new Set([...this.restoredAfterDropRegions(), ...this.forgottenAfterDropRegions()]);
     for (const regionId of this.droppedRegions()) {
       if (this.liveRegions().includes(regionId)) continue; // re-used by a live table (D4 speaks for it)
       for (const nodeId of this.host.nodeIds) {
@@ -561,7 +577,9 @@ export class SimDdlClient {
           (err: unknown) => err,
         );
         // Brought back by a catalog copy from before its drop (engine seeds 2025, 2038 of the wide
-        // mix with metarestore and ddl: empty replicas with no leader answered NOT_LEADER).
+        // mix with metarestore and ddl: empty replicas with no leader answered NOT_LEADER), or
+        // forgotten after its drop by a copy older than the table (seed 2231: a replica whose
+        // destroy had not landed, alone, kept as any region no catalog knows).
         if (restoredAfterDrop.has(regionId) && refused !== undefined) continue;
         if (!isRegionDbError(refused, ErrorCode.NotFound)) {
           this.host.flag('dropped table refused', `a write to dropped region ${regionId} on n${nodeId} was ${refused === undefined ? 'acknowledged' : `answered ${String(refused)}`}, not refused NOT_FOUND`);

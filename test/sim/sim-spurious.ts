@@ -169,6 +169,9 @@ export interface HealthyNodeBounds {
 /** What the harness knows about a replica the metasrv replaces in place (H3). */
 export type LostPeerFact = (nodeId: number, regionId: string, peerId: number) => string | undefined;
 
+/** Whether a running replica of the region counts `peerId` as a learner (a repair-replica with `learner`: removed, not moved). */
+export type LearnerFact = (regionId: string, peerId: number) => boolean;
+
 interface CallCadence {
   readonly inc: Incarnation;
   /** When the last call ended, if none is in flight. */
@@ -238,7 +241,7 @@ export class HealthyNodeChecker {
   }
 
   /** Checks every procedure of `catalog` not checked before (called right after each tick of the metasrv, where they start). */
-  checkProcedures(catalog: CatalogState, lostFact: LostPeerFact): void {
+  checkProcedures(catalog: CatalogState, lostFact: LostPeerFact, learnerFact: LearnerFact = () => false): void {
     const now = this.sched.now;
     for (const record of Object.values(catalog.procedures)) {
       // A record loaded again by a restarted metasrv was checked when it started (right after
@@ -265,6 +268,12 @@ export class HealthyNodeChecker {
               'healthy node',
               `repair-replica ${record.id} replaces peer ${oldPeerId} of ${regionId} on n${oldNodeId} as lost (${record.data.reason ?? 'no reason'}), but that replica is neither damaged, failed, nor on a disk wiped after it was created (H3)`,
             );
+          }
+        } else if (record.data.learner === true) {
+          // A learner no repair adds (metasrv-core.ts startLearnerRemovals): removed from its group
+          // while its node is up, never moved (allocate removes it; seed 2248 of the wide mix).
+          if (!learnerFact(regionId, oldPeerId)) {
+            this.flag('healthy node', `repair-replica ${record.id} removes peer ${oldPeerId} of ${regionId} on n${oldNodeId} as a learner, but no running replica of the region counts it as one`);
           }
         } else if (catalog.nodes[oldNodeId]?.state === 'draining' && this.drained?.() === oldNodeId) {
           this.drainMoves++; // the operator drains it (the `drain` fault, sim-drain.ts): moved while up, as asked

@@ -50,6 +50,11 @@ export interface RepairReplicaData {
   /** The old replica is lost: its own node may take the new one. */
   inPlace?: boolean;
   /**
+   * The old peer is a learner no repair adds (metasrv-core.ts `startLearnerRemovals`): removed
+   * from its group, not replaced, when the group has its voters.
+   */
+  learner?: boolean;
+  /**
    * The leader's conf index when add-learner first saw it count the new peer: a leader reporting
    * a newer configuration without it has removed it since (finding Y5), and it is neither opened
    * nor promoted again.
@@ -149,6 +154,7 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     newNodeId: 'number?',
     reason: 'string?',
     inPlace: 'boolean?',
+    learner: 'boolean?',
     learnerAtConfIndex: 'number?',
   },
   'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },

@@ -21,7 +21,7 @@
 //                 deletes it once none may (reconcile.ts removalHold). Nothing waits on it.
 // The new replica never goes to a node that reports any replica of the region (a removed one
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
-import type { RegionDef } from '../catalog.js';
+import { REPLICATION_FACTOR, type RegionDef } from '../catalog.js';
 import { type GroupView, removedReplicaKept, samePeers } from '../reconcile.js';
 import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, RESEND_AFTER_MS, type StepResult, type StepRun, namesPeer, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
@@ -231,7 +231,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
   describe: (d) =>
     `region ${d.regionId}: replace peer ${d.oldPeerId} (node ${d.oldNodeId})${d.newPeerId ? ` with peer ${d.newPeerId} on node ${d.newNodeId}` : ''}${d.reason ? `; ${d.reason}` : ''}`,
   steps: {
-    allocate(ctx, d) {
+    allocate(ctx, d, run) {
       const region = ctx.catalog.regions[d.regionId];
       if (!region) return { done: true, note: 'region no longer exists' };
       if (!region.replicas.some((p) => p.peerId === d.oldPeerId)) return { done: true, note: 'replica already replaced' };
@@ -239,6 +239,19 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         // Nothing to replace: the group dropped the peer and the catalog is behind. Waiting here
         // (for a free node, say) would keep R2 from correcting the catalog for as long.
         if (removedByGroup(ctx, region, d.oldPeerId)) return { done: true, note: `peer ${d.oldPeerId} is no longer a member of the group; the catalog is left to reconciliation` };
+        // A learner of a group that has its voters: a new peer of a repair whose record a catalog
+        // restored from an older copy lost (placed by R2, lost if its node does not host it: M25).
+        // It never votes, so the group's strength does not depend on it; replaced, it would be
+        // one voter too many — and with every node holding a replica of the region (the learner's
+        // node holding another peer of it) no node is free, so the repair waited here for good,
+        // holding the region's repair slot (engine seed 2248 of the wide mix with marks). The
+        // leader is asked to remove it; once it no longer counts it, removedByGroup above ends
+        // the procedure and R2 drops the placement (R1 then deletes a replica of it).
+        const leader = ctx.leaderOf(region);
+        if (leader?.replica.learners.includes(d.oldPeerId) && leader.replica.voters.length >= REPLICATION_FACTOR) {
+          if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.oldPeerId, d.oldNodeId) } });
+          return { wait: true, note: `peer ${d.oldPeerId} is a learner of a group with ${leader.replica.voters.length} voters: removing it, not replacing it` };
+        }
         const excluded = repairExclusions(ctx, region);
         const elsewhere = ctx.pickNode(excluded);
         // In place: the old node, if nothing else of the region is there (what it reports, if

@@ -85,6 +85,33 @@ describe('repair-replica / allocate', () => {
     expect(f.catalog.nextPeerId).to.equal(4);
   });
 
+  it('a learner of a group that has its voters (left by a repair whose record a restored catalog lost) is removed by the leader, not replaced; done once the group no longer counts it (M29, sim seed 2248)', () => {
+    // Peer 3 on node 3 is a learner; voters 1, 2 and 5 (node 4). Every node holds a replica, so
+    // a replacement could go nowhere: before, allocate waited for a free node for good.
+    const { f, id, record } = repair('allocate');
+    f.alive.add(3);
+    f.region().replicas.push({ peerId: 5, nodeId: 4 });
+    f.catalog.nextPeerId = 6;
+    f.region().confIndex = 10;
+    leaderReports(f, [1, 2, 5], [3]);
+    f.step(id);
+    expect(record()).to.include({ step: 'allocate', status: 'running' });
+    expect(record().notes.at(-1)).to.equal('peer 3 is a learner of a group with 3 voters: removing it, not replacing it');
+    expect(f.sent.map((s) => s.instruction)).to.deep.equal([{ change_peer: { region_id: REGION, change: 'remove', peer: { peer_id: '3', node_id: '3', addr: '127.0.0.1:7003' } } }]);
+    expect(f.catalog.nextPeerId, 'no new peer allocated').to.equal(6);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 5], confIndex: 11 }));
+    f.step(id);
+    expect(record()).to.include({ status: 'done' });
+  });
+
+  it('a learner of a group short of voters is still replaced as any lost replica (the removal is only for a group that has its voters)', () => {
+    const { f, id, record } = repair('allocate');
+    leaderReports(f, [1, 2], [3]);
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+    expect(record().data).to.include({ newPeerId: 4, newNodeId: 4 });
+  });
+
   it('a leader reporting, without the peer, a configuration no newer than the catalog\'s is not taken as its removal', () => {
     const { f, id, record } = repair('allocate');
     f.region().confIndex = 143;

@@ -1288,6 +1288,20 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
     });
 
+    // A product finding of the wide mix (session 25, seed 2389, no marks; finding M30): a drain's
+    // repairs added learners 7 and 8 on n4; n4 then came back on an empty disk (its restored copy
+    // refused and moved aside) and noteStore marked every placement there lost — the learners
+    // included. catch-up opened peer 8 again, promote made it a voter, it led; 16 s later the lost
+    // mark's own in-place repair deleted it while it led, its followers quiesced under it and its
+    // node up: `removal availability` "… no leader for 1005 ms … counting peer(s) 8, deleted
+    // meanwhile". A new peer marked lost is given up at catch-up/promote, and clear-old moves
+    // leadership off a leading lost peer before deleting it.
+    it('the wide mix with the metasrv, engine seed 2389: a repair\'s new peer marked lost after add-learner is given up, not promoted and deleted while it leads (M30)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
+      const r = await runClusterSim(2389, { mode: 'engine', metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // A harness gap with `marks` in the mix (session 24, seed 2867): d1 (table 1026) lost peer 13
     // of region 4406636445697 when n4's disk was put back from a copy, refused and wiped — one
     // loss, which the destructive faults' guard allows. Then a catalog copy from before d1 was put

@@ -136,17 +136,24 @@ function removedSinceCounted(ctx: ProcedureContext, d: Allocated, region: Region
  * learner on a dead node.
  */
 function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader, run: StepRun): Result | undefined {
-  if (!ctx.downTooLong(d.newNodeId)) return undefined;
+  // Also a new peer whose placement was marked lost after add-learner (M26 one step later: its node
+  // registered a new store while the peer was a learner, noteStore marking every placement there):
+  // opened again it would run under a peer id that the lost mark's own in-place repair later
+  // deletes while it may lead (its followers quiesced, nothing wakes them: wide mix engine seed
+  // 2389), and catch-up would re-open it empty. Given up as a down node's learner is.
+  const lost = region.replicas.find((p) => p.peerId === d.newPeerId)?.lost;
+  if (lost === undefined && !ctx.downTooLong(d.newNodeId)) return undefined;
+  const why = lost !== undefined ? `marked lost (${lost})` : `its node ${d.newNodeId} down too long`;
   if (namesPeer(leader.replica, d.newPeerId)) {
     if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
-    return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long: removing that learner, then placing the new replica elsewhere` };
+    return { wait: true, note: `the new peer ${d.newPeerId} on node ${d.newNodeId} is ${why}: removing it, then placing the new replica anew` };
   }
   // Not named: dropped only once the leader's configuration is newer than the one that counted
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
-  if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `node ${d.newNodeId} of the new peer ${d.newPeerId} has been down too long; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
+  if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `the new peer ${d.newPeerId} on node ${d.newNodeId} is ${why}; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
   dropNewPeer(region, d);
-  const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (its node down too long; the group does not count it); placing another`;
+  const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (${why}; the group does not count it); placing another`;
   const data: RepairReplicaData = d;
   delete data.newPeerId;
   delete data.newNodeId;
@@ -275,6 +282,18 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       if (!ctx.isAlive(d.oldNodeId)) return { retry: `waiting for node ${d.oldNodeId}` };
       const hosted = ctx.observed(d.oldNodeId, d.regionId);
       if (hosted?.peerId !== d.oldPeerId) return { next: 'add-learner', note: `node ${d.oldNodeId} no longer hosts peer ${d.oldPeerId}` };
+      // A lost peer that runs and leads (its node came back with its data and reopened it, M25):
+      // deleted as leader, its followers — quiesced under it, its node up, so never told it is
+      // down (docs/quiescence.md) — would wait for it for good. Leadership goes to another live
+      // voter first, as remove-old hands it off the old peer.
+      const region = ctx.catalog.regions[d.regionId];
+      const leader = region && ctx.leaderOf(region);
+      if (hosted.health !== 'failed' && leader?.nodeId === d.oldNodeId && leader.replica.peerId === d.oldPeerId) {
+        const live = hostedReplicas(ctx, d.regionId).filter(([nodeId, r]) => nodeId !== d.oldNodeId && ctx.isAlive(nodeId) && r.health !== 'failed');
+        const to = leader.replica.voters.find((p) => p !== d.oldPeerId && live.some(([, r]) => r.peerId === p));
+        if (to !== undefined && run.resend()) ctx.send(leader.nodeId, { transfer_leader: { region_id: d.regionId, to_peer_id: String(to) } });
+        return { wait: true, note: `moving leadership off the lost peer ${d.oldPeerId} before deleting it${to === undefined ? ' (no other live voter yet)' : ` (to peer ${to})`}` };
+      }
       if (run.resend()) ctx.send(d.oldNodeId, { close_region: { region_id: d.regionId, destroy: true, peer_id: String(d.oldPeerId) } });
       return { wait: true, note: `deleting the lost peer ${d.oldPeerId} on node ${d.oldNodeId}` };
     },

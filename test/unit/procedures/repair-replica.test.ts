@@ -163,6 +163,21 @@ describe('repair-replica / clear-old (replaced on the same node)', () => {
     expect(record().step).to.equal('add-learner');
   });
 
+  it('a lost old peer that runs and leads (its node came back and reopened it) hands leadership to another live voter before it is deleted (M30)', () => {
+    const { f, id, record } = repair('clear-old', inPlace);
+    f.alive.add(3);
+    f.report(3, replica(3, { role: 'leader', voters: [1, 2, 3] }));
+    f.report(2, replica(2, { voters: [1, 2, 3] }));
+    f.step(id);
+    expect(f.sent, 'leadership moved first, nothing deleted').to.deep.equal([{ nodeId: 3, instruction: { transfer_leader: { region_id: REGION, to_peer_id: '1' } } }]);
+    expect(record().step).to.equal('clear-old');
+    f.report(3, replica(3, { voters: [1, 2, 3] }));
+    f.report(1, replica(1, { role: 'leader', voters: [1, 2, 3] }));
+    f.clock.advance(RESEND_AFTER_MS);
+    f.step(id);
+    expect(f.sent.at(-1)).to.deep.equal({ nodeId: 3, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '3' } } });
+  });
+
   it('retryable: waits, noting why, while the node is down', () => {
     const { f, id, record } = repair('clear-old', inPlace);
     f.step(id);
@@ -416,6 +431,24 @@ describe('repair-replica / catch-up', () => {
     f.step(id);
     expect(record().step).to.equal('add-learner');
     expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
+  });
+
+  it('a new peer whose placement is marked lost after add-learner (its node registered a new store) is given up at catch-up: removed, placement dropped, placed anew — never caught up, promoted and later deleted in place while it leads (M30, sim seed 2389)', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
+    f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.alive.add(5);
+    leaderReports(f, [1, 2, 3], [4]);
+    f.region().replicas.find((p) => p.peerId === 4)!.lost = 'new store store-4-2 registered';
+    f.sent = [];
+    f.step(id);
+    expect(f.sent.map((s) => s.instruction), 'the learner removed, not opened').to.deep.equal([
+      { change_peer: { region_id: REGION, change: 'remove', peer: { peer_id: '4', node_id: '4', addr: '127.0.0.1:7004' } } },
+    ]);
+    expect(record().notes.at(-1)).to.include('is marked lost (new store store-4-2 registered)');
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 5 }));
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(f.region().replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3]);
   });
 
   it('a dead new node given up waits for a just-elected leader that does not count the learner yet (its conf index older than the addition): the placement stays (review of Y6)', () => {

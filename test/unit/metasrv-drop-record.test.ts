@@ -546,6 +546,11 @@ describe('the drop record in the object store: a catalog restored from a copy ol
     expect(restored.state.tables['t']).to.equal(undefined);
     expect(restored.state.droppedRegions?.[regionId]).to.be.a('number');
     expect(encodeDropObject(CLUSTER, { tableId: 1024, name: 't' }), 'the record, whole again').to.deep.equal(await store.get(key));
+    // The nodes heard from again: `drive` moved the hand clock by as many steps as the drop took
+    // real event-loop turns (more on a loaded machine), enough to take silent nodes for suspect,
+    // and placement needs three live ones (a load-dependent failure before: "need 3 healthy
+    // datanodes for placement, only 2 available").
+    for (const n of [1, 2, 3]) await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: [], store_id: `store-${n}` } as never, anyone);
     const again = await createOneRegionTable(core);
     expect(Number(again.table?.table_id), 'the name free again, under a new id').to.equal(1025);
   });

@@ -1139,7 +1139,8 @@ export class MetasrvCore {
     for (const region of regionList(this.catalog)) {
       if (busy.has(region.regionId)) continue;
       const leader = ctx.leaderOf(region);
-      if (!leader || leader.replica.voters.length < this.replicationFactor) continue;
+      // The threshold allocate removes a learner at (it has no view of the configured factor).
+      if (!leader || leader.replica.voters.length < Math.max(this.replicationFactor, REPLICATION_FACTOR)) continue;
       const learner = region.replicas.find((p) => leader.replica.learners.includes(p.peerId));
       if (!learner) continue;
       this.log.warn({ nodeId: learner.nodeId, regionId: region.regionId, peerId: learner.peerId }, 'a learner no repair adds (its procedure lost?); removing it');

@@ -1186,6 +1186,15 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       [2320, 'a disk put back from a copy and not registered yet is not held to its durable snapshot'],
       [2405, 'a disk put back from a copy while the catalog is an older copy refuses itself by the start witness (K2)'],
       [2757, "a forgotten region's replica that failed on its damaged log, repaired by no one, is neither read nor compared"],
+      // A product finding of the wide mix (session 25, seed 2389, no marks; finding M30): a drain's
+      // repairs added learners 7 and 8 on n4; n4 then came back on an empty disk (its restored copy
+      // refused and moved aside) and noteStore marked every placement there lost — the learners
+      // included. catch-up opened peer 8 again, promote made it a voter, it led; 16 s later the lost
+      // mark's own in-place repair deleted it while it led, its followers quiesced under it and its
+      // node up: `removal availability` "… no leader for 1005 ms … counting peer(s) 8, deleted
+      // meanwhile". A new peer marked lost is given up at catch-up/promote, and clear-old moves
+      // leadership off a leading lost peer before deleting it.
+      [2389, "a repair's new peer marked lost after add-learner is given up, not promoted and deleted while it leads (M30)"],
     ] as const) {
       it(`the wide mix with the metasrv, engine seed ${seed}: ${what}`, async () => {
         const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
@@ -1208,114 +1217,76 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ddl!.unreadWithoutQuorum, 'forgotten regions not read for want of a quorum').to.equal(1);
     });
 
-    // A product finding with `marks` in the mix (session 24, seed 3003; docs/procedures.md): n4 was
-    // wiped after repair-replica allocated new peer 10 there and before add-learner opened it, so
-    // the new store's registration marked peer 10 lost; add-learner opened and added it anyway.
-    // Once the `close` fault closed it, reconciliation never reopened it (R4: a lost peer id is not
-    // reopened) and no repair could start while the procedure held the region, whose remove-old
-    // waited for ever to hand leadership to peer 10: `liveness` "repair-replica-2@remove-old
-    // (moving leadership off the old replica)". add-learner now allocates another peer instead.
-    it('the wide mix and marks with the metasrv, engine seed 3003: a new peer marked lost before add-learner is replaced by another, not opened', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(3003, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A product finding with `marks` (session 25, seed 3205): a repair moved the workload region's
-    // peer 1 (n1) to peer 8 (n4); a catalog copy from before it was put back (placing 1,2,3), and
-    // the close fault closed n4's peer 8 and n3's peer 3. The metasrv reopened peer 3 with the
-    // catalog's peers, which the datanode wrote over its meta, losing peer 8's node (its
-    // add-learner long compacted into the snapshot): n3, the leader, named no node for peer 8, so
-    // R2 could neither adopt the group's 2,3,8 nor place peer 8 for repair (M25), and a fresh peer
-    // 1 bootstrapped on n1 from the copy stayed placed: `catalog placement` "… n2's peer 2 has
-    // voters 2,3,8 …". A reopen of a peer's own data now keeps the members its meta places. Once
-    // converged, n4's closed peer 8 — removed only in the others' logs (their durable snapshots
-    // still named it) — was held to its durable snapshot: a checker gap, closed in cutOffByRemoval.
-    it('the wide mix and marks with the metasrv, engine seed 3205: a replica reopened over its own data keeps the nodes of members the catalog does not place', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
-      const r = await runClusterSim(3205, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A product finding with `marks` (session 25, seed 3454; finding M28): CreateTable d1's attempts
-    // met catalog write failures and timeouts; the seventh, started while the metasrv waited out
-    // its start's quiet period, was still inside it when its caller timed out, and the retry (same
-    // token) passed the token check before the seventh created the table, then waited too and was
-    // refused: `ddl` "CreateTable d1 attempt 9 with token sim-ddl:d1:0 … was refused: table d1
-    // already exists". The token is checked again after the waits, and its answer waits for the
-    // save that wrote the table (test/unit/metasrv-create-token.test.ts).
-    it('the wide mix and marks with the metasrv, engine seed 3454: a CreateTable retried while its first attempt is still in the metasrv gets the table, not ALREADY_EXISTS (M28)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
-      const r = await runClusterSim(3454, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A product finding with `marks` (session 25, seed 3394; finding E13, in the raft core): n1
-    // restarted mid-membership-change, its apply's SST read slowed 1.3 s with the promotion of peer
-    // 10 committed behind it, so its campaigns were held (E12); the leader n4 crashed after
-    // committing peer 1's removal, which n2 and n3 had not learnt, so their elections needed n1's
-    // vote — and n1, each refused timeout restarting its count, honoured the dead leader's lease
-    // again and ignored their (pre-)votes: `removal availability` "4398046511104 has had no leader
-    // for 1005 ms with the network whole …". A refused campaign leaves the lease run out.
-    it('the wide mix and marks with the metasrv, engine seed 3394: a voter whose campaigns are held answers the others\' (pre-)votes (E13)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
-      const r = await runClusterSim(3394, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A product finding with `marks` (session 25, seed 2248; finding M29): d1's region lost peer 7
-    // (n4 wiped); two repairs whose records catalog copies lost had added learners 10 (n3) and 11
-    // (n4), and a third replaced 7 by 12 on n3 — every node now held a replica of the region, and a
-    // repair of the "lost" learner 10 (placed by R2, not reported: M25) waited at allocate for good
-    // ("no healthy datanode without a replica of this region"), holding the region's repair slot.
-    // A learner of a group that has its voters is removed, not replaced, and a learner no repair
-    // adds gets such a removal.
-    it('the wide mix and marks with the metasrv, engine seed 2248: a learner left by a lost repair is removed from its group, not replaced (M29)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
-      const r = await runClusterSim(2248, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A harness gap with `marks` (session 25, seed 2231): d1 (1026) dropped, the metasrv crashed
-    // before n2's destroy was sent, and a catalog copy from before d1 1026 was put back — n2's peer
-    // 12 is then a replica of a region no catalog knows, kept (R1; docs/ddl.md, "A catalog older
-    // than the drop"): `catalog placement` "4406636445696 of a dropped table: n2 still hosts peer
-    // 12". Such a region is neither required gone nor required to answer NOT_FOUND; an
-    // acknowledged write to it is still flagged.
-    it('the wide mix and marks with the metasrv, engine seed 2231: a dropped table forgotten by an older catalog before every destroy landed keeps its leftover replica', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
-      const r = await runClusterSim(2231, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A product finding of the wide mix (session 25, seed 2389, no marks; finding M30): a drain's
-    // repairs added learners 7 and 8 on n4; n4 then came back on an empty disk (its restored copy
-    // refused and moved aside) and noteStore marked every placement there lost — the learners
-    // included. catch-up opened peer 8 again, promote made it a voter, it led; 16 s later the lost
-    // mark's own in-place repair deleted it while it led, its followers quiesced under it and its
-    // node up: `removal availability` "… no leader for 1005 ms … counting peer(s) 8, deleted
-    // meanwhile". A new peer marked lost is given up at catch-up/promote, and clear-old moves
-    // leadership off a leading lost peer before deleting it.
-    it('the wide mix with the metasrv, engine seed 2389: a repair\'s new peer marked lost after add-learner is given up, not promoted and deleted while it leads (M30)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2389, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
-
-    // A harness gap with `marks` in the mix (session 24, seed 2867): d1 (table 1026) lost peer 13
-    // of region 4406636445697 when n4's disk was put back from a copy, refused and wiped — one
-    // loss, which the destructive faults' guard allows. Then a catalog copy from before d1 was put
-    // back, and while no catalog knew d1 the guard (`faultableRegions`: the workload's and the
-    // catalog's regions) no longer looked at its regions: n3's disk was copied, put back and wiped
-    // too, peer 14 lost, one replica of three left. A later copy that knew d1 started a repair
-    // whose add-learner needs a leader: `liveness` "repair-replica-2@add-learner (waiting for a
-    // leader)". The guard now also counts the DDL client's live and forgotten regions, a forgotten
-    // one whole only while its group is (`groupWhole`).
-    it('the wide mix and marks with the metasrv, engine seed 2867: a region no catalog knows is not destroyed a second time', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2867, { mode: 'engine', metasrv: true, faults: [...faults] });
-      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
-    });
+    // Pinned seeds of the wide mix with `marks` (session marks and late copies), each with what it
+    // found; every one failed before its fix (docs/correctness.md, docs/simulation.md).
+    for (const [seed, what] of [
+      // A product finding with `marks` in the mix (session 24, seed 3003; docs/procedures.md): n4 was
+      // wiped after repair-replica allocated new peer 10 there and before add-learner opened it, so
+      // the new store's registration marked peer 10 lost; add-learner opened and added it anyway.
+      // Once the `close` fault closed it, reconciliation never reopened it (R4: a lost peer id is not
+      // reopened) and no repair could start while the procedure held the region, whose remove-old
+      // waited for ever to hand leadership to peer 10: `liveness` "repair-replica-2@remove-old
+      // (moving leadership off the old replica)". add-learner now allocates another peer instead.
+      [3003, "a new peer marked lost before add-learner is replaced by another, not opened"],
+      // A product finding with `marks` (session 25, seed 3205): a repair moved the workload region's
+      // peer 1 (n1) to peer 8 (n4); a catalog copy from before it was put back (placing 1,2,3), and
+      // the close fault closed n4's peer 8 and n3's peer 3. The metasrv reopened peer 3 with the
+      // catalog's peers, which the datanode wrote over its meta, losing peer 8's node (its
+      // add-learner long compacted into the snapshot): n3, the leader, named no node for peer 8, so
+      // R2 could neither adopt the group's 2,3,8 nor place peer 8 for repair (M25), and a fresh peer
+      // 1 bootstrapped on n1 from the copy stayed placed: `catalog placement` "… n2's peer 2 has
+      // voters 2,3,8 …". A reopen of a peer's own data now keeps the members its meta places. Once
+      // converged, n4's closed peer 8 — removed only in the others' logs (their durable snapshots
+      // still named it) — was held to its durable snapshot: a checker gap, closed in cutOffByRemoval.
+      [3205, "a replica reopened over its own data keeps the nodes of members the catalog does not place"],
+      // A product finding with `marks` (session 25, seed 3454; finding M28): CreateTable d1's attempts
+      // met catalog write failures and timeouts; the seventh, started while the metasrv waited out
+      // its start's quiet period, was still inside it when its caller timed out, and the retry (same
+      // token) passed the token check before the seventh created the table, then waited too and was
+      // refused: `ddl` "CreateTable d1 attempt 9 with token sim-ddl:d1:0 … was refused: table d1
+      // already exists". The token is checked again after the waits, and its answer waits for the
+      // save that wrote the table (test/unit/metasrv-create-token.test.ts).
+      [3454, "a CreateTable retried while its first attempt is still in the metasrv gets the table, not ALREADY_EXISTS (M28)"],
+      // A product finding with `marks` (session 25, seed 3394; finding E13, in the raft core): n1
+      // restarted mid-membership-change, its apply's SST read slowed 1.3 s with the promotion of peer
+      // 10 committed behind it, so its campaigns were held (E12); the leader n4 crashed after
+      // committing peer 1's removal, which n2 and n3 had not learnt, so their elections needed n1's
+      // vote — and n1, each refused timeout restarting its count, honoured the dead leader's lease
+      // again and ignored their (pre-)votes: `removal availability` "4398046511104 has had no leader
+      // for 1005 ms with the network whole …". A refused campaign leaves the lease run out.
+      [3394, "a voter whose campaigns are held answers the others' (pre-)votes (E13)"],
+      // A product finding with `marks` (session 25, seed 2248; finding M29): d1's region lost peer 7
+      // (n4 wiped); two repairs whose records catalog copies lost had added learners 10 (n3) and 11
+      // (n4), and a third replaced 7 by 12 on n3 — every node now held a replica of the region, and a
+      // repair of the "lost" learner 10 (placed by R2, not reported: M25) waited at allocate for good
+      // ("no healthy datanode without a replica of this region"), holding the region's repair slot.
+      // A learner of a group that has its voters is removed, not replaced, and a learner no repair
+      // adds gets such a removal.
+      [2248, "a learner left by a lost repair is removed from its group, not replaced (M29)"],
+      // A harness gap with `marks` (session 25, seed 2231): d1 (1026) dropped, the metasrv crashed
+      // before n2's destroy was sent, and a catalog copy from before d1 1026 was put back — n2's peer
+      // 12 is then a replica of a region no catalog knows, kept (R1; docs/ddl.md, "A catalog older
+      // than the drop"): `catalog placement` "4406636445696 of a dropped table: n2 still hosts peer
+      // 12". Such a region is neither required gone nor required to answer NOT_FOUND; an
+      // acknowledged write to it is still flagged.
+      [2231, "a dropped table forgotten by an older catalog before every destroy landed keeps its leftover replica"],
+      // A harness gap with `marks` in the mix (session 24, seed 2867): d1 (table 1026) lost peer 13
+      // of region 4406636445697 when n4's disk was put back from a copy, refused and wiped — one
+      // loss, which the destructive faults' guard allows. Then a catalog copy from before d1 was put
+      // back, and while no catalog knew d1 the guard (`faultableRegions`: the workload's and the
+      // catalog's regions) no longer looked at its regions: n3's disk was copied, put back and wiped
+      // too, peer 14 lost, one replica of three left. A later copy that knew d1 started a repair
+      // whose add-learner needs a leader: `liveness` "repair-replica-2@add-learner (waiting for a
+      // leader)". The guard now also counts the DDL client's live and forgotten regions, a forgotten
+      // one whole only while its group is (`groupWhole`).
+      [2867, "a region no catalog knows is not destroyed a second time"],
+    ] as const) {
+      it(`the wide mix and marks with the metasrv, engine seed ${seed}: ${what}`, async () => {
+        const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks'] as const;
+        const r = await runClusterSim(seed, { mode: 'engine', metasrv: true, faults: [...faults] });
+        expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+      });
+    }
 
     // Finding DT2 (docs/ddl.md, "A catalog older than the drop"): a catalog copy saved before the
     // region's first report (`bootstrapped` false) restored after the table's drop told a node to

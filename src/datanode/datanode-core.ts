@@ -362,7 +362,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     // good). Without it a leader reopened here names no node for it (ReplicaStat.members), and R2
     // can neither adopt the group's membership nor place the member for repair (M25): the catalog
     // and the group disagree for good (finding M27, docs/correctness.md).
-    const meta = onDisk === opened.selfPeerId ? withMembersOnDisk(opened, this.logEngine.getRegionMeta(regionId), membersOnDisk(this.logEngine.region(regionId))) : opened;
+    const meta = onDisk === opened.selfPeerId ? withMembersOnDisk(opened, this.logEngine.getRegionMeta(regionId), () => membersOnDisk(this.logEngine.region(regionId))) : opened;
     if (failure) {
       // A failed replica is never reopened under its own peer id (its log cannot be trusted, or
       // it cannot apply): it stays failed and reported. A fresh peer id is its replacement,
@@ -934,11 +934,11 @@ function membersOnDisk(store: RaftLogStore): Set<number> {
 /**
  * An open's meta with the region's members (`members`, membersOnDisk) that the open does not
  * name and the region's meta on disk places (openRegionNow: a reopen of this peer's own data).
- * Peers the membership does not count are left out; the open's entries stay as they are.
+ * Peers the membership does not count are left out; the open's entries stay as they are. The
+ * log is read for its members only when the meta places a peer the open does not name.
  */
-function withMembersOnDisk(opened: RegionMeta, raw: Uint8Array | undefined, members: ReadonlySet<number>): RegionMeta {
-  const missing = [...members].filter((peerId) => !opened.peers.some((p) => p.peerId === peerId));
-  if (missing.length === 0 || !raw) return opened;
+function withMembersOnDisk(opened: RegionMeta, raw: Uint8Array | undefined, members: () => ReadonlySet<number>): RegionMeta {
+  if (!raw) return opened;
   let onDisk: Partial<RegionMeta>;
   try {
     onDisk = JSON.parse(decoder.decode(raw)) as Partial<RegionMeta>;
@@ -946,9 +946,12 @@ function withMembersOnDisk(opened: RegionMeta, raw: Uint8Array | undefined, memb
     return opened;
   }
   if (onDisk.selfPeerId !== opened.selfPeerId || !Array.isArray(onDisk.peers)) return opened;
+  const placedOnDisk = onDisk.peers;
+  if (!placedOnDisk.some((q) => typeof q?.peerId === 'number' && !opened.peers.some((p) => p.peerId === q.peerId))) return opened;
   const kept: RegionMeta['peers'] = [];
-  for (const peerId of missing) {
-    const p = onDisk.peers.find((q) => q?.peerId === peerId);
+  for (const peerId of members()) {
+    if (opened.peers.some((p) => p.peerId === peerId)) continue;
+    const p = placedOnDisk.find((q) => q?.peerId === peerId);
     if (p && typeof p.nodeId === 'number' && p.nodeId > 0) kept.push({ peerId, nodeId: p.nodeId, addr: typeof p.addr === 'string' ? p.addr : '' });
   }
   return kept.length === 0 ? opened : { ...opened, peers: [...opened.peers, ...kept] };

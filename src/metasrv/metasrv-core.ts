@@ -913,9 +913,11 @@ export class MetasrvCore {
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;
         for (const p of region.replicas) {
-          if (!this.isAlive(p.nodeId)) continue;
           const seen = this.observed.get(p.nodeId)?.replicas.get(region.regionId);
-          if (seen?.role === 'leader' && seen.peerId === p.peerId && (!best || seen.term > best.replica.term)) best = { nodeId: p.nodeId, replica: seen };
+          // The report first, liveness (a phi computation) only for a leader's: the tick asks this
+          // of every region (startLearnerRemovals), about one leader in three replicas.
+          if (seen?.role !== 'leader' || seen.peerId !== p.peerId || !this.isAlive(p.nodeId)) continue;
+          if (!best || seen.term > best.replica.term) best = { nodeId: p.nodeId, replica: seen };
         }
         return best;
       },

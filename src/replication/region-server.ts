@@ -2017,7 +2017,7 @@ function committedOwnRemoval(store: RaftLogStore, selfPeerId: number, appliedInd
 }
 
 /** The index of the first of `entries` that removes peer `selfPeerId`; 0 if none, or if a membership entry before it does not decode. */
-function firstOwnRemoval(entries: readonly Entry[], selfPeerId: number): number {
+export function firstOwnRemoval(entries: readonly Entry[], selfPeerId: number): number {
   for (const entry of entries) {
     if (entry.type !== EntryType.ConfChange) continue;
     let cc: ConfChange;

@@ -29,7 +29,7 @@ import { type Rand, SeededRand } from '../../src/common/rand.js';
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkRegister, describeOp } from '../../src/check/linearizability.js';
 import { checkSet } from '../../src/check/set.js';
-import { NODE_BEAT_REGION_ID, type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { NODE_BEAT_REGION_ID, type Replica, RegionServer, type RegionServerHooks, type RaftTuning, defaultRaftTuning, firstOwnRemoval } from '../../src/replication/region-server.js';
 import type { StateMachineStat } from '../../src/replication/replica-stats.js';
 import { DatanodeCore, type DatanodeCoreDeps } from '../../src/datanode/datanode-core.js';
 import type { StartWitness } from '../../src/datanode/start-witness.js';
@@ -45,9 +45,9 @@ import { MemoryStorage } from '../../src/raft/storage.js';
 import { decodeManifest, manifestPrefix, parseReplicaSnapshotKey, replicaSnapshotPrefix } from '../../src/engine/manifest.js';
 import { type ApplyResult, RegionState } from '../../src/engine/region-state.js';
 import type { TableSchema } from '../../src/engine/schema.js';
-import { ConfChangeType, decodeConfChange } from '../../src/raft/confchange.js';
+import { ConfChangeType } from '../../src/raft/confchange.js';
 import { type PlantedBugs, Raft, type RaftConfig, type Ready } from '../../src/raft/raft.js';
-import { EntryType, MessageType, messageTypeName } from '../../src/raft/types.js';
+import { MessageType, messageTypeName } from '../../src/raft/types.js';
 import type { RaftEnvelope, RaftTransport } from '../../src/replication/transport.js';
 import type { StateMachine } from '../../src/raft/state-machine.js';
 import { type DiskCopy, Incarnation, SimDisk, SimNetwork, SimScheduler, firstLiveIndex, traceLogger } from './sim-world.js';
@@ -3639,16 +3639,5 @@ export async function runClusterSim(seed: number, overrides: Partial<ClusterSimO
 function removalCommittedPast(store: MemoryStorage, peerId: number): boolean {
   const from = store.snapshot().metadata.index + 1;
   const commit = Math.min(store.initialState().hardState.commit, store.lastIndex());
-  if (commit < from) return false;
-  for (const entry of store.entries(from, commit + 1, Number.MAX_SAFE_INTEGER)) {
-    if (entry.type !== EntryType.ConfChange) continue;
-    let cc: ReturnType<typeof decodeConfChange>;
-    try {
-      cc = decodeConfChange(entry.data);
-    } catch {
-      return false;
-    }
-    if (cc.type === ConfChangeType.RemoveNode && cc.nodeId === peerId) return true;
-  }
-  return false;
+  return commit >= from && firstOwnRemoval(store.entries(from, commit + 1, Number.MAX_SAFE_INTEGER), peerId) > 0;
 }

@@ -141,7 +141,7 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // opened again it would run under a peer id that the lost mark's own in-place repair later
   // deletes while it may lead (its followers quiesced, nothing wakes them: wide mix engine seed
   // 2389), and catch-up would re-open it empty. Given up as a down node's learner is.
-  const lost = region.replicas.find((p) => p.peerId === d.newPeerId)?.lost;
+  const lost = newPeerLost(region, d);
   if (lost === undefined && !ctx.downTooLong(d.newNodeId)) return undefined;
   const why = lost !== undefined ? `marked lost (${lost})` : `its node ${d.newNodeId} down too long`;
   if (namesPeer(leader.replica, d.newPeerId)) {
@@ -152,8 +152,20 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
   if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `the new peer ${d.newPeerId} on node ${d.newNodeId} is ${why}; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
+  return placeAnew(region, d, `new peer ${d.newPeerId} on node ${d.newNodeId} given up (${why}; the group does not count it); placing another`);
+}
+
+/** Why the new peer's placement is marked lost (its node registered a new store since allocate), if it is. */
+function newPeerLost(region: RegionDef, d: Allocated): string | undefined {
+  return region.replicas.find((p) => p.peerId === d.newPeerId)?.lost;
+}
+
+/**
+ * The new peer, which the group does not count and never will, is given up: its placement
+ * dropped (`dropNewPeer`) and the record back at `allocate` with no new peer.
+ */
+function placeAnew(region: RegionDef, d: Allocated, note: string): Result {
   dropNewPeer(region, d);
-  const note = `new peer ${d.newPeerId} on node ${d.newNodeId} given up (${why}; the group does not count it); placing another`;
   const data: RepairReplicaData = d;
   delete data.newPeerId;
   delete data.newNodeId;
@@ -313,15 +325,8 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         // new store after allocate chose it (noteStore marks every replica placed there). Opened
         // now, it would run under a peer id reconciliation never reopens (R4) and that a repair of
         // the lost mark later deletes in place while it may lead. Another peer is allocated instead.
-        const placedNew = region.replicas.find((p) => p.peerId === d.newPeerId);
-        if (placedNew?.lost !== undefined) {
-          const note = `new peer ${d.newPeerId} on node ${d.newNodeId} marked lost before it was added (${placedNew.lost}): allocating another`;
-          dropNewPeer(region, d);
-          const data: RepairReplicaData = d;
-          delete data.newPeerId;
-          delete data.newNodeId;
-          return { next: 'allocate', note };
-        }
+        const lost = newPeerLost(region, d);
+        if (lost !== undefined) return placeAnew(region, d, `new peer ${d.newPeerId} on node ${d.newNodeId} marked lost before it was added (${lost}): allocating another`);
         if (run.resend()) {
           openNew(ctx, d, region);
           ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'add-learner', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });

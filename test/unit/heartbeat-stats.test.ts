@@ -187,7 +187,11 @@ describe('heartbeat stats rebuilt for changed replicas only (DatanodeCore.report
     const forgetsCycle = await gatedCycle(ForgetsCycle);
     expect(forgetsCycle, 'ForgetsCycle').to.be.a('string').and.match(/^(the apply out|in a cycle)/);
     const forgetsEnd = await gatedCycle(ForgetsCycleEnd);
-    expect(forgetsEnd, 'ForgetsCycleEnd').to.be.a('string').and.contain('after the cycle');
+    // Caught at the first probe after a cycle that changed a stat ended unmarked: usually the one
+    // after the held write; on a loaded machine the election's last cycles can still be running
+    // when the timer-polled waits above return, and a probe in the loop turns already sees one of
+    // them unmarked (a stale commit or applied index). Either is the planted bug caught.
+    expect(forgetsEnd, 'ForgetsCycleEnd').to.be.a('string').and.match(/^(in a cycle, before the apply|after the cycle):/);
   });
 
   it(`three nodes, seeded random proposals, held applies, leader transfers, opens and closes: every probe equals fresh stats; idle, a beat builds none (seed ${SEED})`, async () => {

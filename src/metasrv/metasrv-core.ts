@@ -339,6 +339,8 @@ export class MetasrvCore {
       this.log.warn({ procedure: id, error: u.error }, 'stored procedure record cannot be run by this version; kept, shown in status, not run');
     }
     const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
+    this.unbootstrappedAtStart = new Set(regionList(this.catalog).filter((r) => !r.bootstrapped).map((r) => r.regionId));
+    this.nodesAtStart = new Set(Object.values(this.catalog.nodes).map((n) => n.nodeId));
     this.actingSinceMs = this.clock.nowMs();
     // The tick timer starts with the acting: a first tick that fires late is a stall too (M3).
     this.lastTickTimerMs = this.actingSinceMs;
@@ -1246,7 +1248,7 @@ export class MetasrvCore {
       // replaced by them): nothing from a heartbeat meanwhile.
       if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
-        if (this.openHeld(nodeId, action.open)) continue;
+        if (this.openHeld(nodeId, action.open) || this.bootstrapHeld(nodeId, action.open)) continue;
         instructions.push({ open_region: this.openOf(action.open) });
       } else if ('skip' in action) {
         // R5: the placement is left as it is (R2 adopts the group's membership once its conf
@@ -1317,6 +1319,33 @@ export class MetasrvCore {
     if (suppressed !== undefined) {
       this.log.warn({ nodeId, ...open, suppressed }, 'not opening a replica before the drop records in the object store are read (its table may have been dropped after this catalog was saved)');
     }
+    return true;
+  }
+
+  /**
+   * R6: whether a placement's open that would bootstrap the region (the catalog has not seen it
+   * reported applied: `bootstrapped` false) waits for the other nodes' reports. Such a catalog may
+   * be a copy saved before the region's first report, restored after its group moved on: a node
+   * that lost its replica (a wiped disk, a removed peer deleted) would start the region afresh, and
+   * two of them a new, empty group under the region's ids that elects and acknowledges writes
+   * beside the real one. The reports of the nodes that host the real group flip `bootstrapped`
+   * (heartbeat) and name the group R5 judges the open against; so no bootstrap until every other
+   * node the catalog knows has reported since this process began acting, or is judged down.
+   * Only for a region the catalog held unbootstrapped when this process began acting and a node
+   * it knew then (it may have been told to bootstrap the region before and lost it since): a table
+   * created by this process opens its replicas itself, and a node first registered now was never
+   * placed anything by the catalog's author.
+   */
+  private bootstrapHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
+    const region = this.catalog.regions[open.regionId];
+    if (!region || region.bootstrapped) return false;
+    if (!this.unbootstrappedAtStart.has(open.regionId) || !this.nodesAtStart.has(nodeId)) return false;
+    const waitingFor = Object.values(this.catalog.nodes)
+      .map((n) => n.nodeId)
+      .filter((n) => n !== nodeId && this.awaitingReport(n));
+    if (waitingFor.length === 0) return false;
+    const suppressed = this.rejectionLog.admit(`open-held-bootstrap:${open.regionId}`, this.clock.nowMs());
+    if (suppressed !== undefined) this.log.warn({ nodeId, ...open, waitingFor, suppressed }, 'not bootstrapping a region before every live node has reported (its group may live on elsewhere)');
     return true;
   }
 
@@ -1643,6 +1672,10 @@ export class MetasrvCore {
   /** Regions `recoverTable` is recovering right now: reconciliation does not touch them. */
   private readonly recovering = new Set<string>();
 
+  /** R6 (`bootstrapHeld`): the regions the catalog held unbootstrapped, and the nodes it knew, when this process began acting. */
+  private unbootstrappedAtStart = new Set<string>();
+  private nodesAtStart = new Set<number>();
+
   private async recoverRegions(regions: RegionDef[], out: RecoveredRegion[]): Promise<RecoverTableResponse> {
     for (const region of regions) {
       this.regroupForRecovery(region);
@@ -1860,7 +1893,7 @@ export class MetasrvCore {
     const regions: OpenRegionRequest[] = [];
     for (const action of nodeActions(this.catalog, nodeId, this.liveReports(), (n) => this.awaitingReport(n))) {
       if ('open' in action) {
-        if (!this.openHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
+        if (!this.openHeld(nodeId, action.open) && !this.bootstrapHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
       } else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
     }
     return { regions, metasrv_epoch: String(this.epoch) };

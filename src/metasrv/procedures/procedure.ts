@@ -69,7 +69,11 @@ export interface ProcedureContext {
    * the node registered) and has not judged it down: reconcile.ts `AwaitingReport`.
    */
   awaitingReport(nodeId: number): boolean;
-  /** The node currently reporting itself leader of the region (highest term), if any. */
+  /**
+   * The live node reporting itself leader of the region (highest term) under a peer id the
+   * catalog places there, if any. A leader the catalog does not place (the catalog behind its
+   * group) is not one: `groupLeaderOf` is what also sees it.
+   */
   leaderOf(region: RegionDef): { nodeId: number; replica: ObservedReplica } | undefined;
   /** Queues an instruction for a datanode's next heartbeat reply. */
   send(nodeId: number, instruction: Instruction): void;
@@ -130,9 +134,32 @@ export const RESEND_AFTER_MS = 3000;
  * holding R2 off (docs/procedures.md, "A peer the group has already removed").
  */
 export function removedByGroup(ctx: ProcedureContext, region: RegionDef, peerId: number): boolean {
-  const leader = ctx.leaderOf(region);
+  const leader = groupLeaderOf(ctx, region);
   if (!leader) return false;
   return leader.replica.confIndex > (region.confIndex ?? 0) && !namesPeer(leader.replica, peerId);
+}
+
+/**
+ * The region's leader as its group reports it: the leader the catalog places (`leaderOf`), else
+ * the highest-term live report of a leader that is not failed under any peer id — the leader
+ * reconciliation's R2 takes for the group (reconcile.ts `groupOf`). With a catalog behind its
+ * group (restored from an older copy) the group's leader may be a peer the catalog does not
+ * place: a repair's new peer whose record the copy lost. Judged by placed leaders only, a repair
+ * of that region waited "for a leader" for good while it held the region, so R2, which waits for
+ * no procedure to hold it, never adopted the group's membership, the one thing that would have
+ * placed that leader (finding M31: wide mix engine seed 2920; docs/procedures.md, "A leader the
+ * catalog does not place"). Placed leaders first: where the catalog places one, nothing changes.
+ */
+export function groupLeaderOf(ctx: ProcedureContext, region: RegionDef): { nodeId: number; replica: ObservedReplica } | undefined {
+  const placed = ctx.leaderOf(region);
+  if (placed) return placed;
+  let best: { nodeId: number; replica: ObservedReplica } | undefined;
+  for (const node of Object.values(ctx.catalog.nodes)) {
+    const seen = ctx.observed(node.nodeId, region.regionId);
+    if (seen?.role !== 'leader' || seen.health === 'failed') continue;
+    if (!best || seen.term > best.replica.term) best = { nodeId: node.nodeId, replica: seen };
+  }
+  return best;
 }
 
 /** Whether a membership (as a replica reports it: voters and learners) names `peerId`. */

@@ -23,7 +23,7 @@
 // awaiting deletion, say): the open would be refused there (a node hosts one replica per region).
 import { REPLICATION_FACTOR, type RegionDef } from '../catalog.js';
 import { type GroupView, removedReplicaKept, samePeers } from '../reconcile.js';
-import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, RESEND_AFTER_MS, type StepResult, type StepRun, namesPeer, peerAddr, removedByGroup } from './procedure.js';
+import { type ObservedReplica, type ProcedureContext, type ProcedureDefinition, RESEND_AFTER_MS, type StepResult, type StepRun, groupLeaderOf, namesPeer, peerAddr, removedByGroup } from './procedure.js';
 import type { RepairReplicaData, StepOf } from './record.js';
 
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
@@ -43,7 +43,7 @@ function withLeader(ctx: ProcedureContext, d: RepairReplicaData, step: (d: Alloc
   if (!allocated(d)) return { failed: 'no new peer allocated (the record skipped allocate)' };
   const region = ctx.catalog.regions[d.regionId];
   if (!region) return { done: true, note: 'region dropped' };
-  const leader = ctx.leaderOf(region);
+  const leader = groupLeaderOf(ctx, region);
   if (!leader) return { retry: 'waiting for a leader' };
   return step(d, region, leader);
 }
@@ -75,7 +75,7 @@ export function repairExclusions(ctx: ProcedureContext, region: RegionDef): Set<
 
 /**
  * Why the old replica must not be deleted now (R16, "The 4 → 3 window"; the rule of reconcile.ts
- * destroyReason, `removedReplicaKept`, judged against the leader the catalog places), or undefined.
+ * destroyReason, `removedReplicaKept`, judged against the group's leader, `groupLeaderOf`), or undefined.
  * Only a replica its node reports running under the old peer id answers raft; a failed one or one
  * not reported needs no wait.
  */
@@ -84,7 +84,7 @@ function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | unde
   if (hosted?.peerId !== d.oldPeerId || hosted.health === 'failed') return undefined;
   const region = ctx.catalog.regions[d.regionId];
   if (!region) return undefined; // dropped: the whole region goes
-  const leader = ctx.leaderOf(region);
+  const leader = groupLeaderOf(ctx, region);
   const group: GroupView | undefined = leader && {
     leaderNodeId: leader.nodeId,
     leaderPeerId: leader.replica.peerId,
@@ -228,7 +228,7 @@ function raisePeerIds(ctx: ProcedureContext, region: RegionDef): void {
   let top = ctx.catalog.nextPeerId - 1;
   for (const p of region.replicas) top = Math.max(top, p.peerId);
   const seen = hostedReplicas(ctx, region.regionId).map(([, r]) => r);
-  const leader = ctx.leaderOf(region);
+  const leader = groupLeaderOf(ctx, region);
   if (leader) seen.push(leader.replica);
   for (const r of seen) top = Math.max(top, r.peerId, ...r.voters, ...r.learners);
   ctx.catalog.nextPeerId = top + 1;
@@ -266,7 +266,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         // holding the region's repair slot (engine seed 2248 of the wide mix with marks). The
         // leader is asked to remove it; once it no longer counts it, removedByGroup above ends
         // the procedure and R2 drops the placement (R1 then deletes a replica of it).
-        const leader = ctx.leaderOf(region);
+        const leader = groupLeaderOf(ctx, region);
         if (leader?.replica.learners.includes(d.oldPeerId) && leader.replica.voters.length >= REPLICATION_FACTOR) {
           if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.oldPeerId, d.oldNodeId) } });
           return { wait: true, note: `peer ${d.oldPeerId} is a learner of a group with ${leader.replica.voters.length} voters: removing it, not replacing it` };
@@ -299,7 +299,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       // down (docs/quiescence.md) — would wait for it for good. Leadership goes to another live
       // voter first, as remove-old hands it off the old peer.
       const region = ctx.catalog.regions[d.regionId];
-      const leader = region && ctx.leaderOf(region);
+      const leader = region && groupLeaderOf(ctx, region);
       if (hosted.health !== 'failed' && leader?.nodeId === d.oldNodeId && leader.replica.peerId === d.oldPeerId) {
         const live = hostedReplicas(ctx, d.regionId).filter(([nodeId, r]) => nodeId !== d.oldNodeId && ctx.isAlive(nodeId) && r.health !== 'failed');
         const to = leader.replica.voters.find((p) => p !== d.oldPeerId && live.some(([, r]) => r.peerId === p));

@@ -40,6 +40,23 @@ function leaderReports(f: FakeCluster, voters: number[], learners: number[] = []
   f.report(2, replica(2, { role: 'leader', voters, learners }));
 }
 
+/**
+ * A catalog behind its group (restored from an older copy, M31, sim seed 2920): the catalog places
+ * 1@1, 2@2, 3@3 at conf index 42; the group replaced peer 3 by peer 10 on node 5 in a repair the
+ * copy lost (voters 1, 2, 10 at conf index 268), and peer 10 leads. Node 5 is alive and reports
+ * it; no peer the catalog places leads.
+ */
+function groupBeyondCatalog(f: FakeCluster, voters = [1, 2, 10]) {
+  f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+  f.alive.add(5);
+  f.reports.set(5, new Map());
+  f.region().confIndex = 42;
+  const group = { voters, confIndex: 268, term: 3, leaderNodeId: 5 };
+  f.report(1, replica(1, group));
+  f.report(2, replica(2, group));
+  f.report(5, replica(10, { ...group, role: 'leader' }));
+}
+
 describe('repair-replica / allocate', () => {
   it('success: a never-used peer id on a healthy node without a replica, placed in the catalog with the step change', () => {
     const { f, id, record } = repair('allocate');
@@ -110,6 +127,15 @@ describe('repair-replica / allocate', () => {
     f.step(id);
     expect(record().step).to.equal('add-learner');
     expect(record().data).to.include({ newPeerId: 4, newNodeId: 4 });
+  });
+
+  it('a peer the group removed, its leader a peer the catalog does not place (a catalog behind its group), ends it as done, placing nothing (M31)', () => {
+    const { f, id, record } = repair('allocate');
+    groupBeyondCatalog(f);
+    f.step(id);
+    expect(record()).to.include({ status: 'done' });
+    expect(record().notes.at(-1)).to.equal('peer 3 is no longer a member of the group; the catalog is left to reconciliation');
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
   });
 
   it('a leader reporting, without the peer, a configuration no newer than the catalog\'s is not taken as its removal', () => {
@@ -290,6 +316,41 @@ describe('repair-replica / add-learner', () => {
     expect(reconciliationOpens(f, 4), 'peer 4 opened with no leader reporting').to.deep.equal([]);
     expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
     expect(record().error).to.match(/its placement on node 4 dropped/);
+  });
+
+  // M31 (sim seed 2920): a catalog restored from an older copy placed 1@1, 2@2, 3@3; a lost
+  // replica's repair allocated peer 12 and reached this step while the group (voters 1, 2, 10)
+  // was led by peer 10, which the copy does not place. The step took only a placed peer's report
+  // for a leader and waited "for a leader" for good; R2, which would have placed peer 10, waits for
+  // no procedure to hold the region. Now the group's leader is seen, the group is seen to have
+  // gone on (it no longer counts the old peer) and the repair yields to R2.
+  it('a group led by a peer the catalog does not place (a catalog behind its group) is seen: the group went on without the old peer, so the repair fails, sending nothing, and R2 adopts the group (M31, sim seed 2920)', () => {
+    const { f, id, record } = repair('add-learner', { newPeerId: 12, newNodeId: 4 });
+    groupBeyondCatalog(f);
+    expect(reconcileCatalog(f.catalog, liveReports(f), new Set([REGION])).adopt, 'R2 leaves a region a procedure holds alone').to.deep.equal([]);
+    f.step(id);
+    expect(record().notes, 'no leader the catalog places').to.not.include('waiting for a leader');
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/the leader on node 5 has 1,2,10 at conf index 268: it no longer counts the old peer 3/);
+    expect(f.sentKinds()).to.deep.equal([]);
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`), "the new peer's placement dropped").to.deep.equal(['1@1', '2@2', '3@3']);
+    const r2 = reconcileCatalog(f.catalog, liveReports(f), new Set());
+    expect(r2.adopt.map((a) => ({ regionId: a.regionId, replicas: a.replicas.map((p) => `${p.peerId}@${p.nodeId}`), confIndex: a.confIndex }))).to.deep.equal([
+      { regionId: REGION, replicas: ['1@1', '2@2', '10@5'], confIndex: 268 },
+    ]);
+  });
+
+  it('a leader the catalog does not place, of a group that still counts the old peer, is the one asked to add the learner; with a leader the catalog places, that one as before (M31)', () => {
+    const { f, id } = repair('add-learner', { newPeerId: 12, newNodeId: 4 });
+    groupBeyondCatalog(f, [1, 2, 3, 10]);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@5']);
+    const placed = repair('add-learner', { newPeerId: 12, newNodeId: 4 });
+    groupBeyondCatalog(placed.f, [1, 2, 3, 10]);
+    placed.f.report(5, replica(10, { voters: [1, 2, 3, 10], confIndex: 268, term: 3 }));
+    placed.f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3, 10], confIndex: 268, term: 3 }));
+    placed.f.step(placed.id);
+    expect(placed.f.sentKinds()).to.deep.equal(['open_region@4', 'change_peer@2']);
   });
 
   it("a normal repair's new peer is opened by reconciliation as by the step, before and after the leader adds it (R5 does not hold it)", () => {

@@ -38,7 +38,7 @@ const SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r', 'etcd'];
 const systems = (process.env['BENCH_SYSTEMS'] ?? SYSTEMS.join(',')).split(',') as SystemName[];
 for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`BENCH_SYSTEMS: unknown system ${s} (known: ${SYSTEMS.join(', ')})`);
 /** The regiondb systems, each compared with etcd. */
-const REGIONDB_SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r'];
+const REGIONDB_SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r', 'regiondb-packed'];
 
 type WorkloadKind = 'write' | 'read' | 'batch100';
 interface Workload {
@@ -246,6 +246,7 @@ async function main(): Promise<void> {
   const chosen: BenchTarget[] = [];
   if (systems.includes('regiondb')) chosen.push(new RegionDbTarget());
   if (systems.includes('regiondb-1r')) chosen.push(new RegionDbTarget('', 1, 'regiondb-1r'));
+  if (systems.includes('regiondb-packed')) chosen.push(new RegionDbTarget('', undefined, 'regiondb-packed', true));
   if (systems.includes('etcd') && etcd) chosen.push(new EtcdTarget());
   for (const target of chosen) {
     try {

@@ -18,7 +18,7 @@ import { EtcdCluster } from './etcd-cluster.js';
  * datanodes; `regiondb-1r`: the same table in one region — one raft group, as etcd's whole
  * keyspace is (docs/performance.md, "Round 8").
  */
-export type SystemName = 'regiondb' | 'regiondb-1r' | 'etcd';
+export type SystemName = 'regiondb' | 'regiondb-1r' | 'regiondb-packed' | 'etcd';
 
 export interface BenchClient {
   write(key: number): Promise<void>;
@@ -71,16 +71,22 @@ export class RegionDbTarget implements BenchTarget {
   readonly system: SystemName;
   private readonly cluster: LocalCluster;
 
+  /**
+   * `packLeaders`: every region's leader on one datanode (balance-leaders off), instead of spread
+   * over the three — so that each follower hears from one leader and its ready cycles carry every
+   * group's appends at once (docs/performance.md, "Round 9").
+   */
   constructor(
     datanodeToml = '',
     private readonly regions = REGIONS,
     system: SystemName = 'regiondb',
+    private readonly packLeaders = false,
   ) {
     this.system = system;
     // BENCH_REGIONDB_NODE_ARGS: flags for `node` in every regiondb process (e.g. a GC setting
     // under study), space-separated.
     const nodeArgs = (process.env['BENCH_REGIONDB_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-    this.cluster = new LocalCluster({ datanodeToml, nodeArgs });
+    this.cluster = new LocalCluster({ datanodeToml, nodeArgs, ...(packLeaders ? { metasrvToml: 'balance_leaders_interval_ms = 0' } : {}) });
   }
 
   describe(): string {
@@ -112,12 +118,39 @@ export class RegionDbTarget implements BenchTarget {
     // leader if the counts per node differ by more than one, and a leadership transfer in the
     // middle of a workload is a write pause of a few hundred ms that a static etcd cluster never
     // takes. Balance now, and wait until it is done.
+    if (this.packLeaders) {
+      await this.packLeadersOnOneNode(admin);
+      return;
+    }
     await admin.startProcedure('balance-leaders');
     await waitUntil('leaders balanced across the datanodes', 30_000, async () => {
       const view = (await admin.listNodes()) as { nodes: { leaders: number }[]; procedures: { kind: string; status: string }[] };
       if (view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running')) return undefined;
       const counts = view.nodes.map((n) => n.leaders);
       return counts.reduce((a, b) => a + b, 0) === this.regions && Math.max(...counts) - Math.min(...counts) <= 1 ? counts : undefined;
+    });
+  }
+
+  /** Moves every region's leadership to the datanode leading the most (transfer-leader), and waits until it leads them all. */
+  private async packLeadersOnOneNode(admin: RegionDbClient): Promise<void> {
+    const leadersOf = async () => {
+      const view = await admin.listNodes();
+      const byRegion = new Map<string, number>();
+      for (const info of view.region_infos ?? []) {
+        const route = info.route;
+        if (route?.table === TABLE) byRegion.set(route.region_id ?? '', Number(route.leader_node_id ?? 0));
+      }
+      return byRegion;
+    };
+    const first = await leadersOf();
+    const counts = new Map<number, number>();
+    for (const n of first.values()) if (n !== 0) counts.set(n, (counts.get(n) ?? 0) + 1);
+    const target = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
+    if (target === undefined) throw new Error('no region of the bench table has a leader');
+    for (const [regionId, nodeId] of first) if (nodeId !== target) await admin.startProcedure('transfer-leader', { regionId, nodeId: target });
+    await waitUntil(`every leader on datanode ${target}`, 30_000, async () => {
+      const now = await leadersOf();
+      return now.size === this.regions && [...now.values()].every((n) => n === target) ? target : undefined;
     });
   }
 

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, runningRepair as repairRecord, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'learner-removal';
 const TICK_MS = 100;
@@ -22,18 +22,7 @@ function storage(withLearner: boolean, runningRepair = false): MemoryCatalog {
   const replicas = [1, 2, 3, ...(withLearner ? [4] : [])].map((n) => ({ peerId: n, nodeId: n }));
   s.state = oneRegionCatalog(CLUSTER, { replicas, leaderNodeId: LEADER_NODE, confVersion: 3, confIndex: 10 }, { nextPeerId: 10, nodes: catalogNodes([1, 2, 3, 4], addr, true) });
   if (runningRepair) {
-    s.state.procedures['repair-replica-1'] = {
-      id: 'repair-replica-1',
-      kind: 'repair-replica',
-      data: { regionId: REGION, oldPeerId: 3, oldNodeId: 3, newPeerId: 4, newNodeId: 4 },
-      step: 'catch-up',
-      status: 'running',
-      createdMs: 0,
-      updatedMs: 0,
-      stepSinceMs: 0,
-      lastSentMs: 0,
-      notes: [],
-    };
+    s.state.procedures['repair-replica-1'] = repairRecord(1, { regionId: REGION, oldPeerId: 3, oldNodeId: 3, newPeerId: 4, newNodeId: 4 }, 'catch-up');
     s.state.nextProcedureId = 2;
   }
   return s;

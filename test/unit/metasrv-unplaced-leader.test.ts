@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, runningRepair, startMetasrvCore } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'unplaced-leader';
 const TICK_MS = 100;
@@ -22,18 +22,7 @@ function storage(): MemoryCatalog {
   const s = new MemoryCatalog(CLUSTER);
   const replicas = [{ peerId: 1, nodeId: 1, lost: LOST }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }, { peerId: 12, nodeId: 1 }];
   s.state = oneRegionCatalog(CLUSTER, { replicas, leaderNodeId: 2, confVersion: 3, confIndex: 42 }, { nextPeerId: 13, nodes: catalogNodes([1, 2, 3, 4], addr, true) });
-  s.state.procedures['repair-replica-1'] = {
-    id: 'repair-replica-1',
-    kind: 'repair-replica',
-    data: { regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: LOST, inPlace: true, newPeerId: 12, newNodeId: 1 },
-    step: 'add-learner',
-    status: 'running',
-    createdMs: 0,
-    updatedMs: 0,
-    stepSinceMs: 0,
-    lastSentMs: 0,
-    notes: [],
-  };
+  s.state.procedures['repair-replica-1'] = runningRepair(1, { regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: LOST, inPlace: true, newPeerId: 12, newNodeId: 1 }, 'add-learner');
   s.state.nextProcedureId = 2;
   return s;
 }

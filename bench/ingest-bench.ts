@@ -7,7 +7,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { LocalCluster, dirBytes, sleep, waitUntil } from '../test/support/local-cluster.js';
+import { LocalCluster, dirBytes, sleep } from '../test/support/local-cluster.js';
+import { placeLeaders } from './leaders.js';
 
 const seconds = Number(process.env['INGEST_SECONDS'] ?? 150);
 const TARGET_ROWS_PER_SEC = 100_000;
@@ -49,17 +50,11 @@ async function main(): Promise<void> {
       { name: 'usage', type: 'float64', semantic: 'field' },
       { name: 'note', type: 'string', semantic: 'field' },
     ], REGIONS);
-    // Steady state first, as make bench does (bench/targets.ts): every region has elected its
-    // leader, and the leaders are balanced across the datanodes now rather than moved by the
-    // metasrv's periodic balance check in the middle of the run.
+    // Steady state first, as make bench does (bench/leaders.ts): every region has elected its
+    // leader, and the leaders are where the metasrv's leader placement puts them now rather than
+    // moved by its periodic check in the middle of the run.
     await client.write('ingest', [{ host: 'warm-up', ts: 1_600_000_000_000, usage: 0, note: '' }]);
-    await client.startProcedure('balance-leaders');
-    await waitUntil('leaders balanced across the datanodes', 30_000, async () => {
-      const view = (await client.listNodes()) as { nodes: { leaders: number }[]; procedures: { kind: string; status: string }[] };
-      if (view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running')) return undefined;
-      const counts = view.nodes.map((n) => n.leaders);
-      return counts.reduce((a, b) => a + b, 0) === REGIONS && Math.max(...counts) - Math.min(...counts) <= 1 ? counts : undefined;
-    });
+    if (!(await placeLeaders(client, REGIONS, 30_000))) throw new Error('the leaders were not placed within 30 s (balance-leaders)');
     let rows = 0;
     let seq = 0;
     const endAt = Date.now() + seconds * 1000;

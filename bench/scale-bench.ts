@@ -26,6 +26,7 @@ import { makeRegionId, regionNumberOf } from '../src/engine/key.js';
 import { LocalCluster, sleep, waitUntil } from '../test/support/local-cluster.js';
 import type { ClientTraceEvent } from '../src/client/client.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { placeLeaders } from './leaders.js';
 
 const sizes = (process.env['SCALE_REGIONS'] || '100,1000,5000').split(',').map(Number);
 const killAt = Number(process.env['SCALE_KILL_AT'] || 1000);
@@ -109,24 +110,16 @@ async function idleUsage(cluster: LocalCluster, seconds: number) {
 }
 
 /**
- * Waits until the metasrv has balanced the leaders (no balance-leaders running, every live node
- * within ±1 of the others), starting a balance when none runs (the periodic check would, within
- * its 30 s interval), for at most SCALE_BALANCE_WAIT_SECONDS. Idle is measured after this: a
+ * Waits until the metasrv has placed the leaders (a balance-leaders ended done with every region
+ * led: bench/leaders.ts), for at most SCALE_BALANCE_WAIT_SECONDS. Idle is measured after this: a
  * cluster still moving leaders is not idle.
  */
 async function waitBalanced(client: Client, regions: number): Promise<{ balanced: boolean; ms: number; counts: number[] }> {
   const started = Date.now();
-  let counts: number[] = [];
-  while (Date.now() - started < balanceWaitSeconds * 1000) {
-    const view = await client.listNodes();
-    counts = view.nodes.map((n) => Number(n.leaders));
-    const running = view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running');
-    const balanced = counts.reduce((a, b) => a + b, 0) === regions && Math.max(...counts) - Math.min(...counts) <= 1;
-    if (!running && balanced) return { balanced: true, ms: Date.now() - started, counts };
-    if (!running) await client.startProcedure('balance-leaders').catch(() => undefined); // one may have started since: the next look sees it
-    await sleep(2000);
-  }
-  return { balanced: false, ms: Date.now() - started, counts };
+  const counts = await placeLeaders(client, regions, balanceWaitSeconds * 1000);
+  if (counts) return { balanced: true, ms: Date.now() - started, counts };
+  const view = await client.listNodes();
+  return { balanced: false, ms: Date.now() - started, counts: view.nodes.map((n) => Number(n.leaders)) };
 }
 
 async function writeLatency(client: Client, targets: readonly Target[], seconds: number) {

@@ -10,15 +10,16 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import type { RegionDbClient } from '../src/client/client.js';
-import { LocalCluster, waitUntil } from '../test/support/local-cluster.js';
+import { LocalCluster } from '../test/support/local-cluster.js';
 import { EtcdCluster } from './etcd-cluster.js';
+import { placeLeaders } from './leaders.js';
 
 /**
  * `regiondb`: the bench table in REGIONS regions (default 4), leaders spread over the three
  * datanodes; `regiondb-1r`: the same table in one region — one raft group, as etcd's whole
  * keyspace is (docs/performance.md, "Round 8").
  */
-export type SystemName = 'regiondb' | 'regiondb-1r' | 'regiondb-packed' | 'etcd';
+export type SystemName = 'regiondb' | 'regiondb-1r' | 'regiondb-spread' | 'etcd';
 
 export interface BenchClient {
   write(key: number): Promise<void>;
@@ -72,21 +73,21 @@ export class RegionDbTarget implements BenchTarget {
   private readonly cluster: LocalCluster;
 
   /**
-   * `packLeaders`: every region's leader on one datanode (balance-leaders off), instead of spread
-   * over the three — so that each follower hears from one leader and its ready cycles carry every
-   * group's appends at once (docs/performance.md, "Round 9").
+   * `placement`: the metasrv's `leader_placement` — "table" (the default: every leader of the
+   * table on one datanode, so that each follower hears from one leader and its ready cycles carry
+   * every group's appends at once) or "spread" (leaders evened per node). docs/leader-placement.md.
    */
   constructor(
     datanodeToml = '',
     private readonly regions = REGIONS,
     system: SystemName = 'regiondb',
-    private readonly packLeaders = false,
+    placement: 'table' | 'spread' = 'table',
   ) {
     this.system = system;
     // BENCH_REGIONDB_NODE_ARGS: flags for `node` in every regiondb process (e.g. a GC setting
     // under study), space-separated.
     const nodeArgs = (process.env['BENCH_REGIONDB_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-    this.cluster = new LocalCluster({ datanodeToml, nodeArgs, ...(packLeaders ? { metasrvToml: 'balance_leaders_interval_ms = 0' } : {}) });
+    this.cluster = new LocalCluster({ datanodeToml, nodeArgs, metasrvToml: `leader_placement = "${placement}"` });
   }
 
   describe(): string {
@@ -114,44 +115,10 @@ export class RegionDbTarget implements BenchTarget {
       TABLE,
       Array.from({ length: 64 }, (_, i) => ({ host: `warm${i}`, ts: T0_MS, v: 0 })),
     );
-    // Steady state before measuring: the metasrv checks leader balance every 30 s and moves a
-    // leader if the counts per node differ by more than one, and a leadership transfer in the
-    // middle of a workload is a write pause of a few hundred ms that a static etcd cluster never
-    // takes. Balance now, and wait until it is done.
-    if (this.packLeaders) {
-      await this.packLeadersOnOneNode(admin);
-      return;
-    }
-    await admin.startProcedure('balance-leaders');
-    await waitUntil('leaders balanced across the datanodes', 30_000, async () => {
-      const view = (await admin.listNodes()) as { nodes: { leaders: number }[]; procedures: { kind: string; status: string }[] };
-      if (view.procedures.some((p) => p.kind === 'balance-leaders' && p.status === 'running')) return undefined;
-      const counts = view.nodes.map((n) => n.leaders);
-      return counts.reduce((a, b) => a + b, 0) === this.regions && Math.max(...counts) - Math.min(...counts) <= 1 ? counts : undefined;
-    });
-  }
-
-  /** Moves every region's leadership to the datanode leading the most (transfer-leader), and waits until it leads them all. */
-  private async packLeadersOnOneNode(admin: RegionDbClient): Promise<void> {
-    const leadersOf = async () => {
-      const view = await admin.listNodes();
-      const byRegion = new Map<string, number>();
-      for (const info of view.region_infos ?? []) {
-        const route = info.route;
-        if (route?.table === TABLE) byRegion.set(route.region_id ?? '', Number(route.leader_node_id ?? 0));
-      }
-      return byRegion;
-    };
-    const first = await leadersOf();
-    const counts = new Map<number, number>();
-    for (const n of first.values()) if (n !== 0) counts.set(n, (counts.get(n) ?? 0) + 1);
-    const target = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
-    if (target === undefined) throw new Error('no region of the bench table has a leader');
-    for (const [regionId, nodeId] of first) if (nodeId !== target) await admin.startProcedure('transfer-leader', { regionId, nodeId: target });
-    await waitUntil(`every leader on datanode ${target}`, 30_000, async () => {
-      const now = await leadersOf();
-      return now.size === this.regions && [...now.values()].every((n) => n === target) ? target : undefined;
-    });
+    // Steady state before measuring: leaders where the placement puts them (bench/leaders.ts).
+    const counts = await placeLeaders(admin, this.regions, 30_000);
+    if (!counts) throw new Error('the leaders were not placed within 30 s (balance-leaders)');
+    process.stdout.write(`  ${this.system}: leaders per datanode ${counts.join(' / ')}\n`);
   }
 
   newClient(): BenchClient {

@@ -260,8 +260,17 @@ export const metasrvConfigSchema = z
       .default({ heartbeat_interval_ms: 1000, phi_threshold: 8, acceptable_pause_ms: 500, min_std_dev_ms: 100 }),
     /** A datanode unreachable this long gets its replicas re-created on healthy nodes. */
     replica_repair_after_ms: positiveInt.default(60_000),
-    /** How often leader balance is checked (a balance-leaders procedure starts if off by > 1); 0 disables. */
+    /** How often leader balance is checked (a balance-leaders procedure starts if leaders are off their placement); 0 disables. */
     balance_leaders_interval_ms: z.number().int().nonnegative().default(30_000),
+    /**
+     * Where balance-leaders puts region leaders (docs/leader-placement.md): "table" gives each
+     * table's regions, `leader_pack_regions` at a time by region number, one datanode to lead
+     * them, the chunks spread over the nodes by leader count; "spread" evens the leaders per node
+     * (±1) whatever their table.
+     */
+    leader_placement: z.enum(['table', 'spread']).default('table'),
+    /** With `leader_placement = "table"`: how many of a table's regions share one leading datanode. */
+    leader_pack_regions: positiveInt.default(16),
     /**
      * The datanodes' object store, read only at start: table ids are allocated above every table
      * with objects there (a lost or restored catalog must not reuse them). Optional.

@@ -61,10 +61,10 @@ import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, write
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
-import { leaderCounts } from './procedures/balance-leaders.js';
+import { leaderCounts, regionsOffHome } from './procedures/balance-leaders.js';
 import { type Instruction, type ObservedReplica, type ProcedureContext, removedByGroup } from './procedures/procedure.js';
 import { type NodeReport, type ReportUse, useReport } from './report-view.js';
-import { type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
+import { type BalanceLeadersData, type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
 import { repairExclusions } from './procedures/repair-replica.js';
 import { describeProcedure, newProcedure, runProcedures, runningProcedures } from './procedures/runner.js';
 
@@ -1020,10 +1020,9 @@ export class MetasrvCore {
       const interval = this.config.balance_leaders_interval_ms;
       if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
         this.lastBalanceCheckMs = now;
-        const counts = [...leaderCounts(ctx).values()];
         const busy = ctx.running().length > 0 || this.downSinceMs.size > 0;
-        if (!busy && counts.length > 1 && Math.max(...counts) - Math.min(...counts) > 1) {
-          newProcedure(ctx, 'balance-leaders', {});
+        if (!busy && this.leadersOffPlacement(ctx)) {
+          newProcedure(ctx, 'balance-leaders', this.balanceData());
           changed = true;
         }
       }
@@ -2377,7 +2376,19 @@ export class MetasrvCore {
       return { id: (await this.startProcedure('transfer-leader', { regionId, nodeId })).id };
     }
     if (kind === 'drain-node') return { id: (await this.startProcedure('drain-node', { nodeId })).id };
-    return { id: (await this.startProcedure('balance-leaders', {})).id };
+    return { id: (await this.startProcedure('balance-leaders', this.balanceData())).id };
+  }
+
+  /** A balance-leaders record's start: the configured leader placement (docs/leader-placement.md). */
+  private balanceData(): BalanceLeadersData {
+    return this.config.leader_placement === 'table' ? { placement: 'table', packRegions: this.config.leader_pack_regions } : {};
+  }
+
+  /** Whether the periodic check starts a balance-leaders: a region off its table's node ("table"), or leader counts off by more than one ("spread"). */
+  private leadersOffPlacement(ctx: ProcedureContext): boolean {
+    if (this.config.leader_placement === 'table') return regionsOffHome(ctx, this.config.leader_pack_regions) > 0;
+    const counts = [...leaderCounts(ctx).values()];
+    return counts.length > 1 && Math.max(...counts) - Math.min(...counts) > 1;
   }
 }
 

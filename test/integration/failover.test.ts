@@ -68,7 +68,9 @@ async function expectAllRows(client: RegionDbClient, cluster: LocalCluster, node
 
 describe('integration: metasrv failover, 3 datanodes (issue 6)', function () {
   this.timeout(180_000);
-  const cluster = new LocalCluster({ metasrvToml: 'balance_leaders_interval_ms = 0' });
+  // Leader placement "spread" (leaders evened per node): what the balance-leaders steps below
+  // check; the default, "table", would put every leader of the one table on one node.
+  const cluster = new LocalCluster({ metasrvToml: 'balance_leaders_interval_ms = 0\nleader_placement = "spread"' });
   let client: RegionDbClient;
   let schema: TableSchema;
   const acked = new Map<string, Row>();

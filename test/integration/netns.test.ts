@@ -38,7 +38,9 @@ describe('integration: three datanodes on stand-in hosts (network namespaces, TL
       process.stdout.write(`      skipped: ${why}\n`);
       this.skip();
     }
-    cluster = new NetnsCluster({ tls: true, metasrvToml: 'balance_leaders_interval_ms = 0' });
+    // Leader placement "spread" (leaders evened per node): what the balance-leaders steps below
+    // check; the default, "table", would put every leader of the one table on one node.
+    cluster = new NetnsCluster({ tls: true, metasrvToml: 'balance_leaders_interval_ms = 0\nleader_placement = "spread"' });
     await cluster.start();
     client = cluster.client({ deadlineMs: 15_000, attemptTimeoutMs: 1000 });
     schema = await client.createTable(TABLE, COLUMNS, 6);

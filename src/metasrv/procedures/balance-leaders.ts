@@ -1,5 +1,7 @@
-// balance-leaders: move region leaderships until every live datanode leads within ±1 of every
-// other (among nodes that can lead, i.e. hold voters). Moves go in batches: `plan` chooses up to
+// balance-leaders: move region leaderships to where the leader placement puts them — with
+// placement "table" (the record's `placement`, from the metasrv's `leader_placement`), each chunk
+// of a table's regions to its one home node (`leaderHomes`); without it, until every live
+// datanode leads within ±1 of every other (among nodes that can lead, i.e. hold voters). Moves go in batches: `plan` chooses up to
 // BATCH_MOVES transfers at once (fewer while transfers time out: FIRST_BATCH_MOVES) from the reported leader counts, `move` asks every source leader
 // to transfer and waits until the datanodes' reports confirm each move or the step times out,
 // then `plan` again. One saved step per batch, not per move: at thousands of regions per node the
@@ -161,6 +163,91 @@ export function planBatch(ctx: ProcedureContext, regions: readonly RegionDef[], 
   return batch;
 }
 
+/**
+ * Leader placement "table" (docs/leader-placement.md): the node that should lead each region. A
+ * table's regions, sorted by region number, go in chunks of `packRegions`; each chunk gets one
+ * home among the live, non-draining nodes (`counts`) holding an unlost replica of every region of
+ * it, so that a follower hears from one leader for the whole chunk and its ready cycles carry all
+ * of the chunk's appends at once (docs/performance.md, "Round 9"). Chunks are placed largest
+ * first; each stays on the node leading most of it now (no move) unless that node's share would
+ * pass the even share (⌈regions / nodes⌉, or the chunk's size if larger), else goes to the least
+ * loaded candidate. A placed chunk's current leader is its home, so a second plan over the
+ * result places the same homes. Pure; a chunk with no candidate has no home (its regions stay).
+ */
+export function leaderHomes(ctx: ProcedureContext, regions: readonly RegionDef[], counts: ReadonlyMap<number, number>, packRegions: number): Map<string, number> {
+  const byTable = new Map<string, RegionDef[]>();
+  for (const region of regions) {
+    let list = byTable.get(region.tableName);
+    if (!list) byTable.set(region.tableName, (list = []));
+    list.push(region);
+  }
+  const chunks: { regions: RegionDef[]; candidates: number[] }[] = [];
+  for (const [, list] of [...byTable].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
+    list.sort((a, b) => a.regionNumber - b.regionNumber);
+    for (let i = 0; i < list.length; i += packRegions) {
+      const chunk = list.slice(i, i + packRegions);
+      const candidates = [...counts.keys()].filter((n) => chunk.every((r) => r.replicas.some((p) => p.nodeId === n && p.lost === undefined))).sort((a, b) => a - b);
+      if (candidates.length > 0) chunks.push({ regions: chunk, candidates });
+    }
+  }
+  const total = chunks.reduce((sum, c) => sum + c.regions.length, 0);
+  const even = Math.ceil(total / Math.max(1, counts.size));
+  const assigned = new Map<number, number>([...counts.keys()].map((n) => [n, 0]));
+  const homes = new Map<string, number>();
+  // Largest first (stable: equal sizes keep table and region order).
+  for (const chunk of chunks.map((c, i) => ({ ...c, i })).sort((a, b) => b.regions.length - a.regions.length || a.i - b.i)) {
+    const led = new Map<number, number>();
+    for (const region of chunk.regions) {
+      const leader = ctx.leaderOf(region)?.nodeId;
+      if (leader !== undefined) led.set(leader, (led.get(leader) ?? 0) + 1);
+    }
+    const share = Math.max(even, chunk.regions.length);
+    const fits = chunk.candidates.filter((n) => assigned.get(n)! + chunk.regions.length <= share);
+    const pool = fits.length > 0 ? fits : chunk.candidates;
+    const home = pool.reduce((best, n) => {
+      const byLed = (led.get(n) ?? 0) - (led.get(best) ?? 0);
+      const byLoad = assigned.get(best)! - assigned.get(n)!;
+      // Within the share: most led now first, then least loaded; past it: least loaded first.
+      const better = fits.length > 0 ? byLed > 0 || (byLed === 0 && byLoad > 0) : byLoad > 0 || (byLoad === 0 && byLed > 0);
+      return better ? n : best;
+    });
+    assigned.set(home, assigned.get(home)! + chunk.regions.length);
+    for (const region of chunk.regions) homes.set(region.regionId, home);
+  }
+  return homes;
+}
+
+/**
+ * Up to `limit` moves of regions whose reported leader is not their home (`leaderHomes`) to the
+ * home's replica, when it is a voter by its own report and the leader's (B2, B3 as planBatch).
+ */
+export function planHomeBatch(ctx: ProcedureContext, regions: readonly RegionDef[], homes: ReadonlyMap<string, number>, counts: ReadonlyMap<number, number>, limit: number): LeaderMove[] {
+  const busy = new Set<string>();
+  for (const p of ctx.running('repair-replica')) busy.add(p.data.regionId);
+  for (const p of ctx.running('transfer-leader')) busy.add(p.data.regionId);
+  const batch: LeaderMove[] = [];
+  for (const region of regions) {
+    if (batch.length >= limit) break;
+    const home = homes.get(region.regionId);
+    const leader = ctx.leaderOf(region);
+    if (home === undefined || busy.has(region.regionId) || !leader || leader.nodeId === home || !counts.has(leader.nodeId)) continue;
+    const target = voterTargets(ctx, region, leader.nodeId, leader.replica.voters, counts).find((p) => p.nodeId === home);
+    if (target) batch.push({ regionId: region.regionId, target: home, targetPeer: target.peerId });
+  }
+  return batch;
+}
+
+/** Regions whose reported leader is not their home: what a balance-leaders with placement "table" would move. */
+export function regionsOffHome(ctx: ProcedureContext, packRegions: number, regions: readonly RegionDef[] = regionList(ctx.catalog)): number {
+  const counts = leaderCounts(ctx, regions);
+  if (counts.size < 2) return 0;
+  const homes = leaderHomes(ctx, regions, counts, packRegions);
+  return regions.filter((r) => {
+    const leader = ctx.leaderOf(r)?.nodeId;
+    return leader !== undefined && homes.has(r.regionId) && homes.get(r.regionId) !== leader;
+  }).length;
+}
+
 /** The size of the next batch (FIRST_BATCH_MOVES): between one move and BATCH_MOVES. */
 function batchLimit(d: BalanceLeadersData): number {
   const window = d.window ?? FIRST_BATCH_MOVES;
@@ -202,12 +289,21 @@ export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
       const waited = ctx.clock.nowMs() - run.stepSinceMs;
       if (electing.length > 0 && waited <= ELECTION_WAIT_MS) return { wait: true };
       const unknown = electing.length > 0 ? ` (${electing.length} region(s) without a known leader after ${waited} ms: ${electing.slice(0, 5).join(', ')})` : '';
-      const values = [...counts.values()];
-      if (Math.max(...values) - Math.min(...values) <= 1) return { done: true, note: `balanced: ${describeCounts(counts)}${unknown}` };
       const bound = moveBound(regions.length);
-      if (moves >= bound) return { failed: `still unbalanced after ${moves} moves (the bound for ${regions.length} regions): ${describeCounts(counts)}` };
-      const batch = planBatch(ctx, regions, counts, Math.min(batchLimit(d), bound - moves));
-      if (batch.length === 0) return { done: true, note: `no leadership can move to a less-leading voter: ${describeCounts(counts)}` };
+      let batch: LeaderMove[];
+      if (d.placement === 'table') {
+        const homes = leaderHomes(ctx, regions, counts, d.packRegions ?? 1);
+        batch = planHomeBatch(ctx, regions, homes, counts, moves >= bound ? 1 : Math.min(batchLimit(d), bound - moves));
+        if (batch.length === 0) return { done: true, note: `placed by table (${d.packRegions ?? 1} regions a node): ${describeCounts(counts)}${unknown}` };
+        if (moves >= bound) return { failed: `leaders still off their table's node after ${moves} moves (the bound for ${regions.length} regions): ${describeCounts(counts)}` };
+      } else {
+        if (d.placement !== undefined) return { failed: `unknown leader placement ${JSON.stringify(d.placement)} (this version knows "table")` };
+        const values = [...counts.values()];
+        if (Math.max(...values) - Math.min(...values) <= 1) return { done: true, note: `balanced: ${describeCounts(counts)}${unknown}` };
+        if (moves >= bound) return { failed: `still unbalanced after ${moves} moves (the bound for ${regions.length} regions): ${describeCounts(counts)}` };
+        batch = planBatch(ctx, regions, counts, Math.min(batchLimit(d), bound - moves));
+        if (batch.length === 0) return { done: true, note: `no leadership can move to a less-leading voter: ${describeCounts(counts)}` };
+      }
       d.batch = batch;
       delete d.regionId;
       delete d.target;

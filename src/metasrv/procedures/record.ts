@@ -85,6 +85,12 @@ export interface BalanceLeadersData {
   regionId?: string;
   target?: number;
   targetPeer?: number;
+  /**
+   * Absent: leaders evened per node (±1). 'table': each chunk of `packRegions` regions of a table
+   * led by one node (`leaderHomes`). A record written before placements reads as absent.
+   */
+  placement?: 'table';
+  packRegions?: number;
 }
 
 export interface DrainNodeData {
@@ -157,7 +163,7 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     learner: 'boolean?',
     learnerAtConfIndex: 'number?',
   },
-  'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?' },
+  'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?', placement: 'string?', packRegions: 'number?' },
   'drain-node': { nodeId: 'number' },
   'transfer-leader': { regionId: 'string', nodeId: 'number' },
 };

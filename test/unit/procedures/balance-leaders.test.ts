@@ -340,3 +340,95 @@ describe('balance-leaders / batches', () => {
     expect({ steps, saves }).to.deep.equal({ steps: 19, saves: 19 });
   });
 });
+
+/**
+ * Leader placement "table" (docs/leader-placement.md). Nodes 1..3 alive (4 down); per table, its
+ * regions with a voter on each node (peers 100t+10i+1..3 on nodes 1..3), region i led by the
+ * node `leaders[i]`; a balance-leaders with placement "table", `packRegions` a node.
+ */
+function tables(layout: Record<string, number[]>, packRegions = 16) {
+  const f = new FakeCluster();
+  f.kill(4);
+  const template = f.region();
+  delete f.catalog.regions[REGION];
+  for (const node of [1, 2, 3]) f.reports.get(node)?.delete(REGION);
+  const ids: Record<string, string[]> = {};
+  for (const [t, [table, leaders]] of Object.entries(layout).entries()) {
+    ids[table] = [];
+    for (const [i, leader] of leaders.entries()) {
+      const regionId = makeRegionId(2000 + t, i);
+      const peers = [1, 2, 3].map((node) => 1000 * t + 10 * i + node);
+      f.catalog.regions[regionId] = { ...template, regionId, tableName: table, regionNumber: i, replicas: peers.map((peerId, k) => ({ peerId, nodeId: k + 1 })), leaderNodeId: leader };
+      for (const [k, peerId] of peers.entries()) f.report(k + 1, replica(peerId, { regionId, role: k + 1 === leader ? 'leader' : 'follower', leaderNodeId: leader, voters: peers }));
+      ids[table].push(regionId);
+    }
+  }
+  f.save();
+  const { id } = f.start('balance-leaders', { placement: 'table', packRegions });
+  return { f, id, ids, record: () => f.procedure(id, 'balance-leaders') };
+}
+
+/** Runs the procedure to its end, the datanodes carrying out every transfer; the node leading each region after, by table. */
+function runToEnd(f: FakeCluster, id: string, ids: Record<string, string[]>): Record<string, number[]> {
+  for (let i = 0; i < 50 && f.procedure(id, 'balance-leaders').status === 'running'; i++) {
+    f.step(id);
+    transfer(f);
+  }
+  const out: Record<string, number[]> = {};
+  for (const [table, regions] of Object.entries(ids)) out[table] = regions.map((r) => [1, 2, 3].find((n) => f.reports.get(n)!.get(r)?.role === 'leader') ?? 0);
+  return out;
+}
+
+describe('balance-leaders / placement "table"', () => {
+  it("a table's leaders spread over the nodes move to the node leading most of them; a table already on one node is done with no move", () => {
+    const spread = tables({ t: [1, 2, 3, 1] });
+    expect(runToEnd(spread.f, spread.id, spread.ids)).to.deep.equal({ t: [1, 1, 1, 1] });
+    expect(spread.record().status).to.equal('done');
+    expect(spread.record().data.moves).to.equal(2);
+    const packed = tables({ t: [2, 2, 2, 2] });
+    packed.f.step(packed.id);
+    expect(packed.record().status).to.equal('done');
+    expect(packed.record().notes.at(-1)).to.match(/^placed by table \(16 regions a node\)/);
+    expect(packed.f.sent).to.deep.equal([]);
+  });
+
+  it('tables get different nodes while one would pass its even share: two 4-region tables led by node 1 end on nodes 1 and 2', () => {
+    const { f, id, ids, record } = tables({ t: [1, 1, 1, 1], u: [1, 1, 1, 1] });
+    expect(runToEnd(f, id, ids)).to.deep.equal({ t: [1, 1, 1, 1], u: [2, 2, 2, 2] });
+    expect(record().data.moves).to.equal(4);
+  });
+
+  it('a table larger than packRegions is led in chunks by region number, each chunk on one node, the chunks spread', () => {
+    const { f, id, ids } = tables({ big: Array.from({ length: 20 }, () => 1) }, 8);
+    // Chunks of 8, 8, 4: 20 leaders over 3 nodes, an even share of 7 — each chunk (8 > 7) on its own node.
+    const after = runToEnd(f, id, ids)['big']!;
+    const chunks = [after.slice(0, 8), after.slice(8, 16), after.slice(16)];
+    for (const chunk of chunks) expect(new Set(chunk).size, `one node a chunk: ${after.join(',')}`).to.equal(1);
+    expect(new Set(chunks.map((c) => c[0])).size, `chunks on distinct nodes: ${after.join(',')}`).to.equal(3);
+    expect(chunks[0]![0], 'the first chunk stays where it is').to.equal(1);
+  });
+
+  it('a second plan over the placed leaders moves nothing (homes follow the current leaders), and a home with no voter of a region is not chosen', () => {
+    const { f, id, ids, record } = tables({ t: [3, 3, 1, 2] });
+    expect(runToEnd(f, id, ids)).to.deep.equal({ t: [3, 3, 3, 3] });
+    const again = f.start('balance-leaders', { placement: 'table', packRegions: 16 });
+    f.step(again.id);
+    expect(f.procedure(again.id, 'balance-leaders').status).to.equal('done');
+    expect(record().status).to.equal('done');
+    // Node 3 loses its replica of region 0: the table's only candidates are nodes 1 and 2.
+    const lostOn3 = tables({ t: [3, 3, 3, 3] });
+    const r0 = lostOn3.f.region(lostOn3.ids['t']![0]!);
+    r0.replicas = r0.replicas.map((p) => (p.nodeId === 3 ? { ...p, lost: 'test' } : p));
+    const placed = runToEnd(lostOn3.f, lostOn3.id, lostOn3.ids)['t']!;
+    expect(new Set(placed).size, placed.join(',')).to.equal(1);
+    expect(placed[0]).to.not.equal(3);
+  });
+
+  it('a record with a placement this version does not know fails, naming it', () => {
+    const { f, id, record } = tables({ t: [1, 2, 3, 1] });
+    (record().data as { placement?: string }).placement = 'zone';
+    f.step(id);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.contain('unknown leader placement "zone"');
+  });
+});

@@ -1,4 +1,5 @@
 // make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3 NET=proxy|netns METASRVS=1|3|5
+// BALANCE_MS=n (NET=proxy: the metasrv checks leader placement every n ms, moving leaders while the nemesis acts)
 // Runs N independent Jepsen-style runs (seeds SEED, SEED+1, ...), prints one line per run and a
 // summary: validity, lost acknowledged writes (RPO), RTO p50/p99/max over every injected fault.
 // Exit status 1 if any run is invalid, 2 on bad arguments.
@@ -26,6 +27,8 @@ const nodes = intEnv('NODES', 3, 3);
 const seed0 = intEnv('SEED', Math.floor(Math.random() * 1_000_000), 0);
 const net = (process.env['NET'] || 'proxy') as NetMode;
 const tls = process.env['TLS'] === '1';
+const balanceEveryMs = process.env['BALANCE_MS'] ? intEnv('BALANCE_MS', 0, 1) : undefined;
+if (balanceEveryMs !== undefined && net !== 'proxy') fail('BALANCE_MS needs NET=proxy');
 if (tls && net !== 'netns') fail('TLS=1 needs NET=netns');
 if (!NET_MODES.includes(net)) fail(`NET must be one of ${NET_MODES.join(', ')}, got ${JSON.stringify(process.env['NET'])}`);
 if (net === 'netns') {
@@ -67,7 +70,7 @@ const reports: RunReport[] = [];
 for (let i = 0; i < runs; i++) {
   const seed = seed0 + i;
   try {
-    const r = await runJepsen({ seed, timeSec, datanodes: nodes, metasrvs, faults, net, tls, log: (l) => process.stdout.write(`${l}\n`) });
+    const r = await runJepsen({ seed, timeSec, datanodes: nodes, metasrvs, faults, net, tls, ...(balanceEveryMs !== undefined ? { balanceEveryMs } : {}), log: (l) => process.stdout.write(`${l}\n`) });
     reports.push(r);
     const rtos = r.faults.map((f) => (f.rtoMs == null ? 'none' : `${f.rtoMs}`)).join(' ');
     process.stdout.write(

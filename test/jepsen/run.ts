@@ -50,6 +50,11 @@ export interface RunOptions {
   readonly coverEachFault?: boolean;
   /** How links are broken: harness TCP proxies (default) or network namespaces (root). */
   readonly net?: NetMode;
+  /**
+   * NET=proxy: the metasrv's periodic leader-placement check every this many ms (default: the
+   * metasrv's 30 s), so that balance-leaders moves leaders while the nemesis acts.
+   */
+  readonly balanceEveryMs?: number;
   /** NET=netns only: TLS between every process, certificates naming each host's address only. */
   readonly tls?: boolean;
   /**
@@ -175,6 +180,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
     new LocalCluster({
     datanodes: n,
     metasrvs,
+    ...(options.balanceEveryMs !== undefined ? { metasrvToml: `balance_leaders_interval_ms = ${options.balanceEveryMs}` } : {}),
     ...(metasrvs > 1 ? { metasrvAddrFor: (from: number | 'callers', to: number) => metasrvLinks!.addrFor(from, to) } : {}),
     ...(clockFiles ? { envFor: clockFiles.envFor } : {}),
     ...(objectStoreLink

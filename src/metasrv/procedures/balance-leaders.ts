@@ -237,15 +237,16 @@ export function planHomeBatch(ctx: ProcedureContext, regions: readonly RegionDef
   return batch;
 }
 
-/** Regions whose reported leader is not their home: what a balance-leaders with placement "table" would move. */
+/**
+ * Regions a balance-leaders with placement "table" would move now (`planHomeBatch`, unbounded):
+ * the periodic check starts one only then, so that a region it cannot move (its home holds no
+ * voter of it yet, another procedure changes it) does not start a procedure that ends with no move
+ * at every check.
+ */
 export function regionsOffHome(ctx: ProcedureContext, packRegions: number, regions: readonly RegionDef[] = regionList(ctx.catalog)): number {
   const counts = leaderCounts(ctx, regions);
   if (counts.size < 2) return 0;
-  const homes = leaderHomes(ctx, regions, counts, packRegions);
-  return regions.filter((r) => {
-    const leader = ctx.leaderOf(r)?.nodeId;
-    return leader !== undefined && homes.has(r.regionId) && homes.get(r.regionId) !== leader;
-  }).length;
+  return planHomeBatch(ctx, regions, leaderHomes(ctx, regions, counts, packRegions), counts, Number.POSITIVE_INFINITY).length;
 }
 
 /** The size of the next batch (FIRST_BATCH_MOVES): between one move and BATCH_MOVES. */

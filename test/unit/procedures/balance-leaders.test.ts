@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { CatalogState } from '../../../src/metasrv/catalog.js';
 import { makeRegionId } from '../../../src/metasrv/catalog.js';
 import { upgradeCatalog } from '../../../src/metasrv/catalog-store.js';
-import { BATCH_MOVES, ELECTION_WAIT_MS, FIRST_BATCH_MOVES, MIN_MOVE_BOUND, MOVE_TIMEOUT_MS, moveBound } from '../../../src/metasrv/procedures/balance-leaders.js';
+import { BATCH_MOVES, ELECTION_WAIT_MS, FIRST_BATCH_MOVES, MIN_MOVE_BOUND, MOVE_TIMEOUT_MS, moveBound, regionsOffHome } from '../../../src/metasrv/procedures/balance-leaders.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
 const R2 = makeRegionId(1024, 1);
@@ -422,6 +422,19 @@ describe('balance-leaders / placement "table"', () => {
     const placed = runToEnd(lostOn3.f, lostOn3.id, lostOn3.ids)['t']!;
     expect(new Set(placed).size, placed.join(',')).to.equal(1);
     expect(placed[0]).to.not.equal(3);
+  });
+
+  it("the periodic check's count (regionsOffHome) is what a plan would move: not a region whose home holds no voter of it", () => {
+    const spread = tables({ t: [1, 2, 3, 1] });
+    expect(regionsOffHome(spread.f.ctx, 16)).to.equal(2);
+    const packed = tables({ t: [2, 2, 2, 2] });
+    expect(regionsOffHome(packed.f.ctx, 16)).to.equal(0);
+    // Region 1's replica on node 1 (the home) is a learner by its own report: not movable there.
+    const learner = tables({ t: [1, 2, 1, 1] });
+    const r1 = learner.ids['t']![1]!;
+    const seen = learner.f.reports.get(1)!.get(r1)!;
+    learner.f.report(1, { ...seen, voters: seen.voters.filter((p) => p !== seen.peerId), learners: [seen.peerId] });
+    expect(regionsOffHome(learner.f.ctx, 16)).to.equal(0);
   });
 
   it('a record with a placement this version does not know fails, naming it', () => {

@@ -1,10 +1,11 @@
 // balance-leaders: move region leaderships to where the leader placement puts them — with
 // placement "table" (the record's `placement`, from the metasrv's `leader_placement`), each chunk
 // of a table's regions to its one home node (`leaderHomes`); without it, until every live
-// datanode leads within ±1 of every other (among nodes that can lead, i.e. hold voters). Moves go in batches: `plan` chooses up to
-// BATCH_MOVES transfers at once (fewer while transfers time out: FIRST_BATCH_MOVES) from the reported leader counts, `move` asks every source leader
-// to transfer and waits until the datanodes' reports confirm each move or the step times out,
-// then `plan` again. One saved step per batch, not per move: at thousands of regions per node the
+// datanode leads within ±1 of every other (among nodes that can lead, i.e. hold voters). Moves
+// go in batches: `plan` chooses up to BATCH_MOVES transfers at once (fewer while transfers time
+// out: FIRST_BATCH_MOVES) from the reported leaders, `move` asks every source leader to transfer
+// and waits until the datanodes' reports confirm each move or the step times out, then `plan`
+// again. One saved step per batch, not per move: at thousands of regions per node the
 // one-move-per-step procedure spent many minutes (and a whole-catalog save per step) placing
 // leaders (docs/performance.md "balance-leaders in batches"). Bounded in moves.
 //

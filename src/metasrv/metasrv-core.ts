@@ -1325,9 +1325,9 @@ export class MetasrvCore {
    * R6: whether a placement's open that would bootstrap the region (the catalog has not seen it
    * reported applied: `bootstrapped` false) waits for the other nodes' reports. Such a catalog may
    * be a copy saved before the region's first report, restored after its group moved on: a node
-   * that lost its replica (a wiped disk, a removed peer deleted) would start the region afresh, and
-   * two of them a new, empty group under the region's ids that elects and acknowledges writes
-   * beside the real one. The reports of the nodes that host the real group flip `bootstrapped`
+   * that lost its replica (removed from the group and deleted; a wiped disk's are marked lost and
+   * not opened at all) would start the region afresh, and two of them a new, empty group under the
+   * region's ids that can elect and acknowledge writes beside the real one (finding M32). The reports of the nodes that host the real group flip `bootstrapped`
    * (heartbeat) and name the group R5 judges the open against; so no bootstrap until every other
    * node the catalog knows has reported since this process began acting, or is judged down.
    * Only for a region the catalog held unbootstrapped when this process began acting and a node

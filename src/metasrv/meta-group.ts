@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { TimedClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { ConfChangeType, Role, type StateMachine, roleName } from '../raft/index.js';
+import { type ConfChange, ConfChangeType, Role, type StateMachine, roleName } from '../raft/index.js';
 import { GrpcRaftTransport } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { RegionServer, type Replica, defaultRaftTuning } from '../replication/region-server.js';
@@ -30,6 +30,8 @@ const SNAPSHOT_FORMAT = 0xc1;
 
 /** The log is compacted to a snapshot (the catalog) every this many entries: each entry is a whole catalog. */
 const SNAPSHOT_EVERY_ENTRIES = 64;
+/** How long remove-member waits for an earlier membership change to be applied before it proposes its own (`proposeMembership`). */
+const MEMBERSHIP_PENDING_WAIT_MS = 5_000;
 
 export function catalogPutCommand(encodedCatalog: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + encodedCatalog.byteLength);
@@ -288,10 +290,10 @@ export class MetaGroup {
       throw new RegionDbError(ErrorCode.AlreadyExists, `metasrv member ${id} is already a voter at ${this.addressOf(id)}`);
     }
     await this.server.propose(META_GROUP_ID, memberAddrCommand(id, addr));
-    if (!conf.learners.includes(id)) {
-      await this.server.proposeConfChange(META_GROUP_ID, { type: ConfChangeType.AddLearner, nodeId: id, context: JSON.stringify({ nodeId: id }) });
-    }
     const until = this.options.clock.nowMs() + timeoutMs;
+    if (!conf.learners.includes(id)) {
+      await this.proposeMembership({ type: ConfChangeType.AddLearner, nodeId: id, context: JSON.stringify({ nodeId: id }) }, until);
+    }
     for (;;) {
       const leader = this.server.leaderReplica(META_GROUP_ID);
       const st = leader.raft.status();
@@ -301,7 +303,29 @@ export class MetaGroup {
       }
       await new Promise<void>((ok) => this.options.clock.setTimeout(ok, 100));
     }
-    await this.server.proposeConfChange(META_GROUP_ID, { type: ConfChangeType.AddVoter, nodeId: id, context: JSON.stringify({ nodeId: id }) });
+    await this.proposeMembership({ type: ConfChangeType.AddVoter, nodeId: id, context: JSON.stringify({ nodeId: id }) }, until);
+  }
+
+  /**
+   * Proposes a membership change, waiting (until `untilMs`) while the leader's core refuses it
+   * because an earlier change is not applied yet: right after an election the leader holds changes
+   * until it has applied its whole log (raft.ts becomeLeader's pendingConfIndex), and a proposal
+   * is answered once its entry is applied, a moment before the core hears of that apply — so an
+   * add-member right after a leader change, or its AddVoter right after its AddLearner, could be
+   * refused for a change that was in fact done (a CI run on a loaded machine:
+   * test/unit/metasrv-group-removed-member-addr.test.ts).
+   */
+  private async proposeMembership(cc: ConfChange, untilMs: number): Promise<void> {
+    for (;;) {
+      try {
+        await this.server.proposeConfChange(META_GROUP_ID, cc);
+        return;
+      } catch (err) {
+        const pending = err instanceof RegionDbError && err.code === ErrorCode.ProposalDropped && err.message.startsWith('a membership change is already in progress');
+        if (!pending || this.options.clock.nowMs() >= untilMs) throw err;
+      }
+      await new Promise<void>((ok) => this.options.clock.setTimeout(ok, 20));
+    }
   }
 
   /** Removes a member (leader only). A removed member stops taking part; stop its process. */
@@ -310,7 +334,7 @@ export class MetaGroup {
     const conf = replica.raft.confState();
     if (!conf.voters.includes(id) && !conf.learners.includes(id)) throw new RegionDbError(ErrorCode.NotFound, `metasrv member ${id} is not in the group (voters ${conf.voters.join(', ')})`);
     if (conf.voters.length === 1 && conf.voters[0] === id) throw new RegionDbError(ErrorCode.InvalidArgument, `metasrv member ${id} is the group's last voter`);
-    await this.server.proposeConfChange(META_GROUP_ID, { type: ConfChangeType.RemoveNode, nodeId: id, context: JSON.stringify({ nodeId: id }) });
+    await this.proposeMembership({ type: ConfChangeType.RemoveNode, nodeId: id, context: JSON.stringify({ nodeId: id }) }, this.options.clock.nowMs() + MEMBERSHIP_PENDING_WAIT_MS);
   }
 
   /** The latest applied catalog (encoded), or null before the first catalog-put. */

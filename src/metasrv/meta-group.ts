@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { TimedClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { type ConfChange, ConfChangeType, Role, type StateMachine, roleName } from '../raft/index.js';
+import { CONF_CHANGE_PENDING, type ConfChange, ConfChangeType, Role, type StateMachine, roleName } from '../raft/index.js';
 import { GrpcRaftTransport } from '../replication/grpc-transport.js';
 import { membershipAdmission, serveRaftStream } from '../replication/raft-stream.js';
 import { RegionServer, type Replica, defaultRaftTuning } from '../replication/region-server.js';
@@ -321,7 +321,7 @@ export class MetaGroup {
         await this.server.proposeConfChange(META_GROUP_ID, cc);
         return;
       } catch (err) {
-        const pending = err instanceof RegionDbError && err.code === ErrorCode.ProposalDropped && err.message.startsWith('a membership change is already in progress');
+        const pending = err instanceof RegionDbError && err.details[CONF_CHANGE_PENDING] !== undefined;
         if (!pending || this.options.clock.nowMs() >= untilMs) throw err;
       }
       await new Promise<void>((ok) => this.options.clock.setTimeout(ok, 20));

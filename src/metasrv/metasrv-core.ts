@@ -61,7 +61,7 @@ import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, write
 import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
-import { leaderCounts, regionsOffHome } from './procedures/balance-leaders.js';
+import { leadersOffPlacement } from './procedures/balance-leaders.js';
 import { type Instruction, type ObservedReplica, type ProcedureContext, removedByGroup } from './procedures/procedure.js';
 import { type NodeReport, type ReportUse, useReport } from './report-view.js';
 import { type BalanceLeadersData, type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
@@ -1021,8 +1021,9 @@ export class MetasrvCore {
       if (interval > 0 && now - this.lastBalanceCheckMs >= interval) {
         this.lastBalanceCheckMs = now;
         const busy = ctx.running().length > 0 || this.downSinceMs.size > 0;
-        if (!busy && this.leadersOffPlacement(ctx)) {
-          newProcedure(ctx, 'balance-leaders', this.balanceData());
+        const data = this.balanceData();
+        if (!busy && leadersOffPlacement(ctx, data)) {
+          newProcedure(ctx, 'balance-leaders', data);
           changed = true;
         }
       }
@@ -1247,7 +1248,7 @@ export class MetasrvCore {
       // replaced by them): nothing from a heartbeat meanwhile.
       if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
-        if (this.openHeld(nodeId, action.open) || this.bootstrapHeld(nodeId, action.open)) continue;
+        if (this.placementOpenHeld(nodeId, action.open)) continue;
         instructions.push({ open_region: this.openOf(action.open) });
       } else if ('skip' in action) {
         // R5: the placement is left as it is (R2 adopts the group's membership once its conf
@@ -1321,15 +1322,21 @@ export class MetasrvCore {
     return true;
   }
 
+  /** Whether reconciliation's open of a placement (a heartbeat's, a registration's) waits: `openHeld`, then R6 (`bootstrapHeld`). */
+  private placementOpenHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
+    return this.openHeld(nodeId, open) || this.bootstrapHeld(nodeId, open);
+  }
+
   /**
    * R6: whether a placement's open that would bootstrap the region (the catalog has not seen it
    * reported applied: `bootstrapped` false) waits for the other nodes' reports. Such a catalog may
    * be a copy saved before the region's first report, restored after its group moved on: a node
    * that lost its replica (removed from the group and deleted; a wiped disk's are marked lost and
    * not opened at all) would start the region afresh, and two of them a new, empty group under the
-   * region's ids that can elect and acknowledge writes beside the real one (finding M32). The reports of the nodes that host the real group flip `bootstrapped`
-   * (heartbeat) and name the group R5 judges the open against; so no bootstrap until every other
-   * node the catalog knows has reported since this process began acting, or is judged down.
+   * region's ids that can elect and acknowledge writes beside the real one (finding M32). The
+   * reports of the nodes that host the real group flip `bootstrapped` (heartbeat) and name the
+   * group R5 judges the open against; so no bootstrap until every other node the catalog knows has
+   * reported since this process began acting, or is judged down.
    * Only for a region the catalog held unbootstrapped when this process began acting and a node
    * it knew then (it may have been told to bootstrap the region before and lost it since): a table
    * created by this process opens its replicas itself, and a node first registered now was never
@@ -1892,7 +1899,7 @@ export class MetasrvCore {
     const regions: OpenRegionRequest[] = [];
     for (const action of nodeActions(this.catalog, nodeId, this.liveReports(), (n) => this.awaitingReport(n))) {
       if ('open' in action) {
-        if (!this.openHeld(nodeId, action.open) && !this.bootstrapHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
+        if (!this.placementOpenHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
       } else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
     }
     return { regions, metasrv_epoch: String(this.epoch) };
@@ -2384,12 +2391,6 @@ export class MetasrvCore {
     return this.config.leader_placement === 'table' ? { placement: 'table', packRegions: this.config.leader_pack_regions } : {};
   }
 
-  /** Whether the periodic check starts a balance-leaders: a region off its table's node ("table"), or leader counts off by more than one ("spread"). */
-  private leadersOffPlacement(ctx: ProcedureContext): boolean {
-    if (this.config.leader_placement === 'table') return regionsOffHome(ctx, this.config.leader_pack_regions) > 0;
-    const counts = [...leaderCounts(ctx).values()];
-    return counts.length > 1 && Math.max(...counts) - Math.min(...counts) > 1;
-  }
 }
 
 /** A stored procedure record this version cannot run, as `regiondb status` shows it. */

@@ -3,6 +3,7 @@ export { maySendBeforePersist } from './host-rules.js';
 export { RaftLog } from './log.js';
 export { ProgressState } from './progress.js';
 export {
+  CONF_CHANGE_PENDING,
   Raft,
   type RaftConfig,
   type RaftStatus,

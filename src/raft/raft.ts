@@ -73,6 +73,12 @@ export const Role = { Follower: 0, PreCandidate: 1, Candidate: 2, Leader: 3 } as
 export type Role = (typeof Role)[keyof typeof Role];
 export const roleName: Record<Role, string> = { 0: 'follower', 1: 'pre-candidate', 2: 'candidate', 3: 'leader' };
 
+/**
+ * The `details` key of proposeConfChange's refusal while an earlier membership change is not
+ * applied yet (its value: that change's index): a caller may wait it out and propose again.
+ */
+export const CONF_CHANGE_PENDING = 'confChangePending';
+
 export type ReadOnlyOption = 'safe' | 'lease';
 
 /**
@@ -398,6 +404,7 @@ export class Raft {
       throw new RegionDbError(
         ErrorCode.ProposalDropped,
         `a membership change is already in progress (index ${this.pendingConfIndex}, applied ${this.log.applied})`,
+        { details: { [CONF_CHANGE_PENDING]: String(this.pendingConfIndex) } },
       );
     }
     this.validateConfChange(cc);

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import { SeededRand } from '../../src/common/rand.js';
-import { Raft, Role } from '../../src/raft/raft.js';
+import { CONF_CHANGE_PENDING, Raft, Role } from '../../src/raft/raft.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
 import { type Message, MessageType, makeMessage } from '../../src/raft/types.js';
 import { AddLearner, AddVoter, Network, RemoveNode, bytes, processReady } from './harness.js';
@@ -82,6 +82,8 @@ describe('§6 membership changes (single-step, learners first)', () => {
       expect.fail('second change must be refused');
     } catch (err) {
       expect(isRegionDbError(err, ErrorCode.ProposalDropped)).to.equal(true);
+      // Marked as a change pending (its index), which add-member waits out (meta-group.ts proposeMembership).
+      expect((err as { details: Record<string, string> }).details[CONF_CHANGE_PENDING]).to.match(/^\d+$/);
     }
   });
 

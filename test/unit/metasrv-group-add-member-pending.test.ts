@@ -11,6 +11,7 @@ import { expect } from 'chai';
 import { ErrorCode, RegionDbError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/logger.js';
 import { seedGroup } from '../../src/metasrv/meta-group.js';
+import { CONF_CHANGE_PENDING } from '../../src/raft/index.js';
 import { waitUntil } from '../support/local-cluster.js';
 import { type LossyPair, startLossyPair } from '../support/lossy-meta-group.js';
 
@@ -34,7 +35,7 @@ describe('metasrv group: add-member while the new leader still applies its log',
     const real = server.proposeConfChange.bind(server);
     let refused = 0;
     server.proposeConfChange = (...args: unknown[]) => {
-      if (refused++ === 0) throw new RegionDbError(ErrorCode.ProposalDropped, 'a membership change is already in progress (index 2, applied 1)');
+      if (refused++ === 0) throw new RegionDbError(ErrorCode.ProposalDropped, 'a membership change is already in progress (index 2, applied 1)', { details: { [CONF_CHANGE_PENDING]: '2' } });
       return real(...args);
     };
     await one.addMember(2, pair.addr(2), 20_000);

@@ -250,6 +250,22 @@ export function regionsOffHome(ctx: ProcedureContext, packRegions: number, regio
   return planHomeBatch(ctx, regions, leaderHomes(ctx, regions, counts, packRegions), counts, Number.POSITIVE_INFINITY).length;
 }
 
+/** Placement "spread" is met: every counted node leads within ±1 of every other. */
+function spreadEvenly(counts: ReadonlyMap<number, number>): boolean {
+  const values = [...counts.values()];
+  return values.length < 2 || Math.max(...values) - Math.min(...values) <= 1;
+}
+
+/**
+ * The metasrv's periodic check: whether a balance-leaders started with `d` (its placement) would
+ * have leaders to move — a region off its table's home ("table", `regionsOffHome`), or leader
+ * counts more than one apart ("spread", the plan's own test).
+ */
+export function leadersOffPlacement(ctx: ProcedureContext, d: BalanceLeadersData): boolean {
+  if (d.placement === 'table') return regionsOffHome(ctx, d.packRegions ?? 1) > 0;
+  return !spreadEvenly(leaderCounts(ctx));
+}
+
 /** The size of the next batch (FIRST_BATCH_MOVES): between one move and BATCH_MOVES. */
 function batchLimit(d: BalanceLeadersData): number {
   const window = d.window ?? FIRST_BATCH_MOVES;
@@ -300,8 +316,7 @@ export const balanceLeaders: ProcedureDefinition<'balance-leaders'> = {
         if (moves >= bound) return { failed: `leaders still off their table's node after ${moves} moves (the bound for ${regions.length} regions): ${describeCounts(counts)}` };
       } else {
         if (d.placement !== undefined) return { failed: `unknown leader placement ${JSON.stringify(d.placement)} (this version knows "table")` };
-        const values = [...counts.values()];
-        if (Math.max(...values) - Math.min(...values) <= 1) return { done: true, note: `balanced: ${describeCounts(counts)}${unknown}` };
+        if (spreadEvenly(counts)) return { done: true, note: `balanced: ${describeCounts(counts)}${unknown}` };
         if (moves >= bound) return { failed: `still unbalanced after ${moves} moves (the bound for ${regions.length} regions): ${describeCounts(counts)}` };
         batch = planBatch(ctx, regions, counts, Math.min(batchLimit(d), bound - moves));
         if (batch.length === 0) return { done: true, note: `no leadership can move to a less-leading voter: ${describeCounts(counts)}` };

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import { makeRegionId } from '../../src/metasrv/catalog.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore, tickAndSave } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'leader-placement';
 const TICK_MS = 100;
@@ -35,8 +35,7 @@ async function run(config: Record<string, unknown>, durationMs: number): Promise
       const replicas = LEADERS.map((leader, i) => replicaReport({ regionId: regionId(i), peerId: 10 * i + n, leader: leader === n, leaderNodeId: leader, voters: [1, 2, 3].map((m) => 10 * i + m), confIndex: 3 }));
       await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, () => {});
     }
-    core.onTickTimer();
-    for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok)); // the tick's save
+    await tickAndSave(core);
     manual.advance(TICK_MS);
   }
   const balances = Object.values(core.catalog.procedures)

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, runningRepair as repairRecord, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, runningRepair as repairRecord, startMetasrvCore, tickAndSave } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'learner-removal';
 const TICK_MS = 100;
@@ -43,8 +43,7 @@ async function run(s: MemoryCatalog, durationMs: number): Promise<{ core: Metasr
         : [];
       await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, () => {});
     }
-    core.onTickTimer();
-    for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok)); // the tick's save
+    await tickAndSave(core);
     manual.advance(TICK_MS);
   }
   const repairs = Object.values(core.catalog.procedures)

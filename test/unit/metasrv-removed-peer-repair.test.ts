@@ -15,7 +15,7 @@
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore, tickAndSave } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'removed-peer-repair';
 /** Short, so that a node down since the start is down too long within a few hundred ticks. */
@@ -52,8 +52,7 @@ async function repairsStarted(s: MemoryCatalog, beating: readonly number[], conf
     for (const n of beating) {
       await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas: replicasOf(n, confIndex), store_id: `store-${n}` } as never, () => {});
     }
-    core.onTickTimer();
-    for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok)); // the tick's save
+    await tickAndSave(core);
     for (const p of Object.values(core.catalog.procedures)) if (p.kind === 'repair-replica') seen.add(`${p.id}: ${p.status}, ${p.notes.join('; ')}`);
     manual.advance(TICK_MS);
   }

@@ -13,7 +13,7 @@
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore, tickAndSave } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'restored-drain';
 const TICK_MS = 100;
@@ -57,8 +57,7 @@ async function run(s: MemoryCatalog, durationMs: number): Promise<{ core: Metasr
       const replicas = mine ? [replicaReport({ regionId: REGION, peerId: mine.peerId, leader: n === leaderNodeId, leaderNodeId, voters, appliedIndex: 25, confIndex: 10, term: 3 })] : [];
       await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, () => {});
     }
-    core.onTickTimer();
-    for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok)); // the tick's save
+    await tickAndSave(core);
     for (const p of Object.values(core.catalog.procedures)) {
       if (p.id === 'drain-node-1') continue;
       if (p.kind === 'drain-node' || p.kind === 'repair-replica') seen.add(`${p.kind} ${JSON.stringify(p.data)}`);

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, runningRepair, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, runningRepair, startMetasrvCore, tickAndSave } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'unplaced-leader';
 const TICK_MS = 100;
@@ -40,8 +40,7 @@ async function run(s: MemoryCatalog, durationMs: number): Promise<MetasrvCore> {
         peerId === undefined ? [] : [replicaReport({ regionId: REGION, peerId, leader: n === 4, leaderNodeId: 4, voters: [2, 3, 10], appliedIndex: 363, confIndex: 268, term: 14 })];
       await core.heartbeat({ cluster_id: CLUSTER, node_id: String(n), addr: addr(n), replicas, store_id: `store-${n}` } as never, () => {});
     }
-    core.onTickTimer();
-    for (let i = 0; i < 20; i++) await new Promise((ok) => setImmediate(ok)); // the tick's save
+    await tickAndSave(core);
     manual.advance(TICK_MS);
   }
   return core;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { PlantedBugs } from '../../src/raft/raft.js';
-import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, runClusterSim } from './cluster-sim.js';
+import { ALL_FAULTS, type ClusterSimOptions, ClusterSimViolation, EXTRA_FAULTS, type ExtraFault, balancePlacementOf, runClusterSim } from './cluster-sim.js';
 import { CATALOG_LOSS_FAULTS } from './sim-catloss.js';
 import { CATLOSS_BUGS } from './sim-catloss-bugs.js';
 import { METASRV_BUGS, plantedMetasrvCore } from './sim-metasrv-bugs.js';
@@ -413,6 +413,27 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b!.traceHash).to.equal(a!.traceHash);
     });
 
+    // Leader placement (FAULTS=balance; docs/simulation.md, "Leader placement"): the metasrv's
+    // periodic check runs every 500 ms, so balance-leaders moves leaders between crashes, clock
+    // steps and repairs, with the placement each seed picks (balancePlacementOf: "spread", "table"
+    // by 16 regions, "table" by one); after healing the `leader placement` checker holds the
+    // groups' leaders to it.
+    it('leader placement (balance) with corrupt and wipe: balance-leaders moves leaders under faults, and every placement is reached after healing (24 seeds, replays)', async () => {
+      const options = { metasrv: true, faults: ['balance', 'corrupt', 'wipe'] } as const;
+      const balances = new Map<string, number>();
+      let transfers = 0;
+      await runSeeds(seedRange(1, 24), options, (r) => {
+        const placement = JSON.stringify(balancePlacementOf(r.seed));
+        balances.set(placement, (balances.get(placement) ?? 0) + (r.metasrv!.proceduresDone['balance-leaders'] ?? 0));
+        transfers += r.leaderTransfers;
+      });
+      console.log(`    balance-leaders done per placement: ${JSON.stringify([...balances])}; leader transfers ${transfers}`);
+      expect([...balances.keys()], 'every placement ran').to.have.length(3);
+      for (const [placement, done] of balances) expect(done, `balance-leaders finished with ${placement}`).to.be.greaterThan(0);
+      const [a, b] = await runSeeds([5, 5], options);
+      expect(b!.traceHash).to.equal(a!.traceHash);
+    });
+
     // Finding K1: a node's disk put back from a copy (restore): the metasrv refuses its start, so
     // none of its replicas — votes and logs rolled back to the copy — ever answers raft; the
     // operator moves the disk aside and the node comes back as a new store, repaired.
@@ -501,6 +522,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // moves its replicas to the spare fourth node at once. Seed 5 is the first to fail
       // (healthy node: a move off n3 1,283 ms after its heartbeat arrived); searched from 4.
       { bug: 'down-time-on-wall-clock', faults: ['spare'], from: 4, wanted: ['healthy node'], why: 'down time measured on the metasrv wall clock (M7)' },
+      // The `leader placement` checker (FAULTS=balance): balance-leaders records run without their
+      // placement, so the procedure the periodic check starts for "table" evens the counts instead
+      // and ends with a table's leaders on two nodes. Searched from 1 (a seed whose placement is
+      // "table" and whose leaders end apart).
+      { bug: 'balance-placement-dropped', faults: ['balance'], from: 1, wanted: ['leader placement'], why: 'a balancer that stops short of the leader placement' },
     ] as const) {
       it(`the checkers can fail: ${why} (planted ${bug}) is found within 2,000 seeds`, async () => {
         const options: Partial<ClusterSimOptions> = { metasrv: true, faults, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
@@ -1216,14 +1242,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // The DDL checker's answer to a forgotten region without a quorum (`quorumHosted` in
     // sim-ddl.ts): no read owed. The destructive faults' guard keeps such a region to one loss
     // since seed 2867's fix, and no seed searched reaches it otherwise (docs/simulation.md), so the
-    // guard's gap is planted back (`guardBug`): engine seed 2104's run is then the one the path
-    // was found on (the same trace). d1 (region 4419521347584: peers on n1, n2, n4) forgotten by
-    // a restored catalog; n4's disk put back from a copy older than d1, refused and wiped, then
-    // n1's copied, put back, refused and wiped: only n2's replica left, no leader. The region is
-    // recorded and skipped (before the skip: `liveness` "no linearizable read of d1's region … on n2").
-    it('the wide mix with the metasrv and the guard planted without forgotten regions, engine seed 2104: a forgotten region left without a quorum is not read', async () => {
+    // guard's gap is planted back (`guardBug`). The path was found at engine seed 2104; since
+    // finding M33's fix (session 27: a procedure step's start after a backward clock step) that
+    // seed's run goes another way, and a search of 2001–2025 with the gap planted found it again
+    // at 2023: d1 (region 4402341478400: peers 4@n4, 5@n1, 6@n2; n4 hosting it as peer 7 since a
+    // repair) forgotten by a catalog restored from an older copy; n1's disk copied, put back,
+    // refused and wiped, so the replicas left hold no quorum and elect no leader. The region is
+    // recorded and skipped (before the skip: `liveness` "no linearizable read of d1's region …").
+    it('the wide mix with the metasrv and the guard planted without forgotten regions, engine seed 2023: a forgotten region left without a quorum is not read', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2104, { mode: 'engine', metasrv: true, faults: [...faults], guardBug: 'forgotten-regions-unguarded' });
+      const r = await runClusterSim(2023, { mode: 'engine', metasrv: true, faults: [...faults], guardBug: 'forgotten-regions-unguarded' });
       expect(r.ddl!.unreadWithoutQuorum, 'forgotten regions not read for want of a quorum').to.equal(1);
     });
 

@@ -228,6 +228,10 @@ export interface ClusterSimOptions {
    * the crash, while the node is still down — and now and then a running node is told that a
    * live one refused (a wrong verdict: liveness may suffer, safety may not). docs/quiescence.md,
    * "A refused connection".
+   * `balance` (with `metasrv`, not in `all`): the metasrv's periodic leader check runs every
+   * BALANCE_INTERVAL_MS, so balance-leaders moves leaders while the other faults run, with a
+   * leader placement chosen by the seed (`balancePlacementOf`); after healing, the leaders must
+   * reach that placement (the `leader placement` checker). docs/simulation.md, "Leader placement".
    */
   faults?: readonly ExtraFault[];
   /**
@@ -309,7 +313,7 @@ export interface ClusterSimOptions {
   traceFile?: string;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'marks' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'marks' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | 'balance' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -321,7 +325,7 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', 'balance', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
@@ -335,6 +339,7 @@ export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
     f !== 'close' &&
     f !== 'slowdrop' &&
     f !== 'refuse' &&
+    f !== 'balance' &&
     f !== 'restore' &&
     !(SPURIOUS_FAULTS as readonly string[]).includes(f) &&
     !(READ_PATH_FAULTS as readonly string[]).includes(f) &&
@@ -350,6 +355,19 @@ export const OPERATOR_MOVES_COPY_MS = 1_000;
 export const LATE_COPY_CHANCE = 0.1;
 export const LATE_COPY_MS_MIN = 20;
 export const LATE_COPY_MS_MAX = 400;
+
+/** With `balance`: the metasrv's periodic leader-placement check runs this often (virtual ms; production's default is 30 s). */
+export const BALANCE_INTERVAL_MS = 500;
+
+/**
+ * With `balance`: the leader placement a seed runs with — by the seed, so that a campaign covers
+ * each: "spread", "table" with the production chunk of 16 regions (a table's regions all on one
+ * node), and "table" one region a chunk (each region its own home, homes spread by count).
+ */
+export function balancePlacementOf(seed: number): { leader_placement: 'spread' | 'table'; leader_pack_regions: number } {
+  const k = ((seed % 3) + 3) % 3;
+  return k === 0 ? { leader_placement: 'spread', leader_pack_regions: 16 } : { leader_placement: 'table', leader_pack_regions: k === 1 ? 16 : 1 };
+}
 
 /** With `refuse`: a wrong refusal verdict about every this many virtual ms (0.5–1.5×). */
 export const REFUSE_FALSE_EVERY_MS = 400;
@@ -870,6 +888,8 @@ export class ClusterSim {
   private readonly faultRand: Rand | undefined;
   /** With `refuse`: its own random stream (forked last, only when on). */
   private refuseRand: Rand | undefined;
+  /** With `balance`: the metasrv's leader placement this seed runs with (balancePlacementOf). */
+  private placement: ReturnType<typeof balancePlacementOf> | undefined;
   /** With `marks`: late copies of client writes (its own stream, forked after `refuse`'s, only when on). */
   private lateRand: Rand | undefined;
   /** region → node → the peer it hosts there (the harness's catalog; replaced peers get fresh ids). */
@@ -1012,7 +1032,8 @@ export class ClusterSim {
     // Forked after everything else, and only with a fault of the third slice on: without one,
     // every earlier stream (and so every trace hash) stays what it was.
     // `dropwrite` only adds the DDL client's probes (no randomness): `ddl,dropwrite` runs as `ddl` does until a drop is answered.
-    this.faultRand = [...this.extra].some((f) => f !== 'ddl' && f !== 'dropwrite') ? this.rand.fork() : undefined;
+    // `balance` only changes the metasrv's settings (no randomness of its own).
+    this.faultRand = [...this.extra].some((f) => f !== 'ddl' && f !== 'dropwrite' && f !== 'balance') ? this.rand.fork() : undefined;
     for (const regionId of this.regionIds) this.placements.set(regionId, new Map(this.replicaNodeIds().map((id) => [id, { peerId: id, storeId: 1, bootstrap: true }])));
     this.nextPeerId = options.nodes + 1;
     this.lullRand = this.rand.fork();
@@ -1047,7 +1068,10 @@ export class ClusterSim {
       const withStorage = this.engine && catlossKinds.size > 0;
       const factory = options.metasrvCore ?? (options.catlossBug && catlossMetasrvCore(options.catlossBug)) ?? realMetasrvCore;
       const baseConfig = simMetasrvConfig(HEARTBEAT_MS, withStorage || (reach !== undefined && objectStore !== undefined));
-      const config = spare ? { ...baseConfig, replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : baseConfig;
+      const spareConfig = spare ? { ...baseConfig, replica_repair_after_ms: SPARE_REPAIR_AFTER_MS } : baseConfig;
+      // With `balance`: the periodic leader check on, with the seed's placement (no randomness drawn).
+      this.placement = this.extra.has('balance') ? balancePlacementOf(options.seed) : undefined;
+      const config = this.placement ? { ...spareConfig, balance_leaders_interval_ms: BALANCE_INTERVAL_MS, ...this.placement } : spareConfig;
       this.meta = new SimMetasrv(this.sched, this.metaRand.fork(), storage, config, factory, SIM_EPOCH_MS, (e) => this.record(e), reach);
       this.ddl = ddlRand ? new SimDdlClient(this.ddlHost(this.meta), ddlRand, options.clientBug === 'create-token-per-attempt') : undefined;
       const store = this.objectStore;
@@ -1090,6 +1114,8 @@ export class ClusterSim {
         const dropRand = this.rand.fork();
         for (const node of this.nodes.values()) node.disk.dropDelayMs = () => SLOW_DROP_MS_MIN + dropRand.int(SLOW_DROP_MS_MAX - SLOW_DROP_MS_MIN + 1);
       }
+    } else if (this.extra.has('balance')) {
+      throw new Error('balance needs the metasrv (METASRV=1): its balance-leaders procedure moves the leaders');
     } else if (this.extra.has('slowdrop')) {
       throw new Error('slowdrop needs the metasrv (METASRV=1): the harness\'s stand-in repair reopens a replica right after deleting it');
     }
@@ -1360,6 +1386,7 @@ export class ClusterSim {
       deadline = this.sched.now + this.livenessBoundMs;
       await this.waitForMetasrv(deadline);
     }
+    if (this.placement) await this.waitForPlacement(this.placement);
     await this.finalReads(deadline);
     this.throwIfViolated();
     await this.checkConvergence(deadline);
@@ -2147,6 +2174,75 @@ export class ClusterSim {
       for (const node of this.nodes.values()) {
         const peer = node.server?.replica(regionId)?.selfPeerId ?? node.server?.failure(regionId)?.selfPeerId;
         if (peer !== undefined) return { invariant: 'catalog placement', detail: `${regionId} of a dropped table: n${node.id} still hosts peer ${peer}` };
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * With `balance`, once the metasrv settled: within the liveness bound, the leaders are where
+   * the placement puts them. Judged from the groups themselves (which node's replica leads, which
+   * replicas are voters), not from the metasrv's reports, and by rules weaker than
+   * balance-leaders' own plan (src/metasrv/procedures/balance-leaders.ts), so that a plan that
+   * stops short fails them: with "table", every chunk of a table's regions (by region number,
+   * `leader_pack_regions` at a time) that some live, non-draining node holds a voter of each
+   * region of is led from one node (any node: which one is the plan's choice); with "spread", no
+   * region is led from a node leading at least two more than a live, non-draining node holding a
+   * voter of it (a move that would lower the spread). Leaderless regions are left to the other
+   * checkers.
+   */
+  private async waitForPlacement(placement: ReturnType<typeof balancePlacementOf>): Promise<void> {
+    const deadline = this.sched.now + this.livenessBoundMs;
+    for (;;) {
+      const problem = this.placementProblem(placement);
+      if (problem === undefined) break;
+      if (this.sched.now > deadline) this.fail('leader placement', `${problem}, ${this.livenessBoundMs} ms after the metasrv settled (placement ${JSON.stringify(placement)}; ${this.status()})`);
+      await this.sched.runUntil(this.sched.now + 10, () => this.violation !== undefined);
+      this.throwIfViolated();
+    }
+    this.record('leaders placed');
+  }
+
+  private placementProblem(placement: ReturnType<typeof balancePlacementOf>): string | undefined {
+    const catalog = this.meta?.core?.catalog;
+    if (!catalog) return 'the metasrv is not up';
+    const nodes = Object.values(catalog.nodes)
+      .filter((n) => n.state !== 'draining' && this.nodes.get(n.nodeId)?.server !== undefined)
+      .map((n) => n.nodeId);
+    const voterOn = (regionId: string, nodeId: number): boolean => {
+      const replica = this.nodes.get(nodeId)?.server?.replica(regionId);
+      return replica?.raft.confState().voters.includes(replica.selfPeerId) === true;
+    };
+    const regions = Object.values(catalog.regions);
+    if (placement.leader_placement === 'table') {
+      const byTable = new Map<string, typeof regions>();
+      for (const region of regions) byTable.set(region.tableName, [...(byTable.get(region.tableName) ?? []), region]);
+      for (const [table, list] of byTable) {
+        list.sort((a, b) => a.regionNumber - b.regionNumber);
+        for (let i = 0; i < list.length; i += placement.leader_pack_regions) {
+          const chunk = list.slice(i, i + placement.leader_pack_regions);
+          if (!nodes.some((n) => chunk.every((r) => voterOn(r.regionId, n)))) continue;
+          const leaders = new Set<number>();
+          for (const r of chunk) {
+            const leader = this.leaderOf(r.regionId);
+            if (leader !== undefined) leaders.add(leader);
+          }
+          if (leaders.size > 1) return `table ${table}: its regions ${chunk.map((r) => r.regionId).join(', ')} (one chunk of ${placement.leader_pack_regions}) are led from ${[...leaders].map((n) => `n${n}`).join(', ')}, not from one node`;
+        }
+      }
+      return undefined;
+    }
+    const counts = new Map<number, number>(nodes.map((n) => [n, 0]));
+    const leaderOf = new Map<string, number>();
+    for (const region of regions) {
+      const leader = this.leaderOf(region.regionId);
+      if (leader === undefined || !counts.has(leader)) continue;
+      leaderOf.set(region.regionId, leader);
+      counts.set(leader, counts.get(leader)! + 1);
+    }
+    for (const [regionId, from] of leaderOf) {
+      for (const [to, led] of counts) {
+        if (counts.get(from)! - led >= 2 && voterOn(regionId, to)) return `${regionId} is led from n${from} (leading ${counts.get(from)}) while n${to} (leading ${led}) holds a voter of it`;
       }
     }
     return undefined;

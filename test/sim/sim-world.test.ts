@@ -76,6 +76,36 @@ describe('whole-datanode simulator world', () => {
     expect(disk.region('r').initialState().hardState.commit).to.equal(2);
   });
 
+  it('a batch committed before a drop of its region does not bring the region back when its fsync lands after the drop (as the real WAL orders writes and drops)', async () => {
+    const sched = new SimScheduler();
+    const disk = new SimDisk(sched, new SeededRand(3), { fsyncMsMin: 5, fsyncMsMax: 5 });
+    disk.owner = new Incarnation(1, 1);
+    const first = disk.batch();
+    first.setRegionMeta('r', new Uint8Array([1]));
+    first.append('r', [entry(1, 1)]);
+    void first.commit();
+    await sched.runUntil(5);
+    // A membership change's meta write in flight (datanode-core persistPeers) when the region is destroyed.
+    const late = disk.batch();
+    late.setRegionMeta('r', new Uint8Array([2]));
+    late.append('r', [entry(2, 1)]);
+    const other = disk.batch();
+    other.setRegionMeta('s', new Uint8Array([3]));
+    void late.commit();
+    void other.commit();
+    await disk.dropRegion('r');
+    await sched.runUntil(20);
+    expect(disk.getRegionMeta('r'), 'what the batch before the drop wrote is gone with the region').to.equal(undefined);
+    expect(disk.regionIds()).to.not.include('r');
+    expect(disk.getRegionMeta('s'), 'another region of the same moment lands').to.deep.equal(new Uint8Array([3]));
+    // A replica opened again after the drop writes the region afresh.
+    const again = disk.batch();
+    again.setRegionMeta('r', new Uint8Array([4]));
+    void again.commit();
+    await sched.runUntil(30);
+    expect(disk.getRegionMeta('r')).to.deep.equal(new Uint8Array([4]));
+  });
+
   it("a crashed incarnation's timers never fire; ties fire in the order they were set", async () => {
     const sched = new SimScheduler();
     const a = new Incarnation(1, 1);

@@ -159,6 +159,8 @@ export interface DiskOptions {
 export class SimDisk implements LogEngine {
   readonly stores = new Map<string, MemoryStorage>();
   private readonly metas = new Map<string, Uint8Array>();
+  /** Per region, how many drops landed (dropRegion): a batch committed before one does not write the region when it lands after it. */
+  private readonly drops = new Map<string, number>();
   /** The hard state of each region as of the last completed sync. */
   protected readonly durable = new Map<string, HardState>();
   /** Entry records with a flipped byte, by region (what the next open will find): the index. */
@@ -300,49 +302,58 @@ export class SimDisk implements LogEngine {
     this.durable.delete(regionId);
     this.flipped.delete(regionId);
     this.damaged.delete(regionId);
+    this.drops.set(regionId, (this.drops.get(regionId) ?? 0) + 1);
   }
 
   batch(): LogBatch {
-    const ops: (() => void)[] = [];
+    const ops: { readonly id: string; readonly run: () => void }[] = [];
     let synced = false;
     return {
       append: (id: string, entries: readonly Entry[]) => {
         synced = true;
-        ops.push(() => this.region(id).append(entries));
+        ops.push({ id, run: () => this.region(id).append(entries) });
       },
       setHardState: (id: string, hs: HardState) => {
         const current = this.region(id).initialState().hardState;
         if (hs.term !== current.term || hs.vote !== current.vote) synced = true;
-        ops.push(() => this.region(id).setHardState(hs));
+        ops.push({ id, run: () => this.region(id).setHardState(hs) });
       },
       applySnapshot: (id: string, snap: Snapshot) => {
         const current = this.region(id).snapshot().metadata.index;
         if (snap.metadata.index <= current) throw new RegionDbError(ErrorCode.StorageCompacted, `region ${id}: snapshot ${snap.metadata.index} is older than ${current}`);
         synced = true;
-        ops.push(() => this.region(id).applySnapshot(snap));
+        ops.push({ id, run: () => this.region(id).applySnapshot(snap) });
       },
       setRegionMeta: (id: string, meta: Uint8Array) => {
         synced = true;
-        ops.push(() => this.metas.set(id, meta));
+        ops.push({ id, run: () => this.metas.set(id, meta) });
       },
       requireDurableCommit: () => {
         synced = true;
       },
       commit: () => {
         const owner = this.owner;
+        // The real WAL writes in commit order and a drop waits for the writes before it
+        // (src/wal/wal.ts `dropRegion`): a batch committed before a drop of its region lands
+        // first and the drop deletes what it wrote. Here a batch lands after its own sync delay,
+        // so its ops for a region dropped since its commit are skipped when it lands.
+        const drops = ops.map((op) => this.drops.get(op.id) ?? 0);
+        const land = () => {
+          for (const [i, op] of ops.entries()) if ((this.drops.get(op.id) ?? 0) === drops[i]) op.run();
+        };
         return new Promise<void>((resolve) => {
           if (!synced) {
             // Commit indexes only: written without a sync (lost by a crash until the next sync).
             this.unsyncedBatches++;
             this.sched.at(this.sched.now, () => {
-              for (const op of ops) op();
+              land();
               resolve();
             }, owner);
             return;
           }
           const delay = this.options.fsyncMsMin + this.rand.int(this.options.fsyncMsMax - this.options.fsyncMsMin + 1);
           this.sched.at(this.sched.now + delay, () => {
-            for (const op of ops) op();
+            land();
             this.syncs++;
             // A sync makes everything written before it durable (the WAL is one file).
             for (const [id, store] of this.stores) this.durable.set(id, store.initialState().hardState);

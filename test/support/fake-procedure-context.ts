@@ -92,6 +92,15 @@ export class FakeCluster {
   }
 
   /** The node stops heartbeating: down, and its reports no longer count. */
+  /**
+   * The metasrv host's wall clock steps back `ms` (NTP): every later reading is `ms` lower, and
+   * `clock.advance` still moves it on from there.
+   */
+  stepClockBack(ms: number): void {
+    const read = this.clock.nowMs.bind(this.clock);
+    this.clock.nowMs = () => read() - ms;
+  }
+
   kill(nodeId: number): void {
     if (this.alive.has(nodeId)) this.killedAtMs.set(nodeId, this.clock.nowMs());
     this.alive.delete(nodeId);

@@ -159,7 +159,7 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       };
       return { ctx, sent, observed, alive, awaiting, catalog: cat };
     }
-    const run: StepRun = { createdMs: 0, stepSinceMs: 0, resend: () => true };
+    const run: StepRun = { stepSinceMs: 0, resend: () => true };
     const cleanupData = (): RepairReplicaData => ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 4 });
     const close = { nodeId: 1, instruction: { close_region: { region_id: REGION, destroy: true, peer_id: '1' } } };
 

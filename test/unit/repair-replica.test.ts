@@ -65,7 +65,7 @@ function fake(): Fake {
 }
 
 /** A step run whose re-send is always due. */
-const run: StepRun = { createdMs: 0, stepSinceMs: 0, resend: () => true };
+const run: StepRun = { stepSinceMs: 0, resend: () => true };
 
 describe('repair-replica of a lost replica (issue 14.1)', () => {
   it('with no other node free, the replacement goes on the same node under a fresh peer id', () => {

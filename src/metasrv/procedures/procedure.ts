@@ -105,8 +105,10 @@ export type StepResult<S extends string> =
 
 /** The runner's view of the current step, given to it (the runner owns and saves these). */
 export interface StepRun {
-  readonly createdMs: number;
-  /** When the current step started. */
+  /**
+   * When the current step started (wall clock ms; the runner moves it to now if a backward step
+   * of the clock left it in the future: finding M33). Steps time their waits and time-outs by it.
+   */
   readonly stepSinceMs: number;
   /** True at most once per RESEND_AFTER_MS while a step waits; the runner keeps the time outside the kind's data. */
   resend(): boolean;

@@ -34,7 +34,7 @@ export const regionFailover: ProcedureDefinition<'region-failover'> = {
       }
       d.leaderless = leaderless;
       if (leaderless.length === 0) return { done: true, note: `every region of node ${failed} has a live leader` };
-      const elapsed = ctx.clock.nowMs() - run.createdMs;
+      const elapsed = ctx.clock.nowMs() - run.stepSinceMs; // its only step: the procedure's age
       if (elapsed > GIVE_UP_MS) return { failed: `regions ${leaderless.join(', ')} still have no live leader after ${GIVE_UP_MS} ms (no live quorum?)` };
       if (elapsed > CAMPAIGN_GRACE_MS && run.resend()) {
         for (const regionId of leaderless) {

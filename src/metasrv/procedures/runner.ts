@@ -94,8 +94,13 @@ export function advance<K extends ProcedureKind>(ctx: ProcedureContext, record: 
     record.updatedMs = now();
     return true;
   }
+  // A step that began "in the future" began before a backward step of the wall clock (NTP): its
+  // waits and time-outs count from now, not from once the clock has caught up with the saved
+  // time — a balance move, a drain's leader moves, a transfer or a failover's nudge would
+  // otherwise wait out the whole step (finding M33; M10 is the same for re-sends). Steps time
+  // themselves by `stepSinceMs` only, never by the record's creation time, which stays as saved.
+  rebaseStepStart(record, now());
   const run: StepRun = {
-    createdMs: record.createdMs,
     stepSinceMs: record.stepSinceMs,
     resend: () => {
       // A send "in the future" is one before a backward step of the wall clock (NTP): due now,
@@ -130,6 +135,13 @@ export function advance<K extends ProcedureKind>(ctx: ProcedureContext, record: 
     record.status = 'failed';
     record.error = result.failed;
   }
+  return true;
+}
+
+/** Moves a running record's step start back to `nowMs` if it lies after it; true if it moved. */
+function rebaseStepStart(record: { stepSinceMs: number }, nowMs: number): boolean {
+  if (record.stepSinceMs <= nowMs) return false;
+  record.stepSinceMs = nowMs;
   return true;
 }
 

@@ -19,7 +19,7 @@ export const transferLeader: ProcedureDefinition<'transfer-leader'> = {
         region.leaderNodeId = nodeId;
         return { done: true, note: `node ${nodeId} leads region ${regionId}` };
       }
-      if (ctx.clock.nowMs() - run.createdMs > TRANSFER_TIMEOUT_MS) return { failed: `leadership did not move within ${TRANSFER_TIMEOUT_MS} ms` };
+      if (ctx.clock.nowMs() - run.stepSinceMs > TRANSFER_TIMEOUT_MS) return { failed: `leadership did not move within ${TRANSFER_TIMEOUT_MS} ms` };
       if (leader && run.resend()) ctx.send(leader.nodeId, { transfer_leader: { region_id: regionId, to_peer_id: String(target.peerId) } });
       return { wait: true };
     },

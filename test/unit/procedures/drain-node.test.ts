@@ -80,6 +80,16 @@ describe('drain-node / move-leaders', () => {
     expect(record().notes.at(-1)).to.match(/did not move; the repairs will move them/);
   });
 
+  it('retryable: leaderships that do not move when the metasrv wall clock steps back 10 minutes are left to the repairs after the timeout, not once the clock caught up (finding M33)', () => {
+    const { f, id, record } = drain('move-leaders');
+    f.step(id);
+    f.stepClockBack(600_000);
+    f.step(id);
+    f.clock.advance(MOVE_LEADERS_TIMEOUT_MS + 1);
+    f.step(id);
+    expect(record().step).to.equal('move-replicas');
+  });
+
   it('resume: a crash before the save re-sends the transfers', () => {
     const { f, id, record } = drain('move-leaders');
     f.stepThenCrash(id);

@@ -52,6 +52,16 @@ describe('region-failover / ensure-leaders', () => {
     expect(f.region().leaderNodeId).to.equal(3);
   });
 
+  it('retryable: when the metasrv wall clock steps back 10 minutes, the campaign nudge still goes out after the grace period, not once the clock caught up (finding M33)', () => {
+    const { f, id } = leaderDown();
+    f.step(id);
+    f.stepClockBack(600_000);
+    f.step(id);
+    f.clock.advance(CAMPAIGN_GRACE_MS + 1);
+    f.step(id);
+    expect(f.sentKinds()).to.deep.equal(['campaign@1']);
+  });
+
   it('fatal: still leaderless after the give-up time, it fails naming the regions', () => {
     const { f, id, record } = leaderDown();
     f.clock.advance(GIVE_UP_MS + 1);

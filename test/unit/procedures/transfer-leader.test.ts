@@ -54,6 +54,17 @@ describe('transfer-leader / transfer', () => {
     expect(f.sent, 'then re-sent only after the interval again').to.have.length(2);
   });
 
+  it('fatal: a transfer waiting when the metasrv wall clock steps back 10 minutes still fails after the timeout, not once the clock caught up (finding M33)', () => {
+    const { f, id, record } = transferTo(1);
+    f.step(id);
+    f.stepClockBack(600_000);
+    f.step(id);
+    f.clock.advance(TRANSFER_TIMEOUT_MS + 1);
+    f.step(id);
+    expect(record().status).to.equal('failed');
+    expect(record().error).to.match(/did not move within 15000 ms/);
+  });
+
   it('fatal: an unknown region, a node without a replica, or no move within the timeout fails it', () => {
     const a = transferTo(1, '999');
     a.f.step(a.id);

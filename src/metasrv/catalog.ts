@@ -307,12 +307,15 @@ export function addTable(
   catalog: CatalogState,
   table: Omit<TableDef, 'tableId'>,
   replicationFactor: number,
+  reservedTableId?: number,
 ): { table: TableDef; regions: RegionDef[] } {
   if (tableNamed(catalog, table.name)) {
     throw new RegionDbError(ErrorCode.AlreadyExists, `table ${table.name} already exists`);
   }
   assert(table.regionCount > 0, 'regionCount must be positive');
-  const tableId = catalog.nextTableId++;
+  // A reserved id (taken from the allocator before, metasrv-core's createTable) or the next one.
+  assert(reservedTableId === undefined || reservedTableId < catalog.nextTableId, 'a reserved table id was taken from the allocator');
+  const tableId = reservedTableId ?? catalog.nextTableId++;
   const def: TableDef = { ...table, tableId };
   const load = replicaCountByNode(catalog);
   const regions: RegionDef[] = [];

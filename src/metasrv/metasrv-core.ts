@@ -62,6 +62,7 @@ import type { ObjectStore } from '../object-store/index.js';
 import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leadersOffPlacement } from './procedures/balance-leaders.js';
+import { TABLE_ID_OBJECT_PREFIX, highestReservedTableId, writeTableIdObject } from './table-id-object.js';
 import { type Instruction, type ObservedReplica, type ProcedureContext, removedByGroup } from './procedures/procedure.js';
 import { type NodeReport, type ReportUse, useReport } from './report-view.js';
 import { type BalanceLeadersData, type DataOf, type ProcedureKind, type ProcedureRecordOf, isProcedureKind } from './procedures/record.js';
@@ -527,6 +528,14 @@ export class MetasrvCore {
     let changed = this.dropRecordedTables(finishing);
     let highest = -1;
     for (const id of dropRecords.keys()) highest = Math.max(highest, id); // not a spread: records only grow (a call's arguments do not)
+    // The reservations (finding M34): the ids of tables created here, flushed or not.
+    const reserved = await highestReservedTableId(store).catch((err: unknown) => {
+      this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the table id reservations in the object store; no table is created until they are read');
+      throw err;
+    });
+    if (reserved.strays.length > 0) this.log.error({ keys: reserved.strays.slice(0, 10), count: reserved.strays.length }, `objects under ${TABLE_ID_OBJECT_PREFIX} that are not table id reservations; left alone — remove them`);
+    if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the listing began');
+    highest = Math.max(highest, reserved.highest);
     for (const folder of folders) {
       const regionId = folder.slice(REGIONS_PREFIX.length, -1);
       if (/^[0-9]+$/.test(regionId) && folder === regionPrefix(regionId)) highest = Math.max(highest, tableIdOfRegion(regionId));
@@ -1473,7 +1482,17 @@ export class MetasrvCore {
     // answer is that table, not ALREADY_EXISTS (simulator, wide mix, engine seed 3454).
     const createdMeanwhile = this.createdByToken(name, token);
     if (createdMeanwhile) return createdMeanwhile;
-    const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor);
+    if (tableNamed(this.catalog, name)) throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} already exists`);
+    const reserved = await this.reserveTableId(name);
+    if (reserved !== undefined) {
+      // Checked again after the reservation's await: the id is then skipped, never handed out twice.
+      if (droppingSince(this.catalog, name) !== undefined) {
+        throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
+      }
+      const createdWhileReserving = this.createdByToken(name, token);
+      if (createdWhileReserving) return createdWhileReserving;
+    }
+    const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor, reserved);
     if (token !== '') (this.catalog.createTokens ??= ownMap())[name] = token;
     await this.save();
     // Open the replicas now (the heartbeat reconciliation would also do it, within a beat).
@@ -1491,6 +1510,34 @@ export class MetasrvCore {
     );
     this.log.info({ table: name, tableId: table.tableId, regions: regions.length }, 'created table');
     return { table: toProtoSchema(this.schemaOf(name)), routes: regions.map((r) => this.route(r)) };
+  }
+
+  /**
+   * With `[storage]`: takes the next table id from the allocator and reserves it in the object
+   * store (table-id-object.ts) before anything of the table is saved or opened, so that a start
+   * from a lost or older catalog raises its allocator above it even if the table never flushed
+   * (finding M34). Fails the CreateTable (the id is skipped) when placement is impossible now or
+   * the put fails. Undefined without `[storage]`: the id is taken by `addTable` as before.
+   */
+  private async reserveTableId(name: string): Promise<number | undefined> {
+    if (!this.config.storage || !this.objectStore) return undefined;
+    const alive = Object.values(this.catalog.nodes).filter((n) => n.state === 'alive').length;
+    if (alive < this.replicationFactor) {
+      throw new RegionDbError(ErrorCode.Unavailable, `need ${this.replicationFactor} healthy datanodes for placement, only ${alive} available`);
+    }
+    const epoch = this.epoch;
+    const tableId = this.catalog.nextTableId++;
+    try {
+      await writeTableIdObject(this.objectStore, this.config.cluster_id, tableId, name);
+    } catch (err) {
+      throw new RegionDbError(ErrorCode.Unavailable, `cannot reserve table id ${tableId} in the object store (${(err as Error).message}); the table was not created`);
+    }
+    this.requireActing();
+    this.refuseIfUnwritable();
+    if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the table id was reserved; the table was not created');
+    // A catalog reloaded meanwhile (a resume after a failed write) may hold an older allocator.
+    if (this.catalog.nextTableId <= tableId) this.catalog.nextTableId = tableId + 1;
+    return tableId;
   }
 
   /**

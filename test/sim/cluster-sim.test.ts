@@ -876,8 +876,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // 1–179 and 561–571; 180–560 not searched) whose exemption decides a delete for such a disk —
     // n2's durable snapshot at 60 of …105, n2 running without the replica; the others exempt only
     // running, fenced or down replicas. Found by a temporary trace of the checker's match (not kept).
-    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 571: a cut-off peer on a node waiting for its registration is not held to its durable snapshot (E11)', async () => {
-      const r = await runClusterSim(571, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
+    // M34 (the table id reservations) moved the runs again: seed 34 is the first from 1 whose
+    // exemption decides a delete (`deletesNamedByCutOff`).
+    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 34: a cut-off peer\'s durable snapshot is not held (E11)', async () => {
+      const r = await runClusterSim(34, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });
@@ -886,24 +888,26 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // its durable snapshot is not held (docs/simulation.md, "A refused copy holds nothing"). Found
     // at seed 303 ("…e-1700000000380-89112c5f.sst was deleted while n1 4398046511104 durable raft
     // snapshot at 22 names it", n1 running on the copy its start was refused as); since DT2 moved
-    // the runs, seed 302 is the first (from 300) where such a snapshot named a deleted SST (4 deletes).
-    it('engine, the wide mix with restore and the metasrv, seed 302: a refused copy\'s durable snapshot is not held', async () => {
+    // the runs, seed 302 was the first (from 300) where such a snapshot named a deleted SST (4
+    // deletes); since M34's table id reservations moved them again, seed 648 (6 deletes).
+    it('engine, the wide mix with restore and the metasrv, seed 648: a refused copy\'s durable snapshot is not held', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap'] as const;
-      const r = await runClusterSim(302, { ...engine, metasrv: true, faults: [...faults] });
+      const r = await runClusterSim(648, { ...engine, metasrv: true, faults: [...faults] });
       expect(r.storage.restoresRefused, 'refused starts').to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByRefusedCopy, 'deletes only a refused copy\'s snapshot named').to.be.greaterThan(0);
     });
 
     // The same match holds a peer that is not cut off: GC ignoring the replicas' snapshots
-    // (planted) is caught at seed 2 on n4's durable snapshot at 83, n4 running without its
-    // replica of …105 (E11). Seed 3 was (n2's at 134 of …104) until E12 and DT2 moved these runs;
-    // seed 1 is caught on a down node's snapshot.
+    // (planted) is caught at seed 4 on n3's durable snapshot at 54, n3 running without its
+    // replica of …104 (E11). Seed 2 was (n4's at 83 of …105) until M34's table id reservations
+    // moved these runs, seed 3 (n2's at 134 of …104) until E12 and DT2; seeds 2 and 3 are now
+    // caught on a down node's snapshot (a temporary tag on the checker's match said which, not kept).
     it('the checkers can fail: GC ignoring snapshots (planted) is caught on the durable snapshot of a running node that does not host the replica (E11)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'], gcBug: 'gc-ignores-snapshots' };
-      const caught = await violationAt(2, options);
-      expect(caught, 'seed 2 passed with the planted GC rule').to.not.equal(undefined);
+      const caught = await violationAt(4, options);
+      expect(caught, 'seed 4 passed with the planted GC rule').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
-      expect(caught!.message).to.contain('was deleted while n4 4398046511105 durable raft snapshot at 83 names it');
+      expect(caught!.message).to.contain('was deleted while n3 4398046511104 durable raft snapshot at 54 names it');
     });
 
     // Finding E3 (docs/simulation.md; E9 in docs/correctness.md): n3's replica of region …104
@@ -1116,21 +1120,22 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
   // disk after the drop and create a table on the empty catalog.
   describe('DDL (FAULTS=ddl, with the metasrv)', () => {
     if (engineCampaign) return;
-    it('tables created, written, dropped and re-created under crashes, corrupt and wipe: the checkers stay green (register seeds 1–2, engine seed 12 with a catalog loss, replayed)', async () => {
+    it('tables created, written, dropped and re-created under crashes, corrupt and wipe: the checkers stay green (register seeds 1–2, engine seed 11 with a catalog loss, replayed)', async () => {
       const total: Record<string, number> = {};
       const count = (r: Awaited<ReturnType<typeof runClusterSim>>) => {
         for (const [k, v] of Object.entries(r.ddl!)) total[k] = (total[k] ?? 0) + v;
       };
       for (const seed of [1, 2]) count(await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] }));
       const engine = { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'ddl'] } as const;
-      // Engine seed 12 loses the catalog after its drop (seed 19 did until E12 moved the engine
-      // traces; seed 1 until K1 moved the metasrv traces — datanodes reopen once registered; seed 5
-      // until DropTable fenced its regions, DT1). Searched from 1.
-      const a = await runClusterSim(12, engine);
+      // Engine seed 11 loses the catalog after its drop (seed 12 did until M34's table id
+      // reservations moved the DDL runs; seed 19 until E12 moved the engine traces; seed 1 until K1
+      // moved the metasrv traces — datanodes reopen once registered; seed 5 until DropTable fenced
+      // its regions, DT1). Searched from 1.
+      const a = await runClusterSim(11, engine);
       count(a);
       console.log(`    ${JSON.stringify(total)}`);
       for (const k of ['creates', 'drops', 'adds', 'catalogLosses']) expect(total[k], k).to.be.greaterThan(0);
-      const b = await runClusterSim(12, engine);
+      const b = await runClusterSim(11, engine);
       expect(b.traceHash).to.equal(a.traceHash);
     });
 
@@ -1242,17 +1247,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // The DDL checker's answer to a forgotten region without a quorum (`quorumHosted` in
     // sim-ddl.ts): no read owed. The destructive faults' guard keeps such a region to one loss
     // since seed 2867's fix, and no seed searched reaches it otherwise (docs/simulation.md), so the
-    // guard's gap is planted back (`guardBug`). The path was found at engine seed 2104; since
-    // finding M33's fix (session 27: a procedure step's start after a backward clock step) that
-    // seed's run goes another way, and a search of 2001–2025 with the gap planted found it again
-    // at 2023: d1 (region 4402341478400: peers 4@n4, 5@n1, 6@n2; n4 hosting it as peer 7 since a
-    // repair) forgotten by a catalog restored from an older copy; n1's disk copied, put back,
-    // refused and wiped, so the replicas left hold no quorum and elect no leader. The region is
-    // recorded and skipped (before the skip: `liveness` "no linearizable read of d1's region …").
-    it('the wide mix with the metasrv and the guard planted without forgotten regions, engine seed 2023: a forgotten region left without a quorum is not read', async () => {
+    // guard's gap is planted back (`guardBug`). The path was found at engine seed 2104, then 2023
+    // (after finding M33's fix); since M34 (CreateTable reserves its table id in the object store)
+    // the runs go otherwise again, and seed 2001 is the first from 2001 with the gap planted that
+    // reaches it: d1 (1025, two regions) forgotten by a catalog restored from an older copy, n1
+    // wiped, n4's disk put back from a copy, refused and wiped — both of d1's regions left without
+    // a quorum, no leader. They are recorded and skipped (before the skip: `liveness` "no
+    // linearizable read of d1's region …").
+    it('the wide mix with the metasrv and the guard planted without forgotten regions, engine seed 2001: a forgotten region left without a quorum is not read', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2023, { mode: 'engine', metasrv: true, faults: [...faults], guardBug: 'forgotten-regions-unguarded' });
-      expect(r.ddl!.unreadWithoutQuorum, 'forgotten regions not read for want of a quorum').to.equal(1);
+      const r = await runClusterSim(2001, { mode: 'engine', metasrv: true, faults: [...faults], guardBug: 'forgotten-regions-unguarded' });
+      expect(r.ddl!.unreadWithoutQuorum, 'forgotten regions not read for want of a quorum').to.equal(2);
     });
 
     // Pinned seeds of the wide mix with `marks` (session marks and late copies), each with what it
@@ -1337,36 +1342,40 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // from). On the merged traces (E12 moved them too) seed 2017 is the first from 2000 whose run
     // restores such a copy and drops d1 again, passing — with the planted drop-records-ignored it
     // fails `state machine safety` (on the branch it was seed 2032; 2017 failed then on the
-    // slow-apply finding E12, fixed).
-    it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2017 of the wide mix)', async () => {
+    // slow-apply finding E12, fixed). Since M34's table id reservations moved the DDL runs, seed
+    // 2013 is the first from 2000 that passes and fails `state machine safety` with the planted bug.
+    it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2013 of the wide mix)', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: [...faults] };
-      for (const seed of [2015, 2017]) await runClusterSim(seed, options);
+      for (const seed of [2015, 2013]) await runClusterSim(seed, options);
       const bug = 'drop-records-ignored';
-      const caught = await violationAt(2017, { ...options, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) });
+      const caught = await violationAt(2013, { ...options, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) });
       expect(caught?.invariant, `planted ${bug}: ${caught?.message}`).to.equal('state machine safety');
     });
 
     // DT2 with the smallest mix, ddl,metarestore: a copy holding d1 (id 1025) is restored after
-    // d1's drop was answered — seed 481: its region `bootstrapped`; seed 259: its regions not
+    // d1's drop was answered — seed 481 (now 120): its region `bootstrapped`; seed 259 (now 1335): its regions not
     // (the copy saved before their first report) — and the metasrv's start drops d1 again from its
     // drop record. With the planted drop-records-ignored (the records listed, no table dropped from
     // them) the checkers flag both: seed 481 "dropped table refused" (a write to the dropped region
     // acknowledged), seed 259 "state machine safety" (the region bootstrapped again beside its old
     // replicas). Searched on the merged traces (E12 moved them; the branch had seeds 93 and 330):
-    // of seeds 1–1,000 the planted bug fails these two ways at 259, 481, 500 and 780 and each of
-    // them passes without it.
-    it('a catalog copy older than a drop, restored (FAULTS=ddl,metarestore, engine seeds 481, 259): the table is dropped again from its drop record (DT2)', async () => {
+    // of seeds 1–1,000 the planted bug failed these two ways at 259, 481, 500 and 780 and each of
+    // them passed without it. M34's table id reservations moved the runs again: `dropped table
+    // refused` at 120, 144 and 436 of 1–436 (none `state machine safety` there), and `state
+    // machine safety` at 1335, the first of 1201–1335 (437–600 searched too, none; 601–1200 not
+    // searched); each passes without the bug.
+    it('a catalog copy older than a drop, restored (FAULTS=ddl,metarestore, engine seeds 120, 1335): the table is dropped again from its drop record (DT2)', async () => {
       const options = { mode: 'engine', metasrv: true, faults: ['ddl', 'metarestore'] } as const;
-      for (const seed of [481, 259]) await runClusterSim(seed, options);
+      for (const seed of [120, 1335]) await runClusterSim(seed, options);
     });
 
-    it('the checkers can fail: the drop records ignored after a catalog restore (planted drop-records-ignored, DT2) flags seeds 481 and 259', async () => {
+    it('the checkers can fail: the drop records ignored after a catalog restore (planted drop-records-ignored, DT2) flags seeds 120 and 1335', async () => {
       const bug = 'drop-records-ignored';
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: ['ddl', 'metarestore'], metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
       for (const [seed, invariant] of [
-        [481, 'dropped table refused'],
-        [259, 'state machine safety'],
+        [120, 'dropped table refused'],
+        [1335, 'state machine safety'],
       ] as const) {
         const caught = await violationAt(seed, options);
         expect(caught?.invariant, `seed ${seed}: ${caught?.message}`).to.equal(invariant);

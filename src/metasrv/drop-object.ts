@@ -15,12 +15,9 @@
 import { assert } from '../common/assert.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { frameJson, unframeJson } from './record-object.js';
+import { TABLE_ID_MAX, frameJson, tableIdKey, tableIdOfKey, unframeJson } from './record-object.js';
 
 export const DROP_OBJECT_PREFIX = 'meta/dropped-table-';
-const KEY_DIGITS = 15;
-/** The largest table id a drop record's key can name (15 digits; table ids stay far below it: region ids are table id << 32). */
-const TABLE_ID_MAX = 999_999_999_999_999;
 
 /** What a drop record says: table `name` of id `tableId` was dropped (every region's fence committed). */
 export interface DropRecord {
@@ -29,8 +26,7 @@ export interface DropRecord {
 }
 
 export function dropObjectKey(tableId: number): string {
-  assert(Number.isSafeInteger(tableId) && tableId >= 0 && tableId <= TABLE_ID_MAX, 'a dropped table id fits its key');
-  return `${DROP_OBJECT_PREFIX}${String(tableId).padStart(KEY_DIGITS, '0')}`;
+  return tableIdKey(DROP_OBJECT_PREFIX, tableId);
 }
 
 export function encodeDropObject(clusterId: string, record: DropRecord): Uint8Array {
@@ -67,8 +63,8 @@ export async function droppedTableIds(store: ObjectStore): Promise<{ ids: Map<nu
   const ids = new Map<number, string>();
   const strays: string[] = [];
   for (const { key } of await store.list(DROP_OBJECT_PREFIX)) {
-    const digits = key.slice(DROP_OBJECT_PREFIX.length);
-    if (/^[0-9]{15}$/.test(digits)) ids.set(Number(digits), key);
+    const tableId = tableIdOfKey(DROP_OBJECT_PREFIX, key);
+    if (tableId !== undefined) ids.set(tableId, key);
     else strays.push(key);
   }
   return { ids, strays };

@@ -10,17 +10,13 @@
 // bytes and never deleted by the metasrv (one small object per table ever created). Framed and
 // checked like the drop records (drop-object.ts): versioned, CRC32C, naming its cluster and table;
 // only the key is read at a start (one listing), the body is for an operator.
-import { assert } from '../common/assert.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { frameJson } from './record-object.js';
+import { frameJson, tableIdKey, tableIdOfKey } from './record-object.js';
 
 export const TABLE_ID_OBJECT_PREFIX = 'meta/table-id-';
-const KEY_DIGITS = 15;
-const TABLE_ID_MAX = 999_999_999_999_999;
 
 export function tableIdObjectKey(tableId: number): string {
-  assert(Number.isSafeInteger(tableId) && tableId >= 0 && tableId <= TABLE_ID_MAX, 'a reserved table id fits its key');
-  return `${TABLE_ID_OBJECT_PREFIX}${String(tableId).padStart(KEY_DIGITS, '0')}`;
+  return tableIdKey(TABLE_ID_OBJECT_PREFIX, tableId);
 }
 
 /** Puts the reservation of `tableId` for table `name` (durable when the store's put resolves). */
@@ -36,8 +32,8 @@ export async function highestReservedTableId(store: ObjectStore): Promise<{ high
   let highest = -1;
   const strays: string[] = [];
   for (const { key } of await store.list(TABLE_ID_OBJECT_PREFIX)) {
-    const digits = key.slice(TABLE_ID_OBJECT_PREFIX.length);
-    if (/^[0-9]{15}$/.test(digits)) highest = Math.max(highest, Number(digits));
+    const tableId = tableIdOfKey(TABLE_ID_OBJECT_PREFIX, key);
+    if (tableId !== undefined) highest = Math.max(highest, tableId);
     else strays.push(key);
   }
   return { highest, strays };

@@ -138,11 +138,12 @@ export function advance<K extends ProcedureKind>(ctx: ProcedureContext, record: 
   return true;
 }
 
-/** Moves a running record's step start back to `nowMs` if it lies after it; true if it moved. */
-function rebaseStepStart(record: { stepSinceMs: number }, nowMs: number): boolean {
-  if (record.stepSinceMs <= nowMs) return false;
-  record.stepSinceMs = nowMs;
-  return true;
+/**
+ * Moves a running record's step start back to `nowMs` if it lies after it. In memory only: the
+ * record is saved with its next change, and a start before then rebases the saved time again.
+ */
+function rebaseStepStart(record: { stepSinceMs: number }, nowMs: number): void {
+  if (record.stepSinceMs > nowMs) record.stepSinceMs = nowMs;
 }
 
 /** One pass; returns true if anything durable changed (the caller saves). */

@@ -11,7 +11,7 @@ import { type NodeAction, type Reports, groupOf } from '../../src/metasrv/reconc
 import type { MetasrvCoreFactory } from './sim-metasrv.js';
 import { SPURIOUS_METASRV_BUGS, isSpuriousMetasrvBug, spuriousMetasrvCore } from './sim-spurious-bugs.js';
 
-export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', 'drop-records-ignored', 'removal-hold-ignored', 'balance-placement-dropped', 'step-start-in-future', ...SPURIOUS_METASRV_BUGS] as const;
+export const METASRV_BUGS = ['store-ids-ignored', 'failover-elsewhere', 'saves-poisoned', 'table-ids-from-reports-only', 'drop-tombstones-forgotten', 'drop-without-fence', 'drop-records-ignored', 'removal-hold-ignored', 'balance-placement-dropped', ...SPURIOUS_METASRV_BUGS] as const;
 export type MetasrvBug = (typeof METASRV_BUGS)[number];
 
 /**
@@ -158,30 +158,6 @@ class BalancePlacementDropped extends MetasrvCore {
   }
 }
 
-/**
- * Finding M33 (docs/correctness.md): a step timed its waits from `stepSinceMs` on the metasrv's
- * wall clock, so after the clock stepped back a step started "in the future" and its time-outs
- * did not fire until the clock caught up — a balance move, a drain's leader moves, a transfer, a
- * failover's nudge waited out the whole step (minutes). Planted over the fix: the runner moves a
- * future step start to now (the step sees no time passed, as before the fix it saw a negative
- * time), and the future start is put back after every pass that leaves the step where it was.
- */
-class StepStartInFuture extends MetasrvCore {
-  protected override runProcedurePass(ctx: ProcedureContext): boolean {
-    const now = ctx.clock.nowMs();
-    const future = new Map<string, { step: string; stepSinceMs: number }>();
-    for (const record of Object.values(ctx.catalog.procedures)) {
-      if (record.status === 'running' && record.stepSinceMs > now) future.set(record.id, { step: record.step, stepSinceMs: record.stepSinceMs });
-    }
-    const changed = super.runProcedurePass(ctx);
-    for (const [id, was] of future) {
-      const record = ctx.catalog.procedures[id];
-      if (record?.status === 'running' && record.step === was.step) record.stepSinceMs = was.stepSinceMs;
-    }
-    return changed;
-  }
-}
-
 export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
   if (isSpuriousMetasrvBug(bug)) return spuriousMetasrvCore(bug);
   const Core = {
@@ -194,7 +170,6 @@ export function plantedMetasrvCore(bug: MetasrvBug): MetasrvCoreFactory {
     'drop-records-ignored': DropRecordsIgnored,
     'removal-hold-ignored': RemovalHoldIgnored,
     'balance-placement-dropped': BalancePlacementDropped,
-    'step-start-in-future': StepStartInFuture,
   }[bug];
   return (config, env) => new Core(config, silentLogger, 3, env);
 }

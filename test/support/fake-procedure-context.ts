@@ -101,6 +101,18 @@ export class FakeCluster {
     this.clock.nowMs = () => read() - ms;
   }
 
+  /**
+   * Finding M33's scenario: procedure `id` steps, the wall clock steps back 10 minutes, it steps
+   * again, then `afterMs` pass and it steps once more.
+   */
+  stepAcrossClockStepBack(id: string, afterMs: number): void {
+    this.step(id);
+    this.stepClockBack(600_000);
+    this.step(id);
+    this.clock.advance(afterMs);
+    this.step(id);
+  }
+
   kill(nodeId: number): void {
     if (this.alive.has(nodeId)) this.killedAtMs.set(nodeId, this.clock.nowMs());
     this.alive.delete(nodeId);

@@ -173,11 +173,7 @@ describe('balance-leaders / move', () => {
   it('retryable: a move waiting when the metasrv wall clock steps back 10 minutes still times out after the move timeout, not once the clock caught up (finding M33)', () => {
     const { f, id, record } = moving();
     f.kill(2);
-    f.step(id);
-    f.stepClockBack(600_000);
-    f.step(id);
-    f.clock.advance(MOVE_TIMEOUT_MS + 1);
-    f.step(id);
+    f.stepAcrossClockStepBack(id, MOVE_TIMEOUT_MS + 1);
     expect(record().step, 'timed out').to.equal('plan');
     expect(record().notes.at(-1)).to.match(/timed out/);
   });
@@ -185,12 +181,7 @@ describe('balance-leaders / move', () => {
   it('retryable: a region still electing when the wall clock steps back is waited for the election wait, not until the clock caught up (finding M33)', () => {
     const { f, id, record } = unbalanced();
     f.report(2, replica(2, { role: 'follower', leaderNodeId: 0 }));
-    f.step(id);
-    expect(record().step).to.equal('plan');
-    f.stepClockBack(600_000);
-    f.step(id);
-    f.clock.advance(ELECTION_WAIT_MS + 1);
-    f.step(id);
+    f.stepAcrossClockStepBack(id, ELECTION_WAIT_MS + 1);
     expect(record().status, 'planned without the leaderless region').to.equal('done');
     expect(record().notes.at(-1)).to.match(/without a known leader/);
   });

@@ -302,6 +302,11 @@ export function pickNodes(catalog: CatalogState, count: number, exclude: Readonl
   return candidates.slice(0, count);
 }
 
+/** ALREADY_EXISTS if the catalog has a table named `name`. */
+export function refuseExistingTable(catalog: CatalogState, name: string): void {
+  if (tableNamed(catalog, name)) throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} already exists`);
+}
+
 /** Adds a table and places each region's replicas on distinct nodes. Mutates `catalog`. */
 export function addTable(
   catalog: CatalogState,
@@ -309,9 +314,7 @@ export function addTable(
   replicationFactor: number,
   reservedTableId?: number,
 ): { table: TableDef; regions: RegionDef[] } {
-  if (tableNamed(catalog, table.name)) {
-    throw new RegionDbError(ErrorCode.AlreadyExists, `table ${table.name} already exists`);
-  }
+  refuseExistingTable(catalog, table.name);
   assert(table.regionCount > 0, 'regionCount must be positive');
   // A reserved id (taken from the allocator before, metasrv-core's createTable) or the next one.
   assert(reservedTableId === undefined || reservedTableId < catalog.nextTableId, 'a reserved table id was taken from the allocator');

@@ -52,7 +52,7 @@ import { fromProtoColumns, toProtoSchema } from '../rpc/values.js';
 import { isFreshStoreId } from '../common/store-id.js';
 import { REGIONS_PREFIX, regionPrefix } from '../engine/manifest.js';
 import { SingleFlight } from '../common/single-flight.js';
-import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, type TableDef, addTable, dropTable, dropTokenOf, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, regionList, regionWithId, regionsOfTable, rememberDropToken, replicaCountByNode, tableNamed } from './catalog.js';
+import { type CatalogState, type NodeDef, type RegionDef, REPLICATION_FACTOR, type TableDef, addTable, dropTable, dropTokenOf, droppingSince, emptyCatalog, fencedIndexOf, forgetFences, isRegionId, ownMap, pickNodes, refuseExistingTable, regionList, regionWithId, regionsOfTable, rememberDropToken, replicaCountByNode, tableNamed } from './catalog.js';
 import { decodeCatalog, encodeCatalog, upgradeCatalog } from './catalog-store.js';
 import type { MetaGroup } from './meta-group.js';
 import { backupCatalog } from './catalog-backup.js';
@@ -523,19 +523,18 @@ export class MetasrvCore {
       this.log.error({ err: (err as Error).message, store: store.description }, 'cannot read the drop records in the object store; no table is created and no region bootstrapped until they are read');
       throw err;
     }
-    if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the listing began');
-    this.unreadableDropRecords = unreadable;
-    let changed = this.dropRecordedTables(finishing);
-    let highest = -1;
-    for (const id of dropRecords.keys()) highest = Math.max(highest, id); // not a spread: records only grow (a call's arguments do not)
-    // The reservations (finding M34): the ids of tables created here, flushed or not.
+    // The reservations (finding M34): the ids of tables created here, flushed or not. Read before
+    // the epoch check, like everything this listing awaits: the catalog changes only after it.
     const reserved = await highestReservedTableId(store).catch((err: unknown) => {
       this.log.error({ err: (err as Error).message, store: store.description }, 'cannot list the table id reservations in the object store; no table is created until they are read');
       throw err;
     });
     if (reserved.strays.length > 0) this.log.error({ keys: reserved.strays.slice(0, 10), count: reserved.strays.length }, `objects under ${TABLE_ID_OBJECT_PREFIX} that are not table id reservations; left alone — remove them`);
     if (this.epoch !== epoch) throw new RegionDbError(ErrorCode.Unavailable, 'this metasrv acts at another epoch since the listing began');
-    highest = Math.max(highest, reserved.highest);
+    this.unreadableDropRecords = unreadable;
+    let changed = this.dropRecordedTables(finishing);
+    let highest = reserved.highest;
+    for (const id of dropRecords.keys()) highest = Math.max(highest, id); // not a spread: records only grow (a call's arguments do not)
     for (const folder of folders) {
       const regionId = folder.slice(REGIONS_PREFIX.length, -1);
       if (/^[0-9]+$/.test(regionId) && folder === regionPrefix(regionId)) highest = Math.max(highest, tableIdOfRegion(regionId));
@@ -1457,13 +1456,7 @@ export class MetasrvCore {
     // its tables and marks are judged only once this acting epoch's listing has read the drop
     // records (UNAVAILABLE until then), never answered ALREADY_EXISTS from a stale copy.
     if (this.config.storage && this.tableIdsListedAt !== this.epoch) await this.tableIdsListed();
-    // Before the token's answer: a table being dropped is going away (the metasrv finishes the
-    // drop on its own), so it is not handed back even to the CreateTable that created it (a
-    // resumed br restore would otherwise restore into it and report it done).
-    if (droppingSince(this.catalog, name) !== undefined) {
-      throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
-    }
-    const created = this.createdByToken(name, token);
+    const created = this.settledBeforeCreate(name, token);
     if (created) return created;
     const quietMs = this.startupQuietMs();
     if (quietMs > 0 && this.group) await this.waitForReports(quietMs);
@@ -1473,23 +1466,16 @@ export class MetasrvCore {
     for (const node of Object.values(this.catalog.nodes)) {
       node.state = this.nodeState(node) === 'alive' ? 'alive' : node.state === 'draining' ? 'draining' : 'suspect';
     }
-    if (droppingSince(this.catalog, name) !== undefined) {
-      // Checked again: a drop may have started during the wait above.
-      throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
-    }
-    // And the token again: an earlier attempt of this call (its caller timed out and retried
-    // while it still ran here) may have created the table during the waits above — the retry's
-    // answer is that table, not ALREADY_EXISTS (simulator, wide mix, engine seed 3454).
-    const createdMeanwhile = this.createdByToken(name, token);
+    // Checked again: a drop may have started, or an earlier attempt of this call (its caller timed
+    // out and retried while it still ran here) may have created the table, during the waits above
+    // — the retry's answer is that table, not ALREADY_EXISTS (simulator, wide mix, engine seed 3454).
+    const createdMeanwhile = this.settledBeforeCreate(name, token);
     if (createdMeanwhile) return createdMeanwhile;
-    if (tableNamed(this.catalog, name)) throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} already exists`);
+    refuseExistingTable(this.catalog, name); // before a table id is reserved for nothing
     const reserved = await this.reserveTableId(name);
     if (reserved !== undefined) {
-      // Checked again after the reservation's await: the id is then skipped, never handed out twice.
-      if (droppingSince(this.catalog, name) !== undefined) {
-        throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
-      }
-      const createdWhileReserving = this.createdByToken(name, token);
+      // And again after the reservation's await (the id is then skipped, never handed out twice).
+      const createdWhileReserving = this.settledBeforeCreate(name, token);
       if (createdWhileReserving) return createdWhileReserving;
     }
     const { table, regions } = addTable(this.catalog, { name, columns, regionCount }, this.replicationFactor, reserved);
@@ -1513,6 +1499,20 @@ export class MetasrvCore {
   }
 
   /**
+   * What decides a CreateTable of `name` before a table is added, checked again after each await:
+   * a table being dropped is going away (the metasrv finishes the drop on its own), so it is not
+   * handed back even to the CreateTable that created it — ALREADY_EXISTS (a resumed br restore
+   * would otherwise restore into it and report it done); otherwise the answer to a retry of a
+   * CreateTable that created it (`createdByToken`), if this is one.
+   */
+  private settledBeforeCreate(name: string, token: string): Promise<MetaCreateTableResponse> | undefined {
+    if (droppingSince(this.catalog, name) !== undefined) {
+      throw new RegionDbError(ErrorCode.AlreadyExists, `table ${name} is being dropped (its DropTable has not completed); create it again once DropTable answers`);
+    }
+    return this.createdByToken(name, token);
+  }
+
+  /**
    * With `[storage]`: takes the next table id from the allocator and reserves it in the object
    * store (table-id-object.ts) before anything of the table is saved or opened, so that a start
    * from a lost or older catalog raises its allocator above it even if the table never flushed
@@ -1521,10 +1521,7 @@ export class MetasrvCore {
    */
   private async reserveTableId(name: string): Promise<number | undefined> {
     if (!this.config.storage || !this.objectStore) return undefined;
-    const alive = Object.values(this.catalog.nodes).filter((n) => n.state === 'alive').length;
-    if (alive < this.replicationFactor) {
-      throw new RegionDbError(ErrorCode.Unavailable, `need ${this.replicationFactor} healthy datanodes for placement, only ${alive} available`);
-    }
+    pickNodes(this.catalog, this.replicationFactor, new Set(), new Map()); // only its check: enough healthy datanodes to place a region
     const epoch = this.epoch;
     const tableId = this.catalog.nextTableId++;
     try {

@@ -2216,7 +2216,11 @@ export class ClusterSim {
     const regions = Object.values(catalog.regions);
     if (placement.leader_placement === 'table') {
       const byTable = new Map<string, typeof regions>();
-      for (const region of regions) byTable.set(region.tableName, [...(byTable.get(region.tableName) ?? []), region]);
+      for (const region of regions) {
+        const list = byTable.get(region.tableName);
+        if (list) list.push(region);
+        else byTable.set(region.tableName, [region]);
+      }
       for (const [table, list] of byTable) {
         list.sort((a, b) => a.regionNumber - b.regionNumber);
         for (let i = 0; i < list.length; i += placement.leader_pack_regions) {

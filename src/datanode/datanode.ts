@@ -215,7 +215,7 @@ export class Datanode implements DatabaseHost {
       countLateVotes: raft.late_votes,
     };
     if (raft.read_only === 'lease') {
-      this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease and can be stale after an event-loop stall or a leader transfer (docs/raft.md, "Lease reads"); use "safe" outside benchmarks');
+      this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease, which has no margin for clock-rate drift between nodes (a stall of this process or a leader transfer voids it) and can then be stale (docs/raft.md, "Lease reads are off by default"); use "safe" outside benchmarks');
     }
     const core: DatanodeCore<RegionState> = new DatanodeCore<RegionState>({
       nodeId: this.nodeId,

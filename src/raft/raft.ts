@@ -242,6 +242,14 @@ export class Raft {
   private readonly readOnly: ReadOnlyQueue;
   /** ReadIndex requests received before this leader committed an entry of its term (P6). */
   private pendingReadIndex: Message[] = [];
+  /**
+   * Lease reads (R10): how many times the lease was voided (`suspendLease`, a TimeoutNow sent),
+   * and whether it is void now. While void, ReadIndex takes the heartbeat round even with
+   * `readOnly: 'lease'`, and the lease is back once a quorum acknowledged a round registered
+   * after the latest voiding (the leader was still counted after it).
+   */
+  private leaseVoidings = 0;
+  private leaseVoid = false;
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -1168,7 +1176,7 @@ export class Raft {
     let sends = 0;
     while (sends < this.maxInflightMsgs && this.sendAppend(m.from, false)) sends++;
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.send(makeMessage({ type: MessageType.TimeoutNow, to: m.from }));
+      this.sendTimeoutNow(m.from);
     }
   }
 
@@ -1178,11 +1186,14 @@ export class Raft {
     // slot so the next append can reveal the gap (the follower rejects, we fall back to probe).
     if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
-    if (this.readOnlyOption !== 'safe' || m.context.byteLength === 0) return;
+    // Rounds exist with `readOnly: 'safe'`, and with 'lease' while the lease is void.
+    if (m.context.byteLength === 0 || this.readOnly.size === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks) return;
     if (!isQuorum(this.config.voters, (id) => id === this.id || acks.has(id))) return;
-    for (const read of this.readOnly.advance(m.context)) this.answerRead(read.from, read.index, read.context);
+    const released = this.readOnly.advance(m.context);
+    if (this.leaseVoid && released.length > 0 && released[released.length - 1]!.epoch === this.leaseVoidings) this.leaseVoid = false;
+    for (const read of released) this.answerRead(read.from, read.index, read.context);
   }
 
   private handleReadIndexRequest(m: Message): void {
@@ -1203,11 +1214,11 @@ export class Raft {
 
   private serveReadIndex(m: Message): void {
     // A single voter is its own quorum: no heartbeat round can add anything.
-    if (this.readOnlyOption === 'lease' || this.isSingleVoter()) {
+    if ((this.readOnlyOption === 'lease' && !this.leaseVoid) || this.isSingleVoter()) {
       this.answerRead(m.from, this.log.committed, m.context);
       return;
     }
-    if (!this.readOnly.add(this.log.committed, m.context, m.from)) {
+    if (!this.readOnly.add(this.log.committed, m.context, m.from, this.leaseVoidings)) {
       this.dropRequest(m);
       return;
     }
@@ -1246,10 +1257,31 @@ export class Raft {
     this.leadTransferee = target;
     const pr = this.progress.get(target)!;
     if (pr.match === this.log.lastIndex()) {
-      this.send(makeMessage({ type: MessageType.TimeoutNow, to: target }));
+      this.sendTimeoutNow(target);
     } else {
       this.sendAppend(target, true);
     }
+  }
+
+  /**
+   * The target campaigns at once and the voters skip their lease check for it (§3.10 thesis), so
+   * it may lead before this leader hears of it: from here on, this leader's lease proves nothing.
+   */
+  private sendTimeoutNow(target: NodeId): void {
+    this.suspendLease();
+    this.send(makeMessage({ type: MessageType.TimeoutNow, to: target }));
+  }
+
+  /**
+   * Voids the leader lease (R10): until a quorum acknowledges a heartbeat round registered after
+   * this call, ReadIndex takes the round even with `readOnly: 'lease'`. The lease is counted in
+   * ticks, so a host whose ticks stopped while time went on (its process stalled: a late tick, a
+   * timer overdue) calls this before it serves another read: the other voters may have elected a
+   * leader meanwhile. Also done when this leader sends TimeoutNow. Harmless in any role and mode.
+   */
+  suspendLease(): void {
+    this.leaseVoidings++;
+    this.leaseVoid = true;
   }
 
   private abortLeaderTransfer(): void {

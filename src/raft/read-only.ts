@@ -16,6 +16,8 @@ export interface PendingRead {
   /** Who asked: the leader itself, or a follower that forwarded the request. */
   readonly from: NodeId;
   readonly acks: Set<NodeId>;
+  /** The leader's lease voidings when it was registered (raft.ts `suspendLease`): its round confirms the leader after those. */
+  readonly epoch: number;
 }
 
 export function contextKey(context: Uint8Array): string {
@@ -35,10 +37,10 @@ export class ReadOnlyQueue {
   }
 
   /** Returns false when full or when this context is already pending. */
-  add(index: number, context: Uint8Array, from: NodeId): boolean {
+  add(index: number, context: Uint8Array, from: NodeId, epoch = 0): boolean {
     const key = contextKey(context);
     if (this.pending.has(key) || this.queue.length >= this.maxPending) return false;
-    this.pending.set(key, { index, context, from, acks: new Set() });
+    this.pending.set(key, { index, context, from, acks: new Set(), epoch });
     this.queue.push(key);
     return true;
   }

@@ -724,6 +724,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       replica.peers.set(message.from, { peerId: message.from, nodeId: fromNodeId });
       this.peersChanges++;
     }
+    if (message.type === MessageType.ReadIndex) this.voidLeasesIfOverdue(); // a follower's read, forwarded here
     try {
       replica.raft.step(message);
     } catch (err) {
@@ -781,7 +782,10 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const now = this.clock.nowMs();
     const late = this.lastTickAtMs !== undefined && now - this.lastTickAtMs > 2 * this.tuning.tickMs;
     this.lastTickAtMs = now;
-    if (late) this.timing.lateTicks++;
+    if (late) {
+      this.timing.lateTicks++;
+      this.voidLeases();
+    }
     this.livenessTicks++;
     // A late tick judges no one, unless the tick before was late and did not judge either.
     const judge = !late || this.judgementSkipped;
@@ -812,6 +816,26 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
       if (replica.raft.quiesced && replica.reads.size === 0 && !replica.stall) this.awake.delete(replica);
     }
     if (this.touched.size > 0) this.schedule();
+  }
+
+  /**
+   * Lease reads (raft.read_only = "lease", docs/raft-rules.md R10): the lease is counted in ticks,
+   * and ticks stop while this process is stalled (SIGSTOP, a long GC, a descheduled VM) while the
+   * other voters' time goes on — they may have elected another leader and committed writes by
+   * the time this one runs again and answers a read from its lease (the simulator's `pause` fault:
+   * register seed 70 with lease reads). So a stall voids every replica's lease (Raft.suspendLease:
+   * its next ReadIndex takes a heartbeat round, and a quorum's answer brings the lease back): seen
+   * by a late tick, or before a read is registered while the next tick is overdue (a read handled
+   * before the late tick ran). A no-op with "safe" reads.
+   */
+  protected voidLeases(): void {
+    if (this.tuning.readOnly !== 'lease') return;
+    for (const replica of this.replicas.values()) if (replica.answersRaft) replica.raft.suspendLease();
+  }
+
+  private voidLeasesIfOverdue(): void {
+    if (this.tuning.readOnly !== 'lease' || this.lastTickAtMs === undefined) return;
+    if (this.clock.nowMs() - this.lastTickAtMs > 2 * this.tuning.tickMs) this.voidLeases();
   }
 
   /**
@@ -1094,6 +1118,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * (§6.4 thesis), and N concurrent reads cost one heartbeat round instead of N.
    */
   private requestReadIndex(replica: Replica<S, R>): void {
+    this.voidLeasesIfOverdue();
     const group = replica.queuedReads.splice(0);
     const ctx = this.readContext(++this.readSeq);
     replica.reads.set(ctx, {

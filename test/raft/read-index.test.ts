@@ -140,4 +140,100 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
     expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat)).to.have.length(0);
     expect(net.node(1).readStates).to.have.length(1);
   });
+
+  // Finding E14 (docs/correctness.md): the lease is counted in ticks. A leader whose process
+  // stalled (no ticks) while the others elected a leader and committed a write still answers from
+  // its lease when it runs again, cut off from them: a stale read (the simulator's `pause` fault,
+  // register seed 70 with lease reads). Its host voids the lease (suspendLease) after a stall.
+  describe('a voided lease (suspendLease, finding E14)', () => {
+    /** Leader 1 with lease reads, then stalled (not ticked) and cut off while 2 and 3 elect a leader that commits 'b'. */
+    function stalledLeader(): { net: Network; other: number } {
+      const net = new Network([1, 2, 3], { readOnly: 'lease' });
+      net.campaign(1);
+      net.propose(1, 'a');
+      net.isolate(1);
+      for (let i = 0; i < 60 && net.leaders().filter((id) => id !== 1).length === 0; i++) {
+        net.tick(2);
+        net.tick(3);
+      }
+      const other = net.leaders().find((id) => id !== 1)!;
+      expect(other, 'a new leader among 2 and 3').to.not.equal(undefined);
+      net.propose(other, 'b');
+      expect(net.raft(other).log.committed).to.be.above(net.raft(1).log.committed);
+      return { net, other };
+    }
+
+    it('the hazard: a stalled leader answers from its lease a read that misses the new leader\'s write', () => {
+      const { net } = stalledLeader();
+      expect(net.raft(1).role).to.equal(Role.Leader);
+      net.raft(1).readIndex(ctx('stale'));
+      net.settle();
+      expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['stale']);
+    });
+
+    it('voided, the stalled leader answers no read: it needs a quorum round it cannot get', () => {
+      const { net } = stalledLeader();
+      net.raft(1).suspendLease();
+      net.raft(1).readIndex(ctx('v1'));
+      net.settle();
+      expect(net.node(1).readStates).to.have.length(0);
+      net.tick(1, 25); // CheckQuorum: it steps down and drops the read (index 0), never answers it
+      expect(net.raft(1).role).to.equal(Role.Follower);
+      expect(net.node(1).readStates.map((r) => [decode(r.context), r.index])).to.deep.equal([['v1', 0]]);
+    });
+
+    it('a quorum round registered after the voiding brings the lease back', () => {
+      const net = new Network([1, 2, 3], { readOnly: 'lease' });
+      net.campaign(1);
+      net.propose(1, 'a');
+      net.raft(1).suspendLease();
+      let before = net.delivered.length;
+      net.raft(1).readIndex(ctx('r1'));
+      net.settle();
+      expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat).length, 'r1 takes a heartbeat round').to.be.greaterThan(0);
+      expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1']);
+      before = net.delivered.length;
+      net.raft(1).readIndex(ctx('r2'));
+      net.settle();
+      expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat), 'r2 from the lease again').to.have.length(0);
+      expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1', 'r2']);
+    });
+
+    it('a round registered before a later voiding does not bring the lease back', () => {
+      const net = new Network([1, 2, 3], { readOnly: 'lease' });
+      net.campaign(1);
+      net.propose(1, 'a');
+      net.raft(1).suspendLease();
+      net.cutLink(2, 1);
+      net.cutLink(3, 1);
+      net.raft(1).readIndex(ctx('r1')); // registered; its acks are lost
+      net.settle();
+      net.raft(1).suspendLease(); // a second stall before r1 is confirmed
+      net.heal();
+      net.tick(1); // the tick's heartbeat carries r1's context: a quorum confirms r1
+      expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1']);
+      const before = net.delivered.length;
+      net.raft(1).readIndex(ctx('r2'));
+      net.settle();
+      expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat).length, 'r2 still takes a round').to.be.greaterThan(0);
+      expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1', 'r2']);
+    });
+
+    it('a leader that sent TimeoutNow answers no read from its lease: the target may lead before it hears so', () => {
+      const net = new Network([1, 2, 3], { readOnly: 'lease' });
+      net.campaign(1);
+      net.propose(1, 'a');
+      // The new leader's messages never reach 1 (its election and its write).
+      net.cutLink(2, 1);
+      net.cutLink(3, 1);
+      net.raft(1).transferLeader(2);
+      net.settle();
+      expect(net.raft(2).role).to.equal(Role.Leader);
+      net.propose(2, 'b');
+      expect(net.raft(1).role, 'the old leader has not heard').to.equal(Role.Leader);
+      net.raft(1).readIndex(ctx('t1'));
+      net.settle();
+      expect(net.node(1).readStates).to.have.length(0);
+    });
+  });
 });

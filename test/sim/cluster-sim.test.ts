@@ -36,6 +36,8 @@ for (const name of campaignFaults) if (!knownFaults.includes(name)) throw new Er
 const withMetasrv = process.env['SIM_CLUSTER_METASRV'] === '1';
 // SIM_CLUSTER_CALM_ELECTIONS=1: the opt-in election rules on (docs/quiescence.md, "Elections under a stalled loop").
 const calmElections = process.env['SIM_CLUSTER_CALM_ELECTIONS'] === '1';
+// SIM_CLUSTER_LEASE_READS=1: linearizable reads from the leader lease (raft.read_only = "lease").
+const leaseReads = process.env['SIM_CLUSTER_LEASE_READS'] === '1';
 // SIM_CLUSTER_GC_QUIET_MS=n (engine mode): the flusher's quiet-region GC interval, opt-in (production sets one; docs/simulation.md).
 const gcQuietMs = process.env['SIM_CLUSTER_GC_QUIET_MS'] ?? '';
 if (gcQuietMs !== '' && !(Number(gcQuietMs) > 0)) throw new Error(`SIM_CLUSTER_GC_QUIET_MS must be a positive number of ms, got ${gcQuietMs}`);
@@ -43,6 +45,7 @@ const withFaults: Partial<ClusterSimOptions> = {
   ...(campaignFaults.length > 0 ? { faults: campaignFaults } : {}),
   ...(withMetasrv ? { metasrv: true } : {}),
   ...(calmElections ? { calmElections: true } : {}),
+  ...(leaseReads ? { leaseReads: true } : {}),
   ...(gcQuietMs !== '' ? { gcQuietIntervalMs: Number(gcQuietMs) } : {}),
 };
 
@@ -135,7 +138,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     const seed = Number(envSeed);
     // SIM_CLUSTER_HOST_BUG replays a seed of the planted-bug test with the bug switched on.
     // SIM_CLUSTER_CORE_BUG=name[,name] replays it with raft core PlantedBugs on.
-    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed', 'stats-miss-cycle', 'stale-reads-ungated'] as const);
+    const hostBugName = plantedSwitch('HOST_BUG', ['send-before-persist', 'no-wake-on-leader-down', 'close-fails-proposed', 'stats-miss-cycle', 'stale-reads-ungated', 'lease-survives-stalls'] as const);
     const hostBug = hostBugName ? { hostBug: hostBugName } : {};
     const coreNames = (process.env['SIM_CLUSTER_CORE_BUG'] ?? '').split(',').filter((n) => n !== '');
     const gcBug = plantedSwitch('GC_BUG', ['gc-ignores-snapshots', 'gc-by-key-age'] as const);
@@ -383,6 +386,35 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
 
     // Finding 8a: seed 7 is the first (seeds 1–6 pass); searched from 6.
     itFindsCloseFailsProposed({}, 6);
+
+    // The `pause` fault (docs/simulation.md, "Process pauses"): a datanode process stops (SIGSTOP,
+    // a long GC, a descheduled VM) and runs again, what reached it meanwhile held until then. With
+    // lease reads (raft.read_only = "lease"), finding E14: a leader paused through its group's
+    // next election and cut off from it answered a read from its tick-counted lease when it ran
+    // again — a stale read. Its host now voids the lease after a stall; with the old rule planted
+    // (lease-survives-stalls) seed 70 is the first to fail (seeds 1–69 pass; searched from 60).
+    it('process pauses (pause) with safe and with lease reads: the checkers stay green (30 seeds each, replays); a lease that survives a stall (planted, E14) is caught', async () => {
+      const pause: Partial<ClusterSimOptions> = { faults: ['pause'] };
+      let pauses = 0;
+      for (const options of [pause, { ...pause, leaseReads: true }]) {
+        await runSeeds(seedRange(1, 30), options, (r) => {
+          pauses += r.pauses!;
+        });
+      }
+      console.log(`    pauses: ${pauses}`);
+      // A fault that never pauses anything checks nothing.
+      expect(pauses).to.be.greaterThan(100);
+      const [a, b] = await runSeeds([5, 5], { ...pause, leaseReads: true });
+      expect(b!.traceHash).to.equal(a!.traceHash);
+      const planted: Partial<ClusterSimOptions> = { ...pause, leaseReads: true, hostBug: 'lease-survives-stalls' };
+      const caught = await firstViolation(planted, (v) => v.invariant === 'linearizability', 60);
+      expect(caught, 'no seed exposed the lease surviving a stall').to.not.equal(undefined);
+      console.log(`    lease-survives-stalls: seed ${caught!.seed} (${caught!.invariant})`);
+      expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=pause SIM_CLUSTER_LEASE_READS=1 SIM_CLUSTER_HOST_BUG=lease-survives-stalls SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);
+      await expectSameViolation(caught!, planted);
+      // The production rule on the same seed passes.
+      await runClusterSim(caught!.seed, { ...pause, leaseReads: true });
+    });
   });
 
   describe('with the metasrv (the real MetasrvCore: registration, heartbeats, failure detection, procedures)', () => {

@@ -152,9 +152,12 @@ export interface ClusterSimOptions {
    * stats` checker, with the metasrv; docs/quiescence.md). 'stale-reads-ungated': the stale-read
    * gate as it was before docs/correctness.md 8g — a replica that has heard from a leader since
    * it opened serves stale reads however long ago that was — so a replica removed without
-   * learning it (finding E1) is held to its frozen version again.
+   * learning it (finding E1) is held to its frozen version again. 'lease-survives-stalls' (with
+   * `leaseReads`): a region server that does not void its leader leases after a stall of its
+   * process, as before finding E14 — a leader paused through its group's next election answers
+   * reads from its lease when it runs again (the `pause` fault).
    */
-  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle' | 'stale-reads-ungated';
+  hostBug?: 'send-before-persist' | 'no-wake-on-leader-down' | 'close-fails-proposed' | 'stats-miss-cycle' | 'stale-reads-ungated' | 'lease-survives-stalls';
   /** Test-only raft core bugs (src/raft/raft.ts PlantedBugs) in every replica, through a RegionServer subclass. */
   coreBugs?: PlantedBugs;
   /**
@@ -241,6 +244,11 @@ export interface ClusterSimOptions {
    */
   calmElections?: boolean;
   /**
+   * Opt-in (SIM_CLUSTER_LEASE_READS=1): every region server serves linearizable reads from its
+   * leader lease (raft.read_only = "lease", docs/raft-rules.md R10) instead of a heartbeat round.
+   */
+  leaseReads?: boolean;
+  /**
    * Test-only, with `corrupt`: the WAL's open before findings 3a/3b (src/wal/wal.ts before
    * 7ec6b49), in a SimDisk subclass. `cut-damaged-tail` (3a): a damaged last record is taken
    * for a torn write, cut, and the commit index lowered to match; the region opens without it.
@@ -313,7 +321,7 @@ export interface ClusterSimOptions {
   traceFile?: string;
 }
 
-export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'marks' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | 'balance' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
+export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 'marks' | 'evict' | 'slow' | 'catalog' | 'ddl' | 'dropwrite' | 'close' | 'slowdrop' | 'refuse' | 'balance' | 'pause' | SpuriousFault | CatalogLossFault | ReadPathFault | DrainFault;
 /**
  * The read path's faults (docs/simulation.md, "Follower reads, held queues, crash loops"), not in `all`:
  * `followers`, clients that read through the client library's route cache, so that reads land
@@ -325,7 +333,7 @@ export type ExtraFault = 'corrupt' | 'wipe' | 'restore' | 'clock' | 'clients' | 
  */
 export type ReadPathFault = 'followers' | 'queues' | 'flap';
 export const READ_PATH_FAULTS: readonly ReadPathFault[] = ['followers', 'queues', 'flap'];
-export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', 'balance', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
+export const EXTRA_FAULTS: readonly ExtraFault[] = ['corrupt', 'wipe', 'restore', 'clock', 'clients', 'marks', 'evict', 'slow', 'catalog', 'ddl', 'dropwrite', 'close', 'slowdrop', 'refuse', 'balance', 'pause', ...SPURIOUS_FAULTS, ...READ_PATH_FAULTS, ...DRAIN_FAULTS];
 /**
  * What `FAULTS=all` switches on: the faults `all` meant before `stall`, `twin`, `spare` (sim-spurious.ts), `ddl` (sim-ddl.ts),
  * `close`, `slowdrop` and the read path's were added, so its campaigns replay; those and the catalog's loss and restore
@@ -340,6 +348,7 @@ export const ALL_FAULTS: readonly ExtraFault[] = EXTRA_FAULTS.filter(
     f !== 'slowdrop' &&
     f !== 'refuse' &&
     f !== 'balance' &&
+    f !== 'pause' &&
     f !== 'restore' &&
     !(SPURIOUS_FAULTS as readonly string[]).includes(f) &&
     !(READ_PATH_FAULTS as readonly string[]).includes(f) &&
@@ -355,6 +364,17 @@ export const OPERATOR_MOVES_COPY_MS = 1_000;
 export const LATE_COPY_CHANCE = 0.1;
 export const LATE_COPY_MS_MIN = 20;
 export const LATE_COPY_MS_MAX = 400;
+
+/**
+ * With `pause`: a datanode process pauses (SIGSTOP and SIGCONT, a long GC, a VM descheduled) for
+ * this long (virtual ms): from shorter than a raft election timeout (100–200 ms here) and the
+ * node-down rule (60 ms) to longer than the metasrv's acceptable pause (200 ms) — its leaders are
+ * deposed, the metasrv may start failovers — and back, with its clock moved on and its ticks not.
+ */
+export const PAUSE_MS_MIN = 20;
+export const PAUSE_MS_MAX = 1_500;
+/** With `pause`: the chance that a nemesis step (every 100–300 virtual ms) pauses a running datanode. */
+export const PAUSE_CHANCE = 0.2;
 
 /** With `balance`: the metasrv's periodic leader-placement check runs this often (virtual ms; production's default is 30 s). */
 export const BALANCE_INTERVAL_MS = 500;
@@ -404,6 +424,8 @@ export interface ClusterSimResult {
   storage: { corruptions: number; wipes: number; restores: number; restoresRefused: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
   closes?: { closes: number; leaders: number; proposalsInFlight: number; reopens: number };
+  /** With `pause`: the datanode pauses made. */
+  pauses?: number;
   /** With `metasrv`: its crashes and clock steps, catalog saves that landed, and the instructions the datanodes executed, by kind. */
   metasrv?: {
     crashes: number;
@@ -726,6 +748,11 @@ function plantedServer<S extends StateMachine<R>, R>(
       return super.staleReadRefusal(regionId);
     }
 
+    // Before E14: a stall leaves the lease as the ticks count it.
+    protected override voidLeases(): void {
+      if (hostBug !== 'lease-survives-stalls') super.voidLeases();
+    }
+
     // 8a: without `proposedWhy` every waiting proposal gets the close's or removal's NOT_FOUND.
     protected override failPending(replica: Replica<S, R>, err: Error, proposedWhy?: string): void {
       super.failPending(replica, err, hostBug === 'close-fails-proposed' ? undefined : proposedWhy);
@@ -892,6 +919,9 @@ export class ClusterSim {
   private placement: ReturnType<typeof balancePlacementOf> | undefined;
   /** With `marks`: late copies of client writes (its own stream, forked after `refuse`'s, only when on). */
   private lateRand: Rand | undefined;
+  /** With `pause`: its own stream, and the pauses it made. */
+  private pauseRand: Rand | undefined;
+  private pauses = 0;
   /** region → node → the peer it hosts there (the harness's catalog; replaced peers get fresh ids). */
   private readonly placements = new Map<string, Map<number, Placement>>();
   private nextPeerId: number;
@@ -1162,6 +1192,8 @@ export class ClusterSim {
     }
     // The `marks` fault: its own stream, forked after `refuse`'s, only when on.
     if (this.extra.has('marks')) this.lateRand = this.rand.fork();
+    // The `pause` fault: its own stream, forked after `marks`'s, only when on.
+    if (this.extra.has('pause')) this.pauseRand = this.rand.fork();
   }
 
   /**
@@ -1374,6 +1406,9 @@ export class ClusterSim {
       if (!this.meta.up) this.meta.start();
     }
     for (const node of this.nodes.values()) if (!node.server) this.startNode(node);
+    // `pause`: a pause under way ends before the liveness bounds start (a pause is not cut short).
+    const pausesEnd = Math.max(...[...this.nodes.values()].map((n) => (n.server ? n.incarnation.pausedUntil : 0)));
+    if (pausesEnd > this.sched.now) await this.sched.runUntil(pausesEnd, () => this.violation !== undefined);
     let deadline = this.sched.now + this.livenessBoundMs;
     // Let outstanding client operations finish or time out, then read everything.
     await this.sched.runUntil(this.sched.now + OP_TIMEOUT_MS + 10, () => this.violation !== undefined);
@@ -1414,6 +1449,7 @@ export class ClusterSim {
       ...(this.meta ? { metasrv: this.metasrvSummary(this.meta) } : {}),
       ...(this.ddl ? { ddl: { ...this.ddl.stats } } : {}),
       ...(this.extra.has('close') ? { closes: { ...this.closeStats } } : {}),
+      ...(this.pauseRand ? { pauses: this.pauses } : {}),
       ...(this.readRand ? { readPath: { ...this.readPathStats, crossingSeqGaps: [...this.readPathStats.crossingSeqGaps], ...(this.peerQueues ? { queues: { ...this.peerQueues.stats } } : {}) } } : {}),
       ...(store
         ? {
@@ -1491,7 +1527,7 @@ export class ClusterSim {
     const { hostBug, coreBugs, gcBug, clientBug, walBug, wipeBug, dedupBug, metasrvBug, datanodeBug, catlossBug } = this.options;
     const core = coreBugs ? Object.keys(coreBugs).filter((k) => coreBugs[k as keyof PlantedBugs]) : [];
     const env = (name: string, value: string | undefined) => (value ? `SIM_CLUSTER_${name}=${value} ` : '');
-    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('RESTORE_BUG', this.options.restoreBug)}${env('GUARD_BUG', this.options.guardBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
+    return `${this.engine ? 'SIM_CLUSTER_MODE=engine ' : ''}${env('FAULTS', [...this.extra].join(','))}${this.options.checkEveryDelete === false ? 'SIM_CLUSTER_CHECK_EVERY_DELETE=0 ' : ''}${this.options.leaseReads ? 'SIM_CLUSTER_LEASE_READS=1 ' : ''}${this.options.calmElections ? 'SIM_CLUSTER_CALM_ELECTIONS=1 ' : ''}${env('HOST_BUG', hostBug)}${env('CORE_BUG', core.join(','))}${env('GC_BUG', gcBug)}${env('FLUSHER_CHECK', this.options.flusherCheck)}${env('GC_QUIET_MS', this.options.gcQuietIntervalMs?.toString())}${env('CLIENT_BUG', clientBug)}${env('WAL_BUG', walBug)}${env('WIPE_BUG', wipeBug)}${env('RESTORE_BUG', this.options.restoreBug)}${env('GUARD_BUG', this.options.guardBug)}${env('DEDUP_BUG', dedupBug)}${this.meta ? 'SIM_CLUSTER_METASRV=1 ' : ''}${env('METASRV_BUG', metasrvBug)}${env('DATANODE_BUG', datanodeBug)}${env('CATLOSS_BUG', catlossBug)}`;
   }
 
   // ─── Nodes ──────────────────────────────────────────────────────────────────────────────────
@@ -1539,7 +1575,7 @@ export class ClusterSim {
           node.disk,
           this.transportFor(inc),
           { create: (regionId, data) => new RegisterMachine((index, command) => this.onApply(node.id, regionId, index, command), data) },
-          this.options.calmElections ? { ...TUNING, ...CALM_ELECTIONS } : TUNING,
+          this.tuning(TUNING),
           silentLogger,
           clock,
           { ...simHooks, ...hooks },
@@ -1567,7 +1603,7 @@ export class ClusterSim {
               return this.watchApplies(dedupBug ? plantDedupBug(state, dedupBug) : state, node.id, regionId);
             },
           },
-          this.options.calmElections ? { ...ENGINE_TUNING, ...CALM_ELECTIONS } : ENGINE_TUNING,
+          this.tuning(ENGINE_TUNING),
           silentLogger,
           clock,
           { ...simHooks, ...hooks },
@@ -2339,8 +2375,15 @@ export class ClusterSim {
   }
 
   private deliver(from: number, to: number, envelope: RaftEnvelope): void {
-    const server = this.nodes.get(to)?.server;
-    if (!server) return;
+    const node = this.nodes.get(to);
+    const server = node?.server;
+    if (!node || !server) return;
+    const inc = node.incarnation;
+    if (inc.pausedUntil > this.sched.now) {
+      // `pause`: it waits in the socket until the process runs again (and dies with it).
+      this.sched.at(inc.pausedUntil, () => this.deliver(from, to, envelope), inc);
+      return;
+    }
     if (this.drain?.intercept(from, to, envelope)) return; // the `drain` fault's cut (sim-drain.ts)
     const m = envelope.message;
     // Liveness beats (one per node pair every beatEveryTicks ticks) stay out of the trace: they carry no state.
@@ -2679,9 +2722,12 @@ export class ClusterSim {
           this.flag('quiesce-in-step', `${regionId}: n${nodeId} sleeps at last index ${st.lastIndex} commit ${st.commit}, its leader n${leader.nodeId} (t${st.term}) sleeps at last index ${leader.lastIndex} commit ${leader.commit} (${this.status()})`);
         }
         const leaderNode = replica.leaderNodeId();
-        const downSince = leaderNode === undefined ? undefined : this.nodeDownSince.get(leaderNode);
+        const crashedAt = leaderNode === undefined ? undefined : this.nodeDownSince.get(leaderNode);
+        // `pause`: a paused follower counts no ticks; its bound runs from when it runs again.
+        const downSince = crashedAt === undefined ? undefined : Math.max(crashedAt, this.nodes.get(nodeId)!.incarnation.pausedUntil);
         if (downSince !== undefined && now - downSince > QUIESCE_ORPHAN_BOUND_MS) {
-          this.flag('quiesce-orphan', `${regionId}: n${nodeId} still sleeps ${now - downSince} ms after its leader's node n${leaderNode} crashed (bound ${QUIESCE_ORPHAN_BOUND_MS} ms; ${this.status()})`);
+          const paused = downSince > crashedAt! ? `, counted from the end of n${nodeId}'s pause at ${downSince}` : '';
+          this.flag('quiesce-orphan', `${regionId}: n${nodeId} still sleeps ${now - downSince} ms after its leader's node n${leaderNode} crashed${paused} (bound ${QUIESCE_ORPHAN_BOUND_MS} ms; ${this.status()})`);
         }
       }
     }
@@ -2701,6 +2747,7 @@ export class ClusterSim {
       if (this.extra.has('twin') && this.twinStep(this.spuriousRand)) return;
       if (this.extra.has('spare') && (this.spareClockStep(this.spuriousRand) || this.spareOutageStep(this.spuriousRand))) return;
     }
+    if (this.pauseRand && this.pauseStep(this.pauseRand)) return;
     if (this.metaRand && this.metasrvFaultStep(this.metaRand)) return;
     if (this.faultRand && this.extraFaultStep(this.faultRand)) return;
     const ids = [...this.nodes.keys()];
@@ -2753,6 +2800,31 @@ export class ClusterSim {
       this.record(`object-store outage ${ms}ms`);
     }
     // else: quiet
+  }
+
+  /** The region servers' tuning: the mode's, with the opt-in election rules and lease reads. */
+  private tuning(base: RaftTuning): RaftTuning {
+    return { ...base, ...(this.options.calmElections ? CALM_ELECTIONS : {}), ...(this.options.leaseReads ? { readOnly: 'lease' as const } : {}) };
+  }
+
+  /**
+   * The `pause` fault, from its own stream: a running datanode process pauses (PAUSE_MS_MIN–MAX).
+   * Nothing of it runs meanwhile — timers, its disk's and the object store's answers, its calls'
+   * answers, raft messages and the metasrv's calls reaching it — and all of it runs when it
+   * resumes, in the order it was due (sim-world.ts `Incarnation.pausedUntil`); its wall clock
+   * moves on. A crash during a pause drops what it held, as a kill of a stopped process does.
+   */
+  private pauseStep(rand: Rand): boolean {
+    if (!rand.chance(PAUSE_CHANCE)) return false;
+    const now = this.sched.now;
+    const running = [...this.nodes.values()].filter((n) => n.server && n.incarnation.pausedUntil <= now);
+    if (running.length === 0) return false;
+    const node = rand.pick(running);
+    const ms = PAUSE_MS_MIN + rand.int(PAUSE_MS_MAX - PAUSE_MS_MIN + 1);
+    node.incarnation.pausedUntil = now + ms;
+    this.pauses++;
+    this.record(`pause n${node.id} for ${ms}ms`);
+    return true;
   }
 
   /** The third slice's faults (ClusterSimOptions.faults), drawn from their own stream; false when none was done. */

@@ -661,30 +661,32 @@ export function simDatanodeAdmin(
       };
       sched.at(sched.now + timeoutMs, () => settle(() => reject(new RegionDbError(ErrorCode.DeadlineExceeded, `${method} on ${addr} timed out`))), caller);
       if (faulty() && rand.chance(0.02)) return;
-      sched.at(
-        sched.now + 1 + rand.int(5),
-        () => {
-          const target = coreAt(addr);
-          if (!target) {
-            settle(() => reject(new RegionDbError(ErrorCode.Unavailable, `${addr}: connection refused`)));
-            return;
-          }
-          const req = wire.requestDeserialize(wire.requestSerialize(request)) as Req;
-          const answer = (f: () => void) => {
-            if (target.inc.dead || (faulty() && rand.chance(0.02))) return;
-            sched.at(sched.now + 1 + rand.int(5), () => settle(f), caller);
-          };
-          // Served at once (no microtask between the epoch check and the core's call), as before FenceRegion existed.
-          const done: Promise<Res> = target.core.admitEpoch(req.metasrv_epoch)
-            ? serve(target.core, req)
-            : Promise.reject(new RegionDbError(ErrorCode.ConditionFailed, `${method} from a metasrv at epoch ${req.metasrv_epoch} refused`));
-          done.then(
-            (res) => answer(() => resolve(wire.responseDeserialize(wire.responseSerialize(res)) as never)),
-            (err: unknown) => answer(() => reject(err)),
-          );
-        },
-        caller,
-      );
+      const arrive = () => {
+        const target = coreAt(addr);
+        if (!target) {
+          settle(() => reject(new RegionDbError(ErrorCode.Unavailable, `${addr}: connection refused`)));
+          return;
+        }
+        if (target.inc.pausedUntil > sched.now) {
+          // The `pause` fault: the call waits until the datanode process runs again.
+          sched.at(target.inc.pausedUntil, arrive, target.inc);
+          return;
+        }
+        const req = wire.requestDeserialize(wire.requestSerialize(request)) as Req;
+        const answer = (f: () => void) => {
+          if (target.inc.dead || (faulty() && rand.chance(0.02))) return;
+          sched.at(sched.now + 1 + rand.int(5), () => settle(f), caller);
+        };
+        // Served at once (no microtask between the epoch check and the core's call), as before FenceRegion existed.
+        const done: Promise<Res> = target.core.admitEpoch(req.metasrv_epoch)
+          ? serve(target.core, req)
+          : Promise.reject(new RegionDbError(ErrorCode.ConditionFailed, `${method} from a metasrv at epoch ${req.metasrv_epoch} refused`));
+        done.then(
+          (res) => answer(() => resolve(wire.responseDeserialize(wire.responseSerialize(res)) as never)),
+          (err: unknown) => answer(() => reject(err)),
+        );
+      };
+      sched.at(sched.now + 1 + rand.int(5), arrive, caller);
     });
   };
   return {

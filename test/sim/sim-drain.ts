@@ -310,7 +310,7 @@ export class DrainNemesis {
   /**
    * The `removal availability` checker: a region must not stay without a leader for
    * REMOVAL_AVAILABILITY_MS while the network is whole and some replica M could win an election
-   * but for the votes of replicas deleted meanwhile: M answers raft on a running node, is a voter
+   * but for the votes of replicas deleted meanwhile: M answers raft on a running node (not paused), is a voter
    * of its own configuration and not removed, and a majority of its voters are replicas answering
    * raft on running nodes whose logs are not ahead of M's (raft's vote rule; a removed replica
    * votes too, R16) or peers whose replica was deleted while it answered raft. Without the
@@ -325,6 +325,8 @@ export class DrainNemesis {
       const live: { nodeId: number; peerId: number; replica: DrainedReplica; last: [number, number] }[] = [];
       let led = false;
       for (const node of nodes) {
+        // A paused process (the `pause` fault) neither campaigns nor votes until it runs again.
+        if (node.incarnation.pausedUntil > now) continue;
         const replica = this.host.server(node.id)?.raftReplica(regionId);
         if (!replica) continue;
         if (replica.isLeader() && !replica.removed) led = true;

@@ -326,7 +326,10 @@ export class HealthyNodeChecker {
         continue;
       }
       if (state.endedMs === undefined || state.opening) continue;
-      const gapMs = this.sched.now - state.endedMs;
+      // A paused process (the `pause` fault) starts nothing until it runs again: its timer's
+      // beat is due at the pause's end, so the gap counts from there.
+      if (state.inc.pausedUntil > this.sched.now) continue;
+      const gapMs = this.sched.now - Math.max(state.endedMs, state.inc.pausedUntil);
       if (gapMs > boundMs) {
         this.flag(
           'heartbeat cadence',

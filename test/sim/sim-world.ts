@@ -19,8 +19,9 @@ import type { Logger } from '../../src/common/logger.js';
 import { type StartId, type StartRecord, confirmedStart, nextStart } from '../../src/common/store-id.js';
 
 interface SimEvent {
-  readonly at: number;
-  readonly seq: number;
+  /** When it fires; moved later while its owner is paused (see `runUntil`). */
+  at: number;
+  seq: number;
   readonly fn: () => void;
   /** The incarnation that set it: events of a crashed incarnation never fire. */
   readonly owner: Incarnation | undefined;
@@ -30,6 +31,13 @@ interface SimEvent {
 /** One life of a node, from (re)start to crash. */
 export class Incarnation {
   dead = false;
+  /**
+   * The end of this process's latest pause (the `pause` fault: SIGSTOP, a long GC): while the
+   * virtual time is before it, none of its events fire — its timers, its disk's and the object
+   * store's answers, its calls' answers — and they fire when it ends, in the order they were due
+   * (SimScheduler.runUntil). 0: never paused.
+   */
+  pausedUntil = 0;
   constructor(
     readonly nodeId: number,
     readonly number: number,
@@ -86,6 +94,14 @@ export class SimScheduler {
     while (this.heap.length > 0 && this.heap[0]!.at <= untilMs) {
       const ev = this.pop();
       if (ev.cancelled || ev.owner?.dead) continue;
+      if (ev.owner && ev.owner.pausedUntil > ev.at) {
+        // Its process is paused: due when the pause ends, after the events due before it (a
+        // new sequence number, given in the order they were due: their order is kept).
+        ev.at = ev.owner.pausedUntil;
+        ev.seq = this.seq++;
+        this.push(ev);
+        continue;
+      }
       this.now = ev.at;
       this.fired++;
       ev.fn();

@@ -1,0 +1,90 @@
+// Finding E14 (docs/correctness.md): with lease reads (raft.read_only = "lease"), a stall of the
+// datanode process voids every replica's lease — seen by a late tick, or, before a read is handed
+// to raft, by a tick that is overdue. The raft core's side (what a voided lease does) is tested in
+// test/raft/read-index.test.ts; here the host's rule: when it voids, and that "safe" reads never
+// do. The ticks are driven by hand on a clock the test moves.
+import { expect } from 'chai';
+import { type TimedClock, systemScheduler } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/logger.js';
+import type { ReadOnlyOption } from '../../src/raft/index.js';
+import { RegionServer, defaultRaftTuning } from '../../src/replication/region-server.js';
+import { Counter } from '../fixtures/counter-machine.js';
+import { MemoryLogEngine } from '../fixtures/memory-log-engine.js';
+
+const TICK_MS = 50;
+
+interface Rig {
+  clock: TimedClock & { now: number };
+  server: RegionServer<Counter>;
+  /** suspendLease calls per region. */
+  voided: Map<string, number>;
+}
+
+/** Node 1 with two single-voter regions (each its own leader), every replica's suspendLease counted. */
+async function rig(readOnly: ReadOnlyOption): Promise<Rig> {
+  const clock = { now: 1_000, nowMs: () => clock.now, ...systemScheduler };
+  const transport = { send: () => {}, close: async () => {} };
+  const server = new RegionServer<Counter>(1, new MemoryLogEngine(), transport, { create: () => new Counter() }, { ...defaultRaftTuning, tickMs: TICK_MS, readOnly, quiesceIdleTicks: 0 }, silentLogger, clock);
+  const voided = new Map<string, number>();
+  for (const regionId of ['a', 'b']) {
+    await server.open({ regionId, selfPeerId: 1, peers: [{ peerId: 1, nodeId: 1 }], bootstrap: true });
+    const raft = server.replica(regionId)!.raft;
+    const suspend = raft.suspendLease.bind(raft);
+    voided.set(regionId, 0);
+    raft.suspendLease = () => {
+      voided.set(regionId, voided.get(regionId)! + 1);
+      suspend();
+    };
+  }
+  return { clock, server, voided };
+}
+
+const turn = () => new Promise<void>((ok) => setImmediate(ok));
+
+/** Ticks on time until region `a` leads (its own single voter) and a read of it is served. */
+async function settled(r: Rig): Promise<void> {
+  for (let i = 0; i < 100 && !r.server.replica('a')!.isLeader(); i++) {
+    await turn();
+    r.clock.now += TICK_MS;
+    r.server.tick();
+  }
+  await r.server.readBarrier('a');
+}
+
+describe('RegionServer: lease reads after a stall (finding E14)', () => {
+  it('ticks on time void nothing; a late tick voids every replica\'s lease', async () => {
+    const r = await rig('lease');
+    await settled(r);
+    expect([...r.voided.values()], 'on time').to.deep.equal([0, 0]);
+    r.clock.now += 3 * TICK_MS; // the process was stalled for two ticks
+    r.server.tick();
+    expect([...r.voided.values()], 'after the late tick').to.deep.equal([1, 1]);
+    await r.server.stop();
+  });
+
+  it('a read handed to raft while the next tick is overdue voids the leases first', async () => {
+    const r = await rig('lease');
+    await settled(r);
+    const before = [...r.voided.values()];
+    r.clock.now += 3 * TICK_MS; // stalled: the ticker has not run yet when the read is handled
+    await r.server.readBarrier('a');
+    expect([...r.voided.values()].map((n, i) => n - before[i]!)).to.deep.equal([1, 1]);
+    // Within a tick of the last one: nothing.
+    r.clock.now += TICK_MS;
+    r.server.tick();
+    const after = [...r.voided.values()];
+    await r.server.readBarrier('a');
+    expect([...r.voided.values()]).to.deep.equal(after);
+    await r.server.stop();
+  });
+
+  it('with "safe" reads nothing is voided (every read takes its round anyway)', async () => {
+    const r = await rig('safe');
+    await settled(r);
+    r.clock.now += 3 * TICK_MS;
+    await r.server.readBarrier('a');
+    r.server.tick();
+    expect([...r.voided.values()]).to.deep.equal([0, 0]);
+    await r.server.stop();
+  });
+});

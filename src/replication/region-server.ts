@@ -448,6 +448,8 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   private livenessTicks = 0;
   /** When the last tick ran (this.clock), to tell a late tick. */
   private lastTickAtMs: number | undefined;
+  /** When the last late tick ran (this.clock): a stall of this process ended then (stalledRecently). */
+  private stallSeenAtMs = Number.NEGATIVE_INFINITY;
   /** The last tick was late and judged no peer (the next one does). */
   private judgementSkipped = false;
   /** The tick (`ticks`) of the last liveness beats sent. */
@@ -784,6 +786,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.lastTickAtMs = now;
     if (late) {
       this.timing.lateTicks++;
+      this.stallSeenAtMs = now;
       this.voidLeases();
     }
     this.livenessTicks++;
@@ -834,8 +837,21 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   private voidLeasesIfOverdue(): void {
-    if (this.tuning.readOnly !== 'lease' || this.lastTickAtMs === undefined) return;
-    if (this.clock.nowMs() - this.lastTickAtMs > 2 * this.tuning.tickMs) this.voidLeases();
+    if (this.tuning.readOnly === 'lease' && this.tickOverdue()) this.voidLeases();
+  }
+
+  /** The next tick is overdue: this process is (or was just) stalled and the ticker has not run since. */
+  private tickOverdue(): boolean {
+    return this.lastTickAtMs !== undefined && this.clock.nowMs() - this.lastTickAtMs > 2 * this.tuning.tickMs;
+  }
+
+  /**
+   * A stall of this process seen within the stale-read bound (a late tick then, or an overdue
+   * one now): a leader may have been deposed meanwhile without hearing so yet (finding E15).
+   */
+  private stalledRecently(): boolean {
+    if (this.tickOverdue()) return true;
+    return this.clock.nowMs() - this.stallSeenAtMs <= this.staleReadBoundMs;
   }
 
   /**
@@ -881,7 +897,7 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    */
   async staleReadGate(regionId: string): Promise<string | undefined> {
     const refusal = this.staleReadRefusal(regionId);
-    if (refusal === undefined) return undefined;
+    if (refusal === undefined) return this.leaderAfterStall(regionId);
     const replica = this.replicas.get(regionId);
     if (!replica?.answersRaft || replica.closed || replica.raft.role !== Role.Follower || replica.raft.leader === NO_NODE) return refusal;
     const leaderNode = replica.leaderNodeId();
@@ -891,6 +907,24 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     const request = replica.contactRequest ?? this.requestLeaderContact(replica);
     await new Promise<void>((resolve) => request.waiters.push(resolve));
     return this.staleReadRefusal(regionId);
+  }
+
+  /**
+   * Finding E15: a leader vouches for itself (staleReadRefusal) because a leader cut off from its
+   * quorum steps down within an election timeout of its ticks — but a stalled process does not
+   * tick (SIGSTOP, a long GC, a descheduled VM), and its peers may have elected another leader and
+   * written for as long as the stall lasted. Within the stale-read bound after a stall, a leader's
+   * stale read first confirms it still leads (a ReadIndex: a heartbeat round a quorum answers),
+   * or is refused (sent on to the leader the routes know).
+   */
+  private async leaderAfterStall(regionId: string): Promise<string | undefined> {
+    if (!this.replicas.get(regionId)?.isLeader() || !this.stalledRecently()) return undefined;
+    try {
+      await this.readBarrier(regionId);
+      return undefined;
+    } catch (err) {
+      return `the replica of region ${regionId} on node ${this.nodeId} led when this process stalled and could not confirm that it still leads: ${(err as Error).message}`;
+    }
   }
 
   /** Sends the follower's request for leader contact (Raft.requestLeaderContact), given up on after contactWaitMs. */

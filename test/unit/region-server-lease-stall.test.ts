@@ -1,8 +1,10 @@
-// Finding E14 (docs/correctness.md): with lease reads (raft.read_only = "lease"), a stall of the
-// datanode process voids every replica's lease — seen by a late tick, or, before a read is handed
-// to raft, by a tick that is overdue. The raft core's side (what a voided lease does) is tested in
-// test/raft/read-index.test.ts; here the host's rule: when it voids, and that "safe" reads never
-// do. The ticks are driven by hand on a clock the test moves.
+// Findings E14 and E15 (docs/correctness.md): a stall of the datanode process. E14: with lease
+// reads (raft.read_only = "lease") it voids every replica's lease — seen by a late tick, or,
+// before a read is handed to raft, by a tick that is overdue. The raft core's side (what a voided
+// lease does) is tested in test/raft/read-index.test.ts; here the host's rule: when it voids, and
+// that "safe" reads never do. E15: within the stale-read bound after a stall, a leader's stale
+// read first confirms it still leads (a ReadIndex). The ticks are driven by hand on a clock the
+// test moves.
 import { expect } from 'chai';
 import { type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/logger.js';
@@ -85,6 +87,53 @@ describe('RegionServer: lease reads after a stall (finding E14)', () => {
     await r.server.readBarrier('a');
     r.server.tick();
     expect([...r.voided.values()]).to.deep.equal([0, 0]);
+    await r.server.stop();
+  });
+});
+
+describe('RegionServer: a leader\'s stale reads after a stall (finding E15)', () => {
+  /** Counts readBarrier calls (the ReadIndex a leader's stale read takes after a stall); `refuse` makes them fail. */
+  function watchBarriers(r: Rig, refuse = false): { calls: number } {
+    const seen = { calls: 0 };
+    const barrier = r.server.readBarrier.bind(r.server);
+    r.server.readBarrier = (regionId: string) => {
+      seen.calls++;
+      return refuse ? Promise.reject(new Error('not the leader any more')) : barrier(regionId);
+    };
+    return seen;
+  }
+
+  for (const readOnly of ['safe', 'lease'] as const) {
+    it(`${readOnly} reads: a leader serves stale reads at once, but within the bound after a stall only once a ReadIndex confirms it leads`, async () => {
+      const r = await rig(readOnly);
+      await settled(r);
+      const barriers = watchBarriers(r);
+      expect(await r.server.staleReadGate('a'), 'no stall').to.equal(undefined);
+      expect(barriers.calls).to.equal(0);
+      r.clock.now += 3 * TICK_MS; // stalled; the ticker has not run yet
+      expect(await r.server.staleReadGate('a'), 'confirmed (a single voter leads)').to.equal(undefined);
+      expect(barriers.calls, 'overdue tick').to.equal(1);
+      r.server.tick(); // late: the stall is seen
+      await r.server.staleReadGate('a');
+      expect(barriers.calls, 'within the bound after the late tick').to.equal(2);
+      for (let waited = 0; waited <= r.server.staleReadBoundMs; waited += TICK_MS) {
+        r.clock.now += TICK_MS;
+        r.server.tick();
+      }
+      await r.server.staleReadGate('a');
+      expect(barriers.calls, 'past the bound, ticks on time').to.equal(2);
+      await r.server.stop();
+    });
+  }
+
+  it('a leader that cannot confirm it still leads after a stall refuses the stale read', async () => {
+    const r = await rig('safe');
+    await settled(r);
+    watchBarriers(r, true);
+    r.clock.now += 3 * TICK_MS;
+    r.server.tick();
+    const refusal = await r.server.staleReadGate('a');
+    expect(refusal).to.match(/led when this process stalled and could not confirm that it still leads: not the leader any more/);
     await r.server.stop();
   });
 });

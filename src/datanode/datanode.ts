@@ -215,7 +215,7 @@ export class Datanode implements DatabaseHost {
       countLateVotes: raft.late_votes,
     };
     if (raft.read_only === 'lease') {
-      this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s tick-based lease, which has no margin for clock-rate drift between nodes (a stall of this process or a leader transfer voids it) and can then be stale (docs/raft.md, "Lease reads are off by default"); use "safe" outside benchmarks');
+      this.log.warn('raft.read_only = "lease": linearizable reads are served from the leader\'s lease, which assumes the nodes\' clocks run at rates within a fifth of each other over an election timeout (nothing checks it; stalls of this process and leader transfers void the lease); a read can be stale if they do not (docs/raft.md, "Lease reads are off by default")');
     }
     const core: DatanodeCore<RegionState> = new DatanodeCore<RegionState>({
       nodeId: this.nodeId,

@@ -205,6 +205,35 @@ function isTransferCampaign(m: Message): boolean {
   return m.context.byteLength === 1 && m.context[0] === CAMPAIGN_TRANSFER[0];
 }
 
+/**
+ * Lease reads (R10): a heartbeat renewing the lease carries the leader tick it was sent at, marked
+ * by a first byte no host read context has (the region server's are UTF-8 text; 0xFF never
+ * appears in UTF-8), so that its acknowledgements are told from a read round's.
+ */
+const LEASE_CONTEXT_MARK = 0xff;
+
+function encodeLeaseContext(tick: number): Uint8Array {
+  const out = new Uint8Array(5);
+  out[0] = LEASE_CONTEXT_MARK;
+  new DataView(out.buffer).setUint32(1, tick >>> 0);
+  return out;
+}
+
+function decodeLeaseContext(context: Uint8Array): number | undefined {
+  if (context.byteLength !== 5 || context[0] !== LEASE_CONTEXT_MARK) return undefined;
+  return new DataView(context.buffer, context.byteOffset, 5).getUint32(1);
+}
+
+/**
+ * How much shorter than an election timeout a leader's lease is (R10): a fifth of it, at least a
+ * tick — the lease stays safe while no node's ticks run more than that much faster than another's
+ * over a timeout, and while a stall of the leader's process longer than two ticks is seen
+ * (RegionServer.voidLeases).
+ */
+export function leaseDriftTicks(electionTicks: number): number {
+  return Math.max(1, Math.floor(electionTicks / 5));
+}
+
 type CampaignType = 'pre-election' | 'election' | 'transfer';
 
 export class Raft {
@@ -250,6 +279,19 @@ export class Raft {
    */
   private leaseVoidings = 0;
   private leaseVoid = false;
+  /**
+   * Lease reads (R10): the leader's own tick count in its term, and the tick before which its
+   * lease holds — a quorum acknowledged a heartbeat this leader sent at tick T, so each of those
+   * voters ignores (pre-)votes for an election timeout of its ticks after it got it, and no other
+   * leader can be elected before T + electionTicks; the lease ends LEASE_DRIFT_TICKS earlier, for
+   * the tick rates of two nodes differing (leaseExtend).
+   */
+  private leaderTicks = 0;
+  private leaseUntilTick = 0;
+  /** Lease heartbeats sent and not yet acknowledged by a quorum: leader tick → voters that answered. */
+  private readonly leaseAcks = new Map<number, Set<NodeId>>();
+  /** Ticks since this replica started (up to electionTicks): with lease reads a restarted voter honours an unknown leader's lease for its first election timeout (R10). */
+  private ticksSinceStart = 0;
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -315,6 +357,8 @@ export class Raft {
     );
     this.term = hardState.term;
     this.vote = hardState.vote;
+    // A voter that never had a term never acknowledged a leader: it honours no lease at start.
+    if (hardState.term === 0) this.ticksSinceStart = this.electionTicks;
     this.log.commitTo(hardState.commit);
     if (cfg.applied !== undefined && cfg.applied > 0) this.log.appliedTo(Math.min(cfg.applied, this.log.committed));
     this.becomeFollower(this.term, NO_NODE);
@@ -327,6 +371,7 @@ export class Raft {
   /** One logical clock tick. A quiesced replica does not count time (Q1). */
   tick(): void {
     if (this.quiescedNow) return;
+    if (this.ticksSinceStart < this.electionTicks) this.ticksSinceStart++;
     if (this.role === Role.Leader) this.tickLeader();
     else this.tickElection();
   }
@@ -494,7 +539,12 @@ export class Raft {
       if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
         // docs/raft-rules.md R8: a node that heard from a leader within the election timeout ignores
         // (pre-)votes, so a partitioned-then-healed node cannot depose a healthy leader.
-        const inLease = this.checkQuorum && this.leader !== NO_NODE && this.electionElapsed < this.electionTicks;
+        // With lease reads, a voter that restarted honours a lease it may have granted before (it
+        // acknowledged a heartbeat, then crashed): for its first election timeout, as a follower
+        // of an unknown leader (R10).
+        const inLease =
+          this.checkQuorum &&
+          ((this.leader !== NO_NODE && this.electionElapsed < this.electionTicks) || (this.readOnlyOption === 'lease' && this.ticksSinceStart < this.electionTicks));
         if (inLease && !isTransferCampaign(m)) return;
       }
       if (m.type === MessageType.PreVote) {
@@ -680,6 +730,9 @@ export class Raft {
     this.leader = NO_NODE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.leaderTicks = 0;
+    this.leaseUntilTick = 0;
+    this.leaseAcks.clear();
     this.randomizedElectionTimeout = this.electionTicks + this.rand.int(this.electionTicks);
     this.abortLeaderTransfer();
     this.votes.clear();
@@ -1081,6 +1134,7 @@ export class Raft {
   // ─── Leader ────────────────────────────────────────────────────────────────────────────────
 
   private tickLeader(): void {
+    this.leaderTicks++;
     this.heartbeatElapsed++;
     this.electionElapsed++;
     if (this.electionElapsed >= this.electionTicks) {
@@ -1099,8 +1153,23 @@ export class Raft {
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.broadcastHeartbeat(this.readOnly.lastPendingContext());
+      this.broadcastHeartbeat(this.readOnly.lastPendingContext() ?? this.leaseContext());
     }
+  }
+
+  /** With lease reads, the context of a heartbeat that renews the lease (R10): its leader tick, marked apart from the host's read contexts. */
+  private leaseContext(): Uint8Array | undefined {
+    if (this.readOnlyOption !== 'lease') return undefined;
+    const tick = this.leaderTicks;
+    this.leaseAcks.set(tick, new Set());
+    // Heartbeats a quorum never answered are given up after two election timeouts.
+    for (const t of this.leaseAcks.keys()) if (t < tick - 2 * this.electionTicks) this.leaseAcks.delete(t);
+    return encodeLeaseContext(tick);
+  }
+
+  /** A quorum acknowledged a heartbeat sent at leader tick `sentAt`: the lease holds until LEASE_DRIFT_TICKS before an election timeout after it. */
+  private leaseExtend(sentAt: number): void {
+    this.leaseUntilTick = Math.max(this.leaseUntilTick, sentAt + this.electionTicks - leaseDriftTicks(this.electionTicks));
   }
 
   /** A peer stuck in Snapshot state for two election timeouts probably lost the snapshot. */
@@ -1186,13 +1255,29 @@ export class Raft {
     // slot so the next append can reveal the gap (the follower rejects, we fall back to probe).
     if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
-    // Rounds exist with `readOnly: 'safe'`, and with 'lease' while the lease is void.
-    if (m.context.byteLength === 0 || this.readOnly.size === 0) return;
+    if (m.context.byteLength === 0) return;
+    const leaseTick = this.readOnlyOption === 'lease' ? decodeLeaseContext(m.context) : undefined;
+    if (leaseTick !== undefined) {
+      const leaseAcks = this.leaseAcks.get(leaseTick);
+      if (!leaseAcks) return;
+      leaseAcks.add(m.from);
+      if (!isQuorum(this.config.voters, (id) => id === this.id || leaseAcks.has(id))) return;
+      for (const t of this.leaseAcks.keys()) if (t <= leaseTick) this.leaseAcks.delete(t);
+      this.leaseExtend(leaseTick);
+      return;
+    }
+    // Rounds exist with `readOnly: 'safe'`, and with 'lease' when the lease does not hold.
+    if (this.readOnly.size === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks) return;
     if (!isQuorum(this.config.voters, (id) => id === this.id || acks.has(id))) return;
     const released = this.readOnly.advance(m.context);
-    if (this.leaseVoid && released.length > 0 && released[released.length - 1]!.epoch === this.leaseVoidings) this.leaseVoid = false;
+    const confirmed = released[released.length - 1];
+    if (confirmed && this.readOnlyOption === 'lease') {
+      // The round's heartbeats went out at or after it was registered: it renews the lease too.
+      this.leaseExtend(confirmed.tick);
+      if (this.leaseVoid && confirmed.epoch === this.leaseVoidings) this.leaseVoid = false;
+    }
     for (const read of released) this.answerRead(read.from, read.index, read.context);
   }
 
@@ -1214,11 +1299,11 @@ export class Raft {
 
   private serveReadIndex(m: Message): void {
     // A single voter is its own quorum: no heartbeat round can add anything.
-    if ((this.readOnlyOption === 'lease' && !this.leaseVoid) || this.isSingleVoter()) {
+    if (this.leaseHolds() || this.isSingleVoter()) {
       this.answerRead(m.from, this.log.committed, m.context);
       return;
     }
-    if (!this.readOnly.add(this.log.committed, m.context, m.from, this.leaseVoidings)) {
+    if (!this.readOnly.add(this.log.committed, m.context, m.from, this.leaseVoidings, this.leaderTicks)) {
       this.dropRequest(m);
       return;
     }
@@ -1261,6 +1346,15 @@ export class Raft {
     } else {
       this.sendAppend(target, true);
     }
+  }
+
+  /**
+   * Whether a lease read may be answered now (R10): lease reads on, the lease not voided since a
+   * quorum last confirmed this leader, and a quorum's acknowledgement of a heartbeat recent enough
+   * (leaseUntilTick). Otherwise ReadIndex takes the heartbeat round, whose confirmation renews it.
+   */
+  private leaseHolds(): boolean {
+    return this.readOnlyOption === 'lease' && !this.leaseVoid && this.leaderTicks < this.leaseUntilTick;
   }
 
   /**

@@ -18,6 +18,8 @@ export interface PendingRead {
   readonly acks: Set<NodeId>;
   /** The leader's lease voidings when it was registered (raft.ts `suspendLease`): its round confirms the leader after those. */
   readonly epoch: number;
+  /** The leader's tick when it was registered: its heartbeats went out then or later (raft.ts `leaseExtend`). */
+  readonly tick: number;
 }
 
 export function contextKey(context: Uint8Array): string {
@@ -37,10 +39,10 @@ export class ReadOnlyQueue {
   }
 
   /** Returns false when full or when this context is already pending. */
-  add(index: number, context: Uint8Array, from: NodeId, epoch = 0): boolean {
+  add(index: number, context: Uint8Array, from: NodeId, epoch = 0, tick = 0): boolean {
     const key = contextKey(context);
     if (this.pending.has(key) || this.queue.length >= this.maxPending) return false;
-    this.pending.set(key, { index, context, from, acks: new Set(), epoch });
+    this.pending.set(key, { index, context, from, acks: new Set(), epoch, tick });
     this.queue.push(key);
     return true;
   }

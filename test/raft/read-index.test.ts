@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Role } from '../../src/raft/raft.js';
+import { Role, leaseDriftTicks } from '../../src/raft/raft.js';
 import { MessageType } from '../../src/raft/types.js';
 import { Network, type RaftOptions, bytes } from './harness.js';
 
@@ -130,15 +130,57 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
     expect(rs[0]!.index).to.equal(net.raft(1).log.committed);
   });
 
-  it('lease reads answer without a heartbeat round (opt-in)', () => {
+  it('lease reads answer without a heartbeat round (opt-in) once a quorum acknowledged a heartbeat', () => {
     const net = new Network([1, 2, 3], { readOnly: 'lease' });
     net.campaign(1);
     net.propose(1, 'a');
+    net.tick(1); // a heartbeat the followers acknowledge: the lease holds
     const before = net.delivered.length;
     net.raft(1).readIndex(ctx('l1'));
     net.settle();
     expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat)).to.have.length(0);
     expect(net.node(1).readStates).to.have.length(1);
+  });
+
+  // R10: the leader's lease ends before the followers' can (nested, with a drift margin): it
+  // counts from a heartbeat a quorum acknowledged, for an election timeout less leaseDriftTicks —
+  // a follower ignores (pre-)votes for an election timeout after it got that heartbeat. Before,
+  // the leader trusted its role, which CheckQuorum takes away only once per election timeout: up
+  // to two timeouts after its last contact, while the followers could vote after one.
+  it('the lease ends leaseDriftTicks before an election timeout after the last acknowledged heartbeat', () => {
+    const electionTicks = 10;
+    const net = new Network([1, 2, 3], { readOnly: 'lease', electionTicks });
+    net.campaign(1);
+    net.propose(1, 'a');
+    net.tick(1); // acknowledged at leader tick 1
+    net.cutLink(2, 1);
+    net.cutLink(3, 1);
+    const lastAcked = 1;
+    const leaseEnd = lastAcked + electionTicks - leaseDriftTicks(electionTicks);
+    for (let tick = lastAcked + 1; tick <= electionTicks + 5; tick++) {
+      net.tick(1);
+      const context = `t${tick}`;
+      net.raft(1).readIndex(ctx(context));
+      net.settle();
+      const answered = net.node(1).readStates.some((r) => decode(r.context) === context && r.index > 0);
+      expect(answered, `read at leader tick ${tick} (lease until ${leaseEnd})`).to.equal(tick < leaseEnd);
+    }
+  });
+
+  it('a restarted voter honours a lease it may have granted: no (pre-)vote for its first election timeout', () => {
+    const net = new Network([1, 2, 3], { readOnly: 'lease' });
+    net.campaign(1);
+    net.propose(1, 'a');
+    net.tick(1); // 2 and 3 acknowledged: 1's lease holds
+    net.isolate(1);
+    net.restart(2); // 2 forgot it heard from 1
+    net.raft(3).campaign(); // 3 asks 2 (1 is cut off)
+    net.settle();
+    expect(net.leaders(), 'no second leader while 1 holds its lease').to.deep.equal([1]);
+    net.tick(2, 10); // 2's first election timeout passes
+    net.raft(3).campaign();
+    net.settle();
+    expect(net.leaders()).to.include(3);
   });
 
   // Finding E14 (docs/correctness.md): the lease is counted in ticks. A leader whose process
@@ -151,6 +193,7 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
       const net = new Network([1, 2, 3], { readOnly: 'lease' });
       net.campaign(1);
       net.propose(1, 'a');
+      net.tick(1); // acknowledged: the lease holds
       net.isolate(1);
       for (let i = 0; i < 60 && net.leaders().filter((id) => id !== 1).length === 0; i++) {
         net.tick(2);
@@ -186,6 +229,7 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
       const net = new Network([1, 2, 3], { readOnly: 'lease' });
       net.campaign(1);
       net.propose(1, 'a');
+      net.tick(1);
       net.raft(1).suspendLease();
       let before = net.delivered.length;
       net.raft(1).readIndex(ctx('r1'));
@@ -203,6 +247,7 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
       const net = new Network([1, 2, 3], { readOnly: 'lease' });
       net.campaign(1);
       net.propose(1, 'a');
+      net.tick(1);
       net.raft(1).suspendLease();
       net.cutLink(2, 1);
       net.cutLink(3, 1);
@@ -223,6 +268,7 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
       const net = new Network([1, 2, 3], { readOnly: 'lease' });
       net.campaign(1);
       net.propose(1, 'a');
+      net.tick(1);
       // The new leader's messages never reach 1 (its election and its write).
       net.cutLink(2, 1);
       net.cutLink(3, 1);

@@ -391,8 +391,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // a long GC, a descheduled VM) and runs again, what reached it meanwhile held until then. With
     // lease reads (raft.read_only = "lease"), finding E14: a leader paused through its group's
     // next election and cut off from it answered a read from its tick-counted lease when it ran
-    // again — a stale read. Its host now voids the lease after a stall; with the old rule planted
-    // (lease-survives-stalls) seed 70 is the first to fail (seeds 1–69 pass; searched from 60).
+    // again — a stale read (found at seed 70). Its host now voids the lease after a stall; with the
+    // old rule planted (lease-survives-stalls) seed 190 is the first to fail since the lease is
+    // nested in the followers' (R10; the lease heartbeats moved the lease-mode runs; seeds 1–189
+    // pass; searched from 180): n2, leader at term 3, paused 1,323 ms and cut off, answers a read
+    // queued meanwhile after n3 was elected and acknowledged a write.
     it('process pauses (pause) with safe and with lease reads: the checkers stay green (30 seeds each, replays); a lease that survives a stall (planted, E14) is caught', async () => {
       const pause: Partial<ClusterSimOptions> = { faults: ['pause'] };
       let pauses = 0;
@@ -407,7 +410,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       const [a, b] = await runSeeds([5, 5], { ...pause, leaseReads: true });
       expect(b!.traceHash).to.equal(a!.traceHash);
       const planted: Partial<ClusterSimOptions> = { ...pause, leaseReads: true, hostBug: 'lease-survives-stalls' };
-      const caught = await firstViolation(planted, (v) => v.invariant === 'linearizability', 60);
+      const caught = await firstViolation(planted, (v) => v.invariant === 'linearizability', 180);
       expect(caught, 'no seed exposed the lease surviving a stall').to.not.equal(undefined);
       console.log(`    lease-survives-stalls: seed ${caught!.seed} (${caught!.invariant})`);
       expect(caught!.message).to.contain(`SIM_CLUSTER_FAULTS=pause SIM_CLUSTER_LEASE_READS=1 SIM_CLUSTER_HOST_BUG=lease-survives-stalls SIM_CLUSTER_SEED=${caught!.seed} make test-sim-cluster`);

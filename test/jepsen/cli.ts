@@ -1,5 +1,6 @@
 // make jepsen RUNS=N TIME=S NEMESIS=kill,pause,... SEED=n NODES=3 NET=proxy|netns METASRVS=1|3|5
 // BALANCE_MS=n (NET=proxy: the metasrv checks leader placement every n ms, moving leaders while the nemesis acts)
+// LEASE_READS=1: every datanode serves linearizable reads from its leader lease (raft.read_only = "lease")
 // Runs N independent Jepsen-style runs (seeds SEED, SEED+1, ...), prints one line per run and a
 // summary: validity, lost acknowledged writes (RPO), RTO p50/p99/max over every injected fault.
 // Exit status 1 if any run is invalid, 2 on bad arguments.
@@ -27,6 +28,9 @@ const nodes = intEnv('NODES', 3, 3);
 const seed0 = intEnv('SEED', Math.floor(Math.random() * 1_000_000), 0);
 const net = (process.env['NET'] || 'proxy') as NetMode;
 const tls = process.env['TLS'] === '1';
+const leaseReads = process.env['LEASE_READS'] === '1';
+/** What a replay line repeats besides the seed and the nemesis. */
+const replayEnv = `${leaseReads ? 'LEASE_READS=1 ' : ''}${process.env['BALANCE_MS'] ? `BALANCE_MS=${process.env['BALANCE_MS']} ` : ''}`;
 const balanceEveryMs = process.env['BALANCE_MS'] ? intEnv('BALANCE_MS', 0, 1) : undefined;
 if (balanceEveryMs !== undefined && net !== 'proxy') fail('BALANCE_MS needs NET=proxy');
 if (tls && net !== 'netns') fail('TLS=1 needs NET=netns');
@@ -70,7 +74,7 @@ const reports: RunReport[] = [];
 for (let i = 0; i < runs; i++) {
   const seed = seed0 + i;
   try {
-    const r = await runJepsen({ seed, timeSec, datanodes: nodes, metasrvs, faults, net, tls, ...(balanceEveryMs !== undefined ? { balanceEveryMs } : {}), log: (l) => process.stdout.write(`${l}\n`) });
+    const r = await runJepsen({ seed, timeSec, datanodes: nodes, metasrvs, faults, net, tls, ...(balanceEveryMs !== undefined ? { balanceEveryMs } : {}), ...(leaseReads ? { leaseReads } : {}), log: (l) => process.stdout.write(`${l}\n`) });
     reports.push(r);
     const rtos = r.faults.map((f) => (f.rtoMs == null ? 'none' : `${f.rtoMs}`)).join(' ');
     process.stdout.write(
@@ -79,7 +83,7 @@ for (let i = 0; i < runs; i++) {
     if (r.notConverged) process.stdout.write(`  not converged after healing: ${r.notConverged}\n`);
     for (const failed of r.failedFinalReads) process.stdout.write(`  final read failed: ${failed}\n`);
   } catch (err) {
-    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} METASRVS=${metasrvs} make jepsen\n`);
+    process.stdout.write(`run ${i + 1}/${runs} seed ${seed}: harness error: ${(err as Error).stack}\n  replay: ${replayEnv}SEED=${seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} METASRVS=${metasrvs} make jepsen\n`);
     process.exitCode = 1;
   }
 }
@@ -103,7 +107,7 @@ process.stdout.write(
     ...(ddl.length > 0
       ? [`  metasrv faults: ${ddl.length}, DDL served again after ms: p50 ${percentile(ddlServed, 50)}  p99 ${percentile(ddlServed, 99)}  max ${ddlServed.at(-1) ?? 'n/a'} (${ddl.length - ddlServed.length} not before the heal)`]
       : []),
-    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} METASRVS=${metasrvs} make jepsen`),
+    ...invalid.map((r) => `  INVALID seed ${r.seed}: ${r.dir}/results.json — replay: ${replayEnv}SEED=${r.seed} RUNS=1 TIME=${timeSec} NEMESIS=${nemesisArg} NET=${net} METASRVS=${metasrvs} make jepsen`),
     '',
   ].join('\n'),
 );

@@ -57,6 +57,8 @@ export interface RunOptions {
   readonly balanceEveryMs?: number;
   /** NET=netns only: TLS between every process, certificates naming each host's address only. */
   readonly tls?: boolean;
+  /** Every datanode with `raft.read_only = "lease"` (docs/raft.md, "Lease reads are off by default"). */
+  readonly leaseReads?: boolean;
   /**
    * Metasrv processes: 1 (default) or a group of 3 or 5 (docs/metasrv-ha.md), NET=proxy only,
    * every path to a member through a harness proxy (network.ts MetasrvLinks). The metasrv-group
@@ -170,7 +172,7 @@ export async function runJepsen(options: RunOptions): Promise<RunReport> {
   // A tiny flush threshold and age, compaction at 3 SSTs and a 10 s GC grace: the small
   // Jepsen rows then flush, compact and garbage-collect many times a run, so those paths
   // (and the object store) are under the same faults as the log.
-  const datanodeToml = '[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000';
+  const datanodeToml = `[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\n${options.leaseReads ? 'read_only = "lease"\n' : ''}[engine]\nflush_bytes = 16384\nflush_age_ms = 2000\ncompact_at_ssts = 3\nsst_gc_grace_ms = 10000`;
   const netnsCluster =
     net === 'netns'
       ? new NetnsCluster({ datanodes: n, seed: options.seed, dir: join(dir, 'cluster'), datanodeToml, tls: options.tls ?? false, ...(clockFiles ? { envFor: clockFiles.envFor } : {}) })

@@ -918,13 +918,22 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
    * or is refused (sent on to the leader the routes know).
    */
   private async leaderAfterStall(regionId: string): Promise<string | undefined> {
-    if (!this.replicas.get(regionId)?.isLeader() || !this.stalledRecently()) return undefined;
+    if (!this.leaderMustConfirm(regionId)) return undefined;
     try {
       await this.readBarrier(regionId);
       return undefined;
     } catch (err) {
       return `the replica of region ${regionId} on node ${this.nodeId} led when this process stalled and could not confirm that it still leads: ${(err as Error).message}`;
     }
+  }
+
+  /**
+   * Whether this node's replica of `regionId` leads but must confirm so (a ReadIndex) before it
+   * serves a stale read: within the bound after a stall of this process (E15). Pure: the
+   * simulator's checker asks it too (a replica that cannot confirm serves nothing from its version).
+   */
+  leaderMustConfirm(regionId: string): boolean {
+    return this.replicas.get(regionId)?.isLeader() === true && this.stalledRecently();
   }
 
   /** Sends the follower's request for leader contact (Raft.requestLeaderContact), given up on after contactWaitMs. */

@@ -2506,8 +2506,11 @@ export class ClusterSim {
         // for a conditional write whose key is not in its memtable (finding E3,
         // docs/simulation.md); what lies past its commit index it never applies (no leader feeds
         // it, it is never elected) — and once its stale-read gate refuses (docs/correctness.md
-        // 8g): until then a stale read there may still read its version.
-        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && server!.staleReadRefusal(regionId) !== undefined ? exempt : {};
+        // 8g): until then a stale read there may still read its version. A leader in its own view
+        // (paused through its removal, the `pause` fault) serves no stale read before a ReadIndex
+        // confirms it still leads (E15), which a cut-off replica never gets.
+        const gated = server !== undefined && (server.staleReadRefusal(regionId) !== undefined || server.leaderMustConfirm(regionId));
+        const versionExempt = isCutOff && replica !== undefined && replica.raft.log.committed <= replica.appliedIndex && gated ? exempt : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt });
         // A disk the metasrv refused as a restored copy (K1) reopens none of its replicas, now or at
         // any later start (refusedStores): its durable snapshot is never restarted from. Nor is a

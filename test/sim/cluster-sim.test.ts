@@ -859,6 +859,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       });
     }
 
+    // The `pause` fault with lease reads (docs/simulation.md, "Process pauses"), engine seed 414 of
+    // the wide mix with marks: n1 led region …105, was paused 1,492 ms; n3 was elected, compacted
+    // an SST away, the metasrv removed n1's peer, and the leader's GC deleted the SST while n1's
+    // version, paused at 92, named it (`referenced object deleted`, failed before). A leader in its
+    // own view serves nothing from its version after a stall before a ReadIndex confirms it still
+    // leads (E15), which a cut-off replica never gets: exempt, as a gated cut-off follower's.
+    it('engine, the wide mix with marks, pause and lease reads, seed 414: a replica cut off while paused as leader is not held to its version (E15)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause'] as const;
+      const r = await runClusterSim(414, { ...engine, metasrv: true, leaseReads: true, faults: [...faults] });
+      expect(r.pauses).to.be.greaterThan(0);
+      expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
+    });
+
     // Finding E1 (docs/simulation.md, "The drain fault"): with `drain` and the metasrv, seed 1
     // failed `referenced object deleted` — n2's replica of region …105, removed while it was
     // down, restarted from a snapshot at 269 and never received its removal; GC (G3 counts the

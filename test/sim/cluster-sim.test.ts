@@ -865,6 +865,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // version, paused at 92, named it (`referenced object deleted`, failed before). A leader in its
     // own view serves nothing from its version after a stall before a ReadIndex confirms it still
     // leads (E15), which a cut-off replica never gets: exempt, as a gated cut-off follower's.
+    // Datanode pauses under the whole engine fault mix with the metasrv, safe reads (the default):
+    // paused leaders deposed and removed, failovers started while a node was only paused, GC
+    // passes of a paused leader resuming (docs/simulation.md, "Process pauses").
+    it('engine, the wide mix with marks and pause, safe reads: the checkers stay green (4 seeds)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause'] as const;
+      let pauses = 0;
+      await runSeeds(seedRange(1, 4), { ...engine, metasrv: true, faults: [...faults] }, (r) => {
+        pauses += r.pauses!;
+      });
+      console.log(`    pauses: ${pauses}`);
+      expect(pauses).to.be.greaterThan(40);
+    });
+
     it('engine, the wide mix with marks, pause and lease reads, seed 414: a replica cut off while paused as leader is not held to its version (E15)', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause'] as const;
       const r = await runClusterSim(414, { ...engine, metasrv: true, leaseReads: true, faults: [...faults] });

@@ -17,6 +17,7 @@ export const FAULTS = [
   'kill-torn-wal',
   'corrupt-committed-entry',
   'pause',
+  'pause-isolated',
   'partition',
   'partition-one-way',
   'bridge',
@@ -30,6 +31,9 @@ export const FAULTS = [
   'restore-disk',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
+
+/** `pause-isolated`: how long the paused leader runs again, still cut off from its peers, before the links heal. */
+export const PAUSE_ISOLATED_RESUMED_MS = 2_000;
 
 /** Faults that need a metasrv group (docs/metasrv-ha.md): a run with any of them starts 3 metasrvs. */
 export const METASRV_GROUP_FAULTS: readonly Fault[] = ['metasrv-kill-leader', 'metasrv-partition'];
@@ -285,6 +289,22 @@ export class Nemesis {
         record.targets = [name(victim)];
         this.cluster.pauseDatanode(victim, true);
         return async () => this.cluster.pauseDatanode(victim, false);
+      }
+      case 'pause-isolated': {
+        // A leader cut off from its peers (not from the clients) and paused: they elect another
+        // leader and write. It then runs again, still cut off, leading in its own view — its ticks
+        // stopped while their time went on — and the clients' reads queued meanwhile reach it:
+        // with lease reads (LEASE_READS=1) none may be answered from its lease (finding E14).
+        // Resumed PAUSE_ISOLATED_RESUMED_MS before the links heal.
+        const victim = await this.leaderOfSomeRegion();
+        record.targets = [name(victim)];
+        this.cutLinks((i, j) => i === victim || j === victim);
+        this.cluster.pauseDatanode(victim, true);
+        return async () => {
+          this.cluster.pauseDatanode(victim, false);
+          await this.sleep(PAUSE_ISOLATED_RESUMED_MS);
+          await this.healLinks();
+        };
       }
       case 'partition': {
         // Isolate one node (in a 3-node cluster that is the minority/majority split).

@@ -188,12 +188,26 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
   // its lease when it runs again, cut off from them: a stale read (the simulator's `pause` fault,
   // register seed 70 with lease reads). Its host voids the lease (suspendLease) after a stall.
   describe('a voided lease (suspendLease, finding E14)', () => {
-    /** Leader 1 with lease reads, then stalled (not ticked) and cut off while 2 and 3 elect a leader that commits 'b'. */
-    function stalledLeader(): { net: Network; other: number } {
+    /** Leader 1 with lease reads, its lease held: 2 and 3 acknowledged a heartbeat of its tick 1. */
+    function leaseLeader(): Network {
       const net = new Network([1, 2, 3], { readOnly: 'lease' });
       net.campaign(1);
       net.propose(1, 'a');
-      net.tick(1); // acknowledged: the lease holds
+      net.tick(1);
+      return net;
+    }
+
+    /** Heartbeats sent while `read` is asked and everything it causes settles. */
+    function heartbeatsFor(net: Network, read: string): number {
+      const before = net.delivered.length;
+      net.raft(1).readIndex(ctx(read));
+      net.settle();
+      return net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat).length;
+    }
+
+    /** Leader 1 with lease reads, then stalled (not ticked) and cut off while 2 and 3 elect a leader that commits 'b'. */
+    function stalledLeader(): { net: Network; other: number } {
+      const net = leaseLeader();
       net.isolate(1);
       for (let i = 0; i < 60 && net.leaders().filter((id) => id !== 1).length === 0; i++) {
         net.tick(2);
@@ -226,28 +240,16 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
     });
 
     it('a quorum round registered after the voiding brings the lease back', () => {
-      const net = new Network([1, 2, 3], { readOnly: 'lease' });
-      net.campaign(1);
-      net.propose(1, 'a');
-      net.tick(1);
+      const net = leaseLeader();
       net.raft(1).suspendLease();
-      let before = net.delivered.length;
-      net.raft(1).readIndex(ctx('r1'));
-      net.settle();
-      expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat).length, 'r1 takes a heartbeat round').to.be.greaterThan(0);
+      expect(heartbeatsFor(net, 'r1'), 'r1 takes a heartbeat round').to.be.greaterThan(0);
       expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1']);
-      before = net.delivered.length;
-      net.raft(1).readIndex(ctx('r2'));
-      net.settle();
-      expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat), 'r2 from the lease again').to.have.length(0);
+      expect(heartbeatsFor(net, 'r2'), 'r2 from the lease again').to.equal(0);
       expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1', 'r2']);
     });
 
     it('a round registered before a later voiding does not bring the lease back', () => {
-      const net = new Network([1, 2, 3], { readOnly: 'lease' });
-      net.campaign(1);
-      net.propose(1, 'a');
-      net.tick(1);
+      const net = leaseLeader();
       net.raft(1).suspendLease();
       net.cutLink(2, 1);
       net.cutLink(3, 1);
@@ -257,18 +259,12 @@ describe('ReadIndex (thesis §6.4, docs/raft-rules.md R12)', () => {
       net.heal();
       net.tick(1); // the tick's heartbeat carries r1's context: a quorum confirms r1
       expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1']);
-      const before = net.delivered.length;
-      net.raft(1).readIndex(ctx('r2'));
-      net.settle();
-      expect(net.delivered.slice(before).filter((m) => m.type === MessageType.Heartbeat).length, 'r2 still takes a round').to.be.greaterThan(0);
+      expect(heartbeatsFor(net, 'r2'), 'r2 still takes a round').to.be.greaterThan(0);
       expect(net.node(1).readStates.map((r) => decode(r.context))).to.deep.equal(['r1', 'r2']);
     });
 
     it('a leader that sent TimeoutNow answers no read from its lease: the target may lead before it hears so', () => {
-      const net = new Network([1, 2, 3], { readOnly: 'lease' });
-      net.campaign(1);
-      net.propose(1, 'a');
-      net.tick(1);
+      const net = leaseLeader();
       // The new leader's messages never reach 1 (its election and its write).
       net.cutLink(2, 1);
       net.cutLink(3, 1);

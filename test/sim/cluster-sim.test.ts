@@ -1219,65 +1219,85 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
 
     // The DDL checker's final reads (test/sim/sim-ddl.ts `check`), three false `liveness` verdicts
     // of the wide mix with the metasrv (session 22; each failed before its fix):
-    // - seed 2070: it read a live table's region on every node, and with four nodes a region lives
-    //   on three — a repair replaced d1's peer 4 on n2 (its log damaged) by peer 7 on n1 and n2's
-    //   replica was deleted: "no linearizable read of d1's region … on n2 after healing". It reads
+    // - seed 2045 (seed 2070 until M34's table id reservations moved the DDL runs; searched from
+    //   2000): it read a live table's region on every node, and with four nodes a region lives on
+    //   three — a repair replaced d2's peer 10 on n1 (its log damaged) by peer 17 on n3 and n1's
+    //   replica was deleted: "no linearizable read of d2's region … on n1 after healing" with the
+    //   old read planted back (on 2070's first run: d1's peer 4 on n2, peer 7 on n1). It reads
     //   where the region is hosted (and flags a live region hosted nowhere).
     // - seed 2110: d1's peer 9 on n3 failed on its damaged log and a repair put peer 12 on n2 and
     //   deleted peer 9 after the check had chosen n3: "… on n3 after healing". A node that stops
     //   hosting the region during the check is not waited for (one read at least is asked).
-    // - seed 2104: d1 created on n1, n2 and n4, then forgotten by a restored catalog (its DropTable
-    //   answered NOT_FOUND); destructive faults then took two of its replicas, and nothing repairs
-    //   a region no catalog knows: "… after healing". A forgotten region without a quorum of
-    //   replicas able to take part is not read. Since seed 2867's fix (below) the destructive
-    //   faults' guard counts forgotten regions, so this run loses only n4's replica and reads d1
-    //   on n1 and n2; the path without a quorum is the planted guard's test, after this list.
-    // And one false `catalog placement`: seed 2133, d1 (id 1026) forgotten by a restored copy that
-    // knew another d1 (id 1025, an earlier CreateTable whose outcome was unknown); DropTable d1
-    // dropped 1025, and the DDL client took its own 1026 for dropped: "… of a dropped table: n1
-    // still hosts peer 8". A forgotten table whose drop record is not in the store stays forgotten.
+    // - seed 2001 (seed 2104 until M34's table id reservations moved the DDL runs; searched from
+    //   2000): d1 created on n1, n2 and n4, then forgotten by a restored catalog (its DropTable
+    //   answered NOT_FOUND); on 2104's first run destructive faults then took two of its replicas,
+    //   and nothing repairs a region no catalog knows: "… after healing". A forgotten region
+    //   without a quorum of replicas able to take part is not read. Since seed 2867's fix (below)
+    //   the destructive faults' guard counts forgotten regions, so such a run loses one replica:
+    //   here n4's (its disk put back from a copy taken after d1's creation, refused and wiped), and
+    //   d1 is read on n1 and n2; the path without a quorum is the planted guard's test, after this
+    //   list.
+    // And one false `catalog placement`: seed 2666 (seed 2133 until M34's table id reservations
+    // moved the DDL runs; searched from 2000), d1 (id 1026) forgotten by a restored copy that knew
+    // another d1 (id 1025, an earlier CreateTable whose outcome was unknown); DropTable d1 dropped
+    // 1025, and the DDL client took its own 1026 for dropped: on 2133's first run "… of a dropped
+    // table: n1 still hosts peer 8"; on 2666 with the rule taken out `dropped table refused` (a
+    // write to 1026's region on n1 acknowledged). A forgotten table whose drop record is not in
+    // the store stays forgotten.
     // And a product finding, seed 2189 (M24, docs/correctness.md): a repair's open of peer 19 on
     // n4 was accepted over the data of n4's peer 11 (closed without destroy, a member the restored
     // catalog did not know) and deleted it with peer 19: `liveness` "… did not replace every lost
     // replica …". The open is refused now.
     // And two more harness gaps for a region no catalog knows, where nothing adds or deletes a
-    // replica its group does not count (reconcile.ts R1): seed 2199, a repair's new peer on n3
-    // opened before its add-learner reached a leader, then its table forgotten by a restored
-    // catalog (`convergence` "… n3 0:flushed 0 …"); seed 2221, the workload's region after a
-    // catalog loss, n2's peer 2 removed from the group without learning it (`catalog placement`
-    // "… n2's peer 2 has voters 1,2,3,10 …"). Such a replica is neither compared nor read, nor
-    // taken for the group's membership (`newestMembership` in cluster-sim.ts).
+    // replica its group does not count (reconcile.ts R1): seed 2003 (seed 2199 until M34's table
+    // id reservations moved the DDL runs; searched from 2000), a repair's new peer on n3 (and one
+    // on n2) opened before its add-learner reached a leader, then its table forgotten by a
+    // restored catalog (on 2199's first run `convergence` "… n3 0:flushed 0 …"; on 2003 with the
+    // rule taken out `liveness` "no linearizable read of d1's region … on n2"); seed 2926 (seed
+    // 2221 until M34's table id reservations moved the DDL runs; searched from 2000), the
+    // workload's region after a catalog loss, a peer removed from the group without learning it
+    // (on 2221's first run n2's peer 2, `catalog placement` "… n2's peer 2 has voters 1,2,3,10 …";
+    // on 2926 n1's peer 1, replaced by 7 on n4, then a copy placing nothing put back: with the
+    // rule taken out `liveness` "no linearizable read of a on n1"). Such a replica is neither
+    // compared nor read, nor taken for the group's membership (`newestMembership` in
+    // cluster-sim.ts).
     // And seed 2114: n2's disk and the metasrv's catalog both put back from copies (the catalog's
     // older, so the start could not be refused); n2's replica failed R3 on its rolled-back log —
     // the safety net — and n2 crashed (flap) before the metasrv's repair of it started, so H3's
     // fact, looked for on the running node, was missing: `healthy node`. An R3 failure on a disk
     // put back from a copy is expected, and remembered, also when a crash takes it (every failure
     // is now looked at before a crash).
-    // And seed 2320: n2's disk put back from a copy, down, its durable snapshot at 11 naming an
-    // SST the leader's GC collected (peer 2 had published a snapshot at 110 from the disk before
-    // the copy went back) before the metasrv refused the start: `referenced object deleted`. A
-    // copy not registered yet is held to nothing, as a refused one.
+    // And seed 2531 (seed 2320 until M34's table id reservations moved the DDL runs; searched from
+    // 2000). On 2320's first run n2's disk was put back from a copy, down, its durable snapshot at
+    // 11 naming an SST the leader's GC collected (peer 2 had published a snapshot at 110 from the
+    // disk before the copy went back) before the metasrv refused the start: `referenced object
+    // deleted`. On 2531 n1's copy (snapshot at 26) is put back and down while GC collects two SSTs
+    // it names, before its start refuses itself (K2); the same violation with the rule taken out.
+    // A copy not registered yet is held to nothing, as a refused one.
     // And a product finding, seed 2405 (K2, docs/correctness.md): the catalog put back from a copy
     // older than n1's disk copy, so the metasrv could not refuse n1's start; n1's rolled-back
     // replica voted n2 leader without an entry n1 had committed: `state machine safety`. The
     // object store's record of n1's starts now makes the copy refuse itself.
-    // And seed 2757 (session 24): d1's peer 4 on n4 failed on its damaged log; the repair the
-    // metasrv began was lost with its catalog when an older copy without d1 was put back, so the
-    // failed replica stays a member, unrepaired, for good: `liveness` "no linearizable read of
-    // d1's region … on n4 after healing". A failed replica of a region no catalog knows is neither
-    // read nor compared.
+    // And seed 2027 (seed 2757, session 24, until M34's table id reservations moved the DDL runs;
+    // searched from 2000). On 2757's first run d1's peer 4 on n4 failed on its damaged log; the
+    // repair the metasrv began was lost with its catalog when an older copy without d1 was put
+    // back, so the failed replica stays a member, unrepaired, for good: `liveness` "no
+    // linearizable read of d1's region … on n4 after healing". On 2027, d1 is forgotten (a copy
+    // without it put back) before n1's peer 9 fails on its damaged log, so no repair begins: the
+    // same `liveness` on n1 with the rule taken out. A failed replica of a region no catalog knows
+    // is neither read nor compared.
     for (const [seed, what] of [
-      [2070, "a live table's region is read where it is hosted, not on a node a repair moved it off, after healing"],
+      [2045, "a live table's region is read where it is hosted, not on a node a repair moved it off, after healing"],
       [2110, 'a region a repair moves off a node during the final check is read where it is, after healing'],
-      [2104, "a forgotten table's region that lost a replica to a restored disk is read on the two left after healing"],
-      [2133, 'a DropTable answered for another table of the name (a restored copy\'s) leaves the forgotten one\'s replicas alone'],
+      [2001, "a forgotten table's region that lost a replica to a restored disk is read on the two left after healing"],
+      [2666, 'a DropTable answered for another table of the name (a restored copy\'s) leaves the forgotten one\'s replicas alone'],
       [2189, "a repair's open over another peer's data on a node is refused, that peer kept (M24)"],
-      [2199, "a forgotten region's replica no membership names (a repair's peer never added) is neither compared nor read"],
-      [2221, "a region unknown to a lost catalog: a removed peer cut off before it learned it is not taken for a member"],
+      [2003, "a forgotten region's replica no membership names (a repair's peer never added) is neither compared nor read"],
+      [2926, "a region unknown to a lost catalog: a removed peer cut off before it learned it is not taken for a member"],
       [2114, 'an R3 failure on a disk put back from a copy is expected, and remembered for H3 after its node crashed'],
-      [2320, 'a disk put back from a copy and not registered yet is not held to its durable snapshot'],
+      [2531, 'a disk put back from a copy and not registered yet is not held to its durable snapshot'],
       [2405, 'a disk put back from a copy while the catalog is an older copy refuses itself by the start witness (K2)'],
-      [2757, "a forgotten region's replica that failed on its damaged log, repaired by no one, is neither read nor compared"],
+      [2027, "a forgotten region's replica that failed on its damaged log, repaired by no one, is neither read nor compared"],
       // A product finding of the wide mix (session 25, seed 2389, no marks; finding M30): a drain's
       // repairs added learners 7 and 8 on n4; n4 then came back on an empty disk (its restored copy
       // refused and moved aside) and noteStore marked every placement there lost — the learners
@@ -1285,8 +1305,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // mark's own in-place repair deleted it while it led, its followers quiesced under it and its
       // node up: `removal availability` "… no leader for 1005 ms … counting peer(s) 8, deleted
       // meanwhile". A new peer marked lost is given up at catch-up/promote, and clear-old moves
-      // leadership off a leading lost peer before deleting it.
-      [2389, "a repair's new peer marked lost after add-learner is given up, not promoted and deleted while it leads (M30)"],
+      // leadership off a leading lost peer before deleting it. Seed 2433 since M34's table id
+      // reservations moved the DDL runs (searched from 2000): a repair's new peer 13 on n3 of a DDL
+      // table's region, marked lost when n3 came back on a new store, is removed and given up at
+      // catch-up and another placed.
+      [2433, "a repair's new peer marked lost after add-learner is given up, not promoted and deleted while it leads (M30)"],
       // A product finding of the wide mix (session 25, seed 2920, no marks; finding M31): a catalog
       // copy placing 1@n1,2@n2,3@n3 was put back (17370) after repairs had replaced peer 1 by 10 and
       // 11 on n4 in the two workload regions. n1's new store marked peer 1 lost, and the tick started
@@ -1327,11 +1350,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // A product finding with `marks` in the mix (session 24, seed 3003; docs/procedures.md): n4 was
       // wiped after repair-replica allocated new peer 10 there and before add-learner opened it, so
       // the new store's registration marked peer 10 lost; add-learner opened and added it anyway.
+      // Seed 2165 since M34's table id reservations moved the DDL runs (searched from 2000): new
+      // peers 7 and 8 allocated on n4, whose disk, put back from a copy, was refused and then
+      // moved aside (a new store) before the leaders counted them; another peer each (9, 10).
       // Once the `close` fault closed it, reconciliation never reopened it (R4: a lost peer id is not
       // reopened) and no repair could start while the procedure held the region, whose remove-old
       // waited for ever to hand leadership to peer 10: `liveness` "repair-replica-2@remove-old
       // (moving leadership off the old replica)". add-learner now allocates another peer instead.
-      [3003, "a new peer marked lost before add-learner is replaced by another, not opened"],
+      [2165, "a new peer marked lost before add-learner is replaced by another, not opened"],
       // A product finding with `marks` (session 25, seed 3205): a repair moved the workload region's
       // peer 1 (n1) to peer 8 (n4); a catalog copy from before it was put back (placing 1,2,3), and
       // the close fault closed n4's peer 8 and n3's peer 3. The metasrv reopened peer 3 with the
@@ -1349,7 +1375,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // token) passed the token check before the seventh created the table, then waited too and was
       // refused: `ddl` "CreateTable d1 attempt 9 with token sim-ddl:d1:0 … was refused: table d1
       // already exists". The token is checked again after the waits, and its answer waits for the
-      // save that wrote the table (test/unit/metasrv-create-token.test.ts).
+      // save that wrote the table (test/unit/metasrv-create-token.test.ts). Traced again after M34's
+      // table id reservations moved the DDL runs: the retry's table now comes from the check after
+      // the reservation's await, and with the checks after the waits taken out the run fails the
+      // same `ddl` "CreateTable d1 attempt 9 … table d1 already exists".
       [3454, "a CreateTable retried while its first attempt is still in the metasrv gets the table, not ALREADY_EXISTS (M28)"],
       // A product finding with `marks` (session 25, seed 3394; finding E13, in the raft core): n1
       // restarted mid-membership-change, its apply's SST read slowed 1.3 s with the promotion of peer
@@ -1365,8 +1394,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       // repair of the "lost" learner 10 (placed by R2, not reported: M25) waited at allocate for good
       // ("no healthy datanode without a replica of this region"), holding the region's repair slot.
       // A learner of a group that has its voters is removed, not replaced, and a learner no repair
-      // adds gets such a removal.
-      [2248, "a learner left by a lost repair is removed from its group, not replaced (M29)"],
+      // adds gets such a removal. Seed 2019 since M34's table id reservations moved the DDL runs
+      // (searched from 2000): learner 7 (n2) of d1's region, added by a repair whose record the
+      // copy put back at 3.4 s lost, with n1, n3 and n4 holding the region's other replicas; the
+      // leader is asked to remove peer 7 and n2's replica is deleted.
+      [2019, "a learner left by a lost repair is removed from its group, not replaced (M29)"],
       // A harness gap with `marks` (session 25, seed 2231): d1 (1026) dropped, the metasrv crashed
       // before n2's destroy was sent, and a catalog copy from before d1 1026 was put back — n2's peer
       // 12 is then a replica of a region no catalog knows, kept (R1; docs/ddl.md, "A catalog older

@@ -19,7 +19,8 @@
 //
 // Environment: BENCH_SECONDS (default 10), BENCH_WARMUP_SECONDS (default 2), BENCH_SYSTEMS
 // (default "regiondb,regiondb-1r,etcd"; also "regiondb-spread": the 4-region table with its
-// leaders evened over the datanodes, `leader_placement = "spread"`), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16";
+// leaders evened over the datanodes, `leader_placement = "spread"`; "regiondb-lease": the
+// 4-region table with `raft.read_only = "lease"`, docs/raft.md), BENCH_WORKLOADS (e.g. "write:1,write:64,batch100:16";
 // default all), BENCH_REGIONDB_UNARY=1 (regiondb clients make one unary call per operation, as
 // etcd's do), BENCH_REGIONDB_REGIONS (the `regiondb` system's regions, default 4),
 // BENCH_REGIONDB_NODE_ARGS (flags for `node` in every regiondb process, space-separated).
@@ -37,11 +38,11 @@ const prewarmWrites = Number(process.env['BENCH_PREWARM_WRITES'] ?? 10_000);
 const PREWARM_CLIENTS = 16;
 const SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r', 'etcd'];
 /** Systems run only when BENCH_SYSTEMS names them. */
-const OPT_IN_SYSTEMS: readonly SystemName[] = ['regiondb-spread'];
+const OPT_IN_SYSTEMS: readonly SystemName[] = ['regiondb-spread', 'regiondb-lease'];
 const systems = (process.env['BENCH_SYSTEMS'] ?? SYSTEMS.join(',')).split(',') as SystemName[];
 for (const s of systems) if (!SYSTEMS.includes(s) && !OPT_IN_SYSTEMS.includes(s)) throw new Error(`BENCH_SYSTEMS: unknown system ${s} (known: ${[...SYSTEMS, ...OPT_IN_SYSTEMS].join(', ')})`);
 /** The regiondb systems, each compared with etcd. */
-const REGIONDB_SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r', 'regiondb-spread'];
+const REGIONDB_SYSTEMS: readonly SystemName[] = ['regiondb', 'regiondb-1r', 'regiondb-spread', 'regiondb-lease'];
 
 type WorkloadKind = 'write' | 'read' | 'batch100';
 interface Workload {
@@ -250,6 +251,7 @@ async function main(): Promise<void> {
   if (systems.includes('regiondb')) chosen.push(new RegionDbTarget());
   if (systems.includes('regiondb-1r')) chosen.push(new RegionDbTarget('', 1, 'regiondb-1r'));
   if (systems.includes('regiondb-spread')) chosen.push(new RegionDbTarget('', undefined, 'regiondb-spread', 'spread'));
+  if (systems.includes('regiondb-lease')) chosen.push(new RegionDbTarget('[raft]\nread_only = "lease"', undefined, 'regiondb-lease'));
   if (systems.includes('etcd') && etcd) chosen.push(new EtcdTarget());
   for (const target of chosen) {
     try {

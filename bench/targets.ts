@@ -19,7 +19,7 @@ import { placeLeaders } from './leaders.js';
  * datanodes; `regiondb-1r`: the same table in one region — one raft group, as etcd's whole
  * keyspace is (docs/performance.md, "Round 8").
  */
-export type SystemName = 'regiondb' | 'regiondb-1r' | 'regiondb-spread' | 'etcd';
+export type SystemName = 'regiondb' | 'regiondb-1r' | 'regiondb-spread' | 'regiondb-lease' | 'etcd';
 
 export interface BenchClient {
   write(key: number): Promise<void>;

@@ -273,12 +273,13 @@ export class Raft {
   private pendingReadIndex: Message[] = [];
   /**
    * Lease reads (R10): how many times the lease was voided (`suspendLease`, a TimeoutNow sent),
-   * and whether it is void now. While void, ReadIndex takes the heartbeat round even with
-   * `readOnly: 'lease'`, and the lease is back once a quorum acknowledged a round registered
-   * after the latest voiding (the leader was still counted after it).
+   * and the voidings a quorum-confirmed read round registered after: the lease is void while the
+   * first is ahead (ReadIndex then takes the heartbeat round even with `readOnly: 'lease'`), and
+   * back once a quorum acknowledged a round registered after the latest voiding (the leader was
+   * still counted after it).
    */
   private leaseVoidings = 0;
-  private leaseVoid = false;
+  private leaseConfirmedAfter = 0;
   /**
    * Lease reads (R10): the leader's own tick count in its term, and the tick before which its
    * lease holds — a quorum acknowledged a heartbeat this leader sent at tick T, so each of those
@@ -1261,7 +1262,7 @@ export class Raft {
       const leaseAcks = this.leaseAcks.get(leaseTick);
       if (!leaseAcks) return;
       leaseAcks.add(m.from);
-      if (!isQuorum(this.config.voters, (id) => id === this.id || leaseAcks.has(id))) return;
+      if (!this.quorumAcknowledged(leaseAcks)) return;
       for (const t of this.leaseAcks.keys()) if (t <= leaseTick) this.leaseAcks.delete(t);
       this.leaseExtend(leaseTick);
       return;
@@ -1270,13 +1271,13 @@ export class Raft {
     if (this.readOnly.size === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks) return;
-    if (!isQuorum(this.config.voters, (id) => id === this.id || acks.has(id))) return;
+    if (!this.quorumAcknowledged(acks)) return;
     const released = this.readOnly.advance(m.context);
     const confirmed = released[released.length - 1];
     if (confirmed && this.readOnlyOption === 'lease') {
       // The round's heartbeats went out at or after it was registered: it renews the lease too.
       this.leaseExtend(confirmed.tick);
-      if (this.leaseVoid && confirmed.epoch === this.leaseVoidings) this.leaseVoid = false;
+      this.leaseConfirmedAfter = Math.max(this.leaseConfirmedAfter, confirmed.epoch);
     }
     for (const read of released) this.answerRead(read.from, read.index, read.context);
   }
@@ -1354,7 +1355,7 @@ export class Raft {
    * (leaseUntilTick). Otherwise ReadIndex takes the heartbeat round, whose confirmation renews it.
    */
   private leaseHolds(): boolean {
-    return this.readOnlyOption === 'lease' && !this.leaseVoid && this.leaderTicks < this.leaseUntilTick;
+    return this.readOnlyOption === 'lease' && this.leaseConfirmedAfter === this.leaseVoidings && this.leaderTicks < this.leaseUntilTick;
   }
 
   /**
@@ -1375,7 +1376,11 @@ export class Raft {
    */
   suspendLease(): void {
     this.leaseVoidings++;
-    this.leaseVoid = true;
+  }
+
+  /** Whether this leader and the voters in `acks` make a quorum of the configuration's voters. */
+  private quorumAcknowledged(acks: ReadonlySet<NodeId>): boolean {
+    return isQuorum(this.config.voters, (id) => id === this.id || acks.has(id));
   }
 
   private abortLeaderTransfer(): void {

@@ -2378,12 +2378,7 @@ export class ClusterSim {
     const node = this.nodes.get(to);
     const server = node?.server;
     if (!node || !server) return;
-    const inc = node.incarnation;
-    if (inc.pausedUntil > this.sched.now) {
-      // `pause`: it waits in the socket until the process runs again (and dies with it).
-      this.sched.at(inc.pausedUntil, () => this.deliver(from, to, envelope), inc);
-      return;
-    }
+    if (this.sched.heldWhilePaused(node.incarnation, () => this.deliver(from, to, envelope))) return; // `pause`
     if (this.drain?.intercept(from, to, envelope)) return; // the `drain` fault's cut (sim-drain.ts)
     const m = envelope.message;
     // Liveness beats (one per node pair every beatEveryTicks ticks) stay out of the trace: they carry no state.

@@ -667,11 +667,7 @@ export function simDatanodeAdmin(
           settle(() => reject(new RegionDbError(ErrorCode.Unavailable, `${addr}: connection refused`)));
           return;
         }
-        if (target.inc.pausedUntil > sched.now) {
-          // The `pause` fault: the call waits until the datanode process runs again.
-          sched.at(target.inc.pausedUntil, arrive, target.inc);
-          return;
-        }
+        if (sched.heldWhilePaused(target.inc, arrive)) return; // the `pause` fault
         const req = wire.requestDeserialize(wire.requestSerialize(request)) as Req;
         const answer = (f: () => void) => {
           if (target.inc.dead || (faulty() && rand.chance(0.02))) return;

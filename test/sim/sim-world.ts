@@ -57,6 +57,17 @@ export class SimScheduler {
     return ev;
   }
 
+  /**
+   * An input reaching `owner` (a message, a call): while its process is paused it waits in the
+   * socket — `retry` runs when the pause ends, as an event of `owner` (it dies with it) — and this
+   * returns true; false when the process runs and the input is to be handled now.
+   */
+  heldWhilePaused(owner: Incarnation, retry: () => void): boolean {
+    if (owner.pausedUntil <= this.now) return false;
+    this.at(owner.pausedUntil, retry, owner);
+    return true;
+  }
+
   /** A clock and timers for one incarnation of a node. */
   clockFor(owner: Incarnation): TimedClock {
     return {

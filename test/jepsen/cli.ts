@@ -29,9 +29,9 @@ const seed0 = intEnv('SEED', Math.floor(Math.random() * 1_000_000), 0);
 const net = (process.env['NET'] || 'proxy') as NetMode;
 const tls = process.env['TLS'] === '1';
 const leaseReads = process.env['LEASE_READS'] === '1';
-/** What a replay line repeats besides the seed and the nemesis. */
-const replayEnv = `${leaseReads ? 'LEASE_READS=1 ' : ''}${process.env['BALANCE_MS'] ? `BALANCE_MS=${process.env['BALANCE_MS']} ` : ''}`;
 const balanceEveryMs = process.env['BALANCE_MS'] ? intEnv('BALANCE_MS', 0, 1) : undefined;
+/** What a replay line repeats besides the seed and the nemesis. */
+const replayEnv = `${leaseReads ? 'LEASE_READS=1 ' : ''}${balanceEveryMs !== undefined ? `BALANCE_MS=${balanceEveryMs} ` : ''}`;
 if (balanceEveryMs !== undefined && net !== 'proxy') fail('BALANCE_MS needs NET=proxy');
 if (tls && net !== 'netns') fail('TLS=1 needs NET=netns');
 if (!NET_MODES.includes(net)) fail(`NET must be one of ${NET_MODES.join(', ')}, got ${JSON.stringify(process.env['NET'])}`);

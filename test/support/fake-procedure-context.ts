@@ -107,6 +107,11 @@ export class FakeCluster {
    */
   stepAcrossClockStepBack(id: string, afterMs: number): void {
     this.step(id);
+    this.clockStepsBackThenWaits(id, afterMs);
+  }
+
+  /** The rest of M33's scenario after the first step: the clock steps back 10 minutes, a step, `afterMs`, a step. */
+  clockStepsBackThenWaits(id: string, afterMs: number): void {
     this.stepClockBack(600_000);
     this.step(id);
     this.clock.advance(afterMs);

@@ -7,7 +7,8 @@
 //           it is three replicas' work
 //   flush   the leader turns the frozen memtable into an SST (writeFlushSst into a sink that
 //           only counts bytes)
-//   merge   the leader merges that SST into a new one (mergeSsts: read, decode, re-encode),
+//   merge   the leader merges that SST into a new one (mergeSsts: read, pick, write; values
+//           are copied as stored since session 29),
 //           what a compaction does to each row it rewrites
 // Comparing two builds in one process: APPLY_BENCH_BASE=<dir> names another checkout's root
 // (e.g. a `git archive` of main); its src/engine is loaded beside this one's and the two

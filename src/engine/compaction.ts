@@ -3,7 +3,7 @@
 // proposal of the `compaction-edit` are the host's (src/datanode/flusher.ts). Every replica
 // accepts any contiguous run (region-state.ts), so the picker may change without a format change.
 import type { SstMeta } from './command.js';
-import { type RegionState, memEntryFromCell, memEntryToSst } from './region-state.js';
+import type { RegionState } from './region-state.js';
 import { type SstSink, type WrittenSst, writeSst } from './flush.js';
 import { yieldEvery } from './yield.js';
 
@@ -93,12 +93,12 @@ export function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTo
   return writeSst(
     (async function* () {
       let dropped = 0;
-      for await (const cell of state.mergedCells(inputs)) {
-        if (cell.fields === null && dropTombstones) {
+      for await (const entry of state.mergedSstEntries(inputs)) {
+        if (entry.value === null && dropTombstones) {
           await yieldEvery(++dropped); // writeSst yields for the entries it writes, not for these
           continue;
         }
-        yield memEntryToSst(memEntryFromCell(cell));
+        yield entry;
       }
     })(),
     sink,

@@ -45,7 +45,7 @@ import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals }
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { KeyedEntry, type MemEntry, Memtable } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
-import { decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
+import { SST_VALUE_BINARY, decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
 import type { SstEntry, SstReader } from './sst/format.js';
 import { StandbyState } from './standby-state.js';
 
@@ -167,8 +167,19 @@ function cellFromSst(e: SstEntry, sst: string): Cell {
   return { key: e.key, version: e.version, tags, timestampMs, fields: fields ?? null };
 }
 
-export function memEntryFromCell(c: Cell): MemEntry {
+function memEntryFromCell(c: Cell): MemEntry {
   return { key: c.key, version: c.version, timestampMs: c.timestampMs, tags: c.tags, fields: c.fields ?? [], op: c.fields === null ? 'delete' : 'put' };
+}
+
+/**
+ * An SST entry as a compaction writes it out: a tombstone or a version-2 value as stored (its
+ * bytes are what encodeSstValue would write again for them); a version-1 (JSON) value decoded
+ * and written as version 2, so a merge still upgrades old SSTs (and a version-1 value without
+ * fields still becomes the tombstone it reads as).
+ */
+function sstEntryForMerge(e: SstEntry, sst: string): SstEntry {
+  if (e.value === null || e.value[0] === SST_VALUE_BINARY) return e;
+  return memEntryToSst(memEntryFromCell(cellFromSst(e, sst)));
 }
 
 /**
@@ -710,15 +721,30 @@ export class RegionState implements StateMachine<ApplyResult> {
   }
 
   /** All cells (tombstones included), one per key, newest version, in key order. */
-  async *mergedCells(sstsOnly?: readonly SstMeta[]): AsyncGenerator<Cell> {
-    const sources: AsyncIterator<Cell>[] = [];
-    if (!sstsOnly) {
-      sources.push(toAsync(this.memtable.scan(), cellFromMem));
-      for (let i = this.frozen.length - 1; i >= 0; i--) sources.push(toAsync(this.frozen[i]!.memtable.scan(), cellFromMem));
-    }
-    for (const meta of sstsOnly ?? this.ssts) {
+  async *mergedCells(): AsyncGenerator<Cell> {
+    const sources: AsyncIterator<Cell>[] = [toAsync(this.memtable.scan(), cellFromMem)];
+    for (let i = this.frozen.length - 1; i >= 0; i--) sources.push(toAsync(this.frozen[i]!.memtable.scan(), cellFromMem));
+    for (const meta of this.ssts) {
       const reader = await this.opener().open(meta);
       sources.push(mapAsync(reader.scan({}), (e) => cellFromSst(e, meta.key)));
+    }
+    yield* mergeNewest(sources);
+  }
+
+  /**
+   * The newest entry of every key among `inputs` (SSTs, newest first; tombstones included), in
+   * key order, as stored: what a compaction writes out. Values are passed on without being
+   * decoded (sstEntryForMerge): the merge needs keys and versions only, and decoding every value
+   * to cells and encoding it again was most of a compaction's CPU (docs/performance.md, session
+   * 29). A damaged value (its block's CRC matched) is copied as it is and stays CORRUPTION for
+   * every reader of the output, as it was for the input's. The same steps as mergedCells, so
+   * the event-loop turns a compaction takes are unchanged.
+   */
+  async *mergedSstEntries(inputs: readonly SstMeta[]): AsyncGenerator<SstEntry> {
+    const sources: AsyncIterator<SstEntry>[] = [];
+    for (const meta of inputs) {
+      const reader = await this.opener().open(meta);
+      sources.push(mapAsync(reader.scan({}), (e) => sstEntryForMerge(e, meta.key)));
     }
     yield* mergeNewest(sources);
   }
@@ -878,13 +904,13 @@ async function* mapAsync<T, U>(it: AsyncIterable<T>, f: (t: T) => U): AsyncGener
  * k-way merge of key-ordered sources; for equal keys the highest version wins (newer sources
  * always hold higher versions, so this is "newest source wins").
  */
-async function* mergeNewest(sources: AsyncIterator<Cell>[]): AsyncGenerator<Cell> {
-  const heads: (Cell | undefined)[] = await Promise.all(sources.map(async (s) => (await s.next()).value as Cell | undefined));
+async function* mergeNewest<T extends { readonly key: Uint8Array; readonly version: number }>(sources: AsyncIterator<T>[]): AsyncGenerator<T> {
+  const heads: (T | undefined)[] = await Promise.all(sources.map(async (s) => (await s.next()).value as T | undefined));
   for (;;) {
     let min: Uint8Array | undefined;
     for (const h of heads) if (h && (!min || compareBytes(h.key, min) < 0)) min = h.key;
     if (!min) return;
-    let best: Cell | undefined;
+    let best: T | undefined;
     for (let i = 0; i < heads.length; i++) {
       const h = heads[i];
       if (!h || compareBytes(h.key, min) !== 0) continue;

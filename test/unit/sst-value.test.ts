@@ -10,7 +10,7 @@ import { SeededRand } from '../../src/common/rand.js';
 import { RegionState, type SstMeta, type Value, encodeCommand, mergeSsts, sstMetaOf } from '../../src/engine/index.js';
 import { type SstOpener, encodeSstValue as encodeEntryValue } from '../../src/engine/region-state.js';
 import { SST_VALUE_BINARY, SST_VALUE_JSON_FIRST_BYTE, decodeSstValue, encodeSstValue, encodeSstValueV1 } from '../../src/engine/sst-value.js';
-import { SstReader, sstSourceFromBytes } from '../../src/engine/sst/format.js';
+import { SstReader, buildSst, sstSourceFromBytes } from '../../src/engine/sst/format.js';
 import { FIXTURE_SCHEMA, fixtureDeletes, fixtureRows } from '../fixtures/sst-values-v1-rows.js';
 
 const valueArb: fc.Arbitrary<Value> = fc.oneof(
@@ -115,6 +115,54 @@ describe('engine: SST values (sst-value.ts)', () => {
     state.ssts = [merged];
     expect(await rowsOf(state), 'merged into version 2: the same rows').to.deep.equal(want);
     expect(await state.get({ host: 'host-1', core: -(2 ** 40), ts: 1_700_000_001_000 }), 'the tombstone still hides its row').to.equal(null);
+  });
+
+  it('a merge writes each key\'s newest value as its SST stored it, without decoding it: a damaged one is copied and stays CORRUPTION for a reader of the output', async () => {
+    const source = new RegionState(FIXTURE_SCHEMA, 'fixture');
+    source.apply(1, encodeCommand({ kind: 'write', clientId: 'fixture', requestId: 1, rows: fixtureRows() }));
+    const base = [...source.memtable.scan()];
+    expect(base.length).to.equal(60);
+    const older = base.map((e) => ({ key: e.key, version: 1, value: encodeEntryValue(e) }));
+    // Every third key again at version 5: a new value, a tombstone, or (once) a damaged value
+    // whose block CRC is right (an unknown value tag: decoding it is CORRUPTION).
+    const damaged = Uint8Array.of(SST_VALUE_BINARY, 1, 9, 3, 1, 0);
+    const newer = base
+      .filter((_, i) => i % 3 === 0)
+      .map((e, i) => ({ key: e.key, version: 5, value: i === 4 ? damaged : i % 2 === 1 ? null : encodeSstValue(e.tags, e.timestampMs, ['v5', i]) }));
+    const store = new MemorySsts();
+    const metas: SstMeta[] = [];
+    for (const [name, entries] of [['newer', newer], ['older', older]] as const) {
+      const { bytes, properties } = buildSst(entries);
+      const meta = sstMetaOf(`regions/fixture/sst/${name}.sst`, { size: bytes.byteLength, properties });
+      store.objects.set(meta.key, bytes);
+      metas.push(meta);
+    }
+    const state = new RegionState(FIXTURE_SCHEMA, 'fixture', store);
+    state.ssts = metas;
+    const chunks: Uint8Array[] = [];
+    const written = await mergeSsts(state, metas, false, { write: async (c) => void chunks.push(c) });
+    const merged = sstMetaOf('regions/fixture/sst/merged.sst', written!);
+    store.objects.set(merged.key, new Uint8Array(Buffer.concat(chunks)));
+    const want = new Map<string, { version: number; value: Uint8Array | null }>();
+    for (const e of [...older, ...newer]) want.set(Buffer.from(e.key).toString('hex'), e);
+    const got: string[] = [];
+    for await (const e of (await store.open(merged)).scan()) {
+      const key = Buffer.from(e.key).toString('hex');
+      got.push(key);
+      const w = want.get(key)!;
+      expect(e.version, key).to.equal(w.version);
+      expect(e.value === null ? null : Buffer.from(e.value).toString('hex'), key).to.equal(w.value === null ? null : Buffer.from(w.value).toString('hex'));
+    }
+    expect(got).to.deep.equal([...want.keys()].sort());
+    const hit = base[12]!; // newer's entry 4: the damaged value
+    state.ssts = [merged];
+    try {
+      await state.get({ host: hit.tags[0]!, core: hit.tags[1]!, ts: hit.timestampMs });
+      expect.fail('reading the damaged value must throw');
+    } catch (err) {
+      expect(isRegionDbError(err, ErrorCode.Corruption), String(err)).to.equal(true);
+      expect((err as Error).message).to.include(merged.key).and.to.include('version 5');
+    }
   });
 
   it('every truncation and every extra byte of a version-2 value is CORRUPTION naming the SST and the version', () => {

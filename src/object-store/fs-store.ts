@@ -103,14 +103,21 @@ export class FsObjectStore implements ObjectStore {
       throw this.ioError('getRange', key, err);
     }
     try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw notFound(this, key);
-      checkRange(this, key, offset, length, st.size);
+      // The size is looked up only when a read comes back short (or nothing is to be read): a
+      // range inside the file — every read an SST reader makes — costs an open, one read and a
+      // close, not a stat besides (a compaction reads its inputs a block at a time).
+      const checkSize = async (): Promise<void> => {
+        const st = await fh.stat();
+        if (!st.isFile()) throw notFound(this, key);
+        checkRange(this, key, offset, length, st.size);
+      };
+      if (length === 0) await checkSize();
       const out = new Uint8Array(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await fh.read(out, done, length - done, offset + done);
         if (bytesRead === 0) {
+          await checkSize(); // past the end: INVALID_ARGUMENT, as a stat first would have said
           throw new RegionDbError(ErrorCode.StorageUnavailable, `${this.description}: ${key} shrank while reading range [${offset}, ${offset + length})`);
         }
         done += bytesRead;

@@ -103,6 +103,20 @@ class ByteWriter {
     this.length += b.byteLength;
   }
 
+  /** src[from, to): short runs copied by a loop (cheaper than a subarray and a native set). */
+  bytesOf(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    this.reserve(n);
+    if (n > 64) {
+      this.buf.set(src.subarray(from, to), this.length);
+    } else {
+      const buf = this.buf;
+      let at = this.length;
+      for (let i = from; i < to; i++) buf[at++] = src[i]!;
+    }
+    this.length += n;
+  }
+
   varint(v: number): void {
     this.reserve(8);
     while (v >= 0x80) {
@@ -193,17 +207,6 @@ function u32At(b: Uint8Array, offset: number): number {
   return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(offset);
 }
 
-/** Compares the last 8 bytes (the encoded timestamp) of two keys. */
-function compareSuffix8(a: Uint8Array, b: Uint8Array): number {
-  const ao = a.byteLength - 8;
-  const bo = b.byteLength - 8;
-  for (let i = 0; i < 8; i++) {
-    const d = a[ao + i]! - b[bo + i]!;
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-
 function invalid(message: string): RegionDbError {
   return new RegionDbError(ErrorCode.InvalidArgument, `buildSst: ${message}`);
 }
@@ -249,13 +252,17 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
   const block = new ByteWriter(target + 1024);
   const index: SstBlockHandle[] = [];
   let blockFirst: Uint8Array | undefined;
-  let prev: Uint8Array | undefined;
+  // The previous key, copied into a buffer reused for every entry (a caller may reuse its own):
+  // add() compares and prefix-shares against it without an allocation per entry; copies of it
+  // are made only for what outlives the entry (a block's last key, the SST's max key).
+  let prevBuf = new Uint8Array(256);
+  let prevLen = -1; // -1: no entry yet
   let n = 0;
   let tombstones = 0;
-  // Timestamps are the keys' last 8 bytes, encoded so byte order is numeric order: track the
-  // keys holding the min/max suffix and decode just those two at the end.
-  let minTsKey: Uint8Array | undefined;
-  let maxTsKey: Uint8Array | undefined;
+  // Timestamps are the keys' last 8 bytes, encoded so byte order is numeric order: keep the
+  // smallest and largest such suffix and decode just those two at the end.
+  const minTs = new Uint8Array(8);
+  const maxTs = new Uint8Array(8);
   let minVersion = Number.POSITIVE_INFINITY;
   let maxVersion = Number.NEGATIVE_INFINITY;
   let minKey: Uint8Array | undefined;
@@ -263,51 +270,74 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
   let drained = 0;
   let finished = false;
 
+  const prevKey = (): Uint8Array => prevBuf.slice(0, prevLen);
+
   const flush = (): void => {
-    if (blockFirst === undefined || prev === undefined) return;
+    if (blockFirst === undefined || prevLen < 0) return;
     const payload = block.view();
-    index.push({ firstKey: blockFirst, lastKey: prev, offset: drained + out.length, length: payload.byteLength });
+    index.push({ firstKey: blockFirst, lastKey: prevKey(), offset: drained + out.length, length: payload.byteLength });
     out.bytes(payload);
     out.u32(crc32c(payload));
     block.reset();
     blockFirst = undefined;
   };
 
+  /** -1, 0 or 1 as the key's last 8 bytes compare with `suffix`. */
+  const compareTs = (key: Uint8Array, suffix: Uint8Array): number => {
+    const at = key.byteLength - 8;
+    for (let i = 0; i < 8; i++) {
+      const d = key[at + i]! - suffix[i]!;
+      if (d !== 0) return d;
+    }
+    return 0;
+  };
+
   const add = (e: SstEntry): void => {
     if (finished) throw invalid('add after finish');
-    if (!(e.key instanceof Uint8Array) || e.key.byteLength < MIN_KEY_BYTES) {
+    const key = e.key;
+    if (!(key instanceof Uint8Array) || key.byteLength < MIN_KEY_BYTES) {
       throw invalid(`entry ${n}: key must be a Uint8Array of at least ${MIN_KEY_BYTES} bytes (it ends with the timestamp)`);
     }
     if (!Number.isSafeInteger(e.version) || e.version < 0) throw invalid(`entry ${n}: version must be a non-negative safe integer, got ${e.version}`);
     if (e.value !== null && !(e.value instanceof Uint8Array)) throw invalid(`entry ${n}: value must be a Uint8Array or null`);
-    let shared = 0;
-    if (prev !== undefined) {
-      if (compareBytes(prev, e.key) >= 0) {
-        throw invalid(`keys must be strictly ascending: entry ${n} key ${hex(e.key)} is not greater than entry ${n - 1} key ${hex(prev)}`);
-      }
-      if (blockFirst !== undefined) {
-        const max = Math.min(prev.byteLength, e.key.byteLength);
-        while (shared < max && prev[shared] === e.key[shared]) shared++;
+    const keyLen = key.byteLength;
+    // One pass over the common prefix gives both the order check and the shared length.
+    let common = 0;
+    if (prevLen >= 0) {
+      const max = prevLen < keyLen ? prevLen : keyLen;
+      while (common < max && prevBuf[common] === key[common]) common++;
+      const ascending = common < max ? key[common]! > prevBuf[common]! : keyLen > prevLen;
+      if (!ascending) {
+        throw invalid(`keys must be strictly ascending: entry ${n} key ${hex(key)} is not greater than entry ${n - 1} key ${hex(prevKey())}`);
       }
     }
-    const key = e.key.slice();
-    if (blockFirst === undefined) blockFirst = key;
+    let shared = common;
+    if (blockFirst === undefined) {
+      blockFirst = key.slice();
+      shared = 0; // a block's first key is stored whole
+    }
     block.varint(shared);
-    block.varint(key.byteLength - shared);
-    block.bytes(key.subarray(shared));
+    block.varint(keyLen - shared);
+    block.bytesOf(key, shared, keyLen);
     block.varint(e.version);
     if (e.value === null) {
       block.varint(0);
       tombstones++;
     } else {
       block.varint(e.value.byteLength + 1);
-      block.bytes(e.value);
+      block.bytesOf(e.value, 0, e.value.byteLength);
     }
-    minKey ??= key;
-    prev = key;
+    minKey ??= key.slice();
+    if (keyLen > prevBuf.byteLength) {
+      const grown = new Uint8Array(Math.max(keyLen, prevBuf.byteLength * 2));
+      grown.set(prevBuf.subarray(0, common));
+      prevBuf = grown;
+    }
+    for (let i = common; i < keyLen; i++) prevBuf[i] = key[i]!;
+    prevLen = keyLen;
+    if (n === 0 || compareTs(key, minTs) < 0) for (let i = 0; i < 8; i++) minTs[i] = key[keyLen - 8 + i]!;
+    if (n === 0 || compareTs(key, maxTs) > 0) for (let i = 0; i < 8; i++) maxTs[i] = key[keyLen - 8 + i]!;
     n++;
-    if (minTsKey === undefined || compareSuffix8(key, minTsKey) < 0) minTsKey = key;
-    if (maxTsKey === undefined || compareSuffix8(key, maxTsKey) > 0) maxTsKey = key;
     if (e.version < minVersion) minVersion = e.version;
     if (e.version > maxVersion) maxVersion = e.version;
     if (block.length >= target) flush();
@@ -324,18 +354,19 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
   const finishTail = (): { tail: Uint8Array; size: number; properties: SstProperties } => {
     if (finished) throw invalid('finish called twice');
     flush();
-    if (n === 0 || minKey === undefined || prev === undefined || minTsKey === undefined || maxTsKey === undefined) {
+    if (n === 0 || minKey === undefined || prevLen < 0) {
       throw invalid('an SST needs at least one entry');
     }
-    const minTs = timestampOfKey(minTsKey);
-    const maxTs = timestampOfKey(maxTsKey);
-    for (const [k, ts] of [
-      [minTsKey, minTs],
-      [maxTsKey, maxTs],
+    const minTimestamp = timestampOfKey(minTs);
+    const maxTimestamp = timestampOfKey(maxTs);
+    for (const [suffix, ts] of [
+      [minTs, minTimestamp],
+      [maxTs, maxTimestamp],
     ] as const) {
-      if (!Number.isSafeInteger(ts)) throw invalid(`key ${hex(k)} has timestamp ${ts} outside ±2^53`);
+      if (!Number.isSafeInteger(ts)) throw invalid(`a key ending in ${hex(suffix)} has timestamp ${ts} outside ±2^53`);
     }
     finished = true;
+    const maxKey = prevKey();
     const dataBytes = drained + out.length;
 
     const indexOffset = drained + out.length;
@@ -359,14 +390,14 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
       blockCount: index.length,
       dataBytes,
       minKey,
-      maxKey: prev,
-      minTimestamp: minTs,
-      maxTimestamp: maxTs,
+      maxKey,
+      minTimestamp,
+      maxTimestamp,
       minVersion,
       maxVersion,
     };
     const propsOffset = drained + out.length;
-    const props = new TextEncoder().encode(JSON.stringify({ ...properties, minKey: hex(minKey), maxKey: hex(prev) }));
+    const props = new TextEncoder().encode(JSON.stringify({ ...properties, minKey: hex(minKey), maxKey: hex(maxKey) }));
     out.bytes(props);
     out.u32(crc32c(props));
 

@@ -304,7 +304,7 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     // One pass over the common prefix gives both the order check and the shared length.
     let common = 0;
     if (prevLen >= 0) {
-      const max = prevLen < keyLen ? prevLen : keyLen;
+      const max = Math.min(prevLen, keyLen);
       while (common < max && prevBuf[common] === key[common]) common++;
       const ascending = common < max ? key[common]! > prevBuf[common]! : keyLen > prevLen;
       if (!ascending) {

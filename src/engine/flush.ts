@@ -20,8 +20,8 @@ import { randomBytes } from 'node:crypto';
 import { wallClock } from '../common/clock.js';
 import type { SstMeta } from './command.js';
 import { sstPrefix } from './manifest.js';
-import { type FrozenMemtable, memEntryToSst } from './region-state.js';
-import { type SstEntry, type SstProperties, sstBuilder } from './sst/format.js';
+import { type FrozenMemtable, memEntryToSstInput } from './region-state.js';
+import { type SstEntry, type SstKeyStringEntry, type SstProperties, sstBuilder } from './sst/format.js';
 import { yieldEvery } from './yield.js';
 
 /** When a region's active memtable is due for a flush. */
@@ -99,10 +99,11 @@ export const SST_WRITE_CHUNK_BYTES = 1 << 20;
  * Writes `entries` (ascending keys) as one SST into `sink`, in chunks, yielding to the event loop
  * as it goes; null if there were no entries, and then nothing was written.
  */
-export async function writeSst(entries: Iterable<SstEntry> | AsyncIterable<SstEntry>, sink: SstSink): Promise<WrittenSst | null> {
+export async function writeSst(entries: Iterable<SstEntry | SstKeyStringEntry> | AsyncIterable<SstEntry | SstKeyStringEntry>, sink: SstSink): Promise<WrittenSst | null> {
   const builder = sstBuilder();
   for await (const entry of entries) {
-    builder.add(entry);
+    if (entry.key === undefined) builder.addKeyString(entry.keyString, entry.version, entry.value);
+    else builder.add(entry);
     await yieldEvery(builder.count);
     if (builder.bufferedBytes >= SST_WRITE_CHUNK_BYTES) await sink.write(builder.drain());
   }
@@ -116,7 +117,7 @@ export async function writeSst(entries: Iterable<SstEntry> | AsyncIterable<SstEn
 export function writeFlushSst(frozen: FrozenMemtable, sink: SstSink): Promise<WrittenSst | null> {
   return writeSst(
     (function* () {
-      for (const entry of frozen.memtable.scan()) yield memEntryToSst(entry);
+      for (const entry of frozen.memtable.scan()) yield memEntryToSstInput(entry);
     })(),
     sink,
   );

@@ -46,7 +46,7 @@ import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.
 import { KeyedEntry, type MemEntry, Memtable } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
 import { SST_VALUE_BINARY, decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
-import type { SstEntry, SstReader } from './sst/format.js';
+import type { SstEntry, SstKeyStringEntry, SstReader } from './sst/format.js';
 import { StandbyState } from './standby-state.js';
 
 export type ApplyResult =
@@ -155,6 +155,11 @@ export function encodeSstValue(e: MemEntry): Uint8Array | null {
 
 export function memEntryToSst(e: MemEntry): SstEntry {
   return { key: e.key, version: e.version, value: encodeSstValue(e) };
+}
+
+/** memEntryToSst for a flush: an entry that holds its key as a byte string is written from it (SstBuilder.addKeyString). */
+export function memEntryToSstInput(e: MemEntry): SstEntry | SstKeyStringEntry {
+  return e instanceof KeyedEntry ? { keyString: e.k, version: e.version, value: encodeSstValue(e) } : memEntryToSst(e);
 }
 
 function cellFromMem(e: MemEntry): Cell {

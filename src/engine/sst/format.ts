@@ -41,6 +41,17 @@ export interface SstEntry {
   value: Uint8Array | null;
 }
 
+/**
+ * An entry whose key is given as its byte string (one char per byte, key.ts keyStringOfBytes),
+ * as a memtable holds it: SstBuilder.addKeyString writes it without making the key's bytes.
+ */
+export interface SstKeyStringEntry {
+  readonly key?: undefined;
+  readonly keyString: string;
+  readonly version: number;
+  readonly value: Uint8Array | null;
+}
+
 export interface SstProperties {
   formatVersion: number;
   entryCount: number;
@@ -233,6 +244,13 @@ export function buildSst(entries: Iterable<SstEntry>, options: BuildSstOptions =
 export interface SstBuilder {
   /** Appends the next entry (same rules as buildSst); throws INVALID_ARGUMENT. */
   add(e: SstEntry): void;
+  /**
+   * add() for a key given as its byte string (one char per byte, key.ts keyStringOfBytes), as a
+   * memtable holds it: the chars are written as they are, with no Uint8Array made per entry (a
+   * flush's largest cost when its keys were made one by one). A char above 255 is
+   * INVALID_ARGUMENT.
+   */
+  addKeyString(keyString: string, version: number, value: Uint8Array | null): void;
   /** Entries added so far. */
   readonly count: number;
   /** Bytes of finished blocks not yet drained. */
@@ -282,9 +300,9 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     blockFirst = undefined;
   };
 
-  /** -1, 0 or 1 as the key's last 8 bytes compare with `suffix`. */
-  const compareTs = (key: Uint8Array, suffix: Uint8Array): number => {
-    const at = key.byteLength - 8;
+  /** Negative, 0 or positive as the last 8 of a key's `keyLen` bytes compare with `suffix`. */
+  const compareTs = (key: Uint8Array, keyLen: number, suffix: Uint8Array): number => {
+    const at = keyLen - 8;
     for (let i = 0; i < 8; i++) {
       const d = key[at + i]! - suffix[i]!;
       if (d !== 0) return d;
@@ -292,14 +310,57 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
     return 0;
   };
 
-  const add = (e: SstEntry): void => {
-    if (finished) throw invalid('add after finish');
-    const key = e.key;
-    if (!(key instanceof Uint8Array) || key.byteLength < MIN_KEY_BYTES) {
-      throw invalid(`entry ${n}: key must be a Uint8Array of at least ${MIN_KEY_BYTES} bytes (it ends with the timestamp)`);
+  /** prevBuf holds at least `n` bytes, its first `keep` kept. */
+  const ensurePrev = (n: number, keep: number): void => {
+    if (n <= prevBuf.byteLength) return;
+    const grown = new Uint8Array(Math.max(n, prevBuf.byteLength * 2));
+    grown.set(prevBuf.subarray(0, keep));
+    prevBuf = grown;
+  };
+
+  const notAscending = (key: Uint8Array): RegionDbError =>
+    invalid(`keys must be strictly ascending: entry ${n} key ${hex(key)} is not greater than entry ${n - 1} key ${hex(prevKey())}`);
+
+  /**
+   * Makes prevBuf[0, keyLen) the entry's key, which add/addKeyString have checked to be after the
+   * previous one, and writes the entry; `common` bytes of it were the previous key's already.
+   */
+  const put = (keyLen: number, common: number, version: number, value: Uint8Array | null): void => {
+    let shared = common;
+    if (blockFirst === undefined) {
+      blockFirst = prevKey();
+      shared = 0; // a block's first key is stored whole
     }
-    if (!Number.isSafeInteger(e.version) || e.version < 0) throw invalid(`entry ${n}: version must be a non-negative safe integer, got ${e.version}`);
-    if (e.value !== null && !(e.value instanceof Uint8Array)) throw invalid(`entry ${n}: value must be a Uint8Array or null`);
+    block.varint(shared);
+    block.varint(keyLen - shared);
+    block.bytesOf(prevBuf, shared, keyLen);
+    block.varint(version);
+    if (value === null) {
+      block.varint(0);
+      tombstones++;
+    } else {
+      block.varint(value.byteLength + 1);
+      block.bytesOf(value, 0, value.byteLength);
+    }
+    minKey ??= prevKey();
+    if (n === 0 || compareTs(prevBuf, keyLen, minTs) < 0) for (let i = 0; i < 8; i++) minTs[i] = prevBuf[keyLen - 8 + i]!;
+    if (n === 0 || compareTs(prevBuf, keyLen, maxTs) > 0) for (let i = 0; i < 8; i++) maxTs[i] = prevBuf[keyLen - 8 + i]!;
+    n++;
+    if (version < minVersion) minVersion = version;
+    if (version > maxVersion) maxVersion = version;
+    if (block.length >= target) flush();
+  };
+
+  const checkEntry = (keyLen: number, version: number, value: Uint8Array | null, what: string): void => {
+    if (finished) throw invalid('add after finish');
+    if (keyLen < MIN_KEY_BYTES) throw invalid(`entry ${n}: key must be ${what} of at least ${MIN_KEY_BYTES} bytes (it ends with the timestamp)`);
+    if (!Number.isSafeInteger(version) || version < 0) throw invalid(`entry ${n}: version must be a non-negative safe integer, got ${version}`);
+    if (value !== null && !(value instanceof Uint8Array)) throw invalid(`entry ${n}: value must be a Uint8Array or null`);
+  };
+
+  const add = (e: SstEntry): void => {
+    const key = e.key;
+    checkEntry(key instanceof Uint8Array ? key.byteLength : -1, e.version, e.value, 'a Uint8Array');
     const keyLen = key.byteLength;
     // One pass over the common prefix gives both the order check and the shared length.
     let common = 0;
@@ -307,40 +368,32 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
       const max = Math.min(prevLen, keyLen);
       while (common < max && prevBuf[common] === key[common]) common++;
       const ascending = common < max ? key[common]! > prevBuf[common]! : keyLen > prevLen;
-      if (!ascending) {
-        throw invalid(`keys must be strictly ascending: entry ${n} key ${hex(key)} is not greater than entry ${n - 1} key ${hex(prevKey())}`);
-      }
+      if (!ascending) throw notAscending(key);
     }
-    let shared = common;
-    if (blockFirst === undefined) {
-      blockFirst = key.slice();
-      shared = 0; // a block's first key is stored whole
-    }
-    block.varint(shared);
-    block.varint(keyLen - shared);
-    block.bytesOf(key, shared, keyLen);
-    block.varint(e.version);
-    if (e.value === null) {
-      block.varint(0);
-      tombstones++;
-    } else {
-      block.varint(e.value.byteLength + 1);
-      block.bytesOf(e.value, 0, e.value.byteLength);
-    }
-    minKey ??= key.slice();
-    if (keyLen > prevBuf.byteLength) {
-      const grown = new Uint8Array(Math.max(keyLen, prevBuf.byteLength * 2));
-      grown.set(prevBuf.subarray(0, common));
-      prevBuf = grown;
-    }
+    ensurePrev(keyLen, common);
     for (let i = common; i < keyLen; i++) prevBuf[i] = key[i]!;
     prevLen = keyLen;
-    if (n === 0 || compareTs(key, minTs) < 0) for (let i = 0; i < 8; i++) minTs[i] = key[keyLen - 8 + i]!;
-    if (n === 0 || compareTs(key, maxTs) > 0) for (let i = 0; i < 8; i++) maxTs[i] = key[keyLen - 8 + i]!;
-    n++;
-    if (e.version < minVersion) minVersion = e.version;
-    if (e.version > maxVersion) maxVersion = e.version;
-    if (block.length >= target) flush();
+    put(keyLen, common, e.version, e.value);
+  };
+
+  const addKeyString = (keyString: string, version: number, value: Uint8Array | null): void => {
+    const keyLen = typeof keyString === 'string' ? keyString.length : -1;
+    checkEntry(keyLen, version, value, 'a byte string');
+    let common = 0;
+    if (prevLen >= 0) {
+      const max = Math.min(prevLen, keyLen);
+      while (common < max && prevBuf[common] === keyString.charCodeAt(common)) common++;
+      const ascending = common < max ? keyString.charCodeAt(common) > prevBuf[common]! : keyLen > prevLen;
+      if (!ascending) throw notAscending(Uint8Array.from(keyString, (c) => c.charCodeAt(0) & 0xff));
+    }
+    for (let i = common; i < keyLen; i++) {
+      const c = keyString.charCodeAt(i);
+      if (c > 0xff) throw invalid(`entry ${n}: a key's byte string holds char code ${c} at ${i} (one char per byte: at most 255)`);
+    }
+    ensurePrev(keyLen, common);
+    for (let i = common; i < keyLen; i++) prevBuf[i] = keyString.charCodeAt(i);
+    prevLen = keyLen;
+    put(keyLen, common, version, value);
   };
 
   const drain = (): Uint8Array => {
@@ -421,6 +474,7 @@ export function sstBuilder(options: BuildSstOptions = {}): SstBuilder {
 
   return {
     add,
+    addKeyString,
     get count() {
       return n;
     },

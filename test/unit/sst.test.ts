@@ -480,7 +480,10 @@ describe('SST format', () => {
           const want = buildSst(unique, { blockTargetBytes });
           for (const mixed of [true, false]) {
             const b = sstBuilder({ blockTargetBytes });
-            unique.forEach((x, i) => (mixed && !asString[i] ? b.add(x) : b.addKeyString(keyStringOfBytes(x.key), x.version, x.value)));
+            for (const [i, x] of unique.entries()) {
+              if (mixed && !asString[i]) b.add(x);
+              else b.addKeyString(keyStringOfBytes(x.key), x.version, x.value);
+            }
             const got = b.finish();
             expect(Buffer.from(got.bytes).equals(Buffer.from(want.bytes)), mixed ? 'mixed' : 'all strings').to.equal(true);
             expect(got.properties).to.deep.equal(want.properties);

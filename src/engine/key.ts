@@ -168,9 +168,10 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 /** FNV-1a over the encoded tag values: which region a row belongs to. */
 export function regionNumberOf(schema: TableSchema, row: Row): number {
-  const key = encodePrimaryKey(schema, row);
+  const n = encodeRowKey(schema, row); // hashed where it was encoded: no copy per row
+  const key = scratch;
   let h = 0x811c9dc5;
-  for (let i = 0; i < key.byteLength - 8; i++) {
+  for (let i = 0; i < n - 8; i++) {
     h ^= key[i]!;
     h = Math.imul(h, 0x01000193) >>> 0;
   }

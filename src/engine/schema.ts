@@ -80,29 +80,31 @@ export function timestampColumn(schema: TableSchema): ColumnSchema {
 
 /** Checks one value against its column; returns it normalized. */
 export function checkValue(schema: TableSchema, column: ColumnSchema, value: unknown): Value {
-  const where = `table ${schema.name}, column ${column.name} (${column.type})`;
+  // The message's subject is built only for an error: this runs for every value of every row.
+  const refuse = (why: string) => invalid(`table ${schema.name}, column ${column.name} (${column.type}): ${why}`);
   if (value === null || value === undefined) {
-    if (column.semantic === 'timestamp') throw invalid(`${where}: the timestamp is required`);
+    if (column.semantic === 'timestamp') throw refuse('the timestamp is required');
     return null;
   }
   switch (column.type) {
     case 'string':
-      if (typeof value !== 'string') throw invalid(`${where}: expected a string, got ${typeof value}`);
-      if (Buffer.byteLength(value) > limits.stringValueBytesMax) {
-        throw invalid(`${where}: string of ${Buffer.byteLength(value)} bytes exceeds ${limits.stringValueBytesMax}`);
+      if (typeof value !== 'string') throw refuse(`expected a string, got ${typeof value}`);
+      // A code unit is at most 3 UTF-8 bytes: a string of at most a third of the limit in units fits.
+      if (value.length * 3 > limits.stringValueBytesMax && Buffer.byteLength(value) > limits.stringValueBytesMax) {
+        throw refuse(`string of ${Buffer.byteLength(value)} bytes exceeds ${limits.stringValueBytesMax}`);
       }
       return value;
     case 'int64':
     case 'timestamp_ms':
       if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-        throw invalid(`${where}: expected an integer within ±2^53, got ${JSON.stringify(value)}`);
+        throw refuse(`expected an integer within ±2^53, got ${JSON.stringify(value)}`);
       }
       return value === 0 ? 0 : value; // -0 → 0, as the JSON commands of format version 1 stored it
     case 'float64':
-      if (typeof value !== 'number' || !Number.isFinite(value)) throw invalid(`${where}: expected a finite number, got ${JSON.stringify(value)}`);
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw refuse(`expected a finite number, got ${JSON.stringify(value)}`);
       return value === 0 ? 0 : value;
     case 'bool':
-      if (typeof value !== 'boolean') throw invalid(`${where}: expected a boolean, got ${JSON.stringify(value)}`);
+      if (typeof value !== 'boolean') throw refuse(`expected a boolean, got ${JSON.stringify(value)}`);
       return value;
   }
 }
@@ -110,10 +112,14 @@ export function checkValue(schema: TableSchema, column: ColumnSchema, value: unk
 /** Validates a full row (write): unknown columns rejected, timestamp required, tags/fields optional (NULL). */
 export function validateRow(schema: TableSchema, row: Row): Row {
   const out: Row = {};
-  for (const name of Object.keys(row)) {
-    if (!schema.columns.some((c) => c.name === name)) throw invalid(`table ${schema.name}: unknown column ${name}`);
+  const columns = schema.columns;
+  for (const name in row) {
+    if (!Object.hasOwn(row, name)) continue;
+    let known = false;
+    for (let i = 0; i < columns.length && !known; i++) known = columns[i]!.name === name;
+    if (!known) throw invalid(`table ${schema.name}: unknown column ${name}`);
   }
-  for (const c of schema.columns) out[c.name] = checkValue(schema, c, row[c.name]);
+  for (const c of columns) out[c.name] = checkValue(schema, c, row[c.name]);
   checkKeyBytes(schema, out);
   return out;
 }
@@ -133,11 +139,17 @@ export function validateKey(schema: TableSchema, key: Row): Row {
 
 /** The encoded primary key (tags + timestamp, key.ts) stays within limits.keyBytesMax. */
 function checkKeyBytes(schema: TableSchema, row: Row): void {
-  let bytes = 8;
-  for (const c of schema.columns) {
-    if (c.semantic !== 'tag') continue;
-    const v = row[c.name];
-    bytes += v === null || v === undefined ? 1 : typeof v === 'string' ? Buffer.byteLength(v) + 3 : 9;
-  }
+  // First a bound (a code unit is at most 3 UTF-8 bytes); the exact count only when it could exceed.
+  const count = (exact: boolean): number => {
+    let bytes = 8;
+    for (const c of schema.columns) {
+      if (c.semantic !== 'tag') continue;
+      const v = row[c.name];
+      bytes += v === null || v === undefined ? 1 : typeof v === 'string' ? (exact ? Buffer.byteLength(v) : v.length * 3) + 3 : 9;
+    }
+    return bytes;
+  };
+  if (count(false) <= limits.keyBytesMax) return;
+  const bytes = count(true);
   if (bytes > limits.keyBytesMax) throw invalid(`table ${schema.name}: primary key of ${bytes} bytes exceeds ${limits.keyBytesMax} (tags + timestamp)`);
 }

@@ -2,7 +2,7 @@
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import type { ColumnSchema, ColumnType, Row, TableSchema, Value } from '../engine/schema.js';
 import type { ColumnSchema__Output, ColumnType__Output, Row__Output, Semantic__Output, TableSchema__Output, Value__Output } from './generated/index.js';
-import { i64 } from './proto.js';
+import { i64, safeI64 } from './proto.js';
 
 // The wire shapes are the generated types of src/rpc/generated (proto-loader's objects under the
 // options of src/rpc/proto.ts); the names below are kept for the code that reads them.
@@ -36,7 +36,19 @@ export function fromProtoRow(row: ProtoRow | undefined | null, where: string): R
     throw new RegionDbError(ErrorCode.InvalidArgument, `${where}: expected a row with values`);
   }
   const out: Row = {};
-  for (const [name, v] of Object.entries(row.values)) out[name] = fromProtoValue(v, `${where}.${name}`);
+  const values = row.values;
+  for (const name in values) {
+    if (!Object.hasOwn(values, name)) continue;
+    const v = values[name];
+    // The common kinds without a message made for them (this runs for every value of every row).
+    const kind = v?.kind;
+    let n: number | undefined;
+    if (kind === 'string_value') out[name] = v!.string_value ?? '';
+    else if (kind === 'float64_value') out[name] = v!.float64_value ?? 0;
+    else if (kind === 'timestamp_ms_value' && (n = safeI64(v!.timestamp_ms_value)) !== undefined) out[name] = n;
+    else if (kind === 'int64_value' && (n = safeI64(v!.int64_value)) !== undefined) out[name] = n;
+    else out[name] = fromProtoValue(v, `${where}.${name}`); // every other kind, and every refusal with its message
+  }
   return out;
 }
 

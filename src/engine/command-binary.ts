@@ -167,6 +167,10 @@ export class BinaryWriter {
 }
 
 /** Reads what BinaryWriter wrote, validating as it goes. */
+function label(what: string, tail: string, index: number): string {
+  return index >= 0 ? `${what}[${index}]${tail}` : `${what}${tail}`;
+}
+
 export class BinaryReader {
   private pos: number;
   /** Made on first use: an SST value (sst-value.ts) is a reader of its own, and may need neither. */
@@ -188,32 +192,36 @@ export class BinaryReader {
     return this.pos;
   }
 
-  private need(n: number, what: string): void {
-    if (this.pos + n > this.bytes.byteLength) throw this.corrupt(`truncated ${what} at byte ${this.pos} of ${this.bytes.byteLength}`);
+  // What a read is of, for a CORRUPTION message: `what`, then `[index]` if index ≥ 0, then
+  // `tail` (" length", " count"). Composed only when the message is made: a decode reads several
+  // of these per row, and a label string made for each was garbage on every replica.
+
+  private need(n: number, what: string, tail = '', index = -1): void {
+    if (this.pos + n > this.bytes.byteLength) throw this.corrupt(`truncated ${label(what, tail, index)} at byte ${this.pos} of ${this.bytes.byteLength}`);
   }
 
-  byte(what: string): number {
-    this.need(1, what);
+  byte(what: string, tail = '', index = -1): number {
+    this.need(1, what, tail, index);
     return this.bytes[this.pos++]!;
   }
 
-  uint(what: string): number {
+  uint(what: string, tail = '', index = -1): number {
     let v = 0;
     let scale = 1;
     for (let i = 0; i < VARINT_BYTES_MAX; i++) {
-      const b = this.byte(what);
+      const b = this.byte(what, tail, index);
       v += (b & 0x7f) * scale;
       if (b < 0x80) {
-        if (!Number.isSafeInteger(v)) throw this.corrupt(`${what} ${v} exceeds 2^53 − 1`);
+        if (!Number.isSafeInteger(v)) throw this.corrupt(`${label(what, tail, index)} ${v} exceeds 2^53 − 1`);
         return v;
       }
       scale *= 0x80;
     }
-    throw this.corrupt(`${what} is a varint longer than ${VARINT_BYTES_MAX} bytes`);
+    throw this.corrupt(`${label(what, tail, index)} is a varint longer than ${VARINT_BYTES_MAX} bytes`);
   }
 
   string(what: string): string {
-    const n = this.uint(`${what} length`);
+    const n = this.uint(what, ' length');
     this.need(n, what);
     const start = this.pos;
     this.pos += n;
@@ -268,11 +276,11 @@ export class BinaryReader {
   values(what: string): Value[][] {
     // Every list and every value takes at least one byte: a count beyond the bytes left is
     // damage, and refusing it bounds what decoding allocates by the entry's own size.
-    const count = this.uint(`${what} count`);
+    const count = this.uint(what, ' count');
     if (count > this.remaining()) throw this.corrupt(`${count} ${what} in ${this.remaining()} bytes`);
     const out: Value[][] = new Array(count);
     for (let r = 0; r < count; r++) {
-      const n = this.uint(`${what}[${r}] length`);
+      const n = this.uint(what, ' length', r);
       if (n > this.remaining()) throw this.corrupt(`${n} values in ${this.remaining()} bytes`);
       const values: Value[] = new Array(n);
       for (let i = 0; i < n; i++) values[i] = this.value();
@@ -283,7 +291,7 @@ export class BinaryReader {
 
   /** What BinaryWriter.valueList wrote. */
   valueList(what: string): Value[] {
-    const n = this.uint(`${what} count`);
+    const n = this.uint(what, ' count');
     if (n > this.remaining()) throw this.corrupt(`${n} ${what} in ${this.remaining()} bytes`);
     const values: Value[] = new Array(n);
     for (let i = 0; i < n; i++) values[i] = this.value();

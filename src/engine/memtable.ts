@@ -36,7 +36,7 @@ export interface MemEntry {
 
 /**
  * A memtable entry whose key is held as its byte string `k` (keyStringOfBytes); `key` makes the
- * bytes on first use and keeps them. What RegionState's apply inserts.
+ * bytes on first use and keeps them. (RegionState's apply inserts RowEntry, below.)
  */
 export class KeyedEntry implements MemEntry {
   private bytes: Uint8Array | undefined = undefined;
@@ -56,9 +56,69 @@ export class KeyedEntry implements MemEntry {
   }
 }
 
+/** Where a row's tags and fields are among its values (schema order): what RowEntry picks them by. */
+export interface RowLayout {
+  readonly tagIndex: readonly number[];
+  readonly fieldIndex: readonly number[];
+}
+
+/**
+ * A put applied from a write command's row, keyed like a KeyedEntry: it keeps the row's values
+ * as the command decoded them (schema order) and picks its tags and fields out when they are
+ * read (a flush, a read), where apply used to copy them into two new arrays per row on every
+ * replica. The same entry to every reader as
+ * `new KeyedEntry(k, timestampMs, version, 'put', tags, fields)` with those arrays; its size
+ * (entrySizeBytes) is theirs, counted without making them. Nothing may change `values` after.
+ */
+export class RowEntry implements MemEntry {
+  private bytes: Uint8Array | undefined = undefined;
+  readonly op = 'put';
+
+  constructor(
+    readonly k: string,
+    readonly timestampMs: number,
+    readonly version: number,
+    private readonly values: readonly Value[],
+    private readonly layout: RowLayout,
+  ) {}
+
+  get key(): Uint8Array {
+    if (this.bytes === undefined) this.bytes = keyBytesOfString(this.k);
+    return this.bytes;
+  }
+
+  get tags(): readonly Value[] {
+    return pick(this.values, this.layout.tagIndex);
+  }
+
+  get fields(): readonly Value[] {
+    return pick(this.values, this.layout.fieldIndex);
+  }
+
+  /** What sizeWithKeyBytes adds for the tags and fields. */
+  cellBytes(): number {
+    return cellBytesAt(this.values, this.layout.tagIndex) + cellBytesAt(this.values, this.layout.fieldIndex);
+  }
+}
+
+function pick(values: readonly Value[], at: readonly number[]): Value[] {
+  const out: Value[] = new Array(at.length);
+  for (let i = 0; i < at.length; i++) out[i] = values[at[i]!] ?? null;
+  return out;
+}
+
+function cellBytesAt(values: readonly Value[], at: readonly number[]): number {
+  let size = 0;
+  for (let i = 0; i < at.length; i++) {
+    const v = values[at[i]!];
+    size += typeof v === 'string' ? v.length * 2 + 8 : 8;
+  }
+  return size;
+}
+
 /** entry.key as a string of one char per byte (keyStringOfBytes), however the entry holds it. */
 function keyStringOf(entry: MemEntry): string {
-  return entry instanceof KeyedEntry ? entry.k : keyStringOfBytes(entry.key);
+  return entry instanceof RowEntry || entry instanceof KeyedEntry ? entry.k : keyStringOfBytes(entry.key);
 }
 
 export function entrySizeBytes(e: MemEntry): number {
@@ -67,6 +127,7 @@ export function entrySizeBytes(e: MemEntry): number {
 
 /** entrySizeBytes with the key's length given (a KeyedEntry's bytes are not made for it). */
 function sizeWithKeyBytes(e: MemEntry, keyBytes: number): number {
+  if (e instanceof RowEntry) return keyBytes + 64 + e.cellBytes();
   let size = keyBytes + 64;
   for (const v of e.fields) size += typeof v === 'string' ? v.length * 2 + 8 : 8;
   for (const v of e.tags) size += typeof v === 'string' ? v.length * 2 + 8 : 8;

@@ -43,7 +43,7 @@ import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, de
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
-import { KeyedEntry, type MemEntry, Memtable } from './memtable.js';
+import { KeyedEntry, type MemEntry, Memtable, RowEntry, type RowLayout } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
 import { SST_VALUE_BINARY, decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
 import type { SstEntry, SstKeyStringEntry, SstReader } from './sst/format.js';
@@ -159,7 +159,7 @@ export function memEntryToSst(e: MemEntry): SstEntry {
 
 /** memEntryToSst for a flush: an entry that holds its key as a byte string is written from it (SstBuilder.addKeyString). */
 export function memEntryToSstInput(e: MemEntry): SstEntry | SstKeyStringEntry {
-  return e instanceof KeyedEntry ? { keyString: e.k, version: e.version, value: encodeSstValue(e) } : memEntryToSst(e);
+  return e instanceof RowEntry || e instanceof KeyedEntry ? { keyString: e.k, version: e.version, value: encodeSstValue(e) } : memEntryToSst(e);
 }
 
 function cellFromMem(e: MemEntry): Cell {
@@ -234,6 +234,8 @@ export class RegionState implements StateMachine<ApplyResult> {
   private readonly tagIndex: readonly number[];
   private readonly fieldIndex: readonly number[];
   private readonly tsIndex: number;
+  /** tagIndex and fieldIndex, as the memtable's RowEntry picks a row's cells by them. */
+  private readonly rowLayout: RowLayout;
 
   constructor(
     readonly schema: TableSchema,
@@ -251,6 +253,7 @@ export class RegionState implements StateMachine<ApplyResult> {
     this.tagIndex = this.tags.map((c) => schema.columns.indexOf(c));
     this.fieldIndex = this.fields.map((c) => schema.columns.indexOf(c));
     this.tsIndex = schema.columns.indexOf(this.ts);
+    this.rowLayout = { tagIndex: this.tagIndex, fieldIndex: this.fieldIndex };
   }
 
   /** Bytes held in memtables (active + frozen): what backpressure limits. */
@@ -584,13 +587,7 @@ export class RegionState implements StateMachine<ApplyResult> {
    * replica.
    */
   private putEntryOf(values: readonly Value[], version: number): MemEntry {
-    const tagIndex = this.tagIndex;
-    const fieldIndex = this.fieldIndex;
-    const tags: Value[] = new Array(tagIndex.length);
-    for (let i = 0; i < tagIndex.length; i++) tags[i] = values[tagIndex[i]!] ?? null;
-    const fields: Value[] = new Array(fieldIndex.length);
-    for (let i = 0; i < fieldIndex.length; i++) fields[i] = values[fieldIndex[i]!] ?? null;
-    return new KeyedEntry(primaryKeyStringOfValues(this.schema, values), values[this.tsIndex] as number, version, 'put', tags, fields);
+    return new RowEntry(primaryKeyStringOfValues(this.schema, values), values[this.tsIndex] as number, version, values, this.rowLayout);
   }
 
   private entryOf(row: Row, version: number, op: 'put' | 'delete'): MemEntry {

@@ -256,7 +256,7 @@ describe('engine: memtable', () => {
     }
   });
 
-  it('holds entries keyed by byte string (KeyedEntry, what apply inserts) exactly as entries keyed by bytes', () => {
+  it('holds entries keyed by byte string (KeyedEntry; RowEntry, what apply inserts, in test/unit/memtable.test.ts) exactly as entries keyed by bytes', () => {
     const seed = 31;
     const rand = new SeededRand(seed);
     const alphabet = [0x00, 0x01, 0x7f, 0x80, 0x9f, 0xa0, 0xfe, 0xff];

@@ -2,7 +2,7 @@
 // reference model that is obviously right: a plain Map of the latest entry per key, its keys kept
 // in compareBytes order by binary insertion. Seeded random puts (new keys, overwrites with higher versions,
 // tombstones, keys sharing long prefixes, keys with 0x00, 0x80–0xff bytes, keys that are
-// prefixes of each other; KeyedEntry and plain MemEntry inserts mixed), gets, counts, sizeBytes,
+// prefixes of each other; RowEntry, KeyedEntry and plain MemEntry inserts mixed), gets, counts, sizeBytes,
 // range scans, and scans advanced one step at a time while puts continue — what
 // RegionState.mergedCells does to the active memtable across awaits. The guarantee checked for
 // those: a scan yields exactly the keys in its range when its first entry was asked for, in key
@@ -11,7 +11,10 @@
 import { expect } from 'chai';
 import { SeededRand } from '../../src/common/rand.js';
 import { compareBytes, keyStringOfBytes } from '../../src/engine/key.js';
-import { KeyedEntry, type MemEntry, Memtable } from '../../src/engine/memtable.js';
+import { KeyedEntry, type MemEntry, Memtable, RowEntry, type RowLayout } from '../../src/engine/memtable.js';
+
+/** A row of values [field 1, tag, timestamp, field 0]: cells out of schema order, as a layout may have them. */
+const ROW_LAYOUT: RowLayout = { tagIndex: [1], fieldIndex: [3, 0] };
 
 const SEEDS = process.env['MEMTABLE_SEED'] !== undefined ? [Number(process.env['MEMTABLE_SEED'])] : Array.from({ length: 8 }, (_, i) => i + 1);
 const OPS_PER_SEED = 4000;
@@ -111,7 +114,13 @@ function runSeed(seed: number): number {
       const kind = rand.chance(0.125) ? 'delete' : 'put';
       const tags = [rand.chance(0.5) ? 'h'.repeat(rand.int(6)) : null];
       const fields = kind === 'delete' ? [] : [rand.int(1000), 'n'.repeat(rand.int(12))];
-      const entry: MemEntry = rand.chance(0.5) ? new KeyedEntry(keyStringOfBytes(key), version, version, kind, tags, fields) : { key, timestampMs: version, version, op: kind, tags, fields };
+      // Keyed by its byte string half of the time: a put as apply makes it (RowEntry: the row's
+      // values with the cells picked out by a layout) every other version, else a KeyedEntry.
+      const entry: MemEntry = rand.chance(0.5)
+        ? kind === 'put' && version % 2 === 1
+          ? new RowEntry(keyStringOfBytes(key), version, version, [fields[1]!, tags[0]!, version, fields[0]!], ROW_LAYOUT)
+          : new KeyedEntry(keyStringOfBytes(key), version, version, kind, tags, fields)
+        : { key, timestampMs: version, version, op: kind, tags, fields };
       mem.put(entry);
       model.put(entry);
     } else if (roll < 70) {

@@ -508,15 +508,18 @@ export class DatabaseService {
       throw new RegionDbError(ErrorCode.InvalidArgument, 'expect_version / expect_absent apply to single-row writes only');
     }
     const { clientId, requestId, completedBelow } = this.clientIdentity(req);
-    const command = encodeCommand({
-      kind: 'write',
-      clientId,
-      requestId,
-      ...(completedBelow !== undefined ? { completedBelow } : {}),
-      rows: rows.map((r) => schema.columns.map((c) => r[c.name] ?? null)),
-      ...(hasExpectVersion ? { expectVersion: u64(req.expect_version, 'expect_version') } : {}),
-      ...(req.expect_absent ? { expectAbsent: true } : {}),
-    });
+    const command = encodeCommand(
+      {
+        kind: 'write',
+        clientId,
+        requestId,
+        ...(completedBelow !== undefined ? { completedBelow } : {}),
+        rows: rows.map((r) => schema.columns.map((c) => r[c.name] ?? null)),
+        ...(hasExpectVersion ? { expectVersion: u64(req.expect_version, 'expect_version') } : {}),
+        ...(req.expect_absent ? { expectAbsent: true } : {}),
+      },
+      { keepRows: true }, // the row arrays are this call's own: applied here as they are (decodeCommandForApply)
+    );
     if (command.byteLength > limits.writeRequestBytesMax) {
       throw new RegionDbError(ErrorCode.InvalidArgument, `write of ${command.byteLength} bytes exceeds ${limits.writeRequestBytesMax}`);
     }

@@ -154,6 +154,17 @@ export class BinaryWriter {
     for (const v of values) this.value(v);
   }
 
+  /** valueList of `values[at[0]], values[at[1]], …` (a missing one as NULL), without making that list. */
+  valueListAt(values: readonly Value[], at: readonly number[]): void {
+    this.uint(at.length);
+    for (let i = 0; i < at.length; i++) this.value(values[at[i]!] ?? null);
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.pos;
+  }
+
   /** Forgets what was written: the next bytes start a new encoding in the same buffer. */
   reset(): void {
     this.pos = 0;

@@ -313,8 +313,24 @@ export function unstampCommand(bytes: Uint8Array): { readonly stampMs: number | 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * The rows of writes encoded with `keepRows`, by the bytes encodeCommand returned, and where in
+ * them the rows begin. A leader applies its own proposals: decoding their rows again (every
+ * value, a new string for each string value) was a tenth of its apply and garbage besides.
+ * Exact — the encoding carries every value exactly (command-binary.ts: a string that could not
+ * be carried is refused), so these rows are what decoding the bytes gives, and leader and
+ * followers apply the same values. Taken once (decodeCommandForApply) and held no longer than
+ * the bytes are (a WeakMap): a replica that applies bytes it did not encode decodes them.
+ */
+const keptRows = new WeakMap<Uint8Array, { readonly rows: readonly (readonly Value[])[]; readonly at: number }>();
+
+/** encodeCommand's options: `keepRows` — the caller will never change `cmd.rows` (or any of its arrays) again. */
+export interface EncodeOptions {
+  readonly keepRows?: boolean;
+}
+
 /** The current encoding: version 2 for writes and deletes, version 1 for system commands. */
-export function encodeCommand(cmd: Command): Uint8Array {
+export function encodeCommand(cmd: Command, options: EncodeOptions = {}): Uint8Array {
   if (cmd.kind !== 'write' && cmd.kind !== 'delete') return encodeCommandV1(cmd);
   const w = new BinaryWriter();
   w.byte(FORMAT_BINARY);
@@ -328,7 +344,13 @@ export function encodeCommand(cmd: Command): Uint8Array {
     w.uint(cmd.requestId);
     if (session) w.uint(completedBelow);
     if (cmd.expectVersion !== undefined) w.uint(cmd.expectVersion);
+    const at = w.length;
     w.values(cmd.rows);
+    if (options.keepRows) {
+      const bytes = w.finish();
+      keptRows.set(bytes, { rows: cmd.rows, at });
+      return bytes;
+    }
   } else {
     w.byte(session);
     w.string(cmd.clientId);
@@ -514,7 +536,15 @@ function decodeStandbyAppend(body: Record<string, unknown>): StandbyAppendComman
   return { kind: 'standby-append', fromIndex, watermarkMs, entries: decoded, ...(body['sync'] === true ? { sync: true } : {}), ...(versionOffset ? { versionOffset } : {}) };
 }
 
-function decodeBinary(bytes: Uint8Array): Command {
+/**
+ * decodeCommand for applying `bytes`: a write this process encoded with `keepRows` comes back
+ * with the very rows it was encoded from, once (keptRows); anything else is decoded.
+ */
+export function decodeCommandForApply(bytes: Uint8Array): Command {
+  return bytes[0] === FORMAT_BINARY && keptRows.has(bytes) ? decodeBinary(bytes, true) : decodeCommand(bytes);
+}
+
+function decodeBinary(bytes: Uint8Array, takeKept = false): Command {
   const r = new BinaryReader(bytes, 2);
   const kind = bytes[1];
   if (kind !== CommandKind.Write && kind !== CommandKind.Delete) throw corrupt(`command kind ${kind} has no version-2 encoding`);
@@ -532,8 +562,15 @@ function decodeBinary(bytes: Uint8Array): Command {
     return completedBelow > 0 ? { kind: 'delete', clientId, requestId, keys, completedBelow } : { kind: 'delete', clientId, requestId, keys };
   }
   const expectVersion = flags & WRITE_FLAG_EXPECT_VERSION ? r.uint('expected version') : undefined;
-  const rows = r.values('rows');
-  r.end();
+  const kept = takeKept ? keptRows.get(bytes) : undefined;
+  let rows: readonly (readonly Value[])[];
+  if (kept !== undefined && kept.at === r.offset) {
+    keptRows.delete(bytes);
+    rows = kept.rows; // the encoder's: the same values, and nothing changes them (keepRows)
+  } else {
+    rows = r.values('rows');
+    r.end();
+  }
   const cmd: WriteCommand = { kind: 'write', clientId, requestId, rows };
   if (expectVersion === undefined && !(flags & WRITE_FLAG_EXPECT_ABSENT) && completedBelow === 0) return cmd;
   return {

@@ -78,8 +78,9 @@ export class RowEntry implements MemEntry {
     readonly k: string,
     readonly timestampMs: number,
     readonly version: number,
-    private readonly values: readonly Value[],
-    private readonly layout: RowLayout,
+    /** The row's values, schema order (read them; never change them). */
+    readonly values: readonly Value[],
+    readonly layout: RowLayout,
   ) {}
 
   get key(): Uint8Array {

@@ -39,13 +39,13 @@ import { type Clock, wallClock } from '../common/clock.js';
 import { ErrorCode, RegionDbError } from '../common/errors.js';
 import { type DedupLimits, limits } from '../common/limits.js';
 import type { StateMachine } from '../raft/state-machine.js';
-import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, dedupIdentity, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
+import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, decodeCommand, decodeCommandForApply, dedupIdentity, encodeCommandV1, isTableDroppedMarker, unstampCommand } from './command.js';
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
 import { KeyedEntry, type MemEntry, Memtable, RowEntry, type RowLayout } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
-import { SST_VALUE_BINARY, decodeSstValue, encodeSstValue as encodeSstValueBinary } from './sst-value.js';
+import { SST_VALUE_BINARY, decodeSstValue, encodeSstValue as encodeSstValueBinary, encodeSstValueOfRow } from './sst-value.js';
 import type { SstEntry, SstKeyStringEntry, SstReader } from './sst/format.js';
 import { StandbyState } from './standby-state.js';
 
@@ -150,6 +150,7 @@ interface Cell {
 
 /** SST value of a put (sst-value.ts, version 2); a delete has none (a tombstone). */
 export function encodeSstValue(e: MemEntry): Uint8Array | null {
+  if (e instanceof RowEntry) return encodeSstValueOfRow(e.values, e.layout.tagIndex, e.timestampMs, e.layout.fieldIndex);
   return e.op === 'delete' ? null : encodeSstValueBinary(e.tags, e.timestampMs, e.fields);
 }
 
@@ -298,7 +299,7 @@ export class RegionState implements StateMachine<ApplyResult> {
       this.dropMarkerIndex = index;
       return { status: 'ok', version: index, rows: 0 };
     }
-    const cmd = decodeCommand(data);
+    const cmd = decodeCommandForApply(data);
     if (cmd.kind === 'drop-fence') {
       this.dropFence ??= { index, tableId: cmd.tableId }; // a second fence (another leader's resend) changes nothing
       return { status: 'ok', version: index, rows: 0 };

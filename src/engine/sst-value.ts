@@ -47,6 +47,17 @@ export function encodeSstValue(tags: readonly Value[], timestampMs: number, fiel
   return w.finish();
 }
 
+/** encodeSstValue of a row given as its values, its tags and fields at the positions `tagIndex` and `fieldIndex` (memtable.ts RowEntry). */
+export function encodeSstValueOfRow(values: readonly Value[], tagIndex: readonly number[], timestampMs: number, fieldIndex: readonly number[]): Uint8Array {
+  const w = valueWriter;
+  w.reset();
+  w.byte(SST_VALUE_BINARY);
+  w.valueListAt(values, tagIndex);
+  w.value(timestampMs);
+  w.valueListAt(values, fieldIndex);
+  return w.finish();
+}
+
 /** Version 1, as builds before version 2 wrote it (tests and the format's fixtures). */
 export function encodeSstValueV1(tags: readonly Value[], timestampMs: number, fields: readonly Value[]): Uint8Array {
   return encoder.encode(JSON.stringify([tags, timestampMs, fields]));

@@ -16,7 +16,7 @@ import {
   encodeCommand,
   encodeCommandV1,
 } from '../../src/engine/index.js';
-import { dedupIdentity } from '../../src/engine/command.js';
+import { decodeCommandForApply, dedupIdentity } from '../../src/engine/command.js';
 
 const FIXTURE = JSON.parse(readFileSync(new URL('../fixtures/commands-v1.json', import.meta.url), 'utf8')) as {
   schema: TableSchema;
@@ -138,6 +138,29 @@ describe('engine: command format version 2 (binary)', () => {
         expect(Buffer.from(encodeCommand(decoded)).equals(Buffer.from(bytes)), 'one encoding per command').to.equal(true);
       }),
       { numRuns: 1000, seed: 20261204 },
+    );
+  });
+
+  it('a write encoded with keepRows is applied from its own rows, once, and they are exactly what decoding the bytes gives (a leader applies its proposal as its followers do)', () => {
+    fc.assert(
+      fc.property(fc.oneof(writeArb, deleteArb), (cmd) => {
+        const bytes = encodeCommand(cmd, { keepRows: true });
+        expect(Buffer.from(bytes).equals(Buffer.from(encodeCommand(cmd))), 'the same bytes').to.equal(true);
+        const decoded = decodeCommand(bytes); // what a follower applies
+        const applied = decodeCommandForApply(bytes); // what the leader applies
+        expect(sameExactly(applied, decoded), `applied ${JSON.stringify(applied)}`).to.equal(true);
+        if (cmd.kind === 'write') {
+          expect((applied as typeof cmd).rows, 'the encoder\'s own rows').to.equal(cmd.rows);
+          const again = decodeCommandForApply(bytes);
+          expect((again as typeof cmd).rows, 'taken once: decoded the second time').to.not.equal(cmd.rows);
+          expect(sameExactly(again, decoded)).to.equal(true);
+          // Without keepRows, and for bytes not made here (a copy), apply decodes.
+          expect((decodeCommandForApply(encodeCommand(cmd)) as typeof cmd).rows).to.not.equal(cmd.rows);
+          const copy = encodeCommand(cmd, { keepRows: true }).slice();
+          expect((decodeCommandForApply(copy) as typeof cmd).rows).to.not.equal(cmd.rows);
+        }
+      }),
+      { numRuns: 500, seed: 20261207 },
     );
   });
 

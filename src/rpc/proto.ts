@@ -100,23 +100,43 @@ export function fileDescriptorProtos(set: Buffer): Buffer[] {
  * must be an integer whose magnitude is below 2^53 (a safe integer); -0 reads as 0. Values past
  * 2^53 are refused too: JS numbers cannot hold them exactly.
  */
-const CANONICAL_U64 = /^(?:0|[1-9][0-9]{0,15})$/;
-const CANONICAL_I64 = /^(?:0|-?[1-9][0-9]{0,15})$/;
+/**
+ * A canonical decimal integer string — `0`, or (`-` if `signed`) a digit 1–9 and at most 15 more
+ * digits: /^(?:0|-?[1-9][0-9]{0,15})$/ — as a number, else undefined. One pass without a regular
+ * expression: every int64 of every written row (timestamps) comes through here. Up to 2^53 the
+ * digits add up exactly; past it the result stays past it (2^53 is a double, rounding is
+ * monotonic), so the callers' range checks refuse what Number() of the string would.
+ */
+function canonicalInteger(s: string, signed: boolean): number | undefined {
+  const len = s.length;
+  let i = 0;
+  if (signed && len > 1 && s.charCodeAt(0) === 0x2d) i = 1; // '-'
+  if (len === i || len - i > 16) return undefined;
+  const first = s.charCodeAt(i);
+  if (first === 0x30) return len === 1 ? 0 : undefined; // '0' alone; never '-0' or a leading zero
+  let n = 0;
+  for (; i < len; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    n = n * 10 + d;
+  }
+  return s.charCodeAt(0) === 0x2d ? -n : n;
+}
 
 /** The value as a safe JS integer when it is a canonical uint64 (see above) below 2^53, else undefined. */
 export function safeU64(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value + 0 : undefined;
-  if (typeof value !== 'string' || !CANONICAL_U64.test(value)) return undefined;
-  const n = Number(value);
-  return n <= Number.MAX_SAFE_INTEGER ? n : undefined;
+  if (typeof value !== 'string') return undefined;
+  const n = canonicalInteger(value, false);
+  return n !== undefined && n <= Number.MAX_SAFE_INTEGER ? n : undefined;
 }
 
 /** The value as a safe JS integer when it is a canonical int64 (see above) within ±(2^53 − 1), else undefined. */
 export function safeI64(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) ? value + 0 : undefined;
-  if (typeof value !== 'string' || !CANONICAL_I64.test(value)) return undefined;
-  const n = Number(value);
-  return Number.isSafeInteger(n) ? n : undefined;
+  if (typeof value !== 'string') return undefined;
+  const n = canonicalInteger(value, true);
+  return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
 }
 
 /** A refused value in an error message (JSON.stringify throws on a bigint and gives undefined for undefined). */

@@ -1,5 +1,5 @@
 // The request path's per-row work (src/rpc/values.ts fromProtoRow, src/engine/schema.ts
-// validateRow, src/engine/key.ts regionNumberOf) takes shortcuts that skip work the answer does
+// validateRow, src/engine/key.ts regionNumberOf, src/rpc/proto.ts safeI64/safeU64) takes shortcuts that skip work the answer does
 // not need: string byte counts only near a limit, common value kinds without an error message
 // made per value, a region hashed where its key was encoded. Each is checked here against the
 // plain definition it replaces, over seeded rows that sit on and around every limit.
@@ -8,7 +8,7 @@ import { limits } from '../../src/common/limits.js';
 import { SeededRand } from '../../src/common/rand.js';
 import { encodePrimaryKey, regionNumberOf } from '../../src/engine/key.js';
 import { type Row, type TableSchema, validateRow } from '../../src/engine/schema.js';
-import { i64 } from '../../src/rpc/proto.js';
+import { i64, safeI64, safeU64 } from '../../src/rpc/proto.js';
 import { type ProtoRow, type ProtoValue, fromProtoRow, fromProtoValue } from '../../src/rpc/values.js';
 
 const schema: TableSchema = {
@@ -97,6 +97,27 @@ describe('row validation and routing: the shortcuts against their plain definiti
       let h = 0x811c9dc5;
       for (let j = 0; j < key.byteLength - 8; j++) h = Math.imul(h ^ key[j]!, 0x01000193) >>> 0;
       expect(regionNumberOf(schema, row), `seed ${seed} row ${i}`).to.equal(h % schema.regionCount);
+    }
+  });
+
+  it('safeI64 and safeU64 read exactly the canonical decimals their regular expressions describe, as Number() reads them', () => {
+    const rand = new SeededRand(seed);
+    const I64 = /^(?:0|-?[1-9][0-9]{0,15})$/;
+    const U64 = /^(?:0|[1-9][0-9]{0,15})$/;
+    const chars = '0123456789-+ e.x';
+    const cases = ['0', '-0', '00', '01', '-', '', '9007199254740991', '-9007199254740991', '9007199254740992', '-9007199254740992', '9999999999999999', '1000000000000000', '99999999999999999', '1e3', ' 1', '+1', '0x10'];
+    for (let i = 0; i < 20000; i++) {
+      const len = rand.int(19);
+      let s = rand.chance(0.3) ? '-' : '';
+      for (let j = 0; j < len; j++) s += rand.chance(0.9) ? String(rand.int(10)) : chars[rand.int(chars.length)]!;
+      cases.push(s);
+    }
+    for (const s of cases) {
+      const n = Number(s);
+      const wantI = I64.test(s) && Number.isSafeInteger(n) ? n : undefined;
+      const wantU = U64.test(s) && n <= Number.MAX_SAFE_INTEGER ? n : undefined;
+      expect(safeI64(s), `safeI64(${JSON.stringify(s)}) (ROW_SEED=${seed})`).to.equal(wantI);
+      expect(safeU64(s), `safeU64(${JSON.stringify(s)}) (ROW_SEED=${seed})`).to.equal(wantU);
     }
   });
 

@@ -234,7 +234,7 @@ drill: build
 bench-scale: build
 	node --import tsx bench/scale-bench.ts
 
-# Sustained ingest (INGEST_SECONDS, default 150; INGEST_WRITERS, INGEST_BATCH): rows/s, datanode CPU per
+# Sustained ingest (INGEST_SECONDS, default 150; INGEST_WRITERS, INGEST_BATCH; INGEST_PLACEMENT=spread): rows/s, datanode CPU per
 # row, flushes, WAL size and RSS over time, and issue 19's target (100k rows/s, WAL and RSS flat).
 bench-ingest: build
 	node --import tsx bench/ingest-bench.ts

@@ -37,7 +37,15 @@ async function main(): Promise<void> {
   // when told, otherwise it grows lazily toward a quarter of the machine's memory. Production
   // datanodes should set it the same way (docs/engine.md).
   const heapMb = Number(process.env['INGEST_HEAP_MB'] ?? 0);
-  const cluster = new LocalCluster({ datanodeToml: '[engine]\nflush_bytes = 4194304', nodeArgs: heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [] });
+  // INGEST_PLACEMENT=spread: the metasrv's leader_placement (default "table": every leader of the
+  // table on one node, whose main thread then does every region's flushes and compactions).
+  const placement = process.env['INGEST_PLACEMENT'] ?? 'table';
+  if (placement !== 'table' && placement !== 'spread') throw new Error(`INGEST_PLACEMENT must be "table" or "spread", not ${JSON.stringify(placement)}`);
+  const cluster = new LocalCluster({
+    datanodeToml: '[engine]\nflush_bytes = 4194304',
+    metasrvToml: `leader_placement = "${placement}"`,
+    nodeArgs: heapMb > 0 ? [`--max-old-space-size=${heapMb}`] : [],
+  });
   let loadAtStart = 0;
   let totalCpu = 0;
   const samples: { t: number; rows: number; rowsPerSec: number; cpuUsPerRow: number; flushes: number; flushMB: number; walMB: number[]; rssMB: number[]; memtableMB: number[]; heapMB: number[] }[] = [];
@@ -73,7 +81,7 @@ async function main(): Promise<void> {
     const cpuAtStart = datanodeCpu();
     let lastCpu = cpuAtStart;
     loadAtStart = loadavg()[0]!;
-    process.stdout.write(`sustained ingest for ${seconds} s, ${writers} writers × ${batch}-row batches, datanode heap cap ${heapMb || 'none'} MB, load average ${loadAtStart.toFixed(1)}\n   t(s)   rows/s  CPU µs/row  flushes  flushed MB  WAL MB (per node)      RSS MB (per node)     memtable MB       JS heap used MB\n`);
+    process.stdout.write(`sustained ingest for ${seconds} s, ${writers} writers × ${batch}-row batches, leader placement ${placement}, datanode heap cap ${heapMb || 'none'} MB, load average ${loadAtStart.toFixed(1)}\n   t(s)   rows/s  CPU µs/row  flushes  flushed MB  WAL MB (per node)      RSS MB (per node)     memtable MB       JS heap used MB\n`);
     while (Date.now() < endAt) {
       await sleep(10_000);
       const now = Date.now();

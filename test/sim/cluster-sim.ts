@@ -3441,13 +3441,16 @@ export class ClusterSim {
     // has one operation at a time, so the lowest id it may still send is this one's — every
     // earlier request of the client is forgotten, and a late copy of one is refused as too old.
     const mark = !raw && this.extra.has('marks') ? { completedBelow: requestId } : {};
-    if (command.op === 'add') return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows: [[`e${command.element}`, 0, command.element]] });
-    if (command.op === 'write') return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows: [[command.key, 0, command.value]] });
+    // keepRows, as the database service proposes: the replica that applies these bytes first
+    // (the leader, in production) takes the rows as they are (decodeCommandForApply).
+    const keep = { keepRows: true };
+    if (command.op === 'add') return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows: [[`e${command.element}`, 0, command.element]] }, keep);
+    if (command.op === 'write') return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows: [[command.key, 0, command.value]] }, keep);
     const rows = [[command.key, 0, command.to]];
-    if (command.from === null) return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows, expectAbsent: true });
+    if (command.from === null) return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows, expectAbsent: true }, keep);
     const version = this.versions.get(command.from);
     if (version === undefined) throw new Error(`the simulator has no version for value ${command.from} (only acknowledged values are CAS'd from)`);
-    return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows, expectVersion: version });
+    return encodeCommand({ kind: 'write', clientId, requestId, ...mark, rows, expectVersion: version }, keep);
   }
 
   private read(client: Client, key: string): void {

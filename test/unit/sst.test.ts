@@ -425,14 +425,16 @@ describe('SST format', () => {
       console.log(`      fast-check seed ${seed} (set SST_FC_SEED to reproduce another)`);
     });
 
+    /** A timestamp's 8 key bytes, encoded as src/engine/key.ts does. */
+    const tsBytes = (ts: number): Uint8Array => {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigInt64(0, BigInt(ts));
+      b[0]! ^= 0x80;
+      return b;
+    };
+
     it('get and scan return exactly what was written', async () => {
       // Keys: arbitrary tag bytes, then a timestamp encoded like src/engine/key.ts does.
-      const tsBytes = (ts: number): Uint8Array => {
-        const b = new Uint8Array(8);
-        new DataView(b.buffer).setBigInt64(0, BigInt(ts));
-        b[0]! ^= 0x80;
-        return b;
-      };
       const keyArb = fc
         .tuple(fc.uint8Array({ maxLength: 16 }), fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.maxSafeInteger()))
         .map(([tags, ts]) => Uint8Array.from([...tags, ...tsBytes(ts)]));
@@ -462,12 +464,6 @@ describe('SST format', () => {
     });
 
     it('keys given as byte strings (addKeyString, as a flush passes a memtable\'s keys) build the same bytes as the same keys given as bytes, mixed or not', () => {
-      const tsBytes = (ts: number): Uint8Array => {
-        const b = new Uint8Array(8);
-        new DataView(b.buffer).setBigInt64(0, BigInt(ts));
-        b[0]! ^= 0x80;
-        return b;
-      };
       // Long shared prefixes and keys past the builder's first 256-byte key buffer included.
       const keyArb = fc
         .tuple(fc.constantFrom(0, 3, 40, 300), fc.uint8Array({ maxLength: 12 }), fc.integer({ min: -1000, max: 1000 }))

@@ -316,7 +316,7 @@ const decoder = new TextDecoder();
 /**
  * The rows of writes encoded with `keepRows`, by the bytes encodeCommand returned, and where in
  * them the rows begin. A leader applies its own proposals: decoding their rows again (every
- * value, a new string for each string value) was a tenth of its apply and garbage besides.
+ * value, a new string for each string value) cost the busiest node CPU and garbage for nothing.
  * Exact — the encoding carries every value exactly (command-binary.ts: a string that could not
  * be carried is refused), so these rows are what decoding the bytes gives, and leader and
  * followers apply the same values. Taken once (decodeCommandForApply) and held no longer than

@@ -583,9 +583,9 @@ export class RegionState implements StateMachine<ApplyResult> {
 
   /**
    * The memtable entry of a written row given as its values in schema order (checkWidth passed):
-   * the same entry as entryOf(rowFromValues(values), version, 'put'), without the Row object and
-   * with the key kept as its byte string (KeyedEntry) — apply runs this for every row on every
-   * replica.
+   * the same entry as entryOf(rowFromValues(values), version, 'put'), without the Row object,
+   * with the key kept as its byte string and the row's values kept as they are (RowEntry: its
+   * tags and fields are picked out when read) — apply runs this for every row on every replica.
    */
   private putEntryOf(values: readonly Value[], version: number): MemEntry {
     return new RowEntry(primaryKeyStringOfValues(this.schema, values), values[this.tsIndex] as number, version, values, this.rowLayout);

@@ -885,6 +885,21 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
     });
 
+    // The wide mix with marks and pause, seed 2635 (failed `liveness` "DDL not finished 20000 ms
+    // after healing: d1:dropping" before): n1 wiped while CreateTable d1 was under way, a repair
+    // of its lost peer 4 placed peer 9 on n4 before the region's first report (`bootstrapped`
+    // false), and n4's registration was told to *bootstrap* the region with the catalog's
+    // placements — voters 4, 5, 6, 9, AddVoter 9 committed at index 4 — where n2 and n3 had
+    // bootstrapped 4, 5, 6 (index 3) and the group then committed its leader's entry at 4. Peer 9,
+    // added and promoted, rejected every append at 4 (its committed index): the leader re-sent it
+    // forever and, with peer 4 lost, the region had two working voters of four. A repair now
+    // places no new peer before its region is bootstrapped (repair-replica `allocate`).
+    it('engine, the wide mix with marks and pause and the metasrv, seed 2635: a repair places no new peer before its region is bootstrapped', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause'] as const;
+      const r = await runClusterSim(2635, { ...engine, metasrv: true, faults: [...faults] });
+      expect(r.ops.ok, 'operations acknowledged').to.be.greaterThan(0);
+    });
+
     // Finding E1 (docs/simulation.md, "The drain fault"): with `drain` and the metasrv, seed 1
     // failed `referenced object deleted` — n2's replica of region …105, removed while it was
     // down, restarted from a snapshot at 269 and never received its removal; GC (G3 counts the

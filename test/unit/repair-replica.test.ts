@@ -77,6 +77,22 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
     expect(f.catalog.regions[REGION]!.replicas.map((p) => p.peerId)).to.deep.equal([1, 2, 3, 4]);
   });
 
+  it('allocate places no new peer before the region is bootstrapped (its first report): until then an open of it would bootstrap it with the new peer as an initial voter (sim engine seed 2635)', () => {
+    const f = fake();
+    f.catalog.nodes[4] = { nodeId: 4, addr: 'n4', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.catalog.regions[REGION]!.bootstrapped = false;
+    const d: RepairReplicaData = { regionId: REGION, oldPeerId: 1, oldNodeId: 1, reason: 'new store' };
+    const result = repairReplica.steps['allocate'](f.ctx, d, run);
+    expect(result, 'allocate on an unbootstrapped region').to.have.property('retry');
+    expect(d.newPeerId, 'no new peer allocated').to.equal(undefined);
+    expect(f.catalog.regions[REGION]!.replicas.map((p) => p.peerId), 'the placements (the initial voters a bootstrap open writes)').to.deep.equal([1, 2, 3]);
+    expect(f.catalog.nextPeerId).to.equal(4);
+    // The region's first report flips `bootstrapped`: opens are joins from then on, and the repair goes on.
+    f.catalog.regions[REGION]!.bootstrapped = true;
+    expect(repairReplica.steps['allocate'](f.ctx, d, run)).to.deep.include({ next: 'add-learner' });
+    expect(d).to.include({ newPeerId: 4, newNodeId: 4 });
+  });
+
   it('a replica lost only because its node is away is not replaced on that node', () => {
     const f = fake();
     const d: RepairReplicaData = ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1 });

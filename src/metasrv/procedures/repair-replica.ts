@@ -271,6 +271,16 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.oldPeerId, d.oldNodeId) } });
           return { wait: true, note: `peer ${d.oldPeerId} is a learner of a group with ${leader.replica.voters.length} voters: removing it, not replacing it` };
         }
+        // Not before the region's first report (`bootstrapped`): until then a heartbeat's or a
+        // registration's open of a placement tells its node to *bootstrap* the region with the
+        // catalog's placements as the initial voters (metasrv-core `openOf`), so a new peer placed
+        // now would be bootstrapped — on its own log — as a voter of an initial configuration the
+        // group never had: AddVoter entries the others do not hold, committed at their indexes
+        // (sim engine seed 2635 with the metasrv: n4's peer 9 with AddVoter 9 committed at index 4 where
+        // the group committed its leader's entry; promoted, the leader could never repair it and the
+        // region lost its quorum). The others' first report ends the wait; without one the group
+        // has no leader, which add-learner needs anyway.
+        if (!region.bootstrapped) return { retry: 'waiting for the region to be bootstrapped (its first report), before placing a new peer' };
         const excluded = repairExclusions(ctx, region);
         const elsewhere = ctx.pickNode(excluded);
         // In place: the old node, if nothing else of the region is there (what it reports, if

@@ -35,24 +35,32 @@ export interface MemEntry {
 }
 
 /**
- * A memtable entry whose key is held as its byte string `k` (keyStringOfBytes); `key` makes the
- * bytes on first use and keeps them. (RegionState's apply inserts RowEntry, below.)
+ * An entry whose key is held as its byte string `k` (keyStringOfBytes): `key` makes the bytes on
+ * first use and keeps them; the memtable orders and a flush writes (SstBuilder.addKeyString) `k`
+ * itself. KeyedEntry and RowEntry are the two kinds.
  */
-export class KeyedEntry implements MemEntry {
+export abstract class StringKeyedEntry {
   private bytes: Uint8Array | undefined = undefined;
 
+  constructor(readonly k: string) {}
+
+  get key(): Uint8Array {
+    if (this.bytes === undefined) this.bytes = keyBytesOfString(this.k);
+    return this.bytes;
+  }
+}
+
+/** A memtable entry keyed by its byte string (StringKeyedEntry). (RegionState's apply inserts RowEntry, below.) */
+export class KeyedEntry extends StringKeyedEntry implements MemEntry {
   constructor(
-    readonly k: string,
+    k: string,
     readonly timestampMs: number,
     readonly version: number,
     readonly op: 'put' | 'delete',
     readonly tags: readonly Value[],
     readonly fields: readonly Value[],
-  ) {}
-
-  get key(): Uint8Array {
-    if (this.bytes === undefined) this.bytes = keyBytesOfString(this.k);
-    return this.bytes;
+  ) {
+    super(k);
   }
 }
 
@@ -70,22 +78,18 @@ export interface RowLayout {
  * `new KeyedEntry(k, timestampMs, version, 'put', tags, fields)` with those arrays; its size
  * (entrySizeBytes) is theirs, counted without making them. Nothing may change `values` after.
  */
-export class RowEntry implements MemEntry {
-  private bytes: Uint8Array | undefined = undefined;
+export class RowEntry extends StringKeyedEntry implements MemEntry {
   readonly op = 'put';
 
   constructor(
-    readonly k: string,
+    k: string,
     readonly timestampMs: number,
     readonly version: number,
     /** The row's values, schema order (read them; never change them). */
     readonly values: readonly Value[],
     readonly layout: RowLayout,
-  ) {}
-
-  get key(): Uint8Array {
-    if (this.bytes === undefined) this.bytes = keyBytesOfString(this.k);
-    return this.bytes;
+  ) {
+    super(k);
   }
 
   get tags(): readonly Value[] {
@@ -119,7 +123,7 @@ function cellBytesAt(values: readonly Value[], at: readonly number[]): number {
 
 /** entry.key as a string of one char per byte (keyStringOfBytes), however the entry holds it. */
 function keyStringOf(entry: MemEntry): string {
-  return entry instanceof RowEntry || entry instanceof KeyedEntry ? entry.k : keyStringOfBytes(entry.key);
+  return entry instanceof StringKeyedEntry ? entry.k : keyStringOfBytes(entry.key);
 }
 
 export function entrySizeBytes(e: MemEntry): number {

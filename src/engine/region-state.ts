@@ -43,7 +43,7 @@ import { type Command, type ShippedEntry, type SstMeta, commandFormatVersion, de
 import { IdHeap } from './id-heap.js';
 import { compareBytes, encodePrimaryKey, primaryKeyStringOfValues, valueEquals } from './key.js';
 import { type RegionManifest, decodeManifest, encodeManifest } from './manifest.js';
-import { KeyedEntry, type MemEntry, Memtable, RowEntry, type RowLayout } from './memtable.js';
+import { type MemEntry, Memtable, RowEntry, type RowLayout, StringKeyedEntry } from './memtable.js';
 import { type Row, type TableSchema, type Value, fieldColumns, tagColumns, timestampColumn } from './schema.js';
 import { SST_VALUE_BINARY, decodeSstValue, encodeSstValue as encodeSstValueBinary, encodeSstValueOfRow } from './sst-value.js';
 import type { SstEntry, SstKeyStringEntry, SstReader } from './sst/format.js';
@@ -160,7 +160,7 @@ export function memEntryToSst(e: MemEntry): SstEntry {
 
 /** memEntryToSst for a flush: an entry that holds its key as a byte string is written from it (SstBuilder.addKeyString). */
 export function memEntryToSstInput(e: MemEntry): SstEntry | SstKeyStringEntry {
-  return e instanceof RowEntry || e instanceof KeyedEntry ? { keyString: e.k, version: e.version, value: encodeSstValue(e) } : memEntryToSst(e);
+  return e instanceof StringKeyedEntry ? { keyString: e.k, version: e.version, value: encodeSstValue(e) } : memEntryToSst(e);
 }
 
 function cellFromMem(e: MemEntry): Cell {

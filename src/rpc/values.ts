@@ -11,15 +11,19 @@ export type ProtoRow = Row__Output;
 export type ProtoColumn = ColumnSchema__Output;
 export type ProtoTableSchema = TableSchema__Output;
 
-export function fromProtoValue(v: ProtoValue | undefined, where: string): Value {
+/**
+ * A value from its proto form; a refusal names it `where`, or `where.name` when `name` is given
+ * — composed only for a refusal (fromProtoRow reads every value of every row through here).
+ */
+export function fromProtoValue(v: ProtoValue | undefined, where: string, name?: string): Value {
   if (!v?.kind) return null;
   switch (v.kind) {
     case 'string_value':
       return v.string_value ?? '';
     case 'int64_value':
-      return i64(v.int64_value, where);
+      return int64(v.int64_value, where, name);
     case 'timestamp_ms_value':
-      return i64(v.timestamp_ms_value, where);
+      return int64(v.timestamp_ms_value, where, name);
     case 'float64_value':
       return v.float64_value ?? 0;
     case 'bool_value':
@@ -27,8 +31,17 @@ export function fromProtoValue(v: ProtoValue | undefined, where: string): Value 
     case 'null_value':
       return null;
     default:
-      throw new RegionDbError(ErrorCode.InvalidArgument, `${where}: unknown value kind ${JSON.stringify(v.kind)}`);
+      throw new RegionDbError(ErrorCode.InvalidArgument, `${fieldName(where, name)}: unknown value kind ${JSON.stringify(v.kind)}`);
   }
+}
+
+function fieldName(where: string, name: string | undefined): string {
+  return name === undefined ? where : `${where}.${name}`;
+}
+
+/** i64 with the field's name made only for a refusal. */
+function int64(value: unknown, where: string, name: string | undefined): number {
+  return safeI64(value) ?? i64(value, fieldName(where, name));
 }
 
 export function fromProtoRow(row: ProtoRow | undefined | null, where: string): Row {
@@ -39,15 +52,7 @@ export function fromProtoRow(row: ProtoRow | undefined | null, where: string): R
   const values = row.values;
   for (const name in values) {
     if (!Object.hasOwn(values, name)) continue;
-    const v = values[name];
-    // The common kinds without a message made for them (this runs for every value of every row).
-    const kind = v?.kind;
-    let n: number | undefined;
-    if (kind === 'string_value') out[name] = v!.string_value ?? '';
-    else if (kind === 'float64_value') out[name] = v!.float64_value ?? 0;
-    else if (kind === 'timestamp_ms_value' && (n = safeI64(v!.timestamp_ms_value)) !== undefined) out[name] = n;
-    else if (kind === 'int64_value' && (n = safeI64(v!.int64_value)) !== undefined) out[name] = n;
-    else out[name] = fromProtoValue(v, `${where}.${name}`); // every other kind, and every refusal with its message
+    out[name] = fromProtoValue(values[name], where, name);
   }
   return out;
 }

@@ -59,7 +59,7 @@ import { backupCatalog } from './catalog-backup.js';
 import { DROP_OBJECT_PREFIX, type DropRecord, dropObjectKey, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leadersOffPlacement } from './procedures/balance-leaders.js';
 import { TABLE_ID_OBJECT_PREFIX, highestReservedTableId, writeTableIdObject } from './table-id-object.js';
@@ -341,6 +341,7 @@ export class MetasrvCore {
     }
     const resumed = Object.values(this.catalog.procedures).filter((p) => p.status === 'running');
     this.unbootstrappedAtStart = new Set(regionList(this.catalog).filter((r) => !r.bootstrapped).map((r) => r.regionId));
+    this.regionsAtStart = new Set(regionList(this.catalog).map((r) => r.regionId));
     this.nodesAtStart = new Set(Object.values(this.catalog.nodes).map((n) => n.nodeId));
     this.actingSinceMs = this.clock.nowMs();
     // The tick timer starts with the acting: a first tick that fires late is a stall too (M3).
@@ -1256,7 +1257,7 @@ export class MetasrvCore {
       // replaced by them): nothing from a heartbeat meanwhile.
       if (this.recovering.has('open' in action ? action.open.regionId : 'skip' in action ? action.skip.regionId : action.destroy.regionId)) continue;
       if ('open' in action) {
-        if (this.placementOpenHeld(nodeId, action.open)) continue;
+        if (this.placementOpenHeld(nodeId, action.open, reports)) continue;
         instructions.push({ open_region: this.openOf(action.open) });
       } else if ('skip' in action) {
         // R5: the placement is left as it is (R2 adopts the group's membership once its conf
@@ -1330,9 +1331,40 @@ export class MetasrvCore {
     return true;
   }
 
-  /** Whether reconciliation's open of a placement (a heartbeat's, a registration's) waits: `openHeld`, then R6 (`bootstrapHeld`). */
-  private placementOpenHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }): boolean {
-    return this.openHeld(nodeId, open) || this.bootstrapHeld(nodeId, open);
+  /** Whether reconciliation's open of a placement (a heartbeat's, a registration's) waits: `openHeld`, then R6 (`bootstrapHeld`), then R7 (`unjudgedOpenHeld`). */
+  private placementOpenHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }, reports: Reports): boolean {
+    return this.openHeld(nodeId, open) || this.bootstrapHeld(nodeId, open) || this.unjudgedOpenHeld(nodeId, open, reports);
+  }
+
+  /** The other nodes the catalog knows that have not reported since this process began acting or since they registered, and are not judged down. */
+  private othersAwaitingReport(nodeId: number): number[] {
+    return Object.values(this.catalog.nodes)
+      .map((n) => n.nodeId)
+      .filter((n) => n !== nodeId && this.awaitingReport(n));
+  }
+
+  /**
+   * R7: whether the open of a placement that no live replica of its region can judge yet (R5 needs a
+   * report of the region: none, or none yet that shows its group went past the peer) waits for the
+   * other nodes' first reports. After a start or a takeover the view of reports is empty and fills
+   * one heartbeat at a time; a node registering first was told to open every placement of a catalog
+   * restored from an older copy — a peer its group had removed since (and GC had deleted the SSTs
+   * its own log still needs: it failed replaying it), or one never added — before the node hosting
+   * the region's leader had beaten (engine seed 4112). So, while no report of the region names a
+   * leader, no open until every other node the catalog knows has reported, or is judged down; then R5
+   * judges on whatever they report. A heartbeat or two on a cold start of the whole cluster. Only for
+   * a region the catalog held when this process began acting (one created since is this process's
+   * own, its placements no older than its group) and has seen reported applied: an open of one not
+   * bootstrapped yet would bootstrap it, and R6 (`bootstrapHeld`) decides that.
+   */
+  private unjudgedOpenHeld(nodeId: number, open: { readonly regionId: string; readonly peerId: number }, reports: Reports): boolean {
+    if (this.startupQuietMs() === 0 || !this.regionsAtStart.has(open.regionId) || !this.catalog.regions[open.regionId]?.bootstrapped) return false;
+    if (groupOf(open.regionId, reports) !== undefined) return false;
+    const waitingFor = this.othersAwaitingReport(nodeId);
+    if (waitingFor.length === 0) return false;
+    const suppressed = this.rejectionLog.admit(`open-held-unjudged:${open.regionId}:${open.peerId}`, this.clock.nowMs());
+    if (suppressed !== undefined) this.log.info({ nodeId, ...open, waitingFor, suppressed }, 'not opening a replica before every live node has reported (no leader of its region reported yet)');
+    return true;
   }
 
   /**
@@ -1354,9 +1386,7 @@ export class MetasrvCore {
     const region = this.catalog.regions[open.regionId];
     if (!region || region.bootstrapped) return false;
     if (!this.unbootstrappedAtStart.has(open.regionId) || !this.nodesAtStart.has(nodeId)) return false;
-    const waitingFor = Object.values(this.catalog.nodes)
-      .map((n) => n.nodeId)
-      .filter((n) => n !== nodeId && this.awaitingReport(n));
+    const waitingFor = this.othersAwaitingReport(nodeId);
     if (waitingFor.length === 0) return false;
     const suppressed = this.rejectionLog.admit(`open-held-bootstrap:${open.regionId}`, this.clock.nowMs());
     if (suppressed !== undefined) this.log.warn({ nodeId, ...open, waitingFor, suppressed }, 'not bootstrapping a region before every live node has reported (its group may live on elsewhere)');
@@ -1725,6 +1755,8 @@ export class MetasrvCore {
   /** R6 (`bootstrapHeld`): the regions the catalog held unbootstrapped, and the nodes it knew, when this process began acting. */
   private unbootstrappedAtStart = new Set<string>();
   private nodesAtStart = new Set<number>();
+  /** R7 (`unjudgedOpenHeld`): the regions of the catalog this process began acting on (those created since are its own). */
+  private regionsAtStart = new Set<string>();
 
   private async recoverRegions(regions: RegionDef[], out: RecoveredRegion[]): Promise<RecoverTableResponse> {
     for (const region of regions) {
@@ -1941,9 +1973,10 @@ export class MetasrvCore {
     // and a region it led is judged on the others' reports (none: opened as before). The pure
     // function, not nodeActionsOf: the simulator's planted bugs change heartbeats only.
     const regions: OpenRegionRequest[] = [];
-    for (const action of nodeActions(this.catalog, nodeId, this.liveReports(), (n) => this.awaitingReport(n))) {
+    const live = this.liveReports();
+    for (const action of nodeActions(this.catalog, nodeId, live, (n) => this.awaitingReport(n))) {
       if ('open' in action) {
-        if (!this.placementOpenHeld(nodeId, action.open)) regions.push(this.openOf(action.open));
+        if (!this.placementOpenHeld(nodeId, action.open, live)) regions.push(this.openOf(action.open));
       } else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);
     }
     return { regions, metasrv_epoch: String(this.epoch) };

@@ -18,9 +18,9 @@
 //      reported as a problem for `regiondb status`.
 //   R4 A replica marked lost (its store was replaced, or it reported itself failed) is never
 //      opened again under its peer id: a repair-replica procedure replaces it.
-//   R5 A placed replica is not opened when the region's leader has gone past its peer: it does
-//      not count it and counts a higher peer id (`passedByGroup`). Skipped and logged, nothing
-//      deleted.
+//   R5 A placed replica is not opened when its group has gone past its peer: the region's leader,
+//      or any live replica, reports a configuration that does not count it and counts a higher
+//      peer id (`passedByGroup`). Skipped and logged, nothing deleted.
 import { type CatalogState, type RegionDef, type ReplicaPlacement, droppedAt, regionList, regionWithId } from './catalog.js';
 import { type MemberNode, type ObservedReplica, namesPeer } from './procedures/procedure.js';
 
@@ -295,24 +295,41 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
 }
 
 /**
- * R5: why a placed peer its node does not host must not be opened there — the region's leader
- * (`groupOf`) does not count it and counts a peer id above it — or undefined to open it. Peer ids
- * are allocated in increasing order (repair-replica's `allocate` raises the allocator above every
- * id its region's group is seen to use, and every heartbeat above every id reported), so a counted
- * id above it was allocated after it: the group went on past this peer — added it, removed it and
+ * R5: why a placed peer its node does not host must not be opened there — a configuration of its
+ * group does not count it and counts a peer id above it — or undefined to open it. Peer ids are
+ * allocated in increasing order (repair-replica's `allocate` raises the allocator above every id
+ * its region's group is seen to use, and every heartbeat above every id reported), so a counted id
+ * above it was allocated after it: the group went on past this peer — added it, removed it and
  * replaced it, or never added it — in a membership the catalog does not follow (a catalog restored
  * from an older copy, left alone by R2 when its conf index is at or above the group's, which a
  * snapshot over-states). Opened, the peer would come back empty (bootstrap=false) under an id that
- * may have voted, taking raft messages from any peer of its open list. Not passed by: a repair's
- * new peer not added yet (the highest id: none above it counted), a bootstrap region's peers (the
- * leader counts them), any peer of a region no leader reports (opened as before R5). Pure.
+ * may have voted, taking raft messages from any peer of its open list.
+ * Judged first on the region's leader (`groupOf`): a peer it counts is opened. Then on every other
+ * live replica's report (R5b): a replica reports the configuration it applied, a committed one, and
+ * no peer comes back into a group that went past it, so a follower's or a lower-term leader's
+ * membership is as good a witness — a region whose leader has not reported (the startup quiet
+ * period, a leaderless region) is judged on its followers. Not passed by: a repair's new peer not
+ * added yet (the highest id: none above it counted), a bootstrap region's peers (counted by every
+ * configuration), any peer of a region no live node reports. Pure.
  */
 export function passedByGroup(regionId: string, peerId: number, reports: Reports): string | undefined {
   const group = groupOf(regionId, reports);
-  if (!group || group.voters.includes(peerId) || group.learners.includes(peerId)) return undefined;
-  const above = [...group.voters, ...group.learners].filter((p) => p > peerId);
-  if (above.length === 0) return undefined;
-  return `the leader on node ${group.leaderNodeId} does not count peer ${peerId} and counts ${above.join(',')}, allocated after it (conf index ${group.confIndex}): the group went on past it; not opened`;
+  if (group) {
+    if (group.voters.includes(peerId) || group.learners.includes(peerId)) return undefined;
+    const above = idsAbove(peerId, group);
+    if (above.length > 0) return `the leader on node ${group.leaderNodeId} does not count peer ${peerId} and counts ${above.join(',')}, allocated after it (conf index ${group.confIndex}): the group went on past it; not opened`;
+  }
+  for (const [nodeId, replicas] of reports) {
+    const r = replicas.get(regionId);
+    if (r === undefined || r.voters.includes(peerId) || r.learners.includes(peerId)) continue;
+    const above = idsAbove(peerId, r);
+    if (above.length > 0) return `peer ${r.peerId} on node ${nodeId} (${r.role}) applied a configuration without peer ${peerId} that counts ${above.join(',')}, allocated after it (conf index ${r.confIndex}): the group went on past it; not opened`;
+  }
+  return undefined;
+}
+
+function idsAbove(peerId: number, membership: { readonly voters: readonly number[]; readonly learners: readonly number[] }): number[] {
+  return [...membership.voters, ...membership.learners].filter((p) => p > peerId);
 }
 
 /** Why a hosted replica may be destroyed (R1), or undefined to keep it. */

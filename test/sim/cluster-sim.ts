@@ -2521,7 +2521,10 @@ export class ClusterSim {
         if (snap && snap.metadata.index > 0 && refusedCopy) {
           out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index} (a restored copy, refused or not registered)`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), refusedCopy: true });
         } else if (snap && snap.metadata.index > 0) {
-          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });
+          // Which match held it, said in the message: a running node that hosts no replica of the
+          // region is matched to the peer its reopen loads (E11), like a down node.
+          const how = server !== undefined && replica === undefined && hosted === undefined ? ' (node running, replica not hosted)' : '';
+          out.push({ who: `n${node.id} ${regionId} durable raft snapshot at ${snap.metadata.index}${how}`, ssts: decodeManifest(snap.data, `n${node.id} ${regionId} snapshot`).ssts.map((s) => s.key), ...exempt });
         }
       }
     }

@@ -300,13 +300,26 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       expect(opens(catalog, 3, seen)).to.deep.equal([{ open: { regionId: REGION, peerId: 3 } }]);
     });
 
-    it('no leader report (followers only, or a failed leader), or a lower-term leader past it while the highest-term one is not: opened as before', () => {
+    // R5b (engine seed 4112): every replica reports the configuration it applied, a committed one;
+    // a follower's, a failed replica's or a lower-term leader's that went past the peer is a
+    // witness as good as the leader's (until then: opened as before).
+    it('no leader report (followers only, or a failed leader), or a lower-term leader past it while the highest-term one is not: a skip naming the witness (before: opened)', () => {
+      const catalog = placed();
+      const skipped = (seen: Reports) => nodeActions(catalog, 4, seen, NONE).map((a) => ('skip' in a ? a.skip.why : a));
+      expect(skipped(reports({ 1: replica(1, { voters: [1, 2, 9] }), 2: replica(2, { voters: [1, 2, 9] }) }))).to.deep.equal([
+        'peer 1 on node 1 (follower) applied a configuration without peer 4 that counts 9, allocated after it (conf index 3): the group went on past it; not opened',
+      ]);
+      expect(opens(catalog, 4, reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 9], health: 'failed' }) }))).to.deep.equal([]);
+      const seen = reports({ 1: replica(1, { role: 'leader', term: 2, voters: [1, 2, 9] }), 2: replica(2, { role: 'leader', term: 4, voters: [1, 2, 3] }) });
+      expect(opens(catalog, 4, seen)).to.deep.equal([]);
+    });
+
+    it('followers not past it (counting it, or no id above it), or no report of the region at all: opened as before', () => {
       const catalog = placed();
       const open4 = [{ open: { regionId: REGION, peerId: 4 } }];
-      expect(opens(catalog, 4, reports({ 1: replica(1, { voters: [1, 2, 9] }), 2: replica(2, { voters: [1, 2, 9] }) }))).to.deep.equal(open4);
-      expect(opens(catalog, 4, reports({ 2: replica(2, { role: 'leader', voters: [1, 2, 9], health: 'failed' }) }))).to.deep.equal(open4);
-      const seen = reports({ 1: replica(1, { role: 'leader', term: 2, voters: [1, 2, 9] }), 2: replica(2, { role: 'leader', term: 4, voters: [1, 2, 3] }) });
-      expect(opens(catalog, 4, seen)).to.deep.equal(open4);
+      expect(opens(catalog, 4, reports({ 1: replica(1, { voters: [1, 2, 3] }), 2: replica(2, { voters: [1, 2, 3], learners: [4] }) }))).to.deep.equal(open4);
+      expect(opens(catalog, 4, reports({ 1: replica(1, { voters: [1, 2, 4, 9] }) })), 'a peer a configuration counts').to.deep.equal(open4);
+      expect(opens(catalog, 4, new Map()), 'no report').to.deep.equal(open4);
     });
   });
 

@@ -1301,7 +1301,21 @@ export class MetasrvCore {
   /** The open_region of a placement reconciliation opens. */
   private openOf(open: { readonly regionId: string; readonly peerId: number }): OpenRegionRequest {
     const region = this.catalog.regions[open.regionId]!;
-    return this.openInstruction(region, open.peerId, !region.bootstrapped);
+    if (region.bootstrapped) return this.openInstruction(region, open.peerId, false);
+    // An open of a region not seen reported bootstraps it with the placements as its initial
+    // voters. A running repair's new peer is none of them: since M35 `allocate` places no new peer
+    // before the region is bootstrapped, but a catalog saved by an earlier build may hold one
+    // (M35's left item (b)). Bootstrapped among the voters, it would start a configuration the
+    // group never had; it joins empty instead (add-learner adds it), and the others bootstrap
+    // without it.
+    const newPeers = new Set(
+      runningProcedures(this.catalog, 'repair-replica')
+        .filter((p) => p.data.regionId === region.regionId && p.data.newPeerId !== undefined)
+        .map((p) => p.data.newPeerId!),
+    );
+    if (newPeers.size === 0) return this.openInstruction(region, open.peerId, true);
+    if (newPeers.has(open.peerId)) return this.openInstruction(region, open.peerId, false);
+    return this.openInstruction({ ...region, replicas: region.replicas.filter((p) => !newPeers.has(p.peerId)) }, open.peerId, true);
   }
 
   /**

@@ -1036,6 +1036,13 @@ export class Raft {
       this.send(makeMessage({ type: MessageType.AppendResponse, to: m.from, index: lastNewIndex }));
       return;
     }
+    // The leader's entry at our commit index is not ours: our committed log is not the group's —
+    // committed entries never change, so one of the two logs was never this group's (a replica
+    // bootstrapped into a configuration the group never had, finding M35; a damaged or
+    // substituted disk). Rejecting would have the leader probe below our commit index, where we
+    // answer "have it" (above), for ever: fail instead (the host fails this replica; it is
+    // rebuilt from its peers), as for a heartbeat committing past our log (R3).
+    assert(m.index !== this.log.committed, () => `append from ${m.from} at term ${m.term} has term ${m.logTerm} at index ${m.index}, our commit index, where we hold term ${this.log.term(m.index)}: our committed log is not the group's (docs/raft-rules.md R3: the replica fails and is rebuilt from its peers)`);
     // §5.3 with fast backoff: suggest the last index whose term ≤ the leader's term there.
     const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
     this.send(

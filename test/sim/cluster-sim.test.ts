@@ -242,7 +242,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // a crash in the fsync window then forgets them. It must be found within 2,000 seeds, by a
     // safety checker (not only as lost liveness), and the failing seed must replay identically.
     // Seeds 1–34 find liveness failures only (the first at seed 22), seed 35 a safety violation:
-    // searched from 34.
+    // searched from 34. Since session 30 that is `replica failed`, where it was the set checker:
+    // the core now fails a follower whose entry at its commit index is not its leader's (M35's
+    // left item (a), docs/raft-rules.md R3) — n2's committed log diverged after the planted early
+    // acknowledgements, and the core says so before a lost add is read.
     it('the checkers can fail: followers acking before their write is durable (planted) is found within 2,000 seeds', async () => {
       const planted = { hostBug: 'send-before-persist' } as const;
       let first: ClusterSimViolation | undefined;
@@ -343,7 +346,9 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // 3a must be found by a safety checker (a cut committed entry, then a vote for a candidate
     // without it); 3b costs availability only (the node never starts), so liveness finds it.
     // Searched from seed 38 and 1: seeds 1–38 find nothing with cut-damaged-tail since the
-    // round-3 merge changed the traces, seed 39 does (seed 30 before it).
+    // round-3 merge changed the traces, seed 39 does (seed 30 before it). Since session 30 seed 39
+    // is `replica failed` where it was `convergence`: the core fails n3, whose cut log took another
+    // entry at its commit index than its leader's (M35's left item (a)).
     for (const [walBug, wanted, from] of [
       ['cut-damaged-tail', safety, 38],
       ['refuse-node', (v: ClusterSimViolation) => v.invariant === 'liveness', 1],

@@ -109,8 +109,12 @@ function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | unde
 function uncounted(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader): Result | undefined {
   if (namesPeer(leader.replica, d.newPeerId)) return undefined;
   if (removedSinceCounted(ctx, d, region, leader)) {
+    // Its placement goes with it (N1's left item (f)), as add-learner's failure drops it: left in
+    // the catalog, reconciliation would tell its node to open it — empty, under an id that voted —
+    // whenever R5 cannot judge it (no report that counts a peer id above it).
+    dropNewPeer(region, d);
     return {
-      failed: `the group removed the new peer ${d.newPeerId} since it was added (the leader on node ${leader.nodeId} has ${[...leader.replica.voters, ...leader.replica.learners].join(',')} at conf index ${leader.replica.confIndex}): not opened or promoted again (a catalog older than the group?); the catalog is left to reconciliation`,
+      failed: `the group removed the new peer ${d.newPeerId} since it was added (the leader on node ${leader.nodeId} has ${[...leader.replica.voters, ...leader.replica.learners].join(',')} at conf index ${leader.replica.confIndex}): not opened or promoted again, its placement dropped (a catalog older than the group?); the catalog is left to reconciliation`,
     };
   }
   return { wait: true, note: `the leader on node ${leader.nodeId} does not count the new peer ${d.newPeerId} yet (conf index ${leader.replica.confIndex})` };

@@ -606,6 +606,9 @@ describe('repair-replica / promote', () => {
     expect(f.sentKinds(), 'AddVoter of a removed peer id: a voter that does not exist').to.deep.equal([]);
     expect(record().status).to.equal('failed');
     expect(record().error).to.match(/the group removed the new peer 4/);
+    // N1's left item (f): its placement goes too (failed before: [1, 2, 3, 4] — reconciliation
+    // would open peer 4, empty, whenever no report counts an id above it).
+    expect(f.region().replicas.map((p) => p.peerId), "the removed new peer's placement").to.deep.equal([1, 2, 3]);
   });
 
   it('the same from a record without the learner\'s conf index (written before it was kept): judged against the catalog\'s', () => {

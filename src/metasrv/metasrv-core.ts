@@ -1376,8 +1376,10 @@ export class MetasrvCore {
     if (groupOf(open.regionId, reports) !== undefined) return false;
     const waitingFor = this.othersAwaitingReport(nodeId);
     if (waitingFor.length === 0) return false;
-    const suppressed = this.rejectionLog.admit(`open-held-unjudged:${open.regionId}:${open.peerId}`, this.clock.nowMs());
-    if (suppressed !== undefined) this.log.info({ nodeId, ...open, waitingFor, suppressed }, 'not opening a replica before every live node has reported (no leader of its region reported yet)');
+    // Logged once per interval per node, not per placement: a cold start of a node placing
+    // thousands of regions holds every one of them for a heartbeat or two.
+    const suppressed = this.rejectionLog.admit(`open-held-unjudged:${nodeId}`, this.clock.nowMs());
+    if (suppressed !== undefined) this.log.info({ nodeId, ...open, waitingFor, suppressed }, 'not opening replicas of regions no leader has reported yet before every live node has reported (this one, and any other such of the node)');
     return true;
   }
 

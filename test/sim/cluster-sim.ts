@@ -1969,8 +1969,16 @@ export class ClusterSim {
     if (server?.failure(regionId)?.selfPeerId === peerId) return 'it failed';
     if (this.healthy?.wipedBefore(nodeId, peerId)) return 'its disk was wiped after it was created';
     if (server && server.replica(regionId)?.selfPeerId !== peerId) return 'its node runs without it';
+    // The same when the node went down without it: reconciliation judged it lost on a heartbeat
+    // while the node ran without it (closed by the `close` fault, a catalog that did not place
+    // it), and the repair started at a tick after the node crashed (seed 2264 of
+    // corrupt,wipe,restore,close,flap,drain,metarestore,catalog with the metasrv).
+    if (!server && this.runningAtCrash.get(nodeId)?.has(`${regionId}/${peerId}`) === false) return 'its node went down without it';
     return undefined;
   }
+
+  /** Per node, the `region/peer` of every replica it ran when it last crashed (lostPeerFact). */
+  private readonly runningAtCrash = new Map<number, ReadonlySet<string>>();
 
   /**
    * A node's store changed in the metasrv's catalog (a wiped disk, or a second process accepted
@@ -2351,6 +2359,13 @@ export class ClusterSim {
     const failed = node.server.failedReplicas().find((f) => !this.failureExpected(node, f));
     if (failed) this.flag('replica failed', `n${node.id}'s replica of ${failed.regionId} failed at index ${failed.index}: ${failed.reason}`);
     this.crashes++;
+    // H3's "its node runs without it", kept for the time the node is down (lostPeerFact).
+    const running = new Set<string>();
+    for (const regionId of node.disk.regionIds()) {
+      const peerId = node.server.replica(regionId)?.selfPeerId;
+      if (peerId !== undefined) running.add(`${regionId}/${peerId}`);
+    }
+    this.runningAtCrash.set(node.id, running);
     node.incarnation.dead = true; // its timers, pending fsyncs and sends die with it
     node.server = undefined;
     node.core?.halt(); // its timers die with the incarnation too; nothing queued runs any more

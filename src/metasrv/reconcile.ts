@@ -315,13 +315,13 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
 export function passedByGroup(regionId: string, peerId: number, reports: Reports): string | undefined {
   const group = groupOf(regionId, reports);
   if (group) {
-    if (group.voters.includes(peerId) || group.learners.includes(peerId)) return undefined;
+    if (namesPeer(group, peerId)) return undefined;
     const above = idsAbove(peerId, group);
     if (above.length > 0) return `the leader on node ${group.leaderNodeId} does not count peer ${peerId} and counts ${above.join(',')}, allocated after it (conf index ${group.confIndex}): the group went on past it; not opened`;
   }
   for (const [nodeId, replicas] of reports) {
     const r = replicas.get(regionId);
-    if (r === undefined || r.voters.includes(peerId) || r.learners.includes(peerId)) continue;
+    if (r === undefined || namesPeer(r, peerId)) continue;
     const above = idsAbove(peerId, r);
     if (above.length > 0) return `peer ${r.peerId} on node ${nodeId} (${r.role}) applied a configuration without peer ${peerId} that counts ${above.join(',')}, allocated after it (conf index ${r.confIndex}): the group went on past it; not opened`;
   }

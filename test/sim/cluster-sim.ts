@@ -2973,9 +2973,8 @@ export class ClusterSim {
       // A DDL table's region the catalog forgot (a lost catalog, or a copy from before the table
       // put back) is placed by no one and repaired by no one: only its group says whether it can
       // lose a replica (`groupWhole`).
-      // So is one no one knows (`orphanRegions`).
-      const orphan = this.ddl !== undefined && !this.regionIds.includes(regionId) && !this.ddl.allRegions().includes(regionId);
-      if (catalog && !region && (orphan || this.ddl?.forgottenRegions().includes(regionId))) return this.groupWhole(regionId);
+      // So is one no one knows (`orphan`).
+      if (catalog && !region && (this.ddl?.forgottenRegions().includes(regionId) || this.orphan(regionId))) return this.groupWhole(regionId);
       if (!catalog || !region || region.replicas.some((p) => p.lost !== undefined)) return false;
       if (runningProcedures(catalog).some((p) => 'regionId' in p.data && p.data.regionId === regionId)) return false;
       placed = region.replicas.map((p) => p.peerId).sort((a, b) => a - b);
@@ -3078,10 +3077,15 @@ export class ClusterSim {
    * copy knowing 1025 started a repair that waited for a leader for good).
    */
   private orphanRegions(): string[] {
-    const known = new Set([...this.regionIds, ...this.ddl!.allRegions(), ...Object.keys(this.meta?.core?.catalog?.regions ?? {})]);
-    const out = new Set<string>();
-    for (const node of this.nodes.values()) for (const regionId of node.disk.regionIds()) if (!known.has(regionId)) out.add(regionId);
-    return [...out];
+    const onDisk = new Set<string>();
+    for (const node of this.nodes.values()) for (const regionId of node.disk.regionIds()) onDisk.add(regionId);
+    return [...onDisk].filter((r) => this.orphan(r));
+  }
+
+  /** A region neither the workload, the DDL client nor the current catalog knows (`orphanRegions`). */
+  private orphan(regionId: string): boolean {
+    if (!this.ddl || this.regionIds.includes(regionId) || this.ddl.allRegions().includes(regionId)) return false;
+    return this.meta?.core?.catalog?.regions[regionId] === undefined;
   }
 
   /** A node restarts on an empty disk with its node id; only while every region is whole. */

@@ -63,6 +63,7 @@ import type {
   WriteRequest__Output,
   WriteResponse__Output,
 } from './generated/index.js';
+import type { ColumnType, Row as EngineRow, TableSchema } from '../engine/schema.js';
 import { loadProtos } from './proto.js';
 import { type FieldTable, type FieldsOf, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
@@ -114,10 +115,10 @@ export type WireInput<T> = T extends Long
 
 export type ValueInput = WireInput<Value>;
 export type RowInput = WireInput<Row>;
-export type WriteRequestInput = WireInput<WriteRequest>;
+export type WriteRequestInput = Omit<WireInput<WriteRequest>, 'rows'> & { readonly rows?: Maybe<readonly RowInput[] | EncodedWriteRows> };
 export type DeleteRequestInput = WireInput<DeleteRequest>;
 export type GetRequestInput = WireInput<GetRequest>;
-export type BatchRequestInput = WireInput<BatchRequest>;
+export type BatchRequestInput = Omit<WireInput<BatchRequest>, 'write'> & { readonly write?: Maybe<WriteRequestInput> };
 export type RegionOutcomeInput = WireInput<RegionOutcome>;
 export type BatchResponseInput = WireInput<BatchResponse>;
 
@@ -286,7 +287,11 @@ function writeStringField(buf: Buffer, pos: number, fieldTag: number, s: string,
   const bytes = nextSize();
   if (bytes === 0 && !keepEmpty) return pos;
   buf[pos] = fieldTag;
-  pos = writeVarint(buf, pos + 1, bytes);
+  return writeStringBytes(buf, writeVarint(buf, pos + 1, bytes), s, bytes);
+}
+
+/** `s` as its `bytes` (utf8Length) UTF-8 bytes at `pos`; returns the end. */
+function writeStringBytes(buf: Buffer, pos: number, s: string, bytes: number): number {
   if (bytes === s.length) {
     if (bytes <= SHORT_STRING_UNITS_MAX) {
       for (let i = 0; i < bytes; i++) buf[pos + i] = s.charCodeAt(i);
@@ -501,7 +506,7 @@ function writeRequestSize(w: WriteRequestInput): number {
   let size = 0;
   if (w.table != null) size += stringFieldSize(w.table, false);
   if (w.region_id != null) size += stringFieldSize(w.region_id, false);
-  size += rowsSize(w.rows, 'WriteRequest.rows');
+  size += w.rows instanceof EncodedWriteRows ? w.rows.bytes.length : rowsSize(w.rows, 'WriteRequest.rows');
   if (w.client_id != null) size += stringFieldSize(w.client_id, false);
   if (w.request_id != null) size += longFieldSize(w.request_id, 'WriteRequest.request_id', false, false);
   if (w.expect_version != null) size += longFieldSize(w.expect_version, 'WriteRequest.expect_version', false, true);
@@ -514,7 +519,7 @@ function writeRequestSize(w: WriteRequestInput): number {
 function writeWriteRequest(buf: Buffer, pos: number, w: WriteRequestInput): number {
   if (w.table != null) pos = writeStringField(buf, pos, tag(1, WIRE_LEN), asString(w.table), false);
   if (w.region_id != null) pos = writeStringField(buf, pos, tag(2, WIRE_LEN), asString(w.region_id), false);
-  pos = writeRows(buf, pos, tag(3, WIRE_LEN), w.rows);
+  pos = w.rows instanceof EncodedWriteRows ? pos + w.rows.bytes.copy(buf, pos) : writeRows(buf, pos, tag(3, WIRE_LEN), w.rows);
   if (w.client_id != null) pos = writeStringField(buf, pos, tag(4, WIRE_LEN), asString(w.client_id), false);
   if (w.request_id != null) pos = writeLongField(buf, pos, tag(5, WIRE_VARINT), false);
   if (w.expect_version != null) pos = writeLongField(buf, pos, tag(6, WIRE_VARINT), true);
@@ -590,6 +595,150 @@ function startWriting(size: number): Buffer {
   keyListsRead = 0;
   bigLongsRead = 0;
   return Buffer.allocUnsafe(size);
+}
+
+/**
+ * WriteRequest.rows encoded ahead of the request (encodeWriteRows): the repeated field's bytes as
+ * they go on the wire. The encoders copy them where the rows go; a request that carries them is
+ * the same bytes as one carrying the rows as objects.
+ */
+export class EncodedWriteRows {
+  constructor(
+    /** Each row as field 3 of WriteRequest (tag, length, Row). */
+    readonly bytes: Buffer,
+    readonly count: number,
+  ) {}
+}
+
+/** A column's map-entry key (field 1 of the entry: tag, length, the name's bytes), by schema. */
+const entryKeysBySchema = new WeakMap<TableSchema, readonly Buffer[]>();
+
+function entryKeys(schema: TableSchema): readonly Buffer[] {
+  let keys = entryKeysBySchema.get(schema);
+  if (!keys) {
+    keys = schema.columns.map((c) => {
+      const name = Buffer.from(c.name, 'utf8');
+      const out = Buffer.alloc(1 + varintSize(name.length) + name.length);
+      out[0] = tag(1, WIRE_LEN);
+      name.copy(out, writeVarint(out, 1, name.length));
+      return out;
+    });
+    entryKeysBySchema.set(schema, keys);
+  }
+  return keys;
+}
+
+/** Per row: its size, then each string value's UTF-8 length (encodeWriteRows' size pass for its write pass). */
+const rowSizes: number[] = [];
+
+/**
+ * Rows (as validateRow returns them) as WriteRequest.rows: byte for byte what the encoders write
+ * for `rows.map((r) => toProtoRow(schema, r))` (values.ts) — a map entry per column the row has,
+ * in schema order, each value in its column type's field — without making those objects, and
+ * without looking up and measuring each column name per row: a writing client's largest costs
+ * (docs/performance.md, session 31). A value that does not fit its column type (a row that did
+ * not pass validateRow) is a bug of the caller: AssertionError.
+ */
+export function encodeWriteRows(schema: TableSchema, rows: readonly EngineRow[]): EncodedWriteRows {
+  const keys = entryKeys(schema);
+  const columns = schema.columns;
+  let n = 0;
+  let total = 0;
+  for (const row of rows) {
+    const slot = n++;
+    let size = 0;
+    for (let c = 0; c < columns.length; c++) {
+      const column = columns[c]!;
+      if (!(column.name in row)) continue;
+      const v = row[column.name] ?? null;
+      let valueSize: number;
+      if (v === null) valueSize = 2;
+      else if (column.type === 'string') {
+        if (typeof v !== 'string') throw badRowValue(column.name, column.type, v);
+        const bytes = utf8Length(v);
+        rowSizes[n++] = bytes;
+        valueSize = 1 + varintSize(bytes) + bytes;
+      } else valueSize = scalarValueSize(column.name, column.type, v);
+      const entry = keys[c]!.length + 1 + varintSize(valueSize) + valueSize;
+      size += 1 + varintSize(entry) + entry;
+    }
+    rowSizes[slot] = size;
+    total += 1 + varintSize(size) + size;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let pos = 0;
+  let read = 0;
+  for (const row of rows) {
+    buf[pos] = tag(3, WIRE_LEN);
+    pos = writeVarint(buf, pos + 1, rowSizes[read++]!);
+    for (let c = 0; c < columns.length; c++) {
+      const column = columns[c]!;
+      if (!(column.name in row)) continue;
+      const v = row[column.name] ?? null;
+      const key = keys[c]!;
+      let valueSize: number;
+      let bytes = 0;
+      if (v === null) valueSize = 2;
+      else if (column.type === 'string') {
+        bytes = rowSizes[read++]!;
+        valueSize = 1 + varintSize(bytes) + bytes;
+      } else valueSize = scalarValueSize(column.name, column.type, v);
+      buf[pos] = tag(1, WIRE_LEN);
+      pos = writeVarint(buf, pos + 1, key.length + 1 + varintSize(valueSize) + valueSize);
+      pos += key.copy(buf, pos);
+      buf[pos] = tag(2, WIRE_LEN);
+      pos = writeVarint(buf, pos + 1, valueSize);
+      if (v === null) pos = writeBoolField(buf, pos, tag(6, WIRE_VARINT), true);
+      else if (column.type === 'string') {
+        buf[pos] = tag(1, WIRE_LEN);
+        pos = writeStringBytes(buf, writeVarint(buf, pos + 1, bytes), v as string, bytes);
+      } else pos = writeScalarValue(buf, pos, column.type, v);
+    }
+  }
+  if (pos !== total || read !== n) throw encodeBug(`encodeWriteRows wrote ${pos} of ${total} bytes, read ${read} of ${n} sizes`);
+  if (rowSizes.length > RETAINED_SIZES_MAX) rowSizes.length = 0;
+  return new EncodedWriteRows(buf, rows.length);
+}
+
+function badRowValue(column: string, type: ColumnType, v: unknown): AssertionError {
+  return encodeBug(`encodeWriteRows: column ${column} (${type}) holds ${typeof v === 'string' ? JSON.stringify(v) : String(v)}: not a validated row`);
+}
+
+/** The Value message's size for a non-null, non-string value of a column of `type`. */
+function scalarValueSize(column: string, type: ColumnType, v: number | boolean | string): number {
+  switch (type) {
+    case 'int64':
+    case 'timestamp_ms':
+      if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw badRowValue(column, type, v);
+      return 1 + (v < 0 ? VARINT_BYTES_MAX : varintSize(v));
+    case 'float64':
+      if (typeof v !== 'number') throw badRowValue(column, type, v);
+      return 9;
+    case 'bool':
+      if (typeof v !== 'boolean') throw badRowValue(column, type, v);
+      return 2;
+    default:
+      throw badRowValue(column, type, v);
+  }
+}
+
+/** The Value message of a non-null, non-string value (scalarValueSize checked it), as writeValue writes toProtoValue's. */
+function writeScalarValue(buf: Buffer, pos: number, type: ColumnType, v: number | boolean | string): number {
+  switch (type) {
+    case 'int64':
+    case 'timestamp_ms': {
+      const n = v as number;
+      buf[pos++] = tag(type === 'int64' ? 2 : 5, WIRE_VARINT);
+      if (n >= 0) return writeVarint(buf, pos, n);
+      const hi = Math.floor(n / 2 ** 32); // two's complement over 64 bits: 10 bytes
+      return writeVarint64(buf, pos, n - hi * 2 ** 32, hi >>> 0);
+    }
+    case 'float64':
+      buf[pos] = tag(3, WIRE_I64);
+      return buf.writeDoubleLE(v as number, pos + 1);
+    default:
+      return writeBoolField(buf, pos, tag(4, WIRE_VARINT), v as boolean);
+  }
 }
 
 export function encodeBatchRequest(req: BatchRequestInput): Buffer {

@@ -640,7 +640,7 @@ describe(`Database.Batch wire codec (src/rpc/batch-wire.ts, seed ${SEED})`, () =
         const valid = Array.from({ length: 40 }, () => {
           if (kind === 'response') return encodeBatchResponse(randomResponse(rand));
           const req = randomRequest(rand);
-          return encodeBatchRequest(req.write ? { ...req, write: { ...req.write, rows: req.write.rows?.slice(0, 2) } } : req);
+          return encodeBatchRequest(req.write ? { ...req, write: { ...req.write, rows: (req.write.rows as readonly RowInput[] | null | undefined)?.slice(0, 2) } } : req);
         });
         const outcomes = { both: 0, refused: 0, neither: 0 };
         for (let i = 0; i < CASES; i++) {

@@ -757,6 +757,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect((caught as Error).message).to.match(/liveness: n\d is draining and no drain runs, yet the catalog places .* on it: a drain that never ends/);
     });
 
+    // Finding M37 (docs/correctness.md), register seed 2505 with the mix below (session 31): n3 held
+    // region …105's removed peer 3 on its disk, closed by the `close` fault; the repair of n4's
+    // wiped peer 5 placed new peer 7 on n3, which refused every open of it (M24), and catch-up
+    // waited for good: `liveness` "repair-replica-3@catch-up (waiting for the new replica to
+    // open)". catch-up now gives up a new peer its live node has not opened in 12 s and places
+    // another elsewhere.
+    it('a repair whose new peer its live node never opens (another replica of the region closed on that disk) places it elsewhere (M37, register seed 2505)', async () => {
+      const r = await runClusterSim(2505, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+      // The run's liveness checker is the test (it failed so before the fix); these say the run is the one meant.
+      expect(r.metasrv!.catalogRestores, 'catalog copies put back').to.be.greaterThan(0);
+      expect(r.metasrv!.instructions['change_peer'], 'membership changes asked (the repairs)').to.be.greaterThan(0);
+    });
+
     // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
     // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of
     // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained

@@ -60,6 +60,13 @@ export interface RepairReplicaData {
    * nor promoted again.
    */
   learnerAtConfIndex?: number;
+  /**
+   * Nodes where a new peer of this repair was given up because it never opened there while the
+   * node was live (NEW_REPLICA_OPEN_WAIT_MS): `allocate` places no other new peer on them. Such a
+   * node holds another replica of the region on its disk, closed (no report shows it), or cannot
+   * open it (finding M37, docs/correctness.md).
+   */
+  unopenedOn?: number[];
 }
 
 /** One planned leader transfer of balance-leaders: the region's leadership to `targetPeer` on node `target`. */
@@ -147,7 +154,7 @@ export interface UnreadableProcedure {
 
 // ─── Reading stored records ───────────────────────────────────────────────────────────────
 
-type FieldSpec = 'number' | 'number?' | 'string' | 'string?' | 'boolean?' | 'string[]?' | 'leader-moves?';
+type FieldSpec = 'number' | 'number?' | 'string' | 'string?' | 'boolean?' | 'string[]?' | 'number[]?' | 'leader-moves?';
 
 /** Every field of every kind's data (a field missing here is a compile error). */
 const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataOf<K>]-?: FieldSpec } } = {
@@ -162,6 +169,7 @@ const DATA_FIELDS: { readonly [K in ProcedureKind]: { readonly [F in keyof DataO
     inPlace: 'boolean?',
     learner: 'boolean?',
     learnerAtConfIndex: 'number?',
+    unopenedOn: 'number[]?',
   },
   'balance-leaders': { moves: 'number?', confirmed: 'number?', window: 'number?', batch: 'leader-moves?', regionId: 'string?', target: 'number?', targetPeer: 'number?', placement: 'string?', packRegions: 'number?' },
   'drain-node': { nodeId: 'number' },
@@ -183,6 +191,8 @@ function fieldOk(value: unknown, spec: FieldSpec): boolean {
       return typeof value === 'boolean';
     case 'leader-moves':
       return Array.isArray(value) && value.every(isLeaderMove);
+    case 'number[]':
+      return Array.isArray(value) && value.every(isNumber);
     default:
       return Array.isArray(value) && value.every((v) => typeof v === 'string');
   }

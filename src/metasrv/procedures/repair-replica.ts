@@ -29,6 +29,15 @@ import type { RepairReplicaData, StepOf } from './record.js';
 /** The new replica may lag the leader's commit by this many entries and count as caught up. */
 export const CATCH_UP_SLACK = 16;
 
+/**
+ * How long catch-up waits for the new replica to open on a live node (its open re-sent every
+ * RESEND_AFTER_MS, and by reconciliation at every heartbeat) before the new peer is given up there
+ * and placed on another node (finding M37). A live node opens a replica within a heartbeat or two;
+ * one that does not in this long holds another replica of the region on its disk — closed without
+ * destroy, which no report shows and which it refuses to open over (M24) — or cannot open it.
+ */
+export const NEW_REPLICA_OPEN_WAIT_MS = 4 * RESEND_AFTER_MS;
+
 type Leader = NonNullable<ReturnType<ProcedureContext['leaderOf']>>;
 type Result = StepResult<StepOf<'repair-replica'>>;
 /** The data once `allocate` has chosen the new peer (every later step runs on this). */
@@ -139,15 +148,16 @@ function removedSinceCounted(ctx: ProcedureContext, d: Allocated, region: Region
  * held its repair slot — one replica short (the old peer's, whose node may be down too) with a
  * learner on a dead node.
  */
-function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader, run: StepRun): Result | undefined {
+function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, leader: Leader, run: StepRun, unopened?: string): Result | undefined {
   // Also a new peer whose placement was marked lost after add-learner (M26 one step later: its node
   // registered a new store while the peer was a learner, noteStore marking every placement there):
   // opened again it would run under a peer id that the lost mark's own in-place repair later
   // deletes while it may lead (its followers quiesced, nothing wakes them: wide mix engine seed
-  // 2389), and catch-up would re-open it empty. Given up as a down node's learner is.
+  // 2389), and catch-up would re-open it empty. Given up as a down node's learner is. And (M37,
+  // `unopened`) a new peer its live node never opened: the repair waited for it for good.
   const lost = newPeerLost(region, d);
-  if (lost === undefined && !ctx.downTooLong(d.newNodeId)) return undefined;
-  const why = lost !== undefined ? `marked lost (${lost})` : `its node ${d.newNodeId} down too long`;
+  if (lost === undefined && !ctx.downTooLong(d.newNodeId) && unopened === undefined) return undefined;
+  const why = lost !== undefined ? `marked lost (${lost})` : unopened ?? `its node ${d.newNodeId} down too long`;
   if (namesPeer(leader.replica, d.newPeerId)) {
     if (run.resend()) ctx.send(leader.nodeId, { change_peer: { region_id: region.regionId, change: 'remove', peer: peerMessage(ctx, d.newPeerId, d.newNodeId) } });
     return { wait: true, note: `the new peer ${d.newPeerId} on node ${d.newNodeId} is ${why}: removing it, then placing the new replica anew` };
@@ -156,7 +166,20 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
   if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `the new peer ${d.newPeerId} on node ${d.newNodeId} is ${why}; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
+  // No other new peer of this repair goes where one never opened (the node stays as it is).
+  if (unopened !== undefined) d.unopenedOn = [...new Set([...(d.unopenedOn ?? []), d.newNodeId])];
   return placeAnew(region, d, `new peer ${d.newPeerId} on node ${d.newNodeId} given up (${why}; the group does not count it); placing another`);
+}
+
+/**
+ * Why the new peer is given up at catch-up because its live node never opened it (M37), if so:
+ * not reported under its peer id for NEW_REPLICA_OPEN_WAIT_MS of the step while the node is alive.
+ */
+function neverOpened(ctx: ProcedureContext, d: Allocated, regionId: string, run: StepRun): string | undefined {
+  if (!ctx.isAlive(d.newNodeId) || ctx.observed(d.newNodeId, regionId)?.peerId === d.newPeerId) return undefined;
+  const waitedMs = ctx.clock.nowMs() - run.stepSinceMs;
+  if (!(waitedMs >= NEW_REPLICA_OPEN_WAIT_MS)) return undefined;
+  return `never opened by its live node ${d.newNodeId} in ${Math.round(waitedMs / 1000)} s (the node may hold another replica of the region closed on its disk, which it will not open over)`;
 }
 
 /** Why the new peer's placement is marked lost (its node registered a new store since allocate), if it is. */
@@ -286,14 +309,19 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         // has no leader, which add-learner needs anyway.
         if (!region.bootstrapped) return { retry: 'waiting for the region to be bootstrapped (its first report), before placing a new peer' };
         const excluded = repairExclusions(ctx, region);
+        const unopenedOn = d.unopenedOn ?? [];
+        for (const nodeId of unopenedOn) excluded.add(nodeId);
         const elsewhere = ctx.pickNode(excluded);
         // In place: the old node, if nothing else of the region is there (what it reports, if
         // anything, is the lost peer itself, which clear-old deletes first).
         const there = ctx.observed(d.oldNodeId, region.regionId);
         const oldNodeFree = !region.replicas.some((p) => p.nodeId === d.oldNodeId && p.peerId !== d.oldPeerId) && (there === undefined || there.peerId === d.oldPeerId);
-        excluded.delete(d.oldNodeId);
+        if (!unopenedOn.includes(d.oldNodeId)) excluded.delete(d.oldNodeId);
         const node = elsewhere ?? (d.inPlace && oldNodeFree ? ctx.pickNode(excluded) : undefined);
-        if (!node) return { retry: 'no healthy datanode without a replica of this region' };
+        if (!node) {
+          const avoided = unopenedOn.length > 0 ? ` (avoiding node${unopenedOn.length > 1 ? 's' : ''} ${unopenedOn.join(', ')}, where a new peer never opened: move aside a closed replica of the region it may hold on disk)` : '';
+          return { retry: `no healthy datanode without a replica of this region${avoided}` };
+        }
         raisePeerIds(ctx, region);
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
@@ -350,7 +378,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
 
     'catch-up': (ctx, data, run) =>
       withLeader(ctx, data, (d, region, leader) => {
-        const givenUp = newNodeGivenUp(ctx, d, region, leader, run);
+        const givenUp = newNodeGivenUp(ctx, d, region, leader, run, neverOpened(ctx, d, region.regionId, run));
         if (givenUp) return givenUp;
         const gone = uncounted(ctx, d, region, leader);
         if (gone) return gone;

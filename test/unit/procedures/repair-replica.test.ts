@@ -3,7 +3,8 @@
 // (A step that throws fails its procedure: steps.test.ts. Lost replicas: ../repair-replica.test.ts.)
 import { expect } from 'chai';
 import { RESEND_AFTER_MS } from '../../../src/metasrv/procedures/procedure.js';
-import type { RepairReplicaData, StepOf } from '../../../src/metasrv/procedures/record.js';
+import { type RepairReplicaData, type StepOf, checkData } from '../../../src/metasrv/procedures/record.js';
+import { NEW_REPLICA_OPEN_WAIT_MS } from '../../../src/metasrv/procedures/repair-replica.js';
 import { type Reports, nodeActions, reconcileCatalog } from '../../../src/metasrv/reconcile.js';
 import { FakeCluster, REGION, replica } from '../../support/fake-procedure-context.js';
 
@@ -492,6 +493,53 @@ describe('repair-replica / catch-up', () => {
     f.step(id);
     expect(record().step).to.equal('add-learner');
     expect(record().data).to.include({ newPeerId: 5, newNodeId: 5 });
+  });
+
+  it('a new peer its live node never opens (the node holds another replica of the region closed on its disk and refuses the open, M24) is given up after NEW_REPLICA_OPEN_WAIT_MS: removed, placed anew, never on that node again (M37, sim register seed 2505)', () => {
+    const { f, id, record } = repair('catch-up', { learnerAtConfIndex: 3 });
+    f.catalog.nodes[5] = { nodeId: 5, addr: '127.0.0.1:7005', httpAddr: '', lastHeartbeatMs: 0, state: 'alive' };
+    f.alive.add(5);
+    f.reports.set(5, new Map());
+    leaderReports(f, [1, 2, 3], [4]);
+    // Node 4 is alive and beats, but never reports peer 4: every open of it is refused there.
+    f.step(id);
+    f.clock.advance(NEW_REPLICA_OPEN_WAIT_MS - 1);
+    f.step(id);
+    expect(record().step, 'not yet: a live node is given the whole wait').to.equal('catch-up');
+    expect(f.sentKinds().every((k) => k === 'open_region@4'), 'only the open, re-sent').to.equal(true);
+    f.clock.advance(1);
+    f.step(id);
+    expect(record().notes.at(-1)).to.match(/new peer 4 on node 4 is never opened by its live node 4 in 12 s/);
+    f.clock.advance(RESEND_AFTER_MS); // (the open went out a millisecond ago: instructions go once per interval)
+    f.sent = [];
+    f.step(id);
+    expect(f.sent.map((s) => s.instruction), 'the learner its node never opened removed').to.deep.equal([
+      { change_peer: { region_id: REGION, change: 'remove', peer: { peer_id: '4', node_id: '4', addr: '127.0.0.1:7004' } } },
+    ]);
+    expect(record().notes.at(-1)).to.match(/never opened by its live node 4 in 15 s/);
+    f.report(2, replica(2, { role: 'leader', voters: [1, 2, 3], confIndex: 5 }));
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(record().data.unopenedOn).to.deep.equal([4]);
+    expect(f.region().replicas.map((p) => `${p.peerId}@${p.nodeId}`)).to.deep.equal(['1@1', '2@2', '3@3']);
+    f.step(id);
+    expect(record().step).to.equal('add-learner');
+    expect(record().data, 'another node: not the one that never opened its peer').to.include({ newPeerId: 5, newNodeId: 5 });
+  });
+
+  it('with no node left but one where a new peer never opened, allocate waits and says which node it avoids and why (M37)', () => {
+    const { f, id, record } = repair('allocate', { unopenedOn: [4] });
+    f.step(id);
+    expect(record().step).to.equal('allocate');
+    expect(record().notes.at(-1)).to.equal(
+      'no healthy datanode without a replica of this region (avoiding node 4, where a new peer never opened: move aside a closed replica of the region it may hold on disk)',
+    );
+    expect(f.region().replicas).to.have.length(3);
+  });
+
+  it('a record written with unopenedOn reads back; one whose unopenedOn is not a list of node ids is unreadable (M37)', () => {
+    expect(checkData('repair-replica', { regionId: REGION, oldPeerId: 3, oldNodeId: 3, unopenedOn: [4, 5] })).to.equal(undefined);
+    expect(checkData('repair-replica', { regionId: REGION, oldPeerId: 3, oldNodeId: 3, unopenedOn: ['4'] })).to.be.a('string');
   });
 
   it('a new peer whose placement is marked lost after add-learner (its node registered a new store) is given up at catch-up: removed, placement dropped, placed anew — never caught up, promoted and later deleted in place while it leads (M30, sim seed 2389)', () => {

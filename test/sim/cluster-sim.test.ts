@@ -763,12 +763,23 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // waited for good: `liveness` "repair-replica-3@catch-up (waiting for the new replica to
     // open)". catch-up now gives up a new peer its live node has not opened in 12 s and places
     // another elsewhere.
-    it('a repair whose new peer its live node never opens (another replica of the region closed on that disk) places it elsewhere (M37, register seed 2505)', async () => {
-      const r = await runClusterSim(2505, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
-      // The run's liveness checker is the test (it failed so before the fix); these say the run is the one meant.
-      expect(r.metasrv!.catalogRestores, 'catalog copies put back').to.be.greaterThan(0);
-      expect(r.metasrv!.instructions['change_peer'], 'membership changes asked (the repairs)').to.be.greaterThan(0);
-    });
+    // And seed 2548, which the fix's first version failed (it passes on the code before): a drain's
+    // new peer 4 on n4, opened, then closed by the `close` fault and not reopened while the
+    // metasrv kept restarting, was given up after 12 s — its closed data left on n4, which then
+    // refused the next new peer (M37's own condition), and with n4 avoided no node was left:
+    // `liveness` again. A given-up peer's data is now deleted by name on its node, and with no
+    // other node the repair goes back to the one it avoided.
+    for (const [seed, what] of [
+      [2505, 'places it elsewhere (M37)'],
+      [2548, "is deleted by name there, and its node taken again when no other can (M37's review)"],
+    ] as const) {
+      it(`a repair whose new peer its live node never opens (another replica of the region closed on that disk) ${what}, register seed ${seed}`, async () => {
+        const r = await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+        // The run's liveness checker is the test (it failed so before); these say the run is the one meant.
+        expect((r.metasrv!.catalogRestores ?? 0) + (r.metasrv!.crashes ?? 0), 'catalog copies put back, metasrv crashes').to.be.greaterThan(0);
+        expect(r.metasrv!.instructions['change_peer'], 'membership changes asked (the repairs)').to.be.greaterThan(0);
+      });
+    }
 
     // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
     // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of

@@ -166,8 +166,15 @@ function newNodeGivenUp(ctx: ProcedureContext, d: Allocated, region: RegionDef, 
   // the peer (uncounted's test). A leader just elected that has not applied the addition yet would
   // apply it later, and the group would keep a learner on a dead node the catalog no longer has.
   if (!removedSinceCounted(ctx, d, region, leader)) return { wait: true, note: `the new peer ${d.newPeerId} on node ${d.newNodeId} is ${why}; the leader on node ${leader.nodeId} does not count it yet (conf index ${leader.replica.confIndex}): waiting before giving it up` };
-  // No other new peer of this repair goes where one never opened (the node stays as it is).
-  if (unopened !== undefined) d.unopenedOn = [...new Set([...(d.unopenedOn ?? []), d.newNodeId])];
+  if (unopened !== undefined) {
+    // Whatever its live node holds of the given-up peer goes, by name: its data, if the peer was
+    // opened once and then closed without destroy (the node restarted, an I/O error) — which no
+    // report shows — would make that node refuse every later new peer of the region (M24), as it
+    // did this one's. The group no longer counts the peer, which never voted (a learner).
+    ctx.send(d.newNodeId, { close_region: { region_id: region.regionId, destroy: true, peer_id: String(d.newPeerId) } });
+    // No other new peer of this repair goes there while another node can take it (allocate).
+    d.unopenedOn = [...new Set([...(d.unopenedOn ?? []), d.newNodeId])];
+  }
   return placeAnew(region, d, `new peer ${d.newPeerId} on node ${d.newNodeId} given up (${why}; the group does not count it); placing another`);
 }
 
@@ -281,6 +288,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
       const region = ctx.catalog.regions[d.regionId];
       if (!region) return { done: true, note: 'region no longer exists' };
       if (!region.replicas.some((p) => p.peerId === d.oldPeerId)) return { done: true, note: 'replica already replaced' };
+      let againNote = '';
       if (d.newPeerId === undefined || d.newNodeId === undefined) {
         // Nothing to replace: the group dropped the peer and the catalog is behind. Waiting here
         // (for a free node, say) would keep R2 from correcting the catalog for as long.
@@ -308,20 +316,29 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         // region lost its quorum). The others' first report ends the wait; without one the group
         // has no leader, which add-learner needs anyway.
         if (!region.bootstrapped) return { retry: 'waiting for the region to be bootstrapped (its first report), before placing a new peer' };
-        const excluded = repairExclusions(ctx, region);
-        const unopenedOn = d.unopenedOn ?? [];
-        for (const nodeId of unopenedOn) excluded.add(nodeId);
-        const elsewhere = ctx.pickNode(excluded);
         // In place: the old node, if nothing else of the region is there (what it reports, if
         // anything, is the lost peer itself, which clear-old deletes first).
         const there = ctx.observed(d.oldNodeId, region.regionId);
         const oldNodeFree = !region.replicas.some((p) => p.nodeId === d.oldNodeId && p.peerId !== d.oldPeerId) && (there === undefined || there.peerId === d.oldPeerId);
-        if (!unopenedOn.includes(d.oldNodeId)) excluded.delete(d.oldNodeId);
-        const node = elsewhere ?? (d.inPlace && oldNodeFree ? ctx.pickNode(excluded) : undefined);
-        if (!node) {
-          const avoided = unopenedOn.length > 0 ? ` (avoiding node${unopenedOn.length > 1 ? 's' : ''} ${unopenedOn.join(', ')}, where a new peer never opened: move aside a closed replica of the region it may hold on disk)` : '';
-          return { retry: `no healthy datanode without a replica of this region${avoided}` };
+        const choose = (avoid: readonly number[]) => {
+          const excluded = repairExclusions(ctx, region);
+          for (const nodeId of avoid) excluded.add(nodeId);
+          const elsewhere = ctx.pickNode(excluded);
+          if (!avoid.includes(d.oldNodeId)) excluded.delete(d.oldNodeId);
+          return elsewhere ?? (d.inPlace && oldNodeFree ? ctx.pickNode(excluded) : undefined);
+        };
+        // Not where a new peer of this repair never opened (M37) while another node can take it;
+        // with none, there again: what kept it from opening may have passed (a node restarting,
+        // a metasrv that kept restarting), and a repair that waits for a free node waits for good.
+        const unopenedOn = d.unopenedOn ?? [];
+        let node = choose(unopenedOn);
+        const again = node === undefined && unopenedOn.length > 0 ? choose([]) : undefined;
+        if (again) {
+          node = again;
+          delete d.unopenedOn;
+          againNote = ` (again where a new peer never opened: no other node can take it; a closed replica of the region on that disk would keep it from opening — move it aside)`;
         }
+        if (!node) return { retry: 'no healthy datanode without a replica of this region' };
         raisePeerIds(ctx, region);
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;
@@ -329,7 +346,7 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
         region.replicas = [...region.replicas, { peerId: d.newPeerId, nodeId: d.newNodeId }];
         region.confVersion++;
       }
-      return { next: d.newNodeId === d.oldNodeId ? 'clear-old' : 'add-learner', note: `new peer ${d.newPeerId} on node ${d.newNodeId}` };
+      return { next: d.newNodeId === d.oldNodeId ? 'clear-old' : 'add-learner', note: `new peer ${d.newPeerId} on node ${d.newNodeId}${againNote}` };
     },
 
     'clear-old'(ctx, d, run) {

@@ -125,9 +125,11 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
     f.observed.set(2, replica(2, { role: 'leader', learners: [4], commitIndex: 100 }));
     f.observed.set(4, replica(9, { appliedIndex: 100 })); // peer 9, removed from the region earlier
     const d: RepairReplicaData = { regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 4 };
-    expect(repairReplica.steps['catch-up'](f.ctx, d, run)).to.deep.include({ wait: true, note: 'waiting for the new replica to open' });
+    // A step that has just begun (a live node not opening the new peer for NEW_REPLICA_OPEN_WAIT_MS gives it up: M37).
+    const justBegun: StepRun = { stepSinceMs: f.ctx.clock.nowMs(), resend: () => true };
+    expect(repairReplica.steps['catch-up'](f.ctx, d, justBegun)).to.deep.include({ wait: true, note: 'waiting for the new replica to open' });
     f.observed.set(4, replica(4, { appliedIndex: 100 }));
-    expect(repairReplica.steps['catch-up'](f.ctx, d, run)).to.deep.include({ next: 'promote' });
+    expect(repairReplica.steps['catch-up'](f.ctx, d, justBegun)).to.deep.include({ next: 'promote' });
   });
 
   it('cleanup never deletes the region on the node that now hosts the new replica', () => {

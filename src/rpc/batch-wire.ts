@@ -63,7 +63,7 @@ import type {
   WriteRequest__Output,
   WriteResponse__Output,
 } from './generated/index.js';
-import type { ColumnType, Row as EngineRow, TableSchema } from '../engine/schema.js';
+import type { ColumnType, Row as EngineRow, Value as EngineValue, TableSchema } from '../engine/schema.js';
 import { loadProtos } from './proto.js';
 import { type FieldTable, type FieldsOf, VARINT_BYTES_MAX, WIRE_END_GROUP, WIRE_I32, WIRE_I64, WIRE_LEN, WIRE_START_GROUP, WIRE_VARINT, WireReader, invalid, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
@@ -352,13 +352,25 @@ function fromBigInt(value: bigint, field: string, signed: boolean): number | big
   return Number.isSafeInteger(n) ? n : BigInt.asUintN(64, value);
 }
 
+/** The varint size of a safe integer as int64 (a negative one is 64-bit two's complement: always 10 bytes). */
+function int64VarintSize(n: number): number {
+  return n < 0 ? VARINT_BYTES_MAX : varintSize(n);
+}
+
+/** A safe integer as an int64 varint at `pos` (int64VarintSize bytes); returns the end. */
+function writeInt64Varint(buf: Buffer, pos: number, n: number): number {
+  if (n >= 0) return writeVarint(buf, pos, n);
+  const hi = Math.floor(n / 2 ** 32);
+  return writeVarint64(buf, pos, n - hi * 2 ** 32, hi >>> 0);
+}
+
 /** Size of a 64-bit varint field (tag included); 0 when zero unless `keepZero`. Records the value. */
 function longFieldSize(value: unknown, field: string, signed: boolean, keepZero: boolean): number {
   const n = parseLong(value, field, signed);
   if (typeof n === 'number') {
     sizes[sizesCount++] = n;
     if (n === 0 && !keepZero) return 0;
-    return 1 + (n < 0 ? VARINT_BYTES_MAX : varintSize(n));
+    return 1 + int64VarintSize(n);
   }
   sizes[sizesCount++] = Number.NaN;
   bigLongs[bigLongsCount++] = n;
@@ -372,12 +384,7 @@ function writeLongField(buf: Buffer, pos: number, fieldTag: number, keepZero: bo
   const n = nextSize();
   if (n === 0 && !keepZero) return pos;
   buf[pos++] = fieldTag;
-  if (n >= 0) return writeVarint(buf, pos, n);
-  if (n < 0) {
-    // Two's complement over 64 bits: always 10 bytes.
-    const hi = Math.floor(n / 2 ** 32);
-    return writeVarint64(buf, pos, n - hi * 2 ** 32, hi >>> 0);
-  }
+  if (!Number.isNaN(n)) return writeInt64Varint(buf, pos, n);
   const big = bigLongs[bigLongsRead++]!;
   return writeVarint64(buf, pos, Number(big & 0xffff_ffffn), Number(big >> 32n));
 }
@@ -406,7 +413,7 @@ function consistencyNumber(value: unknown): number {
 }
 
 function consistencyFieldSize(n: number): number {
-  return n === 0 ? 0 : 1 + (n < 0 ? VARINT_BYTES_MAX : varintSize(n));
+  return n === 0 ? 0 : 1 + int64VarintSize(n);
 }
 
 function writeConsistencyField(buf: Buffer, pos: number, fieldTag: number, n: number): number {
@@ -618,7 +625,7 @@ function entryKeys(schema: TableSchema): readonly Buffer[] {
   if (!keys) {
     keys = schema.columns.map((c) => {
       const name = Buffer.from(c.name, 'utf8');
-      const out = Buffer.alloc(1 + varintSize(name.length) + name.length);
+      const out = Buffer.alloc(lengthDelimitedSize(name.length));
       out[0] = tag(1, WIRE_LEN);
       name.copy(out, writeVarint(out, 1, name.length));
       return out;
@@ -651,19 +658,16 @@ export function encodeWriteRows(schema: TableSchema, rows: readonly EngineRow[])
       const column = columns[c]!;
       if (!(column.name in row)) continue;
       const v = row[column.name] ?? null;
-      let valueSize: number;
-      if (v === null) valueSize = 2;
-      else if (column.type === 'string') {
+      let bytes = 0;
+      if (column.type === 'string' && v !== null) {
         if (typeof v !== 'string') throw badRowValue(column.name, column.type, v);
-        const bytes = utf8Length(v);
+        bytes = utf8Length(v);
         rowSizes[n++] = bytes;
-        valueSize = 1 + varintSize(bytes) + bytes;
-      } else valueSize = scalarValueSize(column.name, column.type, v);
-      const entry = keys[c]!.length + 1 + varintSize(valueSize) + valueSize;
-      size += 1 + varintSize(entry) + entry;
+      }
+      size += lengthDelimitedSize(keys[c]!.length + lengthDelimitedSize(valueMessageSize(column.name, column.type, v, bytes)));
     }
     rowSizes[slot] = size;
-    total += 1 + varintSize(size) + size;
+    total += lengthDelimitedSize(size);
   }
   const buf = Buffer.allocUnsafe(total);
   let pos = 0;
@@ -676,15 +680,10 @@ export function encodeWriteRows(schema: TableSchema, rows: readonly EngineRow[])
       if (!(column.name in row)) continue;
       const v = row[column.name] ?? null;
       const key = keys[c]!;
-      let valueSize: number;
-      let bytes = 0;
-      if (v === null) valueSize = 2;
-      else if (column.type === 'string') {
-        bytes = rowSizes[read++]!;
-        valueSize = 1 + varintSize(bytes) + bytes;
-      } else valueSize = scalarValueSize(column.name, column.type, v);
+      const bytes = column.type === 'string' && v !== null ? rowSizes[read++]! : 0;
+      const valueSize = valueMessageSize(column.name, column.type, v, bytes);
       buf[pos] = tag(1, WIRE_LEN);
-      pos = writeVarint(buf, pos + 1, key.length + 1 + varintSize(valueSize) + valueSize);
+      pos = writeVarint(buf, pos + 1, key.length + lengthDelimitedSize(valueSize));
       pos += key.copy(buf, pos);
       buf[pos] = tag(2, WIRE_LEN);
       pos = writeVarint(buf, pos + 1, valueSize);
@@ -704,13 +703,19 @@ function badRowValue(column: string, type: ColumnType, v: unknown): AssertionErr
   return encodeBug(`encodeWriteRows: column ${column} (${type}) holds ${typeof v === 'string' ? JSON.stringify(v) : String(v)}: not a validated row`);
 }
 
-/** The Value message's size for a non-null, non-string value of a column of `type`. */
-function scalarValueSize(column: string, type: ColumnType, v: number | boolean | string): number {
+/**
+ * The Value message's size for value `v` of a column of `type` (a string's UTF-8 length given as
+ * `stringBytes`); a value that does not fit the type is refused (badRowValue).
+ */
+function valueMessageSize(column: string, type: ColumnType, v: EngineValue, stringBytes: number): number {
+  if (v === null) return 2;
   switch (type) {
+    case 'string':
+      return lengthDelimitedSize(stringBytes);
     case 'int64':
     case 'timestamp_ms':
       if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw badRowValue(column, type, v);
-      return 1 + (v < 0 ? VARINT_BYTES_MAX : varintSize(v));
+      return 1 + int64VarintSize(v);
     case 'float64':
       if (typeof v !== 'number') throw badRowValue(column, type, v);
       return 9;
@@ -722,16 +727,13 @@ function scalarValueSize(column: string, type: ColumnType, v: number | boolean |
   }
 }
 
-/** The Value message of a non-null, non-string value (scalarValueSize checked it), as writeValue writes toProtoValue's. */
+/** The Value message of a non-null, non-string value (valueMessageSize checked it), as writeValue writes toProtoValue's. */
 function writeScalarValue(buf: Buffer, pos: number, type: ColumnType, v: number | boolean | string): number {
   switch (type) {
     case 'int64':
     case 'timestamp_ms': {
-      const n = v as number;
-      buf[pos++] = tag(type === 'int64' ? 2 : 5, WIRE_VARINT);
-      if (n >= 0) return writeVarint(buf, pos, n);
-      const hi = Math.floor(n / 2 ** 32); // two's complement over 64 bits: 10 bytes
-      return writeVarint64(buf, pos, n - hi * 2 ** 32, hi >>> 0);
+      buf[pos] = tag(type === 'int64' ? 2 : 5, WIRE_VARINT);
+      return writeInt64Varint(buf, pos + 1, v as number);
     }
     case 'float64':
       buf[pos] = tag(3, WIRE_I64);

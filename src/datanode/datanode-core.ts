@@ -254,6 +254,22 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   }
 
   /**
+   * Why an Admin OpenRegion (a CreateTable's open, a recovery) must not run now, if it must not:
+   * this start is not registered yet, so the log's replicas are not reopened and the data dir may
+   * still be refused as a stale copy — or it was refused (K1/K2) and the operator is to move it
+   * aside, taking whatever an open put there with it. Checked after the epoch (the shell's
+   * handler and the simulator's Admin alike); the metasrv's heartbeat path opens the region once
+   * the node has registered (the registration's answer names it).
+   */
+  adminOpenRefusal(): RegionDbError | undefined {
+    if (!this.reopenPending) return undefined;
+    if (this.refusedStart !== undefined) {
+      return new RegionDbError(ErrorCode.Unavailable, `datanode ${this.nodeId} opens no region: its start was refused (${this.refusedStart}); its data dir is to be moved aside`);
+    }
+    return new RegionDbError(ErrorCode.Unavailable, `datanode ${this.nodeId} has not registered this start with the metasrv yet; retry`);
+  }
+
+  /**
    * Registers and beats every heartbeat interval from now on. With `reopenOnRegistration`, the
    * replicas in the log are reopened (reopenRegions) only once the metasrv has answered this
    * start's registration, before the opens it names: a datanode never answers raft from a data

@@ -571,9 +571,8 @@ export class Datanode implements DatabaseHost {
         }
         // Before this start is registered, the log's replicas are not reopened yet: an open (or a
         // recovery) now would act on a data dir the metasrv may still refuse as a stale copy.
-        if (this.requireCore().awaitingRegistration) {
-          throw new RegionDbError(ErrorCode.Unavailable, `datanode ${this.nodeId} has not registered this start with the metasrv yet; retry`);
-        }
+        const refusal = this.requireCore().adminOpenRefusal();
+        if (refusal) throw refusal;
         if (req.recover_from_object_store) return this.recoverRegion(req);
         await this.openRegion(req);
         return {};

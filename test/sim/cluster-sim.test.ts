@@ -781,6 +781,26 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       });
     }
 
+    // Engine seed 5948 of the wide mix with balance (session 32): n4's start refused itself as a
+    // restored copy (K2), yet CreateTable's Admin open, sent while n4's earlier beats still counted
+    // it alive, opened d1's new replica there — the simulator's Admin skipped the shell's "not
+    // registered yet" gate. The operator then moved the dir aside, taking that replica; with n2's
+    // damaged one the region had one of three, and its drop waited for a fence for good
+    // (`liveness`, "DDL not finished … d1:dropping"). The gate is the core's now
+    // (DatanodeCore.adminOpenRefusal), run by the shell and the simulator alike.
+    // And seed 5829 (same mix): d1's CreateTable was answered, its Admin opens lost, and the catalog
+    // lost before any beat opened the region, so no node ever hosted it and every add failed; the
+    // final-read check demanded a read of a region no node could serve ("no ok final-read"). A
+    // forgotten region readable nowhere with no acknowledged add is owed nothing now.
+    it('an Admin open reaches no refused or unregistered start (engine seed 5948), and a forgotten region never hosted owes no read (5829)', async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const a = await runClusterSim(5948, { mode: 'engine', metasrv: true, faults });
+      expect(a.storage.restoresRefused, 'a restored disk refused').to.be.greaterThan(0);
+      expect(a.ddl!.drops, 'the drop finished').to.be.greaterThan(0);
+      const b = await runClusterSim(5829, { mode: 'engine', metasrv: true, faults });
+      expect(b.ddl!.unreadNeverAcknowledged, 'the never-hosted region passed over').to.be.greaterThan(0);
+    });
+
     // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
     // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of
     // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained

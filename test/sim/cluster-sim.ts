@@ -780,7 +780,7 @@ interface SimNode {
    * With `metasrv`: the incarnation's datanode core (src/datanode/datanode-core.ts: reopening
    * from the region metas on its disk, registration, heartbeats, instructions); it dies with it.
    */
-  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'startRefusal' | 'admitEpoch' | 'openRegion' | 'closeRegion' | 'fenceRegion' | 'replicaStats' | 'reportedStats'> | undefined;
+  core: Pick<DatanodeCore<RegisterMachine>, 'halt' | 'reopenRegions' | 'startHeartbeats' | 'startRefusal' | 'admitEpoch' | 'adminOpenRefusal' | 'openRegion' | 'closeRegion' | 'fenceRegion' | 'replicaStats' | 'reportedStats'> | undefined;
 }
 
 /** Which peer of a region a node hosts, on which store (a wiped disk has a new one), and whether it bootstraps the group. */

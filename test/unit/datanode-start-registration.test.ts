@@ -119,6 +119,26 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
     metasrv.answer({ instructions: [], metasrv_epoch: '0' });
   });
 
+  it("an Admin open (CreateTable's, a recovery) is refused until this start is registered, and says why once the start was refused", async () => {
+    expect(core.adminOpenRefusal(), 'no heartbeats started: nothing waits for a registration').to.equal(undefined);
+    core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
+    await settle();
+    const before = core.adminOpenRefusal();
+    expect(before?.code).to.equal(ErrorCode.Unavailable);
+    expect(before?.message).to.match(/has not registered this start/);
+    metasrv.refuse(new RegionDbError(ErrorCode.Corruption, "node 1's data dir (store store-1) is a restored copy of an earlier state"));
+    await settle();
+    const refused = core.adminOpenRefusal();
+    expect(refused?.code).to.equal(ErrorCode.Unavailable);
+    expect(refused?.message, 'a refused start names its refusal: its dir is to be moved aside, with whatever an open put there').to.match(/start was refused.*restored copy.*moved aside/);
+    void core.heartbeatOnce();
+    await settle();
+    metasrv.answer({ regions: [], metasrv_epoch: '0' });
+    await settle();
+    expect(core.adminOpenRefusal(), 'registered: opens run').to.equal(undefined);
+    metasrv.answer({ instructions: [], metasrv_epoch: '0' });
+  });
+
   it('a registration refused as a restored copy reopens nothing and says why; a later accepted one reopens', async () => {
     core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
     await settle();
@@ -231,6 +251,7 @@ describe('datanode start: the start witness refuses a restored copy the metasrv 
     expect(hosted(), 'a replica of a copy reopened').to.equal(false);
     expect(core.registered).to.equal(false);
     expect(core.startRefusal).to.match(/^CORRUPTION: this data dir is a restored copy/).and.match(/records start 6 \(start-6-other\) of store store-1/);
+    expect(core.adminOpenRefusal()?.message, "a copy refused by its witness takes no CreateTable's open either (engine seed 5948)").to.match(/start was refused \(CORRUPTION: this data dir is a restored copy/);
     expect(refusals).to.have.length(1);
     // Even a metasrv that answered would not make it reopen: the next beat refuses again.
     void core.heartbeatOnce();

@@ -49,7 +49,7 @@ function time(fn: () => unknown): number {
 }
 
 for (const n of sizes) {
-  const req: HeartbeatRequest__Output = { cluster_id: 'regiondb-bench', node_id: '2', addr: '127.0.0.1:4002', replicas: Array.from({ length: n }, (_, i) => stat(i)), store_id: 'b5f0c6a2-3d1e-4c3a-9d7e-1f2a3b4c5d6e', report_incarnation: '1', report_seq: '1', report_base_seq: '0', removed_region_ids: [], start_count: '3', start_id: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0' };
+  const req: HeartbeatRequest__Output = { cluster_id: 'regiondb-bench', node_id: '2', addr: '127.0.0.1:4002', replicas: Array.from({ length: n }, (_, i) => stat(i)), store_id: 'b5f0c6a2-3d1e-4c3a-9d7e-1f2a3b4c5d6e', report_incarnation: '1', report_seq: '1', report_base_seq: '0', removed_region_ids: [], start_count: '3', start_id: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0', held_replicas: [] };
   const reference = method.requestSerialize(req);
   const ours = encodeHeartbeatRequest(req);
   if (!reference.equals(ours)) throw new Error(`N=${n}: the codecs' bytes differ`);

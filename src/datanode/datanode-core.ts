@@ -156,6 +156,15 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
   readonly storeId: string;
   readonly addresses = new Map<number, string>();
   readonly metas = new Map<string, RegionMeta>();
+  /**
+   * Replicas this process closed without deleting their data (region id → the peer id the data
+   * belongs to): reported whole in every heartbeat (HeartbeatRequest.held_replicas), so that the
+   * metasrv reopens one its group still counts instead of judging it lost, and deletes one its
+   * group went past (docs/failover.md, "Replicas held closed"). An open or a destroy of the region
+   * takes it out; a restart reopens every replica of the log (reopenRegions), so it lives and dies
+   * with the process.
+   */
+  private readonly heldClosed = new Map<string, number>();
   readonly regionServer: RegionServer<S, R>;
   private readonly logEngine: LogEngine;
   private readonly clock: TimedClock;
@@ -232,6 +241,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       this.metas.set(regionId, meta);
       for (const p of meta.peers) if (p.addr) this.addresses.set(p.nodeId, p.addr);
       await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: false });
+      this.heldClosed.delete(regionId);
     }
   }
 
@@ -391,6 +401,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.metas.set(regionId, meta);
     await this.writeRegionMeta(meta);
     await this.regionServer.open({ regionId, selfPeerId: meta.selfPeerId, peers: meta.peers, bootstrap: open.bootstrap });
+    this.heldClosed.delete(regionId);
   }
 
   /**
@@ -436,10 +447,22 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
         return;
       }
     }
+    // The peer whose data a close without destroy leaves here (undefined: nothing of the region
+    // is here, or its meta does not read).
+    const kept = destroy ? undefined : this.hostedPeerId(regionId);
     await this.regionServer.close(regionId, destroy);
     this.metas.delete(regionId);
+    if (kept !== undefined) this.heldClosed.set(regionId, kept);
+    else this.heldClosed.delete(regionId);
     this.hooks.onRegionClosed?.(regionId);
     this.log.info({ regionId, destroy }, 'closed region');
+  }
+
+  /** The replicas whose data this node holds closed (`held`), as HeartbeatRequest.held_replicas. */
+  heldReplicas(): { region_id: string; peer_id: string }[] {
+    const out: { region_id: string; peer_id: string }[] = [];
+    for (const [regionId, peerId] of this.heldClosed) out.push({ region_id: regionId, peer_id: String(peerId) });
+    return out;
   }
 
   /**
@@ -742,7 +765,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     const report = this.reports.next(this.reportStats());
     const answer = await this.metasrv!.call<HeartbeatResponse__Output>(
       'Heartbeat',
-      { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, store_id: this.storeId, ...this.startFields(), ...report.fields },
+      { cluster_id: this.clusterId, node_id: String(this.nodeId), addr: this.endpoint.addr, store_id: this.storeId, ...this.startFields(), ...report.fields, held_replicas: this.heldReplicas() },
       timeoutMs,
       { idempotent: true },
     );

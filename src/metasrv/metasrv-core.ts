@@ -59,7 +59,7 @@ import { backupCatalog } from './catalog-backup.js';
 import { DROP_OBJECT_PREFIX, type DropRecord, dropObjectKey, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type NodeAction, type ReportFloors, type Reports, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type HeldReports, type NodeAction, type ReportFloors, type Reports, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leadersOffPlacement } from './procedures/balance-leaders.js';
 import { TABLE_ID_OBJECT_PREFIX, highestReservedTableId, writeTableIdObject } from './table-id-object.js';
@@ -1208,6 +1208,13 @@ export class MetasrvCore {
     return this.isAlive(nodeId) || (!this.detectors.has(nodeId) && this.startupQuietMs() > 0);
   }
 
+  /** What live datanodes hold closed (reconcile.ts R8), from their last reports. */
+  private liveHeld(): HeldReports {
+    const out = new Map<number, ReadonlyMap<string, number>>();
+    for (const [nodeId, report] of this.observed) if (report.held.size > 0 && this.isAlive(nodeId)) out.set(nodeId, report.held);
+    return out;
+  }
+
   /** Live datanodes' last reports (what reconciliation may trust). */
   private liveReports(): Reports {
     const out = new Map<number, ReadonlyMap<string, ObservedReplica>>();
@@ -1294,7 +1301,7 @@ export class MetasrvCore {
 
   /** R2/R3: the catalog against the groups' reported membership. */
   protected reconcileWithGroups(reports: Reports, busy: ReadonlySet<string>): CatalogReconciliation {
-    return reconcileCatalog(this.catalog, reports, busy, (n) => this.downTooLong(n));
+    return reconcileCatalog(this.catalog, reports, busy, (n) => this.downTooLong(n), this.liveHeld());
   }
 
   /** R1/R4: what `nodeId` must open and destroy. */
@@ -1416,7 +1423,7 @@ export class MetasrvCore {
   }
 
   protected nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
-    return nodeActions(this.catalog, nodeId, reports, (n) => this.awaitingReport(n));
+    return nodeActions(this.catalog, nodeId, reports, (n) => this.awaitingReport(n), this.liveHeld());
   }
 
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────
@@ -2517,7 +2524,10 @@ function unreadableStatus(id: string, record: unknown, error: string) {
  */
 function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): void {
   const isU64 = (v: unknown) => safeU64(v) !== undefined; // the rule of every uint64 field (src/rpc/proto.ts)
-  const bad = (req.replicas ?? []).map((r) => r.region_id).find((id) => !isRegionId(id)) ?? (req.removed_region_ids ?? []).find((id) => !isRegionId(id));
+  const bad =
+    (req.replicas ?? []).map((r) => r.region_id).find((id) => !isRegionId(id)) ??
+    (req.removed_region_ids ?? []).find((id) => !isRegionId(id)) ??
+    (req.held_replicas ?? []).map((h) => h.region_id).find((id) => !isRegionId(id));
   if (bad !== undefined) {
     throw new RegionDbError(
       ErrorCode.InvalidArgument,
@@ -2529,6 +2539,10 @@ function refuseMalformedReport(nodeId: number, req: HeartbeatRequest__Output): v
   for (const field of ['report_seq', 'report_base_seq'] as const) {
     const v = req[field];
     if (v !== undefined && v !== null && !isU64(v)) throw refuse('', field, v);
+  }
+  for (const h of req.held_replicas ?? []) {
+    if (!isU64(h.peer_id)) throw refuse(`for region ${h.region_id} held closed `, 'peer_id', h.peer_id);
+    if (Number(h.peer_id) === 0) throw new RegionDbError(ErrorCode.InvalidArgument, `node ${nodeId} reported region ${h.region_id} held closed under peer id 0 (a peer id is positive); the whole report is refused`);
   }
   for (const stat of req.replicas ?? []) {
     const where = `for region ${stat.region_id} `;

@@ -21,11 +21,22 @@
 //   R5 A placed replica is not opened when its group has gone past its peer: the region's leader,
 //      or any live replica, reports a configuration that does not count it and counts a higher
 //      peer id (`passedByGroup`). Skipped and logged, nothing deleted.
+//   (R6 and R7, holds on an open, are the metasrv's: metasrv-core.ts placementOpenHeld.)
+//   R8 A replica a live datanode holds closed (HeartbeatRequest.held_replicas: its data on disk,
+//      not running) is its peer's data, not a loss: a member the group counts is placed there
+//      and reopened, never marked lost (`placeUnreported`); one the group went past (its leader
+//      counts a peer id allocated after it, and no voter may still need its vote) is deleted by
+//      name, as is one of a dropped table (`heldDestroyReason`).
 import { type CatalogState, type RegionDef, type ReplicaPlacement, droppedAt, regionList, regionWithId } from './catalog.js';
 import { type MemberNode, type ObservedReplica, namesPeer } from './procedures/procedure.js';
 
 /** What each live datanode reported in its last heartbeat: node id → region id → replica. */
 export type Reports = ReadonlyMap<number, ReadonlyMap<string, ObservedReplica>>;
+
+/** What each live datanode holds closed (R8; HeartbeatRequest.held_replicas): node id → region id → peer id. */
+export type HeldReports = ReadonlyMap<number, ReadonlyMap<string, number>>;
+
+const NOTHING_HELD: HeldReports = new Map();
 
 /** A region's membership as its leader reports it. */
 export interface GroupView {
@@ -98,7 +109,13 @@ function addProblem(problems: Map<string, string[]>, regionId: string, text: str
  * mutual inclusion (a handful of peers each). Only a region that differs takes the full path.
  * Same results as the straightforward version (test/unit/metasrv-reconcile-diff.test.ts).
  */
-export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: ReadonlySet<string>, downTooLong: (nodeId: number) => boolean = () => false): CatalogReconciliation {
+export function reconcileCatalog(
+  catalog: CatalogState,
+  reports: Reports,
+  busy: ReadonlySet<string>,
+  downTooLong: (nodeId: number) => boolean = () => false,
+  held: HeldReports = NOTHING_HELD,
+): CatalogReconciliation {
   const adopt: RegionAdoption[] = [];
   const matched: { regionId: string; confIndex: number }[] = [];
   const problems = new Map<string, string[]>();
@@ -133,7 +150,7 @@ export function reconcileCatalog(catalog: CatalogState, reports: Reports, busy: 
     }
     if (busy.has(regionId)) continue;
     const group: GroupView = { leaderNodeId, leaderPeerId: leader.peerId, term: leader.term, voters: leader.voters, learners: leader.learners, confIndex: leader.confIndex, ...(leader.members ? { members: leader.members } : {}) };
-    reconcileDiffering(catalog, region, group, known, reports, downTooLong, adopt, problems);
+    reconcileDiffering(catalog, region, group, known, reports, downTooLong, held, adopt, problems);
   }
   // Regions the datanodes host that this catalog does not know (R1: left alone).
   for (const [nodeId, replicas] of nodes) {
@@ -198,6 +215,7 @@ function reconcileDiffering(
   known: number,
   reports: Reports,
   downTooLong: (nodeId: number) => boolean,
+  held: HeldReports,
   adopt: RegionAdoption[],
   problems: Map<string, string[]>,
 ): void {
@@ -218,7 +236,7 @@ function reconcileDiffering(
   for (const peerId of groupPeers) {
     const inCatalog = region.replicas.find((p) => p.peerId === peerId);
     const reported = where.get(peerId);
-    const placement = inCatalog ?? (reported !== undefined ? { peerId, nodeId: reported } : placeUnreported(catalog, group, peerId, reports, downTooLong));
+    const placement = inCatalog ?? (reported !== undefined ? { peerId, nodeId: reported } : placeUnreported(catalog, group, peerId, reports, downTooLong, held, region.regionId));
     if (placement === undefined) unplaced.push(peerId);
     else replicas.push(placement);
   }
@@ -255,10 +273,23 @@ function reconcileDiffering(
  * pause, and a slow first report must not cost a replica). Undefined otherwise — the region
  * stays a status problem, judged again at the next heartbeat — and when the leader names no node
  * for the member, or one this catalog does not know.
+ * R8: a live node that says it holds the member's data closed (`held`, for region `regionId`)
+ * is not asked what became of it: the member is placed there, not lost, and reopened from that
+ * data (nodeActions opens a placement its node does not run) — the `close` fault's replica that a
+ * restored catalog did not place (register seed 4582), which a repair used to replace as lost.
  */
-export function placeUnreported(catalog: CatalogState, group: GroupView, peerId: number, reports: Reports, downTooLong: (nodeId: number) => boolean): ReplicaPlacement | undefined {
+export function placeUnreported(
+  catalog: CatalogState,
+  group: GroupView,
+  peerId: number,
+  reports: Reports,
+  downTooLong: (nodeId: number) => boolean,
+  held: HeldReports = NOTHING_HELD,
+  regionId?: string,
+): ReplicaPlacement | undefined {
   const nodeId = group.members?.find((m) => m.peerId === peerId)?.nodeId;
   if (nodeId === undefined || catalog.nodes[nodeId] === undefined) return undefined;
+  if (regionId !== undefined && reports.has(nodeId) && held.get(nodeId)?.get(regionId) === peerId) return { peerId, nodeId };
   if (!reports.has(nodeId) && !downTooLong(nodeId)) return undefined;
   return {
     peerId,
@@ -274,11 +305,11 @@ export type NodeAction =
   | { readonly destroy: { readonly regionId: string; readonly peerId: number; readonly why: string } };
 
 /**
- * R1/R4/R5 for one datanode: the replicas to open there (placed by the catalog, not hosted, not
+ * R1/R4/R5/R8 for one datanode: the replicas to open there (placed by the catalog, not hosted, not
  * lost, not passed by their group: `passedByGroup`), those placed but passed by (skipped) and
- * those to destroy (R1).
+ * those to destroy (R1; R8: data it holds closed that belongs to no member any more).
  */
-export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports, awaitingReport: AwaitingReport): NodeAction[] {
+export function nodeActions(catalog: CatalogState, nodeId: number, reports: Reports, awaitingReport: AwaitingReport, held: HeldReports = NOTHING_HELD): NodeAction[] {
   const actions: NodeAction[] = [];
   const mine = reports.get(nodeId) ?? new Map<string, ObservedReplica>();
   for (const region of regionList(catalog)) {
@@ -291,7 +322,37 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
     const why = destroyReason(catalog, nodeId, seen, reports, awaitingReport);
     if (why) actions.push({ destroy: { regionId: seen.regionId, peerId: seen.peerId, why } });
   }
+  for (const [regionId, peerId] of held.get(nodeId) ?? NOTHING_HELD_HERE) {
+    if (mine.has(regionId)) continue; // running again since (the list and the report are one beat's)
+    const why = heldDestroyReason(catalog, regionId, peerId, reports, awaitingReport);
+    if (why) actions.push({ destroy: { regionId, peerId, why } });
+  }
   return actions;
+}
+
+const NOTHING_HELD_HERE: ReadonlyMap<string, number> = new Map();
+
+/**
+ * R8: why the data of `peerId` that a node holds closed for `regionId` may be deleted, or
+ * undefined to keep it. Deleted when its table was dropped, or when the group went past the peer:
+ * the region's leader does not count it and counts a peer id allocated after it (peer ids only
+ * grow, and no peer comes back into a group that went past it: R5's argument), and no voter may
+ * still need its vote (`removalHold`, R16: a restart would reopen the data and let it vote).
+ * Kept otherwise: no leader reports the membership, the leader counts it (R8 reopens it), or the
+ * leader counts nothing newer (a peer not added yet, or the newest one removed, whose 4 → 3 window
+ * a catalog restored meanwhile could not judge). A region this catalog does not know is left
+ * alone (R1). Data nothing deletes stays on its node's disk, where its node refuses any other
+ * peer of the region (finding M24) — what M37 had to route repairs around. Pure.
+ */
+export function heldDestroyReason(catalog: CatalogState, regionId: string, peerId: number, reports: Reports, awaitingReport: AwaitingReport): string | undefined {
+  const region = regionWithId(catalog, regionId);
+  if (!region) return droppedAt(catalog, regionId) !== undefined ? 'its table was dropped (a replica held closed)' : undefined;
+  const group = groupOf(regionId, reports);
+  if (!group || namesPeer(group, peerId)) return undefined;
+  const above = idsAbove(peerId, group);
+  if (above.length === 0) return undefined;
+  if (removalHold(peerId, group, regionReplicas(regionId, reports), region, awaitingReport) !== undefined) return undefined;
+  return `peer ${peerId}, held closed on this node, is no member of the group: the leader on node ${group.leaderNodeId} counts ${above.join(',')}, allocated after it (conf index ${group.confIndex})`;
 }
 
 /**

@@ -23,6 +23,22 @@ export interface NodeReport {
   readonly seq: number;
   /** Region id → the replica reported. Never changed once made (a new report makes a new map). */
   readonly replicas: ReadonlyMap<string, ObservedReplica>;
+  /**
+   * Region id → peer id of the replicas the node holds closed (HeartbeatRequest.held_replicas):
+   * every report carries the whole list, so it is taken as it comes, delta or full.
+   */
+  readonly held: ReadonlyMap<string, number>;
+}
+
+const NOTHING_HELD: ReadonlyMap<string, number> = new Map();
+
+/** HeartbeatRequest.held_replicas as a map (the shared empty one when there are none, the usual case). */
+function heldOf(req: HeartbeatRequest__Output): ReadonlyMap<string, number> {
+  const list = req.held_replicas ?? [];
+  if (list.length === 0) return NOTHING_HELD;
+  const held = new Map<string, number>();
+  for (const h of list) held.set(h.region_id, Number(h.peer_id));
+  return held;
 }
 
 export type ReportUse =
@@ -64,13 +80,14 @@ function fullView(stats: readonly ReplicaStat__Output[]): Map<string, ObservedRe
 export function useReport(current: NodeReport | undefined, req: HeartbeatRequest__Output): ReportUse {
   const incarnation = req.report_incarnation ?? '0';
   const stats = req.replicas ?? [];
-  if (incarnation === '0') return { kind: 'view', how: 'full', report: { incarnation, seq: 0, replicas: fullView(stats) }, applied: 0 };
+  const held = heldOf(req);
+  if (incarnation === '0') return { kind: 'view', how: 'full', report: { incarnation, seq: 0, replicas: fullView(stats), held }, applied: 0 };
   const seq = Number(req.report_seq ?? 0);
   const base = Number(req.report_base_seq ?? 0);
   const same = current !== undefined && current.incarnation === incarnation;
   if (same && seq === current.seq) return { kind: 'view', how: 'same', report: current, applied: seq };
   if (same && seq < current.seq) return { kind: 'unusable', why: `report ${seq} is older than report ${current.seq} held` };
-  if (base === 0) return { kind: 'view', how: 'full', report: { incarnation, seq, replicas: fullView(stats) }, applied: seq };
+  if (base === 0) return { kind: 'view', how: 'full', report: { incarnation, seq, replicas: fullView(stats), held }, applied: seq };
   if (!same || current.seq !== base || seq <= base) {
     return { kind: 'unusable', why: `delta on report ${base} of incarnation ${incarnation}, but the view held is ${current ? `report ${current.seq} of incarnation ${current.incarnation}` : 'none'}` };
   }
@@ -78,9 +95,9 @@ export function useReport(current: NodeReport | undefined, req: HeartbeatRequest
   // Nothing changed (an idle node's usual beat): the held view's map, which is never changed
   // once made, stands for this report too — no copy of every replica, and the per-report caches
   // keyed by the map (idFloors') stay valid.
-  if (stats.length === 0 && removed.length === 0) return { kind: 'view', how: 'delta', report: { incarnation, seq, replicas: current.replicas }, applied: seq };
+  if (stats.length === 0 && removed.length === 0) return { kind: 'view', how: 'delta', report: { incarnation, seq, replicas: current.replicas, held }, applied: seq };
   const replicas = new Map(current.replicas);
   for (const regionId of removed) replicas.delete(regionId);
   for (const stat of stats) replicas.set(stat.region_id, observedOf(stat));
-  return { kind: 'view', how: 'delta', report: { incarnation, seq, replicas }, applied: seq };
+  return { kind: 'view', how: 'delta', report: { incarnation, seq, replicas, held }, applied: seq };
 }

@@ -32,12 +32,13 @@
 import type * as grpc from '@grpc/grpc-js';
 import { AssertionError } from '../common/assert.js';
 import { BatchWireReader, type LongInput, type WireInput, asString, parseLong, utf8Length, writeVarint64 } from './batch-wire.js';
-import type { GetRoutesResponse, HeartbeatRequest, HeartbeatRequest__Output, Peer__Output, ReplicaStat__Output } from './generated/index.js';
+import type { GetRoutesResponse, HeartbeatRequest, HeartbeatRequest__Output, HeldReplica__Output, Peer__Output, ReplicaStat__Output } from './generated/index.js';
 import { loadProtos } from './proto.js';
 import { type FieldTable, type FieldsOf, WIRE_LEN, WIRE_VARINT, lengthDelimitedSize, tag, varintSize, writeVarint } from './wire.js';
 
 export type HeartbeatRequestInput = WireInput<HeartbeatRequest>;
 export type ReplicaStatInput = NonNullable<HeartbeatRequestInput['replicas']>[number];
+type HeldReplicaInput = NonNullable<HeartbeatRequestInput['held_replicas']>[number];
 export type GetRoutesResponseInput = WireInput<GetRoutesResponse>;
 type RegionRouteInput = NonNullable<GetRoutesResponseInput['routes']>[number];
 type PeerInput = NonNullable<RegionRouteInput['peers']>[number];
@@ -45,6 +46,7 @@ type PeerInput = NonNullable<RegionRouteInput['peers']>[number];
 /** Message depths as protobufjs counts them for its recursion limit (unknown groups). */
 const DEPTH_HEARTBEAT = 0;
 const DEPTH_REPLICA_STAT = 1;
+const DEPTH_HELD_REPLICA = 1;
 const DEPTH_PEER = 2;
 
 const HEARTBEAT_FIELDS: FieldTable = [
@@ -60,7 +62,13 @@ const HEARTBEAT_FIELDS: FieldTable = [
   ['removed_region_ids', WIRE_LEN],
   ['start_count', WIRE_VARINT],
   ['start_id', WIRE_LEN],
+  ['held_replicas', WIRE_LEN],
 ] satisfies FieldsOf<HeartbeatRequest__Output>;
+const HELD_REPLICA_FIELDS: FieldTable = [
+  ['', -1],
+  ['region_id', WIRE_LEN],
+  ['peer_id', WIRE_VARINT],
+] satisfies FieldsOf<HeldReplica__Output>;
 const REPLICA_STAT_FIELDS: FieldTable = [
   ['', -1],
   ['region_id', WIRE_LEN],
@@ -257,6 +265,22 @@ function writeStat(buf: Buffer, pos: number, s: ReplicaStatInput): number {
   return pos;
 }
 
+function heldSize(held: unknown, index: number): number {
+  expectObject(held, `HeartbeatRequest.held_replicas[${index}]`);
+  const h = held as HeldReplicaInput;
+  const at = recordsCount++;
+  const size = stringFieldSize(h.region_id) + longFieldSize(h.peer_id, 'HeldReplica.peer_id');
+  records[at] = size;
+  return lengthDelimitedSize(size);
+}
+
+function writeHeld(buf: Buffer, pos: number, h: HeldReplicaInput): number {
+  buf[pos] = tag(12, WIRE_LEN);
+  pos = writeVarint(buf, pos + 1, records[recordsRead++]!);
+  pos = writeStringField(buf, pos, tag(1, WIRE_LEN), h.region_id);
+  return writeLongField(buf, pos, tag(2, WIRE_VARINT), h.peer_id);
+}
+
 export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
   expectObject(req, 'HeartbeatRequest');
   recordsCount = 0;
@@ -281,6 +305,11 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
   }
   size += longFieldSize(req.start_count, 'HeartbeatRequest.start_count');
   if (req.start_id != null) size += recordString(req.start_id);
+  const held = req.held_replicas;
+  if (held != null) {
+    if (!Array.isArray(held)) throw encodeBug('HeartbeatRequest.held_replicas: array expected');
+    for (let i = 0; i < held.length; i++) size += heldSize(held[i], i);
+  }
 
   recordsRead = 0;
   bigsRead = 0;
@@ -300,6 +329,7 @@ export function encodeHeartbeatRequest(req: HeartbeatRequestInput): Buffer {
   if (removed != null) for (const id of removed as readonly unknown[]) pos = writeRecordedString(buf, pos, tag(9, WIRE_LEN), id);
   pos = writeLongField(buf, pos, tag(10, WIRE_VARINT), req.start_count);
   if (req.start_id != null) pos = writeRecordedString(buf, pos, tag(11, WIRE_LEN), req.start_id);
+  if (held != null) for (const h of held) pos = writeHeld(buf, pos, h as HeldReplicaInput);
   return finishEncoding(buf, pos, size);
 }
 
@@ -510,12 +540,31 @@ function decodeReplicaStat(r: BatchWireReader, end: number): ReplicaStat__Output
   return s;
 }
 
+function decodeHeldReplica(r: BatchWireReader, end: number): HeldReplica__Output {
+  const h: HeldReplica__Output = { region_id: '', peer_id: '0' };
+  while (r.pos < end) {
+    const fieldTag = r.tag(end, 'HeldReplica');
+    switch (fieldTag) {
+      case tag(1, WIRE_LEN):
+        h.region_id = r.string(end, 'HeldReplica.region_id');
+        break;
+      case tag(2, WIRE_VARINT):
+        h.peer_id = r.long(end, 'HeldReplica.peer_id', false);
+        break;
+      default:
+        r.skipField(fieldTag, end, 'HeldReplica', HELD_REPLICA_FIELDS, DEPTH_HELD_REPLICA);
+    }
+  }
+  return h;
+}
+
 export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Output {
   const r = new BatchWireReader(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   const end = r.buf.length;
   const req: HeartbeatRequest__Output = {
     replicas: [],
     removed_region_ids: [],
+    held_replicas: [],
     cluster_id: '',
     node_id: '0',
     addr: '',
@@ -561,6 +610,9 @@ export function decodeHeartbeatRequest(bytes: Uint8Array): HeartbeatRequest__Out
         break;
       case tag(11, WIRE_LEN):
         req.start_id = r.string(end, 'HeartbeatRequest.start_id');
+        break;
+      case tag(12, WIRE_LEN):
+        req.held_replicas.push(decodeHeldReplica(r, r.lengthDelimited(end, 'HeartbeatRequest.held_replicas')));
         break;
       default:
         r.skipField(fieldTag, end, 'HeartbeatRequest', HEARTBEAT_FIELDS, DEPTH_HEARTBEAT);

@@ -801,6 +801,24 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(b.ddl!.unreadNeverAcknowledged, 'the never-hosted region passed over').to.be.greaterThan(0);
     });
 
+    // Finding M38 (docs/correctness.md), register seeds of the mix above (session 31's campaign):
+    // the metasrv could not see a replica closed without destroy. At 4582 the `close` fault closed
+    // n4's peer 5 of …105, a restored catalog did not place it, and reconciliation placed it lost
+    // (`healthy node`, H3: a repair replaced an intact replica). At 3890 the only node a repair
+    // could use held a removed peer's closed data, which nothing deleted, so the node refused every
+    // new peer (`liveness`). Datanodes now list what they hold closed in every heartbeat, and
+    // reconciliation reopens a member the group counts and deletes a peer the group went past (R8).
+    for (const [seed, what] of [
+      [4582, 'a member held closed is reopened, not replaced as lost'],
+      [3890, "a removed peer's data held closed is deleted by name, and the repair takes that node"],
+    ] as const) {
+      it(`replicas held closed (M38): ${what}, register seed ${seed}`, async () => {
+        const r = await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+        // The run's checkers are the test (H3 at 4582, liveness at 3890 failed so before); this says the run is the one meant.
+        expect(r.metasrv!.instructions['close_region'], 'close_region instructions sent').to.be.greaterThan(0);
+      });
+    }
+
     // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
     // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of
     // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained

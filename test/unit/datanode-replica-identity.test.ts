@@ -155,6 +155,23 @@ describe('replica identity: close_region and open_region name the replica they m
     expect(hostsData()).to.equal(false);
   });
 
+  it('a replica closed with destroy off is listed held closed (HeartbeatRequest.held_replicas) until it is opened again or deleted by name (R8)', async () => {
+    await core.openRegion(openRequest(12));
+    expect(core.heldReplicas()).to.deep.equal([]);
+    await core.run({ close_region: { region_id: REGION, destroy: false, peer_id: '12' } });
+    expect(hostsData(), 'its data kept').to.equal(true);
+    expect(core.heldReplicas()).to.deep.equal([{ region_id: REGION, peer_id: '12' }]);
+    await core.openRegion(openRequest(12, false));
+    expect(core.regionServer.replica(REGION)?.selfPeerId).to.equal(12);
+    expect(core.heldReplicas(), 'running again').to.deep.equal([]);
+    await core.run({ close_region: { region_id: REGION, destroy: false, peer_id: '12' } });
+    await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '11' } });
+    expect(core.heldReplicas(), 'a close naming another peer is refused: still held').to.deep.equal([{ region_id: REGION, peer_id: '12' }]);
+    await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '12' } });
+    expect(hostsData()).to.equal(false);
+    expect(core.heldReplicas(), 'deleted by name').to.deep.equal([]);
+  });
+
   it('a close_region without a peer id (0: a metasrv that does not set it) closes whatever replica is there, as before', async () => {
     await core.openRegion(openRequest(12));
     await core.run({ close_region: { region_id: REGION, destroy: true } });

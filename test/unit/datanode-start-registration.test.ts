@@ -139,6 +139,23 @@ describe('datanode start: the log\'s replicas reopen only after this start is re
     metasrv.answer({ instructions: [], metasrv_epoch: '0' });
   });
 
+  it('every heartbeat carries the replicas held closed (HeartbeatRequest.held_replicas): none, then the one closed without destroy', async () => {
+    core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
+    await settle();
+    metasrv.answer({ regions: [], metasrv_epoch: '0' });
+    await settle();
+    expect(metasrv.calls.at(-1)!.method).to.equal('Heartbeat');
+    expect(metasrv.calls.at(-1)!.request['held_replicas']).to.deep.equal([]);
+    metasrv.answer({ instructions: [], metasrv_epoch: '0' });
+    await settle();
+    await core.closeRegion(REGION, false);
+    void core.heartbeatOnce();
+    await settle();
+    expect(metasrv.calls.at(-1)!.method).to.equal('Heartbeat');
+    expect(metasrv.calls.at(-1)!.request['held_replicas']).to.deep.equal([{ region_id: REGION, peer_id: '7' }]);
+    metasrv.answer({ instructions: [], metasrv_epoch: '0' });
+  });
+
   it('a registration refused as a restored copy reopens nothing and says why; a later accepted one reopens', async () => {
     core.startHeartbeats(metasrv, { addr: 'n1', httpAddr: '' }, { reopenOnRegistration: true });
     await settle();

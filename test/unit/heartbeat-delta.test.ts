@@ -196,7 +196,7 @@ function runSequence(seed: number, variant: Variant): Counts {
     return frozen;
   };
 
-  const request = (sent: SentReport): HeartbeatRequest__Output => ({ cluster_id: 'c', node_id: String(NODE), addr: 'a', store_id: 's', start_count: '0', start_id: '', ...sent.fields });
+  const request = (sent: SentReport): HeartbeatRequest__Output => ({ cluster_id: 'c', node_id: String(NODE), addr: 'a', store_id: 's', start_count: '0', start_id: '', held_replicas: [], ...sent.fields });
 
   /** The metasrv takes a request in; returns its answer. */
   const deliver = (req: HeartbeatRequest__Output, step: number): { report_seq_applied: string; full_report_needed: boolean } => {
@@ -290,14 +290,14 @@ const anyBase: UseReport = (current, req) => {
   const replicas = new Map(current.replicas);
   for (const id of req.removed_region_ids) replicas.delete(id);
   for (const s of req.replicas) replicas.set(s.region_id, observedOf(s));
-  return { kind: 'view', how: 'delta', report: { incarnation: current.incarnation, seq: Number(req.report_seq), replicas }, applied: Number(req.report_seq) };
+  return { kind: 'view', how: 'delta', report: { incarnation: current.incarnation, seq: Number(req.report_seq), replicas, held: current.held }, applied: Number(req.report_seq) };
 };
 
 /** A metasrv that takes a full report even when it holds a later one (a late duplicate replaces the view). */
 const lateFullWins: UseReport = (current, req) => {
   const use = useReport(current, req);
   if (use.kind === 'unusable' && req.report_base_seq === '0') {
-    return { kind: 'view', how: 'full', report: { incarnation: req.report_incarnation, seq: Number(req.report_seq), replicas: viewOf(req.replicas) }, applied: Number(req.report_seq) };
+    return { kind: 'view', how: 'full', report: { incarnation: req.report_incarnation, seq: Number(req.report_seq), replicas: viewOf(req.replicas), held: new Map() }, applied: Number(req.report_seq) };
   }
   return use;
 };
@@ -457,6 +457,7 @@ describe('delta heartbeats: the view a metasrv builds from deltas is the full re
       removed_region_ids: [],
       start_count: '0',
       start_id: '',
+      held_replicas: [],
       ...fields,
     });
     const legacy = useReport(undefined, req({ report_incarnation: '0', replicas: [s(1, 3)] }));

@@ -77,6 +77,14 @@ function randomPeer(rand: SeededRand): Record<string, unknown> {
   return p;
 }
 
+/** A HeldReplica (HeartbeatRequest.held_replicas), each field present or absent. */
+function randomHeld(rand: SeededRand): Record<string, unknown> {
+  const h: Record<string, unknown> = {};
+  if (rand.chance(0.85)) h['region_id'] = randomString(rand);
+  if (rand.chance(0.85)) h['peer_id'] = randomLong(rand);
+  return h;
+}
+
 function randomRequest(rand: SeededRand, statsMax = 20): HeartbeatRequestInput {
   const req: Record<string, unknown> = {};
   if (rand.chance(0.9)) req['cluster_id'] = randomString(rand);
@@ -88,6 +96,7 @@ function randomRequest(rand: SeededRand, statsMax = 20): HeartbeatRequestInput {
   if (rand.chance(0.5)) req['removed_region_ids'] = Array.from({ length: rand.int(4) }, () => randomString(rand));
   if (rand.chance(0.6)) req['start_count'] = randomLong(rand);
   if (rand.chance(0.6)) req['start_id'] = randomString(rand);
+  if (rand.chance(0.4)) req['held_replicas'] = Array.from({ length: rand.int(4) }, () => randomHeld(rand));
   return req as HeartbeatRequestInput;
 }
 
@@ -154,6 +163,7 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
         removed_region_ids: [],
         start_count: '12',
         start_id: '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0',
+        held_replicas: [{ region_id: '8589934593', peer_id: '41' }],
       };
       const ours = encodeHeartbeatRequest(req);
       expect(ours.equals(pl.requestSerialize(req))).to.equal(true);
@@ -163,6 +173,7 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
       const members = (DATANODE_STAT.members ?? []).map((p) => ({ ...p, addr: '' }));
       expect(decodeHeartbeatRequest(ours).replicas[999]).to.deep.equal({ ...DATANODE_STAT, region_id: '4294968295', members });
       expect(decodeHeartbeatRequest(ours)).to.deep.include({ report_incarnation: '140737488355327', report_seq: '12', report_base_seq: '0', removed_region_ids: [] });
+      expect(decodeHeartbeatRequest(ours).held_replicas).to.deep.equal([{ region_id: '8589934593', peer_id: '41' }]);
     });
 
     it('a delta report (a few changed stats, removed regions)', () => {
@@ -189,6 +200,7 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
       expect(empty).to.deep.equal({
         replicas: [],
         removed_region_ids: [],
+        held_replicas: [],
         cluster_id: '',
         node_id: '0',
         addr: '',
@@ -199,7 +211,10 @@ describe(`Meta wire codecs: Heartbeat request, GetRoutes response (src/rpc/meta-
         start_count: '0',
         start_id: '',
       });
-      expect(Object.keys(empty).slice(0, 2)).to.deep.equal(['replicas', 'removed_region_ids']);
+      expect(Object.keys(empty).slice(0, 3)).to.deep.equal(['replicas', 'removed_region_ids', 'held_replicas']);
+      const held = decodeHeartbeatRequest(encodeHeartbeatRequest({ held_replicas: [{}] })).held_replicas[0]!;
+      expect(Object.keys(held)).to.deep.equal(['region_id', 'peer_id']);
+      expect(held).to.deep.equal({ region_id: '', peer_id: '0' });
       const stat = decodeHeartbeatRequest(encodeHeartbeatRequest({ replicas: [{}] })).replicas[0]!;
       expect(Object.keys(stat).slice(0, 4)).to.deep.equal(['voters', 'learners', 'members', 'region_id']);
       expect(stat).to.deep.include({ peer_id: '0', ssts: 0, health: '', voters: [], members: [] });

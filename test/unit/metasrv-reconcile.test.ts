@@ -2,7 +2,7 @@
 // its membership, the catalog follows; nothing is destroyed because the catalog does not know it.
 import { expect } from 'chai';
 import { type CatalogState, dropTable, emptyCatalog, makeRegionId } from '../../src/metasrv/catalog.js';
-import { type AwaitingReport, type Reports, destroyReason, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
+import { type AwaitingReport, type HeldReports, type Reports, destroyReason, groupOf, heldDestroyReason, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems } from '../../src/metasrv/reconcile.js';
 import type { ObservedReplica } from '../../src/metasrv/procedures/procedure.js';
 import { ONE_REGION as REGION, observedReplicas, oneRegionCatalog, reportsByNode as reports } from '../fixtures/metasrv-core.js';
 
@@ -227,10 +227,94 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       });
     });
 
+    describe('R8: a member its live node holds closed is placed there and reopened, not lost (register seed 4582)', () => {
+      const nodes = [1, 2, 3, 4].map((nodeId) => ({ nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' as const }));
+      const restored = () =>
+        oneRegionCatalog(
+          'c',
+          { replicas: [{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }], leaderNodeId: 0, confVersion: 1, confIndex: 3 },
+          { nextPeerId: 4, nodes },
+        );
+      const group = { voters: [1, 3, 11], confIndex: 119 };
+      const members = [
+        { peerId: 1, nodeId: 1 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 11, nodeId: 4 },
+      ];
+      const seen: Reports = new Map<number, ReadonlyMap<string, ObservedReplica>>([...reports({ 1: replica(1, { role: 'leader', ...group, members }), 3: replica(3, group) }), [4, new Map()]]);
+
+      it("node 4 says it holds peer 11's data closed: placed there unlost, and node 4 is told to open it", () => {
+        const held: HeldReports = new Map([[4, new Map([[REGION, 11]])]]);
+        const { adopt } = reconcileCatalog(restored(), seen, new Set(), NONE, held);
+        expect(adopt.map((a) => a.replicas.map((p) => `${p.peerId}@${p.nodeId}${p.lost ? ' lost' : ''}`))).to.deep.equal([['1@1', '3@3', '11@4']]);
+        const catalog = restored();
+        catalog.regions[REGION]!.replicas = adopt[0]!.replicas;
+        catalog.regions[REGION]!.confIndex = 119;
+        expect(nodeActions(catalog, 4, seen, NONE, held)).to.deep.equal([{ open: { regionId: REGION, peerId: 11 } }]);
+      });
+
+      it('held data of another peer, another region, or on a node not reporting does not count: lost as before', () => {
+        for (const [what, held] of [
+          ['another peer', new Map([[4, new Map([[REGION, 7]])]])],
+          ['another region', new Map([[4, new Map([[makeRegionId(9, 0), 11]])]])],
+          ['another node', new Map([[2, new Map([[REGION, 11]])]])],
+        ] as const) {
+          const { adopt } = reconcileCatalog(restored(), seen, new Set(), NONE, held);
+          expect(adopt[0]!.replicas.find((p) => p.peerId === 11)?.lost, what).to.match(/which does not report it/);
+        }
+        const notReporting = reports({ 1: replica(1, { role: 'leader', ...group, members }), 3: replica(3, group) });
+        const { adopt, problems } = reconcileCatalog(restored(), notReporting, new Set(), NONE, new Map([[4, new Map([[REGION, 11]])]]));
+        expect(adopt, 'a node not reporting: what it held is not known now').to.deep.equal([]);
+        expect(problems.get(REGION)?.[0]).to.match(/peers 11 that neither the catalog nor any live datanode places/);
+      });
+    });
+
     it('a matching group records its conf index (the version the catalog is known to match)', () => {
       const catalog = catalogWith([{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }]);
       const seen = reports({ 1: replica(1, { role: 'leader', voters: [1, 2, 3], confIndex: 3 }) });
       expect(reconcileCatalog(catalog, seen, new Set()).matched).to.deep.equal([{ regionId: REGION, confIndex: 3 }]);
+    });
+  });
+
+  // R8 (M37's leftover, register seed 3890): data a node holds closed whose peer the group went
+  // past is deleted by name; anything else held is kept.
+  describe('R8 data held closed is deleted once the group went past its peer', () => {
+    const catalog = () =>
+      catalogWith([
+        { peerId: 1, nodeId: 1 },
+        { peerId: 3, nodeId: 3 },
+        { peerId: 5, nodeId: 2 },
+      ]);
+    const heldOn4 = (peerId: number): HeldReports => new Map([[4, new Map([[REGION, peerId]])]]);
+    const group = (voters: number[], applied = 20) =>
+      reports({ 1: replica(1, { role: 'leader', voters, confIndex: 20, appliedIndex: 20 }), 3: replica(3, { voters, confIndex: 20, appliedIndex: applied }), 2: replica(5, { voters, confIndex: 20, appliedIndex: 20 }) });
+    const destroysOn4 = (seen: Reports, held: HeldReports, c = catalog()) => nodeActions(c, 4, new Map<number, ReadonlyMap<string, ObservedReplica>>([...seen, [4, new Map()]]), NONE, held).filter((a) => 'destroy' in a);
+
+    it('removed peer 2, the leader counting 5 (allocated after it), every voter past the removal: deleted by name on node 4', () => {
+      const actions = destroysOn4(group([1, 3, 5]), heldOn4(2));
+      expect(actions).to.have.length(1);
+      expect(actions[0]).to.have.property('destroy').that.includes({ regionId: REGION, peerId: 2 });
+      expect((actions[0] as { destroy: { why: string } }).destroy.why).to.match(/held closed on this node, is no member of the group: the leader on node 1 counts 3,5, allocated after it/);
+    });
+
+    it('kept: the leader counts it, counts nothing newer, no leader reports, a voter still needs its vote (R16), or the region is unknown', () => {
+      expect(destroysOn4(group([1, 2, 3]), heldOn4(2)), 'counted: R8 reopens it instead').to.deep.equal([]);
+      expect(destroysOn4(group([1, 3, 5]), heldOn4(7)), 'nothing counted above peer 7 (not added yet, or the newest removed)').to.deep.equal([]);
+      expect(destroysOn4(reports({ 3: replica(3, { voters: [1, 3, 5], confIndex: 20 }) }), heldOn4(2)), 'no leader').to.deep.equal([]);
+      const stillCounting = reports({ 1: replica(1, { role: 'leader', voters: [1, 3, 5], confIndex: 20 }), 3: replica(3, { voters: [1, 2, 3, 5], confIndex: 12, appliedIndex: 12 }) });
+      expect(destroysOn4(stillCounting, heldOn4(2)), 'voter 3 still counts peer 2 (the 4 → 3 window)').to.deep.equal([]);
+      expect(destroysOn4(group([1, 3, 5], 15), heldOn4(2)), 'voter 3 has not applied the leader\'s configuration').to.deep.equal([]);
+      expect(destroysOn4(group([1, 3, 5]), new Map([[4, new Map([[makeRegionId(9, 0), 2]])]])), 'a region this catalog does not know (R1)').to.deep.equal([]);
+    });
+
+    it("a dropped table's held data is deleted; a held region running again is not judged as held", () => {
+      const c = catalog();
+      dropTable(c, 't', 5);
+      expect(destroysOn4(new Map(), heldOn4(2), c)).to.deep.equal([{ destroy: { regionId: REGION, peerId: 2, why: 'its table was dropped (a replica held closed)' } }]);
+      const running: Reports = new Map<number, ReadonlyMap<string, ObservedReplica>>([...group([1, 3, 5]), [4, new Map([[REGION, replica(2, { voters: [1, 3, 5], confIndex: 20 })]])]]);
+      const actions = nodeActions(catalog(), 4, running, NONE, heldOn4(2)).filter((a) => 'destroy' in a);
+      expect(actions.length, 'only R1 speaks for a running replica').to.be.at.most(1);
+      expect(heldDestroyReason(catalog(), REGION, 2, group([1, 3, 5]), NONE)).to.match(/no member of the group/);
     });
   });
 

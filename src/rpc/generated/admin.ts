@@ -30,6 +30,7 @@ import type { GetStandbyPromotionRequest as _regiondb_v1_GetStandbyPromotionRequ
 import type { GetStandbyPromotionResponse as _regiondb_v1_GetStandbyPromotionResponse, GetStandbyPromotionResponse__Output as _regiondb_v1_GetStandbyPromotionResponse__Output } from './regiondb/v1/GetStandbyPromotionResponse.js';
 import type { HeartbeatRequest as _regiondb_v1_HeartbeatRequest, HeartbeatRequest__Output as _regiondb_v1_HeartbeatRequest__Output } from './regiondb/v1/HeartbeatRequest.js';
 import type { HeartbeatResponse as _regiondb_v1_HeartbeatResponse, HeartbeatResponse__Output as _regiondb_v1_HeartbeatResponse__Output } from './regiondb/v1/HeartbeatResponse.js';
+import type { HeldReplica as _regiondb_v1_HeldReplica, HeldReplica__Output as _regiondb_v1_HeldReplica__Output } from './regiondb/v1/HeldReplica.js';
 import type { Instruction as _regiondb_v1_Instruction, Instruction__Output as _regiondb_v1_Instruction__Output } from './regiondb/v1/Instruction.js';
 import type { ListNodesRequest as _regiondb_v1_ListNodesRequest, ListNodesRequest__Output as _regiondb_v1_ListNodesRequest__Output } from './regiondb/v1/ListNodesRequest.js';
 import type { ListNodesResponse as _regiondb_v1_ListNodesResponse, ListNodesResponse__Output as _regiondb_v1_ListNodesResponse__Output } from './regiondb/v1/ListNodesResponse.js';
@@ -121,6 +122,7 @@ export interface ProtoGrpcType {
       GetStandbyPromotionResponse: MessageTypeDefinition<_regiondb_v1_GetStandbyPromotionResponse, _regiondb_v1_GetStandbyPromotionResponse__Output>
       HeartbeatRequest: MessageTypeDefinition<_regiondb_v1_HeartbeatRequest, _regiondb_v1_HeartbeatRequest__Output>
       HeartbeatResponse: MessageTypeDefinition<_regiondb_v1_HeartbeatResponse, _regiondb_v1_HeartbeatResponse__Output>
+      HeldReplica: MessageTypeDefinition<_regiondb_v1_HeldReplica, _regiondb_v1_HeldReplica__Output>
       Instruction: MessageTypeDefinition<_regiondb_v1_Instruction, _regiondb_v1_Instruction__Output>
       ListNodesRequest: MessageTypeDefinition<_regiondb_v1_ListNodesRequest, _regiondb_v1_ListNodesRequest__Output>
       ListNodesResponse: MessageTypeDefinition<_regiondb_v1_ListNodesResponse, _regiondb_v1_ListNodesResponse__Output>

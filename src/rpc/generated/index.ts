@@ -43,6 +43,7 @@ export type * from './regiondb/v1/GetStandbyPromotionRequest.js';
 export type * from './regiondb/v1/GetStandbyPromotionResponse.js';
 export type * from './regiondb/v1/HeartbeatRequest.js';
 export type * from './regiondb/v1/HeartbeatResponse.js';
+export type * from './regiondb/v1/HeldReplica.js';
 export type * from './regiondb/v1/Instruction.js';
 export type * from './regiondb/v1/ListNodesRequest.js';
 export type * from './regiondb/v1/ListNodesResponse.js';

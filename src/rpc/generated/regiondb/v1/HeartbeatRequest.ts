@@ -2,6 +2,7 @@
 // Original file: proto/regiondb/v1/meta.proto
 
 import type { ReplicaStat as _regiondb_v1_ReplicaStat, ReplicaStat__Output as _regiondb_v1_ReplicaStat__Output } from '../../regiondb/v1/ReplicaStat.js';
+import type { HeldReplica as _regiondb_v1_HeldReplica, HeldReplica__Output as _regiondb_v1_HeldReplica__Output } from '../../regiondb/v1/HeldReplica.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface HeartbeatRequest {
@@ -16,6 +17,7 @@ export interface HeartbeatRequest {
   'removed_region_ids'?: (string)[];
   'start_count'?: (number | string | Long);
   'start_id'?: (string);
+  'held_replicas'?: (_regiondb_v1_HeldReplica)[];
 }
 
 export interface HeartbeatRequest__Output {
@@ -30,4 +32,5 @@ export interface HeartbeatRequest__Output {
   'removed_region_ids': (string)[];
   'start_count': (string);
   'start_id': (string);
+  'held_replicas': (_regiondb_v1_HeldReplica__Output)[];
 }

@@ -448,12 +448,18 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
       }
     }
     // The peer whose data a close without destroy leaves here (undefined: nothing of the region
-    // is here, or its meta does not read).
-    const kept = destroy ? undefined : this.hostedPeerId(regionId);
-    await this.regionServer.close(regionId, destroy);
-    this.metas.delete(regionId);
+    // is here, or its meta does not read). A failed replica is not listed: reopened under its
+    // own peer id it would break R4 (a failed replica is replaced, never reopened), and unlisted
+    // the metasrv judges it lost as before. Recorded before the close, which drops the replica at
+    // once and then waits for the running cycle: a heartbeat built meanwhile must show the data
+    // (as held) rather than nowhere, or the metasrv could place the peer lost (the review of M38).
+    // A destroy takes the entry out first, and a destroy that fails does not put it back: its
+    // data may be half gone, and a reopen under the old peer id would start it empty.
+    const kept = destroy || this.regionServer.failure(regionId) !== undefined ? undefined : this.hostedPeerId(regionId);
     if (kept !== undefined) this.heldClosed.set(regionId, kept);
     else this.heldClosed.delete(regionId);
+    await this.regionServer.close(regionId, destroy);
+    this.metas.delete(regionId);
     this.hooks.onRegionClosed?.(regionId);
     this.log.info({ regionId, destroy }, 'closed region');
   }

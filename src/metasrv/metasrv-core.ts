@@ -59,7 +59,7 @@ import { backupCatalog } from './catalog-backup.js';
 import { DROP_OBJECT_PREFIX, type DropRecord, dropObjectKey, droppedTableIds, readDropObject, writeDropObject } from './drop-object.js';
 import { PROMOTION_NUMBER_MAX, newestPromotionObjects, promotionObjectKey, writePromotionObject } from './promotion-object.js';
 import type { ObjectStore } from '../object-store/index.js';
-import { type CatalogReconciliation, type HeldReports, type NodeAction, type ReportFloors, type Reports, groupOf, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
+import { type CatalogReconciliation, type HeldReports, type NodeAction, type ReportFloors, type Reports, groupOf, heldIdFloors, heldReplicaProblems, idFloors, nodeActions, reconcileCatalog, removedReplicaProblems, tableIdOfRegion } from './reconcile.js';
 import { PhiAccrualDetector } from './failure-detector.js';
 import { leadersOffPlacement } from './procedures/balance-leaders.js';
 import { TABLE_ID_OBJECT_PREFIX, highestReservedTableId, writeTableIdObject } from './table-id-object.js';
@@ -1230,7 +1230,9 @@ export class MetasrvCore {
   private reconcile(nodeId: number): { instructions: Instruction[]; changed: boolean } {
     const reports = this.liveReports();
     let changed = false;
-    const floors = this.idFloorsOf(reports);
+    const reported = this.idFloorsOf(reports);
+    const held = heldIdFloors(this.liveHeld());
+    const floors = { nextPeerId: Math.max(reported.nextPeerId, held.nextPeerId), nextTableId: Math.max(reported.nextTableId, held.nextTableId) };
     if (floors.nextPeerId > this.catalog.nextPeerId || floors.nextTableId > this.catalog.nextTableId) {
       this.log.warn({ ...floors, was: { nextPeerId: this.catalog.nextPeerId, nextTableId: this.catalog.nextTableId } }, 'id allocators behind ids in use (catalog lost or restored?); raised');
       this.catalog.nextPeerId = Math.max(this.catalog.nextPeerId, floors.nextPeerId);
@@ -1258,6 +1260,7 @@ export class MetasrvCore {
     }
     this.problems = result.problems;
     removedReplicaProblems(this.catalog, reports, (n) => this.awaitingReport(n), this.problems);
+    heldReplicaProblems(this.catalog, reports, this.liveHeld(), (n) => this.awaitingReport(n), this.problems);
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are

@@ -177,6 +177,37 @@ export function removedReplicaProblems(catalog: CatalogState, reports: Reports, 
 }
 
 /**
+ * Replicas the live datanodes hold closed (R8), as problems for `regiondb status`: each with
+ * what becomes of it (reopened, deleted, or kept and why). Added to `into`, per region.
+ */
+export function heldReplicaProblems(catalog: CatalogState, reports: Reports, held: HeldReports, awaitingReport: AwaitingReport, into: Map<string, string[]>): void {
+  for (const [nodeId, regions] of held) {
+    for (const [regionId, peerId] of regions) {
+      const head = `peer ${peerId} on node ${nodeId} is held closed (its data on disk, not running)`;
+      if (heldDestroyReason(catalog, regionId, peerId, reports, awaitingReport) !== undefined) {
+        addProblem(into, regionId, `${head}: being deleted (its group went past it, or its table was dropped)`);
+        continue;
+      }
+      addProblem(into, regionId, `${head}: kept; ${heldKeptWhy(catalog, nodeId, regionId, peerId, reports, awaitingReport)}`);
+    }
+  }
+}
+
+/** Why R8 keeps held data (heldDestroyReason found no reason to delete it), for `regiondb status`. */
+function heldKeptWhy(catalog: CatalogState, nodeId: number, regionId: string, peerId: number, reports: Reports, awaitingReport: AwaitingReport): string {
+  const region = regionWithId(catalog, regionId);
+  if (!region) return 'this catalog does not know the region';
+  const group = groupOf(regionId, reports);
+  if (!group) return 'no leader reports the membership';
+  if (namesPeer(group, peerId)) {
+    const placed = region.replicas.find((p) => p.peerId === peerId && p.nodeId === nodeId);
+    return placed?.lost === undefined ? 'its group counts it: reopened there' : 'its group counts it, placed lost: a repair replaces it';
+  }
+  if (idsAbove(peerId, group).length === 0) return 'its group counts no peer allocated after it (one not added yet, or the newest removed)';
+  return `${removalHold(peerId, group, regionReplicas(regionId, reports), region, awaitingReport) ?? 'a voter may still need its vote'} (R16)`;
+}
+
+/**
  * A reported replica whose own membership (voters, learners, as it applied them) does not name it:
  * one removed from its group and not deleted yet (R16), or a new replica still replaying the
  * configurations from before its own addition. Says which, and what a deletion waits for.
@@ -516,6 +547,24 @@ export function idFloors(reports: Reports, cache?: WeakMap<ReadonlyMap<string, O
     }
     peer = Math.max(peer, floors.peer);
     table = Math.max(table, floors.table);
+  }
+  return { nextPeerId: peer + 1, nextTableId: table + 1 };
+}
+
+/**
+ * idFloors for the replicas the live datanodes hold closed (R8): a held peer's id, and its
+ * region's table id, are in use too. Without it a catalog restored from before the newest peer of
+ * a region was allocated could hand that id out again while its data waits, held, on a node that
+ * would reopen it on a restart — two replicas under one peer id (the review of M38).
+ */
+export function heldIdFloors(held: HeldReports): { nextPeerId: number; nextTableId: number } {
+  let peer = 0;
+  let table = -1;
+  for (const regions of held.values()) {
+    for (const [regionId, peerId] of regions) {
+      peer = Math.max(peer, peerId);
+      table = Math.max(table, tableIdOfRegion(regionId));
+    }
   }
   return { nextPeerId: peer + 1, nextTableId: table + 1 };
 }

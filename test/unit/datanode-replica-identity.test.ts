@@ -48,6 +48,8 @@ function overTheWire(instruction: object): Instruction__Output {
  */
 class HeldEngine extends MemoryLogEngine {
   holdNextConfCommit = false;
+  /** Holds the next write of any kind (a cycle's batch), until `held` is called. */
+  holdNextWrite = false;
   held: (() => void) | undefined;
 
   override batch(): LogBatch {
@@ -60,7 +62,10 @@ class HeldEngine extends MemoryLogEngine {
         inner.requireDurableCommit();
       },
       commit: async () => {
-        if (confCommit && this.holdNextConfCommit) {
+        if (this.holdNextWrite) {
+          this.holdNextWrite = false;
+          await new Promise<void>((ok) => (this.held = ok));
+        } else if (confCommit && this.holdNextConfCommit) {
           this.holdNextConfCommit = false;
           await new Promise<void>((ok) => (this.held = ok));
         }
@@ -170,6 +175,32 @@ describe('replica identity: close_region and open_region name the replica they m
     await core.run({ close_region: { region_id: REGION, destroy: true, peer_id: '12' } });
     expect(hostsData()).to.equal(false);
     expect(core.heldReplicas(), 'deleted by name').to.deep.equal([]);
+  });
+
+  it("a close waiting for the running cycle: a heartbeat built meanwhile lists the replica held, never nowhere (M38's review)", async () => {
+    await core.openRegion(openRequest(12));
+    core.regionServer.start();
+    await waitFor(() => core.regionServer.replica(REGION)?.isLeader() === true, 'the one-peer replica leads');
+    engine.holdNextWrite = true;
+    void core.regionServer.propose(REGION, new Uint8Array([1])).catch(() => undefined);
+    await waitFor(() => engine.held !== undefined, 'a cycle waiting on its write');
+    const closing = core.closeRegion(REGION, false);
+    await new Promise((ok) => setTimeout(ok, 20));
+    const inStats = core.replicaStats().some((st) => st.region_id === REGION);
+    expect({ inStats, held: core.heldReplicas() }, 'what a heartbeat built now would say').to.deep.equal({ inStats: false, held: [{ region_id: REGION, peer_id: '12' }] });
+    engine.held!();
+    await closing;
+    expect(core.heldReplicas()).to.deep.equal([{ region_id: REGION, peer_id: '12' }]);
+  });
+
+  it("a failed replica closed with destroy off is not listed held (R4: it is replaced, never reopened under its peer id; M38's review)", async () => {
+    await dataOnDisk(21);
+    engine.damaged.set(REGION, { regionId: REGION, index: 1, reason: `region ${REGION}: damaged record at index 1` });
+    await core.reopenRegions();
+    expect(core.regionServer.failure(REGION)?.selfPeerId).to.equal(21);
+    await core.closeRegion(REGION, false);
+    expect(hostsData(), 'its data kept').to.equal(true);
+    expect(core.heldReplicas()).to.deep.equal([]);
   });
 
   it('a close_region without a peer id (0: a metasrv that does not set it) closes whatever replica is there, as before', async () => {

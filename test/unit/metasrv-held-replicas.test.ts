@@ -62,6 +62,10 @@ describe('metasrv: replicas a datanode holds closed (R8, HeartbeatRequest.held_r
     await beat(c, [replicaReport({ regionId, peerId: peerOn[c]!, leader: false, leaderNodeId: a, voters: [peerOn[a]!, peerOn[b]!, peerOn[c]!], confIndex: 12, appliedIndex: 12 })]);
     const held = await beat(b, [], [{ region_id: regionId, peer_id: String(peerOn[b]) }]);
     expect((held.instructions ?? []).filter((i) => i.close_region), 'kept while voter on node c may need its vote').to.deep.equal([]);
+    // `regiondb status` says so: the held data, and why it stays.
+    const info = (await core.listNodes()).region_infos!.find((r) => r.route?.region_id === regionId)!;
+    const heldLine = (info.problems ?? []).find((p) => p.startsWith(`peer ${peerOn[b]} on node ${b} is held closed (its data on disk, not running)`));
+    expect(heldLine, JSON.stringify(info.problems)).to.match(new RegExp(`: kept; voter ${peerOn[c]} on node ${c} still counts peer ${peerOn[b]} .*\\(R16\\)$`));
   });
 
   it("a held member the catalog does not place (a catalog older than the group) is reopened there, not placed lost", async () => {
@@ -83,6 +87,15 @@ describe('metasrv: replicas a datanode holds closed (R8, HeartbeatRequest.held_r
     const answer = await beat(spare, [], [{ region_id: regionId, peer_id: String(newer) }]);
     const opens = (answer.instructions ?? []).filter((i) => i.open_region).map((i) => [i.open_region!.region_id, i.open_region!.self_peer_id]);
     expect(opens).to.deep.equal([[regionId, String(newer)]]);
+  });
+
+  it("a held peer id, and its region's table id, raise the id allocators (M38's review: a restored catalog must not hand a held id out again)", async () => {
+    const held = { region_id: '21474836480000', peer_id: '900' }; // table 5000, region 0
+    expect(core.catalog.nextPeerId, 'below before').to.be.at.most(900);
+    expect(core.catalog.nextTableId, 'below before').to.be.at.most(5000);
+    await beat(1, [], [held]);
+    expect(core.catalog.nextPeerId).to.equal(901);
+    expect(core.catalog.nextTableId).to.equal(5001);
   });
 
   it('a held entry with a malformed region id or peer id is refused whole (INVALID_ARGUMENT naming the node)', async () => {

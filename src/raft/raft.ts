@@ -517,6 +517,31 @@ export class Raft {
     this.step(makeMessage({ type: MessageType.TransferLeader, from: target, to: this.id }));
   }
 
+  /**
+   * The host is closing this replica on a running node (it takes no further part in raft): a
+   * leader returns a TimeoutNow for the lowest-id voter that holds its whole log, for the host to
+   * send before it drops the replica — §3.10's transfer without waiting for it to finish. Its
+   * followers may be quiesced (Q1), and their node's liveness beats from this node go on, so
+   * nothing else would tell them the leader is gone (docs/quiescence.md, "A leader closed on a
+   * running node"). Undefined when not the leader, or no voter has the whole log (an append would
+   * be needed first; the followers' election timers take over as before). Changes nothing but the
+   * lease (voided, as every TimeoutNow voids it); the message is not queued in a Ready. Safety
+   * does not rest on it: any node may campaign at any time, and the target still needs a
+   * majority's votes.
+   */
+  handOffOnClose(): Message | undefined {
+    if (this.role !== Role.Leader) return undefined;
+    const last = this.log.lastIndex();
+    let target = NO_NODE;
+    for (const [id, pr] of this.progress) {
+      if (id === this.id || pr.isLearner || !this.config.voters.has(id) || pr.match !== last) continue;
+      if (target === NO_NODE || id < target) target = id;
+    }
+    if (target === NO_NODE) return undefined;
+    this.suspendLease();
+    return makeMessage({ type: MessageType.TimeoutNow, from: this.id, to: target, term: this.term });
+  }
+
   /** The host reports that a snapshot send to `to` finished or failed. */
   reportSnapshot(to: NodeId, failed: boolean): void {
     const pr = this.progress.get(to);

@@ -692,6 +692,12 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
     this.membershipChanges++;
     const replica = this.replicas.get(regionId);
     if (replica) {
+      // A leader whose data stays hands off first (Raft.handOffOnClose): its followers may be
+      // asleep, and this node's liveness beats would keep them trusting it (register seeds 3488,
+      // 4608). Not on a destroy: the metasrv deletes only a replica its group no longer counts, a
+      // failed or given-up one, or every replica of a dropped table — no group waits on it.
+      const handOff = !destroy && replica.answersRaft && !this.stopped ? replica.raft.handOffOnClose() : undefined;
+      if (handOff) this.sendMessages(replica, [handOff]);
       replica.closed = true; // an apply out stays set (see failReplica); its late outcome is ignored
       this.replicas.delete(regionId);
       this.stateMachines.release?.(regionId, replica.stateMachine);
@@ -1803,19 +1809,29 @@ export class RegionServer<S extends StateMachine<R>, R = ResultOf<S>> {
   /** Hands the messages of these readies to the transport, grouped per destination datanode. */
   private send(work: readonly [Replica<S, R>, Ready][]): void {
     const outgoing = new Map<number, RaftEnvelope[]>();
-    for (const [replica, rd] of work) {
-      for (const message of rd.messages) {
-        const peer = replica.peers.get(message.to);
-        if (!peer) {
-          this.log.warn({ regionId: replica.regionId, to: message.to }, 'no address for raft peer; message dropped');
-          continue;
-        }
-        let list = outgoing.get(peer.nodeId);
-        if (!list) outgoing.set(peer.nodeId, (list = []));
-        list.push({ regionId: replica.regionId, message });
-      }
-    }
+    for (const [replica, rd] of work) this.addressed(replica, rd.messages, outgoing);
     for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
+  }
+
+  /** One replica's messages outside a cycle (a closing leader's hand-off), to the transport at once. */
+  private sendMessages(replica: Replica<S, R>, messages: readonly Message[]): void {
+    const outgoing = new Map<number, RaftEnvelope[]>();
+    this.addressed(replica, messages, outgoing);
+    for (const [nodeId, envelopes] of outgoing) this.transport.send(nodeId, envelopes);
+  }
+
+  /** Adds `messages` of `replica` to `outgoing`, per destination datanode (dropped, with a warning, for a peer without an address). */
+  private addressed(replica: Replica<S, R>, messages: readonly Message[], outgoing: Map<number, RaftEnvelope[]>): void {
+    for (const message of messages) {
+      const peer = replica.peers.get(message.to);
+      if (!peer) {
+        this.log.warn({ regionId: replica.regionId, to: message.to }, 'no address for raft peer; message dropped');
+        continue;
+      }
+      let list = outgoing.get(peer.nodeId);
+      if (!list) outgoing.set(peer.nodeId, (list = []));
+      list.push({ regionId: replica.regionId, message });
+    }
   }
 
   /**

@@ -16,6 +16,37 @@ describe('leadership transfer (thesis §3.10, docs/raft-rules.md R11)', () => {
     expect(net.raft(1).role).to.equal(Role.Follower);
   });
 
+  // Raft.handOffOnClose: a leader its host is closing names a voter with its whole log; the host
+  // sends that TimeoutNow and drops the replica (the region server's close, docs/quiescence.md).
+  it('a closing leader hands off: a TimeoutNow to the lowest-id voter holding its whole log, which then leads', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.propose(1, 'a');
+    expect(net.raft(2).handOffOnClose(), 'a follower hands nothing off').to.equal(undefined);
+    const m = net.raft(1).handOffOnClose();
+    expect(m).to.deep.include({ type: MessageType.TimeoutNow, from: 1, to: 2, term: net.raft(1).term });
+    expect(net.raft(1).hasReady(), 'nothing queued in a Ready: the host sends it').to.equal(false);
+    // The closed leader takes no further part: nothing reaches it, and it sends nothing but this.
+    net.cutLink(2, 1);
+    net.cutLink(3, 1);
+    net.send([m!]);
+    expect(net.raft(2).role).to.equal(Role.Leader);
+    expect(net.raft(2).term).to.equal(m!.term + 1);
+  });
+
+  it('a closing leader with no voter holding its whole log hands nothing off (an append would be needed first)', () => {
+    const net = new Network([1, 2, 3]);
+    net.campaign(1);
+    net.isolate(2);
+    net.isolate(3);
+    net.propose(1, 'unreplicated');
+    expect(net.raft(1).handOffOnClose()).to.equal(undefined);
+    net.heal();
+    net.isolate(3);
+    net.propose(1, 'to 2 only');
+    expect(net.raft(1).handOffOnClose()?.to, 'voter 2 caught up, voter 3 not').to.equal(2);
+  });
+
   it('brings a lagging target up to date first, then hands over', () => {
     const net = new Network([1, 2, 3]);
     net.campaign(1);

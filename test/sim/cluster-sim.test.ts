@@ -819,6 +819,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       });
     }
 
+    // Finding Q2 (docs/correctness.md): the `close` fault closed a region's leader replica while its
+    // followers slept and the metasrv was restarting; the node's liveness beats went on, so nothing
+    // woke them (`removal availability`: no leader for 1,005 ms with the network whole). A leader
+    // closed on a running node now hands off (a TimeoutNow to a voter with its whole log).
+    for (const seed of [3488, 4608]) {
+      it(`a leader replica closed on a running node while its followers sleep hands off (Q2), register seed ${seed}`, async () => {
+        const r = await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+        // The run's availability checker is the test (it failed so before); this says the run is the one meant.
+        expect(r.closes?.leaders ?? 0, 'leader replicas closed by the close fault').to.be.greaterThan(0);
+      });
+    }
+
     // A region the lost catalog forgot is left where its group runs it; with `drain` (four nodes,
     // three voters) a node hosting none of it is no destroyed replica. Seed 2002 (the first of
     // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained
@@ -1531,13 +1543,15 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // fails `state machine safety` (on the branch it was seed 2032; 2017 failed then on the
     // slow-apply finding E12, fixed). Since M34's table id reservations moved the DDL runs, seed
     // 2013 is the first from 2000 that passes and fails `state machine safety` with the planted bug;
-    // since M36 (R7 holds opens in a start's quiet period) moved the metasrv traces, seed 2254.
-    it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2254 of the wide mix)', async () => {
+    // since M36 (R7 holds opens in a start's quiet period) moved the metasrv traces, seed 2254;
+    // since Q2 (a leader closed with its data kept hands off) moved the `close` runs, seed 2013
+    // again (the first from 2000, searched with the planted bug).
+    it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2013 of the wide mix)', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: [...faults] };
-      for (const seed of [2015, 2254]) await runClusterSim(seed, options);
+      for (const seed of [2015, 2013]) await runClusterSim(seed, options);
       const bug = 'drop-records-ignored';
-      const caught = await violationAt(2254, { ...options, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) });
+      const caught = await violationAt(2013, { ...options, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) });
       expect(caught?.invariant, `planted ${bug}: ${caught?.message}`).to.equal('state machine safety');
     });
 

@@ -103,6 +103,24 @@ describe('RegionServer quiescence (docs/quiescence.md)', () => {
       mute.delete(victim.nodeId);
     }
   });
+
+  // Register seeds 3488 and 4608 of the whole-datanode simulator: a leader replica closed on a
+  // running node (destroy off) while its followers slept; the node's beats went on, so nothing told
+  // them, and the region had no leader until the metasrv reopened the replica. Before
+  // Raft.handOffOnClose this test waited out its bound with no new leader.
+  it('a leader replica closed on a running node hands off: a follower of its sleeping region leads within a few ticks', async () => {
+    await ticksUntil(clock, TICK_MS, () => REGIONS.every((r) => leaderOf(r) !== undefined), 'a leader per region', ELECTION_TICKS_MAX);
+    await ticksUntil(clock, TICK_MS, allAsleep, 'every replica quiesced', SETTLE_TICKS_MAX);
+    const region = 'q3';
+    const closing = leaderOf(region)!;
+    const others = [...servers.values()].filter((s) => s !== closing);
+    await closing.close(region, false);
+    const took = await ticksUntil(clock, TICK_MS, () => others.some((s) => s.replica(region)?.isLeader()), 'a new leader of the closed leader\'s region', 20);
+    expect(took, 'ticks from the close to a new leader (an election timeout is 10–20)').to.be.at.most(3);
+    // The closed replica opens again from its log and follows.
+    await closing.open({ regionId: region, selfPeerId: 20 + closing.nodeId, peers, bootstrap: false });
+    await ticksUntil(clock, TICK_MS, () => closing.replica(region)?.raft.leader !== undefined && closing.replica(region)!.raft.leader !== 0 && !closing.replica(region)!.isLeader(), 'the reopened replica follows', SETTLE_TICKS_MAX);
+  });
 });
 
 // The beat's region id was '0' once — the metasrv group's id — and every region server dropped

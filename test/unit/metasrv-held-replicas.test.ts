@@ -6,19 +6,10 @@
 import { expect } from 'chai';
 import { ErrorCode, isRegionDbError } from '../../src/common/errors.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore, threw } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'held-replicas';
 const addr = (n: number) => `127.0.0.1:${21_300 + n}`;
-
-async function threw(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 describe('metasrv: replicas a datanode holds closed (R8, HeartbeatRequest.held_replicas)', function () {
   this.timeout(30_000);

@@ -225,47 +225,34 @@ describe('metasrv reconciliation (issue 14.2)', () => {
           expect(problems.get(REGION)?.[0], what).to.match(/peers 11 that neither the catalog nor any live datanode places/);
         }
       });
-    });
 
-    describe('R8: a member its live node holds closed is placed there and reopened, not lost (register seed 4582)', () => {
-      const nodes = [1, 2, 3, 4].map((nodeId) => ({ nodeId, addr: `n${nodeId}`, httpAddr: '', lastHeartbeatMs: 0, state: 'alive' as const }));
-      const restored = () =>
-        oneRegionCatalog(
-          'c',
-          { replicas: [{ peerId: 1, nodeId: 1 }, { peerId: 2, nodeId: 2 }, { peerId: 3, nodeId: 3 }], leaderNodeId: 0, confVersion: 1, confIndex: 3 },
-          { nextPeerId: 4, nodes },
-        );
-      const group = { voters: [1, 3, 11], confIndex: 119 };
-      const members = [
-        { peerId: 1, nodeId: 1 },
-        { peerId: 3, nodeId: 3 },
-        { peerId: 11, nodeId: 4 },
-      ];
-      const seen: Reports = new Map<number, ReadonlyMap<string, ObservedReplica>>([...reports({ 1: replica(1, { role: 'leader', ...group, members }), 3: replica(3, group) }), [4, new Map()]]);
+      describe('R8: a member its live node holds closed is placed there and reopened, not lost (register seed 4582)', () => {
+        const seen: Reports = new Map<number, ReadonlyMap<string, ObservedReplica>>([...reports({ 1: leaderOn1, 3: replica(3, group) }), [4, new Map()]]);
 
-      it("node 4 says it holds peer 11's data closed: placed there unlost, and node 4 is told to open it", () => {
-        const held: HeldReports = new Map([[4, new Map([[REGION, 11]])]]);
-        const { adopt } = reconcileCatalog(restored(), seen, new Set(), NONE, held);
-        expect(adopt.map((a) => a.replicas.map((p) => `${p.peerId}@${p.nodeId}${p.lost ? ' lost' : ''}`))).to.deep.equal([['1@1', '3@3', '11@4']]);
-        const catalog = restored();
-        catalog.regions[REGION]!.replicas = adopt[0]!.replicas;
-        catalog.regions[REGION]!.confIndex = 119;
-        expect(nodeActions(catalog, 4, seen, NONE, held)).to.deep.equal([{ open: { regionId: REGION, peerId: 11 } }]);
-      });
-
-      it('held data of another peer, another region, or on a node not reporting does not count: lost as before', () => {
-        for (const [what, held] of [
-          ['another peer', new Map([[4, new Map([[REGION, 7]])]])],
-          ['another region', new Map([[4, new Map([[makeRegionId(9, 0), 11]])]])],
-          ['another node', new Map([[2, new Map([[REGION, 11]])]])],
-        ] as const) {
+        it("node 4 says it holds peer 11's data closed: placed there unlost, and node 4 is told to open it", () => {
+          const held: HeldReports = new Map([[4, new Map([[REGION, 11]])]]);
           const { adopt } = reconcileCatalog(restored(), seen, new Set(), NONE, held);
-          expect(adopt[0]!.replicas.find((p) => p.peerId === 11)?.lost, what).to.match(/which does not report it/);
-        }
-        const notReporting = reports({ 1: replica(1, { role: 'leader', ...group, members }), 3: replica(3, group) });
-        const { adopt, problems } = reconcileCatalog(restored(), notReporting, new Set(), NONE, new Map([[4, new Map([[REGION, 11]])]]));
-        expect(adopt, 'a node not reporting: what it held is not known now').to.deep.equal([]);
-        expect(problems.get(REGION)?.[0]).to.match(/peers 11 that neither the catalog nor any live datanode places/);
+          expect(adopt.map((a) => a.replicas.map((p) => `${p.peerId}@${p.nodeId}${p.lost ? ' lost' : ''}`))).to.deep.equal([['1@1', '3@3', '11@4']]);
+          const catalog = restored();
+          catalog.regions[REGION]!.replicas = adopt[0]!.replicas;
+          catalog.regions[REGION]!.confIndex = 119;
+          expect(nodeActions(catalog, 4, seen, NONE, held)).to.deep.equal([{ open: { regionId: REGION, peerId: 11 } }]);
+        });
+
+        it('held data of another peer, another region, or on a node not reporting does not count: lost as before', () => {
+          for (const [what, held] of [
+            ['another peer', new Map([[4, new Map([[REGION, 7]])]])],
+            ['another region', new Map([[4, new Map([[makeRegionId(9, 0), 11]])]])],
+            ['another node', new Map([[2, new Map([[REGION, 11]])]])],
+          ] as const) {
+            const { adopt } = reconcileCatalog(restored(), seen, new Set(), NONE, held);
+            expect(adopt[0]!.replicas.find((p) => p.peerId === 11)?.lost, what).to.match(/which does not report it/);
+          }
+          const notReporting = reports({ 1: leaderOn1, 3: replica(3, group) });
+          const { adopt, problems } = reconcileCatalog(restored(), notReporting, new Set(), NONE, new Map([[4, new Map([[REGION, 11]])]]));
+          expect(adopt, 'a node not reporting: what it held is not known now').to.deep.equal([]);
+          expect(problems.get(REGION)?.[0]).to.match(/peers 11 that neither the catalog nor any live datanode places/);
+        });
       });
     });
 

@@ -14,21 +14,12 @@ import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
 import { failedReplicaStat, runningReplicaStat } from '../../src/replication/replica-stats.js';
 import { randomReportIncarnation } from '../../src/datanode/datanode-core.js';
 import { decodeHeartbeatRequest, encodeHeartbeatRequest } from '../../src/rpc/meta-wire.js';
-import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, createOneRegionTable, replicaReport, startMetasrvCore, threw } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'report-ids';
 const NODES = [1, 2, 3];
 const addr = (n: number) => `127.0.0.1:${21_200 + n}`;
 const MALFORMED = ['abc', '1.5', '', ' 12', '0x10', '-1', '012', '1e3', '18446744073709551616', 'toString'];
-
-async function threw(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 describe('metasrv: a heartbeat naming a malformed region id is refused whole (leftover 4)', function () {
   this.timeout(30_000);

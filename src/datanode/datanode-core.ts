@@ -464,7 +464,7 @@ export class DatanodeCore<S extends StateMachine<R>, R = ResultOf<S>> {
     this.log.info({ regionId, destroy }, 'closed region');
   }
 
-  /** The replicas whose data this node holds closed (`held`), as HeartbeatRequest.held_replicas. */
+  /** The replicas whose data this node holds closed (`heldClosed`), as HeartbeatRequest.held_replicas. */
   heldReplicas(): { region_id: string; peer_id: string }[] {
     const out: { region_id: string; peer_id: string }[] = [];
     for (const [regionId, peerId] of this.heldClosed) out.push({ region_id: regionId, peer_id: String(peerId) });

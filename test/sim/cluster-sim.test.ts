@@ -830,6 +830,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       });
     }
 
+    // Engine seed 5418 of the mix above (session 32; the same before it): n2's peer 2 of …104,
+    // closed by the `close` fault, was removed from its group and cut off (its log ends before
+    // its removal); n2's restart reopened it from that log, and its replay failed on a conditional
+    // write's SST that GC had collected — which GC owed it nothing for (E11). The checker took the
+    // failure for a bug (`replica failed`); a cut-off peer failing on a collected object is expected.
+    it('a peer cut off by its removal that fails replaying on a collected SST is no failure the checker flags (engine seed 5418)', async () => {
+      const r = await runClusterSim(5418, { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+      expect(r.engine!.sstsDeleted, 'SSTs collected').to.be.greaterThan(0);
+    });
+
     // Finding Q2 (docs/correctness.md): the `close` fault closed a region's leader replica while its
     // followers slept and the metasrv was restarting; the node's liveness beats went on, so nothing
     // woke them (`removal availability`: no leader for 1,005 ms with the network whole). A leader

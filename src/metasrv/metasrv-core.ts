@@ -1230,9 +1230,10 @@ export class MetasrvCore {
   private reconcile(nodeId: number): { instructions: Instruction[]; changed: boolean } {
     const reports = this.liveReports();
     let changed = false;
+    const held = this.liveHeld();
     const reported = this.idFloorsOf(reports);
-    const held = heldIdFloors(this.liveHeld());
-    const floors = { nextPeerId: Math.max(reported.nextPeerId, held.nextPeerId), nextTableId: Math.max(reported.nextTableId, held.nextTableId) };
+    const heldFloors = heldIdFloors(held);
+    const floors = { nextPeerId: Math.max(reported.nextPeerId, heldFloors.nextPeerId), nextTableId: Math.max(reported.nextTableId, heldFloors.nextTableId) };
     if (floors.nextPeerId > this.catalog.nextPeerId || floors.nextTableId > this.catalog.nextTableId) {
       this.log.warn({ ...floors, was: { nextPeerId: this.catalog.nextPeerId, nextTableId: this.catalog.nextTableId } }, 'id allocators behind ids in use (catalog lost or restored?); raised');
       this.catalog.nextPeerId = Math.max(this.catalog.nextPeerId, floors.nextPeerId);
@@ -1260,7 +1261,7 @@ export class MetasrvCore {
     }
     this.problems = result.problems;
     removedReplicaProblems(this.catalog, reports, (n) => this.awaitingReport(n), this.problems);
-    heldReplicaProblems(this.catalog, reports, this.liveHeld(), (n) => this.awaitingReport(n), this.problems);
+    heldReplicaProblems(this.catalog, reports, held, (n) => this.awaitingReport(n), this.problems);
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are

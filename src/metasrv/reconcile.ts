@@ -184,27 +184,10 @@ export function heldReplicaProblems(catalog: CatalogState, reports: Reports, hel
   for (const [nodeId, regions] of held) {
     for (const [regionId, peerId] of regions) {
       const head = `peer ${peerId} on node ${nodeId} is held closed (its data on disk, not running)`;
-      if (heldDestroyReason(catalog, regionId, peerId, reports, awaitingReport) !== undefined) {
-        addProblem(into, regionId, `${head}: being deleted (its group went past it, or its table was dropped)`);
-        continue;
-      }
-      addProblem(into, regionId, `${head}: kept; ${heldKeptWhy(catalog, nodeId, regionId, peerId, reports, awaitingReport)}`);
+      const verdict = heldVerdict(catalog, nodeId, regionId, peerId, reports, awaitingReport);
+      addProblem(into, regionId, 'destroy' in verdict ? `${head}: being deleted (${verdict.destroy})` : `${head}: kept; ${verdict.keep}`);
     }
   }
-}
-
-/** Why R8 keeps held data (heldDestroyReason found no reason to delete it), for `regiondb status`. */
-function heldKeptWhy(catalog: CatalogState, nodeId: number, regionId: string, peerId: number, reports: Reports, awaitingReport: AwaitingReport): string {
-  const region = regionWithId(catalog, regionId);
-  if (!region) return 'this catalog does not know the region';
-  const group = groupOf(regionId, reports);
-  if (!group) return 'no leader reports the membership';
-  if (namesPeer(group, peerId)) {
-    const placed = region.replicas.find((p) => p.peerId === peerId && p.nodeId === nodeId);
-    return placed?.lost === undefined ? 'its group counts it: reopened there' : 'its group counts it, placed lost: a repair replaces it';
-  }
-  if (idsAbove(peerId, group).length === 0) return 'its group counts no peer allocated after it (one not added yet, or the newest removed)';
-  return `${removalHold(peerId, group, regionReplicas(regionId, reports), region, awaitingReport) ?? 'a voter may still need its vote'} (R16)`;
 }
 
 /**
@@ -355,7 +338,7 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
   }
   for (const [regionId, peerId] of held.get(nodeId) ?? NOTHING_HELD_HERE) {
     if (mine.has(regionId)) continue; // running again since (the list and the report are one beat's)
-    const why = heldDestroyReason(catalog, regionId, peerId, reports, awaitingReport);
+    const why = heldDestroyReason(catalog, nodeId, regionId, peerId, reports, awaitingReport);
     if (why) actions.push({ destroy: { regionId, peerId, why } });
   }
   return actions;
@@ -364,26 +347,40 @@ export function nodeActions(catalog: CatalogState, nodeId: number, reports: Repo
 const NOTHING_HELD_HERE: ReadonlyMap<string, number> = new Map();
 
 /**
- * R8: why the data of `peerId` that a node holds closed for `regionId` may be deleted, or
- * undefined to keep it. Deleted when its table was dropped, or when the group went past the peer:
- * the region's leader does not count it and counts a peer id allocated after it (peer ids only
- * grow, and no peer comes back into a group that went past it: R5's argument), and no voter may
- * still need its vote (`removalHold`, R16: a restart would reopen the data and let it vote).
- * Kept otherwise: no leader reports the membership, the leader counts it (R8 reopens it), or the
- * leader counts nothing newer (a peer not added yet, or the newest one removed, whose 4 → 3 window
- * a catalog restored meanwhile could not judge). A region this catalog does not know is left
- * alone (R1). Data nothing deletes stays on its node's disk, where its node refuses any other
- * peer of the region (finding M24) — what M37 had to route repairs around. Pure.
+ * R8: why the data of `peerId` that node `nodeId` holds closed for `regionId` may be deleted, or
+ * undefined to keep it (`heldVerdict`). Pure.
  */
-export function heldDestroyReason(catalog: CatalogState, regionId: string, peerId: number, reports: Reports, awaitingReport: AwaitingReport): string | undefined {
+export function heldDestroyReason(catalog: CatalogState, nodeId: number, regionId: string, peerId: number, reports: Reports, awaitingReport: AwaitingReport): string | undefined {
+  const verdict = heldVerdict(catalog, nodeId, regionId, peerId, reports, awaitingReport);
+  return 'destroy' in verdict ? verdict.destroy : undefined;
+}
+
+/**
+ * R8's one decision on held data, with its reason: deleted when its table was dropped, or when the
+ * group went past the peer — the region's leader does not count it and counts a peer id allocated
+ * after it (peer ids only grow, and no peer comes back into a group that went past it: R5's
+ * argument), and no voter may still need its vote (`removalHold`, R16: a restart would reopen the
+ * data and let it vote). Kept otherwise: the catalog does not know the region (R1), no leader
+ * reports the membership, the leader counts it (R8 reopens it, or a repair replaces it if placed
+ * lost), or the leader counts nothing newer (a peer not added yet, or the newest one removed, whose
+ * 4 → 3 window a catalog restored meanwhile could not judge). Data nothing deletes stays on its
+ * node's disk, where its node refuses any other peer of the region (finding M24) — what M37 had to
+ * route repairs around. nodeActions acts on a `destroy`; `regiondb status` shows either. Pure.
+ */
+function heldVerdict(catalog: CatalogState, nodeId: number, regionId: string, peerId: number, reports: Reports, awaitingReport: AwaitingReport): { readonly destroy: string } | { readonly keep: string } {
   const region = regionWithId(catalog, regionId);
-  if (!region) return droppedAt(catalog, regionId) !== undefined ? 'its table was dropped (a replica held closed)' : undefined;
+  if (!region) return droppedAt(catalog, regionId) !== undefined ? { destroy: 'its table was dropped (a replica held closed)' } : { keep: 'this catalog does not know the region' };
   const group = groupOf(regionId, reports);
-  if (!group || namesPeer(group, peerId)) return undefined;
+  if (!group) return { keep: 'no leader reports the membership' };
+  if (namesPeer(group, peerId)) {
+    const placed = region.replicas.find((p) => p.peerId === peerId && p.nodeId === nodeId);
+    return { keep: placed?.lost === undefined ? 'its group counts it: reopened there' : 'its group counts it, placed lost: a repair replaces it' };
+  }
   const above = idsAbove(peerId, group);
-  if (above.length === 0) return undefined;
-  if (removalHold(peerId, group, regionReplicas(regionId, reports), region, awaitingReport) !== undefined) return undefined;
-  return `peer ${peerId}, held closed on this node, is no member of the group: the leader on node ${group.leaderNodeId} counts ${above.join(',')}, allocated after it (conf index ${group.confIndex})`;
+  if (above.length === 0) return { keep: 'its group counts no peer allocated after it (one not added yet, or the newest removed)' };
+  const hold = removalHold(peerId, group, regionReplicas(regionId, reports), region, awaitingReport);
+  if (hold !== undefined) return { keep: `${hold} (R16)` };
+  return { destroy: `peer ${peerId}, held closed on this node, is no member of the group: the leader on node ${group.leaderNodeId} counts ${above.join(',')}, allocated after it (conf index ${group.confIndex})` };
 }
 
 /**

@@ -301,7 +301,7 @@ describe('metasrv reconciliation (issue 14.2)', () => {
       const running: Reports = new Map<number, ReadonlyMap<string, ObservedReplica>>([...group([1, 3, 5]), [4, new Map([[REGION, replica(2, { voters: [1, 3, 5], confIndex: 20 })]])]]);
       const actions = nodeActions(catalog(), 4, running, NONE, heldOn4(2)).filter((a) => 'destroy' in a);
       expect(actions.length, 'only R1 speaks for a running replica').to.be.at.most(1);
-      expect(heldDestroyReason(catalog(), REGION, 2, group([1, 3, 5]), NONE)).to.match(/no member of the group/);
+      expect(heldDestroyReason(catalog(), 4, REGION, 2, group([1, 3, 5]), NONE)).to.match(/no member of the group/);
     });
   });
 

@@ -812,6 +812,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.metasrv!.catalogRestores ?? 0, 'catalog copies put back').to.be.greaterThan(0);
     });
 
+    // Engine seed 7287 of the same mix (session 33): d1's first CreateTable (token d1:0) made table
+    // 1025, a catalog copy from before it was put back, the retry made 1026, which the client
+    // dropped; then a copy holding 1025 was put back. The next d1 (token d1:1) was rightly refused
+    // ALREADY_EXISTS, which the DDL client took for a wrong refusal (D1). A table of the name made
+    // by another of the client's own CreateTables, not live to it, is one a copy brought back: the
+    // client drops it and creates again.
+    it("a table of the client's own a catalog copy brought back is dropped, and the create sent again (engine seed 7287)", async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const r = await runClusterSim(7287, { mode: 'engine', metasrv: true, faults });
+      expect(r.ddl!.restoredOwnDropped, 'the restored table met').to.be.greaterThan(0);
+      expect(r.ddl!.creates, 'd1 created again after it').to.be.greaterThan(1);
+    });
+
     // Finding M38 (docs/correctness.md), register seeds of the mix above (session 31's campaign):
     // the metasrv could not see a replica closed without destroy. At 4582 the `close` fault closed
     // n4's peer 5 of …105, a restored catalog did not place it, and reconciliation placed it lost

@@ -16,7 +16,9 @@
 // with the workload's retries and outcomes (`DdlHost.add`).
 //
 // What it checks (besides every checker of the run, which covers these regions too):
-//   D1 (`ddl`): a CreateTable retry is never refused as ALREADY_EXISTS; a DropTable is NOT_FOUND
+//   D1 (`ddl`): a CreateTable retry is never refused as ALREADY_EXISTS — unless the catalog's table
+//      of the name was made by another of the client's CreateTables and brought back by a catalog
+//      copy (`restoredOwnTable`: the client drops it and creates again); a DropTable is NOT_FOUND
 //      only after an attempt whose outcome is unknown; once a drop is acknowledged, GetRoutes of
 //      the table answers NOT_FOUND;
 //   D2 (`set`, per region of a live table): after healing every acknowledged add is read back
@@ -39,6 +41,7 @@ import type { Rand } from '../../src/common/rand.js';
 import type { ProtoOpenRegion } from '../../src/datanode/datanode-core.js';
 import { manifestPrefix, regionPrefix } from '../../src/engine/manifest.js';
 import type { TableSchema } from '../../src/engine/schema.js';
+import { regionsOfTable, tableNamed } from '../../src/metasrv/catalog.js';
 import { dropObjectKey } from '../../src/metasrv/drop-object.js';
 import type { DatanodeAdmin } from '../../src/metasrv/metasrv-core.js';
 import type { FenceRegionRequest__Output, FenceRegionResponse, OpenRegionResponse } from '../../src/rpc/generated/index.js';
@@ -158,7 +161,7 @@ export class SimDdlClient {
   private readonly inc = new Incarnation(DDL_CLIENT_NODE_ID, 1);
   private calls = 0;
   private writing = false;
-  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0, probes: 0, unreadWithoutQuorum: 0, unreadNeverAcknowledged: 0 };
+  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0, probes: 0, unreadWithoutQuorum: 0, unreadNeverAcknowledged: 0, restoredOwnDropped: 0 };
   /** Whether this seed loses the metasrv's disk after the first drop (engine mode, half of the seeds). */
   private readonly loseCatalog: boolean;
 
@@ -295,6 +298,11 @@ export class SimDdlClient {
         (err: unknown) => {
           const e = fromGrpcError(err);
           if (e.code === ErrorCode.AlreadyExists) {
+            const restored = this.restoredOwnTable(name, token);
+            if (restored) {
+              this.dropRestored(restored, attempt);
+              return;
+            }
             this.host.flag('ddl', `CreateTable ${name} attempt ${attempts} with token ${token} (a retry of a call whose outcome was unknown, or the first) was refused: ${e.message}`);
             return;
           }
@@ -329,6 +337,40 @@ export class SimDdlClient {
         this.host.record(`ddl: ${old.name}'s region ${regionId} (forgotten, never hosted, nothing acknowledged) is now ${table.name}'s`);
       }
     }
+  }
+
+  /**
+   * The table of `name` the metasrv's catalog holds, when one of this client's earlier CreateTable
+   * calls made it (the catalog's create token is another table's of this client, not `token`) and
+   * that table is not live for the client: a catalog copy put back brought it again — a create
+   * whose answer the client never got (the restore before it forgot it, and the retry made
+   * another table), or a dropped one. An ALREADY_EXISTS for the new CreateTable is then right
+   * (engine seed 7287 of the wide mix with balance: d1 made as 1025 with token d1:0, a copy from
+   * before it put back, the retry made 1026, which was dropped; then a copy holding 1025 put back,
+   * and the next d1's create refused). Undefined for anything else (D1 flags the refusal).
+   */
+  private restoredOwnTable(name: string, token: string): DdlTable | undefined {
+    const catalog = this.host.meta.core?.catalog;
+    if (!catalog) return undefined;
+    const def = tableNamed(catalog, name);
+    const madeWith = catalog.createTokens?.[name];
+    if (!def || madeWith === undefined || madeWith === token) return undefined;
+    const mine = this.tables.find((t) => t.name === name && t.token === madeWith);
+    if (!mine || mine.state === 'live' || mine.state === 'creating') return undefined;
+    const regions = regionsOfTable(catalog, name).map((r) => r.regionId);
+    return { name, token: madeWith, regions, tableId: def.tableId, state: 'live', histories: new Map(regions.map((r) => [r, []])), objectsBefore: new Set(), dropUncertain: false };
+  }
+
+  /**
+   * Drops a table of this client's a restored catalog copy brought back (`restoredOwnTable`), then
+   * sends the CreateTable it refused again (same token: that attempt made nothing). The client never
+   * wrote to it as this table, so nothing of it is read (it is dropping from the start).
+   */
+  private dropRestored(restored: DdlTable, createAgain: () => void): void {
+    this.tables.push(restored);
+    this.stats.restoredOwnDropped++;
+    this.host.record(`ddl: ${restored.name} exists as table ${restored.tableId} (regions ${restored.regions.join(',')}), made with this client's token ${restored.token} and brought back by a catalog copy: drop it, then create again`);
+    this.drop(restored, createAgain);
   }
 
   private drop(table: DdlTable, then: () => void): void {

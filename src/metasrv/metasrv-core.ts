@@ -920,7 +920,7 @@ export class MetasrvCore {
       isAlive: (nodeId) => this.isAlive(nodeId),
       downTooLong: (nodeId) => this.downTooLong(nodeId),
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
-      awaitingReport: (nodeId) => this.awaitingReport(nodeId),
+      awaitingReport: (nodeId) => this.removalAwaits(nodeId),
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;
         for (const p of region.replicas) {
@@ -1208,6 +1208,25 @@ export class MetasrvCore {
     return this.isAlive(nodeId) || (!this.detectors.has(nodeId) && this.startupQuietMs() > 0);
   }
 
+  /**
+   * reconcile.ts `AwaitingReport` as the removal hold (R16) reads it: a voter no live report shows
+   * holds a removed replica's deletion while its node's report is awaited (`awaitingReport`) or
+   * while the node is judged down but not yet for `replica_repair_after_ms` (`downTooLong`; a node
+   * judged down whose down time the tick has not started counting holds too). Judged down is the
+   * failure detector's view of the node's heartbeats, not of its raft replicas: one heartbeat lost
+   * or late past the detector's pause and a live voter, still counting the removed peer, is "down"
+   * (register seed 6987: n4's heartbeat lost, peer 1 deleted 530 ms after n4's last beat, and n4,
+   * whose log held the removal uncommitted, needed peer 1's vote once the leader crashed: no leader
+   * until that leader came back). A voter that is really down needs the vote when it returns. The
+   * hold costs only the removed replica's space on its node; a node down that long has its
+   * replicas replaced, which takes its voters out of the group.
+   */
+  private removalAwaits(nodeId: number): boolean {
+    if (this.awaitingReport(nodeId)) return true;
+    if (this.isAlive(nodeId) || !Object.values(this.catalog.nodes).some((n) => n.nodeId === nodeId)) return false;
+    return !this.downTooLong(nodeId);
+  }
+
   /** What live datanodes hold closed (reconcile.ts R8), from their last reports. */
   private liveHeld(): HeldReports {
     const out = new Map<number, ReadonlyMap<string, number>>();
@@ -1260,8 +1279,8 @@ export class MetasrvCore {
       changed = true;
     }
     this.problems = result.problems;
-    removedReplicaProblems(this.catalog, reports, (n) => this.awaitingReport(n), this.problems);
-    heldReplicaProblems(this.catalog, reports, held, (n) => this.awaitingReport(n), this.problems);
+    removedReplicaProblems(this.catalog, reports, (n) => this.removalAwaits(n), this.problems);
+    heldReplicaProblems(this.catalog, reports, held, (n) => this.removalAwaits(n), this.problems);
     const instructions: Instruction[] = [];
     for (const action of this.nodeActionsOf(nodeId, reports)) {
       // A region being recovered gets its opens from the recovery (and its old replicas are
@@ -1427,7 +1446,7 @@ export class MetasrvCore {
   }
 
   protected nodeActionsOf(nodeId: number, reports: Reports): NodeAction[] {
-    return nodeActions(this.catalog, nodeId, reports, (n) => this.awaitingReport(n), this.liveHeld());
+    return nodeActions(this.catalog, nodeId, reports, (n) => this.removalAwaits(n), this.liveHeld());
   }
 
   // ─── Routes ─────────────────────────────────────────────────────────────────────────────────
@@ -2001,7 +2020,7 @@ export class MetasrvCore {
     // function, not nodeActionsOf: the simulator's planted bugs change heartbeats only.
     const regions: OpenRegionRequest[] = [];
     const live = this.liveReports();
-    for (const action of nodeActions(this.catalog, nodeId, live, (n) => this.awaitingReport(n))) {
+    for (const action of nodeActions(this.catalog, nodeId, live, (n) => this.removalAwaits(n))) {
       if ('open' in action) {
         if (!this.placementOpenHeld(nodeId, action.open, live)) regions.push(this.openOf(action.open));
       } else if ('skip' in action) this.logSkippedOpen(nodeId, action.skip);

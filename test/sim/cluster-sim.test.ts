@@ -742,14 +742,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // (planted drain-not-resumed) still fails so, which is also the checker seen catching it.
     // Seed 105 since M36 (R7 holds opens in a start's quiet period) moved the metasrv traces: the
     // first from 1 that restores twice, runs drain-node twice and fails so with the planted bug.
-    it('a restored catalog marking a node draining that hosts replicas again: the drain is resumed (Q1, seed 105 with drain and metarestore)', async () => {
+    // Seed 294 since M39 (a voter judged down holds a removed peer's deletion) moved them again:
+    // searched the same way from 1.
+    it('a restored catalog marking a node draining that hosts replicas again: the drain is resumed (Q1, seed 294 with drain and metarestore)', async () => {
       const options = { metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] } as const;
-      const r = await runClusterSim(105, options);
+      const r = await runClusterSim(294, options);
       expect(r.metasrv!.catalogRestores).to.be.greaterThan(1);
       expect(r.metasrv!.proceduresDone['drain-node'], 'the restored copy\'s drain and the resumed one').to.equal(2);
       let caught: unknown;
       try {
-        await runClusterSim(105, { ...options, catlossBug: 'drain-not-resumed' });
+        await runClusterSim(294, { ...options, catlossBug: 'drain-not-resumed' });
       } catch (err) {
         caught = err;
       }
@@ -825,6 +827,18 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.ddl!.creates, 'd1 created again after it').to.be.greaterThan(1);
     });
 
+    // Register seed 6987 of the mix above (session 33): the drain fault crashed region …104's leader
+    // right after it committed peer 1's removal, when n2 was down and n4's one heartbeat was lost:
+    // the detector judged n4 down 530 ms after its last beat, so R16 counted no voter and peer 1 was
+    // deleted — while n4, alive, held the removal uncommitted and needed peer 1's vote (`removal
+    // availability`: no leader for 1,005 ms). A voter judged down holds the deletion now until its
+    // node has been down replica_repair_after_ms (metasrv-core `removalAwaits`).
+    it('a voter judged down holds a removed peer\'s deletion until down replica_repair_after_ms (register seed 6987)', async () => {
+      const r = await runClusterSim(6987, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+      // The run's `removal availability` checker is the test (it failed so before); this says the run is the one meant.
+      expect(r.metasrv!.removals!.crashesAfterRemoval, 'leaders crashed after committing a removal').to.be.greaterThan(0);
+    });
+
     // Finding M38 (docs/correctness.md), register seeds of the mix above (session 31's campaign):
     // the metasrv could not see a replica closed without destroy. At 4582 the `close` fault closed
     // n4's peer 5 of …105, a restored catalog did not place it, and reconciliation placed it lost
@@ -870,8 +884,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // 2000–2007 to fail with FAULTS=drain,metaloss before the checkers knew it): n3 was drained
     // (its replicas moved to n4 and deleted), then the catalog was lost; the catalog-loss checker
     // said "n3 runs no replica of it (destroyed?)", and the final reads looked for one on n3.
-    it('drain then metaloss (seed 2002): a drained node hosting none of a forgotten region is no destroyed replica', async () => {
-      const r = await runClusterSim(2002, { metasrv: true, faults: ['drain', 'metaloss'] });
+    // Seed 2004 since M39 (a voter judged down holds a removed peer's deletion) moved the metasrv
+    // traces: the first from 2000 whose drained node (n1) has both peers deleted before the loss.
+    it('drain then metaloss (seed 2004): a drained node hosting none of a forgotten region is no destroyed replica', async () => {
+      const r = await runClusterSim(2004, { metasrv: true, faults: ['drain', 'metaloss'] });
       expect(r.metasrv!.catalogLosses).to.be.greaterThan(0);
       expect(r.metasrv!.removals?.drainsStarted, 'the drain before the loss').to.equal(1);
     });
@@ -1607,18 +1623,22 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // With the probe fixed, seeds 1–207 with the planted bug: `ddl` at 97 (a CreateTable refused
     // "d1 is being dropped" for good: the restored copy's drop is never finished), `state machine
     // safety` at 99 (the region bootstrapped again beside its old replicas); both pass without it.
-    // What the checkers still do not see: a dropped, fenced table listed again by a catalog
-    // copy when no client write or re-create meets it (docs/simulation.md, "DDL").
-    it('a catalog copy older than a drop, restored (FAULTS=ddl,metarestore, engine seeds 97, 99): the table is dropped again from its drop record (DT2)', async () => {
+    // Session 33 added D6 (`dropped table listed`: after healing the catalog lists no table with a
+    // drop record), for a dropped, fenced table listed again by a catalog copy when no client write
+    // or re-create meets it; and the DDL client now drops a table of its own a copy brought back
+    // before it creates again (engine seed 7287), so 97's refused re-create became a drop that the
+    // planted bug never finishes (`liveness`). Seeds 1–120 with the planted bug: D6 at 17, 32, 37,
+    // 39, 69, 70, `liveness` at 41 and 97, `state machine safety` at 99; 17 and 99 pass without it.
+    it('a catalog copy older than a drop, restored (FAULTS=ddl,metarestore, engine seeds 17, 97, 99): the table is dropped again from its drop record (DT2)', async () => {
       const options = { mode: 'engine', metasrv: true, faults: ['ddl', 'metarestore'] } as const;
-      for (const seed of [97, 99]) await runClusterSim(seed, options);
+      for (const seed of [17, 97, 99]) await runClusterSim(seed, options);
     });
 
-    it('the checkers can fail: the drop records ignored after a catalog restore (planted drop-records-ignored, DT2) flags seeds 97 and 99', async () => {
+    it('the checkers can fail: the drop records ignored after a catalog restore (planted drop-records-ignored, DT2) flags seeds 17 and 99', async () => {
       const bug = 'drop-records-ignored';
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: ['ddl', 'metarestore'], metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
       for (const [seed, invariant] of [
-        [97, 'ddl'],
+        [17, 'dropped table listed'],
         [99, 'state machine safety'],
       ] as const) {
         const caught = await violationAt(seed, options);

@@ -670,6 +670,25 @@ export class SimDdlClient {
         }
       }
     }
+    this.checkNoDroppedTableListed();
+  }
+
+  /**
+   * D6 (`dropped table listed`, with the object store): after healing, the acting metasrv's catalog
+   * lists no table that has a drop record (docs/ddl.md, "A catalog older than the drop": the
+   * listing at its start or takeover drops such a table again) unless its drop is still running (a
+   * table marked dropping, whose record is written just before the catalog forgets it). The other
+   * checks see a copy that brought a dropped table back only when a write or a re-create meets it.
+   */
+  private checkNoDroppedTableListed(): void {
+    const store = this.host.objectStore;
+    const catalog = this.host.meta.core?.catalog;
+    if (!store || !catalog) return;
+    for (const [name, def] of Object.entries(catalog.tables)) {
+      if (catalog.droppingTables && Object.hasOwn(catalog.droppingTables, name)) continue;
+      if (store.keys(dropObjectKey(def.tableId)).length === 0) continue;
+      this.host.flag('dropped table listed', `after healing the metasrv's catalog lists table ${name} (id ${def.tableId}), whose drop record ${dropObjectKey(def.tableId)} is in the object store: a catalog copy from before the drop brought it back and nothing dropped it again`);
+    }
   }
 }
 

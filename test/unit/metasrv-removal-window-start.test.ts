@@ -2,16 +2,19 @@
 // what each datanode hosts is empty when a metasrv begins acting and fills one heartbeat at a
 // time. A voter whose node had not beaten yet was not counted, like a down one, so the removed
 // replica was deleted while that voter — alive, still counting the old four — might need its vote.
-// Now such a voter holds the deletion until its node reports or the startup pause ends (after it
-// a node never heard from is down, and is not waited for).
+// Now such a voter holds the deletion until its node reports, or until it has been judged down for
+// replica_repair_after_ms (a node never heard from is down from the metasrv's start; a node judged
+// down is not taken for one whose voters will never vote again before then: session 33).
 import { expect } from 'chai';
 import { ManualClock, type TimedClock, systemScheduler } from '../../src/common/clock.js';
 import type { MetasrvCore } from '../../src/metasrv/metasrv-core.js';
-import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore } from '../fixtures/metasrv-core.js';
+import { MemoryCatalog, ONE_REGION as REGION, catalogNodes, oneRegionCatalog, replicaReport, startMetasrvCore, tickAndSave } from '../fixtures/metasrv-core.js';
 
 const CLUSTER = 'removal-window-start';
 /** The fixture's heartbeat interval (100 ms) times the metasrv's STARTUP_QUIET_HEARTBEATS (3). */
 const STARTUP_PAUSE_MS = 300;
+/** replica_repair_after_ms of these tests' metasrv. */
+const REPAIR_AFTER_MS = 2_000;
 
 /** A catalog saved after remove-old: peers 2, 3, 4 on nodes 2, 3, 4; peer 1 (node 1) removed at index 20. */
 function storage(): MemoryCatalog {
@@ -41,7 +44,7 @@ describe('R16: the 4 → 3 window across a metasrv start (a voter not heard from
   beforeEach(async () => {
     manual = new ManualClock(1_000_000);
     const clock: TimedClock = { nowMs: () => manual.nowMs(), ...systemScheduler };
-    core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, storage(), undefined, clock);
+    core = await startMetasrvCore(CLUSTER, { openRegion: async () => ({}) as never, fenceRegion: async () => ({}) as never }, storage(), undefined, clock, { replica_repair_after_ms: REPAIR_AFTER_MS });
   });
   afterEach(() => core.halt());
 
@@ -59,13 +62,49 @@ describe('R16: the 4 → 3 window across a metasrv start (a voter not heard from
     expect(await beat(core, 1)).to.deep.equal([]);
   });
 
-  it('a node never heard from by the end of the startup pause counts as down: peer 1 is deleted (the rule stays live)', async () => {
-    for (let t = 0; t <= STARTUP_PAUSE_MS; t += 100) {
+  it('a node never heard from by the end of the startup pause is down (counted from the start), and holds the deletion until down replica_repair_after_ms: then peer 1 is deleted (the rule stays live)', async () => {
+    let t = 0;
+    for (; t < REPAIR_AFTER_MS; t += 100) {
       await beat(core, 2);
       await beat(core, 4);
-      if (t < STARTUP_PAUSE_MS) expect(await beat(core, 1), `at ${t} ms, inside the pause`).to.deep.equal([]);
+      await tickAndSave(core);
+      expect(await beat(core, 1), `at ${t} ms`).to.deep.equal([]);
       manual.advance(100);
     }
-    expect(await beat(core, 1), 'after the pause, node 3 never heard from').to.have.length(1);
+    await tickAndSave(core);
+    expect(core.isAlive(3)).to.equal(false);
+    expect(await beat(core, 1), `at ${t} ms, node 3 never heard from`).to.have.length(1);
+  });
+
+  // Register seed 6987 of the mix with drain and metarestore (session 33): n4's heartbeat was lost,
+  // the detector judged it down 530 ms after its last beat, and peer 1 was deleted at once — while
+  // n4, alive, held the removal in its log uncommitted and counted the old four. Its leader then
+  // crashed, and n4 needed peer 1's vote: no leader until the crashed leader came back.
+  it('a voter judged down after it reported (a heartbeat lost) holds the deletion until down replica_repair_after_ms (failed before: deleted once judged down)', async () => {
+    let t = 0;
+    for (; t <= STARTUP_PAUSE_MS + 200; t += 100) {
+      for (const n of [2, 3, 4]) await beat(core, n);
+      await tickAndSave(core);
+      expect(await beat(core, 1), `at ${t} ms, voter 3 counts peer 1`).to.deep.equal([]);
+      manual.advance(100);
+    }
+    // Node 3 falls silent; the others beat on.
+    const silentFrom = t;
+    let judgedDownAt: number | undefined;
+    for (; t <= silentFrom + REPAIR_AFTER_MS + 3_000; t += 100) {
+      await beat(core, 2);
+      await beat(core, 4);
+      await tickAndSave(core);
+      if (judgedDownAt === undefined && !core.isAlive(3)) judgedDownAt = t;
+      const closes = await beat(core, 1);
+      if (judgedDownAt === undefined || t - judgedDownAt < REPAIR_AFTER_MS) {
+        expect(closes, `at ${t} ms (node 3 silent since ${silentFrom}, judged down at ${judgedDownAt ?? 'not yet'})`).to.deep.equal([]);
+      } else {
+        expect(closes, `at ${t} ms, node 3 down since ${judgedDownAt}`).to.have.length(1);
+        return;
+      }
+      manual.advance(100);
+    }
+    expect.fail(`node 3 was never judged down (judged at ${judgedDownAt})`);
   });
 });

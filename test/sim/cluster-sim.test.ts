@@ -839,6 +839,19 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.metasrv!.removals!.crashesAfterRemoval, 'leaders crashed after committing a removal').to.be.greaterThan(0);
     });
 
+    // Engine seed 7492 of the wide mix with balance (session 33; the same before): n3 was paused
+    // 1.1 s (the GC grace is 200 ms) while its peer 3 of …105 was removed; the appends its leader had
+    // sent before applying the removal were delivered at the resume, so its stale-read gate — which
+    // measures leader contact from receipt — opened for a bound, and its version at 202 named an SST
+    // GC had collected (`referenced object deleted`). A stale read there fails NOT_FOUND, never
+    // answers wrongly; the checker now exempts a cut-off replica's version while its last contact
+    // is within the bound of its receipt, and still holds it past that (stale-reads-ungated below).
+    it("a cut-off replica's version is not held to its SSTs while a leader contact delivered late keeps its gate open (engine seed 7492)", async () => {
+      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const r = await runClusterSim(7492, { mode: 'engine', metasrv: true, faults });
+      expect(r.engine!.deletesNamedByFreshContact, 'a delete the fresh-contact exemption decided').to.be.greaterThan(0);
+    });
+
     // Finding M38 (docs/correctness.md), register seeds of the mix above (session 31's campaign):
     // the metasrv could not see a replica closed without destroy. At 4582 the `close` fault closed
     // n4's peer 5 of …105, a restored catalog did not place it, and reconciliation placed it lost
@@ -941,7 +954,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     it(`${engineSeedCount} seeds from ${firstSeed}: flushes, compactions and SST GC under faults; histories, objects and rows check out`, async () => {
       const started = Date.now();
       const storage: Record<string, number> = {};
-      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, deletesNamedByCutOff: 0, deletesNamedByRefusedCopy: 0, manifestsPut: 0, manifestsRewritten: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
+      const sum = { ok: 0, acked: 0, crashes: 0, sstsPut: 0, sstsDeleted: 0, deletesNamedByCutOff: 0, deletesNamedByFreshContact: 0, deletesNamedByRefusedCopy: 0, manifestsPut: 0, manifestsRewritten: 0, flushEdits: 0, compactionEdits: 0, storeFailures: 0, retries: 0 };
       await runSeeds(seedRange(firstSeed, firstSeed + engineSeedCount - 1), { ...engine, ...withFaults }, (r) => {
         sum.ok += r.ops.ok;
         sum.acked += r.acknowledgedAdds;
@@ -955,6 +968,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
         sum.storeFailures += r.engine!.storeFailures;
         sum.retries += r.engine!.retries;
         sum.deletesNamedByCutOff += r.engine!.deletesNamedByCutOff;
+        sum.deletesNamedByFreshContact += r.engine!.deletesNamedByFreshContact;
         sum.deletesNamedByRefusedCopy += r.engine!.deletesNamedByRefusedCopy;
         for (const [k, v] of Object.entries(r.storage)) if (v > 0) storage[k] = (storage[k] ?? 0) + v;
         // With the metasrv (and `drain`): its counters and the drain's, as the register campaign prints them.

@@ -920,7 +920,8 @@ export class MetasrvCore {
       isAlive: (nodeId) => this.isAlive(nodeId),
       downTooLong: (nodeId) => this.downTooLong(nodeId),
       observed: (nodeId, regionId) => (this.isAlive(nodeId) ? this.observed.get(nodeId)?.replicas.get(regionId) : undefined),
-      awaitingReport: (nodeId) => this.removalAwaits(nodeId),
+      firstReportAwaited: (nodeId) => this.awaitingReport(nodeId),
+      removalAwaits: (nodeId) => this.removalAwaits(nodeId),
       leaderOf: (region) => {
         let best: { nodeId: number; replica: ObservedReplica } | undefined;
         for (const p of region.replicas) {

@@ -447,6 +447,8 @@ export class SimNetwork {
    * by the checkers only (what a replica may still receive: ClusterSim.cutOffByRemoval).
    */
   readonly inFlight = new Set<{ readonly to: number; readonly envelope: RaftEnvelope }>();
+  /** Region → when the network last lost one of its messages at random (not a cut link): read by checkers only. */
+  private readonly lastLoss = new Map<string, number>();
 
   constructor(
     private readonly sched: SimScheduler,
@@ -465,6 +467,11 @@ export class SimNetwork {
     };
   }
 
+  /** When the network last lost a message of `regionId` at random (undefined: never). */
+  lastLossAt(regionId: string): number | undefined {
+    return this.lastLoss.get(regionId);
+  }
+
   /** One message from node `from` over the faulty network (the `queues` fault's connected streams). */
   sendFrom(from: number, to: number, envelope: RaftEnvelope): void {
     this.sendOne(from, to, envelope);
@@ -472,7 +479,12 @@ export class SimNetwork {
 
   private sendOne(from: number, to: number, envelope: RaftEnvelope): void {
     this.sent++;
-    if (this.cut.has(`${from}->${to}`) || (this.faulty && this.rand.chance(this.options.dropChance))) {
+    if (this.cut.has(`${from}->${to}`)) {
+      this.dropped++;
+      return;
+    }
+    if (this.faulty && this.rand.chance(this.options.dropChance)) {
+      this.lastLoss.set(envelope.regionId, this.sched.now);
       this.dropped++;
       return;
     }

@@ -200,7 +200,9 @@ export class FakeCluster {
       isAlive,
       observed,
       // Past the metasrv's startup pause, every node heard from or judged down.
-      awaitingReport: () => false,
+      firstReportAwaited: () => false,
+      // As the metasrv (M39): a node down for less than replica_repair_after_ms holds a removal.
+      removalAwaits: (nodeId) => self.catalog.nodes[nodeId] !== undefined && !self.alive.has(nodeId) && self.clock.nowMs() - (self.killedAtMs.get(nodeId) ?? Number.NEGATIVE_INFINITY) < self.repairAfterMs,
       downTooLong: (nodeId) => !self.alive.has(nodeId) && self.clock.nowMs() - (self.killedAtMs.get(nodeId) ?? Number.POSITIVE_INFINITY) >= self.repairAfterMs,
       // As the metasrv: the highest-term live replica reporting itself leader under its catalog peer id.
       leaderOf: (region) => {

@@ -124,8 +124,10 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       sent: { nodeId: number; instruction: Instruction }[];
       observed: Map<number, ObservedReplica>;
       alive: Set<number>;
-      /** Nodes whose first report the metasrv still awaits (ProcedureContext.awaitingReport). */
+      /** Nodes whose first report the metasrv still awaits (ProcedureContext.firstReportAwaited). */
       awaiting: Set<number>;
+      /** Nodes down for replica_repair_after_ms or longer (ProcedureContext.downTooLong). */
+      downLong: Set<number>;
       catalog: CatalogState;
     }
     function fake(observedByNode: Record<number, ObservedReplica>): Fake {
@@ -134,13 +136,16 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       const observed = new Map(Object.entries(observedByNode).map(([n, r]) => [Number(n), r]));
       const alive = new Set(Object.keys(cat.nodes).map(Number));
       const awaiting = new Set<number>();
+      const downLong = new Set<number>();
       const ctx: ProcedureContext = {
         catalog: cat,
         clock: new ManualClock(1_000_000),
         isAlive: (nodeId) => alive.has(nodeId),
         observed: (nodeId) => (alive.has(nodeId) ? observed.get(nodeId) : undefined),
-        awaitingReport: (nodeId) => awaiting.has(nodeId),
-        downTooLong: () => false,
+        firstReportAwaited: (nodeId) => awaiting.has(nodeId),
+        // As metasrv-core's removalAwaits (M39): awaited, or down for less than replica_repair_after_ms.
+        removalAwaits: (nodeId) => awaiting.has(nodeId) || (cat.nodes[nodeId] !== undefined && !alive.has(nodeId) && !downLong.has(nodeId)),
+        downTooLong: (nodeId) => downLong.has(nodeId),
         leaderOf: (region) => {
           for (const p of region.replicas) {
             const r = alive.has(p.nodeId) ? observed.get(p.nodeId) : undefined;
@@ -157,7 +162,7 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
         },
         running: () => [],
       };
-      return { ctx, sent, observed, alive, awaiting, catalog: cat };
+      return { ctx, sent, observed, alive, awaiting, downLong, catalog: cat };
     }
     const run: StepRun = { stepSinceMs: 0, resend: () => true };
     const cleanupData = (): RepairReplicaData => ({ regionId: REGION, oldPeerId: 1, oldNodeId: 1, newPeerId: 4, newNodeId: 4 });
@@ -180,9 +185,13 @@ describe('R16: the 4 → 3 window (a removed replica is deleted once no live vot
       expect(destroysRemoved(reports({ 1: REMOVED, 2: LEADER, 3: replica(3), 4: replica(4) }))).to.equal(true);
     });
 
-    it('cleanup does not wait for a voter whose node is down (hole 2)', () => {
+    it('cleanup does not wait for a voter whose node is down (hole 2); it sends the close once that node has been down replica_repair_after_ms (M39)', () => {
       const f = fake({ 1: REMOVED, 2: LEADER, 3: BEHIND, 4: replica(4) });
       f.alive.delete(3);
+      const result = repairReplica.steps['cleanup'](f.ctx, cleanupData(), run);
+      expect(result).to.have.property('done', true);
+      expect(f.sent, 'no close while node 3 is down for less than replica_repair_after_ms').to.deep.equal([]);
+      f.downLong.add(3);
       expect(repairReplica.steps['cleanup'](f.ctx, cleanupData(), run)).to.deep.equal({ done: true, note: 'replica replaced' });
       expect(f.sent).to.deep.equal([close]);
     });

@@ -47,7 +47,8 @@ function fake(): Fake {
     clock: new ManualClock(1_000_000),
     isAlive: (nodeId) => catalog.nodes[nodeId] !== undefined,
     observed: (nodeId) => observed.get(nodeId),
-    awaitingReport: () => false,
+    firstReportAwaited: () => false,
+    removalAwaits: () => false,
     downTooLong: () => false,
     leaderOf: () => {
       for (const [nodeId, replica] of observed) if (replica.role === 'leader') return { nodeId, replica };
@@ -91,6 +92,31 @@ describe('repair-replica of a lost replica (issue 14.1)', () => {
     f.catalog.regions[REGION]!.bootstrapped = true;
     expect(repairReplica.steps['allocate'](f.ctx, d, run)).to.deep.include({ next: 'add-learner' });
     expect(d).to.include({ newPeerId: 4, newNodeId: 4 });
+  });
+
+  it('allocate hands out no peer id while a node the catalog knows has not reported since this metasrv began acting: a restored catalog is behind the ids its group uses (register seed 7037)', () => {
+    const f = fake();
+    // A catalog copy places 1@1, 2@2, 3@3 (next peer id 4); the group went on meanwhile and node 3
+    // now holds peer 4, its leader, but has not reported to this metasrv yet.
+    f.observed.delete(3);
+    f.observed.set(2, replica(2));
+    let awaited = new Set([3]);
+    f.ctx.firstReportAwaited = (nodeId) => awaited.has(nodeId);
+    const d: RepairReplicaData = { regionId: REGION, oldPeerId: 1, oldNodeId: 1, inPlace: true, reason: 'new store' };
+    const result = repairReplica.steps['allocate'](f.ctx, d, run);
+    // Failed before: { next: 'clear-old' } with peer 4 — the leader's own id — given to node 1.
+    expect(result, 'allocate before node 3 reported').to.have.property('retry').that.matches(/first report of node\(s\) 3/);
+    expect(d.newPeerId).to.equal(undefined);
+    expect(f.catalog.nextPeerId).to.equal(4);
+    // Past the startup pause node 3 counts as down, no longer awaited: still no peer id while no
+    // leader of the region has reported its membership (failed before: peer 4 again).
+    awaited = new Set();
+    expect(repairReplica.steps['allocate'](f.ctx, d, run), 'allocate with no leader report').to.have.property('retry').that.matches(/a leader of the region/);
+    expect(d.newPeerId).to.equal(undefined);
+    // Node 3 reports: peer 4 leads voters 1, 2, 4 (peer 1 still counted: the repair goes on). Its ids raise the allocator.
+    f.observed.set(3, replica(4, { role: 'leader', voters: [1, 2, 4] }));
+    expect(repairReplica.steps['allocate'](f.ctx, d, run)).to.deep.include({ next: 'clear-old' });
+    expect(d).to.include({ newPeerId: 5, newNodeId: 1 });
   });
 
   it('a replica lost only because its node is away is not replaced on that node', () => {

@@ -66,9 +66,14 @@ export interface ProcedureContext {
   observed(nodeId: number, regionId: string): ObservedReplica | undefined;
   /**
    * Whether this metasrv still waits for the node's first report since it began acting (or since
-   * the node registered) and has not judged it down: reconcile.ts `AwaitingReport`.
+   * the node registered) and has not judged it down.
    */
-  awaitingReport(nodeId: number): boolean;
+  firstReportAwaited(nodeId: number): boolean;
+  /**
+   * reconcile.ts `AwaitingReport` as R16's removal hold reads it (metasrv-core `removalAwaits`):
+   * `firstReportAwaited`, or judged down for less than `replica_repair_after_ms` (finding M39).
+   */
+  removalAwaits(nodeId: number): boolean;
   /**
    * The live node reporting itself leader of the region (highest term) under a peer id the
    * catalog places there, if any. A leader the catalog does not place (the catalog behind its

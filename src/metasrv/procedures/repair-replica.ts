@@ -102,7 +102,7 @@ function cleanupHold(ctx: ProcedureContext, d: RepairReplicaData): string | unde
     learners: leader.replica.learners,
     confIndex: leader.replica.confIndex,
   };
-  return removedReplicaKept(region, hosted, group, hostedReplicas(ctx, d.regionId), (nodeId) => ctx.awaitingReport(nodeId));
+  return removedReplicaKept(region, hosted, group, hostedReplicas(ctx, d.regionId), (nodeId) => ctx.removalAwaits(nodeId));
 }
 
 /**
@@ -339,6 +339,22 @@ export const repairReplica: ProcedureDefinition<'repair-replica'> = {
           againNote = ` (again where a new peer never opened: no other node can take it; a closed replica of the region on that disk would keep it from opening — move it aside)`;
         }
         if (!node) return { retry: 'no healthy datanode without a replica of this region' };
+        // Not while a node the catalog knows has not reported since this metasrv began acting (and
+        // is not judged down): a catalog restored from an older copy is behind the peer ids its
+        // groups use, and the node holding the newest peer may not have beaten yet — the id given
+        // here would be that peer's (register seed 7037 with the metasrv, engine part: a copy
+        // placing 1@1,2@2,3@3, the group at 2,3,4 led by peer 4 on n4, n1 wiped; 0.27 s after the
+        // start, before n2, n3 and n4 had reported, the repair gave n1 peer 4 — the leader's own id
+        // — and add-learner never took). A node that never beats is judged down after the startup
+        // pause, so the wait is bounded; raisePeerIds then sees every live report.
+        const awaited = Object.values(ctx.catalog.nodes).filter((n) => ctx.firstReportAwaited(n.nodeId)).map((n) => n.nodeId);
+        if (awaited.length > 0) return { retry: `waiting for the first report of node(s) ${awaited.join(',')} since this metasrv began acting, before allocating a peer id (a restored catalog may be behind the ids the group uses)` };
+        // Nor before a leader of the region has reported its membership, whose ids raisePeerIds
+        // takes: after the startup pause a node never heard from counts as down and is not waited
+        // for above, and in seed 7037 none of n2, n3, n4 had beaten by then (their heartbeats timed
+        // out). add-learner needs that leader anyway, so waiting for it here costs the repair
+        // nothing.
+        if (!groupLeaderOf(ctx, region)) return { retry: 'waiting for a leader of the region to report its membership before allocating a peer id (a restored catalog may be behind the ids the group uses)' };
         raisePeerIds(ctx, region);
         d.newPeerId = ctx.catalog.nextPeerId++;
         d.newNodeId = node.nodeId;

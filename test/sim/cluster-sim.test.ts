@@ -875,6 +875,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.metasrv!.catalogRestores ?? 0, 'catalog copies put back').to.be.greaterThan(0);
     });
 
+    // `removal availability` and the network's random loss (session 33): engine seed 143 of
+    // drain,pause — n1's grants to n3's pre-votes lost three rounds running, 1,005 ms leaderless
+    // with nothing else wrong — and seed 340 of drain,metarestore,corrupt,wipe (session 30's "still
+    // open": n3's rounds each missing one vote). The checker's second now restarts at a random loss
+    // of one of the region's messages; both failed so before (they pass with it).
+    it('removal availability counts no second in which the network lost one of the region\'s messages (engine seeds 143 of drain,pause and 340 of drain,metarestore,corrupt,wipe)', async () => {
+      await runClusterSim(143, { mode: 'engine', metasrv: true, faults: ['drain', 'pause'] });
+      const r = await runClusterSim(340, { mode: 'engine', metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
+      expect(r.metasrv!.removals!.availabilityProbes, 'leaderless probes the checker made').to.be.greaterThan(0);
+    });
+
     // Finding M38 (docs/correctness.md), register seeds of the mix above (session 31's campaign):
     // the metasrv could not see a replica closed without destroy. At 4582 the `close` fault closed
     // n4's peer 5 of …105, a restored catalog did not place it, and reconciliation placed it lost

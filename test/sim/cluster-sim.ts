@@ -2559,7 +2559,7 @@ export class ClusterSim {
         // (E1) applies its committed entries when it runs again, and a conditional write among
         // them may read an SST GC collected: it then fails on the missing object, which
         // `replica failed` expects of a cut-off peer (cutOffReplayFailure; engine seed 7283 of the
-        // wide mix with balance: n3 paused 1,389 ms through its removal, applied to 213 of more).
+        // wide mix with balance: n3 paused 1,389 ms through its removal, applied to 213, more committed).
         const settled = replica !== undefined && (replica.raft.log.committed <= replica.appliedIndex || firstOwnRemoval(replica.raft.log.slice(replica.appliedIndex + 1, replica.raft.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER), replica.selfPeerId) === 0);
         const versionExempt = isCutOff && settled && (gated || contactFresh) ? exempt : {};
         const freshOnly = 'exempt' in versionExempt && !gated ? ({ freshContact: true } as const) : {};

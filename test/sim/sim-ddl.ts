@@ -34,6 +34,8 @@
 //   D5 (`acknowledged after drop`, with `dropwrite`): right after a DropTable answered, a write
 //      sent to each replica of the dropped table still hosted is not acknowledged (finding DT1:
 //      the replicas live on until a heartbeat closes them; the drop fence refuses the write).
+//   D6 (`dropped table listed`, with the object store): after healing the acting catalog lists no
+//      table that has a drop record (a copy from before the drop is dropped again: DT2).
 import type { HistoryEvent } from '../../src/check/history.js';
 import { checkSet } from '../../src/check/set.js';
 import { ErrorCode, RegionDbError, isRegionDbError } from '../../src/common/errors.js';

@@ -1224,7 +1224,7 @@ export class MetasrvCore {
    */
   private removalAwaits(nodeId: number): boolean {
     if (this.awaitingReport(nodeId)) return true;
-    if (this.isAlive(nodeId) || !Object.values(this.catalog.nodes).some((n) => n.nodeId === nodeId)) return false;
+    if (this.isAlive(nodeId) || this.catalog.nodes[nodeId] === undefined) return false;
     return !this.downTooLong(nodeId);
   }
 

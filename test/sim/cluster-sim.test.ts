@@ -86,6 +86,11 @@ function campaignProgress(first: number, seed: number, count: number, startedMs:
   console.log(`    … seeds ${first}–${seed} (${done} of ${count}) passed in ${((Date.now() - startedMs) / 1000).toFixed(0)} s`);
 }
 
+/** The wide engine mix with `marks`, `pause` and `balance` (session 32's and 33's campaigns): its pinned seeds. */
+const WIDE_MIX_BALANCE = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+/** Register mode's campaign mix with the metasrv (sessions 31–33), also run in engine mode: its pinned seeds. */
+const REGISTER_MIX = ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] as const;
+
 /** A violation of a safety checker (not only lost liveness). */
 const safety = (v: ClusterSimViolation) => v.invariant !== 'liveness';
 
@@ -779,7 +784,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       [2548, "is deleted by name there, and its node taken again when no other can (M37's review)"],
     ] as const) {
       it(`a repair whose new peer its live node never opens (another replica of the region closed on that disk) ${what}, register seed ${seed}`, async () => {
-        const r = await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+        const r = await runClusterSim(seed, { metasrv: true, faults: REGISTER_MIX });
         // The run's liveness checker is the test (it failed so before); these say the run is the one meant.
         expect((r.metasrv!.catalogRestores ?? 0) + (r.metasrv!.crashes ?? 0), 'catalog copies put back, metasrv crashes').to.be.greaterThan(0);
         expect(r.metasrv!.instructions['change_peer'], 'membership changes asked (the repairs)').to.be.greaterThan(0);
@@ -798,7 +803,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // final-read check demanded a read of a region no node could serve ("no ok final-read"). A
     // forgotten region readable nowhere with no acknowledged add is owed nothing now.
     it('an Admin open reaches no refused or unregistered start (engine seed 5948), and a forgotten region never hosted owes no read (5829)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const faults = WIDE_MIX_BALANCE;
       const a = await runClusterSim(5948, { mode: 'engine', metasrv: true, faults });
       expect(a.storage.restoresRefused, 'a restored disk refused').to.be.greaterThan(0);
       expect(a.ddl!.drops, 'the drop finished').to.be.greaterThan(0);
@@ -811,7 +816,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // final probe's write was refused by the fence ('table-dropped', which a client gets as
     // NOT_FOUND) and the probe took the refusal for an acknowledgement ("dropped table refused").
     it('a write refused by a surviving replica\'s drop fence is a refusal to the final probe (engine seed 6148)', async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const faults = WIDE_MIX_BALANCE;
       const r = await runClusterSim(6148, { mode: 'engine', metasrv: true, faults });
       expect(r.ddl!.drops, 'd1 dropped').to.be.greaterThan(0);
       expect(r.metasrv!.catalogRestores ?? 0, 'catalog copies put back').to.be.greaterThan(0);
@@ -824,7 +829,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // by another of the client's own CreateTables, not live to it, is one a copy brought back: the
     // client drops it and creates again.
     it("a table of the client's own a catalog copy brought back is dropped, and the create sent again (engine seed 7287)", async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const faults = WIDE_MIX_BALANCE;
       const r = await runClusterSim(7287, { mode: 'engine', metasrv: true, faults });
       expect(r.ddl!.restoredOwnDropped, 'the restored table met').to.be.greaterThan(0);
       expect(r.ddl!.creates, 'd1 created again after it').to.be.greaterThan(1);
@@ -837,7 +842,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // availability`: no leader for 1,005 ms). A voter judged down holds the deletion now until its
     // node has been down replica_repair_after_ms (metasrv-core `removalAwaits`).
     it('a voter judged down holds a removed peer\'s deletion until down replica_repair_after_ms (register seed 6987)', async () => {
-      const r = await runClusterSim(6987, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+      const r = await runClusterSim(6987, { metasrv: true, faults: REGISTER_MIX });
       // The run's `removal availability` checker is the test (it failed so before); this says the run is the one meant.
       expect(r.metasrv!.removals!.crashesAfterRemoval, 'leaders crashed after committing a removal').to.be.greaterThan(0);
     });
@@ -856,7 +861,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // object, which `replica failed` expects of a cut-off peer. Only a log holding its own removal
     // (E2/E3: it must apply no command) still holds the version while entries are left.
     it("a cut-off replica's version is not held to its SSTs while a leader contact delivered late keeps its gate open (engine seed 7492), nor for committed entries left to apply when it never learned its removal (7283)", async () => {
-      const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore', 'marks', 'pause', 'balance'] as const;
+      const faults = WIDE_MIX_BALANCE;
       await runClusterSim(7492, { mode: 'engine', metasrv: true, faults });
       const r = await runClusterSim(7283, { mode: 'engine', metasrv: true, faults });
       expect(r.engine!.deletesNamedByCutOff, 'a delete the cut-off exemption decided').to.be.greaterThan(0);
@@ -871,7 +876,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // hold itself moved the run (the seed's repair now allocates later, and the run goes otherwise):
     // test/unit/repair-replica.test.ts shows the fix; this keeps the seed it came from passing.
     it('a repair allocates no peer id before a leader of the region has reported its membership (M40, engine seed 7037)', async () => {
-      const r = await runClusterSim(7037, { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+      const r = await runClusterSim(7037, { mode: 'engine', metasrv: true, faults: REGISTER_MIX });
       expect(r.metasrv!.catalogRestores ?? 0, 'catalog copies put back').to.be.greaterThan(0);
     });
 
@@ -898,7 +903,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       [3890, "a removed peer's data held closed is deleted by name, and the repair takes that node"],
     ] as const) {
       it(`replicas held closed (M38): ${what}, register seed ${seed}`, async () => {
-        const r = await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+        const r = await runClusterSim(seed, { metasrv: true, faults: REGISTER_MIX });
         // The run's checkers are the test (H3 at 4582, liveness at 3890 failed so before); this says the run is the one meant.
         expect(r.metasrv!.instructions['close_region'], 'close_region instructions sent').to.be.greaterThan(0);
       });
@@ -910,7 +915,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // write's SST that GC had collected — which GC owed it nothing for (E11). The checker took the
     // failure for a bug (`replica failed`); a cut-off peer failing on a collected object is expected.
     it('a peer cut off by its removal that fails replaying on a collected SST is no failure the checker flags (engine seed 5418)', async () => {
-      const r = await runClusterSim(5418, { mode: 'engine', metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+      const r = await runClusterSim(5418, { mode: 'engine', metasrv: true, faults: REGISTER_MIX });
       expect(r.engine!.sstsDeleted, 'SSTs collected').to.be.greaterThan(0);
     });
 
@@ -920,7 +925,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // closed on a running node now hands off (a TimeoutNow to a voter with its whole log).
     for (const seed of [3488, 4608]) {
       it(`a leader replica closed on a running node while its followers sleep hands off (Q2), register seed ${seed}`, async () => {
-        const r = await runClusterSim(seed, { metasrv: true, faults: ['corrupt', 'wipe', 'restore', 'close', 'flap', 'drain', 'metarestore', 'catalog'] });
+        const r = await runClusterSim(seed, { metasrv: true, faults: REGISTER_MIX });
         // The run's availability checker is the test (it failed so before); this says the run is the one meant.
         expect(r.closes?.leaders ?? 0, 'leader replicas closed by the close fault').to.be.greaterThan(0);
       });

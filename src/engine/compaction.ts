@@ -5,7 +5,7 @@
 import type { SstMeta } from './command.js';
 import type { RegionState } from './region-state.js';
 import { type SstSink, type WrittenSst, writeSst } from './flush.js';
-import { yieldEvery } from './yield.js';
+import { ROWS_PER_YIELD } from './yield.js';
 
 /**
  * A compaction merges a contiguous run of the region's SSTs (newest first: [start, end)) into
@@ -90,17 +90,13 @@ export function planCompaction(ssts: readonly SstMeta[], width: number, everythi
  * nothing was written. Memory is a chunk of the output (SST_WRITE_CHUNK_BYTES), not the output.
  */
 export function mergeSsts(state: RegionState, inputs: readonly SstMeta[], dropTombstones: boolean, sink: SstSink): Promise<WrittenSst | null> {
+  const batches = state.mergedSstBatches(inputs, ROWS_PER_YIELD);
   return writeSst(
-    (async function* () {
-      let dropped = 0;
-      for await (const entry of state.mergedSstEntries(inputs)) {
-        if (entry.value === null && dropTombstones) {
-          await yieldEvery(++dropped); // writeSst yields for the entries it writes, not for these
-          continue;
-        }
-        yield entry;
-      }
-    })(),
+    dropTombstones
+      ? (async function* () {
+          for await (const batch of batches) yield batch.filter((e) => e.value !== null);
+        })()
+      : batches,
     sink,
   );
 }

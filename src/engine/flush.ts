@@ -22,7 +22,7 @@ import type { SstMeta } from './command.js';
 import { sstPrefix } from './manifest.js';
 import { type FrozenMemtable, memEntryToSstInput } from './region-state.js';
 import { type SstEntry, type SstKeyStringEntry, type SstProperties, sstBuilder } from './sst/format.js';
-import { yieldEvery } from './yield.js';
+import { turnOfEventLoop, yieldEvery } from './yield.js';
 
 /** When a region's active memtable is due for a flush. */
 export interface FlushPolicy {
@@ -97,15 +97,33 @@ export const SST_WRITE_CHUNK_BYTES = 1 << 20;
 
 /**
  * Writes `entries` (ascending keys) as one SST into `sink`, in chunks, yielding to the event loop
- * as it goes; null if there were no entries, and then nothing was written.
+ * as it goes; null if there were no entries, and then nothing was written. `entries` is either
+ * synchronous (a frozen memtable's scan: no await per entry, a turn of the event loop every
+ * ROWS_PER_YIELD entries) or batches in key order (a merge's: a turn after each batch, which holds
+ * at most ROWS_PER_YIELD entries).
  */
-export async function writeSst(entries: Iterable<SstEntry | SstKeyStringEntry> | AsyncIterable<SstEntry | SstKeyStringEntry>, sink: SstSink): Promise<WrittenSst | null> {
+export async function writeSst(entries: Iterable<SstEntry | SstKeyStringEntry> | AsyncIterable<readonly (SstEntry | SstKeyStringEntry)[]>, sink: SstSink): Promise<WrittenSst | null> {
   const builder = sstBuilder();
-  for await (const entry of entries) {
+  const add = (entry: SstEntry | SstKeyStringEntry): Promise<void> | undefined => {
     if (entry.key === undefined) builder.addKeyString(entry.keyString, entry.version, entry.value);
     else builder.add(entry);
-    await yieldEvery(builder.count);
-    if (builder.bufferedBytes >= SST_WRITE_CHUNK_BYTES) await sink.write(builder.drain());
+    return builder.bufferedBytes >= SST_WRITE_CHUNK_BYTES ? sink.write(builder.drain()) : undefined;
+  };
+  if (Symbol.iterator in entries) {
+    for (const entry of entries) {
+      const written = add(entry);
+      if (written !== undefined) await written;
+      const turn = yieldEvery(builder.count);
+      if (turn !== undefined) await turn;
+    }
+  } else {
+    for await (const batch of entries) {
+      for (const entry of batch) {
+        const written = add(entry);
+        if (written !== undefined) await written;
+      }
+      await turnOfEventLoop();
+    }
   }
   if (builder.count === 0) return null;
   const { tail, size, properties } = builder.finishTail();

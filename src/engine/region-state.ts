@@ -740,16 +740,19 @@ export class RegionState implements StateMachine<ApplyResult> {
    * decoded (sstEntryForMerge): the merge needs keys and versions only, and decoding every value
    * to cells and encoding it again was most of a compaction's CPU (docs/performance.md, session
    * 29). A damaged value (its block's CRC matched) is copied as it is and stays CORRUPTION for
-   * every reader of the output, as it was for the input's. The same steps as mergedCells, so
-   * the event-loop turns a compaction takes are unchanged.
+   * every reader of the output, as it was for the input's. Each input is walked a decoded block
+   * at a time (SstReader.blocksInOrder) and the merge steps through a block without an await,
+   * handing on batches of at most `batchSize` entries: four async generators per entry (the
+   * reader's scan, a map, the merge, the compaction's filter) were about half of a merge's CPU
+   * (docs/performance.md, session 34). writeSst turns the event loop after each batch.
    */
-  async *mergedSstEntries(inputs: readonly SstMeta[]): AsyncGenerator<SstEntry> {
-    const sources: AsyncIterator<SstEntry>[] = [];
+  async *mergedSstBatches(inputs: readonly SstMeta[], batchSize: number): AsyncGenerator<SstEntry[]> {
+    const cursors: BlockCursor[] = [];
     for (const meta of inputs) {
       const reader = await this.opener().open(meta);
-      sources.push(mapAsync(reader.scan({}), (e) => sstEntryForMerge(e, meta.key)));
+      cursors.push(new BlockCursor(reader.blocksInOrder(), meta.key));
     }
-    yield* mergeNewest(sources);
+    yield* mergeNewestInBatches(cursors, batchSize);
   }
 
   // ─── Snapshots and manifests ─────────────────────────────────────────────────────────────
@@ -901,6 +904,76 @@ function toAsync<T, U>(it: Iterator<T>, f: (t: T) => U): AsyncIterator<U> {
 
 async function* mapAsync<T, U>(it: AsyncIterable<T>, f: (t: T) => U): AsyncGenerator<U> {
   for await (const v of it) yield f(v);
+}
+
+/**
+ * One SST's entries as a merge reads them: the current decoded block and a position in it, so
+ * that stepping to the next entry is synchronous within a block (sstEntryForMerge applied as
+ * each block arrives).
+ */
+class BlockCursor {
+  block: readonly SstEntry[] = [];
+  at = 0;
+  done = false;
+
+  constructor(
+    private readonly blocks: AsyncIterator<readonly SstEntry[]>,
+    private readonly sst: string,
+  ) {}
+
+  /** Moves to the next non-empty block, or sets done. */
+  async fill(): Promise<void> {
+    for (;;) {
+      const next = await this.blocks.next();
+      if (next.done) {
+        this.done = true;
+        return;
+      }
+      if (next.value.length === 0) continue;
+      let block = next.value;
+      for (let j = 0; j < block.length; j++) {
+        const mapped = sstEntryForMerge(block[j]!, this.sst);
+        if (mapped === block[j]) continue;
+        if (block === next.value) block = block.slice();
+        (block as SstEntry[])[j] = mapped;
+      }
+      this.block = block;
+      this.at = 0;
+      return;
+    }
+  }
+}
+
+/**
+ * mergeNewest over BlockCursors, in batches of at most `batchSize` entries: an await only when a
+ * cursor's block runs out, not per entry.
+ */
+async function* mergeNewestInBatches(cursors: BlockCursor[], batchSize: number): AsyncGenerator<SstEntry[]> {
+  await Promise.all(cursors.map((c) => c.fill()));
+  let out: SstEntry[] = [];
+  for (;;) {
+    let min: Uint8Array | undefined;
+    for (const c of cursors) {
+      if (c.done) continue;
+      const k = c.block[c.at]!.key;
+      if (!min || compareBytes(k, min) < 0) min = k;
+    }
+    if (!min) break;
+    let best: SstEntry | undefined;
+    for (const c of cursors) {
+      if (c.done) continue;
+      const h = c.block[c.at]!;
+      if (compareBytes(h.key, min) !== 0) continue;
+      if (!best || h.version > best.version) best = h;
+      if (++c.at >= c.block.length) await c.fill();
+    }
+    out.push(best!);
+    if (out.length >= batchSize) {
+      yield out;
+      out = [];
+    }
+  }
+  if (out.length > 0) yield out;
 }
 
 /**

@@ -10,5 +10,10 @@ export const ROWS_PER_YIELD = 1024;
  * hundred thousand rows stalls the datanode for a second, longer than a raft election timeout.
  */
 export function yieldEvery(rows: number): Promise<void> | undefined {
-  return rows % ROWS_PER_YIELD === 0 ? new Promise((resolve) => setImmediate(resolve)) : undefined;
+  return rows % ROWS_PER_YIELD === 0 ? turnOfEventLoop() : undefined;
+}
+
+/** One turn of the event loop (what yieldEvery gives every ROWS_PER_YIELD rows). */
+export function turnOfEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

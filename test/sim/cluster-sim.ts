@@ -420,7 +420,7 @@ export interface ClusterSimResult {
   /** Quiescence seen by the probe: replicas that went to sleep, woke, woke after their leader's node crashed; replicas asleep on a node that crashed. */
   quiescence: { quiesced: number; woken: number; wokenAfterLeaderDown: number; quiescedCrashed: number };
   /** Engine mode: what the flushers did in the object store. */
-  engine?: { sstsPut: number; sstsDeleted: number; deletesNamedByCutOff: number; deletesNamedByFreshContact: number; deletesNamedByRefusedCopy: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
+  engine?: { sstsPut: number; sstsDeleted: number; deletesNamedByCutOff: number; deletesNamedByFreshContact: number; deletesNamedWithEntriesLeft: number; deletesNamedByRefusedCopy: number; manifestsPut: number; manifestsRewritten: number; storeFailures: number; slowRequests: number; uploadsNotProposed: number; flushEdits: number; compactionEdits: number; retries: number };
   /** The third slice's faults that took effect, and the replicas replaced after them. */
   storage: { corruptions: number; wipes: number; restores: number; restoresRefused: number; repairs: number; clockSteps: number; rawWrites: number; clientRestarts: number; tooOld: number };
   /** With `close`: replicas closed, of them leaders, proposals in flight at those closes, and reopens. */
@@ -902,6 +902,8 @@ export class ClusterSim {
   private deletesNamedByCutOff = 0;
   /** Of those, deletes named by a cut-off replica's version exempt only by leader contact received within the stale-read bound (seed 7492). */
   private deletesNamedByFreshContact = 0;
+  /** Of those, deletes named by a cut-off replica's version with committed entries left to apply (it never learned its removal: seed 7283). */
+  private deletesNamedWithEntriesLeft = 0;
   /** Deletes of SSTs only a refused copy's durable snapshot named (not held: "A refused copy holds nothing", docs/simulation.md). */
   private deletesNamedByRefusedCopy = 0;
   private manifestsPut = 0;
@@ -1462,6 +1464,7 @@ export class ClusterSim {
               sstsDeleted: this.sstsDeleted,
               deletesNamedByCutOff: this.deletesNamedByCutOff,
               deletesNamedByFreshContact: this.deletesNamedByFreshContact,
+              deletesNamedWithEntriesLeft: this.deletesNamedWithEntriesLeft,
               deletesNamedByRefusedCopy: this.deletesNamedByRefusedCopy,
               manifestsPut: this.manifestsPut,
               manifestsRewritten: this.manifestsRewritten,
@@ -2502,8 +2505,8 @@ export class ClusterSim {
    * each replica's newest published snapshot (what GC keeps for it). Older manifests and older
    * published snapshots are on their way out and may name collected SSTs.
    */
-  private namers(): { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true; freshContact?: true }[] {
-    const out: { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true; freshContact?: true }[] = [];
+  private namers(): { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true; freshContact?: true; entriesLeft?: true }[] {
+    const out: { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true; freshContact?: true; entriesLeft?: true }[] = [];
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
@@ -2563,7 +2566,8 @@ export class ClusterSim {
         const settled = replica !== undefined && (replica.raft.log.committed <= replica.appliedIndex || firstOwnRemoval(replica.raft.log.slice(replica.appliedIndex + 1, replica.raft.log.lastIndex() + 1, Number.MAX_SAFE_INTEGER), replica.selfPeerId) === 0);
         const versionExempt = isCutOff && settled && (gated || contactFresh) ? exempt : {};
         const freshOnly = 'exempt' in versionExempt && !gated ? ({ freshContact: true } as const) : {};
-        if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt, ...freshOnly });
+        const withEntriesLeft = 'exempt' in versionExempt && replica !== undefined && replica.raft.log.committed > replica.appliedIndex ? ({ entriesLeft: true } as const) : {};
+        if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt, ...freshOnly, ...withEntriesLeft });
         // A disk the metasrv refused as a restored copy (K1) reopens none of its replicas, now or at
         // any later start (refusedStores): its durable snapshot is never restarted from. Nor is a
         // disk put back from a copy and not yet registered (restoredDisks; engine seed 2320 of the
@@ -2694,16 +2698,19 @@ export class ClusterSim {
     let exemptNamed = false;
     let refusedNamed = false;
     let freshNamed = false;
-    for (const { who, ssts, exempt, refusedCopy, freshContact } of this.namers()) {
+    let entriesLeftNamed = false;
+    for (const { who, ssts, exempt, refusedCopy, freshContact, entriesLeft } of this.namers()) {
       if (!ssts.includes(key)) continue;
       if (refusedCopy) refusedNamed = true;
       else if (exempt) {
         exemptNamed = true;
         if (freshContact) freshNamed = true;
+        if (entriesLeft) entriesLeftNamed = true;
       } else this.flag('referenced object deleted', `${key} was deleted while ${who} names it`);
     }
     if (exemptNamed) this.deletesNamedByCutOff++;
     if (freshNamed) this.deletesNamedByFreshContact++;
+    if (entriesLeftNamed) this.deletesNamedWithEntriesLeft++;
     if (refusedNamed) this.deletesNamedByRefusedCopy++;
   }
 
@@ -3672,7 +3679,10 @@ export class ClusterSim {
         // it for one (engine seed 6148 of the wide mix with balance: a replica a restored catalog
         // forgot after the drop, fenced, answered 'table-dropped').
         const value = got.value as { status?: string; tableId?: number } | boolean | undefined;
-        if (typeof value === 'object' && value.status === 'table-dropped') throw tableDroppedError('(the dropped table)', value.tableId ?? 0, regionId, 'write');
+        if (typeof value === 'object' && value.status === 'table-dropped') {
+          ddl.stats.fenceRefusedProbes++;
+          throw tableDroppedError('(the dropped table)', value.tableId ?? 0, regionId, 'write');
+        }
         // Only an applied write is an acknowledgement (as D5's probe counts them).
         if (typeof value === 'object' && value.status !== 'ok') throw new Error(`not applied (${JSON.stringify(value)})`);
         return got.value;

@@ -163,7 +163,7 @@ export class SimDdlClient {
   private readonly inc = new Incarnation(DDL_CLIENT_NODE_ID, 1);
   private calls = 0;
   private writing = false;
-  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0, probes: 0, unreadWithoutQuorum: 0, unreadNeverAcknowledged: 0, restoredOwnDropped: 0 };
+  readonly stats = { creates: 0, drops: 0, attempts: 0, unknown: 0, catalogLosses: 0, adds: 0, reusedTableIds: 0, probes: 0, unreadWithoutQuorum: 0, unreadNeverAcknowledged: 0, restoredOwnDropped: 0, fenceRefusedProbes: 0 };
   /** Whether this seed loses the metasrv's disk after the first drop (engine mode, half of the seeds). */
   private readonly loseCatalog: boolean;
 

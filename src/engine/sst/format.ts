@@ -678,6 +678,25 @@ export class SstReader {
     }
   }
 
+  /**
+   * Every entry, a decoded block at a time, in key order (one block read ahead): what a merge
+   * reads, which walks a block's entries without an await per entry (scan's are per entry).
+   */
+  async *blocksInOrder(): AsyncGenerator<readonly SstEntry[]> {
+    let current = this.readBlock(0);
+    for (let i = 0; ; i++) {
+      let next: Promise<SstEntry[]> | undefined;
+      if (i + 1 < this.blocks.length) {
+        next = this.readBlock(i + 1);
+        // If the consumer stops early the read-ahead is abandoned; never let it reject unhandled.
+        next.catch(() => undefined);
+      }
+      yield await current;
+      if (next === undefined) return;
+      current = next;
+    }
+  }
+
   /** Entries with start ≤ key < end in key order, reading only blocks that overlap the range (one block ahead). */
   async *scan(range: { start?: Uint8Array; end?: Uint8Array } = {}): AsyncGenerator<SstEntry> {
     const { start, end } = range;

@@ -338,6 +338,22 @@ async function mergeToBytes(s: RegionState, inputs: readonly SstMeta[], dropTomb
   return { bytes, properties: written.properties };
 }
 
+/** Runs `work`, counting the turns of the event loop it lets happen (a setImmediate chain). */
+async function countingTurns<T>(work: () => Promise<T>): Promise<{ result: T; turns: number }> {
+  let turns = 0;
+  let ticking = true;
+  const tick = () => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  try {
+    return { result: await work(), turns };
+  } finally {
+    ticking = false;
+  }
+}
+
 const freeze = () => encodeCommand({ kind: 'freeze' });
 const flushEdit = (freezeIndex: number, sst: SstMeta | null) => encodeCommand({ kind: 'flush-edit', freezeIndex, sst });
 
@@ -546,15 +562,7 @@ describe('engine: size-tiered compaction', () => {
     s.apply(1, write(1, Array.from({ length: rows }, (_, i) => [`h${i}`, 1, 10, i])));
     s.apply(2, freeze());
     s.apply(3, flushEdit(2, ssts.flush(s, 'A')));
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      turns++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
-    const merged = await mergeToBytes(s, s.ssts, true);
-    ticking = false;
+    const { result: merged, turns } = await countingTurns(() => mergeToBytes(s, s.ssts, true));
     expect(merged!.properties.entryCount).to.equal(rows);
     expect(turns, 'event-loop turns during the merge').to.be.at.least(rows / ROWS_PER_YIELD / 2);
   });
@@ -675,15 +683,7 @@ describe('engine: size-tiered compaction', () => {
     s.apply(1, encodeCommand({ kind: 'delete', clientId: 'c1', requestId: 1, keys }));
     s.apply(2, freeze());
     s.apply(3, flushEdit(2, ssts.flush(s, 'A')));
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      turns++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
-    const merged = await mergeToBytes(s, s.ssts, true);
-    ticking = false;
+    const { result: merged, turns } = await countingTurns(() => mergeToBytes(s, s.ssts, true));
     expect(merged, 'every entry dropped: no SST').to.equal(null);
     expect(turns, 'event-loop turns during the merge').to.be.at.least(rows / ROWS_PER_YIELD / 2);
   });
@@ -693,16 +693,8 @@ describe('engine: size-tiered compaction', () => {
     const rows = 20 * ROWS_PER_YIELD;
     s.apply(1, write(1, Array.from({ length: rows }, (_, i) => [`h${i}`, 1, 10, i])));
     s.apply(2, freeze());
-    let turns = 0;
-    let ticking = true;
-    const tick = () => {
-      turns++;
-      if (ticking) setImmediate(tick);
-    };
-    setImmediate(tick);
     const chunks: Uint8Array[] = [];
-    const written = await writeFlushSst(s.frozen[0]!, { write: async (c) => void chunks.push(c) });
-    ticking = false;
+    const { result: written, turns } = await countingTurns(() => writeFlushSst(s.frozen[0]!, { write: async (c) => void chunks.push(c) }));
     expect(written!.properties.entryCount).to.equal(rows);
     expect(turns, 'event-loop turns during the flush').to.be.at.least(rows / ROWS_PER_YIELD / 2);
   });

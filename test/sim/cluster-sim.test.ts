@@ -877,6 +877,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
       expect(r.engine!.deletesNamedByCutOff, 'a delete the cut-off exemption decided').to.be.greaterThan(0);
     });
 
+    // Engine seed 1242 of the same mix (session 34): n3's peer 3 of …104, removed while n3 was
+    // paused and cut off, restarted applied to 91 with its commit index at 97 and its own removal
+    // appended at 98–99 — E10's replica (docs/correctness.md), which applies the commands up to its
+    // commit index and stalls on a collected SST by design. The checker held its version because
+    // its log held its removal, and flagged GC's delete of an SST it named (`referenced object
+    // deleted`, "n3 4398046511104 version at 91"); a removal counts only at or below the commit index now.
+    it("a cut-off replica whose own removal lies above its commit index is not held to its version (engine seed 1242)", async () => {
+      const r = await runClusterSim(1242, { mode: 'engine', metasrv: true, faults: WIDE_MIX_BALANCE });
+      expect(r.engine!.deletesNamedByCutOff, 'a delete the cut-off exemption decided').to.be.greaterThan(0);
+    });
+
     // Finding M40, the engine part of the mix above, seed 7037 (session 33): a catalog copy placing
     // 1@1,2@2,3@3 was put back while the group ran on 2,3,4 led by peer 4 on n4; n1 had been wiped.
     // 0.27 s after the metasrv's start, before n2, n3 or n4 had beaten (their heartbeats timed out,

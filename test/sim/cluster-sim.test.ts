@@ -816,7 +816,7 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // final probe's write was refused by the fence ('table-dropped', which a client gets as
     // NOT_FOUND) and the probe took the refusal for an acknowledgement ("dropped table refused").
     // Session 34's flush and merge without an await per entry moved the engine traces: 6148 no
-    // longer drops d1, and no seed of the wide mix searched since (1–1350, 7000–7860) has the final
+    // longer drops d1, and no seed of the wide mix searched since (1–2550, 7000–9023) has the final
     // probe meet a fence's refusal (`ddl.fenceRefusedProbes`, counted since): the path is owed a
     // seed. 6148 still runs here as a replay of the mix (every checker of the run must pass).
     it('a write refused by a surviving replica\'s drop fence is a refusal to the final probe (engine seed 6148; no seed reaches it since session 34)', async () => {
@@ -831,8 +831,8 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // by another of the client's own CreateTables, not live to it, is one a copy brought back: the
     // client drops it and creates again.
     // Session 34's flush and merge without an await per entry moved the engine traces: 7287 no
-    // longer meets a restored table of its own, and no seed of the wide mix searched since (1–1350,
-    // 7000–7860) does (`ddl.restoredOwnDropped`): the path is owed a seed. 7287 still runs here as a
+    // longer meets a restored table of its own, and no seed of the wide mix searched since (1–2550,
+    // 7000–9023) does (`ddl.restoredOwnDropped`): the path is owed a seed. 7287 still runs here as a
     // replay of the mix.
     it("a table of the client's own a catalog copy brought back is dropped, and the create sent again (engine seed 7287; no seed reaches it since session 34)", async () => {
       const faults = WIDE_MIX_BALANCE;
@@ -885,6 +885,17 @@ describe('whole-datanode simulator (real RegionServer, simulated disk, network a
     // deleted`, "n3 4398046511104 version at 91"); a removal counts only at or below the commit index now.
     it("a cut-off replica whose own removal lies above its commit index is not held to its version (engine seed 1242)", async () => {
       const r = await runClusterSim(1242, { mode: 'engine', metasrv: true, faults: WIDE_MIX_BALANCE });
+      expect(r.engine!.deletesNamedByCutOff, 'a delete the cut-off exemption decided').to.be.greaterThan(0);
+    });
+
+    // Engine seed 595 of the same mix (session 34): n3's peer 3 of …104, its replica closed by the
+    // `close` fault, isolated and paused through its removal; GC collected an SST its durable
+    // snapshot named. Its log reaches 188 at term 11, n1's durable snapshot is at 188 of term 12
+    // (its log holding the committed removal): past the peer by raft's comparison of logs, which
+    // the cut-off rule's index-only test did not see (`referenced object deleted`, "n3 … durable
+    // raft snapshot at 176 (node running, replica not hosted)").
+    it("a removed peer is cut off once every other replica's durable snapshot is past its log by raft's comparison (engine seed 595)", async () => {
+      const r = await runClusterSim(595, { mode: 'engine', metasrv: true, faults: WIDE_MIX_BALANCE });
       expect(r.engine!.deletesNamedByCutOff, 'a delete the cut-off exemption decided').to.be.greaterThan(0);
     });
 

@@ -2628,17 +2628,17 @@ export class ClusterSim {
    * node runs, fenced or not), was cut off from its region for good by its removal, so that
    * nothing it names must be kept (docs/simulation.md, findings E1 and E2). It is when every other
    * replica of the region on any disk has a durable raft snapshot whose membership does not name
-   * it and that is past everything this peer has or may still receive: above the last index of
-   * its log (on disk, in memory, and in any envelope on its way to it) and at a term no lower than
-   * that log's last term; and the membership it restarts from has another voter.
+   * it and that is past everything this peer has or may still receive, by raft's comparison of
+   * logs: at a term above the last term of its log (on disk, in memory, and in any envelope on its
+   * way to it), or at that term and above its last index; and the membership it restarts from has
+   * another voter.
    *
    * Why that is for good. Memberships only move forward from a durable snapshot and peer ids are
    * never reused, so no replica on any disk counts this peer again: none sends it an entry or a
    * snapshot (what is already on its way was counted above), and a replica created later starts
    * from one of theirs. Every one of them refuses its (pre-)votes: its log ends at or past the
-   * snapshot, whose index is above this peer's last index and whose term is at least this peer's
-   * last term (raft's vote rule, §5.4.1); its own vote is not a majority of a membership with
-   * another voter. So it is never elected and its log never grows: it applies nothing a leader
+   * snapshot, which is past this peer's last entry by that comparison (raft's vote rule,
+   * §5.4.1); its own vote is not a majority of a membership with another voter. So it is never elected and its log never grows: it applies nothing a leader
    * counts. It may apply what its own log commits — its removal, if the log holds it (then it is
    * fenced, E2); a replica that never learned it stays frozen (E1) — and a restart reopens it from
    * its durable snapshot (no SST is read to open) with no leader heard from, so no stale read.
@@ -2678,7 +2678,11 @@ export class ClusterSim {
       const store = other.disk.stores.get(regionId);
       if (!store) continue;
       const { index, term, confState } = store.snapshot().metadata;
-      if (index <= lastIndex || term < lastTerm) return false;
+      // Past it by raft's own comparison of logs (a higher last term, or the same term and a
+      // higher index): no replica holding this snapshot votes for the peer, and the peer holds
+      // nothing committed it lacks. Wide-mix engine seed 595 (session 34): n3's log at 188 of term
+      // 11, n1's durable snapshot at 188 of term 12 — past it, which the index alone did not see.
+      if (term < lastTerm || (term === lastTerm && index <= lastIndex)) return false;
       if ((confState.voters.includes(peerId) || confState.learners.includes(peerId)) && !removalCommittedPast(store, peerId)) return false;
       others++;
     }

@@ -853,6 +853,20 @@ const FLAP_UP_MS_MAX = 150;
 
 type Outcome = 'ok' | 'fail' | 'info';
 
+/**
+ * What names SSTs for the `referenced object deleted` check (ClusterSim.namers): who, the SSTs,
+ * and why it is not held (exempt: a cut-off peer; refusedCopy: a restored copy's snapshot) with
+ * what the counters split out of an exemption (freshContact, entriesLeft).
+ */
+interface SstNamer {
+  readonly who: string;
+  readonly ssts: readonly string[];
+  readonly exempt?: true;
+  readonly refusedCopy?: true;
+  readonly freshContact?: true;
+  readonly entriesLeft?: true;
+}
+
 export class ClusterSim {
   private readonly rand: SeededRand;
   private readonly sched = new SimScheduler();
@@ -2505,8 +2519,8 @@ export class ClusterSim {
    * each replica's newest published snapshot (what GC keeps for it). Older manifests and older
    * published snapshots are on their way out and may name collected SSTs.
    */
-  private namers(): { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true; freshContact?: true; entriesLeft?: true }[] {
-    const out: { who: string; ssts: readonly string[]; exempt?: true; refusedCopy?: true; freshContact?: true; entriesLeft?: true }[] = [];
+  private namers(): SstNamer[] {
+    const out: SstNamer[] = [];
     const store = this.objectStore!;
     /** `region/peer` → the durable snapshot index of that peer's running replica. */
     const durableOfRunning = new Map<string, number>(); // or of the replica a down node restarts
@@ -2572,7 +2586,7 @@ export class ClusterSim {
         const settled = replica !== undefined && (committed <= replica.appliedIndex || firstOwnRemoval(replica.raft.log.slice(replica.appliedIndex + 1, committed + 1, Number.MAX_SAFE_INTEGER), replica.selfPeerId) === 0);
         const versionExempt = isCutOff && settled && (gated || contactFresh) ? exempt : {};
         const freshOnly = 'exempt' in versionExempt && !gated ? ({ freshContact: true } as const) : {};
-        const withEntriesLeft = 'exempt' in versionExempt && replica !== undefined && replica.raft.log.committed > replica.appliedIndex ? ({ entriesLeft: true } as const) : {};
+        const withEntriesLeft = 'exempt' in versionExempt && replica !== undefined && committed > replica.appliedIndex ? ({ entriesLeft: true } as const) : {};
         if (replica) out.push({ who: `n${node.id} ${regionId} version at ${replica.appliedIndex}`, ssts: replica.stateMachine.ssts.map((s) => s.key), ...versionExempt, ...freshOnly, ...withEntriesLeft });
         // A disk the metasrv refused as a restored copy (K1) reopens none of its replicas, now or at
         // any later start (refusedStores): its durable snapshot is never restarted from. Nor is a
@@ -2638,8 +2652,8 @@ export class ClusterSim {
    * snapshot (what is already on its way was counted above), and a replica created later starts
    * from one of theirs. Every one of them refuses its (pre-)votes: its log ends at or past the
    * snapshot, which is past this peer's last entry by that comparison (raft's vote rule,
-   * §5.4.1); its own vote is not a majority of a membership with another voter. So it is never elected and its log never grows: it applies nothing a leader
-   * counts. It may apply what its own log commits — its removal, if the log holds it (then it is
+   * §5.4.1); its own vote is not a majority of a membership with another voter. So it is never
+   * elected and its log never grows: it applies nothing a leader counts. It may apply what its own log commits — its removal, if the log holds it (then it is
    * fenced, E2); a replica that never learned it stays frozen (E1) — and a restart reopens it from
    * its durable snapshot (no SST is read to open) with no leader heard from, so no stale read.
    * What it still costs: a stale read before a restart (E1's open part) and, if re-applying a
